@@ -1,0 +1,47 @@
+"""A small async Ethereum JSON-RPC client (aiohttp), shared by simulation and the signer."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import aiohttp
+
+
+class RpcError(Exception):
+    """The node answered with a JSON-RPC error; ``data`` keeps its revert payload if any."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None):
+        super().__init__(f"{method}: {message} (code {code})")
+        self.method, self.code, self.message, self.data = method, code, message, data
+
+
+class RpcUnavailable(Exception):
+    pass
+
+
+class JsonRpc:
+    def __init__(self, url: str, timeout_s: float = 10.0):
+        self.url = url
+        self._ids = itertools.count(1)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def call(self, method: str, *params: Any) -> Any:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        try:
+            async with self._session.post(self.url, json=body) as resp:
+                reply = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RpcUnavailable(f"{method}: chain RPC at {self.url} unreachable ({exc.__class__.__name__}: {exc}); "
+                                 "check WARDEN_RPC_URL and that the node runs") from exc
+        if "error" in reply:
+            err = reply["error"]
+            raise RpcError(method, err.get("code", 0), err.get("message", ""), err.get("data"))
+        return reply["result"]
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

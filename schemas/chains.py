@@ -1,0 +1,131 @@
+"""The chain registry: every network an intent may name.
+
+A *network* (``base``, ``sepolia``) is what an intent targets; it has an EIP-155
+chain id, a native currency and an explorer. A *key chain* (``ethereum``) is the
+family of signing keys that network uses: every EVM network signs with the
+agent's ethereum key, so ``base`` and ``sepolia`` map to ``ethereum``.
+
+Admins add networks at run time (``warden chains add``); those live in
+``$WARDEN_HOME/chains.json`` and are merged over the built-in table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Chain:
+    name: str
+    chain_id: int
+    currency: str
+    explorer: str
+    key_chain: str = "ethereum"
+    testnet: bool = False
+
+
+_BUILTIN = (
+    # 28 mainnets
+    Chain("ethereum", 1, "ETH", "https://etherscan.io"),
+    Chain("optimism", 10, "ETH", "https://optimistic.etherscan.io"),
+    Chain("cronos", 25, "CRO", "https://cronoscan.com"),
+    Chain("bsc", 56, "BNB", "https://bscscan.com"),
+    Chain("gnosis", 100, "xDAI", "https://gnosisscan.io"),
+    Chain("polygon", 137, "POL", "https://polygonscan.com"),
+    Chain("opbnb", 204, "BNB", "https://opbnb.bscscan.com"),
+    Chain("fantom", 250, "FTM", "https://ftmscan.com"),
+    Chain("fraxtal", 252, "frxETH", "https://fraxscan.com"),
+    Chain("zksync", 324, "ETH", "https://explorer.zksync.io"),
+    Chain("metis", 1088, "METIS", "https://andromeda-explorer.metis.io"),
+    Chain("polygon-zkevm", 1101, "ETH", "https://zkevm.polygonscan.com"),
+    Chain("moonbeam", 1284, "GLMR", "https://moonscan.io"),
+    Chain("moonriver", 1285, "MOVR", "https://moonriver.moonscan.io"),
+    Chain("kava", 2222, "KAVA", "https://kavascan.com"),
+    Chain("mantle", 5000, "MNT", "https://mantlescan.xyz"),
+    Chain("base", 8453, "ETH", "https://basescan.org"),
+    Chain("mode", 34443, "ETH", "https://modescan.io"),
+    Chain("arbitrum", 42161, "ETH", "https://arbiscan.io"),
+    Chain("arbitrum-nova", 42170, "ETH", "https://nova.arbiscan.io"),
+    Chain("celo", 42220, "CELO", "https://celoscan.io"),
+    Chain("avalanche", 43114, "AVAX", "https://snowtrace.io"),
+    Chain("linea", 59144, "ETH", "https://lineascan.build"),
+    Chain("blast", 81457, "ETH", "https://blastscan.io"),
+    Chain("taiko", 167000, "ETH", "https://taikoscan.io"),
+    Chain("scroll", 534352, "ETH", "https://scrollscan.com"),
+    Chain("zora", 7777777, "ETH", "https://explorer.zora.energy"),
+    Chain("aurora", 1313161554, "ETH", "https://explorer.aurora.dev"),
+    # 2 testnets
+    Chain("sepolia", 11155111, "ETH", "https://sepolia.etherscan.io", testnet=True),
+    Chain("holesky", 17000, "ETH", "https://holesky.etherscan.io", testnet=True),
+    # the local development node
+    Chain("anvil", 31337, "ETH", "", testnet=True),
+)
+
+
+class UnknownChain(ValueError):
+    pass
+
+
+class ChainRegistry:
+    def __init__(self, chains: tuple[Chain, ...] = _BUILTIN, extra_path: Path | None = None):
+        self._builtin = {c.name: c for c in chains}
+        self._extra_path = extra_path
+        self._extra: dict[str, Chain] = {}
+        self._extra_mtime: float | None = None
+
+    def _load_extra(self) -> None:
+        # Re-read only when the admin file changed, so lookups on the hot path stay cheap.
+        if self._extra_path is None:
+            return
+        try:
+            mtime = self._extra_path.stat().st_mtime
+        except FileNotFoundError:
+            self._extra, self._extra_mtime = {}, None
+            return
+        if mtime == self._extra_mtime:
+            return
+        raw = json.loads(self._extra_path.read_text())
+        self._extra = {c["name"]: Chain(**c) for c in raw}
+        self._extra_mtime = mtime
+
+    def all(self) -> dict[str, Chain]:
+        self._load_extra()
+        return {**self._builtin, **self._extra}
+
+    def get(self, name: str) -> Chain:
+        chain = self.all().get(name)
+        if chain is None:
+            raise UnknownChain(
+                f"unknown chain {name!r}; allowed: {', '.join(sorted(self.all()))} "
+                "(an admin adds one with `warden chains add`)"
+            )
+        return chain
+
+    def by_chain_id(self, chain_id: int) -> Chain | None:
+        return next((c for c in self.all().values() if c.chain_id == chain_id), None)
+
+    def add(self, chain: Chain) -> None:
+        if self._extra_path is None:
+            raise RuntimeError("this registry has no admin file; set WARDEN_HOME")
+        if chain.name in self._builtin:
+            raise ValueError(f"chain {chain.name!r} is built in and cannot be redefined")
+        clash = self.by_chain_id(chain.chain_id)
+        if clash is not None and clash.name != chain.name:
+            raise ValueError(f"chain id {chain.chain_id} is already used by {clash.name!r}")
+        self._load_extra()
+        extra = {**self._extra, chain.name: chain}
+        self._extra_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._extra_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(c) for c in extra.values()], indent=2))
+        tmp.replace(self._extra_path)
+        self._load_extra()
+
+
+def _default_extra_path() -> Path:
+    return Path(os.environ.get("WARDEN_HOME", ".warden")) / "chains.json"
+
+
+REGISTRY = ChainRegistry(extra_path=_default_extra_path())

@@ -1,0 +1,126 @@
+"""Field types shared by every Warden record, each validating with a message that
+names what was wrong and what is allowed.
+
+Money is exact: a decimal string in the native unit on the wire (``"0.05"``), an
+``int`` in wei inside. Wei amounts travel as decimal strings too, because JSON
+readers in other languages lose precision on integers past 2**53.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Annotated
+
+from eth_utils import is_checksum_address, to_checksum_address
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+WEI_PER_UNIT = 10**18
+MAX_UINT256 = 2**256 - 1
+
+_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
+_HEX_RE = re.compile(r"^0x([0-9a-fA-F]{2})*$")
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def parse_native_amount(text: str) -> int:
+    """``"1.5"`` in the native unit → wei. Rejects negatives, exponents and more than 18 decimals."""
+    if not isinstance(text, str):
+        raise ValueError(
+            f"must be a decimal string in the native unit such as \"0.05\", got {type(text).__name__}; "
+            "numbers are refused so no float ever touches money"
+        )
+    if text.startswith("-"):
+        raise ValueError(f"must be >= 0, got {text!r}")
+    if not _DECIMAL_RE.match(text):
+        raise ValueError(f"must be a plain decimal such as \"0.05\" (digits, one optional point), got {text!r}")
+    whole, _, frac = text.partition(".")
+    if len(frac) > 18:
+        raise ValueError(f"has {len(frac)} decimals; at most 18 are allowed (1 wei = 0.000000000000000001), got {text!r}")
+    wei = int(whole) * WEI_PER_UNIT + int(frac.ljust(18, "0") or "0")
+    if wei > MAX_UINT256:
+        raise ValueError("exceeds 2**256-1 wei")
+    return wei
+
+
+def format_native_amount(wei: int) -> str:
+    """wei → the shortest exact decimal string in the native unit."""
+    whole, frac = divmod(wei, WEI_PER_UNIT)
+    if frac == 0:
+        return str(whole)
+    return f"{whole}.{frac:018d}".rstrip("0")
+
+
+def _native_amount(value: object) -> str:
+    parse_native_amount(value)  # type: ignore[arg-type]
+    return format_native_amount(parse_native_amount(value))  # type: ignore[arg-type]
+
+
+def _address(value: object) -> str:
+    if not isinstance(value, str) or not _ADDRESS_RE.match(value):
+        raise ValueError(f"must be a 0x-prefixed 20-byte hex address (42 characters), got {value!r}")
+    body = value[2:]
+    if body == body.lower() or body == body.upper():
+        # Single-case addresses carry no checksum; accept them and normalize to EIP-55.
+        return to_checksum_address(value)
+    if not is_checksum_address(value):
+        raise ValueError(
+            f"bad EIP-55 checksum in {value!r}; expected {to_checksum_address(value)!r} "
+            "(mixed case must be a valid checksum; all-lowercase is accepted)"
+        )
+    return value
+
+
+def _hex_data(value: object) -> str:
+    if not isinstance(value, str) or not _HEX_RE.match(value):
+        raise ValueError(f"must be 0x-prefixed hex with an even number of digits, got {str(value)[:80]!r}")
+    return value.lower()
+
+
+def _identifier(value: object) -> str:
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ValueError(
+            f"must be 1-128 characters of letters, digits and _.:- starting with a letter or digit, got {str(value)[:80]!r}"
+        )
+    return value
+
+
+def _wei(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer amount of wei, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isdigit():
+        number = int(value)
+    else:
+        raise ValueError(f"must be a non-negative integer of wei (decimal string or integer), got {value!r}")
+    if not 0 <= number <= MAX_UINT256:
+        raise ValueError(f"must be between 0 and 2**256-1 wei, got {number}")
+    return number
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry a timezone (RFC 3339, e.g. 2026-11-21T10:00:00Z)")
+    return value.astimezone(timezone.utc)
+
+
+NativeAmount = Annotated[str, BeforeValidator(_native_amount)]
+Address = Annotated[str, BeforeValidator(_address)]
+HexData = Annotated[str, BeforeValidator(_hex_data)]
+Identifier = Annotated[str, BeforeValidator(_identifier)]
+Wei = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str, when_used="json")]
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+__all__ = [
+    "Address",
+    "HexData",
+    "Identifier",
+    "NativeAmount",
+    "UtcDatetime",
+    "Wei",
+    "format_native_amount",
+    "parse_native_amount",
+]

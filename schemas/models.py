@@ -1,0 +1,265 @@
+"""The records Warden puts on Kafka: pydantic v2 models, orjson on the wire.
+
+Every record carries ``schema_version`` so a reader can refuse what it does not
+understand instead of misreading it. Models are frozen and refuse unknown
+fields: a typo in a producer's field name is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.chains import REGISTRY, UnknownChain
+from schemas.fields import Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_native_amount
+
+SCHEMA_VERSION = 1
+
+Stage = Literal["intake", "chain", "allowlist", "value_cap", "daily_limit", "simulation", "signing"]
+GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "value_cap", "daily_limit", "simulation")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", by_alias=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes):
+        return cls.model_validate_json(raw)
+
+
+class AccessListEntry(Record):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    address: Address
+    storage_keys: tuple[HexData, ...] = ()
+
+    @field_validator("storage_keys")
+    @classmethod
+    def _32_bytes(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for key in keys:
+            if len(key) != 66:
+                raise ValueError(f"each storage key must be 32 bytes (0x + 64 hex digits), got {key!r}")
+        return keys
+
+
+def _check_chain(name: str) -> str:
+    try:
+        REGISTRY.get(name)
+    except UnknownChain as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+class TransactionIntent(Record):
+    """What an agent asks for: move ``value`` to ``to`` on ``chain``, signed by the agent."""
+
+    intent_id: Identifier
+    agent_id: Identifier
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    chain: str
+    to: Address
+    value: NativeAmount
+    data: HexData = "0x"
+    tx_type: Literal[0, 1, 2] = 2
+    gas_limit: int | None = Field(default=None, ge=21000, le=30_000_000)
+    gas_price: Wei | None = None
+    max_fee_per_gas: Wei | None = None
+    max_priority_fee_per_gas: Wei | None = None
+    access_list: tuple[AccessListEntry, ...] = ()
+    nonce: int | None = Field(default=None, ge=0, lt=2**64)
+    signing_key_path: str | None = Field(default=None, max_length=512)
+    simulate_first: bool = False
+    broadcast: bool = False
+    created_at: UtcDatetime
+    signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
+
+    _chain = field_validator("chain")(classmethod(lambda cls, v: _check_chain(v)))
+
+    @model_validator(mode="after")
+    def _fees_match_type(self) -> "TransactionIntent":
+        if self.tx_type in (0, 1) and (self.max_fee_per_gas is not None or self.max_priority_fee_per_gas is not None):
+            raise ValueError(
+                f"tx_type {self.tx_type} pays gas_price; max_fee_per_gas/max_priority_fee_per_gas are for tx_type 2"
+            )
+        if self.tx_type == 2 and self.gas_price is not None:
+            raise ValueError("tx_type 2 pays max_fee_per_gas + max_priority_fee_per_gas; gas_price is for tx_type 0/1")
+        if self.tx_type == 0 and self.access_list:
+            raise ValueError("tx_type 0 has no access_list; use tx_type 1 or 2")
+        if (
+            self.max_fee_per_gas is not None
+            and self.max_priority_fee_per_gas is not None
+            and self.max_priority_fee_per_gas > self.max_fee_per_gas
+        ):
+            raise ValueError("max_priority_fee_per_gas must be <= max_fee_per_gas")
+        return self
+
+    @property
+    def value_wei(self) -> int:
+        return parse_native_amount(self.value)
+
+    def signing_bytes(self) -> bytes:
+        """The canonical bytes an agent signs: the normalized record without its
+        signature, as orjson with sorted keys. Documented in README so producers in
+        other languages can sign too."""
+        body = self.model_dump(mode="json", exclude={"signature"})
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+class AgentPolicy(Record):
+    """An agent's guardrails, versioned and signed by an admin key."""
+
+    agent_id: Identifier
+    version: int = Field(ge=1)
+    intents_api_enabled: bool = True
+    tx_allowed_chains: tuple[str, ...] = ()
+    tx_to_allowlist: tuple[Address, ...] = ()
+    tx_max_value_eth: NativeAmount | None = None
+    tx_daily_limit_eth: NativeAmount | None = None
+    require_simulation: bool = False
+    agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
+    issued_at: UtcDatetime
+    admin_key_id: str = ""
+    signature: str = Field(default="", description="Ed25519 signature by the admin key over signing_bytes(), hex")
+
+    @field_validator("tx_allowed_chains")
+    @classmethod
+    def _known_chains(cls, chains: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_chain(c) for c in chains)
+
+    @field_validator("agent_public_key")
+    @classmethod
+    def _ed25519_key(cls, key: str) -> str:
+        if len(key) != 66:
+            raise ValueError(f"must be a 32-byte Ed25519 public key (0x + 64 hex digits), got {len(key) - 2} hex digits")
+        return key
+
+    @property
+    def max_value_wei(self) -> int | None:
+        return None if self.tx_max_value_eth is None else parse_native_amount(self.tx_max_value_eth)
+
+    @property
+    def daily_limit_wei(self) -> int | None:
+        return None if self.tx_daily_limit_eth is None else parse_native_amount(self.tx_daily_limit_eth)
+
+    def signing_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude={"signature"}), option=orjson.OPT_SORT_KEYS)
+
+
+class StageVerdict(Record):
+    intent_id: str
+    stage: Stage
+    passed: bool
+    code: str
+    reason: str
+    facts: dict[str, Any] = Field(default_factory=dict)
+
+
+class IntentRejected(Record):
+    intent_id: str
+    agent_id: str
+    stage: Stage
+    code: str
+    reason: str
+    verdicts: tuple[StageVerdict, ...] = ()
+    decided_at: UtcDatetime
+
+
+class IntentApproved(Record):
+    """An intent that passed every guardrail, with the signed policy it passed,
+    so the signer can re-verify both without trusting the worker."""
+
+    intent: TransactionIntent
+    policy: AgentPolicy
+    verdicts: tuple[StageVerdict, ...]
+    approved_at: UtcDatetime
+
+    @property
+    def intent_id(self) -> str:
+        return self.intent.intent_id
+
+
+TxStatus = Literal["sign_only", "broadcast", "mined", "failed"]
+
+
+class SignedTransaction(Record):
+    intent_id: str
+    agent_id: str
+    chain: str
+    chain_id: int
+    signed_tx: HexData
+    tx_hash: HexData
+    from_: Address = Field(alias="from")
+    to: Address
+    nonce: int
+    value_wei: Wei
+    tx_type: Literal[0, 1, 2]
+    status: TxStatus
+    tee: str
+    signed_at: UtcDatetime
+    block_number: int | None = None
+    gas_used: int | None = None
+    error: str | None = None
+
+
+Actor = str  # "agent:<id>", "admin:<key id>" or "service:<name>"
+
+
+class AuditEvent(Record):
+    """One fact for the ledger: who (actor) did what (action) to what (resource), when."""
+
+    event_id: str
+    actor: Actor
+    action: str
+    resource: str
+    ts: UtcDatetime
+    intent_id: str | None = None
+    agent_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetter(Record):
+    """A record a worker could not read, kept with the reason so nothing is lost."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    errors: tuple[str, ...] = ()
+    payload_b64: str
+    payload_sha256: str
+    received_at: UtcDatetime
+
+
+def event_id(*parts: str) -> str:
+    """Deterministic audit event id: a redelivered record yields the same id, so
+    the ledger can skip what it already holds."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+__all__ = [
+    "AccessListEntry",
+    "AgentPolicy",
+    "AuditEvent",
+    "DeadLetter",
+    "GUARDRAIL_STAGES",
+    "IntentApproved",
+    "IntentRejected",
+    "SCHEMA_VERSION",
+    "SignedTransaction",
+    "Stage",
+    "StageVerdict",
+    "TransactionIntent",
+    "event_id",
+    "datetime",
+]

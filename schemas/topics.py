@@ -1,0 +1,38 @@
+"""Kafka topic names: the contract between producers, workers, the signer and the ledger.
+
+Every record on these topics is keyed by ``agent_id`` (the audit and DLQ topics
+too), so one agent's records stay in one partition and are handled in order.
+"""
+
+INTENTS_SUBMITTED = "warden.intents.submitted"
+INTENTS_APPROVED = "warden.intents.approved"
+INTENTS_REJECTED = "warden.intents.rejected"
+TXS_SIGNED = "warden.txs.signed"
+POLICIES = "warden.policies"
+AUDIT_EVENTS = "warden.audit.events"
+AUDIT_CHECKPOINTS = "warden.audit.checkpoints"
+DLQ = "warden.dlq"
+VAULT = "warden.vault"
+
+# Split topology: one topic per stage, so a deployment can scale a stage alone.
+STAGE_PREFIX = "warden.stage."
+
+PARTITIONS = 4
+
+COMPACTED = frozenset({POLICIES, VAULT})
+
+ALL = (
+    INTENTS_SUBMITTED,
+    INTENTS_APPROVED,
+    INTENTS_REJECTED,
+    TXS_SIGNED,
+    POLICIES,
+    AUDIT_EVENTS,
+    AUDIT_CHECKPOINTS,
+    DLQ,
+    VAULT,
+)
+
+
+def stage_topic(stage: str) -> str:
+    return f"{STAGE_PREFIX}{stage}"

@@ -1,0 +1,341 @@
+"""What the streams worker decides, with no Kafka in sight.
+
+The engine turns input records (raw bytes plus where they came from) and the
+worker's state into output records (`Emit`s: topic, key, bytes). The topology
+module feeds it from Faust streams and writes its `Emit`s to topics; tests feed
+it directly. State lives in three mappings the caller provides (Faust tables in
+the worker, dicts in tests):
+
+- ``policies``: agent_id → the newest admin-signed policy (JSON);
+- ``decisions``: intent_id → the outcome already emitted for it, so a
+  redelivered intent gets the same answer, not a second one, and the rolling
+  window can be rebuilt from it;
+- ``idempotency``: "agent_id:sha256(idempotency_key)" → the first intent_id
+  that used the key (24 h TTL).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import orjson
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.auth import intent_signature_valid, policy_signature_valid
+from schemas.models import (
+    GUARDRAIL_STAGES,
+    AgentPolicy,
+    AuditEvent,
+    DeadLetter,
+    IntentApproved,
+    IntentRejected,
+    StageVerdict,
+    TransactionIntent,
+    event_id,
+)
+from streams import processors
+from streams.intake import Unreadable, explain, read_intent
+from streams.window import WINDOW_SECONDS, SpendWindow
+
+SERVICE = "service:streams"
+_DAY_US = WINDOW_SECONDS * 1_000_000
+
+
+@dataclass(frozen=True)
+class Emit:
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an input record came from, for the DLQ and audit trail."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+
+
+def to_us(now: datetime) -> int:
+    return int(now.timestamp()) * 1_000_000 + now.microsecond
+
+
+def _audit(actor: str, action: str, resource: str, now: datetime, *id_parts: str,
+           intent_id: str | None = None, agent_id: str | None = None, **details) -> Emit:
+    event = AuditEvent(event_id=event_id(action, *id_parts), actor=actor, action=action, resource=resource, ts=now,
+                       intent_id=intent_id, agent_id=agent_id, details=details)
+    return Emit(topics.AUDIT_EVENTS, agent_id or "", event.to_bytes())
+
+
+@dataclass
+class Windows:
+    """Per-agent rolling windows, derived from ``decisions`` (never stored on their own)."""
+
+    by_agent: dict[str, SpendWindow] = field(default_factory=dict)
+
+    def of(self, agent_id: str) -> SpendWindow:
+        return self.by_agent.setdefault(agent_id, SpendWindow())
+
+    def rebuild(self, decisions: MutableMapping) -> None:
+        self.by_agent.clear()
+        for intent_id, decision in decisions.items():
+            if decision.get("outcome") == "approved" and decision.get("counts", True):
+                self.of(decision["agent_id"]).entries[intent_id] = (decision["at_us"], int(decision["value_wei"]))
+
+
+class Engine:
+    def __init__(
+        self,
+        admin_keys: dict[str, str],
+        node_for: Callable[[str], processors.Node],
+        policies: MutableMapping,
+        decisions: MutableMapping,
+        idempotency: MutableMapping,
+        max_record_bytes: int = 65_536,
+    ):
+        self.admin_keys = admin_keys
+        self.node_for = node_for
+        self.policies = policies
+        self.decisions = decisions
+        self.idempotency = idempotency
+        self.windows = Windows()
+        self.max_record_bytes = max_record_bytes
+
+    # -- policies -------------------------------------------------------------------------------
+
+    def on_policy(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        where = f"record:{source.topic}/{source.partition}/{source.offset}"
+        try:
+            policy = AgentPolicy.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self._dead_letter(raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc))
+        agent = policy.agent_id
+        if not policy_signature_valid(policy, self.admin_keys):
+            why = ("policy is unsigned" if not policy.signature else
+                   f"policy signature does not verify against pinned admin key {policy.admin_key_id!r}")
+            return [_audit(SERVICE, "policy.refused", f"policy:{agent}", now, agent, str(policy.version),
+                           policy.signature[:16], agent_id=agent, version=policy.version, reason=why + "; ignored")]
+        current = self.policies.get(agent)
+        if current is not None and AgentPolicy.model_validate_json(current).version >= policy.version:
+            if AgentPolicy.model_validate_json(current).signature == policy.signature:
+                return []  # a redelivery of the policy in force
+            return [_audit(SERVICE, "policy.refused", f"policy:{agent}", now, agent, str(policy.version),
+                           policy.signature[:16], agent_id=agent, version=policy.version,
+                           reason=f"version {policy.version} is not newer than the policy in force; ignored")]
+        self.policies[agent] = policy.to_bytes().decode()
+        return [_audit(f"admin:{policy.admin_key_id}", "policy.updated", f"policy:{agent}", now, agent,
+                       str(policy.version), agent_id=agent, version=policy.version,
+                       policy=policy.model_dump(mode="json", exclude={"signature"}))]
+
+    # -- intents --------------------------------------------------------------------------------
+
+    async def on_intent(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """Fused topology: intake and every guardrail in one hop."""
+        out, state = self._intake(raw, source, now)
+        if state is None:
+            return out
+        intent, policy = state
+        verdicts: list[StageVerdict] = []
+        for stage in GUARDRAIL_STAGES:
+            verdict = await self._run_stage(stage, intent, policy, now)
+            verdicts.append(verdict)
+            out.append(self._verdict_audit(verdict, intent, now))
+            if not verdict.passed:
+                return out + self._reject(intent, verdict, verdicts, now)
+        return out + self._approve(intent, policy, verdicts, now, counts=True)
+
+    async def on_intake(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """Split topology, first hop: intake, then hand the intent to the first stage's topic."""
+        out, state = self._intake(raw, source, now)
+        if state is None:
+            return out
+        intent, policy = state
+        return out + [self._envelope(GUARDRAIL_STAGES[0], intent, policy, [])]
+
+    async def on_stage(self, stage: str, raw: bytes, now: datetime) -> list[Emit]:
+        """Split topology: one guardrail per hop, reading the envelope the previous stage wrote."""
+        doc = orjson.loads(raw)
+        intent = TransactionIntent.model_validate(doc["intent"])
+        policy = AgentPolicy.model_validate(doc["policy"])
+        verdicts = [StageVerdict.model_validate(v) for v in doc["verdicts"]]
+        if intent.intent_id in self.decisions:
+            return [Emit(*self._replay(intent.intent_id))]
+        verdict = await self._run_stage(stage, intent, policy, now)
+        verdicts.append(verdict)
+        out = [self._verdict_audit(verdict, intent, now)]
+        if not verdict.passed:
+            return out + self._reject(intent, verdict, verdicts, now)
+        following = GUARDRAIL_STAGES.index(stage) + 1
+        if following < len(GUARDRAIL_STAGES):
+            return out + [self._envelope(GUARDRAIL_STAGES[following], intent, policy, verdicts)]
+        return out + self._approve(intent, policy, verdicts, now, counts=True)
+
+    def on_rejected(self, raw: bytes) -> list[Emit]:
+        """A rejection after approval (signing failed): release the window's reservation."""
+        rejected = IntentRejected.model_validate_json(raw)
+        decision = self.decisions.get(rejected.intent_id)
+        if rejected.stage != "signing" or decision is None or decision.get("outcome") != "approved":
+            return []
+        self.decisions[rejected.intent_id] = {**decision, "outcome": "released"}
+        self.windows.of(rejected.agent_id).release(rejected.intent_id)
+        return []
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _intake(self, raw, source, now) -> tuple[list[Emit], tuple[TransactionIntent, AgentPolicy] | None]:
+        intent = read_intent(raw, self.max_record_bytes)
+        if isinstance(intent, Unreadable):
+            return self._unreadable(intent, raw, source, now), None
+        if intent.intent_id in self.decisions:
+            # Redelivered after a crash or re-sent by the producer: the same answer again, never a second one.
+            return [Emit(*self._replay(intent.intent_id))], None
+        out = [_audit(f"agent:{intent.agent_id}", "intent.submitted", f"intent:{intent.intent_id}", now,
+                      intent.intent_id, intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
+                      to=intent.to, value_wei=str(intent.value_wei), tx_type=intent.tx_type,
+                      idempotency_key_sha256=_key_hash(intent.idempotency_key))]
+        raw_policy = self.policies.get(intent.agent_id)
+        policy = AgentPolicy.model_validate_json(raw_policy) if raw_policy else None
+        failure = None
+        if policy is None:
+            failure = ("POLICY_MISSING", f"no policy for agent {intent.agent_id!r}; an admin creates one with "
+                                         "`warden agents create`")
+        elif not intent_signature_valid(intent, policy):
+            failure = ("AGENT_SIGNATURE_INVALID", "the intent's Ed25519 signature does not verify against the "
+                                                  "agent's public key in its policy; sign signing_bytes() with "
+                                                  "the agent key")
+        elif not policy.intents_api_enabled:
+            failure = ("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r}")
+        if failure:
+            verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0],
+                                   reason=failure[1])
+            return out + [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now), None
+        replay = self._idempotent_replay(intent, policy, now)
+        if replay is not None:
+            return out + replay, None
+        return out, (intent, policy)
+
+    def _idempotent_replay(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> list[Emit] | None:
+        if intent.idempotency_key is None:
+            return None
+        slot = f"{intent.agent_id}:{_key_hash(intent.idempotency_key)}"
+        first = self.idempotency.get(slot)
+        now_us = to_us(now)
+        if first is None or now_us - first["at_us"] >= _DAY_US:
+            self.idempotency[slot] = {"intent_id": intent.intent_id, "at_us": now_us}
+            return None
+        original = self.decisions.get(first["intent_id"])
+        if original is None:
+            return None
+        verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=True, code="IDEMPOTENT_REPLAY",
+                               reason=f"idempotency key already used by intent {first['intent_id']} within 24 h; "
+                                      "its result is returned", facts={"original_intent_id": first["intent_id"]})
+        if original["outcome"] in ("approved", "released"):
+            # The signer returns the original's signed bytes for this key, so no spend is reserved twice.
+            return [self._verdict_audit(verdict, intent, now)] + self._approve(intent, policy, [verdict], now,
+                                                                              counts=False)
+        prior = IntentRejected.model_validate_json(base64.b64decode(original["record"]))
+        echoed = StageVerdict(intent_id=intent.intent_id, stage=prior.stage, passed=False, code=prior.code,
+                              reason=prior.reason, facts={"original_intent_id": first["intent_id"]})
+        return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, echoed, [verdict, echoed], now)
+
+    async def _run_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> StageVerdict:
+        if stage == "chain":
+            return processors.check_chain(intent, policy)
+        if stage == "allowlist":
+            return processors.check_allowlist(intent, policy)
+        if stage == "value_cap":
+            return processors.check_value_cap(intent, policy)
+        if stage == "daily_limit":
+            spent = self.windows.of(intent.agent_id).spent(to_us(now))
+            return processors.check_daily_limit(intent, policy, spent)
+        if stage == "simulation":
+            if not processors.simulation_required(intent, policy):
+                return processors.simulation_skipped(intent)
+            return await processors.simulate(intent, None, self.node_for(intent.chain))
+        raise ValueError(f"unknown stage {stage!r}")
+
+    def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
+        approved = IntentApproved(intent=intent, policy=policy, verdicts=tuple(verdicts), approved_at=now)
+        record = approved.to_bytes()
+        now_us = to_us(now)
+        self.decisions[intent.intent_id] = {
+            "agent_id": intent.agent_id, "outcome": "approved", "at_us": now_us, "value_wei": str(intent.value_wei),
+            "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
+        }
+        if counts:
+            # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
+            self.windows.of(intent.agent_id).reserve(intent.intent_id, now_us, intent.value_wei)
+        return [
+            Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
+            _audit(SERVICE, "intent.approved", f"intent:{intent.intent_id}", now, intent.intent_id,
+                   intent_id=intent.intent_id, agent_id=intent.agent_id, policy_version=policy.version,
+                   value_wei=str(intent.value_wei), chain=intent.chain),
+        ]
+
+    def _reject(self, intent, verdict: StageVerdict, verdicts, now) -> list[Emit]:
+        rejected = IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage,
+                                  code=verdict.code, reason=verdict.reason, verdicts=tuple(verdicts), decided_at=now)
+        record = rejected.to_bytes()
+        self.decisions[intent.intent_id] = {
+            "agent_id": intent.agent_id, "outcome": "rejected", "at_us": to_us(now), "value_wei": "0",
+            "topic": topics.INTENTS_REJECTED, "record": base64.b64encode(record).decode(),
+        }
+        return [
+            Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
+            _audit(SERVICE, "intent.rejected", f"intent:{intent.intent_id}", now, intent.intent_id,
+                   intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage, code=verdict.code,
+                   reason=verdict.reason),
+        ]
+
+    def _replay(self, intent_id: str) -> tuple[str, str, bytes]:
+        decision = self.decisions[intent_id]
+        return decision["topic"], decision["agent_id"], base64.b64decode(decision["record"])
+
+    def _envelope(self, stage: str, intent, policy, verdicts) -> Emit:
+        doc = {"intent": intent.model_dump(mode="json"), "policy": policy.model_dump(mode="json"),
+               "verdicts": [v.model_dump(mode="json") for v in verdicts]}
+        return Emit(topics.stage_topic(stage), intent.agent_id, orjson.dumps(doc))
+
+    @staticmethod
+    def _verdict_audit(verdict: StageVerdict, intent: TransactionIntent, now: datetime) -> Emit:
+        action = "stage.passed" if verdict.passed else "stage.failed"
+        return _audit(SERVICE, action, f"intent:{intent.intent_id}", now, intent.intent_id, verdict.stage,
+                      intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage, code=verdict.code,
+                      reason=verdict.reason, facts=verdict.facts)
+
+    def _unreadable(self, bad: Unreadable, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        out = self._dead_letter(raw, source, now, bad.reason, bad.errors)
+        if bad.intent_id and bad.agent_id:
+            rejected = IntentRejected(intent_id=bad.intent_id, agent_id=bad.agent_id, stage="intake",
+                                      code="INVALID_INTENT", reason=bad.reason, decided_at=now)
+            out.append(Emit(topics.INTENTS_REJECTED, bad.agent_id, rejected.to_bytes()))
+        return out
+
+    def _dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
+        payload = raw or b""
+        key = source.key.decode(errors="replace") if source.key else None
+        letter = DeadLetter(source_topic=source.topic, partition=source.partition, offset=source.offset, key=key,
+                            reason=reason, errors=tuple(errors),
+                            payload_b64=base64.b64encode(payload[: self.max_record_bytes]).decode(),
+                            payload_sha256=hashlib.sha256(payload).hexdigest(), received_at=now)
+        where = f"record:{source.topic}/{source.partition}/{source.offset}"
+        return [
+            Emit(topics.DLQ, key or "", letter.to_bytes()),
+            _audit(SERVICE, "dlq.recorded", where, now, where, agent_id=key, reason=reason,
+                   payload_sha256=letter.payload_sha256, errors=list(errors)),
+        ]
+
+
+def _key_hash(key: str | None) -> str | None:
+    return None if key is None else hashlib.sha256(key.encode()).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

@@ -1,0 +1,125 @@
+"""The guardrails: one function per stage, each deciding one thing about an intent.
+
+A processor takes the intent and the state it needs (the agent's policy, the
+spend already in the window, ``now``) and returns a ``StageVerdict``. None of
+them knows about Kafka; the topology module moves records between them.
+Order and meaning: chain restriction, address allowlist, per-tx value cap,
+rolling 24 h limit, simulation. An empty allowlist allows any address; a null
+cap or limit means none.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from eth_abi import decode as abi_decode
+
+from infra.rpc import RpcError, RpcUnavailable
+from schemas.fields import format_native_amount
+from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+
+
+def _verdict(intent: TransactionIntent, stage: str, passed: bool, code: str, reason: str, **facts) -> StageVerdict:
+    return StageVerdict(intent_id=intent.intent_id, stage=stage, passed=passed, code=code, reason=reason, facts=facts)
+
+
+def check_chain(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+    allowed = policy.tx_allowed_chains
+    if not allowed or intent.chain in allowed:
+        return _verdict(intent, "chain", True, "CHAIN_ALLOWED", f"{intent.chain} is allowed", chain=intent.chain)
+    return _verdict(
+        intent, "chain", False, "CHAIN_NOT_ALLOWED",
+        f"chain {intent.chain!r} is not in this agent's allowed chains ({', '.join(allowed)})",
+        chain=intent.chain, allowed=list(allowed),
+    )
+
+
+def check_allowlist(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+    allowlist = policy.tx_to_allowlist
+    # Addresses are EIP-55 normalized by the schema, so string equality is address equality.
+    if not allowlist or intent.to in allowlist:
+        return _verdict(intent, "allowlist", True, "RECIPIENT_ALLOWED", f"{intent.to} is allowed", to=intent.to)
+    return _verdict(
+        intent, "allowlist", False, "RECIPIENT_NOT_ALLOWLISTED",
+        f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)", to=intent.to,
+    )
+
+
+def check_value_cap(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+    cap = policy.max_value_wei
+    value = intent.value_wei
+    if cap is None or value <= cap:
+        return _verdict(intent, "value_cap", True, "VALUE_WITHIN_CAP", "value within the per-transaction cap",
+                        value_wei=str(value), cap_wei=None if cap is None else str(cap))
+    return _verdict(
+        intent, "value_cap", False, "VALUE_OVER_CAP",
+        f"value {intent.value} exceeds the per-transaction cap of {policy.tx_max_value_eth}",
+        value_wei=str(value), cap_wei=str(cap),
+    )
+
+
+def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei: int) -> StageVerdict:
+    limit = policy.daily_limit_wei
+    value = intent.value_wei
+    facts = dict(value_wei=str(value), spent_wei=str(spent_wei), limit_wei=None if limit is None else str(limit))
+    if limit is None or spent_wei + value <= limit:
+        return _verdict(intent, "daily_limit", True, "WITHIN_DAILY_LIMIT", "within the rolling 24 h limit", **facts)
+    return _verdict(
+        intent, "daily_limit", False, "DAILY_LIMIT_EXCEEDED",
+        f"{format_native_amount(spent_wei)} already spent in the last 24 h; {intent.value} more would exceed "
+        f"the rolling limit of {policy.tx_daily_limit_eth}",
+        **facts,
+    )
+
+
+class Node(Protocol):
+    async def call(self, method: str, *params): ...
+
+
+def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:
+    return intent.simulate_first or policy.require_simulation
+
+
+def decode_revert(data: object) -> str:
+    """Solidity revert payload → a readable reason (Error(string), Panic(uint256), or raw bytes)."""
+    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
+        return "reverted without a reason"
+    payload = bytes.fromhex(data[2:])
+    selector, body = payload[:4], payload[4:]
+    try:
+        if selector == bytes.fromhex("08c379a0"):
+            return abi_decode(["string"], body)[0]
+        if selector == bytes.fromhex("4e487b71"):
+            return f"panic 0x{abi_decode(['uint256'], body)[0]:02x}"
+    except Exception:  # a malformed payload is still a revert; show its bytes rather than fail the stage
+        pass
+    return f"custom error {data[:74]}"
+
+
+async def simulate(intent: TransactionIntent, sender: str | None, node: Node) -> StageVerdict:
+    """eth_call then eth_estimateGas at ``pending``: a revert rejects with its decoded reason."""
+    call = {"to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
+    if sender:
+        call["from"] = sender
+    if intent.gas_limit is not None:
+        call["gas"] = hex(intent.gas_limit)
+    try:
+        await node.call("eth_call", call, "pending")
+        gas = int(await node.call("eth_estimateGas", call, "pending"), 16)
+    except RpcError as exc:
+        reason = decode_revert(exc.data) if exc.data else exc.message
+        return _verdict(intent, "simulation", False, "SIMULATION_REVERTED", f"simulation reverted: {reason}",
+                        revert_reason=reason, rpc_method=exc.method)
+    except RpcUnavailable as exc:
+        # Fail closed: an intent that must be simulated is not approved unsimulated.
+        return _verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc))
+    if intent.gas_limit is not None and gas > intent.gas_limit:
+        return _verdict(intent, "simulation", False, "GAS_LIMIT_TOO_LOW",
+                        f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}", estimated_gas=gas)
+    return _verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}",
+                    estimated_gas=gas)
+
+
+def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
+    return _verdict(intent, "simulation", True, "SIMULATION_NOT_REQUIRED",
+                    "neither simulate_first nor require_simulation is set")

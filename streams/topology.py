@@ -1,0 +1,162 @@
+"""How records move: the Faust app that feeds the engine and writes what it emits.
+
+Two shapes, chosen by ``WARDEN_TOPOLOGY``:
+
+- ``fused``: one agent on ``warden.intents.submitted`` runs intake and every
+  guardrail in one hop (fewest round trips, highest throughput);
+- ``split``: intake forwards to ``warden.stage.<stage>`` topics, one agent per
+  stage, so a deployment can scale one stage alone.
+
+Every topic is keyed by agent_id and has the same partition count, so an
+agent's intents, policy, decisions and rejections meet on one worker: the
+tables need no locks and the rolling window is serialized per agent.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from infra.admin import pinned_admin_keys
+from infra.config import Settings
+from infra.rpc import JsonRpc
+from schemas import topics
+from schemas.models import GUARDRAIL_STAGES
+from streams.engine import Emit, Engine, Source, utcnow
+
+log = logging.getLogger("warden.streams")
+
+
+def build_app(settings: Settings) -> faust.App:
+    app = faust.App(
+        "warden-streams",
+        broker=f"kafka://{settings.broker}",
+        store="memory://",
+        topic_partitions=topics.PARTITIONS,
+        topic_replication_factor=1,
+        web_enabled=False,
+        # Tansu refuses InitProducerId: no idempotent producer, no transactions.
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+        table_cleanup_interval=3600,
+        datadir=str(settings.state_dir / "faust"),
+    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                         partitions=topics.PARTITIONS)
+
+    def table(name: str) -> faust.Table:
+        return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
+
+    nodes: dict[str, JsonRpc] = {}
+
+    def node_for(chain: str) -> JsonRpc:
+        if chain not in nodes:
+            nodes[chain] = JsonRpc(settings.rpc_url_for(chain))
+        return nodes[chain]
+
+    engine = Engine(
+        admin_keys=pinned_admin_keys(settings.home),
+        node_for=node_for,
+        policies=table("warden-policies"),
+        decisions=table("warden-decisions"),
+        idempotency=table("warden-idempotency"),
+        max_record_bytes=settings.max_record_bytes,
+    )
+    outputs: dict[str, faust.TopicT] = {}
+    windows_stale = True
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(app, assigned, **kwargs) -> None:
+        # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
+        nonlocal windows_stale
+        windows_stale = True
+
+    def fresh_windows() -> None:
+        nonlocal windows_stale
+        if windows_stale:
+            engine.windows.rebuild(engine.decisions)
+            windows_stale = False
+
+    async def publish(emits: list[Emit]) -> None:
+        for emit in emits:
+            topic = outputs.get(emit.topic)
+            if topic is None:
+                topic = outputs[emit.topic] = raw_topic(emit.topic)
+            # Sent from inside the agent, so Faust attaches the record to the input offset:
+            # the offset is committed only after this record is written (at-least-once).
+            await topic.send(key=emit.key.encode(), value=emit.value)
+
+    def source_of(event) -> Source:
+        msg = event.message
+        return Source(msg.topic, msg.partition, msg.offset, msg.key)
+
+    @app.agent(raw_topic(topics.POLICIES))
+    async def policies(stream):
+        async for event in stream.events():
+            await publish(_guard(engine.on_policy, event.value, source_of(event), utcnow()))
+
+    @app.agent(raw_topic(topics.INTENTS_REJECTED))
+    async def releases(stream):
+        async for event in stream.events():
+            fresh_windows()
+            await publish(_guard(engine.on_rejected, event.value))
+
+    if settings.topology == "fused":
+        @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
+        async def intents(stream):
+            async for event in stream.events():
+                fresh_windows()
+                await publish(await _aguard(engine.on_intent, event.value, source_of(event), utcnow()))
+    elif settings.topology == "split":
+        @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
+        async def intake(stream):
+            async for event in stream.events():
+                await publish(await _aguard(engine.on_intake, event.value, source_of(event), utcnow()))
+
+        for stage in GUARDRAIL_STAGES:
+            def stage_agent(stage: str):
+                async def run(stream):
+                    async for event in stream.events():
+                        fresh_windows()
+                        await publish(await _aguard(engine.on_stage, stage, event.value, utcnow()))
+                return run
+            app.agent(raw_topic(topics.stage_topic(stage)), name=f"stage-{stage}")(stage_agent(stage))
+    else:
+        raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {settings.topology!r}")
+    return app
+
+
+def _guard(handler, *args) -> list[Emit]:
+    # A bug in the engine for one record must not stop the worker: log it loudly and move on.
+    # Records the engine cannot read are already routed to the DLQ inside the engine.
+    try:
+        return handler(*args)
+    except Exception:
+        log.exception("handler %s failed on a record; skipped", handler.__name__)
+        return []
+
+
+async def _aguard(handler, *args) -> list[Emit]:
+    try:
+        return await handler(*args)
+    except Exception:
+        log.exception("handler %s failed on a record; skipped", handler.__name__)
+        return []
+
+
+def main() -> None:
+    from infra.config import load
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s streams %(levelname)s %(message)s")
+    app = build_app(load())
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
