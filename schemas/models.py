@@ -126,6 +126,8 @@ class AgentPolicy(Record):
     tx_max_value_eth: NativeAmount | None = None
     tx_daily_limit_eth: NativeAmount | None = None
     require_simulation: bool = False
+    sender_address: Address | None = Field(
+        default=None, description="the agent's EVM signing address, so simulation runs as the real sender")
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime
     admin_key_id: str = ""

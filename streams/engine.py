@@ -26,17 +26,16 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import topics
+from schemas.emit import Emit, Source, audit as _audit, dead_letter, to_us
 from schemas.auth import intent_signature_valid, policy_signature_valid
 from schemas.models import (
     GUARDRAIL_STAGES,
     AgentPolicy,
-    AuditEvent,
-    DeadLetter,
     IntentApproved,
     IntentRejected,
     StageVerdict,
     TransactionIntent,
-    event_id,
+
 )
 from streams import processors
 from streams.intake import Unreadable, explain, read_intent
@@ -44,34 +43,6 @@ from streams.window import WINDOW_SECONDS, SpendWindow
 
 SERVICE = "service:streams"
 _DAY_US = WINDOW_SECONDS * 1_000_000
-
-
-@dataclass(frozen=True)
-class Emit:
-    topic: str
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where an input record came from, for the DLQ and audit trail."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None = None
-
-
-def to_us(now: datetime) -> int:
-    return int(now.timestamp()) * 1_000_000 + now.microsecond
-
-
-def _audit(actor: str, action: str, resource: str, now: datetime, *id_parts: str,
-           intent_id: str | None = None, agent_id: str | None = None, **details) -> Emit:
-    event = AuditEvent(event_id=event_id(action, *id_parts), actor=actor, action=action, resource=resource, ts=now,
-                       intent_id=intent_id, agent_id=agent_id, details=details)
-    return Emit(topics.AUDIT_EVENTS, agent_id or "", event.to_bytes())
 
 
 @dataclass
@@ -111,7 +82,6 @@ class Engine:
     # -- policies -------------------------------------------------------------------------------
 
     def on_policy(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
-        where = f"record:{source.topic}/{source.partition}/{source.offset}"
         try:
             policy = AgentPolicy.model_validate_json(raw or b"")
         except ValidationError as exc:
@@ -258,7 +228,7 @@ class Engine:
         if stage == "simulation":
             if not processors.simulation_required(intent, policy):
                 return processors.simulation_skipped(intent)
-            return await processors.simulate(intent, None, self.node_for(intent.chain))
+            return await processors.simulate(intent, policy.sender_address, self.node_for(intent.chain))
         raise ValueError(f"unknown stage {stage!r}")
 
     def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
@@ -319,18 +289,7 @@ class Engine:
         return out
 
     def _dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
-        payload = raw or b""
-        key = source.key.decode(errors="replace") if source.key else None
-        letter = DeadLetter(source_topic=source.topic, partition=source.partition, offset=source.offset, key=key,
-                            reason=reason, errors=tuple(errors),
-                            payload_b64=base64.b64encode(payload[: self.max_record_bytes]).decode(),
-                            payload_sha256=hashlib.sha256(payload).hexdigest(), received_at=now)
-        where = f"record:{source.topic}/{source.partition}/{source.offset}"
-        return [
-            Emit(topics.DLQ, key or "", letter.to_bytes()),
-            _audit(SERVICE, "dlq.recorded", where, now, where, agent_id=key, reason=reason,
-                   payload_sha256=letter.payload_sha256, errors=list(errors)),
-        ]
+        return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes)
 
 
 def _key_hash(key: str | None) -> str | None:

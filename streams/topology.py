@@ -20,10 +20,12 @@ import faust
 
 from infra.admin import pinned_admin_keys
 from infra.config import Settings
+from infra.readiness import mark_ready
 from infra.rpc import JsonRpc
 from schemas import topics
 from schemas.models import GUARDRAIL_STAGES
-from streams.engine import Emit, Engine, Source, utcnow
+from schemas.emit import Emit, Source
+from streams.engine import Engine, utcnow
 
 log = logging.getLogger("warden.streams")
 
@@ -68,6 +70,11 @@ def build_app(settings: Settings) -> faust.App:
         max_record_bytes=settings.max_record_bytes,
     )
     outputs: dict[str, faust.TopicT] = {}
+
+    @app.on_before_shutdown.connect
+    def _close_nodes(app, **kwargs) -> None:
+        for node in nodes.values():
+            app.loop.create_task(node.close())
     windows_stale = True
 
     @app.on_partitions_assigned.connect
@@ -75,6 +82,7 @@ def build_app(settings: Settings) -> faust.App:
         # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
         nonlocal windows_stale
         windows_stale = True
+        mark_ready(settings, "streams")
 
     def fresh_windows() -> None:
         nonlocal windows_stale
@@ -153,7 +161,9 @@ def main() -> None:
     from infra.config import load
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s streams %(levelname)s %(message)s")
-    app = build_app(load())
+    settings = load()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()
 

@@ -1,0 +1,176 @@
+"""The Python SDK for producers and operators: sign and publish intents and policies, and
+watch outcomes on the topics.
+
+An agent runtime holds only its Ed25519 *intent* key (which proves the intent is
+the agent's); it never holds a chain key. Local agent keys live under
+``$WARDEN_HOME/agents/<agent_id>/`` for the embedded stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
+
+from infra.admin import LOCAL_ADMIN_ID, load_or_create_admin_key
+from infra.config import Settings
+from schemas import topics
+from schemas.auth import sign_intent, sign_policy
+from schemas.models import AgentPolicy, AuditEvent, IntentRejected, SignedTransaction, TransactionIntent
+
+FINAL_STATUSES = {"sign_only", "mined", "failed"}
+
+
+def agent_key_path(home: Path, agent_id: str) -> Path:
+    return home / "agents" / agent_id / "intent_ed25519.pem"
+
+
+def load_or_create_agent_key(home: Path, agent_id: str) -> Ed25519PrivateKey:
+    path = agent_key_path(home, agent_id)
+    if path.exists():
+        return load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return key
+
+
+def idempotent_intent_id(agent_id: str, idempotency_key: str) -> str:
+    """The SDK derives the intent id from the idempotency key, so a retried submit is the same intent."""
+    return "i-" + hashlib.sha256(f"{agent_id}\x1f{idempotency_key}".encode()).hexdigest()[:30]
+
+
+def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: str, value: str,
+               idempotency_key: str | None = None, intent_id: str | None = None, now: datetime | None = None,
+               **fields) -> TransactionIntent:
+    if intent_id is None:
+        intent_id = idempotent_intent_id(agent_id, idempotency_key) if idempotency_key else "i-" + uuid.uuid4().hex
+    intent = TransactionIntent(intent_id=intent_id, agent_id=agent_id, idempotency_key=idempotency_key, chain=chain,
+                               to=to, value=value, created_at=now or datetime.now(timezone.utc), **fields)
+    return sign_intent(intent, agent_key)
+
+
+def signed_policy(settings: Settings, **fields) -> AgentPolicy:
+    admin = load_or_create_admin_key(settings.home)
+    policy = AgentPolicy(issued_at=datetime.now(timezone.utc), **fields)
+    return sign_policy(policy, admin, LOCAL_ADMIN_ID)
+
+
+class Client:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> "Client":
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker, acks="all", linger_ms=5)
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._producer.stop()
+
+    async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
+        return await self._producer.send(topic, value, key=key.encode())
+
+    async def submit(self, intent: TransactionIntent) -> asyncio.Future:
+        return await self.send(topics.INTENTS_SUBMITTED, intent.agent_id, intent.to_bytes())
+
+    async def publish_policy(self, policy: AgentPolicy, wait_s: float | None = 30.0) -> str | None:
+        """Publish, then (unless ``wait_s`` is None) wait until the worker applied or refused it."""
+        start = await end_offsets(self.settings, (topics.AUDIT_EVENTS,)) if wait_s is not None else None
+        await (await self.send(topics.POLICIES, policy.agent_id, policy.to_bytes()))
+        if wait_s is None:
+            return None
+        return await wait_policy_applied(self.settings, policy, wait_s, start)
+
+    async def flush(self) -> None:
+        await self._producer.flush()
+
+
+async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in topic_names for p in range(topics.PARTITIONS)]
+        return await consumer.end_offsets(parts)
+    finally:
+        await consumer.stop()
+
+
+async def follow(settings: Settings, topic_names: tuple[str, ...],
+                 start: dict[TopicPartition, int] | None = None) -> AsyncIterator[tuple[str, bytes]]:
+    """Every record on the topics from ``start`` (default: the beginning), as (topic, value), forever."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in topic_names for p in range(topics.PARTITIONS)]
+        consumer.assign(parts)
+        for tp in parts:
+            if start and tp in start:
+                consumer.seek(tp, start[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, messages in batch.items():
+                for msg in messages:
+                    yield tp.topic, msg.value
+            if not batch:
+                yield "", b""  # heartbeat, so callers can check deadlines
+    finally:
+        await consumer.stop()
+
+
+async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s: float,
+                              start: dict[TopicPartition, int] | None = None) -> str:
+    """Wait for the worker's verdict on a published policy: "policy.updated" or "policy.refused"."""
+    deadline = time.monotonic() + timeout_s
+    async for topic, value in follow(settings, (topics.AUDIT_EVENTS,), start):
+        if topic:
+            event = AuditEvent.from_bytes(value)
+            if (event.agent_id == policy.agent_id and event.action in ("policy.updated", "policy.refused")
+                    and event.details.get("version") == policy.version):
+                return event.action
+        if time.monotonic() > deadline:
+            break
+    raise TimeoutError(f"the streams worker did not apply policy v{policy.version} of {policy.agent_id} "
+                       f"within {timeout_s:.0f} s: is it running (`warden up`)?")
+
+
+Outcome = IntentRejected | SignedTransaction
+
+
+async def wait_outcomes(settings: Settings, intent_ids: set[str], timeout_s: float,
+                        start: dict[TopicPartition, int] | None = None,
+                        final: bool = True) -> dict[str, Outcome]:
+    """Wait until each intent has a rejection or a signed transaction (with ``final``: a
+    final status, i.e. mined or failed for broadcast ones)."""
+    outcomes: dict[str, Outcome] = {}
+    deadline = time.monotonic() + timeout_s
+    async for topic, value in follow(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED), start):
+        if topic == topics.INTENTS_REJECTED:
+            rejected = IntentRejected.from_bytes(value)
+            if rejected.intent_id in intent_ids:
+                outcomes[rejected.intent_id] = rejected
+        elif topic == topics.TXS_SIGNED:
+            signed = SignedTransaction.from_bytes(value)
+            if signed.intent_id in intent_ids:
+                previous = outcomes.get(signed.intent_id)
+                if not isinstance(previous, SignedTransaction) or previous.status not in FINAL_STATUSES:
+                    outcomes[signed.intent_id] = signed
+        done = all(i in outcomes and (not final or isinstance(outcomes[i], IntentRejected)
+                                      or outcomes[i].status in FINAL_STATUSES) for i in intent_ids)
+        if done or time.monotonic() > deadline:
+            break
+    return outcomes

@@ -1,0 +1,153 @@
+"""`warden demo`: the whole pipeline on the embedded stack, one scripted agent.
+
+It provisions a demo agent (intent key, admin-signed policy, a chain key funded
+on Anvil), submits intents that trip every guardrail and several that pass,
+waits for every outcome, and prints them; approved ones are broadcast and their
+receipts shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+
+from infra.client import Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes, end_offsets
+from infra.config import Settings
+from infra.rpc import JsonRpc
+from schemas import topics
+from schemas.auth import public_key_hex
+from schemas.models import IntentRejected, SignedTransaction
+
+AGENT = "demo-agent"
+ADMIN = "admin:local-admin"
+ALICE = "0x00000000000000000000000000000000000a11ce"
+BOB = "0x0000000000000000000000000000000000000b0b"
+MALLORY = "0x000000000000000000000000000000000000bad1"
+# A contract whose every call reverts with Error("Warden demo: transfers paused"): installed with anvil_setCode.
+PAUSED = "0x00000000000000000000000000000000000ca5e0"
+REVERT_REASON = "Warden demo: transfers paused"
+
+
+def _revert_runtime(reason: str) -> str:
+    """EVM code that copies an ABI-encoded Error(string) from its own code and reverts with it."""
+    text = reason.encode()
+    blob = (bytes.fromhex("08c379a0") + (32).to_bytes(32, "big") + len(text).to_bytes(32, "big")
+            + text.ljust((len(text) + 31) // 32 * 32, b"\0"))
+    size = len(blob).to_bytes(2, "big")
+    # PUSH2 size, PUSH2 15 (blob offset), PUSH1 0, CODECOPY, PUSH2 size, PUSH1 0, REVERT, blob
+    code = b"\x61" + size + b"\x61\x00\x0f\x60\x00\x39" + b"\x61" + size + b"\x60\x00\xfd" + blob
+    return "0x" + code.hex()
+
+
+@dataclass(frozen=True)
+class Scripted:
+    name: str
+    expect: str  # "mined" or the rejection code
+    fields: dict
+
+
+SCRIPT = (
+    Scripted("pay alice 0.5 (EIP-1559)", "mined", dict(to=ALICE, value="0.5", tx_type=2)),
+    Scripted("pay bob 0.25 (legacy, EIP-155)", "mined", dict(to=BOB, value="0.25", tx_type=0)),
+    Scripted("pay alice 0.1 (EIP-2930, simulated first)", "mined",
+             dict(to=ALICE, value="0.1", tx_type=1, simulate_first=True)),
+    Scripted("wrong chain: base", "CHAIN_NOT_ALLOWED", dict(to=ALICE, value="0.1", chain="base")),
+    Scripted("recipient not on allowlist", "RECIPIENT_NOT_ALLOWLISTED", dict(to=MALLORY, value="0.1")),
+    Scripted("over the 1 ETH per-tx cap", "VALUE_OVER_CAP", dict(to=BOB, value="1.5")),
+    Scripted("pay bob 0.9 (brings the day to 1.75)", "mined", dict(to=BOB, value="0.9")),
+    Scripted("over the 2 ETH daily limit", "DAILY_LIMIT_EXCEEDED", dict(to=ALICE, value="0.3")),
+    Scripted("call a paused contract, simulated", "SIMULATION_REVERTED",
+             dict(to=PAUSED, value="0", data="0xa9059cbb", simulate_first=True)),
+    Scripted("pay alice exactly the remaining 0.25", "mined", dict(to=ALICE, value="0.25")),
+)
+
+
+def expected_outcomes() -> list[tuple[str, str]]:
+    return [(s.name, s.expect) for s in SCRIPT]
+
+
+async def provision(settings: Settings) -> dict:
+    """Agent intent key, admin-signed policy, a funded chain key, the paused contract."""
+    from signer.custody_wiring import keystore_from_settings
+
+    agent_key = load_or_create_agent_key(settings.home, AGENT)
+    keystore = keystore_from_settings(settings)
+    active = [k for k in keystore.list_keys(ADMIN, agent_id=AGENT, chain="ethereum") if k.active]
+    provisioned = active[-1] if active else keystore.provision(AGENT, "ethereum", actor=ADMIN)
+    node = JsonRpc(settings.rpc_url_for("anvil"))
+    try:
+        await node.call("anvil_setBalance", provisioned.address, hex(100 * 10**18))
+        await node.call("anvil_setCode", PAUSED, _revert_runtime(REVERT_REASON))
+    finally:
+        await node.close()
+    version = int(time.time() * 1000)  # newer than any earlier demo run's policy for this agent
+    policy = signed_policy(settings, agent_id=AGENT, version=version, intents_api_enabled=True,
+                           tx_allowed_chains=("anvil",), tx_to_allowlist=(ALICE, BOB, PAUSED),
+                           tx_max_value_eth="1", tx_daily_limit_eth="2", require_simulation=False,
+                           sender_address=provisioned.address,
+                           agent_public_key=public_key_hex(agent_key))
+    async with Client(settings) as client:
+        verdict = await client.publish_policy(policy)
+    if verdict != "policy.updated":
+        raise RuntimeError(f"the worker refused the demo policy ({verdict}); see the audit trail")
+    return {"agent_key": agent_key, "address": provisioned.address, "policy": policy}
+
+
+async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0) -> dict:
+    setup = await provision(settings)
+    progress(f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
+             f"policy v{setup['policy'].version} published")
+    start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+    intents = []
+    async with Client(settings) as client:
+        for scripted in SCRIPT:
+            fields = {"chain": "anvil", "broadcast": True, **scripted.fields}
+            intent = new_intent(setup["agent_key"], agent_id=AGENT, **fields)
+            intents.append((scripted, intent))
+            await client.submit(intent)
+        await client.flush()
+    progress(f"submitted {len(intents)} intents; waiting for outcomes")
+    began = time.monotonic()
+    outcomes = await wait_outcomes(settings, {i.intent_id for _, i in intents}, timeout_s, start)
+    elapsed = time.monotonic() - began
+    rows = []
+    for scripted, intent in intents:
+        outcome = outcomes.get(intent.intent_id)
+        row = {"intent": scripted.name, "intent_id": intent.intent_id, "expected": scripted.expect,
+               "chain": intent.chain, "to": intent.to, "value": intent.value}
+        if outcome is None:
+            row.update(outcome="missing", stage=None, code=None, reason="no outcome within the timeout")
+        elif isinstance(outcome, IntentRejected):
+            row.update(outcome="rejected", stage=outcome.stage, code=outcome.code, reason=outcome.reason)
+        else:
+            row.update(outcome=outcome.status, stage="signing", code=outcome.status.upper(), reason=outcome.error,
+                       signed_tx=outcome.signed_tx, tx_hash=outcome.tx_hash, **{"from": outcome.from_},
+                       nonce=outcome.nonce, chain_id=outcome.chain_id, status=outcome.status,
+                       block_number=outcome.block_number, gas_used=outcome.gas_used, tee=outcome.tee)
+        actual = row["outcome"] if row["outcome"] in ("mined", "failed", "missing") else row["code"]
+        row["as_expected"] = actual == scripted.expect
+        rows.append(row)
+    return {"agent_id": AGENT, "address": setup["address"], "policy_version": setup["policy"].version,
+            "seconds_to_all_outcomes": round(elapsed, 3), "intents": rows,
+            "all_as_expected": all(r["as_expected"] for r in rows)}
+
+
+def render(report: dict) -> str:
+    lines = [f"{'intent':44} {'outcome':9} {'stage':12} {'code / tx':28} detail"]
+    for r in report["intents"]:
+        mark = "ok " if r["as_expected"] else "!! "
+        if r["outcome"] in ("mined", "failed", "sign_only"):
+            detail = f"nonce {r['nonce']} block {r['block_number']} gas {r['gas_used']} tee={r['tee']}"
+            lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['tx_hash'][:26]}.. {detail}")
+        else:
+            lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {str(r['stage']):12} {str(r['code']):28} "
+                         f"{r['reason']}")
+    verdict = "every outcome as expected" if report["all_as_expected"] else "SOME OUTCOMES DIFFER FROM THE SCRIPT"
+    lines.append(f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}")
+    return "\n".join(lines)
+
+
+def progress_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

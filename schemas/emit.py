@@ -1,0 +1,61 @@
+"""What a Kafka-free processor hands back: records to publish (`Emit`), and the
+helpers every service uses to build the audit events and dead letters that go with them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas import topics
+from schemas.models import AuditEvent, DeadLetter, event_id
+
+
+@dataclass(frozen=True)
+class Emit:
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an input record came from, for the DLQ and the audit trail."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None = None
+
+    @property
+    def resource(self) -> str:
+        return f"record:{self.topic}/{self.partition}/{self.offset}"
+
+
+def to_us(now: datetime) -> int:
+    return int(now.timestamp()) * 1_000_000 + now.microsecond
+
+
+def audit(actor: str, action: str, resource: str, now: datetime, *id_parts: str,
+          intent_id: str | None = None, agent_id: str | None = None, **details) -> Emit:
+    """An audit event whose id is derived from what it records, so a redelivery yields the same id."""
+    event = AuditEvent(event_id=event_id(action, *id_parts), actor=actor, action=action, resource=resource, ts=now,
+                       intent_id=intent_id, agent_id=agent_id, details=details)
+    return Emit(topics.AUDIT_EVENTS, agent_id or "", event.to_bytes())
+
+
+def dead_letter(actor: str, raw: bytes | None, source: Source, now: datetime, reason: str,
+                errors: tuple[str, ...] = (), max_bytes: int = 65_536) -> list[Emit]:
+    payload = raw or b""
+    key = source.key.decode(errors="replace") if source.key else None
+    letter = DeadLetter(source_topic=source.topic, partition=source.partition, offset=source.offset, key=key,
+                        reason=reason, errors=tuple(errors),
+                        payload_b64=base64.b64encode(payload[:max_bytes]).decode(),
+                        payload_sha256=hashlib.sha256(payload).hexdigest(), received_at=now)
+    return [
+        Emit(topics.DLQ, key or "", letter.to_bytes()),
+        audit(actor, "dlq.recorded", source.resource, now, source.resource, agent_id=key, reason=reason,
+              payload_sha256=letter.payload_sha256, errors=list(errors)),
+    ]

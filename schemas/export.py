@@ -1,0 +1,24 @@
+"""JSON Schemas of every Warden record, for producers and consumers in other languages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from schemas.models import (AgentPolicy, AuditEvent, DeadLetter, IntentApproved, IntentRejected, SignedTransaction,
+                            StageVerdict, TransactionIntent)
+
+RECORDS = (TransactionIntent, AgentPolicy, StageVerdict, IntentRejected, IntentApproved, SignedTransaction,
+           AuditEvent, DeadLetter)
+
+
+def export(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for model in RECORDS:
+        path = directory / f"{model.__name__}.schema.json"
+        schema = model.model_json_schema(by_alias=True)
+        schema["$id"] = f"https://warden.dev/schemas/v1/{model.__name__}.schema.json"
+        path.write_text(json.dumps(schema, indent=2) + "\n")
+        written.append(path)
+    return written

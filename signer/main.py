@@ -1,0 +1,114 @@
+"""The signer process: its own consumer group on ``warden.intents.approved``.
+
+Offsets are committed only after everything a batch produced is acknowledged
+by the broker, and the signer's state records each signature before it is
+published, so a SIGKILL anywhere re-publishes the same bytes and never signs
+twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import datetime, timezone
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from infra.admin import pinned_admin_keys
+from infra.config import Settings, load
+from infra.rpc import JsonRpc
+from infra.readiness import mark_ready
+from schemas import topics
+from schemas.emit import Emit, Source
+from signer.custody_wiring import keystore_from_settings
+from signer.service import Signer
+from signer.state import SignerState
+
+log = logging.getLogger("warden.signer")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    nodes: dict[str, JsonRpc] = {}
+
+    def node_for(chain: str) -> JsonRpc:
+        if chain not in nodes:
+            nodes[chain] = JsonRpc(settings.rpc_url_for(chain))
+        return nodes[chain]
+
+    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore_from_settings(settings),
+                    pinned_admin_keys(settings.home), node_for, tee=settings.tee)
+    if settings.tee == "none":
+        log.warning("signer runs with tee=none: no attestation; every signed record says so")
+    consumer = AIOKafkaConsumer(
+        topics.INTENTS_APPROVED, bootstrap_servers=settings.broker, group_id="warden-signer",
+        enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000, max_poll_records=500,
+    )
+    # No enable_idempotence: the local broker refuses InitProducerId. Duplicates are absorbed downstream.
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=2)
+    await producer.start()
+    await consumer.start()
+    pending: set[asyncio.Task] = set()
+
+    async def publish(emits: list[Emit]) -> list[asyncio.Future]:
+        return [await producer.send(e.topic, e.value, key=e.key.encode()) for e in emits]
+
+    async def confirm(signed) -> None:
+        await asyncio.gather(*await publish(await signer.confirm(signed, utcnow)))
+
+    mark_ready(settings, "signer")
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            acks: list[asyncio.Future] = []
+            for tp, messages in batch.items():
+                for msg in messages:
+                    source = Source(msg.topic, msg.partition, msg.offset, msg.key)
+                    try:
+                        emits, to_broadcast = await signer.handle(msg.value, source, utcnow())
+                    except Exception:
+                        # Fail closed and keep going: the intent is not signed, and the failure is visible.
+                        log.exception("signer failed on %s; not signed", source.resource)
+                        continue
+                    acks += await publish(emits)
+                    if to_broadcast is not None:
+                        failed = await signer.send(to_broadcast, utcnow())
+                        acks += await publish(failed)
+                        if not failed:
+                            task = asyncio.create_task(confirm(to_broadcast))
+                            pending.add(task)
+                            task.add_done_callback(pending.discard)
+            if acks:
+                await asyncio.gather(*acks)
+            if batch:
+                await consumer.commit()
+    finally:
+        for task in pending:
+            task.cancel()
+        await consumer.stop()
+        await producer.stop()
+        for node in nodes.values():
+            await node.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s signer %(levelname)s %(message)s")
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_signer(load(), stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The signer: the last word before a key is touched.
+
+It trusts nothing outside its VM. For every approved intent it re-verifies the
+admin-signed policy (against pinned admin keys, never older than one it has
+seen), the agent's signature, the stateless guardrails and its own rolling
+spend record; then it picks the nonce, decrypts the key, signs, wipes the key,
+records the result durably and only then publishes it. A redelivered intent
+gets the same signed bytes back, never a second nonce.
+
+`Signer.handle` knows nothing of Kafka; `run_signer` moves records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from infra.rpc import RpcError, RpcUnavailable
+from schemas import topics
+from schemas.auth import intent_signature_valid, policy_signature_valid
+from schemas.chains import REGISTRY
+from schemas.emit import Emit, Source, audit, dead_letter, to_us
+from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
+from signer import transactions as txs
+from signer.state import SignerState
+from streams import processors
+from streams.intake import explain
+
+log = logging.getLogger("warden.signer")
+SERVICE = "service:signer"
+
+
+class SigningRefused(Exception):
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas: int, fees: dict[str, int]):
+    to = bytes.fromhex(intent.to[2:])
+    data = bytes.fromhex(intent.data[2:])
+    access = tuple((bytes.fromhex(e.address[2:]), tuple(bytes.fromhex(k[2:]) for k in e.storage_keys))
+                   for e in intent.access_list)
+    if intent.tx_type == 0:
+        return txs.LegacyTransaction(nonce, fees["gas_price"], gas, to, intent.value_wei, data)
+    if intent.tx_type == 1:
+        return txs.AccessListTransaction(chain_id, nonce, fees["gas_price"], gas, to, intent.value_wei, data, access)
+    return txs.FeeMarketTransaction(chain_id, nonce, fees["max_priority_fee_per_gas"], fees["max_fee_per_gas"], gas,
+                                    to, intent.value_wei, data, access)
+
+
+class Signer:
+    def __init__(self, state: SignerState, keys, admin_keys: dict[str, str],
+                 node_for: Callable[[str], processors.Node], tee: str = "none"):
+        self.state = state
+        self.keys = keys
+        self.admin_keys = admin_keys
+        self.node_for = node_for
+        self.tee = tee
+        self._addresses: dict[str, str] = {}  # key path → address: public, so cached
+
+    async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
+        """One approved record → what to publish, and the signed tx to broadcast (if the intent asks)."""
+        try:
+            approved = IntentApproved.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return dead_letter(SERVICE, raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}",
+                               explain(exc)), None
+        intent = approved.intent
+        prior = self.state.signed_record(intent.intent_id)
+        if prior is not None:
+            # Redelivered: publish exactly what was published before.
+            return [Emit(topics.TXS_SIGNED, intent.agent_id, prior)], None
+        try:
+            signed, counts, slot = await self._sign(approved, now)
+        except SigningRefused as refused:
+            return self._refuse(intent, refused, now), None
+        record = signed.to_bytes()
+        self.state.record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
+                                 now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
+                                 value_wei=intent.value_wei, counts=counts, policy_version=approved.policy.version,
+                                 idempotency_slot=slot)
+        emits = [
+            Emit(topics.TXS_SIGNED, intent.agent_id, record),
+            audit(SERVICE, "tx.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
+                  intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
+                  chain_id=signed.chain_id, tx_hash=signed.tx_hash, **{"from": signed.from_}, to=signed.to,
+                  nonce=signed.nonce, value_wei=str(signed.value_wei), status=signed.status, tee=self.tee),
+        ]
+        return emits, signed if signed.status == "broadcast" and counts else None
+
+    async def _sign(self, approved: IntentApproved, now: datetime) -> tuple[SignedTransaction, bool, str | None]:
+        intent, policy = approved.intent, approved.policy
+        self._verify(approved, now)
+        chain = REGISTRY.get(intent.chain)
+        slot = None
+        if intent.idempotency_key is not None:
+            slot = f"{intent.agent_id}:{hashlib.sha256(intent.idempotency_key.encode()).hexdigest()}"
+            original = self.state.idempotent_original(slot, to_us(now))
+            if original is not None:
+                cached = self.state.signed_record(original)
+                if cached is None:
+                    raise SigningRefused("IDEMPOTENT_ORIGINAL_NOT_SIGNED",
+                                         f"idempotency key was used by intent {original}, which was not signed")
+                # Cached result for the key: the original's signed bytes, under this intent's id.
+                first = SignedTransaction.from_bytes(cached)
+                return first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now}), False, None
+        try:
+            path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
+                                                  (f"agents/{intent.agent_id}/", "keys/"))
+            address = self._address(path)
+        except Exception as exc:  # custody errors are deliberately opaque; say what to do
+            raise SigningRefused("SIGNING_KEY_UNAVAILABLE",
+                                 f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
+                                 f"{exc.__class__.__name__}; provision one with `warden keys provision`") from None
+        node = self.node_for(intent.chain)
+        try:
+            nonce = await self._nonce(intent, address, node)
+            gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
+            fees = await self._fees(intent, node)
+        except (RpcError, RpcUnavailable) as exc:
+            raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
+        tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
+        with self.keys.open_private_key(path) as key:
+            signed = txs.sign_transaction(tx, key, chain.chain_id)
+        result = SignedTransaction(
+            intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
+            signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
+            **{"from": txs.checksum(signed.sender)}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
+            tx_type=intent.tx_type, status="broadcast" if intent.broadcast else "sign_only", tee=self.tee,
+            signed_at=now,
+        )
+        return result, True, slot
+
+    def _verify(self, approved: IntentApproved, now: datetime) -> None:
+        intent, policy = approved.intent, approved.policy
+        if not policy_signature_valid(policy, self.admin_keys):
+            raise SigningRefused("POLICY_SIGNATURE_INVALID", "the policy is not signed by a pinned admin key")
+        if policy.agent_id != intent.agent_id:
+            raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
+        if policy.version < self.state.policy_version(intent.agent_id):
+            raise SigningRefused("POLICY_SUPERSEDED", f"policy version {policy.version} is older than one already "
+                                                      "enforced for this agent")
+        if not intent_signature_valid(intent, policy):
+            raise SigningRefused("AGENT_SIGNATURE_INVALID", "the intent's signature does not verify against the "
+                                                            "agent's public key")
+        if not policy.intents_api_enabled:
+            raise SigningRefused("INTENTS_API_DISABLED", "the intents API is disabled for this agent")
+        spent = self.state.spent(intent.agent_id, to_us(now))
+        for verdict in (processors.check_chain(intent, policy), processors.check_allowlist(intent, policy),
+                        processors.check_value_cap(intent, policy),
+                        processors.check_daily_limit(intent, policy, spent)):
+            if not verdict.passed:
+                raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
+
+    def _address(self, path: str) -> str:
+        if path not in self._addresses:
+            with self.keys.open_private_key(path) as key:
+                self._addresses[path] = txs.checksum(txs.address_of(key))
+        return self._addresses[path]
+
+    async def _nonce(self, intent: TransactionIntent, address: str, node) -> int:
+        if intent.nonce is not None:
+            return intent.nonce
+        tracked = self.state.last_nonce(intent.agent_id, intent.chain, address)
+        pending = int(await node.call("eth_getTransactionCount", address, "pending"), 16)
+        return pending if tracked is None else max(tracked + 1, pending)
+
+    @staticmethod
+    async def _estimate_gas(intent: TransactionIntent, address: str, node) -> int:
+        call = {"from": address, "to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
+        estimate = int(await node.call("eth_estimateGas", call, "pending"), 16)
+        return estimate * 6 // 5  # 20% headroom: state can move between estimate and inclusion
+
+    @staticmethod
+    async def _fees(intent: TransactionIntent, node) -> dict[str, int]:
+        if intent.tx_type in (0, 1):
+            price = intent.gas_price if intent.gas_price is not None else int(await node.call("eth_gasPrice"), 16)
+            return {"gas_price": price}
+        priority = intent.max_priority_fee_per_gas
+        if priority is None:
+            priority = int(await node.call("eth_maxPriorityFeePerGas"), 16)
+        max_fee = intent.max_fee_per_gas
+        if max_fee is None:
+            block = await node.call("eth_getBlockByNumber", "latest", False)
+            max_fee = 2 * int(block["baseFeePerGas"], 16) + priority
+        return {"max_priority_fee_per_gas": min(priority, max_fee), "max_fee_per_gas": max_fee}
+
+    def _refuse(self, intent: TransactionIntent, refused: SigningRefused, now: datetime) -> list[Emit]:
+        rejected = IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage="signing",
+                                  code=refused.code, reason=refused.reason, decided_at=now)
+        return [
+            Emit(topics.INTENTS_REJECTED, intent.agent_id, rejected.to_bytes()),
+            audit(SERVICE, "tx.sign_failed", f"intent:{intent.intent_id}", now, intent.intent_id,
+                  intent_id=intent.intent_id, agent_id=intent.agent_id, code=refused.code, reason=refused.reason,
+                  tee=self.tee),
+        ]
+
+    async def send(self, signed: SignedTransaction, now: datetime) -> list[Emit]:
+        """Hand the signed bytes to the chain. Called before the next intent is signed, so when
+        the node refuses, the nonce can be given back without leaving a gap."""
+        try:
+            await self.node_for(signed.chain).call("eth_sendRawTransaction", signed.signed_tx)
+        except RpcError as exc:
+            if "already known" in exc.message:  # a redelivery re-sent it: not a failure
+                return []
+            self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
+            return self._final(signed, {"status": "failed", "error": f"node refused the transaction: {exc.message}"},
+                               now)
+        except RpcUnavailable as exc:
+            self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
+            return self._final(signed, {"status": "failed", "error": str(exc)}, now)
+        return []
+
+    async def confirm(self, signed: SignedTransaction, now: Callable[[], datetime],
+                      timeout_s: float = 60.0) -> list[Emit]:
+        """Wait for the receipt and report mined or failed."""
+        node = self.node_for(signed.chain)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while loop.time() < deadline:
+                receipt = await node.call("eth_getTransactionReceipt", signed.tx_hash)
+                if receipt is not None:
+                    ok = int(receipt["status"], 16) == 1
+                    return self._final(signed, {
+                        "status": "mined" if ok else "failed", "block_number": int(receipt["blockNumber"], 16),
+                        "gas_used": int(receipt["gasUsed"], 16), "error": None if ok else "execution reverted"}, now())
+                await asyncio.sleep(0.05)
+        except (RpcError, RpcUnavailable) as exc:
+            return self._final(signed, {"status": "failed", "error": f"receipt unavailable: {exc}"}, now())
+        return self._final(signed, {"status": "failed", "error": f"no receipt within {timeout_s:.0f} s"}, now())
+
+    def _final(self, signed: SignedTransaction, update: dict, at: datetime) -> list[Emit]:
+        result = signed.model_copy(update=update)
+        self.state.replace_record(signed.intent_id, result.to_bytes())
+        action = "tx.mined" if result.status == "mined" else "tx.failed"
+        return [
+            Emit(topics.TXS_SIGNED, signed.agent_id, result.to_bytes()),
+            audit(SERVICE, action, f"intent:{signed.intent_id}", at, signed.intent_id, intent_id=signed.intent_id,
+                  agent_id=signed.agent_id, tx_hash=signed.tx_hash, status=result.status,
+                  block_number=result.block_number, gas_used=result.gas_used, error=result.error),
+        ]

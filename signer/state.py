@@ -1,0 +1,94 @@
+"""The signer's own durable record, in SQLite inside the signer's VM.
+
+It is what makes signing exactly-once on an at-least-once bus: the signed
+bytes for each intent (a redelivered intent gets the same bytes back, never a
+second nonce), the nonce tracked per (agent, chain, address), the signer's own
+rolling spend record (it does not trust the worker's), the newest policy
+version seen per agent (an older signed policy cannot be replayed), and the
+idempotency cache. A record is written before the signed transaction is
+published, so a crash in between re-publishes the same bytes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signed (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS nonces (
+    agent_id TEXT NOT NULL, chain TEXT NOT NULL, address TEXT NOT NULL, last_nonce INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, chain, address));
+CREATE TABLE IF NOT EXISTS spend (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, value_wei TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS spend_by_agent ON spend (agent_id, at_us);
+CREATE TABLE IF NOT EXISTS policy_versions (agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (slot TEXT PRIMARY KEY, intent_id TEXT NOT NULL, at_us INTEGER NOT NULL);
+"""
+
+DAY_US = 86_400 * 1_000_000
+
+
+class SignerState:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(_SCHEMA)
+
+    def signed_record(self, intent_id: str) -> bytes | None:
+        row = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def last_nonce(self, agent_id: str, chain: str, address: str) -> int | None:
+        row = self.db.execute("SELECT last_nonce FROM nonces WHERE agent_id=? AND chain=? AND address=?",
+                              (agent_id, chain, address)).fetchone()
+        return None if row is None else row[0]
+
+    def spent(self, agent_id: str, now_us: int) -> int:
+        rows = self.db.execute("SELECT value_wei FROM spend WHERE agent_id = ? AND at_us > ? AND at_us <= ?",
+                               (agent_id, now_us - DAY_US, now_us))
+        return sum(int(v) for (v,) in rows)
+
+    def policy_version(self, agent_id: str) -> int:
+        row = self.db.execute("SELECT version FROM policy_versions WHERE agent_id = ?", (agent_id,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def idempotent_original(self, slot: str, now_us: int) -> str | None:
+        row = self.db.execute("SELECT intent_id, at_us FROM idempotency WHERE slot = ?", (slot,)).fetchone()
+        if row is None or now_us - row[1] >= DAY_US:
+            return None
+        return row[0]
+
+    def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
+                      address: str, nonce: int, value_wei: int, counts: bool, policy_version: int,
+                      idempotency_slot: str | None) -> None:
+        """One transaction: the signed bytes, the nonce, the spend and the idempotency entry land together."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+            self.db.execute(
+                "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
+                "max(last_nonce, excluded.last_nonce)", (agent_id, chain, address, nonce))
+            if counts:
+                self.db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
+                                (intent_id, agent_id, now_us, str(value_wei)))
+            self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
+                            "max(version, excluded.version)", (agent_id, policy_version))
+            if idempotency_slot is not None:
+                self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+                                (idempotency_slot, intent_id, now_us))
+
+    def replace_record(self, intent_id: str, record: bytes) -> None:
+        """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
+        self.db.execute("UPDATE signed SET record = ? WHERE intent_id = ?", (record, intent_id))
+
+    def release_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> None:
+        """The node refused the transaction: its nonce was never used, so the next intent takes it."""
+        self.db.execute("UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
+                        (nonce - 1, agent_id, chain, address, nonce))
+
+    def close(self) -> None:
+        self.db.close()
