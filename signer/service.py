@@ -173,7 +173,7 @@ class Signer:
 
     @staticmethod
     async def _estimate_gas(intent: TransactionIntent, address: str, node) -> int:
-        call = {"from": address, "to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
+        call = processors.call_object(intent, address)
         estimate = int(await node.call("eth_estimateGas", call, "pending"), 16)
         return estimate * 6 // 5  # 20% headroom: state can move between estimate and inclusion
 

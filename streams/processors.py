@@ -96,13 +96,21 @@ def decode_revert(data: object) -> str:
     return f"custom error {data[:74]}"
 
 
-async def simulate(intent: TransactionIntent, sender: str | None, node: Node) -> StageVerdict:
-    """eth_call then eth_estimateGas at ``pending``: a revert rejects with its decoded reason."""
+def call_object(intent: TransactionIntent, sender: str | None) -> dict:
+    """The intent as a JSON-RPC call object; the access list is included because it costs gas."""
     call = {"to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
     if sender:
         call["from"] = sender
     if intent.gas_limit is not None:
         call["gas"] = hex(intent.gas_limit)
+    if intent.access_list:
+        call["accessList"] = [{"address": e.address, "storageKeys": list(e.storage_keys)} for e in intent.access_list]
+    return call
+
+
+async def simulate(intent: TransactionIntent, sender: str | None, node: Node) -> StageVerdict:
+    """eth_call then eth_estimateGas at ``pending``: a revert rejects with its decoded reason."""
+    call = call_object(intent, sender)
     try:
         await node.call("eth_call", call, "pending")
         gas = int(await node.call("eth_estimateGas", call, "pending"), 16)

@@ -1,0 +1,182 @@
+"""The whole pipeline on the real embedded stack: intents in, signed transactions out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import orjson
+from eth_account import Account
+from eth_utils import to_checksum_address
+
+from infra import demo
+from infra.client import Client, end_offsets, new_intent, wait_outcomes
+from infra.rpc import JsonRpc
+from schemas import topics
+from schemas.fields import parse_native_amount
+from schemas.models import IntentRejected, SignedTransaction
+from tests.support import balance, make_agent, read_json
+
+CAROL = "0x000000000000000000000000000000000000ca01"
+
+
+def test_demo_yields_exactly_its_expected_outcomes(stack, run):
+    settings = stack.settings
+    before = {a: run(balance(settings, a)) for a in (demo.ALICE, demo.BOB)}
+    report = run(demo.run_script(settings, progress=lambda m: None))
+    outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
+    assert outcomes == demo.expected_outcomes()
+    assert report["all_as_expected"]
+    mined = [r for r in report["intents"] if r["outcome"] == "mined"]
+    assert [r["nonce"] for r in mined] == list(range(len(mined)))
+    for row in mined:
+        # An independent implementation recovers the sender from the signed bytes.
+        assert Account.recover_transaction(row["signed_tx"]) == report["address"]
+    paid = {to_checksum_address(demo.ALICE): 0, to_checksum_address(demo.BOB): 0}
+    for row in mined:
+        paid[row["to"]] += parse_native_amount(row["value"])
+    after = {to_checksum_address(a): run(balance(settings, a)) for a in (demo.ALICE, demo.BOB)}
+    before = {to_checksum_address(a): v for a, v in before.items()}
+    # 0.5 + 0.1 + 0.25 to alice, 0.25 + 0.9 to bob: exact wei, checked on the chain itself.
+    assert paid == {to_checksum_address(demo.ALICE): 85 * 10**16, to_checksum_address(demo.BOB): 115 * 10**16}
+    assert {a: after[a] - before[a] for a in after} == paid
+    revert = next(r for r in report["intents"] if r["code"] == "SIMULATION_REVERTED")
+    assert demo.REVERT_REASON in revert["reason"]
+
+
+def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
+    settings = stack.settings
+
+    async def scenario():
+        agent_key, address, _ = await make_agent(settings, "types-agent")
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        before = await balance(settings, CAROL)
+        intents = [new_intent(agent_key, agent_id="types-agent", chain="anvil", to=CAROL, value=v, tx_type=t,
+                              broadcast=True, access_list=al)
+                   for t, v, al in ((0, "0.001", ()), (1, "0.002", ({"address": CAROL, "storage_keys": ["0x" + "00" * 31 + "01"]},)),
+                                    (2, "0.004", ()))]
+        async with Client(settings) as client:
+            for intent in intents:
+                await client.submit(intent)
+        outcomes = await wait_outcomes(settings, {i.intent_id for i in intents}, 30, start)
+        after = await balance(settings, CAROL)
+        return address, intents, outcomes, after - before
+
+    address, intents, outcomes, received = run(scenario())
+    assert received == 7 * 10**15
+    for intent in intents:
+        signed = outcomes[intent.intent_id]
+        assert isinstance(signed, SignedTransaction), signed
+        assert signed.status == "mined" and signed.tx_type == intent.tx_type and signed.tee == "none"
+        raw = bytes.fromhex(signed.signed_tx[2:])
+        assert (raw[0] == intent.tx_type) if intent.tx_type else raw[0] >= 0xC0
+        assert Account.recover_transaction(raw) == address == signed.from_
+
+
+def test_redelivered_and_idempotent_intents_sign_once(stack, run):
+    settings = stack.settings
+
+    async def scenario():
+        agent_key, address, _ = await make_agent(settings, "idem-agent")
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        first = new_intent(agent_key, agent_id="idem-agent", chain="anvil", to=CAROL, value="0.01",
+                           idempotency_key="order-42")
+        retry = new_intent(agent_key, agent_id="idem-agent", chain="anvil", to=CAROL, value="0.01",
+                           idempotency_key="order-42", intent_id="raw-producer-retry-42")
+        async with Client(settings) as client:
+            await client.submit(first)
+            await client.submit(first)  # a producer retry of the very same record
+            await asyncio.sleep(0.5)
+            await client.submit(retry)  # same idempotency key, another intent id
+        outcomes = await wait_outcomes(settings, {first.intent_id, retry.intent_id}, 30, start)
+        await asyncio.sleep(1.0)
+        signed = [SignedTransaction.from_bytes(v) for v in await _records_since(settings, topics.TXS_SIGNED, start)]
+        return first, retry, outcomes, signed
+
+    first, retry, outcomes, signed = run(scenario())
+    a, b = outcomes[first.intent_id], outcomes[retry.intent_id]
+    assert isinstance(a, SignedTransaction) and isinstance(b, SignedTransaction)
+    assert a.signed_tx == b.signed_tx and a.nonce == b.nonce
+    mine = [s for s in signed if s.intent_id in (first.intent_id, retry.intent_id)]
+    assert {s.signed_tx for s in mine} == {a.signed_tx}
+    assert {s.nonce for s in mine} == {a.nonce}
+
+
+async def _records_since(settings, topic, start):
+    from infra.client import follow
+
+    out, idle = [], 0
+    async for name, value in follow(settings, (topic,), {tp: o for tp, o in start.items() if tp.topic == topic}):
+        if name:
+            out.append(value)
+            idle = 0
+        else:
+            idle += 1
+            if idle > 4:
+                return out
+
+
+def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, run):
+    settings = stack.settings
+
+    async def scenario():
+        agent_key, _, policy = await make_agent(settings, "bad-input-agent")
+        good = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.001")
+        doc = orjson.loads(good.to_bytes())
+
+        def variant(**changes):
+            return orjson.dumps({**doc, **changes, "intent_id": f"bad-{len(changes)}-{sorted(changes)[0]}"})
+
+        forged = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.002")
+        forged_doc = {**orjson.loads(forged.to_bytes()), "value": "0.9"}  # changed after signing
+        bad = {
+            "malformed": b'{"intent_id": "x", ',
+            "missing": orjson.dumps({"intent_id": "bad-missing", "agent_id": "bad-input-agent"}),
+            "checksum": variant(to="0xAbCdEf0000000000000000000000000000000000"),
+            "negative": variant(value="-1"),
+            "precise": variant(value="0.0000000000000000001"),
+            "chain": variant(chain="narnia"),
+            "hex": variant(data="0xnothex"),
+            "oversize": orjson.dumps({**doc, "intent_id": "bad-oversize", "data": "0x" + "ab" * 40_000}),
+        }
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ,
+                                             topics.AUDIT_EVENTS))
+        unsigned = policy.model_copy(update={"version": policy.version + 1, "signature": "",
+                                             "tx_allowed_chains": ()})
+        async with Client(settings) as client:
+            for raw in bad.values():
+                await client.send(topics.INTENTS_SUBMITTED, "bad-input-agent", raw)
+            await client.send(topics.INTENTS_SUBMITTED, "bad-input-agent", orjson.dumps(forged_doc))
+            await client.publish_policy(unsigned, wait_s=None)
+            await client.submit(good)
+        outcomes = await wait_outcomes(settings, {good.intent_id, forged.intent_id}, 30, start)
+        await asyncio.sleep(1.0)
+        dlq = [orjson.loads(v) for v in await _records_since(settings, topics.DLQ, start)]
+        rejected = [orjson.loads(v) for v in await _records_since(settings, topics.INTENTS_REJECTED, start)]
+        audits = [orjson.loads(v) for v in await _records_since(settings, topics.AUDIT_EVENTS, start)]
+        return bad, good, forged, outcomes, dlq, rejected, audits
+
+    bad, good, forged, outcomes, dlq, rejected, audits = run(scenario())
+    assert isinstance(outcomes[good.intent_id], SignedTransaction)  # the worker kept going
+    forged_out = outcomes[forged.intent_id]
+    assert isinstance(forged_out, IntentRejected) and forged_out.code == "AGENT_SIGNATURE_INVALID"
+    reasons = {base64.b64decode(d["payload_b64"]): d["reason"] for d in dlq}
+    expect = {
+        "malformed": "not valid JSON",
+        "missing": "chain: is required",
+        "checksum": "bad EIP-55 checksum",
+        "negative": "value: must be >= 0",
+        "precise": "at most 18 are allowed",
+        "chain": "unknown chain 'narnia'",
+        "hex": "data: must be 0x-prefixed hex",
+        "oversize": "exceeds the 65536-byte limit",
+    }
+    for name, raw in bad.items():
+        reason = next((r for payload, r in reasons.items() if raw.startswith(payload[:200]) and payload), None)
+        assert reason is not None, f"{name} not in the DLQ"
+        assert expect[name] in reason, (name, reason)
+    invalid = {r["intent_id"]: r for r in rejected if r["code"] == "INVALID_INTENT"}
+    assert "bad-missing" in invalid and "chain: is required" in invalid["bad-missing"]["reason"]
+    assert sum(1 for a in audits if a["action"] == "dlq.recorded") >= len(bad)
+    refused = [a for a in audits if a["action"] == "policy.refused" and a["agent_id"] == "bad-input-agent"]
+    assert refused and "unsigned" in refused[0]["details"]["reason"]
