@@ -13,15 +13,15 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 from eth_utils import is_checksum_address, to_checksum_address
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 WEI_PER_UNIT = 10**18
 MAX_UINT256 = 2**256 - 1
 
-_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?$")
-_HEX_RE = re.compile(r"^0x([0-9a-fA-F]{2})*$")
-_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]*)(\.[0-9]+)?\Z")
+_HEX_RE = re.compile(r"^0x([0-9a-fA-F]{2})*\Z")
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
 def parse_native_amount(text: str) -> int:
@@ -91,7 +91,7 @@ def _wei(value: object) -> int:
         raise ValueError("must be an integer amount of wei, got a boolean")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.isdigit():
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
         number = int(value)
     else:
         raise ValueError(f"must be a non-negative integer of wei (decimal string or integer), got {value!r}")
@@ -110,7 +110,9 @@ NativeAmount = Annotated[str, BeforeValidator(_native_amount)]
 Address = Annotated[str, BeforeValidator(_address)]
 HexData = Annotated[str, BeforeValidator(_hex_data)]
 Identifier = Annotated[str, BeforeValidator(_identifier)]
-Wei = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str, when_used="json")]
+# On the wire (and so in the exported JSON Schema) wei is a decimal string.
+Wei = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str, when_used="json"),
+                WithJsonSchema({"type": "string", "pattern": "^(0|[1-9][0-9]*)$"})]
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 

@@ -185,7 +185,11 @@ class Engine:
         if failure:
             verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0],
                                    reason=failure[1])
-            return out + [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now), None
+            # A forged record must not decide the fate of the real intent with the same id:
+            # its rejection is published but not remembered as that intent's decision.
+            remember = failure[0] != "AGENT_SIGNATURE_INVALID"
+            return out + [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now,
+                                                                                   remember), None
         replay = self._idempotent_replay(intent, policy, now)
         if replay is not None:
             return out + replay, None
@@ -249,14 +253,15 @@ class Engine:
                    value_wei=str(intent.value_wei), chain=intent.chain),
         ]
 
-    def _reject(self, intent, verdict: StageVerdict, verdicts, now) -> list[Emit]:
+    def _reject(self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True) -> list[Emit]:
         rejected = IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage,
                                   code=verdict.code, reason=verdict.reason, verdicts=tuple(verdicts), decided_at=now)
         record = rejected.to_bytes()
-        self.decisions[intent.intent_id] = {
-            "agent_id": intent.agent_id, "outcome": "rejected", "at_us": to_us(now), "value_wei": "0",
-            "topic": topics.INTENTS_REJECTED, "record": base64.b64encode(record).decode(),
-        }
+        if remember:
+            self.decisions[intent.intent_id] = {
+                "agent_id": intent.agent_id, "outcome": "rejected", "at_us": to_us(now), "value_wei": "0",
+                "topic": topics.INTENTS_REJECTED, "record": base64.b64encode(record).decode(),
+            }
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
             _audit(SERVICE, "intent.rejected", f"intent:{intent.intent_id}", now, intent.intent_id,

@@ -84,9 +84,9 @@ def decode_revert(data: object) -> str:
     """Solidity revert payload → a readable reason (Error(string), Panic(uint256), or raw bytes)."""
     if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
         return "reverted without a reason"
-    payload = bytes.fromhex(data[2:])
-    selector, body = payload[:4], payload[4:]
     try:
+        payload = bytes.fromhex(data[2:])
+        selector, body = payload[:4], payload[4:]
         if selector == bytes.fromhex("08c379a0"):
             return abi_decode(["string"], body)[0]
         if selector == bytes.fromhex("4e487b71"):

@@ -1,0 +1,266 @@
+"""``warden audit ...``: verify, prove, check-proof, export, query, pubkey.
+
+Each handler takes the parsed arguments and returns an exit code: 0 on success,
+1 when verification fails, 2 when the command cannot run (the message on stderr
+says what to do next). Commands reach the store through ``store.open_reader``:
+the ClickHouse server when WARDEN_CLICKHOUSE_URL is set, else the running
+sink's endpoint, else the chDB directory itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+from infra.config import load
+from streams.ledger import proof as proofs
+from streams.ledger.checkpoint import public_key_hex
+from streams.ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
+from streams.ledger.schema import AUDIT_LOG
+from streams.ledger.store import StoreError, open_reader
+from streams.ledger.verify import verify
+
+EXPORT_PAGE_ROWS = 200_000
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+EXPORT_COLUMNS = (
+    "chain, seq, event_id, actor, action, resource, formatDateTime(ts, '%Y-%m-%dT%H:%i:%S.%fZ') AS ts, "
+    "intent_id, agent_id, details, prev_hash, integrity_hash"
+)
+
+
+def parse_time(text: str, now: datetime) -> datetime:
+    """``90d``/``12h``/``30m``/``45s``/``2w`` before ``now``, or an ISO 8601 time (UTC if no zone)."""
+    match = _DURATION.match(text.strip())
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (90d, 12h, 30m) nor an ISO 8601 time (2026-11-21T10:00:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _public_key(args: argparse.Namespace) -> bytes:
+    if args.public_key:
+        try:
+            key = bytes.fromhex(args.public_key.removeprefix("0x"))
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise SigningKeyError("--public-key takes the 32-byte Ed25519 key as 64 hex digits, as `warden audit pubkey` prints it")
+        return key
+    return local_public_key(load().home)
+
+
+def _fail(message: str) -> int:
+    print(f"warden audit: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
+    try:
+        key = _public_key(args)
+        since = parse_time(args.since, now) if args.since else None
+        until = parse_time(args.until, now) if args.until else None
+        store = open_reader(load())
+    except (SigningKeyError, StoreError, argparse.ArgumentTypeError) as exc:
+        return _fail(str(exc))
+
+    def progress(done: int, total: int) -> None:
+        print(f"verify: {done:,}/{total:,} rows ({100 * done // max(total, 1)}%)", file=sys.stderr, flush=True)
+
+    try:
+        report = verify(store, key, [args.chain] if args.chain is not None else None, since, until, progress)
+    except StoreError as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+    if args.json:
+        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif report.ok:
+        rate = f", {report.rows / report.seconds:,.0f} rows/s" if report.seconds else ""
+        uncovered = sum(c.uncovered_rows for c in report.chains)
+        print(
+            f"OK: {len(report.chains)} chain(s), {report.rows:,} rows and "
+            f"{sum(c.checkpoints for c in report.chains):,} signed checkpoints verified in {report.seconds:.2f}s{rate}"
+            + (f"; {uncovered:,} newest rows are not yet under a checkpoint" if uncovered else "")
+        )
+    else:
+        print(f"FAILED: {len(report.problems)} problem(s); the first bad row of each chain:")
+        for problem in report.problems:
+            print(f"  {problem.describe()}")
+    return 0 if report.ok else 1
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    try:
+        store = open_reader(load())
+    except StoreError as exc:
+        return _fail(str(exc))
+    try:
+        built = proofs.build(store, args.event_id)
+    except (proofs.ProofError, StoreError) as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+    sys.stdout.write(orjson.dumps(built, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def cmd_check_proof(args: argparse.Namespace) -> int:
+    try:
+        key = _public_key(args)
+        raw = sys.stdin.buffer.read() if args.proof == "-" else Path(args.proof).read_bytes()
+        proof = orjson.loads(raw)
+    except (SigningKeyError, OSError, orjson.JSONDecodeError) as exc:
+        return _fail(f"cannot read the proof: {exc}" if not isinstance(exc, SigningKeyError) else str(exc))
+    reason = proofs.check(proof, key) if isinstance(proof, dict) else "a proof is a JSON object"
+    if args.json:
+        sys.stdout.write(orjson.dumps({"ok": reason is None, "reason": reason}).decode() + "\n")
+    elif reason is None:
+        event, cp = proof["event"], proof["checkpoint"]
+        print(
+            f"OK: event {event['event_id']} is row seq {event['seq']} of chain {event['chain']}, "
+            f"under the checkpoint signed at {cp['ts']} for seq {cp['seq']}"
+        )
+    else:
+        print(f"FAILED: {reason}")
+    return 0 if reason is None else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    now = datetime.now(timezone.utc)
+    try:
+        since = parse_time(args.since, now) if args.since else None
+        until = parse_time(args.until, now) if args.until else None
+        store = open_reader(load())
+    except (StoreError, argparse.ArgumentTypeError) as exc:
+        return _fail(str(exc))
+    where = []
+    if since:
+        where.append(f"ts >= toDateTime64({since.timestamp():.6f}, 6, 'UTC')")
+    if until:
+        where.append(f"ts < toDateTime64({until.timestamp():.6f}, 6, 'UTC')")
+    if args.chain is not None:
+        where.append(f"chain = {args.chain}")
+    condition = " AND ".join(where) or "1"
+    out = sys.stdout.buffer
+    try:
+        ranges = store.arrow(
+            f"SELECT chain, min(seq) AS lo, max(seq) AS hi FROM {AUDIT_LOG} WHERE {condition} GROUP BY chain ORDER BY chain"
+        ).to_pylist()
+        first = True
+        # Pages by (chain, seq) keep memory flat at both ends, whatever the store's size.
+        for r in ranges:
+            for lo in range(r["lo"], r["hi"] + 1, EXPORT_PAGE_ROWS):
+                fmt = "JSONEachRow" if args.format == "json" else ("CSVWithNames" if first else "CSV")
+                out.write(
+                    store.raw(
+                        f"SELECT {EXPORT_COLUMNS} FROM {AUDIT_LOG} WHERE {condition} AND chain = {r['chain']} "
+                        f"AND seq >= {lo} AND seq < {lo + EXPORT_PAGE_ROWS} ORDER BY seq",
+                        fmt,
+                    )
+                )
+                first = False
+        if first and args.format == "csv":
+            out.write(store.raw(f"SELECT {EXPORT_COLUMNS} FROM {AUDIT_LOG} WHERE 0", "CSVWithNames"))
+        out.flush()
+    except StoreError as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    try:
+        store = open_reader(load())
+    except StoreError as exc:
+        return _fail(str(exc))
+    try:
+        sys.stdout.buffer.write(store.raw(args.sql, args.format))
+        sys.stdout.flush()
+    except StoreError as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_pubkey(args: argparse.Namespace) -> int:
+    home = load().home
+    try:
+        key = load_or_create_signing_key(home)
+    except SigningKeyError as exc:
+        return _fail(str(exc))
+    if args.json:
+        body = {"algorithm": "ed25519", "public_key": public_key_hex(key), "key_file": str(key_path(home))}
+        sys.stdout.write(orjson.dumps(body).decode() + "\n")
+    else:
+        print(public_key_hex(key))
+    return 0
+
+
+def _public_key_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--public-key",
+        metavar="HEX",
+        help="the ledger's Ed25519 public key (64 hex digits); default: this host's key",
+    )
+
+
+def add_commands(audit_subparsers) -> None:
+    p = audit_subparsers.add_parser("verify", help="replay the hash chains against the signed checkpoints")
+    p.add_argument("--chain", type=int, help="verify only this chain (ledger partition)")
+    p.add_argument("--since", help="only rows from this time on: 90d, 12h, or an ISO 8601 time")
+    p.add_argument("--until", help="only rows before this time: 1d, or an ISO 8601 time")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _public_key_option(p)
+    p.set_defaults(handler=cmd_verify)
+
+    p = audit_subparsers.add_parser("prove", help="print an inclusion proof (JSON) for one event")
+    p.add_argument("event_id")
+    p.set_defaults(handler=cmd_prove)
+
+    p = audit_subparsers.add_parser("check-proof", help="check an inclusion proof offline")
+    p.add_argument("proof", help="the proof file, or - for standard input")
+    p.add_argument("--json", action="store_true")
+    _public_key_option(p)
+    p.set_defaults(handler=cmd_check_proof)
+
+    p = audit_subparsers.add_parser("export", help="stream ledger rows for a SIEM")
+    p.add_argument("--format", choices=("csv", "json"), default="json", help="csv (with header) or json (one object per line)")
+    p.add_argument("--since", help="90d, 12h, or an ISO 8601 time")
+    p.add_argument("--until", help="90d, 12h, or an ISO 8601 time")
+    p.add_argument("--chain", type=int)
+    p.set_defaults(handler=cmd_export)
+
+    p = audit_subparsers.add_parser("query", help="run read-only SQL against the ledger")
+    p.add_argument("sql")
+    p.add_argument("--format", default="PrettyCompactMonoBlock", help="any ClickHouse output format (default: %(default)s)")
+    p.set_defaults(handler=cmd_query)
+
+    p = audit_subparsers.add_parser("pubkey", help="print the checkpoint signing public key")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_pubkey)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streams.ledger.cli ...``: the same commands without the warden CLI."""
+    parser = argparse.ArgumentParser(prog="warden audit")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""A read-only, ClickHouse-HTTP-compatible endpoint over the sink's chDB store.
+
+chDB lets one process own its directory, and the sink is that process; analysts
+and ``warden audit`` still need SQL while it runs. So the sink answers the
+ClickHouse HTTP interface (the subset clients use: ``/ping``, queries in the
+``query`` parameter and/or the POST body, ``FORMAT`` clause or
+``default_format``, ``X-ClickHouse-*`` headers, errors as ``Code: N.`` text) and
+clickhouse-connect, curl, or any ClickHouse HTTP client works against it.
+
+Read-only is ClickHouse's own ``readonly=1`` on the connections it serves from:
+no writes, no DDL, no settings changes, no table functions. One more rule: the
+``file()`` function would read any file the sink can read, its signing key among
+them, so queries calling it are refused. URL parameters other than
+``default_format`` and ``query_id`` are accepted and ignored; results are
+sent whole (export pages through them); there is no
+authentication, so it listens on loopback (WARDEN_LEDGER_HTTP) by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+from aiohttp import web
+
+from streams.ledger.store import ChdbStore, read_only_message, sql_string
+
+_FORMAT_AT_END = re.compile(r"\sFORMAT\s+(\w+)\s*$", re.IGNORECASE)
+_FILE_FUNCTION = re.compile(r"^\s*Function file\b", re.MULTILINE)
+_CODE = re.compile(r"Code: (\d+)")
+_STATUS = {62: 400, 60: 404, 81: 404, 47: 404, 164: 403, 497: 403}
+SERVER_NAME = "warden-ledger"
+
+
+class Refused(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def admit(conn, sql: str) -> tuple[str, str | None]:
+    """The single statement to run and its FORMAT, or Refused.
+
+    ClickHouse parses the text (so multi-statements are refused by the same
+    parser that would run them), and the normalized statement is what runs.
+    """
+    try:
+        formatted = (
+            conn.query(f"SELECT formatQuerySingleLine({sql_string(sql)})", "TabSeparatedRaw").bytes().decode().rstrip("\n")
+        )
+        tree = conn.query(f"EXPLAIN AST {formatted}", "TabSeparatedRaw").bytes().decode()
+    except Exception as exc:
+        raise _as_refused(exc) from None
+    if _FILE_FUNCTION.search(tree):
+        raise Refused(
+            497,
+            "Code: 497. DB::Exception: the ledger endpoint does not serve file(): it would read the sink's own files. "
+            "Query the ledger tables and views instead. (ACCESS_DENIED)",
+        )
+    match = _FORMAT_AT_END.search(formatted)
+    return formatted, match.group(1) if match else None
+
+
+def _as_refused(exc: Exception) -> Refused:
+    text = str(exc)
+    match = _CODE.search(text)
+    code = int(match.group(1)) if match else 1002
+    if code == 164:
+        return Refused(code, f"Code: 164. DB::Exception: {read_only_message(text)} (READONLY)")
+    if not text.startswith("Code:"):
+        text = f"Code: {code}. DB::Exception: {text}"
+    return Refused(code, text)
+
+
+class Endpoint:
+    def __init__(self, store: ChdbStore, host: str, port: int, connections: int = 2) -> None:
+        self._store = store
+        self._host = host
+        self._port = port
+        self._connections = connections
+        self._pool: asyncio.Queue = asyncio.Queue()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        for _ in range(self._connections):
+            self._pool.put_nowait(self._store.connect_read_only())
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self._host, self._port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        while not self._pool.empty():
+            self._pool.get_nowait().close()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = (await request.read()).decode() if request.can_read_body else ""
+        sql = "\n".join(part for part in (request.query.get("query", ""), body) if part.strip())
+        if request.path in ("/ping", "/replicas_status") or (request.path == "/" and not sql):
+            return web.Response(text="Ok.\n")
+        if request.path != "/":
+            return web.Response(status=404, text=f"There is no handle {request.path}; send queries to /\n")
+        query_id = request.query.get("query_id") or str(uuid.uuid4())
+        headers = {
+            "X-ClickHouse-Query-Id": query_id,
+            "X-ClickHouse-Server-Display-Name": SERVER_NAME,
+            "X-ClickHouse-Timezone": "UTC",
+        }
+        conn = await self._pool.get()
+        try:
+            statement, fmt = await asyncio.to_thread(admit, conn, sql)
+            fmt = fmt or request.query.get("default_format", "TabSeparated")
+            # Whole results, not chDB's streaming: a streamed empty result loses
+            # the header or footer some formats (JSON, Arrow) always carry.
+            result = await asyncio.to_thread(conn.query, statement, fmt)
+        except Refused as exc:
+            return self._error(exc, headers)
+        except Exception as exc:
+            return self._error(_as_refused(exc), headers)
+        finally:
+            self._pool.put_nowait(conn)
+        return web.Response(body=result.bytes(), headers={**headers, "X-ClickHouse-Format": fmt})
+
+    @staticmethod
+    def _error(exc: Refused, headers: dict[str, str]) -> web.Response:
+        return web.Response(
+            status=_STATUS.get(exc.code, 500),
+            text=f"{exc}\n",
+            headers={**headers, "X-ClickHouse-Exception-Code": str(exc.code)},
+        )

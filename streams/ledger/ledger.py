@@ -1,0 +1,208 @@
+"""The append processor: audit events in, chained rows and due checkpoints out.
+
+Pure state and arithmetic, no Kafka, no ClickHouse, time passed in: the sink
+reads records, asks the store which candidate ids it already holds, feeds the
+events here, and writes what comes out. If a write fails the sink throws this
+state away and resumes from the store, so nothing here has to be undone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.models import AuditEvent
+from streams.ledger.chain import canonical_details, genesis_hash, integrity_hash
+from streams.ledger.merkle import Frontier
+from streams.ledger.schema import LOG_COLUMNS
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+LOG_ARROW_SCHEMA = pa.schema(
+    [
+        ("chain", pa.uint16()),
+        ("seq", pa.uint64()),
+        ("event_id", pa.string()),
+        ("actor", pa.string()),
+        ("action", pa.string()),
+        ("resource", pa.string()),
+        ("ts", _UTC_US),
+        ("intent_id", pa.string()),
+        ("agent_id", pa.string()),
+        ("details", pa.string()),
+        ("prev_hash", pa.string()),
+        ("integrity_hash", pa.string()),
+        ("source_partition", pa.uint16()),
+        ("source_offset", pa.int64()),
+        ("appended_at", _UTC_US),
+    ]
+)
+assert tuple(LOG_ARROW_SCHEMA.names) == LOG_COLUMNS
+
+
+def fingerprint(event_id: str) -> int:
+    """First 8 bytes of SHA-256(event_id), little-endian: schema.FINGERPRINT_SQL in Python."""
+    return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "little")
+
+
+class SeenIds:
+    """Which event ids the ledger holds, in 8 bytes per stored event.
+
+    Ids appended by this process are kept exactly. Ids that were in the store at
+    start are kept as sorted 64-bit fingerprints: a miss proves the id is new; a
+    hit only makes it a candidate the sink confirms with an exact query, so a
+    fingerprint collision can never drop an event.
+    """
+
+    COMPACT_AT = 1_000_000
+
+    def __init__(self, stored_fingerprints: np.ndarray) -> None:
+        self._stored = np.unique(stored_fingerprints.astype(np.uint64, copy=False))
+        self._recent: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._stored) + len(self._recent)
+
+    def stored_candidates(self, event_ids: list[str]) -> list[str]:
+        fresh = [e for e in event_ids if e not in self._recent]
+        if not fresh or not len(self._stored):
+            return []
+        fps = np.fromiter((fingerprint(e) for e in fresh), dtype=np.uint64, count=len(fresh))
+        at = np.searchsorted(self._stored, fps)
+        hit = self._stored[np.minimum(at, len(self._stored) - 1)] == fps
+        return [e for e, h in zip(fresh, hit) if h]
+
+    def seen_here(self, event_id: str) -> bool:
+        return event_id in self._recent
+
+    def add(self, event_id: str) -> None:
+        self._recent.add(event_id)
+        if len(self._recent) >= self.COMPACT_AT:
+            # The rows are stored by now: exact membership moves to the store.
+            fps = np.fromiter((fingerprint(e) for e in self._recent), dtype=np.uint64, count=len(self._recent))
+            self._stored = np.union1d(self._stored, fps)
+            self._recent.clear()
+
+
+@dataclass
+class ChainHead:
+    chain: int
+    next_seq: int = 0
+    head_hash: str = ""
+    frontier: Frontier = field(default_factory=Frontier)
+    checkpoint_seq: int = -1
+    # When the oldest row not yet covered by a checkpoint was appended.
+    pending_since: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.head_hash:
+            self.head_hash = genesis_hash(self.chain)
+
+
+@dataclass(frozen=True)
+class DueCheckpoint:
+    chain: int
+    seq: int
+    head_hash: str
+    merkle_root: str
+    frontier: tuple[str, ...]
+
+
+class Batch:
+    """Rows waiting for one INSERT, column by column."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list] = {name: [] for name in LOG_COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.columns["seq"])
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_pydict(self.columns, schema=LOG_ARROW_SCHEMA)
+
+
+class Ledger:
+    def __init__(
+        self, heads: dict[int, ChainHead], seen: SeenIds, next_offsets: dict[int, int] | None = None
+    ) -> None:
+        self.heads = heads
+        self.seen = seen
+        self.next_offsets = dict(next_offsets or {})
+        self.batch = Batch()
+
+    def head(self, chain: int) -> ChainHead:
+        if chain not in self.heads:
+            self.heads[chain] = ChainHead(chain)
+        return self.heads[chain]
+
+    def append(
+        self, chain: int, offset: int, event: AuditEvent, now: datetime, stored_duplicates: frozenset[str] | set[str] = frozenset()
+    ) -> bool:
+        """Chain one event read at ``offset`` of partition ``chain``; False if the
+        ledger already holds its event_id (a redelivery), which is then skipped."""
+        self.next_offsets[chain] = max(self.next_offsets.get(chain, 0), offset + 1)
+        event_id = event.event_id
+        if event_id in stored_duplicates or self.seen.seen_here(event_id):
+            return False
+        head = self.head(chain)
+        details = canonical_details(event.details)
+        intent_id = event.intent_id or ""
+        agent_id = event.agent_id or ""
+        digest = integrity_hash(
+            head.head_hash, event_id, event.actor, event.action, event.resource, event.ts, details, intent_id, agent_id
+        )
+        cols = self.batch.columns
+        cols["chain"].append(chain)
+        cols["seq"].append(head.next_seq)
+        cols["event_id"].append(event_id)
+        cols["actor"].append(event.actor)
+        cols["action"].append(event.action)
+        cols["resource"].append(event.resource)
+        cols["ts"].append(event.ts)
+        cols["intent_id"].append(intent_id)
+        cols["agent_id"].append(agent_id)
+        cols["details"].append(details)
+        cols["prev_hash"].append(head.head_hash)
+        cols["integrity_hash"].append(digest)
+        cols["source_partition"].append(chain)
+        cols["source_offset"].append(offset)
+        cols["appended_at"].append(now)
+        head.frontier.append(bytes.fromhex(digest))
+        head.head_hash = digest
+        head.next_seq += 1
+        if head.pending_since is None:
+            head.pending_since = now
+        self.seen.add(event_id)
+        return True
+
+    def take_batch(self) -> Batch:
+        batch, self.batch = self.batch, Batch()
+        return batch
+
+    def due_checkpoints(self, now: datetime, every: int, interval: timedelta) -> list[DueCheckpoint]:
+        """Chains owing a checkpoint: ``every`` rows since the last one, or rows
+        waiting ``interval`` for one. Call only when the batch is stored."""
+        due = []
+        for head in self.heads.values():
+            pending = head.next_seq - 1 - head.checkpoint_seq
+            if pending <= 0 or head.pending_since is None:
+                continue
+            if pending >= every or now - head.pending_since >= interval:
+                due.append(
+                    DueCheckpoint(
+                        head.chain,
+                        head.next_seq - 1,
+                        head.head_hash,
+                        head.frontier.root().hex(),
+                        tuple(node.hex() for node in head.frontier.nodes),
+                    )
+                )
+        return due
+
+    def checkpointed(self, chain: int, seq: int) -> None:
+        head = self.heads[chain]
+        head.checkpoint_seq = seq
+        head.pending_since = None

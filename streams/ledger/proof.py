@@ -1,0 +1,110 @@
+"""Inclusion proofs: one event, the RFC 9162 audit path from its row to a signed
+checkpoint's merkle_root, and that checkpoint.
+
+``check`` needs nothing but the proof and the ledger's public key (no store, no
+network), so a third party can run it, or redo it by hand from LEDGER.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from streams.ledger.chain import format_ts, integrity_hash
+from streams.ledger.checkpoint import Checkpoint, signature_valid
+from streams.ledger.merkle import inclusion_path, leaf_hash, root_from_path
+from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, LEAF_HASH_SQL
+from streams.ledger.store import Store, sql_string
+
+PROOF_VERSION = "warden.audit.proof.v1"
+EVENT_FIELDS = (
+    "chain",
+    "seq",
+    "event_id",
+    "actor",
+    "action",
+    "resource",
+    "ts",
+    "intent_id",
+    "agent_id",
+    "details",
+    "prev_hash",
+    "integrity_hash",
+)
+
+
+class ProofError(RuntimeError):
+    """No proof can be built; the message says why and what to do."""
+
+
+def build(store: Store, event_id: str) -> dict:
+    rows = store.arrow(
+        f"SELECT {', '.join(EVENT_FIELDS)} FROM {AUDIT_LOG} WHERE event_id = {sql_string(event_id)} ORDER BY chain, seq"
+    ).to_pylist()
+    if not rows:
+        raise ProofError(f"no event {event_id!r} in the ledger; check the id (event ids are in audit_log.event_id)")
+    event = rows[0]
+    chain, seq = event["chain"], event["seq"]
+    cps = store.arrow(
+        "SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key "
+        f"FROM {AUDIT_CHECKPOINTS} WHERE chain = {chain} AND seq >= {seq} ORDER BY seq LIMIT 1"
+    ).to_pylist()
+    if not cps:
+        raise ProofError(
+            f"no checkpoint covers chain {chain} seq {seq} yet; the sink signs one every "
+            "WARDEN_LEDGER_CHECKPOINT_EVERY events or WARDEN_LEDGER_CHECKPOINT_SECONDS seconds: retry shortly"
+        )
+    checkpoint = Checkpoint(**cps[0])
+    leaves = store.arrow(
+        f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {chain} AND seq <= {checkpoint.seq} ORDER BY seq"
+    ).column("leaf").to_pylist()
+    if len(leaves) != checkpoint.tree_size:
+        raise ProofError(
+            f"chain {chain} holds {len(leaves)} rows up to seq {checkpoint.seq}, not {checkpoint.tree_size}; "
+            f"run `warden audit verify --chain {chain}`"
+        )
+    return {
+        "version": PROOF_VERSION,
+        "event": {**event, "ts": format_ts(event["ts"])},
+        "leaf_index": seq,
+        "tree_size": checkpoint.tree_size,
+        "audit_path": [node.hex() for node in inclusion_path(leaves, seq)],
+        "checkpoint": checkpoint.to_dict(),
+    }
+
+
+def check(proof: dict, public_key: bytes) -> str | None:
+    """None when the proof holds, else the first reason it does not."""
+    try:
+        if proof.get("version") != PROOF_VERSION:
+            return f"not a {PROOF_VERSION} proof (version {proof.get('version')!r})"
+        event = proof["event"]
+        checkpoint = Checkpoint.from_dict(proof["checkpoint"])
+        recomputed = integrity_hash(
+            str(event["prev_hash"]),
+            str(event["event_id"]),
+            str(event["actor"]),
+            str(event["action"]),
+            str(event["resource"]),
+            datetime.fromisoformat(str(event["ts"])),
+            str(event["details"]),
+            str(event["intent_id"]),
+            str(event["agent_id"]),
+        )
+        index, size = int(proof["leaf_index"]), int(proof["tree_size"])
+        path = [bytes.fromhex(node) for node in proof["audit_path"]]
+        leaf = leaf_hash(bytes.fromhex(str(event["integrity_hash"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"malformed proof ({exc!r}); expected the JSON `warden audit prove` prints"
+    if recomputed != event["integrity_hash"]:
+        return "the event's fields do not hash to its integrity_hash: the event was altered"
+    if not signature_valid(checkpoint, public_key):
+        return f"the checkpoint's signature does not verify under public key {public_key.hex()}: forged or altered"
+    if checkpoint.chain != event["chain"] or index != event["seq"] or size != checkpoint.tree_size:
+        return (
+            f"the proof does not line up: event chain {event['chain']} seq {event['seq']}, leaf {index} of {size}, "
+            f"checkpoint chain {checkpoint.chain} covering {checkpoint.tree_size} rows"
+        )
+    root = root_from_path(index, size, leaf, path)
+    if root is None or root.hex() != checkpoint.merkle_root:
+        return "the audit path does not lead to the signed merkle_root: this event is not the one the ledger signed"
+    return None

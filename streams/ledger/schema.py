@@ -1,0 +1,205 @@
+"""The ledger's tables and analyst views, in SQL that chDB and a ClickHouse server
+both run unchanged.
+
+In ``audit_log`` and ``audit_checkpoints`` the column ``chain`` is the ledger
+chain (the partition of warden.audit.events an event came from); in the views,
+as everywhere else in Warden, ``chain`` is the blockchain a transaction is on.
+"""
+
+from __future__ import annotations
+
+AUDIT_LOG = "audit_log"
+AUDIT_CHECKPOINTS = "audit_checkpoints"
+
+# Column order of an audit_log insert; the first twelve are the chain, the rest
+# record where the sink read the event (not hashed: delivery, not fact).
+LOG_COLUMNS = (
+    "chain",
+    "seq",
+    "event_id",
+    "actor",
+    "action",
+    "resource",
+    "ts",
+    "intent_id",
+    "agent_id",
+    "details",
+    "prev_hash",
+    "integrity_hash",
+    "source_partition",
+    "source_offset",
+    "appended_at",
+)
+
+CHECKPOINT_COLUMNS = ("chain", "seq", "head_hash", "merkle_root", "ts", "signature", "public_key", "frontier")
+
+TABLES = (
+    f"""
+CREATE TABLE IF NOT EXISTS {AUDIT_LOG} (
+    chain UInt16,
+    seq UInt64,
+    event_id String,
+    actor String,
+    action LowCardinality(String),
+    resource String,
+    ts DateTime64(6, 'UTC'),
+    intent_id String,
+    agent_id String,
+    details String,
+    prev_hash String,
+    integrity_hash String,
+    source_partition UInt16,
+    source_offset Int64,
+    appended_at DateTime64(6, 'UTC')
+) ENGINE = MergeTree ORDER BY (chain, seq)
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {AUDIT_CHECKPOINTS} (
+    chain UInt16,
+    seq UInt64,
+    head_hash String,
+    merkle_root String,
+    ts DateTime64(6, 'UTC'),
+    signature String,
+    public_key String,
+    frontier Array(String)
+) ENGINE = MergeTree ORDER BY (chain, seq)
+""",
+)
+
+_LIFECYCLE = "('intent.submitted', 'intent.approved', 'intent.rejected', 'tx.signed', 'tx.sign_failed', 'tx.mined', 'tx.failed')"
+
+VIEWS = (
+    # One row per intent: where it ended and the guardrails it passed, in order.
+    f"""
+CREATE OR REPLACE VIEW intent_status AS
+SELECT
+    intent_id,
+    anyIf(agent_id, agent_id != '') AS agent_id,
+    minIf(ts, action = 'intent.submitted') AS submitted_at,
+    max(ts) AS last_event_at,
+    replaceRegexpOne(argMaxIf(action, seq, action IN {_LIFECYCLE}), '^(intent|tx)[.]', '') AS final_status,
+    arrayMap(x -> x.2, arraySort(groupArrayIf((seq, JSONExtractString(details, 'stage')), action = 'stage.passed')))
+        AS stages_passed,
+    argMaxIf(JSONExtractString(details, 'stage'), seq, action IN ('stage.failed', 'intent.rejected')) AS failed_stage,
+    argMaxIf(JSONExtractString(details, 'code'), seq, action IN ('stage.failed', 'intent.rejected')) AS failed_code,
+    count() AS events
+FROM {AUDIT_LOG}
+WHERE intent_id != ''
+GROUP BY intent_id
+""",
+    # Each signed transaction with the agent's spend on that chain over the 24 h
+    # ending at it (millisecond resolution): the sliding window the daily-limit
+    # guardrail applies.
+    f"""
+CREATE OR REPLACE VIEW agent_spend_rolling_24h AS
+SELECT
+    agent_id,
+    chain,
+    ts,
+    intent_id,
+    value_wei,
+    sum(value_wei) OVER (
+        PARTITION BY agent_id, chain ORDER BY ts_ms RANGE BETWEEN 86399999 PRECEDING AND CURRENT ROW
+    ) AS spend_24h_wei
+FROM (
+    SELECT
+        agent_id,
+        JSONExtractString(details, 'chain') AS chain,
+        ts,
+        toUnixTimestamp64Milli(ts) AS ts_ms,
+        intent_id,
+        toUInt256(JSONExtractString(details, 'value_wei')) AS value_wei
+    FROM {AUDIT_LOG}
+    WHERE action = 'tx.signed'
+)
+""",
+    # Spend per agent and chain in the 24 h ending now.
+    f"""
+CREATE OR REPLACE VIEW agent_spend_24h AS
+SELECT
+    agent_id,
+    JSONExtractString(details, 'chain') AS chain,
+    sum(toUInt256(JSONExtractString(details, 'value_wei'))) AS spend_24h_wei,
+    count() AS txs
+FROM {AUDIT_LOG}
+WHERE action = 'tx.signed' AND ts > now64(6) - INTERVAL 1 DAY
+GROUP BY agent_id, chain
+""",
+    f"""
+CREATE OR REPLACE VIEW rejections_by_stage AS
+SELECT
+    JSONExtractString(details, 'stage') AS stage,
+    JSONExtractString(details, 'code') AS code,
+    count() AS rejections,
+    uniqExact(agent_id) AS agents,
+    min(ts) AS first_at,
+    max(ts) AS last_at
+FROM {AUDIT_LOG}
+WHERE action = 'intent.rejected'
+GROUP BY stage, code
+""",
+    # One row per signed transaction with its latest status: mined or failed once
+    # the chain said so, else the status it was signed with.
+    f"""
+CREATE OR REPLACE VIEW signed_transactions AS
+SELECT
+    intent_id,
+    agent_id,
+    JSONExtractString(signed, 'chain') AS chain,
+    JSONExtractUInt(signed, 'chain_id') AS chain_id,
+    JSONExtractString(signed, 'tx_hash') AS tx_hash,
+    JSONExtractString(signed, 'from') AS from_address,
+    JSONExtractString(signed, 'to') AS to_address,
+    JSONExtractUInt(signed, 'nonce') AS nonce,
+    toUInt256(JSONExtractString(signed, 'value_wei')) AS value_wei,
+    multiIf(last_action = 'tx.mined', 'mined', last_action = 'tx.failed', 'failed', JSONExtractString(signed, 'status'))
+        AS status,
+    JSONExtractString(signed, 'tee') AS tee,
+    signed_at
+FROM (
+    SELECT
+        intent_id,
+        argMaxIf(agent_id, seq, action = 'tx.signed') AS agent_id,
+        argMaxIf(details, seq, action = 'tx.signed') AS signed,
+        argMax(action, seq) AS last_action,
+        minIf(ts, action = 'tx.signed') AS signed_at
+    FROM {AUDIT_LOG}
+    WHERE action IN ('tx.signed', 'tx.mined', 'tx.failed')
+    GROUP BY intent_id
+    HAVING countIf(action = 'tx.signed') > 0
+)
+""",
+    """
+CREATE OR REPLACE VIEW signed_by_chain_status AS
+SELECT chain, status, count() AS txs, sum(value_wei) AS value_wei, min(signed_at) AS first_at, max(signed_at) AS last_at
+FROM signed_transactions
+GROUP BY chain, status
+""",
+)
+
+DDL = TABLES + VIEWS
+
+
+def _escaped(column: str) -> str:
+    return "replaceAll(replaceAll(" + column + ", '%', '%25'), '|', '%7C')"
+
+
+# The chain encoding of streams/ledger/chain.py, in SQL: ClickHouse recomputes
+# every row's hash next to the data, in parallel (tests check both agree).
+INTEGRITY_HASH_SQL = (
+    "lower(hex(SHA256(concat(prev_hash, '|', "
+    + ", '|', ".join(_escaped(c) for c in ("event_id", "actor", "action", "resource"))
+    + ", '|', formatDateTime(ts, '%Y-%m-%dT%H:%i:%S.%fZ'), '|', lower(hex(SHA256(details))), '|', "
+    + _escaped("intent_id")
+    + ", '|', "
+    + _escaped("agent_id")
+    + "))))"
+)
+
+# RFC 9162 leaf hash of a row, as 32 raw bytes.
+LEAF_HASH_SQL = "SHA256(concat(char(0), unhex(integrity_hash)))"
+
+# A 64-bit fingerprint of an event id; the sink keeps these in memory to find
+# candidate duplicates without a query per event (ledger.SeenIds).
+FINGERPRINT_SQL = "reinterpretAsUInt64(substring(SHA256(event_id), 1, 8))"

@@ -1,0 +1,368 @@
+"""The ledger sink: warden.audit.events in, audit_log rows and signed checkpoints out.
+
+Exactly-once on an at-least-once bus, with ClickHouse as the only source of
+truth: on start (and after any failed write) the sink reads back, per chain, the
+last seq and hash, the Merkle frontier, the Kafka offsets it had appended up to
+and the fingerprints of every event id it holds; it then reads each partition
+from the next offset. A batch is one INSERT, which ClickHouse commits whole or
+not at all, so a crash at any instant leaves a prefix of every chain, and the
+restart continues it. An event id already in the ledger is skipped.
+
+Partitions are assigned, not joined through a consumer group: one sink owns
+a store, and a restarted sink never waits out a dead member's session timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from infra.config import Settings, load
+from schemas import topics
+from schemas.models import AuditEvent, event_id
+from streams.ledger import checkpoint as checkpoints
+from streams.ledger.endpoint import Endpoint
+from streams.ledger.keys import load_or_create_signing_key
+from streams.ledger.ledger import ChainHead, Ledger, SeenIds
+from streams.ledger.merkle import Frontier
+from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, FINGERPRINT_SQL
+from streams.ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
+
+log = logging.getLogger("warden.ledger")
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+CHECKPOINT_ARROW_SCHEMA = pa.schema(
+    [
+        ("chain", pa.uint16()),
+        ("seq", pa.uint64()),
+        ("head_hash", pa.string()),
+        ("merkle_root", pa.string()),
+        ("ts", _UTC_US),
+        ("signature", pa.string()),
+        ("public_key", pa.string()),
+        ("frontier", pa.list_(pa.string())),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    checkpoint_every: int = 1000
+    checkpoint_interval: timedelta = timedelta(seconds=10)
+    batch_max: int = 5000
+    poll_ms: int = 200
+
+    @classmethod
+    def from_env(cls) -> "SinkOptions":
+        return cls(
+            checkpoint_every=int(os.environ.get("WARDEN_LEDGER_CHECKPOINT_EVERY", "1000")),
+            checkpoint_interval=timedelta(seconds=float(os.environ.get("WARDEN_LEDGER_CHECKPOINT_SECONDS", "10"))),
+            batch_max=int(os.environ.get("WARDEN_LEDGER_BATCH", "5000")),
+        )
+
+
+class ResumeRefused(StoreError):
+    pass
+
+
+def resume(store: Store) -> Ledger:
+    """The ledger state the store proves: nothing is trusted from memory."""
+    heads: dict[int, ChainHead] = {}
+    last = store.arrow(f"SELECT chain, max(seq) AS last_seq, argMax(integrity_hash, seq) AS head FROM {AUDIT_LOG} GROUP BY chain")
+    cps = store.arrow(
+        f"SELECT chain, seq, frontier FROM {AUDIT_CHECKPOINTS} ORDER BY chain, seq DESC LIMIT 1 BY chain"
+    ).to_pylist()
+    cp_by_chain = {row["chain"]: row for row in cps}
+    for row in last.to_pylist():
+        chain, seq = row["chain"], row["last_seq"]
+        cp = cp_by_chain.pop(chain, None)
+        if cp is not None and cp["seq"] > seq:
+            raise ResumeRefused(_truncated(chain, seq, cp["seq"]))
+        frontier = Frontier(cp["seq"] + 1, [bytes.fromhex(n) for n in cp["frontier"]]) if cp else Frontier()
+        leaves = store.arrow(
+            f"SELECT integrity_hash FROM {AUDIT_LOG} WHERE chain = {chain} AND seq >= {frontier.size} ORDER BY seq"
+        ).column("integrity_hash")
+        for leaf in leaves.to_pylist():
+            frontier.append(bytes.fromhex(leaf))
+        if frontier.size != seq + 1:
+            raise ResumeRefused(
+                f"chain {chain} has a gap (seq {seq} is its last row but {frontier.size} rows lead to it); "
+                f"run `warden audit verify --chain {chain}` to find the missing rows and restore them from a backup"
+            )
+        heads[chain] = ChainHead(
+            chain,
+            next_seq=seq + 1,
+            head_hash=row["head"],
+            frontier=frontier,
+            checkpoint_seq=cp["seq"] if cp else -1,
+        )
+    if cp_by_chain:
+        chain, cp = next(iter(cp_by_chain.items()))
+        raise ResumeRefused(_truncated(chain, -1, cp["seq"]))
+    offsets = store.arrow(
+        f"SELECT source_partition AS p, max(source_offset) AS o FROM {AUDIT_LOG} GROUP BY source_partition"
+    ).to_pylist()
+    fps = store.arrow(f"SELECT {FINGERPRINT_SQL} AS fp FROM {AUDIT_LOG}").column("fp").to_numpy()
+    return Ledger(heads, SeenIds(fps), {row["p"]: row["o"] + 1 for row in offsets})
+
+
+def _truncated(chain: int, seq: int, signed: int) -> str:
+    return (
+        f"chain {chain} ends at seq {seq} but a signed checkpoint covers seq {signed}: rows were deleted from "
+        f"{AUDIT_LOG}. The sink will not append onto a truncated chain; run `warden audit verify --chain {chain}` "
+        "and restore the rows from a backup or a witness's copy"
+    )
+
+
+def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str, now: datetime) -> AuditEvent:
+    """A record the sink cannot read still takes its place in the chain, so the
+    ledger accounts for every offset of the topic."""
+    payload = raw or b""
+    return AuditEvent(
+        event_id=event_id("ledger", "unreadable", topics.AUDIT_EVENTS, str(partition), str(offset)),
+        actor="service:ledger",
+        action="dlq.recorded",
+        resource=f"record:{topics.AUDIT_EVENTS}/{partition}/{offset}",
+        ts=now,
+        details={
+            "reason": reason,
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+            "payload_b64": base64.b64encode(payload).decode(),
+        },
+    )
+
+
+def decode(partition: int, offset: int, raw: bytes | None, max_bytes: int, now: datetime) -> AuditEvent:
+    if raw is None:
+        return unreadable_event(partition, offset, raw, "record has no value (tombstone)", now)
+    if len(raw) > max_bytes:
+        return unreadable_event(
+            partition, offset, raw[:max_bytes], f"record is {len(raw)} bytes, over WARDEN_MAX_RECORD_BYTES={max_bytes}", now
+        )
+    try:
+        return AuditEvent.from_bytes(raw)
+    except ValueError as exc:
+        return unreadable_event(partition, offset, raw, f"not an AuditEvent: {str(exc)[:500]}", now)
+
+
+def stored_ids(store: Store, candidates: list[str]) -> set[str]:
+    if not candidates:
+        return set()
+    listed = ", ".join(sql_string(c) for c in candidates)
+    table = store.arrow(f"SELECT DISTINCT event_id FROM {AUDIT_LOG} WHERE event_id IN ({listed})")
+    return set(table.column("event_id").to_pylist())
+
+
+def checkpoint_table(signed: list[tuple[checkpoints.Checkpoint, tuple[str, ...]]]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{**cp.to_dict(), "ts": cp.ts, "frontier": list(frontier)} for cp, frontier in signed],
+        schema=CHECKPOINT_ARROW_SCHEMA,
+    )
+
+
+def latest_checkpoints(store: Store) -> list[checkpoints.Checkpoint]:
+    rows = store.arrow(
+        f"SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key FROM {AUDIT_CHECKPOINTS} "
+        "ORDER BY chain, seq DESC LIMIT 1 BY chain"
+    ).to_pylist()
+    return [checkpoints.Checkpoint(**row) for row in rows]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def _open_store(settings: Settings, stop: asyncio.Event) -> Store | None:
+    announced = False
+    while not stop.is_set():
+        try:
+            return await asyncio.to_thread(open_writer, settings)
+        except StoreError as exc:
+            if not announced:
+                log.warning("%s; retrying every second", exc)
+                announced = True
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+    return None
+
+
+async def _partitions(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[TopicPartition]:
+    announced = False
+    while not stop.is_set():
+        await consumer.topics()
+        found = consumer.partitions_for_topic(topics.AUDIT_EVENTS)
+        if found:
+            return [TopicPartition(topics.AUDIT_EVENTS, p) for p in sorted(found)]
+        if not announced:
+            log.info("waiting for topic %s to exist", topics.AUDIT_EVENTS)
+            announced = True
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    return []
+
+
+class _Sink:
+    def __init__(self, settings: Settings, store: Store, options: SinkOptions) -> None:
+        self.settings = settings
+        self.store = store
+        self.options = options
+        self.key = load_or_create_signing_key(settings.home)
+        self.ledger: Ledger | None = None
+        self.unpublished: list[checkpoints.Checkpoint] = []
+        self.appended = 0
+        self.skipped = 0
+
+    async def resume(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        self.ledger = await asyncio.to_thread(resume, self.store)
+        for tp in tps:
+            offset = self.ledger.next_offsets.get(tp.partition)
+            if offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+        heads = ", ".join(f"{h.chain}@{h.next_seq}" for h in sorted(self.ledger.heads.values(), key=lambda h: h.chain))
+        log.info("resumed from %s: next seq per chain %s; %d event ids held", self.store.description, heads or "(empty)", len(self.ledger.seen))
+        # A crash between storing and publishing a checkpoint must not leave
+        # witnesses without it; the signature is deterministic, so a repeat is
+        # byte-identical and witnesses keep one copy.
+        self.unpublished = await asyncio.to_thread(latest_checkpoints, self.store)
+
+    async def append(self, records: dict, now: datetime) -> None:
+        ledger = self.ledger
+        events = [
+            (tp.partition, m.offset, decode(tp.partition, m.offset, m.value, self.settings.max_record_bytes, now))
+            for tp, messages in records.items()
+            for m in messages
+        ]
+        candidates = ledger.seen.stored_candidates([e.event_id for _, _, e in events])
+        duplicates = await asyncio.to_thread(stored_ids, self.store, candidates) if candidates else set()
+        appended = sum(ledger.append(p, offset, event, now, duplicates) for p, offset, event in events)
+        batch = ledger.take_batch()
+        if len(batch):
+            await asyncio.to_thread(self.store.insert, AUDIT_LOG, batch.to_arrow())
+        self.appended += appended
+        self.skipped += len(events) - appended
+
+    async def checkpoint(self, now: datetime) -> None:
+        due = self.ledger.due_checkpoints(now, self.options.checkpoint_every, self.options.checkpoint_interval)
+        if not due:
+            return
+        signed = [
+            (checkpoints.sign(self.key, d.chain, d.seq, d.head_hash, d.merkle_root, now), d.frontier) for d in due
+        ]
+        await asyncio.to_thread(self.store.insert, AUDIT_CHECKPOINTS, checkpoint_table(signed))
+        for cp, _ in signed:
+            self.ledger.checkpointed(cp.chain, cp.seq)
+            self.unpublished.append(cp)
+
+    async def publish(self, producer: AIOKafkaProducer) -> None:
+        while self.unpublished:
+            cp = self.unpublished[0]
+            try:
+                await producer.send_and_wait(topics.AUDIT_CHECKPOINTS, cp.to_json(), key=f"chain-{cp.chain}".encode())
+            except KafkaError as exc:
+                log.warning("cannot publish checkpoint chain %d seq %d yet (%s); it is stored and will be retried", cp.chain, cp.seq, exc)
+                return
+            self.unpublished.pop(0)
+
+
+async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, options: SinkOptions | None = None) -> None:
+    """Consume, append, checkpoint and (for chDB) serve the HTTP endpoint until ``stop`` is set."""
+    stop = stop or asyncio.Event()
+    options = options or SinkOptions.from_env()
+    store = await _open_store(settings, stop)
+    if store is None:
+        return
+    endpoint = None
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=options.poll_ms,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+    try:
+        await asyncio.to_thread(store.ensure_schema)
+        if isinstance(store, ChdbStore):
+            host, _, port = settings.ledger_http.rpartition(":")
+            endpoint = Endpoint(store, host, int(port))
+            try:
+                await endpoint.start()
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot serve the ledger endpoint on {settings.ledger_http} ({exc}); "
+                    "set WARDEN_LEDGER_HTTP to a free host:port"
+                ) from None
+            log.info("serving read-only SQL (ClickHouse HTTP) on http://%s", settings.ledger_http)
+        sink = _Sink(settings, store, options)
+        log.info("checkpoint public key %s", checkpoints.public_key_hex(sink.key))
+        await consumer.start()
+        await producer.start()
+        tps = await _partitions(consumer, stop)
+        if not tps:
+            return
+        consumer.assign(tps)
+        await sink.resume(consumer, tps)
+        reported_at, reported = time.monotonic(), 0
+        while not stop.is_set():
+            records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)
+            now = _utcnow()
+            try:
+                if records:
+                    await sink.append(records, now)
+                await sink.checkpoint(now)
+            except StoreError as exc:
+                log.error("write to %s failed (%s); resuming from what it holds", store.description, exc)
+                await asyncio.sleep(1.0)
+                await sink.resume(consumer, tps)
+                continue
+            await sink.publish(producer)
+            if time.monotonic() - reported_at >= 10 and sink.appended != reported:
+                log.info("appended %d events (%d redeliveries skipped)", sink.appended, sink.skipped)
+                reported_at, reported = time.monotonic(), sink.appended
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        if endpoint is not None:
+            await endpoint.stop()
+        store.close()
+
+
+def main() -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s ledger %(levelname)s %(message)s")
+    settings = load()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_sink(settings, stop)
+
+    try:
+        asyncio.run(run())
+    except StoreError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

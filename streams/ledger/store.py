@@ -1,0 +1,234 @@
+"""Where the ledger lives: chDB on disk (embedded default) or a ClickHouse server
+through clickhouse-connect, behind one small interface and the same SQL.
+
+chDB lets one process own a directory. While the sink owns it, everyone else
+reaches the store through the sink's ClickHouse-compatible HTTP endpoint
+(streams/ledger/endpoint.py), which is just another ClickHouse to
+clickhouse-connect; ``open_reader`` picks whichever is there.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pyarrow as pa
+
+from infra.config import Settings
+from streams.ledger.schema import DDL
+
+_READONLY_CODE = 164
+
+
+class StoreError(RuntimeError):
+    """The store refused or failed; the message says what to do next."""
+
+
+class ReadOnlyRefused(StoreError):
+    pass
+
+
+def store_path(settings: Settings) -> Path:
+    return settings.home / "clickhouse"
+
+
+def read_only_message(detail: str) -> str:
+    return (
+        "the audit ledger is read-only here: only the ledger sink appends to it. "
+        f"Run a SELECT (or SHOW, DESCRIBE, EXPLAIN) instead. ClickHouse said: {detail.strip()}"
+    )
+
+
+def _refusal(exc: Exception) -> StoreError:
+    text = str(exc)
+    match = re.search(r"Code: (\d+)", text)
+    if match and int(match.group(1)) == _READONLY_CODE:
+        return ReadOnlyRefused(read_only_message(text))
+    return StoreError(text)
+
+
+def arrow_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+class Store:
+    """The operations the ledger needs from ClickHouse."""
+
+    in_process = False
+    description = ""
+
+    def execute(self, sql: str) -> None:
+        raise NotImplementedError
+
+    def arrow(self, sql: str) -> pa.Table:
+        raise NotImplementedError
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        """The result of ``sql`` in ClickHouse format ``fmt``, as bytes."""
+        raise NotImplementedError
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def ensure_schema(self) -> None:
+        for statement in DDL:
+            self.execute(statement)
+
+
+class ChdbStore(Store):
+    in_process = True
+
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        import chdb
+
+        self.path = path
+        self.description = f"chDB at {path}"
+        try:
+            self._conn = chdb.connect(f"{path}?readonly=1" if read_only else str(path))
+        except RuntimeError as exc:
+            raise StoreError(
+                f"cannot open the chDB store at {path}: another process holds it (usually the ledger sink; "
+                f"its HTTP endpoint serves queries while it runs) ({exc})"
+            ) from None
+
+    def connect_read_only(self):
+        """Another connection to the same engine, refusing writes and table
+        functions (ClickHouse readonly=1); the endpoint serves queries on these."""
+        import chdb
+
+        return chdb.connect(f"{self.path}?readonly=1")
+
+    def execute(self, sql: str) -> None:
+        try:
+            self._conn.query(sql)
+        except Exception as exc:
+            raise _refusal(exc) from None
+
+    def arrow(self, sql: str) -> pa.Table:
+        try:
+            return self._conn.query(sql, "ArrowTable")
+        except Exception as exc:
+            raise _refusal(exc) from None
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        try:
+            return self._conn.query(sql, fmt).bytes()
+        except Exception as exc:
+            raise _refusal(exc) from None
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        # One INSERT below max_insert_block_size makes one MergeTree part, written
+        # to a temporary directory and renamed: a crash leaves all rows or none.
+        columns = ", ".join(data.column_names)
+        inserter = self._conn.send_insert(f"INSERT INTO {table} ({columns})", "ArrowStream")
+        try:
+            inserter.append(arrow_ipc(data))
+            inserter.finish()
+        except Exception as exc:
+            inserter.cancel()
+            raise StoreError(f"insert into {table} failed: {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class ClickHouseStore(Store):
+    """A ClickHouse server, or the sink's endpoint, through clickhouse-connect."""
+
+    def __init__(self, client, description: str, read_only: bool = False) -> None:
+        self._client = client
+        self.description = description
+        # On a real server, readonly=1 makes ClickHouse itself refuse writes;
+        # the endpoint is read-only whatever the client asks.
+        self._settings = {"readonly": "1"} if read_only else {}
+
+    def execute(self, sql: str) -> None:
+        try:
+            self._client.command(sql, settings=self._settings)
+        except Exception as exc:
+            raise _refusal(exc) from None
+
+    def arrow(self, sql: str) -> pa.Table:
+        try:
+            return self._client.query_arrow(sql, settings=self._settings)
+        except Exception as exc:
+            raise _refusal(exc) from None
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        try:
+            return self._client.raw_query(sql, settings=self._settings, fmt=fmt)
+        except Exception as exc:
+            raise _refusal(exc) from None
+
+    def insert(self, table: str, data: pa.Table) -> None:
+        try:
+            self._client.insert_arrow(table, data)
+        except Exception as exc:
+            raise StoreError(f"insert into {table} failed: {exc}") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _server(url: str, read_only: bool) -> ClickHouseStore:
+    import clickhouse_connect
+
+    try:
+        client = clickhouse_connect.get_client(dsn=url)
+    except Exception as exc:
+        raise StoreError(f"cannot reach ClickHouse at WARDEN_CLICKHOUSE_URL ({exc}); check the URL and that the server runs") from None
+    return ClickHouseStore(client, "ClickHouse server (WARDEN_CLICKHOUSE_URL)", read_only)
+
+
+def endpoint_alive(address: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/ping", timeout=timeout) as response:
+            return response.read().startswith(b"Ok.")
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _endpoint(address: str) -> ClickHouseStore:
+    import clickhouse_connect
+
+    host, _, port = address.rpartition(":")
+    client = clickhouse_connect.get_client(host=host, port=int(port), compress=False, autogenerate_session_id=False)
+    return ClickHouseStore(client, f"ledger endpoint http://{address}")
+
+
+def open_writer(settings: Settings) -> Store:
+    """The store the sink appends to."""
+    if settings.clickhouse_url:
+        return _server(settings.clickhouse_url, read_only=False)
+    path = store_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ChdbStore(path)
+
+
+def open_reader(settings: Settings) -> Store:
+    """The store for a command: the server, else the running sink's endpoint,
+    else the chDB directory itself when no sink holds it."""
+    if settings.clickhouse_url:
+        return _server(settings.clickhouse_url, read_only=True)
+    if endpoint_alive(settings.ledger_http):
+        return _endpoint(settings.ledger_http)
+    path = store_path(settings)
+    if not path.exists():
+        raise StoreError(
+            f"no ledger at {path} and no ledger endpoint at http://{settings.ledger_http}; "
+            "start the pipeline (warden up) or set WARDEN_HOME to where the ledger is"
+        )
+    return ChdbStore(path, read_only=True)
+
+
+def sql_string(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,440 @@
+"""``warden audit verify``: replay each chain against its signed checkpoints.
+
+Per chain, in seq order, every row must (1) hash to its ``integrity_hash``
+(ClickHouse recomputes the chain encoding next to the data, in parallel), (2)
+carry the previous row's hash as ``prev_hash`` (the genesis hash for seq 0), and
+(3) have the next seq. Every checkpoint must carry a valid Ed25519 signature
+under the key the verifier trusts, name a row whose hash is its head_hash, and
+have as merkle_root the RFC 9162 tree hash of the rows up to it. A row that
+fails is named with the reason, classified as:
+
+- ``modified``: its fields do not hash to its integrity_hash;
+- ``deleted``: seqs are missing (or a row's prev_hash matches no row);
+- ``inserted``: a row the chain does not link (a second row with a seq, or one
+  the next row links past);
+- ``reordered``: a row links to a row other than its predecessor;
+- ``truncated``: the chain ends before a signed checkpoint does;
+- ``rewritten``: rows whose hashes were recomputed to look consistent, caught
+  by a signed head_hash or merkle_root that no longer matches;
+- ``forged_checkpoint``: a checkpoint whose signature does not verify.
+
+The arithmetic is in ``ChainCheck`` (pure, fed arrays); ``verify`` pages rows
+out of the store, fetching the next page while the current one is checked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+
+from streams.ledger.chain import format_ts, genesis_hash
+from streams.ledger.checkpoint import Checkpoint, signature_valid
+from streams.ledger.merkle import Frontier
+from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
+from streams.ledger.store import Store
+
+PAGE_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Problem:
+    chain: int
+    seq: int
+    kind: str
+    reason: str
+    event_id: str | None = None
+
+    def describe(self) -> str:
+        row = f"chain {self.chain} seq {self.seq}" + (f" (event {self.event_id})" if self.event_id else "")
+        return f"{row}: {self.kind}: {self.reason}"
+
+
+@dataclass
+class ChainResult:
+    chain: int
+    rows: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    checkpoints: int = 0
+    last_checkpoint_seq: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def uncovered_rows(self) -> int:
+        """Rows after the last checkpoint: protected by the chain alone until the next one."""
+        if self.last_seq is None:
+            return 0
+        return self.last_seq - (self.last_checkpoint_seq if self.last_checkpoint_seq is not None else -1)
+
+
+@dataclass
+class Report:
+    chains: list[ChainResult]
+    public_key: str
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.problems for c in self.chains)
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.chains)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for c in self.chains for p in c.problems]
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "rows_checked": self.rows,
+            "checkpoints_checked": sum(c.checkpoints for c in self.chains),
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows / self.seconds) if self.seconds else None,
+            "public_key": self.public_key,
+            "chains": [
+                {
+                    "chain": c.chain,
+                    "rows": c.rows,
+                    "first_seq": c.first_seq,
+                    "last_seq": c.last_seq,
+                    "checkpoints": c.checkpoints,
+                    "last_checkpoint_seq": c.last_checkpoint_seq,
+                    "uncovered_rows": c.uncovered_rows,
+                }
+                for c in self.chains
+            ],
+            "problems": [asdict(p) for p in self.problems],
+        }
+
+
+@dataclass
+class Page:
+    """Rows of one chain in (seq, event_id) order; hashes as 32-byte values."""
+
+    seq: np.ndarray
+    ok: np.ndarray
+    prev: np.ndarray
+    head: np.ndarray
+    leaf: list[bytes]
+    event_ids: Callable[[int], list[str]]
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+
+def _v32(text_hex: str) -> np.void:
+    return np.frombuffer(bytes.fromhex(text_hex), dtype="V32")[0]
+
+
+class ChainCheck:
+    """Checks one chain from ``start`` on, page by page; stops at the first problem."""
+
+    def __init__(
+        self, chain: int, start: int, anchor: str, frontier: Frontier, checkpoints: list[Checkpoint], to_end: bool
+    ) -> None:
+        self.result = ChainResult(chain)
+        self.next_seq = start
+        self.frontier = frontier
+        # The hashes of the last two rows seen (or the anchor), newest last.
+        self.recent: list[np.void] = [_v32(anchor)]
+        self.pending = [cp for cp in checkpoints if cp.seq >= start]
+        self.to_end = to_end
+        self.last_good_checkpoint = start - 1
+        self.done = False
+
+    def feed(self, page: Page) -> None:
+        if self.done or not len(page):
+            return
+        n = len(page)
+        expected = np.arange(self.next_seq, self.next_seq + n, dtype=np.uint64)
+        linked = np.empty(n, dtype=bool)
+        linked[0] = page.prev[0] == self.recent[-1]
+        linked[1:] = page.prev[1:] == page.head[:-1]
+        bad = ~page.ok | ~linked | (page.seq != expected)
+        first_bad = int(np.argmax(bad)) if bad.any() else n
+        good = first_bad
+        if self.result.first_seq is None:
+            self.result.first_seq = self.next_seq
+        if self._checkpoints(page, good):
+            return
+        self.result.rows += good
+        if good:
+            self.result.last_seq = int(page.seq[good - 1])
+        if first_bad < n:
+            self.result.problems.append(self._classify(page, first_bad))
+            self.done = True
+            return
+        self.next_seq += n
+        self.recent = [self.recent[-1] if n == 1 else page.head[-2], page.head[-1]]
+
+    def _checkpoints(self, page: Page, good: int) -> bool:
+        """Checks the checkpoints that fall on the page's good rows; True on a problem."""
+        last = self.next_seq + good - 1
+        here = [cp for cp in self.pending if cp.seq <= last]
+        if not here and not good:
+            return False
+        roots = self.frontier.extend(page.leaf[:good], [cp.tree_size for cp in here])
+        for cp in here:
+            at = cp.seq - self.next_seq
+            if page.head[at] != _v32(cp.head_hash):
+                self._rewritten(cp, f"its hash differs from the head_hash signed at seq {cp.seq}")
+                return True
+            if roots[cp.tree_size].hex() != cp.merkle_root:
+                self._rewritten(cp, f"the rows up to seq {cp.seq} do not hash to the merkle_root signed for them")
+                return True
+            self.result.checkpoints += 1
+            self.result.last_checkpoint_seq = cp.seq
+            self.last_good_checkpoint = cp.seq
+        self.pending = self.pending[len(here) :]
+        return False
+
+    def _rewritten(self, cp: Checkpoint, why: str) -> None:
+        first = self.last_good_checkpoint + 1
+        self.result.problems.append(
+            Problem(
+                self.result.chain,
+                first,
+                "rewritten",
+                f"row seq {cp.seq}: {why}; the chain was rewritten at or after seq {first} "
+                f"(the last checkpoint that still matches is at seq {self.last_good_checkpoint}) "
+                "with hashes recomputed so the rows look consistent",
+            )
+        )
+        self.done = True
+
+    def _classify(self, page: Page, i: int) -> Problem:
+        chain = self.result.chain
+        seq = [int(s) for s in page.seq]
+        s = seq[i]
+        expected = self.next_seq + i
+
+        def head_at(j: int) -> np.void | None:
+            if j >= 0:
+                return page.head[j]
+            back = len(self.recent) + j
+            return self.recent[back] if back >= 0 else None
+
+        def event_id(j: int) -> str:
+            same = page.event_ids(seq[j])
+            first = seq.index(seq[j])
+            return same[j - first] if j - first < len(same) else ""
+
+        if s < expected:
+            # A second row with a seq already seen: the genuine one is the one
+            # the chain links into; the other was inserted.
+            j = i - 1
+            intruder = i if page.prev[j] == head_at(j - 1) and page.ok[j] else j
+            return Problem(
+                chain, s, "inserted", f"two rows claim seq {s} and the chain links only one; this one was inserted",
+                event_id(intruder),
+            )
+        if s > expected:
+            return Problem(
+                chain, expected, "deleted",
+                f"rows seq {expected}..{s - 1} are missing: deleted (the next row present is seq {s})",
+            )
+        by_hash = {bytes(h): j for j, h in enumerate(page.head)}
+        j = by_hash.get(bytes(page.prev[i]))
+        if j is not None and j > i:
+            return Problem(
+                chain, s, "reordered",
+                f"it links to row seq {seq[j]}, which comes after it, instead of seq {s - 1}: rows were reordered",
+                event_id(i),
+            )
+        if j is not None and j == i - 2 or (j is None and i < 2 and page.prev[i] == head_at(i - 2)):
+            return Problem(
+                chain, s - 1, "inserted",
+                f"row seq {s} links to seq {s - 2}, past this row: it was inserted (and later rows renumbered)",
+                event_id(i - 1) if i >= 1 else None,
+            )
+        if j is not None and j < i - 2:
+            return Problem(
+                chain, s, "reordered", f"it links to row seq {seq[j]} instead of seq {s - 1}: rows were reordered", event_id(i)
+            )
+        if i + 1 < len(page) and seq[i + 1] == s + 1 and page.prev[i + 1] == head_at(i - 1):
+            return Problem(
+                chain, s, "inserted",
+                f"row seq {s + 1} links to seq {s - 1}, past this row: it was inserted (and later rows renumbered)",
+                event_id(i),
+            )
+        if not page.ok[i]:
+            return Problem(
+                chain, s, "modified",
+                "its fields do not hash to its integrity_hash: a field (or the stored hash) was modified",
+                event_id(i),
+            )
+        if s == 0:
+            return Problem(
+                chain, 0, "deleted",
+                f"it does not start from chain {chain}'s genesis hash: the chain's first rows were deleted or replaced",
+                event_id(i),
+            )
+        return Problem(
+            chain, s, "deleted",
+            f"its prev_hash matches no row: row seq {s - 1} was deleted (and later rows renumbered), "
+            "or replaced by a row with a recomputed hash",
+            event_id(i),
+        )
+
+    def finish(self) -> ChainResult:
+        if not self.done and self.to_end and self.pending:
+            cp = self.pending[-1]
+            gone = self.next_seq
+            self.result.problems.append(
+                Problem(
+                    self.result.chain, gone, "truncated",
+                    f"the chain ends at seq {gone - 1} but the checkpoint signed at {format_ts(cp.ts)} covers seq "
+                    f"{cp.seq}: rows {gone}..{cp.seq} were deleted from the tail",
+                )
+            )
+        return self.result
+
+
+def _fixed32(column: pa.ChunkedArray) -> np.ndarray:
+    array = column.combine_chunks()
+    if len(array) == 0:
+        return np.empty(0, dtype="V32")
+    return np.frombuffer(array.buffers()[1], dtype="V32", count=len(array), offset=array.offset * 32)
+
+
+def _page_sql(chain: int, lo: int, hi: int) -> str:
+    return (
+        f"SELECT seq, ({INTEGRITY_HASH_SQL}) = integrity_hash AS ok, "
+        "toFixedString(substring(unhex(prev_hash), 1, 32), 32) AS p, "
+        "toFixedString(substring(unhex(integrity_hash), 1, 32), 32) AS h, "
+        f"toFixedString({LEAF_HASH_SQL}, 32) AS leaf "
+        f"FROM {AUDIT_LOG} WHERE chain = {chain} AND seq >= {lo} AND seq < {hi} ORDER BY seq, event_id"
+    )
+
+
+def _ts_sql(ts: datetime) -> str:
+    return f"toDateTime64('{format_ts(ts)[:-1].replace('T', ' ')}', 6, 'UTC')"
+
+
+def load_checkpoints(store: Store, chain: int | None = None) -> list[tuple[Checkpoint, list[str]]]:
+    where = f"WHERE chain = {chain}" if chain is not None else ""
+    rows = store.arrow(
+        "SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key, frontier "
+        f"FROM {AUDIT_CHECKPOINTS} {where} ORDER BY chain, seq, signature"
+    ).to_pylist()
+    return [(Checkpoint(**{k: v for k, v in row.items() if k != "frontier"}), row["frontier"]) for row in rows]
+
+
+def verify(
+    store: Store,
+    public_key: bytes,
+    chains: list[int] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    started = time.perf_counter()
+    report = Report([], public_key.hex())
+    if chains is None:
+        listed = store.arrow(
+            f"SELECT DISTINCT chain FROM (SELECT chain FROM {AUDIT_LOG} UNION ALL SELECT chain FROM {AUDIT_CHECKPOINTS}) ORDER BY chain"
+        )
+        chains = [int(c) for c in listed.column("chain").to_pylist()] if listed.num_rows else []
+    plans = []
+    for chain in chains:
+        checks, bounds = _plan(store, chain, public_key, since, until, report)
+        plans.append((checks, bounds))
+    total = sum(max(0, hi - lo) for _, (lo, hi) in plans)
+    done = 0
+    pages = [(check, chain_lo, min(chain_lo + PAGE_ROWS, hi)) for check, (lo, hi) in plans for chain_lo in range(lo, hi, PAGE_ROWS)]
+    with ThreadPoolExecutor(max_workers=1) as fetcher:
+        upcoming = fetcher.submit(_fetch, store, *_page_args(pages[0])) if pages else None
+        for k, (check, lo, hi) in enumerate(pages):
+            page = upcoming.result()
+            upcoming = fetcher.submit(_fetch, store, *_page_args(pages[k + 1])) if k + 1 < len(pages) else None
+            check.feed(page)
+            done += hi - lo
+            if progress:
+                progress(done, total)
+    for check, _ in plans:
+        report.chains.append(check.finish())
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _page_args(page: tuple) -> tuple[int, int, int]:
+    check, lo, hi = page
+    return check.result.chain, lo, hi
+
+
+def _fetch(store: Store, chain: int, lo: int, hi: int) -> Page:
+    table = store.arrow(_page_sql(chain, lo, hi))
+
+    def event_ids(seq: int) -> list[str]:
+        found = store.arrow(f"SELECT event_id FROM {AUDIT_LOG} WHERE chain = {chain} AND seq = {seq} ORDER BY event_id")
+        return [str(e) for e in found.column("event_id").to_pylist()]
+
+    return Page(
+        seq=table.column("seq").to_numpy(),
+        ok=table.column("ok").to_numpy().astype(bool),
+        prev=_fixed32(table.column("p")),
+        head=_fixed32(table.column("h")),
+        leaf=table.column("leaf").to_pylist(),
+        event_ids=event_ids,
+    )
+
+
+def _plan(
+    store: Store, chain: int, public_key: bytes, since: datetime | None, until: datetime | None, report: Report
+) -> tuple[ChainCheck, tuple[int, int]]:
+    """Where to start and stop: the seq range the time range covers, widened
+    down to the last valid checkpoint before it, whose signed head anchors it."""
+    valid: list[tuple[Checkpoint, list[str]]] = []
+    forged: list[Problem] = []
+    for cp, frontier in load_checkpoints(store, chain):
+        if signature_valid(cp, public_key):
+            valid.append((cp, frontier))
+        else:
+            forged.append(
+                Problem(
+                    chain, cp.seq, "forged_checkpoint",
+                    f"the checkpoint for seq {cp.seq} (ts {format_ts(cp.ts)}) does not verify under public key "
+                    f"{public_key.hex()}: it was forged or altered",
+                )
+            )
+    filters = []
+    if since is not None:
+        filters.append(f"minIf(seq, ts >= {_ts_sql(since)})")
+    else:
+        filters.append("toUInt64(0)")
+    if until is not None:
+        filters.append(f"maxIf(seq, ts < {_ts_sql(until)})")
+    else:
+        filters.append("max(seq)")
+    bounds = store.arrow(
+        f"SELECT {filters[0]} AS lo, {filters[1]} AS hi, count() AS n FROM {AUDIT_LOG} WHERE chain = {chain}"
+    ).to_pylist()[0]
+    hi = int(bounds["hi"]) + 1 if bounds["n"] else 0
+    lo = min(int(bounds["lo"]), hi) if since is not None else 0
+    anchor = genesis_hash(chain)
+    frontier = Frontier()
+    start = 0
+    for cp, nodes in reversed([(cp, f) for cp, f in valid if cp.seq < lo]):
+        try:
+            frontier = Frontier(cp.tree_size, [bytes.fromhex(n) for n in nodes])
+        except ValueError:
+            # The stored frontier is not signed; a damaged one just means
+            # starting from an earlier checkpoint.
+            continue
+        start, anchor = cp.seq + 1, cp.head_hash
+        break
+    if until is not None:
+        hi = max(hi, start)
+    else:
+        hi = max(hi, start, max((cp.seq + 1 for cp, _ in valid), default=0))
+    check = ChainCheck(chain, start, anchor, frontier, [cp for cp, _ in valid], to_end=until is None)
+    check.result.problems.extend(forged)
+    return check, (start, hi)

@@ -1,0 +1,587 @@
+"""Tests for the Kafka-free streams engine (streams/engine.py): plain dicts as tables, a
+generated admin key pinned in ``admin_keys``, fixed clocks, raw bytes in and Emits out.
+
+Simulation is off everywhere here (no node): ``simulate_first`` and ``require_simulation``
+stay False and ``node_for`` returns None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.client import new_intent
+from schemas import topics
+from schemas.auth import public_key_hex, sign_policy
+from schemas.emit import Emit, Source, to_us
+from schemas.models import (
+    GUARDRAIL_STAGES,
+    AgentPolicy,
+    AuditEvent,
+    DeadLetter,
+    IntentApproved,
+    IntentRejected,
+    TransactionIntent,
+)
+from streams.engine import Engine, Windows
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+DAY = timedelta(hours=24)
+ADMIN_ID = "test-admin"
+AGENT = "agent-1"
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+ETH = 10**18
+PASSED_CODES = ["CHAIN_ALLOWED", "RECIPIENT_ALLOWED", "VALUE_WITHIN_CAP", "WITHIN_DAILY_LIMIT",
+                "SIMULATION_NOT_REQUIRED"]
+
+
+@dataclass
+class World:
+    admin_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    agent_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    offset: int = 0
+    engine: Engine = None  # type: ignore[assignment]
+    max_record_bytes: int = 65_536
+
+    def __post_init__(self):
+        self.engine = Engine(admin_keys={ADMIN_ID: public_key_hex(self.admin_key)}, node_for=lambda chain: None,
+                             policies={}, decisions={}, idempotency={}, max_record_bytes=self.max_record_bytes)
+
+    def policy(self, version: int = 1, agent_id: str = AGENT, **fields) -> AgentPolicy:
+        base = {"agent_id": agent_id, "version": version, "tx_allowed_chains": ("anvil",), "tx_to_allowlist": (DEST,),
+                "tx_max_value_eth": "1", "tx_daily_limit_eth": "1.5",
+                "agent_public_key": public_key_hex(self.agent_key), "issued_at": T0}
+        return sign_policy(AgentPolicy(**{**base, **fields}), self.admin_key, ADMIN_ID)
+
+    def source(self, topic: str = topics.INTENTS_SUBMITTED, key: str = AGENT) -> Source:
+        self.offset += 1
+        return Source(topic, 0, self.offset, key.encode())
+
+    def publish(self, policy: AgentPolicy, now: datetime = T0) -> list[Emit]:
+        return self.engine.on_policy(policy.to_bytes(), self.source(topics.POLICIES), now)
+
+    def intent(self, value: str = "0.5", now: datetime = T0, **fields) -> TransactionIntent:
+        fields.setdefault("agent_id", AGENT)
+        fields.setdefault("to", DEST)
+        fields.setdefault("chain", "anvil")
+        return new_intent(fields.pop("key", self.agent_key), value=value, now=now, **fields)
+
+    def submit(self, raw: bytes | TransactionIntent | None, now: datetime = T0, source: Source | None = None):
+        if isinstance(raw, TransactionIntent):
+            raw = raw.to_bytes()
+        return asyncio.run(self.engine.on_intent(raw, source or self.source(), now))
+
+    def spent(self, now: datetime = T0, agent_id: str = AGENT) -> int:
+        return self.engine.windows.of(agent_id).spent(to_us(now))
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.publish(w.policy())
+    return w
+
+
+def on(emits: list[Emit], topic: str) -> list[Emit]:
+    return [e for e in emits if e.topic == topic]
+
+
+def audits(emits: list[Emit]) -> list[AuditEvent]:
+    return [AuditEvent.from_bytes(e.value) for e in on(emits, topics.AUDIT_EVENTS)]
+
+
+def actions(emits: list[Emit]) -> list[str]:
+    return [a.action for a in audits(emits)]
+
+
+def approved_of(emits: list[Emit]) -> IntentApproved:
+    (emit,) = on(emits, topics.INTENTS_APPROVED)
+    return IntentApproved.from_bytes(emit.value)
+
+
+def rejected_of(emits: list[Emit]) -> IntentRejected:
+    (emit,) = on(emits, topics.INTENTS_REJECTED)
+    return IntentRejected.from_bytes(emit.value)
+
+
+def assert_approved(emits: list[Emit], intent: TransactionIntent) -> IntentApproved:
+    approved = approved_of(emits)
+    assert approved.intent == intent
+    assert on(emits, topics.INTENTS_REJECTED) == [] and on(emits, topics.DLQ) == []
+    return approved
+
+
+# --- policies ------------------------------------------------------------------------------------
+
+
+def test_a_signed_policy_is_applied_and_audited():
+    w = World()
+    policy = w.policy()
+    emits = w.publish(policy)
+    (event,) = audits(emits)
+    assert len(emits) == 1
+    assert (event.action, event.actor, event.resource, event.agent_id) == \
+        ("policy.updated", f"admin:{ADMIN_ID}", f"policy:{AGENT}", AGENT)
+    assert event.details["version"] == 1
+    assert AgentPolicy.model_validate_json(w.engine.policies[AGENT]) == policy
+
+
+def test_a_redelivered_policy_emits_nothing(world):
+    assert world.publish(world.policy()) == []
+    assert AgentPolicy.model_validate_json(world.engine.policies[AGENT]).version == 1
+
+
+def _refused(world: World, policy: AgentPolicy, says: str) -> None:
+    before = dict(world.engine.policies)
+    emits = world.engine.on_policy(policy.to_bytes(), world.source(topics.POLICIES), T0)
+    (event,) = audits(emits)
+    assert len(emits) == 1
+    assert (event.action, event.actor, event.agent_id) == ("policy.refused", "service:streams", AGENT)
+    assert says in event.details["reason"]
+    assert world.engine.policies == before
+
+
+def test_an_unsigned_policy_is_refused(world):
+    unsigned = AgentPolicy(agent_id=AGENT, version=2, tx_max_value_eth="1000",
+                           agent_public_key=public_key_hex(world.agent_key), issued_at=T0)
+    _refused(world, unsigned, "policy is unsigned")
+
+
+def test_a_policy_signed_by_an_unpinned_key_is_refused(world):
+    rogue = sign_policy(world.policy(version=2, tx_max_value_eth="1000"), Ed25519PrivateKey.generate(), ADMIN_ID)
+    _refused(world, rogue, f"does not verify against pinned admin key {ADMIN_ID!r}")
+    unknown_id = sign_policy(world.policy(version=2), world.admin_key, "someone-else")
+    _refused(world, unknown_id, "does not verify against pinned admin key 'someone-else'")
+
+
+def test_an_older_or_equal_version_is_refused(world):
+    world.publish(world.policy(version=3, tx_max_value_eth="0.9"))
+    _refused(world, world.policy(version=2, tx_max_value_eth="1000"), "version 2 is not newer than the policy in force")
+    _refused(world, world.policy(version=3, tx_max_value_eth="1000"), "version 3 is not newer than the policy in force")
+    assert AgentPolicy.model_validate_json(world.engine.policies[AGENT]).tx_max_value_eth == "0.9"
+
+
+def test_an_unreadable_policy_goes_to_the_dlq(world):
+    emits = world.engine.on_policy(b'{"agent_id": "agent-1"}', world.source(topics.POLICIES), T0)
+    (dlq,) = on(emits, topics.DLQ)
+    letter = DeadLetter.from_bytes(dlq.value)
+    assert letter.source_topic == topics.POLICIES and letter.reason.startswith("invalid AgentPolicy:")
+    assert "version: is required" in letter.errors
+    assert actions(emits) == ["dlq.recorded"]
+
+
+def test_a_newer_policy_takes_effect(world):
+    world.publish(world.policy(version=2, tx_max_value_eth="0.1"))
+    rejected = rejected_of(world.submit(world.intent("0.5")))
+    assert (rejected.stage, rejected.code) == ("value_cap", "VALUE_OVER_CAP")
+
+
+# --- a passing intent ----------------------------------------------------------------------------
+
+
+def test_a_passing_intent_is_approved_with_every_stage_audited(world):
+    intent = world.intent("0.5")
+    emits = world.submit(intent)
+    approved = assert_approved(emits, intent)
+    assert approved.policy == world.policy()
+    assert approved.approved_at == T0
+    assert [v.stage for v in approved.verdicts] == list(GUARDRAIL_STAGES)
+    assert [v.code for v in approved.verdicts] == PASSED_CODES
+    assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * 5 + ["intent.approved"]
+    events = audits(emits)
+    assert [e.details["stage"] for e in events[1:6]] == list(GUARDRAIL_STAGES)
+    assert events[0].actor == f"agent:{AGENT}" and events[-1].actor == "service:streams"
+    assert events[-1].details["value_wei"] == str(5 * ETH // 10)
+    assert len({e.event_id for e in events}) == len(events)
+    assert {e.key for e in emits} == {AGENT}
+    assert world.spent() == 5 * ETH // 10
+
+
+# --- guardrail failures --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy_fields, intent_fields, stage, code, says", [
+    ({"tx_allowed_chains": ("ethereum", "base")}, {}, "chain", "CHAIN_NOT_ALLOWED", "chain 'anvil'"),
+    ({}, {"to": OTHER}, "allowlist", "RECIPIENT_NOT_ALLOWLISTED", OTHER),
+    ({}, {"value": "1.000000000000000001"}, "value_cap", "VALUE_OVER_CAP", "1.000000000000000001"),
+    ({"tx_daily_limit_eth": "0.4"}, {"value": "0.400000000000000001"}, "daily_limit", "DAILY_LIMIT_EXCEEDED",
+     "the rolling limit of 0.4"),
+])
+def test_each_guardrail_failure_rejects_with_its_stage_and_code(policy_fields, intent_fields, stage, code, says):
+    w = World()
+    w.publish(w.policy(**policy_fields))
+    intent = w.intent(**{"value": "0.5", **intent_fields})
+    emits = w.submit(intent)
+    rejected = rejected_of(emits)
+    assert (rejected.intent_id, rejected.agent_id, rejected.stage, rejected.code) == \
+        (intent.intent_id, AGENT, stage, code)
+    assert says in rejected.reason
+    position = GUARDRAIL_STAGES.index(stage)
+    assert [v.stage for v in rejected.verdicts] == list(GUARDRAIL_STAGES[:position + 1])
+    assert [v.passed for v in rejected.verdicts] == [True] * position + [False]
+    assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * position + ["stage.failed", "intent.rejected"]
+    assert audits(emits)[-1].details["code"] == code
+    assert on(emits, topics.INTENTS_APPROVED) == []
+    assert w.spent() == 0
+
+
+def test_a_forged_agent_signature_is_rejected_at_intake(world):
+    forged = world.intent("0.5", key=Ed25519PrivateKey.generate())
+    emits = world.submit(forged)
+    rejected = rejected_of(emits)
+    assert (rejected.stage, rejected.code) == ("intake", "AGENT_SIGNATURE_INVALID")
+    assert actions(emits) == ["intent.submitted", "stage.failed", "intent.rejected"]
+    assert world.spent() == 0
+
+
+def test_an_intent_changed_after_signing_is_rejected_at_intake(world):
+    doc = orjson.loads(world.intent("0.5").to_bytes())
+    doc["to"] = OTHER
+    doc["value"] = "0.9"
+    world.publish(world.policy(version=2, tx_to_allowlist=()))
+    rejected = rejected_of(world.submit(orjson.dumps(doc)))
+    assert (rejected.stage, rejected.code) == ("intake", "AGENT_SIGNATURE_INVALID")
+
+
+def test_an_agent_without_a_policy_is_rejected(world):
+    intent = world.intent("0.5", agent_id="agent-2")
+    emits = world.submit(intent, source=world.source(key="agent-2"))
+    rejected = rejected_of(emits)
+    assert (rejected.agent_id, rejected.stage, rejected.code) == ("agent-2", "intake", "POLICY_MISSING")
+    assert "'agent-2'" in rejected.reason
+    assert actions(emits) == ["intent.submitted", "stage.failed", "intent.rejected"]
+
+
+def test_an_agent_with_the_intents_api_disabled_is_rejected(world):
+    world.publish(world.policy(version=2, intents_api_enabled=False))
+    emits = world.submit(world.intent("0.5"))
+    rejected = rejected_of(emits)
+    assert (rejected.stage, rejected.code) == ("intake", "INTENTS_API_DISABLED")
+    assert on(emits, topics.INTENTS_APPROVED) == []
+    assert world.spent() == 0
+
+
+# --- unreadable records --------------------------------------------------------------------------
+
+
+def _good_doc(world: World) -> dict:
+    return orjson.loads(world.intent("0.5", intent_id="i-bad").to_bytes())
+
+
+def _mutated(**changes):
+    def build(world: World) -> bytes:
+        doc = _good_doc(world)
+        for key, value in changes.items():
+            if value is _DROP:
+                del doc[key]
+            else:
+                doc[key] = value
+        return orjson.dumps(doc)
+    return build
+
+
+_DROP = object()
+
+BAD_RECORDS = [
+    ("malformed-json", lambda w: b'{"intent_id": "i-bad", "agent_id": ', "not valid JSON", False),
+    ("json-array", lambda w: b'[{"intent_id": "i-bad"}]', "a TransactionIntent must be a JSON object, got list", False),
+    ("json-string", lambda w: b'"hello"', "a TransactionIntent must be a JSON object, got str", False),
+    ("null", lambda w: None, "empty record: the value is null", False),
+    ("oversize", lambda w: orjson.dumps({**_good_doc(w), "data": "0x" + "00" * 40_000}),
+     "exceeds the 65536-byte limit; it was not parsed", False),
+    ("missing-field", _mutated(to=_DROP), "invalid TransactionIntent: to: is required", True),
+    ("bad-checksum", _mutated(to="0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+     f"to: bad EIP-55 checksum in '0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed'; expected {DEST!r}", True),
+    ("negative-value", _mutated(value="-1"), "value: must be >= 0", True),
+    ("over-precise-value", _mutated(value="0.0000000000000000001"), "value: has 19 decimals; at most 18", True),
+    ("number-value", _mutated(value=1), "value: must be a decimal string", True),
+    ("unknown-chain", _mutated(chain="nochain"), "chain: unknown chain 'nochain'; allowed:", True),
+    ("non-hex-data", _mutated(data="0xzz"), "data: must be 0x-prefixed hex", True),
+    ("unknown-field", _mutated(vaule="1"), "vaule: is not a field of this record", True),
+]
+
+
+@pytest.mark.parametrize("build, says, readable_ids", [b[1:] for b in BAD_RECORDS], ids=[b[0] for b in BAD_RECORDS])
+def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, build, says, readable_ids):
+    raw = build(world)
+    source = Source(topics.INTENTS_SUBMITTED, 2, 77, AGENT.encode())
+    emits = world.submit(raw, source=source)
+
+    (dlq,) = on(emits, topics.DLQ)
+    letter = DeadLetter.from_bytes(dlq.value)
+    assert says in letter.reason
+    assert dlq.key == AGENT
+    assert (letter.source_topic, letter.partition, letter.offset, letter.key) == (topics.INTENTS_SUBMITTED, 2, 77, AGENT)
+    payload = raw or b""
+    assert letter.payload_sha256 == hashlib.sha256(payload).hexdigest()
+    assert base64.b64decode(letter.payload_b64) == payload[:65_536]
+
+    (event,) = audits(emits)
+    assert (event.action, event.resource) == ("dlq.recorded", f"record:{topics.INTENTS_SUBMITTED}/2/77")
+    assert event.details["reason"] == letter.reason
+    assert event.details["payload_sha256"] == letter.payload_sha256
+
+    assert on(emits, topics.INTENTS_APPROVED) == []
+    if readable_ids:
+        rejected = rejected_of(emits)
+        assert (rejected.intent_id, rejected.agent_id, rejected.stage, rejected.code) == \
+            ("i-bad", AGENT, "intake", "INVALID_INTENT")
+        assert rejected.reason == letter.reason
+        assert len(emits) == 3
+    else:
+        assert on(emits, topics.INTENTS_REJECTED) == []
+        assert len(emits) == 2
+    assert world.spent() == 0
+
+    good = world.intent("0.5")
+    assert_approved(world.submit(good), good)
+
+
+def test_the_record_size_limit_is_the_engine_setting():
+    w = World(max_record_bytes=1024)
+    w.publish(w.policy())
+    intent = w.intent("0.5", data="0x" + "ab" * 600)
+    emits = w.submit(intent)
+    letter = DeadLetter.from_bytes(on(emits, topics.DLQ)[0].value)
+    assert "exceeds the 1024-byte limit" in letter.reason
+    assert len(base64.b64decode(letter.payload_b64)) == 1024
+    small = w.intent("0.5")
+    assert_approved(w.submit(small), small)
+
+
+# --- redelivery ----------------------------------------------------------------------------------
+
+
+def test_a_redelivered_intent_gets_the_identical_answer_and_reserves_once(world):
+    intent = world.intent("0.5")
+    first = world.submit(intent)
+    (approved,) = on(first, topics.INTENTS_APPROVED)
+    spent = world.spent()
+    again = world.submit(intent, now=T0 + timedelta(minutes=5))
+    assert again == [Emit(topics.INTENTS_APPROVED, AGENT, approved.value)]
+    assert world.spent(T0 + timedelta(minutes=5)) == spent == 5 * ETH // 10
+    assert list(world.engine.windows.of(AGENT).entries) == [intent.intent_id]
+
+
+def test_a_redelivered_rejection_is_the_identical_rejection(world):
+    intent = world.intent("1.1")
+    (rejected,) = on(world.submit(intent), topics.INTENTS_REJECTED)
+    assert world.submit(intent) == [Emit(topics.INTENTS_REJECTED, AGENT, rejected.value)]
+
+
+# --- rolling daily window ------------------------------------------------------------------------
+
+
+def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_fails(world):
+    first = world.intent("0.9")
+    assert_approved(world.submit(first), first)
+    later = T0 + timedelta(minutes=1)
+    second = world.intent("0.600000000000000001", now=later)
+    rejected = rejected_of(world.submit(second, now=later))
+    assert (rejected.stage, rejected.code) == ("daily_limit", "DAILY_LIMIT_EXCEEDED")
+    assert "0.9 already spent" in rejected.reason and "1.5" in rejected.reason
+    assert world.spent(later) == 9 * ETH // 10
+
+    failed = IntentRejected(intent_id=first.intent_id, agent_id=AGENT, stage="signing", code="SIGNING_FAILED",
+                            reason="the signer could not sign", decided_at=later)
+    assert world.engine.on_rejected(failed.to_bytes()) == []
+    assert world.spent(later) == 0
+    assert world.engine.decisions[first.intent_id]["outcome"] == "released"
+
+    third = world.intent("1", now=later)
+    assert_approved(world.submit(third, now=later), third)
+    assert world.spent(later) == ETH
+
+
+def test_only_a_signing_rejection_of_an_approved_intent_releases(world):
+    first = world.intent("0.9")
+    world.submit(first)
+    for stage in ("value_cap", "daily_limit", "intake"):
+        not_signing = IntentRejected(intent_id=first.intent_id, agent_id=AGENT, stage=stage, code="X", reason="x",
+                                     decided_at=T0)
+        world.engine.on_rejected(not_signing.to_bytes())
+    unknown = IntentRejected(intent_id="i-unknown", agent_id=AGENT, stage="signing", code="X", reason="x",
+                             decided_at=T0)
+    world.engine.on_rejected(unknown.to_bytes())
+    assert world.spent() == 9 * ETH // 10
+    assert world.engine.decisions[first.intent_id]["outcome"] == "approved"
+
+
+def test_the_window_slides_to_the_microsecond(world):
+    first = world.intent("1")
+    assert_approved(world.submit(first), first)
+    just_before = T0 + DAY - timedelta(microseconds=1)
+    rejected = rejected_of(world.submit(world.intent("0.6", now=just_before), now=just_before))
+    assert rejected.code == "DAILY_LIMIT_EXCEEDED"
+    at_24h = T0 + DAY
+    fresh = world.intent("0.6", now=at_24h)
+    assert_approved(world.submit(fresh, now=at_24h), fresh)
+    assert world.spent(at_24h) == 6 * ETH // 10
+
+
+# --- idempotency keys ----------------------------------------------------------------------------
+
+
+def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(world):
+    original = world.intent("0.3", idempotency_key="order-1")
+    assert_approved(world.submit(original), original)
+    later = T0 + timedelta(hours=23, minutes=59)
+    reuse = world.intent("0.3", idempotency_key="order-1", intent_id="i-retry", now=later)
+    emits = world.submit(reuse, now=later)
+    approved = assert_approved(emits, reuse)
+    (verdict,) = approved.verdicts
+    assert (verdict.stage, verdict.passed, verdict.code) == ("intake", True, "IDEMPOTENT_REPLAY")
+    assert verdict.facts == {"original_intent_id": original.intent_id}
+    assert actions(emits) == ["intent.submitted", "stage.passed", "intent.approved"]
+    assert world.spent(later) == 3 * ETH // 10
+    assert world.engine.decisions["i-retry"]["counts"] is False
+
+
+def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
+    original = world.intent("0.3", idempotency_key="order-1")
+    world.submit(original)
+    at_24h = T0 + DAY
+    fresh = world.intent("0.4", idempotency_key="order-1", intent_id="i-next-day", now=at_24h)
+    approved = assert_approved(world.submit(fresh, now=at_24h), fresh)
+    assert [v.code for v in approved.verdicts] == PASSED_CODES
+    assert world.spent(at_24h) == 4 * ETH // 10
+    assert world.engine.decisions["i-next-day"]["counts"] is True
+
+
+def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
+    original = world.intent("5", idempotency_key="order-2")
+    assert rejected_of(world.submit(original)).code == "VALUE_OVER_CAP"
+    reuse = world.intent("0.1", idempotency_key="order-2", intent_id="i-retry-2")
+    rejected = rejected_of(world.submit(reuse))
+    assert (rejected.intent_id, rejected.stage, rejected.code) == ("i-retry-2", "value_cap", "VALUE_OVER_CAP")
+    assert world.spent() == 0
+
+
+def test_idempotency_keys_are_per_agent(world):
+    world.publish(world.policy(agent_id="agent-2"))
+    first = world.intent("0.3", idempotency_key="shared")
+    world.submit(first)
+    other = world.intent("0.3", idempotency_key="shared", agent_id="agent-2")
+    approved = assert_approved(world.submit(other, source=world.source(key="agent-2")), other)
+    assert [v.code for v in approved.verdicts] == PASSED_CODES
+    assert world.spent(agent_id="agent-2") == 3 * ETH // 10
+
+
+# --- split topology ------------------------------------------------------------------------------
+
+
+def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
+    """Feed an intent through on_intake and then on_stage hop by hop, as the split topology does.
+    Returns the non-envelope emits, the stages visited and the envelopes written."""
+    emits = asyncio.run(engine.on_intake(raw, source, now))
+    out, visited, written = [], [], []
+    while True:
+        envelopes = [e for e in emits if e.topic.startswith(topics.STAGE_PREFIX)]
+        out += [e for e in emits if not e.topic.startswith(topics.STAGE_PREFIX)]
+        if not envelopes:
+            return out, visited, written
+        (envelope,) = envelopes
+        assert envelope.key == AGENT
+        written.append(envelope)
+        stage = envelope.topic.removeprefix(topics.STAGE_PREFIX)
+        visited.append(stage)
+        emits = asyncio.run(engine.on_stage(stage, envelope.value, now))
+
+
+@pytest.mark.parametrize("intent_fields, expect_stages, outcome", [
+    ({"value": "0.5"}, list(GUARDRAIL_STAGES), topics.INTENTS_APPROVED),
+    ({"value": "0.5", "to": OTHER}, ["chain", "allowlist"], topics.INTENTS_REJECTED),
+    ({"value": "2"}, ["chain", "allowlist", "value_cap"], topics.INTENTS_REJECTED),
+])
+def test_split_topology_reaches_the_same_outcome_as_fused(intent_fields, expect_stages, outcome):
+    fused = World()
+    split = World(admin_key=fused.admin_key, agent_key=fused.agent_key)
+    for w in (fused, split):
+        w.publish(w.policy())
+    raw = fused.intent(**intent_fields, intent_id="i-split").to_bytes()
+    source = Source(topics.INTENTS_SUBMITTED, 0, 5, AGENT.encode())
+
+    fused_out = asyncio.run(fused.engine.on_intent(raw, source, T0))
+    split_out, visited, written = _run_split(split.engine, raw, source, T0)
+    assert written[0].topic == topics.stage_topic("chain")
+    assert visited == expect_stages
+    assert len(on(split_out, outcome)) == 1
+    assert split_out == fused_out
+    assert split.engine.decisions == fused.engine.decisions
+    assert split.spent() == fused.spent()
+
+
+def test_on_intake_hands_the_intent_to_the_chain_stage(world):
+    intent = world.intent("0.5")
+    emits = asyncio.run(world.engine.on_intake(intent.to_bytes(), world.source(), T0))
+    assert [e.topic for e in emits] == [topics.AUDIT_EVENTS, topics.stage_topic("chain")]
+    assert actions(emits) == ["intent.submitted"]
+    envelope = orjson.loads(emits[1].value)
+    assert TransactionIntent.model_validate(envelope["intent"]) == intent
+    assert AgentPolicy.model_validate(envelope["policy"]) == world.policy()
+    assert envelope["verdicts"] == []
+    assert world.engine.decisions == {} and world.spent() == 0
+
+
+def test_a_redelivered_stage_envelope_replays_the_decision(world):
+    intent = world.intent("0.5")
+    out, _, written = _run_split(world.engine, intent.to_bytes(), world.source(), T0)
+    (approved,) = on(out, topics.INTENTS_APPROVED)
+    for envelope in written:
+        stage = envelope.topic.removeprefix(topics.STAGE_PREFIX)
+        again = asyncio.run(world.engine.on_stage(stage, envelope.value, T0 + timedelta(seconds=1)))
+        assert again == [approved]
+    assert world.spent() == 5 * ETH // 10
+
+
+# --- rebuilding the window -----------------------------------------------------------------------
+
+
+def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
+    a = world.intent("0.2", idempotency_key="order-a")
+    b = world.intent("0.3")
+    c = world.intent("0.4")
+    for intent in (a, b, c):
+        world.submit(intent)
+    world.submit(world.intent("1.2"))  # rejected: over the daily limit with 0.9 spent
+    world.submit(world.intent("0.2", idempotency_key="order-a", intent_id="i-replay"))  # approved, counts nothing
+    world.engine.on_rejected(IntentRejected(intent_id=b.intent_id, agent_id=AGENT, stage="signing", code="X",
+                                            reason="x", decided_at=T0).to_bytes())
+    later = T0 + timedelta(hours=1)
+    assert world.spent(later) == 6 * ETH // 10
+
+    # As a Faust table would hand them back after a restart: JSON, not the same objects.
+    stored = orjson.loads(orjson.dumps(world.engine.decisions))
+    rebuilt = Windows()
+    rebuilt.rebuild(stored)
+    assert rebuilt.of(AGENT).spent(to_us(later)) == 6 * ETH // 10
+    assert rebuilt.of(AGENT).entries == world.engine.windows.of(AGENT).entries
+    assert set(rebuilt.of(AGENT).entries) == {a.intent_id, c.intent_id}
+
+
+def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world):
+    first = world.intent("1")
+    assert_approved(world.submit(first), first)
+    restarted = Engine(admin_keys=world.engine.admin_keys, node_for=lambda chain: None,
+                       policies=dict(world.engine.policies), decisions=dict(world.engine.decisions), idempotency={})
+    restarted.windows.rebuild(restarted.decisions)
+    world.engine = restarted
+    rejected = rejected_of(world.submit(world.intent("0.6")))
+    assert rejected.code == "DAILY_LIMIT_EXCEEDED"
+
+
+def test_a_forged_record_cannot_decide_the_real_intent_with_the_same_id(world):
+    world.publish(world.policy())
+    forger = Ed25519PrivateKey.generate()
+    forged = world.intent(key=forger, intent_id="i-predictable")
+    assert rejected_of(world.submit(forged)).code == "AGENT_SIGNATURE_INVALID"
+    real = world.intent(intent_id="i-predictable")
+    assert_approved(world.submit(real), real)

@@ -1,0 +1,209 @@
+"""Tests for the guardrail processors in streams/processors.py, each at its edges.
+
+Processors are pure: an intent, a policy, the spend already counted, and out comes a
+StageVerdict. No broker, no node, no clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from eth_abi import encode as abi_encode
+
+from schemas.fields import MAX_UINT256, format_native_amount
+from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from streams.processors import (
+    check_allowlist,
+    check_chain,
+    check_daily_limit,
+    check_value_cap,
+    decode_revert,
+    simulation_required,
+    simulation_skipped,
+)
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+THIRD = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
+ETH = 10**18
+
+
+def intent(**fields) -> TransactionIntent:
+    return TransactionIntent(**{"intent_id": "i-1", "agent_id": "agent-1", "chain": "anvil", "to": DEST,
+                                "value": "0.5", "created_at": T0, **fields})
+
+
+def policy(**fields) -> AgentPolicy:
+    return AgentPolicy(**{"agent_id": "agent-1", "version": 1, "agent_public_key": "0x" + "11" * 32,
+                          "issued_at": T0, **fields})
+
+
+def assert_verdict(verdict: StageVerdict, stage: str, passed: bool, code: str) -> None:
+    assert (verdict.intent_id, verdict.stage, verdict.passed, verdict.code) == ("i-1", stage, passed, code)
+
+
+# --- chain restriction ---------------------------------------------------------------------------
+
+
+def test_empty_allowed_chains_allows_any_chain():
+    for chain in ("anvil", "ethereum", "base", "sepolia"):
+        verdict = check_chain(intent(chain=chain), policy())
+        assert_verdict(verdict, "chain", True, "CHAIN_ALLOWED")
+        assert verdict.facts == {"chain": chain}
+
+
+def test_listed_chain_is_allowed():
+    assert_verdict(check_chain(intent(chain="base"), policy(tx_allowed_chains=("ethereum", "base"))),
+                   "chain", True, "CHAIN_ALLOWED")
+
+
+def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
+    verdict = check_chain(intent(chain="anvil"), policy(tx_allowed_chains=("ethereum", "base")))
+    assert_verdict(verdict, "chain", False, "CHAIN_NOT_ALLOWED")
+    assert verdict.reason == "chain 'anvil' is not in this agent's allowed chains (ethereum, base)"
+    assert verdict.facts == {"chain": "anvil", "allowed": ["ethereum", "base"]}
+
+
+# --- address allowlist ---------------------------------------------------------------------------
+
+
+def test_empty_allowlist_allows_any_address():
+    for to in (DEST, OTHER, THIRD):
+        verdict = check_allowlist(intent(to=to), policy())
+        assert_verdict(verdict, "allowlist", True, "RECIPIENT_ALLOWED")
+        assert verdict.facts == {"to": to}
+
+
+@pytest.mark.parametrize("listed, sent", [
+    (DEST, DEST),
+    (DEST.lower(), DEST),
+    (DEST, DEST.lower()),
+    (DEST.lower(), "0x" + DEST[2:].upper()),
+    ("0x" + DEST[2:].upper(), DEST.lower()),
+])
+def test_allowlist_matches_whatever_case_either_side_was_written_in(listed, sent):
+    verdict = check_allowlist(intent(to=sent), policy(tx_to_allowlist=(OTHER, listed)))
+    assert_verdict(verdict, "allowlist", True, "RECIPIENT_ALLOWED")
+    assert verdict.facts == {"to": DEST}
+
+
+def test_recipient_off_the_allowlist_is_rejected():
+    verdict = check_allowlist(intent(to=THIRD.lower()), policy(tx_to_allowlist=(DEST, OTHER)))
+    assert_verdict(verdict, "allowlist", False, "RECIPIENT_NOT_ALLOWLISTED")
+    assert THIRD in verdict.reason and "(2 addresses)" in verdict.reason
+    assert verdict.facts == {"to": THIRD}
+
+
+# --- per-transaction value cap -------------------------------------------------------------------
+
+
+def test_value_exactly_at_the_cap_passes():
+    verdict = check_value_cap(intent(value="1.5"), policy(tx_max_value_eth="1.5"))
+    assert_verdict(verdict, "value_cap", True, "VALUE_WITHIN_CAP")
+    assert verdict.facts == {"value_wei": str(15 * ETH // 10), "cap_wei": str(15 * ETH // 10)}
+
+
+def test_value_one_wei_over_the_cap_fails():
+    verdict = check_value_cap(intent(value="1.500000000000000001"), policy(tx_max_value_eth="1.5"))
+    assert_verdict(verdict, "value_cap", False, "VALUE_OVER_CAP")
+    assert verdict.reason == "value 1.500000000000000001 exceeds the per-transaction cap of 1.5"
+    assert verdict.facts == {"value_wei": "1500000000000000001", "cap_wei": "1500000000000000000"}
+
+
+def test_zero_cap_allows_only_zero():
+    assert check_value_cap(intent(value="0"), policy(tx_max_value_eth="0")).passed
+    failed = check_value_cap(intent(value="0.000000000000000001"), policy(tx_max_value_eth="0"))
+    assert_verdict(failed, "value_cap", False, "VALUE_OVER_CAP")
+
+
+def test_null_cap_passes_anything():
+    huge = format_native_amount(MAX_UINT256)
+    verdict = check_value_cap(intent(value=huge), policy(tx_max_value_eth=None))
+    assert_verdict(verdict, "value_cap", True, "VALUE_WITHIN_CAP")
+    assert verdict.facts == {"value_wei": str(MAX_UINT256), "cap_wei": None}
+
+
+# --- rolling 24 h limit --------------------------------------------------------------------------
+
+
+def test_spent_plus_value_exactly_at_the_limit_passes():
+    verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), spent_wei=4 * ETH // 10)
+    assert_verdict(verdict, "daily_limit", True, "WITHIN_DAILY_LIMIT")
+    assert verdict.facts == {"value_wei": str(6 * ETH // 10), "spent_wei": str(4 * ETH // 10), "limit_wei": str(ETH)}
+
+
+def test_spent_plus_value_one_wei_over_the_limit_fails():
+    verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), spent_wei=4 * ETH // 10 + 1)
+    assert_verdict(verdict, "daily_limit", False, "DAILY_LIMIT_EXCEEDED")
+    assert verdict.reason == ("0.400000000000000001 already spent in the last 24 h; 0.6 more would exceed "
+                              "the rolling limit of 1")
+    assert verdict.facts == {"value_wei": str(6 * ETH // 10), "spent_wei": "400000000000000001",
+                             "limit_wei": str(ETH)}
+
+
+def test_a_single_value_over_the_limit_fails_with_nothing_spent():
+    verdict = check_daily_limit(intent(value="2"), policy(tx_daily_limit_eth="1"), spent_wei=0)
+    assert_verdict(verdict, "daily_limit", False, "DAILY_LIMIT_EXCEEDED")
+    assert verdict.reason.startswith("0 already spent")
+
+
+def test_null_daily_limit_passes_anything():
+    verdict = check_daily_limit(intent(value="1000000"), policy(tx_daily_limit_eth=None), spent_wei=MAX_UINT256)
+    assert_verdict(verdict, "daily_limit", True, "WITHIN_DAILY_LIMIT")
+    assert verdict.facts["limit_wei"] is None
+
+
+# --- simulation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("simulate_first, require_simulation, required", [
+    (False, False, False), (True, False, True), (False, True, True), (True, True, True),
+])
+def test_simulation_required_when_the_intent_or_the_policy_asks(simulate_first, require_simulation, required):
+    assert simulation_required(intent(simulate_first=simulate_first),
+                               policy(require_simulation=require_simulation)) is required
+
+
+def test_skipped_simulation_passes_with_its_own_code():
+    verdict = simulation_skipped(intent())
+    assert_verdict(verdict, "simulation", True, "SIMULATION_NOT_REQUIRED")
+
+
+def _revert(selector: str, types: list[str], values: list) -> str:
+    return "0x" + selector + abi_encode(types, values).hex()
+
+
+def test_decode_revert_reads_error_string():
+    assert decode_revert(_revert("08c379a0", ["string"], ["ERC20: transfer amount exceeds balance"])) == \
+        "ERC20: transfer amount exceeds balance"
+
+
+@pytest.mark.parametrize("code, text", [(0x11, "panic 0x11"), (0x01, "panic 0x01"), (0x32, "panic 0x32"),
+                                        (0x100, "panic 0x100")])
+def test_decode_revert_reads_panic_codes(code, text):
+    assert decode_revert(_revert("4e487b71", ["uint256"], [code])) == text
+
+
+def test_decode_revert_shows_a_custom_error_by_its_selector_and_first_word():
+    data = _revert("deadbeef", ["uint256", "address"], [42, OTHER])
+    assert decode_revert(data) == f"custom error {data[:74]}"
+    assert decode_revert("0xdeadbeef") == "custom error 0xdeadbeef"
+
+
+def test_decode_revert_falls_back_to_bytes_for_a_malformed_known_selector():
+    truncated = "0x08c379a0" + "00" * 8
+    assert decode_revert(truncated) == f"custom error {truncated}"
+
+
+@pytest.mark.parametrize("nothing", [None, "", "0x", "0x1234", "08c379a0" + "00" * 32, 42, b"\x08\xc3\x79\xa0"])
+def test_decode_revert_without_a_selector_says_so(nothing):
+    assert decode_revert(nothing) == "reverted without a reason"
+
+
+@pytest.mark.parametrize("garbage", ["0xnot-hex-at-all", "0x08c379a0f", "0xdeadbeefZZ", "0x" + "g" * 70])
+def test_decode_revert_never_raises_on_garbage(garbage):
+    # A node's malformed revert data must end up in the verdict, not crash the simulation stage.
+    reason = decode_revert(garbage)
+    assert isinstance(reason, str) and garbage[:10] in reason

@@ -1,0 +1,109 @@
+"""Tests for the rolling 24 h spend window (streams/window.py): sliding edges to the
+microsecond, idempotent reservations, release, prune and the exact JSON form."""
+
+from __future__ import annotations
+
+import json
+
+from streams.window import WINDOW_SECONDS, SpendWindow
+
+US = 1_000_000
+DAY_US = 86_400 * US
+NOW = 1_795_000_000 * US  # a fixed instant, in µs since the epoch
+
+
+def test_the_window_is_24_hours():
+    assert WINDOW_SECONDS == 86_400
+
+
+def test_a_spend_exactly_24_hours_old_has_left_the_window():
+    window = SpendWindow({"old": (NOW - DAY_US, 5)})
+    assert window.spent(NOW) == 0
+
+
+def test_a_spend_one_microsecond_younger_than_24_hours_still_counts():
+    # 86,399.999999 s old.
+    window = SpendWindow({"recent": (NOW - DAY_US + 1, 5)})
+    assert window.spent(NOW) == 5
+
+
+def test_a_reservation_slides_out_exactly_24_hours_later():
+    window = SpendWindow()
+    window.reserve("i-1", NOW, 7)
+    assert window.spent(NOW) == 7
+    assert window.spent(NOW + DAY_US - 1) == 7
+    assert window.spent(NOW + DAY_US) == 0
+
+
+def test_spent_sums_only_what_is_inside_the_window():
+    window = SpendWindow()
+    window.reserve("a", NOW - DAY_US + 1, 1)
+    window.reserve("b", NOW - 3600 * US, 10)
+    window.reserve("c", NOW, 100)
+    assert window.spent(NOW) == 111
+    assert window.spent(NOW + 1) == 110
+    # A reservation made after the moment asked about does not count yet.
+    assert window.spent(NOW - 1) == 11
+
+
+def test_reserve_is_idempotent_by_intent_id():
+    window = SpendWindow()
+    window.reserve("i-1", NOW, 5 * 10**17)
+    window.reserve("i-1", NOW + 10 * US, 9 * 10**18)
+    window.reserve("i-1", NOW + 20 * US, 5 * 10**17)
+    assert window.entries == {"i-1": (NOW, 5 * 10**17)}
+    assert window.spent(NOW + 30 * US) == 5 * 10**17
+
+
+def test_release_removes_the_reservation_once():
+    window = SpendWindow()
+    window.reserve("i-1", NOW, 5)
+    window.reserve("i-2", NOW, 7)
+    assert window.holds("i-1")
+    assert window.release("i-1") is True
+    assert not window.holds("i-1")
+    assert window.spent(NOW) == 7
+    assert window.release("i-1") is False
+    assert window.release("never") is False
+    assert window.spent(NOW) == 7
+
+
+def test_a_released_intent_can_be_reserved_again():
+    window = SpendWindow()
+    window.reserve("i-1", NOW, 5)
+    window.release("i-1")
+    window.reserve("i-1", NOW + US, 6)
+    assert window.entries == {"i-1": (NOW + US, 6)}
+
+
+def test_prune_drops_only_entries_that_can_never_count_again():
+    window = SpendWindow({"gone": (NOW - DAY_US, 1), "older": (NOW - 2 * DAY_US, 2), "kept": (NOW - DAY_US + 1, 4),
+                          "fresh": (NOW, 8)})
+    window.prune(NOW)
+    assert set(window.entries) == {"kept", "fresh"}
+    assert window.spent(NOW) == 12
+
+
+def test_reserve_prunes_as_it_goes():
+    window = SpendWindow({"gone": (NOW - DAY_US, 1)})
+    window.reserve("new", NOW, 2)
+    assert set(window.entries) == {"new"}
+
+
+def test_json_round_trip_keeps_values_beyond_2_to_the_64_exact():
+    window = SpendWindow()
+    window.reserve("big", NOW, 2**64 + 1)
+    window.reserve("huge", NOW + 1, 2**256 - 1)
+    window.reserve("one", NOW + 2, 1)
+    raw = json.dumps(window.to_json())
+    doc = json.loads(raw)
+    # Wei travels as decimal strings: no JSON reader can round it through a double.
+    assert doc["big"] == [NOW, str(2**64 + 1)]
+    again = SpendWindow.from_json(doc)
+    assert again.entries == window.entries
+    assert again.spent(NOW + 2) == 2**64 + 1 + 2**256 - 1 + 1
+    assert all(type(wei) is int and type(at) is int for at, wei in again.entries.values())
+
+
+def test_an_empty_window_round_trips():
+    assert SpendWindow.from_json(json.loads(json.dumps(SpendWindow().to_json()))).entries == {}
