@@ -13,15 +13,14 @@ import sys
 import time
 from dataclasses import dataclass
 
-from infra.client import Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes, end_offsets
+from infra.client import Client, end_offsets, new_intent, wait_outcomes
 from infra.config import Settings
+from infra.provision import provision_agent
 from infra.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import public_key_hex
 from schemas.models import IntentRejected, SignedTransaction
 
 AGENT = "demo-agent"
-ADMIN = "admin:local-admin"
 ALICE = "0x00000000000000000000000000000000000a11ce"
 BOB = "0x0000000000000000000000000000000000000b0b"
 MALLORY = "0x000000000000000000000000000000000000bad1"
@@ -69,30 +68,15 @@ def expected_outcomes() -> list[tuple[str, str]]:
 
 
 async def provision(settings: Settings) -> dict:
-    """Agent intent key, admin-signed policy, a funded chain key, the paused contract."""
-    from signer.custody_wiring import keystore_from_settings
-
-    agent_key = load_or_create_agent_key(settings.home, AGENT)
-    keystore = keystore_from_settings(settings)
-    active = [k for k in keystore.list_keys(ADMIN, agent_id=AGENT, chain="ethereum") if k.active]
-    provisioned = active[-1] if active else keystore.provision(AGENT, "ethereum", actor=ADMIN)
+    """The demo agent (funded, with its policy) and the paused contract."""
+    agent = await provision_agent(settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED), tx_max_value_eth="1",
+                                  tx_daily_limit_eth="2", require_simulation=False)
     node = JsonRpc(settings.rpc_url_for("anvil"))
     try:
-        await node.call("anvil_setBalance", provisioned.address, hex(100 * 10**18))
         await node.call("anvil_setCode", PAUSED, _revert_runtime(REVERT_REASON))
     finally:
         await node.close()
-    version = int(time.time() * 1000)  # newer than any earlier demo run's policy for this agent
-    policy = signed_policy(settings, agent_id=AGENT, version=version, intents_api_enabled=True,
-                           tx_allowed_chains=("anvil",), tx_to_allowlist=(ALICE, BOB, PAUSED),
-                           tx_max_value_eth="1", tx_daily_limit_eth="2", require_simulation=False,
-                           sender_address=provisioned.address,
-                           agent_public_key=public_key_hex(agent_key))
-    async with Client(settings) as client:
-        verdict = await client.publish_policy(policy)
-    if verdict != "policy.updated":
-        raise RuntimeError(f"the worker refused the demo policy ({verdict}); see the audit trail")
-    return {"agent_key": agent_key, "address": provisioned.address, "policy": policy}
+    return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy}
 
 
 async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0) -> dict:

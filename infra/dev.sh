@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Set up everything Warden needs on this machine (idempotent), then run a command:
+#   ./infra/dev.sh demo      the main job: the scripted pipeline on the embedded stack
+#   ./infra/dev.sh test      the test suite
+#   ./infra/dev.sh <args>    any other `warden` command, e.g. `./infra/dev.sh up`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[warden setup] %s\n' "$*" >&2; }
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  say "Python >= 3.11 is required; found $("$PYTHON" --version 2>&1). Set PYTHON=/path/to/python3.11"
+  exit 1
+fi
+
+# Debian packages: SoftHSM2 (the PKCS#11 root of trust the custody tests use).
+if ! command -v softhsm2-util >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing softhsm2 (apt)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
+  else
+    say "softhsm2 is missing: install the Debian package softhsm2 (as root: apt-get install softhsm2)"
+  fi
+fi
+
+# Python dependencies into .venv/, reinstalled when pyproject.toml changes.
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.warden-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing Python dependencies (pip)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+
+# Anvil: the npm package's Linux binary, unless anvil is already on PATH.
+if ! command -v anvil >/dev/null 2>&1 && ! ls .venv/npm/node_modules/@foundry-rs/anvil-*/bin/anvil >/dev/null 2>&1; then
+  say "installing Anvil (npm @foundry-rs/anvil)"
+  mkdir -p .venv/npm
+  npm install --silent --no-audit --no-fund --prefix .venv/npm @foundry-rs/anvil@1.7.1 >/dev/null
+fi
+
+case "${1:-}" in
+  test) shift; exec .venv/bin/python -m pytest "$@" ;;
+  "") exec .venv/bin/warden --help ;;
+  *) exec .venv/bin/warden "$@" ;;
+esac

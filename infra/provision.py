@@ -1,0 +1,55 @@
+"""Provisioning on the embedded stack: an agent with its intent key, an ethereum signing key
+funded on Anvil, and an applied admin-signed policy. Used by the demo, tests and benchmarks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.client import Client, load_or_create_agent_key, signed_policy
+from infra.config import Settings
+from infra.rpc import JsonRpc
+from schemas.auth import public_key_hex
+from schemas.models import AgentPolicy
+from signer.custody_wiring import keystore_from_settings
+
+ADMIN = "admin:local-admin"
+
+
+@dataclass(frozen=True)
+class Agent:
+    agent_id: str
+    intent_key: Ed25519PrivateKey
+    address: str
+    policy: AgentPolicy
+
+
+async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields) -> Agent:
+    intent_key = load_or_create_agent_key(settings.home, agent_id)
+    keystore = keystore_from_settings(settings)
+    active = [k for k in keystore.list_keys(ADMIN, agent_id=agent_id, chain="ethereum") if k.active]
+    key = active[-1] if active else keystore.provision(agent_id, "ethereum", actor=ADMIN)
+    node = JsonRpc(settings.rpc_url_for("anvil"))
+    try:
+        await node.call("anvil_setBalance", key.address, hex(fund_wei))
+    finally:
+        await node.close()
+    fields = dict(agent_id=agent_id, version=int(time.time() * 1000), tx_allowed_chains=("anvil",),
+                  agent_public_key=public_key_hex(intent_key), sender_address=key.address)
+    fields.update(policy_fields)
+    policy = signed_policy(settings, **fields)
+    async with Client(settings) as client:
+        verdict = await client.publish_policy(policy)
+    if verdict != "policy.updated":
+        raise RuntimeError(f"the streams worker refused the policy for {agent_id} ({verdict})")
+    return Agent(agent_id, intent_key, key.address, policy)
+
+
+async def balance(settings: Settings, address: str, chain: str = "anvil") -> int:
+    node = JsonRpc(settings.rpc_url_for(chain))
+    try:
+        return int(await node.call("eth_getBalance", address, "latest"), 16)
+    finally:
+        await node.close()

@@ -1,0 +1,89 @@
+"""SIGKILL the streams worker and the signer in the middle of a burst, restart them, and
+check the promise: every intent ends with exactly one outcome, none is signed twice, and
+each agent's nonces run without gaps or repeats."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import defaultdict
+
+import pytest
+
+from infra.client import Client, end_offsets, new_intent, wait_outcomes
+from infra.stack import LocalStack
+from schemas import topics
+from schemas.models import IntentApproved, IntentRejected, SignedTransaction
+from tests.conftest import make_settings
+from tests.support import make_agent, read_topic
+
+AGENTS = ("crash-a", "crash-b", "crash-c", "crash-d")
+PER_AGENT = 60
+DAVE = "0x000000000000000000000000000000000000da7e"
+
+
+@pytest.fixture
+def crash_stack(tmp_path, monkeypatch):
+    settings = make_settings(tmp_path / "home")
+    monkeypatch.setenv("WARDEN_HOME", str(settings.home))
+    stack = LocalStack(settings)
+    try:
+        stack.start(("broker", "anvil", "streams", "signer"))
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(crash_stack):
+    stack = crash_stack
+    settings = stack.settings
+
+    async def scenario():
+        keys = {a: (await make_agent(settings, a))[0] for a in AGENTS}
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        intents = [new_intent(keys[a], agent_id=a, chain="anvil", to=DAVE, value="0.000001",
+                              max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
+                   for _ in range(PER_AGENT) for a in AGENTS]
+        third = len(intents) // 3
+        async with Client(settings) as client:
+            for intent in intents[:third]:
+                await client.submit(intent)
+            await client.flush()
+            await asyncio.sleep(0.3)
+            stack.kill("streams", signal.SIGKILL)
+            for intent in intents[third:2 * third]:
+                await client.submit(intent)
+            await client.flush()
+            await asyncio.to_thread(stack.start_service, "streams", "streams.topology")
+            await asyncio.sleep(0.5)
+            stack.kill("signer", signal.SIGKILL)
+            for intent in intents[2 * third:]:
+                await client.submit(intent)
+            await client.flush()
+            await asyncio.to_thread(stack.start_service, "signer", "signer.main")
+        outcomes = await wait_outcomes(settings, {i.intent_id for i in intents}, 150, start)
+        approved = {IntentApproved.from_bytes(v).intent_id for v in await read_topic(settings, topics.INTENTS_APPROVED)}
+        submitted = len(await read_topic(settings, topics.INTENTS_SUBMITTED))
+        print(f"submitted records {submitted}, approved intents {len(approved & {i.intent_id for i in intents})}")
+        signed_records = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED)]
+        rejected_records = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED)]
+        return intents, outcomes, signed_records, rejected_records
+
+    intents, outcomes, signed_records, rejected_records = asyncio.run(scenario())
+    ids = {i.intent_id for i in intents}
+    missing = ids - set(outcomes)
+    assert not missing, f"{len(missing)} intents have no outcome"
+    rejected_ids = {r.intent_id for r in rejected_records if r.intent_id in ids}
+    assert not rejected_ids, f"intents rejected: {[r.reason for r in rejected_records][:3]}"
+    bytes_per_intent: dict[str, set[str]] = defaultdict(set)
+    for record in signed_records:
+        if record.intent_id in ids:
+            bytes_per_intent[record.intent_id].add(record.signed_tx)
+    assert set(bytes_per_intent) == ids
+    twice = {i: b for i, b in bytes_per_intent.items() if len(b) != 1}
+    assert not twice, f"{len(twice)} intents were signed more than once with different bytes"
+    nonces: dict[str, list[int]] = defaultdict(list)
+    for intent in intents:
+        nonces[intent.agent_id].append(outcomes[intent.intent_id].nonce)
+    for agent, used in nonces.items():
+        assert sorted(used) == list(range(PER_AGENT)), f"{agent}: nonces with gaps or repeats"
