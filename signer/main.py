@@ -67,6 +67,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
             acks: list[asyncio.Future] = []
+            unpublished: list[Emit] = []
             for tp, messages in batch.items():
                 for msg in messages:
                     source = Source(msg.topic, msg.partition, msg.offset, msg.key)
@@ -76,14 +77,19 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                         # Fail closed and keep going: the intent is not signed, and the failure is visible.
                         log.exception("signer failed on %s; not signed", source.resource)
                         continue
-                    acks += await publish(emits)
+                    unpublished += emits
                     if to_broadcast is not None:
-                        failed = await signer.send(to_broadcast, utcnow())
-                        acks += await publish(failed)
-                        if not failed:
+                        # Durable before the chain sees it: a crash after sending must find the
+                        # record and re-publish these bytes, never sign the intent again.
+                        signer.state.commit()
+                        acks += await publish(unpublished)
+                        unpublished = await signer.send(to_broadcast, utcnow())
+                        if not unpublished:
                             task = asyncio.create_task(confirm(to_broadcast))
                             pending.add(task)
                             task.add_done_callback(pending.discard)
+            signer.state.commit()
+            acks += await publish(unpublished)
             if acks:
                 await asyncio.gather(*acks)
             if batch:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -63,6 +64,7 @@ class Signer:
         self.node_for = node_for
         self.tee = tee
         self._addresses: dict[str, str] = {}  # key path → address: public, so cached
+        self._pending: dict[tuple[str, str], tuple[int, float]] = {}
 
     async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         """One approved record → what to publish, and the signed tx to broadcast (if the intent asks)."""
@@ -119,15 +121,22 @@ class Signer:
                                  f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
                                  f"{exc.__class__.__name__}; provision one with `warden keys provision`") from None
         node = self.node_for(intent.chain)
-        try:
-            nonce = await self._nonce(intent, address, node)
-            gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
-            fees = await self._fees(intent, node)
-        except (RpcError, RpcUnavailable) as exc:
-            raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
-        tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
-        with self.keys.open_private_key(path) as key:
-            signed = txs.sign_transaction(tx, key, chain.chain_id)
+        for _ in range(2):
+            try:
+                nonce = await self._nonce(intent, address, node)
+                gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
+                fees = await self._fees(intent, node)
+            except (RpcError, RpcUnavailable) as exc:
+                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
+            tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
+            with self.keys.open_private_key(path) as key:
+                signed = txs.sign_transaction(tx, key, chain.chain_id)
+            if txs.checksum(signed.sender) == address:
+                break
+            # The key at this path was rotated since its address was cached: redo the nonce for the new one.
+            address = self._addresses[path] = txs.checksum(signed.sender)
+        else:
+            raise SigningRefused("SIGNING_KEY_CHANGED", "the signing key changed while signing; submit again")
         result = SignedTransaction(
             intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
             signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
@@ -168,8 +177,20 @@ class Signer:
         if intent.nonce is not None:
             return intent.nonce
         tracked = self.state.last_nonce(intent.agent_id, intent.chain, address)
-        pending = int(await node.call("eth_getTransactionCount", address, "pending"), 16)
+        pending = await self._pending_nonce(intent.chain, address, node)
         return pending if tracked is None else max(tracked + 1, pending)
+
+    async def _pending_nonce(self, chain: str, address: str, node) -> int:
+        # Asking the node on every intent costs a round trip; its answer only matters when it is
+        # ahead of what this signer tracked (someone else used the address), so a 1 s old answer
+        # is as good for that purpose.
+        now = time.monotonic()
+        cached = self._pending.get((chain, address))
+        if cached is not None and now - cached[1] < 1.0:
+            return cached[0]
+        pending = int(await node.call("eth_getTransactionCount", address, "pending"), 16)
+        self._pending[(chain, address)] = (pending, now)
+        return pending
 
     @staticmethod
     async def _estimate_gas(intent: TransactionIntent, address: str, node) -> int:

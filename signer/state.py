@@ -65,21 +65,27 @@ class SignerState:
     def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
                       address: str, nonce: int, value_wei: int, counts: bool, policy_version: int,
                       idempotency_slot: str | None) -> None:
-        """One transaction: the signed bytes, the nonce, the spend and the idempotency entry land together."""
-        with self.db:
+        """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
+        transaction: they become durable together at `commit`, which comes before any publish."""
+        if not self.db.in_transaction:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
-            self.db.execute(
-                "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
-                "max(last_nonce, excluded.last_nonce)", (agent_id, chain, address, nonce))
-            if counts:
-                self.db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
-                                (intent_id, agent_id, now_us, str(value_wei)))
-            self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
-                            "max(version, excluded.version)", (agent_id, policy_version))
-            if idempotency_slot is not None:
-                self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
-                                (idempotency_slot, intent_id, now_us))
+        self.db.execute("INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+        self.db.execute(
+            "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
+            "max(last_nonce, excluded.last_nonce)", (agent_id, chain, address, nonce))
+        if counts:
+            self.db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
+                            (intent_id, agent_id, now_us, str(value_wei)))
+        self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
+                        "max(version, excluded.version)", (agent_id, policy_version))
+        if idempotency_slot is not None:
+            self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+                            (idempotency_slot, intent_id, now_us))
+
+    def commit(self) -> None:
+        """One fsync for a whole batch of signatures."""
+        if self.db.in_transaction:
+            self.db.execute("COMMIT")
 
     def replace_record(self, intent_id: str, record: bytes) -> None:
         """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
