@@ -305,37 +305,63 @@ def cmd_agents(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from signer.custody_wiring import keystore_from_settings
+    from signer.custody.errors import CustodyError, PermissionDenied
+    from signer.custody_wiring import AuditOutbox, keystore_from_settings
 
+    if args.action != "list" and not (args.agent and args.chain):
+        print(f"warden keys {args.action}: --agent and --chain are required", file=sys.stderr)
+        return 2
     settings = load()
-    store = keystore_from_settings(settings)
+    outbox = AuditOutbox()
+    store = keystore_from_settings(settings, audit=outbox)
     actor = args.actor
     try:
         if args.action == "provision":
-            key = store.provision(args.agent, args.chain, actor=actor)
-            doc = {"agent_id": key.agent_id, "chain": key.chain, "path": key.path, "version": key.version,
-                   "address": key.address, "public_key": key.public_key_hex}
-        elif args.action == "list":
-            doc = [dataclasses.asdict(k) if dataclasses.is_dataclass(k) else k
-                   for k in store.list_keys(actor, agent_id=args.agent)]
+            doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor))
         elif args.action == "rotate":
-            key = store.rotate(args.agent, args.chain, actor=actor)
-            doc = {"agent_id": key.agent_id, "chain": key.chain, "path": key.path, "version": key.version,
-                   "address": key.address, "public_key": key.public_key_hex}
+            doc = dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor))
+        elif args.action == "deactivate":
+            doc = {"agent_id": args.agent, "chain": args.chain,
+                   "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor)}
         else:
-            store.deactivate(args.agent, args.chain, actor=actor)
-            doc = {"agent_id": args.agent, "chain": args.chain, "deactivated": True}
-    except Exception as exc:  # custody errors carry their own user-facing message
+            doc = [{**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
+                   for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)]
+    except PermissionDenied as exc:
+        print(f"warden keys {args.action}: refused: {exc}", file=sys.stderr)
+        _publish_audit(settings, outbox)
+        return 3
+    except CustodyError as exc:
         print(f"warden keys {args.action}: {exc}", file=sys.stderr)
         return 1
+    _publish_audit(settings, outbox)
     if args.json:
         _print_json(doc)
     elif isinstance(doc, list):
         for row in doc:
-            print("  ".join(f"{k}={v}" for k, v in row.items()))
+            print("  ".join(f"{k}={v}" for k, v in row.items() if k != "public_key_hex"))
     else:
         print("  ".join(f"{k}={v}" for k, v in doc.items()))
     return 0
+
+
+def _publish_audit(settings: Settings, outbox) -> None:
+    """Custody changes belong in the ledger; without a reachable broker, say so plainly."""
+    emits = outbox.drain()
+    if not emits:
+        return
+    from infra.client import Client
+
+    async def publish():
+        async with Client(settings) as client:
+            for emit in emits:
+                await client.send(emit.topic, emit.key, emit.value)
+            await client.flush()
+
+    try:
+        asyncio.run(asyncio.wait_for(publish(), timeout=10))
+    except Exception as exc:  # the change is done; its audit record must not vanish silently
+        print(f"warning: {len(emits)} custody audit event(s) not published to warden.audit.events "
+              f"({exc.__class__.__name__}: broker {settings.broker} unreachable?)", file=sys.stderr)
 
 
 def cmd_schemas(args) -> int:
@@ -430,8 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("keys", cmd_keys, "provision, list, rotate or deactivate an agent's signing keys (admins)")
     p.add_argument("action", choices=("provision", "list", "rotate", "deactivate"))
-    p.add_argument("--agent", required=True)
-    p.add_argument("--chain", default="ethereum")
+    p.add_argument("--agent", help="required except for list")
+    p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
     p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
 
     p = command("schemas", cmd_schemas, "export JSON Schemas for producers in other languages")

@@ -74,7 +74,11 @@ class Client:
 
     async def __aenter__(self) -> "Client":
         self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker, acks="all", linger_ms=5)
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except Exception:
+            await self._producer.stop()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -98,12 +102,23 @@ class Client:
         await self._producer.flush()
 
 
+async def _partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:
+    """The partitions each topic really has (internal topics may have fewer than Warden's)."""
+    parts = []
+    for name in topic_names:
+        known = consumer.partitions_for_topic(name)
+        if not known:
+            await consumer.topics()  # refreshes the cluster metadata
+            known = consumer.partitions_for_topic(name) or set(range(topics.PARTITIONS))
+        parts += [TopicPartition(name, p) for p in sorted(known)]
+    return parts
+
+
 async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[TopicPartition, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition(t, p) for t in topic_names for p in range(topics.PARTITIONS)]
-        return await consumer.end_offsets(parts)
+        return await consumer.end_offsets(await _partitions(consumer, topic_names))
     finally:
         await consumer.stop()
 
@@ -114,7 +129,7 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [TopicPartition(t, p) for t in topic_names for p in range(topics.PARTITIONS)]
+        parts = await _partitions(consumer, topic_names)
         consumer.assign(parts)
         for tp in parts:
             if start and tp in start:

@@ -150,8 +150,7 @@ class LocalStack:
 
     def start_service(self, name: str, module: str, timeout_s: float = 60.0) -> Process:
         clear_ready(self.settings, name)
-        process = self._spawn(name, [sys.executable, "-m", module] + (["worker", "-l", "warning"]
-                                                                        if name == "streams" else []))
+        process = self._spawn(name, [sys.executable, "-m", module])
         self.wait_ready(name, timeout_s)
         return process
 

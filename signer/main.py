@@ -21,7 +21,7 @@ from infra.rpc import JsonRpc
 from infra.readiness import mark_ready
 from schemas import topics
 from schemas.emit import Emit, Source
-from signer.custody_wiring import keystore_from_settings
+from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.service import Signer
 from signer.state import SignerState
 
@@ -41,8 +41,10 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
             nodes[chain] = JsonRpc(settings.rpc_url_for(chain))
         return nodes[chain]
 
-    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore_from_settings(settings),
-                    pinned_admin_keys(settings.home), node_for, tee=settings.tee)
+    custody_audit = AuditOutbox()
+    signer = Signer(SignerState(settings.home / "signer" / "state.db"),
+                    keystore_from_settings(settings, audit=custody_audit), pinned_admin_keys(settings.home),
+                    node_for, tee=settings.tee)
     if settings.tee == "none":
         log.warning("signer runs with tee=none: no attestation; every signed record says so")
     consumer = AIOKafkaConsumer(
@@ -89,7 +91,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                             pending.add(task)
                             task.add_done_callback(pending.discard)
             signer.state.commit()
-            acks += await publish(unpublished)
+            acks += await publish(unpublished + custody_audit.drain())
             if acks:
                 await asyncio.gather(*acks)
             if batch:

@@ -15,6 +15,7 @@ tables need no locks and the rolling window is serialized per agent.
 from __future__ import annotations
 
 import logging
+import os
 
 import faust
 
@@ -160,11 +161,11 @@ async def _aguard(handler, *args) -> list[Emit]:
 def main() -> None:
     from infra.config import load
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s streams %(levelname)s %(message)s")
     settings = load()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    # INFO shows assignments, recoveries and rebalances: what an operator needs after a crash.
+    worker = faust.Worker(app, loglevel=os.environ.get("WARDEN_LOG_LEVEL", "INFO"), quiet=True)
     worker.execute_from_commandline()
 
 

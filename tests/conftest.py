@@ -36,7 +36,7 @@ def stack(tmp_path_factory):
     previous = os.environ.get("WARDEN_HOME")
     os.environ["WARDEN_HOME"] = str(settings.home)
     try:
-        running.start(("broker", "anvil", "streams", "signer"))
+        running.start()
         yield running
     finally:
         running.stop()
@@ -44,6 +44,26 @@ def stack(tmp_path_factory):
             os.environ.pop("WARDEN_HOME", None)
         else:
             os.environ["WARDEN_HOME"] = previous
+
+
+@pytest.fixture
+def fresh_stack(tmp_path, monkeypatch):
+    """A stack of the test's own (for tests that kill processes or change the topology)."""
+    started: list[LocalStack] = []
+
+    def start(**overrides) -> LocalStack:
+        settings = make_settings(tmp_path / f"home{len(started)}", **overrides)
+        monkeypatch.setenv("WARDEN_HOME", str(settings.home))
+        stack = LocalStack(settings)
+        started.append(stack)
+        stack.start()
+        return stack
+
+    try:
+        yield start
+    finally:
+        for stack in started:
+            stack.stop()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
+import clickhouse_connect
 import orjson
 from eth_account import Account
 from eth_utils import to_checksum_address
@@ -180,3 +181,49 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
     assert sum(1 for a in audits if a["action"] == "dlq.recorded") >= len(bad)
     refused = [a for a in audits if a["action"] == "policy.refused" and a["agent_id"] == "bad-input-agent"]
     assert refused and "unsigned" in refused[0]["details"]["reason"]
+
+
+def test_no_private_key_bytes_anywhere_after_the_runs(stack, run):
+    """Runs last in this module: after the demo and every test above, no form of any
+    provisioned private key is in any topic (changelogs included) or any log file."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from signer.custody.hygiene import find_leaks
+    from signer.custody_wiring import keystore_from_settings
+
+    settings = stack.settings
+    store = keystore_from_settings(settings)
+    keys = store.list_keys("admin:local-admin")
+    assert keys  # at least demo-agent; more when the whole module ran
+
+    async def every_record() -> list[bytes]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+        await admin.start()
+        try:
+            names = await admin.list_topics()
+        finally:
+            await admin.close()
+        out = []
+        for name in names:
+            if name.startswith("warden"):  # Warden's topics and the worker's table changelogs
+                out += await read_topic_all(settings, name)
+        return out
+
+    records = run(every_record())
+    assert len(records) > 100
+    haystack = b"\n".join(records) + b"\n".join(p.read_bytes() for p in (settings.home / "logs").glob("*.log"))
+    haystack += (settings.home / "vault" / "events.jsonl").read_bytes()
+    host, _, port = settings.ledger_http.rpartition(":")
+    ledger = clickhouse_connect.get_client(host=host, port=int(port))
+    rows = ledger.query("SELECT * FROM audit_log").result_rows
+    assert len(rows) > 100
+    haystack += "\n".join("\t".join(map(str, row)) for row in rows).encode()
+    for key in keys:
+        with store.open_private_key(key.path, key.version) as private_key:
+            assert find_leaks(haystack, bytes(private_key)) == []
+
+
+async def read_topic_all(settings, topic):
+    from tests.support import read_topic
+
+    return await read_topic(settings, topic, idle_polls=3)

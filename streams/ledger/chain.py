@@ -41,13 +41,18 @@ def genesis_hash(chain: int) -> str:
 
 
 def escape(field: str) -> str:
-    return field.replace("%", "%25").replace("|", "%7C")
+    if "%" in field or "|" in field:
+        return field.replace("%", "%25").replace("|", "%7C")
+    return field
 
 
 def format_ts(ts: datetime) -> str:
-    if ts.tzinfo is None:
-        raise ValueError("ledger timestamps must carry a timezone; got a naive datetime")
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ts.tzinfo is not timezone.utc:
+        if ts.tzinfo is None:
+            raise ValueError("ledger timestamps must carry a timezone; got a naive datetime")
+        ts = ts.astimezone(timezone.utc)
+    # isoformat of a UTC time ends in "+00:00"; the encoding says "Z".
+    return ts.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def canonical_details(details: dict[str, Any]) -> str:

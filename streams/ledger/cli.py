@@ -165,8 +165,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                 fmt = "JSONEachRow" if args.format == "json" else ("CSVWithNames" if first else "CSV")
                 out.write(
                     store.raw(
-                        f"SELECT {EXPORT_COLUMNS} FROM {AUDIT_LOG} WHERE {condition} AND chain = {r['chain']} "
-                        f"AND seq >= {lo} AND seq < {lo + EXPORT_PAGE_ROWS} ORDER BY seq",
+                        # Filter inside: the output column ts would shadow the stored one.
+                        f"SELECT {EXPORT_COLUMNS} FROM (SELECT * FROM {AUDIT_LOG} WHERE {condition} "
+                        f"AND chain = {r['chain']} AND seq >= {lo} AND seq < {lo + EXPORT_PAGE_ROWS}) ORDER BY seq",
                         fmt,
                     )
                 )

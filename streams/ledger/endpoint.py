@@ -52,6 +52,10 @@ def admit(conn, sql: str) -> tuple[str, str | None]:
         tree = conn.query(f"EXPLAIN AST {formatted}", "TabSeparatedRaw").bytes().decode()
     except Exception as exc:
         raise _as_refused(exc) from None
+    if tree.startswith("InsertQuery"):
+        # The normalized text of an INSERT has no data, so ClickHouse would fail
+        # it for that before saying it is read-only; say it here.
+        raise Refused(164, f"Code: 164. DB::Exception: {read_only_message('INSERT refused')} (READONLY)")
     if _FILE_FUNCTION.search(tree):
         raise Refused(
             497,

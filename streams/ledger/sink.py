@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from infra.config import Settings, load
+from infra.readiness import mark_ready
 from schemas import topics
 from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint as checkpoints
@@ -320,6 +321,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
             return
         consumer.assign(tps)
         await sink.resume(consumer, tps)
+        mark_ready(settings, "ledger")
         reported_at, reported = time.monotonic(), 0
         while not stop.is_set():
             records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)

