@@ -84,7 +84,7 @@ def cmd_demo(args) -> int:
         progress(f"starting the embedded stack under {settings.home} (Tansu, Anvil, ledger, streams, signer)...")
         stack.start()
         report = asyncio.run(demo.run_script(settings, progress))
-        report["ledger"] = _ledger_check(settings, progress)
+        report["ledger"] = demo.verify_ledger(settings, progress)
     except StackError as exc:
         print(f"warden demo: {exc}", file=sys.stderr)
         return 1
@@ -94,17 +94,11 @@ def cmd_demo(args) -> int:
         _print_json(report)
     else:
         print(demo.render(report))
-    return 0 if report["all_as_expected"] else 1
-
-
-def _ledger_check(settings: Settings, progress) -> dict:
-    """After the run, the demo verifies the ledger it left: the auditor's view of the same story."""
-    try:
-        from streams.ledger.cli import verify_report
-    except ImportError:
-        return {"verified": None, "note": "ledger verification not available in this build"}
-    progress("verifying the audit ledger...")
-    return verify_report(settings)
+        ledger = report["ledger"]
+        print(f"audit ledger: {ledger['events_in_ledger']} events, chains "
+              f"{'verified' if ledger.get('ok') else 'FAILED verification'}; "
+              f"inspect with WARDEN_HOME={settings.home} warden audit verify")
+    return 0 if report["all_as_expected"] and report["ledger"].get("ok") else 1
 
 
 # -- producers ------------------------------------------------------------------------------------

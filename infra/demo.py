@@ -135,3 +135,33 @@ def render(report: dict) -> str:
 
 def progress_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+async def _audit_events_published(settings: Settings) -> int:
+    return sum((await end_offsets(settings, (topics.AUDIT_EVENTS,))).values())
+
+
+def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0) -> dict:
+    """Wait until the ledger holds every audit event of the run, then verify its chains the way
+    `warden audit verify` does: the auditor's view of the same story."""
+    from streams.ledger.keys import local_public_key
+    from streams.ledger.store import open_reader
+    from streams.ledger.verify import verify
+
+    published = asyncio.run(_audit_events_published(settings))
+    store = open_reader(settings)
+    try:
+        deadline = time.monotonic() + timeout_s
+        held = 0
+        while time.monotonic() < deadline:
+            held = store.arrow("SELECT count() AS n FROM audit_log").column("n")[0].as_py()
+            if held >= published:
+                break
+            time.sleep(0.2)
+        report = verify(store, local_public_key(settings.home)).to_dict()
+    finally:
+        store.close()
+    report["events_published"] = published
+    report["events_in_ledger"] = held
+    progress(f"ledger: {held} of {published} audit events appended; verify {'OK' if report.get('ok') else 'FAILED'}")
+    return report

@@ -139,3 +139,13 @@ def test_cli_opens_chdb_directly_when_no_sink_serves(env, capsys, monkeypatch):
     assert "read-only" in capsys.readouterr().err
     assert cli.main(["verify"]) == 0
     assert capsys.readouterr().out.startswith("OK: 2 chain(s), 400 rows")
+
+
+def test_server_side_query_parameters_are_bound(client):
+    total = client.query("SELECT count() FROM audit_log").result_rows[0][0]
+    some = client.query("SELECT event_id FROM audit_log ORDER BY chain, seq LIMIT 1").result_rows[0][0]
+    rows = client.query("SELECT count() FROM audit_log WHERE event_id = {e:String}", parameters={"e": some})
+    assert rows.result_rows[0][0] == 1 < total
+    hostile = client.query("SELECT count() FROM audit_log WHERE event_id = {e:String}",
+                           parameters={"e": "x' OR '1'='1"})
+    assert hostile.result_rows[0][0] == 0

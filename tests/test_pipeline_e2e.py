@@ -44,6 +44,23 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     revert = next(r for r in report["intents"] if r["code"] == "SIMULATION_REVERTED")
     assert demo.REVERT_REASON in revert["reason"]
 
+    # The auditor's view of the same run: every event in the ledger, every chain verified,
+    # and each intent's trail complete.
+    ledger = demo.verify_ledger(settings, progress=lambda m: None)
+    assert ledger["ok"] and ledger["events_in_ledger"] >= ledger["events_published"] > 0
+    host, _, port = settings.ledger_http.rpartition(":")
+    client = clickhouse_connect.get_client(host=host, port=int(port))
+    for row in report["intents"]:
+        actions = [a for (a,) in client.query(
+            "SELECT action FROM audit_log WHERE intent_id = {i:String} ORDER BY ts, seq",
+            parameters={"i": row["intent_id"]}).result_rows]
+        assert actions[0] == "intent.submitted"
+        if row["outcome"] == "mined":
+            assert actions.count("stage.passed") == 5
+            assert {"intent.approved", "tx.signed", "tx.mined"} <= set(actions)
+        else:
+            assert "stage.failed" in actions and "intent.rejected" in actions
+
 
 def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
     settings = stack.settings

@@ -4,14 +4,14 @@ chDB lets one process own its directory, and the sink is that process; analysts
 and ``warden audit`` still need SQL while it runs. So the sink answers the
 ClickHouse HTTP interface (the subset clients use: ``/ping``, queries in the
 ``query`` parameter and/or the POST body, ``FORMAT`` clause or
-``default_format``, ``X-ClickHouse-*`` headers, errors as ``Code: N.`` text) and
+``default_format``, server-side ``param_<name>`` query parameters, ``X-ClickHouse-*`` headers, errors as ``Code: N.`` text) and
 clickhouse-connect, curl, or any ClickHouse HTTP client works against it.
 
 Read-only is ClickHouse's own ``readonly=1`` on the connections it serves from:
 no writes, no DDL, no settings changes, no table functions. One more rule: the
 ``file()`` function would read any file the sink can read, its signing key among
 them, so queries calling it are refused. URL parameters other than
-``default_format`` and ``query_id`` are accepted and ignored; results are
+``default_format``, ``query_id`` and ``param_*`` are accepted and ignored; results are
 sent whole (export pages through them); there is no
 authentication, so it listens on loopback (WARDEN_LEDGER_HTTP) by default.
 """
@@ -39,7 +39,7 @@ class Refused(Exception):
         self.code = code
 
 
-def admit(conn, sql: str) -> tuple[str, str | None]:
+def admit(conn, sql: str, params: dict[str, str] | None = None) -> tuple[str, str | None]:
     """The single statement to run and its FORMAT, or Refused.
 
     ClickHouse parses the text (so multi-statements are refused by the same
@@ -49,7 +49,7 @@ def admit(conn, sql: str) -> tuple[str, str | None]:
         formatted = (
             conn.query(f"SELECT formatQuerySingleLine({sql_string(sql)})", "TabSeparatedRaw").bytes().decode().rstrip("\n")
         )
-        tree = conn.query(f"EXPLAIN AST {formatted}", "TabSeparatedRaw").bytes().decode()
+        tree = conn.query(f"EXPLAIN AST {formatted}", "TabSeparatedRaw", params=params or None).bytes().decode()
     except Exception as exc:
         raise _as_refused(exc) from None
     if tree.startswith("InsertQuery"):
@@ -116,11 +116,14 @@ class Endpoint:
         }
         conn = await self._pool.get()
         try:
-            statement, fmt = await asyncio.to_thread(admit, conn, sql)
+            # Server-side query parameters ({name:Type} bound from param_name), as ClickHouse does:
+            # clickhouse-connect sends them this way, and binding beats quoting.
+            params = {k.removeprefix("param_"): v for k, v in request.query.items() if k.startswith("param_")}
+            statement, fmt = await asyncio.to_thread(admit, conn, sql, params)
             fmt = fmt or request.query.get("default_format", "TabSeparated")
             # Whole results, not chDB's streaming: a streamed empty result loses
             # the header or footer some formats (JSON, Arrow) always carry.
-            result = await asyncio.to_thread(conn.query, statement, fmt)
+            result = await asyncio.to_thread(conn.query, statement, fmt, params or None)
         except Refused as exc:
             return self._error(exc, headers)
         except Exception as exc:
