@@ -300,34 +300,39 @@ def cmd_agents(args) -> int:
 
 def cmd_keys(args) -> int:
     from signer.custody.errors import CustodyError, PermissionDenied
-    from signer.custody_wiring import AuditOutbox, keystore_from_settings
+    from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
-    if args.action != "list" and not (args.agent and args.chain):
-        print(f"warden keys {args.action}: --agent and --chain are required", file=sys.stderr)
+    needs = {"list": (), "provision-signer": ("chain",)}.get(args.action, ("agent", "chain"))
+    missing = [f"--{name}" for name in needs if not getattr(args, name)]
+    if missing:
+        print(f"warden keys {args.action}: {' and '.join(missing)} required", file=sys.stderr)
         return 2
     settings = load()
-    outbox = AuditOutbox()
-    store = keystore_from_settings(settings, audit=outbox)
+    outbox, vault_events = AuditOutbox(), VaultOutbox()
+    store = keystore_from_settings(settings, audit=outbox, vault_outbox=vault_events)
     actor = args.actor
     try:
         if args.action == "provision":
             doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor))
+        elif args.action == "provision-signer":
+            doc = dataclasses.asdict(store.provision_signer(args.chain, actor=actor))
         elif args.action == "rotate":
             doc = dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor))
         elif args.action == "deactivate":
             doc = {"agent_id": args.agent, "chain": args.chain,
-                   "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor)}
+                   "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor,
+                                                            version=args.version)}
         else:
             doc = [{**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
                    for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)]
     except PermissionDenied as exc:
         print(f"warden keys {args.action}: refused: {exc}", file=sys.stderr)
-        _publish_audit(settings, outbox)
+        _publish(settings, outbox.drain())
         return 3
     except CustodyError as exc:
         print(f"warden keys {args.action}: {exc}", file=sys.stderr)
         return 1
-    _publish_audit(settings, outbox)
+    _publish(settings, vault_events.drain() + outbox.drain())
     if args.json:
         _print_json(doc)
     elif isinstance(doc, list):
@@ -338,9 +343,9 @@ def cmd_keys(args) -> int:
     return 0
 
 
-def _publish_audit(settings: Settings, outbox) -> None:
-    """Custody changes belong in the ledger; without a reachable broker, say so plainly."""
-    emits = outbox.drain()
+def _publish(settings: Settings, emits) -> None:
+    """Custody changes belong on their topics and in the ledger; without a reachable broker,
+    say so plainly (the vault's file log under WARDEN_HOME still holds the change)."""
     if not emits:
         return
     from infra.client import Client
@@ -354,7 +359,7 @@ def _publish_audit(settings: Settings, outbox) -> None:
     try:
         asyncio.run(asyncio.wait_for(publish(), timeout=10))
     except Exception as exc:  # the change is done; its audit record must not vanish silently
-        print(f"warning: {len(emits)} custody audit event(s) not published to warden.audit.events "
+        print(f"warning: {len(emits)} custody event(s) not published to warden.vault / warden.audit.events "
               f"({exc.__class__.__name__}: broker {settings.broker} unreachable?)", file=sys.stderr)
 
 
@@ -448,9 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sender", help="the agent's EVM address for simulation (default: its provisioned key)")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker to apply it")
 
-    p = command("keys", cmd_keys, "provision, list, rotate or deactivate an agent's signing keys (admins)")
-    p.add_argument("action", choices=("provision", "list", "rotate", "deactivate"))
-    p.add_argument("--agent", help="required except for list")
+    p = command("keys", cmd_keys, "provision, list, rotate or deactivate signing keys (admins only)")
+    p.add_argument("action", choices=("provision", "provision-signer", "list", "rotate", "deactivate"))
+    p.add_argument("--agent", help="required except for list and provision-signer (the shared keys/{chain}-signer)")
+    p.add_argument("--version", type=int, help="deactivate: one version (default: every active one)")
     p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
     p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
 

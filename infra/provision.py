@@ -13,7 +13,7 @@ from infra.config import Settings
 from infra.rpc import JsonRpc
 from schemas.auth import public_key_hex
 from schemas.models import AgentPolicy
-from signer.custody_wiring import AuditOutbox, keystore_from_settings
+from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
 ADMIN = "admin:local-admin"
 
@@ -28,8 +28,8 @@ class Agent:
 
 async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields) -> Agent:
     intent_key = load_or_create_agent_key(settings.home, agent_id)
-    custody_audit = AuditOutbox()
-    keystore = keystore_from_settings(settings, audit=custody_audit)
+    custody_audit, vault_events = AuditOutbox(), VaultOutbox()
+    keystore = keystore_from_settings(settings, audit=custody_audit, vault_outbox=vault_events)
     active = [k for k in keystore.list_keys(ADMIN, agent_id=agent_id, chain="ethereum") if k.active]
     key = active[-1] if active else keystore.provision(agent_id, "ethereum", actor=ADMIN)
     node = JsonRpc(settings.rpc_url_for("anvil"))
@@ -42,7 +42,7 @@ async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100
     fields.update(policy_fields)
     policy = signed_policy(settings, **fields)
     async with Client(settings) as client:
-        for emit in custody_audit.drain():
+        for emit in custody_audit.drain() + vault_events.drain():
             await client.send(emit.topic, emit.key, emit.value)
         verdict = await client.publish_policy(policy)
     if verdict != "policy.updated":

@@ -30,8 +30,36 @@ class AuditOutbox:
         return emits
 
 
-def keystore_from_settings(settings: Settings, audit: Callable[[dict], None] | None = None):
-    from signer.custody.keys import KeyStore
-    from signer.custody.vault import Vaults
+class VaultOutbox:
+    """Vault events written through this process, for the compacted ``warden.vault`` topic.
 
-    return KeyStore(Vaults.from_settings(settings, audit=audit))
+    The file log under $WARDEN_HOME is what processes on one machine share; the topic is
+    the event-sourced record other machines (and witnesses) replay. Events are ciphertext."""
+
+    def __init__(self) -> None:
+        self._events: list = []
+
+    def extend(self, events) -> None:
+        self._events.extend(events)
+
+    def drain(self) -> list[Emit]:
+        events, self._events = self._events, []
+        return [Emit(topics.VAULT, event.key, event.to_bytes()) for event in events]
+
+
+def keystore_from_settings(settings: Settings, audit: Callable[[dict], None] | None = None,
+                           vault_outbox: VaultOutbox | None = None):
+    from signer.custody.keys import KeyStore
+    from signer.custody.roots import roots_from_settings
+    from signer.custody.vault import FileEventLog, Vaults
+
+    class _MirroredLog(FileEventLog):
+        def publish_many(self, events) -> None:
+            super().publish_many(events)
+            if vault_outbox is not None:
+                vault_outbox.extend(events)
+
+    log = _MirroredLog(settings.home / "vault" / "events.jsonl")
+    vaults = Vaults(roots_from_settings(settings), log, audit=audit)
+    vaults.refresh()
+    return KeyStore(vaults)

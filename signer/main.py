@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.admin import pinned_admin_keys
+from infra.client import follow
 from infra.config import Settings, load
 from infra.rpc import JsonRpc
 from infra.readiness import mark_ready
@@ -42,9 +43,20 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         return nodes[chain]
 
     custody_audit = AuditOutbox()
-    signer = Signer(SignerState(settings.home / "signer" / "state.db"),
-                    keystore_from_settings(settings, audit=custody_audit), pinned_admin_keys(settings.home),
+    keystore = keystore_from_settings(settings, audit=custody_audit)
+    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, pinned_admin_keys(settings.home),
                     node_for, tee=settings.tee)
+
+    async def follow_vault() -> None:
+        # Vaults are event-sourced: keys written on another machine arrive on warden.vault.
+        async for topic, value in follow(settings, (topics.VAULT,)):
+            if topic:
+                try:
+                    keystore.vaults.replay([value])
+                except Exception:
+                    log.exception("unreadable vault event on %s; ignored", topics.VAULT)
+
+    vault_task = asyncio.create_task(follow_vault())
     if settings.tee == "none":
         log.warning("signer runs with tee=none: no attestation; every signed record says so")
     consumer = AIOKafkaConsumer(
@@ -97,6 +109,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
             if batch:
                 await consumer.commit()
     finally:
+        vault_task.cancel()
         for task in pending:
             task.cancel()
         await consumer.stop()

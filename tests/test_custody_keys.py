@@ -171,37 +171,45 @@ def test_no_repr_str_or_error_carries_key_material(tmp_path, capsys):
     assert isinstance(provisioned, ProvisionedKey)
 
 
-def test_keys_cli(tmp_path):
-    import io
+def test_keys_cli(tmp_path, monkeypatch, capsys):
+    """`warden keys` end to end through the real CLI (no broker here: it says the custody
+    events were not published, and the vault's file log still holds them)."""
     import json
 
-    from infra.config import Settings
-    from signer.custody.cli import EXIT_REFUSED, keys_main
+    from infra.cli import main
+    from infra.stack import free_port
 
-    settings = Settings(home=tmp_path, root_provider="local-dev", allow_dev_root=True)
+    monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
+    monkeypatch.setenv("WARDEN_ALLOW_DEV_ROOT", "1")
+    monkeypatch.setenv("WARDEN_BROKER", f"127.0.0.1:{free_port()}")
 
     def run(*argv):
-        out, err = io.StringIO(), io.StringIO()
-        code = keys_main(list(argv), settings=settings, out=out, err=err)
-        return code, out.getvalue(), err.getvalue()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
 
-    code, out, _ = run("--actor", ADMIN, "--json", "provision", "--agent", "a1", "--chain", "ethereum")
+    code, out, err = run("keys", "provision", "--agent", "a1", "--chain", "ethereum", "--json")
     assert code == 0 and json.loads(out)["path"] == "agents/a1/chains/ethereum/private_key"
-    code, _, err = run("--actor", "agent:a1", "provision", "--agent", "a1", "--chain", "tron")
-    assert code == EXIT_REFUSED and "refused" in err and "admins only" in err
-    assert run("--actor", ADMIN, "rotate", "--agent", "a1", "--chain", "ethereum")[0] == 0
-    assert run("--actor", ADMIN, "deactivate", "--agent", "a1", "--chain", "ethereum", "--version", "1")[0] == 0
-    code, out, _ = run("--actor", ADMIN, "--json", "list", "--agent", "a1")
+    assert "not published" in err
+    code, _, err = run("keys", "provision", "--agent", "a1", "--chain", "tron", "--actor", "agent:a1")
+    assert code == 3 and "refused" in err and "admins only" in err
+    assert run("keys", "rotate", "--agent", "a1", "--chain", "ethereum")[0] == 0
+    code, out, _ = run("keys", "deactivate", "--agent", "a1", "--chain", "ethereum", "--version", "1", "--json")
+    assert code == 0 and json.loads(out)["deactivated_versions"] == [1]
+    code, out, _ = run("keys", "list", "--agent", "a1", "--json")
     assert [(k["version"], k["active"]) for k in json.loads(out)] == [(1, False), (2, True)]
-    code, out, _ = run("--actor", ADMIN, "list")
-    assert "v2" in out and "active" in out
-    assert run("--actor", ADMIN, "provision", "--agent", "a1", "--chain", "dogecoin")[0] == 1
-    assert run("provision", "--agent", "a1", "--chain", "tron")[0] == 2
+    code, out, _ = run("keys", "provision-signer", "--chain", "ethereum", "--json")
+    assert code == 0 and json.loads(out)["path"] == "keys/ethereum-signer"
+    code, _, err = run("keys", "provision", "--agent", "a1", "--chain", "dogecoin")
+    assert code == 1 and "unknown key chain" in err
+    assert run("keys", "provision", "--chain", "tron")[0] == 2
     # Another process (the signer) sees what the CLI did, through the shared log.
+    from infra.config import load
     from signer.custody.vault import Vaults
 
-    signer_store = KeyStore(Vaults.from_settings(settings))
+    signer_store = KeyStore(Vaults.from_settings(load()))
     assert signer_store.resolve_signing_path("a1", "base") == "agents/a1/chains/ethereum/private_key"
+    assert signer_store.resolve_signing_path("a2", "base") == "keys/ethereum-signer"
 
 
 def test_hygiene_key_forms():
