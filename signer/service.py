@@ -63,7 +63,7 @@ class Signer:
         self.admin_keys = admin_keys
         self.node_for = node_for
         self.tee = tee
-        self._addresses: dict[str, str] = {}  # key path → address: public, so cached
+        self._addresses: dict[tuple[str, int], str] = {}  # (key path, version) → address: public
         self._pending: dict[tuple[str, str], tuple[int, float]] = {}
 
     async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
@@ -115,28 +115,23 @@ class Signer:
         try:
             path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
                                                   (f"agents/{intent.agent_id}/", "keys/"))
-            address = self._address(path)
+            version = self.keys.active_version(path)
+            address = self._address(path, version)
         except Exception as exc:  # custody errors are deliberately opaque; say what to do
             raise SigningRefused("SIGNING_KEY_UNAVAILABLE",
                                  f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
                                  f"{exc.__class__.__name__}; provision one with `warden keys provision`") from None
         node = self.node_for(intent.chain)
-        for _ in range(2):
-            try:
-                nonce = await self._nonce(intent, address, node)
-                gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
-                fees = await self._fees(intent, node)
-            except (RpcError, RpcUnavailable) as exc:
-                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
-            tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
-            with self.keys.open_private_key(path) as key:
-                signed = txs.sign_transaction(tx, key, chain.chain_id)
-            if txs.checksum(signed.sender) == address:
-                break
-            # The key at this path was rotated since its address was cached: redo the nonce for the new one.
-            address = self._addresses[path] = txs.checksum(signed.sender)
-        else:
-            raise SigningRefused("SIGNING_KEY_CHANGED", "the signing key changed while signing; submit again")
+        try:
+            nonce = await self._nonce(intent, address, node)
+            gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
+            fees = await self._fees(intent, node)
+        except (RpcError, RpcUnavailable) as exc:
+            raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
+        tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
+        # The exact version whose address the nonce was taken for, never "whatever is newest now".
+        with self.keys.open_private_key(path, version) as key:
+            signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(address[2:]))
         result = SignedTransaction(
             intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
             signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
@@ -167,11 +162,12 @@ class Signer:
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
 
-    def _address(self, path: str) -> str:
-        if path not in self._addresses:
-            with self.keys.open_private_key(path) as key:
-                self._addresses[path] = txs.checksum(txs.address_of(key))
-        return self._addresses[path]
+    def _address(self, path: str, version: int) -> str:
+        # Derived once per key version from the key itself, not from metadata someone could edit.
+        if (path, version) not in self._addresses:
+            with self.keys.open_private_key(path, version) as key:
+                self._addresses[(path, version)] = txs.checksum(txs.address_of(key))
+        return self._addresses[(path, version)]
 
     async def _nonce(self, intent: TransactionIntent, address: str, node) -> int:
         if intent.nonce is not None:

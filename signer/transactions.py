@@ -526,7 +526,7 @@ def checksum(address: bytes) -> str:
 
 
 def sign_transaction(
-    tx: Transaction, private_key: bytearray | bytes, chain_id: int
+    tx: Transaction, private_key: bytearray | bytes, chain_id: int, sender: bytes | None = None
 ) -> SignedTx:
     """
     Sign ``tx`` for ``chain_id`` and return its broadcastable serialization.
@@ -534,6 +534,10 @@ def sign_transaction(
     The caller owns ``private_key`` and is responsible for wiping it (a
     ``bytearray`` can be zeroed in place; ``bytes`` cannot). Nothing derived
     from the key outlives this call except the public address.
+
+    ``sender`` is the address the caller already derived from this very key
+    (the signer caches it per key version): deriving the public key again
+    costs as much as the signature itself. Without it, it is derived here.
     """
     _check_chain_id("chain_id", chain_id)
     tx_class = type(tx)
@@ -563,7 +567,8 @@ def sign_transaction(
 
     secret = _secret_pointer(private_key)
     try:
-        sender = _address_from_secret(secret)
+        if sender is None:
+            sender = _address_from_secret(secret)
         if prefix:
             recovery_id, r, s = _sign_hash(keccak(prefix + _encode_list(body)), secret)
             v = recovery_id

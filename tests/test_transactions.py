@@ -524,3 +524,11 @@ def test_checksum_rejects_wrong_length():
 def test_address_of_known_keys():
     assert checksum(address_of((1).to_bytes(32, "big"))) == "0x7E5F4552091A69125d5DfCb7b8C2659029395Bdf"
     assert address_of(bytearray(EIP155_KEY)) == EIP155_SENDER
+
+
+def test_a_known_sender_skips_derivation_and_gives_the_same_bytes():
+    key = bytearray(bytes.fromhex("4646464646464646464646464646464646464646464646464646464646464646"))
+    tx = FeeMarketTransaction(1, 0, 10**9, 2 * 10**9, 21000, b"\x35" * 20, 1, b"", ())
+    derived = sign_transaction(tx, key, 1)
+    given = sign_transaction(tx, key, 1, sender=derived.sender)
+    assert given == derived

@@ -130,6 +130,13 @@ class KeyStore:
             wipe(private_key)
         return ProvisionedKey(agent_id, chain, path, version, address, public.hex())
 
+    def active_version(self, path: str) -> int:
+        """The version a signature at ``path`` uses now: the newest active one."""
+        versions = self._active_versions(path)
+        if not versions:
+            raise NotFound(f"no active key at {path}")
+        return max(versions)
+
     def _active_versions(self, path: str) -> list[int]:
         try:
             infos = self.vaults.list_secrets(self.org, AGENT_KEYS_VAULT, path, actor=SIGNER_ACTOR)
