@@ -27,6 +27,7 @@ from schemas import topics
 from schemas.models import GUARDRAIL_STAGES
 from schemas.emit import Emit, Source
 from streams.engine import Engine, utcnow
+from streams.redelivery import run_redelivery
 
 log = logging.getLogger("warden.streams")
 
@@ -76,6 +77,7 @@ def build_app(settings: Settings) -> faust.App:
     def _close_nodes(app, **kwargs) -> None:
         for node in nodes.values():
             app.loop.create_task(node.close())
+
     windows_stale = True
 
     @app.on_partitions_assigned.connect
@@ -96,13 +98,17 @@ def build_app(settings: Settings) -> faust.App:
             topic = outputs.get(emit.topic)
             if topic is None:
                 topic = outputs[emit.topic] = raw_topic(emit.topic)
-            # Sent from inside the agent, so Faust attaches the record to the input offset:
-            # the offset is committed only after this record is written (at-least-once).
+            # Faust flushes its producer before it commits the input offsets, so an input is
+            # never marked done before what it produced is written (at-least-once).
             await topic.send(key=emit.key.encode(), value=emit.value)
 
     def source_of(event) -> Source:
         msg = event.message
         return Source(msg.topic, msg.partition, msg.offset, msg.key)
+
+    @app.task
+    async def redeliver() -> None:
+        await run_redelivery(settings)
 
     @app.agent(raw_topic(topics.POLICIES))
     async def policies(stream):

@@ -585,3 +585,19 @@ def test_a_forged_record_cannot_decide_the_real_intent_with_the_same_id(world):
     assert rejected_of(world.submit(forged)).code == "AGENT_SIGNATURE_INVALID"
     real = world.intent(intent_id="i-predictable")
     assert_approved(world.submit(real), real)
+
+
+def test_redelivery_sends_again_only_what_stays_undecided():
+    from streams.redelivery import Pending
+
+    pending = Pending(grace_us=10)
+    pending.submitted("a", "agent-1", b"A", now_us=0)
+    pending.submitted("b", "agent-1", b"B", now_us=0)
+    pending.decided("a")
+    assert pending.due(now_us=9) == []
+    assert pending.due(now_us=10) == [("agent-1", b"B")]
+    assert pending.due(now_us=15) == []  # not again until another grace period
+    assert pending.due(now_us=20) == [("agent-1", b"B")]
+    pending.decided("b")
+    pending.submitted("a", "agent-1", b"A", now_us=30)  # a redelivered copy of a decided intent
+    assert pending.due(now_us=100) == [] and len(pending) == 0
