@@ -309,9 +309,9 @@ def cmd_keys(args) -> int:
         return 2
     settings = load()
     outbox, vault_events = AuditOutbox(), VaultOutbox()
-    store = keystore_from_settings(settings, audit=outbox, vault_outbox=vault_events)
     actor = args.actor
     try:
+        store = keystore_from_settings(settings, audit=outbox, vault_outbox=vault_events)
         if args.action == "provision":
             doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor))
         elif args.action == "provision-signer":
