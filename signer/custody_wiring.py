@@ -3,6 +3,7 @@ and how custody's audit records reach ``warden.audit.events``."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from infra.config import Settings
@@ -60,6 +61,10 @@ def keystore_from_settings(settings: Settings, audit: Callable[[dict], None] | N
                 vault_outbox.extend(events)
 
     log = _MirroredLog(settings.home / "vault" / "events.jsonl")
-    vaults = Vaults(roots_from_settings(settings), log, audit=audit)
+    roots = roots_from_settings(settings)
+    vaults = Vaults(roots, log, audit=audit)
     vaults.refresh()
-    return KeyStore(vaults)
+    # The signing-key vault's custody mode, fixed when the vault is first created:
+    # "standard" (one root) or "2of3_multi_hsm" (Shamir shares over three roots, WARDEN_ROOT_PROVIDERS).
+    mode = os.environ.get("WARDEN_KEY_MODE", "standard")
+    return KeyStore(vaults, mode=mode, providers=list(roots) if mode != "standard" else None)
