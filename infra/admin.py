@@ -12,9 +12,8 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
 
-from schemas.auth import public_key_hex
+from schemas.auth import load_or_create_ed25519, public_key_hex
 
 LOCAL_ADMIN_ID = "local-admin"
 
@@ -24,15 +23,7 @@ def _key_file(home: Path) -> Path:
 
 
 def load_or_create_admin_key(home: Path) -> Ed25519PrivateKey:
-    path = _key_file(home)
-    if path.exists():
-        return load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
-    key = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return key
+    return load_or_create_ed25519(_key_file(home))
 
 
 def pinned_admin_keys(home: Path) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,12 +18,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
 
 from infra.admin import LOCAL_ADMIN_ID, load_or_create_admin_key
 from infra.config import Settings
 from schemas import topics
-from schemas.auth import sign_intent, sign_policy
+from schemas.auth import load_or_create_ed25519, sign_intent, sign_policy
 from schemas.models import AgentPolicy, AuditEvent, IntentRejected, SignedTransaction, TransactionIntent
 
 FINAL_STATUSES = {"sign_only", "mined", "failed"}
@@ -35,15 +33,7 @@ def agent_key_path(home: Path, agent_id: str) -> Path:
 
 
 def load_or_create_agent_key(home: Path, agent_id: str) -> Ed25519PrivateKey:
-    path = agent_key_path(home, agent_id)
-    if path.exists():
-        return load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
-    key = Ed25519PrivateKey.generate()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    return key
+    return load_or_create_ed25519(agent_key_path(home, agent_id))
 
 
 def idempotent_intent_id(agent_id: str, idempotency_key: str) -> str:

@@ -6,11 +6,27 @@ both the streams worker and the signer check these signatures themselves.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat, PublicFormat,
+                                                          load_pem_private_key)
 
 from schemas.models import AgentPolicy, TransactionIntent
+
+
+def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
+    """A local Ed25519 identity key (PKCS#8 PEM, mode 0600), created on first use."""
+    if path.exists():
+        return load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
+    key = Ed25519PrivateKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return key
 
 
 def public_key_hex(private_key: Ed25519PrivateKey) -> str:

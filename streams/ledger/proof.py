@@ -12,24 +12,11 @@ from datetime import datetime
 from streams.ledger.chain import format_ts, integrity_hash
 from streams.ledger.checkpoint import Checkpoint, signature_valid
 from streams.ledger.merkle import inclusion_path, leaf_hash, root_from_path
-from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, LEAF_HASH_SQL
+from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, EVENT_COLUMNS, LEAF_HASH_SQL
 from streams.ledger.store import Store, sql_string
 
 PROOF_VERSION = "warden.audit.proof.v1"
-EVENT_FIELDS = (
-    "chain",
-    "seq",
-    "event_id",
-    "actor",
-    "action",
-    "resource",
-    "ts",
-    "intent_id",
-    "agent_id",
-    "details",
-    "prev_hash",
-    "integrity_hash",
-)
+EVENT_FIELDS = EVENT_COLUMNS
 
 
 class ProofError(RuntimeError):

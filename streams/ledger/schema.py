@@ -11,9 +11,9 @@ from __future__ import annotations
 AUDIT_LOG = "audit_log"
 AUDIT_CHECKPOINTS = "audit_checkpoints"
 
-# Column order of an audit_log insert; the first twelve are the chain, the rest
-# record where the sink read the event (not hashed: delivery, not fact).
-LOG_COLUMNS = (
+# Column order of an audit_log insert: the row as hashed and proven (what an inclusion
+# proof carries), then where the sink read the event (not hashed: delivery, not fact).
+EVENT_COLUMNS = (
     "chain",
     "seq",
     "event_id",
@@ -26,6 +26,8 @@ LOG_COLUMNS = (
     "details",
     "prev_hash",
     "integrity_hash",
+)
+LOG_COLUMNS = EVENT_COLUMNS + (
     "source_partition",
     "source_offset",
     "appended_at",
