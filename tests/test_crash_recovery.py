@@ -16,7 +16,6 @@ from tests.support import make_agent, read_topic
 AGENTS = ("crash-a", "crash-b", "crash-c", "crash-d")
 PER_AGENT = 60
 DAVE = "0x000000000000000000000000000000000000da7e"
-COMMIT_INTERVAL_S = 2.8  # Faust's broker_commit_interval default
 
 
 def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fresh_stack):
@@ -25,17 +24,6 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
 
     async def scenario():
         keys = {a: (await make_agent(settings, a))[0] for a in AGENTS}
-        # A worker that has been running commits its offsets every few seconds; crash one in
-        # that state (a crash before a fresh worker's very first commit is a known issue on
-        # this broker: see the README's known limits).
-        warmup = [new_intent(keys[a], agent_id=a, chain="anvil", to=DAVE, value="0.000001",
-                             max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
-                  for a in AGENTS]
-        async with Client(settings) as client:
-            for intent in warmup:
-                await client.submit(intent)
-        await wait_outcomes(settings, {i.intent_id for i in warmup}, 30)
-        await asyncio.sleep(COMMIT_INTERVAL_S + 1)
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         intents = [new_intent(keys[a], agent_id=a, chain="anvil", to=DAVE, value="0.000001",
                               max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
@@ -85,4 +73,4 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
     for intent in intents:
         nonces[intent.agent_id].append(outcomes[intent.intent_id].nonce)
     for agent, used in nonces.items():
-        assert sorted(used) == list(range(1, PER_AGENT + 1)), f"{agent}: nonces with gaps or repeats"
+        assert sorted(used) == list(range(PER_AGENT)), f"{agent}: nonces with gaps or repeats"
