@@ -119,8 +119,9 @@ class VaultEvent(Record):
 
     @property
     def key(self) -> str:
-        """Record key on the compacted topic: the latest event per key is the state of that slot."""
-        raise NotImplementedError
+        """Record key on the compacted topic: the latest event per key is the state of that slot.
+        Each event type defines it; a bare VaultEvent is never written."""
+        raise TypeError(f"{type(self).__name__} has no record key; only concrete vault events are written")
 
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> "VaultEvent":

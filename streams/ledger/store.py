@@ -9,6 +9,8 @@ clickhouse-connect; ``open_reader`` picks whichever is there.
 
 from __future__ import annotations
 
+import abc
+
 import re
 import urllib.error
 import urllib.request
@@ -56,27 +58,31 @@ def arrow_ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-class Store:
+class Store(abc.ABC):
     """The operations the ledger needs from ClickHouse."""
 
     in_process = False
     description = ""
 
+    @abc.abstractmethod
     def execute(self, sql: str) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def arrow(self, sql: str) -> pa.Table:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def raw(self, sql: str, fmt: str) -> bytes:
         """The result of ``sql`` in ClickHouse format ``fmt``, as bytes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def insert(self, table: str, data: pa.Table) -> None:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        ...
 
     def sibling(self) -> "Store | None":
         """Another handle on the same store for a second thread, or None."""
