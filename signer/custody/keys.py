@@ -139,10 +139,9 @@ class KeyStore:
 
     def _active_versions(self, path: str) -> list[int]:
         try:
-            infos = self.vaults.list_secrets(self.org, AGENT_KEYS_VAULT, path, actor=SIGNER_ACTOR)
+            return self.vaults.active_versions(self.org, AGENT_KEYS_VAULT, path)
         except NotFound:
             return []
-        return [i.version for i in infos if i.path == path and i.active]
 
     def provision(self, agent_id: str, chain: str, actor: str, *, now: float | None = None) -> ProvisionedKey:
         """Make the agent's key for ``chain``. Refused if it already has an active one (use ``rotate``)."""

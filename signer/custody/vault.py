@@ -1181,6 +1181,13 @@ class Vaults:
                 for s in (state.secrets[path][v] for v in sorted(state.secrets[path]))
             ]
 
+    def active_versions(self, org: str, vault: str, path: str) -> list[int]:
+        """The active versions at one path, looked up directly (the signer asks this per intent)."""
+        self.refresh()
+        state = self._state(org, vault)
+        with self._lock:
+            return sorted(v for v in state.secrets.get(path, {}) if (path, v) not in state.deactivated)
+
     # ---- policies --------------------------------------------------------------
 
     def grant(self, org: str, vault: str, agent_id: str, prefix: str, *, actor: str, now: float | None = None,
