@@ -17,6 +17,7 @@ the worker, dicts in tests):
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -92,9 +93,10 @@ class Engine:
                    f"policy signature does not verify against pinned admin key {policy.admin_key_id!r}")
             return [_audit(SERVICE, "policy.refused", f"policy:{agent}", now, agent, str(policy.version),
                            policy.signature[:16], agent_id=agent, version=policy.version, reason=why + "; ignored")]
-        current = self.policies.get(agent)
-        if current is not None and AgentPolicy.model_validate_json(current).version >= policy.version:
-            if AgentPolicy.model_validate_json(current).signature == policy.signature:
+        raw_current = self.policies.get(agent)
+        current = _policy(raw_current) if raw_current else None
+        if current is not None and current.version >= policy.version:
+            if current.signature == policy.signature:
                 return []  # a redelivery of the policy in force
             return [_audit(SERVICE, "policy.refused", f"policy:{agent}", now, agent, str(policy.version),
                            policy.signature[:16], agent_id=agent, version=policy.version,
@@ -171,7 +173,7 @@ class Engine:
                       to=intent.to, value_wei=str(intent.value_wei), tx_type=intent.tx_type,
                       idempotency_key_sha256=_key_hash(intent.idempotency_key))]
         raw_policy = self.policies.get(intent.agent_id)
-        policy = AgentPolicy.model_validate_json(raw_policy) if raw_policy else None
+        policy = _policy(raw_policy) if raw_policy else None
         failure = None
         if policy is None:
             failure = ("POLICY_MISSING", f"no policy for agent {intent.agent_id!r}; an admin creates one with "
@@ -295,6 +297,12 @@ class Engine:
 
     def _dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
         return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _policy(raw: str) -> AgentPolicy:
+    """The policy table holds JSON text; parse each distinct policy once, not once per intent."""
+    return AgentPolicy.model_validate_json(raw)
 
 
 def _key_hash(key: str | None) -> str | None:
