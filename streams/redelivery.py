@@ -56,20 +56,27 @@ class Pending:
         return len(self._waiting)
 
 
-def _intent_id(topic: str, value: bytes) -> str | None:
+def _ids(topic: str, value: bytes) -> tuple[str, str] | None:
+    """(intent_id, agent_id) of a submitted or outcome record, parsed once; None if unreadable
+    (unreadable records went to the DLQ: that is their outcome)."""
     try:
         doc = orjson.loads(value)
         if topic == topics.INTENTS_APPROVED:
             doc = doc["intent"]
-        intent_id = doc.get("intent_id")
+        intent_id, agent_id = doc.get("intent_id"), doc.get("agent_id")
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        return None  # unreadable records went to the DLQ: that is their outcome
-    return intent_id if isinstance(intent_id, str) else None
+        return None
+    if not isinstance(intent_id, str):
+        return None
+    return intent_id, agent_id if isinstance(agent_id, str) else ""
 
 
-async def run_redelivery(settings: Settings, grace_s: float = 10.0, clock=None) -> None:
+async def run_redelivery(settings: Settings, grace_s: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
-    now_us = clock or (lambda: int(loop.time() * 1_000_000))
+
+    def now_us() -> int:
+        return int(loop.time() * 1_000_000)
+
     pending = Pending(int(grace_s * 1_000_000))
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
     await producer.start()
@@ -77,15 +84,11 @@ async def run_redelivery(settings: Settings, grace_s: float = 10.0, clock=None) 
     try:
         watched = (topics.INTENTS_SUBMITTED, topics.INTENTS_APPROVED, topics.INTENTS_REJECTED)
         async for topic, value in follow(settings, watched):
-            if topic:
-                intent_id = _intent_id(topic, value)
-                if intent_id is None:
-                    continue
-                if topic == topics.INTENTS_SUBMITTED:
-                    key = orjson.loads(value).get("agent_id") or ""
-                    pending.submitted(intent_id, str(key), value, now_us())
-                else:
-                    pending.decided(intent_id)
+            ids = _ids(topic, value) if topic else None
+            if ids is not None and topic == topics.INTENTS_SUBMITTED:
+                pending.submitted(ids[0], ids[1], value, now_us())
+            elif ids is not None:
+                pending.decided(ids[0])
             if now_us() - last_check >= 1_000_000:
                 last_check = now_us()
                 due = pending.due(last_check)
