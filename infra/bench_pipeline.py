@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import orjson
 from infra.client import Client, end_offsets, follow, new_intent
 from infra.config import Settings
 from infra.provision import provision_agent
-from infra.stack import LocalStack, free_port
+from infra.stack import local_settings, running_stack
 from schemas import topics
 
 DEST = "0x000000000000000000000000000000000000bE0c"
@@ -101,21 +100,9 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
 
 def run(topology: str, agents: int, count: int, rate: int, progress) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{topology}-"))
-    settings = Settings(home=home, broker=f"127.0.0.1:{free_port()}", rpc_url=f"http://127.0.0.1:{free_port()}",
-                        ledger_http=f"127.0.0.1:{free_port()}", topology=topology, allow_dev_root=True)
-    previous = os.environ.get("WARDEN_HOME")
-    os.environ["WARDEN_HOME"] = str(home)
-    stack = LocalStack(settings)
-    try:
-        progress(f"{topology}: starting a fresh stack under {home}")
-        stack.start()
-        return {"topology": topology, **asyncio.run(_measure(settings, agents, count, rate, progress))}
-    finally:
-        stack.stop()
-        if previous is None:
-            os.environ.pop("WARDEN_HOME", None)
-        else:
-            os.environ["WARDEN_HOME"] = previous
+    progress(f"{topology}: starting a fresh stack under {home}")
+    with running_stack(local_settings(home, topology=topology)) as stack:
+        return {"topology": topology, **asyncio.run(_measure(stack.settings, agents, count, rate, progress))}
 
 
 def main(argv: list[str] | None = None) -> int:

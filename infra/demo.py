@@ -18,7 +18,7 @@ from infra.config import Settings
 from infra.provision import provision_agent
 from infra.rpc import JsonRpc
 from schemas import topics
-from schemas.models import IntentRejected, SignedTransaction
+from schemas.models import IntentRejected
 
 AGENT = "demo-agent"
 ALICE = "0x00000000000000000000000000000000000a11ce"

@@ -8,6 +8,8 @@ answers, a ready file appears), and stops them in reverse order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import glob
 import os
 import shutil
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,3 +209,29 @@ class LocalStack:
                  "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)"}
         return [{"name": p.name, "pid": p.pid, "address": where.get(p.name, ""), "log": str(p.log_path)}
                 for p in self.processes.values()]
+
+
+def local_settings(home: Path, **overrides) -> Settings:
+    """Settings for a private embedded stack: free loopback ports, the dev root allowed."""
+    base = Settings(home=home, broker=f"127.0.0.1:{free_port()}", rpc_url=f"http://127.0.0.1:{free_port()}",
+                    ledger_http=f"127.0.0.1:{free_port()}", allow_dev_root=True)
+    return dataclasses.replace(base, **overrides)
+
+
+@contextlib.contextmanager
+def running_stack(settings: Settings) -> Iterator[LocalStack]:
+    """A started stack, with WARDEN_HOME pointing at it for in-process tools (key store, chain
+    registry) while it runs; stopped and WARDEN_HOME restored afterwards."""
+    previous = os.environ.get("WARDEN_HOME")
+    os.environ["WARDEN_HOME"] = str(settings.home)
+    stack = LocalStack(settings)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        if previous is None:
+            os.environ.pop("WARDEN_HOME", None)
+        else:
+            os.environ["WARDEN_HOME"] = previous
+

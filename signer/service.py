@@ -97,7 +97,7 @@ class Signer:
         return emits, signed if signed.status == "broadcast" and counts else None
 
     async def _sign(self, approved: IntentApproved, now: datetime) -> tuple[SignedTransaction, bool, str | None]:
-        intent, policy = approved.intent, approved.policy
+        intent = approved.intent
         self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
         slot = None

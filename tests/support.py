@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import orjson
-
 from infra.client import follow
 from infra.config import Settings
 from infra.provision import balance, provision_agent
 
-__all__ = ["balance", "make_agent", "read_json", "read_topic"]
+__all__ = ["balance", "make_agent", "read_topic"]
 
 
-async def read_topic(settings: Settings, topic: str, idle_polls: int = 5) -> list[bytes]:
-    """Every record on ``topic`` until it has been quiet for a few polls."""
+async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
+    """Every record on ``topic`` (from ``start`` offsets, default the beginning) until it has been
+    quiet for a few polls."""
     records, idle = [], 0
-    async for name, value in follow(settings, (topic,)):
+    mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
+    async for name, value in follow(settings, (topic,), mine):
         if name:
             records.append(value)
             idle = 0
@@ -23,10 +23,6 @@ async def read_topic(settings: Settings, topic: str, idle_polls: int = 5) -> lis
             if idle >= idle_polls:
                 break
     return records
-
-
-async def read_json(settings: Settings, topic: str) -> list[dict]:
-    return [orjson.loads(v) for v in await read_topic(settings, topic)]
 
 
 async def make_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields):

@@ -16,7 +16,8 @@ from streams.ledger.endpoint import Endpoint
 from streams.ledger.keys import load_or_create_signing_key
 from streams.ledger.store import ChdbStore, store_path
 from infra.config import Settings
-from tests.ledger_support import build_ledger, chain_of, free_port, pipeline_events
+from infra.stack import free_port
+from tests.ledger_support import build_ledger, chain_of, pipeline_events
 
 EVENTS = pipeline_events(400)
 INTENTS = {e.intent_id for e in EVENTS}

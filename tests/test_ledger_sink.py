@@ -26,7 +26,8 @@ from streams.ledger.schema import AUDIT_LOG
 from streams.ledger.sink import SinkOptions, run_sink
 from streams.ledger.store import ChdbStore, store_path
 from streams.ledger.verify import verify
-from tests.ledger_support import free_port, pipeline_events, tansu_broker
+from infra.stack import free_port
+from tests.ledger_support import pipeline_events, tansu_broker
 
 REPO = Path(__file__).resolve().parents[1]
 

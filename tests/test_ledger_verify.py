@@ -118,7 +118,7 @@ def test_deleted_row_names_the_gap(store):
 
 def test_inserted_row_with_a_taken_seq_names_the_intruder(store):
     row = _row(store, 1, 40)
-    store.execute(f"""INSERT INTO audit_log SELECT * REPLACE ('forged-event' AS event_id, 'agent:mallory' AS actor)
+    store.execute("""INSERT INTO audit_log SELECT * REPLACE ('forged-event' AS event_id, 'agent:mallory' AS actor)
                       FROM audit_log WHERE chain = 1 AND seq = 40""")
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.chain, problem.seq, problem.kind, problem.event_id) == (1, 40, "inserted", "forged-event")

@@ -12,11 +12,10 @@ from eth_utils import to_checksum_address
 
 from infra import demo
 from infra.client import Client, end_offsets, new_intent, wait_outcomes
-from infra.rpc import JsonRpc
 from schemas import topics
 from schemas.fields import parse_native_amount
 from schemas.models import IntentRejected, SignedTransaction
-from tests.support import balance, make_agent, read_json
+from tests.support import balance, make_agent, read_topic
 
 CAROL = "0x000000000000000000000000000000000000ca01"
 
@@ -108,7 +107,7 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
             await client.submit(retry)  # same idempotency key, another intent id
         outcomes = await wait_outcomes(settings, {first.intent_id, retry.intent_id}, 30, start)
         await asyncio.sleep(1.0)
-        signed = [SignedTransaction.from_bytes(v) for v in await _records_since(settings, topics.TXS_SIGNED, start)]
+        signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
         return first, retry, outcomes, signed
 
     first, retry, outcomes, signed = run(scenario())
@@ -118,20 +117,6 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
     mine = [s for s in signed if s.intent_id in (first.intent_id, retry.intent_id)]
     assert {s.signed_tx for s in mine} == {a.signed_tx}
     assert {s.nonce for s in mine} == {a.nonce}
-
-
-async def _records_since(settings, topic, start):
-    from infra.client import follow
-
-    out, idle = [], 0
-    async for name, value in follow(settings, (topic,), {tp: o for tp, o in start.items() if tp.topic == topic}):
-        if name:
-            out.append(value)
-            idle = 0
-        else:
-            idle += 1
-            if idle > 4:
-                return out
 
 
 def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, run):
@@ -169,9 +154,9 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
             await client.submit(good)
         outcomes = await wait_outcomes(settings, {good.intent_id, forged.intent_id}, 30, start)
         await asyncio.sleep(1.0)
-        dlq = [orjson.loads(v) for v in await _records_since(settings, topics.DLQ, start)]
-        rejected = [orjson.loads(v) for v in await _records_since(settings, topics.INTENTS_REJECTED, start)]
-        audits = [orjson.loads(v) for v in await _records_since(settings, topics.AUDIT_EVENTS, start)]
+        dlq = [orjson.loads(v) for v in await read_topic(settings, topics.DLQ, start=start)]
+        rejected = [orjson.loads(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
+        audits = [orjson.loads(v) for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start)]
         return bad, good, forged, outcomes, dlq, rejected, audits
 
     bad, good, forged, outcomes, dlq, rejected, audits = run(scenario())
@@ -223,7 +208,7 @@ def test_no_private_key_bytes_anywhere_after_the_runs(stack, run):
         out = []
         for name in names:
             if name.startswith("warden"):  # Warden's topics and the worker's table changelogs
-                out += await read_topic_all(settings, name)
+                out += await read_topic(settings, name, idle_polls=3)
         return out
 
     records = run(every_record())
@@ -238,9 +223,3 @@ def test_no_private_key_bytes_anywhere_after_the_runs(stack, run):
     for key in keys:
         with store.open_private_key(key.path, key.version) as private_key:
             assert find_leaks(haystack, bytes(private_key)) == []
-
-
-async def read_topic_all(settings, topic):
-    from tests.support import read_topic
-
-    return await read_topic(settings, topic, idle_polls=3)
