@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import shutil
 import signal
 import sys
@@ -77,7 +78,7 @@ def cmd_demo(args) -> int:
     # `WARDEN_HOME=.warden/demo warden audit verify` and friends.
     home = load().home / "demo"
     shutil.rmtree(home, ignore_errors=True)
-    settings = _settings(home=home, topology=args.topology, allow_dev_root=True)
+    settings = _settings(home=home, topology=args.topology, allow_dev_root=True, allow_unattested_signer=True)
     progress = (lambda m: None) if args.quiet else demo.progress_to_stderr
     stack = LocalStack(settings)
     try:
@@ -114,10 +115,16 @@ def cmd_submit(args) -> int:
 
     async def run():
         key = load_or_create_agent_key(settings.home, args.agent)
-        intent = new_intent(key, agent_id=args.agent, chain=args.chain, to=args.to, value=args.value,
-                            idempotency_key=args.idempotency_key, **fields)
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
+            share = None if args.client_share_file is None else await client.client_share(
+                _read_client_share(args.client_share_file))
+            try:
+                intent = new_intent(key, agent_id=args.agent, chain=args.chain, to=args.to, value=args.value,
+                                    idempotency_key=args.idempotency_key, client_share=share, **fields)
+            finally:
+                if share is not None:
+                    share.wipe()
             await (await client.submit(intent))
         if not args.wait:
             return intent, None
@@ -126,12 +133,17 @@ def cmd_submit(args) -> int:
 
     from pydantic import ValidationError
 
+    from schemas.sealing import SealingRefused
+
     try:
         intent, outcome = asyncio.run(run())
     except ValidationError as exc:
         from streams.intake import explain
 
         print("warden submit: the intent is invalid:\n  " + "\n  ".join(explain(exc)), file=sys.stderr)
+        return 2
+    except (SealingRefused, ValueError, OSError) as exc:
+        print(f"warden submit: {exc}", file=sys.stderr)
         return 2
     if args.json:
         _print_json({"intent": intent.model_dump(mode="json"),
@@ -299,7 +311,8 @@ def cmd_agents(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from signer.custody.errors import CustodyError, PermissionDenied
+    from signer.custody.errors import CustodyError, InvalidKey, PermissionDenied
+    from signer.custody.vault import AGENT_KEYS_VAULT, CLIENT_MODES
     from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
     needs = {"list": (), "provision-signer": ("chain",)}.get(args.action, ("agent", "chain"))
@@ -311,13 +324,18 @@ def cmd_keys(args) -> int:
     outbox, vault_events = AuditOutbox(), VaultOutbox()
     actor = args.actor
     try:
+        share = None if args.client_share_file is None else _read_client_share(args.client_share_file)
+    except (ValueError, OSError) as exc:
+        print(f"warden keys {args.action}: {exc}", file=sys.stderr)
+        return 2
+    try:
         store = keystore_from_settings(settings, audit=outbox, vault_outbox=vault_events)
         if args.action == "provision":
-            doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor))
+            doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
         elif args.action == "provision-signer":
-            doc = dataclasses.asdict(store.provision_signer(args.chain, actor=actor))
+            doc = dataclasses.asdict(store.provision_signer(args.chain, actor=actor, client_share=share))
         elif args.action == "rotate":
-            doc = dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor))
+            doc = dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor, client_share=share))
         elif args.action == "deactivate":
             doc = {"agent_id": args.agent, "chain": args.chain,
                    "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor,
@@ -329,10 +347,19 @@ def cmd_keys(args) -> int:
         print(f"warden keys {args.action}: refused: {exc}", file=sys.stderr)
         _publish(settings, outbox.drain())
         return 3
+    except InvalidKey:
+        mode = store.vaults.mode("default", AGENT_KEYS_VAULT)
+        hint = (f"the signing-key vault is in {mode}: give the client share shown when it was created "
+                "(--client-share-file)" if mode in CLIENT_MODES else "a root of trust refused to unwrap the vault key")
+        print(f"warden keys {args.action}: {InvalidKey()}: {hint}", file=sys.stderr)
+        return 1
     except CustodyError as exc:
         print(f"warden keys {args.action}: {exc}", file=sys.stderr)
         return 1
     _publish(settings, vault_events.drain() + outbox.drain())
+    created_share = doc.pop("client_share", None) if isinstance(doc, dict) else None
+    if created_share is not None:
+        _hand_over_client_share(created_share, args.client_share_out, settings.key_mode, doc)
     if args.json:
         _print_json(doc)
     elif isinstance(doc, list):
@@ -341,6 +368,32 @@ def cmd_keys(args) -> int:
     else:
         print("  ".join(f"{k}={v}" for k, v in doc.items()))
     return 0
+
+
+def _read_client_share(path: str) -> str:
+    """A client share from a file (``-``: standard input), never from the command line, where
+    other users of the machine could read it in the process list."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    from schemas.sealing import decode_client_share
+
+    decode_client_share(text)  # a clear error now rather than an opaque refusal later
+    return text.strip()
+
+
+def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict) -> None:
+    """The one time the client share exists outside the client: write it to ``out`` (0600) or
+    show it on stderr, never in the ``--json`` document on stdout, which tends to be logged."""
+    if out is not None:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(share + "\n")
+        doc["client_share_written_to"] = out
+        where = f"written to {out} (mode 0600)"
+    else:
+        print(f"CLIENT SHARE ({mode}), shown once: {share}", file=sys.stderr)
+        where = "printed above on stderr"
+    print(f"The signing-key vault was created in {mode}. Its client share is {where}. Warden keeps no copy, "
+          "and cannot sign or add keys without it (--client-share-file): keep it safe.", file=sys.stderr)
 
 
 def _publish(settings: Settings, emits) -> None:
@@ -438,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broadcast", action="store_true", default=None)
     p.add_argument("--no-wait", dest="wait", action="store_false")
     p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin); "
+                                               "it is sealed to the signer, never sent in the clear")
 
     p = command("tail", cmd_tail, "follow signed transactions and rejections")
     p.add_argument("--from-beginning", action="store_true")
@@ -461,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, help="deactivate: one version (default: every active one)")
     p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
     p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
+    p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin)")
+    p.add_argument("--client-share-out", help="when this call creates a client-custody vault: write its client "
+                                              "share to this new file (0600) instead of showing it on stderr")
 
     p = command("schemas", cmd_schemas, "export JSON Schemas for producers in other languages")
     p.add_argument("action", choices=("export",))

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +23,9 @@ from infra.admin import LOCAL_ADMIN_ID, load_or_create_admin_key
 from infra.config import Settings
 from schemas import topics
 from schemas.auth import load_or_create_ed25519, sign_intent, sign_policy
-from schemas.models import AgentPolicy, AuditEvent, IntentRejected, SignedTransaction, TransactionIntent
+from schemas.models import (AgentPolicy, AuditEvent, IntentRejected, SealedShare, SealingKey, SignedTransaction,
+                            TransactionIntent)
+from schemas.sealing import decode_client_share, seal_client_share, usable_keys
 
 FINAL_STATUSES = {"sign_only", "mined", "failed"}
 
@@ -41,11 +43,42 @@ def idempotent_intent_id(agent_id: str, idempotency_key: str) -> str:
     return "i-" + hashlib.sha256(f"{agent_id}\x1f{idempotency_key}".encode()).hexdigest()[:30]
 
 
+class ClientShare:
+    """The client's share of a client-custody vault, ready to seal to the current signers.
+
+    Held in a bytearray and wiped by ``wipe()`` (or leaving a ``with`` block). Make one with
+    ``Client.client_share``, which reads the signers' sealing keys and refuses ones it cannot
+    trust."""
+
+    def __init__(self, share: bytearray, keys: Sequence[SealingKey]):
+        self._share = share
+        self.keys = tuple(keys)
+
+    def __repr__(self) -> str:
+        return f"ClientShare(sealed to {[k.key_id for k in self.keys]})"
+
+    def seal(self, agent_id: str, intent_id: str) -> tuple[SealedShare, ...]:
+        return seal_client_share(self._share, self.keys, agent_id=agent_id, intent_id=intent_id)
+
+    def wipe(self) -> None:
+        self._share[:] = bytes(len(self._share))
+
+    def __enter__(self) -> "ClientShare":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wipe()
+
+
 def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: str, value: str,
                idempotency_key: str | None = None, intent_id: str | None = None, now: datetime | None = None,
-               **fields) -> TransactionIntent:
+               client_share: ClientShare | None = None, **fields) -> TransactionIntent:
+    """A signed intent. ``client_share``: for client-custody vaults, sealed into the intent
+    before the agent signs it, so the signature covers it too."""
     if intent_id is None:
         intent_id = idempotent_intent_id(agent_id, idempotency_key) if idempotency_key else "i-" + uuid.uuid4().hex
+    if client_share is not None:
+        fields["sealed_client_share"] = client_share.seal(agent_id, intent_id)
     intent = TransactionIntent(intent_id=intent_id, agent_id=agent_id, idempotency_key=idempotency_key, chain=chain,
                                to=to, value=value, created_at=now or datetime.now(timezone.utc), **fields)
     return sign_intent(intent, agent_key)
@@ -91,6 +124,14 @@ class Client:
     async def flush(self) -> None:
         await self._producer.flush()
 
+    async def client_share(self, share: str, timeout_s: float = 10.0) -> ClientShare:
+        """The base64 client share shown when the vault was created, bound to the sealing keys of
+        the signers running now. Raises ``SealingRefused`` (why, and what to do) when there are
+        none or they cannot be trusted, ``ValueError`` when ``share`` is not a client share."""
+        keys = usable_keys(await sealing_keys(self.settings, timeout_s),
+                           allow_unattested=self.settings.allow_unattested_signer)
+        return ClientShare(decode_client_share(share), keys)
+
 
 async def _partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:
     """The partitions each topic really has (internal topics may have fewer than Warden's)."""
@@ -135,6 +176,22 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
                 yield "", b""  # heartbeat, so callers can check deadlines
     finally:
         await consumer.stop()
+
+
+async def sealing_keys(settings: Settings, timeout_s: float = 10.0) -> list[SealingKey]:
+    """Each signer's newest sealing key from ``warden.signer.sealing``: read from the start until
+    the topic goes quiet (at least one announcement seen) or ``timeout_s`` passes."""
+    newest: dict[str, SealingKey] = {}
+    deadline = time.monotonic() + timeout_s
+    async for topic, value in follow(settings, (topics.SIGNER_SEALING,)):
+        if topic:
+            key = SealingKey.from_bytes(value)
+            known = newest.get(key.signer_id)
+            if known is None or key.announced_at >= known.announced_at:
+                newest[key.signer_id] = key
+        elif newest or time.monotonic() > deadline:
+            break
+    return sorted(newest.values(), key=lambda k: k.signer_id)
 
 
 async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s: float,

@@ -27,6 +27,13 @@ class Settings:
     tee: str = field(default_factory=lambda: _env("WARDEN_TEE", "none"))
     root_provider: str = field(default_factory=lambda: _env("WARDEN_ROOT_PROVIDER", "local-dev"))
     allow_dev_root: bool = field(default_factory=lambda: _env("WARDEN_ALLOW_DEV_ROOT", "0") == "1")
+    # The signing-key vault's custody mode, fixed when its first key is provisioned: standard,
+    # 2of3_multi_hsm (Shamir over three roots), 2of2_client_custody or 2of3_client_custody.
+    key_mode: str = field(default_factory=lambda: _env("WARDEN_KEY_MODE", "standard"))
+    signer_id: str = field(default_factory=lambda: _env("WARDEN_SIGNER_ID", "signer-0"))
+    # Clients seal client shares only to attested signers unless this says a tee=none one will do.
+    allow_unattested_signer: bool = field(
+        default_factory=lambda: _env("WARDEN_ALLOW_UNATTESTED_SIGNER", "0") == "1")
     # Largest record a worker reads; anything bigger goes to the DLQ unread.
     max_record_bytes: int = field(default_factory=lambda: int(_env("WARDEN_MAX_RECORD_BYTES", "65536")))
 

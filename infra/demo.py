@@ -9,6 +9,8 @@ receipts shown.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from infra.provision import provision_agent
 from infra.rpc import JsonRpc
 from schemas import topics
 from schemas.models import IntentRejected
+from signer.custody.vault import CLIENT_MODES
 
 AGENT = "demo-agent"
 ALICE = "0x00000000000000000000000000000000000a11ce"
@@ -45,6 +48,7 @@ class Scripted:
     name: str
     expect: str  # "mined" or the rejection code
     fields: dict
+    client_share: str = "right"  # client-custody modes: seal the "right" share, a "wrong" one, or "none"
 
 
 SCRIPT = (
@@ -63,8 +67,20 @@ SCRIPT = (
 )
 
 
-def expected_outcomes() -> list[tuple[str, str]]:
-    return [(s.name, s.expect) for s in SCRIPT]
+# In the client-custody modes every signature needs the client share: these show that a wrong
+# or missing one fails closed, with one answer. Last, and for 0 ETH, so the spend above is unchanged.
+CLIENT_SHARE_SCRIPT = (
+    Scripted("sealed with a wrong client share", "CLIENT_SHARE_INVALID", dict(to=ALICE, value="0"), "wrong"),
+    Scripted("no client share at all", "CLIENT_SHARE_INVALID", dict(to=ALICE, value="0"), "none"),
+)
+
+
+def script(settings: Settings) -> tuple[Scripted, ...]:
+    return SCRIPT + (CLIENT_SHARE_SCRIPT if settings.key_mode in CLIENT_MODES else ())
+
+
+def expected_outcomes(settings: Settings) -> list[tuple[str, str]]:
+    return [(s.name, s.expect) for s in script(settings)]
 
 
 async def provision(settings: Settings) -> dict:
@@ -76,7 +92,8 @@ async def provision(settings: Settings) -> dict:
         await node.call("anvil_setCode", PAUSED, _revert_runtime(REVERT_REASON))
     finally:
         await node.close()
-    return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy}
+    return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy,
+            "client_share": agent.client_share}
 
 
 async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0) -> dict:
@@ -86,12 +103,22 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
     start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
     intents = []
     async with Client(settings) as client:
-        for scripted in SCRIPT:
+        shares = {"none": None}
+        if setup["client_share"] is not None:
+            progress(f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "
+                     "the signer's sealing key")
+            shares["right"] = await client.client_share(setup["client_share"])
+            shares["wrong"] = await client.client_share(base64.b64encode(os.urandom(32)).decode())
+        for scripted in script(settings):
             fields = {"chain": "anvil", "broadcast": True, **scripted.fields}
-            intent = new_intent(setup["agent_key"], agent_id=AGENT, **fields)
+            share = shares.get(scripted.client_share)
+            intent = new_intent(setup["agent_key"], agent_id=AGENT, client_share=share, **fields)
             intents.append((scripted, intent))
             await client.submit(intent)
         await client.flush()
+        for share in shares.values():
+            if share is not None:
+                share.wipe()
     progress(f"submitted {len(intents)} intents; waiting for outcomes")
     began = time.monotonic()
     outcomes = await wait_outcomes(settings, {i.intent_id for _, i in intents}, timeout_s, start)

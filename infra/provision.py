@@ -4,7 +4,7 @@ funded on Anvil, and an applied admin-signed policy. Used by the demo, tests and
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -24,14 +24,20 @@ class Agent:
     intent_key: Ed25519PrivateKey
     address: str
     policy: AgentPolicy
+    # Client-custody modes: the vault's client share (base64), as given or as just created.
+    client_share: str | None = field(default=None, repr=False)
 
 
-async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields) -> Agent:
+async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18,
+                          client_share: str | None = None, **policy_fields) -> Agent:
+    """``client_share``: needed when the signing-key vault is in a client-custody mode and already
+    exists; when this call creates it, the new share comes back in ``Agent.client_share``."""
     intent_key = load_or_create_agent_key(settings.home, agent_id)
     custody_audit, vault_events = AuditOutbox(), VaultOutbox()
     keystore = keystore_from_settings(settings, audit=custody_audit, vault_outbox=vault_events)
     active = [k for k in keystore.list_keys(ADMIN, agent_id=agent_id, chain="ethereum") if k.active]
-    key = active[-1] if active else keystore.provision(agent_id, "ethereum", actor=ADMIN)
+    key = active[-1] if active else keystore.provision(agent_id, "ethereum", actor=ADMIN, client_share=client_share)
+    client_share = getattr(key, "client_share", None) or client_share
     node = JsonRpc(settings.rpc_url_for("anvil"))
     try:
         await node.call("anvil_setBalance", key.address, hex(fund_wei))
@@ -47,7 +53,7 @@ async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100
         verdict = await client.publish_policy(policy)
     if verdict != "policy.updated":
         raise RuntimeError(f"the streams worker refused the policy for {agent_id} ({verdict})")
-    return Agent(agent_id, intent_key, key.address, policy)
+    return Agent(agent_id, intent_key, key.address, policy, client_share)
 
 
 async def balance(settings: Settings, address: str, chain: str = "anvil") -> int:

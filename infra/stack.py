@@ -123,6 +123,8 @@ class LocalStack:
             "WARDEN_LEDGER_HTTP": self.settings.ledger_http, "WARDEN_TEE": self.settings.tee,
             "WARDEN_ROOT_PROVIDER": self.settings.root_provider,
             "WARDEN_ALLOW_DEV_ROOT": "1" if self.settings.allow_dev_root else "0",
+            "WARDEN_KEY_MODE": self.settings.key_mode, "WARDEN_SIGNER_ID": self.settings.signer_id,
+            "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if self.settings.allow_unattested_signer else "0",
             "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
         })
         return env
@@ -212,9 +214,10 @@ class LocalStack:
 
 
 def local_settings(home: Path, **overrides) -> Settings:
-    """Settings for a private embedded stack: free loopback ports, the dev root allowed."""
+    """Settings for a private embedded stack: free loopback ports, the dev root allowed, and its
+    tee=none signer accepted for sealing client shares."""
     base = Settings(home=home, broker=f"127.0.0.1:{free_port()}", rpc_url=f"http://127.0.0.1:{free_port()}",
-                    ledger_http=f"127.0.0.1:{free_port()}", allow_dev_root=True)
+                    ledger_http=f"127.0.0.1:{free_port()}", allow_dev_root=True, allow_unattested_signer=True)
     return dataclasses.replace(base, **overrides)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.models import (AgentPolicy, AuditEvent, DeadLetter, IntentApproved, IntentRejected, SignedTransaction,
-                            StageVerdict, TransactionIntent)
+from schemas.models import (AgentPolicy, AuditEvent, DeadLetter, IntentApproved, IntentRejected, SealingKey,
+                            SignedTransaction, StageVerdict, TransactionIntent)
 
 RECORDS = (TransactionIntent, AgentPolicy, StageVerdict, IntentRejected, IntentApproved, SignedTransaction,
-           AuditEvent, DeadLetter)
+           AuditEvent, DeadLetter, SealingKey)
 
 
 def export(directory: Path) -> list[Path]:

@@ -60,6 +60,31 @@ def _check_chain(name: str) -> str:
     return name
 
 
+class SealedShare(Record):
+    """The vault's client share, sealed with HPKE to one signer's sealing key and bound to one intent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$", description="the sealing key it was sealed to")
+    sealed: str = Field(max_length=512, description="HPKE encapsulated key followed by ciphertext, base64")
+
+
+class SealingKey(Record):
+    """A signer's announcement of its sealing key: an X25519 public key made in memory when the
+    signer starts and never stored. ``tee`` says where the signer runs; ``attestation`` (on
+    SEV-SNP) would bind the key into the report. With ``tee="none"`` nothing proves the key is the
+    signer's, and clients refuse it unless told to accept an unattested signer."""
+
+    signer_id: Identifier
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    public_key: HexData
+    suite: Literal["DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"]
+    tee: str
+    attestation: str | None = None
+    announced_at: UtcDatetime
+
+
 class TransactionIntent(Record):
     """What an agent asks for: move ``value`` to ``to`` on ``chain``, signed by the agent."""
 
@@ -80,6 +105,9 @@ class TransactionIntent(Record):
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
     broadcast: bool = False
+    sealed_client_share: tuple[SealedShare, ...] = Field(
+        default=(), max_length=8,
+        description="client-custody vaults: the client share sealed to each current signer's sealing key")
     created_at: UtcDatetime
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
@@ -258,6 +286,8 @@ __all__ = [
     "IntentApproved",
     "IntentRejected",
     "SCHEMA_VERSION",
+    "SealedShare",
+    "SealingKey",
     "SignedTransaction",
     "Stage",
     "StageVerdict",

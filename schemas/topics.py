@@ -13,13 +13,15 @@ AUDIT_EVENTS = "warden.audit.events"
 AUDIT_CHECKPOINTS = "warden.audit.checkpoints"
 DLQ = "warden.dlq"
 VAULT = "warden.vault"
+# Each signer's current sealing key (HPKE public key): clients seal client shares to it.
+SIGNER_SEALING = "warden.signer.sealing"
 
 # Split topology: one topic per stage, so a deployment can scale a stage alone.
 STAGE_PREFIX = "warden.stage."
 
 PARTITIONS = 4
 
-COMPACTED = frozenset({POLICIES, VAULT})
+COMPACTED = frozenset({POLICIES, VAULT, SIGNER_SEALING})
 
 ALL = (
     INTENTS_SUBMITTED,
@@ -31,6 +33,7 @@ ALL = (
     AUDIT_CHECKPOINTS,
     DLQ,
     VAULT,
+    SIGNER_SEALING,
 )
 
 

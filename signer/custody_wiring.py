@@ -3,7 +3,6 @@ and how custody's audit records reach ``warden.audit.events``."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from infra.config import Settings
@@ -64,7 +63,8 @@ def keystore_from_settings(settings: Settings, audit: Callable[[dict], None] | N
     roots = roots_from_settings(settings)
     vaults = Vaults(roots, log, audit=audit)
     vaults.refresh()
-    # The signing-key vault's custody mode, fixed when the vault is first created:
-    # "standard" (one root) or "2of3_multi_hsm" (Shamir shares over three roots, WARDEN_ROOT_PROVIDERS).
-    mode = os.environ.get("WARDEN_KEY_MODE", "standard")
-    return KeyStore(vaults, mode=mode, providers=list(roots) if mode != "standard" else None)
+    # The mode applies when the signing-key vault is first created; the 2-of-3 modes spread
+    # their shares over the configured roots in order (WARDEN_ROOT_PROVIDER, then WARDEN_ROOT_PROVIDERS).
+    mode = settings.key_mode
+    needed = {"2of3_multi_hsm": 3, "2of3_client_custody": 2, "2of2_client_custody": 1}.get(mode)
+    return KeyStore(vaults, mode=mode, providers=list(roots)[:needed] if needed else None)

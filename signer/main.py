@@ -23,6 +23,7 @@ from infra.readiness import mark_ready
 from schemas import topics
 from schemas.emit import Emit, Source
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
+from signer.sealing import SealingKeyPair
 from signer.service import Signer
 from signer.state import SignerState
 
@@ -44,8 +45,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     custody_audit = AuditOutbox()
     keystore = keystore_from_settings(settings, audit=custody_audit)
+    sealing = SealingKeyPair()
     signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, pinned_admin_keys(settings.home),
-                    node_for, tee=settings.tee)
+                    node_for, tee=settings.tee, sealing=sealing)
 
     async def follow_vault() -> None:
         # Vaults are event-sourced: keys written on another machine arrive on warden.vault.
@@ -76,6 +78,10 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     async def confirm(signed) -> None:
         await asyncio.gather(*await publish(await signer.confirm(signed, utcnow)))
 
+    # Clients seal client shares to this process's key; announced before the first intent is read.
+    announced = sealing.announcement(settings.signer_id, settings.tee, utcnow())
+    await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
+    log.info("sealing key %s announced on %s as %s", sealing.key_id, topics.SIGNER_SEALING, settings.signer_id)
     mark_ready(settings, "signer")
     try:
         while not stop.is_set():

@@ -13,10 +13,11 @@ gets the same signed bytes back, never a second nonce.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -28,12 +29,22 @@ from schemas.chains import REGISTRY
 from schemas.emit import Emit, Source, audit, dead_letter, to_us
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
 from signer import transactions as txs
+from signer.custody._crypto import wipe
+from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
+from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
 from streams import processors
 from streams.intake import explain
 
 log = logging.getLogger("warden.signer")
 SERVICE = "service:signer"
+
+
+CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
+# One answer for a missing, wrong or tampered client share: which of them it was is not told.
+CLIENT_SHARE_INVALID_REASON = (
+    "the client share is missing or does not open the signing key; seal the share shown when the vault was "
+    "created to the signer's current sealing key (SDK: Client.client_share) and submit a new intent")
 
 
 class SigningRefused(Exception):
@@ -57,9 +68,11 @@ def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas:
 
 class Signer:
     def __init__(self, state: SignerState, keys, admin_keys: dict[str, str],
-                 node_for: Callable[[str], processors.Node], tee: str = "none"):
+                 node_for: Callable[[str], processors.Node], tee: str = "none",
+                 sealing: SealingKeyPair | None = None):
         self.state = state
         self.keys = keys
+        self.sealing = sealing or SealingKeyPair()
         self.admin_keys = admin_keys
         self.node_for = node_for
         self.tee = tee
@@ -116,22 +129,26 @@ class Signer:
             path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
                                                   (f"agents/{intent.agent_id}/", "keys/"))
             version = self.keys.active_version(path)
-            address = self._address(path, version)
         except Exception as exc:  # custody errors are deliberately opaque; say what to do
-            raise SigningRefused("SIGNING_KEY_UNAVAILABLE",
-                                 f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
-                                 f"{exc.__class__.__name__}; provision one with `warden keys provision`") from None
-        node = self.node_for(intent.chain)
+            raise self._key_unavailable(intent, exc) from None
+        share = self._client_share(intent)
         try:
-            nonce = await self._nonce(intent, address, node)
-            gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
-            fees = await self._fees(intent, node)
-        except (RpcError, RpcUnavailable) as exc:
-            raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
-        tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
-        # The exact version whose address the nonce was taken for, never "whatever is newest now".
-        with self.keys.open_private_key(path, version) as key:
-            signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(address[2:]))
+            with self._custody_errors(intent, share):
+                address = self._address(path, version, share)
+            node = self.node_for(intent.chain)
+            try:
+                nonce = await self._nonce(intent, address, node)
+                gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
+                fees = await self._fees(intent, node)
+            except (RpcError, RpcUnavailable) as exc:
+                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
+            tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
+            # The exact version whose address the nonce was taken for, never "whatever is newest now".
+            with self._custody_errors(intent, share), \
+                    self.keys.open_private_key(path, version, client_share=share) as key:
+                signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(address[2:]))
+        finally:
+            wipe(share)
         result = SignedTransaction(
             intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
             signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
@@ -162,12 +179,52 @@ class Signer:
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
 
-    def _address(self, path: str, version: int) -> str:
+    def _address(self, path: str, version: int, share: bytearray | None) -> str:
         # Derived once per key version from the key itself, not from metadata someone could edit.
-        if (path, version) not in self._addresses:
-            with self.keys.open_private_key(path, version) as key:
+        # With a client share it is derived every time: that checks the share before any RPC,
+        # so a wrong share always gets the same answer, whatever the chain is doing.
+        if (path, version) not in self._addresses or share is not None:
+            with self.keys.open_private_key(path, version, client_share=share) as key:
                 self._addresses[(path, version)] = txs.checksum(txs.address_of(key))
         return self._addresses[(path, version)]
+
+    def _client_share(self, intent: TransactionIntent) -> bytearray | None:
+        """In the client-custody modes: the client's share, unsealed from the intent. The caller wipes it."""
+        if not self.keys.client_custody:
+            return None
+        try:
+            return self.sealing.open_client_share(intent)
+        except NotSealedHere:
+            raise SigningRefused(
+                "CLIENT_SHARE_SEALED_TO_OLD_KEY",
+                f"the client share is sealed to signer key(s) {[s.key_id for s in intent.sealed_client_share]}, "
+                f"not to this signer's current key {self.sealing.key_id} (the signer restarted since): read "
+                "warden.signer.sealing again and submit a new intent") from None
+        except InvalidKey:
+            raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
+
+    @contextlib.contextmanager
+    def _custody_errors(self, intent: TransactionIntent, share: bytearray | None) -> Iterator[None]:
+        """Custody failures become refusals, so a failed key is an outcome, not a silence."""
+        try:
+            yield
+        except SigningRefused:
+            raise
+        except InvalidKey:
+            if share is not None:  # a wrong client share: the one opaque answer
+                raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
+            raise self._key_unavailable(intent, InvalidKey()) from None
+        except CustodyError as exc:
+            raise self._key_unavailable(intent, exc) from None
+
+    @staticmethod
+    def _key_unavailable(intent: TransactionIntent, exc: Exception) -> SigningRefused:
+        if isinstance(exc, ProviderUnavailable):
+            # Names the provider and what failed; never key material (custody's messages carry none).
+            return SigningRefused("ROOT_PROVIDER_UNAVAILABLE", f"the signing key could not be unwrapped: {exc}")
+        return SigningRefused("SIGNING_KEY_UNAVAILABLE",
+                              f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
+                              f"{exc.__class__.__name__}; provision one with `warden keys provision`")
 
     async def _nonce(self, intent: TransactionIntent, address: str, node) -> int:
         if intent.nonce is not None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import clickhouse_connect
+
 from infra.client import follow
 from infra.config import Settings
 from infra.provision import balance, provision_agent
 
-__all__ = ["balance", "make_agent", "read_topic"]
+__all__ = ["balance", "everything_recorded", "make_agent", "read_topic"]
 
 
 async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
@@ -28,3 +30,32 @@ async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=
 async def make_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields):
     agent = await provision_agent(settings, agent_id, fund_wei, **policy_fields)
     return agent.intent_key, agent.address, agent.policy
+
+
+async def everything_recorded(settings: Settings) -> tuple[int, int, bytes]:
+    """What a stack has written anywhere: every record of every Warden topic (the workers' table
+    changelogs included), every log file, the vault's event log and every ledger row. Returns
+    (records, ledger rows, all of it as one haystack) for key-hygiene searches."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await admin.start()
+    try:
+        names = await admin.list_topics()
+    finally:
+        await admin.close()
+    records, idle = [], 0
+    async for name, value in follow(settings, tuple(n for n in names if n.startswith("warden"))):
+        if name:
+            records.append(value)
+            idle = 0
+        else:
+            idle += 1
+            if idle >= 5:
+                break
+    haystack = b"\n".join(records) + b"\n".join(p.read_bytes() for p in (settings.home / "logs").glob("*.log"))
+    haystack += (settings.home / "vault" / "events.jsonl").read_bytes()
+    host, _, port = settings.ledger_http.rpartition(":")
+    rows = clickhouse_connect.get_client(host=host, port=int(port)).query("SELECT * FROM audit_log").result_rows
+    haystack += "\n".join("\t".join(map(str, row)) for row in rows).encode()
+    return len(records), len(rows), haystack

@@ -15,7 +15,7 @@ from infra.client import Client, end_offsets, new_intent, wait_outcomes
 from schemas import topics
 from schemas.fields import parse_native_amount
 from schemas.models import IntentRejected, SignedTransaction
-from tests.support import balance, make_agent, read_topic
+from tests.support import balance, everything_recorded, make_agent, read_topic
 
 CAROL = "0x000000000000000000000000000000000000ca01"
 
@@ -25,7 +25,7 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     before = {a: run(balance(settings, a)) for a in (demo.ALICE, demo.BOB)}
     report = run(demo.run_script(settings, progress=lambda m: None))
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
-    assert outcomes == demo.expected_outcomes()
+    assert outcomes == demo.expected_outcomes(settings)
     assert report["all_as_expected"]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
     assert [r["nonce"] for r in mined] == list(range(len(mined)))
@@ -188,8 +188,6 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
 def test_no_private_key_bytes_anywhere_after_the_runs(stack, run):
     """Runs last in this module: after the demo and every test above, no form of any
     provisioned private key is in any topic (changelogs included) or any log file."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from signer.custody.hygiene import find_leaks
     from signer.custody_wiring import keystore_from_settings
 
@@ -197,29 +195,8 @@ def test_no_private_key_bytes_anywhere_after_the_runs(stack, run):
     store = keystore_from_settings(settings)
     keys = store.list_keys("admin:local-admin")
     assert keys  # at least demo-agent; more when the whole module ran
-
-    async def every_record() -> list[bytes]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
-        await admin.start()
-        try:
-            names = await admin.list_topics()
-        finally:
-            await admin.close()
-        out = []
-        for name in names:
-            if name.startswith("warden"):  # Warden's topics and the worker's table changelogs
-                out += await read_topic(settings, name, idle_polls=3)
-        return out
-
-    records = run(every_record())
-    assert len(records) > 100
-    haystack = b"\n".join(records) + b"\n".join(p.read_bytes() for p in (settings.home / "logs").glob("*.log"))
-    haystack += (settings.home / "vault" / "events.jsonl").read_bytes()
-    host, _, port = settings.ledger_http.rpartition(":")
-    ledger = clickhouse_connect.get_client(host=host, port=int(port))
-    rows = ledger.query("SELECT * FROM audit_log").result_rows
-    assert len(rows) > 100
-    haystack += "\n".join("\t".join(map(str, row)) for row in rows).encode()
+    records, rows, haystack = run(everything_recorded(settings))
+    assert records > 100 and rows > 100
     for key in keys:
         with store.open_private_key(key.path, key.version) as private_key:
             assert find_leaks(haystack, bytes(private_key)) == []

@@ -471,7 +471,7 @@ def test_a_registry_without_an_admin_file_refuses_to_add():
 
 
 NAMES = ["TransactionIntent", "AgentPolicy", "StageVerdict", "IntentRejected", "IntentApproved", "SignedTransaction",
-         "AuditEvent", "DeadLetter"]
+         "AuditEvent", "DeadLetter", "SealingKey"]
 
 
 def test_export_writes_a_valid_json_schema_per_record(tmp_path):

@@ -11,4 +11,4 @@ def test_the_demo_script_through_the_split_topology(fresh_stack):
     stack = fresh_stack(topology="split")
     report = asyncio.run(demo.run_script(stack.settings, progress=lambda m: None))
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
-    assert outcomes == demo.expected_outcomes()
+    assert outcomes == demo.expected_outcomes(stack.settings)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.chains import REGISTRY, UnknownChain
@@ -65,6 +65,8 @@ class ProvisionedKey:
     version: int
     address: str
     public_key_hex: str
+    # Set only by the call that created a client-custody vault: shown once, kept nowhere.
+    client_share: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -82,15 +84,14 @@ class KeyInfo:
 
 
 class KeyStore:
-    """Signing-key management over a ``Vaults``: the ``__agent-keys`` vault of one org."""
+    """Signing-key management over a ``Vaults``: the ``__agent-keys`` vault of one org.
+
+    ``mode`` is the vault's custody mode, fixed when the first key creates the vault. In the
+    client-custody modes every write and every signature needs the client share: the first
+    ``provision`` returns it once (``ProvisionedKey.client_share``), and later calls take it."""
 
     def __init__(self, vaults: Vaults, *, org: str = DEFAULT_ORG, mode: Mode = "standard",
                  providers: Sequence[str] | None = None):
-        if mode in CLIENT_MODES:
-            raise CustodyError(
-                f"signing keys cannot use {mode!r}: the signer would need a client share for every signature; "
-                "use standard or 2of3_multi_hsm"
-            )
         self.vaults = vaults
         self.org = org
         self.mode = mode
@@ -109,26 +110,38 @@ class KeyStore:
                 + (" (agents never manage or read signing keys: they submit intents)" if kind == "agent" else "")
             )
 
-    def _ensure_vault(self, actor: str, now: float | None) -> None:
+    def _ensure_vault(self, actor: str, now: float | None) -> str | None:
+        """Create the vault on first use; returns the client share if that made a client-custody vault."""
         if not self.vaults.has_vault(self.org, AGENT_KEYS_VAULT):
             try:
-                self.vaults.create_vault(self.org, AGENT_KEYS_VAULT, actor=actor, mode=self.mode,
-                                         providers=self.providers, now=now)
+                return self.vaults.create_vault(self.org, AGENT_KEYS_VAULT, actor=actor, mode=self.mode,
+                                                providers=self.providers, now=now)
             except Conflict:
                 pass  # another process created it first: same outcome
+        return None
 
-    def _store(self, agent_id: str | None, chain: str, path: str, actor: str, now: float | None) -> ProvisionedKey:
+    @property
+    def client_custody(self) -> bool:
+        """True when every signature needs the client share (the vault's mode, not the configured one)."""
+        try:
+            return self.vaults.mode(self.org, AGENT_KEYS_VAULT) in CLIENT_MODES
+        except NotFound:
+            return False
+
+    def _store(self, agent_id: str | None, chain: str, path: str, actor: str, now: float | None,
+               client_share: str | bytes | bytearray | None, created_share: str | None) -> ProvisionedKey:
         private_key = chain_keys.generate_private_key(chain)
         try:
             public = chain_keys.public_key(chain, private_key)
             address = chain_keys.address(chain, public)
             version = self.vaults.write_secret(
                 self.org, AGENT_KEYS_VAULT, path, private_key, "private_key", actor=actor, now=now,
+                client_share=created_share or client_share,
                 public={"chain": chain, "agent_id": agent_id or "", "address": address, "public_key": public.hex()},
             )
         finally:
             wipe(private_key)
-        return ProvisionedKey(agent_id, chain, path, version, address, public.hex())
+        return ProvisionedKey(agent_id, chain, path, version, address, public.hex(), client_share=created_share)
 
     def active_version(self, path: str) -> int:
         """The version a signature at ``path`` uses now: the newest active one."""
@@ -143,36 +156,39 @@ class KeyStore:
         except NotFound:
             return []
 
-    def provision(self, agent_id: str, chain: str, actor: str, *, now: float | None = None) -> ProvisionedKey:
+    def provision(self, agent_id: str, chain: str, actor: str, *, client_share: str | bytes | bytearray | None = None,
+                  now: float | None = None) -> ProvisionedKey:
         """Make the agent's key for ``chain``. Refused if it already has an active one (use ``rotate``)."""
         self._admin(actor, "provision")
         chain = _check_chain(chain)
         path = agent_key_path(_check_agent(agent_id), chain)
-        self._ensure_vault(actor, now)
+        created = self._ensure_vault(actor, now)
         if self._active_versions(path):
             raise Conflict(f"agent {agent_id!r} already has an active {chain} key; use `warden keys rotate`")
-        return self._store(agent_id, chain, path, actor, now)
+        return self._store(agent_id, chain, path, actor, now, client_share, created)
 
-    def provision_signer(self, chain: str, actor: str, *, now: float | None = None) -> ProvisionedKey:
+    def provision_signer(self, chain: str, actor: str, *, client_share: str | bytes | bytearray | None = None,
+                         now: float | None = None) -> ProvisionedKey:
         """Make the shared ``keys/{chain}-signer`` key that agents without their own key sign with."""
         self._admin(actor, "provision")
         chain = _check_chain(chain)
         path = signer_key_path(chain)
-        self._ensure_vault(actor, now)
+        created = self._ensure_vault(actor, now)
         if self._active_versions(path):
             raise Conflict(f"{path} already has an active version; rotate it instead")
-        return self._store(None, chain, path, actor, now)
+        return self._store(None, chain, path, actor, now, client_share, created)
 
-    def rotate(self, agent_id: str, chain: str, actor: str, *, now: float | None = None) -> ProvisionedKey:
+    def rotate(self, agent_id: str, chain: str, actor: str, *, client_share: str | bytes | bytearray | None = None,
+               now: float | None = None) -> ProvisionedKey:
         """A new version becomes the agent's key. Older versions stay readable by
         version number (funds may remain at their addresses) until deactivated."""
         self._admin(actor, "rotate")
         chain = _check_chain(chain)
         path = agent_key_path(_check_agent(agent_id), chain)
-        self._ensure_vault(actor, now)
+        created = self._ensure_vault(actor, now)
         if not self._active_versions(path):
             raise NotFound(f"agent {agent_id!r} has no active {chain} key to rotate; use `warden keys provision`")
-        return self._store(agent_id, chain, path, actor, now)
+        return self._store(agent_id, chain, path, actor, now, client_share, created)
 
     def deactivate(self, agent_id: str, chain: str, actor: str, *, version: int | None = None,
                    now: float | None = None) -> list[int]:
@@ -202,11 +218,13 @@ class KeyStore:
 
     @contextlib.contextmanager
     def open_private_key(self, path: str, version: int | None = None, *, actor: str = SIGNER_ACTOR,
-                         now: float | None = None) -> Iterator[bytearray]:
+                         client_share: bytes | bytearray | None = None, now: float | None = None) -> Iterator[bytearray]:
         """Decrypt a signing key for the duration of a ``with`` block; the
         bytearray is wiped on exit, exceptions included. Agents are refused
-        (and the refusal audited) by the vault itself."""
-        with self.vaults.open_secret(self.org, AGENT_KEYS_VAULT, path, version, actor=actor, now=now) as key:
+        (and the refusal audited) by the vault itself. ``client_share``: the
+        client's share in client-custody modes (the caller wipes it)."""
+        with self.vaults.open_secret(self.org, AGENT_KEYS_VAULT, path, version, actor=actor, client_share=client_share,
+                                     now=now) as key:
             yield key
 
     def resolve_signing_path(

@@ -1,0 +1,93 @@
+"""How a client share reaches the signer: sealed with HPKE (RFC 9180) to the signer's sealing key.
+
+In the client-custody modes every signature needs the client's share of the vault key, and
+the share must never travel in the clear: not on a topic, not in a log. The signer makes an
+X25519 key pair in memory when it starts and announces the public half (``SealingKey`` on
+``warden.signer.sealing``). A client seals its share to that key, once per intent: the HPKE
+``info`` binds the agent, the intent and the sealing key, so a sealed share lifted from one
+intent opens for no other, and a share sealed to a signer that has since restarted opens
+nowhere. HPKE is cryptography's implementation (base mode, single shot), so producers in
+other languages can seal with any RFC 9180 library: suite DHKEM(X25519, HKDF-SHA256),
+HKDF-SHA256, AES-256-GCM; ``info`` as ``sealing_info`` below; empty AAD.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from collections.abc import Sequence
+
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from schemas.models import SealedShare, SealingKey
+
+SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+SUITE_NAME = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"
+
+
+class SealingRefused(Exception):
+    """The client will not seal its share to these keys; the message says why and what to do."""
+
+
+def key_id(public_key: bytes) -> str:
+    return hashlib.sha256(b"warden/sealing-key\x00" + public_key).hexdigest()[:16]
+
+
+def sealing_info(agent_id: str, intent_id: str, key_id_: str) -> bytes:
+    """HPKE info: a label, then each part length-prefixed (4-byte big-endian length, UTF-8)."""
+    out = bytearray(b"warden client share v1")
+    for part in (agent_id, intent_id, key_id_):
+        raw = part.encode()
+        out += struct.pack(">I", len(raw)) + raw
+    return bytes(out)
+
+
+def usable_keys(keys: Sequence[SealingKey], *, allow_unattested: bool) -> list[SealingKey]:
+    """The keys a client may seal to. A ``tee=none`` signer proves nothing about where its key
+    lives, so it is accepted only when the client says so (the embedded stack does); an
+    attested one needs its report checked, which this client cannot do yet, so it refuses."""
+    if not keys:
+        raise SealingRefused("no signer has announced a sealing key on warden.signer.sealing: is the signer running?")
+    forged = [k.signer_id for k in keys if k.key_id != key_id(bytes.fromhex(k.public_key[2:]))]
+    if forged:
+        raise SealingRefused(f"the sealing-key announcement(s) of {forged} name a key id that is not their public "
+                             "key's; someone wrote a broken or forged record to warden.signer.sealing")
+    unattested = [k for k in keys if k.tee == "none"]
+    attested = [k for k in keys if k.tee != "none"]
+    if attested:
+        raise SealingRefused(
+            f"signer(s) {[f'{k.signer_id} (tee={k.tee})' for k in attested]} claim an attested TEE; this client "
+            "cannot verify attestation reports yet, so it will not seal a client share to them")
+    if not allow_unattested:
+        raise SealingRefused(
+            f"signer(s) {[k.signer_id for k in unattested]} run with tee=none: nothing proves their sealing key "
+            "is the signer's. Accept that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the embedded "
+            "stack) or run the signer on SEV-SNP")
+    return unattested
+
+
+def seal_client_share(client_share: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str,
+                      intent_id: str) -> tuple[SealedShare, ...]:
+    """One sealed copy of the share per signer key (the client cannot know which signer owns the
+    agent's partition). ``keys`` must already be ``usable_keys``."""
+    sealed = []
+    for key in keys:
+        public = X25519PublicKey.from_public_bytes(bytes.fromhex(key.public_key[2:]))
+        blob = SUITE.encrypt(client_share, public, info=sealing_info(agent_id, intent_id, key.key_id))
+        sealed.append(SealedShare(key_id=key.key_id, sealed=base64.b64encode(blob).decode()))
+    return tuple(sealed)
+
+
+def decode_client_share(text: str) -> bytearray:
+    """The base64 share shown when the vault was created → bytes, with a clear error if it is not one."""
+    try:
+        raw = bytearray(base64.b64decode(text.strip(), validate=True))
+    except ValueError:
+        raise ValueError("the client share must be the base64 text shown when the vault was created") from None
+    if len(raw) != 32:
+        size = len(raw)
+        raw[:] = bytes(size)
+        raise ValueError(f"the client share is 32 bytes (44 base64 characters); this one is {size} bytes")
+    return raw

@@ -1,0 +1,55 @@
+"""The signer's sealing key: the private half of what clients seal their shares to.
+
+Made in memory when the signer starts and never written anywhere, so a share sealed to it
+opens only inside this process; a restart makes a new key and announces it. See
+``schemas.sealing`` for the client side and the wire format.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from schemas.models import SealingKey, TransactionIntent
+from schemas.sealing import SUITE, SUITE_NAME, key_id, sealing_info
+from signer.custody.errors import InvalidKey
+
+
+class NotSealedHere(Exception):
+    """The intent carries sealed shares, but none for this signer's current key."""
+
+
+class SealingKeyPair:
+    def __init__(self) -> None:
+        self._private = X25519PrivateKey.generate()
+        self.public_key = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.key_id = key_id(self.public_key)
+
+    def __repr__(self) -> str:
+        return f"SealingKeyPair(key_id={self.key_id!r})"
+
+    def announcement(self, signer_id: str, tee: str, now: datetime) -> SealingKey:
+        return SealingKey(signer_id=signer_id, key_id=self.key_id, public_key="0x" + self.public_key.hex(),
+                          suite=SUITE_NAME, tee=tee, attestation=None, announced_at=now)
+
+    def open_client_share(self, intent: TransactionIntent) -> bytearray:
+        """The client share sealed to this key for this intent. No sealed share at all, or one that
+        does not open, is ``InvalidKey``: the same opaque failure as a wrong share. Shares sealed
+        only to other keys are ``NotSealedHere`` (the client sealed to a signer that restarted)."""
+        if not intent.sealed_client_share:
+            raise InvalidKey()
+        mine = [s for s in intent.sealed_client_share if s.key_id == self.key_id]
+        if not mine:
+            raise NotSealedHere()
+        info = sealing_info(intent.agent_id, intent.intent_id, self.key_id)
+        for sealed in mine:  # the first that opens: a broken copy beside a good one does not spoil it
+            try:
+                blob = base64.b64decode(sealed.sealed, validate=True)
+                # cryptography's HPKE returns immutable bytes; the bytearray copy is what gets wiped.
+                return bytearray(SUITE.decrypt(blob, self._private, info=info))
+            except Exception:  # bad base64, a tampered or misbound envelope: all the same "no"
+                continue
+        raise InvalidKey()

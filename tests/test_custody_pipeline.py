@@ -1,0 +1,150 @@
+"""`warden demo` end to end on each custody mode, with the roots chosen by configuration alone.
+
+Real roots: SoftHSM2 through PKCS#11 and AWS KMS on ``moto_server`` (boto3 over HTTP), plus the
+local development root where a third provider is needed. Each case runs the demo as a user
+would (a subprocess with its own embedded stack), then checks what it printed against the
+chain (eth-account recovers every mined transaction to the agent's address) and against the
+vault's event log (the mode and the providers holding the KEK).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import orjson
+import pytest
+from eth_account import Account
+
+from infra import demo
+from infra.config import Settings
+from infra.stack import REPO, free_port
+from tests.custody_support import MotoServer, SoftHsmToken
+
+CASES = {
+    # mode: (primary root, other roots)
+    "standard": ("pkcs11", ()),
+    "2of3_multi_hsm": ("pkcs11", ("aws-kms", "local-dev")),
+    "2of2_client_custody": ("aws-kms", ()),
+    "2of3_client_custody": ("pkcs11", ("aws-kms",)),
+}
+
+
+@pytest.fixture(scope="module")
+def roots_env(tmp_path_factory):
+    """Environment naming a SoftHSM2 token and a moto AWS KMS key, for subprocesses only (this
+    process never loads the PKCS#11 module, which reads its configuration once per process)."""
+    previous = os.environ.get("SOFTHSM2_CONF")
+    token = SoftHsmToken(tmp_path_factory.mktemp("softhsm-pipeline"))
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+    hsm = {"SOFTHSM2_CONF": str(token.conf), "WARDEN_PKCS11_MODULE": token.module,
+           "WARDEN_PKCS11_TOKEN": token.label, "WARDEN_PKCS11_PIN": token.pin}
+    subprocess.run([sys.executable, "-c", "from signer.custody.pkcs11_hsm import Pkcs11Root; "
+                    f"Pkcs11Root.create_key({token.module!r}, {token.label!r}, {token.pin!r})"],
+                   env={**os.environ, **hsm, "PYTHONPATH": str(REPO)}, check=True, timeout=60)
+    moto = MotoServer()
+    try:
+        yield {
+            **hsm, "WARDEN_AWS_KMS_KEY_ID": moto.create_key(), "WARDEN_AWS_KMS_ENDPOINT": moto.url,
+            "WARDEN_AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    finally:
+        moto.stop()
+
+
+@pytest.mark.parametrize("mode", list(CASES))
+def test_demo_on_each_custody_mode(mode, roots_env, tmp_path):
+    primary, others = CASES[mode]
+    home = tmp_path / "home"
+    env = {**os.environ, **roots_env, "WARDEN_HOME": str(home), "WARDEN_KEY_MODE": mode,
+           "WARDEN_ROOT_PROVIDER": primary, "WARDEN_ROOT_PROVIDERS": ",".join(others),
+           "WARDEN_BROKER": f"127.0.0.1:{free_port()}", "WARDEN_RPC_URL": f"http://127.0.0.1:{free_port()}",
+           "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "infra.cli", "demo", "--json", "--quiet"], env=env, cwd=REPO,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:] + done.stdout.decode()[-3000:]
+    report = orjson.loads(done.stdout)
+
+    outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
+    assert outcomes == demo.expected_outcomes(Settings(key_mode=mode))
+    assert report["all_as_expected"] and report["ledger"]["ok"]
+    mined = [r for r in report["intents"] if r["outcome"] == "mined"]
+    assert len(mined) == 5
+    for row in mined:
+        assert Account.recover_transaction(row["signed_tx"]) == report["address"]
+    if "client" in mode:
+        refused = [r for r in report["intents"] if r["code"] == "CLIENT_SHARE_INVALID"]
+        # A wrong share and no share get the very same answer.
+        assert len(refused) == 2 and refused[0]["reason"] == refused[1]["reason"]
+        assert {r["stage"] for r in refused} == {"signing"}
+
+    events = [orjson.loads(line) for line in (home / "demo" / "vault" / "events.jsonl").read_bytes().splitlines()]
+    (mode_set,) = [e for e in events if e["type"] == "vault.mode_set"]
+    assert mode_set["mode"] == mode
+    assert [s["provider"] for s in mode_set["slots"]] == [primary, *others]
+    assert mode_set["development"] is ("local-dev" in others)
+    written = [e for e in events if e["type"] == "secret.version_written"]
+    assert written and all(e["kek_id"] == mode_set["kek_id"] for e in written)
+
+
+def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, run):
+    """2of2_client_custody on the dev root: a share sealed to a signer that has since restarted
+    is refused with its own code (it says what to do), a fresh seal signs, and afterwards neither
+    the client share nor the private key is in any topic, log, vault event or ledger row."""
+    from base64 import b64decode
+
+    from infra.client import Client, end_offsets, new_intent, sealing_keys, wait_outcomes
+    from infra.provision import provision_agent
+    from schemas import topics
+    from schemas.models import IntentRejected
+    from signer.custody.hygiene import find_leaks
+    from signer.custody_wiring import keystore_from_settings
+    from tests.support import everything_recorded
+
+    stack = fresh_stack(key_mode="2of2_client_custody")
+    settings = stack.settings
+    agent = run(provision_agent(settings, "cc-agent", tx_to_allowlist=(demo.ALICE,)))
+    assert agent.client_share is not None
+
+    async def submit(share, value: str):
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        intent = new_intent(agent.intent_key, agent_id="cc-agent", chain="anvil", to=demo.ALICE, value=value,
+                            broadcast=True, client_share=share)
+        async with Client(settings) as client:
+            await (await client.submit(intent))
+        return (await wait_outcomes(settings, {intent.intent_id}, 30, start))[intent.intent_id]
+
+    async def share_for_current_signer():
+        async with Client(settings) as client:
+            return await client.client_share(agent.client_share)
+
+    before = run(share_for_current_signer())
+    first = run(submit(before, "0.1"))
+    assert first.status == "mined" and Account.recover_transaction(first.signed_tx) == agent.address
+
+    stack.kill("signer", signal.SIGTERM)
+    stack.start_service("signer", "signer.main")
+    (announced,) = run(sealing_keys(settings))
+    assert announced.key_id not in {k.key_id for k in before.keys}  # a restart makes a new key
+    stale = run(submit(before, "0.1"))
+    assert isinstance(stale, IntentRejected) and stale.code == "CLIENT_SHARE_SEALED_TO_OLD_KEY"
+    assert announced.key_id in stale.reason
+    after = run(share_for_current_signer())
+    second = run(submit(after, "0.2"))
+    assert second.status == "mined" and second.nonce == first.nonce + 1
+    before.wipe()
+    after.wipe()
+
+    records, rows, haystack = run(everything_recorded(settings))
+    assert records > 50 and rows > 20
+    share = b64decode(agent.client_share)
+    assert find_leaks(haystack, share) == []
+    store = keystore_from_settings(settings)
+    (key,) = store.list_keys("admin:local-admin", agent_id="cc-agent")
+    with store.open_private_key(key.path, key.version, client_share=bytearray(share)) as private_key:
+        assert find_leaks(haystack, bytes(private_key)) == []
