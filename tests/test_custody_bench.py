@@ -21,6 +21,8 @@ def test_bench_custody_json_in_a_clean_process():
     result = json.loads(out.stdout)
     warm = result["warm"]
     assert warm["decrypt_and_sign_per_s"] > 0 and warm["decrypt_per_s"] >= warm["decrypt_and_sign_per_s"] / 2
+    client = result["client_custody"]
+    assert 0 < client["open_share_decrypt_and_sign_per_s"] and client["n"] >= 50
     cold = result["cold_unwrap"]
     assert set(cold) == set(bench_custody.ALL_PROVIDERS)
     for name in bench_custody.ALL_PROVIDERS:  # all of them run on this machine
