@@ -544,6 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         audit = sub.add_parser("audit", help="verify, prove, export and query the audit ledger")
         add_commands(audit.add_subparsers(dest="audit_command", required=True))
+    from infra.vault_cli import add_commands as add_vault_commands
+
+    vault = sub.add_parser("vault", help="create vaults, store and read secrets, grant agents access (custody)")
+    add_vault_commands(vault.add_subparsers(dest="vault_command", required=True))
     return parser
 
 
