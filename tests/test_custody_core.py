@@ -372,3 +372,13 @@ def test_agent_reads_need_a_grant_covering_the_path(tmp_path):
     vaults.revoke("acme", "ops", "bot", "team-a/", actor=ADMIN, now=T0)
     with pytest.raises(PermissionDenied):
         vaults.read_secret("acme", "ops", "team-a/token", actor="agent:bot", now=T0)
+
+
+def test_a_cmek_rewrap_keeps_each_version_s_author_and_time(tmp_path):
+    vaults = make_vaults(tmp_path)
+    vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
+    vaults.write_secret("acme", "ops", "db/password", b"hunter2", "password", actor=ADMIN, now=T0)
+    vaults.set_cmek("acme", "ops", bytes(range(32)), actor="admin:rotator", now=T0 + 3600)
+    (info,) = vaults.list_secrets("acme", "ops", actor=ADMIN)
+    assert info.created_by == ADMIN and info.created_at.timestamp() == T0
+    assert vaults.read_secret("acme", "ops", "db/password", actor=SIGNER, now=T0 + 3601) == b"hunter2"

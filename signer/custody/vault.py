@@ -981,7 +981,7 @@ class Vaults:
                 ][:batch_size]
                 if not todo:
                     break
-                self._emit([self._rewrap(state, s, new_fp, actor, now) for s in todo])
+                self._emit([self._rewrap(state, s, new_fp) for s in todo])
                 done += len(todo)
             if between_batches is not None:
                 between_batches(done)
@@ -995,9 +995,10 @@ class Vaults:
                          previous=old_fp, rewrapped=done)
         return new_fp
 
-    def _rewrap(self, state: _VaultState, secret: SecretVersionWritten, new_fp: str, actor: str, now: float) -> SecretVersionWritten:
+    def _rewrap(self, state: _VaultState, secret: SecretVersionWritten, new_fp: str) -> SecretVersionWritten:
         # Only the outer CMEK layer changes: the KEK-sealed DEK inside is
         # carried over untouched, so no KEK (and no client share) is needed.
+        # The version keeps its author and time; who rotated, and when, is the cmek.set event's.
         inner = self._strip_cmek(state, secret, self._cmek(secret.cmek_fingerprint) if secret.cmek_fingerprint else None)
         try:
             outer = seal(self._cmek(new_fp), inner, _cmek_aad(state.org, state.vault, secret.path, secret.version, new_fp))
@@ -1005,7 +1006,7 @@ class Vaults:
             wipe(inner)
         return secret.model_copy(update={
             "event_id": uuid.uuid4().hex, "wrapped_dek": base64.b64encode(outer).decode(),
-            "cmek_fingerprint": new_fp, "wrap_seq": secret.wrap_seq + 1, "actor": actor, "ts": _ts(now),
+            "cmek_fingerprint": new_fp, "wrap_seq": secret.wrap_seq + 1,
         })
 
     def _cmek(self, fp: str) -> AESGCM:
