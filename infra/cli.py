@@ -119,12 +119,14 @@ def cmd_submit(args) -> int:
         async with Client(settings) as client:
             share = None if args.client_share_file is None else await client.client_share(
                 _read_client_share(args.client_share_file))
+            cmek = None if args.cmek_file is None else await client.cmek(_read_cmek_text(args.cmek_file))
             try:
                 intent = new_intent(key, agent_id=args.agent, chain=args.chain, to=args.to, value=args.value,
-                                    idempotency_key=args.idempotency_key, client_share=share, **fields)
+                                    idempotency_key=args.idempotency_key, client_share=share, cmek=cmek, **fields)
             finally:
-                if share is not None:
-                    share.wipe()
+                for held in (share, cmek):
+                    if held is not None:
+                        held.wipe()
             await (await client.submit(intent))
         if not args.wait:
             return intent, None
@@ -330,6 +332,18 @@ def cmd_keys(args) -> int:
         return 2
     try:
         store = keystore_from_settings(settings, audit=outbox, vault_outbox=vault_events)
+        if args.cmek_file is not None:
+            from infra.vault_cli import UsageError, read_cmek
+
+            try:
+                cmek = read_cmek(args.cmek_file, "--cmek-file")
+            except UsageError as exc:
+                print(f"warden keys {args.action}: {exc}", file=sys.stderr)
+                return 2
+            try:
+                store.vaults.load_cmek("default", AGENT_KEYS_VAULT, cmek)
+            finally:
+                cmek[:] = bytes(len(cmek))
         if args.action == "provision":
             doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
         elif args.action == "provision-signer":
@@ -349,12 +363,19 @@ def cmd_keys(args) -> int:
         return 3
     except InvalidKey:
         mode = store.vaults.mode("default", AGENT_KEYS_VAULT)
-        hint = (f"the signing-key vault is in {mode}: give the client share shown when it was created "
-                "(--client-share-file)" if mode in CLIENT_MODES else "a root of trust refused to unwrap the vault key")
+        needs = []
+        if mode in CLIENT_MODES:
+            needs.append(f"the client share shown when it was created (it is in {mode}; --client-share-file)")
+        if store.vaults.cmek_fingerprint("default", AGENT_KEYS_VAULT) is not None:
+            needs.append("its current customer-managed key (--cmek-file)")
+        hint = ("the signing-key vault needs " + " and ".join(needs) if needs
+                else "a root of trust refused to unwrap the vault key")
         print(f"warden keys {args.action}: {InvalidKey()}: {hint}", file=sys.stderr)
         return 1
     except CustodyError as exc:
-        print(f"warden keys {args.action}: {exc}", file=sys.stderr)
+        from infra.vault_cli import cli_hint
+
+        print(f"warden keys {args.action}: {cli_hint(str(exc))}", file=sys.stderr)
         return 1
     _publish(settings, vault_events.drain() + outbox.drain())
     created_share = doc.pop("client_share", None) if isinstance(doc, dict) else None
@@ -378,6 +399,22 @@ def _read_client_share(path: str) -> str:
 
     decode_client_share(text)  # a clear error now rather than an opaque refusal later
     return text.strip()
+
+
+def _read_cmek_text(path: str) -> str:
+    """A customer-managed key file (32 raw bytes or base64 text) as base64 text for the SDK."""
+    import base64
+
+    from infra.vault_cli import UsageError, read_cmek
+
+    try:
+        key = read_cmek(path, "--cmek-file")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        return base64.b64encode(key).decode()
+    finally:
+        key[:] = bytes(len(key))
 
 
 def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict) -> None:
@@ -493,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=15.0)
     p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin); "
                                                "it is sealed to the signer, never sent in the clear")
+    p.add_argument("--cmek-file", help="a signing-key vault with a customer-managed key: file holding it (32 raw "
+                                       "bytes or base64); sealed to the signer like the client share")
 
     p = command("tail", cmd_tail, "follow signed transactions and rejections")
     p.add_argument("--from-beginning", action="store_true")
@@ -517,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
     p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
     p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin)")
+    p.add_argument("--cmek-file", help="the signing-key vault's customer-managed key, if it has one (32 raw bytes or "
+                                       "base64), for writes")
     p.add_argument("--client-share-out", help="when this call creates a client-custody vault: write its client "
                                               "share to this new file (0600) instead of showing it on stderr")
 

@@ -23,9 +23,9 @@ from infra.admin import LOCAL_ADMIN_ID, load_or_create_admin_key
 from infra.config import Settings
 from schemas import topics
 from schemas.auth import load_or_create_ed25519, sign_intent, sign_policy
-from schemas.models import (AgentPolicy, AuditEvent, IntentRejected, SealedShare, SealingKey, SignedTransaction,
+from schemas.models import (AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey, SignedTransaction,
                             TransactionIntent)
-from schemas.sealing import decode_client_share, seal_client_share, usable_keys
+from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
 
 FINAL_STATUSES = {"sign_only", "mined", "failed"}
 
@@ -43,27 +43,30 @@ def idempotent_intent_id(agent_id: str, idempotency_key: str) -> str:
     return "i-" + hashlib.sha256(f"{agent_id}\x1f{idempotency_key}".encode()).hexdigest()[:30]
 
 
-class ClientShare:
-    """The client's share of a client-custody vault, ready to seal to the current signers.
+class ClientKey:
+    """A client-held key, ready to seal to the current signers: the client share of a
+    client-custody vault (``purpose="client_share"``) or a vault's customer-managed key
+    (``purpose="cmek"``).
 
     Held in a bytearray and wiped by ``wipe()`` (or leaving a ``with`` block). Make one with
-    ``Client.client_share``, which reads the signers' sealing keys and refuses ones it cannot
-    trust."""
+    ``Client.client_share`` or ``Client.cmek``, which read the signers' sealing keys and refuse
+    ones they cannot trust."""
 
-    def __init__(self, share: bytearray, keys: Sequence[SealingKey]):
-        self._share = share
+    def __init__(self, secret: bytearray, keys: Sequence[SealingKey], purpose: str = "client_share"):
+        self._secret = secret
         self.keys = tuple(keys)
+        self.purpose = purpose
 
     def __repr__(self) -> str:
-        return f"ClientShare(sealed to {[k.key_id for k in self.keys]})"
+        return f"ClientKey({self.purpose}, sealed to {[k.key_id for k in self.keys]})"
 
-    def seal(self, agent_id: str, intent_id: str) -> tuple[SealedShare, ...]:
-        return seal_client_share(self._share, self.keys, agent_id=agent_id, intent_id=intent_id)
+    def seal(self, agent_id: str, intent_id: str) -> tuple[SealedSecret, ...]:
+        return seal_secret(self._secret, self.keys, agent_id=agent_id, intent_id=intent_id, purpose=self.purpose)
 
     def wipe(self) -> None:
-        self._share[:] = bytes(len(self._share))
+        self._secret[:] = bytes(len(self._secret))
 
-    def __enter__(self) -> "ClientShare":
+    def __enter__(self) -> "ClientKey":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -72,13 +75,16 @@ class ClientShare:
 
 def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: str, value: str,
                idempotency_key: str | None = None, intent_id: str | None = None, now: datetime | None = None,
-               client_share: ClientShare | None = None, **fields) -> TransactionIntent:
-    """A signed intent. ``client_share``: for client-custody vaults, sealed into the intent
-    before the agent signs it, so the signature covers it too."""
+               client_share: ClientKey | None = None, cmek: ClientKey | None = None, **fields) -> TransactionIntent:
+    """A signed intent. ``client_share`` (client-custody vaults) and ``cmek`` (vaults with a
+    customer-managed key) are sealed into the intent before the agent signs it, so the
+    signature covers them too."""
     if intent_id is None:
         intent_id = idempotent_intent_id(agent_id, idempotency_key) if idempotency_key else "i-" + uuid.uuid4().hex
     if client_share is not None:
         fields["sealed_client_share"] = client_share.seal(agent_id, intent_id)
+    if cmek is not None:
+        fields["sealed_cmek"] = cmek.seal(agent_id, intent_id)
     intent = TransactionIntent(intent_id=intent_id, agent_id=agent_id, idempotency_key=idempotency_key, chain=chain,
                                to=to, value=value, created_at=now or datetime.now(timezone.utc), **fields)
     return sign_intent(intent, agent_key)
@@ -124,13 +130,20 @@ class Client:
     async def flush(self) -> None:
         await self._producer.flush()
 
-    async def client_share(self, share: str, timeout_s: float = 10.0) -> ClientShare:
+    async def client_share(self, share: str, timeout_s: float = 10.0) -> ClientKey:
         """The base64 client share shown when the vault was created, bound to the sealing keys of
         the signers running now. Raises ``SealingRefused`` (why, and what to do) when there are
         none or they cannot be trusted, ``ValueError`` when ``share`` is not a client share."""
-        keys = usable_keys(await sealing_keys(self.settings, timeout_s),
+        return ClientKey(decode_client_share(share), await self._sealing_keys(timeout_s), "client_share")
+
+    async def cmek(self, key: str, timeout_s: float = 10.0) -> ClientKey:
+        """A vault's customer-managed key (base64 text of its 32 bytes), bound to the sealing keys
+        of the signers running now; errors as ``client_share``."""
+        return ClientKey(decode_cmek(key), await self._sealing_keys(timeout_s), "cmek")
+
+    async def _sealing_keys(self, timeout_s: float) -> list[SealingKey]:
+        return usable_keys(await sealing_keys(self.settings, timeout_s),
                            allow_unattested=self.settings.allow_unattested_signer)
-        return ClientShare(decode_client_share(share), keys)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:

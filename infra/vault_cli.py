@@ -268,7 +268,7 @@ class _Context:
         return CliRefused(message)
 
 
-def _cli_hint(message: str) -> str:
+def cli_hint(message: str) -> str:
     """Custody's messages name the Python API where the CLI has a flag for it."""
     return (message
             .replace("load the vault's current customer-managed key first (Vaults.load_cmek)",
@@ -311,7 +311,7 @@ def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
         _note(f"{name}: {exc}. {INVALID_KEY_HINT}")
         code = 1
     except CustodyError as exc:
-        _note(f"{name}: {_cli_hint(str(exc))}")
+        _note(f"{name}: {cli_hint(str(exc))}")
         code = 1
     finally:
         ctx.finish(failed=code != 0)
@@ -582,7 +582,6 @@ def cmd_cmek(ctx: _Context) -> None:
     from signer.custody.vault import fingerprint
 
     args = ctx.args
-    _not_agent_keys(args.vault, "putting a customer-managed key on")
     new = ctx.keep(read_cmek(args.key_file, "--key-file"))
     current = ctx.keep(read_cmek(args.current_key_file, "--current-key-file")) if args.current_key_file else None
     vaults = ctx.vaults
@@ -604,7 +603,11 @@ def cmd_cmek(ctx: _Context) -> None:
         _print_json(doc)
     else:
         print(f"vault {args.vault!r}: customer-managed key fingerprint {fp}")
-        _note("reads and writes of this vault now need the key: --cmek-file FILE")
+        if args.vault == AGENT_KEYS_VAULT:
+            _note("every signature now needs this key in the intent, sealed to the signer: "
+                  "`warden submit --cmek-file FILE` (SDK: Client.cmek); `warden keys` writes need --cmek-file too")
+        else:
+            _note("reads and writes of this vault now need the key: --cmek-file FILE")
 
 
 # -- parser -----------------------------------------------------------------------------------------

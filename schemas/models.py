@@ -60,8 +60,9 @@ def _check_chain(name: str) -> str:
     return name
 
 
-class SealedShare(Record):
-    """The vault's client share, sealed with HPKE to one signer's sealing key and bound to one intent."""
+class SealedSecret(Record):
+    """A client-held secret (the vault's client share, or its customer-managed key), sealed with
+    HPKE to one signer's sealing key and bound to one intent."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
@@ -105,9 +106,12 @@ class TransactionIntent(Record):
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
     broadcast: bool = False
-    sealed_client_share: tuple[SealedShare, ...] = Field(
+    sealed_client_share: tuple[SealedSecret, ...] = Field(
         default=(), max_length=8,
         description="client-custody vaults: the client share sealed to each current signer's sealing key")
+    sealed_cmek: tuple[SealedSecret, ...] = Field(
+        default=(), max_length=8,
+        description="vaults with a customer-managed key: that key, sealed to each current signer's sealing key")
     created_at: UtcDatetime
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
@@ -286,7 +290,7 @@ __all__ = [
     "IntentApproved",
     "IntentRejected",
     "SCHEMA_VERSION",
-    "SealedShare",
+    "SealedSecret",
     "SealingKey",
     "SignedTransaction",
     "Stage",

@@ -1,4 +1,4 @@
-"""How a client share reaches the signer: sealed with HPKE (RFC 9180) to the signer's sealing key.
+"""How client-held secrets reach the signer: sealed with HPKE (RFC 9180) to the signer's sealing key.
 
 In the client-custody modes every signature needs the client's share of the vault key, and
 the share must never travel in the clear: not on a topic, not in a log. The signer makes an
@@ -8,7 +8,8 @@ X25519 key pair in memory when it starts and announces the public half (``Sealin
 intent opens for no other, and a share sealed to a signer that has since restarted opens
 nowhere. HPKE is cryptography's implementation (base mode, single shot), so producers in
 other languages can seal with any RFC 9180 library: suite DHKEM(X25519, HKDF-SHA256),
-HKDF-SHA256, AES-256-GCM; ``info`` as ``sealing_info`` below; empty AAD.
+HKDF-SHA256, AES-256-GCM; ``info`` as ``sealing_info`` below; empty AAD. A vault's
+customer-managed key (CMEK) travels the same way, under its own label.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from schemas.models import SealedShare, SealingKey
+from schemas.models import SealedSecret, SealingKey
 
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 SUITE_NAME = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"
@@ -35,9 +36,13 @@ def key_id(public_key: bytes) -> str:
     return hashlib.sha256(b"warden/sealing-key\x00" + public_key).hexdigest()[:16]
 
 
-def sealing_info(agent_id: str, intent_id: str, key_id_: str) -> bytes:
-    """HPKE info: a label, then each part length-prefixed (4-byte big-endian length, UTF-8)."""
-    out = bytearray(b"warden client share v1")
+# What is sealed, and the label that starts its HPKE info: a sealed CMEK can never open as a share.
+PURPOSES = {"client_share": b"warden client share v1", "cmek": b"warden cmek v1"}
+
+
+def sealing_info(agent_id: str, intent_id: str, key_id_: str, purpose: str = "client_share") -> bytes:
+    """HPKE info: the purpose's label, then each part length-prefixed (4-byte big-endian length, UTF-8)."""
+    out = bytearray(PURPOSES[purpose])
     for part in (agent_id, intent_id, key_id_):
         raw = part.encode()
         out += struct.pack(">I", len(raw)) + raw
@@ -68,26 +73,40 @@ def usable_keys(keys: Sequence[SealingKey], *, allow_unattested: bool) -> list[S
     return unattested
 
 
-def seal_client_share(client_share: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str,
-                      intent_id: str) -> tuple[SealedShare, ...]:
-    """One sealed copy of the share per signer key (the client cannot know which signer owns the
-    agent's partition). ``keys`` must already be ``usable_keys``."""
+def seal_secret(secret: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str, intent_id: str,
+                purpose: str) -> tuple[SealedSecret, ...]:
+    """One sealed copy per signer key (the client cannot know which signer owns the agent's
+    partition). ``keys`` must already be ``usable_keys``."""
     sealed = []
     for key in keys:
         public = X25519PublicKey.from_public_bytes(bytes.fromhex(key.public_key[2:]))
-        blob = SUITE.encrypt(client_share, public, info=sealing_info(agent_id, intent_id, key.key_id))
-        sealed.append(SealedShare(key_id=key.key_id, sealed=base64.b64encode(blob).decode()))
+        blob = SUITE.encrypt(secret, public, info=sealing_info(agent_id, intent_id, key.key_id, purpose))
+        sealed.append(SealedSecret(key_id=key.key_id, sealed=base64.b64encode(blob).decode()))
     return tuple(sealed)
+
+
+def seal_client_share(client_share: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str,
+                      intent_id: str) -> tuple[SealedSecret, ...]:
+    return seal_secret(client_share, keys, agent_id=agent_id, intent_id=intent_id, purpose="client_share")
 
 
 def decode_client_share(text: str) -> bytearray:
     """The base64 share shown when the vault was created → bytes, with a clear error if it is not one."""
+    return _decode_32(text, "the client share", "the base64 text shown when the vault was created")
+
+
+def decode_cmek(text: str) -> bytearray:
+    """A customer-managed key given as base64 text → bytes, with a clear error if it is not one."""
+    return _decode_32(text, "a customer-managed key", "base64 text of 32 random bytes (AES-256)")
+
+
+def _decode_32(text: str, what: str, expected: str) -> bytearray:
     try:
         raw = bytearray(base64.b64decode(text.strip(), validate=True))
     except ValueError:
-        raise ValueError("the client share must be the base64 text shown when the vault was created") from None
+        raise ValueError(f"{what} must be {expected}") from None
     if len(raw) != 32:
         size = len(raw)
         raw[:] = bytes(size)
-        raise ValueError(f"the client share is 32 bytes (44 base64 characters); this one is {size} bytes")
+        raise ValueError(f"{what} is 32 bytes (44 base64 characters); this one is {size} bytes")
     return raw

@@ -13,7 +13,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from schemas.models import SealingKey, TransactionIntent
+from schemas.models import SealedSecret, SealingKey, TransactionIntent
 from schemas.sealing import SUITE, SUITE_NAME, key_id, sealing_info
 from signer.custody.errors import InvalidKey
 
@@ -39,12 +39,19 @@ class SealingKeyPair:
         """The client share sealed to this key for this intent. No sealed share at all, or one that
         does not open, is ``InvalidKey``: the same opaque failure as a wrong share. Shares sealed
         only to other keys are ``NotSealedHere`` (the client sealed to a signer that restarted)."""
-        if not intent.sealed_client_share:
+        return self._open(intent.sealed_client_share, intent, "client_share")
+
+    def open_cmek(self, intent: TransactionIntent) -> bytearray:
+        """The vault's customer-managed key sealed to this key for this intent; failures as above."""
+        return self._open(intent.sealed_cmek, intent, "cmek")
+
+    def _open(self, copies: tuple[SealedSecret, ...], intent: TransactionIntent, purpose: str) -> bytearray:
+        if not copies:
             raise InvalidKey()
-        mine = [s for s in intent.sealed_client_share if s.key_id == self.key_id]
+        mine = [s for s in copies if s.key_id == self.key_id]
         if not mine:
             raise NotSealedHere()
-        info = sealing_info(intent.agent_id, intent.intent_id, self.key_id)
+        info = sealing_info(intent.agent_id, intent.intent_id, self.key_id, purpose)
         for sealed in mine:  # the first that opens: a broken copy beside a good one does not spoil it
             try:
                 blob = base64.b64decode(sealed.sealed, validate=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from schemas.models import IntentApproved, IntentRejected, SignedTransaction, Tr
 from signer import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
+from signer.custody.vault import fingerprint
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
 from streams import processors
@@ -45,6 +47,10 @@ CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
 CLIENT_SHARE_INVALID_REASON = (
     "the client share is missing or does not open the signing key; seal the share shown when the vault was "
     "created to the signer's current sealing key (SDK: Client.client_share) and submit a new intent")
+CMEK_INVALID = "CMEK_INVALID"
+CMEK_INVALID_REASON = (
+    "the signing-key vault has a customer-managed key, and the intent's is missing or is not the current one; "
+    "seal the current key to the signer's sealing key (SDK: Client.cmek) and submit a new intent")
 
 
 class SigningRefused(Exception):
@@ -133,8 +139,13 @@ class Signer:
             raise self._key_unavailable(intent, exc) from None
         share = self._client_share(intent)
         try:
-            with self._custody_errors(intent, share):
-                address = self._address(path, version, share)
+            cmek = self._cmek(intent)
+        except SigningRefused:
+            wipe(share)
+            raise
+        try:
+            with self._custody_errors(intent, share, cmek):
+                address = self._address(path, version, share, cmek)
             node = self.node_for(intent.chain)
             try:
                 nonce = await self._nonce(intent, address, node)
@@ -144,11 +155,12 @@ class Signer:
                 raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
             tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
             # The exact version whose address the nonce was taken for, never "whatever is newest now".
-            with self._custody_errors(intent, share), \
-                    self.keys.open_private_key(path, version, client_share=share) as key:
+            with self._custody_errors(intent, share, cmek), \
+                    self.keys.open_private_key(path, version, client_share=share, cmek=cmek) as key:
                 signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(address[2:]))
         finally:
             wipe(share)
+            wipe(cmek)
         result = SignedTransaction(
             intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
             signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
@@ -179,12 +191,12 @@ class Signer:
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
 
-    def _address(self, path: str, version: int, share: bytearray | None) -> str:
+    def _address(self, path: str, version: int, share: bytearray | None, cmek: bytearray | None) -> str:
         # Derived once per key version from the key itself, not from metadata someone could edit.
-        # With a client share it is derived every time: that checks the share before any RPC,
-        # so a wrong share always gets the same answer, whatever the chain is doing.
-        if (path, version) not in self._addresses or share is not None:
-            with self.keys.open_private_key(path, version, client_share=share) as key:
+        # With client-held keys it is derived every time: that checks them before any RPC, so a
+        # wrong one always gets the same answer, whatever the chain is doing.
+        if (path, version) not in self._addresses or share is not None or cmek is not None:
+            with self.keys.open_private_key(path, version, client_share=share, cmek=cmek) as key:
                 self._addresses[(path, version)] = txs.checksum(txs.address_of(key))
         return self._addresses[(path, version)]
 
@@ -195,24 +207,50 @@ class Signer:
         try:
             return self.sealing.open_client_share(intent)
         except NotSealedHere:
-            raise SigningRefused(
-                "CLIENT_SHARE_SEALED_TO_OLD_KEY",
-                f"the client share is sealed to signer key(s) {[s.key_id for s in intent.sealed_client_share]}, "
-                f"not to this signer's current key {self.sealing.key_id} (the signer restarted since): read "
-                "warden.signer.sealing again and submit a new intent") from None
+            raise self._sealed_to_old_key("CLIENT_SHARE_SEALED_TO_OLD_KEY", intent.sealed_client_share,
+                                          "client share") from None
         except InvalidKey:
             raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
 
+    def _cmek(self, intent: TransactionIntent) -> bytearray | None:
+        """When the vault has a customer-managed key: that key, unsealed from the intent and checked
+        against the vault's (public) fingerprint, so a wrong CMEK is told apart from a wrong client
+        share without telling anything about the share. The caller wipes it."""
+        expected = self.keys.cmek_fingerprint
+        if expected is None:
+            return None
+        try:
+            cmek = self.sealing.open_cmek(intent)
+        except NotSealedHere:
+            raise self._sealed_to_old_key("CMEK_SEALED_TO_OLD_KEY", intent.sealed_cmek, "customer-managed key") from None
+        except InvalidKey:
+            raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON) from None
+        if not hmac.compare_digest(fingerprint(cmek), expected):
+            wipe(cmek)
+            raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON)
+        return cmek
+
+    def _sealed_to_old_key(self, code: str, copies, what: str) -> SigningRefused:
+        return SigningRefused(
+            code, f"the {what} is sealed to signer key(s) {[c.key_id for c in copies]}, not to this signer's current "
+            f"key {self.sealing.key_id} (the signer restarted since): read warden.signer.sealing again and submit "
+            "a new intent")
+
     @contextlib.contextmanager
-    def _custody_errors(self, intent: TransactionIntent, share: bytearray | None) -> Iterator[None]:
+    def _custody_errors(self, intent: TransactionIntent, share: bytearray | None,
+                        cmek: bytearray | None) -> Iterator[None]:
         """Custody failures become refusals, so a failed key is an outcome, not a silence."""
         try:
             yield
         except SigningRefused:
             raise
         except InvalidKey:
-            if share is not None:  # a wrong client share: the one opaque answer
+            # The CMEK was checked against its fingerprint already, so with a share in play the
+            # share is what did not fit: the one opaque answer.
+            if share is not None:
                 raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
+            if cmek is not None:  # a version still wrapped under a retiring CMEK, mid-rotation
+                raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON) from None
             raise self._key_unavailable(intent, InvalidKey()) from None
         except CustodyError as exc:
             raise self._key_unavailable(intent, exc) from None

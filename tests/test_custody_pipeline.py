@@ -9,6 +9,7 @@ vault's event log (the mode and the providers holding the KEK).
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from eth_account import Account
 
 from infra import demo
+from infra.client import wait_outcomes
 from infra.config import Settings
 from infra.stack import REPO, free_port
 from tests.custody_support import MotoServer, SoftHsmToken
@@ -98,7 +100,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     the client share nor the private key is in any topic, log, vault event or ledger row."""
     from base64 import b64decode
 
-    from infra.client import Client, end_offsets, new_intent, sealing_keys, wait_outcomes
+    from infra.client import Client, end_offsets, new_intent, sealing_keys
     from infra.provision import provision_agent
     from schemas import topics
     from schemas.models import IntentRejected
@@ -148,3 +150,63 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     (key,) = store.list_keys("admin:local-admin", agent_id="cc-agent")
     with store.open_private_key(key.path, key.version, client_share=bytearray(share)) as private_key:
         assert find_leaks(haystack, bytes(private_key)) == []
+
+
+def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_intent(fresh_stack, run):
+    """2of2_client_custody plus a CMEK on __agent-keys: each signature needs both client-held keys.
+    A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
+    fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a
+    rotation only the new CMEK signs. Neither CMEK is recorded anywhere."""
+    from infra.client import Client, end_offsets, new_intent
+    from infra.provision import provision_agent
+    from schemas import topics
+    from schemas.models import IntentRejected
+    from signer.custody.hygiene import find_leaks
+    from signer.custody.vault import AGENT_KEYS_VAULT
+    from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
+    from tests.support import everything_recorded
+
+    stack = fresh_stack(key_mode="2of2_client_custody")
+    settings = stack.settings
+    agent = run(provision_agent(settings, "cmek-agent", tx_to_allowlist=(demo.ALICE,)))
+    first_cmek, second_cmek = os.urandom(32), os.urandom(32)
+
+    async def set_cmek(new: bytes, current: bytes | None) -> None:
+        audit, events = AuditOutbox(), VaultOutbox()
+        vaults = keystore_from_settings(settings, audit=audit, vault_outbox=events).vaults
+        if current is not None:
+            vaults.load_cmek("default", AGENT_KEYS_VAULT, current)
+        vaults.set_cmek("default", AGENT_KEYS_VAULT, new, actor="admin:local-admin")
+        async with Client(settings) as client:
+            for emit in events.drain() + audit.drain():
+                await client.send(emit.topic, emit.key, emit.value)
+            await client.flush()
+
+    async def submit(share: str, cmek: bytes | None):
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            share_key = await client.client_share(share)
+            cmek_key = None if cmek is None else await client.cmek(base64.b64encode(cmek).decode())
+            intent = new_intent(agent.intent_key, agent_id="cmek-agent", chain="anvil", to=demo.ALICE, value="0.01",
+                                broadcast=True, client_share=share_key, cmek=cmek_key)
+            await (await client.submit(intent))
+        return (await wait_outcomes(settings, {intent.intent_id}, 30, start))[intent.intent_id]
+
+    def code(outcome) -> str:
+        return outcome.code if isinstance(outcome, IntentRejected) else outcome.status
+
+    wrong_share = base64.b64encode(os.urandom(32)).decode()
+    run(set_cmek(first_cmek, None))
+    assert code(run(submit(agent.client_share, first_cmek))) == "mined"
+    assert code(run(submit(agent.client_share, None))) == "CMEK_INVALID"
+    assert code(run(submit(agent.client_share, os.urandom(32)))) == "CMEK_INVALID"
+    assert code(run(submit(wrong_share, first_cmek))) == "CLIENT_SHARE_INVALID"
+
+    run(set_cmek(second_cmek, first_cmek))
+    assert code(run(submit(agent.client_share, first_cmek))) == "CMEK_INVALID"
+    signed = run(submit(agent.client_share, second_cmek))
+    assert signed.status == "mined" and Account.recover_transaction(signed.signed_tx) == agent.address
+
+    _, _, haystack = run(everything_recorded(settings))
+    for cmek in (first_cmek, second_cmek):
+        assert find_leaks(haystack, cmek) == []

@@ -27,12 +27,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_utils import keccak
 
-from infra.client import ClientShare, new_intent
+from infra.client import ClientKey, new_intent
 from infra.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
-from schemas.models import (AgentPolicy, IntentApproved, IntentRejected, SealedShare, SealingKey, SignedTransaction,
+from schemas.models import (AgentPolicy, IntentApproved, IntentRejected, SealedSecret, SealingKey, SignedTransaction,
                             TransactionIntent)
 from schemas.sealing import (SUITE_NAME, SealingRefused, decode_client_share, key_id, seal_client_share,
                              sealing_info, usable_keys)
@@ -54,7 +54,7 @@ def share32() -> bytearray:
 
 
 def intent_with(agent_key: Ed25519PrivateKey, *, agent_id: str = AGENT, intent_id: str | None = None,
-                sealed: tuple[SealedShare, ...] = (), client_share: ClientShare | None = None,
+                sealed: tuple[SealedSecret, ...] = (), client_share: ClientKey | None = None,
                 **fields) -> TransactionIntent:
     fields.setdefault("value", "0.01")
     if sealed:
@@ -97,10 +97,10 @@ def test_sealing_twice_gives_different_envelopes_that_both_open():
         assert pair.open_client_share(intent_with(key, intent_id="i-twice", sealed=sealed)) == share
 
 
-def _flip(sealed: SealedShare, at: int) -> tuple[SealedShare, ...]:
+def _flip(sealed: SealedSecret, at: int) -> tuple[SealedSecret, ...]:
     blob = bytearray(base64.b64decode(sealed.sealed))
     blob[at] ^= 0x01
-    return (SealedShare(key_id=sealed.key_id, sealed=base64.b64encode(bytes(blob)).decode()),)
+    return (SealedSecret(key_id=sealed.key_id, sealed=base64.b64encode(bytes(blob)).decode()),)
 
 
 def test_a_sealed_share_is_bound_to_its_intent_agent_and_bytes():
@@ -122,8 +122,8 @@ def test_a_sealed_share_is_bound_to_its_intent_agent_and_bytes():
         "flipped byte in the tag": intent_with(agent_key, intent_id="i-bound",
                                                sealed=_flip(sealed[0], blob_len - 1)),
         "bad base64": intent_with(agent_key, intent_id="i-bound",
-                                  sealed=(SealedShare(key_id=pair.key_id, sealed="not*base64!"),)),
-        "truncated envelope": intent_with(agent_key, intent_id="i-bound", sealed=(SealedShare(
+                                  sealed=(SealedSecret(key_id=pair.key_id, sealed="not*base64!"),)),
+        "truncated envelope": intent_with(agent_key, intent_id="i-bound", sealed=(SealedSecret(
             key_id=pair.key_id, sealed=base64.b64encode(base64.b64decode(sealed[0].sealed)[:40]).decode()),)),
         "no sealed share": intent_with(agent_key, intent_id="i-bound"),
     }
@@ -141,6 +141,25 @@ def test_a_sealed_share_is_bound_to_its_intent_agent_and_bytes():
     assert text  # a message, just the same one every time
     for detail in ("base64", "tag", "decrypt", "info", AGENT, OTHER_AGENT, "i-bound", "i-other", pair.key_id):
         assert detail not in text
+
+
+def test_a_sealed_cmek_opens_only_as_a_cmek_and_a_sealed_share_only_as_a_share():
+    """The purpose is in the HPKE info: swapping the two fields of an intent opens neither."""
+    from schemas.sealing import seal_secret
+
+    pair = SealingKeyPair()
+    key = Ed25519PrivateKey.generate()
+    announced = [pair.announcement("signer-0", "none", NOW)]
+    share, cmek = share32(), share32()
+    as_share = seal_secret(share, announced, agent_id=AGENT, intent_id="i-purpose", purpose="client_share")
+    as_cmek = seal_secret(cmek, announced, agent_id=AGENT, intent_id="i-purpose", purpose="cmek")
+    right = intent_with(key, intent_id="i-purpose", sealed=as_share, sealed_cmek=as_cmek)
+    assert pair.open_client_share(right) == share and pair.open_cmek(right) == cmek
+    swapped = intent_with(key, intent_id="i-purpose", sealed=as_cmek, sealed_cmek=as_share)
+    with pytest.raises(InvalidKey):
+        pair.open_client_share(swapped)
+    with pytest.raises(InvalidKey):
+        pair.open_cmek(swapped)
 
 
 def test_a_share_sealed_to_a_restarted_signer_is_not_sealed_here_and_both_envelopes_open_with_the_new_key():
@@ -375,14 +394,14 @@ def test_the_signer_opens_a_share_sealed_by_an_independent_rfc9180_implementatio
     pair = SealingKeyPair()
     share = share32()
     blob = hpke_seal_base(pair.public_key, bytes(share), sealing_info(AGENT, "i-foreign", pair.key_id))
-    sealed = (SealedShare(key_id=pair.key_id, sealed=base64.b64encode(blob).decode()),)
+    sealed = (SealedSecret(key_id=pair.key_id, sealed=base64.b64encode(blob).decode()),)
     key = Ed25519PrivateKey.generate()
     assert pair.open_client_share(intent_with(key, intent_id="i-foreign", sealed=sealed)) == share
     # Sealed by a foreign producer with the wrong info: the same opaque "no".
     wrong = hpke_seal_base(pair.public_key, bytes(share), sealing_info(AGENT, "i-foreign", "f" * 16))
     with pytest.raises(InvalidKey):
         pair.open_client_share(intent_with(key, intent_id="i-foreign", sealed=(
-            SealedShare(key_id=pair.key_id, sealed=base64.b64encode(wrong).decode()),)))
+            SealedSecret(key_id=pair.key_id, sealed=base64.b64encode(wrong).decode()),)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,7 +440,7 @@ class Rig:
     def intent(self, intent_id: str, share: bytearray | None, *to: SealingKeyPair) -> TransactionIntent:
         client = None
         if share is not None:
-            client = ClientShare(bytearray(share), [p.announcement("signer-1", "none", NOW) for p in to])
+            client = ClientKey(bytearray(share), [p.announcement("signer-1", "none", NOW) for p in to])
         return new_intent(self.agent_key, agent_id=AGENT, chain="anvil", to=DEST, value="0.01", intent_id=intent_id,
                           now=datetime.now(timezone.utc), client_share=client, broadcast=False)
 

@@ -124,9 +124,19 @@ class KeyStore:
     def client_custody(self) -> bool:
         """True when every signature needs the client share (the vault's mode, not the configured one)."""
         try:
+            self.vaults.refresh()
             return self.vaults.mode(self.org, AGENT_KEYS_VAULT) in CLIENT_MODES
         except NotFound:
             return False
+
+    @property
+    def cmek_fingerprint(self) -> str | None:
+        """The fingerprint of the vault's customer-managed key, when it has one: every signature needs it too."""
+        try:
+            self.vaults.refresh()
+            return self.vaults.cmek_fingerprint(self.org, AGENT_KEYS_VAULT)
+        except NotFound:
+            return None
 
     def _store(self, agent_id: str | None, chain: str, path: str, actor: str, now: float | None,
                client_share: str | bytes | bytearray | None, created_share: str | None) -> ProvisionedKey:
@@ -218,13 +228,15 @@ class KeyStore:
 
     @contextlib.contextmanager
     def open_private_key(self, path: str, version: int | None = None, *, actor: str = SIGNER_ACTOR,
-                         client_share: bytes | bytearray | None = None, now: float | None = None) -> Iterator[bytearray]:
+                         client_share: bytes | bytearray | None = None, cmek: bytes | bytearray | None = None,
+                         now: float | None = None) -> Iterator[bytearray]:
         """Decrypt a signing key for the duration of a ``with`` block; the
         bytearray is wiped on exit, exceptions included. Agents are refused
         (and the refusal audited) by the vault itself. ``client_share``: the
-        client's share in client-custody modes (the caller wipes it)."""
+        client's share in client-custody modes; ``cmek``: the vault's
+        customer-managed key, if it has one (the caller wipes both)."""
         with self.vaults.open_secret(self.org, AGENT_KEYS_VAULT, path, version, actor=actor, client_share=client_share,
-                                     now=now) as key:
+                                     cmek=cmek, now=now) as key:
             yield key
 
     def resolve_signing_path(

@@ -1100,10 +1100,13 @@ class Vaults:
         *,
         actor: str,
         client_share: str | bytes | bytearray | None = None,
+        cmek: bytes | bytearray | None = None,
         now: float | None = None,
     ) -> bytearray:
         """Decrypt one version (the newest active one by default). The caller owns
-        the returned bytearray and must wipe it; prefer ``open_secret``."""
+        the returned bytearray and must wipe it; prefer ``open_secret``. ``cmek``:
+        the vault's customer-managed key for this read only (else the one loaded
+        with ``load_cmek``); one that is not the version's is ``InvalidKey``."""
         now = self._clock() if now is None else now
         parse_actor(actor)
         self.refresh()
@@ -1114,9 +1117,16 @@ class Vaults:
             # The version and the CMEK that wraps it are taken together, so a
             # rotation finishing in between cannot strand this read.
             secret = self._version(state, path, version)
-            cmek = self._cmek(secret.cmek_fingerprint) if secret.cmek_fingerprint else None
+            if not secret.cmek_fingerprint:
+                layer = None
+            elif cmek is not None:
+                if not hmac.compare_digest(fingerprint(cmek), secret.cmek_fingerprint):
+                    raise InvalidKey()
+                layer = AESGCM(cmek)
+            else:
+                layer = self._cmek(secret.cmek_fingerprint)
         self._check_agent_after_lookup(state, secret, actor, now)
-        plaintext = self._decrypt(state, secret, cmek, client_share, now)
+        plaintext = self._decrypt(state, secret, layer, client_share, now)
         self._emit_audit(actor, "secret.read", f"vault:{org}/{vault}/{path}@{secret.version}", now,
                          secret_type=secret.secret_type)
         return plaintext
@@ -1214,6 +1224,12 @@ class Vaults:
     def mode(self, org: str, vault: str) -> str | None:
         state = self._state(org, vault)
         return state.mode.mode if state.mode else None
+
+    def cmek_fingerprint(self, org: str, vault: str) -> str | None:
+        """The fingerprint of the vault's current customer-managed key, or None without one."""
+        state = self._state(org, vault)
+        with self._lock:
+            return state.cmek.fingerprint if state.cmek is not None else None
 
 
 # --------------------------------------------------------------------------
