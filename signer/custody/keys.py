@@ -120,11 +120,13 @@ class KeyStore:
                 pass  # another process created it first: same outcome
         return None
 
+    # These two read the vault state as of the last refresh; the signer's per-intent key lookup
+    # (active_version) has just refreshed it.
+
     @property
     def client_custody(self) -> bool:
         """True when every signature needs the client share (the vault's mode, not the configured one)."""
         try:
-            self.vaults.refresh()
             return self.vaults.mode(self.org, AGENT_KEYS_VAULT) in CLIENT_MODES
         except NotFound:
             return False
@@ -133,7 +135,6 @@ class KeyStore:
     def cmek_fingerprint(self) -> str | None:
         """The fingerprint of the vault's customer-managed key, when it has one: every signature needs it too."""
         try:
-            self.vaults.refresh()
             return self.vaults.cmek_fingerprint(self.org, AGENT_KEYS_VAULT)
         except NotFound:
             return None
