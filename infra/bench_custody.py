@@ -31,6 +31,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from runtime.config import environment
+
 ADMIN = "admin:bench"
 SIGNER = "service:signer"
 ALL_PROVIDERS = ("local-dev", "pkcs11", "aws-kms", "gcp-kms", "azure-kv")
@@ -143,18 +145,11 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
         (tmp / "tokens").mkdir()
         conf = tmp / "softhsm2.conf"
         conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
-        previous = os.environ.get("SOFTHSM2_CONF")
-        os.environ["SOFTHSM2_CONF"] = str(conf)
-        try:
+        with environment(SOFTHSM2_CONF=str(conf)):
             subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--so-pin", "5678",
                             "--pin", "1234"], check=True, capture_output=True)
             Pkcs11Root.create_key(module, "bench", "1234")
             yield Pkcs11Root(module, "bench", "1234"), "SoftHSM2 token in a temp dir"
-        finally:
-            if previous is None:
-                os.environ.pop("SOFTHSM2_CONF", None)
-            else:
-                os.environ["SOFTHSM2_CONF"] = previous
         return
     try:
         from tests import custody_support

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import orjson
 
-from infra.client import Client, end_offsets, follow, new_intent
-from infra.config import Settings
+from infra.client import Client, new_intent
+from runtime.kafka import end_offsets, follow
+from runtime.config import Settings
 from infra.provision import provision_agent
 from infra.stack import local_settings, running_stack
 from schemas import topics

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from infra.config import Settings, load
+from runtime.config import Settings, load
 
 
 def _print_json(doc) -> None:
@@ -105,7 +105,8 @@ def cmd_demo(args) -> int:
 # -- producers ------------------------------------------------------------------------------------
 
 def cmd_submit(args) -> int:
-    from infra.client import Client, load_or_create_agent_key, new_intent, wait_outcomes, end_offsets
+    from infra.client import Client, load_or_create_agent_key, new_intent, wait_outcomes
+    from runtime.kafka import end_offsets
     from schemas import topics
 
     settings = load()
@@ -140,7 +141,7 @@ def cmd_submit(args) -> int:
     try:
         intent, outcome = asyncio.run(run())
     except ValidationError as exc:
-        from streams.intake import explain
+        from schemas.errors import explain
 
         print("warden submit: the intent is invalid:\n  " + "\n  ".join(explain(exc)), file=sys.stderr)
         return 2
@@ -171,7 +172,7 @@ def _describe_outcome(outcome) -> str:
 
 
 def cmd_tail(args) -> int:
-    from infra.client import follow
+    from runtime.kafka import follow
     from schemas import topics
     from schemas.models import IntentRejected, SignedTransaction
 
@@ -201,7 +202,7 @@ def cmd_tail(args) -> int:
 
 
 async def _ends(settings, wanted):
-    from infra.client import end_offsets
+    from runtime.kafka import end_offsets
 
     return await end_offsets(settings, wanted)
 
@@ -228,7 +229,7 @@ def _policy_fields(args) -> dict:
 
 
 def _current_policy(settings, agent_id):
-    from infra.client import follow
+    from runtime.kafka import follow
     from schemas import topics
     from schemas.models import AgentPolicy
 

@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.admin import LOCAL_ADMIN_ID, load_or_create_admin_key
-from infra.config import Settings
+from infra.admin import load_or_create_admin_key
+from runtime.config import Settings
+from runtime.kafka import end_offsets, follow, producer as new_producer
+from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
 from schemas.auth import load_or_create_ed25519, sign_intent, sign_policy
 from schemas.models import (AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey, SignedTransaction,
@@ -102,7 +104,7 @@ class Client:
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> "Client":
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.settings.broker, acks="all", linger_ms=5)
+        self._producer = new_producer(self.settings)
         try:
             await self._producer.start()
         except Exception:
@@ -144,51 +146,6 @@ class Client:
     async def _sealing_keys(self, timeout_s: float) -> list[SealingKey]:
         return usable_keys(await sealing_keys(self.settings, timeout_s),
                            allow_unattested=self.settings.allow_unattested_signer)
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:
-    """The partitions each topic really has (internal topics may have fewer than Warden's)."""
-    parts = []
-    for name in topic_names:
-        known = consumer.partitions_for_topic(name)
-        if not known:
-            await consumer.topics()  # refreshes the cluster metadata
-            known = consumer.partitions_for_topic(name) or set(range(topics.PARTITIONS))
-        parts += [TopicPartition(name, p) for p in sorted(known)]
-    return parts
-
-
-async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.end_offsets(await _partitions(consumer, topic_names))
-    finally:
-        await consumer.stop()
-
-
-async def follow(settings: Settings, topic_names: tuple[str, ...],
-                 start: dict[TopicPartition, int] | None = None) -> AsyncIterator[tuple[str, bytes]]:
-    """Every record on the topics from ``start`` (default: the beginning), as (topic, value), forever."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = await _partitions(consumer, topic_names)
-        consumer.assign(parts)
-        for tp in parts:
-            if start and tp in start:
-                consumer.seek(tp, start[tp])
-            else:
-                await consumer.seek_to_beginning(tp)
-        while True:
-            batch = await consumer.getmany(timeout_ms=200)
-            for tp, messages in batch.items():
-                for msg in messages:
-                    yield tp.topic, msg.value
-            if not batch:
-                yield "", b""  # heartbeat, so callers can check deadlines
-    finally:
-        await consumer.stop()
 
 
 async def sealing_keys(settings: Settings, timeout_s: float = 10.0) -> list[SealingKey]:

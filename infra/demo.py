@@ -15,10 +15,11 @@ import sys
 import time
 from dataclasses import dataclass
 
-from infra.client import Client, end_offsets, new_intent, wait_outcomes
-from infra.config import Settings
+from infra.client import Client, new_intent, wait_outcomes
+from runtime.kafka import end_offsets
+from runtime.config import Settings
 from infra.provision import provision_agent
-from infra.rpc import JsonRpc
+from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.models import IntentRejected
 from signer.custody.vault import CLIENT_MODES

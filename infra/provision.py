@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.client import Client, load_or_create_agent_key, signed_policy
-from infra.config import Settings
-from infra.rpc import JsonRpc
+from runtime.config import Settings
+from runtime.rpc import JsonRpc
 from schemas.auth import public_key_hex
 from schemas.models import AgentPolicy
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.admin import load_or_create_admin_key
-from infra.config import Settings
-from infra.readiness import clear_ready, ready_file
+from runtime.config import Settings, child_environment, environment
+from runtime.readiness import clear_ready, ready_file
 from schemas import topics
 from schemas.models import GUARDRAIL_STAGES
 
@@ -116,17 +116,8 @@ class LocalStack:
     processes: dict[str, Process] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update({
-            "WARDEN_HOME": str(self.settings.home), "WARDEN_BROKER": self.settings.broker,
-            "WARDEN_RPC_URL": self.settings.rpc_url, "WARDEN_TOPOLOGY": self.settings.topology,
-            "WARDEN_LEDGER_HTTP": self.settings.ledger_http, "WARDEN_TEE": self.settings.tee,
-            "WARDEN_ROOT_PROVIDER": self.settings.root_provider,
-            "WARDEN_ALLOW_DEV_ROOT": "1" if self.settings.allow_dev_root else "0",
-            "WARDEN_KEY_MODE": self.settings.key_mode, "WARDEN_SIGNER_ID": self.settings.signer_id,
-            "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if self.settings.allow_unattested_signer else "0",
-            "PYTHONPATH": str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-        })
+        env = child_environment(self.settings)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         return env
 
     def _spawn(self, name: str, argv: list[str]) -> Process:
@@ -225,16 +216,11 @@ def local_settings(home: Path, **overrides) -> Settings:
 def running_stack(settings: Settings) -> Iterator[LocalStack]:
     """A started stack, with WARDEN_HOME pointing at it for in-process tools (key store, chain
     registry) while it runs; stopped and WARDEN_HOME restored afterwards."""
-    previous = os.environ.get("WARDEN_HOME")
-    os.environ["WARDEN_HOME"] = str(settings.home)
     stack = LocalStack(settings)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-        if previous is None:
-            os.environ.pop("WARDEN_HOME", None)
-        else:
-            os.environ["WARDEN_HOME"] = previous
+    with environment(WARDEN_HOME=str(settings.home)):
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import orjson
 
-from infra.config import Settings, load
+from runtime.config import Settings, load
 from signer.custody._crypto import KEY_BYTES, wipe
 from signer.custody.vault import (
     AGENT_KEYS_VAULT,

@@ -12,7 +12,6 @@ Admins add networks at run time (``warden chains add``); those live in
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,6 +75,11 @@ class ChainRegistry:
         self._extra: dict[str, Chain] = {}
         self._extra_mtime: float | None = None
 
+    def use_extra_file(self, path: Path) -> None:
+        """Merge the chains an admin added in ``path`` (``$WARDEN_HOME/chains.json``)."""
+        if path != self._extra_path:
+            self._extra_path, self._extra, self._extra_mtime = path, {}, None
+
     def _load_extra(self) -> None:
         # Re-read only when the admin file changed, so lookups on the hot path stay cheap.
         if self._extra_path is None:
@@ -109,7 +113,7 @@ class ChainRegistry:
 
     def add(self, chain: Chain) -> None:
         if self._extra_path is None:
-            raise RuntimeError("this registry has no admin file; set WARDEN_HOME")
+            raise RuntimeError("this registry has no admin file; load the settings first (runtime.config.load)")
         if chain.name in self._builtin:
             raise ValueError(f"chain {chain.name!r} is built in and cannot be redefined")
         clash = self.by_chain_id(chain.chain_id)
@@ -124,8 +128,6 @@ class ChainRegistry:
         self._load_extra()
 
 
-def _default_extra_path() -> Path:
-    return Path(os.environ.get("WARDEN_HOME", ".warden")) / "chains.json"
-
-
-REGISTRY = ChainRegistry(extra_path=_default_extra_path())
+# The process's registry. Its admin file is attached by `runtime.config.load()` (the
+# registry itself reads no environment), so every process sees the chains of its home.
+REGISTRY = ChainRegistry()

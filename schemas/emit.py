@@ -34,10 +34,6 @@ class Source:
         return f"record:{self.topic}/{self.partition}/{self.offset}"
 
 
-def to_us(now: datetime) -> int:
-    return int(now.timestamp()) * 1_000_000 + now.microsecond
-
-
 def audit(actor: str, action: str, resource: str, now: datetime, *id_parts: str,
           intent_id: str | None = None, agent_id: str | None = None, **details) -> Emit:
     """An audit event whose id is derived from what it records, so a redelivery yields the same id."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from infra.config import Settings
+from runtime.config import Settings
 from schemas import topics
 from schemas.emit import Emit
 from schemas.models import AuditEvent

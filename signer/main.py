@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from datetime import datetime, timezone
+from aiokafka import AIOKafkaConsumer
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
-from infra.admin import pinned_admin_keys
-from infra.client import follow
-from infra.config import Settings, load
-from infra.rpc import JsonRpc
-from infra.readiness import mark_ready
+from runtime.clock import utcnow
+from runtime.config import Settings, load
+from runtime.kafka import follow, producer as new_producer, publish
+from runtime.readiness import mark_ready
+from runtime.rpc import Nodes
+from runtime.trust import pinned_admin_keys
 from schemas import topics
 from schemas.emit import Emit, Source
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
@@ -30,24 +29,14 @@ from signer.state import SignerState
 log = logging.getLogger("warden.signer")
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    nodes: dict[str, JsonRpc] = {}
-
-    def node_for(chain: str) -> JsonRpc:
-        if chain not in nodes:
-            nodes[chain] = JsonRpc(settings.rpc_url_for(chain))
-        return nodes[chain]
-
+    nodes = Nodes(settings.rpc_url_for)
     custody_audit = AuditOutbox()
     keystore = keystore_from_settings(settings, audit=custody_audit)
     sealing = SealingKeyPair()
-    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, pinned_admin_keys(settings.home),
-                    node_for, tee=settings.tee, sealing=sealing)
+    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, pinned_admin_keys(settings),
+                    nodes.for_chain, tee=settings.tee, sealing=sealing)
 
     async def follow_vault() -> None:
         # Vaults are event-sourced: keys written on another machine arrive on warden.vault.
@@ -66,17 +55,13 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000, max_poll_records=500,
     )
-    # No enable_idempotence: the local broker refuses InitProducerId. Duplicates are absorbed downstream.
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=2)
+    producer = new_producer(settings, linger_ms=2)
     await producer.start()
     await consumer.start()
     pending: set[asyncio.Task] = set()
 
-    async def publish(emits: list[Emit]) -> list[asyncio.Future]:
-        return [await producer.send(e.topic, e.value, key=e.key.encode()) for e in emits]
-
     async def confirm(signed) -> None:
-        await asyncio.gather(*await publish(await signer.confirm(signed, utcnow)))
+        await asyncio.gather(*await publish(producer, await signer.confirm(signed, utcnow)))
 
     # Clients seal client shares to this process's key; announced before the first intent is read.
     announced = sealing.announcement(settings.signer_id, settings.tee, utcnow())
@@ -102,14 +87,14 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                         # Durable before the chain sees it: a crash after sending must find the
                         # record and re-publish these bytes, never sign the intent again.
                         signer.state.commit()
-                        acks += await publish(unpublished)
+                        acks += await publish(producer, unpublished)
                         unpublished = await signer.send(to_broadcast, utcnow())
                         if not unpublished:
                             task = asyncio.create_task(confirm(to_broadcast))
                             pending.add(task)
                             task.add_done_callback(pending.discard)
             signer.state.commit()
-            acks += await publish(unpublished + custody_audit.drain())
+            acks += await publish(producer, unpublished + custody_audit.drain())
             if acks:
                 await asyncio.gather(*acks)
             if batch:
@@ -120,8 +105,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
             task.cancel()
         await consumer.stop()
         await producer.stop()
-        for node in nodes.values():
-            await node.close()
+        await nodes.close()
 
 
 def main() -> None:

@@ -23,11 +23,12 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from infra.rpc import RpcError, RpcUnavailable
+from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
 from schemas.auth import intent_signature_valid, policy_signature_valid
 from schemas.chains import REGISTRY
-from schemas.emit import Emit, Source, audit, dead_letter, to_us
+from runtime.clock import to_us
+from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
 from signer import transactions as txs
 from signer.custody._crypto import wipe
@@ -35,8 +36,8 @@ from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody.vault import fingerprint
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
-from streams import processors
-from streams.intake import explain
+from streams import guardrails
+from schemas.errors import explain
 
 log = logging.getLogger("warden.signer")
 SERVICE = "service:signer"
@@ -74,7 +75,7 @@ def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas:
 
 class Signer:
     def __init__(self, state: SignerState, keys, admin_keys: dict[str, str],
-                 node_for: Callable[[str], processors.Node], tee: str = "none",
+                 node_for: Callable[[str], Node], tee: str = "none",
                  sealing: SealingKeyPair | None = None):
         self.state = state
         self.keys = keys
@@ -185,9 +186,9 @@ class Signer:
         if not policy.intents_api_enabled:
             raise SigningRefused("INTENTS_API_DISABLED", "the intents API is disabled for this agent")
         spent = self.state.spent(intent.agent_id, to_us(now))
-        for verdict in (processors.check_chain(intent, policy), processors.check_allowlist(intent, policy),
-                        processors.check_value_cap(intent, policy),
-                        processors.check_daily_limit(intent, policy, spent)):
+        for verdict in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
+                        guardrails.check_value_cap(intent, policy),
+                        guardrails.check_daily_limit(intent, policy, spent)):
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
 
@@ -285,7 +286,7 @@ class Signer:
 
     @staticmethod
     async def _estimate_gas(intent: TransactionIntent, address: str, node) -> int:
-        call = processors.call_object(intent, address)
+        call = guardrails.call_object(intent, address)
         estimate = int(await node.call("eth_estimateGas", call, "pending"), 16)
         return estimate * 6 // 5  # 20% headroom: state can move between estimate and inclusion
 

@@ -21,13 +21,15 @@ import functools
 import hashlib
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 import orjson
 from pydantic import ValidationError
 
 from schemas import topics
-from schemas.emit import Emit, Source, audit as _audit, dead_letter, to_us
+from runtime.clock import to_us
+from runtime.rpc import Node
+from schemas.emit import Emit, Source, audit as _audit, dead_letter
 from schemas.auth import intent_signature_valid, policy_signature_valid
 from schemas.models import (
     GUARDRAIL_STAGES,
@@ -38,8 +40,9 @@ from schemas.models import (
     TransactionIntent,
 
 )
-from streams import processors
-from streams.intake import Unreadable, explain, read_intent
+from streams import guardrails
+from schemas.errors import explain
+from streams.intake import Unreadable, read_intent
 from streams.window import WINDOW_SECONDS, SpendWindow
 
 SERVICE = "service:streams"
@@ -66,7 +69,7 @@ class Engine:
     def __init__(
         self,
         admin_keys: dict[str, str],
-        node_for: Callable[[str], processors.Node],
+        node_for: Callable[[str], Node],
         policies: MutableMapping,
         decisions: MutableMapping,
         idempotency: MutableMapping,
@@ -223,18 +226,18 @@ class Engine:
 
     async def _run_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> StageVerdict:
         if stage == "chain":
-            return processors.check_chain(intent, policy)
+            return guardrails.check_chain(intent, policy)
         if stage == "allowlist":
-            return processors.check_allowlist(intent, policy)
+            return guardrails.check_allowlist(intent, policy)
         if stage == "value_cap":
-            return processors.check_value_cap(intent, policy)
+            return guardrails.check_value_cap(intent, policy)
         if stage == "daily_limit":
             spent = self.windows.of(intent.agent_id).spent(to_us(now))
-            return processors.check_daily_limit(intent, policy, spent)
+            return guardrails.check_daily_limit(intent, policy, spent)
         if stage == "simulation":
-            if not processors.simulation_required(intent, policy):
-                return processors.simulation_skipped(intent)
-            return await processors.simulate(intent, policy.sender_address, self.node_for(intent.chain))
+            if not guardrails.simulation_required(intent, policy):
+                return guardrails.simulation_skipped(intent)
+            return await guardrails.simulate(intent, policy.sender_address, self.node_for(intent.chain))
         raise ValueError(f"unknown stage {stage!r}")
 
     def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
@@ -307,7 +310,3 @@ def _policy(raw: str) -> AgentPolicy:
 
 def _key_hash(key: str | None) -> str | None:
     return None if key is None else hashlib.sha256(key.encode()).hexdigest()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
+from schemas.errors import explain
 from schemas.models import TransactionIntent
 
 
@@ -21,20 +22,6 @@ class Unreadable:
     errors: tuple[str, ...] = ()
     intent_id: str | None = None
     agent_id: str | None = None
-
-
-def explain(exc: ValidationError) -> tuple[str, ...]:
-    """pydantic errors → "field: what was wrong" lines a producer can act on."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in err["loc"]) or "record"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            message = "is required"
-        elif err["type"] == "extra_forbidden":
-            message = "is not a field of this record (check the spelling; see `warden schemas export`)"
-        lines.append(f"{field}: {message}")
-    return tuple(lines)
 
 
 def read_intent(raw: bytes | None, max_bytes: int) -> TransactionIntent | Unreadable:

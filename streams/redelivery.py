@@ -12,14 +12,13 @@ signer re-emits the bytes it already signed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import orjson
-from aiokafka import AIOKafkaProducer
 
-from infra.client import follow
-from infra.config import Settings
+from runtime.clock import US_PER_SECOND, to_us, utcnow
+from runtime.config import Settings
+from runtime.kafka import follow, producer as new_producer
 from schemas import topics
 
 log = logging.getLogger("warden.redelivery")
@@ -72,13 +71,11 @@ def _ids(topic: str, value: bytes) -> tuple[str, str] | None:
 
 
 async def run_redelivery(settings: Settings, grace_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-
     def now_us() -> int:
-        return int(loop.time() * 1_000_000)
+        return to_us(utcnow())
 
-    pending = Pending(int(grace_s * 1_000_000))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+    pending = Pending(int(grace_s * US_PER_SECOND))
+    producer = new_producer(settings)
     await producer.start()
     last_check = now_us()
     try:
@@ -89,7 +86,7 @@ async def run_redelivery(settings: Settings, grace_s: float = 10.0) -> None:
                 pending.submitted(ids[0], ids[1], value, now_us())
             elif ids is not None:
                 pending.decided(ids[0])
-            if now_us() - last_check >= 1_000_000:
+            if now_us() - last_check >= US_PER_SECOND:
                 last_check = now_us()
                 due = pending.due(last_check)
                 if due:

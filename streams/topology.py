@@ -15,18 +15,18 @@ tables need no locks and the rolling window is serialized per agent.
 from __future__ import annotations
 
 import logging
-import os
 
 import faust
 
-from infra.admin import pinned_admin_keys
-from infra.config import Settings
-from infra.readiness import mark_ready
-from infra.rpc import JsonRpc
+from runtime.clock import utcnow
+from runtime.config import Settings, load
+from runtime.readiness import mark_ready
+from runtime.rpc import Nodes
+from runtime.trust import pinned_admin_keys
 from schemas import topics
 from schemas.models import GUARDRAIL_STAGES
 from schemas.emit import Emit, Source
-from streams.engine import Engine, utcnow
+from streams.engine import Engine
 from streams.redelivery import run_redelivery
 
 log = logging.getLogger("warden.streams")
@@ -56,16 +56,10 @@ def build_app(settings: Settings) -> faust.App:
     def table(name: str) -> faust.Table:
         return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
 
-    nodes: dict[str, JsonRpc] = {}
-
-    def node_for(chain: str) -> JsonRpc:
-        if chain not in nodes:
-            nodes[chain] = JsonRpc(settings.rpc_url_for(chain))
-        return nodes[chain]
-
+    nodes = Nodes(settings.rpc_url_for)
     engine = Engine(
-        admin_keys=pinned_admin_keys(settings.home),
-        node_for=node_for,
+        admin_keys=pinned_admin_keys(settings),
+        node_for=nodes.for_chain,
         policies=table("warden-policies"),
         decisions=table("warden-decisions"),
         idempotency=table("warden-idempotency"),
@@ -75,8 +69,7 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.on_before_shutdown.connect
     def _close_nodes(app, **kwargs) -> None:
-        for node in nodes.values():
-            app.loop.create_task(node.close())
+        app.loop.create_task(nodes.close())
 
     windows_stale = True
 
@@ -165,13 +158,11 @@ async def _aguard(handler, *args) -> list[Emit]:
 
 
 def main() -> None:
-    from infra.config import load
-
     settings = load()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = build_app(settings)
     # INFO shows assignments, recoveries and rebalances: what an operator needs after a crash.
-    worker = faust.Worker(app, loglevel=os.environ.get("WARDEN_LOG_LEVEL", "INFO"), quiet=True)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()
 
 

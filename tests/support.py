@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import clickhouse_connect
 
-from infra.client import follow
-from infra.config import Settings
+from runtime.kafka import follow
+from runtime.config import Settings
 from infra.provision import balance, provision_agent
 
 __all__ = ["balance", "everything_recorded", "make_agent", "read_topic"]

@@ -8,7 +8,8 @@ import asyncio
 import signal
 from collections import defaultdict
 
-from infra.client import Client, end_offsets, new_intent, wait_outcomes
+from infra.client import Client, new_intent, wait_outcomes
+from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction
 from tests.support import make_agent, read_topic

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import Settings
+from runtime.config import Settings
 from schemas.models import AuditEvent
 from signer.custody import (
     Conflict,

@@ -204,7 +204,7 @@ def test_keys_cli(tmp_path, monkeypatch, capsys):
     assert code == 1 and "unknown key chain" in err
     assert run("keys", "provision", "--chain", "tron")[0] == 2
     # Another process (the signer) sees what the CLI did, through the shared log.
-    from infra.config import load
+    from runtime.config import load
     from signer.custody.vault import Vaults
 
     signer_store = KeyStore(Vaults.from_settings(load()))

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from infra.config import Settings
+from runtime.config import Settings
 from signer.custody import InvalidKey, ProviderUnavailable, Vaults, root_from_settings, roots_from_settings
 from signer.custody.aws_kms import AwsKmsRoot
 from signer.custody.gcp_kms import GcpKmsRoot

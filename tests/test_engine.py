@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.client import new_intent
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
-from schemas.emit import Emit, Source, to_us
+from runtime.clock import to_us
+from schemas.emit import Emit, Source
 from schemas.models import (
     GUARDRAIL_STAGES,
     AgentPolicy,

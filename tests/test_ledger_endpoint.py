@@ -15,7 +15,7 @@ from streams.ledger import cli
 from streams.ledger.endpoint import Endpoint
 from streams.ledger.keys import load_or_create_signing_key
 from streams.ledger.store import ChdbStore, store_path
-from infra.config import Settings
+from runtime.config import Settings
 from infra.stack import free_port
 from tests.ledger_support import build_ledger, chain_of, pipeline_events
 

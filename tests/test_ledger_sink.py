@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.config import Settings
+from runtime.config import Settings
 from schemas import topics
 from streams.ledger.checkpoint import Checkpoint, signature_valid
 from streams.ledger.keys import local_public_key

@@ -11,7 +11,8 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from infra import demo
-from infra.client import Client, end_offsets, new_intent, wait_outcomes
+from infra.client import Client, new_intent, wait_outcomes
+from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.fields import parse_native_amount
 from schemas.models import IntentRejected, SignedTransaction

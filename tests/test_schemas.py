@@ -31,7 +31,7 @@ from schemas.models import (
     StageVerdict,
     TransactionIntent,
 )
-from streams.intake import explain
+from schemas.errors import explain
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 

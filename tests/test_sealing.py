@@ -28,7 +28,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from infra.client import ClientKey, new_intent
-from infra.rpc import JsonRpc
+from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source

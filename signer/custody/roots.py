@@ -27,7 +27,7 @@ from signer.custody._crypto import KEY_BYTES, aad, open_into, seal, wipe
 from signer.custody.errors import CustodyError, DevRootRefused, InvalidKey, ProviderUnavailable
 
 if TYPE_CHECKING:
-    from infra.config import Settings
+    from runtime.config import Settings
 
 PROVIDERS = ("local-dev", "aws-kms", "gcp-kms", "azure-kv", "pkcs11")
 
@@ -125,53 +125,43 @@ def _dev_aad(associated: bytes) -> bytes:
 def root_from_settings(settings: "Settings", provider: str | None = None) -> RootOfTrust:
     """The root named by ``settings.root_provider`` (or ``provider``).
 
-    Cloud and HSM roots read their coordinates from the environment (see
-    CUSTODY.md): WARDEN_AWS_KMS_KEY_ID (+ WARDEN_AWS_KMS_ENDPOINT, WARDEN_AWS_REGION),
-    WARDEN_GCP_KMS_KEY (+ WARDEN_GCP_KMS_ENDPOINT, WARDEN_GCP_KMS_INSECURE),
+    Cloud and HSM roots take their coordinates from ``settings.roots`` (the README's
+    "Key custody" names the variables): WARDEN_AWS_KMS_KEY_ID (+ WARDEN_AWS_KMS_ENDPOINT,
+    WARDEN_AWS_REGION), WARDEN_GCP_KMS_KEY (+ WARDEN_GCP_KMS_ENDPOINT, WARDEN_GCP_KMS_INSECURE),
     WARDEN_AZURE_KV_KEY_ID, WARDEN_PKCS11_MODULE / _TOKEN / _PIN / _KEY_LABEL.
     """
     provider = provider or settings.root_provider
-    env = os.environ
+    conf = settings.roots
     if provider == "local-dev":
         return LocalDevRoot(settings.home / "keys" / "dev-root.key", settings.allow_dev_root)
     if provider == "aws-kms":
         from signer.custody.aws_kms import AwsKmsRoot
 
-        return AwsKmsRoot(
-            _require(env, "WARDEN_AWS_KMS_KEY_ID", provider),
-            region=env.get("WARDEN_AWS_REGION") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            endpoint_url=env.get("WARDEN_AWS_KMS_ENDPOINT"),
-        )
+        return AwsKmsRoot(_require(conf.aws_kms_key_id, "WARDEN_AWS_KMS_KEY_ID", provider),
+                          region=conf.aws_region, endpoint_url=conf.aws_kms_endpoint)
     if provider == "gcp-kms":
         from signer.custody.gcp_kms import GcpKmsRoot
 
-        return GcpKmsRoot(
-            _require(env, "WARDEN_GCP_KMS_KEY", provider),
-            api_endpoint=env.get("WARDEN_GCP_KMS_ENDPOINT"),
-            # Plaintext gRPC exists for a local test server only; never set it against Google.
-            insecure=env.get("WARDEN_GCP_KMS_INSECURE") == "1",
-        )
+        return GcpKmsRoot(_require(conf.gcp_kms_key, "WARDEN_GCP_KMS_KEY", provider),
+                          api_endpoint=conf.gcp_kms_endpoint, insecure=conf.gcp_kms_insecure)
     if provider == "azure-kv":
         from signer.custody.azure_kv import AzureKeyVaultRoot
 
-        return AzureKeyVaultRoot(_require(env, "WARDEN_AZURE_KV_KEY_ID", provider))
+        return AzureKeyVaultRoot(_require(conf.azure_kv_key_id, "WARDEN_AZURE_KV_KEY_ID", provider))
     if provider == "pkcs11":
         from signer.custody.pkcs11_hsm import Pkcs11Root
 
-        return Pkcs11Root(
-            module=_require(env, "WARDEN_PKCS11_MODULE", provider),
-            token_label=_require(env, "WARDEN_PKCS11_TOKEN", provider),
-            pin=_require(env, "WARDEN_PKCS11_PIN", provider),
-            key_label=env.get("WARDEN_PKCS11_KEY_LABEL", "warden-root"),
-        )
+        return Pkcs11Root(module=_require(conf.pkcs11_module, "WARDEN_PKCS11_MODULE", provider),
+                          token_label=_require(conf.pkcs11_token, "WARDEN_PKCS11_TOKEN", provider),
+                          pin=_require(conf.pkcs11_pin, "WARDEN_PKCS11_PIN", provider),
+                          key_label=conf.pkcs11_key_label)
     raise CustodyError(f"unknown root provider {provider!r}; choose one of {', '.join(PROVIDERS)} (WARDEN_ROOT_PROVIDER)")
 
 
 def roots_from_settings(settings: "Settings") -> dict[str, RootOfTrust]:
     """Every configured root by name: the primary one plus WARDEN_ROOT_PROVIDERS
     (comma-separated), which the 2-of-3 custody modes spread their shares over."""
-    names = [settings.root_provider]
-    names += [n.strip() for n in os.environ.get("WARDEN_ROOT_PROVIDERS", "").split(",") if n.strip()]
+    names = [settings.root_provider, *settings.roots.more_providers]
     roots: dict[str, RootOfTrust] = {}
     for name in dict.fromkeys(names):
         root = root_from_settings(settings, name)
@@ -179,8 +169,7 @@ def roots_from_settings(settings: "Settings") -> dict[str, RootOfTrust]:
     return roots
 
 
-def _require(env: os._Environ[str] | dict[str, str], name: str, provider: str) -> str:
-    value = env.get(name)
+def _require(value: str | None, name: str, provider: str) -> str:
     if not value:
         raise ProviderUnavailable(f"root provider {provider!r} needs {name} set in the environment")
     return value

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import orjson
 
-from infra.config import load
+from runtime.config import load
 from streams.ledger import proof as proofs
 from streams.ledger.checkpoint import public_key_hex
 from streams.ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key

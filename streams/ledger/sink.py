@@ -18,7 +18,6 @@ import asyncio
 import base64
 import hashlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -29,8 +28,8 @@ import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from infra.config import Settings, load
-from infra.readiness import mark_ready
+from runtime.config import Settings, load
+from runtime.readiness import mark_ready
 from schemas import topics
 from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint as checkpoints
@@ -66,11 +65,11 @@ class SinkOptions:
     poll_ms: int = 200
 
     @classmethod
-    def from_env(cls) -> "SinkOptions":
+    def from_settings(cls, settings: Settings) -> "SinkOptions":
         return cls(
-            checkpoint_every=int(os.environ.get("WARDEN_LEDGER_CHECKPOINT_EVERY", "1000")),
-            checkpoint_interval=timedelta(seconds=float(os.environ.get("WARDEN_LEDGER_CHECKPOINT_SECONDS", "10"))),
-            batch_max=int(os.environ.get("WARDEN_LEDGER_BATCH", "5000")),
+            checkpoint_every=settings.ledger.checkpoint_every,
+            checkpoint_interval=timedelta(seconds=settings.ledger.checkpoint_seconds),
+            batch_max=settings.ledger.batch_max,
         )
 
 
@@ -286,7 +285,7 @@ class _Sink:
 async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, options: SinkOptions | None = None) -> None:
     """Consume, append, checkpoint and (for chDB) serve the HTTP endpoint until ``stop`` is set."""
     stop = stop or asyncio.Event()
-    options = options or SinkOptions.from_env()
+    options = options or SinkOptions.from_settings(settings)
     store = await _open_store(settings, stop)
     if store is None:
         return

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from infra.config import Settings
+from runtime.config import Settings
 from streams.ledger.schema import DDL
 
 _READONLY_CODE = 164

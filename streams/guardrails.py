@@ -1,6 +1,6 @@
 """The guardrails: one function per stage, each deciding one thing about an intent.
 
-A processor takes the intent and the state it needs (the agent's policy, the
+A guardrail takes the intent and the state it needs (the agent's policy, the
 spend already in the window, ``now``) and returns a ``StageVerdict``. None of
 them knows about Kafka; the topology module moves records between them.
 Order and meaning: chain restriction, address allowlist, per-tx value cap,
@@ -10,11 +10,9 @@ cap or limit means none.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from eth_abi import decode as abi_decode
 
-from infra.rpc import RpcError, RpcUnavailable
+from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.fields import format_native_amount
 from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
 
@@ -70,10 +68,6 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
         f"the rolling limit of {policy.tx_daily_limit_eth}",
         **facts,
     )
-
-
-class Node(Protocol):
-    async def call(self, method: str, *params): ...
 
 
 def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:

@@ -1,4 +1,4 @@
-"""Tests for the guardrail processors in streams/processors.py, each at its edges.
+"""Tests for the guardrails in streams/guardrails.py, each at its edges.
 
 Processors are pure: an intent, a policy, the spend already counted, and out comes a
 StageVerdict. No broker, no node, no clock.
@@ -13,7 +13,7 @@ from eth_abi import encode as abi_encode
 
 from schemas.fields import MAX_UINT256, format_native_amount
 from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
-from streams.processors import (
+from streams.guardrails import (
     check_allowlist,
     check_chain,
     check_daily_limit,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infra.config import Settings
+from runtime.config import Settings
 
 
 def ready_file(settings: Settings, name: str) -> Path:

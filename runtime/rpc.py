@@ -1,9 +1,11 @@
-"""A small async Ethereum JSON-RPC client (aiohttp), shared by simulation and the signer."""
+"""A small async Ethereum JSON-RPC client (aiohttp), and the per-chain cache of clients
+that the streams worker (simulation) and the signer share."""
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -17,7 +19,13 @@ class RpcError(Exception):
 
 
 class RpcUnavailable(Exception):
-    pass
+    """The node could not be reached (connection refused, timeout)."""
+
+
+class Node(Protocol):
+    """What guardrails and the signer need of a chain: one JSON-RPC call."""
+
+    async def call(self, method: str, *params: Any) -> Any: ...
 
 
 class JsonRpc:
@@ -45,3 +53,21 @@ class JsonRpc:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+class Nodes:
+    """One client per chain, made on first use: ``nodes.for_chain("base")``."""
+
+    def __init__(self, url_for: Callable[[str], str]):
+        self._url_for = url_for
+        self._nodes: dict[str, JsonRpc] = {}
+
+    def for_chain(self, chain: str) -> JsonRpc:
+        node = self._nodes.get(chain)
+        if node is None:
+            node = self._nodes[chain] = JsonRpc(self._url_for(chain))
+        return node
+
+    async def close(self) -> None:
+        for node in self._nodes.values():
+            await node.close()

@@ -1,0 +1,149 @@
+"""Settings for every Warden process, read from the environment.
+
+This module is the only reader of ``os.environ`` in Warden (a test in
+``tests/test_layers.py`` holds it to that): every knob a deployment can turn is
+named here once, typed, with its default, so `warden up` can hand the same
+settings to each process it starts and a reader can see what can change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _opt(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "0") == "1"
+
+
+def _names(name: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in os.environ.get(name, "").split(",") if n.strip())
+
+
+@dataclass(frozen=True)
+class RootSettings:
+    """Where the cloud and HSM roots of trust live. Each provider needs only its own fields;
+    a missing one is reported, with its variable's name, when that provider is opened."""
+
+    # Roots beyond WARDEN_ROOT_PROVIDER, in order: the 2-of-3 custody modes spread shares over them.
+    more_providers: tuple[str, ...] = field(default_factory=lambda: _names("WARDEN_ROOT_PROVIDERS"))
+    aws_kms_key_id: str | None = field(default_factory=lambda: _opt("WARDEN_AWS_KMS_KEY_ID"))
+    aws_region: str = field(default_factory=lambda: _opt("WARDEN_AWS_REGION") or _opt("AWS_REGION")
+                            or _opt("AWS_DEFAULT_REGION") or "us-east-1")
+    aws_kms_endpoint: str | None = field(default_factory=lambda: _opt("WARDEN_AWS_KMS_ENDPOINT"))
+    gcp_kms_key: str | None = field(default_factory=lambda: _opt("WARDEN_GCP_KMS_KEY"))
+    gcp_kms_endpoint: str | None = field(default_factory=lambda: _opt("WARDEN_GCP_KMS_ENDPOINT"))
+    # Plaintext gRPC exists for a local test server only; never set it against Google.
+    gcp_kms_insecure: bool = field(default_factory=lambda: _flag("WARDEN_GCP_KMS_INSECURE"))
+    azure_kv_key_id: str | None = field(default_factory=lambda: _opt("WARDEN_AZURE_KV_KEY_ID"))
+    pkcs11_module: str | None = field(default_factory=lambda: _opt("WARDEN_PKCS11_MODULE"))
+    pkcs11_token: str | None = field(default_factory=lambda: _opt("WARDEN_PKCS11_TOKEN"))
+    pkcs11_pin: str | None = field(default_factory=lambda: _opt("WARDEN_PKCS11_PIN"))
+    pkcs11_key_label: str = field(default_factory=lambda: _env("WARDEN_PKCS11_KEY_LABEL", "warden-root"))
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    # A signed checkpoint after this many appended events or this many seconds, whichever first.
+    checkpoint_every: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_CHECKPOINT_EVERY", "1000")))
+    checkpoint_seconds: float = field(default_factory=lambda: float(_env("WARDEN_LEDGER_CHECKPOINT_SECONDS", "10")))
+    batch_max: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_BATCH", "5000")))
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(_env("WARDEN_HOME", ".warden")).resolve())
+    broker: str = field(default_factory=lambda: _env("WARDEN_BROKER", "127.0.0.1:19092"))
+    rpc_url: str = field(default_factory=lambda: _env("WARDEN_RPC_URL", "http://127.0.0.1:18545"))
+    # Per-chain RPC overrides, WARDEN_RPC_URL_<CHAIN> (e.g. WARDEN_RPC_URL_BASE), read once here.
+    rpc_urls: Mapping[str, str] = field(default_factory=lambda: {
+        name[len("WARDEN_RPC_URL_"):]: url for name, url in os.environ.items() if name.startswith("WARDEN_RPC_URL_")})
+    topology: str = field(default_factory=lambda: _env("WARDEN_TOPOLOGY", "fused"))
+    clickhouse_url: str | None = field(default_factory=lambda: _opt("WARDEN_CLICKHOUSE_URL"))
+    ledger_http: str = field(default_factory=lambda: _env("WARDEN_LEDGER_HTTP", "127.0.0.1:18123"))
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    tee: str = field(default_factory=lambda: _env("WARDEN_TEE", "none"))
+    # Pinned policy-signing keys, "key_id=0x<hex>,..."; unset means the local admin key under home.
+    admin_keys: str | None = field(default_factory=lambda: _opt("WARDEN_ADMIN_KEYS"))
+    root_provider: str = field(default_factory=lambda: _env("WARDEN_ROOT_PROVIDER", "local-dev"))
+    roots: RootSettings = field(default_factory=RootSettings)
+    allow_dev_root: bool = field(default_factory=lambda: _flag("WARDEN_ALLOW_DEV_ROOT"))
+    # The signing-key vault's custody mode, fixed when its first key is provisioned: standard,
+    # 2of3_multi_hsm (Shamir over three roots), 2of2_client_custody or 2of3_client_custody.
+    key_mode: str = field(default_factory=lambda: _env("WARDEN_KEY_MODE", "standard"))
+    signer_id: str = field(default_factory=lambda: _env("WARDEN_SIGNER_ID", "signer-0"))
+    # Clients seal client shares only to attested signers unless this says a tee=none one will do.
+    allow_unattested_signer: bool = field(default_factory=lambda: _flag("WARDEN_ALLOW_UNATTESTED_SIGNER"))
+    # Largest record a worker reads; anything bigger goes to the DLQ unread.
+    max_record_bytes: int = field(default_factory=lambda: int(_env("WARDEN_MAX_RECORD_BYTES", "65536")))
+    log_level: str = field(default_factory=lambda: _env("WARDEN_LOG_LEVEL", "INFO"))
+
+    def rpc_url_for(self, chain: str) -> str:
+        return self.rpc_urls.get(chain.upper().replace("-", "_"), self.rpc_url)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / "state"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def chains_file(self) -> Path:
+        """Chains an admin added (`warden chains add`), on top of the built-in registry."""
+        return self.home / "chains.json"
+
+
+def load() -> Settings:
+    """The settings of this process. Also points the chain registry at this home's added
+    chains, so every process validates chain names against the same list."""
+    from schemas.chains import REGISTRY
+
+    settings = Settings()
+    REGISTRY.use_extra_file(settings.chains_file)
+    return settings
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The environment for a process Warden starts: this one's, with ``settings`` written over
+    the variables they came from, so the child loads the same settings."""
+    env = dict(os.environ)
+    env.update({
+        "WARDEN_HOME": str(settings.home), "WARDEN_BROKER": settings.broker,
+        "WARDEN_RPC_URL": settings.rpc_url, "WARDEN_TOPOLOGY": settings.topology,
+        "WARDEN_LEDGER_HTTP": settings.ledger_http, "WARDEN_TEE": settings.tee,
+        "WARDEN_ROOT_PROVIDER": settings.root_provider,
+        "WARDEN_ALLOW_DEV_ROOT": "1" if settings.allow_dev_root else "0",
+        "WARDEN_KEY_MODE": settings.key_mode, "WARDEN_SIGNER_ID": settings.signer_id,
+        "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if settings.allow_unattested_signer else "0",
+        "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
+    })
+    return env
+
+
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the length of a block (for libraries that read their own,
+    such as SoftHSM2's SOFTHSM2_CONF), then put back what was there."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

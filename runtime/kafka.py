@@ -1,0 +1,70 @@
+"""Kafka helpers every Warden process uses: read topics from a position, ask where they end,
+and publish what a Kafka-free processor emitted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from runtime.config import Settings
+from schemas import topics
+from schemas.emit import Emit
+
+
+async def partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:
+    """The partitions each topic really has (internal topics may have fewer than Warden's)."""
+    parts = []
+    for name in topic_names:
+        known = consumer.partitions_for_topic(name)
+        if not known:
+            await consumer.topics()  # refreshes the cluster metadata
+            known = consumer.partitions_for_topic(name) or set(range(topics.PARTITIONS))
+        parts += [TopicPartition(name, p) for p in sorted(known)]
+    return parts
+
+
+async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(await partitions(consumer, topic_names))
+    finally:
+        await consumer.stop()
+
+
+async def follow(settings: Settings, topic_names: tuple[str, ...],
+                 start: dict[TopicPartition, int] | None = None) -> AsyncIterator[tuple[str, bytes]]:
+    """Every record on the topics from ``start`` (default: the beginning), as (topic, value),
+    forever. Yields ("", b"") when nothing arrived for 200 ms, so callers can check deadlines."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = await partitions(consumer, topic_names)
+        consumer.assign(parts)
+        for tp in parts:
+            if start and tp in start:
+                consumer.seek(tp, start[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+        while True:
+            batch = await consumer.getmany(timeout_ms=200)
+            for tp, messages in batch.items():
+                for msg in messages:
+                    yield tp.topic, msg.value
+            if not batch:
+                yield "", b""
+    finally:
+        await consumer.stop()
+
+
+def producer(settings: Settings, linger_ms: int = 5) -> AIOKafkaProducer:
+    """A producer that waits for every replica. No enable_idempotence: the embedded broker
+    refuses InitProducerId, so duplicates are absorbed downstream by deterministic ids."""
+    return AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=linger_ms)
+
+
+async def publish(producer: AIOKafkaProducer, emits: Iterable[Emit]) -> list[asyncio.Future]:
+    """Queue every record; the returned futures resolve when the broker acknowledged each."""
+    return [await producer.send(e.topic, e.value, key=e.key.encode()) for e in emits]
