@@ -19,6 +19,12 @@ from schemas.fields import Address, HexData, Identifier, NativeAmount, UtcDateti
 
 SCHEMA_VERSION = 1
 
+# EIP-2681: a nonce is below 2**64 - 1 (the largest value is reserved, so nonce + 1 still fits).
+NONCE_LIMIT = 2**64 - 1
+
+# An idempotency key holds its first intent's result for 24 h (the seeds' Idempotency-Key TTL).
+IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
+
 Stage = Literal["intake", "chain", "allowlist", "value_cap", "daily_limit", "simulation", "signing"]
 GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "value_cap", "daily_limit", "simulation")
 
@@ -52,7 +58,7 @@ class AccessListEntry(Record):
         return keys
 
 
-def _check_chain(name: str) -> str:
+def _known_chain(name: str) -> str:
     try:
         REGISTRY.get(name)
     except UnknownChain as exc:
@@ -102,7 +108,7 @@ class TransactionIntent(Record):
     max_fee_per_gas: Wei | None = None
     max_priority_fee_per_gas: Wei | None = None
     access_list: tuple[AccessListEntry, ...] = ()
-    nonce: int | None = Field(default=None, ge=0, lt=2**64)
+    nonce: int | None = Field(default=None, ge=0, lt=NONCE_LIMIT)
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
     broadcast: bool = False
@@ -115,7 +121,7 @@ class TransactionIntent(Record):
     created_at: UtcDatetime
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
-    _chain = field_validator("chain")(classmethod(lambda cls, v: _check_chain(v)))
+    _chain = field_validator("chain")(classmethod(lambda cls, v: _known_chain(v)))
 
     @model_validator(mode="after")
     def _fees_match_type(self) -> "TransactionIntent":
@@ -138,6 +144,13 @@ class TransactionIntent(Record):
     @property
     def value_wei(self) -> int:
         return parse_native_amount(self.value)
+
+    @property
+    def idempotency_slot(self) -> str | None:
+        """Where the worker and the signer remember the first intent that used this agent's
+        idempotency key: "agent_id:sha256(key)" (the key itself is never stored)."""
+        digest = idempotency_key_sha256(self.idempotency_key)
+        return None if digest is None else f"{self.agent_id}:{digest}"
 
     def signing_bytes(self) -> bytes:
         """The canonical bytes an agent signs: the normalized record without its
@@ -168,7 +181,7 @@ class AgentPolicy(Record):
     @field_validator("tx_allowed_chains")
     @classmethod
     def _known_chains(cls, chains: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_chain(c) for c in chains)
+        return tuple(_known_chain(c) for c in chains)
 
     @field_validator("agent_public_key")
     @classmethod
@@ -273,6 +286,15 @@ class DeadLetter(Record):
     payload_b64: str
     payload_sha256: str
     received_at: UtcDatetime
+
+
+def idempotency_key_sha256(key: str | None) -> str | None:
+    return None if key is None else hashlib.sha256(key.encode()).hexdigest()
+
+
+def idempotency_slot_live(first_at_us: int, now_us: int) -> bool:
+    """True while the first use of a key (at ``first_at_us``) still answers for it."""
+    return now_us - first_at_us < IDEMPOTENCY_TTL_US
 
 
 def event_id(*parts: str) -> str:

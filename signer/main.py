@@ -20,10 +20,10 @@ from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import pinned_admin_keys
 from schemas import topics
-from schemas.emit import Emit, Source
+from schemas.emit import Emit, Source, dead_letter
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.sealing import SealingKeyPair
-from signer.service import Signer
+from signer.service import SERVICE, Signer
 from signer.state import SignerState
 
 log = logging.getLogger("warden.signer")
@@ -44,7 +44,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
             if topic:
                 try:
                     keystore.vaults.replay([value])
-                except Exception:
+                except Exception:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
                     log.exception("unreadable vault event on %s; ignored", topics.VAULT)
 
     vault_task = asyncio.create_task(follow_vault())
@@ -78,10 +78,12 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     source = Source(msg.topic, msg.partition, msg.offset, msg.key)
                     try:
                         emits, to_broadcast = await signer.handle(msg.value, source, utcnow())
-                    except Exception:
-                        # Fail closed and keep going: the intent is not signed, and the failure is visible.
-                        log.exception("signer failed on %s; not signed", source.resource)
-                        continue
+                    except Exception as exc:  # noqa: BLE001 - the last net: handle() already turns signing failures into refusals
+                        # Fail closed and keep going: not signed, and recorded in the DLQ, never only logged.
+                        log.exception("signer failed on %s; not signed, dead-lettered", source.resource)
+                        emits, to_broadcast = dead_letter(
+                            SERVICE, msg.value, source, utcnow(),
+                            f"the signer could not process this record ({exc.__class__.__name__}); not signed"), None
                     unpublished += emits
                     if to_broadcast is not None:
                         # Durable before the chain sees it: a crash after sending must find the

@@ -7,6 +7,11 @@ spend record; then it picks the nonce, decrypts the key, signs, wipes the key,
 records the result durably and only then publishes it. A redelivered intent
 gets the same signed bytes back, never a second nonce.
 
+Every approved intent ends with exactly one outcome: a `SignedTransaction`, or an
+`IntentRejected` at stage ``signing`` (which releases the worker's reservation).
+An unexpected error is an outcome too (``SIGNER_ERROR``), never only a log
+line, and the state written for one intent is all or nothing.
+
 `Signer.handle` knows nothing of Kafka; `run_signer` moves records.
 """
 
@@ -14,10 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -27,7 +30,7 @@ from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
 from schemas.auth import intent_signature_valid, policy_signature_valid
 from schemas.chains import REGISTRY
-from runtime.clock import to_us
+from runtime.clock import US_PER_SECOND, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
 from signer import transactions as txs
@@ -37,6 +40,7 @@ from signer.custody.vault import fingerprint
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
 from streams import guardrails
+from streams.window import SpendWindow
 from schemas.errors import explain
 
 log = logging.getLogger("warden.signer")
@@ -84,24 +88,38 @@ class Signer:
         self.node_for = node_for
         self.tee = tee
         self._addresses: dict[tuple[str, int], str] = {}  # (key path, version) → address: public
-        self._pending: dict[tuple[str, str], tuple[int, float]] = {}
+        self._pending: dict[tuple[str, str], tuple[int, int]] = {}  # (chain, address) → (pending nonce, asked at µs)
 
     async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
-        """One approved record → what to publish, and the signed tx to broadcast (if the intent asks)."""
+        """One approved record → what to publish, and the signed tx to broadcast (if the intent asks).
+
+        Never raises for a record it could read: whatever goes wrong while signing becomes the
+        intent's one rejection, and nothing of that intent stays in the signer's state."""
         try:
             approved = IntentApproved.model_validate_json(raw or b"")
         except ValidationError as exc:
             return dead_letter(SERVICE, raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}",
                                explain(exc)), None
         intent = approved.intent
-        prior = self.state.signed_record(intent.intent_id)
+        prior = self.state.outcome(intent.intent_id)
         if prior is not None:
-            # Redelivered: publish exactly what was published before.
-            return [Emit(topics.TXS_SIGNED, intent.agent_id, prior)], None
+            # Redelivered: publish exactly what was published before. A refusal is final too, so a
+            # client told REJECTED is never signed for later by a redelivery of the same intent.
+            return [Emit(prior[0], intent.agent_id, prior[1])], None
         try:
-            signed, counts, slot = await self._sign(approved, now)
+            with self.state.intent_scope():
+                return await self._sign_and_record(approved, now)
         except SigningRefused as refused:
             return self._refuse(intent, refused, now), None
+        except Exception as exc:  # noqa: BLE001 - any failure must still end the intent; the scope rolled back its state
+            log.exception("signer error on intent %s; refused SIGNER_ERROR", intent.intent_id)
+            return self._refuse(intent, SigningRefused(
+                "SIGNER_ERROR", f"the signer failed on this intent ({exc.__class__.__name__}) and did not sign it; "
+                "nothing was reserved. Submit a new intent, and report this intent id if it repeats"), now), None
+
+    async def _sign_and_record(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
+        intent = approved.intent
+        signed, counts, slot = await self._sign(approved, now)
         record = signed.to_bytes()
         self.state.record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
                                  now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
@@ -120,9 +138,8 @@ class Signer:
         intent = approved.intent
         self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
-        slot = None
-        if intent.idempotency_key is not None:
-            slot = f"{intent.agent_id}:{hashlib.sha256(intent.idempotency_key.encode()).hexdigest()}"
+        slot = intent.idempotency_slot
+        if slot is not None:
             original = self.state.idempotent_original(slot, to_us(now))
             if original is not None:
                 cached = self.state.signed_record(original)
@@ -149,7 +166,7 @@ class Signer:
                 address = self._address(path, version, share, cmek)
             node = self.node_for(intent.chain)
             try:
-                nonce = await self._nonce(intent, address, node)
+                nonce = await self._nonce(intent, address, node, now)
                 gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
                 fees = await self._fees(intent, node)
             except (RpcError, RpcUnavailable) as exc:
@@ -185,7 +202,7 @@ class Signer:
                                                             "agent's public key")
         if not policy.intents_api_enabled:
             raise SigningRefused("INTENTS_API_DISABLED", "the intents API is disabled for this agent")
-        spent = self.state.spent(intent.agent_id, to_us(now))
+        spent = SpendWindow(self.state.spend_entries(intent.agent_id, to_us(now))).spent(to_us(now))
         for verdict in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
                         guardrails.check_value_cap(intent, policy),
                         guardrails.check_daily_limit(intent, policy, spent)):
@@ -265,23 +282,23 @@ class Signer:
                               f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
                               f"{exc.__class__.__name__}; provision one with `warden keys provision`")
 
-    async def _nonce(self, intent: TransactionIntent, address: str, node) -> int:
+    async def _nonce(self, intent: TransactionIntent, address: str, node, now: datetime) -> int:
         if intent.nonce is not None:
             return intent.nonce
         tracked = self.state.last_nonce(intent.agent_id, intent.chain, address)
-        pending = await self._pending_nonce(intent.chain, address, node)
+        pending = await self._pending_nonce(intent.chain, address, node, now)
         return pending if tracked is None else max(tracked + 1, pending)
 
-    async def _pending_nonce(self, chain: str, address: str, node) -> int:
+    async def _pending_nonce(self, chain: str, address: str, node, now: datetime) -> int:
         # Asking the node on every intent costs a round trip; its answer only matters when it is
         # ahead of what this signer tracked (someone else used the address), so a 1 s old answer
         # is as good for that purpose.
-        now = time.monotonic()
+        now_us = to_us(now)
         cached = self._pending.get((chain, address))
-        if cached is not None and now - cached[1] < 1.0:
+        if cached is not None and 0 <= now_us - cached[1] < US_PER_SECOND:
             return cached[0]
         pending = int(await node.call("eth_getTransactionCount", address, "pending"), 16)
-        self._pending[(chain, address)] = (pending, now)
+        self._pending[(chain, address)] = (pending, now_us)
         return pending
 
     @staticmethod
@@ -307,8 +324,11 @@ class Signer:
     def _refuse(self, intent: TransactionIntent, refused: SigningRefused, now: datetime) -> list[Emit]:
         rejected = IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage="signing",
                                   code=refused.code, reason=refused.reason, decided_at=now)
+        record = rejected.to_bytes()
+        self.state.record_refused(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
+                                  now_us=to_us(now))
         return [
-            Emit(topics.INTENTS_REJECTED, intent.agent_id, rejected.to_bytes()),
+            Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
             audit(SERVICE, "tx.sign_failed", f"intent:{intent.intent_id}", now, intent.intent_id,
                   intent_id=intent.intent_id, agent_id=intent.agent_id, code=refused.code, reason=refused.reason,
                   tee=self.tee),

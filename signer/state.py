@@ -1,8 +1,8 @@
 """The signer's own durable record, in SQLite inside the signer's VM.
 
-It is what makes signing exactly-once on an at-least-once bus: the signed
-bytes for each intent (a redelivered intent gets the same bytes back, never a
-second nonce), the nonce tracked per (agent, chain, address), the signer's own
+It is what makes signing exactly-once on an at-least-once bus: the outcome of
+each intent (a redelivered intent gets the same signed bytes, or the same
+refusal, back: never a second nonce, never a signature after a refusal), the nonce tracked per (agent, chain, address), the signer's own
 rolling spend record (it does not trust the worker's), the newest policy
 version seen per agent (an older signed policy cannot be replayed), and the
 idempotency cache. A record is written before the signed transaction is
@@ -11,8 +11,14 @@ published, so a crash in between re-publishes the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+
+from schemas import topics
+from schemas.models import idempotency_slot_live
+from streams.window import window_start_us
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signed (
@@ -25,9 +31,10 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE INDEX IF NOT EXISTS spend_by_agent ON spend (agent_id, at_us);
 CREATE TABLE IF NOT EXISTS policy_versions (agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (slot TEXT PRIMARY KEY, intent_id TEXT NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS refused (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 """
 
-DAY_US = 86_400 * 1_000_000
 
 
 class SignerState:
@@ -42,15 +49,31 @@ class SignerState:
         row = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
         return None if row is None else row[0]
 
+    def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
+        """The outcome already published for an intent, as (topic, record): its signed
+        transaction, or its refusal."""
+        signed = self.signed_record(intent_id)
+        if signed is not None:
+            return topics.TXS_SIGNED, signed
+        row = self.db.execute("SELECT record FROM refused WHERE intent_id = ?", (intent_id,)).fetchone()
+        return None if row is None else (topics.INTENTS_REJECTED, row[0])
+
+    def record_refused(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int) -> None:
+        """A refusal is an outcome like a signature: durable at `commit`, before it is published."""
+        self._begin()
+        self.db.execute("INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+
     def last_nonce(self, agent_id: str, chain: str, address: str) -> int | None:
         row = self.db.execute("SELECT last_nonce FROM nonces WHERE agent_id=? AND chain=? AND address=?",
                               (agent_id, chain, address)).fetchone()
         return None if row is None else row[0]
 
-    def spent(self, agent_id: str, now_us: int) -> int:
-        rows = self.db.execute("SELECT value_wei FROM spend WHERE agent_id = ? AND at_us > ? AND at_us <= ?",
-                               (agent_id, now_us - DAY_US, now_us))
-        return sum(int(v) for (v,) in rows)
+    def spend_entries(self, agent_id: str, now_us: int) -> dict[str, tuple[int, int]]:
+        """The agent's recorded spends that can still count at ``now_us``, as a window's entries
+        (intent_id → (at µs, wei)); `streams.window` decides which of them do."""
+        rows = self.db.execute("SELECT intent_id, at_us, value_wei FROM spend WHERE agent_id = ? AND at_us > ?",
+                               (agent_id, window_start_us(now_us)))
+        return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
     def policy_version(self, agent_id: str) -> int:
         row = self.db.execute("SELECT version FROM policy_versions WHERE agent_id = ?", (agent_id,)).fetchone()
@@ -58,17 +81,32 @@ class SignerState:
 
     def idempotent_original(self, slot: str, now_us: int) -> str | None:
         row = self.db.execute("SELECT intent_id, at_us FROM idempotency WHERE slot = ?", (slot,)).fetchone()
-        if row is None or now_us - row[1] >= DAY_US:
+        if row is None or not idempotency_slot_live(row[1], now_us):
             return None
         return row[0]
+
+    @contextlib.contextmanager
+    def intent_scope(self) -> Iterator[None]:
+        """Everything one intent writes, all or nothing: a savepoint inside the open batch
+        transaction, rolled back if the block raises, so a failed intent leaves no signed row
+        without its nonce and spend (or the other way round)."""
+        self._begin()
+        self.db.execute("SAVEPOINT intent")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO intent")
+            self.db.execute("RELEASE intent")
+            raise
+        self.db.execute("RELEASE intent")
 
     def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
                       address: str, nonce: int, value_wei: int, counts: bool, policy_version: int,
                       idempotency_slot: str | None) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
-        transaction: they become durable together at `commit`, which comes before any publish."""
-        if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
+        transaction: they become durable together at `commit`, which comes before any publish.
+        Call it inside `intent_scope`, so they are written together or not at all."""
+        self._begin()
         self.db.execute("INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
         self.db.execute(
             "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
@@ -81,6 +119,11 @@ class SignerState:
         if idempotency_slot is not None:
             self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
                             (idempotency_slot, intent_id, now_us))
+
+    def _begin(self) -> None:
+        # One open transaction per batch of intents: `commit` makes the whole batch durable at once.
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
 
     def commit(self) -> None:
         """One fsync for a whole batch of signatures."""

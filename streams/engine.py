@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,15 +37,15 @@ from schemas.models import (
     IntentRejected,
     StageVerdict,
     TransactionIntent,
-
+    idempotency_key_sha256,
+    idempotency_slot_live,
 )
 from streams import guardrails
 from schemas.errors import explain
 from streams.intake import Unreadable, read_intent
-from streams.window import WINDOW_SECONDS, SpendWindow
+from streams.window import SpendWindow
 
 SERVICE = "service:streams"
-_DAY_US = WINDOW_SECONDS * 1_000_000
 
 
 @dataclass
@@ -174,7 +173,7 @@ class Engine:
         out = [_audit(f"agent:{intent.agent_id}", "intent.submitted", f"intent:{intent.intent_id}", now,
                       intent.intent_id, intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
                       to=intent.to, value_wei=str(intent.value_wei), tx_type=intent.tx_type,
-                      idempotency_key_sha256=_key_hash(intent.idempotency_key))]
+                      idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key))]
         raw_policy = self.policies.get(intent.agent_id)
         policy = _policy(raw_policy) if raw_policy else None
         failure = None
@@ -201,12 +200,12 @@ class Engine:
         return out, (intent, policy)
 
     def _idempotent_replay(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> list[Emit] | None:
-        if intent.idempotency_key is None:
+        slot = intent.idempotency_slot
+        if slot is None:
             return None
-        slot = f"{intent.agent_id}:{_key_hash(intent.idempotency_key)}"
         first = self.idempotency.get(slot)
         now_us = to_us(now)
-        if first is None or now_us - first["at_us"] >= _DAY_US:
+        if first is None or not idempotency_slot_live(first["at_us"], now_us):
             self.idempotency[slot] = {"intent_id": intent.intent_id, "at_us": now_us}
             return None
         original = self.decisions.get(first["intent_id"])
@@ -308,5 +307,3 @@ def _policy(raw: str) -> AgentPolicy:
     return AgentPolicy.model_validate_json(raw)
 
 
-def _key_hash(key: str | None) -> str | None:
-    return None if key is None else hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,159 @@
+"""Every approved intent ends with exactly one outcome at the signer, whatever fails inside it.
+
+An exception in the signer used to be logged and skipped: the intent got no outcome, the
+worker's reservation was never released, and its state was half written. These tests drive
+that failure for real (a nonce SQLite cannot store) through the whole stack, and inject
+failures at two points of the in-process signer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
+from infra.client import Client, new_intent, wait_outcomes
+from runtime.clock import to_us
+from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc
+from schemas import topics
+from schemas.auth import public_key_hex, sign_policy
+from schemas.emit import Source
+from schemas.models import NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejected, SignedTransaction
+from signer.custody.keys import KeyStore
+from signer.service import Signer
+from signer.state import SignerState
+from tests.custody_support import ADMIN, make_vaults
+from tests.support import make_agent, read_topic
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+def outcomes_of(records: dict[str, list[bytes]], intent_id: str) -> list[IntentRejected | SignedTransaction]:
+    found: list[IntentRejected | SignedTransaction] = []
+    found += [r for r in map(IntentRejected.from_bytes, records[topics.INTENTS_REJECTED]) if r.intent_id == intent_id]
+    found += [s for s in map(SignedTransaction.from_bytes, records[topics.TXS_SIGNED]) if s.intent_id == intent_id]
+    return found
+
+
+def test_the_schema_bounds_nonces_by_eip_2681():
+    key = Ed25519PrivateKey.generate()
+    fields = dict(agent_id="a", chain="anvil", to=DEST, value="0")
+    assert new_intent(key, nonce=NONCE_LIMIT - 1, **fields).nonce == 2**64 - 2
+    with pytest.raises(ValidationError, match="nonce"):
+        new_intent(key, nonce=2**64 - 1, **fields)
+
+
+def test_an_intent_the_signer_cannot_store_ends_with_one_rejection_and_frees_its_reservation(stack, run):
+    """2**63 passes the schema (EIP-2681 allows it) but not SQLite's signed 64-bit INTEGER."""
+    settings = stack.settings
+    agent = f"agent-overflow-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1",
+                               tx_daily_limit_eth="1"))
+    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
+    poison = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6", nonce=2**63)
+
+    async def submit(*intents):
+        async with Client(settings) as client:
+            for intent in intents:
+                await client.submit(intent)
+            await client.flush()
+        return await wait_outcomes(settings, {i.intent_id for i in intents}, 60, start)
+
+    (rejected,) = run(submit(poison)).values()
+    assert isinstance(rejected, IntentRejected)
+    assert (rejected.stage, rejected.code) == ("signing", "SIGNER_ERROR")
+    assert "did not sign" in rejected.reason
+
+    # The 0.6 reserved at approval was released by the signing-stage rejection: another 0.6
+    # passes the 1 ETH rolling limit only because of that. The worker reads rejections on
+    # their own topic, so give it a moment to apply the release first.
+    run(asyncio.sleep(2))
+    honest = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6")
+    signed = run(submit(honest))[honest.intent_id]
+    assert isinstance(signed, SignedTransaction) and signed.status == "sign_only"
+    assert signed.nonce == 0  # the failed intent took no nonce
+
+    records = {t: run(read_topic(settings, t, start=start)) for t in (topics.INTENTS_REJECTED, topics.TXS_SIGNED)}
+    assert outcomes_of(records, poison.intent_id) == [rejected]
+
+
+class Rig:
+    """An in-process signer on a standard vault, the session stack's Anvil as its chain."""
+
+    def __init__(self, tmp, rpc_url: str):
+        self.rpc_url = rpc_url
+        self.keys = KeyStore(make_vaults(tmp), mode="standard")
+        self.agent = "agent-inject"
+        self.address = self.keys.provision(self.agent, "ethereum", ADMIN).address
+        self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        self.rpc: JsonRpc | None = None
+        self.state = SignerState(tmp / "signer" / "state.db")
+        self.signer = Signer(self.state, self.keys, {"test-admin": public_key_hex(self.admin_key)},
+                             node_for=lambda chain: self.rpc)
+        self.policy = sign_policy(AgentPolicy(
+            agent_id=self.agent, version=1, tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,),
+            tx_max_value_eth="1", tx_daily_limit_eth="10", agent_public_key=public_key_hex(self.agent_key),
+            issued_at=datetime.now(timezone.utc)), self.admin_key, "test-admin")
+        self.offset = 0
+
+    def handle(self, intent):
+        async def go():
+            self.rpc = JsonRpc(self.rpc_url)
+            try:
+                await self.rpc.call("anvil_setBalance", self.address, hex(10 * 10**18))
+                now = datetime.now(timezone.utc)
+                approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
+                self.offset += 1
+                source = Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode())
+                result = await self.signer.handle(approved.to_bytes(), source, now)
+                self.state.commit()
+                return result
+            finally:
+                await self.rpc.close()
+
+        return asyncio.run(go())
+
+
+@pytest.mark.parametrize("where", ["before signing: the node call", "after signing: the state write"])
+def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(stack, tmp_path, monkeypatch, where):
+    rig = Rig(tmp_path, stack.settings.rpc_url)
+    intent = new_intent(rig.agent_key, agent_id=rig.agent, chain="anvil", to=DEST, value="0.5")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    with monkeypatch.context() as patch:
+        if where.startswith("before"):
+            patch.setattr(Signer, "_estimate_gas", staticmethod(fail))
+        else:
+            real = SignerState.record_signed
+
+            def write_then_fail(self, **fields):
+                real(self, **fields)  # the signed row and the nonce are written, then it fails
+                fail()
+
+            patch.setattr(SignerState, "record_signed", write_then_fail)
+        emits, to_broadcast = rig.handle(intent)
+
+    assert to_broadcast is None
+    (emit,) = [e for e in emits if e.topic in (topics.INTENTS_REJECTED, topics.TXS_SIGNED)]
+    assert emit.topic == topics.INTENTS_REJECTED
+    rejected = IntentRejected.from_bytes(emit.value)
+    assert (rejected.intent_id, rejected.stage, rejected.code) == (intent.intent_id, "signing", "SIGNER_ERROR")
+    assert "RuntimeError" in rejected.reason
+    # Nothing of the intent stays behind: no signed row, no nonce taken, no spend counted.
+    assert rig.state.signed_record(intent.intent_id) is None
+    assert rig.state.last_nonce(rig.agent, "anvil", rig.address) is None
+    assert rig.state.spend_entries(rig.agent, to_us(datetime.now(timezone.utc))) == {}
+    # Redelivered once the fault is gone: the same answer, never a signature after a rejection.
+    again, _ = rig.handle(intent)
+    assert [(e.topic, e.value) for e in again] == [(topics.INTENTS_REJECTED, emit.value)]
+    # The signer itself still works.
+    fresh = new_intent(rig.agent_key, agent_id=rig.agent, chain="anvil", to=DEST, value="0.5")
+    (signed,) = [SignedTransaction.from_bytes(e.value) for e in rig.handle(fresh)[0] if e.topic == topics.TXS_SIGNED]
+    assert signed.nonce >= 0 and rig.state.last_nonce(rig.agent, "anvil", rig.address) == signed.nonce
