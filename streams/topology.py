@@ -25,8 +25,8 @@ from runtime.rpc import Nodes
 from runtime.trust import pinned_admin_keys
 from schemas import topics
 from schemas.models import GUARDRAIL_STAGES
-from schemas.emit import Emit, Source
-from streams.engine import Engine
+from schemas.emit import Emit, Source, dead_letter
+from streams.engine import SERVICE, Engine
 from streams.redelivery import run_redelivery
 
 log = logging.getLogger("warden.streams")
@@ -106,32 +106,32 @@ def build_app(settings: Settings) -> faust.App:
     @app.agent(raw_topic(topics.POLICIES))
     async def policies(stream):
         async for event in stream.events():
-            await publish(_guard(engine.on_policy, event.value, source_of(event), utcnow()))
+            await publish(_guard(event, engine.on_policy, event.value, source_of(event), utcnow()))
 
     @app.agent(raw_topic(topics.INTENTS_REJECTED))
     async def releases(stream):
         async for event in stream.events():
             fresh_windows()
-            await publish(_guard(engine.on_rejected, event.value))
+            await publish(_guard(event, engine.on_rejected, event.value))
 
     if settings.topology == "fused":
         @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
         async def intents(stream):
             async for event in stream.events():
                 fresh_windows()
-                await publish(await _aguard(engine.on_intent, event.value, source_of(event), utcnow()))
+                await publish(await _aguard(event, engine.on_intent, event.value, source_of(event), utcnow()))
     elif settings.topology == "split":
         @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
         async def intake(stream):
             async for event in stream.events():
-                await publish(await _aguard(engine.on_intake, event.value, source_of(event), utcnow()))
+                await publish(await _aguard(event, engine.on_intake, event.value, source_of(event), utcnow()))
 
         for stage in GUARDRAIL_STAGES:
             def stage_agent(stage: str):
                 async def run(stream):
                     async for event in stream.events():
                         fresh_windows()
-                        await publish(await _aguard(engine.on_stage, stage, event.value, utcnow()))
+                        await publish(await _aguard(event, engine.on_stage, stage, event.value, utcnow()))
                 return run
             app.agent(raw_topic(topics.stage_topic(stage)), name=f"stage-{stage}")(stage_agent(stage))
     else:
@@ -139,22 +139,28 @@ def build_app(settings: Settings) -> faust.App:
     return app
 
 
-def _guard(handler, *args) -> list[Emit]:
-    # A bug in the engine for one record must not stop the worker: log it loudly and move on.
-    # Records the engine cannot read are already routed to the DLQ inside the engine.
+def _guard(event, handler, *args) -> list[Emit]:
     try:
         return handler(*args)
-    except Exception:
-        log.exception("handler %s failed on a record; skipped", handler.__name__)
-        return []
+    except Exception as exc:  # noqa: BLE001 - a bug for one record must not stop the worker
+        return _failed(event, handler, exc)
 
 
-async def _aguard(handler, *args) -> list[Emit]:
+async def _aguard(event, handler, *args) -> list[Emit]:
     try:
         return await handler(*args)
-    except Exception:
-        log.exception("handler %s failed on a record; skipped", handler.__name__)
-        return []
+    except Exception as exc:  # noqa: BLE001 - a bug for one record must not stop the worker
+        return _failed(event, handler, exc)
+
+
+def _failed(event, handler, exc: Exception) -> list[Emit]:
+    # Records the engine cannot read are routed to the DLQ inside the engine; this is for a bug
+    # on a readable one. It is logged loudly and dead-lettered, so it is recorded, not skipped.
+    msg = event.message
+    log.exception("handler %s failed on %s/%d/%d; dead-lettered", handler.__name__, msg.topic, msg.partition,
+                  msg.offset)
+    return dead_letter(SERVICE, event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), utcnow(),
+                       f"the streams worker failed on this record ({exc.__class__.__name__}: {exc}); not decided")
 
 
 def main() -> None:
