@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from schemas.models import AuditEvent
 from streams.ledger import checkpoint
 from streams.ledger.checkpoint import public_key_hex
-from streams.ledger.ledger import Ledger, SeenIds
+from streams.ledger.append import Ledger, SeenIds
 from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from streams.ledger.sink import checkpoint_table
 from streams.ledger.store import ChdbStore

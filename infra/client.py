@@ -32,12 +32,12 @@ from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usabl
 FINAL_STATUSES = {"sign_only", "mined", "failed"}
 
 
-def agent_key_path(home: Path, agent_id: str) -> Path:
+def intent_key_file(home: Path, agent_id: str) -> Path:
     return home / "agents" / agent_id / "intent_ed25519.pem"
 
 
 def load_or_create_agent_key(home: Path, agent_id: str) -> Ed25519PrivateKey:
-    return load_or_create_ed25519(agent_key_path(home, agent_id))
+    return load_or_create_ed25519(intent_key_file(home, agent_id))
 
 
 def idempotent_intent_id(agent_id: str, idempotency_key: str) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 from infra.stack import LocalStack, local_settings
 from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint
-from streams.ledger.ledger import Ledger, SeenIds
+from streams.ledger.append import Ledger, SeenIds
 from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from streams.ledger.sink import checkpoint_table
 

@@ -12,7 +12,7 @@ import pytest
 from schemas.models import AuditEvent
 from streams.ledger import merkle
 from streams.ledger.chain import genesis_hash, integrity_hash
-from streams.ledger.ledger import Ledger, SeenIds, fingerprint
+from streams.ledger.append import Ledger, SeenIds, id_hash64
 from tests.ledger_support import T0, pipeline_events
 
 
@@ -77,7 +77,7 @@ def test_every_inclusion_path_verifies_and_a_wrong_one_does_not():
 
 def test_ledger_chains_rows_skips_redeliveries_and_owes_checkpoints_on_count_or_time():
     events = pipeline_events(10)
-    ledger = Ledger({}, SeenIds(np.array([fingerprint(events[9].event_id)], dtype=np.uint64)))
+    ledger = Ledger({}, SeenIds(np.array([id_hash64(events[9].event_id)], dtype=np.uint64)))
     appended = [ledger.append(0, i, e, T0) for i, e in enumerate(events[:5] + events[:2])]
     assert appended == [True] * 5 + [False, False]
     assert ledger.next_offsets == {0: 7}

@@ -1,7 +1,8 @@
 """The audit ledger: every audit event, hash-chained per partition, in ClickHouse.
 
 ``chain``, ``merkle`` and ``checkpoint`` are the specification in code (pure, no
-I/O); ``ledger`` is the append processor; ``store``, ``endpoint`` and ``sink``
-move bytes; ``verify``, ``proof`` and ``cli`` are what auditors run. LEDGER.md
-documents the encoding so a third party can check everything without Warden.
+I/O); ``append`` is the append processor; ``store``, ``endpoint`` and ``sink``
+move bytes; ``verify`` and ``proof`` are what auditors run (``warden audit``). The
+README's "The audit ledger" documents the encoding so a third party can check
+everything without Warden.
 """

@@ -202,6 +202,6 @@ INTEGRITY_HASH_SQL = (
 # RFC 9162 leaf hash of a row, as 32 raw bytes.
 LEAF_HASH_SQL = "SHA256(concat(char(0), unhex(integrity_hash)))"
 
-# A 64-bit fingerprint of an event id; the sink keeps these in memory to find
+# A 64-bit hash of an event id (its first 8 SHA-256 bytes); the sink keeps these in memory to find
 # candidate duplicates without a query per event (ledger.SeenIds).
-FINGERPRINT_SQL = "reinterpretAsUInt64(substring(SHA256(event_id), 1, 8))"
+ID_HASH64_SQL = "reinterpretAsUInt64(substring(SHA256(event_id), 1, 8))"

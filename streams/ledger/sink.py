@@ -3,7 +3,7 @@
 Exactly-once on an at-least-once bus, with ClickHouse as the only source of
 truth: on start (and after any failed write) the sink reads back, per chain, the
 last seq and hash, the Merkle frontier, the Kafka offsets it had appended up to
-and the fingerprints of every event id it holds; it then reads each partition
+and the 64-bit hashes of every event id it holds; it then reads each partition
 from the next offset. A batch is one INSERT, which ClickHouse commits whole or
 not at all, so a crash at any instant leaves a prefix of every chain, and the
 restart continues it. An event id already in the ledger is skipped.
@@ -22,12 +22,13 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.readiness import mark_ready
 from schemas import topics
@@ -35,9 +36,9 @@ from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint as checkpoints
 from streams.ledger.endpoint import Endpoint
 from streams.ledger.keys import load_or_create_signing_key
-from streams.ledger.ledger import ChainHead, Ledger, SeenIds
+from streams.ledger.append import ChainHead, Ledger, SeenIds
 from streams.ledger.merkle import Frontier
-from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, FINGERPRINT_SQL
+from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, ID_HASH64_SQL
 from streams.ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
 
 log = logging.getLogger("warden.ledger")
@@ -114,7 +115,7 @@ def resume(store: Store) -> Ledger:
     offsets = store.arrow(
         f"SELECT source_partition AS p, max(source_offset) AS o FROM {AUDIT_LOG} GROUP BY source_partition"
     ).to_pylist()
-    fps = store.arrow(f"SELECT {FINGERPRINT_SQL} AS fp FROM {AUDIT_LOG}").column("fp").to_numpy()
+    fps = store.arrow(f"SELECT {ID_HASH64_SQL} AS fp FROM {AUDIT_LOG}").column("fp").to_numpy()
     return Ledger(heads, SeenIds(fps), {row["p"]: row["o"] + 1 for row in offsets})
 
 
@@ -178,10 +179,6 @@ def latest_checkpoints(store: Store) -> list[checkpoints.Checkpoint]:
         "ORDER BY chain, seq DESC LIMIT 1 BY chain"
     ).to_pylist()
     return [checkpoints.Checkpoint(**row) for row in rows]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 async def _open_store(settings: Settings, stop: asyncio.Event) -> Store | None:
@@ -324,7 +321,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
         reported_at, reported = time.monotonic(), 0
         while not stop.is_set():
             records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)
-            now = _utcnow()
+            now = utcnow()
             try:
                 if records:
                     await sink.append(records, now)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 
+from runtime.clock import to_us
 from schemas.models import AuditEvent
 from streams.ledger.chain import canonical_details, genesis_hash, integrity_hash
 from streams.ledger.merkle import Frontier
@@ -43,18 +44,8 @@ LOG_ARROW_SCHEMA = pa.schema(
 assert tuple(LOG_ARROW_SCHEMA.names) == LOG_COLUMNS
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def epoch_us(ts: datetime) -> int:
-    """Microseconds since 1970 UTC: what a DateTime64(6) column holds, and far
-    cheaper for Arrow to take than datetime objects."""
-    return (ts - _EPOCH) // _MICROSECOND
-
-
-def fingerprint(event_id: str) -> int:
-    """First 8 bytes of SHA-256(event_id), little-endian: schema.FINGERPRINT_SQL in Python."""
+def id_hash64(event_id: str) -> int:
+    """First 8 bytes of SHA-256(event_id), little-endian: schema.ID_HASH64_SQL in Python."""
     return int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "little")
 
 
@@ -62,15 +53,15 @@ class SeenIds:
     """Which event ids the ledger holds, in 8 bytes per stored event.
 
     Ids appended by this process are kept exactly. Ids that were in the store at
-    start are kept as sorted 64-bit fingerprints: a miss proves the id is new; a
+    start are kept as sorted 64-bit id hashes: a miss proves the id is new; a
     hit only makes it a candidate the sink confirms with an exact query, so a
-    fingerprint collision can never drop an event.
+    id-hash collision can never drop an event.
     """
 
     COMPACT_AT = 1_000_000
 
-    def __init__(self, stored_fingerprints: np.ndarray) -> None:
-        self._stored = np.unique(stored_fingerprints.astype(np.uint64, copy=False))
+    def __init__(self, stored_hashes: np.ndarray) -> None:
+        self._stored = np.unique(stored_hashes.astype(np.uint64, copy=False))
         self._recent: set[str] = set()
 
     def __len__(self) -> int:
@@ -80,7 +71,7 @@ class SeenIds:
         fresh = [e for e in event_ids if e not in self._recent]
         if not fresh or not len(self._stored):
             return []
-        fps = np.fromiter((fingerprint(e) for e in fresh), dtype=np.uint64, count=len(fresh))
+        fps = np.fromiter((id_hash64(e) for e in fresh), dtype=np.uint64, count=len(fresh))
         at = np.searchsorted(self._stored, fps)
         hit = self._stored[np.minimum(at, len(self._stored) - 1)] == fps
         return [e for e, h in zip(fresh, hit) if h]
@@ -92,7 +83,7 @@ class SeenIds:
         self._recent.add(event_id)
         if len(self._recent) >= self.COMPACT_AT:
             # The rows are stored by now: exact membership moves to the store.
-            fps = np.fromiter((fingerprint(e) for e in self._recent), dtype=np.uint64, count=len(self._recent))
+            fps = np.fromiter((id_hash64(e) for e in self._recent), dtype=np.uint64, count=len(self._recent))
             self._stored = np.union1d(self._stored, fps)
             self._recent.clear()
 
@@ -158,7 +149,7 @@ class Ledger:
         if event_id in stored_duplicates or self.seen.seen_here(event_id):
             return False
         head = self.head(chain)
-        now_us = epoch_us(now)
+        now_us = to_us(now)
         details = canonical_details(event.details)
         intent_id = event.intent_id or ""
         agent_id = event.agent_id or ""
@@ -172,7 +163,7 @@ class Ledger:
         cols["actor"].append(event.actor)
         cols["action"].append(event.action)
         cols["resource"].append(event.resource)
-        cols["ts"].append(epoch_us(event.ts))
+        cols["ts"].append(to_us(event.ts))  # what a DateTime64(6) column holds; far cheaper for Arrow than datetimes
         cols["intent_id"].append(intent_id)
         cols["agent_id"].append(agent_id)
         cols["details"].append(details)
