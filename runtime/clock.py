@@ -28,7 +28,3 @@ def utcnow() -> datetime:
 def to_us(now: datetime) -> int:
     """Microseconds since the epoch, exactly (no float on the way)."""
     return (now - EPOCH) // _ONE_US
-
-
-def from_us(us: int) -> datetime:
-    return EPOCH + us * _ONE_US

@@ -30,7 +30,7 @@ from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
 from schemas.auth import intent_signature_valid, policy_signature_valid
 from schemas.chains import REGISTRY
-from runtime.clock import US_PER_SECOND, to_us
+from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
 from signer import transactions as txs
@@ -350,7 +350,7 @@ class Signer:
             return self._final(signed, {"status": "failed", "error": str(exc)}, now)
         return []
 
-    async def confirm(self, signed: SignedTransaction, now: Callable[[], datetime],
+    async def confirm(self, signed: SignedTransaction, now: Clock,
                       timeout_s: float = 60.0) -> list[Emit]:
         """Wait for the receipt and report mined or failed."""
         node = self.node_for(signed.chain)

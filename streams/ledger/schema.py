@@ -33,8 +33,6 @@ LOG_COLUMNS = EVENT_COLUMNS + (
     "appended_at",
 )
 
-CHECKPOINT_COLUMNS = ("chain", "seq", "head_hash", "merkle_root", "ts", "signature", "public_key", "frontier")
-
 TABLES = (
     f"""
 CREATE TABLE IF NOT EXISTS {AUDIT_LOG} (

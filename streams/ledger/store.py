@@ -61,7 +61,6 @@ def arrow_ipc(table: pa.Table) -> bytes:
 class Store(abc.ABC):
     """The operations the ledger needs from ClickHouse."""
 
-    in_process = False
     description = ""
 
     @abc.abstractmethod
@@ -94,8 +93,6 @@ class Store(abc.ABC):
 
 
 class ChdbStore(Store):
-    in_process = True
-
     def __init__(self, path: Path, read_only: bool = False) -> None:
         import chdb
 
