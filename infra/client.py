@@ -107,7 +107,7 @@ class Client:
         self._producer = new_producer(self.settings)
         try:
             await self._producer.start()
-        except Exception:
+        except BaseException:  # whatever stops the start (cancellation too), do not leak the producer's tasks
             await self._producer.stop()
             raise
         return self

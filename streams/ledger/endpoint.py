@@ -23,6 +23,7 @@ import re
 import uuid
 
 from aiohttp import web
+from streams.ledger.store import ChdbError
 
 from streams.ledger.store import ChdbStore, read_only_message, sql_string
 
@@ -50,7 +51,7 @@ def admit(conn, sql: str, params: dict[str, str] | None = None) -> tuple[str, st
             conn.query(f"SELECT formatQuerySingleLine({sql_string(sql)})", "TabSeparatedRaw").bytes().decode().rstrip("\n")
         )
         tree = conn.query(f"EXPLAIN AST {formatted}", "TabSeparatedRaw", params=params or None).bytes().decode()
-    except Exception as exc:
+    except ChdbError as exc:
         raise _as_refused(exc) from None
     if tree.startswith("InsertQuery"):
         # The normalized text of an INSERT has no data, so ClickHouse would fail
@@ -126,7 +127,7 @@ class Endpoint:
             result = await asyncio.to_thread(conn.query, statement, fmt, params or None)
         except Refused as exc:
             return self._error(exc, headers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an analyst's bad query is an HTTP error reply, never a dead endpoint
             return self._error(_as_refused(exc), headers)
         finally:
             self._pool.put_nowait(conn)

@@ -17,9 +17,13 @@ import urllib.request
 from pathlib import Path
 
 import pyarrow as pa
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from runtime.config import Settings
 from streams.ledger.schema import DDL
+
+# chDB raises RuntimeError subclasses for SQL failures (it defines ChdbError twice, in two modules).
+ChdbError = RuntimeError
 
 _READONLY_CODE = 164
 
@@ -120,19 +124,19 @@ class ChdbStore(Store):
     def execute(self, sql: str) -> None:
         try:
             self._conn.query(sql)
-        except Exception as exc:
+        except ChdbError as exc:
             raise _refusal(exc) from None
 
     def arrow(self, sql: str) -> pa.Table:
         try:
             return self._conn.query(sql, "ArrowTable")
-        except Exception as exc:
+        except ChdbError as exc:
             raise _refusal(exc) from None
 
     def raw(self, sql: str, fmt: str) -> bytes:
         try:
             return self._conn.query(sql, fmt).bytes()
-        except Exception as exc:
+        except ChdbError as exc:
             raise _refusal(exc) from None
 
     def insert(self, table: str, data: pa.Table) -> None:
@@ -143,7 +147,7 @@ class ChdbStore(Store):
         try:
             inserter.append(arrow_ipc(data))
             inserter.finish()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - chDB and Arrow both raise here; any failure must cancel the insert
             inserter.cancel()
             raise StoreError(f"insert into {table} failed: {exc}") from None
 
@@ -164,25 +168,25 @@ class ClickHouseStore(Store):
     def execute(self, sql: str) -> None:
         try:
             self._client.command(sql, settings=self._settings)
-        except Exception as exc:
+        except ClickHouseError as exc:
             raise _refusal(exc) from None
 
     def arrow(self, sql: str) -> pa.Table:
         try:
             return self._client.query_arrow(sql, settings=self._settings)
-        except Exception as exc:
+        except ClickHouseError as exc:
             raise _refusal(exc) from None
 
     def raw(self, sql: str, fmt: str) -> bytes:
         try:
             return self._client.raw_query(sql, settings=self._settings, fmt=fmt)
-        except Exception as exc:
+        except ClickHouseError as exc:
             raise _refusal(exc) from None
 
     def insert(self, table: str, data: pa.Table) -> None:
         try:
             self._client.insert_arrow(table, data)
-        except Exception as exc:
+        except ClickHouseError as exc:
             raise StoreError(f"insert into {table} failed: {exc}") from None
 
     def close(self) -> None:
@@ -194,7 +198,7 @@ def _server(url: str, read_only: bool) -> ClickHouseStore:
 
     try:
         client = clickhouse_connect.get_client(dsn=url)
-    except Exception as exc:
+    except (ClickHouseError, OSError) as exc:
         raise StoreError(f"cannot reach ClickHouse at WARDEN_CLICKHOUSE_URL ({exc}); check the URL and that the server runs") from None
     return ClickHouseStore(client, "ClickHouse server (WARDEN_CLICKHOUSE_URL)", read_only)
 
