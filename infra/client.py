@@ -13,13 +13,14 @@ import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.admin import load_or_create_admin_key
+from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow, producer as new_producer
 from runtime.trust import LOCAL_ADMIN_ID
@@ -88,13 +89,13 @@ def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: s
     if cmek is not None:
         fields["sealed_cmek"] = cmek.seal(agent_id, intent_id)
     intent = TransactionIntent(intent_id=intent_id, agent_id=agent_id, idempotency_key=idempotency_key, chain=chain,
-                               to=to, value=value, created_at=now or datetime.now(timezone.utc), **fields)
+                               to=to, value=value, created_at=now or utcnow(), **fields)
     return sign_intent(intent, agent_key)
 
 
 def signed_policy(settings: Settings, **fields) -> AgentPolicy:
     admin = load_or_create_admin_key(settings.home)
-    policy = AgentPolicy(issued_at=datetime.now(timezone.utc), **fields)
+    policy = AgentPolicy(issued_at=utcnow(), **fields)
     return sign_policy(policy, admin, LOCAL_ADMIN_ID)
 
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -354,10 +355,9 @@ class Signer:
                       timeout_s: float = 60.0) -> list[Emit]:
         """Wait for the receipt and report mined or failed."""
         node = self.node_for(signed.chain)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = time.monotonic() + timeout_s
         try:
-            while loop.time() < deadline:
+            while time.monotonic() < deadline:
                 receipt = await node.call("eth_getTransactionReceipt", signed.tx_hash)
                 if receipt is not None:
                     ok = int(receipt["status"], 16) == 1
