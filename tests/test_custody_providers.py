@@ -18,6 +18,7 @@ from signer.custody.aws_kms import AwsKmsRoot
 from signer.custody.gcp_kms import GcpKmsRoot
 from signer.custody.pkcs11_hsm import Pkcs11Root
 from signer.custody.vault import parse_event
+from infra.stack import free_port
 from tests.custody_support import (
     ADMIN,
     AWS_TEST_CREDENTIALS,
@@ -27,7 +28,7 @@ from tests.custody_support import (
     LocalKeyVault,
     MotoServer,
     SoftHsmToken,
-    free_port,
+
     make_vaults,
 )
 
