@@ -30,7 +30,7 @@ import time
 # eth-account is a test/benchmark-only dependency; the signer never imports it.
 from eth_account import Account
 
-from signer.transactions import FeeMarketTransaction, checksum, sign_transaction
+from signer.evm.transactions import FeeMarketTransaction, checksum, sign_transaction
 
 TARGET_RATIO = 8
 CHUNKS = 10

@@ -34,7 +34,7 @@ from schemas.chains import REGISTRY
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
-from signer import transactions as txs
+from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody.vault import fingerprint

@@ -27,17 +27,11 @@ from typing import Union
 
 import rlp
 from coincurve import PublicKey
-
-# The public coincurve API (``PrivateKey(secret).sign_recoverable``) derives
-# an x-only (BIP-340) public key on construction that Ethereum never uses: a
-# wasted point multiplication costing a third of a signature. Calling the
-# libsecp256k1 functions coincurve binds avoids it, and lets us sign straight
-# out of the caller's buffer instead of copying the key into ``bytes``.
-# ``tests/test_transactions.py`` pins the results against the public API.
-from coincurve._libsecp256k1 import ffi, lib
-from coincurve.context import GLOBAL_CONTEXT
-from eth_hash.auto import keccak as _eth_hash_keccak
 from eth_utils import to_checksum_address
+
+from signer.evm._keccak import keccak
+from signer.evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
+from signer.evm._secp256k1 import SECP256K1N, InvalidKey, address_of, sign_hash
 
 __all__ = [
     "AccessList",
@@ -51,6 +45,9 @@ __all__ = [
     "address_of",
     "checksum",
     "decode_signed",
+    "payload_1559",
+    "payload_2930",
+    "payload_legacy",
     "recover_sender",
     "sign_transaction",
     "signing_hash_155",
@@ -59,7 +56,6 @@ __all__ = [
     "signing_hash_pre155",
 ]
 
-SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = SECP256K1N // 2
 
 _U64_LIMIT = 2**64
@@ -71,75 +67,8 @@ TX_TYPE_1559 = 0x02
 AccessList = tuple[tuple[bytes, tuple[bytes, ...]], ...]
 
 
-def _make_keccak():
-    """
-    Build keccak-256 on pycryptodome's C sponge, reusing one sponge per
-    thread.
-
-    ``eth_hash``'s pycryptodome backend allocates a hash object and a
-    destructor wrapper per call, which costs twice the hashing itself; a
-    signature needs three hashes, so this saves about a sixth of the signing
-    time. The reused sponge is per thread because cffi releases the GIL
-    during each call. Any surprise in pycryptodome's internals falls back to
-    ``eth_hash``; the tests compare both on inputs around the sponge rate.
-    """
-    try:
-        import threading
-
-        from Crypto.Hash.keccak import _raw_keccak_lib as raw
-        from Crypto.Util import _raw_api
-
-        if _raw_api.backend != "cffi":
-            return _eth_hash_keccak
-        kffi = _raw_api.ffi
-        local = threading.local()
-
-        def new_sponge():
-            handle = kffi.new("void **")
-            # capacity 64 bytes, 24 rounds: Keccak-256.
-            if raw.keccak_init(handle, 64, 24):
-                raise MemoryError("keccak_init failed")
-            sponge = kffi.gc(handle[0], raw.keccak_destroy)
-            local.sponge = sponge
-            local.out = kffi.new("uint8_t[32]")
-            return sponge
-
-        absorb, digest, reset = raw.keccak_absorb, raw.keccak_digest, raw.keccak_reset
-        buffer = kffi.buffer
-
-        def keccak(data: bytes) -> bytes:
-            try:
-                sponge = local.sponge
-            except AttributeError:
-                sponge = new_sponge()
-            out = local.out
-            # A failed call would leave the previous digest in ``out``; a
-            # stale hash must never be signed.
-            # 0x01 is Keccak's original domain padding (SHA3 uses 0x06).
-            if (
-                reset(sponge)
-                or absorb(sponge, data, len(data))
-                or digest(sponge, out, 32, 0x01)
-            ):
-                raise RuntimeError("keccak-256 failed")
-            return buffer(out)[:]
-
-        if keccak(b"") != _eth_hash_keccak(b""):
-            return _eth_hash_keccak
-        return keccak
-    except (ImportError, AttributeError, TypeError, MemoryError):
-        return _eth_hash_keccak
-
-
-keccak = _make_keccak()
-
-
 class InvalidTransaction(ValueError):
     """A transaction (or a signed serialization of one) is not acceptable."""
-
-
-class InvalidKey(ValueError):
-    """A private key is not a valid secp256k1 secret. Never carries the key."""
 
 
 # ---------------------------------------------------------------------------
@@ -321,201 +250,66 @@ class SignedTx:
 
 
 # ---------------------------------------------------------------------------
-# RLP encoding
-# ---------------------------------------------------------------------------
-#
-# A hand-rolled encoder for the handful of shapes a transaction has: pyrlp's
-# generic ``rlp.encode`` infers a sedes for every item and costs more than the
-# secp256k1 signature itself. Each field is encoded once and the encoded body
-# is shared between the signing payload and the signed serialization.
-# ``tests/test_transactions.py`` checks it against ``rlp.encode``.
-
-
-def _encode_length(length: int, offset: int) -> bytes:
-    if length < 56:
-        return bytes((offset + length,))
-    length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes((offset + 55 + len(length_bytes),)) + length_bytes
-
-
-def _encode_uint(value: int) -> bytes:
-    if value == 0:
-        return b"\x80"
-    if value < 0x80:
-        return bytes((value,))
-    # Every integer field is < 2**256, so its length always fits the
-    # short-string form.
-    length = (value.bit_length() + 7) // 8
-    return bytes((0x80 + length,)) + value.to_bytes(length, "big")
-
-
-def _encode_bytes(value: bytes) -> bytes:
-    length = len(value)
-    if length == 1 and value[0] < 0x80:
-        return value
-    if length < 56:
-        return bytes((0x80 + length,)) + value
-    return _encode_length(length, 0x80) + value
-
-
-def _encode_list(payload: bytes) -> bytes:
-    return _encode_length(len(payload), 0xC0) + payload
-
-
-def _encode_access_list(access_list: AccessList) -> bytes:
-    if not access_list:
-        return b"\xc0"
-    entries = []
-    for address, keys in access_list:
-        # Storage keys are always 32 bytes: 0xa0 prefix.
-        encoded_keys = b"".join([b"\xa0" + key for key in keys])
-        entries.append(_encode_list(b"\x94" + address + _encode_list(encoded_keys)))
-    return _encode_list(b"".join(entries))
-
-
-def _body_legacy(tx: LegacyTransaction) -> bytes:
-    return b"".join(
-        (
-            _encode_uint(tx.nonce),
-            _encode_uint(tx.gas_price),
-            _encode_uint(tx.gas),
-            _encode_bytes(tx.to),
-            _encode_uint(tx.value),
-            _encode_bytes(tx.data),
-        )
-    )
-
-
-def _body_2930(tx: AccessListTransaction) -> bytes:
-    return b"".join(
-        (
-            _encode_uint(tx.chain_id),
-            _encode_uint(tx.nonce),
-            _encode_uint(tx.gas_price),
-            _encode_uint(tx.gas),
-            _encode_bytes(tx.to),
-            _encode_uint(tx.value),
-            _encode_bytes(tx.data),
-            _encode_access_list(tx.access_list),
-        )
-    )
-
-
-def _body_1559(tx: FeeMarketTransaction) -> bytes:
-    return b"".join(
-        (
-            _encode_uint(tx.chain_id),
-            _encode_uint(tx.nonce),
-            _encode_uint(tx.max_priority_fee_per_gas),
-            _encode_uint(tx.max_fee_per_gas),
-            _encode_uint(tx.gas),
-            _encode_bytes(tx.to),
-            _encode_uint(tx.value),
-            _encode_bytes(tx.data),
-            _encode_access_list(tx.access_list),
-        )
-    )
-
-
-def _signature_fields(v: int, r: int, s: int) -> bytes:
-    return _encode_uint(v) + _encode_uint(r) + _encode_uint(s)
-
-
-# ---------------------------------------------------------------------------
-# Signing hashes
+# Payloads: the RLP-encoded fields of each type, in wire order. Each is used by
+# its signing hash (and so by signing and by recovery) and by the serialization.
 # ---------------------------------------------------------------------------
 
 
-def signing_hash_pre155(tx: LegacyTransaction) -> bytes:
+def payload_legacy(tx: LegacyTransaction) -> bytes:
+    return b"".join((encode_uint(tx.nonce), encode_uint(tx.gas_price), encode_uint(tx.gas), encode_bytes(tx.to),
+                     encode_uint(tx.value), encode_bytes(tx.data)))
+
+
+def payload_2930(tx: AccessListTransaction) -> bytes:
+    return b"".join((encode_uint(tx.chain_id), encode_uint(tx.nonce), encode_uint(tx.gas_price), encode_uint(tx.gas),
+                     encode_bytes(tx.to), encode_uint(tx.value), encode_bytes(tx.data),
+                     encode_access_list(tx.access_list)))
+
+
+def payload_1559(tx: FeeMarketTransaction) -> bytes:
+    return b"".join((encode_uint(tx.chain_id), encode_uint(tx.nonce), encode_uint(tx.max_priority_fee_per_gas),
+                     encode_uint(tx.max_fee_per_gas), encode_uint(tx.gas), encode_bytes(tx.to), encode_uint(tx.value),
+                     encode_bytes(tx.data), encode_access_list(tx.access_list)))
+
+
+# ---------------------------------------------------------------------------
+# Signing hashes. ``payload`` lets ``sign_transaction`` pass the fields it has
+# already encoded for the serialization; recovery leaves it out.
+# ---------------------------------------------------------------------------
+
+
+def signing_hash_pre155(tx: LegacyTransaction, payload: bytes | None = None) -> bytes:
     """
     Hash signed by a legacy transaction without replay protection
     (``v`` in {27, 28}). The signer never produces these; it exists so such
     transactions can still be decoded and attributed.
     """
-    return keccak(_encode_list(_body_legacy(tx)))
+    return keccak(encode_list(payload_legacy(tx) if payload is None else payload))
 
 
-def signing_hash_155(tx: LegacyTransaction, chain_id: int) -> bytes:
+def signing_hash_155(tx: LegacyTransaction, chain_id: int, payload: bytes | None = None) -> bytes:
     """
     EIP-155 signing hash: the six legacy fields followed by
     ``chain_id, 0, 0``, which ties the signature to one chain.
     """
     _check_chain_id("chain_id", chain_id)
-    return keccak(_encode_list(_body_legacy(tx) + _encode_uint(chain_id) + b"\x80\x80"))
+    fields = payload_legacy(tx) if payload is None else payload
+    return keccak(encode_list(fields + encode_uint(chain_id) + b"\x80\x80"))
 
 
-def signing_hash_2930(tx: AccessListTransaction) -> bytes:
+def signing_hash_2930(tx: AccessListTransaction, payload: bytes | None = None) -> bytes:
     """EIP-2930 signing hash: ``keccak(0x01 || RLP(fields))``."""
-    return keccak(b"\x01" + _encode_list(_body_2930(tx)))
+    return keccak(b"\x01" + encode_list(payload_2930(tx) if payload is None else payload))
 
 
-def signing_hash_1559(tx: FeeMarketTransaction) -> bytes:
+def signing_hash_1559(tx: FeeMarketTransaction, payload: bytes | None = None) -> bytes:
     """EIP-1559 signing hash: ``keccak(0x02 || RLP(fields))``."""
-    return keccak(b"\x02" + _encode_list(_body_1559(tx)))
+    return keccak(b"\x02" + encode_list(payload_1559(tx) if payload is None else payload))
 
 
 # ---------------------------------------------------------------------------
-# Keys and signatures
+# Signing
 # ---------------------------------------------------------------------------
-
-_CTX = GLOBAL_CONTEXT.ctx
-_UNCOMPRESSED = lib.SECP256K1_EC_UNCOMPRESSED
-
-
-def _secret_pointer(private_key: bytearray | bytes):
-    # libsecp256k1 reads exactly 32 bytes from the pointer it is given, so
-    # the length check is what keeps a short key from becoming an
-    # out-of-bounds read.
-    if type(private_key) not in (bytearray, bytes) or len(private_key) != 32:
-        raise InvalidKey("private key must be 32 bytes")
-    # ``from_buffer`` points into the caller's buffer instead of copying it,
-    # so no unwipeable ``bytes`` copy of the key is created here. Callers
-    # must ``ffi.release`` it: while the export is alive the caller's
-    # bytearray cannot be resized, e.g. cleared in an exception handler.
-    return ffi.from_buffer(private_key)
-
-
-def _address_from_secret(secret) -> bytes:
-    pubkey = ffi.new("secp256k1_pubkey *")
-    # Also the key-range check: fails for 0 and for anything >= n.
-    if not lib.secp256k1_ec_pubkey_create(_CTX, pubkey, secret):
-        raise InvalidKey("private key is not a valid secp256k1 secret")
-    out = ffi.new("unsigned char[65]")
-    out_len = ffi.new("size_t *", 65)
-    lib.secp256k1_ec_pubkey_serialize(_CTX, out, out_len, pubkey, _UNCOMPRESSED)
-    # Drop the 0x04 uncompressed-point prefix; the address is the last 20
-    # bytes of the hash of X || Y.
-    return keccak(ffi.buffer(out, 65)[1:])[12:]
-
-
-def _sign_hash(msg_hash: bytes, secret) -> tuple[int, int, int]:
-    signature = ffi.new("secp256k1_ecdsa_recoverable_signature *")
-    # NULL nonce function = RFC 6979 deterministic nonces; libsecp256k1
-    # always emits low-s signatures, as EIP-2 requires.
-    if not lib.secp256k1_ecdsa_sign_recoverable(
-        _CTX, signature, msg_hash, secret, ffi.NULL, ffi.NULL
-    ):
-        raise InvalidKey("private key is not a valid secp256k1 secret")
-    compact = ffi.new("unsigned char[64]")
-    recovery_id = ffi.new("int *")
-    lib.secp256k1_ecdsa_recoverable_signature_serialize_compact(
-        _CTX, compact, recovery_id, signature
-    )
-    rs = ffi.buffer(compact, 64)[:]
-    return (
-        recovery_id[0],
-        int.from_bytes(rs[:32], "big"),
-        int.from_bytes(rs[32:], "big"),
-    )
-
-
-def address_of(private_key: bytearray | bytes) -> bytes:
-    """The 20-byte address controlled by ``private_key``."""
-    secret = _secret_pointer(private_key)
-    try:
-        return _address_from_secret(secret)
-    finally:
-        ffi.release(secret)
 
 
 def checksum(address: bytes) -> str:
@@ -523,6 +317,13 @@ def checksum(address: bytes) -> str:
     if type(address) is not bytes or len(address) != 20:
         raise ValueError("address must be 20 bytes")
     return to_checksum_address(address)
+
+
+def _same_chain(tx: AccessListTransaction | FeeMarketTransaction, chain_id: int) -> None:
+    # A typed transaction carries its own chain id; disagreeing with the
+    # caller means one of them is pointed at the wrong network.
+    if tx.chain_id != chain_id:
+        raise InvalidTransaction(f"chain_id mismatch: transaction is for {tx.chain_id}, signer is for {chain_id}")
 
 
 def sign_transaction(
@@ -542,44 +343,25 @@ def sign_transaction(
     _check_chain_id("chain_id", chain_id)
     tx_class = type(tx)
     if tx_class is FeeMarketTransaction:
-        # A typed transaction carries its own chain id; disagreeing with the
-        # caller means one of them is pointed at the wrong network.
-        if tx.chain_id != chain_id:
-            raise InvalidTransaction(
-                f"chain_id mismatch: transaction is for {tx.chain_id}, "
-                f"signer is for {chain_id}"
-            )
-        body = _body_1559(tx)
-        prefix = b"\x02"
+        _same_chain(tx, chain_id)
+        payload, prefix = payload_1559(tx), b"\x02"
+        msg_hash = signing_hash_1559(tx, payload)
     elif tx_class is AccessListTransaction:
-        if tx.chain_id != chain_id:
-            raise InvalidTransaction(
-                f"chain_id mismatch: transaction is for {tx.chain_id}, "
-                f"signer is for {chain_id}"
-            )
-        body = _body_2930(tx)
-        prefix = b"\x01"
+        _same_chain(tx, chain_id)
+        payload, prefix = payload_2930(tx), b"\x01"
+        msg_hash = signing_hash_2930(tx, payload)
     elif tx_class is LegacyTransaction:
-        body = _body_legacy(tx)
-        prefix = b""
+        payload, prefix = payload_legacy(tx), b""
+        msg_hash = signing_hash_155(tx, chain_id, payload)
     else:
         raise InvalidTransaction(f"unsupported transaction type {tx_class.__name__}")
 
-    secret = _secret_pointer(private_key)
-    try:
-        if sender is None:
-            sender = _address_from_secret(secret)
-        if prefix:
-            recovery_id, r, s = _sign_hash(keccak(prefix + _encode_list(body)), secret)
-            v = recovery_id
-        else:
-            msg_hash = keccak(_encode_list(body + _encode_uint(chain_id) + b"\x80\x80"))
-            recovery_id, r, s = _sign_hash(msg_hash, secret)
-            v = recovery_id + 35 + 2 * chain_id
-    finally:
-        ffi.release(secret)
-
-    raw = prefix + _encode_list(body + _signature_fields(v, r, s))
+    if sender is None:
+        sender = address_of(private_key)
+    recovery_id, r, s = sign_hash(msg_hash, private_key)
+    # Typed transactions carry the y-parity; legacy ones EIP-155's v.
+    v = recovery_id if prefix else recovery_id + 35 + 2 * chain_id
+    raw = prefix + encode_list(payload + encode_uint(v) + encode_uint(r) + encode_uint(s))
     return SignedTx(raw=raw, tx_hash=keccak(raw), sender=sender, v=v, r=r, s=s)
 
 

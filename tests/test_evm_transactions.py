@@ -1,4 +1,4 @@
-"""Tests for signer.transactions: published vectors, eth-account as an oracle,
+"""Tests for signer.evm.transactions: published vectors, eth-account as an oracle,
 and the validation the custody signer relies on.
 
 eth-account is imported here only, as an independent reference implementation.
@@ -7,16 +7,14 @@ eth-account is imported here only, as an independent reference implementation.
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 import rlp
-from coincurve import PrivateKey
 from eth_account import Account
 from eth_hash.auto import keccak as eth_hash_keccak
 
-from signer import transactions as T
-from signer.transactions import (
+from signer.evm._rlp import encode_list
+from signer.evm.transactions import (
     SECP256K1N,
     AccessListTransaction,
     FeeMarketTransaction,
@@ -32,6 +30,7 @@ from signer.transactions import (
     signing_hash_155,
     signing_hash_1559,
     signing_hash_2930,
+    payload_legacy,
     signing_hash_pre155,
 )
 
@@ -66,7 +65,7 @@ EIP155_SENDER = bytes.fromhex("9d8a62f656a8d1615c1294fd71e9cfb3e4855a4f")
 
 
 def test_eip155_signing_data_and_hash():
-    assert T._encode_list(T._body_legacy(EIP155_TX) + b"\x01\x80\x80") == EIP155_SIGNING_DATA
+    assert encode_list(payload_legacy(EIP155_TX) + b"\x01\x80\x80") == EIP155_SIGNING_DATA
     assert signing_hash_155(EIP155_TX, 1) == EIP155_SIGNING_HASH
 
 
@@ -205,64 +204,7 @@ def test_recover_unprotected_legacy(key):
     assert v == theirs.v
     assert checksum(recover_sender(raw)) == Account.recover_transaction(raw)
     assert recover_sender(raw) == address_of(key)
-    assert signing_hash_pre155(tx) == eth_hash_keccak(T._encode_list(T._body_legacy(tx)))
-
-
-# --- our primitives against the public APIs they shortcut ---------------------
-
-
-@pytest.mark.parametrize("key", KEYS, ids=["k46", "k1", "kn-1", "kdoc"])
-def test_signature_matches_coincurve_public_api(key):
-    for tx in FEE_MARKET_CASES[:3]:
-        msg_hash = signing_hash_1559(tx)
-        expected = PrivateKey(key).sign_recoverable(msg_hash, hasher=None)
-        signed = sign_transaction(tx, key, tx.chain_id)
-        assert signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") == expected[:64]
-        assert signed.v == expected[64]
-    public = PrivateKey(key).public_key.format(compressed=False)
-    assert address_of(key) == eth_hash_keccak(public[1:])[12:]
-
-
-def test_keccak_matches_eth_hash():
-    # Lengths around the 136-byte sponge rate exercise multi-block absorption.
-    for length in list(range(0, 300)) + [1000, 70000]:
-        data = bytes((i * 7 + length) & 0xFF for i in range(length))
-        assert T.keccak(data) == eth_hash_keccak(data), length
-
-
-def test_keccak_is_thread_safe():
-    inputs = [bytes([i]) * (i * 13 % 400) for i in range(64)]
-    expected = [eth_hash_keccak(d) for d in inputs]
-    failures = []
-
-    def work():
-        for _ in range(200):
-            for data, want in zip(inputs, expected):
-                if T.keccak(data) != want:
-                    failures.append(data)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
-
-
-INTS = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 2**55, 2**64 - 1, 2**64, 2**255, 2**256 - 1]
-BYTES = [b"", b"\x00", b"\x7f", b"\x80", b"\xff", b"ab", bytes(55), bytes(56), bytes(255), bytes(256), bytes(65536)]
-
-
-def test_rlp_encoder_matches_pyrlp():
-    for value in INTS:
-        assert T._encode_uint(value) == rlp.encode(value), value
-    for value in BYTES:
-        assert T._encode_bytes(value) == rlp.encode(value), len(value)
-    for length in (0, 1, 54, 55, 56, 255, 256, 65536):
-        assert T._encode_list(bytes(length)) == rlp.encode([b"\x00"] * length)
-    for _, access_list in [(0, ()), (1, ACCESS_LIST), (2, ACCESS_LIST_CASES[-1].access_list)]:
-        plain = [[address, list(keys)] for address, keys in access_list]
-        assert T._encode_access_list(access_list) == rlp.encode(plain)
+    assert signing_hash_pre155(tx) == eth_hash_keccak(encode_list(payload_legacy(tx)))
 
 
 # --- determinism ----------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The EVM fast paths (signer/evm/_keccak.py, _rlp.py, _secp256k1.py) pinned against the public
+implementations they stand in for: eth-hash's keccak, pyrlp's ``rlp.encode``, coincurve's public
+``PrivateKey`` API and eth-account, on fixed edge cases and on random inputs (hypothesis).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import rlp
+from coincurve import PrivateKey
+from eth_account import Account
+from eth_hash.auto import keccak as eth_hash_keccak
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from signer.evm._keccak import keccak
+from signer.evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
+from signer.evm._secp256k1 import SECP256K1N, address_of, sign_hash
+from signer.evm.transactions import FeeMarketTransaction, LegacyTransaction, checksum, sign_transaction
+
+SECRETS = st.integers(min_value=1, max_value=SECP256K1N - 1).map(lambda k: k.to_bytes(32, "big"))
+UINT256 = st.integers(min_value=0, max_value=2**256 - 1)
+ACCESS_LISTS = st.lists(st.tuples(st.binary(min_size=20, max_size=20),
+                                  st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)),
+                        max_size=3).map(tuple)
+
+
+# --- keccak -------------------------------------------------------------------------------------
+
+
+def test_keccak_matches_eth_hash_around_the_sponge_rate():
+    # Lengths around the 136-byte rate exercise multi-block absorption.
+    for length in list(range(0, 300)) + [1000, 70000]:
+        data = bytes((i * 7 + length) & 0xFF for i in range(length))
+        assert keccak(data) == eth_hash_keccak(data), length
+
+
+@given(st.binary(max_size=2000))
+def test_keccak_matches_eth_hash_on_random_input(data):
+    assert keccak(data) == eth_hash_keccak(data)
+
+
+def test_keccak_is_thread_safe():
+    inputs = [bytes([i]) * (i * 13 % 400) for i in range(64)]
+    expected = [eth_hash_keccak(d) for d in inputs]
+    failures = []
+
+    def work():
+        for _ in range(200):
+            for data, want in zip(inputs, expected):
+                if keccak(data) != want:
+                    failures.append(data)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+# --- RLP ----------------------------------------------------------------------------------------
+
+INTS = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 2**55, 2**64 - 1, 2**64, 2**255, 2**256 - 1]
+BYTES = [b"", b"\x00", b"\x7f", b"\x80", b"\xff", b"ab", bytes(55), bytes(56), bytes(255), bytes(256), bytes(65536)]
+
+
+def test_rlp_encoder_matches_pyrlp_at_the_length_boundaries():
+    for value in INTS:
+        assert encode_uint(value) == rlp.encode(value), value
+    for value in BYTES:
+        assert encode_bytes(value) == rlp.encode(value), len(value)
+    for length in (0, 1, 54, 55, 56, 255, 256, 65536):
+        assert encode_list(bytes(length)) == rlp.encode([b"\x00"] * length)
+
+
+@given(UINT256, st.binary(max_size=300), ACCESS_LISTS)
+def test_rlp_encoder_matches_pyrlp_on_random_fields(value, data, access_list):
+    assert encode_uint(value) == rlp.encode(value)
+    assert encode_bytes(data) == rlp.encode(data)
+    assert encode_list(encode_uint(value) + encode_bytes(data)) == rlp.encode([value, data])
+    assert encode_access_list(access_list) == rlp.encode([[a, list(keys)] for a, keys in access_list])
+
+
+# --- secp256k1 ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=60)
+@given(SECRETS, st.binary(min_size=32, max_size=32))
+@example((1).to_bytes(32, "big"), bytes(32))
+@example((SECP256K1N - 1).to_bytes(32, "big"), b"\xff" * 32)
+def test_signatures_and_addresses_match_coincurve_public_api(secret, msg_hash):
+    expected = PrivateKey(secret).sign_recoverable(msg_hash, hasher=None)
+    recovery_id, r, s = sign_hash(msg_hash, bytearray(secret))
+    assert r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((recovery_id,)) == expected
+    public = PrivateKey(secret).public_key.format(compressed=False)
+    assert address_of(secret) == eth_hash_keccak(public[1:])[12:]
+
+
+@settings(max_examples=40)
+@given(SECRETS, st.integers(0, 2**64 - 2), UINT256, st.binary(max_size=100), st.integers(1, 2**32))
+def test_whole_transactions_recover_with_eth_account(secret, nonce, value, data, chain_id):
+    for tx in (FeeMarketTransaction(chain_id, nonce, 1, 2, 21000, bytes(range(20)), value, data, ()),
+               LegacyTransaction(nonce, 7, 21000, bytes(range(20)), value, data)):
+        signed = sign_transaction(tx, bytearray(secret), chain_id)
+        assert Account.recover_transaction(signed.raw) == checksum(address_of(secret))
