@@ -7,7 +7,7 @@ from pathlib import Path
 
 from signer.custody.errors import ProviderUnavailable
 from signer.custody.roots import LocalDevRoot, RootOfTrust
-from signer.custody.vault import FileEventLog, Vaults
+from signer.custody import FileEventLog, Vaults
 
 ADMIN = "admin:ops-key-1"
 SIGNER = "service:signer"

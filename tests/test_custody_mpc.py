@@ -12,7 +12,8 @@ import pytest
 
 from signer.custody import Conflict, CustodyError, InvalidKey, ProviderUnavailable, Vaults
 from signer.custody import shamir
-from signer.custody.vault import CmekSet, SecretVersionWritten, fingerprint, parse_event
+from signer.custody import fingerprint, parse_event
+from signer.custody.events import CmekSet, SecretVersionWritten
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
 # ---- the sharing schemes ---------------------------------------------------
