@@ -386,3 +386,38 @@ def test_a_cmek_rewrap_keeps_each_version_s_author_and_time(tmp_path):
     (info,) = vaults.list_secrets("acme", "ops", actor=ADMIN)
     assert info.created_by == ADMIN and info.created_at.timestamp() == T0
     assert vaults.read_secret("acme", "ops", "db/password", actor=SIGNER, now=T0 + 3601) == b"hunter2"
+
+
+def test_audit_records_and_events_have_ids_derived_from_what_they_record(tmp_path):
+    audit: list[Emit] = []
+    vaults = make_vaults(tmp_path, audit=audit.append)
+    vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
+    vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
+    events = [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
+    assert [e.event_id for e in events] == [type(e).new(**e.model_dump(exclude={"event_id"})).event_id
+                                            for e in events]
+    audit.clear()
+    for t in (T0, T0, T0 + 1):
+        vaults.read_secret("acme", "ops", "k", actor=SIGNER, now=t)
+    ids = [AuditEvent.from_bytes(record.value).event_id for record in audit]
+    # The same read at the same instant is the same fact; another instant is another.
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path):
+    audit: list[Emit] = []
+    vaults = make_vaults(tmp_path, audit=audit.append)
+    vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
+    vaults.write_secret("acme", "ops", "api/openai", b"sk-123", "api_key", actor=ADMIN, now=T0)
+    vaults.write_secret("acme", "ops", "wallet/hot", os.urandom(32), "private_key", actor=ADMIN, now=T0)
+    with vaults.reveal("acme", "ops", "api/openai", actor=ADMIN, now=T0) as (info, value):
+        assert (info.version, info.secret_type, value) == (1, "api_key", bytearray(b"sk-123"))
+    audit.clear()
+    for actor in (ADMIN, SIGNER):
+        with pytest.raises(PermissionDenied, match="never shows signing keys") as exc:
+            with vaults.reveal("acme", "ops", "wallet/hot", actor=actor, now=T0):
+                pass
+        assert AuditEvent.from_bytes(exc.value.audit.value).details == {
+            "reason": "cli_never_shows_key_material", "secret_type": "private_key"}
+    # Refused before decrypting: nothing was read.
+    assert [AuditEvent.from_bytes(r.value).action for r in audit] == ["secret.read_refused"] * 2
