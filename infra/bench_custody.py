@@ -56,7 +56,7 @@ def bench_warm(tmp: Path, seconds: float) -> dict[str, Any]:
     import coincurve
 
     from signer.custody.keys import KeyStore
-    from signer.custody.vault import FileEventLog, Vaults
+    from signer.custody import FileEventLog, Vaults
 
     vaults = Vaults(_quiet_dev_root(tmp / "warm.key"), FileEventLog(tmp / "warm.jsonl"))
     store = KeyStore(vaults)
@@ -94,7 +94,7 @@ def bench_client_share(tmp: Path, seconds: float) -> dict[str, Any]:
     from schemas.sealing import decode_client_share, seal_client_share
     from signer.custody._crypto import wipe
     from signer.custody.keys import KeyStore
-    from signer.custody.vault import FileEventLog, Vaults
+    from signer.custody import FileEventLog, Vaults
     from signer.sealing import SealingKeyPair
 
     vaults = Vaults(_quiet_dev_root(tmp / "client.key"), FileEventLog(tmp / "client.jsonl"))
@@ -187,7 +187,7 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
 
 
 def bench_cold(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
-    from signer.custody.vault import Vaults
+    from signer.custody import Vaults
 
     with _provider(name, tmp) as found:
         if found is None:
@@ -201,7 +201,7 @@ def bench_cold(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
         slot = mode.slots[0]
         import base64
 
-        from signer.custody.vault import _slot_aad
+        from signer.custody.keks import slot_aad as _slot_aad
 
         wrapped = base64.b64decode(slot.wrapped)
         slot_aad = _slot_aad("bench", "cold", mode.kek_id, mode.mode, slot.x, slot.provider)

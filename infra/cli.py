@@ -315,7 +315,7 @@ def cmd_agents(args) -> int:
 
 def cmd_keys(args) -> int:
     from signer.custody.errors import CustodyError, InvalidKey, PermissionDenied
-    from signer.custody.vault import AGENT_KEYS_VAULT, CLIENT_MODES
+    from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
     from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
     needs = {"list": (), "provision-signer": ("chain",)}.get(args.action, ("agent", "chain"))

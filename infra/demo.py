@@ -22,7 +22,7 @@ from infra.provision import provision_agent
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.models import IntentRejected
-from signer.custody.vault import CLIENT_MODES
+from signer.custody import CLIENT_MODES
 
 AGENT = "demo-agent"
 ALICE = "0x00000000000000000000000000000000000a11ce"

@@ -1,4 +1,4 @@
-"""``warden vault ...``: vaults and secrets from the command line, over ``signer.custody.vault.Vaults``.
+"""``warden vault ...``: vaults and secrets from the command line, over ``signer.custody.Vaults``.
 
 create, mode, put, get, list, deactivate, grant, revoke, cmek. Every command takes ``--org``
 (default ``default``), ``--actor`` (default ``admin:local-admin``) and ``--json`` (one JSON
@@ -8,7 +8,8 @@ and its audit records to ``warden.audit.events`` (a warning says so when the bro
 
 Exit codes: 0 done, 1 custody error (no such vault, immutable mode, authentication failed...),
 2 usage error (a missing or malformed file, a bad option), 3 refused (the actor may not do
-this; the refusal's audit record is still published).
+this; the refusal's audit record is still published). Who may see what is custody's to decide
+(``signer.custody.access``); this module parses arguments and prints.
 
 Key material never travels on the command line, where other users could read it in the
 process list: secret values, client shares and customer-managed keys are read from files
@@ -22,27 +23,16 @@ import base64
 import binascii
 import os
 import sys
-import uuid
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import orjson
 
 from runtime.config import Settings, load
 from signer.custody._crypto import KEY_BYTES, wipe
-from signer.custody.vault import (
-    AGENT_KEYS_VAULT,
-    CLIENT_MODES,
-    KEY_MATERIAL,
-    MAX_SECRET_BYTES,
-    MODES,
-    SECRET_TYPES,
-)
+from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES, MAX_SECRET_BYTES, MODES, SECRET_TYPES
 
 DEFAULT_ORG = "default"
 DEFAULT_ACTOR = "admin:local-admin"
-# The actor the CLI itself lists as, to learn a secret's type (metadata only, never a value).
-CLI_SERVICE = "service:warden-cli"
 KEY_FILE_LIMIT = 4096
 
 INVALID_KEY_HINT = (
@@ -54,10 +44,6 @@ INVALID_KEY_HINT = (
 
 class UsageError(Exception):
     """The command cannot run as given (exit 2). The message names the option and the fix."""
-
-
-class CliRefused(Exception):
-    """The CLI itself refuses (exit 3), e.g. to show key material; the refusal is audited."""
 
 
 def _print_json(doc: Any) -> None:
@@ -253,20 +239,6 @@ class _Context:
             return None
         return self.keep(read_client_share(spec))
 
-    def cli_refusal(self, resource: str, message: str, **details: Any) -> CliRefused:
-        """A refusal the CLI makes itself, audited like the vault's own."""
-        from schemas.models import event_id
-
-        kind, _, ident = self.actor.partition(":")
-        ts = datetime.now(timezone.utc)
-        self.outbox({
-            "event_id": event_id("vault-cli", self.actor, "secret.read_refused", resource, ts.isoformat(),
-                                 uuid.uuid4().hex),
-            "actor": self.actor, "action": "secret.read_refused", "resource": resource, "ts": ts,
-            "agent_id": ident if kind == "agent" else None, "details": details,
-        })
-        return CliRefused(message)
-
 
 def cli_hint(message: str) -> str:
     """Custody's messages name the Python API where the CLI has a flag for it."""
@@ -277,8 +249,7 @@ def cli_hint(message: str) -> str:
 
 
 def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
-    from signer.custody.errors import CustodyError, InvalidKey, PermissionDenied
-    from signer.custody.vault import parse_actor
+    from signer.custody import CustodyError, InvalidKey, PermissionDenied, parse_actor
 
     name = f"warden vault {args.vault_command}"
     settings = load()
@@ -303,7 +274,7 @@ def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
     except UsageError as exc:
         _note(f"{name}: {exc}")
         code = 2
-    except (PermissionDenied, CliRefused) as exc:
+    except PermissionDenied as exc:
         _note(f"{name}: refused: {exc}")
         code = 3
     except InvalidKey as exc:
@@ -421,56 +392,19 @@ def _versions_at(ctx: _Context, path: str, actor: str) -> list:
     return [info for info in ctx.vaults.list_secrets(ctx.org, ctx.args.vault, path, actor=actor) if info.path == path]
 
 
-def _pick(infos: list, version: int | None):
-    if version is not None:
-        return next((i for i in infos if i.version == version), None)
-    active = [i for i in infos if i.active]
-    return max(active, key=lambda i: i.version) if active else None
-
-
-def _key_material_refusal(ctx: _Context, info) -> CliRefused:
-    args = ctx.args
-    return ctx.cli_refusal(
-        f"vault:{ctx.org}/{args.vault}/{info.path}@{info.version}",
-        f"{info.path} version {info.version} is a {info.secret_type} secret, and the CLI never shows signing keys, "
-        "not even to admins: the signer uses them for transaction intents (`warden submit`). To replace one, "
-        "`warden vault put` a new version; to retire it, `warden vault deactivate`.",
-        reason="cli_never_shows_key_material", secret_type=info.secret_type,
-    )
-
-
 def cmd_get(ctx: _Context) -> None:
     args = ctx.args
-    kind = ctx.actor.partition(":")[0]
     share = ctx.client_share(ctx.vaults.mode(ctx.org, args.vault))
     ctx.load_cmeks(args.cmek_file)
-    version = args.version
-    info = None
-    if kind != "agent":
-        # Admins and services may list: learn the type first, so a signing key is never decrypted
-        # here, and pin the version so the one checked is the one read.
-        info = _pick(_versions_at(ctx, args.path, ctx.actor), version)
-        if info is not None:
-            if info.secret_type in KEY_MATERIAL:
-                raise _key_material_refusal(ctx, info)
-            version = info.version
     out_fd = None
     if args.out is not None:
         out_fd = ctx.new_output_file(args.out, "--out")
-    # Agents go straight to the vault, which checks their grant (and refuses key material to an
-    # agent with the Intents API) before anything about the path is looked up, and audits refusals.
-    with ctx.vaults.open_secret(ctx.org, args.vault, args.path, version, actor=ctx.actor,
-                                client_share=share) as plaintext:
-        if info is None:
-            # An agent's read succeeded: the CLI's own rule still holds for what it read.
-            infos = _versions_at(ctx, args.path, CLI_SERVICE)
-            info = _pick(infos, version)
-            risky = [i for i in ([info] if info is not None else infos) if i.secret_type in KEY_MATERIAL]
-            if risky:
-                raise _key_material_refusal(ctx, risky[0])
-        doc: dict[str, Any] = {"org": ctx.org, "vault": args.vault, "path": args.path,
-                               "version": info.version if info else version,
-                               "secret_type": info.secret_type if info else None}
+    # The vault judges the read before it decrypts anything (an agent's grant, the Intents API,
+    # never a signing key to anyone) and audits each refusal.
+    with ctx.vaults.reveal(ctx.org, args.vault, args.path, args.version, actor=ctx.actor,
+                           client_share=share) as (info, plaintext):
+        doc: dict[str, Any] = {"org": ctx.org, "vault": args.vault, "path": args.path, "version": info.version,
+                               "secret_type": info.secret_type}
         if out_fd is not None:
             _write_all(out_fd, plaintext)
             os.close(out_fd)
@@ -578,8 +512,7 @@ def cmd_revoke(ctx: _Context) -> None:
 
 
 def cmd_cmek(ctx: _Context) -> None:
-    from signer.custody.errors import CustodyError
-    from signer.custody.vault import fingerprint
+    from signer.custody import CustodyError, fingerprint
 
     args = ctx.args
     new = ctx.keep(read_cmek(args.key_file, "--key-file"))

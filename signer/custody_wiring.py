@@ -1,5 +1,5 @@
 """How the signer, the CLI and the demo open the key store configured for this deployment,
-and how custody's audit records reach ``warden.audit.events``."""
+and how custody's audit records and vault events reach their topics."""
 
 from __future__ import annotations
 
@@ -8,26 +8,22 @@ from collections.abc import Callable
 from runtime.config import Settings
 from schemas import topics
 from schemas.emit import Emit
-from schemas.models import AuditEvent
 
 
 class AuditOutbox:
-    """Custody is Kafka-free: it hands audit records to this outbox, and whoever owns a
-    producer drains it into ``warden.audit.events`` with the rest of its output."""
+    """Custody is Kafka-free: it hands its audit records (already ``warden.audit.events``
+    records, from ``schemas.emit.audit``) to this outbox, and whoever owns a producer
+    drains it with the rest of its output."""
 
     def __init__(self) -> None:
-        self._records: list[dict] = []
+        self._records: list[Emit] = []
 
-    def __call__(self, record: dict) -> None:
+    def __call__(self, record: Emit) -> None:
         self._records.append(record)
 
     def drain(self) -> list[Emit]:
         records, self._records = self._records, []
-        emits = []
-        for record in records:
-            event = AuditEvent.model_validate(record)
-            emits.append(Emit(topics.AUDIT_EVENTS, event.agent_id or "", event.to_bytes()))
-        return emits
+        return records
 
 
 class VaultOutbox:
@@ -47,11 +43,10 @@ class VaultOutbox:
         return [Emit(topics.VAULT, event.key, event.to_bytes()) for event in events]
 
 
-def keystore_from_settings(settings: Settings, audit: Callable[[dict], None] | None = None,
+def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | None = None,
                            vault_outbox: VaultOutbox | None = None):
+    from signer.custody import FileEventLog, Vaults, roots_from_settings
     from signer.custody.keys import KeyStore
-    from signer.custody.roots import roots_from_settings
-    from signer.custody.vault import FileEventLog, Vaults
 
     class _MirroredLog(FileEventLog):
         def publish_many(self, events) -> None:
@@ -60,11 +55,9 @@ def keystore_from_settings(settings: Settings, audit: Callable[[dict], None] | N
                 vault_outbox.extend(events)
 
     log = _MirroredLog(settings.home / "vault" / "events.jsonl")
-    roots = roots_from_settings(settings)
-    vaults = Vaults(roots, log, audit=audit)
+    vaults = Vaults(roots_from_settings(settings), log, audit=audit)
     vaults.refresh()
-    # The mode applies when the signing-key vault is first created; the 2-of-3 modes spread
-    # their shares over the configured roots in order (WARDEN_ROOT_PROVIDER, then WARDEN_ROOT_PROVIDERS).
-    mode = settings.key_mode
-    needed = {"2of3_multi_hsm": 3, "2of3_client_custody": 2, "2of2_client_custody": 1}.get(mode)
-    return KeyStore(vaults, mode=mode, providers=list(roots)[:needed] if needed else None)
+    # The mode applies when the signing-key vault is first created. Without named providers
+    # the vault spreads the KEK over as many configured roots as the mode needs
+    # (``CustodyMode.roots``), in order: WARDEN_ROOT_PROVIDER, then WARDEN_ROOT_PROVIDERS.
+    return KeyStore(vaults, mode=settings.key_mode)

@@ -37,7 +37,7 @@ from schemas.models import IntentApproved, IntentRejected, SignedTransaction, Tr
 from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
-from signer.custody.vault import fingerprint
+from signer.custody import fingerprint
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
 from streams import guardrails

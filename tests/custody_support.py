@@ -11,7 +11,7 @@ from pathlib import Path
 from infra.kms_servers import AWS_TEST_CREDENTIALS, VENV_BIN, LocalCloudKms, LocalKeyVault, MotoServer  # noqa: F401
 from signer.custody.errors import ProviderUnavailable
 from signer.custody.roots import LocalDevRoot, RootOfTrust
-from signer.custody.vault import FileEventLog, Vaults
+from signer.custody import FileEventLog, Vaults
 
 ADMIN = "admin:ops-key-1"
 SIGNER = "service:signer"

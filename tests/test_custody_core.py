@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from runtime.config import Settings
+from schemas import topics
+from schemas.emit import Emit
 from schemas.models import AuditEvent
 from signer.custody import (
     Conflict,
@@ -26,7 +28,8 @@ from signer.custody import (
     parse_event,
     root_from_settings,
 )
-from signer.custody.vault import SecretVersionWritten, ModeSet, prefix_covers
+from signer.custody.events import ModeSet, SecretVersionWritten
+from signer.custody.names import prefix_covers
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,7 +329,7 @@ def test_agents_and_unknown_actors_cannot_administer(tmp_path):
 
 
 def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
-    audit: list[dict] = []
+    audit: list[Emit] = []
     enabled = {"bot": True, "batch": False}
     vaults = make_vaults(tmp_path, intents_api_enabled=lambda agent: enabled.get(agent, True), audit=audit.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
@@ -343,10 +346,11 @@ def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
         assert exc.value.status == 403
         assert "Intents API enabled" in str(exc.value) and "may not read" in str(exc.value)
         assert audit == [exc.value.audit]
-        record = exc.value.audit
-        assert record["actor"] == "agent:bot" and record["action"] == "secret.read_refused"
-        assert record["resource"] == f"vault:acme/ops/{path}@1"
-        assert AuditEvent.model_validate(record).agent_id == "bot"
+        assert exc.value.audit.topic == topics.AUDIT_EVENTS
+        record = AuditEvent.from_bytes(exc.value.audit.value)
+        assert record.actor == "agent:bot" and record.action == "secret.read_refused"
+        assert record.resource == f"vault:acme/ops/{path}@1"
+        assert record.agent_id == "bot"
     # An agent whose policy the vault does not know is treated as intents-enabled (fail closed).
     with pytest.raises(PermissionDenied):
         vaults.read_secret("acme", "ops", "wallet/hot", actor="agent:unknown", now=T0)
@@ -359,7 +363,7 @@ def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
 
 
 def test_agent_reads_need_a_grant_covering_the_path(tmp_path):
-    audit: list[dict] = []
+    audit: list[Emit] = []
     vaults = make_vaults(tmp_path, audit=audit.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "team-a/token", b"a", "token", actor=ADMIN, now=T0)
@@ -368,7 +372,7 @@ def test_agent_reads_need_a_grant_covering_the_path(tmp_path):
     assert vaults.read_secret("acme", "ops", "team-a/token", actor="agent:bot", now=T0) == bytearray(b"a")
     with pytest.raises(PermissionDenied, match="no grant") as exc:
         vaults.read_secret("acme", "ops", "team-b/token", actor="agent:bot", now=T0)
-    assert exc.value.audit["details"]["reason"] == "no_grant"
+    assert AuditEvent.from_bytes(exc.value.audit.value).details["reason"] == "no_grant"
     vaults.revoke("acme", "ops", "bot", "team-a/", actor=ADMIN, now=T0)
     with pytest.raises(PermissionDenied):
         vaults.read_secret("acme", "ops", "team-a/token", actor="agent:bot", now=T0)
@@ -382,3 +386,38 @@ def test_a_cmek_rewrap_keeps_each_version_s_author_and_time(tmp_path):
     (info,) = vaults.list_secrets("acme", "ops", actor=ADMIN)
     assert info.created_by == ADMIN and info.created_at.timestamp() == T0
     assert vaults.read_secret("acme", "ops", "db/password", actor=SIGNER, now=T0 + 3601) == b"hunter2"
+
+
+def test_audit_records_and_events_have_ids_derived_from_what_they_record(tmp_path):
+    audit: list[Emit] = []
+    vaults = make_vaults(tmp_path, audit=audit.append)
+    vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
+    vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
+    events = [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
+    assert [e.event_id for e in events] == [type(e).new(**e.model_dump(exclude={"event_id"})).event_id
+                                            for e in events]
+    audit.clear()
+    for t in (T0, T0, T0 + 1):
+        vaults.read_secret("acme", "ops", "k", actor=SIGNER, now=t)
+    ids = [AuditEvent.from_bytes(record.value).event_id for record in audit]
+    # The same read at the same instant is the same fact; another instant is another.
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path):
+    audit: list[Emit] = []
+    vaults = make_vaults(tmp_path, audit=audit.append)
+    vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
+    vaults.write_secret("acme", "ops", "api/openai", b"sk-123", "api_key", actor=ADMIN, now=T0)
+    vaults.write_secret("acme", "ops", "wallet/hot", os.urandom(32), "private_key", actor=ADMIN, now=T0)
+    with vaults.reveal("acme", "ops", "api/openai", actor=ADMIN, now=T0) as (info, value):
+        assert (info.version, info.secret_type, value) == (1, "api_key", bytearray(b"sk-123"))
+    audit.clear()
+    for actor in (ADMIN, SIGNER):
+        with pytest.raises(PermissionDenied, match="never shows signing keys") as exc:
+            with vaults.reveal("acme", "ops", "wallet/hot", actor=actor, now=T0):
+                pass
+        assert AuditEvent.from_bytes(exc.value.audit.value).details == {
+            "reason": "cli_never_shows_key_material", "secret_type": "private_key"}
+    # Refused before decrypting: nothing was read.
+    assert [AuditEvent.from_bytes(r.value).action for r in audit] == ["secret.read_refused"] * 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.emit import Emit
+from schemas.models import AuditEvent
 from signer import chain_keys
 from signer.custody import Conflict, CustodyError, InvalidKey, NotFound, PermissionDenied, key_forms
 from signer.custody.keys import KeyStore, ProvisionedKey, agent_key_path
@@ -67,7 +69,7 @@ def test_agents_are_refused_every_key_operation(store):
     with pytest.raises(PermissionDenied, match="Intents API enabled") as exc:
         with store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0):
             pass
-    assert exc.value.audit["action"] == "secret.read_refused"
+    assert AuditEvent.from_bytes(exc.value.audit.value).action == "secret.read_refused"
     # ...and even for an agent without the Intents API.
     store.vaults._intents_api_enabled = lambda agent: False
     with pytest.raises(PermissionDenied):
@@ -135,7 +137,7 @@ def test_resolve_requested_path(store):
 
 
 def test_no_repr_str_or_error_carries_key_material(tmp_path, capsys):
-    audit: list[dict] = []
+    audit: list[Emit] = []
     vaults = make_vaults(tmp_path, audit=audit.append)
     store = KeyStore(vaults)
     provisioned = store.provision("a1", "ethereum", ADMIN, now=T0)
@@ -145,7 +147,7 @@ def test_no_repr_str_or_error_carries_key_material(tmp_path, capsys):
              repr(store.list_keys(ADMIN)), repr(audit)]
     texts += [repr(e) for e in vaults._log.poll()]
     state = vaults._state("default", "__agent-keys")
-    texts += [repr(state), repr(list(vaults._cache.values()))]
+    texts += [repr(state), repr(list(vaults._keks._cache.values()))]
     errors = []
     for call in (
         lambda: vaults.read_secret("default", "__agent-keys", provisioned.path, actor="agent:a1", now=T0),
@@ -205,7 +207,7 @@ def test_keys_cli(tmp_path, monkeypatch, capsys):
     assert run("keys", "provision", "--chain", "tron")[0] == 2
     # Another process (the signer) sees what the CLI did, through the shared log.
     from runtime.config import load
-    from signer.custody.vault import Vaults
+    from signer.custody import Vaults
 
     signer_store = KeyStore(Vaults.from_settings(load()))
     assert signer_store.resolve_signing_path("a1", "base") == "agents/a1/chains/ethereum/private_key"

@@ -12,7 +12,9 @@ import pytest
 
 from signer.custody import Conflict, CustodyError, InvalidKey, ProviderUnavailable, Vaults
 from signer.custody import shamir
-from signer.custody.vault import CmekSet, SecretVersionWritten, fingerprint, parse_event
+from signer.custody import CLIENT_MODES, MODES, fingerprint, parse_event
+from signer.custody.events import CmekSet, SecretVersionWritten
+from signer.custody.modes import REGISTRY, custody_mode
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
 # ---- the sharing schemes ---------------------------------------------------
@@ -79,6 +81,24 @@ def test_the_chi_square_check_catches_a_leaky_share():
 
 
 # ---- custody modes on vaults --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODES)
+def test_each_mode_rebuilds_its_kek_from_any_threshold_of_its_pieces(name):
+    mode = custody_mode(name)
+    assert mode.name == name and (name in CLIENT_MODES) == mode.client_custody
+    kek = os.urandom(32)
+    server, client = mode.split(kek)
+    assert len(server) == mode.roots
+    pieces = server + ([(mode.client_x, client)] if client is not None else [])
+    for chosen in itertools.combinations(pieces, mode.threshold):
+        assert mode.rebuild(chosen) == kek
+
+
+def test_the_mode_registry_is_the_list_of_modes():
+    assert tuple(REGISTRY) == MODES
+    with pytest.raises(CustodyError, match="unknown custody mode 'solo'; choose one of standard"):
+        custody_mode("solo")
 
 
 @pytest.fixture

@@ -164,7 +164,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     from schemas import topics
     from schemas.models import IntentRejected
     from signer.custody.hygiene import find_leaks
-    from signer.custody.vault import AGENT_KEYS_VAULT
+    from signer.custody import AGENT_KEYS_VAULT
     from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
     from tests.support import everything_recorded
 

@@ -12,13 +12,12 @@ import os
 
 import pytest
 
+from infra.stack import free_port
 from runtime.config import Settings
-from signer.custody import InvalidKey, ProviderUnavailable, Vaults, root_from_settings, roots_from_settings
+from signer.custody import InvalidKey, ProviderUnavailable, Vaults, parse_event, root_from_settings, roots_from_settings
 from signer.custody.aws_kms import AwsKmsRoot
 from signer.custody.gcp_kms import GcpKmsRoot
 from signer.custody.pkcs11_hsm import Pkcs11Root
-from signer.custody.vault import parse_event
-from infra.stack import free_port
 from tests.custody_support import (
     ADMIN,
     AWS_TEST_CREDENTIALS,
@@ -28,7 +27,6 @@ from tests.custody_support import (
     LocalKeyVault,
     MotoServer,
     SoftHsmToken,
-
     make_vaults,
 )
 
@@ -199,7 +197,7 @@ def test_debug_logging_of_client_libraries_never_carries_key_material(tmp_path, 
 
     from signer.custody import key_forms
     from signer.custody.keys import KeyStore
-    from signer.custody.vault import _slot_aad
+    from signer.custody.keks import slot_aad
 
     records: list[str] = []
 
@@ -224,7 +222,7 @@ def test_debug_logging_of_client_libraries_never_carries_key_material(tmp_path, 
             mode = store.vaults._state("default", "__agent-keys").mode
             slot = mode.slots[0]
             kek = root.unwrap(base64.b64decode(slot.wrapped),
-                              _slot_aad("default", "__agent-keys", mode.kek_id, mode.mode, slot.x, slot.provider))
+                              slot_aad("default", "__agent-keys", mode.kek_id, mode.mode, slot.x, slot.provider))
             secrets.append(bytes(kek))
     finally:
         root_logger.removeHandler(handler)

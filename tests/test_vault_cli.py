@@ -244,7 +244,7 @@ def test_custody_mode_is_set_once(vault, home):
 
 
 def test_cmek_set_rotate_and_read(vault, home):
-    from signer.custody.vault import fingerprint
+    from signer.custody import fingerprint
 
     name = _name("cmek")
     assert vault("create", "--vault", name).code == 0

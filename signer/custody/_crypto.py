@@ -1,5 +1,5 @@
 """Byte-level helpers shared by custody: AES-256-GCM on bytearrays, associated
-data encoding, wiping.
+data encoding, base64 of stored envelopes, wiping.
 
 Plaintext keys only ever live in ``bytearray``s that callers wipe; AES-GCM
 decrypts straight into them (``decrypt_into``) so no immutable copy of a key is
@@ -8,6 +8,8 @@ made on the way out.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import struct
 
@@ -72,3 +74,11 @@ def open_into(aead: AESGCM, sealed: bytes, associated: bytes) -> bytearray:
 
 def open_key(key: bytes | bytearray, sealed: bytes, associated: bytes) -> bytearray:
     return open_into(AESGCM(key), sealed, associated)
+
+
+def from_b64(text: str) -> bytes:
+    """A stored envelope's bytes; malformed base64 fails like a tampered envelope, as ``InvalidKey``."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidKey() from None

@@ -10,6 +10,11 @@ material, and says what to do next.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.emit import Emit
+
 
 class CustodyError(Exception):
     """Base of every custody error."""
@@ -25,13 +30,14 @@ class InvalidKey(CustodyError):
 class PermissionDenied(CustodyError):
     """The actor may not do this (the HTTP 403 of custody).
 
-    ``audit`` is the audit record (a dict shaped like ``schemas.models.AuditEvent``)
-    when the refusal must be audited, so whoever catches it can publish it too.
+    ``audit`` is the refusal's audit record (an ``Emit`` for ``warden.audit.events``,
+    built by ``schemas.emit.audit``) when the refusal is audited, so whoever catches
+    it can publish it too.
     """
 
     status = 403
 
-    def __init__(self, message: str, audit: dict | None = None) -> None:
+    def __init__(self, message: str, audit: Emit | None = None) -> None:
         super().__init__(message)
         self.audit = audit
 

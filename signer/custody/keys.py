@@ -21,7 +21,10 @@ from schemas.chains import REGISTRY, UnknownChain
 from signer import chain_keys
 from signer.custody._crypto import wipe
 from signer.custody.errors import Conflict, CustodyError, NotFound, PermissionDenied
-from signer.custody.vault import AGENT_KEYS_VAULT, CLIENT_MODES, Mode, Vaults, parse_actor, check_path, prefix_covers
+from signer.custody.access import AGENT_KEYS_VAULT, parse_actor
+from signer.custody.modes import CLIENT_MODES, Mode
+from signer.custody.names import check_path, prefix_covers
+from signer.custody.vault import Vaults
 
 DEFAULT_ORG = "default"
 DEFAULT_ALLOWED_PREFIXES: tuple[str, ...] = ("agents/", "keys/")
