@@ -11,8 +11,8 @@ Two figures:
 Everything runs in a temporary directory with its own development root (never
 $WARDEN_HOME). Providers: local-dev always; pkcs11 when SoftHSM2 is installed
 (a temp token); aws-kms when moto_server is installed (started on loopback);
-gcp-kms and azure-kv only against the local protocol servers from the test
-suite, when it is importable. Figures against local servers measure the client
+gcp-kms and azure-kv only against the local protocol servers of
+``infra/kms_servers.py``. Figures against local servers measure the client
 libraries and loopback, not a cloud round trip, and the report says so.
 """
 
@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from infra import kms_servers
 from runtime.config import environment
 
 ADMIN = "admin:bench"
@@ -151,31 +152,24 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
             Pkcs11Root.create_key(module, "bench", "1234")
             yield Pkcs11Root(module, "bench", "1234"), "SoftHSM2 token in a temp dir"
         return
-    try:
-        from tests import custody_support
-    except ImportError:
-        custody_support = None
     if name == "aws-kms":
-        if custody_support is None or not (custody_support.VENV_BIN / "moto_server").exists():
+        if not (kms_servers.VENV_BIN / "moto_server").exists():
             yield None
             return
         from signer.custody.aws_kms import AwsKmsRoot
 
-        server = custody_support.MotoServer()
+        server = kms_servers.MotoServer()
         try:
-            yield (AwsKmsRoot(server.create_key(), endpoint_url=server.url, **custody_support.AWS_TEST_CREDENTIALS),
+            yield (AwsKmsRoot(server.create_key(), endpoint_url=server.url, **kms_servers.AWS_TEST_CREDENTIALS),
                    "moto_server on loopback (HTTP)")
         finally:
             server.stop()
-        return
-    if custody_support is None:
-        yield None
         return
     if name == "gcp-kms":
         from signer.custody.gcp_kms import GcpKmsRoot
 
         key = "projects/bench/locations/global/keyRings/warden/cryptoKeys/root"
-        server = custody_support.LocalCloudKms((key,))
+        server = kms_servers.LocalCloudKms((key,))
         try:
             yield (GcpKmsRoot(key, api_endpoint=server.endpoint, insecure=True),
                    "local Cloud KMS gRPC test server on loopback")
@@ -183,7 +177,7 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
             server.stop()
         return
     if name == "azure-kv":
-        server = custody_support.LocalKeyVault(tmp)
+        server = kms_servers.LocalKeyVault(tmp)
         try:
             yield server.root(), "local Key Vault HTTPS test server on loopback"
         finally:

@@ -491,8 +491,6 @@ def cmd_bench(args) -> int:
               "custody": "infra.bench_custody"}[args.what]
     import importlib
 
-    # Benchmarks run from a checkout and reuse the local protocol servers the tests keep in tests/.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     return importlib.import_module(module).main(args.rest + (["--json"] if args.json else [])) or 0
 
 
