@@ -26,10 +26,12 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-import orjson
-
+from infra.cli.custody import publish
+from infra.cli.output import note as _note, print_json as _print_json
 from runtime.config import Settings, load
+from schemas.models import event_id
 from signer.custody._crypto import KEY_BYTES, wipe
+from signer.custody.errors import CustodyError, InvalidKey, NotFound, PermissionDenied
 from signer.custody.vault import (
     AGENT_KEYS_VAULT,
     CLIENT_MODES,
@@ -37,7 +39,10 @@ from signer.custody.vault import (
     MAX_SECRET_BYTES,
     MODES,
     SECRET_TYPES,
+    fingerprint,
+    parse_actor,
 )
+from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
 DEFAULT_ORG = "default"
 DEFAULT_ACTOR = "admin:local-admin"
@@ -58,14 +63,6 @@ class UsageError(Exception):
 
 class CliRefused(Exception):
     """The CLI itself refuses (exit 3), e.g. to show key material; the refusal is audited."""
-
-
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
-
-
-def _note(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- reading key material from files (never from argv) ---------------------------------------------
@@ -187,8 +184,6 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
 
 class _Context:
     def __init__(self, args: argparse.Namespace, settings: Settings):
-        from signer.custody_wiring import AuditOutbox, VaultOutbox
-
         self.args = args
         self.settings = settings
         self.org: str = args.org
@@ -202,8 +197,6 @@ class _Context:
     @property
     def vaults(self):
         if self._vaults is None:
-            from signer.custody_wiring import keystore_from_settings
-
             self._vaults = keystore_from_settings(self.settings, audit=self.outbox,
                                                   vault_outbox=self.vault_events).vaults
         return self._vaults
@@ -255,8 +248,6 @@ class _Context:
 
     def cli_refusal(self, resource: str, message: str, **details: Any) -> CliRefused:
         """A refusal the CLI makes itself, audited like the vault's own."""
-        from schemas.models import event_id
-
         kind, _, ident = self.actor.partition(":")
         ts = datetime.now(timezone.utc)
         self.outbox({
@@ -277,9 +268,6 @@ def cli_hint(message: str) -> str:
 
 
 def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
-    from signer.custody.errors import CustodyError, InvalidKey, PermissionDenied
-    from signer.custody.vault import parse_actor
-
     name = f"warden vault {args.vault_command}"
     settings = load()
     ctx = _Context(args, settings)
@@ -315,9 +303,7 @@ def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
         code = 1
     finally:
         ctx.finish(failed=code != 0)
-        from infra.cli import _publish
-
-        _publish(settings, ctx.vault_events.drain() + ctx.outbox.drain())
+        publish(settings, ctx.vault_events.drain() + ctx.outbox.drain())
     return code
 
 
@@ -358,8 +344,6 @@ def _hand_over_share(ctx: _Context, share: str, mode: str, out_fd: int | None, d
 
 
 def _set_mode_or_create(ctx: _Context, mode: str | None, create: bool) -> None:
-    from signer.custody.errors import CustodyError
-
     args = ctx.args
     _not_agent_keys(args.vault, "creating or changing" if create else "setting the mode of")
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
@@ -525,8 +509,6 @@ def cmd_list(ctx: _Context) -> None:
 
 
 def cmd_deactivate(ctx: _Context) -> None:
-    from signer.custody.errors import NotFound
-
     args = ctx.args
     _not_agent_keys(args.vault, "deactivating keys in")
     done = ctx.vaults.deactivate(ctx.org, args.vault, args.path, args.version, actor=ctx.actor)
@@ -578,9 +560,6 @@ def cmd_revoke(ctx: _Context) -> None:
 
 
 def cmd_cmek(ctx: _Context) -> None:
-    from signer.custody.errors import CustodyError
-    from signer.custody.vault import fingerprint
-
     args = ctx.args
     new = ctx.keep(read_cmek(args.key_file, "--key-file"))
     current = ctx.keep(read_cmek(args.current_key_file, "--current-key-file")) if args.current_key_file else None
@@ -622,8 +601,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
     """Register create, mode, put, get, list, deactivate, grant, revoke and cmek under ``warden vault``."""
+    sub = vault.add_subparsers(dest="vault_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one machine-readable JSON document on stdout")
     common.add_argument("--org", default=DEFAULT_ORG, help=f"organisation (default {DEFAULT_ORG})")
