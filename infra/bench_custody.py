@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import kms_servers
+from infra.cli.output import print_json
 from runtime.config import environment
 
 ADMIN = "admin:bench"
@@ -280,7 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown provider(s) {unknown}; choose from {', '.join(ALL_PROVIDERS)}")
     result = run(seconds=args.seconds, iterations=args.iterations, providers=providers)
-    print(json.dumps(result, indent=2) if args.json else _render(result))
+    if args.json:
+        print_json(result)
+    else:
+        print(_render(result))
     return 0
 
 
