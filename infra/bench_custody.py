@@ -11,8 +11,8 @@ Two figures:
 Everything runs in a temporary directory with its own development root (never
 $WARDEN_HOME). Providers: local-dev always; pkcs11 when SoftHSM2 is installed
 (a temp token); aws-kms when moto_server is installed (started on loopback);
-gcp-kms and azure-kv only against the local protocol servers from the test
-suite, when it is importable. Figures against local servers measure the client
+gcp-kms and azure-kv only against the local protocol servers of
+``infra/kms_servers.py``. Figures against local servers measure the client
 libraries and loopback, not a cloud round trip, and the report says so.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import kms_servers
+from infra.cli.output import print_json
 from runtime.config import environment
 
 ADMIN = "admin:bench"
@@ -280,7 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown provider(s) {unknown}; choose from {', '.join(ALL_PROVIDERS)}")
     result = run(seconds=args.seconds, iterations=args.iterations, providers=providers)
-    print(json.dumps(result, indent=2) if args.json else _render(result))
+    if args.json:
+        print_json(result)
+    else:
+        print(_render(result))
     return 0
 
 

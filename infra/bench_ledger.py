@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from infra.cli.output import note, print_json
 from schemas.models import AuditEvent
 from streams.ledger import checkpoint
 from streams.ledger.checkpoint import public_key_hex
@@ -126,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=10_000, help="events per INSERT (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    result = run(args.events, args.batch, lambda line: print(f"bench ledger: {line}", file=sys.stderr, flush=True))
+    result = run(args.events, args.batch, lambda line: note(f"bench ledger: {line}"))
     if args.json:
-        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        print_json(result)
     else:
         mark = {True: "meets", False: "MISSES"}
         print(

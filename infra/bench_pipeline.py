@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 
+from infra.cli.output import note, print_json
 from infra.client import Client, new_intent
 from runtime.kafka import end_offsets, follow
 from runtime.config import Settings
@@ -114,13 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topology", choices=("fused", "split", "both"), default="both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    progress = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     shapes = ("fused", "split") if args.topology == "both" else (args.topology,)
-    results = [run(t, args.agents, args.intents, args.rate, progress) for t in shapes]
+    results = [run(t, args.agents, args.intents, args.rate, note) for t in shapes]
     report = {"benchmark": "pipeline", "cpus": os.cpu_count(), "results": results,
               "note": "submitted -> signed, sign-only, all processes and the broker on this machine"}
     if args.json:
-        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+        print_json(report)
     else:
         for r in results:
             print(f"{r['topology']:6} {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "

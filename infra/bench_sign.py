@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 
 # eth-account is a test/benchmark-only dependency; the signer never imports it.
 from eth_account import Account
 
+from infra.cli.output import print_json
 from signer.evm.transactions import FeeMarketTransaction, checksum, sign_transaction
 
 TARGET_RATIO = 8
@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     result = run(args.n)
-    print(json.dumps(result) if args.json else _format(result))
+    if args.json:
+        print_json(result, compact=True)
+    else:
+        print(_format(result))
     return 0
 
 

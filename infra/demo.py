@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -159,10 +158,6 @@ def render(report: dict) -> str:
     verdict = "every outcome as expected" if report["all_as_expected"] else "SOME OUTCOMES DIFFER FROM THE SCRIPT"
     lines.append(f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}")
     return "\n".join(lines)
-
-
-def progress_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 async def _audit_events_published(settings: Settings) -> int:

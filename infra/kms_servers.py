@@ -1,7 +1,9 @@
-"""Local servers that speak the cloud key services' protocols, for the custody tests and
-`warden bench custody`: moto's AWS KMS server, a Cloud KMS gRPC server and an Azure Key
-Vault HTTPS server. They stand in for endpoints that cannot run here; the roots under test
-are the real client libraries talking to them over sockets, on loopback only.
+"""Local servers speaking the cloud roots' protocols, on loopback.
+
+``MotoServer`` (AWS KMS, moto's emulator), ``LocalCloudKms`` (Cloud KMS's Encrypt and Decrypt
+over gRPC) and ``LocalKeyVault`` (Key Vault's key wrapping over HTTPS). The roots under test
+or benchmark are the real client libraries talking to them over sockets; nothing is faked on
+the client side. Used by the custody tests and by ``warden bench custody``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ import threading
 import time
 import urllib.request
 from concurrent import futures
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.x509.oid import NameOID
 
 from infra.stack import free_port
+from signer.custody._crc32c import crc32c
+from signer.custody.azure_kv import AzureKeyVaultRoot
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -50,7 +58,7 @@ class MotoServer:
                 time.sleep(0.1)
 
     def kms_client(self):
-        import boto3
+        import boto3  # the AWS SDK loads only when a caller talks to this server itself
 
         return boto3.client("kms", endpoint_url=self.url, region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -75,10 +83,9 @@ class LocalCloudKms:
     symmetric CryptoKeys, with the CRC32C integrity fields, on loopback."""
 
     def __init__(self, key_names: tuple[str, ...]) -> None:
+        # gRPC and the Cloud KMS types load only for this server: the other two do without them.
         import grpc
         from google.cloud.kms_v1.types import service
-
-        from signer.custody._crc32c import crc32c
 
         self._keys = {name: AESGCM(AESGCM.generate_key(256)) for name in key_names}
         self.calls = 0
@@ -139,17 +146,12 @@ class StaticTokenCredential:
         self.token = token
 
     def get_token(self, *scopes, **kwargs):
-        from azure.core.credentials import AccessToken
+        from azure.core.credentials import AccessToken  # the Azure SDK, only when a token is asked for
 
         return AccessToken(self.token, int(time.time()) + 3600)
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -185,9 +187,6 @@ class LocalKeyVault:
     token = "local-test-token"
 
     def __init__(self, tmp: Path, *, allow_get_key: bool = False) -> None:
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.allow_get_key = allow_get_key
         self.calls: list[str] = []
@@ -278,8 +277,6 @@ class LocalKeyVault:
         self.thread.start()
 
     def root(self, name: str = "azure-kv", **kwargs):
-        from signer.custody.azure_kv import AzureKeyVaultRoot
-
         return AzureKeyVaultRoot(self.key_id, StaticTokenCredential(self.token), name=name,
                                  connection_verify=str(self.cert), verify_challenge_resource=False, **kwargs)
 

@@ -1,5 +1,6 @@
-"""Helpers shared by the custody tests: real roots and logs in temp dirs, and a
-root wrapper that counts unwraps (it delegates to a real root; nothing is faked)."""
+"""Helpers shared by the custody tests: real roots and logs in temp dirs, a root wrapper
+that counts unwraps (it delegates to a real root; nothing is faked) and a SoftHSM2 token.
+The local KMS protocol servers are in ``infra/kms_servers.py``, shared with the benchmark."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from infra.kms_servers import AWS_TEST_CREDENTIALS, VENV_BIN, LocalCloudKms, LocalKeyVault, MotoServer  # noqa: F401
 from signer.custody.errors import ProviderUnavailable
 from signer.custody.roots import LocalDevRoot, RootOfTrust
 from signer.custody import FileEventLog, Vaults
@@ -46,12 +46,6 @@ def dev_root(tmp: Path, name: str = "local-dev") -> LocalDevRoot:
 def make_vaults(tmp: Path, roots=None, **kwargs) -> Vaults:
     roots = roots if roots is not None else dev_root(tmp)
     return Vaults(roots, FileEventLog(tmp / "vault" / "events.jsonl"), **kwargs)
-
-
-# --------------------------------------------------------------------------
-# Local servers speaking the providers' protocols live in infra/kms_servers.py
-# (the custody benchmark uses them too); SoftHSM2 tokens are made here.
-# --------------------------------------------------------------------------
 
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"

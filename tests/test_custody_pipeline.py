@@ -21,9 +21,10 @@ from eth_account import Account
 
 from infra import demo
 from infra.client import wait_outcomes
+from infra.kms_servers import MotoServer
 from runtime.config import Settings
 from infra.stack import REPO, free_port
-from tests.custody_support import MotoServer, SoftHsmToken
+from tests.custody_support import SoftHsmToken
 
 CASES = {
     # mode: (primary root, other roots)

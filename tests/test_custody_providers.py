@@ -3,7 +3,7 @@
 AWS KMS: boto3 over HTTP against ``moto_server``. PKCS#11: python-pkcs11 against
 SoftHSM2 with a token made in a temp dir. Google Cloud KMS and Azure Key Vault:
 the real client libraries (google-cloud-kms over gRPC, azure-keyvault-keys over
-HTTPS) against local servers speaking those protocols (tests/custody_support.py).
+HTTPS) against local servers speaking those protocols (infra/kms_servers.py).
 """
 
 from __future__ import annotations
@@ -12,23 +12,14 @@ import os
 
 import pytest
 
+from infra.kms_servers import AWS_TEST_CREDENTIALS, LocalCloudKms, LocalKeyVault, MotoServer
 from infra.stack import free_port
 from runtime.config import Settings
 from signer.custody import InvalidKey, ProviderUnavailable, Vaults, parse_event, root_from_settings, roots_from_settings
 from signer.custody.aws_kms import AwsKmsRoot
 from signer.custody.gcp_kms import GcpKmsRoot
 from signer.custody.pkcs11_hsm import Pkcs11Root
-from tests.custody_support import (
-    ADMIN,
-    AWS_TEST_CREDENTIALS,
-    SIGNER,
-    T0,
-    LocalCloudKms,
-    LocalKeyVault,
-    MotoServer,
-    SoftHsmToken,
-    make_vaults,
-)
+from tests.custody_support import ADMIN, SIGNER, T0, SoftHsmToken, make_vaults
 
 GCP_KEY = "projects/warden-test/locations/global/keyRings/warden/cryptoKeys/root"
 GCP_KEY_2 = "projects/warden-test/locations/global/keyRings/warden/cryptoKeys/root-2"

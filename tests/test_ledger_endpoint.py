@@ -11,11 +11,11 @@ import orjson
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from streams.ledger import cli
 from streams.ledger.endpoint import Endpoint
 from streams.ledger.keys import load_or_create_signing_key
 from streams.ledger.store import ChdbStore, store_path
 from runtime.config import Settings
+from infra.cli import main
 from infra.stack import free_port
 from tests.ledger_support import build_ledger, chain_of, pipeline_events
 
@@ -104,41 +104,41 @@ def test_writes_file_reads_and_multi_statements_are_refused(client):
 
 
 def test_cli_verify_query_export_and_proofs_through_the_endpoint(env, capsys, tmp_path):
-    assert cli.main(["verify", "--json"]) == 0
+    assert main(["audit", "verify", "--json"]) == 0
     report = orjson.loads(capsys.readouterr().out)
     assert report["ok"] and report["rows_checked"] == 400
 
-    assert cli.main(["query", "SELECT count() FROM intent_status", "--format", "TSV"]) == 0
+    assert main(["audit", "query", "SELECT count() FROM intent_status", "--format", "TSV"]) == 0
     assert capsys.readouterr().out == f"{len(INTENTS)}\n"
-    assert cli.main(["query", "ALTER TABLE audit_log DELETE WHERE 1"]) == 2
+    assert main(["audit", "query", "ALTER TABLE audit_log DELETE WHERE 1"]) == 2
     assert "read-only" in capsys.readouterr().err
 
-    assert cli.main(["export", "--format", "json", "--chain", "0"]) == 0
+    assert main(["audit", "export", "--format", "json", "--chain", "0"]) == 0
     rows = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == sum(1 for e in EVENTS if chain_of(e, 2) == 0) and rows[0]["ts"].endswith("Z") and {"prev_hash", "integrity_hash"} <= set(rows[0])
-    assert cli.main(["export", "--format", "csv", "--since", "2026-11-21T10:01:00Z"]) == 0
+    assert main(["audit", "export", "--format", "csv", "--since", "2026-11-21T10:01:00Z"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith('"chain","seq","event_id"') and 1 < len(lines) < 400
 
-    assert cli.main(["prove", EVENTS[10].event_id]) == 0
+    assert main(["audit", "prove", EVENTS[10].event_id]) == 0
     proof_file = tmp_path / "proof.json"
     proof_file.write_text(capsys.readouterr().out)
-    assert cli.main(["check-proof", str(proof_file)]) == 0
+    assert main(["audit", "check-proof", str(proof_file)]) == 0
     assert capsys.readouterr().out.startswith("OK")
-    assert cli.main(["pubkey"]) == 0
+    assert main(["audit", "pubkey"]) == 0
     other = "ab" * 32
     capsys.readouterr()
-    assert cli.main(["check-proof", str(proof_file), "--public-key", other, "--json"]) == 1
+    assert main(["audit", "check-proof", str(proof_file), "--public-key", other, "--json"]) == 1
     assert orjson.loads(capsys.readouterr().out)["ok"] is False
 
 
 def test_cli_opens_chdb_directly_when_no_sink_serves(env, capsys, monkeypatch):
     monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")
-    assert cli.main(["query", "SELECT count() FROM audit_log", "--format", "TSV"]) == 0
+    assert main(["audit", "query", "SELECT count() FROM audit_log", "--format", "TSV"]) == 0
     assert capsys.readouterr().out == "400\n"
-    assert cli.main(["query", "INSERT INTO audit_log (chain) VALUES (9)"]) == 2
+    assert main(["audit", "query", "INSERT INTO audit_log (chain) VALUES (9)"]) == 2
     assert "read-only" in capsys.readouterr().err
-    assert cli.main(["verify"]) == 0
+    assert main(["audit", "verify"]) == 0
     assert capsys.readouterr().out.startswith("OK: 2 chain(s), 400 rows")
 
 

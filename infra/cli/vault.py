@@ -25,11 +25,13 @@ import os
 import sys
 from typing import Any, Callable
 
-import orjson
-
+from infra.cli.custody import publish
+from infra.cli.output import note as _note, print_json as _print_json
 from runtime.config import Settings, load
 from signer.custody._crypto import KEY_BYTES, wipe
-from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES, MAX_SECRET_BYTES, MODES, SECRET_TYPES
+from signer.custody import (AGENT_KEYS_VAULT, CLIENT_MODES, MAX_SECRET_BYTES, MODES, SECRET_TYPES, CustodyError,
+                            InvalidKey, NotFound, PermissionDenied, fingerprint, parse_actor)
+from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
 DEFAULT_ORG = "default"
 DEFAULT_ACTOR = "admin:local-admin"
@@ -46,12 +48,6 @@ class UsageError(Exception):
     """The command cannot run as given (exit 2). The message names the option and the fix."""
 
 
-def _print_json(doc: Any) -> None:
-    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
-
-
-def _note(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- reading key material from files (never from argv) ---------------------------------------------
@@ -173,8 +169,6 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
 
 class _Context:
     def __init__(self, args: argparse.Namespace, settings: Settings):
-        from signer.custody_wiring import AuditOutbox, VaultOutbox
-
         self.args = args
         self.settings = settings
         self.org: str = args.org
@@ -188,8 +182,6 @@ class _Context:
     @property
     def vaults(self):
         if self._vaults is None:
-            from signer.custody_wiring import keystore_from_settings
-
             self._vaults = keystore_from_settings(self.settings, audit=self.outbox,
                                                   vault_outbox=self.vault_events).vaults
         return self._vaults
@@ -249,8 +241,6 @@ def cli_hint(message: str) -> str:
 
 
 def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
-    from signer.custody import CustodyError, InvalidKey, PermissionDenied, parse_actor
-
     name = f"warden vault {args.vault_command}"
     settings = load()
     ctx = _Context(args, settings)
@@ -286,9 +276,7 @@ def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
         code = 1
     finally:
         ctx.finish(failed=code != 0)
-        from infra.cli import _publish
-
-        _publish(settings, ctx.vault_events.drain() + ctx.outbox.drain())
+        publish(settings, ctx.vault_events.drain() + ctx.outbox.drain())
     return code
 
 
@@ -329,8 +317,6 @@ def _hand_over_share(ctx: _Context, share: str, mode: str, out_fd: int | None, d
 
 
 def _set_mode_or_create(ctx: _Context, mode: str | None, create: bool) -> None:
-    from signer.custody.errors import CustodyError
-
     args = ctx.args
     _not_agent_keys(args.vault, "creating or changing" if create else "setting the mode of")
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
@@ -459,8 +445,6 @@ def cmd_list(ctx: _Context) -> None:
 
 
 def cmd_deactivate(ctx: _Context) -> None:
-    from signer.custody.errors import NotFound
-
     args = ctx.args
     _not_agent_keys(args.vault, "deactivating keys in")
     done = ctx.vaults.deactivate(ctx.org, args.vault, args.path, args.version, actor=ctx.actor)
@@ -512,8 +496,6 @@ def cmd_revoke(ctx: _Context) -> None:
 
 
 def cmd_cmek(ctx: _Context) -> None:
-    from signer.custody import CustodyError, fingerprint
-
     args = ctx.args
     new = ctx.keep(read_cmek(args.key_file, "--key-file"))
     current = ctx.keep(read_cmek(args.current_key_file, "--current-key-file")) if args.current_key_file else None
@@ -555,8 +537,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
     """Register create, mode, put, get, list, deactivate, grant, revoke and cmek under ``warden vault``."""
+    sub = vault.add_subparsers(dest="vault_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one machine-readable JSON document on stdout")
     common.add_argument("--org", default=DEFAULT_ORG, help=f"organisation (default {DEFAULT_ORG})")

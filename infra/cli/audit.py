@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from infra.cli.output import fail, note, print_json
 from runtime.config import load
 from streams.ledger import proof as proofs
 from streams.ledger.checkpoint import public_key_hex
@@ -61,8 +62,7 @@ def _public_key(args: argparse.Namespace) -> bytes:
 
 
 def _fail(message: str) -> int:
-    print(f"warden audit: {message}", file=sys.stderr)
-    return 2
+    return fail("warden audit", message, 2)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -76,7 +76,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _fail(str(exc))
 
     def progress(done: int, total: int) -> None:
-        print(f"verify: {done:,}/{total:,} rows ({100 * done // max(total, 1)}%)", file=sys.stderr, flush=True)
+        note(f"verify: {done:,}/{total:,} rows ({100 * done // max(total, 1)}%)")
 
     try:
         report = verify(store, key, [args.chain] if args.chain is not None else None, since, until, progress)
@@ -85,7 +85,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        print_json(report.to_dict())
     elif report.ok:
         rate = f", {report.rows / report.seconds:,.0f} rows/s" if report.seconds else ""
         uncovered = sum(c.uncovered_rows for c in report.chains)
@@ -112,7 +112,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     finally:
         store.close()
-    sys.stdout.write(orjson.dumps(built, option=orjson.OPT_INDENT_2).decode() + "\n")
+    print_json(built)
     return 0
 
 
@@ -125,7 +125,7 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
         return _fail(f"cannot read the proof: {exc}" if not isinstance(exc, SigningKeyError) else str(exc))
     reason = proofs.check(proof, key) if isinstance(proof, dict) else "a proof is a JSON object"
     if args.json:
-        sys.stdout.write(orjson.dumps({"ok": reason is None, "reason": reason}).decode() + "\n")
+        print_json({"ok": reason is None, "reason": reason}, compact=True)
     elif reason is None:
         event, cp = proof["event"], proof["checkpoint"]
         print(
@@ -205,7 +205,7 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.json:
         body = {"algorithm": "ed25519", "public_key": public_key_hex(key), "key_file": str(key_path(home))}
-        sys.stdout.write(orjson.dumps(body).decode() + "\n")
+        print_json(body, compact=True)
     else:
         print(public_key_hex(key))
     return 0
@@ -219,7 +219,8 @@ def _public_key_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_commands(audit_subparsers) -> None:
+def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
+    audit_subparsers = audit.add_subparsers(dest="audit_command", required=True)
     p = audit_subparsers.add_parser("verify", help="replay the hash chains against the signed checkpoints")
     p.add_argument("--chain", type=int, help="verify only this chain (ledger partition)")
     p.add_argument("--since", help="only rows from this time on: 90d, 12h, or an ISO 8601 time")
@@ -254,14 +255,3 @@ def add_commands(audit_subparsers) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_pubkey)
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m streams.ledger.cli ...``: the same commands without the warden CLI."""
-    parser = argparse.ArgumentParser(prog="warden audit")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

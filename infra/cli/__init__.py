@@ -1,0 +1,56 @@
+"""``warden``, the command line: ``main()`` and the top-level parser.
+
+One module per command group: ``up`` (up, demo), ``submit`` (submit, tail), ``agents``,
+``keys``, ``vault``, ``audit``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
+they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
+and submit share (client-share files, publishing custody events).
+
+A group's module is imported only when one of its commands runs: ``COMMANDS`` holds the help
+line ``warden --help`` shows for each, so ``warden --help`` loads no group and a command loads
+its own group only (together they pull in Kafka, custody, chDB and pyarrow, most of a second).
+That is the one lazy import here; inside the groups, imports are at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+DESCRIPTION = """`warden`: the command line for operators, agents' developers and auditors.
+
+Human-readable by default; ``--json`` prints one machine-readable document."""
+
+# command: (its group's module in this package, the line `warden --help` shows for it)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("up", "start broker, Anvil, ledger, streams worker and signer; Ctrl-C stops"),
+    "demo": ("up", "the main job: run the scripted demo on the embedded stack"),
+    "submit": ("submit", "sign an intent with the agent's key and publish it"),
+    "tail": ("submit", "follow signed transactions and rejections"),
+    "agents": ("agents", "create, update or show an agent's admin-signed policy"),
+    "keys": ("keys", "provision, list, rotate or deactivate signing keys (admins only)"),
+    "schemas": ("schemas", "export JSON Schemas for producers in other languages"),
+    "chains": ("schemas", "list the chain registry, or add a chain (admins)"),
+    "bench": ("bench", "benchmarks that print figures"),
+    "audit": ("audit", "verify, prove, export and query the audit ledger"),
+    "vault": ("vault", "create vaults, store and read secrets, grant agents access (custody)"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Every command, with the arguments of the one ``argv`` names: the first word that is not
+    an option, since no top-level option takes a value."""
+    named = next((word for word in argv if not word.startswith("-")), None)
+    parser = argparse.ArgumentParser(prog="warden", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_)
+        if name == named:
+            importlib.import_module(f"{__name__}.{module}").add_arguments(name, command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    return args.handler(args)

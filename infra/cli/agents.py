@@ -1,0 +1,124 @@
+"""``warden agents``: an agent's admin-signed policy, created, updated or shown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from infra.cli.output import add_json_flag, note, print_json
+from infra.client import Client, load_or_create_agent_key, signed_policy
+from runtime.config import load
+from runtime.kafka import follow
+from schemas import topics
+from schemas.auth import public_key_hex
+from schemas.models import AgentPolicy
+from signer.custody_wiring import keystore_from_settings
+
+
+def _policy_fields(args) -> dict:
+    fields = {}
+    if args.chains is not None:
+        fields["tx_allowed_chains"] = tuple(c for c in args.chains.split(",") if c)
+    if args.allowlist is not None:
+        fields["tx_to_allowlist"] = tuple(a for a in args.allowlist.split(",") if a)
+    if args.max_value is not None:
+        fields["tx_max_value_eth"] = None if args.max_value == "none" else args.max_value
+    if args.daily_limit is not None:
+        fields["tx_daily_limit_eth"] = None if args.daily_limit == "none" else args.daily_limit
+    if args.require_simulation is not None:
+        fields["require_simulation"] = args.require_simulation == "on"
+    if args.sender is not None:
+        fields["sender_address"] = args.sender or None
+    if args.intents_api is not None:
+        fields["intents_api_enabled"] = args.intents_api == "on"
+    return fields
+
+
+def _current_policy(settings, agent_id):
+    async def run():
+        newest = None
+        idle = 0
+        async for topic, value in follow(settings, (topics.POLICIES,)):
+            if not topic:
+                idle += 1
+                if idle >= 3:
+                    break
+                continue
+            try:
+                policy = AgentPolicy.from_bytes(value)
+            except ValueError:
+                continue
+            if policy.agent_id == agent_id and (newest is None or policy.version > newest.version):
+                newest = policy
+        return newest
+
+    return asyncio.run(run())
+
+
+def _agent_address(settings, agent_id: str) -> str | None:
+    """The agent's active ethereum address from the key store (public), for simulation."""
+    try:
+        keys = keystore_from_settings(settings).list_keys("admin:local-admin", agent_id=agent_id, chain="ethereum")
+    except Exception:  # no key store configured here: simulation then runs without a sender
+        return None
+    active = [k.address for k in keys if k.active]
+    return active[-1] if active else None
+
+
+def cmd_agents(args) -> int:
+    settings = load()
+    current = _current_policy(settings, args.agent)
+    if args.action == "show":
+        if current is None:
+            note(f"no policy for agent {args.agent!r}")
+            return 1
+        doc = current.model_dump(mode="json")
+        if args.json:
+            print_json(doc)
+        else:
+            for key, value in doc.items():
+                print(f"{key:22} {value}")
+        return 0
+    if args.action == "create" and current is not None:
+        note(f"agent {args.agent!r} exists (policy v{current.version}); use `warden agents update`")
+        return 1
+    if args.action == "update" and current is None:
+        note(f"agent {args.agent!r} has no policy yet; use `warden agents create`")
+        return 1
+    base = {} if current is None else current.model_dump(exclude={"signature", "issued_at", "admin_key_id",
+                                                                  "schema_version"})
+    agent_key = load_or_create_agent_key(settings.home, args.agent)
+    if args.sender is None and not base.get("sender_address"):
+        args.sender = _agent_address(settings, args.agent)
+    fields = {**base, "agent_id": args.agent, "agent_public_key": public_key_hex(agent_key),
+              "version": (current.version + 1) if current else 1, **_policy_fields(args)}
+    policy = signed_policy(settings, **fields)
+
+    async def publish():
+        async with Client(settings) as client:
+            return await client.publish_policy(policy, wait_s=args.wait)
+
+    verdict = asyncio.run(publish())
+    if verdict == "policy.refused":
+        note(f"agent {args.agent}: the worker refused policy v{policy.version}; see `warden audit query`")
+        return 1
+    if args.json:
+        print_json(policy.model_dump(mode="json"))
+    else:
+        print(f"agent {args.agent}: policy v{policy.version} signed by {policy.admin_key_id} and published")
+    return 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    p.set_defaults(handler=cmd_agents)
+    add_json_flag(p)
+    p.add_argument("action", choices=("create", "update", "show"))
+    p.add_argument("--agent", required=True)
+    p.add_argument("--chains", help="comma-separated allowed chains (empty: any)")
+    p.add_argument("--allowlist", help="comma-separated recipient addresses (empty: any)")
+    p.add_argument("--max-value", help='per-transaction cap in the native unit, or "none"')
+    p.add_argument("--daily-limit", help='rolling 24 h limit in the native unit, or "none"')
+    p.add_argument("--require-simulation", choices=("on", "off"))
+    p.add_argument("--intents-api", choices=("on", "off"))
+    p.add_argument("--sender", help="the agent's EVM address for simulation (default: its provisioned key)")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker to apply it")

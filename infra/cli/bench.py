@@ -1,0 +1,26 @@
+"""``warden bench``: run one of the benchmarks (``infra/bench_*.py``), passing it the rest of
+the command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from infra.cli.output import add_json_flag
+
+BENCHMARKS = {"pipeline": "infra.bench_pipeline", "sign": "infra.bench_sign", "ledger": "infra.bench_ledger",
+              "custody": "infra.bench_custody"}
+
+
+def cmd_bench(args) -> int:
+    # Only the chosen benchmark is imported: each has dependencies the others do without (bench_sign
+    # needs eth-account, a test-only dependency; bench_pipeline the whole stack).
+    benchmark = importlib.import_module(BENCHMARKS[args.what])
+    return benchmark.main(args.rest + (["--json"] if args.json else [])) or 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    p.set_defaults(handler=cmd_bench)
+    add_json_flag(p)
+    p.add_argument("what", choices=tuple(BENCHMARKS))
+    p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,0 +1,113 @@
+"""``warden keys``: the agents' signing keys, provisioned, listed, rotated or deactivated (admins)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+from infra.cli.custody import publish, read_client_share_text
+from infra.cli.output import add_json_flag, fail, note, print_json
+from infra.cli.vault import UsageError, cli_hint, read_cmek
+from runtime.config import load
+from signer.custody.errors import CustodyError, InvalidKey, PermissionDenied
+from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
+from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
+
+
+def cmd_keys(args) -> int:
+    name = f"warden keys {args.action}"
+    needs = {"list": (), "provision-signer": ("chain",)}.get(args.action, ("agent", "chain"))
+    missing = [f"--{option}" for option in needs if not getattr(args, option)]
+    if missing:
+        return fail(name, f"{' and '.join(missing)} required", 2)
+    settings = load()
+    outbox, vault_events = AuditOutbox(), VaultOutbox()
+    actor = args.actor
+    try:
+        share = None if args.client_share_file is None else read_client_share_text(args.client_share_file)
+    except (ValueError, OSError) as exc:
+        return fail(name, exc, 2)
+    try:
+        store = keystore_from_settings(settings, audit=outbox, vault_outbox=vault_events)
+        if args.cmek_file is not None:
+            try:
+                cmek = read_cmek(args.cmek_file, "--cmek-file")
+            except UsageError as exc:
+                return fail(name, exc, 2)
+            try:
+                store.vaults.load_cmek("default", AGENT_KEYS_VAULT, cmek)
+            finally:
+                cmek[:] = bytes(len(cmek))
+        if args.action == "provision":
+            doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
+        elif args.action == "provision-signer":
+            doc = dataclasses.asdict(store.provision_signer(args.chain, actor=actor, client_share=share))
+        elif args.action == "rotate":
+            doc = dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor, client_share=share))
+        elif args.action == "deactivate":
+            doc = {"agent_id": args.agent, "chain": args.chain,
+                   "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor,
+                                                            version=args.version)}
+        else:
+            doc = [{**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
+                   for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)]
+    except PermissionDenied as exc:
+        note(f"{name}: refused: {exc}")
+        publish(settings, outbox.drain())
+        return 3
+    except InvalidKey:
+        mode = store.vaults.mode("default", AGENT_KEYS_VAULT)
+        needs = []
+        if mode in CLIENT_MODES:
+            needs.append(f"the client share shown when it was created (it is in {mode}; --client-share-file)")
+        if store.vaults.cmek_fingerprint("default", AGENT_KEYS_VAULT) is not None:
+            needs.append("its current customer-managed key (--cmek-file)")
+        hint = ("the signing-key vault needs " + " and ".join(needs) if needs
+                else "a root of trust refused to unwrap the vault key")
+        return fail(name, f"{InvalidKey()}: {hint}")
+    except CustodyError as exc:
+        return fail(name, cli_hint(str(exc)))
+    publish(settings, vault_events.drain() + outbox.drain())
+    created_share = doc.pop("client_share", None) if isinstance(doc, dict) else None
+    if created_share is not None:
+        _hand_over_client_share(created_share, args.client_share_out, settings.key_mode, doc)
+    if args.json:
+        print_json(doc)
+    elif isinstance(doc, list):
+        for row in doc:
+            print("  ".join(f"{k}={v}" for k, v in row.items() if k != "public_key_hex"))
+    else:
+        print("  ".join(f"{k}={v}" for k, v in doc.items()))
+    return 0
+
+
+def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict) -> None:
+    """The one time the client share exists outside the client: write it to ``out`` (0600) or
+    show it on stderr, never in the ``--json`` document on stdout, which tends to be logged."""
+    if out is not None:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(share + "\n")
+        doc["client_share_written_to"] = out
+        where = f"written to {out} (mode 0600)"
+    else:
+        note(f"CLIENT SHARE ({mode}), shown once: {share}")
+        where = "printed above on stderr"
+    note(f"The signing-key vault was created in {mode}. Its client share is {where}. Warden keeps no copy, "
+         "and cannot sign or add keys without it (--client-share-file): keep it safe.")
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    p.set_defaults(handler=cmd_keys)
+    add_json_flag(p)
+    p.add_argument("action", choices=("provision", "provision-signer", "list", "rotate", "deactivate"))
+    p.add_argument("--agent", help="required except for list and provision-signer (the shared keys/{chain}-signer)")
+    p.add_argument("--version", type=int, help="deactivate: one version (default: every active one)")
+    p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
+    p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
+    p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin)")
+    p.add_argument("--cmek-file", help="the signing-key vault's customer-managed key, if it has one (32 raw bytes or "
+                                       "base64), for writes")
+    p.add_argument("--client-share-out", help="when this call creates a client-custody vault: write its client "
+                                              "share to this new file (0600) instead of showing it on stderr")

@@ -1,0 +1,141 @@
+"""``warden submit`` and ``warden tail``: intents in, outcomes out."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import sys
+
+import orjson
+from pydantic import ValidationError
+
+from infra.cli.custody import read_client_share_text
+from infra.cli.output import add_json_flag, fail, print_json
+from infra.cli.vault import UsageError, read_cmek
+from infra.client import Client, load_or_create_agent_key, new_intent, wait_outcomes
+from runtime.config import load
+from runtime.kafka import end_offsets, follow
+from schemas import topics
+from schemas.errors import explain
+from schemas.models import IntentRejected, SignedTransaction
+from schemas.sealing import SealingRefused
+
+
+def cmd_submit(args) -> int:
+    settings = load()
+    fields = {k: v for k, v in dict(tx_type=args.tx_type, data=args.data, gas_limit=args.gas_limit,
+                                    simulate_first=args.simulate, broadcast=args.broadcast, nonce=args.nonce,
+                                    signing_key_path=args.key_path).items() if v is not None}
+
+    async def run():
+        key = load_or_create_agent_key(settings.home, args.agent)
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            share = None if args.client_share_file is None else await client.client_share(
+                read_client_share_text(args.client_share_file))
+            cmek = None if args.cmek_file is None else await client.cmek(_read_cmek_text(args.cmek_file))
+            try:
+                intent = new_intent(key, agent_id=args.agent, chain=args.chain, to=args.to, value=args.value,
+                                    idempotency_key=args.idempotency_key, client_share=share, cmek=cmek, **fields)
+            finally:
+                for held in (share, cmek):
+                    if held is not None:
+                        held.wipe()
+            await (await client.submit(intent))
+        if not args.wait:
+            return intent, None
+        outcomes = await wait_outcomes(settings, {intent.intent_id}, args.timeout, start)
+        return intent, outcomes.get(intent.intent_id)
+
+    try:
+        intent, outcome = asyncio.run(run())
+    except ValidationError as exc:
+        return fail("warden submit", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
+    except (SealingRefused, ValueError, OSError) as exc:
+        return fail("warden submit", exc, 2)
+    if args.json:
+        print_json({"intent": intent.model_dump(mode="json"),
+                    "outcome": None if outcome is None else outcome.model_dump(mode="json", by_alias=True)})
+    else:
+        print(f"submitted {intent.intent_id}")
+        if outcome is not None:
+            print(_describe_outcome(outcome))
+        elif args.wait:
+            print(f"no outcome within {args.timeout} s: is the stack up (`warden up`)?")
+    return 0 if outcome is None or getattr(outcome, "status", "rejected") != "rejected" else 1
+
+
+def _read_cmek_text(path: str) -> str:
+    """A customer-managed key file (32 raw bytes or base64 text) as base64 text for the SDK."""
+    try:
+        key = read_cmek(path, "--cmek-file")
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        return base64.b64encode(key).decode()
+    finally:
+        key[:] = bytes(len(key))
+
+
+def _describe_outcome(outcome) -> str:
+    if isinstance(outcome, IntentRejected):
+        return f"REJECTED {outcome.intent_id} at {outcome.stage}: {outcome.code}: {outcome.reason}"
+    extra = f" block {outcome.block_number}" if outcome.block_number is not None else ""
+    error = f" ({outcome.error})" if outcome.error else ""
+    return (f"SIGNED {outcome.intent_id} {outcome.status}{extra}{error} tx {outcome.tx_hash} from {outcome.from_} "
+            f"nonce {outcome.nonce} chain {outcome.chain}({outcome.chain_id}) tee={outcome.tee}")
+
+
+def cmd_tail(args) -> int:
+    settings = load()
+    wanted = (topics.TXS_SIGNED, topics.INTENTS_REJECTED) + ((topics.DLQ,) if args.dlq else ())
+
+    async def run():
+        start = None if args.from_beginning else await end_offsets(settings, wanted)
+        async for topic, value in follow(settings, wanted, start):
+            if not topic:
+                continue
+            if args.json:
+                print_json({"topic": topic, "record": orjson.loads(value)}, compact=True)
+            elif topic == topics.TXS_SIGNED:
+                print(_describe_outcome(SignedTransaction.from_bytes(value)))
+            elif topic == topics.INTENTS_REJECTED:
+                print(_describe_outcome(IntentRejected.from_bytes(value)))
+            else:
+                print(f"DLQ {orjson.loads(value)['reason']}")
+            sys.stdout.flush()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    add_json_flag(p)
+    if command == "tail":
+        p.set_defaults(handler=cmd_tail)
+        p.add_argument("--from-beginning", action="store_true")
+        p.add_argument("--dlq", action="store_true", help="also show dead letters")
+        return
+    p.set_defaults(handler=cmd_submit)
+    p.add_argument("--agent", required=True)
+    p.add_argument("--chain", required=True)
+    p.add_argument("--to", required=True)
+    p.add_argument("--value", required=True, help='decimal string in the native unit, e.g. "0.05"')
+    p.add_argument("--data")
+    p.add_argument("--tx-type", type=int, choices=(0, 1, 2))
+    p.add_argument("--gas-limit", type=int)
+    p.add_argument("--nonce", type=int)
+    p.add_argument("--key-path")
+    p.add_argument("--idempotency-key")
+    p.add_argument("--simulate", action="store_true", default=None)
+    p.add_argument("--broadcast", action="store_true", default=None)
+    p.add_argument("--no-wait", dest="wait", action="store_false")
+    p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin); "
+                                               "it is sealed to the signer, never sent in the clear")
+    p.add_argument("--cmek-file", help="a signing-key vault with a customer-managed key: file holding it (32 raw "
+                                       "bytes or base64); sealed to the signer like the client share")
