@@ -203,7 +203,8 @@ class Signer:
                                                             "agent's public key")
         if not policy.intents_api_enabled:
             raise SigningRefused("INTENTS_API_DISABLED", "the intents API is disabled for this agent")
-        spent = SpendWindow(self.state.spend_entries(intent.agent_id, to_us(now))).spent(to_us(now))
+        now_us = to_us(now)
+        spent = SpendWindow(self.state.spend_entries(intent.agent_id, now_us)).spent(now_us)
         for verdict in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
                         guardrails.check_value_cap(intent, policy),
                         guardrails.check_daily_limit(intent, policy, spent)):

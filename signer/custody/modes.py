@@ -18,6 +18,7 @@ the caller refuses against the vault's KEK commitment before using it.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal, get_args
 
@@ -29,7 +30,7 @@ Mode = Literal["standard", "2of2_client_custody", "2of3_multi_hsm", "2of3_client
 Piece = tuple[int, bytearray]
 
 
-class CustodyMode:
+class CustodyMode(abc.ABC):
     """One custody mode. ``roots``: distinct root providers the server pieces are
     wrapped by, one piece each. ``threshold``: pieces that rebuild the KEK.
     ``client_x``: the x-coordinate of the client's share, None when the server
@@ -44,13 +45,13 @@ class CustodyMode:
     def client_custody(self) -> bool:
         return self.client_x is not None
 
+    @abc.abstractmethod
     def split(self, kek: bytes | bytearray) -> tuple[list[Piece], bytearray | None]:
         """The server pieces (one per root) and the client share (None without one). The caller wipes them all."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rebuild(self, pieces: Sequence[tuple[int, bytes | bytearray]]) -> bytearray:
         """The KEK from ``threshold`` pieces; in client modes one of them is ``(client_x, client share)``."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
