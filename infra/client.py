@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -23,9 +23,11 @@ from infra.admin import load_or_create_admin_key
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow, producer as new_producer
-from runtime.trust import LOCAL_ADMIN_ID
+from pydantic import ValidationError
+
+from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
 from schemas import topics
-from schemas.auth import load_or_create_ed25519, sign_intent, sign_policy
+from schemas.auth import ServiceKeys, load_or_create_ed25519, outcome_forgery, sign_intent, sign_policy
 from schemas.models import (AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey, SignedTransaction,
                             TransactionIntent)
 from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
@@ -184,26 +186,45 @@ async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s
 Outcome = IntentRejected | SignedTransaction
 
 
-async def wait_outcomes(settings: Settings, intent_ids: set[str], timeout_s: float,
-                        start: dict[TopicPartition, int] | None = None,
-                        final: bool = True) -> dict[str, Outcome]:
+def read_outcome(topic: str, raw: bytes) -> Outcome | None:
+    """A record from an outcome topic, or None if it is not one (anyone can write there)."""
+    model = IntentRejected if topic == topics.INTENTS_REJECTED else SignedTransaction
+    try:
+        return model.from_bytes(raw)
+    except ValidationError:
+        return None
+
+
+async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent], timeout_s: float,
+                        start: dict[TopicPartition, int] | None = None, final: bool = True,
+                        forged: list[tuple[str, str]] | None = None,
+                        service_keys: ServiceKeys | None = None) -> dict[str, Outcome]:
     """Wait until each intent has a rejection or a signed transaction (with ``final``: a
-    final status, i.e. mined or failed for broadcast ones)."""
+    final status, i.e. mined or failed for broadcast ones).
+
+    Only authentic outcomes count: signed by a pinned key of the service allowed to say it (a
+    signer for signatures and signing-stage refusals, a worker for the rest) and bound to the
+    very intent submitted (its digest). Anything else about these intents is skipped, and
+    listed in ``forged`` as (intent id, why) when a list is given."""
+    keys = service_keys or PinnedServiceKeys(settings)
+    digests = {intent.intent_id: intent.digest() for intent in intents}
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
     async for topic, value in follow(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED), start):
-        if topic == topics.INTENTS_REJECTED:
-            rejected = IntentRejected.from_bytes(value)
-            if rejected.intent_id in intent_ids:
-                outcomes[rejected.intent_id] = rejected
-        elif topic == topics.TXS_SIGNED:
-            signed = SignedTransaction.from_bytes(value)
-            if signed.intent_id in intent_ids:
-                previous = outcomes.get(signed.intent_id)
+        outcome = read_outcome(topic, value) if topic else None
+        if outcome is not None and outcome.intent_id in digests:
+            why = outcome_forgery(outcome, keys, digests[outcome.intent_id])
+            if why is not None:
+                if forged is not None:
+                    forged.append((outcome.intent_id, why))
+            elif isinstance(outcome, IntentRejected):
+                outcomes[outcome.intent_id] = outcome
+            else:
+                previous = outcomes.get(outcome.intent_id)
                 if not isinstance(previous, SignedTransaction) or previous.status not in FINAL_STATUSES:
-                    outcomes[signed.intent_id] = signed
+                    outcomes[outcome.intent_id] = outcome
         done = all(i in outcomes and (not final or isinstance(outcomes[i], IntentRejected)
-                                      or outcomes[i].status in FINAL_STATUSES) for i in intent_ids)
+                                      or outcomes[i].status in FINAL_STATUSES) for i in digests)
         if done or time.monotonic() > deadline:
             break
     return outcomes

@@ -20,6 +20,7 @@ from runtime.config import Settings
 from infra.provision import provision_agent
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.fields import format_native_amount
 from schemas.models import IntentRejected
 from signer.custody import CLIENT_MODES
 
@@ -30,6 +31,8 @@ MALLORY = "0x000000000000000000000000000000000000bad1"
 # A contract whose every call reverts with Error("Warden demo: transfers paused"): installed with anvil_setCode.
 PAUSED = "0x00000000000000000000000000000000000ca5e0"
 REVERT_REASON = "Warden demo: transfers paused"
+GWEI = 10**9
+FEE_CEILING = 100 * GWEI  # the demo agent's tx_max_fee_per_gas
 
 
 def _revert_runtime(reason: str) -> str:
@@ -59,11 +62,16 @@ SCRIPT = (
     Scripted("wrong chain: base", "CHAIN_NOT_ALLOWED", dict(to=ALICE, value="0.1", chain="base")),
     Scripted("recipient not on allowlist", "RECIPIENT_NOT_ALLOWLISTED", dict(to=MALLORY, value="0.1")),
     Scripted("over the 1 ETH per-tx cap", "VALUE_OVER_CAP", dict(to=BOB, value="1.5")),
-    Scripted("pay bob 0.9 (brings the day to 1.75)", "mined", dict(to=BOB, value="0.9")),
+    Scripted("pay bob 0.9 (the day: 1.75 + fees)", "mined", dict(to=BOB, value="0.9")),
     Scripted("over the 2 ETH daily limit", "DAILY_LIMIT_EXCEEDED", dict(to=ALICE, value="0.3")),
     Scripted("call a paused contract, simulated", "SIMULATION_REVERTED",
              dict(to=PAUSED, value="0", data="0xa9059cbb", simulate_first=True)),
-    Scripted("pay alice exactly the remaining 0.25", "mined", dict(to=ALICE, value="0.25")),
+    # Fees are spend: a 0-value intent that offers 1,000 gwei per gas is refused at the ceiling,
+    # and one whose value fits the cap but whose worst-case fee does not is refused at the cap.
+    Scripted("0 ETH, fee 1000 gwei/gas (ceiling 100)", "FEE_OVER_CEILING",
+             dict(to=ALICE, value="0", max_fee_per_gas=1000 * GWEI, max_priority_fee_per_gas=GWEI)),
+    Scripted("1 ETH + worst-case fee over the 1 ETH cap", "VALUE_OVER_CAP", dict(to=BOB, value="1")),
+    Scripted("pay alice 0.2 (the day stays under 2)", "mined", dict(to=ALICE, value="0.2")),
 )
 
 
@@ -86,7 +94,7 @@ def expected_outcomes(settings: Settings) -> list[tuple[str, str]]:
 async def provision(settings: Settings) -> dict:
     """The demo agent (funded, with its policy) and the paused contract."""
     agent = await provision_agent(settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED), tx_max_value_eth="1",
-                                  tx_daily_limit_eth="2", require_simulation=False)
+                                  tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False)
     node = JsonRpc(settings.rpc_url_for("anvil"))
     try:
         await node.call("anvil_setCode", PAUSED, _revert_runtime(REVERT_REASON))
@@ -121,7 +129,8 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
                 share.wipe()
     progress(f"submitted {len(intents)} intents; waiting for outcomes")
     began = time.monotonic()
-    outcomes = await wait_outcomes(settings, {i.intent_id for _, i in intents}, timeout_s, start)
+    forged: list[tuple[str, str]] = []
+    outcomes = await wait_outcomes(settings, [i for _, i in intents], timeout_s, start, forged=forged)
     elapsed = time.monotonic() - began
     rows = []
     for scripted, intent in intents:
@@ -136,12 +145,15 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
             row.update(outcome=outcome.status, stage="signing", code=outcome.status.upper(), reason=outcome.error,
                        signed_tx=outcome.signed_tx, tx_hash=outcome.tx_hash, **{"from": outcome.from_},
                        nonce=outcome.nonce, chain_id=outcome.chain_id, status=outcome.status,
-                       block_number=outcome.block_number, gas_used=outcome.gas_used, tee=outcome.tee)
+                       block_number=outcome.block_number, gas_used=outcome.gas_used, tee=outcome.tee,
+                       fee_wei=None if outcome.fee_wei is None else str(outcome.fee_wei),
+                       max_spend_wei=str(outcome.max_spend_wei))
         actual = row["outcome"] if row["outcome"] in ("mined", "failed", "missing") else row["code"]
         row["as_expected"] = actual == scripted.expect
         rows.append(row)
     return {"agent_id": AGENT, "address": setup["address"], "policy_version": setup["policy"].version,
             "seconds_to_all_outcomes": round(elapsed, 3), "intents": rows,
+            "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
             "all_as_expected": all(r["as_expected"] for r in rows)}
 
 
@@ -150,7 +162,8 @@ def render(report: dict) -> str:
     for r in report["intents"]:
         mark = "ok " if r["as_expected"] else "!! "
         if r["outcome"] in ("mined", "failed", "sign_only"):
-            detail = f"nonce {r['nonce']} block {r['block_number']} gas {r['gas_used']} tee={r['tee']}"
+            fee = "?" if r["fee_wei"] is None else format_native_amount(int(r["fee_wei"]))
+            detail = f"nonce {r['nonce']} block {r['block_number']} gas {r['gas_used']} fee {fee} tee={r['tee']}"
             lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['tx_hash'][:26]}.. {detail}")
         else:
             lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {str(r['stage']):12} {str(r['code']):28} "

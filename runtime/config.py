@@ -76,6 +76,14 @@ class Settings:
     tee: str = field(default_factory=lambda: _env("WARDEN_TEE", "none"))
     # Pinned policy-signing keys, "key_id=0x<hex>,..."; unset means the local admin key under home.
     admin_keys: str | None = field(default_factory=lambda: _opt("WARDEN_ADMIN_KEYS"))
+    # Pinned outcome-signing keys of the streams workers and of the signers, same form; unset
+    # means the local services' keys under home (the embedded stack).
+    worker_keys: str | None = field(default_factory=lambda: _opt("WARDEN_WORKER_KEYS"))
+    signer_keys: str | None = field(default_factory=lambda: _opt("WARDEN_SIGNER_KEYS"))
+    worker_id: str = field(default_factory=lambda: _env("WARDEN_WORKER_ID", "streams-0"))
+    # Intents older than this are refused (INTENT_EXPIRED); it bounds how long a captured intent
+    # could be replayed and how long decisions must be remembered.
+    intent_max_age_s: int = field(default_factory=lambda: int(_env("WARDEN_INTENT_MAX_AGE_S", "600")))
     root_provider: str = field(default_factory=lambda: _env("WARDEN_ROOT_PROVIDER", "local-dev"))
     roots: RootSettings = field(default_factory=RootSettings)
     allow_dev_root: bool = field(default_factory=lambda: _flag("WARDEN_ALLOW_DEV_ROOT"))
@@ -129,6 +137,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "WARDEN_KEY_MODE": settings.key_mode, "WARDEN_SIGNER_ID": settings.signer_id,
         "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if settings.allow_unattested_signer else "0",
         "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
+        "WARDEN_WORKER_ID": settings.worker_id, "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s),
     })
     return env
 

@@ -35,9 +35,12 @@ async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[
 
 
 async def follow(settings: Settings, topic_names: tuple[str, ...],
-                 start: dict[TopicPartition, int] | None = None) -> AsyncIterator[tuple[str, bytes]]:
+                 start: dict[TopicPartition, int] | None = None,
+                 caught_up: asyncio.Event | None = None) -> AsyncIterator[tuple[str, bytes]]:
     """Every record on the topics from ``start`` (default: the beginning), as (topic, value),
-    forever. Yields ("", b"") when nothing arrived for 200 ms, so callers can check deadlines."""
+    forever. Yields ("", b"") when nothing arrived for 200 ms, so callers can check deadlines.
+    ``caught_up`` is set once every record that was on the topics when following began has
+    been yielded (for a process that must know the whole topic before it acts)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -48,11 +51,15 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
                 consumer.seek(tp, start[tp])
             else:
                 await consumer.seek_to_beginning(tp)
+        ends = await consumer.end_offsets(parts) if caught_up is not None else {}
         while True:
             batch = await consumer.getmany(timeout_ms=200)
             for tp, messages in batch.items():
                 for msg in messages:
                     yield tp.topic, msg.value
+            if ends and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+                ends = {}
+                caught_up.set()
             if not batch:
                 yield "", b""
     finally:

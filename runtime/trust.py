@@ -1,19 +1,25 @@
 """Trust anchors: the public keys a Warden process believes, pinned by configuration.
 
-Today these are the admins' policy-signing keys. A deployment pins them with
-``WARDEN_ADMIN_KEYS`` ("key_id=0x<hex>,...") and keeps the private keys off the
-workers; the embedded stack creates one local admin key under
-``$WARDEN_HOME/admin`` (mode 0600) and pins its public half.
+- Admins' policy-signing keys: a deployment pins them with ``WARDEN_ADMIN_KEYS``
+  ("key_id=0x<hex>,...") and keeps the private keys off the workers; the embedded
+  stack creates one local admin key under ``$WARDEN_HOME/admin`` (mode 0600).
+- Services' outcome-signing keys: each streams worker and each signer signs what
+  it decides with its own Ed25519 key. Clients (and the worker, for the signer's
+  refusals) pin the public halves with ``WARDEN_WORKER_KEYS`` and
+  ``WARDEN_SIGNER_KEYS``; on the embedded stack each service makes its key under
+  ``$WARDEN_HOME/services/<role>/<key id>.pem`` and readers pin those.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from runtime.config import Settings
-from schemas.auth import public_key_hex
+from schemas.auth import Role, load_or_create_ed25519, public_key_hex
 
 LOCAL_ADMIN_ID = "local-admin"
 
@@ -22,12 +28,58 @@ def local_admin_key_file(home: Path) -> Path:
     return home / "admin" / f"{LOCAL_ADMIN_ID}.pem"
 
 
+def _pairs(text: str) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {key_id.strip(): pub.strip() for key_id, pub in pairs}
+
+
 def pinned_admin_keys(settings: Settings) -> dict[str, str]:
     """key_id → public key hex. WARDEN_ADMIN_KEYS wins; else the local admin key, if one exists."""
     if settings.admin_keys:
-        pairs = (item.split("=", 1) for item in settings.admin_keys.split(",") if item.strip())
-        return {key_id.strip(): pub.strip() for key_id, pub in pairs}
+        return _pairs(settings.admin_keys)
     path = local_admin_key_file(settings.home)
     if not path.exists():
         return {}
     return {LOCAL_ADMIN_ID: public_key_hex(load_pem_private_key(path.read_bytes(), password=None))}
+
+
+def service_key_file(home: Path, role: Role, key_id: str) -> Path:
+    return home / "services" / role / f"{key_id}.pem"
+
+
+def service_key(settings: Settings, role: Role) -> tuple[str, Ed25519PrivateKey]:
+    """This process's outcome-signing key (key id, private key), made on first start. Its public
+    half is written next to it (``.pub``, hex): that file is all a local reader needs."""
+    key_id = settings.worker_id if role == "worker" else settings.signer_id
+    path = service_key_file(settings.home, role, key_id)
+    key = load_or_create_ed25519(path)
+    path.with_suffix(".pub").write_text(public_key_hex(key) + "\n")
+    return key_id, key
+
+
+class PinnedServiceKeys:
+    """The workers' and signers' public keys this reader believes (``schemas.auth.ServiceKeys``).
+
+    Configured keys are fixed. Without configuration the local services' key files are read,
+    and read again (at most once a second) when an unknown key id shows up, so a reader
+    started before a service still comes to know that service's key."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        configured = {"worker": settings.worker_keys, "signer": settings.signer_keys}
+        self._fixed = {role: _pairs(text) for role, text in configured.items() if text}
+        self._local: dict[str, dict[str, str]] = {}
+        self._read_at = 0.0
+
+    def key(self, role: Role, key_id: str) -> str | None:
+        if role in self._fixed:
+            return self._fixed[role].get(key_id)
+        if key_id not in self._local.get(role, {}) and time.monotonic() - self._read_at >= 1.0:
+            self._read_local()
+        return self._local.get(role, {}).get(key_id)
+
+    def _read_local(self) -> None:
+        self._read_at = time.monotonic()
+        for role in ("worker", "signer"):
+            folder = self.settings.home / "services" / role
+            self._local[role] = {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.pub"))}

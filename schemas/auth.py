@@ -1,7 +1,9 @@
-"""Ed25519 signatures on intents (by agents) and policies (by admins).
+"""Ed25519 signatures on intents (by agents), policies (by admins) and outcomes (by services).
 
-Write access to a topic must not let anyone act as an agent or an admin, so
-both the streams worker and the signer check these signatures themselves.
+Write access to a topic must not let anyone act as an agent, an admin or a
+Warden service: the streams worker and the signer check agents' and admins'
+signatures themselves, and clients check the services' signatures on every
+outcome they are shown.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat, PublicFormat,
                                                           load_pem_private_key)
 
-from schemas.models import AgentPolicy, TransactionIntent
+from typing import Literal, Protocol, TypeVar
+
+from schemas.models import AgentPolicy, IntentRejected, Outcome, SignedTransaction, TransactionIntent
+
+Role = Literal["worker", "signer"]
+O = TypeVar("O", bound=Outcome)
 
 
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
@@ -59,3 +66,42 @@ def policy_signature_valid(policy: AgentPolicy, admin_public_keys: dict[str, str
     """True only if the policy is signed by one of the pinned admin keys (key id → public key hex)."""
     key = admin_public_keys.get(policy.admin_key_id)
     return key is not None and bool(policy.signature) and _verify(key, policy.signature, policy.signing_bytes())
+
+
+# -- outcomes ------------------------------------------------------------------------------------
+
+
+class ServiceKeys(Protocol):
+    """The services' public keys a reader pins (runtime.trust loads them from configuration)."""
+
+    def key(self, role: Role, key_id: str) -> str | None: ...
+
+
+def sign_outcome(record: O, service_key: Ed25519PrivateKey, key_id: str) -> O:
+    unsigned = record.model_copy(update={"signed_by": key_id, "service_signature": ""})
+    return unsigned.model_copy(update={"service_signature": service_key.sign(unsigned.service_signing_bytes()).hex()})
+
+
+def outcome_role(record: Outcome) -> Role:
+    """Who may say this: only a signer speaks of signatures and of refusals at stage "signing"
+    (which release the worker's reservation); the workers speak of every other decision."""
+    if isinstance(record, SignedTransaction):
+        return "signer"
+    if isinstance(record, IntentRejected) and record.stage == "signing":
+        return "signer"
+    return "worker"
+
+
+def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | None = None) -> str | None:
+    """None when ``record`` is signed by a pinned key of the service allowed to say it and (when
+    ``intent_digest`` is given) is about exactly that intent; otherwise why it must not be believed."""
+    role = outcome_role(record)
+    public = keys.key(role, record.signed_by)
+    if public is None:
+        return f"signed_by {record.signed_by!r} is not a pinned {role} key"
+    if not record.service_signature or not _verify(public, record.service_signature, record.service_signing_bytes()):
+        return f"the service signature does not verify against {role} key {record.signed_by!r}"
+    if intent_digest is not None and record.intent_digest != intent_digest:
+        return "it is about another intent with the same id (intent_digest differs)"
+    return None
+

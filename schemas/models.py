@@ -25,8 +25,16 @@ NONCE_LIMIT = 2**64 - 1
 # An idempotency key holds its first intent's result for 24 h (the seeds' Idempotency-Key TTL).
 IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
 
-Stage = Literal["intake", "chain", "allowlist", "value_cap", "daily_limit", "simulation", "signing"]
-GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "value_cap", "daily_limit", "simulation")
+# Freshness: an intent is refused once older than the deployment's window (WARDEN_INTENT_MAX_AGE_S,
+# 10 minutes unless set) or when dated further ahead than clocks plausibly drift.
+INTENT_MAX_AGE_US = 600 * 1_000_000
+INTENT_MAX_FUTURE_US = 120 * 1_000_000
+
+Stage = Literal["intake", "chain", "allowlist", "simulation", "fee", "value_cap", "daily_limit", "signing"]
+# "fee" comes before the cap and the limit: they count spend (value + worst-case fee), which it
+# prices. Simulation comes before "fee", so a call that reverts is told as a revert, not as a
+# gas estimate that failed.
+GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "simulation", "fee", "value_cap", "daily_limit")
 
 
 class Record(BaseModel):
@@ -119,6 +127,8 @@ class TransactionIntent(Record):
         default=(), max_length=8,
         description="vaults with a customer-managed key: that key, sealed to each current signer's sealing key")
     created_at: UtcDatetime
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="refused from this instant on; it can only shorten the deployment's window")
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
     _chain = field_validator("chain")(classmethod(lambda cls, v: _known_chain(v)))
@@ -159,6 +169,11 @@ class TransactionIntent(Record):
         body = self.model_dump(mode="json", exclude={"signature"})
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
+    def digest(self) -> str:
+        """SHA-256 of signing_bytes(), hex: what every outcome names, so a client can tell the
+        answer to its intent from an answer to another record that reused its id."""
+        return hashlib.sha256(self.signing_bytes()).hexdigest()
+
 
 class AgentPolicy(Record):
     """An agent's guardrails, versioned and signed by an admin key."""
@@ -170,6 +185,8 @@ class AgentPolicy(Record):
     tx_to_allowlist: tuple[Address, ...] = ()
     tx_max_value_eth: NativeAmount | None = None
     tx_daily_limit_eth: NativeAmount | None = None
+    tx_max_fee_per_gas: Wei | None = Field(
+        default=None, description="the most this agent pays per unit of gas (max_fee_per_gas, or gas_price), wei")
     require_simulation: bool = False
     sender_address: Address | None = Field(
         default=None, description="the agent's EVM signing address, so simulation runs as the real sender")
@@ -202,6 +219,23 @@ class AgentPolicy(Record):
         return orjson.dumps(self.model_dump(mode="json", exclude={"signature"}), option=orjson.OPT_SORT_KEYS)
 
 
+class Outcome(Record):
+    """A record that tells a client something about its intent, signed by the service that
+    decided it (a streams worker or a signer, each with its own pinned Ed25519 key) and bound to
+    the intent by its digest. See README "Verifying outcomes" for the bytes that are signed."""
+
+    intent_digest: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the intent's signing bytes; null only for an intent that could not be read")
+    signed_by: str = Field(default="", description="the key id of the service that signed this record")
+    service_signature: str = Field(default="", description="Ed25519 over service_signing_bytes(), hex")
+
+    def service_signing_bytes(self) -> bytes:
+        """The record as it travels (JSON, wire field names) without service_signature, keys sorted."""
+        body = self.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
 class StageVerdict(Record):
     intent_id: str
     stage: Stage
@@ -211,7 +245,7 @@ class StageVerdict(Record):
     facts: dict[str, Any] = Field(default_factory=dict)
 
 
-class IntentRejected(Record):
+class IntentRejected(Outcome):
     intent_id: str
     agent_id: str
     stage: Stage
@@ -221,7 +255,7 @@ class IntentRejected(Record):
     decided_at: UtcDatetime
 
 
-class IntentApproved(Record):
+class IntentApproved(Outcome):
     """An intent that passed every guardrail, with the signed policy it passed,
     so the signer can re-verify both without trusting the worker."""
 
@@ -238,7 +272,7 @@ class IntentApproved(Record):
 TxStatus = Literal["sign_only", "broadcast", "mined", "failed"]
 
 
-class SignedTransaction(Record):
+class SignedTransaction(Outcome):
     intent_id: str
     agent_id: str
     chain: str
@@ -253,8 +287,10 @@ class SignedTransaction(Record):
     status: TxStatus
     tee: str
     signed_at: UtcDatetime
+    max_spend_wei: Wei = Field(description="value + gas_limit x max fee per gas: what the signer reserved")
     block_number: int | None = None
     gas_used: int | None = None
+    fee_wei: Wei | None = Field(default=None, description="gas_used x effective gas price, once a receipt exists")
     error: str | None = None
 
 
@@ -311,6 +347,7 @@ __all__ = [
     "GUARDRAIL_STAGES",
     "IntentApproved",
     "IntentRejected",
+    "Outcome",
     "SCHEMA_VERSION",
     "SealedSecret",
     "SealingKey",

@@ -18,10 +18,11 @@ from runtime.config import Settings, load
 from runtime.kafka import follow, producer as new_producer, publish
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
-from runtime.trust import pinned_admin_keys
+from runtime.trust import pinned_admin_keys, service_key
 from schemas import topics
-from schemas.emit import Emit, Source, dead_letter
+from schemas.emit import Emit, Source, audit, dead_letter
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
+from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.service import SERVICE, Signer
 from signer.state import SignerState
@@ -35,8 +36,29 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     custody_audit = AuditOutbox()
     keystore = keystore_from_settings(settings, audit=custody_audit)
     sealing = SealingKeyPair()
-    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, pinned_admin_keys(settings),
-                    nodes.for_chain, tee=settings.tee, sealing=sealing)
+    admin_keys = pinned_admin_keys(settings)
+    policies = PolicyBook(admin_keys)
+    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, admin_keys, nodes.for_chain,
+                    service_key=service_key(settings, "signer"), tee=settings.tee, sealing=sealing,
+                    policies=policies, max_age_us=settings.intent_max_age_s * 1_000_000)
+    policies_known = asyncio.Event()
+
+    async def follow_policies() -> None:
+        # The signer's own view of every policy: a revocation holds here even if no worker passes it on.
+        async for topic, value in follow(settings, (topics.POLICIES,), caught_up=policies_known):
+            if topic:
+                adopted = policies.read(value)
+                if adopted is not None:
+                    log.info("policy v%d of %s in force at the signer", adopted.version, adopted.agent_id)
+                    # On the ledger too: when a revocation took hold at the signer is an auditor's question.
+                    now = utcnow()
+                    custody_audit(audit(SERVICE, "policy.enforced", f"policy:{adopted.agent_id}", now,
+                                        adopted.agent_id, str(adopted.version), settings.signer_id,
+                                        agent_id=adopted.agent_id, version=adopted.version,
+                                        intents_api_enabled=adopted.intents_api_enabled,
+                                        signer_id=settings.signer_id))
+
+    policy_task = asyncio.create_task(follow_policies())
 
     async def follow_vault() -> None:
         # Vaults are event-sourced: keys written on another machine arrive on warden.vault.
@@ -67,6 +89,14 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     announced = sealing.announcement(settings.signer_id, settings.tee, utcnow())
     await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
     log.info("sealing key %s announced on %s as %s", sealing.key_id, topics.SIGNER_SEALING, settings.signer_id)
+    # Nothing is signed before every policy already published is known here.
+    known = asyncio.create_task(policies_known.wait())
+    await asyncio.wait({known, policy_task}, return_when=asyncio.FIRST_COMPLETED)
+    if not policies_known.is_set():
+        known.cancel()
+        policy_task.result()  # raises why the policies could not be read
+        raise RuntimeError(f"{topics.POLICIES} ended before the signer caught up")
+    log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
     mark_ready(settings, "signer")
     try:
         while not stop.is_set():
@@ -103,6 +133,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                 await consumer.commit()
     finally:
         vault_task.cancel()
+        policy_task.cancel()
         for task in pending:
             task.cancel()
         await consumer.stop()

@@ -1,16 +1,25 @@
 """The signer: the last word before a key is touched.
 
-It trusts nothing outside its VM. For every approved intent it re-verifies the
-admin-signed policy (against pinned admin keys, never older than one it has
-seen), the agent's signature, the stateless guardrails and its own rolling
-spend record; then it picks the nonce, decrypts the key, signs, wipes the key,
-records the result durably and only then publishes it. A redelivered intent
-gets the same signed bytes back, never a second nonce.
+It trusts nothing outside its VM: not the streams worker, not the broker, not
+whoever can write to ``warden.intents.approved``. For every approved intent it
+judges under the newest admin-signed policy it holds itself (`signer.policies`,
+fed from ``warden.policies``), verifies the agent's signature, refuses stale or
+future-dated intents, and runs every guardrail again with its own state: chain,
+allowlist, fee ceiling, per-transaction cap and rolling 24 h limit on spend
+(value + worst-case fee, priced with its own node), and simulation whenever the
+intent or the policy asks for it. It picks the nonce itself (an intent may name
+one only to replace a transaction it signed at that nonce), decrypts the key,
+signs exactly the gas and fees it checked, wipes the key, records the result
+durably and only then publishes it. A redelivered intent gets the same signed
+bytes back, never a second nonce.
 
 Every approved intent ends with exactly one outcome: a `SignedTransaction`, or an
 `IntentRejected` at stage ``signing`` (which releases the worker's reservation).
 An unexpected error is an outcome too (``SIGNER_ERROR``), never only a log
-line, and the state written for one intent is all or nothing.
+line, and the state written for one intent is all or nothing. Every outcome
+carries the intent's digest and is signed with the signer's service key: only
+a signer-signed refusal releases the worker's reservation, and clients believe
+nothing else about a signature.
 
 `Signer.handle` knows nothing of Kafka; `run_signer` moves records.
 """
@@ -25,22 +34,27 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
+import orjson
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
-from schemas.auth import intent_signature_valid, policy_signature_valid
+from schemas.auth import intent_signature_valid, policy_signature_valid, sign_outcome
 from schemas.chains import REGISTRY
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
-from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
+from schemas.models import (INTENT_MAX_AGE_US, NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejected,
+                            SignedTransaction, TransactionIntent)
 from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody import fingerprint
+from signer.policies import PolicyBook
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
-from streams import guardrails
+from streams import fees, guardrails
 from streams.window import SpendWindow
 from schemas.errors import explain
 
@@ -66,6 +80,7 @@ class SigningRefused(Exception):
 
 
 def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas: int, fees: dict[str, int]):
+    """The transaction for an intent, with exactly the gas and fees the signer priced and checked."""
     to = bytes.fromhex(intent.to[2:])
     data = bytes.fromhex(intent.data[2:])
     access = tuple((bytes.fromhex(e.address[2:]), tuple(bytes.fromhex(k[2:]) for k in e.storage_keys))
@@ -80,14 +95,18 @@ def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas:
 
 class Signer:
     def __init__(self, state: SignerState, keys, admin_keys: dict[str, str],
-                 node_for: Callable[[str], Node], tee: str = "none",
-                 sealing: SealingKeyPair | None = None):
+                 node_for: Callable[[str], Node], service_key: tuple[str, Ed25519PrivateKey],
+                 tee: str = "none", sealing: SealingKeyPair | None = None,
+                 policies: PolicyBook | None = None, max_age_us: int = INTENT_MAX_AGE_US):
         self.state = state
         self.keys = keys
         self.sealing = sealing or SealingKeyPair()
         self.admin_keys = admin_keys
+        self.policies = policies if policies is not None else PolicyBook(admin_keys)
         self.node_for = node_for
+        self.key_id, self._service_key = service_key
         self.tee = tee
+        self.max_age_us = max_age_us
         self._addresses: dict[tuple[str, int], str] = {}  # (key path, version) → address: public
         self._pending: dict[tuple[str, str], tuple[int, int]] = {}  # (chain, address) → (pending nonce, asked at µs)
 
@@ -104,6 +123,12 @@ class Signer:
         intent = approved.intent
         prior = self.state.outcome(intent.intent_id)
         if prior is not None:
+            if _digest_of(prior[1]) != intent.digest():
+                # The same id on a different intent: the first keeps its outcome; this one gets its
+                # own refusal, bound to its digest, and is not recorded under the shared id.
+                return self._refuse(intent, SigningRefused(
+                    "INTENT_ID_REUSED", f"intent id {intent.intent_id!r} was already decided here for a different "
+                    "intent; every intent needs its own id"), now, record=False), None
             # Redelivered: publish exactly what was published before. A refusal is final too, so a
             # client told REJECTED is never signed for later by a redelivery of the same intent.
             return [Emit(prior[0], intent.agent_id, prior[1])], None
@@ -120,24 +145,27 @@ class Signer:
 
     async def _sign_and_record(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         intent = approved.intent
-        signed, counts, slot = await self._sign(approved, now)
+        signed, counts, slot, policy = await self._sign(approved, now)
+        signed = self._signed(signed)
         record = signed.to_bytes()
         self.state.record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
                                  now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
-                                 value_wei=intent.value_wei, counts=counts, policy_version=approved.policy.version,
+                                 spend_wei=signed.max_spend_wei, counts=counts, policy_version=policy.version,
                                  idempotency_slot=slot)
         emits = [
             Emit(topics.TXS_SIGNED, intent.agent_id, record),
             audit(SERVICE, "tx.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
                   intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
                   chain_id=signed.chain_id, tx_hash=signed.tx_hash, **{"from": signed.from_}, to=signed.to,
-                  nonce=signed.nonce, value_wei=str(signed.value_wei), status=signed.status, tee=self.tee),
+                  nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
+                  policy_version=policy.version, status=signed.status, tee=self.tee),
         ]
         return emits, signed if signed.status == "broadcast" and counts else None
 
-    async def _sign(self, approved: IntentApproved, now: datetime) -> tuple[SignedTransaction, bool, str | None]:
+    async def _sign(self, approved: IntentApproved,
+                    now: datetime) -> tuple[SignedTransaction, bool, str | None, AgentPolicy]:
         intent = approved.intent
-        self._verify(approved, now)
+        policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
         slot = intent.idempotency_slot
         if slot is not None:
@@ -149,7 +177,8 @@ class Signer:
                                          f"idempotency key was used by intent {original}, which was not signed")
                 # Cached result for the key: the original's signed bytes, under this intent's id.
                 first = SignedTransaction.from_bytes(cached)
-                return first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now}), False, None
+                return first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now,
+                                                "intent_digest": intent.digest()}), False, None, policy
         try:
             path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
                                                   (f"agents/{intent.agent_id}/", "keys/"))
@@ -168,11 +197,18 @@ class Signer:
             node = self.node_for(intent.chain)
             try:
                 nonce = await self._nonce(intent, address, node, now)
-                gas = intent.gas_limit or await self._estimate_gas(intent, address, node)
-                fees = await self._fees(intent, node)
-            except (RpcError, RpcUnavailable) as exc:
+                if guardrails.simulation_required(intent, policy):
+                    simulated = await guardrails.simulate(intent, address, node)  # as the real sender
+                    if not simulated.passed:
+                        raise SigningRefused(simulated.code, f"signer simulation failed: {simulated.reason}")
+                quote = await fees.quote(intent, address, node, policy.tx_max_fee_per_gas)
+                self._check_spend(intent, policy, quote, now)
+            except RpcError as exc:
+                reason = guardrails.decode_revert(exc.data) if exc.data else exc.message
+                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {reason}") from None
+            except RpcUnavailable as exc:
                 raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
-            tx = build_transaction(intent, chain.chain_id, nonce, gas, fees)
+            tx = build_transaction(intent, chain.chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type))
             # The exact version whose address the nonce was taken for, never "whatever is newest now".
             with self._custody_errors(intent, share, cmek), \
                     self.keys.open_private_key(path, version, client_share=share, cmek=cmek) as key:
@@ -185,29 +221,49 @@ class Signer:
             signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
             **{"from": txs.checksum(signed.sender)}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
             tx_type=intent.tx_type, status="broadcast" if intent.broadcast else "sign_only", tee=self.tee,
-            signed_at=now,
+            signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
         )
-        return result, True, slot
+        return result, True, slot, policy
 
-    def _verify(self, approved: IntentApproved, now: datetime) -> None:
-        intent, policy = approved.intent, approved.policy
-        if not policy_signature_valid(policy, self.admin_keys):
-            raise SigningRefused("POLICY_SIGNATURE_INVALID", "the policy is not signed by a pinned admin key")
-        if policy.agent_id != intent.agent_id:
-            raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
-        if policy.version < self.state.policy_version(intent.agent_id):
-            raise SigningRefused("POLICY_SUPERSEDED", f"policy version {policy.version} is older than one already "
-                                                      "enforced for this agent")
+    def _verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
+        """The checks that need no chain: the policy in force (the signer's own), the agent's
+        signature under it, freshness, chain and allowlist. Returns the policy to judge under."""
+        intent = approved.intent
+        policy = self._policy_in_force(approved)
         if not intent_signature_valid(intent, policy):
             raise SigningRefused("AGENT_SIGNATURE_INVALID", "the intent's signature does not verify against the "
                                                             "agent's public key")
         if not policy.intents_api_enabled:
-            raise SigningRefused("INTENTS_API_DISABLED", "the intents API is disabled for this agent")
+            raise SigningRefused("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r} "
+                                                         f"(policy v{policy.version})")
+        for verdict in (guardrails.check_freshness(intent, now, self.max_age_us),
+                        guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy)):
+            if not verdict.passed:
+                raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
+        return policy
+
+    def _policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
+        intent, offered = approved.intent, approved.policy
+        if not policy_signature_valid(offered, self.admin_keys):
+            raise SigningRefused("POLICY_SIGNATURE_INVALID", "the policy is not signed by a pinned admin key")
+        if offered.agent_id != intent.agent_id:
+            raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
+        self.policies.offer(offered)  # a newer signed policy than the topic has brought yet is adopted
+        held = self.policies.current(intent.agent_id)
+        newest = max(held.version, self.state.policy_version(intent.agent_id))
+        if offered.version < newest:
+            raise SigningRefused("POLICY_SUPERSEDED", f"approved under policy v{offered.version}, but this agent's "
+                                                      f"policy is now v{newest}; submit the intent again to be "
+                                                      "judged under the current policy")
+        return held
+
+    def _check_spend(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote,
+                     now: datetime) -> None:
+        """Fee ceiling, then cap and rolling limit on spend, with the signer's own record."""
         now_us = to_us(now)
         spent = SpendWindow(self.state.spend_entries(intent.agent_id, now_us)).spent(now_us)
-        for verdict in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
-                        guardrails.check_value_cap(intent, policy),
-                        guardrails.check_daily_limit(intent, policy, spent)):
+        for verdict in (fees.check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
+                        guardrails.check_daily_limit(intent, policy, spent, quote)):
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
 
@@ -286,10 +342,20 @@ class Signer:
 
     async def _nonce(self, intent: TransactionIntent, address: str, node, now: datetime) -> int:
         if intent.nonce is not None:
+            # Naming a nonce is for replacing a transaction this signer signed at it; any other
+            # would let an agent open a gap that stalls every later transaction of the address.
+            if not self.state.signed_at_nonce(intent.agent_id, intent.chain, address, intent.nonce):
+                raise SigningRefused("NONCE_NOT_ALLOWED", f"nonce {intent.nonce} is not one this signer signed at for "
+                                                          f"{address} on {intent.chain}; leave nonce unset (the "
+                                                          "signer picks it) or name one only to replace a "
+                                                          "transaction")
             return intent.nonce
         tracked = self.state.last_nonce(intent.agent_id, intent.chain, address)
         pending = await self._pending_nonce(intent.chain, address, node, now)
-        return pending if tracked is None else max(tracked + 1, pending)
+        nonce = pending if tracked is None else max(tracked + 1, pending)
+        if nonce >= NONCE_LIMIT:
+            raise SigningRefused("NONCE_EXHAUSTED", f"{address} has used every nonce EIP-2681 allows")
+        return nonce
 
     async def _pending_nonce(self, chain: str, address: str, node, now: datetime) -> int:
         # Asking the node on every intent costs a round trip; its answer only matters when it is
@@ -303,34 +369,17 @@ class Signer:
         self._pending[(chain, address)] = (pending, now_us)
         return pending
 
-    @staticmethod
-    async def _estimate_gas(intent: TransactionIntent, address: str, node) -> int:
-        call = guardrails.call_object(intent, address)
-        estimate = int(await node.call("eth_estimateGas", call, "pending"), 16)
-        return estimate * 6 // 5  # 20% headroom: state can move between estimate and inclusion
-
-    @staticmethod
-    async def _fees(intent: TransactionIntent, node) -> dict[str, int]:
-        if intent.tx_type in (0, 1):
-            price = intent.gas_price if intent.gas_price is not None else int(await node.call("eth_gasPrice"), 16)
-            return {"gas_price": price}
-        priority = intent.max_priority_fee_per_gas
-        if priority is None:
-            priority = int(await node.call("eth_maxPriorityFeePerGas"), 16)
-        max_fee = intent.max_fee_per_gas
-        if max_fee is None:
-            block = await node.call("eth_getBlockByNumber", "latest", False)
-            max_fee = 2 * int(block["baseFeePerGas"], 16) + priority
-        return {"max_priority_fee_per_gas": min(priority, max_fee), "max_fee_per_gas": max_fee}
-
-    def _refuse(self, intent: TransactionIntent, refused: SigningRefused, now: datetime) -> list[Emit]:
-        rejected = IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage="signing",
-                                  code=refused.code, reason=refused.reason, decided_at=now)
-        record = rejected.to_bytes()
-        self.state.record_refused(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
-                                  now_us=to_us(now))
+    def _refuse(self, intent: TransactionIntent, refused: SigningRefused, now: datetime,
+                record: bool = True) -> list[Emit]:
+        rejected = self._signed(IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage="signing",
+                                               code=refused.code, reason=refused.reason, decided_at=now,
+                                               intent_digest=intent.digest()))
+        raw = rejected.to_bytes()
+        if record:
+            self.state.record_refused(intent_id=intent.intent_id, agent_id=intent.agent_id, record=raw,
+                                      now_us=to_us(now))
         return [
-            Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
+            Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
             audit(SERVICE, "tx.sign_failed", f"intent:{intent.intent_id}", now, intent.intent_id,
                   intent_id=intent.intent_id, agent_id=intent.agent_id, code=refused.code, reason=refused.reason,
                   tee=self.tee),
@@ -344,13 +393,15 @@ class Signer:
         except RpcError as exc:
             if "already known" in exc.message:  # a redelivery re-sent it: not a failure
                 return []
-            self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
-            return self._final(signed, {"status": "failed", "error": f"node refused the transaction: {exc.message}"},
-                               now)
+            error = f"node refused the transaction: {exc.message}"
         except RpcUnavailable as exc:
-            self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
-            return self._final(signed, {"status": "failed", "error": str(exc)}, now)
-        return []
+            error = str(exc)
+        else:
+            return []
+        # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
+        self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
+        self.state.settle_spend(signed.intent_id, 0)
+        return self._final(signed, {"status": "failed", "error": error}, now)
 
     async def confirm(self, signed: SignedTransaction, now: Clock,
                       timeout_s: float = 60.0) -> list[Emit]:
@@ -362,21 +413,34 @@ class Signer:
                 receipt = await node.call("eth_getTransactionReceipt", signed.tx_hash)
                 if receipt is not None:
                     ok = int(receipt["status"], 16) == 1
+                    gas_used = int(receipt["gasUsed"], 16)
+                    fee = gas_used * int(receipt["effectiveGasPrice"], 16)
+                    # Settled: the worst case reserved at signing gives way to what the chain took.
+                    self.state.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee)
                     return self._final(signed, {
                         "status": "mined" if ok else "failed", "block_number": int(receipt["blockNumber"], 16),
-                        "gas_used": int(receipt["gasUsed"], 16), "error": None if ok else "execution reverted"}, now())
+                        "gas_used": gas_used, "fee_wei": fee, "error": None if ok else "execution reverted"}, now())
                 await asyncio.sleep(0.05)
         except (RpcError, RpcUnavailable) as exc:
             return self._final(signed, {"status": "failed", "error": f"receipt unavailable: {exc}"}, now())
         return self._final(signed, {"status": "failed", "error": f"no receipt within {timeout_s:.0f} s"}, now())
 
     def _final(self, signed: SignedTransaction, update: dict, at: datetime) -> list[Emit]:
-        result = signed.model_copy(update=update)
+        result = self._signed(signed.model_copy(update=update))
         self.state.replace_record(signed.intent_id, result.to_bytes())
         action = "tx.mined" if result.status == "mined" else "tx.failed"
         return [
             Emit(topics.TXS_SIGNED, signed.agent_id, result.to_bytes()),
             audit(SERVICE, action, f"intent:{signed.intent_id}", at, signed.intent_id, intent_id=signed.intent_id,
                   agent_id=signed.agent_id, tx_hash=signed.tx_hash, status=result.status,
-                  block_number=result.block_number, gas_used=result.gas_used, error=result.error),
+                  block_number=result.block_number, gas_used=result.gas_used,
+                  fee_wei=None if result.fee_wei is None else str(result.fee_wei), error=result.error),
         ]
+
+    def _signed(self, record):
+        return sign_outcome(record, self._service_key, self.key_id)
+
+
+def _digest_of(record: bytes) -> str | None:
+    """The intent digest an outcome this signer recorded is bound to."""
+    return orjson.loads(record).get("intent_digest")

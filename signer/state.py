@@ -2,9 +2,12 @@
 
 It is what makes signing exactly-once on an at-least-once bus: the outcome of
 each intent (a redelivered intent gets the same signed bytes, or the same
-refusal, back: never a second nonce, never a signature after a refusal), the nonce tracked per (agent, chain, address), the signer's own
-rolling spend record (it does not trust the worker's), the newest policy
-version seen per agent (an older signed policy cannot be replayed), and the
+refusal, back: never a second nonce, never a signature after a refusal), the
+nonce tracked per (agent, chain, address) and every nonce it signed at (only
+those may be named again, to replace), the signer's own rolling spend record
+(value + worst-case fee at signing, settled to what the chain took once a
+receipt arrives; it does not trust the worker's), the newest policy version it
+signed under per agent (an older signed policy cannot be replayed), and the
 idempotency cache. A record is written before the signed transaction is
 published, so a crash in between re-publishes the same bytes.
 """
@@ -27,10 +30,13 @@ CREATE TABLE IF NOT EXISTS nonces (
     agent_id TEXT NOT NULL, chain TEXT NOT NULL, address TEXT NOT NULL, last_nonce INTEGER NOT NULL,
     PRIMARY KEY (agent_id, chain, address));
 CREATE TABLE IF NOT EXISTS spend (
-    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, value_wei TEXT NOT NULL);
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, spend_wei TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS spend_by_agent ON spend (agent_id, at_us);
 CREATE TABLE IF NOT EXISTS policy_versions (agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (slot TEXT PRIMARY KEY, intent_id TEXT NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS signed_nonces (
+    agent_id TEXT NOT NULL, chain TEXT NOT NULL, address TEXT NOT NULL, nonce INTEGER NOT NULL,
+    intent_id TEXT NOT NULL, PRIMARY KEY (agent_id, chain, address, nonce, intent_id));
 CREATE TABLE IF NOT EXISTS refused (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 """
@@ -44,6 +50,10 @@ class SignerState:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        # Writes from other tasks (a receipt arriving) while one intent's scope is open wait until
+        # it closes, so rolling that intent back cannot undo them.
+        self._in_scope = False
+        self._deferred: list[tuple[str, tuple]] = []
 
     def signed_record(self, intent_id: str) -> bytes | None:
         row = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
@@ -68,10 +78,17 @@ class SignerState:
                               (agent_id, chain, address)).fetchone()
         return None if row is None else row[0]
 
+    def signed_at_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> bool:
+        if nonce >= 2**63:  # beyond SQLite's INTEGER, so never stored, so never signed at
+            return False
+        row = self.db.execute("SELECT 1 FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
+                              (agent_id, chain, address, nonce)).fetchone()
+        return row is not None
+
     def spend_entries(self, agent_id: str, now_us: int) -> dict[str, tuple[int, int]]:
         """The agent's recorded spends that can still count at ``now_us``, as a window's entries
         (intent_id → (at µs, wei)); `streams.window` decides which of them do."""
-        rows = self.db.execute("SELECT intent_id, at_us, value_wei FROM spend WHERE agent_id = ? AND at_us > ?",
+        rows = self.db.execute("SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?",
                                (agent_id, window_start_us(now_us)))
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
@@ -92,16 +109,29 @@ class SignerState:
         without its nonce and spend (or the other way round)."""
         self._begin()
         self.db.execute("SAVEPOINT intent")
+        self._in_scope = True
         try:
             yield
         except BaseException:
             self.db.execute("ROLLBACK TO intent")
             self.db.execute("RELEASE intent")
             raise
-        self.db.execute("RELEASE intent")
+        else:
+            self.db.execute("RELEASE intent")
+        finally:
+            self._in_scope = False
+            deferred, self._deferred = self._deferred, []
+            for sql, args in deferred:
+                self.db.execute(sql, args)
+
+    def _outside_scope(self, sql: str, args: tuple) -> None:
+        if self._in_scope:
+            self._deferred.append((sql, args))
+        else:
+            self.db.execute(sql, args)
 
     def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
-                      address: str, nonce: int, value_wei: int, counts: bool, policy_version: int,
+                      address: str, nonce: int, spend_wei: int, counts: bool, policy_version: int,
                       idempotency_slot: str | None) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
@@ -111,9 +141,11 @@ class SignerState:
         self.db.execute(
             "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
             "max(last_nonce, excluded.last_nonce)", (agent_id, chain, address, nonce))
+        self.db.execute("INSERT OR IGNORE INTO signed_nonces VALUES (?, ?, ?, ?, ?)",
+                        (agent_id, chain, address, nonce, intent_id))
         if counts:
             self.db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
-                            (intent_id, agent_id, now_us, str(value_wei)))
+                            (intent_id, agent_id, now_us, str(spend_wei)))
         self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
                         "max(version, excluded.version)", (agent_id, policy_version))
         if idempotency_slot is not None:
@@ -132,12 +164,18 @@ class SignerState:
 
     def replace_record(self, intent_id: str, record: bytes) -> None:
         """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
-        self.db.execute("UPDATE signed SET record = ? WHERE intent_id = ?", (record, intent_id))
+        self._outside_scope("UPDATE signed SET record = ? WHERE intent_id = ?", (record, intent_id))
+
+    def settle_spend(self, intent_id: str, spent_wei: int) -> None:
+        """What the chain took (value if it executed, plus the fee actually paid; nothing if the
+        node refused it) replaces the worst case reserved at signing."""
+        self._outside_scope("UPDATE spend SET spend_wei = ? WHERE intent_id = ?", (str(spent_wei), intent_id))
 
     def release_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> None:
         """The node refused the transaction: its nonce was never used, so the next intent takes it."""
-        self.db.execute("UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
-                        (nonce - 1, agent_id, chain, address, nonce))
+        self._outside_scope(
+            "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
+            (nonce - 1, agent_id, chain, address, nonce))
 
     def close(self) -> None:
         self.db.close()

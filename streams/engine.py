@@ -7,9 +7,9 @@ it directly. State lives in three mappings the caller provides (Faust tables in
 the worker, dicts in tests):
 
 - ``policies``: agent_id → the newest admin-signed policy (JSON);
-- ``decisions``: intent_id → the outcome already emitted for it, so a
-  redelivered intent gets the same answer, not a second one, and the rolling
-  window can be rebuilt from it;
+- ``decisions``: intent_id → the outcome already emitted for it (and the
+  digest of the intent it was about), so a redelivered intent gets the same
+  answer, not a second one, and the rolling window can be rebuilt from it;
 - ``idempotency``: "agent_id:sha256(idempotency_key)" → the first intent_id
   that used the key (24 h TTL).
 """
@@ -29,9 +29,12 @@ from schemas import topics
 from runtime.clock import to_us
 from runtime.rpc import Node
 from schemas.emit import Emit, Source, audit as _audit, dead_letter
-from schemas.auth import intent_signature_valid, policy_signature_valid
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from schemas.auth import ServiceKeys, intent_signature_valid, outcome_forgery, policy_signature_valid, sign_outcome
 from schemas.models import (
     GUARDRAIL_STAGES,
+    INTENT_MAX_AGE_US,
     AgentPolicy,
     IntentApproved,
     IntentRejected,
@@ -40,7 +43,8 @@ from schemas.models import (
     idempotency_key_sha256,
     idempotency_slot_live,
 )
-from streams import guardrails
+from runtime.rpc import RpcError, RpcUnavailable
+from streams import fees, guardrails
 from schemas.errors import explain
 from streams.intake import Unreadable, read_intent
 from streams.window import SpendWindow
@@ -61,7 +65,7 @@ class Windows:
         self.by_agent.clear()
         for intent_id, decision in decisions.items():
             if decision.get("outcome") == "approved" and decision.get("counts", True):
-                self.of(decision["agent_id"]).entries[intent_id] = (decision["at_us"], int(decision["value_wei"]))
+                self.of(decision["agent_id"]).entries[intent_id] = (decision["at_us"], int(decision["spend_wei"]))
 
 
 class Engine:
@@ -72,9 +76,15 @@ class Engine:
         policies: MutableMapping,
         decisions: MutableMapping,
         idempotency: MutableMapping,
+        service_key: tuple[str, Ed25519PrivateKey],
+        service_keys: ServiceKeys,
         max_record_bytes: int = 65_536,
+        max_age_us: int = INTENT_MAX_AGE_US,
     ):
         self.admin_keys = admin_keys
+        self.key_id, self._key = service_key
+        self.service_keys = service_keys  # pinned signer keys: only a signer's refusal releases a reservation
+        self.max_age_us = max_age_us
         self.node_for = node_for
         self.policies = policies
         self.decisions = decisions
@@ -118,7 +128,7 @@ class Engine:
         intent, policy = state
         verdicts: list[StageVerdict] = []
         for stage in GUARDRAIL_STAGES:
-            verdict = await self._run_stage(stage, intent, policy, now)
+            verdict = await self._run_stage(stage, intent, policy, now, verdicts)
             verdicts.append(verdict)
             out.append(self._verdict_audit(verdict, intent, now))
             if not verdict.passed:
@@ -140,8 +150,8 @@ class Engine:
         policy = AgentPolicy.model_validate(doc["policy"])
         verdicts = [StageVerdict.model_validate(v) for v in doc["verdicts"]]
         if intent.intent_id in self.decisions:
-            return [Emit(*self._replay(intent.intent_id))]
-        verdict = await self._run_stage(stage, intent, policy, now)
+            return self._replay(intent, now)
+        verdict = await self._run_stage(stage, intent, policy, now, verdicts)
         verdicts.append(verdict)
         out = [self._verdict_audit(verdict, intent, now)]
         if not verdict.passed:
@@ -151,14 +161,22 @@ class Engine:
             return out + [self._envelope(GUARDRAIL_STAGES[following], intent, policy, verdicts)]
         return out + self._approve(intent, policy, verdicts, now, counts=True)
 
-    def on_rejected(self, raw: bytes) -> list[Emit]:
-        """A rejection after approval (signing failed): release the window's reservation."""
+    def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
+        """A rejection after approval (the signer refused): release the window's reservation, but
+        only when the signer really said so about this very intent. Anyone can write to the topic;
+        a forged release would let an agent spend past its limit at this worker."""
         rejected = IntentRejected.model_validate_json(raw)
         decision = self.decisions.get(rejected.intent_id)
         if rejected.stage != "signing" or decision is None or decision.get("outcome") != "approved":
             return []
+        forged = outcome_forgery(rejected, self.service_keys, decision.get("digest"))
+        if forged is not None:
+            return [_audit(SERVICE, "outcome.forged", f"intent:{rejected.intent_id}", now, rejected.intent_id,
+                           rejected.service_signature[:16], intent_id=rejected.intent_id, agent_id=decision["agent_id"],
+                           topic=topics.INTENTS_REJECTED, code=rejected.code,
+                           reason=f"not a signer's refusal of this intent ({forged}); the reservation stays")]
         self.decisions[rejected.intent_id] = {**decision, "outcome": "released"}
-        self.windows.of(rejected.agent_id).release(rejected.intent_id)
+        self.windows.of(decision["agent_id"]).release(rejected.intent_id)
         return []
 
     # -- internals ------------------------------------------------------------------------------
@@ -169,7 +187,7 @@ class Engine:
             return self._unreadable(intent, raw, source, now), None
         if intent.intent_id in self.decisions:
             # Redelivered after a crash or re-sent by the producer: the same answer again, never a second one.
-            return [Emit(*self._replay(intent.intent_id))], None
+            return self._replay(intent, now), None
         out = [_audit(f"agent:{intent.agent_id}", "intent.submitted", f"intent:{intent.intent_id}", now,
                       intent.intent_id, intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
                       to=intent.to, value_wei=str(intent.value_wei), tx_type=intent.tx_type,
@@ -186,11 +204,16 @@ class Engine:
                                                   "the agent key")
         elif not policy.intents_api_enabled:
             failure = ("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r}")
+        else:
+            fresh = guardrails.check_freshness(intent, now, self.max_age_us)
+            if not fresh.passed:
+                failure = (fresh.code, fresh.reason)
         if failure:
             verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0],
                                    reason=failure[1])
-            # A forged record must not decide the fate of the real intent with the same id:
-            # its rejection is published but not remembered as that intent's decision.
+            # A forged record must not decide the fate of the real intent with the same id: its
+            # rejection is published (with the forged record's digest, which the real intent's
+            # client does not accept) but not remembered as that intent's decision.
             remember = failure[0] != "AGENT_SIGNATURE_INVALID"
             return out + [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now,
                                                                                    remember), None
@@ -223,48 +246,70 @@ class Engine:
                               reason=prior.reason, facts={"original_intent_id": first["intent_id"]})
         return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, echoed, [verdict, echoed], now)
 
-    async def _run_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> StageVerdict:
+    async def _run_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime,
+                         verdicts: list[StageVerdict]) -> StageVerdict:
         if stage == "chain":
             return guardrails.check_chain(intent, policy)
         if stage == "allowlist":
             return guardrails.check_allowlist(intent, policy)
+        if stage == "fee":
+            return await self._price(intent, policy)
         if stage == "value_cap":
-            return guardrails.check_value_cap(intent, policy)
+            return guardrails.check_value_cap(intent, policy, _quote_of(verdicts))
         if stage == "daily_limit":
             spent = self.windows.of(intent.agent_id).spent(to_us(now))
-            return guardrails.check_daily_limit(intent, policy, spent)
+            return guardrails.check_daily_limit(intent, policy, spent, _quote_of(verdicts))
         if stage == "simulation":
             if not guardrails.simulation_required(intent, policy):
                 return guardrails.simulation_skipped(intent)
             return await guardrails.simulate(intent, policy.sender_address, self.node_for(intent.chain))
         raise ValueError(f"unknown stage {stage!r}")
 
+    async def _price(self, intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+        try:
+            quote = await fees.quote(intent, policy.sender_address, self.node_for(intent.chain),
+                                     policy.tx_max_fee_per_gas)
+        except RpcError as exc:
+            reason = guardrails.decode_revert(exc.data) if exc.data else exc.message
+            return guardrails.verdict(intent, "fee", False, "GAS_ESTIMATE_FAILED",
+                                      f"the node could not estimate gas for this intent: {reason}; set gas_limit or "
+                                      "fix the call", rpc_method=exc.method)
+        except RpcUnavailable as exc:
+            # Fail closed: an intent whose cost is unknown is not approved.
+            return guardrails.verdict(intent, "fee", False, "FEE_QUOTE_UNAVAILABLE", str(exc))
+        return fees.check_fee(intent, policy, quote)
+
     def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
-        approved = IntentApproved(intent=intent, policy=policy, verdicts=tuple(verdicts), approved_at=now)
+        approved = self._signed(IntentApproved(intent=intent, policy=policy, verdicts=tuple(verdicts),
+                                               approved_at=now, intent_digest=intent.digest()))
         record = approved.to_bytes()
         now_us = to_us(now)
+        spend = _quote_of(verdicts).spend_wei(intent) if counts else 0
         self.decisions[intent.intent_id] = {
-            "agent_id": intent.agent_id, "outcome": "approved", "at_us": now_us, "value_wei": str(intent.value_wei),
+            "agent_id": intent.agent_id, "outcome": "approved", "at_us": now_us, "spend_wei": str(spend),
             "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
+            "digest": approved.intent_digest,
         }
         if counts:
             # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
-            self.windows.of(intent.agent_id).reserve(intent.intent_id, now_us, intent.value_wei)
+            self.windows.of(intent.agent_id).reserve(intent.intent_id, now_us, spend)
         return [
             Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
             _audit(SERVICE, "intent.approved", f"intent:{intent.intent_id}", now, intent.intent_id,
                    intent_id=intent.intent_id, agent_id=intent.agent_id, policy_version=policy.version,
-                   value_wei=str(intent.value_wei), chain=intent.chain),
+                   value_wei=str(intent.value_wei), spend_wei=str(spend), chain=intent.chain),
         ]
 
     def _reject(self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True) -> list[Emit]:
-        rejected = IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage,
-                                  code=verdict.code, reason=verdict.reason, verdicts=tuple(verdicts), decided_at=now)
+        rejected = self._signed(IntentRejected(
+            intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage, code=verdict.code,
+            reason=verdict.reason, verdicts=tuple(verdicts), decided_at=now, intent_digest=intent.digest()))
         record = rejected.to_bytes()
         if remember:
             self.decisions[intent.intent_id] = {
-                "agent_id": intent.agent_id, "outcome": "rejected", "at_us": to_us(now), "value_wei": "0",
+                "agent_id": intent.agent_id, "outcome": "rejected", "at_us": to_us(now), "spend_wei": "0",
                 "topic": topics.INTENTS_REJECTED, "record": base64.b64encode(record).decode(),
+                "digest": rejected.intent_digest,
             }
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
@@ -273,9 +318,21 @@ class Engine:
                    reason=verdict.reason),
         ]
 
-    def _replay(self, intent_id: str) -> tuple[str, str, bytes]:
-        decision = self.decisions[intent_id]
-        return decision["topic"], decision["agent_id"], base64.b64decode(decision["record"])
+    def _replay(self, intent: TransactionIntent, now: datetime) -> list[Emit]:
+        decision = self.decisions[intent.intent_id]
+        if decision.get("digest") != intent.digest():
+            # The same id on a different intent (the agent reused an id, or someone replays a
+            # variant): the decided one keeps its answer, and this one gets its own refusal,
+            # bound to its own digest and not remembered.
+            verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code="INTENT_ID_REUSED",
+                                   reason=f"intent id {intent.intent_id!r} was already decided for a different "
+                                          "intent; every intent needs its own id")
+            return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now,
+                                                                              remember=False)
+        return [Emit(decision["topic"], decision["agent_id"], base64.b64decode(decision["record"]))]
+
+    def _signed(self, record):
+        return sign_outcome(record, self._key, self.key_id)
 
     def _envelope(self, stage: str, intent, policy, verdicts) -> Emit:
         doc = {"intent": intent.model_dump(mode="json"), "policy": policy.model_dump(mode="json"),
@@ -292,13 +349,21 @@ class Engine:
     def _unreadable(self, bad: Unreadable, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         out = self._dead_letter(raw, source, now, bad.reason, bad.errors)
         if bad.intent_id and bad.agent_id:
-            rejected = IntentRejected(intent_id=bad.intent_id, agent_id=bad.agent_id, stage="intake",
-                                      code="INVALID_INTENT", reason=bad.reason, decided_at=now)
+            rejected = self._signed(IntentRejected(intent_id=bad.intent_id, agent_id=bad.agent_id, stage="intake",
+                                                   code="INVALID_INTENT", reason=bad.reason, decided_at=now))
             out.append(Emit(topics.INTENTS_REJECTED, bad.agent_id, rejected.to_bytes()))
         return out
 
     def _dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
         return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes)
+
+
+def _quote_of(verdicts: list[StageVerdict]) -> fees.FeeQuote:
+    """The fee quote the fee stage priced this intent at (its verdict carries it to later stages)."""
+    for verdict in verdicts:
+        if verdict.stage == "fee":
+            return fees.FeeQuote.from_facts(verdict.facts)
+    raise ValueError("no fee verdict before the spend checks: the stages ran out of order")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,31 +1,62 @@
 """The guardrails: one function per stage, each deciding one thing about an intent.
 
 A guardrail takes the intent and the state it needs (the agent's policy, the
-spend already in the window, ``now``) and returns a ``StageVerdict``. None of
-them knows about Kafka; the topology module moves records between them.
-Order and meaning: chain restriction, address allowlist, per-tx value cap,
-rolling 24 h limit, simulation. An empty allowlist allows any address; a null
-cap or limit means none.
+intent's fee quote, the spend already in the window, ``now``) and returns a
+``StageVerdict``. None of them knows about Kafka; the topology module moves
+records between them. Order and meaning: freshness (at intake), chain
+restriction, address allowlist, fee ceiling (``streams.fees``), per-tx cap and
+rolling 24 h limit (both on spend: value + worst-case fee), simulation. An
+empty allowlist allows any address; a null cap, limit or ceiling means none.
+The streams worker runs them to explain early; the signer runs every one again
+with its own state, so nothing the worker says is needed for safety.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from eth_abi import decode as abi_decode
 
+from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.fields import format_native_amount
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent
+
+if TYPE_CHECKING:
+    from streams.fees import FeeQuote
 
 
-def _verdict(intent: TransactionIntent, stage: str, passed: bool, code: str, reason: str, **facts) -> StageVerdict:
+def verdict(intent: TransactionIntent, stage: str, passed: bool, code: str, reason: str, **facts) -> StageVerdict:
     return StageVerdict(intent_id=intent.intent_id, stage=stage, passed=passed, code=code, reason=reason, facts=facts)
+
+
+def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -> StageVerdict:
+    """Refuse stale and future-dated intents, so a captured intent cannot be replayed once the
+    decision and idempotency records that would catch it have been let go."""
+    now_us, created_us = to_us(now), to_us(intent.created_at)
+    facts = dict(created_at=intent.created_at.isoformat(), now=now.isoformat(), max_age_s=max_age_us // 1_000_000)
+    if created_us - now_us > INTENT_MAX_FUTURE_US:
+        return verdict(intent, "intake", False, "INTENT_FROM_THE_FUTURE",
+                       f"created_at {intent.created_at.isoformat()} is more than {INTENT_MAX_FUTURE_US // 1_000_000} s "
+                       f"ahead of this service's clock ({now.isoformat()}); check the agent's clock and sign a new "
+                       "intent", **facts)
+    if now_us - created_us >= max_age_us:
+        return verdict(intent, "intake", False, "INTENT_EXPIRED",
+                       f"created_at {intent.created_at.isoformat()} is older than the {max_age_us // 1_000_000} s an "
+                       "intent stays valid; sign a new intent", **facts)
+    if intent.expires_at is not None and to_us(intent.expires_at) <= now_us:
+        return verdict(intent, "intake", False, "INTENT_EXPIRED",
+                       f"the intent expired at {intent.expires_at.isoformat()}; sign a new intent",
+                       expires_at=intent.expires_at.isoformat(), **facts)
+    return verdict(intent, "intake", True, "INTENT_FRESH", "within its validity window", **facts)
 
 
 def check_chain(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
     allowed = policy.tx_allowed_chains
     if not allowed or intent.chain in allowed:
-        return _verdict(intent, "chain", True, "CHAIN_ALLOWED", f"{intent.chain} is allowed", chain=intent.chain)
-    return _verdict(
+        return verdict(intent, "chain", True, "CHAIN_ALLOWED", f"{intent.chain} is allowed", chain=intent.chain)
+    return verdict(
         intent, "chain", False, "CHAIN_NOT_ALLOWED",
         f"chain {intent.chain!r} is not in this agent's allowed chains ({', '.join(allowed)})",
         chain=intent.chain, allowed=list(allowed),
@@ -36,36 +67,37 @@ def check_allowlist(intent: TransactionIntent, policy: AgentPolicy) -> StageVerd
     allowlist = policy.tx_to_allowlist
     # Addresses are EIP-55 normalized by the schema, so string equality is address equality.
     if not allowlist or intent.to in allowlist:
-        return _verdict(intent, "allowlist", True, "RECIPIENT_ALLOWED", f"{intent.to} is allowed", to=intent.to)
-    return _verdict(
+        return verdict(intent, "allowlist", True, "RECIPIENT_ALLOWED", f"{intent.to} is allowed", to=intent.to)
+    return verdict(
         intent, "allowlist", False, "RECIPIENT_NOT_ALLOWLISTED",
         f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)", to=intent.to,
     )
 
 
-def check_value_cap(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: "FeeQuote") -> StageVerdict:
     cap = policy.max_value_wei
-    value = intent.value_wei
-    if cap is None or value <= cap:
-        return _verdict(intent, "value_cap", True, "VALUE_WITHIN_CAP", "value within the per-transaction cap",
-                        value_wei=str(value), cap_wei=None if cap is None else str(cap))
-    return _verdict(
+    spend = fee.spend_wei(intent)
+    facts = dict(fee.facts(intent), cap_wei=None if cap is None else str(cap))
+    if cap is None or spend <= cap:
+        return verdict(intent, "value_cap", True, "VALUE_WITHIN_CAP",
+                       "spend (value + worst-case fee) within the per-transaction cap", **facts)
+    return verdict(
         intent, "value_cap", False, "VALUE_OVER_CAP",
-        f"value {intent.value} exceeds the per-transaction cap of {policy.tx_max_value_eth}",
-        value_wei=str(value), cap_wei=str(cap),
+        f"spend {format_native_amount(spend)} ({fee.describe(intent)}) exceeds the per-transaction cap of "
+        f"{policy.tx_max_value_eth}", **facts,
     )
 
 
-def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei: int) -> StageVerdict:
+def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei: int, fee: "FeeQuote") -> StageVerdict:
     limit = policy.daily_limit_wei
-    value = intent.value_wei
-    facts = dict(value_wei=str(value), spent_wei=str(spent_wei), limit_wei=None if limit is None else str(limit))
-    if limit is None or spent_wei + value <= limit:
-        return _verdict(intent, "daily_limit", True, "WITHIN_DAILY_LIMIT", "within the rolling 24 h limit", **facts)
-    return _verdict(
+    spend = fee.spend_wei(intent)
+    facts = dict(fee.facts(intent), spent_wei=str(spent_wei), limit_wei=None if limit is None else str(limit))
+    if limit is None or spent_wei + spend <= limit:
+        return verdict(intent, "daily_limit", True, "WITHIN_DAILY_LIMIT", "within the rolling 24 h limit", **facts)
+    return verdict(
         intent, "daily_limit", False, "DAILY_LIMIT_EXCEEDED",
-        f"{format_native_amount(spent_wei)} already spent in the last 24 h; {intent.value} more would exceed "
-        f"the rolling limit of {policy.tx_daily_limit_eth}",
+        f"{format_native_amount(spent_wei)} already spent in the last 24 h; {format_native_amount(spend)} more "
+        f"({fee.describe(intent)}) would exceed the rolling limit of {policy.tx_daily_limit_eth}",
         **facts,
     )
 
@@ -110,18 +142,18 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node) ->
         gas = int(await node.call("eth_estimateGas", call, "pending"), 16)
     except RpcError as exc:
         reason = decode_revert(exc.data) if exc.data else exc.message
-        return _verdict(intent, "simulation", False, "SIMULATION_REVERTED", f"simulation reverted: {reason}",
+        return verdict(intent, "simulation", False, "SIMULATION_REVERTED", f"simulation reverted: {reason}",
                         revert_reason=reason, rpc_method=exc.method)
     except RpcUnavailable as exc:
         # Fail closed: an intent that must be simulated is not approved unsimulated.
-        return _verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc))
+        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc))
     if intent.gas_limit is not None and gas > intent.gas_limit:
-        return _verdict(intent, "simulation", False, "GAS_LIMIT_TOO_LOW",
+        return verdict(intent, "simulation", False, "GAS_LIMIT_TOO_LOW",
                         f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}", estimated_gas=gas)
-    return _verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}",
+    return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}",
                     estimated_gas=gas)
 
 
 def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
-    return _verdict(intent, "simulation", True, "SIMULATION_NOT_REQUIRED",
+    return verdict(intent, "simulation", True, "SIMULATION_NOT_REQUIRED",
                     "neither simulate_first nor require_simulation is set")

@@ -22,7 +22,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
-from runtime.trust import pinned_admin_keys
+from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.models import GUARDRAIL_STAGES
 from schemas.emit import Emit, Source, dead_letter
@@ -63,7 +63,10 @@ def build_app(settings: Settings) -> faust.App:
         policies=table("warden-policies"),
         decisions=table("warden-decisions"),
         idempotency=table("warden-idempotency"),
+        service_key=service_key(settings, "worker"),
+        service_keys=PinnedServiceKeys(settings),
         max_record_bytes=settings.max_record_bytes,
+        max_age_us=settings.intent_max_age_s * 1_000_000,
     )
     outputs: dict[str, faust.TopicT] = {}
 
@@ -112,7 +115,7 @@ def build_app(settings: Settings) -> faust.App:
     async def releases(stream):
         async for event in stream.events():
             fresh_windows()
-            await publish(_guard(event, engine.on_rejected, event.value))
+            await publish(_guard(event, engine.on_rejected, event.value, utcnow()))
 
     if settings.topology == "fused":
         @app.agent(raw_topic(topics.INTENTS_SUBMITTED))

@@ -46,7 +46,7 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
                 await client.submit(intent)
             await client.flush()
             await asyncio.to_thread(stack.start_service, "signer", "signer.main")
-        outcomes = await wait_outcomes(settings, {i.intent_id for i in intents}, 150, start)
+        outcomes = await wait_outcomes(settings, intents, 150, start)
         approved = {IntentApproved.from_bytes(v).intent_id for v in await read_topic(settings, topics.INTENTS_APPROVED)}
         signed_records = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED)]
         rejected_records = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED)]

@@ -121,7 +121,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
                             broadcast=True, client_share=share)
         async with Client(settings) as client:
             await (await client.submit(intent))
-        return (await wait_outcomes(settings, {intent.intent_id}, 30, start))[intent.intent_id]
+        return (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
 
     async def share_for_current_signer():
         async with Client(settings) as client:
@@ -193,7 +193,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
             intent = new_intent(agent.intent_key, agent_id="cmek-agent", chain="anvil", to=demo.ALICE, value="0.01",
                                 broadcast=True, client_share=share_key, cmek=cmek_key)
             await (await client.submit(intent))
-        return (await wait_outcomes(settings, {intent.intent_id}, 30, start))[intent.intent_id]
+        return (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
 
     def code(outcome) -> str:
         return outcome.code if isinstance(outcome, IntentRejected) else outcome.status

@@ -2,7 +2,9 @@
 generated admin key pinned in ``admin_keys``, fixed clocks, raw bytes in and Emits out.
 
 Simulation is off everywhere here (no node): ``simulate_first`` and ``require_simulation``
-stay False and ``node_for`` returns None.
+stay False and ``node_for`` returns None. So that no node is asked for fees either, intents
+name their gas and fees, and by default pay nothing per gas (spend = value); the fee rule and
+the node's suggestions are tested on Anvil in tests/test_signer_last_word.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.client import new_intent
 from schemas import topics
-from schemas.auth import public_key_hex, sign_policy
+from schemas.auth import public_key_hex, sign_outcome, sign_policy
 from runtime.clock import to_us
 from schemas.emit import Emit, Source
 from schemas.models import (
@@ -40,21 +42,50 @@ AGENT = "agent-1"
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 ETH = 10**18
-PASSED_CODES = ["CHAIN_ALLOWED", "RECIPIENT_ALLOWED", "VALUE_WITHIN_CAP", "WITHIN_DAILY_LIMIT",
-                "SIMULATION_NOT_REQUIRED"]
+PASSED_CODES = ["CHAIN_ALLOWED", "RECIPIENT_ALLOWED", "SIMULATION_NOT_REQUIRED", "FEE_WITHIN_CEILING",
+                "VALUE_WITHIN_CAP", "WITHIN_DAILY_LIMIT"]
+WORKER_ID, SIGNER_ID = "streams-test", "signer-test"
+
+
+class StaticKeys:
+    """Pinned service keys as a test configures them."""
+
+    def __init__(self, **by_role: dict[str, str]):
+        self.by_role = by_role
+
+    def key(self, role: str, key_id: str) -> str | None:
+        return self.by_role.get(role, {}).get(key_id)
 
 
 @dataclass
 class World:
     admin_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     agent_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    worker_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+    signer_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     offset: int = 0
     engine: Engine = None  # type: ignore[assignment]
     max_record_bytes: int = 65_536
 
     def __post_init__(self):
-        self.engine = Engine(admin_keys={ADMIN_ID: public_key_hex(self.admin_key)}, node_for=lambda chain: None,
-                             policies={}, decisions={}, idempotency={}, max_record_bytes=self.max_record_bytes)
+        self.engine = self.new_engine({}, {})
+
+    def new_engine(self, policies: dict, decisions: dict) -> Engine:
+        return Engine(admin_keys={ADMIN_ID: public_key_hex(self.admin_key)}, node_for=lambda chain: None,
+                      policies=policies, decisions=decisions, idempotency={},
+                      service_key=(WORKER_ID, self.worker_key), service_keys=self.pinned(),
+                      max_record_bytes=self.max_record_bytes)
+
+    def pinned(self) -> StaticKeys:
+        return StaticKeys(worker={WORKER_ID: public_key_hex(self.worker_key)},
+                          signer={SIGNER_ID: public_key_hex(self.signer_key)})
+
+    def refusal(self, intent: TransactionIntent, now: datetime = T0, code: str = "SIGNING_FAILED",
+                stage: str = "signing", key: Ed25519PrivateKey | None = None) -> bytes:
+        """What a signer says when it refuses an approved intent, signed with ``key`` (the signer's)."""
+        rejected = IntentRejected(intent_id=intent.intent_id, agent_id=AGENT, stage=stage, code=code,
+                                  reason="the signer could not sign", decided_at=now, intent_digest=intent.digest())
+        return sign_outcome(rejected, key or self.signer_key, SIGNER_ID).to_bytes()
 
     def policy(self, version: int = 1, agent_id: str = AGENT, **fields) -> AgentPolicy:
         base = {"agent_id": agent_id, "version": version, "tx_allowed_chains": ("anvil",), "tx_to_allowlist": (DEST,),
@@ -73,6 +104,12 @@ class World:
         fields.setdefault("agent_id", AGENT)
         fields.setdefault("to", DEST)
         fields.setdefault("chain", "anvil")
+        if fields.get("tx_type", 2) == 2:
+            fields.setdefault("max_fee_per_gas", 0)
+            fields.setdefault("max_priority_fee_per_gas", 0)
+        else:
+            fields.setdefault("gas_price", 0)
+        fields.setdefault("gas_limit", 21_000)
         return new_intent(fields.pop("key", self.agent_key), value=value, now=now, **fields)
 
     def submit(self, raw: bytes | TransactionIntent | None, now: datetime = T0, source: Source | None = None):
@@ -196,9 +233,9 @@ def test_a_passing_intent_is_approved_with_every_stage_audited(world):
     assert approved.approved_at == T0
     assert [v.stage for v in approved.verdicts] == list(GUARDRAIL_STAGES)
     assert [v.code for v in approved.verdicts] == PASSED_CODES
-    assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * 5 + ["intent.approved"]
+    assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * len(GUARDRAIL_STAGES) + ["intent.approved"]
     events = audits(emits)
-    assert [e.details["stage"] for e in events[1:6]] == list(GUARDRAIL_STAGES)
+    assert [e.details["stage"] for e in events[1:-1]] == list(GUARDRAIL_STAGES)
     assert events[0].actor == f"agent:{AGENT}" and events[-1].actor == "service:streams"
     assert events[-1].details["value_wei"] == str(5 * ETH // 10)
     assert len({e.event_id for e in events}) == len(events)
@@ -391,9 +428,7 @@ def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_
     assert "0.9 already spent" in rejected.reason and "1.5" in rejected.reason
     assert world.spent(later) == 9 * ETH // 10
 
-    failed = IntentRejected(intent_id=first.intent_id, agent_id=AGENT, stage="signing", code="SIGNING_FAILED",
-                            reason="the signer could not sign", decided_at=later)
-    assert world.engine.on_rejected(failed.to_bytes()) == []
+    assert world.engine.on_rejected(world.refusal(first, later), later) == []
     assert world.spent(later) == 0
     assert world.engine.decisions[first.intent_id]["outcome"] == "released"
 
@@ -406,12 +441,8 @@ def test_only_a_signing_rejection_of_an_approved_intent_releases(world):
     first = world.intent("0.9")
     world.submit(first)
     for stage in ("value_cap", "daily_limit", "intake"):
-        not_signing = IntentRejected(intent_id=first.intent_id, agent_id=AGENT, stage=stage, code="X", reason="x",
-                                     decided_at=T0)
-        world.engine.on_rejected(not_signing.to_bytes())
-    unknown = IntentRejected(intent_id="i-unknown", agent_id=AGENT, stage="signing", code="X", reason="x",
-                             decided_at=T0)
-    world.engine.on_rejected(unknown.to_bytes())
+        world.engine.on_rejected(world.refusal(first, stage=stage), T0)
+    world.engine.on_rejected(world.refusal(world.intent("0.9", intent_id="i-unknown")), T0)
     assert world.spent() == 9 * ETH // 10
     assert world.engine.decisions[first.intent_id]["outcome"] == "approved"
 
@@ -500,11 +531,11 @@ def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
 @pytest.mark.parametrize("intent_fields, expect_stages, outcome", [
     ({"value": "0.5"}, list(GUARDRAIL_STAGES), topics.INTENTS_APPROVED),
     ({"value": "0.5", "to": OTHER}, ["chain", "allowlist"], topics.INTENTS_REJECTED),
-    ({"value": "2"}, ["chain", "allowlist", "value_cap"], topics.INTENTS_REJECTED),
+    ({"value": "2"}, ["chain", "allowlist", "simulation", "fee", "value_cap"], topics.INTENTS_REJECTED),
 ])
 def test_split_topology_reaches_the_same_outcome_as_fused(intent_fields, expect_stages, outcome):
     fused = World()
-    split = World(admin_key=fused.admin_key, agent_key=fused.agent_key)
+    split = World(admin_key=fused.admin_key, agent_key=fused.agent_key, worker_key=fused.worker_key)
     for w in (fused, split):
         w.publish(w.policy())
     raw = fused.intent(**intent_fields, intent_id="i-split").to_bytes()
@@ -554,8 +585,7 @@ def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
         world.submit(intent)
     world.submit(world.intent("1.2"))  # rejected: over the daily limit with 0.9 spent
     world.submit(world.intent("0.2", idempotency_key="order-a", intent_id="i-replay"))  # approved, counts nothing
-    world.engine.on_rejected(IntentRejected(intent_id=b.intent_id, agent_id=AGENT, stage="signing", code="X",
-                                            reason="x", decided_at=T0).to_bytes())
+    world.engine.on_rejected(world.refusal(b), T0)
     later = T0 + timedelta(hours=1)
     assert world.spent(later) == 6 * ETH // 10
 
@@ -571,8 +601,7 @@ def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
 def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world):
     first = world.intent("1")
     assert_approved(world.submit(first), first)
-    restarted = Engine(admin_keys=world.engine.admin_keys, node_for=lambda chain: None,
-                       policies=dict(world.engine.policies), decisions=dict(world.engine.decisions), idempotency={})
+    restarted = world.new_engine(dict(world.engine.policies), dict(world.engine.decisions))
     restarted.windows.rebuild(restarted.decisions)
     world.engine = restarted
     rejected = rejected_of(world.submit(world.intent("0.6")))
@@ -602,3 +631,68 @@ def test_redelivery_sends_again_only_what_stays_undecided():
     pending.decided("b")
     pending.submitted("a", "agent-1", b"A", now_us=30)  # a redelivered copy of a decided intent
     assert pending.due(now_us=100) == [] and len(pending) == 0
+
+
+# --- authenticated outcomes, freshness, reused ids (the signer-is-the-last-word issue) ------------
+
+
+def test_every_decision_is_signed_by_the_worker_and_bound_to_the_intent(world):
+    from schemas.auth import outcome_forgery
+
+    good = world.intent("0.5")
+    bad = world.intent("2")
+    approved = approved_of(world.submit(good))
+    rejected = rejected_of(world.submit(bad))
+    pinned = world.pinned()
+    assert approved.intent_digest == good.digest() and approved.signed_by == WORKER_ID
+    assert outcome_forgery(approved, pinned, good.digest()) is None
+    assert outcome_forgery(rejected, pinned, bad.digest()) is None
+    # About another intent, tampered with, or claimed by a worker where only a signer may speak:
+    assert "intent_digest differs" in outcome_forgery(rejected, pinned, good.digest())
+    tampered = rejected.model_copy(update={"code": "VALUE_WITHIN_CAP"})
+    assert "does not verify" in outcome_forgery(tampered, pinned, bad.digest())
+    as_signer = rejected.model_copy(update={"stage": "signing"})
+    assert "not a pinned signer key" in outcome_forgery(as_signer, pinned, bad.digest())
+
+
+def test_stale_and_future_intents_are_refused_at_intake_and_not_remembered_as_spend(world):
+    stale = world.intent("0.5", now=T0 - timedelta(minutes=10))
+    future = world.intent("0.5", now=T0 + timedelta(minutes=3), intent_id="i-future")
+    assert rejected_of(world.submit(stale)).code == "INTENT_EXPIRED"
+    assert rejected_of(world.submit(future)).code == "INTENT_FROM_THE_FUTURE"
+    assert world.spent() == 0
+    just_in_time = world.intent("0.5", now=T0 - timedelta(minutes=10) + timedelta(microseconds=1))
+    assert_approved(world.submit(just_in_time), just_in_time)
+
+
+def test_a_different_intent_under_a_decided_id_gets_its_own_refusal(world):
+    first = world.intent("0.5", intent_id="i-same")
+    approved = approved_of(world.submit(first))
+    variant = world.intent("0.9", intent_id="i-same")
+    rejected = rejected_of(world.submit(variant))
+    assert (rejected.code, rejected.intent_digest) == ("INTENT_ID_REUSED", variant.digest())
+    # The first keeps its decision and its replay; the variant reserved nothing.
+    assert approved_of(world.submit(first)) == approved
+    assert world.spent() == 5 * ETH // 10
+
+
+def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
+    """Anyone can write to warden.intents.rejected. Unsigned, signed by another key, signed by
+    the worker, or a real signer refusal of a different intent with the same id: none releases."""
+    first = world.intent("1")
+    world.submit(first)
+    other_intent = world.intent("1", intent_id=first.intent_id, now=T0 + timedelta(seconds=1))
+    forgeries = [
+        world.refusal(first, key=Ed25519PrivateKey.generate()),
+        world.refusal(first, key=world.worker_key),
+        world.refusal(other_intent),
+        IntentRejected(intent_id=first.intent_id, agent_id=AGENT, stage="signing", code="X", reason="x",
+                       decided_at=T0, intent_digest=first.digest()).to_bytes(),
+    ]
+    for raw in forgeries:
+        emits = world.engine.on_rejected(raw, T0)
+        assert actions(emits) == ["outcome.forged"]
+    assert world.spent() == ETH
+    assert rejected_of(world.submit(world.intent("0.6"))).code == "DAILY_LIMIT_EXCEEDED"
+    world.engine.on_rejected(world.refusal(first), T0)  # the signer's own refusal does
+    assert world.spent() == 0

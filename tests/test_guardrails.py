@@ -1,22 +1,25 @@
 """Tests for the guardrails in streams/guardrails.py, each at its edges.
 
-Processors are pure: an intent, a policy, the spend already counted, and out comes a
-StageVerdict. No broker, no node, no clock.
+Processors are pure: an intent, a policy, its fee quote, the spend already counted, and out
+comes a StageVerdict. No broker, no node, no clock. ``FREE`` is a quote that costs nothing
+per gas, so the value-only edges stay exact; fees have their own section.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from eth_abi import encode as abi_encode
 
 from schemas.fields import MAX_UINT256, format_native_amount
 from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from streams.fees import FeeQuote, check_fee
 from streams.guardrails import (
     check_allowlist,
     check_chain,
     check_daily_limit,
+    check_freshness,
     check_value_cap,
     decode_revert,
     simulation_required,
@@ -28,6 +31,8 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 THIRD = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
 ETH = 10**18
+GWEI = 10**9
+FREE = FeeQuote(gas_limit=21_000, fee_per_gas=0)
 
 
 def intent(**fields) -> TransactionIntent:
@@ -100,59 +105,147 @@ def test_recipient_off_the_allowlist_is_rejected():
 
 
 def test_value_exactly_at_the_cap_passes():
-    verdict = check_value_cap(intent(value="1.5"), policy(tx_max_value_eth="1.5"))
+    verdict = check_value_cap(intent(value="1.5"), policy(tx_max_value_eth="1.5"), FREE)
     assert_verdict(verdict, "value_cap", True, "VALUE_WITHIN_CAP")
-    assert verdict.facts == {"value_wei": str(15 * ETH // 10), "cap_wei": str(15 * ETH // 10)}
+    assert verdict.facts["spend_wei"] == verdict.facts["cap_wei"] == str(15 * ETH // 10)
 
 
 def test_value_one_wei_over_the_cap_fails():
-    verdict = check_value_cap(intent(value="1.500000000000000001"), policy(tx_max_value_eth="1.5"))
+    verdict = check_value_cap(intent(value="1.500000000000000001"), policy(tx_max_value_eth="1.5"), FREE)
     assert_verdict(verdict, "value_cap", False, "VALUE_OVER_CAP")
-    assert verdict.reason == "value 1.500000000000000001 exceeds the per-transaction cap of 1.5"
-    assert verdict.facts == {"value_wei": "1500000000000000001", "cap_wei": "1500000000000000000"}
+    assert verdict.reason == ("spend 1.500000000000000001 (value 1.500000000000000001 + worst-case fee 0 "
+                              "(gas 21000 x 0 wei)) exceeds the per-transaction cap of 1.5")
+    assert (verdict.facts["value_wei"], verdict.facts["cap_wei"]) == ("1500000000000000001", "1500000000000000000")
 
 
 def test_zero_cap_allows_only_zero():
-    assert check_value_cap(intent(value="0"), policy(tx_max_value_eth="0")).passed
-    failed = check_value_cap(intent(value="0.000000000000000001"), policy(tx_max_value_eth="0"))
+    assert check_value_cap(intent(value="0"), policy(tx_max_value_eth="0"), FREE).passed
+    failed = check_value_cap(intent(value="0.000000000000000001"), policy(tx_max_value_eth="0"), FREE)
     assert_verdict(failed, "value_cap", False, "VALUE_OVER_CAP")
 
 
 def test_null_cap_passes_anything():
     huge = format_native_amount(MAX_UINT256)
-    verdict = check_value_cap(intent(value=huge), policy(tx_max_value_eth=None))
+    verdict = check_value_cap(intent(value=huge), policy(tx_max_value_eth=None), FREE)
     assert_verdict(verdict, "value_cap", True, "VALUE_WITHIN_CAP")
-    assert verdict.facts == {"value_wei": str(MAX_UINT256), "cap_wei": None}
+    assert (verdict.facts["value_wei"], verdict.facts["cap_wei"]) == (str(MAX_UINT256), None)
 
 
 # --- rolling 24 h limit --------------------------------------------------------------------------
 
 
 def test_spent_plus_value_exactly_at_the_limit_passes():
-    verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), spent_wei=4 * ETH // 10)
+    verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10, FREE)
     assert_verdict(verdict, "daily_limit", True, "WITHIN_DAILY_LIMIT")
-    assert verdict.facts == {"value_wei": str(6 * ETH // 10), "spent_wei": str(4 * ETH // 10), "limit_wei": str(ETH)}
+    assert {k: verdict.facts[k] for k in ("spend_wei", "spent_wei", "limit_wei")} == {
+        "spend_wei": str(6 * ETH // 10), "spent_wei": str(4 * ETH // 10), "limit_wei": str(ETH)}
 
 
 def test_spent_plus_value_one_wei_over_the_limit_fails():
-    verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), spent_wei=4 * ETH // 10 + 1)
+    verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10 + 1, FREE)
     assert_verdict(verdict, "daily_limit", False, "DAILY_LIMIT_EXCEEDED")
-    assert verdict.reason == ("0.400000000000000001 already spent in the last 24 h; 0.6 more would exceed "
-                              "the rolling limit of 1")
-    assert verdict.facts == {"value_wei": str(6 * ETH // 10), "spent_wei": "400000000000000001",
-                             "limit_wei": str(ETH)}
+    assert verdict.reason == ("0.400000000000000001 already spent in the last 24 h; 0.6 more (value 0.6 + "
+                              "worst-case fee 0 (gas 21000 x 0 wei)) would exceed the rolling limit of 1")
+    assert {k: verdict.facts[k] for k in ("value_wei", "spent_wei", "limit_wei")} == {
+        "value_wei": str(6 * ETH // 10), "spent_wei": "400000000000000001", "limit_wei": str(ETH)}
 
 
 def test_a_single_value_over_the_limit_fails_with_nothing_spent():
-    verdict = check_daily_limit(intent(value="2"), policy(tx_daily_limit_eth="1"), spent_wei=0)
+    verdict = check_daily_limit(intent(value="2"), policy(tx_daily_limit_eth="1"), 0, FREE)
     assert_verdict(verdict, "daily_limit", False, "DAILY_LIMIT_EXCEEDED")
     assert verdict.reason.startswith("0 already spent")
 
 
 def test_null_daily_limit_passes_anything():
-    verdict = check_daily_limit(intent(value="1000000"), policy(tx_daily_limit_eth=None), spent_wei=MAX_UINT256)
+    verdict = check_daily_limit(intent(value="1000000"), policy(tx_daily_limit_eth=None), MAX_UINT256, FREE)
     assert_verdict(verdict, "daily_limit", True, "WITHIN_DAILY_LIMIT")
     assert verdict.facts["limit_wei"] is None
+
+
+# --- fees: spend is value + worst-case fee ------------------------------------------------------
+
+
+def test_the_worst_case_fee_counts_against_the_cap_to_the_wei():
+    quote = FeeQuote(gas_limit=21_000, fee_per_gas=10 * GWEI, priority_fee_per_gas=GWEI)
+    fee = 21_000 * 10 * GWEI
+    at_cap = check_value_cap(intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee)), quote)
+    assert at_cap.passed and at_cap.facts["spend_wei"] == str(ETH // 2 + fee)
+    over = check_value_cap(intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee - 1)),
+                           quote)
+    assert_verdict(over, "value_cap", False, "VALUE_OVER_CAP")
+    assert "value 0.5 + worst-case fee 0.00021 (gas 21000 x 10000000000 wei)" in over.reason
+
+
+def test_a_zero_value_intent_with_a_huge_fee_is_over_the_cap_and_the_limit():
+    """The fee drain: value 0, fees of 1e15 wei per gas. Without fees in the spend both passed."""
+    drain = FeeQuote(gas_limit=21_000, fee_per_gas=10**15, priority_fee_per_gas=10**15)
+    rules = policy(tx_max_value_eth="0.1", tx_daily_limit_eth="0.1")
+    assert not check_value_cap(intent(value="0"), rules, drain).passed
+    assert not check_daily_limit(intent(value="0"), rules, 0, drain).passed
+    assert check_value_cap(intent(value="0"), rules, FREE).passed
+
+
+def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit():
+    at = FeeQuote(gas_limit=21_000, fee_per_gas=100 * GWEI, priority_fee_per_gas=GWEI)
+    assert_verdict(check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), at), "fee", True, "FEE_WITHIN_CEILING")
+    over = FeeQuote(gas_limit=21_000, fee_per_gas=100 * GWEI + 1, priority_fee_per_gas=GWEI, base_fee_per_gas=50 * GWEI)
+    verdict = check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), over)
+    assert_verdict(verdict, "fee", False, "FEE_OVER_CEILING")
+    assert "the node's suggested fee of 100000000001 wei per gas (base fee now 50000000000 wei)" in verdict.reason
+    assert "ceiling of 100000000000 wei per gas" in verdict.reason
+    assert verdict.facts["ceiling_wei"] == str(100 * GWEI) and verdict.facts["fee_per_gas_wei"] == str(100 * GWEI + 1)
+    named = check_fee(intent(max_fee_per_gas=10**30, max_priority_fee_per_gas=1), policy(tx_max_fee_per_gas=1),
+                      FeeQuote(21_000, 10**30, 1))
+    assert not named.passed and named.reason.startswith("the intent's fee of")
+
+
+def test_no_ceiling_allows_any_fee_but_the_spend_limits_still_count_it():
+    quote = FeeQuote(gas_limit=21_000, fee_per_gas=10**30)
+    assert check_fee(intent(), policy(), quote).passed
+    assert not check_daily_limit(intent(value="0"), policy(tx_daily_limit_eth="1000000"), 0, quote).passed
+
+
+def test_a_fee_quote_travels_in_its_verdict_facts():
+    quote = FeeQuote(gas_limit=50_000, fee_per_gas=7 * GWEI, priority_fee_per_gas=GWEI, base_fee_per_gas=3 * GWEI)
+    verdict = check_fee(intent(), policy(), quote)
+    assert FeeQuote.from_facts(verdict.facts) == quote
+    assert quote.fees(2) == {"max_fee_per_gas": 7 * GWEI, "max_priority_fee_per_gas": GWEI}
+    assert quote.fees(0) == {"gas_price": 7 * GWEI}
+
+
+# --- freshness -----------------------------------------------------------------------------------
+
+TEN_MINUTES_US = 600 * 1_000_000
+
+
+def test_an_intent_is_fresh_until_its_window_closes():
+    assert check_freshness(intent(), T0 + timedelta(minutes=10) - timedelta(microseconds=1), TEN_MINUTES_US).passed
+    expired = check_freshness(intent(), T0 + timedelta(minutes=10), TEN_MINUTES_US)
+    assert_verdict(expired, "intake", False, "INTENT_EXPIRED")
+    assert "older than the 600 s" in expired.reason
+
+
+def test_an_intent_from_2001_expires_and_one_from_2100_is_from_the_future():
+    now = T0
+    old = check_freshness(intent(created_at=datetime(2001, 1, 1, tzinfo=timezone.utc)), now, TEN_MINUTES_US)
+    assert old.code == "INTENT_EXPIRED"
+    future = check_freshness(intent(created_at=datetime(2100, 1, 1, tzinfo=timezone.utc)), now, TEN_MINUTES_US)
+    assert future.code == "INTENT_FROM_THE_FUTURE" and "check the agent's clock" in future.reason
+
+
+def test_clock_skew_of_two_minutes_is_tolerated_and_not_a_microsecond_more():
+    ahead = T0 + timedelta(minutes=2)
+    assert check_freshness(intent(created_at=ahead), T0, TEN_MINUTES_US).passed
+    assert check_freshness(intent(created_at=ahead + timedelta(microseconds=1)), T0,
+                           TEN_MINUTES_US).code == "INTENT_FROM_THE_FUTURE"
+
+
+def test_expires_at_can_only_shorten_the_window():
+    soon = intent(expires_at=T0 + timedelta(seconds=30))
+    assert check_freshness(soon, T0 + timedelta(seconds=29), TEN_MINUTES_US).passed
+    assert check_freshness(soon, T0 + timedelta(seconds=30), TEN_MINUTES_US).code == "INTENT_EXPIRED"
+    late = intent(expires_at=T0 + timedelta(days=365))
+    assert check_freshness(late, T0 + timedelta(minutes=11), TEN_MINUTES_US).code == "INTENT_EXPIRED"
 
 
 # --- simulation ----------------------------------------------------------------------------------

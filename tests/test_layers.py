@@ -35,7 +35,7 @@ def test_the_tree_keeps_every_import_contract():
     ("signer/state.py", "import infra.stack", "Layers"),
     ("runtime/clock.py", "import streams.window", "Layers"),
     ("streams/engine.py", "import signer.service", "Layers"),
-    ("signer/service.py", "import streams.engine", "The signer takes from streams only"),
+    ("signer/service.py", "import streams.engine", "The signer takes from streams only its pure rules"),
     ("infra/demo.py", "import tests.support", "Nothing imports the tests"),
 ])
 def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken):

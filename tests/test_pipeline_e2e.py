@@ -15,7 +15,7 @@ from infra.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.fields import parse_native_amount
-from schemas.models import IntentRejected, SignedTransaction
+from schemas.models import GUARDRAIL_STAGES, IntentRejected, SignedTransaction, TransactionIntent
 from tests.support import balance, everything_recorded, make_agent, read_topic
 
 CAROL = "0x000000000000000000000000000000000000ca01"
@@ -38,9 +38,15 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
         paid[row["to"]] += parse_native_amount(row["value"])
     after = {to_checksum_address(a): run(balance(settings, a)) for a in (demo.ALICE, demo.BOB)}
     before = {to_checksum_address(a): v for a, v in before.items()}
-    # 0.5 + 0.1 + 0.25 to alice, 0.25 + 0.9 to bob: exact wei, checked on the chain itself.
-    assert paid == {to_checksum_address(demo.ALICE): 85 * 10**16, to_checksum_address(demo.BOB): 115 * 10**16}
+    # 0.5 + 0.1 + 0.2 to alice, 0.25 + 0.9 to bob: exact wei, checked on the chain itself.
+    assert paid == {to_checksum_address(demo.ALICE): 80 * 10**16, to_checksum_address(demo.BOB): 115 * 10**16}
     assert {a: after[a] - before[a] for a in after} == paid
+    # The sender paid exactly the values plus the fees its receipts report, and nothing else.
+    fees_paid = sum(int(r["fee_wei"]) for r in mined)
+    assert 0 < fees_paid <= sum(int(r["max_spend_wei"]) for r in mined) - sum(paid.values())
+    assert run(balance(settings, report["address"])) == 100 * 10**18 - sum(paid.values()) - fees_paid
+    ceiling = next(r for r in report["intents"] if r["code"] == "FEE_OVER_CEILING")
+    assert "1000000000000 wei per gas" in ceiling["reason"] and "ceiling of 100000000000" in ceiling["reason"]
     revert = next(r for r in report["intents"] if r["code"] == "SIMULATION_REVERTED")
     assert demo.REVERT_REASON in revert["reason"]
 
@@ -56,7 +62,7 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
             parameters={"i": row["intent_id"]}).result_rows]
         assert actions[0] == "intent.submitted"
         if row["outcome"] == "mined":
-            assert actions.count("stage.passed") == 5
+            assert actions.count("stage.passed") == len(GUARDRAIL_STAGES)
             assert {"intent.approved", "tx.signed", "tx.mined"} <= set(actions)
         else:
             assert "stage.failed" in actions and "intent.rejected" in actions
@@ -76,7 +82,7 @@ def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
-        outcomes = await wait_outcomes(settings, {i.intent_id for i in intents}, 30, start)
+        outcomes = await wait_outcomes(settings, intents, 30, start)
         after = await balance(settings, CAROL)
         return address, intents, outcomes, after - before
 
@@ -106,7 +112,7 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
             await client.submit(first)  # a producer retry of the very same record
             await asyncio.sleep(0.5)
             await client.submit(retry)  # same idempotency key, another intent id
-        outcomes = await wait_outcomes(settings, {first.intent_id, retry.intent_id}, 30, start)
+        outcomes = await wait_outcomes(settings, [first, retry], 30, start)
         await asyncio.sleep(1.0)
         signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
         return first, retry, outcomes, signed
@@ -133,6 +139,8 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
 
         forged = new_intent(agent_key, agent_id="bad-input-agent", chain="anvil", to=CAROL, value="0.002")
         forged_doc = {**orjson.loads(forged.to_bytes()), "value": "0.9"}  # changed after signing
+        # What was really sent: its rejection is bound to this record's digest, not the signed one's.
+        forged = TransactionIntent.model_validate(forged_doc)
         bad = {
             "malformed": b'{"intent_id": "x", ',
             "missing": orjson.dumps({"intent_id": "bad-missing", "agent_id": "bad-input-agent"}),
@@ -153,7 +161,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
             await client.send(topics.INTENTS_SUBMITTED, "bad-input-agent", orjson.dumps(forged_doc))
             await client.publish_policy(unsigned, wait_s=None)
             await client.submit(good)
-        outcomes = await wait_outcomes(settings, {good.intent_id, forged.intent_id}, 30, start)
+        outcomes = await wait_outcomes(settings, [good, forged], 30, start)
         await asyncio.sleep(1.0)
         dlq = [orjson.loads(v) for v in await read_topic(settings, topics.DLQ, start=start)]
         rejected = [orjson.loads(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]

@@ -310,7 +310,7 @@ def _records() -> list:
                         idempotency_key="order-1")
     policy = sign_policy(AgentPolicy(agent_id="agent-1", version=3, tx_allowed_chains=("anvil", "base"),
                                      tx_to_allowlist=(CHECKSUMMED,), tx_max_value_eth="1.5", tx_daily_limit_eth="10",
-                                     sender_address=OTHER, agent_public_key=public_key_hex(agent_key), issued_at=T0),
+                                     tx_max_fee_per_gas=str(2**90), sender_address=OTHER, agent_public_key=public_key_hex(agent_key), issued_at=T0),
                          Ed25519PrivateKey.generate(), "test-admin")
     verdict = StageVerdict(intent_id=intent.intent_id, stage="value_cap", passed=False, code="VALUE_OVER_CAP",
                            reason="too much", facts={"value_wei": str(2**80), "cap_wei": "1"})
@@ -319,11 +319,13 @@ def _records() -> list:
         policy,
         verdict,
         IntentRejected(intent_id=intent.intent_id, agent_id="agent-1", stage="value_cap", code="VALUE_OVER_CAP",
-                       reason="too much", verdicts=(verdict,), decided_at=T0),
-        IntentApproved(intent=intent, policy=policy, verdicts=(verdict,), approved_at=T0),
+                       reason="too much", verdicts=(verdict,), decided_at=T0, intent_digest=intent.digest()),
+        IntentApproved(intent=intent, policy=policy, verdicts=(verdict,), approved_at=T0,
+                       intent_digest=intent.digest()),
         SignedTransaction(intent_id=intent.intent_id, agent_id="agent-1", chain="anvil", chain_id=31337,
                           signed_tx="0x01f8", tx_hash="0x" + "cd" * 32, **{"from": OTHER}, to=CHECKSUMMED, nonce=7,
-                          value_wei=2**200 + 1, tx_type=1, status="sign_only", tee="none", signed_at=T0),
+                          value_wei=2**200 + 1, tx_type=1, status="mined", tee="none", signed_at=T0,
+                          max_spend_wei=2**200 + 2**101, fee_wei=2**99, intent_digest=intent.digest()),
         AuditEvent(event_id="e1", actor="service:streams", action="stage.failed", resource="intent:i-1", ts=T0,
                    intent_id="i-1", agent_id="agent-1", details={"facts": {"n": "1"}}),
         DeadLetter(source_topic="warden.intents.submitted", partition=1, offset=9, key="agent-1", reason="bad",

@@ -431,7 +431,7 @@ class Rig:
         self.rpc: JsonRpc | None = None
         self.signer = Signer(SignerState(self.tmp / "signer" / "state.db"), self.keys,
                              {"test-admin": public_key_hex(self.admin_key)}, node_for=lambda chain: self.rpc,
-                             sealing=self.sealing)
+                             service_key=("signer-test", Ed25519PrivateKey.generate()), sealing=self.sealing)
         self.policy = sign_policy(AgentPolicy(
             agent_id=AGENT, version=1, tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), tx_max_value_eth="1",
             tx_daily_limit_eth="10", agent_public_key=public_key_hex(self.agent_key), issued_at=NOW,
@@ -537,7 +537,7 @@ def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses
     before = rig.sealing
     rig.sealing = SealingKeyPair()
     rig.signer = Signer(rig.signer.state, rig.keys, rig.signer.admin_keys, node_for=lambda chain: rig.rpc,
-                        sealing=rig.sealing)
+                        service_key=("signer-test", Ed25519PrivateKey.generate()), sealing=rig.sealing)
     to_old = rig.intent(f"i-seal-after-restart-{os.urandom(6).hex()}", rig.share, before)
     to_new = rig.intent(f"i-seal-after-restart-{os.urandom(6).hex()}", rig.share, rig.sealing)
     ((stale, _), (fresh, _), (redelivered, _)) = rig.handle_all([to_old, to_new, intent])

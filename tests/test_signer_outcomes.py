@@ -27,6 +27,7 @@ from schemas.models import NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejec
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
+from streams import fees
 from tests.custody_support import ADMIN, make_vaults
 from tests.support import make_agent, read_topic
 
@@ -48,35 +49,42 @@ def test_the_schema_bounds_nonces_by_eip_2681():
         new_intent(key, nonce=2**64 - 1, **fields)
 
 
-def test_an_intent_the_signer_cannot_store_ends_with_one_rejection_and_frees_its_reservation(stack, run):
-    """2**63 passes the schema (EIP-2681 allows it) but not SQLite's signed 64-bit INTEGER."""
+def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservation(stack, run):
+    """An intent naming nonce 1000 used to be signed, and every later intent of the agent got
+    1001, 1002, ... stuck behind the gap forever. A nonce may be named only to replace a
+    transaction this signer signed at it: anything else is refused, and the refusal (a signer's,
+    signed) releases what the worker reserved."""
     settings = stack.settings
-    agent = f"agent-overflow-{os.urandom(3).hex()}"
+    agent = f"agent-nonce-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1",
                                tx_daily_limit_eth="1"))
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
-    poison = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6", nonce=2**63)
+    poison = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6", nonce=1000)
+    huge = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0", nonce=2**63)
 
     async def submit(*intents):
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
             await client.flush()
-        return await wait_outcomes(settings, {i.intent_id for i in intents}, 60, start)
+        return await wait_outcomes(settings, intents, 60, start)
 
-    (rejected,) = run(submit(poison)).values()
-    assert isinstance(rejected, IntentRejected)
-    assert (rejected.stage, rejected.code) == ("signing", "SIGNER_ERROR")
-    assert "did not sign" in rejected.reason
+    outcomes = run(submit(poison, huge))
+    for intent in (poison, huge):
+        rejected = outcomes[intent.intent_id]
+        assert isinstance(rejected, IntentRejected)
+        assert (rejected.stage, rejected.code) == ("signing", "NONCE_NOT_ALLOWED")
+        assert f"nonce {intent.nonce} is not one this signer signed at" in rejected.reason
+    rejected = outcomes[poison.intent_id]
 
-    # The 0.6 reserved at approval was released by the signing-stage rejection: another 0.6
+    # The 0.6 (plus fee) reserved at approval was released by the signer's rejection: another 0.6
     # passes the 1 ETH rolling limit only because of that. The worker reads rejections on
     # their own topic, so give it a moment to apply the release first.
     run(asyncio.sleep(2))
     honest = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6")
     signed = run(submit(honest))[honest.intent_id]
     assert isinstance(signed, SignedTransaction) and signed.status == "sign_only"
-    assert signed.nonce == 0  # the failed intent took no nonce
+    assert signed.nonce == 0  # no gap: the refused intents took no nonce
 
     records = {t: run(read_topic(settings, t, start=start)) for t in (topics.INTENTS_REJECTED, topics.TXS_SIGNED)}
     assert outcomes_of(records, poison.intent_id) == [rejected]
@@ -94,7 +102,8 @@ class Rig:
         self.rpc: JsonRpc | None = None
         self.state = SignerState(tmp / "signer" / "state.db")
         self.signer = Signer(self.state, self.keys, {"test-admin": public_key_hex(self.admin_key)},
-                             node_for=lambda chain: self.rpc)
+                             node_for=lambda chain: self.rpc,
+                             service_key=("signer-test", Ed25519PrivateKey.generate()))
         self.policy = sign_policy(AgentPolicy(
             agent_id=self.agent, version=1, tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,),
             tx_max_value_eth="1", tx_daily_limit_eth="10", agent_public_key=public_key_hex(self.agent_key),
@@ -129,7 +138,7 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(st
 
     with monkeypatch.context() as patch:
         if where.startswith("before"):
-            patch.setattr(Signer, "_estimate_gas", staticmethod(fail))
+            patch.setattr(fees, "quote", fail)
         else:
             real = SignerState.record_signed
 

@@ -25,6 +25,8 @@ def _policy_fields(args) -> dict:
         fields["tx_max_value_eth"] = None if args.max_value == "none" else args.max_value
     if args.daily_limit is not None:
         fields["tx_daily_limit_eth"] = None if args.daily_limit == "none" else args.daily_limit
+    if args.max_fee_per_gas is not None:
+        fields["tx_max_fee_per_gas"] = None if args.max_fee_per_gas == "none" else args.max_fee_per_gas
     if args.require_simulation is not None:
         fields["require_simulation"] = args.require_simulation == "on"
     if args.sender is not None:
@@ -118,6 +120,8 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowlist", help="comma-separated recipient addresses (empty: any)")
     p.add_argument("--max-value", help='per-transaction cap in the native unit, or "none"')
     p.add_argument("--daily-limit", help='rolling 24 h limit in the native unit, or "none"')
+    p.add_argument("--max-fee-per-gas", help='fee ceiling per unit of gas in wei (max_fee_per_gas or gas_price), '
+                                             'or "none"')
     p.add_argument("--require-simulation", choices=("on", "off"))
     p.add_argument("--intents-api", choices=("on", "off"))
     p.add_argument("--sender", help="the agent's EVM address for simulation (default: its provisioned key)")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import sys
+from datetime import timedelta
 
 import orjson
 from pydantic import ValidationError
@@ -13,20 +14,27 @@ from pydantic import ValidationError
 from infra.cli.custody import read_client_share_text
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.cli.vault import UsageError, read_cmek
-from infra.client import Client, load_or_create_agent_key, new_intent, wait_outcomes
+from infra.client import Client, load_or_create_agent_key, new_intent, read_outcome, wait_outcomes
+from runtime.clock import utcnow
 from runtime.config import load
 from runtime.kafka import end_offsets, follow
+from runtime.trust import PinnedServiceKeys
+from schemas.auth import outcome_forgery
 from schemas import topics
 from schemas.errors import explain
-from schemas.models import IntentRejected, SignedTransaction
+from schemas.models import IntentRejected
 from schemas.sealing import SealingRefused
 
 
 def cmd_submit(args) -> int:
     settings = load()
     fields = {k: v for k, v in dict(tx_type=args.tx_type, data=args.data, gas_limit=args.gas_limit,
+                                    gas_price=args.gas_price, max_fee_per_gas=args.max_fee_per_gas,
+                                    max_priority_fee_per_gas=args.max_priority_fee_per_gas,
                                     simulate_first=args.simulate, broadcast=args.broadcast, nonce=args.nonce,
                                     signing_key_path=args.key_path).items() if v is not None}
+    if args.expires_in is not None:
+        fields["expires_at"] = utcnow() + timedelta(seconds=args.expires_in)
 
     async def run():
         key = load_or_create_agent_key(settings.home, args.agent)
@@ -45,7 +53,10 @@ def cmd_submit(args) -> int:
             await (await client.submit(intent))
         if not args.wait:
             return intent, None
-        outcomes = await wait_outcomes(settings, {intent.intent_id}, args.timeout, start)
+        forged: list[tuple[str, str]] = []
+        outcomes = await wait_outcomes(settings, [intent], args.timeout, start, forged=forged)
+        for intent_id, why in forged:
+            print(f"FORGED outcome for {intent_id} ignored: {why}", file=sys.stderr)
         return intent, outcomes.get(intent.intent_id)
 
     try:
@@ -88,7 +99,11 @@ def _describe_outcome(outcome) -> str:
 
 
 def cmd_tail(args) -> int:
+    """Every outcome as it arrives. Each is checked like the SDK checks it (signed by a pinned key
+    of the service allowed to say it); one that is not is shown as FORGED, never as an outcome.
+    tail did not submit the intents, so it cannot check digests: a client does that."""
     settings = load()
+    keys = PinnedServiceKeys(settings)
     wanted = (topics.TXS_SIGNED, topics.INTENTS_REJECTED) + ((topics.DLQ,) if args.dlq else ())
 
     async def run():
@@ -96,14 +111,24 @@ def cmd_tail(args) -> int:
         async for topic, value in follow(settings, wanted, start):
             if not topic:
                 continue
+            if topic == topics.DLQ:
+                if args.json:
+                    print_json({"topic": topic, "record": orjson.loads(value)}, compact=True)
+                else:
+                    print(f"DLQ {orjson.loads(value)['reason']}")
+                sys.stdout.flush()
+                continue
+            outcome = read_outcome(topic, value)
+            forged = "not an outcome record" if outcome is None else outcome_forgery(outcome, keys)
             if args.json:
-                print_json({"topic": topic, "record": orjson.loads(value)}, compact=True)
-            elif topic == topics.TXS_SIGNED:
-                print(_describe_outcome(SignedTransaction.from_bytes(value)))
-            elif topic == topics.INTENTS_REJECTED:
-                print(_describe_outcome(IntentRejected.from_bytes(value)))
+                record = orjson.loads(value) if outcome is None else outcome.model_dump(mode="json", by_alias=True)
+                print_json({"topic": topic, "authentic": forged is None, "forged": forged, "record": record},
+                           compact=True)
+            elif forged is not None:
+                intent_id = "?" if outcome is None else outcome.intent_id
+                print(f"FORGED {intent_id} on {topic}: {forged}")
             else:
-                print(f"DLQ {orjson.loads(value)['reason']}")
+                print(_describe_outcome(outcome))
             sys.stdout.flush()
 
     try:
@@ -128,7 +153,12 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--data")
     p.add_argument("--tx-type", type=int, choices=(0, 1, 2))
     p.add_argument("--gas-limit", type=int)
-    p.add_argument("--nonce", type=int)
+    p.add_argument("--gas-price", help="types 0/1: wei per gas (default: the node's suggestion)")
+    p.add_argument("--max-fee-per-gas", help="type 2: wei per gas (default: 2 x base fee + tip, under the ceiling)")
+    p.add_argument("--max-priority-fee-per-gas", help="type 2: tip in wei per gas (default: the node's suggestion)")
+    p.add_argument("--expires-in", type=float, help="seconds until the intent expires (it can only shorten the "
+                                                    "deployment's window, 10 minutes unless set)")
+    p.add_argument("--nonce", type=int, help="only to replace a transaction the signer signed at this nonce")
     p.add_argument("--key-path")
     p.add_argument("--idempotency-key")
     p.add_argument("--simulate", action="store_true", default=None)
