@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 
 from typing import Literal, Protocol, TypeVar
 
+import orjson
+
 from schemas.models import AgentPolicy, IntentRejected, Outcome, SignedTransaction, TransactionIntent
 
 Role = Literal["worker", "signer"]
@@ -78,8 +80,12 @@ class ServiceKeys(Protocol):
 
 
 def sign_outcome(record: O, service_key: Ed25519PrivateKey, key_id: str) -> O:
-    unsigned = record.model_copy(update={"signed_by": key_id, "service_signature": ""})
-    return unsigned.model_copy(update={"service_signature": service_key.sign(unsigned.service_signing_bytes()).hex()})
+    # The signing bytes of the record as it will be with signed_by set (see service_signing_bytes),
+    # built from one dump: copying the model twice costs more than the signature itself.
+    body = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
+    body["signed_by"] = key_id
+    signature = service_key.sign(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hex()
+    return record.model_copy(update={"signed_by": key_id, "service_signature": signature})
 
 
 def outcome_role(record: Outcome) -> Role:
