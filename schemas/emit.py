@@ -49,9 +49,10 @@ def dead_letter(actor: str, raw: bytes | None, source: Source, now: datetime, re
     letter = DeadLetter(source_topic=source.topic, partition=source.partition, offset=source.offset, key=key,
                         reason=reason, errors=tuple(errors),
                         payload_b64=base64.b64encode(payload[:max_bytes]).decode(),
-                        payload_sha256=hashlib.sha256(payload).hexdigest(), received_at=now)
+                        payload_sha256=hashlib.sha256(payload).hexdigest(), payload_bytes=len(payload),
+                        received_at=now)
     return [
         Emit(topics.DLQ, key or "", letter.to_bytes()),
         audit(actor, "dlq.recorded", source.resource, now, source.resource, agent_id=key, reason=reason,
-              payload_sha256=letter.payload_sha256, errors=list(errors)),
+              payload_sha256=letter.payload_sha256, payload_bytes=letter.payload_bytes, errors=list(errors)),
     ]

@@ -319,8 +319,9 @@ class DeadLetter(Record):
     key: str | None
     reason: str
     errors: tuple[str, ...] = ()
-    payload_b64: str
-    payload_sha256: str
+    payload_b64: str = Field(description="the record's first bytes (at most the size limit), base64")
+    payload_sha256: str = Field(description="SHA-256 of the whole record, hex")
+    payload_bytes: int | None = Field(default=None, description="the whole record's size")
     received_at: UtcDatetime
 
 

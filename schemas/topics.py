@@ -7,6 +7,9 @@ too), so one agent's records stay in one partition and are handled in order.
 INTENTS_SUBMITTED = "warden.intents.submitted"
 INTENTS_APPROVED = "warden.intents.approved"
 INTENTS_REJECTED = "warden.intents.rejected"
+# Intents the redelivery task gave up on (no outcome after its last attempt): the worker decides
+# them NO_OUTCOME unless it decided them already, so even these end with one true outcome.
+INTENTS_ABANDONED = "warden.intents.abandoned"
 TXS_SIGNED = "warden.txs.signed"
 POLICIES = "warden.policies"
 AUDIT_EVENTS = "warden.audit.events"
@@ -27,6 +30,7 @@ ALL = (
     INTENTS_SUBMITTED,
     INTENTS_APPROVED,
     INTENTS_REJECTED,
+    INTENTS_ABANDONED,
     TXS_SIGNED,
     POLICIES,
     AUDIT_EVENTS,

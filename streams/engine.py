@@ -161,6 +161,22 @@ class Engine:
             return out + [self._envelope(GUARDRAIL_STAGES[following], intent, policy, verdicts)]
         return out + self._approve(intent, policy, verdicts, now, counts=True)
 
+    def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """The redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was decided
+        (then the decision stands and nothing is said again). Remembered like any decision, so a
+        late copy of the intent gets this answer, never a different one."""
+        intent = read_intent(raw, self.max_record_bytes)
+        if isinstance(intent, Unreadable):
+            return self._dead_letter(raw, source, now, f"abandoned record unreadable: {intent.reason}",
+                                     intent.errors)
+        if intent.intent_id in self.decisions:
+            return []
+        verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code="NO_OUTCOME",
+                               reason="the pipeline produced no outcome for this intent after repeated deliveries; "
+                                      "it was given up and will not be signed. Check `warden status`, then submit "
+                                      "a new intent")
+        return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now)
+
     def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
         """A rejection after approval (the signer refused): release the window's reservation, but
         only when the signer really said so about this very intent. Anyone can write to the topic;

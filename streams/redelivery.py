@@ -1,4 +1,5 @@
-"""Redelivery: an intent that has no outcome after a grace period is submitted again.
+"""Redelivery: an intent that has no outcome after a grace period is submitted again, a few
+times, and then given up so that it still ends with an outcome.
 
 Why it exists: on the embedded broker (Tansu, memory storage), a Faust worker that is
 killed and restarted has been seen to skip input records it never processed (the
@@ -8,18 +9,32 @@ intents against the outcome topics and re-publishes the original bytes of any in
 still undecided after ``grace``. That is safe because every effect downstream is
 idempotent by intent id: the worker replays a decision it already made, and the
 signer re-emits the bytes it already signed.
+
+It must never become the problem it solves:
+
+- only readable intents within the size limit are watched (the same rule the worker's
+  intake applies): anything else is dead-lettered by the worker, and a dead letter is
+  an outcome; a dead letter about a watched intent ends the watch too;
+- each intent is re-published at most ``max_attempts`` times; after that it goes to
+  ``warden.intents.abandoned``, where the worker decides it ``NO_OUTCOME`` unless it
+  decided it already, so the client is told, and told the truth;
+- a record the producer cannot send is logged and dropped from the watch, never raised.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import orjson
+from pydantic import ValidationError
 
 from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings
 from runtime.kafka import follow, producer as new_producer
 from schemas import topics
+from schemas.models import DeadLetter
+from streams.intake import Unreadable, read_intent
 
 log = logging.getLogger("warden.redelivery")
 
@@ -27,72 +42,101 @@ log = logging.getLogger("warden.redelivery")
 class Pending:
     """Intents seen on the submitted topic and not yet on an outcome topic (pure, time is an argument)."""
 
-    def __init__(self, grace_us: int):
+    def __init__(self, grace_us: int, max_attempts: int = 3):
         self.grace_us = grace_us
-        self._waiting: dict[str, tuple[int, str, bytes]] = {}
+        self.max_attempts = max_attempts
+        # intent_id -> (last sent at µs, key, raw record, times re-published)
+        self._waiting: dict[str, tuple[int, str, bytes, int]] = {}
         self._decided: set[str] = set()
 
     def submitted(self, intent_id: str, key: str, raw: bytes, now_us: int) -> None:
         if intent_id not in self._decided:
-            self._waiting.setdefault(intent_id, (now_us, key, raw))
+            self._waiting.setdefault(intent_id, (now_us, key, raw, 0))
 
     def decided(self, intent_id: str) -> None:
         self._decided.add(intent_id)
         self._waiting.pop(intent_id, None)
 
-    def due(self, now_us: int, limit: int = 1000) -> list[tuple[str, bytes]]:
-        """Records to send again; each comes due again only after another grace period."""
-        out = []
-        for intent_id, (since, key, raw) in list(self._waiting.items()):
-            if now_us - since >= self.grace_us:
-                out.append((key, raw))
-                self._waiting[intent_id] = (now_us, key, raw)
-                if len(out) >= limit:
-                    break
-        return out
+    def due(self, now_us: int, limit: int = 1000) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+        """(records to send again, records to give up on). Each comes due again only after
+        another grace period; one already sent ``max_attempts`` times is given up, once."""
+        again, give_up = [], []
+        for intent_id, (since, key, raw, attempts) in list(self._waiting.items()):
+            if now_us - since < self.grace_us:
+                continue
+            if attempts >= self.max_attempts:
+                self.decided(intent_id)  # the worker's NO_OUTCOME (or its earlier decision) ends it
+                give_up.append((key, raw))
+            else:
+                self._waiting[intent_id] = (now_us, key, raw, attempts + 1)
+                again.append((key, raw))
+            if len(again) + len(give_up) >= limit:
+                break
+        return again, give_up
 
     def __len__(self) -> int:
         return len(self._waiting)
 
 
-def _ids(topic: str, value: bytes) -> tuple[str, str] | None:
-    """(intent_id, agent_id) of a submitted or outcome record, parsed once; None if unreadable
-    (unreadable records went to the DLQ: that is their outcome)."""
+def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[str, str] | None:
+    """(intent_id, agent_id) of a submitted record worth watching: one the worker can read.
+    Anything else is dead-lettered by the worker, and that is its outcome."""
+    intent = read_intent(raw, max_bytes)
+    return None if isinstance(intent, Unreadable) else (intent.intent_id, intent.agent_id)
+
+
+def outcome_intent_id(topic: str, value: bytes) -> str | None:
+    """The intent an outcome record (approval, rejection, dead letter) is about, if it names one."""
     try:
         doc = orjson.loads(value)
-        if topic == topics.INTENTS_APPROVED:
+        if topic == topics.DLQ:
+            letter = DeadLetter.model_validate(doc)
+            doc = orjson.loads(base64.b64decode(letter.payload_b64))
+        elif topic == topics.INTENTS_APPROVED:
             doc = doc["intent"]
-        intent_id, agent_id = doc.get("intent_id"), doc.get("agent_id")
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        intent_id = doc.get("intent_id")
+    except (orjson.JSONDecodeError, ValidationError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(intent_id, str):
-        return None
-    return intent_id, agent_id if isinstance(agent_id, str) else ""
+    return intent_id if isinstance(intent_id, str) else None
 
 
-async def run_redelivery(settings: Settings, grace_s: float = 10.0) -> None:
+async def run_redelivery(settings: Settings, grace_s: float = 10.0, max_attempts: int = 3) -> None:
     def now_us() -> int:
         return to_us(utcnow())
 
-    pending = Pending(int(grace_s * US_PER_SECOND))
+    pending = Pending(int(grace_s * US_PER_SECOND), max_attempts)
     producer = new_producer(settings)
     await producer.start()
     last_check = now_us()
     try:
-        watched = (topics.INTENTS_SUBMITTED, topics.INTENTS_APPROVED, topics.INTENTS_REJECTED)
+        watched = (topics.INTENTS_SUBMITTED, topics.INTENTS_APPROVED, topics.INTENTS_REJECTED, topics.DLQ)
         async for topic, value in follow(settings, watched):
-            ids = _ids(topic, value) if topic else None
-            if ids is not None and topic == topics.INTENTS_SUBMITTED:
-                pending.submitted(ids[0], ids[1], value, now_us())
-            elif ids is not None:
-                pending.decided(ids[0])
+            if topic == topics.INTENTS_SUBMITTED:
+                ids = watched_intent(value, settings.max_record_bytes)
+                if ids is not None:
+                    pending.submitted(ids[0], ids[1], value, now_us())
+            elif topic:
+                intent_id = outcome_intent_id(topic, value)
+                if intent_id is not None:
+                    pending.decided(intent_id)
             if now_us() - last_check >= US_PER_SECOND:
                 last_check = now_us()
-                due = pending.due(last_check)
-                if due:
-                    log.warning("redelivering %d intent(s) with no outcome after %.0f s", len(due), grace_s)
-                    for key, raw in due:
-                        await producer.send(topics.INTENTS_SUBMITTED, raw, key=key.encode())
-                    await producer.flush()
+                again, give_up = pending.due(last_check)
+                if again:
+                    log.warning("redelivering %d intent(s) with no outcome after %.0f s", len(again), grace_s)
+                if give_up:
+                    log.warning("giving up on %d intent(s) after %d redeliveries: the worker decides them "
+                                "NO_OUTCOME unless it decided them already", len(give_up), max_attempts)
+                for target, records in ((topics.INTENTS_SUBMITTED, again), (topics.INTENTS_ABANDONED, give_up)):
+                    for key, raw in records:
+                        await _send(producer, target, key, raw)
+                await producer.flush()
     finally:
         await producer.stop()
+
+
+async def _send(producer, topic: str, key: str, raw: bytes) -> None:
+    try:
+        await producer.send(topic, raw, key=key.encode())
+    except Exception:  # noqa: BLE001 - one record the producer refuses must not stop the worker
+        log.exception("could not re-publish a %d-byte record to %s; it is no longer watched", len(raw), topic)

@@ -111,6 +111,11 @@ def build_app(settings: Settings) -> faust.App:
         async for event in stream.events():
             await publish(_guard(event, engine.on_policy, event.value, source_of(event), utcnow()))
 
+    @app.agent(raw_topic(topics.INTENTS_ABANDONED))
+    async def abandoned(stream):
+        async for event in stream.events():
+            await publish(_guard(event, engine.on_abandoned, event.value, source_of(event), utcnow()))
+
     @app.agent(raw_topic(topics.INTENTS_REJECTED))
     async def releases(stream):
         async for event in stream.events():

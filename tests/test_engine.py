@@ -617,20 +617,53 @@ def test_a_forged_record_cannot_decide_the_real_intent_with_the_same_id(world):
     assert_approved(world.submit(real), real)
 
 
-def test_redelivery_sends_again_only_what_stays_undecided():
+def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its_attempts():
     from streams.redelivery import Pending
 
-    pending = Pending(grace_us=10)
+    pending = Pending(grace_us=10, max_attempts=2)
     pending.submitted("a", "agent-1", b"A", now_us=0)
     pending.submitted("b", "agent-1", b"B", now_us=0)
     pending.decided("a")
-    assert pending.due(now_us=9) == []
-    assert pending.due(now_us=10) == [("agent-1", b"B")]
-    assert pending.due(now_us=15) == []  # not again until another grace period
-    assert pending.due(now_us=20) == [("agent-1", b"B")]
-    pending.decided("b")
-    pending.submitted("a", "agent-1", b"A", now_us=30)  # a redelivered copy of a decided intent
-    assert pending.due(now_us=100) == [] and len(pending) == 0
+    assert pending.due(now_us=9) == ([], [])
+    assert pending.due(now_us=10) == ([("agent-1", b"B")], [])
+    assert pending.due(now_us=15) == ([], [])  # not again until another grace period
+    assert pending.due(now_us=20) == ([("agent-1", b"B")], [])
+    assert pending.due(now_us=30) == ([], [("agent-1", b"B")])  # given up once, then never again
+    pending.submitted("b", "agent-1", b"B", now_us=31)
+    assert pending.due(now_us=100) == ([], []) and len(pending) == 0
+
+
+def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends_the_watch(world):
+    from streams.redelivery import outcome_intent_id, watched_intent
+
+    good = world.intent("0.1")
+    assert watched_intent(good.to_bytes(), 65_536) == (good.intent_id, AGENT)
+    doc = orjson.loads(good.to_bytes())
+    for bad in (orjson.dumps({**doc, "agent_id": ["a", "list"]}), orjson.dumps({**doc, "agent_id": None}),
+                orjson.dumps({**doc, "data": "0x" + "ab" * 40_000}), b"{", None):
+        assert watched_intent(bad, 65_536) is None
+    assert watched_intent(good.to_bytes(), 100) is None  # over the size limit
+    # The worker dead-letters a record it fails on: that names the intent, and ends its watch.
+    emits = world.engine._dead_letter(good.to_bytes(), world.source(), T0, "boom")
+    (letter,) = on(emits, topics.DLQ)
+    assert outcome_intent_id(topics.DLQ, letter.value) == good.intent_id
+    approved = approved_of(world.submit(good))
+    assert outcome_intent_id(topics.INTENTS_APPROVED, approved.to_bytes()) == good.intent_id
+    assert outcome_intent_id(topics.DLQ, b"not json") is None
+
+
+def test_an_abandoned_intent_is_decided_no_outcome_unless_it_was_decided(world):
+    decided = world.intent("0.1")
+    approved = approved_of(world.submit(decided))
+    assert world.engine.on_abandoned(decided.to_bytes(), world.source(topics.INTENTS_ABANDONED), T0) == []
+    lost = world.intent("0.2")
+    emits = world.engine.on_abandoned(lost.to_bytes(), world.source(topics.INTENTS_ABANDONED), T0)
+    rejected = rejected_of(emits)
+    assert (rejected.code, rejected.intent_digest, rejected.signed_by) == ("NO_OUTCOME", lost.digest(), WORKER_ID)
+    assert "will not be signed" in rejected.reason
+    # A late copy of the lost intent gets the same answer, never an approval; nothing was reserved.
+    assert rejected_of(world.submit(lost)) == rejected
+    assert world.spent() == 10**17 and approved_of(world.submit(decided)) == approved
 
 
 # --- authenticated outcomes, freshness, reused ids (the signer-is-the-last-word issue) ------------

@@ -1,0 +1,98 @@
+"""Terminal outcomes on the real stack: a dead letter ends an intent, redelivery never
+re-publishes what the worker cannot read, and nothing one record does stops the worker.
+
+Before: a 1 MB record went to the DLQ, was re-published by the redelivery task 10 s later,
+raised MessageSizeTooLargeError and took the Faust app (and with it the whole stack) down;
+records with an intent_id but an unusable agent_id were re-published every 10 s forever
+(33 DLQ entries from one payload in 5.5 minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from infra.client import Client, new_intent, wait_outcomes
+from runtime.kafka import end_offsets
+from schemas import topics
+from schemas.models import DeadLetter, IntentRejected, SignedTransaction
+from tests.support import make_agent, read_topic
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+GRACE_S = 10  # streams.redelivery's grace period on the shared stack
+
+
+def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_keeps_going(stack, run):
+    settings = stack.settings
+    agent = f"agent-poison-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    template = orjson.loads(new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1").to_bytes())
+    huge = orjson.dumps({**template, "intent_id": f"i-huge-{os.urandom(4).hex()}", "data": "0x" + "ab" * 499_900})
+    listed = orjson.dumps({**template, "intent_id": f"i-listed-{os.urandom(4).hex()}", "agent_id": ["a", "b"]})
+    missing = orjson.dumps({k: v for k, v in template.items() if k != "agent_id"} |
+                           {"intent_id": f"i-noagent-{os.urandom(4).hex()}"})
+    poison = {"huge": huge, "listed": listed, "missing": missing}
+    assert 999_000 < len(huge) < 1_048_576
+    start = run(end_offsets(settings, (topics.DLQ, topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
+
+    async def attack() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", max_request_size=2_000_000)
+        await producer.start()
+        try:
+            for raw in poison.values():
+                await (await producer.send(topics.INTENTS_SUBMITTED, raw, key=agent.encode()))
+        finally:
+            await producer.stop()
+        # Two and a half grace periods: long enough for two rounds of redelivery, had there been any.
+        await asyncio.sleep(GRACE_S * 2.5)
+
+    run(attack())
+    assert stack.processes["streams"].proc.poll() is None, "the streams worker died"
+    letters = [DeadLetter.from_bytes(v) for v in run(read_topic(settings, topics.DLQ, start=start))]
+    digests = {name: hashlib.sha256(raw).hexdigest() for name, raw in poison.items()}
+    per_payload = {name: [d for d in letters if d.payload_sha256 == digest] for name, digest in digests.items()}
+    assert {name: len(found) for name, found in per_payload.items()} == {"huge": 1, "listed": 1, "missing": 1}
+    (big,) = per_payload["huge"]
+    # By reference: its digest, its size and its first bytes, never the whole record.
+    assert big.payload_bytes == len(huge) and len(base64.b64decode(big.payload_b64)) == settings.max_record_bytes
+    assert "exceeds the 65536-byte limit" in big.reason
+
+    # The worker still decides, and the signer still signs.
+    after = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1")
+
+    async def honest():
+        begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            await client.submit(after)
+        return await wait_outcomes(settings, [after], 30, begin)
+
+    assert isinstance(run(honest())[after.intent_id], SignedTransaction)
+
+
+def test_an_abandoned_intent_ends_no_outcome_and_a_late_copy_gets_the_same_answer(stack, run):
+    """What the redelivery task does after its last attempt, done by hand: the intent goes to
+    warden.intents.abandoned, and the worker, which never decided it, decides NO_OUTCOME."""
+    settings = stack.settings
+    agent = f"agent-abandoned-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    lost = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1")
+
+    async def scenario():
+        begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            await (await client.send(topics.INTENTS_ABANDONED, agent, lost.to_bytes()))
+        first = await wait_outcomes(settings, [lost], 30, begin)
+        async with Client(settings) as client:
+            await client.submit(lost)  # the lost record turns up after all
+        await asyncio.sleep(2)
+        return first, await read_topic(settings, topics.TXS_SIGNED, start=begin)
+
+    first, signed = run(scenario())
+    rejected = first[lost.intent_id]
+    assert isinstance(rejected, IntentRejected) and rejected.code == "NO_OUTCOME"
+    assert not [s for s in signed if orjson.loads(s)["intent_id"] == lost.intent_id]
