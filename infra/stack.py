@@ -134,7 +134,10 @@ class LocalStack:
     def start_broker(self) -> None:
         host, port = _host_port(self.settings.broker)
         url = f"tcp://{host}:{port}"
-        process = self._spawn("broker", [tansu_binary(), "broker", "--listener-url", url,
+        # A memory broker is a new log every start: a cluster id of its own lets readers that kept
+        # offsets (the ledger sink) tell it from the one they read before.
+        cluster = f"warden-{os.urandom(6).hex()}"
+        process = self._spawn("broker", [tansu_binary(), "broker", "--cluster-id", cluster, "--listener-url", url,
                                          "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
         wait_for_port(self.settings.broker, 15, "Tansu broker", process.proc)
         asyncio.run(create_topics(self.settings.broker))

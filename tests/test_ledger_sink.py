@@ -27,7 +27,7 @@ from streams.ledger.sink import SinkOptions, run_sink
 from streams.ledger.store import ChdbStore, store_path
 from streams.ledger.verify import verify
 from infra.stack import free_port
-from tests.ledger_support import pipeline_events, tansu_broker
+from tests.ledger_support import T0, pipeline_events, tansu_broker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -206,3 +206,58 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
         store.close()
     assert report.ok, [p.describe() for p in report.problems]
     assert "resumed from" in log.read_text()
+
+
+def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp_path):
+    """`warden up` again on the same home used to resume the sink at the old broker's offsets:
+    25 of 183 new audit events never reached the ledger. Now the sink tells brokers apart by
+    cluster id (and by offsets past a partition's end), reads the new one from the start and
+    appends a ledger.source_changed event. Both shapes: the new broker holding more records
+    than the stored offsets (only the cluster id tells) and fewer (offsets past the end)."""
+    first, more, fewer = pipeline_events(120), pipeline_events(160, start=T0 + timedelta(days=1)), \
+        pipeline_events(12, start=T0 + timedelta(days=2))
+    home = tmp_path / "one-home"
+    options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
+
+    def run_against(events, expected: int) -> None:
+        with tansu_broker() as address:
+            settings = dataclasses.replace(_settings(tmp_path, address), home=home)
+
+            async def scenario() -> None:
+                stop = asyncio.Event()
+                task = asyncio.create_task(run_sink(settings, stop, options=options))
+                await _produce(address, [(e.agent_id, e.to_bytes()) for e in events])
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not task.done():
+                    held = await asyncio.to_thread(_count_via_endpoint, settings)
+                    if held >= expected:
+                        break
+                    await asyncio.sleep(0.3)
+                await asyncio.sleep(1.5)
+                stop.set()
+                await task
+
+            asyncio.run(scenario())
+
+    run_against(first, 120)
+    run_against(more, 120 + 160 + 1)  # + the source_changed event
+    run_against(fewer, 120 + 160 + 12 + 2)
+    settings = dataclasses.replace(Settings(), home=home, clickhouse_url=None)
+    rows = _rows(settings, f"SELECT event_id, action, details FROM {AUDIT_LOG}")
+    ids = {r["event_id"] for r in rows}
+    missing = [e.event_id for e in first + more + fewer if e.event_id not in ids]
+    assert missing == []
+    changes = [orjson.loads(r["details"]) for r in rows if r["action"] == "ledger.source_changed"]
+    assert len(changes) == 2 and all(c["previous_cluster_id"] != c["cluster_id"] for c in changes)
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        assert verify(store, local_public_key(home)).ok
+    finally:
+        store.close()
+    # The auditor is told, every time it verifies.
+    env = {**os.environ, "WARDEN_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env.pop("WARDEN_CLICKHOUSE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "infra.cli", "audit", "verify"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK:") and result.stdout.count("the ledger's broker changed") == 2

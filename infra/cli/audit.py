@@ -80,12 +80,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     try:
         report = verify(store, key, [args.chain] if args.chain is not None else None, since, until, progress)
+        changes = source_changes(store)
     except StoreError as exc:
         return _fail(str(exc))
     finally:
         store.close()
     if args.json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "source_changes": changes})
     elif report.ok:
         rate = f", {report.rows / report.seconds:,.0f} rows/s" if report.seconds else ""
         uncovered = sum(c.uncovered_rows for c in report.chains)
@@ -98,7 +99,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAILED: {len(report.problems)} problem(s); the first bad row of each chain:")
         for problem in report.problems:
             print(f"  {problem.describe()}")
+    for change in changes:
+        # Not a broken chain, but a possible gap: said every time, so it is never missed.
+        print(f"note: at {change['ts']} the ledger's broker changed ({change['previous_cluster_id']} -> "
+              f"{change['cluster_id']}); records the previous broker held past offsets "
+              f"{change['previous_next_offsets']} were never appended")
     return 0 if report.ok else 1
+
+
+def source_changes(store) -> list[dict]:
+    """The ledger.source_changed events the sink appended: where the ledger may have a gap."""
+    rows = store.arrow(f"SELECT ts, details FROM {AUDIT_LOG} WHERE action = 'ledger.source_changed' "
+                       "ORDER BY ts").to_pylist()
+    return [{"ts": str(row["ts"]), **orjson.loads(row["details"])} for row in rows]
 
 
 def cmd_prove(args: argparse.Namespace) -> int:

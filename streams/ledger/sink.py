@@ -10,6 +10,13 @@ restart continues it. An event id already in the ledger is skipped.
 
 Partitions are assigned, not joined through a consumer group: one sink owns
 a store, and a restarted sink never waits out a dead member's session timeout.
+
+The ledger never skips: stored offsets mean something only on the broker they
+were read from. The sink remembers that broker's cluster id; when it meets
+another (a fresh embedded broker, a restored cluster) or a stored offset beyond
+a partition's end, it reads every partition from the start (event ids it holds
+are skipped) and appends a ``ledger.source_changed`` event, so the change, and
+what the previous broker may have held unread, is on the record, never silent.
 """
 
 from __future__ import annotations
@@ -18,14 +25,17 @@ import asyncio
 import base64
 import hashlib
 import logging
+import json
 import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import datetime, timedelta
 
 import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from runtime.clock import utcnow
@@ -158,6 +168,42 @@ def decode(partition: int, offset: int, raw: bytes | None, max_bytes: int, now: 
         return unreadable_event(partition, offset, raw, f"not an AuditEvent: {str(exc)[:500]}", now)
 
 
+async def cluster_id(broker: str) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster()).get("cluster_id"))
+    finally:
+        await admin.close()
+
+
+def read_source(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["cluster_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def write_source(path: Path, cluster: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"cluster_id": cluster}))
+    temporary.replace(path)
+
+
+def source_changed_event(previous: str | None, cluster: str, stored: dict[int, int], ends: dict, now: datetime) -> AuditEvent:
+    """What the ledger says when its broker changed: records the previous broker held past the
+    stored offsets, if any, were never read, and no one can read them now."""
+    return AuditEvent(
+        event_id=event_id("ledger.source_changed", str(previous), cluster, json.dumps(sorted(stored.items()))),
+        actor="service:ledger", action="ledger.source_changed", resource=f"topic:{topics.AUDIT_EVENTS}", ts=now,
+        details={"previous_cluster_id": previous, "cluster_id": cluster,
+                 "previous_next_offsets": {str(p): o for p, o in sorted(stored.items())},
+                 "end_offsets": {str(tp.partition): o for tp, o in sorted(ends.items(), key=lambda i: i[0].partition)},
+                 "note": "the ledger re-read this broker from the start; anything the previous broker held beyond "
+                         "previous_next_offsets was never appended"})
+
+
 def stored_ids(store: Store, candidates: list[str]) -> set[str]:
     if not candidates:
         return set()
@@ -224,15 +270,30 @@ class _Sink:
         self.unpublished: list[checkpoints.Checkpoint] = []
         self.appended = 0
         self.skipped = 0
+        self.source_file = settings.state_dir / "ledger_source.json"
+        self.notices: list[AuditEvent] = []  # events the sink itself has to say, published with the checkpoints
 
     async def resume(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         self.ledger = await asyncio.to_thread(resume, self.store)
+        cluster = await cluster_id(self.settings.broker)
+        ends = await consumer.end_offsets(tps)
+        previous = read_source(self.source_file)
+        stored = self.ledger.next_offsets
+        beyond = {tp.partition: (stored[tp.partition], ends[tp]) for tp in tps
+                  if stored.get(tp.partition, 0) > ends[tp]}
+        changed = bool(stored) and ((previous is not None and previous != cluster) or bool(beyond))
+        if changed:
+            log.warning("the broker is not the one this ledger read before (cluster %s, was %s; offsets past the "
+                        "end: %s): reading every partition from the start; held event ids are skipped",
+                        cluster, previous, beyond or "none")
+            self.notices.append(source_changed_event(previous, cluster, stored, ends, utcnow()))
         for tp in tps:
-            offset = self.ledger.next_offsets.get(tp.partition)
-            if offset is None:
+            offset = stored.get(tp.partition)
+            if offset is None or changed:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, offset)
+        write_source(self.source_file, cluster)
         heads = ", ".join(f"{h.chain}@{h.next_seq}" for h in sorted(self.ledger.heads.values(), key=lambda h: h.chain))
         log.info("resumed from %s: next seq per chain %s; %d event ids held", self.store.description, heads or "(empty)", len(self.ledger.seen))
         # A crash between storing and publishing a checkpoint must not leave
@@ -269,6 +330,14 @@ class _Sink:
             self.unpublished.append(cp)
 
     async def publish(self, producer: AIOKafkaProducer) -> None:
+        while self.notices:
+            notice = self.notices[0]
+            try:
+                await producer.send_and_wait(topics.AUDIT_EVENTS, notice.to_bytes(), key=b"")
+            except KafkaError as exc:
+                log.warning("cannot publish %s yet (%s); retried", notice.action, exc)
+                return
+            self.notices.pop(0)
         while self.unpublished:
             cp = self.unpublished[0]
             try:
