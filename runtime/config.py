@@ -70,6 +70,9 @@ class Settings:
     rpc_urls: Mapping[str, str] = field(default_factory=lambda: {
         name[len("WARDEN_RPC_URL_"):]: url for name, url in os.environ.items() if name.startswith("WARDEN_RPC_URL_")})
     topology: str = field(default_factory=lambda: _env("WARDEN_TOPOLOGY", "fused"))
+    # The embedded broker's log: "memory" (lost when it stops; tests, benchmarks, the demo) or
+    # "durable" (Tansu on S3 over a local SeaweedFS under $WARDEN_HOME/storage; `warden up`).
+    broker_storage: str = field(default_factory=lambda: _env("WARDEN_BROKER_STORAGE", "memory"))
     clickhouse_url: str | None = field(default_factory=lambda: _opt("WARDEN_CLICKHOUSE_URL"))
     ledger_http: str = field(default_factory=lambda: _env("WARDEN_LEDGER_HTTP", "127.0.0.1:18123"))
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
@@ -137,7 +140,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "WARDEN_KEY_MODE": settings.key_mode, "WARDEN_SIGNER_ID": settings.signer_id,
         "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if settings.allow_unattested_signer else "0",
         "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
-        "WARDEN_WORKER_ID": settings.worker_id, "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s),
+        "WARDEN_WORKER_ID": settings.worker_id, "WARDEN_BROKER_STORAGE": settings.broker_storage,
+        "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s),
     })
     return env
 

@@ -21,6 +21,7 @@ from runtime.rpc import Nodes
 from runtime.trust import pinned_admin_keys, service_key
 from schemas import topics
 from schemas.emit import Emit, Source, audit, dead_letter
+from schemas.models import SignedTransaction
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
@@ -97,6 +98,20 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         policy_task.result()  # raises why the policies could not be read
         raise RuntimeError(f"{topics.POLICIES} ended before the signer caught up")
     log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
+
+    async def resend_and_confirm(signed) -> None:
+        await signer.resend(signed)
+        await confirm(signed)
+
+    # Transactions this signer handed to the chain before it stopped, with no receipt recorded:
+    # the same bytes again, and tracked to a final status like any other.
+    unconfirmed = [SignedTransaction.from_bytes(raw) for raw in signer.state.unconfirmed()]
+    for signed in unconfirmed:
+        task = asyncio.create_task(resend_and_confirm(signed))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    if unconfirmed:
+        log.warning("re-sent %d transaction(s) signed before the restart and still unconfirmed", len(unconfirmed))
     mark_ready(settings, "signer")
     try:
         while not stop.is_set():

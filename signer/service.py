@@ -403,6 +403,17 @@ class Signer:
         self.state.settle_spend(signed.intent_id, 0)
         return self._final(signed, {"status": "failed", "error": error}, now)
 
+    async def resend(self, signed: SignedTransaction) -> None:
+        """After a restart: hand a recorded-but-unconfirmed transaction to the chain again, the
+        same bytes, unless it already has a receipt; `confirm` then tracks it to one."""
+        node = self.node_for(signed.chain)
+        try:
+            if await node.call("eth_getTransactionReceipt", signed.tx_hash) is None:
+                await node.call("eth_sendRawTransaction", signed.signed_tx)
+        except (RpcError, RpcUnavailable) as exc:
+            # "already known", or mined meanwhile ("nonce too low"): the receipt will tell.
+            log.info("re-sending %s for intent %s: %s; tracking its receipt", signed.tx_hash, signed.intent_id, exc)
+
     async def confirm(self, signed: SignedTransaction, now: Clock,
                       timeout_s: float = 60.0) -> list[Emit]:
         """Wait for the receipt and report mined or failed."""

@@ -59,6 +59,14 @@ class SignerState:
         row = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
         return None if row is None else row[0]
 
+    def unconfirmed(self) -> list[bytes]:
+        """Signed records handed to the chain whose receipt was never recorded (the signer stopped
+        while waiting for it): after a restart they are sent again and tracked to a receipt."""
+        # Records are compact JSON (orjson): the status appears exactly as "status":"broadcast".
+        rows = self.db.execute("SELECT record FROM signed WHERE instr(record, ?) > 0 ORDER BY at_us",
+                               (b'"status":"broadcast"',))
+        return [row[0] for row in rows]
+
     def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
         """The outcome already published for an intent, as (topic, record): its signed
         transaction, or its refusal."""

@@ -1,6 +1,6 @@
 """``warden``, the command line: ``main()`` and the top-level parser.
 
-One module per command group: ``up`` (up, demo), ``submit`` (submit, tail), ``agents``,
+One module per command group: ``up`` (up, demo), ``status``, ``submit`` (submit, tail), ``agents``,
 ``keys``, ``vault``, ``audit``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (client-share files, publishing custody events).
@@ -25,6 +25,7 @@ Human-readable by default; ``--json`` prints one machine-readable document."""
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("up", "start broker, Anvil, ledger, streams worker and signer; Ctrl-C stops"),
     "demo": ("up", "the main job: run the scripted demo on the embedded stack"),
+    "status": ("status", "what `warden up` runs: pids, restarts, consumer and ledger lag"),
     "submit": ("submit", "sign an intent with the agent's key and publish it"),
     "tail": ("submit", "follow signed transactions and rejections"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),

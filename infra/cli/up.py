@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import shutil
 import signal
+import sys
 import time
 
 from infra import demo
 from infra.cli.output import add_json_flag, fail, note, print_json
 from infra.stack import LocalStack, StackError
+from infra.supervisor import Supervisor
 from runtime.config import Settings, load
 
 
@@ -21,7 +24,8 @@ def _settings(**overrides) -> Settings:
 
 
 def cmd_up(args) -> int:
-    settings = _settings(topology=args.topology, allow_dev_root=True)
+    settings = _settings(topology=args.topology, allow_dev_root=True,
+                         broker_storage="memory" if args.memory else "durable")
     stack = LocalStack(settings)
     try:
         stack.start()
@@ -32,10 +36,14 @@ def cmd_up(args) -> int:
     if args.json:
         print_json({"home": str(settings.home), "processes": rows})
     else:
-        print(f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, tee={settings.tee})")
+        print(f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, tee={settings.tee}, "
+              f"broker storage={settings.broker_storage})")
         for row in rows:
             print(f"  {row['name']:8} pid {row['pid']:<7} {row['address']:45} log {row['log']}")
-        print("Ctrl-C stops everything.")
+        print("A crashed Warden service is restarted; `warden status` shows them. Ctrl-C stops everything.")
+    sys.stdout.flush()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s warden up %(levelname)s %(message)s")
+    supervisor = Supervisor(stack)
     stopping = {"now": False}
 
     def _stop(*_):
@@ -43,18 +51,20 @@ def cmd_up(args) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    code = 0
     try:
         while not stopping["now"]:
-            for process in stack.processes.values():
-                if process.proc.poll() is not None:
-                    note(f"warden up: {process.name} exited with code {process.proc.returncode}; "
-                         f"see {process.log_path}")
-                    stopping["now"] = True
+            why = supervisor.tick()
+            if why is not None:
+                note(f"warden up: {why}")
+                code = 1
+                break
             time.sleep(0.5)
     finally:
         note("stopping...")
         stack.stop()
-    return 0
+        supervisor.stopped()
+    return code
 
 
 def cmd_demo(args) -> int:
@@ -89,5 +99,9 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_demo if command == "demo" else cmd_up)
     add_json_flag(p)
     p.add_argument("--topology", choices=("fused", "split"), default=load().topology)
+    if command == "up":
+        p.add_argument("--memory", action="store_true",
+                       help="keep the broker's log and the chain in memory (lost on exit) instead of under "
+                            "$WARDEN_HOME/storage and $WARDEN_HOME/anvil")
     if command == "demo":
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

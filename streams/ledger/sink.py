@@ -13,10 +13,12 @@ a store, and a restarted sink never waits out a dead member's session timeout.
 
 The ledger never skips: stored offsets mean something only on the broker they
 were read from. The sink remembers that broker's cluster id; when it meets
-another (a fresh embedded broker, a restored cluster) or a stored offset beyond
-a partition's end, it reads every partition from the start (event ids it holds
-are skipped) and appends a ``ledger.source_changed`` event, so the change, and
-what the previous broker may have held unread, is on the record, never silent.
+another (a fresh embedded broker, a restored cluster) it reads every partition
+from the start (event ids it holds are skipped) and appends a
+``ledger.source_changed`` event, so the change, and what the previous broker
+may have held unread, is on the record, never silent. A stored offset past a
+partition's reported end on the same broker (Tansu's high watermark can trail
+its log) is read again from the start too, without an event.
 """
 
 from __future__ import annotations
@@ -281,15 +283,19 @@ class _Sink:
         stored = self.ledger.next_offsets
         beyond = {tp.partition: (stored[tp.partition], ends[tp]) for tp in tps
                   if stored.get(tp.partition, 0) > ends[tp]}
-        changed = bool(stored) and ((previous is not None and previous != cluster) or bool(beyond))
+        changed = bool(stored) and previous is not None and previous != cluster
         if changed:
-            log.warning("the broker is not the one this ledger read before (cluster %s, was %s; offsets past the "
-                        "end: %s): reading every partition from the start; held event ids are skipped",
-                        cluster, previous, beyond or "none")
+            log.warning("the broker is not the one this ledger read before (cluster %s, was %s): reading every "
+                        "partition from the start; held event ids are skipped", cluster, previous)
             self.notices.append(source_changed_event(previous, cluster, stored, ends, utcnow()))
+        elif beyond:
+            # The same broker reporting an end before offsets already read: Tansu's high watermark
+            # can trail its log. Reading from the start again costs time, never an event.
+            log.warning("stored offsets past the reported end of partitions %s on the same broker %s: reading "
+                        "them from the start; held event ids are skipped", beyond, cluster)
         for tp in tps:
             offset = stored.get(tp.partition)
-            if offset is None or changed:
+            if offset is None or changed or tp.partition in beyond:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, offset)

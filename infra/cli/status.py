@@ -1,0 +1,133 @@
+"""``warden status``: what `warden up` is running, and how far behind each reader is.
+
+Per component: its pid, whether it is alive, how often the supervisor restarted it and
+its last exit code. Per consumer group (the streams worker's, the signer's): records on
+its topics not yet committed. For the ledger: audit events on the topic not yet in the
+ledger, and every time its broker changed (where the ledger may have a gap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+import clickhouse_connect
+from aiokafka import AIOKafkaConsumer
+
+from infra.cli.output import add_json_flag, fail, print_json
+from runtime.config import Settings, load
+from runtime.kafka import partitions
+from schemas import topics
+
+# Each consumer group and the topics it reads (the streams worker's split-topology stage topics
+# are left out: in the fused topology, the default, they carry nothing).
+GROUPS = {
+    "streams": ("warden-streams", (topics.INTENTS_SUBMITTED, topics.POLICIES, topics.INTENTS_REJECTED,
+                                   topics.INTENTS_ABANDONED)),
+    "signer": ("warden-signer", (topics.INTENTS_APPROVED,)),
+}
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def consumer_lag(settings: Settings) -> dict[str, dict]:
+    """Per group: records past its committed offsets (from the beginning where it committed none)."""
+    lags = {}
+    for component, (group, names) in GROUPS.items():
+        # A member of the group that never subscribes: it only asks for committed offsets.
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False,
+                                    request_timeout_ms=5000)
+        await consumer.start()
+        try:
+            parts = await partitions(consumer, names)
+            ends = await consumer.end_offsets(parts)
+            starts = await consumer.beginning_offsets(parts)
+            per_topic: dict[str, int] = {}
+            for tp in parts:
+                committed = await consumer.committed(tp)
+                behind = ends[tp] - (starts[tp] if committed is None else committed)
+                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, behind)
+        finally:
+            await consumer.stop()
+        lags[component] = {"group": group, "lag": sum(per_topic.values()), "by_topic": per_topic}
+    return lags
+
+
+async def audit_end_offsets(settings: Settings) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, request_timeout_ms=5000)
+    await consumer.start()
+    try:
+        parts = await partitions(consumer, (topics.AUDIT_EVENTS,))
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(parts)).items()}
+    finally:
+        await consumer.stop()
+
+
+def ledger_lag(settings: Settings, ends: dict[int, int]) -> dict:
+    """Audit events on the topic past what the ledger appended, read through its SQL endpoint."""
+    host, _, port = settings.ledger_http.rpartition(":")
+    client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5)
+    rows = client.query("SELECT source_partition, max(source_offset) + 1 FROM audit_log "
+                        "WHERE action != 'ledger.source_changed' GROUP BY source_partition").result_rows
+    appended = {int(p): int(o) for p, o in rows}
+    changes = client.query("SELECT count() FROM audit_log WHERE action = 'ledger.source_changed'").result_rows[0][0]
+    behind = {str(p): max(0, end - appended.get(p, 0)) for p, end in ends.items()}
+    return {"lag": sum(behind.values()), "by_partition": behind, "source_changes": int(changes)}
+
+
+def cmd_status(args) -> int:
+    settings = load()
+    path = settings.state_dir / "supervisor.json"
+    if not path.exists():
+        return fail("warden status", f"`warden up` has not run under WARDEN_HOME={settings.home}", 2)
+    doc = json.loads(path.read_text())
+    up = doc.get("running", False) and _alive(doc.get("supervisor_pid"))
+    components = [{"name": name, "pid": c["pid"], "alive": up and _alive(c["pid"]), "restarts": c["restarts"],
+                   "last_exit_code": c["last_exit_code"],
+                   "up_for_s": round(time.time() - c["started_at"]) if up and _alive(c["pid"]) else None}
+                  for name, c in doc["components"].items()]
+    report = {"home": doc["home"], "up": up, "broker_storage": doc.get("broker_storage"), "components": components,
+              "consumer_lag": None, "ledger": None, "errors": []}
+    if up:
+        try:
+            report["consumer_lag"] = asyncio.run(consumer_lag(settings))
+            report["ledger"] = ledger_lag(settings, asyncio.run(audit_end_offsets(settings)))
+        except Exception as exc:  # noqa: BLE001 - status reports what it cannot reach instead of failing
+            report["errors"].append(f"{exc.__class__.__name__}: {exc}")
+    if args.json:
+        print_json(report)
+        return 0 if up else 1
+    print(f"warden up {'is running' if up else 'is not running'} (WARDEN_HOME={report['home']}, broker storage "
+          f"{report['broker_storage']})")
+    for c in components:
+        state = f"up {c['up_for_s']} s" if c["alive"] else "DOWN"
+        exit_note = f", last exit code {c['last_exit_code']}" if c["last_exit_code"] is not None else ""
+        print(f"  {c['name']:8} pid {str(c['pid']):7} {state:12} restarts {c['restarts']}{exit_note}")
+    for name, lag in (report["consumer_lag"] or {}).items():
+        print(f"  lag {name:8} {lag['lag']} records ({lag['group']})")
+    if report["ledger"] is not None:
+        ledger = report["ledger"]
+        gap = (f"; its broker changed {ledger['source_changes']} time(s): see `warden audit verify`"
+               if ledger["source_changes"] else "")
+        print(f"  lag ledger   {ledger['lag']} audit events not yet appended{gap}")
+    for error in report["errors"]:
+        print(f"  could not read lag: {error}")
+    return 0 if up else 1
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_status)

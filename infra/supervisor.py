@@ -1,0 +1,129 @@
+"""The supervisor behind `warden up`: a crashed Warden service is restarted, the stack is not.
+
+The streams worker, the signer and the ledger sink are restarted with exponential
+backoff (1 s, doubling, at most 30 s; back to 1 s once a run has lasted a minute),
+each restart logged and recorded as a ``component.restarted`` audit event. Their
+work is safe to resume: the worker recovers its tables and redelivers undecided
+intents, the signer re-publishes what it recorded, the sink resumes from the
+ledger. The broker and the chain are not Warden's to restart: if one of them
+dies, the supervisor says so and stops everything cleanly.
+
+What it knows is written to ``$WARDEN_HOME/state/supervisor.json`` for
+`warden status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from infra.stack import SERVICES, LocalStack
+from runtime.clock import utcnow
+from runtime.kafka import producer as new_producer, publish
+from runtime.readiness import clear_ready
+from schemas.emit import audit
+
+log = logging.getLogger("warden.supervisor")
+
+FIRST_DELAY_S, MAX_DELAY_S, STEADY_S = 1.0, 30.0, 60.0
+
+
+@dataclass
+class Component:
+    name: str
+    pid: int | None = None
+    started_at: float = 0.0  # time.time() of the current run
+    restarts: int = 0
+    last_exit_code: int | None = None
+    delay_s: float = FIRST_DELAY_S
+    restart_at: float | None = None  # monotonic time of the next restart, while it is down
+
+
+def next_delay(previous_s: float, ran_for_s: float) -> float:
+    """Backoff after a crash: doubled, capped; a run that lasted a minute starts over at 1 s."""
+    if ran_for_s >= STEADY_S:
+        return FIRST_DELAY_S
+    return min(MAX_DELAY_S, previous_s * 2)
+
+
+@dataclass
+class Supervisor:
+    stack: LocalStack
+    components: dict[str, Component] = field(default_factory=dict)
+    running: bool = True
+
+    def __post_init__(self) -> None:
+        for name, process in self.stack.processes.items():
+            self.components[name] = Component(name, process.pid, time.time())
+        self.write()
+
+    @property
+    def status_file(self):
+        return self.stack.settings.state_dir / "supervisor.json"
+
+    def tick(self) -> str | None:
+        """One look at every process. Returns why the whole stack must stop, or None."""
+        now = time.monotonic()
+        for name, process in self.stack.processes.items():
+            component = self.components[name]
+            if process.proc.poll() is None:
+                continue
+            if name not in SERVICES:
+                return (f"{name} exited with code {process.proc.returncode}; it holds the stack's "
+                        f"{'log' if name in ('broker', 'storage') else 'chain'}, so everything stops. See "
+                        f"{process.log_path}")
+            if component.restart_at is None:
+                ran_for = time.time() - component.started_at
+                component.last_exit_code = process.proc.returncode
+                component.delay_s = next_delay(component.delay_s, ran_for) if component.restarts else FIRST_DELAY_S
+                component.restart_at = now + component.delay_s
+                log.warning("%s exited with code %s after %.0f s; restarting in %.0f s (see %s)", name,
+                            component.last_exit_code, ran_for, component.delay_s, process.log_path)
+                self.write()
+            elif now >= component.restart_at:
+                self._restart(component)
+        return None
+
+    def _restart(self, component: Component) -> None:
+        name = component.name
+        clear_ready(self.stack.settings, name)
+        process = self.stack._spawn(name, self.stack.processes[name].argv)
+        component.pid, component.started_at, component.restart_at = process.pid, time.time(), None
+        component.restarts += 1
+        log.warning("%s restarted (pid %d, restart %d)", name, process.pid, component.restarts)
+        self.write()
+        try:
+            asyncio.run(self._audit(component))
+        except Exception as exc:  # noqa: BLE001 - the restart happened; a broker hiccup must not undo it
+            log.warning("could not record the restart of %s on the audit topic: %s", name, exc)
+
+    async def _audit(self, component: Component) -> None:
+        now = utcnow()
+        event = audit("service:supervisor", "component.restarted", f"component:{component.name}", now,
+                      component.name, str(component.restarts), str(component.pid), component=component.name,
+                      pid=component.pid, restarts=component.restarts, exit_code=component.last_exit_code,
+                      backoff_s=component.delay_s)
+        producer = new_producer(self.stack.settings)
+        await producer.start()
+        try:
+            await asyncio.gather(*await publish(producer, [event]))
+        finally:
+            await producer.stop()
+
+    def stopped(self) -> None:
+        self.running = False
+        self.write()
+
+    def write(self) -> None:
+        self.status_file.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"supervisor_pid": os.getpid(), "updated_at": time.time(), "running": self.running, "home": str(self.stack.settings.home),
+               "broker_storage": self.stack.settings.broker_storage,
+               "components": {name: asdict(c) for name, c in self.components.items()}}
+        temporary = self.status_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(doc, indent=1))
+        temporary.replace(self.status_file)
+
