@@ -50,8 +50,8 @@ async def consumer_lag(settings: Settings) -> dict[str, dict]:
         # A member of the group that never subscribes: it only asks for committed offsets.
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False,
                                     request_timeout_ms=5000)
-        await consumer.start()
         try:
+            await consumer.start()
             parts = await partitions(consumer, names)
             ends = await consumer.end_offsets(parts)
             starts = await consumer.beginning_offsets(parts)
@@ -68,8 +68,8 @@ async def consumer_lag(settings: Settings) -> dict[str, dict]:
 
 async def audit_end_offsets(settings: Settings) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, request_timeout_ms=5000)
-    await consumer.start()
     try:
+        await consumer.start()
         parts = await partitions(consumer, (topics.AUDIT_EVENTS,))
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(parts)).items()}
     finally:
