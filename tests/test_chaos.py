@@ -1,0 +1,105 @@
+"""Chaos on the supervised stack: SIGKILL the streams worker, the signer, the ledger sink, and
+two at once, each in the middle of a burst of broadcast intents; then stop `warden up` and start
+it again on the same home for one more burst.
+
+After every burst: each intent has exactly one final outcome, none was signed twice, the
+sender's chain nonce equals the number of transactions mined; at the end `warden audit verify`
+passes and every audit event on the topic is in the ledger. The figures are printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import clickhouse_connect
+import orjson
+
+from infra.client import load_or_create_agent_key, new_intent, wait_outcomes
+from infra.stack import REPO
+from runtime.kafka import end_offsets
+from schemas import topics
+from schemas.models import AuditEvent, SignedTransaction
+from tests.support import make_agent, read_topic
+from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+AGENT = "agent-chaos"
+BURST = 60
+ROUNDS = (("streams",), ("signer",), ("ledger",), ("streams", "signer"))
+
+
+def burst(settings, up: WardenUp, kill: tuple[str, ...], address: str, mined_before: int) -> dict:
+    key = load_or_create_agent_key(settings.home, AGENT)
+    intents = [new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.0001", broadcast=True)
+               for _ in range(BURST)]
+    start = asyncio.run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
+    asyncio.run(submit_all(settings, intents[: BURST // 2]))
+    pids = {c["name"]: c["pid"] for c in up.status()["components"]}
+    for name in kill:
+        os.kill(pids[name], signal.SIGKILL)
+    asyncio.run(submit_all(settings, intents[BURST // 2:]))
+    began = time.monotonic()
+    outcomes = asyncio.run(wait_outcomes(settings, intents, 240, start))
+    seconds = time.monotonic() - began
+    records = [SignedTransaction.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED,
+                                                                                start=start))]
+    hashes: dict[str, set[str]] = {}
+    for record in records:
+        hashes.setdefault(record.intent_id, set()).add(record.tx_hash)
+    mined = sum(1 for o in outcomes.values() if isinstance(o, SignedTransaction) and o.status == "mined")
+    figures = {"killed": "+".join(kill) or "(warden up restarted)", "intents": BURST, "outcomes": len(outcomes),
+               "mined": mined, "seconds_to_all_outcomes": round(seconds, 1),
+               "signed_twice": sum(1 for h in hashes.values() if len(h) > 1)}
+    print(f"\n{figures}")
+    assert len(outcomes) == BURST, (figures, up.output())
+    assert mined == BURST, {o.intent_id: getattr(o, "status", o) for o in outcomes.values()}
+    assert figures["signed_twice"] == 0
+    assert asyncio.run(chain_nonce(settings, address)) == mined_before + mined
+    return figures
+
+
+def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):
+    settings = home_settings
+    monkeypatch.setenv("WARDEN_HOME", str(settings.home))
+    up = WardenUp(settings)
+    mined = 0
+    try:
+        _, address, _ = asyncio.run(make_agent(settings, AGENT, tx_to_allowlist=(DEST,)))
+        for kill in ROUNDS:
+            mined += burst(settings, up, kill, address, mined)["mined"]
+            # Each killed component is back before the next round.
+            deadline = time.monotonic() + 120
+            while not all(c["alive"] for c in up.status()["components"]):
+                assert time.monotonic() < deadline, up.output()
+                time.sleep(1)
+        restarts = {c["name"]: c["restarts"] for c in up.status()["components"]}
+        assert restarts == {"storage": 0, "broker": 0, "anvil": 0, "ledger": 1, "streams": 2, "signer": 2}
+    finally:
+        assert up.stop() == 0
+    up = WardenUp(settings)
+    try:
+        mined += burst(settings, up, (), address, mined)["mined"]
+        # The ledger holds every audit event on the topic, and verifies.
+        audit_ids = {AuditEvent.from_bytes(v).event_id for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS))}
+        host, _, port = settings.ledger_http.rpartition(":")
+        client = clickhouse_connect.get_client(host=host, port=int(port))
+        deadline = time.monotonic() + 60
+        while True:
+            held = {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}
+            if audit_ids <= held or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert audit_ids - held == set()
+        verify = subprocess.run([sys.executable, "-m", "infra.cli", "audit", "verify", "--json"], env=up.env,
+                                cwd=str(REPO), capture_output=True, timeout=120)
+        report = orjson.loads(verify.stdout)
+        assert report["ok"] and report["source_changes"] == [], report
+        print(f"\n{mined} transactions mined over {len(ROUNDS) + 1} bursts; {len(held)} audit events in the "
+              f"ledger, every one on the topic; verify ok")
+    finally:
+        assert up.stop() == 0

@@ -1,0 +1,78 @@
+"""`warden up` driven as a person would run it, for the supervised-stack and chaos tests."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from infra.client import Client
+from infra.stack import REPO, free_port
+from runtime.config import Settings, child_environment
+from runtime.readiness import ready_file
+from runtime.rpc import JsonRpc
+
+
+@pytest.fixture
+def home_settings(tmp_path) -> Settings:
+    return dataclasses.replace(
+        Settings(), home=tmp_path / "home", broker=f"127.0.0.1:{free_port()}",
+        rpc_url=f"http://127.0.0.1:{free_port()}", ledger_http=f"127.0.0.1:{free_port()}", clickhouse_url=None,
+        allow_dev_root=True, allow_unattested_signer=True, broker_storage="durable")
+
+
+class WardenUp:
+    """`warden up` in a subprocess, as a person would start it."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
+        self.env.pop("WARDEN_CLICKHOUSE_URL", None)
+        self.log = (settings.home.parent / "warden-up.log").open("ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "up"], env=self.env, cwd=str(REPO),
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status.get("up") and all(c["alive"] for c in status["components"]) and \
+                    all(ready_file(settings, name).exists() for name in ("ledger", "streams", "signer")):
+                return
+            assert self.proc.poll() is None, self.output()
+            time.sleep(1)
+        raise AssertionError(f"warden up was not ready within 180 s:\n{self.output()}")
+
+    def status(self) -> dict:
+        result = subprocess.run([sys.executable, "-m", "infra.cli", "status", "--json"], env=self.env,
+                                cwd=str(REPO), capture_output=True, timeout=60)
+        return orjson.loads(result.stdout) if result.stdout.strip() else {}
+
+    def output(self) -> str:
+        return (self.settings.home.parent / "warden-up.log").read_text(errors="replace")[-4000:]
+
+    def stop(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            return self.proc.wait(timeout=90)
+        finally:
+            self.log.close()
+
+
+async def submit_all(settings: Settings, intents) -> None:
+    async with Client(settings) as client:
+        for intent in intents:
+            await client.submit(intent)
+        await client.flush()
+
+
+async def chain_nonce(settings: Settings, address: str) -> int:
+    node = JsonRpc(settings.rpc_url_for("anvil"))
+    try:
+        return int(await node.call("eth_getTransactionCount", address, "latest"), 16)
+    finally:
+        await node.close()
