@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from infra.stack import SERVICES, LocalStack
+from runtime import metrics
 from runtime.clock import utcnow
 from runtime.kafka import producer as new_producer, publish
 from runtime.readiness import clear_ready
@@ -57,6 +58,7 @@ class Supervisor:
     running: bool = True
 
     def __post_init__(self) -> None:
+        metrics.serve(self.stack.settings, "supervisor")
         for name, process in self.stack.processes.items():
             self.components[name] = Component(name, process.pid, time.time())
         self.write()
@@ -94,6 +96,7 @@ class Supervisor:
         process = self.stack._spawn(name, self.stack.processes[name].argv)
         component.pid, component.started_at, component.restart_at = process.pid, time.time(), None
         component.restarts += 1
+        metrics.RESTARTS.labels(name).inc()
         log.warning("%s restarted (pid %d, restart %d)", name, process.pid, component.restarts)
         self.write()
         try:

@@ -99,6 +99,8 @@ class Settings:
     # Largest record a worker reads; anything bigger goes to the DLQ unread.
     max_record_bytes: int = field(default_factory=lambda: int(_env("WARDEN_MAX_RECORD_BYTES", "65536")))
     log_level: str = field(default_factory=lambda: _env("WARDEN_LOG_LEVEL", "INFO"))
+    # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
+    metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))
 
     def rpc_url_for(self, chain: str) -> str:
         return self.rpc_urls.get(chain.upper().replace("-", "_"), self.rpc_url)
@@ -141,7 +143,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if settings.allow_unattested_signer else "0",
         "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
         "WARDEN_WORKER_ID": settings.worker_id, "WARDEN_BROKER_STORAGE": settings.broker_storage,
-        "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s),
+        "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s), "WARDEN_METRICS_PORT": settings.metrics_port,
     })
     return env
 

@@ -13,6 +13,7 @@ import logging
 import signal
 from aiokafka import AIOKafkaConsumer
 
+from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import follow, producer as new_producer, publish
@@ -112,6 +113,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         task.add_done_callback(pending.discard)
     if unconfirmed:
         log.warning("re-sent %d transaction(s) signed before the restart and still unconfirmed", len(unconfirmed))
+    metrics.serve(settings, "signer")
     mark_ready(settings, "signer")
     try:
         while not stop.is_set():
@@ -146,6 +148,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                 await asyncio.gather(*acks)
             if batch:
                 await consumer.commit()
+            metrics.SIGNER_QUEUE.set(len(pending))
+            metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
     finally:
         vault_task.cancel()
         policy_task.cancel()
@@ -154,6 +158,16 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         await consumer.stop()
         await producer.stop()
         await nodes.close()
+
+
+async def _lag(consumer: AIOKafkaConsumer) -> int:
+    """Records past the consumer's position, from the high watermarks its fetches brought back."""
+    lag = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag += max(0, highwater - await consumer.position(tp))
+    return lag
 
 
 def main() -> None:

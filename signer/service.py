@@ -39,6 +39,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from runtime import metrics
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
 from schemas.auth import intent_signature_valid, policy_signature_valid, sign_outcome
@@ -148,6 +149,8 @@ class Signer:
         signed, counts, slot, policy = await self._sign(approved, now)
         signed = self._signed(signed)
         record = signed.to_bytes()
+        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
+        metrics.TXS.labels(signed.status).inc()
         self.state.record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
                                  now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
                                  spend_wei=signed.max_spend_wei, counts=counts, policy_version=policy.version,
@@ -375,6 +378,7 @@ class Signer:
                                                code=refused.code, reason=refused.reason, decided_at=now,
                                                intent_digest=intent.digest()))
         raw = rejected.to_bytes()
+        metrics.SIGNER_OUTCOMES.labels("refused", refused.code).inc()
         if record:
             self.state.record_refused(intent_id=intent.intent_id, agent_id=intent.agent_id, record=raw,
                                       now_us=to_us(now))
@@ -439,6 +443,7 @@ class Signer:
     def _final(self, signed: SignedTransaction, update: dict, at: datetime) -> list[Emit]:
         result = self._signed(signed.model_copy(update=update))
         self.state.replace_record(signed.intent_id, result.to_bytes())
+        metrics.TXS.labels(result.status).inc()
         action = "tx.mined" if result.status == "mined" else "tx.failed"
         return [
             Emit(topics.TXS_SIGNED, signed.agent_id, result.to_bytes()),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,7 @@ from schemas.models import (
     idempotency_key_sha256,
     idempotency_slot_live,
 )
+from runtime import metrics
 from runtime.rpc import RpcError, RpcUnavailable
 from streams import fees, guardrails
 from schemas.errors import explain
@@ -128,7 +130,7 @@ class Engine:
         intent, policy = state
         verdicts: list[StageVerdict] = []
         for stage in GUARDRAIL_STAGES:
-            verdict = await self._run_stage(stage, intent, policy, now, verdicts)
+            verdict = await self._timed_stage(stage, intent, policy, now, verdicts)
             verdicts.append(verdict)
             out.append(self._verdict_audit(verdict, intent, now))
             if not verdict.passed:
@@ -151,7 +153,7 @@ class Engine:
         verdicts = [StageVerdict.model_validate(v) for v in doc["verdicts"]]
         if intent.intent_id in self.decisions:
             return self._replay(intent, now)
-        verdict = await self._run_stage(stage, intent, policy, now, verdicts)
+        verdict = await self._timed_stage(stage, intent, policy, now, verdicts)
         verdicts.append(verdict)
         out = [self._verdict_audit(verdict, intent, now)]
         if not verdict.passed:
@@ -262,6 +264,14 @@ class Engine:
                               reason=prior.reason, facts={"original_intent_id": first["intent_id"]})
         return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, echoed, [verdict, echoed], now)
 
+    async def _timed_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime,
+                           verdicts: list[StageVerdict]) -> StageVerdict:
+        began = time.perf_counter()  # a duration for the metric; decisions use only `now`
+        try:
+            return await self._run_stage(stage, intent, policy, now, verdicts)
+        finally:
+            metrics.STAGE_SECONDS.labels(stage).observe(time.perf_counter() - began)
+
     async def _run_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime,
                          verdicts: list[StageVerdict]) -> StageVerdict:
         if stage == "chain":
@@ -306,6 +316,7 @@ class Engine:
             "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
             "digest": approved.intent_digest,
         }
+        metrics.INTENTS.labels("approved", "", "IDEMPOTENT_REPLAY" if not counts else "APPROVED").inc()
         if counts:
             # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
             self.windows.of(intent.agent_id).reserve(intent.intent_id, now_us, spend)
@@ -321,6 +332,7 @@ class Engine:
             intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage, code=verdict.code,
             reason=verdict.reason, verdicts=tuple(verdicts), decided_at=now, intent_digest=intent.digest()))
         record = rejected.to_bytes()
+        metrics.INTENTS.labels("rejected", verdict.stage, verdict.code).inc()
         if remember:
             self.decisions[intent.intent_id] = {
                 "agent_id": intent.agent_id, "outcome": "rejected", "at_us": to_us(now), "spend_wei": "0",

@@ -20,6 +20,7 @@ import faust
 
 from runtime.clock import utcnow
 from runtime.config import Settings, load
+from runtime import metrics
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
@@ -75,12 +76,16 @@ def build_app(settings: Settings) -> faust.App:
         app.loop.create_task(nodes.close())
 
     windows_stale = True
+    metrics_served = False
 
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs) -> None:
         # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
-        nonlocal windows_stale
+        nonlocal windows_stale, metrics_served
         windows_stale = True
+        if not metrics_served:
+            metrics.serve(settings, "streams")
+            metrics_served = True
         mark_ready(settings, "streams")
 
     def fresh_windows() -> None:

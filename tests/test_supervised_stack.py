@@ -15,9 +15,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import orjson
 from eth_account import Account
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.client import load_or_create_agent_key, new_intent, wait_outcomes
 from infra.stack import REPO
@@ -30,6 +32,16 @@ from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  #
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-supervised"
+
+
+def sample(url: str, name: str, **labels: str) -> float:
+    """One sample of a metric as a Prometheus scrape would read it."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return found.value
+    raise AssertionError(f"no sample {name}{labels} at {url}")
 
 
 def _burst(settings: Settings, key, count: int) -> list:
@@ -68,6 +80,12 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         audits = [AuditEvent.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS,
                                                                              start=start))]
         assert [a.details["component"] for a in audits if a.action == "component.restarted"] == ["signer"]
+        # The same story in each component's Prometheus metrics.
+        urls = {c["name"]: c["metrics"] for c in status["components"]} | {"supervisor": status["supervisor_metrics"]}
+        assert sample(urls["streams"], "warden_intents_total", outcome="approved", code="APPROVED") >= 60
+        assert sample(urls["signer"], "warden_txs_total", status="mined") >= 1  # since its restart
+        assert sample(urls["supervisor"], "warden_component_restarts_total", component="signer") == 1
+        assert sample(urls["ledger"], "warden_ledger_appended_total") > 0
         print(f"\n60 broadcast intents, signer SIGKILLed after 30 were submitted: 60 mined, "
               f"all outcomes {recovered_s:.1f} s after the last submit")
     finally:

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.config import Settings, load
 from runtime.kafka import partitions
+from runtime.metrics import metrics_file
 from schemas import topics
 
 # Each consumer group and the topics it reads (the streams worker's split-topology stage topics
@@ -88,6 +89,11 @@ def ledger_lag(settings: Settings, ends: dict[int, int]) -> dict:
     return {"lag": sum(behind.values()), "by_partition": behind, "source_changes": int(changes)}
 
 
+def _metrics_url(settings: Settings, component: str) -> str | None:
+    path = metrics_file(settings, component)
+    return path.read_text().strip() if path.exists() else None
+
+
 def cmd_status(args) -> int:
     settings = load()
     path = settings.state_dir / "supervisor.json"
@@ -96,10 +102,10 @@ def cmd_status(args) -> int:
     doc = json.loads(path.read_text())
     up = doc.get("running", False) and _alive(doc.get("supervisor_pid"))
     components = [{"name": name, "pid": c["pid"], "alive": up and _alive(c["pid"]), "restarts": c["restarts"],
-                   "last_exit_code": c["last_exit_code"],
+                   "last_exit_code": c["last_exit_code"], "metrics": _metrics_url(settings, name),
                    "up_for_s": round(time.time() - c["started_at"]) if up and _alive(c["pid"]) else None}
                   for name, c in doc["components"].items()]
-    report = {"home": doc["home"], "up": up, "broker_storage": doc.get("broker_storage"), "components": components,
+    report = {"home": doc["home"], "up": up, "supervisor_metrics": _metrics_url(settings, "supervisor"), "broker_storage": doc.get("broker_storage"), "components": components,
               "consumer_lag": None, "ledger": None, "errors": []}
     if up:
         try:
@@ -115,7 +121,8 @@ def cmd_status(args) -> int:
     for c in components:
         state = f"up {c['up_for_s']} s" if c["alive"] else "DOWN"
         exit_note = f", last exit code {c['last_exit_code']}" if c["last_exit_code"] is not None else ""
-        print(f"  {c['name']:8} pid {str(c['pid']):7} {state:12} restarts {c['restarts']}{exit_note}")
+        where = f"  metrics {c['metrics']}" if c["metrics"] and c["alive"] else ""
+        print(f"  {c['name']:8} pid {str(c['pid']):7} {state:12} restarts {c['restarts']}{exit_note}{where}")
     for name, lag in (report["consumer_lag"] or {}).items():
         print(f"  lag {name:8} {lag['lag']} records ({lag['group']})")
     if report["ledger"] is not None:

@@ -40,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.readiness import mark_ready
@@ -321,6 +322,7 @@ class _Sink:
         if len(batch):
             await asyncio.to_thread(self.store.insert, AUDIT_LOG, batch.to_arrow())
         self.appended += appended
+        metrics.LEDGER_APPENDED.inc(appended)
         self.skipped += len(events) - appended
 
     async def checkpoint(self, now: datetime) -> None:
@@ -392,6 +394,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
             return
         consumer.assign(tps)
         await sink.resume(consumer, tps)
+        metrics.serve(settings, "ledger")
         mark_ready(settings, "ledger")
         reported_at, reported = time.monotonic(), 0
         while not stop.is_set():
@@ -400,6 +403,13 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
             try:
                 if records:
                     await sink.append(records, now)
+                    lag = 0
+                    for tp in tps:
+                        highwater = consumer.highwater(tp)
+                        if highwater is not None:
+                            lag += max(0, highwater - await consumer.position(tp))
+                    metrics.LEDGER_LAG.set(lag)
+                    metrics.CONSUMER_LAG.labels("ledger").set(lag)
                 await sink.checkpoint(now)
             except StoreError as exc:
                 log.error("write to %s failed (%s); resuming from what it holds", store.description, exc)

@@ -1,0 +1,56 @@
+"""Prometheus metrics: every name is defined here once, and each component serves its own.
+
+A component calls `serve` once when it starts. ``WARDEN_METRICS_PORT`` chooses the port:
+a number (each container of docker-compose.yml serves on 9464), ``0`` (the default: any
+free port, as the embedded stack runs several components on one machine) or ``off``. The
+port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so that
+`warden status` and a scraper can find it.
+
+| metric | type | labels | from |
+|---|---|---|---|
+| `warden_intents_total` | counter | outcome, stage, code | streams worker: each decision (replays are not counted again) |
+| `warden_stage_seconds` | histogram | stage | streams worker: the time one guardrail stage took |
+| `warden_signer_outcomes_total` | counter | outcome, code | signer: each approved intent it ended (signed or refused) |
+| `warden_txs_total` | counter | status | signer: each transaction status it reported (sign_only, broadcast, mined, failed) |
+| `warden_signer_queue_depth` | gauge | | signer: transactions awaiting a receipt |
+| `warden_consumer_lag` | gauge | component | signer, ledger sink: records past their position on their input topic |
+| `warden_ledger_appended_total` | counter | | ledger sink: audit events appended |
+| `warden_ledger_append_lag` | gauge | | ledger sink: audit events on the topic not yet appended |
+| `warden_component_restarts_total` | counter | component | `warden up`'s supervisor: restarts of a crashed service |
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from runtime.config import Settings
+
+INTENTS = Counter("warden_intents_total", "Intents decided by the streams worker", ["outcome", "stage", "code"])
+STAGE_SECONDS = Histogram("warden_stage_seconds", "Time one guardrail stage took", ["stage"],
+                          buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0))
+SIGNER_OUTCOMES = Counter("warden_signer_outcomes_total", "Approved intents the signer ended", ["outcome", "code"])
+TXS = Counter("warden_txs_total", "Transaction statuses the signer reported", ["status"])
+SIGNER_QUEUE = Gauge("warden_signer_queue_depth", "Transactions the signer is tracking to a receipt")
+CONSUMER_LAG = Gauge("warden_consumer_lag", "Records past this component's position on its input", ["component"])
+LEDGER_APPENDED = Counter("warden_ledger_appended_total", "Audit events appended to the ledger")
+LEDGER_LAG = Gauge("warden_ledger_append_lag", "Audit events on the topic not yet appended")
+RESTARTS = Counter("warden_component_restarts_total", "Restarts of a crashed service by the supervisor",
+                   ["component"])
+
+
+def metrics_file(settings: Settings, component: str):
+    return settings.home / "run" / f"{component}.metrics"
+
+
+def serve(settings: Settings, component: str) -> int | None:
+    """Serve this process's metrics on 127.0.0.1 (all interfaces for a fixed port, as in a
+    container); returns the port, or None when metrics are off."""
+    if settings.metrics_port == "off":
+        return None
+    port = int(settings.metrics_port)
+    server, _ = start_http_server(port, addr="0.0.0.0" if port else "127.0.0.1")
+    bound = server.server_address[1]
+    path = metrics_file(settings, component)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"http://127.0.0.1:{bound}/metrics\n")
+    return bound
