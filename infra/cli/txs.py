@@ -1,0 +1,99 @@
+"""``warden txs list|show``: what happened to an agent's transactions.
+
+Reads ``warden.txs.signed`` from the start and keeps, per intent, the newest status the signer
+reported (a final one, mined or failed, wins over broadcast). Only records signed by a pinned
+signer key count; any other is left out and counted as forged. ``signed_tx`` (the raw signed
+bytes) is shown only with ``--include-signed-tx``, as the seed API gates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from infra.cli.output import add_json_flag, fail, print_json
+from infra.client import FINAL_STATUSES, read_outcome
+from runtime.config import Settings, load
+from runtime.kafka import follow
+from runtime.trust import PinnedServiceKeys
+from schemas import topics
+from schemas.auth import outcome_forgery
+from schemas.fields import format_native_amount
+from schemas.models import SignedTransaction
+
+
+async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int = 5) -> tuple[list[SignedTransaction], int]:
+    """(the newest authentic record per intent of ``agent_id``, oldest first; forged records seen)."""
+    keys = PinnedServiceKeys(settings)
+    newest: dict[str, SignedTransaction] = {}
+    forged, idle = 0, 0
+    async for topic, value in follow(settings, (topics.TXS_SIGNED,)):
+        if not topic:
+            idle += 1
+            if idle >= idle_polls:
+                break
+            continue
+        idle = 0
+        record = read_outcome(topic, value)
+        if not isinstance(record, SignedTransaction) or record.agent_id != agent_id:
+            continue
+        if outcome_forgery(record, keys) is not None:
+            forged += 1
+            continue
+        known = newest.get(record.intent_id)
+        if known is None or known.status not in FINAL_STATUSES or record.status in FINAL_STATUSES:
+            newest[record.intent_id] = record
+    return sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)), forged
+
+
+def _row(record: SignedTransaction, include_signed_tx: bool) -> dict:
+    row = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
+    if not include_signed_tx:
+        row.pop("signed_tx")
+    return row
+
+
+def _line(record: SignedTransaction) -> str:
+    block = "" if record.block_number is None else f" block {record.block_number}"
+    fee = "" if record.fee_wei is None else f" fee {format_native_amount(record.fee_wei)}"
+    error = f" ({record.error})" if record.error else ""
+    return (f"{record.intent_id:40} {record.status:9} nonce {record.nonce:<5} {record.chain}:{record.tx_hash}"
+            f"{block}{fee}{error}")
+
+
+def cmd_txs(args) -> int:
+    settings = load()
+    records, forged = asyncio.run(agent_transactions(settings, args.agent))
+    if args.action == "show":
+        if not args.id:
+            return fail("warden txs show", "name the transaction: `warden txs show ID --agent A` (intent id or hash)", 2)
+        wanted = [r for r in records if args.id in (r.intent_id, r.tx_hash)]
+        if not wanted:
+            return fail("warden txs show", f"no transaction of agent {args.agent!r} with intent id or hash "
+                                           f"{args.id!r}; `warden txs list --agent {args.agent}` lists them", 1)
+        if args.json:
+            print_json(_row(wanted[0], args.include_signed_tx))
+        else:
+            for name, value in _row(wanted[0], args.include_signed_tx).items():
+                print(f"{name:18} {value}")
+        return 0
+    if args.json:
+        print_json({"agent_id": args.agent, "transactions": [_row(r, args.include_signed_tx) for r in records],
+                    "forged_records_ignored": forged})
+        return 0
+    for record in records:
+        print(_line(record))
+    counts = {status: sum(1 for r in records if r.status == status) for status in sorted({r.status for r in records})}
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
+    print(f"{len(records)} transaction(s) of {args.agent}: {summary}"
+          + (f"; {forged} forged record(s) ignored" if forged else ""))
+    return 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_txs)
+    p.add_argument("action", choices=("list", "show"))
+    p.add_argument("id", nargs="?", help="show: the intent id or the transaction hash")
+    p.add_argument("--agent", required=True)
+    p.add_argument("--include-signed-tx", action="store_true", help="also print the raw signed transaction")

@@ -1,0 +1,71 @@
+"""`warden txs list|show` answers "what happened to my transaction" from the signer's own
+records, leaves forged ones out, and shows the raw signed bytes only when asked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.client import Client, new_intent, wait_outcomes
+from infra.stack import REPO
+from runtime.config import child_environment
+from runtime.kafka import end_offsets
+from schemas import topics
+from schemas.auth import sign_outcome
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+def warden(settings, *args: str) -> subprocess.CompletedProcess:
+    env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_txs_list_and_show(stack, run):
+    from tests.support import make_agent
+
+    settings = stack.settings
+    agent = f"agent-txs-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    mined = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01", broadcast=True)
+    only_signed = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.02")
+
+    async def scenario():
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            await client.submit(mined)
+            await client.submit(only_signed)
+        outcomes = await wait_outcomes(settings, [mined, only_signed], 60, start)
+        # A forged "mined" record for an intent of this agent, signed by a key nobody pinned.
+        fake = sign_outcome(outcomes[only_signed.intent_id].model_copy(update={"status": "mined"}),
+                            Ed25519PrivateKey.generate(), "signer-0")
+        async with Client(settings) as client:
+            await (await client.send(topics.TXS_SIGNED, agent, fake.to_bytes()))
+        return outcomes
+
+    outcomes = run(scenario())
+    listed = warden(settings, "txs", "list", "--agent", agent, "--json")
+    assert listed.returncode == 0, listed.stderr
+    doc = orjson.loads(listed.stdout)
+    by_intent = {t["intent_id"]: t for t in doc["transactions"]}
+    assert {i: t["status"] for i, t in by_intent.items()} == {mined.intent_id: "mined",
+                                                             only_signed.intent_id: "sign_only"}
+    assert all("signed_tx" not in t for t in doc["transactions"]) and doc["forged_records_ignored"] == 1
+    assert by_intent[mined.intent_id]["fee_wei"] is not None
+
+    with_bytes = orjson.loads(warden(settings, "txs", "list", "--agent", agent, "--json",
+                                     "--include-signed-tx").stdout)
+    assert {t["signed_tx"] for t in with_bytes["transactions"]} == {o.signed_tx for o in outcomes.values()}
+
+    shown = warden(settings, "txs", "show", outcomes[mined.intent_id].tx_hash, "--agent", agent)
+    assert shown.returncode == 0 and "status             mined" in shown.stdout and "signed_tx" not in shown.stdout
+    human = warden(settings, "txs", "list", "--agent", agent).stdout
+    assert "2 transaction(s)" in human and "1 forged record(s) ignored" in human
+    missing = warden(settings, "txs", "show", "0xdeadbeef", "--agent", agent)
+    assert missing.returncode == 1 and "warden txs list" in missing.stderr
