@@ -28,11 +28,10 @@ from pydantic import ValidationError
 from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
 from schemas import topics
 from schemas.auth import ServiceKeys, load_or_create_ed25519, outcome_forgery, sign_intent, sign_policy
-from schemas.models import (AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey, SignedTransaction,
-                            TransactionIntent)
+from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey,
+                            SignedTransaction, TransactionIntent)
 from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
 
-FINAL_STATUSES = {"sign_only", "mined", "failed"}
 
 
 def intent_key_file(home: Path, agent_id: str) -> Path:
@@ -221,10 +220,10 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
                 outcomes[outcome.intent_id] = outcome
             else:
                 previous = outcomes.get(outcome.intent_id)
-                if not isinstance(previous, SignedTransaction) or previous.status not in FINAL_STATUSES:
+                if not isinstance(previous, SignedTransaction) or previous.status not in FINAL_TX_STATUSES:
                     outcomes[outcome.intent_id] = outcome
         done = all(i in outcomes and (not final or isinstance(outcomes[i], IntentRejected)
-                                      or outcomes[i].status in FINAL_STATUSES) for i in digests)
+                                      or outcomes[i].status in FINAL_TX_STATUSES) for i in digests)
         if done or time.monotonic() > deadline:
             break
     return outcomes

@@ -98,6 +98,11 @@ class Settings:
     allow_unattested_signer: bool = field(default_factory=lambda: _flag("WARDEN_ALLOW_UNATTESTED_SIGNER"))
     # Largest record a worker reads; anything bigger goes to the DLQ unread.
     max_record_bytes: int = field(default_factory=lambda: int(_env("WARDEN_MAX_RECORD_BYTES", "65536")))
+    # A broadcast transaction not mined this many seconds after it was sent is replaced with a
+    # fee bump (within the policy's ceiling and limits), at most WARDEN_TX_MAX_BUMPS times;
+    # after that, or when no bump is allowed, it is reported stuck with the reason.
+    tx_replace_after_s: float = field(default_factory=lambda: float(_env("WARDEN_TX_REPLACE_AFTER_S", "60")))
+    tx_max_bumps: int = field(default_factory=lambda: int(_env("WARDEN_TX_MAX_BUMPS", "3")))
     log_level: str = field(default_factory=lambda: _env("WARDEN_LOG_LEVEL", "INFO"))
     # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
     metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))
@@ -144,6 +149,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
         "WARDEN_WORKER_ID": settings.worker_id, "WARDEN_BROKER_STORAGE": settings.broker_storage,
         "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s), "WARDEN_METRICS_PORT": settings.metrics_port,
+        "WARDEN_TX_REPLACE_AFTER_S": str(settings.tx_replace_after_s), "WARDEN_TX_MAX_BUMPS": str(settings.tx_max_bumps),
     })
     return env
 

@@ -11,7 +11,7 @@ port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so th
 | `warden_intents_total` | counter | outcome, stage, code | streams worker: each decision (replays are not counted again) |
 | `warden_stage_seconds` | histogram | stage | streams worker: the time one guardrail stage took |
 | `warden_signer_outcomes_total` | counter | outcome, code | signer: each approved intent it ended (signed or refused) |
-| `warden_txs_total` | counter | status | signer: each transaction status it reported (sign_only, broadcast, mined, failed) |
+| `warden_txs_total` | counter | status | signer: each transaction status it reported (the lifecycle's: signer/lifecycle.py) |
 | `warden_signer_queue_depth` | gauge | | signer: transactions awaiting a receipt |
 | `warden_consumer_lag` | gauge | component | signer, ledger sink: records past their position on their input topic |
 | `warden_ledger_appended_total` | counter | | ledger sink: audit events appended |

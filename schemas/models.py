@@ -269,7 +269,10 @@ class IntentApproved(Outcome):
         return self.intent.intent_id
 
 
-TxStatus = Literal["sign_only", "broadcast", "mined", "failed"]
+# The lifecycle of one transaction (signer/lifecycle.py): sign_only, or signed, then broadcast
+# (and stuck, with the reason, while it is not being mined), then mined, failed, replaced or dropped.
+TxStatus = Literal["sign_only", "signed", "broadcast", "stuck", "mined", "failed", "replaced", "dropped"]
+FINAL_TX_STATUSES = frozenset({"sign_only", "mined", "failed", "replaced", "dropped"})
 
 
 class SignedTransaction(Outcome):
@@ -291,7 +294,10 @@ class SignedTransaction(Outcome):
     block_number: int | None = None
     gas_used: int | None = None
     fee_wei: Wei | None = Field(default=None, description="gas_used x effective gas price, once a receipt exists")
-    error: str | None = None
+    error: str | None = Field(default=None, description="why it failed, is stuck, was replaced or dropped")
+    replaces: tuple[HexData, ...] = Field(
+        default=(), description="earlier transactions of this intent at the same nonce, replaced by a fee bump")
+    replaced_by: HexData | None = Field(default=None, description="replaced: the transaction mined at its nonce")
 
 
 Actor = str  # "agent:<id>", "admin:<key id>" or "service:<name>"

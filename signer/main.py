@@ -42,7 +42,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     policies = PolicyBook(admin_keys)
     signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, admin_keys, nodes.for_chain,
                     service_key=service_key(settings, "signer"), tee=settings.tee, sealing=sealing,
-                    policies=policies, max_age_us=settings.intent_max_age_s * 1_000_000)
+                    policies=policies, max_age_us=settings.intent_max_age_s * 1_000_000,
+                    replace_after_us=int(settings.tx_replace_after_s * 1_000_000), max_bumps=settings.tx_max_bumps)
     policies_known = asyncio.Event()
 
     async def follow_policies() -> None:
@@ -84,8 +85,13 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     await consumer.start()
     pending: set[asyncio.Task] = set()
 
-    async def confirm(signed) -> None:
-        await asyncio.gather(*await publish(producer, await signer.confirm(signed, utcnow)))
+    async def emit(emits: list[Emit]) -> None:
+        await asyncio.gather(*await publish(producer, emits))
+
+    def track(signed: SignedTransaction, resend: bool = False) -> None:
+        task = asyncio.create_task(signer.track(signed, utcnow, emit, resend))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     # Clients seal client shares to this process's key; announced before the first intent is read.
     announced = sealing.announcement(settings.signer_id, settings.tee, utcnow())
@@ -100,17 +106,11 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         raise RuntimeError(f"{topics.POLICIES} ended before the signer caught up")
     log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
 
-    async def resend_and_confirm(signed) -> None:
-        await signer.resend(signed)
-        await confirm(signed)
-
-    # Transactions this signer handed to the chain before it stopped, with no receipt recorded:
-    # the same bytes again, and tracked to a final status like any other.
+    # Transactions this signer signed for the chain before it stopped, not final yet: the same
+    # bytes again, and tracked to a final status like any other.
     unconfirmed = [SignedTransaction.from_bytes(raw) for raw in signer.state.unconfirmed()]
     for signed in unconfirmed:
-        task = asyncio.create_task(resend_and_confirm(signed))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        track(signed, resend=True)
     if unconfirmed:
         log.warning("re-sent %d transaction(s) signed before the restart and still unconfirmed", len(unconfirmed))
     metrics.serve(settings, "signer")
@@ -137,11 +137,12 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                         # record and re-publish these bytes, never sign the intent again.
                         signer.state.commit()
                         acks += await publish(producer, unpublished)
-                        unpublished = await signer.send(to_broadcast, utcnow())
-                        if not unpublished:
-                            task = asyncio.create_task(confirm(to_broadcast))
-                            pending.add(task)
-                            task.add_done_callback(pending.discard)
+                        sent_emits, sent = await signer.send(to_broadcast, utcnow())
+                        # Queued before its tracker can queue a later status: the topic keeps the order.
+                        acks += await publish(producer, sent_emits)
+                        unpublished = []
+                        if sent is not None:
+                            track(sent)
             signer.state.commit()
             acks += await publish(producer, unpublished + custody_audit.drain())
             if acks:

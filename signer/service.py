@@ -30,8 +30,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 import orjson
@@ -52,6 +51,7 @@ from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody import fingerprint
+from signer import lifecycle
 from signer.policies import PolicyBook
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
@@ -61,6 +61,10 @@ from schemas.errors import explain
 
 log = logging.getLogger("warden.signer")
 SERVICE = "service:signer"
+# Receipts are asked for every 50 ms at first (Anvil mines at once), backing off to 1 s; the
+# nonce, the mempool and the replacement rules are looked at once a second.
+POLL_FIRST_S, POLL_MAX_S = 0.05, 1.0
+STEP_EVERY_US = US_PER_SECOND
 
 
 CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
@@ -98,7 +102,8 @@ class Signer:
     def __init__(self, state: SignerState, keys, admin_keys: dict[str, str],
                  node_for: Callable[[str], Node], service_key: tuple[str, Ed25519PrivateKey],
                  tee: str = "none", sealing: SealingKeyPair | None = None,
-                 policies: PolicyBook | None = None, max_age_us: int = INTENT_MAX_AGE_US):
+                 policies: PolicyBook | None = None, max_age_us: int = INTENT_MAX_AGE_US,
+                 replace_after_us: int = 60 * US_PER_SECOND, max_bumps: int = 3):
         self.state = state
         self.keys = keys
         self.sealing = sealing or SealingKeyPair()
@@ -108,6 +113,10 @@ class Signer:
         self.key_id, self._service_key = service_key
         self.tee = tee
         self.max_age_us = max_age_us
+        # A broadcast transaction not mined this long after it was sent is replaced (fee bump),
+        # at most max_bumps times (WARDEN_TX_REPLACE_AFTER_S, WARDEN_TX_MAX_BUMPS).
+        self.replace_after_us = replace_after_us
+        self.max_bumps = max_bumps
         self._addresses: dict[tuple[str, int], str] = {}  # (key path, version) → address: public
         self._pending: dict[tuple[str, str], tuple[int, int]] = {}  # (chain, address) → (pending nonce, asked at µs)
 
@@ -146,7 +155,7 @@ class Signer:
 
     async def _sign_and_record(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         intent = approved.intent
-        signed, counts, slot, policy = await self._sign(approved, now)
+        signed, counts, slot, policy, key = await self._sign(approved, now)
         signed = self._signed(signed)
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
@@ -154,7 +163,8 @@ class Signer:
         self.state.record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
                                  now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
                                  spend_wei=signed.max_spend_wei, counts=counts, policy_version=policy.version,
-                                 idempotency_slot=slot)
+                                 idempotency_slot=slot, tx_hash=signed.tx_hash if counts else None,
+                                 context=(intent.to_bytes(), *key) if counts and key else None)
         emits = [
             Emit(topics.TXS_SIGNED, intent.agent_id, record),
             audit(SERVICE, "tx.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
@@ -163,10 +173,12 @@ class Signer:
                   nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
                   policy_version=policy.version, status=signed.status, tee=self.tee),
         ]
-        return emits, signed if signed.status == "broadcast" and counts else None
+        return emits, signed if signed.status == "signed" and counts else None
 
-    async def _sign(self, approved: IntentApproved,
-                    now: datetime) -> tuple[SignedTransaction, bool, str | None, AgentPolicy]:
+    async def _sign(self, approved: IntentApproved, now: datetime
+                    ) -> tuple[SignedTransaction, bool, str | None, AgentPolicy, tuple[str, int] | None]:
+        """The signed transaction, whether it is new (it counts as spend), the idempotency slot,
+        the policy judged under and the key version that signed it (None for a cached result)."""
         intent = approved.intent
         policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
@@ -181,7 +193,7 @@ class Signer:
                 # Cached result for the key: the original's signed bytes, under this intent's id.
                 first = SignedTransaction.from_bytes(cached)
                 return first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now,
-                                                "intent_digest": intent.digest()}), False, None, policy
+                                                "intent_digest": intent.digest()}), False, None, policy, None
         try:
             path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
                                                   (f"agents/{intent.agent_id}/", "keys/"))
@@ -223,10 +235,10 @@ class Signer:
             intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
             signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
             **{"from": txs.checksum(signed.sender)}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
-            tx_type=intent.tx_type, status="broadcast" if intent.broadcast else "sign_only", tee=self.tee,
+            tx_type=intent.tx_type, status="signed" if intent.broadcast else "sign_only", tee=self.tee,
             signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
         )
-        return result, True, slot, policy
+        return result, True, slot, policy, (path, version)
 
     def _verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
         """The checks that need no chain: the policy in force (the signer's own), the agent's
@@ -389,72 +401,276 @@ class Signer:
                   tee=self.tee),
         ]
 
-    async def send(self, signed: SignedTransaction, now: datetime) -> list[Emit]:
-        """Hand the signed bytes to the chain. Called before the next intent is signed, so when
-        the node refuses, the nonce can be given back without leaving a gap."""
+    async def send(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
+        """Hand the signed bytes to the chain: (what to publish, the record to `track`, or None
+        when the node refused it). Called before the next intent is signed, so when the node
+        refuses, the nonce can be given back without leaving a gap."""
         try:
             await self.node_for(signed.chain).call("eth_sendRawTransaction", signed.signed_tx)
         except RpcError as exc:
-            if "already known" in exc.message:  # a redelivery re-sent it: not a failure
-                return []
-            error = f"node refused the transaction: {exc.message}"
-        except RpcUnavailable as exc:
-            error = str(exc)
+            # "nonce too low" at the first send: another transaction has the nonce; the tracker
+            # reports it dropped (or replaced). The nonce is not given back: it is used.
+            if not _already_sent(exc.message):
+                # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
+                self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
+                self.state.settle_spend(signed.intent_id, 0)
+                emits, _ = self._transition(signed, {"status": "failed",
+                                                     "error": f"node refused the transaction: {exc.message}"}, now)
+                return emits, None
+        except RpcUnavailable:
+            # The node may or may not have it: not a refusal. The tracker sends it again.
+            return [], signed
+        return self._transition(signed, {"status": "broadcast"}, now)
+
+    async def track(self, signed: SignedTransaction, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]],
+                    resend: bool = False) -> SignedTransaction:
+        """Follow one transaction for the chain until its status is final, publishing every
+        change through ``emit``; returns the final record.
+
+        Mined or failed come from a receipt of any of its transactions (a fee bump may have
+        been outrun by the original); replaced or dropped when the chain's nonce passed it with
+        none of them mined. Not mined within the replacement delay, it is sent again if the node
+        lost it, else replaced with a fee bump the current policy allows (ceiling, cap and the
+        rolling limit count the bump), else reported stuck with the reason; a nonce gap is
+        reported too. While the node cannot answer, nothing is reported: an outcome is only ever
+        what the chain said. With ``resend`` (after a restart), or while the record is still
+        ``signed`` (the node did not answer the send), the same bytes are sent first."""
+        node = self.node_for(signed.chain)
+        if resend or signed.status == "signed":
+            error = await self._send_again(signed, node)
+            if error is None and signed.status == "signed":
+                emits, signed = self._transition(signed, {"status": "broadcast"}, now())
+                await emit(emits)
+        sent_us, check_us, poll = to_us(now()), 0, POLL_FIRST_S
+        passed_us: list[int] = []  # when the chain's nonce was first seen past this one
+        while True:
+            try:
+                final = await self._receipt(signed, node, now())
+                if final is None and to_us(now()) >= check_us:
+                    check_us = to_us(now()) + STEP_EVERY_US
+                    final, signed, sent_us = await self._step(signed, node, now(), sent_us, passed_us, emit)
+                if final is not None:
+                    await emit(final[0])
+                    return final[1]
+            except (RpcError, RpcUnavailable) as exc:
+                log.warning("tracking %s of intent %s: the node did not answer (%s); asking again",
+                            signed.tx_hash, signed.intent_id, exc)
+            except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without an outcome
+                log.exception("tracking %s of intent %s failed; retrying", signed.tx_hash, signed.intent_id)
+                poll = POLL_MAX_S
+            await asyncio.sleep(poll)
+            poll = min(poll * 1.5, POLL_MAX_S)
+
+    async def _step(self, signed: SignedTransaction, node: Node, at: datetime, sent_us: int, passed_us: list[int],
+                    emit) -> tuple[tuple[list[Emit], SignedTransaction] | None, SignedTransaction, int]:
+        """One look at the chain for a transaction with no receipt: (final, if it is now;
+        the current record; when it was last sent)."""
+        chain_next = int(await node.call("eth_getTransactionCount", signed.from_, "latest"), 16)
+        if chain_next > signed.nonce and not passed_us:
+            passed_us.append(to_us(at))
+        step = lifecycle.next_step(signed.nonce, chain_next, sent_us, to_us(at), len(signed.replaces),
+                                   self.replace_after_us, self.max_bumps, passed_us[0] if passed_us else None)
+        if isinstance(step, lifecycle.Wait):
+            return None, signed, sent_us
+        if isinstance(step, lifecycle.NonceUsed):
+            # Mined between the two questions, or another transaction took the nonce.
+            return (await self._receipt(signed, node, at) or await self._nonce_used(signed, node, at)), signed, sent_us
+        if await node.call("eth_getTransactionByHash", signed.tx_hash) is None:
+            # The node lost it (restarted, evicted it): the same bytes again before paying more.
+            # Refused again (priced out, say), it goes on to the step like a pending one.
+            if await self._send_again(signed, node) is None:
+                return None, signed, to_us(at)
+        if isinstance(step, lifecycle.Gap):
+            reason = await self._gap(signed, node, step.missing)
+        elif isinstance(step, lifecycle.Stuck):
+            reason = step.reason
         else:
-            return []
-        # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
-        self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
-        self.state.settle_spend(signed.intent_id, 0)
-        return self._final(signed, {"status": "failed", "error": error}, now)
+            bumped, reason = await self._bump(signed, node, at)
+            if bumped is not None:
+                await emit(bumped[0])
+                return None, bumped[1], to_us(at)
+        if reason is not None and (signed.status != "stuck" or signed.error != reason):
+            emits, signed = self._transition(signed, {"status": "stuck", "error": reason}, at)
+            await emit(emits)
+        return None, signed, to_us(at)
 
-    async def resend(self, signed: SignedTransaction) -> None:
-        """After a restart: hand a recorded-but-unconfirmed transaction to the chain again, the
-        same bytes, unless it already has a receipt; `confirm` then tracks it to one."""
-        node = self.node_for(signed.chain)
+    async def _send_again(self, signed: SignedTransaction, node: Node) -> str | None:
+        """The same bytes to the chain again; None if it has them (or mined them), else why not."""
         try:
-            if await node.call("eth_getTransactionReceipt", signed.tx_hash) is None:
-                await node.call("eth_sendRawTransaction", signed.signed_tx)
-        except (RpcError, RpcUnavailable) as exc:
-            # "already known", or mined meanwhile ("nonce too low"): the receipt will tell.
-            log.info("re-sending %s for intent %s: %s; tracking its receipt", signed.tx_hash, signed.intent_id, exc)
+            await node.call("eth_sendRawTransaction", signed.signed_tx)
+        except RpcError as exc:
+            return None if _already_sent(exc.message) else exc.message
+        except RpcUnavailable as exc:
+            return str(exc)
+        return None
 
-    async def confirm(self, signed: SignedTransaction, now: Clock,
-                      timeout_s: float = 60.0) -> list[Emit]:
-        """Wait for the receipt and report mined or failed."""
-        node = self.node_for(signed.chain)
-        deadline = time.monotonic() + timeout_s
-        try:
-            while time.monotonic() < deadline:
-                receipt = await node.call("eth_getTransactionReceipt", signed.tx_hash)
+    async def _receipt(self, signed: SignedTransaction, node: Node,
+                       at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
+        """Final, if any transaction of this intent has a receipt: mined (executed) or failed
+        (reverted); the spend settles to what the chain took."""
+        attempts = self.state.attempts(signed.intent_id)
+        hashes = [h for h in attempts if h != signed.tx_hash] + [signed.tx_hash]
+        for tx_hash in reversed(hashes):  # the newest is the likeliest
+            receipt = await node.call("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                break
+        else:
+            return None
+        winner = signed if tx_hash == signed.tx_hash else SignedTransaction.from_bytes(attempts[tx_hash])
+        ok = int(receipt["status"], 16) == 1
+        gas_used = int(receipt["gasUsed"], 16)
+        fee = gas_used * int(receipt["effectiveGasPrice"], 16)
+        # Settled: the worst case reserved at signing gives way to what the chain took.
+        self.state.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee)
+        others = tuple(h for h in hashes if h != tx_hash)
+        return self._transition(signed, {
+            "signed_tx": winner.signed_tx, "tx_hash": tx_hash, "max_spend_wei": winner.max_spend_wei,
+            "replaces": others, "status": "mined" if ok else "failed",
+            "block_number": int(receipt["blockNumber"], 16), "gas_used": gas_used, "fee_wei": fee,
+            "error": None if ok else "execution reverted"}, at)
+
+    async def _nonce_used(self, signed: SignedTransaction, node: Node,
+                          at: datetime) -> tuple[list[Emit], SignedTransaction]:
+        """The chain's nonce passed this transaction and none of its hashes was mined: replaced,
+        when another transaction this signer signed at the nonce was mined; dropped otherwise."""
+        self.state.settle_spend(signed.intent_id, 0)  # none of this intent's transactions executed
+        for other in self.state.intents_at_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce):
+            if other == signed.intent_id:
+                continue
+            for tx_hash in self.state.attempts(other):
+                receipt = await node.call("eth_getTransactionReceipt", tx_hash)
                 if receipt is not None:
-                    ok = int(receipt["status"], 16) == 1
-                    gas_used = int(receipt["gasUsed"], 16)
-                    fee = gas_used * int(receipt["effectiveGasPrice"], 16)
-                    # Settled: the worst case reserved at signing gives way to what the chain took.
-                    self.state.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee)
-                    return self._final(signed, {
-                        "status": "mined" if ok else "failed", "block_number": int(receipt["blockNumber"], 16),
-                        "gas_used": gas_used, "fee_wei": fee, "error": None if ok else "execution reverted"}, now())
-                await asyncio.sleep(0.05)
-        except (RpcError, RpcUnavailable) as exc:
-            return self._final(signed, {"status": "failed", "error": f"receipt unavailable: {exc}"}, now())
-        return self._final(signed, {"status": "failed", "error": f"no receipt within {timeout_s:.0f} s"}, now())
+                    return self._transition(signed, {"status": "replaced", "replaced_by": tx_hash, "error": (
+                        f"nonce {signed.nonce} was used by transaction {tx_hash} of intent {other}, mined in block "
+                        f"{int(receipt['blockNumber'], 16)}; this one can no longer be mined")}, at)
+        return self._transition(signed, {"status": "dropped", "error": (
+            f"nonce {signed.nonce} of {signed.from_} on {signed.chain} was used by a transaction this signer did "
+            "not sign; this one can no longer be mined and nothing it would have spent is counted. If the address "
+            "is used outside Warden, stop that: it races the signer's nonces")}, at)
 
-    def _final(self, signed: SignedTransaction, update: dict, at: datetime) -> list[Emit]:
+    async def _gap(self, signed: SignedTransaction, node: Node, missing: range) -> str | None:
+        """Nonces below this transaction's are unused on chain: send again what this signer holds
+        for them; the reason to report if any has nothing to send."""
+        unfilled, sign_only = [], []
+        for nonce in missing:
+            held = [SignedTransaction.from_bytes(record)
+                    for intent_id in self.state.intents_at_nonce(signed.agent_id, signed.chain, signed.from_, nonce)
+                    if (record := self.state.signed_record(intent_id)) is not None]
+            open_ = [record for record in held if record.status in lifecycle.OPEN]
+            for record in open_:
+                await self._send_again(record, node)
+            if not open_:
+                unfilled.append(nonce)
+                sign_only += [record.intent_id for record in held if record.status == "sign_only"]
+        if not unfilled:
+            return None
+        log.warning("nonce gap before %s of intent %s: nonces %s unused", signed.tx_hash, signed.intent_id, unfilled)
+        held_by_client = (f" Sign-only transaction(s) of intent(s) {', '.join(sign_only[:5])} hold some of them: "
+                          "broadcast those." if sign_only else "")
+        return (f"nonce gap: the chain's next nonce for {signed.from_} on {signed.chain} is {missing.start}, this "
+                f"transaction has {signed.nonce}, and nonce(s) {_ranges(unfilled)} have no pending transaction this "
+                f"signer can send, so it cannot be mined until they are used.{held_by_client} The signer signs only "
+                "what an intent asks for: it does not fill the gap by itself")
+
+    async def _bump(self, signed: SignedTransaction, node: Node,
+                    at: datetime) -> tuple[tuple[list[Emit], SignedTransaction] | None, str | None]:
+        """Sign the intent again at the same nonce with higher fees, if the current policy
+        allows it: (what to publish and the new record, or None and why not)."""
+        context = self.state.tx_context(signed.intent_id)
+        if context is None:
+            return None, ("not mined, and it was signed before replacements were recorded; submit an intent "
+                          f"naming nonce {signed.nonce} with higher fees to replace it")
+        if self.keys.client_custody or self.keys.cmek_fingerprint is not None:
+            return None, ("not mined, and its key needs the client's share or customer-managed key, which the "
+                          f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
+                          "to replace it")
+        raw_intent, path, version = context
+        intent = TransactionIntent.model_validate_json(raw_intent)
+        policy = self.policies.current(intent.agent_id)
+        if policy is None or not policy.intents_api_enabled:
+            return None, "not mined, and not replaced: the agent's intents API is disabled now"
+        tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
+        if intent.tx_type == 2:
+            fee, tip = tx.max_fee_per_gas, tx.max_priority_fee_per_gas
+            market = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
+        else:
+            fee, tip = tx.gas_price, None
+            market = int(await node.call("eth_gasPrice"), 16)
+        try:
+            new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
+        except lifecycle.BumpRefused as refused:
+            return None, f"not mined at {fee} wei per gas, and not replaced: {refused}"
+        quote = fees.FeeQuote(tx.gas, new_fee, new_tip, market if intent.tx_type == 2 else None)
+        now_us = to_us(at)
+        entries = self.state.spend_entries(intent.agent_id, now_us)
+        entries.pop(intent.intent_id, None)  # this intent counts once, at the bumped worst case
+        spent = SpendWindow(entries).spent(now_us)
+        for verdict in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
+                        fees.check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
+                        guardrails.check_daily_limit(intent, policy, spent, quote)):
+            if not verdict.passed:
+                return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {verdict.reason}"
+        chain = REGISTRY.get(intent.chain)
+        replacement = build_transaction(intent, chain.chain_id, signed.nonce, tx.gas, quote.fees(intent.tx_type))
+        try:
+            with self.keys.open_private_key(path, version) as key:
+                raw = txs.sign_transaction(replacement, key, chain.chain_id, sender=bytes.fromhex(signed.from_[2:]))
+        except CustodyError as exc:
+            return None, f"not mined, and not replaced: {self._key_unavailable(intent, exc).reason}"
+        bumped = self._signed(signed.model_copy(update={
+            "signed_tx": "0x" + raw.raw.hex(), "tx_hash": "0x" + raw.tx_hash.hex(), "signed_at": at,
+            "max_spend_wei": quote.spend_wei(intent), "replaces": (signed.tx_hash, *signed.replaces),
+            "status": "signed", "error": None}))
+        while self.state.in_scope:  # an intent is being signed: its savepoint must not be committed
+            await asyncio.sleep(0.01)
+        self.state.record_replacement(intent_id=intent.intent_id, tx_hash=bumped.tx_hash, record=bumped.to_bytes(),
+                                      now_us=now_us, spend_wei=bumped.max_spend_wei)
+        error = await self._send_again(bumped, node)
+        if error is not None:  # recorded all the same: if it is ever mined, it was within policy
+            return None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
+        emits, current = self._transition(signed, {
+            "signed_tx": bumped.signed_tx, "tx_hash": bumped.tx_hash, "signed_at": at,
+            "max_spend_wei": bumped.max_spend_wei, "replaces": bumped.replaces, "status": "broadcast",
+            "error": None}, at)
+        emits.append(audit(SERVICE, "tx.fee_bumped", f"intent:{intent.intent_id}", at, intent.intent_id,
+                           current.tx_hash, intent_id=intent.intent_id, agent_id=intent.agent_id,
+                           replaced_tx_hash=signed.tx_hash, tx_hash=current.tx_hash, nonce=signed.nonce,
+                           fee_per_gas_wei=str(new_fee), previous_fee_per_gas_wei=str(fee),
+                           max_spend_wei=str(current.max_spend_wei)))
+        return (emits, current), None
+
+    def _transition(self, signed: SignedTransaction, update: dict,
+                    at: datetime) -> tuple[list[Emit], SignedTransaction]:
+        """One status change of the lifecycle: checked, signed, recorded (a redelivery re-publishes
+        the newest) and reported on the topic and the ledger."""
+        lifecycle.check_transition(signed.status, update["status"])
         result = self._signed(signed.model_copy(update=update))
-        self.state.replace_record(signed.intent_id, result.to_bytes())
+        raw = result.to_bytes()
+        self.state.replace_record(signed.intent_id, raw)
         metrics.TXS.labels(result.status).inc()
-        action = "tx.mined" if result.status == "mined" else "tx.failed"
         return [
-            Emit(topics.TXS_SIGNED, signed.agent_id, result.to_bytes()),
-            audit(SERVICE, action, f"intent:{signed.intent_id}", at, signed.intent_id, intent_id=signed.intent_id,
-                  agent_id=signed.agent_id, tx_hash=signed.tx_hash, status=result.status,
+            Emit(topics.TXS_SIGNED, signed.agent_id, raw),
+            audit(SERVICE, f"tx.{result.status}", f"intent:{signed.intent_id}", at, signed.intent_id,
+                  result.tx_hash, result.status, result.error or "", intent_id=signed.intent_id,
+                  agent_id=signed.agent_id, tx_hash=result.tx_hash, nonce=result.nonce, status=result.status,
                   block_number=result.block_number, gas_used=result.gas_used,
-                  fee_wei=None if result.fee_wei is None else str(result.fee_wei), error=result.error),
-        ]
+                  fee_wei=None if result.fee_wei is None else str(result.fee_wei), error=result.error,
+                  replaces=list(result.replaces), replaced_by=result.replaced_by),
+        ], result
 
     def _signed(self, record):
         return sign_outcome(record, self._service_key, self.key_id)
+
+
+def _already_sent(message: str) -> bool:
+    """A node's refusal that means it has the transaction, or mined its nonce already: the
+    receipt (or the nonce) will tell which."""
+    message = message.lower()
+    return "already known" in message or "nonce too low" in message or "already imported" in message
+
+
+def _ranges(nonces: list[int]) -> str:
+    return ", ".join(str(n) for n in nonces[:10]) + (f" and {len(nonces) - 10} more" if len(nonces) > 10 else "")
 
 
 def _digest_of(record: bytes) -> str | None:

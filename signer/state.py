@@ -8,8 +8,11 @@ those may be named again, to replace), the signer's own rolling spend record
 (value + worst-case fee at signing, settled to what the chain took once a
 receipt arrives; it does not trust the worker's), the newest policy version it
 signed under per agent (an older signed policy cannot be replayed), and the
-idempotency cache. A record is written before the signed transaction is
-published, so a crash in between re-publishes the same bytes.
+idempotency cache, and each transaction's lifecycle (`signer.lifecycle`): every
+transaction signed for an intent (the first and each fee bump, any of which may be
+the one mined) and what a replacement needs (the intent and the key version that
+signed it). A record is written before the signed transaction is published or
+sent, so a crash in between re-publishes and re-sends the same bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from schemas import topics
+from signer.lifecycle import OPEN
 from schemas.models import idempotency_slot_live
 from streams.window import window_start_us
 
@@ -39,7 +43,15 @@ CREATE TABLE IF NOT EXISTS signed_nonces (
     intent_id TEXT NOT NULL, PRIMARY KEY (agent_id, chain, address, nonce, intent_id));
 CREATE TABLE IF NOT EXISTS refused (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS tx_attempts (
+    intent_id TEXT NOT NULL, tx_hash TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL,
+    PRIMARY KEY (intent_id, tx_hash));
+CREATE TABLE IF NOT EXISTS tx_context (
+    intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
 """
+# Records are compact JSON (orjson), so a status appears exactly as "status":"<name>".
+_OPEN_PATTERNS = tuple(b'"status":"%s"' % status.encode() for status in OPEN)
+_OPEN_STATUS = " OR ".join("instr(record, ?) > 0" for _ in OPEN)
 
 
 
@@ -60,12 +72,32 @@ class SignerState:
         return None if row is None else row[0]
 
     def unconfirmed(self) -> list[bytes]:
-        """Signed records handed to the chain whose receipt was never recorded (the signer stopped
-        while waiting for it): after a restart they are sent again and tracked to a receipt."""
-        # Records are compact JSON (orjson): the status appears exactly as "status":"broadcast".
-        rows = self.db.execute("SELECT record FROM signed WHERE instr(record, ?) > 0 ORDER BY at_us",
-                               (b'"status":"broadcast"',))
+        """Signed records for the chain that are not final yet (signed, broadcast or stuck: the
+        signer stopped while tracking them): after a restart they are sent again, the same
+        bytes, and tracked to a final status."""
+        rows = self.db.execute(f"SELECT record FROM signed WHERE {_OPEN_STATUS} ORDER BY at_us", _OPEN_PATTERNS)
         return [row[0] for row in rows]
+
+    def attempts(self, intent_id: str) -> dict[str, bytes]:
+        """Every transaction signed for an intent (tx hash → signed record), oldest first."""
+        rows = self.db.execute("SELECT tx_hash, record FROM tx_attempts WHERE intent_id = ? ORDER BY at_us, rowid",
+                               (intent_id,))
+        return dict(rows.fetchall())
+
+    def tx_context(self, intent_id: str) -> tuple[bytes, str, int] | None:
+        """(the intent as approved, key path, key version) that signed an intent's transaction."""
+        return self.db.execute("SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?",
+                               (intent_id,)).fetchone()
+
+    def intents_at_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> list[str]:
+        """The intents this signer signed a transaction for at one nonce of one address."""
+        rows = self.db.execute("SELECT intent_id FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? "
+                               "AND nonce=?", (agent_id, chain, address, nonce))
+        return [row[0] for row in rows]
+
+    def spend_of(self, intent_id: str) -> int | None:
+        row = self.db.execute("SELECT spend_wei FROM spend WHERE intent_id = ?", (intent_id,)).fetchone()
+        return None if row is None else int(row[0])
 
     def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
         """The outcome already published for an intent, as (topic, record): its signed
@@ -140,7 +172,8 @@ class SignerState:
 
     def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
                       address: str, nonce: int, spend_wei: int, counts: bool, policy_version: int,
-                      idempotency_slot: str | None) -> None:
+                      idempotency_slot: str | None, tx_hash: str | None = None,
+                      context: tuple[bytes, str, int] | None = None) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
         Call it inside `intent_scope`, so they are written together or not at all."""
@@ -159,6 +192,28 @@ class SignerState:
         if idempotency_slot is not None:
             self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
                             (idempotency_slot, intent_id, now_us))
+        if tx_hash is not None:
+            self.db.execute("INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)", (intent_id, tx_hash, record, now_us))
+        if context is not None:
+            self.db.execute("INSERT OR IGNORE INTO tx_context VALUES (?, ?, ?, ?)", (intent_id, *context))
+
+    @property
+    def in_scope(self) -> bool:
+        return self._in_scope
+
+    def record_replacement(self, *, intent_id: str, tx_hash: str, record: bytes, now_us: int,
+                           spend_wei: int) -> None:
+        """A fee bump, durable before it is sent: the new transaction among the intent's attempts,
+        and the spend reserved raised to its worst case (never lowered: an earlier attempt may
+        still be the one mined). Not inside an intent's scope: a commit here would close it."""
+        if self._in_scope:
+            raise RuntimeError("record_replacement inside an intent scope; wait for it to close")
+        self._begin()
+        self.db.execute("INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)", (intent_id, tx_hash, record, now_us))
+        held = self.spend_of(intent_id)
+        if held is not None and spend_wei > held:  # compared as Python ints: wei passes SQLite's 64 bits
+            self.db.execute("UPDATE spend SET spend_wei = ? WHERE intent_id = ?", (str(spend_wei), intent_id))
+        self.commit()
 
     def _begin(self) -> None:
         # One open transaction per batch of intents: `commit` makes the whole batch durable at once.

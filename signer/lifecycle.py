@@ -1,0 +1,137 @@
+"""The lifecycle of a signed transaction: one state machine per (chain, address, nonce).
+
+::
+
+    sign_only                          the intent did not ask to broadcast (final)
+    signed ──► broadcast ──► mined     a receipt, executed (final)
+      │          │  ▲   └──► failed    a receipt, reverted; or the node refused it (final)
+      │          ▼  │ fee bump
+      │        stuck ──► replaced      another transaction this signer signed at the nonce was mined (final)
+      └──────────────────► dropped     the nonce was used by a transaction this signer never signed (final)
+
+A fee bump signs the same intent again at the same nonce with higher fees; the new
+transaction's record lists the hashes it ``replaces`` (any of them may still be the one that
+is mined: the tracker asks for each one's receipt). ``stuck`` says why a transaction is not
+being mined and what the signer will not do about it (a bump over the policy's fee ceiling or
+spend limits, a nonce gap it cannot fill); it is reported, never silently waited on, and the
+transaction is still tracked.
+
+Every status change is a signer-signed record on ``warden.txs.signed`` and an audit event.
+What the tracker does next is decided here from what the chain said and the time, with no
+I/O (`next_step`, `bumped_fees`); `signer.service.Signer.track` does the asking and signing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.models import FINAL_TX_STATUSES as FINAL
+
+OPEN = ("signed", "broadcast", "stuck")
+_NEXT = {
+    "signed": frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"}),
+    "broadcast": frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"}),
+    "stuck": frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"}),
+}
+# Nodes accept a replacement at the same nonce only when its fees are at least 10 % higher
+# (geth's default price bump); 12.5 % leaves room for rounding on both fees.
+BUMP_NUM, BUMP_DEN = 9, 8
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def check_transition(current: str, new: str) -> None:
+    """Raise IllegalTransition unless a transaction in ``current`` may move to ``new``: a final
+    status is never left (a mined transaction is never reported failed later)."""
+    if current in FINAL or new not in _NEXT.get(current, ()):
+        raise IllegalTransition(f"a transaction in status {current!r} cannot become {new!r}")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Nothing to do yet: sent less than the replacement delay ago."""
+
+
+@dataclass(frozen=True)
+class NonceUsed:
+    """The chain's next nonce is past this one and none of this transaction's hashes has a
+    receipt: another transaction took the nonce (replaced, or dropped)."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Nonces below this one are not used yet: it cannot be mined until they are."""
+
+    missing: range
+
+
+@dataclass(frozen=True)
+class Bump:
+    """Next in line and not mined within the replacement delay: sign it again with higher fees."""
+
+
+@dataclass(frozen=True)
+class Stuck:
+    reason: str
+
+
+Step = Wait | NonceUsed | Gap | Bump | Stuck
+
+
+# A node can count a mined transaction in the sender's nonce a moment before it serves the
+# receipt (seen on Anvil under load): the nonce must stay passed this long, with no receipt
+# for any of the intent's transactions, before the transaction is called replaced or dropped.
+NONCE_SETTLE_US = 3_000_000
+
+
+def next_step(nonce: int, chain_next_nonce: int, sent_at_us: int, now_us: int, bumps: int,
+              replace_after_us: int, max_bumps: int, nonce_passed_at_us: int | None = None) -> Step:
+    """What to do about a transaction at ``nonce`` that has no receipt, given the sender's next
+    nonce on chain (``eth_getTransactionCount(latest)``), when it was last sent, and since when
+    the chain's nonce has been past it (None: not seen so yet)."""
+    if chain_next_nonce > nonce:
+        if nonce_passed_at_us is None or now_us - nonce_passed_at_us < NONCE_SETTLE_US:
+            return Wait()
+        return NonceUsed()
+    if now_us - sent_at_us < replace_after_us:
+        return Wait()
+    if chain_next_nonce < nonce:
+        return Gap(range(chain_next_nonce, nonce))
+    if bumps >= max_bumps:
+        waited_s = (now_us - sent_at_us) // 1_000_000
+        return Stuck(f"not mined {waited_s} s after it was last sent, and its fees were already raised {bumps} "
+                     f"time(s) (WARDEN_TX_MAX_BUMPS={max_bumps}); it is still tracked. Replace it with an intent "
+                     "naming this nonce and higher fees, or wait for fees to fall")
+    return Bump()
+
+
+class BumpRefused(Exception):
+    """A replacement the policy does not allow; the reason says which bound and by how much."""
+
+
+def bumped_fees(tx_type: int, fee_per_gas: int, priority_fee_per_gas: int | None, market_fee_per_gas: int,
+                ceiling: int | None) -> tuple[int, int | None]:
+    """The fee per gas (and tip, for type 2) of a replacement for a transaction paying
+    ``fee_per_gas`` (max fee or gas price): at least 12.5 % more, and for type 2 at least
+    2 × base fee + tip (``market_fee_per_gas`` is the latest base fee for type 2, the node's
+    gas price for types 0/1), but never over the policy's ceiling. Raises BumpRefused when
+    even the smallest bump a node accepts would pass the ceiling."""
+    least = -(-fee_per_gas * BUMP_NUM // BUMP_DEN)
+    least = max(least, fee_per_gas + 1)
+    tip = None
+    if tx_type == 2:
+        tip = -(-(priority_fee_per_gas or 0) * BUMP_NUM // BUMP_DEN)
+        wanted = max(least, 2 * market_fee_per_gas + tip)
+    else:
+        wanted = max(least, market_fee_per_gas)
+    if ceiling is not None:
+        if least > ceiling:
+            raise BumpRefused(f"a replacement would need at least {least} wei per gas (12.5 % over the "
+                              f"{fee_per_gas} it pays), over this agent's ceiling of {ceiling} wei per gas "
+                              "(tx_max_fee_per_gas)")
+        wanted = min(wanted, ceiling)
+    if tip is not None:
+        tip = min(tip, wanted)
+    return wanted, tip

@@ -1,0 +1,335 @@
+"""The transaction lifecycle: every broadcast intent ends mined, failed, replaced or dropped,
+and what is in between (stuck, a fee bump, a nonce gap) is reported with the reason.
+
+The pure rules (`signer.lifecycle`) are tested alone; the tracker is driven against a private
+Anvil (these tests turn automining off and move the base fee, which would disturb the shared
+stack) by an in-process signer, as `signer.main` runs it. Every record the tracker publishes
+is collected and its signature checked; signed transactions are recovered with eth-account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import datetime, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
+from hexbytes import HexBytes
+
+from infra.client import new_intent
+from infra.stack import LocalStack, local_settings
+from runtime.clock import US_PER_SECOND, utcnow
+from runtime.rpc import JsonRpc
+from schemas import topics
+from schemas.auth import outcome_forgery, public_key_hex, sign_policy
+from schemas.emit import Emit, Source
+from schemas.fields import format_native_amount
+from schemas.models import AgentPolicy, AuditEvent, IntentApproved, IntentRejected, SignedTransaction
+from signer import lifecycle
+from signer.custody.keys import KeyStore
+from signer.service import Signer
+from signer.state import SignerState
+from tests.custody_support import ADMIN, make_vaults
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+AGENT = "agent-lifecycle"
+GWEI = 10**9
+S = US_PER_SECOND
+
+
+# --- the pure rules -------------------------------------------------------------------------
+
+def test_a_final_status_is_never_left():
+    for final in lifecycle.FINAL:
+        for new in ("broadcast", "stuck", "mined", "failed", "replaced", "dropped"):
+            with pytest.raises(lifecycle.IllegalTransition):
+                lifecycle.check_transition(final, new)
+    for current in lifecycle.OPEN:
+        for new in ("broadcast", "stuck", "mined", "failed", "replaced", "dropped"):
+            lifecycle.check_transition(current, new)
+    with pytest.raises(lifecycle.IllegalTransition):
+        lifecycle.check_transition("broadcast", "signed")
+
+
+def test_next_step():
+    step = lifecycle.next_step
+    # The nonce passed: replaced or dropped once it has stayed passed a while (a receipt can lag
+    # the nonce), even before the replacement delay.
+    assert step(5, 6, 0, 1 * S, 0, 10 * S, 3) == lifecycle.Wait()
+    assert step(5, 6, 0, 4 * S, 0, 10 * S, 3, nonce_passed_at_us=2 * S) == lifecycle.Wait()
+    assert step(5, 6, 0, 5 * S, 0, 10 * S, 3, nonce_passed_at_us=2 * S) == lifecycle.NonceUsed()
+    assert step(5, 5, 0, 9 * S, 0, 10 * S, 3) == lifecycle.Wait()
+    assert step(5, 5, 0, 10 * S, 0, 10 * S, 3) == lifecycle.Bump()
+    assert step(5, 3, 0, 10 * S, 0, 10 * S, 3) == lifecycle.Gap(range(3, 5))
+    stuck = step(5, 5, 0, 10 * S, 3, 10 * S, 3)
+    assert isinstance(stuck, lifecycle.Stuck) and "WARDEN_TX_MAX_BUMPS=3" in stuck.reason
+
+
+def test_bumped_fees_are_at_least_an_eighth_more_and_never_over_the_ceiling():
+    # Type 2: at least 12.5 % over both fees, and enough for twice the current base fee.
+    assert lifecycle.bumped_fees(2, 800, 80, 100, None) == (900, 90)
+    assert lifecycle.bumped_fees(2, 800, 80, 1000, None) == (2090, 90)
+    assert lifecycle.bumped_fees(2, 800, 80, 1000, 1500) == (1500, 90)
+    # Types 0/1: at least 12.5 % over the gas price, or the node's price if higher.
+    assert lifecycle.bumped_fees(0, 800, None, 5000, None) == (5000, None)
+    assert lifecycle.bumped_fees(1, 800, None, 1, None) == (900, None)
+    assert lifecycle.bumped_fees(0, 1, None, 0, None) == (2, None)  # rounding never leaves it equal
+    with pytest.raises(lifecycle.BumpRefused, match="at least 900 wei per gas .* ceiling of 899"):
+        lifecycle.bumped_fees(2, 800, 80, 100, 899)
+
+
+# --- the tracker on a private Anvil ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    settings = local_settings(tmp_path_factory.mktemp("lifecycle-chain"))
+    stack = LocalStack(settings)
+    stack.start(parts=("anvil",))
+    try:
+        yield settings.rpc_url
+    finally:
+        stack.stop()
+
+
+class Harness:
+    """An in-process signer for one agent (a key of its own on the private chain), whose
+    published records are collected as `signer.main` would publish them."""
+
+    def __init__(self, tmp, rpc_url: str, replace_after_s: float = 1.0, max_bumps: int = 2, **policy_fields):
+        self.node = JsonRpc(rpc_url)
+        store = KeyStore(make_vaults(tmp), mode="standard")
+        self.agent = f"{AGENT}-{os.urandom(3).hex()}"
+        self.address = store.provision(self.agent, "ethereum", ADMIN).address
+        self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        self.service_key = Ed25519PrivateKey.generate()
+        self.policy = sign_policy(AgentPolicy(
+            agent_id=self.agent, version=1, agent_public_key=public_key_hex(self.agent_key), issued_at=utcnow(),
+            tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), **policy_fields), self.admin_key, "test-admin")
+        self.state_path = tmp / f"{self.agent}.db"
+        self.state = SignerState(self.state_path)
+        self.signer = Signer(self.state, store, {"test-admin": public_key_hex(self.admin_key)},
+                             node_for=lambda chain: self.node, service_key=("signer-test", self.service_key),
+                             replace_after_us=int(replace_after_s * S), max_bumps=max_bumps)
+        self.published: list[Emit] = []
+        self.offset = 0
+
+    async def emit(self, emits: list[Emit]) -> None:
+        self.published += emits
+
+    async def sign(self, **fields) -> SignedTransaction:
+        """Sign and send one intent, as the signer's loop does; the record it tracks."""
+        now = datetime.now(timezone.utc)
+        intent = new_intent(self.agent_key, agent_id=self.agent, chain="anvil", to=DEST, broadcast=True, now=now,
+                            **{"value": "0.001", **fields})
+        approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
+        self.offset += 1
+        emits, to_broadcast = await self.signer.handle(
+            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now)
+        self.state.commit()
+        self.published += emits
+        assert to_broadcast is not None, [IntentRejected.from_bytes(e.value).reason for e in emits
+                                          if e.topic == topics.INTENTS_REJECTED]
+        emits, sent = await self.signer.send(to_broadcast, utcnow())
+        self.published += emits
+        assert sent is not None and sent.status == "broadcast", sent
+        return sent
+
+    async def fund(self, address: str) -> None:
+        await self.node.call("anvil_setBalance", address, hex(10**20))
+
+    def records(self, intent_id: str) -> list[SignedTransaction]:
+        found = [SignedTransaction.from_bytes(e.value) for e in self.published if e.topic == topics.TXS_SIGNED]
+        found = [r for r in found if r.intent_id == intent_id]
+        for record in found:
+            assert outcome_forgery(record, self) is None, record
+        return found
+
+    def key(self, role: str, key_id: str | None) -> str | None:
+        """The pinned keys a client holds: this signer's, for the signer role only."""
+        return public_key_hex(self.service_key) if (role, key_id) == ("signer", "signer-test") else None
+
+    def audit_actions(self, intent_id: str) -> list[str]:
+        events = [AuditEvent.from_bytes(e.value) for e in self.published if e.topic == topics.AUDIT_EVENTS]
+        return [e.action for e in events if e.intent_id == intent_id]
+
+
+async def automine(node: JsonRpc, on: bool) -> None:
+    await node.call("evm_setAutomine", on)
+
+
+async def price_out(node: JsonRpc, signed: SignedTransaction) -> None:
+    """Mine a block whose base fee is four times what ``signed`` may pay: it stays pending."""
+    max_fee = _fee_per_gas(signed)
+    await node.call("anvil_setNextBlockBaseFeePerGas", hex(4 * max_fee))
+    await node.call("evm_mine")
+    assert await node.call("eth_getTransactionReceipt", signed.tx_hash) is None
+
+
+def _fee_per_gas(signed: SignedTransaction) -> int:
+    return TypedTransaction.from_bytes(HexBytes(signed.signed_tx)).as_dict()["maxFeePerGas"]
+
+
+async def finish(harness: Harness, signed: SignedTransaction, timeout_s: float = 30) -> SignedTransaction:
+    return await asyncio.wait_for(harness.signer.track(signed, utcnow, harness.emit), timeout_s)
+
+
+async def until_stuck(h: Harness, signed: SignedTransaction) -> SignedTransaction:
+    while not any(r.status == "stuck" for r in h.records(signed.intent_id)):
+        await asyncio.sleep(0.2)
+    return [r for r in h.records(signed.intent_id) if r.status == "stuck"][-1]
+
+
+def on_chain(tmp, rpc_url: str, scenario, automining: bool = False, **harness_args):
+    """Run ``scenario(harness)`` with a funded agent, automining as asked; automining is back on
+    afterwards, whatever happened."""
+    async def run():
+        h = Harness(tmp, rpc_url, **harness_args)
+        try:
+            await automine(h.node, automining)
+            await h.fund(h.address)
+            return h, await scenario(h)
+        finally:
+            await automine(h.node, True)
+            await h.node.close()
+    return asyncio.run(run())
+
+
+def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_mined(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        await price_out(h.node, first)
+        await automine(h.node, True)
+        return first, await finish(h, first)
+
+    h, (first, final) = on_chain(tmp_path, chain, scenario)
+    assert final.status == "mined" and final.tx_hash != first.tx_hash and final.replaces == (first.tx_hash,)
+    assert final.nonce == first.nonce and _fee_per_gas(final) >= _fee_per_gas(first) * 9 // 8
+    assert Account.recover_transaction(final.signed_tx) == h.address
+    statuses = [r.status for r in h.records(first.intent_id)]
+    assert statuses == ["signed", "broadcast", "broadcast", "mined"], statuses
+    assert "tx.fee_bumped" in h.audit_actions(first.intent_id)
+    # The spend settled to what the chain took for the bump that was mined.
+    assert h.state.spend_of(first.intent_id) == final.value_wei + final.fee_wei
+
+
+@pytest.mark.parametrize("bound", ["ceiling", "daily_limit"])
+def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_reported_stuck(chain, tmp_path, bound):
+    """The fee ceiling and the rolling limit count a bump like any spend: an attacker who can
+    move fees (fill blocks) cannot make the signer pay more than the policy allows."""
+    async def probe(h: Harness):
+        quote = await h.sign()  # what the signer would pay now
+        await h.node.call("anvil_dropTransaction", quote.tx_hash)
+        return quote
+
+    _, quote = on_chain(tmp_path / "probe", chain, probe)
+    bounds = ({"tx_max_fee_per_gas": _fee_per_gas(quote)} if bound == "ceiling" else
+              {"tx_daily_limit_eth": format_native_amount(quote.max_spend_wei + 1000)})
+
+    async def scenario(h: Harness):
+        first = await h.sign()
+        await price_out(h.node, first)
+        task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
+        stuck = await until_stuck(h, first)
+        attempts = len(h.state.attempts(first.intent_id))
+        # Fees fall: the original is mined after all (sent again: Anvil evicted it while it was
+        # priced out), and that is its outcome.
+        await h.node.call("anvil_setNextBlockBaseFeePerGas", hex(1))
+        await h.node.call("evm_mine")
+        await automine(h.node, True)
+        return first, stuck, attempts, await asyncio.wait_for(task, 30)
+
+    _, (first, stuck, attempts, final) = on_chain(tmp_path / "bounded", chain, scenario, **bounds)
+    expected = "ceiling of" if bound == "ceiling" else "would exceed the rolling limit"
+    assert expected in stuck.error, stuck.error
+    assert attempts == 1
+    assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
+
+
+def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        # Someone else holds the key (or the node lost the transaction and the address was used
+        # elsewhere): a foreign transaction takes the nonce.
+        await h.node.call("anvil_dropTransaction", first.tx_hash)
+        await h.node.call("anvil_impersonateAccount", h.address)
+        await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
+                                                  "nonce": hex(first.nonce)})
+        await h.node.call("evm_mine")
+        return first, await finish(h, first)
+
+    h, (first, final) = on_chain(tmp_path, chain, scenario)
+    assert final.status == "dropped" and "did not sign" in final.error
+    assert h.state.spend_of(first.intent_id) == 0
+    assert "tx.dropped" in h.audit_actions(first.intent_id)
+
+
+def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        fee = _fee_per_gas(first)
+        second = await h.sign(nonce=first.nonce, max_fee_per_gas=2 * fee, max_priority_fee_per_gas=2 * fee)
+        await h.node.call("evm_mine")
+        return first, second, await finish(h, first), await finish(h, second)
+
+    _, (first, second, first_final, second_final) = on_chain(tmp_path, chain, scenario)
+    assert second_final.status == "mined" and second_final.nonce == first.nonce
+    assert first_final.status == "replaced" and first_final.replaced_by == second.tx_hash
+    assert second.intent_id in first_final.error
+
+
+def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        await h.node.call("anvil_dropTransaction", first.tx_hash)
+        await automine(h.node, True)
+        return first, await finish(h, first)
+
+    _, (first, final) = on_chain(tmp_path, chain, scenario)
+    assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
+
+
+def test_a_nonce_gap_is_reported_not_silently_waited_on(chain, tmp_path):
+    """A foreign pending transaction at nonce N made the signer take N+1; the node then dropped
+    the foreign one. Nothing the signer holds can fill N: it says so."""
+    async def scenario(h: Harness):
+        nonce = int(await h.node.call("eth_getTransactionCount", h.address, "latest"), 16)
+        await h.node.call("anvil_impersonateAccount", h.address)
+        foreign = await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
+                                                            "nonce": hex(nonce)})
+        first = await h.sign()
+        await h.node.call("anvil_dropTransaction", foreign)
+        task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
+        try:
+            return nonce, first, await until_stuck(h, first)
+        finally:
+            task.cancel()
+
+    _, (nonce, first, stuck) = on_chain(tmp_path, chain, scenario)
+    assert first.nonce == nonce + 1
+    assert f"nonce gap: the chain's next nonce for {first.from_} on anvil is {nonce}" in stuck.error
+    assert f"nonce(s) {nonce} have no pending transaction" in stuck.error
+
+
+def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(chain, tmp_path):
+    """The signer recorded a signature and died before the node saw it: the next signer over
+    the same record finds it open, sends the same bytes and follows it to its receipt (well
+    before the replacement delay, when the tracker would have found it lost anyway)."""
+    async def scenario(h: Harness):
+        now = datetime.now(timezone.utc)
+        intent = new_intent(h.agent_key, agent_id=h.agent, chain="anvil", to=DEST, value="0.001",
+                            broadcast=True, now=now)
+        approved = IntentApproved(intent=intent, policy=h.policy, verdicts=(), approved_at=now)
+        _, signed = await h.signer.handle(approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, 1, b"a"), now)
+        h.state.commit()  # ... and the process is killed here, before `send`
+        restarted = Signer(SignerState(h.state_path), h.signer.keys, h.signer.admin_keys, h.signer.node_for,
+                           service_key=("signer-test", h.service_key), replace_after_us=600 * S)
+        (open_record,) = [SignedTransaction.from_bytes(r) for r in restarted.state.unconfirmed()]
+        final = await asyncio.wait_for(restarted.track(open_record, utcnow, h.emit, resend=True), 10)
+        return signed, open_record, final
+
+    _, (signed, open_record, final) = on_chain(tmp_path, chain, scenario, automining=True, replace_after_s=600)
+    assert open_record.status == "signed" and open_record.tx_hash == signed.tx_hash
+    assert final.status == "mined" and final.tx_hash == signed.tx_hash
