@@ -17,6 +17,8 @@ from runtime.config import child_environment
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.auth import sign_outcome
+from schemas.models import AuditEvent
+from tests.support import read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
@@ -65,6 +67,13 @@ def test_txs_list_and_show(stack, run):
 
     shown = warden(settings, "txs", "show", outcomes[mined.intent_id].tx_hash, "--agent", agent)
     assert shown.returncode == 0 and "status             mined" in shown.stdout and "signed_tx" not in shown.stdout
+    assert "history\n  signed " in shown.stdout
+    # Every status change is on the topic, in order, and on the audit topic the ledger appends.
+    history = orjson.loads(warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--json").stdout)
+    assert [step["status"] for step in history["history"]] == ["signed", "broadcast", "mined"], history
+    actions = {e.action for e in map(AuditEvent.from_bytes, run(read_topic(settings, topics.AUDIT_EVENTS)))
+               if e.intent_id == mined.intent_id}
+    assert {"tx.signed", "tx.broadcast", "tx.mined"} <= actions, actions
     human = warden(settings, "txs", "list", "--agent", agent).stdout
     assert "2 transaction(s)" in human and "1 forged record(s) ignored" in human
     missing = warden(settings, "txs", "show", "0xdeadbeef", "--agent", agent)

@@ -1,9 +1,11 @@
 """``warden txs list|show``: what happened to an agent's transactions.
 
 Reads ``warden.txs.signed`` from the start and keeps, per intent, the newest status the signer
-reported (a final one, mined or failed, wins over broadcast). Only records signed by a pinned
-signer key count; any other is left out and counted as forged. ``signed_tx`` (the raw signed
-bytes) is shown only with ``--include-signed-tx``, as the seed API gates it.
+reported (a final one, mined, failed, replaced or dropped, wins over signed, broadcast and
+stuck) and the history of every status in order (``show`` prints it: the fee bumps, why it was
+stuck). Only records signed by a pinned signer key count; any other is left out and counted as
+forged. ``signed_tx`` (the raw signed bytes) is shown only with ``--include-signed-tx``, as the
+seed API gates it.
 """
 
 from __future__ import annotations
@@ -12,18 +14,21 @@ import argparse
 import asyncio
 
 from infra.cli.output import add_json_flag, fail, print_json
-from infra.client import FINAL_STATUSES, read_outcome
+from infra.client import read_outcome
 from runtime.config import Settings, load
 from runtime.kafka import follow
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.fields import format_native_amount
-from schemas.models import SignedTransaction
+from schemas.models import FINAL_TX_STATUSES, SignedTransaction
 
 
-async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int = 5) -> tuple[list[SignedTransaction], int]:
-    """(the newest authentic record per intent of ``agent_id``, oldest first; forged records seen)."""
+async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int = 5,
+                             history: dict[str, list[SignedTransaction]] | None = None
+                             ) -> tuple[list[SignedTransaction], int]:
+    """(the newest authentic record per intent of ``agent_id``, oldest first; forged records seen).
+    With ``history``, every authentic record per intent id is added to it, in topic order."""
     keys = PinnedServiceKeys(settings)
     newest: dict[str, SignedTransaction] = {}
     forged, idle = 0, 0
@@ -40,8 +45,10 @@ async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int 
         if outcome_forgery(record, keys) is not None:
             forged += 1
             continue
+        if history is not None:
+            history.setdefault(record.intent_id, []).append(record)
         known = newest.get(record.intent_id)
-        if known is None or known.status not in FINAL_STATUSES or record.status in FINAL_STATUSES:
+        if known is None or known.status not in FINAL_TX_STATUSES or record.status in FINAL_TX_STATUSES:
             newest[record.intent_id] = record
     return sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)), forged
 
@@ -51,6 +58,16 @@ def _row(record: SignedTransaction, include_signed_tx: bool) -> dict:
     if not include_signed_tx:
         row.pop("signed_tx")
     return row
+
+
+def _history(records: list[SignedTransaction]) -> list[dict]:
+    """Each status change once (a redelivery re-publishes the newest record: not a change)."""
+    steps: list[dict] = []
+    for record in records:
+        step = {"status": record.status, "tx_hash": record.tx_hash, "error": record.error}
+        if not steps or steps[-1] != step:
+            steps.append(step)
+    return steps
 
 
 def _line(record: SignedTransaction) -> str:
@@ -63,19 +80,27 @@ def _line(record: SignedTransaction) -> str:
 
 def cmd_txs(args) -> int:
     settings = load()
-    records, forged = asyncio.run(agent_transactions(settings, args.agent))
+    history: dict[str, list[SignedTransaction]] = {}
+    records, forged = asyncio.run(agent_transactions(settings, args.agent, history=history))
     if args.action == "show":
         if not args.id:
             return fail("warden txs show", "name the transaction: `warden txs show ID --agent A` (intent id or hash)", 2)
-        wanted = [r for r in records if args.id in (r.intent_id, r.tx_hash)]
+        # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
+        wanted = [r for r in records if args.id in (r.intent_id, r.tx_hash, *r.replaces)]
         if not wanted:
             return fail("warden txs show", f"no transaction of agent {args.agent!r} with intent id or hash "
                                            f"{args.id!r}; `warden txs list --agent {args.agent}` lists them", 1)
+        row = _row(wanted[0], args.include_signed_tx)
+        row["history"] = _history(history[wanted[0].intent_id])
         if args.json:
-            print_json(_row(wanted[0], args.include_signed_tx))
-        else:
-            for name, value in _row(wanted[0], args.include_signed_tx).items():
+            print_json(row)
+            return 0
+        for name, value in row.items():
+            if name != "history":
                 print(f"{name:18} {value}")
+        print("history")
+        for step in row["history"]:
+            print(f"  {step['status']:9} {step['tx_hash']}" + (f"  ({step['error']})" if step["error"] else ""))
         return 0
     if args.json:
         print_json({"agent_id": args.agent, "transactions": [_row(r, args.include_signed_tx) for r in records],
