@@ -107,6 +107,14 @@ class Settings:
     # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
     metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest record a Warden producer sends and a consumer fetches at once, set on every
+        producer and consumer together with ``max_record_bytes``: a dead letter carries up to
+        ``max_record_bytes`` of what it refers to (base64: 4/3) plus its envelope and must always
+        fit, or dead-lettering an oversize record would raise. Never below Kafka's 1 MiB default."""
+        return max(1_048_576, self.max_record_bytes * 4 // 3 + 65_536)
+
     def rpc_url_for(self, chain: str) -> str:
         return self.rpc_urls.get(chain.upper().replace("-", "_"), self.rpc_url)
 

@@ -69,7 +69,8 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
 def producer(settings: Settings, linger_ms: int = 5) -> AIOKafkaProducer:
     """A producer that waits for every replica. No enable_idempotence: the embedded broker
     refuses InitProducerId, so duplicates are absorbed downstream by deterministic ids."""
-    return AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=linger_ms)
+    return AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=linger_ms,
+                            max_request_size=settings.max_message_bytes)
 
 
 async def publish(producer: AIOKafkaProducer, emits: Iterable[Emit]) -> list[asyncio.Future]:

@@ -78,7 +78,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     consumer = AIOKafkaConsumer(
         topics.INTENTS_APPROVED, bootstrap_servers=settings.broker, group_id="warden-signer",
         enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000, max_poll_records=500,
+        heartbeat_interval_ms=1_000, max_poll_records=500, max_partition_fetch_bytes=settings.max_message_bytes,
     )
     producer = new_producer(settings, linger_ms=2)
     await producer.start()

@@ -47,6 +47,9 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=10,
         broker_heartbeat_interval=1,
         table_cleanup_interval=3600,
+        # Sized with max_record_bytes, so a dead letter of the largest readable record is sendable.
+        producer_max_request_size=settings.max_message_bytes,
+        consumer_max_fetch_size=settings.max_message_bytes,
         datadir=str(settings.state_dir / "faust"),
     )
 

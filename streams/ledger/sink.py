@@ -43,6 +43,7 @@ from aiokafka.errors import KafkaError
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
+from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
 from schemas import topics
 from schemas.models import AuditEvent, event_id
@@ -370,8 +371,9 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=options.poll_ms,
+        max_partition_fetch_bytes=settings.max_message_bytes,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+    producer = new_producer(settings, linger_ms=0)
     try:
         await asyncio.to_thread(store.ensure_schema)
         if isinstance(store, ChdbStore):
