@@ -34,6 +34,27 @@ async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[
         await consumer.stop()
 
 
+async def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]) -> dict[str, int]:
+    """Per topic: records past the group's committed offsets (from the beginning where it
+    committed none)."""
+    # A member of the group that never subscribes: it only asks for committed offsets.
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False,
+                                request_timeout_ms=5000)
+    try:
+        await consumer.start()
+        parts = await partitions(consumer, topic_names)
+        ends = await consumer.end_offsets(parts)
+        starts = await consumer.beginning_offsets(parts)
+        per_topic: dict[str, int] = {}
+        for tp in parts:
+            committed = await consumer.committed(tp)
+            behind = ends[tp] - (starts[tp] if committed is None else committed)
+            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, behind)
+        return per_topic
+    finally:
+        await consumer.stop()
+
+
 async def follow(settings: Settings, topic_names: tuple[str, ...],
                  start: dict[TopicPartition, int] | None = None,
                  caught_up: asyncio.Event | None = None) -> AsyncIterator[tuple[str, bytes]]:

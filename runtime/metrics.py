@@ -13,7 +13,7 @@ port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so th
 | `warden_signer_outcomes_total` | counter | outcome, code | signer: each approved intent it ended (signed or refused) |
 | `warden_txs_total` | counter | status | signer: each transaction status it reported (the lifecycle's: signer/lifecycle.py) |
 | `warden_signer_queue_depth` | gauge | | signer: transactions awaiting a receipt |
-| `warden_consumer_lag` | gauge | component | signer, ledger sink: records past their position on their input topic |
+| `warden_consumer_lag` | gauge | component | streams worker (its group's committed offsets, every 5 s), signer, ledger sink (their position): records behind on their input topics |
 | `warden_ledger_appended_total` | counter | | ledger sink: audit events appended |
 | `warden_ledger_append_lag` | gauge | | ledger sink: audit events on the topic not yet appended |
 | `warden_component_restarts_total` | counter | component | `warden up`'s supervisor: restarts of a crashed service |

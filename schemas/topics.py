@@ -41,5 +41,13 @@ ALL = (
 )
 
 
+# Each Warden consumer group and the topics it commits offsets on (the streams worker's
+# split-topology stage topics are left out: in the fused topology, the default, they carry nothing).
+CONSUMER_GROUPS = {
+    "streams": ("warden-streams", (INTENTS_SUBMITTED, POLICIES, INTENTS_REJECTED, INTENTS_ABANDONED)),
+    "signer": ("warden-signer", (INTENTS_APPROVED,)),
+}
+
+
 def stage_topic(stage: str) -> str:
     return f"{STAGE_PREFIX}{stage}"

@@ -21,6 +21,7 @@ import faust
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime import metrics
+from runtime.kafka import group_lag
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
@@ -109,6 +110,15 @@ def build_app(settings: Settings) -> faust.App:
     def source_of(event) -> Source:
         msg = event.message
         return Source(msg.topic, msg.partition, msg.offset, msg.key)
+
+    @app.timer(interval=5.0)
+    async def report_lag() -> None:
+        # The worker's group, as `warden status` counts it: records past its committed offsets.
+        group, names = topics.CONSUMER_GROUPS["streams"]
+        try:
+            metrics.CONSUMER_LAG.labels("streams").set(sum((await group_lag(settings, group, names)).values()))
+        except Exception as exc:  # noqa: BLE001 - a timer that raises would stop the worker for a metric
+            log.warning("could not read the consumer lag of %s: %s", group, exc)
 
     @app.task
     async def redeliver() -> None:

@@ -86,6 +86,7 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert sample(urls["signer"], "warden_txs_total", status="mined") >= 1  # since its restart
         assert sample(urls["supervisor"], "warden_component_restarts_total", component="signer") == 1
         assert sample(urls["ledger"], "warden_ledger_appended_total") > 0
+        assert sample(urls["streams"], "warden_consumer_lag", component="streams") >= 0  # its own group's
         print(f"\n60 broadcast intents, signer SIGKILLed after 30 were submitted: 60 mined, "
               f"all outcomes {recovered_s:.1f} s after the last submit")
     finally:

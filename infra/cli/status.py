@@ -19,17 +19,9 @@ from aiokafka import AIOKafkaConsumer
 
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.config import Settings, load
-from runtime.kafka import partitions
+from runtime.kafka import group_lag, partitions
 from runtime.metrics import metrics_file
 from schemas import topics
-
-# Each consumer group and the topics it reads (the streams worker's split-topology stage topics
-# are left out: in the fused topology, the default, they carry nothing).
-GROUPS = {
-    "streams": ("warden-streams", (topics.INTENTS_SUBMITTED, topics.POLICIES, topics.INTENTS_REJECTED,
-                                   topics.INTENTS_ABANDONED)),
-    "signer": ("warden-signer", (topics.INTENTS_APPROVED,)),
-}
 
 
 def _alive(pid: int | None) -> bool:
@@ -47,22 +39,8 @@ def _alive(pid: int | None) -> bool:
 async def consumer_lag(settings: Settings) -> dict[str, dict]:
     """Per group: records past its committed offsets (from the beginning where it committed none)."""
     lags = {}
-    for component, (group, names) in GROUPS.items():
-        # A member of the group that never subscribes: it only asks for committed offsets.
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False,
-                                    request_timeout_ms=5000)
-        try:
-            await consumer.start()
-            parts = await partitions(consumer, names)
-            ends = await consumer.end_offsets(parts)
-            starts = await consumer.beginning_offsets(parts)
-            per_topic: dict[str, int] = {}
-            for tp in parts:
-                committed = await consumer.committed(tp)
-                behind = ends[tp] - (starts[tp] if committed is None else committed)
-                per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, behind)
-        finally:
-            await consumer.stop()
+    for component, (group, names) in topics.CONSUMER_GROUPS.items():
+        per_topic = await group_lag(settings, group, names)
         lags[component] = {"group": group, "lag": sum(per_topic.values()), "by_topic": per_topic}
     return lags
 
