@@ -20,7 +20,7 @@ from typing import Literal, Protocol, TypeVar
 
 import orjson
 
-from schemas.models import AgentPolicy, IntentRejected, Outcome, SignedTransaction, TransactionIntent
+from schemas.models import AgentPolicy, DeadLetter, IntentRejected, Outcome, SignedTransaction, TransactionIntent
 
 Role = Literal["worker", "signer"]
 O = TypeVar("O", bound=Outcome)
@@ -100,9 +100,13 @@ def outcome_role(record: Outcome) -> Role:
 
 def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | None = None) -> str | None:
     """None when ``record`` is signed by a pinned key of the service allowed to say it and (when
-    ``intent_digest`` is given) is about exactly that intent; otherwise why it must not be believed."""
+    ``intent_digest`` is given) is about exactly that intent; otherwise why it must not be believed.
+    A dead letter may come from either service."""
     role = outcome_role(record)
     public = keys.key(role, record.signed_by)
+    if public is None and isinstance(record, DeadLetter):
+        role = "signer"
+        public = keys.key(role, record.signed_by)
     if public is None:
         return f"signed_by {record.signed_by!r} is not a pinned {role} key"
     if not record.service_signature or not _verify(public, record.service_signature, record.service_signing_bytes()):

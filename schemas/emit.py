@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,7 +44,11 @@ def audit(actor: str, action: str, resource: str, now: datetime, *id_parts: str,
 
 
 def dead_letter(actor: str, raw: bytes | None, source: Source, now: datetime, reason: str,
-                errors: tuple[str, ...] = (), max_bytes: int = 65_536) -> list[Emit]:
+                errors: tuple[str, ...] = (), max_bytes: int = 65_536,
+                sign: Callable[[DeadLetter], DeadLetter] | None = None) -> list[Emit]:
+    """The dead letter for a record (its first ``max_bytes``, the digest and size of the whole)
+    and its audit event. ``sign`` is the writing service's outcome signature: readers believe
+    only signed dead letters (`schemas.auth.outcome_forgery`)."""
     payload = raw or b""
     key = source.key.decode(errors="replace") if source.key else None
     letter = DeadLetter(source_topic=source.topic, partition=source.partition, offset=source.offset, key=key,
@@ -51,6 +56,8 @@ def dead_letter(actor: str, raw: bytes | None, source: Source, now: datetime, re
                         payload_b64=base64.b64encode(payload[:max_bytes]).decode(),
                         payload_sha256=hashlib.sha256(payload).hexdigest(), payload_bytes=len(payload),
                         received_at=now)
+    if sign is not None:
+        letter = sign(letter)
     return [
         Emit(topics.DLQ, key or "", letter.to_bytes()),
         audit(actor, "dlq.recorded", source.resource, now, source.resource, agent_id=key, reason=reason,

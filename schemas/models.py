@@ -316,8 +316,10 @@ class AuditEvent(Record):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class DeadLetter(Record):
-    """A record a worker could not read, kept with the reason so nothing is lost."""
+class DeadLetter(Outcome):
+    """A record a worker could not read, kept with the reason so nothing is lost. Signed by the
+    service that wrote it (a worker or a signer): a dead letter ends the watch for an intent, so
+    one anybody could write would let them stop an intent's redelivery."""
 
     source_topic: str
     partition: int

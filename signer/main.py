@@ -21,7 +21,7 @@ from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import pinned_admin_keys, service_key
 from schemas import topics
-from schemas.emit import Emit, Source, audit, dead_letter
+from schemas.emit import Emit, Source, audit
 from schemas.models import SignedTransaction
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.policies import PolicyBook
@@ -128,8 +128,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     except Exception as exc:  # noqa: BLE001 - the last net: handle() already turns signing failures into refusals
                         # Fail closed and keep going: not signed, and recorded in the DLQ, never only logged.
                         log.exception("signer failed on %s; not signed, dead-lettered", source.resource)
-                        emits, to_broadcast = dead_letter(
-                            SERVICE, msg.value, source, utcnow(),
+                        emits, to_broadcast = signer.dead_letter(
+                            msg.value, source, utcnow(),
                             f"the signer could not process this record ({exc.__class__.__name__}); not signed"), None
                     unpublished += emits
                     if to_broadcast is not None:

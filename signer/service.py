@@ -128,8 +128,8 @@ class Signer:
         try:
             approved = IntentApproved.model_validate_json(raw or b"")
         except ValidationError as exc:
-            return dead_letter(SERVICE, raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}",
-                               explain(exc)), None
+            return self.dead_letter(raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}",
+                                    explain(exc)), None
         intent = approved.intent
         prior = self.state.outcome(intent.intent_id)
         if prior is not None:
@@ -657,6 +657,11 @@ class Signer:
                   fee_wei=None if result.fee_wei is None else str(result.fee_wei), error=result.error,
                   replaces=list(result.replaces), replaced_by=result.replaced_by),
         ], result
+
+    def dead_letter(self, raw: bytes | None, source: Source, now: datetime, reason: str,
+                    errors: tuple[str, ...] = ()) -> list[Emit]:
+        """A record the signer cannot process, dead-lettered under its signature."""
+        return dead_letter(SERVICE, raw, source, now, reason, errors, sign=self._signed)
 
     def _signed(self, record):
         return sign_outcome(record, self._service_key, self.key_id)

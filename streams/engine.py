@@ -100,7 +100,7 @@ class Engine:
         try:
             policy = AgentPolicy.model_validate_json(raw or b"")
         except ValidationError as exc:
-            return self._dead_letter(raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc))
+            return self.dead_letter(raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc))
         agent = policy.agent_id
         if not policy_signature_valid(policy, self.admin_keys):
             why = ("policy is unsigned" if not policy.signature else
@@ -169,7 +169,7 @@ class Engine:
         late copy of the intent gets this answer, never a different one."""
         intent = read_intent(raw, self.max_record_bytes)
         if isinstance(intent, Unreadable):
-            return self._dead_letter(raw, source, now, f"abandoned record unreadable: {intent.reason}",
+            return self.dead_letter(raw, source, now, f"abandoned record unreadable: {intent.reason}",
                                      intent.errors)
         if intent.intent_id in self.decisions:
             return []
@@ -375,15 +375,16 @@ class Engine:
                       reason=verdict.reason, facts=verdict.facts)
 
     def _unreadable(self, bad: Unreadable, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
-        out = self._dead_letter(raw, source, now, bad.reason, bad.errors)
+        out = self.dead_letter(raw, source, now, bad.reason, bad.errors)
         if bad.intent_id and bad.agent_id:
             rejected = self._signed(IntentRejected(intent_id=bad.intent_id, agent_id=bad.agent_id, stage="intake",
                                                    code="INVALID_INTENT", reason=bad.reason, decided_at=now))
             out.append(Emit(topics.INTENTS_REJECTED, bad.agent_id, rejected.to_bytes()))
         return out
 
-    def _dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
-        return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes)
+    def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
+        """A record this worker cannot decide, dead-lettered under its signature."""
+        return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes, self._signed)
 
 
 def _quote_of(verdicts: list[StageVerdict]) -> fees.FeeQuote:

@@ -33,7 +33,9 @@ from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings
 from runtime.kafka import follow, producer as new_producer
 from schemas import topics
-from schemas.models import DeadLetter
+from runtime.trust import PinnedServiceKeys
+from schemas.auth import ServiceKeys, outcome_forgery
+from schemas.models import DeadLetter, IntentApproved, IntentRejected
 from streams.intake import Unreadable, read_intent
 
 log = logging.getLogger("warden.redelivery")
@@ -85,17 +87,26 @@ def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[str, str] | None:
     return None if isinstance(intent, Unreadable) else (intent.intent_id, intent.agent_id)
 
 
-def outcome_intent_id(topic: str, value: bytes) -> str | None:
-    """The intent an outcome record (approval, rejection, dead letter) is about, if it names one."""
+_OUTCOMES = {topics.INTENTS_APPROVED: IntentApproved, topics.INTENTS_REJECTED: IntentRejected,
+             topics.DLQ: DeadLetter}
+
+
+def outcome_intent_id(topic: str, value: bytes, keys: ServiceKeys) -> str | None:
+    """The intent an authentic outcome record (approval, rejection, dead letter) is about, if it
+    names one. Anyone who can write to these topics could otherwise end the watch of an intent
+    with a forged record and leave it without an outcome: only records a pinned worker or signer
+    key signed count."""
     try:
-        doc = orjson.loads(value)
-        if topic == topics.DLQ:
-            letter = DeadLetter.model_validate(doc)
-            doc = orjson.loads(base64.b64decode(letter.payload_b64))
-        elif topic == topics.INTENTS_APPROVED:
-            doc = doc["intent"]
-        intent_id = doc.get("intent_id")
-    except (orjson.JSONDecodeError, ValidationError, ValueError, KeyError, TypeError, AttributeError):
+        record = _OUTCOMES[topic].from_bytes(value)
+    except (ValidationError, ValueError):
+        return None
+    if outcome_forgery(record, keys) is not None:
+        return None
+    if not isinstance(record, DeadLetter):
+        return record.intent_id
+    try:
+        intent_id = orjson.loads(base64.b64decode(record.payload_b64)).get("intent_id")
+    except (orjson.JSONDecodeError, ValueError, AttributeError):
         return None
     return intent_id if isinstance(intent_id, str) else None
 
@@ -105,6 +116,7 @@ async def run_redelivery(settings: Settings, grace_s: float = 10.0, max_attempts
         return to_us(utcnow())
 
     pending = Pending(int(grace_s * US_PER_SECOND), max_attempts)
+    keys = PinnedServiceKeys(settings)
     producer = new_producer(settings)
     await producer.start()
     last_check = now_us()
@@ -116,7 +128,7 @@ async def run_redelivery(settings: Settings, grace_s: float = 10.0, max_attempts
                 if ids is not None:
                     pending.submitted(ids[0], ids[1], value, now_us())
             elif topic:
-                intent_id = outcome_intent_id(topic, value)
+                intent_id = outcome_intent_id(topic, value, keys)
                 if intent_id is not None:
                     pending.decided(intent_id)
             if now_us() - last_check >= US_PER_SECOND:

@@ -27,8 +27,8 @@ from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.models import GUARDRAIL_STAGES
-from schemas.emit import Emit, Source, dead_letter
-from streams.engine import SERVICE, Engine
+from schemas.emit import Emit, Source
+from streams.engine import Engine
 from streams.redelivery import run_redelivery
 
 log = logging.getLogger("warden.streams")
@@ -185,8 +185,9 @@ def _failed(event, handler, exc: Exception) -> list[Emit]:
     msg = event.message
     log.exception("handler %s failed on %s/%d/%d; dead-lettered", handler.__name__, msg.topic, msg.partition,
                   msg.offset)
-    return dead_letter(SERVICE, event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), utcnow(),
-                       f"the streams worker failed on this record ({exc.__class__.__name__}: {exc}); not decided")
+    engine: Engine = handler.__self__  # every handler is a method of the worker's Engine, which signs
+    return engine.dead_letter(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), utcnow(),
+                              f"the streams worker failed on this record ({exc.__class__.__name__}: {exc}); not decided")
 
 
 def main() -> None:

@@ -643,13 +643,27 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
                 orjson.dumps({**doc, "data": "0x" + "ab" * 40_000}), b"{", None):
         assert watched_intent(bad, 65_536) is None
     assert watched_intent(good.to_bytes(), 100) is None  # over the size limit
-    # The worker dead-letters a record it fails on: that names the intent, and ends its watch.
-    emits = world.engine._dead_letter(good.to_bytes(), world.source(), T0, "boom")
+    # The worker dead-letters a record it fails on, signed: that names the intent, and ends its watch.
+    keys = world.pinned()
+    emits = world.engine.dead_letter(good.to_bytes(), world.source(), T0, "boom")
     (letter,) = on(emits, topics.DLQ)
-    assert outcome_intent_id(topics.DLQ, letter.value) == good.intent_id
+    assert outcome_intent_id(topics.DLQ, letter.value, keys) == good.intent_id
+    # So does a dead letter a signer signed.
+    signer_letter = sign_outcome(DeadLetter.from_bytes(letter.value), world.signer_key, SIGNER_ID)
+    assert outcome_intent_id(topics.DLQ, signer_letter.to_bytes(), keys) == good.intent_id
     approved = approved_of(world.submit(good))
-    assert outcome_intent_id(topics.INTENTS_APPROVED, approved.to_bytes()) == good.intent_id
-    assert outcome_intent_id(topics.DLQ, b"not json") is None
+    assert outcome_intent_id(topics.INTENTS_APPROVED, approved.to_bytes(), keys) == good.intent_id
+    assert outcome_intent_id(topics.INTENTS_REJECTED, world.refusal(good), keys) == good.intent_id
+    assert outcome_intent_id(topics.DLQ, b"not json", keys) is None
+    # A forged outcome on any watched topic (a topic writer's: unsigned, or signed by a key nobody
+    # pinned) does not end the watch: the intent is redelivered, and ends with a true outcome.
+    stranger = Ed25519PrivateKey.generate()
+    unsigned = DeadLetter.from_bytes(letter.value).model_copy(update={"signed_by": "", "service_signature": ""})
+    for topic, forged in ((topics.DLQ, unsigned.to_bytes()),
+                          (topics.DLQ, sign_outcome(unsigned, stranger, WORKER_ID).to_bytes()),
+                          (topics.INTENTS_APPROVED, sign_outcome(approved, stranger, WORKER_ID).to_bytes()),
+                          (topics.INTENTS_REJECTED, world.refusal(good, key=stranger))):
+        assert outcome_intent_id(topic, forged, keys) is None, topic
 
 
 def test_an_abandoned_intent_is_decided_no_outcome_unless_it_was_decided(world):
