@@ -157,6 +157,9 @@ class Signer:
         intent = approved.intent
         signed, counts, slot, policy, key = await self._sign(approved, now)
         signed = self._signed(signed)
+        # A result returned for a reused idempotency key follows the original's transaction to
+        # its final status (it was copied as it stood).
+        copy_of = None if counts else self.state.idempotent_original(intent.idempotency_slot or "", to_us(now))
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
         metrics.TXS.labels(signed.status).inc()
@@ -164,7 +167,7 @@ class Signer:
                                  now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
                                  spend_wei=signed.max_spend_wei, counts=counts, policy_version=policy.version,
                                  idempotency_slot=slot, tx_hash=signed.tx_hash if counts else None,
-                                 context=(intent.to_bytes(), *key) if counts and key else None)
+                                 context=(intent.to_bytes(), *key) if counts and key else None, copy_of=copy_of)
         emits = [
             Emit(topics.TXS_SIGNED, intent.agent_id, record),
             audit(SERVICE, "tx.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
@@ -173,7 +176,8 @@ class Signer:
                   nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
                   policy_version=policy.version, status=signed.status, tee=self.tee),
         ]
-        return emits, signed if signed.status == "signed" and counts else None
+        follow = copy_of is not None and signed.status in lifecycle.OPEN
+        return emits, signed if (signed.status == "signed" and counts) or follow else None
 
     async def _sign(self, approved: IntentApproved, now: datetime
                     ) -> tuple[SignedTransaction, bool, str | None, AgentPolicy, tuple[str, int] | None]:
@@ -404,7 +408,10 @@ class Signer:
     async def send(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         """Hand the signed bytes to the chain: (what to publish, the record to `track`, or None
         when the node refused it). Called before the next intent is signed, so when the node
-        refuses, the nonce can be given back without leaving a gap."""
+        refuses, the nonce can be given back without leaving a gap. An idempotent copy is not
+        sent: its original was."""
+        if self.state.original_of(signed.intent_id) is not None:
+            return [], signed
         try:
             await self.node_for(signed.chain).call("eth_sendRawTransaction", signed.signed_tx)
         except RpcError as exc:
@@ -435,6 +442,9 @@ class Signer:
         reported too. While the node cannot answer, nothing is reported: an outcome is only ever
         what the chain said. With ``resend`` (after a restart), or while the record is still
         ``signed`` (the node did not answer the send), the same bytes are sent first."""
+        original = self.state.original_of(signed.intent_id)
+        if original is not None:
+            return await self._follow(signed, original, now, emit)
         node = self.node_for(signed.chain)
         if resend or signed.status == "signed":
             error = await self._send_again(signed, node)
@@ -460,6 +470,25 @@ class Signer:
                 poll = POLL_MAX_S
             await asyncio.sleep(poll)
             poll = min(poll * 1.5, POLL_MAX_S)
+
+    async def _follow(self, copy: SignedTransaction, original_id: str, now: Clock,
+                      emit: Callable[[list[Emit]], Awaitable[object]]) -> SignedTransaction:
+        """An intent answered with another's result (same idempotency key) reports each status
+        the original's transaction reaches, under its own id and digest, until it is final."""
+        while copy.status in lifecycle.OPEN:
+            try:
+                original = SignedTransaction.from_bytes(self.state.signed_record(original_id))
+                changed = {name: getattr(original, name) for name in _FOLLOWED
+                           if getattr(original, name) != getattr(copy, name)}
+                if changed and original.status != "signed":
+                    emits, followed = self._transition(copy, {"status": original.status, **changed}, now())
+                    await emit(emits)
+                    copy = followed
+                    continue
+            except Exception:  # noqa: BLE001 - a follower that dies leaves its intent without an outcome
+                log.exception("following intent %s for intent %s failed; retrying", original_id, copy.intent_id)
+            await asyncio.sleep(POLL_MAX_S / 2)
+        return copy
 
     async def _step(self, signed: SignedTransaction, node: Node, at: datetime, sent_us: int, passed_us: list[int],
                     emit) -> tuple[tuple[list[Emit], SignedTransaction] | None, SignedTransaction, int]:
@@ -665,6 +694,11 @@ class Signer:
 
     def _signed(self, record):
         return sign_outcome(record, self._service_key, self.key_id)
+
+
+# What an idempotent copy takes from its original's record as that transaction moves on.
+_FOLLOWED = ("status", "signed_tx", "tx_hash", "max_spend_wei", "block_number", "gas_used", "fee_wei", "error",
+             "replaces", "replaced_by")
 
 
 def _already_sent(message: str) -> bool:

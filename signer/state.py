@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS refused (
 CREATE TABLE IF NOT EXISTS tx_attempts (
     intent_id TEXT NOT NULL, tx_hash TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL,
     PRIMARY KEY (intent_id, tx_hash));
+CREATE TABLE IF NOT EXISTS idempotent_copies (intent_id TEXT PRIMARY KEY, original_intent_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tx_context (
     intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
 """
@@ -88,6 +89,12 @@ class SignerState:
         """(the intent as approved, key path, key version) that signed an intent's transaction."""
         return self.db.execute("SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?",
                                (intent_id,)).fetchone()
+
+    def original_of(self, intent_id: str) -> str | None:
+        """For an intent answered with another's result (same idempotency key): that intent."""
+        row = self.db.execute("SELECT original_intent_id FROM idempotent_copies WHERE intent_id = ?",
+                              (intent_id,)).fetchone()
+        return None if row is None else row[0]
 
     def intents_at_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> list[str]:
         """The intents this signer signed a transaction for at one nonce of one address."""
@@ -173,7 +180,7 @@ class SignerState:
     def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
                       address: str, nonce: int, spend_wei: int, counts: bool, policy_version: int,
                       idempotency_slot: str | None, tx_hash: str | None = None,
-                      context: tuple[bytes, str, int] | None = None) -> None:
+                      context: tuple[bytes, str, int] | None = None, copy_of: str | None = None) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
         Call it inside `intent_scope`, so they are written together or not at all."""
@@ -196,6 +203,8 @@ class SignerState:
             self.db.execute("INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)", (intent_id, tx_hash, record, now_us))
         if context is not None:
             self.db.execute("INSERT OR IGNORE INTO tx_context VALUES (?, ?, ?, ?)", (intent_id, *context))
+        if copy_of is not None:
+            self.db.execute("INSERT OR IGNORE INTO idempotent_copies VALUES (?, ?)", (intent_id, copy_of))
 
     @property
     def in_scope(self) -> bool:

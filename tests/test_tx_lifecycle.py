@@ -333,3 +333,40 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
     _, (signed, open_record, final) = on_chain(tmp_path, chain, scenario, automining=True, replace_after_s=600)
     assert open_record.status == "signed" and open_record.tx_hash == signed.tx_hash
     assert final.status == "mined" and final.tx_hash == signed.tx_hash
+
+
+def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(chain, tmp_path):
+    """Two intents with one idempotency key (a raw producer's: the SDK would give them one id):
+    the second gets the first's signed bytes, as they stood (still pending). It used to stay there: a client waiting for a final status waited
+    forever. It now reports what the first's transaction becomes, under its own id."""
+    async def scenario(h: Harness):
+        first = await h.sign(idempotency_key="pay-invoice-7")
+        now = datetime.now(timezone.utc)
+        again = new_intent(h.agent_key, agent_id=h.agent, chain="anvil", to=DEST, value="0.001", broadcast=True,
+                           now=now, idempotency_key="pay-invoice-7", intent_id=f"i-again-{os.urandom(6).hex()}")
+        approved = IntentApproved(intent=again, policy=h.policy, verdicts=(), approved_at=now)
+        emits, copy = await h.signer.handle(approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, 99, b"a"), now)
+        h.state.commit()
+        h.published += emits
+        assert copy is not None, [e.value for e in emits if e.topic == topics.INTENTS_REJECTED]
+        assert copy.status in lifecycle.OPEN and copy.tx_hash == first.tx_hash
+        sent_emits, sent = await h.signer.send(copy, utcnow())  # not sent again: the original was
+        assert sent_emits == [] and sent == copy
+        follower = asyncio.create_task(finish(h, copy))
+        await h.node.call("evm_mine")
+        return again, await finish(h, first), await follower
+
+    h, (again, first_final, copy_final) = on_chain(tmp_path, chain, scenario)
+    assert first_final.status == copy_final.status == "mined"
+    assert copy_final.tx_hash == first_final.tx_hash and copy_final.block_number == first_final.block_number
+    assert copy_final.intent_id == again.intent_id and copy_final.intent_digest == again.digest()
+    assert h.records(again.intent_id)[-1] == copy_final  # published, signed by the signer
+    assert int(asyncio.run(_nonce_of(chain, h.address))) == first_final.nonce + 1  # one transaction on chain
+
+
+async def _nonce_of(rpc_url: str, address: str) -> int:
+    node = JsonRpc(rpc_url)
+    try:
+        return int(await node.call("eth_getTransactionCount", address, "latest"), 16)
+    finally:
+        await node.close()
