@@ -31,6 +31,7 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
@@ -451,22 +452,22 @@ class Signer:
             if error is None and signed.status == "signed":
                 emits, signed = self._transition(signed, {"status": "broadcast"}, now())
                 await emit(emits)
-        sent_us, check_us, poll = to_us(now()), 0, POLL_FIRST_S
-        passed_us: list[int] = []  # when the chain's nonce was first seen past this one
+        tracked = _Tracked(signed, sent_us=to_us(now()))
+        check_us, poll = 0, POLL_FIRST_S
         while True:
             try:
-                final = await self._receipt(signed, node, now())
+                final = await self._receipt(tracked.record, node, now())
                 if final is None and to_us(now()) >= check_us:
                     check_us = to_us(now()) + STEP_EVERY_US
-                    final, signed, sent_us = await self._step(signed, node, now(), sent_us, passed_us, emit)
+                    final = await self._step(tracked, node, now(), emit)
                 if final is not None:
                     await emit(final[0])
                     return final[1]
             except (RpcError, RpcUnavailable) as exc:
                 log.warning("tracking %s of intent %s: the node did not answer (%s); asking again",
-                            signed.tx_hash, signed.intent_id, exc)
+                            tracked.record.tx_hash, signed.intent_id, exc)
             except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without an outcome
-                log.exception("tracking %s of intent %s failed; retrying", signed.tx_hash, signed.intent_id)
+                log.exception("tracking %s of intent %s failed; retrying", tracked.record.tx_hash, signed.intent_id)
                 poll = POLL_MAX_S
             await asyncio.sleep(poll)
             poll = min(poll * 1.5, POLL_MAX_S)
@@ -490,25 +491,27 @@ class Signer:
             await asyncio.sleep(POLL_MAX_S / 2)
         return copy
 
-    async def _step(self, signed: SignedTransaction, node: Node, at: datetime, sent_us: int, passed_us: list[int],
-                    emit) -> tuple[tuple[list[Emit], SignedTransaction] | None, SignedTransaction, int]:
-        """One look at the chain for a transaction with no receipt: (final, if it is now;
-        the current record; when it was last sent)."""
+    async def _step(self, tracked: _Tracked, node: Node, at: datetime,
+                    emit) -> tuple[list[Emit], SignedTransaction] | None:
+        """One look at the chain for a transaction with no receipt; what to publish and the final
+        record if it is final now. Updates ``tracked`` (a bump, a stuck report, a new send)."""
+        signed = tracked.record
         chain_next = int(await node.call("eth_getTransactionCount", signed.from_, "latest"), 16)
-        if chain_next > signed.nonce and not passed_us:
-            passed_us.append(to_us(at))
-        step = lifecycle.next_step(signed.nonce, chain_next, sent_us, to_us(at), len(signed.replaces),
-                                   self.replace_after_us, self.max_bumps, passed_us[0] if passed_us else None)
+        if chain_next > signed.nonce and tracked.nonce_passed_us is None:
+            tracked.nonce_passed_us = to_us(at)
+        step = lifecycle.next_step(signed.nonce, chain_next, tracked.sent_us, to_us(at), len(signed.replaces),
+                                   self.replace_after_us, self.max_bumps, tracked.nonce_passed_us)
         if isinstance(step, lifecycle.Wait):
-            return None, signed, sent_us
+            return None
         if isinstance(step, lifecycle.NonceUsed):
             # Mined between the two questions, or another transaction took the nonce.
-            return (await self._receipt(signed, node, at) or await self._nonce_used(signed, node, at)), signed, sent_us
+            return await self._receipt(signed, node, at) or await self._nonce_used(signed, node, at)
+        tracked.sent_us = to_us(at)  # whatever happens below, the next look is a replacement delay away
         if await node.call("eth_getTransactionByHash", signed.tx_hash) is None:
             # The node lost it (restarted, evicted it): the same bytes again before paying more.
             # Refused again (priced out, say), it goes on to the step like a pending one.
             if await self._send_again(signed, node) is None:
-                return None, signed, to_us(at)
+                return None
         if isinstance(step, lifecycle.Gap):
             reason = await self._gap(signed, node, step.missing)
         elif isinstance(step, lifecycle.Stuck):
@@ -517,11 +520,12 @@ class Signer:
             bumped, reason = await self._bump(signed, node, at)
             if bumped is not None:
                 await emit(bumped[0])
-                return None, bumped[1], to_us(at)
+                tracked.record = bumped[1]
+                return None
         if reason is not None and (signed.status != "stuck" or signed.error != reason):
-            emits, signed = self._transition(signed, {"status": "stuck", "error": reason}, at)
+            emits, tracked.record = self._transition(signed, {"status": "stuck", "error": reason}, at)
             await emit(emits)
-        return None, signed, to_us(at)
+        return None
 
     async def _send_again(self, signed: SignedTransaction, node: Node) -> str | None:
         """The same bytes to the chain again; None if it has them (or mined them), else why not."""
@@ -694,6 +698,16 @@ class Signer:
 
     def _signed(self, record):
         return sign_outcome(record, self._service_key, self.key_id)
+
+
+@dataclass
+class _Tracked:
+    """A transaction the tracker follows: its current record (a bump replaces it), when it
+    was last sent, and since when the chain's nonce has been past it."""
+
+    record: SignedTransaction
+    sent_us: int
+    nonce_passed_us: int | None = None
 
 
 # What an idempotent copy takes from its original's record as that transaction moves on.
