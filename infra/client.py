@@ -199,7 +199,8 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
                         forged: list[tuple[str, str]] | None = None,
                         service_keys: ServiceKeys | None = None) -> dict[str, Outcome]:
     """Wait until each intent has a rejection or a signed transaction (with ``final``: a
-    final status, i.e. mined or failed for broadcast ones).
+    final status, `schemas.models.FINAL_TX_STATUSES`: mined, failed, replaced or dropped for
+    broadcast ones).
 
     Only authentic outcomes count: signed by a pinned key of the service allowed to say it (a
     signer for signatures and signing-stage refusals, a worker for the rest) and bound to the
