@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,11 +166,35 @@ class LocalStack:
                 "-s3.port.iceberg=0", "-s3.port.lance=0"]
         for name, port in ports.items():
             argv += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+        volumes = len(list(data.glob("*.dat")))  # what the log already holds, before the server starts
         process = self._spawn("storage", argv)
         endpoint = f"http://127.0.0.1:{ports['s3']}"
         wait_for_port(f"127.0.0.1:{ports['s3']}", 60, "SeaweedFS S3", process.proc)
+        self._wait_for_volumes(ports["master"], volumes, process)
         self._make_bucket(endpoint, process)
         return endpoint
+
+    def _wait_for_volumes(self, master_port: int, expected: int, process: Process) -> None:
+        """Until the master knows every volume on disk. S3 answers before the volume server's first
+        heartbeat (seconds after a restart), and until then reading a stored object fails with
+        500: Tansu gives up on its cluster's metadata after 3 s and the broker is unusable."""
+        url = f"http://127.0.0.1:{master_port}/vol/status"
+        deadline = time.monotonic() + 60
+        known = 0
+        while expected:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    centers = json.loads(response.read())["Volumes"]["DataCenters"]
+                known = sum(len(node) for racks in centers.values() for nodes in racks.values()
+                            for node in nodes.values())
+            except (OSError, ValueError, KeyError, AttributeError):
+                known = 0
+            if known >= expected:
+                return
+            if time.monotonic() > deadline or process.proc.poll() is not None:
+                raise StackError(f"SeaweedFS reports {known} of the {expected} volumes on disk after 60 s; see "
+                                 f"{process.log_path}")
+            time.sleep(0.5)
 
     def _make_bucket(self, endpoint: str, process: Process) -> None:
         import boto3
