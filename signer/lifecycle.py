@@ -25,14 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.models import FINAL_TX_STATUSES as FINAL
-
+# The final statuses are schemas.models.FINAL_TX_STATUSES; these are the others.
 OPEN = ("signed", "broadcast", "stuck")
-_NEXT = {
-    "signed": frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"}),
-    "broadcast": frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"}),
-    "stuck": frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"}),
-}
+# From any open status a transaction may move to any of these; "signed" and "sign_only" are
+# only ever where a record starts.
+_MOVES = frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"})
 # Nodes accept a replacement at the same nonce only when its fees are at least 10 % higher
 # (geth's default price bump); 12.5 % leaves room for rounding on both fees.
 BUMP_NUM, BUMP_DEN = 9, 8
@@ -45,7 +42,7 @@ class IllegalTransition(ValueError):
 def check_transition(current: str, new: str) -> None:
     """Raise IllegalTransition unless a transaction in ``current`` may move to ``new``: a final
     status is never left (a mined transaction is never reported failed later)."""
-    if current in FINAL or new not in _NEXT.get(current, ()):
+    if current not in OPEN or new not in _MOVES:
         raise IllegalTransition(f"a transaction in status {current!r} cannot become {new!r}")
 
 

@@ -47,7 +47,7 @@ from schemas.chains import REGISTRY
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.models import (INTENT_MAX_AGE_US, NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejected,
-                            SignedTransaction, TransactionIntent)
+                            SignedTransaction, StageVerdict, TransactionIntent)
 from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
@@ -156,34 +156,31 @@ class Signer:
 
     async def _sign_and_record(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         intent = approved.intent
-        signed, counts, slot, policy, key = await self._sign(approved, now)
-        signed = self._signed(signed)
-        # A result returned for a reused idempotency key follows the original's transaction to
-        # its final status (it was copied as it stood).
-        copy_of = None if counts else self.state.idempotent_original(intent.idempotency_slot or "", to_us(now))
+        signing = await self._sign(approved, now)
+        signed = self._signed(signing.record)
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
         metrics.TXS.labels(signed.status).inc()
         self.state.record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
                                  now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
-                                 spend_wei=signed.max_spend_wei, counts=counts, policy_version=policy.version,
-                                 idempotency_slot=slot, tx_hash=signed.tx_hash if counts else None,
-                                 context=(intent.to_bytes(), *key) if counts and key else None, copy_of=copy_of)
+                                 spend_wei=signed.max_spend_wei, counts=signing.counts,
+                                 policy_version=signing.policy.version, idempotency_slot=signing.slot,
+                                 tx_hash=signed.tx_hash if signing.counts else None,
+                                 context=(intent.to_bytes(), *signing.key) if signing.key else None,
+                                 copy_of=signing.copy_of)
         emits = [
             Emit(topics.TXS_SIGNED, intent.agent_id, record),
             audit(SERVICE, "tx.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
                   intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
                   chain_id=signed.chain_id, tx_hash=signed.tx_hash, **{"from": signed.from_}, to=signed.to,
                   nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
-                  policy_version=policy.version, status=signed.status, tee=self.tee),
+                  policy_version=signing.policy.version, status=signed.status, tee=self.tee),
         ]
-        follow = copy_of is not None and signed.status in lifecycle.OPEN
-        return emits, signed if (signed.status == "signed" and counts) or follow else None
+        # A copy for a reused idempotency key follows its original's transaction to a final status.
+        follow = signing.copy_of is not None and signed.status in lifecycle.OPEN
+        return emits, signed if (signed.status == "signed" and signing.counts) or follow else None
 
-    async def _sign(self, approved: IntentApproved, now: datetime
-                    ) -> tuple[SignedTransaction, bool, str | None, AgentPolicy, tuple[str, int] | None]:
-        """The signed transaction, whether it is new (it counts as spend), the idempotency slot,
-        the policy judged under and the key version that signed it (None for a cached result)."""
+    async def _sign(self, approved: IntentApproved, now: datetime) -> _Signing:
         intent = approved.intent
         policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
@@ -197,8 +194,8 @@ class Signer:
                                          f"idempotency key was used by intent {original}, which was not signed")
                 # Cached result for the key: the original's signed bytes, under this intent's id.
                 first = SignedTransaction.from_bytes(cached)
-                return first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now,
-                                                "intent_digest": intent.digest()}), False, None, policy, None
+                return _Signing(first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now,
+                                                         "intent_digest": intent.digest()}), policy, copy_of=original)
         try:
             path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
                                                   (f"agents/{intent.agent_id}/", "keys/"))
@@ -243,7 +240,7 @@ class Signer:
             tx_type=intent.tx_type, status="signed" if intent.broadcast else "sign_only", tee=self.tee,
             signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
         )
-        return result, True, slot, policy, (path, version)
+        return _Signing(result, policy, slot=slot, key=(path, version))
 
     def _verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
         """The checks that need no chain: the policy in force (the signer's own), the agent's
@@ -280,12 +277,24 @@ class Signer:
     def _check_spend(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote,
                      now: datetime) -> None:
         """Fee ceiling, then cap and rolling limit on spend, with the signer's own record."""
+        failed = self._spend_refusal(intent, policy, quote, now)
+        if failed is not None:
+            raise SigningRefused(failed.code, f"signer re-check failed: {failed.reason}")
+
+    def _spend_refusal(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote,
+                       now: datetime) -> StageVerdict | None:
+        """The first of fee ceiling, cap and rolling limit that ``quote`` fails, if any. The
+        intent's own recorded spend is left out of the window: a fee bump replaces it, and a new
+        intent has none."""
         now_us = to_us(now)
-        spent = SpendWindow(self.state.spend_entries(intent.agent_id, now_us)).spent(now_us)
+        entries = self.state.spend_entries(intent.agent_id, now_us)
+        entries.pop(intent.intent_id, None)
+        spent = SpendWindow(entries).spent(now_us)
         for verdict in (fees.check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
                         guardrails.check_daily_limit(intent, policy, spent, quote)):
             if not verdict.passed:
-                raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
+                return verdict
+        return None
 
     def _address(self, path: str, version: int, share: bytearray | None, cmek: bytearray | None) -> str:
         # Derived once per key version from the key itself, not from metadata someone could edit.
@@ -452,11 +461,12 @@ class Signer:
             if error is None and signed.status == "signed":
                 emits, signed = self._transition(signed, {"status": "broadcast"}, now())
                 await emit(emits)
-        tracked = _Tracked(signed, sent_us=to_us(now()))
+        hashes = [h for h in self.state.attempts(signed.intent_id) if h != signed.tx_hash] + [signed.tx_hash]
+        tracked = _Tracked(signed, sent_us=to_us(now()), hashes=hashes)
         check_us, poll = 0, POLL_FIRST_S
         while True:
             try:
-                final = await self._receipt(tracked.record, node, now())
+                final = await self._receipt(tracked, node, now())
                 if final is None and to_us(now()) >= check_us:
                     check_us = to_us(now()) + STEP_EVERY_US
                     final = await self._step(tracked, node, now(), emit)
@@ -505,7 +515,7 @@ class Signer:
             return None
         if isinstance(step, lifecycle.NonceUsed):
             # Mined between the two questions, or another transaction took the nonce.
-            return await self._receipt(signed, node, at) or await self._nonce_used(signed, node, at)
+            return await self._receipt(tracked, node, at) or await self._nonce_used(signed, node, at)
         tracked.sent_us = to_us(at)  # whatever happens below, the next look is a replacement delay away
         if await node.call("eth_getTransactionByHash", signed.tx_hash) is None:
             # The node lost it (restarted, evicted it): the same bytes again before paying more.
@@ -517,7 +527,7 @@ class Signer:
         elif isinstance(step, lifecycle.Stuck):
             reason = step.reason
         else:
-            bumped, reason = await self._bump(signed, node, at)
+            bumped, reason = await self._bump(tracked, node, at)
             if bumped is not None:
                 await emit(bumped[0])
                 tracked.record = bumped[1]
@@ -537,19 +547,19 @@ class Signer:
             return str(exc)
         return None
 
-    async def _receipt(self, signed: SignedTransaction, node: Node,
+    async def _receipt(self, tracked: _Tracked, node: Node,
                        at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
         """Final, if any transaction of this intent has a receipt: mined (executed) or failed
         (reverted); the spend settles to what the chain took."""
-        attempts = self.state.attempts(signed.intent_id)
-        hashes = [h for h in attempts if h != signed.tx_hash] + [signed.tx_hash]
+        signed, hashes = tracked.record, tracked.hashes
         for tx_hash in reversed(hashes):  # the newest is the likeliest
             receipt = await node.call("eth_getTransactionReceipt", tx_hash)
             if receipt is not None:
                 break
         else:
             return None
-        winner = signed if tx_hash == signed.tx_hash else SignedTransaction.from_bytes(attempts[tx_hash])
+        winner = (signed if tx_hash == signed.tx_hash else
+                  SignedTransaction.from_bytes(self.state.attempts(signed.intent_id)[tx_hash]))
         ok = int(receipt["status"], 16) == 1
         gas_used = int(receipt["gasUsed"], 16)
         fee = gas_used * int(receipt["effectiveGasPrice"], 16)
@@ -605,10 +615,11 @@ class Signer:
                 f"signer can send, so it cannot be mined until they are used.{held_by_client} The signer signs only "
                 "what an intent asks for: it does not fill the gap by itself")
 
-    async def _bump(self, signed: SignedTransaction, node: Node,
+    async def _bump(self, tracked: _Tracked, node: Node,
                     at: datetime) -> tuple[tuple[list[Emit], SignedTransaction] | None, str | None]:
         """Sign the intent again at the same nonce with higher fees, if the current policy
         allows it: (what to publish and the new record, or None and why not)."""
+        signed = tracked.record
         context = self.state.tx_context(signed.intent_id)
         if context is None:
             return None, ("not mined, and it was signed before replacements were recorded; submit an intent "
@@ -634,15 +645,10 @@ class Signer:
         except lifecycle.BumpRefused as refused:
             return None, f"not mined at {fee} wei per gas, and not replaced: {refused}"
         quote = fees.FeeQuote(tx.gas, new_fee, new_tip, market if intent.tx_type == 2 else None)
-        now_us = to_us(at)
-        entries = self.state.spend_entries(intent.agent_id, now_us)
-        entries.pop(intent.intent_id, None)  # this intent counts once, at the bumped worst case
-        spent = SpendWindow(entries).spent(now_us)
-        for verdict in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
-                        fees.check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
-                        guardrails.check_daily_limit(intent, policy, spent, quote)):
-            if not verdict.passed:
-                return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {verdict.reason}"
+        for failed in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
+                       self._spend_refusal(intent, policy, quote, at)):  # the intent counts once, bumped
+            if failed is not None and not failed.passed:
+                return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {failed.reason}"
         chain = REGISTRY.get(intent.chain)
         replacement = build_transaction(intent, chain.chain_id, signed.nonce, tx.gas, quote.fees(intent.tx_type))
         try:
@@ -657,7 +663,9 @@ class Signer:
         while self.state.in_scope:  # an intent is being signed: its savepoint must not be committed
             await asyncio.sleep(0.01)
         self.state.record_replacement(intent_id=intent.intent_id, tx_hash=bumped.tx_hash, record=bumped.to_bytes(),
-                                      now_us=now_us, spend_wei=bumped.max_spend_wei)
+                                      now_us=to_us(at), spend_wei=bumped.max_spend_wei)
+        if bumped.tx_hash not in tracked.hashes:  # its receipt counts from now on, even if the node refuses it
+            tracked.hashes.append(bumped.tx_hash)
         error = await self._send_again(bumped, node)
         if error is not None:  # recorded all the same: if it is ever mined, it was within policy
             return None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
@@ -700,13 +708,31 @@ class Signer:
         return sign_outcome(record, self._service_key, self.key_id)
 
 
+@dataclass(frozen=True)
+class _Signing:
+    """What `_sign` produced: the record, the policy judged under, and either the idempotency
+    slot it claims and the key version that signed it (a new transaction: it counts as spend)
+    or the intent whose result it copies (a reused idempotency key)."""
+
+    record: SignedTransaction
+    policy: AgentPolicy
+    slot: str | None = None
+    key: tuple[str, int] | None = None
+    copy_of: str | None = None
+
+    @property
+    def counts(self) -> bool:
+        return self.key is not None
+
+
 @dataclass
 class _Tracked:
     """A transaction the tracker follows: its current record (a bump replaces it), when it
-    was last sent, and since when the chain's nonce has been past it."""
+    was last sent, the hashes of every attempt, and since when the chain's nonce has been past it."""
 
     record: SignedTransaction
     sent_us: int
+    hashes: list[str]  # every transaction signed for the intent, oldest first: any may be mined
     nonce_passed_us: int | None = None
 
 

@@ -27,7 +27,8 @@ from schemas import topics
 from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.fields import format_native_amount
-from schemas.models import AgentPolicy, AuditEvent, IntentApproved, IntentRejected, SignedTransaction
+from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentApproved, IntentRejected,
+                            SignedTransaction)
 from signer import lifecycle
 from signer.custody.keys import KeyStore
 from signer.service import Signer
@@ -43,7 +44,7 @@ S = US_PER_SECOND
 # --- the pure rules -------------------------------------------------------------------------
 
 def test_a_final_status_is_never_left():
-    for final in lifecycle.FINAL:
+    for final in FINAL_TX_STATUSES:
         for new in ("broadcast", "stuck", "mined", "failed", "replaced", "dropped"):
             with pytest.raises(lifecycle.IllegalTransition):
                 lifecycle.check_transition(final, new)
