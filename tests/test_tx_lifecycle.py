@@ -28,7 +28,7 @@ from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.fields import format_native_amount
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentApproved, IntentRejected,
-                            SignedTransaction)
+                            SignedTransaction, TransactionIntent)
 from signer import lifecycle
 from signer.custody.keys import KeyStore
 from signer.service import Signer
@@ -120,8 +120,9 @@ class Harness:
     async def emit(self, emits: list[Emit]) -> None:
         self.published += emits
 
-    async def sign(self, **fields) -> SignedTransaction:
-        """Sign and send one intent, as the signer's loop does; the record it tracks."""
+    async def approve(self, **fields) -> tuple[TransactionIntent, SignedTransaction]:
+        """One broadcast intent approved and handled by the signer, its state committed (as the
+        signer's loop does before sending); the intent and the record to send."""
         now = datetime.now(timezone.utc)
         intent = new_intent(self.agent_key, agent_id=self.agent, chain="anvil", to=DEST, broadcast=True, now=now,
                             **{"value": "0.001", **fields})
@@ -133,6 +134,11 @@ class Harness:
         self.published += emits
         assert to_broadcast is not None, [IntentRejected.from_bytes(e.value).reason for e in emits
                                           if e.topic == topics.INTENTS_REJECTED]
+        return intent, to_broadcast
+
+    async def sign(self, **fields) -> SignedTransaction:
+        """Sign and send one intent, as the signer's loop does; the record it tracks."""
+        _, to_broadcast = await self.approve(**fields)
         emits, sent = await self.signer.send(to_broadcast, utcnow())
         self.published += emits
         assert sent is not None and sent.status == "broadcast", sent
@@ -319,12 +325,7 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
     the same record finds it open, sends the same bytes and follows it to its receipt (well
     before the replacement delay, when the tracker would have found it lost anyway)."""
     async def scenario(h: Harness):
-        now = datetime.now(timezone.utc)
-        intent = new_intent(h.agent_key, agent_id=h.agent, chain="anvil", to=DEST, value="0.001",
-                            broadcast=True, now=now)
-        approved = IntentApproved(intent=intent, policy=h.policy, verdicts=(), approved_at=now)
-        _, signed = await h.signer.handle(approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, 1, b"a"), now)
-        h.state.commit()  # ... and the process is killed here, before `send`
+        _, signed = await h.approve()  # ... and the process is killed here, before `send`
         restarted = Signer(SignerState(h.state_path), h.signer.keys, h.signer.admin_keys, h.signer.node_for,
                            service_key=("signer-test", h.service_key), replace_after_us=600 * S)
         (open_record,) = [SignedTransaction.from_bytes(r) for r in restarted.state.unconfirmed()]
@@ -338,36 +339,23 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
 
 def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(chain, tmp_path):
     """Two intents with one idempotency key (a raw producer's: the SDK would give them one id):
-    the second gets the first's signed bytes, as they stood (still pending). It used to stay there: a client waiting for a final status waited
-    forever. It now reports what the first's transaction becomes, under its own id."""
+    the second gets the first's signed bytes, as they stood (still pending). It used to stay
+    there: a client waiting for a final status waited forever. It now reports what the first's
+    transaction becomes, under its own id."""
     async def scenario(h: Harness):
         first = await h.sign(idempotency_key="pay-invoice-7")
-        now = datetime.now(timezone.utc)
-        again = new_intent(h.agent_key, agent_id=h.agent, chain="anvil", to=DEST, value="0.001", broadcast=True,
-                           now=now, idempotency_key="pay-invoice-7", intent_id=f"i-again-{os.urandom(6).hex()}")
-        approved = IntentApproved(intent=again, policy=h.policy, verdicts=(), approved_at=now)
-        emits, copy = await h.signer.handle(approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, 99, b"a"), now)
-        h.state.commit()
-        h.published += emits
-        assert copy is not None, [e.value for e in emits if e.topic == topics.INTENTS_REJECTED]
+        again, copy = await h.approve(idempotency_key="pay-invoice-7", intent_id=f"i-again-{os.urandom(6).hex()}")
         assert copy.status in lifecycle.OPEN and copy.tx_hash == first.tx_hash
         sent_emits, sent = await h.signer.send(copy, utcnow())  # not sent again: the original was
         assert sent_emits == [] and sent == copy
         follower = asyncio.create_task(finish(h, copy))
         await h.node.call("evm_mine")
-        return again, await finish(h, first), await follower
+        finals = await finish(h, first), await follower
+        return again, *finals, int(await h.node.call("eth_getTransactionCount", h.address, "latest"), 16)
 
-    h, (again, first_final, copy_final) = on_chain(tmp_path, chain, scenario)
+    h, (again, first_final, copy_final, chain_nonce) = on_chain(tmp_path, chain, scenario)
     assert first_final.status == copy_final.status == "mined"
     assert copy_final.tx_hash == first_final.tx_hash and copy_final.block_number == first_final.block_number
     assert copy_final.intent_id == again.intent_id and copy_final.intent_digest == again.digest()
     assert h.records(again.intent_id)[-1] == copy_final  # published, signed by the signer
-    assert int(asyncio.run(_nonce_of(chain, h.address))) == first_final.nonce + 1  # one transaction on chain
-
-
-async def _nonce_of(rpc_url: str, address: str) -> int:
-    node = JsonRpc(rpc_url)
-    try:
-        return int(await node.call("eth_getTransactionCount", address, "latest"), 16)
-    finally:
-        await node.close()
+    assert chain_nonce == first_final.nonce + 1  # one transaction on chain
