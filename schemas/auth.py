@@ -88,25 +88,29 @@ def sign_outcome(record: O, service_key: Ed25519PrivateKey, key_id: str) -> O:
     return record.model_copy(update={"signed_by": key_id, "service_signature": signature})
 
 
-def outcome_role(record: Outcome) -> Role:
+def outcome_roles(record: Outcome) -> tuple[Role, ...]:
     """Who may say this: only a signer speaks of signatures and of refusals at stage "signing"
-    (which release the worker's reservation); the workers speak of every other decision."""
+    (which release the worker's reservation); the workers speak of every other decision; either
+    dead-letters a record it cannot process."""
     if isinstance(record, SignedTransaction):
-        return "signer"
+        return ("signer",)
     if isinstance(record, IntentRejected) and record.stage == "signing":
-        return "signer"
-    return "worker"
+        return ("signer",)
+    if isinstance(record, DeadLetter):
+        return ("worker", "signer")
+    return ("worker",)
 
 
 def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | None = None) -> str | None:
     """None when ``record`` is signed by a pinned key of the service allowed to say it and (when
-    ``intent_digest`` is given) is about exactly that intent; otherwise why it must not be believed.
-    A dead letter may come from either service."""
-    role = outcome_role(record)
-    public = keys.key(role, record.signed_by)
-    if public is None and isinstance(record, DeadLetter):
-        role = "signer"
-        public = keys.key(role, record.signed_by)
+    ``intent_digest`` is given) is about exactly that intent; otherwise why it must not be believed."""
+    roles = outcome_roles(record)
+    role, public = " or ".join(roles), None
+    for candidate in roles:
+        public = keys.key(candidate, record.signed_by)
+        if public is not None:
+            role = candidate
+            break
     if public is None:
         return f"signed_by {record.signed_by!r} is not a pinned {role} key"
     if not record.service_signature or not _verify(public, record.service_signature, record.service_signing_bytes()):
