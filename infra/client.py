@@ -33,7 +33,6 @@ from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentRe
 from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
 
 
-
 def intent_key_file(home: Path, agent_id: str) -> Path:
     return home / "agents" / agent_id / "intent_ed25519.pem"
 

@@ -80,7 +80,7 @@ def _line(record: SignedTransaction) -> str:
 
 def cmd_txs(args) -> int:
     settings = load()
-    history: dict[str, list[SignedTransaction]] = {}
+    history: dict[str, list[SignedTransaction]] | None = {} if args.action == "show" else None
     records, forged = asyncio.run(agent_transactions(settings, args.agent, history=history))
     if args.action == "show":
         if not args.id:
