@@ -430,7 +430,7 @@ def test_decode_rejects_malformed_input():
 
     cases = [
         (b"", "raw transaction must be non-empty bytes"),
-        (b"\x03" + typed[1:], "unsupported transaction type 0x03"),
+        (b"\x05" + typed[1:], "unsupported transaction type 0x05"),
         (typed + b"\x00", "malformed RLP"),
         (typed[:-1], "malformed RLP"),
         (_reencode(typed, leading_zero), "nonce is not a canonical integer"),

@@ -32,10 +32,14 @@ from eth_utils import to_checksum_address
 from signer.evm._keccak import keccak
 from signer.evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
 from signer.evm._secp256k1 import SECP256K1N, InvalidKey, address_of, sign_hash
+from signer.evm.authorizations import InvalidAuthorization, SignedAuthorization, encode_authorization_list
+from signer.evm.blobs import MAX_BLOBS_PER_TX, VERSIONED_HASH_VERSION_KZG
 
 __all__ = [
     "AccessList",
     "AccessListTransaction",
+    "BlobTransaction",
+    "SetCodeTransaction",
     "FeeMarketTransaction",
     "InvalidKey",
     "InvalidTransaction",
@@ -47,12 +51,16 @@ __all__ = [
     "decode_signed",
     "payload_1559",
     "payload_2930",
+    "payload_4844",
+    "payload_7702",
     "payload_legacy",
     "recover_sender",
     "sign_transaction",
     "signing_hash_155",
     "signing_hash_1559",
     "signing_hash_2930",
+    "signing_hash_4844",
+    "signing_hash_7702",
     "signing_hash_pre155",
 ]
 
@@ -63,6 +71,8 @@ _U256_LIMIT = 2**256
 
 TX_TYPE_2930 = 0x01
 TX_TYPE_1559 = 0x02
+TX_TYPE_4844 = 0x03
+TX_TYPE_7702 = 0x04
 
 AccessList = tuple[tuple[bytes, tuple[bytes, ...]], ...]
 
@@ -231,7 +241,85 @@ class FeeMarketTransaction:
         _check_access_list(self.access_list)
 
 
-Transaction = Union[LegacyTransaction, AccessListTransaction, FeeMarketTransaction]
+def _check_fee_market(tx) -> None:
+    _check_chain_id("chain_id", tx.chain_id)
+    _check_uint("nonce", tx.nonce, _U64_LIMIT, "2**64")
+    _check_uint("max_priority_fee_per_gas", tx.max_priority_fee_per_gas, _U256_LIMIT, "2**256")
+    _check_uint("max_fee_per_gas", tx.max_fee_per_gas, _U256_LIMIT, "2**256")
+    if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
+        raise InvalidTransaction("max_priority_fee_per_gas must be <= max_fee_per_gas")
+    _check_uint("gas", tx.gas, _U64_LIMIT, "2**64")
+    # Neither a blob nor a set-code transaction can create a contract.
+    if type(tx.to) is not bytes or len(tx.to) != 20:
+        raise InvalidTransaction(f"to must be 20 bytes (type {tx.TYPE} cannot create a contract)")
+    _check_uint("value", tx.value, _U256_LIMIT, "2**256")
+    _check_data(tx.data)
+    _check_access_list(tx.access_list)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobTransaction:
+    """
+    EIP-4844 transaction: an EIP-1559 transaction that also pays for blob gas and commits to
+    its blobs by their versioned hashes (the blobs travel beside it, see ``blobs.py``).
+    """
+
+    TYPE = TX_TYPE_4844
+
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    access_list: AccessList
+    max_fee_per_blob_gas: int
+    blob_versioned_hashes: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        _check_fee_market(self)
+        _check_uint("max_fee_per_blob_gas", self.max_fee_per_blob_gas, _U256_LIMIT, "2**256")
+        hashes = self.blob_versioned_hashes
+        if type(hashes) is not tuple or not 1 <= len(hashes) <= MAX_BLOBS_PER_TX:
+            raise InvalidTransaction(f"blob_versioned_hashes must be a tuple of 1 to {MAX_BLOBS_PER_TX} hashes")
+        for index, versioned in enumerate(hashes):
+            if type(versioned) is not bytes or len(versioned) != 32 or versioned[0] != VERSIONED_HASH_VERSION_KZG:
+                raise InvalidTransaction(f"blob_versioned_hashes[{index}] must be 32 bytes starting with 0x01")
+
+
+@dataclass(frozen=True, slots=True)
+class SetCodeTransaction:
+    """
+    EIP-7702 transaction: an EIP-1559 transaction whose authorization list sets the code of
+    each authority to a delegation before the call runs.
+    """
+
+    TYPE = TX_TYPE_7702
+
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    access_list: AccessList
+    authorization_list: tuple[SignedAuthorization, ...]
+
+    def __post_init__(self) -> None:
+        _check_fee_market(self)
+        if type(self.authorization_list) is not tuple or not self.authorization_list:
+            raise InvalidTransaction("authorization_list must be a non-empty tuple (EIP-7702)")
+        for entry in self.authorization_list:
+            if type(entry) is not SignedAuthorization:
+                raise InvalidTransaction("authorization_list entries must be SignedAuthorization")
+
+
+Transaction = Union[LegacyTransaction, AccessListTransaction, FeeMarketTransaction, BlobTransaction,
+                    SetCodeTransaction]
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +360,15 @@ def payload_1559(tx: FeeMarketTransaction) -> bytes:
                      encode_bytes(tx.data), encode_access_list(tx.access_list)))
 
 
+def payload_4844(tx: BlobTransaction) -> bytes:
+    return b"".join((payload_1559(tx), encode_uint(tx.max_fee_per_blob_gas),
+                     encode_list(b"".join(b"\xa0" + h for h in tx.blob_versioned_hashes))))
+
+
+def payload_7702(tx: SetCodeTransaction) -> bytes:
+    return payload_1559(tx) + encode_authorization_list(tx.authorization_list)
+
+
 # ---------------------------------------------------------------------------
 # Signing hashes. ``payload`` lets ``sign_transaction`` pass the fields it has
 # already encoded for the serialization; recovery leaves it out.
@@ -307,6 +404,16 @@ def signing_hash_1559(tx: FeeMarketTransaction, payload: bytes | None = None) ->
     return keccak(b"\x02" + encode_list(payload_1559(tx) if payload is None else payload))
 
 
+def signing_hash_4844(tx: BlobTransaction, payload: bytes | None = None) -> bytes:
+    """EIP-4844 signing hash: ``keccak(0x03 || RLP(fields))``."""
+    return keccak(b"\x03" + encode_list(payload_4844(tx) if payload is None else payload))
+
+
+def signing_hash_7702(tx: SetCodeTransaction, payload: bytes | None = None) -> bytes:
+    """EIP-7702 signing hash: ``keccak(0x04 || RLP(fields))``."""
+    return keccak(b"\x04" + encode_list(payload_7702(tx) if payload is None else payload))
+
+
 # ---------------------------------------------------------------------------
 # Signing
 # ---------------------------------------------------------------------------
@@ -319,7 +426,7 @@ def checksum(address: bytes) -> str:
     return to_checksum_address(address)
 
 
-def _same_chain(tx: AccessListTransaction | FeeMarketTransaction, chain_id: int) -> None:
+def _same_chain(tx, chain_id: int) -> None:
     # A typed transaction carries its own chain id; disagreeing with the
     # caller means one of them is pointed at the wrong network.
     if tx.chain_id != chain_id:
@@ -350,6 +457,14 @@ def sign_transaction(
         _same_chain(tx, chain_id)
         payload, prefix = payload_2930(tx), b"\x01"
         msg_hash = signing_hash_2930(tx, payload)
+    elif tx_class is BlobTransaction:
+        _same_chain(tx, chain_id)
+        payload, prefix = payload_4844(tx), b"\x03"
+        msg_hash = signing_hash_4844(tx, payload)
+    elif tx_class is SetCodeTransaction:
+        _same_chain(tx, chain_id)
+        payload, prefix = payload_7702(tx), b"\x04"
+        msg_hash = signing_hash_7702(tx, payload)
     elif tx_class is LegacyTransaction:
         payload, prefix = payload_legacy(tx), b""
         msg_hash = signing_hash_155(tx, chain_id, payload)
@@ -404,6 +519,23 @@ def _decode_access_list(item: object) -> AccessList:
         entries.append(
             (address, tuple(_decode_bytes("access_list storage key", k) for k in keys))
         )
+    return tuple(entries)
+
+
+def _decode_authorization_list(item: object) -> tuple[SignedAuthorization, ...]:
+    if type(item) is not list:
+        raise InvalidTransaction("authorization_list must be an RLP list")
+    entries = []
+    for entry in item:
+        if type(entry) is not list or len(entry) != 6:
+            raise InvalidTransaction("authorization_list entries must be [chain_id, address, nonce, y_parity, r, s]")
+        try:
+            entries.append(SignedAuthorization(
+                _decode_uint("authorization chain_id", entry[0]), _decode_bytes("authorization address", entry[1]),
+                *(_decode_uint(name, value) for name, value in zip(("authorization nonce", "y_parity", "r", "s"),
+                                                                   entry[2:]))))
+        except InvalidAuthorization as exc:
+            raise InvalidTransaction(f"authorization_list: {exc}") from None
     return tuple(entries)
 
 
@@ -481,6 +613,31 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
         v = _decode_uint("y_parity", items[9])
         if v not in (0, 1):
             raise InvalidTransaction("bad v")
+    elif first in (TX_TYPE_4844, TX_TYPE_7702):
+        count, kind = (14, "EIP-4844") if first == TX_TYPE_4844 else (13, "EIP-7702")
+        items = _decode_rlp_list(raw[1:], count, kind)
+        fields = dict(
+            chain_id=_decode_uint("chain_id", items[0]),
+            nonce=_decode_uint("nonce", items[1]),
+            max_priority_fee_per_gas=_decode_uint("max_priority_fee_per_gas", items[2]),
+            max_fee_per_gas=_decode_uint("max_fee_per_gas", items[3]),
+            gas=_decode_uint("gas", items[4]),
+            to=_decode_bytes("to", items[5]),
+            value=_decode_uint("value", items[6]),
+            data=_decode_bytes("data", items[7]),
+            access_list=_decode_access_list(items[8]),
+        )
+        if first == TX_TYPE_4844:
+            hashes = items[10]
+            if type(hashes) is not list:
+                raise InvalidTransaction("blob_versioned_hashes must be an RLP list")
+            tx = BlobTransaction(**fields, max_fee_per_blob_gas=_decode_uint("max_fee_per_blob_gas", items[9]),
+                                 blob_versioned_hashes=tuple(_decode_bytes("blob hash", h) for h in hashes))
+        else:
+            tx = SetCodeTransaction(**fields, authorization_list=_decode_authorization_list(items[9]))
+        v = _decode_uint("y_parity", items[-3])
+        if v not in (0, 1):
+            raise InvalidTransaction("bad v")
     else:
         raise InvalidTransaction(f"unsupported transaction type 0x{first:02x}")
 
@@ -500,12 +657,10 @@ def recover_sender(raw: bytes) -> bytes:
         else:
             chain_id, recovery_id = divmod(v - 35, 2)
             msg_hash = signing_hash_155(tx, chain_id)
-    elif type(tx) is AccessListTransaction:
-        recovery_id = v
-        msg_hash = signing_hash_2930(tx)
     else:
         recovery_id = v
-        msg_hash = signing_hash_1559(tx)
+        msg_hash = {AccessListTransaction: signing_hash_2930, FeeMarketTransaction: signing_hash_1559,
+                    BlobTransaction: signing_hash_4844, SetCodeTransaction: signing_hash_7702}[type(tx)](tx)
 
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((recovery_id,))
     try:

@@ -1,0 +1,105 @@
+"""EIP-7702 authorizations: an account's signature that sets its code to a delegation.
+
+An authorization ``[chain_id, address, nonce]`` signed by an account's key makes
+that account, when a set-code transaction (type 4) carrying it is executed, run
+the code at ``address``: its code becomes ``0xef0100 || address``. It is as
+powerful as the key itself, so the signer signs one only under the policy's
+delegation rules (``streams.guardrails.check_delegation``).
+
+The signed message is ``keccak256(0x05 || rlp([chain_id, address, nonce]))``;
+chain id 0 means every chain. The tuple travels as ``[chain_id, address, nonce,
+y_parity, r, s]`` in the transaction's authorization list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coincurve import PublicKey
+
+from signer.evm._keccak import keccak
+from signer.evm._rlp import encode_bytes, encode_list, encode_uint
+from signer.evm._secp256k1 import SECP256K1N, sign_hash
+
+__all__ = ["Authorization", "InvalidAuthorization", "SignedAuthorization", "authorization_hash",
+           "encode_authorization_list", "recover_authority", "sign_authorization"]
+
+MAGIC = b"\x05"
+_HALF_N = SECP256K1N // 2
+# EIP-7702: the authority's nonce must stay below 2**64 - 1 after it is raised.
+_NONCE_LIMIT = 2**64 - 1
+
+
+class InvalidAuthorization(ValueError):
+    """An authorization (or its signature) is not acceptable."""
+
+
+def _check_uint(name: str, value: object, limit: int) -> None:
+    if type(value) is not int:
+        raise InvalidAuthorization(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= value < limit:
+        raise InvalidAuthorization(f"{name} must be >= 0 and < {limit}")
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    chain_id: int  # 0: valid on every chain
+    address: bytes  # the delegate: whose code the account runs
+    nonce: int  # the authority's nonce when the authorization is applied
+
+    def __post_init__(self) -> None:
+        _check_uint("chain_id", self.chain_id, 2**256)
+        if type(self.address) is not bytes or len(self.address) != 20:
+            raise InvalidAuthorization("address must be 20 bytes")
+        _check_uint("nonce", self.nonce, _NONCE_LIMIT)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedAuthorization:
+    chain_id: int
+    address: bytes
+    nonce: int
+    y_parity: int
+    r: int
+    s: int
+
+    def __post_init__(self) -> None:
+        Authorization(self.chain_id, self.address, self.nonce)  # the same field rules
+        if self.y_parity not in (0, 1) or type(self.y_parity) is not int:
+            raise InvalidAuthorization("y_parity must be 0 or 1")
+        _check_uint("r", self.r, 2**256)
+        _check_uint("s", self.s, 2**256)
+
+
+def authorization_hash(auth: Authorization | SignedAuthorization) -> bytes:
+    """``keccak256(0x05 || rlp([chain_id, address, nonce]))``: what the authority signs."""
+    fields = encode_uint(auth.chain_id) + encode_bytes(auth.address) + encode_uint(auth.nonce)
+    return keccak(MAGIC + encode_list(fields))
+
+
+def sign_authorization(auth: Authorization, private_key: bytearray | bytes) -> SignedAuthorization:
+    """The authorization signed with ``private_key`` (RFC 6979, low s). The caller wipes the key."""
+    if type(auth) is not Authorization:
+        raise InvalidAuthorization(f"expected an Authorization, not {type(auth).__name__}")
+    y_parity, r, s = sign_hash(authorization_hash(auth), private_key)
+    return SignedAuthorization(auth.chain_id, auth.address, auth.nonce, y_parity, r, s)
+
+
+def recover_authority(signed: SignedAuthorization) -> bytes:
+    """The 20-byte address that signed ``signed``. High s is refused (EIP-2, as EIP-7702 requires)."""
+    if not 0 < signed.r < SECP256K1N or not 0 < signed.s <= _HALF_N:
+        raise InvalidAuthorization("signature r/s out of range (s must be in the lower half, EIP-2)")
+    signature = signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes((signed.y_parity,))
+    try:
+        public_key = PublicKey.from_signature_and_message(signature, authorization_hash(signed), hasher=None)
+    except ValueError:
+        raise InvalidAuthorization("signature does not recover to a public key") from None
+    return keccak(public_key.format(compressed=False)[1:])[12:]
+
+
+def encode_authorization_list(authorizations: tuple[SignedAuthorization, ...]) -> bytes:
+    """RLP of the list of ``[chain_id, address, nonce, y_parity, r, s]`` tuples."""
+    return encode_list(b"".join(
+        encode_list(encode_uint(a.chain_id) + encode_bytes(a.address) + encode_uint(a.nonce)
+                    + encode_uint(a.y_parity) + encode_uint(a.r) + encode_uint(a.s))
+        for a in authorizations))
