@@ -29,7 +29,7 @@ from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
 from schemas import topics
 from schemas.auth import ServiceKeys, load_or_create_ed25519, outcome_forgery, sign_intent, sign_policy
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey,
-                            SignedTransaction, TransactionIntent)
+                            SignedMessage, SignedTransaction, TransactionIntent, TypedData)
 from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
 
 
@@ -76,12 +76,13 @@ class ClientKey:
         self.wipe()
 
 
-def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: str, value: str,
+def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: str | None = None, value: str | None = None,
                idempotency_key: str | None = None, intent_id: str | None = None, now: datetime | None = None,
                client_share: ClientKey | None = None, cmek: ClientKey | None = None, **fields) -> TransactionIntent:
-    """A signed intent. ``client_share`` (client-custody vaults) and ``cmek`` (vaults with a
-    customer-managed key) are sealed into the intent before the agent signs it, so the
-    signature covers them too."""
+    """A signed intent (a transaction unless ``intent_type`` says otherwise; see
+    `new_message_intent` and `new_typed_data_intent`). ``client_share`` (client-custody vaults)
+    and ``cmek`` (vaults with a customer-managed key) are sealed into the intent before the agent
+    signs it, so the signature covers them too."""
     if intent_id is None:
         intent_id = idempotent_intent_id(agent_id, idempotency_key) if idempotency_key else "i-" + uuid.uuid4().hex
     if client_share is not None:
@@ -91,6 +92,31 @@ def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: s
     intent = TransactionIntent(intent_id=intent_id, agent_id=agent_id, idempotency_key=idempotency_key, chain=chain,
                                to=to, value=value, created_at=now or utcnow(), **fields)
     return sign_intent(intent, agent_key)
+
+
+def new_message_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, message: bytes | str,
+                       **fields) -> TransactionIntent:
+    """An EIP-191 personal_sign intent; a ``str`` message is signed as its UTF-8 bytes."""
+    raw = message.encode() if isinstance(message, str) else message
+    return new_intent(agent_key, agent_id=agent_id, chain=chain, intent_type="personal_sign",
+                      message="0x" + raw.hex(), **fields)
+
+
+def new_typed_data_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, typed_data: dict,
+                          **fields) -> TransactionIntent:
+    """An EIP-712 intent over ``typed_data`` (the eth_signTypedData_v4 JSON document)."""
+    return new_intent(agent_key, agent_id=agent_id, chain=chain, intent_type="typed_data",
+                      typed_data=TypedData.model_validate(typed_data), **fields)
+
+
+def blob_fields(blobs: Sequence[bytes]) -> dict:
+    """The fields of a blob transaction (type 3) that carries its blobs: the blobs and their
+    KZG versioned hashes, computed here the way the signer checks them."""
+    from signer.evm.blobs import make_sidecar  # KZG setup loads on first use, only for blob senders
+
+    sidecar = make_sidecar(tuple(blobs))
+    return {"tx_type": 3, "blobs": tuple("0x" + b.hex() for b in blobs),
+            "blob_versioned_hashes": tuple("0x" + h.hex() for h in sidecar.versioned_hashes)}
 
 
 def signed_policy(settings: Settings, **fields) -> AgentPolicy:
@@ -181,12 +207,23 @@ async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s
                        f"within {timeout_s:.0f} s: is it running (`warden up`)?")
 
 
-Outcome = IntentRejected | SignedTransaction
+Outcome = IntentRejected | SignedTransaction | SignedMessage
+# Where a client reads the answer to its intent: a refusal, a signed transaction or a signed message.
+OUTCOME_TOPICS = (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED)
+_OUTCOME_MODELS = {topics.INTENTS_REJECTED: IntentRejected, topics.TXS_SIGNED: SignedTransaction,
+                   topics.MESSAGES_SIGNED: SignedMessage}
+
+
+def is_final(outcome: Outcome) -> bool:
+    """A refusal and a signed message are final; a transaction once its status is."""
+    return not isinstance(outcome, SignedTransaction) or outcome.status in FINAL_TX_STATUSES
 
 
 def read_outcome(topic: str, raw: bytes) -> Outcome | None:
     """A record from an outcome topic, or None if it is not one (anyone can write there)."""
-    model = IntentRejected if topic == topics.INTENTS_REJECTED else SignedTransaction
+    model = _OUTCOME_MODELS.get(topic)
+    if model is None:
+        return None
     try:
         return model.from_bytes(raw)
     except ValidationError:
@@ -209,21 +246,18 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
     digests = {intent.intent_id: intent.digest() for intent in intents}
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
-    async for topic, value in follow(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED), start):
+    async for topic, value in follow(settings, OUTCOME_TOPICS, start):
         outcome = read_outcome(topic, value) if topic else None
         if outcome is not None and outcome.intent_id in digests:
             why = outcome_forgery(outcome, keys, digests[outcome.intent_id])
             if why is not None:
                 if forged is not None:
                     forged.append((outcome.intent_id, why))
-            elif isinstance(outcome, IntentRejected):
-                outcomes[outcome.intent_id] = outcome
             else:
                 previous = outcomes.get(outcome.intent_id)
-                if not isinstance(previous, SignedTransaction) or previous.status not in FINAL_TX_STATUSES:
+                if previous is None or not is_final(previous):  # a final answer is never overwritten
                     outcomes[outcome.intent_id] = outcome
-        done = all(i in outcomes and (not final or isinstance(outcomes[i], IntentRejected)
-                                      or outcomes[i].status in FINAL_TX_STATUSES) for i in digests)
+        done = all(i in outcomes and (not final or is_final(outcomes[i])) for i in digests)
         if done or time.monotonic() > deadline:
             break
     return outcomes

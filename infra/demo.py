@@ -3,7 +3,10 @@
 It provisions a demo agent (intent key, admin-signed policy, a chain key funded
 on Anvil), submits intents that trip every guardrail and several that pass,
 waits for every outcome, and prints them; approved ones are broadcast and their
-receipts shown.
+receipts shown. Then the other signing paths: an EIP-191 message, an EIP-712
+Permit refused by default and signed once an admin allowlists its token, a blob
+transaction (EIP-4844) that carries its blob, and an EIP-7702 delegation of the
+agent's account to an allowlisted contract.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ import os
 import time
 from dataclasses import dataclass
 
-from infra.client import Client, new_intent, wait_outcomes
+from infra.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
 from runtime.kafka import end_offsets
 from runtime.config import Settings
 from infra.provision import provision_agent
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.fields import format_native_amount
-from schemas.models import IntentRejected
+from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, TypedData, guardrail_stages
 from signer.custody import CLIENT_MODES
 
 AGENT = "demo-agent"
@@ -33,6 +36,12 @@ PAUSED = "0x00000000000000000000000000000000000ca5e0"
 REVERT_REASON = "Warden demo: transfers paused"
 GWEI = 10**9
 FEE_CEILING = 100 * GWEI  # the demo agent's tx_max_fee_per_gas
+ANVIL_CHAIN_ID = 31337
+# The token whose Permit the demo asks for (its EIP-712 domain's verifying contract), and the
+# contract the agent's account is delegated to (EIP-7702): code that answers every call with 42.
+DEMO_TOKEN = "0x0000000000000000000000000000000000700c3A"  # EIP-55
+DELEGATE = "0x00000000000000000000000000000000de1e9A7E"
+ANSWER_42 = "0x602a60005260206000f3"  # PUSH1 42 PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN
 
 
 def _revert_runtime(reason: str) -> str:
@@ -46,10 +55,33 @@ def _revert_runtime(reason: str) -> str:
     return "0x" + code.hex()
 
 
+def permit_typed_data(token: str, chain_id: int, *, owner: str, spender: str, value: int, nonce: int,
+                      deadline: int, name: str = "Warden Demo Token") -> dict:
+    """An ERC-2612 Permit as a wallet is asked to sign it: ``spender`` may take ``value`` of
+    ``owner``'s tokens until ``deadline``. Amounts travel as decimal strings (exact in any JSON reader)."""
+    return {
+        "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
+                                   {"name": "chainId", "type": "uint256"},
+                                   {"name": "verifyingContract", "type": "address"}],
+                  "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
+                             {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
+                             {"name": "deadline", "type": "uint256"}]},
+        "primaryType": "Permit",
+        "domain": {"name": name, "version": "1", "chainId": chain_id, "verifyingContract": token},
+        "message": {"owner": owner, "spender": spender, "value": str(value), "nonce": str(nonce),
+                    "deadline": str(deadline)},
+    }
+
+
+def demo_blob() -> bytes:
+    """One 131072-byte blob: 4096 field elements, each with a zero first byte (so below the BLS modulus)."""
+    return b"".join(b"\x00" + f"Warden demo blob, element {i:04d}.".encode()[:31].ljust(31, b".") for i in range(4096))
+
+
 @dataclass(frozen=True)
 class Scripted:
     name: str
-    expect: str  # "mined" or the rejection code
+    expect: str  # "mined", "signed" (a message) or the rejection code
     fields: dict
     client_share: str = "right"  # client-custody modes: seal the "right" share, a "wrong" one, or "none"
 
@@ -83,21 +115,59 @@ CLIENT_SHARE_SCRIPT = (
 )
 
 
+def _permit(owner: str) -> dict:
+    return permit_typed_data(DEMO_TOKEN, ANVIL_CHAIN_ID, owner=owner, spender=MALLORY, value=100 * 10**18, nonce=0,
+                             deadline=2**40)
+
+
+# The other signing paths. The delegation is last: it uses two nonces, the transaction's and the
+# authorization's. Fields that need the agent's address are filled in by `_fields`.
+SIGNING_SCRIPT = (
+    Scripted("sign a message (EIP-191 personal_sign)", "signed",
+             dict(intent_type="personal_sign", message="0x" + b"Warden demo: I am agent demo-agent".hex())),
+    Scripted("a Permit (EIP-712), token not allowlisted", "EIP712_SPEND_AUTHORIZATION_REFUSED",
+             dict(intent_type="typed_data", typed_data="permit")),
+    Scripted("a blob transaction (EIP-4844) with its blob", "mined",
+             dict(to=ALICE, value="0", max_fee_per_blob_gas=GWEI, blobs="demo")),
+    Scripted("delegate the account to a contract (7702)", "mined",
+             dict(to=ALICE, value="0", tx_type=4,
+                  authorization_list=({"chain_id": ANVIL_CHAIN_ID, "address": DELEGATE},))),
+)
+# After an admin allowlists the token's verifying contract (policy v+1):
+AFTER_ALLOWLISTING = (
+    Scripted("the same Permit after allowlisting the token", "signed",
+             dict(intent_type="typed_data", typed_data="permit")),
+)
+
+
 def script(settings: Settings) -> tuple[Scripted, ...]:
-    return SCRIPT + (CLIENT_SHARE_SCRIPT if settings.key_mode in CLIENT_MODES else ())
+    return SCRIPT + SIGNING_SCRIPT + (CLIENT_SHARE_SCRIPT if settings.key_mode in CLIENT_MODES else ())
 
 
 def expected_outcomes(settings: Settings) -> list[tuple[str, str]]:
-    return [(s.name, s.expect) for s in script(settings)]
+    return [(s.name, s.expect) for s in script(settings) + AFTER_ALLOWLISTING]
+
+
+def _fields(scripted: Scripted, address: str) -> dict:
+    fields = {"chain": "anvil", **scripted.fields}
+    if fields.get("intent_type") is None:
+        fields["broadcast"] = True
+    if fields.get("typed_data") == "permit":
+        fields["typed_data"] = TypedData.model_validate(_permit(address))
+    if fields.get("blobs") == "demo":
+        fields.update(blob_fields([demo_blob()]))
+    return fields
 
 
 async def provision(settings: Settings) -> dict:
     """The demo agent (funded, with its policy) and the paused contract."""
     agent = await provision_agent(settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED), tx_max_value_eth="1",
-                                  tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False)
+                                  tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False,
+                                  message_signing_enabled=True, eip7702_delegate_allowlist=(DELEGATE,))
     node = JsonRpc(settings.rpc_url_for("anvil"))
     try:
         await node.call("anvil_setCode", PAUSED, _revert_runtime(REVERT_REASON))
+        await node.call("anvil_setCode", DELEGATE, ANSWER_42)
     finally:
         await node.close()
     return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy,
@@ -108,8 +178,10 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
     setup = await provision(settings)
     progress(f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
              f"policy v{setup['policy'].version} published")
-    start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-    intents = []
+    intents: list = []
+    began = time.monotonic()
+    forged: list[tuple[str, str]] = []
+    outcomes: dict = {}
     async with Client(settings) as client:
         shares = {"none": None}
         if setup["client_share"] is not None:
@@ -117,30 +189,42 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
                      "the signer's sealing key")
             shares["right"] = await client.client_share(setup["client_share"])
             shares["wrong"] = await client.client_share(base64.b64encode(os.urandom(32)).decode())
-        for scripted in script(settings):
-            fields = {"chain": "anvil", "broadcast": True, **scripted.fields}
-            share = shares.get(scripted.client_share)
-            intent = new_intent(setup["agent_key"], agent_id=AGENT, client_share=share, **fields)
-            intents.append((scripted, intent))
-            await client.submit(intent)
-        await client.flush()
-        for share in shares.values():
-            if share is not None:
-                share.wipe()
-    progress(f"submitted {len(intents)} intents; waiting for outcomes")
-    began = time.monotonic()
-    forged: list[tuple[str, str]] = []
-    outcomes = await wait_outcomes(settings, [i for _, i in intents], timeout_s, start, forged=forged)
+        try:
+            for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
+                if phase == 1:
+                    policy = await _allowlist_token(settings, client, setup["policy"])
+                    progress(f"an admin allowlisted the demo token {DEMO_TOKEN} for EIP-712 (policy v{policy.version})")
+                start = await end_offsets(settings, OUTCOME_TOPICS)
+                batch = []
+                for scripted in scripted_intents:
+                    share = shares.get(scripted.client_share)
+                    intent = new_intent(setup["agent_key"], agent_id=AGENT, client_share=share,
+                                        **_fields(scripted, setup["address"]))
+                    batch.append((scripted, intent))
+                    await client.submit(intent)
+                await client.flush()
+                intents += batch
+                progress(f"submitted {len(batch)} intents; waiting for outcomes")
+                outcomes.update(await wait_outcomes(settings, [i for _, i in batch], timeout_s, start, forged=forged))
+        finally:
+            for share in shares.values():
+                if share is not None:
+                    share.wipe()
     elapsed = time.monotonic() - began
     rows = []
     for scripted, intent in intents:
         outcome = outcomes.get(intent.intent_id)
         row = {"intent": scripted.name, "intent_id": intent.intent_id, "expected": scripted.expect,
-               "chain": intent.chain, "to": intent.to, "value": intent.value}
+               "kind": intent.intent_type, "tx_type": intent.tx_type if intent.intent_type == "transaction" else None,
+               "stages": list(guardrail_stages(intent)), "chain": intent.chain, "to": intent.to, "value": intent.value}
         if outcome is None:
             row.update(outcome="missing", stage=None, code=None, reason="no outcome within the timeout")
         elif isinstance(outcome, IntentRejected):
             row.update(outcome="rejected", stage=outcome.stage, code=outcome.code, reason=outcome.reason)
+        elif isinstance(outcome, SignedMessage):
+            row.update(outcome="signed", stage="signing", code="SIGNED", reason=None, **{"from": outcome.from_},
+                       message_hash=outcome.message_hash, signature=outcome.signature, tee=outcome.tee,
+                       primary_type=outcome.primary_type, verifying_contract=outcome.verifying_contract)
         else:
             row.update(outcome=outcome.status, stage="signing", code=outcome.status.upper(), reason=outcome.error,
                        signed_tx=outcome.signed_tx, tx_hash=outcome.tx_hash, **{"from": outcome.from_},
@@ -148,7 +232,7 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
                        block_number=outcome.block_number, gas_used=outcome.gas_used, tee=outcome.tee,
                        fee_wei=None if outcome.fee_wei is None else str(outcome.fee_wei),
                        max_spend_wei=str(outcome.max_spend_wei))
-        actual = row["outcome"] if row["outcome"] in ("mined", "failed", "missing") else row["code"]
+        actual = row["outcome"] if row["outcome"] in ("mined", "failed", "missing", "signed") else row["code"]
         row["as_expected"] = actual == scripted.expect
         rows.append(row)
     return {"agent_id": AGENT, "address": setup["address"], "policy_version": setup["policy"].version,
@@ -157,11 +241,27 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
             "all_as_expected": all(r["as_expected"] for r in rows)}
 
 
+async def _allowlist_token(settings: Settings, client: Client, current):
+    """What an admin does to let the agent sign the token's Permit: the next policy version, with
+    the token's verifying contract on the EIP-712 allowlist."""
+    fields = current.model_dump(exclude={"version", "issued_at", "admin_key_id", "signature", "schema_version"})
+    fields["eip712_domain_allowlist"] = (Eip712DomainRule(verifying_contract=DEMO_TOKEN, chain_id=ANVIL_CHAIN_ID),)
+    policy = signed_policy(settings, version=current.version + 1, **fields)
+    verdict = await client.publish_policy(policy)
+    if verdict != "policy.updated":
+        raise RuntimeError(f"the streams worker refused the demo's policy update ({verdict})")
+    return policy
+
+
 def render(report: dict) -> str:
     lines = [f"{'intent':44} {'outcome':9} {'stage':12} {'code / tx':28} detail"]
     for r in report["intents"]:
         mark = "ok " if r["as_expected"] else "!! "
-        if r["outcome"] in ("mined", "failed", "sign_only"):
+        if r["outcome"] == "signed":
+            what = f"{r['primary_type']} for {r['verifying_contract']}" if r["kind"] == "typed_data" else "EIP-191"
+            lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['message_hash'][:26]}.. "
+                         f"{r['kind']} {what} signature {r['signature'][:18]}.. tee={r['tee']}")
+        elif r["outcome"] in ("mined", "failed", "sign_only"):
             fee = "?" if r["fee_wei"] is None else format_native_amount(int(r["fee_wei"]))
             detail = f"nonce {r['nonce']} block {r['block_number']} gas {r['gas_used']} fee {fee} tee={r['tee']}"
             lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['tx_hash'][:26]}.. {detail}")

@@ -35,7 +35,7 @@ from infra.admin import load_or_create_admin_key
 from runtime.config import Settings, child_environment, environment
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
-from schemas.models import GUARDRAIL_STAGES
+from schemas.models import ALL_GUARDRAIL_STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,7 +106,7 @@ async def create_topics(broker: str) -> None:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = list(topics.ALL) + [topics.stage_topic(s) for s in GUARDRAIL_STAGES]
+        wanted = list(topics.ALL) + [topics.stage_topic(s) for s in ALL_GUARDRAIL_STAGES]
         new = [
             NewTopic(name, topics.PARTITIONS, 1,
                      topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {})

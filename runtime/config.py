@@ -97,7 +97,8 @@ class Settings:
     # Clients seal client shares only to attested signers unless this says a tee=none one will do.
     allow_unattested_signer: bool = field(default_factory=lambda: _flag("WARDEN_ALLOW_UNATTESTED_SIGNER"))
     # Largest record a worker reads; anything bigger goes to the DLQ unread.
-    max_record_bytes: int = field(default_factory=lambda: int(_env("WARDEN_MAX_RECORD_BYTES", "65536")))
+    # 2 MiB: an intent for a blob transaction carries its blobs (128 KiB each, as hex), up to six.
+    max_record_bytes: int = field(default_factory=lambda: int(_env("WARDEN_MAX_RECORD_BYTES", "2097152")))
     # A broadcast transaction not mined this many seconds after it was sent is replaced with a
     # fee bump (within the policy's ceiling and limits), at most WARDEN_TX_MAX_BUMPS times;
     # after that, or when no bump is allowed, it is reported stuck with the reason.

@@ -20,7 +20,8 @@ from typing import Literal, Protocol, TypeVar
 
 import orjson
 
-from schemas.models import AgentPolicy, DeadLetter, IntentRejected, Outcome, SignedTransaction, TransactionIntent
+from schemas.models import (AgentPolicy, DeadLetter, IntentRejected, Outcome, SignedMessage, SignedTransaction,
+                            TransactionIntent)
 
 Role = Literal["worker", "signer"]
 O = TypeVar("O", bound=Outcome)
@@ -92,7 +93,7 @@ def outcome_roles(record: Outcome) -> tuple[Role, ...]:
     """Who may say this: only a signer speaks of signatures and of refusals at stage "signing"
     (which release the worker's reservation); the workers speak of every other decision; either
     dead-letters a record it cannot process."""
-    if isinstance(record, SignedTransaction):
+    if isinstance(record, (SignedTransaction, SignedMessage)):
         return ("signer",)
     if isinstance(record, IntentRejected) and record.stage == "signing":
         return ("signer",)

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 from schemas.models import (AgentPolicy, AuditEvent, DeadLetter, IntentApproved, IntentRejected, SealingKey,
-                            SignedTransaction, StageVerdict, TransactionIntent)
+                            SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
 
 RECORDS = (TransactionIntent, AgentPolicy, StageVerdict, IntentRejected, IntentApproved, SignedTransaction,
+           SignedMessage,
            AuditEvent, DeadLetter, SealingKey)
 
 

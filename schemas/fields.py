@@ -72,6 +72,11 @@ def _address(value: object) -> str:
     return value
 
 
+def parse_address(value: object) -> str:
+    """An address in any case → its EIP-55 form; a bad checksum or shape is a ValueError."""
+    return _address(value)
+
+
 def _hex_data(value: object) -> str:
     if not isinstance(value, str) or not _HEX_RE.match(value):
         raise ValueError(f"must be 0x-prefixed hex with an even number of digits, got {str(value)[:80]!r}")
@@ -124,5 +129,6 @@ __all__ = [
     "UtcDatetime",
     "Wei",
     "format_native_amount",
+    "parse_address",
     "parse_native_amount",
 ]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any, Literal
+import re
+from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from schemas.chains import REGISTRY, UnknownChain
-from schemas.fields import Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_native_amount
+from schemas.fields import Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_address, parse_native_amount
 
 SCHEMA_VERSION = 1
 
@@ -30,11 +31,45 @@ IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
 INTENT_MAX_AGE_US = 600 * 1_000_000
 INTENT_MAX_FUTURE_US = 120 * 1_000_000
 
-Stage = Literal["intake", "chain", "allowlist", "simulation", "fee", "value_cap", "daily_limit", "signing"]
+Stage = Literal["intake", "chain", "allowlist", "delegation", "simulation", "fee", "value_cap", "daily_limit",
+                "message", "typed_data", "signing"]
 # "fee" comes before the cap and the limit: they count spend (value + worst-case fee), which it
 # prices. Simulation comes before "fee", so a call that reverts is told as a revert, not as a
 # gas estimate that failed.
 GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "simulation", "fee", "value_cap", "daily_limit")
+# A set-code transaction (type 4) also hands the account to its delegates: checked before it is priced.
+SET_CODE_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "simulation", "fee", "value_cap",
+                                      "daily_limit")
+# Messages move no native value by themselves, so they have no fee or spend stages; what they may
+# authorize is their stage's business (an EIP-712 Permit is refused unless its contract is allowlisted).
+MESSAGE_STAGES: tuple[Stage, ...] = ("chain", "message")
+TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data")
+ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "simulation", "fee", "value_cap",
+                                           "daily_limit", "message", "typed_data")
+
+IntentType = Literal["transaction", "personal_sign", "typed_data"]
+
+
+def guardrail_stages(intent: "TransactionIntent") -> tuple[Stage, ...]:
+    """The stages an intent passes, in order: each kind of signature has its own guardrails."""
+    if intent.intent_type == "personal_sign":
+        return MESSAGE_STAGES
+    if intent.intent_type == "typed_data":
+        return TYPED_DATA_STAGES
+    return SET_CODE_STAGES if intent.tx_type == 4 else GUARDRAIL_STAGES
+
+# EIP-4844: each blob is 4096 field elements of 32 bytes and uses 2**17 blob gas; Osaka's per-
+# transaction cap (EIP-7594) is 6 blobs.
+BYTES_PER_BLOB = 131_072
+GAS_PER_BLOB = 131_072
+MAX_BLOBS_PER_TX = 6
+# EIP-7702: each authorization costs PER_EMPTY_ACCOUNT_COST intrinsic gas, which eth_estimateGas of
+# a call without the list does not see.
+PER_AUTHORIZATION_GAS = 25_000
+# EIP-191 messages: the schema's hard bound; a policy's message_max_bytes bounds each agent further.
+MAX_MESSAGE_BYTES = 16_384
+# Integers a JSON reader in any language holds exactly: larger ones travel as decimal strings.
+JSON_SAFE_INT = 2**53 - 1
 
 
 class Record(BaseModel):
@@ -48,6 +83,22 @@ class Record(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes):
         return cls.model_validate_json(raw)
+
+
+class Evolving(Record):
+    """A record that gained fields after its first version: those are left out of it while they
+    hold their defaults, so what was signed before they existed is the same bytes and still
+    verifies, and readers of the first version still read it."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler) -> dict[str, Any]:
+        body = handler(self)
+        for name, default in self._OMITTED_AT_DEFAULT.items():
+            if name in body and getattr(self, name) == default:
+                del body[name]
+        return body
 
 
 class AccessListEntry(Record):
@@ -72,6 +123,127 @@ def _known_chain(name: str) -> str:
     except UnknownChain as exc:
         raise ValueError(str(exc)) from None
     return name
+
+
+_TYPE_NAME_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*\Z")
+_FIELD_TYPE_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\[[0-9]*\])*\Z")
+_EIP712_DOMAIN_FIELDS = {"name": "string", "version": "string", "chainId": "uint256",
+                         "verifyingContract": "address", "salt": "bytes32"}
+_TYPED_DATA_MAX_DEPTH = 32
+
+
+def _json_safe(value: Any, path: str, depth: int = 0) -> None:
+    """Typed-data values as JSON any reader holds exactly: no floats, no integers past 2**53
+    (as decimal strings they are exact everywhere), bounded nesting."""
+    if depth > _TYPED_DATA_MAX_DEPTH:
+        raise ValueError(f"{path}: nested more than {_TYPED_DATA_MAX_DEPTH} levels")
+    if isinstance(value, float):
+        raise ValueError(f"{path}: numbers with a fraction or exponent are refused; integers only, as JSON "
+                         "integers up to 2**53-1 or as decimal strings")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > JSON_SAFE_INT:
+        raise ValueError(f"{path}: {value} is past 2**53-1, which JSON readers in other languages round; send it "
+                         "as a decimal string")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _json_safe(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _json_safe(item, f"{path}[{index}]", depth + 1)
+
+
+def parse_typed_int(value: Any, path: str) -> int:
+    """An EIP-712 integer as JSON carries it: an integer, a decimal string or a 0x-hex string."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.lower().startswith(("0x", "-0x")):
+                return int(text, 16)
+            if re.fullmatch(r"-?[0-9]+", text):
+                return int(text)
+        except ValueError:
+            pass
+    raise ValueError(f"{path}: must be an integer (JSON integer, decimal string or 0x-hex string), got {value!r}")
+
+
+class TypedDataField(Record):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    type: str = Field(min_length=1, max_length=128)
+
+
+class TypedData(Record):
+    """An EIP-712 document as ``eth_signTypedData_v4`` takes it. The schema checks its shape (types
+    defined, domain fields known); the signer's encoder (signer/evm/typed_data.py) checks every value
+    when it hashes it, and refuses what does not encode."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    types: dict[str, tuple[TypedDataField, ...]] = Field(max_length=64)
+    primaryType: str
+    domain: dict[str, Any]
+    message: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _shape(self) -> "TypedData":
+        if "EIP712Domain" not in self.types:
+            raise ValueError("types.EIP712Domain is missing; EIP-712 needs the domain's type")
+        for name, fields in self.types.items():
+            if not _TYPE_NAME_RE.match(name):
+                raise ValueError(f"types: {name!r} is not a valid type name (letters, digits, _ and $)")
+            seen = set()
+            for field in fields:
+                if field.name in seen:
+                    raise ValueError(f"types.{name}: field {field.name!r} appears twice")
+                seen.add(field.name)
+                if not _FIELD_TYPE_RE.match(field.type):
+                    raise ValueError(f"types.{name}.{field.name}: {field.type!r} is not an EIP-712 type")
+        if self.primaryType not in self.types or self.primaryType == "EIP712Domain":
+            raise ValueError(f"primaryType {self.primaryType!r} must name one of the types other than EIP712Domain")
+        domain_fields = {f.name: f.type for f in self.types["EIP712Domain"]}
+        for name, kind in domain_fields.items():
+            if _EIP712_DOMAIN_FIELDS.get(name) != kind:
+                raise ValueError(f"types.EIP712Domain.{name}: the domain's fields are "
+                                 f"{', '.join(f'{k} ({t})' for k, t in _EIP712_DOMAIN_FIELDS.items())}")
+        if set(self.domain) != set(domain_fields):
+            raise ValueError(f"domain has {sorted(self.domain)} but types.EIP712Domain lists {sorted(domain_fields)}; "
+                             "they must match, or a domain value would go unsigned")
+        _json_safe(self.domain, "domain")
+        _json_safe(self.message, "message")
+        if "chainId" in self.domain:
+            parse_typed_int(self.domain["chainId"], "domain.chainId")
+        if "verifyingContract" in self.domain:
+            parse_address(self.domain["verifyingContract"])
+        return self
+
+    @property
+    def chain_id(self) -> int | None:
+        return None if "chainId" not in self.domain else parse_typed_int(self.domain["chainId"], "domain.chainId")
+
+    @property
+    def verifying_contract(self) -> str | None:
+        vc = self.domain.get("verifyingContract")
+        return None if vc is None else parse_address(vc)
+
+    def as_document(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class AuthorizationRequest(Record):
+    """One EIP-7702 authorization the agent asks for: delegate its account to ``address``'s code.
+    The signer signs it with the agent's key; ``nonce`` may be left out (the signer sets the
+    account's next nonce) and, when given, must be that nonce."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    chain_id: int = Field(ge=0, lt=2**64, description="0 means every chain (refused unless the policy allows it)")
+    address: Address
+    nonce: int | None = Field(default=None, ge=0, lt=NONCE_LIMIT)
 
 
 class SealedSecret(Record):
@@ -100,23 +272,42 @@ class SealingKey(Record):
     announced_at: UtcDatetime
 
 
-class TransactionIntent(Record):
-    """What an agent asks for: move ``value`` to ``to`` on ``chain``, signed by the agent."""
+class TransactionIntent(Evolving):
+    """What an agent asks for, signed by the agent. ``intent_type`` says what: a ``transaction``
+    (the default: move ``value`` to ``to`` on ``chain``, EIP-2718 types 0 to 4), an EIP-191
+    ``personal_sign`` of ``message``, or an EIP-712 signature over ``typed_data``. Every kind has
+    the same envelope: agent signature, idempotency, freshness, audit and one outcome."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
+        "intent_type": "transaction", "message": None, "typed_data": None, "max_fee_per_blob_gas": None,
+        "blob_versioned_hashes": (), "blobs": (), "authorization_list": ()}
 
     intent_id: Identifier
     agent_id: Identifier
     idempotency_key: str | None = Field(default=None, max_length=255)
+    intent_type: IntentType = "transaction"
     chain: str
-    to: Address
-    value: NativeAmount
+    to: Address | None = Field(default=None, description="required for a transaction; absent for a message")
+    value: NativeAmount | None = Field(default=None, description="required for a transaction; absent for a message")
     data: HexData = "0x"
-    tx_type: Literal[0, 1, 2] = 2
+    tx_type: Literal[0, 1, 2, 3, 4] = 2
     gas_limit: int | None = Field(default=None, ge=21000, le=30_000_000)
     gas_price: Wei | None = None
     max_fee_per_gas: Wei | None = None
     max_priority_fee_per_gas: Wei | None = None
     access_list: tuple[AccessListEntry, ...] = ()
     nonce: int | None = Field(default=None, ge=0, lt=NONCE_LIMIT)
+    max_fee_per_blob_gas: Wei | None = Field(default=None, description="type 3: the most one unit of blob gas costs")
+    blob_versioned_hashes: tuple[HexData, ...] = Field(
+        default=(), max_length=MAX_BLOBS_PER_TX, description="type 3: 0x01-versioned KZG commitment hashes")
+    blobs: tuple[HexData, ...] = Field(
+        default=(), max_length=MAX_BLOBS_PER_TX,
+        description="type 3 with broadcast: the blobs themselves (131072 bytes each), in the order of their hashes")
+    authorization_list: tuple[AuthorizationRequest, ...] = Field(
+        default=(), max_length=1, description="type 4: the EIP-7702 delegation of the agent's account to sign")
+    message: HexData | None = Field(
+        default=None, description="personal_sign: the message bytes (UTF-8 text as hex), at most 16384 bytes")
+    typed_data: TypedData | None = Field(default=None, description="typed_data: the EIP-712 document")
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
     broadcast: bool = False
@@ -133,14 +324,32 @@ class TransactionIntent(Record):
 
     _chain = field_validator("chain")(classmethod(lambda cls, v: _known_chain(v)))
 
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, json_schema_extra={"allOf": [
+        {"if": {"properties": {"intent_type": {"const": "personal_sign"}}, "required": ["intent_type"]},
+         "then": {"required": ["message"]}},
+        {"if": {"properties": {"intent_type": {"const": "typed_data"}}, "required": ["intent_type"]},
+         "then": {"required": ["typed_data"]}},
+        {"if": {"properties": {"intent_type": {"const": "transaction"}}},
+         "then": {"required": ["to", "value"]}},
+    ]})
+
     @model_validator(mode="after")
-    def _fees_match_type(self) -> "TransactionIntent":
+    def _kind_fields(self) -> "TransactionIntent":
+        if self.intent_type != "transaction":
+            return self._message_fields()
+        if self.to is None:
+            raise ValueError("to is required for a transaction (contract creation is not supported)")
+        if self.value is None:
+            raise ValueError('value is required for a transaction: a decimal string in the native unit such as "0.05"')
+        if self.message is not None or self.typed_data is not None:
+            raise ValueError("message and typed_data are for intent_type personal_sign and typed_data")
         if self.tx_type in (0, 1) and (self.max_fee_per_gas is not None or self.max_priority_fee_per_gas is not None):
             raise ValueError(
-                f"tx_type {self.tx_type} pays gas_price; max_fee_per_gas/max_priority_fee_per_gas are for tx_type 2"
+                f"tx_type {self.tx_type} pays gas_price; max_fee_per_gas/max_priority_fee_per_gas are for tx_type 2-4"
             )
-        if self.tx_type == 2 and self.gas_price is not None:
-            raise ValueError("tx_type 2 pays max_fee_per_gas + max_priority_fee_per_gas; gas_price is for tx_type 0/1")
+        if self.tx_type >= 2 and self.gas_price is not None:
+            raise ValueError(f"tx_type {self.tx_type} pays max_fee_per_gas + max_priority_fee_per_gas; gas_price is "
+                             "for tx_type 0/1")
         if self.tx_type == 0 and self.access_list:
             raise ValueError("tx_type 0 has no access_list; use tx_type 1 or 2")
         if (
@@ -149,11 +358,59 @@ class TransactionIntent(Record):
             and self.max_priority_fee_per_gas > self.max_fee_per_gas
         ):
             raise ValueError("max_priority_fee_per_gas must be <= max_fee_per_gas")
+        self._blob_fields()
+        if self.tx_type == 4 and not self.authorization_list:
+            raise ValueError("tx_type 4 (EIP-7702) needs an authorization_list with one authorization")
+        if self.tx_type != 4 and self.authorization_list:
+            raise ValueError("authorization_list is for tx_type 4 (EIP-7702) only")
+        return self
+
+    def _blob_fields(self) -> None:
+        if self.tx_type != 3:
+            if self.max_fee_per_blob_gas is not None or self.blob_versioned_hashes or self.blobs:
+                raise ValueError("max_fee_per_blob_gas, blob_versioned_hashes and blobs are for tx_type 3 (EIP-4844)")
+            return
+        if self.max_fee_per_blob_gas is None:
+            raise ValueError("tx_type 3 (EIP-4844) needs max_fee_per_blob_gas")
+        if not self.blob_versioned_hashes:
+            raise ValueError(f"tx_type 3 (EIP-4844) needs 1 to {MAX_BLOBS_PER_TX} blob_versioned_hashes")
+        for index, versioned in enumerate(self.blob_versioned_hashes):
+            if len(versioned) != 66 or not versioned.startswith("0x01"):
+                raise ValueError(f"blob_versioned_hashes[{index}] must be 32 bytes starting with the KZG version "
+                                 f"byte 0x01, got {versioned[:80]!r}")
+        if len(set(self.blob_versioned_hashes)) != len(self.blob_versioned_hashes):
+            raise ValueError("blob_versioned_hashes has the same hash twice")
+        if self.blobs and len(self.blobs) != len(self.blob_versioned_hashes):
+            raise ValueError(f"{len(self.blobs)} blobs for {len(self.blob_versioned_hashes)} blob_versioned_hashes; "
+                             "send one blob per hash, in the same order")
+        for index, blob in enumerate(self.blobs):
+            if len(blob) != 2 + 2 * BYTES_PER_BLOB:
+                raise ValueError(f"blobs[{index}] is {(len(blob) - 2) // 2} bytes; a blob is exactly "
+                                 f"{BYTES_PER_BLOB} bytes")
+        if self.broadcast and not self.blobs:
+            raise ValueError("a blob transaction is broadcast with its blobs: add blobs, or leave broadcast off to "
+                             "sign it only (with the versioned hashes)")
+
+    def _message_fields(self) -> "TransactionIntent":
+        wanted = "message" if self.intent_type == "personal_sign" else "typed_data"
+        unwanted = "typed_data" if wanted == "message" else "message"
+        if getattr(self, wanted) is None:
+            raise ValueError(f"intent_type {self.intent_type} needs {wanted}")
+        if getattr(self, unwanted) is not None:
+            raise ValueError(f"{unwanted} is not part of an intent_type {self.intent_type} intent")
+        if self.message is not None and len(self.message) > 2 + 2 * MAX_MESSAGE_BYTES:
+            raise ValueError(f"message is {(len(self.message) - 2) // 2} bytes; at most {MAX_MESSAGE_BYTES} are signed")
+        # Everything that makes a transaction must be absent, so nobody believes it is signed too.
+        defaults = type(self).model_fields
+        stray = [name for name in _TRANSACTION_ONLY if getattr(self, name) != defaults[name].default]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} belong to a transaction, not to an intent_type {self.intent_type} "
+                             "intent; leave them out")
         return self
 
     @property
     def value_wei(self) -> int:
-        return parse_native_amount(self.value)
+        return 0 if self.value is None else parse_native_amount(self.value)
 
     @property
     def idempotency_slot(self) -> str | None:
@@ -175,8 +432,34 @@ class TransactionIntent(Record):
         return hashlib.sha256(self.signing_bytes()).hexdigest()
 
 
-class AgentPolicy(Record):
-    """An agent's guardrails, versioned and signed by an admin key."""
+_TRANSACTION_ONLY = ("to", "value", "data", "tx_type", "gas_limit", "gas_price", "max_fee_per_gas",
+                     "max_priority_fee_per_gas", "access_list", "nonce", "max_fee_per_blob_gas",
+                     "blob_versioned_hashes", "blobs", "authorization_list", "simulate_first", "broadcast")
+
+
+class Eip712DomainRule(Record):
+    """One allowlisted EIP-712 domain: its verifying contract, and optionally its chain id and name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    verifying_contract: Address
+    chain_id: int | None = Field(default=None, ge=1, lt=2**64)
+    name: str | None = Field(default=None, max_length=256)
+
+    def matches(self, typed_data: TypedData) -> bool:
+        return (typed_data.verifying_contract == self.verifying_contract
+                and (self.chain_id is None or typed_data.chain_id == self.chain_id)
+                and (self.name is None or typed_data.domain.get("name") == self.name))
+
+
+class AgentPolicy(Evolving):
+    """An agent's guardrails, versioned and signed by an admin key. What it does not describe is
+    refused: messages, typed data and EIP-7702 delegations are off until their fields allow them."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
+        "message_signing_enabled": False, "message_max_bytes": 1024, "eip712_domain_allowlist": (),
+        "eip712_default_policy": "deny", "eip7702_delegate_allowlist": (), "eip7702_allow_any_chain": False}
 
     agent_id: Identifier
     version: int = Field(ge=1)
@@ -190,6 +473,17 @@ class AgentPolicy(Record):
     require_simulation: bool = False
     sender_address: Address | None = Field(
         default=None, description="the agent's EVM signing address, so simulation runs as the real sender")
+    message_signing_enabled: bool = Field(default=False, description="EIP-191 personal_sign allowed at all")
+    message_max_bytes: int = Field(default=1024, ge=1, le=MAX_MESSAGE_BYTES,
+                                   description="the longest personal_sign message signed")
+    eip712_domain_allowlist: tuple[Eip712DomainRule, ...] = Field(default=(), max_length=256)
+    eip712_default_policy: Literal["deny", "allow"] = Field(
+        default="deny", description="typed data whose domain is not allowlisted; spend authorizations (Permit, "
+        "Permit2) are refused then whatever this says")
+    eip7702_delegate_allowlist: tuple[Address, ...] = Field(
+        default=(), max_length=256, description="contracts the agent's account may delegate to (EIP-7702); empty: none")
+    eip7702_allow_any_chain: bool = Field(
+        default=False, description="allow authorizations with chain_id 0, valid on every chain")
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime
     admin_key_id: str = ""
@@ -286,7 +580,7 @@ class SignedTransaction(Outcome):
     to: Address
     nonce: int
     value_wei: Wei
-    tx_type: Literal[0, 1, 2]
+    tx_type: Literal[0, 1, 2, 3, 4]
     status: TxStatus
     tee: str
     signed_at: UtcDatetime
@@ -298,6 +592,25 @@ class SignedTransaction(Outcome):
     replaces: tuple[HexData, ...] = Field(
         default=(), description="earlier transactions of this intent at the same nonce, replaced by a fee bump")
     replaced_by: HexData | None = Field(default=None, description="replaced: the transaction mined at its nonce")
+
+
+class SignedMessage(Outcome):
+    """An EIP-191 or EIP-712 signature the signer made for an intent, on ``warden.messages.signed``
+    (a topic of its own: its readers never mistake a signature over a message for a transaction)."""
+
+    intent_id: str
+    agent_id: str
+    kind: Literal["personal_sign", "typed_data"]
+    chain: str
+    chain_id: int
+    from_: Address = Field(alias="from")
+    message_hash: HexData = Field(description="what was signed: the EIP-191 hash, or the EIP-712 digest")
+    signature: HexData = Field(description="65 bytes: r || s || v, v = 27 or 28 (what eth_sign returns)")
+    primary_type: str | None = Field(default=None, description="typed data: its primaryType")
+    verifying_contract: Address | None = Field(default=None, description="typed data: the domain's verifyingContract")
+    domain_separator: HexData | None = Field(default=None, description="typed data: hashStruct(domain)")
+    tee: str
+    signed_at: UtcDatetime
 
 
 Actor = str  # "agent:<id>", "admin:<key id>" or "service:<name>"
@@ -360,8 +673,11 @@ __all__ = [
     "SCHEMA_VERSION",
     "SealedSecret",
     "SealingKey",
+    "SignedMessage",
     "SignedTransaction",
     "Stage",
+    "TypedData",
+    "guardrail_stages",
     "StageVerdict",
     "TransactionIntent",
     "event_id",

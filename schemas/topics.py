@@ -11,6 +11,9 @@ INTENTS_REJECTED = "warden.intents.rejected"
 # them NO_OUTCOME unless it decided them already, so even these end with one true outcome.
 INTENTS_ABANDONED = "warden.intents.abandoned"
 TXS_SIGNED = "warden.txs.signed"
+# EIP-191 and EIP-712 signatures (SignedMessage): a topic of their own, so nobody reading signed
+# transactions mistakes a signature over a message for one.
+MESSAGES_SIGNED = "warden.messages.signed"
 POLICIES = "warden.policies"
 AUDIT_EVENTS = "warden.audit.events"
 AUDIT_CHECKPOINTS = "warden.audit.checkpoints"
@@ -32,6 +35,7 @@ ALL = (
     INTENTS_REJECTED,
     INTENTS_ABANDONED,
     TXS_SIGNED,
+    MESSAGES_SIGNED,
     POLICIES,
     AUDIT_EVENTS,
     AUDIT_CHECKPOINTS,

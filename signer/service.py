@@ -47,7 +47,8 @@ from schemas.chains import REGISTRY
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.models import (INTENT_MAX_AGE_US, NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejected,
-                            SignedTransaction, StageVerdict, TransactionIntent)
+                            SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
+from signer.evm import authorizations, blobs, messages, typed_data
 from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
@@ -85,8 +86,10 @@ class SigningRefused(Exception):
         self.code, self.reason = code, reason
 
 
-def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas: int, fees: dict[str, int]):
-    """The transaction for an intent, with exactly the gas and fees the signer priced and checked."""
+def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas: int, fees: dict[str, int],
+                      authorization_list: tuple = ()):
+    """The transaction for an intent, with exactly the gas and fees the signer priced and checked
+    (and, for type 4, the authorizations the signer signed)."""
     to = bytes.fromhex(intent.to[2:])
     data = bytes.fromhex(intent.data[2:])
     access = tuple((bytes.fromhex(e.address[2:]), tuple(bytes.fromhex(k[2:]) for k in e.storage_keys))
@@ -95,8 +98,15 @@ def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas:
         return txs.LegacyTransaction(nonce, fees["gas_price"], gas, to, intent.value_wei, data)
     if intent.tx_type == 1:
         return txs.AccessListTransaction(chain_id, nonce, fees["gas_price"], gas, to, intent.value_wei, data, access)
-    return txs.FeeMarketTransaction(chain_id, nonce, fees["max_priority_fee_per_gas"], fees["max_fee_per_gas"], gas,
-                                    to, intent.value_wei, data, access)
+    tip, cap = fees["max_priority_fee_per_gas"], fees["max_fee_per_gas"]
+    if intent.tx_type == 3:
+        hashes = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
+        return txs.BlobTransaction(chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access,
+                                   intent.max_fee_per_blob_gas, hashes)
+    if intent.tx_type == 4:
+        return txs.SetCodeTransaction(chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access,
+                                      authorization_list)
+    return txs.FeeMarketTransaction(chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access)
 
 
 class Signer:
@@ -120,6 +130,7 @@ class Signer:
         self.max_bumps = max_bumps
         self._addresses: dict[tuple[str, int], str] = {}  # (key path, version) → address: public
         self._pending: dict[tuple[str, str], tuple[int, int]] = {}  # (chain, address) → (pending nonce, asked at µs)
+        self._sidecars: dict[str, blobs.Sidecar] = {}  # blob tx hash → its blobs, commitments and proofs (to send)
 
     async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         """One approved record → what to publish, and the signed tx to broadcast (if the intent asks).
@@ -145,9 +156,13 @@ class Signer:
             return [Emit(prior[0], intent.agent_id, prior[1])], None
         try:
             with self.state.intent_scope():
+                if intent.intent_type != "transaction":
+                    return await self._sign_message(approved, now)
                 return await self._sign_and_record(approved, now)
         except SigningRefused as refused:
-            return self._refuse(intent, refused, now), None
+            # A record that is not provably the agent's (or its policy not an admin's) must not
+            # decide the fate of the real intent with the same id: refused, but not remembered.
+            return self._refuse(intent, refused, now, record=refused.code not in _NOT_ATTRIBUTABLE), None
         except Exception as exc:  # noqa: BLE001 - any failure must still end the intent; the scope rolled back its state
             log.exception("signer error on intent %s; refused SIGNER_ERROR", intent.intent_id)
             return self._refuse(intent, SigningRefused(
@@ -166,6 +181,7 @@ class Signer:
                                  spend_wei=signed.max_spend_wei, counts=signing.counts,
                                  policy_version=signing.policy.version, idempotency_slot=signing.slot,
                                  tx_hash=signed.tx_hash if signing.counts else None,
+                                 last_nonce=signing.last_nonce,
                                  context=(intent.to_bytes(), *signing.key) if signing.key else None,
                                  copy_of=signing.copy_of)
         emits = [
@@ -174,7 +190,8 @@ class Signer:
                   intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
                   chain_id=signed.chain_id, tx_hash=signed.tx_hash, **{"from": signed.from_}, to=signed.to,
                   nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
-                  policy_version=signing.policy.version, status=signed.status, tee=self.tee),
+                  policy_version=signing.policy.version, status=signed.status, tee=self.tee, kind="transaction",
+                  tx_type=signed.tx_type, **_tx_kind_facts(intent)),
         ]
         # A copy for a reused idempotency key follows its original's transaction to a final status.
         follow = signing.copy_of is not None and signed.status in lifecycle.OPEN
@@ -196,6 +213,47 @@ class Signer:
                 first = SignedTransaction.from_bytes(cached)
                 return _Signing(first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now,
                                                          "intent_digest": intent.digest()}), policy, copy_of=original)
+        sidecar = self._sidecar(intent)
+        with self._agent_key(intent) as agent:
+            node = self.node_for(intent.chain)
+            try:
+                nonce = await self._nonce(intent, agent.address, node, now)
+                if guardrails.simulation_required(intent, policy):
+                    simulated = await guardrails.simulate(intent, agent.address, node)  # as the real sender
+                    if not simulated.passed:
+                        raise SigningRefused(simulated.code, f"signer simulation failed: {simulated.reason}")
+                quote = await fees.quote(intent, agent.address, node, policy.tx_max_fee_per_gas)
+                self._check_spend(intent, policy, quote, now)
+            except RpcError as exc:
+                reason = guardrails.decode_revert(exc.data) if exc.data else exc.message
+                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {reason}") from None
+            except RpcUnavailable as exc:
+                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
+            auth_nonces = self._authorization_nonces(intent, nonce)
+            with self._private_key(intent, agent) as key:
+                signed_auths = tuple(
+                    authorizations.sign_authorization(authorizations.Authorization(
+                        request.chain_id, bytes.fromhex(request.address[2:]), auth_nonce), key)
+                    for request, auth_nonce in zip(intent.authorization_list, auth_nonces))
+                tx = build_transaction(intent, chain.chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type),
+                                       signed_auths)
+                signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(agent.address[2:]))
+        if sidecar is not None:
+            self._sidecars["0x" + signed.tx_hash.hex()] = sidecar
+        result = SignedTransaction(
+            intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
+            signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
+            **{"from": txs.checksum(signed.sender)}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
+            tx_type=intent.tx_type, status="signed" if intent.broadcast else "sign_only", tee=self.tee,
+            signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
+        )
+        return _Signing(result, policy, slot=slot, key=(agent.path, agent.version),
+                        last_nonce=max((nonce, *auth_nonces)))
+
+    @contextlib.contextmanager
+    def _agent_key(self, intent: TransactionIntent) -> Iterator[_AgentKey]:
+        """The agent's signing key version for the intent's chain and its address, with the
+        client-held secrets it needs (unsealed from the intent, wiped when the block ends)."""
         try:
             path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
                                                   (f"agents/{intent.agent_id}/", "keys/"))
@@ -211,36 +269,103 @@ class Signer:
         try:
             with self._custody_errors(intent, share, cmek):
                 address = self._address(path, version, share, cmek)
-            node = self.node_for(intent.chain)
-            try:
-                nonce = await self._nonce(intent, address, node, now)
-                if guardrails.simulation_required(intent, policy):
-                    simulated = await guardrails.simulate(intent, address, node)  # as the real sender
-                    if not simulated.passed:
-                        raise SigningRefused(simulated.code, f"signer simulation failed: {simulated.reason}")
-                quote = await fees.quote(intent, address, node, policy.tx_max_fee_per_gas)
-                self._check_spend(intent, policy, quote, now)
-            except RpcError as exc:
-                reason = guardrails.decode_revert(exc.data) if exc.data else exc.message
-                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {reason}") from None
-            except RpcUnavailable as exc:
-                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
-            tx = build_transaction(intent, chain.chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type))
-            # The exact version whose address the nonce was taken for, never "whatever is newest now".
-            with self._custody_errors(intent, share, cmek), \
-                    self.keys.open_private_key(path, version, client_share=share, cmek=cmek) as key:
-                signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(address[2:]))
+            yield _AgentKey(path, version, address, share, cmek)
         finally:
             wipe(share)
             wipe(cmek)
-        result = SignedTransaction(
-            intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
-            signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
-            **{"from": txs.checksum(signed.sender)}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
-            tx_type=intent.tx_type, status="signed" if intent.broadcast else "sign_only", tee=self.tee,
-            signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
-        )
-        return _Signing(result, policy, slot=slot, key=(path, version))
+
+    @contextlib.contextmanager
+    def _private_key(self, intent: TransactionIntent, agent: _AgentKey) -> Iterator[bytearray]:
+        # The exact version whose address the nonce was taken for, never "whatever is newest now".
+        with self._custody_errors(intent, agent.share, agent.cmek), \
+                self.keys.open_private_key(agent.path, agent.version, client_share=agent.share,
+                                           cmek=agent.cmek) as key:
+            yield key
+
+    @staticmethod
+    def _authorization_nonces(intent: TransactionIntent, nonce: int) -> tuple[int, ...]:
+        """EIP-7702: the sender's nonce is raised before the authorization list is applied, so an
+        authorization by the sender itself is valid only at the transaction's nonce + 1. One the
+        agent names must be exactly that, or it would be signed and then skipped by the chain."""
+        wanted = tuple(nonce + 1 + index for index in range(len(intent.authorization_list)))
+        for request, expected in zip(intent.authorization_list, wanted):
+            if request.nonce is not None and request.nonce != expected:
+                raise SigningRefused("EIP7702_NONCE_MISMATCH", (
+                    f"the authorization names nonce {request.nonce}, but the account's next nonce after this "
+                    f"transaction (nonce {nonce}) is {expected}; leave the authorization's nonce out and the signer "
+                    "sets it"))
+        if wanted and wanted[-1] >= NONCE_LIMIT:
+            raise SigningRefused("NONCE_EXHAUSTED", "the authorization's nonce would pass what EIP-2681 allows")
+        return wanted
+
+    def _sidecar(self, intent: TransactionIntent) -> blobs.Sidecar | None:
+        """Blob transactions with their blobs: the KZG commitments and proofs, and the check that
+        the blobs are the ones the signed versioned hashes name."""
+        if not intent.blobs:
+            return None
+        try:
+            sidecar = blobs.make_sidecar(tuple(bytes.fromhex(blob[2:]) for blob in intent.blobs))
+        except blobs.InvalidBlob as exc:
+            raise SigningRefused("BLOB_INVALID", f"{exc}") from None
+        named = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
+        if tuple(sidecar.versioned_hashes) != named:
+            index = next(i for i, (a, b) in enumerate(zip(sidecar.versioned_hashes, named)) if a != b)
+            raise SigningRefused("BLOB_HASH_MISMATCH", (
+                f"blobs[{index}] commits to versioned hash 0x{sidecar.versioned_hashes[index].hex()}, but "
+                f"blob_versioned_hashes[{index}] is 0x{named[index].hex()}; the hashes must be the blobs' own"))
+        return sidecar
+
+    async def _sign_message(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], None]:
+        """EIP-191 personal_sign or EIP-712 typed data: judged like a transaction (the policy in
+        force, the agent's signature, freshness, chain, then the kind's own rule), signed with the
+        agent's key for the chain, recorded, then published on warden.messages.signed."""
+        intent = approved.intent
+        policy = self._verify(approved, now)
+        chain = REGISTRY.get(intent.chain)
+        slot, copy_of = intent.idempotency_slot, None
+        original = None if slot is None else self.state.idempotent_original(slot, to_us(now))
+        if original is not None:
+            cached = self.state.message_record(original)
+            if cached is None:
+                raise SigningRefused("IDEMPOTENT_ORIGINAL_NOT_SIGNED",
+                                     f"idempotency key was used by intent {original}, which was not signed")
+            result = SignedMessage.from_bytes(cached).model_copy(update={
+                "intent_id": intent.intent_id, "signed_at": now, "intent_digest": intent.digest()})
+            slot, copy_of = None, original
+        else:
+            typed = None
+            if intent.intent_type == "personal_sign":
+                digest = messages.personal_sign_hash(bytes.fromhex(intent.message[2:]))
+            else:
+                try:
+                    typed = typed_data.hash_typed_data(intent.typed_data.as_document())
+                except typed_data.InvalidTypedData as exc:
+                    raise SigningRefused("TYPED_DATA_INVALID", f"the typed data does not encode: {exc}") from None
+                digest = typed.digest
+            with self._agent_key(intent) as agent, self._private_key(intent, agent) as key:
+                signature = messages.sign_digest(digest, key)
+            result = SignedMessage(
+                intent_id=intent.intent_id, agent_id=intent.agent_id, kind=intent.intent_type, chain=intent.chain,
+                chain_id=chain.chain_id, **{"from": agent.address}, message_hash="0x" + digest.hex(),
+                signature="0x" + signature.hex(),
+                primary_type=None if typed is None else intent.typed_data.primaryType,
+                verifying_contract=None if typed is None else intent.typed_data.verifying_contract,
+                domain_separator=None if typed is None else "0x" + typed.domain_separator.hex(),
+                tee=self.tee, signed_at=now, intent_digest=intent.digest())
+        signed = self._signed(result)
+        record = signed.to_bytes()
+        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
+        self.state.record_message(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
+                                  now_us=to_us(now), policy_version=policy.version, idempotency_slot=slot)
+        return [
+            Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
+            audit(SERVICE, "message.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
+                  intent_id=intent.intent_id, agent_id=intent.agent_id, kind=signed.kind, chain=intent.chain,
+                  chain_id=signed.chain_id, **{"from": signed.from_}, message_hash=signed.message_hash,
+                  primary_type=signed.primary_type, verifying_contract=signed.verifying_contract,
+                  domain_separator=signed.domain_separator, policy_version=policy.version, tee=self.tee,
+                  idempotent_copy_of=copy_of),
+        ], None
 
     def _verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
         """The checks that need no chain: the policy in force (the signer's own), the agent's
@@ -253,8 +378,7 @@ class Signer:
         if not policy.intents_api_enabled:
             raise SigningRefused("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r} "
                                                          f"(policy v{policy.version})")
-        for verdict in (guardrails.check_freshness(intent, now, self.max_age_us),
-                        guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy)):
+        for verdict in (guardrails.check_freshness(intent, now, self.max_age_us), *_static_checks(intent, policy)):
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
         return policy
@@ -423,13 +547,14 @@ class Signer:
         if self.state.original_of(signed.intent_id) is not None:
             return [], signed
         try:
-            await self.node_for(signed.chain).call("eth_sendRawTransaction", signed.signed_tx)
+            await self.node_for(signed.chain).call("eth_sendRawTransaction", self._network_form(signed))
         except RpcError as exc:
             # "nonce too low" at the first send: another transaction has the nonce; the tracker
             # reports it dropped (or replaced). The nonce is not given back: it is used.
             if not _already_sent(exc.message):
                 # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
-                self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce)
+                self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce,
+                                         last=self._last_nonce(signed))
                 self.state.settle_spend(signed.intent_id, 0)
                 emits, _ = self._transition(signed, {"status": "failed",
                                                      "error": f"node refused the transaction: {exc.message}"}, now)
@@ -540,12 +665,37 @@ class Signer:
     async def _send_again(self, signed: SignedTransaction, node: Node) -> str | None:
         """The same bytes to the chain again; None if it has them (or mined them), else why not."""
         try:
-            await node.call("eth_sendRawTransaction", signed.signed_tx)
+            await node.call("eth_sendRawTransaction", self._network_form(signed))
         except RpcError as exc:
             return None if _already_sent(exc.message) else exc.message
         except RpcUnavailable as exc:
             return str(exc)
         return None
+
+    def _network_form(self, signed: SignedTransaction) -> str:
+        """What a node is sent: the signed transaction, or for a blob transaction its network form
+        with the blobs, commitments and proofs (the intent's blobs, kept in the signer's record so a
+        restart can send it again)."""
+        if signed.tx_type != 3:
+            return signed.signed_tx
+        sidecar = self._sidecars.get(signed.tx_hash)
+        if sidecar is None:
+            context = self.state.tx_context(signed.intent_id)
+            if context is None:
+                return signed.signed_tx
+            sidecar = self._sidecar(TransactionIntent.model_validate_json(context[0]))
+            if sidecar is None:
+                return signed.signed_tx
+            self._sidecars[signed.tx_hash] = sidecar
+        return "0x" + blobs.network_encoding(bytes.fromhex(signed.signed_tx[2:]), sidecar).hex()
+
+    def _last_nonce(self, signed: SignedTransaction) -> int:
+        """The highest nonce of its address a transaction uses: a type-4 transaction signed by the
+        agent for its own account uses one more per authorization."""
+        if signed.tx_type != 4:
+            return signed.nonce
+        tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
+        return signed.nonce + len(tx.authorization_list)
 
     async def _receipt(self, tracked: _Tracked, node: Node,
                        at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
@@ -563,6 +713,8 @@ class Signer:
         ok = int(receipt["status"], 16) == 1
         gas_used = int(receipt["gasUsed"], 16)
         fee = gas_used * int(receipt["effectiveGasPrice"], 16)
+        # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
+        fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
         # Settled: the worst case reserved at signing gives way to what the chain took.
         self.state.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee)
         others = tuple(h for h in hashes if h != tx_hash)
@@ -630,6 +782,11 @@ class Signer:
                           "to replace it")
         raw_intent, path, version = context
         intent = TransactionIntent.model_validate_json(raw_intent)
+        if intent.tx_type in (3, 4):
+            # A blob replacement must also double the blob fee, and a set-code one re-sign its
+            # authorizations; neither is done automatically.
+            return None, (f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
+                          f"submit an intent naming nonce {signed.nonce} with higher fees to replace it")
         policy = self.policies.current(intent.agent_id)
         if policy is None or not policy.intents_api_enabled:
             return None, "not mined, and not replaced: the agent's intents API is disabled now"
@@ -719,10 +876,22 @@ class _Signing:
     slot: str | None = None
     key: tuple[str, int] | None = None
     copy_of: str | None = None
+    last_nonce: int | None = None  # the highest nonce it uses: a self-sponsored EIP-7702 delegation uses two
 
     @property
     def counts(self) -> bool:
         return self.key is not None
+
+
+@dataclass(frozen=True)
+class _AgentKey:
+    """The key version an intent is signed with, its address, and the client-held secrets that open it."""
+
+    path: str
+    version: int
+    address: str
+    share: bytearray | None
+    cmek: bytearray | None
 
 
 @dataclass
@@ -739,6 +908,34 @@ class _Tracked:
 # What an idempotent copy takes from its original's record as that transaction moves on.
 _FOLLOWED = ("status", "signed_tx", "tx_hash", "max_spend_wei", "block_number", "gas_used", "fee_wei", "error",
              "replaces", "replaced_by")
+
+
+# Refusals of a record nobody can be held to: anyone can write one with a real intent's id.
+_NOT_ATTRIBUTABLE = frozenset({"AGENT_SIGNATURE_INVALID", "POLICY_SIGNATURE_INVALID", "POLICY_AGENT_MISMATCH"})
+
+
+def _static_checks(intent: TransactionIntent, policy: AgentPolicy) -> list[StageVerdict]:
+    """The guardrails that need neither the chain nor the spend record, for the intent's kind."""
+    checks = [guardrails.check_chain(intent, policy)]
+    if intent.intent_type == "personal_sign":
+        checks.append(guardrails.check_message(intent, policy))
+    elif intent.intent_type == "typed_data":
+        checks.append(guardrails.check_typed_data(intent, policy))
+    else:
+        checks.append(guardrails.check_allowlist(intent, policy))
+        if intent.tx_type == 4:
+            checks.append(guardrails.check_delegation(intent, policy))
+    return checks
+
+
+def _tx_kind_facts(intent: TransactionIntent) -> dict:
+    """For the ledger: what a blob or set-code transaction commits to besides value."""
+    if intent.tx_type == 3:
+        return {"blob_versioned_hashes": list(intent.blob_versioned_hashes),
+                "max_fee_per_blob_gas": str(intent.max_fee_per_blob_gas)}
+    if intent.tx_type == 4:
+        return {"delegates": [a.address for a in intent.authorization_list]}
+    return {}
 
 
 def _already_sent(message: str) -> bool:

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS tx_attempts (
     intent_id TEXT NOT NULL, tx_hash TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL,
     PRIMARY KEY (intent_id, tx_hash));
 CREATE TABLE IF NOT EXISTS idempotent_copies (intent_id TEXT PRIMARY KEY, original_intent_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS tx_context (
     intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
 """
@@ -106,12 +108,19 @@ class SignerState:
         row = self.db.execute("SELECT spend_wei FROM spend WHERE intent_id = ?", (intent_id,)).fetchone()
         return None if row is None else int(row[0])
 
+    def message_record(self, intent_id: str) -> bytes | None:
+        row = self.db.execute("SELECT record FROM messages WHERE intent_id = ?", (intent_id,)).fetchone()
+        return None if row is None else row[0]
+
     def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
         """The outcome already published for an intent, as (topic, record): its signed
-        transaction, or its refusal."""
+        transaction or message, or its refusal."""
         signed = self.signed_record(intent_id)
         if signed is not None:
             return topics.TXS_SIGNED, signed
+        message = self.message_record(intent_id)
+        if message is not None:
+            return topics.MESSAGES_SIGNED, message
         row = self.db.execute("SELECT record FROM refused WHERE intent_id = ?", (intent_id,)).fetchone()
         return None if row is None else (topics.INTENTS_REJECTED, row[0])
 
@@ -180,7 +189,8 @@ class SignerState:
     def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
                       address: str, nonce: int, spend_wei: int, counts: bool, policy_version: int,
                       idempotency_slot: str | None, tx_hash: str | None = None,
-                      context: tuple[bytes, str, int] | None = None, copy_of: str | None = None) -> None:
+                      context: tuple[bytes, str, int] | None = None, copy_of: str | None = None,
+                      last_nonce: int | None = None) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
         Call it inside `intent_scope`, so they are written together or not at all."""
@@ -188,7 +198,7 @@ class SignerState:
         self.db.execute("INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
         self.db.execute(
             "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
-            "max(last_nonce, excluded.last_nonce)", (agent_id, chain, address, nonce))
+            "max(last_nonce, excluded.last_nonce)", (agent_id, chain, address, max(nonce, last_nonce or nonce)))
         self.db.execute("INSERT OR IGNORE INTO signed_nonces VALUES (?, ?, ?, ?, ?)",
                         (agent_id, chain, address, nonce, intent_id))
         if counts:
@@ -205,6 +215,18 @@ class SignerState:
             self.db.execute("INSERT OR IGNORE INTO tx_context VALUES (?, ?, ?, ?)", (intent_id, *context))
         if copy_of is not None:
             self.db.execute("INSERT OR IGNORE INTO idempotent_copies VALUES (?, ?)", (intent_id, copy_of))
+
+    def record_message(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, policy_version: int,
+                       idempotency_slot: str | None) -> None:
+        """A signed message (EIP-191 or EIP-712) with its idempotency entry, like `record_signed`:
+        in the open batch, inside `intent_scope`, durable before it is published."""
+        self._begin()
+        self.db.execute("INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+        self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
+                        "max(version, excluded.version)", (agent_id, policy_version))
+        if idempotency_slot is not None:
+            self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+                            (idempotency_slot, intent_id, now_us))
 
     @property
     def in_scope(self) -> bool:
@@ -243,11 +265,12 @@ class SignerState:
         node refused it) replaces the worst case reserved at signing."""
         self._outside_scope("UPDATE spend SET spend_wei = ? WHERE intent_id = ?", (str(spent_wei), intent_id))
 
-    def release_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> None:
-        """The node refused the transaction: its nonce was never used, so the next intent takes it."""
+    def release_nonce(self, agent_id: str, chain: str, address: str, nonce: int, last: int | None = None) -> None:
+        """The node refused the transaction: its nonce (through ``last``, the highest one it would
+        have used) was never used, so the next intent takes it."""
         self._outside_scope(
             "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
-            (nonce - 1, agent_id, chain, address, nonce))
+            (nonce - 1, agent_id, chain, address, nonce if last is None else last))
 
     def close(self) -> None:
         self.db.close()

@@ -34,13 +34,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.auth import ServiceKeys, intent_signature_valid, outcome_forgery, policy_signature_valid, sign_outcome
 from schemas.models import (
-    GUARDRAIL_STAGES,
     INTENT_MAX_AGE_US,
     AgentPolicy,
     IntentApproved,
     IntentRejected,
     StageVerdict,
     TransactionIntent,
+    guardrail_stages,
     idempotency_key_sha256,
     idempotency_slot_live,
 )
@@ -129,7 +129,7 @@ class Engine:
             return out
         intent, policy = state
         verdicts: list[StageVerdict] = []
-        for stage in GUARDRAIL_STAGES:
+        for stage in guardrail_stages(intent):
             verdict = await self._timed_stage(stage, intent, policy, now, verdicts)
             verdicts.append(verdict)
             out.append(self._verdict_audit(verdict, intent, now))
@@ -143,7 +143,7 @@ class Engine:
         if state is None:
             return out
         intent, policy = state
-        return out + [self._envelope(GUARDRAIL_STAGES[0], intent, policy, [])]
+        return out + [self._envelope(guardrail_stages(intent)[0], intent, policy, [])]
 
     async def on_stage(self, stage: str, raw: bytes, now: datetime) -> list[Emit]:
         """Split topology: one guardrail per hop, reading the envelope the previous stage wrote."""
@@ -158,9 +158,10 @@ class Engine:
         out = [self._verdict_audit(verdict, intent, now)]
         if not verdict.passed:
             return out + self._reject(intent, verdict, verdicts, now)
-        following = GUARDRAIL_STAGES.index(stage) + 1
-        if following < len(GUARDRAIL_STAGES):
-            return out + [self._envelope(GUARDRAIL_STAGES[following], intent, policy, verdicts)]
+        stages = guardrail_stages(intent)
+        following = stages.index(stage) + 1
+        if following < len(stages):
+            return out + [self._envelope(stages[following], intent, policy, verdicts)]
         return out + self._approve(intent, policy, verdicts, now, counts=True)
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
@@ -208,8 +209,7 @@ class Engine:
             return self._replay(intent, now), None
         out = [_audit(f"agent:{intent.agent_id}", "intent.submitted", f"intent:{intent.intent_id}", now,
                       intent.intent_id, intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
-                      to=intent.to, value_wei=str(intent.value_wei), tx_type=intent.tx_type,
-                      idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key))]
+                      idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key), **_what(intent))]
         raw_policy = self.policies.get(intent.agent_id)
         policy = _policy(raw_policy) if raw_policy else None
         failure = None
@@ -285,6 +285,12 @@ class Engine:
         if stage == "daily_limit":
             spent = self.windows.of(intent.agent_id).spent(to_us(now))
             return guardrails.check_daily_limit(intent, policy, spent, _quote_of(verdicts))
+        if stage == "delegation":
+            return guardrails.check_delegation(intent, policy)
+        if stage == "message":
+            return guardrails.check_message(intent, policy)
+        if stage == "typed_data":
+            return guardrails.check_typed_data(intent, policy)
         if stage == "simulation":
             if not guardrails.simulation_required(intent, policy):
                 return guardrails.simulation_skipped(intent)
@@ -310,7 +316,9 @@ class Engine:
                                                approved_at=now, intent_digest=intent.digest()))
         record = approved.to_bytes()
         now_us = to_us(now)
-        spend = _quote_of(verdicts).spend_wei(intent) if counts else 0
+        # Messages have no fee stage and move no native value: they reserve nothing.
+        priced = any(v.stage == "fee" for v in verdicts)
+        spend = _quote_of(verdicts).spend_wei(intent) if counts and priced else 0
         self.decisions[intent.intent_id] = {
             "agent_id": intent.agent_id, "outcome": "approved", "at_us": now_us, "spend_wei": str(spend),
             "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
@@ -385,6 +393,24 @@ class Engine:
     def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
         """A record this worker cannot decide, dead-lettered under its signature."""
         return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes, self._signed)
+
+
+def _what(intent: TransactionIntent) -> dict:
+    """What an intent asks to sign, for the ledger: the kind and what identifies it."""
+    if intent.intent_type == "personal_sign":
+        return {"kind": "personal_sign", "message_bytes": (len(intent.message or "0x") - 2) // 2}
+    if intent.intent_type == "typed_data":
+        typed = intent.typed_data
+        return {"kind": "typed_data", "primary_type": typed.primaryType, "verifying_contract": typed.verifying_contract,
+                "domain_chain_id": typed.chain_id, "domain_name": typed.domain.get("name")}
+    what = {"kind": "transaction", "to": intent.to, "value_wei": str(intent.value_wei), "tx_type": intent.tx_type}
+    if intent.tx_type == 3:
+        what.update(blob_versioned_hashes=list(intent.blob_versioned_hashes),
+                    max_fee_per_blob_gas=str(intent.max_fee_per_blob_gas), carries_blobs=bool(intent.blobs))
+    if intent.tx_type == 4:
+        what.update(delegates=[a.address for a in intent.authorization_list],
+                    authorization_chain_ids=[a.chain_id for a in intent.authorization_list])
+    return what
 
 
 def _quote_of(verdicts: list[StageVerdict]) -> fees.FeeQuote:

@@ -1,7 +1,8 @@
 """What an intent can cost: its spend is its value plus the worst-case fee.
 
-The fee a transaction pays is at most ``gas_limit × max_fee_per_gas`` (type 2) or
-``gas_limit × gas_price`` (types 0/1), so that is what the per-transaction cap
+The fee a transaction pays is at most ``gas_limit × max_fee_per_gas`` (types 2 to 4) or
+``gas_limit × gas_price`` (types 0/1), plus, for a blob transaction (type 3),
+``blob count × 131072 × max_fee_per_blob_gas``, so that is what the per-transaction cap
 and the rolling 24 h limit count, and what is reserved at approval. Fees the
 intent does not name come from the node; a node's suggestion is not trusted to
 be sane (anyone who fills blocks moves it), so the policy's fee ceiling
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from runtime.rpc import Node
 from schemas.fields import format_native_amount
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from schemas.models import GAS_PER_BLOB, PER_AUTHORIZATION_GAS, AgentPolicy, StageVerdict, TransactionIntent
 from streams.guardrails import call_object, verdict
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # 20 % over the estimate: state can move before inclusion
@@ -32,10 +33,11 @@ class FeeQuote:
     fee_per_gas: int  # max_fee_per_gas (type 2) or gas_price (types 0/1): the most one unit of gas costs
     priority_fee_per_gas: int | None = None  # type 2 only
     base_fee_per_gas: int | None = None  # the node's latest base fee, when it was asked (for explanations)
+    blob_fee_wei: int = 0  # type 3: blob count × GAS_PER_BLOB × max_fee_per_blob_gas
 
     @property
     def max_fee_wei(self) -> int:
-        return self.gas_limit * self.fee_per_gas
+        return self.gas_limit * self.fee_per_gas + self.blob_fee_wei
 
     def spend_wei(self, intent: TransactionIntent) -> int:
         return intent.value_wei + self.max_fee_wei
@@ -49,8 +51,8 @@ class FeeQuote:
         return {"gas_limit": self.gas_limit, "fee_per_gas_wei": str(self.fee_per_gas),
                 "priority_fee_per_gas_wei": None if self.priority_fee_per_gas is None else str(self.priority_fee_per_gas),
                 "base_fee_per_gas_wei": None if self.base_fee_per_gas is None else str(self.base_fee_per_gas),
-                "max_fee_wei": str(self.max_fee_wei), "value_wei": str(intent.value_wei),
-                "spend_wei": str(self.spend_wei(intent))}
+                "blob_fee_wei": str(self.blob_fee_wei), "max_fee_wei": str(self.max_fee_wei),
+                "value_wei": str(intent.value_wei), "spend_wei": str(self.spend_wei(intent))}
 
     @classmethod
     def from_facts(cls, facts: dict) -> "FeeQuote":
@@ -58,11 +60,12 @@ class FeeQuote:
         def wei(name: str) -> int | None:
             return None if facts.get(name) is None else int(facts[name])
         return cls(int(facts["gas_limit"]), int(facts["fee_per_gas_wei"]), wei("priority_fee_per_gas_wei"),
-                   wei("base_fee_per_gas_wei"))
+                   wei("base_fee_per_gas_wei"), int(facts.get("blob_fee_wei") or 0))
 
     def describe(self, intent: TransactionIntent) -> str:
+        blobs = f" + blob gas {format_native_amount(self.blob_fee_wei)}" if self.blob_fee_wei else ""
         return (f"value {intent.value} + worst-case fee {format_native_amount(self.max_fee_wei)} "
-                f"(gas {self.gas_limit} x {self.fee_per_gas} wei)")
+                f"(gas {self.gas_limit} x {self.fee_per_gas} wei{blobs})")
 
 
 async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceiling: int | None) -> FeeQuote:
@@ -75,7 +78,10 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
     gas = intent.gas_limit
     if gas is None:
         estimate = int(await node.call("eth_estimateGas", call_object(intent, sender), "pending"), 16)
+        # The call object carries no authorization list: each authorization's intrinsic gas is added.
+        estimate += PER_AUTHORIZATION_GAS * len(intent.authorization_list)
         gas = estimate * GAS_HEADROOM_NUM // GAS_HEADROOM_DEN
+    blob_fee = len(intent.blob_versioned_hashes) * GAS_PER_BLOB * (intent.max_fee_per_blob_gas or 0)
     if intent.tx_type in (0, 1):
         price = intent.gas_price if intent.gas_price is not None else int(await node.call("eth_gasPrice"), 16)
         return FeeQuote(gas, price)
@@ -90,7 +96,7 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
         max_fee = 2 * base + priority
         if ceiling is not None and base + priority <= ceiling:
             max_fee = min(max_fee, ceiling)
-    return FeeQuote(gas, max_fee, min(priority, max_fee), base)
+    return FeeQuote(gas, max_fee, min(priority, max_fee), base, blob_fee)
 
 
 def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> StageVerdict:

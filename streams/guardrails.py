@@ -20,6 +20,7 @@ from eth_abi import decode as abi_decode
 
 from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.chains import REGISTRY
 from schemas.fields import format_native_amount
 from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent
 
@@ -66,12 +67,94 @@ def check_chain(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
 def check_allowlist(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
     allowlist = policy.tx_to_allowlist
     # Addresses are EIP-55 normalized by the schema, so string equality is address equality.
+    # (Only transactions reach this stage; the schema requires their `to`.)
     if not allowlist or intent.to in allowlist:
         return verdict(intent, "allowlist", True, "RECIPIENT_ALLOWED", f"{intent.to} is allowed", to=intent.to)
     return verdict(
         intent, "allowlist", False, "RECIPIENT_NOT_ALLOWLISTED",
         f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)", to=intent.to,
     )
+
+
+# EIP-712 primary types that authorize a spender to take the signer's tokens: ERC-2612 and DAI-style
+# Permit, and Uniswap Permit2's allowance (PermitSingle, PermitBatch) and signature-transfer types.
+# A contract checks the signature against its own type hash, which includes the type's name, so a
+# renamed type authorizes nothing there; these names are what a real token or Permit2 accepts.
+SPEND_AUTHORIZATIONS = frozenset({"Permit", "PermitSingle", "PermitBatch", "PermitTransferFrom",
+                                  "PermitBatchTransferFrom", "PermitWitnessTransferFrom",
+                                  "PermitBatchWitnessTransferFrom"})
+
+
+def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+    """EIP-191 personal_sign: off unless the policy turns it on, and bounded in size."""
+    size = (len(intent.message or "0x") - 2) // 2
+    facts = dict(kind="personal_sign", message_bytes=size, max_bytes=policy.message_max_bytes)
+    if not policy.message_signing_enabled:
+        return verdict(intent, "message", False, "MESSAGE_SIGNING_DISABLED",
+                       f"personal_sign is off for agent {intent.agent_id!r}; an admin turns it on with "
+                       "message_signing_enabled in the policy", **facts)
+    if size > policy.message_max_bytes:
+        return verdict(intent, "message", False, "MESSAGE_TOO_LARGE",
+                       f"the message is {size} bytes; this agent's policy signs at most {policy.message_max_bytes} "
+                       "(message_max_bytes)", **facts)
+    return verdict(intent, "message", True, "MESSAGE_ALLOWED", f"personal_sign of {size} bytes allowed", **facts)
+
+
+def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+    """EIP-712: the domain's chain must be the intent's; a spend authorization (Permit, Permit2)
+    needs its verifying contract allowlisted whatever the default; anything else needs its domain
+    allowlisted, or the policy's default to be ``allow``."""
+    typed = intent.typed_data
+    assert typed is not None  # the schema requires it for this kind
+    chain_id = REGISTRY.get(intent.chain).chain_id
+    contract, primary = typed.verifying_contract, typed.primaryType
+    facts = dict(kind="typed_data", primary_type=primary, verifying_contract=contract,
+                 domain_chain_id=typed.chain_id, domain_name=typed.domain.get("name"), chain_id=chain_id)
+    if typed.chain_id is not None and typed.chain_id != chain_id:
+        return verdict(intent, "typed_data", False, "EIP712_CHAIN_MISMATCH",
+                       f"the typed data's domain is for chain id {typed.chain_id}, the intent for {intent.chain} "
+                       f"({chain_id}); a signature for another chain is not made here", **facts)
+    allowlisted = any(rule.matches(typed) for rule in policy.eip712_domain_allowlist)
+    if primary in SPEND_AUTHORIZATIONS and not allowlisted:
+        where = f"verifying contract {contract}" if contract else "a domain without a verifyingContract"
+        return verdict(intent, "typed_data", False, "EIP712_SPEND_AUTHORIZATION_REFUSED",
+                       f"{primary} authorizes a spender to take this account's tokens, and {where} is not on the "
+                       "policy's eip712_domain_allowlist; an admin allowlists the contract to allow it (the "
+                       "default policy does not apply to spend authorizations)", **facts)
+    if allowlisted:
+        return verdict(intent, "typed_data", True, "EIP712_DOMAIN_ALLOWED",
+                       f"{primary} for allowlisted domain {contract}", **facts)
+    if policy.eip712_default_policy == "allow":
+        return verdict(intent, "typed_data", True, "EIP712_DEFAULT_ALLOW",
+                       f"{primary}: the domain is not allowlisted and the policy's default is allow", **facts)
+    return verdict(intent, "typed_data", False, "EIP712_DOMAIN_NOT_ALLOWLISTED",
+                   f"the typed data's domain ({contract or 'no verifyingContract'}, name "
+                   f"{typed.domain.get('name')!r}) is not on this agent's eip712_domain_allowlist and the default "
+                   "policy is deny", **facts)
+
+
+def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+    """EIP-7702: each authorization hands the agent's account to a contract's code, so only an
+    allowlisted delegate, and only on the intent's own chain unless the policy allows chain id 0."""
+    chain_id = REGISTRY.get(intent.chain).chain_id
+    delegates = [a.address for a in intent.authorization_list]
+    facts = dict(delegates=delegates, chain_ids=[a.chain_id for a in intent.authorization_list])
+    for auth in intent.authorization_list:
+        if auth.address not in policy.eip7702_delegate_allowlist:
+            listed = len(policy.eip7702_delegate_allowlist)
+            return verdict(intent, "delegation", False, "EIP7702_DELEGATE_NOT_ALLOWLISTED",
+                           f"delegating the account to {auth.address} is not allowed: it is not on the policy's "
+                           f"eip7702_delegate_allowlist ({listed} contracts)", **facts)
+        if auth.chain_id == 0 and not policy.eip7702_allow_any_chain:
+            return verdict(intent, "delegation", False, "EIP7702_ANY_CHAIN_REFUSED",
+                           "an authorization with chain_id 0 is valid on every chain; name the chain id "
+                           f"{chain_id}, or an admin sets eip7702_allow_any_chain", **facts)
+        if auth.chain_id not in (0, chain_id):
+            return verdict(intent, "delegation", False, "EIP7702_CHAIN_MISMATCH",
+                           f"the authorization is for chain id {auth.chain_id}, the intent for {intent.chain} "
+                           f"({chain_id})", **facts)
+    return verdict(intent, "delegation", True, "EIP7702_DELEGATE_ALLOWED",
+                   f"delegation to {', '.join(delegates)} allowed", **facts)
 
 
 def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: "FeeQuote") -> StageVerdict:

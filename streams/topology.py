@@ -26,7 +26,7 @@ from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
-from schemas.models import GUARDRAIL_STAGES
+from schemas.models import ALL_GUARDRAIL_STAGES
 from schemas.emit import Emit, Source
 from streams.engine import Engine
 from streams.redelivery import run_redelivery
@@ -152,7 +152,7 @@ def build_app(settings: Settings) -> faust.App:
             async for event in stream.events():
                 await publish(await _aguard(event, engine.on_intake, event.value, source_of(event), utcnow()))
 
-        for stage in GUARDRAIL_STAGES:
+        for stage in ALL_GUARDRAIL_STAGES:
             def stage_agent(stage: str):
                 async def run(stream):
                     async for event in stream.events():

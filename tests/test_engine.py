@@ -335,7 +335,7 @@ BAD_RECORDS = [
     ("null", lambda w: None, "empty record: the value is null", False),
     ("oversize", lambda w: orjson.dumps({**_good_doc(w), "data": "0x" + "00" * 40_000}),
      "exceeds the 65536-byte limit; it was not parsed", False),
-    ("missing-field", _mutated(to=_DROP), "invalid TransactionIntent: to: is required", True),
+    ("missing-field", _mutated(to=_DROP), "invalid TransactionIntent: record: to is required for a transaction", True),
     ("bad-checksum", _mutated(to="0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
      f"to: bad EIP-55 checksum in '0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed'; expected {DEST!r}", True),
     ("negative-value", _mutated(value="-1"), "value: must be >= 0", True),

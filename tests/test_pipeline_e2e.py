@@ -8,6 +8,7 @@ import base64
 import clickhouse_connect
 import orjson
 from eth_account import Account
+from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from infra import demo
@@ -15,8 +16,17 @@ from infra.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.fields import parse_native_amount
-from schemas.models import GUARDRAIL_STAGES, IntentRejected, SignedTransaction, TransactionIntent
+from schemas.models import IntentRejected, SignedTransaction, TransactionIntent
+from runtime.rpc import JsonRpc
 from tests.support import balance, everything_recorded, make_agent, read_topic
+
+
+async def code_at(settings, address: str) -> str:
+    node = JsonRpc(settings.rpc_url_for("anvil"))
+    try:
+        return await node.call("eth_getCode", address, "latest")
+    finally:
+        await node.close()
 
 CAROL = "0x000000000000000000000000000000000000ca01"
 
@@ -49,6 +59,14 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     assert "1000000000000 wei per gas" in ceiling["reason"] and "ceiling of 100000000000" in ceiling["reason"]
     revert = next(r for r in report["intents"] if r["code"] == "SIMULATION_REVERTED")
     assert demo.REVERT_REASON in revert["reason"]
+    # The other signing paths, each checked by an independent implementation or the chain itself.
+    message, permit = (r for r in report["intents"] if r["outcome"] == "signed")
+    assert Account.recover_message(encode_defunct(text="Warden demo: I am agent demo-agent"),
+                                   signature=bytes.fromhex(message["signature"][2:])) == report["address"]
+    permit_doc = encode_typed_data(full_message=demo._permit(report["address"]))
+    assert Account.recover_message(permit_doc, signature=bytes.fromhex(permit["signature"][2:])) == report["address"]
+    assert [r["tx_type"] for r in mined][-2:] == [3, 4]
+    assert run(code_at(settings, report["address"])) == "0xef0100" + demo.DELEGATE[2:].lower()
 
     # The auditor's view of the same run: every event in the ledger, every chain verified,
     # and each intent's trail complete.
@@ -62,10 +80,19 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
             parameters={"i": row["intent_id"]}).result_rows]
         assert actions[0] == "intent.submitted"
         if row["outcome"] == "mined":
-            assert actions.count("stage.passed") == len(GUARDRAIL_STAGES)
+            assert actions.count("stage.passed") == len(row["stages"])
             assert {"intent.approved", "tx.signed", "tx.mined"} <= set(actions)
+        elif row["outcome"] == "signed":
+            assert actions.count("stage.passed") == len(row["stages"])
+            assert {"intent.approved", "message.signed"} <= set(actions)
         else:
             assert "stage.failed" in actions and "intent.rejected" in actions
+    # The analysts' view of the signed messages: the kind, and for typed data what it was for.
+    rows = client.query("SELECT kind, primary_type, verifying_contract, message_hash FROM signed_messages "
+                        "WHERE intent_id IN {ids:Array(String)} ORDER BY signed_at",
+                        parameters={"ids": [message["intent_id"], permit["intent_id"]]}).result_rows
+    assert rows == [("personal_sign", "", "", message["message_hash"]),
+                    ("typed_data", "Permit", demo.DEMO_TOKEN, permit["message_hash"])]
 
 
 def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
@@ -149,7 +176,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
             "precise": variant(value="0.0000000000000000001"),
             "chain": variant(chain="narnia"),
             "hex": variant(data="0xnothex"),
-            "oversize": orjson.dumps({**doc, "intent_id": "bad-oversize", "data": "0x" + "ab" * 40_000}),
+            "oversize": orjson.dumps({**doc, "intent_id": "bad-oversize", "data": "0x" + "ab" * (settings.max_record_bytes // 2 + 1)}),
         }
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ,
                                              topics.AUDIT_EVENTS))
@@ -181,7 +208,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
         "precise": "at most 18 are allowed",
         "chain": "unknown chain 'narnia'",
         "hex": "data: must be 0x-prefixed hex",
-        "oversize": "exceeds the 65536-byte limit",
+        "oversize": f"exceeds the {settings.max_record_bytes}-byte limit",
     }
     for name, raw in bad.items():
         reason = next((r for payload, r in reasons.items() if raw.startswith(payload[:200]) and payload), None)

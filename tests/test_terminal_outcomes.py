@@ -38,16 +38,17 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
     agent = f"agent-poison-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
     template = orjson.loads(new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1").to_bytes())
-    huge = orjson.dumps({**template, "intent_id": f"i-huge-{os.urandom(4).hex()}", "data": "0x" + "ab" * 499_900})
+    huge = orjson.dumps({**template, "intent_id": f"i-huge-{os.urandom(4).hex()}",
+                         "data": "0x" + "ab" * (settings.max_record_bytes // 2 + 1_000)})
     listed = orjson.dumps({**template, "intent_id": f"i-listed-{os.urandom(4).hex()}", "agent_id": ["a", "b"]})
     missing = orjson.dumps({k: v for k, v in template.items() if k != "agent_id"} |
                            {"intent_id": f"i-noagent-{os.urandom(4).hex()}"})
     poison = {"huge": huge, "listed": listed, "missing": missing}
-    assert 999_000 < len(huge) < 1_048_576
+    assert settings.max_record_bytes < len(huge) < settings.max_record_bytes + 4_096
     start = run(end_offsets(settings, (topics.DLQ, topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
 
     async def attack() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", max_request_size=2_000_000)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", max_request_size=settings.max_message_bytes)
         await producer.start()
         try:
             for raw in poison.values():
@@ -66,7 +67,7 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
     (big,) = per_payload["huge"]
     # By reference: its digest, its size and its first bytes, never the whole record.
     assert big.payload_bytes == len(huge) and len(base64.b64decode(big.payload_b64)) == settings.max_record_bytes
-    assert "exceeds the 65536-byte limit" in big.reason
+    assert f"exceeds the {settings.max_record_bytes}-byte limit" in big.reason
 
     # The worker still decides, and the signer still signs.
     after = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1")

@@ -1,6 +1,6 @@
 """``warden``, the command line: ``main()`` and the top-level parser.
 
-One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``submit`` (submit, tail), ``agents``,
+One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``submit`` (submit, sign, tail), ``agents``,
 ``keys``, ``vault``, ``audit``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (client-share files, publishing custody events).
@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("up", "the main job: run the scripted demo on the embedded stack"),
     "status": ("status", "what `warden up` runs: pids, restarts, consumer and ledger lag"),
     "submit": ("submit", "sign an intent with the agent's key and publish it"),
+    "sign": ("submit", "ask for a signature: `sign message`, `sign typed-data` or `sign tx`"),
     "tail": ("submit", "follow signed transactions and rejections"),
     "txs": ("txs", "what happened to an agent's transactions: list, or show one"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),

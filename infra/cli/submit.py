@@ -1,4 +1,7 @@
-"""``warden submit`` and ``warden tail``: intents in, outcomes out."""
+"""``warden submit``, ``warden sign`` and ``warden tail``: intents in, outcomes out.
+
+``warden sign tx`` is ``warden submit``; ``warden sign message`` (EIP-191) and ``warden sign
+typed-data`` (EIP-712, from a JSON file) ask for a signature over a message instead."""
 
 from __future__ import annotations
 
@@ -14,38 +17,78 @@ from pydantic import ValidationError
 from infra.cli.custody import read_client_share_text
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.cli.vault import UsageError, read_cmek
-from infra.client import Client, load_or_create_agent_key, new_intent, read_outcome, wait_outcomes
+from infra.client import (OUTCOME_TOPICS, Client, blob_fields, load_or_create_agent_key, new_intent, read_outcome,
+                          wait_outcomes)
 from runtime.clock import utcnow
 from runtime.config import load
 from runtime.kafka import end_offsets, follow
 from runtime.trust import PinnedServiceKeys
 from schemas.auth import outcome_forgery
 from schemas import topics
+from schemas.chains import REGISTRY
 from schemas.errors import explain
-from schemas.models import IntentRejected
+from schemas.models import AuthorizationRequest, IntentRejected, SignedMessage, TypedData
 from schemas.sealing import SealingRefused
+
+
+def _kind_fields(args) -> dict:
+    """The intent's fields for what `warden sign` (or `warden submit`) was asked to sign."""
+    kind = getattr(args, "kind", "tx")
+    if kind == "message":
+        if (args.text is None) == (args.hex is None):
+            raise ValueError("give the message as --text (signed as UTF-8) or --hex (bytes), one of them")
+        raw = args.text.encode() if args.text is not None else bytes.fromhex(args.hex.removeprefix("0x"))
+        return {"intent_type": "personal_sign", "message": "0x" + raw.hex()}
+    if kind == "typed-data":
+        if args.file is None:
+            raise ValueError("give the EIP-712 document with --file (the eth_signTypedData_v4 JSON)")
+        with open(args.file, "rb") as fh:
+            return {"intent_type": "typed_data", "typed_data": TypedData.model_validate_json(fh.read())}
+    if args.to is None or args.value is None:
+        raise ValueError("a transaction needs --to and --value")
+    fields = {k: v for k, v in dict(to=args.to, value=args.value, tx_type=args.tx_type, data=args.data,
+                                    gas_limit=args.gas_limit, gas_price=args.gas_price,
+                                    max_fee_per_gas=args.max_fee_per_gas,
+                                    max_priority_fee_per_gas=args.max_priority_fee_per_gas,
+                                    max_fee_per_blob_gas=args.max_fee_per_blob_gas, simulate_first=args.simulate,
+                                    broadcast=args.broadcast, nonce=args.nonce,
+                                    signing_key_path=args.key_path).items() if v is not None}
+    if args.blob_file:
+        blobs = []
+        for path in args.blob_file:
+            with open(path, "rb") as fh:
+                blobs.append(fh.read())
+        fields.update(blob_fields(blobs))
+    if args.delegate is not None:
+        fields["tx_type"] = 4
+        chain_id = args.authorization_chain_id
+        if chain_id is None:
+            chain_id = REGISTRY.get(args.chain).chain_id
+        fields["authorization_list"] = (AuthorizationRequest(chain_id=chain_id, address=args.delegate),)
+    return fields
 
 
 def cmd_submit(args) -> int:
     settings = load()
-    fields = {k: v for k, v in dict(tx_type=args.tx_type, data=args.data, gas_limit=args.gas_limit,
-                                    gas_price=args.gas_price, max_fee_per_gas=args.max_fee_per_gas,
-                                    max_priority_fee_per_gas=args.max_priority_fee_per_gas,
-                                    simulate_first=args.simulate, broadcast=args.broadcast, nonce=args.nonce,
-                                    signing_key_path=args.key_path).items() if v is not None}
+    try:
+        fields = _kind_fields(args)
+    except ValidationError as exc:
+        return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
+    except (ValueError, OSError) as exc:
+        return fail(f"warden {args.command}", exc, 2)
     if args.expires_in is not None:
         fields["expires_at"] = utcnow() + timedelta(seconds=args.expires_in)
 
     async def run():
         key = load_or_create_agent_key(settings.home, args.agent)
-        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
             share = None if args.client_share_file is None else await client.client_share(
                 read_client_share_text(args.client_share_file))
             cmek = None if args.cmek_file is None else await client.cmek(_read_cmek_text(args.cmek_file))
             try:
-                intent = new_intent(key, agent_id=args.agent, chain=args.chain, to=args.to, value=args.value,
-                                    idempotency_key=args.idempotency_key, client_share=share, cmek=cmek, **fields)
+                intent = new_intent(key, agent_id=args.agent, chain=args.chain, idempotency_key=args.idempotency_key,
+                                    client_share=share, cmek=cmek, **fields)
             finally:
                 for held in (share, cmek):
                     if held is not None:
@@ -62,9 +105,9 @@ def cmd_submit(args) -> int:
     try:
         intent, outcome = asyncio.run(run())
     except ValidationError as exc:
-        return fail("warden submit", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
+        return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
     except (SealingRefused, ValueError, OSError) as exc:
-        return fail("warden submit", exc, 2)
+        return fail(f"warden {args.command}", exc, 2)
     if args.json:
         print_json({"intent": intent.model_dump(mode="json"),
                     "outcome": None if outcome is None else outcome.model_dump(mode="json", by_alias=True)})
@@ -74,7 +117,7 @@ def cmd_submit(args) -> int:
             print(_describe_outcome(outcome))
         elif args.wait:
             print(f"no outcome within {args.timeout} s: is the stack up (`warden up`)?")
-    return 0 if outcome is None or getattr(outcome, "status", "rejected") != "rejected" else 1
+    return 1 if isinstance(outcome, IntentRejected) else 0
 
 
 def _read_cmek_text(path: str) -> str:
@@ -92,6 +135,10 @@ def _read_cmek_text(path: str) -> str:
 def _describe_outcome(outcome) -> str:
     if isinstance(outcome, IntentRejected):
         return f"REJECTED {outcome.intent_id} at {outcome.stage}: {outcome.code}: {outcome.reason}"
+    if isinstance(outcome, SignedMessage):
+        typed = f" {outcome.primary_type} for {outcome.verifying_contract}" if outcome.kind == "typed_data" else ""
+        return (f"SIGNED {outcome.intent_id} {outcome.kind}{typed} hash {outcome.message_hash} by {outcome.from_} "
+                f"chain {outcome.chain}({outcome.chain_id}) signature {outcome.signature} tee={outcome.tee}")
     extra = f" block {outcome.block_number}" if outcome.block_number is not None else ""
     error = f" ({outcome.error})" if outcome.error else ""
     return (f"SIGNED {outcome.intent_id} {outcome.status}{extra}{error} tx {outcome.tx_hash} from {outcome.from_} "
@@ -104,7 +151,7 @@ def cmd_tail(args) -> int:
     tail did not submit the intents, so it cannot check digests: a client does that."""
     settings = load()
     keys = PinnedServiceKeys(settings)
-    wanted = (topics.TXS_SIGNED, topics.INTENTS_REJECTED) + ((topics.DLQ,) if args.dlq else ())
+    wanted = OUTCOME_TOPICS + ((topics.DLQ,) if args.dlq else ())
 
     async def run():
         start = None if args.from_beginning else await end_offsets(settings, wanted)
@@ -146,12 +193,24 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--dlq", action="store_true", help="also show dead letters")
         return
     p.set_defaults(handler=cmd_submit)
+    if command == "sign":
+        p.add_argument("kind", choices=("message", "typed-data", "tx"),
+                       help="message: EIP-191 personal_sign; typed-data: EIP-712; tx: a transaction (as submit)")
+        p.add_argument("--text", help="message: the text, signed as its UTF-8 bytes")
+        p.add_argument("--hex", help="message: the bytes, 0x-hex")
+        p.add_argument("--file", help="typed-data: the eth_signTypedData_v4 JSON document")
     p.add_argument("--agent", required=True)
     p.add_argument("--chain", required=True)
-    p.add_argument("--to", required=True)
-    p.add_argument("--value", required=True, help='decimal string in the native unit, e.g. "0.05"')
+    p.add_argument("--to", required=command == "submit")
+    p.add_argument("--value", required=command == "submit", help='decimal string in the native unit, e.g. "0.05"')
     p.add_argument("--data")
-    p.add_argument("--tx-type", type=int, choices=(0, 1, 2))
+    p.add_argument("--tx-type", type=int, choices=(0, 1, 2, 3, 4))
+    p.add_argument("--max-fee-per-blob-gas", help="type 3: wei per unit of blob gas")
+    p.add_argument("--blob-file", action="append", help="type 3: a file holding one 131072-byte blob (repeat for "
+                                                        "more); its versioned hash is computed here")
+    p.add_argument("--delegate", help="type 4 (EIP-7702): delegate the agent's account to this contract")
+    p.add_argument("--authorization-chain-id", type=int, default=None,
+                   help="type 4: the authorization's chain id (default: the intent's chain; 0 = every chain)")
     p.add_argument("--gas-limit", type=int)
     p.add_argument("--gas-price", help="types 0/1: wei per gas (default: the node's suggestion)")
     p.add_argument("--max-fee-per-gas", help="type 2: wei per gas (default: 2 x base fee + tip, under the ceiling)")

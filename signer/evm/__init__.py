@@ -8,11 +8,12 @@
   signs the ``signing_hash_<eip>`` and ``recover_sender`` recovers from the same one.
   Named errors: ``InvalidTransaction`` (with the reason) and ``InvalidKey``.
 
-Where what comes next goes, so a reader who knows the EIPs finds it: EIP-4844 blob
-transactions (type 3) and EIP-7702 set-code transactions (type 4) are more types in
-``transactions.py``, with their blob and authorization rules in ``blobs.py`` and
-``authorizations.py``; EIP-191 ``personal_sign`` in ``messages.py``; EIP-712 typed data in
-``typed_data.py``.
+- ``transactions.py`` also holds EIP-4844 blob transactions (type 3, ``BlobTransaction``)
+  and EIP-7702 set-code transactions (type 4, ``SetCodeTransaction``), with their blob and
+  authorization rules in ``blobs.py`` (KZG commitments and proofs with ckzg, the network form)
+  and ``authorizations.py`` (signing and recovering EIP-7702 tuples).
+- ``messages.py``: EIP-191 ``personal_sign`` hashes, and signing / recovering a 32-byte digest.
+- ``typed_data.py``: EIP-712 typed data, encoded in full.
 
 The fast paths are private modules behind the same functions, each pinned by tests
 against a public implementation (tests/test_evm_fast_paths.py) and kept because

@@ -170,6 +170,24 @@ FROM (
     HAVING countIf(action = 'tx.signed') > 0
 )
 """,
+    # One row per signed message (EIP-191) or typed data (EIP-712): what was signed, and for
+    # typed data what it was for (primary type, verifying contract).
+    f"""
+CREATE OR REPLACE VIEW signed_messages AS
+SELECT
+    intent_id,
+    agent_id,
+    ts AS signed_at,
+    JSONExtractString(details, 'kind') AS kind,
+    JSONExtractString(details, 'chain') AS chain,
+    JSONExtractString(details, 'from') AS from_address,
+    JSONExtractString(details, 'message_hash') AS message_hash,
+    JSONExtractString(details, 'primary_type') AS primary_type,
+    JSONExtractString(details, 'verifying_contract') AS verifying_contract,
+    JSONExtractString(details, 'tee') AS tee
+FROM {AUDIT_LOG}
+WHERE action = 'message.signed'
+""",
     """
 CREATE OR REPLACE VIEW signed_by_chain_status AS
 SELECT chain, status, count() AS txs, sum(value_wei) AS value_wei, min(signed_at) AS first_at, max(signed_at) AS last_at
