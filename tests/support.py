@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import clickhouse_connect
 
 from runtime.kafka import follow
@@ -59,3 +61,13 @@ async def everything_recorded(settings: Settings) -> tuple[int, int, bytes]:
     rows = clickhouse_connect.get_client(host=host, port=int(port)).query("SELECT * FROM audit_log").result_rows
     haystack += "\n".join("\t".join(map(str, row)) for row in rows).encode()
     return len(records), len(rows), haystack
+
+
+async def receipt_of(node, tx_hash: str) -> dict:
+    """The receipt of a transaction just sent (Anvil mines at once, blob transactions a moment later)."""
+    for _ in range(100):
+        receipt = await node.call("eth_getTransactionReceipt", tx_hash)
+        if receipt is not None:
+            return receipt
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{tx_hash} was not mined")

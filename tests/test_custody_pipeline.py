@@ -77,9 +77,12 @@ def test_demo_on_each_custody_mode(mode, roots_env, tmp_path):
     assert outcomes == demo.expected_outcomes(Settings(key_mode=mode))
     assert report["all_as_expected"] and report["ledger"]["ok"]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
-    assert len(mined) == 5
+    assert len(mined) == 7  # five transfers, a blob transaction and a delegation
     for row in mined:
         assert Account.recover_transaction(row["signed_tx"]) == report["address"]
+    # The message and the allowlisted Permit are signed with the same custody (client share included).
+    signed = [r for r in report["intents"] if r["outcome"] == "signed"]
+    assert len(signed) == 2 and {r["from"] for r in signed} == {report["address"]}
     if "client" in mode:
         refused = [r for r in report["intents"] if r["code"] == "CLIENT_SHARE_INVALID"]
         # A wrong share and no share get the very same answer.

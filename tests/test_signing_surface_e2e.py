@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from eth_account import Account
 from eth_utils import to_checksum_address
 from eth_account.messages import encode_defunct, encode_typed_data
@@ -169,3 +171,34 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
     assert sign_only.status == "sign_only" and Account.recover_transaction(sign_only.signed_tx) == address
     assert isinstance(too_dear, IntentRejected) and (too_dear.stage, too_dear.code) == ("value_cap", "VALUE_OVER_CAP")
     assert "blob gas" in too_dear.reason
+
+
+def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(stack, run, tmp_path):
+    from tests.test_txs_cli import warden
+
+    settings = stack.settings
+    _, address, _ = run(make_agent(settings, "surface-cli", message_signing_enabled=True,
+                                   eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),),
+                                   eip7702_delegate_allowlist=(DELEGATE,)))
+    ask = ("--agent", "surface-cli", "--chain", "anvil", "--json")
+    message = warden(settings, "sign", "message", "--text", "signed from the CLI", *ask)
+    assert message.returncode == 0, message.stderr
+    outcome = orjson.loads(message.stdout)["outcome"]
+    assert Account.recover_message(encode_defunct(text="signed from the CLI"),
+                                   signature=bytes.fromhex(outcome["signature"][2:])) == address
+    document = tmp_path / "permit.json"
+    document.write_bytes(orjson.dumps(permit_typed_data(TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=1,
+                                                        nonce=0, deadline=2**40)))
+    typed = warden(settings, "sign", "typed-data", "--file", str(document), *ask)
+    assert typed.returncode == 0, typed.stderr
+    assert orjson.loads(typed.stdout)["outcome"]["primary_type"] == "Permit"
+    delegation = warden(settings, "sign", "tx", "--to", address, "--value", "0", "--delegate", DELEGATE, *ask)
+    assert delegation.returncode == 0, delegation.stderr
+    signed = orjson.loads(delegation.stdout)["outcome"]
+    assert signed["tx_type"] == 4 and signed["status"] == "sign_only"
+    assert Account.recover_transaction(signed["signed_tx"]) == address
+    # Human output, and a clear refusal of a message asked for without one.
+    human = warden(settings, "sign", "message", "--hex", "0x00ff", "--agent", "surface-cli", "--chain", "anvil")
+    assert human.returncode == 0 and "SIGNED" in human.stdout and "personal_sign" in human.stdout, human.stdout
+    missing = warden(settings, "sign", "message", *ask)
+    assert missing.returncode == 2 and "--text" in missing.stderr

@@ -9,9 +9,18 @@
   Named errors: ``InvalidTransaction`` (with the reason) and ``InvalidKey``.
 
 - ``transactions.py`` also holds EIP-4844 blob transactions (type 3, ``BlobTransaction``)
-  and EIP-7702 set-code transactions (type 4, ``SetCodeTransaction``), with their blob and
-  authorization rules in ``blobs.py`` (KZG commitments and proofs with ckzg, the network form)
-  and ``authorizations.py`` (signing and recovering EIP-7702 tuples).
+  and EIP-7702 set-code transactions (type 4, ``SetCodeTransaction``), with their payloads
+  (``payload_4844``, ``payload_7702``) and signing hashes (``signing_hash_4844``,
+  ``signing_hash_7702``) like the others; ``decode_signed`` takes a blob transaction in its
+  canonical form (the one its hash covers), never with its blobs.
+- ``blobs.py``: what a blob transaction carries beside it: KZG commitments, blob proofs and
+  EIP-7594 cell proofs made with ckzg under the vendored, SHA-256-pinned mainnet trusted setup
+  (``kzg_trusted_setup.txt``), versioned hashes, and the network form a node takes in
+  ``eth_sendRawTransaction`` (``network_encoding``: Osaka's wrapper by default, EIP-4844's on
+  request). Named error: ``InvalidBlob``.
+- ``authorizations.py``: EIP-7702 authorization tuples: their hash
+  (``keccak(0x05 || rlp([chain_id, address, nonce]))``), signing (low s) and recovering the
+  authority. Named error: ``InvalidAuthorization``.
 - ``messages.py``: EIP-191 ``personal_sign`` hashes, and signing / recovering a 32-byte digest.
 - ``typed_data.py``: EIP-712 typed data, encoded in full.
 

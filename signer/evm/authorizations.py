@@ -26,7 +26,9 @@ __all__ = ["Authorization", "InvalidAuthorization", "SignedAuthorization", "auth
 
 MAGIC = b"\x05"
 _HALF_N = SECP256K1N // 2
-# EIP-7702: the authority's nonce must stay below 2**64 - 1 after it is raised.
+# EIP-7702 lets a tuple's nonce be up to 2**64 - 1 on the wire but skips any tuple whose nonce is
+# not below 2**64 - 1 (applying it raises the authority's nonce, which EIP-2681 caps at 2**64 - 1).
+# Such a tuple could never take effect, so it is refused here, when signing and when decoding alike.
 _NONCE_LIMIT = 2**64 - 1
 
 
@@ -65,8 +67,10 @@ class SignedAuthorization:
 
     def __post_init__(self) -> None:
         Authorization(self.chain_id, self.address, self.nonce)  # the same field rules
-        if self.y_parity not in (0, 1) or type(self.y_parity) is not int:
-            raise InvalidAuthorization("y_parity must be 0 or 1")
+        # The wire allows any y_parity below 2**8, but only 0 and 1 recover a key: any other value
+        # is a tuple the chain skips (while the sender still pays for it).
+        if type(self.y_parity) is not int or self.y_parity not in (0, 1):
+            raise InvalidAuthorization(f"y_parity must be 0 or 1, not {self.y_parity!r}")
         _check_uint("r", self.r, 2**256)
         _check_uint("s", self.s, 2**256)
 
@@ -87,8 +91,14 @@ def sign_authorization(auth: Authorization, private_key: bytearray | bytes) -> S
 
 def recover_authority(signed: SignedAuthorization) -> bytes:
     """The 20-byte address that signed ``signed``. High s is refused (EIP-2, as EIP-7702 requires)."""
-    if not 0 < signed.r < SECP256K1N or not 0 < signed.s <= _HALF_N:
-        raise InvalidAuthorization("signature r/s out of range (s must be in the lower half, EIP-2)")
+    if type(signed) is not SignedAuthorization:
+        raise InvalidAuthorization(f"expected a SignedAuthorization, not {type(signed).__name__}")
+    if not 0 < signed.r < SECP256K1N:
+        raise InvalidAuthorization("signature r out of range (must be 1 to secp256k1n - 1)")
+    # EIP-7702 checks s <= secp256k1n/2 (EIP-2): (r, n - s) signs the same hash, and the chain
+    # skips the tuple that uses it.
+    if not 0 < signed.s <= _HALF_N:
+        raise InvalidAuthorization("signature s out of range (must be 1 to secp256k1n/2: the lower half, EIP-2)")
     signature = signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes((signed.y_parity,))
     try:
         public_key = PublicKey.from_signature_and_message(signature, authorization_hash(signed), hasher=None)

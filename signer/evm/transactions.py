@@ -549,6 +549,17 @@ def _decode_rlp_list(payload: bytes, field_count: int, kind: str) -> list:
     return items
 
 
+def _is_network_form(raw: bytes) -> bool:
+    # EIP-4844's [tx_payload_body, blobs, commitments, proofs] or EIP-7594's
+    # [tx_payload_body, wrapper_version, blobs, commitments, cell_proofs]: a list whose first
+    # item is the signed transaction's own list.
+    try:
+        items = rlp.decode(raw[1:], strict=True)
+    except rlp.exceptions.DecodingError:
+        return False
+    return type(items) is list and len(items) in (4, 5) and type(items[0]) is list
+
+
 def _check_rs(r: int, s: int) -> None:
     if not 0 < r < SECP256K1N:
         raise InvalidTransaction("bad r")
@@ -564,7 +575,8 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
 
     For legacy transactions ``v`` is returned as found on the wire
     (27/28, or ``35 + 2 * chain_id + parity``); for typed transactions it is
-    the y-parity.
+    the y-parity. A blob transaction (type 3) is taken in its canonical form, the one its hash
+    and signature cover, not in the network form that carries its blobs (``blobs.network_encoding``).
     """
     if type(raw) is not bytes or not raw:
         raise InvalidTransaction("raw transaction must be non-empty bytes")
@@ -615,7 +627,14 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
             raise InvalidTransaction("bad v")
     elif first in (TX_TYPE_4844, TX_TYPE_7702):
         count, kind = (14, "EIP-4844") if first == TX_TYPE_4844 else (13, "EIP-7702")
-        items = _decode_rlp_list(raw[1:], count, kind)
+        try:
+            items = _decode_rlp_list(raw[1:], count, kind)
+        except InvalidTransaction:
+            if first == TX_TYPE_4844 and _is_network_form(raw):
+                raise InvalidTransaction(
+                    "this is a blob transaction's network form (with its blobs and proofs); only the signed "
+                    "transaction inside it, 0x03 || rlp(tx_payload_body), is decoded here") from None
+            raise
         fields = dict(
             chain_id=_decode_uint("chain_id", items[0]),
             nonce=_decode_uint("nonce", items[1]),
