@@ -127,7 +127,7 @@ SIGNING_SCRIPT = (
              dict(intent_type="personal_sign", message="0x" + b"Warden demo: I am agent demo-agent".hex())),
     Scripted("a Permit (EIP-712), token not allowlisted", "EIP712_SPEND_AUTHORIZATION_REFUSED",
              dict(intent_type="typed_data", typed_data="permit")),
-    Scripted("a blob transaction (EIP-4844) with its blob", "mined",
+    Scripted("blob transaction (EIP-4844) with its blob", "mined",
              dict(to=ALICE, value="0", max_fee_per_blob_gas=GWEI, blobs="demo")),
     Scripted("delegate the account to a contract (7702)", "mined",
              dict(to=ALICE, value="0", tx_type=4,
@@ -135,7 +135,7 @@ SIGNING_SCRIPT = (
 )
 # After an admin allowlists the token's verifying contract (policy v+1):
 AFTER_ALLOWLISTING = (
-    Scripted("the same Permit after allowlisting the token", "signed",
+    Scripted("the same Permit, token now allowlisted", "signed",
              dict(intent_type="typed_data", typed_data="permit")),
 )
 
