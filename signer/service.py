@@ -378,7 +378,7 @@ class Signer:
         if not policy.intents_api_enabled:
             raise SigningRefused("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r} "
                                                          f"(policy v{policy.version})")
-        for verdict in (guardrails.check_freshness(intent, now, self.max_age_us), *_static_checks(intent, policy)):
+        for verdict in (guardrails.check_freshness(intent, now, self.max_age_us), *guardrails.policy_checks(intent, policy)):
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
         return policy
@@ -912,20 +912,6 @@ _FOLLOWED = ("status", "signed_tx", "tx_hash", "max_spend_wei", "block_number", 
 
 # Refusals of a record nobody can be held to: anyone can write one with a real intent's id.
 _NOT_ATTRIBUTABLE = frozenset({"AGENT_SIGNATURE_INVALID", "POLICY_SIGNATURE_INVALID", "POLICY_AGENT_MISMATCH"})
-
-
-def _static_checks(intent: TransactionIntent, policy: AgentPolicy) -> list[StageVerdict]:
-    """The guardrails that need neither the chain nor the spend record, for the intent's kind."""
-    checks = [guardrails.check_chain(intent, policy)]
-    if intent.intent_type == "personal_sign":
-        checks.append(guardrails.check_message(intent, policy))
-    elif intent.intent_type == "typed_data":
-        checks.append(guardrails.check_typed_data(intent, policy))
-    else:
-        checks.append(guardrails.check_allowlist(intent, policy))
-        if intent.tx_type == 4:
-            checks.append(guardrails.check_delegation(intent, policy))
-    return checks
 
 
 def _tx_kind_facts(intent: TransactionIntent) -> dict:

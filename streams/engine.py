@@ -274,10 +274,9 @@ class Engine:
 
     async def _run_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime,
                          verdicts: list[StageVerdict]) -> StageVerdict:
-        if stage == "chain":
-            return guardrails.check_chain(intent, policy)
-        if stage == "allowlist":
-            return guardrails.check_allowlist(intent, policy)
+        check = guardrails.POLICY_CHECKS.get(stage)
+        if check is not None:
+            return check(intent, policy)
         if stage == "fee":
             return await self._price(intent, policy)
         if stage == "value_cap":
@@ -285,12 +284,6 @@ class Engine:
         if stage == "daily_limit":
             spent = self.windows.of(intent.agent_id).spent(to_us(now))
             return guardrails.check_daily_limit(intent, policy, spent, _quote_of(verdicts))
-        if stage == "delegation":
-            return guardrails.check_delegation(intent, policy)
-        if stage == "message":
-            return guardrails.check_message(intent, policy)
-        if stage == "typed_data":
-            return guardrails.check_typed_data(intent, policy)
         if stage == "simulation":
             if not guardrails.simulation_required(intent, policy):
                 return guardrails.simulation_skipped(intent)

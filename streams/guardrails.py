@@ -5,8 +5,10 @@ intent's fee quote, the spend already in the window, ``now``) and returns a
 ``StageVerdict``. None of them knows about Kafka; the topology module moves
 records between them. Order and meaning: freshness (at intake), chain
 restriction, address allowlist, fee ceiling (``streams.fees``), per-tx cap and
-rolling 24 h limit (both on spend: value + worst-case fee), simulation. An
-empty allowlist allows any address; a null cap, limit or ceiling means none.
+rolling 24 h limit (both on spend: value + worst-case fee), simulation; a set-code
+transaction adds its delegation, and messages and typed data have their own stage
+instead of the transaction ones (`schemas.models.guardrail_stages`). An empty
+allowlist allows any address; a null cap, limit or ceiling means none.
 The streams worker runs them to explain early; the signer runs every one again
 with its own state, so nothing the worker says is needed for safety.
 """
@@ -22,7 +24,7 @@ from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import REGISTRY
 from schemas.fields import format_native_amount
-from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent
+from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
 
 if TYPE_CHECKING:
     from streams.fees import FeeQuote
@@ -183,6 +185,17 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
         f"({fee.describe(intent)}) would exceed the rolling limit of {policy.tx_daily_limit_eth}",
         **facts,
     )
+
+
+# The stages decided by the intent and the policy alone (no chain, no spend record), by name.
+POLICY_CHECKS = {"chain": check_chain, "allowlist": check_allowlist, "delegation": check_delegation,
+                 "message": check_message, "typed_data": check_typed_data}
+
+
+def policy_checks(intent: TransactionIntent, policy: AgentPolicy) -> list[StageVerdict]:
+    """Every policy-only stage of this intent's kind (`guardrail_stages`), in order: what the
+    signer re-checks before it touches a chain or a key."""
+    return [POLICY_CHECKS[stage](intent, policy) for stage in guardrail_stages(intent) if stage in POLICY_CHECKS]
 
 
 def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:
