@@ -31,6 +31,7 @@ from schemas.auth import ServiceKeys, load_or_create_ed25519, outcome_forgery, s
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey,
                             SignedMessage, SignedTransaction, TransactionIntent, TypedData)
 from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
+from signer.evm.blobs import make_sidecar
 
 
 def intent_key_file(home: Path, agent_id: str) -> Path:
@@ -112,8 +113,6 @@ def new_typed_data_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain:
 def blob_fields(blobs: Sequence[bytes]) -> dict:
     """The fields of a blob transaction (type 3) that carries its blobs: the blobs and their
     KZG versioned hashes, computed here the way the signer checks them."""
-    from signer.evm.blobs import make_sidecar  # KZG setup loads on first use, only for blob senders
-
     sidecar = make_sidecar(tuple(blobs))
     return {"tx_type": 3, "blobs": tuple("0x" + b.hex() for b in blobs),
             "blob_versioned_hashes": tuple("0x" + h.hex() for h in sidecar.versioned_hashes)}

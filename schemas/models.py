@@ -419,6 +419,16 @@ class TransactionIntent(Evolving):
         digest = idempotency_key_sha256(self.idempotency_key)
         return None if digest is None else f"{self.agent_id}:{digest}"
 
+    def type_facts(self) -> dict[str, Any]:
+        """For the ledger: what a blob (type 3) or set-code (type 4) transaction commits to besides value."""
+        if self.tx_type == 3:
+            return {"blob_versioned_hashes": list(self.blob_versioned_hashes),
+                    "max_fee_per_blob_gas": str(self.max_fee_per_blob_gas), "carries_blobs": bool(self.blobs)}
+        if self.tx_type == 4:
+            return {"delegates": [a.address for a in self.authorization_list],
+                    "authorization_chain_ids": [a.chain_id for a in self.authorization_list]}
+        return {}
+
     def signing_bytes(self) -> bytes:
         """The canonical bytes an agent signs: the normalized record without its
         signature, as orjson with sorted keys. Documented in README so producers in

@@ -130,7 +130,8 @@ class Signer:
         self.max_bumps = max_bumps
         self._addresses: dict[tuple[str, int], str] = {}  # (key path, version) → address: public
         self._pending: dict[tuple[str, str], tuple[int, int]] = {}  # (chain, address) → (pending nonce, asked at µs)
-        self._sidecars: dict[str, blobs.Sidecar] = {}  # blob tx hash → its blobs, commitments and proofs (to send)
+        # Blob tx hash → its blobs, commitments and proofs, while it may be sent (again).
+        self._sidecars: dict[str, blobs.Sidecar] = {}
 
     async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         """One approved record → what to publish, and the signed tx to broadcast (if the intent asks).
@@ -191,7 +192,7 @@ class Signer:
                   chain_id=signed.chain_id, tx_hash=signed.tx_hash, **{"from": signed.from_}, to=signed.to,
                   nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
                   policy_version=signing.policy.version, status=signed.status, tee=self.tee, kind="transaction",
-                  tx_type=signed.tx_type, **_tx_kind_facts(intent)),
+                  tx_type=signed.tx_type, **intent.type_facts()),
         ]
         # A copy for a reused idempotency key follows its original's transaction to a final status.
         follow = signing.copy_of is not None and signed.status in lifecycle.OPEN
@@ -202,17 +203,9 @@ class Signer:
         policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
         slot = intent.idempotency_slot
-        if slot is not None:
-            original = self.state.idempotent_original(slot, to_us(now))
-            if original is not None:
-                cached = self.state.signed_record(original)
-                if cached is None:
-                    raise SigningRefused("IDEMPOTENT_ORIGINAL_NOT_SIGNED",
-                                         f"idempotency key was used by intent {original}, which was not signed")
-                # Cached result for the key: the original's signed bytes, under this intent's id.
-                first = SignedTransaction.from_bytes(cached)
-                return _Signing(first.model_copy(update={"intent_id": intent.intent_id, "signed_at": now,
-                                                         "intent_digest": intent.digest()}), policy, copy_of=original)
+        reused = self._reused_key(intent, now, SignedTransaction, self.state.signed_record)
+        if reused is not None:
+            return _Signing(reused[1], policy, copy_of=reused[0])
         sidecar = self._sidecar(intent)
         with self._agent_key(intent) as agent:
             node = self.node_for(intent.chain)
@@ -238,7 +231,7 @@ class Signer:
                 tx = build_transaction(intent, chain.chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type),
                                        signed_auths)
                 signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(agent.address[2:]))
-        if sidecar is not None:
+        if sidecar is not None and intent.broadcast:  # kept until the transaction's status is final
             self._sidecars["0x" + signed.tx_hash.hex()] = sidecar
         result = SignedTransaction(
             intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
@@ -249,6 +242,20 @@ class Signer:
         )
         return _Signing(result, policy, slot=slot, key=(agent.path, agent.version),
                         last_nonce=max((nonce, *auth_nonces)))
+
+    def _reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
+        """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
+        record under this intent's id and digest). The first must have been signed, as this kind."""
+        slot = intent.idempotency_slot
+        original = None if slot is None else self.state.idempotent_original(slot, to_us(now))
+        if original is None:
+            return None
+        cached = read(original)
+        if cached is None:
+            raise SigningRefused("IDEMPOTENT_ORIGINAL_NOT_SIGNED", (
+                f"idempotency key was used by intent {original}, which was not signed as a {intent.intent_type}"))
+        return original, model.from_bytes(cached).model_copy(update={
+            "intent_id": intent.intent_id, "signed_at": now, "intent_digest": intent.digest()})
 
     @contextlib.contextmanager
     def _agent_key(self, intent: TransactionIntent) -> Iterator[_AgentKey]:
@@ -323,15 +330,10 @@ class Signer:
         policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
         slot, copy_of = intent.idempotency_slot, None
-        original = None if slot is None else self.state.idempotent_original(slot, to_us(now))
-        if original is not None:
-            cached = self.state.message_record(original)
-            if cached is None:
-                raise SigningRefused("IDEMPOTENT_ORIGINAL_NOT_SIGNED",
-                                     f"idempotency key was used by intent {original}, which was not signed")
-            result = SignedMessage.from_bytes(cached).model_copy(update={
-                "intent_id": intent.intent_id, "signed_at": now, "intent_digest": intent.digest()})
-            slot, copy_of = None, original
+        reused = self._reused_key(intent, now, SignedMessage, self.state.message_record)
+        if reused is not None:
+            copy_of, result = reused
+            slot = None
         else:
             typed = None
             if intent.intent_type == "personal_sign":
@@ -845,6 +847,8 @@ class Signer:
         result = self._signed(signed.model_copy(update=update))
         raw = result.to_bytes()
         self.state.replace_record(signed.intent_id, raw)
+        if result.status not in lifecycle.OPEN:
+            self._sidecars.pop(signed.tx_hash, None)  # never sent again
         metrics.TXS.labels(result.status).inc()
         return [
             Emit(topics.TXS_SIGNED, signed.agent_id, raw),
@@ -912,16 +916,6 @@ _FOLLOWED = ("status", "signed_tx", "tx_hash", "max_spend_wei", "block_number", 
 
 # Refusals of a record nobody can be held to: anyone can write one with a real intent's id.
 _NOT_ATTRIBUTABLE = frozenset({"AGENT_SIGNATURE_INVALID", "POLICY_SIGNATURE_INVALID", "POLICY_AGENT_MISMATCH"})
-
-
-def _tx_kind_facts(intent: TransactionIntent) -> dict:
-    """For the ledger: what a blob or set-code transaction commits to besides value."""
-    if intent.tx_type == 3:
-        return {"blob_versioned_hashes": list(intent.blob_versioned_hashes),
-                "max_fee_per_blob_gas": str(intent.max_fee_per_blob_gas)}
-    if intent.tx_type == 4:
-        return {"delegates": [a.address for a in intent.authorization_list]}
-    return {}
 
 
 def _already_sent(message: str) -> bool:

@@ -204,11 +204,7 @@ class SignerState:
         if counts:
             self.db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
                             (intent_id, agent_id, now_us, str(spend_wei)))
-        self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
-                        "max(version, excluded.version)", (agent_id, policy_version))
-        if idempotency_slot is not None:
-            self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
-                            (idempotency_slot, intent_id, now_us))
+        self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
         if tx_hash is not None:
             self.db.execute("INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)", (intent_id, tx_hash, record, now_us))
         if context is not None:
@@ -222,6 +218,12 @@ class SignerState:
         in the open batch, inside `intent_scope`, durable before it is published."""
         self._begin()
         self.db.execute("INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+        self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
+
+    def _record_signature(self, agent_id: str, intent_id: str, now_us: int, policy_version: int,
+                          idempotency_slot: str | None) -> None:
+        """What any signature leaves: the policy version it was signed under (an older one cannot be
+        replayed) and the idempotency key it claims."""
         self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
                         "max(version, excluded.version)", (agent_id, policy_version))
         if idempotency_slot is not None:

@@ -396,14 +396,8 @@ def _what(intent: TransactionIntent) -> dict:
         typed = intent.typed_data
         return {"kind": "typed_data", "primary_type": typed.primaryType, "verifying_contract": typed.verifying_contract,
                 "domain_chain_id": typed.chain_id, "domain_name": typed.domain.get("name")}
-    what = {"kind": "transaction", "to": intent.to, "value_wei": str(intent.value_wei), "tx_type": intent.tx_type}
-    if intent.tx_type == 3:
-        what.update(blob_versioned_hashes=list(intent.blob_versioned_hashes),
-                    max_fee_per_blob_gas=str(intent.max_fee_per_blob_gas), carries_blobs=bool(intent.blobs))
-    if intent.tx_type == 4:
-        what.update(delegates=[a.address for a in intent.authorization_list],
-                    authorization_chain_ids=[a.chain_id for a in intent.authorization_list])
-    return what
+    return {"kind": "transaction", "to": intent.to, "value_wei": str(intent.value_wei), "tx_type": intent.tx_type,
+            **intent.type_facts()}
 
 
 def _quote_of(verdicts: list[StageVerdict]) -> fees.FeeQuote:

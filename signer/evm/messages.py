@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from coincurve import PublicKey
 
+from schemas.models import MAX_MESSAGE_BYTES
 from signer.evm._keccak import keccak
 from signer.evm._secp256k1 import SECP256K1N, InvalidKey, sign_hash
 
@@ -37,10 +38,9 @@ __all__ = [
     "sign_digest",
 ]
 
-# A hard bound: messages a person is asked to approve are short, and a bound
-# keeps one request from holding the signer on a multi-megabyte hash. Callers
-# may enforce a smaller policy bound before getting here.
-MAX_MESSAGE_BYTES = 16_384
+# MAX_MESSAGE_BYTES (schemas.models), a hard bound: messages a person is asked to
+# approve are short, and a bound keeps one request from holding the signer on a
+# multi-megabyte hash. Callers may enforce a smaller policy bound before getting here.
 
 _PREFIX = b"\x19Ethereum Signed Message:\n"
 _HALF_N = SECP256K1N // 2
