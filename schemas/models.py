@@ -127,7 +127,9 @@ def _known_chain(name: str) -> str:
 
 _TYPE_NAME_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*\Z")
 _FIELD_TYPE_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\[[0-9]*\])*\Z")
-_EIP712_DOMAIN_FIELDS = {"name": "string", "version": "string", "chainId": "uint256",
+# The domain fields EIP-712 defines, with the only type each may have (the signer's encoder uses
+# the same table).
+EIP712_DOMAIN_FIELDS = {"name": "string", "version": "string", "chainId": "uint256",
                          "verifyingContract": "address", "salt": "bytes32"}
 _TYPED_DATA_MAX_DEPTH = 32
 
@@ -206,9 +208,9 @@ class TypedData(Record):
             raise ValueError(f"primaryType {self.primaryType!r} must name one of the types other than EIP712Domain")
         domain_fields = {f.name: f.type for f in self.types["EIP712Domain"]}
         for name, kind in domain_fields.items():
-            if _EIP712_DOMAIN_FIELDS.get(name) != kind:
+            if EIP712_DOMAIN_FIELDS.get(name) != kind:
                 raise ValueError(f"types.EIP712Domain.{name}: the domain's fields are "
-                                 f"{', '.join(f'{k} ({t})' for k, t in _EIP712_DOMAIN_FIELDS.items())}")
+                                 f"{', '.join(f'{k} ({t})' for k, t in EIP712_DOMAIN_FIELDS.items())}")
         if set(self.domain) != set(domain_fields):
             raise ValueError(f"domain has {sorted(self.domain)} but types.EIP712Domain lists {sorted(domain_fields)}; "
                              "they must match, or a domain value would go unsigned")

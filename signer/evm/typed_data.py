@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from eth_abi import encode as abi_encode
 
+from schemas.models import EIP712_DOMAIN_FIELDS
 from signer.evm._keccak import keccak
 
 __all__ = [
@@ -82,15 +83,9 @@ class TypedDataHashes:
 
 _DOC_KEYS = ("types", "primaryType", "domain", "message")
 
-# The domain fields EIP-712 defines, with the only type each may have. A field
-# outside these would be a private extension no wallet knows how to show.
-_DOMAIN_FIELDS = {
-    "name": "string",
-    "version": "string",
-    "chainId": "uint256",
-    "verifyingContract": "address",
-    "salt": "bytes32",
-}
+# EIP712_DOMAIN_FIELDS (schemas.models, where the record's shape is checked too): the domain fields
+# EIP-712 defines, with the only type each may have. A field outside these would be a private
+# extension no wallet knows how to show.
 
 _ATOMIC = frozenset(
     [f"uint{bits}" for bits in range(8, 257, 8)]
@@ -184,18 +179,18 @@ def _check_domain_type(fields: list) -> None:
     # chain and no contract: valid wherever the same struct is accepted.
     if not fields:
         raise InvalidTypedData(
-            "types.EIP712Domain: must list at least one of " + ", ".join(_DOMAIN_FIELDS)
+            "types.EIP712Domain: must list at least one of " + ", ".join(EIP712_DOMAIN_FIELDS)
         )
     for index, field in enumerate(fields):
         field_name, field_type = field["name"], field["type"]
-        if field_name not in _DOMAIN_FIELDS:
+        if field_name not in EIP712_DOMAIN_FIELDS:
             raise InvalidTypedData(
                 f"types.EIP712Domain[{index}].name: {field_name} is not an EIP-712 domain field; "
-                f"allowed: {', '.join(_DOMAIN_FIELDS)}"
+                f"allowed: {', '.join(EIP712_DOMAIN_FIELDS)}"
             )
-        if field_type != _DOMAIN_FIELDS[field_name]:
+        if field_type != EIP712_DOMAIN_FIELDS[field_name]:
             raise InvalidTypedData(
-                f"types.EIP712Domain[{index}].type: {field_name} must be {_DOMAIN_FIELDS[field_name]}, got {field_type}"
+                f"types.EIP712Domain[{index}].type: {field_name} must be {EIP712_DOMAIN_FIELDS[field_name]}, got {field_type}"
             )
     # Any order is accepted, as the spec asks of user agents, and hashed in
     # the order listed: that order is part of the signed typeHash.
