@@ -44,6 +44,15 @@ if ! command -v anvil >/dev/null 2>&1 && ! ls .venv/npm/node_modules/@foundry-rs
   npm install --silent --no-audit --no-fund --prefix .venv/npm @foundry-rs/anvil@1.7.1 >/dev/null
 fi
 
+# solc-js: the Solidity compiler of infra/contracts (python -m infra.contracts.build), pinned exactly so
+# that a fresh compile gives the committed artifacts byte for byte.
+SOLC_VERSION=0.8.30
+if [ "$(node -p "require('./.venv/npm/node_modules/solc/package.json').version" 2>/dev/null)" != "$SOLC_VERSION" ]; then
+  say "installing solc (npm solc)"
+  mkdir -p .venv/npm
+  npm install --silent --no-audit --no-fund --save-exact --prefix .venv/npm "solc@$SOLC_VERSION" >/dev/null
+fi
+
 case "${1:-}" in
   test) shift; exec .venv/bin/python -m pytest "$@" ;;
   "") exec .venv/bin/warden --help ;;
