@@ -27,8 +27,9 @@ from pydantic import ValidationError
 
 from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
 from schemas import topics
-from schemas.auth import ServiceKeys, load_or_create_ed25519, outcome_forgery, sign_intent, sign_policy
-from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentRejected, SealedSecret, SealingKey,
+from schemas.auth import (ServiceKeys, load_or_create_ed25519, outcome_forgery, sign_human_approval, sign_intent,
+                          sign_policy)
+from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApproval, IntentParked, IntentRejected, SealedSecret, SealingKey,
                             SignedMessage, SignedTransaction, TransactionIntent, TypedData)
 from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
 from signer.evm.blobs import make_sidecar
@@ -124,6 +125,15 @@ def signed_policy(settings: Settings, **fields) -> AgentPolicy:
     return sign_policy(policy, admin, LOCAL_ADMIN_ID)
 
 
+def human_decision(settings: Settings, parked: IntentParked, decision: str, reason: str = "") -> HumanApproval:
+    """An admin's decision on a parked intent, signed with the local admin key (the one that
+    signs policies) and bound to the intent's digest."""
+    admin = load_or_create_admin_key(settings.home)
+    return sign_human_approval(HumanApproval(
+        intent_id=parked.intent_id, agent_id=parked.agent_id, intent_digest=parked.intent_digest, decision=decision,
+        reason=reason, decided_at=utcnow()), admin, LOCAL_ADMIN_ID)
+
+
 class Client:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -154,6 +164,12 @@ class Client:
         if wait_s is None:
             return None
         return await wait_policy_applied(self.settings, policy, wait_s, start)
+
+    async def decide(self, parked: IntentParked, decision: str, reason: str = "") -> HumanApproval:
+        """Publish an admin's signed decision (``approve`` or ``deny``) on a parked intent."""
+        approval = human_decision(self.settings, parked, decision, reason)
+        await (await self.send(topics.APPROVALS, parked.agent_id, approval.to_bytes()))
+        return approval
 
     async def flush(self) -> None:
         await self._producer.flush()
@@ -208,13 +224,17 @@ async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s
 
 Outcome = IntentRejected | SignedTransaction | SignedMessage
 # Where a client reads the answer to its intent: a refusal, a signed transaction or a signed message.
-OUTCOME_TOPICS = (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED)
+OUTCOME_TOPICS = (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED,
+                  topics.INTENTS_AWAITING_APPROVAL)
 _OUTCOME_MODELS = {topics.INTENTS_REJECTED: IntentRejected, topics.TXS_SIGNED: SignedTransaction,
-                   topics.MESSAGES_SIGNED: SignedMessage}
+                   topics.MESSAGES_SIGNED: SignedMessage, topics.INTENTS_AWAITING_APPROVAL: IntentParked}
 
 
 def is_final(outcome: Outcome) -> bool:
-    """A refusal and a signed message are final; a transaction once its status is."""
+    """A refusal and a signed message are final; a transaction once its status is; an intent
+    awaiting an admin's approval is not."""
+    if isinstance(outcome, IntentParked):
+        return False
     return not isinstance(outcome, SignedTransaction) or outcome.status in FINAL_TX_STATUSES
 
 

@@ -6,7 +6,12 @@ waits for every outcome, and prints them; approved ones are broadcast and their
 receipts shown. Then the other signing paths: an EIP-191 message, an EIP-712
 Permit refused by default and signed once an admin allowlists its token, a blob
 transaction (EIP-4844) that carries its blob, and an EIP-7702 delegation of the
-agent's account to an allowlisted contract.
+agent's account to an allowlisted contract. Then tokens, with real contracts
+(infra/contracts, deployed on Anvil): an ERC-20 transfer within the token's
+limits, one to a stranger, an unlimited approval, a token that takes more than
+its calldata says (caught by simulation), one above the daily limit, and one
+above the human-approval threshold, which waits until the demo, as the admin,
+approves it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from infra import contracts
 from infra.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
 from runtime.kafka import end_offsets
 from runtime.config import Settings
@@ -24,7 +30,8 @@ from infra.provision import provision_agent
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.fields import format_native_amount
-from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, TypedData, guardrail_stages
+from schemas.models import (AssetLimit, ContractCallRule, Eip712DomainRule, IntentParked, IntentRejected, SignedMessage,
+                            TypedData, guardrail_stages)
 from signer.custody import CLIENT_MODES
 
 AGENT = "demo-agent"
@@ -34,12 +41,11 @@ MALLORY = "0x000000000000000000000000000000000000bad1"
 # A contract whose every call reverts with Error("Warden demo: transfers paused"): installed with anvil_setCode.
 PAUSED = "0x00000000000000000000000000000000000ca5e0"
 REVERT_REASON = "Warden demo: transfers paused"
+DEPOSIT = "0xd0e30db0"  # deposit(): the one call the demo policy allows to it (contract_calls)
 GWEI = 10**9
 FEE_CEILING = 100 * GWEI  # the demo agent's tx_max_fee_per_gas
 ANVIL_CHAIN_ID = 31337
-# The token whose Permit the demo asks for (its EIP-712 domain's verifying contract), and the
-# contract the agent's account is delegated to (EIP-7702): code that answers every call with 42.
-DEMO_TOKEN = "0x0000000000000000000000000000000000700c3A"  # EIP-55
+# The contract the agent's account is delegated to (EIP-7702): code that answers every call with 42.
 DELEGATE = "0x00000000000000000000000000000000de1e9A7E"
 ANSWER_42 = "0x602a60005260206000f3"  # PUSH1 42 PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN
 
@@ -82,8 +88,21 @@ def demo_blob() -> bytes:
 class Scripted:
     name: str
     expect: str  # "mined", "signed" (a message) or the rejection code
-    fields: dict
+    fields: dict  # a value may be a function of the set-up (`provision`'s dict): deployed addresses
     client_share: str = "right"  # client-custody modes: seal the "right" share, a "wrong" one, or "none"
+    admin: str | None = None  # parked for approval: what the demo, as the admin, decides
+
+
+# The demo's tokens (deployed by `provision`): WUSD, an ERC-20 with ERC-2612 permit and 6 decimals,
+# and GRD, a token whose transfer takes twice what it says. Token amounts below are in WUSD units.
+WUSD_LIMITS = dict(max_per_tx="100", daily_limit="150", approval_threshold="60")
+WUSD = 10**6
+DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # Anvil's first unlocked dev account
+COLLECTOR = "0x000000000000000000000000000000000000C011"
+
+
+def _transfer(token: str, to: str, units: int):
+    return lambda setup: contracts.calldata("transfer(address,uint256)", setup.get(to, to), units)
 
 
 SCRIPT = (
@@ -97,7 +116,7 @@ SCRIPT = (
     Scripted("pay bob 0.9 (the day: 1.75 + fees)", "mined", dict(to=BOB, value="0.9")),
     Scripted("over the 2 ETH daily limit", "DAILY_LIMIT_EXCEEDED", dict(to=ALICE, value="0.3")),
     Scripted("call a paused contract, simulated", "SIMULATION_REVERTED",
-             dict(to=PAUSED, value="0", data="0xa9059cbb", simulate_first=True)),
+             dict(to=PAUSED, value="0", data=DEPOSIT, simulate_first=True)),
     # Fees are spend: a 0-value intent that offers 1,000 gwei per gas is refused at the ceiling,
     # and one whose value fits the cap but whose worst-case fee does not is refused at the cap.
     Scripted("0 ETH, fee 1000 gwei/gas (ceiling 100)", "FEE_OVER_CEILING",
@@ -115,9 +134,10 @@ CLIENT_SHARE_SCRIPT = (
 )
 
 
-def _permit(owner: str) -> dict:
-    return permit_typed_data(DEMO_TOKEN, ANVIL_CHAIN_ID, owner=owner, spender=MALLORY, value=100 * 10**18, nonce=0,
-                             deadline=2**40)
+def _permit(setup: dict, units: int = 50 * WUSD) -> dict:
+    """A Permit for the demo's router to take ``units`` of the agent's WUSD."""
+    return permit_typed_data(setup["token"], ANVIL_CHAIN_ID, owner=setup["address"], spender=setup["router"],
+                             value=units, nonce=0, deadline=2**40, name="Warden Demo USD")
 
 
 # The other signing paths. The delegation is last: it uses two nonces, the transaction's and the
@@ -126,51 +146,85 @@ SIGNING_SCRIPT = (
     Scripted("sign a message (EIP-191 personal_sign)", "signed",
              dict(intent_type="personal_sign", message="0x" + b"Warden demo: I am agent demo-agent".hex())),
     Scripted("a Permit (EIP-712), token not allowlisted", "EIP712_SPEND_AUTHORIZATION_REFUSED",
-             dict(intent_type="typed_data", typed_data="permit")),
+             dict(intent_type="typed_data", typed_data=_permit)),
     Scripted("blob transaction (EIP-4844) with its blob", "mined",
              dict(to=ALICE, value="0", max_fee_per_blob_gas=GWEI, blobs="demo")),
     Scripted("delegate the account to a contract (7702)", "mined",
              dict(to=ALICE, value="0", tx_type=4,
                   authorization_list=({"chain_id": ANVIL_CHAIN_ID, "address": DELEGATE},))),
 )
+# Tokens: WUSD's limits are 100 per intent, 150 a day, and an admin above 60.
+TOKEN_SCRIPT = (
+    Scripted("pay alice 20 WUSD (ERC-20 transfer)", "mined",
+             dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 20 * WUSD))),
+    Scripted("20 WUSD to mallory (not allowlisted)", "RECIPIENT_NOT_ALLOWLISTED",
+             dict(to=lambda s: s["token"], value="0", data=_transfer("token", MALLORY, 20 * WUSD))),
+    Scripted("approve the router for 2**256-1 WUSD", "UNLIMITED_APPROVAL_REFUSED",
+             dict(to=lambda s: s["token"], value="0", data=lambda s: contracts.calldata(
+                 "approve(address,uint256)", s["router"], 2**256 - 1))),
+    Scripted("GRD takes 2x its transfer, simulated", "SIMULATION_MISMATCH",
+             dict(to=lambda s: s["greedy"], value="0", data=_transfer("greedy", ALICE, 5 * WUSD),
+                  simulate_first=True)),
+    Scripted("pay bob 70 WUSD (over 60: an admin approves)", "mined",
+             dict(to=lambda s: s["token"], value="0", data=_transfer("token", BOB, 70 * WUSD)), admin="approve"),
+    Scripted("pay alice 80 WUSD (over the 150 a day)", "ASSET_DAILY_LIMIT_EXCEEDED",
+             dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 80 * WUSD))),
+)
+
 # After an admin allowlists the token's verifying contract (policy v+1):
 AFTER_ALLOWLISTING = (
     Scripted("the same Permit, token now allowlisted", "signed",
-             dict(intent_type="typed_data", typed_data="permit")),
+             dict(intent_type="typed_data", typed_data=_permit)),
+    Scripted("a Permit for 500 WUSD (over its limit)", "UNLIMITED_APPROVAL_REFUSED",
+             dict(intent_type="typed_data", typed_data=lambda s: _permit(s, 500 * WUSD))),
 )
 
 
 def script(settings: Settings) -> tuple[Scripted, ...]:
-    return SCRIPT + SIGNING_SCRIPT + (CLIENT_SHARE_SCRIPT if settings.key_mode in CLIENT_MODES else ())
+    return SCRIPT + SIGNING_SCRIPT + TOKEN_SCRIPT + (CLIENT_SHARE_SCRIPT if settings.key_mode in CLIENT_MODES else ())
 
 
 def expected_outcomes(settings: Settings) -> list[tuple[str, str]]:
     return [(s.name, s.expect) for s in script(settings) + AFTER_ALLOWLISTING]
 
 
-def _fields(scripted: Scripted, address: str) -> dict:
-    fields = {"chain": "anvil", **scripted.fields}
+def _fields(scripted: Scripted, setup: dict) -> dict:
+    fields = {"chain": "anvil", **{name: value(setup) if callable(value) else value
+                                   for name, value in scripted.fields.items()}}
     if fields.get("intent_type") is None:
         fields["broadcast"] = True
-    if fields.get("typed_data") == "permit":
-        fields["typed_data"] = TypedData.model_validate(_permit(address))
+    if "typed_data" in fields:
+        fields["typed_data"] = TypedData.model_validate(fields["typed_data"])
     if fields.get("blobs") == "demo":
         fields.update(blob_fields([demo_blob()]))
     return fields
 
 
 async def provision(settings: Settings) -> dict:
-    """The demo agent (funded, with its policy) and the paused contract."""
-    agent = await provision_agent(settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED), tx_max_value_eth="1",
-                                  tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False,
-                                  message_signing_enabled=True, eip7702_delegate_allowlist=(DELEGATE,))
+    """The demo's contracts (the tokens and router compiled from infra/contracts, the paused
+    contract and the delegate) and the demo agent: funded, holding 1,000 of each token, with its
+    policy."""
     node = JsonRpc(settings.rpc_url_for("anvil"))
     try:
         await node.call("anvil_setCode", PAUSED, _revert_runtime(REVERT_REASON))
         await node.call("anvil_setCode", DELEGATE, ANSWER_42)
+        token = await contracts.deploy(node, "WardenToken", "Warden Demo USD", "WUSD", 6, sender=DEPLOYER)
+        greedy = await contracts.deploy(node, "GreedyToken", "Greedy Demo", "GRD", 6, COLLECTOR, sender=DEPLOYER)
+        router = await contracts.deploy(node, "PullRouter", sender=DEPLOYER)
+        agent = await provision_agent(
+            settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED, token, greedy, router), tx_max_value_eth="1",
+            tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False,
+            message_signing_enabled=True, eip7702_delegate_allowlist=(DELEGATE,),
+            contract_calls=(ContractCallRule(contract=PAUSED, selectors=("deposit()",)),),
+            asset_limits=(AssetLimit(chain="anvil", token=token, symbol="WUSD", decimals=6, **WUSD_LIMITS),
+                          AssetLimit(chain="anvil", token=greedy, symbol="GRD", decimals=6, max_per_tx="100")))
+        for minted in (token, greedy):
+            await contracts.send(node, DEPLOYER, minted,
+                                 contracts.calldata("mint(address,uint256)", agent.address, 1_000 * WUSD))
     finally:
         await node.close()
-    return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy,
+    return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy, "token": token,
+            "greedy": greedy, "router": router,
             "client_share": agent.client_share}
 
 
@@ -192,19 +246,21 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         try:
             for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
                 if phase == 1:
-                    policy = await _allowlist_token(settings, client, setup["policy"])
-                    progress(f"an admin allowlisted the demo token {DEMO_TOKEN} for EIP-712 (policy v{policy.version})")
+                    policy = await _allowlist_token(settings, client, setup["policy"], setup["token"])
+                    progress(f"an admin allowlisted the demo token {setup['token']} for EIP-712 "
+                             f"(policy v{policy.version})")
                 start = await end_offsets(settings, OUTCOME_TOPICS)
                 batch = []
                 for scripted in scripted_intents:
                     share = shares.get(scripted.client_share)
                     intent = new_intent(setup["agent_key"], agent_id=AGENT, client_share=share,
-                                        **_fields(scripted, setup["address"]))
+                                        **_fields(scripted, setup))
                     batch.append((scripted, intent))
                     await client.submit(intent)
                 await client.flush()
                 intents += batch
                 progress(f"submitted {len(batch)} intents; waiting for outcomes")
+                await _act_as_admin(settings, client, batch, timeout_s, start, progress)
                 outcomes.update(await wait_outcomes(settings, [i for _, i in batch], timeout_s, start, forged=forged))
         finally:
             for share in shares.values():
@@ -221,6 +277,9 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
             row.update(outcome="missing", stage=None, code=None, reason="no outcome within the timeout")
         elif isinstance(outcome, IntentRejected):
             row.update(outcome="rejected", stage=outcome.stage, code=outcome.code, reason=outcome.reason)
+        elif isinstance(outcome, IntentParked):
+            row.update(outcome="awaiting", stage="approval", code="AWAITING_APPROVAL",
+                       reason=f"{outcome.reason}; no decision within the timeout")
         elif isinstance(outcome, SignedMessage):
             row.update(outcome="signed", stage="signing", code="SIGNED", reason=None, **{"from": outcome.from_},
                        message_hash=outcome.message_hash, signature=outcome.signature, tee=outcome.tee,
@@ -236,16 +295,31 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         row["as_expected"] = actual == scripted.expect
         rows.append(row)
     return {"agent_id": AGENT, "address": setup["address"], "policy_version": setup["policy"].version,
+            "contracts": {name: setup[name] for name in ("token", "greedy", "router")},
             "seconds_to_all_outcomes": round(elapsed, 3), "intents": rows,
             "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
             "all_as_expected": all(r["as_expected"] for r in rows)}
 
 
-async def _allowlist_token(settings: Settings, client: Client, current):
+async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: float, start, progress) -> None:
+    """Wait for the intents the script has an admin decide, and decide them as the script says
+    (what `warden approvals approve ID` does)."""
+    waiting = [(s, i) for s, i in batch if s.admin]
+    if not waiting:
+        return
+    first = await wait_outcomes(settings, [i for _, i in waiting], timeout_s, start, final=False)
+    for scripted, intent in waiting:
+        parked = first.get(intent.intent_id)
+        if isinstance(parked, IntentParked):
+            progress(f"{intent.intent_id} awaits approval ({parked.reason}); the admin says {scripted.admin}")
+            await client.decide(parked, scripted.admin, "demo: approved by the operator")
+
+
+async def _allowlist_token(settings: Settings, client: Client, current, token: str):
     """What an admin does to let the agent sign the token's Permit: the next policy version, with
     the token's verifying contract on the EIP-712 allowlist."""
     fields = current.model_dump(exclude={"version", "issued_at", "admin_key_id", "signature", "schema_version"})
-    fields["eip712_domain_allowlist"] = (Eip712DomainRule(verifying_contract=DEMO_TOKEN, chain_id=ANVIL_CHAIN_ID),)
+    fields["eip712_domain_allowlist"] = (Eip712DomainRule(verifying_contract=token, chain_id=ANVIL_CHAIN_ID),)
     policy = signed_policy(settings, version=current.version + 1, **fields)
     verdict = await client.publish_policy(policy)
     if verdict != "policy.updated":

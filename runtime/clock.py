@@ -28,3 +28,8 @@ def utcnow() -> datetime:
 def to_us(now: datetime) -> int:
     """Microseconds since the epoch, exactly (no float on the way)."""
     return (now - EPOCH) // _ONE_US
+
+
+def from_us(us: int) -> datetime:
+    """The inverse of `to_us`, exactly."""
+    return EPOCH + us * _ONE_US

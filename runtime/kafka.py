@@ -87,6 +87,21 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
         await consumer.stop()
 
 
+async def read_to_quiet(settings: Settings, topic_names: tuple[str, ...], idle_polls: int = 5,
+                        start: dict[TopicPartition, int] | None = None) -> AsyncIterator[tuple[str, bytes]]:
+    """Every record on the topics from ``start`` (default: the beginning) until they have been
+    quiet for ``idle_polls`` polls of 200 ms: what a command that reads a topic's history needs."""
+    idle = 0
+    async for topic, value in follow(settings, topic_names, start):
+        if topic:
+            idle = 0
+            yield topic, value
+        else:
+            idle += 1
+            if idle >= idle_polls:
+                return
+
+
 def producer(settings: Settings, linger_ms: int = 5) -> AIOKafkaProducer:
     """A producer that waits for every replica. No enable_idempotence: the embedded broker
     refuses InitProducerId, so duplicates are absorbed downstream by deterministic ids."""

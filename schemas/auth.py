@@ -20,8 +20,8 @@ from typing import Literal, Protocol, TypeVar
 
 import orjson
 
-from schemas.models import (AgentPolicy, DeadLetter, IntentRejected, Outcome, SignedMessage, SignedTransaction,
-                            TransactionIntent)
+from schemas.models import (AgentPolicy, DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage,
+                            SignedTransaction, TransactionIntent)
 
 Role = Literal["worker", "signer"]
 O = TypeVar("O", bound=Outcome)
@@ -69,6 +69,17 @@ def policy_signature_valid(policy: AgentPolicy, admin_public_keys: dict[str, str
     """True only if the policy is signed by one of the pinned admin keys (key id → public key hex)."""
     key = admin_public_keys.get(policy.admin_key_id)
     return key is not None and bool(policy.signature) and _verify(key, policy.signature, policy.signing_bytes())
+
+
+def sign_human_approval(approval: HumanApproval, admin_key: Ed25519PrivateKey, admin_key_id: str) -> HumanApproval:
+    unsigned = approval.model_copy(update={"admin_key_id": admin_key_id, "signature": ""})
+    return unsigned.model_copy(update={"signature": admin_key.sign(unsigned.signing_bytes()).hex()})
+
+
+def human_approval_valid(approval: HumanApproval, admin_public_keys: dict[str, str]) -> bool:
+    """True only if the decision is signed by one of the pinned admin keys, like a policy."""
+    key = admin_public_keys.get(approval.admin_key_id)
+    return key is not None and bool(approval.signature) and _verify(key, approval.signature, approval.signing_bytes())
 
 
 # -- outcomes ------------------------------------------------------------------------------------

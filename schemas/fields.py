@@ -24,11 +24,12 @@ _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
-def parse_native_amount(text: str) -> int:
-    """``"1.5"`` in the native unit → wei. Rejects negatives, exponents and more than 18 decimals."""
+def parse_token_amount(text: str, decimals: int, unit: str = "the token's unit", base: str = "base units") -> int:
+    """``"1.5"`` in a unit with ``decimals`` decimals → base units (wei for the native unit).
+    Rejects numbers, negatives, exponents and more decimals than the unit has."""
     if not isinstance(text, str):
         raise ValueError(
-            f"must be a decimal string in the native unit such as \"0.05\", got {type(text).__name__}; "
+            f"must be a decimal string in {unit} such as \"0.05\", got {type(text).__name__}; "
             "numbers are refused so no float ever touches money"
         )
     if text.startswith("-"):
@@ -36,20 +37,32 @@ def parse_native_amount(text: str) -> int:
     if not _DECIMAL_RE.match(text):
         raise ValueError(f"must be a plain decimal such as \"0.05\" (digits, one optional point), got {text!r}")
     whole, _, frac = text.partition(".")
-    if len(frac) > 18:
-        raise ValueError(f"has {len(frac)} decimals; at most 18 are allowed (1 wei = 0.000000000000000001), got {text!r}")
-    wei = int(whole) * WEI_PER_UNIT + int(frac.ljust(18, "0") or "0")
-    if wei > MAX_UINT256:
-        raise ValueError("exceeds 2**256-1 wei")
-    return wei
+    if len(frac) > decimals:
+        smallest = "1" if decimals == 0 else "0." + "0" * (decimals - 1) + "1"
+        raise ValueError(f"has {len(frac)} decimals; at most {decimals} are allowed in {unit} (its smallest "
+                         f"amount is {smallest}), got {text!r}")
+    units = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    if units > MAX_UINT256:
+        raise ValueError(f"exceeds 2**256-1 {base}")
+    return units
+
+
+def format_token_amount(units: int, decimals: int) -> str:
+    """base units → the shortest exact decimal string in a unit with ``decimals`` decimals."""
+    whole, frac = divmod(units, 10**decimals)
+    if frac == 0:
+        return str(whole)
+    return f"{whole}.{frac:0{decimals}d}".rstrip("0")
+
+
+def parse_native_amount(text: str) -> int:
+    """``"1.5"`` in the native unit → wei (18 decimals: 1 wei = 0.000000000000000001)."""
+    return parse_token_amount(text, 18, "the native unit", "wei")
 
 
 def format_native_amount(wei: int) -> str:
     """wei → the shortest exact decimal string in the native unit."""
-    whole, frac = divmod(wei, WEI_PER_UNIT)
-    if frac == 0:
-        return str(whole)
-    return f"{whole}.{frac:018d}".rstrip("0")
+    return format_token_amount(wei, 18)
 
 
 def _native_amount(value: object) -> str:
@@ -129,6 +142,8 @@ __all__ = [
     "UtcDatetime",
     "Wei",
     "format_native_amount",
+    "format_token_amount",
     "parse_address",
     "parse_native_amount",
+    "parse_token_amount",
 ]

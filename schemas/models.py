@@ -16,7 +16,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from schemas.chains import REGISTRY, UnknownChain
-from schemas.fields import Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_address, parse_native_amount
+from schemas.fields import (Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_address,
+                            parse_native_amount, parse_token_amount)
 
 SCHEMA_VERSION = 1
 
@@ -31,21 +32,25 @@ IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
 INTENT_MAX_AGE_US = 600 * 1_000_000
 INTENT_MAX_FUTURE_US = 120 * 1_000_000
 
-Stage = Literal["intake", "chain", "allowlist", "delegation", "simulation", "fee", "value_cap", "daily_limit",
-                "message", "typed_data", "signing"]
+Stage = Literal["intake", "chain", "allowlist", "delegation", "assets", "simulation", "fee", "value_cap",
+                "daily_limit", "message", "typed_data", "approval", "signing"]
 # "fee" comes before the cap and the limit: they count spend (value + worst-case fee), which it
 # prices. Simulation comes before "fee", so a call that reverts is told as a revert, not as a
 # gas estimate that failed.
-GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "simulation", "fee", "value_cap", "daily_limit")
+# "assets" judges what the calldata does (token transfers and approvals, other contract calls)
+# before anything runs it, and simulation then checks the chain moves no more than that.
+GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "assets", "simulation", "fee", "value_cap",
+                                       "daily_limit")
 # A set-code transaction (type 4) also hands the account to its delegates: checked before it is priced.
-SET_CODE_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "simulation", "fee", "value_cap",
-                                      "daily_limit")
+SET_CODE_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "assets", "simulation", "fee",
+                                      "value_cap", "daily_limit")
 # Messages move no native value by themselves, so they have no fee or spend stages; what they may
 # authorize is their stage's business (an EIP-712 Permit is refused unless its contract is allowlisted).
 MESSAGE_STAGES: tuple[Stage, ...] = ("chain", "message")
-TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data")
-ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "simulation", "fee", "value_cap",
-                                           "daily_limit", "message", "typed_data")
+# Typed data's "assets" stage counts what a Permit authorizes against the token's limits.
+TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data", "assets")
+ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "assets", "simulation", "fee",
+                                           "value_cap", "daily_limit", "message", "typed_data")
 
 IntentType = Literal["transaction", "personal_sign", "typed_data"]
 
@@ -274,6 +279,16 @@ class SealingKey(Record):
     announced_at: UtcDatetime
 
 
+class DeclaredOutflow(Record):
+    """Tokens a contract call is expected to take from the agent's account, in base units."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    token: Address
+    amount: Wei
+
+
 class TransactionIntent(Evolving):
     """What an agent asks for, signed by the agent. ``intent_type`` says what: a ``transaction``
     (the default: move ``value`` to ``to`` on ``chain``, EIP-2718 types 0 to 4), an EIP-191
@@ -282,7 +297,7 @@ class TransactionIntent(Evolving):
 
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
         "intent_type": "transaction", "message": None, "typed_data": None, "max_fee_per_blob_gas": None,
-        "blob_versioned_hashes": (), "blobs": (), "authorization_list": ()}
+        "blob_versioned_hashes": (), "blobs": (), "authorization_list": (), "declared_outflows": ()}
 
     intent_id: Identifier
     agent_id: Identifier
@@ -307,6 +322,10 @@ class TransactionIntent(Evolving):
         description="type 3 with broadcast: the blobs themselves (131072 bytes each), in the order of their hashes")
     authorization_list: tuple[AuthorizationRequest, ...] = Field(
         default=(), max_length=1, description="type 4: the EIP-7702 delegation of the agent's account to sign")
+    declared_outflows: tuple[DeclaredOutflow, ...] = Field(
+        default=(), max_length=16,
+        description="a contract call: the tokens it is expected to take from the agent's account (a router's "
+        "transferFrom), counted against their asset limits; simulation refuses a call that takes more")
     message: HexData | None = Field(
         default=None, description="personal_sign: the message bytes (UTF-8 text as hex), at most 16384 bytes")
     typed_data: TypedData | None = Field(default=None, description="typed_data: the EIP-712 document")
@@ -446,7 +465,8 @@ class TransactionIntent(Evolving):
 
 _TRANSACTION_ONLY = ("to", "value", "data", "tx_type", "gas_limit", "gas_price", "max_fee_per_gas",
                      "max_priority_fee_per_gas", "access_list", "nonce", "max_fee_per_blob_gas",
-                     "blob_versioned_hashes", "blobs", "authorization_list", "simulate_first", "broadcast")
+                     "blob_versioned_hashes", "blobs", "authorization_list", "declared_outflows", "simulate_first",
+                     "broadcast")
 
 
 class Eip712DomainRule(Record):
@@ -465,13 +485,103 @@ class Eip712DomainRule(Record):
                 and (self.name is None or typed_data.domain.get("name") == self.name))
 
 
+TokenStandard = Literal["erc20", "erc721", "erc1155"]
+_SELECTOR_RE = re.compile(r"^0x[0-9a-f]{8}\Z")
+
+
+class AssetLimit(Record):
+    """One token an agent may move on one chain, with its limits in the token's own units
+    (decimal strings, read with the ``decimals`` recorded here: nothing is fetched from the chain
+    at decision time). A null limit means none. The standard says how the contract's calldata is
+    read: ERC-20 and ERC-721 share the selectors of ``transferFrom`` and ``approve``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    chain: str
+    token: Address
+    standard: TokenStandard = "erc20"
+    symbol: str | None = Field(default=None, max_length=32)
+    decimals: int = Field(default=18, ge=0, le=77, description="the token's decimals; ERC-721 and ERC-1155: 0")
+    max_per_tx: str | None = Field(default=None, description="the most one intent moves or approves, token units")
+    daily_limit: str | None = Field(default=None, description="rolling 24 h limit, token units")
+    approval_threshold: str | None = Field(
+        default=None, description="an intent moving or approving more than this waits for an admin, token units")
+
+    @field_validator("chain")
+    @classmethod
+    def _known(cls, chain: str) -> str:
+        return _known_chain(chain)
+
+    @model_validator(mode="after")
+    def _amounts_in_units(self) -> "AssetLimit":
+        for name in ("max_per_tx", "daily_limit", "approval_threshold"):
+            text = getattr(self, name)
+            if text is not None:
+                try:
+                    parse_token_amount(text, self.decimals, f"{self.label}'s unit ({self.decimals} decimals)")
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return self
+
+    @property
+    def key(self) -> str:
+        """The asset's name in spend records: chain and contract."""
+        return f"{self.chain}:{self.token}"
+
+    @property
+    def label(self) -> str:
+        return self.symbol or self.token
+
+    def units(self, name: str) -> int | None:
+        text = getattr(self, name)
+        return None if text is None else parse_token_amount(text, self.decimals)
+
+
+class ContractCallRule(Record):
+    """Calls to one contract that the asset rules do not read (anything but a token transfer or
+    approval): allowed only for the listed 4-byte selectors, or any call with ``"any"``. A
+    selector may be given as hex (``0x12345678``) or as the function's signature
+    (``swap(address,uint256)``), which is kept as its selector."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    contract: Address
+    selectors: tuple[str, ...] | Literal["any"] = Field(max_length=256)
+
+    @field_validator("selectors", mode="before")
+    @classmethod
+    def _selectors(cls, value: object) -> object:
+        if value == "any" or not isinstance(value, (list, tuple)):
+            return value
+        from eth_utils import function_signature_to_4byte_selector
+
+        out = []
+        for text in value:
+            if not isinstance(text, str):
+                raise ValueError(f"each selector is a string, got {type(text).__name__}")
+            if "(" in text:
+                text = "0x" + function_signature_to_4byte_selector(text.replace(" ", "")).hex()
+            if not _SELECTOR_RE.match(text.lower()):
+                raise ValueError(f"a selector is 4 bytes of hex (0x12345678) or a function signature such as "
+                                 f"\"swap(address,uint256)\", got {text!r}")
+            out.append(text.lower())
+        return tuple(out)
+
+    def allows(self, selector: str) -> bool:
+        return self.selectors == "any" or selector in self.selectors
+
+
 class AgentPolicy(Evolving):
     """An agent's guardrails, versioned and signed by an admin key. What it does not describe is
     refused: messages, typed data and EIP-7702 delegations are off until their fields allow them."""
 
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
         "message_signing_enabled": False, "message_max_bytes": 1024, "eip712_domain_allowlist": (),
-        "eip712_default_policy": "deny", "eip7702_delegate_allowlist": (), "eip7702_allow_any_chain": False}
+        "eip712_default_policy": "deny", "eip7702_delegate_allowlist": (), "eip7702_allow_any_chain": False,
+        "asset_limits": (), "block_unlimited_approvals": True, "contract_calls": (), "approval_threshold_eth": None,
+        "approval_timeout_s": 3600}
 
     agent_id: Identifier
     version: int = Field(ge=1)
@@ -496,6 +606,19 @@ class AgentPolicy(Evolving):
         default=(), max_length=256, description="contracts the agent's account may delegate to (EIP-7702); empty: none")
     eip7702_allow_any_chain: bool = Field(
         default=False, description="allow authorizations with chain_id 0, valid on every chain")
+    asset_limits: tuple[AssetLimit, ...] = Field(
+        default=(), max_length=256, description="the tokens this agent may move, per chain and contract, with their "
+        "limits; a token transfer or approval of any other contract is refused")
+    block_unlimited_approvals: bool = Field(
+        default=True, description="an approval or permit must fit the asset's per-transaction cap (or daily limit) "
+        "and counts as spend; setApprovalForAll(true) only to an operator on tx_to_allowlist")
+    contract_calls: tuple[ContractCallRule, ...] = Field(
+        default=(), max_length=256, description="calls other than token transfers and approvals, per contract; "
+        "calldata to any contract not listed here is refused")
+    approval_threshold_eth: NativeAmount | None = Field(
+        default=None, description="an intent whose value is above this waits for an admin's signed approval")
+    approval_timeout_s: int = Field(
+        default=3600, ge=1, le=7 * 86_400, description="how long an intent waits for an admin before APPROVAL_EXPIRED")
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime
     admin_key_id: str = ""
@@ -513,9 +636,29 @@ class AgentPolicy(Evolving):
             raise ValueError(f"must be a 32-byte Ed25519 public key (0x + 64 hex digits), got {len(key) - 2} hex digits")
         return key
 
+    @model_validator(mode="after")
+    def _one_rule_per_thing(self) -> "AgentPolicy":
+        keys = [a.key for a in self.asset_limits]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"asset_limits: each (chain, token) appears once, got {sorted(keys)}")
+        contracts = [c.contract for c in self.contract_calls]
+        if len(set(contracts)) != len(contracts):
+            raise ValueError("contract_calls: each contract appears once")
+        return self
+
+    def asset(self, chain: str, token: str) -> AssetLimit | None:
+        return next((a for a in self.asset_limits if a.chain == chain and a.token == token), None)
+
+    def calls_to(self, contract: str) -> ContractCallRule | None:
+        return next((c for c in self.contract_calls if c.contract == contract), None)
+
     @property
     def max_value_wei(self) -> int | None:
         return None if self.tx_max_value_eth is None else parse_native_amount(self.tx_max_value_eth)
+
+    @property
+    def approval_threshold_wei(self) -> int | None:
+        return None if self.approval_threshold_eth is None else parse_native_amount(self.approval_threshold_eth)
 
     @property
     def daily_limit_wei(self) -> int | None:
@@ -525,7 +668,7 @@ class AgentPolicy(Evolving):
         return orjson.dumps(self.model_dump(mode="json", exclude={"signature"}), option=orjson.OPT_SORT_KEYS)
 
 
-class Outcome(Record):
+class Outcome(Evolving):
     """A record that tells a client something about its intent, signed by the service that
     decided it (a streams worker or a signer, each with its own pinned Ed25519 key) and bound to
     the intent by its digest. See README "Verifying outcomes" for the bytes that are signed."""
@@ -561,14 +704,51 @@ class IntentRejected(Outcome):
     decided_at: UtcDatetime
 
 
+class HumanApproval(Record):
+    """An admin's decision on an intent that waits for one, signed with a pinned admin key over
+    `signing_bytes` and bound to the intent by its digest. The worker acts on it, and the signer
+    checks it again itself before it signs anything above a threshold."""
+
+    intent_id: str
+    agent_id: str
+    intent_digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    decision: Literal["approve", "deny"]
+    reason: str = Field(default="", max_length=1024)
+    decided_at: UtcDatetime
+    admin_key_id: str = ""
+    signature: str = Field(default="", description="Ed25519 by the admin key over signing_bytes(), hex")
+
+    def signing_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude={"signature"}), option=orjson.OPT_SORT_KEYS)
+
+
+class IntentParked(Outcome):
+    """An intent above a human-approval threshold: it passed every guardrail, its spend is
+    reserved, and it waits for an admin's signed decision (`HumanApproval`) until ``expires_at``.
+    Not final: an approval, a denial or APPROVAL_EXPIRED follows."""
+
+    intent_id: str
+    agent_id: str
+    status: Literal["awaiting_approval"] = "awaiting_approval"
+    reason: str
+    intent: TransactionIntent
+    verdicts: tuple[StageVerdict, ...] = ()
+    parked_at: UtcDatetime
+    expires_at: UtcDatetime
+
+
 class IntentApproved(Outcome):
     """An intent that passed every guardrail, with the signed policy it passed,
     so the signer can re-verify both without trusting the worker."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"human_approval": None}
 
     intent: TransactionIntent
     policy: AgentPolicy
     verdicts: tuple[StageVerdict, ...]
     approved_at: UtcDatetime
+    human_approval: HumanApproval | None = Field(
+        default=None, description="the admin's approval, for an intent above a human-approval threshold")
 
     @property
     def intent_id(self) -> str:
@@ -676,10 +856,14 @@ def event_id(*parts: str) -> str:
 __all__ = [
     "AccessListEntry",
     "AgentPolicy",
+    "AssetLimit",
     "AuditEvent",
+    "ContractCallRule",
     "DeadLetter",
     "GUARDRAIL_STAGES",
+    "HumanApproval",
     "IntentApproved",
+    "IntentParked",
     "IntentRejected",
     "Outcome",
     "SCHEMA_VERSION",

@@ -10,6 +10,12 @@ INTENTS_REJECTED = "warden.intents.rejected"
 # Intents the redelivery task gave up on (no outcome after its last attempt): the worker decides
 # them NO_OUTCOME unless it decided them already, so even these end with one true outcome.
 INTENTS_ABANDONED = "warden.intents.abandoned"
+# Intents above a human-approval threshold, parked (IntentParked) until an admin's signed decision
+# arrives on warden.approvals (HumanApproval), or they expire.
+INTENTS_AWAITING_APPROVAL = "warden.intents.awaiting_approval"
+APPROVALS = "warden.approvals"
+# The worker's reminders to itself that a parked intent's wait has ended (it checks; nothing is trusted).
+APPROVAL_DEADLINES = "warden.approvals.deadlines"
 TXS_SIGNED = "warden.txs.signed"
 # EIP-191 and EIP-712 signatures (SignedMessage): a topic of their own, so nobody reading signed
 # transactions mistakes a signature over a message for one.
@@ -34,6 +40,9 @@ ALL = (
     INTENTS_APPROVED,
     INTENTS_REJECTED,
     INTENTS_ABANDONED,
+    INTENTS_AWAITING_APPROVAL,
+    APPROVALS,
+    APPROVAL_DEADLINES,
     TXS_SIGNED,
     MESSAGES_SIGNED,
     POLICIES,
@@ -48,7 +57,8 @@ ALL = (
 # Each Warden consumer group and the topics it commits offsets on (the streams worker's
 # split-topology stage topics are left out: in the fused topology, the default, they carry nothing).
 CONSUMER_GROUPS = {
-    "streams": ("warden-streams", (INTENTS_SUBMITTED, POLICIES, INTENTS_REJECTED, INTENTS_ABANDONED)),
+    "streams": ("warden-streams", (INTENTS_SUBMITTED, POLICIES, INTENTS_REJECTED, INTENTS_ABANDONED, APPROVALS,
+                                    APPROVAL_DEADLINES)),
     "signer": ("warden-signer", (INTENTS_APPROVED,)),
 }
 

@@ -42,11 +42,12 @@ from pydantic import ValidationError
 from runtime import metrics
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
-from schemas.auth import intent_signature_valid, policy_signature_valid, sign_outcome
+from schemas.auth import human_approval_valid, intent_signature_valid, policy_signature_valid, sign_outcome
 from schemas.chains import REGISTRY
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
-from schemas.models import (INTENT_MAX_AGE_US, NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejected,
+from schemas.models import (INTENT_MAX_AGE_US, INTENT_MAX_FUTURE_US, NONCE_LIMIT, AgentPolicy, HumanApproval,
+                            IntentApproved, IntentRejected,
                             SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
 from signer.evm import authorizations, blobs, messages, typed_data
 from signer.evm import transactions as txs
@@ -182,7 +183,7 @@ class Signer:
                                  spend_wei=signed.max_spend_wei, counts=signing.counts,
                                  policy_version=signing.policy.version, idempotency_slot=signing.slot,
                                  tx_hash=signed.tx_hash if signing.counts else None,
-                                 last_nonce=signing.last_nonce,
+                                 last_nonce=signing.last_nonce, assets=signing.assets,
                                  context=(intent.to_bytes(), *signing.key) if signing.key else None,
                                  copy_of=signing.copy_of)
         emits = [
@@ -192,7 +193,9 @@ class Signer:
                   chain_id=signed.chain_id, tx_hash=signed.tx_hash, **{"from": signed.from_}, to=signed.to,
                   nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
                   policy_version=signing.policy.version, status=signed.status, tee=self.tee, kind="transaction",
-                  tx_type=signed.tx_type, **intent.type_facts()),
+                  tx_type=signed.tx_type, asset_spend={k: str(v) for k, v in (signing.assets or {}).items()},
+                  approved_by=approved.human_approval.admin_key_id if approved.human_approval else None,
+                  **intent.type_facts()),
         ]
         # A copy for a reused idempotency key follows its original's transaction to a final status.
         follow = signing.copy_of is not None and signed.status in lifecycle.OPEN
@@ -206,13 +209,15 @@ class Signer:
         reused = self._reused_key(intent, now, SignedTransaction, self.state.signed_record)
         if reused is not None:
             return _Signing(reused[1], policy, copy_of=reused[0])
+        assets = self._check_assets(intent, policy, now)
+        self._require_human_approval(approved, policy, assets, now)
         sidecar = self._sidecar(intent)
         with self._agent_key(intent) as agent:
             node = self.node_for(intent.chain)
             try:
                 nonce = await self._nonce(intent, agent.address, node, now)
                 if guardrails.simulation_required(intent, policy):
-                    simulated = await guardrails.simulate(intent, agent.address, node)  # as the real sender
+                    simulated = await guardrails.simulate(intent, agent.address, node, policy)  # as the real sender
                     if not simulated.passed:
                         raise SigningRefused(simulated.code, f"signer simulation failed: {simulated.reason}")
                 quote = await fees.quote(intent, agent.address, node, policy.tx_max_fee_per_gas)
@@ -241,7 +246,7 @@ class Signer:
             signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
         )
         return _Signing(result, policy, slot=slot, key=(agent.path, agent.version),
-                        last_nonce=max((nonce, *auth_nonces)))
+                        last_nonce=max((nonce, *auth_nonces)), assets=assets)
 
     def _reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
         """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
@@ -329,12 +334,14 @@ class Signer:
         intent = approved.intent
         policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
-        slot, copy_of = intent.idempotency_slot, None
+        slot, copy_of, assets = intent.idempotency_slot, None, None
         reused = self._reused_key(intent, now, SignedMessage, self.state.message_record)
         if reused is not None:
             copy_of, result = reused
             slot = None
         else:
+            assets = self._check_assets(intent, policy, now)
+            self._require_human_approval(approved, policy, assets, now)
             typed = None
             if intent.intent_type == "personal_sign":
                 digest = messages.personal_sign_hash(bytes.fromhex(intent.message[2:]))
@@ -358,7 +365,8 @@ class Signer:
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
         self.state.record_message(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
-                                  now_us=to_us(now), policy_version=policy.version, idempotency_slot=slot)
+                                  now_us=to_us(now), policy_version=policy.version, idempotency_slot=slot,
+                                  assets=assets)
         return [
             Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
             audit(SERVICE, "message.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
@@ -380,10 +388,34 @@ class Signer:
         if not policy.intents_api_enabled:
             raise SigningRefused("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r} "
                                                          f"(policy v{policy.version})")
-        for verdict in (guardrails.check_freshness(intent, now, self.max_age_us), *guardrails.policy_checks(intent, policy)):
+        # An intent that waited for an admin is as old as its wait; the admin's fresh approval vouches for it.
+        max_age = self.max_age_us + (policy.approval_timeout_s * US_PER_SECOND
+                                     if self._human_approval(approved, now) is not None else 0)
+        for verdict in (guardrails.check_freshness(intent, now, max_age), *guardrails.policy_checks(intent, policy)):
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
         return policy
+
+    def _human_approval(self, approved: IntentApproved, now: datetime) -> HumanApproval | None:
+        """The admin's approval the record carries, if it is one this signer believes: signed by a
+        pinned admin key, an approval of exactly this intent (id and digest), and fresh."""
+        approval, intent = approved.human_approval, approved.intent
+        if approval is None or approval.decision != "approve" or not human_approval_valid(approval, self.admin_keys):
+            return None
+        if (approval.intent_id, approval.agent_id, approval.intent_digest) != (intent.intent_id, intent.agent_id,
+                                                                               intent.digest()):
+            return None
+        age = to_us(now) - to_us(approval.decided_at)
+        return approval if -INTENT_MAX_FUTURE_US <= age < self.max_age_us else None
+
+    def _require_human_approval(self, approved: IntentApproved, policy: AgentPolicy, assets: dict[str, int],
+                                now: datetime) -> None:
+        """Above a threshold of the signer's own policy, nothing is signed without an admin's approval."""
+        why = guardrails.approval_needed(approved.intent, policy, assets)
+        if why is not None and self._human_approval(approved, now) is None:
+            raise SigningRefused("HUMAN_APPROVAL_REQUIRED", (
+                f"{why}, and the record carries no valid admin approval of this intent (signed by a pinned admin key, "
+                "bound to its digest, fresh); it waits for `warden approvals approve` through the pipeline"))
 
     def _policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
         intent, offered = approved.intent, approved.policy
@@ -399,6 +431,16 @@ class Signer:
                                                       f"policy is now v{newest}; submit the intent again to be "
                                                       "judged under the current policy")
         return held
+
+    def _check_assets(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> dict[str, int]:
+        """The asset rules (`guardrails.check_assets`) with the signer's own per-asset record:
+        what the intent moves or approves, per asset, to record with its signature."""
+        now_us = to_us(now)
+        checked = guardrails.check_assets(
+            intent, policy, lambda asset: SpendWindow(self.state.asset_entries(intent.agent_id, asset, now_us)).spent(now_us))
+        if not checked.passed:
+            raise SigningRefused(checked.code, f"signer re-check failed: {checked.reason}")
+        return guardrails.asset_spend_of([checked])
 
     def _check_spend(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote,
                      now: datetime) -> None:
@@ -557,7 +599,7 @@ class Signer:
                 # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
                 self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce,
                                          last=self._last_nonce(signed))
-                self.state.settle_spend(signed.intent_id, 0)
+                self.state.settle_spend(signed.intent_id, 0, executed=False)
                 emits, _ = self._transition(signed, {"status": "failed",
                                                      "error": f"node refused the transaction: {exc.message}"}, now)
                 return emits, None
@@ -718,7 +760,7 @@ class Signer:
         # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
         fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
         # Settled: the worst case reserved at signing gives way to what the chain took.
-        self.state.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee)
+        self.state.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok)
         others = tuple(h for h in hashes if h != tx_hash)
         return self._transition(signed, {
             "signed_tx": winner.signed_tx, "tx_hash": tx_hash, "max_spend_wei": winner.max_spend_wei,
@@ -730,7 +772,7 @@ class Signer:
                           at: datetime) -> tuple[list[Emit], SignedTransaction]:
         """The chain's nonce passed this transaction and none of its hashes was mined: replaced,
         when another transaction this signer signed at the nonce was mined; dropped otherwise."""
-        self.state.settle_spend(signed.intent_id, 0)  # none of this intent's transactions executed
+        self.state.settle_spend(signed.intent_id, 0, executed=False)  # none of this intent's transactions executed
         for other in self.state.intents_at_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce):
             if other == signed.intent_id:
                 continue
@@ -881,6 +923,7 @@ class _Signing:
     key: tuple[str, int] | None = None
     copy_of: str | None = None
     last_nonce: int | None = None  # the highest nonce it uses: a self-sponsored EIP-7702 delegation uses two
+    assets: dict[str, int] | None = None  # token units it moves or approves, per asset (chain:token)
 
     @property
     def counts(self) -> bool:

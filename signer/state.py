@@ -6,7 +6,8 @@ refusal, back: never a second nonce, never a signature after a refusal), the
 nonce tracked per (agent, chain, address) and every nonce it signed at (only
 those may be named again, to replace), the signer's own rolling spend record
 (value + worst-case fee at signing, settled to what the chain took once a
-receipt arrives; it does not trust the worker's), the newest policy version it
+receipt arrives; it does not trust the worker's) and its per-asset record (token units moved or
+approved, kept when the transaction executes, settled to nothing when it does not), the newest policy version it
 signed under per agent (an older signed policy cannot be replayed), and the
 idempotency cache, and each transaction's lifecycle (`signer.lifecycle`): every
 transaction signed for an intent (the first and each fee bump, any of which may be
@@ -49,6 +50,10 @@ CREATE TABLE IF NOT EXISTS tx_attempts (
 CREATE TABLE IF NOT EXISTS idempotent_copies (intent_id TEXT PRIMARY KEY, original_intent_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS asset_spend (
+    intent_id TEXT NOT NULL, agent_id TEXT NOT NULL, asset TEXT NOT NULL, at_us INTEGER NOT NULL,
+    units TEXT NOT NULL, PRIMARY KEY (intent_id, asset));
+CREATE INDEX IF NOT EXISTS asset_spend_by_agent ON asset_spend (agent_id, asset, at_us);
 CREATE TABLE IF NOT EXISTS tx_context (
     intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
 """
@@ -148,6 +153,12 @@ class SignerState:
                                (agent_id, window_start_us(now_us)))
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
+    def asset_entries(self, agent_id: str, asset: str, now_us: int) -> dict[str, tuple[int, int]]:
+        """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
+        rows = self.db.execute("SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? "
+                               "AND at_us > ?", (agent_id, asset, window_start_us(now_us)))
+        return {intent_id: (at_us, int(units)) for intent_id, at_us, units in rows}
+
     def policy_version(self, agent_id: str) -> int:
         row = self.db.execute("SELECT version FROM policy_versions WHERE agent_id = ?", (agent_id,)).fetchone()
         return 0 if row is None else row[0]
@@ -190,7 +201,7 @@ class SignerState:
                       address: str, nonce: int, spend_wei: int, counts: bool, policy_version: int,
                       idempotency_slot: str | None, tx_hash: str | None = None,
                       context: tuple[bytes, str, int] | None = None, copy_of: str | None = None,
-                      last_nonce: int | None = None) -> None:
+                      last_nonce: int | None = None, assets: dict[str, int] | None = None) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
         Call it inside `intent_scope`, so they are written together or not at all."""
@@ -204,6 +215,7 @@ class SignerState:
         if counts:
             self.db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
                             (intent_id, agent_id, now_us, str(spend_wei)))
+            self._record_assets(intent_id, agent_id, now_us, assets)
         self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
         if tx_hash is not None:
             self.db.execute("INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)", (intent_id, tx_hash, record, now_us))
@@ -213,12 +225,19 @@ class SignerState:
             self.db.execute("INSERT OR IGNORE INTO idempotent_copies VALUES (?, ?)", (intent_id, copy_of))
 
     def record_message(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, policy_version: int,
-                       idempotency_slot: str | None) -> None:
-        """A signed message (EIP-191 or EIP-712) with its idempotency entry, like `record_signed`:
-        in the open batch, inside `intent_scope`, durable before it is published."""
+                       idempotency_slot: str | None, assets: dict[str, int] | None = None) -> None:
+        """A signed message (EIP-191 or EIP-712) with its idempotency entry and what it authorizes
+        (a Permit's amounts), like `record_signed`: in the open batch, inside `intent_scope`,
+        durable before it is published."""
         self._begin()
         self.db.execute("INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+        self._record_assets(intent_id, agent_id, now_us, assets)
         self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
+
+    def _record_assets(self, intent_id: str, agent_id: str, now_us: int, assets: dict[str, int] | None) -> None:
+        for asset, units in (assets or {}).items():
+            self.db.execute("INSERT OR IGNORE INTO asset_spend VALUES (?, ?, ?, ?, ?)",
+                            (intent_id, agent_id, asset, now_us, str(units)))
 
     def _record_signature(self, agent_id: str, intent_id: str, now_us: int, policy_version: int,
                           idempotency_slot: str | None) -> None:
@@ -262,10 +281,13 @@ class SignerState:
         """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
         self._outside_scope("UPDATE signed SET record = ? WHERE intent_id = ?", (record, intent_id))
 
-    def settle_spend(self, intent_id: str, spent_wei: int) -> None:
+    def settle_spend(self, intent_id: str, spent_wei: int, executed: bool) -> None:
         """What the chain took (value if it executed, plus the fee actually paid; nothing if the
-        node refused it) replaces the worst case reserved at signing."""
+        node refused it) replaces the worst case reserved at signing. Token amounts stay counted
+        when the transaction executed, and count nothing when it did not."""
         self._outside_scope("UPDATE spend SET spend_wei = ? WHERE intent_id = ?", (str(spent_wei), intent_id))
+        if not executed:
+            self._outside_scope("UPDATE asset_spend SET units = '0' WHERE intent_id = ?", (intent_id,))
 
     def release_nonce(self, agent_id: str, chain: str, address: str, nonce: int, last: int | None = None) -> None:
         """The node refused the transaction: its nonce (through ``last``, the highest one it would

@@ -27,16 +27,19 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import topics
-from runtime.clock import to_us
+from runtime.clock import from_us, to_us
 from runtime.rpc import Node
 from schemas.emit import Emit, Source, audit as _audit, dead_letter
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas.auth import ServiceKeys, intent_signature_valid, outcome_forgery, policy_signature_valid, sign_outcome
+from schemas.auth import (ServiceKeys, human_approval_valid, intent_signature_valid, outcome_forgery,
+                          policy_signature_valid, sign_outcome)
 from schemas.models import (
     INTENT_MAX_AGE_US,
     AgentPolicy,
+    HumanApproval,
     IntentApproved,
+    IntentParked,
     IntentRejected,
     StageVerdict,
     TransactionIntent,
@@ -56,18 +59,30 @@ SERVICE = "service:streams"
 
 @dataclass
 class Windows:
-    """Per-agent rolling windows, derived from ``decisions`` (never stored on their own)."""
+    """Per-agent rolling windows, derived from ``decisions`` (never stored on their own): one for
+    native spend and one per asset the agent moved (keyed ``chain:token``)."""
 
-    by_agent: dict[str, SpendWindow] = field(default_factory=dict)
+    by_agent: dict[tuple[str, str], SpendWindow] = field(default_factory=dict)
 
-    def of(self, agent_id: str) -> SpendWindow:
-        return self.by_agent.setdefault(agent_id, SpendWindow())
+    def of(self, agent_id: str, asset: str = "native") -> SpendWindow:
+        return self.by_agent.setdefault((agent_id, asset), SpendWindow())
+
+    def reserve(self, agent_id: str, intent_id: str, now_us: int, spend_wei: int, assets: dict[str, int]) -> None:
+        self.of(agent_id).reserve(intent_id, now_us, spend_wei)
+        for asset, units in assets.items():
+            self.of(agent_id, asset).reserve(intent_id, now_us, units)
+
+    def release(self, agent_id: str, intent_id: str) -> None:
+        for (agent, _), window in self.by_agent.items():
+            if agent == agent_id:
+                window.release(intent_id)
 
     def rebuild(self, decisions: MutableMapping) -> None:
         self.by_agent.clear()
         for intent_id, decision in decisions.items():
-            if decision.get("outcome") == "approved" and decision.get("counts", True):
-                self.of(decision["agent_id"]).entries[intent_id] = (decision["at_us"], int(decision["spend_wei"]))
+            if decision.get("outcome") in ("approved", "parked") and decision.get("counts", True):
+                assets = {k: int(v) for k, v in decision.get("assets", {}).items()}
+                self.reserve(decision["agent_id"], intent_id, decision["at_us"], int(decision["spend_wei"]), assets)
 
 
 class Engine:
@@ -92,6 +107,8 @@ class Engine:
         self.decisions = decisions
         self.idempotency = idempotency
         self.windows = Windows()
+        # intent_id → when its wait for an admin ends (µs): the parked decisions, kept to expire them.
+        self.parked: dict[str, int] = {}
         self.max_record_bytes = max_record_bytes
 
     # -- policies -------------------------------------------------------------------------------
@@ -135,7 +152,7 @@ class Engine:
             out.append(self._verdict_audit(verdict, intent, now))
             if not verdict.passed:
                 return out + self._reject(intent, verdict, verdicts, now)
-        return out + self._approve(intent, policy, verdicts, now, counts=True)
+        return out + self._decide(intent, policy, verdicts, now)
 
     async def on_intake(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """Split topology, first hop: intake, then hand the intent to the first stage's topic."""
@@ -162,7 +179,7 @@ class Engine:
         following = stages.index(stage) + 1
         if following < len(stages):
             return out + [self._envelope(stages[following], intent, policy, verdicts)]
-        return out + self._approve(intent, policy, verdicts, now, counts=True)
+        return out + self._decide(intent, policy, verdicts, now)
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """The redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was decided
@@ -195,8 +212,98 @@ class Engine:
                            topic=topics.INTENTS_REJECTED, code=rejected.code,
                            reason=f"not a signer's refusal of this intent ({forged}); the reservation stays")]
         self.decisions[rejected.intent_id] = {**decision, "outcome": "released"}
-        self.windows.of(decision["agent_id"]).release(rejected.intent_id)
+        self.windows.release(decision["agent_id"], rejected.intent_id)
         return []
+
+    def rebuild(self) -> None:
+        """After partitions move: the windows and the parked intents, from ``decisions`` alone."""
+        self.windows.rebuild(self.decisions)
+        self.parked = {intent_id: d["expires_us"] for intent_id, d in self.decisions.items()
+                       if d.get("outcome") == "parked"}
+
+    # -- human approval -------------------------------------------------------------------------
+
+    def on_human_approval(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """An admin's decision on a parked intent. Believed only when signed by a pinned admin key
+        and bound to the parked intent's digest; an approval ends the wait with the intent
+        approved (the decision travels with it, for the signer to check), a denial with
+        APPROVAL_DENIED and its reservation released. Anything else is audited and changes nothing."""
+        try:
+            approval = HumanApproval.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.dead_letter(raw, source, now, f"invalid HumanApproval: {'; '.join(explain(exc))}",
+                                    explain(exc))
+        decision = self.decisions.get(approval.intent_id)
+
+        def refused(why: str) -> list[Emit]:
+            return [_audit(SERVICE, "approval.refused", f"intent:{approval.intent_id}", now, approval.intent_id,
+                           approval.signature[:16], intent_id=approval.intent_id, agent_id=approval.agent_id,
+                           decision=approval.decision, admin_key_id=approval.admin_key_id, reason=why)]
+
+        if not human_approval_valid(approval, self.admin_keys):
+            return refused(f"not signed by a pinned admin key ({approval.admin_key_id!r}); ignored")
+        if decision is None or decision.get("outcome") != "parked":
+            return refused("no intent with this id is awaiting approval (decided, expired or unknown); ignored")
+        if approval.intent_digest != decision.get("digest") or approval.agent_id != decision["agent_id"]:
+            return refused("the decision names another intent (intent_digest or agent differs); ignored")
+        if to_us(now) >= decision["expires_us"]:
+            return refused("the wait for approval had ended; the intent expired") + self._expire(approval.intent_id, now)
+        self.parked.pop(approval.intent_id, None)
+        pending = IntentApproved.from_bytes(base64.b64decode(decision["pending"]))
+        actor = f"admin:{approval.admin_key_id}"
+        if approval.decision == "deny":
+            self.windows.release(decision["agent_id"], approval.intent_id)
+            verdict = StageVerdict(intent_id=approval.intent_id, stage="approval", passed=False, code="APPROVAL_DENIED",
+                                   reason=f"an admin ({approval.admin_key_id}) denied this intent"
+                                          + (f": {approval.reason}" if approval.reason else ""))
+            return [_audit(actor, "intent.denied", f"intent:{approval.intent_id}", now, approval.intent_id,
+                           intent_id=approval.intent_id, agent_id=decision["agent_id"], reason=approval.reason)
+                    ] + self._reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
+        approved = self._signed(pending.model_copy(update={"human_approval": approval, "approved_at": now}))
+        record = approved.to_bytes()
+        self.decisions[approval.intent_id] = {**decision, "outcome": "approved", "topic": topics.INTENTS_APPROVED,
+                                              "record": base64.b64encode(record).decode()}
+        metrics.INTENTS.labels("approved", "approval", "HUMAN_APPROVED").inc()
+        return [Emit(topics.INTENTS_APPROVED, decision["agent_id"], record),
+                _audit(actor, "intent.human_approved", f"intent:{approval.intent_id}", now, approval.intent_id,
+                       intent_id=approval.intent_id, agent_id=decision["agent_id"], reason=approval.reason)]
+
+    def due_parked(self, now: datetime) -> list[tuple[str, str]]:
+        """(agent_id, intent_id) of every parked intent whose wait has ended. Read-only: the worker's
+        timer turns each into a deadline record, so the expiry itself happens in stream order."""
+        now_us = to_us(now)
+        return [(self.decisions[i]["agent_id"], i) for i, until in list(self.parked.items())
+                if until <= now_us and i in self.decisions]
+
+    def on_deadline(self, raw: bytes | None, now: datetime) -> list[Emit]:
+        """A deadline record: expire the intent it names if its wait has really ended (anyone can
+        write the topic, so the record is only a reminder to look; it decides nothing)."""
+        try:
+            intent_id = orjson.loads(raw or b"")["intent_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return []
+        until = self.parked.get(intent_id) if isinstance(intent_id, str) else None
+        if until is None or until > to_us(now):
+            return []
+        return self._expire(intent_id, now)
+
+    def expire_parked(self, now: datetime) -> list[Emit]:
+        """Every parked intent whose wait has ended: APPROVAL_EXPIRED, and its reservation released."""
+        return [emit for _, intent_id in self.due_parked(now) for emit in self._expire(intent_id, now)]
+
+    def _expire(self, intent_id: str, now: datetime) -> list[Emit]:
+        self.parked.pop(intent_id, None)
+        decision = self.decisions.get(intent_id)
+        if decision is None or decision.get("outcome") != "parked":
+            return []
+        pending = IntentApproved.from_bytes(base64.b64decode(decision["pending"]))
+        self.windows.release(decision["agent_id"], intent_id)
+        waited = pending.policy.approval_timeout_s
+        verdict = StageVerdict(intent_id=intent_id, stage="approval", passed=False, code="APPROVAL_EXPIRED",
+                               reason=f"no admin approved this intent within {waited} s (approval_timeout_s); it "
+                                      "will not be signed. Submit a new intent and ask an admin to approve it")
+        return [self._verdict_audit(verdict, pending.intent, now)] + self._reject(
+            pending.intent, verdict, [*pending.verdicts, verdict], now)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -255,6 +362,13 @@ class Engine:
         verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=True, code="IDEMPOTENT_REPLAY",
                                reason=f"idempotency key already used by intent {first['intent_id']} within 24 h; "
                                       "its result is returned", facts={"original_intent_id": first["intent_id"]})
+        if original["outcome"] == "parked":
+            verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False,
+                                   code="IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL",
+                                   reason=f"idempotency key already used by intent {first['intent_id']}, which is "
+                                          "waiting for an admin's approval; follow that intent's outcome",
+                                   facts={"original_intent_id": first["intent_id"]})
+            return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now)
         if original["outcome"] in ("approved", "released"):
             # The signer returns the original's signed bytes for this key, so no spend is reserved twice.
             return [self._verdict_audit(verdict, intent, now)] + self._approve(intent, policy, [verdict], now,
@@ -284,10 +398,12 @@ class Engine:
         if stage == "daily_limit":
             spent = self.windows.of(intent.agent_id).spent(to_us(now))
             return guardrails.check_daily_limit(intent, policy, spent, _quote_of(verdicts))
+        if stage == "assets":
+            return self._check_assets(intent, policy, now)
         if stage == "simulation":
             if not guardrails.simulation_required(intent, policy):
                 return guardrails.simulation_skipped(intent)
-            return await guardrails.simulate(intent, policy.sender_address, self.node_for(intent.chain))
+            return await guardrails.simulate(intent, policy.sender_address, self.node_for(intent.chain), policy)
         raise ValueError(f"unknown stage {stage!r}")
 
     async def _price(self, intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
@@ -304,6 +420,57 @@ class Engine:
             return guardrails.verdict(intent, "fee", False, "FEE_QUOTE_UNAVAILABLE", str(exc))
         return fees.check_fee(intent, policy, quote)
 
+    def _check_assets(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> StageVerdict:
+        now_us = to_us(now)
+        return guardrails.check_assets(intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us))
+
+    def _decide(self, intent, policy, verdicts, now) -> list[Emit]:
+        """Every guardrail passed: approved, or parked for a human when above a threshold. Token
+        amounts are checked against their windows again here, in the same step that reserves them:
+        in the split topology other intents of the agent may have been reserved since the assets
+        stage ran (the native limit needs no second look: its stage is the last)."""
+        if guardrails.asset_spend_of(verdicts):
+            again = self._check_assets(intent, policy, now)
+            if not again.passed:
+                return [self._verdict_audit(again, intent, now)] + self._reject(intent, again, [*verdicts, again], now)
+        why = guardrails.approval_needed(intent, policy, guardrails.asset_spend_of(verdicts))
+        if why is None:
+            return self._approve(intent, policy, verdicts, now, counts=True)
+        return self._park(intent, policy, verdicts, now, why)
+
+    def _park(self, intent, policy, verdicts, now, why: str) -> list[Emit]:
+        """Reserved like an approval (two parked intents can never both pass a limit), and
+        remembered with the approval it becomes if an admin says so."""
+        now_us = to_us(now)
+        expires_us = now_us + policy.approval_timeout_s * 1_000_000
+        pending = IntentApproved(intent=intent, policy=policy, verdicts=tuple(verdicts), approved_at=now,
+                                 intent_digest=intent.digest())
+        parked = self._signed(IntentParked(
+            intent_id=intent.intent_id, agent_id=intent.agent_id, reason=f"waiting for an admin: {why}",
+            intent=intent, verdicts=tuple(verdicts), parked_at=now, expires_at=from_us(expires_us),
+            intent_digest=intent.digest()))
+        record = parked.to_bytes()
+        priced = any(v.stage == "fee" for v in verdicts)
+        spend = _quote_of(verdicts).spend_wei(intent) if priced else 0
+        assets = guardrails.asset_spend_of(verdicts)
+        self.decisions[intent.intent_id] = {
+            "agent_id": intent.agent_id, "outcome": "parked", "at_us": now_us, "spend_wei": str(spend),
+            "assets": {key: str(units) for key, units in assets.items()}, "counts": True,
+            "topic": topics.INTENTS_AWAITING_APPROVAL, "record": base64.b64encode(record).decode(),
+            "digest": parked.intent_digest, "expires_us": expires_us,
+            "pending": base64.b64encode(pending.to_bytes()).decode(),
+        }
+        self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
+        self.parked[intent.intent_id] = expires_us
+        metrics.INTENTS.labels("parked", "approval", "AWAITING_APPROVAL").inc()
+        return [
+            Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
+            _audit(SERVICE, "intent.parked", f"intent:{intent.intent_id}", now, intent.intent_id,
+                   intent_id=intent.intent_id, agent_id=intent.agent_id, reason=why,
+                   expires_at=parked.expires_at.isoformat(), spend_wei=str(spend),
+                   asset_spend={key: str(units) for key, units in assets.items()}),
+        ]
+
     def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
         approved = self._signed(IntentApproved(intent=intent, policy=policy, verdicts=tuple(verdicts),
                                                approved_at=now, intent_digest=intent.digest()))
@@ -312,20 +479,22 @@ class Engine:
         # Messages have no fee stage and move no native value: they reserve nothing.
         priced = any(v.stage == "fee" for v in verdicts)
         spend = _quote_of(verdicts).spend_wei(intent) if counts and priced else 0
+        assets = guardrails.asset_spend_of(verdicts) if counts else {}
         self.decisions[intent.intent_id] = {
             "agent_id": intent.agent_id, "outcome": "approved", "at_us": now_us, "spend_wei": str(spend),
-            "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
+            "assets": {key: str(units) for key, units in assets.items()}, "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
             "digest": approved.intent_digest,
         }
         metrics.INTENTS.labels("approved", "", "IDEMPOTENT_REPLAY" if not counts else "APPROVED").inc()
         if counts:
             # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
-            self.windows.of(intent.agent_id).reserve(intent.intent_id, now_us, spend)
+            self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
         return [
             Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
             _audit(SERVICE, "intent.approved", f"intent:{intent.intent_id}", now, intent.intent_id,
                    intent_id=intent.intent_id, agent_id=intent.agent_id, policy_version=policy.version,
-                   value_wei=str(intent.value_wei), spend_wei=str(spend), chain=intent.chain),
+                   value_wei=str(intent.value_wei), spend_wei=str(spend), chain=intent.chain,
+                   asset_spend={key: str(units) for key, units in assets.items()}),
         ]
 
     def _reject(self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True) -> list[Emit]:

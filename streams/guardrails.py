@@ -15,6 +15,7 @@ with its own state, so nothing the worker says is needed for safety.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,9 @@ from eth_abi import decode as abi_decode
 from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import REGISTRY
-from schemas.fields import format_native_amount
+from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
+from streams import movements
+from streams.movements import SPEND_AUTHORIZATIONS
 from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
 
 if TYPE_CHECKING:
@@ -76,15 +79,6 @@ def check_allowlist(intent: TransactionIntent, policy: AgentPolicy) -> StageVerd
         intent, "allowlist", False, "RECIPIENT_NOT_ALLOWLISTED",
         f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)", to=intent.to,
     )
-
-
-# EIP-712 primary types that authorize a spender to take the signer's tokens: ERC-2612 and DAI-style
-# Permit, and Uniswap Permit2's allowance (PermitSingle, PermitBatch) and signature-transfer types.
-# A contract checks the signature against its own type hash, which includes the type's name, so a
-# renamed type authorizes nothing there; these names are what a real token or Permit2 accepts.
-SPEND_AUTHORIZATIONS = frozenset({"Permit", "PermitSingle", "PermitBatch", "PermitTransferFrom",
-                                  "PermitBatchTransferFrom", "PermitWitnessTransferFrom",
-                                  "PermitBatchWitnessTransferFrom"})
 
 
 def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
@@ -187,6 +181,130 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
     )
 
 
+def _listed(policy: AgentPolicy, address: str) -> bool:
+    # The same rule as `check_allowlist`: an empty allowlist allows any address.
+    return not policy.tx_to_allowlist or address in policy.tx_to_allowlist
+
+
+_ROLE = {"transfer": "recipient", "approval": "spender", "operator": "operator"}
+
+
+def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable[[str], int]) -> StageVerdict:
+    """What the calldata or typed data moves, under the policy's asset rules (`streams.movements`).
+
+    Token transfers and approvals go to allowlisted addresses only and count, in the token's
+    units, against its per-transaction cap and rolling 24 h limit (``spent(asset key)`` is what
+    the window already holds). With ``block_unlimited_approvals`` an approval must fit those
+    limits (an asset without any cannot be approved at all) and ``setApprovalForAll(true)`` needs
+    its operator on the allowlist by name. Any other calldata needs its contract's selector in
+    ``contract_calls``; a token function on a contract that is not a listed asset is refused."""
+    try:
+        reading = movements.read_intent(intent, policy)
+    except movements.Unreadable as exc:
+        return verdict(intent, "assets", False, exc.code, exc.reason)
+    moved = [m.facts() for m in reading.movements]
+    facts: dict = dict(movements=moved)
+
+    def refuse(code: str, reason: str) -> StageVerdict:
+        return verdict(intent, "assets", False, code, reason, **facts)
+
+    if reading.other_call is not None:
+        contract, selector = reading.other_call
+        facts.update(contract=contract, selector=selector)
+        if selector in movements.TOKEN_SELECTORS and policy.asset(intent.chain, contract) is None:
+            return refuse("ASSET_NOT_IN_POLICY", (
+                f"the calldata calls a token function ({selector}) on {contract}, which is not in this agent's "
+                f"asset_limits for {intent.chain}; an admin adds the token (standard, decimals, limits) to move it"))
+        rule = policy.calls_to(contract)
+        if rule is None or not rule.allows(selector):
+            listed = "no calls" if rule is None else f"selectors {', '.join(rule.selectors)}"
+            return refuse("CALLDATA_NOT_ALLOWED", (
+                f"calldata with selector {selector} to {contract} is not allowed: the policy's contract_calls lists "
+                f"{listed} for it; an admin adds the selector (or \"any\") to allow it"))
+    totals: dict[str, int] = {}
+    for move in reading.movements:
+        if move.kind == "delegation" or move.asset == movements.NATIVE:
+            continue  # the delegation and value stages judge these
+        asset = policy.asset(intent.chain, move.asset)
+        if asset is None or asset.standard != move.standard:
+            return refuse("ASSET_NOT_IN_POLICY", (
+                f"{move.via} {_ROLE[move.kind]}s {move.asset}'s tokens, and that contract is not in this agent's "
+                f"asset_limits for {intent.chain} as {move.standard}; an admin adds it to allow it"))
+        role = _ROLE[move.kind]
+        if move.kind == "operator":
+            if move.amount and policy.block_unlimited_approvals and move.to not in policy.tx_to_allowlist:
+                return refuse("OPERATOR_NOT_ALLOWLISTED", (
+                    f"setApprovalForAll hands every {asset.label} token to {move.to}, which is not on tx_to_allowlist "
+                    "by name; with block_unlimited_approvals an operator must be allowlisted"))
+            if move.amount and not _listed(policy, move.to):
+                return refuse("RECIPIENT_NOT_ALLOWLISTED", f"operator {move.to} is not on this agent's allowlist")
+            continue
+        if not _listed(policy, move.to):
+            return refuse("RECIPIENT_NOT_ALLOWLISTED", (
+                f"{move.via} makes {move.to} the {role} of {_amount(asset, move.amount)}, and {move.to} is not on "
+                f"this agent's allowlist ({len(policy.tx_to_allowlist)} addresses)"))
+        if move.kind == "approval":
+            if not policy.block_unlimited_approvals:
+                continue  # the admin chose unbounded approvals: they are not counted as spend
+            bounds = [b for b in (asset.units("max_per_tx"), asset.units("daily_limit")) if b is not None]
+            if not bounds:
+                return refuse("UNLIMITED_APPROVAL_REFUSED", (
+                    f"{move.via} approves {move.to} for {_amount(asset, move.amount)}, and {asset.label} has neither "
+                    "max_per_tx nor daily_limit to bound an approval (block_unlimited_approvals)"))
+            if move.amount > min(bounds):
+                return refuse("UNLIMITED_APPROVAL_REFUSED", (
+                    f"{move.via} approves {move.to} for {_amount(asset, move.amount)}, more than {asset.label}'s "
+                    f"limit of {_amount(asset, min(bounds))} (block_unlimited_approvals); approve only what this "
+                    "payment needs"))
+        totals[asset.key] = totals.get(asset.key, 0) + move.amount
+    facts["asset_spend"] = {key: str(amount) for key, amount in totals.items()}
+    for key, amount in totals.items():
+        asset = next(a for a in policy.asset_limits if a.key == key)
+        cap, limit = asset.units("max_per_tx"), asset.units("daily_limit")
+        if cap is not None and amount > cap:
+            return refuse("ASSET_OVER_CAP", (
+                f"this intent moves or approves {_amount(asset, amount)}, over the per-transaction cap of "
+                f"{_amount(asset, cap)}"))
+        already = spent(key)
+        facts.setdefault("asset_spent", {})[key] = str(already)
+        if limit is not None and already + amount > limit:
+            return refuse("ASSET_DAILY_LIMIT_EXCEEDED", (
+                f"{_amount(asset, already)} already moved or approved in the last 24 h; "
+                f"{_amount(asset, amount)} more would exceed the rolling limit of {_amount(asset, limit)}"))
+    what = ", ".join(f"{m['via']} {m['amount']}" for m in moved) or "no token movement"
+    return verdict(intent, "assets", True, "ASSETS_WITHIN_POLICY", f"{what} within the asset rules", **facts)
+
+
+def _amount(asset, units: int) -> str:
+    if units == MAX_UINT256:
+        return f"2**256-1 (unlimited) {asset.label}"
+    return f"{format_token_amount(units, asset.decimals)} {asset.label}"
+
+
+def asset_spend_of(verdicts) -> dict[str, int]:
+    """What the assets stage counted, per asset key (empty for an intent without one)."""
+    for v in verdicts:
+        if v.stage == "assets":
+            return {key: int(units) for key, units in v.facts.get("asset_spend", {}).items()}
+    return {}
+
+
+def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: dict[str, int]) -> str | None:
+    """Why an intent that passed every guardrail still waits for a human, or None: its value is
+    above the policy's approval_threshold_eth, or what it moves or approves of an asset (as the
+    assets stage counted it) is above that asset's approval_threshold."""
+    threshold = policy.approval_threshold_wei
+    if threshold is not None and (intent.value_wei or 0) > threshold:
+        return (f"value {format_native_amount(intent.value_wei)} is above the approval threshold of "
+                f"{policy.approval_threshold_eth}")
+    for asset in policy.asset_limits:
+        limit = asset.units("approval_threshold")
+        if limit is not None and asset_spend.get(asset.key, 0) > limit:
+            return (f"{_amount(asset, asset_spend[asset.key])} is above {asset.label}'s approval threshold of "
+                    f"{_amount(asset, limit)}")
+    return None
+
+
 # The stages decided by the intent and the policy alone (no chain, no spend record), by name.
 POLICY_CHECKS = {"chain": check_chain, "allowlist": check_allowlist, "delegation": check_delegation,
                  "message": check_message, "typed_data": check_typed_data}
@@ -230,8 +348,12 @@ def call_object(intent: TransactionIntent, sender: str | None) -> dict:
     return call
 
 
-async def simulate(intent: TransactionIntent, sender: str | None, node: Node) -> StageVerdict:
-    """eth_call then eth_estimateGas at ``pending``: a revert rejects with its decoded reason."""
+async def simulate(intent: TransactionIntent, sender: str | None, node: Node, policy: AgentPolicy) -> StageVerdict:
+    """eth_call then eth_estimateGas at ``pending``: a revert rejects with its decoded reason.
+    Then eth_simulateV1 with transfer tracing shows what the call moves: the sender's outgoing
+    and incoming native and token amounts. An asset that leaves the sender beyond what the
+    calldata declares (`streams.movements`: the value, a transfer's amount) is refused
+    SIMULATION_MISMATCH: an allowlisted contract that takes more than the call says."""
     call = call_object(intent, sender)
     try:
         await node.call("eth_call", call, "pending")
@@ -246,8 +368,39 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node) ->
     if intent.gas_limit is not None and gas > intent.gas_limit:
         return verdict(intent, "simulation", False, "GAS_LIMIT_TOO_LOW",
                         f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}", estimated_gas=gas)
-    return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}",
-                    estimated_gas=gas)
+    if sender is None:
+        # The worker without the agent's address: the signer, which always knows it, runs this part.
+        return verdict(intent, "simulation", True, "SIMULATION_OK",
+                       f"simulation succeeded, estimated gas {gas}; balance changes not traced (the policy names "
+                       "no sender_address)", estimated_gas=gas)
+    try:
+        result = await node.call("eth_simulateV1", {"blockStateCalls": [{"calls": [call]}], "traceTransfers": True,
+                                                    "validation": False}, "pending")
+        outcome = result[0]["calls"][0]
+    except RpcError as exc:
+        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE",
+                       f"the node could not trace the call's transfers (eth_simulateV1: {exc.message}); an intent "
+                       "that must be simulated is not signed untraced", estimated_gas=gas)
+    except RpcUnavailable as exc:
+        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc), estimated_gas=gas)
+    except (KeyError, IndexError, TypeError):
+        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE",
+                       "the node's eth_simulateV1 answer has no call result", estimated_gas=gas)
+    if outcome.get("status") != "0x1":
+        reason = (outcome.get("error") or {}).get("message", "reverted")
+        return verdict(intent, "simulation", False, "SIMULATION_REVERTED", f"simulation reverted: {reason}",
+                       revert_reason=reason, rpc_method="eth_simulateV1")
+    changes = movements.balance_changes(outcome.get("logs") or [], sender)
+    declared = movements.declared_outflows(movements.read_intent(intent, policy), sender)
+    facts = dict(estimated_gas=gas, balance_changes=[c.facts() for c in changes],
+                 declared_out={asset: str(units) for asset, units in declared.items()})
+    for change in changes:
+        if change.outgoing > declared.get(change.asset, 0):
+            return verdict(intent, "simulation", False, "SIMULATION_MISMATCH", (
+                f"the simulated call moves {change.outgoing} base units of {change.asset} out of {sender}, but the "
+                f"calldata declares {declared.get(change.asset, 0)}; the contract takes more than the call says, "
+                "so it is not signed"), **facts)
+    return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}", **facts)
 
 
 def simulation_skipped(intent: TransactionIntent) -> StageVerdict:

@@ -35,7 +35,7 @@ from runtime.kafka import follow, producer as new_producer
 from schemas import topics
 from runtime.trust import PinnedServiceKeys
 from schemas.auth import ServiceKeys, outcome_forgery
-from schemas.models import DeadLetter, IntentApproved, IntentRejected
+from schemas.models import DeadLetter, IntentApproved, IntentParked, IntentRejected
 from streams.intake import Unreadable, read_intent
 
 log = logging.getLogger("warden.redelivery")
@@ -88,7 +88,7 @@ def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[str, str] | None:
 
 
 _OUTCOMES = {topics.INTENTS_APPROVED: IntentApproved, topics.INTENTS_REJECTED: IntentRejected,
-             topics.DLQ: DeadLetter}
+             topics.INTENTS_AWAITING_APPROVAL: IntentParked, topics.DLQ: DeadLetter}
 
 
 def outcome_intent_id(topic: str, value: bytes, keys: ServiceKeys) -> str | None:
@@ -121,7 +121,9 @@ async def run_redelivery(settings: Settings, grace_s: float = 10.0, max_attempts
     await producer.start()
     last_check = now_us()
     try:
-        watched = (topics.INTENTS_SUBMITTED, topics.INTENTS_APPROVED, topics.INTENTS_REJECTED, topics.DLQ)
+        # A parked intent has its (non-final) outcome: the worker decides the rest, expiry included.
+        watched = (topics.INTENTS_SUBMITTED, topics.INTENTS_APPROVED, topics.INTENTS_REJECTED,
+                   topics.INTENTS_AWAITING_APPROVAL, topics.DLQ)
         async for topic, value in follow(settings, watched):
             if topic == topics.INTENTS_SUBMITTED:
                 ids = watched_intent(value, settings.max_record_bytes)

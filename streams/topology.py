@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 import faust
+import orjson
 
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -95,7 +96,7 @@ def build_app(settings: Settings) -> faust.App:
     def fresh_windows() -> None:
         nonlocal windows_stale
         if windows_stale:
-            engine.windows.rebuild(engine.decisions)
+            engine.rebuild()
             windows_stale = False
 
     async def publish(emits: list[Emit]) -> None:
@@ -119,6 +120,27 @@ def build_app(settings: Settings) -> faust.App:
             metrics.CONSUMER_LAG.labels("streams").set(sum((await group_lag(settings, group, names)).values()))
         except Exception as exc:  # noqa: BLE001 - a timer that raises would stop the worker for a metric
             log.warning("could not read the consumer lag of %s: %s", group, exc)
+
+    @app.timer(interval=1.0)
+    async def remind_deadlines() -> None:
+        # Intents that waited for an admin past their policy's approval_timeout_s end APPROVAL_EXPIRED.
+        # Tables change only inside stream iteration, so the timer writes a reminder on the intent's
+        # partition and the deadlines agent expires it there.
+        fresh_windows()
+        for agent_id, intent_id in engine.due_parked(utcnow()):
+            await publish([Emit(topics.APPROVAL_DEADLINES, agent_id, orjson.dumps({"intent_id": intent_id}))])
+
+    @app.agent(raw_topic(topics.APPROVAL_DEADLINES))
+    async def deadlines(stream):
+        async for event in stream.events():
+            fresh_windows()
+            await publish(_guard(event, engine.on_deadline, event.value, utcnow()))
+
+    @app.agent(raw_topic(topics.APPROVALS))
+    async def approvals(stream):
+        async for event in stream.events():
+            fresh_windows()
+            await publish(_guard(event, engine.on_human_approval, event.value, source_of(event), utcnow()))
 
     @app.task
     async def redeliver() -> None:

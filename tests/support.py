@@ -6,7 +6,7 @@ import asyncio
 
 import clickhouse_connect
 
-from runtime.kafka import follow
+from runtime.kafka import follow, read_to_quiet
 from runtime.config import Settings
 from infra.provision import balance, provision_agent
 
@@ -16,17 +16,8 @@ __all__ = ["balance", "everything_recorded", "make_agent", "read_topic"]
 async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
     """Every record on ``topic`` (from ``start`` offsets, default the beginning) until it has been
     quiet for a few polls."""
-    records, idle = [], 0
     mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
-    async for name, value in follow(settings, (topic,), mine):
-        if name:
-            records.append(value)
-            idle = 0
-        else:
-            idle += 1
-            if idle >= idle_polls:
-                break
-    return records
+    return [value async for _, value in read_to_quiet(settings, (topic,), idle_polls, mine)]
 
 
 async def make_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields):

@@ -77,7 +77,7 @@ def test_demo_on_each_custody_mode(mode, roots_env, tmp_path):
     assert outcomes == demo.expected_outcomes(Settings(key_mode=mode))
     assert report["all_as_expected"] and report["ledger"]["ok"]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
-    assert len(mined) == 7  # five transfers, a blob transaction and a delegation
+    assert len(mined) == 9  # five transfers, a blob transaction, a delegation and two token transfers
     for row in mined:
         assert Account.recover_transaction(row["signed_tx"]) == report["address"]
     # The message and the allowlisted Permit are signed with the same custody (client share included).

@@ -42,7 +42,7 @@ AGENT = "agent-1"
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 ETH = 10**18
-PASSED_CODES = ["CHAIN_ALLOWED", "RECIPIENT_ALLOWED", "SIMULATION_NOT_REQUIRED", "FEE_WITHIN_CEILING",
+PASSED_CODES = ["CHAIN_ALLOWED", "RECIPIENT_ALLOWED", "ASSETS_WITHIN_POLICY", "SIMULATION_NOT_REQUIRED", "FEE_WITHIN_CEILING",
                 "VALUE_WITHIN_CAP", "WITHIN_DAILY_LIMIT"]
 WORKER_ID, SIGNER_ID = "streams-test", "signer-test"
 
@@ -531,7 +531,7 @@ def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
 @pytest.mark.parametrize("intent_fields, expect_stages, outcome", [
     ({"value": "0.5"}, list(GUARDRAIL_STAGES), topics.INTENTS_APPROVED),
     ({"value": "0.5", "to": OTHER}, ["chain", "allowlist"], topics.INTENTS_REJECTED),
-    ({"value": "2"}, ["chain", "allowlist", "simulation", "fee", "value_cap"], topics.INTENTS_REJECTED),
+    ({"value": "2"}, ["chain", "allowlist", "assets", "simulation", "fee", "value_cap"], topics.INTENTS_REJECTED),
 ])
 def test_split_topology_reaches_the_same_outcome_as_fused(intent_fields, expect_stages, outcome):
     fused = World()
@@ -743,3 +743,69 @@ def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
     assert rejected_of(world.submit(world.intent("0.6"))).code == "DAILY_LIMIT_EXCEEDED"
     world.engine.on_rejected(world.refusal(first), T0)  # the signer's own refusal does
     assert world.spent() == 0
+
+
+# --- per-asset rolling windows ----------------------------------------------------------------------
+
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def _token_transfer(world: World, units: int, now: datetime = T0) -> TransactionIntent:
+    data = "0xa9059cbb" + DEST[2:].lower().rjust(64, "0") + f"{units:064x}"
+    return world.intent(value="0", to=TOKEN, data=data, now=now, gas_limit=60_000)
+
+
+def test_token_spend_is_reserved_per_asset_released_by_the_signer_and_rebuilt():
+    w = World()
+    asset = {"chain": "anvil", "token": TOKEN, "decimals": 6, "daily_limit": "100"}
+    w.publish(w.policy(tx_to_allowlist=(DEST, TOKEN), asset_limits=(asset,)))
+    first = _token_transfer(w, 60 * 10**6)
+    assert_approved(w.submit(first), first)
+    assert w.engine.windows.of(AGENT, f"anvil:{TOKEN}").spent(to_us(T0)) == 60 * 10**6
+    # 60 + 60 > 100: the second waits for nothing, the reservation already counts.
+    second = _token_transfer(w, 60 * 10**6, now=T0 + timedelta(seconds=1))
+    rejected = rejected_of(w.submit(second, now=T0 + timedelta(seconds=1)))
+    assert (rejected.stage, rejected.code) == ("assets", "ASSET_DAILY_LIMIT_EXCEEDED")
+    # The signer refused the first: its tokens are released, and the same transfer now fits.
+    w.engine.on_rejected(w.refusal(first), T0 + timedelta(seconds=2))
+    assert w.engine.windows.of(AGENT, f"anvil:{TOKEN}").spent(to_us(T0)) == 0
+    third = _token_transfer(w, 60 * 10**6, now=T0 + timedelta(seconds=3))
+    assert_approved(w.submit(third, now=T0 + timedelta(seconds=3)), third)
+    # A restarted worker rebuilds the same windows from its decisions alone.
+    rebuilt = Windows()
+    rebuilt.rebuild(w.engine.decisions)
+    assert rebuilt.of(AGENT, f"anvil:{TOKEN}").entries == w.engine.windows.of(AGENT, f"anvil:{TOKEN}").entries
+    assert list(rebuilt.of(AGENT, f"anvil:{TOKEN}").entries) == [third.intent_id]
+
+
+def test_split_topology_token_limit_holds_when_two_intents_interleave():
+    """Both pass the assets stage before either is decided: the second is refused when it would
+    be reserved, not approved over the limit."""
+    w = World()
+    asset = {"chain": "anvil", "token": TOKEN, "decimals": 6, "daily_limit": "100"}
+    w.publish(w.policy(tx_to_allowlist=(DEST, TOKEN), asset_limits=(asset,)))
+    first, second = _token_transfer(w, 60 * 10**6), _token_transfer(w, 60 * 10**6)
+
+    def hop(emits):
+        (envelope,) = [e for e in emits if e.topic.startswith(topics.STAGE_PREFIX)]
+        return envelope.topic.removeprefix(topics.STAGE_PREFIX), envelope.value
+
+    at = {}
+    for intent in (first, second):  # each up to (and through) its assets stage
+        stage, raw = hop(asyncio.run(w.engine.on_intake(intent.to_bytes(), w.source(), T0)))
+        while stage != "assets":
+            stage, raw = hop(asyncio.run(w.engine.on_stage(stage, raw, T0)))
+        at[intent.intent_id] = hop(asyncio.run(w.engine.on_stage(stage, raw, T0)))
+    results = {}
+    for intent in (first, second):  # then the rest of the stages, one after the other
+        stage, raw = at[intent.intent_id]
+        while True:
+            emits = asyncio.run(w.engine.on_stage(stage, raw, T0))
+            if not [e for e in emits if e.topic.startswith(topics.STAGE_PREFIX)]:
+                results[intent.intent_id] = emits
+                break
+            stage, raw = hop(emits)
+    assert on(results[first.intent_id], topics.INTENTS_APPROVED)
+    rejected = rejected_of(results[second.intent_id])
+    assert (rejected.stage, rejected.code) == ("assets", "ASSET_DAILY_LIMIT_EXCEEDED")
+    assert w.engine.windows.of(AGENT, f"anvil:{TOKEN}").spent(to_us(T0)) == 60 * 10**6

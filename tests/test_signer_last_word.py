@@ -261,10 +261,11 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
 
     paused = to_checksum_address(paused)
     key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(paused,), tx_max_value_eth="1",
-                                          require_simulation=True))
+                                          require_simulation=True,
+                                          contract_calls=({"contract": paused, "selectors": ("deposit()",)},)))
     before = run(balance(settings, address))
     start = outcomes_start(settings, run)
-    call = new_intent(key, agent_id=agent, chain="anvil", to=paused, value="0", data="0xa9059cbb",
+    call = new_intent(key, agent_id=agent, chain="anvil", to=paused, value="0", data="0xd0e30db0",
                       gas_limit=100_000, broadcast=True)
     run(direct_approvals(settings, (call, policy)))
     rejected = run(wait_outcomes(settings, [call], 30, start))[call.intent_id]

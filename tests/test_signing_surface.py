@@ -210,9 +210,10 @@ class LoneSigner:
 
     def set_policy(self, **fields) -> None:
         self.version += 1
+        fields.setdefault("tx_to_allowlist", (DEST, self.address))
         self.policy = sign_policy(AgentPolicy(
             agent_id=self.agent, version=self.version, agent_public_key=public_key_hex(self.agent_key),
-            issued_at=utcnow(), tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST, self.address), **fields),
+            issued_at=utcnow(), tx_allowed_chains=("anvil",), **fields),
             self.admin_key, "test-admin")
 
     def intent(self, make=new_intent, **fields) -> TransactionIntent:
@@ -294,6 +295,12 @@ def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_
     assert isinstance(refused, IntentRejected) and refused.code == "EIP712_SPEND_AUTHORIZATION_REFUSED"
 
     lone.set_policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),))
+    # Allowlisting the domain is not enough: the token must be an asset of the policy, with room.
+    refused, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
+    assert isinstance(refused, IntentRejected) and refused.code == "ASSET_NOT_IN_POLICY"
+    lone.set_policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),),
+                    tx_to_allowlist=(DEST, lone.address, SPENDER),
+                    asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "5"},))
     signed, audits, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
     assert isinstance(signed, SignedMessage), signed
     assert (signed.kind, signed.primary_type, signed.verifying_contract) == ("typed_data", "Permit", TOKEN)

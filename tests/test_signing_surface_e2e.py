@@ -47,7 +47,8 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
     async def scenario():
         key, address, _ = await make_agent(
             settings, "surface-msg", message_signing_enabled=True, message_max_bytes=256,
-            eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),))
+            eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),),
+            asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},))
         closed_key, _, _ = await make_agent(settings, "surface-closed")
         ask = dict(agent_id="surface-msg", chain="anvil")
         permit = permit_typed_data(TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=10**18, nonce=0,
@@ -179,6 +180,7 @@ def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(stack, run, tmp_p
     settings = stack.settings
     _, address, _ = run(make_agent(settings, "surface-cli", message_signing_enabled=True,
                                    eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),),
+                                   asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},),
                                    eip7702_delegate_allowlist=(DELEGATE,)))
     ask = ("--agent", "surface-cli", "--chain", "anvil", "--json")
     message = warden(settings, "sign", "message", "--text", "signed from the CLI", *ask)

@@ -1,7 +1,7 @@
 """``warden``, the command line: ``main()`` and the top-level parser.
 
 One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``submit`` (submit, sign, tail), ``agents``,
-``keys``, ``vault``, ``audit``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
+``approvals``, ``keys``, ``vault``, ``audit``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (client-share files, publishing custody events).
 
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("submit", "follow signed transactions and rejections"),
     "txs": ("txs", "what happened to an agent's transactions: list, or show one"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),
+    "approvals": ("approvals", "intents waiting for an admin: list, approve or deny (admins only)"),
     "keys": ("keys", "provision, list, rotate or deactivate signing keys (admins only)"),
     "schemas": ("schemas", "export JSON Schemas for producers in other languages"),
     "chains": ("schemas", "list the chain registry, or add a chain (admins)"),

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+
+import orjson
+from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, note, print_json
 from infra.client import Client, load_or_create_agent_key, signed_policy
@@ -11,12 +15,27 @@ from runtime.config import load
 from runtime.kafka import follow
 from schemas import topics
 from schemas.auth import public_key_hex
+from schemas.errors import explain
 from schemas.models import AgentPolicy
 from signer.custody_wiring import keystore_from_settings
 
 
 def _policy_fields(args) -> dict:
     fields = {}
+    if args.fields is not None:
+        # The policy fields the flags below do not cover (asset_limits, contract_calls, EIP-712
+        # allowlists, ...), as one JSON object; the schema refuses unknown or malformed ones by name.
+        try:
+            extra = orjson.loads(Path(args.fields).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise SystemExit(f"warden agents: --fields {args.fields}: {exc}") from None
+        if not isinstance(extra, dict):
+            raise SystemExit(f"warden agents: --fields {args.fields} must hold one JSON object of policy fields")
+        fields.update(extra)
+    if args.approval_threshold is not None:
+        fields["approval_threshold_eth"] = None if args.approval_threshold == "none" else args.approval_threshold
+    if args.approval_timeout is not None:
+        fields["approval_timeout_s"] = args.approval_timeout
     if args.chains is not None:
         fields["tx_allowed_chains"] = tuple(c for c in args.chains.split(",") if c)
     if args.allowlist is not None:
@@ -94,7 +113,11 @@ def cmd_agents(args) -> int:
         args.sender = _agent_address(settings, args.agent)
     fields = {**base, "agent_id": args.agent, "agent_public_key": public_key_hex(agent_key),
               "version": (current.version + 1) if current else 1, **_policy_fields(args)}
-    policy = signed_policy(settings, **fields)
+    try:
+        policy = signed_policy(settings, **fields)
+    except ValidationError as exc:
+        note(f"agent {args.agent}: the policy is not valid: {'; '.join(explain(exc))}")
+        return 2
 
     async def publish():
         async with Client(settings) as client:
@@ -126,3 +149,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--intents-api", choices=("on", "off"))
     p.add_argument("--sender", help="the agent's EVM address for simulation (default: its provisioned key)")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker to apply it")
+    p.add_argument("--approval-threshold", help='value above which an admin must approve, native unit, or "none"')
+    p.add_argument("--approval-timeout", type=int, help="seconds an intent waits for an admin (default 3600)")
+    p.add_argument("--fields", metavar="FILE", help="a JSON object of further policy fields, e.g. asset_limits, "
+                                                    "contract_calls, block_unlimited_approvals")

@@ -16,7 +16,7 @@ import asyncio
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.client import read_outcome
 from runtime.config import Settings, load
-from runtime.kafka import follow
+from runtime.kafka import read_to_quiet
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
@@ -31,14 +31,8 @@ async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int 
     With ``history``, every authentic record per intent id is added to it, in topic order."""
     keys = PinnedServiceKeys(settings)
     newest: dict[str, SignedTransaction] = {}
-    forged, idle = 0, 0
-    async for topic, value in follow(settings, (topics.TXS_SIGNED,)):
-        if not topic:
-            idle += 1
-            if idle >= idle_polls:
-                break
-            continue
-        idle = 0
+    forged = 0
+    async for topic, value in read_to_quiet(settings, (topics.TXS_SIGNED,), idle_polls):
         record = read_outcome(topic, value)
         if not isinstance(record, SignedTransaction) or record.agent_id != agent_id:
             continue

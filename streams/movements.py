@@ -1,0 +1,342 @@
+"""Where value really moves: the token transfers, approvals and delegations an intent makes.
+
+The native ``value`` is only part of what a transaction can move. A call to a token contract
+moves that token (``transfer``), or hands a spender the power to move it (``approve``,
+``setApprovalForAll``), with a value of 0; an EIP-712 Permit does the same off-chain; an
+EIP-7702 authorization hands the whole account to a contract's code. This module reads each
+of them into `Movement`s with ``eth-abi``, so the guardrails can apply the recipient allowlist
+and the per-asset limits to them (`streams.guardrails.check_assets`).
+
+How calldata is read is decided by the policy, never guessed: ERC-20 and ERC-721 share the
+selectors of ``transferFrom`` and ``approve``, so a contract's standard comes from its entry in
+``asset_limits``. Calldata is accepted only in its canonical ABI encoding (what eth-abi encodes
+back from the decoded values, byte for byte), so the bytes the token runs are exactly the
+values judged here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode, encode as abi_encode
+from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
+
+from schemas.fields import MAX_UINT256
+from schemas.models import AgentPolicy, AssetLimit, TransactionIntent, TypedData, parse_typed_int
+
+NATIVE = "native"
+
+
+@dataclass(frozen=True)
+class TokenFunction:
+    signature: str
+    kind: str  # transfer | approval | operator
+    # Which decoded arguments are the source, the counterparty (recipient, spender, operator) and the amount.
+    source: int | None
+    counterparty: int
+    amount: int | None = None
+    token_id: int | None = None
+
+    @property
+    def selector(self) -> str:
+        return "0x" + function_signature_to_4byte_selector(self.signature).hex()
+
+    @property
+    def types(self) -> list[str]:
+        inner = self.signature[self.signature.index("(") + 1:-1]
+        return inner.split(",") if inner else []
+
+
+# The functions each standard's contracts are read for. A source of None is the sender itself.
+TOKEN_FUNCTIONS: dict[str, tuple[TokenFunction, ...]] = {
+    "erc20": (
+        TokenFunction("transfer(address,uint256)", "transfer", None, 0, amount=1),
+        TokenFunction("transferFrom(address,address,uint256)", "transfer", 0, 1, amount=2),
+        TokenFunction("approve(address,uint256)", "approval", None, 0, amount=1),
+        TokenFunction("increaseAllowance(address,uint256)", "approval", None, 0, amount=1),
+    ),
+    "erc721": (
+        TokenFunction("transferFrom(address,address,uint256)", "transfer", 0, 1, token_id=2),
+        TokenFunction("safeTransferFrom(address,address,uint256)", "transfer", 0, 1, token_id=2),
+        TokenFunction("safeTransferFrom(address,address,uint256,bytes)", "transfer", 0, 1, token_id=2),
+        TokenFunction("approve(address,uint256)", "approval", None, 0, token_id=1),
+        TokenFunction("setApprovalForAll(address,bool)", "operator", None, 0, amount=1),
+    ),
+    "erc1155": (
+        TokenFunction("safeTransferFrom(address,address,uint256,uint256,bytes)", "transfer", 0, 1, amount=3,
+                      token_id=2),
+        TokenFunction("safeBatchTransferFrom(address,address,uint256[],uint256[],bytes)", "transfer", 0, 1,
+                      amount=3, token_id=2),
+        TokenFunction("setApprovalForAll(address,bool)", "operator", None, 0, amount=1),
+    ),
+}
+_BY_SELECTOR = {standard: {f.selector: f for f in functions} for standard, functions in TOKEN_FUNCTIONS.items()}
+# Every selector some standard reads: on a contract the policy does not list as an asset, these
+# are refused rather than waved through as "some other call".
+TOKEN_SELECTORS = frozenset(s for by in _BY_SELECTOR.values() for s in by)
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One thing an intent does with value. ``amount`` is in the asset's base units (an NFT
+    counts 1); for ``operator`` (setApprovalForAll) it is 1 to grant and 0 to revoke."""
+
+    asset: str  # the token contract, NATIVE, or for a delegation the agent's account ("account")
+    standard: str  # erc20 | erc721 | erc1155 | native | eip7702
+    kind: str  # transfer | approval | operator | delegation
+    source: str | None  # whose tokens (None: the agent's own account)
+    to: str  # recipient, spender, operator or delegate
+    amount: int
+    token_ids: tuple[int, ...] = ()
+    via: str = ""  # the function or EIP-712 type it was read from
+
+    def facts(self) -> dict[str, Any]:
+        # Amounts and ids as decimal strings: JSON readers elsewhere lose integers past 2**53.
+        return {"asset": self.asset, "standard": self.standard, "kind": self.kind, "from": self.source,
+                "to": self.to, "amount": str(self.amount), "token_ids": [str(i) for i in self.token_ids],
+                "via": self.via}
+
+
+class Unreadable(ValueError):
+    """Calldata or typed data that claims to be a token operation but does not decode as one."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def selector_of(data: str) -> str | None:
+    return data[:10] if len(data) >= 10 else None
+
+
+def decode_call(asset: AssetLimit, data: str) -> Movement | None:
+    """The movement a call to ``asset``'s contract makes, or None when the selector is not one of
+    its standard's token functions (then it is some other call, for ``contract_calls`` to judge)."""
+    function = _BY_SELECTOR[asset.standard].get(data[:10])
+    if function is None:
+        return None
+    body = bytes.fromhex(data[10:])
+    try:
+        args = abi_decode(function.types, body, strict=True)
+        canonical = abi_encode(function.types, args) == body
+    except Exception as exc:  # eth-abi raises several types for bad input; any of them means unreadable
+        raise Unreadable("CALLDATA_MALFORMED", f"calldata for {function.signature} on {asset.label} does not "
+                                               f"decode: {exc}") from None
+    if not canonical:
+        raise Unreadable("CALLDATA_MALFORMED", f"calldata for {function.signature} on {asset.label} is not in "
+                                               "canonical ABI encoding (extra or re-pointed bytes); encode the "
+                                               "arguments with a standard ABI encoder")
+    ids = () if function.token_id is None else _as_tuple(args[function.token_id])
+    if function.amount is None:  # ERC-721: each token id is one token
+        amount = len(ids)
+    elif function.kind == "operator":
+        amount = 1 if args[function.amount] else 0
+    else:
+        amount = sum(_as_tuple(args[function.amount]))
+    if asset.standard == "erc1155" and len(ids) != len(_as_tuple(args[function.amount])):
+        raise Unreadable("CALLDATA_MALFORMED", f"{function.signature} on {asset.label}: ids and amounts differ in "
+                                               "length")
+    source = None if function.source is None else to_checksum_address(args[function.source])
+    return Movement(asset.token, asset.standard, function.kind, source, to_checksum_address(args[function.counterparty]),
+                    amount, ids, function.signature.split("(")[0])
+
+
+def _as_tuple(value) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+
+
+# --- EIP-712 spend authorizations ---------------------------------------------------------------
+
+# The field lists real contracts hash (their type hash names every field and type), so a document
+# whose Permit differs authorizes nothing on the real contract and is refused as unreadable here.
+_TOKEN_PERMISSIONS = (("token", "address"), ("amount", "uint256"))
+_PERMIT_DETAILS = (("token", "address"), ("amount", "uint160"), ("expiration", "uint48"), ("nonce", "uint48"))
+_SPEND_TYPES: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
+    "Permit": (
+        (("owner", "address"), ("spender", "address"), ("value", "uint256"), ("nonce", "uint256"),
+         ("deadline", "uint256")),
+        # DAI's: allowed=true approves everything, false revokes.
+        (("holder", "address"), ("spender", "address"), ("nonce", "uint256"), ("expiry", "uint256"),
+         ("allowed", "bool")),
+    ),
+    "PermitSingle": ((("details", "PermitDetails"), ("spender", "address"), ("sigDeadline", "uint256")),),
+    "PermitBatch": ((("details", "PermitDetails[]"), ("spender", "address"), ("sigDeadline", "uint256")),),
+    "PermitTransferFrom": ((("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"),
+                            ("deadline", "uint256")),),
+    "PermitBatchTransferFrom": ((("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"),
+                                 ("deadline", "uint256")),),
+}
+# The witness forms are the transfer forms with one more field of the integrator's own type.
+_WITNESS_OF = {"PermitWitnessTransferFrom": "PermitTransferFrom",
+               "PermitBatchWitnessTransferFrom": "PermitBatchTransferFrom"}
+SPEND_AUTHORIZATIONS = frozenset(_SPEND_TYPES) | frozenset(_WITNESS_OF)
+
+
+def decode_permit(typed: TypedData) -> list[Movement]:
+    """The approvals an EIP-712 spend authorization grants: one per token it names. The asset is
+    the verifying contract for ERC-2612/DAI Permit, and each named token for Permit2."""
+    primary = typed.primaryType
+    fields = tuple((f.name, f.type) for f in typed.types[primary])
+    shapes = _SPEND_TYPES[_WITNESS_OF.get(primary, primary)]
+    if primary in _WITNESS_OF:
+        fields = fields[:-1] if len(fields) == 5 and fields[-1][0] == "witness" else fields + (("?", "?"),)
+    if fields not in shapes:
+        raise Unreadable("PERMIT_UNREADABLE", f"{primary} has fields {[f'{t} {n}' for n, t in fields]}, which is not "
+                                              "the shape real tokens and Permit2 verify; it is refused rather than "
+                                              "guessed at")
+    for name, shape in (("PermitDetails", _PERMIT_DETAILS), ("TokenPermissions", _TOKEN_PERMISSIONS)):
+        if name in typed.types and tuple((f.name, f.type) for f in typed.types[name]) != shape:
+            raise Unreadable("PERMIT_UNREADABLE", f"types.{name} is not Permit2's {name}")
+    message = typed.message
+    try:
+        spender = _address(message["spender"])
+        if primary == "Permit":
+            contract = typed.verifying_contract
+            if contract is None:
+                raise ValueError("the Permit's domain has no verifyingContract: no token to read it for")
+            if fields == shapes[0]:
+                return [Movement(contract, "erc20", "approval", _address(message["owner"]), spender,
+                                 _uint(message["value"], "message.value"), via="Permit")]
+            allowed = message["allowed"]
+            if not isinstance(allowed, bool):
+                raise ValueError(f"message.allowed must be true or false, got {allowed!r}")
+            return [Movement(contract, "erc20", "approval", _address(message["holder"]), spender,
+                             MAX_UINT256 if allowed else 0, via="Permit (DAI)")]
+        if primary in ("PermitSingle", "PermitBatch"):
+            details = message["details"]
+            listed = [details] if primary == "PermitSingle" else list(details)
+            return [Movement(_address(d["token"]), "erc20", "approval", None, spender,
+                             _uint(d["amount"], "details.amount"), via=primary) for d in listed]
+        permitted = message["permitted"]
+        listed = permitted if isinstance(permitted, list) else [permitted]
+        return [Movement(_address(p["token"]), "erc20", "approval", None, spender,
+                         _uint(p["amount"], "permitted.amount"), via=primary) for p in listed]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unreadable("PERMIT_UNREADABLE", f"{primary} does not read as a spend authorization: {exc}") from None
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise ValueError(f"an address is 0x + 40 hex digits, got {value!r}")
+    return to_checksum_address(value)
+
+
+def _uint(value: Any, path: str) -> int:
+    number = parse_typed_int(value, path)
+    if not 0 <= number <= MAX_UINT256:
+        raise ValueError(f"{path}: must be between 0 and 2**256-1, got {number}")
+    return number
+
+
+# --- the intent as a whole ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reading:
+    """What an intent does: its movements, and the other call it makes (contract, selector) that
+    no asset rule reads, if any."""
+
+    movements: tuple[Movement, ...]
+    other_call: tuple[str, str] | None = None
+
+
+def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
+    """Every movement an intent makes, read by the policy's asset rules. Raises `Unreadable` for
+    calldata or typed data that claims a token operation and does not decode as one."""
+    if intent.intent_type == "typed_data":
+        typed = intent.typed_data
+        if typed.primaryType in SPEND_AUTHORIZATIONS:
+            return Reading(tuple(decode_permit(typed)))
+        return Reading(())
+    if intent.intent_type != "transaction":
+        return Reading(())
+    found: list[Movement] = []
+    if intent.value_wei:
+        found.append(Movement(NATIVE, "native", "transfer", None, intent.to, intent.value_wei, via="value"))
+    found.extend(Movement("account", "eip7702", "delegation", None, a.address, 0, via="authorization")
+                 for a in intent.authorization_list)
+    for declared in intent.declared_outflows:
+        # What a call is said to take (a router pulling with transferFrom): the contract called is
+        # who takes it. Counted like a transfer, and simulation holds the call to it.
+        listed = policy.asset(intent.chain, declared.token)
+        found.append(Movement(declared.token, "erc20" if listed is None else listed.standard, "transfer", None,
+                              intent.to, declared.amount, via="declared"))
+    data = intent.data
+    if data == "0x":
+        return Reading(tuple(found))
+    asset = policy.asset(intent.chain, intent.to)
+    movement = None if asset is None else decode_call(asset, data)
+    if movement is not None:
+        return Reading(tuple(found + [movement]))
+    return Reading(tuple(found), (intent.to, selector_of(data) or data))
+
+
+def declared_outflows(reading: Reading, sender: str) -> dict[str, int]:
+    """What the intent says leaves the sender's account, per asset: its value and the amounts of
+    its transfers from the sender. Approvals move nothing by themselves."""
+    out: dict[str, int] = {}
+    for move in reading.movements:
+        if move.kind == "transfer" and move.source in (None, sender):
+            out[move.asset] = out.get(move.asset, 0) + move.amount
+    return out
+
+
+# --- what a simulation saw -------------------------------------------------------------------------
+
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+TRANSFER_SINGLE_TOPIC = "0x" + keccak(text="TransferSingle(address,address,address,uint256,uint256)").hex()
+TRANSFER_BATCH_TOPIC = "0x" + keccak(text="TransferBatch(address,address,address,uint256[],uint256[])").hex()
+# eth_simulateV1 with traceTransfers reports native transfers as ERC-20 Transfer logs of this address.
+NATIVE_TRANSFER_ADDRESS = "0xEeeeeEeeeEeEeeEeEeEeeEEEeeeeEeeeeeeeEEeE"
+
+
+@dataclass(frozen=True)
+class BalanceChange:
+    asset: str
+    outgoing: int
+    incoming: int
+
+    def facts(self) -> dict[str, str]:
+        return {"asset": self.asset, "out": str(self.outgoing), "in": str(self.incoming),
+                "net": str(self.incoming - self.outgoing)}
+
+
+def balance_changes(logs: list[dict], account: str) -> list[BalanceChange]:
+    """The account's outgoing and incoming amounts per asset in a simulation's logs: ERC-20 and
+    ERC-721 Transfer (an NFT counts 1), ERC-1155 TransferSingle/Batch, and native transfers."""
+    totals: dict[str, list[int]] = {}
+    me = account.lower()
+    for log in logs:
+        topics = [t.lower() for t in log.get("topics", ())]
+        data = bytes.fromhex(log.get("data", "0x")[2:])
+        contract = to_checksum_address(log["address"])
+        asset = NATIVE if contract == NATIVE_TRANSFER_ADDRESS else contract
+        try:
+            moves = _log_moves(topics, data)
+        except Exception:  # a log that only looks like a transfer (another event with the same topic) is not one
+            continue
+        for source, dest, amount in moves:
+            entry = totals.setdefault(asset, [0, 0])
+            if source == me:
+                entry[0] += amount
+            if dest == me:
+                entry[1] += amount
+    return [BalanceChange(asset, out, inc) for asset, (out, inc) in totals.items() if out or inc]
+
+
+def _log_moves(topics: list[str], data: bytes) -> list[tuple[str, str, int]]:
+    def addr(topic: str) -> str:
+        return "0x" + topic[-40:]
+
+    if topics and topics[0] == TRANSFER_TOPIC:
+        if len(topics) == 3:  # ERC-20 (and the native pseudo-logs): the amount is the data
+            return [(addr(topics[1]), addr(topics[2]), abi_decode(["uint256"], data)[0])]
+        if len(topics) == 4:  # ERC-721: the token id is indexed; one token moves
+            return [(addr(topics[1]), addr(topics[2]), 1)]
+    if topics and topics[0] == TRANSFER_SINGLE_TOPIC and len(topics) == 4:
+        _, amount = abi_decode(["uint256", "uint256"], data)
+        return [(addr(topics[2]), addr(topics[3]), amount)]
+    if topics and topics[0] == TRANSFER_BATCH_TOPIC and len(topics) == 4:
+        _, amounts = abi_decode(["uint256[]", "uint256[]"], data)
+        return [(addr(topics[2]), addr(topics[3]), sum(amounts))]
+    return []
