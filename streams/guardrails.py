@@ -249,11 +249,11 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
             bounds = [b for b in (asset.units("max_per_tx"), asset.units("daily_limit")) if b is not None]
             if not bounds:
                 return refuse("UNLIMITED_APPROVAL_REFUSED", (
-                    f"{move.via} approves {move.to} for {_amount(asset, move.amount)}, and {asset.label} has neither "
+                    f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, and {asset.label} has neither "
                     "max_per_tx nor daily_limit to bound an approval (block_unlimited_approvals)"))
             if move.amount > min(bounds):
                 return refuse("UNLIMITED_APPROVAL_REFUSED", (
-                    f"{move.via} approves {move.to} for {_amount(asset, move.amount)}, more than {asset.label}'s "
+                    f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, more than {asset.label}'s "
                     f"limit of {_amount(asset, min(bounds))} (block_unlimited_approvals); approve only what this "
                     "payment needs"))
         totals[asset.key] = totals.get(asset.key, 0) + move.amount
@@ -396,10 +396,15 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
                  declared_out={asset: str(units) for asset, units in declared.items()})
     for change in changes:
         if change.outgoing > declared.get(change.asset, 0):
+            def shown(units: int) -> str:
+                if change.asset == movements.NATIVE:
+                    return f"{format_native_amount(units)} (native)"
+                asset = policy.asset(intent.chain, change.asset)
+                return _amount(asset, units) if asset is not None else f"{units} base units of {change.asset}"
             return verdict(intent, "simulation", False, "SIMULATION_MISMATCH", (
-                f"the simulated call moves {change.outgoing} base units of {change.asset} out of {sender}, but the "
-                f"calldata declares {declared.get(change.asset, 0)}; the contract takes more than the call says, "
-                "so it is not signed"), **facts)
+                f"the simulated call takes {shown(change.outgoing)} from {sender}, but the intent declares "
+                f"{shown(declared.get(change.asset, 0))}; the contract moves more than the call says, so it is not "
+                "signed"), **facts)
     return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}", **facts)
 
 
