@@ -216,6 +216,14 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
                 f"the calldata calls a token function ({selector}) on {contract}, which is not in this agent's "
                 f"asset_limits for {intent.chain}; an admin adds the token (standard, decimals, limits) to move it"))
         rule = policy.calls_to(contract)
+        if rule is not None and rule.allows(selector) and policy.asset(intent.chain, contract) is not None \
+                and not simulation_required(intent, policy):
+            # Another function of a token the agent holds (a multicall, a permit-and-transfer) can
+            # move that token in ways the calldata does not show: only simulation sees it.
+            return refuse("CALLDATA_NOT_ALLOWED", (
+                f"{selector} on {contract} is not one of its token functions, and {contract} is an asset of this "
+                "policy: such a call could move the token unseen, so it is signed only simulated (set "
+                "simulate_first, or require_simulation in the policy)"))
         if rule is None or not rule.allows(selector):
             listed = "no calls" if rule is None else f"selectors {', '.join(rule.selectors)}"
             return refuse("CALLDATA_NOT_ALLOWED", (

@@ -237,7 +237,11 @@ def test_a_token_contract_is_only_read_for_its_standards_functions():
     mint = calldata("0x40c10f19", ALICE, 5)  # mint(address,uint256): not a transfer, so contract_calls decides
     assert judge(intent(mint)).code == "CALLDATA_NOT_ALLOWED"
     allowed = policy(contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",)),))
-    assert judge(intent(mint), allowed).passed
+    # Another function of a token could move it unseen (a multicall of transfers): only simulated.
+    unseen = judge(intent(mint), allowed)
+    assert (unseen.passed, unseen.code) == (False, "CALLDATA_NOT_ALLOWED") and "simulate_first" in unseen.reason
+    assert judge(intent(mint, simulate_first=True), allowed).passed
+    assert judge(intent(mint), policy(contract_calls=allowed.contract_calls, require_simulation=True)).passed
 
 
 def test_contract_call_selectors_accept_signatures_and_refuse_junk():
