@@ -1,7 +1,7 @@
 """``warden``, the command line: ``main()`` and the top-level parser.
 
 One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``submit`` (submit, sign, tail), ``agents``,
-``approvals``, ``keys``, ``vault``, ``audit``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
+``approvals``, ``keys``, ``vault``, ``audit``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (client-share files, publishing custody events).
 
@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chains": ("schemas", "list the chain registry, or add a chain (admins)"),
     "bench": ("bench", "benchmarks that print figures"),
     "audit": ("audit", "verify, prove, export and query the audit ledger"),
+    "attest": ("attest", "verify an SEV-SNP attestation report against AMD's certificate chain"),
+    "signer": ("attest", "this signer's attestation evidence: `warden signer attest`"),
     "vault": ("vault", "create vaults, store and read secrets, grant agents access (custody)"),
 }
 

@@ -1,0 +1,268 @@
+"""SEV-SNP report verification (signer/attestation/verify.py).
+
+The real report in shared/testdata (a Milan VM's, signed by its VCEK, chained to AMD's Milan
+ARK) is checked as published; every single-byte change to its signed region must fail. The
+negative cases a real chip cannot produce on demand are built with a test key chain of our own
+(ARK and ASK with RSASSA-PSS, a P-384 VCEK, as AMD's are), each failing with its named check."""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+
+from signer.attestation.verify import (POLICY_DEBUG, POLICY_RESERVED_ONE, REPORT_SIZE, SIGNED_SIZE, Expectations,
+                                       Tcb, parse_report, report_data_binding, verify_report)
+
+TESTDATA = Path(__file__).resolve().parent / "data" / "sev-snp"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def real():
+    return (TESTDATA / "attestation.bin").read_bytes(), (TESTDATA / "vcek.der").read_bytes()
+
+
+def failed(result) -> set[str]:
+    return {c.name for c in result.failures}
+
+
+def test_the_real_milan_report_verifies_with_its_vcek_and_amds_chain(real):
+    raw, vcek = real
+    result = verify_report(raw, vcek, Expectations(product="milan", allow_debug=True, now=NOW))
+    assert result.ok, result.failures
+    assert [c.name for c in result.checks] == ["parse", "chain.ark", "chain.ask", "chain.vcek", "signature",
+                                               "vcek_binding", "policy", "tcb", "measurement"]
+    report = result.report
+    assert (report.version, report.vmpl, report.signing_key) == (2, 0, "vcek")
+    assert Tcb.decode(report.reported_tcb, "milan") == Tcb(bootloader=2, tee=0, snp=5, microcode=68)
+    # That VM was launched with debug allowed: by default that alone is refused, by name.
+    strict = verify_report(raw, vcek, Expectations(product="milan", now=NOW))
+    assert failed(strict) == {"policy"} and "debug" in strict.failures[0].detail
+
+
+def test_every_single_byte_change_to_the_signed_region_fails(real):
+    raw, vcek = real
+    expect = Expectations(product="milan", allow_debug=True, now=NOW)
+    for offset in range(SIGNED_SIZE):
+        changed = bytearray(raw)
+        changed[offset] ^= 0x01
+        result = verify_report(bytes(changed), vcek, expect)
+        assert not result.ok, f"a change at 0x{offset:03x} went unnoticed"
+        assert failed(result) & {"parse", "signature"}, (offset, result.failures)
+
+
+def test_another_generations_root_does_not_vouch_for_a_milan_vcek(real):
+    raw, vcek = real
+    for product in ("genoa", "turin"):
+        result = verify_report(raw, vcek, Expectations(product=product, allow_debug=True, now=NOW))
+        assert "chain.vcek" in failed(result), product
+
+
+@pytest.mark.parametrize("size", [0, REPORT_SIZE - 1, REPORT_SIZE + 1])
+def test_a_report_of_the_wrong_size_is_refused(size):
+    result = verify_report(b"\0" * size, b"", Expectations())
+    assert failed(result) == {"parse"} and f"got {size}" in result.failures[0].detail
+
+
+# --- a test chain of our own, for the cases a real chip does not produce on demand ---------------
+
+PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject: str, issuer: str, key, signer, extensions=()) -> x509.Certificate:
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365)))
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(signer, hashes.SHA384(), rsa_padding=PSS)
+
+
+def _amd_extensions(tcb: Tcb, chip_id: bytes) -> list[x509.UnrecognizedExtension]:
+    """What AMD's KDS puts in a VCEK: its TCB as DER integers, and the chip's hwID."""
+    oid = "1.3.6.1.4.1.3704.1."
+    values = {"3.1": tcb.bootloader, "3.2": tcb.tee, "3.3": tcb.snp, "3.8": tcb.microcode}
+    out = [x509.UnrecognizedExtension(x509.ObjectIdentifier(oid + k), bytes([0x02, 1, v])) for k, v in values.items()]
+    return out + [x509.UnrecognizedExtension(x509.ObjectIdentifier(oid + "4"), chip_id)]
+
+
+TCB = Tcb(3, 0, 8, 115)
+CHIP_ID = bytes(range(64))
+
+
+class Chip:
+    """A test ARK → ASK → VCEK chain and a VCEK that signs reports like the firmware."""
+
+    def __init__(self, tcb: Tcb = TCB, chip_id: bytes = CHIP_ID):
+        self.ark_key = rsa.generate_private_key(65537, 2048)
+        self.ask_key = rsa.generate_private_key(65537, 2048)
+        self.vcek_key = ec.generate_private_key(ec.SECP384R1())
+        self.ark = _cert("ARK-Test", "ARK-Test", self.ark_key, self.ark_key)
+        self.ask = _cert("SEV-Test", "ARK-Test", self.ask_key, self.ark_key)
+        self.vcek = self.vcek_at(tcb, chip_id)
+
+    def vcek_at(self, tcb: Tcb, chip_id: bytes = CHIP_ID) -> x509.Certificate:
+        return _cert("SEV-VCEK", "SEV-Test", self.vcek_key, self.ask_key, _amd_extensions(tcb, chip_id))
+
+    @property
+    def chain(self):
+        return self.ask, self.ark
+
+    def vcek_der(self, vcek: x509.Certificate | None = None) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding
+        return (vcek or self.vcek).public_bytes(Encoding.DER)
+
+    def report(self, *, version=5, policy=POLICY_RESERVED_ONE, tcb=TCB, measurement=b"\x11" * 48,
+               report_data=b"\0" * 64, chip_id=CHIP_ID) -> bytes:
+        raw = bytearray(REPORT_SIZE)
+        struct.pack_into("<IIQ", raw, 0, version, 1, policy)
+        struct.pack_into("<IIQQI", raw, 0x30, 0, 1, 0, 0, 0)
+        raw[0x50:0x90] = report_data
+        raw[0x90:0xC0] = measurement
+        packed = bytearray(8)
+        packed[0], packed[1], packed[6], packed[7] = tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
+        raw[0x180:0x188] = packed
+        raw[0x1A0:0x1E0] = chip_id
+        r, s = decode_dss_signature(self.vcek_key.sign(bytes(raw[:SIGNED_SIZE]), ec.ECDSA(hashes.SHA384())))
+        raw[0x2A0:0x2A0 + 72] = r.to_bytes(72, "little")
+        raw[0x2E8:0x2E8 + 72] = s.to_bytes(72, "little")
+        return bytes(raw)
+
+
+@pytest.fixture(scope="module")
+def chip():
+    return Chip()
+
+
+def test_a_test_chip_report_verifies_and_parses_as_version_5(chip):
+    binding = report_data_binding("signer-0", b"\x01" * 32, b"\x02" * 32, b"nonce")
+    result = verify_report(chip.report(report_data=binding), chip.vcek_der(), Expectations(
+        measurements=(b"\x11" * 48,), minimum_tcb=TCB, report_data=binding,
+        nonce_issued_at=NOW - timedelta(seconds=30), now=NOW), chain=chip.chain)
+    assert result.ok, result.failures
+    assert [c.name for c in result.checks][-2:] == ["report_data", "freshness"]
+
+
+@pytest.mark.parametrize("case, expect_failed", [
+    ("bad signature", "signature"),
+    ("wrong chain", "chain.vcek"),
+    ("debug policy", "policy"),
+    ("migration agent", "policy"),
+    ("tcb below minimum", "tcb"),
+    ("vcek for another tcb", "vcek_binding"),
+    ("another chip's vcek", "vcek_binding"),
+    ("unknown measurement", "measurement"),
+    ("stale nonce", "freshness"),
+    ("report_data not binding the keys", "report_data"),
+])
+def test_each_mismatch_fails_with_its_own_check(chip, case, expect_failed):
+    binding = report_data_binding("signer-0", b"\x01" * 32, b"\x02" * 32, b"nonce")
+    fields, expect = {"report_data": binding}, dict(
+        measurements=(b"\x11" * 48,), minimum_tcb=Tcb(3, 0, 8, 115), report_data=binding,
+        nonce_issued_at=NOW - timedelta(seconds=30), now=NOW)
+    vcek, chain = chip.vcek_der(), chip.chain
+    if case == "debug policy":
+        fields["policy"] = POLICY_RESERVED_ONE | POLICY_DEBUG
+    elif case == "migration agent":
+        fields["policy"] = POLICY_RESERVED_ONE | (1 << 18)
+    elif case == "tcb below minimum":
+        fields["tcb"] = Tcb(3, 0, 7, 115)
+        vcek = chip.vcek_der(chip.vcek_at(Tcb(3, 0, 7, 115)))  # a genuine VCEK for that older TCB
+    elif case == "vcek for another tcb":
+        vcek = chip.vcek_der(chip.vcek_at(Tcb(3, 0, 9, 115)))
+    elif case == "another chip's vcek":
+        vcek = chip.vcek_der(chip.vcek_at(TCB, bytes(64)))
+    elif case == "unknown measurement":
+        fields["measurement"] = b"\x22" * 48
+    elif case == "stale nonce":
+        expect["nonce_issued_at"] = NOW - timedelta(hours=1)
+    elif case == "report_data not binding the keys":
+        fields["report_data"] = report_data_binding("signer-0", b"\x09" * 32, b"\x02" * 32, b"nonce")
+    elif case == "wrong chain":
+        chain = Chip().chain  # another ASK and ARK: this VCEK's issuer signature does not verify
+    raw = chip.report(**fields)
+    if case == "bad signature":
+        raw = raw[:0x2A0] + bytes([raw[0x2A0] ^ 1]) + raw[0x2A1:]
+    result = verify_report(raw, vcek, Expectations(**expect), chain=chain)
+    assert failed(result) == {expect_failed}, result.failures
+
+
+def test_parse_refuses_what_it_cannot_read(chip):
+    raw = bytearray(chip.report())
+    struct.pack_into("<I", raw, 0, 4)
+    with pytest.raises(ValueError, match="version 4"):
+        parse_report(bytes(raw))
+    raw = bytearray(chip.report())
+    raw[0x2A0 + 60] = 1  # r wider than P-384
+    with pytest.raises(ValueError, match="beyond the 48"):
+        parse_report(bytes(raw))
+
+
+def test_warden_attest_verify_prints_each_check_and_fails_on_any():
+    import subprocess
+    import sys
+
+    import orjson
+
+    repo = Path(__file__).resolve().parents[1]
+    args = [sys.executable, "-m", "infra.cli", "attest", "verify", "--report", str(TESTDATA / "attestation.bin"),
+            "--vcek", str(TESTDATA / "vcek.der")]
+    strict = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 1 and "FAIL policy" in strict.stdout and "debug is allowed" in strict.stdout
+    assert strict.stderr == ""
+    lenient = subprocess.run(args + ["--allow-debug", "--json"], cwd=repo, capture_output=True, text=True, timeout=60)
+    doc = orjson.loads(lenient.stdout)
+    assert lenient.returncode == 0 and doc["ok"] and doc["report"]["version"] == 2
+    wrong = subprocess.run(args + ["--allow-debug", "--expect-measurement", "00" * 48], cwd=repo, capture_output=True,
+                           text=True, timeout=60)
+    assert wrong.returncode == 1 and "FAIL measurement" in wrong.stdout
+
+
+# --- evidence ---------------------------------------------------------------------------------
+
+def test_without_configfs_tsm_the_evidence_is_tee_none_and_says_why(tmp_path):
+    from signer.attestation import evidence
+
+    found = evidence.obtain(b"\0" * 64, root=tmp_path / "no-such-tsm")
+    assert (found.tee, found.report) == ("none", None) and "not a confidential VM" in found.source
+    with pytest.raises(ValueError, match="64 bytes"):
+        evidence.obtain(b"\0" * 63, root=tmp_path)
+    # This machine is no SEV-SNP guest: the real interface is absent or not SEV's.
+    assert evidence.obtain(b"\0" * 64).tee == "none"
+
+
+def test_warden_signer_attest_binds_the_running_signers_keys_and_says_tee_none(stack):
+    from tests.test_txs_cli import warden
+
+    import orjson
+
+    done = warden(stack.settings, "signer", "attest", "--nonce", "ab" * 32, "--json")
+    doc = orjson.loads(done.stdout)
+    assert done.returncode == 1, done.stderr  # no evidence: nothing verified
+    assert (doc["tee"], doc["announced_tee"], doc["report"], doc["verified"]) == ("none", "none", None, False)
+    expected = report_data_binding(doc["signer_id"], bytes.fromhex(_announced_key(stack.settings, doc["signer_id"])),
+                                   bytes.fromhex(doc["service_key"][2:]), bytes.fromhex("ab" * 32))
+    assert doc["report_data"] == expected.hex()
+    human = warden(stack.settings, "signer", "attest")
+    assert "tee=none" in human.stdout and "WARDEN_ALLOW_UNATTESTED_SIGNER" in human.stdout
+
+
+def _announced_key(settings, signer_id: str) -> str:
+    import asyncio
+
+    from infra.client import sealing_keys
+
+    (key,) = [k for k in asyncio.run(sealing_keys(settings)) if k.signer_id == signer_id]
+    return key.public_key[2:]
