@@ -152,7 +152,7 @@ class Engine:
             out.append(self._verdict_audit(verdict, intent, now))
             if not verdict.passed:
                 return out + self._reject(intent, verdict, verdicts, now)
-        return out + self._decide(intent, policy, verdicts, now)
+        return out + self._decide(intent, policy, verdicts, now, recheck_assets=False)
 
     async def on_intake(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """Split topology, first hop: intake, then hand the intent to the first stage's topic."""
@@ -179,7 +179,7 @@ class Engine:
         following = stages.index(stage) + 1
         if following < len(stages):
             return out + [self._envelope(stages[following], intent, policy, verdicts)]
-        return out + self._decide(intent, policy, verdicts, now)
+        return out + self._decide(intent, policy, verdicts, now, recheck_assets=True)
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """The redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was decided
@@ -424,12 +424,13 @@ class Engine:
         now_us = to_us(now)
         return guardrails.check_assets(intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us))
 
-    def _decide(self, intent, policy, verdicts, now) -> list[Emit]:
-        """Every guardrail passed: approved, or parked for a human when above a threshold. Token
-        amounts are checked against their windows again here, in the same step that reserves them:
-        in the split topology other intents of the agent may have been reserved since the assets
-        stage ran (the native limit needs no second look: its stage is the last)."""
-        if guardrails.asset_spend_of(verdicts):
+    def _decide(self, intent, policy, verdicts, now, recheck_assets: bool) -> list[Emit]:
+        """Every guardrail passed: approved, or parked for a human when above a threshold. In the
+        split topology (``recheck_assets``) token amounts are checked against their windows again
+        here, in the same step that reserves them: other intents of the agent may have been
+        reserved since the assets stage ran. Fused, every stage ran in this one step, so nothing
+        could have been (and the native limit needs no second look in either: its stage is last)."""
+        if recheck_assets and guardrails.asset_spend_of(verdicts):
             again = self._check_assets(intent, policy, now)
             if not again.passed:
                 return [self._verdict_audit(again, intent, now)] + self._reject(intent, again, [*verdicts, again], now)
@@ -450,9 +451,7 @@ class Engine:
             intent=intent, verdicts=tuple(verdicts), parked_at=now, expires_at=from_us(expires_us),
             intent_digest=intent.digest()))
         record = parked.to_bytes()
-        priced = any(v.stage == "fee" for v in verdicts)
-        spend = _quote_of(verdicts).spend_wei(intent) if priced else 0
-        assets = guardrails.asset_spend_of(verdicts)
+        spend, assets = _reservation(intent, verdicts)
         self.decisions[intent.intent_id] = {
             "agent_id": intent.agent_id, "outcome": "parked", "at_us": now_us, "spend_wei": str(spend),
             "assets": {key: str(units) for key, units in assets.items()}, "counts": True,
@@ -476,10 +475,7 @@ class Engine:
                                                approved_at=now, intent_digest=intent.digest()))
         record = approved.to_bytes()
         now_us = to_us(now)
-        # Messages have no fee stage and move no native value: they reserve nothing.
-        priced = any(v.stage == "fee" for v in verdicts)
-        spend = _quote_of(verdicts).spend_wei(intent) if counts and priced else 0
-        assets = guardrails.asset_spend_of(verdicts) if counts else {}
+        spend, assets = _reservation(intent, verdicts) if counts else (0, {})
         self.decisions[intent.intent_id] = {
             "agent_id": intent.agent_id, "outcome": "approved", "at_us": now_us, "spend_wei": str(spend),
             "assets": {key: str(units) for key, units in assets.items()}, "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
@@ -567,6 +563,13 @@ def _what(intent: TransactionIntent) -> dict:
                 "domain_chain_id": typed.chain_id, "domain_name": typed.domain.get("name")}
     return {"kind": "transaction", "to": intent.to, "value_wei": str(intent.value_wei), "tx_type": intent.tx_type,
             **intent.type_facts()}
+
+
+def _reservation(intent: TransactionIntent, verdicts) -> tuple[int, dict[str, int]]:
+    """What an intent reserves: its native spend (messages have no fee stage and move no native
+    value: nothing) and the token units its assets stage counted."""
+    priced = any(v.stage == "fee" for v in verdicts)
+    return (_quote_of(verdicts).spend_wei(intent) if priced else 0), guardrails.asset_spend_of(verdicts)
 
 
 def _quote_of(verdicts: list[StageVerdict]) -> fees.FeeQuote:
