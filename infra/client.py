@@ -32,6 +32,8 @@ from schemas.auth import (ServiceKeys, load_or_create_ed25519, outcome_forgery, 
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApproval, IntentParked, IntentRejected, SealedSecret, SealingKey,
                             SignedMessage, SignedTransaction, TransactionIntent, TypedData)
 from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
+from signer.attestation import announcement
+from signer.attestation.policy import AttestationPolicy
 from signer.evm.blobs import make_sidecar
 
 
@@ -91,6 +93,9 @@ def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: s
         fields["sealed_client_share"] = client_share.seal(agent_id, intent_id)
     if cmek is not None:
         fields["sealed_cmek"] = cmek.seal(agent_id, intent_id)
+    if any(key.tee == "none" for sealed in (client_share, cmek) if sealed is not None for key in sealed.keys):
+        # The development opt-in let a secret go to a signer nothing attests: the intent says so.
+        fields["unattested_signer_accepted"] = True
     intent = TransactionIntent(intent_id=intent_id, agent_id=agent_id, idempotency_key=idempotency_key, chain=chain,
                                to=to, value=value, created_at=now or utcnow(), **fields)
     return sign_intent(intent, agent_key)
@@ -186,8 +191,18 @@ class Client:
         return ClientKey(decode_cmek(key), await self._sealing_keys(timeout_s), "cmek")
 
     async def _sealing_keys(self, timeout_s: float) -> list[SealingKey]:
-        return usable_keys(await sealing_keys(self.settings, timeout_s),
-                           allow_unattested=self.settings.allow_unattested_signer)
+        return trusted_sealing_keys(self.settings, await sealing_keys(self.settings, timeout_s), utcnow())
+
+
+def trusted_sealing_keys(settings: Settings, announced: Sequence[SealingKey], now: datetime) -> list[SealingKey]:
+    """The announced keys this client may seal to: attested ones whose report verifies under the
+    configured attestation policy and binds the signer's pinned service key, and ``tee=none``
+    ones only with WARDEN_ALLOW_UNATTESTED_SIGNER=1 (``schemas.sealing.usable_keys``)."""
+    policy = AttestationPolicy.from_settings(settings.attestation)
+    pinned = PinnedServiceKeys(settings)
+    return usable_keys(announced, allow_unattested=settings.allow_unattested_signer,
+                       attestation_problems=lambda key: announcement.problems(
+                           key, policy, now, pinned.key("signer", key.signer_id)))
 
 
 async def sealing_keys(settings: Settings, timeout_s: float = 10.0) -> list[SealingKey]:
@@ -249,6 +264,16 @@ def read_outcome(topic: str, raw: bytes) -> Outcome | None:
         return None
 
 
+async def outcome_keys(settings: Settings) -> ServiceKeys:
+    """The keys outcomes must be signed with. A client that verifies attestation (it lists the
+    allowed measurements) holds attested signers to the service key their report binds."""
+    pinned = PinnedServiceKeys(settings)
+    if not settings.attestation.measurements:
+        return pinned
+    return announcement.AttestedServiceKeys(pinned, await sealing_keys(settings, timeout_s=5.0),
+                                            AttestationPolicy.from_settings(settings.attestation), utcnow())
+
+
 async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent], timeout_s: float,
                         start: dict[TopicPartition, int] | None = None, final: bool = True,
                         forged: list[tuple[str, str]] | None = None,
@@ -261,7 +286,7 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
     signer for signatures and signing-stage refusals, a worker for the rest) and bound to the
     very intent submitted (its digest). Anything else about these intents is skipped, and
     listed in ``forged`` as (intent id, why) when a list is given."""
-    keys = service_keys or PinnedServiceKeys(settings)
+    keys = service_keys or await outcome_keys(settings)
     digests = {intent.intent_id: intent.digest() for intent in intents}
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s

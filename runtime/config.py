@@ -54,6 +54,27 @@ class RootSettings:
 
 
 @dataclass(frozen=True)
+class AttestationSettings:
+    """What a verifier requires of a signer's SEV-SNP report (clients sealing to it, and the key
+    release of vaults that require attestation). With no measurements listed, no report is
+    accepted: there is nothing to compare the launch measurement with."""
+
+    # Allowed launch measurements, 48 bytes hex each, comma-separated (`warden attest measure`).
+    measurements: tuple[str, ...] = field(default_factory=lambda: _names("WARDEN_ATTESTATION_MEASUREMENTS"))
+    product: str = field(default_factory=lambda: _env("WARDEN_ATTESTATION_PRODUCT", "milan"))
+    # BOOTLOADER,TEE,SNP,MICROCODE security patch levels the reported TCB must reach.
+    minimum_tcb: str = field(default_factory=lambda: _env("WARDEN_ATTESTATION_MINIMUM_TCB", "0,0,0,0"))
+    # A debug guest's memory is readable by the host: for a lab machine, never production.
+    allow_debug: bool = field(default_factory=lambda: _flag("WARDEN_ATTESTATION_ALLOW_DEBUG"))
+    refuse_smt: bool = field(default_factory=lambda: _flag("WARDEN_ATTESTATION_REFUSE_SMT"))
+    allow_migration_agent: bool = field(default_factory=lambda: _flag("WARDEN_ATTESTATION_ALLOW_MIGRATION_AGENT"))
+    # A signer's announced report is believed for this long; the signer re-announces at half of it.
+    max_age_s: int = field(default_factory=lambda: int(_env("WARDEN_ATTESTATION_MAX_AGE_S", "3600")))
+    # The chip's VCEK (DER) from AMD's KDS, for a host whose certificate table does not carry it.
+    vcek_file: str | None = field(default_factory=lambda: _opt("WARDEN_SEV_VCEK"))
+
+
+@dataclass(frozen=True)
 class LedgerSettings:
     # A signed checkpoint after this many appended events or this many seconds, whichever first.
     checkpoint_every: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_CHECKPOINT_EVERY", "1000")))
@@ -76,7 +97,9 @@ class Settings:
     clickhouse_url: str | None = field(default_factory=lambda: _opt("WARDEN_CLICKHOUSE_URL"))
     ledger_http: str = field(default_factory=lambda: _env("WARDEN_LEDGER_HTTP", "127.0.0.1:18123"))
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
-    tee: str = field(default_factory=lambda: _env("WARDEN_TEE", "none"))
+    # Where the signer runs: "auto" (SEV-SNP when the guest gives a report, else none), "sev-snp"
+    # (refuse to start without a report) or "none" (never attest).
+    tee: str = field(default_factory=lambda: _env("WARDEN_TEE", "auto"))
     # Pinned policy-signing keys, "key_id=0x<hex>,..."; unset means the local admin key under home.
     admin_keys: str | None = field(default_factory=lambda: _opt("WARDEN_ADMIN_KEYS"))
     # Pinned outcome-signing keys of the streams workers and of the signers, same form; unset
@@ -96,6 +119,7 @@ class Settings:
     signer_id: str = field(default_factory=lambda: _env("WARDEN_SIGNER_ID", "signer-0"))
     # Clients seal client shares only to attested signers unless this says a tee=none one will do.
     allow_unattested_signer: bool = field(default_factory=lambda: _flag("WARDEN_ALLOW_UNATTESTED_SIGNER"))
+    attestation: AttestationSettings = field(default_factory=AttestationSettings)
     # Largest record a worker reads; anything bigger goes to the DLQ unread.
     # 2 MiB: an intent for a blob transaction carries its blobs (128 KiB each, as hex), up to six.
     max_record_bytes: int = field(default_factory=lambda: int(_env("WARDEN_MAX_RECORD_BYTES", "2097152")))
@@ -160,6 +184,17 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s), "WARDEN_METRICS_PORT": settings.metrics_port,
         "WARDEN_TX_REPLACE_AFTER_S": str(settings.tx_replace_after_s), "WARDEN_TX_MAX_BUMPS": str(settings.tx_max_bumps),
     })
+    attestation = settings.attestation
+    env.update({
+        "WARDEN_ATTESTATION_MEASUREMENTS": ",".join(attestation.measurements),
+        "WARDEN_ATTESTATION_PRODUCT": attestation.product, "WARDEN_ATTESTATION_MINIMUM_TCB": attestation.minimum_tcb,
+        "WARDEN_ATTESTATION_ALLOW_DEBUG": "1" if attestation.allow_debug else "0",
+        "WARDEN_ATTESTATION_REFUSE_SMT": "1" if attestation.refuse_smt else "0",
+        "WARDEN_ATTESTATION_ALLOW_MIGRATION_AGENT": "1" if attestation.allow_migration_agent else "0",
+        "WARDEN_ATTESTATION_MAX_AGE_S": str(attestation.max_age_s),
+    })
+    if attestation.vcek_file:
+        env["WARDEN_SEV_VCEK"] = attestation.vcek_file
     return env
 
 

@@ -264,18 +264,38 @@ class SealedSecret(Record):
     sealed: str = Field(max_length=512, description="HPKE encapsulated key followed by ciphertext, base64")
 
 
+class AttestationEvidence(Record):
+    """An SEV-SNP report and what it binds: its report_data is
+    ``signer.attestation.verify.report_data_binding(signer_id, sealing key, service_public_key,
+    nonce)``, and an announcement's nonce is derived from its ``announced_at``
+    (``signer.attestation.announcement.announcement_nonce``), so a verifier recomputes both."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    report: str = Field(max_length=2048, description="the 1184-byte attestation report, base64")
+    vcek: str | None = Field(default=None, max_length=4096,
+                             description="the chip's VCEK (DER, base64), when the host's certificate table gave it")
+    vcek_url: str = Field(max_length=512, description="where AMD's KDS serves this chip's VCEK at this TCB")
+    product: Literal["milan", "genoa", "turin"]
+    service_key_id: Identifier
+    service_public_key: HexData = Field(description="the Ed25519 key that signs this signer's outcomes")
+    nonce: HexData
+
+
 class SealingKey(Record):
     """A signer's announcement of its sealing key: an X25519 public key made in memory when the
-    signer starts and never stored. ``tee`` says where the signer runs; ``attestation`` (on
-    SEV-SNP) would bind the key into the report. With ``tee="none"`` nothing proves the key is the
-    signer's, and clients refuse it unless told to accept an unattested signer."""
+    signer starts and never stored. ``tee`` says where the signer runs; on SEV-SNP
+    ``attestation`` carries a report binding this key, the signer's service key and a nonce
+    derived from ``announced_at``. With ``tee="none"`` nothing proves the key is the signer's,
+    and clients refuse it unless told to accept an unattested signer."""
 
     signer_id: Identifier
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     public_key: HexData
     suite: Literal["DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"]
     tee: str
-    attestation: str | None = None
+    attestation: AttestationEvidence | None = None
     announced_at: UtcDatetime
 
 
@@ -297,7 +317,8 @@ class TransactionIntent(Evolving):
 
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
         "intent_type": "transaction", "message": None, "typed_data": None, "max_fee_per_blob_gas": None,
-        "blob_versioned_hashes": (), "blobs": (), "authorization_list": (), "declared_outflows": ()}
+        "blob_versioned_hashes": (), "blobs": (), "authorization_list": (), "declared_outflows": (),
+        "unattested_signer_accepted": False}
 
     intent_id: Identifier
     agent_id: Identifier
@@ -338,6 +359,9 @@ class TransactionIntent(Evolving):
     sealed_cmek: tuple[SealedSecret, ...] = Field(
         default=(), max_length=8,
         description="vaults with a customer-managed key: that key, sealed to each current signer's sealing key")
+    unattested_signer_accepted: bool = Field(
+        default=False, description="a sealed secret in this intent went to a signer with no verified attestation "
+        "(tee=none), accepted with WARDEN_ALLOW_UNATTESTED_SIGNER=1: recorded so the ledger shows it")
     created_at: UtcDatetime
     expires_at: UtcDatetime | None = Field(
         default=None, description="refused from this instant on; it can only shorten the deployment's window")

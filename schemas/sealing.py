@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -49,28 +49,38 @@ def sealing_info(agent_id: str, intent_id: str, key_id_: str, purpose: str = "cl
     return bytes(out)
 
 
-def usable_keys(keys: Sequence[SealingKey], *, allow_unattested: bool) -> list[SealingKey]:
-    """The keys a client may seal to. A ``tee=none`` signer proves nothing about where its key
-    lives, so it is accepted only when the client says so (the embedded stack does); an
-    attested one needs its report checked, which this client cannot do yet, so it refuses."""
+def usable_keys(keys: Sequence[SealingKey], *, allow_unattested: bool,
+                attestation_problems: Callable[[SealingKey], list[str]] | None = None) -> list[SealingKey]:
+    """The keys a client may seal to: each attested key whose report ``attestation_problems``
+    finds nothing wrong with (``signer.attestation.announcement.problems``), and ``tee=none``
+    keys only when the client says so (the embedded stack does). Keys that fail are left out;
+    if none is left the client refuses, saying why each failed, so a substituted announcement
+    (it replaces the real one: the newest per signer wins) is a refusal, never a sealed share."""
     if not keys:
         raise SealingRefused("no signer has announced a sealing key on warden.signer.sealing: is the signer running?")
-    forged = [k.signer_id for k in keys if k.key_id != key_id(bytes.fromhex(k.public_key[2:]))]
-    if forged:
-        raise SealingRefused(f"the sealing-key announcement(s) of {forged} name a key id that is not their public "
-                             "key's; someone wrote a broken or forged record to warden.signer.sealing")
-    unattested = [k for k in keys if k.tee == "none"]
-    attested = [k for k in keys if k.tee != "none"]
-    if attested:
-        raise SealingRefused(
-            f"signer(s) {[f'{k.signer_id} (tee={k.tee})' for k in attested]} claim an attested TEE; this client "
-            "cannot verify attestation reports yet, so it will not seal a client share to them")
-    if not allow_unattested:
-        raise SealingRefused(
-            f"signer(s) {[k.signer_id for k in unattested]} run with tee=none: nothing proves their sealing key "
-            "is the signer's. Accept that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the embedded "
-            "stack) or run the signer on SEV-SNP")
-    return unattested
+    usable: list[SealingKey] = []
+    refused: list[str] = []
+    for key in keys:
+        if key.key_id != key_id(bytes.fromhex(key.public_key[2:])):
+            refused.append(f"{key.signer_id}: its announcement names a key id that is not its public key's (a "
+                           "broken or forged record on warden.signer.sealing)")
+        elif key.tee == "none":
+            if allow_unattested:
+                usable.append(key)
+            else:
+                refused.append(f"{key.signer_id}: runs with tee=none, so nothing proves its sealing key is the "
+                               "signer's; accept that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the "
+                               "embedded stack) or run the signer on SEV-SNP")
+        else:
+            why = ["this client cannot verify attestation reports"] if attestation_problems is None \
+                else attestation_problems(key)
+            if why:
+                refused.append(f"{key.signer_id} (tee={key.tee}): its attestation does not verify: " + "; ".join(why))
+            else:
+                usable.append(key)
+    if not usable:
+        raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: " + " | ".join(refused))
+    return usable
 
 
 def seal_secret(secret: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str, intent_id: str,

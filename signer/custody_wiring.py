@@ -44,7 +44,13 @@ class VaultOutbox:
 
 
 def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | None = None,
-                           vault_outbox: VaultOutbox | None = None):
+                           vault_outbox: VaultOutbox | None = None,
+                           requester: tuple[str, bytes] = ("admin-cli", b"")):
+    """The signing-key store of this home. ``requester`` (an id and its service public key) is
+    who asks the attested key release for a vault that requires attestation: the signer names
+    itself; the admin CLI has no service key and, outside a confidential VM, is refused."""
+    from signer.attestation.policy import AttestationPolicy
+    from signer.attestation.release import Attester, AttestedUnwrap, KeyRelease
     from signer.custody import FileEventLog, Vaults, roots_from_settings
     from signer.custody.keys import KeyStore
 
@@ -55,7 +61,9 @@ def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | N
                 vault_outbox.extend(events)
 
     log = _MirroredLog(settings.home / "vault" / "events.jsonl")
-    vaults = Vaults(roots_from_settings(settings), log, audit=audit)
+    release = AttestedUnwrap(KeyRelease(AttestationPolicy.from_settings(settings.attestation), audit),
+                             Attester(*requester, vcek_file=settings.attestation.vcek_file))
+    vaults = Vaults(roots_from_settings(settings), log, audit=audit, release=release)
     vaults.refresh()
     # The mode applies when the signing-key vault is first created. Without named providers
     # the vault spreads the KEK over as many configured roots as the mode needs

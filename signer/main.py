@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import datetime
+
 from aiokafka import AIOKafkaConsumer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime import metrics
 from runtime.clock import utcnow
@@ -21,8 +24,10 @@ from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import pinned_admin_keys, service_key
 from schemas import topics
+from schemas.auth import public_key_hex
 from schemas.emit import Emit, Source, audit
-from schemas.models import SignedTransaction
+from schemas.models import SealingKey, SignedTransaction
+from signer.attestation.announcement import attest
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
@@ -36,12 +41,15 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or asyncio.Event()
     nodes = Nodes(settings.rpc_url_for)
     custody_audit = AuditOutbox()
-    keystore = keystore_from_settings(settings, audit=custody_audit)
+    service = service_key(settings, "signer")
+    keystore = keystore_from_settings(settings, audit=custody_audit, requester=(
+        settings.signer_id, bytes.fromhex(public_key_hex(service[1])[2:])))
     sealing = SealingKeyPair()
     admin_keys = pinned_admin_keys(settings)
     policies = PolicyBook(admin_keys)
+    tee, announced = announce(settings, sealing, service[1], utcnow())
     signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, admin_keys, nodes.for_chain,
-                    service_key=service_key(settings, "signer"), tee=settings.tee, sealing=sealing,
+                    service_key=service, tee=tee, sealing=sealing,
                     policies=policies, max_age_us=settings.intent_max_age_s * 1_000_000,
                     replace_after_us=int(settings.tx_replace_after_s * 1_000_000), max_bumps=settings.tx_max_bumps)
     policies_known = asyncio.Event()
@@ -73,7 +81,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     log.exception("unreadable vault event on %s; ignored", topics.VAULT)
 
     vault_task = asyncio.create_task(follow_vault())
-    if settings.tee == "none":
+    if tee == "none":
         log.warning("signer runs with tee=none: no attestation; every signed record says so")
     consumer = AIOKafkaConsumer(
         topics.INTENTS_APPROVED, bootstrap_servers=settings.broker, group_id="warden-signer",
@@ -94,9 +102,18 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         task.add_done_callback(pending.discard)
 
     # Clients seal client shares to this process's key; announced before the first intent is read.
-    announced = sealing.announcement(settings.signer_id, settings.tee, utcnow())
     await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
-    log.info("sealing key %s announced on %s as %s", sealing.key_id, topics.SIGNER_SEALING, settings.signer_id)
+    log.info("sealing key %s announced on %s as %s (tee=%s)", sealing.key_id, topics.SIGNER_SEALING,
+             settings.signer_id, tee)
+
+    async def reannounce() -> None:
+        # Clients believe an attested announcement for max_age_s: a fresh report well before that.
+        while True:
+            await asyncio.sleep(settings.attestation.max_age_s / 2)
+            _, again = announce(settings, sealing, service[1], utcnow())
+            await (await producer.send(topics.SIGNER_SEALING, again.to_bytes(), key=settings.signer_id.encode()))
+
+    reannounce_task = asyncio.create_task(reannounce()) if tee != "none" else None
     # Nothing is signed before every policy already published is known here.
     known = asyncio.create_task(policies_known.wait())
     await asyncio.wait({known, policy_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -152,6 +169,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
             metrics.SIGNER_QUEUE.set(len(pending))
             metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
     finally:
+        if reannounce_task is not None:
+            reannounce_task.cancel()
         vault_task.cancel()
         policy_task.cancel()
         for task in pending:
@@ -159,6 +178,25 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         await consumer.stop()
         await producer.stop()
         await nodes.close()
+
+
+def announce(settings: Settings, sealing: SealingKeyPair, service: Ed25519PrivateKey,
+             now: datetime) -> tuple[str, SealingKey]:
+    """Where this signer runs and its sealing-key announcement: attested with an SEV-SNP report
+    binding the sealing key and the service key when the guest gives one (WARDEN_TEE=auto or
+    sev-snp), else ``tee=none``. WARDEN_TEE=sev-snp without a report does not start."""
+    if settings.tee == "none":
+        return "none", sealing.announcement(settings.signer_id, "none", now)
+    service_public = bytes.fromhex(public_key_hex(service)[2:])
+    evidence, how = attest(settings.signer_id, sealing.public_key, service_public, now,
+                           product=settings.attestation.product, vcek_file=settings.attestation.vcek_file)
+    if evidence is None:
+        if settings.tee == "sev-snp":
+            raise RuntimeError(f"WARDEN_TEE=sev-snp but this machine gives no attestation report: {how}")
+        log.info("no SEV-SNP attestation here: %s", how)
+        return "none", sealing.announcement(settings.signer_id, "none", now)
+    log.info("SEV-SNP report obtained via %s; it binds sealing key %s and the service key", how, sealing.key_id)
+    return "sev-snp", sealing.announcement(settings.signer_id, "sev-snp", now, evidence)
 
 
 async def _lag(consumer: AIOKafkaConsumer) -> int:

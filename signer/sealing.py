@@ -13,7 +13,7 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from schemas.models import SealedSecret, SealingKey, TransactionIntent
+from schemas.models import AttestationEvidence, SealedSecret, SealingKey, TransactionIntent
 from schemas.sealing import SUITE, SUITE_NAME, key_id, sealing_info
 from signer.custody.errors import InvalidKey
 
@@ -31,9 +31,10 @@ class SealingKeyPair:
     def __repr__(self) -> str:
         return f"SealingKeyPair(key_id={self.key_id!r})"
 
-    def announcement(self, signer_id: str, tee: str, now: datetime) -> SealingKey:
+    def announcement(self, signer_id: str, tee: str, now: datetime,
+                     attestation: AttestationEvidence | None = None) -> SealingKey:
         return SealingKey(signer_id=signer_id, key_id=self.key_id, public_key="0x" + self.public_key.hex(),
-                          suite=SUITE_NAME, tee=tee, attestation=None, announced_at=now)
+                          suite=SUITE_NAME, tee=tee, attestation=attestation, announced_at=now)
 
     def open_client_share(self, intent: TransactionIntent) -> bytearray:
         """The client share sealed to this key for this intent. No sealed share at all, or one that

@@ -52,7 +52,7 @@ from schemas.models import (INTENT_MAX_AGE_US, INTENT_MAX_FUTURE_US, NONCE_LIMIT
 from signer.evm import authorizations, blobs, messages, typed_data
 from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
-from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
+from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody import fingerprint
 from signer import lifecycle
 from signer.policies import PolicyBook
@@ -530,6 +530,9 @@ class Signer:
 
     @staticmethod
     def _key_unavailable(intent: TransactionIntent, exc: Exception) -> SigningRefused:
+        if isinstance(exc, AttestationRequired):
+            # The vault's key goes only to an attested signer; the release gate audited the refusal.
+            return SigningRefused(AttestationRequired.code, str(exc))
         if isinstance(exc, ProviderUnavailable):
             # Names the provider and what failed; never key material (custody's messages carry none).
             return SigningRefused("ROOT_PROVIDER_UNAVAILABLE", f"the signing key could not be unwrapped: {exc}")

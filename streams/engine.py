@@ -316,7 +316,9 @@ class Engine:
             return self._replay(intent, now), None
         out = [_audit(f"agent:{intent.agent_id}", "intent.submitted", f"intent:{intent.intent_id}", now,
                       intent.intent_id, intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
-                      idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key), **_what(intent))]
+                      idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key), **_what(intent),
+                      # The development opt-in that sealed a secret to an unattested signer, on the ledger.
+                      **({"unattested_signer_accepted": True} if intent.unattested_signer_accepted else {}))]
         raw_policy = self.policies.get(intent.agent_id)
         policy = _policy(raw_policy) if raw_policy else None
         failure = None

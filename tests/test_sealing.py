@@ -204,13 +204,17 @@ def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable
 
     assert usable_keys(plain, allow_unattested=True) == plain
 
+    # A key claiming a TEE with nothing to verify it by is left out; alone, it is a refusal.
     snp = _announced("signer-snp", "sev-snp")
     for keys in ([snp], [plain[0], snp]):
-        for allow in (True, False):
-            with pytest.raises(SealingRefused) as attested:
-                usable_keys(keys, allow_unattested=allow)
-            assert "signer-snp" in str(attested.value) and "sev-snp" in str(attested.value)
-            assert "attestation" in str(attested.value)
+        with pytest.raises(SealingRefused) as attested:
+            usable_keys(keys, allow_unattested=False)
+        assert "signer-snp" in str(attested.value) and "sev-snp" in str(attested.value)
+        assert "attestation" in str(attested.value)
+    assert usable_keys([plain[0], snp], allow_unattested=True) == [plain[0]]
+    assert usable_keys([snp], allow_unattested=True, attestation_problems=lambda key: []) == [snp]
+    with pytest.raises(SealingRefused, match="report_data: no"):
+        usable_keys([snp], allow_unattested=True, attestation_problems=lambda key: ["report_data: no"])
 
 
 def test_decode_client_share_reads_base64_32_bytes_and_says_what_is_wrong_otherwise():

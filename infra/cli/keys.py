@@ -10,7 +10,7 @@ from infra.cli.custody import publish, read_client_share_text
 from infra.cli.output import add_json_flag, fail, note, print_json
 from infra.cli.vault import UsageError, cli_hint, read_cmek
 from runtime.config import load
-from signer.custody.errors import CustodyError, InvalidKey, PermissionDenied
+from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, PermissionDenied
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
@@ -52,7 +52,7 @@ def cmd_keys(args) -> int:
         else:
             doc = [{**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
                    for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)]
-    except PermissionDenied as exc:
+    except (PermissionDenied, AttestationRequired) as exc:
         note(f"{name}: refused: {exc}")
         publish(settings, outbox.drain())
         return 3

@@ -36,7 +36,7 @@ def cmd_up(args) -> int:
     if args.json:
         print_json({"home": str(settings.home), "processes": rows})
     else:
-        print(f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, tee={settings.tee}, "
+        print(f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, WARDEN_TEE={settings.tee}, "
               f"broker storage={settings.broker_storage})")
         for row in rows:
             print(f"  {row['name']:8} pid {row['pid']:<7} {row['address']:45} log {row['log']}")

@@ -29,8 +29,8 @@ from infra.cli.custody import publish
 from infra.cli.output import note as _note, print_json as _print_json
 from runtime.config import Settings, load
 from signer.custody._crypto import KEY_BYTES, wipe
-from signer.custody import (AGENT_KEYS_VAULT, CLIENT_MODES, MAX_SECRET_BYTES, MODES, SECRET_TYPES, CustodyError,
-                            InvalidKey, NotFound, PermissionDenied, fingerprint, parse_actor)
+from signer.custody import (AGENT_KEYS_VAULT, CLIENT_MODES, MAX_SECRET_BYTES, MODES, SECRET_TYPES,
+                            AttestationRequired, CustodyError, InvalidKey, NotFound, PermissionDenied, fingerprint, parse_actor)
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
 DEFAULT_ORG = "default"
@@ -264,7 +264,7 @@ def _run(args: argparse.Namespace, body: Callable[[_Context], None]) -> int:
     except UsageError as exc:
         _note(f"{name}: {exc}")
         code = 2
-    except PermissionDenied as exc:
+    except (PermissionDenied, AttestationRequired) as exc:
         _note(f"{name}: refused: {exc}")
         code = 3
     except InvalidKey as exc:
@@ -525,6 +525,19 @@ def cmd_cmek(ctx: _Context) -> None:
             _note("reads and writes of this vault now need the key: --cmek-file FILE")
 
 
+def cmd_require_attestation(ctx: _Context) -> None:
+    args = ctx.args
+    changed = ctx.vaults.require_attestation(ctx.org, args.vault, actor=ctx.actor)
+    doc = {"org": ctx.org, "vault": args.vault, "attestation_required": True, "changed": changed}
+    if args.json:
+        _print_json(doc)
+    elif changed:
+        print(f"vault {args.vault!r} now releases its key only to a signer with a verified SEV-SNP report "
+              "(WARDEN_ATTESTATION_MEASUREMENTS lists the images allowed); this cannot be undone")
+    else:
+        print(f"vault {args.vault!r} already requires attestation")
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
@@ -573,6 +586,9 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
     p = command("mode", cmd_mode, "set the custody mode of a vault created without one (once only; admins)",
                 share_out)
     p.add_argument("--mode", choices=MODES, required=True)
+
+    command("require-attestation", cmd_require_attestation,
+            "release the vault's key only to an attested signer from now on (immutable; admins)")
 
     p = command("put", cmd_put, "store a new version of a secret (admins); prints its path and version",
                 share_in, cmek_in)

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import struct
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from signer.attestation.verify import Report, Tcb
 
 TSM_REPORT = Path("/sys/kernel/config/tsm/report")
 
@@ -54,3 +58,35 @@ def obtain(report_data: bytes, root: Path = TSM_REPORT) -> Evidence:
         return Evidence("sev-snp", report, certificates or None, f"configfs-tsm ({entry.name})")
     finally:
         entry.rmdir()
+
+
+# The GHCB certificate table: 24-byte entries (GUID as EFI stores it, offset, length from the
+# table's start), ended by an all-zero entry. AMD's SEV-SNP firmware ABI names these GUIDs.
+VCEK_GUID = uuid.UUID("63da758d-e664-4564-adc5-f4b93be8accd")
+VLEK_GUID = uuid.UUID("a8074bc2-a25a-483e-aae6-39c045a0b8a1")
+ASK_GUID = uuid.UUID("4ab7b379-bbac-4fe4-a02f-05aef327c782")
+ARK_GUID = uuid.UUID("c0b406a4-a803-4952-9743-3fb6014cd0ae")
+
+
+def certificate_table(table: bytes) -> dict[uuid.UUID, bytes]:
+    """The certificates of a host-provided table, by GUID. A malformed table is a ValueError."""
+    found: dict[uuid.UUID, bytes] = {}
+    for at in range(0, len(table) - 23, 24):
+        raw_guid = table[at:at + 16]
+        offset, length = struct.unpack_from("<II", table, at + 16)
+        if raw_guid == bytes(16) and offset == 0 and length == 0:
+            return found
+        if offset + length > len(table):
+            raise ValueError(f"certificate table entry {at // 24} points past the table's {len(table)} bytes")
+        found[uuid.UUID(bytes_le=raw_guid)] = table[offset:offset + length]
+    raise ValueError("the certificate table has no terminating all-zero entry")
+
+
+def vcek_url(report: Report, product: str) -> str:
+    """Where AMD's Key Distribution Service serves the VCEK of the chip and TCB that signed ``report``."""
+    tcb = Tcb.decode(report.reported_tcb, product)
+    hwid = report.chip_id[:8] if product == "turin" else report.chip_id
+    query = f"blSPL={tcb.bootloader}&teeSPL={tcb.tee}&snpSPL={tcb.snp}&ucodeSPL={tcb.microcode}"
+    if tcb.fmc is not None:
+        query = f"fmcSPL={tcb.fmc}&" + query
+    return f"https://kdsintf.amd.com/vcek/v1/{product.capitalize()}/{hwid.hex()}?{query}"

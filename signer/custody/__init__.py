@@ -16,6 +16,7 @@ the one opaque ``InvalidKey`` on any authentication failure.
 from signer.custody.access import AGENT_KEYS_VAULT, parse_actor
 from signer.custody.cmek import fingerprint
 from signer.custody.errors import (
+    AttestationRequired,
     Conflict,
     CustodyError,
     DevRootRefused,
@@ -32,6 +33,7 @@ from signer.custody.vault import MAX_SECRET_BYTES, Vaults
 
 __all__ = [
     "AGENT_KEYS_VAULT",
+    "AttestationRequired",
     "CLIENT_MODES",
     "Conflict",
     "CustodyError",

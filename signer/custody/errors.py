@@ -64,5 +64,17 @@ class ProviderUnavailable(CustodyError):
     status = 503
 
 
+class AttestationRequired(CustodyError):
+    """The vault releases its key only to a requester with a verified attestation report, and
+    this request had none, or one that does not verify. ``audit`` as for ``PermissionDenied``."""
+
+    status = 403
+    code = "ATTESTATION_REQUIRED"
+
+    def __init__(self, message: str, audit: Emit | None = None) -> None:
+        super().__init__(message)
+        self.audit = audit
+
+
 class DevRootRefused(CustodyError):
     """The local development root was asked for without being explicitly allowed."""

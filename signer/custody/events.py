@@ -156,8 +156,21 @@ class CmekSet(VaultEvent):
         return f"cmek:{self.org}/{self.vault}"
 
 
+class AttestationRequirementSet(VaultEvent):
+    """From now on the vault's KEK is released only to a requester with a verified SEV-SNP
+    report (``signer.attestation.release``). Set once and never unset: a vault whose keys were
+    promised to attested signers only cannot quietly stop promising it."""
+
+    type: Literal["vault.attestation_required"] = "vault.attestation_required"
+
+    @property
+    def key(self) -> str:
+        return f"attestation:{self.org}/{self.vault}"
+
+
 AnyVaultEvent = Annotated[
-    Union[VaultCreated, ModeSet, SecretVersionWritten, SecretDeactivated, PolicyGranted, CmekSet],
+    Union[VaultCreated, ModeSet, SecretVersionWritten, SecretDeactivated, PolicyGranted, CmekSet,
+          AttestationRequirementSet],
     Field(discriminator="type"),
 ]
 _EVENT_ADAPTER: TypeAdapter[VaultEvent] = TypeAdapter(AnyVaultEvent)

@@ -21,14 +21,14 @@ import hmac
 import itertools
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from signer.custody._crypto import KEY_BYTES, aad, from_b64, random_key, wipe
-from signer.custody.errors import CustodyError, InvalidKey, ProviderUnavailable
+from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody.events import KeySlot, ModeSet
 from signer.custody.modes import CustodyMode, custody_mode
 from signer.custody.roots import RootOfTrust
@@ -55,6 +55,7 @@ class _CacheEntry:
     expires: float
     aead: AESGCM | None = None  # the whole KEK, for modes without a client share
     shares: list[tuple[int, bytearray]] | None = None  # server-side shares, for client modes
+    attested: bool = False  # unwrapped through an attested key release
 
     def wipe(self) -> None:
         for _, share in self.shares or ():
@@ -66,9 +67,12 @@ class _CacheEntry:
 class Keks:
     """The KEKs of every vault this process uses, over one set of roots (name → root)."""
 
-    def __init__(self, roots: Mapping[str, RootOfTrust], ttl: float = DEFAULT_KEK_TTL):
+    def __init__(self, roots: Mapping[str, RootOfTrust], ttl: float = DEFAULT_KEK_TTL,
+                 release: Callable[[Callable[[], bytearray], str, bytes, datetime], bytearray] | None = None):
         self._roots = dict(roots)
         self.ttl = ttl
+        # signer.attestation.release.AttestedUnwrap: how a vault requiring attestation is unwrapped.
+        self._release = release
         self._lock = threading.RLock()
         self._cache: dict[str, _CacheEntry] = {}
 
@@ -126,20 +130,22 @@ class Keks:
     # ---- using a KEK -----------------------------------------------------------
 
     def aead(self, org: str, vault: str, kek: ModeSet, client_share: str | bytes | bytearray | None,
-             now: float) -> AESGCM:
+             now: float, attested: bool = False) -> AESGCM:
         """The vault's KEK as an AES-GCM context, from the cache or rebuilt; in client
-        modes, rebuilt with ``client_share`` on every call."""
+        modes, rebuilt with ``client_share`` on every call. ``attested``: the vault requires
+        attestation, so each root unwrap goes through the attested key release, and a KEK cached
+        before the vault required it is dropped rather than used."""
         mode = custody_mode(kek.mode)
         if not mode.client_custody and client_share is not None:
             raise CustodyError(f"vault {vault!r} is in mode {mode.name!r}, which takes no client share")
         with self._lock:
             entry = self._cache.get(kek.kek_id)
-            if entry is not None and entry.expires <= now:
+            if entry is not None and (entry.expires <= now or (attested and not entry.attested)):
                 entry.wipe()
                 del self._cache[kek.kek_id]
                 entry = None
             if entry is None:
-                entry = self._load(org, vault, kek, mode, now)
+                entry = self._load(org, vault, kek, mode, now, attested)
                 self._cache[kek.kek_id] = entry
             if entry.aead is not None:
                 return entry.aead
@@ -158,14 +164,30 @@ class Keks:
                 self._cache.pop(k).wipe()
             return len(gone)
 
-    def _load(self, org: str, vault: str, kek: ModeSet, mode: CustodyMode, now: float) -> _CacheEntry:
+    def _load(self, org: str, vault: str, kek: ModeSet, mode: CustodyMode, now: float,
+              attested: bool) -> _CacheEntry:
         expires = now + self.ttl
+        unwrap = self._attested_unwrap(now) if attested else self._unwrap_slot
         if mode.client_custody:
             # The server's pieces only; the client brings the last one with every use.
-            return _CacheEntry(expires, shares=self._server_pieces(org, vault, kek, mode.threshold - 1))
-        return _CacheEntry(expires, aead=self._rebuild(org, vault, kek, mode))
+            return _CacheEntry(expires, shares=self._server_pieces(org, vault, kek, mode.threshold - 1, unwrap),
+                               attested=attested)
+        return _CacheEntry(expires, aead=self._rebuild(org, vault, kek, mode, unwrap), attested=attested)
 
-    def _rebuild(self, org: str, vault: str, kek: ModeSet, mode: CustodyMode) -> AESGCM:
+    def _attested_unwrap(self, now: float) -> Callable[[str, str, ModeSet, KeySlot], bytearray]:
+        release = self._release
+        if release is None:
+            raise AttestationRequired("the vault requires attestation and this process has no attested key "
+                                      "release configured; only the signer in its confidential VM opens it")
+        at = datetime.fromtimestamp(now, timezone.utc)
+
+        def unwrap(org: str, vault: str, kek: ModeSet, slot: KeySlot) -> bytearray:
+            context = slot_aad(org, vault, kek.kek_id, kek.mode, slot.x, slot.provider)
+            return release(lambda: self._unwrap_slot(org, vault, kek, slot), f"vault:{org}/{vault}", context, at)
+        return unwrap
+
+    def _rebuild(self, org: str, vault: str, kek: ModeSet, mode: CustodyMode,
+                 unwrap: Callable[[str, str, ModeSet, KeySlot], bytearray]) -> AESGCM:
         """Unwrap slots until ``threshold`` of them rebuild a KEK that verifies. A set that
         does not verify (a provider that returned a wrong share) is dropped in favour of
         the others; a provider that is down is skipped."""
@@ -175,7 +197,7 @@ class Keks:
         try:
             for slot in kek.slots:
                 try:
-                    pieces.append((slot.x, self._unwrap_slot(org, vault, kek, slot)))
+                    pieces.append((slot.x, unwrap(org, vault, kek, slot)))
                 except InvalidKey:
                     auth_failed = True
                     continue
@@ -197,7 +219,8 @@ class Keks:
             raise InvalidKey()
         raise ProviderUnavailable(self._outage(mode, kek, outages))
 
-    def _server_pieces(self, org: str, vault: str, kek: ModeSet, wanted: int) -> list[tuple[int, bytearray]]:
+    def _server_pieces(self, org: str, vault: str, kek: ModeSet, wanted: int,
+                       unwrap: Callable[[str, str, ModeSet, KeySlot], bytearray]) -> list[tuple[int, bytearray]]:
         """Unwrap ``wanted`` slots, skipping providers that are down. Fails closed:
         any authentication failure makes the whole attempt InvalidKey if too few remain."""
         pieces: list[tuple[int, bytearray]] = []
@@ -207,7 +230,7 @@ class Keks:
             if len(pieces) == wanted:
                 break
             try:
-                pieces.append((slot.x, self._unwrap_slot(org, vault, kek, slot)))
+                pieces.append((slot.x, unwrap(org, vault, kek, slot)))
             except InvalidKey:
                 auth_failed = True
             except ProviderUnavailable as exc:

@@ -42,6 +42,7 @@ from signer.custody.cmek import CMEK_BATCH, CmekLayer, check_key, fingerprint
 from signer.custody.errors import Conflict, CustodyError, InvalidKey, NotFound, PermissionDenied
 from signer.custody.events import (
     SECRET_TYPES,
+    AttestationRequirementSet,
     CallbackLog,
     CmekSet,
     FileEventLog,
@@ -90,6 +91,7 @@ class _VaultState:
     deactivated: set[tuple[str, int]] = field(default_factory=set)
     grants: dict[tuple[str, str], tuple[tuple[int, str], bool]] = field(default_factory=dict)
     cmek: CmekSet | None = None
+    attestation: AttestationRequirementSet | None = None
 
 
 class Vaults:
@@ -113,6 +115,7 @@ class Vaults:
         kek_ttl: float = DEFAULT_KEK_TTL,
         intents_api_enabled: Callable[[str], bool] | None = None,
         audit: Callable[[Emit], None] | None = None,
+        release: Callable[..., bytearray] | None = None,
     ):
         if isinstance(roots, Mapping):
             by_name = dict(roots)
@@ -123,7 +126,8 @@ class Vaults:
         if not by_name:
             raise CustodyError("Vaults needs at least one root of trust")
         self.primary = next(iter(by_name.values()))
-        self._keks = Keks(by_name, kek_ttl)
+        # release: signer.attestation.release.AttestedUnwrap, for vaults that require attestation.
+        self._keks = Keks(by_name, kek_ttl, release)
         self._cmeks = CmekLayer()
         self._log: VaultLog = publish if hasattr(publish, "poll") else CallbackLog(publish)  # type: ignore[arg-type]
         self._clock = clock
@@ -203,6 +207,11 @@ class Vaults:
                 if current is not None and current[0] >= stamp:
                     return False
                 state.grants[slot] = (stamp, event.granted)
+                return True
+            if isinstance(event, AttestationRequirementSet):
+                if state.attestation is not None:
+                    return False  # set once; no event unsets it
+                state.attestation = event
                 return True
             if isinstance(event, CmekSet):
                 if state.cmek is not None and event.seq <= state.cmek.seq:
@@ -322,7 +331,8 @@ class Vaults:
     def _kek(self, state: _VaultState, client_share: str | bytes | bytearray | None, now: float) -> AESGCM:
         if state.mode is None:
             raise CustodyError(f"vault {state.vault!r} has no custody mode yet; an admin sets one with `warden vault mode`")
-        return self._keks.aead(state.org, state.vault, state.mode, client_share, now)
+        return self._keks.aead(state.org, state.vault, state.mode, client_share, now,
+                               attested=state.attestation is not None)
 
     def evict(self, now: float | None = None, *, everything: bool = False) -> int:
         """Drop cached KEKs past their TTL (or all of them); returns how many went."""
@@ -632,6 +642,23 @@ class Vaults:
 
     def revoke(self, org: str, vault: str, agent_id: str, prefix: str, *, actor: str, now: float | None = None) -> None:
         self.grant(org, vault, agent_id, prefix, actor=actor, now=now, granted=False)
+
+    def require_attestation(self, org: str, vault: str, *, actor: str, now: float | None = None) -> bool:
+        """From now on the vault's KEK is released only to an attested signer (``signer.attestation.release``).
+        Immutable like the custody mode: there is no way back. Returns False if it already was."""
+        access.require_admin(actor, "requiring attestation")
+        now = self._clock() if now is None else now
+        with self._log.write_lock():
+            state = self._state(org, vault)
+            if state.attestation is not None:
+                return False
+            event = AttestationRequirementSet.new(org=org, vault=vault, actor=actor, ts=_ts(now))
+            self._emit([event])
+            self._emit_audit(actor, "vault.attestation_required", f"vault:{org}/{vault}", now, event.event_id)
+            return True
+
+    def attestation_required(self, org: str, vault: str) -> bool:
+        return self._state(org, vault).attestation is not None
 
     def mode(self, org: str, vault: str) -> str | None:
         state = self._state(org, vault)
