@@ -14,13 +14,17 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 
-# Debian packages: SoftHSM2 (the PKCS#11 root of trust the custody tests use).
-if ! command -v softhsm2-util >/dev/null 2>&1; then
+# Debian packages: SoftHSM2 (the PKCS#11 root of trust the custody tests use) and OVMF (a real
+# firmware image for `warden attest measure` and its tests).
+missing=()
+command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing softhsm2 (apt)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
+    say "installing ${missing[*]} (apt)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    say "softhsm2 is missing: install the Debian package softhsm2 (as root: apt-get install softhsm2)"
+    say "missing Debian packages: ${missing[*]} (as root: apt-get install ${missing[*]})"
   fi
 fi
 

@@ -1,4 +1,5 @@
 """``warden attest verify``: check an SEV-SNP attestation report against AMD's certificate chain;
+``warden attest measure``: the launch measurement of a guest image (``signer.attestation.measure``);
 ``warden signer attest``: this signer's evidence (a report binding its keys, or ``tee=none`` and why).
 
 Prints each check (parse, the chain VCEK → ASK → ARK against the root shipped for the processor
@@ -10,15 +11,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import hashlib
 import os
+import sys
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.client import sealing_keys
+from runtime.clock import utcnow
 from runtime.config import load
 from runtime.trust import PinnedServiceKeys
 from signer.attestation import evidence
-from signer.attestation.verify import PRODUCTS, Expectations, Tcb, report_data_binding, verify_report
+from signer.attestation.measure import LaunchInputs, MeasureError, launch_measurement
+from signer.attestation.policy import AttestationPolicy
+from signer.attestation.verify import (PRODUCTS, Check, Expectations, Tcb, amd_chain, parse_report,
+                                       report_data_binding, verify_report)
 
 
 def _tcb(text: str) -> Tcb:
@@ -41,16 +52,40 @@ def _hex(size: int):
     return parse
 
 
+def _chain(args) -> tuple[tuple[x509.Certificate, x509.Certificate] | None, Check | None]:
+    """The --chain file's (ASK, ARK), and the check that its ARK is AMD's shipped one."""
+    if not args.chain:
+        return None, None
+    certificates = x509.load_pem_x509_certificates(Path(args.chain).read_bytes())
+    if len(certificates) != 2:
+        raise ValueError(f"--chain {args.chain}: expected the ASK then the ARK (2 PEM certificates), "
+                         f"found {len(certificates)}")
+    ask, ark = certificates
+    shipped = amd_chain(args.product)[1]
+    same = ark.public_bytes(Encoding.DER) == shipped.public_bytes(Encoding.DER)
+    if same:
+        return (ask, ark), Check("chain.root", True, f"the --chain ARK is AMD's shipped {args.product} ARK")
+    return (ask, ark), Check("chain.root", args.trust_chain,
+                             f"the --chain ARK is NOT AMD's shipped {args.product} ARK"
+                             + (" (trusted anyway: --trust-chain)" if args.trust_chain else
+                                "; pass --trust-chain only for a chain you made yourself"))
+
+
 def cmd_verify(args) -> int:
     try:
         raw, vcek = Path(args.report).read_bytes(), Path(args.vcek).read_bytes()
-    except OSError as exc:
+        chain, root_check = _chain(args)
+    except (OSError, ValueError) as exc:
         return fail("warden attest verify", exc, 2)
     expect = Expectations(product=args.product, measurements=tuple(args.expect_measurement or ()),
                           minimum_tcb=args.minimum_tcb, allow_debug=args.allow_debug,
                           allow_smt=not args.refuse_smt, allow_migration_agent=args.allow_migration_agent,
                           report_data=args.expect_report_data)
-    result = verify_report(raw, vcek, expect)
+    result = verify_report(raw, vcek, expect, chain=chain)
+    if root_check is not None:
+        result.checks.insert(1, root_check)
+        if not args.json:
+            print(f"note: --chain {args.chain} replaces the AMD roots shipped with Warden for this check", file=sys.stderr)
     if args.json:
         report = result.report
         print_json({"ok": result.ok, "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks],
@@ -65,6 +100,32 @@ def cmd_verify(args) -> int:
         print("the report verifies" if result.ok else f"the report does not verify: {len(result.failures)} check(s) "
                                                       "failed")
     return 0 if result.ok else 1
+
+
+def cmd_measure(args) -> int:
+    inputs = LaunchInputs(ovmf=Path(args.ovmf), vcpus=args.vcpus, vcpu_type=args.vcpu_type, vmm_type=args.vmm_type,
+                          kernel=Path(args.kernel) if args.kernel else None,
+                          initrd=Path(args.initrd) if args.initrd else None, append=args.append,
+                          guest_features=args.guest_features)
+    try:
+        measurement = launch_measurement(inputs)
+    except MeasureError as exc:
+        return fail("warden attest measure", exc, 2)
+    files = {name: path for name, path in (("ovmf", inputs.ovmf), ("kernel", inputs.kernel),
+                                            ("initrd", inputs.initrd)) if path is not None}
+    digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
+    if args.json:
+        print_json({"measurement": measurement.hex(), "vcpus": inputs.vcpus, "vcpu_type": inputs.vcpu_type,
+                    "vmm_type": inputs.vmm_type, "append": inputs.append, "guest_features": hex(inputs.guest_features),
+                    "inputs_sha256": digests})
+    else:
+        print(measurement.hex())
+        for name, digest in digests.items():
+            print(f"  {name:7} sha256 {digest}  {files[name]}", file=sys.stderr)
+        print(f"  {inputs.vcpus} x {inputs.vcpu_type} vCPU, VMM {inputs.vmm_type}, guest features "
+              f"{hex(inputs.guest_features)}" + (f", command line {inputs.append!r}" if inputs.append else ""),
+              file=sys.stderr)
+    return 0
 
 
 def cmd_signer_attest(args) -> int:
@@ -88,9 +149,21 @@ def cmd_signer_attest(args) -> int:
            "report_data": binding.hex(), "source": found.source,
            "report": None if found.report is None else found.report.hex(),
            "verified": False}
-    if found.report is not None and args.vcek:
-        result = verify_report(found.report, Path(args.vcek).read_bytes(),
-                               Expectations(product=args.product, report_data=binding))
+    vcek = Path(args.vcek).read_bytes() if args.vcek else None
+    if found.report is not None and vcek is None and found.certificates:
+        table = evidence.certificate_table(found.certificates)
+        vcek = table.get(evidence.VCEK_GUID) or table.get(evidence.VLEK_GUID)
+    if found.report is not None and vcek is None and settings.attestation.vcek_file:
+        vcek = Path(settings.attestation.vcek_file).read_bytes()
+    if found.report is not None:
+        doc["vcek_url"] = evidence.vcek_url(parse_report(found.report), args.product or settings.attestation.product)
+    if found.report is not None and vcek is not None:
+        # The same policy clients and the key release apply (WARDEN_ATTESTATION_*), with this nonce.
+        policy = AttestationPolicy.from_settings(settings.attestation)
+        if args.product:
+            policy = dataclasses.replace(policy, product=args.product)
+        now = utcnow()
+        result = policy.verify(found.report, vcek, binding, now, now)
         doc["verified"] = result.ok
         doc["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks]
     if args.json:
@@ -102,8 +175,8 @@ def cmd_signer_attest(args) -> int:
         print(f"signer {signer_id}: SEV-SNP report obtained via {found.source}; report_data {binding.hex()[:32]}…")
         for check in doc.get("checks", ()):
             print(f"{'ok  ' if check['ok'] else 'FAIL'} {check['name']:12} {check['detail']}")
-        if not args.vcek:
-            print("pass --vcek (the chip's VCEK from AMD's KDS) to verify it here")
+        if "checks" not in doc:
+            print(f"no VCEK from the host: fetch it from {doc['vcek_url']} and pass --vcek to verify it here")
     return 0 if doc["verified"] else 1
 
 
@@ -114,7 +187,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         add_json_flag(a)
         a.add_argument("--nonce", type=bytes.fromhex, help="the verifier's nonce, hex (default: 32 random bytes)")
         a.add_argument("--vcek", help="the chip's VCEK (DER), to verify the report here")
-        a.add_argument("--product", choices=PRODUCTS, default="milan")
+        a.add_argument("--product", choices=PRODUCTS, help="default: WARDEN_ATTESTATION_PRODUCT")
         a.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the signer's announcement")
         a.set_defaults(handler=cmd_signer_attest)
         return
@@ -131,4 +204,20 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     v.add_argument("--allow-debug", action="store_true", help="accept a guest launched with debug allowed")
     v.add_argument("--refuse-smt", action="store_true", help="refuse a guest that allows SMT")
     v.add_argument("--allow-migration-agent", action="store_true", help="accept a guest with a migration agent")
+    v.add_argument("--chain", help="a PEM file with the ASK then the ARK (as AMD's KDS serves cert_chain), used "
+                                   "instead of the roots shipped for --product; its ARK must be AMD's")
+    v.add_argument("--trust-chain", action="store_true", help="accept a --chain whose ARK is not AMD's (a test chain)")
     v.set_defaults(handler=cmd_verify)
+    m = sub.add_parser("measure", help="the launch measurement of a guest image, to compare with a report or to "
+                                       "list in WARDEN_ATTESTATION_MEASUREMENTS")
+    add_json_flag(m)
+    m.add_argument("--ovmf", required=True, help="the OVMF firmware image the guest boots")
+    m.add_argument("--vcpus", type=int, default=1, help="number of vCPUs (each has its own measured VMSA)")
+    m.add_argument("--vcpu-type", default="EPYC-v4", help="the vCPU model the VMM presents (e.g. EPYC-Milan)")
+    m.add_argument("--vmm-type", default="QEMU", help="QEMU, ec2 or gce")
+    m.add_argument("--kernel", help="a kernel booted directly (needs an OVMF built with the SEV hashes table)")
+    m.add_argument("--initrd", help="its initrd")
+    m.add_argument("--append", help="its command line")
+    m.add_argument("--guest-features", type=lambda text: int(text, 16), default=0x1,
+                   help="SEV_FEATURES of the guest, hex (default 0x1, SNP active)")
+    m.set_defaults(handler=cmd_measure)
