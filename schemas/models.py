@@ -719,6 +719,8 @@ class StageVerdict(Record):
 
 
 class IntentRejected(Outcome):
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"tee": None}
+
     intent_id: str
     agent_id: str
     stage: Stage
@@ -726,6 +728,7 @@ class IntentRejected(Outcome):
     reason: str
     verdicts: tuple[StageVerdict, ...] = ()
     decided_at: UtcDatetime
+    tee: str | None = Field(default=None, description="a signer's refusal: where that signer runs (none or sev-snp)")
 
 
 class HumanApproval(Record):

@@ -67,7 +67,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                                         adopted.agent_id, str(adopted.version), settings.signer_id,
                                         agent_id=adopted.agent_id, version=adopted.version,
                                         intents_api_enabled=adopted.intents_api_enabled,
-                                        signer_id=settings.signer_id))
+                                        signer_id=settings.signer_id, tee=tee))
 
     policy_task = asyncio.create_task(follow_policies())
 

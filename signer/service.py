@@ -573,7 +573,7 @@ class Signer:
                 record: bool = True) -> list[Emit]:
         rejected = self._signed(IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage="signing",
                                                code=refused.code, reason=refused.reason, decided_at=now,
-                                               intent_digest=intent.digest()))
+                                               intent_digest=intent.digest(), tee=self.tee))
         raw = rejected.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("refused", refused.code).inc()
         if record:
@@ -881,7 +881,7 @@ class Signer:
                            current.tx_hash, intent_id=intent.intent_id, agent_id=intent.agent_id,
                            replaced_tx_hash=signed.tx_hash, tx_hash=current.tx_hash, nonce=signed.nonce,
                            fee_per_gas_wei=str(new_fee), previous_fee_per_gas_wei=str(fee),
-                           max_spend_wei=str(current.max_spend_wei)))
+                           max_spend_wei=str(current.max_spend_wei), tee=self.tee))
         return (emits, current), None
 
     def _transition(self, signed: SignedTransaction, update: dict,
@@ -902,7 +902,7 @@ class Signer:
                   agent_id=signed.agent_id, tx_hash=result.tx_hash, nonce=result.nonce, status=result.status,
                   block_number=result.block_number, gas_used=result.gas_used,
                   fee_wei=None if result.fee_wei is None else str(result.fee_wei), error=result.error,
-                  replaces=list(result.replaces), replaced_by=result.replaced_by),
+                  replaces=list(result.replaces), replaced_by=result.replaced_by, tee=self.tee),
         ], result
 
     def dead_letter(self, raw: bytes | None, source: Source, now: datetime, reason: str,

@@ -442,7 +442,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     for _ in range(2):
         intent, refused = run(submit())
         assert isinstance(refused, IntentRejected), refused
-        assert (refused.stage, refused.code) == ("signing", "ATTESTATION_REQUIRED")
+        assert (refused.stage, refused.code, refused.tee) == ("signing", "ATTESTATION_REQUIRED", "none")
         assert "no attestation report (tee=none" in refused.reason
         refused_ids.append(intent.intent_id)
     again = warden("vault", "require-attestation", "--vault", "__agent-keys")
@@ -461,4 +461,4 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     actors = sorted(actor for actor, _ in rows)
     # Both intents' refusals by the signer, and the CLI's refused write.
     assert actors.count(f"service:{settings.signer_id}") >= 2 and "service:admin-cli" in actors, rows
-    assert all("ATTESTATION_REQUIRED" in details for _, details in rows)
+    assert all("ATTESTATION_REQUIRED" in details and '"tee":"none"' in details for _, details in rows)

@@ -124,7 +124,8 @@ class KeyRelease:
 
     def _audit_record(self, actor: str, action: str, resource: str, now: datetime, request: ReleaseRequest,
                       **details) -> Emit:
-        record = audit_record(actor, action, resource, now, request.requester, request.nonce.hex(), **details)
+        record = audit_record(actor, action, resource, now, request.requester, request.nonce.hex(),
+                              tee="none" if request.report is None else "sev-snp", **details)
         self._audit(record)
         return record
 
