@@ -15,10 +15,10 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 
 # Debian packages: SoftHSM2 (the PKCS#11 root of trust the custody tests use) and OVMF (a real
-# firmware image for `warden attest measure` and its tests).
+# firmware image with SEV-SNP metadata, /usr/share/ovmf/OVMF.fd, for `warden attest measure` and its tests).
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
-[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || missing+=(ovmf)
+[ -f /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} (apt)"

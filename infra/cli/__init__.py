@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chains": ("schemas", "list the chain registry, or add a chain (admins)"),
     "bench": ("bench", "benchmarks that print figures"),
     "audit": ("audit", "verify, prove, export and query the audit ledger"),
-    "attest": ("attest", "verify an SEV-SNP attestation report against AMD's certificate chain"),
+    "attest": ("attest", "verify an SEV-SNP report against AMD's chain, or measure a guest image"),
     "signer": ("attest", "this signer's attestation evidence: `warden signer attest`"),
     "vault": ("vault", "create vaults, store and read secrets, grant agents access (custody)"),
 }

@@ -14,19 +14,18 @@ import asyncio
 import dataclasses
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from infra.cli.output import add_json_flag, fail, print_json
+from infra.cli.output import add_json_flag, fail, note, print_json
 from infra.client import sealing_keys
 from runtime.clock import utcnow
 from runtime.config import load
 from runtime.trust import PinnedServiceKeys
 from signer.attestation import evidence
-from signer.attestation.measure import LaunchInputs, MeasureError, launch_measurement
+from signer.attestation.measure import VCPU_TYPES, VMM_TYPES, LaunchInputs, MeasureError, launch_measurement
 from signer.attestation.policy import AttestationPolicy
 from signer.attestation.verify import (PRODUCTS, Check, Expectations, Tcb, amd_chain, parse_report,
                                        report_data_binding, verify_report)
@@ -52,18 +51,35 @@ def _hex(size: int):
     return parse
 
 
+def _guest_features(text: str) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError("SEV_FEATURES in hex, e.g. 0x1 (SNP active)") from None
+
+
+def _vcpu_sig(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a CPUID signature, e.g. 0xa00f11 (EPYC-Milan)") from None
+
+
 def _chain(args) -> tuple[tuple[x509.Certificate, x509.Certificate] | None, Check | None]:
     """The --chain file's (ASK, ARK), and the check that its ARK is AMD's shipped one."""
     if not args.chain:
         return None, None
-    certificates = x509.load_pem_x509_certificates(Path(args.chain).read_bytes())
+    try:
+        certificates = x509.load_pem_x509_certificates(Path(args.chain).read_bytes())
+    except ValueError:
+        raise ValueError(f"--chain {args.chain}: not PEM certificates; expected the ASK then the ARK, as AMD's KDS "
+                         "serves cert_chain") from None
     if len(certificates) != 2:
         raise ValueError(f"--chain {args.chain}: expected the ASK then the ARK (2 PEM certificates), "
                          f"found {len(certificates)}")
     ask, ark = certificates
     shipped = amd_chain(args.product)[1]
-    same = ark.public_bytes(Encoding.DER) == shipped.public_bytes(Encoding.DER)
-    if same:
+    if ark.public_bytes(Encoding.DER) == shipped.public_bytes(Encoding.DER):
         return (ask, ark), Check("chain.root", True, f"the --chain ARK is AMD's shipped {args.product} ARK")
     return (ask, ark), Check("chain.root", args.trust_chain,
                              f"the --chain ARK is NOT AMD's shipped {args.product} ARK"
@@ -81,11 +97,13 @@ def cmd_verify(args) -> int:
                           minimum_tcb=args.minimum_tcb, allow_debug=args.allow_debug,
                           allow_smt=not args.refuse_smt, allow_migration_agent=args.allow_migration_agent,
                           report_data=args.expect_report_data)
+    if root_check is not None:
+        # On stderr in both modes: a chain from the command line is a root of trust the operator chose.
+        note(f"WARNING: --chain {args.chain} REPLACES the AMD roots shipped with Warden for {args.product}; the "
+             "report is checked against this file's ASK and ARK (see check chain.root)")
     result = verify_report(raw, vcek, expect, chain=chain)
     if root_check is not None:
         result.checks.insert(1, root_check)
-        if not args.json:
-            print(f"note: --chain {args.chain} replaces the AMD roots shipped with Warden for this check", file=sys.stderr)
     if args.json:
         report = result.report
         print_json({"ok": result.ok, "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in result.checks],
@@ -103,8 +121,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_measure(args) -> int:
-    inputs = LaunchInputs(ovmf=Path(args.ovmf), vcpus=args.vcpus, vcpu_type=args.vcpu_type, vmm_type=args.vmm_type,
-                          kernel=Path(args.kernel) if args.kernel else None,
+    inputs = LaunchInputs(ovmf=Path(args.ovmf), vcpus=args.vcpus, vcpu_type=args.vcpu_type, vcpu_sig=args.vcpu_sig,
+                          vmm_type=args.vmm_type, kernel=Path(args.kernel) if args.kernel else None,
                           initrd=Path(args.initrd) if args.initrd else None, append=args.append,
                           guest_features=args.guest_features)
     try:
@@ -114,17 +132,19 @@ def cmd_measure(args) -> int:
     files = {name: path for name, path in (("ovmf", inputs.ovmf), ("kernel", inputs.kernel),
                                             ("initrd", inputs.initrd)) if path is not None}
     digests = {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in files.items()}
+    vcpu = inputs.vcpu_type or ("-" if inputs.vcpu_sig is None else hex(inputs.vcpu_sig))
     if args.json:
         print_json({"measurement": measurement.hex(), "vcpus": inputs.vcpus, "vcpu_type": inputs.vcpu_type,
+                    "vcpu_sig": None if inputs.vcpu_sig is None else hex(inputs.vcpu_sig),
                     "vmm_type": inputs.vmm_type, "append": inputs.append, "guest_features": hex(inputs.guest_features),
-                    "inputs_sha256": digests})
+                    "inputs": {name: {"path": str(files[name]), "sha256": digest} for name, digest in digests.items()}})
     else:
+        # The measurement alone on stdout, so `$(warden attest measure ...)` is the allowlist entry.
         print(measurement.hex())
         for name, digest in digests.items():
-            print(f"  {name:7} sha256 {digest}  {files[name]}", file=sys.stderr)
-        print(f"  {inputs.vcpus} x {inputs.vcpu_type} vCPU, VMM {inputs.vmm_type}, guest features "
-              f"{hex(inputs.guest_features)}" + (f", command line {inputs.append!r}" if inputs.append else ""),
-              file=sys.stderr)
+            note(f"  {name:7} sha256 {digest}  {files[name]}")
+        note(f"  {inputs.vcpus} x vCPU {vcpu}, VMM {inputs.vmm_type}, guest features {hex(inputs.guest_features)}"
+             + (f", command line {inputs.append!r}" if inputs.append is not None else ""))
     return 0
 
 
@@ -211,13 +231,17 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     m = sub.add_parser("measure", help="the launch measurement of a guest image, to compare with a report or to "
                                        "list in WARDEN_ATTESTATION_MEASUREMENTS")
     add_json_flag(m)
-    m.add_argument("--ovmf", required=True, help="the OVMF firmware image the guest boots")
-    m.add_argument("--vcpus", type=int, default=1, help="number of vCPUs (each has its own measured VMSA)")
-    m.add_argument("--vcpu-type", default="EPYC-v4", help="the vCPU model the VMM presents (e.g. EPYC-Milan)")
-    m.add_argument("--vmm-type", default="QEMU", help="QEMU, ec2 or gce")
-    m.add_argument("--kernel", help="a kernel booted directly (needs an OVMF built with the SEV hashes table)")
+    m.add_argument("--ovmf", required=True, help="the OVMF firmware image the guest boots (with SEV metadata)")
+    m.add_argument("--vcpus", type=int, required=True, help="number of vCPUs (each has its own measured VMSA)")
+    cpu = m.add_mutually_exclusive_group()
+    cpu.add_argument("--vcpu-type", help="the vCPU model QEMU presents (-cpu), e.g. EPYC-Milan; one of "
+                                         + ", ".join(VCPU_TYPES))
+    cpu.add_argument("--vcpu-sig", type=_vcpu_sig, help="or its CPUID signature, e.g. 0xa00f11")
+    m.add_argument("--vmm-type", default="QEMU", choices=tuple(VMM_TYPES),
+                   help="the VMM that launched the guest (default QEMU; ec2 and gce fix the vCPU signature)")
+    m.add_argument("--kernel", help="a kernel booted directly (needs an OVMF with an SNP_KERNEL_HASHES page)")
     m.add_argument("--initrd", help="its initrd")
     m.add_argument("--append", help="its command line")
-    m.add_argument("--guest-features", type=lambda text: int(text, 16), default=0x1,
+    m.add_argument("--guest-features", type=_guest_features, default=0x1,
                    help="SEV_FEATURES of the guest, hex (default 0x1, SNP active)")
     m.set_defaults(handler=cmd_measure)

@@ -215,7 +215,7 @@ def verify_report(raw: bytes, vcek_der: bytes, expect: Expectations,
         result.add("vcek", False, f"the VCEK is not a DER X.509 certificate: {exc}")
         return result
     ask, ark = chain or amd_chain(expect.product)
-    _check_chain(result, vcek, ask, ark, expect)
+    _check_chain(result, vcek, ask, ark, expect, given=chain)
     _check_signature(result, report, vcek)
     _check_vcek_binding(result, report, vcek, expect.product)
     _check_policy(result, report, expect)
@@ -250,14 +250,14 @@ def report_data_binding(signer_id: str, sealing_public: bytes, service_public: b
 
 
 def _check_chain(result: Verification, vcek: x509.Certificate, ask: x509.Certificate, ark: x509.Certificate,
-                 expect: Expectations) -> None:
+                 expect: Expectations, given: tuple | None = None) -> None:
     now = expect.now or datetime.now().astimezone()
     for name, child, parent in (("ark", ark, ark), ("ask", ask, ark), ("vcek", vcek, ask)):
         ok, why = _issued_by(child, parent)
         if ok and not child.not_valid_before_utc <= now <= child.not_valid_after_utc:
             ok, why = False, (f"outside its validity ({child.not_valid_before_utc:%Y-%m-%d} to "
                               f"{child.not_valid_after_utc:%Y-%m-%d})")
-        what = {"ark": f"the {expect.product} ARK is self-signed",
+        what = {"ark": f"the {expect.product} ARK is self-signed" if given is None else "the given ARK is self-signed",
                 "ask": "the ASK is signed by the ARK", "vcek": "the VCEK is signed by the ASK"}[name]
         result.add(f"chain.{name}", ok, what if ok else f"{what.replace(' is ', ' is not ', 1)}: {why}")
 
