@@ -1,5 +1,6 @@
 """`warden bench pipeline`: sustained intents/s from submitted to signed on the embedded stack,
-with p50/p99 latency, for the fused and the split topology.
+with p50/p99/p999 latency, where each intent's time goes (per stage) and the CPU each process
+used, for the fused and the split topology.
 
 Each topology gets a fresh stack (Tansu, Anvil, streams worker, signer, ledger sink) under a
 temporary WARDEN_HOME. Intents are sign-only with explicit fees and gas, so the figure is the
@@ -21,7 +22,7 @@ import orjson
 
 from infra.cli.output import note, print_json
 from infra.client import Client, new_intent
-from runtime.kafka import end_offsets, follow
+from runtime.kafka import end_offsets
 from runtime.config import Settings
 from infra.provision import provision_agent
 from infra.stack import local_settings, running_stack
@@ -35,7 +36,35 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _measure(settings: Settings, agents: int, count: int, rate: int, progress) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children so far (Linux /proc), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+
+
+def _us(text: str) -> float:
+    """An ISO timestamp from a record → seconds since the epoch."""
+    from datetime import datetime
+    return datetime.fromisoformat(text).timestamp()
+
+
+# Where an intent's time goes, from timestamps it collects on the way: the client's send, the
+# worker's decision (IntentApproved.approved_at), the approval's Kafka record time, the signer's
+# signature (SignedTransaction.signed_at), the signed record's Kafka record time, and the client's
+# read. Kafka record times are in milliseconds; the others in microseconds.
+STAGES = ("submit_to_decided", "decided_to_approved_record", "approved_record_to_signed",
+          "signed_to_signed_record", "signed_record_to_client")
+
+
+async def _measure(settings: Settings, agents: int, count: int, rate: int, progress, pids: dict[str, int]) -> dict:
+    from aiokafka import AIOKafkaConsumer
+
+    from runtime.kafka import partitions
+
     keys = {}
     for n in range(agents):
         agent_id = f"bench-{n}"
@@ -44,22 +73,44 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
                   max_priority_fee_per_gas=10**9, gas_limit=21000)
     warmup = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(agents * 10)]
     intents = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(count)]
-    start = await end_offsets(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED))
-    sent_at: dict[str, float] = {}
+    watched = (topics.TXS_SIGNED, topics.INTENTS_REJECTED, topics.INTENTS_APPROVED)
+    start = await end_offsets(settings, watched)
+    sent_at: dict[str, float] = {}  # wall clock (time.time), to compare with the records' times
     seen_at: dict[str, float] = {}
+    approved: dict[str, tuple[float, float]] = {}  # decided_at, record time
+    signed: dict[str, tuple[float, float]] = {}  # signed_at, record time
     rejected: list[str] = []
     wanted = {i.intent_id for i in intents} | {i.intent_id for i in warmup}
 
     async def watch() -> None:
-        async for topic, value in follow(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED), start):
-            if topic:
-                doc = orjson.loads(value)
-                if doc["intent_id"] in wanted and doc["intent_id"] not in seen_at:
-                    seen_at[doc["intent_id"]] = time.perf_counter()
-                    if topic == topics.INTENTS_REJECTED:
-                        rejected.append(f"{doc['code']}: {doc['reason']}")
-            if len(seen_at) >= len(wanted):
-                return
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
+                                    fetch_max_wait_ms=5, max_partition_fetch_bytes=settings.max_message_bytes)
+        await consumer.start()
+        try:
+            parts = await partitions(consumer, watched)
+            consumer.assign(parts)
+            for tp in parts:
+                consumer.seek(tp, start[tp])
+            while len(seen_at) < len(wanted):
+                batch = await consumer.getmany(timeout_ms=50)
+                now = time.time()
+                for tp, messages in batch.items():
+                    for msg in messages:
+                        doc = orjson.loads(msg.value)
+                        intent_id = doc["intent"]["intent_id"] if tp.topic == topics.INTENTS_APPROVED \
+                            else doc.get("intent_id")
+                        if intent_id not in wanted:
+                            continue
+                        if tp.topic == topics.INTENTS_APPROVED:
+                            approved.setdefault(intent_id, (_us(doc["approved_at"]), msg.timestamp / 1000))
+                        elif intent_id not in seen_at:
+                            seen_at[intent_id] = now
+                            if tp.topic == topics.INTENTS_REJECTED:
+                                rejected.append(f"{doc['code']}: {doc['reason']}")
+                            else:
+                                signed[intent_id] = (_us(doc["signed_at"]), msg.timestamp / 1000)
+        finally:
+            await consumer.stop()
 
     watcher = asyncio.create_task(watch())
     async with Client(settings) as client:
@@ -69,32 +120,48 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
         while len(seen_at) < len(warmup):
             await asyncio.sleep(0.05)
         progress(f"  warm-up done ({len(warmup)} intents); measuring {count} intents")
-        began = time.perf_counter()
+        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        client_before = time.process_time()
+        began = time.time()
         interval = 1.0 / rate if rate else 0.0
         for n, intent in enumerate(intents):
             if interval:
-                delay = began + n * interval - time.perf_counter()
+                delay = began + n * interval - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            sent_at[intent.intent_id] = time.perf_counter()
+            sent_at[intent.intent_id] = time.time()
             await client.submit(intent)
             if n % 500 == 499:
                 progress(f"  submitted {n + 1}/{count}, outcomes {len(seen_at) - len(warmup)}")
         await client.flush()
-    deadline = time.perf_counter() + 300
-    while not watcher.done() and time.perf_counter() < deadline:
+    deadline = time.time() + 300
+    while not watcher.done() and time.time() < deadline:
         await asyncio.sleep(0.5)
         progress(f"  outcomes {len(seen_at) - len(warmup)}/{count}")
     watcher.cancel()
     done = [i.intent_id for i in intents if i.intent_id in seen_at]
     elapsed = max(seen_at[i] for i in done) - began if done else float("nan")
+    cpu = {name: round(_cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
+    cpu["bench client"] = round(time.process_time() - client_before, 2)
     latencies = [(seen_at[i] - sent_at[i]) * 1000 for i in done]
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for i in done:
+        if i in approved and i in signed:
+            points = (sent_at[i], *approved[i], *signed[i], seen_at[i])
+            for name, a, b in zip(STAGES, points, points[1:]):
+                stages[name].append((b - a) * 1000)
+
+    def pct(values: list[float], q: float) -> float | None:
+        return round(_percentile(values, q), 1) if values else None
+
     return {
         "intents": count, "completed": len(done), "rejected": len(rejected), "agents": agents,
         "offered_rate_per_s": rate or None,
         "intents_per_s": round(len(done) / elapsed, 1) if done else 0.0,
-        "latency_ms_p50": round(_percentile(latencies, 0.50), 1) if done else None,
-        "latency_ms_p99": round(_percentile(latencies, 0.99), 1) if done else None,
+        "latency_ms_p50": pct(latencies, 0.50), "latency_ms_p99": pct(latencies, 0.99),
+        "latency_ms_p999": pct(latencies, 0.999),
+        "stages_ms": {name: {"p50": pct(v, 0.5), "p99": pct(v, 0.99)} for name, v in stages.items()},
+        "cpu_seconds": cpu, "cpu_percent_of_one_core": {name: round(100 * v / elapsed, 1) for name, v in cpu.items()},
         "seconds": round(elapsed, 2),
         "first_rejections": rejected[:3],
     }
@@ -104,7 +171,8 @@ def run(topology: str, agents: int, count: int, rate: int, progress) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{topology}-"))
     progress(f"{topology}: starting a fresh stack under {home}")
     with running_stack(local_settings(home, topology=topology)) as stack:
-        return {"topology": topology, **asyncio.run(_measure(stack.settings, agents, count, rate, progress))}
+        pids = {row["name"]: row["pid"] for row in stack.describe() if row["pid"]}
+        return {"topology": topology, **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in results:
             print(f"{r['topology']:6} {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
-                  f"p99 {r['latency_ms_p99']} ms  ({r['completed']}/{r['intents']} signed, {r['rejected']} rejected, "
-                  f"{r['agents']} agents, {r['seconds']} s)")
+                  f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
+                  f"signed, {r['rejected']} rejected, {r['agents']} agents, {r['seconds']} s)")
+            print("  where the time goes (ms)          p50      p99")
+            for name, figures in r["stages_ms"].items():
+                print(f"    {name:30} {figures['p50']!s:>8} {figures['p99']!s:>8}")
+            print("  CPU (% of one core): " + ", ".join(f"{name} {v}" for name, v in
+                                                       r["cpu_percent_of_one_core"].items()))
     return 0 if all(r["completed"] == r["intents"] for r in results) else 1
 
 

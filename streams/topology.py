@@ -29,6 +29,7 @@ from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.models import ALL_GUARDRAIL_STAGES
 from schemas.emit import Emit, Source
+from streams import kafka_transport
 from streams.engine import Engine
 from streams.redelivery import run_redelivery
 
@@ -38,7 +39,8 @@ log = logging.getLogger("warden.streams")
 def build_app(settings: Settings) -> faust.App:
     app = faust.App(
         "warden-streams",
-        broker=f"kafka://{settings.broker}",
+        # Faust's aiokafka transport with a short fetch wait (streams.kafka_transport says why).
+        broker=f"{kafka_transport.SCHEME}://{settings.broker}",
         store="memory://",
         topic_partitions=topics.PARTITIONS,
         topic_replication_factor=1,
