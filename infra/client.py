@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.admin import load_or_create_admin_key
 from runtime.clock import utcnow
 from runtime.config import Settings
-from runtime.kafka import FETCH_MAX_WAIT_MS, end_offsets, follow, producer as new_producer
+from runtime.kafka import end_offsets, follow, producer as new_producer
 from pydantic import ValidationError
 
 from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
@@ -290,7 +290,7 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
     digests = {intent.intent_id: intent.digest() for intent in intents}
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
-    async for topic, value in follow(settings, OUTCOME_TOPICS, start, fetch_max_wait_ms=FETCH_MAX_WAIT_MS):
+    async for topic, value in follow(settings, OUTCOME_TOPICS, start, fetch_max_wait_ms=settings.fetch_wait_ms):
         outcome = read_outcome(topic, value) if topic else None
         if outcome is not None and outcome.intent_id in digests:
             why = outcome_forgery(outcome, keys, digests[outcome.intent_id])

@@ -129,6 +129,13 @@ class Settings:
     tx_replace_after_s: float = field(default_factory=lambda: float(_env("WARDEN_TX_REPLACE_AFTER_S", "60")))
     tx_max_bumps: int = field(default_factory=lambda: int(_env("WARDEN_TX_MAX_BUMPS", "3")))
     log_level: str = field(default_factory=lambda: _env("WARDEN_LOG_LEVEL", "INFO"))
+    # How long a fetch waits at the broker when no record is ready, where an intent waits on it
+    # (the streams worker, the signer, a client's outcomes). The embedded broker holds such a
+    # fetch this long even when a record arrives meanwhile, so it is a floor on every hop; but
+    # each empty fetch costs CPU. Idle stack on 2 cores, % of one core (broker + streams +
+    # signer): 500 ms 5, 50 ms 12, 20 ms 23, 5 ms 51. 100 intents/s, p50 submitted → signed:
+    # Faust's 1500 and aiokafka's 500, 855 ms; 5 ms, 68-85 ms.
+    fetch_wait_ms: int = field(default_factory=lambda: int(_env("WARDEN_FETCH_WAIT_MS", "20")))
     # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
     metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))
 
@@ -182,6 +189,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
         "WARDEN_WORKER_ID": settings.worker_id, "WARDEN_BROKER_STORAGE": settings.broker_storage,
         "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s), "WARDEN_METRICS_PORT": settings.metrics_port,
+        "WARDEN_FETCH_WAIT_MS": str(settings.fetch_wait_ms),
         "WARDEN_TX_REPLACE_AFTER_S": str(settings.tx_replace_after_s), "WARDEN_TX_MAX_BUMPS": str(settings.tx_max_bumps),
     })
     attestation = settings.attestation

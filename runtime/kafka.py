@@ -12,12 +12,6 @@ from runtime.config import Settings
 from schemas import topics
 from schemas.emit import Emit
 
-# How long a fetch may wait at the broker for records to arrive. The embedded broker (Tansu)
-# holds a fetch with nothing ready for this long even when a record arrives meanwhile, so every
-# hop of an intent waited up to aiokafka's 500 ms default (Faust's 1500). 5 ms costs empty
-# fetches, and takes hundreds of milliseconds off every answer (`warden bench pipeline`).
-FETCH_MAX_WAIT_MS = 5
-
 
 async def partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:
     """The partitions each topic really has (internal topics may have fewer than Warden's)."""
@@ -69,7 +63,7 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
     forever. Yields ("", b"") when nothing arrived for 200 ms, so callers can check deadlines.
     ``caught_up`` is set once every record that was on the topics when following began has
     been yielded (for a process that must know the whole topic before it acts).
-    ``fetch_max_wait_ms``: ``FETCH_MAX_WAIT_MS`` for a reader someone waits on (a client's
+    ``fetch_max_wait_ms``: ``settings.fetch_wait_ms`` for a reader someone waits on (a client's
     outcomes); background readers keep aiokafka's 500 and spare the broker empty fetches."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
                                 fetch_max_wait_ms=fetch_max_wait_ms)

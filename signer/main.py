@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import FETCH_MAX_WAIT_MS, follow, producer as new_producer, publish
+from runtime.kafka import follow, producer as new_producer, publish
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import pinned_admin_keys, service_key
@@ -87,7 +87,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         topics.INTENTS_APPROVED, bootstrap_servers=settings.broker, group_id="warden-signer",
         enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000, max_poll_records=500, max_partition_fetch_bytes=settings.max_message_bytes,
-        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        fetch_max_wait_ms=settings.fetch_wait_ms,
     )
     producer = new_producer(settings, linger_ms=2)
     await producer.start()

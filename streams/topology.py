@@ -37,6 +37,7 @@ log = logging.getLogger("warden.streams")
 
 
 def build_app(settings: Settings) -> faust.App:
+    kafka_transport.fetch_max_wait_ms = settings.fetch_wait_ms
     app = faust.App(
         "warden-streams",
         # Faust's aiokafka transport with a short fetch wait (streams.kafka_transport says why).
