@@ -56,7 +56,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     async def follow_policies() -> None:
         # The signer's own view of every policy: a revocation holds here even if no worker passes it on.
-        async for topic, value in follow(settings, (topics.POLICIES,), caught_up=policies_known):
+        # A revocation must hold here promptly: this reader waits on the broker like a client does.
+        async for topic, value in follow(settings, (topics.POLICIES,), caught_up=policies_known,
+                                         fetch_max_wait_ms=settings.fetch_wait_ms):
             if topic:
                 adopted = policies.read(value)
                 if adopted is not None:
