@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -46,9 +47,8 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
 
 
-def _us(text: str) -> float:
+def _epoch_s(text: str) -> float:
     """An ISO timestamp from a record → seconds since the epoch."""
-    from datetime import datetime
     return datetime.fromisoformat(text).timestamp()
 
 
@@ -102,13 +102,13 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
                         if intent_id not in wanted:
                             continue
                         if tp.topic == topics.INTENTS_APPROVED:
-                            approved.setdefault(intent_id, (_us(doc["approved_at"]), msg.timestamp / 1000))
+                            approved.setdefault(intent_id, (_epoch_s(doc["approved_at"]), msg.timestamp / 1000))
                         elif intent_id not in seen_at:
                             seen_at[intent_id] = now
                             if tp.topic == topics.INTENTS_REJECTED:
                                 rejected.append(f"{doc['code']}: {doc['reason']}")
                             else:
-                                signed[intent_id] = (_us(doc["signed_at"]), msg.timestamp / 1000)
+                                signed[intent_id] = (_epoch_s(doc["signed_at"]), msg.timestamp / 1000)
         finally:
             await consumer.stop()
 

@@ -50,7 +50,7 @@ def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | N
     who asks the attested key release for a vault that requires attestation: the signer names
     itself; the admin CLI has no service key and, outside a confidential VM, is refused."""
     from signer.attestation.policy import AttestationPolicy
-    from signer.attestation.release import Attester, AttestedUnwrap, KeyRelease
+    from signer.attestation.release import Attester, KeyRelease
     from signer.custody import FileEventLog, Vaults, roots_from_settings
     from signer.custody.keys import KeyStore
 
@@ -61,8 +61,8 @@ def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | N
                 vault_outbox.extend(events)
 
     log = _MirroredLog(settings.home / "vault" / "events.jsonl")
-    release = AttestedUnwrap(KeyRelease(AttestationPolicy.from_settings(settings.attestation), audit),
-                             Attester(*requester, vcek_file=settings.attestation.vcek_file))
+    release = Attester(KeyRelease(AttestationPolicy.from_settings(settings.attestation), audit), *requester,
+                       vcek_file=settings.attestation.vcek_file)
     vaults = Vaults(roots_from_settings(settings), log, audit=audit, release=release)
     vaults.refresh()
     # The mode applies when the signing-key vault is first created. Without named providers

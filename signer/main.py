@@ -14,7 +14,6 @@ import signal
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime import metrics
 from runtime.clock import utcnow
@@ -42,12 +41,13 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     nodes = Nodes(settings.rpc_url_for)
     custody_audit = AuditOutbox()
     service = service_key(settings, "signer")
+    service_public = bytes.fromhex(public_key_hex(service[1])[2:])
     keystore = keystore_from_settings(settings, audit=custody_audit, requester=(
-        settings.signer_id, bytes.fromhex(public_key_hex(service[1])[2:])))
+        settings.signer_id, service_public))
     sealing = SealingKeyPair()
     admin_keys = pinned_admin_keys(settings)
     policies = PolicyBook(admin_keys)
-    tee, announced = announce(settings, sealing, service[1], utcnow())
+    tee, announced = announce(settings, sealing, service_public, utcnow())
     signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, admin_keys, nodes.for_chain,
                     service_key=service, tee=tee, sealing=sealing,
                     policies=policies, max_age_us=settings.intent_max_age_s * 1_000_000,
@@ -113,7 +113,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         # Clients believe an attested announcement for max_age_s: a fresh report well before that.
         while True:
             await asyncio.sleep(settings.attestation.max_age_s / 2)
-            _, again = announce(settings, sealing, service[1], utcnow())
+            _, again = announce(settings, sealing, service_public, utcnow())
             await (await producer.send(topics.SIGNER_SEALING, again.to_bytes(), key=settings.signer_id.encode()))
 
     reannounce_task = asyncio.create_task(reannounce()) if tee != "none" else None
@@ -183,14 +183,13 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         await nodes.close()
 
 
-def announce(settings: Settings, sealing: SealingKeyPair, service: Ed25519PrivateKey,
+def announce(settings: Settings, sealing: SealingKeyPair, service_public: bytes,
              now: datetime) -> tuple[str, SealingKey]:
     """Where this signer runs and its sealing-key announcement: attested with an SEV-SNP report
     binding the sealing key and the service key when the guest gives one (WARDEN_TEE=auto or
     sev-snp), else ``tee=none``. WARDEN_TEE=sev-snp without a report does not start."""
     if settings.tee == "none":
         return "none", sealing.announcement(settings.signer_id, "none", now)
-    service_public = bytes.fromhex(public_key_hex(service)[2:])
     evidence, how = attest(settings.signer_id, sealing.public_key, service_public, now,
                            product=settings.attestation.product, vcek_file=settings.attestation.vcek_file)
     if evidence is None:

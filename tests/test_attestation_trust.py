@@ -25,7 +25,7 @@ from schemas.sealing import SealingRefused, key_id, usable_keys
 from signer.attestation import evidence
 from signer.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
 from signer.attestation.policy import AttestationPolicy, PolicyError
-from signer.attestation.release import Attester, AttestedUnwrap, KeyRelease, ReleaseRequest
+from signer.attestation.release import Attester, KeyRelease, ReleaseRequest
 from signer.attestation.verify import report_data_binding
 from signer.custody import AttestationRequired, FileEventLog, LocalDevRoot, PermissionDenied, Vaults
 from signer.sealing import SealingKeyPair
@@ -233,7 +233,7 @@ def attested_vault(tmp_path):
     def opener(obtain, policy: AttestationPolicy) -> Vaults:
         gate = KeyRelease(policy, audit.append)
         return Vaults(root, FileEventLog(tmp_path / "events.jsonl"), clock=lambda: NOW.timestamp(),
-                      release=AttestedUnwrap(gate, Attester("signer-0", SERVICE_PUBLIC, obtain)), audit=audit.append)
+                      release=Attester(gate, "signer-0", SERVICE_PUBLIC, obtain), audit=audit.append)
 
     def read(vaults: Vaults) -> bytes:
         return bytes(vaults.read_secret("default", "keys", "agents/a/private_key", actor="service:signer"))

@@ -169,12 +169,7 @@ def cmd_signer_attest(args) -> int:
            "report_data": binding.hex(), "source": found.source,
            "report": None if found.report is None else found.report.hex(),
            "verified": False}
-    vcek = Path(args.vcek).read_bytes() if args.vcek else None
-    if found.report is not None and vcek is None and found.certificates:
-        table = evidence.certificate_table(found.certificates)
-        vcek = table.get(evidence.VCEK_GUID) or table.get(evidence.VLEK_GUID)
-    if found.report is not None and vcek is None and settings.attestation.vcek_file:
-        vcek = Path(settings.attestation.vcek_file).read_bytes()
+    vcek = Path(args.vcek).read_bytes() if args.vcek else evidence.vcek_of(found, settings.attestation.vcek_file)
     if found.report is not None:
         doc["vcek_url"] = evidence.vcek_url(parse_report(found.report), args.product or settings.attestation.product)
     if found.report is not None and vcek is not None:

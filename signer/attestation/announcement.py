@@ -18,13 +18,12 @@ import binascii
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 
 from schemas.auth import Role, ServiceKeys
 from schemas.models import AttestationEvidence, SealingKey
 from signer.attestation import evidence as evidence_
 from signer.attestation.policy import AttestationPolicy, failures
-from signer.attestation.verify import ReportError, Verification, parse_report, report_data_binding
+from signer.attestation.verify import Verification, parse_report, report_data_binding
 
 ANNOUNCEMENT_DOMAIN = b"warden-sev-snp-announcement-v1"
 
@@ -46,12 +45,7 @@ def attest(signer_id: str, sealing_public: bytes, service_public: bytes, announc
     if found.report is None:
         return None, found.source
     report = parse_report(found.report)
-    vcek = None
-    if found.certificates:
-        table = evidence_.certificate_table(found.certificates)
-        vcek = table.get(evidence_.VCEK_GUID) or table.get(evidence_.VLEK_GUID)
-    if vcek is None and vcek_file:
-        vcek = Path(vcek_file).read_bytes()
+    vcek = evidence_.vcek_of(found, vcek_file)
     return AttestationEvidence(
         report=base64.b64encode(found.report).decode(), vcek=base64.b64encode(vcek).decode() if vcek else None,
         vcek_url=evidence_.vcek_url(report, product), product=product, service_key_id=signer_id,
@@ -100,10 +94,7 @@ def problems(key: SealingKey, policy: AttestationPolicy | None, now: datetime,
     """Why a client must not trust this attested announcement (empty: it may)."""
     if policy is None:
         return ["this client has no attestation policy to verify the report against"]
-    try:
-        return failures(check(key, policy, now, pinned_service_key))
-    except ReportError as exc:
-        return [f"parse: {exc}"]
+    return failures(check(key, policy, now, pinned_service_key))
 
 
 class AttestedServiceKeys:

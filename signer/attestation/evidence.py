@@ -82,6 +82,17 @@ def certificate_table(table: bytes) -> dict[uuid.UUID, bytes]:
     raise ValueError("the certificate table has no terminating all-zero entry")
 
 
+def vcek_of(found: Evidence, vcek_file: str | None = None) -> bytes | None:
+    """The certificate that signed ``found.report``: the VCEK (or a cloud's VLEK) from the host's
+    certificate table, else the DER file an operator fetched from AMD's KDS, else None."""
+    if found.certificates:
+        table = certificate_table(found.certificates)
+        vcek = table.get(VCEK_GUID) or table.get(VLEK_GUID)
+        if vcek:
+            return vcek
+    return Path(vcek_file).read_bytes() if vcek_file else None
+
+
 def vcek_url(report: Report, product: str) -> str:
     """Where AMD's Key Distribution Service serves the VCEK of the chip and TCB that signed ``report``."""
     tcb = Tcb.decode(report.reported_tcb, product)

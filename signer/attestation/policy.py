@@ -50,10 +50,10 @@ class AttestationPolicy:
             measurements.append(value)
         try:
             parts = [int(p) for p in settings.minimum_tcb.split(",")]
-            minimum = Tcb(*parts[:4], fmc=parts[4] if len(parts) == 5 else None)
             if len(parts) not in (4, 5):
                 raise ValueError
-        except (TypeError, ValueError):
+            minimum = Tcb(*parts[:4], fmc=parts[4] if len(parts) == 5 else None)
+        except ValueError:
             raise PolicyError(f"WARDEN_ATTESTATION_MINIMUM_TCB is {settings.minimum_tcb!r}; expected "
                               "BOOTLOADER,TEE,SNP,MICROCODE[,FMC], e.g. 3,0,8,115") from None
         return cls(product=settings.product, measurements=tuple(measurements), minimum_tcb=minimum,

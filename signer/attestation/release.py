@@ -29,7 +29,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -38,7 +37,7 @@ from schemas.emit import Emit
 from schemas.sealing import SUITE
 from signer.attestation import evidence as evidence_
 from signer.attestation.policy import AttestationPolicy, failures
-from signer.attestation.verify import ReportError, parse_report, report_data_binding
+from signer.attestation.verify import parse_report, report_data_binding
 from signer.custody._crypto import wipe
 from signer.custody.access import audit_record
 from signer.custody.errors import AttestationRequired
@@ -117,10 +116,7 @@ class KeyRelease:
             return ["the request carries no VCEK to verify the report with"]
         binding = report_data_binding(request.requester, request.ephemeral_public, request.service_public,
                                       request.nonce)
-        try:
-            return failures(self.policy.verify(request.report, request.vcek, binding, issued_at, now))
-        except ReportError as exc:
-            return [f"parse: {exc}"]
+        return failures(self.policy.verify(request.report, request.vcek, binding, issued_at, now))
 
     def _audit_record(self, actor: str, action: str, resource: str, now: datetime, request: ReleaseRequest,
                       **details) -> Emit:
@@ -131,41 +127,23 @@ class KeyRelease:
 
 
 class Attester:
-    """This signer asking a gate for key material, with a report from ``obtain``."""
+    """This signer asking ``gate`` for key material, with a report from ``obtain``: what ``Keks``
+    calls to unwrap a slot of a vault that requires attestation."""
 
-    def __init__(self, signer_id: str, service_public: bytes,
+    def __init__(self, gate: KeyRelease, signer_id: str, service_public: bytes,
                  obtain: Callable[[bytes], evidence_.Evidence] = evidence_.obtain, vcek_file: str | None = None):
+        self.gate = gate
         self.signer_id = signer_id
         self.service_public = service_public
         self._obtain = obtain
         self._vcek_file = vcek_file
 
-    def request(self, gate: KeyRelease, unwrap: Callable[[], bytearray], resource: str, context: bytes,
-                now: datetime) -> bytearray:
+    def __call__(self, unwrap: Callable[[], bytearray], resource: str, context: bytes, now: datetime) -> bytearray:
         ephemeral = X25519PrivateKey.generate()
         public = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        nonce = gate.challenge(now)
+        nonce = self.gate.challenge(now)
         found = self._obtain(report_data_binding(self.signer_id, public, self.service_public, nonce))
         request = ReleaseRequest(self.signer_id, public, self.service_public, nonce, found.report,
-                                 self._vcek(found), found.source)
-        sealed = gate.release(request, unwrap, resource, context, now)
+                                 evidence_.vcek_of(found, self._vcek_file), found.source)
+        sealed = self.gate.release(request, unwrap, resource, context, now)
         return bytearray(SUITE.decrypt(sealed, ephemeral, info=release_info(context)))
-
-    def _vcek(self, found: evidence_.Evidence) -> bytes | None:
-        if found.certificates:
-            table = evidence_.certificate_table(found.certificates)
-            vcek = table.get(evidence_.VCEK_GUID) or table.get(evidence_.VLEK_GUID)
-            if vcek:
-                return vcek
-        return Path(self._vcek_file).read_bytes() if self._vcek_file else None
-
-
-class AttestedUnwrap:
-    """What ``Keks`` calls to unwrap a slot of a vault that requires attestation."""
-
-    def __init__(self, gate: KeyRelease, attester: Attester):
-        self.gate = gate
-        self.attester = attester
-
-    def __call__(self, unwrap: Callable[[], bytearray], resource: str, context: bytes, now: datetime) -> bytearray:
-        return self.attester.request(self.gate, unwrap, resource, context, now)

@@ -126,7 +126,7 @@ class Vaults:
         if not by_name:
             raise CustodyError("Vaults needs at least one root of trust")
         self.primary = next(iter(by_name.values()))
-        # release: signer.attestation.release.AttestedUnwrap, for vaults that require attestation.
+        # release: signer.attestation.release.Attester, for vaults that require attestation.
         self._keks = Keks(by_name, kek_ttl, release)
         self._cmeks = CmekLayer()
         self._log: VaultLog = publish if hasattr(publish, "poll") else CallbackLog(publish)  # type: ignore[arg-type]
@@ -656,9 +656,6 @@ class Vaults:
             self._emit([event])
             self._emit_audit(actor, "vault.attestation_required", f"vault:{org}/{vault}", now, event.event_id)
             return True
-
-    def attestation_required(self, org: str, vault: str) -> bool:
-        return self._state(org, vault).attestation is not None
 
     def mode(self, org: str, vault: str) -> str | None:
         state = self._state(org, vault)
