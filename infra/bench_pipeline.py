@@ -167,12 +167,14 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     }
 
 
-def run(topology: str, agents: int, count: int, rate: int, progress) -> dict:
+def run(topology: str, agents: int, count: int, rate: int, progress, signers: int = 1, workers: int = 1) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{topology}-"))
-    progress(f"{topology}: starting a fresh stack under {home}")
-    with running_stack(local_settings(home, topology=topology)) as stack:
+    progress(f"{topology}: starting a fresh stack with {workers} streams worker(s) and {signers} signer(s) "
+             f"under {home}")
+    with running_stack(local_settings(home, topology=topology), signers=signers, workers=workers) as stack:
         pids = {row["name"]: row["pid"] for row in stack.describe() if row["pid"]}
-        return {"topology": topology, **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids))}
+        return {"topology": topology, "signers": signers, "workers": workers,
+                **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,17 +183,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=16)
     parser.add_argument("--rate", type=int, default=0, help="offered intents/s (0: as fast as the producer can)")
     parser.add_argument("--topology", choices=("fused", "split", "both"), default="both")
+    parser.add_argument("--signers", type=int, default=1,
+                        help="signers in the signers' consumer group (scale-out; each restores its partitions)")
+    parser.add_argument("--workers", type=int, default=1, help="streams workers in the workers' consumer group")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    for name in ("signers", "workers"):
+        if not 1 <= getattr(args, name) <= topics.PARTITIONS:
+            parser.error(f"--{name} must be 1 to {topics.PARTITIONS} (one partition each at least)")
     shapes = ("fused", "split") if args.topology == "both" else (args.topology,)
-    results = [run(t, args.agents, args.intents, args.rate, note) for t in shapes]
+    results = [run(t, args.agents, args.intents, args.rate, note, args.signers, args.workers) for t in shapes]
     report = {"benchmark": "pipeline", "cpus": os.cpu_count(), "results": results,
               "note": "submitted -> signed, sign-only, all processes and the broker on this machine"}
     if args.json:
         print_json(report)
     else:
         for r in results:
-            print(f"{r['topology']:6} {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
+            print(f"{r['topology']:6} {r['workers']}w/{r['signers']}s {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
                   f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
                   f"signed, {r['rejected']} rejected, {r['agents']} agents, {r['seconds']} s)")
             print("  where the time goes (ms)          p50      p99")

@@ -143,11 +143,12 @@ class LocalStack:
         env.update(self.extra_env)
         return env
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.settings.log_dir / f"{name}.log"
         log = open(log_path, "ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=str(REPO),
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**self.env(), **(env or {})},
+                                cwd=str(REPO),
                                 start_new_session=True)
         log.close()
         process = Process(name, argv, proc, log_path)
@@ -266,20 +267,30 @@ class LocalStack:
         """A fresh chain has no history: a signer record of nonces and spend on the chain that
         died with the last memory-mode run would open nonce gaps on this one. It is moved aside
         (kept, never deleted) and the signer starts a new record."""
-        state = self.settings.home / "signer" / "state.db"
+        state = self.settings.home / "signer"
         if not state.exists():
             return
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            old = state.with_name(f"state.db{suffix}")
-            if old.exists():
-                old.rename(old.with_name(f"state.db{suffix}.stale-{stamp}"))
+        state.rename(state.with_name(f"signer.stale-{time.strftime('%Y%m%dT%H%M%S')}"))
 
-    def start_service(self, name: str, module: str, timeout_s: float = 60.0) -> Process:
+    def start_service(self, name: str, module: str, timeout_s: float = 60.0,
+                      env: dict[str, str] | None = None) -> Process:
         clear_ready(self.settings, name)
-        process = self._spawn(name, [sys.executable, "-m", module])
+        process = self._spawn(name, [sys.executable, "-m", module], env)
         self.wait_ready(name, timeout_s)
         return process
+
+    def start_signer(self, number: int, timeout_s: float = 60.0) -> Process:
+        """Signer ``signer-<number>`` in the signers' consumer group: the first is the stack's
+        "signer"; the others are named by their id (scale-out)."""
+        settings = dataclasses.replace(self.settings, signer_id=f"signer-{number}")
+        return self.start_service(settings.signer_process, SERVICES["signer"], timeout_s,
+                                  {"WARDEN_SIGNER_ID": settings.signer_id})
+
+    def start_worker(self, number: int, timeout_s: float = 60.0) -> Process:
+        """Streams worker ``streams-<number>`` in the workers' consumer group, like `start_signer`."""
+        settings = dataclasses.replace(self.settings, worker_id=f"streams-{number}")
+        return self.start_service(settings.worker_process, SERVICES["streams"], timeout_s,
+                                  {"WARDEN_WORKER_ID": settings.worker_id})
 
     def wait_ready(self, name: str, timeout_s: float) -> None:
         process = self.processes[name]
@@ -292,7 +303,8 @@ class LocalStack:
             time.sleep(0.1)
         raise StackError(f"{name} was not ready within {timeout_s:.0f} s; see {process.log_path}")
 
-    def start(self, parts: tuple[str, ...] = ("broker", "anvil", "streams", "signer", "ledger")) -> None:
+    def start(self, parts: tuple[str, ...] = ("broker", "anvil", "streams", "signer", "ledger"),
+              signers: int = 1, workers: int = 1) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         # Workers pin the admin public key at start, so it must exist before they do.
         load_or_create_admin_key(self.settings.home)
@@ -300,9 +312,12 @@ class LocalStack:
             self.start_broker()
         if "anvil" in parts:
             self.start_anvil()
-        for name in ("ledger", "streams", "signer"):
-            if name in parts:
-                self.start_service(name, SERVICES[name])
+        if "ledger" in parts:
+            self.start_service("ledger", SERVICES["ledger"])
+        for number in range(workers if "streams" in parts else 0):
+            self.start_worker(number)
+        for number in range(signers if "signer" in parts else 0):
+            self.start_signer(number)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.get(name)
@@ -336,13 +351,13 @@ def local_settings(home: Path, **overrides) -> Settings:
 
 
 @contextlib.contextmanager
-def running_stack(settings: Settings) -> Iterator[LocalStack]:
+def running_stack(settings: Settings, signers: int = 1, workers: int = 1) -> Iterator[LocalStack]:
     """A started stack, with WARDEN_HOME pointing at it for in-process tools (key store, chain
     registry) while it runs; stopped and WARDEN_HOME restored afterwards."""
     stack = LocalStack(settings)
     with environment(WARDEN_HOME=str(settings.home)):
         try:
-            stack.start()
+            stack.start(signers=signers, workers=workers)
             yield stack
         finally:
             stack.stop()

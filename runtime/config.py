@@ -155,6 +155,22 @@ class Settings:
         return self.home / "state"
 
     @property
+    def signer_state_dir(self) -> Path:
+        """This signer's files, one per partition it has owned (`signer.state.PartitionedState`)."""
+        return self.home / "signer" / self.signer_id
+
+    @property
+    def signer_process(self) -> str:
+        """This signer's process name (ready file, metrics, log): "signer" for the first, as a stack
+        of one has always named it, else its signer id."""
+        return "signer" if self.signer_id == "signer-0" else self.signer_id
+
+    @property
+    def worker_process(self) -> str:
+        """This streams worker's process name, like `signer_process`."""
+        return "streams" if self.worker_id == "streams-0" else self.worker_id
+
+    @property
     def log_dir(self) -> Path:
         return self.home / "logs"
 

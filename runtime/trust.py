@@ -78,6 +78,13 @@ class PinnedServiceKeys:
             self._read_local()
         return self._local.get(role, {}).get(key_id)
 
+    def key_now(self, role: Role, key_id: str) -> str | None:
+        """Like `key`, reading the local key files again for an unknown id however recently they
+        were read: for a reader whose "unknown" voids a record rather than delaying it."""
+        if role not in self._fixed and key_id not in self._local.get(role, {}):
+            self._read_local()
+        return self.key(role, key_id)
+
     def _read_local(self) -> None:
         self._read_at = time.monotonic()
         for role in ("worker", "signer"):

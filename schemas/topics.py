@@ -27,6 +27,9 @@ DLQ = "warden.dlq"
 VAULT = "warden.vault"
 # Each signer's current sealing key (HPKE public key): clients seal client shares to it.
 SIGNER_SEALING = "warden.signer.sealing"
+# The signer's state, partition by partition (signer.changelog): the signer that owns a partition of
+# warden.intents.approved appends what it decided there, and a new owner restores it before it signs.
+SIGNER_CHANGELOG = "warden.signer.changelog"
 
 # Split topology: one topic per stage, so a deployment can scale a stage alone.
 STAGE_PREFIX = "warden.stage."
@@ -51,6 +54,7 @@ ALL = (
     DLQ,
     VAULT,
     SIGNER_SEALING,
+    SIGNER_CHANGELOG,
 )
 
 

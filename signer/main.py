@@ -2,8 +2,10 @@
 
 Offsets are committed only after everything a batch produced is acknowledged
 by the broker, and the signer's state records each signature before it is
-published, so a SIGKILL anywhere re-publishes the same bytes and never signs
-twice.
+published (appended to the partition's changelog, read back, then committed
+to the local file: `signer.owner`), so a SIGKILL anywhere re-publishes the
+same bytes and never signs twice, and another signer taking the partition
+over starts from the same record.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError
 
 from runtime import metrics
 from runtime.clock import utcnow
@@ -21,7 +24,7 @@ from runtime.config import Settings, load
 from runtime.kafka import follow, producer as new_producer, publish
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
-from runtime.trust import pinned_admin_keys, service_key
+from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.auth import public_key_hex
 from schemas.emit import Emit, Source, audit
@@ -31,7 +34,8 @@ from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.service import SERVICE, Signer
-from signer.state import SignerState
+from signer.owner import FLUSH_BYTES, PartitionOwner
+from signer.state import PartitionedState
 
 log = logging.getLogger("warden.signer")
 
@@ -48,10 +52,23 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     admin_keys = pinned_admin_keys(settings)
     policies = PolicyBook(admin_keys)
     tee, announced = announce(settings, sealing, service_public, utcnow())
-    signer = Signer(SignerState(settings.home / "signer" / "state.db"), keystore, admin_keys, nodes.for_chain,
+    legacy = settings.home / "signer" / "state.db"
+    if legacy.exists():
+        raise RuntimeError(f"{legacy} is a signer record from before partition-owned state; it is not on "
+                           f"{topics.SIGNER_CHANGELOG}, so no signer could restore it. Not starting: move it aside "
+                           "(a fresh chain) or run the release that wrote it until its transactions are final")
+    states = PartitionedState(settings.signer_state_dir)
+    owner: PartitionOwner | None = None
+
+    async def persist(agent_id: str) -> None:
+        async with owner.batch:
+            await owner.flush()
+
+    signer = Signer(states, keystore, admin_keys, nodes.for_chain,
                     service_key=service, tee=tee, sealing=sealing,
                     policies=policies, max_age_us=settings.intent_max_age_s * 1_000_000,
-                    replace_after_us=int(settings.tx_replace_after_s * 1_000_000), max_bumps=settings.tx_max_bumps)
+                    replace_after_us=int(settings.tx_replace_after_s * 1_000_000), max_bumps=settings.tx_max_bumps,
+                    persist=persist)
     policies_known = asyncio.Event()
 
     async def follow_policies() -> None:
@@ -86,7 +103,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     if tee == "none":
         log.warning("signer runs with tee=none: no attestation; every signed record says so")
     consumer = AIOKafkaConsumer(
-        topics.INTENTS_APPROVED, bootstrap_servers=settings.broker, group_id="warden-signer",
+        bootstrap_servers=settings.broker, group_id="warden-signer",
         enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
         heartbeat_interval_ms=1_000, max_poll_records=500, max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.fetch_wait_ms,
@@ -94,15 +111,36 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     producer = new_producer(settings, linger_ms=2)
     await producer.start()
     await consumer.start()
-    pending: set[asyncio.Task] = set()
+    pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
 
     async def emit(emits: list[Emit]) -> None:
         await asyncio.gather(*await publish(producer, emits))
 
     def track(signed: SignedTransaction, resend: bool = False) -> None:
         task = asyncio.create_task(signer.track(signed, utcnow, emit, resend))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
+        pending[task] = states.partition_of(signed.agent_id)
+        task.add_done_callback(lambda done: pending.pop(done, None))
+
+    def restored(partition: int) -> None:
+        # Transactions signed for this partition's agents (here or by the signer that had it),
+        # not final yet: the same bytes again, and tracked to a final status like any other.
+        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in states.partition(partition).unconfirmed()]
+        for signed in unconfirmed:
+            track(signed, resend=True)
+        if unconfirmed:
+            log.warning("partition %d: re-sent %d transaction(s) signed before and still unconfirmed", partition,
+                        len(unconfirmed))
+
+    def revoked(partition: int) -> None:
+        for task, owned_by in list(pending.items()):
+            if owned_by == partition:  # its new owner tracks it from the record
+                task.cancel()
+
+    keys = PinnedServiceKeys(settings)
+    owner = PartitionOwner(settings, states, producer, service, lambda writer: keys.key_now("signer", writer),
+                           on_restored=restored, on_revoked=revoked)
+    await owner.start()
+    consumer.subscribe([topics.INTENTS_APPROVED], listener=owner)
 
     # Clients seal client shares to this process's key; announced before the first intent is read.
     await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
@@ -124,51 +162,59 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         known.cancel()
         policy_task.result()  # raises why the policies could not be read
         raise RuntimeError(f"{topics.POLICIES} ended before the signer caught up")
-    log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
+    async def _one_batch(batch) -> None:
+        if owner.failure is not None:  # a rebalance could not restore or append: never sign on it
+            raise owner.failure
+        acks: list[asyncio.Future] = []
+        unpublished: list[Emit] = []
+        assigned = consumer.assignment()
+        for tp, messages in batch.items():
+            if tp not in assigned:  # revoked since the fetch: its new owner reads these
+                continue
+            await owner.ensure_owned(tp.partition)
+            for msg in messages:
+                source = Source(msg.topic, msg.partition, msg.offset, msg.key)
+                try:
+                    emits, to_broadcast = await signer.handle(msg.value, source, utcnow())
+                except Exception as exc:  # noqa: BLE001 - the last net: handle() already turns signing failures into refusals
+                    # Fail closed and keep going: not signed, and recorded in the DLQ, never only logged.
+                    log.exception("signer failed on %s; not signed, dead-lettered", source.resource)
+                    emits, to_broadcast = signer.dead_letter(
+                        msg.value, source, utcnow(),
+                        f"the signer could not process this record ({exc.__class__.__name__}); not signed"), None
+                unpublished += emits
+                if to_broadcast is not None:
+                    # Durable before the chain sees it: a crash after sending must find the
+                    # record and re-publish these bytes, never sign the intent again.
+                    await owner.flush()
+                    acks += await publish(producer, unpublished)
+                    sent_emits, sent = await signer.send(to_broadcast, utcnow())
+                    # Queued before its tracker can queue a later status: the topic keeps the order.
+                    acks += await publish(producer, sent_emits)
+                    unpublished = []
+                    if sent is not None:
+                        track(sent)
+                elif owner.pending_bytes() > FLUSH_BYTES:  # one changelog record stays small
+                    await owner.flush()
+        # On the changelog and read back before anything of the batch is published.
+        await owner.flush()
+        acks += await publish(producer, unpublished + custody_audit.drain())
+        if acks:
+            await asyncio.gather(*acks)
+        if batch:
+            try:
+                await consumer.commit()
+            except CommitFailedError:  # rebalanced meanwhile: the new owner gets the same outcomes again
+                log.warning("offsets not committed: the group rebalanced; the next owner re-publishes the outcomes")
 
-    # Transactions this signer signed for the chain before it stopped, not final yet: the same
-    # bytes again, and tracked to a final status like any other.
-    unconfirmed = [SignedTransaction.from_bytes(raw) for raw in signer.state.unconfirmed()]
-    for signed in unconfirmed:
-        track(signed, resend=True)
-    if unconfirmed:
-        log.warning("re-sent %d transaction(s) signed before the restart and still unconfirmed", len(unconfirmed))
-    metrics.serve(settings, "signer")
-    mark_ready(settings, "signer")
+    log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
+    metrics.serve(settings, settings.signer_process)
+    mark_ready(settings, settings.signer_process)
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
-            acks: list[asyncio.Future] = []
-            unpublished: list[Emit] = []
-            for tp, messages in batch.items():
-                for msg in messages:
-                    source = Source(msg.topic, msg.partition, msg.offset, msg.key)
-                    try:
-                        emits, to_broadcast = await signer.handle(msg.value, source, utcnow())
-                    except Exception as exc:  # noqa: BLE001 - the last net: handle() already turns signing failures into refusals
-                        # Fail closed and keep going: not signed, and recorded in the DLQ, never only logged.
-                        log.exception("signer failed on %s; not signed, dead-lettered", source.resource)
-                        emits, to_broadcast = signer.dead_letter(
-                            msg.value, source, utcnow(),
-                            f"the signer could not process this record ({exc.__class__.__name__}); not signed"), None
-                    unpublished += emits
-                    if to_broadcast is not None:
-                        # Durable before the chain sees it: a crash after sending must find the
-                        # record and re-publish these bytes, never sign the intent again.
-                        signer.state.commit()
-                        acks += await publish(producer, unpublished)
-                        sent_emits, sent = await signer.send(to_broadcast, utcnow())
-                        # Queued before its tracker can queue a later status: the topic keeps the order.
-                        acks += await publish(producer, sent_emits)
-                        unpublished = []
-                        if sent is not None:
-                            track(sent)
-            signer.state.commit()
-            acks += await publish(producer, unpublished + custody_audit.drain())
-            if acks:
-                await asyncio.gather(*acks)
-            if batch:
-                await consumer.commit()
+            async with owner.batch:
+                await _one_batch(batch)
             metrics.SIGNER_QUEUE.set(len(pending))
             metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
     finally:
@@ -179,6 +225,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         for task in pending:
             task.cancel()
         await consumer.stop()
+        await owner.stop()
         await producer.stop()
         await nodes.close()
 

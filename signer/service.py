@@ -57,7 +57,7 @@ from signer.custody import fingerprint
 from signer import lifecycle
 from signer.policies import PolicyBook
 from signer.sealing import NotSealedHere, SealingKeyPair
-from signer.state import SignerState
+from signer.state import PartitionedState, SignerState
 from streams import fees, guardrails
 from streams.window import SpendWindow
 from schemas.errors import explain
@@ -115,8 +115,12 @@ class Signer:
                  node_for: Callable[[str], Node], service_key: tuple[str, Ed25519PrivateKey],
                  tee: str = "none", sealing: SealingKeyPair | None = None,
                  policies: PolicyBook | None = None, max_age_us: int = INTENT_MAX_AGE_US,
-                 replace_after_us: int = 60 * US_PER_SECOND, max_bumps: int = 3):
+                 replace_after_us: int = 60 * US_PER_SECOND, max_bumps: int = 3,
+                 persist: Callable[[str], Awaitable[None]] | None = None):
         self.state = state
+        # Makes an agent's written state durable before something leaves the signer that depends on
+        # it (a fee bump sent to the chain): the changelog append in the signer process; a commit here.
+        self.persist = persist or self._commit
         self.keys = keys
         self.sealing = sealing or SealingKeyPair()
         self.admin_keys = admin_keys
@@ -134,6 +138,9 @@ class Signer:
         # Blob tx hash → its blobs, commitments and proofs, while it may be sent (again).
         self._sidecars: dict[str, blobs.Sidecar] = {}
 
+    async def _commit(self, agent_id: str) -> None:
+        self.state.of(agent_id).commit()
+
     async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         """One approved record → what to publish, and the signed tx to broadcast (if the intent asks).
 
@@ -145,7 +152,15 @@ class Signer:
             return self.dead_letter(raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}",
                                     explain(exc)), None
         intent = approved.intent
-        prior = self.state.outcome(intent.intent_id)
+        if isinstance(self.state, PartitionedState) and source.partition != self.state.partition_of(intent.agent_id):
+            # The agent's state is in the partition its records land in; a record written to another
+            # one (by hand: the worker keys by agent) would be decided with another partition's state,
+            # by a signer that may not hold the agent's spend. Not decided here: dead-lettered.
+            return self.dead_letter(raw, source, now, (
+                f"an approval for agent {intent.agent_id!r} on partition {source.partition} of {source.topic}; its "
+                f"records belong on partition {self.state.partition_of(intent.agent_id)} (keyed by agent_id). "
+                "Not signed; publish it keyed by its agent id")), None
+        prior = self.state.of(intent.agent_id).outcome(intent.intent_id)
         if prior is not None:
             if _digest_of(prior[1]) != intent.digest():
                 # The same id on a different intent: the first keeps its outcome; this one gets its
@@ -157,7 +172,7 @@ class Signer:
             # client told REJECTED is never signed for later by a redelivery of the same intent.
             return [Emit(prior[0], intent.agent_id, prior[1])], None
         try:
-            with self.state.intent_scope():
+            with self.state.of(intent.agent_id).intent_scope():
                 if intent.intent_type != "transaction":
                     return await self._sign_message(approved, now)
                 return await self._sign_and_record(approved, now)
@@ -178,7 +193,7 @@ class Signer:
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
         metrics.TXS.labels(signed.status).inc()
-        self.state.record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
+        self.state.of(intent.agent_id).record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
                                  now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
                                  spend_wei=signed.max_spend_wei, counts=signing.counts,
                                  policy_version=signing.policy.version, idempotency_slot=signing.slot,
@@ -206,7 +221,7 @@ class Signer:
         policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
         slot = intent.idempotency_slot
-        reused = self._reused_key(intent, now, SignedTransaction, self.state.signed_record)
+        reused = self._reused_key(intent, now, SignedTransaction, self.state.of(intent.agent_id).signed_record)
         if reused is not None:
             return _Signing(reused[1], policy, copy_of=reused[0])
         assets = self._check_assets(intent, policy, now)
@@ -252,7 +267,7 @@ class Signer:
         """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
         record under this intent's id and digest). The first must have been signed, as this kind."""
         slot = intent.idempotency_slot
-        original = None if slot is None else self.state.idempotent_original(slot, to_us(now))
+        original = None if slot is None else self.state.of(intent.agent_id).idempotent_original(slot, to_us(now))
         if original is None:
             return None
         cached = read(original)
@@ -335,7 +350,7 @@ class Signer:
         policy = self._verify(approved, now)
         chain = REGISTRY.get(intent.chain)
         slot, copy_of, assets = intent.idempotency_slot, None, None
-        reused = self._reused_key(intent, now, SignedMessage, self.state.message_record)
+        reused = self._reused_key(intent, now, SignedMessage, self.state.of(intent.agent_id).message_record)
         if reused is not None:
             copy_of, result = reused
             slot = None
@@ -364,7 +379,7 @@ class Signer:
         signed = self._signed(result)
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
-        self.state.record_message(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
+        self.state.of(intent.agent_id).record_message(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
                                   now_us=to_us(now), policy_version=policy.version, idempotency_slot=slot,
                                   assets=assets)
         return [
@@ -425,7 +440,7 @@ class Signer:
             raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
         self.policies.offer(offered)  # a newer signed policy than the topic has brought yet is adopted
         held = self.policies.current(intent.agent_id)
-        newest = max(held.version, self.state.policy_version(intent.agent_id))
+        newest = max(held.version, self.state.of(intent.agent_id).policy_version(intent.agent_id))
         if offered.version < newest:
             raise SigningRefused("POLICY_SUPERSEDED", f"approved under policy v{offered.version}, but this agent's "
                                                       f"policy is now v{newest}; submit the intent again to be "
@@ -437,7 +452,7 @@ class Signer:
         what the intent moves or approves, per asset, to record with its signature."""
         now_us = to_us(now)
         checked = guardrails.check_assets(
-            intent, policy, lambda asset: SpendWindow(self.state.asset_entries(intent.agent_id, asset, now_us)).spent(now_us))
+            intent, policy, lambda asset: SpendWindow(self.state.of(intent.agent_id).asset_entries(intent.agent_id, asset, now_us)).spent(now_us))
         if not checked.passed:
             raise SigningRefused(checked.code, f"signer re-check failed: {checked.reason}")
         return guardrails.asset_spend_of([checked])
@@ -455,7 +470,7 @@ class Signer:
         intent's own recorded spend is left out of the window: a fee bump replaces it, and a new
         intent has none."""
         now_us = to_us(now)
-        entries = self.state.spend_entries(intent.agent_id, now_us)
+        entries = self.state.of(intent.agent_id).spend_entries(intent.agent_id, now_us)
         entries.pop(intent.intent_id, None)
         spent = SpendWindow(entries).spent(now_us)
         for verdict in (fees.check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
@@ -544,13 +559,13 @@ class Signer:
         if intent.nonce is not None:
             # Naming a nonce is for replacing a transaction this signer signed at it; any other
             # would let an agent open a gap that stalls every later transaction of the address.
-            if not self.state.signed_at_nonce(intent.agent_id, intent.chain, address, intent.nonce):
+            if not self.state.of(intent.agent_id).signed_at_nonce(intent.agent_id, intent.chain, address, intent.nonce):
                 raise SigningRefused("NONCE_NOT_ALLOWED", f"nonce {intent.nonce} is not one this signer signed at for "
                                                           f"{address} on {intent.chain}; leave nonce unset (the "
                                                           "signer picks it) or name one only to replace a "
                                                           "transaction")
             return intent.nonce
-        tracked = self.state.last_nonce(intent.agent_id, intent.chain, address)
+        tracked = self.state.of(intent.agent_id).last_nonce(intent.agent_id, intent.chain, address)
         pending = await self._pending_nonce(intent.chain, address, node, now)
         nonce = pending if tracked is None else max(tracked + 1, pending)
         if nonce >= NONCE_LIMIT:
@@ -577,7 +592,7 @@ class Signer:
         raw = rejected.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("refused", refused.code).inc()
         if record:
-            self.state.record_refused(intent_id=intent.intent_id, agent_id=intent.agent_id, record=raw,
+            self.state.of(intent.agent_id).record_refused(intent_id=intent.intent_id, agent_id=intent.agent_id, record=raw,
                                       now_us=to_us(now))
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
@@ -591,7 +606,7 @@ class Signer:
         when the node refused it). Called before the next intent is signed, so when the node
         refuses, the nonce can be given back without leaving a gap. An idempotent copy is not
         sent: its original was."""
-        if self.state.original_of(signed.intent_id) is not None:
+        if self.state.of(signed.agent_id).original_of(signed.intent_id) is not None:
             return [], signed
         try:
             await self.node_for(signed.chain).call("eth_sendRawTransaction", self._network_form(signed))
@@ -600,9 +615,9 @@ class Signer:
             # reports it dropped (or replaced). The nonce is not given back: it is used.
             if not _already_sent(exc.message):
                 # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
-                self.state.release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce,
+                self.state.of(signed.agent_id).release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce,
                                          last=self._last_nonce(signed))
-                self.state.settle_spend(signed.intent_id, 0, executed=False)
+                self.state.of(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
                 emits, _ = self._transition(signed, {"status": "failed",
                                                      "error": f"node refused the transaction: {exc.message}"}, now)
                 return emits, None
@@ -624,7 +639,7 @@ class Signer:
         reported too. While the node cannot answer, nothing is reported: an outcome is only ever
         what the chain said. With ``resend`` (after a restart), or while the record is still
         ``signed`` (the node did not answer the send), the same bytes are sent first."""
-        original = self.state.original_of(signed.intent_id)
+        original = self.state.of(signed.agent_id).original_of(signed.intent_id)
         if original is not None:
             return await self._follow(signed, original, now, emit)
         node = self.node_for(signed.chain)
@@ -633,7 +648,7 @@ class Signer:
             if error is None and signed.status == "signed":
                 emits, signed = self._transition(signed, {"status": "broadcast"}, now())
                 await emit(emits)
-        hashes = [h for h in self.state.attempts(signed.intent_id) if h != signed.tx_hash] + [signed.tx_hash]
+        hashes = [h for h in self.state.of(signed.agent_id).attempts(signed.intent_id) if h != signed.tx_hash] + [signed.tx_hash]
         tracked = _Tracked(signed, sent_us=to_us(now()), hashes=hashes)
         check_us, poll = 0, POLL_FIRST_S
         while True:
@@ -660,7 +675,7 @@ class Signer:
         the original's transaction reaches, under its own id and digest, until it is final."""
         while copy.status in lifecycle.OPEN:
             try:
-                original = SignedTransaction.from_bytes(self.state.signed_record(original_id))
+                original = SignedTransaction.from_bytes(self.state.of(copy.agent_id).signed_record(original_id))
                 changed = {name: getattr(original, name) for name in _FOLLOWED
                            if getattr(original, name) != getattr(copy, name)}
                 if changed and original.status != "signed":
@@ -727,7 +742,7 @@ class Signer:
             return signed.signed_tx
         sidecar = self._sidecars.get(signed.tx_hash)
         if sidecar is None:
-            context = self.state.tx_context(signed.intent_id)
+            context = self.state.of(signed.agent_id).tx_context(signed.intent_id)
             if context is None:
                 return signed.signed_tx
             sidecar = self._sidecar(TransactionIntent.model_validate_json(context[0]))
@@ -756,14 +771,14 @@ class Signer:
         else:
             return None
         winner = (signed if tx_hash == signed.tx_hash else
-                  SignedTransaction.from_bytes(self.state.attempts(signed.intent_id)[tx_hash]))
+                  SignedTransaction.from_bytes(self.state.of(signed.agent_id).attempts(signed.intent_id)[tx_hash]))
         ok = int(receipt["status"], 16) == 1
         gas_used = int(receipt["gasUsed"], 16)
         fee = gas_used * int(receipt["effectiveGasPrice"], 16)
         # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
         fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
         # Settled: the worst case reserved at signing gives way to what the chain took.
-        self.state.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok)
+        self.state.of(signed.agent_id).settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok)
         others = tuple(h for h in hashes if h != tx_hash)
         return self._transition(signed, {
             "signed_tx": winner.signed_tx, "tx_hash": tx_hash, "max_spend_wei": winner.max_spend_wei,
@@ -775,11 +790,11 @@ class Signer:
                           at: datetime) -> tuple[list[Emit], SignedTransaction]:
         """The chain's nonce passed this transaction and none of its hashes was mined: replaced,
         when another transaction this signer signed at the nonce was mined; dropped otherwise."""
-        self.state.settle_spend(signed.intent_id, 0, executed=False)  # none of this intent's transactions executed
-        for other in self.state.intents_at_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce):
+        self.state.of(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)  # none of this intent's transactions executed
+        for other in self.state.of(signed.agent_id).intents_at_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce):
             if other == signed.intent_id:
                 continue
-            for tx_hash in self.state.attempts(other):
+            for tx_hash in self.state.of(signed.agent_id).attempts(other):
                 receipt = await node.call("eth_getTransactionReceipt", tx_hash)
                 if receipt is not None:
                     return self._transition(signed, {"status": "replaced", "replaced_by": tx_hash, "error": (
@@ -796,8 +811,8 @@ class Signer:
         unfilled, sign_only = [], []
         for nonce in missing:
             held = [SignedTransaction.from_bytes(record)
-                    for intent_id in self.state.intents_at_nonce(signed.agent_id, signed.chain, signed.from_, nonce)
-                    if (record := self.state.signed_record(intent_id)) is not None]
+                    for intent_id in self.state.of(signed.agent_id).intents_at_nonce(signed.agent_id, signed.chain, signed.from_, nonce)
+                    if (record := self.state.of(signed.agent_id).signed_record(intent_id)) is not None]
             open_ = [record for record in held if record.status in lifecycle.OPEN]
             for record in open_:
                 await self._send_again(record, node)
@@ -819,7 +834,7 @@ class Signer:
         """Sign the intent again at the same nonce with higher fees, if the current policy
         allows it: (what to publish and the new record, or None and why not)."""
         signed = tracked.record
-        context = self.state.tx_context(signed.intent_id)
+        context = self.state.of(signed.agent_id).tx_context(signed.intent_id)
         if context is None:
             return None, ("not mined, and it was signed before replacements were recorded; submit an intent "
                           f"naming nonce {signed.nonce} with higher fees to replace it")
@@ -864,10 +879,11 @@ class Signer:
             "signed_tx": "0x" + raw.raw.hex(), "tx_hash": "0x" + raw.tx_hash.hex(), "signed_at": at,
             "max_spend_wei": quote.spend_wei(intent), "replaces": (signed.tx_hash, *signed.replaces),
             "status": "signed", "error": None}))
-        while self.state.in_scope:  # an intent is being signed: its savepoint must not be committed
+        while self.state.of(intent.agent_id).in_scope:  # an intent is being signed: its savepoint must not be committed
             await asyncio.sleep(0.01)
-        self.state.record_replacement(intent_id=intent.intent_id, tx_hash=bumped.tx_hash, record=bumped.to_bytes(),
+        self.state.of(intent.agent_id).record_replacement(intent_id=intent.intent_id, tx_hash=bumped.tx_hash, record=bumped.to_bytes(),
                                       now_us=to_us(at), spend_wei=bumped.max_spend_wei)
+        await self.persist(intent.agent_id)  # durable before the chain can see it
         if bumped.tx_hash not in tracked.hashes:  # its receipt counts from now on, even if the node refuses it
             tracked.hashes.append(bumped.tx_hash)
         error = await self._send_again(bumped, node)
@@ -891,7 +907,7 @@ class Signer:
         lifecycle.check_transition(signed.status, update["status"])
         result = self._signed(signed.model_copy(update=update))
         raw = result.to_bytes()
-        self.state.replace_record(signed.intent_id, raw)
+        self.state.of(signed.agent_id).replace_record(signed.intent_id, raw)
         if result.status not in lifecycle.OPEN:
             self._sidecars.pop(signed.tx_hash, None)  # never sent again
         metrics.TXS.labels(result.status).inc()

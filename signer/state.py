@@ -14,6 +14,12 @@ transaction signed for an intent (the first and each fee bump, any of which may 
 the one mined) and what a replacement needs (the intent and the key version that
 signed it). A record is written before the signed transaction is published or
 sent, so a crash in between re-publishes and re-sends the same bytes.
+
+The record is owned by the partition of ``warden.intents.approved`` its agents' records land in,
+and moves with it (`PartitionedState`): one SQLite file per partition, a cache of that partition's
+changelog (`signer.changelog`). Every write is one of the named statements in `WRITES`, and the
+writes of a batch are what the signer appends to the changelog before it commits them here and
+publishes anything; a new owner replays them in order and holds the same rows.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from runtime.kafka import partition_of
 from schemas import topics
 from signer.lifecycle import OPEN
 from schemas.models import idempotency_slot_live
@@ -56,16 +63,44 @@ CREATE TABLE IF NOT EXISTS asset_spend (
 CREATE INDEX IF NOT EXISTS asset_spend_by_agent ON asset_spend (agent_id, asset, at_us);
 CREATE TABLE IF NOT EXISTS tx_context (
     intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS changelog (
+    one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
 """
+# Every write the record makes, by name: the changelog carries (name, arguments), never SQL, so a
+# record can only ever ask a replaying signer for one of these statements.
+WRITES = {
+    "signed": "INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)",
+    "nonce": "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
+             "max(last_nonce, excluded.last_nonce)",
+    "signed_nonce": "INSERT OR IGNORE INTO signed_nonces VALUES (?, ?, ?, ?, ?)",
+    "spend": "INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
+    "asset_spend": "INSERT OR IGNORE INTO asset_spend VALUES (?, ?, ?, ?, ?)",
+    "policy_version": "INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
+                      "max(version, excluded.version)",
+    "idempotency": "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+    "tx_attempt": "INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)",
+    "tx_context": "INSERT OR IGNORE INTO tx_context VALUES (?, ?, ?, ?)",
+    "idempotent_copy": "INSERT OR IGNORE INTO idempotent_copies VALUES (?, ?)",
+    "message": "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?)",
+    "refused": "INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?)",
+    "spend_raised": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",
+    "record_replaced": "UPDATE signed SET record = ? WHERE intent_id = ?",
+    "spend_settled": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",
+    "assets_voided": "UPDATE asset_spend SET units = '0' WHERE intent_id = ?",
+    "nonce_released": "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
+}
+Write = tuple[str, tuple]
 # Records are compact JSON (orjson), so a status appears exactly as "status":"<name>".
 _OPEN_PATTERNS = tuple(b'"status":"%s"' % status.encode() for status in OPEN)
 _OPEN_STATUS = " OR ".join("instr(record, ?) > 0" for _ in OPEN)
 
 
-
 class SignerState:
+    """One partition's record (or, in a test, all of them): a SQLite file."""
+
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.db_path = path
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
@@ -73,7 +108,44 @@ class SignerState:
         # Writes from other tasks (a receipt arriving) while one intent's scope is open wait until
         # it closes, so rolling that intent back cannot undo them.
         self._in_scope = False
-        self._deferred: list[tuple[str, tuple]] = []
+        self._held = False
+        self._deferred: list[Write] = []
+        # The writes of the open transaction, in order: what the changelog gets before `commit`.
+        self._writes: list[Write] = []
+        self.written_bytes = 0  # roughly, their size: the signer appends before it grows too big
+
+    def of(self, agent_id: str) -> SignerState:
+        """The record an agent's state is in: this one, when it is the only one."""
+        return self
+
+    def _write(self, name: str, args: tuple) -> None:
+        self._begin()
+        self.db.execute(WRITES[name], args)
+        self._writes.append((name, args))
+        self.written_bytes += sum(len(a) for a in args if isinstance(a, (bytes, str))) + 16
+
+    @property
+    def writes(self) -> list[Write]:
+        """What the open transaction wrote, in order, not yet committed."""
+        return list(self._writes)
+
+    def replay(self, writes: list[Write]) -> None:
+        """Another signer's writes, from the changelog, in the order it made them: the same
+        statements on the same rows leave the same record. Not committed here."""
+        self._begin()
+        for name, args in writes:
+            self.db.execute(WRITES[name], args)
+
+    def changelog_position(self) -> tuple[int, int]:
+        """(offset of the last changelog record applied here, -1 for none; the next offset to read)."""
+        row = self.db.execute("SELECT head, next FROM changelog WHERE one = 0").fetchone()
+        return (-1, 0) if row is None else (row[0], row[1])
+
+    def set_changelog_position(self, head: int, next_offset: int) -> None:
+        """Written in the open transaction, so the rows and how far they go commit together."""
+        self._begin()
+        self.db.execute("INSERT OR REPLACE INTO changelog VALUES (0, ?, ?)", (head, next_offset))
+
 
     def signed_record(self, intent_id: str) -> bytes | None:
         row = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
@@ -131,8 +203,7 @@ class SignerState:
 
     def record_refused(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int) -> None:
         """A refusal is an outcome like a signature: durable at `commit`, before it is published."""
-        self._begin()
-        self.db.execute("INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+        self._write("refused", (intent_id, agent_id, record, now_us))
 
     def last_nonce(self, agent_id: str, chain: str, address: str) -> int | None:
         row = self.db.execute("SELECT last_nonce FROM nonces WHERE agent_id=? AND chain=? AND address=?",
@@ -177,25 +248,41 @@ class SignerState:
         self._begin()
         self.db.execute("SAVEPOINT intent")
         self._in_scope = True
+        written = len(self._writes)
         try:
             yield
         except BaseException:
             self.db.execute("ROLLBACK TO intent")
             self.db.execute("RELEASE intent")
+            del self._writes[written:]  # rolled back: not for the changelog either
             raise
         else:
             self.db.execute("RELEASE intent")
         finally:
             self._in_scope = False
             deferred, self._deferred = self._deferred, []
-            for sql, args in deferred:
-                self.db.execute(sql, args)
+            for name, args in deferred:
+                self._write(name, args)
 
-    def _outside_scope(self, sql: str, args: tuple) -> None:
-        if self._in_scope:
-            self._deferred.append((sql, args))
+    def _outside_scope(self, name: str, args: tuple) -> None:
+        if self._in_scope or self._held:
+            self._deferred.append((name, args))
         else:
-            self.db.execute(sql, args)
+            self._write(name, args)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """While the open writes are on their way to the changelog: writes from other tasks (a
+        receipt) wait, so what is committed is exactly what was appended."""
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
+            if not self._in_scope:
+                deferred, self._deferred = self._deferred, []
+                for name, args in deferred:
+                    self._write(name, args)
 
     def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
                       address: str, nonce: int, spend_wei: int, counts: bool, policy_version: int,
@@ -205,49 +292,40 @@ class SignerState:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
         Call it inside `intent_scope`, so they are written together or not at all."""
-        self._begin()
-        self.db.execute("INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
-        self.db.execute(
-            "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
-            "max(last_nonce, excluded.last_nonce)", (agent_id, chain, address, max(nonce, last_nonce or nonce)))
-        self.db.execute("INSERT OR IGNORE INTO signed_nonces VALUES (?, ?, ?, ?, ?)",
-                        (agent_id, chain, address, nonce, intent_id))
+        self._write("signed", (intent_id, agent_id, record, now_us))
+        self._write("nonce", (agent_id, chain, address, max(nonce, last_nonce or nonce)))
+        self._write("signed_nonce", (agent_id, chain, address, nonce, intent_id))
         if counts:
-            self.db.execute("INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
-                            (intent_id, agent_id, now_us, str(spend_wei)))
+            self._write("spend", (intent_id, agent_id, now_us, str(spend_wei)))
             self._record_assets(intent_id, agent_id, now_us, assets)
         self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
         if tx_hash is not None:
-            self.db.execute("INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)", (intent_id, tx_hash, record, now_us))
+            self._write("tx_attempt", (intent_id, tx_hash, record, now_us))
         if context is not None:
-            self.db.execute("INSERT OR IGNORE INTO tx_context VALUES (?, ?, ?, ?)", (intent_id, *context))
+            self._write("tx_context", (intent_id, *context))
         if copy_of is not None:
-            self.db.execute("INSERT OR IGNORE INTO idempotent_copies VALUES (?, ?)", (intent_id, copy_of))
+            self._write("idempotent_copy", (intent_id, copy_of))
 
     def record_message(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, policy_version: int,
                        idempotency_slot: str | None, assets: dict[str, int] | None = None) -> None:
         """A signed message (EIP-191 or EIP-712) with its idempotency entry and what it authorizes
         (a Permit's amounts), like `record_signed`: in the open batch, inside `intent_scope`,
         durable before it is published."""
-        self._begin()
-        self.db.execute("INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?)", (intent_id, agent_id, record, now_us))
+        self._write("message", (intent_id, agent_id, record, now_us))
         self._record_assets(intent_id, agent_id, now_us, assets)
         self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
 
     def _record_assets(self, intent_id: str, agent_id: str, now_us: int, assets: dict[str, int] | None) -> None:
         for asset, units in (assets or {}).items():
-            self.db.execute("INSERT OR IGNORE INTO asset_spend VALUES (?, ?, ?, ?, ?)",
-                            (intent_id, agent_id, asset, now_us, str(units)))
+            self._write("asset_spend", (intent_id, agent_id, asset, now_us, str(units)))
 
     def _record_signature(self, agent_id: str, intent_id: str, now_us: int, policy_version: int,
                           idempotency_slot: str | None) -> None:
         """What any signature leaves: the policy version it was signed under (an older one cannot be
         replayed) and the idempotency key it claims."""
-        self.db.execute("INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
-                        "max(version, excluded.version)", (agent_id, policy_version))
+        self._write("policy_version", (agent_id, policy_version))
         if idempotency_slot is not None:
-            self.db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
-                            (idempotency_slot, intent_id, now_us))
+            self._write("idempotency", (idempotency_slot, intent_id, now_us))
 
     @property
     def in_scope(self) -> bool:
@@ -257,15 +335,14 @@ class SignerState:
                            spend_wei: int) -> None:
         """A fee bump, durable before it is sent: the new transaction among the intent's attempts,
         and the spend reserved raised to its worst case (never lowered: an earlier attempt may
-        still be the one mined). Not inside an intent's scope: a commit here would close it."""
+        still be the one mined). Not inside an intent's scope: the caller makes it durable
+        (commits, or appends it to the changelog) before the bump is sent, and that would close it."""
         if self._in_scope:
             raise RuntimeError("record_replacement inside an intent scope; wait for it to close")
-        self._begin()
-        self.db.execute("INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)", (intent_id, tx_hash, record, now_us))
-        held = self.spend_of(intent_id)
-        if held is not None and spend_wei > held:  # compared as Python ints: wei passes SQLite's 64 bits
-            self.db.execute("UPDATE spend SET spend_wei = ? WHERE intent_id = ?", (str(spend_wei), intent_id))
-        self.commit()
+        self._outside_scope("tx_attempt", (intent_id, tx_hash, record, now_us))
+        reserved = self.spend_of(intent_id)
+        if reserved is not None and spend_wei > reserved:  # compared as Python ints: wei passes SQLite's 64 bits
+            self._outside_scope("spend_raised", (str(spend_wei), intent_id))
 
     def _begin(self) -> None:
         # One open transaction per batch of intents: `commit` makes the whole batch durable at once.
@@ -276,25 +353,72 @@ class SignerState:
         """One fsync for a whole batch of signatures."""
         if self.db.in_transaction:
             self.db.execute("COMMIT")
+        self._writes = []
+        self.written_bytes = 0
+
+    def rollback(self) -> None:
+        """Forget the open transaction: its changelog record did not hold."""
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+        self._writes = []
+        self.written_bytes = 0
 
     def replace_record(self, intent_id: str, record: bytes) -> None:
         """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
-        self._outside_scope("UPDATE signed SET record = ? WHERE intent_id = ?", (record, intent_id))
+        self._outside_scope("record_replaced", (record, intent_id))
 
     def settle_spend(self, intent_id: str, spent_wei: int, executed: bool) -> None:
         """What the chain took (value if it executed, plus the fee actually paid; nothing if the
         node refused it) replaces the worst case reserved at signing. Token amounts stay counted
         when the transaction executed, and count nothing when it did not."""
-        self._outside_scope("UPDATE spend SET spend_wei = ? WHERE intent_id = ?", (str(spent_wei), intent_id))
+        self._outside_scope("spend_settled", (str(spent_wei), intent_id))
         if not executed:
-            self._outside_scope("UPDATE asset_spend SET units = '0' WHERE intent_id = ?", (intent_id,))
+            self._outside_scope("assets_voided", (intent_id,))
 
     def release_nonce(self, agent_id: str, chain: str, address: str, nonce: int, last: int | None = None) -> None:
         """The node refused the transaction: its nonce (through ``last``, the highest one it would
         have used) was never used, so the next intent takes it."""
-        self._outside_scope(
-            "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
-            (nonce - 1, agent_id, chain, address, nonce if last is None else last))
+        self._outside_scope("nonce_released", (nonce - 1, agent_id, chain, address, nonce if last is None else last))
 
     def close(self) -> None:
         self.db.close()
+
+
+class PartitionedState:
+    """The signer's record as its partitions own it: one `SignerState` file per partition of
+    ``warden.intents.approved``, each a cache of that partition's changelog. An agent's state is
+    in the partition its records land in, so two agents' rows never share a file, and a partition
+    moves to another signer whole."""
+
+    def __init__(self, directory: Path, partitions: int = topics.PARTITIONS):
+        self.directory = directory
+        self.count = partitions
+        self._parts: dict[int, SignerState] = {}
+
+    def partition(self, partition: int) -> SignerState:
+        if partition not in self._parts:
+            self._parts[partition] = SignerState(self.directory / f"partition-{partition}.db")
+        return self._parts[partition]
+
+    def partition_of(self, agent_id: str) -> int:
+        return partition_of(agent_id, self.count)
+
+    def of(self, agent_id: str) -> SignerState:
+        return self.partition(self.partition_of(agent_id))
+
+    def opened(self) -> list[SignerState]:
+        return list(self._parts.values())
+
+    def opened_by_partition(self) -> list[tuple[int, SignerState]]:
+        return sorted(self._parts.items(), key=lambda item: item[0])
+
+    def unconfirmed(self) -> list[bytes]:
+        return [raw for state in self._parts.values() for raw in state.unconfirmed()]
+
+    def commit(self) -> None:
+        for state in self._parts.values():
+            state.commit()
+
+    def close(self) -> None:
+        for state in self._parts.values():
+            state.close()

@@ -38,6 +38,8 @@ log = logging.getLogger("warden.streams")
 
 def build_app(settings: Settings) -> faust.App:
     kafka_transport.fetch_max_wait_ms = settings.fetch_wait_ms
+    datadir = settings.state_dir / "faust" / settings.worker_id  # one per worker: several may share a home
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         "warden-streams",
         # Faust's aiokafka transport with a short fetch wait (streams.kafka_transport says why).
@@ -55,7 +57,7 @@ def build_app(settings: Settings) -> faust.App:
         # Sized with max_record_bytes, so a dead letter of the largest readable record is sendable.
         producer_max_request_size=settings.max_message_bytes,
         consumer_max_fetch_size=settings.max_message_bytes,
-        datadir=str(settings.state_dir / "faust"),
+        datadir=str(datadir),
     )
 
     def raw_topic(name: str) -> faust.TopicT:
@@ -92,9 +94,9 @@ def build_app(settings: Settings) -> faust.App:
         nonlocal windows_stale, metrics_served
         windows_stale = True
         if not metrics_served:
-            metrics.serve(settings, "streams")
+            metrics.serve(settings, settings.worker_process)
             metrics_served = True
-        mark_ready(settings, "streams")
+        mark_ready(settings, settings.worker_process)
 
     def fresh_windows() -> None:
         nonlocal windows_stale

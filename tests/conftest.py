@@ -35,9 +35,9 @@ def fresh_stack(tmp_path):
     numbers = itertools.count()
     with contextlib.ExitStack() as started:
 
-        def start(**overrides) -> LocalStack:
+        def start(signers: int = 1, workers: int = 1, **overrides) -> LocalStack:
             home = tmp_path / f"home{next(numbers)}"
-            return started.enter_context(running_stack(local_settings(home, **overrides)))
+            return started.enter_context(running_stack(local_settings(home, **overrides), signers, workers))
 
         yield start
 

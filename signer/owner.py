@@ -1,0 +1,256 @@
+"""The signer's partitions: restored from the changelog before it signs anything there, and every
+batch's writes appended to it, and read back, before they are committed or anything is published.
+
+A consumer-group rebalance calls `on_partitions_revoked` (the batch in hand finishes and its
+writes are appended first, while this signer still owns the partitions) and then
+`on_partitions_assigned` (each new partition is read from where this signer's file stopped, to
+the end, before the first fetch). A crashed signer revokes nothing: its partitions' last records
+are on the topic, and the new owner reads them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from runtime.config import Settings
+from schemas import topics
+from signer.changelog import Chain, ChangelogError, open_record, seal
+from signer.state import PartitionedState, SignerState
+
+log = logging.getLogger("warden.signer.owner")
+
+# A record of one partition's batch stays well under a broker's 1 MiB default: the main loop
+# appends before the next intent once this much is written.
+FLUSH_BYTES = 256 * 1024
+READ_TIMEOUT_S = 30.0
+QUIET_MS = 200  # a partition is read to its end when a fetch waits this long for nothing
+
+
+class Fenced(RuntimeError):
+    """Another signer appended to a partition this one appended to: it owns it now. Nothing of the
+    batch was committed or published; the signer stops, and its restart restores from the log."""
+
+
+class PartitionOwner(ConsumerRebalanceListener):
+    def __init__(self, settings: Settings, states: PartitionedState, producer: AIOKafkaProducer,
+                 service_key: tuple[str, Ed25519PrivateKey], public_key_of: Callable[[str], str | None],
+                 on_restored: Callable[[int], None], on_revoked: Callable[[int], None]):
+        self.settings = settings
+        self.states = states
+        self.producer = producer
+        self.writer, self._key = service_key
+        self.public_key_of = public_key_of
+        self.on_restored = on_restored
+        self.on_revoked = on_revoked
+        self.owned: set[int] = set()
+        # Held by the main loop for a whole batch, and by a rebalance: they never interleave.
+        self.batch = asyncio.Lock()
+        self._io = asyncio.Lock()  # one append or read of the changelog at a time
+        self.failure: BaseException | None = None  # what a rebalance callback could not raise itself
+        self.reader = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
+                                       fetch_max_wait_ms=settings.fetch_wait_ms,
+                                       max_partition_fetch_bytes=settings.max_message_bytes)
+
+    async def start(self) -> None:
+        await self.reader.start()
+        found = self.reader.partitions_for_topic(topics.SIGNER_CHANGELOG)
+        if not found:
+            await self.reader.topics()
+            found = self.reader.partitions_for_topic(topics.SIGNER_CHANGELOG)
+        if found != set(range(self.states.count)):
+            raise RuntimeError(f"{topics.SIGNER_CHANGELOG} has partitions {sorted(found or ())}, it needs "
+                               f"0..{self.states.count - 1}, one per partition of {topics.INTENTS_APPROVED}; "
+                               "create it with `warden up` (or as many partitions as that topic)")
+        parts = [TopicPartition(topics.SIGNER_CHANGELOG, p) for p in range(self.states.count)]
+        self.reader.assign(parts)
+        self.reader.pause(*parts)  # fetched only while a partition is read
+
+    async def stop(self) -> None:
+        await self.reader.stop()
+
+    # The consumer group's callbacks. aiokafka logs and swallows what they raise, so a failure is
+    # kept for the main loop to raise: a signer that could not restore must not sign.
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self.batch:
+            try:
+                await self.flush()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the main loop
+                self.failure = exc
+            for tp in revoked:
+                self.owned.discard(tp.partition)
+                self.on_revoked(tp.partition)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        for tp in sorted(assigned):
+            try:
+                await self.restore(tp.partition)
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the main loop
+                self.failure = exc
+                return
+
+    async def restore(self, partition: int) -> None:
+        """Everything the partition's changelog holds that this signer's file does not, applied
+        and committed, before this signer decides anything there."""
+        started = time.monotonic()
+        async with self._io:
+            state = self.states.partition(partition)
+            if state.writes:  # written while it was not owned here: not on the log, so not kept
+                log.warning("partition %d had %d writes not on its changelog; dropped", partition, len(state.writes))
+                state.rollback()
+            _, next_offset = state.changelog_position()
+            # From the last record this file applied, so that its being gone shows: a log that no
+            # longer holds what the file was built from (a new broker, records deleted) would have
+            # the signer start without some agent's spend.
+            records = await self._read_to_quiet(partition, max(0, next_offset - 1))
+            if next_offset > 0:
+                if not records or records[0][0] != next_offset - 1:
+                    raise RuntimeError(
+                        f"{topics.SIGNER_CHANGELOG} partition {partition} no longer holds offset {next_offset - 1}, "
+                        f"the last this signer's record of it ({state.db_path}) applied: the log it was restored "
+                        "from is gone. Not signing; restore the broker's data, or (a new chain and broker) move "
+                        "the signer's state directory aside")
+                records = records[1:]
+            held = self._apply(state, partition, records)
+            state.commit()
+        self.owned.add(partition)
+        log.info("partition %d restored from %s: %d records read, %d held, head at offset %d, in %.0f ms",
+                 partition, topics.SIGNER_CHANGELOG, len(records), held, state.changelog_position()[0],
+                 (time.monotonic() - started) * 1000)
+        self.on_restored(partition)
+
+    async def ensure_owned(self, partition: int) -> None:
+        if self.failure is not None:
+            raise self.failure
+        if partition not in self.owned:
+            await self.restore(partition)
+
+    def pending_bytes(self) -> int:
+        return sum(state.written_bytes for state in self.states.opened())
+
+    async def flush(self) -> None:
+        """Append every partition's open writes (one record each), read each back, and commit the
+        partitions whose record holds. Raises Fenced if one did not: nothing of it may be published."""
+        async with self._io:
+            pending: dict[int, SignerState] = {}
+            for partition, state in self.states.opened_by_partition():
+                while state.in_scope:  # an intent is being signed there: its writes are not whole yet
+                    await asyncio.sleep(0.002)
+                if not state.writes:
+                    continue
+                if partition not in self.owned:
+                    log.warning("partition %d is not this signer's: %d writes dropped (its owner restores from "
+                                "the log)", partition, len(state.writes))
+                    state.rollback()
+                    continue
+                pending[partition] = state
+            if not pending:
+                return
+            with contextlib.ExitStack() as holding:
+                for state in pending.values():
+                    holding.enter_context(state.held())
+                await self._append(pending)
+
+    async def _append(self, pending: dict[int, SignerState]) -> None:
+        """Each partition's record appended and read back; committed where it holds."""
+        sent = {}
+        for partition, state in pending.items():
+            head, _ = state.changelog_position()
+            value = seal(partition=partition, prev=head, writer=self.writer, writes=state.writes, key=self._key)
+            sent[partition] = await self.producer.send(topics.SIGNER_CHANGELOG, value, partition=partition)
+        offsets = {partition: (await ack).offset for partition, ack in sent.items()}
+        lost = []
+        for partition, state in pending.items():
+            head, next_offset = state.changelog_position()
+            records = await self._read(partition, next_offset, offsets[partition])
+            # Ours holds unless a record between our last and ours held first: then another
+            # signer wrote the partition after us, and it is theirs.
+            chain = Chain(head)
+            others_held = [offset for offset, value in records[:-1]
+                           if (entry := self._open(partition, value)) is not None and chain.holds(offset, entry)]
+            if others_held or not records or records[-1][0] != offsets[partition]:
+                state.rollback()
+                lost.append(partition)
+                continue
+            state.set_changelog_position(offsets[partition], offsets[partition] + 1)
+            state.commit()
+        if lost:
+            for partition in lost:
+                self.owned.discard(partition)
+            self.failure = Fenced(
+                f"another signer appended to partition(s) {lost} of {topics.SIGNER_CHANGELOG}: it owns them now. "
+                "Nothing of this batch there was committed or published; this signer stops")
+            raise self.failure
+
+    def _open(self, partition: int, value: bytes):
+        try:
+            return open_record(value, partition, self.public_key_of)
+        except ChangelogError:
+            return None
+
+    def _apply(self, state: SignerState, partition: int, records: list[tuple[int, bytes]]) -> int:
+        """Apply the records that hold, in order, and move the file's position past all of them.
+        Returns how many held."""
+        head, next_offset = state.changelog_position()
+        chain = Chain(head)
+        held = 0
+        for offset, value in records:
+            next_offset = offset + 1
+            try:
+                entry = open_record(value, partition, self.public_key_of)
+            except ChangelogError as exc:
+                log.warning("%s partition %d offset %d is void: %s", topics.SIGNER_CHANGELOG, partition, offset, exc)
+                continue
+            if not chain.holds(offset, entry):
+                log.warning("%s partition %d offset %d by %s is void: it follows offset %d, the last record that "
+                            "held is at %d", topics.SIGNER_CHANGELOG, partition, offset, entry.writer, entry.prev,
+                            chain.head)
+                continue
+            state.replay(entry.writes)
+            held += 1
+        state.set_changelog_position(chain.head, next_offset)
+        return held
+
+    async def _read_to_quiet(self, partition: int, start: int) -> list[tuple[int, bytes]]:
+        """(offset, value) of the partition's records from ``start`` until a fetch finds nothing
+        new. Not to the end the broker reports: Tansu's reported end can trail its last record by
+        far (on S3 storage it was seen at 1 with 40 records there). A record appended meanwhile is
+        found by the next append, whose read-back then finds it did not hold."""
+        tp = TopicPartition(topics.SIGNER_CHANGELOG, partition)
+        out: list[tuple[int, bytes]] = []
+        self.reader.seek(tp, start)
+        self.reader.resume(tp)
+        try:
+            while True:
+                batch = (await self.reader.getmany(tp, timeout_ms=QUIET_MS)).get(tp, [])
+                if not batch:
+                    return out
+                out += [(m.offset, m.value) for m in batch if m.offset >= start]
+        finally:
+            self.reader.pause(tp)
+
+    async def _read(self, partition: int, start: int, last: int) -> list[tuple[int, bytes]]:
+        """(offset, value) of the partition's records from ``start`` through ``last``."""
+        tp = TopicPartition(topics.SIGNER_CHANGELOG, partition)
+        if last < start:
+            return []
+        out: list[tuple[int, bytes]] = []
+        self.reader.seek(tp, start)
+        self.reader.resume(tp)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        try:
+            while not out or out[-1][0] < last:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{topics.SIGNER_CHANGELOG} partition {partition}: offsets {start}..{last} "
+                                       f"not readable within {READ_TIMEOUT_S:.0f} s; is the broker up?")
+                batch = await self.reader.getmany(tp, timeout_ms=200)
+                out += [(m.offset, m.value) for m in batch.get(tp, []) if start <= m.offset <= last]
+        finally:
+            self.reader.pause(tp)
+        return out

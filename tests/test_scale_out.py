@@ -1,0 +1,109 @@
+"""Scale-out: two signers and two streams workers, each pair one consumer group, and the signer
+that owns an agent's partition SIGKILLed while 100 of that agent's intents race its daily limit.
+
+Half the intents go through the workers; the other half are written straight to
+``warden.intents.approved`` (a compromised worker), so only the signers' own record of the
+agent's spend stands between them and the limit. The partition moves to the surviving signer,
+which restores it from ``warden.signer.changelog`` before it signs: the limit holds across the
+two signers, no nonce is used twice, and every intent ends with one outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import defaultdict
+
+from infra.client import Client, new_intent, wait_outcomes
+from runtime.clock import utcnow
+from runtime.kafka import end_offsets, follow
+from schemas import topics
+from schemas.models import IntentApproved, IntentRejected, SignedTransaction
+from tests.support import make_agent, read_topic
+
+AGENT = "agent-scale-out"
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+INTENTS = 100
+# Each intent can spend 0.01 ETH + 21,000 gas x 2 gwei = 0.010042 ETH: 49 fit in 0.5 ETH, 50 do not.
+LIMIT_WEI = 5 * 10**17
+FITS = 49
+KILL_AFTER_SIGNED = 15
+
+
+def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fresh_stack):
+    stack = fresh_stack(signers=2, workers=2)
+    settings = stack.settings
+
+    async def scenario():
+        key, _, policy = await make_agent(settings, AGENT, tx_daily_limit_eth="0.5", tx_to_allowlist=(DEST,))
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        intents = [new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.01", max_fee_per_gas=2 * 10**9,
+                              max_priority_fee_per_gas=10**9, gas_limit=21000) for _ in range(INTENTS)]
+        killed: list[str] = []
+
+        async def kill_the_owner() -> None:
+            # The signer that signs this agent's first intents owns its partition: killed without warning.
+            seen: list[str] = []
+            async for topic, value in follow(settings, (topics.TXS_SIGNED,), start, fetch_max_wait_ms=20):
+                if topic:
+                    record = SignedTransaction.from_bytes(value)
+                    if record.agent_id == AGENT:
+                        seen.append(record.signed_by)
+                if len(seen) >= KILL_AFTER_SIGNED:
+                    break
+            owner = seen[-1]
+            killed.append(owner)
+            await asyncio.to_thread(stack.kill, "signer" if owner == "signer-0" else owner, signal.SIGKILL)
+
+        async with Client(settings) as client:
+            # The first through the workers, waited for: both groups have settled before the race.
+            await client.submit(intents[0])
+            await client.flush()
+            await wait_outcomes(settings, intents[:1], 60, start)
+            killer = asyncio.create_task(kill_the_owner())
+            for number, intent in enumerate(intents[1:], 1):
+                if number % 2:
+                    approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=utcnow(),
+                                              intent_digest=intent.digest())
+                    await client.send(topics.INTENTS_APPROVED, AGENT, approved.to_bytes())
+                else:
+                    await client.submit(intent)
+                await client.flush()
+                await asyncio.sleep(0.04)
+        await asyncio.wait_for(killer, 60)
+        outcomes = await wait_outcomes(settings, intents, 150, start)
+        signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
+        rejected = [IntentRejected.from_bytes(v)
+                    for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
+        return intents, outcomes, signed, rejected, killed[0]
+
+    intents, outcomes, signed, rejected, killed = asyncio.run(scenario())
+    ids = {intent.intent_id for intent in intents}
+    assert set(outcomes) == ids, f"{len(ids - set(outcomes))} intents without an outcome"
+
+    # One outcome each: the same bytes may be published again (a redelivery), nothing else.
+    said: dict[str, set] = defaultdict(set)
+    for record in signed:
+        if record.intent_id in ids:
+            said[record.intent_id].add(("signed", record.signed_tx))
+    for record in rejected:
+        if record.intent_id in ids:
+            said[record.intent_id].add(("rejected", record.stage, record.code))
+    several = {i: sorted(s) for i, s in said.items() if len(s) != 1}
+    assert not several, f"{len(several)} intents were told more than one thing, e.g. {next(iter(several.items()))}"
+
+    mine = {r.intent_id: r for r in signed if r.intent_id in ids}
+    by = {r.signed_by for r in mine.values()}
+    assert by == {"signer-0", "signer-1"}, f"signed by {by}: the partition did not move to the other signer"
+    survivor = ({"signer-0", "signer-1"} - {killed}).pop()
+    assert any(r.signed_by == survivor for r in mine.values())
+
+    # The limit held across the two signers, to the wei, and it was what stopped them.
+    total = sum(r.max_spend_wei for r in mine.values())
+    assert total <= LIMIT_WEI, f"{len(mine)} signed for {total} wei against a daily limit of {LIMIT_WEI}"
+    assert len(mine) == FITS
+    over = [o for o in outcomes.values() if isinstance(o, IntentRejected)]
+    assert len(over) == INTENTS - FITS and {o.code for o in over} == {"DAILY_LIMIT_EXCEEDED"}, \
+        sorted({(o.stage, o.code) for o in over})
+
+    # No nonce twice: the survivor continued the line the killed signer left.
+    assert sorted(r.nonce for r in mine.values()) == list(range(FITS))

@@ -1,0 +1,183 @@
+"""The signer's partition-owned state on a real broker (a private Tansu: these tests write
+``warden.signer.changelog`` the way a stalled signer or a hostile writer would).
+
+A signer that lost its partition but still appends (a zombie) must not get its batch committed
+or published, and nobody restoring the partition may count what it wrote; a record nobody pinned
+signed, or signed for another partition, counts for nobody either."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.stack import LocalStack, local_settings
+from schemas import topics
+from schemas.auth import public_key_hex
+from signer.changelog import ChangelogError, open_record, seal
+from signer.owner import Fenced, PartitionOwner
+from signer.state import PartitionedState
+
+AGENT = "agent-changelog"
+NOW_US = 1_800_000_000_000_000
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("signer-a", "signer-b", "signer-c")}
+PINNED = {name: public_key_hex(key) for name, key in KEYS.items()}
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    stack = LocalStack(local_settings(tmp_path_factory.mktemp("changelog-home")))
+    stack.start(parts=("broker",))
+    yield stack.settings
+    stack.stop()
+
+
+def spend(state, intent_id: str, wei: int, nonce: int) -> None:
+    """What a signature leaves: its record, nonce and spend."""
+    state.record_signed(intent_id=intent_id, agent_id=AGENT, record=b"{}", now_us=NOW_US, chain="anvil",
+                        address="0x00000000000000000000000000000000000000aa", nonce=nonce, spend_wei=wei,
+                        counts=True, policy_version=1, idempotency_slot=None)
+
+
+def spent(states: PartitionedState) -> int:
+    return sum(wei for _, wei in states.of(AGENT).spend_entries(AGENT, NOW_US).values())
+
+
+class Signer:
+    """A signer's state and its changelog side, without the rest of the signer."""
+
+    def __init__(self, settings, tmp, name: str, producer: AIOKafkaProducer):
+        self.states = PartitionedState(tmp / name)
+        self.owner = PartitionOwner(settings, self.states, producer, (name, KEYS[name]), PINNED.get,
+                                    on_restored=lambda p: None, on_revoked=lambda p: None)
+        self.partition = self.states.partition_of(AGENT)
+
+
+def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
+        await producer.start()
+        a, b, c = (Signer(broker, tmp_path, name, producer) for name in KEYS)
+        for s in (a, b, c):
+            await s.owner.start()
+        try:
+            p = a.partition
+            await a.owner.restore(p)
+            spend(a.states.of(AGENT), "i-1", 10, 0)
+            await a.owner.flush()
+
+            # The partition moves to b (a stalled past its session): b restores a's spend.
+            await b.owner.restore(p)
+            assert spent(b.states) == 10
+            spend(b.states.of(AGENT), "i-2", 20, 1)
+            await b.owner.flush()
+
+            # a resumes and signs with what it knew: its append does not hold, nothing is committed.
+            spend(a.states.of(AGENT), "i-3", 40, 1)
+            with pytest.raises(Fenced, match="another signer appended"):
+                await a.owner.flush()
+            assert spent(a.states) == 10, "the zombie's batch stayed in its file"
+            assert a.states.of(AGENT).writes == []
+
+            # A key nobody pinned, and a pinned signer's record for another partition: void too.
+            stranger = Ed25519PrivateKey.generate()
+            head = b.states.of(AGENT).changelog_position()[0]
+            forged = [(name, tuple(args)) for name, args in [("spend", ("i-forged", AGENT, NOW_US, "-1000"))]]
+            await (await producer.send(topics.SIGNER_CHANGELOG, seal(partition=p, prev=head, writer="signer-b",
+                                                                      writes=forged, key=stranger), partition=p))
+            other = (p + 1) % topics.PARTITIONS
+            await (await producer.send(topics.SIGNER_CHANGELOG, seal(partition=other, prev=head, writer="signer-b",
+                                                                      writes=forged, key=KEYS["signer-b"]),
+                                       partition=p))
+
+            # b still owns the partition: its next append holds over the void records.
+            spend(b.states.of(AGENT), "i-4", 5, 2)
+            await b.owner.flush()
+
+            # A new owner restores exactly what held: a's first, b's two; not the zombie's, not the forgeries.
+            await c.owner.restore(p)
+            rows = c.states.of(AGENT).spend_entries(AGENT, NOW_US)
+            assert sorted(rows) == ["i-1", "i-2", "i-4"]
+            assert spent(c.states) == 35
+            assert c.states.of(AGENT).last_nonce(AGENT, "anvil", "0x00000000000000000000000000000000000000aa") == 2
+        finally:
+            for s in (a, b, c):
+                await s.owner.stop()
+                s.states.close()
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_record_is_read_only_as_what_it_says_and_only_its_named_writes():
+    key = KEYS["signer-a"]
+    value = seal(partition=2, prev=7, writer="signer-a", writes=[("refused", ("i", AGENT, b"\x00\xff", 3))], key=key)
+    entry = open_record(value, 2, PINNED.get)
+    assert (entry.prev, entry.writer, entry.writes) == (7, "signer-a", [("refused", ("i", AGENT, b"\x00\xff", 3))])
+    with pytest.raises(ChangelogError, match="found on partition 3"):
+        open_record(value, 3, PINNED.get)
+    with pytest.raises(ChangelogError, match="not signer-a's"):
+        open_record(value, 2, {"signer-a": PINNED["signer-b"]}.get)
+    with pytest.raises(ChangelogError, match="not a pinned signer"):
+        open_record(value, 2, {}.get)
+    tampered = value[:-3] + b"9}]"
+    with pytest.raises(ChangelogError):
+        open_record(tampered, 2, PINNED.get)
+    # Only the named statements, with their arity: a record cannot ask for SQL of its own.
+    for writes, why in (([("DROP TABLE spend", ())], "is not \\[one of"),
+                        ([("spend", ("i", AGENT, 1))], "takes 4 arguments, not 3"),
+                        ([("spend", ("i", AGENT, 1, 2.5))], "neither text, integer")):
+        bad = seal(partition=2, prev=7, writer="signer-a", writes=writes, key=key)
+        with pytest.raises(ChangelogError, match=why):
+            open_record(bad, 2, PINNED.get)
+
+
+def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(stack, run):
+    """Decided there, it would be judged with another partition's state (another signer's, maybe
+    one without the agent's spend). Dead-lettered by the signer; the same approval on its
+    agent's partition is then signed as usual."""
+    from infra.client import Client, new_intent, wait_outcomes
+    from runtime.clock import utcnow
+    from runtime.kafka import end_offsets, partition_of
+    from schemas.models import DeadLetter, IntentApproved
+    from tests.support import make_agent, read_topic
+
+    settings = stack.settings
+    agent = "agent-misplaced"
+    key, _, policy = run(make_agent(settings, agent))
+    intent = new_intent(key, agent_id=agent, chain="anvil", to="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+                        value="0.001", max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
+    approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=utcnow(),
+                              intent_digest=intent.digest()).to_bytes()
+    home = partition_of(agent)
+    elsewhere = (home + 1) % topics.PARTITIONS
+    start = run(end_offsets(settings, (topics.DLQ, topics.TXS_SIGNED, topics.INTENTS_REJECTED)))
+
+    async def misplaced():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+        await producer.start()
+        try:
+            await (await producer.send(topics.INTENTS_APPROVED, approved, key=agent.encode(), partition=elsewhere))
+        finally:
+            await producer.stop()
+        letters = []
+        for _ in range(50):
+            letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, idle_polls=2, start=start)]
+            letters = [d for d in letters if d.source_topic == topics.INTENTS_APPROVED and d.partition == elsewhere]
+            if letters:
+                break
+        return letters
+
+    (letter,) = run(misplaced())
+    assert f"belong on partition {home}" in letter.reason and letter.signed_by.startswith("signer")
+    assert not run(wait_outcomes(settings, [intent], 2, start)), "the misplaced approval was decided"
+
+    async def in_place():
+        async with Client(settings) as client:
+            await client.send(topics.INTENTS_APPROVED, agent, approved)
+            await client.flush()
+        return await wait_outcomes(settings, [intent], 30, start)
+
+    assert run(in_place())[intent.intent_id].status == "sign_only"
