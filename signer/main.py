@@ -2,7 +2,7 @@
 
 Offsets are committed only after everything a batch produced is acknowledged
 by the broker, and the signer's state records each signature before it is
-published (appended to the partition's changelog, read back, then committed
+published (appended to the partition's changelog, checked to hold, then committed
 to the local file: `signer.owner`), so a SIGKILL anywhere re-publishes the
 same bytes and never signs twice, and another signer taking the partition
 over starts from the same record.
@@ -196,7 +196,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                         track(sent)
                 elif owner.pending_bytes() > FLUSH_BYTES:  # one changelog record stays small
                     await owner.flush()
-        # On the changelog and read back before anything of the batch is published.
+        # On the changelog, and holding there, before anything of the batch is published.
         await owner.flush()
         acks += await publish(producer, unpublished + custody_audit.drain())
         if acks:

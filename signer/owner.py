@@ -1,5 +1,6 @@
 """The signer's partitions: restored from the changelog before it signs anything there, and every
-batch's writes appended to it, and read back, before they are committed or anything is published.
+batch's writes appended to it, and checked to hold, before they are committed or anything is
+published.
 
 A consumer-group rebalance calls `on_partitions_revoked` (the batch in hand finishes and its
 writes are appended first, while this signer still owns the partitions) and then
@@ -158,7 +159,7 @@ class PartitionOwner(ConsumerRebalanceListener):
                 await self._append(pending)
 
     async def _append(self, pending: dict[int, SignerState]) -> None:
-        """Each partition's record appended and read back; committed where it holds."""
+        """Each partition's record appended; committed where it holds."""
         sent = {}
         for partition, state in pending.items():
             head, _ = state.changelog_position()
@@ -168,13 +169,18 @@ class PartitionOwner(ConsumerRebalanceListener):
         lost = []
         for partition, state in pending.items():
             head, next_offset = state.changelog_position()
-            records = await self._read(partition, next_offset, offsets[partition])
-            # Ours holds unless a record between our last and ours held first: then another
-            # signer wrote the partition after us, and it is theirs.
+            if offsets[partition] < next_offset:
+                raise RuntimeError(f"{topics.SIGNER_CHANGELOG} partition {partition} took a record at offset "
+                                   f"{offsets[partition]}, before the last this signer read ({next_offset - 1}): "
+                                   "the broker lost the log. Not signing")
+            # Ours follows `head`, so it holds unless a record between the last one this signer
+            # read and ours held first: then another signer wrote the partition, and it is theirs.
+            # Ours landing right after the last one read (the usual case) leaves no room for one.
+            between = await self._read(partition, next_offset, offsets[partition] - 1)
             chain = Chain(head)
-            others_held = [offset for offset, value in records[:-1]
+            others_held = [offset for offset, value in between
                            if (entry := self._open(partition, value)) is not None and chain.holds(offset, entry)]
-            if others_held or not records or records[-1][0] != offsets[partition]:
+            if others_held:
                 state.rollback()
                 lost.append(partition)
                 continue
