@@ -470,9 +470,7 @@ class Signer:
         intent's own recorded spend is left out of the window: a fee bump replaces it, and a new
         intent has none."""
         now_us = to_us(now)
-        entries = self.state.of(intent.agent_id).spend_entries(intent.agent_id, now_us)
-        entries.pop(intent.intent_id, None)
-        spent = SpendWindow(entries).spent(now_us)
+        spent = self.state.of(intent.agent_id).spent(intent.agent_id, now_us, excluding=intent.intent_id)
         for verdict in (fees.check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
                         guardrails.check_daily_limit(intent, policy, spent, quote)):
             if not verdict.passed:

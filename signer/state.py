@@ -33,7 +33,7 @@ from runtime.kafka import partition_of
 from schemas import topics
 from signer.lifecycle import OPEN
 from schemas.models import idempotency_slot_live
-from streams.window import window_start_us
+from streams.window import SpendWindow, in_window, window_start_us
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signed (
@@ -90,6 +90,8 @@ WRITES = {
     "nonce_released": "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
 }
 Write = tuple[str, tuple]
+# The writes that change an agent's native spend: the copy of it kept in memory follows them.
+_SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled"})
 # Records are compact JSON (orjson), so a status appears exactly as "status":"<name>".
 _OPEN_PATTERNS = tuple(b'"status":"%s"' % status.encode() for status in OPEN)
 _OPEN_STATUS = " OR ".join("instr(record, ?) > 0" for _ in OPEN)
@@ -115,6 +117,10 @@ class SignerState:
         self._deferred: list[Write] = []
         # The writes of the open transaction, in order: what the changelog gets before `commit`.
         self._writes: list[Write] = []
+        # Each agent's native spend rows of the last 24 h as a SpendWindow, kept in step with the
+        # table by every write (`_follow_spend`), so a decision does not read the agent's whole day;
+        # and the moment each was read or pruned at (an earlier moment is asked of the table).
+        self._windows: dict[str, tuple[SpendWindow, int]] = {}
         self.written_bytes = 0  # roughly, their size: the signer appends before it grows too big
 
     def of(self, agent_id: str) -> SignerState:
@@ -124,6 +130,7 @@ class SignerState:
     def _write(self, name: str, args: tuple) -> None:
         self._begin()
         self.db.execute(WRITES[name], args)
+        self._follow_spend(name, args)
         self._writes.append((name, args))
         self.written_bytes += sum(len(a) for a in args if isinstance(a, (bytes, str))) + 16
 
@@ -138,6 +145,7 @@ class SignerState:
         self._begin()
         for name, args in writes:
             self.db.execute(WRITES[name], args)
+            self._follow_spend(name, args)
 
     def changelog_position(self) -> tuple[int, int]:
         """(offset of the last changelog record applied here, -1 for none; the next offset to read)."""
@@ -227,6 +235,31 @@ class SignerState:
                                (agent_id, window_start_us(now_us)))
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
+    def spent(self, agent_id: str, now_us: int, excluding: str | None = None) -> int:
+        """The agent's native spend in the window at ``now_us`` (`streams.window`), leaving out the
+        intent ``excluding`` (a fee bump replaces its own reservation)."""
+        held = self._windows.get(agent_id)
+        if held is None or now_us < held[1]:
+            if held is not None:  # a moment before the copy's: the table, as it is
+                entries = self.spend_entries(agent_id, now_us)
+                entries.pop(excluding, None)
+                return SpendWindow(entries).spent(now_us)
+            held = (SpendWindow(self.spend_entries(agent_id, now_us)), now_us)
+            self._windows[agent_id] = held
+        window, _ = held
+        window.prune(now_us)
+        self._windows[agent_id] = (window, now_us)
+        own = window.entries.get(excluding) if excluding is not None else None
+        return window.spent(now_us) - (own[1] if own is not None and in_window(own[0], now_us) else 0)
+
+    def _follow_spend(self, name: str, args: tuple) -> None:
+        if name not in _SPEND_WRITES or not self._windows:
+            return
+        intent_id = args[0] if name == "spend" else args[1]
+        row = self.db.execute("SELECT agent_id, at_us, spend_wei FROM spend WHERE intent_id = ?", (intent_id,)).fetchone()
+        if row is not None and row[0] in self._windows:
+            self._windows[row[0]][0].put(intent_id, row[1], int(row[2]))
+
     def asset_entries(self, agent_id: str, asset: str, now_us: int) -> dict[str, tuple[int, int]]:
         """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
         rows = self.db.execute("SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? "
@@ -257,6 +290,8 @@ class SignerState:
         except BaseException:
             self.db.execute("ROLLBACK TO intent")
             self.db.execute("RELEASE intent")
+            if any(name in _SPEND_WRITES for name, _ in self._writes[written:]):
+                self._windows.clear()  # read again from the table as it is now
             del self._writes[written:]  # rolled back: not for the changelog either
             raise
         else:
@@ -364,6 +399,7 @@ class SignerState:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
         self._writes = []
+        self._windows.clear()
         self.written_bytes = 0
 
     def replace_record(self, intent_id: str, record: bytes) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -181,3 +183,57 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
         return await wait_outcomes(settings, [intent], 30, start)
 
     assert run(in_place())[intent.intent_id].status == "sign_only"
+
+
+class _Failed(Exception):
+    pass
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(("sign", "sign_then_fail", "settle", "bump", "spent", "replay")),
+                          st.integers(0, 7), st.sampled_from(("a", "b")),
+                          st.integers(-3_600, 40_000), st.integers(0, 2**200)), max_size=40))
+@example(operations=[("spent", 0, "a", 0, 0), ("sign", 1, "a", 10, 5), ("spent", 1, "a", 10, 0),
+                     ("bump", 1, "a", 10, 9), ("spent", 1, "a", 0, 0), ("settle", 1, "a", 0, 3), ("spent", 1, "a", 0, 0)])
+def test_the_kept_spend_is_always_what_the_table_says(tmp_path_factory, operations):
+    """The signer keeps each agent's window in memory, in step with its spend rows: whatever
+    is signed, rolled back, settled, bumped or replayed from a changelog, and at whatever moment
+    it is asked, it must say what summing the table says."""
+    from signer.state import SignerState
+    from streams.window import SpendWindow
+
+    folder = tmp_path_factory.mktemp("kept")
+    state, twin = SignerState(folder / "a.db", fsync=False), SignerState(folder / "b.db", fsync=False)
+    clock = NOW_US
+    for op, n, agent, step, wei in operations:
+        # The clock mostly runs forward, as a signer's does (and now and then a moment before).
+        clock += step * 1_000_000
+        intent_id, at = f"i-{n}", clock
+        if op in ("sign", "sign_then_fail"):
+            try:
+                with state.intent_scope():
+                    state.record_signed(intent_id=intent_id, agent_id=agent, record=b"{}", now_us=at, chain="anvil",
+                                        address="0x00000000000000000000000000000000000000aa", nonce=n,
+                                        spend_wei=wei, counts=True, policy_version=1, idempotency_slot=None)
+                    if op == "sign_then_fail":
+                        raise _Failed
+            except _Failed:
+                pass
+        elif op == "settle":
+            state.settle_spend(intent_id, wei, executed=bool(n % 2))
+        elif op == "bump":
+            state.record_replacement(intent_id=intent_id, tx_hash=f"0x{n:064x}", record=b"{}", now_us=at,
+                                     spend_wei=wei)
+        elif op == "replay":  # the same writes arriving from the log, on a file that holds a copy too
+            twin.spent(agent, at)
+            twin.replay(state.writes)
+            assert twin.spent(agent, at) == SpendWindow(twin.spend_entries(agent, at)).spent(at)
+            twin.rollback()
+        else:
+            table = SpendWindow(state.spend_entries(agent, at)).spent(at)
+            assert state.spent(agent, at) == table
+            entries = state.spend_entries(agent, at)
+            entries.pop(intent_id, None)
+            assert state.spent(agent, at, excluding=intent_id) == SpendWindow(entries).spent(at)
+    state.close()
+    twin.close()

@@ -4,6 +4,9 @@ microsecond, idempotent reservations, release, prune and the exact JSON form."""
 from __future__ import annotations
 
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from streams.window import WINDOW_SECONDS, SpendWindow, in_window, window_start_us
 
 US = 1_000_000
@@ -101,3 +104,26 @@ def test_in_window_is_the_rule_spent_applies():
     assert not in_window(NOW - DAY_US, NOW) and in_window(NOW - DAY_US + 1, NOW)
     assert in_window(NOW, NOW) and not in_window(NOW + 1, NOW)
     assert window_start_us(NOW) == NOW - DAY_US
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(("reserve", "release", "prune", "spent")), st.integers(0, 5),
+                          st.integers(-2 * DAY_US, 2 * DAY_US), st.integers(0, 2**256 - 1)), max_size=60))
+def test_the_kept_total_always_equals_summing_every_reservation(operations):
+    """`spent` keeps a running total instead of summing the day's reservations: it must say
+    exactly what the sum says, whatever the order of reservations, releases, prunes and moments."""
+    window, model = SpendWindow(), {}
+    for op, n, offset, wei in operations:
+        intent_id, at = f"i-{n}", NOW + offset
+        if op == "reserve":
+            model = {i: e for i, e in model.items() if e[0] > window_start_us(at)}
+            model.setdefault(intent_id, (at, wei))
+            window.reserve(intent_id, at, wei)
+        elif op == "release":
+            assert window.release(intent_id) is (model.pop(intent_id, None) is not None)
+        elif op == "prune":
+            model = {i: e for i, e in model.items() if e[0] > window_start_us(at)}
+            window.prune(at)
+        else:
+            assert window.spent(at) == sum(w for a, w in model.values() if in_window(a, at))
+        assert window.entries == model
