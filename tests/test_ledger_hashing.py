@@ -60,6 +60,24 @@ def test_frontier_root_is_the_rfc_tree_hash(n):
     assert resumed.root() == _mth(DATA[:n] + [b"next"])
 
 
+@pytest.mark.parametrize("start", [0, 1, 3, 8, 13, 32, 45])
+def test_extend_from_any_frontier_folds_subtrees_to_the_rfc_tree_hash(start):
+    """extend hashes the new leaves' aligned subtrees level by level and appends the largest that
+    fit before each wanted size; from any resumed frontier the roots are the RFC's."""
+    data = [hashlib.sha256(str(i).encode()).digest() for i in range(200)]
+    frontier = merkle.Frontier()
+    for d in data[:start]:
+        frontier.append(d)
+    resumed = merkle.Frontier(frontier.size, frontier.nodes)
+    leaves = b"".join(merkle.leaf_hash(d) for d in data[start:])
+    wanted = [start, start + 1, start + 2, 64, 100, 127, 128, 129, 199, 200, 201]
+    roots = resumed.extend(leaves, wanted)
+    assert roots == {m: _mth(data[:m]) for m in wanted if start < m <= 200}
+    assert resumed.size == 200 and resumed.root() == _mth(data)
+    with pytest.raises(ValueError):
+        merkle.Frontier(3, resumed.nodes[:0] + [b"x" * 32] * 2).append_subtree(b"y" * 32, 1)
+
+
 def test_every_inclusion_path_verifies_and_a_wrong_one_does_not():
     for size in range(1, 34):
         leaves = [merkle.leaf_hash(d) for d in DATA[:size]]

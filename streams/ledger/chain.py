@@ -76,6 +76,25 @@ def message(
     intent_id: str,
     agent_id: str,
 ) -> bytes:
+    return encode(
+        prev_hash, event_id, actor, action, resource, format_ts(ts), details_digest(details_text), intent_id, agent_id
+    )
+
+
+def encode(
+    prev_hash: str,
+    event_id: str,
+    actor: str,
+    action: str,
+    resource: str,
+    ts_text: str,
+    details_sha256: str,
+    intent_id: str,
+    agent_id: str,
+) -> bytes:
+    """The message from fields already in the encoding's form: ``ts_text`` as ``format_ts``
+    writes it, ``details_sha256`` as ``details_digest`` returns it. The sink's batch path
+    calls this directly, so the encoding has one definition."""
     return SEPARATOR.join(
         (
             prev_hash,
@@ -83,8 +102,8 @@ def message(
             escape(actor),
             escape(action),
             escape(resource),
-            format_ts(ts),
-            details_digest(details_text),
+            ts_text,
+            details_sha256,
             escape(intent_id),
             escape(agent_id),
         )
