@@ -258,6 +258,17 @@ async def _lag(consumer: AIOKafkaConsumer) -> int:
     return lag
 
 
+def _log_tasks() -> None:
+    for task in asyncio.all_tasks():
+        where, awaiting = [], task.get_coro()
+        while awaiting is not None:  # down the chain of awaits: where each task waits, innermost last
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "ag_frame", None)
+            if frame is not None:
+                where.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "ag_await", None)
+        log.warning("task %s:\n%s", task.get_name(), "\n".join(where))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s signer %(levelname)s %(message)s")
     stop = asyncio.Event()
@@ -266,6 +277,8 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # `kill -USR1 <pid>`: every task's stack in the log, for a signer that seems stuck.
+        loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
         await run_signer(load(), stop)
 
     asyncio.run(run())

@@ -89,16 +89,21 @@ class PartitionOwner(ConsumerRebalanceListener):
                 self.on_revoked(tp.partition)
 
     async def on_partitions_assigned(self, assigned) -> None:
-        for tp in sorted(assigned):
-            try:
-                await self.restore(tp.partition)
-            except BaseException as exc:  # noqa: BLE001 - re-raised by the main loop
-                self.failure = exc
-                return
+        # Never in the middle of a batch: a restore rolls back a partition's open writes, and the
+        # batch would publish what it signed with its record gone.
+        async with self.batch:
+            for tp in sorted(assigned):
+                try:
+                    await self.restore(tp.partition)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by the main loop
+                    self.failure = exc
+                    return
 
     async def restore(self, partition: int) -> None:
         """Everything the partition's changelog holds that this signer's file does not, applied
-        and committed, before this signer decides anything there."""
+        and committed, before this signer decides anything there. Call it holding `batch`."""
+        if partition in self.owned:  # restored once per assignment (the callback, or the loop first)
+            return
         started = time.monotonic()
         async with self._io:
             state = self.states.partition(partition)
