@@ -4,6 +4,7 @@ and publish what a Kafka-free processor emitted."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -84,14 +85,18 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
             else:
                 await consumer.seek_to_beginning(tp)
         ends = await consumer.end_offsets(parts) if caught_up is not None else {}
+        # Quiet must outlast a fetch the broker holds, or "nothing came" is not "nothing there".
+        quiet_s, quiet_since = (2 * fetch_max_wait_ms + 100) / 1000, time.monotonic()
         while True:
             batch = await consumer.getmany(timeout_ms=200)
+            if batch:
+                quiet_since = time.monotonic()
             for tp, messages in batch.items():
                 for msg in messages:
                     yield tp.topic, msg.value
             # Past the ends the broker reported, and a fetch found nothing more: Tansu's reported
             # end can trail its last record by far (on S3 storage), so the ends alone are not enough.
-            if ends and not batch and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+            if ends and time.monotonic() - quiet_since >= quiet_s and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                 ends = {}
                 caught_up.set()
             if not batch:

@@ -31,7 +31,7 @@ log = logging.getLogger("warden.signer.owner")
 # appends before the next intent once this much is written.
 FLUSH_BYTES = 256 * 1024
 READ_TIMEOUT_S = 30.0
-QUIET_MS = 200  # a partition is read to its end when a fetch waits this long for nothing
+QUIET_MS = 200  # a partition is read to its end when a fetch waits this long (plus the fetch wait) for nothing
 
 
 class Fenced(RuntimeError):
@@ -239,7 +239,9 @@ class PartitionOwner(ConsumerRebalanceListener):
         self.reader.resume(tp)
         try:
             while True:
-                batch = (await self.reader.getmany(tp, timeout_ms=QUIET_MS)).get(tp, [])
+                # Longer than a fetch may wait at the broker: an empty answer then means nothing is there.
+                quiet_ms = QUIET_MS + 2 * self.settings.fetch_wait_ms
+                batch = (await self.reader.getmany(tp, timeout_ms=quiet_ms)).get(tp, [])
                 if not batch:
                     return out
                 out += [(m.offset, m.value) for m in batch if m.offset >= start]
