@@ -21,6 +21,12 @@ def partition_of(key: str, count: int = topics.PARTITIONS) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % count
 
 
+def quiet_ms(fetch_max_wait_ms: int) -> int:
+    """How long no record must come before a reader may call a partition read to its end: longer
+    than two fetches the broker may hold, or "nothing came" is not "nothing there"."""
+    return 2 * fetch_max_wait_ms + 200
+
+
 async def partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:
     """The partitions each topic really has (internal topics may have fewer than Warden's)."""
     parts = []
@@ -85,8 +91,7 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
             else:
                 await consumer.seek_to_beginning(tp)
         ends = await consumer.end_offsets(parts) if caught_up is not None else {}
-        # Quiet must outlast a fetch the broker holds, or "nothing came" is not "nothing there".
-        quiet_s, quiet_since = (2 * fetch_max_wait_ms + 100) / 1000, time.monotonic()
+        quiet_s, quiet_since = quiet_ms(fetch_max_wait_ms) / 1000, time.monotonic()
         while True:
             batch = await consumer.getmany(timeout_ms=200)
             if batch:

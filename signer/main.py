@@ -171,7 +171,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         for tp, messages in batch.items():
             if tp not in assigned:  # revoked since the fetch: its new owner reads these
                 continue
-            await owner.ensure_owned(tp.partition)
+            await owner.restore(tp.partition)  # at once if the rebalance restored it already
             for msg in messages:
                 source = Source(msg.topic, msg.partition, msg.offset, msg.key)
                 try:

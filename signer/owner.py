@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.config import Settings
+from runtime.kafka import quiet_ms
 from schemas import topics
 from signer.changelog import Chain, ChangelogError, open_record, seal
 from signer.state import PartitionedState, SignerState
@@ -31,7 +32,6 @@ log = logging.getLogger("warden.signer.owner")
 # appends before the next intent once this much is written.
 FLUSH_BYTES = 256 * 1024
 READ_TIMEOUT_S = 30.0
-QUIET_MS = 200  # a partition is read to its end when a fetch waits this long (plus the fetch wait) for nothing
 
 
 class Fenced(RuntimeError):
@@ -131,23 +131,18 @@ class PartitionOwner(ConsumerRebalanceListener):
                  (time.monotonic() - started) * 1000)
         self.on_restored(partition)
 
-    async def ensure_owned(self, partition: int) -> None:
-        if self.failure is not None:
-            raise self.failure
-        if partition not in self.owned:
-            await self.restore(partition)
-
     def pending_bytes(self) -> int:
-        return sum(state.written_bytes for state in self.states.opened())
+        return sum(state.written_bytes for _, state in self.states.opened())
 
     async def flush(self) -> None:
         """Append every partition's open writes (one record each), read each back, and commit the
-        partitions whose record holds. Raises Fenced if one did not: nothing of it may be published."""
+        partitions whose record holds. Raises Fenced if one did not: nothing of it may be published.
+        Call it holding `batch`: no intent is then half written."""
         async with self._io:
             pending: dict[int, SignerState] = {}
-            for partition, state in self.states.opened_by_partition():
-                while state.in_scope:  # an intent is being signed there: its writes are not whole yet
-                    await asyncio.sleep(0.002)
+            for partition, state in self.states.opened():
+                if state.in_scope:
+                    raise RuntimeError(f"partition {partition}: flush while an intent is being signed there")
                 if not state.writes:
                     continue
                 if partition not in self.owned:
@@ -233,37 +228,37 @@ class PartitionOwner(ConsumerRebalanceListener):
         new. Not to the end the broker reports: Tansu's reported end can trail its last record by
         far (on S3 storage it was seen at 1 with 40 records there). A record appended meanwhile is
         found by the next append, whose read-back then finds it did not hold."""
-        tp = TopicPartition(topics.SIGNER_CHANGELOG, partition)
         out: list[tuple[int, bytes]] = []
+        with self._reading(partition, start) as fetch:
+            while batch := await fetch(quiet_ms(self.settings.fetch_wait_ms)):
+                out += [(m.offset, m.value) for m in batch if m.offset >= start]
+        return out
+
+    @contextlib.contextmanager
+    def _reading(self, partition: int, start: int):
+        """Fetching one partition from ``start``: the others stay paused, and so does this one after."""
+        tp = TopicPartition(topics.SIGNER_CHANGELOG, partition)
         self.reader.seek(tp, start)
         self.reader.resume(tp)
+
+        async def fetch(timeout_ms: int) -> list:
+            return (await self.reader.getmany(tp, timeout_ms=timeout_ms)).get(tp, [])
+
         try:
-            while True:
-                # Longer than a fetch may wait at the broker: an empty answer then means nothing is there.
-                quiet_ms = QUIET_MS + 2 * self.settings.fetch_wait_ms
-                batch = (await self.reader.getmany(tp, timeout_ms=quiet_ms)).get(tp, [])
-                if not batch:
-                    return out
-                out += [(m.offset, m.value) for m in batch if m.offset >= start]
+            yield fetch
         finally:
             self.reader.pause(tp)
 
     async def _read(self, partition: int, start: int, last: int) -> list[tuple[int, bytes]]:
         """(offset, value) of the partition's records from ``start`` through ``last``."""
-        tp = TopicPartition(topics.SIGNER_CHANGELOG, partition)
         if last < start:
             return []
         out: list[tuple[int, bytes]] = []
-        self.reader.seek(tp, start)
-        self.reader.resume(tp)
         deadline = time.monotonic() + READ_TIMEOUT_S
-        try:
+        with self._reading(partition, start) as fetch:
             while not out or out[-1][0] < last:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{topics.SIGNER_CHANGELOG} partition {partition}: offsets {start}..{last} "
                                        f"not readable within {READ_TIMEOUT_S:.0f} s; is the broker up?")
-                batch = await self.reader.getmany(tp, timeout_ms=200)
-                out += [(m.offset, m.value) for m in batch.get(tp, []) if start <= m.offset <= last]
-        finally:
-            self.reader.pause(tp)
+                out += [(m.offset, m.value) for m in await fetch(200) if start <= m.offset <= last]
         return out

@@ -57,7 +57,7 @@ from signer.custody import fingerprint
 from signer import lifecycle
 from signer.policies import PolicyBook
 from signer.sealing import NotSealedHere, SealingKeyPair
-from signer.state import PartitionedState, SignerState
+from signer.state import SignerState
 from streams import fees, guardrails
 from streams.window import SpendWindow
 from schemas.errors import explain
@@ -152,13 +152,14 @@ class Signer:
             return self.dead_letter(raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}",
                                     explain(exc)), None
         intent = approved.intent
-        if isinstance(self.state, PartitionedState) and source.partition != self.state.partition_of(intent.agent_id):
+        home = self.state.partition_of(intent.agent_id)
+        if home is not None and source.partition != home:
             # The agent's state is in the partition its records land in; a record written to another
             # one (by hand: the worker keys by agent) would be decided with another partition's state,
             # by a signer that may not hold the agent's spend. Not decided here: dead-lettered.
             return self.dead_letter(raw, source, now, (
                 f"an approval for agent {intent.agent_id!r} on partition {source.partition} of {source.topic}; its "
-                f"records belong on partition {self.state.partition_of(intent.agent_id)} (keyed by agent_id). "
+                f"records belong on partition {home} (keyed by agent_id). "
                 "Not signed; publish it keyed by its agent id")), None
         prior = self.state.of(intent.agent_id).outcome(intent.intent_id)
         if prior is not None:

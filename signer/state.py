@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
 """
 # Every write the record makes, by name: the changelog carries (name, arguments), never SQL, so a
-# record can only ever ask a replaying signer for one of these statements.
+# record can only ever ask a replaying signer for one of these statements. The names are the log's
+# vocabulary: add new ones, never rename or drop one (a log written before would stop every restore).
 WRITES = {
     "signed": "INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)",
     "nonce": "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
@@ -83,9 +84,9 @@ WRITES = {
     "idempotent_copy": "INSERT OR IGNORE INTO idempotent_copies VALUES (?, ?)",
     "message": "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?)",
     "refused": "INSERT OR IGNORE INTO refused VALUES (?, ?, ?, ?)",
-    "spend_raised": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",
+    "spend_raised": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",  # to a fee bump's worst case
     "record_replaced": "UPDATE signed SET record = ? WHERE intent_id = ?",
-    "spend_settled": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",
+    "spend_settled": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",  # to what the chain took
     "assets_voided": "UPDATE asset_spend SET units = '0' WHERE intent_id = ?",
     "nonce_released": "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
 }
@@ -126,6 +127,10 @@ class SignerState:
     def of(self, agent_id: str) -> SignerState:
         """The record an agent's state is in: this one, when it is the only one."""
         return self
+
+    def partition_of(self, agent_id: str) -> int | None:
+        """The partition an agent's records must arrive on: any, for a record of them all."""
+        return None
 
     def _write(self, name: str, args: tuple) -> None:
         self._begin()
@@ -445,18 +450,9 @@ class PartitionedState:
     def of(self, agent_id: str) -> SignerState:
         return self.partition(self.partition_of(agent_id))
 
-    def opened(self) -> list[SignerState]:
-        return list(self._parts.values())
-
-    def opened_by_partition(self) -> list[tuple[int, SignerState]]:
-        return sorted(self._parts.items(), key=lambda item: item[0])
-
-    def unconfirmed(self) -> list[bytes]:
-        return [raw for state in self._parts.values() for raw in state.unconfirmed()]
-
-    def commit(self) -> None:
-        for state in self._parts.values():
-            state.commit()
+    def opened(self) -> list[tuple[int, SignerState]]:
+        """(partition, its record) for each partition's file opened so far, in partition order."""
+        return sorted(self._parts.items())
 
     def close(self) -> None:
         for state in self._parts.values():

@@ -3,7 +3,6 @@ records, leaves forged ones out, and shows the raw signed bytes only when asked.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
