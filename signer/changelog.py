@@ -38,6 +38,12 @@ class ChangelogError(ValueError):
     """A record that cannot hold: unreadable, unsigned, or not for this partition."""
 
 
+class UnreadableRecord(RuntimeError):
+    """A record a pinned signer signed for this partition that this signer cannot read (a write it
+    does not know, a shape it does not expect): written by another version. Not void: it may hold
+    signatures that were published, so a restore stops rather than go on without its writes."""
+
+
 def _arg(value):
     # Rows hold text, integers, NULL and blobs; JSON has no blobs.
     return {"hex": value.hex()} if isinstance(value, bytes) else value
@@ -90,16 +96,23 @@ def open_record(value: bytes, partition: int, public_key_of) -> Entry:
         raise ChangelogError(f"the signature is not {writer}'s") from None
     if doc["partition"] != partition:
         raise ChangelogError(f"written for partition {doc['partition']!r}, found on partition {partition}")
-    if not isinstance(doc["prev"], int) or isinstance(doc["prev"], bool):
-        raise ChangelogError("prev must be an offset")
-    writes = []
-    for item in doc["writes"] if isinstance(doc["writes"], list) else [None]:
-        if not (isinstance(item, list) and len(item) == 2 and item[0] in WRITES and isinstance(item[1], list)):
-            raise ChangelogError(f"a write {item!r} is not [one of {sorted(WRITES)}, [arguments]]")
-        name, args = item
-        if len(args) != WRITES[name].count("?"):
-            raise ChangelogError(f"write {name} takes {WRITES[name].count('?')} arguments, not {len(args)}")
-        writes.append((name, tuple(_unarg(a) for a in args)))
+    # From here the record is authentic: what this signer cannot read is another version's, not void.
+    try:
+        if not isinstance(doc["prev"], int) or isinstance(doc["prev"], bool):
+            raise ChangelogError("prev must be an offset")
+        writes = []
+        for item in doc["writes"] if isinstance(doc["writes"], list) else [None]:
+            if not (isinstance(item, list) and len(item) == 2 and item[0] in WRITES and isinstance(item[1], list)):
+                raise ChangelogError(f"a write {item!r} is not [one of {sorted(WRITES)}, [arguments]]")
+            name, args = item
+            if len(args) != WRITES[name].count("?"):
+                raise ChangelogError(f"write {name} takes {WRITES[name].count('?')} arguments, not {len(args)}")
+            writes.append((name, tuple(_unarg(a) for a in args)))
+    except ChangelogError as exc:
+        raise UnreadableRecord(
+            f"a record signed by pinned signer {writer!r} for partition {partition} that this signer cannot "
+            f"read: {exc}. It was written by another version of the signer; run that version (or a newer "
+            "one) for this partition") from None
     return Entry(partition, doc["prev"], writer, writes)
 
 

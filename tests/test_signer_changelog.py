@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.stack import LocalStack, local_settings
 from schemas import topics
 from schemas.auth import public_key_hex
-from signer.changelog import ChangelogError, open_record, seal
+from signer.changelog import ChangelogError, UnreadableRecord, open_record, seal
 from signer.owner import Fenced, PartitionOwner
 from signer.state import PartitionedState
 
@@ -127,13 +127,47 @@ def test_a_record_is_read_only_as_what_it_says_and_only_its_named_writes():
     tampered = value[:-3] + b"9}]"
     with pytest.raises(ChangelogError):
         open_record(tampered, 2, PINNED.get)
-    # Only the named statements, with their arity: a record cannot ask for SQL of its own.
+    # Only the named statements, with their arity: a record cannot ask for SQL of its own. Signed by
+    # a pinned signer, such a record is another version's, not void: reading stops (it may hold
+    # signatures that were published); under any other key it is void.
     for writes, why in (([("DROP TABLE spend", ())], "is not \\[one of"),
                         ([("spend", ("i", AGENT, 1))], "takes 4 arguments, not 3"),
                         ([("spend", ("i", AGENT, 1, 2.5))], "neither text, integer")):
         bad = seal(partition=2, prev=7, writer="signer-a", writes=writes, key=key)
-        with pytest.raises(ChangelogError, match=why):
+        with pytest.raises(UnreadableRecord, match=why):
             open_record(bad, 2, PINNED.get)
+        forged = seal(partition=2, prev=7, writer="signer-a", writes=writes, key=Ed25519PrivateKey.generate())
+        with pytest.raises(ChangelogError, match="not signer-a's"):
+            open_record(forged, 2, PINNED.get)
+
+
+def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
+    """Skipping it as void would start the new owner without its writes (a spend, a nonce) though
+    their signatures may be on the chain: the limit could then be exceeded."""
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
+        await producer.start()
+        a, b = Signer(broker, tmp_path, "signer-a", producer), Signer(broker, tmp_path, "signer-b", producer)
+        for s in (a, b):
+            await s.owner.start()
+        try:
+            q = (a.partition + 2) % topics.PARTITIONS  # not the zombie test's partition
+            await a.owner.restore(q)
+            head = a.states.partition(q).changelog_position()[0]
+            newer = seal(partition=q, prev=head, writer="signer-a", key=KEYS["signer-a"],
+                         writes=[("spend_in_some_later_version", ("i-9", AGENT, NOW_US, "7"))])
+            await (await producer.send(topics.SIGNER_CHANGELOG, newer, partition=q))
+            with pytest.raises(UnreadableRecord, match="another version of the signer"):
+                await b.owner.restore(q)
+            assert q not in b.owner.owned
+            assert b.states.partition(q).changelog_position()[0] == head
+        finally:
+            for s in (a, b):
+                await s.owner.stop()
+                s.states.close()
+            await producer.stop()
+
+    asyncio.run(scenario())
 
 
 def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(stack, run):
