@@ -23,7 +23,7 @@ def _opt(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-def _opt_int(name: str) -> int | None:
+def _opt_ms(name: str) -> int | None:
     value = os.environ.get(name)
     if not value:
         return None
@@ -148,7 +148,7 @@ class Settings:
     # Unset: 20 ms on the embedded broker's memory storage, 500 on its S3 storage, where Tansu
     # answers a fetch that needs an S3 read only if the wait covers that read: a reader at 20 ms was
     # seen stuck after 66 of 2,738 records, empty fetch after empty fetch; at 500 it read them all.
-    fetch_wait_setting: int | None = field(default_factory=lambda: _opt_int("WARDEN_FETCH_WAIT_MS"))
+    fetch_wait_setting: int | None = field(default_factory=lambda: _opt_ms("WARDEN_FETCH_WAIT_MS"))
     # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
     metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))
 

@@ -135,7 +135,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         return sum(state.written_bytes for _, state in self.states.opened())
 
     async def flush(self) -> None:
-        """Append every partition's open writes (one record each), read each back, and commit the
+        """Append every partition's open writes (one record each), check that each holds, and commit the
         partitions whose record holds. Raises Fenced if one did not: nothing of it may be published.
         Call it holding `batch`: no intent is then half written."""
         async with self._io:
@@ -227,7 +227,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         """(offset, value) of the partition's records from ``start`` until a fetch finds nothing
         new. Not to the end the broker reports: Tansu's reported end can trail its last record by
         far (on S3 storage it was seen at 1 with 40 records there). A record appended meanwhile is
-        found by the next append, whose read-back then finds it did not hold."""
+        found by the next append, whose check then finds that it did not hold."""
         out: list[tuple[int, bytes]] = []
         with self._reading(partition, start) as fetch:
             while batch := await fetch(quiet_ms(self.settings.fetch_wait_ms)):

@@ -244,16 +244,12 @@ class SignerState:
         """The agent's native spend in the window at ``now_us`` (`streams.window`), leaving out the
         intent ``excluding`` (a fee bump replaces its own reservation)."""
         held = self._windows.get(agent_id)
-        if held is None or now_us < held[1]:
-            if held is not None:  # a moment before the copy's: the table, as it is
-                entries = self.spend_entries(agent_id, now_us)
-                entries.pop(excluding, None)
-                return SpendWindow(entries).spent(now_us)
-            held = (SpendWindow(self.spend_entries(agent_id, now_us)), now_us)
-            self._windows[agent_id] = held
-        window, _ = held
-        window.prune(now_us)
-        self._windows[agent_id] = (window, now_us)
+        if held is not None and now_us < held[1]:  # a moment before the copy's: the table, as it is
+            window = SpendWindow(self.spend_entries(agent_id, now_us))
+        else:
+            window = held[0] if held is not None else SpendWindow(self.spend_entries(agent_id, now_us))
+            window.prune(now_us)
+            self._windows[agent_id] = (window, now_us)
         own = window.entries.get(excluding) if excluding is not None else None
         return window.spent(now_us) - (own[1] if own is not None and in_window(own[0], now_us) else 0)
 

@@ -45,14 +45,7 @@ class Frontier:
         self.nodes = list(nodes)
 
     def append_leaf_hash(self, leaf: bytes) -> None:
-        nodes = self.nodes
-        n = self.size
-        h = leaf
-        while n & 1:
-            h = _sha256(b"\x01" + nodes.pop() + h).digest()
-            n >>= 1
-        nodes.append(h)
-        self.size += 1
+        self.append_subtree(leaf, 0)
 
     def append(self, data: bytes) -> None:
         self.append_leaf_hash(_sha256(b"\x00" + data).digest())
