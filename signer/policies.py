@@ -32,13 +32,18 @@ class PolicyBook:
 
     def offer(self, policy: AgentPolicy) -> bool:
         """Adopt ``policy`` if an admin signed it and it is newer than the one held; True if adopted."""
-        if not policy_signature_valid(policy, self.admin_keys):
-            return False
         held = self._newest.get(policy.agent_id)
-        if held is not None and held.version >= policy.version:
+        if not self.signed(policy) or (held is not None and held.version >= policy.version):
             return False
         self._newest[policy.agent_id] = policy
         return True
+
+    def signed(self, policy: AgentPolicy) -> bool:
+        """True if a pinned admin key signed ``policy``. Every approval carries its policy, almost
+        always the one held: equal in every field, signature included, it was verified when it
+        was adopted, so the signature check per intent is the agent's alone."""
+        held = self._newest.get(policy.agent_id)
+        return (held is not None and held == policy) or policy_signature_valid(policy, self.admin_keys)
 
     def read(self, raw: bytes | None) -> AgentPolicy | None:
         """A record from ``warden.policies``: the policy if it was adopted. An unreadable or

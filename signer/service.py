@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from runtime import metrics
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
-from schemas.auth import human_approval_valid, intent_signature_valid, policy_signature_valid, sign_outcome
+from schemas.auth import human_approval_valid, intent_signature_valid, sign_outcome
 from schemas.chains import REGISTRY
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
@@ -435,7 +435,7 @@ class Signer:
 
     def _policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
         intent, offered = approved.intent, approved.policy
-        if not policy_signature_valid(offered, self.admin_keys):
+        if not self.policies.signed(offered):
             raise SigningRefused("POLICY_SIGNATURE_INVALID", "the policy is not signed by a pinned admin key")
         if offered.agent_id != intent.agent_id:
             raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")

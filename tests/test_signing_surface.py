@@ -369,3 +369,18 @@ def test_signer_refuses_blobs_that_are_not_the_named_hashes(lone, run):
                          blobs=("0x" + blob.hex(),), blob_versioned_hashes=(named,))
     refused, _, _ = run(lone.handle(intent))
     assert refused.code == "BLOB_HASH_MISMATCH" and "blobs[0]" in refused.reason
+
+
+def test_a_policy_changed_after_its_admin_signed_it_is_refused_though_its_signature_is_the_held_ones(lone, run):
+    # The signer checks a policy's signature once, when it adopts it; an approval carrying a policy
+    # equal to the held one in every field is not checked again. One field changed (the allowlist,
+    # or the version too) must be checked, and fails: the signature is over the original.
+    signed, _, _ = run(lone.handle(lone.intent(to=DEST, value="0.001")))
+    assert isinstance(signed, SignedTransaction), signed
+    mallory = to_checksum_address("0x" + "66" * 20)
+    widened = lone.policy.model_copy(update={"tx_to_allowlist": (*lone.policy.tx_to_allowlist, mallory)})
+    for tampered in (widened, widened.model_copy(update={"version": lone.policy.version + 1})):
+        lone.policy = tampered
+        refused, _, to_send = run(lone.handle(lone.intent(to=mallory, value="0.001")))
+        assert isinstance(refused, IntentRejected) and refused.code == "POLICY_SIGNATURE_INVALID", refused
+        assert to_send is None
