@@ -113,7 +113,7 @@ class Supervisor:
         producer = new_producer(self.stack.settings)
         await producer.start()
         try:
-            await asyncio.gather(*await publish(producer, [event]))
+            await asyncio.gather(*await publish(producer, [event], self.stack.settings.max_record_bytes))
         finally:
             await producer.stop()
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from runtime.config import Settings
 from schemas import topics
-from schemas.emit import Emit
+from schemas.emit import Emit, join_audits
 
 
 def partition_of(key: str, count: int = topics.PARTITIONS) -> int:
@@ -132,6 +132,7 @@ def producer(settings: Settings, linger_ms: int = 5) -> AIOKafkaProducer:
                             max_request_size=settings.max_message_bytes)
 
 
-async def publish(producer: AIOKafkaProducer, emits: Iterable[Emit]) -> list[asyncio.Future]:
-    """Queue every record; the returned futures resolve when the broker acknowledged each."""
-    return [await producer.send(e.topic, e.value, key=e.key.encode()) for e in emits]
+async def publish(producer: AIOKafkaProducer, emits: list[Emit], max_record_bytes: int) -> list[asyncio.Future]:
+    """Queue every record, audit events joined per agent (`schemas.emit.join_audits`); the
+    returned futures resolve when the broker acknowledged each."""
+    return [await producer.send(e.topic, e.value, key=e.key.encode()) for e in join_audits(emits, max_record_bytes)]

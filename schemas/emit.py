@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from schemas import topics
-from schemas.models import AuditEvent, DeadLetter, event_id
+from schemas.models import AuditEvent, DeadLetter, audit_record, event_id
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,31 @@ def dead_letter(actor: str, raw: bytes | None, source: Source, now: datetime, re
         audit(actor, "dlq.recorded", source.resource, now, source.resource, agent_id=key, reason=reason,
               payload_sha256=letter.payload_sha256, payload_bytes=letter.payload_bytes, errors=list(errors)),
     ]
+
+
+def join_audits(emits: list[Emit], max_bytes: int) -> list[Emit]:
+    """``emits`` as they go on the bus: each agent's audit events joined into as few records as
+    fit in ``max_bytes`` (`schemas.models.audit_record`, read back by `audit_events_of`), so an
+    intent costs the bus and the ledger one audit record, not one per event. The other records
+    come first, in their order, then the audit records, each agent's events in their order: an
+    outcome never waits behind the events that describe it."""
+    if sum(1 for e in emits if e.topic == topics.AUDIT_EVENTS) < 2:
+        return emits
+    joined: list[Emit] = []
+    events_by_key: dict[str, list[bytes]] = {}
+    for emit in emits:
+        if emit.topic == topics.AUDIT_EVENTS:
+            events_by_key.setdefault(emit.key, []).append(emit.value)
+        else:
+            joined.append(emit)
+    for key, events in events_by_key.items():
+        group: list[bytes] = []
+        size = 2  # the array's brackets
+        for event in events:
+            if group and size + len(event) + 1 > max_bytes:
+                joined.append(Emit(topics.AUDIT_EVENTS, key, audit_record(group)))
+                group, size = [], 2
+            group.append(event)
+            size += len(event) + 1
+        joined.append(Emit(topics.AUDIT_EVENTS, key, audit_record(group)))
+    return joined

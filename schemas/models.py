@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 import re
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_serializer, model_validator
 
 from schemas.chains import REGISTRY, UnknownChain
 from schemas.fields import (Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_address,
@@ -848,6 +848,26 @@ class AuditEvent(Record):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+# A record on warden.audit.events holds one AuditEvent (a JSON object) or several of one agent's
+# (a JSON array of at least one, in the order they happened): a service joins the events one input
+# made into one record, so the bus carries one audit record per intent, not one per event. The
+# ledger chains each event on its own, so the chain, the hashes and the proofs are the same.
+_AUDIT_EVENTS = TypeAdapter(Annotated[list[AuditEvent], Field(min_length=1)])
+
+
+def audit_events_of(raw: bytes) -> list[AuditEvent]:
+    """The events of one audit record, in order. Raises ValueError (pydantic's, naming the element
+    and the field) when it is neither an AuditEvent nor a non-empty JSON array of them."""
+    if raw.lstrip()[:1] == b"[":
+        return _AUDIT_EVENTS.validate_json(raw)
+    return [AuditEvent.from_bytes(raw)]
+
+
+def audit_record(events: list[bytes]) -> bytes:
+    """One audit record of the given events' bytes (each ``AuditEvent.to_bytes()``), no re-encoding."""
+    return events[0] if len(events) == 1 else b"[" + b",".join(events) + b"]"
+
+
 class DeadLetter(Outcome):
     """A record a worker could not read, kept with the reason so nothing is lost. Signed by the
     service that wrote it (a worker or a signer): a dead letter ends the watch for an intent, so
@@ -903,6 +923,8 @@ __all__ = [
     "guardrail_stages",
     "StageVerdict",
     "TransactionIntent",
+    "audit_events_of",
+    "audit_record",
     "event_id",
     "datetime",
 ]

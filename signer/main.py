@@ -114,7 +114,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
 
     async def emit(emits: list[Emit]) -> None:
-        await asyncio.gather(*await publish(producer, emits))
+        await asyncio.gather(*await publish(producer, emits, settings.max_record_bytes))
 
     def track(signed: SignedTransaction, resend: bool = False) -> None:
         task = asyncio.create_task(signer.track(signed, utcnow, emit, resend))
@@ -187,10 +187,10 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     # Durable before the chain sees it: a crash after sending must find the
                     # record and re-publish these bytes, never sign the intent again.
                     await owner.flush()
-                    acks += await publish(producer, unpublished)
+                    acks += await publish(producer, unpublished, settings.max_record_bytes)
                     sent_emits, sent = await signer.send(to_broadcast, utcnow())
                     # Queued before its tracker can queue a later status: the topic keeps the order.
-                    acks += await publish(producer, sent_emits)
+                    acks += await publish(producer, sent_emits, settings.max_record_bytes)
                     unpublished = []
                     if sent is not None:
                         track(sent)
@@ -198,7 +198,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     await owner.flush()
         # On the changelog, and holding there, before anything of the batch is published.
         await owner.flush()
-        acks += await publish(producer, unpublished + custody_audit.drain())
+        acks += await publish(producer, unpublished + custody_audit.drain(), settings.max_record_bytes)
         if acks:
             await asyncio.gather(*acks)
         if batch:

@@ -28,7 +28,7 @@ from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.models import ALL_GUARDRAIL_STAGES
-from schemas.emit import Emit, Source
+from schemas.emit import Emit, Source, join_audits
 from streams import kafka_transport
 from streams.engine import Engine
 from streams.redelivery import run_redelivery
@@ -105,7 +105,7 @@ def build_app(settings: Settings) -> faust.App:
             windows_stale = False
 
     async def publish(emits: list[Emit]) -> None:
-        for emit in emits:
+        for emit in join_audits(emits, settings.max_record_bytes):
             topic = outputs.get(emit.topic)
             if topic is None:
                 topic = outputs[emit.topic] = raw_topic(emit.topic)

@@ -23,7 +23,7 @@ from infra.client import load_or_create_agent_key, new_intent, wait_outcomes
 from infra.stack import REPO
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.models import AuditEvent, SignedTransaction
+from schemas.models import SignedTransaction, audit_events_of
 from tests.support import make_agent, read_topic
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
@@ -85,7 +85,7 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):
     try:
         mined += burst(settings, up, (), address, mined)["mined"]
         # The ledger holds every audit event on the topic, and verifies.
-        audit_ids = {AuditEvent.from_bytes(v).event_id for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS))}
+        audit_ids = {e.event_id for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)}
         host, _, port = settings.ledger_http.rpartition(":")
         client = clickhouse_connect.get_client(host=host, port=int(port))
         # After the restart the sink may re-read every partition from the start (Tansu's reported end

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.models import AuditEvent
+from schemas.models import AuditEvent, audit_events_of, audit_record
 from streams.ledger.append import Ledger, SeenIds
 from streams.ledger.chain import genesis_hash, integrity_hash
 from streams.ledger.records import _producer_shaped, parse, row_of
@@ -42,7 +42,7 @@ def _outcome(read, raw: bytes):
 
 
 def _same_as_audit_event(raw: bytes) -> None:
-    assert _outcome(parse, raw) == _outcome(lambda r: row_of(AuditEvent.from_bytes(r)), raw)
+    assert _outcome(parse, raw) == _outcome(lambda r: [row_of(e) for e in audit_events_of(r)], raw)
 
 
 def _json(body) -> bytes:
@@ -54,7 +54,7 @@ def test_pipeline_events_take_the_fast_path_and_yield_audit_events_rows():
     for event in pipeline_events(300):
         raw = event.to_bytes()
         assert _producer_shaped(raw) is not None
-        assert parse(raw) == row_of(event) == row_of(AuditEvent.from_bytes(raw))
+        assert parse(raw) == [row_of(event)] == [row_of(AuditEvent.from_bytes(raw))]
 
 
 VARIANTS = [
@@ -137,6 +137,38 @@ def test_malformed_and_odd_records_are_read_as_audit_event_reads_them(raw):
     _same_as_audit_event(raw)
 
 
+def test_a_record_of_several_events_takes_the_fast_path_and_yields_their_rows_in_order():
+    events = pipeline_events(40)
+    raw = audit_record([e.to_bytes() for e in events])
+    assert _producer_shaped(raw) is not None
+    assert parse(raw) == [row_of(e) for e in events]
+    assert parse(audit_record([events[0].to_bytes()])) == [row_of(events[0])]  # one event: a plain object
+
+
+_ONE = _json(BASE)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" + _ONE + b"," + _ONE + b"]",  # the same event twice: both rows (the ledger skips the repeat)
+        b"[" + _ONE + b"," + _json({**BASE, "ts": "2026-11-21T10:00:00+05:30"}) + b"]",  # one element the exact way
+        b"[" + _ONE + b"," + _json({**BASE, "event_id": 7}) + b"]",  # one bad element: the whole record refused
+        b"[" + _ONE + b",{}]",
+        b"[" + _ONE + b",null]",
+        b"[" + _ONE + b",[" + _ONE + b"]]",  # nested arrays are not audit records
+        b"[[" + _ONE + b"]]",
+        b"[1]",
+        b'["text"]',
+        b"  [" + _ONE + b"]  ",
+        b"[" + _ONE + b",]",
+        b"[" + _json({**BASE, "details": {"big": 123456789012345678901234567890}}) + b"]",
+    ],
+)
+def test_records_of_several_events_are_read_as_audit_events_of_reads_them(raw):
+    _same_as_audit_event(raw)
+
+
 _json_leaf = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
@@ -195,7 +227,7 @@ def test_chained_rows_hash_as_the_spec_says():
     """append_rows' flat loop against chain.integrity_hash, field by field from the stored columns."""
     events = pipeline_events(200)
     ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
-    assert ledger.append_rows([(0, i, parse(e.to_bytes())) for i, e in enumerate(events)], T0) == 200
+    assert ledger.append_rows([(0, i, row) for i, e in enumerate(events) for row in parse(e.to_bytes())], T0) == 200
     cols = ledger.take_batch().columns
     prev = genesis_hash(0)
     for i, event in enumerate(events):
@@ -209,6 +241,15 @@ def test_chained_rows_hash_as_the_spec_says():
 
 def test_details_are_hashed_byte_for_byte():
     raw = orjson.dumps({**BASE, "details": {"z": 1, "a": "ü"}})
-    row = parse(raw)
+    (row,) = parse(raw)
     assert row.details == '{"a":"ü","z":1}'
     assert hashlib.sha256(row.details.encode()).hexdigest() == hashlib.sha256('{"a":"ü","z":1}'.encode()).hexdigest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(st.fixed_dictionaries(
+    {"event_id": _text, "actor": _text, "action": _text, "resource": _text, "ts": _ts},
+    optional={"intent_id": st.one_of(st.none(), _text, st.integers()), "details": _json_value},
+), max_size=4))
+def test_random_records_of_several_events_are_read_as_audit_events_of_reads_them(events):
+    _same_as_audit_event(_json(events))

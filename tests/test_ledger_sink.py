@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from runtime.config import Settings
 from schemas import topics
+from schemas.models import audit_record
 from streams.ledger.checkpoint import Checkpoint, signature_valid
 from streams.ledger.keys import local_public_key
 from streams.ledger.schema import AUDIT_LOG
@@ -78,18 +80,31 @@ def _rows(settings: Settings, sql: str) -> list[dict]:
 def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(tmp_path, broker):
     settings = _settings(tmp_path, broker)
     events = pipeline_events(300)
-    payloads = [(e.agent_id, e.to_bytes()) for e in events]
-    # A worker that crashed and re-emitted 40 events, and one record nobody can read.
-    payloads += payloads[100:140] + [("agent-0", b"{not json")]
+    # The first half one event per record, the rest one record per intent, as the services write them.
+    payloads = [(e.agent_id, e.to_bytes()) for e in events[:150]]
+    payloads += [(agent, audit_record([e.to_bytes() for e in group]))
+                 for (agent, _), group in itertools.groupby(events[150:], lambda e: (e.agent_id, e.intent_id))
+                 for group in [list(group)]]
+    assert len(payloads) < 250
+    # A worker that crashed and re-emitted 40 events, one record of several, and the same events
+    # joined another way; then records nobody can read: not JSON, an empty array, and an array
+    # with one bad event (kept whole as one unreadable row: its good event is not chained alone).
+    stranger = events[0].model_copy(update={"event_id": "stranger"})
+    halves = [e for e in events if e.intent_id == events[200].intent_id]
+    again = payloads[100:140] + [payloads[-1]] + [(halves[0].agent_id, audit_record([e.to_bytes() for e in part]))
+                                                  for part in (halves[:2], halves[2:])]
+    again += [("agent-0", b"{not json"), ("agent-0", b"[]"),
+              ("agent-0", audit_record([stranger.to_bytes(), b'{"event_id": 1}']))]
 
     async def scenario() -> int:
         stop = asyncio.Event()
         options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
         task = asyncio.create_task(run_sink(settings, stop, options=options))
         await _produce(broker, payloads)
+        await _produce(broker, again)  # after: one call's records may reach the broker in any order
         deadline = time.monotonic() + 30
         count = -1
-        while time.monotonic() < deadline and not task.done() and count < 301:
+        while time.monotonic() < deadline and not task.done() and count < 303:
             await asyncio.sleep(0.3)
             # The endpoint is served by this very loop: query from a thread.
             count = await asyncio.to_thread(_count_via_endpoint, settings)
@@ -98,12 +113,21 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         await task
         return count
 
-    assert asyncio.run(scenario()) == 301
-    rows = _rows(settings, f"SELECT event_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq")
-    assert len(rows) == len({r["event_id"] for r in rows}) == 301
+    assert asyncio.run(scenario()) == 303
+    rows = _rows(settings, f"SELECT chain, seq, event_id, intent_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq")
+    assert len(rows) == len({r["event_id"] for r in rows}) == 303
+    assert {r["event_id"] for r in rows if r["action"] != "dlq.recorded"} == {e.event_id for e in events}
+    # The events of one record are chained one after the other, in the record's order.
+    for intent in {e.intent_id for e in events[150:]} - {e.intent_id for e in events[:150]}:
+        chained = [(r["chain"], r["seq"], r["event_id"]) for r in rows if r["intent_id"] == intent]
+        assert [c[2] for c in chained] == [e.event_id for e in events if e.intent_id == intent], (intent, chained)
+        assert [c[:2] for c in chained] == [(chained[0][0], chained[0][1] + i) for i in range(len(chained))]
     unreadable = [r for r in rows if r["action"] == "dlq.recorded"]
-    assert len(unreadable) == 1 and unreadable[0]["actor"] == "service:ledger"
-    assert "not an AuditEvent" in orjson.loads(unreadable[0]["details"])["reason"]
+    assert len(unreadable) == 3 and {r["actor"] for r in unreadable} == {"service:ledger"}
+    reasons = [orjson.loads(r["details"])["reason"] for r in unreadable]
+    assert all("neither an AuditEvent nor a JSON array of them" in reason for reason in reasons), reasons
+    assert "at least 1 item" in reasons[1] and "1.event_id" in reasons[2], reasons
+    assert "stranger" not in {r["event_id"] for r in rows}
 
     key = local_public_key(settings.home)
     store = ChdbStore(store_path(settings), read_only=True)

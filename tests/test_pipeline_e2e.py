@@ -16,7 +16,7 @@ from infra.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.fields import parse_native_amount
-from schemas.models import IntentRejected, SignedTransaction, TransactionIntent
+from schemas.models import IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
 from runtime.rpc import JsonRpc
 from tests.support import balance, everything_recorded, make_agent, read_topic
 
@@ -76,7 +76,7 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     # The auditor's view of the same run: every event in the ledger, every chain verified,
     # and each intent's trail complete.
     ledger = demo.verify_ledger(settings, progress=lambda m: None)
-    assert ledger["ok"] and ledger["events_in_ledger"] >= ledger["events_published"] > 0
+    assert ledger["ok"] and ledger["events_in_ledger"] >= ledger["records_published"] > 0
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port))
     for row in report["intents"]:
@@ -199,7 +199,8 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
         await asyncio.sleep(1.0)
         dlq = [orjson.loads(v) for v in await read_topic(settings, topics.DLQ, start=start)]
         rejected = [orjson.loads(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
-        audits = [orjson.loads(v) for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start)]
+        audits = [e.model_dump(mode="json") for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start)
+                  for e in audit_events_of(v)]
         return bad, good, forged, outcomes, dlq, rejected, audits
 
     bad, good, forged, outcomes, dlq, rejected, audits = run(scenario())

@@ -13,11 +13,15 @@ from datetime import datetime, timedelta, timezone
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from infra.client import new_intent
 from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
+from schemas import topics
 from schemas.chains import REGISTRY, Chain, ChainRegistry, UnknownChain
+from schemas.emit import Emit, audit, join_audits
 from schemas.export import export
 from schemas.fields import MAX_UINT256, format_native_amount, parse_native_amount
 from schemas.models import (
@@ -30,6 +34,7 @@ from schemas.models import (
     SignedTransaction,
     StageVerdict,
     TransactionIntent,
+    audit_events_of,
 )
 from schemas.errors import explain
 
@@ -617,3 +622,35 @@ def test_any_changed_policy_field_breaks_the_admin_signature(agent_key, admin_ke
 def test_an_unsigned_policy_fails(agent_key, admin_key):
     unsigned = _policy(agent_key, admin_key_id="test-admin")
     assert not policy_signature_valid(unsigned, {"test-admin": public_key_hex(admin_key)})
+
+
+# -- audit records: several events of one agent in one record ------------------------------------
+
+def _audit_emit(agent: str, n: int, pad: int = 0):
+    return audit("service:streams", "stage.passed", f"intent:{agent}-{n}", datetime(2026, 11, 23, tzinfo=timezone.utc),
+                 agent, str(n), agent_id=agent, n=n, pad="x" * pad)
+
+
+def test_join_audits_puts_outcomes_first_and_each_agents_events_in_one_record_in_order():
+    x, y = Emit(topics.INTENTS_APPROVED, "a", b"x"), Emit(topics.TXS_SIGNED, "b", b"y")
+    a1, a2, a3, b1 = _audit_emit("a", 1), _audit_emit("a", 2), _audit_emit("a", 3), _audit_emit("b", 1)
+    joined = join_audits([a1, x, a2, b1, y, a3], max_bytes=1 << 20)
+    assert joined[:2] == [x, y]
+    assert [(e.topic, e.key) for e in joined[2:]] == [(topics.AUDIT_EVENTS, "a"), (topics.AUDIT_EVENTS, "b")]
+    assert [e.to_bytes() for e in audit_events_of(joined[2].value)] == [a1.value, a2.value, a3.value]
+    assert joined[3].value == b1.value  # one event stays a plain AuditEvent
+    assert join_audits([a1, x], max_bytes=1 << 20) == [a1, x]  # nothing to join: as given
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 900)), max_size=30),
+       max_bytes=st.integers(300, 4000))
+def test_join_audits_keeps_every_event_in_order_within_max_bytes(sizes, max_bytes):
+    emits = [_audit_emit(agent, n, pad) for n, (agent, pad) in enumerate(sizes)]
+    joined = join_audits(emits, max_bytes)
+    for agent in "abc":
+        mine = [e for e in joined if e.key == agent]
+        assert all(e.topic == topics.AUDIT_EVENTS for e in mine)
+        assert [ev.to_bytes() for e in mine for ev in audit_events_of(e.value)] == [e.value for e in emits if e.key == agent]
+        # Over max_bytes only where one event alone is.
+        assert all(len(e.value) <= max_bytes or len(audit_events_of(e.value)) == 1 for e in mine)

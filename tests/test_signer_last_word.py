@@ -28,7 +28,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import sign_outcome
-from schemas.models import AuditEvent, IntentApproved, IntentRejected, SignedTransaction, TransactionIntent
+from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
 from tests.support import balance, make_agent, read_topic
 
 ETH, GWEI = 10**18, 10**9
@@ -210,7 +210,7 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     assert run(balance(settings, address)) == before
 
     # The signer's own record of when the revocation took hold, on the ledger's topic.
-    audits = [AuditEvent.from_bytes(v) for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start))]
+    audits = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     # (v1's own enforcement may land after `start` too: the worker can apply a policy before the signer does.)
     (enforced,) = [a for a in audits if a.action == "policy.enforced" and a.agent_id == agent
                    and a.details["version"] == revoked.version]
@@ -381,7 +381,7 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
     run(submitted(settings, second))
     rejected = run(wait_outcomes(settings, [second], 30, start))[second.intent_id]
     assert (rejected.stage, rejected.code) == ("daily_limit", "DAILY_LIMIT_EXCEEDED")
-    audits = [AuditEvent.from_bytes(v) for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start))]
+    audits = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     assert any(a.action == "outcome.forged" and a.intent_id == first.intent_id for a in audits)
 
 

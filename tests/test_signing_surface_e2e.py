@@ -18,8 +18,8 @@ from infra.demo import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.models import (GAS_PER_BLOB, AuditEvent, Eip712DomainRule, IntentRejected, SignedMessage,
-                            SignedTransaction)
+from schemas.models import (GAS_PER_BLOB, Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction,
+                            audit_events_of)
 from tests.support import make_agent, read_topic
 
 ANVIL_ID = 31337
@@ -66,7 +66,7 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
         }
         outcomes, start = await _submit(settings, list(intents.values()))
         await asyncio.sleep(0.5)
-        audits = [AuditEvent.from_bytes(v) for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start)]
+        audits = [e for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start) for e in audit_events_of(v)]
         return address, intents, outcomes, audits, permit
 
     address, intents, outcomes, audits, permit = run(scenario())

@@ -26,7 +26,7 @@ from infra.stack import REPO
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.models import AuditEvent, SignedTransaction
+from schemas.models import SignedTransaction, audit_events_of
 from tests.support import make_agent, read_topic
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
@@ -77,8 +77,8 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         status = up.status()
         (signer,) = [c for c in status["components"] if c["name"] == "signer"]
         assert signer["restarts"] == 1 and signer["last_exit_code"] == -9 and signer["alive"]
-        audits = [AuditEvent.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS,
-                                                                             start=start))]
+        audits = [e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS, start=start))
+                  for e in audit_events_of(v)]
         assert [a.details["component"] for a in audits if a.action == "component.restarted"] == ["signer"]
         # The same story in each component's Prometheus metrics.
         urls = {c["name"]: c["metrics"] for c in status["components"]} | {"supervisor": status["supervisor_metrics"]}

@@ -16,7 +16,7 @@ from runtime.config import child_environment
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.auth import sign_outcome
-from schemas.models import AuditEvent
+from schemas.models import audit_events_of
 from tests.support import read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -70,7 +70,7 @@ def test_txs_list_and_show(stack, run):
     # Every status change is on the topic, in order, and on the audit topic the ledger appends.
     history = orjson.loads(warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--json").stdout)
     assert [step["status"] for step in history["history"]] == ["signed", "broadcast", "mined"], history
-    actions = {e.action for e in map(AuditEvent.from_bytes, run(read_topic(settings, topics.AUDIT_EVENTS)))
+    actions = {e.action for e in (e for v in run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v))
                if e.intent_id == mined.intent_id}
     assert {"tx.signed", "tx.broadcast", "tx.mined"} <= actions, actions
     human = warden(settings, "txs", "list", "--agent", agent).stdout

@@ -18,7 +18,7 @@ import pytest
 from infra.cli import main
 from infra.cli.vault import INVALID_KEY_HINT
 from schemas import topics
-from schemas.models import AuditEvent
+from schemas.models import AuditEvent, audit_events_of
 from tests.support import read_topic
 
 OPAQUE = f"custody: authentication failed. {INVALID_KEY_HINT}"
@@ -77,7 +77,7 @@ def _write(path, data: bytes) -> str:
 
 
 def _audit(stack, vault_name: str) -> list[AuditEvent]:
-    records = [AuditEvent.from_bytes(v) for v in read_topic_sync(stack.settings, topics.AUDIT_EVENTS)]
+    records = [e for v in read_topic_sync(stack.settings, topics.AUDIT_EVENTS) for e in audit_events_of(v)]
     return [r for r in records if f"/{vault_name}" in r.resource]
 
 

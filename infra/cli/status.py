@@ -2,7 +2,7 @@
 
 Per component: its pid, whether it is alive, how often the supervisor restarted it and
 its last exit code. Per consumer group (the streams worker's, the signer's): records on
-its topics not yet committed. For the ledger: audit events on the topic not yet in the
+its topics not yet committed. For the ledger: audit records on the topic not yet in the
 ledger, and every time its broker changed (where the ledger may have a gap).
 """
 
@@ -56,7 +56,7 @@ async def audit_end_offsets(settings: Settings) -> dict[int, int]:
 
 
 def ledger_lag(settings: Settings, ends: dict[int, int]) -> dict:
-    """Audit events on the topic past what the ledger appended, read through its SQL endpoint."""
+    """Audit records on the topic past what the ledger appended, read through its SQL endpoint."""
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5)
     rows = client.query("SELECT source_partition, max(source_offset) + 1 FROM audit_log "
@@ -107,7 +107,7 @@ def cmd_status(args) -> int:
         ledger = report["ledger"]
         gap = (f"; its broker changed {ledger['source_changes']} time(s): see `warden audit verify`"
                if ledger["source_changes"] else "")
-        print(f"  lag ledger   {ledger['lag']} audit events not yet appended{gap}")
+        print(f"  lag ledger   {ledger['lag']} audit records not yet appended{gap}")
     for error in report["errors"]:
         print(f"  could not read lag: {error}")
     return 0 if up else 1

@@ -1,17 +1,19 @@
-"""Raw audit records to ledger rows: what ``AuditEvent`` reads, without pydantic on the common path.
+"""Raw audit records to ledger rows: what ``audit_events_of`` reads, without pydantic on the common path.
 
-``AuditEvent`` (pydantic) defines which records are valid and what they mean. Validating every
-record with it took ~10 us of the sink's ~30 us per event, so a record in the exact shape
-producers write (``AuditEvent.to_bytes``: a JSON object of the model's fields, strings where
-strings belong, the timestamp as ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``) is read with orjson and
-checked field by field here. Anything else goes to ``AuditEvent.from_bytes``, which accepts or
-refuses it exactly as before, with pydantic's message naming the field: invalid JSON, a missing
-or unknown field, a number where a string belongs, another timestamp form (an offset, a Unix
-time), an impossible date, or a float anywhere in ``details`` (orjson reads an integer beyond
-64 bits as a float where pydantic keeps the int, so any float goes the exact way).
+``AuditEvent`` (pydantic) defines which events are valid and what they mean; a record holds one,
+or a JSON array of them (``schemas.models.audit_events_of``). Validating every event with
+pydantic took ~10 us of the sink's ~30 us per event, so a record in the exact shape producers
+write (``AuditEvent.to_bytes``: a JSON object of the model's fields, strings where strings
+belong, the timestamp as ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``; or a non-empty array of such
+objects) is read with orjson and checked field by field here. Anything else goes to
+``audit_events_of``, which accepts or refuses the whole record, with pydantic's message naming
+the element and the field: invalid JSON, a missing or unknown field, a number where a string
+belongs, another timestamp form (an offset, a Unix time), an impossible date, an empty array, or
+a float anywhere in ``details`` (orjson reads an integer beyond 64 bits as a float where pydantic
+keeps the int, so any float goes the exact way).
 
-The fast path accepts only records ``AuditEvent`` accepts, and yields the same row for them;
-tests/test_ledger_hashing.py checks both on valid and malformed records.
+The fast path accepts only records ``audit_events_of`` accepts, and yields the same rows for
+them; tests/test_ledger_records.py checks both on valid and malformed records.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import NamedTuple
 import orjson
 
 from runtime.clock import to_us
-from schemas.models import SCHEMA_VERSION, AuditEvent
+from schemas.models import SCHEMA_VERSION, AuditEvent, audit_events_of
 from streams.ledger.chain import canonical_details, format_ts
 
 
@@ -55,11 +57,12 @@ def row_of(event: AuditEvent) -> Row:
     )
 
 
-def parse(raw: bytes) -> Row:
-    """The row of one record. Raises ValueError (pydantic's, naming the field) when the record is
-    not an AuditEvent."""
-    row = _producer_shaped(raw)
-    return row if row is not None else row_of(AuditEvent.from_bytes(raw))
+def parse(raw: bytes) -> list[Row]:
+    """The rows of one record (one AuditEvent, or a JSON array of them: `audit_events_of`), in
+    order. Raises ValueError (pydantic's, naming the element and the field) when the record is
+    neither."""
+    rows = _producer_shaped(raw)
+    return rows if rows is not None else [row_of(event) for event in audit_events_of(raw)]
 
 
 _REQUIRED = frozenset({"event_id", "actor", "action", "resource", "ts"})
@@ -67,13 +70,25 @@ _ALLOWED = _REQUIRED | {"schema_version", "intent_id", "agent_id", "details"}
 _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z")
 
 
-def _producer_shaped(raw: bytes) -> Row | None:
-    """The row when the record is in the shape producers write, else None (AuditEvent decides)."""
+def _producer_shaped(raw: bytes) -> list[Row] | None:
+    """The rows when the record is in the shape producers write, else None (`audit_events_of`
+    decides, for the whole record)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(body) is not dict or not _REQUIRED <= body.keys() <= _ALLOWED:
+    if type(body) is dict:
+        row = _event_row(body)
+        return None if row is None else [row]
+    if type(body) is not list or not body:
+        return None
+    rows = [_event_row(item) if type(item) is dict else None for item in body]
+    return None if any(row is None for row in rows) else rows
+
+
+def _event_row(body: dict) -> Row | None:
+    """The row of one producer-shaped event, else None."""
+    if not _REQUIRED <= body.keys() <= _ALLOWED:
         return None
     event_id, actor, action, resource, ts = body["event_id"], body["actor"], body["action"], body["resource"], body["ts"]
     if not (type(event_id) is str and type(actor) is str and type(action) is str and type(resource) is str):

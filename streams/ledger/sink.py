@@ -162,23 +162,26 @@ def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str
     )
 
 
-def decode(partition: int, offset: int, raw: bytes | None, max_bytes: int, now: datetime) -> Row:
+def decode(partition: int, offset: int, raw: bytes | None, max_bytes: int, now: datetime) -> list[Row]:
+    """The rows of one record: its events in order, or the one event saying why it is unreadable
+    (a record that is not wholly valid is kept whole, as its payload, never split)."""
     if raw is None:
-        return row_of(unreadable_event(partition, offset, raw, "record has no value (tombstone)", now))
+        return [row_of(unreadable_event(partition, offset, raw, "record has no value (tombstone)", now))]
     if len(raw) > max_bytes:
-        return row_of(unreadable_event(
+        return [row_of(unreadable_event(
             partition, offset, raw[:max_bytes], f"record is {len(raw)} bytes, over WARDEN_MAX_RECORD_BYTES={max_bytes}", now
-        ))
+        ))]
     try:
         return parse(raw)
     except ValueError as exc:
-        return row_of(unreadable_event(partition, offset, raw, f"not an AuditEvent: {str(exc)[:500]}", now))
+        return [row_of(unreadable_event(
+            partition, offset, raw, f"neither an AuditEvent nor a JSON array of them: {str(exc)[:500]}", now))]
     except TypeError as exc:
         # An AuditEvent whose details have no canonical JSON (orjson writes no integer beyond 64
         # bits): recorded, not a crash that the restarted sink would meet again on the same offset.
-        return row_of(unreadable_event(
+        return [row_of(unreadable_event(
             partition, offset, raw, f"details cannot be written as canonical JSON: {str(exc)[:500]}", now
-        ))
+        ))]
 
 
 async def cluster_id(broker: str) -> str:
@@ -235,10 +238,11 @@ def checkpoint_table(signed: list[tuple[checkpoints.Checkpoint, tuple[str, ...]]
 def append_records(
     store: Store, ledger: Ledger, records: Iterable[tuple[int, int, bytes | None]], now: datetime, max_bytes: int
 ) -> tuple[int, int]:
-    """One batch of raw records ``(partition, offset, value)`` into the ledger: parsed, event ids
-    the ledger holds skipped, chained, and stored in one INSERT. Returns (records read, rows
-    appended). On a StoreError the ledger's state is ahead of the store: resume from the store."""
-    rows = [(p, offset, decode(p, offset, raw, max_bytes, now)) for p, offset, raw in records]
+    """One batch of raw records ``(partition, offset, value)`` into the ledger: parsed (a record
+    may hold several events, each its own row), event ids the ledger holds skipped, chained, and
+    stored in one INSERT. Returns (events read, events appended). On a StoreError the ledger's
+    state is ahead of the store: resume from the store."""
+    rows = [(p, offset, row) for p, offset, raw in records for row in decode(p, offset, raw, max_bytes, now)]
     candidates = ledger.seen.stored_candidates([row.event_id for _, _, row in rows])
     duplicates = stored_ids(store, candidates)
     appended = ledger.append_rows(rows, now, duplicates)
