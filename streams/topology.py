@@ -31,7 +31,7 @@ from schemas.models import ALL_GUARDRAIL_STAGES
 from schemas.emit import Emit, Source, join_audits
 from streams import kafka_transport
 from streams.engine import Engine
-from streams.redelivery import run_redelivery
+from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery
 
 log = logging.getLogger("warden.streams")
 
@@ -80,6 +80,7 @@ def build_app(settings: Settings) -> faust.App:
         max_age_us=settings.intent_max_age_s * 1_000_000,
     )
     outputs: dict[str, faust.TopicT] = {}
+    published = Published()  # what this worker signed and sent, for its own redelivery watch
 
     @app.on_before_shutdown.connect
     def _close_nodes(app, **kwargs) -> None:
@@ -106,6 +107,8 @@ def build_app(settings: Settings) -> faust.App:
 
     async def publish(emits: list[Emit]) -> None:
         for emit in join_audits(emits, settings.max_record_bytes):
+            if emit.topic in PUBLISHED_OUTCOMES:
+                published.add(emit.value)  # before it is sent: the watch may read it back at once
             topic = outputs.get(emit.topic)
             if topic is None:
                 topic = outputs[emit.topic] = raw_topic(emit.topic)
@@ -149,7 +152,7 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.task
     async def redeliver() -> None:
-        await run_redelivery(settings)
+        await run_redelivery(settings, published=published)
 
     @app.agent(raw_topic(topics.POLICIES))
     async def policies(stream):

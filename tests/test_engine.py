@@ -666,6 +666,41 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
         assert outcome_intent_id(topic, forged, keys) is None, topic
 
 
+def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everything_else(world):
+    from streams.redelivery import Published, outcome_intent_id
+
+    good = world.intent("0.1")
+    approved = approved_of(world.submit(good)).to_bytes()
+    refused = world.refusal(world.intent("0.2"))
+    nobody = StaticKeys()  # no key pinned: only the worker's own bytes can end a watch
+    published = Published(limit=2)
+    published.add(approved)
+    published.add(refused)
+    # The worker's record edited by a topic writer (its verdicts dropped) is not the worker's: it
+    # is verified, and fails. So does the same record with one more byte: it is verified too.
+    edited = orjson.dumps({**orjson.loads(approved), "verdicts": []})
+    assert outcome_intent_id(topics.INTENTS_APPROVED, edited, world.pinned(), published) is None
+    assert outcome_intent_id(topics.INTENTS_APPROVED, approved + b" ", nobody, published) is None
+    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, nobody, published) == good.intent_id
+    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, nobody, published) is None  # once
+    assert outcome_intent_id(topics.INTENTS_REJECTED, refused, nobody, published) is not None
+    parking = World()
+    parking.publish(parking.policy(approval_threshold_eth="0.4", approval_timeout_s=600))
+    big = parking.intent("1")
+    (parked,) = on(parking.submit(big), topics.INTENTS_AWAITING_APPROVAL)
+    mine = Published()
+    mine.add(parked.value)
+    assert outcome_intent_id(topics.INTENTS_AWAITING_APPROVAL, parked.value, nobody, mine) == big.intent_id
+    # Bounded: the oldest is forgotten, and then verified like any other record.
+    for n in range(3):
+        published.add(world.refusal(world.intent(f"0.{n + 3}")))
+    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, world.pinned(), published) == good.intent_id
+    published.add(approved)
+    for n in range(2):
+        published.add(world.refusal(world.intent(f"0.{n + 6}")))
+    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, nobody, published) is None
+
+
 def test_an_abandoned_intent_is_decided_no_outcome_unless_it_was_decided(world):
     decided = world.intent("0.1")
     approved = approved_of(world.submit(decided))
