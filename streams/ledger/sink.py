@@ -81,6 +81,7 @@ class SinkOptions:
     checkpoint_interval: timedelta = timedelta(seconds=10)
     batch_max: int = 5000
     poll_ms: int = 200
+    gather_ms: int = 500
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SinkOptions":
@@ -436,7 +437,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
         mark_ready(settings, "ledger")
         reported_at, reported = time.monotonic(), 0
         while not stop.is_set():
-            records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)
+            records = await _gather(consumer, tps, options)
             now = utcnow()
             try:
                 if records:
@@ -464,6 +465,21 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
         if endpoint is not None:
             await endpoint.stop()
         store.close()
+
+
+async def _gather(consumer: AIOKafkaConsumer, tps: list[TopicPartition], options: SinkOptions) -> dict:
+    """Records for one INSERT: whatever is there, then more for up to ``gather_ms`` or until
+    ``batch_max``. Each INSERT is a part chDB writes and later merges, at a cost per part that a
+    trickle of small batches paid again and again; the ledger is off the intents' path, so it can wait."""
+    records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)
+    count = sum(len(batch) for batch in records.values())
+    until = time.monotonic() + options.gather_ms / 1000
+    while count and count < options.batch_max and (left := until - time.monotonic()) > 0:
+        more = await consumer.getmany(*tps, timeout_ms=int(left * 1000) + 1, max_records=options.batch_max - count)
+        for tp, batch in more.items():
+            records.setdefault(tp, []).extend(batch)
+            count += len(batch)
+    return records
 
 
 def main() -> int:
