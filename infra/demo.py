@@ -351,10 +351,15 @@ async def _audit_end_offsets(settings: Settings) -> dict[int, int]:
     return {tp.partition: end for tp, end in (await end_offsets(settings, (topics.AUDIT_EVENTS,))).items()}
 
 
+def _read_to(offsets: dict[int, int], ends: dict[int, int]) -> bool:
+    return all(offsets.get(p, 0) >= end for p, end in ends.items())
+
+
 def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0) -> dict:
     """Wait until the ledger has read every audit record of the run, then verify its chains the
     way `warden audit verify` does: the auditor's view of the same story."""
     from streams.ledger.keys import local_public_key
+    from streams.ledger.sink import next_offsets
     from streams.ledger.store import open_reader
     from streams.ledger.verify import verify
 
@@ -368,11 +373,9 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0) -
         held, stable_since = -1, time.monotonic()
         while time.monotonic() < deadline:
             count = store.arrow("SELECT count() AS n FROM audit_log").column("n")[0].as_py()
-            read = {row["p"]: row["o"] for row in store.arrow(
-                "SELECT source_partition AS p, max(source_offset) + 1 AS o FROM audit_log GROUP BY p").to_pylist()}
             if count != held:
                 held, stable_since = count, time.monotonic()
-            elif all(read.get(p, 0) >= end for p, end in ends.items()) and time.monotonic() - stable_since >= 1.0:
+            elif time.monotonic() - stable_since >= 1.0 and _read_to(next_offsets(store), ends):
                 break
             time.sleep(0.2)
         report = verify(store, local_public_key(settings.home)).to_dict()

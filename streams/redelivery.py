@@ -120,7 +120,7 @@ class Published:
 
 # The outcome topics whose records name their intent (a dead letter names it inside its payload,
 # and is always verified).
-PUBLISHED_OUTCOMES = frozenset({topics.INTENTS_APPROVED, topics.INTENTS_REJECTED, topics.INTENTS_AWAITING_APPROVAL})
+PUBLISHED_OUTCOMES = frozenset(_OUTCOMES) - {topics.DLQ}
 
 
 def outcome_intent_id(topic: str, value: bytes, keys: ServiceKeys, published: Published | None = None) -> str | None:

@@ -130,11 +130,16 @@ def resume(store: Store) -> Ledger:
     if cp_by_chain:
         chain, cp = next(iter(cp_by_chain.items()))
         raise ResumeRefused(_truncated(chain, -1, cp["seq"]))
-    offsets = store.arrow(
+    fps = store.arrow(f"SELECT {ID_HASH64_SQL} AS fp FROM {AUDIT_LOG}").column("fp").to_numpy()
+    return Ledger(heads, SeenIds(fps), next_offsets(store))
+
+
+def next_offsets(store: Store) -> dict[int, int]:
+    """Per partition of warden.audit.events, the offset after the last record the store holds rows of."""
+    rows = store.arrow(
         f"SELECT source_partition AS p, max(source_offset) AS o FROM {AUDIT_LOG} GROUP BY source_partition"
     ).to_pylist()
-    fps = store.arrow(f"SELECT {ID_HASH64_SQL} AS fp FROM {AUDIT_LOG}").column("fp").to_numpy()
-    return Ledger(heads, SeenIds(fps), {row["p"]: row["o"] + 1 for row in offsets})
+    return {row["p"]: row["o"] + 1 for row in rows}
 
 
 def _truncated(chain: int, seq: int, signed: int) -> str:
