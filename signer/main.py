@@ -108,7 +108,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         heartbeat_interval_ms=1_000, max_poll_records=500, max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.fetch_wait_ms,
     )
-    producer = new_producer(settings, linger_ms=2)
+    producer = new_producer(settings)
     await producer.start()
     await consumer.start()
     pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition

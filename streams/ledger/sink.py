@@ -411,7 +411,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
         fetch_max_wait_ms=options.poll_ms,
         max_partition_fetch_bytes=settings.max_message_bytes,
     )
-    producer = new_producer(settings, linger_ms=0)
+    producer = new_producer(settings)
     try:
         await asyncio.to_thread(store.ensure_schema)
         if isinstance(store, ChdbStore):
