@@ -83,8 +83,11 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     wanted = {i.intent_id for i in intents} | {i.intent_id for i in warmup}
 
     async def watch() -> None:
+        # Waits on the broker as the SDK's client does (infra.client.wait_outcomes): the figure is what
+        # an agent sees, and the broker serves no more empty fetches than a real client costs it.
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
-                                    fetch_max_wait_ms=5, max_partition_fetch_bytes=settings.max_message_bytes)
+                                    fetch_max_wait_ms=settings.fetch_wait_ms,
+                                    max_partition_fetch_bytes=settings.max_message_bytes)
         await consumer.start()
         try:
             parts = await partitions(consumer, watched)
