@@ -71,8 +71,6 @@ def join_audits(emits: list[Emit], max_bytes: int) -> list[Emit]:
     intent costs the bus and the ledger one audit record, not one per event. The other records
     come first, in their order, then the audit records, each agent's events in their order: an
     outcome never waits behind the events that describe it."""
-    if sum(1 for e in emits if e.topic == topics.AUDIT_EVENTS) < 2:
-        return emits
     joined: list[Emit] = []
     events_by_key: dict[str, list[bytes]] = {}
     for emit in emits:

@@ -639,7 +639,7 @@ def test_join_audits_puts_outcomes_first_and_each_agents_events_in_one_record_in
     assert [(e.topic, e.key) for e in joined[2:]] == [(topics.AUDIT_EVENTS, "a"), (topics.AUDIT_EVENTS, "b")]
     assert [e.to_bytes() for e in audit_events_of(joined[2].value)] == [a1.value, a2.value, a3.value]
     assert joined[3].value == b1.value  # one event stays a plain AuditEvent
-    assert join_audits([a1, x], max_bytes=1 << 20) == [a1, x]  # nothing to join: as given
+    assert join_audits([a1, x], max_bytes=1 << 20) == [x, a1]  # one event alone: still after the outcome
 
 
 @settings(max_examples=200, deadline=None)
