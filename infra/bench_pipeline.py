@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -174,10 +175,20 @@ def run(topology: str, agents: int, count: int, rate: int, progress, signers: in
     home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{topology}-"))
     progress(f"{topology}: starting a fresh stack with {workers} streams worker(s) and {signers} signer(s) "
              f"under {home}")
-    with running_stack(local_settings(home, topology=topology), signers=signers, workers=workers) as stack:
-        pids = {row["name"]: row["pid"] for row in stack.describe() if row["pid"]}
-        return {"topology": topology, "signers": signers, "workers": workers,
-                **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids))}
+    result = None
+    try:
+        with running_stack(local_settings(home, topology=topology), signers=signers, workers=workers) as stack:
+            pids = {row["name"]: row["pid"] for row in stack.describe() if row["pid"]}
+            result = {"topology": topology, "signers": signers, "workers": workers,
+                      **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids))}
+    finally:
+        # A home holds ~30 MB (the ledger store, keys, logs): kept only when the run failed
+        # or left intents unsigned, for its logs; a clean run leaves nothing behind.
+        if result is not None and result["completed"] == result["intents"]:
+            shutil.rmtree(home, ignore_errors=True)
+        else:
+            progress(f"{topology}: the stack's home is kept for its logs: {home / 'logs'}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
