@@ -90,6 +90,15 @@ def test_mixed_case_with_a_wrong_checksum_is_rejected_naming_the_expected_checks
     assert "all-lowercase is accepted" in errors["to"]
 
 
+def test_address_checks_are_the_same_the_second_time():
+    # EIP-55 results are cached (schemas.fields._eip55): a rejection is never remembered as a pass,
+    # and a normalized address is the same on every call.
+    for _ in range(2):
+        assert "bad EIP-55 checksum" in rejection(intent_doc(to=BAD_CHECKSUM))["to"]
+        assert TransactionIntent.model_validate(intent_doc(to=LOWER)).to == CHECKSUMMED
+    assert "42 characters" in rejection(intent_doc(to=["not", "hashable"]))["to"]
+
+
 @pytest.mark.parametrize("bad", ["0x" + "ab" * 19, "0x" + "ab" * 21, "ab" * 20 + "00", "0x" + "zz" * 20, 1234])
 def test_address_that_is_not_20_bytes_of_hex_is_rejected_saying_what_is_allowed(bad):
     errors = rejection(intent_doc(to=bad))
