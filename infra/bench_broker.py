@@ -9,7 +9,8 @@ Two figures explain the pipeline's latency floor and the broker's idle CPU:
 - **idle**: the broker's CPU while one consumer waits on partitions that stay empty, by the number
   of partitions it fetches: what a waiting reader costs the broker when nothing happens.
 
-A fresh in-memory Tansu on a free port is started and stopped by the benchmark.
+A fresh in-memory Tansu on a free port (the stack's own broker, under a temporary home) is started
+and stopped by the benchmark.
 """
 
 from __future__ import annotations
@@ -18,33 +19,28 @@ import argparse
 import asyncio
 import os
 import random
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from infra.bench_figures import cpu_seconds, percentile
 from infra.cli.output import note, print_json
-from infra.stack import free_port, tansu_binary, wait_for_port
+from infra.stack import LocalStack, local_settings
 from schemas import topics
 
 TOPIC_PARTITIONS = topics.PARTITIONS
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+def _ms(samples: list[float], q: float) -> float:
+    return round(percentile(samples, q), 2)
 
 
 async def _hops(broker: str, waits: list[int], hops: int, progress) -> list[dict]:
-    producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=0)
+    producer = AIOKafkaProducer(bootstrap_servers=broker)
     await producer.start()
     rows = []
     try:
@@ -68,9 +64,9 @@ async def _hops(broker: str, waits: list[int], hops: int, progress) -> list[dict
                     ack.append((acked - sent) * 1000)
             finally:
                 await consumer.stop()
-            rows.append({"fetch_wait_ms": wait, "hops": hops, "produce_ack_ms_p50": _percentile(ack, 0.5),
-                         "hop_ms_p50": _percentile(latency, 0.5), "hop_ms_p90": _percentile(latency, 0.9),
-                         "hop_ms_p99": _percentile(latency, 0.99)})
+            rows.append({"fetch_wait_ms": wait, "hops": hops, "produce_ack_ms_p50": _ms(ack, 0.5),
+                         "hop_ms_p50": _ms(latency, 0.5), "hop_ms_p90": _ms(latency, 0.9),
+                         "hop_ms_p99": _ms(latency, 0.99)})
     finally:
         await producer.stop()
     return rows
@@ -86,11 +82,11 @@ async def _idle(broker: str, pid: int, partitions: list[int], wait: int, seconds
             consumer.assign([TopicPartition(f"idle-{p // TOPIC_PARTITIONS}", p % TOPIC_PARTITIONS)
                              for p in range(count)])
             await asyncio.sleep(0.5)
-            broker_before, began = _cpu_seconds(pid), time.monotonic()
+            broker_before, began = cpu_seconds(pid), time.monotonic()
             await asyncio.sleep(seconds)
             elapsed = time.monotonic() - began
             rows.append({"partitions": count, "fetch_wait_ms": wait,
-                         "broker_cpu_percent_of_one_core": round(100 * (_cpu_seconds(pid) - broker_before) / elapsed, 1)})
+                         "broker_cpu_percent_of_one_core": round(100 * (cpu_seconds(pid) - broker_before) / elapsed, 1)})
         finally:
             await consumer.stop()
     return rows
@@ -111,18 +107,15 @@ async def _measure(broker: str, pid: int, waits: list[int], hops: int, partition
 
 
 def run(waits: list[int], hops: int, partitions: list[int], seconds: float, progress) -> dict:
-    broker = f"127.0.0.1:{free_port()}"
-    url = f"tcp://{broker}"
-    proc = subprocess.Popen([tansu_binary(), "broker", "--cluster-id", "warden-bench-broker", "--listener-url", url,
-                             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for_port(broker, 15, "Tansu broker", proc)
-        return {"benchmark": "broker", "broker": "tansu (memory storage)", "cpus": os.cpu_count(),
-                **asyncio.run(_measure(broker, proc.pid, waits, hops, partitions, seconds, progress))}
-    finally:
-        proc.kill()
-        proc.wait()
+    with tempfile.TemporaryDirectory(prefix="warden-bench-broker-") as home:
+        stack = LocalStack(local_settings(Path(home)))
+        try:
+            stack.start(parts=("broker",))
+            broker, pid = stack.settings.broker, stack.processes["broker"].pid
+            return {"benchmark": "broker", "broker": "tansu (memory storage)", "cpus": os.cpu_count(),
+                    **asyncio.run(_measure(broker, pid, waits, hops, partitions, seconds, progress))}
+        finally:
+            stack.stop()
 
 
 def _numbers(text: str) -> list[int]:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import kms_servers
+from infra.bench_figures import percentile
 from infra.cli.output import print_json
 from runtime.config import environment
 
@@ -45,11 +46,6 @@ def _quiet_dev_root(path: Path, name: str = "local-dev"):
     # The warning is for humans starting a service; a benchmark's throwaway root need not shout.
     with open(os.devnull, "w") as devnull:
         return LocalDevRoot(path, True, name=name, stderr=devnull)
-
-
-def _percentile(samples: Sequence[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def bench_warm(tmp: Path, seconds: float) -> dict[str, Any]:
@@ -221,7 +217,7 @@ def bench_cold(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
             "iterations": iterations,
             "root_unwrap_ms_median": round(statistics.median(unwraps) * 1e3, 3),
             "cold_read_ms_median": round(statistics.median(reads) * 1e3, 3),
-            "cold_read_ms_p95": round(_percentile(reads, 0.95) * 1e3, 3),
+            "cold_read_ms_p95": round(percentile(reads, 0.95) * 1e3, 3),
         }
 
 

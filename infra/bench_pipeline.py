@@ -22,6 +22,7 @@ from pathlib import Path
 
 import orjson
 
+from infra.bench_figures import cpu_seconds, percentile
 from infra.cli.output import note, print_json
 from infra.client import Client, new_intent
 from runtime.kafka import end_offsets
@@ -31,21 +32,6 @@ from infra.stack import local_settings, running_stack
 from schemas import topics
 
 DEST = "0x000000000000000000000000000000000000bE0c"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children so far (Linux /proc), in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
 
 
 def _epoch_s(text: str) -> float:
@@ -124,7 +110,7 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
         while len(seen_at) < len(warmup):
             await asyncio.sleep(0.05)
         progress(f"  warm-up done ({len(warmup)} intents); measuring {count} intents")
-        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         client_before = time.process_time()
         began = time.time()
         interval = 1.0 / rate if rate else 0.0
@@ -145,7 +131,7 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     watcher.cancel()
     done = [i.intent_id for i in intents if i.intent_id in seen_at]
     elapsed = max(seen_at[i] for i in done) - began if done else float("nan")
-    cpu = {name: round(_cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
+    cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
     cpu["bench client"] = round(time.process_time() - client_before, 2)
     latencies = [(seen_at[i] - sent_at[i]) * 1000 for i in done]
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
@@ -156,7 +142,7 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
                 stages[name].append((b - a) * 1000)
 
     def pct(values: list[float], q: float) -> float | None:
-        return round(_percentile(values, q), 1) if values else None
+        return round(percentile(values, q), 1) if values else None
 
     return {
         "intents": count, "completed": len(done), "rejected": len(rejected), "agents": agents,
