@@ -125,15 +125,15 @@ async def read_to_quiet(settings: Settings, topic_names: tuple[str, ...], idle_p
                 return
 
 
-def producer(settings: Settings, linger_ms: int = 0) -> AIOKafkaProducer:
+def producer(settings: Settings) -> AIOKafkaProducer:
     """A producer that waits for every replica. No enable_idempotence: the embedded broker
     refuses InitProducerId, so duplicates are absorbed downstream by deterministic ids.
 
-    No linger by default: someone waits on every record these producers send (an agent on its
+    No linger: someone waits on every record these producers send (an agent on its
     intent, a client on its outcome), and a lone record must not wait for company. Under load
     records still share requests: aiokafka keeps one request in flight per broker and batches
     what arrives meanwhile."""
-    return AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=linger_ms,
+    return AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=0,
                             max_request_size=settings.max_message_bytes)
 
 
