@@ -293,12 +293,17 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
     Only authentic outcomes count: signed by a pinned key of the service allowed to say it (a
     signer for signatures and signing-stage refusals, a worker for the rest) and bound to the
     very intent submitted (its digest). Anything else about these intents is skipped, and
-    listed in ``forged`` as (intent id, why) when a list is given."""
+    listed in ``forged`` as (intent id, why) when a list is given: then, once the outcomes are
+    complete, the rest of what the broker already holds is read too, so a forgery written before
+    the real outcome is listed even when its partition comes later in the fetch."""
     keys = service_keys or await outcome_keys(settings)
     digests = {intent.intent_id: intent.digest() for intent in intents}
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
+    draining = False
     async for topic, value in follow(settings, OUTCOME_TOPICS, start, fetch_max_wait_ms=settings.fetch_wait_ms):
+        if draining and not topic:  # a poll that found nothing: all that was there has been read
+            break
         outcome = read_outcome(topic, value) if topic else None
         if outcome is not None and outcome.intent_id in digests:
             why = outcome_forgery(outcome, keys, digests[outcome.intent_id])
@@ -310,6 +315,7 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
                 if previous is None or not is_final(previous):  # a final answer is never overwritten
                     outcomes[outcome.intent_id] = outcome
         done = all(i in outcomes and (not final or is_final(outcomes[i])) for i in digests)
-        if done or time.monotonic() > deadline:
+        if time.monotonic() > deadline or (done and forged is None):
             break
+        draining = done
     return outcomes

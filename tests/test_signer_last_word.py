@@ -20,15 +20,15 @@ from datetime import datetime, timedelta, timezone
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import Client, new_intent, signed_policy, wait_outcomes
+from infra.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
 from infra.demo import _revert_runtime
 from runtime.clock import utcnow
 from runtime.config import child_environment
-from runtime.kafka import end_offsets
+from runtime.kafka import end_offsets, partition_of
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import sign_outcome
-from schemas.models import IntentApproved, IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
+from schemas.models import IntentApproved, IntentParked, IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
 from tests.support import balance, make_agent, read_topic
 
 ETH, GWEI = 10**18, 10**9
@@ -323,12 +323,21 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
                           reason="forged", decided_at=utcnow(), intent_digest=real.digest(), signed_by="streams-0",
                           service_signature="00" * 64)
     fake_signer = sign_outcome(fake.model_copy(update={"stage": "signing"}), Ed25519PrivateKey.generate(), "signer-0")
-    start = outcomes_start(settings, run)
+    fake_parked = sign_outcome(IntentParked(intent_id=real.intent_id, agent_id=agent, reason="forged", intent=real,
+                                            parked_at=utcnow(), expires_at=utcnow() + timedelta(hours=1),
+                                            intent_digest=real.digest()), Ed25519PrivateKey.generate(), "streams-0")
+    # The fakes go to every partition of two outcome topics (a topic writer picks any key): the
+    # client must list each, whichever order its consumer reads the partitions in.
+    keys = {partition_of(key): key for key in (f"{agent}-{n}" for n in range(256))}
+    assert len(keys) == topics.PARTITIONS
+    start = run(end_offsets(settings, OUTCOME_TOPICS))
 
     async def attack():
         async with Client(settings) as client:
-            await client.send(topics.INTENTS_REJECTED, agent, fake.to_bytes())
-            await client.send(topics.INTENTS_REJECTED, agent, fake_signer.to_bytes())
+            for key in keys.values():
+                await client.send(topics.INTENTS_REJECTED, key, fake.to_bytes())
+                await client.send(topics.INTENTS_REJECTED, key, fake_signer.to_bytes())
+                await client.send(topics.INTENTS_AWAITING_APPROVAL, key, fake_parked.to_bytes())
             await client.submit(impostor)
             await client.flush()
             await asyncio.sleep(1.0)  # the impostor is decided first
@@ -336,18 +345,30 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
             await client.flush()
 
     run(attack())
-    forged: list[tuple[str, str]] = []
-    outcome = run(wait_outcomes(settings, [real], 60, start, forged=forged))[real.intent_id]
+    outcome = run(wait_outcomes(settings, [real], 60, start))[real.intent_id]
     assert isinstance(outcome, SignedTransaction) and outcome.status == "mined", outcome
+    # Read again now that the real outcome is on the topic before the first fetch: the
+    # forgeries on partitions the consumer happens to read after it are listed too, and so is
+    # a copy of the outcome with a bad signature written behind it in its own partition.
+    async def copy_after():
+        async with Client(settings) as client:
+            copy = outcome.model_copy(update={"service_signature": "00" * 64})
+            await client.send(topics.TXS_SIGNED, agent, copy.to_bytes())
+            await client.flush()
+
+    run(copy_after())
+    forged: list[tuple[str, str]] = []
+    again = run(wait_outcomes(settings, [real], 60, start, forged=forged))[real.intent_id]
+    assert again == outcome
     reasons = [why for intent_id, why in forged if intent_id == real.intent_id]
-    assert any("does not verify" in why for why in reasons)  # the fakes on the topic
+    assert sum("does not verify" in why for why in reasons) == 3 * len(keys) + 1  # the fakes on the topics
     assert any("intent_digest differs" in why for why in reasons)  # the worker's rejection of the impostor
 
     # `warden tail` shows the fakes as FORGED, never as outcomes.
     lines = _tail_json(child_environment(settings), seconds=8)
     mine = [line for line in lines if line["record"].get("intent_id") == real.intent_id]
     fakes = [line for line in mine if line["record"].get("reason") == "forged"]
-    assert len(fakes) == 2 and all(line["authentic"] is False for line in fakes)
+    assert len(fakes) == 3 * len(keys) and all(line["authentic"] is False for line in fakes)
     assert any(line["authentic"] and line["topic"] == topics.TXS_SIGNED for line in mine)
 
 
