@@ -4,6 +4,7 @@ shaped like the pipeline's, and a ledger built without Kafka."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,6 +19,16 @@ from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from streams.ledger.sink import checkpoint_table
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+
+
+def mth(leaves: list[bytes]) -> bytes:
+    """RFC 9162 §2.1.1 Merkle Tree Hash of the leaf data, recursively, as the RFC writes it."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
 
 
 @contextlib.contextmanager

@@ -13,17 +13,7 @@ from schemas.models import AuditEvent
 from streams.ledger import merkle
 from streams.ledger.chain import genesis_hash, integrity_hash
 from streams.ledger.append import Ledger, SeenIds, id_hash64
-from tests.ledger_support import T0, pipeline_events
-
-
-def _mth(leaves: list[bytes]) -> bytes:
-    """RFC 9162 §2.1.1, recursively, as the RFC writes it."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    if len(leaves) == 1:
-        return hashlib.sha256(b"\x00" + leaves[0]).digest()
-    k = 1 << ((len(leaves) - 1).bit_length() - 1)
-    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+from tests.ledger_support import T0, mth, pipeline_events
 
 
 DATA = [hashlib.sha256(str(i).encode()).digest() for i in range(70)]
@@ -51,13 +41,13 @@ def test_frontier_root_is_the_rfc_tree_hash(n):
     frontier = merkle.Frontier()
     for d in DATA[:n]:
         frontier.append(d)
-    assert frontier.root() == _mth(DATA[:n])
+    assert frontier.root() == mth(DATA[:n])
     leaves = [merkle.leaf_hash(d) for d in DATA[:n]]
     roots = merkle.Frontier().extend(leaves, range(1, n + 1))
-    assert all(roots[m] == _mth(DATA[:m]) for m in range(1, n + 1))
+    assert all(roots[m] == mth(DATA[:m]) for m in range(1, n + 1))
     resumed = merkle.Frontier(frontier.size, frontier.nodes)
     resumed.append(b"next")
-    assert resumed.root() == _mth(DATA[:n] + [b"next"])
+    assert resumed.root() == mth(DATA[:n] + [b"next"])
 
 
 @pytest.mark.parametrize("start", [0, 1, 3, 8, 13, 32, 45])
@@ -72,8 +62,8 @@ def test_extend_from_any_frontier_folds_subtrees_to_the_rfc_tree_hash(start):
     leaves = b"".join(merkle.leaf_hash(d) for d in data[start:])
     wanted = [start, start + 1, start + 2, 64, 100, 127, 128, 129, 199, 200, 201]
     roots = resumed.extend(leaves, wanted)
-    assert roots == {m: _mth(data[:m]) for m in wanted if start < m <= 200}
-    assert resumed.size == 200 and resumed.root() == _mth(data)
+    assert roots == {m: mth(data[:m]) for m in wanted if start < m <= 200}
+    assert resumed.size == 200 and resumed.root() == mth(data)
     with pytest.raises(ValueError):
         merkle.Frontier(3, resumed.nodes[:0] + [b"x" * 32] * 2).append_subtree(b"y" * 32, 1)
 
@@ -81,7 +71,7 @@ def test_extend_from_any_frontier_folds_subtrees_to_the_rfc_tree_hash(start):
 def test_every_inclusion_path_verifies_and_a_wrong_one_does_not():
     for size in range(1, 34):
         leaves = [merkle.leaf_hash(d) for d in DATA[:size]]
-        root = _mth(DATA[:size])
+        root = mth(DATA[:size])
         for index in range(size):
             path = merkle.inclusion_path(leaves, index)
             assert merkle.root_from_path(index, size, leaves[index], path) == root
@@ -90,7 +80,7 @@ def test_every_inclusion_path_verifies_and_a_wrong_one_does_not():
             if path:
                 assert merkle.root_from_path(index, size, leaves[index], path[:-1]) != root
             # The same path claimed for a bigger tree does not reach that tree's root.
-            assert merkle.root_from_path(index, size + 1, leaves[index], path) != _mth(DATA[: size + 1])
+            assert merkle.root_from_path(index, size + 1, leaves[index], path) != mth(DATA[: size + 1])
 
 
 def test_ledger_chains_rows_skips_redeliveries_and_owes_checkpoints_on_count_or_time():
@@ -108,7 +98,7 @@ def test_ledger_chains_rows_skips_redeliveries_and_owes_checkpoints_on_count_or_
     assert ledger.due_checkpoints(T0 + timedelta(seconds=4), every=10, interval=timedelta(seconds=5)) == []
     (due,) = ledger.due_checkpoints(T0 + timedelta(seconds=5), every=10, interval=timedelta(seconds=5))
     assert (due.seq, due.head_hash) == (4, cols["integrity_hash"][-1])
-    assert due.merkle_root == _mth([bytes.fromhex(h) for h in cols["integrity_hash"]]).hex()
+    assert due.merkle_root == mth([bytes.fromhex(h) for h in cols["integrity_hash"]]).hex()
     ledger.checkpointed(0, 4)
     assert ledger.due_checkpoints(T0 + timedelta(hours=1), every=10, interval=timedelta(seconds=5)) == []
     for i in range(10):

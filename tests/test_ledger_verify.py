@@ -3,20 +3,21 @@ it and names the first bad row and why."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from streams.ledger import checkpoint
+from streams.ledger import checkpoint, merkle
 from streams.ledger.chain import integrity_hash
 from streams.ledger.checkpoint import public_key_hex
 from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, DDL, INTEGRITY_HASH_SQL
 from streams.ledger.sink import checkpoint_table
-from streams.ledger.store import ChdbStore
+from streams.ledger.store import ChdbPairHasher, ChdbStore
 from streams.ledger.verify import verify
-from tests.ledger_support import T0, build_ledger, pipeline_events
+from tests.ledger_support import T0, build_ledger, mth, pipeline_events
 
 KEY = Ed25519PrivateKey.generate()
 PUBLIC = bytes.fromhex(public_key_hex(KEY))
@@ -204,3 +205,32 @@ def test_verify_since_starts_at_a_checkpoint_and_still_catches_tampering(store):
     assert (problem.seq, problem.kind) == (450, "modified")
     early = verify(store, PUBLIC, chains=[0], until=T0 + timedelta(seconds=100))
     assert early.ok and early.rows < 500
+
+
+def test_clickhouse_hashes_merkle_pairs_in_order(pristine):
+    """verify has ClickHouse hash the big levels of its Merkle fold. Each node must be
+    SHA-256(0x01 || left || right) of its own pair, in input order: past ~100k rows ClickHouse
+    reorders the rows of the Python() table unless it reads them on one thread."""
+    hasher = pristine[0].pair_hasher()
+    try:
+        for count in (ChdbPairHasher.MIN_PAIRS - 1, ChdbPairHasher.MIN_PAIRS, 150_000):
+            pairs = b"".join(hashlib.sha512(i.to_bytes(4, "big")).digest() for i in range(count))
+            expected = b"".join(hashlib.sha256(b"\x01" + pairs[i : i + 64]).digest() for i in range(0, len(pairs), 64))
+            assert hasher(memoryview(pairs)) == expected, count
+    finally:
+        hasher.close()
+
+
+@pytest.mark.parametrize("start", [0, 1, 3, 4097])
+def test_a_merkle_fold_hashed_by_clickhouse_gives_the_rfc_tree_hash(pristine, start):
+    data = [hashlib.sha256(str(i).encode()).digest() for i in range(10_000)]
+    frontier = merkle.Frontier()
+    for d in data[:start]:
+        frontier.append(d)
+    wanted = [start + 1, 4096, 5000, 8191, 8192, 9999, 10_000]
+    hasher = pristine[0].pair_hasher()
+    try:
+        roots = frontier.extend(b"".join(merkle.leaf_hash(d) for d in data[start:]), wanted, hasher)
+    finally:
+        hasher.close()
+    assert roots == {m: mth(data[:m]) for m in wanted if m > start}

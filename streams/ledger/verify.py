@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from streams.ledger.chain import format_ts, genesis_hash
 from streams.ledger.checkpoint import Checkpoint, signature_valid
-from streams.ledger.merkle import Frontier
+from streams.ledger.merkle import Frontier, PairHasher, hash_pairs
 from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
 from streams.ledger.store import Store
 
@@ -142,11 +142,19 @@ class ChainCheck:
     """Checks one chain from ``start`` on, page by page; stops at the first problem."""
 
     def __init__(
-        self, chain: int, start: int, anchor: str, frontier: Frontier, checkpoints: list[Checkpoint], to_end: bool
+        self,
+        chain: int,
+        start: int,
+        anchor: str,
+        frontier: Frontier,
+        checkpoints: list[Checkpoint],
+        to_end: bool,
+        hasher: PairHasher = hash_pairs,
     ) -> None:
         self.result = ChainResult(chain)
         self.next_seq = start
         self.frontier = frontier
+        self.hasher = hasher
         # The hashes of the last two rows seen (or the anchor), newest last.
         self.recent: list[np.void] = [_v32(anchor)]
         self.pending = [cp for cp in checkpoints if cp.seq >= start]
@@ -185,7 +193,7 @@ class ChainCheck:
         here = [cp for cp in self.pending if cp.seq <= last]
         if not here and not good:
             return False
-        roots = self.frontier.extend(memoryview(page.leaf)[: 32 * good], [cp.tree_size for cp in here])
+        roots = self.frontier.extend(memoryview(page.leaf)[: 32 * good], [cp.tree_size for cp in here], self.hasher)
         for cp in here:
             at = cp.seq - self.next_seq
             if page.head[at] != _v32(cp.head_hash):
@@ -353,13 +361,17 @@ def verify(
         chains = [int(c) for c in listed.column("chain").to_pylist()] if listed.num_rows else []
     # Two connections when the store allows: each chain's plan (its checkpoints' signatures
     # verify outside the GIL) and then the pages are fetched on both, ahead of this thread,
-    # which checks the page before: ClickHouse hashes rows while Python folds the Merkle tree.
+    # which checks the page before: ClickHouse hashes rows while this thread folds the Merkle
+    # tree (with the store's pair hasher where it has one).
     sibling = store.sibling()
     handles = [store] if sibling is None else [store, sibling]
+    pair_hasher = None
     try:
+        pair_hasher = store.pair_hasher()
+        hasher = hash_pairs if pair_hasher is None else pair_hasher
         with ThreadPoolExecutor(max_workers=len(handles)) as fetcher:
             planned = [
-                fetcher.submit(_plan, handles[k % len(handles)], chain, public_key, since, until, report)
+                fetcher.submit(_plan, handles[k % len(handles)], chain, public_key, since, until, report, hasher)
                 for k, chain in enumerate(chains)
             ]
             plans = [future.result() for future in planned]
@@ -383,6 +395,8 @@ def verify(
     finally:
         if sibling is not None:
             sibling.close()
+        if pair_hasher is not None:
+            pair_hasher.close()
     for check, _ in plans:
         report.chains.append(check.finish())
     report.seconds = time.perf_counter() - started
@@ -418,7 +432,13 @@ def _fetch(store: Store, chain: int, lo: int, hi: int) -> Page:
 
 
 def _plan(
-    store: Store, chain: int, public_key: bytes, since: datetime | None, until: datetime | None, report: Report
+    store: Store,
+    chain: int,
+    public_key: bytes,
+    since: datetime | None,
+    until: datetime | None,
+    report: Report,
+    hasher: PairHasher,
 ) -> tuple[ChainCheck, tuple[int, int]]:
     """Where to start and stop: the seq range the time range covers, widened
     down to the last valid checkpoint before it, whose signed head anchors it."""
@@ -465,6 +485,6 @@ def _plan(
         hi = max(hi, start)
     else:
         hi = max(hi, start, max((cp.seq + 1 for cp, _ in valid), default=0))
-    check = ChainCheck(chain, start, anchor, frontier, [cp for cp, _ in valid], to_end=until is None)
+    check = ChainCheck(chain, start, anchor, frontier, [cp for cp, _ in valid], until is None, hasher)
     check.result.problems.extend(forged)
     return check, (start, hi)
