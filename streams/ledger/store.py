@@ -10,7 +10,7 @@ clickhouse-connect; ``open_reader`` picks whichever is there.
 from __future__ import annotations
 
 import abc
-import os
+
 import re
 import urllib.error
 import urllib.request
@@ -50,9 +50,10 @@ def _arrow_from_jemalloc() -> None:
     backs fresh memory with 2 MB transparent huge pages) `warden bench ledger`'s verify spent
     ~17 % of its CPU in the kernel zeroing pages (perf); from jemalloc its system time is under
     half, and verify took 0.93-0.98 s against 1.10-1.18 s, three runs each, back to back; append
-    did not move. An operator's ARROW_DEFAULT_MEMORY_POOL wins; a pyarrow built without jemalloc
-    keeps its default pool."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    did not move. Only mimalloc is replaced: a pool an operator chose with pyarrow's
+    ARROW_DEFAULT_MEMORY_POOL (system, jemalloc) stands, and a pyarrow built without jemalloc
+    keeps its default."""
+    if pa.default_memory_pool().backend_name != "mimalloc":
         return
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
@@ -187,7 +188,7 @@ class ChdbStore(Store):
 class ChdbPairHasher:
     """A PairHasher that has ClickHouse hash the pairs: SHA256 over a column costs ~0.2 µs a pair
     where a hashlib call costs ~0.55 µs (both measured here), which takes verify's Merkle fold
-    from ~0.5 to ~0.2 CPU-seconds per million rows. Levels too small to repay a query's fixed
+    from ~0.8 to ~0.2 CPU-seconds per million rows. Levels too small to repay a query's fixed
     cost (~1 ms) stay in hashlib.
 
     Its own connection, readonly=2: ClickHouse refuses writes on it, but allows the Python()
