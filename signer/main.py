@@ -1,11 +1,12 @@
 """The signer process: its own consumer group on ``warden.intents.approved``.
 
 Offsets are committed only after everything a batch produced is acknowledged
-by the broker, and the signer's state records each signature before it is
-published (appended to the partition's changelog, checked to hold, then committed
-to the local file: `signer.owner`), so a SIGKILL anywhere re-publishes the
-same bytes and never signs twice, and another signer taking the partition
-over starts from the same record.
+by the broker (at most once a second while intents flow: `Offsets`), and the
+signer's state records each signature before it is published (appended to the
+partition's changelog, checked to hold, then committed to the local file:
+`signer.owner`), so a SIGKILL anywhere re-publishes the same bytes and never
+signs twice, and another signer taking the partition over starts from the same
+record.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer
@@ -38,6 +40,41 @@ from signer.owner import FLUSH_BYTES, PartitionOwner
 from signer.state import PartitionedState
 
 log = logging.getLogger("warden.signer")
+
+# While intents flow, offsets are committed at most this often, and at once when a poll finds
+# nothing. A commit is a broker round trip that the next batch waited for (one per batch, nearly
+# one per intent at 100/s), and committing later loses nothing: the changelog, not the offset, is
+# what prevents a second signature. A signer that starts from an older offset reads approvals it
+# signed already and publishes the same bytes again, as after a SIGKILL between publish and commit.
+COMMIT_EVERY_S = 1.0
+
+
+class Offsets:
+    """The signer group's offsets, committed only between whole batches (every record a committed
+    position passes was signed or refused, on the changelog, and published) and never after a batch
+    failed: its records are past the consumer's position without having been published."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, every_s: float, now: float):
+        self.consumer = consumer
+        self.every_s = every_s
+        self.last = now
+        self.finished = False  # a batch with records finished since the last commit
+        self.broken = False  # a batch raised: nothing more is committed by this process
+
+    async def after_batch(self, records: int, now: float) -> None:
+        if records:
+            self.finished = True
+        if not records or now - self.last >= self.every_s:
+            await self.commit(now)
+
+    async def commit(self, now: float) -> None:
+        if self.broken or not self.finished:
+            return
+        self.finished, self.last = False, now
+        try:
+            await self.consumer.commit()
+        except CommitFailedError:  # rebalanced meanwhile: the new owner gets the same outcomes again
+            log.warning("offsets not committed: the group rebalanced; the next owner re-publishes the outcomes")
 
 
 async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -108,6 +145,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         heartbeat_interval_ms=1_000, max_poll_records=500, max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.fetch_wait_ms,
     )
+    offsets = Offsets(consumer, COMMIT_EVERY_S, time.monotonic())
     producer = new_producer(settings)
     await producer.start()
     await consumer.start()
@@ -138,7 +176,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
 
     keys = PinnedServiceKeys(settings)
     owner = PartitionOwner(settings, states, producer, service, lambda writer: keys.key_now("signer", writer),
-                           on_restored=restored, on_revoked=revoked)
+                           on_restored=restored, on_revoked=revoked,
+                           on_revoking=lambda: offsets.commit(time.monotonic()))
     await owner.start()
     consumer.subscribe([topics.INTENTS_APPROVED], listener=owner)
 
@@ -201,11 +240,6 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         acks += await publish(producer, unpublished + custody_audit.drain(), settings.max_record_bytes)
         if acks:
             await asyncio.gather(*acks)
-        if batch:
-            try:
-                await consumer.commit()
-            except CommitFailedError:  # rebalanced meanwhile: the new owner gets the same outcomes again
-                log.warning("offsets not committed: the group rebalanced; the next owner re-publishes the outcomes")
 
     log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
     metrics.serve(settings, settings.signer_process)
@@ -214,9 +248,16 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
             async with owner.batch:
-                await _one_batch(batch)
+                try:
+                    await _one_batch(batch)
+                except BaseException:
+                    offsets.broken = True
+                    raise
+                await offsets.after_batch(sum(len(records) for records in batch.values()), time.monotonic())
             metrics.SIGNER_QUEUE.set(len(pending))
             metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
+        async with owner.batch:  # a clean stop: what finished is committed
+            await offsets.commit(time.monotonic())
     finally:
         if reannounce_task is not None:
             reannounce_task.cancel()

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -42,7 +42,8 @@ class Fenced(RuntimeError):
 class PartitionOwner(ConsumerRebalanceListener):
     def __init__(self, settings: Settings, states: PartitionedState, producer: AIOKafkaProducer,
                  service_key: tuple[str, Ed25519PrivateKey], public_key_of: Callable[[str], str | None],
-                 on_restored: Callable[[int], None], on_revoked: Callable[[int], None]):
+                 on_restored: Callable[[int], None], on_revoked: Callable[[int], None],
+                 on_revoking: Callable[[], Awaitable[None]] | None = None):
         self.settings = settings
         self.states = states
         self.producer = producer
@@ -50,6 +51,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         self.public_key_of = public_key_of
         self.on_restored = on_restored
         self.on_revoked = on_revoked
+        self.on_revoking = on_revoking
         self.owned: set[int] = set()
         # Held by the main loop for a whole batch, and by a rebalance: they never interleave.
         self.batch = asyncio.Lock()
@@ -82,6 +84,8 @@ class PartitionOwner(ConsumerRebalanceListener):
         async with self.batch:
             try:
                 await self.flush()
+                if self.on_revoking is not None:  # the signer's offsets: the next owner starts past what it finished
+                    await self.on_revoking()
             except BaseException as exc:  # noqa: BLE001 - re-raised by the main loop
                 self.failure = exc
             for tp in revoked:
