@@ -4,6 +4,7 @@ failed, whose records are past the consumer's position without having been publi
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -12,7 +13,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from signer.main import Offsets
 
 
-async def _group_on_a_topic_of_its_own(settings, records: int) -> tuple[AIOKafkaConsumer, TopicPartition]:
+@contextlib.asynccontextmanager
+async def _group_on_a_topic_of_its_own(settings, records: int):
+    """A started group consumer on a new one-partition topic holding ``records`` records, and that partition."""
     topic, group = f"offsets-{uuid.uuid4().hex[:8]}", f"offsets-{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
     await admin.start()
@@ -30,7 +33,10 @@ async def _group_on_a_topic_of_its_own(settings, records: int) -> tuple[AIOKafka
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=20)
     await consumer.start()
-    return consumer, TopicPartition(topic, 0)
+    try:
+        yield consumer, TopicPartition(topic, 0)
+    finally:
+        await consumer.stop()
 
 
 async def _batch(consumer: AIOKafkaConsumer, count: int) -> int:
@@ -42,8 +48,7 @@ async def _batch(consumer: AIOKafkaConsumer, count: int) -> int:
 
 def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(stack, run):
     async def scenario():
-        consumer, tp = await _group_on_a_topic_of_its_own(stack.settings, 6)
-        try:
+        async with _group_on_a_topic_of_its_own(stack.settings, 6) as (consumer, tp):
             offsets = Offsets(consumer, every_s=1.0, now=100.0)
             await offsets.after_batch(await _batch(consumer, 2), now=100.4)
             held = await consumer.committed(tp)  # within the interval, records flowing: not yet
@@ -54,16 +59,13 @@ def test_offsets_are_committed_after_the_interval_or_at_a_quiet_poll(stack, run)
             await offsets.after_batch(0, now=101.6)  # a poll that found nothing
             quiet = await consumer.committed(tp)
             return held, at_interval, flowing, quiet
-        finally:
-            await consumer.stop()
 
     assert run(scenario()) == (None, 4, 4, 6)
 
 
 def test_nothing_is_committed_once_a_batch_failed(stack, run):
     async def scenario():
-        consumer, tp = await _group_on_a_topic_of_its_own(stack.settings, 4)
-        try:
+        async with _group_on_a_topic_of_its_own(stack.settings, 4) as (consumer, tp):
             offsets = Offsets(consumer, every_s=1.0, now=100.0)
             await offsets.after_batch(await _batch(consumer, 2), now=100.1)
             await _batch(consumer, 2)  # read, and its batch raised: not signed, not published
@@ -71,7 +73,5 @@ def test_nothing_is_committed_once_a_batch_failed(stack, run):
             await offsets.after_batch(0, now=200.0)
             await offsets.commit(now=300.0)  # a rebalance's or a clean stop's commit
             return await consumer.committed(tp)
-        finally:
-            await consumer.stop()
 
     assert run(scenario()) is None
