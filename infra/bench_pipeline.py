@@ -55,12 +55,12 @@ async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[
     from runtime.kafka import partitions
 
     approved: dict[str, tuple[float, float]] = {}
-    ends = await end_offsets(settings, (topics.INTENTS_APPROVED,))
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
                                 max_partition_fetch_bytes=settings.max_message_bytes)
     await consumer.start()
     try:
         parts = await partitions(consumer, (topics.INTENTS_APPROVED,))
+        ends = await consumer.end_offsets(parts)
         consumer.assign(parts)
         for tp in parts:
             consumer.seek(tp, start[tp])
