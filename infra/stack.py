@@ -26,8 +26,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,10 +75,25 @@ def anvil_binary() -> str:
     return found[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A loopback port nothing is bound to now, and not one of ``avoid``: ports already handed to
+    a component that has not bound them yet. The kernel may hand the same free port out twice (a
+    CI run had SeaweedFS's S3 gRPC listener take the port chosen for Anvil, and Anvil could not
+    start), so whoever picks several ports passes those it picked before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in avoid:
+            return port
+
+
+def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
+    """``count`` different free ports, none of them in ``avoid``."""
+    taken = set(avoid)
+    for _ in range(count):
+        taken.add(free_port(taken))
+    return sorted(taken - set(avoid))
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -163,12 +179,23 @@ class LocalStack:
         self.processes[name] = process
         return process
 
+    def configured_ports(self) -> set[int]:
+        """The loopback ports the settings give the broker, Anvil and the ledger's endpoint."""
+        ports = {urllib.parse.urlsplit(self.settings.rpc_url).port}
+        for address in (self.settings.broker, self.settings.ledger_http):
+            port = (address or "").rpartition(":")[2]
+            ports.add(int(port) if port.isdigit() else None)
+        return {port for port in ports if port is not None}
+
     def start_storage(self) -> str:
         """SeaweedFS (master, volume, filer, S3) with its data under $WARDEN_HOME/storage; the S3
         endpoint it serves, with Tansu's bucket made."""
         data = self.settings.home / "storage"
         data.mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        # Not the ports the stack's own settings name: Tansu, Anvil and the ledger bind them later.
+        names = ("master", "volume", "filer", "s3")
+        picked = free_ports(2 * len(names), avoid=self.configured_ports())
+        ports, grpc_ports = dict(zip(names, picked)), dict(zip(names, picked[len(names):]))
         argv = [weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 "-master.telemetry=false", "-volume.max=20", "-filer", "-s3",
                 # Listeners Warden does not use, off, so two stacks on one machine never collide.
@@ -177,7 +204,7 @@ class LocalStack:
                 # it; a one-node store has none, and the wait only held every `warden up` stop.
                 "-volume.preStopSeconds=0"]
         for name, port in ports.items():
-            argv += [f"-{name}.port={port}", f"-{name}.port.grpc={free_port()}"]
+            argv += [f"-{name}.port={port}", f"-{name}.port.grpc={grpc_ports[name]}"]
         volumes = len(list(data.glob("*.dat")))  # what the log already holds, before the server starts
         process = self._spawn("storage", argv)
         endpoint = f"http://127.0.0.1:{ports['s3']}"
@@ -362,8 +389,9 @@ class LocalStack:
 def local_settings(home: Path, **overrides) -> Settings:
     """Settings for a private embedded stack: free loopback ports, the dev root allowed, and its
     tee=none signer accepted for sealing client shares."""
-    base = Settings(home=home, broker=f"127.0.0.1:{free_port()}", rpc_url=f"http://127.0.0.1:{free_port()}",
-                    ledger_http=f"127.0.0.1:{free_port()}", allow_dev_root=True, allow_unattested_signer=True)
+    broker, rpc, ledger = free_ports(3)
+    base = Settings(home=home, broker=f"127.0.0.1:{broker}", rpc_url=f"http://127.0.0.1:{rpc}",
+                    ledger_http=f"127.0.0.1:{ledger}", allow_dev_root=True, allow_unattested_signer=True)
     return dataclasses.replace(base, **overrides)
 
 
