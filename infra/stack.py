@@ -181,11 +181,9 @@ class LocalStack:
 
     def configured_ports(self) -> set[int]:
         """The loopback ports the settings give the broker, Anvil and the ledger's endpoint."""
-        ports = {urllib.parse.urlsplit(self.settings.rpc_url).port}
-        for address in (self.settings.broker, self.settings.ledger_http):
-            port = (address or "").rpartition(":")[2]
-            ports.add(int(port) if port.isdigit() else None)
-        return {port for port in ports if port is not None}
+        ports = {_host_port(self.settings.broker)[1], _host_port(self.settings.ledger_http)[1]}
+        rpc = urllib.parse.urlsplit(self.settings.rpc_url).port  # None for a URL without one
+        return ports | {rpc} if rpc else ports
 
     def start_storage(self) -> str:
         """SeaweedFS (master, volume, filer, S3) with its data under $WARDEN_HOME/storage; the S3

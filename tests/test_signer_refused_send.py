@@ -36,7 +36,6 @@ def one_agent_per_partition(prefix: str) -> list[str]:
         found.setdefault(partition_of(agent), agent)
         if len(found) == topics.PARTITIONS:
             return [found[p] for p in sorted(found)]
-    raise AssertionError("unreachable")
 
 
 async def set_balance(settings, address: str, wei: int) -> None:
