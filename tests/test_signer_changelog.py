@@ -170,6 +170,59 @@ def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
     asyncio.run(scenario())
 
 
+def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_log(tmp_path):
+    """A signer given every partition reads them together (`PartitionOwner.restore`): each file
+    gets exactly its own partition's records, in order, and every agent's spend is there. A
+    broker of its own: the other tests here leave a record on one partition that stops restores."""
+    stack = LocalStack(local_settings(tmp_path / "home"))
+    stack.start(parts=("broker",))
+
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=stack.settings.broker, acks="all")
+        await producer.start()
+        a, b = Signer(stack.settings, tmp_path, "signer-a", producer), Signer(stack.settings, tmp_path, "signer-b",
+                                                                               producer)
+        for s in (a, b):
+            await s.owner.start()
+        try:
+            agents: dict[int, str] = {}
+            for n in range(1000):
+                agents.setdefault(a.states.partition_of(f"agent-{n}"), f"agent-{n}")
+                if len(agents) == topics.PARTITIONS:
+                    break
+            await a.owner.restore(*agents)
+            # Two appends per partition, a different amount on each: a record read from the wrong
+            # partition's log, or not read, shows as a wrong sum.
+            for round_ in range(2):
+                for partition, agent in agents.items():
+                    a.states.partition(partition).record_signed(
+                        intent_id=f"{agent}-{round_}", agent_id=agent, record=b"{}", now_us=NOW_US, chain="anvil",
+                        address="0x00000000000000000000000000000000000000aa", nonce=round_,
+                        spend_wei=(partition + 1) * 10 ** round_, counts=True, policy_version=1,
+                        idempotency_slot=None)
+                await a.owner.flush()
+
+            await b.owner.restore(*agents)
+            assert b.owner.owned == set(agents)
+            for partition, agent in agents.items():
+                state = b.states.partition(partition)
+                rows = state.spend_entries(agent, NOW_US)
+                assert sorted(rows) == [f"{agent}-0", f"{agent}-1"], (partition, rows)
+                assert sum(wei for _, wei in rows.values()) == (partition + 1) * 11, (partition, rows)
+                assert state.last_nonce(agent, "anvil", "0x00000000000000000000000000000000000000aa") == 1
+                assert state.changelog_position() == a.states.partition(partition).changelog_position()
+        finally:
+            for s in (a, b):
+                await s.owner.stop()
+                s.states.close()
+            await producer.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stack.stop()
+
+
 def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(stack, run):
     """Decided there, it would be judged with another partition's state (another signer's, maybe
     one without the agent's spend). Dead-lettered by the signer; the same approval on its
