@@ -52,6 +52,8 @@ def build_app(settings: Settings) -> faust.App:
         processing_guarantee="at_least_once",
         producer_acks=-1,
         broker_session_timeout=10,
+        # A static member, like the signer (signer.main says what it gains and costs).
+        consumer_group_instance_id=settings.worker_id,
         broker_heartbeat_interval=1,
         table_cleanup_interval=3600,
         # Sized with max_record_bytes, so a dead letter of the largest readable record is sendable.

@@ -10,7 +10,7 @@ from runtime.kafka import follow, read_to_quiet
 from runtime.config import Settings
 from infra.provision import balance, provision_agent
 
-__all__ = ["balance", "everything_recorded", "make_agent", "read_topic"]
+__all__ = ["balance", "everything_recorded", "group_members", "make_agent", "read_topic"]
 
 
 async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
@@ -52,6 +52,20 @@ async def everything_recorded(settings: Settings) -> tuple[int, int, bytes]:
     rows = clickhouse_connect.get_client(host=host, port=int(port)).query("SELECT * FROM audit_log").result_rows
     haystack += "\n".join("\t".join(map(str, row)) for row in rows).encode()
     return len(records), len(rows), haystack
+
+
+async def group_members(settings: Settings, group: str) -> list[str]:
+    """The member ids the broker holds for a consumer group (DescribeGroups)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    ((_, _, _, _, _, members),) = response.groups
+    return sorted(member[0] for member in members)
 
 
 async def receipt_of(node, tx_hash: str) -> dict:

@@ -1,6 +1,10 @@
 """SIGKILL the streams worker and the signer in the middle of a burst, restart them, and
 check the promise: every intent ends with exactly one outcome, none is signed twice, and
-each agent's nonces run without gaps or repeats."""
+each agent's nonces run without gaps or repeats.
+
+Each restarted process takes its own place back in its consumer group (static membership:
+``group.instance.id`` is the worker's or signer's id), so the group is not rebalanced onto a
+member that is gone and waited out for a whole session before the partitions move again."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from infra.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction
-from tests.support import make_agent, read_topic
+from tests.support import group_members, make_agent, read_topic
 
 AGENTS = ("crash-a", "crash-b", "crash-c", "crash-d")
 PER_AGENT = 60
@@ -30,6 +34,9 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
                               max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
                    for _ in range(PER_AGENT) for a in AGENTS]
         third = len(intents) // 3
+        groups = {name: group for name, (group, _) in topics.CONSUMER_GROUPS.items()}
+        members = {name: await group_members(settings, group) for name, group in groups.items()}
+        assert all(len(ids) == 1 for ids in members.values()), members
         async with Client(settings) as client:
             for intent in intents[:third]:
                 await client.submit(intent)
@@ -47,6 +54,9 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
             await client.flush()
             await asyncio.to_thread(stack.start_service, "signer", "signer.main")
         outcomes = await wait_outcomes(settings, intents, 150, start)
+        for name, group in groups.items():
+            assert await group_members(settings, group) == members[name], (
+                f"{name}: the restarted process joined {group} as a new member, not in its own place")
         approved = {IntentApproved.from_bytes(v).intent_id for v in await read_topic(settings, topics.INTENTS_APPROVED)}
         signed_records = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED)]
         rejected_records = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED)]
