@@ -171,9 +171,10 @@ def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
 
 
 def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_log(tmp_path):
-    """A signer given every partition reads them together (`PartitionOwner.restore`): each file
-    gets exactly its own partition's records, in order, and every agent's spend is there. A
-    broker of its own: the other tests here leave a record on one partition that stops restores."""
+    """A signer given every partition restores them in one call, which reads them together
+    (`PartitionOwner.restore`; that it is faster is a figure, not asserted here): each file gets
+    exactly its own partition's records, in order, and every agent's spend is there. A broker of
+    its own: the other tests here leave a record on one partition that stops restores."""
     stack = LocalStack(local_settings(tmp_path / "home"))
     stack.start(parts=("broker",))
 
