@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import clickhouse_connect
 
-from runtime.kafka import follow, read_to_quiet
+from runtime.kafka import follow, partition_of, read_to_quiet
 from runtime.config import Settings
 from infra.provision import balance, provision_agent
+from schemas import topics
 
-__all__ = ["balance", "everything_recorded", "group_members", "make_agent", "read_topic"]
+__all__ = ["balance", "everything_recorded", "group_members", "make_agent", "one_agent_per_partition",
+           "read_topic"]
 
 
 async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
@@ -52,6 +55,16 @@ async def everything_recorded(settings: Settings) -> tuple[int, int, bytes]:
     rows = clickhouse_connect.get_client(host=host, port=int(port)).query("SELECT * FROM audit_log").result_rows
     haystack += "\n".join("\t".join(map(str, row)) for row in rows).encode()
     return len(records), len(rows), haystack
+
+
+def one_agent_per_partition(prefix: str) -> list[str]:
+    """Agent ids ``<prefix>-<n>``, the first whose records land in each partition, by partition."""
+    found: dict[int, str] = {}
+    for n in itertools.count():
+        agent = f"{prefix}-{n}"
+        found.setdefault(partition_of(agent), agent)
+        if len(found) == topics.PARTITIONS:
+            return [found[p] for p in sorted(found)]
 
 
 async def group_members(settings: Settings, group: str) -> list[str]:

@@ -21,6 +21,7 @@ from schemas.auth import public_key_hex
 from signer.changelog import ChangelogError, UnreadableRecord, open_record, seal
 from signer.owner import Fenced, PartitionOwner
 from signer.state import PartitionedState
+from tests.support import one_agent_per_partition
 
 AGENT = "agent-changelog"
 NOW_US = 1_800_000_000_000_000
@@ -186,11 +187,7 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
         for s in (a, b):
             await s.owner.start()
         try:
-            agents: dict[int, str] = {}
-            for n in range(1000):
-                agents.setdefault(a.states.partition_of(f"agent-{n}"), f"agent-{n}")
-                if len(agents) == topics.PARTITIONS:
-                    break
+            agents = dict(enumerate(one_agent_per_partition("agent")))  # partition → its agent
             await a.owner.restore(*agents)
             # Two appends per partition, a different amount on each: a record read from the wrong
             # partition's log, or not read, shows as a wrong sum.

@@ -12,30 +12,20 @@ second intent ends "stuck" at nonce 1 behind the gap).
 
 from __future__ import annotations
 
-import itertools
 import signal
 import time
 
 from infra.client import new_intent, wait_outcomes
-from runtime.kafka import end_offsets, partition_of
+from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.models import SignedTransaction
-from tests.support import make_agent
+from tests.support import make_agent, one_agent_per_partition
 from tests.test_signer_last_word import submitted
 from tests.up_support import chain_nonce
 
 ETH = 10**18
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
-
-
-def one_agent_per_partition(prefix: str) -> list[str]:
-    found: dict[int, str] = {}
-    for n in itertools.count():
-        agent = f"{prefix}-{n}"
-        found.setdefault(partition_of(agent), agent)
-        if len(found) == topics.PARTITIONS:
-            return [found[p] for p in sorted(found)]
 
 
 async def set_balance(settings, address: str, wei: int) -> None:
