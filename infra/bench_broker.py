@@ -1,6 +1,6 @@
 """``warden bench broker``: what one Kafka hop costs on the embedded broker (Tansu), without Warden.
 
-Two figures explain the pipeline's latency floor and the broker's idle CPU:
+Three figures explain the pipeline's latency floor and the broker's idle CPU:
 
 - **hop**: a record produced (acknowledged) and then read by a consumer already waiting on the
   broker, by the consumer's fetch wait (``fetch_max_wait_ms``). Records go out at random moments,
@@ -8,6 +8,13 @@ Two figures explain the pipeline's latency floor and the broker's idle CPU:
   arrives: it scans, sleeps half the time left and scans again, so the wait shows in every hop.
 - **idle**: the broker's CPU while one consumer waits on partitions that stay empty, by the number
   of partitions it fetches: what a waiting reader costs the broker when nothing happens.
+- **pipeline**: the fused pipeline's shape with no work in it, by fetch wait. A client sends
+  records keyed by 16 agents at an offered rate; one relay process (the streams worker's place,
+  reading 24 partitions) forwards each; a second (the signer's, reading 8) writes a state record,
+  waits for its acknowledgement and then forwards it; the client waits for each on 16 partitions
+  (the outcome topics), as an agent does. What it shows is the latency floor of the pipeline at
+  that wait, and the broker and process CPU of its fetches, before any Warden work. Then a burst
+  (all records at once) through the same relays: the transport's own throughput on these cores.
 
 A fresh in-memory Tansu on a free port (the stack's own broker, under a temporary home) is started
 and stopped by the benchmark.
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import sys
@@ -33,6 +41,10 @@ from infra.stack import LocalStack, local_settings
 from schemas import topics
 
 TOPIC_PARTITIONS = topics.PARTITIONS
+PIPELINE_AGENTS = 16
+# The pipeline's topics: in (intents), mid (approvals), out (signed), state (the signer's changelog),
+# and idle ones so each reader fetches as many partitions as its counterpart in the stack does.
+PIPELINE_IDLE_TOPICS = 9
 
 
 def _ms(samples: list[float], q: float) -> float:
@@ -92,28 +104,202 @@ async def _idle(broker: str, pid: int, partitions: list[int], wait: int, seconds
     return rows
 
 
+async def relay(broker: str, source: str, target: str, idle: list[str], wait: int, state: str | None) -> None:
+    """Forward every record of ``source`` to ``target`` with the same key, as it arrives; with
+    ``state``, first write each batch there and wait for its acknowledgement (the signer's
+    changelog before its outcomes). Also fetches the ``idle`` topics, which stay empty. Says
+    "ready" on stdout once it waits on its (new) topics; stops when its stdin closes, and then
+    prints how many records it wrote to each topic (JSON)."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False,
+                                max_poll_records=500)
+    await producer.start()
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(t, p) for t in (source, *idle) for p in range(TOPIC_PARTITIONS)])
+        await consumer.seek_to_beginning()
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        parent_gone = asyncio.create_task(reader.read())  # EOF: the benchmark ended or died
+        print("ready", flush=True)
+        written = {topic: 0 for topic in (state, target) if topic}
+        while not parent_gone.done():
+            batch = await consumer.getmany(timeout_ms=200)
+            records = [r for records in batch.values() for r in records]
+            for topic in written:
+                if records:
+                    await asyncio.gather(*[await producer.send(topic, r.value, key=r.key) for r in records])
+                    written[topic] += len(records)
+        print(json.dumps(written), flush=True)  # what it wrote, acknowledged, to each topic
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _start_relay(broker: str, source: str, target: str, idle: list[str], wait: int,
+                       state: str | None) -> asyncio.subprocess.Process:
+    spec = json.dumps({"broker": broker, "source": source, "target": target, "idle": idle, "wait": wait,
+                       "state": state})
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "infra.bench_broker", "--relay", spec,
+                                                   stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    if await asyncio.wait_for(process.stdout.readline(), 60) != b"ready\n":
+        process.kill()
+        raise RuntimeError(f"a relay ({source} -> {target}) did not start; run `python -m infra.bench_broker "
+                           f"--relay '{spec}'` to see why")
+    return process
+
+
+async def _stop_relay(process: asyncio.subprocess.Process) -> dict[str, int]:
+    """Stop a relay; what it wrote to each topic."""
+    process.stdin.close()
+    try:
+        written = await asyncio.wait_for(process.stdout.readline(), 10)
+        await asyncio.wait_for(process.wait(), 10)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise RuntimeError("a relay of the pipeline did not stop within 10 s of being told to") from None
+    if not written:
+        raise RuntimeError(f"a relay of the pipeline ended (exit status {process.returncode}) without saying what it "
+                           "wrote; its error is on this benchmark's stderr")
+    return json.loads(written)
+
+
+async def _through(broker: str, run: int, count: int, rate: int, wait: int,
+                   idle: list[str]) -> tuple[list[float], float]:
+    """Send ``count`` records to the pipeline at ``rate``/s (0: all at once) and read each back:
+    (latencies in ms, seconds from the first send to the last read)."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False)
+    await producer.start()
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(t, p) for t in (f"pipe-out-{run}", *idle) for p in range(TOPIC_PARTITIONS)])
+        await consumer.seek_to_beginning()
+        await asyncio.sleep(0.3)  # the reader's first fetch is waiting on the broker
+        sent: list[float] = [0.0] * count
+        seen: dict[int, float] = {}
+
+        async def read() -> None:
+            while len(seen) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                now = time.perf_counter()
+                for records in batch.values():
+                    for record in records:
+                        seen.setdefault(int(record.value), now)
+
+        reader = asyncio.create_task(read())
+        began = time.perf_counter()
+        for n in range(count):
+            if rate:
+                delay = began + n / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            sent[n] = time.perf_counter()
+            await producer.send(f"pipe-in-{run}", str(n).encode(), key=f"agent-{n % PIPELINE_AGENTS}".encode())
+        await asyncio.wait_for(reader, 120 + count / 100)
+        return [(seen[n] - sent[n]) * 1000 for n in range(count)], max(seen.values()) - began
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+class _Relays:
+    """The pipeline's two relay processes at one fetch wait, each reading as many partitions as its
+    counterpart in the stack: after the block, ``written`` says what each wrote to which topic."""
+
+    def __init__(self, broker: str, wait: int, idle: list[str], run: int) -> None:
+        self.broker, self.wait, self.idle, self.run = broker, wait, idle, run
+        self.written: dict[str, int] = {}
+
+    async def __aenter__(self) -> "_Relays":
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.broker)
+        await admin.start()
+        try:
+            # Topics of its own for each run: Tansu's reported end of a topic can trail its last
+            # record, so a reader that seeks to the end of a used topic may read the last run's records.
+            await admin.create_topics([NewTopic(f"{name}-{self.run}", TOPIC_PARTITIONS, 1)
+                                       for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")])
+        finally:
+            await admin.close()
+        self.worker = await _start_relay(self.broker, f"pipe-in-{self.run}", f"pipe-mid-{self.run}", self.idle[:5],
+                                         self.wait, None)
+        try:
+            self.signer = await _start_relay(self.broker, f"pipe-mid-{self.run}", f"pipe-out-{self.run}",
+                                             self.idle[5:6], self.wait, f"pipe-state-{self.run}")
+        except BaseException:
+            await _stop_relay(self.worker)
+            raise
+        return self
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.worker.pid) + cpu_seconds(self.signer.pid)
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            signer = await _stop_relay(self.signer)
+        finally:
+            worker = await _stop_relay(self.worker)
+        self.written = {topic.rsplit("-", 1)[0]: n for topic, n in {**worker, **signer}.items()}
+
+
+async def _pipeline(broker: str, pid: int, waits: list[int], count: int, rate: int, burst: int,
+                    progress) -> dict:
+    idle = [f"pipe-idle-{t}" for t in range(PIPELINE_IDLE_TOPICS)]
+    rows, burst_row = [], None
+    for wait in waits:
+        progress(f"pipeline: {count} records at {rate}/s through two relays, fetch wait {wait} ms")
+        async with _Relays(broker, wait, idle, len(rows)) as relays:
+
+            def cpu() -> dict[str, float]:
+                return {"broker": cpu_seconds(pid), "relays": relays.cpu_seconds(), "client": time.process_time()}
+
+            before, began = cpu(), time.monotonic()
+            latency, _ = await _through(broker, len(rows), count, rate, wait, idle[6:9])
+            elapsed, after = time.monotonic() - began, cpu()
+        rows.append({"fetch_wait_ms": wait, "records": count, "offered_per_s": rate,
+                     "latency_ms_p50": _ms(latency, 0.5), "latency_ms_p99": _ms(latency, 0.99),
+                     "cpu_percent_of_one_core": {name: round(100 * (after[name] - before[name]) / elapsed, 1)
+                                                 for name in before},
+                     "written": relays.written})
+    if burst:
+        progress(f"pipeline: a burst of {burst} records at once, fetch wait {waits[-1]} ms")
+        async with _Relays(broker, waits[-1], idle, len(rows)) as relays:
+            latency, seconds = await _through(broker, len(rows), burst, 0, waits[-1], idle[6:9])
+        burst_row = {"fetch_wait_ms": waits[-1], "records": burst, "records_per_s": round(burst / seconds),
+                     "latency_ms_p50": _ms(latency, 0.5), "latency_ms_p99": _ms(latency, 0.99),
+                     "written": relays.written}
+    return {"pipeline": rows, "pipeline_burst": burst_row}
+
+
 async def _measure(broker: str, pid: int, waits: list[int], hops: int, partitions: list[int], seconds: float,
-                   progress) -> dict:
+                   pipeline_waits: list[int], pipeline_records: int, rate: int, burst: int, progress) -> dict:
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
     await admin.start()
     try:
         idle_topics = -(-max(partitions) // TOPIC_PARTITIONS)
-        await admin.create_topics([NewTopic("hop", TOPIC_PARTITIONS, 1)] +
-                                  [NewTopic(f"idle-{t}", TOPIC_PARTITIONS, 1) for t in range(idle_topics)])
+        await admin.create_topics(
+            [NewTopic("hop", TOPIC_PARTITIONS, 1)]
+            + [NewTopic(f"idle-{t}", TOPIC_PARTITIONS, 1) for t in range(idle_topics)]
+            + [NewTopic(f"pipe-idle-{t}", TOPIC_PARTITIONS, 1) for t in range(PIPELINE_IDLE_TOPICS)])
     finally:
         await admin.close()
     return {"hop": await _hops(broker, waits, hops, progress),
-            "idle": await _idle(broker, pid, partitions, 20, seconds, progress)}
+            "idle": await _idle(broker, pid, partitions, 20, seconds, progress),
+            **await _pipeline(broker, pid, pipeline_waits, pipeline_records, rate, burst, progress)}
 
 
-def run(waits: list[int], hops: int, partitions: list[int], seconds: float, progress) -> dict:
+def run(waits: list[int], hops: int, partitions: list[int], seconds: float, progress,
+        pipeline_waits: list[int] = (20,), pipeline_records: int = 1000, rate: int = 100, burst: int = 20_000) -> dict:
     with tempfile.TemporaryDirectory(prefix="warden-bench-broker-") as home:
         stack = LocalStack(local_settings(Path(home)))
         try:
             stack.start(parts=("broker",))
             broker, pid = stack.settings.broker, stack.processes["broker"].pid
             return {"benchmark": "broker", "broker": "tansu (memory storage)", "cpus": os.cpu_count(),
-                    **asyncio.run(_measure(broker, pid, waits, hops, partitions, seconds, progress))}
+                    **asyncio.run(_measure(broker, pid, waits, hops, partitions, seconds, list(pipeline_waits),
+                                           pipeline_records, rate, burst, progress))}
         finally:
             stack.stop()
 
@@ -130,11 +316,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=_numbers, default=[4, 24],
                         help="partition counts for the idle figure, comma-separated (default: 4,24)")
     parser.add_argument("--seconds", type=float, default=8.0, help="idle measurement per count (default: %(default)s)")
+    parser.add_argument("--pipeline-waits", type=_numbers, default=[5, 20],
+                        help="fetch waits to run the empty pipeline at, ms, comma-separated (default: 5,20)")
+    parser.add_argument("--pipeline-records", type=int, default=1000,
+                        help="records through the empty pipeline per fetch wait (default: %(default)s)")
+    parser.add_argument("--rate", type=int, default=100, help="the pipeline's offered records/s (default: %(default)s)")
+    parser.add_argument("--burst", type=int, default=20_000,
+                        help="records sent at once through the pipeline at the last wait; 0: none (default: %(default)s)")
+    parser.add_argument("--relay", help=argparse.SUPPRESS)  # a relay process of the pipeline (`_start_relay`)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.hops < 1 or not args.waits or not args.partitions or args.seconds <= 0:
-        parser.error("--hops, --waits, --partitions and --seconds must be positive")
-    result = run(args.waits, args.hops, args.partitions, args.seconds, lambda line: note(f"bench broker: {line}"))
+    if args.relay:
+        spec = json.loads(args.relay)
+        asyncio.run(relay(spec["broker"], spec["source"], spec["target"], spec["idle"], spec["wait"], spec["state"]))
+        return 0
+    if (args.hops < 1 or not args.waits or not args.partitions or args.seconds <= 0 or not args.pipeline_waits
+            or args.pipeline_records < 1 or args.rate < 1 or args.burst < 0):
+        parser.error("--hops, --waits, --partitions, --seconds, --pipeline-waits, --pipeline-records and --rate "
+                     "must be positive, --burst 0 or more")
+    result = run(args.waits, args.hops, args.partitions, args.seconds, lambda line: note(f"bench broker: {line}"),
+                 args.pipeline_waits, args.pipeline_records, args.rate, args.burst)
     if args.json:
         print_json(result)
         return 0
@@ -146,6 +347,17 @@ def main(argv: list[str] | None = None) -> int:
     print("an idle consumer (fetch wait 20 ms): broker CPU, % of one core")
     for row in result["idle"]:
         print(f"  {row['partitions']:>3} partitions: {row['broker_cpu_percent_of_one_core']} %")
+    print(f"the pipeline's shape with no work: client -> relay -> relay (state acknowledged, then out) -> client, "
+          f"{PIPELINE_AGENTS} keys")
+    print("  fetch wait   offered    p50        p99        CPU, % of one core")
+    for row in result["pipeline"]:
+        cpu = row["cpu_percent_of_one_core"]
+        print(f"  {row['fetch_wait_ms']:>7} ms {row['offered_per_s']:>6}/s {row['latency_ms_p50']:>7} ms "
+              f"{row['latency_ms_p99']:>7} ms   broker {cpu['broker']}, relays {cpu['relays']}, client {cpu['client']}")
+    if result["pipeline_burst"]:
+        row = result["pipeline_burst"]
+        print(f"  a burst of {row['records']} records at once (fetch wait {row['fetch_wait_ms']} ms): "
+              f"{row['records_per_s']} records/s, p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms")
     return 0
 
 

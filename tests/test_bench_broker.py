@@ -1,4 +1,5 @@
-"""`warden bench broker` measures a hop and an idle reader on a Tansu of its own, and stops it."""
+"""`warden bench broker` measures a hop, an idle reader and the pipeline's shape with no work in it
+on a Tansu of its own, and stops it and its relay processes."""
 
 from __future__ import annotations
 
@@ -19,9 +20,21 @@ def tansu_pids() -> set[int]:
     return pids
 
 
+def relay_pids() -> set[int]:
+    pids = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"infra.bench_broker\0--relay" in cmdline.read_bytes():
+                pids.add(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
 def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
     before = tansu_pids()
     assert bench_broker.main(["--hops", "25", "--waits", "5,100", "--partitions", "4,24", "--seconds", "2",
+                              "--pipeline-waits", "5,100", "--pipeline-records", "60", "--burst", "500",
                               "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     short, long = result["hop"]
@@ -34,5 +47,22 @@ def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
     assert (few["partitions"], many["partitions"]) == (4, 24)
     # Every scan reads every partition in the fetch: a wider reader costs the broker more.
     assert 0 < few["broker_cpu_percent_of_one_core"] < many["broker_cpu_percent_of_one_core"]
-    # The benchmark's own broker is gone.
+    # The empty pipeline: every record through both relays, the second writing its state first,
+    # each hop waiting on the broker's scans: longer than one hop, and longer at a longer wait.
+    hop = {row["fetch_wait_ms"]: row for row in result["hop"]}
+    fast, slow = result["pipeline"]
+    assert (fast["fetch_wait_ms"], slow["fetch_wait_ms"]) == (5, 100)
+    for row in (fast, slow):
+        assert row["records"] == 60 and row["offered_per_s"] == 100
+        assert row["written"] == {"pipe-mid": 60, "pipe-state": 60, "pipe-out": 60}
+        assert hop[row["fetch_wait_ms"]]["hop_ms_p50"] < row["latency_ms_p50"] <= row["latency_ms_p99"]
+        assert all(v > 0 for v in row["cpu_percent_of_one_core"].values())
+        assert set(row["cpu_percent_of_one_core"]) == {"broker", "relays", "client"}
+    assert slow["latency_ms_p50"] > 2 * fast["latency_ms_p50"]
+    burst = result["pipeline_burst"]
+    assert burst["fetch_wait_ms"] == 100 and burst["records"] == 500 and burst["records_per_s"] > 0
+    assert burst["latency_ms_p50"] <= burst["latency_ms_p99"]
+    assert burst["written"] == {"pipe-mid": 500, "pipe-state": 500, "pipe-out": 500}
+    # The benchmark's own broker and its relays are gone.
     assert tansu_pids() <= before
+    assert not relay_pids()
