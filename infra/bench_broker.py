@@ -42,9 +42,11 @@ from schemas import topics
 
 TOPIC_PARTITIONS = topics.PARTITIONS
 PIPELINE_AGENTS = 16
-# The pipeline's topics: in (intents), mid (approvals), out (signed), state (the signer's changelog),
-# and idle ones so each reader fetches as many partitions as its counterpart in the stack does.
-PIPELINE_IDLE_TOPICS = 9
+# Empty topics each reader of the pipeline also fetches, so that it reads as many partitions as its
+# counterpart in the stack: the worker six input topics, the signer its approvals and the policies,
+# an agent's client the four outcome topics.
+PIPELINE_IDLE = {"worker": [f"pipe-idle-{t}" for t in range(5)], "signer": ["pipe-idle-5"],
+                 "client": [f"pipe-idle-{t}" for t in range(6, 9)]}
 
 
 def _ms(samples: list[float], q: float) -> float:
@@ -127,10 +129,9 @@ async def relay(broker: str, source: str, target: str, idle: list[str], wait: in
         while not parent_gone.done():
             batch = await consumer.getmany(timeout_ms=200)
             records = [r for records in batch.values() for r in records]
-            for topic in written:
-                if records:
-                    await asyncio.gather(*[await producer.send(topic, r.value, key=r.key) for r in records])
-                    written[topic] += len(records)
+            for topic in written if records else ():
+                await asyncio.gather(*[await producer.send(topic, r.value, key=r.key) for r in records])
+                written[topic] += len(records)
         print(json.dumps(written), flush=True)  # what it wrote, acknowledged, to each topic
     finally:
         await consumer.stop()
@@ -166,8 +167,7 @@ async def _stop_relay(process: asyncio.subprocess.Process) -> dict[str, int]:
     return json.loads(written)
 
 
-async def _through(broker: str, run: int, count: int, rate: int, wait: int,
-                   idle: list[str]) -> tuple[list[float], float]:
+async def _through(broker: str, run: int, count: int, rate: int, wait: int) -> tuple[list[float], float]:
     """Send ``count`` records to the pipeline at ``rate``/s (0: all at once) and read each back:
     (latencies in ms, seconds from the first send to the last read)."""
     producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=0)
@@ -175,7 +175,7 @@ async def _through(broker: str, run: int, count: int, rate: int, wait: int,
     await producer.start()
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(t, p) for t in (f"pipe-out-{run}", *idle) for p in range(TOPIC_PARTITIONS)])
+        consumer.assign([TopicPartition(t, p) for t in (f"pipe-out-{run}", *PIPELINE_IDLE["client"]) for p in range(TOPIC_PARTITIONS)])
         await consumer.seek_to_beginning()
         await asyncio.sleep(0.3)  # the reader's first fetch is waiting on the broker
         sent: list[float] = [0.0] * count
@@ -209,8 +209,8 @@ class _Relays:
     """The pipeline's two relay processes at one fetch wait, each reading as many partitions as its
     counterpart in the stack: after the block, ``written`` says what each wrote to which topic."""
 
-    def __init__(self, broker: str, wait: int, idle: list[str], run: int) -> None:
-        self.broker, self.wait, self.idle, self.run = broker, wait, idle, run
+    def __init__(self, broker: str, wait: int, run: int) -> None:
+        self.broker, self.wait, self.run = broker, wait, run
         self.written: dict[str, int] = {}
 
     async def __aenter__(self) -> "_Relays":
@@ -223,11 +223,11 @@ class _Relays:
                                        for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")])
         finally:
             await admin.close()
-        self.worker = await _start_relay(self.broker, f"pipe-in-{self.run}", f"pipe-mid-{self.run}", self.idle[:5],
-                                         self.wait, None)
+        self.worker = await _start_relay(self.broker, f"pipe-in-{self.run}", f"pipe-mid-{self.run}",
+                                         PIPELINE_IDLE["worker"], self.wait, None)
         try:
             self.signer = await _start_relay(self.broker, f"pipe-mid-{self.run}", f"pipe-out-{self.run}",
-                                             self.idle[5:6], self.wait, f"pipe-state-{self.run}")
+                                             PIPELINE_IDLE["signer"], self.wait, f"pipe-state-{self.run}")
         except BaseException:
             await _stop_relay(self.worker)
             raise
@@ -246,17 +246,16 @@ class _Relays:
 
 async def _pipeline(broker: str, pid: int, waits: list[int], count: int, rate: int, burst: int,
                     progress) -> dict:
-    idle = [f"pipe-idle-{t}" for t in range(PIPELINE_IDLE_TOPICS)]
     rows, burst_row = [], None
-    for wait in waits:
+    for run, wait in enumerate(waits):
         progress(f"pipeline: {count} records at {rate}/s through two relays, fetch wait {wait} ms")
-        async with _Relays(broker, wait, idle, len(rows)) as relays:
+        async with _Relays(broker, wait, run) as relays:
 
             def cpu() -> dict[str, float]:
                 return {"broker": cpu_seconds(pid), "relays": relays.cpu_seconds(), "client": time.process_time()}
 
             before, began = cpu(), time.monotonic()
-            latency, _ = await _through(broker, len(rows), count, rate, wait, idle[6:9])
+            latency, _ = await _through(broker, run, count, rate, wait)
             elapsed, after = time.monotonic() - began, cpu()
         rows.append({"fetch_wait_ms": wait, "records": count, "offered_per_s": rate,
                      "latency_ms_p50": _ms(latency, 0.5), "latency_ms_p99": _ms(latency, 0.99),
@@ -265,8 +264,8 @@ async def _pipeline(broker: str, pid: int, waits: list[int], count: int, rate: i
                      "written": relays.written})
     if burst:
         progress(f"pipeline: a burst of {burst} records at once, fetch wait {waits[-1]} ms")
-        async with _Relays(broker, waits[-1], idle, len(rows)) as relays:
-            latency, seconds = await _through(broker, len(rows), burst, 0, waits[-1], idle[6:9])
+        async with _Relays(broker, waits[-1], len(waits)) as relays:
+            latency, seconds = await _through(broker, len(waits), burst, 0, waits[-1])
         burst_row = {"fetch_wait_ms": waits[-1], "records": burst, "records_per_s": round(burst / seconds),
                      "latency_ms_p50": _ms(latency, 0.5), "latency_ms_p99": _ms(latency, 0.99),
                      "written": relays.written}
@@ -282,7 +281,7 @@ async def _measure(broker: str, pid: int, waits: list[int], hops: int, partition
         await admin.create_topics(
             [NewTopic("hop", TOPIC_PARTITIONS, 1)]
             + [NewTopic(f"idle-{t}", TOPIC_PARTITIONS, 1) for t in range(idle_topics)]
-            + [NewTopic(f"pipe-idle-{t}", TOPIC_PARTITIONS, 1) for t in range(PIPELINE_IDLE_TOPICS)])
+            + [NewTopic(name, TOPIC_PARTITIONS, 1) for names in PIPELINE_IDLE.values() for name in names])
     finally:
         await admin.close()
     return {"hop": await _hops(broker, waits, hops, progress),
