@@ -129,7 +129,9 @@ async def relay(broker: str, source: str, target: str, idle: list[str], wait: in
         while not parent_gone.done():
             batch = await consumer.getmany(timeout_ms=200)
             records = [r for records in batch.values() for r in records]
-            for topic in written if records else ():
+            if not records:
+                continue
+            for topic in written:  # the state first, when there is one: dicts keep their order
                 await asyncio.gather(*[await producer.send(topic, r.value, key=r.key) for r in records])
                 written[topic] += len(records)
         print(json.dumps(written), flush=True)  # what it wrote, acknowledged, to each topic
@@ -214,15 +216,9 @@ class _Relays:
         self.written: dict[str, int] = {}
 
     async def __aenter__(self) -> "_Relays":
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.broker)
-        await admin.start()
-        try:
-            # Topics of its own for each run: Tansu's reported end of a topic can trail its last
-            # record, so a reader that seeks to the end of a used topic may read the last run's records.
-            await admin.create_topics([NewTopic(f"{name}-{self.run}", TOPIC_PARTITIONS, 1)
-                                       for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")])
-        finally:
-            await admin.close()
+        # Topics of its own for each run: Tansu's reported end of a topic can trail its last
+        # record, so a reader that seeks to the end of a used topic may read the last run's records.
+        await _create_topics(self.broker, [f"{name}-{self.run}" for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")])
         self.worker = await _start_relay(self.broker, f"pipe-in-{self.run}", f"pipe-mid-{self.run}",
                                          PIPELINE_IDLE["worker"], self.wait, None)
         try:
@@ -272,18 +268,20 @@ async def _pipeline(broker: str, pid: int, waits: list[int], count: int, rate: i
     return {"pipeline": rows, "pipeline_burst": burst_row}
 
 
-async def _measure(broker: str, pid: int, waits: list[int], hops: int, partitions: list[int], seconds: float,
-                   pipeline_waits: list[int], pipeline_records: int, rate: int, burst: int, progress) -> dict:
+async def _create_topics(broker: str, names: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
     await admin.start()
     try:
-        idle_topics = -(-max(partitions) // TOPIC_PARTITIONS)
-        await admin.create_topics(
-            [NewTopic("hop", TOPIC_PARTITIONS, 1)]
-            + [NewTopic(f"idle-{t}", TOPIC_PARTITIONS, 1) for t in range(idle_topics)]
-            + [NewTopic(name, TOPIC_PARTITIONS, 1) for names in PIPELINE_IDLE.values() for name in names])
+        await admin.create_topics([NewTopic(name, TOPIC_PARTITIONS, 1) for name in names])
     finally:
         await admin.close()
+
+
+async def _measure(broker: str, pid: int, waits: list[int], hops: int, partitions: list[int], seconds: float,
+                   pipeline_waits: list[int], pipeline_records: int, rate: int, burst: int, progress) -> dict:
+    idle_topics = -(-max(partitions) // TOPIC_PARTITIONS)
+    await _create_topics(broker, ["hop", *(f"idle-{t}" for t in range(idle_topics)),
+                                  *(name for names in PIPELINE_IDLE.values() for name in names)])
     return {"hop": await _hops(broker, waits, hops, progress),
             "idle": await _idle(broker, pid, partitions, 20, seconds, progress),
             **await _pipeline(broker, pid, pipeline_waits, pipeline_records, rate, burst, progress)}

@@ -9,26 +9,24 @@ from pathlib import Path
 from infra import bench_broker
 
 
-def tansu_pids() -> set[int]:
+def pids_with(field: str, needle: bytes) -> set[int]:
+    """Processes whose /proc/<pid>/<field> (comm, cmdline) holds ``needle``."""
     pids = set()
-    for comm in Path("/proc").glob("[0-9]*/comm"):
+    for path in Path("/proc").glob(f"[0-9]*/{field}"):
         try:
-            if comm.read_text().startswith("tansu"):
-                pids.add(int(comm.parent.name))
+            if needle in path.read_bytes():
+                pids.add(int(path.parent.name))
         except OSError:
             pass  # a process that ended while we looked
     return pids
 
 
+def tansu_pids() -> set[int]:
+    return pids_with("comm", b"tansu")
+
+
 def relay_pids() -> set[int]:
-    pids = set()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"infra.bench_broker\0--relay" in cmdline.read_bytes():
-                pids.add(int(cmdline.parent.name))
-        except OSError:
-            pass
-    return pids
+    return pids_with("cmdline", b"infra.bench_broker\0--relay")
 
 
 def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
