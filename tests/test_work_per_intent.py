@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -47,15 +46,15 @@ AGENT = "agent-work-per-intent"
 def counting(patch: pytest.MonkeyPatch) -> collections.Counter:
     """Counts, while ``patch`` holds: parses per model class, and Ed25519 verifications by message."""
     calls: collections.Counter = collections.Counter()
-    validate, validate_json = BaseModel.model_validate.__func__, BaseModel.model_validate_json.__func__
 
-    def counting_validate(cls, *args, **kwargs):
-        calls[f"parse {cls.__name__}"] += 1
-        return validate(cls, *args, **kwargs)
+    def counted_parse(entry: str) -> classmethod:
+        parse = getattr(BaseModel, entry).__func__
 
-    def counting_validate_json(cls, *args, **kwargs):
-        calls[f"parse {cls.__name__}"] += 1
-        return validate_json(cls, *args, **kwargs)
+        def counting_parse(cls, *args, **kwargs):
+            calls[f"parse {cls.__name__}"] += 1
+            return parse(cls, *args, **kwargs)
+
+        return classmethod(counting_parse)
 
     verify = schemas.auth._verify
 
@@ -63,8 +62,8 @@ def counting(patch: pytest.MonkeyPatch) -> collections.Counter:
         calls[f"verify {message}"] += 1
         return verify(public_key_hex_, signature_hex, message)
 
-    patch.setattr(BaseModel, "model_validate", classmethod(counting_validate))
-    patch.setattr(BaseModel, "model_validate_json", classmethod(counting_validate_json))
+    for entry in ("model_validate", "model_validate_json"):
+        patch.setattr(BaseModel, entry, counted_parse(entry))
     patch.setattr(schemas.auth, "_verify", counting_verify)
     return calls
 
@@ -97,11 +96,15 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
     policy = sign_policy(AgentPolicy(agent_id=AGENT, version=1, agent_public_key=public_key_hex(agent_key), issued_at=now,
                                      tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), tx_max_value_eth="1",
                                      tx_daily_limit_eth="1"), admin_key, "test-admin")
-    intents = [new_intent(agent_key, agent_id=AGENT, chain="anvil", to=DEST, value="0.01", now=now, gas_limit=21_000,
-                          max_fee_per_gas=10**9, max_priority_fee_per_gas=0) for _ in range(INTENTS)]
-    raws = [IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=now).to_bytes() for intent in intents]
+
+    def approved(value: str) -> IntentApproved:
+        intent = new_intent(agent_key, agent_id=AGENT, chain="anvil", to=DEST, value=value, now=now, gas_limit=21_000,
+                            max_fee_per_gas=10**9, max_priority_fee_per_gas=0)
+        return IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=now)
+
+    approvals = [approved("0.01") for _ in range(INTENTS)]
+    intents = [a.intent for a in approvals]
     state = SignerState(tmp_path / "state.db")
-    offsets = itertools.count(1)
 
     async def sign(calls: collections.Counter) -> list[bytes]:
         node = JsonRpc(stack.settings.rpc_url_for("anvil"))
@@ -110,15 +113,12 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
                             service_key=("signer-test", Ed25519PrivateKey.generate()))
             # The first approval under a policy checks the policy's signature (then the policy is
             # held, and an equal one is not checked again): a cost per policy, not per intent.
-            warm = IntentApproved(intent=new_intent(agent_key, agent_id=AGENT, chain="anvil", to=DEST, value="0",
-                                                    now=now, gas_limit=21_000, max_fee_per_gas=10**9,
-                                                    max_priority_fee_per_gas=0), policy=policy, verdicts=(),
-                                  approved_at=now)
-            await signer.handle(warm.to_bytes(), Source(topics.INTENTS_APPROVED, 0, next(offsets), AGENT.encode()), now)
-            calls.clear()
             signed = []
-            for raw in raws:
-                emits, _ = await signer.handle(raw, Source(topics.INTENTS_APPROVED, 0, next(offsets), AGENT.encode()), now)
+            for n, approval in enumerate([approved("0"), *approvals]):
+                if n == 1:
+                    calls.clear()  # the warm-up approval's own costs are per policy
+                emits, _ = await signer.handle(approval.to_bytes(), Source(topics.INTENTS_APPROVED, 0, n, AGENT.encode()),
+                                               now)
                 signed += [e.value for e in emits if e.topic == topics.TXS_SIGNED]
             return signed
         finally:
@@ -127,10 +127,9 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
     with pytest.MonkeyPatch.context() as patch:
         calls = counting(patch)
         signed = asyncio.run(sign(calls))
-        counts = collections.Counter(calls)
     state.close()
-    assert len(signed) == INTENTS, "every approval was signed"
-    assert {SignedTransaction.from_bytes(value).intent_id for value in signed} == {i.intent_id for i in intents}
-    assert counts == collections.Counter(
+    assert len(signed) == INTENTS + 1, "every approval was signed"
+    assert {SignedTransaction.from_bytes(value).intent_id for value in signed[1:]} == {i.intent_id for i in intents}
+    assert calls == collections.Counter(
         {"parse IntentApproved": INTENTS, **{f"verify {intent.signing_bytes()}": 1 for intent in intents}}
-    ), counts
+    ), calls
