@@ -177,7 +177,8 @@ async def _through(broker: str, run: int, count: int, rate: int, wait: int) -> t
     await producer.start()
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(t, p) for t in (f"pipe-out-{run}", *PIPELINE_IDLE["client"]) for p in range(TOPIC_PARTITIONS)])
+        consumer.assign([TopicPartition(t, p) for t in (f"pipe-out-{run}", *PIPELINE_IDLE["client"])
+                         for p in range(TOPIC_PARTITIONS)])
         await consumer.seek_to_beginning()
         await asyncio.sleep(0.3)  # the reader's first fetch is waiting on the broker
         sent: list[float] = [0.0] * count
@@ -218,7 +219,8 @@ class _Relays:
     async def __aenter__(self) -> "_Relays":
         # Topics of its own for each run: Tansu's reported end of a topic can trail its last
         # record, so a reader that seeks to the end of a used topic may read the last run's records.
-        await _create_topics(self.broker, [f"{name}-{self.run}" for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")])
+        await _create_topics(self.broker, [f"{name}-{self.run}"
+                                           for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")])
         self.worker = await _start_relay(self.broker, f"pipe-in-{self.run}", f"pipe-mid-{self.run}",
                                          PIPELINE_IDLE["worker"], self.wait, None)
         try:
