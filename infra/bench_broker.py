@@ -1,6 +1,6 @@
 """``warden bench broker``: what one Kafka hop costs on the embedded broker (Tansu), without Warden.
 
-Three figures explain the pipeline's latency floor and the broker's idle CPU:
+Four figures explain the pipeline's latency floor, the broker's idle CPU and how it grows:
 
 - **hop**: a record produced (acknowledged) and then read by a consumer already waiting on the
   broker, by the consumer's fetch wait (``fetch_max_wait_ms``). Records go out at random moments,
@@ -15,6 +15,10 @@ Three figures explain the pipeline's latency floor and the broker's idle CPU:
   (the outcome topics), as an agent does. What it shows is the latency floor of the pipeline at
   that wait, and the broker and process CPU of its fetches, before any Warden work. Then a burst
   (all records at once) through the same relays: the transport's own throughput on these cores.
+- **stored**: the broker's CPU for one hop (a fetch that returns a record) by the number of batches
+  the partition already holds. Tansu 0.6.0 lists every batch a partition has ever stored to answer
+  such a fetch, and keeps them all (it has no retention), so each one costs more than the last: the
+  pipeline's figures drift up as a run writes, and a long-running embedded stack slows with use.
 
 A fresh in-memory Tansu on a free port (the stack's own broker, under a temporary home) is started
 and stopped by the benchmark.
@@ -103,6 +107,45 @@ async def _idle(broker: str, pid: int, partitions: list[int], wait: int, seconds
                          "broker_cpu_percent_of_one_core": round(100 * (cpu_seconds(pid) - broker_before) / elapsed, 1)})
         finally:
             await consumer.stop()
+    return rows
+
+
+async def _stored(broker: str, pid: int, counts: list[int], hops: int, progress) -> list[dict]:
+    """One partition filled to each of ``counts`` batches (one record each, as an intent is sent),
+    then ``hops`` records produced at random moments, each read back by a consumer waiting 20 ms.
+    The broker's CPU per hop includes its scans of the waiting fetch between hops."""
+    tp = TopicPartition("stored", 0)
+    producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=0)
+    await producer.start()
+    rows, held = [], 0
+    try:
+        for count in counts:
+            progress(f"stored: filling one partition to {count} batches, then {hops} hops")
+            while held < count:
+                await producer.send_and_wait(tp.topic, b"x" * 200, partition=tp.partition)
+                held += 1
+            consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=20, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                consumer.assign([tp])
+                await consumer.seek_to_end()
+                await asyncio.sleep(0.3)  # the consumer's first fetch is waiting on the broker
+                latency, broker_before = [], cpu_seconds(pid)
+                for _ in range(hops):
+                    await asyncio.sleep(random.uniform(0.010, 0.050))  # as the hops above
+                    sent = time.perf_counter()
+                    await producer.send_and_wait(tp.topic, b"y" * 200, partition=tp.partition)
+                    while not await consumer.getmany(timeout_ms=1000):
+                        pass
+                    latency.append((time.perf_counter() - sent) * 1000)
+                broker_cpu = cpu_seconds(pid) - broker_before
+            finally:
+                await consumer.stop()
+            rows.append({"batches_stored": held, "hops": hops, "hop_ms_p50": _ms(latency, 0.5),
+                         "broker_cpu_ms_per_hop": round(1000 * broker_cpu / hops, 3)})
+            held += hops
+    finally:
+        await producer.stop()
     return rows
 
 
@@ -280,17 +323,20 @@ async def _create_topics(broker: str, names: list[str]) -> None:
 
 
 async def _measure(broker: str, pid: int, waits: list[int], hops: int, partitions: list[int], seconds: float,
-                   pipeline_waits: list[int], pipeline_records: int, rate: int, burst: int, progress) -> dict:
+                   pipeline_waits: list[int], pipeline_records: int, rate: int, burst: int, stored: list[int],
+                   progress) -> dict:
     idle_topics = -(-max(partitions) // TOPIC_PARTITIONS)
-    await _create_topics(broker, ["hop", *(f"idle-{t}" for t in range(idle_topics)),
+    await _create_topics(broker, ["hop", "stored", *(f"idle-{t}" for t in range(idle_topics)),
                                   *(name for names in PIPELINE_IDLE.values() for name in names)])
     return {"hop": await _hops(broker, waits, hops, progress),
             "idle": await _idle(broker, pid, partitions, 20, seconds, progress),
-            **await _pipeline(broker, pid, pipeline_waits, pipeline_records, rate, burst, progress)}
+            **await _pipeline(broker, pid, pipeline_waits, pipeline_records, rate, burst, progress),
+            "stored": await _stored(broker, pid, stored, hops, progress) if stored else []}
 
 
 def run(waits: list[int], hops: int, partitions: list[int], seconds: float, progress,
-        pipeline_waits: list[int] = (20,), pipeline_records: int = 1000, rate: int = 100, burst: int = 20_000) -> dict:
+        pipeline_waits: list[int] = (20,), pipeline_records: int = 1000, rate: int = 100, burst: int = 20_000,
+        stored: list[int] = ()) -> dict:
     with tempfile.TemporaryDirectory(prefix="warden-bench-broker-") as home:
         stack = LocalStack(local_settings(Path(home)))
         try:
@@ -298,7 +344,7 @@ def run(waits: list[int], hops: int, partitions: list[int], seconds: float, prog
             broker, pid = stack.settings.broker, stack.processes["broker"].pid
             return {"benchmark": "broker", "broker": "tansu (memory storage)", "cpus": os.cpu_count(),
                     **asyncio.run(_measure(broker, pid, waits, hops, partitions, seconds, list(pipeline_waits),
-                                           pipeline_records, rate, burst, progress))}
+                                           pipeline_records, rate, burst, sorted(stored), progress))}
         finally:
             stack.stop()
 
@@ -322,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100, help="the pipeline's offered records/s (default: %(default)s)")
     parser.add_argument("--burst", type=int, default=20_000,
                         help="records sent at once through the pipeline at the last wait; 0: none (default: %(default)s)")
+    parser.add_argument("--stored", type=_numbers, default=[0, 2000, 10000],
+                        help="batch counts one partition is filled to before its hops are measured, "
+                             "comma-separated (default: 0,2000,10000)")
     parser.add_argument("--relay", help=argparse.SUPPRESS)  # a relay process of the pipeline (`_start_relay`)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -330,11 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(relay(spec["broker"], spec["source"], spec["target"], spec["idle"], spec["wait"], spec["state"]))
         return 0
     if (args.hops < 1 or not args.waits or not args.partitions or args.seconds <= 0 or not args.pipeline_waits
-            or args.pipeline_records < 1 or args.rate < 1 or args.burst < 0):
+            or args.pipeline_records < 1 or args.rate < 1 or args.burst < 0 or not args.stored):
         parser.error("--hops, --waits, --partitions, --seconds, --pipeline-waits, --pipeline-records and --rate "
-                     "must be positive, --burst 0 or more")
+                     "must be positive, --burst 0 or more, --stored one count or more")
     result = run(args.waits, args.hops, args.partitions, args.seconds, lambda line: note(f"bench broker: {line}"),
-                 args.pipeline_waits, args.pipeline_records, args.rate, args.burst)
+                 args.pipeline_waits, args.pipeline_records, args.rate, args.burst, args.stored)
     if args.json:
         print_json(result)
         return 0
@@ -357,6 +406,10 @@ def main(argv: list[str] | None = None) -> int:
         row = result["pipeline_burst"]
         print(f"  a burst of {row['records']} records at once (fetch wait {row['fetch_wait_ms']} ms): "
               f"{row['records_per_s']} records/s, p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms")
+    print("one hop (fetch wait 20 ms) by the batches its partition already holds: Tansu lists them all")
+    print("  batches stored   hop p50    broker CPU per hop")
+    for row in result["stored"]:
+        print(f"  {row['batches_stored']:>14} {row['hop_ms_p50']:>7} ms {row['broker_cpu_ms_per_hop']:>9} ms")
     return 0
 
 

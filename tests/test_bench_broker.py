@@ -1,5 +1,5 @@
-"""`warden bench broker` measures a hop, an idle reader and the pipeline's shape with no work in it
-on a Tansu of its own, and stops it and its relay processes."""
+"""`warden bench broker` measures a hop, an idle reader, the pipeline's shape with no work in it and
+a hop by the batches its partition holds, on a Tansu of its own, and stops it and its relay processes."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
     before = tansu_pids()
     assert bench_broker.main(["--hops", "25", "--waits", "5,100", "--partitions", "4,24", "--seconds", "2",
                               "--pipeline-waits", "5,100", "--pipeline-records", "60", "--burst", "500",
-                              "--json"]) == 0
+                              "--stored", "0,10000", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     short, long = result["hop"]
     assert (short["fetch_wait_ms"], long["fetch_wait_ms"]) == (5, 100)
@@ -61,6 +61,12 @@ def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
     assert burst["fetch_wait_ms"] == 100 and burst["records"] == 500 and burst["records_per_s"] > 0
     assert burst["latency_ms_p50"] <= burst["latency_ms_p99"]
     assert burst["written"] == {"pipe-mid": 500, "pipe-state": 500, "pipe-out": 500}
+    # Tansu lists every batch a partition holds to answer a fetch that returns records: the same hop
+    # costs it more in a partition that holds more.
+    empty, full = result["stored"]
+    assert (empty["batches_stored"], full["batches_stored"]) == (0, 10000)
+    assert empty["hops"] == full["hops"] == 25 and empty["hop_ms_p50"] > 0
+    assert full["broker_cpu_ms_per_hop"] > 2 * empty["broker_cpu_ms_per_hop"]
     # The benchmark's own broker and its relays are gone.
     assert tansu_pids() <= before
     assert not relay_pids()
