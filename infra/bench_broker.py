@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -57,6 +58,33 @@ def _ms(samples: list[float], q: float) -> float:
     return round(percentile(samples, q), 2)
 
 
+@contextlib.asynccontextmanager
+async def _waiting_reader(broker: str, wait: int, partitions: list[TopicPartition]):
+    """A consumer at the end of ``partitions`` whose first fetch is already waiting on the broker."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_end()
+        await asyncio.sleep(0.3)  # the consumer's first fetch is waiting on the broker
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def _hop(producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str, value: bytes,
+               **where) -> tuple[float, float]:
+    """One record produced 10-50 ms from now (records come at random moments, as an agent's intents
+    do) and read back by ``reader``: (ms to its acknowledgement, ms until it was read)."""
+    await asyncio.sleep(random.uniform(0.010, 0.050))
+    sent = time.perf_counter()
+    await producer.send_and_wait(topic, value, **where)
+    acked = time.perf_counter()
+    while not await reader.getmany(timeout_ms=1000):
+        pass
+    return (acked - sent) * 1000, (time.perf_counter() - sent) * 1000
+
+
 async def _hops(broker: str, waits: list[int], hops: int, progress) -> list[dict]:
     producer = AIOKafkaProducer(bootstrap_servers=broker)
     await producer.start()
@@ -64,24 +92,10 @@ async def _hops(broker: str, waits: list[int], hops: int, progress) -> list[dict
     try:
         for wait in waits:
             progress(f"hop: {hops} records to a consumer waiting {wait} ms")
-            consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False)
-            await consumer.start()
-            try:
-                consumer.assign([TopicPartition("hop", p) for p in range(TOPIC_PARTITIONS)])
-                await consumer.seek_to_end()
-                await asyncio.sleep(0.3)  # the consumer's first fetch is waiting on the broker
-                latency, ack = [], []
-                for n in range(hops):
-                    await asyncio.sleep(random.uniform(0.010, 0.050))
-                    sent = time.perf_counter()
-                    await producer.send_and_wait("hop", b"x", key=str(n).encode())
-                    acked = time.perf_counter()
-                    while not await consumer.getmany(timeout_ms=1000):
-                        pass
-                    latency.append((time.perf_counter() - sent) * 1000)
-                    ack.append((acked - sent) * 1000)
-            finally:
-                await consumer.stop()
+            partitions = [TopicPartition("hop", p) for p in range(TOPIC_PARTITIONS)]
+            async with _waiting_reader(broker, wait, partitions) as reader:
+                timings = [await _hop(producer, reader, "hop", b"x", key=str(n).encode()) for n in range(hops)]
+            ack, latency = [t[0] for t in timings], [t[1] for t in timings]
             rows.append({"fetch_wait_ms": wait, "hops": hops, "produce_ack_ms_p50": _ms(ack, 0.5),
                          "hop_ms_p50": _ms(latency, 0.5), "hop_ms_p90": _ms(latency, 0.9),
                          "hop_ms_p99": _ms(latency, 0.99)})
@@ -112,8 +126,8 @@ async def _idle(broker: str, pid: int, partitions: list[int], wait: int, seconds
 
 async def _stored(broker: str, pid: int, counts: list[int], hops: int, progress) -> list[dict]:
     """One partition filled to each of ``counts`` batches (one record each, as an intent is sent),
-    then ``hops`` records produced at random moments, each read back by a consumer waiting 20 ms.
-    The broker's CPU per hop includes its scans of the waiting fetch between hops."""
+    then ``hops`` hops through it to a consumer waiting 20 ms. The broker's CPU per hop includes
+    its scans of the waiting fetch between hops."""
     tp = TopicPartition("stored", 0)
     producer = AIOKafkaProducer(bootstrap_servers=broker, linger_ms=0)
     await producer.start()
@@ -124,23 +138,11 @@ async def _stored(broker: str, pid: int, counts: list[int], hops: int, progress)
             while held < count:
                 await producer.send_and_wait(tp.topic, b"x" * 200, partition=tp.partition)
                 held += 1
-            consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=20, enable_auto_commit=False)
-            await consumer.start()
-            try:
-                consumer.assign([tp])
-                await consumer.seek_to_end()
-                await asyncio.sleep(0.3)  # the consumer's first fetch is waiting on the broker
-                latency, broker_before = [], cpu_seconds(pid)
-                for _ in range(hops):
-                    await asyncio.sleep(random.uniform(0.010, 0.050))  # as the hops above
-                    sent = time.perf_counter()
-                    await producer.send_and_wait(tp.topic, b"y" * 200, partition=tp.partition)
-                    while not await consumer.getmany(timeout_ms=1000):
-                        pass
-                    latency.append((time.perf_counter() - sent) * 1000)
+            async with _waiting_reader(broker, 20, [tp]) as reader:
+                broker_before = cpu_seconds(pid)
+                latency = [(await _hop(producer, reader, tp.topic, b"y" * 200, partition=tp.partition))[1]
+                           for _ in range(hops)]
                 broker_cpu = cpu_seconds(pid) - broker_before
-            finally:
-                await consumer.stop()
             rows.append({"batches_stored": held, "hops": hops, "hop_ms_p50": _ms(latency, 0.5),
                          "broker_cpu_ms_per_hop": round(1000 * broker_cpu / hops, 3)})
             held += hops
@@ -331,7 +333,7 @@ async def _measure(broker: str, pid: int, waits: list[int], hops: int, partition
     return {"hop": await _hops(broker, waits, hops, progress),
             "idle": await _idle(broker, pid, partitions, 20, seconds, progress),
             **await _pipeline(broker, pid, pipeline_waits, pipeline_records, rate, burst, progress),
-            "stored": await _stored(broker, pid, stored, hops, progress) if stored else []}
+            "stored": await _stored(broker, pid, stored, hops, progress)}
 
 
 def run(waits: list[int], hops: int, partitions: list[int], seconds: float, progress,
