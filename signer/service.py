@@ -709,7 +709,7 @@ class Signer:
             if await self._send_again(signed, node) is None:
                 return None
         if isinstance(step, lifecycle.Gap):
-            reason = await self._gap(signed, node, step.missing)
+            reason = self._gap(signed, step.missing)
         elif isinstance(step, lifecycle.Stuck):
             reason = step.reason
         else:
@@ -804,18 +804,17 @@ class Signer:
             "not sign; this one can no longer be mined and nothing it would have spent is counted. If the address "
             "is used outside Warden, stop that: it races the signer's nonces")}, at)
 
-    async def _gap(self, signed: SignedTransaction, node: Node, missing: range) -> str | None:
-        """Nonces below this transaction's are unused on chain: send again what this signer holds
-        for them; the reason to report if any has nothing to send."""
+    def _gap(self, signed: SignedTransaction, missing: range) -> str | None:
+        """Nonces below this transaction's are unused on chain: the reason to report if any of them
+        has no open transaction this signer holds. One that has is followed by its own tracker,
+        which sends it again if the node lost it; sending it from here too cost every transaction
+        behind it a send per look, N² sends for N pending transactions of one address."""
         unfilled, sign_only = [], []
         for nonce in missing:
             held = [SignedTransaction.from_bytes(record)
                     for intent_id in self.state.of(signed.agent_id).intents_at_nonce(signed.agent_id, signed.chain, signed.from_, nonce)
                     if (record := self.state.of(signed.agent_id).signed_record(intent_id)) is not None]
-            open_ = [record for record in held if record.status in lifecycle.OPEN]
-            for record in open_:
-                await self._send_again(record, node)
-            if not open_:
+            if not any(record.status in lifecycle.OPEN for record in held):
                 unfilled.append(nonce)
                 sign_only += [record.intent_id for record in held if record.status == "sign_only"]
         if not unfilled:

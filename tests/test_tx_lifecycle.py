@@ -10,6 +10,7 @@ is collected and its signature checked; signed transactions are recovered with e
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 from datetime import datetime, timezone
 
@@ -359,3 +360,40 @@ def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_i
     assert copy_final.intent_id == again.intent_id and copy_final.intent_digest == again.digest()
     assert h.records(again.intent_id)[-1] == copy_final  # published, signed by the signer
     assert chain_nonce == first_final.nonce + 1  # one transaction on chain
+
+
+# --- what the tracker costs the node ------------------------------------------------------------
+
+class CountingNode:
+    """The harness's node, counting the calls made through it by method."""
+
+    def __init__(self, node: JsonRpc):
+        self.node = node
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    async def call(self, method: str, *params):
+        self.calls[method] += 1
+        return await self.node.call(method, *params)
+
+
+def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain, tmp_path):
+    """Eight transactions of one address wait past the replacement delay: the lowest is reported
+    stuck (no bumps allowed), the seven behind it wait on it. Each used to send again every
+    lower transaction it was waiting on, once a second: N² sends for N pending."""
+    async def scenario(h: Harness):
+        sent = [await h.sign() for _ in range(8)]
+        counting = CountingNode(h.node)
+        h.signer.node_for = lambda chain: counting
+        tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
+        stuck = await asyncio.wait_for(until_stuck(h, sent[0]), 30)
+        await asyncio.sleep(2)  # two more looks each, past the delay
+        sends = counting.calls["eth_sendRawTransaction"]
+        await h.node.call("evm_mine")
+        finals = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        return sent, stuck, sends, finals
+
+    h, (sent, stuck, sends, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=1, max_bumps=0)
+    assert "its fees were already raised 0 time(s)" in stuck.error
+    assert sends == 0
+    assert [f.status for f in finals] == ["mined"] * 8
+    assert not any(r.status == "stuck" for s in sent[1:] for r in h.records(s.intent_id))
