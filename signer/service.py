@@ -54,7 +54,7 @@ from signer.evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody import fingerprint
-from signer import lifecycle
+from signer import blocks, lifecycle
 from signer.policies import PolicyBook
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
@@ -64,10 +64,12 @@ from schemas.errors import explain
 
 log = logging.getLogger("warden.signer")
 SERVICE = "service:signer"
-# Receipts are asked for every 50 ms at first (Anvil mines at once), backing off to 1 s; the
-# nonce, the mempool and the replacement rules are looked at once a second.
-POLL_FIRST_S, POLL_MAX_S = 0.05, 1.0
+# A tracker asks for its receipt when its chain's block watch (signer.blocks) sees one of its
+# transactions in a block; the nonce (once per block), the mempool and the replacement rules
+# are looked at once a second.
 STEP_EVERY_US = US_PER_SECOND
+# An idempotent copy looks at its original's record (local state) twice a second.
+FOLLOW_EVERY_S = 0.5
 
 
 CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
@@ -137,6 +139,7 @@ class Signer:
         self._pending: dict[tuple[str, str], tuple[int, int]] = {}  # (chain, address) → (pending nonce, asked at µs)
         # Blob tx hash → its blobs, commitments and proofs, while it may be sent (again).
         self._sidecars: dict[str, blobs.Sidecar] = {}
+        self._watches: dict[str, blocks.BlockWatch] = {}  # chain → its reader of new blocks
 
     async def _commit(self, agent_id: str) -> None:
         self.state.of(agent_id).commit()
@@ -648,25 +651,44 @@ class Signer:
                 emits, signed = self._transition(signed, {"status": "broadcast"}, now())
                 await emit(emits)
         hashes = [h for h in self.state.of(signed.agent_id).attempts(signed.intent_id) if h != signed.tx_hash] + [signed.tx_hash]
-        tracked = _Tracked(signed, sent_us=to_us(now()), hashes=hashes)
-        check_us, poll = 0, POLL_FIRST_S
-        while True:
-            try:
-                final = await self._receipt(tracked, node, now())
-                if final is None and to_us(now()) >= check_us:
-                    check_us = to_us(now()) + STEP_EVERY_US
-                    final = await self._step(tracked, node, now(), emit)
-                if final is not None:
-                    await emit(final[0])
-                    return final[1]
-            except (RpcError, RpcUnavailable) as exc:
-                log.warning("tracking %s of intent %s: the node did not answer (%s); asking again",
-                            tracked.record.tx_hash, signed.intent_id, exc)
-            except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without an outcome
-                log.exception("tracking %s of intent %s failed; retrying", tracked.record.tx_hash, signed.intent_id)
-                poll = POLL_MAX_S
-            await asyncio.sleep(poll)
-            poll = min(poll * 1.5, POLL_MAX_S)
+        watch = self.watch_for(signed.chain)
+        # Waiting before the first look: a block that comes after it wakes this tracker.
+        ticket = watch.ticket(hashes)
+        tracked = _Tracked(signed, sent_us=to_us(now()), hashes=hashes, ticket=ticket)
+        check_us = look_us = 0
+        try:
+            while True:
+                try:
+                    # Its receipt is asked for when a block holds one of its transactions (and
+                    # once in a while in case the watch missed it), not on every turn.
+                    if ticket.take() or to_us(now()) >= look_us:
+                        look_us = to_us(now()) + int(blocks.RECHECK_S * US_PER_SECOND)
+                        final = await self._receipt(tracked, node, now())
+                    else:
+                        final = None
+                    if final is None and to_us(now()) >= check_us:
+                        check_us = to_us(now()) + STEP_EVERY_US
+                        final = await self._step(tracked, node, watch, now(), emit)
+                    if final is not None:
+                        await emit(final[0])
+                        return final[1]
+                except (RpcError, RpcUnavailable) as exc:
+                    log.warning("tracking %s of intent %s: the node did not answer (%s); asking again",
+                                tracked.record.tx_hash, signed.intent_id, exc)
+                    look_us = 0
+                except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without an outcome
+                    log.exception("tracking %s of intent %s failed; retrying", tracked.record.tx_hash, signed.intent_id)
+                    look_us = 0
+                await ticket.wait(STEP_EVERY_US / US_PER_SECOND)
+        finally:
+            ticket.close()
+
+    def watch_for(self, chain: str) -> blocks.BlockWatch:
+        """The chain's one reader of new blocks, shared by every tracker on it."""
+        watch = self._watches.get(chain)
+        if watch is None:
+            watch = self._watches[chain] = blocks.BlockWatch(self.node_for(chain))
+        return watch
 
     async def _follow(self, copy: SignedTransaction, original_id: str, now: Clock,
                       emit: Callable[[list[Emit]], Awaitable[object]]) -> SignedTransaction:
@@ -684,15 +706,15 @@ class Signer:
                     continue
             except Exception:  # noqa: BLE001 - a follower that dies leaves its intent without an outcome
                 log.exception("following intent %s for intent %s failed; retrying", original_id, copy.intent_id)
-            await asyncio.sleep(POLL_MAX_S / 2)
+            await asyncio.sleep(FOLLOW_EVERY_S)
         return copy
 
-    async def _step(self, tracked: _Tracked, node: Node, at: datetime,
+    async def _step(self, tracked: _Tracked, node: Node, watch: blocks.BlockWatch, at: datetime,
                     emit) -> tuple[list[Emit], SignedTransaction] | None:
         """One look at the chain for a transaction with no receipt; what to publish and the final
         record if it is final now. Updates ``tracked`` (a bump, a stuck report, a new send)."""
         signed = tracked.record
-        chain_next = int(await node.call("eth_getTransactionCount", signed.from_, "latest"), 16)
+        chain_next = await watch.nonce(signed.from_)
         if chain_next > signed.nonce and tracked.nonce_passed_us is None:
             tracked.nonce_passed_us = to_us(at)
         step = lifecycle.next_step(signed.nonce, chain_next, tracked.sent_us, to_us(at), len(signed.replaces),
@@ -882,8 +904,7 @@ class Signer:
         self.state.of(intent.agent_id).record_replacement(intent_id=intent.intent_id, tx_hash=bumped.tx_hash, record=bumped.to_bytes(),
                                       now_us=to_us(at), spend_wei=bumped.max_spend_wei)
         await self.persist(intent.agent_id)  # durable before the chain can see it
-        if bumped.tx_hash not in tracked.hashes:  # its receipt counts from now on, even if the node refuses it
-            tracked.hashes.append(bumped.tx_hash)
+        tracked.attempt(bumped.tx_hash)  # its receipt counts from now on, even if the node refuses it
         error = await self._send_again(bumped, node)
         if error is not None:  # recorded all the same: if it is ever mined, it was within policy
             return None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
@@ -966,7 +987,15 @@ class _Tracked:
     record: SignedTransaction
     sent_us: int
     hashes: list[str]  # every transaction signed for the intent, oldest first: any may be mined
+    ticket: blocks.Ticket
     nonce_passed_us: int | None = None
+
+    def attempt(self, tx_hash: str) -> None:
+        """A new transaction for the intent (a fee bump): followed before it is sent, so the block
+        that holds it wakes the tracker."""
+        if tx_hash not in self.hashes:
+            self.hashes.append(tx_hash)
+            self.ticket.follow([tx_hash])
 
 
 # What an idempotent copy takes from its original's record as that transaction moves on.

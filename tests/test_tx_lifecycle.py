@@ -31,6 +31,7 @@ from schemas.fields import format_native_amount
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentApproved, IntentRejected,
                             SignedTransaction, TransactionIntent)
 from signer import lifecycle
+from signer.blocks import BlockWatch
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
@@ -376,6 +377,33 @@ class CountingNode:
         return await self.node.call(method, *params)
 
 
+def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(chain, tmp_path):
+    """Twenty transactions wait 3 s for a block: the node is asked for each one's receipt when a
+    block holds it (and on the watch's first read), not every 50 ms to 1 s as each tracker used
+    to ask (~180 receipts and ~60 nonces in these 3 s)."""
+    n = 20
+
+    async def scenario(h: Harness):
+        sent = [await h.sign() for _ in range(n)]
+        counting = CountingNode(h.node)
+        h.signer.node_for = lambda chain: counting
+        tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
+        await asyncio.sleep(3)
+        waiting = dict(counting.calls)
+        await h.node.call("evm_mine")
+        finals = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        return waiting, dict(counting.calls), finals
+
+    _, (waiting, calls, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=600)
+    assert [f.status for f in finals] == ["mined"] * n
+    # Each: one look before waiting, one at the watch's first read, then the block that held it.
+    assert waiting["eth_getTransactionReceipt"] <= 2 * n, waiting
+    assert calls["eth_getTransactionReceipt"] <= 3 * n, calls
+    # The sender's nonce: once per block read (before the first read, each tracker asks once).
+    assert waiting["eth_getTransactionCount"] <= n + 4, waiting
+    assert calls["eth_getBlockByNumber"] == 1, calls
+
+
 def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain, tmp_path):
     """Eight transactions of one address wait past the replacement delay: the lowest is reported
     stuck (no bumps allowed), the seven behind it wait on it. Each used to send again every
@@ -397,3 +425,43 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
     assert sends == 0
     assert [f.status for f in finals] == ["mined"] * 8
     assert not any(r.status == "stuck" for s in sent[1:] for r in h.records(s.intent_id))
+
+
+def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_chain_goes_back(chain, tmp_path):
+    """Driven read by read (its own task reads once, at the start, then sleeps an hour)."""
+    async def scenario(h: Harness):
+        watch = BlockWatch(h.node, poll_s=3600)
+        first = await h.sign()
+        mine, other = watch.ticket([first.tx_hash]), watch.ticket(["0x" + "ab" * 32])
+        seen = []
+
+        async def read() -> tuple[bool, bool]:
+            await watch.read_new_blocks()
+            return mine.take(), other.take()
+
+        await asyncio.sleep(0.2)
+        seen.append((mine.take(), other.take()))  # the first read: everyone looks once more
+        seen.append(await read())  # nothing new
+        await h.node.call("evm_mine")
+        seen.append(await read())  # a block with the first transaction
+        snapshot = await h.node.call("evm_snapshot")
+        await h.node.call("evm_mine")
+        await h.node.call("evm_mine")
+        seen.append(await read())  # two empty blocks
+        await h.node.call("evm_revert", snapshot)
+        seen.append(await read())  # the chain went back
+        snapshot = await h.node.call("evm_snapshot")
+        await h.node.call("evm_mine")
+        seen.append(await read())  # an empty block ...
+        await h.node.call("evm_revert", snapshot)
+        await h.node.call("evm_mine", hex(int(datetime.now(timezone.utc).timestamp()) + 60))
+        await h.node.call("evm_mine")
+        seen.append(await read())  # ... replaced unseen: its successor names another parent
+        mine.close()
+        other.close()
+        return seen, watch.height
+
+    _, (seen, height) = on_chain(tmp_path, chain, scenario)
+    assert seen == [(True, True), (False, False), (True, False), (False, False), (True, True), (False, False),
+                    (True, True)]
+    assert height is None  # nobody waits: it stopped reading

@@ -1,0 +1,171 @@
+"""One reader of new blocks per chain for every transaction the signer follows there.
+
+Each tracker used to ask the node for its own receipt every 50 ms to 1 s and for its sender's
+nonce every second: ~2.7 calls a second per pending transaction (40 transactions pending 10 s
+cost 1,080 calls), so thousands pending on a 12 s chain would be thousands of calls a second,
+past any provider's rate limit. Now one task per chain asks for the block number, reads each new
+block's transaction hashes once, and wakes only the trackers whose transaction is in it; a
+sender's nonce is asked once per block however many of its transactions wait.
+
+The watch only wakes trackers: what they report still comes from a receipt or the nonce, so a
+block it misreads costs time, never a wrong outcome. Whatever it cannot follow (a block number
+that goes back, a block whose parent is not the block it read at that height, more new blocks
+than it reads at once) wakes every tracker, and each looks again on its own every
+``RECHECK_S`` anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from runtime.rpc import Node, RpcError, RpcUnavailable
+
+log = logging.getLogger("warden.signer")
+
+POLL_S = 0.05  # Anvil mines at once: a new block is seen within 50 ms
+POLL_MAX_S = 1.0  # while the node does not answer
+MAX_BLOCKS = 64  # read one by one at most; further behind, every tracker looks for itself
+RECHECK_S = 30.0  # each tracker's own look, whatever the watch saw
+
+
+class Ticket:
+    """A tracker's place in the watch: ``wait`` returns when a block holds one of its hashes (or
+    the watch lost the thread), or after the timeout."""
+
+    def __init__(self, watch: BlockWatch):
+        self._watch = watch
+        self.hashes: set[str] = set()
+        self._woken = asyncio.Event()
+
+    def follow(self, hashes: Iterable[str]) -> None:
+        """Also wake for these (a fee bump's new hash)."""
+        for tx_hash in hashes:
+            if tx_hash not in self.hashes:
+                self.hashes.add(tx_hash)
+                self._watch._waiting.setdefault(tx_hash.lower(), set()).add(self)
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def take(self) -> bool:
+        """Whether a block woke it since the last ``take``."""
+        woken = self._woken.is_set()
+        self._woken.clear()
+        return woken
+
+    async def wait(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._woken.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        self._watch._drop(self)
+
+
+class BlockWatch:
+    """The new blocks of one chain, read while any tracker waits on it."""
+
+    def __init__(self, node: Node, poll_s: float = POLL_S):
+        self.node = node
+        self.poll_s = poll_s
+        self.height: int | None = None  # the last block read; None while nobody waits
+        self._hash_at: dict[int, str] = {}  # the last MAX_BLOCKS blocks read, to see a reorg
+        self._waiting: dict[str, set[Ticket]] = {}  # lower-case tx hash → its trackers
+        self._tickets: set[Ticket] = set()
+        self._nonces: dict[str, tuple[int, int]] = {}  # address → (height, latest nonce)
+        self._task: asyncio.Task | None = None
+
+    def ticket(self, hashes: Iterable[str]) -> Ticket:
+        ticket = Ticket(self)
+        ticket.follow(hashes)
+        self._tickets.add(ticket)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return ticket
+
+    async def nonce(self, address: str) -> int:
+        """The address's next nonce on chain (``latest``): asked once per block read."""
+        height = self.height
+        cached = self._nonces.get(address)
+        if height is not None and cached is not None and cached[0] == height:
+            return cached[1]
+        nonce = int(await self.node.call("eth_getTransactionCount", address, "latest"), 16)
+        if height is not None:
+            self._nonces[address] = (height, nonce)
+        return nonce
+
+    def _drop(self, ticket: Ticket) -> None:
+        self._tickets.discard(ticket)
+        for tx_hash in ticket.hashes:
+            waiting = self._waiting.get(tx_hash.lower())
+            if waiting is not None:
+                waiting.discard(ticket)
+                if not waiting:
+                    del self._waiting[tx_hash.lower()]
+        if not self._tickets and self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self._forget()
+
+    def _forget(self) -> None:
+        self.height = None
+        self._hash_at.clear()
+        self._nonces.clear()
+
+    def _wake_all(self) -> None:
+        for ticket in self._tickets:
+            ticket.wake()
+
+    async def _run(self) -> None:
+        pause = self.poll_s
+        while self._tickets:
+            try:
+                await self.read_new_blocks()
+                pause = self.poll_s
+            except (RpcError, RpcUnavailable) as exc:
+                # Nothing is missed: the blocks are read once the node answers again.
+                log.warning("reading new blocks: the node did not answer (%s); asking again", exc)
+                pause = min(max(pause * 2, self.poll_s), POLL_MAX_S)
+            except Exception:  # noqa: BLE001 - a dead watch would leave its trackers to their own looks
+                log.exception("reading new blocks failed; every tracker looks for itself")
+                self._wake_all()
+                self._forget()
+                pause = POLL_MAX_S
+            await asyncio.sleep(pause)
+
+    async def read_new_blocks(self) -> None:
+        """Read the blocks since the last one read, waking the trackers of the transactions in them."""
+        head = int(await self.node.call("eth_blockNumber"), 16)
+        if self.height is None:
+            # The first read: trackers looked before waiting, but a block could have come
+            # between their look and this one. They look once more.
+            self.height = head
+            self._wake_all()
+            return
+        if head < self.height or head - self.height > MAX_BLOCKS:
+            log.info("block number went from %d to %d: every tracker looks for itself", self.height, head)
+            self._hash_at.clear()
+            self.height = head
+            self._wake_all()
+            return
+        while self.height < head:
+            number = self.height + 1
+            block = await self.node.call("eth_getBlockByNumber", hex(number), False)
+            if block is None:  # not served yet (a node behind a load balancer): next time
+                return
+            parent = self._hash_at.get(number - 1)
+            if parent is not None and block["parentHash"].lower() != parent:
+                # The block read at the last height was replaced: whatever it held (or the
+                # new one holds) is not known here.
+                log.info("reorg below block %d: every tracker looks for itself", number)
+                self._hash_at.clear()
+                self._wake_all()
+            for tx_hash in block["transactions"]:
+                for ticket in self._waiting.get(tx_hash.lower(), ()):
+                    ticket.wake()
+            self._hash_at[number] = block["hash"].lower()
+            self._hash_at.pop(number - MAX_BLOCKS, None)
+            self.height = number
