@@ -76,6 +76,7 @@ class BlockWatch:
         self._waiting: dict[str, set[Ticket]] = {}  # lower-case tx hash → its trackers
         self._tickets: set[Ticket] = set()
         self._nonces: dict[str, tuple[int, int]] = {}  # address → (height, latest nonce)
+        self._asking: dict[tuple[str, int | None], asyncio.Future] = {}  # the nonce questions under way
         self._task: asyncio.Task | None = None
 
     def ticket(self, hashes: Iterable[str]) -> Ticket:
@@ -87,13 +88,29 @@ class BlockWatch:
         return ticket
 
     async def nonce(self, address: str) -> int:
-        """The address's next nonce on chain (``latest``): asked once per block read."""
+        """The address's next nonce on chain (``latest``): asked once per block read, and once for
+        all the trackers that ask at the same time."""
         height = self.height
         cached = self._nonces.get(address)
         if height is not None and cached is not None and cached[0] == height:
             return cached[1]
+        asking = self._asking.get((address, height))
+        if asking is None:
+            asking = self._asking[(address, height)] = asyncio.ensure_future(self._ask_nonce(address, height))
+            asking.add_done_callback(self._asked)
+        # Shielded: one tracker cancelled (its partition revoked) does not cancel the others' answer.
+        return await asyncio.shield(asking)
+
+    def _asked(self, asking: asyncio.Future) -> None:
+        for key, future in list(self._asking.items()):
+            if future is asking:
+                del self._asking[key]
+        if not asking.cancelled():
+            asking.exception()  # each tracker that asked got it; none left to must not make it a warning
+
+    async def _ask_nonce(self, address: str, height: int | None) -> int:
         nonce = int(await self.node.call("eth_getTransactionCount", address, "latest"), 16)
-        if height is not None:
+        if height is not None and height == self.height:
             self._nonces[address] = (height, nonce)
         return nonce
 
