@@ -40,7 +40,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.bench_figures import cpu_seconds, percentile
+from infra.bench_figures import cpu_seconds, numbers, percentile
 from infra.cli.output import note, print_json
 from infra.stack import LocalStack, local_settings
 from schemas import topics
@@ -351,26 +351,22 @@ def run(waits: list[int], hops: int, partitions: list[int], seconds: float, prog
             stack.stop()
 
 
-def _numbers(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden bench broker", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--waits", type=_numbers, default=[5, 20, 100],
+    parser.add_argument("--waits", type=numbers, default=[5, 20, 100],
                         help="consumer fetch waits to measure a hop at, ms, comma-separated (default: 5,20,100)")
     parser.add_argument("--hops", type=int, default=150, help="records per fetch wait (default: %(default)s)")
-    parser.add_argument("--partitions", type=_numbers, default=[4, 24],
+    parser.add_argument("--partitions", type=numbers, default=[4, 24],
                         help="partition counts for the idle figure, comma-separated (default: 4,24)")
     parser.add_argument("--seconds", type=float, default=8.0, help="idle measurement per count (default: %(default)s)")
-    parser.add_argument("--pipeline-waits", type=_numbers, default=[5, 20],
+    parser.add_argument("--pipeline-waits", type=numbers, default=[5, 20],
                         help="fetch waits to run the empty pipeline at, ms, comma-separated (default: 5,20)")
     parser.add_argument("--pipeline-records", type=int, default=1000,
                         help="records through the empty pipeline per fetch wait (default: %(default)s)")
     parser.add_argument("--rate", type=int, default=100, help="the pipeline's offered records/s (default: %(default)s)")
     parser.add_argument("--burst", type=int, default=20_000,
                         help="records sent at once through the pipeline at the last wait; 0: none (default: %(default)s)")
-    parser.add_argument("--stored", type=_numbers, default=[0, 2000, 10000],
+    parser.add_argument("--stored", type=numbers, default=[0, 2000, 10000],
                         help="batch counts one partition is filled to before its hops are measured, "
                              "comma-separated (default: 0,2000,10000)")
     parser.add_argument("--relay", help=argparse.SUPPRESS)  # a relay process of the pipeline (`_start_relay`)

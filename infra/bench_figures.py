@@ -21,3 +21,8 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+
+
+def numbers(text: str) -> list[int]:
+    """A comma-separated list of integers from the command line (``--waits 5,20,100``)."""
+    return [int(v) for v in text.split(",") if v]

@@ -1,0 +1,179 @@
+"""`warden bench tracker`: what following broadcast transactions costs the node and the signer.
+
+For each count in ``--pending``: that many transactions of ``--agents`` agents are signed
+and sent to a private Anvil that does not mine (automining off), then followed by an
+in-process signer's trackers (``Signer.track``, as ``signer.main`` runs them) for
+``--seconds``; then one block mines them all. It prints the node calls made while they
+waited (by method, per transaction, per second), the signer's CPU while they waited (this
+process: % of one core) and Anvil's, and the time from the block to the last outcome.
+
+The replacement delay is 600 s, so nothing is bumped: the figure is the cost of waiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from infra.bench_figures import cpu_seconds, numbers
+from infra.cli.output import print_json
+
+ADMIN = "admin:bench"
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+class CountingNode:
+    """A node that counts the calls made through it, by method."""
+
+    def __init__(self, node):
+        self.node = node
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    async def call(self, method: str, *params: Any) -> Any:
+        self.calls[method] += 1
+        return await self.node.call(method, *params)
+
+
+async def _pending(rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents: int, seconds: float,
+                   progress) -> dict:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from infra.bench_custody import _quiet_dev_root
+    from infra.client import new_intent
+    from runtime.clock import US_PER_SECOND, utcnow
+    from runtime.rpc import JsonRpc
+    from schemas import topics
+    from schemas.auth import public_key_hex, sign_policy
+    from schemas.emit import Source
+    from schemas.models import AgentPolicy, IntentApproved
+    from signer.custody import FileEventLog, Vaults
+    from signer.custody.keys import KeyStore
+    from signer.service import Signer
+    from signer.state import SignerState
+
+    node = JsonRpc(rpc_url)
+    store = KeyStore(Vaults(_quiet_dev_root(tmp / "root.key"), FileEventLog(tmp / "vault.jsonl")))
+    admin_key, service_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    state = SignerState(tmp / "signer.db")
+    counting = CountingNode(node)
+    signer = Signer(state, store, {"bench-admin": public_key_hex(admin_key)}, node_for=lambda chain: counting,
+                    service_key=("signer-bench", service_key), replace_after_us=600 * US_PER_SECOND)
+    try:
+        await node.call("evm_setAutomine", False)
+        books = []
+        for a in range(agents):
+            agent = f"agent-tracker-{a}-{os.urandom(3).hex()}"
+            address = store.provision(agent, "ethereum", ADMIN).address
+            await node.call("anvil_setBalance", address, hex(10**22))
+            agent_key = Ed25519PrivateKey.generate()
+            policy = sign_policy(AgentPolicy(
+                agent_id=agent, version=1, agent_public_key=public_key_hex(agent_key), issued_at=utcnow(),
+                tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,)), admin_key, "bench-admin")
+            books.append((agent, agent_key, policy))
+        progress(f"  signing and sending {pending} transactions")
+        sent = []
+        for i in range(pending):
+            agent, agent_key, policy = books[i % agents]
+            now = datetime.now(timezone.utc)
+            intent = new_intent(agent_key, agent_id=agent, chain="anvil", to=DEST, broadcast=True, now=now,
+                                value="0.000001")
+            approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=now)
+            _, to_broadcast = await signer.handle(
+                approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, i, agent.encode()), now)
+            state.commit()
+            if to_broadcast is None:
+                raise RuntimeError(f"the signer refused intent {i}: see its records")
+            _, record = await signer.send(to_broadcast, utcnow())
+            sent.append(record)
+        outcomes: list = []
+
+        async def emit(emits) -> None:
+            outcomes.extend(emits)
+
+        progress(f"  {pending} pending for {seconds:g} s, then one block")
+        counting.calls.clear()
+        cpu_before, anvil_before, began = time.process_time(), cpu_seconds(anvil_pid), time.monotonic()
+        tasks = [asyncio.create_task(signer.track(record, utcnow, emit)) for record in sent]
+        await asyncio.sleep(seconds)
+        waited = time.monotonic() - began
+        cpu, anvil_cpu = time.process_time() - cpu_before, cpu_seconds(anvil_pid) - anvil_before
+        calls = dict(counting.calls)
+        mined_at = time.monotonic()
+        await node.call("evm_mine")
+        finals = await asyncio.wait_for(asyncio.gather(*tasks), 60 + pending / 50)
+        to_outcomes = time.monotonic() - mined_at
+        statuses = collections.Counter(f.status for f in finals)
+        if statuses != {"mined": pending}:
+            raise RuntimeError(f"expected {pending} mined, got {dict(statuses)}")
+        total = sum(calls.values())
+        return {
+            "pending": pending, "agents": agents, "waited_s": round(waited, 2),
+            "node_calls": total, "node_calls_by_method": calls,
+            "node_calls_per_transaction": round(total / pending, 2),
+            "node_calls_per_second": round(total / waited, 1),
+            "signer_cpu_percent_of_one_core": round(100 * cpu / waited, 1),
+            "anvil_cpu_percent_of_one_core": round(100 * anvil_cpu / waited, 1),
+            "block_to_last_outcome_ms": round(1000 * to_outcomes, 1),
+        }
+    finally:
+        await node.call("evm_setAutomine", True)
+        await node.close()
+
+
+def run(pending: list[int], agents: int, seconds: float, progress) -> dict:
+    from infra.stack import LocalStack, local_settings
+
+    results = []
+    for count in pending:
+        with tempfile.TemporaryDirectory(prefix="warden-bench-tracker-") as home:
+            # A fresh Anvil each time: the last run's blocks and accounts weigh on nothing.
+            stack = LocalStack(local_settings(Path(home)))
+            try:
+                stack.start(parts=("anvil",))
+                results.append(asyncio.run(_pending(stack.settings.rpc_url, stack.processes["anvil"].pid,
+                                                    Path(home), count, agents, seconds, progress)))
+            finally:
+                stack.stop()
+    return {"benchmark": "tracker", "cpus": os.cpu_count(), "results": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="warden bench tracker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pending", type=numbers, default=[40, 200, 1000],
+                        help="transactions pending at once, one run each (default: 40,200,1000)")
+    parser.add_argument("--agents", type=int, default=1, help="agents (addresses) they are spread over")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long they wait for a block")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.agents < 1 or any(n < 1 for n in args.pending):
+        parser.error("--pending counts and --agents must be at least 1")
+
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    report = run(args.pending, args.agents, args.seconds, progress)
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"broadcast transactions pending on Anvil for {args.seconds:g} s, then mined by one block "
+          f"({args.agents} agent(s)):")
+    for r in report["results"]:
+        by_method = ", ".join(f"{m} {n}" for m, n in sorted(r["node_calls_by_method"].items()))
+        print(f"  {r['pending']:>5} pending: {r['node_calls']} node calls ({r['node_calls_per_transaction']} per "
+              f"transaction, {r['node_calls_per_second']}/s); signer {r['signer_cpu_percent_of_one_core']} %, "
+              f"Anvil {r['anvil_cpu_percent_of_one_core']} % of one core; block to last outcome "
+              f"{r['block_to_last_outcome_ms']} ms")
+        print(f"         {by_method}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""`warden bench tracker` follows broadcast transactions waiting on a private Anvil and counts
+what that costs the node: one block watch for all of them, not a poll each."""
+
+from __future__ import annotations
+
+import json
+
+from infra import bench_tracker
+
+
+def test_bench_tracker_counts_the_node_calls_of_waiting_transactions(capsys):
+    assert bench_tracker.main(["--pending", "10,60", "--agents", "2", "--seconds", "2", "--json"]) == 0
+    few, many = json.loads(capsys.readouterr().out)["results"]
+    assert (few["pending"], many["pending"]) == (10, 60)
+    for row in (few, many):
+        calls = row["node_calls_by_method"]
+        # While they wait: each receipt asked before waiting and at the watch's first read; the
+        # block number polled for all of them (~20 a second); no block to read; the nonce of
+        # each of the two addresses asked once for all its transactions (and once more per address
+        # after the first read).
+        assert calls["eth_getTransactionReceipt"] == 2 * row["pending"], calls
+        assert 10 <= calls["eth_blockNumber"] <= 60, calls
+        assert calls.get("eth_getBlockByNumber", 0) == 0, calls
+        assert calls["eth_getTransactionCount"] <= 4, calls
+        assert row["node_calls"] == sum(calls.values())
+        assert row["signer_cpu_percent_of_one_core"] > 0 and row["block_to_last_outcome_ms"] > 0
+    # The watch's polling is shared: the more wait, the less each costs.
+    assert many["node_calls_per_transaction"] < few["node_calls_per_transaction"]
