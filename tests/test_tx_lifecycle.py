@@ -10,7 +10,6 @@ is collected and its signature checked; signed transactions are recovered with e
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 from datetime import datetime, timezone
 
@@ -20,6 +19,7 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
+from infra.bench_tracker import CountingNode
 from infra.client import new_intent
 from infra.stack import LocalStack, local_settings
 from runtime.clock import US_PER_SECOND, utcnow
@@ -364,18 +364,6 @@ def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_i
 
 
 # --- what the tracker costs the node ------------------------------------------------------------
-
-class CountingNode:
-    """The harness's node, counting the calls made through it by method."""
-
-    def __init__(self, node: JsonRpc):
-        self.node = node
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    async def call(self, method: str, *params):
-        self.calls[method] += 1
-        return await self.node.call(method, *params)
-
 
 def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(chain, tmp_path):
     """Twenty transactions wait 3 s for a block: the node is asked for each one's receipt when a
