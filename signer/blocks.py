@@ -36,15 +36,15 @@ class Ticket:
 
     def __init__(self, watch: BlockWatch):
         self._watch = watch
-        self.hashes: set[str] = set()
+        self.hashes: set[str] = set()  # lower-case, as the watch matches them
         self._woken = asyncio.Event()
 
     def follow(self, hashes: Iterable[str]) -> None:
         """Also wake for these (a fee bump's new hash)."""
-        for tx_hash in hashes:
+        for tx_hash in map(str.lower, hashes):
             if tx_hash not in self.hashes:
                 self.hashes.add(tx_hash)
-                self._watch._waiting.setdefault(tx_hash.lower(), set()).add(self)
+                self._watch._waiting.setdefault(tx_hash, set()).add(self)
 
     def wake(self) -> None:
         self._woken.set()
@@ -97,14 +97,12 @@ class BlockWatch:
         asking = self._asking.get((address, height))
         if asking is None:
             asking = self._asking[(address, height)] = asyncio.ensure_future(self._ask_nonce(address, height))
-            asking.add_done_callback(self._asked)
+            asking.add_done_callback(lambda done: self._asked((address, height), done))
         # Shielded: one tracker cancelled (its partition revoked) does not cancel the others' answer.
         return await asyncio.shield(asking)
 
-    def _asked(self, asking: asyncio.Future) -> None:
-        for key, future in list(self._asking.items()):
-            if future is asking:
-                del self._asking[key]
+    def _asked(self, key: tuple[str, int | None], asking: asyncio.Future) -> None:
+        self._asking.pop(key, None)
         if not asking.cancelled():
             asking.exception()  # each tracker that asked got it; none left to must not make it a warning
 
@@ -117,18 +115,19 @@ class BlockWatch:
     def _drop(self, ticket: Ticket) -> None:
         self._tickets.discard(ticket)
         for tx_hash in ticket.hashes:
-            waiting = self._waiting.get(tx_hash.lower())
+            waiting = self._waiting.get(tx_hash)
             if waiting is not None:
                 waiting.discard(ticket)
                 if not waiting:
-                    del self._waiting[tx_hash.lower()]
+                    del self._waiting[tx_hash]
         if not self._tickets and self._task is not None:
             self._task.cancel()
             self._task = None
+            self.height = None
             self._forget()
 
     def _forget(self) -> None:
-        self.height = None
+        """Everything read: a height seen again after a rollback is another block, with other nonces."""
         self._hash_at.clear()
         self._nonces.clear()
 
@@ -149,6 +148,7 @@ class BlockWatch:
             except Exception:  # noqa: BLE001 - a dead watch would leave its trackers to their own looks
                 log.exception("reading new blocks failed; every tracker looks for itself")
                 self._wake_all()
+                self.height = None
                 self._forget()
                 pause = POLL_MAX_S
             await asyncio.sleep(pause)
@@ -164,7 +164,7 @@ class BlockWatch:
             return
         if head < self.height or head - self.height > MAX_BLOCKS:
             log.info("block number went from %d to %d: every tracker looks for itself", self.height, head)
-            self._hash_at.clear()
+            self._forget()
             self.height = head
             self._wake_all()
             return
@@ -178,7 +178,7 @@ class BlockWatch:
                 # The block read at the last height was replaced: whatever it held (or the
                 # new one holds) is not known here.
                 log.info("reorg below block %d: every tracker looks for itself", number)
-                self._hash_at.clear()
+                self._forget()
                 self._wake_all()
             for tx_hash in block["transactions"]:
                 for ticket in self._waiting.get(tx_hash.lower(), ()):
