@@ -75,8 +75,12 @@ class BlockWatch:
         self._hash_at: dict[int, str] = {}  # the last MAX_BLOCKS blocks read, to see a reorg
         self._waiting: dict[str, set[Ticket]] = {}  # lower-case tx hash → its trackers
         self._tickets: set[Ticket] = set()
-        self._nonces: dict[str, tuple[int, int]] = {}  # address → (height, latest nonce)
-        self._asking: dict[tuple[str, int | None], asyncio.Future] = {}  # the nonce questions under way
+        # What the watch knows changes with each block read, each thread lost and each start: a
+        # nonce is kept for the reading it was asked in. Before the first read too, so trackers
+        # that look at once share one answer, not one per wave of receipts coming back.
+        self._reading = 0
+        self._nonces: dict[str, tuple[int, int]] = {}  # address → (reading, latest nonce)
+        self._asking: dict[tuple[str, int], asyncio.Future] = {}  # the nonce questions under way
         self._task: asyncio.Task | None = None
 
     def ticket(self, hashes: Iterable[str]) -> Ticket:
@@ -88,29 +92,33 @@ class BlockWatch:
         return ticket
 
     async def nonce(self, address: str) -> int:
-        """The address's next nonce on chain (``latest``): asked once per block read, and once for
-        all the trackers that ask at the same time."""
-        height = self.height
+        """The address's next nonce on chain (``latest``): asked once per block read (and once
+        before the first), and once for all the trackers that ask at the same time."""
+        reading = self._reading
         cached = self._nonces.get(address)
-        if height is not None and cached is not None and cached[0] == height:
+        if cached is not None and cached[0] == reading:
             return cached[1]
-        asking = self._asking.get((address, height))
+        asking = self._asking.get((address, reading))
         if asking is None:
-            asking = self._asking[(address, height)] = asyncio.ensure_future(self._ask_nonce(address, height))
-            asking.add_done_callback(lambda done: self._asked((address, height), done))
+            asking = self._asking[(address, reading)] = asyncio.ensure_future(self._ask_nonce(address, reading))
+            asking.add_done_callback(lambda done: self._asked((address, reading), done))
         # Shielded: one tracker cancelled (its partition revoked) does not cancel the others' answer.
         return await asyncio.shield(asking)
 
-    def _asked(self, key: tuple[str, int | None], asking: asyncio.Future) -> None:
+    def _asked(self, key: tuple[str, int], asking: asyncio.Future) -> None:
         self._asking.pop(key, None)
         if not asking.cancelled():
             asking.exception()  # each tracker that asked got it; none left to must not make it a warning
 
-    async def _ask_nonce(self, address: str, height: int | None) -> int:
+    async def _ask_nonce(self, address: str, reading: int) -> int:
         nonce = int(await self.node.call("eth_getTransactionCount", address, "latest"), 16)
-        if height is not None and height == self.height:
-            self._nonces[address] = (height, nonce)
+        if reading == self._reading:  # else a block came (or the thread was lost) while it was asked
+            self._nonces[address] = (reading, nonce)
         return nonce
+
+    def _read(self, height: int) -> None:
+        self.height = height
+        self._reading += 1
 
     def _drop(self, ticket: Ticket) -> None:
         self._tickets.discard(ticket)
@@ -130,6 +138,7 @@ class BlockWatch:
         """Everything read: a height seen again after a rollback is another block, with other nonces."""
         self._hash_at.clear()
         self._nonces.clear()
+        self._reading += 1
 
     def _wake_all(self) -> None:
         for ticket in self._tickets:
@@ -159,13 +168,13 @@ class BlockWatch:
         if self.height is None:
             # The first read: trackers looked before waiting, but a block could have come
             # between their look and this one. They look once more.
-            self.height = head
+            self._read(head)
             self._wake_all()
             return
         if head < self.height or head - self.height > MAX_BLOCKS:
             log.info("block number went from %d to %d: every tracker looks for itself", self.height, head)
             self._forget()
-            self.height = head
+            self._read(head)
             self._wake_all()
             return
         while self.height < head:
@@ -185,4 +194,4 @@ class BlockWatch:
                     ticket.wake()
             self._hash_at[number] = block["hash"].lower()
             self._hash_at.pop(number - MAX_BLOCKS, None)
-            self.height = number
+            self._read(number)

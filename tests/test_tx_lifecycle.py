@@ -453,3 +453,26 @@ def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_
     assert seen == [(True, True), (False, False), (True, False), (False, False), (True, True), (False, False),
                     (True, True)]
     assert height is None  # nobody waits: it stopped reading
+
+
+def test_the_block_watch_asks_a_nonce_once_per_block_read_and_once_before_the_first(chain, tmp_path):
+    """Trackers that look before the watch's first read share one answer too: in CI, 60 trackers
+    whose receipts came back in two waves asked twice before the first read."""
+    async def scenario(h: Harness):
+        counting = CountingNode(h.node)
+        watch = BlockWatch(counting, poll_s=3600)
+        sent = await h.sign()
+        answers = [await watch.nonce(sent.from_), await watch.nonce(sent.from_)]  # one after the other
+        before_read = counting.calls["eth_getTransactionCount"]
+        ticket = watch.ticket([sent.tx_hash])
+        await asyncio.sleep(0.2)  # its first read
+        answers += [await watch.nonce(sent.from_), await watch.nonce(sent.from_)]
+        await h.node.call("evm_mine")
+        await watch.read_new_blocks()
+        answers.append(await watch.nonce(sent.from_))  # the block took it
+        ticket.close()
+        return sent, answers, before_read, counting.calls["eth_getTransactionCount"]
+
+    _, (sent, answers, before_read, asked) = on_chain(tmp_path, chain, scenario)
+    assert answers == [sent.nonce] * 4 + [sent.nonce + 1]
+    assert (before_read, asked) == (1, 3)
