@@ -32,12 +32,14 @@ RECHECK_S = 30.0  # each tracker's own look, whatever the watch saw
 
 class Ticket:
     """A tracker's place in the watch: ``wait`` returns when a block holds one of its hashes (or
-    the watch lost the thread), or after the timeout."""
+    the watch lost the thread), when asked also when the watch reads any new block, or after the
+    timeout."""
 
     def __init__(self, watch: BlockWatch):
         self._watch = watch
         self.hashes: set[str] = set()  # lower-case, as the watch matches them
-        self._woken = asyncio.Event()
+        self._woken = False
+        self._waiter: asyncio.Future | None = None
 
     def follow(self, hashes: Iterable[str]) -> None:
         """Also wake for these (a fee bump's new hash)."""
@@ -47,19 +49,35 @@ class Ticket:
                 self._watch._waiting.setdefault(tx_hash, set()).add(self)
 
     def wake(self) -> None:
-        self._woken.set()
+        self._woken = True
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def take(self) -> bool:
         """Whether a block woke it since the last ``take``."""
-        woken = self._woken.is_set()
-        self._woken.clear()
+        woken, self._woken = self._woken, False
         return woken
 
-    async def wait(self, timeout_s: float) -> None:
+    async def wait(self, timeout_s: float, any_block: bool = False) -> None:
+        """Until one of its hashes is in a block read (or the watch lost the thread), with
+        ``any_block`` until any block is read, or ``timeout_s``. A future and a timer, not
+        ``asyncio.wait_for``: that is a task per wait, and thousands of trackers wait."""
+        if self._woken:
+            return
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(max(timeout_s, 0.0), self._release)
+        if any_block:
+            self._watch._any_block.add(self)
         try:
-            await asyncio.wait_for(self._woken.wait(), timeout_s)
-        except TimeoutError:
-            pass
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            self._watch._any_block.discard(self)
 
     def close(self) -> None:
         self._watch._drop(self)
@@ -75,10 +93,11 @@ class BlockWatch:
         self._hash_at: dict[int, str] = {}  # the last MAX_BLOCKS blocks read, to see a reorg
         self._waiting: dict[str, set[Ticket]] = {}  # lower-case tx hash → its trackers
         self._tickets: set[Ticket] = set()
+        self._any_block: set[Ticket] = set()  # waiting for whatever block is read next
         # What the watch knows changes with each block read, each thread lost and each start: a
         # nonce is kept for the reading it was asked in. Before the first read too, so trackers
         # that look at once share one answer, not one per wave of receipts coming back.
-        self._reading = 0
+        self.reading = 0
         self._nonces: dict[str, tuple[int, int]] = {}  # address → (reading, latest nonce)
         self._asking: dict[tuple[str, int], asyncio.Future] = {}  # the nonce questions under way
         self._task: asyncio.Task | None = None
@@ -94,7 +113,7 @@ class BlockWatch:
     async def nonce(self, address: str) -> int:
         """The address's next nonce on chain (``latest``): asked once per block read (and once
         before the first), and once for all the trackers that ask at the same time."""
-        reading = self._reading
+        reading = self.reading
         cached = self._nonces.get(address)
         if cached is not None and cached[0] == reading:
             return cached[1]
@@ -112,16 +131,25 @@ class BlockWatch:
 
     async def _ask_nonce(self, address: str, reading: int) -> int:
         nonce = int(await self.node.call("eth_getTransactionCount", address, "latest"), 16)
-        if reading == self._reading:  # else a block came (or the thread was lost) while it was asked
+        if reading == self.reading:  # else a block came (or the thread was lost) while it was asked
             self._nonces[address] = (reading, nonce)
         return nonce
 
     def _read(self, height: int) -> None:
         self.height = height
-        self._reading += 1
+        self._moved()
+
+    def _moved(self) -> None:
+        """What the watch knows changed: nonces are asked again, and the trackers waiting for any
+        block look."""
+        self.reading += 1
+        for ticket in self._any_block:
+            ticket._release()
+        self._any_block.clear()
 
     def _drop(self, ticket: Ticket) -> None:
         self._tickets.discard(ticket)
+        self._any_block.discard(ticket)
         for tx_hash in ticket.hashes:
             waiting = self._waiting.get(tx_hash)
             if waiting is not None:
@@ -138,7 +166,7 @@ class BlockWatch:
         """Everything read: a height seen again after a rollback is another block, with other nonces."""
         self._hash_at.clear()
         self._nonces.clear()
-        self._reading += 1
+        self._moved()
 
     def _wake_all(self) -> None:
         for ticket in self._tickets:

@@ -48,7 +48,11 @@ def check_transition(current: str, new: str) -> None:
 
 @dataclass(frozen=True)
 class Wait:
-    """Nothing to do yet: sent less than the replacement delay ago."""
+    """Nothing to do yet: sent less than the replacement delay ago, or the nonce passed it less
+    than ``NONCE_SETTLE_US`` ago. Until ``until_us`` only a new chain nonce (a block) can change
+    that, so the tracker need not look again before a block or that time."""
+
+    until_us: int
 
 
 @dataclass(frozen=True)
@@ -89,11 +93,12 @@ def next_step(nonce: int, chain_next_nonce: int, sent_at_us: int, now_us: int, b
     nonce on chain (``eth_getTransactionCount(latest)``), when it was last sent, and since when
     the chain's nonce has been past it (None: not seen so yet)."""
     if chain_next_nonce > nonce:
-        if nonce_passed_at_us is None or now_us - nonce_passed_at_us < NONCE_SETTLE_US:
-            return Wait()
+        passed_at_us = now_us if nonce_passed_at_us is None else nonce_passed_at_us
+        if now_us - passed_at_us < NONCE_SETTLE_US:
+            return Wait(passed_at_us + NONCE_SETTLE_US)
         return NonceUsed()
     if now_us - sent_at_us < replace_after_us:
-        return Wait()
+        return Wait(sent_at_us + replace_after_us)
     if chain_next_nonce < nonce:
         return Gap(range(chain_next_nonce, nonce))
     if bumps >= max_bumps:

@@ -65,8 +65,9 @@ from schemas.errors import explain
 log = logging.getLogger("warden.signer")
 SERVICE = "service:signer"
 # A tracker asks for its receipt when its chain's block watch (signer.blocks) sees one of its
-# transactions in a block; the nonce (once per block), the mempool and the replacement rules
-# are looked at once a second.
+# transactions in a block. The nonce, the mempool and the replacement rules are looked at after
+# a block is read (the nonce may have moved) or when the replacement delay or the nonce's settle
+# time runs out, and at most once a second.
 STEP_EVERY_US = US_PER_SECOND
 # An idempotent copy looks at its original's record (local state) twice a second.
 FOLLOW_EVERY_S = 0.5
@@ -656,6 +657,14 @@ class Signer:
         ticket = watch.ticket(hashes)
         tracked = _Tracked(signed, sent_us=to_us(now()), hashes=hashes, ticket=ticket)
         check_us = look_us = 0
+        stepped_at = -1  # the watch's reading at the last step
+
+        def step_due_us() -> int:
+            # A step that said Wait says the same until a block is read or its time comes.
+            if tracked.waiting is None or watch.reading != stepped_at:
+                return check_us
+            return max(check_us, tracked.waiting.until_us)
+
         try:
             while True:
                 try:
@@ -666,8 +675,8 @@ class Signer:
                         final = await self._receipt(tracked, node, now())
                     else:
                         final = None
-                    if final is None and to_us(now()) >= check_us:
-                        check_us = to_us(now()) + STEP_EVERY_US
+                    if final is None and to_us(now()) >= step_due_us():
+                        check_us, stepped_at = to_us(now()) + STEP_EVERY_US, watch.reading
                         final = await self._step(tracked, node, watch, now(), emit)
                     if final is not None:
                         await emit(final[0])
@@ -675,11 +684,13 @@ class Signer:
                 except (RpcError, RpcUnavailable) as exc:
                     log.warning("tracking %s of intent %s: the node did not answer (%s); asking again",
                                 tracked.record.tx_hash, signed.intent_id, exc)
-                    look_us = 0
+                    look_us, tracked.waiting = to_us(now()) + STEP_EVERY_US, None
                 except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without an outcome
                     log.exception("tracking %s of intent %s failed; retrying", tracked.record.tx_hash, signed.intent_id)
-                    look_us = 0
-                await ticket.wait(STEP_EVERY_US / US_PER_SECOND)
+                    look_us, tracked.waiting = to_us(now()) + STEP_EVERY_US, None
+                wake_us = min(look_us, step_due_us())
+                any_block = tracked.waiting is not None and watch.reading == stepped_at
+                await ticket.wait((wake_us - to_us(now())) / US_PER_SECOND, any_block)
         finally:
             ticket.close()
 
@@ -719,6 +730,7 @@ class Signer:
             tracked.nonce_passed_us = to_us(at)
         step = lifecycle.next_step(signed.nonce, chain_next, tracked.sent_us, to_us(at), len(signed.replaces),
                                    self.replace_after_us, self.max_bumps, tracked.nonce_passed_us)
+        tracked.waiting = step if isinstance(step, lifecycle.Wait) else None
         if isinstance(step, lifecycle.Wait):
             return None
         if isinstance(step, lifecycle.NonceUsed):
@@ -989,6 +1001,7 @@ class _Tracked:
     hashes: list[str]  # every transaction signed for the intent, oldest first: any may be mined
     ticket: blocks.Ticket
     nonce_passed_us: int | None = None
+    waiting: lifecycle.Wait | None = None  # what the last step said, if it said wait
 
     def attempt(self, tx_hash: str) -> None:
         """A new transaction for the intent (a fee bump): followed before it is sent, so the block

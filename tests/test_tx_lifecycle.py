@@ -10,6 +10,7 @@ is collected and its signature checked; signed transactions are recovered with e
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 from datetime import datetime, timezone
 
@@ -30,7 +31,7 @@ from schemas.emit import Emit, Source
 from schemas.fields import format_native_amount
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentApproved, IntentRejected,
                             SignedTransaction, TransactionIntent)
-from signer import lifecycle
+from signer import blocks, lifecycle
 from signer.blocks import BlockWatch
 from signer.custody.keys import KeyStore
 from signer.service import Signer
@@ -61,10 +62,12 @@ def test_next_step():
     step = lifecycle.next_step
     # The nonce passed: replaced or dropped once it has stayed passed a while (a receipt can lag
     # the nonce), even before the replacement delay.
-    assert step(5, 6, 0, 1 * S, 0, 10 * S, 3) == lifecycle.Wait()
-    assert step(5, 6, 0, 4 * S, 0, 10 * S, 3, nonce_passed_at_us=2 * S) == lifecycle.Wait()
+    # Each Wait says until when nothing but a block can change it.
+    assert step(5, 6, 0, 1 * S, 0, 10 * S, 3) == lifecycle.Wait(4 * S)
+    assert step(5, 6, 0, 4 * S, 0, 10 * S, 3, nonce_passed_at_us=2 * S) == lifecycle.Wait(5 * S)
     assert step(5, 6, 0, 5 * S, 0, 10 * S, 3, nonce_passed_at_us=2 * S) == lifecycle.NonceUsed()
-    assert step(5, 5, 0, 9 * S, 0, 10 * S, 3) == lifecycle.Wait()
+    assert step(5, 5, 0, 9 * S, 0, 10 * S, 3) == lifecycle.Wait(10 * S)
+    assert step(5, 4, 2 * S, 9 * S, 1, 10 * S, 3) == lifecycle.Wait(12 * S)
     assert step(5, 5, 0, 10 * S, 0, 10 * S, 3) == lifecycle.Bump()
     assert step(5, 3, 0, 10 * S, 0, 10 * S, 3) == lifecycle.Gap(range(3, 5))
     stuck = step(5, 5, 0, 10 * S, 3, 10 * S, 3)
@@ -368,21 +371,34 @@ def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_i
 def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(chain, tmp_path):
     """Twenty transactions wait 3 s for a block: the node is asked for each one's receipt when a
     block holds it (and on the watch's first read), not every 50 ms to 1 s as each tracker used
-    to ask (~180 receipts and ~60 nonces in these 3 s)."""
+    to ask (~180 receipts and ~60 nonces in these 3 s). Nor does each tracker look at its nonce
+    and the replacement rules every second: nothing changes them but a block or the time the
+    last look named."""
     n = 20
 
     async def scenario(h: Harness):
         sent = [await h.sign() for _ in range(n)]
         counting = CountingNode(h.node)
         h.signer.node_for = lambda chain: counting
+        steps = collections.Counter()
+        step = h.signer._step
+
+        async def counted_step(tracked, *args):
+            steps[tracked.record.intent_id] += 1
+            return await step(tracked, *args)
+
+        h.signer._step = counted_step
         tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
         await asyncio.sleep(3)
-        waiting = dict(counting.calls)
+        waiting, waiting_steps = dict(counting.calls), dict(steps)
         await h.node.call("evm_mine")
         finals = await asyncio.wait_for(asyncio.gather(*tasks), 30)
-        return waiting, dict(counting.calls), finals
+        return waiting, dict(counting.calls), waiting_steps, finals
 
-    _, (waiting, calls, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=600)
+    _, (waiting, calls, steps, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=600)
+    # One look at the nonce before waiting, and one after the watch's first read (a second
+    # later) if that came after it; a look a second, as before, would be 3 or 4 each.
+    assert len(steps) == n and set(steps.values()) <= {1, 2}, steps
     assert [f.status for f in finals] == ["mined"] * n
     # Each: one look before waiting, one at the watch's first read, then the block that held it.
     assert waiting["eth_getTransactionReceipt"] <= 2 * n, waiting
@@ -390,6 +406,26 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
     # The sender's nonce: once per block read, and once for all who ask at the same time.
     assert waiting["eth_getTransactionCount"] <= 3, waiting
     assert calls["eth_getBlockByNumber"] == 1, calls
+
+
+def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its_replacement_delay(chain, tmp_path):
+    """A tracker that looked and was told to wait (replacement delay 600 s) looks again when a
+    block is read: a foreign transaction at its nonce ends it dropped after the nonce's settle
+    time, not 600 s (or the 30 s receipt check) later."""
+    async def scenario(h: Harness):
+        first = await h.sign()
+        task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
+        await asyncio.sleep(1.5)  # it looked, and looked again after the watch's first read
+        await h.node.call("anvil_dropTransaction", first.tx_hash)
+        await h.node.call("anvil_impersonateAccount", h.address)
+        await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
+                                                  "nonce": hex(first.nonce)})
+        await h.node.call("evm_mine")
+        # Well before the tracker's own receipt check (RECHECK_S, 30 s) would have looked.
+        return await asyncio.wait_for(task, blocks.RECHECK_S / 2)
+
+    _, final = on_chain(tmp_path, chain, scenario, replace_after_s=600)
+    assert final.status == "dropped" and "did not sign" in final.error
 
 
 def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain, tmp_path):
