@@ -24,5 +24,6 @@ def test_bench_tracker_counts_the_node_calls_of_waiting_transactions(capsys):
         assert calls["eth_getTransactionCount"] <= 4, calls
         assert row["node_calls"] == sum(calls.values())
         assert row["signer_cpu_percent_of_one_core"] > 0 and row["block_to_last_outcome_ms"] > 0
+        assert 0 <= row["signer_cpu_percent_second_half"] <= row["signer_cpu_percent_of_one_core"] * 2
     # The watch's polling is shared: the more wait, the less each costs.
     assert many["node_calls_per_transaction"] < few["node_calls_per_transaction"]
