@@ -24,6 +24,7 @@ def test_bench_tracker_counts_the_node_calls_of_waiting_transactions(capsys):
         assert calls["eth_getTransactionCount"] <= 4, calls
         assert row["node_calls"] == sum(calls.values())
         assert row["signer_cpu_percent_of_one_core"] > 0 and row["block_to_last_outcome_ms"] > 0
-        assert 0 <= row["signer_cpu_percent_second_half"] <= row["signer_cpu_percent_of_one_core"] * 2
+        # Half the wait cannot cost more than all of it (0.1: the whole is rounded to one decimal).
+        assert 0 <= row["signer_cpu_percent_second_half"] <= 2 * row["signer_cpu_percent_of_one_core"] + 0.1
     # The watch's polling is shared: the more wait, the less each costs.
     assert many["node_calls_per_transaction"] < few["node_calls_per_transaction"]
