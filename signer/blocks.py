@@ -3,9 +3,10 @@
 Each tracker used to ask the node for its own receipt every 50 ms to 1 s and for its sender's
 nonce every second: ~2.4 calls a second per pending transaction (`warden bench tracker`: 1,000
 pending for 10 s cost 24,331 calls, now 2,192), so thousands pending on a 12 s chain would be
-thousands of calls a second, past any provider's rate limit. Now one task per chain asks for the block number, reads each new
-block's transaction hashes once, and wakes only the trackers whose transaction is in it; a
-sender's nonce is asked once per block however many of its transactions wait.
+thousands of calls a second, past any provider's rate limit. Now one task per chain asks for
+the block number, reads each new block's transaction hashes once, and wakes only the trackers
+whose transaction is in it; a sender's nonce is asked once per block however many of its
+transactions wait.
 
 The watch only wakes trackers: what they report still comes from a receipt or the nonce, so a
 block it misreads costs time, never a wrong outcome. Whatever it cannot follow (a block number
@@ -127,7 +128,7 @@ class BlockWatch:
     def _asked(self, key: tuple[str, int], asking: asyncio.Future) -> None:
         self._asking.pop(key, None)
         if not asking.cancelled():
-            asking.exception()  # each tracker that asked got it; none left to must not make it a warning
+            asking.exception()  # retrieved: an answer every asker had left is not logged as never read
 
     async def _ask_nonce(self, address: str, reading: int) -> int:
         nonce = int(await self.node.call("eth_getTransactionCount", address, "latest"), 16)

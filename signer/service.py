@@ -659,11 +659,12 @@ class Signer:
         check_us = look_us = 0
         stepped_at = -1  # the watch's reading at the last step
 
-        def step_due_us() -> int:
+        def idle() -> bool:
             # A step that said Wait says the same until a block is read or its time comes.
-            if tracked.waiting is None or watch.reading != stepped_at:
-                return check_us
-            return max(check_us, tracked.waiting.until_us)
+            return tracked.waiting is not None and watch.reading == stepped_at
+
+        def step_due_us() -> int:
+            return max(check_us, tracked.waiting.until_us) if idle() else check_us
 
         try:
             while True:
@@ -689,8 +690,7 @@ class Signer:
                     log.exception("tracking %s of intent %s failed; retrying", tracked.record.tx_hash, signed.intent_id)
                     look_us, tracked.waiting = to_us(now()) + STEP_EVERY_US, None
                 wake_us = min(look_us, step_due_us())
-                any_block = tracked.waiting is not None and watch.reading == stepped_at
-                await ticket.wait((wake_us - to_us(now())) / US_PER_SECOND, any_block)
+                await ticket.wait((wake_us - to_us(now())) / US_PER_SECOND, any_block=idle())
         finally:
             ticket.close()
 

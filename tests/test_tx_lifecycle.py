@@ -260,16 +260,20 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
 
 
+async def take_nonce_elsewhere(h: Harness, signed: SignedTransaction) -> None:
+    """Someone else holds the key (or the node lost the transaction and the address was used
+    elsewhere): a foreign transaction takes the nonce, in a block."""
+    await h.node.call("anvil_dropTransaction", signed.tx_hash)
+    await h.node.call("anvil_impersonateAccount", h.address)
+    await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
+                                              "nonce": hex(signed.nonce)})
+    await h.node.call("evm_mine")
+
+
 def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(chain, tmp_path):
     async def scenario(h: Harness):
         first = await h.sign()
-        # Someone else holds the key (or the node lost the transaction and the address was used
-        # elsewhere): a foreign transaction takes the nonce.
-        await h.node.call("anvil_dropTransaction", first.tx_hash)
-        await h.node.call("anvil_impersonateAccount", h.address)
-        await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
-                                                  "nonce": hex(first.nonce)})
-        await h.node.call("evm_mine")
+        await take_nonce_elsewhere(h, first)
         return first, await finish(h, first)
 
     h, (first, final) = on_chain(tmp_path, chain, scenario)
@@ -416,11 +420,7 @@ def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its
         first = await h.sign()
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
         await asyncio.sleep(1.5)  # it looked, and looked again after the watch's first read
-        await h.node.call("anvil_dropTransaction", first.tx_hash)
-        await h.node.call("anvil_impersonateAccount", h.address)
-        await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
-                                                  "nonce": hex(first.nonce)})
-        await h.node.call("evm_mine")
+        await take_nonce_elsewhere(h, first)
         # Well before the tracker's own receipt check (RECHECK_S, 30 s) would have looked.
         return await asyncio.wait_for(task, blocks.RECHECK_S / 2)
 
