@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
+import sys
 
 import clickhouse_connect
 
@@ -89,3 +91,13 @@ async def receipt_of(node, tx_hash: str) -> dict:
             return receipt
         await asyncio.sleep(0.1)
     raise AssertionError(f"{tx_hash} was not mined")
+
+
+def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """`warden ARGS` in a child process against the stack of ``settings``, as an operator runs it."""
+    from infra.stack import REPO
+    from runtime.config import child_environment
+
+    env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), capture_output=True,
+                          text=True, timeout=120)

@@ -244,7 +244,7 @@ def test_without_configfs_tsm_the_evidence_is_tee_none_and_says_why(tmp_path):
 
 
 def test_warden_signer_attest_binds_the_running_signers_keys_and_says_tee_none(stack):
-    from tests.test_txs_cli import warden
+    from tests.support import warden
 
     import orjson
 

@@ -175,7 +175,7 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
 
 
 def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(stack, run, tmp_path):
-    from tests.test_txs_cli import warden
+    from tests.support import warden
 
     settings = stack.settings
     _, address, _ = run(make_agent(settings, "surface-cli", message_signing_enabled=True,

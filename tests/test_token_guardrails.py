@@ -234,7 +234,7 @@ async def _fund(settings, address: str) -> None:
 def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deployed):
     """Three intents above the threshold are parked; `warden approvals` lists them, one is
     approved and mined, one denied; another agent's waits past its approval_timeout_s and expires."""
-    from tests.test_txs_cli import warden
+    from tests.support import warden
 
     settings = stack.settings
     token = deployed["token"]
@@ -367,7 +367,7 @@ async def _fund_rpc(url: str, address: str) -> None:
 def test_an_admin_sets_token_rules_from_the_cli(stack, run, deployed, tmp_path):
     """`warden agents create --fields FILE` carries the policy fields no flag covers; a wrong one
     is refused by name before anything is published."""
-    from tests.test_txs_cli import warden
+    from tests.support import warden
 
     settings = stack.settings
     agent = f"tok-cli-{os.urandom(3).hex()}"

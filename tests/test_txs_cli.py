@@ -4,28 +4,18 @@ records, leaves forged ones out, and shows the raw signed bytes only when asked.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.client import Client, new_intent, wait_outcomes
-from infra.stack import REPO
-from runtime.config import child_environment
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.models import audit_events_of
-from tests.support import read_topic
+from tests.support import read_topic, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
-
-
-def warden(settings, *args: str) -> subprocess.CompletedProcess:
-    env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), capture_output=True,
-                          text=True, timeout=120)
 
 
 def test_txs_list_and_show(stack, run):

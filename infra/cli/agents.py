@@ -13,8 +13,9 @@ from infra.cli.output import add_json_flag, note, print_json
 from infra.client import Client, load_or_create_agent_key, signed_policy
 from runtime.config import load
 from runtime.kafka import follow
+from runtime.trust import pinned_admin_keys
 from schemas import topics
-from schemas.auth import public_key_hex
+from schemas.auth import policy_signature_valid, public_key_hex
 from schemas.errors import explain
 from schemas.models import AgentPolicy
 from signer.custody_wiring import keystore_from_settings
@@ -56,6 +57,9 @@ def _policy_fields(args) -> dict:
 
 
 def _current_policy(settings, agent_id):
+    """The agent's policy in force: the newest on the topic that a pinned admin key signed."""
+    admin_keys = pinned_admin_keys(settings)
+
     async def run():
         newest = None
         idle = 0
@@ -69,7 +73,11 @@ def _current_policy(settings, agent_id):
                 policy = AgentPolicy.from_bytes(value)
             except ValueError:
                 continue
-            if policy.agent_id == agent_id and (newest is None or policy.version > newest.version):
+            # Only what the worker puts in force: a pinned admin's signature, a newer version (the
+            # first written of a version wins). Anyone can write to the topic, and `update` signs
+            # the fields it finds here: a forged policy believed here would come back admin-signed.
+            if (policy.agent_id == agent_id and (newest is None or policy.version > newest.version)
+                    and policy_signature_valid(policy, admin_keys)):
                 newest = policy
         return newest
 

@@ -1,0 +1,70 @@
+"""`warden agents show|update` believe only the policy a pinned admin signed.
+
+`update` signs the fields of the policy it finds on `warden.policies` with the admin key. It used
+to take the newest version on the topic whoever wrote it: a topic writer's unsigned policy (which
+the worker refuses) came back from the admin's next `update` signed, with the writer's allowlist
+and caps in it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.client import Client, load_or_create_agent_key, new_intent, wait_outcomes
+from runtime.clock import utcnow
+from runtime.kafka import end_offsets
+from runtime.trust import LOCAL_ADMIN_ID
+from schemas import topics
+from schemas.auth import public_key_hex, sign_policy
+from schemas.models import AgentPolicy, IntentRejected
+from tests.support import warden
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+ATTACKER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+
+
+def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
+    settings = stack.settings
+    agent = f"agent-cli-{os.urandom(3).hex()}"
+    created = warden(settings, "agents", "create", "--agent", agent, "--chains", "anvil", "--allowlist", DEST,
+                     "--max-value", "0.1", "--daily-limit", "1", "--json")
+    assert created.returncode == 0, created.stderr
+    agent_key = load_or_create_agent_key(settings.home, agent)
+    wide_open = dict(agent_id=agent, agent_public_key=public_key_hex(agent_key), tx_allowed_chains=("anvil",),
+                     tx_to_allowlist=(DEST, ATTACKER), tx_max_value_eth="1000", issued_at=utcnow())
+    unsigned = AgentPolicy(version=99, **wide_open)
+    # Named as the local admin, signed with a key nobody pinned.
+    rogue = sign_policy(AgentPolicy(version=98, **wide_open), Ed25519PrivateKey.generate(), LOCAL_ADMIN_ID)
+
+    async def forge() -> None:
+        async with Client(settings) as client:
+            await client.send(topics.POLICIES, agent, unsigned.to_bytes())
+            await client.send(topics.POLICIES, agent, rogue.to_bytes())
+            await client.flush()
+
+    run(forge())
+    shown = warden(settings, "agents", "show", "--agent", agent, "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = orjson.loads(shown.stdout)
+    assert (doc["version"], doc["tx_to_allowlist"], doc["tx_max_value_eth"]) == (1, [DEST], "0.1"), doc
+
+    updated = warden(settings, "agents", "update", "--agent", agent, "--daily-limit", "2", "--json")
+    assert updated.returncode == 0, updated.stderr
+    doc = orjson.loads(updated.stdout)
+    assert (doc["version"], doc["tx_to_allowlist"], doc["tx_max_value_eth"], doc["tx_daily_limit_eth"]) == \
+        (2, [DEST], "0.1", "2"), doc
+
+    # And the worker holds the admin's version 2: the writer's recipient is still refused.
+    intent = new_intent(agent_key, agent_id=agent, chain="anvil", to=ATTACKER, value="0.05")
+
+    async def submit():
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            await (await client.submit(intent))
+        return await wait_outcomes(settings, [intent], 60, start)
+
+    outcome = run(submit())[intent.intent_id]
+    assert isinstance(outcome, IntentRejected) and outcome.stage == "allowlist", outcome
