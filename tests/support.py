@@ -6,8 +6,11 @@ import asyncio
 import itertools
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 
 import clickhouse_connect
+import orjson
 
 from runtime.kafka import follow, partition_of, read_to_quiet
 from runtime.config import Settings
@@ -91,6 +94,28 @@ async def receipt_of(node, tx_hash: str) -> dict:
             return receipt
         await asyncio.sleep(0.1)
     raise AssertionError(f"{tx_hash} was not mined")
+
+
+def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, timeout_s: float = 90) -> list[dict]:
+    """`warden tail --from-beginning --json`'s lines (with ``flags``), read until ``enough`` says
+    so, the tail ends or the time is up: on a shared stack the topics' history grows with every
+    test before this one, so no fixed time is enough."""
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "tail", "--from-beginning", "--json", *flags],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    timer = threading.Timer(timeout_s, proc.terminate)
+    timer.start()
+    lines: list[dict] = []
+    try:
+        for raw in proc.stdout:
+            if raw.strip():
+                lines.append(orjson.loads(raw))
+                if enough(lines):
+                    break
+    finally:
+        timer.cancel()
+        proc.terminate()
+        proc.wait(30)
+    return lines
 
 
 def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
@@ -29,7 +26,7 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.models import IntentApproved, IntentParked, IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
-from tests.support import balance, make_agent, read_topic
+from tests.support import balance, make_agent, read_topic, tail_json
 
 ETH, GWEI = 10**18, 10**9
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -365,22 +362,20 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
     assert any("intent_digest differs" in why for why in reasons)  # the worker's rejection of the impostor
 
     # `warden tail` shows the fakes as FORGED, never as outcomes.
-    lines = _tail_json(child_environment(settings), seconds=8)
-    mine = [line for line in lines if line["record"].get("intent_id") == real.intent_id]
-    fakes = [line for line in mine if line["record"].get("reason") == "forged"]
+    def shown(lines: list[dict]) -> tuple[list[dict], list[dict]]:
+        mine = [line for line in lines
+                if isinstance(line["record"], dict) and line["record"].get("intent_id") == real.intent_id]
+        return mine, [line for line in mine if line["record"].get("reason") == "forged"]
+
+    def enough(lines: list[dict]) -> bool:
+        mine, fakes = shown(lines)
+        return len(fakes) >= 3 * len(keys) and any(line["authentic"] and line["topic"] == topics.TXS_SIGNED
+                                                   for line in mine)
+
+    lines = tail_json(child_environment(settings), enough)
+    mine, fakes = shown(lines)
     assert len(fakes) == 3 * len(keys) and all(line["authentic"] is False for line in fakes)
     assert any(line["authentic"] and line["topic"] == topics.TXS_SIGNED for line in mine)
-
-
-def _tail_json(env: dict, seconds: float) -> list[dict]:
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "tail", "--from-beginning", "--json"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        out, _ = proc.communicate(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
-    return [orjson.loads(line) for line in out.splitlines() if line.strip()]
 
 
 def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(stack, run):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import sys
 from datetime import timedelta
 
@@ -17,8 +18,8 @@ from pydantic import ValidationError
 from infra.cli.custody import read_client_share_text
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.cli.vault import UsageError, read_cmek
-from infra.client import (OUTCOME_TOPICS, Client, blob_fields, load_or_create_agent_key, new_intent, read_outcome,
-                          wait_outcomes)
+from infra.client import (OUTCOME_TOPICS, Client, Outcome, blob_fields, load_or_create_agent_key, new_intent,
+                          read_outcome, wait_outcomes)
 from runtime.clock import utcnow
 from runtime.config import load
 from runtime.kafka import end_offsets, follow
@@ -27,7 +28,8 @@ from schemas.auth import outcome_forgery
 from schemas import topics
 from schemas.chains import REGISTRY
 from schemas.errors import explain
-from schemas.models import AuthorizationRequest, IntentRejected, SignedMessage, TypedData
+from schemas.models import (AuthorizationRequest, DeadLetter, IntentParked, IntentRejected, SignedMessage,
+                            TypedData)
 from schemas.sealing import SealingRefused
 
 
@@ -133,6 +135,9 @@ def _read_cmek_text(path: str) -> str:
 
 
 def _describe_outcome(outcome) -> str:
+    if isinstance(outcome, IntentParked):
+        return (f"PARKED {outcome.intent_id} until {outcome.expires_at.isoformat()}: {outcome.reason}; an admin "
+                f"decides with `warden approvals approve|deny {outcome.intent_id}`")
     if isinstance(outcome, IntentRejected):
         return f"REJECTED {outcome.intent_id} at {outcome.stage}: {outcome.code}: {outcome.reason}"
     if isinstance(outcome, SignedMessage):
@@ -143,6 +148,27 @@ def _describe_outcome(outcome) -> str:
     error = f" ({outcome.error})" if outcome.error else ""
     return (f"SIGNED {outcome.intent_id} {outcome.status}{extra}{error} tx {outcome.tx_hash} from {outcome.from_} "
             f"nonce {outcome.nonce} chain {outcome.chain}({outcome.chain_id}) tee={outcome.tee}")
+
+
+def _tailed_record(topic: str, value: bytes) -> Outcome | DeadLetter | None:
+    """The record as its model, or None when it is not one: anyone can write to these topics,
+    and what they write must be shown as such, not stop the tail."""
+    if topic != topics.DLQ:
+        return read_outcome(topic, value)
+    try:
+        return DeadLetter.from_bytes(value)
+    except ValidationError:
+        return None
+
+
+def _unreadable(value: bytes) -> object:
+    """What ``--json`` shows of a record that is no outcome: its JSON, or (not JSON) its size,
+    digest and first bytes, named as a dead letter names them."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {"payload_b64": base64.b64encode(value[:256]).decode(),
+                "payload_sha256": hashlib.sha256(value).hexdigest(), "payload_bytes": len(value)}
 
 
 def cmd_tail(args) -> int:
@@ -158,24 +184,24 @@ def cmd_tail(args) -> int:
         async for topic, value in follow(settings, wanted, start):
             if not topic:
                 continue
-            if topic == topics.DLQ:
-                if args.json:
-                    print_json({"topic": topic, "record": orjson.loads(value)}, compact=True)
-                else:
-                    print(f"DLQ {orjson.loads(value)['reason']}")
-                sys.stdout.flush()
-                continue
-            outcome = read_outcome(topic, value)
-            forged = "not an outcome record" if outcome is None else outcome_forgery(outcome, keys)
+            record = _tailed_record(topic, value)
+            if record is None:
+                forged = "not a dead letter" if topic == topics.DLQ else "not an outcome record"
+            else:
+                forged = outcome_forgery(record, keys)  # dead letters are signed too
             if args.json:
-                record = orjson.loads(value) if outcome is None else outcome.model_dump(mode="json", by_alias=True)
-                print_json({"topic": topic, "authentic": forged is None, "forged": forged, "record": record},
+                shown = _unreadable(value) if record is None else record.model_dump(mode="json", by_alias=True)
+                print_json({"topic": topic, "authentic": forged is None, "forged": forged, "record": shown},
                            compact=True)
             elif forged is not None:
-                intent_id = "?" if outcome is None else outcome.intent_id
+                intent_id = getattr(record, "intent_id", None) or "?"
                 print(f"FORGED {intent_id} on {topic}: {forged}")
+            elif isinstance(record, DeadLetter):
+                # One line a record: a reason can hold a validator's multi-line report.
+                reason = "; ".join(line.strip() for line in record.reason.splitlines() if line.strip())
+                print(f"DLQ {record.source_topic}/{record.partition}/{record.offset}: {reason}")
             else:
-                print(_describe_outcome(outcome))
+                print(_describe_outcome(record))
             sys.stdout.flush()
 
     try:

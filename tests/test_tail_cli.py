@@ -1,0 +1,136 @@
+"""`warden tail` shows what anyone wrote to the outcome and dead-letter topics for what it is.
+
+Anyone who can write to a topic can put any bytes there. The tail used to decode every record
+that was not an outcome as JSON, and every dead letter without checking it: one record of junk
+ended the tail (for good with `--from-beginning`), and anyone could show an operator a dead
+letter. Each is now shown as FORGED, with why, and the tail goes on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from runtime.clock import utcnow
+from runtime.config import child_environment
+from runtime.kafka import end_offsets
+from schemas import topics
+from schemas.auth import sign_outcome
+from schemas.models import DeadLetter, SignedTransaction
+from tests.support import make_agent, tail_json
+
+DEST = "0x000000000000000000000000000000000000dEaD"
+
+
+def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, run):
+    settings = stack.settings
+    marker = os.urandom(6).hex()
+    agent = f"agent-tail-{marker}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    junk = b"\xff\xfe not JSON " + marker.encode()
+    not_an_outcome = orjson.dumps({"note": f"JSON, but no outcome {marker}"})
+    fake_letter = sign_outcome(
+        DeadLetter(source_topic=topics.INTENTS_SUBMITTED, partition=0, offset=0, key=agent, reason=f"forged {marker}",
+                   payload_b64="", payload_sha256="00" * 32, payload_bytes=0, received_at=utcnow()),
+        Ed25519PrivateKey.generate(), "streams-0")
+    unreadable_intent = f"an intent nobody can read {marker}".encode()
+    real = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01")
+    start = run(end_offsets(settings, OUTCOME_TOPICS))
+
+    async def write() -> None:
+        async with Client(settings) as client:
+            await client.send(topics.TXS_SIGNED, agent, junk)
+            await client.send(topics.INTENTS_REJECTED, agent, not_an_outcome)
+            await client.send(topics.DLQ, agent, fake_letter.to_bytes())
+            await client.send(topics.INTENTS_SUBMITTED, agent, unreadable_intent)  # the worker dead-letters it
+            await client.submit(real)
+            await client.flush()
+
+    run(write())
+    outcome = run(wait_outcomes(settings, [real], 60, start))[real.intent_id]
+    assert isinstance(outcome, SignedTransaction)
+    env = child_environment(settings)
+
+    def of(lines: list[dict], digest: str | None = None, **fields) -> list[dict]:
+        return [line for line in lines if isinstance(line["record"], dict)
+                and all(line["record"].get(name) == value for name, value in fields.items())
+                and (digest is None or line["record"].get("payload_sha256") == digest)]
+
+    def shown(lines: list[dict]) -> dict[str, list[dict]]:
+        return {"junk": of(lines, hashlib.sha256(junk).hexdigest()),
+                "not an outcome": of(lines, note=f"JSON, but no outcome {marker}"),
+                "fake letter": of(lines, reason=f"forged {marker}"),
+                "real letter": of(lines, hashlib.sha256(unreadable_intent).hexdigest(), source_topic=topics.INTENTS_SUBMITTED),
+                "real outcome": of(lines, intent_id=real.intent_id)}
+
+    lines = tail_json(env, lambda lines: all(shown(lines).values()), "--dlq")
+    found = shown(lines)
+    assert all(found.values()), {name: len(v) for name, v in found.items()}
+    [junk_line] = found["junk"]
+    assert junk_line["topic"] == topics.TXS_SIGNED and junk_line["authentic"] is False
+    assert junk_line["forged"] == "not an outcome record"
+    assert base64.b64decode(junk_line["record"]["payload_b64"]) == junk
+    assert junk_line["record"]["payload_bytes"] == len(junk)
+    [line] = found["not an outcome"]
+    assert line["authentic"] is False and line["forged"] == "not an outcome record"
+    [line] = found["fake letter"]
+    assert line["topic"] == topics.DLQ and line["authentic"] is False
+    assert "does not verify" in line["forged"], line["forged"]
+    [line] = found["real letter"]
+    assert line["topic"] == topics.DLQ and line["authentic"] is True and line["forged"] is None
+    assert any(line["authentic"] and line["topic"] == topics.TXS_SIGNED for line in found["real outcome"])
+
+    # Without --json too: the junk does not stop the tail reaching the real outcome and the fake letter.
+    signed = f"SIGNED {real.intent_id} "
+    fake = f"FORGED ? on {topics.DLQ}: the service signature does not verify against worker key 'streams-0'"
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "tail", "--from-beginning", "--dlq"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    text: list[str] = []
+    try:
+        for row in proc.stdout:
+            text.append(row.rstrip("\n"))
+            if any(r.startswith(signed) for r in text) and fake in text:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert any(row.startswith(signed) for row in text) and fake in text, text[-5:]
+    # One line a record, the real dead letter's multi-line validation report included.
+    assert all(row.startswith(("SIGNED ", "REJECTED ", "FORGED ", "DLQ ", "PARKED ")) for row in text), \
+        [row for row in text if not row.startswith(("SIGNED ", "REJECTED ", "FORGED ", "DLQ ", "PARKED "))][:3]
+
+
+def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack, run):
+    """An intent waiting for an admin is an outcome that is not final: `warden submit` that waited
+    for it, and `warden tail` that met it, both failed on it (it has no transaction status)."""
+    settings = stack.settings
+    agent = f"agent-parked-{os.urandom(3).hex()}"
+    run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", approval_threshold_eth="0.001",
+                   approval_timeout_s=600))
+    env = child_environment(settings)
+    submitted = subprocess.run([sys.executable, "-m", "infra.cli", "submit", "--agent", agent, "--chain", "anvil",
+                                "--to", DEST, "--value", "0.01", "--timeout", "10"],
+                               env=env, capture_output=True, text=True, timeout=120)
+    assert submitted.returncode == 0, submitted.stderr
+    intent_id = submitted.stdout.split()[1]
+    parked = [row for row in submitted.stdout.splitlines() if row.startswith(f"PARKED {intent_id} until ")]
+    assert parked and f"`warden approvals approve|deny {intent_id}`" in parked[0], submitted.stdout
+
+    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "tail", "--from-beginning"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for row in proc.stdout:
+            if row.startswith(f"PARKED {intent_id} "):
+                break
+        else:
+            raise AssertionError(f"the tail ended (exit status {proc.wait(30)}) before showing the parked intent")
+    finally:
+        proc.terminate()
+        proc.wait(30)
