@@ -226,7 +226,7 @@ async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s
                               start: dict[TopicPartition, int] | None = None) -> str:
     """Wait for the worker's verdict on a published policy: "policy.updated" or "policy.refused"."""
     deadline = time.monotonic() + timeout_s
-    async for topic, value in follow(settings, (topics.AUDIT_EVENTS,), start):
+    async for topic, value in follow(settings, (topics.AUDIT_EVENTS,), start, keys=(policy.agent_id,)):
         for event in _audit_events(value) if topic else ():
             if (event.agent_id == policy.agent_id and event.action in ("policy.updated", "policy.refused")
                     and event.details.get("version") == policy.version):
@@ -295,13 +295,20 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
     very intent submitted (its digest). Anything else about these intents is skipped, and
     listed in ``forged`` as (intent id, why) when a list is given: then, once the outcomes are
     complete, the rest of what the broker already holds is read too, so a forgery written before
-    the real outcome is listed even when its partition comes later in the fetch."""
+    the real outcome is listed even when its partition comes later in the fetch.
+
+    Only the partitions the intents' agents' records land in are read: the services key every
+    outcome by its agent, so the rest of the topics hold only other agents' outcomes (and
+    whatever a topic writer put there, which is listed by `warden tail`, not here). A client
+    then reads and checks its own agents' share of the traffic, not every agent's."""
     keys = service_keys or await outcome_keys(settings)
+    intents = list(intents)
     digests = {intent.intent_id: intent.digest() for intent in intents}
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
     draining = False
-    async for topic, value in follow(settings, OUTCOME_TOPICS, start, fetch_max_wait_ms=settings.fetch_wait_ms):
+    async for topic, value in follow(settings, OUTCOME_TOPICS, start, fetch_max_wait_ms=settings.fetch_wait_ms,
+                                     keys={intent.agent_id for intent in intents}):
         if draining and not topic:  # a poll that found nothing: all that was there has been read
             break
         outcome = read_outcome(topic, value) if topic else None

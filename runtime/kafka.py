@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
@@ -37,6 +37,16 @@ async def partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -
             known = consumer.partitions_for_topic(name) or set(range(topics.PARTITIONS))
         parts += [TopicPartition(name, p) for p in sorted(known)]
     return parts
+
+
+def keyed_partitions(parts: list[TopicPartition], keys: Collection[str]) -> list[TopicPartition]:
+    """Of ``parts``, the partitions a record with one of ``keys`` lands in, by each topic's own
+    partition count (as the producers' partitioner counts them)."""
+    counts: dict[str, int] = {}
+    for tp in parts:
+        counts[tp.topic] = counts.get(tp.topic, 0) + 1
+    wanted = {(topic, partition_of(key, count)) for topic, count in counts.items() for key in keys}
+    return [tp for tp in parts if (tp.topic, tp.partition) in wanted]
 
 
 async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[TopicPartition, int]:
@@ -72,18 +82,24 @@ async def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]
 async def follow(settings: Settings, topic_names: tuple[str, ...],
                  start: dict[TopicPartition, int] | None = None,
                  caught_up: asyncio.Event | None = None,
-                 fetch_max_wait_ms: int = 500) -> AsyncIterator[tuple[str, bytes]]:
+                 fetch_max_wait_ms: int = 500,
+                 keys: Collection[str] | None = None) -> AsyncIterator[tuple[str, bytes]]:
     """Every record on the topics from ``start`` (default: the beginning), as (topic, value),
     forever. Yields ("", b"") when nothing arrived for 200 ms, so callers can check deadlines.
     ``caught_up`` is set once every record that was on the topics when following began has
     been yielded (for a process that must know the whole topic before it acts).
     ``fetch_max_wait_ms``: ``settings.fetch_wait_ms`` for a reader someone waits on (a client's
-    outcomes); background readers keep aiokafka's 500 and spare the broker empty fetches."""
+    outcomes); background readers keep aiokafka's 500 and spare the broker empty fetches.
+    ``keys``: read only the partitions records with these keys land in (an agent's client
+    waiting on its own outcomes), not every agent's records; other keys sharing those
+    partitions are still yielded."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
                                 fetch_max_wait_ms=fetch_max_wait_ms)
     await consumer.start()
     try:
         parts = await partitions(consumer, topic_names)
+        if keys is not None:
+            parts = keyed_partitions(parts, keys)
         consumer.assign(parts)
         for tp in parts:
             if start and tp in start:

@@ -1,0 +1,65 @@
+"""A client waiting on its own agents' records reads only the partitions those records land in.
+
+Every service keys its records by agent, so an agent's outcomes are all in one partition of each
+topic; reading the others made each waiting client fetch and check every agent's traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from aiokafka import TopicPartition
+
+from infra.client import OUTCOME_TOPICS, Client
+from runtime.kafka import end_offsets, follow, keyed_partitions, partition_of
+from schemas import topics
+from tests.support import one_agent_per_partition
+
+
+def test_keyed_partitions_counts_each_topics_own_partitions():
+    parts = [TopicPartition("wide", p) for p in range(4)] + [TopicPartition("narrow", 0)]
+    agent = next(a for a in (f"agent-{n}" for n in range(100)) if partition_of(a, 4) == 3)
+    assert keyed_partitions(parts, [agent]) == [TopicPartition("wide", 3), TopicPartition("narrow", 0)]
+    other = next(a for a in (f"agent-{n}" for n in range(100)) if partition_of(a, 4) == 1)
+    assert keyed_partitions(parts, [agent, other]) == [TopicPartition("wide", 1), TopicPartition("wide", 3),
+                                                       TopicPartition("narrow", 0)]
+    assert keyed_partitions(parts, []) == []
+
+
+def test_following_an_agents_keys_reads_its_partitions_and_none_of_the_others(stack, run):
+    settings = stack.settings
+    agents = one_agent_per_partition(f"keyed-read-{os.urandom(3).hex()}")
+    mine = agents[0]
+    start = run(end_offsets(settings, OUTCOME_TOPICS))
+    sent: dict[str, set[bytes]] = {agent: set() for agent in agents}
+
+    async def write() -> None:
+        async with Client(settings) as client:
+            for agent in agents:
+                for topic in OUTCOME_TOPICS:
+                    value = f"{agent} on {topic}".encode()
+                    await client.send(topic, agent, value)
+                    sent[agent].add(value)
+            await client.flush()
+
+    async def read() -> set[bytes]:
+        seen: set[bytes] = set()
+        quiet = 0
+        async for topic, value in follow(settings, OUTCOME_TOPICS, start, keys={mine}):
+            if topic:
+                seen.add(value)
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= 10 and seen >= sent[mine]:
+                    return seen
+        return seen
+
+    run(write())
+    # The shared stack's services may write to the same partitions meanwhile: only this test's
+    # records are compared.
+    ours = set().union(*sent.values())
+    seen = run(asyncio.wait_for(read(), 60)) & ours
+    assert len({partition_of(agent, topics.PARTITIONS) for agent in agents}) == topics.PARTITIONS
+    assert seen == sent[mine], sorted(seen - sent[mine])
