@@ -49,6 +49,11 @@ def test_dev_root_refuses_unless_allowed(tmp_path):
 def test_dev_root_key_file_warning_and_marker(tmp_path, capsys):
     root = LocalDevRoot(tmp_path / "keys" / "root.key", True)
     assert "LOCAL DEVELOPMENT root of trust" in capsys.readouterr().err
+    # Once per key file and process: opening it again says nothing new, another file warns again.
+    LocalDevRoot(tmp_path / "keys" / ".." / "keys" / "root.key", True)
+    assert capsys.readouterr().err == ""
+    LocalDevRoot(tmp_path / "other" / "root.key", True)
+    assert "LOCAL DEVELOPMENT root of trust" in capsys.readouterr().err
     key_file = tmp_path / "keys" / "root.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert key_file.stat().st_size == 32

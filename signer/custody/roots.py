@@ -47,6 +47,9 @@ class RootOfTrust(Protocol):
     def unwrap(self, ciphertext: bytes, aad: bytes) -> bytearray: ...
 
 
+_WARNED: set[Path] = set()  # the development key files this process has warned about
+
+
 class LocalDevRoot:
     """A 32-byte AES-256-GCM root key in a 0600 file. Development only."""
 
@@ -66,12 +69,16 @@ class LocalDevRoot:
             self._aead = AESGCM(key)
         finally:
             wipe(key)
-        print(
-            f"WARNING: Warden is using the LOCAL DEVELOPMENT root of trust ({self.path}). "
-            "Everything it wraps is marked as development material. Never use it in production.",
-            file=stderr if stderr is not None else sys.stderr,
-            flush=True,
-        )
+        # Once per key file and process: a command that opens the root for each of 16 agents
+        # printed the same warning 16 times, and a wall of repeats is what gets skimmed.
+        if self.path.resolve() not in _WARNED:
+            _WARNED.add(self.path.resolve())
+            print(
+                f"WARNING: Warden is using the LOCAL DEVELOPMENT root of trust ({self.path}). "
+                "Everything it wraps is marked as development material. Never use it in production.",
+                file=stderr if stderr is not None else sys.stderr,
+                flush=True,
+            )
 
     @staticmethod
     def _load_or_create(path: Path) -> bytearray:
