@@ -213,7 +213,10 @@ async def sealing_keys(settings: Settings, timeout_s: float = 10.0) -> list[Seal
     deadline = time.monotonic() + timeout_s
     async for topic, value in follow(settings, (topics.SIGNER_SEALING,)):
         if topic:
-            key = SealingKey.from_bytes(value)
+            try:
+                key = SealingKey.from_bytes(value)
+            except ValidationError:
+                continue  # anyone can write here: what is no announcement announces nothing
             known = newest.get(key.signer_id)
             if known is None or key.announced_at >= known.announced_at:
                 newest[key.signer_id] = key

@@ -396,6 +396,34 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     assert restored.key_id == honest.key_id
 
 
+def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, run):
+    """What is no announcement (any bytes, under any key) is skipped: it used to raise out of
+    every client's read of the sealing keys, so one record stopped client custody for good (the
+    topic is compacted: it is never deleted), reported by `warden submit` as an invalid intent."""
+    import os
+
+    from infra.client import Client, sealing_keys
+    from schemas import topics
+
+    settings = stack.settings
+    (honest,) = run(sealing_keys(settings))
+
+    async def write_junk() -> None:
+        async with Client(settings) as client:
+            await client.send(topics.SIGNER_SEALING, f"junk-{os.urandom(3).hex()}", b"\x00 not an announcement")
+            await client.send(topics.SIGNER_SEALING, honest.signer_id, b'{"signer_id": "signer-0"}')
+            await client.flush()
+
+    async def seal():
+        async with Client(settings) as client:
+            return await client.client_share(base64.b64encode(bytes(range(32))).decode())
+
+    run(write_junk())
+    assert run(sealing_keys(settings)) == [honest]
+    sealed = run(seal())
+    sealed.wipe()
+
+
 def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh_stack, run):
     """The signing-key vault is made to require attestation while the stack runs. The signer
     (tee=none here: no SEV-SNP) signed a moment before with the KEK cached; from then on every
