@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from schemas.auth import (ServiceKeys, load_or_create_ed25519, outcome_forgery, 
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApproval, IntentParked, IntentRejected,
                             SealedSecret, SealingKey, SignedMessage, SignedTransaction, TransactionIntent, TypedData,
                             audit_events_of)
-from schemas.sealing import decode_client_share, decode_cmek, seal_secret, usable_keys
+from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
 from signer.attestation import announcement
 from signer.attestation.policy import AttestationPolicy
 from signer.evm.blobs import make_sidecar
@@ -192,37 +192,45 @@ class Client:
         return ClientKey(decode_cmek(key), await self._sealing_keys(timeout_s), "cmek")
 
     async def _sealing_keys(self, timeout_s: float) -> list[SealingKey]:
-        return trusted_sealing_keys(self.settings, await sealing_keys(self.settings, timeout_s), utcnow())
+        now = utcnow()
+        problems = attestation_check(self.settings, now)
+        announced = await sealing_keys(self.settings, timeout_s, accept=lambda key: refusal(
+            key, allow_unattested=self.settings.allow_unattested_signer, attestation_problems=problems) is None)
+        return trusted_sealing_keys(self.settings, announced, now)
+
+
+def attestation_check(settings: Settings, now: datetime) -> Callable[[SealingKey], list[str]]:
+    """Why an attested announcement must not be trusted (empty: it may): its report must verify
+    under the configured attestation policy and bind the signer's pinned service key."""
+    policy = AttestationPolicy.from_settings(settings.attestation)
+    pinned = PinnedServiceKeys(settings)
+    return lambda key: announcement.problems(key, policy, now, pinned.key("signer", key.signer_id))
 
 
 def trusted_sealing_keys(settings: Settings, announced: Sequence[SealingKey], now: datetime) -> list[SealingKey]:
-    """The announced keys this client may seal to: attested ones whose report verifies under the
-    configured attestation policy and binds the signer's pinned service key, and ``tee=none``
-    ones only with WARDEN_ALLOW_UNATTESTED_SIGNER=1 (``schemas.sealing.usable_keys``)."""
-    policy = AttestationPolicy.from_settings(settings.attestation)
-    pinned = PinnedServiceKeys(settings)
+    """The announced keys this client may seal to: attested ones that ``attestation_check``
+    finds nothing wrong with, and ``tee=none`` ones only with WARDEN_ALLOW_UNATTESTED_SIGNER=1
+    (``schemas.sealing.usable_keys``)."""
     return usable_keys(announced, allow_unattested=settings.allow_unattested_signer,
-                       attestation_problems=lambda key: announcement.problems(
-                           key, policy, now, pinned.key("signer", key.signer_id)))
+                       attestation_problems=attestation_check(settings, now))
 
 
-async def sealing_keys(settings: Settings, timeout_s: float = 10.0) -> list[SealingKey]:
-    """Each signer's newest sealing key from ``warden.signer.sealing``: read from the start until
-    the topic goes quiet (at least one announcement seen) or ``timeout_s`` passes."""
-    newest: dict[str, SealingKey] = {}
+async def sealing_keys(settings: Settings, timeout_s: float = 10.0,
+                       accept: Callable[[SealingKey], bool] | None = None) -> list[SealingKey]:
+    """Each signer's sealing key from ``warden.signer.sealing``: its newest, or with ``accept``
+    its newest that ``accept`` takes (``schemas.sealing.newest_per_signer``). Read from the
+    start until the topic goes quiet (at least one announcement seen) or ``timeout_s`` passes."""
+    announced: list[SealingKey] = []
     deadline = time.monotonic() + timeout_s
     async for topic, value in follow(settings, (topics.SIGNER_SEALING,)):
         if topic:
             try:
-                key = SealingKey.from_bytes(value)
+                announced.append(SealingKey.from_bytes(value))
             except ValidationError:
                 continue  # anyone can write here: what is no announcement announces nothing
-            known = newest.get(key.signer_id)
-            if known is None or key.announced_at >= known.announced_at:
-                newest[key.signer_id] = key
-        elif newest or time.monotonic() > deadline:
+        elif announced or time.monotonic() > deadline:
             break
-    return sorted(newest.values(), key=lambda k: k.signer_id)
+    return newest_per_signer(announced, accept)
 
 
 async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s: float,
@@ -281,8 +289,12 @@ async def outcome_keys(settings: Settings) -> ServiceKeys:
     pinned = PinnedServiceKeys(settings)
     if not settings.attestation.measurements:
         return pinned
-    return announcement.AttestedServiceKeys(pinned, await sealing_keys(settings, timeout_s=5.0),
-                                            AttestationPolicy.from_settings(settings.attestation), utcnow())
+    policy, now = AttestationPolicy.from_settings(settings.attestation), utcnow()
+    # Each signer's newest announcement whose report verifies: a forged one dated later must not
+    # leave the client unable to believe that signer's outcomes.
+    announced = await sealing_keys(settings, timeout_s=5.0,
+                                   accept=lambda key: key.tee != "none" and not announcement.problems(key, policy, now))
+    return announcement.AttestedServiceKeys(pinned, announced, policy, now)
 
 
 async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent], timeout_s: float,

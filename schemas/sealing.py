@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -49,38 +49,55 @@ def sealing_info(agent_id: str, intent_id: str, key_id_: str, purpose: str = "cl
     return bytes(out)
 
 
+def refusal(key: SealingKey, *, allow_unattested: bool,
+            attestation_problems: Callable[[SealingKey], list[str]] | None = None) -> str | None:
+    """Why a client must not seal to ``key`` (None: it may): an attested key whose report
+    ``attestation_problems`` finds something wrong with (``signer.attestation.announcement.problems``),
+    a ``tee=none`` key unless the client says so (the embedded stack does)."""
+    if key.key_id != key_id(bytes.fromhex(key.public_key[2:])):
+        return (f"{key.signer_id}: its announcement names a key id that is not its public key's (a broken or "
+                "forged record on warden.signer.sealing)")
+    if key.tee == "none":
+        if allow_unattested:
+            return None
+        return (f"{key.signer_id}: runs with tee=none, so nothing proves its sealing key is the signer's; accept "
+                "that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the embedded stack) or run the signer "
+                "on SEV-SNP")
+    why = ["this client cannot verify attestation reports"] if attestation_problems is None \
+        else attestation_problems(key)
+    return f"{key.signer_id} (tee={key.tee}): its attestation does not verify: " + "; ".join(why) if why else None
+
+
 def usable_keys(keys: Sequence[SealingKey], *, allow_unattested: bool,
                 attestation_problems: Callable[[SealingKey], list[str]] | None = None) -> list[SealingKey]:
-    """The keys a client may seal to: each attested key whose report ``attestation_problems``
-    finds nothing wrong with (``signer.attestation.announcement.problems``), and ``tee=none``
-    keys only when the client says so (the embedded stack does). Keys that fail are left out;
-    if none is left the client refuses, saying why each failed, so a substituted announcement
-    (it replaces the real one: the newest per signer wins) is a refusal, never a sealed share."""
+    """The keys a client may seal to (``refusal`` says which). Keys that fail are left out; if
+    none is left the client refuses, saying why each failed: never a sealed share for a key
+    nothing proves."""
     if not keys:
         raise SealingRefused("no signer has announced a sealing key on warden.signer.sealing: is the signer running?")
-    usable: list[SealingKey] = []
-    refused: list[str] = []
-    for key in keys:
-        if key.key_id != key_id(bytes.fromhex(key.public_key[2:])):
-            refused.append(f"{key.signer_id}: its announcement names a key id that is not its public key's (a "
-                           "broken or forged record on warden.signer.sealing)")
-        elif key.tee == "none":
-            if allow_unattested:
-                usable.append(key)
-            else:
-                refused.append(f"{key.signer_id}: runs with tee=none, so nothing proves its sealing key is the "
-                               "signer's; accept that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the "
-                               "embedded stack) or run the signer on SEV-SNP")
-        else:
-            why = ["this client cannot verify attestation reports"] if attestation_problems is None \
-                else attestation_problems(key)
-            if why:
-                refused.append(f"{key.signer_id} (tee={key.tee}): its attestation does not verify: " + "; ".join(why))
-            else:
-                usable.append(key)
+    why = {id(key): refusal(key, allow_unattested=allow_unattested, attestation_problems=attestation_problems)
+           for key in keys}
+    usable = [key for key in keys if why[id(key)] is None]
     if not usable:
-        raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: " + " | ".join(refused))
+        raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: "
+                             + " | ".join(w for w in why.values() if w is not None))
     return usable
+
+
+def newest_per_signer(keys: Iterable[SealingKey],
+                      accept: Callable[[SealingKey], bool] | None = None) -> list[SealingKey]:
+    """Each signer's newest announcement; with ``accept``, its newest that ``accept`` takes, and
+    its newest of all only when it takes none (so a refusal can say why). Anyone can write to
+    ``warden.signer.sealing``: a forged announcement dated after the signer's real one, even far
+    in the future, must not hide it from a client that can tell the two apart."""
+    newest: dict[str, SealingKey] = {}
+    accepted: dict[str, SealingKey] = {}
+    for key in keys:
+        for held, wanted in ((newest, True), (accepted, accept is not None and accept(key))):
+            known = held.get(key.signer_id)
+            if wanted and (known is None or key.announced_at >= known.announced_at):
+                held[key.signer_id] = key
+    return sorted({**newest, **accepted}.values(), key=lambda k: k.signer_id)
 
 
 def seal_secret(secret: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str, intent_id: str,

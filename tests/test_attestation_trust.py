@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.auth import outcome_forgery, public_key_hex, sign_outcome
 from schemas.models import IntentRejected, SealingKey
-from schemas.sealing import SealingRefused, key_id, usable_keys
+from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
 from signer.attestation import evidence
 from signer.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
 from signer.attestation.policy import AttestationPolicy, PolicyError
@@ -151,7 +151,7 @@ def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip):
     check = lambda key: problems(key, policy_for(chip), NOW)  # noqa: E731
     assert usable_keys([honest, dev], allow_unattested=False, attestation_problems=check) == [honest]
     assert usable_keys([honest, dev], allow_unattested=True, attestation_problems=check) == [honest, dev]
-    # A substitution replaces the signer's announcement (the newest per signer wins): nothing is left.
+    # Given only a substitution for the signer (nothing else verifies): nothing is left.
     with pytest.raises(SealingRefused) as refused:
         usable_keys([_substituted(honest)], allow_unattested=True, attestation_problems=check)
     assert "signer-a (tee=sev-snp)" in str(refused.value) and "report_data" in str(refused.value)
@@ -190,6 +190,34 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
     dev = SealingKeyPair().announcement("signer-dev", "none", NOW)
     plain = AttestedServiceKeys(Pinned({("signer", "signer-dev"): public_key_hex(other)}), [dev], None, NOW)
     assert believed(plain, other, "signer-dev")
+
+
+def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(chip):
+    """Clients kept each signer's newest announcement and then judged it: a forgery dated a year
+    ahead (anyone can write to warden.signer.sealing) hid the signer's real key until then.
+    Sealing was refused, and an attested client believed none of that signer's outcomes, so
+    its intents were signed and their client was never told."""
+    honest = attested_announcement(chip, "signer-a")
+    forged = _substituted(honest).model_copy(update={"announced_at": NOW + timedelta(days=365)})
+    attested = lambda key: key.tee != "none" and not problems(key, policy_for(chip), NOW)  # noqa: E731
+    assert newest_per_signer([honest, forged]) == [forged]  # the newest on the topic
+    assert newest_per_signer([honest, forged], attested) == [honest]
+    assert newest_per_signer([forged, honest], attested) == [honest]  # whichever order it is read in
+    assert newest_per_signer([forged], attested) == [forged]  # none verifies: the newest says why it fails
+    # Outcome keys from it believe the signer's real service key.
+    nobody = type("Pinned", (), {"key": lambda self, role, key_id: None})()
+    rejected = IntentRejected(intent_id="i-1", agent_id="a", stage="signing", code="X", reason="r", decided_at=NOW,
+                              intent_digest="ab" * 32)
+    outcome = sign_outcome(rejected, SERVICE, "signer-a")
+    keys = AttestedServiceKeys(nobody, newest_per_signer([honest, forged], attested), policy_for(chip), NOW)
+    assert outcome_forgery(outcome, keys, "ab" * 32) is None
+    shadowed = AttestedServiceKeys(nobody, newest_per_signer([honest, forged]), policy_for(chip), NOW)
+    assert outcome_forgery(outcome, shadowed, "ab" * 32) is not None  # what the old choice did
+    # Sealing to it: the real key.
+    check = lambda key: problems(key, policy_for(chip), NOW)  # noqa: E731
+    sealable = lambda key: refusal(key, allow_unattested=False, attestation_problems=check) is None  # noqa: E731
+    assert usable_keys(newest_per_signer([honest, forged], sealable), allow_unattested=False,
+                       attestation_problems=check) == [honest]
 
 
 def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one():
@@ -325,10 +353,12 @@ def test_the_gate_refuses_a_replayed_nonce_and_a_report_for_another_key(chip):
 # --- on the embedded stack ---------------------------------------------------------------------------
 
 def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
-    """A hostile writer of warden.signer.sealing replaces the signer's announcement with its own
-    key, carrying AMD's real report (genuine chip, genuine chain). A client that verifies
-    attestation and accepts that report's measurement refuses it, for report_data alone; a client
-    without the development opt-in refuses a substituted tee=none key too."""
+    """A hostile writer of warden.signer.sealing announces its own key for the signer, carrying
+    AMD's real report (genuine chip, genuine chain), after the signer's own announcement. A client
+    that verifies attestation and accepts that report's measurement never seals to it, for
+    report_data alone: it seals to the signer's real key when it accepts that one, and refuses
+    when it accepts neither; a client without the development opt-in refuses a substituted
+    tee=none key too."""
     import subprocess
     import sys
 
@@ -368,18 +398,26 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     try:
         run(publish(forged))
         (seen,) = run(sealing_keys(settings))
-        assert seen.key_id == attacker.key_id  # the substitution is what clients now read
-        # Verifying, with the real report's measurement allowed: only report_data fails.
+        assert seen.key_id == attacker.key_id  # the substitution is the newest on the topic
+        # A client that accepts this signer's real (tee=none) key seals to it: the forgery, dated
+        # after it, does not hide it. It used to be refused; dated in the future, for good.
+        for as_settings in (settings, verifying):
+            sealed = run(seal(as_settings))
+            assert [k.key_id for k in sealed.keys] == [honest.key_id]
+            sealed.wipe()
+        # A client that accepts neither: refused, for the forgery's own fault. Verifying, with the
+        # real report's measurement allowed: only report_data fails.
+        strict = dataclasses.replace(verifying, allow_unattested_signer=False)
         with pytest.raises(SealingRefused) as refused:
-            run(seal(verifying))
+            run(seal(strict))
         why = str(refused.value)
         assert "report_data: " in why and "signer-0 (tee=sev-snp)" in why
         assert not any(f"{name}:" in why for name in ("chain.vcek", "signature", "measurement", "policy", "tcb"))
         # Not verifying (no allowlist): refused as well, for that.
         with pytest.raises(SealingRefused, match="measurement.allowlist"):
-            run(seal(settings))
+            run(seal(dataclasses.replace(settings, allow_unattested_signer=False)))
         # The same refusal through the CLI a person would use; nothing is submitted.
-        env = child_environment(verifying) | {"PYTHONPATH": str(REPO)}
+        env = child_environment(strict) | {"PYTHONPATH": str(REPO)}
         cli = subprocess.run([sys.executable, "-m", "infra.cli", "submit", "--agent", "nobody", "--chain", "anvil",
                               "--to", "0x" + "00" * 20, "--value", "0", "--client-share-file", "-"],
                              input=share, text=True, capture_output=True, cwd=REPO, timeout=60, env=env)
