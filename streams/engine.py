@@ -97,8 +97,13 @@ class Engine:
         service_keys: ServiceKeys,
         max_record_bytes: int = 65_536,
         max_age_us: int = INTENT_MAX_AGE_US,
+        home_partition: Callable[[str], int] | None = None,
     ):
         self.admin_keys = admin_keys
+        # The partition an agent's records land in, when the records come from a partitioned
+        # topic: an intent is decided only there (``_off_partition``). None: not checked (one
+        # engine fed by hand, as in unit tests, holds every agent).
+        self.home_partition = home_partition
         self.key_id, self._key = service_key
         self.service_keys = service_keys  # pinned signer keys: only a signer's refusal releases a reservation
         self.max_age_us = max_age_us
@@ -189,6 +194,9 @@ class Engine:
         if isinstance(intent, Unreadable):
             return self.dead_letter(raw, source, now, f"abandoned record unreadable: {intent.reason}",
                                      intent.errors)
+        off = self._off_partition(intent, raw, source, now)
+        if off is not None:
+            return off
         if intent.intent_id in self.decisions:
             return []
         verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code="NO_OUTCOME",
@@ -311,6 +319,9 @@ class Engine:
         intent = read_intent(raw, self.max_record_bytes)
         if isinstance(intent, Unreadable):
             return self._unreadable(intent, raw, source, now), None
+        off = self._off_partition(intent, raw, source, now)
+        if off is not None:
+            return off, None
         if intent.intent_id in self.decisions:
             # Redelivered after a crash or re-sent by the producer: the same answer again, never a second one.
             return self._replay(intent, now), None
@@ -549,6 +560,27 @@ class Engine:
                                                    code="INVALID_INTENT", reason=bad.reason, decided_at=now))
             out.append(Emit(topics.INTENTS_REJECTED, bad.agent_id, rejected.to_bytes()))
         return out
+
+    def _off_partition(self, intent: TransactionIntent, raw, source: Source, now) -> list[Emit] | None:
+        """A dead letter for an intent that is not on its agent's partition, else None.
+
+        An agent's policy, decisions and window live in the tables of the partition its records
+        land in (every record is keyed by agent_id). With two workers, another partition may be
+        another worker's, which holds none of them: a copy of a real intent re-keyed there by
+        anyone who can write to the topic was decided again (POLICY_MISSING), and that rejection,
+        signed and bound to the real intent's digest, could answer for an intent that was signed.
+        So such a record is decided nowhere but its own partition, and gets no outcome bound to
+        its digest: a dead letter, as the signer does with an approval off its partition."""
+        if self.home_partition is None:
+            return None
+        home = self.home_partition(intent.agent_id)
+        if source.partition == home:
+            return None
+        return self.dead_letter(raw, source, now, (
+            f"intent {intent.intent_id} of agent {intent.agent_id!r} is on partition {source.partition} of "
+            f"{source.topic}; an agent's records belong on partition {home} (keyed by agent_id with the Java "
+            "client's default partitioner, murmur2; librdkafka: partitioner=murmur2_random). Not decided: "
+            "publish it keyed by its agent id"))
 
     def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
         """A record this worker cannot decide, dead-lettered under its signature."""

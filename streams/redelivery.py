@@ -14,7 +14,8 @@ It must never become the problem it solves:
 
 - only readable intents within the size limit are watched (the same rule the worker's
   intake applies): anything else is dead-lettered by the worker, and a dead letter is
-  an outcome; a dead letter about a watched intent ends the watch too;
+  an outcome; a dead letter about a watched intent ends the watch too, unless it is of a
+  copy off the agent's partition (the worker decides an intent only on its own);
 - each intent is re-published at most ``max_attempts`` times; after that it goes to
   ``warden.intents.abandoned``, where the worker decides it ``NO_OUTCOME`` unless it
   decided it already, so the client is told, and told the truth;
@@ -32,7 +33,7 @@ from pydantic import ValidationError
 
 from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings
-from runtime.kafka import follow, producer as new_producer
+from runtime.kafka import follow, partition_of, producer as new_producer
 from schemas import topics
 from runtime.trust import PinnedServiceKeys
 from schemas.auth import ServiceKeys, outcome_forgery
@@ -140,8 +141,14 @@ def outcome_intent_id(topic: str, value: bytes, keys: ServiceKeys, published: Pu
     if not isinstance(record, DeadLetter):
         return record.intent_id
     try:
-        intent_id = orjson.loads(base64.b64decode(record.payload_b64)).get("intent_id")
+        payload = orjson.loads(base64.b64decode(record.payload_b64))
+        intent_id, agent_id = payload.get("intent_id"), payload.get("agent_id")
     except (orjson.JSONDecodeError, ValueError, AttributeError):
+        return None
+    if (isinstance(agent_id, str) and record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_ABANDONED)
+            and record.partition != partition_of(agent_id)):
+        # A copy off its agent's partition, dead-lettered there (streams.engine, _off_partition):
+        # it says nothing of the intent on its own partition, whose watch goes on.
         return None
     return intent_id if isinstance(intent_id, str) else None
 

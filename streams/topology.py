@@ -22,7 +22,7 @@ import orjson
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime import metrics
-from runtime.kafka import group_lag
+from runtime.kafka import group_lag, partition_of
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
@@ -80,6 +80,7 @@ def build_app(settings: Settings) -> faust.App:
         service_keys=PinnedServiceKeys(settings),
         max_record_bytes=settings.max_record_bytes,
         max_age_us=settings.intent_max_age_s * 1_000_000,
+        home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
     )
     outputs: dict[str, faust.TopicT] = {}
     published = Published()  # what this worker signed and sent, for its own redelivery watch

@@ -10,6 +10,7 @@ the node's suggestions are tested on Anvil in tests/test_signer_last_word.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import hashlib
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from infra.client import new_intent
 from schemas import topics
 from schemas.auth import public_key_hex, sign_outcome, sign_policy
 from runtime.clock import to_us
+from runtime.kafka import partition_of
 from schemas.emit import Emit, Source
 from schemas.models import (
     GUARDRAIL_STAGES,
@@ -95,7 +97,7 @@ class World:
 
     def source(self, topic: str = topics.INTENTS_SUBMITTED, key: str = AGENT) -> Source:
         self.offset += 1
-        return Source(topic, 0, self.offset, key.encode())
+        return Source(topic, partition_of(key), self.offset, key.encode())  # where a producer puts it
 
     def publish(self, policy: AgentPolicy, now: datetime = T0) -> list[Emit]:
         return self.engine.on_policy(policy.to_bytes(), self.source(topics.POLICIES), now)
@@ -664,6 +666,32 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
                           (topics.INTENTS_APPROVED, sign_outcome(approved, stranger, WORKER_ID).to_bytes()),
                           (topics.INTENTS_REJECTED, world.refusal(good, key=stranger))):
         assert outcome_intent_id(topic, forged, keys) is None, topic
+
+
+def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world):
+    """With two workers, another partition may be another worker's, without the agent's policy or
+    decisions: a copy of a real intent re-keyed there was rejected POLICY_MISSING, signed and bound
+    to the real intent's digest, while the real one was signed (seen on a two-worker stack). Off
+    its partition an intent gets a dead letter, not an outcome, and the watch of the real intent
+    goes on."""
+    from streams.redelivery import outcome_intent_id
+
+    world.engine.home_partition = partition_of
+    world.publish(world.policy())
+    intent = world.intent("0.1")
+    home = partition_of(AGENT)
+    elsewhere = Source(topics.INTENTS_SUBMITTED, (home + 1) % topics.PARTITIONS, 9, b"someone-else")
+    for emits in (world.submit(intent, source=elsewhere),
+                  world.engine.on_abandoned(intent.to_bytes(), dataclasses.replace(elsewhere, topic=topics.INTENTS_ABANDONED), T0)):
+        assert not on(emits, topics.INTENTS_REJECTED) and not on(emits, topics.INTENTS_APPROVED)
+        (letter,) = on(emits, topics.DLQ)
+        reason = DeadLetter.from_bytes(letter.value).reason
+        assert f"is on partition {elsewhere.partition}" in reason and f"belong on partition {home}" in reason
+        assert outcome_intent_id(topics.DLQ, letter.value, world.pinned()) is None  # the real one is still watched
+    # Nothing was remembered: on its own partition the same intent is decided as usual.
+    assert approved_of(world.submit(intent)).intent.intent_id == intent.intent_id
+    letter = on(world.engine.dead_letter(intent.to_bytes(), world.source(), T0, "boom"), topics.DLQ)[0]
+    assert outcome_intent_id(topics.DLQ, letter.value, world.pinned()) == intent.intent_id
 
 
 def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everything_else(world):

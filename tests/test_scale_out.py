@@ -10,14 +10,17 @@ two signers, no nonce is used twice, and every intent ends with one outcome."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import signal
 from collections import defaultdict
 
+import orjson
+
 from infra.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
-from runtime.kafka import end_offsets, follow
+from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics
-from schemas.models import IntentApproved, IntentRejected, SignedTransaction
+from schemas.models import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
 from tests.support import make_agent, read_topic
 
 AGENT = "agent-scale-out"
@@ -107,3 +110,36 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
 
     # No nonce twice: the survivor continued the line the killed signer left.
     assert sorted(r.nonce for r in mine.values()) == list(range(FITS))
+
+    # --- on the same two workers: copies of an agent's intents re-keyed into other partitions ------
+    # (a topic writer's). The worker there may not hold the agent's policy or decisions: it used to
+    # reject the copy POLICY_MISSING, signed and bound to the real intent's digest, while the real
+    # one was signed (seen: two such rejections and the signature for each of 5 intents). Now a
+    # copy off its agent's partition is dead-lettered and decides nothing.
+    other = "agent-rekeyed"
+    home = partition_of(other)
+    elsewhere = {partition_of(k): k for k in (f"not-{other}-{n}" for n in range(200)) if partition_of(k) != home}
+
+    async def rekeyed():
+        key, _, _ = await make_agent(settings, other, tx_to_allowlist=(DEST,))
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
+        real = [new_intent(key, agent_id=other, chain="anvil", to=DEST, value="0.001", max_fee_per_gas=2 * 10**9,
+                           max_priority_fee_per_gas=10**9, gas_limit=21000) for _ in range(3)]
+        async with Client(settings) as client:
+            for intent in real:
+                for k in elsewhere.values():  # the copies first: they used to be decided first
+                    await client.send(topics.INTENTS_SUBMITTED, k, intent.to_bytes())
+                await client.submit(intent)
+            await client.flush()
+        told = await wait_outcomes(settings, real, 90, start)
+        letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, start=start)]
+        rejections = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
+        return real, told, letters, rejections
+
+    real, told, letters, rejections = asyncio.run(rekeyed())
+    assert all(isinstance(told.get(i.intent_id), SignedTransaction) for i in real), told
+    ids = {i.intent_id for i in real}
+    assert not [r for r in rejections if r.intent_id in ids], [(r.code, r.signed_by) for r in rejections]
+    off = {(letter.partition, orjson.loads(base64.b64decode(letter.payload_b64))["intent_id"]) for letter in letters
+           if f"belong on partition {home}" in letter.reason}
+    assert off == {(p, i) for p in elsewhere for i in ids}, sorted(off)
