@@ -192,27 +192,20 @@ class Client:
         return ClientKey(decode_cmek(key), await self._sealing_keys(timeout_s), "cmek")
 
     async def _sealing_keys(self, timeout_s: float) -> list[SealingKey]:
-        now = utcnow()
-        problems = attestation_check(self.settings, now)
+        """The announced keys this client may seal to: attested ones whose report verifies under
+        the configured attestation policy and binds the signer's pinned service key, and
+        ``tee=none`` ones only with WARDEN_ALLOW_UNATTESTED_SIGNER=1 (``schemas.sealing.refusal``);
+        of each signer's, the newest that passes."""
+        now, allow = utcnow(), self.settings.allow_unattested_signer
+        policy = AttestationPolicy.from_settings(self.settings.attestation)
+        pinned = PinnedServiceKeys(self.settings)
+
+        def problems(key: SealingKey) -> list[str]:
+            return announcement.problems(key, policy, now, pinned.key("signer", key.signer_id))
+
         announced = await sealing_keys(self.settings, timeout_s, accept=lambda key: refusal(
-            key, allow_unattested=self.settings.allow_unattested_signer, attestation_problems=problems) is None)
-        return trusted_sealing_keys(self.settings, announced, now)
-
-
-def attestation_check(settings: Settings, now: datetime) -> Callable[[SealingKey], list[str]]:
-    """Why an attested announcement must not be trusted (empty: it may): its report must verify
-    under the configured attestation policy and bind the signer's pinned service key."""
-    policy = AttestationPolicy.from_settings(settings.attestation)
-    pinned = PinnedServiceKeys(settings)
-    return lambda key: announcement.problems(key, policy, now, pinned.key("signer", key.signer_id))
-
-
-def trusted_sealing_keys(settings: Settings, announced: Sequence[SealingKey], now: datetime) -> list[SealingKey]:
-    """The announced keys this client may seal to: attested ones that ``attestation_check``
-    finds nothing wrong with, and ``tee=none`` ones only with WARDEN_ALLOW_UNATTESTED_SIGNER=1
-    (``schemas.sealing.usable_keys``)."""
-    return usable_keys(announced, allow_unattested=settings.allow_unattested_signer,
-                       attestation_problems=attestation_check(settings, now))
+            key, allow_unattested=allow, attestation_problems=problems) is None)
+        return usable_keys(announced, allow_unattested=allow, attestation_problems=problems)
 
 
 async def sealing_keys(settings: Settings, timeout_s: float = 10.0,

@@ -75,12 +75,10 @@ def usable_keys(keys: Sequence[SealingKey], *, allow_unattested: bool,
     nothing proves."""
     if not keys:
         raise SealingRefused("no signer has announced a sealing key on warden.signer.sealing: is the signer running?")
-    why = {id(key): refusal(key, allow_unattested=allow_unattested, attestation_problems=attestation_problems)
-           for key in keys}
-    usable = [key for key in keys if why[id(key)] is None]
+    why = [refusal(key, allow_unattested=allow_unattested, attestation_problems=attestation_problems) for key in keys]
+    usable = [key for key, reason in zip(keys, why) if reason is None]
     if not usable:
-        raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: "
-                             + " | ".join(w for w in why.values() if w is not None))
+        raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: " + " | ".join(why))
     return usable
 
 
@@ -92,11 +90,16 @@ def newest_per_signer(keys: Iterable[SealingKey],
     in the future, must not hide it from a client that can tell the two apart."""
     newest: dict[str, SealingKey] = {}
     accepted: dict[str, SealingKey] = {}
+
+    def keep(held: dict[str, SealingKey], key: SealingKey) -> None:
+        known = held.get(key.signer_id)
+        if known is None or key.announced_at >= known.announced_at:
+            held[key.signer_id] = key
+
     for key in keys:
-        for held, wanted in ((newest, True), (accepted, accept is not None and accept(key))):
-            known = held.get(key.signer_id)
-            if wanted and (known is None or key.announced_at >= known.announced_at):
-                held[key.signer_id] = key
+        keep(newest, key)
+        if accept is not None and accept(key):
+            keep(accepted, key)
     return sorted({**newest, **accepted}.values(), key=lambda k: k.signer_id)
 
 

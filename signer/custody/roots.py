@@ -71,8 +71,8 @@ class LocalDevRoot:
             wipe(key)
         # Once per key file and process: a command that opens the root for each of 16 agents
         # printed the same warning 16 times, and a wall of repeats is what gets skimmed.
-        if self.path.resolve() not in _WARNED:
-            _WARNED.add(self.path.resolve())
+        if (resolved := self.path.resolve()) not in _WARNED:
+            _WARNED.add(resolved)
             print(
                 f"WARNING: Warden is using the LOCAL DEVELOPMENT root of trust ({self.path}). "
                 "Everything it wraps is marked as development material. Never use it in production.",
