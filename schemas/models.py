@@ -788,6 +788,22 @@ class IntentApproved(Outcome):
         return self.intent.intent_id
 
 
+class StageEnvelope(Outcome):
+    """The split topology's hand-off: an intent, the policy it is judged under and the verdicts so
+    far, on its way to ``stage`` (on ``warden.stage.<stage>``). No client reads it; it is signed by
+    the worker that wrote it like an outcome, because the next stage trusts the verdicts and the
+    policy it carries: one a topic writer made must decide nothing (`Engine.on_stage`)."""
+
+    stage: Stage
+    intent: TransactionIntent
+    policy: AgentPolicy
+    verdicts: tuple[StageVerdict, ...] = ()
+
+    @property
+    def intent_id(self) -> str:
+        return self.intent.intent_id
+
+
 # The lifecycle of one transaction (signer/lifecycle.py): sign_only, or signed, then broadcast
 # (and stuck, with the reason, while it is not being mined), then mined, failed, replaced or dropped.
 TxStatus = Literal["sign_only", "signed", "broadcast", "stuck", "mined", "failed", "replaced", "dropped"]

@@ -41,6 +41,7 @@ from schemas.models import (
     IntentApproved,
     IntentParked,
     IntentRejected,
+    StageEnvelope,
     StageVerdict,
     TransactionIntent,
     guardrail_stages,
@@ -83,6 +84,15 @@ class Windows:
             if decision.get("outcome") in ("approved", "parked") and decision.get("counts", True):
                 assets = {k: int(v) for k, v in decision.get("assets", {}).items()}
                 self.reserve(decision["agent_id"], intent_id, decision["at_us"], int(decision["spend_wei"]), assets)
+
+
+class _KeysNow:
+    """Pinned service keys, asking for an unknown key id at once (``PinnedServiceKeys.key_now``)
+    where the keys can: a stage envelope from a worker started a moment ago would otherwise be
+    dead-lettered for good, and its intent left without an outcome."""
+
+    def __init__(self, keys: ServiceKeys):
+        self.key = getattr(keys, "key_now", keys.key)
 
 
 class Engine:
@@ -167,12 +177,12 @@ class Engine:
         intent, policy = state
         return out + [self._envelope(guardrail_stages(intent)[0], intent, policy, [])]
 
-    async def on_stage(self, stage: str, raw: bytes, now: datetime) -> list[Emit]:
+    async def on_stage(self, stage: str, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """Split topology: one guardrail per hop, reading the envelope the previous stage wrote."""
-        doc = orjson.loads(raw)
-        intent = TransactionIntent.model_validate(doc["intent"])
-        policy = AgentPolicy.model_validate(doc["policy"])
-        verdicts = [StageVerdict.model_validate(v) for v in doc["verdicts"]]
+        envelope = self._stage_envelope(stage, raw, source, now)
+        if isinstance(envelope, list):
+            return envelope  # its dead letter
+        intent, policy, verdicts = envelope.intent, envelope.policy, list(envelope.verdicts)
         if intent.intent_id in self.decisions:
             return self._replay(intent, now)
         verdict = await self._timed_stage(stage, intent, policy, now, verdicts)
@@ -185,6 +195,31 @@ class Engine:
         if following < len(stages):
             return out + [self._envelope(stages[following], intent, policy, verdicts)]
         return out + self._decide(intent, policy, verdicts, now, recheck_assets=True)
+
+    def _stage_envelope(self, stage: str, raw: bytes | None, source: Source, now: datetime) -> StageEnvelope | list[Emit]:
+        """The envelope on ``stage``'s topic, or the dead letter of one that must decide nothing.
+
+        A stage believes the policy and the verdicts the envelope carries, so only one a pinned
+        worker signed is read: anyone who can write to the topic could otherwise choose them, and
+        have this worker reject, under its own signature and bound to the real intent's digest, an
+        intent it would have signed (seen on the running stack). It must be addressed to this stage
+        (one replayed onto a later stage's topic would skip the stages between) and be on its
+        agent's partition, as an intent must (``_off_partition``)."""
+        try:
+            envelope = StageEnvelope.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.dead_letter(raw, source, now, f"invalid stage envelope: {'; '.join(explain(exc))}; not decided",
+                                    explain(exc))
+        forged = outcome_forgery(envelope, _KeysNow(self.service_keys), envelope.intent.digest())
+        if forged is not None:
+            return self.dead_letter(raw, source, now, (
+                f"stage envelope for intent {envelope.intent_id} not signed by a pinned worker key ({forged}); not "
+                "decided: only a streams worker writes the warden.stage.* topics"))
+        if envelope.stage != stage:
+            return self.dead_letter(raw, source, now, (
+                f"stage envelope for intent {envelope.intent_id} is addressed to stage {envelope.stage!r}, not to "
+                f"{stage!r} ({source.topic}); not decided"))
+        return self._off_partition(envelope.intent, raw, source, now) or envelope
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """The redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was decided
@@ -542,9 +577,9 @@ class Engine:
         return sign_outcome(record, self._key, self.key_id)
 
     def _envelope(self, stage: str, intent, policy, verdicts) -> Emit:
-        doc = {"intent": intent.model_dump(mode="json"), "policy": policy.model_dump(mode="json"),
-               "verdicts": [v.model_dump(mode="json") for v in verdicts]}
-        return Emit(topics.stage_topic(stage), intent.agent_id, orjson.dumps(doc))
+        envelope = self._signed(StageEnvelope(stage=stage, intent=intent, policy=policy, verdicts=tuple(verdicts),
+                                              intent_digest=intent.digest()))
+        return Emit(topics.stage_topic(stage), intent.agent_id, envelope.to_bytes())
 
     @staticmethod
     def _verdict_audit(verdict: StageVerdict, intent: TransactionIntent, now: datetime) -> Emit:

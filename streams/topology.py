@@ -190,7 +190,8 @@ def build_app(settings: Settings) -> faust.App:
                 async def run(stream):
                     async for event in stream.events():
                         fresh_windows()
-                        await publish(await _aguard(event, engine.on_stage, stage, event.value, utcnow()))
+                        await publish(await _aguard(event, engine.on_stage, stage, event.value, source_of(event),
+                                                            utcnow()))
                 return run
             app.agent(raw_topic(topics.stage_topic(stage)), name=f"stage-{stage}")(stage_agent(stage))
     else:
