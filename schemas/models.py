@@ -788,6 +788,20 @@ class IntentApproved(Outcome):
         return self.intent.intent_id
 
 
+class IntentAbandoned(Outcome):
+    """A worker's redelivery task gave up on an intent that still had no outcome after its last
+    attempt (on ``warden.intents.abandoned``): the worker decides it NO_OUTCOME unless it decided
+    it already. Signed by the worker whose task gave up: a record anybody could write would have
+    the worker decide a real intent NO_OUTCOME before it reads it, or take an id an agent has yet
+    to use (idempotent ids can be computed)."""
+
+    intent_id: str
+    agent_id: str
+    intent: TransactionIntent
+    attempts: int = Field(ge=0, description="how many times the intent was submitted again before it was given up")
+    abandoned_at: UtcDatetime
+
+
 class StageEnvelope(Outcome):
     """The split topology's hand-off: an intent, the policy it is judged under and the verdicts so
     far, on its way to ``stage`` (on ``warden.stage.<stage>``). No client reads it; it is signed by

@@ -38,6 +38,7 @@ from schemas.models import (
     INTENT_MAX_AGE_US,
     AgentPolicy,
     HumanApproval,
+    IntentAbandoned,
     IntentApproved,
     IntentParked,
     IntentRejected,
@@ -222,23 +223,40 @@ class Engine:
         return self._off_partition(envelope.intent, raw, source, now) or envelope
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
-        """The redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was decided
-        (then the decision stands and nothing is said again). Remembered like any decision, so a
-        late copy of the intent gets this answer, never a different one."""
-        intent = read_intent(raw, self.max_record_bytes)
-        if isinstance(intent, Unreadable):
-            return self.dead_letter(raw, source, now, f"abandoned record unreadable: {intent.reason}",
-                                     intent.errors)
+        """A worker's redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was
+        decided (then the decision stands and nothing is said again). Remembered like any
+        decision, so a late copy of the intent gets this answer, never a different one.
+
+        Believed only when a pinned worker signed it (`IntentAbandoned` says why): anything else
+        is dead-lettered and decides nothing. An intent whose agent signature does not verify
+        under the policy in force is answered but not remembered, as at intake: a forged intent
+        must not take the id of a real one."""
+        try:
+            abandoned = IntentAbandoned.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.dead_letter(raw, source, now, (
+                f"invalid IntentAbandoned: {'; '.join(explain(exc))}; not decided: only a streams worker's "
+                "redelivery task writes warden.intents.abandoned"), explain(exc))
+        intent = abandoned.intent
+        forged = outcome_forgery(abandoned, _KeysNow(self.service_keys), intent.digest())
+        if forged is None and (abandoned.intent_id, abandoned.agent_id) != (intent.intent_id, intent.agent_id):
+            forged = "its intent_id and agent_id are not its intent's"
+        if forged is not None:
+            return self.dead_letter(raw, source, now, (
+                f"abandoned intent {abandoned.intent_id} not given up by a pinned worker ({forged}); not decided: "
+                "only a streams worker's redelivery task writes warden.intents.abandoned"))
         off = self._off_partition(intent, raw, source, now)
         if off is not None:
             return off
         if intent.intent_id in self.decisions:
             return []
+        raw_policy = self.policies.get(intent.agent_id)
+        remember = raw_policy is None or intent_signature_valid(intent, _policy(raw_policy))
         verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code="NO_OUTCOME",
                                reason="the pipeline produced no outcome for this intent after repeated deliveries; "
                                       "it was given up and will not be signed. Check `warden status`, then submit "
                                       "a new intent")
-        return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now)
+        return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now, remember)
 
     def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
         """A rejection after approval (the signer refused): release the window's reservation, but

@@ -17,8 +17,9 @@ It must never become the problem it solves:
   an outcome; a dead letter about a watched intent ends the watch too, unless it is of a
   copy off the agent's partition (the worker decides an intent only on its own);
 - each intent is re-published at most ``max_attempts`` times; after that it goes to
-  ``warden.intents.abandoned``, where the worker decides it ``NO_OUTCOME`` unless it
-  decided it already, so the client is told, and told the truth;
+  ``warden.intents.abandoned`` (an `IntentAbandoned`, signed with the worker's key: only a
+  worker gives an intent up), where the worker decides it ``NO_OUTCOME`` unless it decided
+  it already, so the client is told, and told the truth;
 - a record the producer cannot send is logged and dropped from the watch, never raised.
 """
 
@@ -31,13 +32,17 @@ import logging
 import orjson
 from pydantic import ValidationError
 
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings
 from runtime.kafka import follow, partition_of, producer as new_producer
 from schemas import topics
 from runtime.trust import PinnedServiceKeys
-from schemas.auth import ServiceKeys, outcome_forgery
-from schemas.models import DeadLetter, IntentApproved, IntentParked, IntentRejected
+from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
+from schemas.models import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
 from streams.intake import Unreadable, read_intent
 
 log = logging.getLogger("warden.redelivery")
@@ -87,6 +92,19 @@ def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[str, str] | None:
     Anything else is dead-lettered by the worker, and that is its outcome."""
     intent = read_intent(raw, max_bytes)
     return None if isinstance(intent, Unreadable) else (intent.intent_id, intent.agent_id)
+
+
+def abandoned_record(raw: bytes, max_bytes: int, attempts: int, now: datetime,
+                     service_key: tuple[str, Ed25519PrivateKey]) -> bytes:
+    """What goes to ``warden.intents.abandoned`` for a watched intent given up on: the intent,
+    signed by this worker (`IntentAbandoned`). Only readable intents are watched."""
+    intent = read_intent(raw, max_bytes)
+    if isinstance(intent, Unreadable):
+        raise ValueError(f"only readable intents are watched, and this one is not: {intent.reason}")
+    key_id, key = service_key
+    return sign_outcome(IntentAbandoned(intent_id=intent.intent_id, agent_id=intent.agent_id, intent=intent,
+                                        attempts=attempts, abandoned_at=now, intent_digest=intent.digest()),
+                        key, key_id).to_bytes()
 
 
 _OUTCOMES = {topics.INTENTS_APPROVED: IntentApproved, topics.INTENTS_REJECTED: IntentRejected,
@@ -153,8 +171,8 @@ def outcome_intent_id(topic: str, value: bytes, keys: ServiceKeys, published: Pu
     return intent_id if isinstance(intent_id, str) else None
 
 
-async def run_redelivery(settings: Settings, grace_s: float = 10.0, max_attempts: int = 3,
-                         published: Published | None = None) -> None:
+async def run_redelivery(settings: Settings, service_key: tuple[str, Ed25519PrivateKey], grace_s: float = 10.0,
+                         max_attempts: int = 3, published: Published | None = None) -> None:
     def now_us() -> int:
         return to_us(utcnow())
 
@@ -184,7 +202,9 @@ async def run_redelivery(settings: Settings, grace_s: float = 10.0, max_attempts
                 if give_up:
                     log.warning("giving up on %d intent(s) after %d redeliveries: the worker decides them "
                                 "NO_OUTCOME unless it decided them already", len(give_up), max_attempts)
-                for target, records in ((topics.INTENTS_SUBMITTED, again), (topics.INTENTS_ABANDONED, give_up)):
+                abandoned = [(key, abandoned_record(raw, settings.max_record_bytes, max_attempts, utcnow(), service_key))
+                             for key, raw in give_up]
+                for target, records in ((topics.INTENTS_SUBMITTED, again), (topics.INTENTS_ABANDONED, abandoned)):
                     for key, raw in records:
                         await _send(producer, target, key, raw)
                 await producer.flush()

@@ -70,13 +70,14 @@ def build_app(settings: Settings) -> faust.App:
         return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
 
     nodes = Nodes(settings.rpc_url_for)
+    worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes and abandoned intents
     engine = Engine(
         admin_keys=pinned_admin_keys(settings),
         node_for=nodes.for_chain,
         policies=table("warden-policies"),
         decisions=table("warden-decisions"),
         idempotency=table("warden-idempotency"),
-        service_key=service_key(settings, "worker"),
+        service_key=worker_key,
         service_keys=PinnedServiceKeys(settings),
         max_record_bytes=settings.max_record_bytes,
         max_age_us=settings.intent_max_age_s * 1_000_000,
@@ -155,7 +156,7 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.task
     async def redeliver() -> None:
-        await run_redelivery(settings, published=published)
+        await run_redelivery(settings, worker_key, published=published)
 
     @app.agent(raw_topic(topics.POLICIES))
     async def policies(stream):

@@ -33,6 +33,7 @@ from schemas.models import (
     AgentPolicy,
     AuditEvent,
     DeadLetter,
+    IntentAbandoned,
     IntentApproved,
     IntentRejected,
     StageEnvelope,
@@ -97,6 +98,11 @@ class World:
                 "tx_max_value_eth": "1", "tx_daily_limit_eth": "1.5",
                 "agent_public_key": public_key_hex(self.agent_key), "issued_at": T0}
         return sign_policy(AgentPolicy(**{**base, **fields}), self.admin_key, ADMIN_ID)
+
+    def abandoned(self, intent: TransactionIntent, key: Ed25519PrivateKey | None = None, key_id: str = WORKER_ID) -> bytes:
+        """What this world's worker's redelivery task writes when it gives ``intent`` up."""
+        from streams.redelivery import abandoned_record
+        return abandoned_record(intent.to_bytes(), self.max_record_bytes, 3, T0, (key_id, key or self.worker_key))
 
     def source(self, topic: str = topics.INTENTS_SUBMITTED, key: str = AGENT) -> Source:
         self.offset += 1
@@ -766,7 +772,7 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     home = partition_of(AGENT)
     elsewhere = Source(topics.INTENTS_SUBMITTED, (home + 1) % topics.PARTITIONS, 9, b"someone-else")
     for emits in (world.submit(intent, source=elsewhere),
-                  world.engine.on_abandoned(intent.to_bytes(), dataclasses.replace(elsewhere, topic=topics.INTENTS_ABANDONED), T0)):
+                  world.engine.on_abandoned(world.abandoned(intent), dataclasses.replace(elsewhere, topic=topics.INTENTS_ABANDONED), T0)):
         assert not on(emits, topics.INTENTS_REJECTED) and not on(emits, topics.INTENTS_APPROVED)
         (letter,) = on(emits, topics.DLQ)
         reason = DeadLetter.from_bytes(letter.value).reason
@@ -816,15 +822,63 @@ def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everyth
 def test_an_abandoned_intent_is_decided_no_outcome_unless_it_was_decided(world):
     decided = world.intent("0.1")
     approved = approved_of(world.submit(decided))
-    assert world.engine.on_abandoned(decided.to_bytes(), world.source(topics.INTENTS_ABANDONED), T0) == []
+    assert world.engine.on_abandoned(world.abandoned(decided), world.source(topics.INTENTS_ABANDONED), T0) == []
     lost = world.intent("0.2")
-    emits = world.engine.on_abandoned(lost.to_bytes(), world.source(topics.INTENTS_ABANDONED), T0)
+    emits = world.engine.on_abandoned(world.abandoned(lost), world.source(topics.INTENTS_ABANDONED), T0)
     rejected = rejected_of(emits)
     assert (rejected.code, rejected.intent_digest, rejected.signed_by) == ("NO_OUTCOME", lost.digest(), WORKER_ID)
     assert "will not be signed" in rejected.reason
     # A late copy of the lost intent gets the same answer, never an approval; nothing was reserved.
     assert rejected_of(world.submit(lost)) == rejected
     assert world.spent() == 10**17 and approved_of(world.submit(decided)) == approved
+
+
+def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, tuple[str, bytes]]:
+    """What a topic writer can put on warden.intents.abandoned, with what its dead letter says."""
+    record = IntentAbandoned.from_bytes(world.abandoned(intent))
+    unsigned = record.model_copy(update={"service_signature": "00" * 64})
+    other = world.intent("0.3")
+    not_its_own = record.model_copy(update={"intent_id": other.intent_id, "signed_by": "", "service_signature": ""})
+    return {
+        "a copy of the intent, as abandoned records used to be": ("invalid IntentAbandoned", intent.to_bytes()),
+        "unsigned, under the worker's key id": ("the service signature does not verify", unsigned.to_bytes()),
+        "signed by another key under the worker's id": (
+            "the service signature does not verify",
+            sign_outcome(unsigned, Ed25519PrivateKey.generate(), WORKER_ID).to_bytes()),
+        "signed by the signer": (f"signed_by '{SIGNER_ID}' is not a pinned worker key",
+                                 sign_outcome(unsigned, world.signer_key, SIGNER_ID).to_bytes()),
+        "the worker's, naming another intent": ("its intent_id and agent_id are not its intent's",
+                                                sign_outcome(not_its_own, world.worker_key, WORKER_ID).to_bytes()),
+    }
+
+
+@pytest.mark.parametrize("forgery", list(_forged_abandonments(World(), World().intent())))
+def test_only_a_worker_gives_an_intent_up(world, forgery):
+    """A topic writer who copies a real intent onto warden.intents.abandoned before the worker
+    reads it had it decided NO_OUTCOME, and one who writes an intent of its own under an id an
+    agent will use (idempotent ids can be computed) had the real one refused INTENT_ID_REUSED.
+    Only an IntentAbandoned a pinned worker signed decides: the rest is dead-lettered."""
+    world.publish(world.policy())
+    intent = world.intent("0.5")
+    reason, raw = _forged_abandonments(world, intent)[forgery]
+    emits = world.engine.on_abandoned(raw, world.source(topics.INTENTS_ABANDONED), T0)
+    assert [e.topic for e in emits] == [topics.DLQ, topics.AUDIT_EVENTS]
+    letter = DeadLetter.from_bytes(emits[0].value)
+    assert reason in letter.reason and "not decided" in letter.reason, letter.reason
+    assert world.engine.decisions == {}
+    assert_approved(world.submit(intent), intent)
+
+
+def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(world):
+    """The redelivery task watches whatever readable intent is submitted, forgeries included. If
+    the worker gives one up, its NO_OUTCOME is bound to the forgery and not remembered, as at
+    intake: the agent's own intent with that id is still decided."""
+    world.publish(world.policy())
+    forged = world.intent("0.5", key=Ed25519PrivateKey.generate(), intent_id="i-predictable")
+    rejected = rejected_of(world.engine.on_abandoned(world.abandoned(forged), world.source(topics.INTENTS_ABANDONED), T0))
+    assert (rejected.code, rejected.intent_digest) == ("NO_OUTCOME", forged.digest())
+    real = world.intent("0.5", intent_id="i-predictable")
+    assert_approved(world.submit(real), real)
 
 
 # --- authenticated outcomes, freshness, reused ids (the signer-is-the-last-word issue) ------------

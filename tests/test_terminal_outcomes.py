@@ -18,13 +18,16 @@ import os
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, producer as new_producer
+from runtime.trust import service_key
 from schemas import topics
 from schemas.emit import Source, dead_letter
+from streams.redelivery import abandoned_record
 from streams.topology import build_app
 from schemas.models import DeadLetter, IntentRejected, SignedTransaction
 from tests.support import make_agent, read_topic
@@ -81,25 +84,50 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
     assert isinstance(run(honest())[after.intent_id], SignedTransaction)
 
 
-def test_an_abandoned_intent_ends_no_outcome_and_a_late_copy_gets_the_same_answer(stack, run):
-    """What the redelivery task does after its last attempt, done by hand: the intent goes to
-    warden.intents.abandoned, and the worker, which never decided it, decides NO_OUTCOME."""
+def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer(stack, run):
+    """A topic writer's records on warden.intents.abandoned decide nothing: a copy of an agent's
+    intent written there before the intent (it used to be decided NO_OUTCOME, and the real one
+    answered the same) and an intent of its own under an id the agent will use (computed from an
+    idempotency key: the agent's intent was refused INTENT_ID_REUSED) are dead-lettered, and both
+    real intents are signed. What the worker's redelivery task writes after its last attempt
+    (`abandoned_record`, signed with the worker's key, done here by hand) is decided NO_OUTCOME,
+    and the lost intent turning up after all gets the same answer."""
     settings = stack.settings
     agent = f"agent-abandoned-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
-    lost = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1")
+    fields = dict(agent_id=agent, chain="anvil", to=DEST, value="0.1")
+    copied = new_intent(key, **fields)
+    order = f"order-{os.urandom(3).hex()}"
+    taken = new_intent(Ed25519PrivateKey.generate(), **fields, idempotency_key=order)
+    ordered = new_intent(key, **fields, idempotency_key=order)
+    assert taken.intent_id == ordered.intent_id
+    lost = new_intent(key, **fields)
 
     async def scenario():
-        begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
         async with Client(settings) as client:
-            await (await client.send(topics.INTENTS_ABANDONED, agent, lost.to_bytes()))
+            for forged in (copied, taken):
+                await (await client.send(topics.INTENTS_ABANDONED, agent, forged.to_bytes()))
+            await client.submit(copied)
+            await client.submit(ordered)
+        real = await wait_outcomes(settings, [copied, ordered], 60, begin)
+        letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, start=begin)]
+        begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        given_up = abandoned_record(lost.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker"))
+        async with Client(settings) as client:
+            await (await client.send(topics.INTENTS_ABANDONED, agent, given_up))
         first = await wait_outcomes(settings, [lost], 30, begin)
         async with Client(settings) as client:
             await client.submit(lost)  # the lost record turns up after all
         await asyncio.sleep(2)
-        return first, await read_topic(settings, topics.TXS_SIGNED, start=begin)
+        return real, letters, first, await read_topic(settings, topics.TXS_SIGNED, start=begin)
 
-    first, signed = run(scenario())
+    real, letters, first, signed = run(scenario())
+    assert {i: type(o).__name__ for i, o in real.items()} == {copied.intent_id: "SignedTransaction",
+                                                              ordered.intent_id: "SignedTransaction"}
+    refused = sorted(orjson.loads(base64.b64decode(d.payload_b64))["intent_id"] for d in letters
+                     if d.source_topic == topics.INTENTS_ABANDONED and "invalid IntentAbandoned" in d.reason)
+    assert refused == sorted([copied.intent_id, taken.intent_id])
     rejected = first[lost.intent_id]
     assert isinstance(rejected, IntentRejected) and rejected.code == "NO_OUTCOME"
     assert not [s for s in signed if orjson.loads(s)["intent_id"] == lost.intent_id]
