@@ -49,35 +49,39 @@ log = logging.getLogger("warden.redelivery")
 
 
 class Pending:
-    """Intents seen on the submitted topic and not yet on an outcome topic (pure, time is an argument)."""
+    """Intents seen on the submitted topic and not yet on an outcome topic (pure, time is an argument).
+
+    An intent is watched as (intent_id, digest): records with the same id and other contents (a
+    topic writer's edited copy, which the worker refuses AGENT_SIGNATURE_INVALID under its own
+    signature, bound to the copy's digest) are watched, and end, on their own."""
 
     def __init__(self, grace_us: int, max_attempts: int = 3):
         self.grace_us = grace_us
         self.max_attempts = max_attempts
-        # intent_id -> (last sent at µs, key, raw record, times re-published)
-        self._waiting: dict[str, tuple[int, str, bytes, int]] = {}
-        self._decided: set[str] = set()
+        # (intent_id, digest) -> (last sent at µs, key, raw record, times re-published)
+        self._waiting: dict[tuple[str, str], tuple[int, str, bytes, int]] = {}
+        self._decided: set[tuple[str, str]] = set()
 
-    def submitted(self, intent_id: str, key: str, raw: bytes, now_us: int) -> None:
-        if intent_id not in self._decided:
-            self._waiting.setdefault(intent_id, (now_us, key, raw, 0))
+    def submitted(self, intent: tuple[str, str], key: str, raw: bytes, now_us: int) -> None:
+        if intent not in self._decided:
+            self._waiting.setdefault(intent, (now_us, key, raw, 0))
 
-    def decided(self, intent_id: str) -> None:
-        self._decided.add(intent_id)
-        self._waiting.pop(intent_id, None)
+    def decided(self, intent: tuple[str, str]) -> None:
+        self._decided.add(intent)
+        self._waiting.pop(intent, None)
 
     def due(self, now_us: int, limit: int = 1000) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
         """(records to send again, records to give up on). Each comes due again only after
         another grace period; one already sent ``max_attempts`` times is given up, once."""
         again, give_up = [], []
-        for intent_id, (since, key, raw, attempts) in list(self._waiting.items()):
+        for intent, (since, key, raw, attempts) in list(self._waiting.items()):
             if now_us - since < self.grace_us:
                 continue
             if attempts >= self.max_attempts:
-                self.decided(intent_id)  # the worker's NO_OUTCOME (or its earlier decision) ends it
+                self.decided(intent)  # the worker's NO_OUTCOME (or its earlier decision) ends it
                 give_up.append((key, raw))
             else:
-                self._waiting[intent_id] = (now_us, key, raw, attempts + 1)
+                self._waiting[intent] = (now_us, key, raw, attempts + 1)
                 again.append((key, raw))
             if len(again) + len(give_up) >= limit:
                 break
@@ -87,11 +91,11 @@ class Pending:
         return len(self._waiting)
 
 
-def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[str, str] | None:
-    """(intent_id, agent_id) of a submitted record worth watching: one the worker can read.
-    Anything else is dead-lettered by the worker, and that is its outcome."""
+def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[tuple[str, str], str] | None:
+    """((intent_id, digest), agent_id) of a submitted record worth watching: one the worker can
+    read. Anything else is dead-lettered by the worker, and that is its outcome."""
     intent = read_intent(raw, max_bytes)
-    return None if isinstance(intent, Unreadable) else (intent.intent_id, intent.agent_id)
+    return None if isinstance(intent, Unreadable) else ((intent.intent_id, intent.digest()), intent.agent_id)
 
 
 def abandoned_record(raw: bytes, max_bytes: int, attempts: int, now: datetime,
@@ -142,14 +146,16 @@ class Published:
 PUBLISHED_OUTCOMES = frozenset(_OUTCOMES) - {topics.DLQ}
 
 
-def outcome_intent_id(topic: str, value: bytes, keys: ServiceKeys, published: Published | None = None) -> str | None:
-    """The intent an authentic outcome record (approval, rejection, dead letter) is about, if it
-    names one. Anyone who can write to these topics could otherwise end the watch of an intent
-    with a forged record and leave it without an outcome: only records a pinned worker or signer
-    key signed count, or records this worker published itself (``published``)."""
+def outcome_about(topic: str, value: bytes, keys: ServiceKeys, published: Published | None = None) -> tuple[str, str] | None:
+    """(intent_id, digest) of the intent an authentic outcome record (approval, rejection,
+    parking, dead letter) is about, if it names one. Anyone who can write to these topics could
+    otherwise end the watch of an intent with a forged record and leave it without an outcome:
+    only records a pinned worker or signer key signed count, or records this worker published
+    itself (``published``); and only about the very intent watched, by its digest."""
     if published is not None and topic in PUBLISHED_OUTCOMES and published.take(value):
         body = orjson.loads(value)
-        return body["intent"]["intent_id"] if topic == topics.INTENTS_APPROVED else body["intent_id"]
+        intent_id = body["intent"]["intent_id"] if topic == topics.INTENTS_APPROVED else body["intent_id"]
+        return intent_id, body["intent_digest"]
     try:
         record = _OUTCOMES[topic].from_bytes(value)
     except (ValidationError, ValueError):
@@ -157,18 +163,24 @@ def outcome_intent_id(topic: str, value: bytes, keys: ServiceKeys, published: Pu
     if outcome_forgery(record, keys) is not None:
         return None
     if not isinstance(record, DeadLetter):
-        return record.intent_id
+        return None if record.intent_digest is None else (record.intent_id, record.intent_digest)
+    # A dead letter of a watched intent carries all of it (a watched intent is within the size
+    # limit, and so is a dead letter's payload): the worker failed on that very record.
     try:
-        payload = orjson.loads(base64.b64decode(record.payload_b64))
-        intent_id, agent_id = payload.get("intent_id"), payload.get("agent_id")
-    except (orjson.JSONDecodeError, ValueError, AttributeError):
+        payload = base64.b64decode(record.payload_b64)
+    except ValueError:
         return None
-    if (isinstance(agent_id, str) and record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_ABANDONED)
-            and record.partition != partition_of(agent_id)):
+    if record.payload_bytes is not None and len(payload) != record.payload_bytes:
+        return None
+    intent = read_intent(payload, len(payload))
+    if isinstance(intent, Unreadable):
+        return None
+    if (record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_ABANDONED)
+            and record.partition != partition_of(intent.agent_id)):
         # A copy off its agent's partition, dead-lettered there (streams.engine, _off_partition):
         # it says nothing of the intent on its own partition, whose watch goes on.
         return None
-    return intent_id if isinstance(intent_id, str) else None
+    return intent.intent_id, intent.digest()
 
 
 async def run_redelivery(settings: Settings, service_key: tuple[str, Ed25519PrivateKey], grace_s: float = 10.0,
@@ -187,13 +199,13 @@ async def run_redelivery(settings: Settings, service_key: tuple[str, Ed25519Priv
                    topics.INTENTS_AWAITING_APPROVAL, topics.DLQ)
         async for topic, value in follow(settings, watched):
             if topic == topics.INTENTS_SUBMITTED:
-                ids = watched_intent(value, settings.max_record_bytes)
-                if ids is not None:
-                    pending.submitted(ids[0], ids[1], value, now_us())
+                seen = watched_intent(value, settings.max_record_bytes)
+                if seen is not None:
+                    pending.submitted(seen[0], seen[1], value, now_us())
             elif topic:
-                intent_id = outcome_intent_id(topic, value, keys, published)
-                if intent_id is not None:
-                    pending.decided(intent_id)
+                about = outcome_about(topic, value, keys, published)
+                if about is not None:
+                    pending.decided(about)
             if now_us() - last_check >= US_PER_SECOND:
                 last_check = now_us()
                 again, give_up = pending.due(last_check)

@@ -713,23 +713,23 @@ def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its
     from streams.redelivery import Pending
 
     pending = Pending(grace_us=10, max_attempts=2)
-    pending.submitted("a", "agent-1", b"A", now_us=0)
-    pending.submitted("b", "agent-1", b"B", now_us=0)
-    pending.decided("a")
+    pending.submitted(("a", "da"), "agent-1", b"A", now_us=0)
+    pending.submitted(("b", "db"), "agent-1", b"B", now_us=0)
+    pending.decided(("a", "da"))
     assert pending.due(now_us=9) == ([], [])
     assert pending.due(now_us=10) == ([("agent-1", b"B")], [])
     assert pending.due(now_us=15) == ([], [])  # not again until another grace period
     assert pending.due(now_us=20) == ([("agent-1", b"B")], [])
     assert pending.due(now_us=30) == ([], [("agent-1", b"B")])  # given up once, then never again
-    pending.submitted("b", "agent-1", b"B", now_us=31)
+    pending.submitted(("b", "db"), "agent-1", b"B", now_us=31)
     assert pending.due(now_us=100) == ([], []) and len(pending) == 0
 
 
 def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends_the_watch(world):
-    from streams.redelivery import outcome_intent_id, watched_intent
+    from streams.redelivery import outcome_about, watched_intent
 
     good = world.intent("0.1")
-    assert watched_intent(good.to_bytes(), 65_536) == (good.intent_id, AGENT)
+    assert watched_intent(good.to_bytes(), 65_536) == ((good.intent_id, good.digest()), AGENT)
     doc = orjson.loads(good.to_bytes())
     for bad in (orjson.dumps({**doc, "agent_id": ["a", "list"]}), orjson.dumps({**doc, "agent_id": None}),
                 orjson.dumps({**doc, "data": "0x" + "ab" * 40_000}), b"{", None):
@@ -739,14 +739,14 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
     keys = world.pinned()
     emits = world.engine.dead_letter(good.to_bytes(), world.source(), T0, "boom")
     (letter,) = on(emits, topics.DLQ)
-    assert outcome_intent_id(topics.DLQ, letter.value, keys) == good.intent_id
+    assert outcome_about(topics.DLQ, letter.value, keys) == (good.intent_id, good.digest())
     # So does a dead letter a signer signed.
     signer_letter = sign_outcome(DeadLetter.from_bytes(letter.value), world.signer_key, SIGNER_ID)
-    assert outcome_intent_id(topics.DLQ, signer_letter.to_bytes(), keys) == good.intent_id
+    assert outcome_about(topics.DLQ, signer_letter.to_bytes(), keys) == (good.intent_id, good.digest())
     approved = approved_of(world.submit(good))
-    assert outcome_intent_id(topics.INTENTS_APPROVED, approved.to_bytes(), keys) == good.intent_id
-    assert outcome_intent_id(topics.INTENTS_REJECTED, world.refusal(good), keys) == good.intent_id
-    assert outcome_intent_id(topics.DLQ, b"not json", keys) is None
+    assert outcome_about(topics.INTENTS_APPROVED, approved.to_bytes(), keys) == (good.intent_id, good.digest())
+    assert outcome_about(topics.INTENTS_REJECTED, world.refusal(good), keys) == (good.intent_id, good.digest())
+    assert outcome_about(topics.DLQ, b"not json", keys) is None
     # A forged outcome on any watched topic (a topic writer's: unsigned, or signed by a key nobody
     # pinned) does not end the watch: the intent is redelivered, and ends with a true outcome.
     stranger = Ed25519PrivateKey.generate()
@@ -755,7 +755,31 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
                           (topics.DLQ, sign_outcome(unsigned, stranger, WORKER_ID).to_bytes()),
                           (topics.INTENTS_APPROVED, sign_outcome(approved, stranger, WORKER_ID).to_bytes()),
                           (topics.INTENTS_REJECTED, world.refusal(good, key=stranger))):
-        assert outcome_intent_id(topic, forged, keys) is None, topic
+        assert outcome_about(topic, forged, keys) is None, topic
+
+
+def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
+    """A topic writer's edited copy of an intent (same id, so it is readable, its agent signature
+    broken) is refused AGENT_SIGNATURE_INVALID by the worker, signed and with the copy's digest.
+    That authentic refusal used to end the watch of the id, real intent included: had the worker
+    skipped the real one, nothing would have sent it again. Now each (id, digest) is watched and
+    ends on its own; the copy seen first does not displace the real one either."""
+    from streams.redelivery import Pending, outcome_about, watched_intent
+
+    world.publish(world.policy())
+    real = world.intent("0.1")
+    copy = world.intent("0.2", intent_id=real.intent_id, key=Ed25519PrivateKey.generate())  # edited: re-signed by nobody
+    pending = Pending(grace_us=10)
+    for intent in (copy, real):
+        about, key = watched_intent(intent.to_bytes(), 65_536)
+        pending.submitted(about, key, intent.to_bytes(), now_us=0)
+    refused = rejected_of(world.submit(copy))
+    assert (refused.intent_id, refused.code, refused.signed_by) == (real.intent_id, "AGENT_SIGNATURE_INVALID", WORKER_ID)
+    pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned()))
+    assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
+    # The real intent's own outcome ends its watch.
+    pending.decided(outcome_about(topics.INTENTS_APPROVED, approved_of(world.submit(real)).to_bytes(), world.pinned()))
+    assert len(pending) == 0
 
 
 def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world):
@@ -764,7 +788,7 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     to the real intent's digest, while the real one was signed (seen on a two-worker stack). Off
     its partition an intent gets a dead letter, not an outcome, and the watch of the real intent
     goes on."""
-    from streams.redelivery import outcome_intent_id
+    from streams.redelivery import outcome_about
 
     world.engine.home_partition = partition_of
     world.publish(world.policy())
@@ -777,15 +801,15 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
         (letter,) = on(emits, topics.DLQ)
         reason = DeadLetter.from_bytes(letter.value).reason
         assert f"is on partition {elsewhere.partition}" in reason and f"belong on partition {home}" in reason
-        assert outcome_intent_id(topics.DLQ, letter.value, world.pinned()) is None  # the real one is still watched
+        assert outcome_about(topics.DLQ, letter.value, world.pinned()) is None  # the real one is still watched
     # Nothing was remembered: on its own partition the same intent is decided as usual.
     assert approved_of(world.submit(intent)).intent.intent_id == intent.intent_id
     letter = on(world.engine.dead_letter(intent.to_bytes(), world.source(), T0, "boom"), topics.DLQ)[0]
-    assert outcome_intent_id(topics.DLQ, letter.value, world.pinned()) == intent.intent_id
+    assert outcome_about(topics.DLQ, letter.value, world.pinned()) == (intent.intent_id, intent.digest())
 
 
 def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everything_else(world):
-    from streams.redelivery import Published, outcome_intent_id
+    from streams.redelivery import Published, outcome_about
 
     good = world.intent("0.1")
     approved = approved_of(world.submit(good)).to_bytes()
@@ -797,26 +821,26 @@ def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everyth
     # The worker's record edited by a topic writer (its verdicts dropped) is not the worker's: it
     # is verified, and fails. So does the same record with one more byte: it is verified too.
     edited = orjson.dumps({**orjson.loads(approved), "verdicts": []})
-    assert outcome_intent_id(topics.INTENTS_APPROVED, edited, world.pinned(), published) is None
-    assert outcome_intent_id(topics.INTENTS_APPROVED, approved + b" ", nobody, published) is None
-    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, nobody, published) == good.intent_id
-    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, nobody, published) is None  # once
-    assert outcome_intent_id(topics.INTENTS_REJECTED, refused, nobody, published) is not None
+    assert outcome_about(topics.INTENTS_APPROVED, edited, world.pinned(), published) is None
+    assert outcome_about(topics.INTENTS_APPROVED, approved + b" ", nobody, published) is None
+    assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) == (good.intent_id, good.digest())
+    assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) is None  # once
+    assert outcome_about(topics.INTENTS_REJECTED, refused, nobody, published) is not None
     parking = World()
     parking.publish(parking.policy(approval_threshold_eth="0.4", approval_timeout_s=600))
     big = parking.intent("1")
     (parked,) = on(parking.submit(big), topics.INTENTS_AWAITING_APPROVAL)
     mine = Published()
     mine.add(parked.value)
-    assert outcome_intent_id(topics.INTENTS_AWAITING_APPROVAL, parked.value, nobody, mine) == big.intent_id
+    assert outcome_about(topics.INTENTS_AWAITING_APPROVAL, parked.value, nobody, mine) == (big.intent_id, big.digest())
     # Bounded: the oldest is forgotten, and then verified like any other record.
     for n in range(3):
         published.add(world.refusal(world.intent(f"0.{n + 3}")))
-    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, world.pinned(), published) == good.intent_id
+    assert outcome_about(topics.INTENTS_APPROVED, approved, world.pinned(), published) == (good.intent_id, good.digest())
     published.add(approved)
     for n in range(2):
         published.add(world.refusal(world.intent(f"0.{n + 6}")))
-    assert outcome_intent_id(topics.INTENTS_APPROVED, approved, nobody, published) is None
+    assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) is None
 
 
 def test_an_abandoned_intent_is_decided_no_outcome_unless_it_was_decided(world):
