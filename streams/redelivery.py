@@ -28,13 +28,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-
-import orjson
-from pydantic import ValidationError
-
 from datetime import datetime
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings
