@@ -336,14 +336,19 @@ class Engine:
         return [(self.decisions[i]["agent_id"], i) for i, until in list(self.parked.items())
                 if until <= now_us and i in self.decisions]
 
-    def on_deadline(self, raw: bytes | None, now: datetime) -> list[Emit]:
+    def on_deadline(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """A deadline record: expire the intent it names if its wait has really ended (anyone can
-        write the topic, so the record is only a reminder to look; it decides nothing)."""
+        write the topic, so the record is only a reminder to look; it decides nothing). One that
+        is no reminder at all is dead-lettered: recorded, not silently skipped."""
         try:
             intent_id = orjson.loads(raw or b"")["intent_id"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            return []
-        until = self.parked.get(intent_id) if isinstance(intent_id, str) else None
+            intent_id = None
+        if not isinstance(intent_id, str):
+            return self.dead_letter(raw, source, now, (
+                'not a deadline reminder: expected a JSON object {"intent_id": "<id>"}; only the streams '
+                "worker's own timer writes warden.approvals.deadlines; nothing was expired"))
+        until = self.parked.get(intent_id)
         if until is None or until > to_us(now):
             return []
         return self._expire(intent_id, now)

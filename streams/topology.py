@@ -146,7 +146,7 @@ def build_app(settings: Settings) -> faust.App:
     async def deadlines(stream):
         async for event in stream.events():
             fresh_windows()
-            await publish(_guard(event, engine.on_deadline, event.value, utcnow()))
+            await publish(_guard(event, engine.on_deadline, event.value, source_of(event), utcnow()))
 
     @app.agent(raw_topic(topics.APPROVALS))
     async def approvals(stream):

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas import topics
 from schemas.auth import sign_human_approval
-from schemas.models import HumanApproval, IntentApproved, IntentParked, TransactionIntent
+from schemas.models import DeadLetter, HumanApproval, IntentApproved, IntentParked, TransactionIntent
 from tests.test_engine import ADMIN_ID, AGENT, DEST, T0, World, actions, on, rejected_of
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -164,10 +164,14 @@ def test_a_deadline_record_expires_only_what_is_due(world):
     world.submit(intent)
     assert world.engine.due_parked(T0 + timedelta(minutes=9)) == []
     reminder = orjson.dumps({"intent_id": intent.intent_id})
-    # Anyone can write a reminder: an early one (or junk) changes nothing.
-    assert world.engine.on_deadline(reminder, T0 + timedelta(minutes=9)) == []
-    assert world.engine.on_deadline(b"{", T0 + timedelta(minutes=11)) == []
+    where = world.source(topics.APPROVAL_DEADLINES)
+    # Anyone can write a reminder: an early one changes nothing; junk is dead-lettered, and changes nothing.
+    assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=9)) == []
+    for junk in (b"{", orjson.dumps({"intent_id": 7}), orjson.dumps([intent.intent_id]), None):
+        emits = world.engine.on_deadline(junk, where, T0 + timedelta(minutes=11))
+        assert [e.topic for e in emits] == [topics.DLQ, topics.AUDIT_EVENTS], junk
+        assert "not a deadline reminder" in DeadLetter.from_bytes(emits[0].value).reason
     assert world.engine.decisions[intent.intent_id]["outcome"] == "parked"
     assert world.engine.due_parked(T0 + timedelta(minutes=10)) == [(AGENT, intent.intent_id)]
-    assert rejected_of(world.engine.on_deadline(reminder, T0 + timedelta(minutes=10))).code == "APPROVAL_EXPIRED"
-    assert world.engine.on_deadline(reminder, T0 + timedelta(minutes=10)) == []
+    assert rejected_of(world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10))).code == "APPROVAL_EXPIRED"
+    assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10)) == []
