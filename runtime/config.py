@@ -142,10 +142,12 @@ class Settings:
     # How long a fetch waits at the broker when no record is ready, where an intent waits on it
     # (the streams worker, the signer, a client's outcomes). The embedded broker holds such a
     # fetch this long even when a record arrives meanwhile, so it is a floor on every hop; but
-    # each empty fetch costs CPU. Idle stack on 2 cores, % of one core (broker + streams +
-    # signer): 500 ms 5, 50 ms 12, 20 ms 23, 5 ms 51. 100 intents/s, p50 submitted → signed:
-    # Faust's 1500 and aiokafka's 500, 855 ms; 5 ms, 68-85 ms.
-    # Unset: 20 ms on the embedded broker's memory storage, 500 on its S3 storage, where Tansu
+    # each empty fetch costs CPU. An idle stack on 2 cores, % of one core (broker + streams +
+    # signer), 2026-11-25: 20 ms 23-26, 10 ms 31-34. 100 intents/s, 16 agents, p50 submitted →
+    # signed, four pairs back to back that hour: 10 ms 17.1, 19.3, 23.9, 26.6 against 20 ms 28.2,
+    # 27.6, 33.6, 32.6 (the broker 6-8 % of a core busier); a burst of 3,000 inside the spread
+    # (583 and 613 intents/s at 10, 658 and 582 at 20). Faust's 1500 and aiokafka's 500: 855 ms.
+    # Unset: 10 ms on the embedded broker's memory storage, 500 on its S3 storage, where Tansu
     # answers a fetch that needs an S3 read only if the wait covers that read: a reader at 20 ms was
     # seen stuck after 66 of 2,738 records, empty fetch after empty fetch; at 500 it read them all.
     fetch_wait_setting: int | None = field(default_factory=lambda: _opt_ms("WARDEN_FETCH_WAIT_MS"))
@@ -171,7 +173,7 @@ class Settings:
     def fetch_wait_ms(self) -> int:
         if self.fetch_wait_setting is not None:
             return self.fetch_wait_setting
-        return 20 if self.broker_storage == "memory" else 500
+        return 10 if self.broker_storage == "memory" else 500
 
     @property
     def signer_state_dir(self) -> Path:
