@@ -795,11 +795,13 @@ class IntentAbandoned(Outcome):
     the worker decide a real intent NO_OUTCOME before it reads it, or take an id an agent has yet
     to use (idempotent ids can be computed)."""
 
-    intent_id: str
-    agent_id: str
     intent: TransactionIntent
     attempts: int = Field(ge=0, description="how many times the intent was submitted again before it was given up")
     abandoned_at: UtcDatetime
+
+    @property
+    def intent_id(self) -> str:
+        return self.intent.intent_id
 
 
 class StageEnvelope(Outcome):

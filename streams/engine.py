@@ -32,7 +32,7 @@ from runtime.rpc import Node
 from schemas.emit import Emit, Source, audit as _audit, dead_letter
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas.auth import (ServiceKeys, human_approval_valid, intent_signature_valid, outcome_forgery,
+from schemas.auth import (O, ServiceKeys, human_approval_valid, intent_signature_valid, outcome_forgery,
                           policy_signature_valid, sign_outcome)
 from schemas.models import (
     INTENT_MAX_AGE_US,
@@ -206,16 +206,9 @@ class Engine:
         intent it would have signed (seen on the running stack). It must be addressed to this stage
         (one replayed onto a later stage's topic would skip the stages between) and be on its
         agent's partition, as an intent must (``_off_partition``)."""
-        try:
-            envelope = StageEnvelope.model_validate_json(raw or b"")
-        except ValidationError as exc:
-            return self.dead_letter(raw, source, now, f"invalid stage envelope: {'; '.join(explain(exc))}; not decided",
-                                    explain(exc))
-        forged = outcome_forgery(envelope, _KeysNow(self.service_keys), envelope.intent.digest())
-        if forged is not None:
-            return self.dead_letter(raw, source, now, (
-                f"stage envelope for intent {envelope.intent_id} not signed by a pinned worker key ({forged}); not "
-                "decided: only a streams worker writes the warden.stage.* topics"))
+        envelope = self._from_a_worker(StageEnvelope, raw, source, now, "the warden.stage.* topics")
+        if isinstance(envelope, list):
+            return envelope
         if envelope.stage != stage:
             return self.dead_letter(raw, source, now, (
                 f"stage envelope for intent {envelope.intent_id} is addressed to stage {envelope.stage!r}, not to "
@@ -231,20 +224,11 @@ class Engine:
         is dead-lettered and decides nothing. An intent whose agent signature does not verify
         under the policy in force is answered but not remembered, as at intake: a forged intent
         must not take the id of a real one."""
-        try:
-            abandoned = IntentAbandoned.model_validate_json(raw or b"")
-        except ValidationError as exc:
-            return self.dead_letter(raw, source, now, (
-                f"invalid IntentAbandoned: {'; '.join(explain(exc))}; not decided: only a streams worker's "
-                "redelivery task writes warden.intents.abandoned"), explain(exc))
+        abandoned = self._from_a_worker(IntentAbandoned, raw, source, now,
+                                        "warden.intents.abandoned (its redelivery task)")
+        if isinstance(abandoned, list):
+            return abandoned
         intent = abandoned.intent
-        forged = outcome_forgery(abandoned, _KeysNow(self.service_keys), intent.digest())
-        if forged is None and (abandoned.intent_id, abandoned.agent_id) != (intent.intent_id, intent.agent_id):
-            forged = "its intent_id and agent_id are not its intent's"
-        if forged is not None:
-            return self.dead_letter(raw, source, now, (
-                f"abandoned intent {abandoned.intent_id} not given up by a pinned worker ({forged}); not decided: "
-                "only a streams worker's redelivery task writes warden.intents.abandoned"))
         off = self._off_partition(intent, raw, source, now)
         if off is not None:
             return off
@@ -257,6 +241,24 @@ class Engine:
                                       "it was given up and will not be signed. Check `warden status`, then submit "
                                       "a new intent")
         return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now, remember)
+
+    def _from_a_worker(self, model: type[O], raw: bytes | None, source: Source, now: datetime,
+                       written_to: str) -> O | list[Emit]:
+        """A record only a streams worker writes (a stage envelope, an abandoned intent), or the
+        dead letter of one that no pinned worker signed about the intent it carries: what such a
+        record says is acted on, so one a topic writer made must decide nothing."""
+        try:
+            record = model.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.dead_letter(raw, source, now, (
+                f"invalid {model.__name__}: {'; '.join(explain(exc))}; not decided: only a streams worker "
+                f"writes {written_to}"), explain(exc))
+        forged = outcome_forgery(record, _KeysNow(self.service_keys), record.intent.digest())
+        if forged is not None:
+            return self.dead_letter(raw, source, now, (
+                f"{model.__name__} for intent {record.intent_id} not signed by a pinned worker key ({forged}); not "
+                f"decided: only a streams worker writes {written_to}"))
+        return record
 
     def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
         """A rejection after approval (the signer refused): release the window's reservation, but

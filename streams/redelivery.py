@@ -104,9 +104,8 @@ def abandoned_record(raw: bytes, max_bytes: int, attempts: int, now: datetime,
     if isinstance(intent, Unreadable):
         raise ValueError(f"only readable intents are watched, and this one is not: {intent.reason}")
     key_id, key = service_key
-    return sign_outcome(IntentAbandoned(intent_id=intent.intent_id, agent_id=intent.agent_id, intent=intent,
-                                        attempts=attempts, abandoned_at=now, intent_digest=intent.digest()),
-                        key, key_id).to_bytes()
+    return sign_outcome(IntentAbandoned(intent=intent, attempts=attempts, abandoned_at=now,
+                                        intent_digest=intent.digest()), key, key_id).to_bytes()
 
 
 _OUTCOMES = {topics.INTENTS_APPROVED: IntentApproved, topics.INTENTS_REJECTED: IntentRejected,

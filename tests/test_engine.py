@@ -602,7 +602,7 @@ def _forged_envelopes(world: World, intent: TransactionIntent) -> dict[str, tupl
     edited["policy"] = strict.model_dump(mode="json")
     return {
         "the envelope before it was signed": (
-            "invalid stage envelope", orjson.dumps({k: doc[k] for k in ("intent", "policy", "verdicts")}), home),
+            "invalid StageEnvelope", orjson.dumps({k: doc[k] for k in ("intent", "policy", "verdicts")}), home),
         "unsigned, under the worker's key id": (
             "not signed by a pinned worker key (the service signature does not verify",
             envelope.model_copy(update={"signed_by": WORKER_ID, "service_signature": "00" * 64}).to_bytes(), home),
@@ -861,8 +861,6 @@ def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, t
     """What a topic writer can put on warden.intents.abandoned, with what its dead letter says."""
     record = IntentAbandoned.from_bytes(world.abandoned(intent))
     unsigned = record.model_copy(update={"service_signature": "00" * 64})
-    other = world.intent("0.3")
-    not_its_own = record.model_copy(update={"intent_id": other.intent_id, "signed_by": "", "service_signature": ""})
     return {
         "a copy of the intent, as abandoned records used to be": ("invalid IntentAbandoned", intent.to_bytes()),
         "unsigned, under the worker's key id": ("the service signature does not verify", unsigned.to_bytes()),
@@ -871,8 +869,6 @@ def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, t
             sign_outcome(unsigned, Ed25519PrivateKey.generate(), WORKER_ID).to_bytes()),
         "signed by the signer": (f"signed_by '{SIGNER_ID}' is not a pinned worker key",
                                  sign_outcome(unsigned, world.signer_key, SIGNER_ID).to_bytes()),
-        "the worker's, naming another intent": ("its intent_id and agent_id are not its intent's",
-                                                sign_outcome(not_its_own, world.worker_key, WORKER_ID).to_bytes()),
     }
 
 
