@@ -1,8 +1,9 @@
 """``warden bench ledger``: append and verify rates of the audit ledger on chDB.
 
-Append is the sink's path minus the broker: raw audit records (the bytes a
-consumer hands over) are parsed, de-duplicated, chained and inserted in
-batches, with a signed checkpoint every 1,000 rows per chain. Verify is
+Append is the sink's path minus the broker: raw audit records (the bytes and
+headers a consumer hands over) have their writer's signature checked, are
+parsed, de-duplicated, chained and inserted in batches, with a signed
+checkpoint every 1,000 rows per chain. Verify is
 ``warden audit verify`` over the whole store. Targets (2 cores): append >=
 50,000 events/s, verify >= 1,000,000 events/s.
 """
@@ -24,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli.output import note, print_json
 from runtime.config import Settings
+from schemas.auth import AuditSigner, public_key_hex as auth_public_key_hex
+from schemas.models import audit_record
 from streams.ledger.checkpoint import public_key_hex
 from streams.ledger.append import Batch, Ledger, SeenIds
 from streams.ledger.sink import append_records, sign_checkpoints
@@ -36,58 +39,81 @@ CHAINS = 4
 CHECKPOINT_EVERY = 1_000
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MAX_RECORD_BYTES = Settings().max_record_bytes
+# Events per audit record in the pipeline: the demo's ledger held 215 events from 61 records.
+EVENTS_PER_RECORD = 4
 
 
-def records(n: int) -> list[tuple[int, bytes]]:
-    """(partition, record bytes) shaped like the pipeline's stage verdicts."""
+class _Keys:
+    """The one writer the generated records come from (``schemas.auth.AuditKeys``)."""
+
+    def __init__(self, public_hex: str):
+        self.public_hex = public_hex
+
+    def audit_key(self, role: str, key_id: str) -> str | None:
+        return self.public_hex if (role, key_id) == ("worker", "bench-worker") else None
+
+
+def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, bytes, list[tuple[str, bytes]]]]:
+    """(partition, record bytes, headers): ``n`` events shaped like the pipeline's stage verdicts,
+    ``per_record`` of one agent's to a record (as `schemas.emit.join_audits` joins them), each
+    record signed by ``writer`` as the worker signs its own."""
     out = []
-    for i in range(n):
-        agent = f"agent-{i % 64}"
-        body = {
-            "schema_version": 1,
-            "event_id": f"{i:032x}",
-            "actor": "service:streams",
-            "action": "stage.passed",
-            "resource": f"intent:intent-{i // 6}",
-            "ts": (T0 + timedelta(microseconds=i * 250)).isoformat().replace("+00:00", "Z"),
-            "intent_id": f"intent-{i // 6}",
-            "agent_id": agent,
-            "details": {
-                "stage": "daily_limit",
-                "code": "ok",
-                "reason": "within the rolling 24 h limit",
-                "facts": {"spent_wei": str(i * 10**15), "limit_wei": "5000000000000000000"},
-            },
-        }
-        out.append((i % 64 % CHAINS, orjson.dumps(body)))
+    for lo in range(0, n, per_record):
+        group = []
+        for i in range(lo, min(n, lo + per_record)):
+            agent = f"agent-{lo // per_record % 64}"
+            body = {
+                "schema_version": 1,
+                "event_id": f"{i:032x}",
+                "actor": "service:streams",
+                "action": "stage.passed",
+                "resource": f"intent:intent-{lo // per_record}",
+                "ts": (T0 + timedelta(microseconds=i * 250)).isoformat().replace("+00:00", "Z"),
+                "intent_id": f"intent-{lo // per_record}",
+                "agent_id": agent,
+                "details": {
+                    "stage": "daily_limit",
+                    "code": "ok",
+                    "reason": "within the rolling 24 h limit",
+                    "facts": {"spent_wei": str(i * 10**15), "limit_wei": "5000000000000000000"},
+                },
+            }
+            group.append(orjson.dumps(body))
+        value = group[0] if per_record == 1 else audit_record(group)
+        out.append((lo // per_record % 64 % CHAINS, value, writer.headers(value)))
     return out
 
 
-def append(store: ChdbStore, raw: list[tuple[int, bytes]], key: Ed25519PrivateKey, batch: int) -> float:
+def append(store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey,
+           batch: int, per_record: int) -> float:
     """The sink's append path (streams.ledger.sink.append_records and sign_checkpoints) over
-    ``raw`` in batches, as the sink's loop runs it minus the broker."""
+    ``raw`` in batches of about ``batch`` events, as the sink's loop runs it minus the broker:
+    every record's signature checked, parsed, chained, stored."""
     ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
     offsets = dict.fromkeys(range(CHAINS), 0)
+    step = max(1, batch // per_record)
     # pyarrow loads its time-zone data on the first zoned timestamp column it builds (~0.3 s): a
     # cost of the process, once, not of appending, so it is paid before the clock starts.
     Batch().to_arrow()
     started = time.perf_counter()
-    for lo in range(0, len(raw), batch):
+    for lo in range(0, len(raw), step):
         now = datetime.now(timezone.utc)
-        records = []
-        for partition, value in raw[lo : lo + batch]:
-            records.append((partition, offsets[partition], value))
+        chunk = []
+        for partition, value, headers in raw[lo : lo + step]:
+            chunk.append((partition, offsets[partition], value, headers))
             offsets[partition] += 1
-        append_records(store, ledger, records, now, MAX_RECORD_BYTES)
+        append_records(store, ledger, chunk, now, MAX_RECORD_BYTES, keys)
         sign_checkpoints(store, ledger, key, now, CHECKPOINT_EVERY, timedelta(seconds=10))
     return time.perf_counter() - started
 
 
-def run(events: int, batch: int, progress) -> dict:
+def run(events: int, batch: int, per_record: int, progress) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="warden-bench-ledger-"))
     try:
-        progress(f"generating {events:,} audit records")
-        raw = records(events)
+        progress(f"generating {events:,} audit events, {per_record} to a signed record")
+        writer_key = Ed25519PrivateKey.generate()
+        raw = records(events, per_record, AuditSigner("worker", "bench-worker", writer_key))
+        keys = _Keys(auth_public_key_hex(writer_key))
         key = Ed25519PrivateKey.generate()
         store = ChdbStore(workdir / "clickhouse")
         try:
@@ -96,7 +122,7 @@ def run(events: int, batch: int, progress) -> dict:
             # stops rescanning it; the generated records stand in for the broker's.
             gc.freeze()
             progress(f"appending in batches of {batch:,}")
-            append_seconds = append(store, raw, key, batch)
+            append_seconds = append(store, raw, keys, key, batch, per_record)
             del raw
             progress("verifying")
             report = verify(store, bytes.fromhex(public_key_hex(key)))
@@ -110,6 +136,7 @@ def run(events: int, batch: int, progress) -> dict:
             "events": events,
             "chains": CHAINS,
             "batch": batch,
+            "events_per_record": per_record,
             "append_seconds": round(append_seconds, 3),
             "append_events_per_s": round(append_rate),
             "verify_seconds": round(report.seconds, 3),
@@ -126,9 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden bench ledger", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="store size (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=10_000, help="events per INSERT (default: %(default)s)")
+    parser.add_argument("--events-per-record", type=int, default=EVENTS_PER_RECORD,
+                        help="events a producer joins into one signed record (default: %(default)s, as in the "
+                             "pipeline; 1 is the worst case: a signature check per event)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    result = run(args.events, args.batch, lambda line: note(f"bench ledger: {line}"))
+    if args.events_per_record < 1:
+        parser.error("--events-per-record must be at least 1")
+    result = run(args.events, args.batch, args.events_per_record, lambda line: note(f"bench ledger: {line}"))
     if args.json:
         print_json(result)
     else:
@@ -142,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def events_label(result: dict) -> str:
-    return f"{result['events']:,} events in {result['chains']} chains"
+    return (f"{result['events']:,} events in {result['chains']} chains, "
+            f"{result['events_per_record']} to a signed record")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.admin import load_or_create_admin_key
 from runtime.clock import utcnow
 from runtime.config import Settings
-from runtime.kafka import end_offsets, follow, producer as new_producer
+from runtime.kafka import audit_headers, end_offsets, follow, follow_records, producer as new_producer
 from pydantic import ValidationError
 
-from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
+from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
-from schemas.auth import (ServiceKeys, load_or_create_ed25519, outcome_forgery, sign_human_approval, sign_intent,
-                          sign_policy)
+from schemas.auth import (AuditSigner, ServiceKeys, audit_writer, load_or_create_ed25519, outcome_forgery,
+                          sign_human_approval, sign_intent, sign_policy)
+from schemas.emit import Emit
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApproval, IntentParked, IntentRejected,
                             SealedSecret, SealingKey, SignedMessage, SignedTransaction, TransactionIntent, TypedData,
                             audit_events_of)
@@ -131,6 +132,11 @@ def signed_policy(settings: Settings, **fields) -> AgentPolicy:
     return sign_policy(policy, admin, LOCAL_ADMIN_ID)
 
 
+def admin_audit_signer(settings: Settings) -> AuditSigner:
+    """The local admin key (the one that signs policies), as the signer of audit records."""
+    return AuditSigner("admin", LOCAL_ADMIN_ID, load_or_create_admin_key(settings.home))
+
+
 def human_decision(settings: Settings, parked: IntentParked, decision: str, reason: str = "") -> HumanApproval:
     """An admin's decision on a parked intent, signed with the local admin key (the one that
     signs policies) and bound to the intent's digest."""
@@ -159,6 +165,13 @@ class Client:
 
     async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
         return await self._producer.send(topic, value, key=key.encode())
+
+    async def send_as_admin(self, emits: list[Emit]) -> list[asyncio.Future]:
+        """What an admin's command left behind (custody's audit records and vault events), the
+        audit records signed with the local admin key: the ledger believes no unsigned one."""
+        signer = admin_audit_signer(self.settings)
+        return [await self._producer.send(e.topic, e.value, key=e.key.encode(), headers=audit_headers(e, signer))
+                for e in emits]
 
     async def submit(self, intent: TransactionIntent) -> asyncio.Future:
         return await self.send(topics.INTENTS_SUBMITTED, intent.agent_id, intent.to_bytes())
@@ -230,11 +243,15 @@ async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s
                               start: dict[TopicPartition, int] | None = None) -> str:
     """Wait for the worker's verdict on a published policy: "policy.updated" or "policy.refused"."""
     deadline = time.monotonic() + timeout_s
-    async for topic, value in follow(settings, (topics.AUDIT_EVENTS,), start, keys=(policy.agent_id,)):
-        for event in _audit_events(value) if topic else ():
-            if (event.agent_id == policy.agent_id and event.action in ("policy.updated", "policy.refused")
-                    and event.details.get("version") == policy.version):
-                return event.action
+    workers = PinnedAuditKeys(settings)
+    async for record in follow_records(settings, (topics.AUDIT_EVENTS,), start, keys=(policy.agent_id,)):
+        # Only a pinned worker's verdict counts: a topic writer's "policy.updated" must not tell an
+        # admin that a policy the worker refused is in force.
+        if record is not None and audit_writer(record.value, record.headers, workers) == ("worker", None):
+            for event in _audit_events(record.value):
+                if (event.agent_id == policy.agent_id and event.action in ("policy.updated", "policy.refused")
+                        and event.details.get("version") == policy.version):
+                    return event.action
         if time.monotonic() > deadline:
             break
     raise TimeoutError(f"the streams worker did not apply policy v{policy.version} of {policy.agent_id} "

@@ -355,9 +355,12 @@ def _read_to(offsets: dict[int, int], ends: dict[int, int]) -> bool:
     return all(offsets.get(p, 0) >= end for p, end in ends.items())
 
 
-def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0) -> dict:
+def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
+                  since: dict[int, int] | None = None) -> dict:
     """Wait until the ledger has read every audit record of the run, then verify its chains the
-    way `warden audit verify` does: the auditor's view of the same story."""
+    way `warden audit verify` does: the auditor's view of the same story. ``since`` (partition →
+    offset of warden.audit.events): where the run began, on a stack that ran other things before;
+    records the ledger did not believe are counted from there."""
     from streams.ledger.keys import local_public_key
     from streams.ledger.sink import next_offsets
     from streams.ledger.store import open_reader
@@ -379,10 +382,19 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0) -
                 break
             time.sleep(0.2)
         report = verify(store, local_public_key(settings.home)).to_dict()
+        # No one but Warden's own writers wrote to this stack's topics: a record the ledger did
+        # not believe is one a Warden process sent unsigned or signed with a key no one pins.
+        of_the_run = " OR ".join(f"(source_partition = {int(p)} AND source_offset >= {int(o)})"
+                                 for p, o in (since or {}).items()) or "1"
+        report["records_not_believed"] = store.arrow(
+            "SELECT count() AS n FROM audit_log WHERE actor = 'service:ledger' AND action = 'dlq.recorded' "
+            f"AND startsWith(JSONExtractString(details, 'reason'), 'not believed:') AND ({of_the_run})"
+        ).column("n")[0].as_py()
     finally:
         store.close()
     report["records_published"] = sum(ends.values())
     report["events_in_ledger"] = held
     progress(f"ledger: {held} audit events appended from the {report['records_published']} audit records the broker "
-             f"reported; verify {'OK' if report.get('ok') else 'FAILED'}")
+             f"reported, {report['records_not_believed']} not believed (unsigned or signed by an unpinned key); "
+             f"verify {'OK' if report.get('ok') else 'FAILED'}")
     return report

@@ -48,8 +48,7 @@ async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100
     fields.update(policy_fields)
     policy = signed_policy(settings, **fields)
     async with Client(settings) as client:
-        for emit in custody_audit.drain() + vault_events.drain():
-            await client.send(emit.topic, emit.key, emit.value)
+        await client.send_as_admin(custody_audit.drain() + vault_events.drain())
         verdict = await client.publish_policy(policy)
     if verdict != "policy.updated":
         raise RuntimeError(f"the streams worker refused the policy for {agent_id} ({verdict})")

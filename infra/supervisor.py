@@ -26,6 +26,7 @@ from runtime import metrics
 from runtime.clock import utcnow
 from runtime.kafka import producer as new_producer, publish
 from runtime.readiness import clear_ready
+from runtime.trust import audit_signer
 from schemas.emit import audit
 
 log = logging.getLogger("warden.supervisor")
@@ -59,6 +60,7 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         metrics.serve(self.stack.settings, "supervisor")
+        self.audit_signer = audit_signer(self.stack.settings, "supervisor")  # signs the restarts it records
         for name, process in self.stack.processes.items():
             self.components[name] = Component(name, process.pid, time.time())
         self.write()
@@ -113,7 +115,8 @@ class Supervisor:
         producer = new_producer(self.stack.settings)
         await producer.start()
         try:
-            await asyncio.gather(*await publish(producer, [event], self.stack.settings.max_record_bytes))
+            await asyncio.gather(*await publish(producer, [event], self.stack.settings.max_record_bytes,
+                                                self.audit_signer))
         finally:
             await producer.stop()
 

@@ -116,6 +116,8 @@ class Settings:
     # means the local services' keys under home (the embedded stack).
     worker_keys: str | None = field(default_factory=lambda: _opt("WARDEN_WORKER_KEYS"))
     signer_keys: str | None = field(default_factory=lambda: _opt("WARDEN_SIGNER_KEYS"))
+    # The process supervisor's audit-record key (it records restarts), same form.
+    supervisor_keys: str | None = field(default_factory=lambda: _opt("WARDEN_SUPERVISOR_KEYS"))
     worker_id: str = field(default_factory=lambda: _env("WARDEN_WORKER_ID", "streams-0"))
     # Intents older than this are refused (INTENT_EXPIRED); it bounds how long a captured intent
     # could be replayed and how long decisions must be remembered.

@@ -7,11 +7,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Collection
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from runtime.config import Settings
 from schemas import topics
+from schemas.auth import AuditSigner
 from schemas.emit import Emit, join_audits
 
 
@@ -93,6 +94,16 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
     ``keys``: read only the partitions records with these keys land in (an agent's client
     waiting on its own outcomes), not every agent's records; other keys sharing those
     partitions are still yielded."""
+    async for record in follow_records(settings, topic_names, start, caught_up, fetch_max_wait_ms, keys):
+        yield ("", b"") if record is None else (record.topic, record.value)
+
+
+async def follow_records(settings: Settings, topic_names: tuple[str, ...],
+                         start: dict[TopicPartition, int] | None = None,
+                         caught_up: asyncio.Event | None = None,
+                         fetch_max_wait_ms: int = 500,
+                         keys: Collection[str] | None = None) -> AsyncIterator[ConsumerRecord | None]:
+    """`follow`, yielding whole records (headers too), and None where it yields ("", b"")."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
                                 fetch_max_wait_ms=fetch_max_wait_ms)
     await consumer.start()
@@ -112,16 +123,16 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
             batch = await consumer.getmany(timeout_ms=200)
             if batch:
                 quiet_since = time.monotonic()
-            for tp, messages in batch.items():
+            for messages in batch.values():
                 for msg in messages:
-                    yield tp.topic, msg.value
+                    yield msg
             # Past the ends the broker reported, and a fetch found nothing more: Tansu's reported
             # end can trail its last record by far (on S3 storage), so the ends alone are not enough.
             if ends and time.monotonic() - quiet_since >= quiet_s and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
                 ends = {}
                 caught_up.set()
             if not batch:
-                yield "", b""
+                yield None
     finally:
         await consumer.stop()
 
@@ -153,7 +164,15 @@ def producer(settings: Settings) -> AIOKafkaProducer:
                             max_request_size=settings.max_message_bytes)
 
 
-async def publish(producer: AIOKafkaProducer, emits: list[Emit], max_record_bytes: int) -> list[asyncio.Future]:
-    """Queue every record, audit events joined per agent (`schemas.emit.join_audits`); the
-    returned futures resolve when the broker acknowledged each."""
-    return [await producer.send(e.topic, e.value, key=e.key.encode()) for e in join_audits(emits, max_record_bytes)]
+async def publish(producer: AIOKafkaProducer, emits: list[Emit], max_record_bytes: int,
+                  audit_signer: AuditSigner) -> list[asyncio.Future]:
+    """Queue every record, audit events joined per agent (`schemas.emit.join_audits`) and each
+    audit record signed by ``audit_signer`` (the ledger believes no other); the returned futures
+    resolve when the broker acknowledged each."""
+    return [await producer.send(e.topic, e.value, key=e.key.encode(), headers=audit_headers(e, audit_signer))
+            for e in join_audits(emits, max_record_bytes)]
+
+
+def audit_headers(emit: Emit, audit_signer: AuditSigner) -> list[tuple[str, bytes]] | None:
+    """The headers ``emit`` goes on the bus with: a signature when it is an audit record."""
+    return audit_signer.headers(emit.value) if emit.topic == topics.AUDIT_EVENTS else None

@@ -7,7 +7,11 @@
   it decides with its own Ed25519 key. Clients (and the worker, for the signer's
   refusals) pin the public halves with ``WARDEN_WORKER_KEYS`` and
   ``WARDEN_SIGNER_KEYS``; on the embedded stack each service makes its key under
-  ``$WARDEN_HOME/services/<role>/<key id>.pem`` and readers pin those.
+  ``$WARDEN_HOME/services/<role>/<key id>.pem`` and readers pin those. The
+  supervisor has one too (``WARDEN_SUPERVISOR_KEYS``), for the restarts it records.
+- Audit records: each writer signs its records on warden.audit.events with the key
+  above (admins with theirs, the ledger with its checkpoint key); the ledger sink
+  believes them through ``PinnedAuditKeys``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from runtime.config import Settings
-from schemas.auth import Role, load_or_create_ed25519, public_key_hex
+from schemas.auth import AuditSigner, Role, load_or_create_ed25519, public_key_hex
 
 LOCAL_ADMIN_ID = "local-admin"
 
@@ -50,7 +54,7 @@ def service_key_file(home: Path, role: Role, key_id: str) -> Path:
 def service_key(settings: Settings, role: Role) -> tuple[str, Ed25519PrivateKey]:
     """This process's outcome-signing key (key id, private key), made on first start. Its public
     half is written next to it (``.pub``, hex): that file is all a local reader needs."""
-    key_id = settings.worker_id if role == "worker" else settings.signer_id
+    key_id = {"worker": settings.worker_id, "signer": settings.signer_id, "supervisor": "supervisor"}[role]
     path = service_key_file(settings.home, role, key_id)
     key = load_or_create_ed25519(path)
     path.with_suffix(".pub").write_text(public_key_hex(key) + "\n")
@@ -66,7 +70,8 @@ class PinnedServiceKeys:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        configured = {"worker": settings.worker_keys, "signer": settings.signer_keys}
+        configured = {"worker": settings.worker_keys, "signer": settings.signer_keys,
+                      "supervisor": settings.supervisor_keys}
         self._fixed = {role: _pairs(text) for role, text in configured.items() if text}
         self._local: dict[str, dict[str, str]] = {}
         self._read_at = 0.0
@@ -87,6 +92,37 @@ class PinnedServiceKeys:
 
     def _read_local(self) -> None:
         self._read_at = time.monotonic()
-        for role in ("worker", "signer"):
+        for role in ("worker", "signer", "supervisor"):
             folder = self.settings.home / "services" / role
             self._local[role] = {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.pub"))}
+
+
+def audit_signer(settings: Settings, role: Role) -> AuditSigner:
+    """What signs this service's records on warden.audit.events: its service key."""
+    return AuditSigner(role, *service_key(settings, role))
+
+
+class PinnedAuditKeys:
+    """The keys the ledger sink believes audit records from (``schemas.auth.AuditKeys``): the
+    services' (``PinnedServiceKeys``), the pinned admins' and the ledger's own (given by the sink,
+    which alone knows it; other readers believe no ledger notice).
+
+    An unknown key id reads the local key files again at once: the sink decides a record once,
+    for good, so a service whose key file appeared a moment ago must not be called a forger."""
+
+    def __init__(self, settings: Settings, ledger_key_id: str | None = None, ledger_public_hex: str | None = None):
+        self.settings = settings
+        self._services = PinnedServiceKeys(settings)
+        self._admins = pinned_admin_keys(settings)
+        self._ledger = {ledger_key_id: ledger_public_hex} if ledger_key_id and ledger_public_hex else {}
+
+    def audit_key(self, role: str, key_id: str) -> str | None:
+        if role == "ledger":
+            return self._ledger.get(key_id)
+        if role == "admin":
+            if key_id not in self._admins and not self.settings.admin_keys:
+                self._admins = pinned_admin_keys(self.settings)
+            return self._admins.get(key_id)
+        if role in ("worker", "signer", "supervisor"):
+            return self._services.key_now(role, key_id)  # type: ignore[arg-type]
+        return None

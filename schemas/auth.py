@@ -1,4 +1,5 @@
-"""Ed25519 signatures on intents (by agents), policies (by admins) and outcomes (by services).
+"""Ed25519 signatures on intents (by agents), policies (by admins), outcomes (by services) and
+audit records (by whoever wrote them).
 
 Write access to a topic must not let anyone act as an agent, an admin or a
 Warden service: the streams worker and the signer check agents' and admins'
@@ -23,7 +24,7 @@ import orjson
 from schemas.models import (AgentPolicy, DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage,
                             SignedTransaction, TransactionIntent)
 
-Role = Literal["worker", "signer"]
+Role = Literal["worker", "signer", "supervisor"]
 O = TypeVar("O", bound=Outcome)
 
 
@@ -131,3 +132,74 @@ def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | Non
         return "it is about another intent with the same id (intent_digest differs)"
     return None
 
+
+
+# -- audit records -------------------------------------------------------------------------------
+
+# Whoever writes a record to warden.audit.events signs it, in two Kafka headers: who ("<role>:<key
+# id>") and the Ed25519 signature of the record's bytes. The ledger sink appends the events of a
+# record only when the signature verifies against a key it pins for that role, and only when no
+# event claims to be another service; anything else takes its place in the chain as the ledger's
+# own record of a forgery (`streams.ledger.sink.decode`). Without this, anyone who can write to the
+# topic could add "service:signer tx.signed" for something never signed.
+AUDIT_BY_HEADER = "warden-audit-by"
+AUDIT_SIGNATURE_HEADER = "warden-audit-signature"
+AuditRole = Literal["worker", "signer", "supervisor", "ledger", "admin"]
+AUDIT_ROLES: tuple[AuditRole, ...] = ("worker", "signer", "supervisor", "ledger", "admin")
+# The one "service:" actor each role may claim; admins claim none.
+SERVICE_ACTORS: dict[str, str] = {"worker": "service:streams", "signer": "service:signer",
+                                  "supervisor": "service:supervisor", "ledger": "service:ledger"}
+_AUDIT_CONTEXT = b"warden.audit.events\x00"  # a signature over an audit record is no signature over anything else
+
+
+class AuditSigner:
+    """Signs the audit records one writer puts on warden.audit.events (`headers`)."""
+
+    def __init__(self, role: AuditRole, key_id: str, key: Ed25519PrivateKey):
+        self.by = f"{role}:{key_id}".encode()
+        self._key = key
+
+    def headers(self, value: bytes) -> list[tuple[str, bytes]]:
+        return [(AUDIT_BY_HEADER, self.by), (AUDIT_SIGNATURE_HEADER, self._key.sign(_AUDIT_CONTEXT + value))]
+
+
+class AuditKeys(Protocol):
+    """The audit writers' public keys a reader pins (``runtime.trust.PinnedAuditKeys``)."""
+
+    def audit_key(self, role: str, key_id: str) -> str | None: ...
+
+
+def audit_writer(value: bytes, headers, keys: AuditKeys) -> tuple[str, str | None]:
+    """(role, None) when ``value`` carries a valid signature of a pinned key of ``role``; otherwise
+    (role or "", why it must not be believed). ``headers``: the record's Kafka headers, as
+    (name, bytes) pairs."""
+    found = {name: data for name, data in headers or () if name in (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER)}
+    by, signature = found.get(AUDIT_BY_HEADER), found.get(AUDIT_SIGNATURE_HEADER)
+    if by is None or signature is None:
+        return "", (f"unsigned: the record has no {AUDIT_BY_HEADER} and {AUDIT_SIGNATURE_HEADER} headers; "
+                    "only Warden's services and pinned admins write audit records")
+    role, _, key_id = by.decode(errors="replace").partition(":")
+    if role not in AUDIT_ROLES or not key_id:
+        return "", f"{AUDIT_BY_HEADER} {by[:100]!r} is not <role>:<key id> with a role of {', '.join(AUDIT_ROLES)}"
+    public = keys.audit_key(role, key_id)
+    if public is None:
+        return role, f"{AUDIT_BY_HEADER} {role}:{key_id[:100]} is not a pinned {role} key"
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public.removeprefix("0x"))).verify(
+            signature, _AUDIT_CONTEXT + value)
+    except (InvalidSignature, ValueError):
+        return role, f"the signature does not verify against {role} key {key_id[:100]!r}"
+    return role, None
+
+
+_SERVICES = frozenset(SERVICE_ACTORS.values())
+
+
+def claimed_service(role: str, actors) -> str | None:
+    """None when no actor in ``actors`` is one of Warden's services other than ``role``'s own;
+    otherwise why the record must not be believed (a worker's key does not make it the signer)."""
+    own = SERVICE_ACTORS.get(role)
+    for actor in actors:
+        if actor in _SERVICES and actor != own:
+            return f"an event claims actor {actor!r}, which a {role} key may not write as"
+    return None

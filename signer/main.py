@@ -28,7 +28,7 @@ from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
-from schemas.auth import public_key_hex
+from schemas.auth import AuditSigner, public_key_hex
 from schemas.emit import Emit, Source, audit
 from schemas.models import SealingKey, SignedTransaction
 from signer.attestation.announcement import attest
@@ -82,6 +82,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     nodes = Nodes(settings.rpc_url_for)
     custody_audit = AuditOutbox()
     service = service_key(settings, "signer")
+    audit_signer = AuditSigner("signer", *service)
     service_public = bytes.fromhex(public_key_hex(service[1])[2:])
     keystore = keystore_from_settings(settings, audit=custody_audit, requester=(
         settings.signer_id, service_public))
@@ -157,7 +158,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
 
     async def emit(emits: list[Emit]) -> None:
-        await asyncio.gather(*await publish(producer, emits, settings.max_record_bytes))
+        await asyncio.gather(*await publish(producer, emits, settings.max_record_bytes, audit_signer))
 
     def track(signed: SignedTransaction, resend: bool = False) -> None:
         task = asyncio.create_task(signer.track(signed, utcnow, emit, resend))
@@ -231,10 +232,10 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     # Durable before the chain sees it: a crash after sending must find the
                     # record and re-publish these bytes, never sign the intent again.
                     await owner.flush()
-                    acks += await publish(producer, unpublished, settings.max_record_bytes)
+                    acks += await publish(producer, unpublished, settings.max_record_bytes, audit_signer)
                     sent_emits, sent = await signer.send(to_broadcast, utcnow())
                     # Queued before its tracker can queue a later status: the topic keeps the order.
-                    acks += await publish(producer, sent_emits, settings.max_record_bytes)
+                    acks += await publish(producer, sent_emits, settings.max_record_bytes, audit_signer)
                     unpublished = []
                     if sent is not None:
                         track(sent)
@@ -242,7 +243,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     await owner.flush()
         # On the changelog, and holding there, before anything of the batch is published.
         await owner.flush()
-        acks += await publish(producer, unpublished + custody_audit.drain(), settings.max_record_bytes)
+        acks += await publish(producer, unpublished + custody_audit.drain(), settings.max_record_bytes,
+                               audit_signer)
         if acks:
             await asyncio.gather(*acks)
 

@@ -22,11 +22,12 @@ import orjson
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime import metrics
-from runtime.kafka import group_lag, partition_of
+from runtime.kafka import audit_headers, group_lag, partition_of
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
+from schemas.auth import AuditSigner
 from schemas.models import ALL_GUARDRAIL_STAGES
 from schemas.emit import Emit, Source, join_audits
 from streams import kafka_transport
@@ -70,7 +71,8 @@ def build_app(settings: Settings) -> faust.App:
         return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
 
     nodes = Nodes(settings.rpc_url_for)
-    worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes and abandoned intents
+    worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
+    audit_signer = AuditSigner("worker", *worker_key)
     engine = Engine(
         admin_keys=pinned_admin_keys(settings),
         node_for=nodes.for_chain,
@@ -118,7 +120,7 @@ def build_app(settings: Settings) -> faust.App:
                 topic = outputs[emit.topic] = raw_topic(emit.topic)
             # Faust flushes its producer before it commits the input offsets, so an input is
             # never marked done before what it produced is written (at-least-once).
-            await topic.send(key=emit.key.encode(), value=emit.value)
+            await topic.send(key=emit.key.encode(), value=emit.value, headers=audit_headers(emit, audit_signer))
 
     def source_of(event) -> Source:
         msg = event.message

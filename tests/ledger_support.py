@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from infra.stack import LocalStack, local_settings
-from schemas.models import AuditEvent, event_id
+from runtime.config import Settings
+from runtime.trust import audit_signer
+from schemas.models import AuditEvent, audit_events_of, event_id
 from streams.ledger import checkpoint
 from streams.ledger.append import Ledger, SeenIds
 from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
@@ -120,3 +122,11 @@ def build_ledger(store, events: list[AuditEvent], key, chains: int = 2, checkpoi
     if len(ledger.batch):
         store.insert(AUDIT_LOG, ledger.take_batch().to_arrow())
     return ledger
+
+
+def writer_headers(settings: Settings, value: bytes) -> list[tuple[str, bytes]]:
+    """The headers the service that writes ``value`` would sign it with, using the services' keys
+    under ``settings.home`` (the ones the sink pins there): the signer's when its events are the
+    signer's, else the worker's."""
+    actors = {event.actor for event in audit_events_of(value)}
+    return audit_signer(settings, "signer" if "service:signer" in actors else "worker").headers(value)

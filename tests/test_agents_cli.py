@@ -13,12 +13,14 @@ import os
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import Client, load_or_create_agent_key, new_intent, wait_outcomes
+from infra.client import (Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes,
+                          wait_policy_applied)
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
-from schemas.auth import public_key_hex, sign_policy
+from schemas.auth import AuditSigner, public_key_hex, sign_policy
+from schemas.emit import audit
 from schemas.models import AgentPolicy, IntentRejected
 from tests.support import warden
 
@@ -68,3 +70,34 @@ def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
 
     outcome = run(submit())[intent.intent_id]
     assert isinstance(outcome, IntentRejected) and outcome.stage == "allowlist", outcome
+
+
+def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_force(stack, run):
+    """The admin's `publish_policy` waits for the worker's verdict on warden.audit.events. A topic
+    writer's "policy.updated" for the same version, written first, unsigned or signed with a key
+    no one pins, must not answer for the worker, which refuses the (stale) policy."""
+    settings = stack.settings
+    agent = f"agent-verdict-{os.urandom(3).hex()}"
+    created = warden(settings, "agents", "create", "--agent", agent, "--chains", "anvil", "--allowlist", DEST,
+                     "--max-value", "0.1", "--daily-limit", "1", "--json")
+    assert created.returncode == 0, created.stderr
+    assert warden(settings, "agents", "update", "--agent", agent, "--daily-limit", "2").returncode == 0
+    current = orjson.loads(warden(settings, "agents", "show", "--agent", agent, "--json").stdout)
+    assert current["version"] == 2
+    stale = signed_policy(settings, **{**{k: v for k, v in current.items()
+                                          if k not in ("version", "issued_at", "admin_key_id", "signature")},
+                                       "version": 1, "tx_to_allowlist": (DEST, ATTACKER)})
+    lie = audit("service:streams", "policy.updated", f"policy:{agent}", utcnow(), agent, "forged",
+                agent_id=agent, version=stale.version).value
+    stranger = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
+
+    async def publish() -> str:
+        start = await end_offsets(settings, (topics.AUDIT_EVENTS,))
+        async with Client(settings) as client:
+            await client._producer.send(topics.AUDIT_EVENTS, lie, key=agent.encode())
+            await client._producer.send(topics.AUDIT_EVENTS, lie, key=agent.encode(), headers=stranger.headers(lie))
+            await client.flush()
+            await (await client.send(topics.POLICIES, agent, stale.to_bytes()))
+        return await wait_policy_applied(settings, stale, 30, start)
+
+    assert run(publish()) == "policy.refused"

@@ -5,6 +5,7 @@ resumes exactly once after SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import itertools
 import os
@@ -18,9 +19,12 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.config import Settings
+from runtime.trust import audit_signer
 from schemas import topics
+from schemas.auth import AuditSigner
 from schemas.models import audit_record
 from streams.ledger.checkpoint import Checkpoint, signature_valid
 from streams.ledger.keys import local_public_key
@@ -29,7 +33,7 @@ from streams.ledger.sink import SinkOptions, run_sink
 from streams.ledger.store import ChdbStore, store_path
 from streams.ledger.verify import verify
 from infra.stack import free_port
-from tests.ledger_support import T0, pipeline_events, tansu_broker
+from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,11 +50,15 @@ def _settings(tmp_path: Path, broker: str) -> Settings:
     )
 
 
-async def _produce(broker: str, payloads: list[tuple[str, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=5)
+async def _produce(settings: Settings, payloads: list[tuple]) -> None:
+    """``(key, value)`` records signed as the service that writes them signs (`writer_headers`),
+    or ``(key, value, headers)`` records sent as they are."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=5)
     await producer.start()
     try:
-        batch = [producer.send(topics.AUDIT_EVENTS, value, key=key.encode()) for key, value in payloads]
+        batch = [producer.send(topics.AUDIT_EVENTS, value, key=key.encode(),
+                               headers=rest[0] if rest else writer_headers(settings, value))
+                 for key, value, *rest in payloads]
         await asyncio.gather(*batch)
     finally:
         await producer.stop()
@@ -79,32 +87,47 @@ def _rows(settings: Settings, sql: str) -> list[dict]:
 
 def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(tmp_path, broker):
     settings = _settings(tmp_path, broker)
+    worker = audit_signer(settings, "worker")
     events = pipeline_events(300)
-    # The first half one event per record, the rest one record per intent, as the services write them.
+    # The first half one event per record, the rest one record per intent and writer, as the
+    # services write them.
     payloads = [(e.agent_id, e.to_bytes()) for e in events[:150]]
     payloads += [(agent, audit_record([e.to_bytes() for e in group]))
-                 for (agent, _), group in itertools.groupby(events[150:], lambda e: (e.agent_id, e.intent_id))
+                 for (agent, _, _), group in itertools.groupby(
+                     events[150:], lambda e: (e.agent_id, e.intent_id, e.actor == "service:signer"))
                  for group in [list(group)]]
-    assert len(payloads) < 250
+    assert len(payloads) < 260
     # A worker that crashed and re-emitted 40 events, one record of several, and the same events
-    # joined another way; then records nobody can read: not JSON, an empty array, and an array
-    # with one bad event (kept whole as one unreadable row: its good event is not chained alone).
+    # joined another way; then records nobody can read, signed by the worker: not JSON, an empty
+    # array, and an array with one bad event (kept whole as one unreadable row: its good event is
+    # not chained alone).
     stranger = events[0].model_copy(update={"event_id": "stranger"})
-    halves = [e for e in events if e.intent_id == events[200].intent_id]
+    halves = [e for e in events if e.intent_id == events[200].intent_id and e.actor != "service:signer"]
     again = payloads[100:140] + [payloads[-1]] + [(halves[0].agent_id, audit_record([e.to_bytes() for e in part]))
                                                   for part in (halves[:2], halves[2:])]
-    again += [("agent-0", b"{not json"), ("agent-0", b"[]"),
-              ("agent-0", audit_record([stranger.to_bytes(), b'{"event_id": 1}']))]
+    junk = [b"{not json", b"[]", audit_record([stranger.to_bytes(), b'{"event_id": 1}'])]
+    again += [("agent-0", value, worker.headers(value)) for value in junk]
+    # What a topic writer without a pinned key can do, each a readable record of new events: no
+    # signature; a key the sink does not pin, under the worker's id; the signer's real key over
+    # other bytes; and the worker's real key on a record that says it is the signer.
+    forged = [events[0].model_copy(update={"event_id": f"forged-{n}", "actor": "service:signer",
+                                           "action": "tx.signed"}) for n in range(4)]
+    stranger_key = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
+    signer = audit_signer(settings, "signer")
+    again += [("agent-0", forged[0].to_bytes(), []),
+              ("agent-0", forged[1].to_bytes(), stranger_key.headers(forged[1].to_bytes())),
+              ("agent-0", forged[2].to_bytes(), signer.headers(forged[2].to_bytes() + b" ")),
+              ("agent-0", forged[3].to_bytes(), worker.headers(forged[3].to_bytes()))]
 
     async def scenario() -> int:
         stop = asyncio.Event()
         options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
         task = asyncio.create_task(run_sink(settings, stop, options=options))
-        await _produce(broker, payloads)
-        await _produce(broker, again)  # after: one call's records may reach the broker in any order
+        await _produce(settings, payloads)
+        await _produce(settings, again)  # after: one call's records may reach the broker in any order
         deadline = time.monotonic() + 30
         count = -1
-        while time.monotonic() < deadline and not task.done() and count < 303:
+        while time.monotonic() < deadline and not task.done() and count < 307:
             await asyncio.sleep(0.3)
             # The endpoint is served by this very loop: query from a thread.
             count = await asyncio.to_thread(_count_via_endpoint, settings)
@@ -113,9 +136,9 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         await task
         return count
 
-    assert asyncio.run(scenario()) == 303
+    assert asyncio.run(scenario()) == 307
     rows = _rows(settings, f"SELECT chain, seq, event_id, intent_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq")
-    assert len(rows) == len({r["event_id"] for r in rows}) == 303
+    assert len(rows) == len({r["event_id"] for r in rows}) == 307
     assert {r["event_id"] for r in rows if r["action"] != "dlq.recorded"} == {e.event_id for e in events}
     # The events of one record are chained one after the other, in the record's order.
     for intent in {e.intent_id for e in events[150:]} - {e.intent_id for e in events[:150]}:
@@ -123,11 +146,26 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         assert [c[2] for c in chained] == [e.event_id for e in events if e.intent_id == intent], (intent, chained)
         assert [c[:2] for c in chained] == [(chained[0][0], chained[0][1] + i) for i in range(len(chained))]
     unreadable = [r for r in rows if r["action"] == "dlq.recorded"]
-    assert len(unreadable) == 3 and {r["actor"] for r in unreadable} == {"service:ledger"}
-    reasons = [orjson.loads(r["details"])["reason"] for r in unreadable]
-    assert all("neither an AuditEvent nor a JSON array of them" in reason for reason in reasons), reasons
-    assert "at least 1 item" in reasons[1] and "1.event_id" in reasons[2], reasons
+    assert len(unreadable) == 7 and {r["actor"] for r in unreadable} == {"service:ledger"}
+    details = [orjson.loads(r["details"]) for r in unreadable]
+    reasons = [d["reason"] for d in details]
+    junk_reasons = [d["reason"] for d in details if base64.b64decode(d["payload_b64"]) in junk]
+    assert len(junk_reasons) == 3, reasons
+    assert all("neither an AuditEvent nor a JSON array of them" in reason for reason in junk_reasons), reasons
+    assert "at least 1 item" in junk_reasons[1] and "1.event_id" in junk_reasons[2], reasons
+    # Each forgery is on the record, as the ledger's own event naming why, never as the signer's.
+    why = {base64.b64decode(d["payload_b64"]): d["reason"] for d in details}
+    assert why[forged[0].to_bytes()].startswith("not believed: unsigned"), why
+    assert why[forged[1].to_bytes()] == (f"not believed: the signature does not verify against worker key "
+                                         f"{settings.worker_id!r}"), why
+    assert why[forged[2].to_bytes()] == (f"not believed: the signature does not verify against signer key "
+                                         f"{settings.signer_id!r}"), why
+    assert why[forged[3].to_bytes()] == ("not believed: an event claims actor 'service:signer', which a worker key "
+                                         "may not write as"), why
     assert "stranger" not in {r["event_id"] for r in rows}
+    assert not {r["event_id"] for r in rows} & {e.event_id for e in forged}
+    assert not [r for r in rows if r["action"] == "tx.signed" and r["intent_id"] == forged[0].intent_id
+                and r["event_id"] not in {e.event_id for e in events}]
 
     key = local_public_key(settings.home)
     store = ChdbStore(store_path(settings), read_only=True)
@@ -192,7 +230,7 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
     first, second = events[:16_000], events[16_000:]
     # The burst waits on the topic; the sink starts into it and is killed while
     # it appends: some rows stored, not all.
-    asyncio.run(_produce(broker, [(e.agent_id, e.to_bytes()) for e in first]))
+    asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first]))
     sink = _start_sink(settings, log)
     try:
         assert _wait_for(lambda: _count_via_endpoint(settings) >= 1_000, 30), log.read_text()
@@ -204,7 +242,7 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
         # The restarted sink reads on; meanwhile producers redeliver part of the
         # burst (as a crashed worker would) and send the rest.
         sink = _start_sink(settings, log)
-        asyncio.run(_produce(broker, [(e.agent_id, e.to_bytes()) for e in first[:3_000] + second]))
+        asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first[:3_000] + second]))
         assert _wait_for(lambda: _count_via_endpoint(settings) == len(events), 60), log.read_text()
         time.sleep(1.5)
         sink.send_signal(signal.SIGTERM)
@@ -250,7 +288,7 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
             async def scenario() -> None:
                 stop = asyncio.Event()
                 task = asyncio.create_task(run_sink(settings, stop, options=options))
-                await _produce(address, [(e.agent_id, e.to_bytes()) for e in events])
+                await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
                 deadline = time.monotonic() + 30
                 while time.monotonic() < deadline and not task.done():
                     held = await asyncio.to_thread(_count_via_endpoint, settings)

@@ -29,8 +29,7 @@ def publish(settings: Settings, emits) -> None:
 
     async def send_all():
         async with Client(settings) as client:
-            for emit in emits:
-                await client.send(emit.topic, emit.key, emit.value)
+            await client.send_as_admin(emits)
             await client.flush()
 
     try:

@@ -89,10 +89,13 @@ def cmd_demo(args) -> int:
     else:
         print(demo.render(report))
         ledger = report["ledger"]
+        believed = ("every record signed by its writer" if not ledger["records_not_believed"] else
+                    f"{ledger['records_not_believed']} record(s) NOT BELIEVED (unsigned or signed by an unpinned key)")
         print(f"audit ledger: {ledger['events_in_ledger']} events, chains "
-              f"{'verified' if ledger.get('ok') else 'FAILED verification'}; "
+              f"{'verified' if ledger.get('ok') else 'FAILED verification'}, {believed}; "
               f"inspect with WARDEN_HOME={settings.home} warden audit verify")
-    return 0 if report["all_as_expected"] and report["ledger"].get("ok") else 1
+    ledger_ok = report["ledger"].get("ok") and not report["ledger"]["records_not_believed"]
+    return 0 if report["all_as_expected"] and ledger_ok else 1
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:

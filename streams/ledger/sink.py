@@ -32,7 +32,8 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import datetime, timedelta
@@ -47,7 +48,9 @@ from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
+from runtime.trust import PinnedAuditKeys
 from schemas import topics
+from schemas.auth import AuditKeys, AuditSigner, audit_writer, claimed_service
 from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint as checkpoints
 from streams.ledger.endpoint import Endpoint
@@ -150,6 +153,11 @@ def _truncated(chain: int, seq: int, signed: int) -> str:
     )
 
 
+def ledger_key_id(public_hex: str) -> str:
+    """The ledger's key id as its notices name it: the first 16 hex digits of its public key."""
+    return public_hex.removeprefix("0x")[:16]
+
+
 def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str, now: datetime) -> AuditEvent:
     """A record the sink cannot read still takes its place in the chain, so the
     ledger accounts for every offset of the topic."""
@@ -168,17 +176,28 @@ def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str
     )
 
 
-def decode(partition: int, offset: int, raw: bytes | None, max_bytes: int, now: datetime) -> list[Row]:
+def decode(partition: int, offset: int, raw: bytes | None, headers, max_bytes: int, now: datetime,
+           keys: AuditKeys, writer: tuple[str, str | None] | None = None) -> list[Row]:
     """The rows of one record: its events in order, or the one event saying why it is unreadable
-    (a record that is not wholly valid is kept whole, as its payload, never split)."""
+    or not believed (a record that is not wholly valid is kept whole, as its payload, never split).
+    A record is believed when a key ``keys`` pins for its writer's role signed it (``headers``)
+    and none of its events claims to be another of Warden's services (`schemas.auth`).
+    ``writer``: `audit_writer`'s verdict on the record, when the caller already has it."""
     if raw is None:
         return [row_of(unreadable_event(partition, offset, raw, "record has no value (tombstone)", now))]
     if len(raw) > max_bytes:
         return [row_of(unreadable_event(
             partition, offset, raw[:max_bytes], f"record is {len(raw)} bytes, over WARDEN_MAX_RECORD_BYTES={max_bytes}", now
         ))]
+    role, forged = writer or audit_writer(raw, headers, keys)
+    if forged is not None:
+        return [row_of(unreadable_event(partition, offset, raw, f"not believed: {forged}", now))]
     try:
-        return parse(raw)
+        rows = parse(raw)
+        forged = claimed_service(role, [row.actor for row in rows])
+        if forged is not None:
+            return [row_of(unreadable_event(partition, offset, raw, f"not believed: {forged}", now))]
+        return rows
     except ValueError as exc:
         return [row_of(unreadable_event(
             partition, offset, raw, f"neither an AuditEvent nor a JSON array of them: {str(exc)[:500]}", now))]
@@ -242,13 +261,22 @@ def checkpoint_table(signed: list[tuple[checkpoints.Checkpoint, tuple[str, ...]]
 
 
 def append_records(
-    store: Store, ledger: Ledger, records: Iterable[tuple[int, int, bytes | None]], now: datetime, max_bytes: int
+    store: Store, ledger: Ledger, records: Iterable[tuple[int, int, bytes | None, Sequence[tuple[str, bytes]]]],
+    now: datetime, max_bytes: int, keys: AuditKeys,
 ) -> tuple[int, int]:
-    """One batch of raw records ``(partition, offset, value)`` into the ledger: parsed (a record
-    may hold several events, each its own row), event ids the ledger holds skipped, chained, and
-    stored in one INSERT. Returns (events read, events appended). On a StoreError the ledger's
-    state is ahead of the store: resume from the store."""
-    rows = [(p, offset, row) for p, offset, raw in records for row in decode(p, offset, raw, max_bytes, now)]
+    """One batch of raw records ``(partition, offset, value, headers)`` into the ledger: checked
+    against the writers' ``keys`` and parsed (`decode`: a record may hold several events, each its
+    own row), event ids the ledger holds skipped, chained, and stored in one INSERT. Returns
+    (events read, events appended). On a StoreError the ledger's state is ahead of the store:
+    resume from the store."""
+    records = list(records)
+    # The signatures are checked in the pool a chunk ahead of the parsing here, so both cores work.
+    chunks = [records[lo:lo + _CHECK_CHUNK] for lo in range(0, len(records), _CHECK_CHUNK)]
+    checked = [_CHECKS.submit(lambda chunk: [_writer(r, max_bytes, keys) for r in chunk], chunk) for chunk in chunks]
+    rows = []
+    for chunk, writers in zip(chunks, checked):
+        rows += [(p, offset, row) for (p, offset, raw, headers), writer in zip(chunk, writers.result())
+                 for row in decode(p, offset, raw, headers, max_bytes, now, keys, writer)]
     candidates = ledger.seen.stored_candidates([row.event_id for _, _, row in rows])
     duplicates = stored_ids(store, candidates)
     appended = ledger.append_rows(rows, now, duplicates)
@@ -256,6 +284,17 @@ def append_records(
     if len(batch):
         store.insert(AUDIT_LOG, batch.to_arrow())
     return len(rows), appended
+
+
+# An Ed25519 verification (~65 us here) is most of the sink's cost per record, and OpenSSL runs it
+# without the GIL: checked in threads, while this one parses, a batch takes both cores.
+_CHECKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-check")
+_CHECK_CHUNK = 128
+
+
+def _writer(record: tuple, max_bytes: int, keys: AuditKeys) -> tuple[str, str | None] | None:
+    _, _, raw, headers = record
+    return None if raw is None or len(raw) > max_bytes else audit_writer(raw, headers, keys)
 
 
 def sign_checkpoints(
@@ -320,6 +359,10 @@ class _Sink:
         self.store = store
         self.options = options
         self.key = load_or_create_signing_key(settings.home)
+        # The notices it publishes are audit records like any other: signed, and checked on the way back in.
+        public = checkpoints.public_key_hex(self.key)
+        self.audit_signer = AuditSigner("ledger", ledger_key_id(public), self.key)
+        self.audit_keys = PinnedAuditKeys(settings, ledger_key_id(public), public)
         self.ledger: Ledger | None = None
         self.unpublished: list[checkpoints.Checkpoint] = []
         self.appended = 0
@@ -360,10 +403,10 @@ class _Sink:
         self.unpublished = await asyncio.to_thread(latest_checkpoints, self.store)
 
     async def append(self, records: dict, now: datetime) -> None:
-        raw = [(tp.partition, m.offset, m.value) for tp, messages in records.items() for m in messages]
-        # Parsing and hashing run in the thread too: the event loop keeps serving the endpoint.
+        raw = [(tp.partition, m.offset, m.value, m.headers) for tp, messages in records.items() for m in messages]
+        # Parsing, checking and hashing run in the thread too: the event loop keeps serving the endpoint.
         read, appended = await asyncio.to_thread(
-            append_records, self.store, self.ledger, raw, now, self.settings.max_record_bytes
+            append_records, self.store, self.ledger, raw, now, self.settings.max_record_bytes, self.audit_keys
         )
         self.appended += appended
         metrics.LEDGER_APPENDED.inc(appended)
@@ -380,7 +423,8 @@ class _Sink:
         while self.notices:
             notice = self.notices[0]
             try:
-                await producer.send_and_wait(topics.AUDIT_EVENTS, notice.to_bytes(), key=b"")
+                value = notice.to_bytes()
+                await producer.send_and_wait(topics.AUDIT_EVENTS, value, key=b"", headers=self.audit_signer.headers(value))
             except KafkaError as exc:
                 log.warning("cannot publish %s yet (%s); retried", notice.action, exc)
                 return

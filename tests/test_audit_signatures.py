@@ -1,0 +1,122 @@
+"""Who the ledger believes an audit record from: a record on warden.audit.events counts only
+when a pinned key of its writer's role signed its bytes, and no event in it claims to be another
+of Warden's services (`schemas.auth.audit_writer`, `claimed_service`, `runtime.trust.PinnedAuditKeys`,
+`streams.ledger.sink.decode`). The same rules on the real broker: tests/test_ledger_sink.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.admin import load_or_create_admin_key
+from infra.client import admin_audit_signer
+from runtime.config import Settings
+from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, audit_signer
+from schemas.auth import (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER, AuditSigner, audit_writer, claimed_service,
+                          public_key_hex)
+from schemas.emit import audit
+from schemas.models import audit_record
+from streams.ledger.sink import decode, ledger_key_id
+
+NOW = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return dataclasses.replace(Settings(), home=tmp_path / "home")
+
+
+@pytest.fixture
+def ledger_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def keys(settings, ledger_key) -> PinnedAuditKeys:
+    public = public_key_hex(ledger_key)
+    return PinnedAuditKeys(settings, ledger_key_id(public), public)
+
+
+def _event(actor: str, action: str = "tx.signed") -> bytes:
+    return audit(actor, action, "intent:i-1", NOW, "i-1", actor, intent_id="i-1", agent_id="a-1").value
+
+
+def test_each_writer_is_believed_under_its_own_pinned_key(settings, keys, ledger_key):
+    worker, signer = audit_signer(settings, "worker"), audit_signer(settings, "signer")
+    supervisor, admin = audit_signer(settings, "supervisor"), admin_audit_signer(settings)
+    ledger = AuditSigner("ledger", ledger_key_id(public_key_hex(ledger_key)), ledger_key)
+    for writer, actor, role in ((worker, "service:streams", "worker"), (signer, "service:signer", "signer"),
+                                (supervisor, "service:supervisor", "supervisor"),
+                                (admin, f"admin:{LOCAL_ADMIN_ID}", "admin"), (ledger, "service:ledger", "ledger")):
+        value = _event(actor)
+        assert audit_writer(value, writer.headers(value), keys) == (role, None)
+        rows = decode(0, 7, value, writer.headers(value), 65_536, NOW, keys)
+        assert [(row.actor, row.action) for row in rows] == [(actor, "tx.signed")]
+
+
+def test_a_key_written_after_the_reader_started_is_believed_at_once(settings, keys):
+    """The sink decides a record once, for good: a service (or admin) whose key file appeared a
+    moment ago must not be taken for a forger."""
+    value = _event("service:streams")
+    assert keys.audit_key("worker", settings.worker_id) is None
+    worker = audit_signer(settings, "worker")  # the worker starts after the sink
+    assert audit_writer(value, worker.headers(value), keys) == ("worker", None)
+    admin_value = _event("admin:local-admin", "vault.created")
+    assert keys.audit_key("admin", LOCAL_ADMIN_ID) is None
+    load_or_create_admin_key(settings.home)
+    assert audit_writer(admin_value, admin_audit_signer(settings).headers(admin_value), keys) == ("admin", None)
+
+
+def test_what_a_topic_writer_without_a_pinned_key_can_send_is_not_believed(settings, keys):
+    worker = audit_signer(settings, "worker")
+    value = _event("service:signer")
+    good = worker.headers(value)
+    stranger = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
+    bare_signature = [(AUDIT_BY_HEADER, good[0][1]),  # the worker's key over the bytes alone, without the context
+                      (AUDIT_SIGNATURE_HEADER, Ed25519PrivateKey.generate().sign(value))]
+    cases = {
+        "no headers": ([], "unsigned: the record has no warden-audit-by and warden-audit-signature headers"),
+        "no signature": ([good[0]], "unsigned: "),
+        "no role": ([(AUDIT_BY_HEADER, b"streams-0"), good[1]], "warden-audit-by b'streams-0' is not <role>:<key id>"),
+        "unknown role": ([(AUDIT_BY_HEADER, b"auditor:x"), good[1]], "is not <role>:<key id> with a role of"),
+        "unpinned id": ([(AUDIT_BY_HEADER, b"worker:nobody"), good[1]], "warden-audit-by worker:nobody is not a pinned worker key"),
+        "another key under the worker's id": (stranger.headers(value), "the signature does not verify against worker key"),
+        "the signature of other bytes": (worker.headers(value + b" "), "the signature does not verify"),
+        "a signature without the audit context": (bare_signature, "the signature does not verify"),
+        "a signature that is no signature": ([good[0], (AUDIT_SIGNATURE_HEADER, b"\x00" * 3)], "does not verify"),
+        "the worker's key passed off as the signer's": ([(AUDIT_BY_HEADER, f"signer:{settings.worker_id}".encode()),
+                                                         good[1]], "is not a pinned signer key"),
+    }
+    for name, (headers, why) in cases.items():
+        role, reason = audit_writer(value, headers, keys)
+        assert reason is not None and why in reason, (name, reason)
+        rows = decode(0, 7, value, headers, 65_536, NOW, keys)
+        assert [(row.actor, row.action) for row in rows] == [("service:ledger", "dlq.recorded")], name
+        details = orjson.loads(rows[0].details)
+        assert details["reason"] == f"not believed: {reason}", name
+        assert details["payload_sha256"] and details["payload_b64"], name
+
+
+def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, keys):
+    """The worker's key makes it the worker: its record may name agents and admins (it verified
+    their signatures) but not the signer, the ledger or the supervisor."""
+    assert claimed_service("worker", ["agent:a-1", "service:streams", "admin:local-admin"]) is None
+    assert claimed_service("signer", ["service:signer", "service:signer-0"]) is None  # a key release's requester
+    assert claimed_service("admin", ["admin:local-admin", "service:admin-cli"]) is None
+    assert claimed_service("worker", ["service:streams", "service:signer"]) == (
+        "an event claims actor 'service:signer', which a worker key may not write as")
+    assert claimed_service("admin", ["service:streams"]) is not None
+    assert claimed_service("signer", ["service:ledger"]) is not None
+    worker = audit_signer(settings, "worker")
+    value = audit_record([_event("service:streams", "intent.approved"), _event("service:signer")])
+    rows = decode(3, 9, value, worker.headers(value), 65_536, NOW, keys)
+    assert [(row.actor, row.action) for row in rows] == [("service:ledger", "dlq.recorded")]
+    assert orjson.loads(rows[0].details)["reason"] == (
+        "not believed: an event claims actor 'service:signer', which a worker key may not write as")
+    signer = audit_signer(settings, "signer")
+    value = _event("service:signer")
+    assert [row.actor for row in decode(3, 10, value, signer.headers(value), 65_536, NOW, keys)] == ["service:signer"]
