@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from runtime.config import Settings
 from schemas.auth import AuditSigner, Role, load_or_create_ed25519, public_key_hex
 
 LOCAL_ADMIN_ID = "local-admin"
+_PUBLIC_KEY = re.compile(r"0x[0-9a-f]{64}")
 
 
 def local_admin_key_file(home: Path) -> Path:
@@ -57,7 +60,13 @@ def service_key(settings: Settings, role: Role) -> tuple[str, Ed25519PrivateKey]
     key_id = {"worker": settings.worker_id, "signer": settings.signer_id, "supervisor": "supervisor"}[role]
     path = service_key_file(settings.home, role, key_id)
     key = load_or_create_ed25519(path)
-    path.with_suffix(".pub").write_text(public_key_hex(key) + "\n")
+    public, pub_file = public_key_hex(key) + "\n", path.with_suffix(".pub")
+    # Replaced whole, never rewritten in place: a reader that caught the file empty or half
+    # written would pin no key, or a wrong one, and refuse this service's records.
+    if not pub_file.exists() or pub_file.read_text() != public:
+        temporary = pub_file.with_suffix(f".pub.{os.getpid()}.tmp")
+        temporary.write_text(public)
+        temporary.replace(pub_file)
     return key_id, key
 
 
@@ -94,7 +103,9 @@ class PinnedServiceKeys:
         self._read_at = time.monotonic()
         for role in ("worker", "signer", "supervisor"):
             folder = self.settings.home / "services" / role
-            self._local[role] = {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.pub"))}
+            found = {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.pub"))}
+            # Only what looks like a key: a file caught mid-write must not be pinned as one.
+            self._local[role] = {key_id: pub for key_id, pub in found.items() if _PUBLIC_KEY.fullmatch(pub)}
 
 
 def audit_signer(settings: Settings, role: Role) -> AuditSigner:
@@ -121,7 +132,10 @@ class PinnedAuditKeys:
             return self._ledger.get(key_id)
         if role == "admin":
             if key_id not in self._admins and not self.settings.admin_keys:
-                self._admins = pinned_admin_keys(self.settings)
+                try:
+                    self._admins = pinned_admin_keys(self.settings)
+                except ValueError:  # the local admin key caught mid-write: no new key yet
+                    pass
             return self._admins.get(key_id)
         if role in ("worker", "signer", "supervisor"):
             return self._services.key_now(role, key_id)  # type: ignore[arg-type]

@@ -129,4 +129,15 @@ def writer_headers(settings: Settings, value: bytes) -> list[tuple[str, bytes]]:
     under ``settings.home`` (the ones the sink pins there): the signer's when its events are the
     signer's, else the worker's."""
     actors = {event.actor for event in audit_events_of(value)}
-    return audit_signer(settings, "signer" if "service:signer" in actors else "worker").headers(value)
+    return _writer(settings, "signer" if "service:signer" in actors else "worker").headers(value)
+
+
+_writers: dict[tuple[Path, str], object] = {}
+
+
+def _writer(settings: Settings, role: str):
+    # Once per service and home, as a service loads its key once when it starts.
+    key = (settings.home, role)
+    if key not in _writers:
+        _writers[key] = audit_signer(settings, role)
+    return _writers[key]

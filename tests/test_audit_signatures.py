@@ -120,3 +120,23 @@ def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, 
     signer = audit_signer(settings, "signer")
     value = _event("service:signer")
     assert [row.actor for row in decode(3, 10, value, signer.headers(value), 65_536, NOW, keys)] == ["service:signer"]
+
+
+def test_a_key_file_caught_mid_write_is_not_pinned(settings, keys):
+    """CI caught the sink reading a service's .pub while it was being rewritten: it pinned the
+    empty text as the key, and refused every later record of that service. Now a reader pins only
+    what looks like a key, and a service replaces the file whole, only when it changed."""
+    folder = settings.home / "services" / "worker"
+    folder.mkdir(parents=True)
+    (folder / f"{settings.worker_id}.pub").write_text("")  # the moment between truncate and write
+    assert keys.audit_key("worker", settings.worker_id) is None
+    (folder / f"{settings.worker_id}.pub").write_text("0x12")
+    assert keys.audit_key("worker", settings.worker_id) is None
+    worker = audit_signer(settings, "worker")
+    value = _event("service:streams")
+    assert audit_writer(value, worker.headers(value), keys) == ("worker", None)
+    written = (folder / f"{settings.worker_id}.pub").stat()
+    audit_signer(settings, "worker")  # a restart of the same service
+    again = (folder / f"{settings.worker_id}.pub").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    assert not list(folder.glob("*.tmp"))
