@@ -363,6 +363,7 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
     records the ledger did not believe are counted from there."""
     from streams.ledger.keys import local_public_key
     from streams.ledger.sink import next_offsets
+    from streams.ledger.verify import not_believed
     from streams.ledger.store import open_reader
     from streams.ledger.verify import verify
 
@@ -384,12 +385,7 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
         report = verify(store, local_public_key(settings.home)).to_dict()
         # No one but Warden's own writers wrote to this stack's topics: a record the ledger did
         # not believe is one a Warden process sent unsigned or signed with a key no one pins.
-        of_the_run = " OR ".join(f"(source_partition = {int(p)} AND source_offset >= {int(o)})"
-                                 for p, o in (since or {}).items()) or "1"
-        report["records_not_believed"] = store.arrow(
-            "SELECT count() AS n FROM audit_log WHERE actor = 'service:ledger' AND action = 'dlq.recorded' "
-            f"AND startsWith(JSONExtractString(details, 'reason'), 'not believed:') AND ({of_the_run})"
-        ).column("n")[0].as_py()
+        report["records_not_believed"] = not_believed(store, since)
     finally:
         store.close()
     report["records_published"] = sum(ends.values())

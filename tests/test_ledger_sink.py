@@ -32,6 +32,7 @@ from streams.ledger.schema import AUDIT_LOG
 from streams.ledger.sink import SinkOptions, run_sink
 from streams.ledger.store import ChdbStore, store_path
 from streams.ledger.verify import verify
+from infra.cli import main
 from infra.stack import free_port
 from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
 
@@ -85,7 +86,8 @@ def _rows(settings: Settings, sql: str) -> list[dict]:
         store.close()
 
 
-def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(tmp_path, broker):
+def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(tmp_path, broker, monkeypatch,
+                                                                                      capsys):
     settings = _settings(tmp_path, broker)
     worker = audit_signer(settings, "worker")
     events = pipeline_events(300)
@@ -175,6 +177,14 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         store.close()
     assert report.ok, [p.describe() for p in report.problems]
     assert all(c.uncovered_rows == 0 for c in report.chains)
+    # What the auditor's command says of them: the chains are sound, and four records were not believed.
+    monkeypatch.setenv("WARDEN_HOME", str(settings.home))
+    monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")  # no sink serves: chDB directly
+    capsys.readouterr()
+    assert main(["audit", "verify", "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["records_not_believed"] == 4
+    assert main(["audit", "verify"]) == 0
+    assert "note: 4 record(s) on warden.audit.events were not believed" in capsys.readouterr().out
 
     published = asyncio.run(_checkpoints_on_topic(broker))
     assert published and all(signature_valid(cp, key) for cp in published)

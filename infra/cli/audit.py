@@ -24,7 +24,7 @@ from streams.ledger.checkpoint import public_key_hex
 from streams.ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
 from streams.ledger.schema import AUDIT_LOG
 from streams.ledger.store import StoreError, open_reader
-from streams.ledger.verify import verify
+from streams.ledger.verify import not_believed, verify
 
 EXPORT_PAGE_ROWS = 200_000
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -81,12 +81,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         report = verify(store, key, [args.chain] if args.chain is not None else None, since, until, progress)
         changes = source_changes(store)
+        doubted = not_believed(store)
     except StoreError as exc:
         return _fail(str(exc))
     finally:
         store.close()
     if args.json:
-        print_json({**report.to_dict(), "source_changes": changes})
+        print_json({**report.to_dict(), "source_changes": changes, "records_not_believed": doubted})
     elif report.ok:
         rate = f", {report.rows / report.seconds:,.0f} rows/s" if report.seconds else ""
         uncovered = sum(c.uncovered_rows for c in report.chains)
@@ -99,11 +100,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAILED: {len(report.problems)} problem(s); the first bad row of each chain:")
         for problem in report.problems:
             print(f"  {problem.describe()}")
-    for change in changes:
+    for change in [] if args.json else changes:  # --json carries them as "source_changes"
         # Not a broken chain, but a possible gap: said every time, so it is never missed.
         print(f"note: at {change['ts']} the ledger's broker changed ({change['previous_cluster_id']} -> "
               f"{change['cluster_id']}); records the previous broker held past offsets "
               f"{change['previous_next_offsets']} were never appended")
+    if doubted and not args.json:  # --json: "records_not_believed"
+        # Not a broken chain either: attempts to write the trail, kept as evidence.
+        print(f"note: {doubted:,} record(s) on warden.audit.events were not believed (unsigned, signed by a key "
+              "the ledger does not pin, or speaking as another service); see them with `warden audit query "
+              "\"SELECT ts, resource, JSONExtractString(details, 'reason') FROM audit_log WHERE "
+              "startsWith(JSONExtractString(details, 'reason'), 'not believed')\"`")
     return 0 if report.ok else 1
 
 

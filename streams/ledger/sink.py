@@ -60,6 +60,7 @@ from streams.ledger.merkle import Frontier
 from streams.ledger.records import Row, parse, row_of
 from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, ID_HASH64_SQL
 from streams.ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
+from streams.ledger.verify import NOT_BELIEVED
 
 log = logging.getLogger("warden.ledger")
 
@@ -191,12 +192,12 @@ def decode(partition: int, offset: int, raw: bytes | None, headers, max_bytes: i
         ))]
     role, forged = writer or audit_writer(raw, headers, keys)
     if forged is not None:
-        return [row_of(unreadable_event(partition, offset, raw, f"not believed: {forged}", now))]
+        return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
     try:
         rows = parse(raw)
         forged = claimed_service(role, [row.actor for row in rows])
         if forged is not None:
-            return [row_of(unreadable_event(partition, offset, raw, f"not believed: {forged}", now))]
+            return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
         return rows
     except ValueError as exc:
         return [row_of(unreadable_event(

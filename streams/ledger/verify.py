@@ -37,7 +37,7 @@ from streams.ledger.chain import format_ts, genesis_hash
 from streams.ledger.checkpoint import Checkpoint, signature_valid
 from streams.ledger.merkle import Frontier, PairHasher, hash_pairs
 from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
-from streams.ledger.store import Store
+from streams.ledger.store import Store, sql_string
 
 # Rows per page: small enough that the first page arrives (and the last is folded) while the other
 # core works, large enough that a query's fixed cost is noise. A power of two: a page that starts
@@ -488,3 +488,19 @@ def _plan(
     check = ChainCheck(chain, start, anchor, frontier, [cp for cp, _ in valid], until is None, hasher)
     check.result.problems.extend(forged)
     return check, (start, hi)
+
+
+# How the reason of a record the sink did not believe begins (`streams.ledger.sink.decode`), for those who count them.
+NOT_BELIEVED = "not believed: "
+
+
+def not_believed(store: Store, since: dict[int, int] | None = None) -> int:
+    """How many records on warden.audit.events the ledger did not believe (unsigned, signed by a
+    key it does not pin, or speaking as another service); ``since`` (partition → offset): only
+    those from there on."""
+    read_from = " OR ".join(f"(source_partition = {int(p)} AND source_offset >= {int(o)})"
+                            for p, o in (since or {}).items()) or "1"
+    return store.arrow(
+        f"SELECT count() AS n FROM {AUDIT_LOG} WHERE actor = 'service:ledger' AND action = 'dlq.recorded' "
+        f"AND startsWith(JSONExtractString(details, 'reason'), {sql_string(NOT_BELIEVED)}) AND ({read_from})"
+    ).column("n")[0].as_py()
