@@ -363,9 +363,8 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
     records the ledger did not believe are counted from there."""
     from streams.ledger.keys import local_public_key
     from streams.ledger.sink import next_offsets
-    from streams.ledger.verify import not_believed
     from streams.ledger.store import open_reader
-    from streams.ledger.verify import verify
+    from streams.ledger.verify import not_believed, verify
 
     ends = asyncio.run(_audit_end_offsets(settings))
     store = open_reader(settings)
@@ -391,6 +390,7 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
     report["records_published"] = sum(ends.values())
     report["events_in_ledger"] = held
     progress(f"ledger: {held} audit events appended from the {report['records_published']} audit records the broker "
-             f"reported, {report['records_not_believed']} not believed (unsigned or signed by an unpinned key); "
+             f"reported, {report['records_not_believed']} not believed (unsigned, signed by an unpinned key or "
+             f"speaking as another service); "
              f"verify {'OK' if report.get('ok') else 'FAILED'}")
     return report

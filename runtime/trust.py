@@ -20,6 +20,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -101,7 +102,7 @@ class PinnedServiceKeys:
 
     def _read_local(self) -> None:
         self._read_at = time.monotonic()
-        for role in ("worker", "signer", "supervisor"):
+        for role in get_args(Role):
             folder = self.settings.home / "services" / role
             found = {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.pub"))}
             # Only what looks like a key: a file caught mid-write must not be pinned as one.
@@ -137,6 +138,6 @@ class PinnedAuditKeys:
                 except ValueError:  # the local admin key caught mid-write: no new key yet
                     pass
             return self._admins.get(key_id)
-        if role in ("worker", "signer", "supervisor"):
+        if role in get_args(Role):
             return self._services.key_now(role, key_id)  # type: ignore[arg-type]
         return None

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat, PublicFormat,
                                                           load_pem_private_key)
 
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, get_args
 
 import orjson
 
@@ -145,7 +145,7 @@ def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | Non
 AUDIT_BY_HEADER = "warden-audit-by"
 AUDIT_SIGNATURE_HEADER = "warden-audit-signature"
 AuditRole = Literal["worker", "signer", "supervisor", "ledger", "admin"]
-AUDIT_ROLES: tuple[AuditRole, ...] = ("worker", "signer", "supervisor", "ledger", "admin")
+AUDIT_ROLES: tuple[AuditRole, ...] = get_args(AuditRole)
 # The one "service:" actor each role may claim; admins claim none.
 SERVICE_ACTORS: dict[str, str] = {"worker": "service:streams", "signer": "service:signer",
                                   "supervisor": "service:supervisor", "ledger": "service:ledger"}

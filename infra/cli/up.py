@@ -90,7 +90,7 @@ def cmd_demo(args) -> int:
         print(demo.render(report))
         ledger = report["ledger"]
         believed = ("every record signed by its writer" if not ledger["records_not_believed"] else
-                    f"{ledger['records_not_believed']} record(s) NOT BELIEVED (unsigned or signed by an unpinned key)")
+                    f"{ledger['records_not_believed']} record(s) NOT BELIEVED (see warden audit verify)")
         print(f"audit ledger: {ledger['events_in_ledger']} events, chains "
               f"{'verified' if ledger.get('ok') else 'FAILED verification'}, {believed}; "
               f"inspect with WARDEN_HOME={settings.home} warden audit verify")
