@@ -10,6 +10,7 @@ outcome they are shown.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption
 from typing import Literal, Protocol, TypeVar, get_args
 
 import orjson
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from schemas.models import (AgentPolicy, DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage,
                             SignedTransaction, TransactionIntent)
@@ -169,10 +172,27 @@ class AuditKeys(Protocol):
     def audit_key(self, role: str, key_id: str) -> str | None: ...
 
 
-def audit_writer(value: bytes, headers, keys: AuditKeys) -> tuple[str, str | None]:
-    """(role, None) when ``value`` carries a valid signature of a pinned key of ``role``; otherwise
-    (role or "", why it must not be believed). ``headers``: the record's Kafka headers, as
-    (name, bytes) pairs."""
+@dataclass(frozen=True)
+class AuditClaim:
+    """Who a record's headers say wrote it, and what must prove it: ``signature``, by ``public``
+    (the key pinned for ``role`` and ``key_id``), over the record's bytes."""
+
+    role: str
+    key_id: str
+    public: bytes
+    signature: bytes
+
+    def verdict(self, valid: bool) -> tuple[str, str | None]:
+        """`audit_writer`'s answer once the signature was checked (``valid``)."""
+        if valid:
+            return self.role, None
+        return self.role, f"the signature does not verify against {self.role} key {self.key_id[:100]!r}"
+
+
+def audit_claim(headers, keys: AuditKeys) -> AuditClaim | tuple[str, str]:
+    """The claim a record's ``headers`` make, to be proved by `audit_signature_valid`; or, when
+    they make none a pinned key could prove, `audit_writer`'s verdict (role or "", why the
+    record must not be believed). ``headers``: the record's Kafka headers, as (name, bytes) pairs."""
     found = {name: data for name, data in headers or () if name in (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER)}
     by, signature = found.get(AUDIT_BY_HEADER), found.get(AUDIT_SIGNATURE_HEADER)
     if by is None or signature is None:
@@ -185,11 +205,43 @@ def audit_writer(value: bytes, headers, keys: AuditKeys) -> tuple[str, str | Non
     if public is None:
         return role, f"{AUDIT_BY_HEADER} {role}:{key_id[:100]} is not a pinned {role} key"
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public.removeprefix("0x"))).verify(
-            signature, _AUDIT_CONTEXT + value)
-    except (InvalidSignature, ValueError):
-        return role, f"the signature does not verify against {role} key {key_id[:100]!r}"
-    return role, None
+        public_bytes = bytes.fromhex(public.removeprefix("0x"))
+    except ValueError:
+        return AuditClaim(role, key_id, b"", signature).verdict(False)
+    return AuditClaim(role, key_id, public_bytes, signature)
+
+
+def audit_signature_valid(public: bytes, signature: bytes, value: bytes) -> bool:
+    """Whether ``signature`` is ``public``'s Ed25519 signature of the audit record ``value``.
+
+    Verified by libsodium, not OpenSSL as every other signature here: the ledger checks every
+    audit record, and libsodium takes ~39 us per record of four events on this machine where
+    OpenSSL takes ~58. Both are RFC 8032 Ed25519; libsodium is the stricter (it also refuses
+    small-order keys and non-canonical encodings, which no honest writer produces)."""
+    # Lengths checked first: libsodium reads 32 bytes of key and 64 of signature, whatever it is handed.
+    if len(public) != 32 or len(signature) != 64:
+        return False
+    try:
+        crypto_sign_open(signature + _AUDIT_CONTEXT + value, public)
+    except BadSignatureError:
+        return False
+    return True
+
+
+def audit_signatures_valid(checks: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """`audit_signature_valid` of each (public, signature, value): what the ledger's checking
+    processes run (`streams.ledger.checks`)."""
+    return [audit_signature_valid(public, signature, value) for public, signature, value in checks]
+
+
+def audit_writer(value: bytes, headers, keys: AuditKeys) -> tuple[str, str | None]:
+    """(role, None) when ``value`` carries a valid signature of a pinned key of ``role``; otherwise
+    (role or "", why it must not be believed). ``headers``: the record's Kafka headers, as
+    (name, bytes) pairs."""
+    claim = audit_claim(headers, keys)
+    if not isinstance(claim, AuditClaim):
+        return claim
+    return claim.verdict(audit_signature_valid(claim.public, claim.signature, value))
 
 
 _SERVICES = frozenset(SERVICE_ACTORS.values())
