@@ -14,13 +14,24 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children so far (Linux /proc), in seconds; 0 once it
-    is gone."""
+    """User + system CPU of a process and of its children, live (the ledger's signature checkers)
+    or reaped, so far (Linux /proc), in seconds; 0 once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+    own = sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+    return own + sum(cpu_seconds(child) for child in _live_children(pid))
+
+
+def _live_children(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return children
 
 
 def numbers(text: str) -> list[int]:

@@ -29,6 +29,7 @@ from schemas.auth import AuditSigner, public_key_hex as auth_public_key_hex
 from schemas.models import audit_record
 from streams.ledger.checkpoint import public_key_hex
 from streams.ledger.append import Batch, Ledger, SeenIds
+from streams.ledger.checks import WriterChecks
 from streams.ledger.sink import append_records, sign_checkpoints
 from streams.ledger.store import ChdbStore
 from streams.ledger.verify import verify
@@ -39,6 +40,7 @@ CHAINS = 4
 CHECKPOINT_EVERY = 1_000
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MAX_RECORD_BYTES = Settings().max_record_bytes
+BATCH_RECORDS = Settings().ledger.batch_max
 # Events per audit record in the pipeline: the demo's ledger held 215 events from 61 records.
 EVENTS_PER_RECORD = 4
 
@@ -85,26 +87,37 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
 
 
 def append(store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey,
-           batch: int, per_record: int) -> float:
+           batch: int) -> float:
     """The sink's append path (streams.ledger.sink.append_records and sign_checkpoints) over
-    ``raw`` in batches of about ``batch`` events, as the sink's loop runs it minus the broker:
-    every record's signature checked, parsed, chained, stored."""
+    ``raw`` in batches of ``batch`` records, as the sink's loop runs it minus the broker:
+    every record's signature checked (a batch's checks start before the previous batch is
+    appended, as the sink starts them when it fetches), parsed, chained, stored."""
     ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
     offsets = dict.fromkeys(range(CHAINS), 0)
-    step = max(1, batch // per_record)
-    # pyarrow loads its time-zone data on the first zoned timestamp column it builds (~0.3 s): a
-    # cost of the process, once, not of appending, so it is paid before the clock starts.
-    Batch().to_arrow()
-    started = time.perf_counter()
-    for lo in range(0, len(raw), step):
-        now = datetime.now(timezone.utc)
+    batches = []
+    for lo in range(0, len(raw), batch):
         chunk = []
-        for partition, value, headers in raw[lo : lo + step]:
+        for partition, value, headers in raw[lo : lo + batch]:
             chunk.append((partition, offsets[partition], value, headers))
             offsets[partition] += 1
-        append_records(store, ledger, chunk, now, MAX_RECORD_BYTES, keys)
-        sign_checkpoints(store, ledger, key, now, CHECKPOINT_EVERY, timedelta(seconds=10))
-    return time.perf_counter() - started
+        batches.append(chunk)
+    checks = WriterChecks()
+    try:
+        # pyarrow loads its time-zone data on the first zoned timestamp column it builds (~0.3 s),
+        # and the checking processes start: costs of the process, once, not of appending.
+        Batch().to_arrow()
+        checks.submit(batches[0][:1], keys, MAX_RECORD_BYTES).writers()
+        started = time.perf_counter()
+        checked = checks.submit(batches[0], keys, MAX_RECORD_BYTES)
+        for i, chunk in enumerate(batches):
+            following = checks.submit(batches[i + 1], keys, MAX_RECORD_BYTES) if i + 1 < len(batches) else None
+            now = datetime.now(timezone.utc)
+            append_records(store, ledger, chunk, checked, now, MAX_RECORD_BYTES, keys)
+            sign_checkpoints(store, ledger, key, now, CHECKPOINT_EVERY, timedelta(seconds=10))
+            checked = following
+        return time.perf_counter() - started
+    finally:
+        checks.close()
 
 
 def run(events: int, batch: int, per_record: int, progress) -> dict:
@@ -121,8 +134,8 @@ def run(events: int, batch: int, per_record: int, progress) -> dict:
             # As the sink does once started (run_sink): what exists now lives on, so the collector
             # stops rescanning it; the generated records stand in for the broker's.
             gc.freeze()
-            progress(f"appending in batches of {batch:,}")
-            append_seconds = append(store, raw, keys, key, batch, per_record)
+            progress(f"appending in batches of {batch:,} records")
+            append_seconds = append(store, raw, keys, key, batch)
             del raw
             progress("verifying")
             report = verify(store, bytes.fromhex(public_key_hex(key)))
@@ -135,7 +148,7 @@ def run(events: int, batch: int, per_record: int, progress) -> dict:
         return {
             "events": events,
             "chains": CHAINS,
-            "batch": batch,
+            "batch_records": batch,
             "events_per_record": per_record,
             "append_seconds": round(append_seconds, 3),
             "append_events_per_s": round(append_rate),
@@ -152,7 +165,9 @@ def run(events: int, batch: int, per_record: int, progress) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden bench ledger", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="store size (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=10_000, help="events per INSERT (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=BATCH_RECORDS,
+                        help="records per INSERT (default: %(default)s, WARDEN_LEDGER_BATCH: what the sink "
+                             "takes at once when records wait)")
     parser.add_argument("--events-per-record", type=int, default=EVENTS_PER_RECORD,
                         help="events a producer joins into one signed record (default: %(default)s, as in the "
                              "pipeline; 1 is the worst case: a signature check per event)")

@@ -30,7 +30,7 @@ from streams.ledger.checkpoint import Checkpoint, signature_valid
 from streams.ledger.keys import local_public_key
 from streams.ledger.schema import AUDIT_LOG
 from streams.ledger.sink import SinkOptions, run_sink
-from streams.ledger.store import ChdbStore, store_path
+from streams.ledger.store import ChdbStore, StoreError, store_path
 from streams.ledger.verify import verify
 from infra.cli import main
 from infra.stack import free_port
@@ -192,6 +192,59 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     assert heads <= {(cp.chain, cp.seq) for cp in published}
 
 
+def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhile_is_lost(tmp_path, broker,
+                                                                                          monkeypatch, caplog):
+    """The sink fetches the next batch (and has its signatures checked) while it appends one: when
+    that append fails, the batch fetched meanwhile is dropped and read again from where the store
+    ends, so every offset of the topic is in the ledger once, in order."""
+    settings = _settings(tmp_path, broker)
+    events = pipeline_events(1_200, agents=8)
+    inserts = {"audit_log": 0}
+    real_insert = ChdbStore.insert
+
+    def failing_third(store, table, data):
+        if table == AUDIT_LOG:
+            inserts["audit_log"] += 1
+            if inserts["audit_log"] == 3:
+                raise StoreError("insert into audit_log failed: disk full (a test's)")
+        return real_insert(store, table, data)
+
+    monkeypatch.setattr(ChdbStore, "insert", failing_third)
+
+    async def scenario() -> int:
+        await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+        stop = asyncio.Event()
+        options = SinkOptions(checkpoint_every=100, checkpoint_interval=timedelta(seconds=1), batch_max=64)
+        task = asyncio.create_task(run_sink(settings, stop, options=options))
+        deadline, count = time.monotonic() + 60, -1
+        while time.monotonic() < deadline and not task.done() and count < len(events):
+            await asyncio.sleep(0.3)
+            count = await asyncio.to_thread(_count_via_endpoint, settings)
+        stop.set()
+        await task
+        return count
+
+    with caplog.at_level("ERROR", logger="warden.ledger"):
+        assert asyncio.run(scenario()) == len(events)
+    assert inserts["audit_log"] > 3 and "resuming from what it holds" in caplog.text
+    rows = _rows(settings, f"SELECT chain, seq, source_partition AS p, source_offset AS o, event_id FROM {AUDIT_LOG} "
+                           "ORDER BY chain, seq")
+    assert {r["event_id"] for r in rows} == {e.event_id for e in events} and len(rows) == len(events)
+    for chain in {r["chain"] for r in rows}:
+        offsets = [r["o"] for r in rows if r["chain"] == chain]
+        assert offsets == list(range(len(offsets))), f"chain {chain}: every offset once, in order"
+    _assert_verifies(settings)
+
+
+def _assert_verifies(settings: Settings) -> None:
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        report = verify(store, local_public_key(settings.home))
+    finally:
+        store.close()
+    assert report.ok, [p.describe() for p in report.problems]
+
+
 def _start_sink(settings: Settings, log: Path) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -271,12 +324,7 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
         assert r["n"] == r["ids"], "no duplicate"
         assert (r["lo"], r["hi"]) == (0, r["n"] - 1), "no gap"
     assert sum(r["ids"] for r in rows) == len({e.event_id for e in events})
-    store = ChdbStore(store_path(settings), read_only=True)
-    try:
-        report = verify(store, local_public_key(settings.home))
-    finally:
-        store.close()
-    assert report.ok, [p.describe() for p in report.problems]
+    _assert_verifies(settings)
     assert "resumed from" in log.read_text()
 
 

@@ -32,8 +32,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from datetime import datetime, timedelta
@@ -51,6 +50,7 @@ from runtime.readiness import mark_ready
 from runtime.trust import PinnedAuditKeys
 from schemas import topics
 from schemas.auth import AuditKeys, AuditSigner, audit_writer, claimed_service
+from streams.ledger.checks import Checked, Record, WriterChecks
 from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint as checkpoints
 from streams.ledger.endpoint import Endpoint
@@ -262,22 +262,16 @@ def checkpoint_table(signed: list[tuple[checkpoints.Checkpoint, tuple[str, ...]]
 
 
 def append_records(
-    store: Store, ledger: Ledger, records: Iterable[tuple[int, int, bytes | None, Sequence[tuple[str, bytes]]]],
-    now: datetime, max_bytes: int, keys: AuditKeys,
+    store: Store, ledger: Ledger, records: Sequence[Record], checked: Checked, now: datetime, max_bytes: int,
+    keys: AuditKeys,
 ) -> tuple[int, int]:
-    """One batch of raw records ``(partition, offset, value, headers)`` into the ledger: checked
-    against the writers' ``keys`` and parsed (`decode`: a record may hold several events, each its
-    own row), event ids the ledger holds skipped, chained, and stored in one INSERT. Returns
-    (events read, events appended). On a StoreError the ledger's state is ahead of the store:
-    resume from the store."""
-    records = list(records)
-    # The signatures are checked in the pool a chunk ahead of the parsing here, so both cores work.
-    chunks = [records[lo:lo + _CHECK_CHUNK] for lo in range(0, len(records), _CHECK_CHUNK)]
-    checked = [_CHECKS.submit(lambda chunk: [_writer(r, max_bytes, keys) for r in chunk], chunk) for chunk in chunks]
-    rows = []
-    for chunk, writers in zip(chunks, checked):
-        rows += [(p, offset, row) for (p, offset, raw, headers), writer in zip(chunk, writers.result())
-                 for row in decode(p, offset, raw, headers, max_bytes, now, keys, writer)]
+    """One batch of raw records ``(partition, offset, value, headers)`` into the ledger: their
+    writers' signatures as ``checked`` found them (`WriterChecks.submit` on the same records),
+    parsed (`decode`: a record may hold several events, each its own row), event ids the ledger
+    holds skipped, chained, and stored in one INSERT. Returns (events read, events appended). On a
+    StoreError the ledger's state is ahead of the store: resume from the store."""
+    rows = [(p, offset, row) for (p, offset, raw, headers), writer in zip(records, checked.writers())
+            for row in decode(p, offset, raw, headers, max_bytes, now, keys, writer)]
     candidates = ledger.seen.stored_candidates([row.event_id for _, _, row in rows])
     duplicates = stored_ids(store, candidates)
     appended = ledger.append_rows(rows, now, duplicates)
@@ -285,17 +279,6 @@ def append_records(
     if len(batch):
         store.insert(AUDIT_LOG, batch.to_arrow())
     return len(rows), appended
-
-
-# An Ed25519 verification (~65 us here) is most of the sink's cost per record, and OpenSSL runs it
-# without the GIL: checked in threads, while this one parses, a batch takes both cores.
-_CHECKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-check")
-_CHECK_CHUNK = 128
-
-
-def _writer(record: tuple, max_bytes: int, keys: AuditKeys) -> tuple[str, str | None] | None:
-    _, _, raw, headers = record
-    return None if raw is None or len(raw) > max_bytes else audit_writer(raw, headers, keys)
 
 
 def sign_checkpoints(
@@ -354,9 +337,16 @@ async def _partitions(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[T
     return []
 
 
+@dataclass(frozen=True)
+class Fetched:
+    records: list[Record]
+    checked: Checked
+
+
 class _Sink:
-    def __init__(self, settings: Settings, store: Store, options: SinkOptions) -> None:
+    def __init__(self, settings: Settings, store: Store, options: SinkOptions, checks: WriterChecks) -> None:
         self.settings = settings
+        self.checks = checks
         self.store = store
         self.options = options
         self.key = load_or_create_signing_key(settings.home)
@@ -403,11 +393,19 @@ class _Sink:
         # byte-identical and witnesses keep one copy.
         self.unpublished = await asyncio.to_thread(latest_checkpoints, self.store)
 
-    async def append(self, records: dict, now: datetime) -> None:
-        raw = [(tp.partition, m.offset, m.value, m.headers) for tp, messages in records.items() for m in messages]
-        # Parsing, checking and hashing run in the thread too: the event loop keeps serving the endpoint.
+    async def fetch(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> "Fetched":
+        """The next batch, its writers' signatures being checked (in processes) from now on."""
+        gathered = await _gather(consumer, tps, self.options)
+        records = [(tp.partition, m.offset, m.value, m.headers) for tp, messages in gathered.items() for m in messages]
+        # In a thread: an unknown key id makes the pinned keys read their files.
+        checked = await asyncio.to_thread(self.checks.submit, records, self.audit_keys, self.settings.max_record_bytes)
+        return Fetched(records, checked)
+
+    async def append(self, fetched: "Fetched", now: datetime) -> None:
+        # Parsing and hashing run in a thread: the event loop keeps serving the endpoint and fetching.
         read, appended = await asyncio.to_thread(
-            append_records, self.store, self.ledger, raw, now, self.settings.max_record_bytes, self.audit_keys
+            append_records, self.store, self.ledger, fetched.records, fetched.checked, now,
+            self.settings.max_record_bytes, self.audit_keys
         )
         self.appended += appended
         metrics.LEDGER_APPENDED.inc(appended)
@@ -457,6 +455,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
         max_partition_fetch_bytes=settings.max_message_bytes,
     )
     producer = new_producer(settings)
+    checks = WriterChecks()
     try:
         await asyncio.to_thread(store.ensure_schema)
         if isinstance(store, ChdbStore):
@@ -470,7 +469,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
                     "set WARDEN_LEDGER_HTTP to a free host:port"
                 ) from None
             log.info("serving read-only SQL (ClickHouse HTTP) on http://%s", settings.ledger_http)
-        sink = _Sink(settings, store, options)
+        sink = _Sink(settings, store, options, checks)
         log.info("checkpoint public key %s", checkpoints.public_key_hex(sink.key))
         await consumer.start()
         await producer.start()
@@ -486,12 +485,22 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
         metrics.serve(settings, "ledger")
         mark_ready(settings, "ledger")
         reported_at, reported = time.monotonic(), 0
+        fetched: Fetched | None = None  # a batch fetched while the one before it was appended
         while not stop.is_set():
-            records = await _gather(consumer, tps, options)
+            if fetched is None:
+                fetched = await sink.fetch(consumer, tps)
             now = utcnow()
             try:
-                if records:
-                    await sink.append(records, now)
+                if fetched.records:
+                    # The next batch is fetched, and its writers' signatures checked, while this
+                    # one is chained and inserted: under load both cores stay busy.
+                    appending = asyncio.create_task(sink.append(fetched, now))
+                    fetched = None
+                    try:
+                        following = await sink.fetch(consumer, tps)
+                    finally:
+                        await appending
+                    fetched = following
                     lag = 0
                     for tp in tps:
                         highwater = consumer.highwater(tp)
@@ -499,9 +508,12 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
                             lag += max(0, highwater - await consumer.position(tp))
                     metrics.LEDGER_LAG.set(lag)
                     metrics.CONSUMER_LAG.labels("ledger").set(lag)
+                else:
+                    fetched = None
                 await sink.checkpoint(now)
             except StoreError as exc:
                 log.error("write to %s failed (%s); resuming from what it holds", store.description, exc)
+                fetched = None  # read again from where the store ends
                 await asyncio.sleep(1.0)
                 await sink.resume(consumer, tps)
                 continue
@@ -510,6 +522,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
                 log.info("appended %d events (%d redeliveries skipped)", sink.appended, sink.skipped)
                 reported_at, reported = time.monotonic(), sink.appended
     finally:
+        checks.close()
         await consumer.stop()
         await producer.stop()
         if endpoint is not None:
