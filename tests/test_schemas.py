@@ -430,9 +430,17 @@ def test_native_amounts_round_trip_exactly(wei, text):
 
 
 def test_parse_native_amount_refuses_numbers():
-    for number in (1, 0.1, True):
+    for number in (1, 0.1, True, ["1"], {"1": 1}):  # unhashable ones too: parses are remembered by their text
         with pytest.raises(ValueError, match="numbers are refused"):
             parse_native_amount(number)  # type: ignore[arg-type]
+
+
+def test_a_refused_amount_is_refused_every_time():
+    for _ in range(2):  # parses are remembered; refusals must not be
+        with pytest.raises(ValueError, match="at most 18 are allowed"):
+            parse_native_amount("0.0000000000000000001")
+    with pytest.raises(ValidationError, match="tx_value_eth|value"):
+        TransactionIntent.model_validate({**orjson.loads(_records()[0].to_bytes()), "value": [1]})
 
 
 # --- chain registry ------------------------------------------------------------------------------
