@@ -18,6 +18,7 @@ import time
 import urllib.request
 
 import orjson
+from aiokafka import AIOKafkaProducer
 from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -26,6 +27,7 @@ from infra.stack import REPO
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.emit import audit
 from schemas.models import SignedTransaction, audit_events_of
 from tests.support import make_agent, read_topic
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
@@ -107,5 +109,25 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert report["ok"] and report["source_changes"] == [], report
         status = up.status()
         assert status["ledger"] is not None and status["consumer_lag"]["signer"]["lag"] == 0
+        assert status["ledger"]["records_not_believed"] == 0  # only Warden's services wrote the trail
+        # A topic writer without a pinned key: the ledger keeps its record as not believed, and status says so.
+        forged = audit("service:signer", "tx.signed", "intent:forged", outcome.signed_at, "forged", intent_id="forged")
+        asyncio.run(_send_unsigned(settings, forged.value))
+        deadline = time.monotonic() + 30
+        while up.status()["ledger"]["records_not_believed"] != 1:
+            assert time.monotonic() < deadline, up.status()
+            time.sleep(0.5)
+        text = subprocess.run([sys.executable, "-m", "infra.cli", "status"], env=up.env, cwd=str(REPO),
+                              capture_output=True, text=True, timeout=60).stdout
+        assert "1 audit record(s) not believed" in text, text
     finally:
         assert up.stop() == 0
+
+
+async def _send_unsigned(settings: Settings, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.AUDIT_EVENTS, value, key=b"forged")
+    finally:
+        await producer.stop()

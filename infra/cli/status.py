@@ -22,6 +22,7 @@ from runtime.config import Settings, load
 from runtime.kafka import group_lag, partitions
 from runtime.metrics import metrics_file
 from schemas import topics
+from streams.ledger.verify import NOT_BELIEVED_SQL
 
 
 def _alive(pid: int | None) -> bool:
@@ -63,8 +64,10 @@ def ledger_lag(settings: Settings, ends: dict[int, int]) -> dict:
                         "WHERE action != 'ledger.source_changed' GROUP BY source_partition").result_rows
     appended = {int(p): int(o) for p, o in rows}
     changes = client.query("SELECT count() FROM audit_log WHERE action = 'ledger.source_changed'").result_rows[0][0]
+    forged = client.query(f"SELECT count() FROM audit_log WHERE {NOT_BELIEVED_SQL}").result_rows[0][0]
     behind = {str(p): max(0, end - appended.get(p, 0)) for p, end in ends.items()}
-    return {"lag": sum(behind.values()), "by_partition": behind, "source_changes": int(changes)}
+    return {"lag": sum(behind.values()), "by_partition": behind, "source_changes": int(changes),
+            "records_not_believed": int(forged)}
 
 
 def _metrics_url(settings: Settings, component: str) -> str | None:
@@ -108,6 +111,10 @@ def cmd_status(args) -> int:
         gap = (f"; its broker changed {ledger['source_changes']} time(s): see `warden audit verify`"
                if ledger["source_changes"] else "")
         print(f"  lag ledger   {ledger['lag']} audit records not yet appended{gap}")
+        if ledger["records_not_believed"]:
+            print(f"  ledger       {ledger['records_not_believed']} audit record(s) not believed (unsigned, signed "
+                  "by an unpinned key or speaking as another service): someone other than Warden's services "
+                  "writes to warden.audit.events; `warden audit verify` says how to list them")
     for error in report["errors"]:
         print(f"  could not read lag: {error}")
     return 0 if up else 1

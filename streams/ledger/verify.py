@@ -492,6 +492,9 @@ def _plan(
 
 # How the reason of a record the sink did not believe begins (`streams.ledger.sink.decode`), for those who count them.
 NOT_BELIEVED = "not believed: "
+# The ledger's own rows for the records it did not believe (`streams.ledger.sink.decode`).
+NOT_BELIEVED_SQL = (f"actor = 'service:ledger' AND action = 'dlq.recorded' "
+                    f"AND startsWith(JSONExtractString(details, 'reason'), {sql_string(NOT_BELIEVED)})")
 
 
 def not_believed(store: Store, since: dict[int, int] | None = None) -> int:
@@ -501,6 +504,5 @@ def not_believed(store: Store, since: dict[int, int] | None = None) -> int:
     read_from = " OR ".join(f"(source_partition = {int(p)} AND source_offset >= {int(o)})"
                             for p, o in (since or {}).items()) or "1"
     return store.arrow(
-        f"SELECT count() AS n FROM {AUDIT_LOG} WHERE actor = 'service:ledger' AND action = 'dlq.recorded' "
-        f"AND startsWith(JSONExtractString(details, 'reason'), {sql_string(NOT_BELIEVED)}) AND ({read_from})"
+        f"SELECT count() AS n FROM {AUDIT_LOG} WHERE {NOT_BELIEVED_SQL} AND ({read_from})"
     ).column("n")[0].as_py()
