@@ -10,6 +10,7 @@ outcome they are shown.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +32,28 @@ O = TypeVar("O", bound=Outcome)
 
 
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
-    """A local Ed25519 identity key (PKCS#8 PEM, mode 0600), created on first use."""
+    """A local Ed25519 identity key (PKCS#8 PEM, mode 0600), created on first use.
+
+    The file appears whole or not at all: the key is written to a file of its own and linked into
+    place, so a process reading it meanwhile (a worker pinning the admin key at start) never sees
+    half a key, and of two processes creating it at once both end with the one that was linked."""
     if path.exists():
         return load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(draft, path)  # never replaces a key: one already there wins
+        except FileExistsError:
+            return load_pem_private_key(path.read_bytes(), password=None)  # type: ignore[return-value]
+    finally:
+        draft.unlink(missing_ok=True)
     return key
 
 

@@ -140,3 +140,43 @@ def test_a_key_file_caught_mid_write_is_not_pinned(settings, keys):
     again = (folder / f"{settings.worker_id}.pub").stat()
     assert (again.st_ino, again.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
     assert not list(folder.glob("*.tmp"))
+
+
+def test_a_key_created_by_several_writers_at_once_is_one_key_and_never_read_half_written(tmp_path):
+    """The first admin command, a worker pinning the admin key at start and a second admin command
+    can all meet an admin key that does not exist yet: every one must end with the same key, and
+    a reader must never see the file half-written (it used to be written in place)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from schemas.auth import load_or_create_ed25519
+
+    for attempt in range(20):
+        path = tmp_path / f"attempt-{attempt}" / "admin.pem"
+        seen: list[bytes] = []
+        start = threading.Barrier(9)
+        done = threading.Event()
+
+        def watch() -> None:
+            start.wait()
+            while not done.is_set():
+                if path.exists():
+                    seen.append(path.read_bytes())
+
+        def create() -> str:
+            start.wait()
+            return public_key_hex(load_or_create_ed25519(path))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                keys = set(pool.map(lambda _: create(), range(8)))
+        finally:
+            done.set()
+            watcher.join()
+        assert len(keys) == 1, keys
+        assert keys == {public_key_hex(load_or_create_ed25519(path))}
+        assert all(text.startswith(b"-----BEGIN PRIVATE KEY-----") and text.rstrip().endswith(
+            b"-----END PRIVATE KEY-----") for text in seen), "a reader saw the key half-written"
+        assert [p.name for p in path.parent.iterdir()] == ["admin.pem"]  # no draft left behind
