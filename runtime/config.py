@@ -92,6 +92,10 @@ class LedgerSettings:
     batch_max: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_BATCH", "5000")))
 
 
+# The fetch wait on S3 broker storage unless set (see Settings.fetch_wait_setting).
+S3_FETCH_WAIT_MS = 500
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("WARDEN_HOME", ".warden")).resolve())
@@ -175,7 +179,16 @@ class Settings:
     def fetch_wait_ms(self) -> int:
         if self.fetch_wait_setting is not None:
             return self.fetch_wait_setting
-        return 10 if self.broker_storage == "memory" else 500
+        return 10 if self.broker_storage == "memory" else S3_FETCH_WAIT_MS
+
+    def fetch_wait_warning(self) -> str | None:
+        """What an operator must hear when WARDEN_FETCH_WAIT_MS is shorter than S3 storage needs."""
+        if self.broker_storage == "memory" or self.fetch_wait_ms >= S3_FETCH_WAIT_MS:
+            return None
+        return (f"WARDEN_FETCH_WAIT_MS={self.fetch_wait_ms} on S3 broker storage: Tansu answers a fetch that needs "
+                f"an S3 read only if the wait covers the read, and a reader at 20 ms was seen stuck, empty fetch "
+                f"after empty fetch (clients then wait on outcomes already written). Unset it (the default on S3 "
+                f"is {S3_FETCH_WAIT_MS}) unless your S3 answers faster than this wait")
 
     @property
     def signer_state_dir(self) -> Path:

@@ -26,6 +26,9 @@ def _settings(**overrides) -> Settings:
 def cmd_up(args) -> int:
     settings = _settings(topology=args.topology, allow_dev_root=True,
                          broker_storage="memory" if args.memory else "durable")
+    warning = settings.fetch_wait_warning()
+    if warning:
+        note(f"warden up: warning: {warning}")
     stack = LocalStack(settings)
     try:
         stack.start()
