@@ -353,14 +353,15 @@ def run(waits: list[int], hops: int, partitions: list[int], seconds: float, prog
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden bench broker", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--waits", type=numbers, default=[5, 20, 100],
-                        help="consumer fetch waits to measure a hop at, ms, comma-separated (default: 5,20,100)")
+    # 10 is WARDEN_FETCH_WAIT_MS's default on memory storage: the wait the pipeline runs at.
+    parser.add_argument("--waits", type=numbers, default=[5, 10, 20, 100],
+                        help="consumer fetch waits to measure a hop at, ms, comma-separated (default: 5,10,20,100)")
     parser.add_argument("--hops", type=int, default=150, help="records per fetch wait (default: %(default)s)")
     parser.add_argument("--partitions", type=numbers, default=[4, 24],
                         help="partition counts for the idle figure, comma-separated (default: 4,24)")
     parser.add_argument("--seconds", type=float, default=8.0, help="idle measurement per count (default: %(default)s)")
-    parser.add_argument("--pipeline-waits", type=numbers, default=[5, 20],
-                        help="fetch waits to run the empty pipeline at, ms, comma-separated (default: 5,20)")
+    parser.add_argument("--pipeline-waits", type=numbers, default=[5, 10, 20],
+                        help="fetch waits to run the empty pipeline at, ms, comma-separated (default: 5,10,20)")
     parser.add_argument("--pipeline-records", type=int, default=1000,
                         help="records through the empty pipeline per fetch wait (default: %(default)s)")
     parser.add_argument("--rate", type=int, default=100, help="the pipeline's offered records/s (default: %(default)s)")
