@@ -24,7 +24,7 @@ from streams.ledger.checkpoint import public_key_hex
 from streams.ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
 from streams.ledger.schema import AUDIT_LOG
 from streams.ledger.store import StoreError, open_reader
-from streams.ledger.verify import not_believed, verify
+from streams.ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
 
 EXPORT_PAGE_ROWS = 200_000
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -109,8 +109,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         # Not a broken chain either: attempts to write the trail, kept as evidence.
         print(f"note: {doubted:,} record(s) on warden.audit.events were not believed (unsigned, signed by a key "
               "the ledger does not pin, or speaking as another service); see them with `warden audit query "
-              "\"SELECT ts, resource, JSONExtractString(details, 'reason') FROM audit_log WHERE "
-              "startsWith(JSONExtractString(details, 'reason'), 'not believed')\"`")
+              f"\"SELECT ts, resource, JSONExtractString(details, 'reason') FROM audit_log WHERE {NOT_BELIEVED_SQL}\"`")
     return 0 if report.ok else 1
 
 

@@ -50,9 +50,9 @@ from runtime.readiness import mark_ready
 from runtime.trust import PinnedAuditKeys
 from schemas import topics
 from schemas.auth import AuditKeys, AuditSigner, audit_writer, claimed_service
-from streams.ledger.checks import Checked, Record, WriterChecks
 from schemas.models import AuditEvent, event_id
 from streams.ledger import checkpoint as checkpoints
+from streams.ledger.checks import Checked, Record, WriterChecks
 from streams.ledger.endpoint import Endpoint
 from streams.ledger.keys import load_or_create_signing_key
 from streams.ledger.append import ChainHead, Ledger, SeenIds
@@ -495,12 +495,10 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
                     # The next batch is fetched, and its writers' signatures checked, while this
                     # one is chained and inserted: under load both cores stay busy.
                     appending = asyncio.create_task(sink.append(fetched, now))
-                    fetched = None
                     try:
-                        following = await sink.fetch(consumer, tps)
+                        fetched = await sink.fetch(consumer, tps)
                     finally:
-                        await appending
-                    fetched = following
+                        await appending  # its StoreError drops what was fetched meanwhile (below)
                     lag = 0
                     for tp in tps:
                         highwater = consumer.highwater(tp)
