@@ -1,12 +1,13 @@
 """Who wrote each audit record: the signatures checked in processes of their own.
 
-An Ed25519 verification (~60 us here) costs the sink more than everything else it does for a
-record of four events (~40 us: parsing, hashing, chaining, the INSERT). Threads cannot share that
-out: the appending thread holds the GIL, and a checking thread, back from OpenSSL after each
-verification, waits for it (a batch checked in threads while the previous one was appended: 32.6k
-events/s; checked in the appending batch's own thread pool: 38-44k). So the sink hands a batch's
-checks to checking processes as soon as it has fetched the batch (`WriterChecks.submit`), and they
-run while the previous batch is chained and inserted (`Checked.writers` collects the verdicts).
+An Ed25519 verification (~58 us here in OpenSSL, ~39 in libsodium) costs the sink about as much
+as everything else it does for a record of four events (~40-50 us: parsing, hashing, chaining,
+the INSERT). Threads cannot share that out: the appending thread holds the GIL, and a checking
+thread, back from the library after each verification, waits for it (a batch checked in threads
+while the previous one was appended: 32.6k events/s; checked in the appending batch's own thread
+pool: 38-44k). So the sink hands a batch's checks to checking processes as soon as it has fetched
+the batch (`WriterChecks.submit`), and they run while the previous batch is chained and inserted
+(`Checked.writers` collects the verdicts).
 
 What the checks decide, and what a refusal says, is `schemas.auth.audit_writer`'s: the claims
 (headers, pinned keys) are read here, the signatures verified in the checker
@@ -43,7 +44,7 @@ Verdict = tuple[str, str | None]
 Check = tuple[bytes, bytes, bytes]  # (public key, signature, record value)
 
 # Records per request: small enough that every checker gets a share of a batch, large enough
-# that a round trip costs little next to ~60 us per record.
+# that a round trip costs little next to ~40 us per record.
 _CHUNK = 1024
 _REPO = Path(__file__).resolve().parents[2]
 CHECKER_NICENESS = 10
