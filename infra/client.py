@@ -27,8 +27,8 @@ from pydantic import ValidationError
 
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
-from schemas.auth import (AuditSigner, ServiceKeys, audit_writer, load_or_create_ed25519, outcome_forgery,
-                          sign_human_approval, sign_intent, sign_policy)
+from schemas.auth import (AuditSigner, ServiceKeys, VaultEventSigner, audit_writer, load_or_create_ed25519,
+                          outcome_forgery, sign_human_approval, sign_intent, sign_policy)
 from schemas.emit import Emit
 from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApproval, IntentParked, IntentRejected,
                             SealedSecret, SealingKey, SignedMessage, SignedTransaction, TransactionIntent, TypedData,
@@ -167,11 +167,16 @@ class Client:
         return await self._producer.send(topic, value, key=key.encode())
 
     async def send_as_admin(self, emits: list[Emit]) -> list[asyncio.Future]:
-        """What an admin's command left behind (custody's audit records and vault events), the
-        audit records signed with the local admin key: the ledger believes no unsigned one."""
-        signer = admin_audit_signer(self.settings)
-        return [await self._producer.send(e.topic, e.value, key=e.key.encode(), headers=audit_headers(e, signer))
-                for e in emits]
+        """What an admin's command left behind (custody's audit records and vault events), each
+        signed with the local admin key: the ledger believes no unsigned audit record, and a signer
+        applies no unsigned vault event (`schemas.auth.vault_event_forgery`)."""
+        key = load_or_create_admin_key(self.settings.home)
+        audit_signer, vault_signer = AuditSigner("admin", LOCAL_ADMIN_ID, key), VaultEventSigner(LOCAL_ADMIN_ID, key)
+
+        def headers(emit: Emit) -> list[tuple[str, bytes]] | None:
+            return vault_signer.headers(emit.value) if emit.topic == topics.VAULT else audit_headers(emit, audit_signer)
+
+        return [await self._producer.send(e.topic, e.value, key=e.key.encode(), headers=headers(e)) for e in emits]
 
     async def submit(self, intent: TransactionIntent) -> asyncio.Future:
         return await self.send(topics.INTENTS_SUBMITTED, intent.agent_id, intent.to_bytes())

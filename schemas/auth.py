@@ -263,6 +263,55 @@ def audit_writer(value: bytes, headers, keys: AuditKeys) -> tuple[str, str | Non
     return claim.verdict(audit_signature_valid(claim.public, claim.signature, value))
 
 
+# -- vault events --------------------------------------------------------------------------------
+
+# An admin's command (`warden vault`, `warden keys`, provisioning) writes vault events to its home's
+# file log and publishes them on warden.vault, signed like its audit records but in headers of
+# their own and over another context: a signature over a vault event is no signature over anything
+# else. A signer applies only events a pinned admin signed. Without this, anyone who can write to
+# the topic could deactivate an agent's key, name a customer-managed key nobody holds or require an
+# attestation the signer cannot give, and every signer replaying the topic would stop signing for
+# good.
+VAULT_BY_HEADER = "warden-vault-by"
+VAULT_SIGNATURE_HEADER = "warden-vault-signature"
+_VAULT_CONTEXT = b"warden.vault\x00"
+
+
+class VaultEventSigner:
+    """Signs the vault events an admin's command puts on warden.vault (`headers`)."""
+
+    def __init__(self, key_id: str, key: Ed25519PrivateKey):
+        self.by = f"admin:{key_id}".encode()
+        self._key = key
+
+    def headers(self, value: bytes) -> list[tuple[str, bytes]]:
+        return [(VAULT_BY_HEADER, self.by), (VAULT_SIGNATURE_HEADER, self._key.sign(_VAULT_CONTEXT + value))]
+
+
+def vault_event_forgery(value: bytes, headers, keys: AuditKeys) -> str | None:
+    """None when a pinned admin signed the vault event ``value`` (`VaultEventSigner`); otherwise
+    why it must not be applied. ``headers``: the record's Kafka headers, as (name, bytes) pairs;
+    ``keys``: the admins' keys as the reader pins them (``keys.audit_key("admin", key id)``)."""
+    found = {name: data for name, data in headers or () if name in (VAULT_BY_HEADER, VAULT_SIGNATURE_HEADER)}
+    by, signature = found.get(VAULT_BY_HEADER), found.get(VAULT_SIGNATURE_HEADER)
+    if by is None or signature is None:
+        return (f"unsigned: the record has no {VAULT_BY_HEADER} and {VAULT_SIGNATURE_HEADER} headers; only a "
+                "pinned admin's command (warden vault, warden keys) writes vault events")
+    role, _, key_id = by.decode(errors="replace").partition(":")
+    if role != "admin" or not key_id:
+        return f"{VAULT_BY_HEADER} {by[:100]!r} is not admin:<key id>; only admins write vault events"
+    public = keys.audit_key("admin", key_id)
+    if public is None:
+        return f"{VAULT_BY_HEADER} admin:{key_id[:100]} is not a pinned admin key"
+    try:
+        public_bytes = bytes.fromhex(public.removeprefix("0x"))
+    except ValueError:
+        public_bytes = b""
+    if not ed25519_valid(public_bytes, signature, _VAULT_CONTEXT + value):
+        return f"the signature does not verify against admin key {key_id[:100]!r}"
+    return None
+
+
 _SERVICES = frozenset(SERVICE_ACTORS.values())
 
 

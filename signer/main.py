@@ -12,6 +12,7 @@ record.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import signal
 import time
@@ -23,12 +24,12 @@ from aiokafka.errors import CommitFailedError
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import follow, producer as new_producer, publish
+from runtime.kafka import follow, follow_records, producer as new_producer, publish
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
-from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
+from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
-from schemas.auth import AuditSigner, public_key_hex
+from schemas.auth import AuditSigner, public_key_hex, vault_event_forgery
 from schemas.emit import Emit, Source, audit
 from schemas.models import SealingKey, SignedTransaction
 from signer.attestation.announcement import attest
@@ -129,13 +130,20 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     policy_task = asyncio.create_task(follow_policies())
 
     async def follow_vault() -> None:
-        # Vaults are event-sourced: keys written on another machine arrive on warden.vault.
-        async for topic, value in follow(settings, (topics.VAULT,)):
-            if topic:
-                try:
-                    keystore.vaults.replay([value])
-                except Exception:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
-                    log.exception("unreadable vault event on %s; ignored", topics.VAULT)
+        # Vaults are event-sourced: keys written on another machine arrive on warden.vault. Only a
+        # pinned admin's events are applied; anything else is refused and the refusal recorded.
+        admins = PinnedAuditKeys(settings)
+        async for record in follow_records(settings, (topics.VAULT,)):
+            if record is None:
+                continue
+            forgery = vault_event_forgery(record.value, record.headers, admins)
+            if forgery is not None:
+                custody_audit(refused_vault_event(record, forgery, utcnow()))
+                continue
+            try:
+                keystore.vaults.replay([record.value])
+            except Exception:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
+                log.exception("unreadable vault event on %s; ignored", topics.VAULT)
 
     vault_task = asyncio.create_task(follow_vault())
     if tee == "none":
@@ -276,6 +284,15 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         await owner.stop()
         await producer.stop()
         await nodes.close()
+
+
+def refused_vault_event(record, why: str, now: datetime) -> Emit:
+    """The signer's audit record of a vault event it did not apply: where it was on the topic,
+    what it was (its digest and size, never its contents) and why."""
+    resource = f"record:{record.topic}/{record.partition}/{record.offset}"
+    log.warning("vault event %s not applied: %s", resource, why)
+    return audit(SERVICE, "vault.event_refused", resource, now, resource, reason=why,
+                 payload_sha256=hashlib.sha256(record.value or b"").hexdigest(), payload_bytes=len(record.value or b""))
 
 
 def announce(settings: Settings, sealing: SealingKeyPair, service_public: bytes,
