@@ -212,8 +212,8 @@ class Client:
     async def _sealing_keys(self, timeout_s: float) -> list[SealingKey]:
         """The announced keys this client may seal to: attested ones whose report verifies under
         the configured attestation policy and binds the signer's pinned service key, and
-        ``tee=none`` ones only with WARDEN_ALLOW_UNATTESTED_SIGNER=1 (``schemas.sealing.refusal``);
-        of each signer's, the newest that passes."""
+        ``tee=none`` ones only with WARDEN_ALLOW_UNATTESTED_SIGNER=1 and signed by the signer's
+        pinned service key (``schemas.sealing.refusal``); of each signer's, the newest that passes."""
         now, allow = utcnow(), self.settings.allow_unattested_signer
         policy = AttestationPolicy.from_settings(self.settings.attestation)
         pinned = PinnedServiceKeys(self.settings)
@@ -221,9 +221,12 @@ class Client:
         def problems(key: SealingKey) -> list[str]:
             return announcement.problems(key, policy, now, pinned.key("signer", key.signer_id))
 
+        def service_key(signer_id: str) -> str | None:
+            return pinned.key("signer", signer_id)
+
         announced = await sealing_keys(self.settings, timeout_s, accept=lambda key: refusal(
-            key, allow_unattested=allow, attestation_problems=problems) is None)
-        return usable_keys(announced, allow_unattested=allow, attestation_problems=problems)
+            key, allow_unattested=allow, attestation_problems=problems, service_key=service_key) is None)
+        return usable_keys(announced, allow_unattested=allow, attestation_problems=problems, service_key=service_key)
 
 
 async def sealing_keys(settings: Settings, timeout_s: float = 10.0,

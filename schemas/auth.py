@@ -24,8 +24,8 @@ import orjson
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from schemas.models import (AgentPolicy, DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage,
-                            SignedTransaction, TransactionIntent)
+from schemas.models import (AgentPolicy, DeadLetter, HumanApproval, IntentRejected, Outcome, SealingKey,
+                            SignedMessage, SignedTransaction, TransactionIntent)
 
 Role = Literal["worker", "signer", "supervisor"]
 O = TypeVar("O", bound=Outcome)
@@ -127,12 +127,39 @@ class ServiceKeys(Protocol):
 
 
 def sign_outcome(record: O, service_key: Ed25519PrivateKey, key_id: str) -> O:
+    return _service_signed(record, service_key, key_id)
+
+
+def _service_signed(record, service_key: Ed25519PrivateKey, key_id: str):
     # The signing bytes of the record as it will be with signed_by set (see service_signing_bytes),
     # built from one dump: copying the model twice costs more than the signature itself.
     body = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
     body["signed_by"] = key_id
     signature = service_key.sign(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hex()
     return record.model_copy(update={"signed_by": key_id, "service_signature": signature})
+
+
+# -- sealing-key announcements -------------------------------------------------------------------
+
+def sign_announcement(announced: SealingKey, service_key: Ed25519PrivateKey, key_id: str) -> SealingKey:
+    """A signer's sealing-key announcement signed with its service key, as its outcomes are."""
+    return _service_signed(announced, service_key, key_id)
+
+
+def announcement_forgery(announced: SealingKey, pinned_public: str | None) -> str | None:
+    """None when the signer's pinned service key (``pinned_public``) signed ``announced``; else
+    why a client must not seal to it. What ties a ``tee=none`` key to its signer: without it,
+    anyone who can write to warden.signer.sealing could announce a key under a signer's name
+    and collect the client shares sealed to it."""
+    if pinned_public is None:
+        return (f"{announced.signer_id}: runs with tee=none and no service key is pinned for it, so nothing "
+                "ties this sealing key to it; pin it (WARDEN_SIGNER_KEYS, or its key file under "
+                "$WARDEN_HOME/services/signer)")
+    if (not announced.service_signature or announced.signed_by != announced.signer_id
+            or not _verify(pinned_public, announced.service_signature, announced.service_signing_bytes())):
+        return (f"{announced.signer_id}: runs with tee=none and its announcement is not signed by its pinned "
+                "service key (a forged record on warden.signer.sealing?)")
+    return None
 
 
 def outcome_roles(record: Outcome) -> tuple[Role, ...]:

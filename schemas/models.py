@@ -293,8 +293,9 @@ class SealingKey(Record):
     """A signer's announcement of its sealing key: an X25519 public key made in memory when the
     signer starts and never stored. ``tee`` says where the signer runs; on SEV-SNP
     ``attestation`` carries a report binding this key, the signer's service key and a nonce
-    derived from ``announced_at``. With ``tee="none"`` nothing proves the key is the signer's,
-    and clients refuse it unless told to accept an unattested signer."""
+    derived from ``announced_at``. With ``tee="none"`` no hardware vouches for the key: clients
+    refuse it unless told to accept an unattested signer, and then take it only signed by the
+    signer's pinned service key (``signed_by``, ``service_signature``, as an outcome is)."""
 
     signer_id: Identifier
     key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
@@ -303,6 +304,13 @@ class SealingKey(Record):
     tee: str
     attestation: AttestationEvidence | None = None
     announced_at: UtcDatetime
+    signed_by: str = Field(default="", description="the key id of the signer's service key that signed this")
+    service_signature: str = Field(default="", description="Ed25519 over service_signing_bytes(), hex")
+
+    def service_signing_bytes(self) -> bytes:
+        """The announcement as it travels without service_signature, keys sorted (as an outcome's)."""
+        return orjson.dumps(self.model_dump(mode="json", by_alias=True, exclude={"service_signature"}),
+                            option=orjson.OPT_SORT_KEYS)
 
 
 class DeclaredOutflow(Record):

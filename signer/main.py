@@ -20,6 +20,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime import metrics
 from runtime.clock import utcnow
@@ -29,7 +30,7 @@ from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
-from schemas.auth import AuditSigner, public_key_hex, vault_event_forgery
+from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_forgery
 from schemas.emit import Emit, Source, audit
 from schemas.models import SealingKey, SignedTransaction
 from signer.attestation.announcement import attest
@@ -90,7 +91,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     sealing = SealingKeyPair()
     admin_keys = pinned_admin_keys(settings)
     policies = PolicyBook(admin_keys)
-    tee, announced = announce(settings, sealing, service_public, utcnow())
+    tee, announced = announce(settings, sealing, service, utcnow())
     legacy = settings.home / "signer" / "state.db"
     if legacy.exists():
         raise RuntimeError(f"{legacy} is a signer record from before partition-owned state; it is not on "
@@ -204,7 +205,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         # Clients believe an attested announcement for max_age_s: a fresh report well before that.
         while True:
             await asyncio.sleep(settings.attestation.max_age_s / 2)
-            _, again = announce(settings, sealing, service_public, utcnow())
+            _, again = announce(settings, sealing, service, utcnow())
             await (await producer.send(topics.SIGNER_SEALING, again.to_bytes(), key=settings.signer_id.encode()))
 
     reannounce_task = asyncio.create_task(reannounce()) if tee != "none" else None
@@ -295,11 +296,19 @@ def refused_vault_event(record, why: str, now: datetime) -> Emit:
                  payload_sha256=hashlib.sha256(record.value or b"").hexdigest(), payload_bytes=len(record.value or b""))
 
 
-def announce(settings: Settings, sealing: SealingKeyPair, service_public: bytes,
+def announce(settings: Settings, sealing: SealingKeyPair, service: tuple[str, Ed25519PrivateKey],
              now: datetime) -> tuple[str, SealingKey]:
-    """Where this signer runs and its sealing-key announcement: attested with an SEV-SNP report
-    binding the sealing key and the service key when the guest gives one (WARDEN_TEE=auto or
-    sev-snp), else ``tee=none``. WARDEN_TEE=sev-snp without a report does not start."""
+    """Where this signer runs and its sealing-key announcement, signed with its service key
+    (``service``: key id, private key): attested with an SEV-SNP report binding the sealing key
+    and the service key when the guest gives one (WARDEN_TEE=auto or sev-snp), else ``tee=none``,
+    where the signature is what ties the key to this signer. WARDEN_TEE=sev-snp without a report
+    does not start."""
+    tee, announced = _announcement(settings, sealing, bytes.fromhex(public_key_hex(service[1])[2:]), now)
+    return tee, sign_announcement(announced, service[1], service[0])
+
+
+def _announcement(settings: Settings, sealing: SealingKeyPair, service_public: bytes,
+                  now: datetime) -> tuple[str, SealingKey]:
     if settings.tee == "none":
         return "none", sealing.announcement(settings.signer_id, "none", now)
     evidence, how = attest(settings.signer_id, sealing.public_key, service_public, now,

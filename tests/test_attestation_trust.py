@@ -19,7 +19,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas.auth import outcome_forgery, public_key_hex, sign_outcome
+from runtime.trust import service_key_file
+from schemas.auth import load_or_create_ed25519, outcome_forgery, public_key_hex, sign_announcement, sign_outcome
 from schemas.models import IntentRejected, SealingKey
 from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
 from signer.attestation import evidence
@@ -147,10 +148,14 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, cas
 
 def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip):
     honest = attested_announcement(chip, "signer-a")
-    dev = SealingKeyPair().announcement("signer-dev", "none", NOW)
+    dev_key = Ed25519PrivateKey.generate()
+    dev = sign_announcement(SealingKeyPair().announcement("signer-dev", "none", NOW), dev_key, "signer-dev")
+    pinned = {"signer-dev": public_key_hex(dev_key)}.get
     check = lambda key: problems(key, policy_for(chip), NOW)  # noqa: E731
-    assert usable_keys([honest, dev], allow_unattested=False, attestation_problems=check) == [honest]
-    assert usable_keys([honest, dev], allow_unattested=True, attestation_problems=check) == [honest, dev]
+    assert usable_keys([honest, dev], allow_unattested=False, attestation_problems=check,
+                       service_key=pinned) == [honest]
+    assert usable_keys([honest, dev], allow_unattested=True, attestation_problems=check,
+                       service_key=pinned) == [honest, dev]
     # Given only a substitution for the signer (nothing else verifies): nothing is left.
     with pytest.raises(SealingRefused) as refused:
         usable_keys([_substituted(honest)], allow_unattested=True, attestation_problems=check)
@@ -423,13 +428,23 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
                              input=share, text=True, capture_output=True, cwd=REPO, timeout=60, env=env)
         assert cli.returncode == 2 and "report_data: " in cli.stderr, cli.stderr
 
-        # A tee=none substitute is refused without the opt-in (and accepted with it: the dev risk).
+        # A tee=none substitute, dated after the signer's real key: refused without the opt-in,
+        # and with it sealed around, since only the signer's pinned service key ties a tee=none
+        # key to the signer (it used to be taken: every share went to the substitute).
         run(publish(attacker.announcement(honest.signer_id, "none", utcnow())))
         unopted = dataclasses.replace(settings, allow_unattested_signer=False)
         with pytest.raises(SealingRefused, match="WARDEN_ALLOW_UNATTESTED_SIGNER"):
             run(seal(unopted))
+        (seen,) = run(sealing_keys(settings))
+        assert seen.key_id == attacker.key_id and seen.tee == "none"  # the newest on the topic
+        sealed = run(seal(settings))
+        assert [k.key_id for k in sealed.keys] == [honest.key_id]
+        sealed.wipe()
     finally:
-        run(publish(honest.model_copy(update={"announced_at": utcnow()})))
+        # The signer's real key, newest again: re-signed with the signer's own service key.
+        service = load_or_create_ed25519(service_key_file(settings.home, "signer", honest.signer_id))
+        run(publish(sign_announcement(honest.model_copy(update={"announced_at": utcnow()}), service,
+                                      honest.signer_id)))
     (restored,) = run(sealing_keys(settings))
     assert restored.key_id == honest.key_id
 

@@ -30,7 +30,7 @@ from eth_utils import keccak
 from infra.client import ClientKey, new_intent
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import public_key_hex, sign_policy
+from schemas.auth import public_key_hex, sign_announcement, sign_policy
 from schemas.emit import Source
 from schemas.models import (AgentPolicy, IntentApproved, IntentRejected, SealedSecret, SealingKey, SignedTransaction,
                             TransactionIntent)
@@ -187,8 +187,20 @@ def test_a_share_sealed_to_a_restarted_signer_is_not_sealed_here_and_both_envelo
 # ---------------------------------------------------------------------------------------------
 
 
+# Each signer's service key, as a client pins it (WARDEN_SIGNER_KEYS or the local key files).
+SERVICE_KEYS = {signer_id: Ed25519PrivateKey.generate() for signer_id in ("signer-a", "signer-b")}
+
+
+def _pinned(signer_id: str) -> str | None:
+    key = SERVICE_KEYS.get(signer_id)
+    return None if key is None else public_key_hex(key)
+
+
 def _announced(signer_id: str, tee: str) -> SealingKey:
-    return SealingKeyPair().announcement(signer_id, tee, NOW)
+    """An announcement as a signer makes it: signed with its service key, when it has one here."""
+    announced = SealingKeyPair().announcement(signer_id, tee, NOW)
+    key = SERVICE_KEYS.get(signer_id)
+    return announced if key is None else sign_announcement(announced, key, signer_id)
 
 
 def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable_attestation():
@@ -198,11 +210,11 @@ def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable
 
     plain = [_announced("signer-a", "none"), _announced("signer-b", "none")]
     with pytest.raises(SealingRefused) as unattested:
-        usable_keys(plain, allow_unattested=False)
+        usable_keys(plain, allow_unattested=False, service_key=_pinned)
     assert "WARDEN_ALLOW_UNATTESTED_SIGNER" in str(unattested.value)
     assert "signer-a" in str(unattested.value) and "signer-b" in str(unattested.value)
 
-    assert usable_keys(plain, allow_unattested=True) == plain
+    assert usable_keys(plain, allow_unattested=True, service_key=_pinned) == plain
 
     # A key claiming a TEE with nothing to verify it by is left out; alone, it is a refusal.
     snp = _announced("signer-snp", "sev-snp")
@@ -211,10 +223,42 @@ def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable
             usable_keys(keys, allow_unattested=False)
         assert "signer-snp" in str(attested.value) and "sev-snp" in str(attested.value)
         assert "attestation" in str(attested.value)
-    assert usable_keys([plain[0], snp], allow_unattested=True) == [plain[0]]
+    assert usable_keys([plain[0], snp], allow_unattested=True, service_key=_pinned) == [plain[0]]
     assert usable_keys([snp], allow_unattested=True, attestation_problems=lambda key: []) == [snp]
     with pytest.raises(SealingRefused, match="report_data: no"):
         usable_keys([snp], allow_unattested=True, attestation_problems=lambda key: ["report_data: no"])
+
+
+def test_an_unattested_key_is_sealed_to_only_when_its_signers_pinned_service_key_signed_it():
+    """With the development opt-in, a tee=none key used to be taken as announced: anyone who could
+    write to warden.signer.sealing could announce one under a signer's name (or a new name) and
+    collect every client share sealed to it. Now only the signer's pinned service key ties it."""
+    honest = _announced("signer-a", "none")
+    assert usable_keys([honest], allow_unattested=True, service_key=_pinned) == [honest]
+    attacker = Ed25519PrivateKey.generate()
+    pair = SealingKeyPair()
+    forgeries = {
+        "unsigned": pair.announcement("signer-a", "none", NOW),
+        "another key": sign_announcement(pair.announcement("signer-a", "none", NOW), attacker, "signer-a"),
+        "the honest signature on another key": pair.announcement("signer-a", "none", NOW).model_copy(
+            update={"signed_by": honest.signed_by, "service_signature": honest.service_signature}),
+        "signed as another signer": sign_announcement(pair.announcement("signer-a", "none", NOW),
+                                                      SERVICE_KEYS["signer-b"], "signer-b"),
+        "changed after signing": honest.model_copy(update={"announced_at": datetime(2031, 1, 1, tzinfo=timezone.utc)}),
+    }
+    for name, forged in forgeries.items():
+        with pytest.raises(SealingRefused) as refused:
+            usable_keys([forged], allow_unattested=True, service_key=_pinned)
+        assert "signer-a: runs with tee=none and its announcement is not signed by its pinned service key" \
+            in str(refused.value), name
+        # Beside the honest one it is left out, whichever is newer.
+        assert usable_keys([forged, honest], allow_unattested=True, service_key=_pinned) == [honest], name
+    # A signer nobody pinned a key for, or a client that pins none: nothing ties the key to it.
+    stranger = sign_announcement(SealingKeyPair().announcement("signer-evil", "none", NOW), attacker, "signer-evil")
+    for keys, service_key in (([stranger], _pinned), ([honest], None)):
+        with pytest.raises(SealingRefused, match="no service key is pinned for it"):
+            usable_keys(keys, allow_unattested=True, service_key=service_key)
+    assert usable_keys([honest, stranger], allow_unattested=True, service_key=_pinned) == [honest]
 
 
 def test_decode_client_share_reads_base64_32_bytes_and_says_what_is_wrong_otherwise():
