@@ -182,9 +182,23 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
         "latency_ms_p999": pct(latencies, 0.999),
         "stages_ms": {name: {"p50": pct(v, 0.5), "p99": pct(v, 0.99)} for name, v in stages.items()},
         "cpu_seconds": cpu, "cpu_percent_of_one_core": {name: round(100 * v / elapsed, 1) for name, v in cpu.items()},
+        **_cpu_per_intent(cpu, len(done)),
         "seconds": round(elapsed, 2),
         "first_rejections": rejected[:3],
     }
+
+
+def _cpu_per_intent(cpu: dict[str, float], done: int) -> dict:
+    """CPU milliseconds each process spent per completed intent, and what they add up to bound:
+    with every process on this machine's cores, no run can complete more intents a second than
+    cores x 1000 / the total. A run near that ceiling is bound by CPU, not by waiting; a faster
+    one needs less work per intent, wherever it is. At a low offered rate the processes' idle
+    polling is shared by few intents, so the ceiling says little there."""
+    per_intent = {name: round(1000 * seconds / done, 3) for name, seconds in cpu.items()} if done else {}
+    total = round(sum(per_intent.values()), 3)
+    cores = os.cpu_count() or 1
+    return {"cpu_ms_per_intent": per_intent, "cpu_ms_per_intent_total": total,
+            "cpu_bound_intents_per_s": round(cores * 1000 / total, 1) if total else None}
 
 
 def run(topology: str, agents: int, count: int, rate: int, progress, signers: int = 1, workers: int = 1) -> dict:
@@ -237,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {name:30} {figures['p50']!s:>8} {figures['p99']!s:>8}")
             print("  CPU (% of one core): " + ", ".join(f"{name} {v}" for name, v in
                                                        r["cpu_percent_of_one_core"].items()))
+            print("  CPU per intent (ms): " + ", ".join(f"{name} {v}" for name, v in r["cpu_ms_per_intent"].items())
+                  + f"; all {r['cpu_ms_per_intent_total']} ms, so {report['cpus']} cores complete at most "
+                  f"{r['cpu_bound_intents_per_s']} intents/s")
     return 0 if all(r["completed"] == r["intents"] for r in results) else 1
 
 

@@ -29,5 +29,12 @@ def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path):
     assert list(result["stages_ms"]) == list(STAGES)
     assert all(figures["p50"] is not None for figures in result["stages_ms"].values())
     assert {"broker", "streams", "signer", "ledger"} <= set(result["cpu_percent_of_one_core"])
+    # CPU per intent is each process's CPU over the completed intents, and bounds the rate.
+    per_intent = result["cpu_ms_per_intent"]
+    for name, seconds in result["cpu_seconds"].items():
+        assert abs(per_intent[name] - 1000 * seconds / result["completed"]) < 0.001
+    assert per_intent["streams"] > 0 and per_intent["signer"] > 0
+    assert abs(result["cpu_ms_per_intent_total"] - sum(per_intent.values())) < 0.01
+    assert result["cpu_bound_intents_per_s"] == round(os.cpu_count() * 1000 / result["cpu_ms_per_intent_total"], 1)
     # The stack's home (ledger store, keys, logs: ~30 MB) went with the run.
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("warden-bench-")] == []
