@@ -256,12 +256,13 @@ class Signer:
                 tx = build_transaction(intent, chain.chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type),
                                        signed_auths)
                 signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(agent.address[2:]))
+        # "from" is the address derived from this very key (`_address`), already in EIP-55 form.
         if sidecar is not None and intent.broadcast:  # kept until the transaction's status is final
             self._sidecars["0x" + signed.tx_hash.hex()] = sidecar
         result = SignedTransaction(
             intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
             signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
-            **{"from": txs.checksum(signed.sender)}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
+            **{"from": agent.address}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
             tx_type=intent.tx_type, status="signed" if intent.broadcast else "sign_only", tee=self.tee,
             signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
         )
