@@ -14,6 +14,7 @@ tables need no locks and the rolling window is serialized per agent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
@@ -177,11 +178,26 @@ def build_app(settings: Settings) -> faust.App:
             await publish(_guard(event, engine.on_rejected, event.value, utcnow()))
 
     if settings.topology == "fused":
+        # The fused hop decides every intent its consumer has ready before it sends what they
+        # emitted (`Held`): each agent's audit events of the lot leave as one record, and the lot's
+        # records share requests and batches on the broker.
+        held = Held(publish)
+
+        @app.timer(interval=HELD_FLUSH_S)
+        async def flush_held() -> None:
+            # The hop waits for its next record with outputs held only when the records it saw
+            # ready were then skipped (stale ones, at a rebalance): those go out within this interval.
+            await held.flush()
+
         @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
         async def intents(stream):
-            async for event in stream.events():
+            manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
+            async for event in manual.events():
                 fresh_windows()
-                await publish(await _aguard(event, engine.on_intent, event.value, source_of(event), utcnow()))
+                held.add(manual, event, await _aguard(event, engine.on_intent, event.value, source_of(event),
+                                                      utcnow()))
+                if held.count >= MAX_HELD or manual.channel.empty():
+                    await held.flush()
     elif settings.topology == "split":
         @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
         async def intake(stream):
@@ -200,6 +216,46 @@ def build_app(settings: Settings) -> faust.App:
     else:
         raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {settings.topology!r}")
     return app
+
+
+# At most this many decided intents wait for their outputs to be sent (a burst's lot), and for
+# at most this long when the hop waits with some held (`flush_held`).
+MAX_HELD = 200
+HELD_FLUSH_S = 0.02
+
+
+class Held:
+    """Intents a worker has decided and not yet sent what they emitted, with their input events.
+
+    The lot is sent with one `publish` (audit events joined per agent over the whole lot) and only
+    then are its inputs acked, in order: Faust flushes its producer before it commits an offset,
+    so an input is never committed before its outputs are written. A worker that dies holding a
+    lot has acked none of it; its intents are read again and the decisions already in the table
+    replayed. One flush at a time, so lots leave in the order they were decided."""
+
+    def __init__(self, publish):
+        self._publish = publish
+        self._lot: list[tuple[object, object]] = []  # (stream, event): acked on the stream it came from
+        self._emits: list[Emit] = []
+        self._flushing = asyncio.Lock()
+
+    @property
+    def count(self) -> int:
+        return len(self._lot)
+
+    def add(self, stream, event, emits: list[Emit]) -> None:
+        self._lot.append((stream, event))
+        self._emits += emits
+
+    async def flush(self) -> None:
+        async with self._flushing:
+            lot, emits = self._lot, self._emits
+            self._lot, self._emits = [], []
+            if not lot:
+                return
+            await self._publish(emits)
+            for stream, event in lot:
+                await stream.ack(event)
 
 
 def _guard(event, handler, *args) -> list[Emit]:

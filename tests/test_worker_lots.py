@@ -1,0 +1,102 @@
+"""The fused hop decides a burst in lots (`streams.topology.Held`): every intent its consumer has
+ready is decided before what they emitted is sent, each agent's audit events of the lot leave as
+one record, and no input is acked before its outputs are with the producer (Faust flushes the
+producer before it commits an acked offset, so a worker that dies holding a lot has committed
+none of it)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+
+from infra.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from runtime.kafka import end_offsets
+from schemas import topics
+from schemas.emit import Emit
+from schemas.models import SignedTransaction, audit_events_of
+from streams.topology import Held
+from tests.support import make_agent, read_topic
+
+DEST = "0x000000000000000000000000000000000000bE0c"
+BURST = 120
+
+
+class _Log:
+    """The order things happened in, as a Faust stream's acks and a publish would see them."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, object]] = []
+
+    async def publish(self, emits: list[Emit]) -> None:
+        await asyncio.sleep(0)  # a real publish awaits the producer: another flush may try to run meanwhile
+        self.entries.append(("published", [e.value for e in emits]))
+
+    async def ack(self, event) -> None:
+        self.entries.append(("acked", event))
+
+
+def test_a_lot_is_acked_only_after_it_was_published_and_lots_leave_in_order():
+    log = _Log()
+    held = Held(log.publish)
+
+    async def scenario() -> None:
+        held.add(log, "e1", [Emit(topics.INTENTS_APPROVED, "a", b"1")])
+        held.add(log, "e2", [Emit(topics.INTENTS_APPROVED, "a", b"2")])
+        assert held.count == 2 and log.entries == []  # decided, nothing sent or acked yet
+        first = asyncio.create_task(held.flush())
+        await asyncio.sleep(0)  # the first flush is inside its publish now
+        held.add(log, "e3", [Emit(topics.INTENTS_APPROVED, "a", b"3")])
+        await asyncio.gather(first, held.flush(), held.flush())  # the timer's and the hop's, at once
+
+    asyncio.run(scenario())
+    assert log.entries == [("published", [b"1", b"2"]), ("acked", "e1"), ("acked", "e2"),
+                           ("published", [b"3"]), ("acked", "e3")]
+    assert held.count == 0
+
+
+def test_a_flush_with_nothing_held_sends_nothing():
+    log = _Log()
+    asyncio.run(Held(log.publish).flush())
+    assert log.entries == []
+
+
+def test_a_burst_leaves_the_worker_in_lots_with_every_intent_recorded_once(stack, run):
+    settings = stack.settings
+    agent_id = "agent-lots"
+    key, _, _ = run(make_agent(settings, agent_id))
+    intents = [new_intent(key, agent_id=agent_id, chain="anvil", to=DEST, value="0.000000001",
+                          max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
+               for _ in range(BURST)]
+    start = run(end_offsets(settings, (topics.AUDIT_EVENTS, *OUTCOME_TOPICS)))
+
+    async def burst() -> None:
+        async with Client(settings) as client:
+            for intent in intents:
+                await client.submit(intent)
+            await client.flush()
+
+    run(burst())
+    outcomes = run(wait_outcomes(settings, intents, timeout_s=120, start=start))
+    assert all(isinstance(outcomes[i.intent_id], SignedTransaction) for i in intents)
+
+    ids = {i.intent_id for i in intents}
+    worker_records = 0
+    event_ids: collections.Counter = collections.Counter()
+    actions: dict[str, list[str]] = collections.defaultdict(list)
+    for raw in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)):
+        mine = [e for e in audit_events_of(raw) if e.actor == "service:streams" and e.intent_id in ids]
+        if mine:
+            worker_records += 1
+            event_ids.update(e.event_id for e in mine)
+            for e in mine:
+                actions[e.intent_id].append(e.action)
+    # Every event once (a lot sent twice would repeat ids), and every intent's whole trail...
+    assert set(event_ids.values()) == {1}
+    trails = {tuple(sorted(trail)) for trail in actions.values()}
+    assert len(actions) == BURST and len(trails) == 1, trails
+    (trail,) = trails
+    assert trail.count("intent.approved") == 1 and trail.count("stage.passed") >= 5
+    # ...in fewer records than intents: the lots joined intents' events. One record per intent is
+    # what a worker that sends each intent's outputs on its own writes.
+    assert worker_records < BURST, f"{worker_records} worker audit records for {BURST} intents"
+
