@@ -895,8 +895,8 @@ class AuditEvent(Record):
 
 
 # A record on warden.audit.events holds one AuditEvent (a JSON object) or several of one agent's
-# (a JSON array of at least one, in the order they happened): a service joins the events one input
-# made into one record, so the bus carries one audit record per intent, not one per event. The
+# (a JSON array of at least one, in the order they happened): a service joins one agent's events of
+# what it decided together (a lot of intents, a batch) into one record, not one per event. The
 # ledger chains each event on its own, so the chain, the hashes and the proofs are the same.
 _AUDIT_EVENTS = TypeAdapter(Annotated[list[AuditEvent], Field(min_length=1)])
 
