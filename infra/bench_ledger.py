@@ -41,6 +41,7 @@ CHECKPOINT_EVERY = 1_000
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MAX_RECORD_BYTES = Settings().max_record_bytes
 BATCH_RECORDS = Settings().ledger.batch_max
+BATCH_BYTES = Settings().ledger.batch_max_bytes
 # Events per audit record in the pipeline: the demo's ledger held 215 events from 61 records.
 EVENTS_PER_RECORD = 4
 
@@ -89,18 +90,21 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
 def append(store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey,
            batch: int) -> float:
     """The sink's append path (streams.ledger.sink.append_records and sign_checkpoints) over
-    ``raw`` in batches of ``batch`` records, as the sink's loop runs it minus the broker:
+    ``raw`` in batches of ``batch`` records and at most ``BATCH_BYTES`` (WARDEN_LEDGER_BATCH_BYTES),
+    as the sink's loop runs it minus the broker:
     every record's signature checked (a batch's checks start before the previous batch is
     appended, as the sink starts them when it fetches), parsed, chained, stored."""
     ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
     offsets = dict.fromkeys(range(CHAINS), 0)
-    batches = []
-    for lo in range(0, len(raw), batch):
-        chunk = []
-        for partition, value, headers in raw[lo : lo + batch]:
-            chunk.append((partition, offsets[partition], value, headers))
-            offsets[partition] += 1
-        batches.append(chunk)
+    batches, chunk, size = [], [], 0
+    for partition, value, headers in raw:
+        if chunk and (len(chunk) >= batch or size + len(value) > BATCH_BYTES):  # as the sink gathers
+            batches.append(chunk)
+            chunk, size = [], 0
+        chunk.append((partition, offsets[partition], value, headers))
+        offsets[partition] += 1
+        size += len(value)
+    batches.append(chunk)
     checks = WriterChecks()
     try:
         # pyarrow loads its time-zone data on the first zoned timestamp column it builds (~0.3 s),
@@ -149,6 +153,7 @@ def run(events: int, batch: int, per_record: int, progress) -> dict:
             "events": events,
             "chains": CHAINS,
             "batch_records": batch,
+            "batch_bytes": BATCH_BYTES,
             "events_per_record": per_record,
             "append_seconds": round(append_seconds, 3),
             "append_events_per_s": round(append_rate),
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="store size (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=BATCH_RECORDS,
                         help="records per INSERT (default: %(default)s, WARDEN_LEDGER_BATCH: what the sink "
-                             "takes at once when records wait)")
+                             "takes at once when records wait), and at most WARDEN_LEDGER_BATCH_BYTES of them")
     parser.add_argument("--events-per-record", type=int, default=EVENTS_PER_RECORD,
                         help="events a producer joins into one signed record (default: %(default)s, as in the "
                              "pipeline; 1 is the worst case: a signature check per event)")

@@ -90,6 +90,8 @@ class LedgerSettings:
     checkpoint_every: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_CHECKPOINT_EVERY", "1000")))
     checkpoint_seconds: float = field(default_factory=lambda: float(_env("WARDEN_LEDGER_CHECKPOINT_SECONDS", "10")))
     batch_max: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_BATCH", "5000")))
+    # And at most this many bytes of records: a worker's record holds a lot of intents' events.
+    batch_max_bytes: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_BATCH_BYTES", str(8 << 20))))
 
 
 # The fetch wait on S3 broker storage unless set (see Settings.fetch_wait_setting).

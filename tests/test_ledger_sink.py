@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.config import Settings
+from runtime.kafka import partitions
 from runtime.trust import audit_signer
 from schemas import topics
 from schemas.auth import AuditSigner
@@ -29,7 +30,7 @@ from schemas.models import audit_record
 from streams.ledger.checkpoint import Checkpoint, signature_valid
 from streams.ledger.keys import local_public_key
 from streams.ledger.schema import AUDIT_LOG
-from streams.ledger.sink import SinkOptions, run_sink
+from streams.ledger.sink import SinkOptions, _gather, run_sink
 from streams.ledger.store import ChdbStore, StoreError, store_path
 from streams.ledger.verify import verify
 from infra.cli import main
@@ -190,6 +191,47 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     assert published and all(signature_valid(cp, key) for cp in published)
     heads = {(c.chain, c.last_checkpoint_seq) for c in report.chains}
     assert heads <= {(cp.chain, cp.seq) for cp in published}
+
+
+def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
+    # A worker's audit record holds a lot of intents' events: the sink's INSERT is bounded by bytes
+    # as well as by records, and a partition cut at the bound is read again from its first record
+    # left out. Forty records of ~100 KB on the real broker, gathered 1 MB at a time.
+    settings = dataclasses.replace(Settings(), broker=broker)
+    sent = [(f"agent-{n % 8}", bytes([65 + n % 26]) * 100_000 + b"%d" % n, []) for n in range(40)]
+    asyncio.run(_produce(settings, sent))
+
+    async def gather_all() -> list[list]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False,
+                                    max_partition_fetch_bytes=settings.max_message_bytes)
+        await consumer.start()
+        try:
+            tps = await partitions(consumer, (topics.AUDIT_EVENTS,))
+            consumer.assign(tps)
+            for tp in tps:
+                await consumer.seek_to_beginning(tp)
+            lots, got, deadline = [], 0, time.monotonic() + 30
+            options = SinkOptions(batch_max_bytes=1_000_000, gather_ms=100)
+            while got < len(sent) and time.monotonic() < deadline:
+                gathered = await _gather(consumer, tps, options)
+                lot = [(tp.partition, m.offset, m.value) for tp, messages in gathered.items() for m in messages]
+                if lot:
+                    lots.append(lot)
+                    got += len(lot)
+            return lots
+        finally:
+            await consumer.stop()
+
+    lots = asyncio.run(gather_all())
+    assert all(sum(len(value) for _, _, value in lot) <= 1_000_000 for lot in lots), [(len(lot), sum(len(v) for _, _, v in lot)) for lot in lots]
+    assert len(lots) >= 4  # ~4 MB in 1 MB gathers
+    # Every record once, each partition from its first offset on, none lost where a gather was cut.
+    read = [(partition, offset) for lot in lots for partition, offset, _ in lot]
+    assert len(read) == len(set(read)) == len(sent)
+    for partition in {p for p, _ in read}:
+        offsets = [o for p, o in read if p == partition]
+        assert offsets == list(range(len(offsets)))
+    assert sorted(value for lot in lots for _, _, value in lot) == sorted(value for _, value, _ in sent)
 
 
 def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhile_is_lost(tmp_path, broker,

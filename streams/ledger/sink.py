@@ -84,6 +84,7 @@ class SinkOptions:
     checkpoint_every: int = 1000
     checkpoint_interval: timedelta = timedelta(seconds=10)
     batch_max: int = 5000
+    batch_max_bytes: int = 8 << 20
     poll_ms: int = 200
     gather_ms: int = 500
 
@@ -93,6 +94,7 @@ class SinkOptions:
             checkpoint_every=settings.ledger.checkpoint_every,
             checkpoint_interval=timedelta(seconds=settings.ledger.checkpoint_seconds),
             batch_max=settings.ledger.batch_max,
+            batch_max_bytes=settings.ledger.batch_max_bytes,
         )
 
 
@@ -530,17 +532,39 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, opt
 
 async def _gather(consumer: AIOKafkaConsumer, tps: list[TopicPartition], options: SinkOptions) -> dict:
     """Records for one INSERT: whatever is there, then more for up to ``gather_ms`` or until
-    ``batch_max``. Each INSERT is a part chDB writes and later merges, at a cost per part that a
-    trickle of small batches paid again and again; the ledger is off the intents' path, so it can wait."""
+    ``batch_max`` records or ``batch_max_bytes``. Each INSERT is a part chDB writes and later
+    merges, at a cost per part that a trickle of small batches paid again and again; the ledger is
+    off the intents' path, so it can wait. The bytes bound it when records are large (a worker's
+    holds a lot of intents' events): one huge INSERT leaves the checkers nothing to do a batch ahead."""
     records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)
-    count = sum(len(batch) for batch in records.values())
+    count, size = _within_bytes(consumer, records, options.batch_max_bytes, at_least_one=True)
     until = time.monotonic() + options.gather_ms / 1000
-    while count and count < options.batch_max and (left := until - time.monotonic()) > 0:
+    while count and count < options.batch_max and size < options.batch_max_bytes \
+            and (left := until - time.monotonic()) > 0:
         more = await consumer.getmany(*tps, timeout_ms=int(left * 1000) + 1, max_records=options.batch_max - count)
+        more_count, more_size = _within_bytes(consumer, more, options.batch_max_bytes - size, at_least_one=False)
         for tp, batch in more.items():
             records.setdefault(tp, []).extend(batch)
-            count += len(batch)
+        count, size = count + more_count, size + more_size
     return records
+
+
+def _within_bytes(consumer: AIOKafkaConsumer, records: dict, max_bytes: int, at_least_one: bool) -> tuple[int, int]:
+    """Keeps of ``records`` (in place) what fits in ``max_bytes`` (with ``at_least_one``, the first
+    record however large: an INSERT must take it some time), and moves each partition it cut back
+    to its first record left out, so that record is read again next. Returns (records kept, their bytes)."""
+    count = size = 0
+    for tp in list(records):
+        batch = records[tp]
+        for i, record in enumerate(batch):
+            if (count or not at_least_one) and size + len(record.value or b"") > max_bytes:
+                consumer.seek(tp, record.offset)
+                del batch[i:]
+                break
+            count, size = count + 1, size + len(record.value or b"")
+        if not batch:
+            del records[tp]
+    return count, size
 
 
 def main() -> int:
