@@ -211,7 +211,9 @@ def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
             for tp in tps:
                 await consumer.seek_to_beginning(tp)
             lots, got, deadline = [], 0, time.monotonic() + 30
-            options = SinkOptions(batch_max_bytes=1_000_000, gather_ms=100)
+            # A long gather window: a full gather must return at once, not wait it out re-reading
+            # the record it left out (four such waits would pass the deadline).
+            options = SinkOptions(batch_max_bytes=1_000_000, gather_ms=10_000)
             while got < len(sent) and time.monotonic() < deadline:
                 gathered = await _gather(consumer, tps, options)
                 lot = [(tp.partition, m.offset, m.value) for tp, messages in gathered.items() for m in messages]

@@ -537,34 +537,38 @@ async def _gather(consumer: AIOKafkaConsumer, tps: list[TopicPartition], options
     off the intents' path, so it can wait. The bytes bound it when records are large (a worker's
     holds a lot of intents' events): one huge INSERT leaves the checkers nothing to do a batch ahead."""
     records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)
-    count, size = _within_bytes(consumer, records, options.batch_max_bytes, at_least_one=True)
+    count, size, full = _within_bytes(consumer, records, options.batch_max_bytes, at_least_one=True)
     until = time.monotonic() + options.gather_ms / 1000
-    while count and count < options.batch_max and size < options.batch_max_bytes \
-            and (left := until - time.monotonic()) > 0:
+    while count and not full and count < options.batch_max and (left := until - time.monotonic()) > 0:
         more = await consumer.getmany(*tps, timeout_ms=int(left * 1000) + 1, max_records=options.batch_max - count)
-        more_count, more_size = _within_bytes(consumer, more, options.batch_max_bytes - size, at_least_one=False)
+        more_count, more_size, full = _within_bytes(consumer, more, options.batch_max_bytes - size,
+                                                    at_least_one=False)
         for tp, batch in more.items():
             records.setdefault(tp, []).extend(batch)
         count, size = count + more_count, size + more_size
     return records
 
 
-def _within_bytes(consumer: AIOKafkaConsumer, records: dict, max_bytes: int, at_least_one: bool) -> tuple[int, int]:
+def _within_bytes(consumer: AIOKafkaConsumer, records: dict, max_bytes: int,
+                  at_least_one: bool) -> tuple[int, int, bool]:
     """Keeps of ``records`` (in place) what fits in ``max_bytes`` (with ``at_least_one``, the first
     record however large: an INSERT must take it some time), and moves each partition it cut back
-    to its first record left out, so that record is read again next. Returns (records kept, their bytes)."""
+    to its first record left out, so that record is read again next. Returns (records kept, their
+    bytes, whether any was left out: the INSERT is full)."""
     count = size = 0
+    full = False
     for tp in list(records):
         batch = records[tp]
         for i, record in enumerate(batch):
             if (count or not at_least_one) and size + len(record.value or b"") > max_bytes:
                 consumer.seek(tp, record.offset)
                 del batch[i:]
+                full = True
                 break
             count, size = count + 1, size + len(record.value or b"")
         if not batch:
             del records[tp]
-    return count, size
+    return count, size, full
 
 
 def main() -> int:
