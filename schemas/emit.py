@@ -8,7 +8,9 @@ import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+
+import orjson
 
 from schemas import topics
 from schemas.models import AuditEvent, DeadLetter, audit_record, event_id
@@ -38,9 +40,38 @@ class Source:
 def audit(actor: str, action: str, resource: str, now: datetime, *id_parts: str,
           intent_id: str | None = None, agent_id: str | None = None, **details) -> Emit:
     """An audit event whose id is derived from what it records, so a redelivery yields the same id."""
-    event = AuditEvent(event_id=event_id(action, *id_parts), actor=actor, action=action, resource=resource, ts=now,
-                       intent_id=intent_id, agent_id=agent_id, details=details)
-    return Emit(topics.AUDIT_EVENTS, agent_id or "", event.to_bytes())
+    fields = dict(event_id=event_id(action, *id_parts), actor=actor, action=action, resource=resource, ts=now,
+                  intent_id=intent_id, agent_id=agent_id, details=details)
+    return Emit(topics.AUDIT_EVENTS, agent_id or "", _plain_event_bytes(fields) or AuditEvent(**fields).to_bytes())
+
+
+def _plain_event_bytes(fields: dict) -> bytes | None:
+    """``AuditEvent(**fields).to_bytes()``, byte for byte, built without the model when every field
+    is plain JSON (strings, ints, bools, None, lists and string-keyed dicts of them) and the time
+    carries its zone; else None, and the model builds it (or says what is wrong). A worker writes
+    ~10 events an intent, and the model's validation and dump were ~2.5 us of the ~7 each."""
+    ts = fields["ts"]
+    if not (isinstance(ts, datetime) and ts.tzinfo is not None and _plain(fields["details"])
+            and all(type(fields[name]) is str for name in ("event_id", "actor", "action", "resource"))
+            and all(fields[name] is None or type(fields[name]) is str for name in ("intent_id", "agent_id"))):
+        return None
+    # Pydantic's form of a UTC time (`schemas.fields.UtcDatetime`): ISO 8601 with "Z" for the zone.
+    at = (ts if ts.tzinfo is timezone.utc else ts.astimezone(timezone.utc)).isoformat()[:-len("+00:00")] + "Z"
+    try:
+        return orjson.dumps({"schema_version": 1, **fields, "ts": at})
+    except TypeError:  # an int past 64 bits: the model raises what it does for it
+        return None
+
+
+def _plain(value) -> bool:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(type(key) is str and _plain(item) for key, item in value.items())
+    return False
 
 
 def dead_letter(actor: str, raw: bytes | None, source: Source, now: datetime, reason: str,

@@ -21,7 +21,7 @@ from infra.client import new_intent
 from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
 from schemas import topics
 from schemas.chains import REGISTRY, Chain, ChainRegistry, UnknownChain
-from schemas.emit import Emit, audit, join_audits
+from schemas.emit import Emit, _plain_event_bytes, audit, join_audits
 from schemas.export import export
 from schemas.fields import MAX_UINT256, format_native_amount, parse_native_amount
 from schemas.models import (
@@ -35,6 +35,7 @@ from schemas.models import (
     StageVerdict,
     TransactionIntent,
     audit_events_of,
+    event_id,
 )
 from schemas.errors import explain
 
@@ -692,3 +693,46 @@ def test_join_audits_keeps_every_event_in_order_within_max_bytes(sizes, max_byte
         assert [ev.to_bytes() for e in mine for ev in audit_events_of(e.value)] == [e.value for e in emits if e.key == agent]
         # Over max_bytes only where one event alone is.
         assert all(len(e.value) <= max_bytes or len(audit_events_of(e.value)) == 1 for e in mine)
+
+
+# --- audit events built without the model ----------------------------------------------------------
+
+_JSON_PLAIN = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_ZONES = st.sampled_from([timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-7, minutes=-30))])
+
+
+@settings(max_examples=300)
+@given(actor=st.text(max_size=20), action=st.text(max_size=20), resource=st.text(max_size=20),
+       ts=st.datetimes(timezones=_ZONES), intent_id=st.none() | st.text(max_size=10),
+       agent_id=st.none() | st.text(max_size=10),
+       details=st.dictionaries(st.text(max_size=8).map("d_".__add__), _JSON_PLAIN, max_size=5))
+def test_an_audit_event_built_without_the_model_is_the_models_bytes(actor, action, resource, ts, intent_id,
+                                                                   agent_id, details):
+    fields = dict(event_id="e" * 32, actor=actor, action=action, resource=resource, ts=ts, intent_id=intent_id,
+                  agent_id=agent_id, details=details)
+    assert _plain_event_bytes(fields) == AuditEvent(**fields).to_bytes()
+    emitted = audit(actor, action, resource, ts, "id", intent_id=intent_id, agent_id=agent_id, **details)
+    assert emitted.value == AuditEvent(**{**fields, "event_id": event_id(action, "id")}).to_bytes()
+
+
+@pytest.mark.parametrize("details, why", [
+    ({"amount": 1.5}, "a float: the model's form of it decides"),
+    ({"at": datetime(2026, 11, 21, tzinfo=timezone.utc)}, "a datetime inside the details"),
+    ({"raw": b"\x00"}, "bytes"),
+    ({"facts": {1: "x"}}, "a key that is not a string"),
+])
+def test_an_audit_event_that_is_not_plain_json_is_left_to_the_model(details, why):
+    fields = dict(event_id=event_id("a", "id"), actor="service:streams", action="a", resource="r",
+                  ts=datetime(2026, 11, 21, tzinfo=timezone.utc), intent_id=None, agent_id=None, details=details)
+    assert _plain_event_bytes(fields) is None, why
+    assert audit("service:streams", "a", "r", fields["ts"], "id", **details).value == AuditEvent(**fields).to_bytes()
+
+
+def test_an_audit_event_the_model_refuses_is_refused_on_either_path():
+    with pytest.raises(ValidationError):
+        audit("service:streams", "a", "r", datetime(2026, 11, 21), "id")  # no time zone
+    with pytest.raises(TypeError):
+        audit("service:streams", "a", "r", datetime(2026, 11, 21, tzinfo=timezone.utc), "id", big=2**64)
