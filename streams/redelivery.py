@@ -28,13 +28,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import time
 from datetime import datetime
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from runtime.clock import US_PER_SECOND, to_us, utcnow
+from runtime.clock import US_PER_SECOND, utcnow
 from runtime.config import Settings
 from runtime.kafka import follow, partition_of, producer as new_producer
 from schemas import topics
@@ -56,7 +57,10 @@ class Pending:
     def __init__(self, grace_us: int, max_attempts: int = 3):
         self.grace_us = grace_us
         self.max_attempts = max_attempts
-        # (intent_id, digest) -> (last sent at µs, key, raw record, times re-published)
+        # (intent_id, digest) -> (last sent at µs, key, raw record, times re-published), in the order
+        # they come due: by when first seen or last sent, the oldest first (``now_us`` never goes
+        # back). So a check reads only what is due, not every watched intent: a burst's thousands,
+        # read ahead of the worker, scanned in full every second were a quarter of the watch's CPU.
         self._waiting: dict[tuple[str, str], tuple[int, str, bytes, int]] = {}
         self._decided: set[tuple[str, str]] = set()
 
@@ -72,17 +76,19 @@ class Pending:
         """(records to send again, records to give up on). Each comes due again only after
         another grace period; one already sent ``max_attempts`` times is given up, once."""
         again, give_up = [], []
-        for intent, (since, key, raw, attempts) in list(self._waiting.items()):
-            if now_us - since < self.grace_us:
-                continue
+        due = []
+        for intent, waiting in self._waiting.items():
+            if now_us - waiting[0] < self.grace_us or len(due) >= limit:
+                break  # and so is every one after it
+            due.append((intent, waiting))
+        for intent, (_, key, raw, attempts) in due:
             if attempts >= self.max_attempts:
                 self.decided(intent)  # the worker's NO_OUTCOME (or its earlier decision) ends it
                 give_up.append((key, raw))
             else:
+                del self._waiting[intent]  # to the end: due again last
                 self._waiting[intent] = (now_us, key, raw, attempts + 1)
                 again.append((key, raw))
-            if len(again) + len(give_up) >= limit:
-                break
         return again, give_up
 
     def __len__(self) -> int:
@@ -183,7 +189,9 @@ def outcome_about(topic: str, value: bytes, keys: ServiceKeys, published: Publis
 async def run_redelivery(settings: Settings, service_key: tuple[str, Ed25519PrivateKey], grace_s: float = 10.0,
                          max_attempts: int = 3, published: Published | None = None) -> None:
     def now_us() -> int:
-        return to_us(utcnow())
+        # Monotonic: `Pending` keeps its intents in the order they come due, and a wall clock
+        # stepped back would put later ones first.
+        return time.monotonic_ns() // 1_000
 
     pending = Pending(int(grace_s * US_PER_SECOND), max_attempts)
     keys = PinnedServiceKeys(settings)

@@ -725,6 +725,24 @@ def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its
     assert pending.due(now_us=100) == ([], []) and len(pending) == 0
 
 
+def test_redelivery_finds_every_due_intent_behind_one_sent_again_and_reads_no_further():
+    """The watch keeps its intents in the order they come due and stops at the first that is not
+    (a burst's thousands were scanned in full every second): one sent again goes behind those
+    still waiting, so it cannot hide them, and a check takes at most ``limit``."""
+    from streams.redelivery import Pending
+
+    pending = Pending(grace_us=10)
+    pending.submitted(("a", "da"), "agent-1", b"A", now_us=0)
+    pending.submitted(("b", "db"), "agent-1", b"B", now_us=5)
+    assert pending.due(now_us=10) == ([("agent-1", b"A")], [])
+    assert pending.due(now_us=15) == ([("agent-1", b"B")], [])  # behind A, sent again at 10 and not due
+    for n in range(5):
+        pending.submitted((f"c{n}", "dc"), "agent-2", b"C%d" % n, now_us=16 + n)
+    assert pending.due(now_us=30, limit=3) == ([("agent-1", b"A"), ("agent-1", b"B"), ("agent-2", b"C0")], [])
+    assert pending.due(now_us=30, limit=3) == ([("agent-2", b"C1"), ("agent-2", b"C2"), ("agent-2", b"C3")], [])
+    assert pending.due(now_us=30) == ([("agent-2", b"C4")], [])
+
+
 def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends_the_watch(world):
     from streams.redelivery import outcome_about, watched_intent
 
