@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import orjson
 
 from schemas import topics
-from schemas.models import AuditEvent, DeadLetter, audit_record, event_id
+from schemas.models import SCHEMA_VERSION, AuditEvent, DeadLetter, audit_record, event_id
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _plain_event_bytes(fields: dict) -> bytes | None:
     # Pydantic's form of a UTC time (`schemas.fields.UtcDatetime`): ISO 8601 with "Z" for the zone.
     at = (ts if ts.tzinfo is timezone.utc else ts.astimezone(timezone.utc)).isoformat()[:-len("+00:00")] + "Z"
     try:
-        return orjson.dumps({"schema_version": 1, **fields, "ts": at})
+        return orjson.dumps({"schema_version": SCHEMA_VERSION, **fields, "ts": at})
     except TypeError:  # an int past 64 bits: the model raises what it does for it
         return None
 
