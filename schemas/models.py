@@ -780,13 +780,20 @@ class IntentParked(Outcome):
 
 class IntentApproved(Outcome):
     """An intent that passed every guardrail, with the signed policy it passed,
-    so the signer can re-verify both without trusting the worker."""
+    so the signer can re-verify both without trusting the worker.
 
-    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"human_approval": None}
+    It carries no verdicts: the signer re-runs every check and never reads them, and each stage's
+    verdict is on the audit ledger (``stage.passed``, with its code, reason and facts). Left out,
+    they were 2.4 KB of a 4.0 KB approval, written again into the worker's decision changelog and
+    parsed by the signer, for every intent. A record written before keeps its verdicts and reads
+    (and verifies) as it was."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"human_approval": None, "verdicts": ()}
 
     intent: TransactionIntent
     policy: AgentPolicy
-    verdicts: tuple[StageVerdict, ...]
+    verdicts: tuple[StageVerdict, ...] = Field(
+        default=(), description="no longer written (the ledger's stage.passed events hold each verdict); read in older records")
     approved_at: UtcDatetime
     human_approval: HumanApproval | None = Field(
         default=None, description="the admin's approval, for an intent above a human-approval threshold")

@@ -322,7 +322,9 @@ class Engine:
             return [_audit(actor, "intent.denied", f"intent:{approval.intent_id}", now, approval.intent_id,
                            intent_id=approval.intent_id, agent_id=decision["agent_id"], reason=approval.reason)
                     ] + self._reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
-        approved = self._signed(pending.model_copy(update={"human_approval": approval, "approved_at": now}))
+        # The pending record keeps its verdicts for a denial's rejection; the approval carries none.
+        approved = self._signed(pending.model_copy(update={"human_approval": approval, "approved_at": now,
+                                                           "verdicts": ()}))
         record = approved.to_bytes()
         self.decisions[approval.intent_id] = {**decision, "outcome": "approved", "topic": topics.INTENTS_APPROVED,
                                               "record": base64.b64encode(record).decode()}
@@ -544,8 +546,8 @@ class Engine:
         ]
 
     def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
-        approved = self._signed(IntentApproved(intent=intent, policy=policy, verdicts=tuple(verdicts),
-                                               approved_at=now, intent_digest=intent.digest()))
+        approved = self._signed(IntentApproved(intent=intent, policy=policy, approved_at=now,
+                                               intent_digest=intent.digest()))
         record = approved.to_bytes()
         now_us = to_us(now)
         spend, assets = _reservation(intent, verdicts) if counts else (0, {})

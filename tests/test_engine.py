@@ -161,9 +161,17 @@ def rejected_of(emits: list[Emit]) -> IntentRejected:
     return IntentRejected.from_bytes(emit.value)
 
 
+def passed_codes(emits: list[Emit]) -> list[str]:
+    """The codes of the stages an intent passed, from their audit events: where verdicts are kept."""
+    return [e.details["code"] for e in audits(emits) if e.action == "stage.passed"]
+
+
 def assert_approved(emits: list[Emit], intent: TransactionIntent) -> IntentApproved:
     approved = approved_of(emits)
     assert approved.intent == intent
+    # The signer re-runs every check and never reads verdicts: the approval carries none, not
+    # even as an empty list on the wire (the ledger's stage.passed events hold them).
+    assert approved.verdicts == () and b'"verdicts"' not in on(emits, topics.INTENTS_APPROVED)[0].value
     assert on(emits, topics.INTENTS_REJECTED) == [] and on(emits, topics.DLQ) == []
     return approved
 
@@ -242,8 +250,7 @@ def test_a_passing_intent_is_approved_with_every_stage_audited(world):
     approved = assert_approved(emits, intent)
     assert approved.policy == world.policy()
     assert approved.approved_at == T0
-    assert [v.stage for v in approved.verdicts] == list(GUARDRAIL_STAGES)
-    assert [v.code for v in approved.verdicts] == PASSED_CODES
+    assert passed_codes(emits) == PASSED_CODES
     assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * len(GUARDRAIL_STAGES) + ["intent.approved"]
     events = audits(emits)
     assert [e.details["stage"] for e in events[1:-1]] == list(GUARDRAIL_STAGES)
@@ -480,9 +487,9 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
     reuse = world.intent("0.3", idempotency_key="order-1", intent_id="i-retry", now=later)
     emits = world.submit(reuse, now=later)
     approved = assert_approved(emits, reuse)
-    (verdict,) = approved.verdicts
-    assert (verdict.stage, verdict.passed, verdict.code) == ("intake", True, "IDEMPOTENT_REPLAY")
-    assert verdict.facts == {"original_intent_id": original.intent_id}
+    (verdict,) = [e.details for e in audits(emits) if e.action == "stage.passed"]
+    assert (verdict["stage"], verdict["code"]) == ("intake", "IDEMPOTENT_REPLAY")
+    assert verdict["facts"] == {"original_intent_id": original.intent_id}
     assert actions(emits) == ["intent.submitted", "stage.passed", "intent.approved"]
     assert world.spent(later) == 3 * ETH // 10
     assert world.engine.decisions["i-retry"]["counts"] is False
@@ -493,8 +500,9 @@ def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
     world.submit(original)
     at_24h = T0 + DAY
     fresh = world.intent("0.4", idempotency_key="order-1", intent_id="i-next-day", now=at_24h)
-    approved = assert_approved(world.submit(fresh, now=at_24h), fresh)
-    assert [v.code for v in approved.verdicts] == PASSED_CODES
+    emits = world.submit(fresh, now=at_24h)
+    assert_approved(emits, fresh)
+    assert passed_codes(emits) == PASSED_CODES
     assert world.spent(at_24h) == 4 * ETH // 10
     assert world.engine.decisions["i-next-day"]["counts"] is True
 
@@ -513,8 +521,9 @@ def test_idempotency_keys_are_per_agent(world):
     first = world.intent("0.3", idempotency_key="shared")
     world.submit(first)
     other = world.intent("0.3", idempotency_key="shared", agent_id="agent-2")
-    approved = assert_approved(world.submit(other, source=world.source(key="agent-2")), other)
-    assert [v.code for v in approved.verdicts] == PASSED_CODES
+    emits = world.submit(other, source=world.source(key="agent-2"))
+    assert_approved(emits, other)
+    assert passed_codes(emits) == PASSED_CODES
     assert world.spent(agent_id="agent-2") == 3 * ETH // 10
 
 
@@ -836,9 +845,9 @@ def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everyth
     published = Published(limit=2)
     published.add(approved)
     published.add(refused)
-    # The worker's record edited by a topic writer (its verdicts dropped) is not the worker's: it
+    # The worker's record edited by a topic writer (its approval time moved) is not the worker's: it
     # is verified, and fails. So does the same record with one more byte: it is verified too.
-    edited = orjson.dumps({**orjson.loads(approved), "verdicts": []})
+    edited = orjson.dumps({**orjson.loads(approved), "approved_at": "2026-01-01T00:00:00Z"})
     assert outcome_about(topics.INTENTS_APPROVED, edited, world.pinned(), published) is None
     assert outcome_about(topics.INTENTS_APPROVED, approved + b" ", nobody, published) is None
     assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) == (good.intent_id, good.digest())
