@@ -45,17 +45,28 @@ class UnreadableRecord(RuntimeError):
 
 
 def _arg(value):
-    # Rows hold text, integers, NULL and blobs; JSON has no blobs.
-    return {"hex": value.hex()} if isinstance(value, bytes) else value
+    # Rows hold text, integers, NULL and blobs; JSON has no blobs. The blobs a signature leaves are
+    # records and intents, JSON themselves: as {"utf8": ...} they take ~1.1x their size in the log
+    # against 2x as hex, and a signature's record 3.5 KB instead of 6.3. Other bytes go as hex.
+    if not isinstance(value, bytes):
+        return value
+    try:
+        return {"utf8": value.decode()}  # strict UTF-8: decoding and encoding again give these bytes
+    except UnicodeDecodeError:
+        return {"hex": value.hex()}
 
 
 def _unarg(value):
     if isinstance(value, dict):
-        if set(value) != {"hex"} or not isinstance(value["hex"], str):
-            raise ChangelogError(f"an argument {value!r} is neither text, integer, null nor {{'hex': ...}}")
-        return bytes.fromhex(value["hex"])
+        if len(value) == 1 and isinstance(value.get("utf8"), str):
+            return value["utf8"].encode()
+        if len(value) == 1 and isinstance(value.get("hex"), str):
+            return bytes.fromhex(value["hex"])
+        raise ChangelogError(f"an argument {value!r} is neither text, integer, null, {{'utf8': ...}} nor "
+                             "{'hex': ...}")
     if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ChangelogError(f"an argument {value!r} is neither text, integer, null nor {{'hex': ...}}")
+        raise ChangelogError(f"an argument {value!r} is neither text, integer, null, {{'utf8': ...}} nor "
+                             "{'hex': ...}")
     return value
 
 

@@ -142,6 +142,41 @@ def test_a_record_is_read_only_as_what_it_says_and_only_its_named_writes():
             open_record(forged, 2, PINNED.get)
 
 
+@given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
+@example(b"\xed\xa0\x80")  # a UTF-16 surrogate in UTF-8's form: not valid UTF-8, so it must go as hex
+@example(b"\xc0\x80")  # an overlong NUL: the same
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_a_blob_reads_back_as_the_same_bytes_whichever_form_it_travels_in(blob):
+    """Blobs travel as {"utf8": text} when they are UTF-8 (records and intents are JSON), else as
+    hex: either way a replaying signer must get the very bytes back (a record re-published after a
+    restore must verify under the signature it was published with)."""
+    value = seal(partition=1, prev=3, writer="signer-a", writes=[("refused", ("i", AGENT, blob, 3))],
+                 key=KEYS["signer-a"])
+    assert open_record(value, 1, PINNED.get).writes == [("refused", ("i", AGENT, blob, 3))]
+
+
+def test_a_record_written_with_hex_blobs_still_reads_and_a_utf8_record_is_smaller():
+    """Signers before the {"utf8"} form wrote every blob as hex: their records on the log still
+    restore. A record is JSON, so it now travels at about its own size, not twice it."""
+    import orjson
+
+    from signer.changelog import DOMAIN
+
+    record = orjson.dumps({"intent_id": "i", "status": "sign_only", "signed_tx": "0x02" + "ab" * 110})
+    body = orjson.dumps({"partition": 1, "prev": 3, "writer": "signer-a",
+                         "writes": [["signed", ["i", AGENT, {"hex": record.hex()}, NOW_US]]]})
+    older = KEYS["signer-a"].sign(DOMAIN + body) + body
+    assert open_record(older, 1, PINNED.get).writes == [("signed", ("i", AGENT, record, NOW_US))]
+    newer = seal(partition=1, prev=3, writer="signer-a", writes=[("signed", ("i", AGENT, record, NOW_US))],
+                 key=KEYS["signer-a"])
+    assert len(newer) < len(older) - len(record) * 8 // 10
+    for bad in ({"utf8": 5}, {"hex": "ab", "utf8": "x"}, {"base64": "AA=="}):
+        body = orjson.dumps({"partition": 1, "prev": 3, "writer": "signer-a",
+                             "writes": [["refused", ["i", AGENT, bad, 3]]]})
+        with pytest.raises(UnreadableRecord, match="neither text, integer"):
+            open_record(KEYS["signer-a"].sign(DOMAIN + body) + body, 1, PINNED.get)
+
+
 def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
     """Skipping it as void would start the new owner without its writes (a spend, a nonce) though
     their signatures may be on the chain: the limit could then be exceeded."""
