@@ -47,7 +47,7 @@ class UnreadableRecord(RuntimeError):
 def _arg(value):
     # Rows hold text, integers, NULL and blobs; JSON has no blobs. The blobs a signature leaves are
     # records and intents, JSON themselves: as {"utf8": ...} they take ~1.1x their size in the log
-    # against 2x as hex, and a signature's record 3.5 KB instead of 6.3. Other bytes go as hex.
+    # against 2x as hex: a signature's writes 3.5 KB instead of 6.0. Other bytes go as hex.
     if not isinstance(value, bytes):
         return value
     try:
@@ -56,17 +56,18 @@ def _arg(value):
         return {"hex": value.hex()}
 
 
+_FORMS = "text, integer, null, {'utf8': ...} nor {'hex': ...}"
+
+
 def _unarg(value):
     if isinstance(value, dict):
         if len(value) == 1 and isinstance(value.get("utf8"), str):
             return value["utf8"].encode()
         if len(value) == 1 and isinstance(value.get("hex"), str):
             return bytes.fromhex(value["hex"])
-        raise ChangelogError(f"an argument {value!r} is neither text, integer, null, {{'utf8': ...}} nor "
-                             "{'hex': ...}")
+        raise ChangelogError(f"an argument {value!r} is neither {_FORMS}")
     if value is not None and not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ChangelogError(f"an argument {value!r} is neither text, integer, null, {{'utf8': ...}} nor "
-                             "{'hex': ...}")
+        raise ChangelogError(f"an argument {value!r} is neither {_FORMS}")
     return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.stack import LocalStack, local_settings
 from schemas import topics
 from schemas.auth import public_key_hex
-from signer.changelog import ChangelogError, UnreadableRecord, open_record, seal
+from signer.changelog import DOMAIN, ChangelogError, UnreadableRecord, open_record, seal
 from signer.owner import Fenced, PartitionOwner
 from signer.state import PartitionedState
 from tests.support import one_agent_per_partition
@@ -158,10 +159,6 @@ def test_a_blob_reads_back_as_the_same_bytes_whichever_form_it_travels_in(blob):
 def test_a_record_written_with_hex_blobs_still_reads_and_a_utf8_record_is_smaller():
     """Signers before the {"utf8"} form wrote every blob as hex: their records on the log still
     restore. A record is JSON, so it now travels at about its own size, not twice it."""
-    import orjson
-
-    from signer.changelog import DOMAIN
-
     record = orjson.dumps({"intent_id": "i", "status": "sign_only", "signed_tx": "0x02" + "ab" * 110})
     body = orjson.dumps({"partition": 1, "prev": 3, "writer": "signer-a",
                          "writes": [["signed", ["i", AGENT, {"hex": record.hex()}, NOW_US]]]})
