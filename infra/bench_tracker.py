@@ -87,7 +87,7 @@ async def _pending(rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents
             now = datetime.now(timezone.utc)
             intent = new_intent(agent_key, agent_id=agent, chain="anvil", to=DEST, broadcast=True, now=now,
                                 value="0.000001")
-            approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=now)
+            approved = IntentApproved(intent=intent, policy=policy, approved_at=now)
             _, to_broadcast = await signer.handle(
                 approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, i, agent.encode()), now)
             state.commit()
