@@ -23,7 +23,7 @@ import orjson
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime import metrics
-from runtime.kafka import KeyedPartitioner, audit_headers, group_lag, partition_of
+from runtime.kafka import PRODUCER_BATCH_BYTES, KeyedPartitioner, audit_headers, group_lag, partition_of
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
@@ -60,6 +60,7 @@ def build_app(settings: Settings) -> faust.App:
         table_cleanup_interval=3600,
         # Sized with max_record_bytes, so a dead letter of the largest readable record is sendable.
         producer_max_request_size=settings.max_message_bytes,
+        producer_max_batch_size=PRODUCER_BATCH_BYTES,  # runtime.kafka says why
         producer_partitioner=KeyedPartitioner(),
         consumer_max_fetch_size=settings.max_message_bytes,
         datadir=str(datadir),

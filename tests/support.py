@@ -17,8 +17,8 @@ from runtime.config import Settings
 from infra.provision import balance, provision_agent
 from schemas import topics
 
-__all__ = ["balance", "everything_recorded", "group_members", "make_agent", "one_agent_per_partition",
-           "read_topic"]
+__all__ = ["balance", "batch_sizes", "everything_recorded", "group_members", "make_agent",
+           "one_agent_per_partition", "read_topic"]
 
 
 async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
@@ -26,6 +26,43 @@ async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=
     quiet for a few polls."""
     mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
     return [value async for _, value in read_to_quiet(settings, (topic,), idle_polls, mine)]
+
+
+async def batch_sizes(settings: Settings, topic: str, partition: int, start: int, end: int) -> list[tuple[int, int]]:
+    """(records, bytes of their values) of each batch the broker stores for ``topic``/``partition``
+    that holds an offset in [start, end): what a consumer cannot see, read with Kafka's own fetch
+    request."""
+    from aiokafka import TopicPartition
+    from aiokafka.client import AIOKafkaClient
+    from aiokafka.protocol.fetch import FetchRequest
+    from aiokafka.record.memory_records import MemoryRecords
+
+    client = AIOKafkaClient(bootstrap_servers=settings.broker)
+    await client.bootstrap()
+    try:
+        await client.force_metadata_update()
+        node = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        sizes, offset = [], start
+        while offset < end:
+            request = FetchRequest(100, 1, 64 * 2**20, 0, [(topic, [(partition, offset, 64 * 2**20)])])
+            response = await client.send(node, request)
+            (_, parts), = response.topics
+            (part,), = [parts]
+            error, data = part[1], part[-1]  # the version aiokafka chose decides what lies between
+            assert error == 0, f"fetch {topic}/{partition} at {offset}: error {error}"
+            records = MemoryRecords(data)
+            before = offset
+            while (batch := records.next_batch()) is not None:
+                held = [(record.offset, len(record.value or b"")) for record in batch]
+                if held and held[-1][0] >= offset:
+                    sizes.append((len(held), sum(size for _, size in held)))
+                    offset = held[-1][0] + 1
+                if offset >= end:
+                    break
+            assert offset > before, f"fetch {topic}/{partition} at {offset} returned nothing before {end}"
+        return sizes
+    finally:
+        await client.close()
 
 
 async def make_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, **policy_fields):
