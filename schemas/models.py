@@ -793,7 +793,8 @@ class IntentApproved(Outcome):
     intent: TransactionIntent
     policy: AgentPolicy
     verdicts: tuple[StageVerdict, ...] = Field(
-        default=(), description="no longer written (the ledger's stage.passed events hold each verdict); read in older records")
+        default=(),
+        description="no longer written (the ledger's stage.passed events hold each verdict); read in older records")
     approved_at: UtcDatetime
     human_approval: HumanApproval | None = Field(
         default=None, description="the admin's approval, for an intent above a human-approval threshold")

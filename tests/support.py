@@ -46,8 +46,7 @@ async def batch_sizes(settings: Settings, topic: str, partition: int, start: int
         while offset < end:
             request = FetchRequest(100, 1, 64 * 2**20, 0, [(topic, [(partition, offset, 64 * 2**20)])])
             response = await client.send(node, request)
-            (_, parts), = response.topics
-            (part,), = [parts]
+            ((_, (part,)),) = response.topics
             error, data = part[1], part[-1]  # the version aiokafka chose decides what lies between
             assert error == 0, f"fetch {topic}/{partition} at {offset}: error {error}"
             records = MemoryRecords(data)

@@ -119,7 +119,6 @@ def test_a_burst_leaves_the_worker_in_lots_with_every_intent_recorded_once(stack
     assert worker_records < BURST, f"{worker_records} worker audit records for {BURST} intents"
 
 
-
 def test_a_burst_shares_the_brokers_batches(stack, burst, run):
     # Whoever writes with the producer of `runtime.kafka` (the client its intents, the signer its
     # transactions) puts what piles up behind its request in flight into one batch a partition:
