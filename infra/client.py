@@ -13,6 +13,7 @@ import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +38,36 @@ from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer,
 from signer.attestation import announcement
 from signer.attestation.policy import AttestationPolicy
 from signer.evm.blobs import make_sidecar
+from streams.intake import Unreadable, read_intent, unreadable_answer
+
+
+@dataclass(frozen=True)
+class RawSubmission:
+    """A record published as it is (`Client.submit_raw`), named as the streams worker names its
+    answer: the agent it is keyed by, the intent id, ``digest`` (the SHA-256 of the bytes sent:
+    what the INVALID_INTENT rejection of a record the worker cannot read is bound to) and
+    ``intent_digest`` (the digest of the intent in it, when this client reads one: what every
+    other outcome is bound to; None when it reads none)."""
+
+    agent_id: str
+    intent_id: str
+    digest: str
+    intent_digest: str | None = None
+
+
+def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
+    """How the worker will answer ``raw`` published keyed by ``agent_id`` (see `RawSubmission`):
+    read here as the worker reads it (`streams.intake.read_intent`, ``max_bytes`` being its
+    record limit, ``max_record_bytes``), named as it names it (`streams.intake.unreadable_answer`)."""
+    intent = read_intent(raw, max_bytes)
+    if not isinstance(intent, Unreadable):
+        return RawSubmission(intent.agent_id, intent.intent_id, hashlib.sha256(raw).hexdigest(), intent.digest())
+    agent, intent_id, digest = unreadable_answer(intent, raw, agent_id)
+    if agent is None:
+        raise ValueError(f"no answer could reach this record: its key {agent_id!r} is not an agent id (1-128 "
+                         "letters, digits and _.:- starting with a letter or digit) and it names no agent_id "
+                         "that is one")
+    return RawSubmission(agent, intent_id, digest)
 
 
 def intent_key_file(home: Path, agent_id: str) -> Path:
@@ -181,6 +212,16 @@ class Client:
     async def submit(self, intent: TransactionIntent) -> asyncio.Future:
         return await self.send(topics.INTENTS_SUBMITTED, intent.agent_id, intent.to_bytes())
 
+    async def submit_raw(self, agent_id: str, raw: bytes) -> RawSubmission:
+        """Publish ``raw`` exactly as it is, keyed by ``agent_id``, with no validation here (a
+        producer that writes its intents' JSON itself), once the broker holds it. Returns how the
+        worker will name its answer, for `wait_outcomes` (`raw_submission`); ValueError, before
+        anything is sent, when no answer could be addressed: ``agent_id`` is no identifier and the
+        record names no agent of its own."""
+        submission = raw_submission(agent_id, raw, self.settings.max_record_bytes)
+        await (await self.send(topics.INTENTS_SUBMITTED, agent_id, raw))
+        return submission
+
     async def publish_policy(self, policy: AgentPolicy, wait_s: float | None = 30.0) -> str | None:
         """Publish, then (unless ``wait_s`` is None) wait until the worker applied or refused it."""
         start = await end_offsets(self.settings, (topics.AUDIT_EVENTS,)) if wait_s is not None else None
@@ -315,38 +356,79 @@ async def outcome_keys(settings: Settings) -> ServiceKeys:
     return announcement.AttestedServiceKeys(pinned, announced, policy, now)
 
 
-async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent], timeout_s: float,
+@dataclass(frozen=True)
+class Awaited:
+    """What an outcome about one submission must be bound to: ``intent_digest`` (the digest of
+    the intent; None when the client read none in what it sent) and ``wire_digest`` (the SHA-256
+    of the bytes it sent)."""
+
+    intent_id: str
+    agent_id: str
+    intent_digest: str | None
+    wire_digest: str
+
+    @classmethod
+    def of(cls, submitted: TransactionIntent | RawSubmission) -> "Awaited":
+        if isinstance(submitted, RawSubmission):
+            return cls(submitted.intent_id, submitted.agent_id, submitted.intent_digest, submitted.digest)
+        # `Client.submit` sends intent.to_bytes(): these very bytes.
+        return cls(submitted.intent_id, submitted.agent_id, submitted.digest(),
+                   hashlib.sha256(submitted.to_bytes()).hexdigest())
+
+
+def unreadable_rejection(outcome: Outcome) -> bool:
+    """Whether ``outcome`` is a worker's answer to a record it could not read: the one outcome
+    bound to the SHA-256 of the bytes sent rather than to an intent's digest."""
+    return isinstance(outcome, IntentRejected) and outcome.stage == "intake" and outcome.code == "INVALID_INTENT"
+
+
+def outcome_problem(outcome: Outcome, awaited: Awaited, keys: ServiceKeys) -> str | None:
+    """None when ``outcome`` is the authentic answer to what was submitted, else why not
+    (`schemas.auth.outcome_forgery` with the digest it must carry). A rejection of an unreadable
+    record must carry the SHA-256 of the bytes this client sent, every other outcome the
+    intent's digest: so neither a record a topic writer made of an intent's signing bytes nor
+    one the worker read differently answers for it."""
+    expected = awaited.wire_digest if unreadable_rejection(outcome) else awaited.intent_digest
+    if expected is None:
+        return ("only an INVALID_INTENT rejection can be about this submission: this client read no intent in the "
+                "bytes it sent")
+    return outcome_forgery(outcome, keys, expected)
+
+
+async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent | RawSubmission], timeout_s: float,
                         start: dict[TopicPartition, int] | None = None, final: bool = True,
                         forged: list[tuple[str, str]] | None = None,
                         service_keys: ServiceKeys | None = None) -> dict[str, Outcome]:
-    """Wait until each intent has a rejection or a signed transaction (with ``final``: a
-    final status, `schemas.models.FINAL_TX_STATUSES`: mined, failed, replaced or dropped for
-    broadcast ones).
+    """Wait until each intent (a `TransactionIntent` sent by `Client.submit`, or the
+    `RawSubmission` `Client.submit_raw` returned) has a rejection or a signed transaction (with
+    ``final``: a final status, `schemas.models.FINAL_TX_STATUSES`: mined, failed, replaced or
+    dropped for broadcast ones). Keyed by intent id.
 
     Only authentic outcomes count: signed by a pinned key of the service allowed to say it (a
     signer for signatures and signing-stage refusals, a worker for the rest) and bound to the
-    very intent submitted (its digest). Anything else about these intents is skipped, and
-    listed in ``forged`` as (intent id, why) when a list is given: then, once the outcomes are
-    complete, the rest of what the broker already holds is read too, so a forgery written before
-    the real outcome is listed even when its partition comes later in the fetch.
+    very intent submitted: by its digest, or, for the INVALID_INTENT rejection of a record the
+    worker could not read, by the SHA-256 of the bytes sent (`outcome_problem`). Anything else
+    about these intents is skipped, and listed in ``forged`` as (intent id, why) when a list is
+    given: then, once the outcomes are complete, the rest of what the broker already holds is
+    read too, so a forgery written before the real outcome is listed even when its partition
+    comes later in the fetch.
 
     Only the partitions the intents' agents' records land in are read: the services key every
     outcome by its agent, so the rest of the topics hold only other agents' outcomes (and
     whatever a topic writer put there, which is listed by `warden tail`, not here). A client
     then reads and checks its own agents' share of the traffic, not every agent's."""
     keys = service_keys or await outcome_keys(settings)
-    intents = list(intents)
-    digests = {intent.intent_id: intent.digest() for intent in intents}
+    awaited = {a.intent_id: a for a in map(Awaited.of, intents)}
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
     draining = False
     async for topic, value in follow(settings, OUTCOME_TOPICS, start, fetch_max_wait_ms=settings.fetch_wait_ms,
-                                     keys={intent.agent_id for intent in intents}):
+                                     keys={a.agent_id for a in awaited.values()}):
         if draining and not topic:  # a poll that found nothing: all that was there has been read
             break
         outcome = read_outcome(topic, value) if topic else None
-        if outcome is not None and outcome.intent_id in digests:
-            why = outcome_forgery(outcome, keys, digests[outcome.intent_id])
+        if outcome is not None and outcome.intent_id in awaited:
+            why = outcome_problem(outcome, awaited[outcome.intent_id], keys)
             if why is not None:
                 if forged is not None:
                     forged.append((outcome.intent_id, why))
@@ -354,7 +436,7 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent]
                 previous = outcomes.get(outcome.intent_id)
                 if previous is None or not is_final(previous):  # a final answer is never overwritten
                     outcomes[outcome.intent_id] = outcome
-        done = all(i in outcomes and (not final or is_final(outcomes[i])) for i in digests)
+        done = all(i in outcomes and (not final or is_final(outcomes[i])) for i in awaited)
         if time.monotonic() > deadline or (done and forged is None):
             break
         draining = done

@@ -53,7 +53,7 @@ from runtime import metrics
 from runtime.rpc import RpcError, RpcUnavailable
 from streams import fees, guardrails
 from schemas.errors import explain
-from streams.intake import Unreadable, read_intent
+from streams.intake import Unreadable, read_intent, unreadable_answer
 from streams.window import SpendWindow
 
 SERVICE = "service:streams"
@@ -616,11 +616,27 @@ class Engine:
                       reason=verdict.reason, facts=verdict.facts)
 
     def _unreadable(self, bad: Unreadable, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """The dead letter and audit event of a record that is no readable intent, and the
+        producer's answer: an INVALID_INTENT rejection, signed by this worker, whose reason says
+        which field was wrong, what is allowed and what to do next.
+
+        Its ``intent_digest`` is the SHA-256 of the record's bytes as written, which its producer
+        recomputes (there is no intent whose digest could be taken). It is published keyed by the
+        agent the body names, else by the record's key when that is an identifier, under the
+        body's intent id, else "unreadable-" and the digest's first 32 hex digits
+        (`streams.intake.unreadable_answer`). A record that names no agent either way gets no
+        rejection: only its dead letter and audit event remain.
+
+        Never remembered in ``decisions``: anyone can write such a record under a real intent's
+        id, and bound to these bytes the rejection answers only a client that sent exactly them,
+        never the real intent, which is decided as if this record never came."""
         out = self.dead_letter(raw, source, now, bad.reason, bad.errors)
-        if bad.intent_id and bad.agent_id:
-            rejected = self._signed(IntentRejected(intent_id=bad.intent_id, agent_id=bad.agent_id, stage="intake",
-                                                   code="INVALID_INTENT", reason=bad.reason, decided_at=now))
-            out.append(Emit(topics.INTENTS_REJECTED, bad.agent_id, rejected.to_bytes()))
+        agent_id, intent_id, digest = unreadable_answer(bad, raw, source.key)
+        if agent_id is not None:
+            rejected = self._signed(IntentRejected(intent_id=intent_id, agent_id=agent_id, stage="intake",
+                                                   code="INVALID_INTENT", reason=bad.rejection_reason,
+                                                   decided_at=now, intent_digest=digest))
+            out.append(Emit(topics.INTENTS_REJECTED, agent_id, rejected.to_bytes()))
         return out
 
     def _off_partition(self, intent: TransactionIntent, raw, source: Source, now) -> list[Emit] | None:

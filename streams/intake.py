@@ -1,27 +1,71 @@
 """Intake: raw bytes from the submitted topic → a TransactionIntent, or the reason it is unreadable.
 
 Nothing a producer sends can stop a worker: every failure here becomes a value
-that the topology routes to the DLQ (and, when the record names its intent and
-agent, a rejection the producer can see).
+that the topology routes to the DLQ and, when the record can be addressed to an
+agent, a rejection its producer can see (`unreadable_answer` names it, for the
+worker and for the SDK alike).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import explain
+from schemas.fields import Identifier
 from schemas.models import TransactionIntent
+
+# What a rejection of an unreadable record adds to why it could not be read: what to do next.
+NEXT_STEP = ("Nothing in this record was judged or signed: correct what is named above (an intent's JSON Schema: "
+             "`warden schemas export`), sign the intent again and submit it; this rejection names the record by "
+             "the SHA-256 of its bytes (intent_digest)")
+UNREADABLE_ID_PREFIX = "unreadable-"
+
+_IDENTIFIER = TypeAdapter(Identifier)
 
 
 @dataclass(frozen=True)
 class Unreadable:
     reason: str
     errors: tuple[str, ...] = ()
-    intent_id: str | None = None
+    intent_id: str | None = None  # the body's, when it names a usable one (an identifier)
     agent_id: str | None = None
+
+    @property
+    def rejection_reason(self) -> str:
+        """What the producer reads in its INVALID_INTENT rejection: which field was wrong and
+        what is allowed (`schemas.errors.explain`), then what to do next."""
+        return f"{self.reason}. {NEXT_STEP}"
+
+
+def usable_id(value: object) -> str | None:
+    """``value`` if it is an `Identifier` (1-128 letters, digits and _.:-), else None. Bytes
+    (a Kafka record's key) are read as UTF-8."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode()
+        except UnicodeDecodeError:
+            return None
+    try:
+        return _IDENTIFIER.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def unreadable_answer(bad: Unreadable, raw: bytes | None, key: bytes | str | None) -> tuple[str | None, str, str]:
+    """(agent_id, intent_id, intent_digest) of the rejection of an unreadable record.
+
+    ``intent_digest`` is the SHA-256 of the record's value bytes exactly as written (of no
+    bytes for a null value): what its producer recomputes, and all it can be matched by. The
+    agent is the one the body names, else the record's key (``key``, UTF-8) when that is an
+    identifier, else None: then there is nobody to answer, and the record gets only its dead
+    letter and audit event. The intent id is the body's, else "unreadable-" and the first 32 hex
+    digits of the digest."""
+    digest = hashlib.sha256(raw or b"").hexdigest()
+    return (bad.agent_id or usable_id(key), bad.intent_id or UNREADABLE_ID_PREFIX + digest[:32], digest)
 
 
 def read_intent(raw: bytes | None, max_bytes: int) -> TransactionIntent | Unreadable:
@@ -38,6 +82,6 @@ def read_intent(raw: bytes | None, max_bytes: int) -> TransactionIntent | Unread
     try:
         return TransactionIntent.model_validate(doc)
     except ValidationError as exc:
-        ids = {k: v for k in ("intent_id", "agent_id") if isinstance(v := doc.get(k), str) and 0 < len(v) <= 128}
         errors = explain(exc)
-        return Unreadable(f"invalid TransactionIntent: {'; '.join(errors)}", errors, ids.get("intent_id"), ids.get("agent_id"))
+        return Unreadable(f"invalid TransactionIntent: {'; '.join(errors)}", errors, usable_id(doc.get("intent_id")),
+                          usable_id(doc.get("agent_id")))

@@ -34,7 +34,9 @@ async def pending_approvals(settings: Settings, now: datetime, idle_polls: int =
     whose wait has passed is left out too: the worker is expiring it."""
     keys = PinnedServiceKeys(settings)
     parked: dict[str, IntentParked] = {}
-    decided: set[str] = set()
+    # (intent id, digest): a record about another intent with the same id (a variant, a record the
+    # worker could not read) ends no wait.
+    decided: set[tuple[str, str | None]] = set()
     async for topic, value in read_to_quiet(settings, (topics.INTENTS_AWAITING_APPROVAL, *_DECIDED), idle_polls):
         if topic == topics.INTENTS_APPROVED:
             try:
@@ -48,8 +50,8 @@ async def pending_approvals(settings: Settings, now: datetime, idle_polls: int =
         if isinstance(record, IntentParked):
             parked.setdefault(record.intent_id, record)
         else:
-            decided.add(record.intent_id)
-    waiting = [p for p in parked.values() if p.intent_id not in decided and p.expires_at > now]
+            decided.add((record.intent_id, record.intent_digest))
+    waiting = [p for p in parked.values() if (p.intent_id, p.intent_digest) not in decided and p.expires_at > now]
     return sorted(waiting, key=lambda p: p.parked_at)
 
 

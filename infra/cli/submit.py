@@ -1,16 +1,20 @@
 """``warden submit``, ``warden sign`` and ``warden tail``: intents in, outcomes out.
 
 ``warden sign tx`` is ``warden submit``; ``warden sign message`` (EIP-191) and ``warden sign
-typed-data`` (EIP-712, from a JSON file) ask for a signature over a message instead."""
+typed-data`` (EIP-712, from a JSON file) ask for a signature over a message instead. ``warden
+submit --raw FILE`` publishes a file's bytes as they are (a producer's own JSON) and shows the
+answer the same way."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 from pydantic import ValidationError
@@ -70,8 +74,19 @@ def _kind_fields(args) -> dict:
     return fields
 
 
+# What builds an intent here: none of it applies to a file sent as it is (``--raw``).
+_INTENT_OPTIONS = ("chain", "to", "value", "data", "tx_type", "max_fee_per_blob_gas", "blob_file", "delegate",
+                   "authorization_chain_id", "gas_limit", "gas_price", "max_fee_per_gas", "max_priority_fee_per_gas",
+                   "expires_in", "nonce", "key_path", "idempotency_key", "simulate", "broadcast", "client_share_file",
+                   "cmek_file")
+
+
 def cmd_submit(args) -> int:
     settings = load()
+    if getattr(args, "raw", None) is not None:
+        return _submit_raw(args, settings)
+    if args.chain is None:
+        return fail(f"warden {args.command}", "--chain is required (or send a JSON file as it is: --raw FILE)", 2)
     try:
         fields = _kind_fields(args)
     except ValidationError as exc:
@@ -110,11 +125,53 @@ def cmd_submit(args) -> int:
         return fail(f"warden {args.command}", "the intent is invalid:\n  " + "\n  ".join(explain(exc)), 2)
     except (SealingRefused, ValueError, OSError) as exc:
         return fail(f"warden {args.command}", exc, 2)
+    return _report(args, {"intent": intent.model_dump(mode="json")}, f"submitted {intent.intent_id}", outcome)
+
+
+def _submit_raw(args, settings) -> int:
+    """``warden submit --raw FILE``: the file's bytes published exactly as they are, keyed by
+    ``--agent``, with no validation here; then the worker's answer, as for any intent. A record
+    the worker cannot read gets an INVALID_INTENT rejection bound to the SHA-256 of these bytes."""
+    command = f"warden {args.command}"
+    given = [f"--{name.replace('_', '-')}" for name in _INTENT_OPTIONS if getattr(args, name) is not None]
+    if given:
+        return fail(command, f"--raw sends the file as it is, so {', '.join(given)} cannot change it: leave "
+                             f"{'them' if len(given) > 1 else 'it'} out", 2)
+    try:
+        raw = sys.stdin.buffer.read() if args.raw == "-" else Path(args.raw).read_bytes()
+    except OSError as exc:
+        return fail(command, exc, 2)
+
+    async def run():
+        start = await end_offsets(settings, OUTCOME_TOPICS)
+        async with Client(settings) as client:
+            submission = await client.submit_raw(args.agent, raw)
+        if not args.wait:
+            return submission, None
+        forged: list[tuple[str, str]] = []
+        outcomes = await wait_outcomes(settings, [submission], args.timeout, start, forged=forged)
+        for intent_id, why in forged:
+            print(f"FORGED outcome for {intent_id} ignored: {why}", file=sys.stderr)
+        return submission, outcomes.get(submission.intent_id)
+
+    try:
+        submission, outcome = asyncio.run(run())
+    except (ValueError, OSError) as exc:
+        return fail(command, exc, 2)
+    sent = {**dataclasses.asdict(submission), "bytes": len(raw)}
+    return _report(args, {"submission": sent}, (
+        f"submitted {submission.intent_id} as it is ({len(raw)} bytes, sha256 {submission.digest}) for agent "
+        f"{submission.agent_id}"), outcome)
+
+
+def _report(args, submitted: dict, line: str, outcome: Outcome | None) -> int:
+    """What was submitted and its outcome: a JSON document (``submitted`` and the outcome) or
+    lines for people. Exit code 1 for a rejection."""
     if args.json:
-        print_json({"intent": intent.model_dump(mode="json"),
-                    "outcome": None if outcome is None else outcome.model_dump(mode="json", by_alias=True)})
+        print_json({**submitted, "outcome": None if outcome is None else outcome.model_dump(mode="json",
+                                                                                           by_alias=True)})
     else:
-        print(f"submitted {intent.intent_id}")
+        print(line)
         if outcome is not None:
             print(_describe_outcome(outcome))
         elif args.wait:
@@ -226,9 +283,16 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--hex", help="message: the bytes, 0x-hex")
         p.add_argument("--file", help="typed-data: the eth_signTypedData_v4 JSON document")
     p.add_argument("--agent", required=True)
-    p.add_argument("--chain", required=True)
-    p.add_argument("--to", required=command == "submit")
-    p.add_argument("--value", required=command == "submit", help='decimal string in the native unit, e.g. "0.05"')
+    if command == "submit":
+        p.add_argument("--raw", metavar="FILE", help=(
+            "publish this file's bytes exactly as they are (an intent's JSON written and signed elsewhere; - for "
+            "stdin), keyed by --agent, with no validation here, and wait for the answer like any other; a record "
+            "the worker cannot read is rejected INVALID_INTENT, bound to the SHA-256 of these bytes. The options "
+            "that build an intent do not apply"))
+    # With --raw, submit takes none of these; without it, cmd_submit asks for them.
+    p.add_argument("--chain", required=command != "submit", help="the intent's chain (submit: required, unless --raw)")
+    p.add_argument("--to")
+    p.add_argument("--value", help='decimal string in the native unit, e.g. "0.05"')
     p.add_argument("--data")
     p.add_argument("--tx-type", type=int, choices=(0, 1, 2, 3, 4))
     p.add_argument("--max-fee-per-blob-gas", help="type 3: wei per unit of blob gas")

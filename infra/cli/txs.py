@@ -1,17 +1,20 @@
 """``warden txs list|show``: what happened to an agent's transactions.
 
-Reads ``warden.txs.signed`` from the start and keeps, per intent, the newest status the signer
-reported (a final one, mined, failed, replaced or dropped, wins over signed, broadcast and
-stuck) and the history of every status in order (``show`` prints it: the fee bumps, why it was
-stuck). Only records signed by a pinned signer key count; any other is left out and counted as
-forged. ``signed_tx`` (the raw signed bytes) is shown only with ``--include-signed-tx``, as the
-seed API gates it.
+Reads ``warden.txs.signed`` and ``warden.intents.rejected`` from the start. Per intent, it keeps
+the newest status the signer reported (a final one, mined, failed, replaced or dropped, wins over
+signed, broadcast and stuck) and the history of every status in order (``show`` prints it: the
+fee bumps, why it was stuck); and every rejection, with its stage, code and reason (refused at
+intake, INVALID_INTENT for a record the worker could not read, by a guardrail or by the signer).
+Only records signed by a pinned key of the service allowed to say them count; any other is left
+out and counted as forged. ``signed_tx`` (the raw signed bytes) is shown only with
+``--include-signed-tx``, as the seed API gates it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from dataclasses import dataclass
 
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.client import read_outcome
@@ -21,36 +24,58 @@ from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.fields import format_native_amount
-from schemas.models import FINAL_TX_STATUSES, SignedTransaction
+from schemas.models import FINAL_TX_STATUSES, IntentRejected, SignedTransaction
+
+
+@dataclass
+class AgentRecords:
+    """What the services said about an agent's intents: the newest authentic signed-transaction
+    record per intent (oldest first), every authentic rejection (oldest first, each once), and
+    how many records about the agent were left out as forged."""
+
+    transactions: list[SignedTransaction]
+    rejected: list[IntentRejected]
+    forged: int
 
 
 async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int = 5,
-                             history: dict[str, list[SignedTransaction]] | None = None
-                             ) -> tuple[list[SignedTransaction], int]:
-    """(the newest authentic record per intent of ``agent_id``, oldest first; forged records seen).
-    With ``history``, every authentic record per intent id is added to it, in topic order."""
+                             history: dict[str, list[SignedTransaction]] | None = None) -> AgentRecords:
+    """The signed transactions and rejections of ``agent_id`` (`AgentRecords`). With
+    ``history``, every authentic transaction record per intent id is added to it, in topic order.
+
+    Rejections are read as `warden tail` reads them: signed by a pinned key of the service
+    allowed to say them. This command submitted nothing, so it cannot check digests: a rejection
+    bound to a record's bytes (INVALID_INTENT, for a record the worker could not read) is listed
+    with that digest, and only a client that sent those bytes takes it as its answer."""
     keys = PinnedServiceKeys(settings)
     newest: dict[str, SignedTransaction] = {}
+    rejected: dict[tuple, IntentRejected] = {}
     forged = 0
-    async for topic, value in read_to_quiet(settings, (topics.TXS_SIGNED,), idle_polls):
+    async for topic, value in read_to_quiet(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED), idle_polls):
         record = read_outcome(topic, value)
-        if not isinstance(record, SignedTransaction) or record.agent_id != agent_id:
+        if not isinstance(record, (SignedTransaction, IntentRejected)) or record.agent_id != agent_id:
             continue
         if outcome_forgery(record, keys) is not None:
             forged += 1
+            continue
+        if isinstance(record, IntentRejected):
+            # A redelivered record is rejected again, at another time: the same rejection.
+            rejected.setdefault((record.intent_id, record.intent_digest, record.stage, record.code, record.reason),
+                                record)
             continue
         if history is not None:
             history.setdefault(record.intent_id, []).append(record)
         known = newest.get(record.intent_id)
         if known is None or known.status not in FINAL_TX_STATUSES or record.status in FINAL_TX_STATUSES:
             newest[record.intent_id] = record
-    return sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)), forged
+    return AgentRecords(sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),
+                        sorted(rejected.values(), key=lambda r: r.decided_at), forged)
 
 
-def _row(record: SignedTransaction, include_signed_tx: bool) -> dict:
+def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = False) -> dict:
     row = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
     if not include_signed_tx:
-        row.pop("signed_tx")
+        row.pop("signed_tx", None)
     return row
 
 
@@ -72,15 +97,30 @@ def _line(record: SignedTransaction) -> str:
             f"{block}{fee}{error}")
 
 
+def _rejected_line(record: IntentRejected) -> str:
+    # One line a record: a reason can hold a validator's multi-line report.
+    reason = "; ".join(line.strip() for line in record.reason.splitlines() if line.strip())
+    return f"{record.intent_id:40} rejected  at {record.stage}: {record.code}: {reason}"
+
+
 def cmd_txs(args) -> int:
     settings = load()
     history: dict[str, list[SignedTransaction]] | None = {} if args.action == "show" else None
-    records, forged = asyncio.run(agent_transactions(settings, args.agent, history=history))
+    found = asyncio.run(agent_transactions(settings, args.agent, history=history))
+    records, forged = found.transactions, found.forged
     if args.action == "show":
         if not args.id:
             return fail("warden txs show", "name the transaction: `warden txs show ID --agent A` (intent id or hash)", 2)
         # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
         wanted = [r for r in records if args.id in (r.intent_id, r.tx_hash, *r.replaces)]
+        refusals = [r for r in found.rejected if r.intent_id == args.id]
+        if not wanted and refusals:
+            if args.json:
+                print_json({"agent_id": args.agent, "intent_id": args.id, "rejected": [_row(r) for r in refusals]})
+                return 0
+            for record in refusals:
+                print(_rejected_line(record) + f"  (intent_digest {record.intent_digest})")
+            return 0
         if not wanted:
             return fail("warden txs show", f"no transaction of agent {args.agent!r} with intent id or hash "
                                            f"{args.id!r}; `warden txs list --agent {args.agent}` lists them", 1)
@@ -98,13 +138,16 @@ def cmd_txs(args) -> int:
         return 0
     if args.json:
         print_json({"agent_id": args.agent, "transactions": [_row(r, args.include_signed_tx) for r in records],
-                    "forged_records_ignored": forged})
+                    "rejected": [_row(r) for r in found.rejected], "forged_records_ignored": forged})
         return 0
     for record in records:
         print(_line(record))
+    for rejection in found.rejected:
+        print(_rejected_line(rejection))
     counts = {status: sum(1 for r in records if r.status == status) for status in sorted({r.status for r in records})}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
     print(f"{len(records)} transaction(s) of {args.agent}: {summary}"
+          + (f"; {len(found.rejected)} intent(s) rejected" if found.rejected else "")
           + (f"; {forged} forged record(s) ignored" if forged else ""))
     return 0
 
