@@ -79,6 +79,21 @@ def permit_typed_data(token: str, chain_id: int, *, owner: str, spender: str, va
     }
 
 
+def transfer_authorization(token: str, chain_id: int, *, holder: str, to: str, value: int,
+                           name: str = "Warden Demo USD") -> dict:
+    """An EIP-3009 TransferWithAuthorization as USDC's FiatTokenV2 verifies it: whoever submits the
+    signature moves ``value`` of ``holder``'s tokens to ``to``."""
+    fields = [("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
+              ("validBefore", "uint256"), ("nonce", "bytes32")]
+    document = permit_typed_data(token, chain_id, owner=holder, spender=to, value=value, nonce=0, deadline=0, name=name)
+    document["types"] = {"EIP712Domain": document["types"]["EIP712Domain"],
+                         "TransferWithAuthorization": [{"name": n, "type": t} for n, t in fields]}
+    document["primaryType"] = "TransferWithAuthorization"
+    document["message"] = {"from": holder, "to": to, "value": str(value), "validAfter": "0",
+                           "validBefore": str(2**40), "nonce": "0x" + os.urandom(32).hex()}
+    return document
+
+
 def demo_blob() -> bytes:
     """One 131072-byte blob: 4096 field elements, each with a zero first byte (so below the BLS modulus)."""
     return b"".join(b"\x00" + f"Warden demo blob, element {i:04d}.".encode()[:31].ljust(31, b".") for i in range(4096))
@@ -93,8 +108,9 @@ class Scripted:
     admin: str | None = None  # parked for approval: what the demo, as the admin, decides
 
 
-# The demo's tokens (deployed by `provision`): WUSD, an ERC-20 with ERC-2612 permit and 6 decimals,
-# and GRD, a token whose transfer takes twice what it says. Token amounts below are in WUSD units.
+# The demo's tokens (deployed by `provision`): WUSD, an ERC-20 with ERC-2612 permit, EIP-3009
+# authorizations and 6 decimals, and GRD, a token whose transfer takes twice what it says. Token
+# amounts below are in WUSD units.
 WUSD_LIMITS = dict(max_per_tx="100", daily_limit="150", approval_threshold="60")
 WUSD = 10**6
 DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # Anvil's first unlocked dev account
@@ -112,6 +128,10 @@ SCRIPT = (
              dict(to=ALICE, value="0.1", tx_type=1, simulate_first=True)),
     Scripted("wrong chain: base", "CHAIN_NOT_ALLOWED", dict(to=ALICE, value="0.1", chain="base")),
     Scripted("recipient not on allowlist", "RECIPIENT_NOT_ALLOWLISTED", dict(to=MALLORY, value="0.1")),
+    # An allowlisted contract that passes value on: judged by where simulation shows it lands.
+    Scripted("0.1 ETH to mallory via an allowlisted forwarder", "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+             dict(to=lambda s: s["forwarder"], value="0.1",
+                  data=lambda s: contracts.calldata("forwardValue(address)", MALLORY))),
     Scripted("over the 1 ETH per-tx cap", "VALUE_OVER_CAP", dict(to=BOB, value="1.5")),
     Scripted("pay bob 0.9 (the day: 1.75 + fees)", "mined", dict(to=BOB, value="0.9")),
     Scripted("over the 2 ETH daily limit", "DAILY_LIMIT_EXCEEDED", dict(to=ALICE, value="0.3")),
@@ -177,6 +197,11 @@ AFTER_ALLOWLISTING = (
              dict(intent_type="typed_data", typed_data=_permit)),
     Scripted("a Permit for 500 WUSD (over its limit)", "UNLIMITED_APPROVAL_REFUSED",
              dict(intent_type="typed_data", typed_data=lambda s: _permit(s, 500 * WUSD))),
+    # The allowlisted domain is not a blank cheque: an EIP-3009 transfer under it is read as one.
+    Scripted("EIP-3009: 9,000 WUSD to mallory (typed data)", "RECIPIENT_NOT_ALLOWLISTED",
+             dict(intent_type="typed_data", typed_data=lambda s: transfer_authorization(
+                 s["token"], ANVIL_CHAIN_ID, holder=s["address"], to=MALLORY, value=9_000 * WUSD,
+                 name="Warden Demo USD"))),
 )
 
 
@@ -208,14 +233,16 @@ async def provision(settings: Settings) -> dict:
     try:
         await node.call("anvil_setCode", PAUSED, _revert_runtime(REVERT_REASON))
         await node.call("anvil_setCode", DELEGATE, ANSWER_42)
-        token = await contracts.deploy(node, "WardenToken", "Warden Demo USD", "WUSD", 6, sender=DEPLOYER)
+        token = await contracts.deploy(node, "AuthToken", "Warden Demo USD", "WUSD", 6, sender=DEPLOYER)
         greedy = await contracts.deploy(node, "GreedyToken", "Greedy Demo", "GRD", 6, COLLECTOR, sender=DEPLOYER)
         router = await contracts.deploy(node, "PullRouter", sender=DEPLOYER)
+        forwarder = await contracts.deploy(node, "Forwarder", MALLORY, sender=DEPLOYER)
         agent = await provision_agent(
-            settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED, token, greedy, router), tx_max_value_eth="1",
-            tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False,
+            settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED, token, greedy, router, forwarder),
+            tx_max_value_eth="1", tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False,
             message_signing_enabled=True, eip7702_delegate_allowlist=(DELEGATE,),
-            contract_calls=(ContractCallRule(contract=PAUSED, selectors=("deposit()",)),),
+            contract_calls=(ContractCallRule(contract=PAUSED, selectors=("deposit()",)),
+                            ContractCallRule(contract=forwarder, selectors=("forwardValue(address)",))),
             asset_limits=(AssetLimit(chain="anvil", token=token, symbol="WUSD", decimals=6, **WUSD_LIMITS),
                           AssetLimit(chain="anvil", token=greedy, symbol="GRD", decimals=6, max_per_tx="100")))
         for minted in (token, greedy):
@@ -224,7 +251,7 @@ async def provision(settings: Settings) -> dict:
     finally:
         await node.close()
     return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy, "token": token,
-            "greedy": greedy, "router": router,
+            "greedy": greedy, "router": router, "forwarder": forwarder,
             "client_share": agent.client_share}
 
 
@@ -295,7 +322,7 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         row["as_expected"] = actual == scripted.expect
         rows.append(row)
     return {"agent_id": AGENT, "address": setup["address"], "policy_version": setup["policy"].version,
-            "contracts": {name: setup[name] for name in ("token", "greedy", "router")},
+            "contracts": {name: setup[name] for name in ("token", "greedy", "router", "forwarder")},
             "seconds_to_all_outcomes": round(elapsed, 3), "intents": rows,
             "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
             "all_as_expected": all(r["as_expected"] for r in rows)}

@@ -143,6 +143,12 @@ _FIELD_TYPE_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\[[0-9]*\])*\Z")
 EIP712_DOMAIN_FIELDS = {"name": "string", "version": "string", "chainId": "uint256",
                          "verifyingContract": "address", "salt": "bytes32"}
 _TYPED_DATA_MAX_DEPTH = 32
+# The EIP-712 primary types Warden reads as moving value (`streams.typed_movements`): a policy can
+# never name one of them as moving nothing, and the default policy never covers them.
+EIP712_VALUE_TYPES = frozenset({
+    "Permit", "PermitSingle", "PermitBatch", "PermitTransferFrom", "PermitBatchTransferFrom",
+    "PermitWitnessTransferFrom", "PermitBatchWitnessTransferFrom", "TransferWithAuthorization",
+    "ReceiveWithAuthorization", "OrderComponents", "Order"})
 
 
 def _json_safe(value: Any, path: str, depth: int = 0) -> None:
@@ -523,6 +529,34 @@ class Eip712DomainRule(Record):
                 and (self.name is None or typed_data.domain.get("name") == self.name))
 
 
+class Eip712NoValueType(Record):
+    """One EIP-712 message type an admin names as moving no value (a login, a vote, the spec's Mail):
+    the exact (verifying contract, primary type) pair, optionally on one chain id. Typed data is
+    signed only when Warden reads what it moves or the policy names it here."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    verifying_contract: Address
+    primary_type: str = Field(min_length=1, max_length=128)
+    chain_id: int | None = Field(default=None, ge=1, lt=2**64)
+
+    @field_validator("primary_type")
+    @classmethod
+    def _moves_nothing(cls, name: str) -> str:
+        if not _TYPE_NAME_RE.match(name):
+            raise ValueError(f"{name!r} is not an EIP-712 type name (letters, digits, _ and $)")
+        if name in EIP712_VALUE_TYPES:
+            raise ValueError(f"{name} is a type Warden reads as moving value ({', '.join(sorted(EIP712_VALUE_TYPES))}); "
+                             "it is judged by what it moves and cannot be named as moving nothing")
+        return name
+
+    def matches(self, typed_data: TypedData) -> bool:
+        return (typed_data.verifying_contract == self.verifying_contract
+                and typed_data.primaryType == self.primary_type
+                and (self.chain_id is None or typed_data.chain_id == self.chain_id))
+
+
 TokenStandard = Literal["erc20", "erc721", "erc1155"]
 _SELECTOR_RE = re.compile(r"^0x[0-9a-f]{8}\Z")
 
@@ -576,17 +610,23 @@ class AssetLimit(Record):
         return None if text is None else parse_token_amount(text, self.decimals)
 
 
-class ContractCallRule(Record):
+class ContractCallRule(Evolving):
     """Calls to one contract that the asset rules do not read (anything but a token transfer or
     approval): allowed only for the listed 4-byte selectors, or any call with ``"any"``. A
     selector may be given as hex (``0x12345678``) or as the function's signature
-    (``swap(address,uint256)``), which is kept as its selector."""
+    (``swap(address,uint256)``), which is kept as its selector. Such a call is simulated, so that
+    where the agent's value lands is seen, unless the rule says ``unsimulated``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"unsimulated": False}
 
     contract: Address
     selectors: tuple[str, ...] | Literal["any"] = Field(max_length=256)
+    unsimulated: bool = Field(
+        default=False, description="sign calls to this contract without simulation: only for a contract that can "
+        "move none of the agent's assets (it holds no allowance and is sent no value), since without simulation "
+        "nobody sees where value it forwards lands")
 
     @field_validator("selectors", mode="before")
     @classmethod
@@ -619,7 +659,7 @@ class AgentPolicy(Evolving):
         "message_signing_enabled": False, "message_max_bytes": 1024, "eip712_domain_allowlist": (),
         "eip712_default_policy": "deny", "eip7702_delegate_allowlist": (), "eip7702_allow_any_chain": False,
         "asset_limits": (), "block_unlimited_approvals": True, "contract_calls": (), "approval_threshold_eth": None,
-        "approval_timeout_s": 3600}
+        "approval_timeout_s": 3600, "eip712_no_value_types": ()}
 
     agent_id: Identifier
     version: int = Field(ge=1)
@@ -636,10 +676,15 @@ class AgentPolicy(Evolving):
     message_signing_enabled: bool = Field(default=False, description="EIP-191 personal_sign allowed at all")
     message_max_bytes: int = Field(default=1024, ge=1, le=MAX_MESSAGE_BYTES,
                                    description="the longest personal_sign message signed")
-    eip712_domain_allowlist: tuple[Eip712DomainRule, ...] = Field(default=(), max_length=256)
+    eip712_domain_allowlist: tuple[Eip712DomainRule, ...] = Field(
+        default=(), max_length=256, description="domains whose value-moving typed data (permits, EIP-3009 "
+        "authorizations, orders) may be signed, each judged by what it moves; nothing else under them is")
     eip712_default_policy: Literal["deny", "allow"] = Field(
-        default="deny", description="typed data whose domain is not allowlisted; spend authorizations (Permit, "
-        "Permit2) are refused then whatever this says")
+        default="deny", description="typed data of a type Warden does not read and the policy does not name: allow "
+        "signs it only when it carries no address-and-amount and its domain is not an asset of asset_limits")
+    eip712_no_value_types: tuple[Eip712NoValueType, ...] = Field(
+        default=(), max_length=256, description="(verifying contract, primary type) pairs an admin names as moving "
+        "no value; signed without a movement to judge")
     eip7702_delegate_allowlist: tuple[Address, ...] = Field(
         default=(), max_length=256, description="contracts the agent's account may delegate to (EIP-7702); empty: none")
     eip7702_allow_any_chain: bool = Field(
@@ -713,7 +758,8 @@ class Outcome(Evolving):
 
     intent_digest: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$",
-        description="SHA-256 of the intent's signing bytes; null only for an intent that could not be read")
+        description="SHA-256 of the intent's signing bytes; for an INVALID_INTENT rejection of a record that "
+        "could not be read, SHA-256 of the record's bytes as written")
     signed_by: str = Field(default="", description="the key id of the service that signed this record")
     service_signature: str = Field(default="", description="Ed25519 over service_signing_bytes(), hex")
 

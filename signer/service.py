@@ -236,7 +236,7 @@ class Signer:
             node = self.node_for(intent.chain)
             try:
                 nonce = await self._nonce(intent, agent.address, node, now)
-                if guardrails.simulation_required(intent, policy):
+                if await guardrails.simulation_needed(intent, policy, node):
                     simulated = await guardrails.simulate(intent, agent.address, node, policy)  # as the real sender
                     if not simulated.passed:
                         raise SigningRefused(simulated.code, f"signer simulation failed: {simulated.reason}")

@@ -476,9 +476,16 @@ class Engine:
         if stage == "assets":
             return self._check_assets(intent, policy, now)
         if stage == "simulation":
-            if not guardrails.simulation_required(intent, policy):
+            node = self.node_for(intent.chain)
+            try:
+                needed = await guardrails.simulation_needed(intent, policy, node)
+            except (RpcError, RpcUnavailable) as exc:
+                # Fail closed: whether the recipient runs code is unknown, so is where the value lands.
+                return guardrails.verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE",
+                                          f"could not tell whether {intent.to} runs code: {exc}")
+            if not needed:
                 return guardrails.simulation_skipped(intent)
-            return await guardrails.simulate(intent, policy.sender_address, self.node_for(intent.chain), policy)
+            return await guardrails.simulate(intent, policy.sender_address, node, policy)
         raise ValueError(f"unknown stage {stage!r}")
 
     async def _price(self, intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:

@@ -25,8 +25,7 @@ from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import REGISTRY
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
-from streams import movements
-from streams.movements import SPEND_AUTHORIZATIONS
+from streams import movements, typed_movements
 from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
 
 if TYPE_CHECKING:
@@ -97,36 +96,53 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
 
 
 def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
-    """EIP-712: the domain's chain must be the intent's; a spend authorization (Permit, Permit2)
-    needs its verifying contract allowlisted whatever the default; anything else needs its domain
-    allowlisted, or the policy's default to be ``allow``."""
+    """EIP-712, deny by default: a document is signed only when Warden reads what it moves
+    (`streams.typed_movements`; its domain must then be on eip712_domain_allowlist, and the assets
+    stage judges the movements) or the policy names its (verifying contract, primary type) as
+    moving nothing. ``eip712_default_policy: allow`` covers the rest only where it carries no
+    address-and-amount and its domain is not a token of asset_limits."""
     typed = intent.typed_data
     assert typed is not None  # the schema requires it for this kind
     chain_id = REGISTRY.get(intent.chain).chain_id
     contract, primary = typed.verifying_contract, typed.primaryType
     facts = dict(kind="typed_data", primary_type=primary, verifying_contract=contract,
                  domain_chain_id=typed.chain_id, domain_name=typed.domain.get("name"), chain_id=chain_id)
+
+    def refuse(code: str, reason: str) -> StageVerdict:
+        return verdict(intent, "typed_data", False, code, reason, **facts)
+
     if typed.chain_id is not None and typed.chain_id != chain_id:
-        return verdict(intent, "typed_data", False, "EIP712_CHAIN_MISMATCH",
-                       f"the typed data's domain is for chain id {typed.chain_id}, the intent for {intent.chain} "
-                       f"({chain_id}); a signature for another chain is not made here", **facts)
-    allowlisted = any(rule.matches(typed) for rule in policy.eip712_domain_allowlist)
-    if primary in SPEND_AUTHORIZATIONS and not allowlisted:
-        where = f"verifying contract {contract}" if contract else "a domain without a verifyingContract"
-        return verdict(intent, "typed_data", False, "EIP712_SPEND_AUTHORIZATION_REFUSED",
-                       f"{primary} authorizes a spender to take this account's tokens, and {where} is not on the "
-                       "policy's eip712_domain_allowlist; an admin allowlists the contract to allow it (the "
-                       "default policy does not apply to spend authorizations)", **facts)
-    if allowlisted:
+        return refuse("EIP712_CHAIN_MISMATCH", f"the typed data's domain is for chain id {typed.chain_id}, the intent "
+                                               f"for {intent.chain} ({chain_id}); a signature for another chain is not "
+                                               "made here")
+    where = f"verifying contract {contract}" if contract else "a domain without a verifyingContract"
+    if typed_movements.reads_as_value(typed):
+        if not any(rule.matches(typed) for rule in policy.eip712_domain_allowlist):
+            return refuse("EIP712_SPEND_AUTHORIZATION_REFUSED", (
+                f"{primary} moves or authorizes moving this account's tokens, and {where} is not on the policy's "
+                "eip712_domain_allowlist; an admin allowlists the contract to allow it (the default policy does not "
+                "apply to value-moving types)"))
         return verdict(intent, "typed_data", True, "EIP712_DOMAIN_ALLOWED",
-                       f"{primary} for allowlisted domain {contract}", **facts)
-    if policy.eip712_default_policy == "allow":
+                       f"{primary} for allowlisted domain {contract}; what it moves is judged next", **facts)
+    if any(rule.matches(typed) for rule in policy.eip712_no_value_types):
+        return verdict(intent, "typed_data", True, "EIP712_NO_VALUE_TYPE",
+                       f"{primary} on {contract} is named by the policy as moving no value", **facts)
+    name_it = (f"if it moves no value (a login, a vote), an admin names {{\"verifying_contract\": \"{contract}\", "
+               f"\"primary_type\": \"{primary}\"}} in eip712_no_value_types")
+    if typed_movements.carries_value(typed):
+        return refuse("EIP712_TYPE_NOT_UNDERSTOOD", (
+            f"{primary} on {where} carries an address and an amount, and Warden does not read it as a movement, so "
+            f"it could move value unseen; it is not signed. Use a type Warden reads (Permit, Permit2, EIP-3009, "
+            f"Seaport, CoW, UniswapX, 1inch), or {name_it}"))
+    asset_domain = contract is not None and policy.asset(intent.chain, contract) is not None
+    if policy.eip712_default_policy == "allow" and not asset_domain:
         return verdict(intent, "typed_data", True, "EIP712_DEFAULT_ALLOW",
-                       f"{primary}: the domain is not allowlisted and the policy's default is allow", **facts)
-    return verdict(intent, "typed_data", False, "EIP712_DOMAIN_NOT_ALLOWLISTED",
-                   f"the typed data's domain ({contract or 'no verifyingContract'}, name "
-                   f"{typed.domain.get('name')!r}) is not on this agent's eip712_domain_allowlist and the default "
-                   "policy is deny", **facts)
+                       f"{primary} carries no address-and-amount and the policy's default is allow", **facts)
+    why = (f"{contract} is a token of this policy's asset_limits, whose other types the default never covers"
+           if asset_domain and policy.eip712_default_policy == "allow" else "the default policy is deny")
+    return refuse("EIP712_TYPE_NOT_NAMED", (
+        f"{primary} on {where} is not a type Warden reads as a movement nor one the policy names as moving no value, "
+        f"and {why}; {name_it}"))
 
 
 def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
@@ -186,7 +202,7 @@ def _listed(policy: AgentPolicy, address: str) -> bool:
     return not policy.tx_to_allowlist or address in policy.tx_to_allowlist
 
 
-_ROLE = {"transfer": "recipient", "approval": "spender", "operator": "operator"}
+_ROLE = {"transfer": "recipient", "approval": "spender", "operator": "operator", "proceeds": "recipient"}
 
 
 def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable[[str], int]) -> StageVerdict:
@@ -199,7 +215,12 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
     its operator on the allowlist by name. Any other calldata needs its contract's selector in
     ``contract_calls``; a token function on a contract that is not a listed asset is refused."""
     try:
-        reading = movements.read_intent(intent, policy)
+        if intent.intent_type == "typed_data":
+            typed = intent.typed_data
+            moves = typed_movements.read_typed_data(typed) if typed_movements.reads_as_value(typed) else []
+            reading = movements.Reading(tuple(moves))
+        else:
+            reading = movements.read_intent(intent, policy)
     except movements.Unreadable as exc:
         return verdict(intent, "assets", False, exc.code, exc.reason)
     moved = [m.facts() for m in reading.movements]
@@ -233,6 +254,13 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
     for move in reading.movements:
         if move.kind == "delegation" or move.asset == movements.NATIVE:
             continue  # the delegation and value stages judge these
+        if move.kind == "proceeds":
+            if move.to != policy.sender_address and not _listed(policy, move.to):
+                return refuse("PROCEEDS_NOT_ALLOWLISTED", (
+                    f"{move.via} pays {move.amount} base units of {move.asset} to {move.to}, which is neither the "
+                    f"order's own account nor on this agent's allowlist: the agent's tokens would be sold for someone "
+                    f"else; make the order pay the agent, or an admin allowlists {move.to}"))
+            continue
         asset = policy.asset(intent.chain, move.asset)
         if asset is None or asset.standard != move.standard:
             return refuse("ASSET_NOT_IN_POLICY", (
@@ -245,12 +273,14 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
                     f"setApprovalForAll hands every {asset.label} token to {move.to}, which is not on tx_to_allowlist "
                     "by name; with block_unlimited_approvals an operator must be allowlisted"))
             if move.amount and not _listed(policy, move.to):
-                return refuse("RECIPIENT_NOT_ALLOWLISTED", f"operator {move.to} is not on this agent's allowlist")
+                return refuse("RECIPIENT_NOT_ALLOWLISTED", f"operator {move.to} is not on this agent's allowlist; an "
+                                                           "admin adds it to tx_to_allowlist to allow it")
             continue
         if not _listed(policy, move.to):
             return refuse("RECIPIENT_NOT_ALLOWLISTED", (
                 f"{move.via} makes {move.to} the {role} of {_amount(asset, move.amount)}, and {move.to} is not on "
-                f"this agent's allowlist ({len(policy.tx_to_allowlist)} addresses)"))
+                f"this agent's allowlist ({len(policy.tx_to_allowlist)} addresses); use an allowlisted {role}, or an "
+                f"admin adds {move.to} to tx_to_allowlist"))
         if move.kind == "approval":
             if not policy.block_unlimited_approvals:
                 continue  # the admin chose unbounded approvals: they are not counted as spend
@@ -272,13 +302,14 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
         if cap is not None and amount > cap:
             return refuse("ASSET_OVER_CAP", (
                 f"this intent moves or approves {_amount(asset, amount)}, over the per-transaction cap of "
-                f"{_amount(asset, cap)}"))
+                f"{_amount(asset, cap)}; move less, or an admin raises {asset.label}'s max_per_tx"))
         already = spent(key)
         facts.setdefault("asset_spent", {})[key] = str(already)
         if limit is not None and already + amount > limit:
             return refuse("ASSET_DAILY_LIMIT_EXCEEDED", (
                 f"{_amount(asset, already)} already moved or approved in the last 24 h; "
-                f"{_amount(asset, amount)} more would exceed the rolling limit of {_amount(asset, limit)}"))
+                f"{_amount(asset, amount)} more would exceed the rolling limit of {_amount(asset, limit)}; wait for "
+                "earlier spend to leave the 24 h window"))
     what = ", ".join(f"{m['via']} {m['amount']}" for m in moved) or "no token movement"
     return verdict(intent, "assets", True, "ASSETS_WITHIN_POLICY", f"{what} within the asset rules", **facts)
 
@@ -325,7 +356,49 @@ def policy_checks(intent: TransactionIntent, policy: AgentPolicy) -> list[StageV
 
 
 def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:
-    return intent.simulate_first or policy.require_simulation
+    """Whether the intent must be simulated, from the intent and the policy alone: when asked to
+    (simulate_first, require_simulation), and for every call a contract_calls rule allows and does
+    not mark ``unsimulated`` (and for declared outflows, which only simulation holds a call to):
+    such a contract may forward the agent's value or spend its allowances, and only simulation
+    shows where that lands."""
+    if intent.simulate_first or policy.require_simulation:
+        return True
+    if intent.intent_type != "transaction":
+        return False
+    if intent.declared_outflows:
+        return True
+    if intent.data == "0x":
+        return False
+    rule = policy.calls_to(intent.to)
+    asset = policy.asset(intent.chain, intent.to)
+    try:
+        if asset is not None and movements.decode_call(asset, intent.data) is not None:
+            return False  # a token transfer or approval, read in full by the assets stage
+    except movements.Unreadable:
+        return True  # the assets stage refuses it; nothing unreadable goes unsimulated meanwhile
+    return rule is None or not rule.unsimulated
+
+
+# A plain value transfer costs exactly this much gas: with no more, no code at the recipient can
+# run a CALL to pass the value on.
+TRANSFER_GAS = 21_000
+
+
+async def simulation_needed(intent: TransactionIntent, policy: AgentPolicy, node: Node) -> bool:
+    """`simulation_required`, or value to an address that has code: its ``receive`` can send the
+    value on to anyone, which only simulation shows. The node is not asked where that cannot
+    matter: an empty allowlist allows any landing, and a transfer with gas for nothing but itself
+    (``gas_limit`` 21,000, no access list) runs no code."""
+    if simulation_required(intent, policy):
+        return True
+    if intent.intent_type != "transaction" or not intent.value_wei or not policy.tx_to_allowlist:
+        return False
+    if intent.gas_limit == TRANSFER_GAS and not intent.access_list and intent.data == "0x":
+        return False
+    rule = policy.calls_to(intent.to)
+    if rule is not None and rule.unsimulated:
+        return False
+    return await node.call("eth_getCode", intent.to, "pending") not in ("0x", "0x0")
 
 
 def decode_revert(data: object) -> str:
@@ -398,24 +471,41 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
         reason = (outcome.get("error") or {}).get("message", "reverted")
         return verdict(intent, "simulation", False, "SIMULATION_REVERTED", f"simulation reverted: {reason}",
                        revert_reason=reason, rpc_method="eth_simulateV1")
-    changes = movements.balance_changes(outcome.get("logs") or [], sender)
+    logs = outcome.get("logs") or []
+    changes = movements.balance_changes(logs, sender)
     declared = movements.declared_outflows(movements.read_intent(intent, policy), sender)
+    landed = movements.landings(logs, sender)
     facts = dict(estimated_gas=gas, balance_changes=[c.facts() for c in changes],
-                 declared_out={asset: str(units) for asset, units in declared.items()})
+                 declared_out={asset: str(units) for asset, units in declared.items()},
+                 landings=[landing.facts() for landing in landed])
+
+    def shown(asset_key: str, units: int) -> str:
+        if asset_key == movements.NATIVE:
+            return f"{format_native_amount(units)} (native)"
+        asset = policy.asset(intent.chain, asset_key)
+        return _amount(asset, units) if asset is not None else f"{units} base units of {asset_key}"
+
     for change in changes:
         if change.outgoing > declared.get(change.asset, 0):
-            def shown(units: int) -> str:
-                if change.asset == movements.NATIVE:
-                    return f"{format_native_amount(units)} (native)"
-                asset = policy.asset(intent.chain, change.asset)
-                return _amount(asset, units) if asset is not None else f"{units} base units of {change.asset}"
             return verdict(intent, "simulation", False, "SIMULATION_MISMATCH", (
-                f"the simulated call takes {shown(change.outgoing)} from {sender}, but the intent declares "
-                f"{shown(declared.get(change.asset, 0))}; the contract moves more than the call says, so it is not "
-                "signed"), **facts)
+                f"the simulated call takes {shown(change.asset, change.outgoing)} from {sender}, but the intent "
+                f"declares {shown(change.asset, declared.get(change.asset, 0))}; the contract moves more than the "
+                "call says, so it is not signed"), **facts)
+    for landing in landed:
+        if not _listed(policy, landing.holder):
+            return verdict(intent, "simulation", False, "SIMULATION_ROUTE_NOT_ALLOWLISTED", (
+                f"the simulated call sends {shown(landing.asset, landing.amount)} from {sender} on to "
+                f"{landing.holder}, which is not on this agent's allowlist (route: {'; '.join(landing.route)}); value "
+                f"sent through an allowlisted contract is judged by where it lands: an admin allowlists "
+                f"{landing.holder} if it should receive it"), **facts)
+    for token, spender in movements.grants(logs, sender):
+        if not _listed(policy, spender):
+            return verdict(intent, "simulation", False, "SIMULATION_ROUTE_NOT_ALLOWLISTED", (
+                f"the simulated call lets {spender} spend {sender}'s {token} tokens, and {spender} is not on this "
+                "agent's allowlist; an allowance set inside a call is judged like one the agent asks for"), **facts)
     return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}", **facts)
 
 
 def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
     return verdict(intent, "simulation", True, "SIMULATION_NOT_REQUIRED",
-                    "neither simulate_first nor require_simulation is set")
+                    "nothing asks for it: no simulate_first or require_simulation, no contract call, no value to code")

@@ -2,10 +2,11 @@
 
 The native ``value`` is only part of what a transaction can move. A call to a token contract
 moves that token (``transfer``), or hands a spender the power to move it (``approve``,
-``setApprovalForAll``), with a value of 0; an EIP-712 Permit does the same off-chain; an
-EIP-7702 authorization hands the whole account to a contract's code. This module reads each
-of them into `Movement`s with ``eth-abi``, so the guardrails can apply the recipient allowlist
-and the per-asset limits to them (`streams.guardrails.check_assets`).
+``setApprovalForAll``), with a value of 0; an EIP-7702 authorization hands the whole account to
+a contract's code. This module reads each of them into `Movement`s with ``eth-abi``, so the
+guardrails can apply the recipient allowlist and the per-asset limits to them
+(`streams.guardrails.check_assets`); `streams.typed_movements` does the same for EIP-712 documents,
+and `balance_changes` and `landings` read what a simulation shows moved.
 
 How calldata is read is decided by the policy, never guessed: ERC-20 and ERC-721 share the
 selectors of ``transferFrom`` and ``approve``, so a contract's standard comes from its entry in
@@ -22,8 +23,7 @@ from typing import Any
 from eth_abi import decode as abi_decode, encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
-from schemas.fields import MAX_UINT256
-from schemas.models import AgentPolicy, AssetLimit, TransactionIntent, TypedData, parse_typed_int
+from schemas.models import AgentPolicy, AssetLimit, TransactionIntent
 
 NATIVE = "native"
 
@@ -84,7 +84,8 @@ class Movement:
 
     asset: str  # the token contract, NATIVE, or for a delegation the agent's account ("account")
     standard: str  # erc20 | erc721 | erc1155 | native | eip7702
-    kind: str  # transfer | approval | operator | delegation
+    # transfer | approval | operator | delegation | proceeds (what an order pays out, to ``to``)
+    kind: str
     source: str | None  # whose tokens (None: the agent's own account)
     to: str  # recipient, spender, operator or delegate
     amount: int
@@ -146,89 +147,6 @@ def _as_tuple(value) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
-# --- EIP-712 spend authorizations ---------------------------------------------------------------
-
-# The field lists real contracts hash (their type hash names every field and type), so a document
-# whose Permit differs authorizes nothing on the real contract and is refused as unreadable here.
-_TOKEN_PERMISSIONS = (("token", "address"), ("amount", "uint256"))
-_PERMIT_DETAILS = (("token", "address"), ("amount", "uint160"), ("expiration", "uint48"), ("nonce", "uint48"))
-_SPEND_TYPES: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
-    "Permit": (
-        (("owner", "address"), ("spender", "address"), ("value", "uint256"), ("nonce", "uint256"),
-         ("deadline", "uint256")),
-        # DAI's: allowed=true approves everything, false revokes.
-        (("holder", "address"), ("spender", "address"), ("nonce", "uint256"), ("expiry", "uint256"),
-         ("allowed", "bool")),
-    ),
-    "PermitSingle": ((("details", "PermitDetails"), ("spender", "address"), ("sigDeadline", "uint256")),),
-    "PermitBatch": ((("details", "PermitDetails[]"), ("spender", "address"), ("sigDeadline", "uint256")),),
-    "PermitTransferFrom": ((("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"),
-                            ("deadline", "uint256")),),
-    "PermitBatchTransferFrom": ((("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"),
-                                 ("deadline", "uint256")),),
-}
-# The witness forms are the transfer forms with one more field of the integrator's own type.
-_WITNESS_OF = {"PermitWitnessTransferFrom": "PermitTransferFrom",
-               "PermitBatchWitnessTransferFrom": "PermitBatchTransferFrom"}
-SPEND_AUTHORIZATIONS = frozenset(_SPEND_TYPES) | frozenset(_WITNESS_OF)
-
-
-def decode_permit(typed: TypedData) -> list[Movement]:
-    """The approvals an EIP-712 spend authorization grants: one per token it names. The asset is
-    the verifying contract for ERC-2612/DAI Permit, and each named token for Permit2."""
-    primary = typed.primaryType
-    fields = tuple((f.name, f.type) for f in typed.types[primary])
-    shapes = _SPEND_TYPES[_WITNESS_OF.get(primary, primary)]
-    if primary in _WITNESS_OF:
-        fields = fields[:-1] if len(fields) == 5 and fields[-1][0] == "witness" else fields + (("?", "?"),)
-    if fields not in shapes:
-        raise Unreadable("PERMIT_UNREADABLE", f"{primary} has fields {[f'{t} {n}' for n, t in fields]}, which is not "
-                                              "the shape real tokens and Permit2 verify; it is refused rather than "
-                                              "guessed at")
-    for name, shape in (("PermitDetails", _PERMIT_DETAILS), ("TokenPermissions", _TOKEN_PERMISSIONS)):
-        if name in typed.types and tuple((f.name, f.type) for f in typed.types[name]) != shape:
-            raise Unreadable("PERMIT_UNREADABLE", f"types.{name} is not Permit2's {name}")
-    message = typed.message
-    try:
-        spender = _address(message["spender"])
-        if primary == "Permit":
-            contract = typed.verifying_contract
-            if contract is None:
-                raise ValueError("the Permit's domain has no verifyingContract: no token to read it for")
-            if fields == shapes[0]:
-                return [Movement(contract, "erc20", "approval", _address(message["owner"]), spender,
-                                 _uint(message["value"], "message.value"), via="Permit")]
-            allowed = message["allowed"]
-            if not isinstance(allowed, bool):
-                raise ValueError(f"message.allowed must be true or false, got {allowed!r}")
-            return [Movement(contract, "erc20", "approval", _address(message["holder"]), spender,
-                             MAX_UINT256 if allowed else 0, via="Permit (DAI)")]
-        if primary in ("PermitSingle", "PermitBatch"):
-            details = message["details"]
-            listed = [details] if primary == "PermitSingle" else list(details)
-            return [Movement(_address(d["token"]), "erc20", "approval", None, spender,
-                             _uint(d["amount"], "details.amount"), via=primary) for d in listed]
-        permitted = message["permitted"]
-        listed = permitted if isinstance(permitted, list) else [permitted]
-        return [Movement(_address(p["token"]), "erc20", "approval", None, spender,
-                         _uint(p["amount"], "permitted.amount"), via=primary) for p in listed]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise Unreadable("PERMIT_UNREADABLE", f"{primary} does not read as a spend authorization: {exc}") from None
-
-
-def _address(value: Any) -> str:
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise ValueError(f"an address is 0x + 40 hex digits, got {value!r}")
-    return to_checksum_address(value)
-
-
-def _uint(value: Any, path: str) -> int:
-    number = parse_typed_int(value, path)
-    if not 0 <= number <= MAX_UINT256:
-        raise ValueError(f"{path}: must be between 0 and 2**256-1, got {number}")
-    return number
-
-
 # --- the intent as a whole ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -243,12 +161,7 @@ class Reading:
 def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
     """Every movement an intent makes, read by the policy's asset rules. Raises `Unreadable` for
     calldata or typed data that claims a token operation and does not decode as one."""
-    if intent.intent_type == "typed_data":
-        typed = intent.typed_data
-        if typed.primaryType in SPEND_AUTHORIZATIONS:
-            return Reading(tuple(decode_permit(typed)))
-        return Reading(())
-    if intent.intent_type != "transaction":
+    if intent.intent_type != "transaction":  # typed data: `streams.typed_movements`
         return Reading(())
     found: list[Movement] = []
     if intent.value_wei:
@@ -340,3 +253,65 @@ def _log_moves(topics: list[str], data: bytes) -> list[tuple[str, str, int]]:
         _, amounts = abi_decode(["uint256[]", "uint256[]"], data)
         return [(addr(topics[2]), addr(topics[3]), sum(amounts))]
     return []
+
+
+APPROVAL_TOPIC = "0x" + keccak(text="Approval(address,address,uint256)").hex()
+APPROVAL_FOR_ALL_TOPIC = "0x" + keccak(text="ApprovalForAll(address,address,bool)").hex()
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where an asset that left the account ended up in a simulation: a holder other than the
+    account whose balance of it rose, and the hops that asset made, in the order they were made."""
+
+    asset: str
+    holder: str
+    amount: int
+    route: tuple[str, ...]
+
+    def facts(self) -> dict[str, Any]:
+        return {"asset": self.asset, "holder": self.holder, "amount": str(self.amount), "route": list(self.route)}
+
+
+def landings(logs: list[dict], account: str) -> list[Landing]:
+    """Every place value that left ``account`` lands, per asset. A contract it only passes through
+    (a router, a forwarder, a multicall) gains nothing and is not a landing; where it stops is."""
+    me = account.lower()
+    hops: dict[str, list[tuple[str, str, int]]] = {}
+    for log in logs:
+        contract = to_checksum_address(log["address"])
+        asset = NATIVE if contract == NATIVE_TRANSFER_ADDRESS else contract
+        try:
+            moves = _log_moves([t.lower() for t in log.get("topics", ())], bytes.fromhex(log.get("data", "0x")[2:]))
+        except Exception:  # another event with a transfer's topic; balance_changes skips it too
+            continue
+        hops.setdefault(asset, []).extend(moves)
+    found: list[Landing] = []
+    for asset, moves in hops.items():
+        if not any(source == me for source, _, _ in moves):
+            continue
+        net: dict[str, int] = {}
+        for source, dest, amount in moves:
+            net[source] = net.get(source, 0) - amount
+            net[dest] = net.get(dest, 0) + amount
+        route = tuple(f"{to_checksum_address(s)} -> {to_checksum_address(d)} {a}" for s, d, a in moves)
+        found.extend(Landing(asset, to_checksum_address(holder), gained, route)
+                     for holder, gained in net.items() if holder != me and gained > 0)
+    return found
+
+
+def grants(logs: list[dict], account: str) -> list[tuple[str, str]]:
+    """(token, spender or operator) for every allowance over ``account``'s tokens that a
+    simulation shows set (an ERC-20/721 ``Approval`` above zero, ``ApprovalForAll(true)``)."""
+    me, found = account.lower(), []
+    for log in logs:
+        topics = [t.lower() for t in log.get("topics", ())]
+        if len(topics) < 3 or topics[0] not in (APPROVAL_TOPIC, APPROVAL_FOR_ALL_TOPIC) or topics[1][-40:] != me[2:]:
+            continue
+        spender = "0x" + topics[2][-40:]
+        if int(spender, 16) == 0:
+            continue  # an ERC-721 approval cleared
+        if len(topics) == 3 and int(log.get("data", "0x")[2:] or "0", 16) == 0:
+            continue  # approve(spender, 0) or ApprovalForAll(operator, false): a revocation
+        found.append((to_checksum_address(log["address"]), to_checksum_address(spender)))
+    return found

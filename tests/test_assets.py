@@ -9,6 +9,7 @@ non-canonical encodings, look-alike Permits) each have a test that fails without
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from schemas.fields import MAX_UINT256
 from schemas.models import AgentPolicy, AssetLimit, ContractCallRule, TransactionIntent
 from streams import movements
-from streams.guardrails import check_assets
+from streams.guardrails import check_assets, simulation_needed, simulation_required
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -237,11 +238,35 @@ def test_a_token_contract_is_only_read_for_its_standards_functions():
     mint = calldata("0x40c10f19", ALICE, 5)  # mint(address,uint256): not a transfer, so contract_calls decides
     assert judge(intent(mint)).code == "CALLDATA_NOT_ALLOWED"
     allowed = policy(contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",)),))
-    # Another function of a token could move it unseen (a multicall of transfers): only simulated.
-    unseen = judge(intent(mint), allowed)
+    # Another function of a token could move it unseen (a multicall of transfers): it is simulated.
+    assert judge(intent(mint), allowed).passed and simulation_required(intent(mint), allowed)
+    # A rule that waives simulation does not waive it for a token's other functions.
+    unsimulated = policy(contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",),
+                                                          unsimulated=True),))
+    unseen = judge(intent(mint), unsimulated)
     assert (unseen.passed, unseen.code) == (False, "CALLDATA_NOT_ALLOWED") and "simulate_first" in unseen.reason
-    assert judge(intent(mint, simulate_first=True), allowed).passed
-    assert judge(intent(mint), policy(contract_calls=allowed.contract_calls, require_simulation=True)).passed
+    assert judge(intent(mint, simulate_first=True), unsimulated).passed
+    assert judge(intent(mint), policy(contract_calls=unsimulated.contract_calls, require_simulation=True)).passed
+
+
+def test_a_call_a_contract_rule_allows_is_simulated_unless_the_rule_says_unsimulated():
+    swap = "0x12345678" + word(1)
+    listed = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors=("0x12345678",)),))
+    waived = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors=("0x12345678",), unsimulated=True),))
+    assert simulation_required(intent(swap, to=ROUTER), listed)
+    assert not simulation_required(intent(swap, to=ROUTER), waived)
+    # A token's own transfer is read in full: no simulation needed for it.
+    assert not simulation_required(intent(calldata("0xa9059cbb", ALICE, 5)), listed)
+    # Value to an address that may have code is asked about (on Anvil: tests/test_routes_and_typed_data.py);
+    # where it cannot matter the node is not asked at all (None here: asking would raise).
+    plain = intent(to=ROUTER, value="1", gas_limit=21_000)
+    assert not asyncio.run(simulation_needed(plain, policy(), None))
+    assert not asyncio.run(simulation_needed(intent(to=ROUTER, value="1"), policy(tx_to_allowlist=()), None))
+    with pytest.raises(AttributeError):
+        asyncio.run(simulation_needed(intent(to=ROUTER, value="1", gas_limit=30_000), policy(), None))
+    # The rule's new field leaves a rule without it the same bytes, so signed policies still verify.
+    assert b"unsimulated" not in listed.contract_calls[0].to_bytes()
+    assert b'"unsimulated":true' in waived.contract_calls[0].to_bytes()
 
 
 def test_contract_call_selectors_accept_signatures_and_refuse_junk():
@@ -315,7 +340,7 @@ def test_a_look_alike_permit_is_refused_not_guessed():
     odd["types"]["Permit"][2] = {"name": "amount", "type": "uint256"}  # "value" renamed: not a real Permit
     odd["message"]["amount"] = odd["message"].pop("value")
     verdict = judge(typed_intent(odd))
-    assert (verdict.passed, verdict.code) == (False, "PERMIT_UNREADABLE")
+    assert (verdict.passed, verdict.code) == (False, "TYPED_DATA_UNREADABLE")
 
 
 def test_declared_outflows_count_against_the_asset():

@@ -27,7 +27,7 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import outcome_forgery, public_key_hex, sign_intent, sign_policy
 from schemas.emit import Source
-from schemas.models import (AgentPolicy, AuditEvent, Eip712DomainRule, IntentApproved, IntentRejected,
+from schemas.models import (AgentPolicy, AuditEvent, Eip712DomainRule, Eip712NoValueType, IntentApproved, IntentRejected,
                             SignedMessage, SignedTransaction, TransactionIntent)
 from signer.custody.keys import KeyStore
 from signer.service import Signer
@@ -165,9 +165,19 @@ def test_typed_data_rules():
         document["types"][primary] = document["types"].pop("Mail")
         document["primaryType"] = primary
         assert code(document, eip712_default_policy="allow") == "EIP712_SPEND_AUTHORIZATION_REFUSED", primary
-    # Anything else: deny by default, allow when the policy says so or the domain is listed.
-    assert code(_mail()) == "EIP712_DOMAIN_NOT_ALLOWLISTED"
+    # Anything else: deny by default; signed when the policy names the exact (contract, type) as
+    # moving nothing, or (a type with no address-and-amount, on no token's domain) the default allows it.
+    mail = _mail()["domain"]["verifyingContract"]
+    assert code(_mail()) == "EIP712_TYPE_NOT_NAMED"
+    assert code(_mail(), eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=mail),)) \
+        == "EIP712_TYPE_NOT_NAMED"  # allowlisting a domain no longer means anything under it
+    assert code(_mail(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=mail, primary_type="Mail"),)) \
+        == "EIP712_NO_VALUE_TYPE"
+    assert code(_mail(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=TOKEN, primary_type="Mail"),)) \
+        == "EIP712_TYPE_NOT_NAMED"
     assert code(_mail(), eip712_default_policy="allow") == "EIP712_DEFAULT_ALLOW"
+    assert code(_mail(contract=TOKEN), eip712_default_policy="allow",
+                asset_limits=({"chain": "anvil", "token": TOKEN},)) == "EIP712_TYPE_NOT_NAMED"
     # A domain for another chain is refused even when everything else would pass.
     assert code(_mail(chain_id=1), eip712_default_policy="allow") == "EIP712_CHAIN_MISMATCH"
     assert code(_mail(chain_id="0x7a69"), eip712_default_policy="allow") == "EIP712_DEFAULT_ALLOW"
