@@ -150,11 +150,9 @@ class Settings:
     # How long a fetch waits at the broker when no record is ready, where an intent waits on it
     # (the streams worker, the signer, a client's outcomes). The embedded broker holds such a
     # fetch this long even when a record arrives meanwhile, so it is a floor on every hop; but
-    # each empty fetch costs CPU. An idle stack on 2 cores, % of one core (broker + streams +
-    # signer), 2026-11-25: 20 ms 23-26, 10 ms 31-34. 100 intents/s, 16 agents, p50 submitted →
-    # signed, four pairs back to back that hour: 10 ms 17.1, 19.3, 23.9, 26.6 against 20 ms 28.2,
-    # 27.6, 33.6, 32.6 (the broker 6-8 % of a core busier); a burst of 3,000 inside the spread
-    # (583 and 613 intents/s at 10, 658 and 582 at 20). Faust's 1500 and aiokafka's 500: 855 ms.
+    # each empty fetch costs CPU. 10 ms rather than 20 on memory storage: a lower p50 at 100
+    # intents/s and a burst no slower, for an idle stack that takes ~7 % of a core more (the two
+    # alternated in one session). Faust's 1500 and aiokafka's 500: 855 ms.
     # Unset: 10 ms on the embedded broker's memory storage, 500 on its S3 storage, where Tansu
     # answers a fetch that needs an S3 read only if the wait covers that read: a reader at 20 ms was
     # seen stuck after 66 of 2,738 records, empty fetch after empty fetch; at 500 it read them all.

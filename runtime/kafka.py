@@ -173,7 +173,7 @@ async def read_to_quiet(settings: Settings, topic_names: tuple[str, ...], idle_p
 
 # How many bytes of one partition's records a producer puts in one batch: 1 MiB, not aiokafka's
 # (and Faust's) 16 KiB. The embedded broker answers every fetch by listing each batch the
-# partition holds ("Known limits" in README), so a burst cut into 16 KiB batches made every later
+# partition holds (docs/known-limits.md), so a burst cut into 16 KiB batches made every later
 # read dearer: 8,000 intents at once, five pairs alternating, broker 0.44-0.52 against 0.57-0.64
 # ms of CPU an intent, 664-749 against 612-671 intents/s. It only ever fills with records that
 # wait anyway (no linger: they pile up behind the request in flight), so a lone record still

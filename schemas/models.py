@@ -496,7 +496,7 @@ class TransactionIntent(Evolving):
 
     def signing_bytes(self) -> bytes:
         """The canonical bytes an agent signs: the normalized record without its
-        signature, as orjson with sorted keys. Documented in README so producers in
+        signature, as orjson with sorted keys. Documented in docs/producing-intents.md so producers in
         other languages can sign too."""
         body = self.model_dump(mode="json", exclude={"signature"})
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
@@ -754,7 +754,7 @@ class AgentPolicy(Evolving):
 class Outcome(Evolving):
     """A record that tells a client something about its intent, signed by the service that
     decided it (a streams worker or a signer, each with its own pinned Ed25519 key) and bound to
-    the intent by its digest. See README "Verifying outcomes" for the bytes that are signed."""
+    the intent by its digest. See docs/security.md, "Verifying outcomes", for the bytes that are signed."""
 
     intent_digest: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$",

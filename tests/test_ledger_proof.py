@@ -1,5 +1,5 @@
 """Inclusion proofs on a real chDB ledger: a proof verifies (with Warden, and
-with nothing but hashlib and an Ed25519 library, following the README's "The audit ledger"); a proof
+with nothing but hashlib and an Ed25519 library, following docs/ledger.md); a proof
 for a tampered row or against a forged checkpoint fails."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def store(tmp_path_factory):
 
 
 def _independent_check(p: dict, public_key: bytes) -> bool:
-    """The README's procedure, written from the document alone."""
+    """docs/ledger.md's procedure, written from the document alone."""
     e = p["event"]
     esc = lambda s: s.replace("%", "%25").replace("|", "%7C")  # noqa: E731
     message = "|".join(

@@ -18,7 +18,7 @@ enforces here is that a signer without valid evidence (``tee=none``, a forged or
 report, a replayed one) never obtains the key. It cannot protect the key from a host that reads
 the process's memory: that needs the gate outside the guest, which is what the KMS-side
 attestation conditions of Google Cloud Confidential Space and Azure Secure Key Release are (see
-the README); the request and answer here have the same shape, so the gate can move there.
+docs/security.md); the request and answer here have the same shape, so the gate can move there.
 """
 
 from __future__ import annotations

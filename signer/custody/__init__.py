@@ -1,6 +1,6 @@
 """Custody: the key hierarchy (root of trust → vault KEK → per-version DEK),
 event-sourced vaults and secrets, MPC custody modes, customer-managed keys and
-agents' signing keys. See README.md, "Key custody".
+agents' signing keys. See docs/custody.md.
 
 One concept per module: ``vault`` (the ``Vaults`` state machine and the secret
 layers), ``events`` (vault events and their logs), ``modes`` (one class per

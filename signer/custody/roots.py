@@ -132,8 +132,8 @@ def _dev_aad(associated: bytes) -> bytes:
 def root_from_settings(settings: "Settings", provider: str | None = None) -> RootOfTrust:
     """The root named by ``settings.root_provider`` (or ``provider``).
 
-    Cloud and HSM roots take their coordinates from ``settings.roots`` (the README's
-    "Key custody" names the variables): WARDEN_AWS_KMS_KEY_ID (+ WARDEN_AWS_KMS_ENDPOINT,
+    Cloud and HSM roots take their coordinates from ``settings.roots`` (docs/custody.md,
+    "Root providers", names the variables): WARDEN_AWS_KMS_KEY_ID (+ WARDEN_AWS_KMS_ENDPOINT,
     WARDEN_AWS_REGION), WARDEN_GCP_KMS_KEY (+ WARDEN_GCP_KMS_ENDPOINT, WARDEN_GCP_KMS_INSECURE),
     WARDEN_AZURE_KV_KEY_ID, WARDEN_PKCS11_MODULE / _TOKEN / _PIN / _KEY_LABEL.
     """

@@ -2,7 +2,7 @@
 
 ``chain``, ``merkle`` and ``checkpoint`` are the specification in code (pure, no
 I/O); ``append`` is the append processor; ``store``, ``endpoint`` and ``sink``
-move bytes; ``verify`` and ``proof`` are what auditors run (``warden audit``). The
-README's "The audit ledger" documents the encoding so a third party can check
+move bytes; ``verify`` and ``proof`` are what auditors run (``warden audit``).
+docs/ledger.md documents the encoding so a third party can check
 everything without Warden.
 """

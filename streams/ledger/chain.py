@@ -1,6 +1,6 @@
 """The ledger's hash chain: the canonical byte encoding of one row and its hash.
 
-This module is the specification in code; the README's "The audit ledger" says the same in prose so a
+This module is the specification in code; docs/ledger.md says the same in prose so a
 third party can recompute every hash without Warden.
 
 A row's message is nine fields joined by ``|`` (0x7C), encoded as UTF-8::

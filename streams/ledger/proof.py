@@ -2,7 +2,7 @@
 checkpoint's merkle_root, and that checkpoint.
 
 ``check`` needs nothing but the proof and the ledger's public key (no store, no
-network), so a third party can run it, or redo it by hand from the README's "The audit ledger".
+network), so a third party can run it, or redo it by hand from docs/ledger.md.
 """
 
 from __future__ import annotations
