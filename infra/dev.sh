@@ -10,7 +10,7 @@ say() { printf '[warden setup] %s\n' "$*" >&2; }
 
 # The distribution's python3.11 first: Debian's is built with PGO and LTO and linked statically,
 # which a pyenv build is not by default, and Warden's processes are plain Python work: a 3,000
-# intent burst took ~9 % less CPU per intent on it (README, "Where things stand"). Any 3.11+ with
+# intent burst took ~9 % less CPU per intent on it (README, "Set-up and the two commands"). Any 3.11+ with
 # venv otherwise; PYTHON=/path/to/python overrides.
 if [ -z "${PYTHON:-}" ]; then
   for candidate in /usr/bin/python3.11 "$(command -v python3.11 || true)" "$(command -v python3 || true)"; do
@@ -31,10 +31,11 @@ fi
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 [ -f /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # parses docker-compose.yml: tests/test_compose.py
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} (apt)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
     say "missing Debian packages: ${missing[*]} (as root: apt-get install ${missing[*]})"
   fi
