@@ -20,6 +20,7 @@ WORKDIR /src
 # What `pip install .` reads: the build definition and the five packages it names
 # ([tool.setuptools.packages.find] in pyproject.toml), with their package data.
 COPY pyproject.toml ./
+COPY evm ./evm
 COPY schemas ./schemas
 COPY runtime ./runtime
 COPY streams ./streams

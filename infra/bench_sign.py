@@ -30,7 +30,7 @@ import time
 from eth_account import Account
 
 from infra.cli.output import print_json
-from signer.evm.transactions import FeeMarketTransaction, checksum, sign_transaction
+from evm.transactions import FeeMarketTransaction, checksum, sign_transaction
 
 TARGET_RATIO = 8
 CHUNKS = 10

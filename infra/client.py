@@ -37,7 +37,7 @@ from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApp
 from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
 from signer.attestation import announcement
 from signer.attestation.policy import AttestationPolicy
-from signer.evm.blobs import make_sidecar
+from evm.blobs import make_sidecar
 from streams.intake import Unreadable, read_intent, unreadable_answer
 
 

@@ -17,14 +17,14 @@ from typing import Annotated, Any, ClassVar, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
+from evm.constants import (BYTES_PER_BLOB, EIP712_DOMAIN_FIELDS, EIP712_MAX_DEPTH, GAS_PER_BLOB,  # noqa: F401
+                           MAX_BLOBS_PER_TX, MAX_MESSAGE_BYTES, NONCE_LIMIT, PER_AUTHORIZATION_GAS)
+from evm.typed_data import parse_integer
 from schemas.chains import REGISTRY, UnknownChain
 from schemas.fields import (Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_address,
                             parse_native_amount, parse_token_amount)
 
 SCHEMA_VERSION = 1
-
-# EIP-2681: a nonce is below 2**64 - 1 (the largest value is reserved, so nonce + 1 still fits).
-NONCE_LIMIT = 2**64 - 1
 
 # An idempotency key holds its first intent's result for 24 h (the seeds' Idempotency-Key TTL).
 IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
@@ -65,16 +65,6 @@ def guardrail_stages(intent: "TransactionIntent") -> tuple[Stage, ...]:
         return TYPED_DATA_STAGES
     return SET_CODE_STAGES if intent.tx_type == 4 else GUARDRAIL_STAGES
 
-# EIP-4844: each blob is 4096 field elements of 32 bytes and uses 2**17 blob gas; Osaka's per-
-# transaction cap (EIP-7594) is 6 blobs.
-BYTES_PER_BLOB = 131_072
-GAS_PER_BLOB = 131_072
-MAX_BLOBS_PER_TX = 6
-# EIP-7702: each authorization costs PER_EMPTY_ACCOUNT_COST intrinsic gas, which eth_estimateGas of
-# a call without the list does not see.
-PER_AUTHORIZATION_GAS = 25_000
-# EIP-191 messages: the schema's hard bound; a policy's message_max_bytes bounds each agent further.
-MAX_MESSAGE_BYTES = 16_384
 # Integers a JSON reader in any language holds exactly: larger ones travel as decimal strings.
 JSON_SAFE_INT = 2**53 - 1
 
@@ -138,11 +128,6 @@ def _known_chain(name: str) -> str:
 
 _TYPE_NAME_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*\Z")
 _FIELD_TYPE_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\[[0-9]*\])*\Z")
-# The domain fields EIP-712 defines, with the only type each may have (the signer's encoder uses
-# the same table).
-EIP712_DOMAIN_FIELDS = {"name": "string", "version": "string", "chainId": "uint256",
-                         "verifyingContract": "address", "salt": "bytes32"}
-_TYPED_DATA_MAX_DEPTH = 32
 # The EIP-712 primary types Warden reads as moving value (`streams.typed_movements`): a policy can
 # never name one of them as moving nothing, and the default policy never covers them.
 EIP712_VALUE_TYPES = frozenset({
@@ -154,8 +139,8 @@ EIP712_VALUE_TYPES = frozenset({
 def _json_safe(value: Any, path: str, depth: int = 0) -> None:
     """Typed-data values as JSON any reader holds exactly: no floats, no integers past 2**53
     (as decimal strings they are exact everywhere), bounded nesting."""
-    if depth > _TYPED_DATA_MAX_DEPTH:
-        raise ValueError(f"{path}: nested more than {_TYPED_DATA_MAX_DEPTH} levels")
+    if depth > EIP712_MAX_DEPTH:
+        raise ValueError(f"{path}: nested more than {EIP712_MAX_DEPTH} levels")
     if isinstance(value, float):
         raise ValueError(f"{path}: numbers with a fraction or exponent are refused; integers only, as JSON "
                          "integers up to 2**53-1 or as decimal strings")
@@ -171,19 +156,10 @@ def _json_safe(value: Any, path: str, depth: int = 0) -> None:
 
 
 def parse_typed_int(value: Any, path: str) -> int:
-    """An EIP-712 integer as JSON carries it: an integer, a decimal string or a 0x-hex string."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if text.lower().startswith(("0x", "-0x")):
-                return int(text, 16)
-            if re.fullmatch(r"-?[0-9]+", text):
-                return int(text)
-        except ValueError:
-            pass
-    raise ValueError(f"{path}: must be an integer (JSON integer, decimal string or 0x-hex string), got {value!r}")
+    """An EIP-712 uint256 as JSON carries it (an integer, a decimal string or a 0x-hex string),
+    read by the signer's own rule (`evm.typed_data.parse_integer`), so the record and the
+    signature can never read one value two ways."""
+    return parse_integer(path, "uint256", value)
 
 
 class TypedDataField(Record):
@@ -196,7 +172,7 @@ class TypedDataField(Record):
 
 class TypedData(Record):
     """An EIP-712 document as ``eth_signTypedData_v4`` takes it. The schema checks its shape (types
-    defined, domain fields known); the signer's encoder (signer/evm/typed_data.py) checks every value
+    defined, domain fields known); the signer's encoder (evm/typed_data.py) checks every value
     when it hashes it, and refuses what does not encode."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

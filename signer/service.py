@@ -46,11 +46,11 @@ from schemas.auth import human_approval_valid, intent_signature_valid, sign_outc
 from schemas.chains import REGISTRY
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
-from schemas.models import (INTENT_MAX_AGE_US, INTENT_MAX_FUTURE_US, NONCE_LIMIT, AgentPolicy, HumanApproval,
+from schemas.models import (INTENT_MAX_AGE_US, INTENT_MAX_FUTURE_US, AgentPolicy, HumanApproval,
                             IntentApproved, IntentRejected,
                             SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
-from signer.evm import authorizations, blobs, messages, typed_data
-from signer.evm import transactions as txs
+from evm import authorizations, blobs, messages, typed_data
+from evm import transactions as txs
 from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.custody import fingerprint
@@ -327,8 +327,11 @@ class Signer:
                     f"the authorization names nonce {request.nonce}, but the account's next nonce after this "
                     f"transaction (nonce {nonce}) is {expected}; leave the authorization's nonce out and the signer "
                     "sets it"))
-        if wanted and wanted[-1] >= NONCE_LIMIT:
-            raise SigningRefused("NONCE_EXHAUSTED", "the authorization's nonce would pass what EIP-2681 allows")
+        try:
+            for authorization_nonce in wanted:
+                txs.check_nonce(authorization_nonce)
+        except txs.InvalidTransaction:
+            raise SigningRefused("NONCE_EXHAUSTED", "the authorization's nonce would pass what EIP-2681 allows") from None
         return wanted
 
     def _sidecar(self, intent: TransactionIntent) -> blobs.Sidecar | None:
@@ -572,8 +575,10 @@ class Signer:
         tracked = self.state.of(intent.agent_id).last_nonce(intent.agent_id, intent.chain, address)
         pending = await self._pending_nonce(intent.chain, address, node, now)
         nonce = pending if tracked is None else max(tracked + 1, pending)
-        if nonce >= NONCE_LIMIT:
-            raise SigningRefused("NONCE_EXHAUSTED", f"{address} has used every nonce EIP-2681 allows")
+        try:
+            txs.check_nonce(nonce)
+        except txs.InvalidTransaction:
+            raise SigningRefused("NONCE_EXHAUSTED", f"{address} has used every nonce EIP-2681 allows") from None
         return nonce
 
     async def _pending_nonce(self, chain: str, address: str, node, now: datetime) -> int:

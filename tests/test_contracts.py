@@ -29,8 +29,8 @@ from eth_utils import keccak, to_checksum_address
 
 from infra.contracts import Reverted, artifact, call, calldata, deploy, send
 from runtime.rpc import JsonRpc
-from signer.evm.messages import sign_digest
-from signer.evm.typed_data import hash_typed_data
+from evm.messages import sign_digest
+from evm.typed_data import hash_typed_data
 
 REPO = Path(__file__).resolve().parents[1]
 SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141

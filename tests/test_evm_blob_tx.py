@@ -25,9 +25,9 @@ from hypothesis import given, settings, strategies as st
 
 from tests.support import receipt_of
 from runtime.rpc import JsonRpc, RpcError
-from signer.evm import blobs
-from signer.evm import transactions as txs
-from signer.evm._secp256k1 import SECP256K1N
+from evm import blobs
+from evm import transactions as txs
+from evm._secp256k1 import SECP256K1N
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
 ADDRESS = Account.from_key(KEY).address
@@ -235,7 +235,7 @@ _access = st.lists(st.tuples(_addresses, st.lists(st.binary(min_size=32, max_siz
 
 
 @settings(max_examples=60, deadline=None)
-@given(key=st.integers(1, SECP256K1N - 1), chain_id=st.integers(1, 2**64 - 1), nonce=st.integers(0, 2**64 - 1),
+@given(key=st.integers(1, SECP256K1N - 1), chain_id=st.integers(1, 2**64 - 1), nonce=st.integers(0, 2**64 - 2),
        fees=st.tuples(st.integers(0, 2**256 - 1), st.integers(0, 2**256 - 1)).map(sorted),
        gas=st.integers(0, 2**64 - 1), to=_addresses, value=st.integers(0, 2**256 - 1),
        data=st.binary(max_size=80), access=_access, blob_fee=st.integers(0, 2**256 - 1),

@@ -1,4 +1,4 @@
-"""The EVM fast paths (signer/evm/_keccak.py, _rlp.py, _secp256k1.py) pinned against the public
+"""The EVM fast paths (evm/_keccak.py, _rlp.py, _secp256k1.py) pinned against the public
 implementations they stand in for: eth-hash's keccak, pyrlp's ``rlp.encode``, coincurve's public
 ``PrivateKey`` API and eth-account, on fixed edge cases and on random inputs (hypothesis).
 """
@@ -14,10 +14,10 @@ from eth_hash.auto import keccak as eth_hash_keccak
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from signer.evm._keccak import keccak
-from signer.evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
-from signer.evm._secp256k1 import SECP256K1N, address_of, sign_hash
-from signer.evm.transactions import FeeMarketTransaction, LegacyTransaction, checksum, sign_transaction
+from evm._keccak import keccak
+from evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
+from evm._secp256k1 import SECP256K1N, address_of, sign_hash
+from evm.transactions import FeeMarketTransaction, LegacyTransaction, checksum, sign_transaction
 
 SECRETS = st.integers(min_value=1, max_value=SECP256K1N - 1).map(lambda k: k.to_bytes(32, "big"))
 UINT256 = st.integers(min_value=0, max_value=2**256 - 1)

@@ -1,4 +1,4 @@
-"""Tests for signer.evm.messages (EIP-191 personal_sign), with eth-account as the
+"""Tests for evm.messages (EIP-191 personal_sign), with eth-account as the
 independent reference implementation.
 
 eth-account is imported here only, as an oracle.
@@ -13,9 +13,9 @@ from eth_account.messages import _hash_eip191_message, defunct_hash_message, enc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from signer.evm._keccak import keccak
-from signer.evm._secp256k1 import SECP256K1N, InvalidKey, address_of
-from signer.evm.messages import (
+from evm._keccak import keccak
+from evm._secp256k1 import SECP256K1N, InvalidKey, address_of
+from evm.messages import (
     MAX_MESSAGE_BYTES,
     InvalidMessage,
     InvalidSignature,

@@ -18,9 +18,9 @@ from hypothesis import given, settings, strategies as st
 
 from tests.support import receipt_of
 from runtime.rpc import JsonRpc
-from signer.evm import authorizations as auth
-from signer.evm import transactions as txs
-from signer.evm._secp256k1 import SECP256K1N
+from evm import authorizations as auth
+from evm import transactions as txs
+from evm._secp256k1 import SECP256K1N
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
 OTHER_KEY = bytes.fromhex("8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f")
@@ -75,10 +75,10 @@ def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_au
 
 
 @pytest.mark.parametrize("fields, error", [
-    ((CHAIN, D, 2**64 - 1), "nonce must be >= 0 and < 18446744073709551615"),
+    ((CHAIN, D, 2**64 - 1), "nonce must be < 2**64 - 1 (EIP-2681)"),
     ((CHAIN, D, -1), "nonce must be >= 0"),
     ((CHAIN, D, True), "nonce must be an int, not bool"),
-    ((2**256, D, 0), "chain_id must be >= 0 and < "),
+    ((2**256, D, 0), "chain_id must be < 2**256"),
     ((-1, D, 0), "chain_id must be >= 0"),
     ((CHAIN, D[:19], 0), "address must be 20 bytes"),
     ((CHAIN, bytearray(D), 0), "address must be 20 bytes"),
@@ -104,7 +104,7 @@ def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason
     for y_parity in (2, 27, True):
         with pytest.raises(auth.InvalidAuthorization, match="y_parity must be 0 or 1"):
             auth.SignedAuthorization(CHAIN, D, 3, y_parity, mine.r, mine.s)
-    with pytest.raises(auth.InvalidAuthorization, match="r must be >= 0 and < "):
+    with pytest.raises(auth.InvalidAuthorization, match=r"r must be < 2\*\*256"):
         auth.SignedAuthorization(CHAIN, D, 3, 0, 2**256, mine.s)
     with pytest.raises(auth.InvalidAuthorization, match="expected an Authorization"):
         auth.sign_authorization(mine, KEY)
@@ -182,7 +182,7 @@ _authorizations = st.builds(lambda chain_id, address, nonce, key: auth.sign_auth
 
 
 @settings(max_examples=60, deadline=None)
-@given(key=_keys, chain_id=st.integers(1, 2**64 - 1), nonce=st.integers(0, 2**64 - 1),
+@given(key=_keys, chain_id=st.integers(1, 2**64 - 1), nonce=st.integers(0, 2**64 - 2),
        fees=st.tuples(st.integers(0, 2**256 - 1), st.integers(0, 2**256 - 1)).map(sorted),
        gas=st.integers(0, 2**64 - 1), to=_addresses, value=st.integers(0, 2**256 - 1), data=st.binary(max_size=80),
        access=st.lists(st.tuples(_addresses, st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)),

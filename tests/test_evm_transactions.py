@@ -1,4 +1,4 @@
-"""Tests for signer.evm.transactions: published vectors, eth-account as an oracle,
+"""Tests for evm.transactions: published vectors, eth-account as an oracle,
 and the validation the custody signer relies on.
 
 eth-account is imported here only, as an independent reference implementation.
@@ -13,8 +13,8 @@ import rlp
 from eth_account import Account
 from eth_hash.auto import keccak as eth_hash_keccak
 
-from signer.evm._rlp import encode_list
-from signer.evm.transactions import (
+from evm._rlp import encode_list
+from evm.transactions import (
     SECP256K1N,
     AccessListTransaction,
     FeeMarketTransaction,
@@ -115,7 +115,7 @@ LEGACY_CASES = [
     (EIP155_TX, 1),
     (LegacyTransaction(0, 1, 60000, USDC, 0, ERC20_TRANSFER), 1),
     (LegacyTransaction(1, 10**9, 3_000_000, b"", 0, INITCODE), 5),
-    (LegacyTransaction(2**64 - 1, BIG, 2**64 - 1, RECIPIENT, BIG, b"\x01"), 137),
+    (LegacyTransaction(2**64 - 2, BIG, 2**64 - 1, RECIPIENT, BIG, b"\x01"), 137),
     (LegacyTransaction(127, 128, 21000, RECIPIENT, 1, b""), 11155111),
     (LegacyTransaction(3, 7, 21000, RECIPIENT, 10**18, b""), 2**64 - 1),
 ] + [(LegacyTransaction(4, 10**9, 100000, USDC, 0, d), 31337) for d in DATAS]
@@ -124,7 +124,7 @@ ACCESS_LIST_CASES = [
     AccessListTransaction(1, 0, 10**9, 60000, USDC, 0, ERC20_TRANSFER, ()),
     AccessListTransaction(1, 7, 10**9, 90000, USDC, 0, ERC20_TRANSFER, ACCESS_LIST),
     AccessListTransaction(5, 1, 1, 3_000_000, b"", 0, INITCODE, ((USDC, (SLOT(2),)),)),
-    AccessListTransaction(137, 2**64 - 1, BIG, 2**64 - 1, RECIPIENT, BIG, b"", ()),
+    AccessListTransaction(137, 2**64 - 2, BIG, 2**64 - 1, RECIPIENT, BIG, b"", ()),
     AccessListTransaction(
         31337, 3, 2, 21000, RECIPIENT, 1, b"\x80", tuple((bytes([i]) * 20, (SLOT(i),)) for i in range(40))
     ),
@@ -135,7 +135,7 @@ FEE_MARKET_CASES = [
     FeeMarketTransaction(1, 6, 2 * 10**9, 30 * 10**9, 90000, USDC, 0, ERC20_TRANSFER, ACCESS_LIST),
     FeeMarketTransaction(10, 0, 0, 0, 21000, RECIPIENT, 0, b"", ()),
     FeeMarketTransaction(8453, 1, 1, 2, 3_000_000, b"", 0, INITCODE, ()),
-    FeeMarketTransaction(2**64 - 1, 2**64 - 1, BIG, BIG, 2**64 - 1, RECIPIENT, BIG, b"\x00", ()),
+    FeeMarketTransaction(2**64 - 1, 2**64 - 2, BIG, BIG, 2**64 - 1, RECIPIENT, BIG, b"\x00", ()),
     FeeMarketTransaction(42161, 9, 5, 5, 21000, RECIPIENT, 10**18, bytes(56), ((RECIPIENT, ()),)),
 ] + [FeeMarketTransaction(1, 2, 1, 2, 100000, USDC, 0, d, ()) for d in DATAS]
 
@@ -285,7 +285,10 @@ def _access_list_tx(**overrides):
     "build, message",
     [
         (lambda: _legacy(nonce=-1), "nonce must be >= 0"),
-        (lambda: _legacy(nonce=2**64), "nonce must be < 2**64"),
+        # EIP-2681: the largest nonce, 2**64 - 1, is reserved; the type refuses it, for every type.
+        (lambda: _legacy(nonce=2**64 - 1), "nonce must be < 2**64 - 1 (EIP-2681)"),
+        (lambda: _access_list_tx(nonce=2**64 - 1), "nonce must be < 2**64 - 1 (EIP-2681)"),
+        (lambda: _fee_market(nonce=2**64 - 1), "nonce must be < 2**64 - 1 (EIP-2681)"),
         (lambda: _legacy(nonce=True), "nonce must be an int, not bool"),
         (lambda: _legacy(value=1.0), "value must be an int, not float"),
         (lambda: _legacy(value=2**256), "value must be < 2**256"),

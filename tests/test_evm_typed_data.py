@@ -1,4 +1,4 @@
-"""Tests for signer.evm.typed_data (EIP-712): the specification's own example,
+"""Tests for evm.typed_data (EIP-712): the specification's own example,
 values published on chain, eth-account as an independent implementation (fixed
 documents and random ones from hypothesis), and the refusals.
 
@@ -17,9 +17,9 @@ from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signer.evm._keccak import keccak
-from signer.evm.messages import recover_digest, sign_digest
-from signer.evm.typed_data import (
+from evm._keccak import keccak
+from evm.messages import recover_digest, sign_digest
+from evm.typed_data import (
     MAX_DEPTH,
     MAX_VALUES,
     InvalidTypedData,

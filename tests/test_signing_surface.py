@@ -371,7 +371,7 @@ def test_signer_refuses_a_delegation_its_policy_does_not_allow(lone, run):
 
 
 def test_signer_refuses_blobs_that_are_not_the_named_hashes(lone, run):
-    from signer.evm.blobs import make_sidecar
+    from evm.blobs import make_sidecar
 
     blob, other = bytes(131_072), b"\x00\x01" * 65_536
     named = "0x" + make_sidecar((other,)).versioned_hashes[0].hex()

@@ -36,17 +36,12 @@ from pathlib import Path
 import ckzg
 import rlp
 
-from schemas.models import BYTES_PER_BLOB, GAS_PER_BLOB, MAX_BLOBS_PER_TX
-from signer.evm._rlp import encode_bytes, encode_list, encode_uint
+from evm.constants import BYTES_PER_BLOB, GAS_PER_BLOB, MAX_BLOBS_PER_TX
+from evm._rlp import encode_bytes, encode_list, encode_uint
 
 __all__ = ["BYTES_PER_BLOB", "CELLS_PER_BLOB", "GAS_PER_BLOB", "InvalidBlob", "MAX_BLOBS_PER_TX",
            "VERSIONED_HASH_VERSION_KZG", "Sidecar", "make_sidecar", "network_encoding", "versioned_hash"]
 
-# BYTES_PER_BLOB (4096 field elements of 32 bytes), GAS_PER_BLOB (2**17) and MAX_BLOBS_PER_TX are
-# the records' own limits (schemas.models), so an intent and the transaction agree on them. 6 blobs:
-# EIP-7594 (Osaka) caps a transaction at 6 whatever the block's blob limit (EIP-7892's
-# blob-parameter-only forks raise only the per-block target and maximum); before Osaka the only cap
-# was the block's (6 in Cancun, 9 in Prague), so 6 is accepted by every fork that has blobs.
 VERSIONED_HASH_VERSION_KZG = 0x01
 # Cells of a blob *extended* by its erasure code (CELLS_PER_EXT_BLOB in the consensus specs):
 # a cell proof for each, EIP-7594's network form carries them all.

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 
 from eth_abi import encode as abi_encode
 
-from schemas.models import EIP712_DOMAIN_FIELDS
-from signer.evm._keccak import keccak
+from evm.constants import EIP712_DOMAIN_FIELDS, EIP712_MAX_DEPTH as MAX_DEPTH, EIP712_MAX_VALUES as MAX_VALUES
+from evm._keccak import keccak
 
 __all__ = [
     "MAX_DEPTH",
@@ -57,11 +57,10 @@ __all__ = [
     "InvalidTypedData",
     "TypedDataHashes",
     "hash_typed_data",
+    "parse_integer",
     "validate_types",
 ]
 
-MAX_DEPTH = 32
-MAX_VALUES = 10_000
 
 
 class InvalidTypedData(ValueError):
@@ -270,7 +269,9 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _parse_integer(path: str, type_string: str, value: object) -> int:
+def parse_integer(path: str, type_string: str, value: object) -> int:
+    """An EIP-712 integer of ``type_string`` (``uint8``..``int256``) as JSON carries it: an
+    integer, a decimal string or a 0x-hex string, range-checked for its exact width."""
     signed = type_string.startswith("int")
     bits = int(type_string[3:] if signed else type_string[4:])
     allowed = f"{type_string} takes an integer, a decimal string or a 0x-hex string"
@@ -333,7 +334,7 @@ def _encode_atomic(path: str, type_string: str, value: object) -> bytes:
                 f"{path}: {type_string} takes exactly {size} bytes ({2 * size} hex digits), got {len(abi_value)}"
             )
     else:
-        abi_value = _parse_integer(path, type_string, value)
+        abi_value = parse_integer(path, type_string, value)
     # eth_abi, the well-kept reference encoder, writes the word (sign
     # extension, right-padding of bytesN, left-padding of addresses) so
     # that no hand-packing here can drift from the ABI; the values handed

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from coincurve import PublicKey
 
-from schemas.models import MAX_MESSAGE_BYTES
-from signer.evm._keccak import keccak
-from signer.evm._secp256k1 import SECP256K1N, InvalidKey, sign_hash
+from evm.constants import MAX_MESSAGE_BYTES, SECP256K1N, SECP256K1N_HALF
+from evm._keccak import keccak
+from evm._secp256k1 import InvalidKey, sign_hash
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -38,12 +38,11 @@ __all__ = [
     "sign_digest",
 ]
 
-# MAX_MESSAGE_BYTES (schemas.models), a hard bound: messages a person is asked to
+# MAX_MESSAGE_BYTES (evm.constants), a hard bound: messages a person is asked to
 # approve are short, and a bound keeps one request from holding the signer on a
 # multi-megabyte hash. Callers may enforce a smaller policy bound before getting here.
 
 _PREFIX = b"\x19Ethereum Signed Message:\n"
-_HALF_N = SECP256K1N // 2
 
 
 class InvalidMessage(ValueError):
@@ -89,7 +88,7 @@ def sign_digest(digest: bytes, private_key: bytearray | bytes) -> bytes:
     # libsecp256k1 only emits low-s signatures; checked anyway because a
     # high-s one would be refused by every EIP-2 verifier, ours included,
     # and that is better found here than after the signature has left.
-    if not 0 < s <= _HALF_N:
+    if not 0 < s <= SECP256K1N_HALF:
         raise RuntimeError("secp256k1 backend produced a high-s signature")
     return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((27 + recovery_id,))
 
@@ -119,7 +118,7 @@ def recover_digest(digest: bytes, signature: bytes) -> bytes:
         raise InvalidSignature("r must be in [1, n-1]")
     # EIP-2: (r, n - s) is an equally valid signature of the same digest, so
     # accepting high s would give one approval two signatures.
-    if not 0 < s <= _HALF_N:
+    if not 0 < s <= SECP256K1N_HALF:
         raise InvalidSignature("s must be in [1, n/2] (EIP-2 low s)")
     try:
         public_key = PublicKey.from_signature_and_message(

@@ -13,14 +13,13 @@ from __future__ import annotations
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
-from signer.evm._keccak import keccak
+from evm._keccak import keccak
+from evm.constants import SECP256K1N
 
 
 class InvalidKey(ValueError):
     """A private key is not a valid secp256k1 secret. Never carries the key."""
 
-
-SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 _CTX = GLOBAL_CONTEXT.ctx
 _UNCOMPRESSED = lib.SECP256K1_EC_UNCOMPRESSED

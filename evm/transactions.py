@@ -29,11 +29,13 @@ import rlp
 from coincurve import PublicKey
 from eth_utils import to_checksum_address
 
-from signer.evm._keccak import keccak
-from signer.evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
-from signer.evm._secp256k1 import SECP256K1N, InvalidKey, address_of, sign_hash
-from signer.evm.authorizations import InvalidAuthorization, SignedAuthorization, encode_authorization_list
-from signer.evm.blobs import MAX_BLOBS_PER_TX, VERSIONED_HASH_VERSION_KZG
+from evm._keccak import keccak
+from evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
+from evm._secp256k1 import InvalidKey, address_of, sign_hash
+from evm._checks import check_uint
+from evm.constants import NONCE_LIMIT, SECP256K1N, SECP256K1N_HALF
+from evm.authorizations import InvalidAuthorization, SignedAuthorization, encode_authorization_list
+from evm.blobs import MAX_BLOBS_PER_TX, VERSIONED_HASH_VERSION_KZG
 
 __all__ = [
     "AccessList",
@@ -48,6 +50,7 @@ __all__ = [
     "Transaction",
     "address_of",
     "checksum",
+    "check_nonce",
     "decode_signed",
     "payload_1559",
     "payload_2930",
@@ -64,7 +67,6 @@ __all__ = [
     "signing_hash_pre155",
 ]
 
-_HALF_N = SECP256K1N // 2
 
 _U64_LIMIT = 2**64
 _U256_LIMIT = 2**256
@@ -87,15 +89,13 @@ class InvalidTransaction(ValueError):
 
 
 def _check_uint(name: str, value: object, limit: int, limit_text: str) -> None:
-    # ``type(...) is int`` rather than isinstance: ``True`` is an int to
-    # Python but never a deliberate nonce or amount, and int subclasses may
-    # override arithmetic or formatting.
-    if type(value) is not int:
-        raise InvalidTransaction(f"{name} must be an int, not {type(value).__name__}")
-    if value < 0:
-        raise InvalidTransaction(f"{name} must be >= 0")
-    if value >= limit:
-        raise InvalidTransaction(f"{name} must be < {limit_text}")
+    check_uint(name, value, limit, limit_text, InvalidTransaction)
+
+
+def check_nonce(value: object) -> None:
+    """EIP-2681: a nonce is below 2**64 - 1 (reserved, so nonce + 1 still fits): a transaction at
+    that nonce is invalid on every chain. Raises `InvalidTransaction`."""
+    _check_uint("nonce", value, NONCE_LIMIT, "2**64 - 1 (EIP-2681)")
 
 
 def _check_chain_id(name: str, value: object) -> None:
@@ -166,7 +166,7 @@ class LegacyTransaction:
 
     def __post_init__(self) -> None:
         # Nonces are capped at 2**64 - 1 by EIP-2681.
-        _check_uint("nonce", self.nonce, _U64_LIMIT, "2**64")
+        check_nonce(self.nonce)
         _check_uint("gas_price", self.gas_price, _U256_LIMIT, "2**256")
         _check_uint("gas", self.gas, _U64_LIMIT, "2**64")
         _check_to(self.to)
@@ -192,7 +192,7 @@ class AccessListTransaction:
 
     def __post_init__(self) -> None:
         _check_chain_id("chain_id", self.chain_id)
-        _check_uint("nonce", self.nonce, _U64_LIMIT, "2**64")
+        check_nonce(self.nonce)
         _check_uint("gas_price", self.gas_price, _U256_LIMIT, "2**256")
         _check_uint("gas", self.gas, _U64_LIMIT, "2**64")
         _check_to(self.to)
@@ -220,7 +220,7 @@ class FeeMarketTransaction:
 
     def __post_init__(self) -> None:
         _check_chain_id("chain_id", self.chain_id)
-        _check_uint("nonce", self.nonce, _U64_LIMIT, "2**64")
+        check_nonce(self.nonce)
         _check_uint(
             "max_priority_fee_per_gas",
             self.max_priority_fee_per_gas,
@@ -243,7 +243,7 @@ class FeeMarketTransaction:
 
 def _check_fee_market(tx) -> None:
     _check_chain_id("chain_id", tx.chain_id)
-    _check_uint("nonce", tx.nonce, _U64_LIMIT, "2**64")
+    check_nonce(tx.nonce)
     _check_uint("max_priority_fee_per_gas", tx.max_priority_fee_per_gas, _U256_LIMIT, "2**256")
     _check_uint("max_fee_per_gas", tx.max_fee_per_gas, _U256_LIMIT, "2**256")
     if tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
@@ -565,7 +565,7 @@ def _check_rs(r: int, s: int) -> None:
         raise InvalidTransaction("bad r")
     # EIP-2: (r, n - s) is an equally valid signature of the same hash, so
     # accepting high s would let anyone mint a second hash for one payment.
-    if not 0 < s <= _HALF_N:
+    if not 0 < s <= SECP256K1N_HALF:
         raise InvalidTransaction("bad s")
 
 

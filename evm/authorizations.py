@@ -17,30 +17,27 @@ from dataclasses import dataclass
 
 from coincurve import PublicKey
 
-from signer.evm._keccak import keccak
-from signer.evm._rlp import encode_bytes, encode_list, encode_uint
-from signer.evm._secp256k1 import SECP256K1N, sign_hash
+from evm._keccak import keccak
+from evm._rlp import encode_bytes, encode_list, encode_uint
+from evm._secp256k1 import sign_hash
+from evm._checks import check_uint
+from evm.constants import NONCE_LIMIT, SECP256K1N, SECP256K1N_HALF
 
 __all__ = ["Authorization", "InvalidAuthorization", "SignedAuthorization", "authorization_hash",
            "encode_authorization_list", "recover_authority", "sign_authorization"]
 
 MAGIC = b"\x05"
-_HALF_N = SECP256K1N // 2
 # EIP-7702 lets a tuple's nonce be up to 2**64 - 1 on the wire but skips any tuple whose nonce is
-# not below 2**64 - 1 (applying it raises the authority's nonce, which EIP-2681 caps at 2**64 - 1).
-# Such a tuple could never take effect, so it is refused here, when signing and when decoding alike.
-_NONCE_LIMIT = 2**64 - 1
+# not below NONCE_LIMIT (applying it raises the authority's nonce, which EIP-2681 caps). Such a
+# tuple could never take effect, so it is refused here, when signing and when decoding alike.
 
 
 class InvalidAuthorization(ValueError):
     """An authorization (or its signature) is not acceptable."""
 
 
-def _check_uint(name: str, value: object, limit: int) -> None:
-    if type(value) is not int:
-        raise InvalidAuthorization(f"{name} must be an int, not {type(value).__name__}")
-    if not 0 <= value < limit:
-        raise InvalidAuthorization(f"{name} must be >= 0 and < {limit}")
+def _check_uint(name: str, value: object, limit: int, limit_text: str) -> None:
+    check_uint(name, value, limit, limit_text, InvalidAuthorization)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +47,10 @@ class Authorization:
     nonce: int  # the authority's nonce when the authorization is applied
 
     def __post_init__(self) -> None:
-        _check_uint("chain_id", self.chain_id, 2**256)
+        _check_uint("chain_id", self.chain_id, 2**256, "2**256")
         if type(self.address) is not bytes or len(self.address) != 20:
             raise InvalidAuthorization("address must be 20 bytes")
-        _check_uint("nonce", self.nonce, _NONCE_LIMIT)
+        _check_uint("nonce", self.nonce, NONCE_LIMIT, "2**64 - 1 (EIP-2681)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +68,8 @@ class SignedAuthorization:
         # is a tuple the chain skips (while the sender still pays for it).
         if type(self.y_parity) is not int or self.y_parity not in (0, 1):
             raise InvalidAuthorization(f"y_parity must be 0 or 1, not {self.y_parity!r}")
-        _check_uint("r", self.r, 2**256)
-        _check_uint("s", self.s, 2**256)
+        _check_uint("r", self.r, 2**256, "2**256")
+        _check_uint("s", self.s, 2**256, "2**256")
 
 
 def authorization_hash(auth: Authorization | SignedAuthorization) -> bytes:
@@ -97,7 +94,7 @@ def recover_authority(signed: SignedAuthorization) -> bytes:
         raise InvalidAuthorization("signature r out of range (must be 1 to secp256k1n - 1)")
     # EIP-7702 checks s <= secp256k1n/2 (EIP-2): (r, n - s) signs the same hash, and the chain
     # skips the tuple that uses it.
-    if not 0 < signed.s <= _HALF_N:
+    if not 0 < signed.s <= SECP256K1N_HALF:
         raise InvalidAuthorization("signature s out of range (must be 1 to secp256k1n/2: the lower half, EIP-2)")
     signature = signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes((signed.y_parity,))
     try:
