@@ -25,9 +25,10 @@ COPY schemas ./schemas
 COPY runtime ./runtime
 COPY streams ./streams
 COPY signer ./signer
+COPY ledger ./ledger
 COPY infra ./infra
 RUN pip install . \
-    && python -c "import streams.topology, signer.main, streams.ledger.sink, infra.cli" \
+    && python -c "import streams.topology, signer.main, ledger.sink, infra.cli" \
     && rm -rf /src
 
 ENV WARDEN_HOME=/var/lib/warden
@@ -36,5 +37,5 @@ WORKDIR /var/lib/warden
 USER 10001:10001
 
 # Each compose service names its process (`python -m streams.topology`, `python -m signer.main`,
-# `python -m streams.ledger.sink`); without one the container runs the `warden` CLI.
+# `python -m ledger.sink`); without one the container runs the `warden` CLI.
 CMD ["warden", "--help"]

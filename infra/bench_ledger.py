@@ -27,12 +27,12 @@ from infra.cli.output import note, print_json
 from runtime.config import Settings
 from schemas.auth import AuditSigner, public_key_hex as auth_public_key_hex
 from schemas.models import audit_record
-from streams.ledger.checkpoint import public_key_hex
-from streams.ledger.append import Batch, Ledger, SeenIds
-from streams.ledger.checks import WriterChecks
-from streams.ledger.sink import append_records, sign_checkpoints
-from streams.ledger.store import ChdbStore
-from streams.ledger.verify import verify
+from ledger.checkpoint import public_key_hex
+from ledger.append import Batch, Ledger, SeenIds
+from ledger.checks import WriterChecks
+from ledger.sink import append_records, sign_checkpoints
+from ledger.store import ChdbStore
+from ledger.verify import verify
 
 APPEND_TARGET = 50_000
 VERIFY_TARGET = 1_000_000
@@ -89,7 +89,7 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
 
 def append(store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey,
            batch: int) -> float:
-    """The sink's append path (streams.ledger.sink.append_records and sign_checkpoints) over
+    """The sink's append path (ledger.sink.append_records and sign_checkpoints) over
     ``raw`` in batches of ``batch`` records and at most ``BATCH_BYTES`` (WARDEN_LEDGER_BATCH_BYTES),
     as the sink's loop runs it minus the broker:
     every record's signature checked (a batch's checks start before the previous batch is

@@ -388,10 +388,10 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
     way `warden audit verify` does: the auditor's view of the same story. ``since`` (partition →
     offset of warden.audit.events): where the run began, on a stack that ran other things before;
     records the ledger did not believe are counted from there."""
-    from streams.ledger.keys import local_public_key
-    from streams.ledger.sink import next_offsets
-    from streams.ledger.store import open_reader
-    from streams.ledger.verify import not_believed, verify
+    from ledger.keys import local_public_key
+    from ledger.sink import next_offsets
+    from ledger.store import open_reader
+    from ledger.verify import not_believed, verify
 
     ends = asyncio.run(_audit_end_offsets(settings))
     store = open_reader(settings)

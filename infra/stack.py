@@ -60,7 +60,7 @@ def weed_binary() -> str:
     return found
 
 
-SERVICES = {"ledger": "streams.ledger.sink", "streams": "streams.topology", "signer": "signer.main"}
+SERVICES = {"ledger": "ledger.sink", "streams": "streams.topology", "signer": "signer.main"}
 BUCKET = "tansu"
 
 

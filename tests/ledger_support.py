@@ -15,10 +15,10 @@ from infra.stack import LocalStack, local_settings
 from runtime.config import Settings
 from runtime.trust import audit_signer
 from schemas.models import AuditEvent, audit_events_of, event_id
-from streams.ledger import checkpoint
-from streams.ledger.append import Ledger, SeenIds
-from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
-from streams.ledger.sink import checkpoint_table
+from ledger import checkpoint
+from ledger.append import Ledger, SeenIds
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
+from ledger.sink import checkpoint_table
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 

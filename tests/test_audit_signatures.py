@@ -1,7 +1,7 @@
 """Who the ledger believes an audit record from: a record on warden.audit.events counts only
 when a pinned key of its writer's role signed its bytes, and no event in it claims to be another
 of Warden's services (`schemas.auth.audit_writer`, `claimed_service`, `runtime.trust.PinnedAuditKeys`,
-`streams.ledger.sink.decode`). The same rules on the real broker: tests/test_ledger_sink.py."""
+`ledger.sink.decode`). The same rules on the real broker: tests/test_ledger_sink.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from schemas.auth import (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER, AuditSigner, 
                           public_key_hex)
 from schemas.emit import audit
 from schemas.models import audit_record
-from streams.ledger.sink import decode, ledger_key_id
+from ledger.sink import decode, ledger_key_id
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
 

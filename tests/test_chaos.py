@@ -89,7 +89,7 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):
         host, _, port = settings.ledger_http.rpartition(":")
         client = clickhouse_connect.get_client(host=host, port=int(port))
         # After the restart the sink may re-read every partition from the start (Tansu's reported end
-        # trails its log; see streams/ledger/sink.py), skipping the ids it holds (~15,000 with bursts
+        # trails its log; see ledger/sink.py), skipping the ids it holds (~15,000 with bursts
         # of 300: seen to take more than 60 s on these 2 cores). It may take its time; it may not lose
         # an event.
         deadline = time.monotonic() + 150

@@ -1,4 +1,4 @@
-"""The ledger's signature checkers (`streams.ledger.checks`): processes of their own that decide
+"""The ledger's signature checkers (`ledger.checks`): processes of their own that decide
 exactly what `schemas.auth.audit_writer` decides, lose no verdict when one dies, and do not
 outlive the sink that started them. The sink using them on a real broker:
 tests/test_ledger_sink.py."""
@@ -23,8 +23,8 @@ from schemas.auth import (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER, AuditSigner, 
                           public_key_hex)
 from schemas.emit import audit
 from schemas.models import audit_record
-from streams.ledger.checks import CHECKER_NICENESS, WriterChecks
-from streams.ledger.sink import ledger_key_id
+from ledger.checks import CHECKER_NICENESS, WriterChecks
+from ledger.sink import ledger_key_id
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
@@ -123,7 +123,7 @@ def test_a_killed_checker_costs_no_verdict_and_is_replaced(settings, keys, check
 def test_checkers_exit_with_a_sigkilled_sink():
     sink = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
-                               "from streams.ledger.checks import WriterChecks\n"
+                               "from ledger.checks import WriterChecks\n"
                                "checks = WriterChecks(processes=2)\n"
                                "print(*checks.pids, flush=True)\n"
                                "time.sleep(600)\n"],

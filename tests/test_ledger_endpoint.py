@@ -11,9 +11,9 @@ import orjson
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from streams.ledger.endpoint import Endpoint
-from streams.ledger.keys import load_or_create_signing_key
-from streams.ledger.store import ChdbStore, store_path
+from ledger.endpoint import Endpoint
+from ledger.keys import load_or_create_signing_key
+from ledger.store import ChdbStore, store_path
 from runtime.config import Settings
 from infra.cli import main
 from infra.stack import free_port

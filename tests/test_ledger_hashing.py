@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from schemas.models import AuditEvent
-from streams.ledger import merkle
-from streams.ledger.chain import genesis_hash, integrity_hash
-from streams.ledger.append import Ledger, SeenIds, id_hash64
+from ledger import merkle
+from ledger.chain import genesis_hash, integrity_hash
+from ledger.append import Ledger, SeenIds, id_hash64
 from tests.ledger_support import T0, mth, pipeline_events
 
 

@@ -11,9 +11,9 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from streams.ledger import checkpoint, proof
-from streams.ledger.checkpoint import public_key_hex
-from streams.ledger.store import ChdbStore
+from ledger import checkpoint, proof
+from ledger.checkpoint import public_key_hex
+from ledger.store import ChdbStore
 from tests.ledger_support import build_ledger, pipeline_events
 
 KEY = Ed25519PrivateKey.generate()
@@ -95,7 +95,7 @@ def test_altered_proof_fails(store):
     forged = copy.deepcopy(built)
     forged["event"]["actor"] = "agent:mallory"
     e = forged["event"]
-    from streams.ledger.chain import integrity_hash
+    from ledger.chain import integrity_hash
     from datetime import datetime
 
     e["integrity_hash"] = integrity_hash(e["prev_hash"], e["event_id"], e["actor"], e["action"], e["resource"],

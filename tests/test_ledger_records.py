@@ -1,4 +1,4 @@
-"""The sink's record parser (streams/ledger/records.py) against AuditEvent, the definition: on
+"""The sink's record parser (ledger/records.py) against AuditEvent, the definition: on
 every record it accepts what AuditEvent accepts, yields the same row, and refuses the rest with
 AuditEvent's message. Producer-shaped records take the fast path (else the append rate is the
 pydantic one)."""
@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.models import AuditEvent, audit_events_of, audit_record
-from streams.ledger.append import Ledger, SeenIds
-from streams.ledger.chain import genesis_hash, integrity_hash
-from streams.ledger.records import _producer_shaped, parse, row_of
+from ledger.append import Ledger, SeenIds
+from ledger.chain import genesis_hash, integrity_hash
+from ledger.records import _producer_shaped, parse, row_of
 from tests.ledger_support import T0, pipeline_events
 
 BASE = {

@@ -27,12 +27,12 @@ from runtime.trust import audit_signer
 from schemas import topics
 from schemas.auth import AuditSigner
 from schemas.models import audit_record
-from streams.ledger.checkpoint import Checkpoint, signature_valid
-from streams.ledger.keys import local_public_key
-from streams.ledger.schema import AUDIT_LOG
-from streams.ledger.sink import SinkOptions, _gather, run_sink
-from streams.ledger.store import ChdbStore, StoreError, store_path
-from streams.ledger.verify import verify
+from ledger.checkpoint import Checkpoint, signature_valid
+from ledger.keys import local_public_key
+from ledger.schema import AUDIT_LOG
+from ledger.sink import SinkOptions, _gather, run_sink
+from ledger.store import ChdbStore, StoreError, store_path
+from ledger.verify import verify
 from infra.cli import main
 from infra.stack import free_port
 from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
@@ -303,7 +303,7 @@ def _start_sink(settings: Settings, log: Path) -> subprocess.Popen:
     }
     env.pop("WARDEN_CLICKHOUSE_URL", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.ledger.sink"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab")
+        [sys.executable, "-m", "ledger.sink"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab")
     )
 
 

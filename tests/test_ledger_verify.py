@@ -10,13 +10,13 @@ import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from streams.ledger import checkpoint, merkle
-from streams.ledger.chain import integrity_hash
-from streams.ledger.checkpoint import public_key_hex
-from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, DDL, INTEGRITY_HASH_SQL
-from streams.ledger.sink import checkpoint_table
-from streams.ledger.store import ChdbPairHasher, ChdbStore
-from streams.ledger.verify import verify
+from ledger import checkpoint, merkle
+from ledger.chain import integrity_hash
+from ledger.checkpoint import public_key_hex
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, DDL, INTEGRITY_HASH_SQL
+from ledger.sink import checkpoint_table
+from ledger.store import ChdbPairHasher, ChdbStore
+from ledger.verify import verify
 from tests.ledger_support import T0, build_ledger, mth, pipeline_events
 
 KEY = Ed25519PrivateKey.generate()

@@ -33,7 +33,7 @@ import schemas.models as models
 from schemas.auth import intent_signature_valid, outcome_forgery, public_key_hex, sign_intent, sign_outcome, sign_policy
 from schemas.models import (AgentPolicy, ContractCallRule, DeadLetter, IntentApproved, IntentParked, IntentRejected,
                             SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
-from streams.ledger.checkpoint import public_key_hex as ledger_key_hex
+from ledger.checkpoint import public_key_hex as ledger_key_hex
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "wire-formats.md"
@@ -533,8 +533,8 @@ def _ledger_events():
 
 @pytest.fixture(scope="module")
 def proofs(tmp_path_factory):
-    from streams.ledger import proof
-    from streams.ledger.store import ChdbStore
+    from ledger import proof
+    from ledger.store import ChdbStore
     from tests.ledger_support import build_ledger
 
     events, tricky = _ledger_events()
@@ -559,7 +559,7 @@ def _check_cases(items, public=LEDGER_PUBLIC) -> list[dict]:
 
 
 def test_ledger_proofs_built_by_python_verify_in_node(proofs):
-    from streams.ledger import proof
+    from ledger import proof
 
     built, tricky = proofs
     assert len(built) >= 30
@@ -573,7 +573,7 @@ def test_ledger_proofs_built_by_python_verify_in_node(proofs):
 
 def _rehashed(p: dict, **edits) -> dict:
     """The event edited and its row hash recomputed: consistent, but not the row the ledger signed."""
-    from streams.ledger.chain import integrity_hash
+    from ledger.chain import integrity_hash
 
     e = p["event"]
     e.update(edits)
@@ -583,7 +583,7 @@ def _rehashed(p: dict, **edits) -> dict:
 
 
 def _resigned_checkpoint(p: dict, key) -> dict:
-    from streams.ledger import checkpoint
+    from ledger import checkpoint
 
     cp = checkpoint.Checkpoint.from_dict(p["checkpoint"])
     p["checkpoint"] = checkpoint.sign(key, cp.chain, cp.seq, cp.head_hash, cp.merkle_root, cp.ts).to_dict()
@@ -626,7 +626,7 @@ def _victims(built: dict) -> list[dict]:
 
 @pytest.mark.parametrize("what", list(PROOF_TAMPERS))
 def test_a_tampered_proof_fails_in_node_and_in_python(proofs, what):
-    from streams.ledger import proof
+    from ledger import proof
 
     built, tricky = proofs
     cases = []

@@ -19,12 +19,12 @@ import orjson
 
 from infra.cli.output import fail, note, print_json
 from runtime.config import load
-from streams.ledger import proof as proofs
-from streams.ledger.checkpoint import public_key_hex
-from streams.ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
-from streams.ledger.schema import AUDIT_LOG
-from streams.ledger.store import StoreError, open_reader
-from streams.ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
+from ledger import proof as proofs
+from ledger.checkpoint import public_key_hex
+from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
+from ledger.schema import AUDIT_LOG
+from ledger.store import StoreError, open_reader
+from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
 
 EXPORT_PAGE_ROWS = 200_000
 _DURATION = re.compile(r"^(\d+)([smhdw])$")

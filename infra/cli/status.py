@@ -22,7 +22,7 @@ from runtime.config import Settings, load
 from runtime.kafka import group_lag, partitions
 from runtime.metrics import metrics_file
 from schemas import topics
-from streams.ledger.verify import NOT_BELIEVED_SQL
+from ledger.verify import NOT_BELIEVED_SQL
 
 
 def _alive(pid: int | None) -> bool:

@@ -23,9 +23,9 @@ import re
 import uuid
 
 from aiohttp import web
-from streams.ledger.store import ChdbError
+from ledger.store import ChdbError
 
-from streams.ledger.store import ChdbStore, read_only_message, sql_string
+from ledger.store import ChdbStore, read_only_message, sql_string
 
 _FORMAT_AT_END = re.compile(r"\sFORMAT\s+(\w+)\s*$", re.IGNORECASE)
 _FILE_FUNCTION = re.compile(r"^\s*Function file\b", re.MULTILINE)

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from streams.ledger.chain import format_ts
+from ledger.chain import format_ts
 
 STATEMENT_PREFIX = "warden.audit.checkpoint.v1"
 

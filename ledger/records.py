@@ -26,7 +26,7 @@ import orjson
 
 from runtime.clock import to_us
 from schemas.models import SCHEMA_VERSION, AuditEvent, audit_events_of
-from streams.ledger.chain import canonical_details, format_ts
+from ledger.chain import canonical_details, format_ts
 
 
 class Row(NamedTuple):

@@ -14,7 +14,7 @@ What the checks decide, and what a refusal says, is `schemas.auth.audit_writer`'
 (`audit_signatures_valid`). A checker that dies takes no record with it: its share is checked
 again in the sink's own thread and a new checker is started, so nothing is believed unchecked.
 
-A checker is ``python -m streams.ledger.checks``, fed over its stdin, not a multiprocessing
+A checker is ``python -m ledger.checks``, fed over its stdin, not a multiprocessing
 child: a spawned child imports its parent's main module (the sink: aiokafka, pyarrow, chDB,
 ~110 MB and half a second each), and a forked one copies the sink's threads mid-step. It exits
 when its stdin closes, so a SIGKILLed sink leaves none behind.
@@ -58,7 +58,7 @@ class _Checker:
     """One checking process and the thread that feeds it, one request at a time, in order."""
 
     def __init__(self) -> None:
-        self._process = subprocess.Popen([sys.executable, "-m", "streams.ledger.checks"], cwd=_REPO,
+        self._process = subprocess.Popen([sys.executable, "-m", "ledger.checks"], cwd=_REPO,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._requests: queue.SimpleQueue[tuple[list[Check], Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._feed, name="ledger-checker", daemon=True)
@@ -116,7 +116,7 @@ class WriterChecks:
 
     def submit(self, records: Sequence[Record], keys: AuditKeys, max_bytes: int) -> "Checked":
         """Starts checking who wrote each record; `Checked.writers` has the verdicts. Records
-        `streams.ledger.sink.decode` refuses whatever their writer (no value, too large) get None."""
+        `ledger.sink.decode` refuses whatever their writer (no value, too large) get None."""
         verdicts: list[Verdict | None] = [None] * len(records)
         claims: list[tuple[int, AuditClaim]] = []
         for i, (_, _, raw, headers) in enumerate(records):

@@ -51,16 +51,16 @@ from runtime.trust import PinnedAuditKeys
 from schemas import topics
 from schemas.auth import AuditKeys, AuditSigner, audit_writer, claimed_service
 from schemas.models import AuditEvent, event_id
-from streams.ledger import checkpoint as checkpoints
-from streams.ledger.checks import Checked, Record, WriterChecks
-from streams.ledger.endpoint import Endpoint
-from streams.ledger.keys import load_or_create_signing_key
-from streams.ledger.append import ChainHead, Ledger, SeenIds
-from streams.ledger.merkle import Frontier
-from streams.ledger.records import Row, parse, row_of
-from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, ID_HASH64_SQL
-from streams.ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
-from streams.ledger.verify import NOT_BELIEVED
+from ledger import checkpoint as checkpoints
+from ledger.checks import Checked, Record, WriterChecks
+from ledger.endpoint import Endpoint
+from ledger.keys import load_or_create_signing_key
+from ledger.append import ChainHead, Ledger, SeenIds
+from ledger.merkle import Frontier
+from ledger.records import Row, parse, row_of
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, ID_HASH64_SQL
+from ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
+from ledger.verify import NOT_BELIEVED
 
 log = logging.getLogger("warden.ledger")
 

@@ -203,7 +203,7 @@ def _escaped(column: str) -> str:
     return "replaceAll(replaceAll(" + column + ", '%', '%25'), '|', '%7C')"
 
 
-# The chain encoding of streams/ledger/chain.py, in SQL: ClickHouse recomputes
+# The chain encoding of ledger/chain.py, in SQL: ClickHouse recomputes
 # every row's hash next to the data, in parallel (tests check both agree).
 INTEGRITY_HASH_SQL = (
     "lower(hex(SHA256(concat(prev_hash, '|', "

@@ -33,11 +33,11 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from streams.ledger.chain import format_ts, genesis_hash
-from streams.ledger.checkpoint import Checkpoint, signature_valid
-from streams.ledger.merkle import Frontier, PairHasher, hash_pairs
-from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
-from streams.ledger.store import Store, sql_string
+from ledger.chain import format_ts, genesis_hash
+from ledger.checkpoint import Checkpoint, signature_valid
+from ledger.merkle import Frontier, PairHasher, hash_pairs
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
+from ledger.store import Store, sql_string
 
 # Rows per page: small enough that the first page arrives (and the last is folded) while the other
 # core works, large enough that a query's fixed cost is noise. A power of two: a page that starts
@@ -490,9 +490,9 @@ def _plan(
     return check, (start, hi)
 
 
-# How the reason of a record the sink did not believe begins (`streams.ledger.sink.decode`), for those who count them.
+# How the reason of a record the sink did not believe begins (`ledger.sink.decode`), for those who count them.
 NOT_BELIEVED = "not believed: "
-# The ledger's own rows for the records it did not believe (`streams.ledger.sink.decode`).
+# The ledger's own rows for the records it did not believe (`ledger.sink.decode`).
 NOT_BELIEVED_SQL = (f"actor = 'service:ledger' AND action = 'dlq.recorded' "
                     f"AND startsWith(JSONExtractString(details, 'reason'), {sql_string(NOT_BELIEVED)})")
 

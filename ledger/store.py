@@ -3,7 +3,7 @@ through clickhouse-connect, behind one small interface and the same SQL.
 
 chDB lets one process own a directory. While the sink owns it, everyone else
 reaches the store through the sink's ClickHouse-compatible HTTP endpoint
-(streams/ledger/endpoint.py), which is just another ClickHouse to
+(ledger/endpoint.py), which is just another ClickHouse to
 clickhouse-connect; ``open_reader`` picks whichever is there.
 """
 
@@ -20,8 +20,8 @@ import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from runtime.config import Settings
-from streams.ledger.merkle import hash_pairs
-from streams.ledger.schema import DDL
+from ledger.merkle import hash_pairs
+from ledger.schema import DDL
 
 # chDB raises RuntimeError subclasses for SQL failures (it defines ChdbError twice, in two modules).
 ChdbError = RuntimeError

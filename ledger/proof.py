@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from streams.ledger.chain import format_ts, integrity_hash
-from streams.ledger.checkpoint import Checkpoint, signature_valid
-from streams.ledger.merkle import inclusion_path, leaf_hash, root_from_path
-from streams.ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, EVENT_COLUMNS, LEAF_HASH_SQL
-from streams.ledger.store import Store, sql_string
+from ledger.chain import format_ts, integrity_hash
+from ledger.checkpoint import Checkpoint, signature_valid
+from ledger.merkle import inclusion_path, leaf_hash, root_from_path
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, EVENT_COLUMNS, LEAF_HASH_SQL
+from ledger.store import Store, sql_string
 
 PROOF_VERSION = "warden.audit.proof.v1"
 EVENT_FIELDS = EVENT_COLUMNS

@@ -18,10 +18,10 @@ import pyarrow as pa
 
 from runtime.clock import to_us
 from schemas.models import AuditEvent
-from streams.ledger.chain import encode, genesis_hash
-from streams.ledger.merkle import Frontier
-from streams.ledger.records import Row, row_of
-from streams.ledger.schema import LOG_COLUMNS
+from ledger.chain import encode, genesis_hash
+from ledger.merkle import Frontier
+from ledger.records import Row, row_of
+from ledger.schema import LOG_COLUMNS
 
 _UTC_US = pa.timestamp("us", tz="UTC")
 LOG_ARROW_SCHEMA = pa.schema(
