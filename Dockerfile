@@ -26,6 +26,7 @@ COPY runtime ./runtime
 COPY streams ./streams
 COPY signer ./signer
 COPY ledger ./ledger
+COPY sdk ./sdk
 COPY infra ./infra
 RUN pip install . \
     && python -c "import streams.topology, signer.main, ledger.sink, infra.cli" \

@@ -24,7 +24,7 @@ import orjson
 
 from infra.bench_figures import cpu_seconds, percentile
 from infra.cli.output import note, print_json
-from infra.client import OUTCOME_TOPICS, Client, new_intent
+from sdk.client import OUTCOME_TOPICS, Client, new_intent
 from runtime.kafka import end_offsets
 from runtime.config import Settings
 from infra.provision import provision_agent
@@ -89,7 +89,7 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
                   max_priority_fee_per_gas=10**9, gas_limit=21000)
     warmup = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(agents * 10)]
     intents = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(count)]
-    # The outcomes an agent's SDK client reads (infra.client.OUTCOME_TOPICS), and nothing more: a
+    # The outcomes an agent's SDK client reads (sdk.client.OUTCOME_TOPICS), and nothing more: a
     # reader that also took the approvals would have its fetches answered at every approval, which
     # lines its next fetch up badly with the signature that follows a few ms later (seen: signed
     # record -> client 8.0 ms p50 at 1 intent/s against a hop's 4.2). Approvals are read after the run.
@@ -101,7 +101,7 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     wanted = {i.intent_id for i in intents} | {i.intent_id for i in warmup}
 
     async def watch() -> None:
-        # Waits on the broker as the SDK's client does (infra.client.wait_outcomes): the figure is what
+        # Waits on the broker as the SDK's client does (sdk.client.wait_outcomes): the figure is what
         # an agent sees, and the broker serves no more empty fetches than a real client costs it.
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
                                     fetch_max_wait_ms=settings.fetch_wait_ms,

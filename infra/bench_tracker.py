@@ -49,7 +49,7 @@ async def _pending(rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from infra.bench_custody import _quiet_dev_root
-    from infra.client import new_intent
+    from sdk.client import new_intent
     from runtime.clock import US_PER_SECOND, utcnow
     from runtime.rpc import JsonRpc
     from schemas import topics

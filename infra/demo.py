@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from infra import contracts
-from infra.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
 from runtime.kafka import end_offsets
 from runtime.config import Settings
 from infra.provision import provision_agent

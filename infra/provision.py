@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import Client, load_or_create_agent_key, signed_policy
+from sdk.client import Client, load_or_create_agent_key, signed_policy
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.auth import public_key_hex

@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.admin import load_or_create_admin_key
+from sdk.admin import load_or_create_admin_key
 from runtime.config import Settings, child_environment, environment
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics

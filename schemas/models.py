@@ -254,9 +254,9 @@ class SealedSecret(Record):
 
 class AttestationEvidence(Record):
     """An SEV-SNP report and what it binds: its report_data is
-    ``signer.attestation.verify.report_data_binding(signer_id, sealing key, service_public_key,
+    ``runtime.attestation.verify.report_data_binding(signer_id, sealing key, service_public_key,
     nonce)``, and an announcement's nonce is derived from its ``announced_at``
-    (``signer.attestation.announcement.announcement_nonce``), so a verifier recomputes both."""
+    (``runtime.attestation.announcement.announcement_nonce``), so a verifier recomputes both."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)

@@ -54,7 +54,7 @@ def refusal(key: SealingKey, *, allow_unattested: bool,
             attestation_problems: Callable[[SealingKey], list[str]] | None = None,
             service_key: Callable[[str], str | None] | None = None) -> str | None:
     """Why a client must not seal to ``key`` (None: it may): an attested key whose report
-    ``attestation_problems`` finds something wrong with (``signer.attestation.announcement.problems``);
+    ``attestation_problems`` finds something wrong with (``runtime.attestation.announcement.problems``);
     a ``tee=none`` key unless the client says so (the embedded stack does), and then unless the
     signer's pinned service key (``service_key(signer id)``) signed its announcement."""
     if key.key_id != key_id(bytes.fromhex(key.public_key[2:])):

@@ -49,8 +49,8 @@ def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | N
     """The signing-key store of this home. ``requester`` (an id and its service public key) is
     who asks the attested key release for a vault that requires attestation: the signer names
     itself; the admin CLI has no service key and, outside a confidential VM, is refused."""
-    from signer.attestation.policy import AttestationPolicy
-    from signer.attestation.release import Attester, KeyRelease
+    from runtime.attestation.policy import AttestationPolicy
+    from signer.key_release import Attester, KeyRelease
     from signer.custody import FileEventLog, Vaults, roots_from_settings
     from signer.custody.keys import KeyStore
 

@@ -33,7 +33,7 @@ from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_forgery
 from schemas.emit import Emit, Source, audit
 from schemas.models import SealingKey, SignedTransaction
-from signer.attestation.announcement import attest
+from runtime.attestation.announcement import attest
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair

@@ -53,7 +53,7 @@ from runtime import metrics
 from runtime.rpc import RpcError, RpcUnavailable
 from streams import fees, guardrails
 from schemas.errors import explain
-from streams.intake import Unreadable, read_intent, unreadable_answer
+from schemas.intake import Unreadable, read_intent, unreadable_answer
 from streams.window import SpendWindow
 
 SERVICE = "service:streams"
@@ -631,7 +631,7 @@ class Engine:
         recomputes (there is no intent whose digest could be taken). It is published keyed by the
         agent the body names, else by the record's key when that is an identifier, under the
         body's intent id, else "unreadable-" and the digest's first 32 hex digits
-        (`streams.intake.unreadable_answer`). A record that names no agent either way gets no
+        (`schemas.intake.unreadable_answer`). A record that names no agent either way gets no
         rejection: only its dead letter and audit event remain.
 
         Never remembered in ``decisions``: anyone can write such a record under a real intent's

@@ -42,7 +42,7 @@ from schemas import topics
 from runtime.trust import PinnedServiceKeys
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
 from schemas.models import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
-from streams.intake import Unreadable, read_intent
+from schemas.intake import Unreadable, read_intent
 
 log = logging.getLogger("warden.redelivery")
 

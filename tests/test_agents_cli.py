@@ -13,7 +13,7 @@ import os
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import (Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes,
+from sdk.client import (Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes,
                           wait_policy_applied)
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets

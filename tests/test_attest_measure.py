@@ -23,13 +23,13 @@ from sevsnpmeasure.ovmf import OVMF as Firmware
 from sevsnpmeasure.ovmf import SectionType
 
 from infra.cli import main
-from signer.attestation.measure import LaunchInputs, MeasureError, launch_measurement
+from runtime.attestation.measure import LaunchInputs, MeasureError, launch_measurement
 
 REPO = Path(__file__).resolve().parents[1]
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
 OVMF_WITHOUT_SEV = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 TESTDATA = REPO / "tests" / "data" / "sev-snp"
-ROOTS = REPO / "signer" / "attestation" / "roots"
+ROOTS = REPO / "runtime" / "attestation" / "roots"
 MILAN_4 = ("--vcpus", "4", "--vcpu-type", "EPYC-Milan")
 
 

@@ -1,4 +1,4 @@
-"""SEV-SNP report verification (signer/attestation/verify.py).
+"""SEV-SNP report verification (runtime/attestation/verify.py).
 
 The real report in shared/testdata (a Milan VM's, signed by its VCEK, chained to AMD's Milan
 ARK) is checked as published; every single-byte change to its signed region must fail. The
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from signer.attestation.verify import (POLICY_DEBUG, POLICY_RESERVED_ONE, REPORT_SIZE, SIGNED_SIZE, Expectations,
+from runtime.attestation.verify import (POLICY_DEBUG, POLICY_RESERVED_ONE, REPORT_SIZE, SIGNED_SIZE, Expectations,
                                        Tcb, parse_report, report_data_binding, verify_report)
 
 TESTDATA = Path(__file__).resolve().parent / "data" / "sev-snp"
@@ -233,7 +233,7 @@ def test_warden_attest_verify_prints_each_check_and_fails_on_any():
 # --- evidence ---------------------------------------------------------------------------------
 
 def test_without_configfs_tsm_the_evidence_is_tee_none_and_says_why(tmp_path):
-    from signer.attestation import evidence
+    from runtime.attestation import evidence
 
     found = evidence.obtain(b"\0" * 64, root=tmp_path / "no-such-tsm")
     assert (found.tee, found.report) == ("none", None) and "not a confidential VM" in found.source
@@ -262,7 +262,7 @@ def test_warden_signer_attest_binds_the_running_signers_keys_and_says_tee_none(s
 def _announced_key(settings, signer_id: str) -> str:
     import asyncio
 
-    from infra.client import sealing_keys
+    from sdk.client import sealing_keys
 
     (key,) = [k for k in asyncio.run(sealing_keys(settings)) if k.signer_id == signer_id]
     return key.public_key[2:]

@@ -23,11 +23,11 @@ from runtime.trust import service_key_file
 from schemas.auth import load_or_create_ed25519, outcome_forgery, public_key_hex, sign_announcement, sign_outcome
 from schemas.models import IntentRejected, SealingKey
 from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
-from signer.attestation import evidence
-from signer.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
-from signer.attestation.policy import AttestationPolicy, PolicyError
-from signer.attestation.release import Attester, KeyRelease, ReleaseRequest
-from signer.attestation.verify import report_data_binding
+from runtime.attestation import evidence
+from runtime.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
+from runtime.attestation.policy import AttestationPolicy, PolicyError
+from signer.key_release import Attester, KeyRelease, ReleaseRequest
+from runtime.attestation.verify import report_data_binding
 from signer.custody import AttestationRequired, FileEventLog, LocalDevRoot, PermissionDenied, Vaults
 from signer.sealing import SealingKeyPair
 from tests.test_attestation import TCB, Chip
@@ -321,7 +321,7 @@ def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, e
     elif case == "measurement not allowed":
         obtain = chip_evidence(chip, measurement=b"\x22" * 48)
     elif case == "debug guest":
-        from signer.attestation.verify import POLICY_DEBUG, POLICY_RESERVED_ONE
+        from runtime.attestation.verify import POLICY_DEBUG, POLICY_RESERVED_ONE
         obtain = chip_evidence(chip, policy=POLICY_RESERVED_ONE | POLICY_DEBUG)
     elif case == "no allowlist":
         policy = dataclasses.replace(policy, measurements=())
@@ -367,14 +367,14 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     import subprocess
     import sys
 
-    from infra.client import Client, sealing_keys
+    from sdk.client import Client, sealing_keys
     from infra.stack import REPO
     from runtime.clock import utcnow
     from runtime.config import AttestationSettings, child_environment
     from runtime.trust import PinnedServiceKeys
     from schemas import topics
     from schemas.models import AttestationEvidence
-    from signer.attestation.verify import parse_report
+    from runtime.attestation.verify import parse_report
     from tests.test_attestation import TESTDATA
 
     settings = stack.settings
@@ -455,7 +455,7 @@ def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, 
     topic is compacted: it is never deleted), reported by `warden submit` as an invalid intent."""
     import os
 
-    from infra.client import Client, sealing_keys
+    from sdk.client import Client, sealing_keys
     from schemas import topics
 
     settings = stack.settings
@@ -489,7 +489,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     import clickhouse_connect
 
     from infra import demo
-    from infra.client import Client, new_intent, wait_outcomes
+    from sdk.client import Client, new_intent, wait_outcomes
     from infra.provision import provision_agent
     from infra.stack import REPO
     from runtime.config import child_environment

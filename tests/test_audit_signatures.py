@@ -12,8 +12,8 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.admin import load_or_create_admin_key
-from infra.client import admin_audit_signer
+from sdk.admin import load_or_create_admin_key
+from sdk.client import admin_audit_signer
 from runtime.config import Settings
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, audit_signer
 from schemas.auth import (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER, AuditSigner, audit_writer, claimed_service,

@@ -19,7 +19,7 @@ import time
 import clickhouse_connect
 import orjson
 
-from infra.client import load_or_create_agent_key, new_intent, wait_outcomes
+from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from infra.stack import REPO
 from runtime.kafka import end_offsets
 from schemas import topics

@@ -12,7 +12,7 @@ import asyncio
 import signal
 from collections import defaultdict
 
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction

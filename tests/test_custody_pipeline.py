@@ -20,7 +20,7 @@ import pytest
 from eth_account import Account
 
 from infra import demo
-from infra.client import wait_outcomes
+from sdk.client import wait_outcomes
 from infra.kms_servers import MotoServer
 from runtime.config import Settings
 from infra.stack import REPO, free_port
@@ -104,7 +104,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     the client share nor the private key is in any topic, log, vault event or ledger row."""
     from base64 import b64decode
 
-    from infra.client import Client, new_intent, sealing_keys
+    from sdk.client import Client, new_intent, sealing_keys
     from runtime.kafka import end_offsets
     from infra.provision import provision_agent
     from schemas import topics
@@ -165,7 +165,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
     fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a
     rotation only the new CMEK signs. Neither CMEK is recorded anywhere."""
-    from infra.client import Client, new_intent
+    from sdk.client import Client, new_intent
     from runtime.kafka import end_offsets
     from infra.provision import provision_agent
     from schemas import topics

@@ -20,7 +20,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import new_intent
+from sdk.client import new_intent
 from schemas import topics
 from schemas.auth import outcome_forgery, public_key_hex, sign_outcome, sign_policy
 from runtime.clock import to_us
@@ -40,7 +40,7 @@ from schemas.models import (
     TransactionIntent,
 )
 from streams.engine import Engine, Windows
-from streams.intake import NEXT_STEP
+from schemas.intake import NEXT_STEP
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 DAY = timedelta(hours=24)
@@ -472,10 +472,10 @@ def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_
 
 
 def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world):
-    """`infra.client` predicts how the worker names an unreadable record's rejection (agent,
+    """`sdk.client` predicts how the worker names an unreadable record's rejection (agent,
     intent id, digest of the bytes sent) and believes it only under the digest of those bytes;
     every other outcome only under the intent's digest."""
-    from infra.client import Awaited, outcome_problem, raw_submission
+    from sdk.client import Awaited, outcome_problem, raw_submission
 
     pinned = world.pinned()
     good = world.intent("0.5", intent_id="i-sdk")

@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from hypothesis import given, strategies as st
 
-from infra.client import OUTCOME_TOPICS, Client
+from sdk.client import OUTCOME_TOPICS, Client
 from runtime.kafka import KeyedPartitioner, end_offsets, follow, keyed_partitions, partition_of
 from schemas import topics
 from tests.support import one_agent_per_partition

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("evm", "schemas", "runtime", "streams", "signer", "ledger", "infra")
+PACKAGES = ("evm", "schemas", "runtime", "streams", "signer", "ledger", "sdk", "infra")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -37,6 +37,7 @@ def test_the_tree_keeps_every_import_contract():
     ("evm/typed_data.py", "import schemas.models", "Layers"),  # the specification imports nothing of Warden's
     ("streams/engine.py", "import signer.service", "Layers"),
     ("ledger/sink.py", "import streams.engine", "The ledger imports no other service"),
+    ("sdk/client.py", "import signer.service", "The SDK imports no service"),
     ("signer/service.py", "import streams.engine", "The signer takes from streams only its pure rules"),
     ("infra/demo.py", "import tests.support", "Nothing imports the tests"),
 ])

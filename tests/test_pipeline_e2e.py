@@ -12,7 +12,7 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from infra import demo
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.fields import parse_native_amount

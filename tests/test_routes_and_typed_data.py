@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from infra import contracts
-from infra.client import Client, OUTCOME_TOPICS, new_intent, new_typed_data_intent, wait_outcomes
+from sdk.client import Client, OUTCOME_TOPICS, new_intent, new_typed_data_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import orjson
 
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from infra.client import new_intent
+from sdk.client import new_intent
 from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
 from schemas import topics
 from schemas.chains import REGISTRY, Chain, ChainRegistry, UnknownChain

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_utils import keccak
 
-from infra.client import ClientKey, new_intent
+from sdk.client import ClientKey, new_intent
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_announcement, sign_policy

@@ -257,7 +257,7 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     """Decided there, it would be judged with another partition's state (another signer's, maybe
     one without the agent's spend). Dead-lettered by the signer; the same approval on its
     agent's partition is then signed as usual."""
-    from infra.client import Client, new_intent, wait_outcomes
+    from sdk.client import Client, new_intent, wait_outcomes
     from runtime.clock import utcnow
     from runtime.kafka import end_offsets, partition_of
     from schemas.models import DeadLetter, IntentApproved

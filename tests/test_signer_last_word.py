@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
 from infra.demo import _revert_runtime
 from runtime.clock import utcnow
 from runtime.config import child_environment

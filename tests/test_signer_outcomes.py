@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import to_us
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import big_endian_to_int, to_checksum_address
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from infra.client import new_intent
+from sdk.client import new_intent
 from runtime.clock import to_us
 from runtime.rpc import JsonRpc
 from schemas import topics

@@ -15,7 +15,7 @@ from __future__ import annotations
 import signal
 import time
 
-from infra.client import new_intent, wait_outcomes
+from sdk.client import new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics

@@ -20,7 +20,7 @@ from eth_utils import to_checksum_address
 from eth_account.messages import encode_defunct, encode_typed_data
 from pydantic import ValidationError
 
-from infra.client import new_intent, new_message_intent, new_typed_data_intent
+from sdk.client import new_intent, new_message_intent, new_typed_data_intent
 from infra.demo import permit_typed_data
 from runtime.clock import utcnow
 from runtime.rpc import JsonRpc

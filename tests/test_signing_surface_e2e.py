@@ -12,7 +12,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from eth_account.messages import encode_defunct, encode_typed_data
 
-from infra.client import (OUTCOME_TOPICS, Client, blob_fields, new_intent, new_message_intent,
+from sdk.client import (OUTCOME_TOPICS, Client, blob_fields, new_intent, new_message_intent,
                           new_typed_data_intent, wait_outcomes)
 from infra.demo import permit_typed_data
 from runtime.kafka import end_offsets

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from infra import demo
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, new_intent, wait_outcomes
 from infra.stack import local_settings, running_stack
 from runtime.kafka import end_offsets
 from schemas import topics

@@ -17,7 +17,7 @@ import sys
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import child_environment
 from runtime.kafka import end_offsets

@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, producer as new_producer

@@ -17,7 +17,7 @@ import pytest
 from eth_abi import decode as abi_decode
 
 from infra import contracts
-from infra.client import Client, new_intent, new_typed_data_intent, wait_outcomes, OUTCOME_TOPICS
+from sdk.client import Client, new_intent, new_typed_data_intent, wait_outcomes, OUTCOME_TOPICS
 from infra.demo import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc

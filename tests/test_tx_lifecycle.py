@@ -21,7 +21,7 @@ from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
 from infra.bench_tracker import CountingNode
-from infra.client import new_intent
+from sdk.client import new_intent
 from infra.stack import LocalStack, local_settings
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc

@@ -8,7 +8,7 @@ import os
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.auth import sign_outcome

@@ -10,7 +10,7 @@ import os
 
 import orjson
 
-from infra.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas.models import IntentRejected
 from tests.support import make_agent, warden

@@ -17,8 +17,8 @@ import time
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.admin import load_or_create_admin_key
-from infra.client import Client, new_intent, wait_outcomes
+from sdk.admin import load_or_create_admin_key
+from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, read_to_quiet

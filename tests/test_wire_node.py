@@ -416,8 +416,8 @@ MODELS = {"warden.intents.rejected": IntentRejected, "warden.txs.signed": Signed
 
 def _python_verdict(case: dict) -> str | None:
     """What the Python reference says of the same case: `schemas.auth.outcome_forgery` with the
-    digest the record must carry, as `infra.client.outcome_problem` picks it."""
-    from infra.client import Awaited, outcome_problem
+    digest the record must carry, as `sdk.client.outcome_problem` picks it."""
+    from sdk.client import Awaited, outcome_problem
 
     try:
         record = MODELS[case["topic"]].model_validate_json(case["record"])

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
 import schemas.auth
-from infra.client import new_intent
+from sdk.client import new_intent
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy

@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 from aiokafka import TopicPartition
 
-from infra.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from runtime.config import Settings
 from runtime.kafka import PRODUCER_BATCH_BYTES, end_offsets, partition_of
 from schemas import topics

@@ -12,7 +12,7 @@ import time
 import orjson
 import pytest
 
-from infra.client import Client
+from sdk.client import Client
 from infra.stack import REPO, free_port
 from runtime.config import Settings, child_environment
 from runtime.readiness import ready_file

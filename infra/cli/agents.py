@@ -10,7 +10,7 @@ import orjson
 from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, note, print_json
-from infra.client import Client, load_or_create_agent_key, signed_policy
+from sdk.client import Client, load_or_create_agent_key, signed_policy
 from runtime.config import load
 from runtime.kafka import follow
 from runtime.trust import pinned_admin_keys

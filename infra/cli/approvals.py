@@ -16,7 +16,7 @@ import asyncio
 from datetime import datetime
 
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.client import OUTCOME_TOPICS, Client, read_outcome, wait_outcomes
+from sdk.client import OUTCOME_TOPICS, Client, read_outcome, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets, read_to_quiet

@@ -1,5 +1,5 @@
 """``warden attest verify``: check an SEV-SNP attestation report against AMD's certificate chain;
-``warden attest measure``: the launch measurement of a guest image (``signer.attestation.measure``);
+``warden attest measure``: the launch measurement of a guest image (``runtime.attestation.measure``);
 ``warden signer attest``: this signer's evidence (a report binding its keys, or ``tee=none`` and why).
 
 Prints each check (parse, the chain VCEK → ASK → ARK against the root shipped for the processor
@@ -20,14 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.client import sealing_keys
+from sdk.client import sealing_keys
 from runtime.clock import utcnow
 from runtime.config import load
 from runtime.trust import PinnedServiceKeys
-from signer.attestation import evidence
-from signer.attestation.measure import VCPU_TYPES, VMM_TYPES, LaunchInputs, MeasureError, launch_measurement
-from signer.attestation.policy import AttestationPolicy
-from signer.attestation.verify import (PRODUCTS, Check, Expectations, Tcb, amd_chain, parse_report,
+from runtime.attestation import evidence
+from runtime.attestation.measure import VCPU_TYPES, VMM_TYPES, LaunchInputs, MeasureError, launch_measurement
+from runtime.attestation.policy import AttestationPolicy
+from runtime.attestation.verify import (PRODUCTS, Check, Expectations, Tcb, amd_chain, parse_report,
                                        report_data_binding, verify_report)
 
 

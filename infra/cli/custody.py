@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from infra.cli.output import note
-from infra.client import Client
+from sdk.client import Client
 from runtime.config import Settings
 from schemas.sealing import decode_client_share
 

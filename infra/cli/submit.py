@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from infra.cli.custody import read_client_share_text
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.cli.vault import UsageError, read_cmek
-from infra.client import (OUTCOME_TOPICS, Client, Outcome, blob_fields, load_or_create_agent_key, new_intent,
+from sdk.client import (OUTCOME_TOPICS, Client, Outcome, blob_fields, load_or_create_agent_key, new_intent,
                           read_outcome, wait_outcomes)
 from runtime.clock import utcnow
 from runtime.config import load

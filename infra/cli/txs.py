@@ -17,7 +17,7 @@ import asyncio
 from dataclasses import dataclass
 
 from infra.cli.output import add_json_flag, fail, print_json
-from infra.client import read_outcome
+from sdk.client import read_outcome
 from runtime.config import Settings, load
 from runtime.kafka import read_to_quiet
 from runtime.trust import PinnedServiceKeys

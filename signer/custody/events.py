@@ -158,7 +158,7 @@ class CmekSet(VaultEvent):
 
 class AttestationRequirementSet(VaultEvent):
     """From now on the vault's KEK is released only to a requester with a verified SEV-SNP
-    report (``signer.attestation.release``). Set once and never unset: a vault whose keys were
+    report (``signer.key_release``). Set once and never unset: a vault whose keys were
     promised to attested signers only cannot quietly stop promising it."""
 
     type: Literal["vault.attestation_required"] = "vault.attestation_required"

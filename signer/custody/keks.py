@@ -71,7 +71,7 @@ class Keks:
                  release: Callable[[Callable[[], bytearray], str, bytes, datetime], bytearray] | None = None):
         self._roots = dict(roots)
         self.ttl = ttl
-        # signer.attestation.release.Attester: how a vault requiring attestation is unwrapped.
+        # signer.key_release.Attester: how a vault requiring attestation is unwrapped.
         self._release = release
         self._lock = threading.RLock()
         self._cache: dict[str, _CacheEntry] = {}

@@ -126,7 +126,7 @@ class Vaults:
         if not by_name:
             raise CustodyError("Vaults needs at least one root of trust")
         self.primary = next(iter(by_name.values()))
-        # release: signer.attestation.release.Attester, for vaults that require attestation.
+        # release: signer.key_release.Attester, for vaults that require attestation.
         self._keks = Keks(by_name, kek_ttl, release)
         self._cmeks = CmekLayer()
         self._log: VaultLog = publish if hasattr(publish, "poll") else CallbackLog(publish)  # type: ignore[arg-type]
@@ -644,7 +644,7 @@ class Vaults:
         self.grant(org, vault, agent_id, prefix, actor=actor, now=now, granted=False)
 
     def require_attestation(self, org: str, vault: str, *, actor: str, now: float | None = None) -> bool:
-        """From now on the vault's KEK is released only to an attested signer (``signer.attestation.release``).
+        """From now on the vault's KEK is released only to an attested signer (``signer.key_release``).
         Immutable like the custody mode: there is no way back. Returns False if it already was."""
         access.require_admin(actor, "requiring attestation")
         now = self._clock() if now is None else now

@@ -14,7 +14,7 @@ from datetime import datetime
 from cryptography import x509
 
 from runtime.config import AttestationSettings
-from signer.attestation.verify import PRODUCTS, Expectations, Tcb, Verification, verify_report
+from runtime.attestation.verify import PRODUCTS, Expectations, Tcb, Verification, verify_report
 
 
 class PolicyError(ValueError):

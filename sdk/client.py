@@ -20,7 +20,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.admin import load_or_create_admin_key
+from sdk.admin import load_or_create_admin_key
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import audit_headers, end_offsets, follow, follow_records, producer as new_producer
@@ -35,10 +35,10 @@ from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApp
                             SealedSecret, SealingKey, SignedMessage, SignedTransaction, TransactionIntent, TypedData,
                             audit_events_of)
 from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
-from signer.attestation import announcement
-from signer.attestation.policy import AttestationPolicy
+from runtime.attestation import announcement
+from runtime.attestation.policy import AttestationPolicy
 from evm.blobs import make_sidecar
-from streams.intake import Unreadable, read_intent, unreadable_answer
+from schemas.intake import Unreadable, read_intent, unreadable_answer
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class RawSubmission:
 
 def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
     """How the worker will answer ``raw`` published keyed by ``agent_id`` (see `RawSubmission`):
-    read here as the worker reads it (`streams.intake.read_intent`, ``max_bytes`` being its
-    record limit, ``max_record_bytes``), named as it names it (`streams.intake.unreadable_answer`)."""
+    read here as the worker reads it (`schemas.intake.read_intent`, ``max_bytes`` being its
+    record limit, ``max_record_bytes``), named as it names it (`schemas.intake.unreadable_answer`)."""
     intent = read_intent(raw, max_bytes)
     if not isinstance(intent, Unreadable):
         return RawSubmission(intent.agent_id, intent.intent_id, hashlib.sha256(raw).hexdigest(), intent.digest())

@@ -35,9 +35,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from schemas.emit import Emit
 from schemas.sealing import SUITE
-from signer.attestation import evidence as evidence_
-from signer.attestation.policy import AttestationPolicy, failures
-from signer.attestation.verify import parse_report, report_data_binding
+from runtime.attestation import evidence as evidence_
+from runtime.attestation.policy import AttestationPolicy, failures
+from runtime.attestation.verify import parse_report, report_data_binding
 from signer.custody._crypto import wipe
 from signer.custody.access import audit_record
 from signer.custody.errors import AttestationRequired

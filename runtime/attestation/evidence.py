@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from signer.attestation.verify import Report, Tcb
+from runtime.attestation.verify import Report, Tcb
 
 TSM_REPORT = Path("/sys/kernel/config/tsm/report")
 

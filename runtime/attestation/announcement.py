@@ -21,9 +21,9 @@ from datetime import datetime
 
 from schemas.auth import Role, ServiceKeys
 from schemas.models import AttestationEvidence, SealingKey
-from signer.attestation import evidence as evidence_
-from signer.attestation.policy import AttestationPolicy, failures
-from signer.attestation.verify import Verification, parse_report, report_data_binding
+from runtime.attestation import evidence as evidence_
+from runtime.attestation.policy import AttestationPolicy, failures
+from runtime.attestation.verify import Verification, parse_report, report_data_binding
 
 ANNOUNCEMENT_DOMAIN = b"warden-sev-snp-announcement-v1"
 
