@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from eth_hash.auto import keccak as _eth_hash_keccak
 
+
 def _make_keccak():
     """
     Build keccak-256 on pycryptodome's C sponge, reusing one sponge per
@@ -55,11 +56,7 @@ def _make_keccak():
             # A failed call would leave the previous digest in ``out``; a
             # stale hash must never be signed.
             # 0x01 is Keccak's original domain padding (SHA3 uses 0x06).
-            if (
-                reset(sponge)
-                or absorb(sponge, data, len(data))
-                or digest(sponge, out, 32, 0x01)
-            ):
+            if reset(sponge) or absorb(sponge, data, len(data)) or digest(sponge, out, 32, 0x01):
                 raise RuntimeError("keccak-256 failed")
             return buffer(out)[:]
 

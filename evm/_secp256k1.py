@@ -14,7 +14,6 @@ from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
 from evm._keccak import keccak
-from evm.constants import SECP256K1N
 
 
 class InvalidKey(ValueError):
@@ -55,15 +54,11 @@ def _sign_hash(msg_hash: bytes, secret) -> tuple[int, int, int]:
     signature = ffi.new("secp256k1_ecdsa_recoverable_signature *")
     # NULL nonce function = RFC 6979 deterministic nonces; libsecp256k1
     # always emits low-s signatures, as EIP-2 requires.
-    if not lib.secp256k1_ecdsa_sign_recoverable(
-        _CTX, signature, msg_hash, secret, ffi.NULL, ffi.NULL
-    ):
+    if not lib.secp256k1_ecdsa_sign_recoverable(_CTX, signature, msg_hash, secret, ffi.NULL, ffi.NULL):
         raise InvalidKey("private key is not a valid secp256k1 secret")
     compact = ffi.new("unsigned char[64]")
     recovery_id = ffi.new("int *")
-    lib.secp256k1_ecdsa_recoverable_signature_serialize_compact(
-        _CTX, compact, recovery_id, signature
-    )
+    lib.secp256k1_ecdsa_recoverable_signature_serialize_compact(_CTX, compact, recovery_id, signature)
     rs = ffi.buffer(compact, 64)[:]
     return (
         recovery_id[0],

@@ -17,14 +17,21 @@ from dataclasses import dataclass
 
 from coincurve import PublicKey
 
+from evm._checks import check_uint
 from evm._keccak import keccak
 from evm._rlp import encode_bytes, encode_list, encode_uint
 from evm._secp256k1 import sign_hash
-from evm._checks import check_uint
 from evm.constants import NONCE_LIMIT, SECP256K1N, SECP256K1N_HALF
 
-__all__ = ["Authorization", "InvalidAuthorization", "SignedAuthorization", "authorization_hash",
-           "encode_authorization_list", "recover_authority", "sign_authorization"]
+__all__ = [
+    "Authorization",
+    "InvalidAuthorization",
+    "SignedAuthorization",
+    "authorization_hash",
+    "encode_authorization_list",
+    "recover_authority",
+    "sign_authorization",
+]
 
 MAGIC = b"\x05"
 # EIP-7702 lets a tuple's nonce be up to 2**64 - 1 on the wire but skips any tuple whose nonce is
@@ -106,7 +113,16 @@ def recover_authority(signed: SignedAuthorization) -> bytes:
 
 def encode_authorization_list(authorizations: tuple[SignedAuthorization, ...]) -> bytes:
     """RLP of the list of ``[chain_id, address, nonce, y_parity, r, s]`` tuples."""
-    return encode_list(b"".join(
-        encode_list(encode_uint(a.chain_id) + encode_bytes(a.address) + encode_uint(a.nonce)
-                    + encode_uint(a.y_parity) + encode_uint(a.r) + encode_uint(a.s))
-        for a in authorizations))
+    return encode_list(
+        b"".join(
+            encode_list(
+                encode_uint(a.chain_id)
+                + encode_bytes(a.address)
+                + encode_uint(a.nonce)
+                + encode_uint(a.y_parity)
+                + encode_uint(a.r)
+                + encode_uint(a.s)
+            )
+            for a in authorizations
+        )
+    )

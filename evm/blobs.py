@@ -36,11 +36,21 @@ from pathlib import Path
 import ckzg
 import rlp
 
-from evm.constants import BYTES_PER_BLOB, GAS_PER_BLOB, MAX_BLOBS_PER_TX
 from evm._rlp import encode_bytes, encode_list, encode_uint
+from evm.constants import BYTES_PER_BLOB, GAS_PER_BLOB, MAX_BLOBS_PER_TX
 
-__all__ = ["BYTES_PER_BLOB", "CELLS_PER_BLOB", "GAS_PER_BLOB", "InvalidBlob", "MAX_BLOBS_PER_TX",
-           "VERSIONED_HASH_VERSION_KZG", "Sidecar", "make_sidecar", "network_encoding", "versioned_hash"]
+__all__ = [
+    "BYTES_PER_BLOB",
+    "CELLS_PER_BLOB",
+    "GAS_PER_BLOB",
+    "InvalidBlob",
+    "MAX_BLOBS_PER_TX",
+    "VERSIONED_HASH_VERSION_KZG",
+    "Sidecar",
+    "make_sidecar",
+    "network_encoding",
+    "versioned_hash",
+]
 
 VERSIONED_HASH_VERSION_KZG = 0x01
 # Cells of a blob *extended* by its erasure code (CELLS_PER_EXT_BLOB in the consensus specs):
@@ -112,13 +122,16 @@ class Sidecar:
         _check_byte_tuple("versioned_hashes", self.versioned_hashes, 32)
         _check_byte_tuple("cell_proofs", self.cell_proofs, BYTES_PER_PROOF)
         if len(self.commitments) != count or len(self.versioned_hashes) != count:
-            raise InvalidBlob(f"{count} blobs need {count} commitments and {count} versioned hashes, not "
-                              f"{len(self.commitments)} and {len(self.versioned_hashes)}")
+            raise InvalidBlob(
+                f"{count} blobs need {count} commitments and {count} versioned hashes, not "
+                f"{len(self.commitments)} and {len(self.versioned_hashes)}"
+            )
         if len(self.proofs) not in (0, count):
             raise InvalidBlob(f"{count} blobs need {count} blob proofs (or none), not {len(self.proofs)}")
         if len(self.cell_proofs) not in (0, CELLS_PER_BLOB * count):
-            raise InvalidBlob(f"{count} blobs need {CELLS_PER_BLOB * count} cell proofs (or none), not "
-                              f"{len(self.cell_proofs)}")
+            raise InvalidBlob(
+                f"{count} blobs need {CELLS_PER_BLOB * count} cell proofs (or none), not {len(self.cell_proofs)}"
+            )
         if not self.proofs and not self.cell_proofs:
             raise InvalidBlob("a sidecar needs blob proofs or cell proofs")
         # The versioned hashes are what the transaction signs; a node checks them against the
@@ -135,10 +148,12 @@ def _check_blob(index: int, blob: object) -> None:
         raise InvalidBlob(f"blobs[{index}] is {len(blob)} bytes; a blob is exactly {BYTES_PER_BLOB}")
     # ckzg refuses these too, but without saying which blob or where.
     for offset in range(0, BYTES_PER_BLOB, 32):
-        if int.from_bytes(blob[offset:offset + 32], "big") >= BLS_MODULUS:
-            raise InvalidBlob(f"blobs[{index}]: field element {offset // 32} (bytes {offset}..{offset + 31}) is not "
-                              "below the BLS12-381 modulus; a blob is 4096 such elements, big-endian (a zero first "
-                              "byte in each 32 always fits)")
+        if int.from_bytes(blob[offset : offset + 32], "big") >= BLS_MODULUS:
+            raise InvalidBlob(
+                f"blobs[{index}]: field element {offset // 32} (bytes {offset}..{offset + 31}) is not "
+                "below the BLS12-381 modulus; a blob is 4096 such elements, big-endian (a zero first "
+                "byte in each 32 always fits)"
+            )
 
 
 def make_sidecar(blobs: tuple[bytes, ...]) -> Sidecar:
@@ -157,8 +172,9 @@ def make_sidecar(blobs: tuple[bytes, ...]) -> Sidecar:
         # most of the cost (about 80 ms a blob against 10 ms for the rest).
         _, cells = ckzg.compute_cells_and_kzg_proofs(blob, setup)
         cell_proofs.extend(cells)
-    return Sidecar(blobs, tuple(commitments), tuple(proofs), tuple(versioned_hash(c) for c in commitments),
-                   tuple(cell_proofs))
+    return Sidecar(
+        blobs, tuple(commitments), tuple(proofs), tuple(versioned_hash(c) for c in commitments), tuple(cell_proofs)
+    )
 
 
 def _rlp_byte_list(items) -> bytes:

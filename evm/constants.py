@@ -28,8 +28,13 @@ PER_AUTHORIZATION_GAS = 25_000
 MAX_MESSAGE_BYTES = 16_384
 
 # EIP-712: the domain fields it defines, with the only type each may have.
-EIP712_DOMAIN_FIELDS = {"name": "string", "version": "string", "chainId": "uint256",
-                        "verifyingContract": "address", "salt": "bytes32"}
+EIP712_DOMAIN_FIELDS = {
+    "name": "string",
+    "version": "string",
+    "chainId": "uint256",
+    "verifyingContract": "address",
+    "salt": "bytes32",
+}
 # Warden's bounds on a typed-data document: nesting depth and values encoded, so a request cannot
 # make the signer recurse or hash without limit.
 EIP712_MAX_DEPTH = 32

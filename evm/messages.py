@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from coincurve import PublicKey
 
-from evm.constants import MAX_MESSAGE_BYTES, SECP256K1N, SECP256K1N_HALF
 from evm._keccak import keccak
 from evm._secp256k1 import InvalidKey, sign_hash
+from evm.constants import MAX_MESSAGE_BYTES, SECP256K1N, SECP256K1N_HALF
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -61,9 +61,7 @@ def personal_sign_hash(message: bytes) -> bytes:
     if type(message) is not bytes:
         raise InvalidMessage(f"message must be bytes, not {type(message).__name__}")
     if len(message) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(
-            f"message must be at most {MAX_MESSAGE_BYTES} bytes, got {len(message)}"
-        )
+        raise InvalidMessage(f"message must be at most {MAX_MESSAGE_BYTES} bytes, got {len(message)}")
     return keccak(_PREFIX + str(len(message)).encode("ascii") + message)
 
 
@@ -121,9 +119,7 @@ def recover_digest(digest: bytes, signature: bytes) -> bytes:
     if not 0 < s <= SECP256K1N_HALF:
         raise InvalidSignature("s must be in [1, n/2] (EIP-2 low s)")
     try:
-        public_key = PublicKey.from_signature_and_message(
-            signature[:64] + bytes((recovery_id,)), digest, hasher=None
-        )
+        public_key = PublicKey.from_signature_and_message(signature[:64] + bytes((recovery_id,)), digest, hasher=None)
     except ValueError:
         raise InvalidSignature("signature does not recover to a public key") from None
     return keccak(public_key.format(compressed=False)[1:])[12:]

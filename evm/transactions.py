@@ -29,13 +29,13 @@ import rlp
 from coincurve import PublicKey
 from eth_utils import to_checksum_address
 
+from evm._checks import check_uint
 from evm._keccak import keccak
 from evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
 from evm._secp256k1 import InvalidKey, address_of, sign_hash
-from evm._checks import check_uint
-from evm.constants import NONCE_LIMIT, SECP256K1N, SECP256K1N_HALF
 from evm.authorizations import InvalidAuthorization, SignedAuthorization, encode_authorization_list
 from evm.blobs import MAX_BLOBS_PER_TX, VERSIONED_HASH_VERSION_KZG
+from evm.constants import NONCE_LIMIT, SECP256K1N, SECP256K1N_HALF
 
 __all__ = [
     "AccessList",
@@ -110,9 +110,7 @@ def _check_to(to: object) -> None:
     if type(to) is not bytes:
         raise InvalidTransaction(f"to must be bytes, not {type(to).__name__}")
     if len(to) not in (0, 20):
-        raise InvalidTransaction(
-            f"to must be 20 bytes (or empty for contract creation), got {len(to)}"
-        )
+        raise InvalidTransaction(f"to must be 20 bytes (or empty for contract creation), got {len(to)}")
 
 
 def _check_data(data: object) -> None:
@@ -128,9 +126,7 @@ def _check_access_list(access_list: object) -> None:
         raise InvalidTransaction("access_list must be a tuple")
     for entry in access_list:
         if type(entry) is not tuple or len(entry) != 2:
-            raise InvalidTransaction(
-                "access_list entries must be (address, storage_keys) tuples"
-            )
+            raise InvalidTransaction("access_list entries must be (address, storage_keys) tuples")
         address, keys = entry
         if type(address) is not bytes or len(address) != 20:
             raise InvalidTransaction("access_list address must be 20 bytes")
@@ -231,9 +227,7 @@ class FeeMarketTransaction:
         # Nodes reject a tip larger than the cap (it could never be paid in
         # full), so signing one would only burn a nonce slot on a dud.
         if self.max_priority_fee_per_gas > self.max_fee_per_gas:
-            raise InvalidTransaction(
-                "max_priority_fee_per_gas must be <= max_fee_per_gas"
-            )
+            raise InvalidTransaction("max_priority_fee_per_gas must be <= max_fee_per_gas")
         _check_uint("gas", self.gas, _U64_LIMIT, "2**64")
         _check_to(self.to)
         _check_uint("value", self.value, _U256_LIMIT, "2**256")
@@ -318,8 +312,7 @@ class SetCodeTransaction:
                 raise InvalidTransaction("authorization_list entries must be SignedAuthorization")
 
 
-Transaction = Union[LegacyTransaction, AccessListTransaction, FeeMarketTransaction, BlobTransaction,
-                    SetCodeTransaction]
+Transaction = Union[LegacyTransaction, AccessListTransaction, FeeMarketTransaction, BlobTransaction, SetCodeTransaction]
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,25 +337,57 @@ class SignedTx:
 
 
 def payload_legacy(tx: LegacyTransaction) -> bytes:
-    return b"".join((encode_uint(tx.nonce), encode_uint(tx.gas_price), encode_uint(tx.gas), encode_bytes(tx.to),
-                     encode_uint(tx.value), encode_bytes(tx.data)))
+    return b"".join(
+        (
+            encode_uint(tx.nonce),
+            encode_uint(tx.gas_price),
+            encode_uint(tx.gas),
+            encode_bytes(tx.to),
+            encode_uint(tx.value),
+            encode_bytes(tx.data),
+        )
+    )
 
 
 def payload_2930(tx: AccessListTransaction) -> bytes:
-    return b"".join((encode_uint(tx.chain_id), encode_uint(tx.nonce), encode_uint(tx.gas_price), encode_uint(tx.gas),
-                     encode_bytes(tx.to), encode_uint(tx.value), encode_bytes(tx.data),
-                     encode_access_list(tx.access_list)))
+    return b"".join(
+        (
+            encode_uint(tx.chain_id),
+            encode_uint(tx.nonce),
+            encode_uint(tx.gas_price),
+            encode_uint(tx.gas),
+            encode_bytes(tx.to),
+            encode_uint(tx.value),
+            encode_bytes(tx.data),
+            encode_access_list(tx.access_list),
+        )
+    )
 
 
 def payload_1559(tx: FeeMarketTransaction) -> bytes:
-    return b"".join((encode_uint(tx.chain_id), encode_uint(tx.nonce), encode_uint(tx.max_priority_fee_per_gas),
-                     encode_uint(tx.max_fee_per_gas), encode_uint(tx.gas), encode_bytes(tx.to), encode_uint(tx.value),
-                     encode_bytes(tx.data), encode_access_list(tx.access_list)))
+    return b"".join(
+        (
+            encode_uint(tx.chain_id),
+            encode_uint(tx.nonce),
+            encode_uint(tx.max_priority_fee_per_gas),
+            encode_uint(tx.max_fee_per_gas),
+            encode_uint(tx.gas),
+            encode_bytes(tx.to),
+            encode_uint(tx.value),
+            encode_bytes(tx.data),
+            encode_access_list(tx.access_list),
+        )
+    )
 
 
 def payload_4844(tx: BlobTransaction) -> bytes:
-    return b"".join((payload_1559(tx), encode_uint(tx.max_fee_per_blob_gas),
-                     encode_list(b"".join(b"\xa0" + h for h in tx.blob_versioned_hashes))))
+    return b"".join(
+        (
+            payload_1559(tx),
+            encode_uint(tx.max_fee_per_blob_gas),
+            encode_list(b"".join(b"\xa0" + h for h in tx.blob_versioned_hashes)),
+        )
+    )
 
 
 def payload_7702(tx: SetCodeTransaction) -> bytes:
@@ -509,16 +534,12 @@ def _decode_access_list(item: object) -> AccessList:
     entries = []
     for entry in item:
         if type(entry) is not list or len(entry) != 2:
-            raise InvalidTransaction(
-                "access_list entries must be [address, storage_keys]"
-            )
+            raise InvalidTransaction("access_list entries must be [address, storage_keys]")
         address = _decode_bytes("access_list address", entry[0])
         keys = entry[1]
         if type(keys) is not list:
             raise InvalidTransaction("access_list storage_keys must be an RLP list")
-        entries.append(
-            (address, tuple(_decode_bytes("access_list storage key", k) for k in keys))
-        )
+        entries.append((address, tuple(_decode_bytes("access_list storage key", k) for k in keys)))
     return tuple(entries)
 
 
@@ -530,10 +551,16 @@ def _decode_authorization_list(item: object) -> tuple[SignedAuthorization, ...]:
         if type(entry) is not list or len(entry) != 6:
             raise InvalidTransaction("authorization_list entries must be [chain_id, address, nonce, y_parity, r, s]")
         try:
-            entries.append(SignedAuthorization(
-                _decode_uint("authorization chain_id", entry[0]), _decode_bytes("authorization address", entry[1]),
-                *(_decode_uint(name, value) for name, value in zip(("authorization nonce", "y_parity", "r", "s"),
-                                                                   entry[2:]))))
+            entries.append(
+                SignedAuthorization(
+                    _decode_uint("authorization chain_id", entry[0]),
+                    _decode_bytes("authorization address", entry[1]),
+                    *(
+                        _decode_uint(name, value)
+                        for name, value in zip(("authorization nonce", "y_parity", "r", "s"), entry[2:])
+                    ),
+                )
+            )
         except InvalidAuthorization as exc:
             raise InvalidTransaction(f"authorization_list: {exc}") from None
     return tuple(entries)
@@ -633,7 +660,8 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
             if first == TX_TYPE_4844 and _is_network_form(raw):
                 raise InvalidTransaction(
                     "this is a blob transaction's network form (with its blobs and proofs); only the signed "
-                    "transaction inside it, 0x03 || rlp(tx_payload_body), is decoded here") from None
+                    "transaction inside it, 0x03 || rlp(tx_payload_body), is decoded here"
+                ) from None
             raise
         fields = dict(
             chain_id=_decode_uint("chain_id", items[0]),
@@ -650,8 +678,11 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
             hashes = items[10]
             if type(hashes) is not list:
                 raise InvalidTransaction("blob_versioned_hashes must be an RLP list")
-            tx = BlobTransaction(**fields, max_fee_per_blob_gas=_decode_uint("max_fee_per_blob_gas", items[9]),
-                                 blob_versioned_hashes=tuple(_decode_bytes("blob hash", h) for h in hashes))
+            tx = BlobTransaction(
+                **fields,
+                max_fee_per_blob_gas=_decode_uint("max_fee_per_blob_gas", items[9]),
+                blob_versioned_hashes=tuple(_decode_bytes("blob hash", h) for h in hashes),
+            )
         else:
             tx = SetCodeTransaction(**fields, authorization_list=_decode_authorization_list(items[9]))
         v = _decode_uint("y_parity", items[-3])
@@ -678,8 +709,12 @@ def recover_sender(raw: bytes) -> bytes:
             msg_hash = signing_hash_155(tx, chain_id)
     else:
         recovery_id = v
-        msg_hash = {AccessListTransaction: signing_hash_2930, FeeMarketTransaction: signing_hash_1559,
-                    BlobTransaction: signing_hash_4844, SetCodeTransaction: signing_hash_7702}[type(tx)](tx)
+        msg_hash = {
+            AccessListTransaction: signing_hash_2930,
+            FeeMarketTransaction: signing_hash_1559,
+            BlobTransaction: signing_hash_4844,
+            SetCodeTransaction: signing_hash_7702,
+        }[type(tx)](tx)
 
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((recovery_id,))
     try:

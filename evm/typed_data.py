@@ -48,8 +48,10 @@ from dataclasses import dataclass
 
 from eth_abi import encode as abi_encode
 
-from evm.constants import EIP712_DOMAIN_FIELDS, EIP712_MAX_DEPTH as MAX_DEPTH, EIP712_MAX_VALUES as MAX_VALUES
 from evm._keccak import keccak
+from evm.constants import EIP712_DOMAIN_FIELDS
+from evm.constants import EIP712_MAX_DEPTH as MAX_DEPTH
+from evm.constants import EIP712_MAX_VALUES as MAX_VALUES
 
 __all__ = [
     "MAX_DEPTH",
@@ -60,7 +62,6 @@ __all__ = [
     "parse_integer",
     "validate_types",
 ]
-
 
 
 class InvalidTypedData(ValueError):
@@ -177,9 +178,7 @@ def _check_domain_type(fields: list) -> None:
     # Spec: "one or more" fields. An empty domain binds the signature to no
     # chain and no contract: valid wherever the same struct is accepted.
     if not fields:
-        raise InvalidTypedData(
-            "types.EIP712Domain: must list at least one of " + ", ".join(EIP712_DOMAIN_FIELDS)
-        )
+        raise InvalidTypedData("types.EIP712Domain: must list at least one of " + ", ".join(EIP712_DOMAIN_FIELDS))
     for index, field in enumerate(fields):
         field_name, field_type = field["name"], field["type"]
         if field_name not in EIP712_DOMAIN_FIELDS:
@@ -246,8 +245,7 @@ def _encode_type(primary: str, types: Mapping) -> str:
                 pending.append(base)
     ordered = [primary] + sorted(referenced - {primary})
     return "".join(
-        f"{name}({','.join(field['type'] + ' ' + field['name'] for field in types[name])})"
-        for name in ordered
+        f"{name}({','.join(field['type'] + ' ' + field['name'] for field in types[name])})" for name in ordered
     )
 
 
@@ -407,8 +405,7 @@ class _Encoder:
             raise InvalidTypedData(f"{path}: {type_string} takes exactly {length} elements, got {len(value)}")
         return keccak(
             b"".join(
-                self.encode(element_type, element, f"{path}[{index}]", depth + 1)
-                for index, element in enumerate(value)
+                self.encode(element_type, element, f"{path}[{index}]", depth + 1) for index, element in enumerate(value)
             )
         )
 

@@ -50,8 +50,11 @@ PIPELINE_AGENTS = 16
 # Empty topics each reader of the pipeline also fetches, so that it reads as many partitions as its
 # counterpart in the stack: the worker six input topics, the signer its approvals and the policies,
 # an agent's client the four outcome topics.
-PIPELINE_IDLE = {"worker": [f"pipe-idle-{t}" for t in range(5)], "signer": ["pipe-idle-5"],
-                 "client": [f"pipe-idle-{t}" for t in range(6, 9)]}
+PIPELINE_IDLE = {
+    "worker": [f"pipe-idle-{t}" for t in range(5)],
+    "signer": ["pipe-idle-5"],
+    "client": [f"pipe-idle-{t}" for t in range(6, 9)],
+}
 
 
 def _ms(samples: list[float], q: float) -> float:
@@ -72,8 +75,9 @@ async def _waiting_reader(broker: str, wait: int, partitions: list[TopicPartitio
         await consumer.stop()
 
 
-async def _hop(producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str, value: bytes,
-               **where) -> tuple[float, float]:
+async def _hop(
+    producer: AIOKafkaProducer, reader: AIOKafkaConsumer, topic: str, value: bytes, **where
+) -> tuple[float, float]:
     """One record produced 10-50 ms from now (records come at random moments, as an agent's intents
     do) and read back by ``reader``: (ms to its acknowledgement, ms until it was read)."""
     await asyncio.sleep(random.uniform(0.010, 0.050))
@@ -96,9 +100,16 @@ async def _hops(broker: str, waits: list[int], hops: int, progress) -> list[dict
             async with _waiting_reader(broker, wait, partitions) as reader:
                 timings = [await _hop(producer, reader, "hop", b"x", key=str(n).encode()) for n in range(hops)]
             ack, latency = [t[0] for t in timings], [t[1] for t in timings]
-            rows.append({"fetch_wait_ms": wait, "hops": hops, "produce_ack_ms_p50": _ms(ack, 0.5),
-                         "hop_ms_p50": _ms(latency, 0.5), "hop_ms_p90": _ms(latency, 0.9),
-                         "hop_ms_p99": _ms(latency, 0.99)})
+            rows.append(
+                {
+                    "fetch_wait_ms": wait,
+                    "hops": hops,
+                    "produce_ack_ms_p50": _ms(ack, 0.5),
+                    "hop_ms_p50": _ms(latency, 0.5),
+                    "hop_ms_p90": _ms(latency, 0.9),
+                    "hop_ms_p99": _ms(latency, 0.99),
+                }
+            )
     finally:
         await producer.stop()
     return rows
@@ -111,14 +122,20 @@ async def _idle(broker: str, pid: int, partitions: list[int], wait: int, seconds
         consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False)
         await consumer.start()
         try:
-            consumer.assign([TopicPartition(f"idle-{p // TOPIC_PARTITIONS}", p % TOPIC_PARTITIONS)
-                             for p in range(count)])
+            consumer.assign(
+                [TopicPartition(f"idle-{p // TOPIC_PARTITIONS}", p % TOPIC_PARTITIONS) for p in range(count)]
+            )
             await asyncio.sleep(0.5)
             broker_before, began = cpu_seconds(pid), time.monotonic()
             await asyncio.sleep(seconds)
             elapsed = time.monotonic() - began
-            rows.append({"partitions": count, "fetch_wait_ms": wait,
-                         "broker_cpu_percent_of_one_core": round(100 * (cpu_seconds(pid) - broker_before) / elapsed, 1)})
+            rows.append(
+                {
+                    "partitions": count,
+                    "fetch_wait_ms": wait,
+                    "broker_cpu_percent_of_one_core": round(100 * (cpu_seconds(pid) - broker_before) / elapsed, 1),
+                }
+            )
         finally:
             await consumer.stop()
     return rows
@@ -140,11 +157,18 @@ async def _stored(broker: str, pid: int, counts: list[int], hops: int, progress)
                 held += 1
             async with _waiting_reader(broker, 20, [tp]) as reader:
                 broker_before = cpu_seconds(pid)
-                latency = [(await _hop(producer, reader, tp.topic, b"y" * 200, partition=tp.partition))[1]
-                           for _ in range(hops)]
+                latency = [
+                    (await _hop(producer, reader, tp.topic, b"y" * 200, partition=tp.partition))[1] for _ in range(hops)
+                ]
                 broker_cpu = cpu_seconds(pid) - broker_before
-            rows.append({"batches_stored": held, "hops": hops, "hop_ms_p50": _ms(latency, 0.5),
-                         "broker_cpu_ms_per_hop": round(1000 * broker_cpu / hops, 3)})
+            rows.append(
+                {
+                    "batches_stored": held,
+                    "hops": hops,
+                    "hop_ms_p50": _ms(latency, 0.5),
+                    "broker_cpu_ms_per_hop": round(1000 * broker_cpu / hops, 3),
+                }
+            )
             held += hops
     finally:
         await producer.stop()
@@ -158,8 +182,9 @@ async def relay(broker: str, source: str, target: str, idle: list[str], wait: in
     "ready" on stdout once it waits on its (new) topics; stops when its stdin closes, and then
     prints how many records it wrote to each topic (JSON)."""
     producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False,
-                                max_poll_records=500)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, fetch_max_wait_ms=wait, enable_auto_commit=False, max_poll_records=500
+    )
     await producer.start()
     await consumer.start()
     try:
@@ -185,16 +210,27 @@ async def relay(broker: str, source: str, target: str, idle: list[str], wait: in
         await producer.stop()
 
 
-async def _start_relay(broker: str, source: str, target: str, idle: list[str], wait: int,
-                       state: str | None) -> asyncio.subprocess.Process:
-    spec = json.dumps({"broker": broker, "source": source, "target": target, "idle": idle, "wait": wait,
-                       "state": state})
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "infra.bench_broker", "--relay", spec,
-                                                   stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+async def _start_relay(
+    broker: str, source: str, target: str, idle: list[str], wait: int, state: str | None
+) -> asyncio.subprocess.Process:
+    spec = json.dumps(
+        {"broker": broker, "source": source, "target": target, "idle": idle, "wait": wait, "state": state}
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infra.bench_broker",
+        "--relay",
+        spec,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     if await asyncio.wait_for(process.stdout.readline(), 60) != b"ready\n":
         process.kill()
-        raise RuntimeError(f"a relay ({source} -> {target}) did not start; run `python -m infra.bench_broker "
-                           f"--relay '{spec}'` to see why")
+        raise RuntimeError(
+            f"a relay ({source} -> {target}) did not start; run `python -m infra.bench_broker "
+            f"--relay '{spec}'` to see why"
+        )
     return process
 
 
@@ -209,8 +245,10 @@ async def _stop_relay(process: asyncio.subprocess.Process) -> dict[str, int]:
         await process.wait()
         raise RuntimeError("a relay of the pipeline did not stop within 10 s of being told to") from None
     if not written:
-        raise RuntimeError(f"a relay of the pipeline ended (exit status {process.returncode}) without saying what it "
-                           "wrote; its error is on this benchmark's stderr")
+        raise RuntimeError(
+            f"a relay of the pipeline ended (exit status {process.returncode}) without saying what it "
+            "wrote; its error is on this benchmark's stderr"
+        )
     return json.loads(written)
 
 
@@ -222,8 +260,13 @@ async def _through(broker: str, run: int, count: int, rate: int, wait: int) -> t
     await producer.start()
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(t, p) for t in (f"pipe-out-{run}", *PIPELINE_IDLE["client"])
-                         for p in range(TOPIC_PARTITIONS)])
+        consumer.assign(
+            [
+                TopicPartition(t, p)
+                for t in (f"pipe-out-{run}", *PIPELINE_IDLE["client"])
+                for p in range(TOPIC_PARTITIONS)
+            ]
+        )
         await consumer.seek_to_beginning()
         await asyncio.sleep(0.3)  # the reader's first fetch is waiting on the broker
         sent: list[float] = [0.0] * count
@@ -264,13 +307,21 @@ class _Relays:
     async def __aenter__(self) -> "_Relays":
         # Topics of its own for each run: Tansu's reported end of a topic can trail its last
         # record, so a reader that seeks to the end of a used topic may read the last run's records.
-        await _create_topics(self.broker, [f"{name}-{self.run}"
-                                           for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")])
-        self.worker = await _start_relay(self.broker, f"pipe-in-{self.run}", f"pipe-mid-{self.run}",
-                                         PIPELINE_IDLE["worker"], self.wait, None)
+        await _create_topics(
+            self.broker, [f"{name}-{self.run}" for name in ("pipe-in", "pipe-mid", "pipe-out", "pipe-state")]
+        )
+        self.worker = await _start_relay(
+            self.broker, f"pipe-in-{self.run}", f"pipe-mid-{self.run}", PIPELINE_IDLE["worker"], self.wait, None
+        )
         try:
-            self.signer = await _start_relay(self.broker, f"pipe-mid-{self.run}", f"pipe-out-{self.run}",
-                                             PIPELINE_IDLE["signer"], self.wait, f"pipe-state-{self.run}")
+            self.signer = await _start_relay(
+                self.broker,
+                f"pipe-mid-{self.run}",
+                f"pipe-out-{self.run}",
+                PIPELINE_IDLE["signer"],
+                self.wait,
+                f"pipe-state-{self.run}",
+            )
         except BaseException:
             await _stop_relay(self.worker)
             raise
@@ -287,8 +338,7 @@ class _Relays:
         self.written = {topic.rsplit("-", 1)[0]: n for topic, n in {**worker, **signer}.items()}
 
 
-async def _pipeline(broker: str, pid: int, waits: list[int], count: int, rate: int, burst: int,
-                    progress) -> dict:
+async def _pipeline(broker: str, pid: int, waits: list[int], count: int, rate: int, burst: int, progress) -> dict:
     rows, burst_row = [], None
     for run, wait in enumerate(waits):
         progress(f"pipeline: {count} records at {rate}/s through two relays, fetch wait {wait} ms")
@@ -300,18 +350,31 @@ async def _pipeline(broker: str, pid: int, waits: list[int], count: int, rate: i
             before, began = cpu(), time.monotonic()
             latency, _ = await _through(broker, run, count, rate, wait)
             elapsed, after = time.monotonic() - began, cpu()
-        rows.append({"fetch_wait_ms": wait, "records": count, "offered_per_s": rate,
-                     "latency_ms_p50": _ms(latency, 0.5), "latency_ms_p99": _ms(latency, 0.99),
-                     "cpu_percent_of_one_core": {name: round(100 * (after[name] - before[name]) / elapsed, 1)
-                                                 for name in before},
-                     "written": relays.written})
+        rows.append(
+            {
+                "fetch_wait_ms": wait,
+                "records": count,
+                "offered_per_s": rate,
+                "latency_ms_p50": _ms(latency, 0.5),
+                "latency_ms_p99": _ms(latency, 0.99),
+                "cpu_percent_of_one_core": {
+                    name: round(100 * (after[name] - before[name]) / elapsed, 1) for name in before
+                },
+                "written": relays.written,
+            }
+        )
     if burst:
         progress(f"pipeline: a burst of {burst} records at once, fetch wait {waits[-1]} ms")
         async with _Relays(broker, waits[-1], len(waits)) as relays:
             latency, seconds = await _through(broker, len(waits), burst, 0, waits[-1])
-        burst_row = {"fetch_wait_ms": waits[-1], "records": burst, "records_per_s": round(burst / seconds),
-                     "latency_ms_p50": _ms(latency, 0.5), "latency_ms_p99": _ms(latency, 0.99),
-                     "written": relays.written}
+        burst_row = {
+            "fetch_wait_ms": waits[-1],
+            "records": burst,
+            "records_per_s": round(burst / seconds),
+            "latency_ms_p50": _ms(latency, 0.5),
+            "latency_ms_p99": _ms(latency, 0.99),
+            "written": relays.written,
+        }
     return {"pipeline": rows, "pipeline_burst": burst_row}
 
 
@@ -324,29 +387,76 @@ async def _create_topics(broker: str, names: list[str]) -> None:
         await admin.close()
 
 
-async def _measure(broker: str, pid: int, waits: list[int], hops: int, partitions: list[int], seconds: float,
-                   pipeline_waits: list[int], pipeline_records: int, rate: int, burst: int, stored: list[int],
-                   progress) -> dict:
+async def _measure(
+    broker: str,
+    pid: int,
+    waits: list[int],
+    hops: int,
+    partitions: list[int],
+    seconds: float,
+    pipeline_waits: list[int],
+    pipeline_records: int,
+    rate: int,
+    burst: int,
+    stored: list[int],
+    progress,
+) -> dict:
     idle_topics = -(-max(partitions) // TOPIC_PARTITIONS)
-    await _create_topics(broker, ["hop", "stored", *(f"idle-{t}" for t in range(idle_topics)),
-                                  *(name for names in PIPELINE_IDLE.values() for name in names)])
-    return {"hop": await _hops(broker, waits, hops, progress),
-            "idle": await _idle(broker, pid, partitions, 20, seconds, progress),
-            **await _pipeline(broker, pid, pipeline_waits, pipeline_records, rate, burst, progress),
-            "stored": await _stored(broker, pid, stored, hops, progress)}
+    await _create_topics(
+        broker,
+        [
+            "hop",
+            "stored",
+            *(f"idle-{t}" for t in range(idle_topics)),
+            *(name for names in PIPELINE_IDLE.values() for name in names),
+        ],
+    )
+    return {
+        "hop": await _hops(broker, waits, hops, progress),
+        "idle": await _idle(broker, pid, partitions, 20, seconds, progress),
+        **await _pipeline(broker, pid, pipeline_waits, pipeline_records, rate, burst, progress),
+        "stored": await _stored(broker, pid, stored, hops, progress),
+    }
 
 
-def run(waits: list[int], hops: int, partitions: list[int], seconds: float, progress,
-        pipeline_waits: list[int] = (20,), pipeline_records: int = 1000, rate: int = 100, burst: int = 20_000,
-        stored: list[int] = ()) -> dict:
+def run(
+    waits: list[int],
+    hops: int,
+    partitions: list[int],
+    seconds: float,
+    progress,
+    pipeline_waits: list[int] = (20,),
+    pipeline_records: int = 1000,
+    rate: int = 100,
+    burst: int = 20_000,
+    stored: list[int] = (),
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="warden-bench-broker-") as home:
         stack = LocalStack(local_settings(Path(home)))
         try:
             stack.start(parts=("broker",))
             broker, pid = stack.settings.broker, stack.processes["broker"].pid
-            return {"benchmark": "broker", "broker": "tansu (memory storage)", "cpus": os.cpu_count(),
-                    **asyncio.run(_measure(broker, pid, waits, hops, partitions, seconds, list(pipeline_waits),
-                                           pipeline_records, rate, burst, sorted(stored), progress))}
+            return {
+                "benchmark": "broker",
+                "broker": "tansu (memory storage)",
+                "cpus": os.cpu_count(),
+                **asyncio.run(
+                    _measure(
+                        broker,
+                        pid,
+                        waits,
+                        hops,
+                        partitions,
+                        seconds,
+                        list(pipeline_waits),
+                        pipeline_records,
+                        rate,
+                        burst,
+                        sorted(stored),
+                        progress,
+                    )
+                ),
+            }
         finally:
             stack.stop()
 
@@ -354,22 +464,46 @@ def run(waits: list[int], hops: int, partitions: list[int], seconds: float, prog
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden bench broker", description=__doc__.split("\n\n")[0])
     # 10 is WARDEN_FETCH_WAIT_MS's default on memory storage: the wait the pipeline runs at.
-    parser.add_argument("--waits", type=numbers, default=[5, 10, 20, 100],
-                        help="consumer fetch waits to measure a hop at, ms, comma-separated (default: 5,10,20,100)")
+    parser.add_argument(
+        "--waits",
+        type=numbers,
+        default=[5, 10, 20, 100],
+        help="consumer fetch waits to measure a hop at, ms, comma-separated (default: 5,10,20,100)",
+    )
     parser.add_argument("--hops", type=int, default=150, help="records per fetch wait (default: %(default)s)")
-    parser.add_argument("--partitions", type=numbers, default=[4, 24],
-                        help="partition counts for the idle figure, comma-separated (default: 4,24)")
+    parser.add_argument(
+        "--partitions",
+        type=numbers,
+        default=[4, 24],
+        help="partition counts for the idle figure, comma-separated (default: 4,24)",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="idle measurement per count (default: %(default)s)")
-    parser.add_argument("--pipeline-waits", type=numbers, default=[5, 10, 20],
-                        help="fetch waits to run the empty pipeline at, ms, comma-separated (default: 5,10,20)")
-    parser.add_argument("--pipeline-records", type=int, default=1000,
-                        help="records through the empty pipeline per fetch wait (default: %(default)s)")
+    parser.add_argument(
+        "--pipeline-waits",
+        type=numbers,
+        default=[5, 10, 20],
+        help="fetch waits to run the empty pipeline at, ms, comma-separated (default: 5,10,20)",
+    )
+    parser.add_argument(
+        "--pipeline-records",
+        type=int,
+        default=1000,
+        help="records through the empty pipeline per fetch wait (default: %(default)s)",
+    )
     parser.add_argument("--rate", type=int, default=100, help="the pipeline's offered records/s (default: %(default)s)")
-    parser.add_argument("--burst", type=int, default=20_000,
-                        help="records sent at once through the pipeline at the last wait; 0: none (default: %(default)s)")
-    parser.add_argument("--stored", type=numbers, default=[0, 2000, 10000],
-                        help="batch counts one partition is filled to before its hops are measured, "
-                             "comma-separated (default: 0,2000,10000)")
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=20_000,
+        help="records sent at once through the pipeline at the last wait; 0: none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stored",
+        type=numbers,
+        default=[0, 2000, 10000],
+        help="batch counts one partition is filled to before its hops are measured, "
+        "comma-separated (default: 0,2000,10000)",
+    )
     parser.add_argument("--relay", help=argparse.SUPPRESS)  # a relay process of the pipeline (`_start_relay`)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -377,34 +511,63 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(args.relay)
         asyncio.run(relay(spec["broker"], spec["source"], spec["target"], spec["idle"], spec["wait"], spec["state"]))
         return 0
-    if (args.hops < 1 or not args.waits or not args.partitions or args.seconds <= 0 or not args.pipeline_waits
-            or args.pipeline_records < 1 or args.rate < 1 or args.burst < 0 or not args.stored):
-        parser.error("--hops, --waits, --partitions, --seconds, --pipeline-waits, --pipeline-records and --rate "
-                     "must be positive, --burst 0 or more, --stored one count or more")
-    result = run(args.waits, args.hops, args.partitions, args.seconds, lambda line: note(f"bench broker: {line}"),
-                 args.pipeline_waits, args.pipeline_records, args.rate, args.burst, args.stored)
+    if (
+        args.hops < 1
+        or not args.waits
+        or not args.partitions
+        or args.seconds <= 0
+        or not args.pipeline_waits
+        or args.pipeline_records < 1
+        or args.rate < 1
+        or args.burst < 0
+        or not args.stored
+    ):
+        parser.error(
+            "--hops, --waits, --partitions, --seconds, --pipeline-waits, --pipeline-records and --rate "
+            "must be positive, --burst 0 or more, --stored one count or more"
+        )
+    result = run(
+        args.waits,
+        args.hops,
+        args.partitions,
+        args.seconds,
+        lambda line: note(f"bench broker: {line}"),
+        args.pipeline_waits,
+        args.pipeline_records,
+        args.rate,
+        args.burst,
+        args.stored,
+    )
     if args.json:
         print_json(result)
         return 0
     print("one hop: produced (acknowledged), then read by a consumer already waiting")
     print("  fetch wait   ack p50    hop p50    hop p90    hop p99")
     for row in result["hop"]:
-        print(f"  {row['fetch_wait_ms']:>7} ms {row['produce_ack_ms_p50']:>7} ms {row['hop_ms_p50']:>7} ms "
-              f"{row['hop_ms_p90']:>7} ms {row['hop_ms_p99']:>7} ms")
+        print(
+            f"  {row['fetch_wait_ms']:>7} ms {row['produce_ack_ms_p50']:>7} ms {row['hop_ms_p50']:>7} ms "
+            f"{row['hop_ms_p90']:>7} ms {row['hop_ms_p99']:>7} ms"
+        )
     print("an idle consumer (fetch wait 20 ms): broker CPU, % of one core")
     for row in result["idle"]:
         print(f"  {row['partitions']:>3} partitions: {row['broker_cpu_percent_of_one_core']} %")
-    print(f"the pipeline's shape with no work: client -> relay -> relay (state acknowledged, then out) -> client, "
-          f"{PIPELINE_AGENTS} keys")
+    print(
+        f"the pipeline's shape with no work: client -> relay -> relay (state acknowledged, then out) -> client, "
+        f"{PIPELINE_AGENTS} keys"
+    )
     print("  fetch wait   offered    p50        p99        CPU, % of one core")
     for row in result["pipeline"]:
         cpu = row["cpu_percent_of_one_core"]
-        print(f"  {row['fetch_wait_ms']:>7} ms {row['offered_per_s']:>6}/s {row['latency_ms_p50']:>7} ms "
-              f"{row['latency_ms_p99']:>7} ms   broker {cpu['broker']}, relays {cpu['relays']}, client {cpu['client']}")
+        print(
+            f"  {row['fetch_wait_ms']:>7} ms {row['offered_per_s']:>6}/s {row['latency_ms_p50']:>7} ms "
+            f"{row['latency_ms_p99']:>7} ms   broker {cpu['broker']}, relays {cpu['relays']}, client {cpu['client']}"
+        )
     if result["pipeline_burst"]:
         row = result["pipeline_burst"]
-        print(f"  a burst of {row['records']} records at once (fetch wait {row['fetch_wait_ms']} ms): "
-              f"{row['records_per_s']} records/s, p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms")
+        print(
+            f"  a burst of {row['records']} records at once (fetch wait {row['fetch_wait_ms']} ms): "
+            f"{row['records_per_s']} records/s, p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms"
+        )
     print("one hop (fetch wait 20 ms) by the batches its partition already holds: Tansu lists them all")
     print("  batches stored   hop p50    broker CPU per hop")
     for row in result["stored"]:

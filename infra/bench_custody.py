@@ -51,8 +51,8 @@ def _quiet_dev_root(path: Path, name: str = "local-dev"):
 def bench_warm(tmp: Path, seconds: float) -> dict[str, Any]:
     import coincurve
 
-    from signer.custody.keys import KeyStore
     from signer.custody import FileEventLog, Vaults
+    from signer.custody.keys import KeyStore
 
     vaults = Vaults(_quiet_dev_root(tmp / "warm.key"), FileEventLog(tmp / "warm.jsonl"))
     store = KeyStore(vaults)
@@ -88,9 +88,9 @@ def bench_client_share(tmp: Path, seconds: float) -> dict[str, Any]:
 
     from schemas.models import TransactionIntent
     from schemas.sealing import decode_client_share, seal_client_share
+    from signer.custody import FileEventLog, Vaults
     from signer.custody._crypto import wipe
     from signer.custody.keys import KeyStore
-    from signer.custody import FileEventLog, Vaults
     from signer.sealing import SealingKeyPair
 
     vaults = Vaults(_quiet_dev_root(tmp / "client.key"), FileEventLog(tmp / "client.jsonl"))
@@ -98,11 +98,22 @@ def bench_client_share(tmp: Path, seconds: float) -> dict[str, Any]:
     key = store.provision("bench-agent", "ethereum", ADMIN)
     signer_key = SealingKeyPair()
     share = decode_client_share(key.client_share)
-    sealed = seal_client_share(share, [signer_key.announcement("bench", "none", datetime.now(timezone.utc))],
-                               agent_id="bench-agent", intent_id="i-bench")
+    sealed = seal_client_share(
+        share,
+        [signer_key.announcement("bench", "none", datetime.now(timezone.utc))],
+        agent_id="bench-agent",
+        intent_id="i-bench",
+    )
     wipe(share)
-    intent = TransactionIntent(intent_id="i-bench", agent_id="bench-agent", chain="anvil", to="0x" + "11" * 20,
-                               value="0", sealed_client_share=sealed, created_at=datetime.now(timezone.utc))
+    intent = TransactionIntent(
+        intent_id="i-bench",
+        agent_id="bench-agent",
+        chain="anvil",
+        to="0x" + "11" * 20,
+        value="0",
+        sealed_client_share=sealed,
+        created_at=datetime.now(timezone.utc),
+    )
     digest = os.urandom(32)
     count, start = 0, time.perf_counter()
     deadline = start + seconds / 2
@@ -117,9 +128,13 @@ def bench_client_share(tmp: Path, seconds: float) -> dict[str, Any]:
         if count % 50 == 0 and time.perf_counter() >= deadline:
             break
     elapsed = time.perf_counter() - start
-    return {"open_share_decrypt_and_sign_per_s": round(count / elapsed, 1), "n": count, "root": "local-dev",
-            "note": "per operation: HPKE open of the sealed share, XOR with the cached server share, KEK "
-                    "commitment check, DEK unwrap, secret decrypt, sign; share and key wiped after"}
+    return {
+        "open_share_decrypt_and_sign_per_s": round(count / elapsed, 1),
+        "n": count,
+        "root": "local-dev",
+        "note": "per operation: HPKE open of the sealed share, XOR with the cached server share, KEK "
+        "commitment check, DEK unwrap, secret decrypt, sign; share and key wiped after",
+    }
 
 
 @contextlib.contextmanager
@@ -143,8 +158,11 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
         conf = tmp / "softhsm2.conf"
         conf.write_text(f"directories.tokendir = {tmp / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
         with environment(SOFTHSM2_CONF=str(conf)):
-            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "bench", "--so-pin", "5678",
-                            "--pin", "1234"], check=True, capture_output=True)
+            subprocess.run(
+                ["softhsm2-util", "--init-token", "--free", "--label", "bench", "--so-pin", "5678", "--pin", "1234"],
+                check=True,
+                capture_output=True,
+            )
             Pkcs11Root.create_key(module, "bench", "1234")
             yield Pkcs11Root(module, "bench", "1234"), "SoftHSM2 token in a temp dir"
         return
@@ -156,8 +174,10 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
 
         server = kms_servers.MotoServer()
         try:
-            yield (AwsKmsRoot(server.create_key(), endpoint_url=server.url, **kms_servers.AWS_TEST_CREDENTIALS),
-                   "moto_server on loopback (HTTP)")
+            yield (
+                AwsKmsRoot(server.create_key(), endpoint_url=server.url, **kms_servers.AWS_TEST_CREDENTIALS),
+                "moto_server on loopback (HTTP)",
+            )
         finally:
             server.stop()
         return
@@ -167,8 +187,10 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
         key = "projects/bench/locations/global/keyRings/warden/cryptoKeys/root"
         server = kms_servers.LocalCloudKms((key,))
         try:
-            yield (GcpKmsRoot(key, api_endpoint=server.endpoint, insecure=True),
-                   "local Cloud KMS gRPC test server on loopback")
+            yield (
+                GcpKmsRoot(key, api_endpoint=server.endpoint, insecure=True),
+                "local Cloud KMS gRPC test server on loopback",
+            )
         finally:
             server.stop()
         return
@@ -268,8 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--seconds", type=float, default=2.0, help="duration of the warm run (default 2)")
     parser.add_argument("--iterations", type=int, default=50, help="cold reads per provider (default 50)")
-    parser.add_argument("--providers", default=",".join(ALL_PROVIDERS),
-                        help=f"comma-separated subset of {','.join(ALL_PROVIDERS)}")
+    parser.add_argument(
+        "--providers", default=",".join(ALL_PROVIDERS), help=f"comma-separated subset of {','.join(ALL_PROVIDERS)}"
+    )
     args = parser.parse_args(argv)
     providers = [p.strip() for p in args.providers.split(",") if p.strip()]
     unknown = [p for p in providers if p not in ALL_PROVIDERS]

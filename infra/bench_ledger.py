@@ -24,15 +24,16 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli.output import note, print_json
-from runtime.config import Settings
-from schemas.auth import AuditSigner, public_key_hex as auth_public_key_hex
-from schemas.models import audit_record
-from ledger.checkpoint import public_key_hex
 from ledger.append import Batch, Ledger, SeenIds
+from ledger.checkpoint import public_key_hex
 from ledger.checks import WriterChecks
 from ledger.sink import append_records, sign_checkpoints
 from ledger.store import ChdbStore
 from ledger.verify import verify
+from runtime.config import Settings
+from schemas.auth import AuditSigner
+from schemas.auth import public_key_hex as auth_public_key_hex
+from schemas.models import audit_record
 
 APPEND_TARGET = 50_000
 VERIFY_TARGET = 1_000_000
@@ -87,8 +88,9 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
     return out
 
 
-def append(store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey,
-           batch: int) -> float:
+def append(
+    store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey, batch: int
+) -> float:
     """The sink's append path (ledger.sink.append_records and sign_checkpoints) over
     ``raw`` in batches of ``batch`` records and at most ``BATCH_BYTES`` (WARDEN_LEDGER_BATCH_BYTES),
     as the sink's loop runs it minus the broker:
@@ -170,12 +172,20 @@ def run(events: int, batch: int, per_record: int, progress) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden bench ledger", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="store size (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=BATCH_RECORDS,
-                        help="records per INSERT (default: %(default)s, WARDEN_LEDGER_BATCH: what the sink "
-                             "takes at once when records wait), and at most WARDEN_LEDGER_BATCH_BYTES of them")
-    parser.add_argument("--events-per-record", type=int, default=EVENTS_PER_RECORD,
-                        help="events a producer joins into one signed record (default: %(default)s, as in the "
-                             "pipeline; 1 is the worst case: a signature check per event)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH_RECORDS,
+        help="records per INSERT (default: %(default)s, WARDEN_LEDGER_BATCH: what the sink "
+        "takes at once when records wait), and at most WARDEN_LEDGER_BATCH_BYTES of them",
+    )
+    parser.add_argument(
+        "--events-per-record",
+        type=int,
+        default=EVENTS_PER_RECORD,
+        help="events a producer joins into one signed record (default: %(default)s, as in the "
+        "pipeline; 1 is the worst case: a signature check per event)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.events_per_record < 1:
@@ -194,8 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def events_label(result: dict) -> str:
-    return (f"{result['events']:,} events in {result['chains']} chains, "
-            f"{result['events_per_record']} to a signed record")
+    return f"{result['events']:,} events in {result['chains']} chains, {result['events_per_record']} to a signed record"
 
 
 if __name__ == "__main__":

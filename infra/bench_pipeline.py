@@ -24,12 +24,12 @@ import orjson
 
 from infra.bench_figures import cpu_seconds, percentile
 from infra.cli.output import note, print_json
-from sdk.client import OUTCOME_TOPICS, Client, new_intent
-from runtime.kafka import end_offsets
-from runtime.config import Settings
 from infra.provision import provision_agent
 from infra.stack import local_settings, running_stack
+from runtime.config import Settings
+from runtime.kafka import end_offsets
 from schemas import topics
+from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
 DEST = "0x000000000000000000000000000000000000bE0c"
 
@@ -43,8 +43,13 @@ def _epoch_s(text: str) -> float:
 # worker's decision (IntentApproved.approved_at), the approval's Kafka record time, the signer's
 # signature (SignedTransaction.signed_at), the signed record's Kafka record time, and the client's
 # read. Kafka record times are in milliseconds; the others in microseconds.
-STAGES = ("submit_to_decided", "decided_to_approved_record", "approved_record_to_signed",
-          "signed_to_signed_record", "signed_record_to_client")
+STAGES = (
+    "submit_to_decided",
+    "decided_to_approved_record",
+    "approved_record_to_signed",
+    "signed_to_signed_record",
+    "signed_record_to_client",
+)
 
 
 async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[str, tuple[float, float]]:
@@ -55,8 +60,11 @@ async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[
     from runtime.kafka import partitions
 
     approved: dict[str, tuple[float, float]] = {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
-                                max_partition_fetch_bytes=settings.max_message_bytes)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=settings.max_message_bytes,
+    )
     await consumer.start()
     try:
         parts = await partitions(consumer, (topics.INTENTS_APPROVED,))
@@ -69,8 +77,9 @@ async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[
                 for msg in messages:
                     doc = orjson.loads(msg.value)
                     if doc["intent"]["intent_id"] in wanted:
-                        approved.setdefault(doc["intent"]["intent_id"],
-                                            (_epoch_s(doc["approved_at"]), msg.timestamp / 1000))
+                        approved.setdefault(
+                            doc["intent"]["intent_id"], (_epoch_s(doc["approved_at"]), msg.timestamp / 1000)
+                        )
     finally:
         await consumer.stop()
     return approved
@@ -85,9 +94,17 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     for n in range(agents):
         agent_id = f"bench-{n}"
         keys[agent_id] = (await provision_agent(settings, agent_id)).intent_key
-    fields = dict(chain="anvil", to=DEST, value="0.000000001", max_fee_per_gas=2 * 10**9,
-                  max_priority_fee_per_gas=10**9, gas_limit=21000)
-    warmup = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(agents * 10)]
+    fields = dict(
+        chain="anvil",
+        to=DEST,
+        value="0.000000001",
+        max_fee_per_gas=2 * 10**9,
+        max_priority_fee_per_gas=10**9,
+        gas_limit=21000,
+    )
+    warmup = [
+        new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(agents * 10)
+    ]
     intents = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(count)]
     # The outcomes an agent's SDK client reads (sdk.client.OUTCOME_TOPICS), and nothing more: a
     # reader that also took the approvals would have its fetches answered at every approval, which
@@ -103,9 +120,12 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     async def watch() -> None:
         # Waits on the broker as the SDK's client does (sdk.client.wait_outcomes): the figure is what
         # an agent sees, and the broker serves no more empty fetches than a real client costs it.
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
-                                    fetch_max_wait_ms=settings.fetch_wait_ms,
-                                    max_partition_fetch_bytes=settings.max_message_bytes)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.broker,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_wait_ms,
+            max_partition_fetch_bytes=settings.max_message_bytes,
+        )
         await consumer.start()
         try:
             parts = await partitions(consumer, OUTCOME_TOPICS)
@@ -175,13 +195,18 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
         return round(percentile(values, q), 1) if values else None
 
     return {
-        "intents": count, "completed": len(done), "rejected": len(rejected), "agents": agents,
+        "intents": count,
+        "completed": len(done),
+        "rejected": len(rejected),
+        "agents": agents,
         "offered_rate_per_s": rate or None,
         "intents_per_s": round(len(done) / elapsed, 1) if done else 0.0,
-        "latency_ms_p50": pct(latencies, 0.50), "latency_ms_p99": pct(latencies, 0.99),
+        "latency_ms_p50": pct(latencies, 0.50),
+        "latency_ms_p99": pct(latencies, 0.99),
         "latency_ms_p999": pct(latencies, 0.999),
         "stages_ms": {name: {"p50": pct(v, 0.5), "p99": pct(v, 0.99)} for name, v in stages.items()},
-        "cpu_seconds": cpu, "cpu_percent_of_one_core": {name: round(100 * v / elapsed, 1) for name, v in cpu.items()},
+        "cpu_seconds": cpu,
+        "cpu_percent_of_one_core": {name: round(100 * v / elapsed, 1) for name, v in cpu.items()},
         **_cpu_per_intent(cpu, len(done)),
         "seconds": round(elapsed, 2),
         "first_rejections": rejected[:3],
@@ -197,20 +222,28 @@ def _cpu_per_intent(cpu: dict[str, float], done: int) -> dict:
     per_intent = {name: round(1000 * seconds / done, 3) for name, seconds in cpu.items()} if done else {}
     total = round(sum(per_intent.values()), 3)
     cores = os.cpu_count() or 1
-    return {"cpu_ms_per_intent": per_intent, "cpu_ms_per_intent_total": total,
-            "cpu_bound_intents_per_s": round(cores * 1000 / total, 1) if total else None}
+    return {
+        "cpu_ms_per_intent": per_intent,
+        "cpu_ms_per_intent_total": total,
+        "cpu_bound_intents_per_s": round(cores * 1000 / total, 1) if total else None,
+    }
 
 
 def run(topology: str, agents: int, count: int, rate: int, progress, signers: int = 1, workers: int = 1) -> dict:
     home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{topology}-"))
-    progress(f"{topology}: starting a fresh stack with {workers} streams worker(s) and {signers} signer(s) "
-             f"under {home}")
+    progress(
+        f"{topology}: starting a fresh stack with {workers} streams worker(s) and {signers} signer(s) under {home}"
+    )
     result = None
     try:
         with running_stack(local_settings(home, topology=topology), signers=signers, workers=workers) as stack:
             pids = {row["name"]: row["pid"] for row in stack.describe() if row["pid"]}
-            result = {"topology": topology, "signers": signers, "workers": workers,
-                      **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids))}
+            result = {
+                "topology": topology,
+                "signers": signers,
+                "workers": workers,
+                **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids)),
+            }
     finally:
         # A home holds ~30 MB (the ledger store, keys, logs): kept only when the run failed
         # or left intents unsigned, for its logs; a clean run leaves nothing behind.
@@ -227,8 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=16)
     parser.add_argument("--rate", type=int, default=0, help="offered intents/s (0: as fast as the producer can)")
     parser.add_argument("--topology", choices=("fused", "split", "both"), default="both")
-    parser.add_argument("--signers", type=int, default=1,
-                        help="signers in the signers' consumer group (scale-out; each restores its partitions)")
+    parser.add_argument(
+        "--signers",
+        type=int,
+        default=1,
+        help="signers in the signers' consumer group (scale-out; each restores its partitions)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="streams workers in the workers' consumer group")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -237,23 +274,33 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} must be 1 to {topics.PARTITIONS} (one partition each at least)")
     shapes = ("fused", "split") if args.topology == "both" else (args.topology,)
     results = [run(t, args.agents, args.intents, args.rate, note, args.signers, args.workers) for t in shapes]
-    report = {"benchmark": "pipeline", "cpus": os.cpu_count(), "results": results,
-              "note": "submitted -> signed, sign-only, all processes and the broker on this machine"}
+    report = {
+        "benchmark": "pipeline",
+        "cpus": os.cpu_count(),
+        "results": results,
+        "note": "submitted -> signed, sign-only, all processes and the broker on this machine",
+    }
     if args.json:
         print_json(report)
     else:
         for r in results:
-            print(f"{r['topology']:6} {r['workers']}w/{r['signers']}s {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
-                  f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
-                  f"signed, {r['rejected']} rejected, {r['agents']} agents, {r['seconds']} s)")
+            print(
+                f"{r['topology']:6} {r['workers']}w/{r['signers']}s {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
+                f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
+                f"signed, {r['rejected']} rejected, {r['agents']} agents, {r['seconds']} s)"
+            )
             print("  where the time goes (ms)          p50      p99")
             for name, figures in r["stages_ms"].items():
                 print(f"    {name:30} {figures['p50']!s:>8} {figures['p99']!s:>8}")
-            print("  CPU (% of one core): " + ", ".join(f"{name} {v}" for name, v in
-                                                       r["cpu_percent_of_one_core"].items()))
-            print("  CPU per intent (ms): " + ", ".join(f"{name} {v}" for name, v in r["cpu_ms_per_intent"].items())
-                  + f"; all {r['cpu_ms_per_intent_total']} ms, so {report['cpus']} cores complete at most "
-                  f"{r['cpu_bound_intents_per_s']} intents/s")
+            print(
+                "  CPU (% of one core): " + ", ".join(f"{name} {v}" for name, v in r["cpu_percent_of_one_core"].items())
+            )
+            print(
+                "  CPU per intent (ms): "
+                + ", ".join(f"{name} {v}" for name, v in r["cpu_ms_per_intent"].items())
+                + f"; all {r['cpu_ms_per_intent_total']} ms, so {report['cpus']} cores complete at most "
+                f"{r['cpu_bound_intents_per_s']} intents/s"
+            )
     return 0 if all(r["completed"] == r["intents"] for r in results) else 1
 
 

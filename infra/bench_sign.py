@@ -29,8 +29,8 @@ import time
 # eth-account is a test/benchmark-only dependency; the signer never imports it.
 from eth_account import Account
 
-from infra.cli.output import print_json
 from evm.transactions import FeeMarketTransaction, checksum, sign_transaction
+from infra.cli.output import print_json
 
 TARGET_RATIO = 8
 CHUNKS = 10

@@ -44,18 +44,19 @@ class CountingNode:
         return await self.node.call(method, *params)
 
 
-async def _pending(rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents: int, seconds: float,
-                   progress) -> dict:
+async def _pending(
+    rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents: int, seconds: float, progress
+) -> dict:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from infra.bench_custody import _quiet_dev_root
-    from sdk.client import new_intent
     from runtime.clock import US_PER_SECOND, utcnow
     from runtime.rpc import JsonRpc
     from schemas import topics
     from schemas.auth import public_key_hex, sign_policy
     from schemas.emit import Source
     from schemas.models import AgentPolicy, IntentApproved
+    from sdk.client import new_intent
     from signer.custody import FileEventLog, Vaults
     from signer.custody.keys import KeyStore
     from signer.service import Signer
@@ -66,8 +67,14 @@ async def _pending(rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents
     admin_key, service_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     state = SignerState(tmp / "signer.db")
     counting = CountingNode(node)
-    signer = Signer(state, store, {"bench-admin": public_key_hex(admin_key)}, node_for=lambda chain: counting,
-                    service_key=("signer-bench", service_key), replace_after_us=600 * US_PER_SECOND)
+    signer = Signer(
+        state,
+        store,
+        {"bench-admin": public_key_hex(admin_key)},
+        node_for=lambda chain: counting,
+        service_key=("signer-bench", service_key),
+        replace_after_us=600 * US_PER_SECOND,
+    )
     try:
         await node.call("evm_setAutomine", False)
         books = []
@@ -76,20 +83,31 @@ async def _pending(rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents
             address = store.provision(agent, "ethereum", ADMIN).address
             await node.call("anvil_setBalance", address, hex(10**22))
             agent_key = Ed25519PrivateKey.generate()
-            policy = sign_policy(AgentPolicy(
-                agent_id=agent, version=1, agent_public_key=public_key_hex(agent_key), issued_at=utcnow(),
-                tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,)), admin_key, "bench-admin")
+            policy = sign_policy(
+                AgentPolicy(
+                    agent_id=agent,
+                    version=1,
+                    agent_public_key=public_key_hex(agent_key),
+                    issued_at=utcnow(),
+                    tx_allowed_chains=("anvil",),
+                    tx_to_allowlist=(DEST,),
+                ),
+                admin_key,
+                "bench-admin",
+            )
             books.append((agent, agent_key, policy))
         progress(f"  signing and sending {pending} transactions")
         sent = []
         for i in range(pending):
             agent, agent_key, policy = books[i % agents]
             now = datetime.now(timezone.utc)
-            intent = new_intent(agent_key, agent_id=agent, chain="anvil", to=DEST, broadcast=True, now=now,
-                                value="0.000001")
+            intent = new_intent(
+                agent_key, agent_id=agent, chain="anvil", to=DEST, broadcast=True, now=now, value="0.000001"
+            )
             approved = IntentApproved(intent=intent, policy=policy, approved_at=now)
             _, to_broadcast = await signer.handle(
-                approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, i, agent.encode()), now)
+                approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, i, agent.encode()), now
+            )
             state.commit()
             if to_broadcast is None:
                 raise RuntimeError(f"the signer refused intent {i}: see its records")
@@ -124,8 +142,11 @@ async def _pending(rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents
             raise RuntimeError(f"expected {pending} mined, got {dict(statuses)}")
         total = sum(calls.values())
         return {
-            "pending": pending, "agents": agents, "waited_s": round(waited, 2),
-            "node_calls": total, "node_calls_by_method": calls,
+            "pending": pending,
+            "agents": agents,
+            "waited_s": round(waited, 2),
+            "node_calls": total,
+            "node_calls_by_method": calls,
             "node_calls_per_transaction": round(total / pending, 2),
             "node_calls_per_second": round(total / waited, 1),
             "signer_cpu_percent_of_one_core": round(100 * cpu / waited, 1),
@@ -149,8 +170,19 @@ def run(pending: list[int], agents: int, seconds: float, progress) -> dict:
             stack = LocalStack(local_settings(Path(home)))
             try:
                 stack.start(parts=("anvil",))
-                results.append(asyncio.run(_pending(stack.settings.rpc_url, stack.processes["anvil"].pid,
-                                                    Path(home), count, agents, seconds, progress)))
+                results.append(
+                    asyncio.run(
+                        _pending(
+                            stack.settings.rpc_url,
+                            stack.processes["anvil"].pid,
+                            Path(home),
+                            count,
+                            agents,
+                            seconds,
+                            progress,
+                        )
+                    )
+                )
             finally:
                 stack.stop()
     return {"benchmark": "tracker", "cpus": os.cpu_count(), "results": results}
@@ -158,8 +190,12 @@ def run(pending: list[int], agents: int, seconds: float, progress) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="warden bench tracker", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pending", type=numbers, default=[40, 200, 1000],
-                        help="transactions pending at once, one run each (default: 40,200,1000)")
+    parser.add_argument(
+        "--pending",
+        type=numbers,
+        default=[40, 200, 1000],
+        help="transactions pending at once, one run each (default: 40,200,1000)",
+    )
     parser.add_argument("--agents", type=int, default=1, help="agents (addresses) they are spread over")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long they wait for a block")
     parser.add_argument("--json", action="store_true")
@@ -174,15 +210,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print_json(report)
         return 0
-    print(f"broadcast transactions pending on Anvil for {args.seconds:g} s, then mined "
-          f"({args.agents} agent(s)):")
+    print(f"broadcast transactions pending on Anvil for {args.seconds:g} s, then mined ({args.agents} agent(s)):")
     for r in report["results"]:
         by_method = ", ".join(f"{m} {n}" for m, n in sorted(r["node_calls_by_method"].items()))
-        print(f"  {r['pending']:>5} pending: {r['node_calls']} node calls ({r['node_calls_per_transaction']} per "
-              f"transaction, {r['node_calls_per_second']}/s); signer {r['signer_cpu_percent_of_one_core']} % "
-              f"({r['signer_cpu_percent_second_half']} % in the second half), "
-              f"Anvil {r['anvil_cpu_percent_of_one_core']} % of one core; {r['blocks']} block(s), the last to "
-              f"the last outcome {r['block_to_last_outcome_ms']} ms")
+        print(
+            f"  {r['pending']:>5} pending: {r['node_calls']} node calls ({r['node_calls_per_transaction']} per "
+            f"transaction, {r['node_calls_per_second']}/s); signer {r['signer_cpu_percent_of_one_core']} % "
+            f"({r['signer_cpu_percent_second_half']} % in the second half), "
+            f"Anvil {r['anvil_cpu_percent_of_one_core']} % of one core; {r['blocks']} block(s), the last to "
+            f"the last outcome {r['block_to_last_outcome_ms']} ms"
+        )
         print(f"         {by_method}")
     return 0
 

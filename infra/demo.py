@@ -23,15 +23,23 @@ import time
 from dataclasses import dataclass
 
 from infra import contracts
-from sdk.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
-from runtime.kafka import end_offsets
-from runtime.config import Settings
 from infra.provision import provision_agent
+from runtime.config import Settings
+from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.fields import format_native_amount
-from schemas.models import (AssetLimit, ContractCallRule, Eip712DomainRule, IntentParked, IntentRejected, SignedMessage,
-                            TypedData, guardrail_stages)
+from schemas.models import (
+    AssetLimit,
+    ContractCallRule,
+    Eip712DomainRule,
+    IntentParked,
+    IntentRejected,
+    SignedMessage,
+    TypedData,
+    guardrail_stages,
+)
+from sdk.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
 from signer.custody import CLIENT_MODES
 
 AGENT = "demo-agent"
@@ -53,44 +61,86 @@ ANSWER_42 = "0x602a60005260206000f3"  # PUSH1 42 PUSH1 0 MSTORE PUSH1 32 PUSH1 0
 def _revert_runtime(reason: str) -> str:
     """EVM code that copies an ABI-encoded Error(string) from its own code and reverts with it."""
     text = reason.encode()
-    blob = (bytes.fromhex("08c379a0") + (32).to_bytes(32, "big") + len(text).to_bytes(32, "big")
-            + text.ljust((len(text) + 31) // 32 * 32, b"\0"))
+    blob = (
+        bytes.fromhex("08c379a0")
+        + (32).to_bytes(32, "big")
+        + len(text).to_bytes(32, "big")
+        + text.ljust((len(text) + 31) // 32 * 32, b"\0")
+    )
     size = len(blob).to_bytes(2, "big")
     # PUSH2 size, PUSH2 15 (blob offset), PUSH1 0, CODECOPY, PUSH2 size, PUSH1 0, REVERT, blob
     code = b"\x61" + size + b"\x61\x00\x0f\x60\x00\x39" + b"\x61" + size + b"\x60\x00\xfd" + blob
     return "0x" + code.hex()
 
 
-def permit_typed_data(token: str, chain_id: int, *, owner: str, spender: str, value: int, nonce: int,
-                      deadline: int, name: str = "Warden Demo Token") -> dict:
+def permit_typed_data(
+    token: str,
+    chain_id: int,
+    *,
+    owner: str,
+    spender: str,
+    value: int,
+    nonce: int,
+    deadline: int,
+    name: str = "Warden Demo Token",
+) -> dict:
     """An ERC-2612 Permit as a wallet is asked to sign it: ``spender`` may take ``value`` of
     ``owner``'s tokens until ``deadline``. Amounts travel as decimal strings (exact in any JSON reader)."""
     return {
-        "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                   {"name": "chainId", "type": "uint256"},
-                                   {"name": "verifyingContract", "type": "address"}],
-                  "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
-                             {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
-                             {"name": "deadline", "type": "uint256"}]},
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
         "primaryType": "Permit",
         "domain": {"name": name, "version": "1", "chainId": chain_id, "verifyingContract": token},
-        "message": {"owner": owner, "spender": spender, "value": str(value), "nonce": str(nonce),
-                    "deadline": str(deadline)},
+        "message": {
+            "owner": owner,
+            "spender": spender,
+            "value": str(value),
+            "nonce": str(nonce),
+            "deadline": str(deadline),
+        },
     }
 
 
-def transfer_authorization(token: str, chain_id: int, *, holder: str, to: str, value: int,
-                           name: str = "Warden Demo USD") -> dict:
+def transfer_authorization(
+    token: str, chain_id: int, *, holder: str, to: str, value: int, name: str = "Warden Demo USD"
+) -> dict:
     """An EIP-3009 TransferWithAuthorization as USDC's FiatTokenV2 verifies it: whoever submits the
     signature moves ``value`` of ``holder``'s tokens to ``to``."""
-    fields = [("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
-              ("validBefore", "uint256"), ("nonce", "bytes32")]
+    fields = [
+        ("from", "address"),
+        ("to", "address"),
+        ("value", "uint256"),
+        ("validAfter", "uint256"),
+        ("validBefore", "uint256"),
+        ("nonce", "bytes32"),
+    ]
     document = permit_typed_data(token, chain_id, owner=holder, spender=to, value=value, nonce=0, deadline=0, name=name)
-    document["types"] = {"EIP712Domain": document["types"]["EIP712Domain"],
-                         "TransferWithAuthorization": [{"name": n, "type": t} for n, t in fields]}
+    document["types"] = {
+        "EIP712Domain": document["types"]["EIP712Domain"],
+        "TransferWithAuthorization": [{"name": n, "type": t} for n, t in fields],
+    }
     document["primaryType"] = "TransferWithAuthorization"
-    document["message"] = {"from": holder, "to": to, "value": str(value), "validAfter": "0",
-                           "validBefore": str(2**40), "nonce": "0x" + os.urandom(32).hex()}
+    document["message"] = {
+        "from": holder,
+        "to": to,
+        "value": str(value),
+        "validAfter": "0",
+        "validBefore": str(2**40),
+        "nonce": "0x" + os.urandom(32).hex(),
+    }
     return document
 
 
@@ -124,23 +174,38 @@ def _transfer(token: str, to: str, units: int):
 SCRIPT = (
     Scripted("pay alice 0.5 (EIP-1559)", "mined", dict(to=ALICE, value="0.5", tx_type=2)),
     Scripted("pay bob 0.25 (legacy, EIP-155)", "mined", dict(to=BOB, value="0.25", tx_type=0)),
-    Scripted("pay alice 0.1 (EIP-2930, simulated first)", "mined",
-             dict(to=ALICE, value="0.1", tx_type=1, simulate_first=True)),
+    Scripted(
+        "pay alice 0.1 (EIP-2930, simulated first)",
+        "mined",
+        dict(to=ALICE, value="0.1", tx_type=1, simulate_first=True),
+    ),
     Scripted("wrong chain: base", "CHAIN_NOT_ALLOWED", dict(to=ALICE, value="0.1", chain="base")),
     Scripted("recipient not on allowlist", "RECIPIENT_NOT_ALLOWLISTED", dict(to=MALLORY, value="0.1")),
     # An allowlisted contract that passes value on: judged by where simulation shows it lands.
-    Scripted("0.1 ETH to mallory via an allowlisted forwarder", "SIMULATION_ROUTE_NOT_ALLOWLISTED",
-             dict(to=lambda s: s["forwarder"], value="0.1",
-                  data=lambda s: contracts.calldata("forwardValue(address)", MALLORY))),
+    Scripted(
+        "0.1 ETH to mallory via an allowlisted forwarder",
+        "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+        dict(
+            to=lambda s: s["forwarder"],
+            value="0.1",
+            data=lambda s: contracts.calldata("forwardValue(address)", MALLORY),
+        ),
+    ),
     Scripted("over the 1 ETH per-tx cap", "VALUE_OVER_CAP", dict(to=BOB, value="1.5")),
     Scripted("pay bob 0.9 (the day: 1.75 + fees)", "mined", dict(to=BOB, value="0.9")),
     Scripted("over the 2 ETH daily limit", "DAILY_LIMIT_EXCEEDED", dict(to=ALICE, value="0.3")),
-    Scripted("call a paused contract, simulated", "SIMULATION_REVERTED",
-             dict(to=PAUSED, value="0", data=DEPOSIT, simulate_first=True)),
+    Scripted(
+        "call a paused contract, simulated",
+        "SIMULATION_REVERTED",
+        dict(to=PAUSED, value="0", data=DEPOSIT, simulate_first=True),
+    ),
     # Fees are spend: a 0-value intent that offers 1,000 gwei per gas is refused at the ceiling,
     # and one whose value fits the cap but whose worst-case fee does not is refused at the cap.
-    Scripted("0 ETH, fee 1000 gwei/gas (ceiling 100)", "FEE_OVER_CEILING",
-             dict(to=ALICE, value="0", max_fee_per_gas=1000 * GWEI, max_priority_fee_per_gas=GWEI)),
+    Scripted(
+        "0 ETH, fee 1000 gwei/gas (ceiling 100)",
+        "FEE_OVER_CEILING",
+        dict(to=ALICE, value="0", max_fee_per_gas=1000 * GWEI, max_priority_fee_per_gas=GWEI),
+    ),
     Scripted("1 ETH + worst-case fee over the 1 ETH cap", "VALUE_OVER_CAP", dict(to=BOB, value="1")),
     Scripted("pay alice 0.2 (the day stays under 2)", "mined", dict(to=ALICE, value="0.2")),
 )
@@ -156,52 +221,100 @@ CLIENT_SHARE_SCRIPT = (
 
 def _permit(setup: dict, units: int = 50 * WUSD) -> dict:
     """A Permit for the demo's router to take ``units`` of the agent's WUSD."""
-    return permit_typed_data(setup["token"], ANVIL_CHAIN_ID, owner=setup["address"], spender=setup["router"],
-                             value=units, nonce=0, deadline=2**40, name="Warden Demo USD")
+    return permit_typed_data(
+        setup["token"],
+        ANVIL_CHAIN_ID,
+        owner=setup["address"],
+        spender=setup["router"],
+        value=units,
+        nonce=0,
+        deadline=2**40,
+        name="Warden Demo USD",
+    )
 
 
 # The other signing paths. The delegation is last: it uses two nonces, the transaction's and the
 # authorization's. Fields that need the agent's address are filled in by `_fields`.
 SIGNING_SCRIPT = (
-    Scripted("sign a message (EIP-191 personal_sign)", "signed",
-             dict(intent_type="personal_sign", message="0x" + b"Warden demo: I am agent demo-agent".hex())),
-    Scripted("a Permit (EIP-712), token not allowlisted", "EIP712_SPEND_AUTHORIZATION_REFUSED",
-             dict(intent_type="typed_data", typed_data=_permit)),
-    Scripted("blob transaction (EIP-4844) with its blob", "mined",
-             dict(to=ALICE, value="0", max_fee_per_blob_gas=GWEI, blobs="demo")),
-    Scripted("delegate the account to a contract (7702)", "mined",
-             dict(to=ALICE, value="0", tx_type=4,
-                  authorization_list=({"chain_id": ANVIL_CHAIN_ID, "address": DELEGATE},))),
+    Scripted(
+        "sign a message (EIP-191 personal_sign)",
+        "signed",
+        dict(intent_type="personal_sign", message="0x" + b"Warden demo: I am agent demo-agent".hex()),
+    ),
+    Scripted(
+        "a Permit (EIP-712), token not allowlisted",
+        "EIP712_SPEND_AUTHORIZATION_REFUSED",
+        dict(intent_type="typed_data", typed_data=_permit),
+    ),
+    Scripted(
+        "blob transaction (EIP-4844) with its blob",
+        "mined",
+        dict(to=ALICE, value="0", max_fee_per_blob_gas=GWEI, blobs="demo"),
+    ),
+    Scripted(
+        "delegate the account to a contract (7702)",
+        "mined",
+        dict(to=ALICE, value="0", tx_type=4, authorization_list=({"chain_id": ANVIL_CHAIN_ID, "address": DELEGATE},)),
+    ),
 )
 # Tokens: WUSD's limits are 100 per intent, 150 a day, and an admin above 60.
 TOKEN_SCRIPT = (
-    Scripted("pay alice 20 WUSD (ERC-20 transfer)", "mined",
-             dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 20 * WUSD))),
-    Scripted("20 WUSD to mallory (not allowlisted)", "RECIPIENT_NOT_ALLOWLISTED",
-             dict(to=lambda s: s["token"], value="0", data=_transfer("token", MALLORY, 20 * WUSD))),
-    Scripted("approve the router for 2**256-1 WUSD", "UNLIMITED_APPROVAL_REFUSED",
-             dict(to=lambda s: s["token"], value="0", data=lambda s: contracts.calldata(
-                 "approve(address,uint256)", s["router"], 2**256 - 1))),
-    Scripted("GRD takes 2x its transfer, simulated", "SIMULATION_MISMATCH",
-             dict(to=lambda s: s["greedy"], value="0", data=_transfer("greedy", ALICE, 5 * WUSD),
-                  simulate_first=True)),
-    Scripted("pay bob 70 WUSD (over 60: an admin approves)", "mined",
-             dict(to=lambda s: s["token"], value="0", data=_transfer("token", BOB, 70 * WUSD)), admin="approve"),
-    Scripted("pay alice 80 WUSD (over the 150 a day)", "ASSET_DAILY_LIMIT_EXCEEDED",
-             dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 80 * WUSD))),
+    Scripted(
+        "pay alice 20 WUSD (ERC-20 transfer)",
+        "mined",
+        dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 20 * WUSD)),
+    ),
+    Scripted(
+        "20 WUSD to mallory (not allowlisted)",
+        "RECIPIENT_NOT_ALLOWLISTED",
+        dict(to=lambda s: s["token"], value="0", data=_transfer("token", MALLORY, 20 * WUSD)),
+    ),
+    Scripted(
+        "approve the router for 2**256-1 WUSD",
+        "UNLIMITED_APPROVAL_REFUSED",
+        dict(
+            to=lambda s: s["token"],
+            value="0",
+            data=lambda s: contracts.calldata("approve(address,uint256)", s["router"], 2**256 - 1),
+        ),
+    ),
+    Scripted(
+        "GRD takes 2x its transfer, simulated",
+        "SIMULATION_MISMATCH",
+        dict(to=lambda s: s["greedy"], value="0", data=_transfer("greedy", ALICE, 5 * WUSD), simulate_first=True),
+    ),
+    Scripted(
+        "pay bob 70 WUSD (over 60: an admin approves)",
+        "mined",
+        dict(to=lambda s: s["token"], value="0", data=_transfer("token", BOB, 70 * WUSD)),
+        admin="approve",
+    ),
+    Scripted(
+        "pay alice 80 WUSD (over the 150 a day)",
+        "ASSET_DAILY_LIMIT_EXCEEDED",
+        dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 80 * WUSD)),
+    ),
 )
 
 # After an admin allowlists the token's verifying contract (policy v+1):
 AFTER_ALLOWLISTING = (
-    Scripted("the same Permit, token now allowlisted", "signed",
-             dict(intent_type="typed_data", typed_data=_permit)),
-    Scripted("a Permit for 500 WUSD (over its limit)", "UNLIMITED_APPROVAL_REFUSED",
-             dict(intent_type="typed_data", typed_data=lambda s: _permit(s, 500 * WUSD))),
+    Scripted("the same Permit, token now allowlisted", "signed", dict(intent_type="typed_data", typed_data=_permit)),
+    Scripted(
+        "a Permit for 500 WUSD (over its limit)",
+        "UNLIMITED_APPROVAL_REFUSED",
+        dict(intent_type="typed_data", typed_data=lambda s: _permit(s, 500 * WUSD)),
+    ),
     # The allowlisted domain is not a blank cheque: an EIP-3009 transfer under it is read as one.
-    Scripted("EIP-3009: 9,000 WUSD to mallory (typed data)", "RECIPIENT_NOT_ALLOWLISTED",
-             dict(intent_type="typed_data", typed_data=lambda s: transfer_authorization(
-                 s["token"], ANVIL_CHAIN_ID, holder=s["address"], to=MALLORY, value=9_000 * WUSD,
-                 name="Warden Demo USD"))),
+    Scripted(
+        "EIP-3009: 9,000 WUSD to mallory (typed data)",
+        "RECIPIENT_NOT_ALLOWLISTED",
+        dict(
+            intent_type="typed_data",
+            typed_data=lambda s: transfer_authorization(
+                s["token"], ANVIL_CHAIN_ID, holder=s["address"], to=MALLORY, value=9_000 * WUSD, name="Warden Demo USD"
+            ),
+        ),
+    ),
 )
 
 
@@ -214,8 +327,10 @@ def expected_outcomes(settings: Settings) -> list[tuple[str, str]]:
 
 
 def _fields(scripted: Scripted, setup: dict) -> dict:
-    fields = {"chain": "anvil", **{name: value(setup) if callable(value) else value
-                                   for name, value in scripted.fields.items()}}
+    fields = {
+        "chain": "anvil",
+        **{name: value(setup) if callable(value) else value for name, value in scripted.fields.items()},
+    }
     if fields.get("intent_type") is None:
         fields["broadcast"] = True
     if "typed_data" in fields:
@@ -238,27 +353,48 @@ async def provision(settings: Settings) -> dict:
         router = await contracts.deploy(node, "PullRouter", sender=DEPLOYER)
         forwarder = await contracts.deploy(node, "Forwarder", MALLORY, sender=DEPLOYER)
         agent = await provision_agent(
-            settings, AGENT, tx_to_allowlist=(ALICE, BOB, PAUSED, token, greedy, router, forwarder),
-            tx_max_value_eth="1", tx_daily_limit_eth="2", tx_max_fee_per_gas=FEE_CEILING, require_simulation=False,
-            message_signing_enabled=True, eip7702_delegate_allowlist=(DELEGATE,),
-            contract_calls=(ContractCallRule(contract=PAUSED, selectors=("deposit()",)),
-                            ContractCallRule(contract=forwarder, selectors=("forwardValue(address)",))),
-            asset_limits=(AssetLimit(chain="anvil", token=token, symbol="WUSD", decimals=6, **WUSD_LIMITS),
-                          AssetLimit(chain="anvil", token=greedy, symbol="GRD", decimals=6, max_per_tx="100")))
+            settings,
+            AGENT,
+            tx_to_allowlist=(ALICE, BOB, PAUSED, token, greedy, router, forwarder),
+            tx_max_value_eth="1",
+            tx_daily_limit_eth="2",
+            tx_max_fee_per_gas=FEE_CEILING,
+            require_simulation=False,
+            message_signing_enabled=True,
+            eip7702_delegate_allowlist=(DELEGATE,),
+            contract_calls=(
+                ContractCallRule(contract=PAUSED, selectors=("deposit()",)),
+                ContractCallRule(contract=forwarder, selectors=("forwardValue(address)",)),
+            ),
+            asset_limits=(
+                AssetLimit(chain="anvil", token=token, symbol="WUSD", decimals=6, **WUSD_LIMITS),
+                AssetLimit(chain="anvil", token=greedy, symbol="GRD", decimals=6, max_per_tx="100"),
+            ),
+        )
         for minted in (token, greedy):
-            await contracts.send(node, DEPLOYER, minted,
-                                 contracts.calldata("mint(address,uint256)", agent.address, 1_000 * WUSD))
+            await contracts.send(
+                node, DEPLOYER, minted, contracts.calldata("mint(address,uint256)", agent.address, 1_000 * WUSD)
+            )
     finally:
         await node.close()
-    return {"agent_key": agent.intent_key, "address": agent.address, "policy": agent.policy, "token": token,
-            "greedy": greedy, "router": router, "forwarder": forwarder,
-            "client_share": agent.client_share}
+    return {
+        "agent_key": agent.intent_key,
+        "address": agent.address,
+        "policy": agent.policy,
+        "token": token,
+        "greedy": greedy,
+        "router": router,
+        "forwarder": forwarder,
+        "client_share": agent.client_share,
+    }
 
 
 async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0) -> dict:
     setup = await provision(settings)
-    progress(f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
-             f"policy v{setup['policy'].version} published")
+    progress(
+        f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
+        f"policy v{setup['policy'].version} published"
+    )
     intents: list = []
     began = time.monotonic()
     forged: list[tuple[str, str]] = []
@@ -266,22 +402,26 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
     async with Client(settings) as client:
         shares = {"none": None}
         if setup["client_share"] is not None:
-            progress(f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "
-                     "the signer's sealing key")
+            progress(
+                f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "
+                "the signer's sealing key"
+            )
             shares["right"] = await client.client_share(setup["client_share"])
             shares["wrong"] = await client.client_share(base64.b64encode(os.urandom(32)).decode())
         try:
             for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
                 if phase == 1:
                     policy = await _allowlist_token(settings, client, setup["policy"], setup["token"])
-                    progress(f"an admin allowlisted the demo token {setup['token']} for EIP-712 "
-                             f"(policy v{policy.version})")
+                    progress(
+                        f"an admin allowlisted the demo token {setup['token']} for EIP-712 (policy v{policy.version})"
+                    )
                 start = await end_offsets(settings, OUTCOME_TOPICS)
                 batch = []
                 for scripted in scripted_intents:
                     share = shares.get(scripted.client_share)
-                    intent = new_intent(setup["agent_key"], agent_id=AGENT, client_share=share,
-                                        **_fields(scripted, setup))
+                    intent = new_intent(
+                        setup["agent_key"], agent_id=AGENT, client_share=share, **_fields(scripted, setup)
+                    )
                     batch.append((scripted, intent))
                     await client.submit(intent)
                 await client.flush()
@@ -297,35 +437,72 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
     rows = []
     for scripted, intent in intents:
         outcome = outcomes.get(intent.intent_id)
-        row = {"intent": scripted.name, "intent_id": intent.intent_id, "expected": scripted.expect,
-               "kind": intent.intent_type, "tx_type": intent.tx_type if intent.intent_type == "transaction" else None,
-               "stages": list(guardrail_stages(intent)), "chain": intent.chain, "to": intent.to, "value": intent.value}
+        row = {
+            "intent": scripted.name,
+            "intent_id": intent.intent_id,
+            "expected": scripted.expect,
+            "kind": intent.intent_type,
+            "tx_type": intent.tx_type if intent.intent_type == "transaction" else None,
+            "stages": list(guardrail_stages(intent)),
+            "chain": intent.chain,
+            "to": intent.to,
+            "value": intent.value,
+        }
         if outcome is None:
             row.update(outcome="missing", stage=None, code=None, reason="no outcome within the timeout")
         elif isinstance(outcome, IntentRejected):
             row.update(outcome="rejected", stage=outcome.stage, code=outcome.code, reason=outcome.reason)
         elif isinstance(outcome, IntentParked):
-            row.update(outcome="awaiting", stage="approval", code="AWAITING_APPROVAL",
-                       reason=f"{outcome.reason}; no decision within the timeout")
+            row.update(
+                outcome="awaiting",
+                stage="approval",
+                code="AWAITING_APPROVAL",
+                reason=f"{outcome.reason}; no decision within the timeout",
+            )
         elif isinstance(outcome, SignedMessage):
-            row.update(outcome="signed", stage="signing", code="SIGNED", reason=None, **{"from": outcome.from_},
-                       message_hash=outcome.message_hash, signature=outcome.signature, tee=outcome.tee,
-                       primary_type=outcome.primary_type, verifying_contract=outcome.verifying_contract)
+            row.update(
+                outcome="signed",
+                stage="signing",
+                code="SIGNED",
+                reason=None,
+                **{"from": outcome.from_},
+                message_hash=outcome.message_hash,
+                signature=outcome.signature,
+                tee=outcome.tee,
+                primary_type=outcome.primary_type,
+                verifying_contract=outcome.verifying_contract,
+            )
         else:
-            row.update(outcome=outcome.status, stage="signing", code=outcome.status.upper(), reason=outcome.error,
-                       signed_tx=outcome.signed_tx, tx_hash=outcome.tx_hash, **{"from": outcome.from_},
-                       nonce=outcome.nonce, chain_id=outcome.chain_id, status=outcome.status,
-                       block_number=outcome.block_number, gas_used=outcome.gas_used, tee=outcome.tee,
-                       fee_wei=None if outcome.fee_wei is None else str(outcome.fee_wei),
-                       max_spend_wei=str(outcome.max_spend_wei))
+            row.update(
+                outcome=outcome.status,
+                stage="signing",
+                code=outcome.status.upper(),
+                reason=outcome.error,
+                signed_tx=outcome.signed_tx,
+                tx_hash=outcome.tx_hash,
+                **{"from": outcome.from_},
+                nonce=outcome.nonce,
+                chain_id=outcome.chain_id,
+                status=outcome.status,
+                block_number=outcome.block_number,
+                gas_used=outcome.gas_used,
+                tee=outcome.tee,
+                fee_wei=None if outcome.fee_wei is None else str(outcome.fee_wei),
+                max_spend_wei=str(outcome.max_spend_wei),
+            )
         actual = row["outcome"] if row["outcome"] in ("mined", "failed", "missing", "signed") else row["code"]
         row["as_expected"] = actual == scripted.expect
         rows.append(row)
-    return {"agent_id": AGENT, "address": setup["address"], "policy_version": setup["policy"].version,
-            "contracts": {name: setup[name] for name in ("token", "greedy", "router", "forwarder")},
-            "seconds_to_all_outcomes": round(elapsed, 3), "intents": rows,
-            "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
-            "all_as_expected": all(r["as_expected"] for r in rows)}
+    return {
+        "agent_id": AGENT,
+        "address": setup["address"],
+        "policy_version": setup["policy"].version,
+        "contracts": {name: setup[name] for name in ("token", "greedy", "router", "forwarder")},
+        "seconds_to_all_outcomes": round(elapsed, 3),
+        "intents": rows,
+        "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
+        "all_as_expected": all(r["as_expected"] for r in rows),
+    }
 
 
 async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: float, start, progress) -> None:
@@ -360,17 +537,22 @@ def render(report: dict) -> str:
         mark = "ok " if r["as_expected"] else "!! "
         if r["outcome"] == "signed":
             what = f"{r['primary_type']} for {r['verifying_contract']}" if r["kind"] == "typed_data" else "EIP-191"
-            lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['message_hash'][:26]}.. "
-                         f"{r['kind']} {what} signature {r['signature'][:18]}.. tee={r['tee']}")
+            lines.append(
+                f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['message_hash'][:26]}.. "
+                f"{r['kind']} {what} signature {r['signature'][:18]}.. tee={r['tee']}"
+            )
         elif r["outcome"] in ("mined", "failed", "sign_only"):
             fee = "?" if r["fee_wei"] is None else format_native_amount(int(r["fee_wei"]))
             detail = f"nonce {r['nonce']} block {r['block_number']} gas {r['gas_used']} fee {fee} tee={r['tee']}"
             lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['tx_hash'][:26]}.. {detail}")
         else:
-            lines.append(f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {str(r['stage']):12} {str(r['code']):28} "
-                         f"{r['reason']}")
+            lines.append(
+                f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {str(r['stage']):12} {str(r['code']):28} {r['reason']}"
+            )
     verdict = "every outcome as expected" if report["all_as_expected"] else "SOME OUTCOMES DIFFER FROM THE SCRIPT"
-    lines.append(f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}")
+    lines.append(
+        f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}"
+    )
     return "\n".join(lines)
 
 
@@ -382,8 +564,9 @@ def _read_to(offsets: dict[int, int], ends: dict[int, int]) -> bool:
     return all(offsets.get(p, 0) >= end for p, end in ends.items())
 
 
-def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
-                  since: dict[int, int] | None = None) -> dict:
+def verify_ledger(
+    settings: Settings, progress=print, timeout_s: float = 30.0, since: dict[int, int] | None = None
+) -> dict:
     """Wait until the ledger has read every audit record of the run, then verify its chains the
     way `warden audit verify` does: the auditor's view of the same story. ``since`` (partition →
     offset of warden.audit.events): where the run began, on a stack that ran other things before;
@@ -416,8 +599,10 @@ def verify_ledger(settings: Settings, progress=print, timeout_s: float = 30.0,
         store.close()
     report["records_published"] = sum(ends.values())
     report["events_in_ledger"] = held
-    progress(f"ledger: {held} audit events appended from the {report['records_published']} audit records the broker "
-             f"reported, {report['records_not_believed']} not believed (unsigned, signed by an unpinned key or "
-             f"speaking as another service); "
-             f"verify {'OK' if report.get('ok') else 'FAILED'}")
+    progress(
+        f"ledger: {held} audit events appended from the {report['records_published']} audit records the broker "
+        f"reported, {report['records_not_believed']} not believed (unsigned, signed by an unpinned key or "
+        f"speaking as another service); "
+        f"verify {'OK' if report.get('ok') else 'FAILED'}"
+    )
     return report

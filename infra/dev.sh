@@ -2,6 +2,7 @@
 # Set up everything Warden needs on this machine (idempotent), then run a command:
 #   ./infra/dev.sh demo      the main job: the scripted pipeline on the embedded stack
 #   ./infra/dev.sh test      the test suite
+#   ./infra/dev.sh lint      ruff: lint and format check (CI runs it, then the tests)
 #   ./infra/dev.sh <args>    any other `warden` command, e.g. `./infra/dev.sh up`
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,7 @@ fi
 
 case "${1:-}" in
   test) shift; exec .venv/bin/python -m pytest "$@" ;;
+  lint) shift; .venv/bin/ruff check "$@" . && exec .venv/bin/ruff format --check "$@" . ;;
   "") exec .venv/bin/warden --help ;;
   *) exec .venv/bin/warden "$@" ;;
 esac

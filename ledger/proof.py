@@ -41,9 +41,13 @@ def build(store: Store, event_id: str) -> dict:
             "WARDEN_LEDGER_CHECKPOINT_EVERY events or WARDEN_LEDGER_CHECKPOINT_SECONDS seconds: retry shortly"
         )
     checkpoint = Checkpoint(**cps[0])
-    leaves = store.arrow(
-        f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {chain} AND seq <= {checkpoint.seq} ORDER BY seq"
-    ).column("leaf").to_pylist()
+    leaves = (
+        store.arrow(
+            f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {chain} AND seq <= {checkpoint.seq} ORDER BY seq"
+        )
+        .column("leaf")
+        .to_pylist()
+    )
     if len(leaves) != checkpoint.tree_size:
         raise ProofError(
             f"chain {chain} holds {len(leaves)} rows up to seq {checkpoint.seq}, not {checkpoint.tree_size}; "

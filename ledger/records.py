@@ -24,9 +24,9 @@ from typing import NamedTuple
 
 import orjson
 
+from ledger.chain import canonical_details, format_ts
 from runtime.clock import to_us
 from schemas.models import SCHEMA_VERSION, AuditEvent, audit_events_of
-from ledger.chain import canonical_details, format_ts
 
 
 class Row(NamedTuple):
@@ -90,7 +90,13 @@ def _event_row(body: dict) -> Row | None:
     """The row of one producer-shaped event, else None."""
     if not _REQUIRED <= body.keys() <= _ALLOWED:
         return None
-    event_id, actor, action, resource, ts = body["event_id"], body["actor"], body["action"], body["resource"], body["ts"]
+    event_id, actor, action, resource, ts = (
+        body["event_id"],
+        body["actor"],
+        body["action"],
+        body["resource"],
+        body["ts"],
+    )
     if not (type(event_id) is str and type(actor) is str and type(action) is str and type(resource) is str):
         return None
     version = body.get("schema_version", SCHEMA_VERSION)

@@ -67,7 +67,9 @@ CREATE TABLE IF NOT EXISTS {AUDIT_CHECKPOINTS} (
 """,
 )
 
-_LIFECYCLE = "('intent.submitted', 'intent.approved', 'intent.rejected', 'tx.signed', 'tx.sign_failed', 'tx.mined', 'tx.failed')"
+_LIFECYCLE = (
+    "('intent.submitted', 'intent.approved', 'intent.rejected', 'tx.signed', 'tx.sign_failed', 'tx.mined', 'tx.failed')"
+)
 
 VIEWS = (
     # One row per intent: where it ended and the guardrails it passed, in order.

@@ -27,21 +27,31 @@ import asyncio
 import base64
 import gc
 import hashlib
-import logging
 import json
+import logging
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from ledger import checkpoint as checkpoints
+from ledger.append import ChainHead, Ledger, SeenIds
+from ledger.checks import Checked, Record, WriterChecks
+from ledger.endpoint import Endpoint
+from ledger.keys import load_or_create_signing_key
+from ledger.merkle import Frontier
+from ledger.records import Row, parse, row_of
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, ID_HASH64_SQL
+from ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
+from ledger.verify import NOT_BELIEVED
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -51,16 +61,6 @@ from runtime.trust import PinnedAuditKeys
 from schemas import topics
 from schemas.auth import AuditKeys, AuditSigner, audit_writer, claimed_service
 from schemas.models import AuditEvent, event_id
-from ledger import checkpoint as checkpoints
-from ledger.checks import Checked, Record, WriterChecks
-from ledger.endpoint import Endpoint
-from ledger.keys import load_or_create_signing_key
-from ledger.append import ChainHead, Ledger, SeenIds
-from ledger.merkle import Frontier
-from ledger.records import Row, parse, row_of
-from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, ID_HASH64_SQL
-from ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
-from ledger.verify import NOT_BELIEVED
 
 log = logging.getLogger("warden.ledger")
 
@@ -105,7 +105,9 @@ class ResumeRefused(StoreError):
 def resume(store: Store) -> Ledger:
     """The ledger state the store proves: nothing is trusted from memory."""
     heads: dict[int, ChainHead] = {}
-    last = store.arrow(f"SELECT chain, max(seq) AS last_seq, argMax(integrity_hash, seq) AS head FROM {AUDIT_LOG} GROUP BY chain")
+    last = store.arrow(
+        f"SELECT chain, max(seq) AS last_seq, argMax(integrity_hash, seq) AS head FROM {AUDIT_LOG} GROUP BY chain"
+    )
     cps = store.arrow(
         f"SELECT chain, seq, frontier FROM {AUDIT_CHECKPOINTS} ORDER BY chain, seq DESC LIMIT 1 BY chain"
     ).to_pylist()
@@ -179,8 +181,16 @@ def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str
     )
 
 
-def decode(partition: int, offset: int, raw: bytes | None, headers, max_bytes: int, now: datetime,
-           keys: AuditKeys, writer: tuple[str, str | None] | None = None) -> list[Row]:
+def decode(
+    partition: int,
+    offset: int,
+    raw: bytes | None,
+    headers,
+    max_bytes: int,
+    now: datetime,
+    keys: AuditKeys,
+    writer: tuple[str, str | None] | None = None,
+) -> list[Row]:
     """The rows of one record: its events in order, or the one event saying why it is unreadable
     or not believed (a record that is not wholly valid is kept whole, as its payload, never split).
     A record is believed when a key ``keys`` pins for its writer's role signed it (``headers``)
@@ -189,9 +199,17 @@ def decode(partition: int, offset: int, raw: bytes | None, headers, max_bytes: i
     if raw is None:
         return [row_of(unreadable_event(partition, offset, raw, "record has no value (tombstone)", now))]
     if len(raw) > max_bytes:
-        return [row_of(unreadable_event(
-            partition, offset, raw[:max_bytes], f"record is {len(raw)} bytes, over WARDEN_MAX_RECORD_BYTES={max_bytes}", now
-        ))]
+        return [
+            row_of(
+                unreadable_event(
+                    partition,
+                    offset,
+                    raw[:max_bytes],
+                    f"record is {len(raw)} bytes, over WARDEN_MAX_RECORD_BYTES={max_bytes}",
+                    now,
+                )
+            )
+        ]
     role, forged = writer or audit_writer(raw, headers, keys)
     if forged is not None:
         return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
@@ -202,14 +220,23 @@ def decode(partition: int, offset: int, raw: bytes | None, headers, max_bytes: i
             return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
         return rows
     except ValueError as exc:
-        return [row_of(unreadable_event(
-            partition, offset, raw, f"neither an AuditEvent nor a JSON array of them: {str(exc)[:500]}", now))]
+        return [
+            row_of(
+                unreadable_event(
+                    partition, offset, raw, f"neither an AuditEvent nor a JSON array of them: {str(exc)[:500]}", now
+                )
+            )
+        ]
     except TypeError as exc:
         # An AuditEvent whose details have no canonical JSON (orjson writes no integer beyond 64
         # bits): recorded, not a crash that the restarted sink would meet again on the same offset.
-        return [row_of(unreadable_event(
-            partition, offset, raw, f"details cannot be written as canonical JSON: {str(exc)[:500]}", now
-        ))]
+        return [
+            row_of(
+                unreadable_event(
+                    partition, offset, raw, f"details cannot be written as canonical JSON: {str(exc)[:500]}", now
+                )
+            )
+        ]
 
 
 async def cluster_id(broker: str) -> str:
@@ -235,17 +262,26 @@ def write_source(path: Path, cluster: str) -> None:
     temporary.replace(path)
 
 
-def source_changed_event(previous: str | None, cluster: str, stored: dict[int, int], ends: dict, now: datetime) -> AuditEvent:
+def source_changed_event(
+    previous: str | None, cluster: str, stored: dict[int, int], ends: dict, now: datetime
+) -> AuditEvent:
     """What the ledger says when its broker changed: records the previous broker held past the
     stored offsets, if any, were never read, and no one can read them now."""
     return AuditEvent(
         event_id=event_id("ledger.source_changed", str(previous), cluster, json.dumps(sorted(stored.items()))),
-        actor="service:ledger", action="ledger.source_changed", resource=f"topic:{topics.AUDIT_EVENTS}", ts=now,
-        details={"previous_cluster_id": previous, "cluster_id": cluster,
-                 "previous_next_offsets": {str(p): o for p, o in sorted(stored.items())},
-                 "end_offsets": {str(tp.partition): o for tp, o in sorted(ends.items(), key=lambda i: i[0].partition)},
-                 "note": "the ledger re-read this broker from the start; anything the previous broker held beyond "
-                         "previous_next_offsets was never appended"})
+        actor="service:ledger",
+        action="ledger.source_changed",
+        resource=f"topic:{topics.AUDIT_EVENTS}",
+        ts=now,
+        details={
+            "previous_cluster_id": previous,
+            "cluster_id": cluster,
+            "previous_next_offsets": {str(p): o for p, o in sorted(stored.items())},
+            "end_offsets": {str(tp.partition): o for tp, o in sorted(ends.items(), key=lambda i: i[0].partition)},
+            "note": "the ledger re-read this broker from the start; anything the previous broker held beyond "
+            "previous_next_offsets was never appended",
+        },
+    )
 
 
 def stored_ids(store: Store, candidates: list[str]) -> set[str]:
@@ -264,7 +300,12 @@ def checkpoint_table(signed: list[tuple[checkpoints.Checkpoint, tuple[str, ...]]
 
 
 def append_records(
-    store: Store, ledger: Ledger, records: Sequence[Record], checked: Checked, now: datetime, max_bytes: int,
+    store: Store,
+    ledger: Ledger,
+    records: Sequence[Record],
+    checked: Checked,
+    now: datetime,
+    max_bytes: int,
     keys: AuditKeys,
 ) -> tuple[int, int]:
     """One batch of raw records ``(partition, offset, value, headers)`` into the ledger: their
@@ -272,8 +313,11 @@ def append_records(
     parsed (`decode`: a record may hold several events, each its own row), event ids the ledger
     holds skipped, chained, and stored in one INSERT. Returns (events read, events appended). On a
     StoreError the ledger's state is ahead of the store: resume from the store."""
-    rows = [(p, offset, row) for (p, offset, raw, headers), writer in zip(records, checked.writers())
-            for row in decode(p, offset, raw, headers, max_bytes, now, keys, writer)]
+    rows = [
+        (p, offset, row)
+        for (p, offset, raw, headers), writer in zip(records, checked.writers())
+        for row in decode(p, offset, raw, headers, max_bytes, now, keys, writer)
+    ]
     candidates = ledger.seen.stored_candidates([row.event_id for _, _, row in rows])
     duplicates = stored_ids(store, candidates)
     appended = ledger.append_rows(rows, now, duplicates)
@@ -369,18 +413,27 @@ class _Sink:
         ends = await consumer.end_offsets(tps)
         previous = read_source(self.source_file)
         stored = self.ledger.next_offsets
-        beyond = {tp.partition: (stored[tp.partition], ends[tp]) for tp in tps
-                  if stored.get(tp.partition, 0) > ends[tp]}
+        beyond = {
+            tp.partition: (stored[tp.partition], ends[tp]) for tp in tps if stored.get(tp.partition, 0) > ends[tp]
+        }
         changed = bool(stored) and previous is not None and previous != cluster
         if changed:
-            log.warning("the broker is not the one this ledger read before (cluster %s, was %s): reading every "
-                        "partition from the start; held event ids are skipped", cluster, previous)
+            log.warning(
+                "the broker is not the one this ledger read before (cluster %s, was %s): reading every "
+                "partition from the start; held event ids are skipped",
+                cluster,
+                previous,
+            )
             self.notices.append(source_changed_event(previous, cluster, stored, ends, utcnow()))
         elif beyond:
             # The same broker reporting an end before offsets already read: Tansu's high watermark
             # can trail its log. Reading from the start again costs time, never an event.
-            log.warning("stored offsets past the reported end of partitions %s on the same broker %s: reading "
-                        "them from the start; held event ids are skipped", beyond, cluster)
+            log.warning(
+                "stored offsets past the reported end of partitions %s on the same broker %s: reading "
+                "them from the start; held event ids are skipped",
+                beyond,
+                cluster,
+            )
         for tp in tps:
             offset = stored.get(tp.partition)
             if offset is None or changed or tp.partition in beyond:
@@ -389,7 +442,12 @@ class _Sink:
                 consumer.seek(tp, offset)
         write_source(self.source_file, cluster)
         heads = ", ".join(f"{h.chain}@{h.next_seq}" for h in sorted(self.ledger.heads.values(), key=lambda h: h.chain))
-        log.info("resumed from %s: next seq per chain %s; %d event ids held", self.store.description, heads or "(empty)", len(self.ledger.seen))
+        log.info(
+            "resumed from %s: next seq per chain %s; %d event ids held",
+            self.store.description,
+            heads or "(empty)",
+            len(self.ledger.seen),
+        )
         # A crash between storing and publishing a checkpoint must not leave
         # witnesses without it; the signature is deterministic, so a repeat is
         # byte-identical and witnesses keep one copy.
@@ -406,8 +464,14 @@ class _Sink:
     async def append(self, fetched: "Fetched", now: datetime) -> None:
         # Parsing and hashing run in a thread: the event loop keeps serving the endpoint and fetching.
         read, appended = await asyncio.to_thread(
-            append_records, self.store, self.ledger, fetched.records, fetched.checked, now,
-            self.settings.max_record_bytes, self.audit_keys
+            append_records,
+            self.store,
+            self.ledger,
+            fetched.records,
+            fetched.checked,
+            now,
+            self.settings.max_record_bytes,
+            self.audit_keys,
         )
         self.appended += appended
         metrics.LEDGER_APPENDED.inc(appended)
@@ -415,7 +479,12 @@ class _Sink:
 
     async def checkpoint(self, now: datetime) -> None:
         signed = await asyncio.to_thread(
-            sign_checkpoints, self.store, self.ledger, self.key, now, self.options.checkpoint_every,
+            sign_checkpoints,
+            self.store,
+            self.ledger,
+            self.key,
+            now,
+            self.options.checkpoint_every,
             self.options.checkpoint_interval,
         )
         self.unpublished.extend(signed)
@@ -425,7 +494,9 @@ class _Sink:
             notice = self.notices[0]
             try:
                 value = notice.to_bytes()
-                await producer.send_and_wait(topics.AUDIT_EVENTS, value, key=b"", headers=self.audit_signer.headers(value))
+                await producer.send_and_wait(
+                    topics.AUDIT_EVENTS, value, key=b"", headers=self.audit_signer.headers(value)
+                )
             except KafkaError as exc:
                 log.warning("cannot publish %s yet (%s); retried", notice.action, exc)
                 return
@@ -435,12 +506,19 @@ class _Sink:
             try:
                 await producer.send_and_wait(topics.AUDIT_CHECKPOINTS, cp.to_json(), key=f"chain-{cp.chain}".encode())
             except KafkaError as exc:
-                log.warning("cannot publish checkpoint chain %d seq %d yet (%s); it is stored and will be retried", cp.chain, cp.seq, exc)
+                log.warning(
+                    "cannot publish checkpoint chain %d seq %d yet (%s); it is stored and will be retried",
+                    cp.chain,
+                    cp.seq,
+                    exc,
+                )
                 return
             self.unpublished.pop(0)
 
 
-async def run_sink(settings: Settings, stop: asyncio.Event | None = None, *, options: SinkOptions | None = None) -> None:
+async def run_sink(
+    settings: Settings, stop: asyncio.Event | None = None, *, options: SinkOptions | None = None
+) -> None:
     """Consume, append, checkpoint and (for chDB) serve the HTTP endpoint until ``stop`` is set."""
     stop = stop or asyncio.Event()
     options = options or SinkOptions.from_settings(settings)
@@ -541,16 +619,16 @@ async def _gather(consumer: AIOKafkaConsumer, tps: list[TopicPartition], options
     until = time.monotonic() + options.gather_ms / 1000
     while count and not full and count < options.batch_max and (left := until - time.monotonic()) > 0:
         more = await consumer.getmany(*tps, timeout_ms=int(left * 1000) + 1, max_records=options.batch_max - count)
-        more_count, more_size, full = _within_bytes(consumer, more, options.batch_max_bytes - size,
-                                                    at_least_one=False)
+        more_count, more_size, full = _within_bytes(consumer, more, options.batch_max_bytes - size, at_least_one=False)
         for tp, batch in more.items():
             records.setdefault(tp, []).extend(batch)
         count, size = count + more_count, size + more_size
     return records
 
 
-def _within_bytes(consumer: AIOKafkaConsumer, records: dict, max_bytes: int,
-                  at_least_one: bool) -> tuple[int, int, bool]:
+def _within_bytes(
+    consumer: AIOKafkaConsumer, records: dict, max_bytes: int, at_least_one: bool
+) -> tuple[int, int, bool]:
     """Keeps of ``records`` (in place) what fits in ``max_bytes`` (with ``at_least_one``, the first
     record however large: an INSERT must take it some time), and moves each partition it cut back
     to its first record left out, so that record is read again next. Returns (records kept, their

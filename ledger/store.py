@@ -10,7 +10,6 @@ clickhouse-connect; ``open_reader`` picks whichever is there.
 from __future__ import annotations
 
 import abc
-
 import re
 import urllib.error
 import urllib.request
@@ -19,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from runtime.config import Settings
 from ledger.merkle import hash_pairs
 from ledger.schema import DDL
+from runtime.config import Settings
 
 # chDB raises RuntimeError subclasses for SQL failures (it defines ChdbError twice, in two modules).
 ChdbError = RuntimeError
@@ -93,24 +92,20 @@ class Store(abc.ABC):
     description = ""
 
     @abc.abstractmethod
-    def execute(self, sql: str) -> None:
-        ...
+    def execute(self, sql: str) -> None: ...
 
     @abc.abstractmethod
-    def arrow(self, sql: str) -> pa.Table:
-        ...
+    def arrow(self, sql: str) -> pa.Table: ...
 
     @abc.abstractmethod
     def raw(self, sql: str, fmt: str) -> bytes:
         """The result of ``sql`` in ClickHouse format ``fmt``, as bytes."""
 
     @abc.abstractmethod
-    def insert(self, table: str, data: pa.Table) -> None:
-        ...
+    def insert(self, table: str, data: pa.Table) -> None: ...
 
     @abc.abstractmethod
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
     def sibling(self) -> "Store | None":
         """Another handle on the same store for a second thread, or None."""
@@ -206,7 +201,9 @@ class ChdbPairHasher:
         if count < self.MIN_PAIRS:
             return hash_pairs(pairs)
         # Python(pairs) names this local: chDB finds the table by name in the caller's frame.
-        pairs = pa.table({"pair": pa.FixedSizeBinaryArray.from_buffers(pa.binary(64), count, [None, pa.py_buffer(pairs)])})
+        pairs = pa.table(
+            {"pair": pa.FixedSizeBinaryArray.from_buffers(pa.binary(64), count, [None, pa.py_buffer(pairs)])}
+        )
         try:
             nodes = self._conn.query(self.SQL, "ArrowTable").column("node").combine_chunks()
         except ChdbError as exc:
@@ -263,7 +260,9 @@ def _server(url: str, read_only: bool) -> ClickHouseStore:
     try:
         client = clickhouse_connect.get_client(dsn=url)
     except (ClickHouseError, OSError) as exc:
-        raise StoreError(f"cannot reach ClickHouse at WARDEN_CLICKHOUSE_URL ({exc}); check the URL and that the server runs") from None
+        raise StoreError(
+            f"cannot reach ClickHouse at WARDEN_CLICKHOUSE_URL ({exc}); check the URL and that the server runs"
+        ) from None
     return ClickHouseStore(client, "ClickHouse server (WARDEN_CLICKHOUSE_URL)", read_only)
 
 

@@ -245,52 +245,73 @@ class ChainCheck:
             j = i - 1
             intruder = i if page.prev[j] == head_at(j - 1) and page.ok[j] else j
             return Problem(
-                chain, s, "inserted", f"two rows claim seq {s} and the chain links only one; this one was inserted",
+                chain,
+                s,
+                "inserted",
+                f"two rows claim seq {s} and the chain links only one; this one was inserted",
                 event_id(intruder),
             )
         if s > expected:
             return Problem(
-                chain, expected, "deleted",
+                chain,
+                expected,
+                "deleted",
                 f"rows seq {expected}..{s - 1} are missing: deleted (the next row present is seq {s})",
             )
         by_hash = {bytes(h): j for j, h in enumerate(page.head)}
         j = by_hash.get(bytes(page.prev[i]))
         if j is not None and j > i:
             return Problem(
-                chain, s, "reordered",
+                chain,
+                s,
+                "reordered",
                 f"it links to row seq {seq[j]}, which comes after it, instead of seq {s - 1}: rows were reordered",
                 event_id(i),
             )
         if j is not None and j == i - 2 or (j is None and i < 2 and page.prev[i] == head_at(i - 2)):
             return Problem(
-                chain, s - 1, "inserted",
+                chain,
+                s - 1,
+                "inserted",
                 f"row seq {s} links to seq {s - 2}, past this row: it was inserted (and later rows renumbered)",
                 event_id(i - 1) if i >= 1 else None,
             )
         if j is not None and j < i - 2:
             return Problem(
-                chain, s, "reordered", f"it links to row seq {seq[j]} instead of seq {s - 1}: rows were reordered", event_id(i)
+                chain,
+                s,
+                "reordered",
+                f"it links to row seq {seq[j]} instead of seq {s - 1}: rows were reordered",
+                event_id(i),
             )
         if i + 1 < len(page) and seq[i + 1] == s + 1 and page.prev[i + 1] == head_at(i - 1):
             return Problem(
-                chain, s, "inserted",
+                chain,
+                s,
+                "inserted",
                 f"row seq {s + 1} links to seq {s - 1}, past this row: it was inserted (and later rows renumbered)",
                 event_id(i),
             )
         if not page.ok[i]:
             return Problem(
-                chain, s, "modified",
+                chain,
+                s,
+                "modified",
                 "its fields do not hash to its integrity_hash: a field (or the stored hash) was modified",
                 event_id(i),
             )
         if s == 0:
             return Problem(
-                chain, 0, "deleted",
+                chain,
+                0,
+                "deleted",
                 f"it does not start from chain {chain}'s genesis hash: the chain's first rows were deleted or replaced",
                 event_id(i),
             )
         return Problem(
-            chain, s, "deleted",
+            chain,
+            s,
+            "deleted",
             f"its prev_hash matches no row: row seq {s - 1} was deleted (and later rows renumbered), "
             "or replaced by a row with a recomputed hash",
             event_id(i),
@@ -302,7 +323,9 @@ class ChainCheck:
             gone = self.next_seq
             self.result.problems.append(
                 Problem(
-                    self.result.chain, gone, "truncated",
+                    self.result.chain,
+                    gone,
+                    "truncated",
                     f"the chain ends at seq {gone - 1} but the checkpoint signed at {format_ts(cp.ts)} covers seq "
                     f"{cp.seq}: rows {gone}..{cp.seq} were deleted from the tail",
                 )
@@ -383,11 +406,16 @@ def verify(
                 for page_lo in range(lo, hi, PAGE_ROWS)
             ]
             ahead = len(handles)
-            futures = [fetcher.submit(_fetch, handles[k % len(handles)], *_page_args(pages[k])) for k in range(min(ahead, len(pages)))]
+            futures = [
+                fetcher.submit(_fetch, handles[k % len(handles)], *_page_args(pages[k]))
+                for k in range(min(ahead, len(pages)))
+            ]
             for k, (check, lo, hi) in enumerate(pages):
                 page = futures[k].result()
                 if k + ahead < len(pages):
-                    futures.append(fetcher.submit(_fetch, handles[(k + ahead) % len(handles)], *_page_args(pages[k + ahead])))
+                    futures.append(
+                        fetcher.submit(_fetch, handles[(k + ahead) % len(handles)], *_page_args(pages[k + ahead]))
+                    )
                 check.feed(page)
                 done += hi - lo
                 if progress:
@@ -450,7 +478,9 @@ def _plan(
         else:
             forged.append(
                 Problem(
-                    chain, cp.seq, "forged_checkpoint",
+                    chain,
+                    cp.seq,
+                    "forged_checkpoint",
                     f"the checkpoint for seq {cp.seq} (ts {format_ts(cp.ts)}) does not verify under public key "
                     f"{public_key.hex()}: it was forged or altered",
                 )
@@ -493,16 +523,22 @@ def _plan(
 # How the reason of a record the sink did not believe begins (`ledger.sink.decode`), for those who count them.
 NOT_BELIEVED = "not believed: "
 # The ledger's own rows for the records it did not believe (`ledger.sink.decode`).
-NOT_BELIEVED_SQL = (f"actor = 'service:ledger' AND action = 'dlq.recorded' "
-                    f"AND startsWith(JSONExtractString(details, 'reason'), {sql_string(NOT_BELIEVED)})")
+NOT_BELIEVED_SQL = (
+    f"actor = 'service:ledger' AND action = 'dlq.recorded' "
+    f"AND startsWith(JSONExtractString(details, 'reason'), {sql_string(NOT_BELIEVED)})"
+)
 
 
 def not_believed(store: Store, since: dict[int, int] | None = None) -> int:
     """How many records on warden.audit.events the ledger did not believe (unsigned, signed by a
     key it does not pin, or speaking as another service); ``since`` (partition → offset): only
     those from there on."""
-    read_from = " OR ".join(f"(source_partition = {int(p)} AND source_offset >= {int(o)})"
-                            for p, o in (since or {}).items()) or "1"
-    return store.arrow(
-        f"SELECT count() AS n FROM {AUDIT_LOG} WHERE {NOT_BELIEVED_SQL} AND ({read_from})"
-    ).column("n")[0].as_py()
+    read_from = (
+        " OR ".join(f"(source_partition = {int(p)} AND source_offset >= {int(o)})" for p, o in (since or {}).items())
+        or "1"
+    )
+    return (
+        store.arrow(f"SELECT count() AS n FROM {AUDIT_LOG} WHERE {NOT_BELIEVED_SQL} AND ({read_from})")
+        .column("n")[0]
+        .as_py()
+    )

@@ -49,8 +49,11 @@ class RootSettings:
     # Roots beyond WARDEN_ROOT_PROVIDER, in order: the 2-of-3 custody modes spread shares over them.
     more_providers: tuple[str, ...] = field(default_factory=lambda: _names("WARDEN_ROOT_PROVIDERS"))
     aws_kms_key_id: str | None = field(default_factory=lambda: _opt("WARDEN_AWS_KMS_KEY_ID"))
-    aws_region: str = field(default_factory=lambda: _opt("WARDEN_AWS_REGION") or _opt("AWS_REGION")
-                            or _opt("AWS_DEFAULT_REGION") or "us-east-1")
+    aws_region: str = field(
+        default_factory=lambda: (
+            _opt("WARDEN_AWS_REGION") or _opt("AWS_REGION") or _opt("AWS_DEFAULT_REGION") or "us-east-1"
+        )
+    )
     aws_kms_endpoint: str | None = field(default_factory=lambda: _opt("WARDEN_AWS_KMS_ENDPOINT"))
     gcp_kms_key: str | None = field(default_factory=lambda: _opt("WARDEN_GCP_KMS_KEY"))
     gcp_kms_endpoint: str | None = field(default_factory=lambda: _opt("WARDEN_GCP_KMS_ENDPOINT"))
@@ -104,8 +107,13 @@ class Settings:
     broker: str = field(default_factory=lambda: _env("WARDEN_BROKER", "127.0.0.1:19092"))
     rpc_url: str = field(default_factory=lambda: _env("WARDEN_RPC_URL", "http://127.0.0.1:18545"))
     # Per-chain RPC overrides, WARDEN_RPC_URL_<CHAIN> (e.g. WARDEN_RPC_URL_BASE), read once here.
-    rpc_urls: Mapping[str, str] = field(default_factory=lambda: {
-        name[len("WARDEN_RPC_URL_"):]: url for name, url in os.environ.items() if name.startswith("WARDEN_RPC_URL_")})
+    rpc_urls: Mapping[str, str] = field(
+        default_factory=lambda: {
+            name[len("WARDEN_RPC_URL_") :]: url
+            for name, url in os.environ.items()
+            if name.startswith("WARDEN_RPC_URL_")
+        }
+    )
     topology: str = field(default_factory=lambda: _env("WARDEN_TOPOLOGY", "fused"))
     # The embedded broker's log: "memory" (lost when it stops; tests, benchmarks, the demo) or
     # "durable" (Tansu on S3 over a local SeaweedFS under $WARDEN_HOME/storage; `warden up`).
@@ -185,10 +193,12 @@ class Settings:
         """What an operator must hear when WARDEN_FETCH_WAIT_MS is shorter than S3 storage needs."""
         if self.broker_storage == "memory" or self.fetch_wait_ms >= S3_FETCH_WAIT_MS:
             return None
-        return (f"WARDEN_FETCH_WAIT_MS={self.fetch_wait_ms} on S3 broker storage: Tansu answers a fetch that needs "
-                f"an S3 read only if the wait covers the read, and a reader at 20 ms was seen stuck, empty fetch "
-                f"after empty fetch (clients then wait on outcomes already written). Unset it (the default on S3 "
-                f"is {S3_FETCH_WAIT_MS}) unless your S3 answers faster than this wait")
+        return (
+            f"WARDEN_FETCH_WAIT_MS={self.fetch_wait_ms} on S3 broker storage: Tansu answers a fetch that needs "
+            f"an S3 read only if the wait covers the read, and a reader at 20 ms was seen stuck, empty fetch "
+            f"after empty fetch (clients then wait on outcomes already written). Unset it (the default on S3 "
+            f"is {S3_FETCH_WAIT_MS}) unless your S3 answers faster than this wait"
+        )
 
     @property
     def signer_state_dir(self) -> Path:
@@ -230,32 +240,44 @@ def child_environment(settings: Settings) -> dict[str, str]:
     """The environment for a process Warden starts: this one's, with ``settings`` written over
     the variables they came from, so the child loads the same settings."""
     env = dict(os.environ)
-    env.update({
-        "WARDEN_HOME": str(settings.home), "WARDEN_BROKER": settings.broker,
-        "WARDEN_RPC_URL": settings.rpc_url, "WARDEN_TOPOLOGY": settings.topology,
-        "WARDEN_LEDGER_HTTP": settings.ledger_http, "WARDEN_TEE": settings.tee,
-        "WARDEN_ROOT_PROVIDER": settings.root_provider,
-        "WARDEN_ALLOW_DEV_ROOT": "1" if settings.allow_dev_root else "0",
-        "WARDEN_KEY_MODE": settings.key_mode, "WARDEN_SIGNER_ID": settings.signer_id,
-        "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if settings.allow_unattested_signer else "0",
-        "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
-        "WARDEN_WORKER_ID": settings.worker_id, "WARDEN_BROKER_STORAGE": settings.broker_storage,
-        "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s), "WARDEN_METRICS_PORT": settings.metrics_port,
-        "WARDEN_TX_REPLACE_AFTER_S": str(settings.tx_replace_after_s), "WARDEN_TX_MAX_BUMPS": str(settings.tx_max_bumps),
-    })
+    env.update(
+        {
+            "WARDEN_HOME": str(settings.home),
+            "WARDEN_BROKER": settings.broker,
+            "WARDEN_RPC_URL": settings.rpc_url,
+            "WARDEN_TOPOLOGY": settings.topology,
+            "WARDEN_LEDGER_HTTP": settings.ledger_http,
+            "WARDEN_TEE": settings.tee,
+            "WARDEN_ROOT_PROVIDER": settings.root_provider,
+            "WARDEN_ALLOW_DEV_ROOT": "1" if settings.allow_dev_root else "0",
+            "WARDEN_KEY_MODE": settings.key_mode,
+            "WARDEN_SIGNER_ID": settings.signer_id,
+            "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if settings.allow_unattested_signer else "0",
+            "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
+            "WARDEN_WORKER_ID": settings.worker_id,
+            "WARDEN_BROKER_STORAGE": settings.broker_storage,
+            "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s),
+            "WARDEN_METRICS_PORT": settings.metrics_port,
+            "WARDEN_TX_REPLACE_AFTER_S": str(settings.tx_replace_after_s),
+            "WARDEN_TX_MAX_BUMPS": str(settings.tx_max_bumps),
+        }
+    )
     if settings.fetch_wait_setting is None:  # the child picks its default from its broker storage
         env.pop("WARDEN_FETCH_WAIT_MS", None)
     else:
         env["WARDEN_FETCH_WAIT_MS"] = str(settings.fetch_wait_setting)
     attestation = settings.attestation
-    env.update({
-        "WARDEN_ATTESTATION_MEASUREMENTS": ",".join(attestation.measurements),
-        "WARDEN_ATTESTATION_PRODUCT": attestation.product, "WARDEN_ATTESTATION_MINIMUM_TCB": attestation.minimum_tcb,
-        "WARDEN_ATTESTATION_ALLOW_DEBUG": "1" if attestation.allow_debug else "0",
-        "WARDEN_ATTESTATION_REFUSE_SMT": "1" if attestation.refuse_smt else "0",
-        "WARDEN_ATTESTATION_ALLOW_MIGRATION_AGENT": "1" if attestation.allow_migration_agent else "0",
-        "WARDEN_ATTESTATION_MAX_AGE_S": str(attestation.max_age_s),
-    })
+    env.update(
+        {
+            "WARDEN_ATTESTATION_MEASUREMENTS": ",".join(attestation.measurements),
+            "WARDEN_ATTESTATION_PRODUCT": attestation.product,
+            "WARDEN_ATTESTATION_MINIMUM_TCB": attestation.minimum_tcb,
+            "WARDEN_ATTESTATION_ALLOW_DEBUG": "1" if attestation.allow_debug else "0",
+            "WARDEN_ATTESTATION_REFUSE_SMT": "1" if attestation.refuse_smt else "0",
+            "WARDEN_ATTESTATION_ALLOW_MIGRATION_AGENT": "1" if attestation.allow_migration_agent else "0",
+            "WARDEN_ATTESTATION_MAX_AGE_S": str(attestation.max_age_s),
+        }
+    )
     if attestation.vcek_file:
         env["WARDEN_SEV_VCEK"] = attestation.vcek_file
     return env

@@ -82,8 +82,9 @@ async def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]
     """Per topic: records past the group's committed offsets (from the beginning where it
     committed none)."""
     # A member of the group that never subscribes: it only asks for committed offsets.
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False,
-                                request_timeout_ms=5000)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False, request_timeout_ms=5000
+    )
     try:
         await consumer.start()
         parts = await partitions(consumer, topic_names)
@@ -99,11 +100,14 @@ async def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]
         await consumer.stop()
 
 
-async def follow(settings: Settings, topic_names: tuple[str, ...],
-                 start: dict[TopicPartition, int] | None = None,
-                 caught_up: asyncio.Event | None = None,
-                 fetch_max_wait_ms: int = 500,
-                 keys: Collection[str] | None = None) -> AsyncIterator[tuple[str, bytes]]:
+async def follow(
+    settings: Settings,
+    topic_names: tuple[str, ...],
+    start: dict[TopicPartition, int] | None = None,
+    caught_up: asyncio.Event | None = None,
+    fetch_max_wait_ms: int = 500,
+    keys: Collection[str] | None = None,
+) -> AsyncIterator[tuple[str, bytes]]:
     """Every record on the topics from ``start`` (default: the beginning), as (topic, value),
     forever. Yields ("", b"") when nothing arrived for 200 ms, so callers can check deadlines.
     ``caught_up`` is set once every record that was on the topics when following began has
@@ -117,14 +121,18 @@ async def follow(settings: Settings, topic_names: tuple[str, ...],
         yield ("", b"") if record is None else (record.topic, record.value)
 
 
-async def follow_records(settings: Settings, topic_names: tuple[str, ...],
-                         start: dict[TopicPartition, int] | None = None,
-                         caught_up: asyncio.Event | None = None,
-                         fetch_max_wait_ms: int = 500,
-                         keys: Collection[str] | None = None) -> AsyncIterator[ConsumerRecord | None]:
+async def follow_records(
+    settings: Settings,
+    topic_names: tuple[str, ...],
+    start: dict[TopicPartition, int] | None = None,
+    caught_up: asyncio.Event | None = None,
+    fetch_max_wait_ms: int = 500,
+    keys: Collection[str] | None = None,
+) -> AsyncIterator[ConsumerRecord | None]:
     """`follow`, yielding whole records (headers too), and None where it yields ("", b"")."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
-                                fetch_max_wait_ms=fetch_max_wait_ms)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker, enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms
+    )
     await consumer.start()
     try:
         parts = await partitions(consumer, topic_names)
@@ -147,7 +155,11 @@ async def follow_records(settings: Settings, topic_names: tuple[str, ...],
                     yield msg
             # Past the ends the broker reported, and a fetch found nothing more: Tansu's reported
             # end can trail its last record by far (on S3 storage), so the ends alone are not enough.
-            if ends and time.monotonic() - quiet_since >= quiet_s and all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+            if (
+                ends
+                and time.monotonic() - quiet_since >= quiet_s
+                and all([await consumer.position(tp) >= end for tp, end in ends.items()])
+            ):
                 ends = {}
                 caught_up.set()
             if not batch:
@@ -156,8 +168,12 @@ async def follow_records(settings: Settings, topic_names: tuple[str, ...],
         await consumer.stop()
 
 
-async def read_to_quiet(settings: Settings, topic_names: tuple[str, ...], idle_polls: int = 5,
-                        start: dict[TopicPartition, int] | None = None) -> AsyncIterator[tuple[str, bytes]]:
+async def read_to_quiet(
+    settings: Settings,
+    topic_names: tuple[str, ...],
+    idle_polls: int = 5,
+    start: dict[TopicPartition, int] | None = None,
+) -> AsyncIterator[tuple[str, bytes]]:
     """Every record on the topics from ``start`` (default: the beginning) until they have been
     quiet for ``idle_polls`` polls of 200 ms: what a command that reads a topic's history needs."""
     idle = 0
@@ -190,18 +206,26 @@ def producer(settings: Settings) -> AIOKafkaProducer:
     intent, a client on its outcome), and a lone record must not wait for company. Under load
     records still share requests and batches (`PRODUCER_BATCH_BYTES`): aiokafka keeps one request
     in flight per broker and batches what arrives meanwhile."""
-    return AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=0,
-                            max_request_size=settings.max_message_bytes, max_batch_size=PRODUCER_BATCH_BYTES,
-                            partitioner=KeyedPartitioner())
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.broker,
+        acks="all",
+        linger_ms=0,
+        max_request_size=settings.max_message_bytes,
+        max_batch_size=PRODUCER_BATCH_BYTES,
+        partitioner=KeyedPartitioner(),
+    )
 
 
-async def publish(producer: AIOKafkaProducer, emits: list[Emit], max_record_bytes: int,
-                  audit_signer: AuditSigner) -> list[asyncio.Future]:
+async def publish(
+    producer: AIOKafkaProducer, emits: list[Emit], max_record_bytes: int, audit_signer: AuditSigner
+) -> list[asyncio.Future]:
     """Queue every record, audit events joined per agent (`schemas.emit.join_audits`) and each
     audit record signed by ``audit_signer`` (the ledger believes no other); the returned futures
     resolve when the broker acknowledged each."""
-    return [await producer.send(e.topic, e.value, key=e.key.encode(), headers=audit_headers(e, audit_signer))
-            for e in join_audits(emits, max_record_bytes)]
+    return [
+        await producer.send(e.topic, e.value, key=e.key.encode(), headers=audit_headers(e, audit_signer))
+        for e in join_audits(emits, max_record_bytes)
+    ]
 
 
 def audit_headers(emit: Emit, audit_signer: AuditSigner) -> list[tuple[str, bytes]] | None:

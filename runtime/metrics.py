@@ -26,16 +26,19 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from runtime.config import Settings
 
 INTENTS = Counter("warden_intents_total", "Intents decided by the streams worker", ["outcome", "stage", "code"])
-STAGE_SECONDS = Histogram("warden_stage_seconds", "Time one guardrail stage took", ["stage"],
-                          buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0))
+STAGE_SECONDS = Histogram(
+    "warden_stage_seconds",
+    "Time one guardrail stage took",
+    ["stage"],
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+)
 SIGNER_OUTCOMES = Counter("warden_signer_outcomes_total", "Approved intents the signer ended", ["outcome", "code"])
 TXS = Counter("warden_txs_total", "Transaction statuses the signer reported", ["status"])
 SIGNER_QUEUE = Gauge("warden_signer_queue_depth", "Transactions the signer is tracking to a receipt")
 CONSUMER_LAG = Gauge("warden_consumer_lag", "Records past this component's position on its input", ["component"])
 LEDGER_APPENDED = Counter("warden_ledger_appended_total", "Audit events appended to the ledger")
 LEDGER_LAG = Gauge("warden_ledger_append_lag", "Audit records on the topic not yet appended")
-RESTARTS = Counter("warden_component_restarts_total", "Restarts of a crashed service by the supervisor",
-                   ["component"])
+RESTARTS = Counter("warden_component_restarts_total", "Restarts of a crashed service by the supervisor", ["component"])
 
 
 def metrics_file(settings: Settings, component: str):

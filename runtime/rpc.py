@@ -43,8 +43,10 @@ class JsonRpc:
             async with self._session.post(self.url, json=body) as resp:
                 reply = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RpcUnavailable(f"{method}: chain RPC at {self.url} unreachable ({exc.__class__.__name__}: {exc}); "
-                                 "check WARDEN_RPC_URL and that the node runs") from exc
+            raise RpcUnavailable(
+                f"{method}: chain RPC at {self.url} unreachable ({exc.__class__.__name__}: {exc}); "
+                "check WARDEN_RPC_URL and that the node runs"
+            ) from exc
         if "error" in reply:
             err = reply["error"]
             raise RpcError(method, err.get("code", 0), err.get("message", ""), err.get("data"))

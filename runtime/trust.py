@@ -80,8 +80,11 @@ class PinnedServiceKeys:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        configured = {"worker": settings.worker_keys, "signer": settings.signer_keys,
-                      "supervisor": settings.supervisor_keys}
+        configured = {
+            "worker": settings.worker_keys,
+            "signer": settings.signer_keys,
+            "supervisor": settings.supervisor_keys,
+        }
         self._fixed = {role: _pairs(text) for role, text in configured.items() if text}
         self._local: dict[str, dict[str, str]] = {}
         self._read_at = 0.0

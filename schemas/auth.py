@@ -13,22 +13,34 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import (Encoding, NoEncryption, PrivateFormat, PublicFormat,
-                                                          load_pem_private_key)
-
 from typing import Literal, Protocol, TypeVar, get_args
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from schemas.models import (AgentPolicy, DeadLetter, HumanApproval, IntentRejected, Outcome, SealingKey,
-                            SignedMessage, SignedTransaction, TransactionIntent)
+from schemas.models import (
+    AgentPolicy,
+    DeadLetter,
+    HumanApproval,
+    IntentRejected,
+    Outcome,
+    SealingKey,
+    SignedMessage,
+    SignedTransaction,
+    TransactionIntent,
+)
 
 Role = Literal["worker", "signer", "supervisor"]
-O = TypeVar("O", bound=Outcome)
+OutcomeT = TypeVar("OutcomeT", bound=Outcome)
 
 
 def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
@@ -126,7 +138,7 @@ class ServiceKeys(Protocol):
     def key(self, role: Role, key_id: str) -> str | None: ...
 
 
-def sign_outcome(record: O, service_key: Ed25519PrivateKey, key_id: str) -> O:
+def sign_outcome(record: OutcomeT, service_key: Ed25519PrivateKey, key_id: str) -> OutcomeT:
     return _service_signed(record, service_key, key_id)
 
 
@@ -141,6 +153,7 @@ def _service_signed(record, service_key: Ed25519PrivateKey, key_id: str):
 
 # -- sealing-key announcements -------------------------------------------------------------------
 
+
 def sign_announcement(announced: SealingKey, service_key: Ed25519PrivateKey, key_id: str) -> SealingKey:
     """A signer's sealing-key announcement signed with its service key, as its outcomes are."""
     return _service_signed(announced, service_key, key_id)
@@ -152,13 +165,20 @@ def announcement_forgery(announced: SealingKey, pinned_public: str | None) -> st
     anyone who can write to warden.signer.sealing could announce a key under a signer's name
     and collect the client shares sealed to it."""
     if pinned_public is None:
-        return (f"{announced.signer_id}: runs with tee=none and no service key is pinned for it, so nothing "
-                "ties this sealing key to it; pin it (WARDEN_SIGNER_KEYS, or its key file under "
-                "$WARDEN_HOME/services/signer)")
-    if (not announced.service_signature or announced.signed_by != announced.signer_id
-            or not _verify(pinned_public, announced.service_signature, announced.service_signing_bytes())):
-        return (f"{announced.signer_id}: runs with tee=none and its announcement is not signed by its pinned "
-                "service key (a forged record on warden.signer.sealing?)")
+        return (
+            f"{announced.signer_id}: runs with tee=none and no service key is pinned for it, so nothing "
+            "ties this sealing key to it; pin it (WARDEN_SIGNER_KEYS, or its key file under "
+            "$WARDEN_HOME/services/signer)"
+        )
+    if (
+        not announced.service_signature
+        or announced.signed_by != announced.signer_id
+        or not _verify(pinned_public, announced.service_signature, announced.service_signing_bytes())
+    ):
+        return (
+            f"{announced.signer_id}: runs with tee=none and its announcement is not signed by its pinned "
+            "service key (a forged record on warden.signer.sealing?)"
+        )
     return None
 
 
@@ -194,7 +214,6 @@ def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | Non
     return None
 
 
-
 # -- audit records -------------------------------------------------------------------------------
 
 # Whoever writes a record to warden.audit.events signs it, in two Kafka headers: who ("<role>:<key
@@ -208,8 +227,12 @@ AUDIT_SIGNATURE_HEADER = "warden-audit-signature"
 AuditRole = Literal["worker", "signer", "supervisor", "ledger", "admin"]
 AUDIT_ROLES: tuple[AuditRole, ...] = get_args(AuditRole)
 # The one "service:" actor each role may claim; admins claim none.
-SERVICE_ACTORS: dict[str, str] = {"worker": "service:streams", "signer": "service:signer",
-                                  "supervisor": "service:supervisor", "ledger": "service:ledger"}
+SERVICE_ACTORS: dict[str, str] = {
+    "worker": "service:streams",
+    "signer": "service:signer",
+    "supervisor": "service:supervisor",
+    "ledger": "service:ledger",
+}
 _AUDIT_CONTEXT = b"warden.audit.events\x00"  # a signature over an audit record is no signature over anything else
 
 
@@ -254,8 +277,10 @@ def audit_claim(headers, keys: AuditKeys) -> AuditClaim | tuple[str, str]:
     found = {name: data for name, data in headers or () if name in (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER)}
     by, signature = found.get(AUDIT_BY_HEADER), found.get(AUDIT_SIGNATURE_HEADER)
     if by is None or signature is None:
-        return "", (f"unsigned: the record has no {AUDIT_BY_HEADER} and {AUDIT_SIGNATURE_HEADER} headers; "
-                    "only Warden's services and pinned admins write audit records")
+        return "", (
+            f"unsigned: the record has no {AUDIT_BY_HEADER} and {AUDIT_SIGNATURE_HEADER} headers; "
+            "only Warden's services and pinned admins write audit records"
+        )
     role, _, key_id = by.decode(errors="replace").partition(":")
     if role not in AUDIT_ROLES or not key_id:
         return "", f"{AUDIT_BY_HEADER} {by[:100]!r} is not <role>:<key id> with a role of {', '.join(AUDIT_ROLES)}"
@@ -322,8 +347,10 @@ def vault_event_forgery(value: bytes, headers, keys: AuditKeys) -> str | None:
     found = {name: data for name, data in headers or () if name in (VAULT_BY_HEADER, VAULT_SIGNATURE_HEADER)}
     by, signature = found.get(VAULT_BY_HEADER), found.get(VAULT_SIGNATURE_HEADER)
     if by is None or signature is None:
-        return (f"unsigned: the record has no {VAULT_BY_HEADER} and {VAULT_SIGNATURE_HEADER} headers; only a "
-                "pinned admin's command (warden vault, warden keys) writes vault events")
+        return (
+            f"unsigned: the record has no {VAULT_BY_HEADER} and {VAULT_SIGNATURE_HEADER} headers; only a "
+            "pinned admin's command (warden vault, warden keys) writes vault events"
+        )
     role, _, key_id = by.decode(errors="replace").partition(":")
     if role != "admin" or not key_id:
         return f"{VAULT_BY_HEADER} {by[:100]!r} is not admin:<key id>; only admins write vault events"

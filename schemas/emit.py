@@ -37,11 +37,27 @@ class Source:
         return f"record:{self.topic}/{self.partition}/{self.offset}"
 
 
-def audit(actor: str, action: str, resource: str, now: datetime, *id_parts: str,
-          intent_id: str | None = None, agent_id: str | None = None, **details) -> Emit:
+def audit(
+    actor: str,
+    action: str,
+    resource: str,
+    now: datetime,
+    *id_parts: str,
+    intent_id: str | None = None,
+    agent_id: str | None = None,
+    **details,
+) -> Emit:
     """An audit event whose id is derived from what it records, so a redelivery yields the same id."""
-    fields = dict(event_id=event_id(action, *id_parts), actor=actor, action=action, resource=resource, ts=now,
-                  intent_id=intent_id, agent_id=agent_id, details=details)
+    fields = dict(
+        event_id=event_id(action, *id_parts),
+        actor=actor,
+        action=action,
+        resource=resource,
+        ts=now,
+        intent_id=intent_id,
+        agent_id=agent_id,
+        details=details,
+    )
     return Emit(topics.AUDIT_EVENTS, agent_id or "", _plain_event_bytes(fields) or AuditEvent(**fields).to_bytes())
 
 
@@ -51,12 +67,16 @@ def _plain_event_bytes(fields: dict) -> bytes | None:
     carries its zone; else None, and the model builds it (or says what is wrong). A worker writes
     ~10 events an intent, and the model's validation and dump were ~2.5 us of the ~7 each."""
     ts = fields["ts"]
-    if not (isinstance(ts, datetime) and ts.tzinfo is not None and _plain(fields["details"])
-            and all(type(fields[name]) is str for name in ("event_id", "actor", "action", "resource"))
-            and all(fields[name] is None or type(fields[name]) is str for name in ("intent_id", "agent_id"))):
+    if not (
+        isinstance(ts, datetime)
+        and ts.tzinfo is not None
+        and _plain(fields["details"])
+        and all(type(fields[name]) is str for name in ("event_id", "actor", "action", "resource"))
+        and all(fields[name] is None or type(fields[name]) is str for name in ("intent_id", "agent_id"))
+    ):
         return None
     # Pydantic's form of a UTC time (`schemas.fields.UtcDatetime`): ISO 8601 with "Z" for the zone.
-    at = (ts if ts.tzinfo is timezone.utc else ts.astimezone(timezone.utc)).isoformat()[:-len("+00:00")] + "Z"
+    at = (ts if ts.tzinfo is timezone.utc else ts.astimezone(timezone.utc)).isoformat()[: -len("+00:00")] + "Z"
     try:
         return orjson.dumps({"schema_version": SCHEMA_VERSION, **fields, "ts": at})
     except TypeError:  # an int past 64 bits: the model raises what it does for it
@@ -74,25 +94,49 @@ def _plain(value) -> bool:
     return False
 
 
-def dead_letter(actor: str, raw: bytes | None, source: Source, now: datetime, reason: str,
-                errors: tuple[str, ...] = (), max_bytes: int = 65_536,
-                sign: Callable[[DeadLetter], DeadLetter] | None = None) -> list[Emit]:
+def dead_letter(
+    actor: str,
+    raw: bytes | None,
+    source: Source,
+    now: datetime,
+    reason: str,
+    errors: tuple[str, ...] = (),
+    max_bytes: int = 65_536,
+    sign: Callable[[DeadLetter], DeadLetter] | None = None,
+) -> list[Emit]:
     """The dead letter for a record (its first ``max_bytes``, the digest and size of the whole)
     and its audit event. ``sign`` is the writing service's outcome signature: readers believe
     only signed dead letters (`schemas.auth.outcome_forgery`)."""
     payload = raw or b""
     key = source.key.decode(errors="replace") if source.key else None
-    letter = DeadLetter(source_topic=source.topic, partition=source.partition, offset=source.offset, key=key,
-                        reason=reason, errors=tuple(errors),
-                        payload_b64=base64.b64encode(payload[:max_bytes]).decode(),
-                        payload_sha256=hashlib.sha256(payload).hexdigest(), payload_bytes=len(payload),
-                        received_at=now)
+    letter = DeadLetter(
+        source_topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+        key=key,
+        reason=reason,
+        errors=tuple(errors),
+        payload_b64=base64.b64encode(payload[:max_bytes]).decode(),
+        payload_sha256=hashlib.sha256(payload).hexdigest(),
+        payload_bytes=len(payload),
+        received_at=now,
+    )
     if sign is not None:
         letter = sign(letter)
     return [
         Emit(topics.DLQ, key or "", letter.to_bytes()),
-        audit(actor, "dlq.recorded", source.resource, now, source.resource, agent_id=key, reason=reason,
-              payload_sha256=letter.payload_sha256, payload_bytes=letter.payload_bytes, errors=list(errors)),
+        audit(
+            actor,
+            "dlq.recorded",
+            source.resource,
+            now,
+            source.resource,
+            agent_id=key,
+            reason=reason,
+            payload_sha256=letter.payload_sha256,
+            payload_bytes=letter.payload_bytes,
+            errors=list(errors),
+        ),
     ]
 
 

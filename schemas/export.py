@@ -5,12 +5,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.models import (AgentPolicy, AuditEvent, DeadLetter, IntentApproved, IntentRejected, SealingKey,
-                            SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
+from schemas.models import (
+    AgentPolicy,
+    AuditEvent,
+    DeadLetter,
+    IntentApproved,
+    IntentRejected,
+    SealingKey,
+    SignedMessage,
+    SignedTransaction,
+    StageVerdict,
+    TransactionIntent,
+)
 
-RECORDS = (TransactionIntent, AgentPolicy, StageVerdict, IntentRejected, IntentApproved, SignedTransaction,
-           SignedMessage,
-           AuditEvent, DeadLetter, SealingKey)
+RECORDS = (
+    TransactionIntent,
+    AgentPolicy,
+    StageVerdict,
+    IntentRejected,
+    IntentApproved,
+    SignedTransaction,
+    SignedMessage,
+    AuditEvent,
+    DeadLetter,
+    SealingKey,
+)
 
 
 def export(directory: Path) -> list[Path]:

@@ -30,7 +30,7 @@ def parse_token_amount(text: str, decimals: int, unit: str = "the token's unit",
     Rejects numbers, negatives, exponents and more decimals than the unit has."""
     if not isinstance(text, str):
         raise ValueError(
-            f"must be a decimal string in {unit} such as \"0.05\", got {type(text).__name__}; "
+            f'must be a decimal string in {unit} such as "0.05", got {type(text).__name__}; '
             "numbers are refused so no float ever touches money"
         )
     return _parsed_amount(text, decimals, unit, base)
@@ -44,12 +44,14 @@ def _parsed_amount(text: str, decimals: int, unit: str, base: str) -> int:
     if text.startswith("-"):
         raise ValueError(f"must be >= 0, got {text!r}")
     if not _DECIMAL_RE.match(text):
-        raise ValueError(f"must be a plain decimal such as \"0.05\" (digits, one optional point), got {text!r}")
+        raise ValueError(f'must be a plain decimal such as "0.05" (digits, one optional point), got {text!r}')
     whole, _, frac = text.partition(".")
     if len(frac) > decimals:
         smallest = "1" if decimals == 0 else "0." + "0" * (decimals - 1) + "1"
-        raise ValueError(f"has {len(frac)} decimals; at most {decimals} are allowed in {unit} (its smallest "
-                         f"amount is {smallest}), got {text!r}")
+        raise ValueError(
+            f"has {len(frac)} decimals; at most {decimals} are allowed in {unit} (its smallest "
+            f"amount is {smallest}), got {text!r}"
+        )
     units = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
     if units > MAX_UINT256:
         raise ValueError(f"exceeds 2**256-1 {base}")
@@ -147,8 +149,12 @@ Address = Annotated[str, BeforeValidator(_address)]
 HexData = Annotated[str, BeforeValidator(_hex_data)]
 Identifier = Annotated[str, BeforeValidator(_identifier)]
 # On the wire (and so in the exported JSON Schema) wei is a decimal string.
-Wei = Annotated[int, BeforeValidator(_wei), PlainSerializer(str, return_type=str, when_used="json"),
-                WithJsonSchema({"type": "string", "pattern": "^(0|[1-9][0-9]*)$"})]
+Wei = Annotated[
+    int,
+    BeforeValidator(_wei),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": "^(0|[1-9][0-9]*)$"}),
+]
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 

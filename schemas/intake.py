@@ -19,9 +19,11 @@ from schemas.fields import Identifier
 from schemas.models import TransactionIntent
 
 # What a rejection of an unreadable record adds to why it could not be read: what to do next.
-NEXT_STEP = ("Nothing in this record was judged or signed: correct what is named above (an intent's JSON Schema: "
-             "`warden schemas export`), sign the intent again and submit it; this rejection names the record by "
-             "the SHA-256 of its bytes (intent_digest)")
+NEXT_STEP = (
+    "Nothing in this record was judged or signed: correct what is named above (an intent's JSON Schema: "
+    "`warden schemas export`), sign the intent again and submit it; this rejection names the record by "
+    "the SHA-256 of its bytes (intent_digest)"
+)
 UNREADABLE_ID_PREFIX = "unreadable-"
 
 _IDENTIFIER = TypeAdapter(Identifier)
@@ -83,5 +85,9 @@ def read_intent(raw: bytes | None, max_bytes: int) -> TransactionIntent | Unread
         return TransactionIntent.model_validate(doc)
     except ValidationError as exc:
         errors = explain(exc)
-        return Unreadable(f"invalid TransactionIntent: {'; '.join(errors)}", errors, usable_id(doc.get("intent_id")),
-                          usable_id(doc.get("agent_id")))
+        return Unreadable(
+            f"invalid TransactionIntent: {'; '.join(errors)}",
+            errors,
+            usable_id(doc.get("intent_id")),
+            usable_id(doc.get("agent_id")),
+        )

@@ -10,19 +10,36 @@ from __future__ import annotations
 import functools
 import hashlib
 import operator
-from datetime import datetime
 import re
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from evm.constants import (BYTES_PER_BLOB, EIP712_DOMAIN_FIELDS, EIP712_MAX_DEPTH, GAS_PER_BLOB,  # noqa: F401
-                           MAX_BLOBS_PER_TX, MAX_MESSAGE_BYTES, NONCE_LIMIT, PER_AUTHORIZATION_GAS)
+from evm.constants import (  # noqa: F401
+    BYTES_PER_BLOB,
+    EIP712_DOMAIN_FIELDS,
+    EIP712_MAX_DEPTH,
+    GAS_PER_BLOB,
+    MAX_BLOBS_PER_TX,
+    MAX_MESSAGE_BYTES,
+    NONCE_LIMIT,
+    PER_AUTHORIZATION_GAS,
+)
 from evm.typed_data import parse_integer
 from schemas.chains import REGISTRY, UnknownChain
-from schemas.fields import (Address, HexData, Identifier, NativeAmount, UtcDatetime, Wei, parse_address,
-                            parse_native_amount, parse_token_amount)
+from schemas.fields import (
+    Address,
+    HexData,
+    Identifier,
+    NativeAmount,
+    UtcDatetime,
+    Wei,
+    parse_address,
+    parse_native_amount,
+    parse_token_amount,
+)
 
 SCHEMA_VERSION = 1
 
@@ -34,25 +51,55 @@ IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
 INTENT_MAX_AGE_US = 600 * 1_000_000
 INTENT_MAX_FUTURE_US = 120 * 1_000_000
 
-Stage = Literal["intake", "chain", "allowlist", "delegation", "assets", "simulation", "fee", "value_cap",
-                "daily_limit", "message", "typed_data", "approval", "signing"]
+Stage = Literal[
+    "intake",
+    "chain",
+    "allowlist",
+    "delegation",
+    "assets",
+    "simulation",
+    "fee",
+    "value_cap",
+    "daily_limit",
+    "message",
+    "typed_data",
+    "approval",
+    "signing",
+]
 # "fee" comes before the cap and the limit: they count spend (value + worst-case fee), which it
 # prices. Simulation comes before "fee", so a call that reverts is told as a revert, not as a
 # gas estimate that failed.
 # "assets" judges what the calldata does (token transfers and approvals, other contract calls)
 # before anything runs it, and simulation then checks the chain moves no more than that.
-GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "assets", "simulation", "fee", "value_cap",
-                                       "daily_limit")
+GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "assets", "simulation", "fee", "value_cap", "daily_limit")
 # A set-code transaction (type 4) also hands the account to its delegates: checked before it is priced.
-SET_CODE_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "assets", "simulation", "fee",
-                                      "value_cap", "daily_limit")
+SET_CODE_STAGES: tuple[Stage, ...] = (
+    "chain",
+    "allowlist",
+    "delegation",
+    "assets",
+    "simulation",
+    "fee",
+    "value_cap",
+    "daily_limit",
+)
 # Messages move no native value by themselves, so they have no fee or spend stages; what they may
 # authorize is their stage's business (an EIP-712 Permit is refused unless its contract is allowlisted).
 MESSAGE_STAGES: tuple[Stage, ...] = ("chain", "message")
 # Typed data's "assets" stage counts what a Permit authorizes against the token's limits.
 TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data", "assets")
-ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "delegation", "assets", "simulation", "fee",
-                                           "value_cap", "daily_limit", "message", "typed_data")
+ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
+    "chain",
+    "allowlist",
+    "delegation",
+    "assets",
+    "simulation",
+    "fee",
+    "value_cap",
+    "daily_limit",
+    "message",
+    "typed_data",
+)
 
 IntentType = Literal["transaction", "personal_sign", "typed_data"]
 
@@ -64,6 +111,7 @@ def guardrail_stages(intent: "TransactionIntent") -> tuple[Stage, ...]:
     if intent.intent_type == "typed_data":
         return TYPED_DATA_STAGES
     return SET_CODE_STAGES if intent.tx_type == 4 else GUARDRAIL_STAGES
+
 
 # Integers a JSON reader in any language holds exactly: larger ones travel as decimal strings.
 JSON_SAFE_INT = 2**53 - 1
@@ -130,10 +178,21 @@ _TYPE_NAME_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*\Z")
 _FIELD_TYPE_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\[[0-9]*\])*\Z")
 # The EIP-712 primary types Warden reads as moving value (`streams.typed_movements`): a policy can
 # never name one of them as moving nothing, and the default policy never covers them.
-EIP712_VALUE_TYPES = frozenset({
-    "Permit", "PermitSingle", "PermitBatch", "PermitTransferFrom", "PermitBatchTransferFrom",
-    "PermitWitnessTransferFrom", "PermitBatchWitnessTransferFrom", "TransferWithAuthorization",
-    "ReceiveWithAuthorization", "OrderComponents", "Order"})
+EIP712_VALUE_TYPES = frozenset(
+    {
+        "Permit",
+        "PermitSingle",
+        "PermitBatch",
+        "PermitTransferFrom",
+        "PermitBatchTransferFrom",
+        "PermitWitnessTransferFrom",
+        "PermitBatchWitnessTransferFrom",
+        "TransferWithAuthorization",
+        "ReceiveWithAuthorization",
+        "OrderComponents",
+        "Order",
+    }
+)
 
 
 def _json_safe(value: Any, path: str, depth: int = 0) -> None:
@@ -142,11 +201,14 @@ def _json_safe(value: Any, path: str, depth: int = 0) -> None:
     if depth > EIP712_MAX_DEPTH:
         raise ValueError(f"{path}: nested more than {EIP712_MAX_DEPTH} levels")
     if isinstance(value, float):
-        raise ValueError(f"{path}: numbers with a fraction or exponent are refused; integers only, as JSON "
-                         "integers up to 2**53-1 or as decimal strings")
+        raise ValueError(
+            f"{path}: numbers with a fraction or exponent are refused; integers only, as JSON "
+            "integers up to 2**53-1 or as decimal strings"
+        )
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > JSON_SAFE_INT:
-        raise ValueError(f"{path}: {value} is past 2**53-1, which JSON readers in other languages round; send it "
-                         "as a decimal string")
+        raise ValueError(
+            f"{path}: {value} is past 2**53-1, which JSON readers in other languages round; send it as a decimal string"
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             _json_safe(item, f"{path}.{key}", depth + 1)
@@ -202,11 +264,15 @@ class TypedData(Record):
         domain_fields = {f.name: f.type for f in self.types["EIP712Domain"]}
         for name, kind in domain_fields.items():
             if EIP712_DOMAIN_FIELDS.get(name) != kind:
-                raise ValueError(f"types.EIP712Domain.{name}: the domain's fields are "
-                                 f"{', '.join(f'{k} ({t})' for k, t in EIP712_DOMAIN_FIELDS.items())}")
+                raise ValueError(
+                    f"types.EIP712Domain.{name}: the domain's fields are "
+                    f"{', '.join(f'{k} ({t})' for k, t in EIP712_DOMAIN_FIELDS.items())}"
+                )
         if set(self.domain) != set(domain_fields):
-            raise ValueError(f"domain has {sorted(self.domain)} but types.EIP712Domain lists {sorted(domain_fields)}; "
-                             "they must match, or a domain value would go unsigned")
+            raise ValueError(
+                f"domain has {sorted(self.domain)} but types.EIP712Domain lists {sorted(domain_fields)}; "
+                "they must match, or a domain value would go unsigned"
+            )
         _json_safe(self.domain, "domain")
         _json_safe(self.message, "message")
         if "chainId" in self.domain:
@@ -262,8 +328,11 @@ class AttestationEvidence(Record):
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
 
     report: str = Field(max_length=2048, description="the 1184-byte attestation report, base64")
-    vcek: str | None = Field(default=None, max_length=4096,
-                             description="the chip's VCEK (DER, base64), when the host's certificate table gave it")
+    vcek: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="the chip's VCEK (DER, base64), when the host's certificate table gave it",
+    )
     vcek_url: str = Field(max_length=512, description="where AMD's KDS serves this chip's VCEK at this TCB")
     product: Literal["milan", "genoa", "turin"]
     service_key_id: Identifier
@@ -291,8 +360,9 @@ class SealingKey(Record):
 
     def service_signing_bytes(self) -> bytes:
         """The announcement as it travels without service_signature, keys sorted (as an outcome's)."""
-        return orjson.dumps(self.model_dump(mode="json", by_alias=True, exclude={"service_signature"}),
-                            option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(
+            self.model_dump(mode="json", by_alias=True, exclude={"service_signature"}), option=orjson.OPT_SORT_KEYS
+        )
 
 
 class DeclaredOutflow(Record):
@@ -312,9 +382,16 @@ class TransactionIntent(Evolving):
     the same envelope: agent signature, idempotency, freshness, audit and one outcome."""
 
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
-        "intent_type": "transaction", "message": None, "typed_data": None, "max_fee_per_blob_gas": None,
-        "blob_versioned_hashes": (), "blobs": (), "authorization_list": (), "declared_outflows": (),
-        "unattested_signer_accepted": False}
+        "intent_type": "transaction",
+        "message": None,
+        "typed_data": None,
+        "max_fee_per_blob_gas": None,
+        "blob_versioned_hashes": (),
+        "blobs": (),
+        "authorization_list": (),
+        "declared_outflows": (),
+        "unattested_signer_accepted": False,
+    }
 
     intent_id: Identifier
     agent_id: Identifier
@@ -333,46 +410,73 @@ class TransactionIntent(Evolving):
     nonce: int | None = Field(default=None, ge=0, lt=NONCE_LIMIT)
     max_fee_per_blob_gas: Wei | None = Field(default=None, description="type 3: the most one unit of blob gas costs")
     blob_versioned_hashes: tuple[HexData, ...] = Field(
-        default=(), max_length=MAX_BLOBS_PER_TX, description="type 3: 0x01-versioned KZG commitment hashes")
+        default=(), max_length=MAX_BLOBS_PER_TX, description="type 3: 0x01-versioned KZG commitment hashes"
+    )
     blobs: tuple[HexData, ...] = Field(
-        default=(), max_length=MAX_BLOBS_PER_TX,
-        description="type 3 with broadcast: the blobs themselves (131072 bytes each), in the order of their hashes")
+        default=(),
+        max_length=MAX_BLOBS_PER_TX,
+        description="type 3 with broadcast: the blobs themselves (131072 bytes each), in the order of their hashes",
+    )
     authorization_list: tuple[AuthorizationRequest, ...] = Field(
-        default=(), max_length=1, description="type 4: the EIP-7702 delegation of the agent's account to sign")
+        default=(), max_length=1, description="type 4: the EIP-7702 delegation of the agent's account to sign"
+    )
     declared_outflows: tuple[DeclaredOutflow, ...] = Field(
-        default=(), max_length=16,
+        default=(),
+        max_length=16,
         description="a contract call: the tokens it is expected to take from the agent's account (a router's "
-        "transferFrom), counted against their asset limits; simulation refuses a call that takes more")
+        "transferFrom), counted against their asset limits; simulation refuses a call that takes more",
+    )
     message: HexData | None = Field(
-        default=None, description="personal_sign: the message bytes (UTF-8 text as hex), at most 16384 bytes")
+        default=None, description="personal_sign: the message bytes (UTF-8 text as hex), at most 16384 bytes"
+    )
     typed_data: TypedData | None = Field(default=None, description="typed_data: the EIP-712 document")
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
     broadcast: bool = False
     sealed_client_share: tuple[SealedSecret, ...] = Field(
-        default=(), max_length=8,
-        description="client-custody vaults: the client share sealed to each current signer's sealing key")
+        default=(),
+        max_length=8,
+        description="client-custody vaults: the client share sealed to each current signer's sealing key",
+    )
     sealed_cmek: tuple[SealedSecret, ...] = Field(
-        default=(), max_length=8,
-        description="vaults with a customer-managed key: that key, sealed to each current signer's sealing key")
+        default=(),
+        max_length=8,
+        description="vaults with a customer-managed key: that key, sealed to each current signer's sealing key",
+    )
     unattested_signer_accepted: bool = Field(
-        default=False, description="a sealed secret in this intent went to a signer with no verified attestation "
-        "(tee=none), accepted with WARDEN_ALLOW_UNATTESTED_SIGNER=1: recorded so the ledger shows it")
+        default=False,
+        description="a sealed secret in this intent went to a signer with no verified attestation "
+        "(tee=none), accepted with WARDEN_ALLOW_UNATTESTED_SIGNER=1: recorded so the ledger shows it",
+    )
     created_at: UtcDatetime
     expires_at: UtcDatetime | None = Field(
-        default=None, description="refused from this instant on; it can only shorten the deployment's window")
+        default=None, description="refused from this instant on; it can only shorten the deployment's window"
+    )
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
     _chain = field_validator("chain")(classmethod(lambda cls, v: _known_chain(v)))
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, json_schema_extra={"allOf": [
-        {"if": {"properties": {"intent_type": {"const": "personal_sign"}}, "required": ["intent_type"]},
-         "then": {"required": ["message"]}},
-        {"if": {"properties": {"intent_type": {"const": "typed_data"}}, "required": ["intent_type"]},
-         "then": {"required": ["typed_data"]}},
-        {"if": {"properties": {"intent_type": {"const": "transaction"}}},
-         "then": {"required": ["to", "value"]}},
-    ]})
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"intent_type": {"const": "personal_sign"}}, "required": ["intent_type"]},
+                    "then": {"required": ["message"]},
+                },
+                {
+                    "if": {"properties": {"intent_type": {"const": "typed_data"}}, "required": ["intent_type"]},
+                    "then": {"required": ["typed_data"]},
+                },
+                {
+                    "if": {"properties": {"intent_type": {"const": "transaction"}}},
+                    "then": {"required": ["to", "value"]},
+                },
+            ]
+        },
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "TransactionIntent":
@@ -389,8 +493,9 @@ class TransactionIntent(Evolving):
                 f"tx_type {self.tx_type} pays gas_price; max_fee_per_gas/max_priority_fee_per_gas are for tx_type 2-4"
             )
         if self.tx_type >= 2 and self.gas_price is not None:
-            raise ValueError(f"tx_type {self.tx_type} pays max_fee_per_gas + max_priority_fee_per_gas; gas_price is "
-                             "for tx_type 0/1")
+            raise ValueError(
+                f"tx_type {self.tx_type} pays max_fee_per_gas + max_priority_fee_per_gas; gas_price is for tx_type 0/1"
+            )
         if self.tx_type == 0 and self.access_list:
             raise ValueError("tx_type 0 has no access_list; use tx_type 1 or 2")
         if (
@@ -417,20 +522,27 @@ class TransactionIntent(Evolving):
             raise ValueError(f"tx_type 3 (EIP-4844) needs 1 to {MAX_BLOBS_PER_TX} blob_versioned_hashes")
         for index, versioned in enumerate(self.blob_versioned_hashes):
             if len(versioned) != 66 or not versioned.startswith("0x01"):
-                raise ValueError(f"blob_versioned_hashes[{index}] must be 32 bytes starting with the KZG version "
-                                 f"byte 0x01, got {versioned[:80]!r}")
+                raise ValueError(
+                    f"blob_versioned_hashes[{index}] must be 32 bytes starting with the KZG version "
+                    f"byte 0x01, got {versioned[:80]!r}"
+                )
         if len(set(self.blob_versioned_hashes)) != len(self.blob_versioned_hashes):
             raise ValueError("blob_versioned_hashes has the same hash twice")
         if self.blobs and len(self.blobs) != len(self.blob_versioned_hashes):
-            raise ValueError(f"{len(self.blobs)} blobs for {len(self.blob_versioned_hashes)} blob_versioned_hashes; "
-                             "send one blob per hash, in the same order")
+            raise ValueError(
+                f"{len(self.blobs)} blobs for {len(self.blob_versioned_hashes)} blob_versioned_hashes; "
+                "send one blob per hash, in the same order"
+            )
         for index, blob in enumerate(self.blobs):
             if len(blob) != 2 + 2 * BYTES_PER_BLOB:
-                raise ValueError(f"blobs[{index}] is {(len(blob) - 2) // 2} bytes; a blob is exactly "
-                                 f"{BYTES_PER_BLOB} bytes")
+                raise ValueError(
+                    f"blobs[{index}] is {(len(blob) - 2) // 2} bytes; a blob is exactly {BYTES_PER_BLOB} bytes"
+                )
         if self.broadcast and not self.blobs:
-            raise ValueError("a blob transaction is broadcast with its blobs: add blobs, or leave broadcast off to "
-                             "sign it only (with the versioned hashes)")
+            raise ValueError(
+                "a blob transaction is broadcast with its blobs: add blobs, or leave broadcast off to "
+                "sign it only (with the versioned hashes)"
+            )
 
     def _message_fields(self) -> "TransactionIntent":
         wanted = "message" if self.intent_type == "personal_sign" else "typed_data"
@@ -445,8 +557,10 @@ class TransactionIntent(Evolving):
         defaults = type(self).model_fields
         stray = [name for name in _TRANSACTION_ONLY if getattr(self, name) != defaults[name].default]
         if stray:
-            raise ValueError(f"{', '.join(stray)} belong to a transaction, not to an intent_type {self.intent_type} "
-                             "intent; leave them out")
+            raise ValueError(
+                f"{', '.join(stray)} belong to a transaction, not to an intent_type {self.intent_type} "
+                "intent; leave them out"
+            )
         return self
 
     @property
@@ -463,11 +577,16 @@ class TransactionIntent(Evolving):
     def type_facts(self) -> dict[str, Any]:
         """For the ledger: what a blob (type 3) or set-code (type 4) transaction commits to besides value."""
         if self.tx_type == 3:
-            return {"blob_versioned_hashes": list(self.blob_versioned_hashes),
-                    "max_fee_per_blob_gas": str(self.max_fee_per_blob_gas), "carries_blobs": bool(self.blobs)}
+            return {
+                "blob_versioned_hashes": list(self.blob_versioned_hashes),
+                "max_fee_per_blob_gas": str(self.max_fee_per_blob_gas),
+                "carries_blobs": bool(self.blobs),
+            }
         if self.tx_type == 4:
-            return {"delegates": [a.address for a in self.authorization_list],
-                    "authorization_chain_ids": [a.chain_id for a in self.authorization_list]}
+            return {
+                "delegates": [a.address for a in self.authorization_list],
+                "authorization_chain_ids": [a.chain_id for a in self.authorization_list],
+            }
         return {}
 
     def signing_bytes(self) -> bytes:
@@ -483,10 +602,25 @@ class TransactionIntent(Evolving):
         return hashlib.sha256(self.signing_bytes()).hexdigest()
 
 
-_TRANSACTION_ONLY = ("to", "value", "data", "tx_type", "gas_limit", "gas_price", "max_fee_per_gas",
-                     "max_priority_fee_per_gas", "access_list", "nonce", "max_fee_per_blob_gas",
-                     "blob_versioned_hashes", "blobs", "authorization_list", "declared_outflows", "simulate_first",
-                     "broadcast")
+_TRANSACTION_ONLY = (
+    "to",
+    "value",
+    "data",
+    "tx_type",
+    "gas_limit",
+    "gas_price",
+    "max_fee_per_gas",
+    "max_priority_fee_per_gas",
+    "access_list",
+    "nonce",
+    "max_fee_per_blob_gas",
+    "blob_versioned_hashes",
+    "blobs",
+    "authorization_list",
+    "declared_outflows",
+    "simulate_first",
+    "broadcast",
+)
 
 
 class Eip712DomainRule(Record):
@@ -500,9 +634,11 @@ class Eip712DomainRule(Record):
     name: str | None = Field(default=None, max_length=256)
 
     def matches(self, typed_data: TypedData) -> bool:
-        return (typed_data.verifying_contract == self.verifying_contract
-                and (self.chain_id is None or typed_data.chain_id == self.chain_id)
-                and (self.name is None or typed_data.domain.get("name") == self.name))
+        return (
+            typed_data.verifying_contract == self.verifying_contract
+            and (self.chain_id is None or typed_data.chain_id == self.chain_id)
+            and (self.name is None or typed_data.domain.get("name") == self.name)
+        )
 
 
 class Eip712NoValueType(Record):
@@ -523,14 +659,18 @@ class Eip712NoValueType(Record):
         if not _TYPE_NAME_RE.match(name):
             raise ValueError(f"{name!r} is not an EIP-712 type name (letters, digits, _ and $)")
         if name in EIP712_VALUE_TYPES:
-            raise ValueError(f"{name} is a type Warden reads as moving value ({', '.join(sorted(EIP712_VALUE_TYPES))}); "
-                             "it is judged by what it moves and cannot be named as moving nothing")
+            raise ValueError(
+                f"{name} is a type Warden reads as moving value ({', '.join(sorted(EIP712_VALUE_TYPES))}); "
+                "it is judged by what it moves and cannot be named as moving nothing"
+            )
         return name
 
     def matches(self, typed_data: TypedData) -> bool:
-        return (typed_data.verifying_contract == self.verifying_contract
-                and typed_data.primaryType == self.primary_type
-                and (self.chain_id is None or typed_data.chain_id == self.chain_id))
+        return (
+            typed_data.verifying_contract == self.verifying_contract
+            and typed_data.primaryType == self.primary_type
+            and (self.chain_id is None or typed_data.chain_id == self.chain_id)
+        )
 
 
 TokenStandard = Literal["erc20", "erc721", "erc1155"]
@@ -554,7 +694,8 @@ class AssetLimit(Record):
     max_per_tx: str | None = Field(default=None, description="the most one intent moves or approves, token units")
     daily_limit: str | None = Field(default=None, description="rolling 24 h limit, token units")
     approval_threshold: str | None = Field(
-        default=None, description="an intent moving or approving more than this waits for an admin, token units")
+        default=None, description="an intent moving or approving more than this waits for an admin, token units"
+    )
 
     @field_validator("chain")
     @classmethod
@@ -600,9 +741,11 @@ class ContractCallRule(Evolving):
     contract: Address
     selectors: tuple[str, ...] | Literal["any"] = Field(max_length=256)
     unsimulated: bool = Field(
-        default=False, description="sign calls to this contract without simulation: only for a contract that can "
+        default=False,
+        description="sign calls to this contract without simulation: only for a contract that can "
         "move none of the agent's assets (it holds no allowance and is sent no value), since without simulation "
-        "nobody sees where value it forwards lands")
+        "nobody sees where value it forwards lands",
+    )
 
     @field_validator("selectors", mode="before")
     @classmethod
@@ -618,8 +761,10 @@ class ContractCallRule(Evolving):
             if "(" in text:
                 text = "0x" + function_signature_to_4byte_selector(text.replace(" ", "")).hex()
             if not _SELECTOR_RE.match(text.lower()):
-                raise ValueError(f"a selector is 4 bytes of hex (0x12345678) or a function signature such as "
-                                 f"\"swap(address,uint256)\", got {text!r}")
+                raise ValueError(
+                    f"a selector is 4 bytes of hex (0x12345678) or a function signature such as "
+                    f'"swap(address,uint256)", got {text!r}'
+                )
             out.append(text.lower())
         return tuple(out)
 
@@ -632,10 +777,19 @@ class AgentPolicy(Evolving):
     refused: messages, typed data and EIP-7702 delegations are off until their fields allow them."""
 
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
-        "message_signing_enabled": False, "message_max_bytes": 1024, "eip712_domain_allowlist": (),
-        "eip712_default_policy": "deny", "eip7702_delegate_allowlist": (), "eip7702_allow_any_chain": False,
-        "asset_limits": (), "block_unlimited_approvals": True, "contract_calls": (), "approval_threshold_eth": None,
-        "approval_timeout_s": 3600, "eip712_no_value_types": ()}
+        "message_signing_enabled": False,
+        "message_max_bytes": 1024,
+        "eip712_domain_allowlist": (),
+        "eip712_default_policy": "deny",
+        "eip7702_delegate_allowlist": (),
+        "eip7702_allow_any_chain": False,
+        "asset_limits": (),
+        "block_unlimited_approvals": True,
+        "contract_calls": (),
+        "approval_threshold_eth": None,
+        "approval_timeout_s": 3600,
+        "eip712_no_value_types": (),
+    }
 
     agent_id: Identifier
     version: int = Field(ge=1)
@@ -645,39 +799,62 @@ class AgentPolicy(Evolving):
     tx_max_value_eth: NativeAmount | None = None
     tx_daily_limit_eth: NativeAmount | None = None
     tx_max_fee_per_gas: Wei | None = Field(
-        default=None, description="the most this agent pays per unit of gas (max_fee_per_gas, or gas_price), wei")
+        default=None, description="the most this agent pays per unit of gas (max_fee_per_gas, or gas_price), wei"
+    )
     require_simulation: bool = False
     sender_address: Address | None = Field(
-        default=None, description="the agent's EVM signing address, so simulation runs as the real sender")
+        default=None, description="the agent's EVM signing address, so simulation runs as the real sender"
+    )
     message_signing_enabled: bool = Field(default=False, description="EIP-191 personal_sign allowed at all")
-    message_max_bytes: int = Field(default=1024, ge=1, le=MAX_MESSAGE_BYTES,
-                                   description="the longest personal_sign message signed")
+    message_max_bytes: int = Field(
+        default=1024, ge=1, le=MAX_MESSAGE_BYTES, description="the longest personal_sign message signed"
+    )
     eip712_domain_allowlist: tuple[Eip712DomainRule, ...] = Field(
-        default=(), max_length=256, description="domains whose value-moving typed data (permits, EIP-3009 "
-        "authorizations, orders) may be signed, each judged by what it moves; nothing else under them is")
+        default=(),
+        max_length=256,
+        description="domains whose value-moving typed data (permits, EIP-3009 "
+        "authorizations, orders) may be signed, each judged by what it moves; nothing else under them is",
+    )
     eip712_default_policy: Literal["deny", "allow"] = Field(
-        default="deny", description="typed data of a type Warden does not read and the policy does not name: allow "
-        "signs it only when it carries no address-and-amount and its domain is not an asset of asset_limits")
+        default="deny",
+        description="typed data of a type Warden does not read and the policy does not name: allow "
+        "signs it only when it carries no address-and-amount and its domain is not an asset of asset_limits",
+    )
     eip712_no_value_types: tuple[Eip712NoValueType, ...] = Field(
-        default=(), max_length=256, description="(verifying contract, primary type) pairs an admin names as moving "
-        "no value; signed without a movement to judge")
+        default=(),
+        max_length=256,
+        description="(verifying contract, primary type) pairs an admin names as moving "
+        "no value; signed without a movement to judge",
+    )
     eip7702_delegate_allowlist: tuple[Address, ...] = Field(
-        default=(), max_length=256, description="contracts the agent's account may delegate to (EIP-7702); empty: none")
+        default=(), max_length=256, description="contracts the agent's account may delegate to (EIP-7702); empty: none"
+    )
     eip7702_allow_any_chain: bool = Field(
-        default=False, description="allow authorizations with chain_id 0, valid on every chain")
+        default=False, description="allow authorizations with chain_id 0, valid on every chain"
+    )
     asset_limits: tuple[AssetLimit, ...] = Field(
-        default=(), max_length=256, description="the tokens this agent may move, per chain and contract, with their "
-        "limits; a token transfer or approval of any other contract is refused")
+        default=(),
+        max_length=256,
+        description="the tokens this agent may move, per chain and contract, with their "
+        "limits; a token transfer or approval of any other contract is refused",
+    )
     block_unlimited_approvals: bool = Field(
-        default=True, description="an approval or permit must fit the asset's per-transaction cap (or daily limit) "
-        "and counts as spend; setApprovalForAll(true) only to an operator on tx_to_allowlist")
+        default=True,
+        description="an approval or permit must fit the asset's per-transaction cap (or daily limit) "
+        "and counts as spend; setApprovalForAll(true) only to an operator on tx_to_allowlist",
+    )
     contract_calls: tuple[ContractCallRule, ...] = Field(
-        default=(), max_length=256, description="calls other than token transfers and approvals, per contract; "
-        "calldata to any contract not listed here is refused")
+        default=(),
+        max_length=256,
+        description="calls other than token transfers and approvals, per contract; "
+        "calldata to any contract not listed here is refused",
+    )
     approval_threshold_eth: NativeAmount | None = Field(
-        default=None, description="an intent whose value is above this waits for an admin's signed approval")
+        default=None, description="an intent whose value is above this waits for an admin's signed approval"
+    )
     approval_timeout_s: int = Field(
-        default=3600, ge=1, le=7 * 86_400, description="how long an intent waits for an admin before APPROVAL_EXPIRED")
+        default=3600, ge=1, le=7 * 86_400, description="how long an intent waits for an admin before APPROVAL_EXPIRED"
+    )
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime
     admin_key_id: str = ""
@@ -692,7 +869,9 @@ class AgentPolicy(Evolving):
     @classmethod
     def _ed25519_key(cls, key: str) -> str:
         if len(key) != 66:
-            raise ValueError(f"must be a 32-byte Ed25519 public key (0x + 64 hex digits), got {len(key) - 2} hex digits")
+            raise ValueError(
+                f"must be a 32-byte Ed25519 public key (0x + 64 hex digits), got {len(key) - 2} hex digits"
+            )
         return key
 
     @model_validator(mode="after")
@@ -733,9 +912,11 @@ class Outcome(Evolving):
     the intent by its digest. See docs/security.md, "Verifying outcomes", for the bytes that are signed."""
 
     intent_digest: str | None = Field(
-        default=None, pattern=r"^[0-9a-f]{64}$",
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
         description="SHA-256 of the intent's signing bytes; for an INVALID_INTENT rejection of a record that "
-        "could not be read, SHA-256 of the record's bytes as written")
+        "could not be read, SHA-256 of the record's bytes as written",
+    )
     signed_by: str = Field(default="", description="the key id of the service that signed this record")
     service_signature: str = Field(default="", description="Ed25519 over service_signing_bytes(), hex")
 
@@ -816,10 +997,12 @@ class IntentApproved(Outcome):
     policy: AgentPolicy
     verdicts: tuple[StageVerdict, ...] = Field(
         default=(),
-        description="no longer written (the ledger's stage.passed events hold each verdict); read in older records")
+        description="no longer written (the ledger's stage.passed events hold each verdict); read in older records",
+    )
     approved_at: UtcDatetime
     human_approval: HumanApproval | None = Field(
-        default=None, description="the admin's approval, for an intent above a human-approval threshold")
+        default=None, description="the admin's approval, for an intent above a human-approval threshold"
+    )
 
     @property
     def intent_id(self) -> str:
@@ -885,7 +1068,8 @@ class SignedTransaction(Outcome):
     fee_wei: Wei | None = Field(default=None, description="gas_used x effective gas price, once a receipt exists")
     error: str | None = Field(default=None, description="why it failed, is stuck, was replaced or dropped")
     replaces: tuple[HexData, ...] = Field(
-        default=(), description="earlier transactions of this intent at the same nonce, replaced by a fee bump")
+        default=(), description="earlier transactions of this intent at the same nonce, replaced by a fee bump"
+    )
     replaced_by: HexData | None = Field(default=None, description="replaced: the transaction mined at its nonce")
 
 

@@ -50,45 +50,63 @@ def sealing_info(agent_id: str, intent_id: str, key_id_: str, purpose: str = "cl
     return bytes(out)
 
 
-def refusal(key: SealingKey, *, allow_unattested: bool,
-            attestation_problems: Callable[[SealingKey], list[str]] | None = None,
-            service_key: Callable[[str], str | None] | None = None) -> str | None:
+def refusal(
+    key: SealingKey,
+    *,
+    allow_unattested: bool,
+    attestation_problems: Callable[[SealingKey], list[str]] | None = None,
+    service_key: Callable[[str], str | None] | None = None,
+) -> str | None:
     """Why a client must not seal to ``key`` (None: it may): an attested key whose report
     ``attestation_problems`` finds something wrong with (``runtime.attestation.announcement.problems``);
     a ``tee=none`` key unless the client says so (the embedded stack does), and then unless the
     signer's pinned service key (``service_key(signer id)``) signed its announcement."""
     if key.key_id != key_id(bytes.fromhex(key.public_key[2:])):
-        return (f"{key.signer_id}: its announcement names a key id that is not its public key's (a broken or "
-                "forged record on warden.signer.sealing)")
+        return (
+            f"{key.signer_id}: its announcement names a key id that is not its public key's (a broken or "
+            "forged record on warden.signer.sealing)"
+        )
     if key.tee == "none":
         if allow_unattested:
             return announcement_forgery(key, None if service_key is None else service_key(key.signer_id))
-        return (f"{key.signer_id}: runs with tee=none, so no hardware proves its sealing key is the signer's; "
-                "accept that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the embedded stack) or run the "
-                "signer on SEV-SNP")
-    why = ["this client cannot verify attestation reports"] if attestation_problems is None \
-        else attestation_problems(key)
+        return (
+            f"{key.signer_id}: runs with tee=none, so no hardware proves its sealing key is the signer's; "
+            "accept that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the embedded stack) or run the "
+            "signer on SEV-SNP"
+        )
+    why = (
+        ["this client cannot verify attestation reports"] if attestation_problems is None else attestation_problems(key)
+    )
     return f"{key.signer_id} (tee={key.tee}): its attestation does not verify: " + "; ".join(why) if why else None
 
 
-def usable_keys(keys: Sequence[SealingKey], *, allow_unattested: bool,
-                attestation_problems: Callable[[SealingKey], list[str]] | None = None,
-                service_key: Callable[[str], str | None] | None = None) -> list[SealingKey]:
+def usable_keys(
+    keys: Sequence[SealingKey],
+    *,
+    allow_unattested: bool,
+    attestation_problems: Callable[[SealingKey], list[str]] | None = None,
+    service_key: Callable[[str], str | None] | None = None,
+) -> list[SealingKey]:
     """The keys a client may seal to (``refusal`` says which). Keys that fail are left out; if
     none is left the client refuses, saying why each failed: never a sealed share for a key
     nothing proves."""
     if not keys:
         raise SealingRefused("no signer has announced a sealing key on warden.signer.sealing: is the signer running?")
-    why = [refusal(key, allow_unattested=allow_unattested, attestation_problems=attestation_problems,
-                   service_key=service_key) for key in keys]
+    why = [
+        refusal(
+            key, allow_unattested=allow_unattested, attestation_problems=attestation_problems, service_key=service_key
+        )
+        for key in keys
+    ]
     usable = [key for key, reason in zip(keys, why) if reason is None]
     if not usable:
         raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: " + " | ".join(why))
     return usable
 
 
-def newest_per_signer(keys: Iterable[SealingKey],
-                      accept: Callable[[SealingKey], bool] | None = None) -> list[SealingKey]:
+def newest_per_signer(
+    keys: Iterable[SealingKey], accept: Callable[[SealingKey], bool] | None = None
+) -> list[SealingKey]:
     """Each signer's newest announcement; with ``accept``, its newest that ``accept`` takes, and
     its newest of all only when it takes none (so a refusal can say why). Anyone can write to
     ``warden.signer.sealing``: a forged announcement dated after the signer's real one, even far
@@ -108,8 +126,9 @@ def newest_per_signer(keys: Iterable[SealingKey],
     return sorted({**newest, **accepted}.values(), key=lambda k: k.signer_id)
 
 
-def seal_secret(secret: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str, intent_id: str,
-                purpose: str) -> tuple[SealedSecret, ...]:
+def seal_secret(
+    secret: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str, intent_id: str, purpose: str
+) -> tuple[SealedSecret, ...]:
     """One sealed copy per signer key (the client cannot know which signer owns the agent's
     partition). ``keys`` must already be ``usable_keys``."""
     sealed = []
@@ -120,8 +139,9 @@ def seal_secret(secret: bytes | bytearray, keys: Sequence[SealingKey], *, agent_
     return tuple(sealed)
 
 
-def seal_client_share(client_share: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str,
-                      intent_id: str) -> tuple[SealedSecret, ...]:
+def seal_client_share(
+    client_share: bytes | bytearray, keys: Sequence[SealingKey], *, agent_id: str, intent_id: str
+) -> tuple[SealedSecret, ...]:
     return seal_secret(client_share, keys, agent_id=agent_id, intent_id=intent_id, purpose="client_share")
 
 

@@ -61,8 +61,10 @@ ALL = (
 # Each Warden consumer group and the topics it commits offsets on (the streams worker's
 # split-topology stage topics are left out: in the fused topology, the default, they carry nothing).
 CONSUMER_GROUPS = {
-    "streams": ("warden-streams", (INTENTS_SUBMITTED, POLICIES, INTENTS_REJECTED, INTENTS_ABANDONED, APPROVALS,
-                                    APPROVAL_DEADLINES)),
+    "streams": (
+        "warden-streams",
+        (INTENTS_SUBMITTED, POLICIES, INTENTS_REJECTED, INTENTS_ABANDONED, APPROVALS, APPROVAL_DEADLINES),
+    ),
     "signer": ("warden-signer", (INTENTS_APPROVED,)),
 }
 

@@ -19,26 +19,47 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from sdk.admin import load_or_create_admin_key
-from runtime.clock import utcnow
-from runtime.config import Settings
-from runtime.kafka import audit_headers, end_offsets, follow, follow_records, producer as new_producer
 from pydantic import ValidationError
 
-from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, PinnedServiceKeys
-from schemas import topics
-from schemas.auth import (AuditSigner, ServiceKeys, VaultEventSigner, audit_writer, load_or_create_ed25519,
-                          outcome_forgery, sign_human_approval, sign_intent, sign_policy)
-from schemas.emit import Emit
-from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, HumanApproval, IntentParked, IntentRejected,
-                            SealedSecret, SealingKey, SignedMessage, SignedTransaction, TransactionIntent, TypedData,
-                            audit_events_of)
-from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
+from evm.blobs import make_sidecar
 from runtime.attestation import announcement
 from runtime.attestation.policy import AttestationPolicy
-from evm.blobs import make_sidecar
+from runtime.clock import utcnow
+from runtime.config import Settings
+from runtime.kafka import audit_headers, end_offsets, follow, follow_records
+from runtime.kafka import producer as new_producer
+from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, PinnedServiceKeys
+from schemas import topics
+from schemas.auth import (
+    AuditSigner,
+    ServiceKeys,
+    VaultEventSigner,
+    audit_writer,
+    load_or_create_ed25519,
+    outcome_forgery,
+    sign_human_approval,
+    sign_intent,
+    sign_policy,
+)
+from schemas.emit import Emit
 from schemas.intake import Unreadable, read_intent, unreadable_answer
+from schemas.models import (
+    FINAL_TX_STATUSES,
+    AgentPolicy,
+    AuditEvent,
+    HumanApproval,
+    IntentParked,
+    IntentRejected,
+    SealedSecret,
+    SealingKey,
+    SignedMessage,
+    SignedTransaction,
+    TransactionIntent,
+    TypedData,
+    audit_events_of,
+)
+from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
+from sdk.admin import load_or_create_admin_key
 
 
 @dataclass(frozen=True)
@@ -64,9 +85,11 @@ def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
         return RawSubmission(intent.agent_id, intent.intent_id, hashlib.sha256(raw).hexdigest(), intent.digest())
     agent, intent_id, digest = unreadable_answer(intent, raw, agent_id)
     if agent is None:
-        raise ValueError(f"no answer could reach this record: its key {agent_id!r} is not an agent id (1-128 "
-                         "letters, digits and _.:- starting with a letter or digit) and it names no agent_id "
-                         "that is one")
+        raise ValueError(
+            f"no answer could reach this record: its key {agent_id!r} is not an agent id (1-128 "
+            "letters, digits and _.:- starting with a letter or digit) and it names no agent_id "
+            "that is one"
+        )
     return RawSubmission(agent, intent_id, digest)
 
 
@@ -113,9 +136,20 @@ class ClientKey:
         self.wipe()
 
 
-def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: str | None = None, value: str | None = None,
-               idempotency_key: str | None = None, intent_id: str | None = None, now: datetime | None = None,
-               client_share: ClientKey | None = None, cmek: ClientKey | None = None, **fields) -> TransactionIntent:
+def new_intent(
+    agent_key: Ed25519PrivateKey,
+    *,
+    agent_id: str,
+    chain: str,
+    to: str | None = None,
+    value: str | None = None,
+    idempotency_key: str | None = None,
+    intent_id: str | None = None,
+    now: datetime | None = None,
+    client_share: ClientKey | None = None,
+    cmek: ClientKey | None = None,
+    **fields,
+) -> TransactionIntent:
     """A signed intent (a transaction unless ``intent_type`` says otherwise; see
     `new_message_intent` and `new_typed_data_intent`). ``client_share`` (client-custody vaults)
     and ``cmek`` (vaults with a customer-managed key) are sealed into the intent before the agent
@@ -129,32 +163,52 @@ def new_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, to: s
     if any(key.tee == "none" for sealed in (client_share, cmek) if sealed is not None for key in sealed.keys):
         # The development opt-in let a secret go to a signer nothing attests: the intent says so.
         fields["unattested_signer_accepted"] = True
-    intent = TransactionIntent(intent_id=intent_id, agent_id=agent_id, idempotency_key=idempotency_key, chain=chain,
-                               to=to, value=value, created_at=now or utcnow(), **fields)
+    intent = TransactionIntent(
+        intent_id=intent_id,
+        agent_id=agent_id,
+        idempotency_key=idempotency_key,
+        chain=chain,
+        to=to,
+        value=value,
+        created_at=now or utcnow(),
+        **fields,
+    )
     return sign_intent(intent, agent_key)
 
 
-def new_message_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, message: bytes | str,
-                       **fields) -> TransactionIntent:
+def new_message_intent(
+    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, message: bytes | str, **fields
+) -> TransactionIntent:
     """An EIP-191 personal_sign intent; a ``str`` message is signed as its UTF-8 bytes."""
     raw = message.encode() if isinstance(message, str) else message
-    return new_intent(agent_key, agent_id=agent_id, chain=chain, intent_type="personal_sign",
-                      message="0x" + raw.hex(), **fields)
+    return new_intent(
+        agent_key, agent_id=agent_id, chain=chain, intent_type="personal_sign", message="0x" + raw.hex(), **fields
+    )
 
 
-def new_typed_data_intent(agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, typed_data: dict,
-                          **fields) -> TransactionIntent:
+def new_typed_data_intent(
+    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, typed_data: dict, **fields
+) -> TransactionIntent:
     """An EIP-712 intent over ``typed_data`` (the eth_signTypedData_v4 JSON document)."""
-    return new_intent(agent_key, agent_id=agent_id, chain=chain, intent_type="typed_data",
-                      typed_data=TypedData.model_validate(typed_data), **fields)
+    return new_intent(
+        agent_key,
+        agent_id=agent_id,
+        chain=chain,
+        intent_type="typed_data",
+        typed_data=TypedData.model_validate(typed_data),
+        **fields,
+    )
 
 
 def blob_fields(blobs: Sequence[bytes]) -> dict:
     """The fields of a blob transaction (type 3) that carries its blobs: the blobs and their
     KZG versioned hashes, computed here the way the signer checks them."""
     sidecar = make_sidecar(tuple(blobs))
-    return {"tx_type": 3, "blobs": tuple("0x" + b.hex() for b in blobs),
-            "blob_versioned_hashes": tuple("0x" + h.hex() for h in sidecar.versioned_hashes)}
+    return {
+        "tx_type": 3,
+        "blobs": tuple("0x" + b.hex() for b in blobs),
+        "blob_versioned_hashes": tuple("0x" + h.hex() for h in sidecar.versioned_hashes),
+    }
 
 
 def signed_policy(settings: Settings, **fields) -> AgentPolicy:
@@ -172,9 +226,18 @@ def human_decision(settings: Settings, parked: IntentParked, decision: str, reas
     """An admin's decision on a parked intent, signed with the local admin key (the one that
     signs policies) and bound to the intent's digest."""
     admin = load_or_create_admin_key(settings.home)
-    return sign_human_approval(HumanApproval(
-        intent_id=parked.intent_id, agent_id=parked.agent_id, intent_digest=parked.intent_digest, decision=decision,
-        reason=reason, decided_at=utcnow()), admin, LOCAL_ADMIN_ID)
+    return sign_human_approval(
+        HumanApproval(
+            intent_id=parked.intent_id,
+            agent_id=parked.agent_id,
+            intent_digest=parked.intent_digest,
+            decision=decision,
+            reason=reason,
+            decided_at=utcnow(),
+        ),
+        admin,
+        LOCAL_ADMIN_ID,
+    )
 
 
 class Client:
@@ -265,13 +328,19 @@ class Client:
         def service_key(signer_id: str) -> str | None:
             return pinned.key("signer", signer_id)
 
-        announced = await sealing_keys(self.settings, timeout_s, accept=lambda key: refusal(
-            key, allow_unattested=allow, attestation_problems=problems, service_key=service_key) is None)
+        announced = await sealing_keys(
+            self.settings,
+            timeout_s,
+            accept=lambda key: (
+                refusal(key, allow_unattested=allow, attestation_problems=problems, service_key=service_key) is None
+            ),
+        )
         return usable_keys(announced, allow_unattested=allow, attestation_problems=problems, service_key=service_key)
 
 
-async def sealing_keys(settings: Settings, timeout_s: float = 10.0,
-                       accept: Callable[[SealingKey], bool] | None = None) -> list[SealingKey]:
+async def sealing_keys(
+    settings: Settings, timeout_s: float = 10.0, accept: Callable[[SealingKey], bool] | None = None
+) -> list[SealingKey]:
     """Each signer's sealing key from ``warden.signer.sealing``: its newest, or with ``accept``
     its newest that ``accept`` takes (``schemas.sealing.newest_per_signer``). Read from the
     start until the topic goes quiet (at least one announcement seen) or ``timeout_s`` passes."""
@@ -288,8 +357,9 @@ async def sealing_keys(settings: Settings, timeout_s: float = 10.0,
     return newest_per_signer(announced, accept)
 
 
-async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s: float,
-                              start: dict[TopicPartition, int] | None = None) -> str:
+async def wait_policy_applied(
+    settings: Settings, policy: AgentPolicy, timeout_s: float, start: dict[TopicPartition, int] | None = None
+) -> str:
     """Wait for the worker's verdict on a published policy: "policy.updated" or "policy.refused"."""
     deadline = time.monotonic() + timeout_s
     workers = PinnedAuditKeys(settings)
@@ -298,13 +368,18 @@ async def wait_policy_applied(settings: Settings, policy: AgentPolicy, timeout_s
         # admin that a policy the worker refused is in force.
         if record is not None and audit_writer(record.value, record.headers, workers) == ("worker", None):
             for event in _audit_events(record.value):
-                if (event.agent_id == policy.agent_id and event.action in ("policy.updated", "policy.refused")
-                        and event.details.get("version") == policy.version):
+                if (
+                    event.agent_id == policy.agent_id
+                    and event.action in ("policy.updated", "policy.refused")
+                    and event.details.get("version") == policy.version
+                ):
                     return event.action
         if time.monotonic() > deadline:
             break
-    raise TimeoutError(f"the streams worker did not apply policy v{policy.version} of {policy.agent_id} "
-                       f"within {timeout_s:.0f} s: is it running (`warden up`)?")
+    raise TimeoutError(
+        f"the streams worker did not apply policy v{policy.version} of {policy.agent_id} "
+        f"within {timeout_s:.0f} s: is it running (`warden up`)?"
+    )
 
 
 def _audit_events(value: bytes) -> list[AuditEvent]:
@@ -317,10 +392,13 @@ def _audit_events(value: bytes) -> list[AuditEvent]:
 
 Outcome = IntentRejected | SignedTransaction | SignedMessage
 # Where a client reads the answer to its intent: a refusal, a signed transaction or a signed message.
-OUTCOME_TOPICS = (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED,
-                  topics.INTENTS_AWAITING_APPROVAL)
-_OUTCOME_MODELS = {topics.INTENTS_REJECTED: IntentRejected, topics.TXS_SIGNED: SignedTransaction,
-                   topics.MESSAGES_SIGNED: SignedMessage, topics.INTENTS_AWAITING_APPROVAL: IntentParked}
+OUTCOME_TOPICS = (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED, topics.INTENTS_AWAITING_APPROVAL)
+_OUTCOME_MODELS = {
+    topics.INTENTS_REJECTED: IntentRejected,
+    topics.TXS_SIGNED: SignedTransaction,
+    topics.MESSAGES_SIGNED: SignedMessage,
+    topics.INTENTS_AWAITING_APPROVAL: IntentParked,
+}
 
 
 def is_final(outcome: Outcome) -> bool:
@@ -351,8 +429,9 @@ async def outcome_keys(settings: Settings) -> ServiceKeys:
     policy, now = AttestationPolicy.from_settings(settings.attestation), utcnow()
     # Each signer's newest announcement whose report verifies: a forged one dated later must not
     # leave the client unable to believe that signer's outcomes.
-    announced = await sealing_keys(settings, timeout_s=5.0,
-                                   accept=lambda key: key.tee != "none" and not announcement.problems(key, policy, now))
+    announced = await sealing_keys(
+        settings, timeout_s=5.0, accept=lambda key: key.tee != "none" and not announcement.problems(key, policy, now)
+    )
     return announcement.AttestedServiceKeys(pinned, announced, policy, now)
 
 
@@ -372,8 +451,12 @@ class Awaited:
         if isinstance(submitted, RawSubmission):
             return cls(submitted.intent_id, submitted.agent_id, submitted.intent_digest, submitted.digest)
         # `Client.submit` sends intent.to_bytes(): these very bytes.
-        return cls(submitted.intent_id, submitted.agent_id, submitted.digest(),
-                   hashlib.sha256(submitted.to_bytes()).hexdigest())
+        return cls(
+            submitted.intent_id,
+            submitted.agent_id,
+            submitted.digest(),
+            hashlib.sha256(submitted.to_bytes()).hexdigest(),
+        )
 
 
 def unreadable_rejection(outcome: Outcome) -> bool:
@@ -390,15 +473,22 @@ def outcome_problem(outcome: Outcome, awaited: Awaited, keys: ServiceKeys) -> st
     one the worker read differently answers for it."""
     expected = awaited.wire_digest if unreadable_rejection(outcome) else awaited.intent_digest
     if expected is None:
-        return ("only an INVALID_INTENT rejection can be about this submission: this client read no intent in the "
-                "bytes it sent")
+        return (
+            "only an INVALID_INTENT rejection can be about this submission: this client read no intent in the "
+            "bytes it sent"
+        )
     return outcome_forgery(outcome, keys, expected)
 
 
-async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent | RawSubmission], timeout_s: float,
-                        start: dict[TopicPartition, int] | None = None, final: bool = True,
-                        forged: list[tuple[str, str]] | None = None,
-                        service_keys: ServiceKeys | None = None) -> dict[str, Outcome]:
+async def wait_outcomes(
+    settings: Settings,
+    intents: Iterable[TransactionIntent | RawSubmission],
+    timeout_s: float,
+    start: dict[TopicPartition, int] | None = None,
+    final: bool = True,
+    forged: list[tuple[str, str]] | None = None,
+    service_keys: ServiceKeys | None = None,
+) -> dict[str, Outcome]:
     """Wait until each intent (a `TransactionIntent` sent by `Client.submit`, or the
     `RawSubmission` `Client.submit_raw` returned) has a rejection or a signed transaction (with
     ``final``: a final status, `schemas.models.FINAL_TX_STATUSES`: mined, failed, replaced or
@@ -422,8 +512,13 @@ async def wait_outcomes(settings: Settings, intents: Iterable[TransactionIntent 
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
     draining = False
-    async for topic, value in follow(settings, OUTCOME_TOPICS, start, fetch_max_wait_ms=settings.fetch_wait_ms,
-                                     keys={a.agent_id for a in awaited.values()}):
+    async for topic, value in follow(
+        settings,
+        OUTCOME_TOPICS,
+        start,
+        fetch_max_wait_ms=settings.fetch_wait_ms,
+        keys={a.agent_id for a in awaited.values()},
+    ):
         if draining and not topic:  # a poll that found nothing: all that was there has been read
             break
         outcome = read_outcome(topic, value) if topic else None

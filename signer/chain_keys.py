@@ -73,9 +73,7 @@ _ED25519_CHAINS = frozenset({"solana", "cardano"})
 _UNCOMPRESSED_CHAINS = frozenset({"ethereum", "tron"})
 
 # Order of the secp256k1 group, big-endian. A private key is valid iff 0 < k < n.
-_SECP256K1_ORDER = bytes.fromhex(
-    "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141"
-)
+_SECP256K1_ORDER = bytes.fromhex("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141")
 _ZERO32 = bytes(32)
 
 _XRP_ACCOUNT_VERSION = b"\x00"
@@ -89,9 +87,7 @@ class UnknownKeyChain(ValueError):
     """Raised for a chain name that is not one of ``KEY_CHAINS``."""
 
     def __init__(self, chain: object) -> None:
-        super().__init__(
-            f"unknown key chain {chain!r}; allowed chains: {', '.join(KEY_CHAINS)}"
-        )
+        super().__init__(f"unknown key chain {chain!r}; allowed chains: {', '.join(KEY_CHAINS)}")
         self.chain = chain
 
 
@@ -301,9 +297,7 @@ def bech32_encode(
     return result
 
 
-def bech32_decode(
-    bech: str, *, max_length: int | None = BECH32_MAX_LENGTH
-) -> tuple[str, list[int], Bech32Variant]:
+def bech32_decode(bech: str, *, max_length: int | None = BECH32_MAX_LENGTH) -> tuple[str, list[int], Bech32Variant]:
     """Decode and verify a bech32 or bech32m string.
 
     Returns ``(hrp, data, variant)`` with ``hrp`` lower-cased and ``data`` the

@@ -73,8 +73,14 @@ def _unarg(value):
 
 def seal(*, partition: int, prev: int, writer: str, writes: list[Write], key: Ed25519PrivateKey) -> bytes:
     """A record: the signer's Ed25519 signature (64 bytes) then the JSON it signs."""
-    body = orjson.dumps({"partition": partition, "prev": prev, "writer": writer,
-                         "writes": [[name, [_arg(a) for a in args]] for name, args in writes]})
+    body = orjson.dumps(
+        {
+            "partition": partition,
+            "prev": prev,
+            "writer": writer,
+            "writes": [[name, [_arg(a) for a in args]] for name, args in writes],
+        }
+    )
     return key.sign(DOMAIN + body) + body
 
 
@@ -124,7 +130,8 @@ def open_record(value: bytes, partition: int, public_key_of) -> Entry:
         raise UnreadableRecord(
             f"a record signed by pinned signer {writer!r} for partition {partition} that this signer cannot "
             f"read: {exc}. It was written by another version of the signer; run that version (or a newer "
-            "one) for this partition") from None
+            "one) for this partition"
+        ) from None
     return Entry(partition, doc["prev"], writer, writes)
 
 

@@ -43,16 +43,19 @@ class VaultOutbox:
         return [Emit(topics.VAULT, event.key, event.to_bytes()) for event in events]
 
 
-def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | None = None,
-                           vault_outbox: VaultOutbox | None = None,
-                           requester: tuple[str, bytes] = ("admin-cli", b"")):
+def keystore_from_settings(
+    settings: Settings,
+    audit: Callable[[Emit], None] | None = None,
+    vault_outbox: VaultOutbox | None = None,
+    requester: tuple[str, bytes] = ("admin-cli", b""),
+):
     """The signing-key store of this home. ``requester`` (an id and its service public key) is
     who asks the attested key release for a vault that requires attestation: the signer names
     itself; the admin CLI has no service key and, outside a confidential VM, is refused."""
     from runtime.attestation.policy import AttestationPolicy
-    from signer.key_release import Attester, KeyRelease
     from signer.custody import FileEventLog, Vaults, roots_from_settings
     from signer.custody.keys import KeyStore
+    from signer.key_release import Attester, KeyRelease
 
     class _MirroredLog(FileEventLog):
         def publish_many(self, events) -> None:
@@ -61,8 +64,11 @@ def keystore_from_settings(settings: Settings, audit: Callable[[Emit], None] | N
                 vault_outbox.extend(events)
 
     log = _MirroredLog(settings.home / "vault" / "events.jsonl")
-    release = Attester(KeyRelease(AttestationPolicy.from_settings(settings.attestation), audit), *requester,
-                       vcek_file=settings.attestation.vcek_file)
+    release = Attester(
+        KeyRelease(AttestationPolicy.from_settings(settings.attestation), audit),
+        *requester,
+        vcek_file=settings.attestation.vcek_file,
+    )
     vaults = Vaults(roots_from_settings(settings), log, audit=audit, release=release)
     vaults.refresh()
     # The mode applies when the signing-key vault is first created. Without named providers

@@ -33,11 +33,11 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from schemas.emit import Emit
-from schemas.sealing import SUITE
 from runtime.attestation import evidence as evidence_
 from runtime.attestation.policy import AttestationPolicy, failures
 from runtime.attestation.verify import parse_report, report_data_binding
+from schemas.emit import Emit
+from schemas.sealing import SUITE
 from signer.custody._crypto import wipe
 from signer.custody.access import audit_record
 from signer.custody.errors import AttestationRequired
@@ -65,8 +65,9 @@ class ReleaseRequest:
 class KeyRelease:
     """The gate. ``audit`` receives the record of each release and refusal."""
 
-    def __init__(self, policy: AttestationPolicy, audit: Callable[[Emit], None] | None = None,
-                 nonce_ttl_s: int = NONCE_TTL_S):
+    def __init__(
+        self, policy: AttestationPolicy, audit: Callable[[Emit], None] | None = None, nonce_ttl_s: int = NONCE_TTL_S
+    ):
         self.policy = policy
         self._audit = audit or (lambda record: None)
         self._ttl = timedelta(seconds=nonce_ttl_s)
@@ -81,8 +82,9 @@ class KeyRelease:
             self._nonces[nonce] = now
         return nonce
 
-    def release(self, request: ReleaseRequest, unwrap: Callable[[], bytearray], resource: str, context: bytes,
-                now: datetime) -> bytes:
+    def release(
+        self, request: ReleaseRequest, unwrap: Callable[[], bytearray], resource: str, context: bytes, now: datetime
+    ) -> bytes:
         """``unwrap()``'s key material HPKE-sealed to ``request.ephemeral_public``, if the request's
         evidence verifies; else ``AttestationRequired``, audited. ``context`` (the slot's associated
         data) goes into the HPKE info, so a sealed piece opens as no other slot's."""
@@ -91,20 +93,39 @@ class KeyRelease:
         why = self._refusal(request, issued_at, now)
         actor = f"service:{request.requester}"
         if why:
-            record = self._audit_record(actor, "key.release_refused", resource, now, request, reason=why,
-                                        code=AttestationRequired.code, evidence=request.source)
-            raise AttestationRequired(f"the vault requires attestation and releases its key only to an attested "
-                                      f"signer; {request.requester}'s request was refused: " + "; ".join(why),
-                                      audit=record)
+            record = self._audit_record(
+                actor,
+                "key.release_refused",
+                resource,
+                now,
+                request,
+                reason=why,
+                code=AttestationRequired.code,
+                evidence=request.source,
+            )
+            raise AttestationRequired(
+                f"the vault requires attestation and releases its key only to an attested "
+                f"signer; {request.requester}'s request was refused: " + "; ".join(why),
+                audit=record,
+            )
         report = parse_report(request.report or b"")
         material = unwrap()
         try:
-            sealed = SUITE.encrypt(bytes(material), X25519PublicKey.from_public_bytes(request.ephemeral_public),
-                                   info=release_info(context))
+            sealed = SUITE.encrypt(
+                bytes(material), X25519PublicKey.from_public_bytes(request.ephemeral_public), info=release_info(context)
+            )
         finally:
             wipe(material)
-        self._audit_record(actor, "key.released", resource, now, request, measurement=report.measurement.hex(),
-                           chip_id=report.chip_id.hex()[:16], evidence=request.source)
+        self._audit_record(
+            actor,
+            "key.released",
+            resource,
+            now,
+            request,
+            measurement=report.measurement.hex(),
+            chip_id=report.chip_id.hex()[:16],
+            evidence=request.source,
+        )
         return sealed
 
     def _refusal(self, request: ReleaseRequest, issued_at: datetime | None, now: datetime) -> list[str]:
@@ -114,14 +135,24 @@ class KeyRelease:
             return [f"the requester has no attestation report (tee=none: {request.source})"]
         if request.vcek is None:
             return ["the request carries no VCEK to verify the report with"]
-        binding = report_data_binding(request.requester, request.ephemeral_public, request.service_public,
-                                      request.nonce)
+        binding = report_data_binding(
+            request.requester, request.ephemeral_public, request.service_public, request.nonce
+        )
         return failures(self.policy.verify(request.report, request.vcek, binding, issued_at, now))
 
-    def _audit_record(self, actor: str, action: str, resource: str, now: datetime, request: ReleaseRequest,
-                      **details) -> Emit:
-        record = audit_record(actor, action, resource, now, request.requester, request.nonce.hex(),
-                              tee="none" if request.report is None else "sev-snp", **details)
+    def _audit_record(
+        self, actor: str, action: str, resource: str, now: datetime, request: ReleaseRequest, **details
+    ) -> Emit:
+        record = audit_record(
+            actor,
+            action,
+            resource,
+            now,
+            request.requester,
+            request.nonce.hex(),
+            tee="none" if request.report is None else "sev-snp",
+            **details,
+        )
         self._audit(record)
         return record
 
@@ -130,8 +161,14 @@ class Attester:
     """This signer asking ``gate`` for key material, with a report from ``obtain``: what ``Keks``
     calls to unwrap a slot of a vault that requires attestation."""
 
-    def __init__(self, gate: KeyRelease, signer_id: str, service_public: bytes,
-                 obtain: Callable[[bytes], evidence_.Evidence] = evidence_.obtain, vcek_file: str | None = None):
+    def __init__(
+        self,
+        gate: KeyRelease,
+        signer_id: str,
+        service_public: bytes,
+        obtain: Callable[[bytes], evidence_.Evidence] = evidence_.obtain,
+        vcek_file: str | None = None,
+    ):
         self.gate = gate
         self.signer_id = signer_id
         self.service_public = service_public
@@ -143,7 +180,14 @@ class Attester:
         public = ephemeral.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         nonce = self.gate.challenge(now)
         found = self._obtain(report_data_binding(self.signer_id, public, self.service_public, nonce))
-        request = ReleaseRequest(self.signer_id, public, self.service_public, nonce, found.report,
-                                 evidence_.vcek_of(found, self._vcek_file), found.source)
+        request = ReleaseRequest(
+            self.signer_id,
+            public,
+            self.service_public,
+            nonce,
+            found.report,
+            evidence_.vcek_of(found, self._vcek_file),
+            found.source,
+        )
         sealed = self.gate.release(request, unwrap, resource, context, now)
         return bytearray(SUITE.decrypt(sealed, ephemeral, info=release_info(context)))

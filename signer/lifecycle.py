@@ -87,8 +87,16 @@ Step = Wait | NonceUsed | Gap | Bump | Stuck
 NONCE_SETTLE_US = 3_000_000
 
 
-def next_step(nonce: int, chain_next_nonce: int, sent_at_us: int, now_us: int, bumps: int,
-              replace_after_us: int, max_bumps: int, nonce_passed_at_us: int | None = None) -> Step:
+def next_step(
+    nonce: int,
+    chain_next_nonce: int,
+    sent_at_us: int,
+    now_us: int,
+    bumps: int,
+    replace_after_us: int,
+    max_bumps: int,
+    nonce_passed_at_us: int | None = None,
+) -> Step:
     """What to do about a transaction at ``nonce`` that has no receipt, given the sender's next
     nonce on chain (``eth_getTransactionCount(latest)``), when it was last sent, and since when
     the chain's nonce has been past it (None: not seen so yet)."""
@@ -103,9 +111,11 @@ def next_step(nonce: int, chain_next_nonce: int, sent_at_us: int, now_us: int, b
         return Gap(range(chain_next_nonce, nonce))
     if bumps >= max_bumps:
         waited_s = (now_us - sent_at_us) // 1_000_000
-        return Stuck(f"not mined {waited_s} s after it was last sent, and its fees were already raised {bumps} "
-                     f"time(s) (WARDEN_TX_MAX_BUMPS={max_bumps}); it is still tracked. Replace it with an intent "
-                     "naming this nonce and higher fees, or wait for fees to fall")
+        return Stuck(
+            f"not mined {waited_s} s after it was last sent, and its fees were already raised {bumps} "
+            f"time(s) (WARDEN_TX_MAX_BUMPS={max_bumps}); it is still tracked. Replace it with an intent "
+            "naming this nonce and higher fees, or wait for fees to fall"
+        )
     return Bump()
 
 
@@ -113,8 +123,9 @@ class BumpRefused(Exception):
     """A replacement the policy does not allow; the reason says which bound and by how much."""
 
 
-def bumped_fees(tx_type: int, fee_per_gas: int, priority_fee_per_gas: int | None, market_fee_per_gas: int,
-                ceiling: int | None) -> tuple[int, int | None]:
+def bumped_fees(
+    tx_type: int, fee_per_gas: int, priority_fee_per_gas: int | None, market_fee_per_gas: int, ceiling: int | None
+) -> tuple[int, int | None]:
     """The fee per gas (and tip, for type 2) of a replacement for a transaction paying
     ``fee_per_gas`` (max fee or gas price): at least 12.5 % more, and for type 2 at least
     2 × base fee + tip (``market_fee_per_gas`` is the latest base fee for type 2, the node's
@@ -130,9 +141,11 @@ def bumped_fees(tx_type: int, fee_per_gas: int, priority_fee_per_gas: int | None
         wanted = max(least, market_fee_per_gas)
     if ceiling is not None:
         if least > ceiling:
-            raise BumpRefused(f"a replacement would need at least {least} wei per gas (12.5 % over the "
-                              f"{fee_per_gas} it pays), over this agent's ceiling of {ceiling} wei per gas "
-                              "(tx_max_fee_per_gas)")
+            raise BumpRefused(
+                f"a replacement would need at least {least} wei per gas (12.5 % over the "
+                f"{fee_per_gas} it pays), over this agent's ceiling of {ceiling} wei per gas "
+                "(tx_max_fee_per_gas)"
+            )
         wanted = min(wanted, ceiling)
     if tip is not None:
         tip = min(tip, wanted)

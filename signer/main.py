@@ -23,9 +23,11 @@ from aiokafka.errors import CommitFailedError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime import metrics
+from runtime.attestation.announcement import attest
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import follow, follow_records, producer as new_producer, publish
+from runtime.kafka import follow, follow_records, publish
+from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admin_keys, service_key
@@ -33,12 +35,11 @@ from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_forgery
 from schemas.emit import Emit, Source, audit
 from schemas.models import SealingKey, SignedTransaction
-from runtime.attestation.announcement import attest
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
+from signer.owner import FLUSH_BYTES, PartitionOwner
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.service import SERVICE, Signer
-from signer.owner import FLUSH_BYTES, PartitionOwner
 from signer.state import PartitionedState
 
 log = logging.getLogger("warden.signer")
@@ -86,17 +87,18 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     service = service_key(settings, "signer")
     audit_signer = AuditSigner("signer", *service)
     service_public = bytes.fromhex(public_key_hex(service[1])[2:])
-    keystore = keystore_from_settings(settings, audit=custody_audit, requester=(
-        settings.signer_id, service_public))
+    keystore = keystore_from_settings(settings, audit=custody_audit, requester=(settings.signer_id, service_public))
     sealing = SealingKeyPair()
     admin_keys = pinned_admin_keys(settings)
     policies = PolicyBook(admin_keys)
     tee, announced = announce(settings, sealing, service, utcnow())
     legacy = settings.home / "signer" / "state.db"
     if legacy.exists():
-        raise RuntimeError(f"{legacy} is a signer record from before partition-owned state; it is not on "
-                           f"{topics.SIGNER_CHANGELOG}, so no signer could restore it. Not starting: move it aside "
-                           "(a fresh chain) or run the release that wrote it until its transactions are final")
+        raise RuntimeError(
+            f"{legacy} is a signer record from before partition-owned state; it is not on "
+            f"{topics.SIGNER_CHANGELOG}, so no signer could restore it. Not starting: move it aside "
+            "(a fresh chain) or run the release that wrote it until its transactions are final"
+        )
     states = PartitionedState(settings.signer_state_dir)
     owner: PartitionOwner | None = None
 
@@ -104,29 +106,50 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         async with owner.batch:
             await owner.flush()
 
-    signer = Signer(states, keystore, admin_keys, nodes.for_chain,
-                    service_key=service, tee=tee, sealing=sealing,
-                    policies=policies, max_age_us=settings.intent_max_age_s * 1_000_000,
-                    replace_after_us=int(settings.tx_replace_after_s * 1_000_000), max_bumps=settings.tx_max_bumps,
-                    persist=persist)
+    signer = Signer(
+        states,
+        keystore,
+        admin_keys,
+        nodes.for_chain,
+        service_key=service,
+        tee=tee,
+        sealing=sealing,
+        policies=policies,
+        max_age_us=settings.intent_max_age_s * 1_000_000,
+        replace_after_us=int(settings.tx_replace_after_s * 1_000_000),
+        max_bumps=settings.tx_max_bumps,
+        persist=persist,
+    )
     policies_known = asyncio.Event()
 
     async def follow_policies() -> None:
         # The signer's own view of every policy: a revocation holds here even if no worker passes it on.
         # A revocation must hold here promptly: this reader waits on the broker like a client does.
-        async for topic, value in follow(settings, (topics.POLICIES,), caught_up=policies_known,
-                                         fetch_max_wait_ms=settings.fetch_wait_ms):
+        async for topic, value in follow(
+            settings, (topics.POLICIES,), caught_up=policies_known, fetch_max_wait_ms=settings.fetch_wait_ms
+        ):
             if topic:
                 adopted = policies.read(value)
                 if adopted is not None:
                     log.info("policy v%d of %s in force at the signer", adopted.version, adopted.agent_id)
                     # On the ledger too: when a revocation took hold at the signer is an auditor's question.
                     now = utcnow()
-                    custody_audit(audit(SERVICE, "policy.enforced", f"policy:{adopted.agent_id}", now,
-                                        adopted.agent_id, str(adopted.version), settings.signer_id,
-                                        agent_id=adopted.agent_id, version=adopted.version,
-                                        intents_api_enabled=adopted.intents_api_enabled,
-                                        signer_id=settings.signer_id, tee=tee))
+                    custody_audit(
+                        audit(
+                            SERVICE,
+                            "policy.enforced",
+                            f"policy:{adopted.agent_id}",
+                            now,
+                            adopted.agent_id,
+                            str(adopted.version),
+                            settings.signer_id,
+                            agent_id=adopted.agent_id,
+                            version=adopted.version,
+                            intents_api_enabled=adopted.intents_api_enabled,
+                            signer_id=settings.signer_id,
+                            tee=tee,
+                        )
+                    )
 
     policy_task = asyncio.create_task(follow_policies())
 
@@ -155,9 +178,15 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     # a stopped signer does not leave the group, so one removed for good hands its partitions over
     # only when its session expires, and Tansu holds each static join and sync ~3 s.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker, group_id="warden-signer", group_instance_id=settings.signer_id,
-        enable_auto_commit=False, auto_offset_reset="earliest", session_timeout_ms=10_000,
-        heartbeat_interval_ms=1_000, max_poll_records=500, max_partition_fetch_bytes=settings.max_message_bytes,
+        bootstrap_servers=settings.broker,
+        group_id="warden-signer",
+        group_instance_id=settings.signer_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        max_poll_records=500,
+        max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.fetch_wait_ms,
     )
     offsets = Offsets(consumer, COMMIT_EVERY_S, time.monotonic())
@@ -181,8 +210,11 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         for signed in unconfirmed:
             track(signed, resend=True)
         if unconfirmed:
-            log.warning("partition %d: re-sent %d transaction(s) signed before and still unconfirmed", partition,
-                        len(unconfirmed))
+            log.warning(
+                "partition %d: re-sent %d transaction(s) signed before and still unconfirmed",
+                partition,
+                len(unconfirmed),
+            )
 
     def revoked(partition: int) -> None:
         for task, owned_by in list(pending.items()):
@@ -190,16 +222,24 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                 task.cancel()
 
     keys = PinnedServiceKeys(settings)
-    owner = PartitionOwner(settings, states, producer, service, lambda writer: keys.key_now("signer", writer),
-                           on_restored=restored, on_revoked=revoked,
-                           on_revoking=lambda: offsets.commit(time.monotonic()))
+    owner = PartitionOwner(
+        settings,
+        states,
+        producer,
+        service,
+        lambda writer: keys.key_now("signer", writer),
+        on_restored=restored,
+        on_revoked=revoked,
+        on_revoking=lambda: offsets.commit(time.monotonic()),
+    )
     await owner.start()
     consumer.subscribe([topics.INTENTS_APPROVED], listener=owner)
 
     # Clients seal client shares to this process's key; announced before the first intent is read.
     await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
-    log.info("sealing key %s announced on %s as %s (tee=%s)", sealing.key_id, topics.SIGNER_SEALING,
-             settings.signer_id, tee)
+    log.info(
+        "sealing key %s announced on %s as %s (tee=%s)", sealing.key_id, topics.SIGNER_SEALING, settings.signer_id, tee
+    )
 
     async def reannounce() -> None:
         # Clients believe an attested announcement for max_age_s: a fresh report well before that.
@@ -216,6 +256,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         known.cancel()
         policy_task.result()  # raises why the policies could not be read
         raise RuntimeError(f"{topics.POLICIES} ended before the signer caught up")
+
     async def _one_batch(batch) -> None:
         if owner.failure is not None:  # a rebalance could not restore or append: never sign on it
             raise owner.failure
@@ -233,9 +274,15 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                 except Exception as exc:  # noqa: BLE001 - the last net: handle() already turns signing failures into refusals
                     # Fail closed and keep going: not signed, and recorded in the DLQ, never only logged.
                     log.exception("signer failed on %s; not signed, dead-lettered", source.resource)
-                    emits, to_broadcast = signer.dead_letter(
-                        msg.value, source, utcnow(),
-                        f"the signer could not process this record ({exc.__class__.__name__}); not signed"), None
+                    emits, to_broadcast = (
+                        signer.dead_letter(
+                            msg.value,
+                            source,
+                            utcnow(),
+                            f"the signer could not process this record ({exc.__class__.__name__}); not signed",
+                        ),
+                        None,
+                    )
                 unpublished += emits
                 if to_broadcast is not None:
                     # Durable before the chain sees it: a crash after sending must find the
@@ -252,8 +299,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     await owner.flush()
         # On the changelog, and holding there, before anything of the batch is published.
         await owner.flush()
-        acks += await publish(producer, unpublished + custody_audit.drain(), settings.max_record_bytes,
-                               audit_signer)
+        acks += await publish(producer, unpublished + custody_audit.drain(), settings.max_record_bytes, audit_signer)
         if acks:
             await asyncio.gather(*acks)
 
@@ -292,12 +338,21 @@ def refused_vault_event(record, why: str, now: datetime) -> Emit:
     what it was (its digest and size, never its contents) and why."""
     resource = f"record:{record.topic}/{record.partition}/{record.offset}"
     log.warning("vault event %s not applied: %s", resource, why)
-    return audit(SERVICE, "vault.event_refused", resource, now, resource, reason=why,
-                 payload_sha256=hashlib.sha256(record.value or b"").hexdigest(), payload_bytes=len(record.value or b""))
+    return audit(
+        SERVICE,
+        "vault.event_refused",
+        resource,
+        now,
+        resource,
+        reason=why,
+        payload_sha256=hashlib.sha256(record.value or b"").hexdigest(),
+        payload_bytes=len(record.value or b""),
+    )
 
 
-def announce(settings: Settings, sealing: SealingKeyPair, service: tuple[str, Ed25519PrivateKey],
-             now: datetime) -> tuple[str, SealingKey]:
+def announce(
+    settings: Settings, sealing: SealingKeyPair, service: tuple[str, Ed25519PrivateKey], now: datetime
+) -> tuple[str, SealingKey]:
     """Where this signer runs and its sealing-key announcement, signed with its service key
     (``service``: key id, private key): attested with an SEV-SNP report binding the sealing key
     and the service key when the guest gives one (WARDEN_TEE=auto or sev-snp), else ``tee=none``,
@@ -307,12 +362,19 @@ def announce(settings: Settings, sealing: SealingKeyPair, service: tuple[str, Ed
     return tee, sign_announcement(announced, service[1], service[0])
 
 
-def _announcement(settings: Settings, sealing: SealingKeyPair, service_public: bytes,
-                  now: datetime) -> tuple[str, SealingKey]:
+def _announcement(
+    settings: Settings, sealing: SealingKeyPair, service_public: bytes, now: datetime
+) -> tuple[str, SealingKey]:
     if settings.tee == "none":
         return "none", sealing.announcement(settings.signer_id, "none", now)
-    evidence, how = attest(settings.signer_id, sealing.public_key, service_public, now,
-                           product=settings.attestation.product, vcek_file=settings.attestation.vcek_file)
+    evidence, how = attest(
+        settings.signer_id,
+        sealing.public_key,
+        service_public,
+        now,
+        product=settings.attestation.product,
+        vcek_file=settings.attestation.vcek_file,
+    )
     if evidence is None:
         if settings.tee == "sev-snp":
             raise RuntimeError(f"WARDEN_TEE=sev-snp but this machine gives no attestation report: {how}")

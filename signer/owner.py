@@ -40,10 +40,17 @@ class Fenced(RuntimeError):
 
 
 class PartitionOwner(ConsumerRebalanceListener):
-    def __init__(self, settings: Settings, states: PartitionedState, producer: AIOKafkaProducer,
-                 service_key: tuple[str, Ed25519PrivateKey], public_key_of: Callable[[str], str | None],
-                 on_restored: Callable[[int], None], on_revoked: Callable[[int], None],
-                 on_revoking: Callable[[], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        states: PartitionedState,
+        producer: AIOKafkaProducer,
+        service_key: tuple[str, Ed25519PrivateKey],
+        public_key_of: Callable[[str], str | None],
+        on_restored: Callable[[int], None],
+        on_revoked: Callable[[int], None],
+        on_revoking: Callable[[], Awaitable[None]] | None = None,
+    ):
         self.settings = settings
         self.states = states
         self.producer = producer
@@ -57,9 +64,12 @@ class PartitionOwner(ConsumerRebalanceListener):
         self.batch = asyncio.Lock()
         self._io = asyncio.Lock()  # one append or read of the changelog at a time
         self.failure: BaseException | None = None  # what a rebalance callback could not raise itself
-        self.reader = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False,
-                                       fetch_max_wait_ms=settings.fetch_wait_ms,
-                                       max_partition_fetch_bytes=settings.max_message_bytes)
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.broker,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_wait_ms,
+            max_partition_fetch_bytes=settings.max_message_bytes,
+        )
 
     async def start(self) -> None:
         await self.reader.start()
@@ -68,9 +78,11 @@ class PartitionOwner(ConsumerRebalanceListener):
             await self.reader.topics()
             found = self.reader.partitions_for_topic(topics.SIGNER_CHANGELOG)
         if found != set(range(self.states.count)):
-            raise RuntimeError(f"{topics.SIGNER_CHANGELOG} has partitions {sorted(found or ())}, it needs "
-                               f"0..{self.states.count - 1}, one per partition of {topics.INTENTS_APPROVED}; "
-                               "create it with `warden up` (or as many partitions as that topic)")
+            raise RuntimeError(
+                f"{topics.SIGNER_CHANGELOG} has partitions {sorted(found or ())}, it needs "
+                f"0..{self.states.count - 1}, one per partition of {topics.INTENTS_APPROVED}; "
+                "create it with `warden up` (or as many partitions as that topic)"
+            )
         parts = [TopicPartition(topics.SIGNER_CHANGELOG, p) for p in range(self.states.count)]
         self.reader.assign(parts)
         self.reader.pause(*parts)  # fetched only while a partition is read
@@ -117,8 +129,9 @@ class PartitionOwner(ConsumerRebalanceListener):
             for partition in partitions:
                 state = states[partition] = self.states.partition(partition)
                 if state.writes:  # written while it was not owned here: not on the log, so not kept
-                    log.warning("partition %d had %d writes not on its changelog; dropped", partition,
-                                len(state.writes))
+                    log.warning(
+                        "partition %d had %d writes not on its changelog; dropped", partition, len(state.writes)
+                    )
                     state.rollback()
                 # From the last record this file applied, so that its being gone shows: a log that no
                 # longer holds what the file was built from (a new broker, records deleted) would have
@@ -134,14 +147,21 @@ class PartitionOwner(ConsumerRebalanceListener):
                             f"{topics.SIGNER_CHANGELOG} partition {partition} no longer holds offset "
                             f"{next_offset - 1}, the last this signer's record of it ({state.db_path}) applied: the "
                             "log it was restored from is gone. Not signing; restore the broker's data, or (a new "
-                            "chain and broker) move the signer's state directory aside")
+                            "chain and broker) move the signer's state directory aside"
+                        )
                     records = records[1:]
                 held = self._apply(state, partition, records)
                 state.commit()
                 self.owned.add(partition)
-                log.info("partition %d restored from %s: %d records read, %d held, head at offset %d, in %.0f ms",
-                         partition, topics.SIGNER_CHANGELOG, len(records), held, state.changelog_position()[0],
-                         (time.monotonic() - started) * 1000)
+                log.info(
+                    "partition %d restored from %s: %d records read, %d held, head at offset %d, in %.0f ms",
+                    partition,
+                    topics.SIGNER_CHANGELOG,
+                    len(records),
+                    held,
+                    state.changelog_position()[0],
+                    (time.monotonic() - started) * 1000,
+                )
         # A partition that did not restore raised above: the signer stops without signing there.
         for partition in partitions:
             self.on_restored(partition)
@@ -161,8 +181,11 @@ class PartitionOwner(ConsumerRebalanceListener):
                 if not state.writes:
                     continue
                 if partition not in self.owned:
-                    log.warning("partition %d is not this signer's: %d writes dropped (its owner restores from "
-                                "the log)", partition, len(state.writes))
+                    log.warning(
+                        "partition %d is not this signer's: %d writes dropped (its owner restores from the log)",
+                        partition,
+                        len(state.writes),
+                    )
                     state.rollback()
                     continue
                 pending[partition] = state
@@ -185,16 +208,21 @@ class PartitionOwner(ConsumerRebalanceListener):
         for partition, state in pending.items():
             head, next_offset = state.changelog_position()
             if offsets[partition] < next_offset:
-                raise RuntimeError(f"{topics.SIGNER_CHANGELOG} partition {partition} took a record at offset "
-                                   f"{offsets[partition]}, before the last this signer read ({next_offset - 1}): "
-                                   "the broker lost the log. Not signing")
+                raise RuntimeError(
+                    f"{topics.SIGNER_CHANGELOG} partition {partition} took a record at offset "
+                    f"{offsets[partition]}, before the last this signer read ({next_offset - 1}): "
+                    "the broker lost the log. Not signing"
+                )
             # Ours follows `head`, so it holds unless a record between the last one this signer
             # read and ours held first: then another signer wrote the partition, and it is theirs.
             # Ours landing right after the last one read (the usual case) leaves no room for one.
             between = await self._read(partition, next_offset, offsets[partition] - 1)
             chain = Chain(head)
-            others_held = [offset for offset, value in between
-                           if (entry := self._open(partition, value)) is not None and chain.holds(offset, entry)]
+            others_held = [
+                offset
+                for offset, value in between
+                if (entry := self._open(partition, value)) is not None and chain.holds(offset, entry)
+            ]
             if others_held:
                 state.rollback()
                 lost.append(partition)
@@ -206,7 +234,8 @@ class PartitionOwner(ConsumerRebalanceListener):
                 self.owned.discard(partition)
             self.failure = Fenced(
                 f"another signer appended to partition(s) {lost} of {topics.SIGNER_CHANGELOG}: it owns them now. "
-                "Nothing of this batch there was committed or published; this signer stops")
+                "Nothing of this batch there was committed or published; this signer stops"
+            )
             raise self.failure
 
     def _open(self, partition: int, value: bytes):
@@ -229,9 +258,15 @@ class PartitionOwner(ConsumerRebalanceListener):
                 log.warning("%s partition %d offset %d is void: %s", topics.SIGNER_CHANGELOG, partition, offset, exc)
                 continue
             if not chain.holds(offset, entry):
-                log.warning("%s partition %d offset %d by %s is void: it follows offset %d, the last record that "
-                            "held is at %d", topics.SIGNER_CHANGELOG, partition, offset, entry.writer, entry.prev,
-                            chain.head)
+                log.warning(
+                    "%s partition %d offset %d by %s is void: it follows offset %d, the last record that held is at %d",
+                    topics.SIGNER_CHANGELOG,
+                    partition,
+                    offset,
+                    entry.writer,
+                    entry.prev,
+                    chain.head,
+                )
                 continue
             state.replay(entry.writes)
             held += 1
@@ -259,8 +294,11 @@ class PartitionOwner(ConsumerRebalanceListener):
         self.reader.resume(*tps)
 
         async def fetch(timeout_ms: int) -> dict:
-            return {tp: messages for tp, messages in (await self.reader.getmany(*tps, timeout_ms=timeout_ms)).items()
-                    if messages}
+            return {
+                tp: messages
+                for tp, messages in (await self.reader.getmany(*tps, timeout_ms=timeout_ms)).items()
+                if messages
+            }
 
         try:
             yield fetch
@@ -277,7 +315,9 @@ class PartitionOwner(ConsumerRebalanceListener):
         with self._reading({partition: start}) as fetch:
             while not out or out[-1][0] < last:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{topics.SIGNER_CHANGELOG} partition {partition}: offsets {start}..{last} "
-                                       f"not readable within {READ_TIMEOUT_S:.0f} s; is the broker up?")
+                    raise TimeoutError(
+                        f"{topics.SIGNER_CHANGELOG} partition {partition}: offsets {start}..{last} "
+                        f"not readable within {READ_TIMEOUT_S:.0f} s; is the broker up?"
+                    )
                 out += [(m.offset, m.value) for m in (await fetch(200)).get(tp, []) if start <= m.offset <= last]
         return out

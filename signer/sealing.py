@@ -31,10 +31,18 @@ class SealingKeyPair:
     def __repr__(self) -> str:
         return f"SealingKeyPair(key_id={self.key_id!r})"
 
-    def announcement(self, signer_id: str, tee: str, now: datetime,
-                     attestation: AttestationEvidence | None = None) -> SealingKey:
-        return SealingKey(signer_id=signer_id, key_id=self.key_id, public_key="0x" + self.public_key.hex(),
-                          suite=SUITE_NAME, tee=tee, attestation=attestation, announced_at=now)
+    def announcement(
+        self, signer_id: str, tee: str, now: datetime, attestation: AttestationEvidence | None = None
+    ) -> SealingKey:
+        return SealingKey(
+            signer_id=signer_id,
+            key_id=self.key_id,
+            public_key="0x" + self.public_key.hex(),
+            suite=SUITE_NAME,
+            tee=tee,
+            attestation=attestation,
+            announced_at=now,
+        )
 
     def open_client_share(self, intent: TransactionIntent) -> bytearray:
         """The client share sealed to this key for this intent. No sealed share at all, or one that

@@ -35,32 +35,40 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from evm import authorizations, blobs, messages, typed_data
+from evm import transactions as txs
 from runtime import metrics
+from runtime.clock import US_PER_SECOND, Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
 from schemas.auth import human_approval_valid, intent_signature_valid, sign_outcome
 from schemas.chains import REGISTRY
-from runtime.clock import US_PER_SECOND, Clock, to_us
 from schemas.emit import Emit, Source, audit, dead_letter
-from schemas.models import (INTENT_MAX_AGE_US, INTENT_MAX_FUTURE_US, AgentPolicy, HumanApproval,
-                            IntentApproved, IntentRejected,
-                            SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
-from evm import authorizations, blobs, messages, typed_data
-from evm import transactions as txs
+from schemas.errors import explain
+from schemas.models import (
+    INTENT_MAX_AGE_US,
+    INTENT_MAX_FUTURE_US,
+    AgentPolicy,
+    HumanApproval,
+    IntentApproved,
+    IntentRejected,
+    SignedMessage,
+    SignedTransaction,
+    StageVerdict,
+    TransactionIntent,
+)
+from signer import blocks, lifecycle
+from signer.custody import fingerprint
 from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
-from signer.custody import fingerprint
-from signer import blocks, lifecycle
 from signer.policies import PolicyBook
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
 from streams import fees, guardrails
 from streams.window import SpendWindow
-from schemas.errors import explain
 
 log = logging.getLogger("warden.signer")
 SERVICE = "service:signer"
@@ -77,11 +85,13 @@ CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
 # One answer for a missing, wrong or tampered client share: which of them it was is not told.
 CLIENT_SHARE_INVALID_REASON = (
     "the client share is missing or does not open the signing key; seal the share shown when the vault was "
-    "created to the signer's current sealing key (SDK: Client.client_share) and submit a new intent")
+    "created to the signer's current sealing key (SDK: Client.client_share) and submit a new intent"
+)
 CMEK_INVALID = "CMEK_INVALID"
 CMEK_INVALID_REASON = (
     "the signing-key vault has a customer-managed key, and the intent's is missing or is not the current one; "
-    "seal the current key to the signer's sealing key (SDK: Client.cmek) and submit a new intent")
+    "seal the current key to the signer's sealing key (SDK: Client.cmek) and submit a new intent"
+)
 
 
 class SigningRefused(Exception):
@@ -90,14 +100,16 @@ class SigningRefused(Exception):
         self.code, self.reason = code, reason
 
 
-def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas: int, fees: dict[str, int],
-                      authorization_list: tuple = ()):
+def build_transaction(
+    intent: TransactionIntent, chain_id: int, nonce: int, gas: int, fees: dict[str, int], authorization_list: tuple = ()
+):
     """The transaction for an intent, with exactly the gas and fees the signer priced and checked
     (and, for type 4, the authorizations the signer signed)."""
     to = bytes.fromhex(intent.to[2:])
     data = bytes.fromhex(intent.data[2:])
-    access = tuple((bytes.fromhex(e.address[2:]), tuple(bytes.fromhex(k[2:]) for k in e.storage_keys))
-                   for e in intent.access_list)
+    access = tuple(
+        (bytes.fromhex(e.address[2:]), tuple(bytes.fromhex(k[2:]) for k in e.storage_keys)) for e in intent.access_list
+    )
     if intent.tx_type == 0:
         return txs.LegacyTransaction(nonce, fees["gas_price"], gas, to, intent.value_wei, data)
     if intent.tx_type == 1:
@@ -105,21 +117,32 @@ def build_transaction(intent: TransactionIntent, chain_id: int, nonce: int, gas:
     tip, cap = fees["max_priority_fee_per_gas"], fees["max_fee_per_gas"]
     if intent.tx_type == 3:
         hashes = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
-        return txs.BlobTransaction(chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access,
-                                   intent.max_fee_per_blob_gas, hashes)
+        return txs.BlobTransaction(
+            chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access, intent.max_fee_per_blob_gas, hashes
+        )
     if intent.tx_type == 4:
-        return txs.SetCodeTransaction(chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access,
-                                      authorization_list)
+        return txs.SetCodeTransaction(
+            chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access, authorization_list
+        )
     return txs.FeeMarketTransaction(chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access)
 
 
 class Signer:
-    def __init__(self, state: SignerState, keys, admin_keys: dict[str, str],
-                 node_for: Callable[[str], Node], service_key: tuple[str, Ed25519PrivateKey],
-                 tee: str = "none", sealing: SealingKeyPair | None = None,
-                 policies: PolicyBook | None = None, max_age_us: int = INTENT_MAX_AGE_US,
-                 replace_after_us: int = 60 * US_PER_SECOND, max_bumps: int = 3,
-                 persist: Callable[[str], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        state: SignerState,
+        keys,
+        admin_keys: dict[str, str],
+        node_for: Callable[[str], Node],
+        service_key: tuple[str, Ed25519PrivateKey],
+        tee: str = "none",
+        sealing: SealingKeyPair | None = None,
+        policies: PolicyBook | None = None,
+        max_age_us: int = INTENT_MAX_AGE_US,
+        replace_after_us: int = 60 * US_PER_SECOND,
+        max_bumps: int = 3,
+        persist: Callable[[str], Awaitable[None]] | None = None,
+    ):
         self.state = state
         # Makes an agent's written state durable before something leaves the signer that depends on
         # it (a fee bump sent to the chain): the changelog append in the signer process; a commit here.
@@ -145,7 +168,9 @@ class Signer:
     async def _commit(self, agent_id: str) -> None:
         self.state.of(agent_id).commit()
 
-    async def handle(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
+    async def handle(
+        self, raw: bytes | None, source: Source, now: datetime
+    ) -> tuple[list[Emit], SignedTransaction | None]:
         """One approved record → what to publish, and the signed tx to broadcast (if the intent asks).
 
         Never raises for a record it could read: whatever goes wrong while signing becomes the
@@ -153,26 +178,40 @@ class Signer:
         try:
             approved = IntentApproved.model_validate_json(raw or b"")
         except ValidationError as exc:
-            return self.dead_letter(raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}",
-                                    explain(exc)), None
+            return self.dead_letter(
+                raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}", explain(exc)
+            ), None
         intent = approved.intent
         home = self.state.partition_of(intent.agent_id)
         if home is not None and source.partition != home:
             # The agent's state is in the partition its records land in; a record written to another
             # one (by hand: the worker keys by agent) would be decided with another partition's state,
             # by a signer that may not hold the agent's spend. Not decided here: dead-lettered.
-            return self.dead_letter(raw, source, now, (
-                f"an approval for agent {intent.agent_id!r} on partition {source.partition} of {source.topic}; its "
-                f"records belong on partition {home} (keyed by agent_id). "
-                "Not signed; publish it keyed by its agent id")), None
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    f"an approval for agent {intent.agent_id!r} on partition {source.partition} of {source.topic}; its "
+                    f"records belong on partition {home} (keyed by agent_id). "
+                    "Not signed; publish it keyed by its agent id"
+                ),
+            ), None
         prior = self.state.of(intent.agent_id).outcome(intent.intent_id)
         if prior is not None:
             if _digest_of(prior[1]) != intent.digest():
                 # The same id on a different intent: the first keeps its outcome; this one gets its
                 # own refusal, bound to its digest, and is not recorded under the shared id.
-                return self._refuse(intent, SigningRefused(
-                    "INTENT_ID_REUSED", f"intent id {intent.intent_id!r} was already decided here for a different "
-                    "intent; every intent needs its own id"), now, record=False), None
+                return self._refuse(
+                    intent,
+                    SigningRefused(
+                        "INTENT_ID_REUSED",
+                        f"intent id {intent.intent_id!r} was already decided here for a different "
+                        "intent; every intent needs its own id",
+                    ),
+                    now,
+                    record=False,
+                ), None
             # Redelivered: publish exactly what was published before. A refusal is final too, so a
             # client told REJECTED is never signed for later by a redelivery of the same intent.
             return [Emit(prior[0], intent.agent_id, prior[1])], None
@@ -187,35 +226,70 @@ class Signer:
             return self._refuse(intent, refused, now, record=refused.code not in _NOT_ATTRIBUTABLE), None
         except Exception as exc:  # noqa: BLE001 - any failure must still end the intent; the scope rolled back its state
             log.exception("signer error on intent %s; refused SIGNER_ERROR", intent.intent_id)
-            return self._refuse(intent, SigningRefused(
-                "SIGNER_ERROR", f"the signer failed on this intent ({exc.__class__.__name__}) and did not sign it; "
-                "nothing was reserved. Submit a new intent, and report this intent id if it repeats"), now), None
+            return self._refuse(
+                intent,
+                SigningRefused(
+                    "SIGNER_ERROR",
+                    f"the signer failed on this intent ({exc.__class__.__name__}) and did not sign it; "
+                    "nothing was reserved. Submit a new intent, and report this intent id if it repeats",
+                ),
+                now,
+            ), None
 
-    async def _sign_and_record(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
+    async def _sign_and_record(
+        self, approved: IntentApproved, now: datetime
+    ) -> tuple[list[Emit], SignedTransaction | None]:
         intent = approved.intent
         signing = await self._sign(approved, now)
         signed = self._signed(signing.record)
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
         metrics.TXS.labels(signed.status).inc()
-        self.state.of(intent.agent_id).record_signed(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
-                                 now_us=to_us(now), chain=intent.chain, address=signed.from_, nonce=signed.nonce,
-                                 spend_wei=signed.max_spend_wei, counts=signing.counts,
-                                 policy_version=signing.policy.version, idempotency_slot=signing.slot,
-                                 tx_hash=signed.tx_hash if signing.counts else None,
-                                 last_nonce=signing.last_nonce, assets=signing.assets,
-                                 context=(intent.to_bytes(), *signing.key) if signing.key else None,
-                                 copy_of=signing.copy_of)
+        self.state.of(intent.agent_id).record_signed(
+            intent_id=intent.intent_id,
+            agent_id=intent.agent_id,
+            record=record,
+            now_us=to_us(now),
+            chain=intent.chain,
+            address=signed.from_,
+            nonce=signed.nonce,
+            spend_wei=signed.max_spend_wei,
+            counts=signing.counts,
+            policy_version=signing.policy.version,
+            idempotency_slot=signing.slot,
+            tx_hash=signed.tx_hash if signing.counts else None,
+            last_nonce=signing.last_nonce,
+            assets=signing.assets,
+            context=(intent.to_bytes(), *signing.key) if signing.key else None,
+            copy_of=signing.copy_of,
+        )
         emits = [
             Emit(topics.TXS_SIGNED, intent.agent_id, record),
-            audit(SERVICE, "tx.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
-                  intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
-                  chain_id=signed.chain_id, tx_hash=signed.tx_hash, **{"from": signed.from_}, to=signed.to,
-                  nonce=signed.nonce, value_wei=str(signed.value_wei), max_spend_wei=str(signed.max_spend_wei),
-                  policy_version=signing.policy.version, status=signed.status, tee=self.tee, kind="transaction",
-                  tx_type=signed.tx_type, asset_spend={k: str(v) for k, v in (signing.assets or {}).items()},
-                  approved_by=approved.human_approval.admin_key_id if approved.human_approval else None,
-                  **intent.type_facts()),
+            audit(
+                SERVICE,
+                "tx.signed",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                chain=intent.chain,
+                chain_id=signed.chain_id,
+                tx_hash=signed.tx_hash,
+                **{"from": signed.from_},
+                to=signed.to,
+                nonce=signed.nonce,
+                value_wei=str(signed.value_wei),
+                max_spend_wei=str(signed.max_spend_wei),
+                policy_version=signing.policy.version,
+                status=signed.status,
+                tee=self.tee,
+                kind="transaction",
+                tx_type=signed.tx_type,
+                asset_spend={k: str(v) for k, v in (signing.assets or {}).items()},
+                approved_by=approved.human_approval.admin_key_id if approved.human_approval else None,
+                **intent.type_facts(),
+            ),
         ]
         # A copy for a reused idempotency key follows its original's transaction to a final status.
         follow = signing.copy_of is not None and signed.status in lifecycle.OPEN
@@ -250,24 +324,45 @@ class Signer:
             auth_nonces = self._authorization_nonces(intent, nonce)
             with self._private_key(intent, agent) as key:
                 signed_auths = tuple(
-                    authorizations.sign_authorization(authorizations.Authorization(
-                        request.chain_id, bytes.fromhex(request.address[2:]), auth_nonce), key)
-                    for request, auth_nonce in zip(intent.authorization_list, auth_nonces))
-                tx = build_transaction(intent, chain.chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type),
-                                       signed_auths)
+                    authorizations.sign_authorization(
+                        authorizations.Authorization(request.chain_id, bytes.fromhex(request.address[2:]), auth_nonce),
+                        key,
+                    )
+                    for request, auth_nonce in zip(intent.authorization_list, auth_nonces)
+                )
+                tx = build_transaction(
+                    intent, chain.chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type), signed_auths
+                )
                 signed = txs.sign_transaction(tx, key, chain.chain_id, sender=bytes.fromhex(agent.address[2:]))
         # "from" is the address derived from this very key (`_address`), already in EIP-55 form.
         if sidecar is not None and intent.broadcast:  # kept until the transaction's status is final
             self._sidecars["0x" + signed.tx_hash.hex()] = sidecar
         result = SignedTransaction(
-            intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain, chain_id=chain.chain_id,
-            signed_tx="0x" + signed.raw.hex(), tx_hash="0x" + signed.tx_hash.hex(),
-            **{"from": agent.address}, to=intent.to, nonce=nonce, value_wei=intent.value_wei,
-            tx_type=intent.tx_type, status="signed" if intent.broadcast else "sign_only", tee=self.tee,
-            signed_at=now, max_spend_wei=quote.spend_wei(intent), intent_digest=intent.digest(),
+            intent_id=intent.intent_id,
+            agent_id=intent.agent_id,
+            chain=intent.chain,
+            chain_id=chain.chain_id,
+            signed_tx="0x" + signed.raw.hex(),
+            tx_hash="0x" + signed.tx_hash.hex(),
+            **{"from": agent.address},
+            to=intent.to,
+            nonce=nonce,
+            value_wei=intent.value_wei,
+            tx_type=intent.tx_type,
+            status="signed" if intent.broadcast else "sign_only",
+            tee=self.tee,
+            signed_at=now,
+            max_spend_wei=quote.spend_wei(intent),
+            intent_digest=intent.digest(),
         )
-        return _Signing(result, policy, slot=slot, key=(agent.path, agent.version),
-                        last_nonce=max((nonce, *auth_nonces)), assets=assets)
+        return _Signing(
+            result,
+            policy,
+            slot=slot,
+            key=(agent.path, agent.version),
+            last_nonce=max((nonce, *auth_nonces)),
+            assets=assets,
+        )
 
     def _reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
         """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
@@ -278,18 +373,22 @@ class Signer:
             return None
         cached = read(original)
         if cached is None:
-            raise SigningRefused("IDEMPOTENT_ORIGINAL_NOT_SIGNED", (
-                f"idempotency key was used by intent {original}, which was not signed as a {intent.intent_type}"))
-        return original, model.from_bytes(cached).model_copy(update={
-            "intent_id": intent.intent_id, "signed_at": now, "intent_digest": intent.digest()})
+            raise SigningRefused(
+                "IDEMPOTENT_ORIGINAL_NOT_SIGNED",
+                (f"idempotency key was used by intent {original}, which was not signed as a {intent.intent_type}"),
+            )
+        return original, model.from_bytes(cached).model_copy(
+            update={"intent_id": intent.intent_id, "signed_at": now, "intent_digest": intent.digest()}
+        )
 
     @contextlib.contextmanager
     def _agent_key(self, intent: TransactionIntent) -> Iterator[_AgentKey]:
         """The agent's signing key version for the intent's chain and its address, with the
         client-held secrets it needs (unsealed from the intent, wiped when the block ends)."""
         try:
-            path = self.keys.resolve_signing_path(intent.agent_id, intent.chain, intent.signing_key_path,
-                                                  (f"agents/{intent.agent_id}/", "keys/"))
+            path = self.keys.resolve_signing_path(
+                intent.agent_id, intent.chain, intent.signing_key_path, (f"agents/{intent.agent_id}/", "keys/")
+            )
             version = self.keys.active_version(path)
         except Exception as exc:  # custody errors are deliberately opaque; say what to do
             raise self._key_unavailable(intent, exc) from None
@@ -310,9 +409,10 @@ class Signer:
     @contextlib.contextmanager
     def _private_key(self, intent: TransactionIntent, agent: _AgentKey) -> Iterator[bytearray]:
         # The exact version whose address the nonce was taken for, never "whatever is newest now".
-        with self._custody_errors(intent, agent.share, agent.cmek), \
-                self.keys.open_private_key(agent.path, agent.version, client_share=agent.share,
-                                           cmek=agent.cmek) as key:
+        with (
+            self._custody_errors(intent, agent.share, agent.cmek),
+            self.keys.open_private_key(agent.path, agent.version, client_share=agent.share, cmek=agent.cmek) as key,
+        ):
             yield key
 
     @staticmethod
@@ -323,15 +423,21 @@ class Signer:
         wanted = tuple(nonce + 1 + index for index in range(len(intent.authorization_list)))
         for request, expected in zip(intent.authorization_list, wanted):
             if request.nonce is not None and request.nonce != expected:
-                raise SigningRefused("EIP7702_NONCE_MISMATCH", (
-                    f"the authorization names nonce {request.nonce}, but the account's next nonce after this "
-                    f"transaction (nonce {nonce}) is {expected}; leave the authorization's nonce out and the signer "
-                    "sets it"))
+                raise SigningRefused(
+                    "EIP7702_NONCE_MISMATCH",
+                    (
+                        f"the authorization names nonce {request.nonce}, but the account's next nonce after this "
+                        f"transaction (nonce {nonce}) is {expected}; leave the authorization's nonce out and the signer "
+                        "sets it"
+                    ),
+                )
         try:
             for authorization_nonce in wanted:
                 txs.check_nonce(authorization_nonce)
         except txs.InvalidTransaction:
-            raise SigningRefused("NONCE_EXHAUSTED", "the authorization's nonce would pass what EIP-2681 allows") from None
+            raise SigningRefused(
+                "NONCE_EXHAUSTED", "the authorization's nonce would pass what EIP-2681 allows"
+            ) from None
         return wanted
 
     def _sidecar(self, intent: TransactionIntent) -> blobs.Sidecar | None:
@@ -346,9 +452,13 @@ class Signer:
         named = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
         if tuple(sidecar.versioned_hashes) != named:
             index = next(i for i, (a, b) in enumerate(zip(sidecar.versioned_hashes, named)) if a != b)
-            raise SigningRefused("BLOB_HASH_MISMATCH", (
-                f"blobs[{index}] commits to versioned hash 0x{sidecar.versioned_hashes[index].hex()}, but "
-                f"blob_versioned_hashes[{index}] is 0x{named[index].hex()}; the hashes must be the blobs' own"))
+            raise SigningRefused(
+                "BLOB_HASH_MISMATCH",
+                (
+                    f"blobs[{index}] commits to versioned hash 0x{sidecar.versioned_hashes[index].hex()}, but "
+                    f"blob_versioned_hashes[{index}] is 0x{named[index].hex()}; the hashes must be the blobs' own"
+                ),
+            )
         return sidecar
 
     async def _sign_message(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], None]:
@@ -378,27 +488,55 @@ class Signer:
             with self._agent_key(intent) as agent, self._private_key(intent, agent) as key:
                 signature = messages.sign_digest(digest, key)
             result = SignedMessage(
-                intent_id=intent.intent_id, agent_id=intent.agent_id, kind=intent.intent_type, chain=intent.chain,
-                chain_id=chain.chain_id, **{"from": agent.address}, message_hash="0x" + digest.hex(),
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                kind=intent.intent_type,
+                chain=intent.chain,
+                chain_id=chain.chain_id,
+                **{"from": agent.address},
+                message_hash="0x" + digest.hex(),
                 signature="0x" + signature.hex(),
                 primary_type=None if typed is None else intent.typed_data.primaryType,
                 verifying_contract=None if typed is None else intent.typed_data.verifying_contract,
                 domain_separator=None if typed is None else "0x" + typed.domain_separator.hex(),
-                tee=self.tee, signed_at=now, intent_digest=intent.digest())
+                tee=self.tee,
+                signed_at=now,
+                intent_digest=intent.digest(),
+            )
         signed = self._signed(result)
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
-        self.state.of(intent.agent_id).record_message(intent_id=intent.intent_id, agent_id=intent.agent_id, record=record,
-                                  now_us=to_us(now), policy_version=policy.version, idempotency_slot=slot,
-                                  assets=assets)
+        self.state.of(intent.agent_id).record_message(
+            intent_id=intent.intent_id,
+            agent_id=intent.agent_id,
+            record=record,
+            now_us=to_us(now),
+            policy_version=policy.version,
+            idempotency_slot=slot,
+            assets=assets,
+        )
         return [
             Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
-            audit(SERVICE, "message.signed", f"intent:{intent.intent_id}", now, intent.intent_id,
-                  intent_id=intent.intent_id, agent_id=intent.agent_id, kind=signed.kind, chain=intent.chain,
-                  chain_id=signed.chain_id, **{"from": signed.from_}, message_hash=signed.message_hash,
-                  primary_type=signed.primary_type, verifying_contract=signed.verifying_contract,
-                  domain_separator=signed.domain_separator, policy_version=policy.version, tee=self.tee,
-                  idempotent_copy_of=copy_of),
+            audit(
+                SERVICE,
+                "message.signed",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                kind=signed.kind,
+                chain=intent.chain,
+                chain_id=signed.chain_id,
+                **{"from": signed.from_},
+                message_hash=signed.message_hash,
+                primary_type=signed.primary_type,
+                verifying_contract=signed.verifying_contract,
+                domain_separator=signed.domain_separator,
+                policy_version=policy.version,
+                tee=self.tee,
+                idempotent_copy_of=copy_of,
+            ),
         ], None
 
     def _verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
@@ -407,14 +545,18 @@ class Signer:
         intent = approved.intent
         policy = self._policy_in_force(approved)
         if not intent_signature_valid(intent, policy):
-            raise SigningRefused("AGENT_SIGNATURE_INVALID", "the intent's signature does not verify against the "
-                                                            "agent's public key")
+            raise SigningRefused(
+                "AGENT_SIGNATURE_INVALID", "the intent's signature does not verify against the agent's public key"
+            )
         if not policy.intents_api_enabled:
-            raise SigningRefused("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r} "
-                                                         f"(policy v{policy.version})")
+            raise SigningRefused(
+                "INTENTS_API_DISABLED",
+                f"the intents API is disabled for agent {intent.agent_id!r} (policy v{policy.version})",
+            )
         # An intent that waited for an admin is as old as its wait; the admin's fresh approval vouches for it.
-        max_age = self.max_age_us + (policy.approval_timeout_s * US_PER_SECOND
-                                     if self._human_approval(approved, now) is not None else 0)
+        max_age = self.max_age_us + (
+            policy.approval_timeout_s * US_PER_SECOND if self._human_approval(approved, now) is not None else 0
+        )
         for verdict in (guardrails.check_freshness(intent, now, max_age), *guardrails.policy_checks(intent, policy)):
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
@@ -426,20 +568,28 @@ class Signer:
         approval, intent = approved.human_approval, approved.intent
         if approval is None or approval.decision != "approve" or not human_approval_valid(approval, self.admin_keys):
             return None
-        if (approval.intent_id, approval.agent_id, approval.intent_digest) != (intent.intent_id, intent.agent_id,
-                                                                               intent.digest()):
+        if (approval.intent_id, approval.agent_id, approval.intent_digest) != (
+            intent.intent_id,
+            intent.agent_id,
+            intent.digest(),
+        ):
             return None
         age = to_us(now) - to_us(approval.decided_at)
         return approval if -INTENT_MAX_FUTURE_US <= age < self.max_age_us else None
 
-    def _require_human_approval(self, approved: IntentApproved, policy: AgentPolicy, assets: dict[str, int],
-                                now: datetime) -> None:
+    def _require_human_approval(
+        self, approved: IntentApproved, policy: AgentPolicy, assets: dict[str, int], now: datetime
+    ) -> None:
         """Above a threshold of the signer's own policy, nothing is signed without an admin's approval."""
         why = guardrails.approval_needed(approved.intent, policy, assets)
         if why is not None and self._human_approval(approved, now) is None:
-            raise SigningRefused("HUMAN_APPROVAL_REQUIRED", (
-                f"{why}, and the record carries no valid admin approval of this intent (signed by a pinned admin key, "
-                "bound to its digest, fresh); it waits for `warden approvals approve` through the pipeline"))
+            raise SigningRefused(
+                "HUMAN_APPROVAL_REQUIRED",
+                (
+                    f"{why}, and the record carries no valid admin approval of this intent (signed by a pinned admin key, "
+                    "bound to its digest, fresh); it waits for `warden approvals approve` through the pipeline"
+                ),
+            )
 
     def _policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
         intent, offered = approved.intent, approved.policy
@@ -451,9 +601,12 @@ class Signer:
         held = self.policies.current(intent.agent_id)
         newest = max(held.version, self.state.of(intent.agent_id).policy_version(intent.agent_id))
         if offered.version < newest:
-            raise SigningRefused("POLICY_SUPERSEDED", f"approved under policy v{offered.version}, but this agent's "
-                                                      f"policy is now v{newest}; submit the intent again to be "
-                                                      "judged under the current policy")
+            raise SigningRefused(
+                "POLICY_SUPERSEDED",
+                f"approved under policy v{offered.version}, but this agent's "
+                f"policy is now v{newest}; submit the intent again to be "
+                "judged under the current policy",
+            )
         return held
 
     def _check_assets(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> dict[str, int]:
@@ -461,27 +614,35 @@ class Signer:
         what the intent moves or approves, per asset, to record with its signature."""
         now_us = to_us(now)
         checked = guardrails.check_assets(
-            intent, policy, lambda asset: SpendWindow(self.state.of(intent.agent_id).asset_entries(intent.agent_id, asset, now_us)).spent(now_us))
+            intent,
+            policy,
+            lambda asset: SpendWindow(
+                self.state.of(intent.agent_id).asset_entries(intent.agent_id, asset, now_us)
+            ).spent(now_us),
+        )
         if not checked.passed:
             raise SigningRefused(checked.code, f"signer re-check failed: {checked.reason}")
         return guardrails.asset_spend_of([checked])
 
-    def _check_spend(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote,
-                     now: datetime) -> None:
+    def _check_spend(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote, now: datetime) -> None:
         """Fee ceiling, then cap and rolling limit on spend, with the signer's own record."""
         failed = self._spend_refusal(intent, policy, quote, now)
         if failed is not None:
             raise SigningRefused(failed.code, f"signer re-check failed: {failed.reason}")
 
-    def _spend_refusal(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote,
-                       now: datetime) -> StageVerdict | None:
+    def _spend_refusal(
+        self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote, now: datetime
+    ) -> StageVerdict | None:
         """The first of fee ceiling, cap and rolling limit that ``quote`` fails, if any. The
         intent's own recorded spend is left out of the window: a fee bump replaces it, and a new
         intent has none."""
         now_us = to_us(now)
         spent = self.state.of(intent.agent_id).spent(intent.agent_id, now_us, excluding=intent.intent_id)
-        for verdict in (fees.check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
-                        guardrails.check_daily_limit(intent, policy, spent, quote)):
+        for verdict in (
+            fees.check_fee(intent, policy, quote),
+            guardrails.check_value_cap(intent, policy, quote),
+            guardrails.check_daily_limit(intent, policy, spent, quote),
+        ):
             if not verdict.passed:
                 return verdict
         return None
@@ -502,8 +663,9 @@ class Signer:
         try:
             return self.sealing.open_client_share(intent)
         except NotSealedHere:
-            raise self._sealed_to_old_key("CLIENT_SHARE_SEALED_TO_OLD_KEY", intent.sealed_client_share,
-                                          "client share") from None
+            raise self._sealed_to_old_key(
+                "CLIENT_SHARE_SEALED_TO_OLD_KEY", intent.sealed_client_share, "client share"
+            ) from None
         except InvalidKey:
             raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
 
@@ -517,7 +679,9 @@ class Signer:
         try:
             cmek = self.sealing.open_cmek(intent)
         except NotSealedHere:
-            raise self._sealed_to_old_key("CMEK_SEALED_TO_OLD_KEY", intent.sealed_cmek, "customer-managed key") from None
+            raise self._sealed_to_old_key(
+                "CMEK_SEALED_TO_OLD_KEY", intent.sealed_cmek, "customer-managed key"
+            ) from None
         except InvalidKey:
             raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON) from None
         if not hmac.compare_digest(fingerprint(cmek), expected):
@@ -527,13 +691,16 @@ class Signer:
 
     def _sealed_to_old_key(self, code: str, copies, what: str) -> SigningRefused:
         return SigningRefused(
-            code, f"the {what} is sealed to signer key(s) {[c.key_id for c in copies]}, not to this signer's current "
+            code,
+            f"the {what} is sealed to signer key(s) {[c.key_id for c in copies]}, not to this signer's current "
             f"key {self.sealing.key_id} (the signer restarted since): read warden.signer.sealing again and submit "
-            "a new intent")
+            "a new intent",
+        )
 
     @contextlib.contextmanager
-    def _custody_errors(self, intent: TransactionIntent, share: bytearray | None,
-                        cmek: bytearray | None) -> Iterator[None]:
+    def _custody_errors(
+        self, intent: TransactionIntent, share: bytearray | None, cmek: bytearray | None
+    ) -> Iterator[None]:
         """Custody failures become refusals, so a failed key is an outcome, not a silence."""
         try:
             yield
@@ -558,19 +725,24 @@ class Signer:
         if isinstance(exc, ProviderUnavailable):
             # Names the provider and what failed; never key material (custody's messages carry none).
             return SigningRefused("ROOT_PROVIDER_UNAVAILABLE", f"the signing key could not be unwrapped: {exc}")
-        return SigningRefused("SIGNING_KEY_UNAVAILABLE",
-                              f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
-                              f"{exc.__class__.__name__}; provision one with `warden keys provision`")
+        return SigningRefused(
+            "SIGNING_KEY_UNAVAILABLE",
+            f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
+            f"{exc.__class__.__name__}; provision one with `warden keys provision`",
+        )
 
     async def _nonce(self, intent: TransactionIntent, address: str, node, now: datetime) -> int:
         if intent.nonce is not None:
             # Naming a nonce is for replacing a transaction this signer signed at it; any other
             # would let an agent open a gap that stalls every later transaction of the address.
             if not self.state.of(intent.agent_id).signed_at_nonce(intent.agent_id, intent.chain, address, intent.nonce):
-                raise SigningRefused("NONCE_NOT_ALLOWED", f"nonce {intent.nonce} is not one this signer signed at for "
-                                                          f"{address} on {intent.chain}; leave nonce unset (the "
-                                                          "signer picks it) or name one only to replace a "
-                                                          "transaction")
+                raise SigningRefused(
+                    "NONCE_NOT_ALLOWED",
+                    f"nonce {intent.nonce} is not one this signer signed at for "
+                    f"{address} on {intent.chain}; leave nonce unset (the "
+                    "signer picks it) or name one only to replace a "
+                    "transaction",
+                )
             return intent.nonce
         tracked = self.state.of(intent.agent_id).last_nonce(intent.agent_id, intent.chain, address)
         pending = await self._pending_nonce(intent.chain, address, node, now)
@@ -593,21 +765,41 @@ class Signer:
         self._pending[(chain, address)] = (pending, now_us)
         return pending
 
-    def _refuse(self, intent: TransactionIntent, refused: SigningRefused, now: datetime,
-                record: bool = True) -> list[Emit]:
-        rejected = self._signed(IntentRejected(intent_id=intent.intent_id, agent_id=intent.agent_id, stage="signing",
-                                               code=refused.code, reason=refused.reason, decided_at=now,
-                                               intent_digest=intent.digest(), tee=self.tee))
+    def _refuse(
+        self, intent: TransactionIntent, refused: SigningRefused, now: datetime, record: bool = True
+    ) -> list[Emit]:
+        rejected = self._signed(
+            IntentRejected(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                stage="signing",
+                code=refused.code,
+                reason=refused.reason,
+                decided_at=now,
+                intent_digest=intent.digest(),
+                tee=self.tee,
+            )
+        )
         raw = rejected.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("refused", refused.code).inc()
         if record:
-            self.state.of(intent.agent_id).record_refused(intent_id=intent.intent_id, agent_id=intent.agent_id, record=raw,
-                                      now_us=to_us(now))
+            self.state.of(intent.agent_id).record_refused(
+                intent_id=intent.intent_id, agent_id=intent.agent_id, record=raw, now_us=to_us(now)
+            )
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
-            audit(SERVICE, "tx.sign_failed", f"intent:{intent.intent_id}", now, intent.intent_id,
-                  intent_id=intent.intent_id, agent_id=intent.agent_id, code=refused.code, reason=refused.reason,
-                  tee=self.tee),
+            audit(
+                SERVICE,
+                "tx.sign_failed",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                code=refused.code,
+                reason=refused.reason,
+                tee=self.tee,
+            ),
         ]
 
     async def send(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
@@ -624,19 +816,26 @@ class Signer:
             # reports it dropped (or replaced). The nonce is not given back: it is used.
             if not _already_sent(exc.message):
                 # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
-                self.state.of(signed.agent_id).release_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce,
-                                         last=self._last_nonce(signed))
+                self.state.of(signed.agent_id).release_nonce(
+                    signed.agent_id, signed.chain, signed.from_, signed.nonce, last=self._last_nonce(signed)
+                )
                 self.state.of(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
-                emits, _ = self._transition(signed, {"status": "failed",
-                                                     "error": f"node refused the transaction: {exc.message}"}, now)
+                emits, _ = self._transition(
+                    signed, {"status": "failed", "error": f"node refused the transaction: {exc.message}"}, now
+                )
                 return emits, None
         except RpcUnavailable:
             # The node may or may not have it: not a refusal. The tracker sends it again.
             return [], signed
         return self._transition(signed, {"status": "broadcast"}, now)
 
-    async def track(self, signed: SignedTransaction, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]],
-                    resend: bool = False) -> SignedTransaction:
+    async def track(
+        self,
+        signed: SignedTransaction,
+        now: Clock,
+        emit: Callable[[list[Emit]], Awaitable[object]],
+        resend: bool = False,
+    ) -> SignedTransaction:
         """Follow one transaction for the chain until its status is final, publishing every
         change through ``emit``; returns the final record.
 
@@ -657,7 +856,9 @@ class Signer:
             if error is None and signed.status == "signed":
                 emits, signed = self._transition(signed, {"status": "broadcast"}, now())
                 await emit(emits)
-        hashes = [h for h in self.state.of(signed.agent_id).attempts(signed.intent_id) if h != signed.tx_hash] + [signed.tx_hash]
+        hashes = [h for h in self.state.of(signed.agent_id).attempts(signed.intent_id) if h != signed.tx_hash] + [
+            signed.tx_hash
+        ]
         watch = self.watch_for(signed.chain)
         # Waiting before the first look: a block that comes after it wakes this tracker.
         ticket = watch.ticket(hashes)
@@ -689,8 +890,12 @@ class Signer:
                         await emit(final[0])
                         return final[1]
                 except (RpcError, RpcUnavailable) as exc:
-                    log.warning("tracking %s of intent %s: the node did not answer (%s); asking again",
-                                tracked.record.tx_hash, signed.intent_id, exc)
+                    log.warning(
+                        "tracking %s of intent %s: the node did not answer (%s); asking again",
+                        tracked.record.tx_hash,
+                        signed.intent_id,
+                        exc,
+                    )
                     look_us, tracked.waiting = to_us(now()) + STEP_EVERY_US, None
                 except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without an outcome
                     log.exception("tracking %s of intent %s failed; retrying", tracked.record.tx_hash, signed.intent_id)
@@ -707,15 +912,19 @@ class Signer:
             watch = self._watches[chain] = blocks.BlockWatch(self.node_for(chain))
         return watch
 
-    async def _follow(self, copy: SignedTransaction, original_id: str, now: Clock,
-                      emit: Callable[[list[Emit]], Awaitable[object]]) -> SignedTransaction:
+    async def _follow(
+        self, copy: SignedTransaction, original_id: str, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]
+    ) -> SignedTransaction:
         """An intent answered with another's result (same idempotency key) reports each status
         the original's transaction reaches, under its own id and digest, until it is final."""
         while copy.status in lifecycle.OPEN:
             try:
                 original = SignedTransaction.from_bytes(self.state.of(copy.agent_id).signed_record(original_id))
-                changed = {name: getattr(original, name) for name in _FOLLOWED
-                           if getattr(original, name) != getattr(copy, name)}
+                changed = {
+                    name: getattr(original, name)
+                    for name in _FOLLOWED
+                    if getattr(original, name) != getattr(copy, name)
+                }
                 if changed and original.status != "signed":
                     emits, followed = self._transition(copy, {"status": original.status, **changed}, now())
                     await emit(emits)
@@ -726,16 +935,25 @@ class Signer:
             await asyncio.sleep(FOLLOW_EVERY_S)
         return copy
 
-    async def _step(self, tracked: _Tracked, node: Node, watch: blocks.BlockWatch, at: datetime,
-                    emit) -> tuple[list[Emit], SignedTransaction] | None:
+    async def _step(
+        self, tracked: _Tracked, node: Node, watch: blocks.BlockWatch, at: datetime, emit
+    ) -> tuple[list[Emit], SignedTransaction] | None:
         """One look at the chain for a transaction with no receipt; what to publish and the final
         record if it is final now. Updates ``tracked`` (a bump, a stuck report, a new send)."""
         signed = tracked.record
         chain_next = await watch.nonce(signed.from_)
         if chain_next > signed.nonce and tracked.nonce_passed_us is None:
             tracked.nonce_passed_us = to_us(at)
-        step = lifecycle.next_step(signed.nonce, chain_next, tracked.sent_us, to_us(at), len(signed.replaces),
-                                   self.replace_after_us, self.max_bumps, tracked.nonce_passed_us)
+        step = lifecycle.next_step(
+            signed.nonce,
+            chain_next,
+            tracked.sent_us,
+            to_us(at),
+            len(signed.replaces),
+            self.replace_after_us,
+            self.max_bumps,
+            tracked.nonce_passed_us,
+        )
         tracked.waiting = step if isinstance(step, lifecycle.Wait) else None
         if isinstance(step, lifecycle.Wait):
             return None
@@ -798,8 +1016,9 @@ class Signer:
         tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
         return signed.nonce + len(tx.authorization_list)
 
-    async def _receipt(self, tracked: _Tracked, node: Node,
-                       at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
+    async def _receipt(
+        self, tracked: _Tracked, node: Node, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction] | None:
         """Final, if any transaction of this intent has a receipt: mined (executed) or failed
         (reverted); the spend settles to what the chain took."""
         signed, hashes = tracked.record, tracked.hashes
@@ -809,40 +1028,77 @@ class Signer:
                 break
         else:
             return None
-        winner = (signed if tx_hash == signed.tx_hash else
-                  SignedTransaction.from_bytes(self.state.of(signed.agent_id).attempts(signed.intent_id)[tx_hash]))
+        winner = (
+            signed
+            if tx_hash == signed.tx_hash
+            else SignedTransaction.from_bytes(self.state.of(signed.agent_id).attempts(signed.intent_id)[tx_hash])
+        )
         ok = int(receipt["status"], 16) == 1
         gas_used = int(receipt["gasUsed"], 16)
         fee = gas_used * int(receipt["effectiveGasPrice"], 16)
         # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
         fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
         # Settled: the worst case reserved at signing gives way to what the chain took.
-        self.state.of(signed.agent_id).settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok)
+        self.state.of(signed.agent_id).settle_spend(
+            signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok
+        )
         others = tuple(h for h in hashes if h != tx_hash)
-        return self._transition(signed, {
-            "signed_tx": winner.signed_tx, "tx_hash": tx_hash, "max_spend_wei": winner.max_spend_wei,
-            "replaces": others, "status": "mined" if ok else "failed",
-            "block_number": int(receipt["blockNumber"], 16), "gas_used": gas_used, "fee_wei": fee,
-            "error": None if ok else "execution reverted"}, at)
+        return self._transition(
+            signed,
+            {
+                "signed_tx": winner.signed_tx,
+                "tx_hash": tx_hash,
+                "max_spend_wei": winner.max_spend_wei,
+                "replaces": others,
+                "status": "mined" if ok else "failed",
+                "block_number": int(receipt["blockNumber"], 16),
+                "gas_used": gas_used,
+                "fee_wei": fee,
+                "error": None if ok else "execution reverted",
+            },
+            at,
+        )
 
-    async def _nonce_used(self, signed: SignedTransaction, node: Node,
-                          at: datetime) -> tuple[list[Emit], SignedTransaction]:
+    async def _nonce_used(
+        self, signed: SignedTransaction, node: Node, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction]:
         """The chain's nonce passed this transaction and none of its hashes was mined: replaced,
         when another transaction this signer signed at the nonce was mined; dropped otherwise."""
-        self.state.of(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)  # none of this intent's transactions executed
-        for other in self.state.of(signed.agent_id).intents_at_nonce(signed.agent_id, signed.chain, signed.from_, signed.nonce):
+        self.state.of(signed.agent_id).settle_spend(
+            signed.intent_id, 0, executed=False
+        )  # none of this intent's transactions executed
+        for other in self.state.of(signed.agent_id).intents_at_nonce(
+            signed.agent_id, signed.chain, signed.from_, signed.nonce
+        ):
             if other == signed.intent_id:
                 continue
             for tx_hash in self.state.of(signed.agent_id).attempts(other):
                 receipt = await node.call("eth_getTransactionReceipt", tx_hash)
                 if receipt is not None:
-                    return self._transition(signed, {"status": "replaced", "replaced_by": tx_hash, "error": (
-                        f"nonce {signed.nonce} was used by transaction {tx_hash} of intent {other}, mined in block "
-                        f"{int(receipt['blockNumber'], 16)}; this one can no longer be mined")}, at)
-        return self._transition(signed, {"status": "dropped", "error": (
-            f"nonce {signed.nonce} of {signed.from_} on {signed.chain} was used by a transaction this signer did "
-            "not sign; this one can no longer be mined and nothing it would have spent is counted. If the address "
-            "is used outside Warden, stop that: it races the signer's nonces")}, at)
+                    return self._transition(
+                        signed,
+                        {
+                            "status": "replaced",
+                            "replaced_by": tx_hash,
+                            "error": (
+                                f"nonce {signed.nonce} was used by transaction {tx_hash} of intent {other}, mined in block "
+                                f"{int(receipt['blockNumber'], 16)}; this one can no longer be mined"
+                            ),
+                        },
+                        at,
+                    )
+        return self._transition(
+            signed,
+            {
+                "status": "dropped",
+                "error": (
+                    f"nonce {signed.nonce} of {signed.from_} on {signed.chain} was used by a transaction this signer did "
+                    "not sign; this one can no longer be mined and nothing it would have spent is counted. If the address "
+                    "is used outside Warden, stop that: it races the signer's nonces"
+                ),
+            },
+            at,
+        )
 
     def _gap(self, signed: SignedTransaction, missing: range) -> str | None:
         """Nonces below this transaction's are unused on chain: the reason to report if any of them
@@ -851,42 +1107,58 @@ class Signer:
         behind it a send per look, N² sends for N pending transactions of one address."""
         unfilled, sign_only = [], []
         for nonce in missing:
-            held = [SignedTransaction.from_bytes(record)
-                    for intent_id in self.state.of(signed.agent_id).intents_at_nonce(signed.agent_id, signed.chain, signed.from_, nonce)
-                    if (record := self.state.of(signed.agent_id).signed_record(intent_id)) is not None]
+            held = [
+                SignedTransaction.from_bytes(record)
+                for intent_id in self.state.of(signed.agent_id).intents_at_nonce(
+                    signed.agent_id, signed.chain, signed.from_, nonce
+                )
+                if (record := self.state.of(signed.agent_id).signed_record(intent_id)) is not None
+            ]
             if not any(record.status in lifecycle.OPEN for record in held):
                 unfilled.append(nonce)
                 sign_only += [record.intent_id for record in held if record.status == "sign_only"]
         if not unfilled:
             return None
         log.warning("nonce gap before %s of intent %s: nonces %s unused", signed.tx_hash, signed.intent_id, unfilled)
-        held_by_client = (f" Sign-only transaction(s) of intent(s) {', '.join(sign_only[:5])} hold some of them: "
-                          "broadcast those." if sign_only else "")
-        return (f"nonce gap: the chain's next nonce for {signed.from_} on {signed.chain} is {missing.start}, this "
-                f"transaction has {signed.nonce}, and nonce(s) {_ranges(unfilled)} have no pending transaction this "
-                f"signer can send, so it cannot be mined until they are used.{held_by_client} The signer signs only "
-                "what an intent asks for: it does not fill the gap by itself")
+        held_by_client = (
+            f" Sign-only transaction(s) of intent(s) {', '.join(sign_only[:5])} hold some of them: broadcast those."
+            if sign_only
+            else ""
+        )
+        return (
+            f"nonce gap: the chain's next nonce for {signed.from_} on {signed.chain} is {missing.start}, this "
+            f"transaction has {signed.nonce}, and nonce(s) {_ranges(unfilled)} have no pending transaction this "
+            f"signer can send, so it cannot be mined until they are used.{held_by_client} The signer signs only "
+            "what an intent asks for: it does not fill the gap by itself"
+        )
 
-    async def _bump(self, tracked: _Tracked, node: Node,
-                    at: datetime) -> tuple[tuple[list[Emit], SignedTransaction] | None, str | None]:
+    async def _bump(
+        self, tracked: _Tracked, node: Node, at: datetime
+    ) -> tuple[tuple[list[Emit], SignedTransaction] | None, str | None]:
         """Sign the intent again at the same nonce with higher fees, if the current policy
         allows it: (what to publish and the new record, or None and why not)."""
         signed = tracked.record
         context = self.state.of(signed.agent_id).tx_context(signed.intent_id)
         if context is None:
-            return None, ("not mined, and it was signed before replacements were recorded; submit an intent "
-                          f"naming nonce {signed.nonce} with higher fees to replace it")
+            return None, (
+                "not mined, and it was signed before replacements were recorded; submit an intent "
+                f"naming nonce {signed.nonce} with higher fees to replace it"
+            )
         if self.keys.client_custody or self.keys.cmek_fingerprint is not None:
-            return None, ("not mined, and its key needs the client's share or customer-managed key, which the "
-                          f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
-                          "to replace it")
+            return None, (
+                "not mined, and its key needs the client's share or customer-managed key, which the "
+                f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
+                "to replace it"
+            )
         raw_intent, path, version = context
         intent = TransactionIntent.model_validate_json(raw_intent)
         if intent.tx_type in (3, 4):
             # A blob replacement must also double the blob fee, and a set-code one re-sign its
             # authorizations; neither is done automatically.
-            return None, (f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
-                          f"submit an intent naming nonce {signed.nonce} with higher fees to replace it")
+            return None, (
+                f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
+                f"submit an intent naming nonce {signed.nonce} with higher fees to replace it"
+            )
         policy = self.policies.current(intent.agent_id)
         if policy is None or not policy.intents_api_enabled:
             return None, "not mined, and not replaced: the agent's intents API is disabled now"
@@ -902,8 +1174,11 @@ class Signer:
         except lifecycle.BumpRefused as refused:
             return None, f"not mined at {fee} wei per gas, and not replaced: {refused}"
         quote = fees.FeeQuote(tx.gas, new_fee, new_tip, market if intent.tx_type == 2 else None)
-        for failed in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
-                       self._spend_refusal(intent, policy, quote, at)):  # the intent counts once, bumped
+        for failed in (
+            guardrails.check_chain(intent, policy),
+            guardrails.check_allowlist(intent, policy),
+            self._spend_refusal(intent, policy, quote, at),
+        ):  # the intent counts once, bumped
             if failed is not None and not failed.passed:
                 return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {failed.reason}"
         chain = REGISTRY.get(intent.chain)
@@ -913,32 +1188,70 @@ class Signer:
                 raw = txs.sign_transaction(replacement, key, chain.chain_id, sender=bytes.fromhex(signed.from_[2:]))
         except CustodyError as exc:
             return None, f"not mined, and not replaced: {self._key_unavailable(intent, exc).reason}"
-        bumped = self._signed(signed.model_copy(update={
-            "signed_tx": "0x" + raw.raw.hex(), "tx_hash": "0x" + raw.tx_hash.hex(), "signed_at": at,
-            "max_spend_wei": quote.spend_wei(intent), "replaces": (signed.tx_hash, *signed.replaces),
-            "status": "signed", "error": None}))
+        bumped = self._signed(
+            signed.model_copy(
+                update={
+                    "signed_tx": "0x" + raw.raw.hex(),
+                    "tx_hash": "0x" + raw.tx_hash.hex(),
+                    "signed_at": at,
+                    "max_spend_wei": quote.spend_wei(intent),
+                    "replaces": (signed.tx_hash, *signed.replaces),
+                    "status": "signed",
+                    "error": None,
+                }
+            )
+        )
         while self.state.of(intent.agent_id).in_scope:  # an intent is being signed: its savepoint must not be committed
             await asyncio.sleep(0.01)
-        self.state.of(intent.agent_id).record_replacement(intent_id=intent.intent_id, tx_hash=bumped.tx_hash, record=bumped.to_bytes(),
-                                      now_us=to_us(at), spend_wei=bumped.max_spend_wei)
+        self.state.of(intent.agent_id).record_replacement(
+            intent_id=intent.intent_id,
+            tx_hash=bumped.tx_hash,
+            record=bumped.to_bytes(),
+            now_us=to_us(at),
+            spend_wei=bumped.max_spend_wei,
+        )
         await self.persist(intent.agent_id)  # durable before the chain can see it
         tracked.attempt(bumped.tx_hash)  # its receipt counts from now on, even if the node refuses it
         error = await self._send_again(bumped, node)
         if error is not None:  # recorded all the same: if it is ever mined, it was within policy
             return None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
-        emits, current = self._transition(signed, {
-            "signed_tx": bumped.signed_tx, "tx_hash": bumped.tx_hash, "signed_at": at,
-            "max_spend_wei": bumped.max_spend_wei, "replaces": bumped.replaces, "status": "broadcast",
-            "error": None}, at)
-        emits.append(audit(SERVICE, "tx.fee_bumped", f"intent:{intent.intent_id}", at, intent.intent_id,
-                           current.tx_hash, intent_id=intent.intent_id, agent_id=intent.agent_id,
-                           replaced_tx_hash=signed.tx_hash, tx_hash=current.tx_hash, nonce=signed.nonce,
-                           fee_per_gas_wei=str(new_fee), previous_fee_per_gas_wei=str(fee),
-                           max_spend_wei=str(current.max_spend_wei), tee=self.tee))
+        emits, current = self._transition(
+            signed,
+            {
+                "signed_tx": bumped.signed_tx,
+                "tx_hash": bumped.tx_hash,
+                "signed_at": at,
+                "max_spend_wei": bumped.max_spend_wei,
+                "replaces": bumped.replaces,
+                "status": "broadcast",
+                "error": None,
+            },
+            at,
+        )
+        emits.append(
+            audit(
+                SERVICE,
+                "tx.fee_bumped",
+                f"intent:{intent.intent_id}",
+                at,
+                intent.intent_id,
+                current.tx_hash,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                replaced_tx_hash=signed.tx_hash,
+                tx_hash=current.tx_hash,
+                nonce=signed.nonce,
+                fee_per_gas_wei=str(new_fee),
+                previous_fee_per_gas_wei=str(fee),
+                max_spend_wei=str(current.max_spend_wei),
+                tee=self.tee,
+            )
+        )
         return (emits, current), None
 
-    def _transition(self, signed: SignedTransaction, update: dict,
-                    at: datetime) -> tuple[list[Emit], SignedTransaction]:
+    def _transition(
+        self, signed: SignedTransaction, update: dict, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction]:
         """One status change of the lifecycle: checked, signed, recorded (a redelivery re-publishes
         the newest) and reported on the topic and the ledger."""
         lifecycle.check_transition(signed.status, update["status"])
@@ -950,16 +1263,33 @@ class Signer:
         metrics.TXS.labels(result.status).inc()
         return [
             Emit(topics.TXS_SIGNED, signed.agent_id, raw),
-            audit(SERVICE, f"tx.{result.status}", f"intent:{signed.intent_id}", at, signed.intent_id,
-                  result.tx_hash, result.status, result.error or "", intent_id=signed.intent_id,
-                  agent_id=signed.agent_id, tx_hash=result.tx_hash, nonce=result.nonce, status=result.status,
-                  block_number=result.block_number, gas_used=result.gas_used,
-                  fee_wei=None if result.fee_wei is None else str(result.fee_wei), error=result.error,
-                  replaces=list(result.replaces), replaced_by=result.replaced_by, tee=self.tee),
+            audit(
+                SERVICE,
+                f"tx.{result.status}",
+                f"intent:{signed.intent_id}",
+                at,
+                signed.intent_id,
+                result.tx_hash,
+                result.status,
+                result.error or "",
+                intent_id=signed.intent_id,
+                agent_id=signed.agent_id,
+                tx_hash=result.tx_hash,
+                nonce=result.nonce,
+                status=result.status,
+                block_number=result.block_number,
+                gas_used=result.gas_used,
+                fee_wei=None if result.fee_wei is None else str(result.fee_wei),
+                error=result.error,
+                replaces=list(result.replaces),
+                replaced_by=result.replaced_by,
+                tee=self.tee,
+            ),
         ], result
 
-    def dead_letter(self, raw: bytes | None, source: Source, now: datetime, reason: str,
-                    errors: tuple[str, ...] = ()) -> list[Emit]:
+    def dead_letter(
+        self, raw: bytes | None, source: Source, now: datetime, reason: str, errors: tuple[str, ...] = ()
+    ) -> list[Emit]:
         """A record the signer cannot process, dead-lettered under its signature."""
         return dead_letter(SERVICE, raw, source, now, reason, errors, sign=self._signed)
 
@@ -1018,8 +1348,18 @@ class _Tracked:
 
 
 # What an idempotent copy takes from its original's record as that transaction moves on.
-_FOLLOWED = ("status", "signed_tx", "tx_hash", "max_spend_wei", "block_number", "gas_used", "fee_wei", "error",
-             "replaces", "replaced_by")
+_FOLLOWED = (
+    "status",
+    "signed_tx",
+    "tx_hash",
+    "max_spend_wei",
+    "block_number",
+    "gas_used",
+    "fee_wei",
+    "error",
+    "replaces",
+    "replaced_by",
+)
 
 
 # Refusals of a record nobody can be held to: anyone can write one with a real intent's id.

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from runtime.kafka import partition_of
 from schemas import topics
-from signer.lifecycle import OPEN
 from schemas.models import idempotency_slot_live
+from signer.lifecycle import OPEN
 from streams.window import SpendWindow, in_window, window_start_us
 
 _SCHEMA = """
@@ -72,12 +72,12 @@ CREATE TABLE IF NOT EXISTS changelog (
 WRITES = {
     "signed": "INSERT OR IGNORE INTO signed VALUES (?, ?, ?, ?)",
     "nonce": "INSERT INTO nonces VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET last_nonce = "
-             "max(last_nonce, excluded.last_nonce)",
+    "max(last_nonce, excluded.last_nonce)",
     "signed_nonce": "INSERT OR IGNORE INTO signed_nonces VALUES (?, ?, ?, ?, ?)",
     "spend": "INSERT OR IGNORE INTO spend VALUES (?, ?, ?, ?)",
     "asset_spend": "INSERT OR IGNORE INTO asset_spend VALUES (?, ?, ?, ?, ?)",
     "policy_version": "INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
-                      "max(version, excluded.version)",
+    "max(version, excluded.version)",
     "idempotency": "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
     "tx_attempt": "INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)",
     "tx_context": "INSERT OR IGNORE INTO tx_context VALUES (?, ?, ?, ?)",
@@ -162,7 +162,6 @@ class SignerState:
         self._begin()
         self.db.execute("INSERT OR REPLACE INTO changelog VALUES (0, ?, ?)", (head, next_offset))
 
-
     def signed_record(self, intent_id: str) -> bytes | None:
         row = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
         return None if row is None else row[0]
@@ -176,25 +175,30 @@ class SignerState:
 
     def attempts(self, intent_id: str) -> dict[str, bytes]:
         """Every transaction signed for an intent (tx hash → signed record), oldest first."""
-        rows = self.db.execute("SELECT tx_hash, record FROM tx_attempts WHERE intent_id = ? ORDER BY at_us, rowid",
-                               (intent_id,))
+        rows = self.db.execute(
+            "SELECT tx_hash, record FROM tx_attempts WHERE intent_id = ? ORDER BY at_us, rowid", (intent_id,)
+        )
         return dict(rows.fetchall())
 
     def tx_context(self, intent_id: str) -> tuple[bytes, str, int] | None:
         """(the intent as approved, key path, key version) that signed an intent's transaction."""
-        return self.db.execute("SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?",
-                               (intent_id,)).fetchone()
+        return self.db.execute(
+            "SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?", (intent_id,)
+        ).fetchone()
 
     def original_of(self, intent_id: str) -> str | None:
         """For an intent answered with another's result (same idempotency key): that intent."""
-        row = self.db.execute("SELECT original_intent_id FROM idempotent_copies WHERE intent_id = ?",
-                              (intent_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT original_intent_id FROM idempotent_copies WHERE intent_id = ?", (intent_id,)
+        ).fetchone()
         return None if row is None else row[0]
 
     def intents_at_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> list[str]:
         """The intents this signer signed a transaction for at one nonce of one address."""
-        rows = self.db.execute("SELECT intent_id FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? "
-                               "AND nonce=?", (agent_id, chain, address, nonce))
+        rows = self.db.execute(
+            "SELECT intent_id FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
+            (agent_id, chain, address, nonce),
+        )
         return [row[0] for row in rows]
 
     def spend_of(self, intent_id: str) -> int | None:
@@ -222,22 +226,27 @@ class SignerState:
         self._write("refused", (intent_id, agent_id, record, now_us))
 
     def last_nonce(self, agent_id: str, chain: str, address: str) -> int | None:
-        row = self.db.execute("SELECT last_nonce FROM nonces WHERE agent_id=? AND chain=? AND address=?",
-                              (agent_id, chain, address)).fetchone()
+        row = self.db.execute(
+            "SELECT last_nonce FROM nonces WHERE agent_id=? AND chain=? AND address=?", (agent_id, chain, address)
+        ).fetchone()
         return None if row is None else row[0]
 
     def signed_at_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> bool:
         if nonce >= 2**63:  # beyond SQLite's INTEGER, so never stored, so never signed at
             return False
-        row = self.db.execute("SELECT 1 FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
-                              (agent_id, chain, address, nonce)).fetchone()
+        row = self.db.execute(
+            "SELECT 1 FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
+            (agent_id, chain, address, nonce),
+        ).fetchone()
         return row is not None
 
     def spend_entries(self, agent_id: str, now_us: int) -> dict[str, tuple[int, int]]:
         """The agent's recorded spends that can still count at ``now_us``, as a window's entries
         (intent_id → (at µs, wei)); `streams.window` decides which of them do."""
-        rows = self.db.execute("SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?",
-                               (agent_id, window_start_us(now_us)))
+        rows = self.db.execute(
+            "SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?",
+            (agent_id, window_start_us(now_us)),
+        )
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
     def spent(self, agent_id: str, now_us: int, excluding: str | None = None) -> int:
@@ -257,14 +266,18 @@ class SignerState:
         if name not in _SPEND_WRITES or not self._windows:
             return
         intent_id = args[0] if name == "spend" else args[1]
-        row = self.db.execute("SELECT agent_id, at_us, spend_wei FROM spend WHERE intent_id = ?", (intent_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT agent_id, at_us, spend_wei FROM spend WHERE intent_id = ?", (intent_id,)
+        ).fetchone()
         if row is not None and row[0] in self._windows:
             self._windows[row[0]][0].put(intent_id, row[1], int(row[2]))
 
     def asset_entries(self, agent_id: str, asset: str, now_us: int) -> dict[str, tuple[int, int]]:
         """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
-        rows = self.db.execute("SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? "
-                               "AND at_us > ?", (agent_id, asset, window_start_us(now_us)))
+        rows = self.db.execute(
+            "SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND at_us > ?",
+            (agent_id, asset, window_start_us(now_us)),
+        )
         return {intent_id: (at_us, int(units)) for intent_id, at_us, units in rows}
 
     def policy_version(self, agent_id: str) -> int:
@@ -323,11 +336,26 @@ class SignerState:
                 for name, args in deferred:
                     self._write(name, args)
 
-    def record_signed(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, chain: str,
-                      address: str, nonce: int, spend_wei: int, counts: bool, policy_version: int,
-                      idempotency_slot: str | None, tx_hash: str | None = None,
-                      context: tuple[bytes, str, int] | None = None, copy_of: str | None = None,
-                      last_nonce: int | None = None, assets: dict[str, int] | None = None) -> None:
+    def record_signed(
+        self,
+        *,
+        intent_id: str,
+        agent_id: str,
+        record: bytes,
+        now_us: int,
+        chain: str,
+        address: str,
+        nonce: int,
+        spend_wei: int,
+        counts: bool,
+        policy_version: int,
+        idempotency_slot: str | None,
+        tx_hash: str | None = None,
+        context: tuple[bytes, str, int] | None = None,
+        copy_of: str | None = None,
+        last_nonce: int | None = None,
+        assets: dict[str, int] | None = None,
+    ) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
         Call it inside `intent_scope`, so they are written together or not at all."""
@@ -345,8 +373,17 @@ class SignerState:
         if copy_of is not None:
             self._write("idempotent_copy", (intent_id, copy_of))
 
-    def record_message(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int, policy_version: int,
-                       idempotency_slot: str | None, assets: dict[str, int] | None = None) -> None:
+    def record_message(
+        self,
+        *,
+        intent_id: str,
+        agent_id: str,
+        record: bytes,
+        now_us: int,
+        policy_version: int,
+        idempotency_slot: str | None,
+        assets: dict[str, int] | None = None,
+    ) -> None:
         """A signed message (EIP-191 or EIP-712) with its idempotency entry and what it authorizes
         (a Permit's amounts), like `record_signed`: in the open batch, inside `intent_scope`,
         durable before it is published."""
@@ -358,8 +395,9 @@ class SignerState:
         for asset, units in (assets or {}).items():
             self._write("asset_spend", (intent_id, agent_id, asset, now_us, str(units)))
 
-    def _record_signature(self, agent_id: str, intent_id: str, now_us: int, policy_version: int,
-                          idempotency_slot: str | None) -> None:
+    def _record_signature(
+        self, agent_id: str, intent_id: str, now_us: int, policy_version: int, idempotency_slot: str | None
+    ) -> None:
         """What any signature leaves: the policy version it was signed under (an older one cannot be
         replayed) and the idempotency key it claims."""
         self._write("policy_version", (agent_id, policy_version))
@@ -370,8 +408,7 @@ class SignerState:
     def in_scope(self) -> bool:
         return self._in_scope
 
-    def record_replacement(self, *, intent_id: str, tx_hash: str, record: bytes, now_us: int,
-                           spend_wei: int) -> None:
+    def record_replacement(self, *, intent_id: str, tx_hash: str, record: bytes, now_us: int, spend_wei: int) -> None:
         """A fee bump, durable before it is sent: the new transaction among the intent's attempts,
         and the spend reserved raised to its worst case (never lowered: an earlier attempt may
         still be the one mined). Not inside an intent's scope: the caller makes it durable

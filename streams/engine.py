@@ -24,16 +24,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from schemas import topics
+from runtime import metrics
 from runtime.clock import from_us, to_us
-from runtime.rpc import Node
-from schemas.emit import Emit, Source, audit as _audit, dead_letter
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from schemas.auth import (O, ServiceKeys, human_approval_valid, intent_signature_valid, outcome_forgery,
-                          policy_signature_valid, sign_outcome)
+from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas import topics
+from schemas.auth import (
+    OutcomeT,
+    ServiceKeys,
+    human_approval_valid,
+    intent_signature_valid,
+    outcome_forgery,
+    policy_signature_valid,
+    sign_outcome,
+)
+from schemas.emit import Emit, Source, dead_letter
+from schemas.emit import audit as _audit
+from schemas.errors import explain
+from schemas.intake import Unreadable, read_intent, unreadable_answer
 from schemas.models import (
     INTENT_MAX_AGE_US,
     AgentPolicy,
@@ -49,11 +59,7 @@ from schemas.models import (
     idempotency_key_sha256,
     idempotency_slot_live,
 )
-from runtime import metrics
-from runtime.rpc import RpcError, RpcUnavailable
 from streams import fees, guardrails
-from schemas.errors import explain
-from schemas.intake import Unreadable, read_intent, unreadable_answer
 from streams.window import SpendWindow
 
 SERVICE = "service:streams"
@@ -136,22 +142,58 @@ class Engine:
             return self.dead_letter(raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc))
         agent = policy.agent_id
         if not policy_signature_valid(policy, self.admin_keys):
-            why = ("policy is unsigned" if not policy.signature else
-                   f"policy signature does not verify against pinned admin key {policy.admin_key_id!r}")
-            return [_audit(SERVICE, "policy.refused", f"policy:{agent}", now, agent, str(policy.version),
-                           policy.signature[:16], agent_id=agent, version=policy.version, reason=why + "; ignored")]
+            why = (
+                "policy is unsigned"
+                if not policy.signature
+                else f"policy signature does not verify against pinned admin key {policy.admin_key_id!r}"
+            )
+            return [
+                _audit(
+                    SERVICE,
+                    "policy.refused",
+                    f"policy:{agent}",
+                    now,
+                    agent,
+                    str(policy.version),
+                    policy.signature[:16],
+                    agent_id=agent,
+                    version=policy.version,
+                    reason=why + "; ignored",
+                )
+            ]
         raw_current = self.policies.get(agent)
         current = _policy(raw_current) if raw_current else None
         if current is not None and current.version >= policy.version:
             if current.signature == policy.signature:
                 return []  # a redelivery of the policy in force
-            return [_audit(SERVICE, "policy.refused", f"policy:{agent}", now, agent, str(policy.version),
-                           policy.signature[:16], agent_id=agent, version=policy.version,
-                           reason=f"version {policy.version} is not newer than the policy in force; ignored")]
+            return [
+                _audit(
+                    SERVICE,
+                    "policy.refused",
+                    f"policy:{agent}",
+                    now,
+                    agent,
+                    str(policy.version),
+                    policy.signature[:16],
+                    agent_id=agent,
+                    version=policy.version,
+                    reason=f"version {policy.version} is not newer than the policy in force; ignored",
+                )
+            ]
         self.policies[agent] = policy.to_bytes().decode()
-        return [_audit(f"admin:{policy.admin_key_id}", "policy.updated", f"policy:{agent}", now, agent,
-                       str(policy.version), agent_id=agent, version=policy.version,
-                       policy=policy.model_dump(mode="json", exclude={"signature"}))]
+        return [
+            _audit(
+                f"admin:{policy.admin_key_id}",
+                "policy.updated",
+                f"policy:{agent}",
+                now,
+                agent,
+                str(policy.version),
+                agent_id=agent,
+                version=policy.version,
+                policy=policy.model_dump(mode="json", exclude={"signature"}),
+            )
+        ]
 
     # -- intents --------------------------------------------------------------------------------
 
@@ -197,7 +239,9 @@ class Engine:
             return out + [self._envelope(stages[following], intent, policy, verdicts)]
         return out + self._decide(intent, policy, verdicts, now, recheck_assets=True)
 
-    def _stage_envelope(self, stage: str, raw: bytes | None, source: Source, now: datetime) -> StageEnvelope | list[Emit]:
+    def _stage_envelope(
+        self, stage: str, raw: bytes | None, source: Source, now: datetime
+    ) -> StageEnvelope | list[Emit]:
         """The envelope on ``stage``'s topic, or the dead letter of one that must decide nothing.
 
         A stage believes the policy and the verdicts the envelope carries, so only one a pinned
@@ -210,9 +254,15 @@ class Engine:
         if isinstance(envelope, list):
             return envelope
         if envelope.stage != stage:
-            return self.dead_letter(raw, source, now, (
-                f"stage envelope for intent {envelope.intent_id} is addressed to stage {envelope.stage!r}, not to "
-                f"{stage!r} ({source.topic}); not decided"))
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    f"stage envelope for intent {envelope.intent_id} is addressed to stage {envelope.stage!r}, not to "
+                    f"{stage!r} ({source.topic}); not decided"
+                ),
+            )
         return self._off_partition(envelope.intent, raw, source, now) or envelope
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
@@ -224,8 +274,9 @@ class Engine:
         is dead-lettered and decides nothing. An intent whose agent signature does not verify
         under the policy in force is answered but not remembered, as at intake: a forged intent
         must not take the id of a real one."""
-        abandoned = self._from_a_worker(IntentAbandoned, raw, source, now,
-                                        "warden.intents.abandoned (its redelivery task)")
+        abandoned = self._from_a_worker(
+            IntentAbandoned, raw, source, now, "warden.intents.abandoned (its redelivery task)"
+        )
         if isinstance(abandoned, list):
             return abandoned
         intent = abandoned.intent
@@ -236,28 +287,47 @@ class Engine:
             return []
         raw_policy = self.policies.get(intent.agent_id)
         remember = raw_policy is None or intent_signature_valid(intent, _policy(raw_policy))
-        verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code="NO_OUTCOME",
-                               reason="the pipeline produced no outcome for this intent after repeated deliveries; "
-                                      "it was given up and will not be signed. Check `warden status`, then submit "
-                                      "a new intent")
+        verdict = StageVerdict(
+            intent_id=intent.intent_id,
+            stage="intake",
+            passed=False,
+            code="NO_OUTCOME",
+            reason="the pipeline produced no outcome for this intent after repeated deliveries; "
+            "it was given up and will not be signed. Check `warden status`, then submit "
+            "a new intent",
+        )
         return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now, remember)
 
-    def _from_a_worker(self, model: type[O], raw: bytes | None, source: Source, now: datetime,
-                       written_to: str) -> O | list[Emit]:
+    def _from_a_worker(
+        self, model: type[OutcomeT], raw: bytes | None, source: Source, now: datetime, written_to: str
+    ) -> OutcomeT | list[Emit]:
         """A record only a streams worker writes (a stage envelope, an abandoned intent), or the
         dead letter of one that no pinned worker signed about the intent it carries: what such a
         record says is acted on, so one a topic writer made must decide nothing."""
         try:
             record = model.model_validate_json(raw or b"")
         except ValidationError as exc:
-            return self.dead_letter(raw, source, now, (
-                f"invalid {model.__name__}: {'; '.join(explain(exc))}; not decided: only a streams worker "
-                f"writes {written_to}"), explain(exc))
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    f"invalid {model.__name__}: {'; '.join(explain(exc))}; not decided: only a streams worker "
+                    f"writes {written_to}"
+                ),
+                explain(exc),
+            )
         forged = outcome_forgery(record, _KeysNow(self.service_keys), record.intent.digest())
         if forged is not None:
-            return self.dead_letter(raw, source, now, (
-                f"{model.__name__} for intent {record.intent_id} not signed by a pinned worker key ({forged}); not "
-                f"decided: only a streams worker writes {written_to}"))
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    f"{model.__name__} for intent {record.intent_id} not signed by a pinned worker key ({forged}); not "
+                    f"decided: only a streams worker writes {written_to}"
+                ),
+            )
         return record
 
     def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
@@ -270,10 +340,21 @@ class Engine:
             return []
         forged = outcome_forgery(rejected, self.service_keys, decision.get("digest"))
         if forged is not None:
-            return [_audit(SERVICE, "outcome.forged", f"intent:{rejected.intent_id}", now, rejected.intent_id,
-                           rejected.service_signature[:16], intent_id=rejected.intent_id, agent_id=decision["agent_id"],
-                           topic=topics.INTENTS_REJECTED, code=rejected.code,
-                           reason=f"not a signer's refusal of this intent ({forged}); the reservation stays")]
+            return [
+                _audit(
+                    SERVICE,
+                    "outcome.forged",
+                    f"intent:{rejected.intent_id}",
+                    now,
+                    rejected.intent_id,
+                    rejected.service_signature[:16],
+                    intent_id=rejected.intent_id,
+                    agent_id=decision["agent_id"],
+                    topic=topics.INTENTS_REJECTED,
+                    code=rejected.code,
+                    reason=f"not a signer's refusal of this intent ({forged}); the reservation stays",
+                )
+            ]
         self.decisions[rejected.intent_id] = {**decision, "outcome": "released"}
         self.windows.release(decision["agent_id"], rejected.intent_id)
         return []
@@ -281,8 +362,9 @@ class Engine:
     def rebuild(self) -> None:
         """After partitions move: the windows and the parked intents, from ``decisions`` alone."""
         self.windows.rebuild(self.decisions)
-        self.parked = {intent_id: d["expires_us"] for intent_id, d in self.decisions.items()
-                       if d.get("outcome") == "parked"}
+        self.parked = {
+            intent_id: d["expires_us"] for intent_id, d in self.decisions.items() if d.get("outcome") == "parked"
+        }
 
     # -- human approval -------------------------------------------------------------------------
 
@@ -294,14 +376,25 @@ class Engine:
         try:
             approval = HumanApproval.model_validate_json(raw or b"")
         except ValidationError as exc:
-            return self.dead_letter(raw, source, now, f"invalid HumanApproval: {'; '.join(explain(exc))}",
-                                    explain(exc))
+            return self.dead_letter(raw, source, now, f"invalid HumanApproval: {'; '.join(explain(exc))}", explain(exc))
         decision = self.decisions.get(approval.intent_id)
 
         def refused(why: str) -> list[Emit]:
-            return [_audit(SERVICE, "approval.refused", f"intent:{approval.intent_id}", now, approval.intent_id,
-                           approval.signature[:16], intent_id=approval.intent_id, agent_id=approval.agent_id,
-                           decision=approval.decision, admin_key_id=approval.admin_key_id, reason=why)]
+            return [
+                _audit(
+                    SERVICE,
+                    "approval.refused",
+                    f"intent:{approval.intent_id}",
+                    now,
+                    approval.intent_id,
+                    approval.signature[:16],
+                    intent_id=approval.intent_id,
+                    agent_id=approval.agent_id,
+                    decision=approval.decision,
+                    admin_key_id=approval.admin_key_id,
+                    reason=why,
+                )
+            ]
 
         if not human_approval_valid(approval, self.admin_keys):
             return refused(f"not signed by a pinned admin key ({approval.admin_key_id!r}); ignored")
@@ -310,35 +403,69 @@ class Engine:
         if approval.intent_digest != decision.get("digest") or approval.agent_id != decision["agent_id"]:
             return refused("the decision names another intent (intent_digest or agent differs); ignored")
         if to_us(now) >= decision["expires_us"]:
-            return refused("the wait for approval had ended; the intent expired") + self._expire(approval.intent_id, now)
+            return refused("the wait for approval had ended; the intent expired") + self._expire(
+                approval.intent_id, now
+            )
         self.parked.pop(approval.intent_id, None)
         pending = IntentApproved.from_bytes(base64.b64decode(decision["pending"]))
         actor = f"admin:{approval.admin_key_id}"
         if approval.decision == "deny":
             self.windows.release(decision["agent_id"], approval.intent_id)
-            verdict = StageVerdict(intent_id=approval.intent_id, stage="approval", passed=False, code="APPROVAL_DENIED",
-                                   reason=f"an admin ({approval.admin_key_id}) denied this intent"
-                                          + (f": {approval.reason}" if approval.reason else ""))
-            return [_audit(actor, "intent.denied", f"intent:{approval.intent_id}", now, approval.intent_id,
-                           intent_id=approval.intent_id, agent_id=decision["agent_id"], reason=approval.reason)
-                    ] + self._reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
+            verdict = StageVerdict(
+                intent_id=approval.intent_id,
+                stage="approval",
+                passed=False,
+                code="APPROVAL_DENIED",
+                reason=f"an admin ({approval.admin_key_id}) denied this intent"
+                + (f": {approval.reason}" if approval.reason else ""),
+            )
+            return [
+                _audit(
+                    actor,
+                    "intent.denied",
+                    f"intent:{approval.intent_id}",
+                    now,
+                    approval.intent_id,
+                    intent_id=approval.intent_id,
+                    agent_id=decision["agent_id"],
+                    reason=approval.reason,
+                )
+            ] + self._reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
         # The pending record keeps its verdicts for a denial's rejection; the approval carries none.
-        approved = self._signed(pending.model_copy(update={"human_approval": approval, "approved_at": now,
-                                                           "verdicts": ()}))
+        approved = self._signed(
+            pending.model_copy(update={"human_approval": approval, "approved_at": now, "verdicts": ()})
+        )
         record = approved.to_bytes()
-        self.decisions[approval.intent_id] = {**decision, "outcome": "approved", "topic": topics.INTENTS_APPROVED,
-                                              "record": base64.b64encode(record).decode()}
+        self.decisions[approval.intent_id] = {
+            **decision,
+            "outcome": "approved",
+            "topic": topics.INTENTS_APPROVED,
+            "record": base64.b64encode(record).decode(),
+        }
         metrics.INTENTS.labels("approved", "approval", "HUMAN_APPROVED").inc()
-        return [Emit(topics.INTENTS_APPROVED, decision["agent_id"], record),
-                _audit(actor, "intent.human_approved", f"intent:{approval.intent_id}", now, approval.intent_id,
-                       intent_id=approval.intent_id, agent_id=decision["agent_id"], reason=approval.reason)]
+        return [
+            Emit(topics.INTENTS_APPROVED, decision["agent_id"], record),
+            _audit(
+                actor,
+                "intent.human_approved",
+                f"intent:{approval.intent_id}",
+                now,
+                approval.intent_id,
+                intent_id=approval.intent_id,
+                agent_id=decision["agent_id"],
+                reason=approval.reason,
+            ),
+        ]
 
     def due_parked(self, now: datetime) -> list[tuple[str, str]]:
         """(agent_id, intent_id) of every parked intent whose wait has ended. Read-only: the worker's
         timer turns each into a deadline record, so the expiry itself happens in stream order."""
         now_us = to_us(now)
-        return [(self.decisions[i]["agent_id"], i) for i, until in list(self.parked.items())
-                if until <= now_us and i in self.decisions]
+        return [
+            (self.decisions[i]["agent_id"], i)
+            for i, until in list(self.parked.items())
+            if until <= now_us and i in self.decisions
+        ]
 
     def on_deadline(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """A deadline record: expire the intent it names if its wait has really ended (anyone can
@@ -349,9 +476,15 @@ class Engine:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             intent_id = None
         if not isinstance(intent_id, str):
-            return self.dead_letter(raw, source, now, (
-                'not a deadline reminder: expected a JSON object {"intent_id": "<id>"}; only the streams '
-                "worker's own timer writes warden.approvals.deadlines; nothing was expired"))
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    'not a deadline reminder: expected a JSON object {"intent_id": "<id>"}; only the streams '
+                    "worker's own timer writes warden.approvals.deadlines; nothing was expired"
+                ),
+            )
         until = self.parked.get(intent_id)
         if until is None or until > to_us(now):
             return []
@@ -369,11 +502,17 @@ class Engine:
         pending = IntentApproved.from_bytes(base64.b64decode(decision["pending"]))
         self.windows.release(decision["agent_id"], intent_id)
         waited = pending.policy.approval_timeout_s
-        verdict = StageVerdict(intent_id=intent_id, stage="approval", passed=False, code="APPROVAL_EXPIRED",
-                               reason=f"no admin approved this intent within {waited} s (approval_timeout_s); it "
-                                      "will not be signed. Submit a new intent and ask an admin to approve it")
+        verdict = StageVerdict(
+            intent_id=intent_id,
+            stage="approval",
+            passed=False,
+            code="APPROVAL_EXPIRED",
+            reason=f"no admin approved this intent within {waited} s (approval_timeout_s); it "
+            "will not be signed. Submit a new intent and ask an admin to approve it",
+        )
         return [self._verdict_audit(verdict, pending.intent, now)] + self._reject(
-            pending.intent, verdict, [*pending.verdicts, verdict], now)
+            pending.intent, verdict, [*pending.verdicts, verdict], now
+        )
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -387,21 +526,37 @@ class Engine:
         if intent.intent_id in self.decisions:
             # Redelivered after a crash or re-sent by the producer: the same answer again, never a second one.
             return self._replay(intent, now), None
-        out = [_audit(f"agent:{intent.agent_id}", "intent.submitted", f"intent:{intent.intent_id}", now,
-                      intent.intent_id, intent_id=intent.intent_id, agent_id=intent.agent_id, chain=intent.chain,
-                      idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key), **_what(intent),
-                      # The development opt-in that sealed a secret to an unattested signer, on the ledger.
-                      **({"unattested_signer_accepted": True} if intent.unattested_signer_accepted else {}))]
+        out = [
+            _audit(
+                f"agent:{intent.agent_id}",
+                "intent.submitted",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                chain=intent.chain,
+                idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key),
+                **_what(intent),
+                # The development opt-in that sealed a secret to an unattested signer, on the ledger.
+                **({"unattested_signer_accepted": True} if intent.unattested_signer_accepted else {}),
+            )
+        ]
         raw_policy = self.policies.get(intent.agent_id)
         policy = _policy(raw_policy) if raw_policy else None
         failure = None
         if policy is None:
-            failure = ("POLICY_MISSING", f"no policy for agent {intent.agent_id!r}; an admin creates one with "
-                                         "`warden agents create`")
+            failure = (
+                "POLICY_MISSING",
+                f"no policy for agent {intent.agent_id!r}; an admin creates one with `warden agents create`",
+            )
         elif not intent_signature_valid(intent, policy):
-            failure = ("AGENT_SIGNATURE_INVALID", "the intent's Ed25519 signature does not verify against the "
-                                                  "agent's public key in its policy; sign signing_bytes() with "
-                                                  "the agent key")
+            failure = (
+                "AGENT_SIGNATURE_INVALID",
+                "the intent's Ed25519 signature does not verify against the "
+                "agent's public key in its policy; sign signing_bytes() with "
+                "the agent key",
+            )
         elif not policy.intents_api_enabled:
             failure = ("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r}")
         else:
@@ -409,14 +564,16 @@ class Engine:
             if not fresh.passed:
                 failure = (fresh.code, fresh.reason)
         if failure:
-            verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0],
-                                   reason=failure[1])
+            verdict = StageVerdict(
+                intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0], reason=failure[1]
+            )
             # A forged record must not decide the fate of the real intent with the same id: its
             # rejection is published (with the forged record's digest, which the real intent's
             # client does not accept) but not remembered as that intent's decision.
             remember = failure[0] != "AGENT_SIGNATURE_INVALID"
-            return out + [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now,
-                                                                                   remember), None
+            return out + [self._verdict_audit(verdict, intent, now)] + self._reject(
+                intent, verdict, [verdict], now, remember
+            ), None
         replay = self._idempotent_replay(intent, policy, now)
         if replay is not None:
             return out + replay, None
@@ -434,35 +591,53 @@ class Engine:
         original = self.decisions.get(first["intent_id"])
         if original is None:
             return None
-        verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=True, code="IDEMPOTENT_REPLAY",
-                               reason=f"idempotency key already used by intent {first['intent_id']} within 24 h; "
-                                      "its result is returned", facts={"original_intent_id": first["intent_id"]})
+        verdict = StageVerdict(
+            intent_id=intent.intent_id,
+            stage="intake",
+            passed=True,
+            code="IDEMPOTENT_REPLAY",
+            reason=f"idempotency key already used by intent {first['intent_id']} within 24 h; its result is returned",
+            facts={"original_intent_id": first["intent_id"]},
+        )
         if original["outcome"] == "parked":
-            verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False,
-                                   code="IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL",
-                                   reason=f"idempotency key already used by intent {first['intent_id']}, which is "
-                                          "waiting for an admin's approval; follow that intent's outcome",
-                                   facts={"original_intent_id": first["intent_id"]})
+            verdict = StageVerdict(
+                intent_id=intent.intent_id,
+                stage="intake",
+                passed=False,
+                code="IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL",
+                reason=f"idempotency key already used by intent {first['intent_id']}, which is "
+                "waiting for an admin's approval; follow that intent's outcome",
+                facts={"original_intent_id": first["intent_id"]},
+            )
             return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now)
         if original["outcome"] in ("approved", "released"):
             # The signer returns the original's signed bytes for this key, so no spend is reserved twice.
-            return [self._verdict_audit(verdict, intent, now)] + self._approve(intent, policy, [verdict], now,
-                                                                              counts=False)
+            return [self._verdict_audit(verdict, intent, now)] + self._approve(
+                intent, policy, [verdict], now, counts=False
+            )
         prior = IntentRejected.model_validate_json(base64.b64decode(original["record"]))
-        echoed = StageVerdict(intent_id=intent.intent_id, stage=prior.stage, passed=False, code=prior.code,
-                              reason=prior.reason, facts={"original_intent_id": first["intent_id"]})
+        echoed = StageVerdict(
+            intent_id=intent.intent_id,
+            stage=prior.stage,
+            passed=False,
+            code=prior.code,
+            reason=prior.reason,
+            facts={"original_intent_id": first["intent_id"]},
+        )
         return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, echoed, [verdict, echoed], now)
 
-    async def _timed_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime,
-                           verdicts: list[StageVerdict]) -> StageVerdict:
+    async def _timed_stage(
+        self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime, verdicts: list[StageVerdict]
+    ) -> StageVerdict:
         began = time.perf_counter()  # a duration for the metric; decisions use only `now`
         try:
             return await self._run_stage(stage, intent, policy, now, verdicts)
         finally:
             metrics.STAGE_SECONDS.labels(stage).observe(time.perf_counter() - began)
 
-    async def _run_stage(self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime,
-                         verdicts: list[StageVerdict]) -> StageVerdict:
+    async def _run_stage(
+        self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime, verdicts: list[StageVerdict]
+    ) -> StageVerdict:
         check = guardrails.POLICY_CHECKS.get(stage)
         if check is not None:
             return check(intent, policy)
@@ -481,8 +656,13 @@ class Engine:
                 needed = await guardrails.simulation_needed(intent, policy, node)
             except (RpcError, RpcUnavailable) as exc:
                 # Fail closed: whether the recipient runs code is unknown, so is where the value lands.
-                return guardrails.verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE",
-                                          f"could not tell whether {intent.to} runs code: {exc}")
+                return guardrails.verdict(
+                    intent,
+                    "simulation",
+                    False,
+                    "SIMULATION_UNAVAILABLE",
+                    f"could not tell whether {intent.to} runs code: {exc}",
+                )
             if not needed:
                 return guardrails.simulation_skipped(intent)
             return await guardrails.simulate(intent, policy.sender_address, node, policy)
@@ -490,13 +670,19 @@ class Engine:
 
     async def _price(self, intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
         try:
-            quote = await fees.quote(intent, policy.sender_address, self.node_for(intent.chain),
-                                     policy.tx_max_fee_per_gas)
+            quote = await fees.quote(
+                intent, policy.sender_address, self.node_for(intent.chain), policy.tx_max_fee_per_gas
+            )
         except RpcError as exc:
             reason = guardrails.decode_revert(exc.data) if exc.data else exc.message
-            return guardrails.verdict(intent, "fee", False, "GAS_ESTIMATE_FAILED",
-                                      f"the node could not estimate gas for this intent: {reason}; set gas_limit or "
-                                      "fix the call", rpc_method=exc.method)
+            return guardrails.verdict(
+                intent,
+                "fee",
+                False,
+                "GAS_ESTIMATE_FAILED",
+                f"the node could not estimate gas for this intent: {reason}; set gas_limit or fix the call",
+                rpc_method=exc.method,
+            )
         except RpcUnavailable as exc:
             # Fail closed: an intent whose cost is unknown is not approved.
             return guardrails.verdict(intent, "fee", False, "FEE_QUOTE_UNAVAILABLE", str(exc))
@@ -504,7 +690,9 @@ class Engine:
 
     def _check_assets(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> StageVerdict:
         now_us = to_us(now)
-        return guardrails.check_assets(intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us))
+        return guardrails.check_assets(
+            intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us)
+        )
 
     def _decide(self, intent, policy, verdicts, now, recheck_assets: bool) -> list[Emit]:
         """Every guardrail passed: approved, or parked for a human when above a threshold. In the
@@ -526,19 +714,34 @@ class Engine:
         remembered with the approval it becomes if an admin says so."""
         now_us = to_us(now)
         expires_us = now_us + policy.approval_timeout_s * 1_000_000
-        pending = IntentApproved(intent=intent, policy=policy, verdicts=tuple(verdicts), approved_at=now,
-                                 intent_digest=intent.digest())
-        parked = self._signed(IntentParked(
-            intent_id=intent.intent_id, agent_id=intent.agent_id, reason=f"waiting for an admin: {why}",
-            intent=intent, verdicts=tuple(verdicts), parked_at=now, expires_at=from_us(expires_us),
-            intent_digest=intent.digest()))
+        pending = IntentApproved(
+            intent=intent, policy=policy, verdicts=tuple(verdicts), approved_at=now, intent_digest=intent.digest()
+        )
+        parked = self._signed(
+            IntentParked(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                reason=f"waiting for an admin: {why}",
+                intent=intent,
+                verdicts=tuple(verdicts),
+                parked_at=now,
+                expires_at=from_us(expires_us),
+                intent_digest=intent.digest(),
+            )
+        )
         record = parked.to_bytes()
         spend, assets = _reservation(intent, verdicts)
         self.decisions[intent.intent_id] = {
-            "agent_id": intent.agent_id, "outcome": "parked", "at_us": now_us, "spend_wei": str(spend),
-            "assets": {key: str(units) for key, units in assets.items()}, "counts": True,
-            "topic": topics.INTENTS_AWAITING_APPROVAL, "record": base64.b64encode(record).decode(),
-            "digest": parked.intent_digest, "expires_us": expires_us,
+            "agent_id": intent.agent_id,
+            "outcome": "parked",
+            "at_us": now_us,
+            "spend_wei": str(spend),
+            "assets": {key: str(units) for key, units in assets.items()},
+            "counts": True,
+            "topic": topics.INTENTS_AWAITING_APPROVAL,
+            "record": base64.b64encode(record).decode(),
+            "digest": parked.intent_digest,
+            "expires_us": expires_us,
             "pending": base64.b64encode(pending.to_bytes()).decode(),
         }
         self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
@@ -546,21 +749,37 @@ class Engine:
         metrics.INTENTS.labels("parked", "approval", "AWAITING_APPROVAL").inc()
         return [
             Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
-            _audit(SERVICE, "intent.parked", f"intent:{intent.intent_id}", now, intent.intent_id,
-                   intent_id=intent.intent_id, agent_id=intent.agent_id, reason=why,
-                   expires_at=parked.expires_at.isoformat(), spend_wei=str(spend),
-                   asset_spend={key: str(units) for key, units in assets.items()}),
+            _audit(
+                SERVICE,
+                "intent.parked",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                reason=why,
+                expires_at=parked.expires_at.isoformat(),
+                spend_wei=str(spend),
+                asset_spend={key: str(units) for key, units in assets.items()},
+            ),
         ]
 
     def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
-        approved = self._signed(IntentApproved(intent=intent, policy=policy, approved_at=now,
-                                               intent_digest=intent.digest()))
+        approved = self._signed(
+            IntentApproved(intent=intent, policy=policy, approved_at=now, intent_digest=intent.digest())
+        )
         record = approved.to_bytes()
         now_us = to_us(now)
         spend, assets = _reservation(intent, verdicts) if counts else (0, {})
         self.decisions[intent.intent_id] = {
-            "agent_id": intent.agent_id, "outcome": "approved", "at_us": now_us, "spend_wei": str(spend),
-            "assets": {key: str(units) for key, units in assets.items()}, "counts": counts, "topic": topics.INTENTS_APPROVED, "record": base64.b64encode(record).decode(),
+            "agent_id": intent.agent_id,
+            "outcome": "approved",
+            "at_us": now_us,
+            "spend_wei": str(spend),
+            "assets": {key: str(units) for key, units in assets.items()},
+            "counts": counts,
+            "topic": topics.INTENTS_APPROVED,
+            "record": base64.b64encode(record).decode(),
             "digest": approved.intent_digest,
         }
         metrics.INTENTS.labels("approved", "", "IDEMPOTENT_REPLAY" if not counts else "APPROVED").inc()
@@ -569,29 +788,61 @@ class Engine:
             self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
         return [
             Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
-            _audit(SERVICE, "intent.approved", f"intent:{intent.intent_id}", now, intent.intent_id,
-                   intent_id=intent.intent_id, agent_id=intent.agent_id, policy_version=policy.version,
-                   value_wei=str(intent.value_wei), spend_wei=str(spend), chain=intent.chain,
-                   asset_spend={key: str(units) for key, units in assets.items()}),
+            _audit(
+                SERVICE,
+                "intent.approved",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                policy_version=policy.version,
+                value_wei=str(intent.value_wei),
+                spend_wei=str(spend),
+                chain=intent.chain,
+                asset_spend={key: str(units) for key, units in assets.items()},
+            ),
         ]
 
     def _reject(self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True) -> list[Emit]:
-        rejected = self._signed(IntentRejected(
-            intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage, code=verdict.code,
-            reason=verdict.reason, verdicts=tuple(verdicts), decided_at=now, intent_digest=intent.digest()))
+        rejected = self._signed(
+            IntentRejected(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                stage=verdict.stage,
+                code=verdict.code,
+                reason=verdict.reason,
+                verdicts=tuple(verdicts),
+                decided_at=now,
+                intent_digest=intent.digest(),
+            )
+        )
         record = rejected.to_bytes()
         metrics.INTENTS.labels("rejected", verdict.stage, verdict.code).inc()
         if remember:
             self.decisions[intent.intent_id] = {
-                "agent_id": intent.agent_id, "outcome": "rejected", "at_us": to_us(now), "spend_wei": "0",
-                "topic": topics.INTENTS_REJECTED, "record": base64.b64encode(record).decode(),
+                "agent_id": intent.agent_id,
+                "outcome": "rejected",
+                "at_us": to_us(now),
+                "spend_wei": "0",
+                "topic": topics.INTENTS_REJECTED,
+                "record": base64.b64encode(record).decode(),
                 "digest": rejected.intent_digest,
             }
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
-            _audit(SERVICE, "intent.rejected", f"intent:{intent.intent_id}", now, intent.intent_id,
-                   intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage, code=verdict.code,
-                   reason=verdict.reason),
+            _audit(
+                SERVICE,
+                "intent.rejected",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                stage=verdict.stage,
+                code=verdict.code,
+                reason=verdict.reason,
+            ),
         ]
 
     def _replay(self, intent: TransactionIntent, now: datetime) -> list[Emit]:
@@ -600,27 +851,47 @@ class Engine:
             # The same id on a different intent (the agent reused an id, or someone replays a
             # variant): the decided one keeps its answer, and this one gets its own refusal,
             # bound to its own digest and not remembered.
-            verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code="INTENT_ID_REUSED",
-                                   reason=f"intent id {intent.intent_id!r} was already decided for a different "
-                                          "intent; every intent needs its own id")
-            return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, verdict, [verdict], now,
-                                                                              remember=False)
+            verdict = StageVerdict(
+                intent_id=intent.intent_id,
+                stage="intake",
+                passed=False,
+                code="INTENT_ID_REUSED",
+                reason=f"intent id {intent.intent_id!r} was already decided for a different "
+                "intent; every intent needs its own id",
+            )
+            return [self._verdict_audit(verdict, intent, now)] + self._reject(
+                intent, verdict, [verdict], now, remember=False
+            )
         return [Emit(decision["topic"], decision["agent_id"], base64.b64decode(decision["record"]))]
 
     def _signed(self, record):
         return sign_outcome(record, self._key, self.key_id)
 
     def _envelope(self, stage: str, intent, policy, verdicts) -> Emit:
-        envelope = self._signed(StageEnvelope(stage=stage, intent=intent, policy=policy, verdicts=tuple(verdicts),
-                                              intent_digest=intent.digest()))
+        envelope = self._signed(
+            StageEnvelope(
+                stage=stage, intent=intent, policy=policy, verdicts=tuple(verdicts), intent_digest=intent.digest()
+            )
+        )
         return Emit(topics.stage_topic(stage), intent.agent_id, envelope.to_bytes())
 
     @staticmethod
     def _verdict_audit(verdict: StageVerdict, intent: TransactionIntent, now: datetime) -> Emit:
         action = "stage.passed" if verdict.passed else "stage.failed"
-        return _audit(SERVICE, action, f"intent:{intent.intent_id}", now, intent.intent_id, verdict.stage,
-                      intent_id=intent.intent_id, agent_id=intent.agent_id, stage=verdict.stage, code=verdict.code,
-                      reason=verdict.reason, facts=verdict.facts)
+        return _audit(
+            SERVICE,
+            action,
+            f"intent:{intent.intent_id}",
+            now,
+            intent.intent_id,
+            verdict.stage,
+            intent_id=intent.intent_id,
+            agent_id=intent.agent_id,
+            stage=verdict.stage,
+            code=verdict.code,
+            reason=verdict.reason,
+            facts=verdict.facts,
+        )
 
     def _unreadable(self, bad: Unreadable, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """The dead letter and audit event of a record that is no readable intent, and the
@@ -640,9 +911,17 @@ class Engine:
         out = self.dead_letter(raw, source, now, bad.reason, bad.errors)
         agent_id, intent_id, digest = unreadable_answer(bad, raw, source.key)
         if agent_id is not None:
-            rejected = self._signed(IntentRejected(intent_id=intent_id, agent_id=agent_id, stage="intake",
-                                                   code="INVALID_INTENT", reason=bad.rejection_reason,
-                                                   decided_at=now, intent_digest=digest))
+            rejected = self._signed(
+                IntentRejected(
+                    intent_id=intent_id,
+                    agent_id=agent_id,
+                    stage="intake",
+                    code="INVALID_INTENT",
+                    reason=bad.rejection_reason,
+                    decided_at=now,
+                    intent_digest=digest,
+                )
+            )
             out.append(Emit(topics.INTENTS_REJECTED, agent_id, rejected.to_bytes()))
         return out
 
@@ -661,11 +940,17 @@ class Engine:
         home = self.home_partition(intent.agent_id)
         if source.partition == home:
             return None
-        return self.dead_letter(raw, source, now, (
-            f"intent {intent.intent_id} of agent {intent.agent_id!r} is on partition {source.partition} of "
-            f"{source.topic}; an agent's records belong on partition {home} (keyed by agent_id with the Java "
-            "client's default partitioner, murmur2; librdkafka: partitioner=murmur2_random). Not decided: "
-            "publish it keyed by its agent id"))
+        return self.dead_letter(
+            raw,
+            source,
+            now,
+            (
+                f"intent {intent.intent_id} of agent {intent.agent_id!r} is on partition {source.partition} of "
+                f"{source.topic}; an agent's records belong on partition {home} (keyed by agent_id with the Java "
+                "client's default partitioner, murmur2; librdkafka: partitioner=murmur2_random). Not decided: "
+                "publish it keyed by its agent id"
+            ),
+        )
 
     def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
         """A record this worker cannot decide, dead-lettered under its signature."""
@@ -678,10 +963,20 @@ def _what(intent: TransactionIntent) -> dict:
         return {"kind": "personal_sign", "message_bytes": (len(intent.message or "0x") - 2) // 2}
     if intent.intent_type == "typed_data":
         typed = intent.typed_data
-        return {"kind": "typed_data", "primary_type": typed.primaryType, "verifying_contract": typed.verifying_contract,
-                "domain_chain_id": typed.chain_id, "domain_name": typed.domain.get("name")}
-    return {"kind": "transaction", "to": intent.to, "value_wei": str(intent.value_wei), "tx_type": intent.tx_type,
-            **intent.type_facts()}
+        return {
+            "kind": "typed_data",
+            "primary_type": typed.primaryType,
+            "verifying_contract": typed.verifying_contract,
+            "domain_chain_id": typed.chain_id,
+            "domain_name": typed.domain.get("name"),
+        }
+    return {
+        "kind": "transaction",
+        "to": intent.to,
+        "value_wei": str(intent.value_wei),
+        "tx_type": intent.tx_type,
+        **intent.type_facts(),
+    }
 
 
 def _reservation(intent: TransactionIntent, verdicts) -> tuple[int, dict[str, int]]:
@@ -703,5 +998,3 @@ def _quote_of(verdicts: list[StageVerdict]) -> fees.FeeQuote:
 def _policy(raw: str) -> AgentPolicy:
     """The policy table holds JSON text; parse each distinct policy once, not once per intent."""
     return AgentPolicy.model_validate_json(raw)
-
-

@@ -48,24 +48,38 @@ class FeeQuote:
         return {"max_fee_per_gas": self.fee_per_gas, "max_priority_fee_per_gas": self.priority_fee_per_gas or 0}
 
     def facts(self, intent: TransactionIntent) -> dict[str, str | int | None]:
-        return {"gas_limit": self.gas_limit, "fee_per_gas_wei": str(self.fee_per_gas),
-                "priority_fee_per_gas_wei": None if self.priority_fee_per_gas is None else str(self.priority_fee_per_gas),
-                "base_fee_per_gas_wei": None if self.base_fee_per_gas is None else str(self.base_fee_per_gas),
-                "blob_fee_wei": str(self.blob_fee_wei), "max_fee_wei": str(self.max_fee_wei),
-                "value_wei": str(intent.value_wei), "spend_wei": str(self.spend_wei(intent))}
+        return {
+            "gas_limit": self.gas_limit,
+            "fee_per_gas_wei": str(self.fee_per_gas),
+            "priority_fee_per_gas_wei": None if self.priority_fee_per_gas is None else str(self.priority_fee_per_gas),
+            "base_fee_per_gas_wei": None if self.base_fee_per_gas is None else str(self.base_fee_per_gas),
+            "blob_fee_wei": str(self.blob_fee_wei),
+            "max_fee_wei": str(self.max_fee_wei),
+            "value_wei": str(intent.value_wei),
+            "spend_wei": str(self.spend_wei(intent)),
+        }
 
     @classmethod
     def from_facts(cls, facts: dict) -> "FeeQuote":
         """The quote a fee stage recorded in its verdict (split topology: the next stage reads it)."""
+
         def wei(name: str) -> int | None:
             return None if facts.get(name) is None else int(facts[name])
-        return cls(int(facts["gas_limit"]), int(facts["fee_per_gas_wei"]), wei("priority_fee_per_gas_wei"),
-                   wei("base_fee_per_gas_wei"), int(facts.get("blob_fee_wei") or 0))
+
+        return cls(
+            int(facts["gas_limit"]),
+            int(facts["fee_per_gas_wei"]),
+            wei("priority_fee_per_gas_wei"),
+            wei("base_fee_per_gas_wei"),
+            int(facts.get("blob_fee_wei") or 0),
+        )
 
     def describe(self, intent: TransactionIntent) -> str:
         blobs = f" + blob gas {format_native_amount(self.blob_fee_wei)}" if self.blob_fee_wei else ""
-        return (f"value {intent.value} + worst-case fee {format_native_amount(self.max_fee_wei)} "
-                f"(gas {self.gas_limit} x {self.fee_per_gas} wei{blobs})")
+        return (
+            f"value {intent.value} + worst-case fee {format_native_amount(self.max_fee_wei)} "
+            f"(gas {self.gas_limit} x {self.fee_per_gas} wei{blobs})"
+        )
 
 
 async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceiling: int | None) -> FeeQuote:
@@ -103,13 +117,24 @@ def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> 
     ceiling = policy.tx_max_fee_per_gas
     facts = dict(fee.facts(intent), ceiling_wei=None if ceiling is None else str(ceiling))
     if ceiling is None or fee.fee_per_gas <= ceiling:
-        return verdict(intent, "fee", True, "FEE_WITHIN_CEILING",
-                       f"fee {fee.fee_per_gas} wei per gas" + ("" if ceiling is None else f" <= ceiling {ceiling}"),
-                       **facts)
+        return verdict(
+            intent,
+            "fee",
+            True,
+            "FEE_WITHIN_CEILING",
+            f"fee {fee.fee_per_gas} wei per gas" + ("" if ceiling is None else f" <= ceiling {ceiling}"),
+            **facts,
+        )
     named_by_intent = intent.gas_price is not None or intent.max_fee_per_gas is not None
     named = "the intent's" if named_by_intent else "the node's suggested"
     base = "" if fee.base_fee_per_gas is None else f" (base fee now {fee.base_fee_per_gas} wei)"
-    return verdict(intent, "fee", False, "FEE_OVER_CEILING",
-                   f"{named} fee of {fee.fee_per_gas} wei per gas{base} exceeds this agent's ceiling of {ceiling} "
-                   f"wei per gas (tx_max_fee_per_gas); not signed and not paid. Retry when fees fall, or ask an "
-                   "admin to raise the ceiling", **facts)
+    return verdict(
+        intent,
+        "fee",
+        False,
+        "FEE_OVER_CEILING",
+        f"{named} fee of {fee.fee_per_gas} wei per gas{base} exceeds this agent's ceiling of {ceiling} "
+        f"wei per gas (tx_max_fee_per_gas); not signed and not paid. Retry when fees fall, or ask an "
+        "admin to raise the ceiling",
+        **facts,
+    )

@@ -25,8 +25,8 @@ from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import REGISTRY
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
-from streams import movements, typed_movements
 from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
+from streams import movements, typed_movements
 
 if TYPE_CHECKING:
     from streams.fees import FeeQuote
@@ -42,18 +42,36 @@ def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -
     now_us, created_us = to_us(now), to_us(intent.created_at)
     facts = dict(created_at=intent.created_at.isoformat(), now=now.isoformat(), max_age_s=max_age_us // 1_000_000)
     if created_us - now_us > INTENT_MAX_FUTURE_US:
-        return verdict(intent, "intake", False, "INTENT_FROM_THE_FUTURE",
-                       f"created_at {intent.created_at.isoformat()} is more than {INTENT_MAX_FUTURE_US // 1_000_000} s "
-                       f"ahead of this service's clock ({now.isoformat()}); check the agent's clock and sign a new "
-                       "intent", **facts)
+        return verdict(
+            intent,
+            "intake",
+            False,
+            "INTENT_FROM_THE_FUTURE",
+            f"created_at {intent.created_at.isoformat()} is more than {INTENT_MAX_FUTURE_US // 1_000_000} s "
+            f"ahead of this service's clock ({now.isoformat()}); check the agent's clock and sign a new "
+            "intent",
+            **facts,
+        )
     if now_us - created_us >= max_age_us:
-        return verdict(intent, "intake", False, "INTENT_EXPIRED",
-                       f"created_at {intent.created_at.isoformat()} is older than the {max_age_us // 1_000_000} s an "
-                       "intent stays valid; sign a new intent", **facts)
+        return verdict(
+            intent,
+            "intake",
+            False,
+            "INTENT_EXPIRED",
+            f"created_at {intent.created_at.isoformat()} is older than the {max_age_us // 1_000_000} s an "
+            "intent stays valid; sign a new intent",
+            **facts,
+        )
     if intent.expires_at is not None and to_us(intent.expires_at) <= now_us:
-        return verdict(intent, "intake", False, "INTENT_EXPIRED",
-                       f"the intent expired at {intent.expires_at.isoformat()}; sign a new intent",
-                       expires_at=intent.expires_at.isoformat(), **facts)
+        return verdict(
+            intent,
+            "intake",
+            False,
+            "INTENT_EXPIRED",
+            f"the intent expired at {intent.expires_at.isoformat()}; sign a new intent",
+            expires_at=intent.expires_at.isoformat(),
+            **facts,
+        )
     return verdict(intent, "intake", True, "INTENT_FRESH", "within its validity window", **facts)
 
 
@@ -62,9 +80,13 @@ def check_chain(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
     if not allowed or intent.chain in allowed:
         return verdict(intent, "chain", True, "CHAIN_ALLOWED", f"{intent.chain} is allowed", chain=intent.chain)
     return verdict(
-        intent, "chain", False, "CHAIN_NOT_ALLOWED",
+        intent,
+        "chain",
+        False,
+        "CHAIN_NOT_ALLOWED",
         f"chain {intent.chain!r} is not in this agent's allowed chains ({', '.join(allowed)})",
-        chain=intent.chain, allowed=list(allowed),
+        chain=intent.chain,
+        allowed=list(allowed),
     )
 
 
@@ -75,8 +97,12 @@ def check_allowlist(intent: TransactionIntent, policy: AgentPolicy) -> StageVerd
     if not allowlist or intent.to in allowlist:
         return verdict(intent, "allowlist", True, "RECIPIENT_ALLOWED", f"{intent.to} is allowed", to=intent.to)
     return verdict(
-        intent, "allowlist", False, "RECIPIENT_NOT_ALLOWLISTED",
-        f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)", to=intent.to,
+        intent,
+        "allowlist",
+        False,
+        "RECIPIENT_NOT_ALLOWLISTED",
+        f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)",
+        to=intent.to,
     )
 
 
@@ -85,13 +111,25 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
     size = (len(intent.message or "0x") - 2) // 2
     facts = dict(kind="personal_sign", message_bytes=size, max_bytes=policy.message_max_bytes)
     if not policy.message_signing_enabled:
-        return verdict(intent, "message", False, "MESSAGE_SIGNING_DISABLED",
-                       f"personal_sign is off for agent {intent.agent_id!r}; an admin turns it on with "
-                       "message_signing_enabled in the policy", **facts)
+        return verdict(
+            intent,
+            "message",
+            False,
+            "MESSAGE_SIGNING_DISABLED",
+            f"personal_sign is off for agent {intent.agent_id!r}; an admin turns it on with "
+            "message_signing_enabled in the policy",
+            **facts,
+        )
     if size > policy.message_max_bytes:
-        return verdict(intent, "message", False, "MESSAGE_TOO_LARGE",
-                       f"the message is {size} bytes; this agent's policy signs at most {policy.message_max_bytes} "
-                       "(message_max_bytes)", **facts)
+        return verdict(
+            intent,
+            "message",
+            False,
+            "MESSAGE_TOO_LARGE",
+            f"the message is {size} bytes; this agent's policy signs at most {policy.message_max_bytes} "
+            "(message_max_bytes)",
+            **facts,
+        )
     return verdict(intent, "message", True, "MESSAGE_ALLOWED", f"personal_sign of {size} bytes allowed", **facts)
 
 
@@ -105,44 +143,88 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     assert typed is not None  # the schema requires it for this kind
     chain_id = REGISTRY.get(intent.chain).chain_id
     contract, primary = typed.verifying_contract, typed.primaryType
-    facts = dict(kind="typed_data", primary_type=primary, verifying_contract=contract,
-                 domain_chain_id=typed.chain_id, domain_name=typed.domain.get("name"), chain_id=chain_id)
+    facts = dict(
+        kind="typed_data",
+        primary_type=primary,
+        verifying_contract=contract,
+        domain_chain_id=typed.chain_id,
+        domain_name=typed.domain.get("name"),
+        chain_id=chain_id,
+    )
 
     def refuse(code: str, reason: str) -> StageVerdict:
         return verdict(intent, "typed_data", False, code, reason, **facts)
 
     if typed.chain_id is not None and typed.chain_id != chain_id:
-        return refuse("EIP712_CHAIN_MISMATCH", f"the typed data's domain is for chain id {typed.chain_id}, the intent "
-                                               f"for {intent.chain} ({chain_id}); a signature for another chain is not "
-                                               "made here")
+        return refuse(
+            "EIP712_CHAIN_MISMATCH",
+            f"the typed data's domain is for chain id {typed.chain_id}, the intent "
+            f"for {intent.chain} ({chain_id}); a signature for another chain is not "
+            "made here",
+        )
     where = f"verifying contract {contract}" if contract else "a domain without a verifyingContract"
     if typed_movements.reads_as_value(typed):
         if not any(rule.matches(typed) for rule in policy.eip712_domain_allowlist):
-            return refuse("EIP712_SPEND_AUTHORIZATION_REFUSED", (
-                f"{primary} moves or authorizes moving this account's tokens, and {where} is not on the policy's "
-                "eip712_domain_allowlist; an admin allowlists the contract to allow it (the default policy does not "
-                "apply to value-moving types)"))
-        return verdict(intent, "typed_data", True, "EIP712_DOMAIN_ALLOWED",
-                       f"{primary} for allowlisted domain {contract}; what it moves is judged next", **facts)
+            return refuse(
+                "EIP712_SPEND_AUTHORIZATION_REFUSED",
+                (
+                    f"{primary} moves or authorizes moving this account's tokens, and {where} is not on the policy's "
+                    "eip712_domain_allowlist; an admin allowlists the contract to allow it (the default policy does not "
+                    "apply to value-moving types)"
+                ),
+            )
+        return verdict(
+            intent,
+            "typed_data",
+            True,
+            "EIP712_DOMAIN_ALLOWED",
+            f"{primary} for allowlisted domain {contract}; what it moves is judged next",
+            **facts,
+        )
     if any(rule.matches(typed) for rule in policy.eip712_no_value_types):
-        return verdict(intent, "typed_data", True, "EIP712_NO_VALUE_TYPE",
-                       f"{primary} on {contract} is named by the policy as moving no value", **facts)
-    name_it = (f"if it moves no value (a login, a vote), an admin names {{\"verifying_contract\": \"{contract}\", "
-               f"\"primary_type\": \"{primary}\"}} in eip712_no_value_types")
+        return verdict(
+            intent,
+            "typed_data",
+            True,
+            "EIP712_NO_VALUE_TYPE",
+            f"{primary} on {contract} is named by the policy as moving no value",
+            **facts,
+        )
+    name_it = (
+        f'if it moves no value (a login, a vote), an admin names {{"verifying_contract": "{contract}", '
+        f'"primary_type": "{primary}"}} in eip712_no_value_types'
+    )
     if typed_movements.carries_value(typed):
-        return refuse("EIP712_TYPE_NOT_UNDERSTOOD", (
-            f"{primary} on {where} carries an address and an amount, and Warden does not read it as a movement, so "
-            f"it could move value unseen; it is not signed. Use a type Warden reads (Permit, Permit2, EIP-3009, "
-            f"Seaport, CoW, UniswapX, 1inch), or {name_it}"))
+        return refuse(
+            "EIP712_TYPE_NOT_UNDERSTOOD",
+            (
+                f"{primary} on {where} carries an address and an amount, and Warden does not read it as a movement, so "
+                f"it could move value unseen; it is not signed. Use a type Warden reads (Permit, Permit2, EIP-3009, "
+                f"Seaport, CoW, UniswapX, 1inch), or {name_it}"
+            ),
+        )
     asset_domain = contract is not None and policy.asset(intent.chain, contract) is not None
     if policy.eip712_default_policy == "allow" and not asset_domain:
-        return verdict(intent, "typed_data", True, "EIP712_DEFAULT_ALLOW",
-                       f"{primary} carries no address-and-amount and the policy's default is allow", **facts)
-    why = (f"{contract} is a token of this policy's asset_limits, whose other types the default never covers"
-           if asset_domain and policy.eip712_default_policy == "allow" else "the default policy is deny")
-    return refuse("EIP712_TYPE_NOT_NAMED", (
-        f"{primary} on {where} is not a type Warden reads as a movement nor one the policy names as moving no value, "
-        f"and {why}; {name_it}"))
+        return verdict(
+            intent,
+            "typed_data",
+            True,
+            "EIP712_DEFAULT_ALLOW",
+            f"{primary} carries no address-and-amount and the policy's default is allow",
+            **facts,
+        )
+    why = (
+        f"{contract} is a token of this policy's asset_limits, whose other types the default never covers"
+        if asset_domain and policy.eip712_default_policy == "allow"
+        else "the default policy is deny"
+    )
+    return refuse(
+        "EIP712_TYPE_NOT_NAMED",
+        (
+            f"{primary} on {where} is not a type Warden reads as a movement nor one the policy names as moving no value, "
+            f"and {why}; {name_it}"
+        ),
+    )
 
 
 def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
@@ -154,19 +236,37 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     for auth in intent.authorization_list:
         if auth.address not in policy.eip7702_delegate_allowlist:
             listed = len(policy.eip7702_delegate_allowlist)
-            return verdict(intent, "delegation", False, "EIP7702_DELEGATE_NOT_ALLOWLISTED",
-                           f"delegating the account to {auth.address} is not allowed: it is not on the policy's "
-                           f"eip7702_delegate_allowlist ({listed} contracts)", **facts)
+            return verdict(
+                intent,
+                "delegation",
+                False,
+                "EIP7702_DELEGATE_NOT_ALLOWLISTED",
+                f"delegating the account to {auth.address} is not allowed: it is not on the policy's "
+                f"eip7702_delegate_allowlist ({listed} contracts)",
+                **facts,
+            )
         if auth.chain_id == 0 and not policy.eip7702_allow_any_chain:
-            return verdict(intent, "delegation", False, "EIP7702_ANY_CHAIN_REFUSED",
-                           "an authorization with chain_id 0 is valid on every chain; name the chain id "
-                           f"{chain_id}, or an admin sets eip7702_allow_any_chain", **facts)
+            return verdict(
+                intent,
+                "delegation",
+                False,
+                "EIP7702_ANY_CHAIN_REFUSED",
+                "an authorization with chain_id 0 is valid on every chain; name the chain id "
+                f"{chain_id}, or an admin sets eip7702_allow_any_chain",
+                **facts,
+            )
         if auth.chain_id not in (0, chain_id):
-            return verdict(intent, "delegation", False, "EIP7702_CHAIN_MISMATCH",
-                           f"the authorization is for chain id {auth.chain_id}, the intent for {intent.chain} "
-                           f"({chain_id})", **facts)
-    return verdict(intent, "delegation", True, "EIP7702_DELEGATE_ALLOWED",
-                   f"delegation to {', '.join(delegates)} allowed", **facts)
+            return verdict(
+                intent,
+                "delegation",
+                False,
+                "EIP7702_CHAIN_MISMATCH",
+                f"the authorization is for chain id {auth.chain_id}, the intent for {intent.chain} ({chain_id})",
+                **facts,
+            )
+    return verdict(
+        intent, "delegation", True, "EIP7702_DELEGATE_ALLOWED", f"delegation to {', '.join(delegates)} allowed", **facts
+    )
 
 
 def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: "FeeQuote") -> StageVerdict:
@@ -174,12 +274,22 @@ def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: "FeeQuo
     spend = fee.spend_wei(intent)
     facts = dict(fee.facts(intent), cap_wei=None if cap is None else str(cap))
     if cap is None or spend <= cap:
-        return verdict(intent, "value_cap", True, "VALUE_WITHIN_CAP",
-                       "spend (value + worst-case fee) within the per-transaction cap", **facts)
+        return verdict(
+            intent,
+            "value_cap",
+            True,
+            "VALUE_WITHIN_CAP",
+            "spend (value + worst-case fee) within the per-transaction cap",
+            **facts,
+        )
     return verdict(
-        intent, "value_cap", False, "VALUE_OVER_CAP",
+        intent,
+        "value_cap",
+        False,
+        "VALUE_OVER_CAP",
         f"spend {format_native_amount(spend)} ({fee.describe(intent)}) exceeds the per-transaction cap of "
-        f"{policy.tx_max_value_eth}", **facts,
+        f"{policy.tx_max_value_eth}",
+        **facts,
     )
 
 
@@ -190,7 +300,10 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
     if limit is None or spent_wei + spend <= limit:
         return verdict(intent, "daily_limit", True, "WITHIN_DAILY_LIMIT", "within the rolling 24 h limit", **facts)
     return verdict(
-        intent, "daily_limit", False, "DAILY_LIMIT_EXCEEDED",
+        intent,
+        "daily_limit",
+        False,
+        "DAILY_LIMIT_EXCEEDED",
         f"{format_native_amount(spent_wei)} already spent in the last 24 h; {format_native_amount(spend)} more "
         f"({fee.describe(intent)}) would exceed the rolling limit of {policy.tx_daily_limit_eth}",
         **facts,
@@ -233,83 +346,134 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
         contract, selector = reading.other_call
         facts.update(contract=contract, selector=selector)
         if selector in movements.TOKEN_SELECTORS and policy.asset(intent.chain, contract) is None:
-            return refuse("ASSET_NOT_IN_POLICY", (
-                f"the calldata calls a token function ({selector}) on {contract}, which is not in this agent's "
-                f"asset_limits for {intent.chain}; an admin adds the token (standard, decimals, limits) to move it"))
+            return refuse(
+                "ASSET_NOT_IN_POLICY",
+                (
+                    f"the calldata calls a token function ({selector}) on {contract}, which is not in this agent's "
+                    f"asset_limits for {intent.chain}; an admin adds the token (standard, decimals, limits) to move it"
+                ),
+            )
         rule = policy.calls_to(contract)
-        if rule is not None and rule.allows(selector) and policy.asset(intent.chain, contract) is not None \
-                and not simulation_required(intent, policy):
+        if (
+            rule is not None
+            and rule.allows(selector)
+            and policy.asset(intent.chain, contract) is not None
+            and not simulation_required(intent, policy)
+        ):
             # Another function of a token the agent holds (a multicall, a permit-and-transfer) can
             # move that token in ways the calldata does not show: only simulation sees it.
-            return refuse("CALLDATA_NOT_ALLOWED", (
-                f"{selector} on {contract} is not one of its token functions, and {contract} is an asset of this "
-                "policy: such a call could move the token unseen, so it is signed only simulated (set "
-                "simulate_first, or require_simulation in the policy)"))
+            return refuse(
+                "CALLDATA_NOT_ALLOWED",
+                (
+                    f"{selector} on {contract} is not one of its token functions, and {contract} is an asset of this "
+                    "policy: such a call could move the token unseen, so it is signed only simulated (set "
+                    "simulate_first, or require_simulation in the policy)"
+                ),
+            )
         if rule is None or not rule.allows(selector):
             listed = "no calls" if rule is None else f"selectors {', '.join(rule.selectors)}"
-            return refuse("CALLDATA_NOT_ALLOWED", (
-                f"calldata with selector {selector} to {contract} is not allowed: the policy's contract_calls lists "
-                f"{listed} for it; an admin adds the selector (or \"any\") to allow it"))
+            return refuse(
+                "CALLDATA_NOT_ALLOWED",
+                (
+                    f"calldata with selector {selector} to {contract} is not allowed: the policy's contract_calls lists "
+                    f'{listed} for it; an admin adds the selector (or "any") to allow it'
+                ),
+            )
     totals: dict[str, int] = {}
     for move in reading.movements:
         if move.kind == "delegation" or move.asset == movements.NATIVE:
             continue  # the delegation and value stages judge these
         if move.kind == "proceeds":
             if move.to != policy.sender_address and not _listed(policy, move.to):
-                return refuse("PROCEEDS_NOT_ALLOWLISTED", (
-                    f"{move.via} pays {move.amount} base units of {move.asset} to {move.to}, which is neither the "
-                    f"order's own account nor on this agent's allowlist: the agent's tokens would be sold for someone "
-                    f"else; make the order pay the agent, or an admin allowlists {move.to}"))
+                return refuse(
+                    "PROCEEDS_NOT_ALLOWLISTED",
+                    (
+                        f"{move.via} pays {move.amount} base units of {move.asset} to {move.to}, which is neither the "
+                        f"order's own account nor on this agent's allowlist: the agent's tokens would be sold for someone "
+                        f"else; make the order pay the agent, or an admin allowlists {move.to}"
+                    ),
+                )
             continue
         asset = policy.asset(intent.chain, move.asset)
         if asset is None or asset.standard != move.standard:
-            return refuse("ASSET_NOT_IN_POLICY", (
-                f"{move.via} {_ROLE[move.kind]}s {move.asset}'s tokens, and that contract is not in this agent's "
-                f"asset_limits for {intent.chain} as {move.standard}; an admin adds it to allow it"))
+            return refuse(
+                "ASSET_NOT_IN_POLICY",
+                (
+                    f"{move.via} {_ROLE[move.kind]}s {move.asset}'s tokens, and that contract is not in this agent's "
+                    f"asset_limits for {intent.chain} as {move.standard}; an admin adds it to allow it"
+                ),
+            )
         role = _ROLE[move.kind]
         if move.kind == "operator":
             if move.amount and policy.block_unlimited_approvals and move.to not in policy.tx_to_allowlist:
-                return refuse("OPERATOR_NOT_ALLOWLISTED", (
-                    f"setApprovalForAll hands every {asset.label} token to {move.to}, which is not on tx_to_allowlist "
-                    "by name; with block_unlimited_approvals an operator must be allowlisted"))
+                return refuse(
+                    "OPERATOR_NOT_ALLOWLISTED",
+                    (
+                        f"setApprovalForAll hands every {asset.label} token to {move.to}, which is not on tx_to_allowlist "
+                        "by name; with block_unlimited_approvals an operator must be allowlisted"
+                    ),
+                )
             if move.amount and not _listed(policy, move.to):
-                return refuse("RECIPIENT_NOT_ALLOWLISTED", f"operator {move.to} is not on this agent's allowlist; an "
-                                                           "admin adds it to tx_to_allowlist to allow it")
+                return refuse(
+                    "RECIPIENT_NOT_ALLOWLISTED",
+                    f"operator {move.to} is not on this agent's allowlist; an "
+                    "admin adds it to tx_to_allowlist to allow it",
+                )
             continue
         if not _listed(policy, move.to):
-            return refuse("RECIPIENT_NOT_ALLOWLISTED", (
-                f"{move.via} makes {move.to} the {role} of {_amount(asset, move.amount)}, and {move.to} is not on "
-                f"this agent's allowlist ({len(policy.tx_to_allowlist)} addresses); use an allowlisted {role}, or an "
-                f"admin adds {move.to} to tx_to_allowlist"))
+            return refuse(
+                "RECIPIENT_NOT_ALLOWLISTED",
+                (
+                    f"{move.via} makes {move.to} the {role} of {_amount(asset, move.amount)}, and {move.to} is not on "
+                    f"this agent's allowlist ({len(policy.tx_to_allowlist)} addresses); use an allowlisted {role}, or an "
+                    f"admin adds {move.to} to tx_to_allowlist"
+                ),
+            )
         if move.kind == "approval":
             if not policy.block_unlimited_approvals:
                 continue  # the admin chose unbounded approvals: they are not counted as spend
             bounds = [b for b in (asset.units("max_per_tx"), asset.units("daily_limit")) if b is not None]
             if not bounds:
-                return refuse("UNLIMITED_APPROVAL_REFUSED", (
-                    f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, and {asset.label} has neither "
-                    "max_per_tx nor daily_limit to bound an approval (block_unlimited_approvals)"))
+                return refuse(
+                    "UNLIMITED_APPROVAL_REFUSED",
+                    (
+                        f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, and {asset.label} has neither "
+                        "max_per_tx nor daily_limit to bound an approval (block_unlimited_approvals)"
+                    ),
+                )
             if move.amount > min(bounds):
-                return refuse("UNLIMITED_APPROVAL_REFUSED", (
-                    f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, more than {asset.label}'s "
-                    f"limit of {_amount(asset, min(bounds))} (block_unlimited_approvals); approve only what this "
-                    "payment needs"))
+                return refuse(
+                    "UNLIMITED_APPROVAL_REFUSED",
+                    (
+                        f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, more than {asset.label}'s "
+                        f"limit of {_amount(asset, min(bounds))} (block_unlimited_approvals); approve only what this "
+                        "payment needs"
+                    ),
+                )
         totals[asset.key] = totals.get(asset.key, 0) + move.amount
     facts["asset_spend"] = {key: str(amount) for key, amount in totals.items()}
     for key, amount in totals.items():
         asset = next(a for a in policy.asset_limits if a.key == key)
         cap, limit = asset.units("max_per_tx"), asset.units("daily_limit")
         if cap is not None and amount > cap:
-            return refuse("ASSET_OVER_CAP", (
-                f"this intent moves or approves {_amount(asset, amount)}, over the per-transaction cap of "
-                f"{_amount(asset, cap)}; move less, or an admin raises {asset.label}'s max_per_tx"))
+            return refuse(
+                "ASSET_OVER_CAP",
+                (
+                    f"this intent moves or approves {_amount(asset, amount)}, over the per-transaction cap of "
+                    f"{_amount(asset, cap)}; move less, or an admin raises {asset.label}'s max_per_tx"
+                ),
+            )
         already = spent(key)
         facts.setdefault("asset_spent", {})[key] = str(already)
         if limit is not None and already + amount > limit:
-            return refuse("ASSET_DAILY_LIMIT_EXCEEDED", (
-                f"{_amount(asset, already)} already moved or approved in the last 24 h; "
-                f"{_amount(asset, amount)} more would exceed the rolling limit of {_amount(asset, limit)}; wait for "
-                "earlier spend to leave the 24 h window"))
+            return refuse(
+                "ASSET_DAILY_LIMIT_EXCEEDED",
+                (
+                    f"{_amount(asset, already)} already moved or approved in the last 24 h; "
+                    f"{_amount(asset, amount)} more would exceed the rolling limit of {_amount(asset, limit)}; wait for "
+                    "earlier spend to leave the 24 h window"
+                ),
+            )
     what = ", ".join(f"{m['via']} {m['amount']}" for m in moved) or "no token movement"
     return verdict(intent, "assets", True, "ASSETS_WITHIN_POLICY", f"{what} within the asset rules", **facts)
 
@@ -334,19 +498,28 @@ def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend:
     assets stage counted it) is above that asset's approval_threshold."""
     threshold = policy.approval_threshold_wei
     if threshold is not None and (intent.value_wei or 0) > threshold:
-        return (f"value {format_native_amount(intent.value_wei)} is above the approval threshold of "
-                f"{policy.approval_threshold_eth}")
+        return (
+            f"value {format_native_amount(intent.value_wei)} is above the approval threshold of "
+            f"{policy.approval_threshold_eth}"
+        )
     for asset in policy.asset_limits:
         limit = asset.units("approval_threshold")
         if limit is not None and asset_spend.get(asset.key, 0) > limit:
-            return (f"{_amount(asset, asset_spend[asset.key])} is above {asset.label}'s approval threshold of "
-                    f"{_amount(asset, limit)}")
+            return (
+                f"{_amount(asset, asset_spend[asset.key])} is above {asset.label}'s approval threshold of "
+                f"{_amount(asset, limit)}"
+            )
     return None
 
 
 # The stages decided by the intent and the policy alone (no chain, no spend record), by name.
-POLICY_CHECKS = {"chain": check_chain, "allowlist": check_allowlist, "delegation": check_delegation,
-                 "message": check_message, "typed_data": check_typed_data}
+POLICY_CHECKS = {
+    "chain": check_chain,
+    "allowlist": check_allowlist,
+    "delegation": check_delegation,
+    "message": check_message,
+    "typed_data": check_typed_data,
+}
 
 
 def policy_checks(intent: TransactionIntent, policy: AgentPolicy) -> list[StageVerdict]:
@@ -441,43 +614,87 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
         gas = int(await node.call("eth_estimateGas", call, "pending"), 16)
     except RpcError as exc:
         reason = decode_revert(exc.data) if exc.data else exc.message
-        return verdict(intent, "simulation", False, "SIMULATION_REVERTED", f"simulation reverted: {reason}",
-                        revert_reason=reason, rpc_method=exc.method)
+        return verdict(
+            intent,
+            "simulation",
+            False,
+            "SIMULATION_REVERTED",
+            f"simulation reverted: {reason}",
+            revert_reason=reason,
+            rpc_method=exc.method,
+        )
     except RpcUnavailable as exc:
         # Fail closed: an intent that must be simulated is not approved unsimulated.
         return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc))
     if intent.gas_limit is not None and gas > intent.gas_limit:
-        return verdict(intent, "simulation", False, "GAS_LIMIT_TOO_LOW",
-                        f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}", estimated_gas=gas)
+        return verdict(
+            intent,
+            "simulation",
+            False,
+            "GAS_LIMIT_TOO_LOW",
+            f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}",
+            estimated_gas=gas,
+        )
     if sender is None:
         # The worker without the agent's address: the signer, which always knows it, runs this part.
-        return verdict(intent, "simulation", True, "SIMULATION_OK",
-                       f"simulation succeeded, estimated gas {gas}; balance changes not traced (the policy names "
-                       "no sender_address)", estimated_gas=gas)
+        return verdict(
+            intent,
+            "simulation",
+            True,
+            "SIMULATION_OK",
+            f"simulation succeeded, estimated gas {gas}; balance changes not traced (the policy names "
+            "no sender_address)",
+            estimated_gas=gas,
+        )
     try:
-        result = await node.call("eth_simulateV1", {"blockStateCalls": [{"calls": [call]}], "traceTransfers": True,
-                                                    "validation": False}, "pending")
+        result = await node.call(
+            "eth_simulateV1",
+            {"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": False},
+            "pending",
+        )
         outcome = result[0]["calls"][0]
     except RpcError as exc:
-        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE",
-                       f"the node could not trace the call's transfers (eth_simulateV1: {exc.message}); an intent "
-                       "that must be simulated is not signed untraced", estimated_gas=gas)
+        return verdict(
+            intent,
+            "simulation",
+            False,
+            "SIMULATION_UNAVAILABLE",
+            f"the node could not trace the call's transfers (eth_simulateV1: {exc.message}); an intent "
+            "that must be simulated is not signed untraced",
+            estimated_gas=gas,
+        )
     except RpcUnavailable as exc:
         return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc), estimated_gas=gas)
     except (KeyError, IndexError, TypeError):
-        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE",
-                       "the node's eth_simulateV1 answer has no call result", estimated_gas=gas)
+        return verdict(
+            intent,
+            "simulation",
+            False,
+            "SIMULATION_UNAVAILABLE",
+            "the node's eth_simulateV1 answer has no call result",
+            estimated_gas=gas,
+        )
     if outcome.get("status") != "0x1":
         reason = (outcome.get("error") or {}).get("message", "reverted")
-        return verdict(intent, "simulation", False, "SIMULATION_REVERTED", f"simulation reverted: {reason}",
-                       revert_reason=reason, rpc_method="eth_simulateV1")
+        return verdict(
+            intent,
+            "simulation",
+            False,
+            "SIMULATION_REVERTED",
+            f"simulation reverted: {reason}",
+            revert_reason=reason,
+            rpc_method="eth_simulateV1",
+        )
     logs = outcome.get("logs") or []
     changes = movements.balance_changes(logs, sender)
     declared = movements.declared_outflows(movements.read_intent(intent, policy), sender)
     landed = movements.landings(logs, sender)
-    facts = dict(estimated_gas=gas, balance_changes=[c.facts() for c in changes],
-                 declared_out={asset: str(units) for asset, units in declared.items()},
-                 landings=[landing.facts() for landing in landed])
+    facts = dict(
+        estimated_gas=gas,
+        balance_changes=[c.facts() for c in changes],
+        declared_out={asset: str(units) for asset, units in declared.items()},
+        landings=[landing.facts() for landing in landed],
+    )
 
     def shown(asset_key: str, units: int) -> str:
         if asset_key == movements.NATIVE:
@@ -487,25 +704,54 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
 
     for change in changes:
         if change.outgoing > declared.get(change.asset, 0):
-            return verdict(intent, "simulation", False, "SIMULATION_MISMATCH", (
-                f"the simulated call takes {shown(change.asset, change.outgoing)} from {sender}, but the intent "
-                f"declares {shown(change.asset, declared.get(change.asset, 0))}; the contract moves more than the "
-                "call says, so it is not signed"), **facts)
+            return verdict(
+                intent,
+                "simulation",
+                False,
+                "SIMULATION_MISMATCH",
+                (
+                    f"the simulated call takes {shown(change.asset, change.outgoing)} from {sender}, but the intent "
+                    f"declares {shown(change.asset, declared.get(change.asset, 0))}; the contract moves more than the "
+                    "call says, so it is not signed"
+                ),
+                **facts,
+            )
     for landing in landed:
         if not _listed(policy, landing.holder):
-            return verdict(intent, "simulation", False, "SIMULATION_ROUTE_NOT_ALLOWLISTED", (
-                f"the simulated call sends {shown(landing.asset, landing.amount)} from {sender} on to "
-                f"{landing.holder}, which is not on this agent's allowlist (route: {'; '.join(landing.route)}); value "
-                f"sent through an allowlisted contract is judged by where it lands: an admin allowlists "
-                f"{landing.holder} if it should receive it"), **facts)
+            return verdict(
+                intent,
+                "simulation",
+                False,
+                "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+                (
+                    f"the simulated call sends {shown(landing.asset, landing.amount)} from {sender} on to "
+                    f"{landing.holder}, which is not on this agent's allowlist (route: {'; '.join(landing.route)}); value "
+                    f"sent through an allowlisted contract is judged by where it lands: an admin allowlists "
+                    f"{landing.holder} if it should receive it"
+                ),
+                **facts,
+            )
     for token, spender in movements.grants(logs, sender):
         if not _listed(policy, spender):
-            return verdict(intent, "simulation", False, "SIMULATION_ROUTE_NOT_ALLOWLISTED", (
-                f"the simulated call lets {spender} spend {sender}'s {token} tokens, and {spender} is not on this "
-                "agent's allowlist; an allowance set inside a call is judged like one the agent asks for"), **facts)
+            return verdict(
+                intent,
+                "simulation",
+                False,
+                "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+                (
+                    f"the simulated call lets {spender} spend {sender}'s {token} tokens, and {spender} is not on this "
+                    "agent's allowlist; an allowance set inside a call is judged like one the agent asks for"
+                ),
+                **facts,
+            )
     return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}", **facts)
 
 
 def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
-    return verdict(intent, "simulation", True, "SIMULATION_NOT_REQUIRED",
-                    "nothing asks for it: no simulate_first or require_simulation, no contract call, no value to code")
+    return verdict(
+        intent,
+        "simulation",
+        True,
+        "SIMULATION_NOT_REQUIRED",
+        "nothing asks for it: no simulate_first or require_simulation, no contract call, no value to code",
+    )

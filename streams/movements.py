@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode as abi_decode, encode as abi_encode
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from schemas.models import AgentPolicy, AssetLimit, TransactionIntent
@@ -44,7 +45,7 @@ class TokenFunction:
 
     @property
     def types(self) -> list[str]:
-        inner = self.signature[self.signature.index("(") + 1:-1]
+        inner = self.signature[self.signature.index("(") + 1 : -1]
         return inner.split(",") if inner else []
 
 
@@ -64,10 +65,12 @@ TOKEN_FUNCTIONS: dict[str, tuple[TokenFunction, ...]] = {
         TokenFunction("setApprovalForAll(address,bool)", "operator", None, 0, amount=1),
     ),
     "erc1155": (
-        TokenFunction("safeTransferFrom(address,address,uint256,uint256,bytes)", "transfer", 0, 1, amount=3,
-                      token_id=2),
-        TokenFunction("safeBatchTransferFrom(address,address,uint256[],uint256[],bytes)", "transfer", 0, 1,
-                      amount=3, token_id=2),
+        TokenFunction(
+            "safeTransferFrom(address,address,uint256,uint256,bytes)", "transfer", 0, 1, amount=3, token_id=2
+        ),
+        TokenFunction(
+            "safeBatchTransferFrom(address,address,uint256[],uint256[],bytes)", "transfer", 0, 1, amount=3, token_id=2
+        ),
         TokenFunction("setApprovalForAll(address,bool)", "operator", None, 0, amount=1),
     ),
 }
@@ -94,9 +97,16 @@ class Movement:
 
     def facts(self) -> dict[str, Any]:
         # Amounts and ids as decimal strings: JSON readers elsewhere lose integers past 2**53.
-        return {"asset": self.asset, "standard": self.standard, "kind": self.kind, "from": self.source,
-                "to": self.to, "amount": str(self.amount), "token_ids": [str(i) for i in self.token_ids],
-                "via": self.via}
+        return {
+            "asset": self.asset,
+            "standard": self.standard,
+            "kind": self.kind,
+            "from": self.source,
+            "to": self.to,
+            "amount": str(self.amount),
+            "token_ids": [str(i) for i in self.token_ids],
+            "via": self.via,
+        }
 
 
 class Unreadable(ValueError):
@@ -122,12 +132,16 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
         args = abi_decode(function.types, body, strict=True)
         canonical = abi_encode(function.types, args) == body
     except Exception as exc:  # eth-abi raises several types for bad input; any of them means unreadable
-        raise Unreadable("CALLDATA_MALFORMED", f"calldata for {function.signature} on {asset.label} does not "
-                                               f"decode: {exc}") from None
+        raise Unreadable(
+            "CALLDATA_MALFORMED", f"calldata for {function.signature} on {asset.label} does not decode: {exc}"
+        ) from None
     if not canonical:
-        raise Unreadable("CALLDATA_MALFORMED", f"calldata for {function.signature} on {asset.label} is not in "
-                                               "canonical ABI encoding (extra or re-pointed bytes); encode the "
-                                               "arguments with a standard ABI encoder")
+        raise Unreadable(
+            "CALLDATA_MALFORMED",
+            f"calldata for {function.signature} on {asset.label} is not in "
+            "canonical ABI encoding (extra or re-pointed bytes); encode the "
+            "arguments with a standard ABI encoder",
+        )
     ids = () if function.token_id is None else _as_tuple(args[function.token_id])
     if function.amount is None:  # ERC-721: each token id is one token
         amount = len(ids)
@@ -136,11 +150,20 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
     else:
         amount = sum(_as_tuple(args[function.amount]))
     if asset.standard == "erc1155" and len(ids) != len(_as_tuple(args[function.amount])):
-        raise Unreadable("CALLDATA_MALFORMED", f"{function.signature} on {asset.label}: ids and amounts differ in "
-                                               "length")
+        raise Unreadable(
+            "CALLDATA_MALFORMED", f"{function.signature} on {asset.label}: ids and amounts differ in length"
+        )
     source = None if function.source is None else to_checksum_address(args[function.source])
-    return Movement(asset.token, asset.standard, function.kind, source, to_checksum_address(args[function.counterparty]),
-                    amount, ids, function.signature.split("(")[0])
+    return Movement(
+        asset.token,
+        asset.standard,
+        function.kind,
+        source,
+        to_checksum_address(args[function.counterparty]),
+        amount,
+        ids,
+        function.signature.split("(")[0],
+    )
 
 
 def _as_tuple(value) -> tuple[int, ...]:
@@ -148,6 +171,7 @@ def _as_tuple(value) -> tuple[int, ...]:
 
 
 # --- the intent as a whole ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Reading:
@@ -166,14 +190,25 @@ def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
     found: list[Movement] = []
     if intent.value_wei:
         found.append(Movement(NATIVE, "native", "transfer", None, intent.to, intent.value_wei, via="value"))
-    found.extend(Movement("account", "eip7702", "delegation", None, a.address, 0, via="authorization")
-                 for a in intent.authorization_list)
+    found.extend(
+        Movement("account", "eip7702", "delegation", None, a.address, 0, via="authorization")
+        for a in intent.authorization_list
+    )
     for declared in intent.declared_outflows:
         # What a call is said to take (a router pulling with transferFrom): the contract called is
         # who takes it. Counted like a transfer, and simulation holds the call to it.
         listed = policy.asset(intent.chain, declared.token)
-        found.append(Movement(declared.token, "erc20" if listed is None else listed.standard, "transfer", None,
-                              intent.to, declared.amount, via="declared"))
+        found.append(
+            Movement(
+                declared.token,
+                "erc20" if listed is None else listed.standard,
+                "transfer",
+                None,
+                intent.to,
+                declared.amount,
+                via="declared",
+            )
+        )
     data = intent.data
     if data == "0x":
         return Reading(tuple(found))
@@ -210,8 +245,12 @@ class BalanceChange:
     incoming: int
 
     def facts(self) -> dict[str, str]:
-        return {"asset": self.asset, "out": str(self.outgoing), "in": str(self.incoming),
-                "net": str(self.incoming - self.outgoing)}
+        return {
+            "asset": self.asset,
+            "out": str(self.outgoing),
+            "in": str(self.incoming),
+            "net": str(self.incoming - self.outgoing),
+        }
 
 
 def balance_changes(logs: list[dict], account: str) -> list[BalanceChange]:
@@ -295,8 +334,11 @@ def landings(logs: list[dict], account: str) -> list[Landing]:
             net[source] = net.get(source, 0) - amount
             net[dest] = net.get(dest, 0) + amount
         route = tuple(f"{to_checksum_address(s)} -> {to_checksum_address(d)} {a}" for s, d, a in moves)
-        found.extend(Landing(asset, to_checksum_address(holder), gained, route)
-                     for holder, gained in net.items() if holder != me and gained > 0)
+        found.extend(
+            Landing(asset, to_checksum_address(holder), gained, route)
+            for holder, gained in net.items()
+            if holder != me and gained > 0
+        )
     return found
 
 

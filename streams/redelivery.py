@@ -37,12 +37,13 @@ from pydantic import ValidationError
 
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.config import Settings
-from runtime.kafka import follow, partition_of, producer as new_producer
-from schemas import topics
+from runtime.kafka import follow, partition_of
+from runtime.kafka import producer as new_producer
 from runtime.trust import PinnedServiceKeys
+from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
-from schemas.models import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
 from schemas.intake import Unreadable, read_intent
+from schemas.models import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
 
 log = logging.getLogger("warden.redelivery")
 
@@ -102,20 +103,26 @@ def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[tuple[str, str], 
     return None if isinstance(intent, Unreadable) else ((intent.intent_id, intent.digest()), intent.agent_id)
 
 
-def abandoned_record(raw: bytes, max_bytes: int, attempts: int, now: datetime,
-                     service_key: tuple[str, Ed25519PrivateKey]) -> bytes:
+def abandoned_record(
+    raw: bytes, max_bytes: int, attempts: int, now: datetime, service_key: tuple[str, Ed25519PrivateKey]
+) -> bytes:
     """What goes to ``warden.intents.abandoned`` for a watched intent given up on: the intent,
     signed by this worker (`IntentAbandoned`). Only readable intents are watched."""
     intent = read_intent(raw, max_bytes)
     if isinstance(intent, Unreadable):
         raise ValueError(f"only readable intents are watched, and this one is not: {intent.reason}")
     key_id, key = service_key
-    return sign_outcome(IntentAbandoned(intent=intent, attempts=attempts, abandoned_at=now,
-                                        intent_digest=intent.digest()), key, key_id).to_bytes()
+    return sign_outcome(
+        IntentAbandoned(intent=intent, attempts=attempts, abandoned_at=now, intent_digest=intent.digest()), key, key_id
+    ).to_bytes()
 
 
-_OUTCOMES = {topics.INTENTS_APPROVED: IntentApproved, topics.INTENTS_REJECTED: IntentRejected,
-             topics.INTENTS_AWAITING_APPROVAL: IntentParked, topics.DLQ: DeadLetter}
+_OUTCOMES = {
+    topics.INTENTS_APPROVED: IntentApproved,
+    topics.INTENTS_REJECTED: IntentRejected,
+    topics.INTENTS_AWAITING_APPROVAL: IntentParked,
+    topics.DLQ: DeadLetter,
+}
 
 
 class Published:
@@ -149,7 +156,9 @@ class Published:
 PUBLISHED_OUTCOMES = frozenset(_OUTCOMES) - {topics.DLQ}
 
 
-def outcome_about(topic: str, value: bytes, keys: ServiceKeys, published: Published | None = None) -> tuple[str, str] | None:
+def outcome_about(
+    topic: str, value: bytes, keys: ServiceKeys, published: Published | None = None
+) -> tuple[str, str] | None:
     """(intent_id, digest) of the intent an authentic outcome record (approval, rejection,
     parking, dead letter) is about, if it names one. Anyone who can write to these topics could
     otherwise end the watch of an intent with a forged record and leave it without an outcome:
@@ -178,16 +187,22 @@ def outcome_about(topic: str, value: bytes, keys: ServiceKeys, published: Publis
     intent = read_intent(payload, len(payload))
     if isinstance(intent, Unreadable):
         return None
-    if (record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_ABANDONED)
-            and record.partition != partition_of(intent.agent_id)):
+    if record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_ABANDONED) and record.partition != partition_of(
+        intent.agent_id
+    ):
         # A copy off its agent's partition, dead-lettered there (streams.engine, _off_partition):
         # it says nothing of the intent on its own partition, whose watch goes on.
         return None
     return intent.intent_id, intent.digest()
 
 
-async def run_redelivery(settings: Settings, service_key: tuple[str, Ed25519PrivateKey], grace_s: float = 10.0,
-                         max_attempts: int = 3, published: Published | None = None) -> None:
+async def run_redelivery(
+    settings: Settings,
+    service_key: tuple[str, Ed25519PrivateKey],
+    grace_s: float = 10.0,
+    max_attempts: int = 3,
+    published: Published | None = None,
+) -> None:
     def now_us() -> int:
         # Monotonic: `Pending` keeps its intents in the order they come due, and a wall clock
         # stepped back would put later ones first.
@@ -200,8 +215,13 @@ async def run_redelivery(settings: Settings, service_key: tuple[str, Ed25519Priv
     last_check = now_us()
     try:
         # A parked intent has its (non-final) outcome: the worker decides the rest, expiry included.
-        watched = (topics.INTENTS_SUBMITTED, topics.INTENTS_APPROVED, topics.INTENTS_REJECTED,
-                   topics.INTENTS_AWAITING_APPROVAL, topics.DLQ)
+        watched = (
+            topics.INTENTS_SUBMITTED,
+            topics.INTENTS_APPROVED,
+            topics.INTENTS_REJECTED,
+            topics.INTENTS_AWAITING_APPROVAL,
+            topics.DLQ,
+        )
         async for topic, value in follow(settings, watched):
             if topic == topics.INTENTS_SUBMITTED:
                 seen = watched_intent(value, settings.max_record_bytes)
@@ -217,10 +237,16 @@ async def run_redelivery(settings: Settings, service_key: tuple[str, Ed25519Priv
                 if again:
                     log.warning("redelivering %d intent(s) with no outcome after %.0f s", len(again), grace_s)
                 if give_up:
-                    log.warning("giving up on %d intent(s) after %d redeliveries: the worker decides them "
-                                "NO_OUTCOME unless it decided them already", len(give_up), max_attempts)
-                abandoned = [(key, abandoned_record(raw, settings.max_record_bytes, max_attempts, utcnow(), service_key))
-                             for key, raw in give_up]
+                    log.warning(
+                        "giving up on %d intent(s) after %d redeliveries: the worker decides them "
+                        "NO_OUTCOME unless it decided them already",
+                        len(give_up),
+                        max_attempts,
+                    )
+                abandoned = [
+                    (key, abandoned_record(raw, settings.max_record_bytes, max_attempts, utcnow(), service_key))
+                    for key, raw in give_up
+                ]
                 for target, records in ((topics.INTENTS_SUBMITTED, again), (topics.INTENTS_ABANDONED, abandoned)):
                     for key, raw in records:
                         await _send(producer, target, key, raw)

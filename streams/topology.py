@@ -20,17 +20,17 @@ import logging
 import faust
 import orjson
 
+from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime import metrics
 from runtime.kafka import PRODUCER_BATCH_BYTES, KeyedPartitioner, audit_headers, group_lag, partition_of
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.auth import AuditSigner
-from schemas.models import ALL_GUARDRAIL_STAGES
 from schemas.emit import Emit, Source, join_audits
+from schemas.models import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
 from streams.engine import Engine
 from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery
@@ -67,8 +67,14 @@ def build_app(settings: Settings) -> faust.App:
     )
 
     def raw_topic(name: str) -> faust.TopicT:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                         partitions=topics.PARTITIONS)
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=topics.PARTITIONS,
+        )
 
     def table(name: str) -> faust.Table:
         return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
@@ -196,24 +202,28 @@ def build_app(settings: Settings) -> faust.App:
             manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
             async for event in manual.events():
                 fresh_windows()
-                held.add(manual, event, await _aguard(event, engine.on_intent, event.value, source_of(event),
-                                                      utcnow()))
+                held.add(manual, event, await _aguard(event, engine.on_intent, event.value, source_of(event), utcnow()))
                 if held.count >= MAX_HELD or manual.channel.empty():
                     await held.flush()
     elif settings.topology == "split":
+
         @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
         async def intake(stream):
             async for event in stream.events():
                 await publish(await _aguard(event, engine.on_intake, event.value, source_of(event), utcnow()))
 
         for stage in ALL_GUARDRAIL_STAGES:
+
             def stage_agent(stage: str):
                 async def run(stream):
                     async for event in stream.events():
                         fresh_windows()
-                        await publish(await _aguard(event, engine.on_stage, stage, event.value, source_of(event),
-                                                            utcnow()))
+                        await publish(
+                            await _aguard(event, engine.on_stage, stage, event.value, source_of(event), utcnow())
+                        )
+
                 return run
+
             app.agent(raw_topic(topics.stage_topic(stage)), name=f"stage-{stage}")(stage_agent(stage))
     else:
         raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {settings.topology!r}")
@@ -279,11 +289,16 @@ def _failed(event, handler, exc: Exception) -> list[Emit]:
     # Records the engine cannot read are routed to the DLQ inside the engine; this is for a bug
     # on a readable one. It is logged loudly and dead-lettered, so it is recorded, not skipped.
     msg = event.message
-    log.exception("handler %s failed on %s/%d/%d; dead-lettered", handler.__name__, msg.topic, msg.partition,
-                  msg.offset)
+    log.exception(
+        "handler %s failed on %s/%d/%d; dead-lettered", handler.__name__, msg.topic, msg.partition, msg.offset
+    )
     engine: Engine = handler.__self__  # every handler is a method of the worker's Engine, which signs
-    return engine.dead_letter(event.value, Source(msg.topic, msg.partition, msg.offset, msg.key), utcnow(),
-                              f"the streams worker failed on this record ({exc.__class__.__name__}: {exc}); not decided")
+    return engine.dead_letter(
+        event.value,
+        Source(msg.topic, msg.partition, msg.offset, msg.key),
+        utcnow(),
+        f"the streams worker failed on this record ({exc.__class__.__name__}: {exc}); not decided",
+    )
 
 
 def main() -> None:

@@ -72,8 +72,9 @@ def _address_word(value: Any, path: str) -> str:
     """An address carried in a uint256 (1inch's ``Address`` type): its high 96 bits must be clear."""
     number = _uint(value, path)
     if number >> 160:
-        raise ValueError(f"{path}: {number:#x} carries flags above the address's 160 bits; refused rather than "
-                         "guessed at")
+        raise ValueError(
+            f"{path}: {number:#x} carries flags above the address's 160 bits; refused rather than guessed at"
+        )
     return to_checksum_address(number.to_bytes(20, "big"))
 
 
@@ -93,27 +94,54 @@ def _proceeds(asset: str, recipient: str, owner: str | None, amount: int, via: s
 
 # --- permits ---------------------------------------------------------------------------------------
 
+
 def _permit_2612(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
-    return [Movement(_contract(typed, "Permit"), "erc20", "approval", _address(message["owner"], "message.owner"),
-                     _address(message["spender"], "message.spender"), _uint(message["value"], "message.value"),
-                     via="Permit")]
+    return [
+        Movement(
+            _contract(typed, "Permit"),
+            "erc20",
+            "approval",
+            _address(message["owner"], "message.owner"),
+            _address(message["spender"], "message.spender"),
+            _uint(message["value"], "message.value"),
+            via="Permit",
+        )
+    ]
 
 
 def _permit_dai(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
     allowed = message["allowed"]
     if not isinstance(allowed, bool):
         raise ValueError(f"message.allowed must be true or false, got {allowed!r}")
-    return [Movement(_contract(typed, "Permit"), "erc20", "approval", _address(message["holder"], "message.holder"),
-                     _address(message["spender"], "message.spender"), MAX_UINT256 if allowed else 0,
-                     via="Permit (DAI)")]
+    return [
+        Movement(
+            _contract(typed, "Permit"),
+            "erc20",
+            "approval",
+            _address(message["holder"], "message.holder"),
+            _address(message["spender"], "message.spender"),
+            MAX_UINT256 if allowed else 0,
+            via="Permit (DAI)",
+        )
+    ]
 
 
 def _permit2_allowance(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
     details = message["details"]
     listed = [details] if typed.primaryType == "PermitSingle" else list(details)
     spender = _address(message["spender"], "message.spender")
-    return [Movement(_address(d["token"], "details.token"), "erc20", "approval", None, spender,
-                     _uint(d["amount"], "details.amount"), via=typed.primaryType) for d in listed]
+    return [
+        Movement(
+            _address(d["token"], "details.token"),
+            "erc20",
+            "approval",
+            None,
+            spender,
+            _uint(d["amount"], "details.amount"),
+            via=typed.primaryType,
+        )
+        for d in listed
+    ]
 
 
 def _permit2_transfer(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
@@ -122,8 +150,18 @@ def _permit2_transfer(typed: TypedData, message: Mapping[str, Any]) -> list[Move
     spender = _address(message["spender"], "message.spender")
     # A signature transfer lets the spender take the amount once, to wherever it says: what it
     # may take is counted and its spender allowlisted, as for an approval.
-    moved = [Movement(_address(p["token"], "permitted.token"), "erc20", "approval", None, spender,
-                      _uint(p["amount"], "permitted.amount"), via=typed.primaryType) for p in listed]
+    moved = [
+        Movement(
+            _address(p["token"], "permitted.token"),
+            "erc20",
+            "approval",
+            None,
+            spender,
+            _uint(p["amount"], "permitted.amount"),
+            via=typed.primaryType,
+        )
+        for p in listed
+    ]
     if "witness" in message:
         moved += _witness_proceeds(message["witness"], typed.primaryType)
     return moved
@@ -142,19 +180,35 @@ def _witness_proceeds(witness: Any, via: str) -> list[Movement]:
             path = f"witness.{key}[{index}]"
             if not isinstance(output, Mapping) or "recipient" not in output:
                 continue
-            amount = max((_uint(output[k], f"{path}.{k}") for k in ("startAmount", "endAmount", "amount")
-                          if k in output), default=0)
-            moved += _proceeds(_address(output["token"], f"{path}.token"),
-                               _address(output["recipient"], f"{path}.recipient"), swapper, amount, f"{via} output")
+            amount = max(
+                (_uint(output[k], f"{path}.{k}") for k in ("startAmount", "endAmount", "amount") if k in output),
+                default=0,
+            )
+            moved += _proceeds(
+                _address(output["token"], f"{path}.token"),
+                _address(output["recipient"], f"{path}.recipient"),
+                swapper,
+                amount,
+                f"{via} output",
+            )
     return moved
 
 
 # --- EIP-3009 --------------------------------------------------------------------------------------
 
+
 def _authorization(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
-    return [Movement(_contract(typed, typed.primaryType), "erc20", "transfer", _address(message["from"], "message.from"),
-                     _address(message["to"], "message.to"), _uint(message["value"], "message.value"),
-                     via=typed.primaryType)]
+    return [
+        Movement(
+            _contract(typed, typed.primaryType),
+            "erc20",
+            "transfer",
+            _address(message["from"], "message.from"),
+            _address(message["to"], "message.to"),
+            _uint(message["value"], "message.value"),
+            via=typed.primaryType,
+        )
+    ]
 
 
 # --- orders ----------------------------------------------------------------------------------------
@@ -171,94 +225,236 @@ def _seaport(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
         path = f"message.offer[{index}]"
         kind = _uint(item["itemType"], f"{path}.itemType")
         if kind not in _SEAPORT_ITEMS:
-            raise ValueError(f"{path}.itemType {kind}: a native offer cannot be pulled from an account; only token "
-                             "offers (ERC-20, ERC-721, ERC-1155) are read")
+            raise ValueError(
+                f"{path}.itemType {kind}: a native offer cannot be pulled from an account; only token "
+                "offers (ERC-20, ERC-721, ERC-1155) are read"
+            )
         standard = _SEAPORT_ITEMS[kind]
         amount = max(_uint(item["startAmount"], f"{path}.startAmount"), _uint(item["endAmount"], f"{path}.endAmount"))
         ids = () if kind in (1, 4, 5) else (_uint(item["identifierOrCriteria"], f"{path}.identifierOrCriteria"),)
         # Whoever fills the order receives the offer, through Seaport: the marketplace is the
         # counterparty the allowlist sees, and every item counts against the asset's limits.
-        moved.append(Movement(_address(item["token"], f"{path}.token"), standard, "transfer", offerer, seaport,
-                              amount, ids, via="OrderComponents offer"))
+        moved.append(
+            Movement(
+                _address(item["token"], f"{path}.token"),
+                standard,
+                "transfer",
+                offerer,
+                seaport,
+                amount,
+                ids,
+                via="OrderComponents offer",
+            )
+        )
     for index, item in enumerate(message["consideration"]):
         path = f"message.consideration[{index}]"
         amount = max(_uint(item["startAmount"], f"{path}.startAmount"), _uint(item["endAmount"], f"{path}.endAmount"))
-        moved += _proceeds(_address(item["token"], f"{path}.token"), _address(item["recipient"], f"{path}.recipient"),
-                           offerer, amount, "OrderComponents consideration")
+        moved += _proceeds(
+            _address(item["token"], f"{path}.token"),
+            _address(item["recipient"], f"{path}.recipient"),
+            offerer,
+            amount,
+            "OrderComponents consideration",
+        )
     return moved
 
 
 def _cow(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
     settlement = _contract(typed, "CoW order")
     sold = _uint(message["sellAmount"], "message.sellAmount") + _uint(message["feeAmount"], "message.feeAmount")
-    moved = [Movement(_address(message["sellToken"], "message.sellToken"), "erc20", "transfer", None, settlement,
-                      sold, via="GPv2Order sell")]
+    moved = [
+        Movement(
+            _address(message["sellToken"], "message.sellToken"),
+            "erc20",
+            "transfer",
+            None,
+            settlement,
+            sold,
+            via="GPv2Order sell",
+        )
+    ]
     # receiver 0 pays the owner itself, whoever that is: the signature's own account.
-    return moved + _proceeds(_address(message["buyToken"], "message.buyToken"),
-                             _address(message["receiver"], "message.receiver"), ZERO_ADDRESS,
-                             _uint(message["buyAmount"], "message.buyAmount"), "GPv2Order receiver")
+    return moved + _proceeds(
+        _address(message["buyToken"], "message.buyToken"),
+        _address(message["receiver"], "message.receiver"),
+        ZERO_ADDRESS,
+        _uint(message["buyAmount"], "message.buyAmount"),
+        "GPv2Order receiver",
+    )
 
 
 def _one_inch(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
     router = _contract(typed, "1inch order")
     maker = _address_word(message["maker"], "message.maker")
-    moved = [Movement(_address_word(message["makerAsset"], "message.makerAsset"), "erc20", "transfer", maker, router,
-                      _uint(message["makingAmount"], "message.makingAmount"), via="1inch Order making")]
-    return moved + _proceeds(_address_word(message["takerAsset"], "message.takerAsset"),
-                             _address_word(message["receiver"], "message.receiver"), maker,
-                             _uint(message["takingAmount"], "message.takingAmount"), "1inch Order receiver")
+    moved = [
+        Movement(
+            _address_word(message["makerAsset"], "message.makerAsset"),
+            "erc20",
+            "transfer",
+            maker,
+            router,
+            _uint(message["makingAmount"], "message.makingAmount"),
+            via="1inch Order making",
+        )
+    ]
+    return moved + _proceeds(
+        _address_word(message["takerAsset"], "message.takerAsset"),
+        _address_word(message["receiver"], "message.receiver"),
+        maker,
+        _uint(message["takingAmount"], "message.takingAmount"),
+        "1inch Order receiver",
+    )
 
 
 # --- the families --------------------------------------------------------------------------------
 
 _TOKEN_PERMISSIONS: Shape = (("token", "address"), ("amount", "uint256"))
 _PERMIT_DETAILS: Shape = (("token", "address"), ("amount", "uint160"), ("expiration", "uint48"), ("nonce", "uint48"))
-_AUTHORIZATION: Shape = (("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
-                         ("validBefore", "uint256"), ("nonce", "bytes32"))
-_OFFER_ITEM: Shape = (("itemType", "uint8"), ("token", "address"), ("identifierOrCriteria", "uint256"),
-                      ("startAmount", "uint256"), ("endAmount", "uint256"))
+_AUTHORIZATION: Shape = (
+    ("from", "address"),
+    ("to", "address"),
+    ("value", "uint256"),
+    ("validAfter", "uint256"),
+    ("validBefore", "uint256"),
+    ("nonce", "bytes32"),
+)
+_OFFER_ITEM: Shape = (
+    ("itemType", "uint8"),
+    ("token", "address"),
+    ("identifierOrCriteria", "uint256"),
+    ("startAmount", "uint256"),
+    ("endAmount", "uint256"),
+)
 _CONSIDERATION_ITEM: Shape = _OFFER_ITEM + (("recipient", "address"),)
 
 FAMILIES: tuple[Family, ...] = (
-    Family("ERC-2612 Permit", "Permit", (("owner", "address"), ("spender", "address"), ("value", "uint256"),
-                                         ("nonce", "uint256"), ("deadline", "uint256")), {}, _permit_2612),
-    Family("DAI Permit", "Permit", (("holder", "address"), ("spender", "address"), ("nonce", "uint256"),
-                                    ("expiry", "uint256"), ("allowed", "bool")), {}, _permit_dai),
-    Family("Permit2 PermitSingle", "PermitSingle", (("details", "PermitDetails"), ("spender", "address"),
-                                                    ("sigDeadline", "uint256")),
-           {"PermitDetails": _PERMIT_DETAILS}, _permit2_allowance),
-    Family("Permit2 PermitBatch", "PermitBatch", (("details", "PermitDetails[]"), ("spender", "address"),
-                                                  ("sigDeadline", "uint256")),
-           {"PermitDetails": _PERMIT_DETAILS}, _permit2_allowance),
-    Family("Permit2 PermitTransferFrom", "PermitTransferFrom",
-           (("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
-           {"TokenPermissions": _TOKEN_PERMISSIONS}, _permit2_transfer),
-    Family("Permit2 PermitBatchTransferFrom", "PermitBatchTransferFrom",
-           (("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
-           {"TokenPermissions": _TOKEN_PERMISSIONS}, _permit2_transfer),
-    Family("Permit2 PermitWitnessTransferFrom", "PermitWitnessTransferFrom",
-           (("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
-           {"TokenPermissions": _TOKEN_PERMISSIONS}, _permit2_transfer, witness=True),
-    Family("Permit2 PermitBatchWitnessTransferFrom", "PermitBatchWitnessTransferFrom",
-           (("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
-           {"TokenPermissions": _TOKEN_PERMISSIONS}, _permit2_transfer, witness=True),
+    Family(
+        "ERC-2612 Permit",
+        "Permit",
+        (
+            ("owner", "address"),
+            ("spender", "address"),
+            ("value", "uint256"),
+            ("nonce", "uint256"),
+            ("deadline", "uint256"),
+        ),
+        {},
+        _permit_2612,
+    ),
+    Family(
+        "DAI Permit",
+        "Permit",
+        (
+            ("holder", "address"),
+            ("spender", "address"),
+            ("nonce", "uint256"),
+            ("expiry", "uint256"),
+            ("allowed", "bool"),
+        ),
+        {},
+        _permit_dai,
+    ),
+    Family(
+        "Permit2 PermitSingle",
+        "PermitSingle",
+        (("details", "PermitDetails"), ("spender", "address"), ("sigDeadline", "uint256")),
+        {"PermitDetails": _PERMIT_DETAILS},
+        _permit2_allowance,
+    ),
+    Family(
+        "Permit2 PermitBatch",
+        "PermitBatch",
+        (("details", "PermitDetails[]"), ("spender", "address"), ("sigDeadline", "uint256")),
+        {"PermitDetails": _PERMIT_DETAILS},
+        _permit2_allowance,
+    ),
+    Family(
+        "Permit2 PermitTransferFrom",
+        "PermitTransferFrom",
+        (("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
+        {"TokenPermissions": _TOKEN_PERMISSIONS},
+        _permit2_transfer,
+    ),
+    Family(
+        "Permit2 PermitBatchTransferFrom",
+        "PermitBatchTransferFrom",
+        (("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
+        {"TokenPermissions": _TOKEN_PERMISSIONS},
+        _permit2_transfer,
+    ),
+    Family(
+        "Permit2 PermitWitnessTransferFrom",
+        "PermitWitnessTransferFrom",
+        (("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
+        {"TokenPermissions": _TOKEN_PERMISSIONS},
+        _permit2_transfer,
+        witness=True,
+    ),
+    Family(
+        "Permit2 PermitBatchWitnessTransferFrom",
+        "PermitBatchWitnessTransferFrom",
+        (("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
+        {"TokenPermissions": _TOKEN_PERMISSIONS},
+        _permit2_transfer,
+        witness=True,
+    ),
     Family("EIP-3009 TransferWithAuthorization", "TransferWithAuthorization", _AUTHORIZATION, {}, _authorization),
     Family("EIP-3009 ReceiveWithAuthorization", "ReceiveWithAuthorization", _AUTHORIZATION, {}, _authorization),
-    Family("Seaport OrderComponents", "OrderComponents",
-           (("offerer", "address"), ("zone", "address"), ("offer", "OfferItem[]"),
-            ("consideration", "ConsiderationItem[]"), ("orderType", "uint8"), ("startTime", "uint256"),
-            ("endTime", "uint256"), ("zoneHash", "bytes32"), ("salt", "uint256"), ("conduitKey", "bytes32"),
-            ("counter", "uint256")),
-           {"OfferItem": _OFFER_ITEM, "ConsiderationItem": _CONSIDERATION_ITEM}, _seaport),
-    Family("CoW Protocol GPv2Order", "Order",
-           (("sellToken", "address"), ("buyToken", "address"), ("receiver", "address"), ("sellAmount", "uint256"),
-            ("buyAmount", "uint256"), ("validTo", "uint32"), ("appData", "bytes32"), ("feeAmount", "uint256"),
-            ("kind", "string"), ("partiallyFillable", "bool"), ("sellTokenBalance", "string"),
-            ("buyTokenBalance", "string")), {}, _cow),
-    Family("1inch limit Order", "Order",
-           (("salt", "uint256"), ("maker", "uint256"), ("receiver", "uint256"), ("makerAsset", "uint256"),
-            ("takerAsset", "uint256"), ("makingAmount", "uint256"), ("takingAmount", "uint256"),
-            ("makerTraits", "uint256")), {}, _one_inch),
+    Family(
+        "Seaport OrderComponents",
+        "OrderComponents",
+        (
+            ("offerer", "address"),
+            ("zone", "address"),
+            ("offer", "OfferItem[]"),
+            ("consideration", "ConsiderationItem[]"),
+            ("orderType", "uint8"),
+            ("startTime", "uint256"),
+            ("endTime", "uint256"),
+            ("zoneHash", "bytes32"),
+            ("salt", "uint256"),
+            ("conduitKey", "bytes32"),
+            ("counter", "uint256"),
+        ),
+        {"OfferItem": _OFFER_ITEM, "ConsiderationItem": _CONSIDERATION_ITEM},
+        _seaport,
+    ),
+    Family(
+        "CoW Protocol GPv2Order",
+        "Order",
+        (
+            ("sellToken", "address"),
+            ("buyToken", "address"),
+            ("receiver", "address"),
+            ("sellAmount", "uint256"),
+            ("buyAmount", "uint256"),
+            ("validTo", "uint32"),
+            ("appData", "bytes32"),
+            ("feeAmount", "uint256"),
+            ("kind", "string"),
+            ("partiallyFillable", "bool"),
+            ("sellTokenBalance", "string"),
+            ("buyTokenBalance", "string"),
+        ),
+        {},
+        _cow,
+    ),
+    Family(
+        "1inch limit Order",
+        "Order",
+        (
+            ("salt", "uint256"),
+            ("maker", "uint256"),
+            ("receiver", "uint256"),
+            ("makerAsset", "uint256"),
+            ("takerAsset", "uint256"),
+            ("makingAmount", "uint256"),
+            ("takingAmount", "uint256"),
+            ("makerTraits", "uint256"),
+        ),
+        {},
+        _one_inch,
+    ),
 )
 assert {f.primary for f in FAMILIES} <= EIP712_VALUE_TYPES
 
@@ -279,7 +475,8 @@ def _primary_shape(typed: TypedData, family: Family) -> Shape:
 
 def _matches(typed: TypedData, family: Family) -> bool:
     return _primary_shape(typed, family) == family.shape and all(
-        _fields(typed, name) == shape for name, shape in family.structs.items())
+        _fields(typed, name) == shape for name, shape in family.structs.items()
+    )
 
 
 def family_of(typed: TypedData) -> Family | None:
@@ -292,8 +489,11 @@ def family_of(typed: TypedData) -> Family | None:
             return family
     fields = _fields(typed, typed.primaryType)
     for family in FAMILIES:
-        if not family.witness and fields == family.shape and all(
-                _fields(typed, name) == shape for name, shape in family.structs.items()):
+        if (
+            not family.witness
+            and fields == family.shape
+            and all(_fields(typed, name) == shape for name, shape in family.structs.items())
+        ):
             return family
     return None
 
@@ -311,15 +511,21 @@ def read_typed_data(typed: TypedData) -> list[Movement]:
     if family is None:
         fields = [f"{t} {n}" for n, t in _fields(typed, typed.primaryType)]
         known = sorted(f.label for f in FAMILIES if f.primary == typed.primaryType)
-        raise Unreadable("TYPED_DATA_UNREADABLE", (
-            f"{typed.primaryType} has fields {fields} (or referenced structs) that are not the shape "
-            f"{' or '.join(known) or 'any family Warden reads'} verifies; it is refused rather than guessed at: sign "
-            "the exact type the contract verifies"))
+        raise Unreadable(
+            "TYPED_DATA_UNREADABLE",
+            (
+                f"{typed.primaryType} has fields {fields} (or referenced structs) that are not the shape "
+                f"{' or '.join(known) or 'any family Warden reads'} verifies; it is refused rather than guessed at: sign "
+                "the exact type the contract verifies"
+            ),
+        )
     try:
         return family.read(typed, typed.message)
     except (KeyError, TypeError, ValueError) as exc:
-        raise Unreadable("TYPED_DATA_UNREADABLE", f"{typed.primaryType} does not read as a {family.label}: {exc}; "
-                                                  "fix that value and sign again") from None
+        raise Unreadable(
+            "TYPED_DATA_UNREADABLE",
+            f"{typed.primaryType} does not read as a {family.label}: {exc}; fix that value and sign again",
+        ) from None
 
 
 def carries_value(typed: TypedData) -> bool:

@@ -17,8 +17,11 @@ from infra.stack import LocalStack, local_settings, running_stack
 def pytest_report_header(config):
     docker = shutil.which("docker")
     engine = os.path.exists("/var/run/docker.sock")
-    where = ("a Docker engine is reachable, but this suite runs on the embedded stack"
-             if docker and engine else "no Docker engine here: Kafka and ClickHouse containers unavailable")
+    where = (
+        "a Docker engine is reachable, but this suite runs on the embedded stack"
+        if docker and engine
+        else "no Docker engine here: Kafka and ClickHouse containers unavailable"
+    )
     return [f"warden: {where}; integration tests use Tansu + Anvil + chDB started by fixtures"]
 
 

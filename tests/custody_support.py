@@ -9,9 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from signer.custody import FileEventLog, Vaults
 from signer.custody.errors import ProviderUnavailable
 from signer.custody.roots import LocalDevRoot, RootOfTrust
-from signer.custody import FileEventLog, Vaults
 
 ADMIN = "admin:ops-key-1"
 SIGNER = "service:signer"
@@ -63,12 +63,24 @@ class SoftHsmToken:
             raise RuntimeError("SoftHSM2 is not installed: apt-get install -y softhsm2")
         (base / "tokens").mkdir(parents=True)
         self.conf = base / "softhsm2.conf"
-        self.conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n")
+        self.conf.write_text(
+            f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+        )
         # The module reads SOFTHSM2_CONF when first loaded, once per process.
         os.environ["SOFTHSM2_CONF"] = str(self.conf)
         subprocess.run(
-            ["softhsm2-util", "--init-token", "--free", "--label", self.label, "--so-pin", self.so_pin,
-             "--pin", self.pin],
-            check=True, capture_output=True,
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                self.label,
+                "--so-pin",
+                self.so_pin,
+                "--pin",
+                self.pin,
+            ],
+            check=True,
+            capture_output=True,
         )
         self.module = SOFTHSM_MODULE

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from infra.stack import LocalStack, local_settings
-from runtime.config import Settings
-from runtime.trust import audit_signer
-from schemas.models import AuditEvent, audit_events_of, event_id
 from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from ledger.sink import checkpoint_table
+from runtime.config import Settings
+from runtime.trust import audit_signer
+from schemas.models import AuditEvent, audit_events_of, event_id
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 
@@ -71,13 +71,23 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
             )
 
         add(f"agent:{agent}", "intent.submitted", {"chain": "base", "value": "0.01"}, "submitted")
-        add("service:streams", "stage.passed", {"stage": "chain", "code": "ok", "reason": "chain allowed", "facts": {}}, "chain")
+        add(
+            "service:streams",
+            "stage.passed",
+            {"stage": "chain", "code": "ok", "reason": "chain allowed", "facts": {}},
+            "chain",
+        )
         if rejected:
             details = {"stage": "value_cap", "code": "over_cap", "reason": "0.01 is over the 0.005 cap"}
             add("service:streams", "stage.failed", {**details, "facts": {"cap_wei": "5000000000000000"}}, "value_cap")
             add("service:streams", "intent.rejected", details, "rejected")
         else:
-            add("service:streams", "stage.passed", {"stage": "value_cap", "code": "ok", "reason": "under cap", "facts": {}}, "value_cap")
+            add(
+                "service:streams",
+                "stage.passed",
+                {"stage": "value_cap", "code": "ok", "reason": "under cap", "facts": {}},
+                "value_cap",
+            )
             add("service:streams", "intent.approved", {}, "approved")
             add(
                 "service:signer",
@@ -115,7 +125,9 @@ def build_ledger(store, events: list[AuditEvent], key, chains: int = 2, checkpoi
         due = ledger.due_checkpoints(event.ts, checkpoint_every, timedelta(days=1))
         if due:
             store.insert(AUDIT_LOG, ledger.take_batch().to_arrow())
-            signed = [(checkpoint.sign(key, d.chain, d.seq, d.head_hash, d.merkle_root, event.ts), d.frontier) for d in due]
+            signed = [
+                (checkpoint.sign(key, d.chain, d.seq, d.head_hash, d.merkle_root, event.ts), d.frontier) for d in due
+            ]
             store.insert(AUDIT_CHECKPOINTS, checkpoint_table(signed))
             for cp, _ in signed:
                 ledger.checkpointed(cp.chain, cp.seq)

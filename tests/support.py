@@ -12,13 +12,20 @@ from collections.abc import Callable
 import clickhouse_connect
 import orjson
 
-from runtime.kafka import follow, partition_of, read_to_quiet
-from runtime.config import Settings
 from infra.provision import balance, provision_agent
+from runtime.config import Settings
+from runtime.kafka import follow, partition_of, read_to_quiet
 from schemas import topics
 
-__all__ = ["balance", "batch_sizes", "everything_recorded", "group_members", "make_agent",
-           "one_agent_per_partition", "read_topic"]
+__all__ = [
+    "balance",
+    "batch_sizes",
+    "everything_recorded",
+    "group_members",
+    "make_agent",
+    "one_agent_per_partition",
+    "read_topic",
+]
 
 
 async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:
@@ -136,8 +143,12 @@ def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, time
     """`warden tail --from-beginning --json`'s lines (with ``flags``), read until ``enough`` says
     so, the tail ends or the time is up: on a shared stack the topics' history grows with every
     test before this one, so no fixed time is enough."""
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "tail", "--from-beginning", "--json", *flags],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "tail", "--from-beginning", "--json", *flags],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     timer = threading.Timer(timeout_s, proc.terminate)
     timer.start()
     lines: list[dict] = []
@@ -160,5 +171,6 @@ def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     from runtime.config import child_environment
 
     env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), capture_output=True, text=True, timeout=120
+    )

@@ -13,8 +13,6 @@ import os
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.client import (Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes,
-                          wait_policy_applied)
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from runtime.trust import LOCAL_ADMIN_ID
@@ -22,6 +20,7 @@ from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_policy
 from schemas.emit import audit
 from schemas.models import AgentPolicy, IntentRejected
+from sdk.client import Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes, wait_policy_applied
 from tests.support import warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -31,12 +30,32 @@ ATTACKER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
     settings = stack.settings
     agent = f"agent-cli-{os.urandom(3).hex()}"
-    created = warden(settings, "agents", "create", "--agent", agent, "--chains", "anvil", "--allowlist", DEST,
-                     "--max-value", "0.1", "--daily-limit", "1", "--json")
+    created = warden(
+        settings,
+        "agents",
+        "create",
+        "--agent",
+        agent,
+        "--chains",
+        "anvil",
+        "--allowlist",
+        DEST,
+        "--max-value",
+        "0.1",
+        "--daily-limit",
+        "1",
+        "--json",
+    )
     assert created.returncode == 0, created.stderr
     agent_key = load_or_create_agent_key(settings.home, agent)
-    wide_open = dict(agent_id=agent, agent_public_key=public_key_hex(agent_key), tx_allowed_chains=("anvil",),
-                     tx_to_allowlist=(DEST, ATTACKER), tx_max_value_eth="1000", issued_at=utcnow())
+    wide_open = dict(
+        agent_id=agent,
+        agent_public_key=public_key_hex(agent_key),
+        tx_allowed_chains=("anvil",),
+        tx_to_allowlist=(DEST, ATTACKER),
+        tx_max_value_eth="1000",
+        issued_at=utcnow(),
+    )
     unsigned = AgentPolicy(version=99, **wide_open)
     # Named as the local admin, signed with a key nobody pinned.
     rogue = sign_policy(AgentPolicy(version=98, **wide_open), Ed25519PrivateKey.generate(), LOCAL_ADMIN_ID)
@@ -56,8 +75,12 @@ def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
     updated = warden(settings, "agents", "update", "--agent", agent, "--daily-limit", "2", "--json")
     assert updated.returncode == 0, updated.stderr
     doc = orjson.loads(updated.stdout)
-    assert (doc["version"], doc["tx_to_allowlist"], doc["tx_max_value_eth"], doc["tx_daily_limit_eth"]) == \
-        (2, [DEST], "0.1", "2"), doc
+    assert (doc["version"], doc["tx_to_allowlist"], doc["tx_max_value_eth"], doc["tx_daily_limit_eth"]) == (
+        2,
+        [DEST],
+        "0.1",
+        "2",
+    ), doc
 
     # And the worker holds the admin's version 2: the writer's recipient is still refused.
     intent = new_intent(agent_key, agent_id=agent, chain="anvil", to=ATTACKER, value="0.05")
@@ -78,17 +101,44 @@ def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_
     no one pins, must not answer for the worker, which refuses the (stale) policy."""
     settings = stack.settings
     agent = f"agent-verdict-{os.urandom(3).hex()}"
-    created = warden(settings, "agents", "create", "--agent", agent, "--chains", "anvil", "--allowlist", DEST,
-                     "--max-value", "0.1", "--daily-limit", "1", "--json")
+    created = warden(
+        settings,
+        "agents",
+        "create",
+        "--agent",
+        agent,
+        "--chains",
+        "anvil",
+        "--allowlist",
+        DEST,
+        "--max-value",
+        "0.1",
+        "--daily-limit",
+        "1",
+        "--json",
+    )
     assert created.returncode == 0, created.stderr
     assert warden(settings, "agents", "update", "--agent", agent, "--daily-limit", "2").returncode == 0
     current = orjson.loads(warden(settings, "agents", "show", "--agent", agent, "--json").stdout)
     assert current["version"] == 2
-    stale = signed_policy(settings, **{**{k: v for k, v in current.items()
-                                          if k not in ("version", "issued_at", "admin_key_id", "signature")},
-                                       "version": 1, "tx_to_allowlist": (DEST, ATTACKER)})
-    lie = audit("service:streams", "policy.updated", f"policy:{agent}", utcnow(), agent, "forged",
-                agent_id=agent, version=stale.version).value
+    stale = signed_policy(
+        settings,
+        **{
+            **{k: v for k, v in current.items() if k not in ("version", "issued_at", "admin_key_id", "signature")},
+            "version": 1,
+            "tx_to_allowlist": (DEST, ATTACKER),
+        },
+    )
+    lie = audit(
+        "service:streams",
+        "policy.updated",
+        f"policy:{agent}",
+        utcnow(),
+        agent,
+        "forged",
+        agent_id=agent,
+        version=stale.version,
+    ).value
     stranger = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
 
     async def publish() -> str:

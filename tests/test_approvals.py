@@ -24,15 +24,36 @@ ETH = 10**18
 @pytest.fixture
 def world() -> World:
     w = World()
-    w.publish(w.policy(approval_threshold_eth="0.4", approval_timeout_s=600, tx_to_allowlist=(DEST, TOKEN),
-                       asset_limits=({"chain": "anvil", "token": TOKEN, "decimals": 6, "approval_threshold": "10"},)))
+    w.publish(
+        w.policy(
+            approval_threshold_eth="0.4",
+            approval_timeout_s=600,
+            tx_to_allowlist=(DEST, TOKEN),
+            asset_limits=({"chain": "anvil", "token": TOKEN, "decimals": 6, "approval_threshold": "10"},),
+        )
+    )
     return w
 
 
-def decide(world: World, intent: TransactionIntent, decision: str = "approve", key: Ed25519PrivateKey | None = None,
-           key_id: str = ADMIN_ID, at=T0 + timedelta(minutes=1), **fields) -> bytes:
-    approval = HumanApproval(**{"intent_id": intent.intent_id, "agent_id": AGENT, "intent_digest": intent.digest(),
-                                "decision": decision, "decided_at": at, **fields})
+def decide(
+    world: World,
+    intent: TransactionIntent,
+    decision: str = "approve",
+    key: Ed25519PrivateKey | None = None,
+    key_id: str = ADMIN_ID,
+    at=T0 + timedelta(minutes=1),
+    **fields,
+) -> bytes:
+    approval = HumanApproval(
+        **{
+            "intent_id": intent.intent_id,
+            "agent_id": AGENT,
+            "intent_digest": intent.digest(),
+            "decision": decision,
+            "decided_at": at,
+            **fields,
+        }
+    )
     return sign_human_approval(approval, key or world.admin_key, key_id).to_bytes()
 
 
@@ -55,7 +76,11 @@ def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world)
     emits = world.submit(intent)
     parked = parked_of(emits)
     assert on(emits, topics.INTENTS_APPROVED) == [] and on(emits, topics.INTENTS_REJECTED) == []
-    assert (parked.status, parked.intent, parked.expires_at) == ("awaiting_approval", intent, T0 + timedelta(minutes=10))
+    assert (parked.status, parked.intent, parked.expires_at) == (
+        "awaiting_approval",
+        intent,
+        T0 + timedelta(minutes=10),
+    )
     assert "above the approval threshold of 0.4" in parked.reason
     assert "intent.parked" in actions(emits)
     assert world.spent() == 5 * ETH // 10  # two parked intents can never both pass the limit
@@ -101,8 +126,9 @@ def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(wo
         signed = HumanApproval.from_bytes(decide(world, intent, "deny"))
         raw = signed.model_copy(update={"decision": "approve"}).to_bytes()
     else:
-        raw = HumanApproval(intent_id=intent.intent_id, agent_id=AGENT, intent_digest=intent.digest(),
-                            decision="approve", decided_at=T0).to_bytes()
+        raw = HumanApproval(
+            intent_id=intent.intent_id, agent_id=AGENT, intent_digest=intent.digest(), decision="approve", decided_at=T0
+        ).to_bytes()
     emits = send(world, raw)
     assert actions(emits) == ["approval.refused"]
     assert on(emits, topics.INTENTS_APPROVED) == [] and on(emits, topics.INTENTS_REJECTED) == []

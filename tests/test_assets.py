@@ -58,8 +58,18 @@ def calldata(selector: str, *words) -> str:
 
 
 def intent(data: str = "0x", to: str = TOKEN, value: str = "0", **fields) -> TransactionIntent:
-    return TransactionIntent(**{"intent_id": "i-1", "agent_id": "agent-1", "chain": "anvil", "to": to,
-                                "value": value, "data": data, "created_at": T0, **fields})
+    return TransactionIntent(
+        **{
+            "intent_id": "i-1",
+            "agent_id": "agent-1",
+            "chain": "anvil",
+            "to": to,
+            "value": value,
+            "data": data,
+            "created_at": T0,
+            **fields,
+        }
+    )
 
 
 ASSETS = (
@@ -70,9 +80,18 @@ ASSETS = (
 
 
 def policy(**fields) -> AgentPolicy:
-    return AgentPolicy(**{"agent_id": "agent-1", "version": 1, "agent_public_key": "0x" + "11" * 32,
-                          "issued_at": T0, "tx_to_allowlist": (TOKEN, NFT, MULTI, ROUTER, ALICE),
-                          "asset_limits": ASSETS, "sender_address": AGENT_ADDRESS, **fields})
+    return AgentPolicy(
+        **{
+            "agent_id": "agent-1",
+            "version": 1,
+            "agent_public_key": "0x" + "11" * 32,
+            "issued_at": T0,
+            "tx_to_allowlist": (TOKEN, NFT, MULTI, ROUTER, ALICE),
+            "asset_limits": ASSETS,
+            "sender_address": AGENT_ADDRESS,
+            **fields,
+        }
+    )
 
 
 def judge(i: TransactionIntent, p: AgentPolicy | None = None, spent: int = 0):
@@ -86,23 +105,37 @@ def test_the_selectors_are_the_published_ones():
 
 # --- decoding -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("data, to, expected", [
-    (calldata("0xa9059cbb", ALICE, 5 * UNIT), TOKEN, ("transfer", None, ALICE, 5 * UNIT, ())),
-    (calldata("0x23b872dd", MALLORY, ALICE, 7), TOKEN, ("transfer", MALLORY, ALICE, 7, ())),
-    (calldata("0x095ea7b3", ROUTER, 9), TOKEN, ("approval", None, ROUTER, 9, ())),
-    (calldata("0x39509351", ROUTER, 3), TOKEN, ("approval", None, ROUTER, 3, ())),
-    (calldata("0x23b872dd", AGENT_ADDRESS, ALICE, 77), NFT, ("transfer", AGENT_ADDRESS, ALICE, 1, (77,))),
-    (calldata("0x42842e0e", AGENT_ADDRESS, ALICE, 78), NFT, ("transfer", AGENT_ADDRESS, ALICE, 1, (78,))),
-    # safeTransferFrom(from, to, id, bytes "hi"): the bytes' offset is 0x80.
-    (calldata("0xb88d4fde", AGENT_ADDRESS, ALICE, 79, 0x80, 2) + "6869".ljust(64, "0"), NFT,
-     ("transfer", AGENT_ADDRESS, ALICE, 1, (79,))),
-    (calldata("0x095ea7b3", ROUTER, 80), NFT, ("approval", None, ROUTER, 1, (80,))),
-    (calldata("0xa22cb465", ROUTER, 1), NFT, ("operator", None, ROUTER, 1, ())),
-    (calldata("0xf242432a", AGENT_ADDRESS, ALICE, 4, 6, 0xa0, 0), MULTI, ("transfer", AGENT_ADDRESS, ALICE, 6, (4,))),
-    # safeBatchTransferFrom(from, to, [1, 2], [3, 4], ""): offsets 0xa0, 0x100, 0x160.
-    (calldata("0x2eb2c2d6", AGENT_ADDRESS, ALICE, 0xa0, 0x100, 0x160, 2, 1, 2, 2, 3, 4, 0), MULTI,
-     ("transfer", AGENT_ADDRESS, ALICE, 7, (1, 2))),
-])
+
+@pytest.mark.parametrize(
+    "data, to, expected",
+    [
+        (calldata("0xa9059cbb", ALICE, 5 * UNIT), TOKEN, ("transfer", None, ALICE, 5 * UNIT, ())),
+        (calldata("0x23b872dd", MALLORY, ALICE, 7), TOKEN, ("transfer", MALLORY, ALICE, 7, ())),
+        (calldata("0x095ea7b3", ROUTER, 9), TOKEN, ("approval", None, ROUTER, 9, ())),
+        (calldata("0x39509351", ROUTER, 3), TOKEN, ("approval", None, ROUTER, 3, ())),
+        (calldata("0x23b872dd", AGENT_ADDRESS, ALICE, 77), NFT, ("transfer", AGENT_ADDRESS, ALICE, 1, (77,))),
+        (calldata("0x42842e0e", AGENT_ADDRESS, ALICE, 78), NFT, ("transfer", AGENT_ADDRESS, ALICE, 1, (78,))),
+        # safeTransferFrom(from, to, id, bytes "hi"): the bytes' offset is 0x80.
+        (
+            calldata("0xb88d4fde", AGENT_ADDRESS, ALICE, 79, 0x80, 2) + "6869".ljust(64, "0"),
+            NFT,
+            ("transfer", AGENT_ADDRESS, ALICE, 1, (79,)),
+        ),
+        (calldata("0x095ea7b3", ROUTER, 80), NFT, ("approval", None, ROUTER, 1, (80,))),
+        (calldata("0xa22cb465", ROUTER, 1), NFT, ("operator", None, ROUTER, 1, ())),
+        (
+            calldata("0xf242432a", AGENT_ADDRESS, ALICE, 4, 6, 0xA0, 0),
+            MULTI,
+            ("transfer", AGENT_ADDRESS, ALICE, 6, (4,)),
+        ),
+        # safeBatchTransferFrom(from, to, [1, 2], [3, 4], ""): offsets 0xa0, 0x100, 0x160.
+        (
+            calldata("0x2eb2c2d6", AGENT_ADDRESS, ALICE, 0xA0, 0x100, 0x160, 2, 1, 2, 2, 3, 4, 0),
+            MULTI,
+            ("transfer", AGENT_ADDRESS, ALICE, 7, (1, 2)),
+        ),
+    ],
+)
 def test_token_calls_decode_to_their_movement(data, to, expected):
     reading = movements.read_intent(intent(data, to=to), policy())
     (move,) = reading.movements
@@ -119,14 +152,17 @@ def test_value_and_delegations_are_movements_too():
 def test_a_non_canonical_encoding_is_refused():
     good = calldata("0xa9059cbb", ALICE, 5)
     assert judge(intent(good)).passed
-    for bad in (good + "00" * 32,  # trailing bytes the token would ignore but a reader might not
-                good[:-2],  # short
-                "0xa9059cbb" + "ff" * 12 + good[34:]):  # dirty high bytes in the address word
+    for bad in (
+        good + "00" * 32,  # trailing bytes the token would ignore but a reader might not
+        good[:-2],  # short
+        "0xa9059cbb" + "ff" * 12 + good[34:],
+    ):  # dirty high bytes in the address word
         verdict = judge(intent(bad))
         assert (verdict.passed, verdict.code) == (False, "CALLDATA_MALFORMED"), bad
 
 
 # --- recipients, caps, the rolling limit ----------------------------------------------------------
+
 
 def test_a_token_transfer_to_a_non_allowlisted_recipient_is_refused():
     verdict = judge(intent(calldata("0xa9059cbb", MALLORY, 1)))
@@ -162,8 +198,9 @@ def test_the_rolling_limit_adds_what_the_window_holds():
 
 def test_nfts_count_one_each_and_erc1155_counts_amounts():
     assert judge(intent(calldata("0x23b872dd", AGENT_ADDRESS, ALICE, 5), to=NFT)).facts["asset_spend"] == {
-        f"anvil:{NFT}": "1"}
-    batch = calldata("0x2eb2c2d6", AGENT_ADDRESS, ALICE, 0xa0, 0x100, 0x160, 2, 1, 2, 2, 3, 4, 0)
+        f"anvil:{NFT}": "1"
+    }
+    batch = calldata("0x2eb2c2d6", AGENT_ADDRESS, ALICE, 0xA0, 0x100, 0x160, 2, 1, 2, 2, 3, 4, 0)
     assert judge(intent(batch, to=MULTI), spent=3).passed
     assert judge(intent(batch, to=MULTI), spent=4).code == "ASSET_DAILY_LIMIT_EXCEEDED"
 
@@ -183,6 +220,7 @@ def test_an_asset_on_another_chain_does_not_count_here():
 
 # --- approvals -------------------------------------------------------------------------------------
 
+
 def test_an_unlimited_approval_is_refused():
     verdict = judge(intent(calldata("0x095ea7b3", ROUTER, MAX_UINT256)))
     assert (verdict.passed, verdict.code) == (False, "UNLIMITED_APPROVAL_REFUSED")
@@ -195,8 +233,9 @@ def test_an_approval_above_the_assets_limit_is_refused_and_one_within_counts_as_
     within = judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT)))
     assert within.passed and within.facts["asset_spend"] == {f"anvil:{TOKEN}": str(100 * UNIT)}
     # It counts against the day like a transfer: the power to take it was handed over.
-    assert judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT)), spent=200 * UNIT).code == \
-        "ASSET_DAILY_LIMIT_EXCEEDED"
+    assert (
+        judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT)), spent=200 * UNIT).code == "ASSET_DAILY_LIMIT_EXCEEDED"
+    )
 
 
 def test_an_asset_without_limits_cannot_be_approved_while_the_block_is_on():
@@ -220,6 +259,7 @@ def test_set_approval_for_all_needs_the_operator_allowlisted_by_name():
 
 # --- other calls ----------------------------------------------------------------------------------
 
+
 def test_unknown_calldata_needs_its_selector_in_contract_calls():
     swap = "0x12345678" + word(1)
     verdict = judge(intent(swap, to=ROUTER))
@@ -241,8 +281,9 @@ def test_a_token_contract_is_only_read_for_its_standards_functions():
     # Another function of a token could move it unseen (a multicall of transfers): it is simulated.
     assert judge(intent(mint), allowed).passed and simulation_required(intent(mint), allowed)
     # A rule that waives simulation does not waive it for a token's other functions.
-    unsimulated = policy(contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",),
-                                                          unsimulated=True),))
+    unsimulated = policy(
+        contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",), unsimulated=True),)
+    )
     unseen = judge(intent(mint), unsimulated)
     assert (unseen.passed, unseen.code) == (False, "CALLDATA_NOT_ALLOWED") and "simulate_first" in unseen.reason
     assert judge(intent(mint, simulate_first=True), unsimulated).passed
@@ -278,34 +319,62 @@ def test_contract_call_selectors_accept_signatures_and_refuse_junk():
 
 # --- EIP-712 spend authorizations ----------------------------------------------------------------
 
+
 def typed_intent(typed: dict) -> TransactionIntent:
-    return TransactionIntent(intent_id="i-1", agent_id="agent-1", chain="anvil", intent_type="typed_data",
-                             typed_data=typed, created_at=T0)
+    return TransactionIntent(
+        intent_id="i-1", agent_id="agent-1", chain="anvil", intent_type="typed_data", typed_data=typed, created_at=T0
+    )
 
 
-DOMAIN_TYPES = [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"}]
+DOMAIN_TYPES = [
+    {"name": "name", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
 
 
 def permit(value, spender=ROUTER, contract=TOKEN) -> dict:
-    return {"types": {"EIP712Domain": DOMAIN_TYPES,
-                      "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
-                                 {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
-                                 {"name": "deadline", "type": "uint256"}]},
-            "primaryType": "Permit", "domain": {"name": "WUSD", "chainId": 31337, "verifyingContract": contract},
-            "message": {"owner": AGENT_ADDRESS, "spender": spender, "value": value, "nonce": 0, "deadline": 2**40}}
+    return {
+        "types": {
+            "EIP712Domain": DOMAIN_TYPES,
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {"name": "WUSD", "chainId": 31337, "verifyingContract": contract},
+        "message": {"owner": AGENT_ADDRESS, "spender": spender, "value": value, "nonce": 0, "deadline": 2**40},
+    }
 
 
 def permit_single(amount, token=TOKEN) -> dict:
-    return {"types": {"EIP712Domain": DOMAIN_TYPES,
-                      "PermitSingle": [{"name": "details", "type": "PermitDetails"},
-                                       {"name": "spender", "type": "address"},
-                                       {"name": "sigDeadline", "type": "uint256"}],
-                      "PermitDetails": [{"name": "token", "type": "address"}, {"name": "amount", "type": "uint160"},
-                                        {"name": "expiration", "type": "uint48"}, {"name": "nonce", "type": "uint48"}]},
-            "primaryType": "PermitSingle", "domain": {"name": "Permit2", "chainId": 31337, "verifyingContract": PERMIT2},
-            "message": {"details": {"token": token, "amount": amount, "expiration": 2**40, "nonce": 0},
-                        "spender": ROUTER, "sigDeadline": 2**40}}
+    return {
+        "types": {
+            "EIP712Domain": DOMAIN_TYPES,
+            "PermitSingle": [
+                {"name": "details", "type": "PermitDetails"},
+                {"name": "spender", "type": "address"},
+                {"name": "sigDeadline", "type": "uint256"},
+            ],
+            "PermitDetails": [
+                {"name": "token", "type": "address"},
+                {"name": "amount", "type": "uint160"},
+                {"name": "expiration", "type": "uint48"},
+                {"name": "nonce", "type": "uint48"},
+            ],
+        },
+        "primaryType": "PermitSingle",
+        "domain": {"name": "Permit2", "chainId": 31337, "verifyingContract": PERMIT2},
+        "message": {
+            "details": {"token": token, "amount": amount, "expiration": 2**40, "nonce": 0},
+            "spender": ROUTER,
+            "sigDeadline": 2**40,
+        },
+    }
 
 
 def test_a_permit_within_the_limit_counts_and_one_above_is_refused():
@@ -326,9 +395,13 @@ def test_permit2_names_the_token_it_approves():
 
 def test_a_dai_permit_with_allowed_true_is_unlimited():
     dai = permit("0")
-    dai["types"]["Permit"] = [{"name": "holder", "type": "address"}, {"name": "spender", "type": "address"},
-                              {"name": "nonce", "type": "uint256"}, {"name": "expiry", "type": "uint256"},
-                              {"name": "allowed", "type": "bool"}]
+    dai["types"]["Permit"] = [
+        {"name": "holder", "type": "address"},
+        {"name": "spender", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "expiry", "type": "uint256"},
+        {"name": "allowed", "type": "bool"},
+    ]
     dai["message"] = {"holder": AGENT_ADDRESS, "spender": ROUTER, "nonce": 0, "expiry": 2**40, "allowed": True}
     assert judge(typed_intent(dai)).code == "UNLIMITED_APPROVAL_REFUSED"
     dai["message"]["allowed"] = False
@@ -348,8 +421,14 @@ def test_declared_outflows_count_against_the_asset():
     p = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors=("0x12345678",)),))
     verdict = judge(intent(pull, to=ROUTER, declared_outflows=({"token": TOKEN, "amount": str(30 * UNIT)},)), p)
     assert verdict.passed and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(30 * UNIT)}
-    assert judge(intent(pull, to=ROUTER, declared_outflows=({"token": TOKEN, "amount": str(30 * UNIT)},)), p,
-                 spent=230 * UNIT).code == "ASSET_DAILY_LIMIT_EXCEEDED"
+    assert (
+        judge(
+            intent(pull, to=ROUTER, declared_outflows=({"token": TOKEN, "amount": str(30 * UNIT)},)),
+            p,
+            spent=230 * UNIT,
+        ).code
+        == "ASSET_DAILY_LIMIT_EXCEEDED"
+    )
     unlisted = intent(pull, to=ROUTER, declared_outflows=({"token": ALICE, "amount": "1"},))
     assert judge(unlisted, p).code == "ASSET_NOT_IN_POLICY"
     assert movements.declared_outflows(movements.read_intent(unlisted, p), AGENT_ADDRESS) == {ALICE: 1}
@@ -365,10 +444,16 @@ def test_balance_changes_read_transfer_logs_of_every_standard():
         {"address": TOKEN, "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other)], "data": "0x" + word(5)},
         {"address": TOKEN, "topics": [movements.TRANSFER_TOPIC, topic(other), topic(me)], "data": "0x" + word(2)},
         {"address": NFT, "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other), "0x" + word(9)], "data": "0x"},
-        {"address": MULTI, "topics": [movements.TRANSFER_SINGLE_TOPIC, topic(ROUTER), topic(me), topic(other)],
-         "data": "0x" + word(1) + word(4)},
-        {"address": movements.NATIVE_TRANSFER_ADDRESS, "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other)],
-         "data": "0x" + word(10**18)},
+        {
+            "address": MULTI,
+            "topics": [movements.TRANSFER_SINGLE_TOPIC, topic(ROUTER), topic(me), topic(other)],
+            "data": "0x" + word(1) + word(4),
+        },
+        {
+            "address": movements.NATIVE_TRANSFER_ADDRESS,
+            "topics": [movements.TRANSFER_TOPIC, topic(me), topic(other)],
+            "data": "0x" + word(10**18),
+        },
         {"address": TOKEN, "topics": [movements.TRANSFER_TOPIC, topic(other), topic(ROUTER)], "data": "0x" + word(7)},
     ]
     changes = {c.asset: (c.outgoing, c.incoming) for c in movements.balance_changes(logs, me.lower())}

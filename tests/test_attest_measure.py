@@ -80,10 +80,12 @@ def test_the_measurement_is_the_packages_answer_and_moves_with_every_input(capsy
     base = LaunchInputs(OVMF, vcpus=4, vcpu_type="EPYC-Milan")
     assert launch_measurement(base) == measurement  # stable
     assert launch_measurement(LaunchInputs(OVMF, vcpus=4, vcpu_sig=0xA00F11)) == measurement  # EPYC-Milan's signature
-    changed = {launch_measurement(LaunchInputs(OVMF, vcpus=2, vcpu_type="EPYC-Milan")),
-               launch_measurement(LaunchInputs(OVMF, vcpus=4, vcpu_type="EPYC-Genoa")),
-               launch_measurement(LaunchInputs(OVMF, vcpus=4, vmm_type="ec2")),
-               launch_measurement(LaunchInputs(OVMF, vcpus=4, vcpu_type="EPYC-Milan", guest_features=0x21))}
+    changed = {
+        launch_measurement(LaunchInputs(OVMF, vcpus=2, vcpu_type="EPYC-Milan")),
+        launch_measurement(LaunchInputs(OVMF, vcpus=4, vcpu_type="EPYC-Genoa")),
+        launch_measurement(LaunchInputs(OVMF, vcpus=4, vmm_type="ec2")),
+        launch_measurement(LaunchInputs(OVMF, vcpus=4, vcpu_type="EPYC-Milan", guest_features=0x21)),
+    }
     assert len(changed) == 4 and measurement not in changed
     firmware = bytearray(OVMF.read_bytes())
     firmware[0x1000] ^= 1  # one bit of the firmware volume
@@ -104,32 +106,45 @@ def test_the_kernel_initrd_and_command_line_are_measured(capsys, tmp_path):
     doc = orjson.loads(out)
     assert code == 0 and doc["measurement"] == package_cli(*boot, "--append", "console=ttyS0")
     assert doc["inputs"]["kernel"]["sha256"] == hashlib.sha256(kernel.read_bytes()).hexdigest()
-    base = LaunchInputs(firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=kernel, initrd=initrd,
-                        append="console=ttyS0")
+    base = LaunchInputs(firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=kernel, initrd=initrd, append="console=ttyS0")
     other_initrd = tmp_path / "other.img"
     other_initrd.write_bytes(b"initrd!" * 1000)
-    changed = {launch_measurement(LaunchInputs(firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=kernel,
-                                               initrd=initrd, append="console=ttyS1")),
-               launch_measurement(LaunchInputs(firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=kernel,
-                                               initrd=other_initrd, append="console=ttyS0")),
-               launch_measurement(LaunchInputs(firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=initrd,
-                                               initrd=initrd, append="console=ttyS0")),
-               launch_measurement(LaunchInputs(firmware, vcpus=4, vcpu_type="EPYC-Milan"))}
+    changed = {
+        launch_measurement(
+            LaunchInputs(
+                firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=kernel, initrd=initrd, append="console=ttyS1"
+            )
+        ),
+        launch_measurement(
+            LaunchInputs(
+                firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=kernel, initrd=other_initrd, append="console=ttyS0"
+            )
+        ),
+        launch_measurement(
+            LaunchInputs(
+                firmware, vcpus=4, vcpu_type="EPYC-Milan", kernel=initrd, initrd=initrd, append="console=ttyS0"
+            )
+        ),
+        launch_measurement(LaunchInputs(firmware, vcpus=4, vcpu_type="EPYC-Milan")),
+    }
     assert len(changed) == 4 and bytes.fromhex(doc["measurement"]) not in changed
     assert launch_measurement(base).hex() == doc["measurement"]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (("--ovmf", "/nonexistent.fd", *MILAN_4), "--ovmf /nonexistent.fd: no such file"),
-    (("--ovmf", __file__, *MILAN_4), f"--ovmf {__file__}: no SEV metadata"),
-    (("--ovmf", str(OVMF_WITHOUT_SEV), *MILAN_4), f"--ovmf {OVMF_WITHOUT_SEV}: no SEV metadata"),
-    (("--ovmf", str(OVMF), *MILAN_4, "--kernel", __file__), f"--ovmf {OVMF}: no SNP_KERNEL_HASHES page"),
-    (("--ovmf", str(OVMF), *MILAN_4, "--kernel", "/nonexistent"), "--kernel /nonexistent: no such file"),
-    (("--ovmf", str(OVMF), *MILAN_4, "--append", "console=ttyS0"), "with a --kernel only"),
-    (("--ovmf", str(OVMF), "--vcpus", "4", "--vcpu-type", "Pentium"), "--vcpu-type 'Pentium' is not one of"),
-    (("--ovmf", str(OVMF), "--vcpus", "4"), "give --vcpu-type"),
-    (("--ovmf", str(OVMF), "--vcpus", "0", "--vcpu-type", "EPYC-Milan"), "--vcpus must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("--ovmf", "/nonexistent.fd", *MILAN_4), "--ovmf /nonexistent.fd: no such file"),
+        (("--ovmf", __file__, *MILAN_4), f"--ovmf {__file__}: no SEV metadata"),
+        (("--ovmf", str(OVMF_WITHOUT_SEV), *MILAN_4), f"--ovmf {OVMF_WITHOUT_SEV}: no SEV metadata"),
+        (("--ovmf", str(OVMF), *MILAN_4, "--kernel", __file__), f"--ovmf {OVMF}: no SNP_KERNEL_HASHES page"),
+        (("--ovmf", str(OVMF), *MILAN_4, "--kernel", "/nonexistent"), "--kernel /nonexistent: no such file"),
+        (("--ovmf", str(OVMF), *MILAN_4, "--append", "console=ttyS0"), "with a --kernel only"),
+        (("--ovmf", str(OVMF), "--vcpus", "4", "--vcpu-type", "Pentium"), "--vcpu-type 'Pentium' is not one of"),
+        (("--ovmf", str(OVMF), "--vcpus", "4"), "give --vcpu-type"),
+        (("--ovmf", str(OVMF), "--vcpus", "0", "--vcpu-type", "EPYC-Milan"), "--vcpus must be at least 1"),
+    ],
+)
 def test_inputs_that_cannot_be_measured_are_refused_by_name(capsys, args, expected):
     code, out, err = warden(capsys, "attest", "measure", *args)
     assert code == 2 and out == "" and expected in err, err
@@ -142,11 +157,14 @@ def test_the_library_refuses_the_same_inputs():
         launch_measurement(LaunchInputs(OVMF, vcpus=1, vcpu_type="EPYC-v4", vcpu_sig=0x800F12))
 
 
-@pytest.mark.parametrize("args", [
-    ("--vcpu-type", "EPYC-Milan", "--vcpu-sig", "0xa00f11"),
-    ("--vcpu-type", "EPYC-Milan", "--guest-features", "zz"),
-    ("--vcpu-type", "EPYC-Milan", "--vmm-type", "xen"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--vcpu-type", "EPYC-Milan", "--vcpu-sig", "0xa00f11"),
+        ("--vcpu-type", "EPYC-Milan", "--guest-features", "zz"),
+        ("--vcpu-type", "EPYC-Milan", "--vmm-type", "xen"),
+    ],
+)
 def test_malformed_options_are_usage_errors(capsys, args):
     with pytest.raises(SystemExit) as exited:
         main(["attest", "measure", "--ovmf", str(OVMF), "--vcpus", "1", *args])
@@ -154,8 +172,15 @@ def test_malformed_options_are_usage_errors(capsys, args):
 
 
 def test_verify_with_a_given_chain_checks_its_root_against_amds(capsys, tmp_path):
-    base = ("attest", "verify", "--report", str(TESTDATA / "attestation.bin"), "--vcek", str(TESTDATA / "vcek.der"),
-            "--allow-debug")
+    base = (
+        "attest",
+        "verify",
+        "--report",
+        str(TESTDATA / "attestation.bin"),
+        "--vcek",
+        str(TESTDATA / "vcek.der"),
+        "--allow-debug",
+    )
     code, out, err = warden(capsys, *base, "--chain", str(ROOTS / "milan.pem"), "--json")
     doc = orjson.loads(out)
     assert code == 0 and doc["ok"] and ("chain.root", True) in [(c["name"], c["ok"]) for c in doc["checks"]]

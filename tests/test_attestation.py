@@ -18,8 +18,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from runtime.attestation.verify import (POLICY_DEBUG, POLICY_RESERVED_ONE, REPORT_SIZE, SIGNED_SIZE, Expectations,
-                                       Tcb, parse_report, report_data_binding, verify_report)
+from runtime.attestation.verify import (
+    POLICY_DEBUG,
+    POLICY_RESERVED_ONE,
+    REPORT_SIZE,
+    SIGNED_SIZE,
+    Expectations,
+    Tcb,
+    parse_report,
+    report_data_binding,
+    verify_report,
+)
 
 TESTDATA = Path(__file__).resolve().parent / "data" / "sev-snp"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
@@ -38,8 +47,17 @@ def test_the_real_milan_report_verifies_with_its_vcek_and_amds_chain(real):
     raw, vcek = real
     result = verify_report(raw, vcek, Expectations(product="milan", allow_debug=True, now=NOW))
     assert result.ok, result.failures
-    assert [c.name for c in result.checks] == ["parse", "chain.ark", "chain.ask", "chain.vcek", "signature",
-                                               "vcek_binding", "policy", "tcb", "measurement"]
+    assert [c.name for c in result.checks] == [
+        "parse",
+        "chain.ark",
+        "chain.ask",
+        "chain.vcek",
+        "signature",
+        "vcek_binding",
+        "policy",
+        "tcb",
+        "measurement",
+    ]
     report = result.report
     assert (report.version, report.vmpl, report.signing_key) == (2, 0, "vcek")
     assert Tcb.decode(report.reported_tcb, "milan") == Tcb(bootloader=2, tee=0, snp=5, microcode=68)
@@ -82,9 +100,15 @@ def _name(cn: str) -> x509.Name:
 
 
 def _cert(subject: str, issuer: str, key, signer, extensions=()) -> x509.Certificate:
-    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=365)))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=365))
+    )
     for extension in extensions:
         builder = builder.add_extension(extension, critical=False)
     return builder.sign(signer, hashes.SHA384(), rsa_padding=PSS)
@@ -122,10 +146,19 @@ class Chip:
 
     def vcek_der(self, vcek: x509.Certificate | None = None) -> bytes:
         from cryptography.hazmat.primitives.serialization import Encoding
+
         return (vcek or self.vcek).public_bytes(Encoding.DER)
 
-    def report(self, *, version=5, policy=POLICY_RESERVED_ONE, tcb=TCB, measurement=b"\x11" * 48,
-               report_data=b"\0" * 64, chip_id=CHIP_ID) -> bytes:
+    def report(
+        self,
+        *,
+        version=5,
+        policy=POLICY_RESERVED_ONE,
+        tcb=TCB,
+        measurement=b"\x11" * 48,
+        report_data=b"\0" * 64,
+        chip_id=CHIP_ID,
+    ) -> bytes:
         raw = bytearray(REPORT_SIZE)
         struct.pack_into("<IIQ", raw, 0, version, 1, policy)
         struct.pack_into("<IIQQI", raw, 0x30, 0, 1, 0, 0, 0)
@@ -136,8 +169,8 @@ class Chip:
         raw[0x180:0x188] = packed
         raw[0x1A0:0x1E0] = chip_id
         r, s = decode_dss_signature(self.vcek_key.sign(bytes(raw[:SIGNED_SIZE]), ec.ECDSA(hashes.SHA384())))
-        raw[0x2A0:0x2A0 + 72] = r.to_bytes(72, "little")
-        raw[0x2E8:0x2E8 + 72] = s.to_bytes(72, "little")
+        raw[0x2A0 : 0x2A0 + 72] = r.to_bytes(72, "little")
+        raw[0x2E8 : 0x2E8 + 72] = s.to_bytes(72, "little")
         return bytes(raw)
 
 
@@ -148,30 +181,49 @@ def chip():
 
 def test_a_test_chip_report_verifies_and_parses_as_version_5(chip):
     binding = report_data_binding("signer-0", b"\x01" * 32, b"\x02" * 32, b"nonce")
-    result = verify_report(chip.report(report_data=binding), chip.vcek_der(), Expectations(
-        measurements=(b"\x11" * 48,), minimum_tcb=TCB, report_data=binding,
-        nonce_issued_at=NOW - timedelta(seconds=30), now=NOW), chain=chip.chain)
+    result = verify_report(
+        chip.report(report_data=binding),
+        chip.vcek_der(),
+        Expectations(
+            measurements=(b"\x11" * 48,),
+            minimum_tcb=TCB,
+            report_data=binding,
+            nonce_issued_at=NOW - timedelta(seconds=30),
+            now=NOW,
+        ),
+        chain=chip.chain,
+    )
     assert result.ok, result.failures
     assert [c.name for c in result.checks][-2:] == ["report_data", "freshness"]
 
 
-@pytest.mark.parametrize("case, expect_failed", [
-    ("bad signature", "signature"),
-    ("wrong chain", "chain.vcek"),
-    ("debug policy", "policy"),
-    ("migration agent", "policy"),
-    ("tcb below minimum", "tcb"),
-    ("vcek for another tcb", "vcek_binding"),
-    ("another chip's vcek", "vcek_binding"),
-    ("unknown measurement", "measurement"),
-    ("stale nonce", "freshness"),
-    ("report_data not binding the keys", "report_data"),
-])
+@pytest.mark.parametrize(
+    "case, expect_failed",
+    [
+        ("bad signature", "signature"),
+        ("wrong chain", "chain.vcek"),
+        ("debug policy", "policy"),
+        ("migration agent", "policy"),
+        ("tcb below minimum", "tcb"),
+        ("vcek for another tcb", "vcek_binding"),
+        ("another chip's vcek", "vcek_binding"),
+        ("unknown measurement", "measurement"),
+        ("stale nonce", "freshness"),
+        ("report_data not binding the keys", "report_data"),
+    ],
+)
 def test_each_mismatch_fails_with_its_own_check(chip, case, expect_failed):
     binding = report_data_binding("signer-0", b"\x01" * 32, b"\x02" * 32, b"nonce")
-    fields, expect = {"report_data": binding}, dict(
-        measurements=(b"\x11" * 48,), minimum_tcb=Tcb(3, 0, 8, 115), report_data=binding,
-        nonce_issued_at=NOW - timedelta(seconds=30), now=NOW)
+    fields, expect = (
+        {"report_data": binding},
+        dict(
+            measurements=(b"\x11" * 48,),
+            minimum_tcb=Tcb(3, 0, 8, 115),
+            report_data=binding,
+            nonce_issued_at=NOW - timedelta(seconds=30),
+            now=NOW,
+        ),
+    )
     vcek, chain = chip.vcek_der(), chip.chain
     if case == "debug policy":
         fields["policy"] = POLICY_RESERVED_ONE | POLICY_DEBUG
@@ -217,20 +269,35 @@ def test_warden_attest_verify_prints_each_check_and_fails_on_any():
     import orjson
 
     repo = Path(__file__).resolve().parents[1]
-    args = [sys.executable, "-m", "infra.cli", "attest", "verify", "--report", str(TESTDATA / "attestation.bin"),
-            "--vcek", str(TESTDATA / "vcek.der")]
+    args = [
+        sys.executable,
+        "-m",
+        "infra.cli",
+        "attest",
+        "verify",
+        "--report",
+        str(TESTDATA / "attestation.bin"),
+        "--vcek",
+        str(TESTDATA / "vcek.der"),
+    ]
     strict = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=60)
     assert strict.returncode == 1 and "FAIL policy" in strict.stdout and "debug is allowed" in strict.stdout
     assert strict.stderr == ""
     lenient = subprocess.run(args + ["--allow-debug", "--json"], cwd=repo, capture_output=True, text=True, timeout=60)
     doc = orjson.loads(lenient.stdout)
     assert lenient.returncode == 0 and doc["ok"] and doc["report"]["version"] == 2
-    wrong = subprocess.run(args + ["--allow-debug", "--expect-measurement", "00" * 48], cwd=repo, capture_output=True,
-                           text=True, timeout=60)
+    wrong = subprocess.run(
+        args + ["--allow-debug", "--expect-measurement", "00" * 48],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert wrong.returncode == 1 and "FAIL measurement" in wrong.stdout
 
 
 # --- evidence ---------------------------------------------------------------------------------
+
 
 def test_without_configfs_tsm_the_evidence_is_tee_none_and_says_why(tmp_path):
     from runtime.attestation import evidence
@@ -244,16 +311,20 @@ def test_without_configfs_tsm_the_evidence_is_tee_none_and_says_why(tmp_path):
 
 
 def test_warden_signer_attest_binds_the_running_signers_keys_and_says_tee_none(stack):
-    from tests.support import warden
-
     import orjson
+
+    from tests.support import warden
 
     done = warden(stack.settings, "signer", "attest", "--nonce", "ab" * 32, "--json")
     doc = orjson.loads(done.stdout)
     assert done.returncode == 1, done.stderr  # no evidence: nothing verified
     assert (doc["tee"], doc["announced_tee"], doc["report"], doc["verified"]) == ("none", "none", None, False)
-    expected = report_data_binding(doc["signer_id"], bytes.fromhex(_announced_key(stack.settings, doc["signer_id"])),
-                                   bytes.fromhex(doc["service_key"][2:]), bytes.fromhex("ab" * 32))
+    expected = report_data_binding(
+        doc["signer_id"],
+        bytes.fromhex(_announced_key(stack.settings, doc["signer_id"])),
+        bytes.fromhex(doc["service_key"][2:]),
+        bytes.fromhex("ab" * 32),
+    )
     assert doc["report_data"] == expected.hex()
     human = warden(stack.settings, "signer", "attest")
     assert "tee=none" in human.stdout and "WARDEN_ALLOW_UNATTESTED_SIGNER" in human.stdout

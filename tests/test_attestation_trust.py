@@ -19,16 +19,16 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.attestation import evidence
+from runtime.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
+from runtime.attestation.policy import AttestationPolicy, PolicyError
+from runtime.attestation.verify import report_data_binding
 from runtime.trust import service_key_file
 from schemas.auth import load_or_create_ed25519, outcome_forgery, public_key_hex, sign_announcement, sign_outcome
 from schemas.models import IntentRejected, SealingKey
 from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
-from runtime.attestation import evidence
-from runtime.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
-from runtime.attestation.policy import AttestationPolicy, PolicyError
-from signer.key_release import Attester, KeyRelease, ReleaseRequest
-from runtime.attestation.verify import report_data_binding
 from signer.custody import AttestationRequired, FileEventLog, LocalDevRoot, PermissionDenied, Vaults
+from signer.key_release import Attester, KeyRelease, ReleaseRequest
 from signer.sealing import SealingKeyPair
 from tests.test_attestation import TCB, Chip
 
@@ -55,9 +55,15 @@ def table(*entries: tuple) -> bytes:
 
 def chip_evidence(chip: Chip, **report_fields):
     """An ``obtain`` as configfs-tsm gives it on this (test) chip: the report and the host's table."""
+
     def obtain(report_data: bytes) -> evidence.Evidence:
-        return evidence.Evidence("sev-snp", chip.report(report_data=report_data, **report_fields),
-                                 table((evidence.VCEK_GUID, chip.vcek_der())), "test chip")
+        return evidence.Evidence(
+            "sev-snp",
+            chip.report(report_data=report_data, **report_fields),
+            table((evidence.VCEK_GUID, chip.vcek_der())),
+            "test chip",
+        )
+
     return obtain
 
 
@@ -66,8 +72,9 @@ def no_tee(report_data: bytes) -> evidence.Evidence:
 
 
 def policy_for(chip: Chip, **changes) -> AttestationPolicy:
-    return dataclasses.replace(AttestationPolicy(measurements=(MEASUREMENT,), minimum_tcb=TCB, chain=chip.chain),
-                               **changes)
+    return dataclasses.replace(
+        AttestationPolicy(measurements=(MEASUREMENT,), minimum_tcb=TCB, chain=chip.chain), **changes
+    )
 
 
 SERVICE = Ed25519PrivateKey.generate()
@@ -76,13 +83,21 @@ SERVICE_PUBLIC = bytes.fromhex(public_key_hex(SERVICE)[2:])
 
 def attested_announcement(chip: Chip, signer_id: str = "signer-0", at: datetime = NOW, **report_fields):
     pair = SealingKeyPair()
-    found, how = attest(signer_id, pair.public_key, SERVICE_PUBLIC, at, product="milan", vcek_file=None,
-                        obtain=chip_evidence(chip, **report_fields))
+    found, how = attest(
+        signer_id,
+        pair.public_key,
+        SERVICE_PUBLIC,
+        at,
+        product="milan",
+        vcek_file=None,
+        obtain=chip_evidence(chip, **report_fields),
+    )
     assert found is not None and how == "test chip"
     return pair.announcement(signer_id, "sev-snp", at, found)
 
 
 # --- the signer's announcement, and what a client makes of it --------------------------------------
+
 
 def test_an_attested_announcement_verifies_and_binds_the_sealing_and_service_keys(chip):
     announced = attested_announcement(chip)
@@ -96,23 +111,27 @@ def test_an_attested_announcement_verifies_and_binds_the_sealing_and_service_key
 def _substituted(announced: SealingKey) -> SealingKey:
     """What a hostile writer of warden.signer.sealing can make: its own key, the signer's report."""
     attacker = SealingKeyPair()
-    return announced.model_copy(update={"public_key": "0x" + attacker.public_key.hex(),
-                                        "key_id": key_id(attacker.public_key)})
+    return announced.model_copy(
+        update={"public_key": "0x" + attacker.public_key.hex(), "key_id": key_id(attacker.public_key)}
+    )
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("substituted sealing key", "report_data"),
-    ("stale announcement", "freshness"),
-    ("re-dated announcement", "nonce"),
-    ("another signer's report", "report_data"),
-    ("no measurement allowlist", "measurement.allowlist"),
-    ("measurement not allowed", "measurement"),
-    ("pinned service key differs", "service_key"),
-    ("no VCEK", "vcek"),
-    ("another processor generation", "product"),
-    ("claims a TEE without a report", "evidence"),
-    ("another chain", "chain.vcek"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("substituted sealing key", "report_data"),
+        ("stale announcement", "freshness"),
+        ("re-dated announcement", "nonce"),
+        ("another signer's report", "report_data"),
+        ("no measurement allowlist", "measurement.allowlist"),
+        ("measurement not allowed", "measurement"),
+        ("pinned service key differs", "service_key"),
+        ("no VCEK", "vcek"),
+        ("another processor generation", "product"),
+        ("claims a TEE without a report", "evidence"),
+        ("another chain", "chain.vcek"),
+    ],
+)
 def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, case, expected):
     announced, policy, now, pinned = attested_announcement(chip), policy_for(chip), NOW, None
     if case == "substituted sealing key":
@@ -122,9 +141,14 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, cas
     elif case == "re-dated announcement":  # replaying an old report under a fresh date
         announced = announced.model_copy(update={"announced_at": NOW + timedelta(minutes=50)})
     elif case == "another signer's report":
-        announced = announced.model_copy(update={"signer_id": "signer-1", "attestation": announced.attestation
-                                                 .model_copy(update={"service_key_id": "signer-1", "nonce": "0x" +
-                                                             announcement_nonce("signer-1", NOW).hex()})})
+        announced = announced.model_copy(
+            update={
+                "signer_id": "signer-1",
+                "attestation": announced.attestation.model_copy(
+                    update={"service_key_id": "signer-1", "nonce": "0x" + announcement_nonce("signer-1", NOW).hex()}
+                ),
+            }
+        )
     elif case == "no measurement allowlist":
         policy = dataclasses.replace(policy, measurements=())
     elif case == "measurement not allowed":
@@ -132,8 +156,9 @@ def test_a_client_refuses_each_announcement_that_does_not_prove_itself(chip, cas
     elif case == "pinned service key differs":
         pinned = public_key_hex(Ed25519PrivateKey.generate())
     elif case == "no VCEK":
-        announced = announced.model_copy(update={"attestation": announced.attestation.model_copy(
-            update={"vcek": None})})
+        announced = announced.model_copy(
+            update={"attestation": announced.attestation.model_copy(update={"vcek": None})}
+        )
     elif case == "another processor generation":
         policy = dataclasses.replace(policy, product="genoa")
     elif case == "claims a TEE without a report":
@@ -152,10 +177,13 @@ def test_usable_keys_seals_only_to_signers_that_prove_themselves(chip):
     dev = sign_announcement(SealingKeyPair().announcement("signer-dev", "none", NOW), dev_key, "signer-dev")
     pinned = {"signer-dev": public_key_hex(dev_key)}.get
     check = lambda key: problems(key, policy_for(chip), NOW)  # noqa: E731
-    assert usable_keys([honest, dev], allow_unattested=False, attestation_problems=check,
-                       service_key=pinned) == [honest]
-    assert usable_keys([honest, dev], allow_unattested=True, attestation_problems=check,
-                       service_key=pinned) == [honest, dev]
+    assert usable_keys([honest, dev], allow_unattested=False, attestation_problems=check, service_key=pinned) == [
+        honest
+    ]
+    assert usable_keys([honest, dev], allow_unattested=True, attestation_problems=check, service_key=pinned) == [
+        honest,
+        dev,
+    ]
     # Given only a substitution for the signer (nothing else verifies): nothing is left.
     with pytest.raises(SealingRefused) as refused:
         usable_keys([_substituted(honest)], allow_unattested=True, attestation_problems=check)
@@ -177,8 +205,9 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
     honest = attested_announcement(chip, "signer-a")
     liar = _substituted(attested_announcement(chip, "signer-b"))
     other = Ed25519PrivateKey.generate()
-    rejected = IntentRejected(intent_id="i-1", agent_id="a", stage="signing", code="X", reason="r", decided_at=NOW,
-                              intent_digest="ab" * 32)
+    rejected = IntentRejected(
+        intent_id="i-1", agent_id="a", stage="signing", code="X", reason="r", decided_at=NOW, intent_digest="ab" * 32
+    )
 
     def believed(keys, signed_with, signer_id) -> bool:
         return outcome_forgery(sign_outcome(rejected, signed_with, signer_id), keys, "ab" * 32) is None
@@ -188,8 +217,9 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
     assert not believed(unpinned, other, "signer-a")
     assert not believed(unpinned, SERVICE, "signer-b") and "report_data" in unpinned.refused["signer-b"][0]
     # A pinned key that is not the bound one: neither is believed for that signer.
-    pinned = AttestedServiceKeys(Pinned({("signer", "signer-a"): public_key_hex(other)}), [honest],
-                                 policy_for(chip), NOW)
+    pinned = AttestedServiceKeys(
+        Pinned({("signer", "signer-a"): public_key_hex(other)}), [honest], policy_for(chip), NOW
+    )
     assert not believed(pinned, SERVICE, "signer-a") and not believed(pinned, other, "signer-a")
     # Signers announcing tee=none keep their pinned keys.
     dev = SealingKeyPair().announcement("signer-dev", "none", NOW)
@@ -211,8 +241,9 @@ def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(ch
     assert newest_per_signer([forged], attested) == [forged]  # none verifies: the newest says why it fails
     # Outcome keys from it believe the signer's real service key.
     nobody = type("Pinned", (), {"key": lambda self, role, key_id: None})()
-    rejected = IntentRejected(intent_id="i-1", agent_id="a", stage="signing", code="X", reason="r", decided_at=NOW,
-                              intent_digest="ab" * 32)
+    rejected = IntentRejected(
+        intent_id="i-1", agent_id="a", stage="signing", code="X", reason="r", decided_at=NOW, intent_digest="ab" * 32
+    )
     outcome = sign_outcome(rejected, SERVICE, "signer-a")
     keys = AttestedServiceKeys(nobody, newest_per_signer([honest, forged], attested), policy_for(chip), NOW)
     assert outcome_forgery(outcome, keys, "ab" * 32) is None
@@ -221,20 +252,30 @@ def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(ch
     # Sealing to it: the real key.
     check = lambda key: problems(key, policy_for(chip), NOW)  # noqa: E731
     sealable = lambda key: refusal(key, allow_unattested=False, attestation_problems=check) is None  # noqa: E731
-    assert usable_keys(newest_per_signer([honest, forged], sealable), allow_unattested=False,
-                       attestation_problems=check) == [honest]
+    assert usable_keys(
+        newest_per_signer([honest, forged], sealable), allow_unattested=False, attestation_problems=check
+    ) == [honest]
 
 
 def test_the_attestation_policy_reads_its_settings_and_names_a_bad_one():
     from runtime.config import AttestationSettings
 
-    policy = AttestationPolicy.from_settings(AttestationSettings(
-        measurements=("11" * 48,), product="genoa", minimum_tcb="3,0,8,115", refuse_smt=True, max_age_s=60))
+    policy = AttestationPolicy.from_settings(
+        AttestationSettings(
+            measurements=("11" * 48,), product="genoa", minimum_tcb="3,0,8,115", refuse_smt=True, max_age_s=60
+        )
+    )
     assert (policy.measurements, policy.product, policy.minimum_tcb, policy.allow_smt) == (
-        (MEASUREMENT,), "genoa", TCB, False)
-    for bad, variable in ((dict(measurements=("11" * 47,)), "WARDEN_ATTESTATION_MEASUREMENTS"),
-                          (dict(minimum_tcb="3,0,8"), "WARDEN_ATTESTATION_MINIMUM_TCB"),
-                          (dict(product="rome"), "WARDEN_ATTESTATION_PRODUCT")):
+        (MEASUREMENT,),
+        "genoa",
+        TCB,
+        False,
+    )
+    for bad, variable in (
+        (dict(measurements=("11" * 47,)), "WARDEN_ATTESTATION_MEASUREMENTS"),
+        (dict(minimum_tcb="3,0,8"), "WARDEN_ATTESTATION_MINIMUM_TCB"),
+        (dict(product="rome"), "WARDEN_ATTESTATION_PRODUCT"),
+    ):
         with pytest.raises(PolicyError, match=variable):
             AttestationPolicy.from_settings(AttestationSettings(**bad))
 
@@ -253,6 +294,7 @@ def test_the_certificate_table_is_read_by_guid_and_a_broken_one_refused(chip):
 
 # --- key release of vaults that require attestation ------------------------------------------------
 
+
 @pytest.fixture
 def attested_vault(tmp_path):
     """A vault with one secret, written before it required attestation, and a way to open it
@@ -265,8 +307,13 @@ def attested_vault(tmp_path):
 
     def opener(obtain, policy: AttestationPolicy) -> Vaults:
         gate = KeyRelease(policy, audit.append)
-        return Vaults(root, FileEventLog(tmp_path / "events.jsonl"), clock=lambda: NOW.timestamp(),
-                      release=Attester(gate, "signer-0", SERVICE_PUBLIC, obtain), audit=audit.append)
+        return Vaults(
+            root,
+            FileEventLog(tmp_path / "events.jsonl"),
+            clock=lambda: NOW.timestamp(),
+            release=Attester(gate, "signer-0", SERVICE_PUBLIC, obtain),
+            audit=audit.append,
+        )
 
     def read(vaults: Vaults) -> bytes:
         return bytes(vaults.read_secret("default", "keys", "agents/a/private_key", actor="service:signer"))
@@ -276,6 +323,7 @@ def attested_vault(tmp_path):
 
 def _actions(audit) -> list[tuple[str, dict]]:
     import orjson
+
     return [(e["action"], e["details"]) for e in (orjson.loads(r.value) for r in audit)]
 
 
@@ -306,12 +354,15 @@ def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, atte
     assert action == "key.released" and details["measurement"] == MEASUREMENT.hex()
 
 
-@pytest.mark.parametrize("case, expected", [
-    ("forged chain", "chain.vcek"),
-    ("measurement not allowed", "measurement"),
-    ("debug guest", "policy"),
-    ("no allowlist", "measurement.allowlist"),
-])
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("forged chain", "chain.vcek"),
+        ("measurement not allowed", "measurement"),
+        ("debug guest", "policy"),
+        ("no allowlist", "measurement.allowlist"),
+    ],
+)
 def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, expected):
     writer, opener, read, audit = attested_vault
     writer.require_attestation("default", "keys", actor=ADMIN)
@@ -322,6 +373,7 @@ def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, e
         obtain = chip_evidence(chip, measurement=b"\x22" * 48)
     elif case == "debug guest":
         from runtime.attestation.verify import POLICY_DEBUG, POLICY_RESERVED_ONE
+
         obtain = chip_evidence(chip, policy=POLICY_RESERVED_ONE | POLICY_DEBUG)
     elif case == "no allowlist":
         policy = dataclasses.replace(policy, measurements=())
@@ -351,11 +403,17 @@ def test_the_gate_refuses_a_replayed_nonce_and_a_report_for_another_key(chip):
     report = chip.report(report_data=report_data_binding("signer-0", honest_key, SERVICE_PUBLIC, late))
     gate.challenge(NOW + timedelta(seconds=120))  # sweeps expired nonces
     with pytest.raises(AttestationRequired, match="replayed"):
-        gate.release(ReleaseRequest("signer-0", honest_key, SERVICE_PUBLIC, late, report, chip.vcek_der(), "chip"),
-                     piece, "vault:default/keys", b"ctx", NOW + timedelta(seconds=120))
+        gate.release(
+            ReleaseRequest("signer-0", honest_key, SERVICE_PUBLIC, late, report, chip.vcek_der(), "chip"),
+            piece,
+            "vault:default/keys",
+            b"ctx",
+            NOW + timedelta(seconds=120),
+        )
 
 
 # --- on the embedded stack ---------------------------------------------------------------------------
+
 
 def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     """A hostile writer of warden.signer.sealing announces its own key for the signer, carrying
@@ -367,22 +425,23 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     import subprocess
     import sys
 
-    from sdk.client import Client, sealing_keys
     from infra.stack import REPO
+    from runtime.attestation.verify import parse_report
     from runtime.clock import utcnow
     from runtime.config import AttestationSettings, child_environment
     from runtime.trust import PinnedServiceKeys
     from schemas import topics
     from schemas.models import AttestationEvidence
-    from runtime.attestation.verify import parse_report
+    from sdk.client import Client, sealing_keys
     from tests.test_attestation import TESTDATA
 
     settings = stack.settings
     (honest,) = run(sealing_keys(settings))
     raw, vcek = (TESTDATA / "attestation.bin").read_bytes(), (TESTDATA / "vcek.der").read_bytes()
     real = parse_report(raw)
-    verifying = dataclasses.replace(settings, attestation=AttestationSettings(
-        measurements=(real.measurement.hex(),), allow_debug=True))  # the real report is a debug guest's
+    verifying = dataclasses.replace(
+        settings, attestation=AttestationSettings(measurements=(real.measurement.hex(),), allow_debug=True)
+    )  # the real report is a debug guest's
     share = base64.b64encode(bytes(range(32))).decode()
 
     async def publish(announced: SealingKey) -> None:
@@ -395,11 +454,20 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
 
     attacker = SealingKeyPair()
     at = utcnow()
-    forged = attacker.announcement(honest.signer_id, "sev-snp", at, AttestationEvidence(
-        report=base64.b64encode(raw).decode(), vcek=base64.b64encode(vcek).decode(), vcek_url="https://x",
-        product="milan", service_key_id=honest.signer_id,
-        service_public_key=PinnedServiceKeys(settings).key("signer", honest.signer_id),
-        nonce="0x" + announcement_nonce(honest.signer_id, at).hex()))
+    forged = attacker.announcement(
+        honest.signer_id,
+        "sev-snp",
+        at,
+        AttestationEvidence(
+            report=base64.b64encode(raw).decode(),
+            vcek=base64.b64encode(vcek).decode(),
+            vcek_url="https://x",
+            product="milan",
+            service_key_id=honest.signer_id,
+            service_public_key=PinnedServiceKeys(settings).key("signer", honest.signer_id),
+            nonce="0x" + announcement_nonce(honest.signer_id, at).hex(),
+        ),
+    )
     try:
         run(publish(forged))
         (seen,) = run(sealing_keys(settings))
@@ -423,9 +491,30 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
             run(seal(dataclasses.replace(settings, allow_unattested_signer=False)))
         # The same refusal through the CLI a person would use; nothing is submitted.
         env = child_environment(strict) | {"PYTHONPATH": str(REPO)}
-        cli = subprocess.run([sys.executable, "-m", "infra.cli", "submit", "--agent", "nobody", "--chain", "anvil",
-                              "--to", "0x" + "00" * 20, "--value", "0", "--client-share-file", "-"],
-                             input=share, text=True, capture_output=True, cwd=REPO, timeout=60, env=env)
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "infra.cli",
+                "submit",
+                "--agent",
+                "nobody",
+                "--chain",
+                "anvil",
+                "--to",
+                "0x" + "00" * 20,
+                "--value",
+                "0",
+                "--client-share-file",
+                "-",
+            ],
+            input=share,
+            text=True,
+            capture_output=True,
+            cwd=REPO,
+            timeout=60,
+            env=env,
+        )
         assert cli.returncode == 2 and "report_data: " in cli.stderr, cli.stderr
 
         # A tee=none substitute, dated after the signer's real key: refused without the opt-in,
@@ -443,8 +532,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     finally:
         # The signer's real key, newest again: re-signed with the signer's own service key.
         service = load_or_create_ed25519(service_key_file(settings.home, "signer", honest.signer_id))
-        run(publish(sign_announcement(honest.model_copy(update={"announced_at": utcnow()}), service,
-                                      honest.signer_id)))
+        run(publish(sign_announcement(honest.model_copy(update={"announced_at": utcnow()}), service, honest.signer_id)))
     (restored,) = run(sealing_keys(settings))
     assert restored.key_id == honest.key_id
 
@@ -455,8 +543,8 @@ def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, 
     topic is compacted: it is never deleted), reported by `warden submit` as an invalid intent."""
     import os
 
-    from sdk.client import Client, sealing_keys
     from schemas import topics
+    from sdk.client import Client, sealing_keys
 
     settings = stack.settings
     (honest,) = run(sealing_keys(settings))
@@ -489,13 +577,13 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     import clickhouse_connect
 
     from infra import demo
-    from sdk.client import Client, new_intent, wait_outcomes
     from infra.provision import provision_agent
     from infra.stack import REPO
     from runtime.config import child_environment
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.models import SignedTransaction
+    from sdk.client import Client, new_intent, wait_outcomes
 
     stack = fresh_stack()
     settings = stack.settings
@@ -514,8 +602,9 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
 
     def warden(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "infra.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        )
 
     required = warden("vault", "require-attestation", "--vault", "__agent-keys", "--json")
     assert required.returncode == 0 and '"changed":true' in required.stdout.replace(" ", ""), required.stderr

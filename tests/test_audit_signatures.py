@@ -12,15 +12,21 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.admin import load_or_create_admin_key
-from sdk.client import admin_audit_signer
+from ledger.sink import decode, ledger_key_id
 from runtime.config import Settings
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, audit_signer
-from schemas.auth import (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER, AuditSigner, audit_writer, claimed_service,
-                          public_key_hex)
+from schemas.auth import (
+    AUDIT_BY_HEADER,
+    AUDIT_SIGNATURE_HEADER,
+    AuditSigner,
+    audit_writer,
+    claimed_service,
+    public_key_hex,
+)
 from schemas.emit import audit
 from schemas.models import audit_record
-from ledger.sink import decode, ledger_key_id
+from sdk.admin import load_or_create_admin_key
+from sdk.client import admin_audit_signer
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
 
@@ -49,9 +55,13 @@ def test_each_writer_is_believed_under_its_own_pinned_key(settings, keys, ledger
     worker, signer = audit_signer(settings, "worker"), audit_signer(settings, "signer")
     supervisor, admin = audit_signer(settings, "supervisor"), admin_audit_signer(settings)
     ledger = AuditSigner("ledger", ledger_key_id(public_key_hex(ledger_key)), ledger_key)
-    for writer, actor, role in ((worker, "service:streams", "worker"), (signer, "service:signer", "signer"),
-                                (supervisor, "service:supervisor", "supervisor"),
-                                (admin, f"admin:{LOCAL_ADMIN_ID}", "admin"), (ledger, "service:ledger", "ledger")):
+    for writer, actor, role in (
+        (worker, "service:streams", "worker"),
+        (signer, "service:signer", "signer"),
+        (supervisor, "service:supervisor", "supervisor"),
+        (admin, f"admin:{LOCAL_ADMIN_ID}", "admin"),
+        (ledger, "service:ledger", "ledger"),
+    ):
         value = _event(actor)
         assert audit_writer(value, writer.headers(value), keys) == (role, None)
         rows = decode(0, 7, value, writer.headers(value), 65_536, NOW, keys)
@@ -76,20 +86,30 @@ def test_what_a_topic_writer_without_a_pinned_key_can_send_is_not_believed(setti
     value = _event("service:signer")
     good = worker.headers(value)
     stranger = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
-    bare_signature = [(AUDIT_BY_HEADER, good[0][1]),  # the worker's key over the bytes alone, without the context
-                      (AUDIT_SIGNATURE_HEADER, Ed25519PrivateKey.generate().sign(value))]
+    bare_signature = [
+        (AUDIT_BY_HEADER, good[0][1]),  # the worker's key over the bytes alone, without the context
+        (AUDIT_SIGNATURE_HEADER, Ed25519PrivateKey.generate().sign(value)),
+    ]
     cases = {
         "no headers": ([], "unsigned: the record has no warden-audit-by and warden-audit-signature headers"),
         "no signature": ([good[0]], "unsigned: "),
         "no role": ([(AUDIT_BY_HEADER, b"streams-0"), good[1]], "warden-audit-by b'streams-0' is not <role>:<key id>"),
         "unknown role": ([(AUDIT_BY_HEADER, b"auditor:x"), good[1]], "is not <role>:<key id> with a role of"),
-        "unpinned id": ([(AUDIT_BY_HEADER, b"worker:nobody"), good[1]], "warden-audit-by worker:nobody is not a pinned worker key"),
-        "another key under the worker's id": (stranger.headers(value), "the signature does not verify against worker key"),
+        "unpinned id": (
+            [(AUDIT_BY_HEADER, b"worker:nobody"), good[1]],
+            "warden-audit-by worker:nobody is not a pinned worker key",
+        ),
+        "another key under the worker's id": (
+            stranger.headers(value),
+            "the signature does not verify against worker key",
+        ),
         "the signature of other bytes": (worker.headers(value + b" "), "the signature does not verify"),
         "a signature without the audit context": (bare_signature, "the signature does not verify"),
         "a signature that is no signature": ([good[0], (AUDIT_SIGNATURE_HEADER, b"\x00" * 3)], "does not verify"),
-        "the worker's key passed off as the signer's": ([(AUDIT_BY_HEADER, f"signer:{settings.worker_id}".encode()),
-                                                         good[1]], "is not a pinned signer key"),
+        "the worker's key passed off as the signer's": (
+            [(AUDIT_BY_HEADER, f"signer:{settings.worker_id}".encode()), good[1]],
+            "is not a pinned signer key",
+        ),
     }
     for name, (headers, why) in cases.items():
         role, reason = audit_writer(value, headers, keys)
@@ -108,7 +128,8 @@ def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, 
     assert claimed_service("signer", ["service:signer", "service:signer-0"]) is None  # a key release's requester
     assert claimed_service("admin", ["admin:local-admin", "service:admin-cli"]) is None
     assert claimed_service("worker", ["service:streams", "service:signer"]) == (
-        "an event claims actor 'service:signer', which a worker key may not write as")
+        "an event claims actor 'service:signer', which a worker key may not write as"
+    )
     assert claimed_service("admin", ["service:streams"]) is not None
     assert claimed_service("signer", ["service:ledger"]) is not None
     worker = audit_signer(settings, "worker")
@@ -116,7 +137,8 @@ def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, 
     rows = decode(3, 9, value, worker.headers(value), 65_536, NOW, keys)
     assert [(row.actor, row.action) for row in rows] == [("service:ledger", "dlq.recorded")]
     assert orjson.loads(rows[0].details)["reason"] == (
-        "not believed: an event claims actor 'service:signer', which a worker key may not write as")
+        "not believed: an event claims actor 'service:signer', which a worker key may not write as"
+    )
     signer = audit_signer(settings, "signer")
     value = _event("service:signer")
     assert [row.actor for row in decode(3, 10, value, signer.headers(value), 65_536, NOW, keys)] == ["service:signer"]
@@ -177,6 +199,8 @@ def test_a_key_created_by_several_writers_at_once_is_one_key_and_never_read_half
             watcher.join()
         assert len(keys) == 1, keys
         assert keys == {public_key_hex(load_or_create_ed25519(path))}
-        assert all(text.startswith(b"-----BEGIN PRIVATE KEY-----") and text.rstrip().endswith(
-            b"-----END PRIVATE KEY-----") for text in seen), "a reader saw the key half-written"
+        assert all(
+            text.startswith(b"-----BEGIN PRIVATE KEY-----") and text.rstrip().endswith(b"-----END PRIVATE KEY-----")
+            for text in seen
+        ), "a reader saw the key half-written"
         assert [p.name for p in path.parent.iterdir()] == ["admin.pem"]  # no draft left behind

@@ -17,9 +17,27 @@ def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path):
     # A process of its own, as an operator runs it, with its temporary homes under tmp_path.
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "bench", "pipeline", "--topology", "fused", "--rate", "20",
-         "--agents", "2", "--intents", "20", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "bench",
+            "pipeline",
+            "--topology",
+            "fused",
+            "--rate",
+            "20",
+            "--agents",
+            "2",
+            "--intents",
+            "20",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     (result,) = json.loads(out.stdout)["results"]

@@ -329,8 +329,7 @@ def test_bech32_length_limit_is_enforced_and_can_be_lifted():
 # --------------------------------------------------------------------------
 
 _WEB3_SECRET_KEY = base64.b64decode(
-    "mdqVWeFekT7pqy5T49+tV12jO0m+ESW7ki4zSU9JiCgbL0kJbj5dvQ/"
-    "PqcDAzZLZqzshVEs01d1KZdmLh4uZIg=="
+    "mdqVWeFekT7pqy5T49+tV12jO0m+ESW7ki4zSU9JiCgbL0kJbj5dvQ/PqcDAzZLZqzshVEs01d1KZdmLh4uZIg=="
 )
 
 SOLANA_VECTORS = [
@@ -351,7 +350,6 @@ SOLANA_VECTORS = [
         "2q7pyhPwAwZ3QMfZrnAbDhnh9mDUqycszcpf86VgQxhF",
     ),
 ]
-
 
 
 @pytest.mark.parametrize("seed_hex, pubkey_hex, expected", SOLANA_VECTORS)
@@ -406,8 +404,7 @@ CIP19_TYPE6_MAINNET = "addr1vx2fxv2umyhttkxyxp8x0dlpdt3k6cwng5pxj3jhsydzers66hrl
 CIP19_TYPE6_TESTNET = "addr_test1vz2fxv2umyhttkxyxp8x0dlpdt3k6cwng5pxj3jhsydzerspjrlsz"
 # CIP-19 type-00 (base) mainnet address: 103 characters, past bech32's 90.
 CIP19_TYPE0_MAINNET = (
-    "addr1qx2fxv2umyhttkxyxp8x0dlpdt3k6cwng5pxj3jhsydzer3n0d3vllmyqwsx5"
-    "wktcd8cc3sq835lu7drv2xwl2wywfgse35a3x"
+    "addr1qx2fxv2umyhttkxyxp8x0dlpdt3k6cwng5pxj3jhsydzer3n0d3vllmyqwsx5wktcd8cc3sq835lu7drv2xwl2wywfgse35a3x"
 )
 
 

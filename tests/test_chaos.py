@@ -19,11 +19,11 @@ import time
 import clickhouse_connect
 import orjson
 
-from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from infra.stack import REPO
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.models import SignedTransaction, audit_events_of
+from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
@@ -35,26 +35,33 @@ ROUNDS = (("streams",), ("signer",), ("ledger",), ("streams", "signer"))
 
 def burst(settings, up: WardenUp, kill: tuple[str, ...], address: str, mined_before: int) -> dict:
     key = load_or_create_agent_key(settings.home, AGENT)
-    intents = [new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.0001", broadcast=True)
-               for _ in range(BURST)]
+    intents = [
+        new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.0001", broadcast=True) for _ in range(BURST)
+    ]
     start = asyncio.run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
     asyncio.run(submit_all(settings, intents[: BURST // 2]))
     pids = {c["name"]: c["pid"] for c in up.status()["components"]}
     for name in kill:
         os.kill(pids[name], signal.SIGKILL)
-    asyncio.run(submit_all(settings, intents[BURST // 2:]))
+    asyncio.run(submit_all(settings, intents[BURST // 2 :]))
     began = time.monotonic()
     outcomes = asyncio.run(wait_outcomes(settings, intents, 240, start))
     seconds = time.monotonic() - began
-    records = [SignedTransaction.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED,
-                                                                                start=start))]
+    records = [
+        SignedTransaction.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED, start=start))
+    ]
     hashes: dict[str, set[str]] = {}
     for record in records:
         hashes.setdefault(record.intent_id, set()).add(record.tx_hash)
     mined = sum(1 for o in outcomes.values() if isinstance(o, SignedTransaction) and o.status == "mined")
-    figures = {"killed": "+".join(kill) or "(warden up restarted)", "intents": BURST, "outcomes": len(outcomes),
-               "mined": mined, "seconds_to_all_outcomes": round(seconds, 1),
-               "signed_twice": sum(1 for h in hashes.values() if len(h) > 1)}
+    figures = {
+        "killed": "+".join(kill) or "(warden up restarted)",
+        "intents": BURST,
+        "outcomes": len(outcomes),
+        "mined": mined,
+        "seconds_to_all_outcomes": round(seconds, 1),
+        "signed_twice": sum(1 for h in hashes.values() if len(h) > 1),
+    }
     print(f"\n{figures}")
     assert len(outcomes) == BURST, (figures, up.output())
     assert mined == BURST, [o for o in outcomes.values() if getattr(o, "status", None) != "mined"]
@@ -63,7 +70,7 @@ def burst(settings, up: WardenUp, kill: tuple[str, ...], address: str, mined_bef
     return figures
 
 
-def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):
+def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):  # noqa: F811 - the fixture
     settings = home_settings
     monkeypatch.setenv("WARDEN_HOME", str(settings.home))
     up = WardenUp(settings)
@@ -85,7 +92,9 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):
     try:
         mined += burst(settings, up, (), address, mined)["mined"]
         # The ledger holds every audit event on the topic, and verifies.
-        audit_ids = {e.event_id for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)}
+        audit_ids = {
+            e.event_id for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)
+        }
         host, _, port = settings.ledger_http.rpartition(":")
         client = clickhouse_connect.get_client(host=host, port=int(port))
         # After the restart the sink may re-read every partition from the start (Tansu's reported end
@@ -99,11 +108,18 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch):
                 break
             time.sleep(1)
         assert audit_ids - held == set()
-        verify = subprocess.run([sys.executable, "-m", "infra.cli", "audit", "verify", "--json"], env=up.env,
-                                cwd=str(REPO), capture_output=True, timeout=120)
+        verify = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "audit", "verify", "--json"],
+            env=up.env,
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=120,
+        )
         report = orjson.loads(verify.stdout)
         assert report["ok"] and report["source_changes"] == [], report
-        print(f"\n{mined} transactions mined over {len(ROUNDS) + 1} bursts; {len(held)} audit events in the "
-              f"ledger, every one on the topic; verify ok")
+        print(
+            f"\n{mined} transactions mined over {len(ROUNDS) + 1} bursts; {len(held)} audit events in the "
+            f"ledger, every one on the topic; verify ok"
+        )
     finally:
         assert up.stop() == 0

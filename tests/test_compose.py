@@ -32,17 +32,34 @@ from streams import kafka_transport
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEYS = "admin-1=0x" + "ab" * 32
 # The variables docker-compose.yml has always documented; every Warden service keeps them.
-DOCUMENTED = ("WARDEN_HOME", "WARDEN_BROKER", "WARDEN_RPC_URL", "WARDEN_CLICKHOUSE_URL", "WARDEN_TOPOLOGY",
-              "WARDEN_ADMIN_KEYS", "WARDEN_ROOT_PROVIDER", "WARDEN_KEY_MODE", "WARDEN_METRICS_PORT")
+DOCUMENTED = (
+    "WARDEN_HOME",
+    "WARDEN_BROKER",
+    "WARDEN_RPC_URL",
+    "WARDEN_CLICKHOUSE_URL",
+    "WARDEN_TOPOLOGY",
+    "WARDEN_ADMIN_KEYS",
+    "WARDEN_ROOT_PROVIDER",
+    "WARDEN_KEY_MODE",
+    "WARDEN_METRICS_PORT",
+)
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
     if shutil.which("docker-compose") is None:
-        pytest.fail("docker-compose is not installed: run ./infra/dev.sh, which installs Debian's docker-compose "
-                    "(as root: apt-get install docker-compose); this test parses docker-compose.yml with it")
+        pytest.fail(
+            "docker-compose is not installed: run ./infra/dev.sh, which installs Debian's docker-compose "
+            "(as root: apt-get install docker-compose); this test parses docker-compose.yml with it"
+        )
     # Only what the command needs: a WARDEN_* variable of the caller's must not change the result.
-    return subprocess.run(["docker-compose", "-f", "docker-compose.yml", "config"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env})
+    return subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +77,11 @@ def command(service: dict) -> list[str]:
 def long_running(config: dict) -> dict[str, dict]:
     """The Warden processes: each service whose command is `python -m` one of infra.stack's modules."""
     modules = set(SERVICES.values())
-    return {name: s for name, s in config["services"].items()
-            if command(s)[:2] == ["python", "-m"] and command(s)[2:3] and command(s)[2] in modules}
+    return {
+        name: s
+        for name, s in config["services"].items()
+        if command(s)[:2] == ["python", "-m"] and command(s)[2:3] and command(s)[2] in modules
+    }
 
 
 def role_of(service: dict) -> str:
@@ -118,8 +138,9 @@ def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_
 
 
 def test_every_copy_source_is_in_the_context_and_covers_the_package():
-    ignored = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines()
-               if p.strip() and not p.startswith("#")]
+    ignored = [
+        p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
     copied = []
     for op, args in dockerfile():
         if op in ("COPY", "ADD"):
@@ -160,7 +181,8 @@ def test_the_keys_service_makes_a_key_in_each_instances_own_home(config):
     for service in long_running(config).values():
         env = service["environment"]
         instance = {"streams": env.get("WARDEN_WORKER_ID"), "signer": env.get("WARDEN_SIGNER_ID")}.get(
-            role_of(service), "ledger")
+            role_of(service), "ledger"
+        )
         wanted[f"/homes/{instance}"] = home_volume(config, service)
     assert mounted == wanted
 
@@ -210,11 +232,17 @@ def test_the_topics_service_creates_every_topic_as_warden_expects_it(config, tmp
     create = re.search(r"create\(\) \{(.*?)\n\}", script, re.S)
     assert create, script
     body = create.group(1)
-    for part in ("/opt/kafka/bin/kafka-topics.sh", "--create --if-not-exists", '--topic "$1"', '--partitions "$2"',
-                 "--config cleanup.policy=$3"):
+    for part in (
+        "/opt/kafka/bin/kafka-topics.sh",
+        "--create --if-not-exists",
+        '--topic "$1"',
+        '--partitions "$2"',
+        "--config cleanup.policy=$3",
+    ):
         assert part in body.replace("$kt", "/opt/kafka/bin/kafka-topics.sh"), part
-    created = {m[1]: (int(m[2]), m[3] == "compact")
-               for m in re.finditer(r"^create (\S+) (\d+)(?: (compact))?$", script, re.M)}
+    created = {
+        m[1]: (int(m[2]), m[3] == "compact") for m in re.finditer(r"^create (\S+) (\d+)(?: (compact))?$", script, re.M)
+    }
     assert created == expected_topics(tmp_path, monkeypatch)
     # And it checks what the broker holds: a topic left with other partitions stops the deployment.
     assert "--describe" in script and "PartitionCount:" in script and "exit 1" in script
@@ -226,5 +254,6 @@ def test_prometheus_finds_every_warden_service(config):
     for name, service in long_running(config).items():
         aliases = set(service.get("networks", {}).get("default", {}).get("aliases", []))
         assert ({name} | aliases) & names, f"{name} answers to none of the names Prometheus asks for: {names}"
-        assert service["environment"]["WARDEN_METRICS_PORT"] == str(scrape["scrape_configs"][0]["dns_sd_configs"][0]
-                                                                         ["port"])
+        assert service["environment"]["WARDEN_METRICS_PORT"] == str(
+            scrape["scrape_configs"][0]["dns_sd_configs"][0]["port"]
+        )

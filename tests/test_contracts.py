@@ -27,10 +27,10 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
 
-from infra.contracts import Reverted, artifact, call, calldata, deploy, send
-from runtime.rpc import JsonRpc
 from evm.messages import sign_digest
 from evm.typed_data import hash_typed_data
+from infra.contracts import Reverted, artifact, call, calldata, deploy, send
+from runtime.rpc import JsonRpc
 
 REPO = Path(__file__).resolve().parents[1]
 SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -38,11 +38,20 @@ MAX_UINT256 = 2**256 - 1
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 PULLED_TOPIC = "0x" + keccak(text="Pulled(address,address,uint256)").hex()
 AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
-EIP712_DOMAIN = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                 {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}]
-AUTHORIZATION_FIELDS = [{"name": "from", "type": "address"}, {"name": "to", "type": "address"},
-                        {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
-                        {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"}]
+EIP712_DOMAIN = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+AUTHORIZATION_FIELDS = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "validAfter", "type": "uint256"},
+    {"name": "validBefore", "type": "uint256"},
+    {"name": "nonce", "type": "bytes32"},
+]
 AUTHORIZATION_ARGS = "(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 
 
@@ -77,35 +86,54 @@ async def _ether(node, holder: str) -> int:
 
 def _transfers(receipt: dict, token: str) -> list[tuple[str, str, int]]:
     """The receipt's ERC-20 Transfer logs emitted by ``token``, as (from, to, amount)."""
-    return [(to_checksum_address(log["topics"][1][-40:]), to_checksum_address(log["topics"][2][-40:]),
-             int(log["data"], 16))
-            for log in receipt["logs"]
-            if log["topics"][0] == TRANSFER_TOPIC and log["address"].lower() == token.lower()]
+    return [
+        (to_checksum_address(log["topics"][1][-40:]), to_checksum_address(log["topics"][2][-40:]), int(log["data"], 16))
+        for log in receipt["logs"]
+        if log["topics"][0] == TRANSFER_TOPIC and log["address"].lower() == token.lower()
+    ]
 
 
 def _on_chain(stack, run, scenario) -> None:
     """Run ``scenario(node)`` against the session's Anvil, closing the client afterwards."""
+
     async def go():
         node = JsonRpc(stack.settings.rpc_url)
         try:
             await scenario(node)
         finally:
             await node.close()
+
     run(go())
 
 
 # --- the artifacts ------------------------------------------------------------------------------
 
+
 def test_the_committed_artifacts_are_what_the_sources_compile_to():
-    done = subprocess.run([sys.executable, "-m", "infra.contracts.build", "--check"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.contracts.build", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    for name in ("WardenToken", "WardenNFT", "PullRouter", "GreedyToken", "Paused", "Answer42", "AuthToken",
-                 "Forwarder", "Multicall"):
+    for name in (
+        "WardenToken",
+        "WardenNFT",
+        "PullRouter",
+        "GreedyToken",
+        "Paused",
+        "Answer42",
+        "AuthToken",
+        "Forwarder",
+        "Multicall",
+    ):
         assert f"{name}.json: ok" in done.stdout
 
 
 # --- WardenToken and PullRouter -----------------------------------------------------------------
+
 
 def test_a_token_mints_transfers_and_a_router_pulls_what_it_says_or_twice_that(stack, run):
     async def scenario(node):
@@ -159,16 +187,22 @@ def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampere
         deadline = now + 3600
         document = {
             "types": {
-                "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                 {"name": "chainId", "type": "uint256"},
-                                 {"name": "verifyingContract", "type": "address"}],
-                "Permit": [{"name": "owner", "type": "address"}, {"name": "spender", "type": "address"},
-                           {"name": "value", "type": "uint256"}, {"name": "nonce", "type": "uint256"},
-                           {"name": "deadline", "type": "uint256"}],
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "Permit": [
+                    {"name": "owner", "type": "address"},
+                    {"name": "spender", "type": "address"},
+                    {"name": "value", "type": "uint256"},
+                    {"name": "nonce", "type": "uint256"},
+                    {"name": "deadline", "type": "uint256"},
+                ],
             },
             "primaryType": "Permit",
-            "domain": {"name": "Warden Permit Token", "version": "1", "chainId": chain_id,
-                       "verifyingContract": token},
+            "domain": {"name": "Warden Permit Token", "version": "1", "chainId": chain_id, "verifyingContract": token},
             "message": {"owner": owner, "spender": spender, "value": 500, "nonce": 0, "deadline": deadline},
         }
         hashes = hash_typed_data(document)
@@ -177,8 +211,16 @@ def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampere
         r, s, v = signature[:32], signature[32:64], signature[64]
 
         def permit(value: int, v: int, s: bytes) -> str:
-            return calldata("permit(address,address,uint256,uint256,uint8,bytes32,bytes32)",
-                            owner, spender, value, deadline, v, r, s)
+            return calldata(
+                "permit(address,address,uint256,uint256,uint8,bytes32,bytes32)",
+                owner,
+                spender,
+                value,
+                deadline,
+                v,
+                r,
+                s,
+            )
 
         with pytest.raises(Reverted, match="invalid permit signature"):
             await send(node, relayer, token, permit(501, v, s))  # the value the owner did not sign
@@ -204,6 +246,7 @@ def test_a_permit_signed_by_wardens_eip712_code_sets_the_allowance_and_a_tampere
 
 
 # --- WardenNFT ----------------------------------------------------------------------------------
+
 
 def test_an_nft_mints_transfers_and_honours_operator_approval(stack, run):
     async def scenario(node):
@@ -237,8 +280,9 @@ def test_an_nft_mints_transfers_and_honours_operator_approval(stack, run):
         with pytest.raises(Reverted, match="transfers paused"):
             await send(node, alice, nft, calldata("safeTransferFrom(address,address,uint256)", alice, paused, 7))
         with pytest.raises(Reverted):
-            await send(node, alice, nft, calldata("safeTransferFrom(address,address,uint256,bytes)",
-                                                  alice, answer, 7, b"hi"))
+            await send(
+                node, alice, nft, calldata("safeTransferFrom(address,address,uint256,bytes)", alice, answer, 7, b"hi")
+            )
         assert await owner_of(7) == alice
 
         assert await _uint(node, nft, "supportsInterface(bytes4)", bytes.fromhex("80ac58cd")) == 1
@@ -248,6 +292,7 @@ def test_an_nft_mints_transfers_and_honours_operator_approval(stack, run):
 
 
 # --- the contracts that misbehave on purpose ----------------------------------------------------
+
 
 def test_a_greedy_token_takes_twice_the_declared_amount_from_the_sender(stack, run):
     async def scenario(node):
@@ -289,6 +334,7 @@ def test_paused_reverts_every_call_with_its_reason_and_answer42_answers_42(stack
 
 # --- the contracts that move value past a calldata check ----------------------------------------
 
+
 def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_only_for_its_payee(stack, run):
     async def scenario(node):
         deployer, relayer = await _unlocked(node, "deployer"), await _unlocked(node, "relayer")
@@ -299,17 +345,39 @@ def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_on
         now = int((await node.call("eth_getBlockByNumber", "latest", False))["timestamp"], 16)
 
         def document(primary: str, to: str, value: int, nonce: bytes, valid_after: int = 0) -> dict:
-            return {"types": {"EIP712Domain": EIP712_DOMAIN, primary: AUTHORIZATION_FIELDS}, "primaryType": primary,
-                    "domain": {"name": "Warden Auth Token", "version": "1", "chainId": chain_id,
-                               "verifyingContract": token},
-                    "message": {"from": holder, "to": to, "value": value, "validAfter": valid_after,
-                                "validBefore": now + 3600, "nonce": nonce}}
+            return {
+                "types": {"EIP712Domain": EIP712_DOMAIN, primary: AUTHORIZATION_FIELDS},
+                "primaryType": primary,
+                "domain": {
+                    "name": "Warden Auth Token",
+                    "version": "1",
+                    "chainId": chain_id,
+                    "verifyingContract": token,
+                },
+                "message": {
+                    "from": holder,
+                    "to": to,
+                    "value": value,
+                    "validAfter": valid_after,
+                    "validBefore": now + 3600,
+                    "nonce": nonce,
+                },
+            }
 
         def authorized(function: str, signed: dict, v: int, r: int, s: int, value: int | None = None) -> str:
             m = signed["message"]
-            return calldata(function + AUTHORIZATION_ARGS, m["from"], m["to"], m["value"] if value is None else value,
-                            m["validAfter"], m["validBefore"], m["nonce"], v, r.to_bytes(32, "big"),
-                            s.to_bytes(32, "big"))
+            return calldata(
+                function + AUTHORIZATION_ARGS,
+                m["from"],
+                m["to"],
+                m["value"] if value is None else value,
+                m["validAfter"],
+                m["validBefore"],
+                m["nonce"],
+                v,
+                r.to_bytes(32, "big"),
+                s.to_bytes(32, "big"),
+            )
 
         nonce = keccak(text="authorization 1")
         transfer = document("TransferWithAuthorization", payee, 300, nonce)
@@ -317,52 +385,72 @@ def test_an_eip3009_authorization_signed_by_eth_account_moves_tokens_once_and_on
         domain_separator = encode_typed_data(full_message=transfer).header
         assert await call(node, token, calldata("DOMAIN_SEPARATOR()")) == domain_separator
         fields = "(address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"
-        for constant, kind in (("TRANSFER_WITH_AUTHORIZATION_TYPEHASH()", "TransferWithAuthorization"),
-                               ("RECEIVE_WITH_AUTHORIZATION_TYPEHASH()", "ReceiveWithAuthorization")):
+        for constant, kind in (
+            ("TRANSFER_WITH_AUTHORIZATION_TYPEHASH()", "TransferWithAuthorization"),
+            ("RECEIVE_WITH_AUTHORIZATION_TYPEHASH()", "ReceiveWithAuthorization"),
+        ):
             assert await call(node, token, calldata(constant)) == keccak(text=kind + fields)
         signed = Account.sign_typed_data(_key("authorizer"), full_message=transfer)
 
         with pytest.raises(Reverted, match="invalid signature"):  # a value the holder did not sign
-            await send(node, relayer, token, authorized("transferWithAuthorization", transfer, signed.v, signed.r,
-                                                        signed.s, value=301))
+            await send(
+                node,
+                relayer,
+                token,
+                authorized("transferWithAuthorization", transfer, signed.v, signed.r, signed.s, value=301),
+            )
         with pytest.raises(Reverted, match="upper half"):  # the signature's malleable twin (EIP-2)
-            await send(node, relayer, token, authorized("transferWithAuthorization", transfer, 55 - signed.v,
-                                                        signed.r, SECP256K1N - signed.s))
+            await send(
+                node,
+                relayer,
+                token,
+                authorized("transferWithAuthorization", transfer, 55 - signed.v, signed.r, SECP256K1N - signed.s),
+            )
         with pytest.raises(Reverted, match="not 27 or 28"):
-            await send(node, relayer, token, authorized("transferWithAuthorization", transfer, signed.v - 27,
-                                                        signed.r, signed.s))
+            await send(
+                node,
+                relayer,
+                token,
+                authorized("transferWithAuthorization", transfer, signed.v - 27, signed.r, signed.s),
+            )
         assert await _uint(node, token, "authorizationState(address,bytes32)", holder, nonce) == 0
 
         # A third party submits it: the holder sends no transaction and the tokens move.
-        receipt = await send(node, relayer, token, authorized("transferWithAuthorization", transfer, signed.v,
-                                                              signed.r, signed.s))
+        receipt = await send(
+            node, relayer, token, authorized("transferWithAuthorization", transfer, signed.v, signed.r, signed.s)
+        )
         assert (await _balance(node, token, holder), await _balance(node, token, payee)) == (700, 300)
         assert _transfers(receipt, token) == [(holder, payee, 300)]
         [used] = [log for log in receipt["logs"] if log["topics"][0] == AUTHORIZATION_USED_TOPIC]
         assert used["topics"][1:] == ["0x" + bytes(12).hex() + holder[2:].lower(), "0x" + nonce.hex()]
         assert await _uint(node, token, "authorizationState(address,bytes32)", holder, nonce) == 1
         with pytest.raises(Reverted, match="authorization is used"):  # the nonce works once
-            await send(node, relayer, token, authorized("transferWithAuthorization", transfer, signed.v, signed.r,
-                                                        signed.s))
+            await send(
+                node, relayer, token, authorized("transferWithAuthorization", transfer, signed.v, signed.r, signed.s)
+            )
 
         # Not yet valid: the chain's clock must be past validAfter.
         early = document("TransferWithAuthorization", payee, 1, keccak(text="early"), valid_after=now + 1800)
         signed = Account.sign_typed_data(_key("authorizer"), full_message=early)
         with pytest.raises(Reverted, match="not yet valid"):
-            await send(node, relayer, token, authorized("transferWithAuthorization", early, signed.v, signed.r,
-                                                        signed.s))
+            await send(
+                node, relayer, token, authorized("transferWithAuthorization", early, signed.v, signed.r, signed.s)
+            )
 
         # ReceiveWithAuthorization: only its payee may submit it, and a Transfer signature is not one.
         receive = document("ReceiveWithAuthorization", payee, 200, keccak(text="authorization 2"))
         signed = Account.sign_typed_data(_key("authorizer"), full_message=receive)
         with pytest.raises(Reverted, match="caller must be the payee"):
-            await send(node, relayer, token, authorized("receiveWithAuthorization", receive, signed.v, signed.r,
-                                                        signed.s))
+            await send(
+                node, relayer, token, authorized("receiveWithAuthorization", receive, signed.v, signed.r, signed.s)
+            )
         with pytest.raises(Reverted, match="invalid signature"):
-            await send(node, payee, token, authorized("transferWithAuthorization", receive, signed.v, signed.r,
-                                                      signed.s))
-        receipt = await send(node, payee, token, authorized("receiveWithAuthorization", receive, signed.v, signed.r,
-                                                            signed.s))
+            await send(
+                node, payee, token, authorized("transferWithAuthorization", receive, signed.v, signed.r, signed.s)
+            )
+        receipt = await send(
+            node, payee, token, authorized("receiveWithAuthorization", receive, signed.v, signed.r, signed.s)
+        )
         assert (await _balance(node, token, holder), await _balance(node, token, payee)) == (500, 500)
         assert _transfers(receipt, token) == [(holder, payee, 200)]
 
@@ -383,11 +471,15 @@ def test_a_forwarder_delivers_tokens_and_value_to_whoever_is_named(stack, run):
         receipt = await send(node, alice, forwarder, calldata("forward(address,address,uint256)", token, anyone, 100))
         assert _transfers(receipt, token) == [(alice, anyone, 100)]
         # forwardVia: two hops, through the forwarder, which keeps nothing.
-        receipt = await send(node, alice, forwarder, calldata("forwardVia(address,address,uint256)",
-                                                              token, anyone, 150))
+        receipt = await send(
+            node, alice, forwarder, calldata("forwardVia(address,address,uint256)", token, anyone, 150)
+        )
         assert _transfers(receipt, token) == [(alice, forwarder, 150), (forwarder, anyone, 150)]
-        assert (await _balance(node, token, alice), await _balance(node, token, anyone),
-                await _balance(node, token, forwarder)) == (750, 250, 0)
+        assert (
+            await _balance(node, token, alice),
+            await _balance(node, token, anyone),
+            await _balance(node, token, forwarder),
+        ) == (750, 250, 0)
         with pytest.raises(Reverted, match="insufficient allowance"):  # the token's own reason comes back
             await send(node, alice, forwarder, calldata("forward(address,address,uint256)", token, anyone, 251))
 
@@ -395,8 +487,10 @@ def test_a_forwarder_delivers_tokens_and_value_to_whoever_is_named(stack, run):
         before = await _ether(node, anyone), await _ether(node, beneficiary)
         await send(node, alice, forwarder, calldata("forwardValue(address)", anyone), value=7 * 10**15)
         await send(node, alice, forwarder, "0x", value=3 * 10**15)
-        assert (await _ether(node, anyone) - before[0], await _ether(node, beneficiary) - before[1]) == \
-            (7 * 10**15, 3 * 10**15)
+        assert (await _ether(node, anyone) - before[0], await _ether(node, beneficiary) - before[1]) == (
+            7 * 10**15,
+            3 * 10**15,
+        )
         assert await _ether(node, forwarder) == 0
         with pytest.raises(Reverted, match="transfers paused"):  # a refusing recipient's reason comes back
             await send(node, alice, forwarder, calldata("forwardValue(address)", paused), value=1)
@@ -414,12 +508,16 @@ def test_a_multicall_spends_an_allowance_given_to_it_and_routes_value_to_a_third
         await send(node, agent, token, calldata("approve(address,uint256)", multicall, 400))
 
         def aggregate(*calls: tuple[str, int, str]) -> str:
-            return calldata("aggregate((address,uint256,bytes)[])",
-                            [(target, value, bytes.fromhex(data.removeprefix("0x"))) for target, value, data in calls])
+            return calldata(
+                "aggregate((address,uint256,bytes)[])",
+                [(target, value, bytes.fromhex(data.removeprefix("0x"))) for target, value, data in calls],
+            )
 
-        batch = aggregate((token, 0, calldata("transferFrom(address,address,uint256)", agent, taker, 250)),
-                          (payee, 5 * 10**15, "0x"),
-                          (token, 0, calldata("balanceOf(address)", taker)))
+        batch = aggregate(
+            (token, 0, calldata("transferFrom(address,address,uint256)", agent, taker, 250)),
+            (payee, 5 * 10**15, "0x"),
+            (token, 0, calldata("balanceOf(address)", taker)),
+        )
         before = await _ether(node, payee)
         receipt = await send(node, agent, multicall, batch, value=5 * 10**15)
         assert _transfers(receipt, token) == [(agent, taker, 250)]
@@ -429,14 +527,24 @@ def test_a_multicall_spends_an_allowance_given_to_it_and_routes_value_to_a_third
         assert await _ether(node, multicall) == 0
 
         # What each call returned comes back (read here with a call on the new state).
-        [results] = abi_decode(["bytes[]"], await call(node, multicall, aggregate(
-            (token, 0, calldata("balanceOf(address)", taker)), (token, 0, calldata("decimals()")))))
+        [results] = abi_decode(
+            ["bytes[]"],
+            await call(
+                node,
+                multicall,
+                aggregate((token, 0, calldata("balanceOf(address)", taker)), (token, 0, calldata("decimals()"))),
+            ),
+        )
         assert [int.from_bytes(result, "big") for result in results] == [250, 18]
 
         # A failing call reverts the batch with its own reason; the values must add up to msg.value.
         with pytest.raises(Reverted, match="insufficient allowance"):
-            await send(node, agent, multicall, aggregate(
-                (token, 0, calldata("transferFrom(address,address,uint256)", agent, taker, 151))))
+            await send(
+                node,
+                agent,
+                multicall,
+                aggregate((token, 0, calldata("transferFrom(address,address,uint256)", agent, taker, 151))),
+            )
         with pytest.raises(Reverted, match="do not add up"):
             await send(node, agent, multicall, aggregate((payee, 1, "0x")), value=2)
         assert (await _balance(node, token, agent), await _balance(node, token, taker)) == (750, 250)

@@ -12,10 +12,10 @@ import asyncio
 import signal
 from collections import defaultdict
 
-from sdk.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.models import IntentApproved, IntentRejected, SignedTransaction
+from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import group_members, make_agent, read_topic
 
 AGENTS = ("crash-a", "crash-b", "crash-c", "crash-d")
@@ -30,9 +30,20 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
     async def scenario():
         keys = {a: (await make_agent(settings, a))[0] for a in AGENTS}
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        intents = [new_intent(keys[a], agent_id=a, chain="anvil", to=DAVE, value="0.000001",
-                              max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
-                   for _ in range(PER_AGENT) for a in AGENTS]
+        intents = [
+            new_intent(
+                keys[a],
+                agent_id=a,
+                chain="anvil",
+                to=DAVE,
+                value="0.000001",
+                max_fee_per_gas=2 * 10**9,
+                max_priority_fee_per_gas=10**9,
+                gas_limit=21000,
+            )
+            for _ in range(PER_AGENT)
+            for a in AGENTS
+        ]
         third = len(intents) // 3
         groups = {name: group for name, (group, _) in topics.CONSUMER_GROUPS.items()}
         members = {name: await group_members(settings, group) for name, group in groups.items()}
@@ -43,20 +54,21 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
             await client.flush()
             await asyncio.sleep(0.3)
             stack.kill("streams", signal.SIGKILL)
-            for intent in intents[third:2 * third]:
+            for intent in intents[third : 2 * third]:
                 await client.submit(intent)
             await client.flush()
             await asyncio.to_thread(stack.start_service, "streams", "streams.topology")
             await asyncio.sleep(0.5)
             stack.kill("signer", signal.SIGKILL)
-            for intent in intents[2 * third:]:
+            for intent in intents[2 * third :]:
                 await client.submit(intent)
             await client.flush()
             await asyncio.to_thread(stack.start_service, "signer", "signer.main")
         outcomes = await wait_outcomes(settings, intents, 150, start)
         for name, group in groups.items():
             assert await group_members(settings, group) == members[name], (
-                f"{name}: the restarted process joined {group} as a new member, not in its own place")
+                f"{name}: the restarted process joined {group} as a new member, not in its own place"
+            )
         approved = {IntentApproved.from_bytes(v).intent_id for v in await read_topic(settings, topics.INTENTS_APPROVED)}
         signed_records = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED)]
         rejected_records = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED)]
@@ -67,10 +79,12 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
     missing = ids - set(outcomes)
     signed_ids = {r.intent_id for r in signed_records}
     rejected_codes = {r.intent_id: r.code for r in rejected_records}
-    assert not missing, (f"{len(missing)} intents have no outcome; of those {len(missing & approved)} were approved, "
-                         f"{len(missing & signed_ids)} are on the signed topic and "
-                         f"{sorted({rejected_codes[m] for m in missing if m in rejected_codes})} rejected, read from "
-                         f"the beginning; agents {sorted({i.agent_id for i in intents if i.intent_id in missing})}")
+    assert not missing, (
+        f"{len(missing)} intents have no outcome; of those {len(missing & approved)} were approved, "
+        f"{len(missing & signed_ids)} are on the signed topic and "
+        f"{sorted({rejected_codes[m] for m in missing if m in rejected_codes})} rejected, read from "
+        f"the beginning; agents {sorted({i.agent_id for i in intents if i.intent_id in missing})}"
+    )
     rejected_ids = {r.intent_id for r in rejected_records if r.intent_id in ids}
     assert not rejected_ids, f"intents rejected: {[r.reason for r in rejected_records][:3]}"
     bytes_per_intent: dict[str, set[str]] = defaultdict(set)

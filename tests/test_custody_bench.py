@@ -16,7 +16,11 @@ def test_bench_custody_json_in_a_clean_process():
     # A separate process: the PKCS#11 module reads SOFTHSM2_CONF once per process.
     out = subprocess.run(
         [sys.executable, "-m", "infra.bench_custody", "--json", "--seconds", "0.4", "--iterations", "5"],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     result = json.loads(out.stdout)
     warm = result["warm"]

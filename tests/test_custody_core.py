@@ -260,8 +260,9 @@ def test_two_processes_share_the_file_log(tmp_path):
         "v.refresh();"
         "print(v.write_secret('acme', 'ops', 'cli/token', b'from-cli', 'token', actor=ADMIN))"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(ROOT)], capture_output=True, text=True,
-                         check=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(ROOT)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert out.stdout.strip() == "1"
     with vaults.open_secret("acme", "ops", "cli/token", actor=SIGNER, now=T0) as value:
         assert value == bytearray(b"from-cli")
@@ -338,7 +339,9 @@ def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
     enabled = {"bot": True, "batch": False}
     vaults = make_vaults(tmp_path, intents_api_enabled=lambda agent: enabled.get(agent, True), audit=audit.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
-    vaults.write_secret("acme", "ops", "ssh/deploy", b"-----BEGIN OPENSSH PRIVATE KEY-----", "ssh_key", actor=ADMIN, now=T0)
+    vaults.write_secret(
+        "acme", "ops", "ssh/deploy", b"-----BEGIN OPENSSH PRIVATE KEY-----", "ssh_key", actor=ADMIN, now=T0
+    )
     vaults.write_secret("acme", "ops", "wallet/hot", os.urandom(32), "private_key", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "api/openai", b"sk-123", "api_key", actor=ADMIN, now=T0)
     for agent in ("bot", "batch", "unknown"):
@@ -399,8 +402,7 @@ def test_audit_records_and_events_have_ids_derived_from_what_they_record(tmp_pat
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
     events = [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
-    assert [e.event_id for e in events] == [type(e).new(**e.model_dump(exclude={"event_id"})).event_id
-                                            for e in events]
+    assert [e.event_id for e in events] == [type(e).new(**e.model_dump(exclude={"event_id"})).event_id for e in events]
     audit.clear()
     for t in (T0, T0, T0 + 1):
         vaults.read_secret("acme", "ops", "k", actor=SIGNER, now=t)
@@ -423,6 +425,8 @@ def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path):
             with vaults.reveal("acme", "ops", "wallet/hot", actor=actor, now=T0):
                 pass
         assert AuditEvent.from_bytes(exc.value.audit.value).details == {
-            "reason": "cli_never_shows_key_material", "secret_type": "private_key"}
+            "reason": "cli_never_shows_key_material",
+            "secret_type": "private_key",
+        }
     # Refused before decrypting: nothing was read.
     assert [AuditEvent.from_bytes(r.value).action for r in audit] == ["secret.read_refused"] * 2

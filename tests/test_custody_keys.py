@@ -143,8 +143,15 @@ def test_no_repr_str_or_error_carries_key_material(tmp_path, capsys):
     provisioned = store.provision("a1", "ethereum", ADMIN, now=T0)
     with store.open_private_key(provisioned.path, now=T0) as private_key:
         forms = key_forms(private_key)
-    texts = [repr(vaults), str(vaults), repr(store), repr(provisioned), repr(vaults.primary),
-             repr(store.list_keys(ADMIN)), repr(audit)]
+    texts = [
+        repr(vaults),
+        str(vaults),
+        repr(store),
+        repr(provisioned),
+        repr(vaults.primary),
+        repr(store.list_keys(ADMIN)),
+        repr(audit),
+    ]
     texts += [repr(e) for e in vaults._log.poll()]
     state = vaults._state("default", "__agent-keys")
     texts += [repr(state), repr(list(vaults._keks._cache.values()))]

@@ -10,9 +10,18 @@ import threading
 
 import pytest
 
-from signer.custody import Conflict, CustodyError, InvalidKey, ProviderUnavailable, Vaults
-from signer.custody import shamir
-from signer.custody import CLIENT_MODES, MODES, fingerprint, parse_event
+from signer.custody import (
+    CLIENT_MODES,
+    MODES,
+    Conflict,
+    CustodyError,
+    InvalidKey,
+    ProviderUnavailable,
+    Vaults,
+    fingerprint,
+    parse_event,
+    shamir,
+)
 from signer.custody.events import CmekSet, SecretVersionWritten
 from signer.custody.modes import REGISTRY, custody_mode
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
@@ -144,8 +153,9 @@ def test_2of3_multi_hsm_skips_a_share_that_does_not_authenticate(tmp_path, three
     events = _events(tmp_path)
     mode = next(e for e in events if e.type == "vault.mode_set")
     # Share 1's envelope replaced by share 2's: bound to x=2, so hsm-a refuses it.
-    bad = mode.model_copy(update={"slots": (mode.slots[0].model_copy(update={"wrapped": mode.slots[1].wrapped}),
-                                            *mode.slots[1:])})
+    bad = mode.model_copy(
+        update={"slots": (mode.slots[0].model_copy(update={"wrapped": mode.slots[1].wrapped}), *mode.slots[1:])}
+    )
     reader = Vaults(three_roots, lambda e: None)
     reader.replay([bad if e.type == "vault.mode_set" else e for e in events])
     with reader.open_secret("acme", "cold", "k", actor=SIGNER, now=T0) as value:
@@ -180,8 +190,9 @@ def test_2of2_client_custody_needs_the_client_share_every_time(tmp_path):
 
 def test_2of3_client_custody(tmp_path, three_roots):
     vaults = make_vaults(tmp_path, roots=three_roots)
-    share = vaults.create_vault("acme", "joint", actor=ADMIN, mode="2of3_client_custody",
-                                providers=["hsm-b", "hsm-c"], now=T0)
+    share = vaults.create_vault(
+        "acme", "joint", actor=ADMIN, mode="2of3_client_custody", providers=["hsm-b", "hsm-c"], now=T0
+    )
     vaults.write_secret("acme", "joint", "k", b"joint-value", "ssh_key", actor=ADMIN, client_share=share, now=T0)
     mode = next(e for e in _events(tmp_path) if e.type == "vault.mode_set")
     assert [(s.x, s.provider) for s in mode.slots] == [(1, "hsm-b"), (2, "hsm-c")]
@@ -194,8 +205,9 @@ def test_2of3_client_custody(tmp_path, three_roots):
         with pytest.raises(InvalidKey):
             reader.read_secret("acme", "joint", "k", actor=SIGNER, now=T0)
     with pytest.raises(InvalidKey):
-        vaults.read_secret("acme", "joint", "k", actor=SIGNER, client_share=base64.b64encode(os.urandom(32)).decode(),
-                           now=T0)
+        vaults.read_secret(
+            "acme", "joint", "k", actor=SIGNER, client_share=base64.b64encode(os.urandom(32)).decode(), now=T0
+        )
     # Both providers alone (no client share) cannot rebuild it either: both are the same side.
     with pytest.raises(InvalidKey):
         _reader(tmp_path, three_roots).read_secret("acme", "joint", "k", actor=SIGNER, now=T0)
@@ -212,7 +224,8 @@ def test_setting_a_mode_twice_is_refused(tmp_path, three_roots, mode):
     assert vaults.mode("acme", "v") == mode
     # A forged second mode event on the log changes nothing either.
     forged = next(e for e in _events(tmp_path) if e.type == "vault.mode_set").model_copy(
-        update={"event_id": "forged", "mode": "standard"})
+        update={"event_id": "forged", "mode": "standard"}
+    )
     assert not vaults.apply(forged)
     assert vaults.mode("acme", "v") == mode
 

@@ -20,10 +20,10 @@ import pytest
 from eth_account import Account
 
 from infra import demo
-from sdk.client import wait_outcomes
 from infra.kms_servers import MotoServer
-from runtime.config import Settings
 from infra.stack import REPO, free_port
+from runtime.config import Settings
+from sdk.client import wait_outcomes
 from tests.custody_support import SoftHsmToken
 
 CASES = {
@@ -45,16 +45,32 @@ def roots_env(tmp_path_factory):
         os.environ.pop("SOFTHSM2_CONF", None)
     else:
         os.environ["SOFTHSM2_CONF"] = previous
-    hsm = {"SOFTHSM2_CONF": str(token.conf), "WARDEN_PKCS11_MODULE": token.module,
-           "WARDEN_PKCS11_TOKEN": token.label, "WARDEN_PKCS11_PIN": token.pin}
-    subprocess.run([sys.executable, "-c", "from signer.custody.pkcs11_hsm import Pkcs11Root; "
-                    f"Pkcs11Root.create_key({token.module!r}, {token.label!r}, {token.pin!r})"],
-                   env={**os.environ, **hsm, "PYTHONPATH": str(REPO)}, check=True, timeout=60)
+    hsm = {
+        "SOFTHSM2_CONF": str(token.conf),
+        "WARDEN_PKCS11_MODULE": token.module,
+        "WARDEN_PKCS11_TOKEN": token.label,
+        "WARDEN_PKCS11_PIN": token.pin,
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from signer.custody.pkcs11_hsm import Pkcs11Root; "
+            f"Pkcs11Root.create_key({token.module!r}, {token.label!r}, {token.pin!r})",
+        ],
+        env={**os.environ, **hsm, "PYTHONPATH": str(REPO)},
+        check=True,
+        timeout=60,
+    )
     moto = MotoServer()
     try:
         yield {
-            **hsm, "WARDEN_AWS_KMS_KEY_ID": moto.create_key(), "WARDEN_AWS_KMS_ENDPOINT": moto.url,
-            "WARDEN_AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            **hsm,
+            "WARDEN_AWS_KMS_KEY_ID": moto.create_key(),
+            "WARDEN_AWS_KMS_ENDPOINT": moto.url,
+            "WARDEN_AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
         }
     finally:
         moto.stop()
@@ -64,12 +80,25 @@ def roots_env(tmp_path_factory):
 def test_demo_on_each_custody_mode(mode, roots_env, tmp_path):
     primary, others = CASES[mode]
     home = tmp_path / "home"
-    env = {**os.environ, **roots_env, "WARDEN_HOME": str(home), "WARDEN_KEY_MODE": mode,
-           "WARDEN_ROOT_PROVIDER": primary, "WARDEN_ROOT_PROVIDERS": ",".join(others),
-           "WARDEN_BROKER": f"127.0.0.1:{free_port()}", "WARDEN_RPC_URL": f"http://127.0.0.1:{free_port()}",
-           "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "infra.cli", "demo", "--json", "--quiet"], env=env, cwd=REPO,
-                          capture_output=True, timeout=300)
+    env = {
+        **os.environ,
+        **roots_env,
+        "WARDEN_HOME": str(home),
+        "WARDEN_KEY_MODE": mode,
+        "WARDEN_ROOT_PROVIDER": primary,
+        "WARDEN_ROOT_PROVIDERS": ",".join(others),
+        "WARDEN_BROKER": f"127.0.0.1:{free_port()}",
+        "WARDEN_RPC_URL": f"http://127.0.0.1:{free_port()}",
+        "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}",
+        "PYTHONPATH": str(REPO),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "demo", "--json", "--quiet"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:] + done.stdout.decode()[-3000:]
     report = orjson.loads(done.stdout)
 
@@ -104,11 +133,11 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     the client share nor the private key is in any topic, log, vault event or ledger row."""
     from base64 import b64decode
 
-    from sdk.client import Client, new_intent, sealing_keys
-    from runtime.kafka import end_offsets
     from infra.provision import provision_agent
+    from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.models import IntentRejected
+    from sdk.client import Client, new_intent, sealing_keys
     from signer.custody.hygiene import find_leaks
     from signer.custody_wiring import keystore_from_settings
     from tests.support import everything_recorded
@@ -120,8 +149,15 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
 
     async def submit(share, value: str):
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        intent = new_intent(agent.intent_key, agent_id="cc-agent", chain="anvil", to=demo.ALICE, value=value,
-                            broadcast=True, client_share=share)
+        intent = new_intent(
+            agent.intent_key,
+            agent_id="cc-agent",
+            chain="anvil",
+            to=demo.ALICE,
+            value=value,
+            broadcast=True,
+            client_share=share,
+        )
         async with Client(settings) as client:
             await (await client.submit(intent))
         return (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
@@ -165,13 +201,13 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
     fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a
     rotation only the new CMEK signs. Neither CMEK is recorded anywhere."""
-    from sdk.client import Client, new_intent
-    from runtime.kafka import end_offsets
     from infra.provision import provision_agent
+    from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.models import IntentRejected
-    from signer.custody.hygiene import find_leaks
+    from sdk.client import Client, new_intent
     from signer.custody import AGENT_KEYS_VAULT
+    from signer.custody.hygiene import find_leaks
     from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
     from tests.support import everything_recorded
 
@@ -196,8 +232,16 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
         async with Client(settings) as client:
             share_key = await client.client_share(share)
             cmek_key = None if cmek is None else await client.cmek(base64.b64encode(cmek).decode())
-            intent = new_intent(agent.intent_key, agent_id="cmek-agent", chain="anvil", to=demo.ALICE, value="0.01",
-                                broadcast=True, client_share=share_key, cmek=cmek_key)
+            intent = new_intent(
+                agent.intent_key,
+                agent_id="cmek-agent",
+                chain="anvil",
+                to=demo.ALICE,
+                value="0.01",
+                broadcast=True,
+                client_share=share_key,
+                cmek=cmek_key,
+            )
             await (await client.submit(intent))
         return (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
 

@@ -76,8 +76,11 @@ def test_wrap_unwrap_binds_associated_data(provider, moto, softhsm, cloud_kms, k
     assert root.unwrap(wrapped, b"org/vault/slot-1") == bytearray(kek)
     flipped = bytearray(wrapped)
     flipped[len(flipped) // 2] ^= 0x01
-    for ciphertext, aad in ((wrapped, b"org/vault/slot-2"), (bytes(flipped), b"org/vault/slot-1"),
-                            (wrapped[:8], b"org/vault/slot-1")):
+    for ciphertext, aad in (
+        (wrapped, b"org/vault/slot-2"),
+        (bytes(flipped), b"org/vault/slot-1"),
+        (wrapped[:8], b"org/vault/slot-1"),
+    ):
         with pytest.raises(InvalidKey) as exc:
             root.unwrap(ciphertext, aad)
         assert str(exc.value) == "custody: authentication failed"
@@ -90,8 +93,11 @@ def test_vault_on_each_provider_cold_and_warm(provider, tmp_path, moto, softhsm,
     vaults = make_vaults(tmp_path, roots=root)
     vaults.create_vault("acme", "prod", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "prod", "api/key", b"sk-live-123", "api_key", actor=ADMIN, now=T0)
-    mode = next(parse_event(l) for l in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()
-                if b"vault.mode_set" in l)
+    mode = next(
+        parse_event(line)
+        for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()
+        if b"vault.mode_set" in line
+    )
     assert mode.development is False and mode.slots[0].provider == provider
     # A new process: cold cache, unwraps through the provider.
     fresh = make_vaults(tmp_path, roots=root)
@@ -122,23 +128,31 @@ def test_unreachable_providers_are_outages_not_forgeries(moto, softhsm, cloud_km
         with pytest.raises(ProviderUnavailable):
             root.unwrap(b"\x01" * 64, b"aad")
     with pytest.raises(ProviderUnavailable):
-        GcpKmsRoot("projects/x/locations/global/keyRings/r/cryptoKeys/missing", api_endpoint=cloud_kms.endpoint,
-                   insecure=True).wrap(b"k" * 32, b"aad")
+        GcpKmsRoot(
+            "projects/x/locations/global/keyRings/r/cryptoKeys/missing", api_endpoint=cloud_kms.endpoint, insecure=True
+        ).wrap(b"k" * 32, b"aad")
     with pytest.raises(ProviderUnavailable):
         Pkcs11Root(softhsm.module, "no-such-token", softhsm.pin)
 
 
 def test_2of3_multi_hsm_across_aws_gcp_and_pkcs11_with_one_down(tmp_path, moto, softhsm, cloud_kms, key_vault):
     aws = make_root("aws-kms", moto, softhsm, cloud_kms, key_vault)
-    roots = {r.name: r for r in (aws, make_root("gcp-kms", moto, softhsm, cloud_kms, key_vault),
-                                 make_root("pkcs11", moto, softhsm, cloud_kms, key_vault))}
+    roots = {
+        r.name: r
+        for r in (
+            aws,
+            make_root("gcp-kms", moto, softhsm, cloud_kms, key_vault),
+            make_root("pkcs11", moto, softhsm, cloud_kms, key_vault),
+        )
+    }
     vaults = make_vaults(tmp_path, roots=roots)
     vaults.create_vault("acme", "cold", actor=ADMIN, mode="2of3_multi_hsm", now=T0)
     vaults.write_secret("acme", "cold", "treasury", b"cold-key", "private_key", actor=ADMIN, now=T0)
-    events = [parse_event(l) for l in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
+    events = [parse_event(line) for line in (tmp_path / "vault" / "events.jsonl").read_bytes().splitlines()]
     # AWS is unreachable in this process: same key id, dead endpoint.
-    dead_aws = AwsKmsRoot(aws.key_id, endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1,
-                          **AWS_TEST_CREDENTIALS)
+    dead_aws = AwsKmsRoot(
+        aws.key_id, endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1, **AWS_TEST_CREDENTIALS
+    )
     reader = Vaults({**roots, "aws-kms": dead_aws}, lambda e: None)
     reader.replay(events)
     with reader.open_secret("acme", "cold", "treasury", actor=SIGNER, now=T0) as value:
@@ -146,8 +160,13 @@ def test_2of3_multi_hsm_across_aws_gcp_and_pkcs11_with_one_down(tmp_path, moto, 
 
 
 def test_2of3_client_custody_across_azure_and_gcp(tmp_path, moto, softhsm, cloud_kms, key_vault):
-    roots = {r.name: r for r in (make_root("azure-kv", moto, softhsm, cloud_kms, key_vault),
-                                 make_root("gcp-kms", moto, softhsm, cloud_kms, key_vault))}
+    roots = {
+        r.name: r
+        for r in (
+            make_root("azure-kv", moto, softhsm, cloud_kms, key_vault),
+            make_root("gcp-kms", moto, softhsm, cloud_kms, key_vault),
+        )
+    }
     vaults = make_vaults(tmp_path, roots=roots)
     share = vaults.create_vault("acme", "joint", actor=ADMIN, mode="2of3_client_custody", now=T0)
     vaults.write_secret("acme", "joint", "k", b"joint", "ssh_key", actor=ADMIN, client_share=share, now=T0)
@@ -187,8 +206,8 @@ def test_debug_logging_of_client_libraries_never_carries_key_material(tmp_path, 
     import logging
 
     from signer.custody import key_forms
-    from signer.custody.keys import KeyStore
     from signer.custody.keks import slot_aad
+    from signer.custody.keys import KeyStore
 
     records: list[str] = []
 
@@ -212,8 +231,10 @@ def test_debug_logging_of_client_libraries_never_carries_key_material(tmp_path, 
                 secrets.append(bytes(private_key))
             mode = store.vaults._state("default", "__agent-keys").mode
             slot = mode.slots[0]
-            kek = root.unwrap(base64.b64decode(slot.wrapped),
-                              slot_aad("default", "__agent-keys", mode.kek_id, mode.mode, slot.x, slot.provider))
+            kek = root.unwrap(
+                base64.b64decode(slot.wrapped),
+                slot_aad("default", "__agent-keys", mode.kek_id, mode.mode, slot.x, slot.provider),
+            )
             secrets.append(bytes(kek))
     finally:
         root_logger.removeHandler(handler)

@@ -10,8 +10,8 @@ the node's suggestions are tested on Anvil in tests/test_signer_last_word.py.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import base64
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -20,14 +20,14 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.client import new_intent
-from schemas import topics
-from schemas.auth import outcome_forgery, public_key_hex, sign_outcome, sign_policy
 from runtime.clock import to_us
 from runtime.config import Settings
 from runtime.kafka import partition_of
 from runtime.trust import PinnedServiceKeys, service_key
+from schemas import topics
+from schemas.auth import outcome_forgery, public_key_hex, sign_outcome, sign_policy
 from schemas.emit import Emit, Source
+from schemas.intake import NEXT_STEP
 from schemas.models import (
     GUARDRAIL_STAGES,
     AgentPolicy,
@@ -39,8 +39,8 @@ from schemas.models import (
     StageEnvelope,
     TransactionIntent,
 )
+from sdk.client import new_intent
 from streams.engine import Engine, Windows
-from schemas.intake import NEXT_STEP
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 DAY = timedelta(hours=24)
@@ -49,8 +49,15 @@ AGENT = "agent-1"
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 ETH = 10**18
-PASSED_CODES = ["CHAIN_ALLOWED", "RECIPIENT_ALLOWED", "ASSETS_WITHIN_POLICY", "SIMULATION_NOT_REQUIRED", "FEE_WITHIN_CEILING",
-                "VALUE_WITHIN_CAP", "WITHIN_DAILY_LIMIT"]
+PASSED_CODES = [
+    "CHAIN_ALLOWED",
+    "RECIPIENT_ALLOWED",
+    "ASSETS_WITHIN_POLICY",
+    "SIMULATION_NOT_REQUIRED",
+    "FEE_WITHIN_CEILING",
+    "VALUE_WITHIN_CAP",
+    "WITHIN_DAILY_LIMIT",
+]
 WORKER_ID, SIGNER_ID = "streams-test", "signer-test"
 
 
@@ -78,31 +85,61 @@ class World:
         self.engine = self.new_engine({}, {})
 
     def new_engine(self, policies: dict, decisions: dict) -> Engine:
-        return Engine(admin_keys={ADMIN_ID: public_key_hex(self.admin_key)}, node_for=lambda chain: None,
-                      policies=policies, decisions=decisions, idempotency={},
-                      service_key=(WORKER_ID, self.worker_key), service_keys=self.pinned(),
-                      max_record_bytes=self.max_record_bytes)
+        return Engine(
+            admin_keys={ADMIN_ID: public_key_hex(self.admin_key)},
+            node_for=lambda chain: None,
+            policies=policies,
+            decisions=decisions,
+            idempotency={},
+            service_key=(WORKER_ID, self.worker_key),
+            service_keys=self.pinned(),
+            max_record_bytes=self.max_record_bytes,
+        )
 
     def pinned(self) -> StaticKeys:
-        return StaticKeys(worker={WORKER_ID: public_key_hex(self.worker_key)},
-                          signer={SIGNER_ID: public_key_hex(self.signer_key)})
+        return StaticKeys(
+            worker={WORKER_ID: public_key_hex(self.worker_key)}, signer={SIGNER_ID: public_key_hex(self.signer_key)}
+        )
 
-    def refusal(self, intent: TransactionIntent, now: datetime = T0, code: str = "SIGNING_FAILED",
-                stage: str = "signing", key: Ed25519PrivateKey | None = None) -> bytes:
+    def refusal(
+        self,
+        intent: TransactionIntent,
+        now: datetime = T0,
+        code: str = "SIGNING_FAILED",
+        stage: str = "signing",
+        key: Ed25519PrivateKey | None = None,
+    ) -> bytes:
         """What a signer says when it refuses an approved intent, signed with ``key`` (the signer's)."""
-        rejected = IntentRejected(intent_id=intent.intent_id, agent_id=AGENT, stage=stage, code=code,
-                                  reason="the signer could not sign", decided_at=now, intent_digest=intent.digest())
+        rejected = IntentRejected(
+            intent_id=intent.intent_id,
+            agent_id=AGENT,
+            stage=stage,
+            code=code,
+            reason="the signer could not sign",
+            decided_at=now,
+            intent_digest=intent.digest(),
+        )
         return sign_outcome(rejected, key or self.signer_key, SIGNER_ID).to_bytes()
 
     def policy(self, version: int = 1, agent_id: str = AGENT, **fields) -> AgentPolicy:
-        base = {"agent_id": agent_id, "version": version, "tx_allowed_chains": ("anvil",), "tx_to_allowlist": (DEST,),
-                "tx_max_value_eth": "1", "tx_daily_limit_eth": "1.5",
-                "agent_public_key": public_key_hex(self.agent_key), "issued_at": T0}
+        base = {
+            "agent_id": agent_id,
+            "version": version,
+            "tx_allowed_chains": ("anvil",),
+            "tx_to_allowlist": (DEST,),
+            "tx_max_value_eth": "1",
+            "tx_daily_limit_eth": "1.5",
+            "agent_public_key": public_key_hex(self.agent_key),
+            "issued_at": T0,
+        }
         return sign_policy(AgentPolicy(**{**base, **fields}), self.admin_key, ADMIN_ID)
 
-    def abandoned(self, intent: TransactionIntent, key: Ed25519PrivateKey | None = None, key_id: str = WORKER_ID) -> bytes:
+    def abandoned(
+        self, intent: TransactionIntent, key: Ed25519PrivateKey | None = None, key_id: str = WORKER_ID
+    ) -> bytes:
         """What this world's worker's redelivery task writes when it gives ``intent`` up."""
         from streams.redelivery import abandoned_record
+
         return abandoned_record(intent.to_bytes(), self.max_record_bytes, 3, T0, (key_id, key or self.worker_key))
 
     def source(self, topic: str = topics.INTENTS_SUBMITTED, key: str = AGENT) -> Source:
@@ -186,8 +223,12 @@ def test_a_signed_policy_is_applied_and_audited():
     emits = w.publish(policy)
     (event,) = audits(emits)
     assert len(emits) == 1
-    assert (event.action, event.actor, event.resource, event.agent_id) == \
-        ("policy.updated", f"admin:{ADMIN_ID}", f"policy:{AGENT}", AGENT)
+    assert (event.action, event.actor, event.resource, event.agent_id) == (
+        "policy.updated",
+        f"admin:{ADMIN_ID}",
+        f"policy:{AGENT}",
+        AGENT,
+    )
     assert event.details["version"] == 1
     assert AgentPolicy.model_validate_json(w.engine.policies[AGENT]) == policy
 
@@ -208,8 +249,13 @@ def _refused(world: World, policy: AgentPolicy, says: str) -> None:
 
 
 def test_an_unsigned_policy_is_refused(world):
-    unsigned = AgentPolicy(agent_id=AGENT, version=2, tx_max_value_eth="1000",
-                           agent_public_key=public_key_hex(world.agent_key), issued_at=T0)
+    unsigned = AgentPolicy(
+        agent_id=AGENT,
+        version=2,
+        tx_max_value_eth="1000",
+        agent_public_key=public_key_hex(world.agent_key),
+        issued_at=T0,
+    )
     _refused(world, unsigned, "policy is unsigned")
 
 
@@ -265,24 +311,36 @@ def test_a_passing_intent_is_approved_with_every_stage_audited(world):
 # --- guardrail failures --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy_fields, intent_fields, stage, code, says", [
-    ({"tx_allowed_chains": ("ethereum", "base")}, {}, "chain", "CHAIN_NOT_ALLOWED", "chain 'anvil'"),
-    ({}, {"to": OTHER}, "allowlist", "RECIPIENT_NOT_ALLOWLISTED", OTHER),
-    ({}, {"value": "1.000000000000000001"}, "value_cap", "VALUE_OVER_CAP", "1.000000000000000001"),
-    ({"tx_daily_limit_eth": "0.4"}, {"value": "0.400000000000000001"}, "daily_limit", "DAILY_LIMIT_EXCEEDED",
-     "the rolling limit of 0.4"),
-])
+@pytest.mark.parametrize(
+    "policy_fields, intent_fields, stage, code, says",
+    [
+        ({"tx_allowed_chains": ("ethereum", "base")}, {}, "chain", "CHAIN_NOT_ALLOWED", "chain 'anvil'"),
+        ({}, {"to": OTHER}, "allowlist", "RECIPIENT_NOT_ALLOWLISTED", OTHER),
+        ({}, {"value": "1.000000000000000001"}, "value_cap", "VALUE_OVER_CAP", "1.000000000000000001"),
+        (
+            {"tx_daily_limit_eth": "0.4"},
+            {"value": "0.400000000000000001"},
+            "daily_limit",
+            "DAILY_LIMIT_EXCEEDED",
+            "the rolling limit of 0.4",
+        ),
+    ],
+)
 def test_each_guardrail_failure_rejects_with_its_stage_and_code(policy_fields, intent_fields, stage, code, says):
     w = World()
     w.publish(w.policy(**policy_fields))
     intent = w.intent(**{"value": "0.5", **intent_fields})
     emits = w.submit(intent)
     rejected = rejected_of(emits)
-    assert (rejected.intent_id, rejected.agent_id, rejected.stage, rejected.code) == \
-        (intent.intent_id, AGENT, stage, code)
+    assert (rejected.intent_id, rejected.agent_id, rejected.stage, rejected.code) == (
+        intent.intent_id,
+        AGENT,
+        stage,
+        code,
+    )
     assert says in rejected.reason
     position = GUARDRAIL_STAGES.index(stage)
-    assert [v.stage for v in rejected.verdicts] == list(GUARDRAIL_STAGES[:position + 1])
+    assert [v.stage for v in rejected.verdicts] == list(GUARDRAIL_STAGES[: position + 1])
     assert [v.passed for v in rejected.verdicts] == [True] * position + [False]
     assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * position + ["stage.failed", "intent.rejected"]
     assert audits(emits)[-1].details["code"] == code
@@ -342,6 +400,7 @@ def _mutated(**changes):
             else:
                 doc[key] = value
         return orjson.dumps(doc)
+
     return build
 
 
@@ -352,11 +411,19 @@ BAD_RECORDS = [
     ("json-array", lambda w: b'[{"intent_id": "i-bad"}]', "a TransactionIntent must be a JSON object, got list", False),
     ("json-string", lambda w: b'"hello"', "a TransactionIntent must be a JSON object, got str", False),
     ("null", lambda w: None, "empty record: the value is null", False),
-    ("oversize", lambda w: orjson.dumps({**_good_doc(w), "data": "0x" + "00" * 40_000}),
-     "exceeds the 65536-byte limit; it was not parsed", False),
+    (
+        "oversize",
+        lambda w: orjson.dumps({**_good_doc(w), "data": "0x" + "00" * 40_000}),
+        "exceeds the 65536-byte limit; it was not parsed",
+        False,
+    ),
     ("missing-field", _mutated(to=_DROP), "invalid TransactionIntent: record: to is required for a transaction", True),
-    ("bad-checksum", _mutated(to="0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
-     f"to: bad EIP-55 checksum in '0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed'; expected {DEST!r}", True),
+    (
+        "bad-checksum",
+        _mutated(to="0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"),
+        f"to: bad EIP-55 checksum in '0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed'; expected {DEST!r}",
+        True,
+    ),
     ("negative-value", _mutated(value="-1"), "value: must be >= 0", True),
     ("over-precise-value", _mutated(value="0.0000000000000000001"), "value: has 19 decimals; at most 18", True),
     ("number-value", _mutated(value=1), "value: must be a decimal string", True),
@@ -376,7 +443,12 @@ def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, 
     letter = DeadLetter.from_bytes(dlq.value)
     assert says in letter.reason
     assert dlq.key == AGENT
-    assert (letter.source_topic, letter.partition, letter.offset, letter.key) == (topics.INTENTS_SUBMITTED, 2, 77, AGENT)
+    assert (letter.source_topic, letter.partition, letter.offset, letter.key) == (
+        topics.INTENTS_SUBMITTED,
+        2,
+        77,
+        AGENT,
+    )
     payload = raw or b""
     assert letter.payload_sha256 == hashlib.sha256(payload).hexdigest()
     assert base64.b64decode(letter.payload_b64) == payload[:65_536]
@@ -392,8 +464,13 @@ def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, 
     rejected = rejected_of(emits)
     digest = hashlib.sha256(payload).hexdigest()
     intent_id = "i-bad" if readable_ids else "unreadable-" + digest[:32]
-    assert (rejected.intent_id, rejected.agent_id, rejected.stage, rejected.code, rejected.intent_digest) == \
-        (intent_id, AGENT, "intake", "INVALID_INTENT", digest)
+    assert (rejected.intent_id, rejected.agent_id, rejected.stage, rejected.code, rejected.intent_digest) == (
+        intent_id,
+        AGENT,
+        "intake",
+        "INVALID_INTENT",
+        digest,
+    )
     assert on(emits, topics.INTENTS_REJECTED)[0].key == AGENT
     assert rejected.reason == f"{letter.reason}. {NEXT_STEP}"
     assert outcome_forgery(rejected, world.pinned(), digest) is None
@@ -428,11 +505,17 @@ def test_an_unreadable_intent_is_answered_under_its_bytes_and_never_decides_its_
     raw = orjson.dumps({**orjson.loads(world.intent("0.5", intent_id="i-later").to_bytes()), "to": BAD_CHECKSUM})
     digest = hashlib.sha256(raw).hexdigest()
     rejected = rejected_of(world.submit(raw))
-    assert (rejected.intent_id, rejected.agent_id, rejected.code, rejected.intent_digest, rejected.signed_by) == \
-        ("i-later", AGENT, "INVALID_INTENT", digest, WORKER_ID)
+    assert (rejected.intent_id, rejected.agent_id, rejected.code, rejected.intent_digest, rejected.signed_by) == (
+        "i-later",
+        AGENT,
+        "INVALID_INTENT",
+        digest,
+        WORKER_ID,
+    )
     assert outcome_forgery(rejected, world.pinned(), digest) is None
-    assert rejected.reason.startswith(f"invalid TransactionIntent: to: bad EIP-55 checksum in {BAD_CHECKSUM!r}; "
-                                      f"expected {DEST!r}") and rejected.reason.endswith(NEXT_STEP)
+    assert rejected.reason.startswith(
+        f"invalid TransactionIntent: to: bad EIP-55 checksum in {BAD_CHECKSUM!r}; expected {DEST!r}"
+    ) and rejected.reason.endswith(NEXT_STEP)
     assert "i-later" not in world.engine.decisions
 
     real = world.intent("0.5", intent_id="i-later")
@@ -450,8 +533,11 @@ def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_
     digest = hashlib.sha256(not_json).hexdigest()
     emits = world.submit(not_json, source=world.source(key=AGENT))
     rejected = rejected_of(emits)
-    assert (rejected.intent_id, rejected.agent_id, rejected.intent_digest) == \
-        ("unreadable-" + digest[:32], AGENT, digest)
+    assert (rejected.intent_id, rejected.agent_id, rejected.intent_digest) == (
+        "unreadable-" + digest[:32],
+        AGENT,
+        digest,
+    )
     assert rejected.reason.startswith("not valid JSON: ") and on(emits, topics.INTENTS_REJECTED)[0].key == AGENT
     assert outcome_forgery(rejected, world.pinned(), digest) is None
     assert rejected.intent_id not in world.engine.decisions
@@ -460,8 +546,9 @@ def test_a_record_naming_no_agent_is_answered_to_its_key_if_it_is_one_else_only_
     doc = {**orjson.loads(world.intent("0.5", intent_id="i-named").to_bytes()), "to": BAD_CHECKSUM}
     named = rejected_of(world.submit(orjson.dumps({**doc, "agent_id": "agent-2"}), source=world.source(key=AGENT)))
     assert (named.agent_id, named.intent_id) == ("agent-2", "i-named")
-    broken = rejected_of(world.submit(orjson.dumps({**doc, "agent_id": "no agent!", "intent_id": 7}),
-                                      source=world.source(key=AGENT)))
+    broken = rejected_of(
+        world.submit(orjson.dumps({**doc, "agent_id": "no agent!", "intent_id": 7}), source=world.source(key=AGENT))
+    )
     assert (broken.agent_id, broken.intent_id) == (AGENT, "unreadable-" + broken.intent_digest[:32])
 
     # No key, or one that is no identifier: nobody to answer; the dead letter and its audit event remain.
@@ -479,14 +566,22 @@ def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world):
 
     pinned = world.pinned()
     good = world.intent("0.5", intent_id="i-sdk")
-    records = [orjson.dumps({**orjson.loads(good.to_bytes()), "to": BAD_CHECKSUM}), b'{"intent_id": "i-sdk", ',
-               orjson.dumps({**orjson.loads(good.to_bytes()), "agent_id": "no agent!"}), b"",
-               orjson.dumps({**orjson.loads(good.to_bytes()), "data": "0x" + "00" * 40_000})]
+    records = [
+        orjson.dumps({**orjson.loads(good.to_bytes()), "to": BAD_CHECKSUM}),
+        b'{"intent_id": "i-sdk", ',
+        orjson.dumps({**orjson.loads(good.to_bytes()), "agent_id": "no agent!"}),
+        b"",
+        orjson.dumps({**orjson.loads(good.to_bytes()), "data": "0x" + "00" * 40_000}),
+    ]
     for raw in records:
         rejected = rejected_of(world.submit(raw))
         sent = raw_submission(AGENT, raw, world.max_record_bytes)
-        assert (sent.agent_id, sent.intent_id, sent.digest, sent.intent_digest) == \
-            (rejected.agent_id, rejected.intent_id, rejected.intent_digest, None), raw[:40]
+        assert (sent.agent_id, sent.intent_id, sent.digest, sent.intent_digest) == (
+            rejected.agent_id,
+            rejected.intent_id,
+            rejected.intent_digest,
+            None,
+        ), raw[:40]
         assert outcome_problem(rejected, Awaited.of(sent), pinned) is None
         # Nor is it the answer to the real intent under that id: a broken copy answers for nobody else.
         assert outcome_problem(rejected, Awaited.of(good), pinned) is not None
@@ -509,8 +604,9 @@ def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world):
     # Each digest answers only for its kind of outcome: an INVALID_INTENT under the intent's digest
     # (a topic writer's record made of an intent's signing bytes) and any other outcome under the
     # digest of the bytes sent are refused, even signed by the worker.
-    as_intent = sign_outcome(rejected.model_copy(update={"intent_digest": unread.digest()}), world.worker_key,
-                             WORKER_ID)
+    as_intent = sign_outcome(
+        rejected.model_copy(update={"intent_digest": unread.digest()}), world.worker_key, WORKER_ID
+    )
     assert "intent_digest differs" in outcome_problem(as_intent, Awaited.of(unread), pinned)
     wire = hashlib.sha256(good.to_bytes()).hexdigest()
     other = sign_outcome(approved.model_copy(update={"intent_digest": wire}), world.worker_key, WORKER_ID)
@@ -592,7 +688,7 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
     later = T0 + timedelta(hours=23, minutes=59)
     reuse = world.intent("0.3", idempotency_key="order-1", intent_id="i-retry", now=later)
     emits = world.submit(reuse, now=later)
-    approved = assert_approved(emits, reuse)
+    assert_approved(emits, reuse)
     (verdict,) = [e.details for e in audits(emits) if e.action == "stage.passed"]
     assert (verdict["stage"], verdict["code"]) == ("intake", "IDEMPOTENT_REPLAY")
     assert verdict["facts"] == {"original_intent_id": original.intent_id}
@@ -655,11 +751,14 @@ def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):
         emits = asyncio.run(engine.on_stage(stage, envelope.value, where, now))
 
 
-@pytest.mark.parametrize("intent_fields, expect_stages, outcome", [
-    ({"value": "0.5"}, list(GUARDRAIL_STAGES), topics.INTENTS_APPROVED),
-    ({"value": "0.5", "to": OTHER}, ["chain", "allowlist"], topics.INTENTS_REJECTED),
-    ({"value": "2"}, ["chain", "allowlist", "assets", "simulation", "fee", "value_cap"], topics.INTENTS_REJECTED),
-])
+@pytest.mark.parametrize(
+    "intent_fields, expect_stages, outcome",
+    [
+        ({"value": "0.5"}, list(GUARDRAIL_STAGES), topics.INTENTS_APPROVED),
+        ({"value": "0.5", "to": OTHER}, ["chain", "allowlist"], topics.INTENTS_REJECTED),
+        ({"value": "2"}, ["chain", "allowlist", "assets", "simulation", "fee", "value_cap"], topics.INTENTS_REJECTED),
+    ],
+)
 def test_split_topology_reaches_the_same_outcome_as_fused(intent_fields, expect_stages, outcome):
     fused = World()
     split = World(admin_key=fused.admin_key, agent_key=fused.agent_key, worker_key=fused.worker_key)
@@ -696,8 +795,9 @@ def test_a_redelivered_stage_envelope_replays_the_decision(world):
     (approved,) = on(out, topics.INTENTS_APPROVED)
     for envelope in written:
         stage = envelope.topic.removeprefix(topics.STAGE_PREFIX)
-        again = asyncio.run(world.engine.on_stage(stage, envelope.value, world.source(envelope.topic),
-                                                  T0 + timedelta(seconds=1)))
+        again = asyncio.run(
+            world.engine.on_stage(stage, envelope.value, world.source(envelope.topic), T0 + timedelta(seconds=1))
+        )
         assert again == [approved]
     assert world.spent() == 5 * ETH // 10
 
@@ -707,8 +807,13 @@ def _forged_envelopes(world: World, intent: TransactionIntent) -> dict[str, tupl
     reason its dead letter must give and the partition it is written to. Each would have the
     worker reject the intent CHAIN_NOT_ALLOWED (its policy allows only ethereum) or skip stages."""
     strict = world.policy(tx_allowed_chains=("ethereum",))
-    doc = {"stage": "chain", "intent": intent.model_dump(mode="json"), "policy": strict.model_dump(mode="json"),
-           "verdicts": [], "intent_digest": intent.digest()}
+    doc = {
+        "stage": "chain",
+        "intent": intent.model_dump(mode="json"),
+        "policy": strict.model_dump(mode="json"),
+        "verdicts": [],
+        "intent_digest": intent.digest(),
+    }
     envelope = StageEnvelope.model_validate(doc)
     home = partition_of(AGENT)
     real_policy = StageEnvelope.model_validate({**doc, "policy": world.policy().model_dump(mode="json")})
@@ -717,24 +822,42 @@ def _forged_envelopes(world: World, intent: TransactionIntent) -> dict[str, tupl
     edited["policy"] = strict.model_dump(mode="json")
     return {
         "the envelope before it was signed": (
-            "invalid StageEnvelope", orjson.dumps({k: doc[k] for k in ("intent", "policy", "verdicts")}), home),
+            "invalid StageEnvelope",
+            orjson.dumps({k: doc[k] for k in ("intent", "policy", "verdicts")}),
+            home,
+        ),
         "unsigned, under the worker's key id": (
             "not signed by a pinned worker key (the service signature does not verify",
-            envelope.model_copy(update={"signed_by": WORKER_ID, "service_signature": "00" * 64}).to_bytes(), home),
+            envelope.model_copy(update={"signed_by": WORKER_ID, "service_signature": "00" * 64}).to_bytes(),
+            home,
+        ),
         "signed by another key under the worker's id": (
             "not signed by a pinned worker key (the service signature does not verify",
-            sign_outcome(envelope, Ed25519PrivateKey.generate(), WORKER_ID).to_bytes(), home),
+            sign_outcome(envelope, Ed25519PrivateKey.generate(), WORKER_ID).to_bytes(),
+            home,
+        ),
         "signed by the signer": (
             f"not signed by a pinned worker key (signed_by '{SIGNER_ID}' is not a pinned worker key)",
-            sign_outcome(envelope, world.signer_key, SIGNER_ID).to_bytes(), home),
+            sign_outcome(envelope, world.signer_key, SIGNER_ID).to_bytes(),
+            home,
+        ),
         "the worker's envelope with its policy edited": (
-            "not signed by a pinned worker key (the service signature does not verify", orjson.dumps(edited), home),
+            "not signed by a pinned worker key (the service signature does not verify",
+            orjson.dumps(edited),
+            home,
+        ),
         "the worker's envelope for the daily-limit stage, on the chain stage's topic": (
             "is addressed to stage 'daily_limit', not to 'chain'",
-            sign_outcome(real_policy.model_copy(update={"stage": "daily_limit"}), world.worker_key, WORKER_ID).to_bytes(),
-            home),
+            sign_outcome(
+                real_policy.model_copy(update={"stage": "daily_limit"}), world.worker_key, WORKER_ID
+            ).to_bytes(),
+            home,
+        ),
         "the worker's envelope re-keyed to another partition": (
-            f"an agent's records belong on partition {home}", signed.to_bytes(), (home + 1) % topics.PARTITIONS),
+            f"an agent's records belong on partition {home}",
+            signed.to_bytes(),
+            (home + 1) % topics.PARTITIONS,
+        ),
     }
 
 
@@ -768,14 +891,22 @@ def test_a_stage_envelope_from_a_worker_started_a_moment_ago_is_believed(world, 
     world.engine.service_keys = PinnedServiceKeys(settings)
     world.publish(world.policy())
     earlier = world.intent("0.5")
-    raw = sign_outcome(StageEnvelope(stage="chain", intent=earlier, policy=world.policy(), intent_digest=earlier.digest()),
-                       first[1], first[0]).to_bytes()
-    assert on(asyncio.run(world.engine.on_stage("chain", raw, world.source(topics.stage_topic("chain")), T0)),
-              topics.DLQ) == []  # read the key files just now
+    raw = sign_outcome(
+        StageEnvelope(stage="chain", intent=earlier, policy=world.policy(), intent_digest=earlier.digest()),
+        first[1],
+        first[0],
+    ).to_bytes()
+    assert (
+        on(asyncio.run(world.engine.on_stage("chain", raw, world.source(topics.stage_topic("chain")), T0)), topics.DLQ)
+        == []
+    )  # read the key files just now
     second = service_key(dataclasses.replace(settings, worker_id="streams-1"), "worker")
     intent = world.intent("0.5")
-    raw = sign_outcome(StageEnvelope(stage="chain", intent=intent, policy=world.policy(), intent_digest=intent.digest()),
-                       second[1], second[0]).to_bytes()
+    raw = sign_outcome(
+        StageEnvelope(stage="chain", intent=intent, policy=world.policy(), intent_digest=intent.digest()),
+        second[1],
+        second[0],
+    ).to_bytes()
     emits = asyncio.run(world.engine.on_stage("chain", raw, world.source(topics.stage_topic("chain")), T0))
     assert on(emits, topics.DLQ) == [], DeadLetter.from_bytes(on(emits, topics.DLQ)[0].value).reason
     assert on(emits, topics.stage_topic("allowlist"))
@@ -864,8 +995,13 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
     good = world.intent("0.1")
     assert watched_intent(good.to_bytes(), 65_536) == ((good.intent_id, good.digest()), AGENT)
     doc = orjson.loads(good.to_bytes())
-    for bad in (orjson.dumps({**doc, "agent_id": ["a", "list"]}), orjson.dumps({**doc, "agent_id": None}),
-                orjson.dumps({**doc, "data": "0x" + "ab" * 40_000}), b"{", None):
+    for bad in (
+        orjson.dumps({**doc, "agent_id": ["a", "list"]}),
+        orjson.dumps({**doc, "agent_id": None}),
+        orjson.dumps({**doc, "data": "0x" + "ab" * 40_000}),
+        b"{",
+        None,
+    ):
         assert watched_intent(bad, 65_536) is None
     assert watched_intent(good.to_bytes(), 100) is None  # over the size limit
     # The worker dead-letters a record it fails on, signed: that names the intent, and ends its watch.
@@ -884,10 +1020,12 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
     # pinned) does not end the watch: the intent is redelivered, and ends with a true outcome.
     stranger = Ed25519PrivateKey.generate()
     unsigned = DeadLetter.from_bytes(letter.value).model_copy(update={"signed_by": "", "service_signature": ""})
-    for topic, forged in ((topics.DLQ, unsigned.to_bytes()),
-                          (topics.DLQ, sign_outcome(unsigned, stranger, WORKER_ID).to_bytes()),
-                          (topics.INTENTS_APPROVED, sign_outcome(approved, stranger, WORKER_ID).to_bytes()),
-                          (topics.INTENTS_REJECTED, world.refusal(good, key=stranger))):
+    for topic, forged in (
+        (topics.DLQ, unsigned.to_bytes()),
+        (topics.DLQ, sign_outcome(unsigned, stranger, WORKER_ID).to_bytes()),
+        (topics.INTENTS_APPROVED, sign_outcome(approved, stranger, WORKER_ID).to_bytes()),
+        (topics.INTENTS_REJECTED, world.refusal(good, key=stranger)),
+    ):
         assert outcome_about(topic, forged, keys) is None, topic
 
 
@@ -901,13 +1039,19 @@ def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
 
     world.publish(world.policy())
     real = world.intent("0.1")
-    copy = world.intent("0.2", intent_id=real.intent_id, key=Ed25519PrivateKey.generate())  # edited: re-signed by nobody
+    copy = world.intent(
+        "0.2", intent_id=real.intent_id, key=Ed25519PrivateKey.generate()
+    )  # edited: re-signed by nobody
     pending = Pending(grace_us=10)
     for intent in (copy, real):
         about, key = watched_intent(intent.to_bytes(), 65_536)
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     refused = rejected_of(world.submit(copy))
-    assert (refused.intent_id, refused.code, refused.signed_by) == (real.intent_id, "AGENT_SIGNATURE_INVALID", WORKER_ID)
+    assert (refused.intent_id, refused.code, refused.signed_by) == (
+        real.intent_id,
+        "AGENT_SIGNATURE_INVALID",
+        WORKER_ID,
+    )
     pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned()))
     assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
     # The real intent's own outcome ends its watch.
@@ -928,8 +1072,12 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     intent = world.intent("0.1")
     home = partition_of(AGENT)
     elsewhere = Source(topics.INTENTS_SUBMITTED, (home + 1) % topics.PARTITIONS, 9, b"someone-else")
-    for emits in (world.submit(intent, source=elsewhere),
-                  world.engine.on_abandoned(world.abandoned(intent), dataclasses.replace(elsewhere, topic=topics.INTENTS_ABANDONED), T0)):
+    for emits in (
+        world.submit(intent, source=elsewhere),
+        world.engine.on_abandoned(
+            world.abandoned(intent), dataclasses.replace(elsewhere, topic=topics.INTENTS_ABANDONED), T0
+        ),
+    ):
         assert not on(emits, topics.INTENTS_REJECTED) and not on(emits, topics.INTENTS_APPROVED)
         (letter,) = on(emits, topics.DLQ)
         reason = DeadLetter.from_bytes(letter.value).reason
@@ -969,7 +1117,10 @@ def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everyth
     # Bounded: the oldest is forgotten, and then verified like any other record.
     for n in range(3):
         published.add(world.refusal(world.intent(f"0.{n + 3}")))
-    assert outcome_about(topics.INTENTS_APPROVED, approved, world.pinned(), published) == (good.intent_id, good.digest())
+    assert outcome_about(topics.INTENTS_APPROVED, approved, world.pinned(), published) == (
+        good.intent_id,
+        good.digest(),
+    )
     published.add(approved)
     for n in range(2):
         published.add(world.refusal(world.intent(f"0.{n + 6}")))
@@ -999,9 +1150,12 @@ def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, t
         "unsigned, under the worker's key id": ("the service signature does not verify", unsigned.to_bytes()),
         "signed by another key under the worker's id": (
             "the service signature does not verify",
-            sign_outcome(unsigned, Ed25519PrivateKey.generate(), WORKER_ID).to_bytes()),
-        "signed by the signer": (f"signed_by '{SIGNER_ID}' is not a pinned worker key",
-                                 sign_outcome(unsigned, world.signer_key, SIGNER_ID).to_bytes()),
+            sign_outcome(unsigned, Ed25519PrivateKey.generate(), WORKER_ID).to_bytes(),
+        ),
+        "signed by the signer": (
+            f"signed_by '{SIGNER_ID}' is not a pinned worker key",
+            sign_outcome(unsigned, world.signer_key, SIGNER_ID).to_bytes(),
+        ),
     }
 
 
@@ -1028,7 +1182,9 @@ def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(w
     intake: the agent's own intent with that id is still decided."""
     world.publish(world.policy())
     forged = world.intent("0.5", key=Ed25519PrivateKey.generate(), intent_id="i-predictable")
-    rejected = rejected_of(world.engine.on_abandoned(world.abandoned(forged), world.source(topics.INTENTS_ABANDONED), T0))
+    rejected = rejected_of(
+        world.engine.on_abandoned(world.abandoned(forged), world.source(topics.INTENTS_ABANDONED), T0)
+    )
     assert (rejected.code, rejected.intent_digest) == ("NO_OUTCOME", forged.digest())
     real = world.intent("0.5", intent_id="i-predictable")
     assert_approved(world.submit(real), real)
@@ -1087,8 +1243,15 @@ def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
         world.refusal(first, key=Ed25519PrivateKey.generate()),
         world.refusal(first, key=world.worker_key),
         world.refusal(other_intent),
-        IntentRejected(intent_id=first.intent_id, agent_id=AGENT, stage="signing", code="X", reason="x",
-                       decided_at=T0, intent_digest=first.digest()).to_bytes(),
+        IntentRejected(
+            intent_id=first.intent_id,
+            agent_id=AGENT,
+            stage="signing",
+            code="X",
+            reason="x",
+            decided_at=T0,
+            intent_digest=first.digest(),
+        ).to_bytes(),
     ]
     for raw in forgeries:
         emits = world.engine.on_rejected(raw, T0)

@@ -21,13 +21,14 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.support import receipt_of
-from runtime.rpc import JsonRpc, RpcError
 from evm import blobs
 from evm import transactions as txs
-from evm._secp256k1 import SECP256K1N
+from evm.constants import SECP256K1N
+from runtime.rpc import JsonRpc, RpcError
+from tests.support import receipt_of
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
 ADDRESS = Account.from_key(KEY).address
@@ -36,8 +37,7 @@ CHAIN = 31337
 SLOT = bytes(31) + b"\x07"
 ACCESS = ((bytes.fromhex("11" * 20), (SLOT, bytes(32))),)
 # eth-account's copy of the mainnet setup: an independent load of the same ceremony output.
-THEIR_SETUP = (Path(eth_account.__file__).parent / "typed_transactions" / "blob_transactions"
-               / "kzg_trusted_setup.txt")
+THEIR_SETUP = Path(eth_account.__file__).parent / "typed_transactions" / "blob_transactions" / "kzg_trusted_setup.txt"
 
 
 def _blob(seed: int) -> bytes:
@@ -54,25 +54,47 @@ def sidecar() -> blobs.Sidecar:
 
 
 def _tx(hashes: tuple[bytes, ...], **overrides) -> txs.BlobTransaction:
-    fields = dict(chain_id=CHAIN, nonce=4, max_priority_fee_per_gas=10**9, max_fee_per_gas=3 * 10**10,
-                  gas=100_000, to=TO, value=5, data=b"\x01\x02\x00", access_list=ACCESS, max_fee_per_blob_gas=7,
-                  blob_versioned_hashes=hashes)
+    fields = dict(
+        chain_id=CHAIN,
+        nonce=4,
+        max_priority_fee_per_gas=10**9,
+        max_fee_per_gas=3 * 10**10,
+        gas=100_000,
+        to=TO,
+        value=5,
+        data=b"\x01\x02\x00",
+        access_list=ACCESS,
+        max_fee_per_blob_gas=7,
+        blob_versioned_hashes=hashes,
+    )
     return txs.BlobTransaction(**(fields | overrides))
 
 
 def _theirs(tx: txs.BlobTransaction) -> dict:
     """The same transaction as eth-account's dict (without the versioned hashes)."""
-    return {"type": 3, "chainId": tx.chain_id, "nonce": tx.nonce, "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
-            "maxFeePerGas": tx.max_fee_per_gas, "gas": tx.gas, "to": to_checksum_address(tx.to), "value": tx.value,
-            "data": "0x" + tx.data.hex(), "maxFeePerBlobGas": tx.max_fee_per_blob_gas,
-            "accessList": [{"address": to_checksum_address(a), "storageKeys": ["0x" + k.hex() for k in keys]}
-                           for a, keys in tx.access_list]}
+    return {
+        "type": 3,
+        "chainId": tx.chain_id,
+        "nonce": tx.nonce,
+        "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
+        "maxFeePerGas": tx.max_fee_per_gas,
+        "gas": tx.gas,
+        "to": to_checksum_address(tx.to),
+        "value": tx.value,
+        "data": "0x" + tx.data.hex(),
+        "maxFeePerBlobGas": tx.max_fee_per_blob_gas,
+        "accessList": [
+            {"address": to_checksum_address(a), "storageKeys": ["0x" + k.hex() for k in keys]}
+            for a, keys in tx.access_list
+        ],
+    }
 
 
 # --- against eth-account and ckzg -------------------------------------------------------------------
 #
 # eth-account loads its trusted setup again for every blob and every property it computes (about two
 # seconds each), so its network form is made once per module.
+
 
 @pytest.fixture(scope="module")
 def their_network_form(sidecar) -> bytes:
@@ -87,7 +109,8 @@ def test_a_blob_transaction_is_byte_for_byte_eth_accounts_and_recovers(sidecar, 
         assert mine.raw[0] == 3 and mine.v in (0, 1) and mine.s <= SECP256K1N // 2
         # The canonical form: eth-account signs it when given the versioned hashes instead of blobs.
         canonical = Account.sign_transaction(
-            _theirs(tx) | {"blobVersionedHashes": ["0x" + h.hex() for h in tx.blob_versioned_hashes]}, KEY)
+            _theirs(tx) | {"blobVersionedHashes": ["0x" + h.hex() for h in tx.blob_versioned_hashes]}, KEY
+        )
         assert mine.raw == bytes(canonical.raw_transaction)
         assert mine.tx_hash == bytes(canonical.hash) == keccak(mine.raw)
         assert (mine.v, mine.r, mine.s) == (canonical.v, canonical.r, canonical.s)
@@ -110,14 +133,20 @@ def test_the_sidecar_is_what_eth_account_and_ckzg_compute_under_their_own_truste
     # ckzg under eth-account's copy of the setup: the same commitments and proofs, and they verify.
     setup = ckzg.load_trusted_setup(str(THEIR_SETUP), 0)
     assert sidecar.commitments == tuple(ckzg.blob_to_kzg_commitment(blob, setup) for blob in BLOBS)
-    assert sidecar.proofs == tuple(ckzg.compute_blob_kzg_proof(blob, commitment, setup)
-                                   for blob, commitment in zip(BLOBS, sidecar.commitments))
-    assert ckzg.verify_blob_kzg_proof_batch(b"".join(BLOBS), b"".join(sidecar.commitments),
-                                            b"".join(sidecar.proofs), setup)
+    assert sidecar.proofs == tuple(
+        ckzg.compute_blob_kzg_proof(blob, commitment, setup) for blob, commitment in zip(BLOBS, sidecar.commitments)
+    )
+    assert ckzg.verify_blob_kzg_proof_batch(
+        b"".join(BLOBS), b"".join(sidecar.commitments), b"".join(sidecar.proofs), setup
+    )
     cells = [cell for blob in BLOBS for cell in ckzg.compute_cells(blob, setup)]
     assert ckzg.verify_cell_kzg_proof_batch(
         [c for c in sidecar.commitments for _ in range(blobs.CELLS_PER_BLOB)],
-        list(range(blobs.CELLS_PER_BLOB)) * len(BLOBS), cells, list(sidecar.cell_proofs), setup)
+        list(range(blobs.CELLS_PER_BLOB)) * len(BLOBS),
+        cells,
+        list(sidecar.cell_proofs),
+        setup,
+    )
     for commitment, versioned in zip(sidecar.commitments, sidecar.versioned_hashes):
         assert versioned[0] == blobs.VERSIONED_HASH_VERSION_KZG and len(versioned) == 32
         assert blobs.versioned_hash(commitment) == versioned
@@ -145,18 +174,24 @@ def test_the_pre_osaka_network_form_is_the_one_eth_account_decodes():
 
 # --- refused, with the reason ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("blob_list, error", [
-    ((), "1 to 6 blobs"),
-    (tuple(_blob(i) for i in range(7)), "1 to 6 blobs"),
-    ([_blob(0)], "1 to 6 blobs as a tuple"),
-    ((bytes(10),), "blobs[0] is 10 bytes; a blob is exactly 131072"),
-    ((_blob(0), bytes(blobs.BYTES_PER_BLOB + 1)), "blobs[1] is 131073 bytes"),
-    ((bytearray(blobs.BYTES_PER_BLOB),), "blobs[0] must be bytes, not bytearray"),
-    ((_blob(0), b"\xff" * blobs.BYTES_PER_BLOB), "blobs[1]: field element 0 (bytes 0..31)"),
-    # Exactly the modulus, in the sixth element: the first value that does not fit.
-    ((bytes(160) + blobs.BLS_MODULUS.to_bytes(32, "big") + bytes(blobs.BYTES_PER_BLOB - 192),),
-     "blobs[0]: field element 5 (bytes 160..191) is not below the BLS12-381 modulus"),
-])
+
+@pytest.mark.parametrize(
+    "blob_list, error",
+    [
+        ((), "1 to 6 blobs"),
+        (tuple(_blob(i) for i in range(7)), "1 to 6 blobs"),
+        ([_blob(0)], "1 to 6 blobs as a tuple"),
+        ((bytes(10),), "blobs[0] is 10 bytes; a blob is exactly 131072"),
+        ((_blob(0), bytes(blobs.BYTES_PER_BLOB + 1)), "blobs[1] is 131073 bytes"),
+        ((bytearray(blobs.BYTES_PER_BLOB),), "blobs[0] must be bytes, not bytearray"),
+        ((_blob(0), b"\xff" * blobs.BYTES_PER_BLOB), "blobs[1]: field element 0 (bytes 0..31)"),
+        # Exactly the modulus, in the sixth element: the first value that does not fit.
+        (
+            (bytes(160) + blobs.BLS_MODULUS.to_bytes(32, "big") + bytes(blobs.BYTES_PER_BLOB - 192),),
+            "blobs[0]: field element 5 (bytes 160..191) is not below the BLS12-381 modulus",
+        ),
+    ],
+)
 def test_blobs_that_cannot_be_committed_are_refused_with_the_reason(blob_list, error):
     with pytest.raises(blobs.InvalidBlob) as caught:
         blobs.make_sidecar(blob_list)
@@ -168,14 +203,17 @@ def test_the_largest_field_element_is_a_blob():
     assert len(blobs.make_sidecar((largest,)).commitments[0]) == 48
 
 
-@pytest.mark.parametrize("hashes, error", [
-    ((), "1 to 6 hashes"),
-    ((b"\x01" + bytes(31),) * 7, "1 to 6 hashes"),
-    ([b"\x01" + bytes(31)], "must be a tuple"),
-    ((b"\x01" + bytes(31), b"\x02" + bytes(31)), r"blob_versioned_hashes\[1\] must be 32 bytes starting with 0x01"),
-    ((b"\x01" + bytes(30),), r"blob_versioned_hashes\[0\] must be 32 bytes"),
-    ((bytearray(b"\x01" + bytes(31)),), r"blob_versioned_hashes\[0\] must be 32 bytes"),
-])
+@pytest.mark.parametrize(
+    "hashes, error",
+    [
+        ((), "1 to 6 hashes"),
+        ((b"\x01" + bytes(31),) * 7, "1 to 6 hashes"),
+        ([b"\x01" + bytes(31)], "must be a tuple"),
+        ((b"\x01" + bytes(31), b"\x02" + bytes(31)), r"blob_versioned_hashes\[1\] must be 32 bytes starting with 0x01"),
+        ((b"\x01" + bytes(30),), r"blob_versioned_hashes\[0\] must be 32 bytes"),
+        ((bytearray(b"\x01" + bytes(31)),), r"blob_versioned_hashes\[0\] must be 32 bytes"),
+    ],
+)
 def test_blob_hashes_must_be_kzg_versioned(hashes, error):
     with pytest.raises(txs.InvalidTransaction, match=error):
         _tx(hashes)
@@ -204,8 +242,9 @@ def test_a_sidecar_must_match_itself_and_the_transaction_it_is_sent_with(sidecar
     with pytest.raises(blobs.InvalidBlob, match="not the ones the transaction signed"):
         blobs.network_encoding(signed.raw, one)
     with pytest.raises(blobs.InvalidBlob, match="has no cell proofs"):
-        blobs.network_encoding(signed.raw, blobs.Sidecar(sidecar.blobs, sidecar.commitments, sidecar.proofs,
-                                                         sidecar.versioned_hashes))
+        blobs.network_encoding(
+            signed.raw, blobs.Sidecar(sidecar.blobs, sidecar.commitments, sidecar.proofs, sidecar.versioned_hashes)
+        )
     network = blobs.network_encoding(signed.raw, sidecar)
     with pytest.raises(blobs.InvalidBlob, match="not its network form"):
         blobs.network_encoding(network, sidecar)
@@ -230,20 +269,30 @@ def test_a_trusted_setup_that_is_not_the_pinned_one_is_refused(tmp_path, monkeyp
 # --- round trips ------------------------------------------------------------------------------------
 
 _addresses = st.binary(min_size=20, max_size=20)
-_access = st.lists(st.tuples(_addresses, st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)),
-                   max_size=3).map(tuple)
+_access = st.lists(
+    st.tuples(_addresses, st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)), max_size=3
+).map(tuple)
 
 
 @settings(max_examples=60, deadline=None)
-@given(key=st.integers(1, SECP256K1N - 1), chain_id=st.integers(1, 2**64 - 1), nonce=st.integers(0, 2**64 - 2),
-       fees=st.tuples(st.integers(0, 2**256 - 1), st.integers(0, 2**256 - 1)).map(sorted),
-       gas=st.integers(0, 2**64 - 1), to=_addresses, value=st.integers(0, 2**256 - 1),
-       data=st.binary(max_size=80), access=_access, blob_fee=st.integers(0, 2**256 - 1),
-       hashes=st.lists(st.binary(min_size=31, max_size=31), min_size=1, max_size=6))
+@given(
+    key=st.integers(1, SECP256K1N - 1),
+    chain_id=st.integers(1, 2**64 - 1),
+    nonce=st.integers(0, 2**64 - 2),
+    fees=st.tuples(st.integers(0, 2**256 - 1), st.integers(0, 2**256 - 1)).map(sorted),
+    gas=st.integers(0, 2**64 - 1),
+    to=_addresses,
+    value=st.integers(0, 2**256 - 1),
+    data=st.binary(max_size=80),
+    access=_access,
+    blob_fee=st.integers(0, 2**256 - 1),
+    hashes=st.lists(st.binary(min_size=31, max_size=31), min_size=1, max_size=6),
+)
 def test_type_3_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, value, data, access, blob_fee, hashes):
     private_key = key.to_bytes(32, "big")
-    tx = txs.BlobTransaction(chain_id, nonce, fees[0], fees[1], gas, to, value, data, access, blob_fee,
-                             tuple(b"\x01" + h for h in hashes))
+    tx = txs.BlobTransaction(
+        chain_id, nonce, fees[0], fees[1], gas, to, value, data, access, blob_fee, tuple(b"\x01" + h for h in hashes)
+    )
     signed = txs.sign_transaction(tx, bytearray(private_key), chain_id)
     assert txs.decode_signed(signed.raw) == (tx, signed.v, signed.r, signed.s)
     assert txs.recover_sender(signed.raw) == signed.sender == txs.address_of(private_key)
@@ -251,6 +300,7 @@ def test_type_3_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, va
 
 
 # --- a real Anvil mines them ------------------------------------------------------------------------
+
 
 @pytest.fixture
 def chain(stack):
@@ -268,8 +318,9 @@ async def _funded(node: JsonRpc) -> tuple[bytes, str]:
 async def _blob_tx(node: JsonRpc, address: str, sidecar: blobs.Sidecar) -> txs.BlobTransaction:
     nonce = int(await node.call("eth_getTransactionCount", address, "pending"), 16)
     base = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
-    return txs.BlobTransaction(CHAIN, nonce, 10**9, 2 * base + 10**9, 50_000, TO, 1, b"", (), 10**9,
-                               sidecar.versioned_hashes)
+    return txs.BlobTransaction(
+        CHAIN, nonce, 10**9, 2 * base + 10**9, 50_000, TO, 1, b"", (), 10**9, sidecar.versioned_hashes
+    )
 
 
 @pytest.mark.parametrize("count", [1, 2])
@@ -299,22 +350,30 @@ def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(cha
     """Anvil 1.7.1 verifies the proofs in either wrapper (so the mined transactions above are evidence
     that ours are right) and still takes the EIP-4844 wrapper on Bpo1; a post-Osaka mainnet node
     expects the EIP-7594 one, which is why that is the default."""
+
     async def scenario():
         node = JsonRpc(chain)
         try:
             key, address = await _funded(node)
             sidecar = blobs.make_sidecar((_blob(40),))
             signed = txs.sign_transaction(await _blob_tx(node, address, sidecar), key, CHAIN)
-            swapped = blobs.Sidecar(sidecar.blobs, sidecar.commitments, (sidecar.cell_proofs[3],),
-                                    sidecar.versioned_hashes, sidecar.cell_proofs[::-1])
+            swapped = blobs.Sidecar(
+                sidecar.blobs,
+                sidecar.commitments,
+                (sidecar.cell_proofs[3],),
+                sidecar.versioned_hashes,
+                sidecar.cell_proofs[::-1],
+            )
             errors = []
             for osaka in (True, False):
                 with pytest.raises(RpcError) as refused:
-                    await node.call("eth_sendRawTransaction",
-                                    "0x" + blobs.network_encoding(signed.raw, swapped, osaka=osaka).hex())
+                    await node.call(
+                        "eth_sendRawTransaction", "0x" + blobs.network_encoding(signed.raw, swapped, osaka=osaka).hex()
+                    )
                 errors.append(str(refused.value))
-            sent = await node.call("eth_sendRawTransaction",
-                                   "0x" + blobs.network_encoding(signed.raw, sidecar, osaka=False).hex())
+            sent = await node.call(
+                "eth_sendRawTransaction", "0x" + blobs.network_encoding(signed.raw, sidecar, osaka=False).hex()
+            )
             return errors, signed, sent, await receipt_of(node, sent)
         finally:
             await node.close()

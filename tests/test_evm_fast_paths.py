@@ -16,14 +16,18 @@ from hypothesis import strategies as st
 
 from evm._keccak import keccak
 from evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
-from evm._secp256k1 import SECP256K1N, address_of, sign_hash
+from evm._secp256k1 import address_of, sign_hash
+from evm.constants import SECP256K1N
 from evm.transactions import FeeMarketTransaction, LegacyTransaction, checksum, sign_transaction
 
 SECRETS = st.integers(min_value=1, max_value=SECP256K1N - 1).map(lambda k: k.to_bytes(32, "big"))
 UINT256 = st.integers(min_value=0, max_value=2**256 - 1)
-ACCESS_LISTS = st.lists(st.tuples(st.binary(min_size=20, max_size=20),
-                                  st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)),
-                        max_size=3).map(tuple)
+ACCESS_LISTS = st.lists(
+    st.tuples(
+        st.binary(min_size=20, max_size=20), st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)
+    ),
+    max_size=3,
+).map(tuple)
 
 
 # --- keccak -------------------------------------------------------------------------------------
@@ -101,7 +105,9 @@ def test_signatures_and_addresses_match_coincurve_public_api(secret, msg_hash):
 @settings(max_examples=40)
 @given(SECRETS, st.integers(0, 2**64 - 2), UINT256, st.binary(max_size=100), st.integers(1, 2**32))
 def test_whole_transactions_recover_with_eth_account(secret, nonce, value, data, chain_id):
-    for tx in (FeeMarketTransaction(chain_id, nonce, 1, 2, 21000, bytes(range(20)), value, data, ()),
-               LegacyTransaction(nonce, 7, 21000, bytes(range(20)), value, data)):
+    for tx in (
+        FeeMarketTransaction(chain_id, nonce, 1, 2, 21000, bytes(range(20)), value, data, ()),
+        LegacyTransaction(nonce, 7, 21000, bytes(range(20)), value, data),
+    ):
         signed = sign_transaction(tx, bytearray(secret), chain_id)
         assert Account.recover_transaction(signed.raw) == checksum(address_of(secret))

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evm._keccak import keccak
-from evm._secp256k1 import SECP256K1N, InvalidKey, address_of
+from evm._secp256k1 import InvalidKey, address_of
+from evm.constants import SECP256K1N
 from evm.messages import (
     MAX_MESSAGE_BYTES,
     InvalidMessage,

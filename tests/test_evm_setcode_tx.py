@@ -14,13 +14,14 @@ from eth_account.datastructures import SignedSetCodeAuthorization
 from eth_keys import keys
 from eth_utils import keccak, to_checksum_address
 from hexbytes import HexBytes
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.support import receipt_of
-from runtime.rpc import JsonRpc
 from evm import authorizations as auth
 from evm import transactions as txs
-from evm._secp256k1 import SECP256K1N
+from evm.constants import SECP256K1N
+from runtime.rpc import JsonRpc
+from tests.support import receipt_of
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
 OTHER_KEY = bytes.fromhex("8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f")
@@ -31,26 +32,54 @@ ACCESS = ((bytes.fromhex("11" * 20), (bytes(31) + b"\x07",)),)
 
 
 def _tx(authorization_list, **overrides) -> txs.SetCodeTransaction:
-    fields = dict(chain_id=CHAIN, nonce=4, max_priority_fee_per_gas=10**9, max_fee_per_gas=3 * 10**10, gas=100_000,
-                  to=D, value=5, data=b"\x01\x02\x00", access_list=ACCESS, authorization_list=authorization_list)
+    fields = dict(
+        chain_id=CHAIN,
+        nonce=4,
+        max_priority_fee_per_gas=10**9,
+        max_fee_per_gas=3 * 10**10,
+        gas=100_000,
+        to=D,
+        value=5,
+        data=b"\x01\x02\x00",
+        access_list=ACCESS,
+        authorization_list=authorization_list,
+    )
     return txs.SetCodeTransaction(**(fields | overrides))
 
 
 def _theirs(tx: txs.SetCodeTransaction, authorization_list: list) -> dict:
-    return {"type": 4, "chainId": tx.chain_id, "nonce": tx.nonce, "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
-            "maxFeePerGas": tx.max_fee_per_gas, "gas": tx.gas, "to": to_checksum_address(tx.to), "value": tx.value,
-            "data": "0x" + tx.data.hex(), "authorizationList": authorization_list,
-            "accessList": [{"address": to_checksum_address(a), "storageKeys": ["0x" + k.hex() for k in keys_]}
-                           for a, keys_ in tx.access_list]}
+    return {
+        "type": 4,
+        "chainId": tx.chain_id,
+        "nonce": tx.nonce,
+        "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
+        "maxFeePerGas": tx.max_fee_per_gas,
+        "gas": tx.gas,
+        "to": to_checksum_address(tx.to),
+        "value": tx.value,
+        "data": "0x" + tx.data.hex(),
+        "authorizationList": authorization_list,
+        "accessList": [
+            {"address": to_checksum_address(a), "storageKeys": ["0x" + k.hex() for k in keys_]}
+            for a, keys_ in tx.access_list
+        ],
+    }
 
 
 def _as_rpc(signed: auth.SignedAuthorization) -> dict:
     """Our tuple as eth-account's JSON-RPC form, so its serializer (not its signer) encodes it."""
-    return {"chainId": signed.chain_id, "address": to_checksum_address(signed.address), "nonce": signed.nonce,
-            "yParity": signed.y_parity, "r": signed.r, "s": signed.s}
+    return {
+        "chainId": signed.chain_id,
+        "address": to_checksum_address(signed.address),
+        "nonce": signed.nonce,
+        "yParity": signed.y_parity,
+        "r": signed.r,
+        "s": signed.s,
+    }
 
 
 # --- authorizations ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("chain_id, nonce", [(CHAIN, 0), (0, 7), (1, 2**64 - 2), (2**256 - 1, 1)])
 def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_authority(chain_id, nonce):
@@ -65,25 +94,35 @@ def test_an_authorization_is_the_one_eth_account_signs_and_it_recovers_to_its_au
     assert digest == bytes(theirs.authorization_hash)
     # eth-account (through eth-keys) recovers our tuple to the key's address.
     signature = keys.Signature(vrs=(mine.y_parity, mine.r, mine.s))
-    as_theirs = SignedSetCodeAuthorization(chain_id=mine.chain_id, address=mine.address, nonce=mine.nonce,
-                                           y_parity=mine.y_parity, r=mine.r, s=mine.s, signature=signature,
-                                           authorization_hash=HexBytes(digest))
+    as_theirs = SignedSetCodeAuthorization(
+        chain_id=mine.chain_id,
+        address=mine.address,
+        nonce=mine.nonce,
+        y_parity=mine.y_parity,
+        r=mine.r,
+        s=mine.s,
+        signature=signature,
+        authorization_hash=HexBytes(digest),
+    )
     assert to_checksum_address(as_theirs.authority) == ADDRESS
     assert to_checksum_address(auth.recover_authority(mine)) == ADDRESS
     # A bytearray key (which the caller can wipe) signs the same.
     assert auth.sign_authorization(auth.Authorization(chain_id, D, nonce), bytearray(KEY)) == mine
 
 
-@pytest.mark.parametrize("fields, error", [
-    ((CHAIN, D, 2**64 - 1), "nonce must be < 2**64 - 1 (EIP-2681)"),
-    ((CHAIN, D, -1), "nonce must be >= 0"),
-    ((CHAIN, D, True), "nonce must be an int, not bool"),
-    ((2**256, D, 0), "chain_id must be < 2**256"),
-    ((-1, D, 0), "chain_id must be >= 0"),
-    ((CHAIN, D[:19], 0), "address must be 20 bytes"),
-    ((CHAIN, bytearray(D), 0), "address must be 20 bytes"),
-    ((CHAIN, "0x" + D.hex(), 0), "address must be 20 bytes"),
-])
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ((CHAIN, D, 2**64 - 1), "nonce must be < 2**64 - 1 (EIP-2681)"),
+        ((CHAIN, D, -1), "nonce must be >= 0"),
+        ((CHAIN, D, True), "nonce must be an int, not bool"),
+        ((2**256, D, 0), "chain_id must be < 2**256"),
+        ((-1, D, 0), "chain_id must be >= 0"),
+        ((CHAIN, D[:19], 0), "address must be 20 bytes"),
+        ((CHAIN, bytearray(D), 0), "address must be 20 bytes"),
+        ((CHAIN, "0x" + D.hex(), 0), "address must be 20 bytes"),
+    ],
+)
 def test_an_authorization_that_could_never_apply_is_refused(fields, error):
     with pytest.raises(auth.InvalidAuthorization) as caught:
         auth.Authorization(*fields)
@@ -93,8 +132,9 @@ def test_an_authorization_that_could_never_apply_is_refused(fields, error):
 def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason():
     mine = auth.sign_authorization(auth.Authorization(CHAIN, D, 3), KEY)
     # (r, n - s) with the other parity is the same signature mirrored: EIP-7702 skips it (EIP-2).
-    high_s = auth.SignedAuthorization(mine.chain_id, mine.address, mine.nonce, 1 - mine.y_parity, mine.r,
-                                      SECP256K1N - mine.s)
+    high_s = auth.SignedAuthorization(
+        mine.chain_id, mine.address, mine.nonce, 1 - mine.y_parity, mine.r, SECP256K1N - mine.s
+    )
     with pytest.raises(auth.InvalidAuthorization, match="lower half"):
         auth.recover_authority(high_s)
     with pytest.raises(auth.InvalidAuthorization, match="signature r out of range"):
@@ -117,6 +157,7 @@ def test_a_signed_authorization_that_does_not_recover_is_refused_with_the_reason
 
 # --- the transaction --------------------------------------------------------------------------------
 
+
 def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers():
     own = auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY)
     everywhere = auth.sign_authorization(auth.Authorization(0, bytes.fromhex("22" * 20), 0), OTHER_KEY)
@@ -124,8 +165,12 @@ def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers():
     mine = txs.sign_transaction(tx, KEY, CHAIN)
     assert mine.raw[0] == 4 and mine.v in (0, 1) and mine.s <= SECP256K1N // 2
     # eth-account's signer for the tuples, and its serializer for ours: both give our bytes.
-    their_auths = [Account.sign_authorization({"chainId": a.chain_id, "address": to_checksum_address(a.address),
-                                               "nonce": a.nonce}, k) for a, k in ((own, KEY), (everywhere, OTHER_KEY))]
+    their_auths = [
+        Account.sign_authorization(
+            {"chainId": a.chain_id, "address": to_checksum_address(a.address), "nonce": a.nonce}, k
+        )
+        for a, k in ((own, KEY), (everywhere, OTHER_KEY))
+    ]
     for authorization_list in (their_auths, [_as_rpc(own), _as_rpc(everywhere)]):
         theirs = Account.sign_transaction(_theirs(tx, authorization_list), KEY)
         assert mine.raw == bytes(theirs.raw_transaction)
@@ -136,8 +181,9 @@ def test_a_set_code_transaction_is_byte_for_byte_eth_accounts_and_recovers():
     # The wire order of EIP-7702: the nine EIP-1559 fields, the authorization list, y_parity, r, s.
     items = rlp.decode(mine.raw[1:])
     assert len(items) == 13 and items[5] == D
-    assert items[9] == rlp.decode(rlp.encode([[a.chain_id, a.address, a.nonce, a.y_parity, a.r, a.s]
-                                              for a in (own, everywhere)]))
+    assert items[9] == rlp.decode(
+        rlp.encode([[a.chain_id, a.address, a.nonce, a.y_parity, a.r, a.s] for a in (own, everywhere)])
+    )
     assert txs.signing_hash_7702(tx) == keccak(b"\x04" + rlp.encode(items[:10]))
 
 
@@ -160,9 +206,12 @@ def test_a_set_code_transaction_that_is_not_one_is_refused():
 def test_decoding_refuses_tuples_that_could_never_apply():
     good = txs.sign_transaction(_tx((auth.sign_authorization(auth.Authorization(CHAIN, D, 5), KEY),)), KEY, CHAIN)
     items = rlp.decode(good.raw[1:])
-    for index, value, error in ((3, b"\x02", "y_parity must be 0 or 1"), (2, b"\xff" * 8, "nonce must be"),
-                                (1, b"\x01" * 19, "address must be 20 bytes"),
-                                (2, b"\x00\x01", "authorization nonce is not a canonical integer")):
+    for index, value, error in (
+        (3, b"\x02", "y_parity must be 0 or 1"),
+        (2, b"\xff" * 8, "nonce must be"),
+        (1, b"\x01" * 19, "address must be 20 bytes"),
+        (2, b"\x00\x01", "authorization nonce is not a canonical integer"),
+    ):
         bad = [list(entry) for entry in items[9]]
         bad[0][index] = value
         raw = b"\x04" + rlp.encode(items[:9] + [bad] + items[10:])
@@ -176,20 +225,31 @@ def test_decoding_refuses_tuples_that_could_never_apply():
 
 _addresses = st.binary(min_size=20, max_size=20)
 _keys = st.integers(1, SECP256K1N - 1).map(lambda k: k.to_bytes(32, "big"))
-_authorizations = st.builds(lambda chain_id, address, nonce, key: auth.sign_authorization(
-    auth.Authorization(chain_id, address, nonce), key),
-    st.integers(0, 2**256 - 1), _addresses, st.integers(0, 2**64 - 2), _keys)
+_authorizations = st.builds(
+    lambda chain_id, address, nonce, key: auth.sign_authorization(auth.Authorization(chain_id, address, nonce), key),
+    st.integers(0, 2**256 - 1),
+    _addresses,
+    st.integers(0, 2**64 - 2),
+    _keys,
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(key=_keys, chain_id=st.integers(1, 2**64 - 1), nonce=st.integers(0, 2**64 - 2),
-       fees=st.tuples(st.integers(0, 2**256 - 1), st.integers(0, 2**256 - 1)).map(sorted),
-       gas=st.integers(0, 2**64 - 1), to=_addresses, value=st.integers(0, 2**256 - 1), data=st.binary(max_size=80),
-       access=st.lists(st.tuples(_addresses, st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)),
-                       max_size=3).map(tuple),
-       authorization_list=st.lists(_authorizations, min_size=1, max_size=4).map(tuple))
-def test_type_4_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, value, data, access,
-                                         authorization_list):
+@given(
+    key=_keys,
+    chain_id=st.integers(1, 2**64 - 1),
+    nonce=st.integers(0, 2**64 - 2),
+    fees=st.tuples(st.integers(0, 2**256 - 1), st.integers(0, 2**256 - 1)).map(sorted),
+    gas=st.integers(0, 2**64 - 1),
+    to=_addresses,
+    value=st.integers(0, 2**256 - 1),
+    data=st.binary(max_size=80),
+    access=st.lists(
+        st.tuples(_addresses, st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple)), max_size=3
+    ).map(tuple),
+    authorization_list=st.lists(_authorizations, min_size=1, max_size=4).map(tuple),
+)
+def test_type_4_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, value, data, access, authorization_list):
     tx = txs.SetCodeTransaction(chain_id, nonce, fees[0], fees[1], gas, to, value, data, access, authorization_list)
     signed = txs.sign_transaction(tx, key, chain_id)
     assert txs.decode_signed(signed.raw) == (tx, signed.v, signed.r, signed.s)
@@ -229,11 +289,13 @@ async def _nonce(node: JsonRpc, address: bytes) -> int:
     return int(await node.call("eth_getTransactionCount", "0x" + address.hex(), "latest"), 16)
 
 
-async def _send_set_code(node: JsonRpc, key: bytes, sender: bytes, to: bytes,
-                         authorization_list: tuple[auth.SignedAuthorization, ...]) -> tuple[txs.SignedTx, dict]:
+async def _send_set_code(
+    node: JsonRpc, key: bytes, sender: bytes, to: bytes, authorization_list: tuple[auth.SignedAuthorization, ...]
+) -> tuple[txs.SignedTx, dict]:
     base = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
-    tx = txs.SetCodeTransaction(CHAIN, await _nonce(node, sender), 10**9, 2 * base + 10**9, 200_000, to, 0, b"", (),
-                                authorization_list)
+    tx = txs.SetCodeTransaction(
+        CHAIN, await _nonce(node, sender), 10**9, 2 * base + 10**9, 200_000, to, 0, b"", (), authorization_list
+    )
     signed = txs.sign_transaction(tx, key, CHAIN)
     sent = await node.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
     assert sent == "0x" + signed.tx_hash.hex()
@@ -263,9 +325,14 @@ def test_anvil_applies_a_self_sponsored_delegation(chain, run):
     assert code == "0xef0100" + d.hex() and int(answer, 16) == 42
     assert nonce_after == nonce + 2  # once for the transaction, once for the authorization
     [listed] = mined["authorizationList"]
-    assert (int(listed["chainId"], 16), listed["address"].lower(), int(listed["nonce"], 16), int(listed["yParity"], 16),
-            int(listed["r"], 16), int(listed["s"], 16)) == (CHAIN, "0x" + d.hex(), nonce + 1, good.y_parity, good.r,
-                                                             good.s)
+    assert (
+        int(listed["chainId"], 16),
+        listed["address"].lower(),
+        int(listed["nonce"], 16),
+        int(listed["yParity"], 16),
+        int(listed["r"], 16),
+        int(listed["s"], 16),
+    ) == (CHAIN, "0x" + d.hex(), nonce + 1, good.y_parity, good.r, good.s)
 
 
 def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(chain, run):
@@ -290,6 +357,7 @@ def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(chai
 def test_anvil_applies_a_sponsored_delegation_for_chain_id_0(chain, run):
     """A sponsor S pays for an authority A's delegation; A's tuple names chain id 0 (every chain)
     and A's own current nonce, since A sends nothing."""
+
     async def scenario():
         node = JsonRpc(chain)
         try:

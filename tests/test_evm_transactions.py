@@ -25,12 +25,12 @@ from evm.transactions import (
     address_of,
     checksum,
     decode_signed,
+    payload_legacy,
     recover_sender,
     sign_transaction,
     signing_hash_155,
     signing_hash_1559,
     signing_hash_2930,
-    payload_legacy,
     signing_hash_pre155,
 )
 
@@ -46,12 +46,9 @@ EIP155_TX = LegacyTransaction(
     data=b"",
 )
 EIP155_SIGNING_DATA = bytes.fromhex(
-    "ec098504a817c800825208943535353535353535353535353535353535353535"
-    "880de0b6b3a764000080018080"
+    "ec098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080018080"
 )
-EIP155_SIGNING_HASH = bytes.fromhex(
-    "daf5a779ae972f972197303d7b574746c7ef83eadac0f2791ad23db92e4c8e53"
-)
+EIP155_SIGNING_HASH = bytes.fromhex("daf5a779ae972f972197303d7b574746c7ef83eadac0f2791ad23db92e4c8e53")
 EIP155_SIGNED = bytes.fromhex(
     "f86c098504a817c800825208943535353535353535353535353535353535353535"
     "880de0b6b3a76400008025a028ef61340bd939bc2195fe537567866003e1a15d3c"
@@ -96,9 +93,7 @@ KEYS = [
 
 USDC = bytes.fromhex("a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48")
 RECIPIENT = bytes.fromhex("35" * 20)
-ERC20_TRANSFER = bytes.fromhex(
-    "a9059cbb" + "00" * 12 + "35" * 20 + (10**6).to_bytes(32, "big").hex()
-)
+ERC20_TRANSFER = bytes.fromhex("a9059cbb" + "00" * 12 + "35" * 20 + (10**6).to_bytes(32, "big").hex())
 INITCODE = bytes.fromhex("6080604052348015600f57600080fd5b50603f80601d6000396000f3fe") + bytes(40)
 SLOT = lambda i: i.to_bytes(32, "big")  # noqa: E731
 ACCESS_LIST = (
@@ -149,17 +144,37 @@ def _access_list_dict(access_list):
 
 def _to_eth_account_dict(tx, chain_id):
     if isinstance(tx, LegacyTransaction):
-        d = {"nonce": tx.nonce, "gasPrice": tx.gas_price, "gas": tx.gas,
-             "value": tx.value, "data": tx.data, "chainId": chain_id}
+        d = {
+            "nonce": tx.nonce,
+            "gasPrice": tx.gas_price,
+            "gas": tx.gas,
+            "value": tx.value,
+            "data": tx.data,
+            "chainId": chain_id,
+        }
     elif isinstance(tx, AccessListTransaction):
-        d = {"type": 1, "chainId": tx.chain_id, "nonce": tx.nonce, "gasPrice": tx.gas_price,
-             "gas": tx.gas, "value": tx.value, "data": tx.data,
-             "accessList": _access_list_dict(tx.access_list)}
+        d = {
+            "type": 1,
+            "chainId": tx.chain_id,
+            "nonce": tx.nonce,
+            "gasPrice": tx.gas_price,
+            "gas": tx.gas,
+            "value": tx.value,
+            "data": tx.data,
+            "accessList": _access_list_dict(tx.access_list),
+        }
     else:
-        d = {"type": 2, "chainId": tx.chain_id, "nonce": tx.nonce,
-             "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
-             "maxFeePerGas": tx.max_fee_per_gas, "gas": tx.gas, "value": tx.value,
-             "data": tx.data, "accessList": _access_list_dict(tx.access_list)}
+        d = {
+            "type": 2,
+            "chainId": tx.chain_id,
+            "nonce": tx.nonce,
+            "maxPriorityFeePerGas": tx.max_priority_fee_per_gas,
+            "maxFeePerGas": tx.max_fee_per_gas,
+            "gas": tx.gas,
+            "value": tx.value,
+            "data": tx.data,
+            "accessList": _access_list_dict(tx.access_list),
+        }
     if tx.to:
         d["to"] = checksum(tx.to)
     return d
@@ -230,10 +245,13 @@ def test_signing_does_not_modify_the_key_buffer():
         sign_transaction(EIP155_TX, key, 1)
 
 
-@pytest.mark.parametrize("call", [
-    lambda key: sign_transaction(EIP155_TX, key, 1),
-    lambda key: address_of(key),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda key: sign_transaction(EIP155_TX, key, 1),
+        lambda key: address_of(key),
+    ],
+)
 def test_key_buffer_is_released_even_on_error(call):
     # The signer points into the caller's bytearray instead of copying it;
     # that export must end with the call, or a caller wiping the key from an
@@ -268,15 +286,23 @@ def _legacy(**overrides):
 
 
 def _fee_market(**overrides):
-    fields = dict(chain_id=1, nonce=0, max_priority_fee_per_gas=1, max_fee_per_gas=2,
-                  gas=21000, to=RECIPIENT, value=0, data=b"", access_list=())
+    fields = dict(
+        chain_id=1,
+        nonce=0,
+        max_priority_fee_per_gas=1,
+        max_fee_per_gas=2,
+        gas=21000,
+        to=RECIPIENT,
+        value=0,
+        data=b"",
+        access_list=(),
+    )
     fields.update(overrides)
     return FeeMarketTransaction(**fields)
 
 
 def _access_list_tx(**overrides):
-    fields = dict(chain_id=1, nonce=0, gas_price=1, gas=21000, to=RECIPIENT,
-                  value=0, data=b"", access_list=())
+    fields = dict(chain_id=1, nonce=0, gas_price=1, gas=21000, to=RECIPIENT, value=0, data=b"", access_list=())
     fields.update(overrides)
     return AccessListTransaction(**fields)
 
@@ -298,14 +324,15 @@ def _access_list_tx(**overrides):
         (lambda: _legacy(to=bytes(21)), "to must be 20 bytes"),
         (lambda: _legacy(to="0x" + "35" * 20), "to must be bytes, not str"),
         (lambda: _legacy(data=bytearray(b"\x01")), "data must be bytes, not bytearray"),
-        (lambda: _fee_market(max_priority_fee_per_gas=3, max_fee_per_gas=2),
-         "max_priority_fee_per_gas must be <= max_fee_per_gas"),
+        (
+            lambda: _fee_market(max_priority_fee_per_gas=3, max_fee_per_gas=2),
+            "max_priority_fee_per_gas must be <= max_fee_per_gas",
+        ),
         (lambda: _fee_market(chain_id=0), "chain_id must be >= 1"),
         (lambda: _fee_market(chain_id=2**64), "chain_id must be < 2**64"),
         (lambda: _fee_market(access_list=[]), "access_list must be a tuple"),
         (lambda: _fee_market(access_list=((bytes(19), ()),)), "access_list address must be 20 bytes"),
-        (lambda: _fee_market(access_list=((USDC, (bytes(31),)),)),
-         "access_list storage key must be 32 bytes"),
+        (lambda: _fee_market(access_list=((USDC, (bytes(31),)),)), "access_list storage key must be 32 bytes"),
         (lambda: _fee_market(access_list=((USDC, [SLOT(1)]),)), "access_list storage_keys must be a tuple"),
         (lambda: _fee_market(access_list=((USDC,),)), "access_list entries must be"),
         (lambda: _access_list_tx(gas_price=-1), "gas_price must be >= 0"),
@@ -324,10 +351,15 @@ def test_chain_id_mismatch():
         sign_transaction(_access_list_tx(chain_id=10), EIP155_KEY, 1)
 
 
-@pytest.mark.parametrize("chain_id, message", [
-    (0, "chain_id must be >= 1"), (-1, "chain_id must be >= 0"),
-    (2**64, "chain_id must be < 2**64"), (1.0, "chain_id must be an int"),
-])
+@pytest.mark.parametrize(
+    "chain_id, message",
+    [
+        (0, "chain_id must be >= 1"),
+        (-1, "chain_id must be >= 0"),
+        (2**64, "chain_id must be < 2**64"),
+        (1.0, "chain_id must be an int"),
+    ],
+)
 def test_bad_chain_id_argument(chain_id, message):
     with pytest.raises(InvalidTransaction, match="^" + re.escape(message)):
         sign_transaction(EIP155_TX, EIP155_KEY, chain_id)
@@ -340,13 +372,23 @@ def test_unsupported_transaction_object():
     with pytest.raises(InvalidTransaction, match="unsupported transaction type"):
         sign_transaction({"nonce": 0}, EIP155_KEY, 1)
     with pytest.raises(InvalidTransaction, match="unsupported transaction type Sneaky"):
-        sign_transaction(Sneaky(*[getattr(FEE_MARKET_CASES[0], f) for f in FeeMarketTransaction.__slots__]),
-                         EIP155_KEY, 1)
+        sign_transaction(
+            Sneaky(*[getattr(FEE_MARKET_CASES[0], f) for f in FeeMarketTransaction.__slots__]), EIP155_KEY, 1
+        )
 
 
-@pytest.mark.parametrize("key", [
-    bytes(31), bytes(33), bytes(32), SECP256K1N.to_bytes(32, "big"), b"\xff" * 32, "46" * 32, 5,
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        bytes(31),
+        bytes(33),
+        bytes(32),
+        SECP256K1N.to_bytes(32, "big"),
+        b"\xff" * 32,
+        "46" * 32,
+        5,
+    ],
+)
 def test_invalid_keys(key):
     with pytest.raises(InvalidKey) as excinfo:
         sign_transaction(EIP155_TX, key, 1)
@@ -402,10 +444,11 @@ def test_decode_rejects_bad_signature_values():
     def set_item(index, value):
         def mutate(items):
             items[index] = value
+
         return mutate
 
     cases = [
-        (_reencode(legacy, set_item(6, _int(36))), "bad v"),       # chain id 0
+        (_reencode(legacy, set_item(6, _int(36))), "bad v"),  # chain id 0
         (_reencode(legacy, set_item(6, _int(29))), "bad v"),
         (_reencode(legacy, set_item(6, b"")), "bad v"),
         (_reencode(typed, set_item(-3, _int(2))), "bad v"),
@@ -450,13 +493,16 @@ def test_decode_rejects_malformed_input():
 # --- addresses ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("expected", [
-    # EIP-55 published examples.
-    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-    "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
-    "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
-    "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
-])
+@pytest.mark.parametrize(
+    "expected",
+    [
+        # EIP-55 published examples.
+        "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+        "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+        "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+    ],
+)
 def test_checksum_eip55(expected):
     assert checksum(bytes.fromhex(expected[2:])) == expected
 

@@ -338,9 +338,7 @@ def test_domain_is_hashed_in_the_order_the_type_lists():
     # the EIP712Domain type". eth-account instead rebuilds the domain type in
     # the canonical order, so it is not the oracle here; the hash is written out.
     doc = doc_with_domain(("chainId", "name"), {"name": "App", "chainId": 10})
-    expected = keccak(
-        keccak(b"EIP712Domain(uint256 chainId,string name)") + (10).to_bytes(32, "big") + keccak(b"App")
-    )
+    expected = keccak(keccak(b"EIP712Domain(uint256 chainId,string name)") + (10).to_bytes(32, "big") + keccak(b"App"))
     assert hash_typed_data(doc).domain_separator == expected
 
 
@@ -433,8 +431,13 @@ def test_signed_integers_agree_with_eth_account():
         "primaryType": "Ints",
         "domain": {"chainId": 1},
         "message": {
-            "a": -128, "b": "-32768", "c": -(2**255), "d": str(2**255 - 1), "e": "0x7fffffffffffffff",
-            "f": 255, "g": 0,
+            "a": -128,
+            "b": "-32768",
+            "c": -(2**255),
+            "d": str(2**255 - 1),
+            "e": "0x7fffffffffffffff",
+            "f": 255,
+            "g": 0,
         },
     }
     agree_with_eth_account(doc)
@@ -510,9 +513,7 @@ def atomic_values(type_string: str):
         bits = int(type_string[3 if signed else 4 :])
         low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
         numbers = st.integers(low, high) | st.sampled_from([low, high, 0])
-        return numbers.flatmap(
-            lambda n: st.sampled_from([n, str(n)] + ([hex(n)] if n >= 0 else []))
-        )
+        return numbers.flatmap(lambda n: st.sampled_from([n, str(n)] + ([hex(n)] if n >= 0 else [])))
     if type_string == "address":
         return st.binary(min_size=20, max_size=20).flatmap(
             lambda raw: st.sampled_from(["0x" + raw.hex(), to_checksum_address(raw)])
@@ -709,8 +710,11 @@ def test_value_refusals(edit, path, what):
         (lambda d: d["message"]["rows"].__setitem__(1, 5), "message.rows[1]", r"uint256\[\] takes an array"),
         (lambda d: d["message"]["blobs"].__setitem__(0, "0x123"), "message.blobs[0]", "even number of digits"),
         (lambda d: d["message"]["blobs"].__setitem__(0, "hello"), "message.blobs[0]", "0x-prefixed hex"),
-        (lambda d: d["message"]["pairs"][0].__setitem__(1, "0x01"), "message.pairs[0][1]",
-         "bytes2 takes exactly 2 bytes"),
+        (
+            lambda d: d["message"]["pairs"][0].__setitem__(1, "0x01"),
+            "message.pairs[0][1]",
+            "bytes2 takes exactly 2 bytes",
+        ),
         (lambda d: d["message"]["teams"][2][1].update(extra=1), "message.teams[2][1].extra", "not a field of Person"),
         (lambda d: d["message"]["deep"][1].append([]), "message.deep[1]", r"takes exactly 2 elements, got 3"),
     ],
@@ -724,26 +728,37 @@ def test_array_refusals(edit, path, what):
     [
         (lambda d: d["types"].pop("EIP712Domain"), "types.EIP712Domain", "missing"),
         (lambda d: d["types"].update(EIP712Domain=[]), "types.EIP712Domain", "at least one"),
-        (lambda d: d["types"]["EIP712Domain"][2].update(type="uint64"), "types.EIP712Domain[2].type",
-         "chainId must be uint256, got uint64"),
-        (lambda d: d["types"]["EIP712Domain"].append({"name": "httpOrigin", "type": "string"}),
-         "types.EIP712Domain[4].name", "not an EIP-712 domain field"),
+        (
+            lambda d: d["types"]["EIP712Domain"][2].update(type="uint64"),
+            "types.EIP712Domain[2].type",
+            "chainId must be uint256, got uint64",
+        ),
+        (
+            lambda d: d["types"]["EIP712Domain"].append({"name": "httpOrigin", "type": "string"}),
+            "types.EIP712Domain[4].name",
+            "not an EIP-712 domain field",
+        ),
         (lambda d: d.update(primaryType="Letter"), "primaryType", "not defined"),
         (lambda d: d.update(primaryType="EIP712Domain"), "primaryType", "not EIP712Domain"),
         (lambda d: d.update(primaryType=None), "primaryType", "must be a string"),
-        (lambda d: d["types"]["Person"].append({"name": "wallet", "type": "bytes"}), "types.Person[2].name",
-         "duplicate field wallet in Person"),
+        (
+            lambda d: d["types"]["Person"].append({"name": "wallet", "type": "bytes"}),
+            "types.Person[2].name",
+            "duplicate field wallet in Person",
+        ),
         (lambda d: d["types"]["Person"][1].update(type="uint"), "types.Person[1].type", "no uint alias; write uint256"),
         (lambda d: d["types"]["Person"][1].update(type="uint7"), "types.Person[1].type", "not an EIP-712 type"),
         (lambda d: d["types"]["Person"][1].update(type="bytes33"), "types.Person[1].type", "not an EIP-712 type"),
         (lambda d: d["types"]["Person"][1].update(type="address[0]"), "types.Person[1].type", "fixed array length"),
         (lambda d: d["types"]["Person"][1].update(type="address[01]"), "types.Person[1].type", "leading zeros"),
-        (lambda d: d["types"]["Person"][1].update(type="address[99999999]"), "types.Person[1].type",
-         "fixed array length"),
+        (
+            lambda d: d["types"]["Person"][1].update(type="address[99999999]"),
+            "types.Person[1].type",
+            "fixed array length",
+        ),
         (lambda d: d["types"]["Person"][1].update(type="address "), "types.Person[1].type", "is not a type"),
         (lambda d: d["types"]["Person"][1].update(type=["address"]), "types.Person[1].type", "must be a type string"),
-        (lambda d: d["types"]["Person"][1].update(name="wallet,address x"), "types.Person[1].name",
-         "ASCII identifier"),
+        (lambda d: d["types"]["Person"][1].update(name="wallet,address x"), "types.Person[1].name", "ASCII identifier"),
         (lambda d: d["types"]["Person"][1].update(name="wället"), "types.Person[1].name", "ASCII identifier"),
         (lambda d: d["types"]["Person"][1].update(comment="x"), "types.Person[1]", "exactly the keys name and type"),
         (lambda d: d["types"].update(Person={"name": "string"}), "types.Person", "must be a list"),

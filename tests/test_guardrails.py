@@ -36,13 +36,23 @@ FREE = FeeQuote(gas_limit=21_000, fee_per_gas=0)
 
 
 def intent(**fields) -> TransactionIntent:
-    return TransactionIntent(**{"intent_id": "i-1", "agent_id": "agent-1", "chain": "anvil", "to": DEST,
-                                "value": "0.5", "created_at": T0, **fields})
+    return TransactionIntent(
+        **{
+            "intent_id": "i-1",
+            "agent_id": "agent-1",
+            "chain": "anvil",
+            "to": DEST,
+            "value": "0.5",
+            "created_at": T0,
+            **fields,
+        }
+    )
 
 
 def policy(**fields) -> AgentPolicy:
-    return AgentPolicy(**{"agent_id": "agent-1", "version": 1, "agent_public_key": "0x" + "11" * 32,
-                          "issued_at": T0, **fields})
+    return AgentPolicy(
+        **{"agent_id": "agent-1", "version": 1, "agent_public_key": "0x" + "11" * 32, "issued_at": T0, **fields}
+    )
 
 
 def assert_verdict(verdict: StageVerdict, stage: str, passed: bool, code: str) -> None:
@@ -60,8 +70,12 @@ def test_empty_allowed_chains_allows_any_chain():
 
 
 def test_listed_chain_is_allowed():
-    assert_verdict(check_chain(intent(chain="base"), policy(tx_allowed_chains=("ethereum", "base"))),
-                   "chain", True, "CHAIN_ALLOWED")
+    assert_verdict(
+        check_chain(intent(chain="base"), policy(tx_allowed_chains=("ethereum", "base"))),
+        "chain",
+        True,
+        "CHAIN_ALLOWED",
+    )
 
 
 def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
@@ -81,13 +95,16 @@ def test_empty_allowlist_allows_any_address():
         assert verdict.facts == {"to": to}
 
 
-@pytest.mark.parametrize("listed, sent", [
-    (DEST, DEST),
-    (DEST.lower(), DEST),
-    (DEST, DEST.lower()),
-    (DEST.lower(), "0x" + DEST[2:].upper()),
-    ("0x" + DEST[2:].upper(), DEST.lower()),
-])
+@pytest.mark.parametrize(
+    "listed, sent",
+    [
+        (DEST, DEST),
+        (DEST.lower(), DEST),
+        (DEST, DEST.lower()),
+        (DEST.lower(), "0x" + DEST[2:].upper()),
+        ("0x" + DEST[2:].upper(), DEST.lower()),
+    ],
+)
 def test_allowlist_matches_whatever_case_either_side_was_written_in(listed, sent):
     verdict = check_allowlist(intent(to=sent), policy(tx_to_allowlist=(OTHER, listed)))
     assert_verdict(verdict, "allowlist", True, "RECIPIENT_ALLOWED")
@@ -113,8 +130,10 @@ def test_value_exactly_at_the_cap_passes():
 def test_value_one_wei_over_the_cap_fails():
     verdict = check_value_cap(intent(value="1.500000000000000001"), policy(tx_max_value_eth="1.5"), FREE)
     assert_verdict(verdict, "value_cap", False, "VALUE_OVER_CAP")
-    assert verdict.reason == ("spend 1.500000000000000001 (value 1.500000000000000001 + worst-case fee 0 "
-                              "(gas 21000 x 0 wei)) exceeds the per-transaction cap of 1.5")
+    assert verdict.reason == (
+        "spend 1.500000000000000001 (value 1.500000000000000001 + worst-case fee 0 "
+        "(gas 21000 x 0 wei)) exceeds the per-transaction cap of 1.5"
+    )
     assert (verdict.facts["value_wei"], verdict.facts["cap_wei"]) == ("1500000000000000001", "1500000000000000000")
 
 
@@ -138,16 +157,24 @@ def test_spent_plus_value_exactly_at_the_limit_passes():
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10, FREE)
     assert_verdict(verdict, "daily_limit", True, "WITHIN_DAILY_LIMIT")
     assert {k: verdict.facts[k] for k in ("spend_wei", "spent_wei", "limit_wei")} == {
-        "spend_wei": str(6 * ETH // 10), "spent_wei": str(4 * ETH // 10), "limit_wei": str(ETH)}
+        "spend_wei": str(6 * ETH // 10),
+        "spent_wei": str(4 * ETH // 10),
+        "limit_wei": str(ETH),
+    }
 
 
 def test_spent_plus_value_one_wei_over_the_limit_fails():
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10 + 1, FREE)
     assert_verdict(verdict, "daily_limit", False, "DAILY_LIMIT_EXCEEDED")
-    assert verdict.reason == ("0.400000000000000001 already spent in the last 24 h; 0.6 more (value 0.6 + "
-                              "worst-case fee 0 (gas 21000 x 0 wei)) would exceed the rolling limit of 1")
+    assert verdict.reason == (
+        "0.400000000000000001 already spent in the last 24 h; 0.6 more (value 0.6 + "
+        "worst-case fee 0 (gas 21000 x 0 wei)) would exceed the rolling limit of 1"
+    )
     assert {k: verdict.facts[k] for k in ("value_wei", "spent_wei", "limit_wei")} == {
-        "value_wei": str(6 * ETH // 10), "spent_wei": "400000000000000001", "limit_wei": str(ETH)}
+        "value_wei": str(6 * ETH // 10),
+        "spent_wei": "400000000000000001",
+        "limit_wei": str(ETH),
+    }
 
 
 def test_a_single_value_over_the_limit_fails_with_nothing_spent():
@@ -170,8 +197,9 @@ def test_the_worst_case_fee_counts_against_the_cap_to_the_wei():
     fee = 21_000 * 10 * GWEI
     at_cap = check_value_cap(intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee)), quote)
     assert at_cap.passed and at_cap.facts["spend_wei"] == str(ETH // 2 + fee)
-    over = check_value_cap(intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee - 1)),
-                           quote)
+    over = check_value_cap(
+        intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee - 1)), quote
+    )
     assert_verdict(over, "value_cap", False, "VALUE_OVER_CAP")
     assert "value 0.5 + worst-case fee 0.00021 (gas 21000 x 10000000000 wei)" in over.reason
 
@@ -194,8 +222,11 @@ def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit():
     assert "the node's suggested fee of 100000000001 wei per gas (base fee now 50000000000 wei)" in verdict.reason
     assert "ceiling of 100000000000 wei per gas" in verdict.reason
     assert verdict.facts["ceiling_wei"] == str(100 * GWEI) and verdict.facts["fee_per_gas_wei"] == str(100 * GWEI + 1)
-    named = check_fee(intent(max_fee_per_gas=10**30, max_priority_fee_per_gas=1), policy(tx_max_fee_per_gas=1),
-                      FeeQuote(21_000, 10**30, 1))
+    named = check_fee(
+        intent(max_fee_per_gas=10**30, max_priority_fee_per_gas=1),
+        policy(tx_max_fee_per_gas=1),
+        FeeQuote(21_000, 10**30, 1),
+    )
     assert not named.passed and named.reason.startswith("the intent's fee of")
 
 
@@ -236,8 +267,10 @@ def test_an_intent_from_2001_expires_and_one_from_2100_is_from_the_future():
 def test_clock_skew_of_two_minutes_is_tolerated_and_not_a_microsecond_more():
     ahead = T0 + timedelta(minutes=2)
     assert check_freshness(intent(created_at=ahead), T0, TEN_MINUTES_US).passed
-    assert check_freshness(intent(created_at=ahead + timedelta(microseconds=1)), T0,
-                           TEN_MINUTES_US).code == "INTENT_FROM_THE_FUTURE"
+    assert (
+        check_freshness(intent(created_at=ahead + timedelta(microseconds=1)), T0, TEN_MINUTES_US).code
+        == "INTENT_FROM_THE_FUTURE"
+    )
 
 
 def test_expires_at_can_only_shorten_the_window():
@@ -251,12 +284,20 @@ def test_expires_at_can_only_shorten_the_window():
 # --- simulation ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("simulate_first, require_simulation, required", [
-    (False, False, False), (True, False, True), (False, True, True), (True, True, True),
-])
+@pytest.mark.parametrize(
+    "simulate_first, require_simulation, required",
+    [
+        (False, False, False),
+        (True, False, True),
+        (False, True, True),
+        (True, True, True),
+    ],
+)
 def test_simulation_required_when_the_intent_or_the_policy_asks(simulate_first, require_simulation, required):
-    assert simulation_required(intent(simulate_first=simulate_first),
-                               policy(require_simulation=require_simulation)) is required
+    assert (
+        simulation_required(intent(simulate_first=simulate_first), policy(require_simulation=require_simulation))
+        is required
+    )
 
 
 def test_skipped_simulation_passes_with_its_own_code():
@@ -269,12 +310,15 @@ def _revert(selector: str, types: list[str], values: list) -> str:
 
 
 def test_decode_revert_reads_error_string():
-    assert decode_revert(_revert("08c379a0", ["string"], ["ERC20: transfer amount exceeds balance"])) == \
-        "ERC20: transfer amount exceeds balance"
+    assert (
+        decode_revert(_revert("08c379a0", ["string"], ["ERC20: transfer amount exceeds balance"]))
+        == "ERC20: transfer amount exceeds balance"
+    )
 
 
-@pytest.mark.parametrize("code, text", [(0x11, "panic 0x11"), (0x01, "panic 0x01"), (0x32, "panic 0x32"),
-                                        (0x100, "panic 0x100")])
+@pytest.mark.parametrize(
+    "code, text", [(0x11, "panic 0x11"), (0x01, "panic 0x01"), (0x32, "panic 0x32"), (0x100, "panic 0x100")]
+)
 def test_decode_revert_reads_panic_codes(code, text):
     assert decode_revert(_revert("4e487b71", ["uint256"], [code])) == text
 

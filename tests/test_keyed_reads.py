@@ -11,18 +11,23 @@ import os
 
 from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner, murmur2
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sdk.client import OUTCOME_TOPICS, Client
 from runtime.kafka import KeyedPartitioner, end_offsets, follow, keyed_partitions, partition_of
 from schemas import topics
+from sdk.client import OUTCOME_TOPICS, Client
 from tests.support import one_agent_per_partition
 
-
 # The Java client's own vectors for Utils.murmur2 (kafka clients UtilsTest.testMurmur2), as signed ints.
-JAVA_MURMUR2 = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536,
-                b"a-little-bit-longer-string": -1486304829, b"abc": 479470107,
-                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"abc": 479470107,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+}
 
 
 def test_records_land_where_the_java_client_puts_them():
@@ -38,8 +43,9 @@ def test_records_land_where_the_java_client_puts_them():
 def test_the_keyed_partitioner_puts_every_key_where_the_default_does(key, partitions):
     # Asked twice: the second answer comes from what the first remembered.
     for _ in range(2):
-        assert KeyedPartitioner()(key, sorted(partitions), partitions) == \
-            DefaultPartitioner()(key, sorted(partitions), partitions)
+        assert KeyedPartitioner()(key, sorted(partitions), partitions) == DefaultPartitioner()(
+            key, sorted(partitions), partitions
+        )
 
 
 def test_a_record_without_a_key_goes_to_an_available_partition():
@@ -51,8 +57,11 @@ def test_keyed_partitions_counts_each_topics_own_partitions():
     agent = next(a for a in (f"agent-{n}" for n in range(100)) if partition_of(a, 4) == 3)
     assert keyed_partitions(parts, [agent]) == [TopicPartition("wide", 3), TopicPartition("narrow", 0)]
     other = next(a for a in (f"agent-{n}" for n in range(100)) if partition_of(a, 4) == 1)
-    assert keyed_partitions(parts, [agent, other]) == [TopicPartition("wide", 1), TopicPartition("wide", 3),
-                                                       TopicPartition("narrow", 0)]
+    assert keyed_partitions(parts, [agent, other]) == [
+        TopicPartition("wide", 1),
+        TopicPartition("wide", 3),
+        TopicPartition("narrow", 0),
+    ]
     assert keyed_partitions(parts, []) == []
 
 

@@ -21,8 +21,14 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, capture_output=True, text=True, timeout=300,
-                          env={"PATH": str(LINT_IMPORTS.parent), "PYTHONPATH": str(root)})
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": str(LINT_IMPORTS.parent), "PYTHONPATH": str(root)},
+    )
 
 
 def test_the_tree_keeps_every_import_contract():
@@ -31,16 +37,19 @@ def test_the_tree_keeps_every_import_contract():
     assert "BROKEN" not in result.stdout and result.stdout.count(" KEPT") >= 4
 
 
-@pytest.mark.parametrize("module, wrong_import, broken", [
-    ("signer/state.py", "import infra.stack", "Layers"),
-    ("runtime/clock.py", "import streams.window", "Layers"),
-    ("evm/typed_data.py", "import schemas.models", "Layers"),  # the specification imports nothing of Warden's
-    ("streams/engine.py", "import signer.service", "Layers"),
-    ("ledger/sink.py", "import streams.engine", "The ledger imports no other service"),
-    ("sdk/client.py", "import signer.service", "The SDK imports no service"),
-    ("signer/service.py", "import streams.engine", "The signer takes from streams only its pure rules"),
-    ("infra/demo.py", "import tests.support", "Nothing imports the tests"),
-])
+@pytest.mark.parametrize(
+    "module, wrong_import, broken",
+    [
+        ("signer/state.py", "import infra.stack", "Layers"),
+        ("runtime/clock.py", "import streams.window", "Layers"),
+        ("evm/typed_data.py", "import schemas.models", "Layers"),  # the specification imports nothing of Warden's
+        ("streams/engine.py", "import signer.service", "Layers"),
+        ("ledger/sink.py", "import streams.engine", "The ledger imports no other service"),
+        ("sdk/client.py", "import signer.service", "The SDK imports no service"),
+        ("signer/service.py", "import streams.engine", "The signer takes from streams only its pure rules"),
+        ("infra/demo.py", "import tests.support", "Nothing imports the tests"),
+    ],
+)
 def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken):
     for name in (*PACKAGES, "tests"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -49,8 +58,11 @@ def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken
     planted.write_text(planted.read_text() + f"\n{wrong_import}  # planted by tests/test_layers.py\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
-    verdicts = {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in result.stdout.splitlines()
-                if line.endswith((" KEPT", " BROKEN"))}
+    verdicts = {
+        line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1]
+        for line in result.stdout.splitlines()
+        if line.endswith((" KEPT", " BROKEN"))
+    }
     (contract,) = [name for name in verdicts if name.startswith(broken)]
     assert verdicts[contract] == "BROKEN"
     assert module.removesuffix(".py").replace("/", ".") in result.stdout  # and it names the culprit
@@ -62,13 +74,20 @@ def _reads_environment(path: Path) -> list[int]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv", "environb"):
             lines.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
-                any(a.name in ("environ", "getenv", "putenv", "environb") for a in node.names):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(a.name in ("environ", "getenv", "putenv", "environb") for a in node.names)
+        ):
             lines.append(node.lineno)
     return lines
 
 
 def test_only_runtime_config_reads_the_environment():
-    readers = {str(p.relative_to(REPO)): lines for name in PACKAGES for p in sorted((REPO / name).rglob("*.py"))
-               if (lines := _reads_environment(p))}
+    readers = {
+        str(p.relative_to(REPO)): lines
+        for name in PACKAGES
+        for p in sorted((REPO / name).rglob("*.py"))
+        if (lines := _reads_environment(p))
+    }
     assert list(readers) == ["runtime/config.py"], readers

@@ -17,14 +17,20 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runtime.config import Settings
-from runtime.trust import PinnedAuditKeys, audit_signer
-from schemas.auth import (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER, AuditSigner, audit_signature_valid, audit_writer,
-                          public_key_hex)
-from schemas.emit import audit
-from schemas.models import audit_record
 from ledger.checks import CHECKER_NICENESS, WriterChecks
 from ledger.sink import ledger_key_id
+from runtime.config import Settings
+from runtime.trust import PinnedAuditKeys, audit_signer
+from schemas.auth import (
+    AUDIT_BY_HEADER,
+    AUDIT_SIGNATURE_HEADER,
+    AuditSigner,
+    audit_signature_valid,
+    audit_writer,
+    public_key_hex,
+)
+from schemas.emit import audit
+from schemas.models import audit_record
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
@@ -56,8 +62,21 @@ def _records(settings: Settings, n: int) -> list[tuple[int, int, bytes | None, l
     stranger = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
     out = []
     for i in range(n):
-        value = audit_record([audit("service:streams", "stage.passed", f"intent:i-{i}", NOW, str(i), str(e),
-                                    intent_id=f"i-{i}", agent_id="a-1").value for e in range(4)])
+        value = audit_record(
+            [
+                audit(
+                    "service:streams",
+                    "stage.passed",
+                    f"intent:i-{i}",
+                    NOW,
+                    str(i),
+                    str(e),
+                    intent_id=f"i-{i}",
+                    agent_id="a-1",
+                ).value
+                for e in range(4)
+            ]
+        )
         good = worker.headers(value)
         kind = i % 10
         headers = {
@@ -83,8 +102,10 @@ def _records(settings: Settings, n: int) -> list[tuple[int, int, bytes | None, l
 def test_the_checkers_decide_what_audit_writer_decides(settings, keys, checks):
     records = _records(settings, 3000)  # several requests per checker
     verdicts = checks.submit(records, keys, MAX_BYTES).writers()
-    expected = [None if raw is None or len(raw) > MAX_BYTES else audit_writer(raw, headers, keys)
-                for _, _, raw, headers in records]
+    expected = [
+        None if raw is None or len(raw) > MAX_BYTES else audit_writer(raw, headers, keys)
+        for _, _, raw, headers in records
+    ]
     assert verdicts == expected
     believed = [i for i, verdict in enumerate(verdicts) if verdict is not None and verdict[1] is None]
     assert {i % 10 for i in believed} == {0, 1, 9}  # the worker's and the signer's own, nothing else
@@ -122,12 +143,19 @@ def test_a_killed_checker_costs_no_verdict_and_is_replaced(settings, keys, check
 
 def test_checkers_exit_with_a_sigkilled_sink():
     sink = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\n"
-                               "from ledger.checks import WriterChecks\n"
-                               "checks = WriterChecks(processes=2)\n"
-                               "print(*checks.pids, flush=True)\n"
-                               "time.sleep(600)\n"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from ledger.checks import WriterChecks\n"
+            "checks = WriterChecks(processes=2)\n"
+            "print(*checks.pids, flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         pids = [int(pid) for pid in sink.stdout.readline().split()]
         assert len(pids) == 2 and all(_alive(pid) for pid in pids)

@@ -11,12 +11,12 @@ import orjson
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from infra.cli import main
+from infra.stack import free_port
 from ledger.endpoint import Endpoint
 from ledger.keys import load_or_create_signing_key
 from ledger.store import ChdbStore, store_path
 from runtime.config import Settings
-from infra.cli import main
-from infra.stack import free_port
 from tests.ledger_support import build_ledger, chain_of, pipeline_events
 
 EVENTS = pipeline_events(400)
@@ -75,13 +75,19 @@ def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client):
 
 def test_analyst_views_answer_the_documented_questions(client):
     statuses = dict(client.query("SELECT final_status, count() FROM intent_status GROUP BY final_status").result_rows)
-    last = {e.intent_id: e.action for e in EVENTS if e.action in ("intent.submitted", "intent.approved", "intent.rejected", "tx.signed")}
+    last = {
+        e.intent_id: e.action
+        for e in EVENTS
+        if e.action in ("intent.submitted", "intent.approved", "intent.rejected", "tx.signed")
+    }
     expected: dict[str, int] = {}
     for action in last.values():
         status = action.split(".", 1)[1]
         expected[status] = expected.get(status, 0) + 1
     assert statuses == expected and expected["rejected"] == len(REJECTED)
-    stages = client.query("SELECT stages_passed, failed_stage FROM intent_status WHERE intent_id = 'intent-4'").result_rows
+    stages = client.query(
+        "SELECT stages_passed, failed_stage FROM intent_status WHERE intent_id = 'intent-4'"
+    ).result_rows
     assert stages == [(["chain"], "value_cap")]
     spend = client.query(
         "SELECT max(spend_24h_wei) FROM agent_spend_rolling_24h WHERE agent_id = 'agent-0' AND chain = 'base'"
@@ -115,7 +121,11 @@ def test_cli_verify_query_export_and_proofs_through_the_endpoint(env, capsys, tm
 
     assert main(["audit", "export", "--format", "json", "--chain", "0"]) == 0
     rows = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == sum(1 for e in EVENTS if chain_of(e, 2) == 0) and rows[0]["ts"].endswith("Z") and {"prev_hash", "integrity_hash"} <= set(rows[0])
+    assert (
+        len(rows) == sum(1 for e in EVENTS if chain_of(e, 2) == 0)
+        and rows[0]["ts"].endswith("Z")
+        and {"prev_hash", "integrity_hash"} <= set(rows[0])
+    )
     assert main(["audit", "export", "--format", "csv", "--since", "2026-11-21T10:01:00Z"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith('"chain","seq","event_id"') and 1 < len(lines) < 400
@@ -147,6 +157,7 @@ def test_server_side_query_parameters_are_bound(client):
     some = client.query("SELECT event_id FROM audit_log ORDER BY chain, seq LIMIT 1").result_rows[0][0]
     rows = client.query("SELECT count() FROM audit_log WHERE event_id = {e:String}", parameters={"e": some})
     assert rows.result_rows[0][0] == 1 < total
-    hostile = client.query("SELECT count() FROM audit_log WHERE event_id = {e:String}",
-                           parameters={"e": "x' OR '1'='1"})
+    hostile = client.query(
+        "SELECT count() FROM audit_log WHERE event_id = {e:String}", parameters={"e": "x' OR '1'='1"}
+    )
     assert hostile.result_rows[0][0] == 0

@@ -9,12 +9,11 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from schemas.models import AuditEvent
 from ledger import merkle
-from ledger.chain import genesis_hash, integrity_hash
 from ledger.append import Ledger, SeenIds, id_hash64
+from ledger.chain import genesis_hash, integrity_hash
+from schemas.models import AuditEvent
 from tests.ledger_support import T0, mth, pipeline_events
-
 
 DATA = [hashlib.sha256(str(i).encode()).digest() for i in range(70)]
 
@@ -25,9 +24,9 @@ def test_known_answer_for_the_documented_encoding():
         f"{hashlib.sha256(b'{}').hexdigest()}||agent-1"
     )
     assert genesis_hash(3) == hashlib.sha256(b"warden.audit.v1|genesis|3").hexdigest()
-    assert integrity_hash(genesis_hash(3), "e|1", "agent:a%b", "intent.submitted", "intent:i-1", T0, "{}", "", "agent-1") == (
-        hashlib.sha256(message.encode()).hexdigest()
-    )
+    assert integrity_hash(
+        genesis_hash(3), "e|1", "agent:a%b", "intent.submitted", "intent:i-1", T0, "{}", "", "agent-1"
+    ) == (hashlib.sha256(message.encode()).hexdigest())
 
 
 def test_moving_a_separator_between_fields_changes_the_hash():
@@ -102,6 +101,8 @@ def test_ledger_chains_rows_skips_redeliveries_and_owes_checkpoints_on_count_or_
     ledger.checkpointed(0, 4)
     assert ledger.due_checkpoints(T0 + timedelta(hours=1), every=10, interval=timedelta(seconds=5)) == []
     for i in range(10):
-        ledger.append(0, 8 + i, AuditEvent(event_id=f"x{i}", actor="service:ledger", action="a", resource="r", ts=T0), T0)
+        ledger.append(
+            0, 8 + i, AuditEvent(event_id=f"x{i}", actor="service:ledger", action="a", resource="r", ts=T0), T0
+        )
     (due,) = ledger.due_checkpoints(T0, every=10, interval=timedelta(hours=1))
     assert due.seq == 14

@@ -35,8 +35,17 @@ def _independent_check(p: dict, public_key: bytes) -> bool:
     e = p["event"]
     esc = lambda s: s.replace("%", "%25").replace("|", "%7C")  # noqa: E731
     message = "|".join(
-        [e["prev_hash"], esc(e["event_id"]), esc(e["actor"]), esc(e["action"]), esc(e["resource"]), e["ts"],
-         hashlib.sha256(e["details"].encode()).hexdigest(), esc(e["intent_id"]), esc(e["agent_id"])]
+        [
+            e["prev_hash"],
+            esc(e["event_id"]),
+            esc(e["actor"]),
+            esc(e["action"]),
+            esc(e["resource"]),
+            e["ts"],
+            hashlib.sha256(e["details"].encode()).hexdigest(),
+            esc(e["intent_id"]),
+            esc(e["agent_id"]),
+        ]
     )
     if hashlib.sha256(message.encode()).hexdigest() != e["integrity_hash"]:
         return False
@@ -59,8 +68,11 @@ def _independent_check(p: dict, public_key: bytes) -> bool:
     except InvalidSignature:
         return False
     return (
-        sn == 0 and node.hex() == c["merkle_root"] and c["chain"] == e["chain"]
-        and p["leaf_index"] == e["seq"] and p["tree_size"] == c["seq"] + 1
+        sn == 0
+        and node.hex() == c["merkle_root"]
+        and c["chain"] == e["chain"]
+        and p["leaf_index"] == e["seq"]
+        and p["tree_size"] == c["seq"] + 1
     )
 
 
@@ -74,20 +86,28 @@ def test_proof_verifies_with_warden_and_without(store, index):
 
 def test_proof_for_a_tampered_row_fails(store):
     target = EVENTS[120]
-    store.execute(f"ALTER TABLE audit_log UPDATE actor = 'agent:mallory' WHERE event_id = '{target.event_id}' SETTINGS mutations_sync = 2")
+    store.execute(
+        f"ALTER TABLE audit_log UPDATE actor = 'agent:mallory' WHERE event_id = '{target.event_id}' SETTINGS mutations_sync = 2"
+    )
     try:
         built = proof.build(store, target.event_id)
         assert built["event"]["actor"] == "agent:mallory"
         assert "fields do not hash" in proof.check(built, PUBLIC)
         assert not _independent_check(built, PUBLIC)
     finally:
-        store.execute(f"ALTER TABLE audit_log UPDATE actor = '{target.actor}' WHERE event_id = '{target.event_id}' SETTINGS mutations_sync = 2")
+        store.execute(
+            f"ALTER TABLE audit_log UPDATE actor = '{target.actor}' WHERE event_id = '{target.event_id}' SETTINGS mutations_sync = 2"
+        )
     assert proof.check(proof.build(store, target.event_id), PUBLIC) is None
 
 
 def test_altered_proof_fails(store):
     built = proof.build(store, EVENTS[42].event_id)
-    for field, value in (("details", '{"value_wei":"1"}'), ("agent_id", "agent-9"), ("ts", "2020-01-01T00:00:00.000000Z")):
+    for field, value in (
+        ("details", '{"value_wei":"1"}'),
+        ("agent_id", "agent-9"),
+        ("ts", "2020-01-01T00:00:00.000000Z"),
+    ):
         forged = copy.deepcopy(built)
         forged["event"][field] = value
         assert proof.check(forged, PUBLIC) is not None, field
@@ -95,11 +115,21 @@ def test_altered_proof_fails(store):
     forged = copy.deepcopy(built)
     forged["event"]["actor"] = "agent:mallory"
     e = forged["event"]
-    from ledger.chain import integrity_hash
     from datetime import datetime
 
-    e["integrity_hash"] = integrity_hash(e["prev_hash"], e["event_id"], e["actor"], e["action"], e["resource"],
-                                         datetime.fromisoformat(e["ts"]), e["details"], e["intent_id"], e["agent_id"])
+    from ledger.chain import integrity_hash
+
+    e["integrity_hash"] = integrity_hash(
+        e["prev_hash"],
+        e["event_id"],
+        e["actor"],
+        e["action"],
+        e["resource"],
+        datetime.fromisoformat(e["ts"]),
+        e["details"],
+        e["intent_id"],
+        e["agent_id"],
+    )
     assert "does not lead to the signed merkle_root" in proof.check(forged, PUBLIC)
     assert not _independent_check(forged, PUBLIC)
 
@@ -112,14 +142,18 @@ def test_proof_against_a_forged_checkpoint_fails(store):
     # Re-signed by someone else's key: valid signature, wrong signer.
     cp = checkpoint.Checkpoint.from_dict(built["checkpoint"])
     resigned = copy.deepcopy(built)
-    resigned["checkpoint"] = checkpoint.sign(Ed25519PrivateKey.generate(), cp.chain, cp.seq, cp.head_hash, cp.merkle_root, cp.ts).to_dict()
+    resigned["checkpoint"] = checkpoint.sign(
+        Ed25519PrivateKey.generate(), cp.chain, cp.seq, cp.head_hash, cp.merkle_root, cp.ts
+    ).to_dict()
     assert "signature does not verify" in proof.check(resigned, PUBLIC)
     assert not _independent_check(resigned, PUBLIC)
 
 
 def test_no_proof_without_a_covering_checkpoint(store):
     # 700 events over two chains, checkpoints every 100 rows: the newest rows wait for one.
-    newest = store.arrow("SELECT event_id FROM audit_log WHERE chain = 0 ORDER BY seq DESC LIMIT 1").to_pylist()[0]["event_id"]
+    newest = store.arrow("SELECT event_id FROM audit_log WHERE chain = 0 ORDER BY seq DESC LIMIT 1").to_pylist()[0][
+        "event_id"
+    ]
     with pytest.raises(proof.ProofError, match="no checkpoint covers"):
         proof.build(store, newest)
     with pytest.raises(proof.ProofError, match="no event"):

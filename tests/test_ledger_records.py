@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.models import AuditEvent, audit_events_of, audit_record
 from ledger.append import Ledger, SeenIds
 from ledger.chain import genesis_hash, integrity_hash
 from ledger.records import _producer_shaped, parse, row_of
+from schemas.models import AuditEvent, audit_events_of, audit_record
 from tests.ledger_support import T0, pipeline_events
 
 BASE = {
@@ -108,7 +108,9 @@ def test_each_shape_is_read_as_audit_event_reads_it(change):
     _same_as_audit_event(_json({**BASE, **change}))
 
 
-@pytest.mark.parametrize("missing", ["event_id", "actor", "action", "resource", "ts", "schema_version", "details", "intent_id"])
+@pytest.mark.parametrize(
+    "missing", ["event_id", "actor", "action", "resource", "ts", "schema_version", "details", "intent_id"]
+)
 def test_missing_fields_are_read_as_audit_event_reads_them(missing):
     _same_as_audit_event(_json({k: v for k, v in BASE.items() if k != missing}))
 
@@ -130,7 +132,10 @@ def test_missing_fields_are_read_as_audit_event_reads_them(missing):
         b'\xef\xbb\xbf{"event_id":"a","actor":"x","action":"y","resource":"r","ts":"2026-01-01T00:00:00Z"}',
         b'{"event_id":"\xff","actor":"x","action":"y","resource":"r","ts":"2026-01-01T00:00:00Z"}',
         b'{"event_id":"a","actor":"x","action":"y","resource":"r","ts":"2026-01-01T00:00:00Z","details":'
-        + b'{"d":' * 400 + b"1" + b"}" * 400 + b"}",
+        + b'{"d":' * 400
+        + b"1"
+        + b"}" * 400
+        + b"}",
     ],
 )
 def test_malformed_and_odd_records_are_read_as_audit_event_reads_them(raw):
@@ -170,12 +175,21 @@ def test_records_of_several_events_are_read_as_audit_events_of_reads_them(raw):
 
 
 _json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
 )
-_json_value = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=12)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
 _ts = st.one_of(
-    st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)).map(lambda d: d.isoformat().replace("+00:00", "Z")),
+    st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)).map(
+        lambda d: d.isoformat().replace("+00:00", "Z")
+    ),
     st.from_regex(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})?\Z"),
     _json_leaf,
 )
@@ -231,8 +245,17 @@ def test_chained_rows_hash_as_the_spec_says():
     cols = ledger.take_batch().columns
     prev = genesis_hash(0)
     for i, event in enumerate(events):
-        expected = integrity_hash(prev, event.event_id, event.actor, event.action, event.resource, event.ts,
-                                  cols["details"][i], event.intent_id or "", event.agent_id or "")
+        expected = integrity_hash(
+            prev,
+            event.event_id,
+            event.actor,
+            event.action,
+            event.resource,
+            event.ts,
+            cols["details"][i],
+            event.intent_id or "",
+            event.agent_id or "",
+        )
         assert (cols["prev_hash"][i], cols["integrity_hash"][i]) == (prev, expected)
         assert cols["details"][i] == orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS).decode()
         prev = expected
@@ -247,9 +270,14 @@ def test_details_are_hashed_byte_for_byte():
 
 
 @settings(max_examples=300, deadline=None)
-@given(events=st.lists(st.fixed_dictionaries(
-    {"event_id": _text, "actor": _text, "action": _text, "resource": _text, "ts": _ts},
-    optional={"intent_id": st.one_of(st.none(), _text, st.integers()), "details": _json_value},
-), max_size=4))
+@given(
+    events=st.lists(
+        st.fixed_dictionaries(
+            {"event_id": _text, "actor": _text, "action": _text, "resource": _text, "ts": _ts},
+            optional={"intent_id": st.one_of(st.none(), _text, st.integers()), "details": _json_value},
+        ),
+        max_size=4,
+    )
+)
 def test_random_records_of_several_events_are_read_as_audit_events_of_reads_them(events):
     _same_as_audit_event(_json(events))

@@ -21,20 +21,20 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runtime.config import Settings
-from runtime.kafka import partitions
-from runtime.trust import audit_signer
-from schemas import topics
-from schemas.auth import AuditSigner
-from schemas.models import audit_record
+from infra.cli import main
+from infra.stack import free_port
 from ledger.checkpoint import Checkpoint, signature_valid
 from ledger.keys import local_public_key
 from ledger.schema import AUDIT_LOG
 from ledger.sink import SinkOptions, _gather, run_sink
 from ledger.store import ChdbStore, StoreError, store_path
 from ledger.verify import verify
-from infra.cli import main
-from infra.stack import free_port
+from runtime.config import Settings
+from runtime.kafka import partitions
+from runtime.trust import audit_signer
+from schemas import topics
+from schemas.auth import AuditSigner
+from schemas.models import audit_record
 from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,16 +58,24 @@ async def _produce(settings: Settings, payloads: list[tuple]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", linger_ms=5)
     await producer.start()
     try:
-        batch = [producer.send(topics.AUDIT_EVENTS, value, key=key.encode(),
-                               headers=rest[0] if rest else writer_headers(settings, value))
-                 for key, value, *rest in payloads]
+        batch = [
+            producer.send(
+                topics.AUDIT_EVENTS,
+                value,
+                key=key.encode(),
+                headers=rest[0] if rest else writer_headers(settings, value),
+            )
+            for key, value, *rest in payloads
+        ]
         await asyncio.gather(*batch)
     finally:
         await producer.stop()
 
 
 async def _checkpoints_on_topic(broker: str) -> list[Checkpoint]:
-    consumer = AIOKafkaConsumer(topics.AUDIT_CHECKPOINTS, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(
+        topics.AUDIT_CHECKPOINTS, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     try:
         found = []
@@ -87,18 +95,22 @@ def _rows(settings: Settings, sql: str) -> list[dict]:
         store.close()
 
 
-def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(tmp_path, broker, monkeypatch,
-                                                                                      capsys):
+def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(
+    tmp_path, broker, monkeypatch, capsys
+):
     settings = _settings(tmp_path, broker)
     worker = audit_signer(settings, "worker")
     events = pipeline_events(300)
     # The first half one event per record, the rest one record per intent and writer, as the
     # services write them.
     payloads = [(e.agent_id, e.to_bytes()) for e in events[:150]]
-    payloads += [(agent, audit_record([e.to_bytes() for e in group]))
-                 for (agent, _, _), group in itertools.groupby(
-                     events[150:], lambda e: (e.agent_id, e.intent_id, e.actor == "service:signer"))
-                 for group in [list(group)]]
+    payloads += [
+        (agent, audit_record([e.to_bytes() for e in group]))
+        for (agent, _, _), group in itertools.groupby(
+            events[150:], lambda e: (e.agent_id, e.intent_id, e.actor == "service:signer")
+        )
+        for group in [list(group)]
+    ]
     assert len(payloads) < 260
     # A worker that crashed and re-emitted 40 events, one record of several, and the same events
     # joined another way; then records nobody can read, signed by the worker: not JSON, an empty
@@ -106,21 +118,28 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     # not chained alone).
     stranger = events[0].model_copy(update={"event_id": "stranger"})
     halves = [e for e in events if e.intent_id == events[200].intent_id and e.actor != "service:signer"]
-    again = payloads[100:140] + [payloads[-1]] + [(halves[0].agent_id, audit_record([e.to_bytes() for e in part]))
-                                                  for part in (halves[:2], halves[2:])]
+    again = (
+        payloads[100:140]
+        + [payloads[-1]]
+        + [(halves[0].agent_id, audit_record([e.to_bytes() for e in part])) for part in (halves[:2], halves[2:])]
+    )
     junk = [b"{not json", b"[]", audit_record([stranger.to_bytes(), b'{"event_id": 1}'])]
     again += [("agent-0", value, worker.headers(value)) for value in junk]
     # What a topic writer without a pinned key can do, each a readable record of new events: no
     # signature; a key the sink does not pin, under the worker's id; the signer's real key over
     # other bytes; and the worker's real key on a record that says it is the signer.
-    forged = [events[0].model_copy(update={"event_id": f"forged-{n}", "actor": "service:signer",
-                                           "action": "tx.signed"}) for n in range(4)]
+    forged = [
+        events[0].model_copy(update={"event_id": f"forged-{n}", "actor": "service:signer", "action": "tx.signed"})
+        for n in range(4)
+    ]
     stranger_key = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
     signer = audit_signer(settings, "signer")
-    again += [("agent-0", forged[0].to_bytes(), []),
-              ("agent-0", forged[1].to_bytes(), stranger_key.headers(forged[1].to_bytes())),
-              ("agent-0", forged[2].to_bytes(), signer.headers(forged[2].to_bytes() + b" ")),
-              ("agent-0", forged[3].to_bytes(), worker.headers(forged[3].to_bytes()))]
+    again += [
+        ("agent-0", forged[0].to_bytes(), []),
+        ("agent-0", forged[1].to_bytes(), stranger_key.headers(forged[1].to_bytes())),
+        ("agent-0", forged[2].to_bytes(), signer.headers(forged[2].to_bytes() + b" ")),
+        ("agent-0", forged[3].to_bytes(), worker.headers(forged[3].to_bytes())),
+    ]
 
     async def scenario() -> int:
         stop = asyncio.Event()
@@ -140,7 +159,9 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         return count
 
     assert asyncio.run(scenario()) == 307
-    rows = _rows(settings, f"SELECT chain, seq, event_id, intent_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq")
+    rows = _rows(
+        settings, f"SELECT chain, seq, event_id, intent_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq"
+    )
     assert len(rows) == len({r["event_id"] for r in rows}) == 307
     assert {r["event_id"] for r in rows if r["action"] != "dlq.recorded"} == {e.event_id for e in events}
     # The events of one record are chained one after the other, in the record's order.
@@ -159,16 +180,24 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     # Each forgery is on the record, as the ledger's own event naming why, never as the signer's.
     why = {base64.b64decode(d["payload_b64"]): d["reason"] for d in details}
     assert why[forged[0].to_bytes()].startswith("not believed: unsigned"), why
-    assert why[forged[1].to_bytes()] == (f"not believed: the signature does not verify against worker key "
-                                         f"{settings.worker_id!r}"), why
-    assert why[forged[2].to_bytes()] == (f"not believed: the signature does not verify against signer key "
-                                         f"{settings.signer_id!r}"), why
-    assert why[forged[3].to_bytes()] == ("not believed: an event claims actor 'service:signer', which a worker key "
-                                         "may not write as"), why
+    assert why[forged[1].to_bytes()] == (
+        f"not believed: the signature does not verify against worker key {settings.worker_id!r}"
+    ), why
+    assert why[forged[2].to_bytes()] == (
+        f"not believed: the signature does not verify against signer key {settings.signer_id!r}"
+    ), why
+    assert why[forged[3].to_bytes()] == (
+        "not believed: an event claims actor 'service:signer', which a worker key may not write as"
+    ), why
     assert "stranger" not in {r["event_id"] for r in rows}
     assert not {r["event_id"] for r in rows} & {e.event_id for e in forged}
-    assert not [r for r in rows if r["action"] == "tx.signed" and r["intent_id"] == forged[0].intent_id
-                and r["event_id"] not in {e.event_id for e in events}]
+    assert not [
+        r
+        for r in rows
+        if r["action"] == "tx.signed"
+        and r["intent_id"] == forged[0].intent_id
+        and r["event_id"] not in {e.event_id for e in events}
+    ]
 
     key = local_public_key(settings.home)
     store = ChdbStore(store_path(settings), read_only=True)
@@ -202,8 +231,9 @@ def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
     asyncio.run(_produce(settings, sent))
 
     async def gather_all() -> list[list]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False,
-                                    max_partition_fetch_bytes=settings.max_message_bytes)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker, enable_auto_commit=False, max_partition_fetch_bytes=settings.max_message_bytes
+        )
         await consumer.start()
         try:
             tps = await partitions(consumer, (topics.AUDIT_EVENTS,))
@@ -237,8 +267,9 @@ def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
     assert sorted(value for lot in lots for _, _, value in lot) == sorted(value for _, value, _ in sent)
 
 
-def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhile_is_lost(tmp_path, broker,
-                                                                                          monkeypatch, caplog):
+def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhile_is_lost(
+    tmp_path, broker, monkeypatch, caplog
+):
     """The sink fetches the next batch (and has its signatures checked) while it appends one: when
     that append fails, the batch fetched meanwhile is dropped and read again from where the store
     ends, so every offset of the topic is in the ledger once, in order."""
@@ -272,8 +303,10 @@ def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhi
     with caplog.at_level("ERROR", logger="warden.ledger"):
         assert asyncio.run(scenario()) == len(events)
     assert inserts["audit_log"] > 3 and "resuming from what it holds" in caplog.text
-    rows = _rows(settings, f"SELECT chain, seq, source_partition AS p, source_offset AS o, event_id FROM {AUDIT_LOG} "
-                           "ORDER BY chain, seq")
+    rows = _rows(
+        settings,
+        f"SELECT chain, seq, source_partition AS p, source_offset AS o, event_id FROM {AUDIT_LOG} ORDER BY chain, seq",
+    )
     assert {r["event_id"] for r in rows} == {e.event_id for e in events} and len(rows) == len(events)
     for chain in {r["chain"] for r in rows}:
         offsets = [r["o"] for r in rows if r["chain"] == chain]
@@ -379,8 +412,11 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
     cluster id (and by offsets past a partition's end), reads the new one from the start and
     appends a ledger.source_changed event. Both shapes: the new broker holding more records
     than the stored offsets (only the cluster id tells) and fewer (offsets past the end)."""
-    first, more, fewer = pipeline_events(120), pipeline_events(160, start=T0 + timedelta(days=1)), \
-        pipeline_events(12, start=T0 + timedelta(days=2))
+    first, more, fewer = (
+        pipeline_events(120),
+        pipeline_events(160, start=T0 + timedelta(days=1)),
+        pipeline_events(12, start=T0 + timedelta(days=2)),
+    )
     home = tmp_path / "one-home"
     options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
 
@@ -422,7 +458,8 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
     # The auditor is told, every time it verifies.
     env = {**os.environ, "WARDEN_HOME": str(home), "PYTHONPATH": str(REPO)}
     env.pop("WARDEN_CLICKHOUSE_URL", None)
-    result = subprocess.run([sys.executable, "-m", "infra.cli", "audit", "verify"], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "audit", "verify"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK:") and result.stdout.count("the ledger's broker changed") == 2

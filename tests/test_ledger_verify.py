@@ -74,15 +74,37 @@ def _only_problem(report):
 
 def test_sql_and_python_compute_the_same_hash_for_awkward_fields(store):
     # Separators, escapes, quotes and non-ASCII in every text field.
-    awkward = {"event_id": "e|1%7C", "actor": "agent:a|b", "action": "x%25|y", "resource": "key:m/44'/60'|0",
-               "intent_id": "ü|€", "agent_id": "\\n|"}
-    _mutate(store, "ALTER TABLE audit_log UPDATE " + ", ".join(
-        f"{k} = '{v.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}'" for k, v in awkward.items()
-    ) + " WHERE chain = 0 AND seq = 3")
+    awkward = {
+        "event_id": "e|1%7C",
+        "actor": "agent:a|b",
+        "action": "x%25|y",
+        "resource": "key:m/44'/60'|0",
+        "intent_id": "ü|€",
+        "agent_id": "\\n|",
+    }
+    _mutate(
+        store,
+        "ALTER TABLE audit_log UPDATE "
+        + ", ".join(
+            f"{k} = '{v.replace(chr(92), chr(92) * 2).replace(chr(39), chr(92) + chr(39))}'" for k, v in awkward.items()
+        )
+        + " WHERE chain = 0 AND seq = 3",
+    )
     row = _row(store, 0, 3)
-    python = integrity_hash(row["prev_hash"], row["event_id"], row["actor"], row["action"], row["resource"],
-                            row["ts"], row["details"], row["intent_id"], row["agent_id"])
-    sql = store.arrow(f"SELECT {INTEGRITY_HASH_SQL} AS h FROM {AUDIT_LOG} WHERE chain = 0 AND seq = 3").to_pylist()[0]["h"]
+    python = integrity_hash(
+        row["prev_hash"],
+        row["event_id"],
+        row["actor"],
+        row["action"],
+        row["resource"],
+        row["ts"],
+        row["details"],
+        row["intent_id"],
+        row["agent_id"],
+    )
+    sql = store.arrow(f"SELECT {INTEGRITY_HASH_SQL} AS h FROM {AUDIT_LOG} WHERE chain = 0 AND seq = 3").to_pylist()[0][
+        "h"
+    ]
     assert row["event_id"] == awkward["event_id"] and python == sql != row["integrity_hash"]
 
 
@@ -102,9 +124,14 @@ def test_modified_field_names_the_row(store):
 
 
 def test_modified_details_names_the_row(store):
-    seq = store.arrow("SELECT seq FROM audit_log WHERE chain = 0 AND action = 'tx.signed' ORDER BY seq LIMIT 1 OFFSET 20").to_pylist()[0]["seq"]
-    _mutate(store, f"""ALTER TABLE audit_log UPDATE details = replaceOne(details, '10000000000000000', '90000000000000000')
-                       WHERE chain = 0 AND seq = {seq}""")
+    seq = store.arrow(
+        "SELECT seq FROM audit_log WHERE chain = 0 AND action = 'tx.signed' ORDER BY seq LIMIT 1 OFFSET 20"
+    ).to_pylist()[0]["seq"]
+    _mutate(
+        store,
+        f"""ALTER TABLE audit_log UPDATE details = replaceOne(details, '10000000000000000', '90000000000000000')
+                       WHERE chain = 0 AND seq = {seq}""",
+    )
     assert _row(store, 0, seq)["details"].count("90000000000000000") == 1
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.seq, problem.kind) == (seq, "modified")
@@ -131,8 +158,9 @@ def test_inserted_row_with_renumbering_names_the_intruder(store):
     # hash that links to its predecessor. The next row still links past it.
     _renumber(store, 0, "seq >= 310", lambda seq: seq + 1)
     before = _row(store, 0, 309)
-    forged_hash = integrity_hash(before["integrity_hash"], "forged", "agent:mallory", "tx.signed", "intent:x",
-                                 T0, "{}", "x", "agent-0")
+    forged_hash = integrity_hash(
+        before["integrity_hash"], "forged", "agent:mallory", "tx.signed", "intent:x", T0, "{}", "x", "agent-0"
+    )
     store.execute(f"""INSERT INTO audit_log SELECT * REPLACE (toUInt64(310) AS seq, 'forged' AS event_id,
         'agent:mallory' AS actor, 'tx.signed' AS action, 'intent:x' AS resource, toDateTime64('{T0:%Y-%m-%d %H:%M:%S}', 6, 'UTC') AS ts,
         '{{}}' AS details, 'x' AS intent_id, 'agent-0' AS agent_id, integrity_hash AS prev_hash, '{forged_hash}' AS integrity_hash)
@@ -164,7 +192,9 @@ def test_truncated_tail_is_caught_by_the_last_checkpoint(store):
 
 
 def test_forged_checkpoint_is_named(store):
-    _mutate(store, f"""ALTER TABLE {AUDIT_CHECKPOINTS} UPDATE merkle_root = '{"ab" * 32}' WHERE chain = 0 AND seq = 149""")
+    _mutate(
+        store, f"""ALTER TABLE {AUDIT_CHECKPOINTS} UPDATE merkle_root = '{"ab" * 32}' WHERE chain = 0 AND seq = 149"""
+    )
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.chain, problem.seq, problem.kind) == (0, 149, "forged_checkpoint")
 
@@ -185,8 +215,17 @@ def test_rehashed_chain_is_caught_by_signed_checkpoints(store):
     rows = store.arrow(f"SELECT * FROM {AUDIT_LOG} WHERE chain = 0 AND seq >= 120 ORDER BY seq").to_pylist()
     prev = _row(store, 0, 119)["integrity_hash"]
     for row in rows:
-        new = integrity_hash(prev, row["event_id"], row["actor"], row["action"], row["resource"], row["ts"],
-                             row["details"], row["intent_id"], row["agent_id"])
+        new = integrity_hash(
+            prev,
+            row["event_id"],
+            row["actor"],
+            row["action"],
+            row["resource"],
+            row["ts"],
+            row["details"],
+            row["intent_id"],
+            row["agent_id"],
+        )
         row["prev_hash"], row["integrity_hash"], prev = prev, new, new
     _mutate(store, "ALTER TABLE audit_log DELETE WHERE chain = 0 AND seq >= 120")
     store.insert(AUDIT_LOG, pa.Table.from_pylist(rows, schema=store.arrow(f"SELECT * FROM {AUDIT_LOG} LIMIT 0").schema))

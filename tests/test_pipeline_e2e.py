@@ -12,12 +12,12 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from infra import demo
-from sdk.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.fields import parse_native_amount
 from schemas.models import IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
-from runtime.rpc import JsonRpc
+from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import balance, everything_recorded, make_agent, read_topic
 
 
@@ -27,6 +27,7 @@ async def code_at(settings, address: str) -> str:
         return await node.call("eth_getCode", address, "latest")
     finally:
         await node.close()
+
 
 CAROL = "0x000000000000000000000000000000000000ca01"
 
@@ -65,8 +66,12 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     assert demo.REVERT_REASON in revert["reason"]
     # The other signing paths, each checked by an independent implementation or the chain itself.
     message, permit = (r for r in report["intents"] if r["outcome"] == "signed")
-    assert Account.recover_message(encode_defunct(text="Warden demo: I am agent demo-agent"),
-                                   signature=bytes.fromhex(message["signature"][2:])) == report["address"]
+    assert (
+        Account.recover_message(
+            encode_defunct(text="Warden demo: I am agent demo-agent"), signature=bytes.fromhex(message["signature"][2:])
+        )
+        == report["address"]
+    )
     permit_doc = encode_typed_data(full_message=demo._permit({"address": report["address"], **report["contracts"]}))
     assert Account.recover_message(permit_doc, signature=bytes.fromhex(permit["signature"][2:])) == report["address"]
     by_name = {r["intent"]: r for r in mined}
@@ -84,9 +89,13 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port))
     for row in report["intents"]:
-        actions = [a for (a,) in client.query(
-            "SELECT action FROM audit_log WHERE intent_id = {i:String} ORDER BY ts, seq",
-            parameters={"i": row["intent_id"]}).result_rows]
+        actions = [
+            a
+            for (a,) in client.query(
+                "SELECT action FROM audit_log WHERE intent_id = {i:String} ORDER BY ts, seq",
+                parameters={"i": row["intent_id"]},
+            ).result_rows
+        ]
         assert actions[0] == "intent.submitted"
         if row["outcome"] == "mined":
             assert actions.count("stage.passed") == len(row["stages"])
@@ -99,11 +108,15 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
         else:
             assert "stage.failed" in actions and "intent.rejected" in actions
     # The analysts' view of the signed messages: the kind, and for typed data what it was for.
-    rows = client.query("SELECT kind, primary_type, verifying_contract, message_hash FROM signed_messages "
-                        "WHERE intent_id IN {ids:Array(String)} ORDER BY signed_at",
-                        parameters={"ids": [message["intent_id"], permit["intent_id"]]}).result_rows
-    assert rows == [("personal_sign", "", "", message["message_hash"]),
-                    ("typed_data", "Permit", report["contracts"]["token"], permit["message_hash"])]
+    rows = client.query(
+        "SELECT kind, primary_type, verifying_contract, message_hash FROM signed_messages "
+        "WHERE intent_id IN {ids:Array(String)} ORDER BY signed_at",
+        parameters={"ids": [message["intent_id"], permit["intent_id"]]},
+    ).result_rows
+    assert rows == [
+        ("personal_sign", "", "", message["message_hash"]),
+        ("typed_data", "Permit", report["contracts"]["token"], permit["message_hash"]),
+    ]
 
 
 def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
@@ -113,10 +126,23 @@ def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
         agent_key, address, _ = await make_agent(settings, "types-agent")
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         before = await balance(settings, CAROL)
-        intents = [new_intent(agent_key, agent_id="types-agent", chain="anvil", to=CAROL, value=v, tx_type=t,
-                              broadcast=True, access_list=al)
-                   for t, v, al in ((0, "0.001", ()), (1, "0.002", ({"address": CAROL, "storage_keys": ["0x" + "00" * 31 + "01"]},)),
-                                    (2, "0.004", ()))]
+        intents = [
+            new_intent(
+                agent_key,
+                agent_id="types-agent",
+                chain="anvil",
+                to=CAROL,
+                value=v,
+                tx_type=t,
+                broadcast=True,
+                access_list=al,
+            )
+            for t, v, al in (
+                (0, "0.001", ()),
+                (1, "0.002", ({"address": CAROL, "storage_keys": ["0x" + "00" * 31 + "01"]},)),
+                (2, "0.004", ()),
+            )
+        ]
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
@@ -141,10 +167,18 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
     async def scenario():
         agent_key, address, _ = await make_agent(settings, "idem-agent")
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        first = new_intent(agent_key, agent_id="idem-agent", chain="anvil", to=CAROL, value="0.01",
-                           idempotency_key="order-42")
-        retry = new_intent(agent_key, agent_id="idem-agent", chain="anvil", to=CAROL, value="0.01",
-                           idempotency_key="order-42", intent_id="raw-producer-retry-42")
+        first = new_intent(
+            agent_key, agent_id="idem-agent", chain="anvil", to=CAROL, value="0.01", idempotency_key="order-42"
+        )
+        retry = new_intent(
+            agent_key,
+            agent_id="idem-agent",
+            chain="anvil",
+            to=CAROL,
+            value="0.01",
+            idempotency_key="order-42",
+            intent_id="raw-producer-retry-42",
+        )
         async with Client(settings) as client:
             await client.submit(first)
             await client.submit(first)  # a producer retry of the very same record
@@ -187,12 +221,14 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
             "precise": variant(value="0.0000000000000000001"),
             "chain": variant(chain="narnia"),
             "hex": variant(data="0xnothex"),
-            "oversize": orjson.dumps({**doc, "intent_id": "bad-oversize", "data": "0x" + "ab" * (settings.max_record_bytes // 2 + 1)}),
+            "oversize": orjson.dumps(
+                {**doc, "intent_id": "bad-oversize", "data": "0x" + "ab" * (settings.max_record_bytes // 2 + 1)}
+            ),
         }
-        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ,
-                                             topics.AUDIT_EVENTS))
-        unsigned = policy.model_copy(update={"version": policy.version + 1, "signature": "",
-                                             "tx_allowed_chains": ()})
+        start = await end_offsets(
+            settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ, topics.AUDIT_EVENTS)
+        )
+        unsigned = policy.model_copy(update={"version": policy.version + 1, "signature": "", "tx_allowed_chains": ()})
         async with Client(settings) as client:
             for raw in bad.values():
                 await client.send(topics.INTENTS_SUBMITTED, "bad-input-agent", raw)
@@ -203,8 +239,11 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
         await asyncio.sleep(1.0)
         dlq = [orjson.loads(v) for v in await read_topic(settings, topics.DLQ, start=start)]
         rejected = [orjson.loads(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
-        audits = [e.model_dump(mode="json") for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start)
-                  for e in audit_events_of(v)]
+        audits = [
+            e.model_dump(mode="json")
+            for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start)
+            for e in audit_events_of(v)
+        ]
         return bad, good, forged, outcomes, dlq, rejected, audits
 
     bad, good, forged, outcomes, dlq, rejected, audits = run(scenario())

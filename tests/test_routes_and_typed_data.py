@@ -21,36 +21,69 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from infra import contracts
-from sdk.client import Client, OUTCOME_TOPICS, new_intent, new_typed_data_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
 from tests.support import make_agent
 from tests.test_signing_surface import LoneSigner
-from tests.typed_data_support import COW, MAIL, ONE_INCH, PERMIT2, REACTOR, SEAPORT, TOKEN as UNIT_TOKEN, cow, item, \
-    mail, one_inch, seaport, uniswapx
+from tests.typed_data_support import (
+    COW,
+    MAIL,
+    ONE_INCH,
+    PERMIT2,
+    REACTOR,
+    SEAPORT,
+    cow,
+    item,
+    mail,
+    one_inch,
+    seaport,
+    uniswapx,
+)
+from tests.typed_data_support import TOKEN as UNIT_TOKEN
 
 DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # Anvil's first unlocked dev account
 ANVIL_ID = 31337
 UNIT = 10**6
 ALICE = "0x00000000000000000000000000000000000A11cE"
-AUTHORIZATION = [{"name": "from", "type": "address"}, {"name": "to", "type": "address"},
-                 {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
-                 {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"}]
-DOMAIN = [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-          {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}]
+AUTHORIZATION = [
+    {"name": "from", "type": "address"},
+    {"name": "to", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "validAfter", "type": "uint256"},
+    {"name": "validBefore", "type": "uint256"},
+    {"name": "nonce", "type": "bytes32"},
+]
+DOMAIN = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
 
 
 def authorization(token: str, holder: str, to: str, value: int, primary: str = "TransferWithAuthorization") -> dict:
-    return {"types": {"EIP712Domain": DOMAIN, primary: AUTHORIZATION}, "primaryType": primary,
-            "domain": {"name": "Warden Auth", "version": "1", "chainId": ANVIL_ID, "verifyingContract": token},
-            "message": {"from": holder, "to": to, "value": str(value), "validAfter": "0", "validBefore": str(2**40),
-                        "nonce": "0x" + os.urandom(32).hex()}}
+    return {
+        "types": {"EIP712Domain": DOMAIN, primary: AUTHORIZATION},
+        "primaryType": primary,
+        "domain": {"name": "Warden Auth", "version": "1", "chainId": ANVIL_ID, "verifyingContract": token},
+        "message": {
+            "from": holder,
+            "to": to,
+            "value": str(value),
+            "validAfter": "0",
+            "validBefore": str(2**40),
+            "nonce": "0x" + os.urandom(32).hex(),
+        },
+    }
 
 
 def aggregate(*calls: tuple[str, int, str]) -> str:
-    return contracts.calldata("aggregate((address,uint256,bytes)[])",
-                              [(target, value, bytes.fromhex(data[2:])) for target, value, data in calls])
+    return contracts.calldata(
+        "aggregate((address,uint256,bytes)[])",
+        [(target, value, bytes.fromhex(data[2:])) for target, value, data in calls],
+    )
 
 
 async def _node_call(settings, work):
@@ -65,10 +98,12 @@ async def _balances(settings, token: str, *holders: str) -> dict[str, tuple[int,
     async def read(node):
         out = {}
         for who in holders:
-            units = abi_decode(["uint256"], await contracts.call(node, token, contracts.calldata(
-                "balanceOf(address)", who)))[0]
+            units = abi_decode(
+                ["uint256"], await contracts.call(node, token, contracts.calldata("balanceOf(address)", who))
+            )[0]
             out[who] = (units, int(await node.call("eth_getBalance", who, "latest"), 16))
         return out
+
     return await _node_call(settings, read)
 
 
@@ -77,26 +112,47 @@ def deployed(stack):
     mallory = "0x" + os.urandom(20).hex()  # a fresh address: any token or wei it holds came from here
 
     async def deploy(node):
-        return {"token": await contracts.deploy(node, "AuthToken", "Warden Auth", "WAUTH", 6, sender=DEPLOYER),
-                "forwarder": await contracts.deploy(node, "Forwarder", mallory, sender=DEPLOYER),
-                "multicall": await contracts.deploy(node, "Multicall", sender=DEPLOYER)}
+        return {
+            "token": await contracts.deploy(node, "AuthToken", "Warden Auth", "WAUTH", 6, sender=DEPLOYER),
+            "forwarder": await contracts.deploy(node, "Forwarder", mallory, sender=DEPLOYER),
+            "multicall": await contracts.deploy(node, "Multicall", sender=DEPLOYER),
+        }
+
     out = asyncio.run(_node_call(stack.settings, deploy))
     from eth_utils import to_checksum_address
+
     return {**out, "mallory": to_checksum_address(mallory)}
 
 
 def _policy_fields(deployed) -> dict:
     token, forwarder, multicall = deployed["token"], deployed["forwarder"], deployed["multicall"]
     return dict(
-        tx_to_allowlist=(token, forwarder, multicall, ALICE), tx_max_value_eth="1",
-        asset_limits=({"chain": "anvil", "token": token, "symbol": "WAUTH", "decimals": 6, "max_per_tx": "50",
-                       "daily_limit": "500"},),
+        tx_to_allowlist=(token, forwarder, multicall, ALICE),
+        tx_max_value_eth="1",
+        asset_limits=(
+            {
+                "chain": "anvil",
+                "token": token,
+                "symbol": "WAUTH",
+                "decimals": 6,
+                "max_per_tx": "50",
+                "daily_limit": "500",
+            },
+        ),
         # What an admin does to let one small Permit through: the token's domain allowlisted.
         eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=token, chain_id=ANVIL_ID),),
-        contract_calls=({"contract": forwarder, "selectors": ("forward(address,address,uint256)",
-                                                             "forwardVia(address,address,uint256)",
-                                                             "forwardValue(address)")},
-                        {"contract": multicall, "selectors": ("aggregate((address,uint256,bytes)[])",)}))
+        contract_calls=(
+            {
+                "contract": forwarder,
+                "selectors": (
+                    "forward(address,address,uint256)",
+                    "forwardVia(address,address,uint256)",
+                    "forwardValue(address)",
+                ),
+            },
+            {"contract": multicall, "selectors": ("aggregate((address,uint256,bytes)[])",)},
+        ),
+    )
 
 
 async def _submit(settings, intents, timeout_s=90.0):
@@ -108,18 +164,27 @@ async def _submit(settings, intents, timeout_s=90.0):
 
 def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deployed):
     settings = stack.settings
-    token, forwarder, multicall, mallory = deployed["token"], deployed["forwarder"], deployed["multicall"], \
-        deployed["mallory"]
+    token, forwarder, multicall, mallory = (
+        deployed["token"],
+        deployed["forwarder"],
+        deployed["multicall"],
+        deployed["mallory"],
+    )
     agent = f"routes-{os.urandom(3).hex()}"
 
     async def scenario():
         key, address, _ = await make_agent(settings, agent, **_policy_fields(deployed))
-        await _node_call(settings, lambda node: contracts.send(node, DEPLOYER, token, contracts.calldata(
-            "mint(address,uint256)", address, 1_000 * UNIT)))
+        await _node_call(
+            settings,
+            lambda node: contracts.send(
+                node, DEPLOYER, token, contracts.calldata("mint(address,uint256)", address, 1_000 * UNIT)
+            ),
+        )
 
         def tx(to, data="0x", value="0", **fields):
-            return new_intent(key, agent_id=agent, chain="anvil", to=to, value=value, data=data, broadcast=True,
-                              **fields)
+            return new_intent(
+                key, agent_id=agent, chain="anvil", to=to, value=value, data=data, broadcast=True, **fields
+            )
 
         # What the call takes, declared as the attacker would, so that only where it lands is left to judge.
         takes = dict(declared_outflows=({"token": token, "amount": str(20 * UNIT)},))
@@ -138,16 +203,19 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
         first = await _submit(settings, list(signatures.values()))
         pull = contracts.calldata("transferFrom(address,address,uint256)", address, mallory, 20 * UNIT)
         routes = {
-            "forward-tokens": tx(forwarder, contracts.calldata("forward(address,address,uint256)", token, mallory,
-                                                               20 * UNIT), **takes),
-            "forward-via": tx(forwarder, contracts.calldata("forwardVia(address,address,uint256)", token, mallory,
-                                                            20 * UNIT), **takes),
+            "forward-tokens": tx(
+                forwarder, contracts.calldata("forward(address,address,uint256)", token, mallory, 20 * UNIT), **takes
+            ),
+            "forward-via": tx(
+                forwarder, contracts.calldata("forwardVia(address,address,uint256)", token, mallory, 20 * UNIT), **takes
+            ),
             "multicall-tokens": tx(multicall, aggregate((token, 0, pull)), **takes),
             "forward-value": tx(forwarder, contracts.calldata("forwardValue(address)", mallory), value="0.01"),
             "plain-value-to-forwarder": tx(forwarder, value="0.01"),
             "multicall-value": tx(multicall, aggregate((mallory, 10**16, "0x")), value="0.01"),
-            "forward-to-alice": tx(forwarder, contracts.calldata("forward(address,address,uint256)", token, ALICE,
-                                                                 20 * UNIT), **takes),
+            "forward-to-alice": tx(
+                forwarder, contracts.calldata("forward(address,address,uint256)", token, ALICE, 20 * UNIT), **takes
+            ),
             "value-to-alice": tx(forwarder, contracts.calldata("forwardValue(address)", ALICE), value="0.01"),
         }
         second = await _submit(settings, list(routes.values()))
@@ -155,11 +223,22 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
         signed = first[signatures["authorization-ok"].intent_id]
         message = signatures["authorization-ok"].typed_data.message
         signature = bytes.fromhex(signed.signature[2:])
-        relay = contracts.calldata(
-            "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)",
-            message["from"], message["to"], int(message["value"]), int(message["validAfter"]),
-            int(message["validBefore"]), bytes.fromhex(message["nonce"][2:]), signature[64], signature[:32],
-            signature[32:64]) if isinstance(signed, SignedMessage) else None
+        relay = (
+            contracts.calldata(
+                "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)",
+                message["from"],
+                message["to"],
+                int(message["value"]),
+                int(message["validAfter"]),
+                int(message["validBefore"]),
+                bytes.fromhex(message["nonce"][2:]),
+                signature[64],
+                signature[:32],
+                signature[32:64],
+            )
+            if isinstance(signed, SignedMessage)
+            else None
+        )
         if relay is not None:
             await _node_call(settings, lambda node: contracts.send(node, DEPLOYER, token, relay))
         balances = await _balances(settings, token, address, ALICE, mallory)
@@ -174,15 +253,20 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
         "authorization-to-mallory": ("assets", "RECIPIENT_NOT_ALLOWLISTED"),
         "authorization-over-cap": ("assets", "ASSET_OVER_CAP"),
         "receive-to-mallory": ("assets", "RECIPIENT_NOT_ALLOWLISTED"),
-        "forward-tokens": route, "forward-via": route, "multicall-tokens": route, "forward-value": route,
-        "plain-value-to-forwarder": route, "multicall-value": route,
+        "forward-tokens": route,
+        "forward-via": route,
+        "multicall-tokens": route,
+        "forward-value": route,
+        "plain-value-to-forwarder": route,
+        "multicall-value": route,
     }, {n: o.reason for n, o in got.items() if isinstance(o, IntentRejected)}
     for name in ("forward-tokens", "forward-via", "multicall-tokens", "forward-value", "plain-value-to-forwarder"):
         assert mallory in got[name].reason and "route" in got[name].reason, got[name].reason
     assert isinstance(got["authorization-ok"], SignedMessage)
-    recovered = Account.recover_message(encode_typed_data(full_message=signatures["authorization-ok"].typed_data
-                                                          .as_document()),
-                                        signature=bytes.fromhex(got["authorization-ok"].signature[2:]))
+    recovered = Account.recover_message(
+        encode_typed_data(full_message=signatures["authorization-ok"].typed_data.as_document()),
+        signature=bytes.fromhex(got["authorization-ok"].signature[2:]),
+    )
     assert recovered == address
     for name in ("approve-forwarder", "approve-multicall", "forward-to-alice", "value-to-alice"):
         assert isinstance(got[name], SignedTransaction) and got[name].status == "mined", (name, got[name])
@@ -192,6 +276,7 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
 
 
 # --- the signer alone -----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def lone(tmp_path, stack, deployed):
@@ -207,10 +292,14 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
 
     async def prepare(node):
         await node.call("anvil_setBalance", lone.address, hex(10**20))
-        await contracts.send(node, DEPLOYER, token, contracts.calldata("mint(address,uint256)", lone.address, 100 * UNIT))
+        await contracts.send(
+            node, DEPLOYER, token, contracts.calldata("mint(address,uint256)", lone.address, 100 * UNIT)
+        )
         await node.call("anvil_impersonateAccount", lone.address)
-        await contracts.send(node, lone.address, token, contracts.calldata("approve(address,uint256)", forwarder,
-                                                                            40 * UNIT))
+        await contracts.send(
+            node, lone.address, token, contracts.calldata("approve(address,uint256)", forwarder, 40 * UNIT)
+        )
+
     run(_node_call(stack.settings, prepare))
 
     takes = ({"token": token, "amount": str(20 * UNIT)},)
@@ -220,23 +309,35 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
         return outcome
 
     outcomes = {
-        "authorization-to-mallory": handle(new_typed_data_intent, typed_data=authorization(
-            token, lone.address, mallory, 4_500 * UNIT)),
-        "forward-tokens": handle(to=forwarder, value="0", data=contracts.calldata(
-            "forward(address,address,uint256)", token, mallory, 20 * UNIT), declared_outflows=takes),
+        "authorization-to-mallory": handle(
+            new_typed_data_intent, typed_data=authorization(token, lone.address, mallory, 4_500 * UNIT)
+        ),
+        "forward-tokens": handle(
+            to=forwarder,
+            value="0",
+            data=contracts.calldata("forward(address,address,uint256)", token, mallory, 20 * UNIT),
+            declared_outflows=takes,
+        ),
         "plain-value-to-forwarder": handle(to=forwarder, value="0.01"),
-        "forward-to-alice": handle(to=forwarder, value="0", data=contracts.calldata(
-            "forward(address,address,uint256)", token, ALICE, 20 * UNIT), declared_outflows=takes),
+        "forward-to-alice": handle(
+            to=forwarder,
+            value="0",
+            data=contracts.calldata("forward(address,address,uint256)", token, ALICE, 20 * UNIT),
+            declared_outflows=takes,
+        ),
     }
     refused = {name: o.code for name, o in outcomes.items() if isinstance(o, IntentRejected)}
-    assert refused == {"authorization-to-mallory": "RECIPIENT_NOT_ALLOWLISTED",
-                       "forward-tokens": "SIMULATION_ROUTE_NOT_ALLOWLISTED",
-                       "plain-value-to-forwarder": "SIMULATION_ROUTE_NOT_ALLOWLISTED"}, outcomes
+    assert refused == {
+        "authorization-to-mallory": "RECIPIENT_NOT_ALLOWLISTED",
+        "forward-tokens": "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+        "plain-value-to-forwarder": "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+    }, outcomes
     assert all(o.stage == "signing" for name, o in outcomes.items() if name in refused)
     assert isinstance(outcomes["forward-to-alice"], SignedTransaction)
 
 
 # --- every typed-data family, through the pipeline -------------------------------------------------
+
 
 def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, deployed):
     """One hostile document per family Warden reads, under domains the admin allowlisted, and the
@@ -245,14 +346,26 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, depl
     settings = stack.settings
     agent = f"families-{os.urandom(3).hex()}"
     domains = tuple(Eip712DomainRule(verifying_contract=c) for c in (UNIT_TOKEN, PERMIT2, SEAPORT, COW, ONE_INCH))
-    fields = dict(tx_to_allowlist=(ALICE, PERMIT2, REACTOR, SEAPORT, COW, ONE_INCH), eip712_domain_allowlist=domains,
-                  asset_limits=({"chain": "anvil", "token": UNIT_TOKEN, "decimals": 6, "max_per_tx": "100"},))
-    dai = {"types": {"EIP712Domain": DOMAIN, "Permit": [
-        {"name": "holder", "type": "address"}, {"name": "spender", "type": "address"},
-        {"name": "nonce", "type": "uint256"}, {"name": "expiry", "type": "uint256"}, {"name": "allowed", "type": "bool"}]},
-        "primaryType": "Permit", "domain": {"name": "Dai", "version": "1", "chainId": ANVIL_ID,
-                                            "verifyingContract": UNIT_TOKEN},
-        "message": {"holder": ALICE, "spender": ALICE, "nonce": 0, "expiry": 2**40, "allowed": True}}
+    fields = dict(
+        tx_to_allowlist=(ALICE, PERMIT2, REACTOR, SEAPORT, COW, ONE_INCH),
+        eip712_domain_allowlist=domains,
+        asset_limits=({"chain": "anvil", "token": UNIT_TOKEN, "decimals": 6, "max_per_tx": "100"},),
+    )
+    dai = {
+        "types": {
+            "EIP712Domain": DOMAIN,
+            "Permit": [
+                {"name": "holder", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "expiry", "type": "uint256"},
+                {"name": "allowed", "type": "bool"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {"name": "Dai", "version": "1", "chainId": ANVIL_ID, "verifyingContract": UNIT_TOKEN},
+        "message": {"holder": ALICE, "spender": ALICE, "nonce": 0, "expiry": 2**40, "allowed": True},
+    }
     documents = {
         "dai-permit-unlimited": dai,
         "uniswapx-pays-mallory": uniswapx(50 * UNIT, deployed["mallory"]),
@@ -264,12 +377,15 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, depl
 
     async def scenario():
         key, address, _ = await make_agent(settings, agent, **fields)
-        intents = {name: new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=doc)
-                   for name, doc in documents.items()}
+        intents = {
+            name: new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=doc)
+            for name, doc in documents.items()
+        }
         first = await _submit(settings, list(intents.values()))
         # The admin names the Mail as moving nothing: the policy's next version.
-        await make_agent(settings, agent, eip712_no_value_types=({"verifying_contract": MAIL, "primary_type": "Mail"},),
-                         **fields)
+        await make_agent(
+            settings, agent, eip712_no_value_types=({"verifying_contract": MAIL, "primary_type": "Mail"},), **fields
+        )
         named = new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=mail())
         second = await _submit(settings, [named])
         return address, intents, first, named, second
@@ -286,5 +402,7 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, depl
     }
     signed = second[named.intent_id]
     assert isinstance(signed, SignedMessage) and signed.primary_type == "Mail", signed
-    assert Account.recover_message(encode_typed_data(full_message=mail()),
-                                   signature=bytes.fromhex(signed.signature[2:])) == address
+    assert (
+        Account.recover_message(encode_typed_data(full_message=mail()), signature=bytes.fromhex(signed.signature[2:]))
+        == address
+    )

@@ -16,11 +16,11 @@ from collections import defaultdict
 
 import orjson
 
-from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics
 from schemas.models import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
+from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 
 AGENT = "agent-scale-out"
@@ -39,8 +39,19 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     async def scenario():
         key, _, policy = await make_agent(settings, AGENT, tx_daily_limit_eth="0.5", tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        intents = [new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.01", max_fee_per_gas=2 * 10**9,
-                              max_priority_fee_per_gas=10**9, gas_limit=21000) for _ in range(INTENTS)]
+        intents = [
+            new_intent(
+                key,
+                agent_id=AGENT,
+                chain="anvil",
+                to=DEST,
+                value="0.01",
+                max_fee_per_gas=2 * 10**9,
+                max_priority_fee_per_gas=10**9,
+                gas_limit=21000,
+            )
+            for _ in range(INTENTS)
+        ]
         killed: list[str] = []
 
         async def kill_the_owner() -> None:
@@ -65,8 +76,9 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
             killer = asyncio.create_task(kill_the_owner())
             for number, intent in enumerate(intents[1:], 1):
                 if number % 2:
-                    approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=utcnow(),
-                                              intent_digest=intent.digest())
+                    approved = IntentApproved(
+                        intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+                    )
                     await client.send(topics.INTENTS_APPROVED, AGENT, approved.to_bytes())
                 else:
                     await client.submit(intent)
@@ -75,8 +87,9 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
         await asyncio.wait_for(killer, 60)
         outcomes = await wait_outcomes(settings, intents, 150, start)
         signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
-        rejected = [IntentRejected.from_bytes(v)
-                    for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
+        rejected = [
+            IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)
+        ]
         return intents, outcomes, signed, rejected, killed[0]
 
     intents, outcomes, signed, rejected, killed = asyncio.run(scenario())
@@ -105,8 +118,9 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     assert total <= LIMIT_WEI, f"{len(mine)} signed for {total} wei against a daily limit of {LIMIT_WEI}"
     assert len(mine) == FITS
     over = [o for o in outcomes.values() if isinstance(o, IntentRejected)]
-    assert len(over) == INTENTS - FITS and {o.code for o in over} == {"DAILY_LIMIT_EXCEEDED"}, \
-        sorted({(o.stage, o.code) for o in over})
+    assert len(over) == INTENTS - FITS and {o.code for o in over} == {"DAILY_LIMIT_EXCEEDED"}, sorted(
+        {(o.stage, o.code) for o in over}
+    )
 
     # No nonce twice: the survivor continued the line the killed signer left.
     assert sorted(r.nonce for r in mine.values()) == list(range(FITS))
@@ -123,8 +137,19 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     async def rekeyed():
         key, _, _ = await make_agent(settings, other, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
-        real = [new_intent(key, agent_id=other, chain="anvil", to=DEST, value="0.001", max_fee_per_gas=2 * 10**9,
-                           max_priority_fee_per_gas=10**9, gas_limit=21000) for _ in range(3)]
+        real = [
+            new_intent(
+                key,
+                agent_id=other,
+                chain="anvil",
+                to=DEST,
+                value="0.001",
+                max_fee_per_gas=2 * 10**9,
+                max_priority_fee_per_gas=10**9,
+                gas_limit=21000,
+            )
+            for _ in range(3)
+        ]
         async with Client(settings) as client:
             for intent in real:
                 for k in elsewhere.values():  # the copies first: they used to be decided first
@@ -133,13 +158,18 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
             await client.flush()
         told = await wait_outcomes(settings, real, 90, start)
         letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, start=start)]
-        rejections = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
+        rejections = [
+            IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)
+        ]
         return real, told, letters, rejections
 
     real, told, letters, rejections = asyncio.run(rekeyed())
     assert all(isinstance(told.get(i.intent_id), SignedTransaction) for i in real), told
     ids = {i.intent_id for i in real}
     assert not [r for r in rejections if r.intent_id in ids], [(r.code, r.signed_by) for r in rejections]
-    off = {(letter.partition, orjson.loads(base64.b64decode(letter.payload_b64))["intent_id"]) for letter in letters
-           if f"belong on partition {home}" in letter.reason}
+    off = {
+        (letter.partition, orjson.loads(base64.b64decode(letter.payload_b64))["intent_id"])
+        for letter in letters
+        if f"belong on partition {home}" in letter.reason
+    }
     assert off == {(p, i) for p in elsewhere for i in ids}, sorted(off)

@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from sdk.client import new_intent
-from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
 from schemas import topics
+from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
 from schemas.chains import REGISTRY, Chain, ChainRegistry, UnknownChain
 from schemas.emit import Emit, _plain_event_bytes, audit, join_audits
+from schemas.errors import explain
 from schemas.export import export
 from schemas.fields import MAX_UINT256, format_native_amount, parse_native_amount
 from schemas.models import (
@@ -37,7 +37,7 @@ from schemas.models import (
     audit_events_of,
     event_id,
 )
-from schemas.errors import explain
+from sdk.client import new_intent
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 
@@ -51,8 +51,14 @@ OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 
 
 def intent_doc(**overrides) -> dict:
-    doc = {"intent_id": "i-1", "agent_id": "agent-1", "chain": "anvil", "to": CHECKSUMMED, "value": "0.5",
-           "created_at": "2026-11-21T10:00:00Z"}
+    doc = {
+        "intent_id": "i-1",
+        "agent_id": "agent-1",
+        "chain": "anvil",
+        "to": CHECKSUMMED,
+        "value": "0.5",
+        "created_at": "2026-11-21T10:00:00Z",
+    }
     doc.update(overrides)
     return {k: v for k, v in doc.items() if v is not _DROP}
 
@@ -108,8 +114,13 @@ def test_address_that_is_not_20_bytes_of_hex_is_rejected_saying_what_is_allowed(
 
 
 def test_policy_allowlist_addresses_are_normalized_too():
-    policy = AgentPolicy(agent_id="agent-1", version=1, tx_to_allowlist=(LOWER, "0x" + OTHER[2:].upper()),
-                         agent_public_key="0x" + "11" * 32, issued_at=T0)
+    policy = AgentPolicy(
+        agent_id="agent-1",
+        version=1,
+        tx_to_allowlist=(LOWER, "0x" + OTHER[2:].upper()),
+        agent_public_key="0x" + "11" * 32,
+        issued_at=T0,
+    )
     assert policy.tx_to_allowlist == (CHECKSUMMED, OTHER)
 
 
@@ -138,22 +149,25 @@ def test_data_is_normalized_to_lowercase_and_defaults_to_empty():
 # --- native amounts ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad, says", [
-    ("-1", "must be >= 0"),
-    ("-0.5", "must be >= 0"),
-    ("0.0000000000000000001", "has 19 decimals; at most 18 are allowed"),
-    ("1e18", "must be a plain decimal"),
-    ("1E-3", "must be a plain decimal"),
-    ("01", "must be a plain decimal"),
-    (".5", "must be a plain decimal"),
-    ("1.", "must be a plain decimal"),
-    (" 1", "must be a plain decimal"),
-    ("1,5", "must be a plain decimal"),
-    ("NaN", "must be a plain decimal"),
-    ("", "must be a plain decimal"),
-    (1, "must be a decimal string in the native unit"),
-    (0.5, "must be a decimal string in the native unit"),
-])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("-1", "must be >= 0"),
+        ("-0.5", "must be >= 0"),
+        ("0.0000000000000000001", "has 19 decimals; at most 18 are allowed"),
+        ("1e18", "must be a plain decimal"),
+        ("1E-3", "must be a plain decimal"),
+        ("01", "must be a plain decimal"),
+        (".5", "must be a plain decimal"),
+        ("1.", "must be a plain decimal"),
+        (" 1", "must be a plain decimal"),
+        ("1,5", "must be a plain decimal"),
+        ("NaN", "must be a plain decimal"),
+        ("", "must be a plain decimal"),
+        (1, "must be a decimal string in the native unit"),
+        (0.5, "must be a decimal string in the native unit"),
+    ],
+)
 def test_value_that_is_not_an_exact_decimal_string_is_rejected(bad, says):
     errors = rejection(intent_doc(value=bad))
     assert set(errors) == {"value"}
@@ -206,7 +220,9 @@ def test_huge_value_is_exact_as_an_int_with_no_float():
 
 
 def test_value_beyond_uint256_is_rejected():
-    errors = rejection(intent_doc(value="115792089237316195423570985008687907853269984665640564039457.584007913129639936"))
+    errors = rejection(
+        intent_doc(value="115792089237316195423570985008687907853269984665640564039457.584007913129639936")
+    )
     assert "exceeds 2**256-1 wei" in errors["value"]
 
 
@@ -247,29 +263,47 @@ def test_unknown_chain_is_rejected_listing_the_allowed_chains():
 
 def test_policy_allowed_chains_are_checked_against_the_registry():
     with pytest.raises(ValidationError) as info:
-        AgentPolicy(agent_id="a", version=1, tx_allowed_chains=("base", "nochain"), agent_public_key="0x" + "11" * 32,
-                    issued_at=T0)
+        AgentPolicy(
+            agent_id="a",
+            version=1,
+            tx_allowed_chains=("base", "nochain"),
+            agent_public_key="0x" + "11" * 32,
+            issued_at=T0,
+        )
     assert "unknown chain 'nochain'" in str(info.value)
 
 
-@pytest.mark.parametrize("fields, says", [
-    ({"tx_type": 0, "max_fee_per_gas": "1"}, "tx_type 0 pays gas_price"),
-    ({"tx_type": 1, "max_priority_fee_per_gas": "1"}, "tx_type 1 pays gas_price"),
-    ({"tx_type": 2, "gas_price": "1"}, "tx_type 2 pays max_fee_per_gas + max_priority_fee_per_gas"),
-    ({"tx_type": 0, "gas_price": "1", "access_list": [{"address": OTHER}]}, "tx_type 0 has no access_list"),
-    ({"max_fee_per_gas": "1", "max_priority_fee_per_gas": "2"}, "max_priority_fee_per_gas must be <= max_fee_per_gas"),
-])
+@pytest.mark.parametrize(
+    "fields, says",
+    [
+        ({"tx_type": 0, "max_fee_per_gas": "1"}, "tx_type 0 pays gas_price"),
+        ({"tx_type": 1, "max_priority_fee_per_gas": "1"}, "tx_type 1 pays gas_price"),
+        ({"tx_type": 2, "gas_price": "1"}, "tx_type 2 pays max_fee_per_gas + max_priority_fee_per_gas"),
+        ({"tx_type": 0, "gas_price": "1", "access_list": [{"address": OTHER}]}, "tx_type 0 has no access_list"),
+        (
+            {"max_fee_per_gas": "1", "max_priority_fee_per_gas": "2"},
+            "max_priority_fee_per_gas must be <= max_fee_per_gas",
+        ),
+    ],
+)
 def test_fee_fields_must_match_the_transaction_type(fields, says):
     errors = rejection(intent_doc(**fields))
     assert says in " ".join(errors.values())
 
 
-@pytest.mark.parametrize("fields", [
-    {"tx_type": 0, "gas_price": "1000000000"},
-    {"tx_type": 1, "gas_price": "1000000000", "access_list": [{"address": LOWER, "storage_keys": ["0x" + "00" * 32]}]},
-    {"tx_type": 2, "max_fee_per_gas": "30", "max_priority_fee_per_gas": "30"},
-    {"tx_type": 2},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"tx_type": 0, "gas_price": "1000000000"},
+        {
+            "tx_type": 1,
+            "gas_price": "1000000000",
+            "access_list": [{"address": LOWER, "storage_keys": ["0x" + "00" * 32]}],
+        },
+        {"tx_type": 2, "max_fee_per_gas": "30", "max_priority_fee_per_gas": "30"},
+        {"tx_type": 2},
+    ],
+)
 def test_fee_fields_consistent_with_the_type_are_accepted(fields):
     intent = TransactionIntent.model_validate(intent_doc(**fields))
     assert intent.tx_type == fields["tx_type"]
@@ -304,7 +338,9 @@ def test_unknown_extra_field_is_rejected_by_name():
         TransactionIntent.model_validate(intent_doc(vaule="1"))
     (err,) = info.value.errors()
     assert err["loc"] == ("vaule",) and err["type"] == "extra_forbidden"
-    assert explain(info.value) == ("vaule: is not a field of this record (check the spelling; see `warden schemas export`)",)
+    assert explain(info.value) == (
+        "vaule: is not a field of this record (check the spelling; see `warden schemas export`)",
+    )
 
 
 @pytest.mark.parametrize("bad", ["", "-leading-dash", "has space", "x" * 129, "agent-1\n"])
@@ -326,37 +362,119 @@ def test_naive_datetime_is_rejected_and_aware_ones_become_utc():
 
 def _records() -> list:
     agent_key = Ed25519PrivateKey.generate()
-    intent = new_intent(agent_key, agent_id="agent-1", chain="anvil", to=LOWER, value="1.25", now=T0, tx_type=1,
-                        gas_price=str(2**100), gas_limit=50_000, nonce=7, data="0xA9059CBB",
-                        access_list=[{"address": OTHER, "storage_keys": ["0x" + "ab" * 32]}],
-                        idempotency_key="order-1")
-    policy = sign_policy(AgentPolicy(agent_id="agent-1", version=3, tx_allowed_chains=("anvil", "base"),
-                                     tx_to_allowlist=(CHECKSUMMED,), tx_max_value_eth="1.5", tx_daily_limit_eth="10",
-                                     tx_max_fee_per_gas=str(2**90), sender_address=OTHER, agent_public_key=public_key_hex(agent_key), issued_at=T0),
-                         Ed25519PrivateKey.generate(), "test-admin")
-    verdict = StageVerdict(intent_id=intent.intent_id, stage="value_cap", passed=False, code="VALUE_OVER_CAP",
-                           reason="too much", facts={"value_wei": str(2**80), "cap_wei": "1"})
+    intent = new_intent(
+        agent_key,
+        agent_id="agent-1",
+        chain="anvil",
+        to=LOWER,
+        value="1.25",
+        now=T0,
+        tx_type=1,
+        gas_price=str(2**100),
+        gas_limit=50_000,
+        nonce=7,
+        data="0xA9059CBB",
+        access_list=[{"address": OTHER, "storage_keys": ["0x" + "ab" * 32]}],
+        idempotency_key="order-1",
+    )
+    policy = sign_policy(
+        AgentPolicy(
+            agent_id="agent-1",
+            version=3,
+            tx_allowed_chains=("anvil", "base"),
+            tx_to_allowlist=(CHECKSUMMED,),
+            tx_max_value_eth="1.5",
+            tx_daily_limit_eth="10",
+            tx_max_fee_per_gas=str(2**90),
+            sender_address=OTHER,
+            agent_public_key=public_key_hex(agent_key),
+            issued_at=T0,
+        ),
+        Ed25519PrivateKey.generate(),
+        "test-admin",
+    )
+    verdict = StageVerdict(
+        intent_id=intent.intent_id,
+        stage="value_cap",
+        passed=False,
+        code="VALUE_OVER_CAP",
+        reason="too much",
+        facts={"value_wei": str(2**80), "cap_wei": "1"},
+    )
     return [
         intent,
         policy,
         verdict,
-        IntentRejected(intent_id=intent.intent_id, agent_id="agent-1", stage="value_cap", code="VALUE_OVER_CAP",
-                       reason="too much", verdicts=(verdict,), decided_at=T0, intent_digest=intent.digest()),
-        IntentApproved(intent=intent, policy=policy, verdicts=(verdict,), approved_at=T0,
-                       intent_digest=intent.digest()),
-        SignedTransaction(intent_id=intent.intent_id, agent_id="agent-1", chain="anvil", chain_id=31337,
-                          signed_tx="0x01f8", tx_hash="0x" + "cd" * 32, **{"from": OTHER}, to=CHECKSUMMED, nonce=7,
-                          value_wei=2**200 + 1, tx_type=1, status="mined", tee="none", signed_at=T0,
-                          max_spend_wei=2**200 + 2**101, fee_wei=2**99, intent_digest=intent.digest()),
-        AuditEvent(event_id="e1", actor="service:streams", action="stage.failed", resource="intent:i-1", ts=T0,
-                   intent_id="i-1", agent_id="agent-1", details={"facts": {"n": "1"}}),
-        DeadLetter(source_topic="warden.intents.submitted", partition=1, offset=9, key="agent-1", reason="bad",
-                   errors=("to: is required",), payload_b64="e30=", payload_sha256="00" * 32, received_at=T0),
+        IntentRejected(
+            intent_id=intent.intent_id,
+            agent_id="agent-1",
+            stage="value_cap",
+            code="VALUE_OVER_CAP",
+            reason="too much",
+            verdicts=(verdict,),
+            decided_at=T0,
+            intent_digest=intent.digest(),
+        ),
+        IntentApproved(
+            intent=intent, policy=policy, verdicts=(verdict,), approved_at=T0, intent_digest=intent.digest()
+        ),
+        SignedTransaction(
+            intent_id=intent.intent_id,
+            agent_id="agent-1",
+            chain="anvil",
+            chain_id=31337,
+            signed_tx="0x01f8",
+            tx_hash="0x" + "cd" * 32,
+            **{"from": OTHER},
+            to=CHECKSUMMED,
+            nonce=7,
+            value_wei=2**200 + 1,
+            tx_type=1,
+            status="mined",
+            tee="none",
+            signed_at=T0,
+            max_spend_wei=2**200 + 2**101,
+            fee_wei=2**99,
+            intent_digest=intent.digest(),
+        ),
+        AuditEvent(
+            event_id="e1",
+            actor="service:streams",
+            action="stage.failed",
+            resource="intent:i-1",
+            ts=T0,
+            intent_id="i-1",
+            agent_id="agent-1",
+            details={"facts": {"n": "1"}},
+        ),
+        DeadLetter(
+            source_topic="warden.intents.submitted",
+            partition=1,
+            offset=9,
+            key="agent-1",
+            reason="bad",
+            errors=("to: is required",),
+            payload_b64="e30=",
+            payload_sha256="00" * 32,
+            received_at=T0,
+        ),
     ]
 
 
-@pytest.mark.parametrize("index", range(8), ids=["TransactionIntent", "AgentPolicy", "StageVerdict", "IntentRejected",
-                                                  "IntentApproved", "SignedTransaction", "AuditEvent", "DeadLetter"])
+@pytest.mark.parametrize(
+    "index",
+    range(8),
+    ids=[
+        "TransactionIntent",
+        "AgentPolicy",
+        "StageVerdict",
+        "IntentRejected",
+        "IntentApproved",
+        "SignedTransaction",
+        "AuditEvent",
+        "DeadLetter",
+    ],
+)
 def test_every_record_round_trips_through_bytes(index):
     record = _records()[index]
     raw = record.to_bytes()
@@ -370,8 +488,15 @@ def test_fields_added_after_a_records_first_version_are_left_out_at_their_defaul
     """What was signed before such a field existed must stay the same bytes; a value other than
     the default travels."""
     intent, policy, _, _, approved = _records()[:5]
-    later_intent_fields = {"intent_type", "message", "typed_data", "blobs", "authorization_list",
-                           "declared_outflows", "unattested_signer_accepted"}
+    later_intent_fields = {
+        "intent_type",
+        "message",
+        "typed_data",
+        "blobs",
+        "authorization_list",
+        "declared_outflows",
+        "unattested_signer_accepted",
+    }
     later_policy_fields = {"message_signing_enabled", "message_max_bytes", "asset_limits", "approval_timeout_s"}
     assert not later_intent_fields & set(orjson.loads(intent.to_bytes()))
     assert not later_policy_fields & set(orjson.loads(policy.to_bytes()))
@@ -379,10 +504,19 @@ def test_fields_added_after_a_records_first_version_are_left_out_at_their_defaul
     assert not later_intent_fields & set(nested["intent"])
     assert not later_policy_fields & set(nested["policy"])
     assert "human_approval" not in nested
-    message = new_intent(Ed25519PrivateKey.generate(), agent_id="agent-1", chain="anvil", intent_type="personal_sign",
-                         message="0x6869", unattested_signer_accepted=True)
-    assert {"intent_type": "personal_sign", "message": "0x6869", "unattested_signer_accepted": True}.items() <= \
-        orjson.loads(message.to_bytes()).items()
+    message = new_intent(
+        Ed25519PrivateKey.generate(),
+        agent_id="agent-1",
+        chain="anvil",
+        intent_type="personal_sign",
+        message="0x6869",
+        unattested_signer_accepted=True,
+    )
+    assert {
+        "intent_type": "personal_sign",
+        "message": "0x6869",
+        "unattested_signer_accepted": True,
+    }.items() <= orjson.loads(message.to_bytes()).items()
     shorter = policy.model_copy(update={"approval_timeout_s": 60})
     assert orjson.loads(shorter.to_bytes())["approval_timeout_s"] == 60
 
@@ -398,8 +532,9 @@ def test_wei_amounts_serialize_as_decimal_strings():
     assert orjson.loads(signed.to_bytes())["value_wei"] == str(2**200 + 1)
     assert orjson.loads(intent.to_bytes())["gas_price"] == str(2**100)
     assert orjson.loads(approved.to_bytes())["intent"]["gas_price"] == str(2**100)
-    doc = orjson.loads(TransactionIntent.model_validate(intent_doc(max_fee_per_gas=5, max_priority_fee_per_gas=1))
-                       .to_bytes())
+    doc = orjson.loads(
+        TransactionIntent.model_validate(intent_doc(max_fee_per_gas=5, max_priority_fee_per_gas=1)).to_bytes()
+    )
     assert doc["max_fee_per_gas"] == "5" and doc["max_priority_fee_per_gas"] == "1"
     assert doc["value"] == "0.5"
 
@@ -414,16 +549,19 @@ def test_access_list_entries_carry_no_schema_version():
     assert orjson.loads(entry.to_bytes()) == {"address": CHECKSUMMED, "storage_keys": []}
 
 
-@pytest.mark.parametrize("wei, text", [
-    (0, "0"),
-    (1, "0.000000000000000001"),
-    (10**18, "1"),
-    (10**18 + 1, "1.000000000000000001"),
-    (15 * 10**17, "1.5"),
-    (10**30, "1000000000000"),
-    (10**30 + 10**12, "1000000000000.000001"),
-    (MAX_UINT256, "115792089237316195423570985008687907853269984665640564039457.584007913129639935"),
-])
+@pytest.mark.parametrize(
+    "wei, text",
+    [
+        (0, "0"),
+        (1, "0.000000000000000001"),
+        (10**18, "1"),
+        (10**18 + 1, "1.000000000000000001"),
+        (15 * 10**17, "1.5"),
+        (10**30, "1000000000000"),
+        (10**30 + 10**12, "1000000000000.000001"),
+        (MAX_UINT256, "115792089237316195423570985008687907853269984665640564039457.584007913129639935"),
+    ],
+)
 def test_native_amounts_round_trip_exactly(wei, text):
     assert format_native_amount(wei) == text
     assert parse_native_amount(text) == wei
@@ -523,8 +661,18 @@ def test_a_registry_without_an_admin_file_refuses_to_add():
 # --- JSON Schema export --------------------------------------------------------------------------
 
 
-NAMES = ["TransactionIntent", "AgentPolicy", "StageVerdict", "IntentRejected", "IntentApproved", "SignedTransaction",
-         "AuditEvent", "DeadLetter", "SealingKey", "SignedMessage"]
+NAMES = [
+    "TransactionIntent",
+    "AgentPolicy",
+    "StageVerdict",
+    "IntentRejected",
+    "IntentApproved",
+    "SignedTransaction",
+    "AuditEvent",
+    "DeadLetter",
+    "SealingKey",
+    "SignedMessage",
+]
 
 
 def test_export_writes_a_valid_json_schema_per_record(tmp_path):
@@ -537,8 +685,9 @@ def test_export_writes_a_valid_json_schema_per_record(tmp_path):
         assert schema["additionalProperties"] is False
     intent = json.loads((tmp_path / "schemas" / "TransactionIntent.schema.json").read_text())
     assert set(intent["required"]) == {"intent_id", "agent_id", "chain", "created_at"}
-    transaction = next(rule for rule in intent["allOf"] if rule["if"]["properties"]["intent_type"]["const"]
-                       == "transaction")
+    transaction = next(
+        rule for rule in intent["allOf"] if rule["if"]["properties"]["intent_type"]["const"] == "transaction"
+    )
     assert transaction["then"]["required"] == ["to", "value"]
     assert {"type": "string"} in intent["properties"]["value"]["anyOf"]
     signed = json.loads((tmp_path / "schemas" / "SignedTransaction.schema.json").read_text())
@@ -558,8 +707,15 @@ def _json_types(prop: dict, defs: dict) -> set[str]:
 
 
 def _wire_type(value) -> str:
-    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
-                       (dict, "object"), (type(None), "null")):
+    for kind, name in (
+        (bool, "boolean"),
+        (int, "integer"),
+        (float, "number"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "object"),
+        (type(None), "null"),
+    ):
         if isinstance(value, kind):
             return name
     raise AssertionError(value)
@@ -594,8 +750,15 @@ def admin_key() -> Ed25519PrivateKey:
 
 
 def _policy(agent_key: Ed25519PrivateKey, **fields) -> AgentPolicy:
-    return AgentPolicy(**{"agent_id": "agent-1", "version": 1, "agent_public_key": public_key_hex(agent_key),
-                          "issued_at": T0, **fields})
+    return AgentPolicy(
+        **{
+            "agent_id": "agent-1",
+            "version": 1,
+            "agent_public_key": public_key_hex(agent_key),
+            "issued_at": T0,
+            **fields,
+        }
+    )
 
 
 def test_a_signed_intent_verifies(agent_key):
@@ -604,12 +767,26 @@ def test_a_signed_intent_verifies(agent_key):
     assert intent_signature_valid(intent, _policy(agent_key))
 
 
-@pytest.mark.parametrize("change", [
-    {"intent_id": "i-2"}, {"agent_id": "agent-2"}, {"chain": "base"}, {"to": OTHER}, {"value": "0.50000001"},
-    {"data": "0x00"}, {"tx_type": 0}, {"gas_limit": 21000}, {"nonce": 1}, {"simulate_first": True},
-    {"broadcast": True}, {"idempotency_key": "k"}, {"signing_key_path": "m/44'/60'/0'/0/1"},
-    {"created_at": T0 + timedelta(microseconds=1)}, {"max_fee_per_gas": 1},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"intent_id": "i-2"},
+        {"agent_id": "agent-2"},
+        {"chain": "base"},
+        {"to": OTHER},
+        {"value": "0.50000001"},
+        {"data": "0x00"},
+        {"tx_type": 0},
+        {"gas_limit": 21000},
+        {"nonce": 1},
+        {"simulate_first": True},
+        {"broadcast": True},
+        {"idempotency_key": "k"},
+        {"signing_key_path": "m/44'/60'/0'/0/1"},
+        {"created_at": T0 + timedelta(microseconds=1)},
+        {"max_fee_per_gas": 1},
+    ],
+)
 def test_any_changed_field_breaks_the_agent_signature(agent_key, change):
     intent = new_intent(agent_key, agent_id="agent-1", chain="anvil", to=CHECKSUMMED, value="0.5", now=T0)
     changed = TransactionIntent.model_validate({**intent.model_dump(), **change})
@@ -646,14 +823,31 @@ def test_a_policy_under_a_different_key_id_fails(agent_key, admin_key):
     assert not policy_signature_valid(relabelled, {"other-admin": public_key_hex(admin_key)})
 
 
-@pytest.mark.parametrize("change", [
-    {"version": 2}, {"tx_max_value_eth": "100"}, {"tx_daily_limit_eth": None}, {"tx_to_allowlist": (OTHER,)},
-    {"tx_allowed_chains": ()}, {"intents_api_enabled": False}, {"require_simulation": True},
-    {"agent_public_key": "0x" + "22" * 32},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 2},
+        {"tx_max_value_eth": "100"},
+        {"tx_daily_limit_eth": None},
+        {"tx_to_allowlist": (OTHER,)},
+        {"tx_allowed_chains": ()},
+        {"intents_api_enabled": False},
+        {"require_simulation": True},
+        {"agent_public_key": "0x" + "22" * 32},
+    ],
+)
 def test_any_changed_policy_field_breaks_the_admin_signature(agent_key, admin_key, change):
-    policy = sign_policy(_policy(agent_key, tx_max_value_eth="1", tx_daily_limit_eth="5", tx_allowed_chains=("anvil",),
-                                 tx_to_allowlist=(CHECKSUMMED,)), admin_key, "test-admin")
+    policy = sign_policy(
+        _policy(
+            agent_key,
+            tx_max_value_eth="1",
+            tx_daily_limit_eth="5",
+            tx_allowed_chains=("anvil",),
+            tx_to_allowlist=(CHECKSUMMED,),
+        ),
+        admin_key,
+        "test-admin",
+    )
     changed = AgentPolicy.model_validate({**policy.model_dump(), **change})
     assert not policy_signature_valid(changed, {"test-admin": public_key_hex(admin_key)})
 
@@ -665,9 +859,19 @@ def test_an_unsigned_policy_fails(agent_key, admin_key):
 
 # -- audit records: several events of one agent in one record ------------------------------------
 
+
 def _audit_emit(agent: str, n: int, pad: int = 0):
-    return audit("service:streams", "stage.passed", f"intent:{agent}-{n}", datetime(2026, 11, 23, tzinfo=timezone.utc),
-                 agent, str(n), agent_id=agent, n=n, pad="x" * pad)
+    return audit(
+        "service:streams",
+        "stage.passed",
+        f"intent:{agent}-{n}",
+        datetime(2026, 11, 23, tzinfo=timezone.utc),
+        agent,
+        str(n),
+        agent_id=agent,
+        n=n,
+        pad="x" * pad,
+    )
 
 
 def test_join_audits_puts_outcomes_first_and_each_agents_events_in_one_record_in_order():
@@ -682,15 +886,19 @@ def test_join_audits_puts_outcomes_first_and_each_agents_events_in_one_record_in
 
 
 @settings(max_examples=200, deadline=None)
-@given(sizes=st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 900)), max_size=30),
-       max_bytes=st.integers(300, 4000))
+@given(
+    sizes=st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 900)), max_size=30),
+    max_bytes=st.integers(300, 4000),
+)
 def test_join_audits_keeps_every_event_in_order_within_max_bytes(sizes, max_bytes):
     emits = [_audit_emit(agent, n, pad) for n, (agent, pad) in enumerate(sizes)]
     joined = join_audits(emits, max_bytes)
     for agent in "abc":
         mine = [e for e in joined if e.key == agent]
         assert all(e.topic == topics.AUDIT_EVENTS for e in mine)
-        assert [ev.to_bytes() for e in mine for ev in audit_events_of(e.value)] == [e.value for e in emits if e.key == agent]
+        assert [ev.to_bytes() for e in mine for ev in audit_events_of(e.value)] == [
+            e.value for e in emits if e.key == agent
+        ]
         # Over max_bytes only where one event alone is.
         assert all(len(e.value) <= max_bytes or len(audit_events_of(e.value)) == 1 for e in mine)
 
@@ -699,34 +907,62 @@ def test_join_audits_keeps_every_event_in_order_within_max_bytes(sizes, max_byte
 
 _JSON_PLAIN = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.tuples(inner, inner) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 _ZONES = st.sampled_from([timezone.utc, timezone(timedelta(hours=2)), timezone(timedelta(hours=-7, minutes=-30))])
 
 
 @settings(max_examples=300)
-@given(actor=st.text(max_size=20), action=st.text(max_size=20), resource=st.text(max_size=20),
-       ts=st.datetimes(timezones=_ZONES), intent_id=st.none() | st.text(max_size=10),
-       agent_id=st.none() | st.text(max_size=10),
-       details=st.dictionaries(st.text(max_size=8).map("d_".__add__), _JSON_PLAIN, max_size=5))
-def test_an_audit_event_built_without_the_model_is_the_models_bytes(actor, action, resource, ts, intent_id,
-                                                                   agent_id, details):
-    fields = dict(event_id="e" * 32, actor=actor, action=action, resource=resource, ts=ts, intent_id=intent_id,
-                  agent_id=agent_id, details=details)
+@given(
+    actor=st.text(max_size=20),
+    action=st.text(max_size=20),
+    resource=st.text(max_size=20),
+    ts=st.datetimes(timezones=_ZONES),
+    intent_id=st.none() | st.text(max_size=10),
+    agent_id=st.none() | st.text(max_size=10),
+    details=st.dictionaries(st.text(max_size=8).map("d_".__add__), _JSON_PLAIN, max_size=5),
+)
+def test_an_audit_event_built_without_the_model_is_the_models_bytes(
+    actor, action, resource, ts, intent_id, agent_id, details
+):
+    fields = dict(
+        event_id="e" * 32,
+        actor=actor,
+        action=action,
+        resource=resource,
+        ts=ts,
+        intent_id=intent_id,
+        agent_id=agent_id,
+        details=details,
+    )
     assert _plain_event_bytes(fields) == AuditEvent(**fields).to_bytes()
     emitted = audit(actor, action, resource, ts, "id", intent_id=intent_id, agent_id=agent_id, **details)
     assert emitted.value == AuditEvent(**{**fields, "event_id": event_id(action, "id")}).to_bytes()
 
 
-@pytest.mark.parametrize("details, why", [
-    ({"amount": 1.5}, "a float: the model's form of it decides"),
-    ({"at": datetime(2026, 11, 21, tzinfo=timezone.utc)}, "a datetime inside the details"),
-    ({"raw": b"\x00"}, "bytes"),
-    ({"facts": {1: "x"}}, "a key that is not a string"),
-])
+@pytest.mark.parametrize(
+    "details, why",
+    [
+        ({"amount": 1.5}, "a float: the model's form of it decides"),
+        ({"at": datetime(2026, 11, 21, tzinfo=timezone.utc)}, "a datetime inside the details"),
+        ({"raw": b"\x00"}, "bytes"),
+        ({"facts": {1: "x"}}, "a key that is not a string"),
+    ],
+)
 def test_an_audit_event_that_is_not_plain_json_is_left_to_the_model(details, why):
-    fields = dict(event_id=event_id("a", "id"), actor="service:streams", action="a", resource="r",
-                  ts=datetime(2026, 11, 21, tzinfo=timezone.utc), intent_id=None, agent_id=None, details=details)
+    fields = dict(
+        event_id=event_id("a", "id"),
+        actor="service:streams",
+        action="a",
+        resource="r",
+        ts=datetime(2026, 11, 21, tzinfo=timezone.utc),
+        intent_id=None,
+        agent_id=None,
+        details=details,
+    )
     assert _plain_event_bytes(fields) is None, why
     assert audit("service:streams", "a", "r", fields["ts"], "id", **details).value == AuditEvent(**fields).to_bytes()
 

@@ -27,15 +27,29 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from eth_account import Account
 from eth_utils import keccak
 
-from sdk.client import ClientKey, new_intent
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_announcement, sign_policy
 from schemas.emit import Source
-from schemas.models import (AgentPolicy, IntentApproved, IntentRejected, SealedSecret, SealingKey, SignedTransaction,
-                            TransactionIntent)
-from schemas.sealing import (SUITE_NAME, SealingRefused, decode_client_share, key_id, seal_client_share,
-                             sealing_info, usable_keys)
+from schemas.models import (
+    AgentPolicy,
+    IntentApproved,
+    IntentRejected,
+    SealedSecret,
+    SealingKey,
+    SignedTransaction,
+    TransactionIntent,
+)
+from schemas.sealing import (
+    SUITE_NAME,
+    SealingRefused,
+    decode_client_share,
+    key_id,
+    seal_client_share,
+    sealing_info,
+    usable_keys,
+)
+from sdk.client import ClientKey, new_intent
 from signer.custody.errors import InvalidKey
 from signer.custody.keys import KeyStore
 from signer.sealing import NotSealedHere, SealingKeyPair
@@ -53,14 +67,28 @@ def share32() -> bytearray:
     return bytearray(os.urandom(32))
 
 
-def intent_with(agent_key: Ed25519PrivateKey, *, agent_id: str = AGENT, intent_id: str | None = None,
-                sealed: tuple[SealedSecret, ...] = (), client_share: ClientKey | None = None,
-                **fields) -> TransactionIntent:
+def intent_with(
+    agent_key: Ed25519PrivateKey,
+    *,
+    agent_id: str = AGENT,
+    intent_id: str | None = None,
+    sealed: tuple[SealedSecret, ...] = (),
+    client_share: ClientKey | None = None,
+    **fields,
+) -> TransactionIntent:
     fields.setdefault("value", "0.01")
     if sealed:
         fields["sealed_client_share"] = sealed
-    return new_intent(agent_key, agent_id=agent_id, chain="anvil", to=DEST, intent_id=intent_id, now=NOW,
-                      client_share=client_share, **fields)
+    return new_intent(
+        agent_key,
+        agent_id=agent_id,
+        chain="anvil",
+        to=DEST,
+        intent_id=intent_id,
+        now=NOW,
+        client_share=client_share,
+        **fields,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,8 +103,11 @@ def test_a_sealed_share_opens_to_the_same_32_bytes():
     assert announced.public_key == "0x" + pair.public_key.hex() and announced.suite == SUITE_NAME
     share = share32()
     agent_key = Ed25519PrivateKey.generate()
-    intent = intent_with(agent_key, intent_id="i-round-trip",
-                         sealed=seal_client_share(share, [announced], agent_id=AGENT, intent_id="i-round-trip"))
+    intent = intent_with(
+        agent_key,
+        intent_id="i-round-trip",
+        sealed=seal_client_share(share, [announced], agent_id=AGENT, intent_id="i-round-trip"),
+    )
     (sealed,) = intent.sealed_client_share
     assert sealed.key_id == pair.key_id
     assert bytes(share) not in base64.b64decode(sealed.sealed)  # not in the clear
@@ -115,16 +146,24 @@ def test_a_sealed_share_is_bound_to_its_intent_agent_and_bytes():
     assert blob_len == 32 + 32 + 16  # enc || AES-256-GCM(share) || tag
     cases = {
         "copied to another intent of the same agent": intent_with(agent_key, intent_id="i-other", sealed=sealed),
-        "copied to the same intent id of another agent": intent_with(other_key, agent_id=OTHER_AGENT,
-                                                                     intent_id="i-bound", sealed=sealed),
+        "copied to the same intent id of another agent": intent_with(
+            other_key, agent_id=OTHER_AGENT, intent_id="i-bound", sealed=sealed
+        ),
         "flipped byte in enc": intent_with(agent_key, intent_id="i-bound", sealed=_flip(sealed[0], 0)),
         "flipped byte in the ciphertext": intent_with(agent_key, intent_id="i-bound", sealed=_flip(sealed[0], 40)),
-        "flipped byte in the tag": intent_with(agent_key, intent_id="i-bound",
-                                               sealed=_flip(sealed[0], blob_len - 1)),
-        "bad base64": intent_with(agent_key, intent_id="i-bound",
-                                  sealed=(SealedSecret(key_id=pair.key_id, sealed="not*base64!"),)),
-        "truncated envelope": intent_with(agent_key, intent_id="i-bound", sealed=(SealedSecret(
-            key_id=pair.key_id, sealed=base64.b64encode(base64.b64decode(sealed[0].sealed)[:40]).decode()),)),
+        "flipped byte in the tag": intent_with(agent_key, intent_id="i-bound", sealed=_flip(sealed[0], blob_len - 1)),
+        "bad base64": intent_with(
+            agent_key, intent_id="i-bound", sealed=(SealedSecret(key_id=pair.key_id, sealed="not*base64!"),)
+        ),
+        "truncated envelope": intent_with(
+            agent_key,
+            intent_id="i-bound",
+            sealed=(
+                SealedSecret(
+                    key_id=pair.key_id, sealed=base64.b64encode(base64.b64decode(sealed[0].sealed)[:40]).decode()
+                ),
+            ),
+        ),
         "no sealed share": intent_with(agent_key, intent_id="i-bound"),
     }
     messages = {}
@@ -167,15 +206,20 @@ def test_a_share_sealed_to_a_restarted_signer_is_not_sealed_here_and_both_envelo
     assert old.key_id != new.key_id
     share = share32()
     key = Ed25519PrivateKey.generate()
-    to_old = seal_client_share(share, [old.announcement("signer-1", "none", NOW)], agent_id=AGENT,
-                               intent_id="i-restart")
+    to_old = seal_client_share(
+        share, [old.announcement("signer-1", "none", NOW)], agent_id=AGENT, intent_id="i-restart"
+    )
     with pytest.raises(NotSealedHere):
         new.open_client_share(intent_with(key, intent_id="i-restart", sealed=to_old))
     assert old.open_client_share(intent_with(key, intent_id="i-restart", sealed=to_old)) == share
 
     for order in ((old, new), (new, old)):
-        both = seal_client_share(share, [p.announcement(f"signer-{i}", "none", NOW) for i, p in enumerate(order)],
-                                 agent_id=AGENT, intent_id="i-restart")
+        both = seal_client_share(
+            share,
+            [p.announcement(f"signer-{i}", "none", NOW) for i, p in enumerate(order)],
+            agent_id=AGENT,
+            intent_id="i-restart",
+        )
         assert [s.key_id for s in both] == [p.key_id for p in order]
         intent = intent_with(key, intent_id="i-restart", sealed=both)
         assert new.open_client_share(intent) == share
@@ -241,16 +285,19 @@ def test_an_unattested_key_is_sealed_to_only_when_its_signers_pinned_service_key
         "unsigned": pair.announcement("signer-a", "none", NOW),
         "another key": sign_announcement(pair.announcement("signer-a", "none", NOW), attacker, "signer-a"),
         "the honest signature on another key": pair.announcement("signer-a", "none", NOW).model_copy(
-            update={"signed_by": honest.signed_by, "service_signature": honest.service_signature}),
-        "signed as another signer": sign_announcement(pair.announcement("signer-a", "none", NOW),
-                                                      SERVICE_KEYS["signer-b"], "signer-b"),
+            update={"signed_by": honest.signed_by, "service_signature": honest.service_signature}
+        ),
+        "signed as another signer": sign_announcement(
+            pair.announcement("signer-a", "none", NOW), SERVICE_KEYS["signer-b"], "signer-b"
+        ),
         "changed after signing": honest.model_copy(update={"announced_at": datetime(2031, 1, 1, tzinfo=timezone.utc)}),
     }
     for name, forged in forgeries.items():
         with pytest.raises(SealingRefused) as refused:
             usable_keys([forged], allow_unattested=True, service_key=_pinned)
-        assert "signer-a: runs with tee=none and its announcement is not signed by its pinned service key" \
-            in str(refused.value), name
+        assert "signer-a: runs with tee=none and its announcement is not signed by its pinned service key" in str(
+            refused.value
+        ), name
         # Beside the honest one it is left out, whichever is newer.
         assert usable_keys([forged, honest], allow_unattested=True, service_key=_pinned) == [honest], name
     # A signer nobody pinned a key for, or a client that pins none: nothing ties the key to it.
@@ -281,8 +328,8 @@ def test_decode_client_share_reads_base64_32_bytes_and_says_what_is_wrong_otherw
 
 def test_sealing_info_is_the_documented_length_prefixed_layout():
     assert sealing_info("a", "bc", "0123456789abcdef") == (
-        b"warden client share v1" + b"\x00\x00\x00\x01a" + b"\x00\x00\x00\x02bc"
-        + b"\x00\x00\x00\x100123456789abcdef")
+        b"warden client share v1" + b"\x00\x00\x00\x01a" + b"\x00\x00\x00\x02bc" + b"\x00\x00\x00\x100123456789abcdef"
+    )
     # Length prefixes keep the parts apart: ("ab", "c") is not ("a", "bc").
     assert sealing_info("ab", "c", "k") != sealing_info("a", "bc", "k")
     assert sealing_info("é", "i", "k")[22:28] == b"\x00\x00\x00\x02\xc3\xa9"  # UTF-8 byte length
@@ -352,12 +399,17 @@ def _key_schedule_base(shared_secret: bytes, info: bytes, aead_id: int) -> _Cont
     info_hash = _labeled_extract(suite_id, b"", b"info_hash", info)
     context = b"\x00" + psk_id_hash + info_hash
     secret = _labeled_extract(suite_id, shared_secret, b"secret", b"")
-    return _Context(context, secret, _labeled_expand(suite_id, secret, b"key", context, NK[aead_id]),
-                    _labeled_expand(suite_id, secret, b"base_nonce", context, NN))
+    return _Context(
+        context,
+        secret,
+        _labeled_expand(suite_id, secret, b"key", context, NK[aead_id]),
+        _labeled_expand(suite_id, secret, b"base_nonce", context, NN),
+    )
 
 
-def hpke_open_base(sk_r: X25519PrivateKey, blob: bytes, info: bytes, aad: bytes = b"",
-                   aead_id: int = AEAD_AES_256_GCM) -> bytes:
+def hpke_open_base(
+    sk_r: X25519PrivateKey, blob: bytes, info: bytes, aad: bytes = b"", aead_id: int = AEAD_AES_256_GCM
+) -> bytes:
     """Single-shot base-mode open of enc (32 bytes) || ciphertext, sequence 0."""
     enc, ciphertext = blob[:32], blob[32:]
     dh = sk_r.exchange(X25519PublicKey.from_public_bytes(enc))
@@ -366,8 +418,14 @@ def hpke_open_base(sk_r: X25519PrivateKey, blob: bytes, info: bytes, aad: bytes 
     return AESGCM(ctx.key).decrypt(ctx.base_nonce, ciphertext, aad)  # nonce = base_nonce xor 0
 
 
-def hpke_seal_base(pk_r: bytes, plaintext: bytes, info: bytes, aad: bytes = b"",
-                   aead_id: int = AEAD_AES_256_GCM, sk_e: X25519PrivateKey | None = None) -> bytes:
+def hpke_seal_base(
+    pk_r: bytes,
+    plaintext: bytes,
+    info: bytes,
+    aad: bytes = b"",
+    aead_id: int = AEAD_AES_256_GCM,
+    sk_e: X25519PrivateKey | None = None,
+) -> bytes:
     sk_e = sk_e or X25519PrivateKey.generate()
     enc = _raw(sk_e.public_key())
     dh = sk_e.exchange(X25519PublicKey.from_public_bytes(pk_r))
@@ -385,7 +443,7 @@ A11 = {
     "enc": "37fda3567bdbd628e88668c3c8d7e97d1d1253b6d4ea6d44c150f741f1bf4431",
     "shared_secret": "fe0e18c9f024ce43799ae393c7e8fe8fce9d218875e8227b0187c04e7d2ea1fc",
     "key_schedule_context": "00725611c9d98c07c03f60095cd32d400d8347d45ed67097bbad50fc56da742d07cb6cffde367bb0565ba"
-                            "28bb02c90744a20f5ef37f30523526106f637abb05449",
+    "28bb02c90744a20f5ef37f30523526106f637abb05449",
     "secret": "12fff91991e93b48de37e7daddb52981084bd8aa64289c3788471d9a9712f397",
     "key": "4531685d41d65f03dc48f6b8302c05b0",
     "base_nonce": "56d890e5accaaf011cff4b7d",
@@ -420,8 +478,14 @@ def test_the_independent_hpke_reproduces_rfc9180_a_1_1():
 def test_seal_client_share_output_opens_with_an_independent_rfc9180_implementation():
     recipient = X25519PrivateKey.generate()
     public = _raw(recipient.public_key())
-    announced = SealingKey(signer_id="signer-x", key_id=key_id(public), public_key="0x" + public.hex(),
-                           suite=SUITE_NAME, tee="none", announced_at=NOW)
+    announced = SealingKey(
+        signer_id="signer-x",
+        key_id=key_id(public),
+        public_key="0x" + public.hex(),
+        suite=SUITE_NAME,
+        tee="none",
+        announced_at=NOW,
+    )
     share = share32()
     (sealed,) = seal_client_share(share, [announced], agent_id=AGENT, intent_id="i-wire")
     assert sealed.key_id == announced.key_id
@@ -429,8 +493,11 @@ def test_seal_client_share_output_opens_with_an_independent_rfc9180_implementati
     info = sealing_info(AGENT, "i-wire", announced.key_id)
     assert hpke_open_base(recipient, blob, info) == share
     # Each binding is in the info: any other agent, intent or key id does not open it.
-    for wrong in (sealing_info(OTHER_AGENT, "i-wire", announced.key_id),
-                  sealing_info(AGENT, "i-other", announced.key_id), sealing_info(AGENT, "i-wire", "0" * 16)):
+    for wrong in (
+        sealing_info(OTHER_AGENT, "i-wire", announced.key_id),
+        sealing_info(AGENT, "i-other", announced.key_id),
+        sealing_info(AGENT, "i-wire", "0" * 16),
+    ):
         with pytest.raises(InvalidTag):
             hpke_open_base(recipient, blob, wrong)
     # The AEAD really is AES-256-GCM: the AES-128 schedule does not open it.
@@ -448,8 +515,13 @@ def test_the_signer_opens_a_share_sealed_by_an_independent_rfc9180_implementatio
     # Sealed by a foreign producer with the wrong info: the same opaque "no".
     wrong = hpke_seal_base(pair.public_key, bytes(share), sealing_info(AGENT, "i-foreign", "f" * 16))
     with pytest.raises(InvalidKey):
-        pair.open_client_share(intent_with(key, intent_id="i-foreign", sealed=(
-            SealedSecret(key_id=pair.key_id, sealed=base64.b64encode(wrong).decode()),)))
+        pair.open_client_share(
+            intent_with(
+                key,
+                intent_id="i-foreign",
+                sealed=(SealedSecret(key_id=pair.key_id, sealed=base64.b64encode(wrong).decode()),),
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,20 +549,44 @@ class Rig:
         self.share = decode_client_share(provisioned.client_share)
         self.sealing = SealingKeyPair()
         self.rpc: JsonRpc | None = None
-        self.signer = Signer(SignerState(self.tmp / "signer" / "state.db"), self.keys,
-                             {"test-admin": public_key_hex(self.admin_key)}, node_for=lambda chain: self.rpc,
-                             service_key=("signer-test", Ed25519PrivateKey.generate()), sealing=self.sealing)
-        self.policy = sign_policy(AgentPolicy(
-            agent_id=AGENT, version=1, tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), tx_max_value_eth="1",
-            tx_daily_limit_eth="10", agent_public_key=public_key_hex(self.agent_key), issued_at=NOW,
-        ), self.admin_key, "test-admin")
+        self.signer = Signer(
+            SignerState(self.tmp / "signer" / "state.db"),
+            self.keys,
+            {"test-admin": public_key_hex(self.admin_key)},
+            node_for=lambda chain: self.rpc,
+            service_key=("signer-test", Ed25519PrivateKey.generate()),
+            sealing=self.sealing,
+        )
+        self.policy = sign_policy(
+            AgentPolicy(
+                agent_id=AGENT,
+                version=1,
+                tx_allowed_chains=("anvil",),
+                tx_to_allowlist=(DEST,),
+                tx_max_value_eth="1",
+                tx_daily_limit_eth="10",
+                agent_public_key=public_key_hex(self.agent_key),
+                issued_at=NOW,
+            ),
+            self.admin_key,
+            "test-admin",
+        )
 
     def intent(self, intent_id: str, share: bytearray | None, *to: SealingKeyPair) -> TransactionIntent:
         client = None
         if share is not None:
             client = ClientKey(bytearray(share), [p.announcement("signer-1", "none", NOW) for p in to])
-        return new_intent(self.agent_key, agent_id=AGENT, chain="anvil", to=DEST, value="0.01", intent_id=intent_id,
-                          now=datetime.now(timezone.utc), client_share=client, broadcast=False)
+        return new_intent(
+            self.agent_key,
+            agent_id=AGENT,
+            chain="anvil",
+            to=DEST,
+            value="0.01",
+            intent_id=intent_id,
+            now=datetime.now(timezone.utc),
+            client_share=client,
+            broadcast=False,
+        )
 
     def handle_all(self, intents: list[TransactionIntent]) -> list[tuple[list, object]]:
         async def go():
@@ -502,8 +598,11 @@ class Rig:
                     self.offset += 1
                     now = datetime.now(timezone.utc)
                     approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
-                    results.append(await self.signer.handle(
-                        approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, AGENT.encode()), now))
+                    results.append(
+                        await self.signer.handle(
+                            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, AGENT.encode()), now
+                        )
+                    )
                 return results
             finally:
                 await self.rpc.close()
@@ -539,8 +638,10 @@ def assert_signed_by(signed: SignedTransaction, rig: Rig, intent_id: str) -> Non
 def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode):
     rig = Rig(tmp_path, stack.settings.rpc_url, mode=mode)
     old = SealingKeyPair()
-    ids = {name: f"i-seal-{name}-{os.urandom(6).hex()}"
-           for name in ("wrong-first", "right", "wrong", "none", "old", "both")}
+    ids = {
+        name: f"i-seal-{name}-{os.urandom(6).hex()}"
+        for name in ("wrong-first", "right", "wrong", "none", "old", "both")
+    }
     intents = [
         rig.intent(ids["wrong-first"], share32(), rig.sealing),  # before the address is cached
         rig.intent(ids["right"], rig.share, rig.sealing),
@@ -584,8 +685,14 @@ def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses
     # The signer restarts: a new sealing key; the same state and vault.
     before = rig.sealing
     rig.sealing = SealingKeyPair()
-    rig.signer = Signer(rig.signer.state, rig.keys, rig.signer.admin_keys, node_for=lambda chain: rig.rpc,
-                        service_key=("signer-test", Ed25519PrivateKey.generate()), sealing=rig.sealing)
+    rig.signer = Signer(
+        rig.signer.state,
+        rig.keys,
+        rig.signer.admin_keys,
+        node_for=lambda chain: rig.rpc,
+        service_key=("signer-test", Ed25519PrivateKey.generate()),
+        sealing=rig.sealing,
+    )
     to_old = rig.intent(f"i-seal-after-restart-{os.urandom(6).hex()}", rig.share, before)
     to_new = rig.intent(f"i-seal-after-restart-{os.urandom(6).hex()}", rig.share, rig.sealing)
     ((stale, _), (fresh, _), (redelivered, _)) = rig.handle_all([to_old, to_new, intent])

@@ -11,10 +11,10 @@ import asyncio
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from infra.stack import LocalStack, local_settings
 from schemas import topics
@@ -40,9 +40,19 @@ def broker(tmp_path_factory):
 
 def spend(state, intent_id: str, wei: int, nonce: int) -> None:
     """What a signature leaves: its record, nonce and spend."""
-    state.record_signed(intent_id=intent_id, agent_id=AGENT, record=b"{}", now_us=NOW_US, chain="anvil",
-                        address="0x00000000000000000000000000000000000000aa", nonce=nonce, spend_wei=wei,
-                        counts=True, policy_version=1, idempotency_slot=None)
+    state.record_signed(
+        intent_id=intent_id,
+        agent_id=AGENT,
+        record=b"{}",
+        now_us=NOW_US,
+        chain="anvil",
+        address="0x00000000000000000000000000000000000000aa",
+        nonce=nonce,
+        spend_wei=wei,
+        counts=True,
+        policy_version=1,
+        idempotency_slot=None,
+    )
 
 
 def spent(states: PartitionedState) -> int:
@@ -54,8 +64,15 @@ class Signer:
 
     def __init__(self, settings, tmp, name: str, producer: AIOKafkaProducer):
         self.states = PartitionedState(tmp / name)
-        self.owner = PartitionOwner(settings, self.states, producer, (name, KEYS[name]), PINNED.get,
-                                    on_restored=lambda p: None, on_revoked=lambda p: None)
+        self.owner = PartitionOwner(
+            settings,
+            self.states,
+            producer,
+            (name, KEYS[name]),
+            PINNED.get,
+            on_restored=lambda p: None,
+            on_revoked=lambda p: None,
+        )
         self.partition = self.states.partition_of(AGENT)
 
 
@@ -89,12 +106,21 @@ def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
             stranger = Ed25519PrivateKey.generate()
             head = b.states.of(AGENT).changelog_position()[0]
             forged = [(name, tuple(args)) for name, args in [("spend", ("i-forged", AGENT, NOW_US, "-1000"))]]
-            await (await producer.send(topics.SIGNER_CHANGELOG, seal(partition=p, prev=head, writer="signer-b",
-                                                                      writes=forged, key=stranger), partition=p))
+            await (
+                await producer.send(
+                    topics.SIGNER_CHANGELOG,
+                    seal(partition=p, prev=head, writer="signer-b", writes=forged, key=stranger),
+                    partition=p,
+                )
+            )
             other = (p + 1) % topics.PARTITIONS
-            await (await producer.send(topics.SIGNER_CHANGELOG, seal(partition=other, prev=head, writer="signer-b",
-                                                                      writes=forged, key=KEYS["signer-b"]),
-                                       partition=p))
+            await (
+                await producer.send(
+                    topics.SIGNER_CHANGELOG,
+                    seal(partition=other, prev=head, writer="signer-b", writes=forged, key=KEYS["signer-b"]),
+                    partition=p,
+                )
+            )
 
             # b still owns the partition: its next append holds over the void records.
             spend(b.states.of(AGENT), "i-4", 5, 2)
@@ -132,9 +158,11 @@ def test_a_record_is_read_only_as_what_it_says_and_only_its_named_writes():
     # Only the named statements, with their arity: a record cannot ask for SQL of its own. Signed by
     # a pinned signer, such a record is another version's, not void: reading stops (it may hold
     # signatures that were published); under any other key it is void.
-    for writes, why in (([("DROP TABLE spend", ())], "is not \\[one of"),
-                        ([("spend", ("i", AGENT, 1))], "takes 4 arguments, not 3"),
-                        ([("spend", ("i", AGENT, 1, 2.5))], "neither text, integer")):
+    for writes, why in (
+        ([("DROP TABLE spend", ())], "is not \\[one of"),
+        ([("spend", ("i", AGENT, 1))], "takes 4 arguments, not 3"),
+        ([("spend", ("i", AGENT, 1, 2.5))], "neither text, integer"),
+    ):
         bad = seal(partition=2, prev=7, writer="signer-a", writes=writes, key=key)
         with pytest.raises(UnreadableRecord, match=why):
             open_record(bad, 2, PINNED.get)
@@ -151,8 +179,9 @@ def test_a_blob_reads_back_as_the_same_bytes_whichever_form_it_travels_in(blob):
     """Blobs travel as {"utf8": text} when they are UTF-8 (records and intents are JSON), else as
     hex: either way a replaying signer must get the very bytes back (a record re-published after a
     restore must verify under the signature it was published with)."""
-    value = seal(partition=1, prev=3, writer="signer-a", writes=[("refused", ("i", AGENT, blob, 3))],
-                 key=KEYS["signer-a"])
+    value = seal(
+        partition=1, prev=3, writer="signer-a", writes=[("refused", ("i", AGENT, blob, 3))], key=KEYS["signer-a"]
+    )
     assert open_record(value, 1, PINNED.get).writes == [("refused", ("i", AGENT, blob, 3))]
 
 
@@ -160,16 +189,24 @@ def test_a_record_written_with_hex_blobs_still_reads_and_a_utf8_record_is_smalle
     """Signers before the {"utf8"} form wrote every blob as hex: their records on the log still
     restore. A record is JSON, so it now travels at about its own size, not twice it."""
     record = orjson.dumps({"intent_id": "i", "status": "sign_only", "signed_tx": "0x02" + "ab" * 110})
-    body = orjson.dumps({"partition": 1, "prev": 3, "writer": "signer-a",
-                         "writes": [["signed", ["i", AGENT, {"hex": record.hex()}, NOW_US]]]})
+    body = orjson.dumps(
+        {
+            "partition": 1,
+            "prev": 3,
+            "writer": "signer-a",
+            "writes": [["signed", ["i", AGENT, {"hex": record.hex()}, NOW_US]]],
+        }
+    )
     older = KEYS["signer-a"].sign(DOMAIN + body) + body
     assert open_record(older, 1, PINNED.get).writes == [("signed", ("i", AGENT, record, NOW_US))]
-    newer = seal(partition=1, prev=3, writer="signer-a", writes=[("signed", ("i", AGENT, record, NOW_US))],
-                 key=KEYS["signer-a"])
+    newer = seal(
+        partition=1, prev=3, writer="signer-a", writes=[("signed", ("i", AGENT, record, NOW_US))], key=KEYS["signer-a"]
+    )
     assert len(newer) < len(older) - len(record) * 8 // 10
     for bad in ({"utf8": 5}, {"hex": "ab", "utf8": "x"}, {"base64": "AA=="}):
-        body = orjson.dumps({"partition": 1, "prev": 3, "writer": "signer-a",
-                             "writes": [["refused", ["i", AGENT, bad, 3]]]})
+        body = orjson.dumps(
+            {"partition": 1, "prev": 3, "writer": "signer-a", "writes": [["refused", ["i", AGENT, bad, 3]]]}
+        )
         with pytest.raises(UnreadableRecord, match="neither text, integer"):
             open_record(KEYS["signer-a"].sign(DOMAIN + body) + body, 1, PINNED.get)
 
@@ -177,6 +214,7 @@ def test_a_record_written_with_hex_blobs_still_reads_and_a_utf8_record_is_smalle
 def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
     """Skipping it as void would start the new owner without its writes (a spend, a nonce) though
     their signatures may be on the chain: the limit could then be exceeded."""
+
     async def scenario():
         producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
         await producer.start()
@@ -187,8 +225,13 @@ def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
             q = (a.partition + 2) % topics.PARTITIONS  # not the zombie test's partition
             await a.owner.restore(q)
             head = a.states.partition(q).changelog_position()[0]
-            newer = seal(partition=q, prev=head, writer="signer-a", key=KEYS["signer-a"],
-                         writes=[("spend_in_some_later_version", ("i-9", AGENT, NOW_US, "7"))])
+            newer = seal(
+                partition=q,
+                prev=head,
+                writer="signer-a",
+                key=KEYS["signer-a"],
+                writes=[("spend_in_some_later_version", ("i-9", AGENT, NOW_US, "7"))],
+            )
             await (await producer.send(topics.SIGNER_CHANGELOG, newer, partition=q))
             with pytest.raises(UnreadableRecord, match="another version of the signer"):
                 await b.owner.restore(q)
@@ -214,8 +257,10 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
     async def scenario():
         producer = AIOKafkaProducer(bootstrap_servers=stack.settings.broker, acks="all")
         await producer.start()
-        a, b = Signer(stack.settings, tmp_path, "signer-a", producer), Signer(stack.settings, tmp_path, "signer-b",
-                                                                               producer)
+        a, b = (
+            Signer(stack.settings, tmp_path, "signer-a", producer),
+            Signer(stack.settings, tmp_path, "signer-b", producer),
+        )
         for s in (a, b):
             await s.owner.start()
         try:
@@ -226,10 +271,18 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
             for round_ in range(2):
                 for partition, agent in agents.items():
                     a.states.partition(partition).record_signed(
-                        intent_id=f"{agent}-{round_}", agent_id=agent, record=b"{}", now_us=NOW_US, chain="anvil",
-                        address="0x00000000000000000000000000000000000000aa", nonce=round_,
-                        spend_wei=(partition + 1) * 10 ** round_, counts=True, policy_version=1,
-                        idempotency_slot=None)
+                        intent_id=f"{agent}-{round_}",
+                        agent_id=agent,
+                        record=b"{}",
+                        now_us=NOW_US,
+                        chain="anvil",
+                        address="0x00000000000000000000000000000000000000aa",
+                        nonce=round_,
+                        spend_wei=(partition + 1) * 10**round_,
+                        counts=True,
+                        policy_version=1,
+                        idempotency_slot=None,
+                    )
                 await a.owner.flush()
 
             await b.owner.restore(*agents)
@@ -257,19 +310,28 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     """Decided there, it would be judged with another partition's state (another signer's, maybe
     one without the agent's spend). Dead-lettered by the signer; the same approval on its
     agent's partition is then signed as usual."""
-    from sdk.client import Client, new_intent, wait_outcomes
     from runtime.clock import utcnow
     from runtime.kafka import end_offsets, partition_of
     from schemas.models import DeadLetter, IntentApproved
+    from sdk.client import Client, new_intent, wait_outcomes
     from tests.support import make_agent, read_topic
 
     settings = stack.settings
     agent = "agent-misplaced"
     key, _, policy = run(make_agent(settings, agent))
-    intent = new_intent(key, agent_id=agent, chain="anvil", to="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-                        value="0.001", max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
-    approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=utcnow(),
-                              intent_digest=intent.digest()).to_bytes()
+    intent = new_intent(
+        key,
+        agent_id=agent,
+        chain="anvil",
+        to="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        value="0.001",
+        max_fee_per_gas=2 * 10**9,
+        max_priority_fee_per_gas=10**9,
+        gas_limit=21000,
+    )
+    approved = IntentApproved(
+        intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+    ).to_bytes()
     home = partition_of(agent)
     elsewhere = (home + 1) % topics.PARTITIONS
     start = run(end_offsets(settings, (topics.DLQ, topics.TXS_SIGNED, topics.INTENTS_REJECTED)))
@@ -283,7 +345,9 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
             await producer.stop()
         letters = []
         for _ in range(50):
-            letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, idle_polls=2, start=start)]
+            letters = [
+                DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, idle_polls=2, start=start)
+            ]
             letters = [d for d in letters if d.source_topic == topics.INTENTS_APPROVED and d.partition == elsewhere]
             if letters:
                 break
@@ -307,14 +371,39 @@ class _Failed(Exception):
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(("sign", "sign_then_fail", "settle", "bump", "spent", "replay")),
-                          st.integers(0, 7), st.sampled_from(("a", "b")),
-                          st.integers(-3_600, 40_000), st.integers(0, 2**200)), max_size=40))
-@example(operations=[("spent", 0, "a", 0, 0), ("sign", 1, "a", 10, 5), ("spent", 1, "a", 10, 0),
-                     ("bump", 1, "a", 10, 9), ("spent", 1, "a", 0, 0), ("settle", 1, "a", 0, 3), ("spent", 1, "a", 0, 0)])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("sign", "sign_then_fail", "settle", "bump", "spent", "replay")),
+            st.integers(0, 7),
+            st.sampled_from(("a", "b")),
+            st.integers(-3_600, 40_000),
+            st.integers(0, 2**200),
+        ),
+        max_size=40,
+    )
+)
+@example(
+    operations=[
+        ("spent", 0, "a", 0, 0),
+        ("sign", 1, "a", 10, 5),
+        ("spent", 1, "a", 10, 0),
+        ("bump", 1, "a", 10, 9),
+        ("spent", 1, "a", 0, 0),
+        ("settle", 1, "a", 0, 3),
+        ("spent", 1, "a", 0, 0),
+    ]
+)
 # Asked a moment before the copy's, after the copy dropped a reservation that counts then: the table answers.
-@example(operations=[("sign", 1, "a", 0, 5), ("spent", 0, "a", 40_000, 0), ("spent", 0, "a", 40_000, 0),
-                     ("spent", 0, "a", 6_410, 0), ("spent", 0, "a", -3_600, 0)])
+@example(
+    operations=[
+        ("sign", 1, "a", 0, 5),
+        ("spent", 0, "a", 40_000, 0),
+        ("spent", 0, "a", 40_000, 0),
+        ("spent", 0, "a", 6_410, 0),
+        ("spent", 0, "a", -3_600, 0),
+    ]
+)
 def test_the_kept_spend_is_always_what_the_table_says(tmp_path_factory, operations):
     """The signer keeps each agent's window in memory, in step with its spend rows: whatever
     is signed, rolled back, settled, bumped or replayed from a changelog, and at whatever moment
@@ -332,9 +421,19 @@ def test_the_kept_spend_is_always_what_the_table_says(tmp_path_factory, operatio
         if op in ("sign", "sign_then_fail"):
             try:
                 with state.intent_scope():
-                    state.record_signed(intent_id=intent_id, agent_id=agent, record=b"{}", now_us=at, chain="anvil",
-                                        address="0x00000000000000000000000000000000000000aa", nonce=n,
-                                        spend_wei=wei, counts=True, policy_version=1, idempotency_slot=None)
+                    state.record_signed(
+                        intent_id=intent_id,
+                        agent_id=agent,
+                        record=b"{}",
+                        now_us=at,
+                        chain="anvil",
+                        address="0x00000000000000000000000000000000000000aa",
+                        nonce=n,
+                        spend_wei=wei,
+                        counts=True,
+                        policy_version=1,
+                        idempotency_slot=None,
+                    )
                     if op == "sign_then_fail":
                         raise _Failed
             except _Failed:
@@ -342,8 +441,7 @@ def test_the_kept_spend_is_always_what_the_table_says(tmp_path_factory, operatio
         elif op == "settle":
             state.settle_spend(intent_id, wei, executed=bool(n % 2))
         elif op == "bump":
-            state.record_replacement(intent_id=intent_id, tx_hash=f"0x{n:064x}", record=b"{}", now_us=at,
-                                     spend_wei=wei)
+            state.record_replacement(intent_id=intent_id, tx_hash=f"0x{n:064x}", record=b"{}", now_us=at, spend_wei=wei)
         elif op == "replay":  # the same writes arriving from the log, on a file that holds a copy too
             twin.spent(agent, at)
             twin.replay(state.writes)

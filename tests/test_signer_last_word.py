@@ -17,7 +17,6 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
 from infra.demo import _revert_runtime
 from runtime.clock import utcnow
 from runtime.config import child_environment
@@ -25,7 +24,15 @@ from runtime.kafka import end_offsets, partition_of
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import sign_outcome
-from schemas.models import IntentApproved, IntentParked, IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
+from schemas.models import (
+    IntentApproved,
+    IntentParked,
+    IntentRejected,
+    SignedTransaction,
+    TransactionIntent,
+    audit_events_of,
+)
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
 from tests.support import balance, make_agent, read_topic, tail_json
 
 ETH, GWEI = 10**18, 10**9
@@ -42,8 +49,9 @@ async def direct_approvals(settings, *pairs: tuple[TransactionIntent, object]) -
     compromised worker) would: no guardrail has looked at them."""
     async with Client(settings) as client:
         for intent, policy in pairs:
-            approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=utcnow(),
-                                      intent_digest=intent.digest())
+            approved = IntentApproved(
+                intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+            )
             await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
         await client.flush()
 
@@ -72,8 +80,9 @@ def test_fee_drain_through_the_worker_and_straight_to_the_signer_moves_nothing(s
     straight to the approved topic, by the signer; the balance on Anvil does not move."""
     settings = stack.settings
     agent = fresh_agent("agent-drain")
-    key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="0.1",
-                                          tx_daily_limit_eth="0.1"))
+    key, address, policy = run(
+        make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="0.1", tx_daily_limit_eth="0.1")
+    )
     before = run(balance(settings, address))
     start = outcomes_start(settings, run)
 
@@ -104,13 +113,26 @@ def test_fees_count_against_the_rolling_limit_and_the_drain_is_bounded_by_it(sta
     settings = stack.settings
     agent = fresh_agent("agent-feelimit")
     limit = 10**16  # 0.01 ETH
-    key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="0.01",
-                                          tx_daily_limit_eth="0.01"))
+    key, address, policy = run(
+        make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="0.01", tx_daily_limit_eth="0.01")
+    )
     before = run(balance(settings, address))
     start = outcomes_start(settings, run)
     fee = 100 * GWEI  # 21,000 gas x 100 gwei = 0.0021 ETH worst case each: four fit in 0.01, not five
-    intents = [new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0", broadcast=True, gas_limit=21_000,
-                          max_fee_per_gas=fee, max_priority_fee_per_gas=fee) for _ in range(6)]
+    intents = [
+        new_intent(
+            key,
+            agent_id=agent,
+            chain="anvil",
+            to=DEST,
+            value="0",
+            broadcast=True,
+            gas_limit=21_000,
+            max_fee_per_gas=fee,
+            max_priority_fee_per_gas=fee,
+        )
+        for _ in range(6)
+    ]
     run(submitted(settings, *intents[:3]))
     run(direct_approvals(settings, *[(i, policy) for i in intents[3:]]))  # skipping the worker's window
     outcomes = run(wait_outcomes(settings, intents, 90, start))
@@ -129,10 +151,12 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(st
     one, the worst-case fee is spend and the cap refuses it. Nothing is paid either way."""
     settings = stack.settings
     ceiling_agent, capped_agent = fresh_agent("agent-ceiling"), fresh_agent("agent-capped")
-    key_a, address_a, policy_a = run(make_agent(settings, ceiling_agent, tx_to_allowlist=(DEST,),
-                                                tx_max_value_eth="1", tx_max_fee_per_gas=100 * GWEI))
-    key_b, address_b, policy_b = run(make_agent(settings, capped_agent, tx_to_allowlist=(DEST,),
-                                                tx_max_value_eth="1"))
+    key_a, address_a, policy_a = run(
+        make_agent(
+            settings, ceiling_agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_max_fee_per_gas=100 * GWEI
+        )
+    )
+    key_b, address_b, policy_b = run(make_agent(settings, capped_agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
     balances = {a: run(balance(settings, a)) for a in (address_a, address_b)}
 
     async def spike(base_fee: int | None) -> int:
@@ -148,19 +172,27 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(st
     normal = run(spike(2 * 10**15))
     try:
         start = outcomes_start(settings, run)
-        via_worker = [new_intent(key_a, agent_id=ceiling_agent, chain="anvil", to=DEST, value="0.01", broadcast=True),
-                      new_intent(key_b, agent_id=capped_agent, chain="anvil", to=DEST, value="0.01", broadcast=True)]
-        via_topic = [new_intent(key_a, agent_id=ceiling_agent, chain="anvil", to=DEST, value="0.01", broadcast=True),
-                     new_intent(key_b, agent_id=capped_agent, chain="anvil", to=DEST, value="0.01", broadcast=True)]
+        via_worker = [
+            new_intent(key_a, agent_id=ceiling_agent, chain="anvil", to=DEST, value="0.01", broadcast=True),
+            new_intent(key_b, agent_id=capped_agent, chain="anvil", to=DEST, value="0.01", broadcast=True),
+        ]
+        via_topic = [
+            new_intent(key_a, agent_id=ceiling_agent, chain="anvil", to=DEST, value="0.01", broadcast=True),
+            new_intent(key_b, agent_id=capped_agent, chain="anvil", to=DEST, value="0.01", broadcast=True),
+        ]
         run(submitted(settings, *via_worker))
         run(direct_approvals(settings, (via_topic[0], policy_a), (via_topic[1], policy_b)))
         outcomes = run(wait_outcomes(settings, via_worker + via_topic, 60, start))
     finally:
         run(spike(normal))
     assert [(o.stage, o.code) for o in (outcomes[i.intent_id] for i in via_worker)] == [
-        ("fee", "FEE_OVER_CEILING"), ("value_cap", "VALUE_OVER_CAP")]
+        ("fee", "FEE_OVER_CEILING"),
+        ("value_cap", "VALUE_OVER_CAP"),
+    ]
     assert [(o.stage, o.code) for o in (outcomes[i.intent_id] for i in via_topic)] == [
-        ("signing", "FEE_OVER_CEILING"), ("signing", "VALUE_OVER_CAP")]
+        ("signing", "FEE_OVER_CEILING"),
+        ("signing", "VALUE_OVER_CAP"),
+    ]
     ceiling = outcomes[via_worker[0].intent_id].reason
     assert "the node's suggested fee of" in ceiling and "base fee now 2000000000000000 wei" in ceiling
     assert "ceiling of 100000000000 wei per gas" in ceiling
@@ -186,8 +218,14 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     agent = fresh_agent("agent-revoked")
     key, address, v1 = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
     before = run(balance(settings, address))
-    revoked = signed_policy(settings, **{**v1.model_dump(exclude={"signature", "admin_key_id", "issued_at"}),
-                                         "version": v1.version + 1, "intents_api_enabled": False})
+    revoked = signed_policy(
+        settings,
+        **{
+            **v1.model_dump(exclude={"signature", "admin_key_id", "issued_at"}),
+            "version": v1.version + 1,
+            "intents_api_enabled": False,
+        },
+    )
     start = outcomes_start(settings, run)
 
     async def revoke() -> float:
@@ -197,8 +235,7 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
 
     published_at = run(revoke())
     run(asyncio.sleep(1.0))
-    replayed = [new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", broadcast=True)
-                for _ in range(2)]
+    replayed = [new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", broadcast=True) for _ in range(2)]
     run(direct_approvals(settings, *[(i, v1) for i in replayed]))
     outcomes = run(wait_outcomes(settings, replayed, 30, start))
     for intent in replayed:
@@ -209,8 +246,11 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     # The signer's own record of when the revocation took hold, on the ledger's topic.
     audits = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     # (v1's own enforcement may land after `start` too: the worker can apply a policy before the signer does.)
-    (enforced,) = [a for a in audits if a.action == "policy.enforced" and a.agent_id == agent
-                   and a.details["version"] == revoked.version]
+    (enforced,) = [
+        a
+        for a in audits
+        if a.action == "policy.enforced" and a.agent_id == agent and a.details["version"] == revoked.version
+    ]
     assert enforced.details["intents_api_enabled"] is False
     delay = enforced.ts.timestamp() - published_at
     print(f"\nrevocation in force at the signer {delay * 1000:.0f} ms after it was published")
@@ -221,8 +261,14 @@ def test_a_recipient_removed_from_the_allowlist_stays_removed_at_the_signer(stac
     settings = stack.settings
     agent = fresh_agent("agent-narrowed")
     key, address, v1 = run(make_agent(settings, agent, tx_to_allowlist=(DEST, OTHER), tx_max_value_eth="1"))
-    narrowed = signed_policy(settings, **{**v1.model_dump(exclude={"signature", "admin_key_id", "issued_at"}),
-                                          "version": v1.version + 1, "tx_to_allowlist": (DEST,)})
+    narrowed = signed_policy(
+        settings,
+        **{
+            **v1.model_dump(exclude={"signature", "admin_key_id", "issued_at"}),
+            "version": v1.version + 1,
+            "tx_to_allowlist": (DEST,),
+        },
+    )
     run(_publish(settings, narrowed))
     start = outcomes_start(settings, run)
     old_policy = new_intent(key, agent_id=agent, chain="anvil", to=OTHER, value="0.1", broadcast=True)
@@ -259,13 +305,21 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
     from eth_utils import to_checksum_address
 
     paused = to_checksum_address(paused)
-    key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(paused,), tx_max_value_eth="1",
-                                          require_simulation=True,
-                                          contract_calls=({"contract": paused, "selectors": ("deposit()",)},)))
+    key, address, policy = run(
+        make_agent(
+            settings,
+            agent,
+            tx_to_allowlist=(paused,),
+            tx_max_value_eth="1",
+            require_simulation=True,
+            contract_calls=({"contract": paused, "selectors": ("deposit()",)},),
+        )
+    )
     before = run(balance(settings, address))
     start = outcomes_start(settings, run)
-    call = new_intent(key, agent_id=agent, chain="anvil", to=paused, value="0", data="0xd0e30db0",
-                      gas_limit=100_000, broadcast=True)
+    call = new_intent(
+        key, agent_id=agent, chain="anvil", to=paused, value="0", data="0xd0e30db0", gas_limit=100_000, broadcast=True
+    )
     run(direct_approvals(settings, (call, policy)))
     rejected = run(wait_outcomes(settings, [call], 30, start))[call.intent_id]
     assert (rejected.stage, rejected.code) == ("signing", "SIMULATION_REVERTED")
@@ -279,8 +333,9 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
 def one_signed(settings, run, prefix: str, value: str):
     """A fresh agent (1 ETH cap and 24 h limit) whose first intent, for ``value``, is signed."""
     agent = fresh_agent(prefix)
-    key, _, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1",
-                                    tx_daily_limit_eth="1"))
+    key, _, policy = run(
+        make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="1")
+    )
     start = outcomes_start(settings, run)
     first = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value=value)
     run(submitted(settings, first))
@@ -314,15 +369,34 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
     agent = fresh_agent("agent-forged")
     key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
     real = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.05", broadcast=True)
-    impostor = new_intent(Ed25519PrivateKey.generate(), agent_id=agent, chain="anvil", to=DEST, value="0.05",
-                          intent_id=real.intent_id)
-    fake = IntentRejected(intent_id=real.intent_id, agent_id=agent, stage="value_cap", code="VALUE_OVER_CAP",
-                          reason="forged", decided_at=utcnow(), intent_digest=real.digest(), signed_by="streams-0",
-                          service_signature="00" * 64)
+    impostor = new_intent(
+        Ed25519PrivateKey.generate(), agent_id=agent, chain="anvil", to=DEST, value="0.05", intent_id=real.intent_id
+    )
+    fake = IntentRejected(
+        intent_id=real.intent_id,
+        agent_id=agent,
+        stage="value_cap",
+        code="VALUE_OVER_CAP",
+        reason="forged",
+        decided_at=utcnow(),
+        intent_digest=real.digest(),
+        signed_by="streams-0",
+        service_signature="00" * 64,
+    )
     fake_signer = sign_outcome(fake.model_copy(update={"stage": "signing"}), Ed25519PrivateKey.generate(), "signer-0")
-    fake_parked = sign_outcome(IntentParked(intent_id=real.intent_id, agent_id=agent, reason="forged", intent=real,
-                                            parked_at=utcnow(), expires_at=utcnow() + timedelta(hours=1),
-                                            intent_digest=real.digest()), Ed25519PrivateKey.generate(), "streams-0")
+    fake_parked = sign_outcome(
+        IntentParked(
+            intent_id=real.intent_id,
+            agent_id=agent,
+            reason="forged",
+            intent=real,
+            parked_at=utcnow(),
+            expires_at=utcnow() + timedelta(hours=1),
+            intent_digest=real.digest(),
+        ),
+        Ed25519PrivateKey.generate(),
+        "streams-0",
+    )
     # The fakes go to every partition of two outcome topics (a topic writer picks any key). None
     # may answer for the real intent. The client reads only its agent's partitions, so it lists
     # the fakes there (whichever order its consumer reads the topics in) and never reads the
@@ -346,6 +420,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
     run(attack())
     outcome = run(wait_outcomes(settings, [real], 60, start))[real.intent_id]
     assert isinstance(outcome, SignedTransaction) and outcome.status == "mined", outcome
+
     # Read again now that the real outcome is on the topic before the first fetch: the
     # forgeries on partitions the consumer happens to read after it are listed too, and so is
     # a copy of the outcome with a bad signature written behind it in its own partition.
@@ -367,14 +442,18 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
 
     # `warden tail` shows the fakes as FORGED, never as outcomes.
     def shown(lines: list[dict]) -> tuple[list[dict], list[dict]]:
-        mine = [line for line in lines
-                if isinstance(line["record"], dict) and line["record"].get("intent_id") == real.intent_id]
+        mine = [
+            line
+            for line in lines
+            if isinstance(line["record"], dict) and line["record"].get("intent_id") == real.intent_id
+        ]
         return mine, [line for line in mine if line["record"].get("reason") == "forged"]
 
     def enough(lines: list[dict]) -> bool:
         mine, fakes = shown(lines)
-        return len(fakes) >= 3 * len(keys) and any(line["authentic"] and line["topic"] == topics.TXS_SIGNED
-                                                   for line in mine)
+        return len(fakes) >= 3 * len(keys) and any(
+            line["authentic"] and line["topic"] == topics.TXS_SIGNED for line in mine
+        )
 
     lines = tail_json(child_environment(settings), enough)
     mine, fakes = shown(lines)
@@ -387,9 +466,19 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
     reservations, so an agent could spend past its limit at the worker."""
     settings = stack.settings
     agent, key, policy, start, first = one_signed(settings, run, "agent-release", "0.9")
-    release = sign_outcome(IntentRejected(intent_id=first.intent_id, agent_id=agent, stage="signing",
-                                          code="SIGNER_ERROR", reason="forged release", decided_at=utcnow(),
-                                          intent_digest=first.digest()), Ed25519PrivateKey.generate(), "signer-0")
+    release = sign_outcome(
+        IntentRejected(
+            intent_id=first.intent_id,
+            agent_id=agent,
+            stage="signing",
+            code="SIGNER_ERROR",
+            reason="forged release",
+            decided_at=utcnow(),
+            intent_digest=first.digest(),
+        ),
+        Ed25519PrivateKey.generate(),
+        "signer-0",
+    )
 
     async def forge():
         async with Client(settings) as client:
@@ -414,13 +503,20 @@ def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
     key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
     start = outcomes_start(settings, run)
     old, future = datetime(2001, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)
-    made = [new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", now=when) for when in
-            (old, future, old, future)]
-    expired = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1",
-                         expires_at=utcnow() - timedelta(seconds=1))
+    made = [
+        new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", now=when)
+        for when in (old, future, old, future)
+    ]
+    expired = new_intent(
+        key, agent_id=agent, chain="anvil", to=DEST, value="0.1", expires_at=utcnow() - timedelta(seconds=1)
+    )
     run(submitted(settings, made[0], made[1], expired))
     run(direct_approvals(settings, (made[2], policy), (made[3], policy)))
     outcomes = run(wait_outcomes(settings, made + [expired], 30, start))
     assert [(outcomes[i.intent_id].stage, outcomes[i.intent_id].code) for i in made + [expired]] == [
-        ("intake", "INTENT_EXPIRED"), ("intake", "INTENT_FROM_THE_FUTURE"),
-        ("signing", "INTENT_EXPIRED"), ("signing", "INTENT_FROM_THE_FUTURE"), ("intake", "INTENT_EXPIRED")]
+        ("intake", "INTENT_EXPIRED"),
+        ("intake", "INTENT_FROM_THE_FUTURE"),
+        ("signing", "INTENT_EXPIRED"),
+        ("signing", "INTENT_FROM_THE_FUTURE"),
+        ("intake", "INTENT_EXPIRED"),
+    ]

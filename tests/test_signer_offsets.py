@@ -30,8 +30,14 @@ async def _group_on_a_topic_of_its_own(settings, records: int):
             await producer.send_and_wait(topic, b"x", partition=0)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.broker,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+    )
     await consumer.start()
     try:
         yield consumer, TopicPartition(topic, 0)

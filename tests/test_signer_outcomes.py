@@ -16,7 +16,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import to_us
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
@@ -24,6 +23,7 @@ from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.models import NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejected, SignedTransaction
+from sdk.client import Client, new_intent, wait_outcomes
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
@@ -56,8 +56,7 @@ def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservat
     signed) releases what the worker reserved."""
     settings = stack.settings
     agent = f"agent-nonce-{os.urandom(3).hex()}"
-    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1",
-                               tx_daily_limit_eth="1"))
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="1"))
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
     poison = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.6", nonce=1000)
     huge = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0", nonce=2**63)
@@ -101,13 +100,27 @@ class Rig:
         self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         self.rpc: JsonRpc | None = None
         self.state = SignerState(tmp / "signer" / "state.db")
-        self.signer = Signer(self.state, self.keys, {"test-admin": public_key_hex(self.admin_key)},
-                             node_for=lambda chain: self.rpc,
-                             service_key=("signer-test", Ed25519PrivateKey.generate()))
-        self.policy = sign_policy(AgentPolicy(
-            agent_id=self.agent, version=1, tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,),
-            tx_max_value_eth="1", tx_daily_limit_eth="10", agent_public_key=public_key_hex(self.agent_key),
-            issued_at=datetime.now(timezone.utc)), self.admin_key, "test-admin")
+        self.signer = Signer(
+            self.state,
+            self.keys,
+            {"test-admin": public_key_hex(self.admin_key)},
+            node_for=lambda chain: self.rpc,
+            service_key=("signer-test", Ed25519PrivateKey.generate()),
+        )
+        self.policy = sign_policy(
+            AgentPolicy(
+                agent_id=self.agent,
+                version=1,
+                tx_allowed_chains=("anvil",),
+                tx_to_allowlist=(DEST,),
+                tx_max_value_eth="1",
+                tx_daily_limit_eth="10",
+                agent_public_key=public_key_hex(self.agent_key),
+                issued_at=datetime.now(timezone.utc),
+            ),
+            self.admin_key,
+            "test-admin",
+        )
         self.offset = 0
 
     def handle(self, intent):

@@ -19,9 +19,9 @@ import pytest
 import rlp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import big_endian_to_int, to_checksum_address
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
-from sdk.client import new_intent
 from runtime.clock import to_us
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -29,6 +29,7 @@ from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.fields import format_native_amount
 from schemas.models import AgentPolicy, IntentApproved, IntentRejected, SignedTransaction
+from sdk.client import new_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
@@ -57,14 +58,19 @@ def scenarios(draw):
         tx_max_fee_per_gas=draw(st.none() | fee_per_gas),
     )
     tx_type = draw(st.sampled_from([0, 1, 2]))
-    intent = dict(chain=draw(st.sampled_from(["anvil", "base"])), to=draw(st.sampled_from([DEST, OTHER, THIRD])),
-                  value=format_native_amount(draw(wei_amount)), tx_type=tx_type,
-                  gas_limit=draw(st.none() | st.integers(min_value=21_000, max_value=60_000)))
+    intent = dict(
+        chain=draw(st.sampled_from(["anvil", "base"])),
+        to=draw(st.sampled_from([DEST, OTHER, THIRD])),
+        value=format_native_amount(draw(wei_amount)),
+        tx_type=tx_type,
+        gas_limit=draw(st.none() | st.integers(min_value=21_000, max_value=60_000)),
+    )
     if tx_type == 2:
         max_fee = draw(st.none() | fee_per_gas)
         intent["max_fee_per_gas"] = max_fee
-        intent["max_priority_fee_per_gas"] = draw(st.none() | st.integers(0, max_fee if max_fee is not None else
-                                                                          300 * GWEI))
+        intent["max_priority_fee_per_gas"] = draw(
+            st.none() | st.integers(0, max_fee if max_fee is not None else 300 * GWEI)
+        )
     else:
         intent["gas_price"] = draw(st.none() | fee_per_gas)
     spent = draw(st.integers(min_value=0, max_value=3 * ETH))
@@ -80,8 +86,12 @@ def decode_signed(raw_hex: str) -> dict:
         fields, fee_index, gas_index = rlp.decode(raw[1:]), 2, 3
     else:  # [chain_id, nonce, tip, max_fee, gas, to, value, data, access_list, y, r, s]
         fields, fee_index, gas_index = rlp.decode(raw[1:]), 3, 4
-    return {"fee_per_gas": big_endian_to_int(fields[fee_index]), "gas": big_endian_to_int(fields[gas_index]),
-            "to": to_checksum_address(fields[gas_index + 1]), "value": big_endian_to_int(fields[gas_index + 2])}
+    return {
+        "fee_per_gas": big_endian_to_int(fields[fee_index]),
+        "gas": big_endian_to_int(fields[gas_index]),
+        "to": to_checksum_address(fields[gas_index + 1]),
+        "value": big_endian_to_int(fields[gas_index + 2]),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +109,13 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
     tmp, store = keys
     admin_key, agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     now = datetime.now(timezone.utc)
-    policy = sign_policy(AgentPolicy(agent_id=AGENT, version=1, agent_public_key=public_key_hex(agent_key),
-                                     issued_at=now, **policy_fields), admin_key, "test-admin")
+    policy = sign_policy(
+        AgentPolicy(
+            agent_id=AGENT, version=1, agent_public_key=public_key_hex(agent_key), issued_at=now, **policy_fields
+        ),
+        admin_key,
+        "test-admin",
+    )
     intent = new_intent(agent_key, agent_id=AGENT, now=now, **intent_fields)
     state = SignerState(tmp / f"state-{next(_numbers)}.db")
     if spent:
@@ -109,8 +124,13 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
     async def sign():
         node = JsonRpc(stack.settings.rpc_url_for("anvil"))
         try:
-            signer = Signer(state, store, {"test-admin": public_key_hex(admin_key)}, node_for=lambda chain: node,
-                            service_key=("signer-test", Ed25519PrivateKey.generate()))
+            signer = Signer(
+                state,
+                store,
+                {"test-admin": public_key_hex(admin_key)},
+                node_for=lambda chain: node,
+                service_key=("signer-test", Ed25519PrivateKey.generate()),
+            )
             approved = IntentApproved(intent=intent, policy=policy, verdicts=(), approved_at=now)
             source = Source(topics.INTENTS_APPROVED, 0, 1, AGENT.encode())
             return await signer.handle(approved.to_bytes(), source, now)
@@ -131,9 +151,13 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
     assert (tx["to"], tx["value"]) == (intent.to, intent.value_wei)
     quote = FeeQuote(gas_limit=tx["gas"], fee_per_gas=tx["fee_per_gas"])
     assert policy.intents_api_enabled
-    for verdict in (guardrails.check_chain(intent, policy), guardrails.check_allowlist(intent, policy),
-                    check_fee(intent, policy, quote), guardrails.check_value_cap(intent, policy, quote),
-                    guardrails.check_daily_limit(intent, policy, spent, quote)):
+    for verdict in (
+        guardrails.check_chain(intent, policy),
+        guardrails.check_allowlist(intent, policy),
+        check_fee(intent, policy, quote),
+        guardrails.check_value_cap(intent, policy, quote),
+        guardrails.check_daily_limit(intent, policy, spent, quote),
+    ):
         assert verdict.passed, f"signed although {verdict.stage} says {verdict.code}: {verdict.reason}"
     assert signed.max_spend_wei == intent.value_wei + tx["gas"] * tx["fee_per_gas"]
 

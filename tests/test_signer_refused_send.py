@@ -15,11 +15,11 @@ from __future__ import annotations
 import signal
 import time
 
-from sdk.client import new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.models import IntentApproved, SignedTransaction
+from sdk.client import new_intent, wait_outcomes
 from tests.support import make_agent, one_agent_per_partition, read_topic
 from tests.test_signer_last_word import submitted
 from tests.up_support import chain_nonce
@@ -40,13 +40,22 @@ def test_a_refused_send_gives_its_nonce_back_before_the_agent_signs_again(fresh_
     stack = fresh_stack()
     settings = stack.settings
     agents = one_agent_per_partition("agent-rounds")
-    made = {agent: run(make_agent(settings, agent, fund_wei=ETH, tx_to_allowlist=(DEST,), tx_max_value_eth="1",
-                                  tx_daily_limit_eth="10"))
-            for agent in agents}
+    made = {
+        agent: run(
+            make_agent(
+                settings, agent, fund_wei=ETH, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="10"
+            )
+        )
+        for agent in agents
+    }
     # Per agent: 0.5 ETH (refused once the balance is 0.1 ETH), then two of 0.01 ETH.
-    intents = {agent: [new_intent(key, agent_id=agent, chain="anvil", to=DEST, value=value, broadcast=True)
-                       for value in ("0.5", "0.01", "0.01")]
-               for agent, (key, _, _) in made.items()}
+    intents = {
+        agent: [
+            new_intent(key, agent_id=agent, chain="anvil", to=DEST, value=value, broadcast=True)
+            for value in ("0.5", "0.01", "0.01")
+        ]
+        for agent, (key, _, _) in made.items()
+    }
     stack.kill("signer", signal.SIGTERM)
     approved = run(end_offsets(settings, (topics.INTENTS_APPROVED,)))
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
@@ -56,8 +65,16 @@ def test_a_refused_send_gives_its_nonce_back_before_the_agent_signs_again(fresh_
     # approvals in one batch per partition.
     ids = {i.intent_id for agent in agents for i in intents[agent]}
     deadline = time.monotonic() + 60
-    while len({IntentApproved.from_bytes(raw).intent_id for raw in run(read_topic(
-            settings, topics.INTENTS_APPROVED, idle_polls=2, start=approved))} & ids) < 12:
+    while (
+        len(
+            {
+                IntentApproved.from_bytes(raw).intent_id
+                for raw in run(read_topic(settings, topics.INTENTS_APPROVED, idle_polls=2, start=approved))
+            }
+            & ids
+        )
+        < 12
+    ):
         assert time.monotonic() < deadline, "the worker did not approve the 12 intents within 60 s"
     for _, address, _ in made.values():
         run(set_balance(settings, address, ETH // 10))

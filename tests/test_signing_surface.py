@@ -16,19 +16,28 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
-from eth_utils import to_checksum_address
 from eth_account.messages import encode_defunct, encode_typed_data
+from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
-from sdk.client import new_intent, new_message_intent, new_typed_data_intent
 from infra.demo import permit_typed_data
 from runtime.clock import utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import outcome_forgery, public_key_hex, sign_intent, sign_policy
 from schemas.emit import Source
-from schemas.models import (AgentPolicy, AuditEvent, Eip712DomainRule, Eip712NoValueType, IntentApproved, IntentRejected,
-                            SignedMessage, SignedTransaction, TransactionIntent)
+from schemas.models import (
+    AgentPolicy,
+    AuditEvent,
+    Eip712DomainRule,
+    Eip712NoValueType,
+    IntentApproved,
+    IntentRejected,
+    SignedMessage,
+    SignedTransaction,
+    TransactionIntent,
+)
+from sdk.client import new_intent, new_message_intent, new_typed_data_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
@@ -53,14 +62,23 @@ def _intent(**fields) -> TransactionIntent:
 
 
 def _mail(chain_id=ANVIL_ID, contract="0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC") -> dict:
-    return {"types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "chainId", "type": "uint256"},
-                                       {"name": "verifyingContract", "type": "address"}],
-                      "Mail": [{"name": "contents", "type": "string"}]},
-            "primaryType": "Mail", "domain": {"name": "Ether Mail", "chainId": chain_id, "verifyingContract": contract},
-            "message": {"contents": "Hello, Bob!"}}
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Mail": [{"name": "contents", "type": "string"}],
+        },
+        "primaryType": "Mail",
+        "domain": {"name": "Ether Mail", "chainId": chain_id, "verifyingContract": contract},
+        "message": {"contents": "Hello, Bob!"},
+    }
 
 
 # --- the envelope -------------------------------------------------------------------------------
+
 
 def test_a_transaction_intent_is_the_same_bytes_as_before_the_new_kinds():
     # The first version's wire form and signing bytes: no key the new kinds added appears, so an
@@ -68,58 +86,91 @@ def test_a_transaction_intent_is_the_same_bytes_as_before_the_new_kinds():
     intent = _intent(to=DEST, value="0.5")
     wire = orjson.loads(intent.to_bytes())
     signed = orjson.loads(intent.signing_bytes())
-    new = {"intent_type", "message", "typed_data", "max_fee_per_blob_gas", "blob_versioned_hashes", "blobs",
-           "authorization_list"}
+    new = {
+        "intent_type",
+        "message",
+        "typed_data",
+        "max_fee_per_blob_gas",
+        "blob_versioned_hashes",
+        "blobs",
+        "authorization_list",
+    }
     assert not new & set(wire) and not new & set(signed)
     assert TransactionIntent.from_bytes(intent.to_bytes()) == intent
     policy = _policy()
     assert not {"message_signing_enabled", "eip712_domain_allowlist", "eip7702_delegate_allowlist"} & set(
-        orjson.loads(policy.signing_bytes()))
+        orjson.loads(policy.signing_bytes())
+    )
     # ... and a policy that uses them signs them.
     assert orjson.loads(_policy(message_signing_enabled=True).signing_bytes())["message_signing_enabled"] is True
 
 
-@pytest.mark.parametrize("fields, error", [
-    (dict(intent_type="personal_sign"), "needs message"),
-    (dict(intent_type="personal_sign", message="0x68", to=DEST), "to belong"),
-    (dict(intent_type="personal_sign", message="0x68", broadcast=True), "broadcast belong"),
-    (dict(intent_type="personal_sign", message="0x" + "00" * 16_385), "at most 16384"),
-    (dict(intent_type="typed_data", message="0x68"), "needs typed_data"),
-    (dict(to=DEST, value="0", message="0x68"), "message and typed_data are for"),
-    (dict(value="1"), "to is required"),
-    (dict(to=DEST, tx_type=3, blob_versioned_hashes=("0x01" + "00" * 31,)), "needs max_fee_per_blob_gas"),
-    (dict(to=DEST, tx_type=3, max_fee_per_blob_gas=1), "needs 1 to 6 blob_versioned_hashes"),
-    (dict(to=DEST, tx_type=3, max_fee_per_blob_gas=1, blob_versioned_hashes=("0x02" + "00" * 31,)),
-     "starting with the KZG version byte 0x01"),
-    (dict(to=DEST, tx_type=3, max_fee_per_blob_gas=1,
-          blob_versioned_hashes=tuple("0x01" + f"{i:02x}" * 31 for i in range(7))), "at most 6"),
-    (dict(to=DEST, tx_type=3, max_fee_per_blob_gas=1, blob_versioned_hashes=("0x01" + "00" * 31,), broadcast=True),
-     "broadcast with its blobs"),
-    (dict(to=DEST, tx_type=3, max_fee_per_blob_gas=1, blob_versioned_hashes=("0x01" + "00" * 31,),
-          blobs=("0x00",)), "a blob is exactly 131072 bytes"),
-    (dict(to=DEST, tx_type=2, max_fee_per_blob_gas=1), "are for tx_type 3"),
-    (dict(to=DEST, tx_type=4), "needs an authorization_list"),
-    (dict(to=DEST, tx_type=2, authorization_list=({"chain_id": 1, "address": DELEGATE},)), "for tx_type 4"),
-    (dict(to=DEST, tx_type=4, authorization_list=({"chain_id": 1, "address": DELEGATE},) * 2), "at most 1"),
-    (dict(to=DEST, tx_type=4, gas_price=1, authorization_list=({"chain_id": 1, "address": DELEGATE},)),
-     "gas_price is for tx_type 0/1"),
-])
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        (dict(intent_type="personal_sign"), "needs message"),
+        (dict(intent_type="personal_sign", message="0x68", to=DEST), "to belong"),
+        (dict(intent_type="personal_sign", message="0x68", broadcast=True), "broadcast belong"),
+        (dict(intent_type="personal_sign", message="0x" + "00" * 16_385), "at most 16384"),
+        (dict(intent_type="typed_data", message="0x68"), "needs typed_data"),
+        (dict(to=DEST, value="0", message="0x68"), "message and typed_data are for"),
+        (dict(value="1"), "to is required"),
+        (dict(to=DEST, tx_type=3, blob_versioned_hashes=("0x01" + "00" * 31,)), "needs max_fee_per_blob_gas"),
+        (dict(to=DEST, tx_type=3, max_fee_per_blob_gas=1), "needs 1 to 6 blob_versioned_hashes"),
+        (
+            dict(to=DEST, tx_type=3, max_fee_per_blob_gas=1, blob_versioned_hashes=("0x02" + "00" * 31,)),
+            "starting with the KZG version byte 0x01",
+        ),
+        (
+            dict(
+                to=DEST,
+                tx_type=3,
+                max_fee_per_blob_gas=1,
+                blob_versioned_hashes=tuple("0x01" + f"{i:02x}" * 31 for i in range(7)),
+            ),
+            "at most 6",
+        ),
+        (
+            dict(
+                to=DEST, tx_type=3, max_fee_per_blob_gas=1, blob_versioned_hashes=("0x01" + "00" * 31,), broadcast=True
+            ),
+            "broadcast with its blobs",
+        ),
+        (
+            dict(
+                to=DEST, tx_type=3, max_fee_per_blob_gas=1, blob_versioned_hashes=("0x01" + "00" * 31,), blobs=("0x00",)
+            ),
+            "a blob is exactly 131072 bytes",
+        ),
+        (dict(to=DEST, tx_type=2, max_fee_per_blob_gas=1), "are for tx_type 3"),
+        (dict(to=DEST, tx_type=4), "needs an authorization_list"),
+        (dict(to=DEST, tx_type=2, authorization_list=({"chain_id": 1, "address": DELEGATE},)), "for tx_type 4"),
+        (dict(to=DEST, tx_type=4, authorization_list=({"chain_id": 1, "address": DELEGATE},) * 2), "at most 1"),
+        (
+            dict(to=DEST, tx_type=4, gas_price=1, authorization_list=({"chain_id": 1, "address": DELEGATE},)),
+            "gas_price is for tx_type 0/1",
+        ),
+    ],
+)
 def test_each_kind_takes_exactly_its_own_fields(fields, error):
     with pytest.raises(ValidationError) as caught:
         _intent(**fields)
     assert error in str(caught.value)
 
 
-@pytest.mark.parametrize("change, error", [
-    (lambda d: d["domain"].update(salt="0x" + "00" * 32), "must match, or a domain value would go unsigned"),
-    (lambda d: d["message"].update(contents=1.5), "numbers with a fraction"),
-    (lambda d: d["message"].update(contents=2**53), "past 2**53-1"),
-    (lambda d: d.update(primaryType="Nope"), "primaryType 'Nope'"),
-    (lambda d: d["types"].pop("EIP712Domain"), "EIP712Domain is missing"),
-    (lambda d: d["types"]["EIP712Domain"].append({"name": "chain", "type": "uint256"}), "the domain's fields are"),
-    (lambda d: d["types"]["Mail"].append({"name": "contents", "type": "string"}), "appears twice"),
-    (lambda d: d["domain"].update(verifyingContract="0x1234"), "20-byte hex address"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        (lambda d: d["domain"].update(salt="0x" + "00" * 32), "must match, or a domain value would go unsigned"),
+        (lambda d: d["message"].update(contents=1.5), "numbers with a fraction"),
+        (lambda d: d["message"].update(contents=2**53), "past 2**53-1"),
+        (lambda d: d.update(primaryType="Nope"), "primaryType 'Nope'"),
+        (lambda d: d["types"].pop("EIP712Domain"), "EIP712Domain is missing"),
+        (lambda d: d["types"]["EIP712Domain"].append({"name": "chain", "type": "uint256"}), "the domain's fields are"),
+        (lambda d: d["types"]["Mail"].append({"name": "contents", "type": "string"}), "appears twice"),
+        (lambda d: d["domain"].update(verifyingContract="0x1234"), "20-byte hex address"),
+    ],
+)
 def test_typed_data_that_would_sign_something_else_is_refused_at_the_schema(change, error):
     document = _mail()
     change(document)
@@ -130,35 +181,52 @@ def test_typed_data_that_would_sign_something_else_is_refused_at_the_schema(chan
 
 # --- the guardrails, pure --------------------------------------------------------------------------
 
+
 def test_personal_sign_is_off_unless_the_policy_turns_it_on_and_is_bounded():
     intent = _intent(intent_type="personal_sign", message="0x" + "61" * 100)
     assert guardrails.check_message(intent, _policy()).code == "MESSAGE_SIGNING_DISABLED"
-    assert guardrails.check_message(intent, _policy(message_signing_enabled=True, message_max_bytes=99)).code \
+    assert (
+        guardrails.check_message(intent, _policy(message_signing_enabled=True, message_max_bytes=99)).code
         == "MESSAGE_TOO_LARGE"
+    )
     assert guardrails.check_message(intent, _policy(message_signing_enabled=True, message_max_bytes=100)).passed
 
 
 def test_typed_data_rules():
     def code(document, **policy):
-        return guardrails.check_typed_data(_intent(intent_type="typed_data", typed_data=document),
-                                           _policy(**policy)).code
+        return guardrails.check_typed_data(
+            _intent(intent_type="typed_data", typed_data=document), _policy(**policy)
+        ).code
 
     permit = permit_typed_data(TOKEN, ANVIL_ID, owner=DEST, spender=SPENDER, value=10**18, nonce=0, deadline=2**40)
     # A spend authorization needs its contract allowlisted, whatever the default says.
     assert code(permit) == "EIP712_SPEND_AUTHORIZATION_REFUSED"
     assert code(permit, eip712_default_policy="allow") == "EIP712_SPEND_AUTHORIZATION_REFUSED"
-    assert code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=SPENDER),)) \
+    assert (
+        code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=SPENDER),))
         == "EIP712_SPEND_AUTHORIZATION_REFUSED"
-    assert code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),)) \
-        == "EIP712_DOMAIN_ALLOWED"
+    )
+    assert (
+        code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),)) == "EIP712_DOMAIN_ALLOWED"
+    )
     # An entry's chain id and name narrow it.
-    assert code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=1),)) \
+    assert (
+        code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=1),))
         == "EIP712_SPEND_AUTHORIZATION_REFUSED"
-    assert code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, name="Other"),)) \
+    )
+    assert (
+        code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, name="Other"),))
         == "EIP712_SPEND_AUTHORIZATION_REFUSED"
-    assert code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID,
-                                                                  name="Warden Demo Token"),)) \
+    )
+    assert (
+        code(
+            permit,
+            eip712_domain_allowlist=(
+                Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID, name="Warden Demo Token"),
+            ),
+        )
         == "EIP712_DOMAIN_ALLOWED"
+    )
     # Every Permit2 form is a spend authorization too.
     for primary in ("PermitSingle", "PermitBatch", "PermitTransferFrom", "PermitBatchTransferFrom"):
         document = _mail()
@@ -169,15 +237,22 @@ def test_typed_data_rules():
     # moving nothing, or (a type with no address-and-amount, on no token's domain) the default allows it.
     mail = _mail()["domain"]["verifyingContract"]
     assert code(_mail()) == "EIP712_TYPE_NOT_NAMED"
-    assert code(_mail(), eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=mail),)) \
-        == "EIP712_TYPE_NOT_NAMED"  # allowlisting a domain no longer means anything under it
-    assert code(_mail(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=mail, primary_type="Mail"),)) \
+    assert (
+        code(_mail(), eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=mail),)) == "EIP712_TYPE_NOT_NAMED"
+    )  # allowlisting a domain no longer means anything under it
+    assert (
+        code(_mail(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=mail, primary_type="Mail"),))
         == "EIP712_NO_VALUE_TYPE"
-    assert code(_mail(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=TOKEN, primary_type="Mail"),)) \
+    )
+    assert (
+        code(_mail(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=TOKEN, primary_type="Mail"),))
         == "EIP712_TYPE_NOT_NAMED"
+    )
     assert code(_mail(), eip712_default_policy="allow") == "EIP712_DEFAULT_ALLOW"
-    assert code(_mail(contract=TOKEN), eip712_default_policy="allow",
-                asset_limits=({"chain": "anvil", "token": TOKEN},)) == "EIP712_TYPE_NOT_NAMED"
+    assert (
+        code(_mail(contract=TOKEN), eip712_default_policy="allow", asset_limits=({"chain": "anvil", "token": TOKEN},))
+        == "EIP712_TYPE_NOT_NAMED"
+    )
     # A domain for another chain is refused even when everything else would pass.
     assert code(_mail(chain_id=1), eip712_default_policy="allow") == "EIP712_CHAIN_MISMATCH"
     assert code(_mail(chain_id="0x7a69"), eip712_default_policy="allow") == "EIP712_DEFAULT_ALLOW"
@@ -192,12 +267,15 @@ def test_delegation_rules():
     assert code(eip7702_delegate_allowlist=(DEST,)) == "EIP7702_DELEGATE_NOT_ALLOWLISTED"
     assert code(eip7702_delegate_allowlist=(DELEGATE,)) == "EIP7702_DELEGATE_ALLOWED"
     assert code(chain_id=0, eip7702_delegate_allowlist=(DELEGATE,)) == "EIP7702_ANY_CHAIN_REFUSED"
-    assert code(chain_id=0, eip7702_delegate_allowlist=(DELEGATE,), eip7702_allow_any_chain=True) \
+    assert (
+        code(chain_id=0, eip7702_delegate_allowlist=(DELEGATE,), eip7702_allow_any_chain=True)
         == "EIP7702_DELEGATE_ALLOWED"
+    )
     assert code(chain_id=1, eip7702_delegate_allowlist=(DELEGATE,)) == "EIP7702_CHAIN_MISMATCH"
 
 
 # --- the signer decides on its own -------------------------------------------------------------------
+
 
 class LoneSigner:
     """An in-process signer with one agent's key, handed approved records straight, as anyone who
@@ -213,18 +291,31 @@ class LoneSigner:
         self.service_key = Ed25519PrivateKey.generate()
         self.version = 0
         self.state = SignerState(tmp / f"{self.agent}.db")
-        self.signer = Signer(self.state, store, {"test-admin": public_key_hex(self.admin_key)},
-                             node_for=lambda chain: self.node, service_key=("signer-test", self.service_key))
+        self.signer = Signer(
+            self.state,
+            store,
+            {"test-admin": public_key_hex(self.admin_key)},
+            node_for=lambda chain: self.node,
+            service_key=("signer-test", self.service_key),
+        )
         self.set_policy(**policy_fields)
         self.offset = 0
 
     def set_policy(self, **fields) -> None:
         self.version += 1
         fields.setdefault("tx_to_allowlist", (DEST, self.address))
-        self.policy = sign_policy(AgentPolicy(
-            agent_id=self.agent, version=self.version, agent_public_key=public_key_hex(self.agent_key),
-            issued_at=utcnow(), tx_allowed_chains=("anvil",), **fields),
-            self.admin_key, "test-admin")
+        self.policy = sign_policy(
+            AgentPolicy(
+                agent_id=self.agent,
+                version=self.version,
+                agent_public_key=public_key_hex(self.agent_key),
+                issued_at=utcnow(),
+                tx_allowed_chains=("anvil",),
+                **fields,
+            ),
+            self.admin_key,
+            "test-admin",
+        )
 
     def intent(self, make=new_intent, **fields) -> TransactionIntent:
         return make(self.agent_key, agent_id=self.agent, chain="anvil", **fields)
@@ -241,13 +332,16 @@ class LoneSigner:
         approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
         self.offset += 1
         emits, to_send = await self.signer.handle(
-            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now)
+            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now
+        )
         self.state.commit()
-        outcomes = [e for e in emits if e.topic in (topics.INTENTS_REJECTED, topics.TXS_SIGNED,
-                                                    topics.MESSAGES_SIGNED)]
+        outcomes = [e for e in emits if e.topic in (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED)]
         assert len(outcomes) == 1, emits
-        model = {topics.INTENTS_REJECTED: IntentRejected, topics.TXS_SIGNED: SignedTransaction,
-                 topics.MESSAGES_SIGNED: SignedMessage}[outcomes[0].topic]
+        model = {
+            topics.INTENTS_REJECTED: IntentRejected,
+            topics.TXS_SIGNED: SignedTransaction,
+            topics.MESSAGES_SIGNED: SignedMessage,
+        }[outcomes[0].topic]
         outcome = model.from_bytes(outcomes[0].value)
         assert outcome_forgery(outcome, self, intent.digest()) is None
         audits = [AuditEvent.from_bytes(e.value) for e in emits if e.topic == topics.AUDIT_EVENTS]
@@ -266,6 +360,7 @@ def lone(tmp_path, stack, run):
             await signer.node.call("anvil_setBalance", signer.address, hex(10**20))
         finally:
             await signer.node.close()
+
     run(fund())
     return signer
 
@@ -298,8 +393,9 @@ def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_doe
 
 
 def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_default(lone, run):
-    permit = permit_typed_data(TOKEN, ANVIL_ID, owner=lone.address, spender=SPENDER, value=5 * 10**18, nonce=0,
-                               deadline=2**40)
+    permit = permit_typed_data(
+        TOKEN, ANVIL_ID, owner=lone.address, spender=SPENDER, value=5 * 10**18, nonce=0, deadline=2**40
+    )
     lone.set_policy(eip712_default_policy="allow")
     refused, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
     assert isinstance(refused, IntentRejected) and refused.code == "EIP712_SPEND_AUTHORIZATION_REFUSED"
@@ -308,9 +404,11 @@ def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_
     # Allowlisting the domain is not enough: the token must be an asset of the policy, with room.
     refused, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
     assert isinstance(refused, IntentRejected) and refused.code == "ASSET_NOT_IN_POLICY"
-    lone.set_policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),),
-                    tx_to_allowlist=(DEST, lone.address, SPENDER),
-                    asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "5"},))
+    lone.set_policy(
+        eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),),
+        tx_to_allowlist=(DEST, lone.address, SPENDER),
+        asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "5"},),
+    )
     signed, audits, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
     assert isinstance(signed, SignedMessage), signed
     assert (signed.kind, signed.primary_type, signed.verifying_contract) == ("typed_data", "Permit", TOKEN)
@@ -348,8 +446,13 @@ def test_an_unsigned_or_re_signed_intent_of_a_new_kind_is_refused_by_the_signer(
 
 
 def test_signer_refuses_a_delegation_its_policy_does_not_allow(lone, run):
-    delegation = dict(to=lone.address, value="0", tx_type=4, broadcast=False,
-                      authorization_list=({"chain_id": ANVIL_ID, "address": DELEGATE},))
+    delegation = dict(
+        to=lone.address,
+        value="0",
+        tx_type=4,
+        broadcast=False,
+        authorization_list=({"chain_id": ANVIL_ID, "address": DELEGATE},),
+    )
     refused, _, _ = run(lone.handle(lone.intent(**delegation)))
     assert refused.code == "EIP7702_DELEGATE_NOT_ALLOWLISTED"
     lone.set_policy(eip7702_delegate_allowlist=(DELEGATE,))
@@ -375,8 +478,15 @@ def test_signer_refuses_blobs_that_are_not_the_named_hashes(lone, run):
 
     blob, other = bytes(131_072), b"\x00\x01" * 65_536
     named = "0x" + make_sidecar((other,)).versioned_hashes[0].hex()
-    intent = lone.intent(to=DEST, value="0", tx_type=3, max_fee_per_blob_gas=10**9, broadcast=True,
-                         blobs=("0x" + blob.hex(),), blob_versioned_hashes=(named,))
+    intent = lone.intent(
+        to=DEST,
+        value="0",
+        tx_type=3,
+        max_fee_per_blob_gas=10**9,
+        broadcast=True,
+        blobs=("0x" + blob.hex(),),
+        blob_versioned_hashes=(named,),
+    )
     refused, _, _ = run(lone.handle(intent))
     assert refused.code == "BLOB_HASH_MISMATCH" and "blobs[0]" in refused.reason
 

@@ -7,19 +7,31 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-
 from eth_account import Account
-from eth_utils import to_checksum_address
 from eth_account.messages import encode_defunct, encode_typed_data
+from eth_utils import to_checksum_address
 
-from sdk.client import (OUTCOME_TOPICS, Client, blob_fields, new_intent, new_message_intent,
-                          new_typed_data_intent, wait_outcomes)
 from infra.demo import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.models import (GAS_PER_BLOB, Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction,
-                            audit_events_of)
+from schemas.models import (
+    GAS_PER_BLOB,
+    Eip712DomainRule,
+    IntentRejected,
+    SignedMessage,
+    SignedTransaction,
+    audit_events_of,
+)
+from sdk.client import (
+    OUTCOME_TOPICS,
+    Client,
+    blob_fields,
+    new_intent,
+    new_message_intent,
+    new_typed_data_intent,
+    wait_outcomes,
+)
 from tests.support import make_agent, read_topic
 
 ANVIL_ID = 31337
@@ -46,19 +58,26 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
 
     async def scenario():
         key, address, _ = await make_agent(
-            settings, "surface-msg", message_signing_enabled=True, message_max_bytes=256,
+            settings,
+            "surface-msg",
+            message_signing_enabled=True,
+            message_max_bytes=256,
             eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),),
-            asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},))
+            asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},),
+        )
         closed_key, _, _ = await make_agent(settings, "surface-closed")
         ask = dict(agent_id="surface-msg", chain="anvil")
-        permit = permit_typed_data(TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=10**18, nonce=0,
-                                   deadline=2**40)
-        elsewhere = permit_typed_data(OTHER_TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=1, nonce=0,
-                                      deadline=2**40)
+        permit = permit_typed_data(
+            TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=10**18, nonce=0, deadline=2**40
+        )
+        elsewhere = permit_typed_data(
+            OTHER_TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=1, nonce=0, deadline=2**40
+        )
         intents = {
             "hello": new_message_intent(key, message="hello, warden", idempotency_key="greeting", **ask),
-            "hello-again": new_message_intent(key, message="hello, warden", idempotency_key="greeting",
-                                              intent_id="raw-retry-greeting", **ask),
+            "hello-again": new_message_intent(
+                key, message="hello, warden", idempotency_key="greeting", intent_id="raw-retry-greeting", **ask
+            ),
             "long": new_message_intent(key, message="x" * 257, **ask),
             "permit": new_typed_data_intent(key, typed_data=permit, **ask),
             "permit-elsewhere": new_typed_data_intent(key, typed_data=elsewhere, **ask),
@@ -72,26 +91,38 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
     address, intents, outcomes, audits, permit = run(scenario())
     got = {name: outcomes[intent.intent_id] for name, intent in intents.items()}
     rejected = {name: (o.stage, o.code) for name, o in got.items() if isinstance(o, IntentRejected)}
-    assert rejected == {"long": ("message", "MESSAGE_TOO_LARGE"),
-                        "permit-elsewhere": ("typed_data", "EIP712_SPEND_AUTHORIZATION_REFUSED"),
-                        "closed": ("message", "MESSAGE_SIGNING_DISABLED")}
+    assert rejected == {
+        "long": ("message", "MESSAGE_TOO_LARGE"),
+        "permit-elsewhere": ("typed_data", "EIP712_SPEND_AUTHORIZATION_REFUSED"),
+        "closed": ("message", "MESSAGE_SIGNING_DISABLED"),
+    }
     hello, again, signed_permit = got["hello"], got["hello-again"], got["permit"]
     for outcome in (hello, again, signed_permit):
         assert isinstance(outcome, SignedMessage) and outcome.from_ == address and outcome.tee == "none"
-    assert Account.recover_message(encode_defunct(text="hello, warden"),
-                                   signature=bytes.fromhex(hello.signature[2:])) == address
+    assert (
+        Account.recover_message(encode_defunct(text="hello, warden"), signature=bytes.fromhex(hello.signature[2:]))
+        == address
+    )
     # The same idempotency key under another id: the first signature, not a second one.
     assert again.signature == hello.signature and again.intent_id == "raw-retry-greeting"
-    assert Account.recover_message(encode_typed_data(full_message=permit),
-                                   signature=bytes.fromhex(signed_permit.signature[2:])) == address
+    assert (
+        Account.recover_message(
+            encode_typed_data(full_message=permit), signature=bytes.fromhex(signed_permit.signature[2:])
+        )
+        == address
+    )
     assert (signed_permit.primary_type, signed_permit.verifying_contract) == ("Permit", TOKEN)
 
     # The trail: what was asked, then what was signed, with its hash and, for typed data, what for.
     def trail(name):
         return [e for e in audits if e.intent_id == intents[name].intent_id]
+
     submitted = next(e for e in trail("permit") if e.action == "intent.submitted").details
-    assert (submitted["kind"], submitted["primary_type"], submitted["verifying_contract"]) == \
-        ("typed_data", "Permit", TOKEN)
+    assert (submitted["kind"], submitted["primary_type"], submitted["verifying_contract"]) == (
+        "typed_data",
+        "Permit",
+        TOKEN,
+    )
     signed = next(e for e in trail("permit") if e.action == "message.signed").details
     assert signed["message_hash"] == signed_permit.message_hash and signed["verifying_contract"] == TOKEN
     assert signed["kind"] == "typed_data" and signed["domain_separator"] == signed_permit.domain_separator
@@ -108,20 +139,38 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stac
             await node.call("anvil_setCode", DELEGATE, ANSWER_42)
             key, address, _ = await make_agent(settings, "surface-7702", eip7702_delegate_allowlist=(DELEGATE,))
             ask = dict(agent_id="surface-7702", chain="anvil", broadcast=True)
-            delegation = new_intent(key, to=address, value="0", tx_type=4,
-                                    authorization_list=({"chain_id": ANVIL_ID, "address": DELEGATE},), **ask)
-            elsewhere = new_intent(key, to=address, value="0", tx_type=4,
-                                   authorization_list=({"chain_id": ANVIL_ID, "address": SPENDER},), **ask)
-            anywhere = new_intent(key, to=address, value="0", tx_type=4,
-                                  authorization_list=({"chain_id": 0, "address": DELEGATE},), **ask)
+            delegation = new_intent(
+                key,
+                to=address,
+                value="0",
+                tx_type=4,
+                authorization_list=({"chain_id": ANVIL_ID, "address": DELEGATE},),
+                **ask,
+            )
+            elsewhere = new_intent(
+                key,
+                to=address,
+                value="0",
+                tx_type=4,
+                authorization_list=({"chain_id": ANVIL_ID, "address": SPENDER},),
+                **ask,
+            )
+            anywhere = new_intent(
+                key, to=address, value="0", tx_type=4, authorization_list=({"chain_id": 0, "address": DELEGATE},), **ask
+            )
             outcomes, _ = await _submit(settings, [delegation, elsewhere, anywhere])
             code = await node.call("eth_getCode", address, "latest")
             answer = await node.call("eth_call", {"to": address, "data": "0x"}, "latest")
             # The delegation took two nonces (the transaction's and the authorization's); the next
             # transfer is signed at the one after, and mined.
             after, _ = await _submit(settings, [new_intent(key, to=CAROL, value="0.001", **ask)])
-            return address, [outcomes[i.intent_id] for i in (delegation, elsewhere, anywhere)], code, answer, \
-                next(iter(after.values()))
+            return (
+                address,
+                [outcomes[i.intent_id] for i in (delegation, elsewhere, anywhere)],
+                code,
+                answer,
+                next(iter(after.values())),
+            )
         finally:
             await node.close()
 
@@ -138,18 +187,24 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stac
 def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_spend(stack, run):
     settings = stack.settings
     blob = bytes(range(256)) * 512  # 131072 bytes; every 32-byte field element below the BLS modulus
-    blob = b"".join(b"\x00" + blob[i + 1:i + 32] for i in range(0, len(blob), 32))
+    blob = b"".join(b"\x00" + blob[i + 1 : i + 32] for i in range(0, len(blob), 32))
     cap_wei = 10**16
 
     async def scenario():
         key, address, _ = await make_agent(settings, "surface-4844", tx_max_value_eth="0.01")
         ask = dict(agent_id="surface-4844", chain="anvil", to=CAROL, value="0")
         carried = new_intent(key, max_fee_per_blob_gas=10**9, broadcast=True, **blob_fields([blob]), **ask)
-        hashes_only = new_intent(key, tx_type=3, max_fee_per_blob_gas=10**9,
-                                 blob_versioned_hashes=carried.blob_versioned_hashes, **ask)
+        hashes_only = new_intent(
+            key, tx_type=3, max_fee_per_blob_gas=10**9, blob_versioned_hashes=carried.blob_versioned_hashes, **ask
+        )
         # Value 0 and a cheap gas fee, but its blob gas alone (131072 x max fee per blob gas) is over the cap.
-        too_dear = new_intent(key, tx_type=3, max_fee_per_blob_gas=cap_wei // GAS_PER_BLOB + 1,
-                              blob_versioned_hashes=carried.blob_versioned_hashes, **ask)
+        too_dear = new_intent(
+            key,
+            tx_type=3,
+            max_fee_per_blob_gas=cap_wei // GAS_PER_BLOB + 1,
+            blob_versioned_hashes=carried.blob_versioned_hashes,
+            **ask,
+        )
         outcomes, _ = await _submit(settings, [carried, hashes_only, too_dear], timeout_s=60)
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
@@ -166,8 +221,10 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
     assert int(receipt["blobGasUsed"], 16) == GAS_PER_BLOB
     assert on_chain["blobVersionedHashes"] == list(carried.blob_versioned_hashes)
     # The fee reported is what the chain took: gas and blob gas.
-    assert mined.fee_wei == (int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
-                             + GAS_PER_BLOB * int(receipt["blobGasPrice"], 16))
+    assert mined.fee_wei == (
+        int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+        + GAS_PER_BLOB * int(receipt["blobGasPrice"], 16)
+    )
     assert mined.max_spend_wei >= GAS_PER_BLOB * 10**9
     assert sign_only.status == "sign_only" and Account.recover_transaction(sign_only.signed_tx) == address
     assert isinstance(too_dear, IntentRejected) and (too_dear.stage, too_dear.code) == ("value_cap", "VALUE_OVER_CAP")
@@ -178,19 +235,32 @@ def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(stack, run, tmp_p
     from tests.support import warden
 
     settings = stack.settings
-    _, address, _ = run(make_agent(settings, "surface-cli", message_signing_enabled=True,
-                                   eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),),
-                                   asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},),
-                                   eip7702_delegate_allowlist=(DELEGATE,)))
+    _, address, _ = run(
+        make_agent(
+            settings,
+            "surface-cli",
+            message_signing_enabled=True,
+            eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),),
+            asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "1"},),
+            eip7702_delegate_allowlist=(DELEGATE,),
+        )
+    )
     ask = ("--agent", "surface-cli", "--chain", "anvil", "--json")
     message = warden(settings, "sign", "message", "--text", "signed from the CLI", *ask)
     assert message.returncode == 0, message.stderr
     outcome = orjson.loads(message.stdout)["outcome"]
-    assert Account.recover_message(encode_defunct(text="signed from the CLI"),
-                                   signature=bytes.fromhex(outcome["signature"][2:])) == address
+    assert (
+        Account.recover_message(
+            encode_defunct(text="signed from the CLI"), signature=bytes.fromhex(outcome["signature"][2:])
+        )
+        == address
+    )
     document = tmp_path / "permit.json"
-    document.write_bytes(orjson.dumps(permit_typed_data(TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=1,
-                                                        nonce=0, deadline=2**40)))
+    document.write_bytes(
+        orjson.dumps(
+            permit_typed_data(TOKEN, ANVIL_ID, owner=address, spender=SPENDER, value=1, nonce=0, deadline=2**40)
+        )
+    )
     typed = warden(settings, "sign", "typed-data", "--file", str(document), *ask)
     assert typed.returncode == 0, typed.stderr
     assert orjson.loads(typed.stdout)["outcome"]["primary_type"] == "Permit"

@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from infra import demo
-from sdk.client import Client, new_intent, wait_outcomes
 from infra.stack import local_settings, running_stack
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.models import DeadLetter, IntentRejected, SignedTransaction
+from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -44,12 +44,25 @@ def test_a_forged_stage_envelope_decides_nothing(split):
     async def scenario():
         key, _, policy = await make_agent(settings, agent, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
-        real = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.001", max_fee_per_gas=2 * 10**9,
-                          max_priority_fee_per_gas=10**9, gas_limit=21000)
-        forged = {"stage": "chain", "intent": real.model_dump(mode="json"),
-                  "policy": {**policy.model_dump(mode="json"), "tx_allowed_chains": ["ethereum"]},
-                  "verdicts": [], "intent_digest": real.digest(), "signed_by": settings.worker_id,
-                  "service_signature": "00" * 64}
+        real = new_intent(
+            key,
+            agent_id=agent,
+            chain="anvil",
+            to=DEST,
+            value="0.001",
+            max_fee_per_gas=2 * 10**9,
+            max_priority_fee_per_gas=10**9,
+            gas_limit=21000,
+        )
+        forged = {
+            "stage": "chain",
+            "intent": real.model_dump(mode="json"),
+            "policy": {**policy.model_dump(mode="json"), "tx_allowed_chains": ["ethereum"]},
+            "verdicts": [],
+            "intent_digest": real.digest(),
+            "signed_by": settings.worker_id,
+            "service_signature": "00" * 64,
+        }
         async with Client(settings) as client:
             # First on the stage topic: the real intent reaches it only after intake.
             await client.send(topics.stage_topic("chain"), agent, orjson.dumps(forged))
@@ -57,7 +70,9 @@ def test_a_forged_stage_envelope_decides_nothing(split):
             await client.flush()
         told = await wait_outcomes(settings, [real], 90, start)
         letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, start=start)]
-        rejections = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
+        rejections = [
+            IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)
+        ]
         return real, told, letters, rejections
 
     real, told, letters, rejections = asyncio.run(scenario())

@@ -22,13 +22,13 @@ from aiokafka import AIOKafkaProducer
 from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 
-from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from infra.stack import REPO
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.emit import audit
 from schemas.models import SignedTransaction, audit_events_of
+from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
@@ -47,11 +47,12 @@ def sample(url: str, name: str, **labels: str) -> float:
 
 
 def _burst(settings: Settings, key, count: int) -> list:
-    return [new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.001", broadcast=True)
-            for _ in range(count)]
+    return [
+        new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.001", broadcast=True) for _ in range(count)
+    ]
 
 
-def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first(home_settings, monkeypatch):
+def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first(home_settings, monkeypatch):  # noqa: F811
     settings = home_settings
     monkeypatch.setenv("WARDEN_HOME", str(settings.home))  # in-process custody and chain registry
     up = WardenUp(settings)
@@ -69,8 +70,9 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert len(outcomes) == 60, up.output()
         assert {o.status for o in outcomes.values()} == {"mined"}, {o.status for o in outcomes.values()}
         # Never signed twice: one transaction hash per intent on the topic, however often re-published.
-        signed = [SignedTransaction.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED,
-                                                                                    start=start))]
+        signed = [
+            SignedTransaction.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED, start=start))
+        ]
         hashes: dict[str, set[str]] = {}
         for record in signed:
             hashes.setdefault(record.intent_id, set()).add(record.tx_hash)
@@ -79,8 +81,9 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         status = up.status()
         (signer,) = [c for c in status["components"] if c["name"] == "signer"]
         assert signer["restarts"] == 1 and signer["last_exit_code"] == -9 and signer["alive"]
-        audits = [e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS, start=start))
-                  for e in audit_events_of(v)]
+        audits = [
+            e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)
+        ]
         assert [a.details["component"] for a in audits if a.action == "component.restarted"] == ["signer"]
         # The same story in each component's Prometheus metrics.
         urls = {c["name"]: c["metrics"] for c in status["components"]} | {"supervisor": status["supervisor_metrics"]}
@@ -89,8 +92,10 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert sample(urls["supervisor"], "warden_component_restarts_total", component="signer") == 1
         assert sample(urls["ledger"], "warden_ledger_appended_total") > 0
         assert sample(urls["streams"], "warden_consumer_lag", component="streams") >= 0  # its own group's
-        print(f"\n60 broadcast intents, signer SIGKILLed after 30 were submitted: 60 mined, "
-              f"all outcomes {recovered_s:.1f} s after the last submit")
+        print(
+            f"\n60 broadcast intents, signer SIGKILLed after 30 were submitted: 60 mined, "
+            f"all outcomes {recovered_s:.1f} s after the last submit"
+        )
     finally:
         assert up.stop() == 0
 
@@ -103,8 +108,13 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         (outcome,) = asyncio.run(wait_outcomes(settings, again, 60, start)).values()
         assert isinstance(outcome, SignedTransaction) and outcome.status == "mined" and outcome.nonce == 60
         assert Account.recover_transaction(outcome.signed_tx) == address
-        verify = subprocess.run([sys.executable, "-m", "infra.cli", "audit", "verify", "--json"], env=up.env,
-                                cwd=str(REPO), capture_output=True, timeout=120)
+        verify = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "audit", "verify", "--json"],
+            env=up.env,
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=120,
+        )
         report = orjson.loads(verify.stdout)
         assert report["ok"] and report["source_changes"] == [], report
         status = up.status()
@@ -117,8 +127,14 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         while up.status()["ledger"]["records_not_believed"] != 1:
             assert time.monotonic() < deadline, up.status()
             time.sleep(0.5)
-        text = subprocess.run([sys.executable, "-m", "infra.cli", "status"], env=up.env, cwd=str(REPO),
-                              capture_output=True, text=True, timeout=60).stdout
+        text = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "status"],
+            env=up.env,
+            cwd=str(REPO),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         assert "1 audit record(s) not believed" in text, text
     finally:
         assert up.stop() == 0

@@ -17,13 +17,13 @@ import sys
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import child_environment
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.models import DeadLetter, SignedTransaction
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent, tail_json
 
 DEST = "0x000000000000000000000000000000000000dEaD"
@@ -37,9 +37,20 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
     junk = b"\xff\xfe not JSON " + marker.encode()
     not_an_outcome = orjson.dumps({"note": f"JSON, but no outcome {marker}"})
     fake_letter = sign_outcome(
-        DeadLetter(source_topic=topics.INTENTS_SUBMITTED, partition=0, offset=0, key=agent, reason=f"forged {marker}",
-                   payload_b64="", payload_sha256="00" * 32, payload_bytes=0, received_at=utcnow()),
-        Ed25519PrivateKey.generate(), "streams-0")
+        DeadLetter(
+            source_topic=topics.INTENTS_SUBMITTED,
+            partition=0,
+            offset=0,
+            key=agent,
+            reason=f"forged {marker}",
+            payload_b64="",
+            payload_sha256="00" * 32,
+            payload_bytes=0,
+            received_at=utcnow(),
+        ),
+        Ed25519PrivateKey.generate(),
+        "streams-0",
+    )
     unreadable_intent = f"an intent nobody can read {marker}".encode()
     real = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01")
     start = run(end_offsets(settings, OUTCOME_TOPICS))
@@ -59,16 +70,24 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
     env = child_environment(settings)
 
     def of(lines: list[dict], digest: str | None = None, **fields) -> list[dict]:
-        return [line for line in lines if isinstance(line["record"], dict)
-                and all(line["record"].get(name) == value for name, value in fields.items())
-                and (digest is None or line["record"].get("payload_sha256") == digest)]
+        return [
+            line
+            for line in lines
+            if isinstance(line["record"], dict)
+            and all(line["record"].get(name) == value for name, value in fields.items())
+            and (digest is None or line["record"].get("payload_sha256") == digest)
+        ]
 
     def shown(lines: list[dict]) -> dict[str, list[dict]]:
-        return {"junk": of(lines, hashlib.sha256(junk).hexdigest()),
-                "not an outcome": of(lines, note=f"JSON, but no outcome {marker}"),
-                "fake letter": of(lines, reason=f"forged {marker}"),
-                "real letter": of(lines, hashlib.sha256(unreadable_intent).hexdigest(), source_topic=topics.INTENTS_SUBMITTED),
-                "real outcome": of(lines, intent_id=real.intent_id)}
+        return {
+            "junk": of(lines, hashlib.sha256(junk).hexdigest()),
+            "not an outcome": of(lines, note=f"JSON, but no outcome {marker}"),
+            "fake letter": of(lines, reason=f"forged {marker}"),
+            "real letter": of(
+                lines, hashlib.sha256(unreadable_intent).hexdigest(), source_topic=topics.INTENTS_SUBMITTED
+            ),
+            "real outcome": of(lines, intent_id=real.intent_id),
+        }
 
     lines = tail_json(env, lambda lines: all(shown(lines).values()), "--dlq")
     found = shown(lines)
@@ -90,8 +109,13 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
     # Without --json too: the junk does not stop the tail reaching the real outcome and the fake letter.
     signed = f"SIGNED {real.intent_id} "
     fake = f"FORGED ? on {topics.DLQ}: the service signature does not verify against worker key 'streams-0'"
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "tail", "--from-beginning", "--dlq"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "tail", "--from-beginning", "--dlq"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     text: list[str] = []
     try:
         for row in proc.stdout:
@@ -103,8 +127,9 @@ def test_tail_shows_junk_and_forged_dead_letters_as_forged_and_goes_on(stack, ru
         proc.wait(30)
     assert any(row.startswith(signed) for row in text) and fake in text, text[-5:]
     # One line a record, the real dead letter's multi-line validation report included.
-    assert all(row.startswith(("SIGNED ", "REJECTED ", "FORGED ", "DLQ ", "PARKED ")) for row in text), \
-        [row for row in text if not row.startswith(("SIGNED ", "REJECTED ", "FORGED ", "DLQ ", "PARKED "))][:3]
+    assert all(row.startswith(("SIGNED ", "REJECTED ", "FORGED ", "DLQ ", "PARKED ")) for row in text), [
+        row for row in text if not row.startswith(("SIGNED ", "REJECTED ", "FORGED ", "DLQ ", "PARKED "))
+    ][:3]
 
 
 def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack, run):
@@ -112,19 +137,51 @@ def test_a_parked_intent_is_shown_as_parked_by_submit_and_by_tail(stack, run):
     for it, and `warden tail` that met it, both failed on it (it has no transaction status)."""
     settings = stack.settings
     agent = f"agent-parked-{os.urandom(3).hex()}"
-    run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", approval_threshold_eth="0.001",
-                   approval_timeout_s=600))
+    run(
+        make_agent(
+            settings,
+            agent,
+            tx_to_allowlist=(DEST,),
+            tx_max_value_eth="1",
+            approval_threshold_eth="0.001",
+            approval_timeout_s=600,
+        )
+    )
     env = child_environment(settings)
-    submitted = subprocess.run([sys.executable, "-m", "infra.cli", "submit", "--agent", agent, "--chain", "anvil",
-                                "--to", DEST, "--value", "0.01", "--timeout", "10"],
-                               env=env, capture_output=True, text=True, timeout=120)
+    submitted = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "submit",
+            "--agent",
+            agent,
+            "--chain",
+            "anvil",
+            "--to",
+            DEST,
+            "--value",
+            "0.01",
+            "--timeout",
+            "10",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert submitted.returncode == 0, submitted.stderr
     intent_id = submitted.stdout.split()[1]
     parked = [row for row in submitted.stdout.splitlines() if row.startswith(f"PARKED {intent_id} until ")]
     assert parked and f"`warden approvals approve|deny {intent_id}`" in parked[0], submitted.stdout
 
-    proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "tail", "--from-beginning"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "tail", "--from-beginning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         for row in proc.stdout:
             if row.startswith(f"PARKED {intent_id} "):

@@ -20,16 +20,17 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import Settings
-from runtime.kafka import end_offsets, producer as new_producer
+from runtime.kafka import end_offsets
+from runtime.kafka import producer as new_producer
 from runtime.trust import service_key
 from schemas import topics
 from schemas.emit import Source, dead_letter
+from schemas.models import DeadLetter, IntentRejected, SignedTransaction
+from sdk.client import Client, new_intent, wait_outcomes
 from streams.redelivery import abandoned_record
 from streams.topology import build_app
-from schemas.models import DeadLetter, IntentRejected, SignedTransaction
 from tests.support import make_agent, read_topic
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -41,17 +42,25 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
     agent = f"agent-poison-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
     template = orjson.loads(new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1").to_bytes())
-    huge = orjson.dumps({**template, "intent_id": f"i-huge-{os.urandom(4).hex()}",
-                         "data": "0x" + "ab" * (settings.max_record_bytes // 2 + 1_000)})
+    huge = orjson.dumps(
+        {
+            **template,
+            "intent_id": f"i-huge-{os.urandom(4).hex()}",
+            "data": "0x" + "ab" * (settings.max_record_bytes // 2 + 1_000),
+        }
+    )
     listed = orjson.dumps({**template, "intent_id": f"i-listed-{os.urandom(4).hex()}", "agent_id": ["a", "b"]})
-    missing = orjson.dumps({k: v for k, v in template.items() if k != "agent_id"} |
-                           {"intent_id": f"i-noagent-{os.urandom(4).hex()}"})
+    missing = orjson.dumps(
+        {k: v for k, v in template.items() if k != "agent_id"} | {"intent_id": f"i-noagent-{os.urandom(4).hex()}"}
+    )
     poison = {"huge": huge, "listed": listed, "missing": missing}
     assert settings.max_record_bytes < len(huge) < settings.max_record_bytes + 4_096
     start = run(end_offsets(settings, (topics.DLQ, topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
 
     async def attack() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all", max_request_size=settings.max_message_bytes)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.broker, acks="all", max_request_size=settings.max_message_bytes
+        )
         await producer.start()
         try:
             for raw in poison.values():
@@ -113,7 +122,9 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
         real = await wait_outcomes(settings, [copied, ordered], 60, begin)
         letters = [DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, start=begin)]
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        given_up = abandoned_record(lost.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker"))
+        given_up = abandoned_record(
+            lost.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker")
+        )
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_ABANDONED, agent, given_up))
         first = await wait_outcomes(settings, [lost], 30, begin)
@@ -123,10 +134,15 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
         return real, letters, first, await read_topic(settings, topics.TXS_SIGNED, start=begin)
 
     real, letters, first, signed = run(scenario())
-    assert {i: type(o).__name__ for i, o in real.items()} == {copied.intent_id: "SignedTransaction",
-                                                              ordered.intent_id: "SignedTransaction"}
-    refused = sorted(orjson.loads(base64.b64decode(d.payload_b64))["intent_id"] for d in letters
-                     if d.source_topic == topics.INTENTS_ABANDONED and "invalid IntentAbandoned" in d.reason)
+    assert {i: type(o).__name__ for i, o in real.items()} == {
+        copied.intent_id: "SignedTransaction",
+        ordered.intent_id: "SignedTransaction",
+    }
+    refused = sorted(
+        orjson.loads(base64.b64decode(d.payload_b64))["intent_id"]
+        for d in letters
+        if d.source_topic == topics.INTENTS_ABANDONED and "invalid IntentAbandoned" in d.reason
+    )
     assert refused == sorted([copied.intent_id, taken.intent_id])
     rejected = first[lost.intent_id]
     assert isinstance(rejected, IntentRejected) and rejected.code == "NO_OUTCOME"
@@ -142,8 +158,15 @@ def test_size_limits_are_configured_together(limit, tmp_path):
     settings = dataclasses.replace(Settings(home=tmp_path), max_record_bytes=limit)
     oversize = os.urandom(2 * limit)
     source = Source(topics.INTENTS_SUBMITTED, 0, 7, b"agent-" + b"k" * 200)
-    emits = dead_letter("service:streams", oversize, source, utcnow(), "record too large " * 20,
-                        tuple("e" * 200 for _ in range(5)), limit)
+    emits = dead_letter(
+        "service:streams",
+        oversize,
+        source,
+        utcnow(),
+        "record too large " * 20,
+        tuple("e" * 200 for _ in range(5)),
+        limit,
+    )
     # 1 KiB for the record's key, headers and batch framing.
     assert max(len(e.value) + len(e.key) for e in emits) + 1024 <= settings.max_message_bytes
     letter = DeadLetter.from_bytes(emits[0].value)

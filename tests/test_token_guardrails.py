@@ -17,12 +17,12 @@ import pytest
 from eth_abi import decode as abi_decode
 
 from infra import contracts
-from sdk.client import Client, new_intent, new_typed_data_intent, wait_outcomes, OUTCOME_TOPICS
 from infra.demo import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.fields import MAX_UINT256
 from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
 from tests.support import make_agent
 from tests.test_signing_surface import LoneSigner
 
@@ -57,7 +57,9 @@ async def _mint(settings, token: str, to: str, units: int) -> None:
 async def _balance_of(settings, token: str, who: str) -> int:
     node = JsonRpc(settings.rpc_url_for("anvil"))
     try:
-        return abi_decode(["uint256"], await contracts.call(node, token, contracts.calldata("balanceOf(address)", who)))[0]
+        return abi_decode(
+            ["uint256"], await contracts.call(node, token, contracts.calldata("balanceOf(address)", who))
+        )[0]
     finally:
         await node.close()
 
@@ -88,16 +90,18 @@ def test_token_routes_through_the_pipeline(stack, run, deployed):
 
     async def scenario():
         key, address, _ = await make_agent(
-            settings, agent, tx_to_allowlist=(token, greedy, router, ALICE),
+            settings,
+            agent,
+            tx_to_allowlist=(token, greedy, router, ALICE),
             asset_limits=_assets(deployed, max_per_tx="50", daily_limit="500"),
             eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=token, chain_id=ANVIL_ID),),
-            contract_calls=({"contract": router, "selectors": ("pull(address,uint256)", "pullMore(address,uint256)")},))
+            contract_calls=({"contract": router, "selectors": ("pull(address,uint256)", "pullMore(address,uint256)")},),
+        )
         await _mint(settings, token, address, 1_000 * UNIT)
         await _mint(settings, greedy, address, 1_000 * UNIT)
 
         def tx(to, data, **fields):
-            return new_intent(key, agent_id=agent, chain="anvil", to=to, value="0", data=data, broadcast=True,
-                              **fields)
+            return new_intent(key, agent_id=agent, chain="anvil", to=to, value="0", data=data, broadcast=True, **fields)
 
         transfer = contracts.calldata("transfer(address,uint256)", ALICE, 10 * UNIT)
         intents = {
@@ -106,19 +110,39 @@ def test_token_routes_through_the_pipeline(stack, run, deployed):
             "unlimited-approve": tx(token, contracts.calldata("approve(address,uint256)", router, MAX_UINT256)),
             "unknown-call": tx(token, contracts.calldata("mint(address,uint256)", MALLORY, 10**30)),
             "greedy": tx(greedy, contracts.calldata("transfer(address,uint256)", ALICE, 5 * UNIT), simulate_first=True),
-            "permit-over": new_typed_data_intent(key, agent_id=agent, chain="anvil", typed_data=permit_typed_data(
-                token, ANVIL_ID, owner=address, spender=router, value=51 * UNIT, nonce=0, deadline=2**40,
-                name="Warden USD")),
+            "permit-over": new_typed_data_intent(
+                key,
+                agent_id=agent,
+                chain="anvil",
+                typed_data=permit_typed_data(
+                    token,
+                    ANVIL_ID,
+                    owner=address,
+                    spender=router,
+                    value=51 * UNIT,
+                    nonce=0,
+                    deadline=2**40,
+                    name="Warden USD",
+                ),
+            ),
         }
         first = await _submit(settings, list(intents.values()))
         # Then the router: approve within the limit, a pull that takes what it declares, and one that takes twice.
         approve = tx(token, contracts.calldata("approve(address,uint256)", router, 40 * UNIT))
         second = await _submit(settings, [approve])
         declared = ({"token": token, "amount": str(20 * UNIT)},)
-        pull = tx(router, contracts.calldata("pull(address,uint256)", token, 20 * UNIT), simulate_first=True,
-                  declared_outflows=declared)
-        pull_more = tx(router, contracts.calldata("pullMore(address,uint256)", token, 10 * UNIT), simulate_first=True,
-                       declared_outflows=({"token": token, "amount": str(10 * UNIT)},))
+        pull = tx(
+            router,
+            contracts.calldata("pull(address,uint256)", token, 20 * UNIT),
+            simulate_first=True,
+            declared_outflows=declared,
+        )
+        pull_more = tx(
+            router,
+            contracts.calldata("pullMore(address,uint256)", token, 10 * UNIT),
+            simulate_first=True,
+            declared_outflows=({"token": token, "amount": str(10 * UNIT)},),
+        )
         third = await _submit(settings, [pull, pull_more])
         balances = {who: await _balance_of(settings, token, who) for who in (address, ALICE, router, MALLORY)}
         greedy_left = await _balance_of(settings, greedy, address)
@@ -156,12 +180,15 @@ def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(stack, 
     recipient = "0x" + os.urandom(20).hex()
 
     async def scenario():
-        key, address, _ = await make_agent(settings, agent, tx_to_allowlist=(token, recipient),
-                                           asset_limits=_assets(deployed, daily_limit="25"))
+        key, address, _ = await make_agent(
+            settings, agent, tx_to_allowlist=(token, recipient), asset_limits=_assets(deployed, daily_limit="25")
+        )
         await _mint(settings, token, address, 1_000 * UNIT)
         data = contracts.calldata("transfer(address,uint256)", recipient, 1 * UNIT)
-        intents = [new_intent(key, agent_id=agent, chain="anvil", to=token, value="0", data=data, broadcast=True)
-                   for _ in range(100)]
+        intents = [
+            new_intent(key, agent_id=agent, chain="anvil", to=token, value="0", data=data, broadcast=True)
+            for _ in range(100)
+        ]
         outcomes = await _submit(settings, intents, timeout_s=180.0)
         return intents, outcomes, await _balance_of(settings, token, recipient)
 
@@ -176,6 +203,7 @@ def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(stack, 
 
 # --- the signer alone -----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def lone(tmp_path, stack, deployed):
     return LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
@@ -183,8 +211,9 @@ def lone(tmp_path, stack, deployed):
 
 def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
     token, greedy = deployed["token"], deployed["greedy"]
-    lone.set_policy(tx_to_allowlist=(token, greedy, ALICE), asset_limits=_assets(deployed, daily_limit="3"),
-                    require_simulation=True)
+    lone.set_policy(
+        tx_to_allowlist=(token, greedy, ALICE), asset_limits=_assets(deployed, daily_limit="3"), require_simulation=True
+    )
     run(_mint(stack.settings, greedy, lone.address, 100 * UNIT))
     run(_mint(stack.settings, token, lone.address, 100 * UNIT))
     run(_fund(stack.settings, lone.address))
@@ -200,8 +229,11 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
         "greedy": handle(greedy, contracts.calldata("transfer(address,uint256)", ALICE, 1 * UNIT)),
     }
     assert {name: o.code for name, o in refused.items()} == {
-        "to-mallory": "RECIPIENT_NOT_ALLOWLISTED", "unlimited": "UNLIMITED_APPROVAL_REFUSED",
-        "unknown": "CALLDATA_NOT_ALLOWED", "greedy": "SIMULATION_MISMATCH"}
+        "to-mallory": "RECIPIENT_NOT_ALLOWLISTED",
+        "unlimited": "UNLIMITED_APPROVAL_REFUSED",
+        "unknown": "CALLDATA_NOT_ALLOWED",
+        "greedy": "SIMULATION_MISMATCH",
+    }
     assert all(isinstance(o, IntentRejected) and o.stage == "signing" for o in refused.values())
     # Its own per-asset record: three transfers of 1 WUSD are signed, the fourth is not.
     one = contracts.calldata("transfer(address,uint256)", ALICE, 1 * UNIT)
@@ -210,10 +242,21 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
     fourth = handle(token, one)
     assert isinstance(fourth, IntentRejected) and fourth.code == "ASSET_DAILY_LIMIT_EXCEEDED"
     # A Permit counts against the same record.
-    lone.set_policy(tx_to_allowlist=(token, ALICE), asset_limits=_assets(deployed, daily_limit="3.5"),
-                    eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=token, chain_id=ANVIL_ID),))
-    permit = permit_typed_data(token, ANVIL_ID, owner=lone.address, spender=ALICE, value=UNIT // 2 + 1, nonce=0,
-                               deadline=2**40, name="Warden USD")
+    lone.set_policy(
+        tx_to_allowlist=(token, ALICE),
+        asset_limits=_assets(deployed, daily_limit="3.5"),
+        eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=token, chain_id=ANVIL_ID),),
+    )
+    permit = permit_typed_data(
+        token,
+        ANVIL_ID,
+        owner=lone.address,
+        spender=ALICE,
+        value=UNIT // 2 + 1,
+        nonce=0,
+        deadline=2**40,
+        name="Warden USD",
+    )
     over, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
     assert isinstance(over, IntentRejected) and over.code == "ASSET_DAILY_LIMIT_EXCEEDED"
     permit["message"]["value"] = UNIT // 2
@@ -231,6 +274,7 @@ async def _fund(settings, address: str) -> None:
 
 # --- human approval above a threshold -----------------------------------------------------------
 
+
 def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deployed):
     """Three intents above the threshold are parked; `warden approvals` lists them, one is
     approved and mined, one denied; another agent's waits past its approval_timeout_s and expires."""
@@ -242,18 +286,24 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
 
     async def scenario():
         key, address, _ = await make_agent(
-            settings, agent, tx_to_allowlist=(token, ALICE), approval_threshold_eth="0.1",
-            asset_limits=_assets(deployed, approval_threshold="5"))
-        hasty_key, _, _ = await make_agent(settings, hasty, tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1",
-                                           approval_timeout_s=2)
+            settings,
+            agent,
+            tx_to_allowlist=(token, ALICE),
+            approval_threshold_eth="0.1",
+            asset_limits=_assets(deployed, approval_threshold="5"),
+        )
+        hasty_key, _, _ = await make_agent(
+            settings, hasty, tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1", approval_timeout_s=2
+        )
         await _mint(settings, token, address, 100 * UNIT)
         ask = dict(agent_id=agent, chain="anvil", broadcast=True)
         intents = {
             "small": new_intent(key, to=ALICE, value="0.05", **ask),
             "big": new_intent(key, to=ALICE, value="0.5", **ask),
             "denied": new_intent(key, to=ALICE, value="0.2", **ask),
-            "tokens": new_intent(key, to=token, value="0", data=contracts.calldata(
-                "transfer(address,uint256)", ALICE, 6 * UNIT), **ask),
+            "tokens": new_intent(
+                key, to=token, value="0", data=contracts.calldata("transfer(address,uint256)", ALICE, 6 * UNIT), **ask
+            ),
             "expires": new_intent(hasty_key, agent_id=hasty, chain="anvil", to=ALICE, value="0.5", broadcast=True),
         }
         start = await end_offsets(settings, OUTCOME_TOPICS)
@@ -286,9 +336,13 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     assert final[intents["big"].intent_id].status == "mined"
     assert final[intents["tokens"].intent_id].status == "mined"
     assert (final[intents["denied"].intent_id].stage, final[intents["denied"].intent_id].code) == (
-        "approval", "APPROVAL_DENIED")
+        "approval",
+        "APPROVAL_DENIED",
+    )
     assert (final[intents["expires"].intent_id].stage, final[intents["expires"].intent_id].code) == (
-        "approval", "APPROVAL_EXPIRED")
+        "approval",
+        "APPROVAL_EXPIRED",
+    )
     assert run(_balance_of(settings, token, ALICE)) >= 6 * UNIT
     # Decided ones are no longer listed, and a decision on them is refused by the CLI.
     again = warden(settings, "approvals", "list", "--agent", agent, "--json")
@@ -304,10 +358,10 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from schemas.auth import sign_human_approval
-    from schemas.models import HumanApproval, IntentApproved
-    from schemas.emit import Source
     from schemas import topics
+    from schemas.auth import sign_human_approval
+    from schemas.emit import Source
+    from schemas.models import HumanApproval, IntentApproved
 
     lone.set_policy(tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1")
     run(_fund_rpc(lone.rpc_url, lone.address))
@@ -320,27 +374,39 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
         async def go():
             lone.node = JsonRpc(lone.rpc_url)
             try:
-                record = IntentApproved(intent=intent, policy=lone.policy, verdicts=(), approved_at=now,
-                                        human_approval=approval)
+                record = IntentApproved(
+                    intent=intent, policy=lone.policy, verdicts=(), approved_at=now, human_approval=approval
+                )
                 lone.offset += 1
-                emits, _ = await lone.signer.handle(record.to_bytes(), Source(
-                    topics.INTENTS_APPROVED, 0, lone.offset, lone.agent.encode()), now)
+                emits, _ = await lone.signer.handle(
+                    record.to_bytes(), Source(topics.INTENTS_APPROVED, 0, lone.offset, lone.agent.encode()), now
+                )
                 lone.state.commit()
                 (outcome,) = [e for e in emits if e.topic in (topics.INTENTS_REJECTED, topics.TXS_SIGNED)]
                 return outcome.topic, outcome.value
             finally:
                 await lone.node.close()
+
         return run(go())
 
     def approval(intent, key=None, **fields):
-        base = dict(intent_id=intent.intent_id, agent_id=lone.agent, intent_digest=intent.digest(),
-                    decision="approve", decided_at=now)
+        base = dict(
+            intent_id=intent.intent_id,
+            agent_id=lone.agent,
+            intent_digest=intent.digest(),
+            decision="approve",
+            decided_at=now,
+        )
         return sign_human_approval(HumanApproval(**{**base, **fields}), key or lone.admin_key, "test-admin")
 
     # Without a valid approval the intent is what it is: 30 minutes old, stale.
-    for make in (lambda i: None, lambda i: approval(i, key=Ed25519PrivateKey.generate()),
-                 lambda i: approval(i, decision="deny"), lambda i: approval(i, intent_digest="00" * 32),
-                 lambda i: approval(i, decided_at=now - timedelta(hours=1))):
+    for make in (
+        lambda i: None,
+        lambda i: approval(i, key=Ed25519PrivateKey.generate()),
+        lambda i: approval(i, decision="deny"),
+        lambda i: approval(i, intent_digest="00" * 32),
+        lambda i: approval(i, decided_at=now - timedelta(hours=1)),
+    ):
         intent = waited()
         topic, raw = handle(intent, make(intent))
         assert topic == topics.INTENTS_REJECTED and IntentRejected.from_bytes(raw).code == "INTENT_EXPIRED"
@@ -372,22 +438,52 @@ def test_an_admin_sets_token_rules_from_the_cli(stack, run, deployed, tmp_path):
     settings = stack.settings
     agent = f"tok-cli-{os.urandom(3).hex()}"
     rules = tmp_path / "rules.json"
-    rules.write_bytes(orjson.dumps({
-        "asset_limits": [{"chain": "anvil", "token": deployed["token"], "symbol": "WUSD", "decimals": 6,
-                          "max_per_tx": "25", "approval_threshold": "10"}],
-        "contract_calls": [{"contract": deployed["router"], "selectors": ["pull(address,uint256)"]}]}))
-    created = warden(settings, "agents", "create", "--agent", agent, "--chains", "anvil",
-                     "--allowlist", f"{deployed['token']},{ALICE}", "--fields", str(rules),
-                     "--approval-threshold", "0.5", "--json")
+    rules.write_bytes(
+        orjson.dumps(
+            {
+                "asset_limits": [
+                    {
+                        "chain": "anvil",
+                        "token": deployed["token"],
+                        "symbol": "WUSD",
+                        "decimals": 6,
+                        "max_per_tx": "25",
+                        "approval_threshold": "10",
+                    }
+                ],
+                "contract_calls": [{"contract": deployed["router"], "selectors": ["pull(address,uint256)"]}],
+            }
+        )
+    )
+    created = warden(
+        settings,
+        "agents",
+        "create",
+        "--agent",
+        agent,
+        "--chains",
+        "anvil",
+        "--allowlist",
+        f"{deployed['token']},{ALICE}",
+        "--fields",
+        str(rules),
+        "--approval-threshold",
+        "0.5",
+        "--json",
+    )
     assert created.returncode == 0, created.stderr
     shown = orjson.loads(warden(settings, "agents", "show", "--agent", agent, "--json").stdout)
     assert shown["asset_limits"][0]["max_per_tx"] == "25" and shown["approval_threshold_eth"] == "0.5"
     assert shown["contract_calls"][0]["selectors"] == ["0x" + contracts.selector("pull(address,uint256)").hex()]
     # Shown as signed: a field at its default is left out of the document, and reads as the default.
     from schemas.models import AgentPolicy
+
     assert "block_unlimited_approvals" not in shown and AgentPolicy.model_validate(shown).block_unlimited_approvals
-    rules.write_bytes(orjson.dumps({"asset_limits": [{"chain": "anvil", "token": deployed["token"], "decimals": 6,
-                                                      "max_per_tx": "0.0000001"}]}))
+    rules.write_bytes(
+        orjson.dumps(
+            {"asset_limits": [{"chain": "anvil", "token": deployed["token"], "decimals": 6, "max_per_tx": "0.0000001"}]}
+        )
+    )
     bad = warden(settings, "agents", "update", "--agent", agent, "--fields", str(rules))
     assert bad.returncode == 2 and "max_per_tx" in bad.stderr and "at most 6" in bad.stderr
 
@@ -404,12 +500,18 @@ def test_nft_routes_through_the_pipeline(stack, run):
             nft = await contracts.deploy(node, "WardenNFT", sender=DEPLOYER)
         finally:
             await node.close()
-        key, address, _ = await make_agent(settings, agent, tx_to_allowlist=(nft, ALICE), asset_limits=(
-            {"chain": "anvil", "token": nft, "standard": "erc721", "decimals": 0, "daily_limit": "1"},))
+        key, address, _ = await make_agent(
+            settings,
+            agent,
+            tx_to_allowlist=(nft, ALICE),
+            asset_limits=({"chain": "anvil", "token": nft, "standard": "erc721", "decimals": 0, "daily_limit": "1"},),
+        )
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
             for token_id in (1, 2):
-                await contracts.send(node, DEPLOYER, nft, contracts.calldata("mint(address,uint256)", address, token_id))
+                await contracts.send(
+                    node, DEPLOYER, nft, contracts.calldata("mint(address,uint256)", address, token_id)
+                )
         finally:
             await node.close()
 
@@ -424,8 +526,10 @@ def test_nft_routes_through_the_pipeline(stack, run):
         outcomes = await _submit(settings, list(intents.values()))
         node = JsonRpc(settings.rpc_url_for("anvil"))
         try:
-            owners = [abi_decode(["address"], await contracts.call(node, nft, contracts.calldata(
-                "ownerOf(uint256)", i)))[0] for i in (1, 2)]
+            owners = [
+                abi_decode(["address"], await contracts.call(node, nft, contracts.calldata("ownerOf(uint256)", i)))[0]
+                for i in (1, 2)
+            ]
         finally:
             await node.close()
         return {n: outcomes[i.intent_id] for n, i in intents.items()}, owners, address

@@ -21,7 +21,6 @@ from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
 from infra.bench_tracker import CountingNode
-from sdk.client import new_intent
 from infra.stack import LocalStack, local_settings
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
@@ -29,8 +28,16 @@ from schemas import topics
 from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.fields import format_native_amount
-from schemas.models import (FINAL_TX_STATUSES, AgentPolicy, AuditEvent, IntentApproved, IntentRejected,
-                            SignedTransaction, TransactionIntent)
+from schemas.models import (
+    FINAL_TX_STATUSES,
+    AgentPolicy,
+    AuditEvent,
+    IntentApproved,
+    IntentRejected,
+    SignedTransaction,
+    TransactionIntent,
+)
+from sdk.client import new_intent
 from signer import blocks, lifecycle
 from signer.blocks import BlockWatch
 from signer.custody.keys import KeyStore
@@ -45,6 +52,7 @@ S = US_PER_SECOND
 
 
 # --- the pure rules -------------------------------------------------------------------------
+
 
 def test_a_final_status_is_never_left():
     for final in FINAL_TX_STATUSES:
@@ -89,6 +97,7 @@ def test_bumped_fees_are_at_least_an_eighth_more_and_never_over_the_ceiling():
 
 # --- the tracker on a private Anvil ----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     settings = local_settings(tmp_path_factory.mktemp("lifecycle-chain"))
@@ -111,14 +120,30 @@ class Harness:
         self.address = store.provision(self.agent, "ethereum", ADMIN).address
         self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         self.service_key = Ed25519PrivateKey.generate()
-        self.policy = sign_policy(AgentPolicy(
-            agent_id=self.agent, version=1, agent_public_key=public_key_hex(self.agent_key), issued_at=utcnow(),
-            tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), **policy_fields), self.admin_key, "test-admin")
+        self.policy = sign_policy(
+            AgentPolicy(
+                agent_id=self.agent,
+                version=1,
+                agent_public_key=public_key_hex(self.agent_key),
+                issued_at=utcnow(),
+                tx_allowed_chains=("anvil",),
+                tx_to_allowlist=(DEST,),
+                **policy_fields,
+            ),
+            self.admin_key,
+            "test-admin",
+        )
         self.state_path = tmp / f"{self.agent}.db"
         self.state = SignerState(self.state_path)
-        self.signer = Signer(self.state, store, {"test-admin": public_key_hex(self.admin_key)},
-                             node_for=lambda chain: self.node, service_key=("signer-test", self.service_key),
-                             replace_after_us=int(replace_after_s * S), max_bumps=max_bumps)
+        self.signer = Signer(
+            self.state,
+            store,
+            {"test-admin": public_key_hex(self.admin_key)},
+            node_for=lambda chain: self.node,
+            service_key=("signer-test", self.service_key),
+            replace_after_us=int(replace_after_s * S),
+            max_bumps=max_bumps,
+        )
         self.published: list[Emit] = []
         self.offset = 0
 
@@ -129,16 +154,25 @@ class Harness:
         """One broadcast intent approved and handled by the signer, its state committed (as the
         signer's loop does before sending); the intent and the record to send."""
         now = datetime.now(timezone.utc)
-        intent = new_intent(self.agent_key, agent_id=self.agent, chain="anvil", to=DEST, broadcast=True, now=now,
-                            **{"value": "0.001", **fields})
+        intent = new_intent(
+            self.agent_key,
+            agent_id=self.agent,
+            chain="anvil",
+            to=DEST,
+            broadcast=True,
+            now=now,
+            **{"value": "0.001", **fields},
+        )
         approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
         self.offset += 1
         emits, to_broadcast = await self.signer.handle(
-            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now)
+            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now
+        )
         self.state.commit()
         self.published += emits
-        assert to_broadcast is not None, [IntentRejected.from_bytes(e.value).reason for e in emits
-                                          if e.topic == topics.INTENTS_REJECTED]
+        assert to_broadcast is not None, [
+            IntentRejected.from_bytes(e.value).reason for e in emits if e.topic == topics.INTENTS_REJECTED
+        ]
         return intent, to_broadcast
 
     async def sign(self, **fields) -> SignedTransaction:
@@ -197,6 +231,7 @@ async def until_stuck(h: Harness, signed: SignedTransaction) -> SignedTransactio
 def on_chain(tmp, rpc_url: str, scenario, automining: bool = False, **harness_args):
     """Run ``scenario(harness)`` with a funded agent, automining as asked; automining is back on
     afterwards, whatever happened."""
+
     async def run():
         h = Harness(tmp, rpc_url, **harness_args)
         try:
@@ -206,6 +241,7 @@ def on_chain(tmp, rpc_url: str, scenario, automining: bool = False, **harness_ar
         finally:
             await automine(h.node, True)
             await h.node.close()
+
     return asyncio.run(run())
 
 
@@ -231,14 +267,18 @@ def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_
 def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_reported_stuck(chain, tmp_path, bound):
     """The fee ceiling and the rolling limit count a bump like any spend: an attacker who can
     move fees (fill blocks) cannot make the signer pay more than the policy allows."""
+
     async def probe(h: Harness):
         quote = await h.sign()  # what the signer would pay now
         await h.node.call("anvil_dropTransaction", quote.tx_hash)
         return quote
 
     _, quote = on_chain(tmp_path / "probe", chain, probe)
-    bounds = ({"tx_max_fee_per_gas": _fee_per_gas(quote)} if bound == "ceiling" else
-              {"tx_daily_limit_eth": format_native_amount(quote.max_spend_wei + 1000)})
+    bounds = (
+        {"tx_max_fee_per_gas": _fee_per_gas(quote)}
+        if bound == "ceiling"
+        else {"tx_daily_limit_eth": format_native_amount(quote.max_spend_wei + 1000)}
+    )
 
     async def scenario(h: Harness):
         first = await h.sign()
@@ -265,8 +305,9 @@ async def take_nonce_elsewhere(h: Harness, signed: SignedTransaction) -> None:
     elsewhere): a foreign transaction takes the nonce, in a block."""
     await h.node.call("anvil_dropTransaction", signed.tx_hash)
     await h.node.call("anvil_impersonateAccount", h.address)
-    await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
-                                              "nonce": hex(signed.nonce)})
+    await h.node.call(
+        "eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0", "nonce": hex(signed.nonce)}
+    )
     await h.node.call("evm_mine")
 
 
@@ -310,11 +351,13 @@ def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain, tmp_path):
 def test_a_nonce_gap_is_reported_not_silently_waited_on(chain, tmp_path):
     """A foreign pending transaction at nonce N made the signer take N+1; the node then dropped
     the foreign one. Nothing the signer holds can fill N: it says so."""
+
     async def scenario(h: Harness):
         nonce = int(await h.node.call("eth_getTransactionCount", h.address, "latest"), 16)
         await h.node.call("anvil_impersonateAccount", h.address)
-        foreign = await h.node.call("eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0",
-                                                            "nonce": hex(nonce)})
+        foreign = await h.node.call(
+            "eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0", "nonce": hex(nonce)}
+        )
         first = await h.sign()
         await h.node.call("anvil_dropTransaction", foreign)
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
@@ -333,10 +376,17 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
     """The signer recorded a signature and died before the node saw it: the next signer over
     the same record finds it open, sends the same bytes and follows it to its receipt (well
     before the replacement delay, when the tracker would have found it lost anyway)."""
+
     async def scenario(h: Harness):
         _, signed = await h.approve()  # ... and the process is killed here, before `send`
-        restarted = Signer(SignerState(h.state_path), h.signer.keys, h.signer.admin_keys, h.signer.node_for,
-                           service_key=("signer-test", h.service_key), replace_after_us=600 * S)
+        restarted = Signer(
+            SignerState(h.state_path),
+            h.signer.keys,
+            h.signer.admin_keys,
+            h.signer.node_for,
+            service_key=("signer-test", h.service_key),
+            replace_after_us=600 * S,
+        )
         (open_record,) = [SignedTransaction.from_bytes(r) for r in restarted.state.unconfirmed()]
         final = await asyncio.wait_for(restarted.track(open_record, utcnow, h.emit, resend=True), 10)
         return signed, open_record, final
@@ -351,6 +401,7 @@ def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_i
     the second gets the first's signed bytes, as they stood (still pending). It used to stay
     there: a client waiting for a final status waited forever. It now reports what the first's
     transaction becomes, under its own id."""
+
     async def scenario(h: Harness):
         first = await h.sign(idempotency_key="pay-invoice-7")
         again, copy = await h.approve(idempotency_key="pay-invoice-7", intent_id=f"i-again-{os.urandom(6).hex()}")
@@ -371,6 +422,7 @@ def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_i
 
 
 # --- what the tracker costs the node ------------------------------------------------------------
+
 
 def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(chain, tmp_path):
     """Twenty transactions wait 3 s for a block: the node is asked for each one's receipt when a
@@ -416,6 +468,7 @@ def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its
     """A tracker that looked and was told to wait (replacement delay 600 s) looks again when a
     block is read: a foreign transaction at its nonce ends it dropped after the nonce's settle
     time, not 600 s (or the 30 s receipt check) later."""
+
     async def scenario(h: Harness):
         first = await h.sign()
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
@@ -432,6 +485,7 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
     """Eight transactions of one address wait past the replacement delay: the lowest is reported
     stuck (no bumps allowed), the seven behind it wait on it. Each used to send again every
     lower transaction it was waiting on, once a second: N² sends for N pending."""
+
     async def scenario(h: Harness):
         sent = [await h.sign() for _ in range(8)]
         counting = CountingNode(h.node)
@@ -453,6 +507,7 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
 
 def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_chain_goes_back(chain, tmp_path):
     """Driven read by read (its own task reads once, at the start, then sleeps an hour)."""
+
     async def scenario(h: Harness):
         watch = BlockWatch(h.node, poll_s=3600)
         first = await h.sign()
@@ -486,14 +541,22 @@ def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_
         return seen, watch.height
 
     _, (seen, height) = on_chain(tmp_path, chain, scenario)
-    assert seen == [(True, True), (False, False), (True, False), (False, False), (True, True), (False, False),
-                    (True, True)]
+    assert seen == [
+        (True, True),
+        (False, False),
+        (True, False),
+        (False, False),
+        (True, True),
+        (False, False),
+        (True, True),
+    ]
     assert height is None  # nobody waits: it stopped reading
 
 
 def test_the_block_watch_asks_a_nonce_once_per_block_read_and_once_before_the_first(chain, tmp_path):
     """Trackers that look before the watch's first read share one answer too: in CI, 60 trackers
     whose receipts came back in two waves asked twice before the first read."""
+
     async def scenario(h: Harness):
         counting = CountingNode(h.node)
         watch = BlockWatch(counting, poll_s=3600)

@@ -8,11 +8,11 @@ import os
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.client import Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.models import audit_events_of
+from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import read_topic, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -34,8 +34,11 @@ def test_txs_list_and_show(stack, run):
             await client.submit(only_signed)
         outcomes = await wait_outcomes(settings, [mined, only_signed], 60, start)
         # A forged "mined" record for an intent of this agent, signed by a key nobody pinned.
-        fake = sign_outcome(outcomes[only_signed.intent_id].model_copy(update={"status": "mined"}),
-                            Ed25519PrivateKey.generate(), "signer-0")
+        fake = sign_outcome(
+            outcomes[only_signed.intent_id].model_copy(update={"status": "mined"}),
+            Ed25519PrivateKey.generate(),
+            "signer-0",
+        )
         async with Client(settings) as client:
             await (await client.send(topics.TXS_SIGNED, agent, fake.to_bytes()))
         return outcomes
@@ -45,13 +48,14 @@ def test_txs_list_and_show(stack, run):
     assert listed.returncode == 0, listed.stderr
     doc = orjson.loads(listed.stdout)
     by_intent = {t["intent_id"]: t for t in doc["transactions"]}
-    assert {i: t["status"] for i, t in by_intent.items()} == {mined.intent_id: "mined",
-                                                             only_signed.intent_id: "sign_only"}
+    assert {i: t["status"] for i, t in by_intent.items()} == {
+        mined.intent_id: "mined",
+        only_signed.intent_id: "sign_only",
+    }
     assert all("signed_tx" not in t for t in doc["transactions"]) and doc["forged_records_ignored"] == 1
     assert by_intent[mined.intent_id]["fee_wei"] is not None
 
-    with_bytes = orjson.loads(warden(settings, "txs", "list", "--agent", agent, "--json",
-                                     "--include-signed-tx").stdout)
+    with_bytes = orjson.loads(warden(settings, "txs", "list", "--agent", agent, "--json", "--include-signed-tx").stdout)
     assert {t["signed_tx"] for t in with_bytes["transactions"]} == {o.signed_tx for o in outcomes.values()}
 
     shown = warden(settings, "txs", "show", outcomes[mined.intent_id].tx_hash, "--agent", agent)
@@ -60,8 +64,11 @@ def test_txs_list_and_show(stack, run):
     # Every status change is on the topic, in order, and on the audit topic the ledger appends.
     history = orjson.loads(warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--json").stdout)
     assert [step["status"] for step in history["history"]] == ["signed", "broadcast", "mined"], history
-    actions = {e.action for e in (e for v in run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v))
-               if e.intent_id == mined.intent_id}
+    actions = {
+        e.action
+        for e in (e for v in run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v))
+        if e.intent_id == mined.intent_id
+    }
     assert {"tx.signed", "tx.broadcast", "tx.mined"} <= actions, actions
     human = warden(settings, "txs", "list", "--agent", agent).stdout
     assert "2 transaction(s)" in human and "1 forged record(s) ignored" in human

@@ -17,27 +17,58 @@ from schemas.fields import MAX_UINT256
 from schemas.models import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType, TransactionIntent
 from streams import typed_movements
 from streams.guardrails import approval_needed, check_assets, check_typed_data
-from tests.typed_data_support import (AGENT, ALICE, COW, MAIL, MALLORY, NFT, ONE_INCH, OTHER, PERMIT2, REACTOR,
-                                      SEAPORT, TOKEN, UNIT, ZERO, authorization, cow, document, item, mail, one_inch,
-                                      seaport, uniswapx)
+from tests.typed_data_support import (
+    AGENT,
+    ALICE,
+    COW,
+    MAIL,
+    MALLORY,
+    NFT,
+    ONE_INCH,
+    OTHER,
+    PERMIT2,
+    REACTOR,
+    SEAPORT,
+    TOKEN,
+    UNIT,
+    ZERO,
+    authorization,
+    cow,
+    document,
+    item,
+    mail,
+    one_inch,
+    seaport,
+    uniswapx,
+)
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
 
 
 def policy(**overrides) -> AgentPolicy:
     domains = tuple(Eip712DomainRule(verifying_contract=c) for c in (TOKEN, PERMIT2, SEAPORT, COW, ONE_INCH))
-    return AgentPolicy(**{
-        "agent_id": "agent-1", "version": 1, "agent_public_key": "0x" + "11" * 32, "issued_at": T0,
-        "tx_to_allowlist": (ALICE, PERMIT2, REACTOR, SEAPORT, COW, ONE_INCH),
-        "asset_limits": (AssetLimit(chain="anvil", token=TOKEN, symbol="WUSD", decimals=6, max_per_tx="100",
-                                    daily_limit="250"),
-                         AssetLimit(chain="anvil", token=NFT, standard="erc721", decimals=0, max_per_tx="1")),
-        "eip712_domain_allowlist": domains, "sender_address": AGENT, **overrides})
+    return AgentPolicy(
+        **{
+            "agent_id": "agent-1",
+            "version": 1,
+            "agent_public_key": "0x" + "11" * 32,
+            "issued_at": T0,
+            "tx_to_allowlist": (ALICE, PERMIT2, REACTOR, SEAPORT, COW, ONE_INCH),
+            "asset_limits": (
+                AssetLimit(chain="anvil", token=TOKEN, symbol="WUSD", decimals=6, max_per_tx="100", daily_limit="250"),
+                AssetLimit(chain="anvil", token=NFT, standard="erc721", decimals=0, max_per_tx="1"),
+            ),
+            "eip712_domain_allowlist": domains,
+            "sender_address": AGENT,
+            **overrides,
+        }
+    )
 
 
 def typed_intent(doc: dict) -> TransactionIntent:
-    return TransactionIntent(intent_id="i-1", agent_id="agent-1", chain="anvil", intent_type="typed_data",
-                             typed_data=doc, created_at=T0)
+    return TransactionIntent(
+        intent_id="i-1", agent_id="agent-1", chain="anvil", intent_type="typed_data", typed_data=doc, created_at=T0
+    )
 
 
 def judge(doc: dict, p: AgentPolicy | None = None, spent: int = 0) -> tuple[str, object]:
@@ -61,27 +92,36 @@ def test_an_eip3009_authorization_is_a_transfer_under_the_assets_rules(primary):
     assert judge(authorization(ALICE, 9_000 * UNIT, primary))[0] == "ASSET_OVER_CAP"
     assert judge(authorization(ALICE, 40 * UNIT, primary), spent=220 * UNIT)[0] == "ASSET_DAILY_LIMIT_EXCEEDED"
     # The default policy never covers a value-moving type: its domain must be allowlisted.
-    assert judge(authorization(ALICE, 1, primary), policy(eip712_domain_allowlist=(), eip712_default_policy="allow"))[0] \
+    assert (
+        judge(authorization(ALICE, 1, primary), policy(eip712_domain_allowlist=(), eip712_default_policy="allow"))[0]
         == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+    )
     # On a token the policy does not hold, it is refused, not signed unread.
-    assert judge(authorization(ALICE, 1, primary, contract=OTHER),
-                 policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=OTHER),)))[0] \
+    assert (
+        judge(
+            authorization(ALICE, 1, primary, contract=OTHER),
+            policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=OTHER),)),
+        )[0]
         == "ASSET_NOT_IN_POLICY"
+    )
 
 
 def test_an_authorization_that_needs_human_approval_says_so():
     assets = (AssetLimit(chain="anvil", token=TOKEN, decimals=6, max_per_tx="100", approval_threshold="10"),)
     _, verdict = judge(authorization(ALICE, 40 * UNIT), policy(asset_limits=assets))
     spend = {k: int(v) for k, v in verdict.facts["asset_spend"].items()}
-    assert "approval threshold" in approval_needed(typed_intent(authorization(ALICE, 40 * UNIT)),
-                                                   policy(asset_limits=assets), spend)
+    assert "approval threshold" in approval_needed(
+        typed_intent(authorization(ALICE, 40 * UNIT)), policy(asset_limits=assets), spend
+    )
 
 
 def test_a_permits_fields_under_another_name_are_still_a_permit():
-    renamed = document("Allowance", {"Allowance": "address owner,address spender,uint256 value,uint256 nonce,"
-                                                  "uint256 deadline"},
-                       {"owner": AGENT, "spender": ALICE, "value": str(MAX_UINT256), "nonce": 0, "deadline": 2**40},
-                       TOKEN)
+    renamed = document(
+        "Allowance",
+        {"Allowance": "address owner,address spender,uint256 value,uint256 nonce,uint256 deadline"},
+        {"owner": AGENT, "spender": ALICE, "value": str(MAX_UINT256), "nonce": 0, "deadline": 2**40},
+        TOKEN,
+    )
     code, verdict = judge(renamed)
     assert code == "UNLIMITED_APPROVAL_REFUSED" and "Permit" in verdict.reason
     # Not on an allowlisted domain: refused as a spend authorization, whatever the default says.
@@ -98,31 +138,47 @@ def test_a_value_name_with_other_fields_is_refused_as_unreadable():
 
 
 def test_a_type_that_carries_an_address_and_an_amount_is_refused_unread_even_with_default_allow():
-    payment = document("Payment", {"Payment": "address to,uint256 amount"}, {"to": MALLORY, "amount": str(10**30)}, MAIL)
-    for p in (policy(), policy(eip712_default_policy="allow"),
-              policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=MAIL),))):
+    payment = document(
+        "Payment", {"Payment": "address to,uint256 amount"}, {"to": MALLORY, "amount": str(10**30)}, MAIL
+    )
+    for p in (
+        policy(),
+        policy(eip712_default_policy="allow"),
+        policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=MAIL),)),
+    ):
         code, verdict = judge(payment, p)
         assert code == "EIP712_TYPE_NOT_UNDERSTOOD" and "eip712_no_value_types" in verdict.reason
     # Nested: the address in one struct, the amount in another, is the same shape.
-    nested = document("Note", {"Note": "Who who,Sum sum", "Who": "address wallet", "Sum": "uint128 value"},
-                      {"who": {"wallet": MALLORY}, "sum": {"value": 5}}, MAIL)
+    nested = document(
+        "Note",
+        {"Note": "Who who,Sum sum", "Who": "address wallet", "Sum": "uint128 value"},
+        {"who": {"wallet": MALLORY}, "sum": {"value": 5}},
+        MAIL,
+    )
     assert judge(nested, policy(eip712_default_policy="allow"))[0] == "EIP712_TYPE_NOT_UNDERSTOOD"
 
 
 def test_the_spec_mail_signs_only_when_the_policy_names_it_as_moving_nothing():
     assert judge(mail())[0] == "EIP712_TYPE_NOT_NAMED"
-    assert judge(mail(), policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=MAIL),)))[0] \
+    assert (
+        judge(mail(), policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=MAIL),)))[0]
         == "EIP712_TYPE_NOT_NAMED"
+    )
     named = policy(eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Mail"),))
     code, verdict = judge(mail(), named)
     assert code == "ASSETS_WITHIN_POLICY" and verdict.facts["movements"] == []
     assert check_typed_data(typed_intent(mail()), named).code == "EIP712_NO_VALUE_TYPE"
     # The pair is exact: another type on that contract, or the same type on another, is not named.
-    other_chain = policy(eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Mail",
-                                                                  chain_id=1),))
+    other_chain = policy(
+        eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Mail", chain_id=1),)
+    )
     assert judge(mail(), other_chain)[0] == "EIP712_TYPE_NOT_NAMED"
-    assert judge(mail(), policy(eip712_no_value_types=(
-        Eip712NoValueType(verifying_contract=MAIL, primary_type="Letter"),)))[0] == "EIP712_TYPE_NOT_NAMED"
+    assert (
+        judge(
+            mail(), policy(eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Letter"),))
+        )[0]
+        == "EIP712_TYPE_NOT_NAMED"
+    )
 
 
 def test_default_allow_never_covers_a_token_the_policy_holds():
@@ -146,6 +202,7 @@ def test_a_policy_without_no_value_types_signs_the_same_bytes_as_before():
 
 # --- Permit2 and UniswapX --------------------------------------------------------------------------
 
+
 def test_a_uniswapx_order_is_its_input_and_pays_its_swapper():
     code, verdict = judge(uniswapx(50 * UNIT, AGENT))
     assert code == "ASSETS_WITHIN_POLICY" and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(50 * UNIT)}
@@ -156,15 +213,26 @@ def test_a_uniswapx_order_is_its_input_and_pays_its_swapper():
 
 
 def test_permit2_batch_forms_count_every_token():
-    batch = document("PermitBatchTransferFrom",
-                     {"PermitBatchTransferFrom": "TokenPermissions[] permitted,address spender,uint256 nonce,"
-                                                 "uint256 deadline", "TokenPermissions": "address token,uint256 amount"},
-                     {"permitted": [{"token": TOKEN, "amount": 60 * UNIT}, {"token": TOKEN, "amount": 50 * UNIT}],
-                      "spender": REACTOR, "nonce": 0, "deadline": 2**40}, PERMIT2, name="Permit2")
+    batch = document(
+        "PermitBatchTransferFrom",
+        {
+            "PermitBatchTransferFrom": "TokenPermissions[] permitted,address spender,uint256 nonce,uint256 deadline",
+            "TokenPermissions": "address token,uint256 amount",
+        },
+        {
+            "permitted": [{"token": TOKEN, "amount": 60 * UNIT}, {"token": TOKEN, "amount": 50 * UNIT}],
+            "spender": REACTOR,
+            "nonce": 0,
+            "deadline": 2**40,
+        },
+        PERMIT2,
+        name="Permit2",
+    )
     assert judge(batch)[0] == "ASSET_OVER_CAP"  # 110 of a 100 cap, across two entries
 
 
 # --- orders ----------------------------------------------------------------------------------------
+
 
 def test_a_seaport_order_gives_every_offer_item_to_whoever_fills_it():
     code, verdict = judge(seaport([item(1, TOKEN, 30 * UNIT), item(2, NFT, 1, identifier=9)]))
@@ -200,5 +268,10 @@ def test_every_family_is_a_shape_eth_account_hashes():
     # document (in `document`) shows they are well formed, and each one is read as its family.
     docs = [authorization(ALICE, 1), uniswapx(1, AGENT), seaport([item(1, TOKEN, 1)]), cow(1, 0), one_inch(1)]
     labels = [typed_movements.family_of(typed_intent(d).typed_data).label for d in docs]
-    assert labels == ["EIP-3009 TransferWithAuthorization", "Permit2 PermitWitnessTransferFrom",
-                      "Seaport OrderComponents", "CoW Protocol GPv2Order", "1inch limit Order"]
+    assert labels == [
+        "EIP-3009 TransferWithAuthorization",
+        "Permit2 PermitWitnessTransferFrom",
+        "Seaport OrderComponents",
+        "CoW Protocol GPv2Order",
+        "1inch limit Order",
+    ]

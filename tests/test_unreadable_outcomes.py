@@ -10,9 +10,9 @@ import os
 
 import orjson
 
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from runtime.kafka import end_offsets
 from schemas.models import IntentRejected
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -27,8 +27,9 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
 
     def broken(intent_id: str) -> bytes:
         """An intent the agent signed, its recipient's checksum broken after: no worker reads it."""
-        doc = orjson.loads(new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01",
-                                      intent_id=intent_id).to_bytes())
+        doc = orjson.loads(
+            new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01", intent_id=intent_id).to_bytes()
+        )
         return orjson.dumps({**doc, "to": BAD_CHECKSUM})
 
     checksum = broken(f"i-raw-{os.urandom(4).hex()}")
@@ -36,7 +37,8 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     # An intent this client built with a field its worker reads differently (written unchecked):
     # `Client.submit` sends it, and its answer is bound to the bytes sent.
     unread = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01").model_copy(
-        update={"to": BAD_CHECKSUM})
+        update={"to": BAD_CHECKSUM}
+    )
 
     async def scenario():
         start = await end_offsets(settings, OUTCOME_TOPICS)
@@ -50,12 +52,19 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     (by_checksum, by_json), outcomes, forged = run(scenario())
     assert forged == []
     digest = hashlib.sha256(checksum).hexdigest()
-    assert (by_checksum.agent_id, by_checksum.intent_id, by_checksum.digest) == \
-        (agent, orjson.loads(checksum)["intent_id"], digest)
+    assert (by_checksum.agent_id, by_checksum.intent_id, by_checksum.digest) == (
+        agent,
+        orjson.loads(checksum)["intent_id"],
+        digest,
+    )
     rejected = outcomes[by_checksum.intent_id]
     assert isinstance(rejected, IntentRejected)
-    assert (rejected.stage, rejected.code, rejected.intent_digest, rejected.agent_id) == \
-        ("intake", "INVALID_INTENT", digest, agent)
+    assert (rejected.stage, rejected.code, rejected.intent_digest, rejected.agent_id) == (
+        "intake",
+        "INVALID_INTENT",
+        digest,
+        agent,
+    )
     assert SAYS in rejected.reason and "sign the intent again and submit it" in rejected.reason
     cut = outcomes[by_json.intent_id]  # named by its key and its digest: the body names nothing readable
     assert by_json.intent_id == "unreadable-" + hashlib.sha256(not_json).hexdigest()[:32]
@@ -73,8 +82,9 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     assert shown.stdout.startswith(f"submitted {intent_id} as it is ("), shown.stdout
     assert f"REJECTED {intent_id} at intake: INVALID_INTENT: invalid TransactionIntent: {SAYS}" in shown.stdout
     path.write_bytes(broken(f"i-cli-{os.urandom(4).hex()}"))
-    doc = orjson.loads(warden(settings, "submit", "--raw", str(path), "--agent", agent, "--timeout", "60",
-                              "--json").stdout)
+    doc = orjson.loads(
+        warden(settings, "submit", "--raw", str(path), "--agent", agent, "--timeout", "60", "--json").stdout
+    )
     sent = path.read_bytes()
     assert doc["submission"]["digest"] == doc["outcome"]["intent_digest"] == hashlib.sha256(sent).hexdigest()
     assert (doc["outcome"]["code"], doc["submission"]["bytes"]) == ("INVALID_INTENT", len(sent))
@@ -88,7 +98,9 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     assert f"rejected  at intake: INVALID_INTENT: invalid TransactionIntent: {SAYS}" in line
     assert "0 transaction(s) of" in listed.stdout and "5 intent(s) rejected" in listed.stdout, listed.stdout
     rows = orjson.loads(warden(settings, "txs", "list", "--agent", agent, "--json").stdout)["rejected"]
-    assert {r["intent_id"]: (r["code"], r["intent_digest"]) for r in rows}[by_json.intent_id] == \
-        ("INVALID_INTENT", by_json.digest)
+    assert {r["intent_id"]: (r["code"], r["intent_digest"]) for r in rows}[by_json.intent_id] == (
+        "INVALID_INTENT",
+        by_json.digest,
+    )
     one = warden(settings, "txs", "show", by_checksum.intent_id, "--agent", agent)
     assert one.returncode == 0 and SAYS in one.stdout and digest in one.stdout, one.stdout + one.stderr

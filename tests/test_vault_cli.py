@@ -100,8 +100,19 @@ def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
     assert put.code == 0, put.err
     assert "stripe/api_key" in put.out and "version 1" in put.out
     # A second version from stdin, machine-readable.
-    put2 = vault("put", "--vault", name, "--path", "stripe/api_key", "--type", "api_key", "--value-file", "-",
-                 "--json", stdin=secret + b"-v2")
+    put2 = vault(
+        "put",
+        "--vault",
+        name,
+        "--path",
+        "stripe/api_key",
+        "--type",
+        "api_key",
+        "--value-file",
+        "-",
+        "--json",
+        stdin=secret + b"-v2",
+    )
     assert put2.code == 0 and put2.json()["version"] == 2
 
     got = vault("get", "--vault", name, "--path", "stripe/api_key")
@@ -113,7 +124,9 @@ def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
     assert listed.code == 0
     rows = listed.json()["secrets"]
     assert [(r["path"], r["version"], r["secret_type"], r["active"]) for r in rows] == [
-        ("stripe/api_key", 1, "api_key", True), ("stripe/api_key", 2, "api_key", True)]
+        ("stripe/api_key", 1, "api_key", True),
+        ("stripe/api_key", 2, "api_key", True),
+    ]
     assert all(r["created_by"] == "admin:local-admin" and r["created_at"] for r in rows)
     human = vault("list", "--vault", name)
     assert human.code == 0 and "stripe/api_key" in human.out
@@ -133,8 +146,12 @@ def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
 
     # Key material: an agent (Intents API on, the default) gets the vault's refusal; an admin the CLI's.
     key_file = _write(home / "key", os.urandom(32))
-    assert vault("put", "--vault", name, "--path", "stripe/signing", "--type", "private_key",
-                 "--value-file", key_file).code == 0
+    assert (
+        vault(
+            "put", "--vault", name, "--path", "stripe/signing", "--type", "private_key", "--value-file", key_file
+        ).code
+        == 0
+    )
     agent_key = vault("get", "--vault", name, "--path", "stripe/signing", "--actor", f"agent:{agent}")
     assert agent_key.code == 3
     assert "Intents API enabled and may not read private_key secrets" in agent_key.said
@@ -158,11 +175,19 @@ def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
     assert (f"agent:{agent}", "intents_api_enabled", f"vault:default/{name}/stripe/signing@1") in refusals
     assert ("admin:local-admin", "cli_never_shows_key_material", f"vault:default/{name}/stripe/signing@1") in refusals
     actions = [r.action for r in audit]
-    for action in ("vault.created", "vault.mode_set", "secret.written", "secret.read", "policy.granted",
-                   "policy.revoked", "secret.deactivated"):
+    for action in (
+        "vault.created",
+        "vault.mode_set",
+        "secret.written",
+        "secret.read",
+        "policy.granted",
+        "policy.revoked",
+        "secret.deactivated",
+    ):
         assert action in actions, action
-    vault_keys = {json.loads(v)["type"] + " " + json.loads(v)["vault"]
-                  for v in read_topic_sync(stack.settings, topics.VAULT)}
+    vault_keys = {
+        json.loads(v)["type"] + " " + json.loads(v)["vault"] for v in read_topic_sync(stack.settings, topics.VAULT)
+    }
     assert f"secret.version_written {name}" in vault_keys and f"policy.granted {name}" in vault_keys
     # The topics carry ciphertext and metadata, never the value.
     assert not any(secret in v for v in read_topic_sync(stack.settings, topics.VAULT))
@@ -171,8 +196,9 @@ def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
 def test_client_custody_share_handling(vault, home):
     name = _name("cc")
     share_path = home / "share.txt"
-    created = vault("create", "--vault", name, "--mode", "2of2_client_custody", "--client-share-out",
-                    str(share_path), "--json")
+    created = vault(
+        "create", "--vault", name, "--mode", "2of2_client_custody", "--client-share-out", str(share_path), "--json"
+    )
     assert created.code == 0, created.err
     assert stat.S_IMODE(share_path.stat().st_mode) == 0o600
     share = share_path.read_text().strip()
@@ -191,8 +217,19 @@ def test_client_custody_share_handling(vault, home):
     value_file = _write(home / "pw", b"hunter2-" + uuid.uuid4().hex.encode())
     no_share = vault("put", "--vault", name, "--path", "db/password", "--type", "password", "--value-file", value_file)
     assert no_share.code == 2 and "--client-share-file" in no_share.said and "2of2_client_custody" in no_share.said
-    put = vault("put", "--vault", name, "--path", "db/password", "--type", "password", "--value-file", value_file,
-                "--client-share-file", str(share_path))
+    put = vault(
+        "put",
+        "--vault",
+        name,
+        "--path",
+        "db/password",
+        "--type",
+        "password",
+        "--value-file",
+        value_file,
+        "--client-share-file",
+        str(share_path),
+    )
     assert put.code == 0, put.err
     got = vault("get", "--vault", name, "--path", "db/password", "--client-share-file", "-", stdin=share.encode())
     assert got.code == 0 and got.out.encode() == (home / "pw").read_bytes()
@@ -218,8 +255,23 @@ def test_client_custody_share_handling(vault, home):
     other_share = lines[0].rsplit(" ", 1)[1]
     assert other_share not in shown.out and shown.json()["client_share_shown_on"] == "stderr"
     assert "Warden keeps no copy" in shown.said
-    assert vault("put", "--vault", other, "--path", "x", "--type", "generic", "--value-file", value_file,
-                 "--client-share-file", "-", stdin=other_share.encode()).code == 0
+    assert (
+        vault(
+            "put",
+            "--vault",
+            other,
+            "--path",
+            "x",
+            "--type",
+            "generic",
+            "--value-file",
+            value_file,
+            "--client-share-file",
+            "-",
+            stdin=other_share.encode(),
+        ).code
+        == 0
+    )
     # Each vault's share is its own.
     crossed = vault("get", "--vault", other, "--path", "x", "--client-share-file", str(share_path))
     assert crossed.code == 1 and crossed.said == f"warden vault get: {OPAQUE}"
@@ -251,8 +303,9 @@ def test_cmek_set_rotate_and_read(vault, home):
     value = b"cert-" + uuid.uuid4().hex.encode()
     value_file = _write(home / "v", value)
     for path in ("tls/a", "tls/b"):
-        assert vault("put", "--vault", name, "--path", path, "--type", "certificate",
-                     "--value-file", value_file).code == 0
+        assert (
+            vault("put", "--vault", name, "--path", path, "--type", "certificate", "--value-file", value_file).code == 0
+        )
 
     key1, key2 = os.urandom(32), os.urandom(32)
     key1_file = _write(home / "k1", key1)  # raw bytes
@@ -305,17 +358,31 @@ def test_bad_inputs_name_the_problem(vault, home):
     assert no_vault.code == 1 and "warden vault create" in no_vault.said
     actor = vault("list", "--vault", name, "--actor", "root")
     assert actor.code == 2 and "--actor" in actor.said and "admin:<key id>" in actor.said
-    not_admin = vault("put", "--vault", name, "--path", "p", "--type", "token", "--value-file", value_file,
-                      "--actor", "agent:x")
+    not_admin = vault(
+        "put", "--vault", name, "--path", "p", "--type", "token", "--value-file", value_file, "--actor", "agent:x"
+    )
     assert not_admin.code == 3 and "admins only" in not_admin.said
     short_key = vault("cmek", "--vault", name, "--key-file", value_file)
     assert short_key.code == 2 and "32 raw bytes" in short_key.said
-    two_stdins = vault("put", "--vault", name, "--path", "p", "--type", "token", "--value-file", "-",
-                       "--client-share-file", "-", stdin=b"x")
+    two_stdins = vault(
+        "put",
+        "--vault",
+        name,
+        "--path",
+        "p",
+        "--type",
+        "token",
+        "--value-file",
+        "-",
+        "--client-share-file",
+        "-",
+        stdin=b"x",
+    )
     assert two_stdins.code == 2 and "standard input" in two_stdins.said
     no_secret = vault("get", "--vault", name, "--path", "p")
     assert no_secret.code == 1 and "no active version of 'p'" in no_secret.said
-    signing_vault = vault("put", "--vault", "__agent-keys", "--path", "p", "--type", "token",
-                          "--value-file", value_file)
+    signing_vault = vault(
+        "put", "--vault", "__agent-keys", "--path", "p", "--type", "token", "--value-file", value_file
+    )
     assert signing_vault.code == 2 and "warden keys" in signing_vault.said
     assert vault("list", "--vault", name, "--json").json()["secrets"] == []

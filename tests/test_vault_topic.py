@@ -17,8 +17,6 @@ import time
 from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sdk.admin import load_or_create_admin_key
-from sdk.client import Client, new_intent, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, read_to_quiet
@@ -26,6 +24,8 @@ from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys
 from schemas import topics
 from schemas.auth import AuditSigner, VaultEventSigner, vault_event_forgery
 from schemas.models import IntentRejected, SignedTransaction, audit_events_of
+from sdk.admin import load_or_create_admin_key
+from sdk.client import Client, new_intent, wait_outcomes
 from signer.custody import AGENT_KEYS_VAULT
 from signer.custody.events import SecretDeactivated
 from signer.custody_wiring import keystore_from_settings
@@ -38,8 +38,14 @@ def _deactivation(settings: Settings, agent_id: str) -> SecretDeactivated:
     """The vault event that would end the agent's current signing key."""
     store = keystore_from_settings(settings)
     key = next(k for k in store.list_keys("admin:local-admin", agent_id=agent_id, chain="ethereum") if k.active)
-    return SecretDeactivated.new(org="default", vault=AGENT_KEYS_VAULT, actor="admin:local-admin",
-                                 ts=utcnow(), path=key.path, version=key.version)
+    return SecretDeactivated.new(
+        org="default",
+        vault=AGENT_KEYS_VAULT,
+        actor="admin:local-admin",
+        ts=utcnow(),
+        path=key.path,
+        version=key.version,
+    )
 
 
 async def _write(settings: Settings, event: SecretDeactivated, headers) -> str:
@@ -140,10 +146,15 @@ def test_vault_signatures_are_bound_to_the_event_and_to_the_vault_context(tmp_pa
     value = b'{"type":"secret.deactivated"}'
     headers = VaultEventSigner(LOCAL_ADMIN_ID, admin).headers(value)
     assert vault_event_forgery(value, headers, keys) is None
-    assert vault_event_forgery(value + b" ", headers, keys) == \
-        "the signature does not verify against admin key 'local-admin'"
-    assert vault_event_forgery(value, [(n, b"worker:" + v) if n == "warden-vault-by" else (n, v)
-                                       for n, v in headers], keys).startswith("warden-vault-by b'worker:admin:")
-    assert vault_event_forgery(value, VaultEventSigner("someone", admin).headers(value), keys) == \
-        "warden-vault-by admin:someone is not a pinned admin key"
+    assert (
+        vault_event_forgery(value + b" ", headers, keys)
+        == "the signature does not verify against admin key 'local-admin'"
+    )
+    assert vault_event_forgery(
+        value, [(n, b"worker:" + v) if n == "warden-vault-by" else (n, v) for n, v in headers], keys
+    ).startswith("warden-vault-by b'worker:admin:")
+    assert (
+        vault_event_forgery(value, VaultEventSigner("someone", admin).headers(value), keys)
+        == "warden-vault-by admin:someone is not a pinned admin key"
+    )
     assert vault_event_forgery(value, headers[:1], keys).startswith("unsigned")

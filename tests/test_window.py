@@ -3,7 +3,6 @@ microsecond, idempotent reservations, release, prune and the exact JSON form."""
 
 from __future__ import annotations
 
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -79,8 +78,9 @@ def test_a_released_intent_can_be_reserved_again():
 
 
 def test_prune_drops_only_entries_that_can_never_count_again():
-    window = SpendWindow({"gone": (NOW - DAY_US, 1), "older": (NOW - 2 * DAY_US, 2), "kept": (NOW - DAY_US + 1, 4),
-                          "fresh": (NOW, 8)})
+    window = SpendWindow(
+        {"gone": (NOW - DAY_US, 1), "older": (NOW - 2 * DAY_US, 2), "kept": (NOW - DAY_US + 1, 4), "fresh": (NOW, 8)}
+    )
     window.prune(NOW)
     assert set(window.entries) == {"kept", "fresh"}
     assert window.spent(NOW) == 12
@@ -107,8 +107,17 @@ def test_in_window_is_the_rule_spent_applies():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(("reserve", "release", "prune", "spent")), st.integers(0, 5),
-                          st.integers(-2 * DAY_US, 2 * DAY_US), st.integers(0, 2**256 - 1)), max_size=60))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("reserve", "release", "prune", "spent")),
+            st.integers(0, 5),
+            st.integers(-2 * DAY_US, 2 * DAY_US),
+            st.integers(0, 2**256 - 1),
+        ),
+        max_size=60,
+    )
+)
 def test_the_kept_total_always_equals_summing_every_reservation(operations):
     """`spent` keeps a running total instead of summing the day's reservations: it must say
     exactly what the sum says, whatever the order of reservations, releases, prunes and moments."""

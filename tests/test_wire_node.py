@@ -30,10 +30,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import schemas.models as models
-from schemas.auth import intent_signature_valid, outcome_forgery, public_key_hex, sign_intent, sign_outcome, sign_policy
-from schemas.models import (AgentPolicy, ContractCallRule, DeadLetter, IntentApproved, IntentParked, IntentRejected,
-                            SignedMessage, SignedTransaction, StageVerdict, TransactionIntent)
 from ledger.checkpoint import public_key_hex as ledger_key_hex
+from schemas.auth import intent_signature_valid, outcome_forgery, public_key_hex, sign_intent, sign_outcome, sign_policy
+from schemas.models import (
+    AgentPolicy,
+    ContractCallRule,
+    DeadLetter,
+    IntentApproved,
+    IntentParked,
+    IntentRejected,
+    SignedMessage,
+    SignedTransaction,
+    StageVerdict,
+    TransactionIntent,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "wire-formats.md"
@@ -48,16 +58,20 @@ def _node() -> str:
     usual = (p for p in ("/usr/bin/node", "/usr/local/bin/node") if os.access(p, os.X_OK))
     found = shutil.which("node") or next(usual, None)
     if found is None:
-        pytest.fail("Node.js is not installed: these tests check docs/wire-formats.md by running a producer, a client "
-                    "and an auditor written from it in Node.js (tests/node/). Install Node.js 18 or later (e.g. "
-                    "`apt-get install nodejs`) so that `node` is on PATH.", pytrace=False)
+        pytest.fail(
+            "Node.js is not installed: these tests check docs/wire-formats.md by running a producer, a client "
+            "and an auditor written from it in Node.js (tests/node/). Install Node.js 18 or later (e.g. "
+            "`apt-get install nodejs`) so that `node` is on PATH.",
+            pytrace=False,
+        )
     return found
 
 
 def run_node(script: str, cases: list[dict]) -> list[dict]:
     """One process for a list of cases; one answer per case."""
-    proc = subprocess.run([_node(), str(SCRIPTS / script)], input=json.dumps(cases).encode(), capture_output=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [_node(), str(SCRIPTS / script)], input=json.dumps(cases).encode(), capture_output=True, timeout=120
+    )
     assert proc.returncode == 0, f"{script} failed: {proc.stderr.decode()[-2000:]}"
     # Split on "\n" only: str.splitlines also splits at U+2028, which canonical JSON writes as is.
     answers = [json.loads(line) for line in proc.stdout.decode().split("\n") if line]
@@ -75,7 +89,7 @@ def _page() -> str:
 def _between(marker: str) -> str:
     text = _page()
     start = text.index(f"<!-- wire:{marker} -->")
-    return text[start:text.index("<!-- /wire:", start)]
+    return text[start : text.index("<!-- /wire:", start)]
 
 
 def _rows(marker: str) -> list[list[str]]:
@@ -94,7 +108,7 @@ def _block_after(marker: str) -> str:
     start = text.index(f"<!-- wire:{marker} -->")
     opening = text.index("```", start)
     body = text.index("\n", opening) + 1
-    return text[body:text.index("```", body)].strip()
+    return text[body : text.index("```", body)].strip()
 
 
 def _json_default(value) -> object:
@@ -110,8 +124,10 @@ def test_the_page_lists_every_field_with_its_default_and_whether_it_is_signed(mo
         default = "required" if field.is_required() else json.dumps(_json_default(field.default), ensure_ascii=False)
         presence = "never" if name == "signature" else "omitted at default" if name in omitted else "always"
         expected[name] = (default, presence)
-    got = {name: (d if d == "required" else json.dumps(json.loads(_code(d)), ensure_ascii=False), p)
-           for name, (d, p) in listed.items()}
+    got = {
+        name: (d if d == "required" else json.dumps(json.loads(_code(d)), ensure_ascii=False), p)
+        for name, (d, p) in listed.items()
+    }
     assert got == expected
 
 
@@ -140,12 +156,17 @@ def _page_policy_bytes(full: dict, omit: bool) -> bytes:
     """A policy's signing bytes as section 3 says to build them, from a record that names every
     field: the fields of the "omitted at default" table left out while at their default (and a
     contract-call rule's ``unsimulated`` while false), canonical JSON."""
-    table = {_code(field): json.loads(_code(default)) for record, field, default in _rows("omitted")
-             if _code(record) == "AgentPolicy"}
+    table = {
+        _code(field): json.loads(_code(default))
+        for record, field, default in _rows("omitted")
+        if _code(record) == "AgentPolicy"
+    }
     body = {k: v for k, v in full.items() if k != "signature" and not (omit and k in table and v == table[k])}
     if omit:
-        body["contract_calls"] = [{k: v for k, v in rule.items() if not (k == "unsimulated" and v is False)}
-                                  for rule in body.get("contract_calls", [])]
+        body["contract_calls"] = [
+            {k: v for k, v in rule.items() if not (k == "unsimulated" and v is False)}
+            for rule in body.get("contract_calls", [])
+        ]
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -154,18 +175,37 @@ def test_a_policy_signed_as_the_page_says_verifies_and_one_that_keeps_defaults_d
     from schemas.auth import policy_signature_valid
 
     admin = Ed25519PrivateKey.generate()
-    full = {"schema_version": 1, "agent_id": "agent-7", "version": 2, "intents_api_enabled": True,
-            "tx_allowed_chains": ["base"], "tx_to_allowlist": [CHECKSUMMED], "tx_max_value_eth": "0.5",
-            "tx_daily_limit_eth": None, "tx_max_fee_per_gas": "100000000000", "require_simulation": False,
-            "sender_address": None, "message_signing_enabled": False, "message_max_bytes": 1024,
-            "eip712_domain_allowlist": [], "eip712_default_policy": "deny", "eip712_no_value_types": [],
-            "eip7702_delegate_allowlist": [], "eip7702_allow_any_chain": False, "asset_limits": [],
-            "block_unlimited_approvals": True, "approval_threshold_eth": "1", "approval_timeout_s": 3600,
-            "contract_calls": [{"contract": CHECKSUMMED, "selectors": ["0x12345678"], "unsimulated": False},
-                               {"contract": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "selectors": "any",
-                                "unsimulated": True}],
-            "agent_public_key": public_key_hex(Ed25519PrivateKey.generate()), "issued_at": "2026-11-21T10:00:00Z",
-            "admin_key_id": "admin-1"}
+    full = {
+        "schema_version": 1,
+        "agent_id": "agent-7",
+        "version": 2,
+        "intents_api_enabled": True,
+        "tx_allowed_chains": ["base"],
+        "tx_to_allowlist": [CHECKSUMMED],
+        "tx_max_value_eth": "0.5",
+        "tx_daily_limit_eth": None,
+        "tx_max_fee_per_gas": "100000000000",
+        "require_simulation": False,
+        "sender_address": None,
+        "message_signing_enabled": False,
+        "message_max_bytes": 1024,
+        "eip712_domain_allowlist": [],
+        "eip712_default_policy": "deny",
+        "eip712_no_value_types": [],
+        "eip7702_delegate_allowlist": [],
+        "eip7702_allow_any_chain": False,
+        "asset_limits": [],
+        "block_unlimited_approvals": True,
+        "approval_threshold_eth": "1",
+        "approval_timeout_s": 3600,
+        "contract_calls": [
+            {"contract": CHECKSUMMED, "selectors": ["0x12345678"], "unsimulated": False},
+            {"contract": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "selectors": "any", "unsimulated": True},
+        ],
+        "agent_public_key": public_key_hex(Ed25519PrivateKey.generate()),
+        "issued_at": "2026-11-21T10:00:00Z",
+        "admin_key_id": "admin-1",
+    }
     signed = {**full, "signature": admin.sign(_page_policy_bytes(full, omit)).hex()}
     policy = AgentPolicy.model_validate(signed)
     assert policy.signing_bytes() == _page_policy_bytes(full, True)
@@ -182,20 +222,37 @@ UPPERCASE = "0xD1220A0CF47C7B9BE7A2E6BA89F429762E7B9ADB"  # all uppercase: accep
 
 TYPED_DATA = {
     "types": {
-        "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                         {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+        "EIP712Domain": [
+            {"name": "name", "type": "string"},
+            {"name": "version", "type": "string"},
+            {"name": "chainId", "type": "uint256"},
+            {"name": "verifyingContract", "type": "address"},
+        ],
         # U+FF57 sorts before U+1F600 by code point, after it by UTF-16 code unit.
-        "Mail": [{"name": "contents", "type": "string"}, {"name": "\uff57ide", "type": "string"},
-                 {"name": "\U0001F600", "type": "string"}, {"name": "count", "type": "uint256"},
-                 {"name": "flag", "type": "bool"}],
+        "Mail": [
+            {"name": "contents", "type": "string"},
+            {"name": "\uff57ide", "type": "string"},
+            {"name": "\U0001f600", "type": "string"},
+            {"name": "count", "type": "uint256"},
+            {"name": "flag", "type": "bool"},
+        ],
     },
     "primaryType": "Mail",
     # As sent: a lowercase verifyingContract stays lowercase, chainId stays a JSON integer.
-    "domain": {"verifyingContract": "0xcccccccccccccccccccccccccccccccccccccccc", "name": "Ünïcode Mail ✉",
-               "version": "1", "chainId": 1},
-    "message": {"contents": "line1\nline2\t\x01\x1f\x7f\u2028 \"quoted\" \\ / é",
-                "\uff57ide": "x", "\U0001F600": "y", "count": "123456789012345678901234567890", "flag": True,
-                "nested": {"b": [3, {"z": None, "a": -5}], "a": 9007199254740991}},
+    "domain": {
+        "verifyingContract": "0xcccccccccccccccccccccccccccccccccccccccc",
+        "name": "Ünïcode Mail ✉",
+        "version": "1",
+        "chainId": 1,
+    },
+    "message": {
+        "contents": 'line1\nline2\t\x01\x1f\x7f\u2028 "quoted" \\ / é',
+        "\uff57ide": "x",
+        "\U0001f600": "y",
+        "count": "123456789012345678901234567890",
+        "flag": True,
+        "nested": {"b": [3, {"z": None, "a": -5}], "a": 9007199254740991},
+    },
 }
 
 BASE = {"agent_id": "agent-7", "chain": "base", "created_at": "2026-11-21T10:00:00Z"}
@@ -204,45 +261,141 @@ INTENTS: dict[str, tuple[str, dict]] = {
     # The page's example, as the producer means to send it.
     "example": (EXAMPLE_SEED, None),
     # Every "always" field set off its default, values that need normalizing, integers past 2**53.
-    "transaction_full": (OTHER_SEED, {
-        **BASE, "intent_id": "tx-full", "idempotency_key": "commande-é-42 ✓", "chain": "ethereum", "to": CHECKSUMMED,
-        "value": "1.500000000000000000", "data": "0xA9059CBB" + "00" * 12 + "AB" * 20, "tx_type": 2,
-        "gas_limit": 90000, "max_fee_per_gas": 30000000000, "max_priority_fee_per_gas": "0002000000000",
-        "access_list": [{"address": TOKEN, "storage_keys": ["0x" + "AB" * 32]}], "nonce": 2**60 + 1,
-        "declared_outflows": [{"token": UPPERCASE, "amount": "000123"}], "signing_key_path": "m/44'/60'/0'/0/0",
-        "simulate_first": True, "broadcast": True, "sealed_client_share": [{"key_id": "0123456789abcdef",
-                                                                           "sealed": "AAEC/w=="}],
-        "sealed_cmek": [{"key_id": "fedcba9876543210", "sealed": "c2VhbGVk"}], "unattested_signer_accepted": True,
-        "created_at": "2026-11-21T23:59:59.9999999-05:30", "expires_at": "2026-11-22T05:35:00Z"}),
+    "transaction_full": (
+        OTHER_SEED,
+        {
+            **BASE,
+            "intent_id": "tx-full",
+            "idempotency_key": "commande-é-42 ✓",
+            "chain": "ethereum",
+            "to": CHECKSUMMED,
+            "value": "1.500000000000000000",
+            "data": "0xA9059CBB" + "00" * 12 + "AB" * 20,
+            "tx_type": 2,
+            "gas_limit": 90000,
+            "max_fee_per_gas": 30000000000,
+            "max_priority_fee_per_gas": "0002000000000",
+            "access_list": [{"address": TOKEN, "storage_keys": ["0x" + "AB" * 32]}],
+            "nonce": 2**60 + 1,
+            "declared_outflows": [{"token": UPPERCASE, "amount": "000123"}],
+            "signing_key_path": "m/44'/60'/0'/0/0",
+            "simulate_first": True,
+            "broadcast": True,
+            "sealed_client_share": [{"key_id": "0123456789abcdef", "sealed": "AAEC/w=="}],
+            "sealed_cmek": [{"key_id": "fedcba9876543210", "sealed": "c2VhbGVk"}],
+            "unattested_signer_accepted": True,
+            "created_at": "2026-11-21T23:59:59.9999999-05:30",
+            "expires_at": "2026-11-22T05:35:00Z",
+        },
+    ),
     # Every field omitted at default written out at its default: the producer must leave them out.
-    "transaction_explicit_defaults": (EXAMPLE_SEED, {
-        **BASE, "intent_id": "tx-defaults", "to": TOKEN, "value": "0.0", "tx_type": 0, "gas_price": "1000000000",
-        "intent_type": "transaction", "declared_outflows": [], "blobs": [], "blob_versioned_hashes": [],
-        "authorization_list": [], "message": None, "typed_data": None, "max_fee_per_blob_gas": None,
-        "unattested_signer_accepted": False, "idempotency_key": None, "simulate_first": False, "broadcast": False,
-        "created_at": "2026-11-21T10:00:00.000000Z"}),
-    "transaction_type_1": (OTHER_SEED, {
-        **BASE, "intent_id": "tx-type-1", "to": UPPERCASE, "value": "2", "tx_type": 1, "gas_price": 7,
-        "access_list": [{"address": CHECKSUMMED}], "created_at": "2026-11-21T12:30:00.5+02:30"}),
-    "personal_sign": (EXAMPLE_SEED, {
-        **BASE, "intent_id": "msg-1", "intent_type": "personal_sign", "message": "0x48656C6C6F2C20E4B896E7958C",
-        "created_at": "2026-11-21t10:00:00z"}),
-    "typed_data": (OTHER_SEED, {
-        **BASE, "intent_id": "typed-1", "intent_type": "typed_data", "typed_data": TYPED_DATA,
-        "idempotency_key": "permit-\U0001F600"}),
-    "blob_with_blobs": (EXAMPLE_SEED, {
-        **BASE, "intent_id": "blob-1", "to": TOKEN, "value": "0", "tx_type": 3, "max_fee_per_gas": 10,
-        "max_fee_per_blob_gas": 3, "blob_versioned_hashes": ["0x01" + "AA" * 31], "blobs": ["0x" + "00" * 131072],
-        "broadcast": True}),
-    "blob_hashes_only": (EXAMPLE_SEED, {
-        **BASE, "intent_id": "blob-2", "to": TOKEN, "value": "0.000000000000000001", "tx_type": 3,
-        "max_fee_per_blob_gas": "0", "blob_versioned_hashes": ["0x01" + "bb" * 31, "0x01" + "cc" * 31]}),
-    "set_code": (OTHER_SEED, {
-        **BASE, "intent_id": "delegate-1", "to": TOKEN, "value": "0", "tx_type": 4,
-        "authorization_list": [{"chain_id": 8453, "address": TOKEN}]}),
-    "set_code_any_chain_big_nonce": (OTHER_SEED, {
-        **BASE, "intent_id": "delegate-2", "to": TOKEN, "value": "0", "tx_type": 4, "nonce": 2**63,
-        "authorization_list": [{"chain_id": 2**64 - 1, "address": CHECKSUMMED, "nonce": 2**63 + 1}]}),
+    "transaction_explicit_defaults": (
+        EXAMPLE_SEED,
+        {
+            **BASE,
+            "intent_id": "tx-defaults",
+            "to": TOKEN,
+            "value": "0.0",
+            "tx_type": 0,
+            "gas_price": "1000000000",
+            "intent_type": "transaction",
+            "declared_outflows": [],
+            "blobs": [],
+            "blob_versioned_hashes": [],
+            "authorization_list": [],
+            "message": None,
+            "typed_data": None,
+            "max_fee_per_blob_gas": None,
+            "unattested_signer_accepted": False,
+            "idempotency_key": None,
+            "simulate_first": False,
+            "broadcast": False,
+            "created_at": "2026-11-21T10:00:00.000000Z",
+        },
+    ),
+    "transaction_type_1": (
+        OTHER_SEED,
+        {
+            **BASE,
+            "intent_id": "tx-type-1",
+            "to": UPPERCASE,
+            "value": "2",
+            "tx_type": 1,
+            "gas_price": 7,
+            "access_list": [{"address": CHECKSUMMED}],
+            "created_at": "2026-11-21T12:30:00.5+02:30",
+        },
+    ),
+    "personal_sign": (
+        EXAMPLE_SEED,
+        {
+            **BASE,
+            "intent_id": "msg-1",
+            "intent_type": "personal_sign",
+            "message": "0x48656C6C6F2C20E4B896E7958C",
+            "created_at": "2026-11-21t10:00:00z",
+        },
+    ),
+    "typed_data": (
+        OTHER_SEED,
+        {
+            **BASE,
+            "intent_id": "typed-1",
+            "intent_type": "typed_data",
+            "typed_data": TYPED_DATA,
+            "idempotency_key": "permit-\U0001f600",
+        },
+    ),
+    "blob_with_blobs": (
+        EXAMPLE_SEED,
+        {
+            **BASE,
+            "intent_id": "blob-1",
+            "to": TOKEN,
+            "value": "0",
+            "tx_type": 3,
+            "max_fee_per_gas": 10,
+            "max_fee_per_blob_gas": 3,
+            "blob_versioned_hashes": ["0x01" + "AA" * 31],
+            "blobs": ["0x" + "00" * 131072],
+            "broadcast": True,
+        },
+    ),
+    "blob_hashes_only": (
+        EXAMPLE_SEED,
+        {
+            **BASE,
+            "intent_id": "blob-2",
+            "to": TOKEN,
+            "value": "0.000000000000000001",
+            "tx_type": 3,
+            "max_fee_per_blob_gas": "0",
+            "blob_versioned_hashes": ["0x01" + "bb" * 31, "0x01" + "cc" * 31],
+        },
+    ),
+    "set_code": (
+        OTHER_SEED,
+        {
+            **BASE,
+            "intent_id": "delegate-1",
+            "to": TOKEN,
+            "value": "0",
+            "tx_type": 4,
+            "authorization_list": [{"chain_id": 8453, "address": TOKEN}],
+        },
+    ),
+    "set_code_any_chain_big_nonce": (
+        OTHER_SEED,
+        {
+            **BASE,
+            "intent_id": "delegate-2",
+            "to": TOKEN,
+            "value": "0",
+            "tx_type": 4,
+            "nonce": 2**63,
+            "authorization_list": [{"chain_id": 2**64 - 1, "address": CHECKSUMMED, "nonce": 2**63 + 1}],
+        },
+    ),
 }
 
 
@@ -349,46 +502,159 @@ class Pinned:
 
 def _outcome_world():
     agent = Ed25519PrivateKey.generate()
-    intent = sign_intent(TransactionIntent(intent_id="pay-1", agent_id="agent-7", chain="base", to=CHECKSUMMED,
-                                           value="1.5", idempotency_key="facture-ü", created_at=T0), agent)
-    policy = sign_policy(AgentPolicy(agent_id="agent-7", version=3, agent_public_key=public_key_hex(agent),
-                                     tx_to_allowlist=(CHECKSUMMED,), tx_max_value_eth="2", issued_at=T0,
-                                     contract_calls=(ContractCallRule(contract=TOKEN, selectors="any"),)),
-                         ADMIN, "admin-1")
+    intent = sign_intent(
+        TransactionIntent(
+            intent_id="pay-1",
+            agent_id="agent-7",
+            chain="base",
+            to=CHECKSUMMED,
+            value="1.5",
+            idempotency_key="facture-ü",
+            created_at=T0,
+        ),
+        agent,
+    )
+    policy = sign_policy(
+        AgentPolicy(
+            agent_id="agent-7",
+            version=3,
+            agent_public_key=public_key_hex(agent),
+            tx_to_allowlist=(CHECKSUMMED,),
+            tx_max_value_eth="2",
+            issued_at=T0,
+            contract_calls=(ContractCallRule(contract=TOKEN, selectors="any"),),
+        ),
+        ADMIN,
+        "admin-1",
+    )
     digest = intent.digest()
     raw = b'{"agent_id": "agent-7", "intent_id": "bad-1", "value": 0.05}'
     common = dict(intent_id=intent.intent_id, agent_id=intent.agent_id)
     records = {
-        "rejected_by_a_worker": ("warden.intents.rejected", "worker", IntentRejected(
-            **common, stage="value_cap", code="VALUE_CAP_EXCEEDED", reason="über dem Limit: 1.5 > 1 ✗",
-            verdicts=(StageVerdict(intent_id=intent.intent_id, stage="value_cap", passed=False,
-                                   code="VALUE_CAP_EXCEEDED", reason="über",
-                                   facts={"cap_wei": "1000", "nested": {"b": 1, "a": [2**60 + 3]}}),),
-            decided_at=T0, intent_digest=digest)),
-        "rejected_by_the_signer": ("warden.intents.rejected", "signer", IntentRejected(
-            **common, stage="signing", code="SIGNER_ERROR", reason="node unreachable", decided_at=T0,
-            intent_digest=digest, tee="none")),
-        "signed_transaction": ("warden.txs.signed", "signer", SignedTransaction(
-            **common, chain="base", chain_id=8453, signed_tx="0x02f8" + "ab" * 40, tx_hash="0x" + "ab" * 32,
-            from_=TOKEN, to=CHECKSUMMED, nonce=2**60 + 1, value_wei=10**30, tx_type=2, status="mined", tee="none",
-            signed_at=T0, max_spend_wei=10**30 + 21000, block_number=123, gas_used=21000, fee_wei=21000,
-            replaces=("0x" + "cd" * 32,), intent_digest=digest)),
-        "signed_message": ("warden.messages.signed", "signer", SignedMessage(
-            **common, kind="typed_data", chain="base", chain_id=8453, from_=TOKEN, message_hash="0x" + "12" * 32,
-            signature="0x" + "34" * 65, primary_type="Mail", verifying_contract=CHECKSUMMED,
-            domain_separator="0x" + "56" * 32, tee="none", signed_at=T0, intent_digest=digest)),
-        "approved": ("warden.intents.approved", "worker", IntentApproved(
-            intent=intent, policy=policy, approved_at=T0, intent_digest=digest)),
-        "parked": ("warden.intents.awaiting_approval", "worker", IntentParked(
-            **common, reason="above the approval threshold", intent=intent, parked_at=T0,
-            expires_at=T0 + timedelta(hours=1), intent_digest=digest)),
-        "dead_letter": ("warden.dlq", "signer", DeadLetter(
-            source_topic="warden.intents.approved", partition=2, offset=41, key="agent-7", reason="unreadable",
-            payload_b64=base64.b64encode(raw).decode(), payload_sha256=hashlib.sha256(raw).hexdigest(),
-            payload_bytes=len(raw), received_at=T0)),
-        "invalid_intent": ("warden.intents.rejected", "worker", IntentRejected(
-            intent_id="bad-1", agent_id="agent-7", stage="intake", code="INVALID_INTENT",
-            reason="value: must be a decimal string", decided_at=T0, intent_digest=hashlib.sha256(raw).hexdigest())),
+        "rejected_by_a_worker": (
+            "warden.intents.rejected",
+            "worker",
+            IntentRejected(
+                **common,
+                stage="value_cap",
+                code="VALUE_CAP_EXCEEDED",
+                reason="über dem Limit: 1.5 > 1 ✗",
+                verdicts=(
+                    StageVerdict(
+                        intent_id=intent.intent_id,
+                        stage="value_cap",
+                        passed=False,
+                        code="VALUE_CAP_EXCEEDED",
+                        reason="über",
+                        facts={"cap_wei": "1000", "nested": {"b": 1, "a": [2**60 + 3]}},
+                    ),
+                ),
+                decided_at=T0,
+                intent_digest=digest,
+            ),
+        ),
+        "rejected_by_the_signer": (
+            "warden.intents.rejected",
+            "signer",
+            IntentRejected(
+                **common,
+                stage="signing",
+                code="SIGNER_ERROR",
+                reason="node unreachable",
+                decided_at=T0,
+                intent_digest=digest,
+                tee="none",
+            ),
+        ),
+        "signed_transaction": (
+            "warden.txs.signed",
+            "signer",
+            SignedTransaction(
+                **common,
+                chain="base",
+                chain_id=8453,
+                signed_tx="0x02f8" + "ab" * 40,
+                tx_hash="0x" + "ab" * 32,
+                from_=TOKEN,
+                to=CHECKSUMMED,
+                nonce=2**60 + 1,
+                value_wei=10**30,
+                tx_type=2,
+                status="mined",
+                tee="none",
+                signed_at=T0,
+                max_spend_wei=10**30 + 21000,
+                block_number=123,
+                gas_used=21000,
+                fee_wei=21000,
+                replaces=("0x" + "cd" * 32,),
+                intent_digest=digest,
+            ),
+        ),
+        "signed_message": (
+            "warden.messages.signed",
+            "signer",
+            SignedMessage(
+                **common,
+                kind="typed_data",
+                chain="base",
+                chain_id=8453,
+                from_=TOKEN,
+                message_hash="0x" + "12" * 32,
+                signature="0x" + "34" * 65,
+                primary_type="Mail",
+                verifying_contract=CHECKSUMMED,
+                domain_separator="0x" + "56" * 32,
+                tee="none",
+                signed_at=T0,
+                intent_digest=digest,
+            ),
+        ),
+        "approved": (
+            "warden.intents.approved",
+            "worker",
+            IntentApproved(intent=intent, policy=policy, approved_at=T0, intent_digest=digest),
+        ),
+        "parked": (
+            "warden.intents.awaiting_approval",
+            "worker",
+            IntentParked(
+                **common,
+                reason="above the approval threshold",
+                intent=intent,
+                parked_at=T0,
+                expires_at=T0 + timedelta(hours=1),
+                intent_digest=digest,
+            ),
+        ),
+        "dead_letter": (
+            "warden.dlq",
+            "signer",
+            DeadLetter(
+                source_topic="warden.intents.approved",
+                partition=2,
+                offset=41,
+                key="agent-7",
+                reason="unreadable",
+                payload_b64=base64.b64encode(raw).decode(),
+                payload_sha256=hashlib.sha256(raw).hexdigest(),
+                payload_bytes=len(raw),
+                received_at=T0,
+            ),
+        ),
+        "invalid_intent": (
+            "warden.intents.rejected",
+            "worker",
+            IntentRejected(
+                intent_id="bad-1",
+                agent_id="agent-7",
+                stage="intake",
+                code="INVALID_INTENT",
+                reason="value: must be a decimal string",
+                decided_at=T0,
+                intent_digest=hashlib.sha256(raw).hexdigest(),
+            ),
+        ),
     }
     keys = {"worker": (WORKER, "worker-1"), "signer": (SIGNER, "signer-1")}
     signed = {name: (topic, sign_outcome(record, *keys[role])) for name, (topic, role, record) in records.items()}
@@ -409,9 +675,14 @@ def _case(name: str, record_bytes: bytes | None = None, **overrides) -> dict:
     return {k: v for k, v in case.items() if v is not None}
 
 
-MODELS = {"warden.intents.rejected": IntentRejected, "warden.txs.signed": SignedTransaction,
-          "warden.messages.signed": SignedMessage, "warden.intents.approved": IntentApproved,
-          "warden.intents.awaiting_approval": IntentParked, "warden.dlq": DeadLetter}
+MODELS = {
+    "warden.intents.rejected": IntentRejected,
+    "warden.txs.signed": SignedTransaction,
+    "warden.messages.signed": SignedMessage,
+    "warden.intents.approved": IntentApproved,
+    "warden.intents.awaiting_approval": IntentParked,
+    "warden.dlq": DeadLetter,
+}
 
 
 def _python_verdict(case: dict) -> str | None:
@@ -425,12 +696,14 @@ def _python_verdict(case: dict) -> str | None:
         return f"unreadable: {exc}"
     if "sent_b64" in case:
         sent = base64.b64decode(case["sent_b64"])
-        return outcome_problem(record, Awaited(record.intent_id, INTENT.agent_id, None,
-                                               hashlib.sha256(sent).hexdigest()), Pinned())
+        return outcome_problem(
+            record, Awaited(record.intent_id, INTENT.agent_id, None, hashlib.sha256(sent).hexdigest()), Pinned()
+        )
     if "intent_digest" in case:
         # A client that submitted INTENT with the SDK: its bytes were INTENT.to_bytes().
-        awaited = Awaited(record.intent_id, INTENT.agent_id, case["intent_digest"],
-                          hashlib.sha256(INTENT.to_bytes()).hexdigest())
+        awaited = Awaited(
+            record.intent_id, INTENT.agent_id, case["intent_digest"], hashlib.sha256(INTENT.to_bytes()).hexdigest()
+        )
         return outcome_problem(record, awaited, Pinned())
     return outcome_forgery(record, Pinned())
 
@@ -459,33 +732,48 @@ def _resigned(name: str, key, key_id: str, **update) -> bytes:
 
 
 TAMPERED = {
-    "reason edited": lambda: _case("rejected_by_a_worker", _edited("rejected_by_a_worker",
-                                                                   lambda b: b.update(reason="within the limit"))),
-    "a nested integer past 2**53 edited by one": lambda: _case("rejected_by_a_worker", _edited(
-        "rejected_by_a_worker", lambda b: b["verdicts"][0]["facts"]["nested"].update(a=[2**60 + 4]))),
-    "the nested intent's value edited": lambda: _case("approved", _edited(
-        "approved", lambda b: b["intent"].update(value="0.5"))),
-    "status edited": lambda: _case("signed_transaction", _edited(
-        "signed_transaction", lambda b: b.update(status="failed"))),
-    "signature removed": lambda: _case("signed_message", _edited(
-        "signed_message", lambda b: b.pop("service_signature"))),
-    "signed_by an unpinned key id": lambda: _case("signed_transaction", _resigned(
-        "signed_transaction", SIGNER, "signer-2")),
-    "signed by a stranger under a pinned key id": lambda: _case("signed_transaction", _resigned(
-        "signed_transaction", STRANGER, "signer-1")),
-    "a signed transaction signed by a worker": lambda: _case("signed_transaction", _resigned(
-        "signed_transaction", WORKER, "worker-1")),
-    "a signing-stage refusal signed by a worker": lambda: _case("rejected_by_the_signer", _resigned(
-        "rejected_by_the_signer", WORKER, "worker-1")),
-    "a guardrail refusal signed by the signer": lambda: _case("rejected_by_a_worker", _resigned(
-        "rejected_by_a_worker", SIGNER, "signer-1")),
+    "reason edited": lambda: _case(
+        "rejected_by_a_worker", _edited("rejected_by_a_worker", lambda b: b.update(reason="within the limit"))
+    ),
+    "a nested integer past 2**53 edited by one": lambda: _case(
+        "rejected_by_a_worker",
+        _edited("rejected_by_a_worker", lambda b: b["verdicts"][0]["facts"]["nested"].update(a=[2**60 + 4])),
+    ),
+    "the nested intent's value edited": lambda: _case(
+        "approved", _edited("approved", lambda b: b["intent"].update(value="0.5"))
+    ),
+    "status edited": lambda: _case(
+        "signed_transaction", _edited("signed_transaction", lambda b: b.update(status="failed"))
+    ),
+    "signature removed": lambda: _case(
+        "signed_message", _edited("signed_message", lambda b: b.pop("service_signature"))
+    ),
+    "signed_by an unpinned key id": lambda: _case(
+        "signed_transaction", _resigned("signed_transaction", SIGNER, "signer-2")
+    ),
+    "signed by a stranger under a pinned key id": lambda: _case(
+        "signed_transaction", _resigned("signed_transaction", STRANGER, "signer-1")
+    ),
+    "a signed transaction signed by a worker": lambda: _case(
+        "signed_transaction", _resigned("signed_transaction", WORKER, "worker-1")
+    ),
+    "a signing-stage refusal signed by a worker": lambda: _case(
+        "rejected_by_the_signer", _resigned("rejected_by_the_signer", WORKER, "worker-1")
+    ),
+    "a guardrail refusal signed by the signer": lambda: _case(
+        "rejected_by_a_worker", _resigned("rejected_by_a_worker", SIGNER, "signer-1")
+    ),
     "about another intent": lambda: _case("signed_transaction", intent_digest="00" * 32),
     # A rejection of unreadable bytes that names the intent's digest answers no intent.
     "INVALID_INTENT checked against the intent's digest": lambda: _case(
-        "invalid_intent", _resigned("invalid_intent", WORKER, "worker-1", intent_id=INTENT.intent_id,
-                                    intent_digest=INTENT.digest()), sent_b64=None, intent_digest=INTENT.digest()),
+        "invalid_intent",
+        _resigned("invalid_intent", WORKER, "worker-1", intent_id=INTENT.intent_id, intent_digest=INTENT.digest()),
+        sent_b64=None,
+        intent_digest=INTENT.digest(),
+    ),
     "INVALID_INTENT of other bytes": lambda: _case(
-        "invalid_intent", sent_b64=base64.b64encode(RAW.replace(b": ", b":")).decode()),
+        "invalid_intent", sent_b64=base64.b64encode(RAW.replace(b": ", b":")).decode()
+    ),
 }
 
 
@@ -524,10 +812,19 @@ def _ledger_events():
 
     events = pipeline_events(40)
     # Fields that need escaping, no intent id, non-ASCII details and an integer past 2**53.
-    tricky = [AuditEvent(event_id=event_id("wire", str(i)), actor="admin:ops|night%shift", action="note.added",
-                         resource=f"intent:a|b%7C{i}", ts=events[3].ts + timedelta(microseconds=500 + i),
-                         intent_id=None, agent_id=f"agent-{i}", details={"note": "über ✓ \u2028", "n": 2**60 + i})
-              for i in range(2)]
+    tricky = [
+        AuditEvent(
+            event_id=event_id("wire", str(i)),
+            actor="admin:ops|night%shift",
+            action="note.added",
+            resource=f"intent:a|b%7C{i}",
+            ts=events[3].ts + timedelta(microseconds=500 + i),
+            intent_id=None,
+            agent_id=f"agent-{i}",
+            details={"note": "über ✓ \u2028", "n": 2**60 + i},
+        )
+        for i in range(2)
+    ]
     return events[:4] + tricky + events[4:], tricky
 
 
@@ -577,8 +874,17 @@ def _rehashed(p: dict, **edits) -> dict:
 
     e = p["event"]
     e.update(edits)
-    e["integrity_hash"] = integrity_hash(e["prev_hash"], e["event_id"], e["actor"], e["action"], e["resource"],
-                                         datetime.fromisoformat(e["ts"]), e["details"], e["intent_id"], e["agent_id"])
+    e["integrity_hash"] = integrity_hash(
+        e["prev_hash"],
+        e["event_id"],
+        e["actor"],
+        e["action"],
+        e["resource"],
+        datetime.fromisoformat(e["ts"]),
+        e["details"],
+        e["intent_id"],
+        e["agent_id"],
+    )
     return p
 
 
@@ -605,12 +911,16 @@ PROOF_TAMPERS = {
     "the path one node short": lambda p: p["audit_path"].pop(),
     "the path one node long": lambda p: p["audit_path"].append("ab" * 32),
     "leaf_index moved": lambda p: p.update(leaf_index=p["leaf_index"] - 1),
-    "leaf_index and seq moved together": lambda p: (p.update(leaf_index=p["leaf_index"] - 1),
-                                                    p["event"].update(seq=p["event"]["seq"] - 1)),
+    "leaf_index and seq moved together": lambda p: (
+        p.update(leaf_index=p["leaf_index"] - 1),
+        p["event"].update(seq=p["event"]["seq"] - 1),
+    ),
     "tree_size changed": lambda p: p.update(tree_size=p["tree_size"] + 1),
     "merkle_root replaced": lambda p: p["checkpoint"].update(merkle_root="00" * 32),
-    "checkpoint seq and tree_size moved together": lambda p: (p["checkpoint"].update(seq=p["checkpoint"]["seq"] + 1),
-                                                              p.update(tree_size=p["tree_size"] + 1)),
+    "checkpoint seq and tree_size moved together": lambda p: (
+        p["checkpoint"].update(seq=p["checkpoint"]["seq"] + 1),
+        p.update(tree_size=p["tree_size"] + 1),
+    ),
     "checkpoint re-signed by another key": lambda p: _resigned_checkpoint(p, Ed25519PrivateKey.generate()),
     "another version": lambda p: p.update(version="warden.audit.proof.v2"),
 }
@@ -618,8 +928,9 @@ PROOF_TAMPERS = {
 
 def _victims(built: dict) -> list[dict]:
     """Proofs with a path of three or more nodes, a right-hand leaf among them."""
-    deep = [p for p in built.values() if len(p["audit_path"]) >= 3 and len(set(p["audit_path"])) > 1
-            and p["leaf_index"] > 0]
+    deep = [
+        p for p in built.values() if len(p["audit_path"]) >= 3 and len(set(p["audit_path"])) > 1 and p["leaf_index"] > 0
+    ]
     odd = [p for p in deep if p["leaf_index"] % 2]
     return [deep[0], odd[-1]]
 

@@ -13,12 +13,12 @@ import dataclasses
 import pytest
 from aiokafka import TopicPartition
 
-from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from runtime.config import Settings
 from runtime.kafka import PRODUCER_BATCH_BYTES, end_offsets, partition_of
 from schemas import topics
 from schemas.emit import Emit
 from schemas.models import SignedTransaction, audit_events_of
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from streams.topology import Held, build_app
 from tests.support import batch_sizes, make_agent, read_topic
 
@@ -54,8 +54,13 @@ def test_a_lot_is_acked_only_after_it_was_published_and_lots_leave_in_order():
         await asyncio.gather(first, held.flush(), held.flush())  # the timer's and the hop's, at once
 
     asyncio.run(scenario())
-    assert log.entries == [("published", [b"1", b"2"]), ("acked", "e1"), ("acked", "e2"),
-                           ("published", [b"3"]), ("acked", "e3")]
+    assert log.entries == [
+        ("published", [b"1", b"2"]),
+        ("acked", "e1"),
+        ("acked", "e2"),
+        ("published", [b"3"]),
+        ("acked", "e3"),
+    ]
     assert held.count == 0
 
 
@@ -78,9 +83,19 @@ def burst(stack) -> Burst:
     settings = stack.settings
     agent_id = "agent-lots"
     key, _, _ = asyncio.run(make_agent(settings, agent_id))
-    intents = [new_intent(key, agent_id=agent_id, chain="anvil", to=DEST, value="0.000000001",
-                          max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=10**9, gas_limit=21000)
-               for _ in range(BURST)]
+    intents = [
+        new_intent(
+            key,
+            agent_id=agent_id,
+            chain="anvil",
+            to=DEST,
+            value="0.000000001",
+            max_fee_per_gas=2 * 10**9,
+            max_priority_fee_per_gas=10**9,
+            gas_limit=21000,
+        )
+        for _ in range(BURST)
+    ]
     start = asyncio.run(end_offsets(settings, (topics.AUDIT_EVENTS, topics.INTENTS_SUBMITTED, *OUTCOME_TOPICS)))
 
     async def send() -> None:

@@ -12,19 +12,26 @@ import time
 import orjson
 import pytest
 
-from sdk.client import Client
 from infra.stack import REPO, free_port
 from runtime.config import Settings, child_environment
 from runtime.readiness import ready_file
 from runtime.rpc import JsonRpc
+from sdk.client import Client
 
 
 @pytest.fixture
 def home_settings(tmp_path) -> Settings:
     return dataclasses.replace(
-        Settings(), home=tmp_path / "home", broker=f"127.0.0.1:{free_port()}",
-        rpc_url=f"http://127.0.0.1:{free_port()}", ledger_http=f"127.0.0.1:{free_port()}", clickhouse_url=None,
-        allow_dev_root=True, allow_unattested_signer=True, broker_storage="durable")
+        Settings(),
+        home=tmp_path / "home",
+        broker=f"127.0.0.1:{free_port()}",
+        rpc_url=f"http://127.0.0.1:{free_port()}",
+        ledger_http=f"127.0.0.1:{free_port()}",
+        clickhouse_url=None,
+        allow_dev_root=True,
+        allow_unattested_signer=True,
+        broker_storage="durable",
+    )
 
 
 class WardenUp:
@@ -35,8 +42,14 @@ class WardenUp:
         self.env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
         self.env.pop("WARDEN_CLICKHOUSE_URL", None)
         self.log = (settings.home.parent / "warden-up.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "infra.cli", "up"], env=self.env, cwd=str(REPO),
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "up"],
+            env=self.env,
+            cwd=str(REPO),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             # The ready files first: `warden status` is a Python process of its own (~0.7 s of CPU), and
@@ -50,8 +63,13 @@ class WardenUp:
         raise AssertionError(f"warden up was not ready within 180 s:\n{self.output()}")
 
     def status(self) -> dict:
-        result = subprocess.run([sys.executable, "-m", "infra.cli", "status", "--json"], env=self.env,
-                                cwd=str(REPO), capture_output=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "status", "--json"],
+            env=self.env,
+            cwd=str(REPO),
+            capture_output=True,
+            timeout=60,
+        )
         return orjson.loads(result.stdout) if result.stdout.strip() else {}
 
     def output(self) -> str:

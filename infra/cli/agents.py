@@ -10,7 +10,6 @@ import orjson
 from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, note, print_json
-from sdk.client import Client, load_or_create_agent_key, signed_policy
 from runtime.config import load
 from runtime.kafka import follow
 from runtime.trust import pinned_admin_keys
@@ -18,6 +17,7 @@ from schemas import topics
 from schemas.auth import policy_signature_valid, public_key_hex
 from schemas.errors import explain
 from schemas.models import AgentPolicy
+from sdk.client import Client, load_or_create_agent_key, signed_policy
 from signer.custody_wiring import keystore_from_settings
 
 
@@ -76,8 +76,11 @@ def _current_policy(settings, agent_id):
             # Only what the worker puts in force: a pinned admin's signature, a newer version (the
             # first written of a version wins). Anyone can write to the topic, and `update` signs
             # the fields it finds here: a forged policy believed here would come back admin-signed.
-            if (policy.agent_id == agent_id and (newest is None or policy.version > newest.version)
-                    and policy_signature_valid(policy, admin_keys)):
+            if (
+                policy.agent_id == agent_id
+                and (newest is None or policy.version > newest.version)
+                and policy_signature_valid(policy, admin_keys)
+            ):
                 newest = policy
         return newest
 
@@ -114,13 +117,21 @@ def cmd_agents(args) -> int:
     if args.action == "update" and current is None:
         note(f"agent {args.agent!r} has no policy yet; use `warden agents create`")
         return 1
-    base = {} if current is None else current.model_dump(exclude={"signature", "issued_at", "admin_key_id",
-                                                                  "schema_version"})
+    base = (
+        {}
+        if current is None
+        else current.model_dump(exclude={"signature", "issued_at", "admin_key_id", "schema_version"})
+    )
     agent_key = load_or_create_agent_key(settings.home, args.agent)
     if args.sender is None and not base.get("sender_address"):
         args.sender = _agent_address(settings, args.agent)
-    fields = {**base, "agent_id": args.agent, "agent_public_key": public_key_hex(agent_key),
-              "version": (current.version + 1) if current else 1, **_policy_fields(args)}
+    fields = {
+        **base,
+        "agent_id": args.agent,
+        "agent_public_key": public_key_hex(agent_key),
+        "version": (current.version + 1) if current else 1,
+        **_policy_fields(args),
+    }
     try:
         policy = signed_policy(settings, **fields)
     except ValidationError as exc:
@@ -151,13 +162,17 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowlist", help="comma-separated recipient addresses (empty: any)")
     p.add_argument("--max-value", help='per-transaction cap in the native unit, or "none"')
     p.add_argument("--daily-limit", help='rolling 24 h limit in the native unit, or "none"')
-    p.add_argument("--max-fee-per-gas", help='fee ceiling per unit of gas in wei (max_fee_per_gas or gas_price), '
-                                             'or "none"')
+    p.add_argument(
+        "--max-fee-per-gas", help='fee ceiling per unit of gas in wei (max_fee_per_gas or gas_price), or "none"'
+    )
     p.add_argument("--require-simulation", choices=("on", "off"))
     p.add_argument("--intents-api", choices=("on", "off"))
     p.add_argument("--sender", help="the agent's EVM address for simulation (default: its provisioned key)")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker to apply it")
     p.add_argument("--approval-threshold", help='value above which an admin must approve, native unit, or "none"')
     p.add_argument("--approval-timeout", type=int, help="seconds an intent waits for an admin (default 3600)")
-    p.add_argument("--fields", metavar="FILE", help="a JSON object of further policy fields, e.g. asset_limits, "
-                                                    "contract_calls, block_unlimited_approvals")
+    p.add_argument(
+        "--fields",
+        metavar="FILE",
+        help="a JSON object of further policy fields, e.g. asset_limits, contract_calls, block_unlimited_approvals",
+    )

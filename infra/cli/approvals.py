@@ -16,7 +16,6 @@ import asyncio
 from datetime import datetime
 
 from infra.cli.output import add_json_flag, fail, note, print_json
-from sdk.client import OUTCOME_TOPICS, Client, read_outcome, wait_outcomes
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets, read_to_quiet
@@ -25,6 +24,7 @@ from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.fields import format_native_amount
 from schemas.models import IntentApproved, IntentParked
+from sdk.client import OUTCOME_TOPICS, Client, read_outcome, wait_outcomes
 
 _DECIDED = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED)
 
@@ -57,10 +57,18 @@ async def pending_approvals(settings: Settings, now: datetime, idle_polls: int =
 
 def _row(parked: IntentParked) -> dict:
     intent = parked.intent
-    return {"intent_id": parked.intent_id, "agent_id": parked.agent_id, "kind": intent.intent_type,
-            "chain": intent.chain, "to": intent.to, "value": intent.value, "reason": parked.reason,
-            "parked_at": parked.parked_at.isoformat(), "expires_at": parked.expires_at.isoformat(),
-            "intent_digest": parked.intent_digest}
+    return {
+        "intent_id": parked.intent_id,
+        "agent_id": parked.agent_id,
+        "kind": intent.intent_type,
+        "chain": intent.chain,
+        "to": intent.to,
+        "value": intent.value,
+        "reason": parked.reason,
+        "parked_at": parked.parked_at.isoformat(),
+        "expires_at": parked.expires_at.isoformat(),
+        "intent_digest": parked.intent_digest,
+    }
 
 
 def cmd_list(args) -> int:
@@ -72,12 +80,20 @@ def cmd_list(args) -> int:
         print_json({"awaiting_approval": [_row(p) for p in waiting]})
         return 0
     for parked in waiting:
-        what = (f"{parked.intent.value} to {parked.intent.to}" if parked.intent.intent_type == "transaction"
-                else parked.intent.intent_type)
-        print(f"{parked.intent_id:40} {parked.agent_id:20} {what}  expires {parked.expires_at:%H:%M:%S}Z\n"
-              f"{'':40} {parked.reason}")
-    print(f"{len(waiting)} intent(s) awaiting approval" + (f" for {args.agent}" if args.agent else "")
-          + ("; `warden approvals approve ID` or `deny ID`" if waiting else ""))
+        what = (
+            f"{parked.intent.value} to {parked.intent.to}"
+            if parked.intent.intent_type == "transaction"
+            else parked.intent.intent_type
+        )
+        print(
+            f"{parked.intent_id:40} {parked.agent_id:20} {what}  expires {parked.expires_at:%H:%M:%S}Z\n"
+            f"{'':40} {parked.reason}"
+        )
+    print(
+        f"{len(waiting)} intent(s) awaiting approval"
+        + (f" for {args.agent}" if args.agent else "")
+        + ("; `warden approvals approve ID` or `deny ID`" if waiting else "")
+    )
     return 0
 
 
@@ -87,15 +103,23 @@ async def decide(settings: Settings, intent_id: str, decision: str, reason: str,
     waiting = {p.intent_id: p for p in await pending_approvals(settings, now)}
     parked = waiting.get(intent_id)
     if parked is None:
-        raise LookupError(f"no intent {intent_id!r} is awaiting approval (decided, expired or unknown); "
-                          "`warden approvals list` shows those that are")
+        raise LookupError(
+            f"no intent {intent_id!r} is awaiting approval (decided, expired or unknown); "
+            "`warden approvals list` shows those that are"
+        )
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await client.decide(parked, decision, reason)
     outcomes = await wait_outcomes(settings, [parked.intent], wait_s, start)
     outcome = outcomes.get(intent_id)
-    doc = {"intent_id": intent_id, "agent_id": parked.agent_id, "decision": decision, "reason": reason,
-           "admin_key_id": LOCAL_ADMIN_ID, "outcome": None}
+    doc = {
+        "intent_id": intent_id,
+        "agent_id": parked.agent_id,
+        "decision": decision,
+        "reason": reason,
+        "admin_key_id": LOCAL_ADMIN_ID,
+        "outcome": None,
+    }
     if outcome is not None and not isinstance(outcome, IntentParked):
         doc["outcome"] = outcome.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
     return doc
@@ -110,8 +134,9 @@ def cmd_decide(args) -> int:
         return fail(f"warden approvals {args.action}", exc)
     outcome = doc["outcome"]
     took_effect = outcome is not None and (
-        (decision == "deny" and outcome.get("code") == "APPROVAL_DENIED") or
-        (decision == "approve" and outcome.get("code") is None))
+        (decision == "deny" and outcome.get("code") == "APPROVAL_DENIED")
+        or (decision == "approve" and outcome.get("code") is None)
+    )
     if args.json:
         print_json(doc)
     elif outcome is None:
@@ -119,8 +144,10 @@ def cmd_decide(args) -> int:
     elif "code" in outcome:
         print(f"{args.id}: rejected at {outcome['stage']}: {outcome['code']} ({outcome['reason']})")
     elif "tx_hash" in outcome:
-        print(f"{args.id}: {outcome['status']} {outcome['chain']}:{outcome['tx_hash']} nonce {outcome['nonce']} "
-              f"value {format_native_amount(int(outcome['value_wei']))}")
+        print(
+            f"{args.id}: {outcome['status']} {outcome['chain']}:{outcome['tx_hash']} nonce {outcome['nonce']} "
+            f"value {format_native_amount(int(outcome['value_wei']))}"
+        )
     else:
         print(f"{args.id}: signed ({outcome['kind']}) {outcome['message_hash']}")
     return 0 if took_effect else 1
@@ -132,8 +159,10 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     add_json_flag(listing)
     listing.add_argument("--agent", help="only this agent's")
     listing.set_defaults(handler=cmd_list)
-    for action, help_ in (("approve", "approve a parked intent (signed with the admin key)"),
-                          ("deny", "deny a parked intent (signed with the admin key)")):
+    for action, help_ in (
+        ("approve", "approve a parked intent (signed with the admin key)"),
+        ("deny", "deny a parked intent (signed with the admin key)"),
+    ):
         q = sub.add_parser(action, help=help_)
         add_json_flag(q)
         q.add_argument("id", help="the intent id, as `warden approvals list` shows it")

@@ -18,13 +18,13 @@ from pathlib import Path
 import orjson
 
 from infra.cli.output import fail, note, print_json
-from runtime.config import load
 from ledger import proof as proofs
 from ledger.checkpoint import public_key_hex
 from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
 from ledger.schema import AUDIT_LOG
 from ledger.store import StoreError, open_reader
 from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
+from runtime.config import load
 
 EXPORT_PAGE_ROWS = 200_000
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -56,7 +56,9 @@ def _public_key(args: argparse.Namespace) -> bytes:
         except ValueError:
             key = b""
         if len(key) != 32:
-            raise SigningKeyError("--public-key takes the 32-byte Ed25519 key as 64 hex digits, as `warden audit pubkey` prints it")
+            raise SigningKeyError(
+                "--public-key takes the 32-byte Ed25519 key as 64 hex digits, as `warden audit pubkey` prints it"
+            )
         return key
     return local_public_key(load().home)
 
@@ -102,21 +104,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  {problem.describe()}")
     for change in [] if args.json else changes:  # --json carries them as "source_changes"
         # Not a broken chain, but a possible gap: said every time, so it is never missed.
-        print(f"note: at {change['ts']} the ledger's broker changed ({change['previous_cluster_id']} -> "
-              f"{change['cluster_id']}); records the previous broker held past offsets "
-              f"{change['previous_next_offsets']} were never appended")
+        print(
+            f"note: at {change['ts']} the ledger's broker changed ({change['previous_cluster_id']} -> "
+            f"{change['cluster_id']}); records the previous broker held past offsets "
+            f"{change['previous_next_offsets']} were never appended"
+        )
     if doubted and not args.json:  # --json: "records_not_believed"
         # Not a broken chain either: attempts to write the trail, kept as evidence.
-        print(f"note: {doubted:,} record(s) on warden.audit.events were not believed (unsigned, signed by a key "
-              "the ledger does not pin, or speaking as another service); see them with `warden audit query "
-              f"\"SELECT ts, resource, JSONExtractString(details, 'reason') FROM audit_log WHERE {NOT_BELIEVED_SQL}\"`")
+        print(
+            f"note: {doubted:,} record(s) on warden.audit.events were not believed (unsigned, signed by a key "
+            "the ledger does not pin, or speaking as another service); see them with `warden audit query "
+            f"\"SELECT ts, resource, JSONExtractString(details, 'reason') FROM audit_log WHERE {NOT_BELIEVED_SQL}\"`"
+        )
     return 0 if report.ok else 1
 
 
 def source_changes(store) -> list[dict]:
     """The ledger.source_changed events the sink appended: where the ledger may have a gap."""
-    rows = store.arrow(f"SELECT ts, details FROM {AUDIT_LOG} WHERE action = 'ledger.source_changed' "
-                       "ORDER BY ts").to_pylist()
+    rows = store.arrow(
+        f"SELECT ts, details FROM {AUDIT_LOG} WHERE action = 'ledger.source_changed' ORDER BY ts"
+    ).to_pylist()
     return [{"ts": str(row["ts"]), **orjson.loads(row["details"])} for row in rows]
 
 
@@ -259,7 +266,9 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_check_proof)
 
     p = audit_subparsers.add_parser("export", help="stream ledger rows for a SIEM")
-    p.add_argument("--format", choices=("csv", "json"), default="json", help="csv (with header) or json (one object per line)")
+    p.add_argument(
+        "--format", choices=("csv", "json"), default="json", help="csv (with header) or json (one object per line)"
+    )
     p.add_argument("--since", help="90d, 12h, or an ISO 8601 time")
     p.add_argument("--until", help="90d, 12h, or an ISO 8601 time")
     p.add_argument("--chain", type=int)
@@ -267,10 +276,11 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
 
     p = audit_subparsers.add_parser("query", help="run read-only SQL against the ledger")
     p.add_argument("sql")
-    p.add_argument("--format", default="PrettyCompactMonoBlock", help="any ClickHouse output format (default: %(default)s)")
+    p.add_argument(
+        "--format", default="PrettyCompactMonoBlock", help="any ClickHouse output format (default: %(default)s)"
+    )
     p.set_defaults(handler=cmd_query)
 
     p = audit_subparsers.add_parser("pubkey", help="print the checkpoint signing public key")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_pubkey)
-

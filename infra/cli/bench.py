@@ -8,8 +8,14 @@ import importlib
 
 from infra.cli.output import add_json_flag
 
-BENCHMARKS = {"pipeline": "infra.bench_pipeline", "sign": "infra.bench_sign", "ledger": "infra.bench_ledger",
-              "custody": "infra.bench_custody", "broker": "infra.bench_broker", "tracker": "infra.bench_tracker"}
+BENCHMARKS = {
+    "pipeline": "infra.bench_pipeline",
+    "sign": "infra.bench_sign",
+    "ledger": "infra.bench_ledger",
+    "custody": "infra.bench_custody",
+    "broker": "infra.bench_broker",
+    "tracker": "infra.bench_tracker",
+}
 
 
 def cmd_bench(args) -> int:

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from infra.cli.output import note
-from sdk.client import Client
 from runtime.config import Settings
 from schemas.sealing import decode_client_share
+from sdk.client import Client
 
 
 def read_client_share_text(path: str) -> str:
@@ -35,5 +35,7 @@ def publish(settings: Settings, emits) -> None:
     try:
         asyncio.run(asyncio.wait_for(send_all(), timeout=10))
     except Exception as exc:  # the change is done; its audit record must not vanish silently
-        note(f"warning: {len(emits)} custody event(s) not published to warden.vault / warden.audit.events "
-             f"({exc.__class__.__name__}: broker {settings.broker} unreachable?)")
+        note(
+            f"warning: {len(emits)} custody event(s) not published to warden.vault / warden.audit.events "
+            f"({exc.__class__.__name__}: broker {settings.broker} unreachable?)"
+        )

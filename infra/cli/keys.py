@@ -10,8 +10,8 @@ from infra.cli.custody import publish, read_client_share_text
 from infra.cli.output import add_json_flag, fail, note, print_json
 from infra.cli.vault import UsageError, cli_hint, read_cmek
 from runtime.config import load
-from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, PermissionDenied
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
+from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, PermissionDenied
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
 
@@ -46,12 +46,16 @@ def cmd_keys(args) -> int:
         elif args.action == "rotate":
             doc = dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor, client_share=share))
         elif args.action == "deactivate":
-            doc = {"agent_id": args.agent, "chain": args.chain,
-                   "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor,
-                                                            version=args.version)}
+            doc = {
+                "agent_id": args.agent,
+                "chain": args.chain,
+                "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor, version=args.version),
+            }
         else:
-            doc = [{**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
-                   for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)]
+            doc = [
+                {**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
+                for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)
+            ]
     except (PermissionDenied, AttestationRequired) as exc:
         note(f"{name}: refused: {exc}")
         publish(settings, outbox.drain())
@@ -63,8 +67,11 @@ def cmd_keys(args) -> int:
             needs.append(f"the client share shown when it was created (it is in {mode}; --client-share-file)")
         if store.vaults.cmek_fingerprint("default", AGENT_KEYS_VAULT) is not None:
             needs.append("its current customer-managed key (--cmek-file)")
-        hint = ("the signing-key vault needs " + " and ".join(needs) if needs
-                else "a root of trust refused to unwrap the vault key")
+        hint = (
+            "the signing-key vault needs " + " and ".join(needs)
+            if needs
+            else "a root of trust refused to unwrap the vault key"
+        )
         return fail(name, f"{InvalidKey()}: {hint}")
     except CustodyError as exc:
         return fail(name, cli_hint(str(exc)))
@@ -94,8 +101,10 @@ def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict) -
     else:
         note(f"CLIENT SHARE ({mode}), shown once: {share}")
         where = "printed above on stderr"
-    note(f"The signing-key vault was created in {mode}. Its client share is {where}. Warden keeps no copy, "
-         "and cannot sign or add keys without it (--client-share-file): keep it safe.")
+    note(
+        f"The signing-key vault was created in {mode}. Its client share is {where}. Warden keeps no copy, "
+        "and cannot sign or add keys without it (--client-share-file): keep it safe."
+    )
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
@@ -107,7 +116,12 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
     p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
     p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin)")
-    p.add_argument("--cmek-file", help="the signing-key vault's customer-managed key, if it has one (32 raw bytes or "
-                                       "base64), for writes")
-    p.add_argument("--client-share-out", help="when this call creates a client-custody vault: write its client "
-                                              "share to this new file (0600) instead of showing it on stderr")
+    p.add_argument(
+        "--cmek-file",
+        help="the signing-key vault's customer-managed key, if it has one (32 raw bytes or base64), for writes",
+    )
+    p.add_argument(
+        "--client-share-out",
+        help="when this call creates a client-custody vault: write its client "
+        "share to this new file (0600) instead of showing it on stderr",
+    )

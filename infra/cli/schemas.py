@@ -25,8 +25,16 @@ def cmd_schemas(args) -> int:
 def cmd_chains(args) -> int:
     if args.action == "add":
         try:
-            REGISTRY.add(Chain(args.name, args.chain_id, args.currency, args.explorer or "",
-                               key_chain=args.key_chain, testnet=args.testnet))
+            REGISTRY.add(
+                Chain(
+                    args.name,
+                    args.chain_id,
+                    args.currency,
+                    args.explorer or "",
+                    key_chain=args.key_chain,
+                    testnet=args.testnet,
+                )
+            )
         except ValueError as exc:
             return fail("warden chains add", exc)
     chains = [dataclasses.asdict(c) for c in REGISTRY.all().values()]
@@ -34,8 +42,10 @@ def cmd_chains(args) -> int:
         print_json(chains)
     else:
         for c in chains:
-            print(f"{c['name']:15} {c['chain_id']:>11}  {c['currency']:7} key:{c['key_chain']:9} "
-                  f"{'testnet ' if c['testnet'] else ''}{c['explorer']}")
+            print(
+                f"{c['name']:15} {c['chain_id']:>11}  {c['currency']:7} key:{c['key_chain']:9} "
+                f"{'testnet ' if c['testnet'] else ''}{c['explorer']}"
+            )
     return 0
 
 

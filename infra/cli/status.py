@@ -18,11 +18,11 @@ import clickhouse_connect
 from aiokafka import AIOKafkaConsumer
 
 from infra.cli.output import add_json_flag, fail, print_json
+from ledger.verify import NOT_BELIEVED_SQL
 from runtime.config import Settings, load
 from runtime.kafka import group_lag, partitions
 from runtime.metrics import metrics_file
 from schemas import topics
-from ledger.verify import NOT_BELIEVED_SQL
 
 
 def _alive(pid: int | None) -> bool:
@@ -60,14 +60,20 @@ def ledger_lag(settings: Settings, ends: dict[int, int]) -> dict:
     """Audit records on the topic past what the ledger appended, read through its SQL endpoint."""
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5)
-    rows = client.query("SELECT source_partition, max(source_offset) + 1 FROM audit_log "
-                        "WHERE action != 'ledger.source_changed' GROUP BY source_partition").result_rows
+    rows = client.query(
+        "SELECT source_partition, max(source_offset) + 1 FROM audit_log "
+        "WHERE action != 'ledger.source_changed' GROUP BY source_partition"
+    ).result_rows
     appended = {int(p): int(o) for p, o in rows}
     changes = client.query("SELECT count() FROM audit_log WHERE action = 'ledger.source_changed'").result_rows[0][0]
     forged = client.query(f"SELECT count() FROM audit_log WHERE {NOT_BELIEVED_SQL}").result_rows[0][0]
     behind = {str(p): max(0, end - appended.get(p, 0)) for p, end in ends.items()}
-    return {"lag": sum(behind.values()), "by_partition": behind, "source_changes": int(changes),
-            "records_not_believed": int(forged)}
+    return {
+        "lag": sum(behind.values()),
+        "by_partition": behind,
+        "source_changes": int(changes),
+        "records_not_believed": int(forged),
+    }
 
 
 def _metrics_url(settings: Settings, component: str) -> str | None:
@@ -82,12 +88,28 @@ def cmd_status(args) -> int:
         return fail("warden status", f"`warden up` has not run under WARDEN_HOME={settings.home}", 2)
     doc = json.loads(path.read_text())
     up = doc.get("running", False) and _alive(doc.get("supervisor_pid"))
-    components = [{"name": name, "pid": c["pid"], "alive": up and _alive(c["pid"]), "restarts": c["restarts"],
-                   "last_exit_code": c["last_exit_code"], "metrics": _metrics_url(settings, name),
-                   "up_for_s": round(time.time() - c["started_at"]) if up and _alive(c["pid"]) else None}
-                  for name, c in doc["components"].items()]
-    report = {"home": doc["home"], "up": up, "supervisor_metrics": _metrics_url(settings, "supervisor"), "broker_storage": doc.get("broker_storage"), "components": components,
-              "consumer_lag": None, "ledger": None, "errors": []}
+    components = [
+        {
+            "name": name,
+            "pid": c["pid"],
+            "alive": up and _alive(c["pid"]),
+            "restarts": c["restarts"],
+            "last_exit_code": c["last_exit_code"],
+            "metrics": _metrics_url(settings, name),
+            "up_for_s": round(time.time() - c["started_at"]) if up and _alive(c["pid"]) else None,
+        }
+        for name, c in doc["components"].items()
+    ]
+    report = {
+        "home": doc["home"],
+        "up": up,
+        "supervisor_metrics": _metrics_url(settings, "supervisor"),
+        "broker_storage": doc.get("broker_storage"),
+        "components": components,
+        "consumer_lag": None,
+        "ledger": None,
+        "errors": [],
+    }
     if up:
         try:
             report["consumer_lag"] = asyncio.run(consumer_lag(settings))
@@ -97,8 +119,10 @@ def cmd_status(args) -> int:
     if args.json:
         print_json(report)
         return 0 if up else 1
-    print(f"warden up {'is running' if up else 'is not running'} (WARDEN_HOME={report['home']}, broker storage "
-          f"{report['broker_storage']})")
+    print(
+        f"warden up {'is running' if up else 'is not running'} (WARDEN_HOME={report['home']}, broker storage "
+        f"{report['broker_storage']})"
+    )
     for c in components:
         state = f"up {c['up_for_s']} s" if c["alive"] else "DOWN"
         exit_note = f", last exit code {c['last_exit_code']}" if c["last_exit_code"] is not None else ""
@@ -108,13 +132,18 @@ def cmd_status(args) -> int:
         print(f"  lag {name:8} {lag['lag']} records ({lag['group']})")
     if report["ledger"] is not None:
         ledger = report["ledger"]
-        gap = (f"; its broker changed {ledger['source_changes']} time(s): see `warden audit verify`"
-               if ledger["source_changes"] else "")
+        gap = (
+            f"; its broker changed {ledger['source_changes']} time(s): see `warden audit verify`"
+            if ledger["source_changes"]
+            else ""
+        )
         print(f"  lag ledger   {ledger['lag']} audit records not yet appended{gap}")
         if ledger["records_not_believed"]:
-            print(f"  ledger       {ledger['records_not_believed']} audit record(s) not believed (unsigned, signed "
-                  "by an unpinned key or speaking as another service): someone other than Warden's services "
-                  "writes to warden.audit.events; `warden audit verify` says how to list them")
+            print(
+                f"  ledger       {ledger['records_not_believed']} audit record(s) not believed (unsigned, signed "
+                "by an unpinned key or speaking as another service): someone other than Warden's services "
+                "writes to warden.audit.events; `warden audit verify` says how to list them"
+            )
     for error in report["errors"]:
         print(f"  could not read lag: {error}")
     return 0 if up else 1

@@ -22,19 +22,26 @@ from pydantic import ValidationError
 from infra.cli.custody import read_client_share_text
 from infra.cli.output import add_json_flag, fail, print_json
 from infra.cli.vault import UsageError, read_cmek
-from sdk.client import (OUTCOME_TOPICS, Client, Outcome, blob_fields, load_or_create_agent_key, new_intent,
-                          read_outcome, wait_outcomes)
 from runtime.clock import utcnow
 from runtime.config import load
 from runtime.kafka import end_offsets, follow
 from runtime.trust import PinnedServiceKeys
-from schemas.auth import outcome_forgery
 from schemas import topics
+from schemas.auth import outcome_forgery
 from schemas.chains import REGISTRY
 from schemas.errors import explain
-from schemas.models import (AuthorizationRequest, DeadLetter, IntentParked, IntentRejected, SignedMessage,
-                            TypedData)
+from schemas.models import AuthorizationRequest, DeadLetter, IntentParked, IntentRejected, SignedMessage, TypedData
 from schemas.sealing import SealingRefused
+from sdk.client import (
+    OUTCOME_TOPICS,
+    Client,
+    Outcome,
+    blob_fields,
+    load_or_create_agent_key,
+    new_intent,
+    read_outcome,
+    wait_outcomes,
+)
 
 
 def _kind_fields(args) -> dict:
@@ -52,13 +59,25 @@ def _kind_fields(args) -> dict:
             return {"intent_type": "typed_data", "typed_data": TypedData.model_validate_json(fh.read())}
     if args.to is None or args.value is None:
         raise ValueError("a transaction needs --to and --value")
-    fields = {k: v for k, v in dict(to=args.to, value=args.value, tx_type=args.tx_type, data=args.data,
-                                    gas_limit=args.gas_limit, gas_price=args.gas_price,
-                                    max_fee_per_gas=args.max_fee_per_gas,
-                                    max_priority_fee_per_gas=args.max_priority_fee_per_gas,
-                                    max_fee_per_blob_gas=args.max_fee_per_blob_gas, simulate_first=args.simulate,
-                                    broadcast=args.broadcast, nonce=args.nonce,
-                                    signing_key_path=args.key_path).items() if v is not None}
+    fields = {
+        k: v
+        for k, v in dict(
+            to=args.to,
+            value=args.value,
+            tx_type=args.tx_type,
+            data=args.data,
+            gas_limit=args.gas_limit,
+            gas_price=args.gas_price,
+            max_fee_per_gas=args.max_fee_per_gas,
+            max_priority_fee_per_gas=args.max_priority_fee_per_gas,
+            max_fee_per_blob_gas=args.max_fee_per_blob_gas,
+            simulate_first=args.simulate,
+            broadcast=args.broadcast,
+            nonce=args.nonce,
+            signing_key_path=args.key_path,
+        ).items()
+        if v is not None
+    }
     if args.blob_file:
         blobs = []
         for path in args.blob_file:
@@ -75,10 +94,29 @@ def _kind_fields(args) -> dict:
 
 
 # What builds an intent here: none of it applies to a file sent as it is (``--raw``).
-_INTENT_OPTIONS = ("chain", "to", "value", "data", "tx_type", "max_fee_per_blob_gas", "blob_file", "delegate",
-                   "authorization_chain_id", "gas_limit", "gas_price", "max_fee_per_gas", "max_priority_fee_per_gas",
-                   "expires_in", "nonce", "key_path", "idempotency_key", "simulate", "broadcast", "client_share_file",
-                   "cmek_file")
+_INTENT_OPTIONS = (
+    "chain",
+    "to",
+    "value",
+    "data",
+    "tx_type",
+    "max_fee_per_blob_gas",
+    "blob_file",
+    "delegate",
+    "authorization_chain_id",
+    "gas_limit",
+    "gas_price",
+    "max_fee_per_gas",
+    "max_priority_fee_per_gas",
+    "expires_in",
+    "nonce",
+    "key_path",
+    "idempotency_key",
+    "simulate",
+    "broadcast",
+    "client_share_file",
+    "cmek_file",
+)
 
 
 def cmd_submit(args) -> int:
@@ -100,12 +138,22 @@ def cmd_submit(args) -> int:
         key = load_or_create_agent_key(settings.home, args.agent)
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
-            share = None if args.client_share_file is None else await client.client_share(
-                read_client_share_text(args.client_share_file))
+            share = (
+                None
+                if args.client_share_file is None
+                else await client.client_share(read_client_share_text(args.client_share_file))
+            )
             cmek = None if args.cmek_file is None else await client.cmek(_read_cmek_text(args.cmek_file))
             try:
-                intent = new_intent(key, agent_id=args.agent, chain=args.chain, idempotency_key=args.idempotency_key,
-                                    client_share=share, cmek=cmek, **fields)
+                intent = new_intent(
+                    key,
+                    agent_id=args.agent,
+                    chain=args.chain,
+                    idempotency_key=args.idempotency_key,
+                    client_share=share,
+                    cmek=cmek,
+                    **fields,
+                )
             finally:
                 for held in (share, cmek):
                     if held is not None:
@@ -135,8 +183,12 @@ def _submit_raw(args, settings) -> int:
     command = f"warden {args.command}"
     given = [f"--{name.replace('_', '-')}" for name in _INTENT_OPTIONS if getattr(args, name) is not None]
     if given:
-        return fail(command, f"--raw sends the file as it is, so {', '.join(given)} cannot change it: leave "
-                             f"{'them' if len(given) > 1 else 'it'} out", 2)
+        return fail(
+            command,
+            f"--raw sends the file as it is, so {', '.join(given)} cannot change it: leave "
+            f"{'them' if len(given) > 1 else 'it'} out",
+            2,
+        )
     try:
         raw = sys.stdin.buffer.read() if args.raw == "-" else Path(args.raw).read_bytes()
     except OSError as exc:
@@ -159,17 +211,24 @@ def _submit_raw(args, settings) -> int:
     except (ValueError, OSError) as exc:
         return fail(command, exc, 2)
     sent = {**dataclasses.asdict(submission), "bytes": len(raw)}
-    return _report(args, {"submission": sent}, (
-        f"submitted {submission.intent_id} as it is ({len(raw)} bytes, sha256 {submission.digest}) for agent "
-        f"{submission.agent_id}"), outcome)
+    return _report(
+        args,
+        {"submission": sent},
+        (
+            f"submitted {submission.intent_id} as it is ({len(raw)} bytes, sha256 {submission.digest}) for agent "
+            f"{submission.agent_id}"
+        ),
+        outcome,
+    )
 
 
 def _report(args, submitted: dict, line: str, outcome: Outcome | None) -> int:
     """What was submitted and its outcome: a JSON document (``submitted`` and the outcome) or
     lines for people. Exit code 1 for a rejection."""
     if args.json:
-        print_json({**submitted, "outcome": None if outcome is None else outcome.model_dump(mode="json",
-                                                                                           by_alias=True)})
+        print_json(
+            {**submitted, "outcome": None if outcome is None else outcome.model_dump(mode="json", by_alias=True)}
+        )
     else:
         print(line)
         if outcome is not None:
@@ -193,18 +252,24 @@ def _read_cmek_text(path: str) -> str:
 
 def _describe_outcome(outcome) -> str:
     if isinstance(outcome, IntentParked):
-        return (f"PARKED {outcome.intent_id} until {outcome.expires_at.isoformat()}: {outcome.reason}; an admin "
-                f"decides with `warden approvals approve|deny {outcome.intent_id}`")
+        return (
+            f"PARKED {outcome.intent_id} until {outcome.expires_at.isoformat()}: {outcome.reason}; an admin "
+            f"decides with `warden approvals approve|deny {outcome.intent_id}`"
+        )
     if isinstance(outcome, IntentRejected):
         return f"REJECTED {outcome.intent_id} at {outcome.stage}: {outcome.code}: {outcome.reason}"
     if isinstance(outcome, SignedMessage):
         typed = f" {outcome.primary_type} for {outcome.verifying_contract}" if outcome.kind == "typed_data" else ""
-        return (f"SIGNED {outcome.intent_id} {outcome.kind}{typed} hash {outcome.message_hash} by {outcome.from_} "
-                f"chain {outcome.chain}({outcome.chain_id}) signature {outcome.signature} tee={outcome.tee}")
+        return (
+            f"SIGNED {outcome.intent_id} {outcome.kind}{typed} hash {outcome.message_hash} by {outcome.from_} "
+            f"chain {outcome.chain}({outcome.chain_id}) signature {outcome.signature} tee={outcome.tee}"
+        )
     extra = f" block {outcome.block_number}" if outcome.block_number is not None else ""
     error = f" ({outcome.error})" if outcome.error else ""
-    return (f"SIGNED {outcome.intent_id} {outcome.status}{extra}{error} tx {outcome.tx_hash} from {outcome.from_} "
-            f"nonce {outcome.nonce} chain {outcome.chain}({outcome.chain_id}) tee={outcome.tee}")
+    return (
+        f"SIGNED {outcome.intent_id} {outcome.status}{extra}{error} tx {outcome.tx_hash} from {outcome.from_} "
+        f"nonce {outcome.nonce} chain {outcome.chain}({outcome.chain_id}) tee={outcome.tee}"
+    )
 
 
 def _tailed_record(topic: str, value: bytes) -> Outcome | DeadLetter | None:
@@ -224,8 +289,11 @@ def _unreadable(value: bytes) -> object:
     try:
         return orjson.loads(value)
     except orjson.JSONDecodeError:
-        return {"payload_b64": base64.b64encode(value[:256]).decode(),
-                "payload_sha256": hashlib.sha256(value).hexdigest(), "payload_bytes": len(value)}
+        return {
+            "payload_b64": base64.b64encode(value[:256]).decode(),
+            "payload_sha256": hashlib.sha256(value).hexdigest(),
+            "payload_bytes": len(value),
+        }
 
 
 def cmd_tail(args) -> int:
@@ -248,8 +316,9 @@ def cmd_tail(args) -> int:
                 forged = outcome_forgery(record, keys)  # dead letters are signed too
             if args.json:
                 shown = _unreadable(value) if record is None else record.model_dump(mode="json", by_alias=True)
-                print_json({"topic": topic, "authentic": forged is None, "forged": forged, "record": shown},
-                           compact=True)
+                print_json(
+                    {"topic": topic, "authentic": forged is None, "forged": forged, "record": shown}, compact=True
+                )
             elif forged is not None:
                 intent_id = getattr(record, "intent_id", None) or "?"
                 print(f"FORGED {intent_id} on {topic}: {forged}")
@@ -277,18 +346,26 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         return
     p.set_defaults(handler=cmd_submit)
     if command == "sign":
-        p.add_argument("kind", choices=("message", "typed-data", "tx"),
-                       help="message: EIP-191 personal_sign; typed-data: EIP-712; tx: a transaction (as submit)")
+        p.add_argument(
+            "kind",
+            choices=("message", "typed-data", "tx"),
+            help="message: EIP-191 personal_sign; typed-data: EIP-712; tx: a transaction (as submit)",
+        )
         p.add_argument("--text", help="message: the text, signed as its UTF-8 bytes")
         p.add_argument("--hex", help="message: the bytes, 0x-hex")
         p.add_argument("--file", help="typed-data: the eth_signTypedData_v4 JSON document")
     p.add_argument("--agent", required=True)
     if command == "submit":
-        p.add_argument("--raw", metavar="FILE", help=(
-            "publish this file's bytes exactly as they are (an intent's JSON written and signed elsewhere; - for "
-            "stdin), keyed by --agent, with no validation here, and wait for the answer like any other; a record "
-            "the worker cannot read is rejected INVALID_INTENT, bound to the SHA-256 of these bytes. The options "
-            "that build an intent do not apply"))
+        p.add_argument(
+            "--raw",
+            metavar="FILE",
+            help=(
+                "publish this file's bytes exactly as they are (an intent's JSON written and signed elsewhere; - for "
+                "stdin), keyed by --agent, with no validation here, and wait for the answer like any other; a record "
+                "the worker cannot read is rejected INVALID_INTENT, bound to the SHA-256 of these bytes. The options "
+                "that build an intent do not apply"
+            ),
+        )
     # With --raw, submit takes none of these; without it, cmd_submit asks for them.
     p.add_argument("--chain", required=command != "submit", help="the intent's chain (submit: required, unless --raw)")
     p.add_argument("--to")
@@ -296,17 +373,27 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--data")
     p.add_argument("--tx-type", type=int, choices=(0, 1, 2, 3, 4))
     p.add_argument("--max-fee-per-blob-gas", help="type 3: wei per unit of blob gas")
-    p.add_argument("--blob-file", action="append", help="type 3: a file holding one 131072-byte blob (repeat for "
-                                                        "more); its versioned hash is computed here")
+    p.add_argument(
+        "--blob-file",
+        action="append",
+        help="type 3: a file holding one 131072-byte blob (repeat for more); its versioned hash is computed here",
+    )
     p.add_argument("--delegate", help="type 4 (EIP-7702): delegate the agent's account to this contract")
-    p.add_argument("--authorization-chain-id", type=int, default=None,
-                   help="type 4: the authorization's chain id (default: the intent's chain; 0 = every chain)")
+    p.add_argument(
+        "--authorization-chain-id",
+        type=int,
+        default=None,
+        help="type 4: the authorization's chain id (default: the intent's chain; 0 = every chain)",
+    )
     p.add_argument("--gas-limit", type=int)
     p.add_argument("--gas-price", help="types 0/1: wei per gas (default: the node's suggestion)")
     p.add_argument("--max-fee-per-gas", help="type 2: wei per gas (default: 2 x base fee + tip, under the ceiling)")
     p.add_argument("--max-priority-fee-per-gas", help="type 2: tip in wei per gas (default: the node's suggestion)")
-    p.add_argument("--expires-in", type=float, help="seconds until the intent expires (it can only shorten the "
-                                                    "deployment's window, 10 minutes unless set)")
+    p.add_argument(
+        "--expires-in",
+        type=float,
+        help="seconds until the intent expires (it can only shorten the deployment's window, 10 minutes unless set)",
+    )
     p.add_argument("--nonce", type=int, help="only to replace a transaction the signer signed at this nonce")
     p.add_argument("--key-path")
     p.add_argument("--idempotency-key")
@@ -314,7 +401,13 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--broadcast", action="store_true", default=None)
     p.add_argument("--no-wait", dest="wait", action="store_false")
     p.add_argument("--timeout", type=float, default=15.0)
-    p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin); "
-                                               "it is sealed to the signer, never sent in the clear")
-    p.add_argument("--cmek-file", help="a signing-key vault with a customer-managed key: file holding it (32 raw "
-                                       "bytes or base64); sealed to the signer like the client share")
+    p.add_argument(
+        "--client-share-file",
+        help="client-custody vaults: file holding the client share (- for stdin); "
+        "it is sealed to the signer, never sent in the clear",
+    )
+    p.add_argument(
+        "--cmek-file",
+        help="a signing-key vault with a customer-managed key: file holding it (32 raw "
+        "bytes or base64); sealed to the signer like the client share",
+    )

@@ -17,7 +17,6 @@ import asyncio
 from dataclasses import dataclass
 
 from infra.cli.output import add_json_flag, fail, print_json
-from sdk.client import read_outcome
 from runtime.config import Settings, load
 from runtime.kafka import read_to_quiet
 from runtime.trust import PinnedServiceKeys
@@ -25,6 +24,7 @@ from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.fields import format_native_amount
 from schemas.models import FINAL_TX_STATUSES, IntentRejected, SignedTransaction
+from sdk.client import read_outcome
 
 
 @dataclass
@@ -38,8 +38,9 @@ class AgentRecords:
     forged: int
 
 
-async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int = 5,
-                             history: dict[str, list[SignedTransaction]] | None = None) -> AgentRecords:
+async def agent_transactions(
+    settings: Settings, agent_id: str, idle_polls: int = 5, history: dict[str, list[SignedTransaction]] | None = None
+) -> AgentRecords:
     """The signed transactions and rejections of ``agent_id`` (`AgentRecords`). With
     ``history``, every authentic transaction record per intent id is added to it, in topic order.
 
@@ -60,16 +61,20 @@ async def agent_transactions(settings: Settings, agent_id: str, idle_polls: int 
             continue
         if isinstance(record, IntentRejected):
             # A redelivered record is rejected again, at another time: the same rejection.
-            rejected.setdefault((record.intent_id, record.intent_digest, record.stage, record.code, record.reason),
-                                record)
+            rejected.setdefault(
+                (record.intent_id, record.intent_digest, record.stage, record.code, record.reason), record
+            )
             continue
         if history is not None:
             history.setdefault(record.intent_id, []).append(record)
         known = newest.get(record.intent_id)
         if known is None or known.status not in FINAL_TX_STATUSES or record.status in FINAL_TX_STATUSES:
             newest[record.intent_id] = record
-    return AgentRecords(sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),
-                        sorted(rejected.values(), key=lambda r: r.decided_at), forged)
+    return AgentRecords(
+        sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),
+        sorted(rejected.values(), key=lambda r: r.decided_at),
+        forged,
+    )
 
 
 def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = False) -> dict:
@@ -93,8 +98,10 @@ def _line(record: SignedTransaction) -> str:
     block = "" if record.block_number is None else f" block {record.block_number}"
     fee = "" if record.fee_wei is None else f" fee {format_native_amount(record.fee_wei)}"
     error = f" ({record.error})" if record.error else ""
-    return (f"{record.intent_id:40} {record.status:9} nonce {record.nonce:<5} {record.chain}:{record.tx_hash}"
-            f"{block}{fee}{error}")
+    return (
+        f"{record.intent_id:40} {record.status:9} nonce {record.nonce:<5} {record.chain}:{record.tx_hash}"
+        f"{block}{fee}{error}"
+    )
 
 
 def _rejected_line(record: IntentRejected) -> str:
@@ -110,7 +117,9 @@ def cmd_txs(args) -> int:
     records, forged = found.transactions, found.forged
     if args.action == "show":
         if not args.id:
-            return fail("warden txs show", "name the transaction: `warden txs show ID --agent A` (intent id or hash)", 2)
+            return fail(
+                "warden txs show", "name the transaction: `warden txs show ID --agent A` (intent id or hash)", 2
+            )
         # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
         wanted = [r for r in records if args.id in (r.intent_id, r.tx_hash, *r.replaces)]
         refusals = [r for r in found.rejected if r.intent_id == args.id]
@@ -122,8 +131,12 @@ def cmd_txs(args) -> int:
                 print(_rejected_line(record) + f"  (intent_digest {record.intent_digest})")
             return 0
         if not wanted:
-            return fail("warden txs show", f"no transaction of agent {args.agent!r} with intent id or hash "
-                                           f"{args.id!r}; `warden txs list --agent {args.agent}` lists them", 1)
+            return fail(
+                "warden txs show",
+                f"no transaction of agent {args.agent!r} with intent id or hash "
+                f"{args.id!r}; `warden txs list --agent {args.agent}` lists them",
+                1,
+            )
         row = _row(wanted[0], args.include_signed_tx)
         row["history"] = _history(history[wanted[0].intent_id])
         if args.json:
@@ -137,8 +150,14 @@ def cmd_txs(args) -> int:
             print(f"  {step['status']:9} {step['tx_hash']}" + (f"  ({step['error']})" if step["error"] else ""))
         return 0
     if args.json:
-        print_json({"agent_id": args.agent, "transactions": [_row(r, args.include_signed_tx) for r in records],
-                    "rejected": [_row(r) for r in found.rejected], "forged_records_ignored": forged})
+        print_json(
+            {
+                "agent_id": args.agent,
+                "transactions": [_row(r, args.include_signed_tx) for r in records],
+                "rejected": [_row(r) for r in found.rejected],
+                "forged_records_ignored": forged,
+            }
+        )
         return 0
     for record in records:
         print(_line(record))
@@ -146,9 +165,11 @@ def cmd_txs(args) -> int:
         print(_rejected_line(rejection))
     counts = {status: sum(1 for r in records if r.status == status) for status in sorted({r.status for r in records})}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
-    print(f"{len(records)} transaction(s) of {args.agent}: {summary}"
-          + (f"; {len(found.rejected)} intent(s) rejected" if found.rejected else "")
-          + (f"; {forged} forged record(s) ignored" if forged else ""))
+    print(
+        f"{len(records)} transaction(s) of {args.agent}: {summary}"
+        + (f"; {len(found.rejected)} intent(s) rejected" if found.rejected else "")
+        + (f"; {forged} forged record(s) ignored" if forged else "")
+    )
     return 0
 
 

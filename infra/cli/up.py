@@ -24,8 +24,9 @@ def _settings(**overrides) -> Settings:
 
 
 def cmd_up(args) -> int:
-    settings = _settings(topology=args.topology, allow_dev_root=True,
-                         broker_storage="memory" if args.memory else "durable")
+    settings = _settings(
+        topology=args.topology, allow_dev_root=True, broker_storage="memory" if args.memory else "durable"
+    )
     warning = settings.fetch_wait_warning()
     if warning:
         note(f"warden up: warning: {warning}")
@@ -39,8 +40,10 @@ def cmd_up(args) -> int:
     if args.json:
         print_json({"home": str(settings.home), "processes": rows})
     else:
-        print(f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, WARDEN_TEE={settings.tee}, "
-              f"broker storage={settings.broker_storage})")
+        print(
+            f"Warden is up (WARDEN_HOME={settings.home}, topology={settings.topology}, WARDEN_TEE={settings.tee}, "
+            f"broker storage={settings.broker_storage})"
+        )
         for row in rows:
             print(f"  {row['name']:8} pid {row['pid']:<7} {row['address']:45} log {row['log']}")
         print("A crashed Warden service is restarted; `warden status` shows them. Ctrl-C stops everything.")
@@ -92,11 +95,16 @@ def cmd_demo(args) -> int:
     else:
         print(demo.render(report))
         ledger = report["ledger"]
-        believed = ("every record signed by its writer" if not ledger["records_not_believed"] else
-                    f"{ledger['records_not_believed']} record(s) NOT BELIEVED (see warden audit verify)")
-        print(f"audit ledger: {ledger['events_in_ledger']} events, chains "
-              f"{'verified' if ledger.get('ok') else 'FAILED verification'}, {believed}; "
-              f"inspect with WARDEN_HOME={settings.home} warden audit verify")
+        believed = (
+            "every record signed by its writer"
+            if not ledger["records_not_believed"]
+            else f"{ledger['records_not_believed']} record(s) NOT BELIEVED (see warden audit verify)"
+        )
+        print(
+            f"audit ledger: {ledger['events_in_ledger']} events, chains "
+            f"{'verified' if ledger.get('ok') else 'FAILED verification'}, {believed}; "
+            f"inspect with WARDEN_HOME={settings.home} warden audit verify"
+        )
     ledger_ok = report["ledger"].get("ok") and not report["ledger"]["records_not_believed"]
     return 0 if report["all_as_expected"] and ledger_ok else 1
 
@@ -106,8 +114,11 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     add_json_flag(p)
     p.add_argument("--topology", choices=("fused", "split"), default=load().topology)
     if command == "up":
-        p.add_argument("--memory", action="store_true",
-                       help="keep the broker's log and the chain in memory (lost on exit) instead of under "
-                            "$WARDEN_HOME/storage and $WARDEN_HOME/anvil")
+        p.add_argument(
+            "--memory",
+            action="store_true",
+            help="keep the broker's log and the chain in memory (lost on exit) instead of under "
+            "$WARDEN_HOME/storage and $WARDEN_HOME/anvil",
+        )
     if command == "demo":
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

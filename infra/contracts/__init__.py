@@ -37,7 +37,6 @@ CONTRACTS = Path(__file__).resolve().parent
 RECEIPT_TIMEOUT_S = 10.0
 
 
-
 @dataclass(frozen=True)
 class Artifact:
     """A compiled contract: what it takes to deploy it (``bytecode``) and to talk to it (``abi``)."""
@@ -69,11 +68,16 @@ def artifact(name: str) -> Artifact:
     path = CONTRACTS / f"{name}.json"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in CONTRACTS.glob("*.json"))) or "none"
-        raise FileNotFoundError(f"no contract artifact {path}; known: {known}. Add {name}.sol and run "
-                                "`python -m infra.contracts.build`")
+        raise FileNotFoundError(
+            f"no contract artifact {path}; known: {known}. Add {name}.sol and run `python -m infra.contracts.build`"
+        )
     document = json.loads(path.read_text(encoding="utf-8"))
-    return Artifact(name=document["contract"], abi=tuple(document["abi"]), bytecode=document["bytecode"],
-                    deployed_bytecode=document["deployed_bytecode"])
+    return Artifact(
+        name=document["contract"],
+        abi=tuple(document["abi"]),
+        bytecode=document["bytecode"],
+        deployed_bytecode=document["deployed_bytecode"],
+    )
 
 
 def selector(signature: str) -> bytes:
@@ -85,9 +89,11 @@ def _parameter_types(signature: str) -> list[str]:
     """The parameter types of ``name(type1,type2,...)``, tuples such as ``(uint256,address)`` kept whole."""
     open_at = signature.find("(")
     if open_at <= 0 or not signature.endswith(")") or " " in signature:
-        raise ValueError(f"{signature!r} is not a canonical function signature; write it as "
-                         "name(type1,type2), no spaces and no parameter names, e.g. transfer(address,uint256)")
-    inner = signature[open_at + 1:-1]
+        raise ValueError(
+            f"{signature!r} is not a canonical function signature; write it as "
+            "name(type1,type2), no spaces and no parameter names, e.g. transfer(address,uint256)"
+        )
+    inner = signature[open_at + 1 : -1]
     types, depth, start = [], 0, 0
     for at, char in enumerate(inner):
         if char == "(":
@@ -118,8 +124,11 @@ def _reverted(what: str, exc: RpcError) -> Reverted | RpcError:
         return exc
     # The pipeline's own reading of a revert payload (Error(string), Panic(uint256), or its bytes).
     decoded = decode_revert(exc.data) if exc.data else None
-    reason = (decoded if decoded != "reverted without a reason" else None) or \
-        exc.message.removeprefix("execution reverted").lstrip(": ") or None
+    reason = (
+        (decoded if decoded != "reverted without a reason" else None)
+        or exc.message.removeprefix("execution reverted").lstrip(": ")
+        or None
+    )
     return Reverted(what, reason, exc.data if isinstance(exc.data, str) else None)
 
 
@@ -140,8 +149,10 @@ async def send(node, sender: str, to: str | None, data: str, value: int = 0) -> 
     deadline = time.monotonic() + RECEIPT_TIMEOUT_S
     while (receipt := await node.call("eth_getTransactionReceipt", tx_hash)) is None:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: no receipt for {tx_hash} after {RECEIPT_TIMEOUT_S:.0f} s; "
-                               "is the node mining (Anvil automine, or --block-time)?")
+            raise TimeoutError(
+                f"{what}: no receipt for {tx_hash} after {RECEIPT_TIMEOUT_S:.0f} s; "
+                "is the node mining (Anvil automine, or --block-time)?"
+            )
         await asyncio.sleep(0.05)
     if int(receipt["status"], 16) != 1:
         # A receipt carries no revert reason: replay the call on the state before its block for it.
@@ -170,8 +181,10 @@ async def deploy(node, name: str, *constructor_args: Any, sender: str) -> str:
     compiled = artifact(name)
     types = compiled.constructor_types()
     if len(types) != len(constructor_args):
-        raise TypeError(f"{name}'s constructor takes {len(types)} argument(s) ({', '.join(types) or 'none'}), "
-                        f"got {len(constructor_args)}")
+        raise TypeError(
+            f"{name}'s constructor takes {len(types)} argument(s) ({', '.join(types) or 'none'}), "
+            f"got {len(constructor_args)}"
+        )
     code = compiled.bytecode + abi_encode(types, list(constructor_args)).hex()
     try:
         receipt = await send(node, sender, None, code)

@@ -60,8 +60,10 @@ class BuildError(Exception):
 def solc_js_dir(where: Path = DEFAULT_SOLC_JS) -> Path:
     """The directory of the npm ``solc`` package (default: the one dev.sh installs)."""
     if not (where / "package.json").is_file():
-        raise BuildError(f"solc-js is missing at {where}: run ./infra/dev.sh first (it installs npm solc into "
-                         ".venv/npm), or pass --solc-js with the directory of an installed npm solc package")
+        raise BuildError(
+            f"solc-js is missing at {where}: run ./infra/dev.sh first (it installs npm solc into "
+            ".venv/npm), or pass --solc-js with the directory of an installed npm solc package"
+        )
     return where
 
 
@@ -80,11 +82,17 @@ def compile_sources(texts: dict[str, str], solc_js: Path = DEFAULT_SOLC_JS) -> t
         "sources": {name: {"content": text} for name, text in texts.items()},
         "settings": {**SETTINGS, "outputSelection": OUTPUT_SELECTION},
     }
-    done = subprocess.run([node, "-e", NODE_SCRIPT, str(solc_js_dir(solc_js))], input=json.dumps(standard_json),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [node, "-e", NODE_SCRIPT, str(solc_js_dir(solc_js))],
+        input=json.dumps(standard_json),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if done.returncode != 0:
-        raise BuildError(f"solc-js failed (exit {done.returncode}): {done.stderr.strip()}; "
-                         "reinstall it with ./infra/dev.sh")
+        raise BuildError(
+            f"solc-js failed (exit {done.returncode}): {done.stderr.strip()}; reinstall it with ./infra/dev.sh"
+        )
     reply = json.loads(done.stdout)
     output = reply["output"]
     problems = output.get("errors", [])
@@ -121,10 +129,15 @@ def artifacts(texts: dict[str, str], version: str, output: dict) -> dict[str, st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.contracts.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if any artifact differs from a fresh compile")
-    parser.add_argument("--solc-js", type=Path, default=DEFAULT_SOLC_JS,
-                        help="the npm solc package's directory (default: .venv/npm/node_modules/solc)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if any artifact differs from a fresh compile"
+    )
+    parser.add_argument(
+        "--solc-js",
+        type=Path,
+        default=DEFAULT_SOLC_JS,
+        help="the npm solc package's directory (default: .venv/npm/node_modules/solc)",
+    )
     args = parser.parse_args(argv)
     texts = sources()
     try:
@@ -152,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     for orphan in orphans:
         print(f"  {orphan}: no {orphan.removesuffix('.json')}.sol next to it; delete it or restore its source")
     if args.check and (stale or orphans):
-        print(f"error: not what the sources compile to: {', '.join(stale + orphans)}; "
-              "run `python -m infra.contracts.build` and commit the artifacts", file=sys.stderr)
+        print(
+            f"error: not what the sources compile to: {', '.join(stale + orphans)}; "
+            "run `python -m infra.contracts.build` and commit the artifacts",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

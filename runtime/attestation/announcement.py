@@ -19,25 +19,32 @@ import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from schemas.auth import Role, ServiceKeys
-from schemas.models import AttestationEvidence, SealingKey
 from runtime.attestation import evidence as evidence_
 from runtime.attestation.policy import AttestationPolicy, failures
 from runtime.attestation.verify import Verification, parse_report, report_data_binding
+from schemas.auth import Role, ServiceKeys
+from schemas.models import AttestationEvidence, SealingKey
 
 ANNOUNCEMENT_DOMAIN = b"warden-sev-snp-announcement-v1"
 
 
 def announcement_nonce(signer_id: str, announced_at: datetime) -> bytes:
     """The nonce of an announcement: its signer and its time, hashed (32 bytes)."""
-    return hashlib.sha256(b"\0".join((ANNOUNCEMENT_DOMAIN, signer_id.encode(),
-                                      announced_at.isoformat().encode()))).digest()
+    return hashlib.sha256(
+        b"\0".join((ANNOUNCEMENT_DOMAIN, signer_id.encode(), announced_at.isoformat().encode()))
+    ).digest()
 
 
-def attest(signer_id: str, sealing_public: bytes, service_public: bytes, announced_at: datetime, *,
-           product: str, vcek_file: str | None,
-           obtain: Callable[[bytes], evidence_.Evidence] = evidence_.obtain,
-           ) -> tuple[AttestationEvidence | None, str]:
+def attest(
+    signer_id: str,
+    sealing_public: bytes,
+    service_public: bytes,
+    announced_at: datetime,
+    *,
+    product: str,
+    vcek_file: str | None,
+    obtain: Callable[[bytes], evidence_.Evidence] = evidence_.obtain,
+) -> tuple[AttestationEvidence | None, str]:
     """This signer's evidence for an announcement at ``announced_at``: (evidence, how it was
     obtained), or (None, why there is none)."""
     nonce = announcement_nonce(signer_id, announced_at)
@@ -47,13 +54,19 @@ def attest(signer_id: str, sealing_public: bytes, service_public: bytes, announc
     report = parse_report(found.report)
     vcek = evidence_.vcek_of(found, vcek_file)
     return AttestationEvidence(
-        report=base64.b64encode(found.report).decode(), vcek=base64.b64encode(vcek).decode() if vcek else None,
-        vcek_url=evidence_.vcek_url(report, product), product=product, service_key_id=signer_id,
-        service_public_key="0x" + service_public.hex(), nonce="0x" + nonce.hex()), found.source
+        report=base64.b64encode(found.report).decode(),
+        vcek=base64.b64encode(vcek).decode() if vcek else None,
+        vcek_url=evidence_.vcek_url(report, product),
+        product=product,
+        service_key_id=signer_id,
+        service_public_key="0x" + service_public.hex(),
+        nonce="0x" + nonce.hex(),
+    ), found.source
 
 
-def check(key: SealingKey, policy: AttestationPolicy, now: datetime,
-          pinned_service_key: str | None = None) -> Verification:
+def check(
+    key: SealingKey, policy: AttestationPolicy, now: datetime, pinned_service_key: str | None = None
+) -> Verification:
     """Every check of an attested announcement: the report under ``policy``, report_data binding
     this very key, the signer's service key and the announcement's nonce, and (when the reader
     pins one) that service key being the pinned one."""
@@ -63,12 +76,20 @@ def check(key: SealingKey, policy: AttestationPolicy, now: datetime,
         result.add("evidence", False, f"signer {key.signer_id} announces tee={key.tee} but carries no report")
         return result
     if found.product != policy.product:
-        result.add("product", False, f"the report is from a {found.product} chip; this client expects "
-                   f"{policy.product} (WARDEN_ATTESTATION_PRODUCT)")
+        result.add(
+            "product",
+            False,
+            f"the report is from a {found.product} chip; this client expects "
+            f"{policy.product} (WARDEN_ATTESTATION_PRODUCT)",
+        )
         return result
     if found.vcek is None:
-        result.add("vcek", False, f"the announcement carries no VCEK; it is at {found.vcek_url}: the signer's host "
-                   "should provide it (certificate table or WARDEN_SEV_VCEK)")
+        result.add(
+            "vcek",
+            False,
+            f"the announcement carries no VCEK; it is at {found.vcek_url}: the signer's host "
+            "should provide it (certificate table or WARDEN_SEV_VCEK)",
+        )
         return result
     try:
         report, vcek = base64.b64decode(found.report, validate=True), base64.b64decode(found.vcek, validate=True)
@@ -79,18 +100,23 @@ def check(key: SealingKey, policy: AttestationPolicy, now: datetime,
     if found.nonce != "0x" + expected_nonce.hex() or found.service_key_id != key.signer_id:
         result.add("nonce", False, "the evidence's nonce or service key id is not this announcement's")
         return result
-    binding = report_data_binding(key.signer_id, bytes.fromhex(key.public_key[2:]),
-                                  bytes.fromhex(found.service_public_key[2:]), expected_nonce)
+    binding = report_data_binding(
+        key.signer_id, bytes.fromhex(key.public_key[2:]), bytes.fromhex(found.service_public_key[2:]), expected_nonce
+    )
     result = policy.verify(report, vcek, binding, key.announced_at, now)
     if pinned_service_key is not None:
-        result.add("service_key", pinned_service_key == found.service_public_key,
-                   f"the report binds service key {found.service_public_key[:18]}…; this client pins "
-                   f"{pinned_service_key[:18]}… for {key.signer_id}")
+        result.add(
+            "service_key",
+            pinned_service_key == found.service_public_key,
+            f"the report binds service key {found.service_public_key[:18]}…; this client pins "
+            f"{pinned_service_key[:18]}… for {key.signer_id}",
+        )
     return result
 
 
-def problems(key: SealingKey, policy: AttestationPolicy | None, now: datetime,
-             pinned_service_key: str | None = None) -> list[str]:
+def problems(
+    key: SealingKey, policy: AttestationPolicy | None, now: datetime, pinned_service_key: str | None = None
+) -> list[str]:
     """Why a client must not trust this attested announcement (empty: it may)."""
     if policy is None:
         return ["this client has no attestation policy to verify the report against"]
@@ -105,8 +131,9 @@ class AttestedServiceKeys:
     A signer that claims a TEE but whose report does not verify has no key at all here, so its
     outcomes are not believed. Signers announcing ``tee=none`` keep the pinned keys."""
 
-    def __init__(self, pinned: ServiceKeys, announcements: Sequence[SealingKey], policy: AttestationPolicy | None,
-                 now: datetime):
+    def __init__(
+        self, pinned: ServiceKeys, announcements: Sequence[SealingKey], policy: AttestationPolicy | None, now: datetime
+    ):
         self._pinned = pinned
         self.bound: dict[str, str] = {}
         self.refused: dict[str, list[str]] = {}

@@ -36,8 +36,12 @@ def obtain(report_data: bytes, root: Path = TSM_REPORT) -> Evidence:
     if len(report_data) != 64:
         raise ValueError(f"report_data is 64 bytes, got {len(report_data)}")
     if not root.is_dir():
-        return Evidence("none", None, None, f"no configfs-tsm report interface at {root}: not a confidential VM "
-                                            "(or a kernel before 6.7)")
+        return Evidence(
+            "none",
+            None,
+            None,
+            f"no configfs-tsm report interface at {root}: not a confidential VM (or a kernel before 6.7)",
+        )
     entry = root / f"warden-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         entry.mkdir()
@@ -72,13 +76,13 @@ def certificate_table(table: bytes) -> dict[uuid.UUID, bytes]:
     """The certificates of a host-provided table, by GUID. A malformed table is a ValueError."""
     found: dict[uuid.UUID, bytes] = {}
     for at in range(0, len(table) - 23, 24):
-        raw_guid = table[at:at + 16]
+        raw_guid = table[at : at + 16]
         offset, length = struct.unpack_from("<II", table, at + 16)
         if raw_guid == bytes(16) and offset == 0 and length == 0:
             return found
         if offset + length > len(table):
             raise ValueError(f"certificate table entry {at // 24} points past the table's {len(table)} bytes")
-        found[uuid.UUID(bytes_le=raw_guid)] = table[offset:offset + length]
+        found[uuid.UUID(bytes_le=raw_guid)] = table[offset : offset + length]
     raise ValueError("the certificate table has no terminating all-zero entry")
 
 

@@ -56,9 +56,16 @@ def launch_measurement(inputs: LaunchInputs) -> bytes:
     _check_firmware(inputs.ovmf, wants_kernel_hashes=inputs.kernel is not None)
     try:
         digest = guest.calc_launch_digest(
-            SevMode.SEV_SNP, inputs.vcpus, vcpu_sig, str(inputs.ovmf),
-            str(inputs.kernel) if inputs.kernel else None, str(inputs.initrd) if inputs.initrd else None,
-            inputs.append or "", inputs.guest_features, vmm_type=VMM_TYPES[inputs.vmm_type])
+            SevMode.SEV_SNP,
+            inputs.vcpus,
+            vcpu_sig,
+            str(inputs.ovmf),
+            str(inputs.kernel) if inputs.kernel else None,
+            str(inputs.initrd) if inputs.initrd else None,
+            inputs.append or "",
+            inputs.guest_features,
+            vmm_type=VMM_TYPES[inputs.vmm_type],
+        )
     except OSError as exc:
         raise MeasureError(f"{exc.filename}: cannot be read: {exc.strerror}") from None
     except (ValueError, RuntimeError) as exc:
@@ -79,8 +86,10 @@ def _vcpu_signature(inputs: LaunchInputs) -> int:
     if inputs.vcpu_sig is not None:
         return inputs.vcpu_sig
     if inputs.vmm_type == "QEMU":
-        raise MeasureError("--vmm-type QEMU measures the vCPU signature: give --vcpu-type (the -cpu model the "
-                           "guest was started with, e.g. EPYC-Milan) or --vcpu-sig")
+        raise MeasureError(
+            "--vmm-type QEMU measures the vCPU signature: give --vcpu-type (the -cpu model the "
+            "guest was started with, e.g. EPYC-Milan) or --vcpu-sig"
+        )
     return 0
 
 
@@ -92,13 +101,18 @@ def _check_firmware(path: Path, *, wants_kernel_hashes: bool) -> None:
     except OSError as exc:
         raise MeasureError(f"--ovmf {path}: cannot be read: {exc.strerror}") from None
     except (ValueError, RuntimeError) as exc:
-        raise MeasureError(f"--ovmf {path}: its OVMF footer table or SEV metadata is malformed ({exc}); is it an "
-                           "OVMF image?") from None
+        raise MeasureError(
+            f"--ovmf {path}: its OVMF footer table or SEV metadata is malformed ({exc}); is it an OVMF image?"
+        ) from None
     if not firmware.metadata_items():
-        raise MeasureError(f"--ovmf {path}: no SEV metadata in its footer table, so no SEV-SNP guest boots it: not "
-                           "an OVMF image, or one built without SEV-SNP support (Debian's OVMF_CODE_4M.fd has none; "
-                           "its /usr/share/ovmf/OVMF.fd has)")
+        raise MeasureError(
+            f"--ovmf {path}: no SEV metadata in its footer table, so no SEV-SNP guest boots it: not "
+            "an OVMF image, or one built without SEV-SNP support (Debian's OVMF_CODE_4M.fd has none; "
+            "its /usr/share/ovmf/OVMF.fd has)"
+        )
     if wants_kernel_hashes and not firmware.has_metadata_section(SectionType.SNP_KERNEL_HASHES):
-        raise MeasureError(f"--ovmf {path}: no SNP_KERNEL_HASHES page in its SEV metadata, so it does not measure "
-                           "a --kernel: measure the firmware alone (no --kernel, --initrd, --append) or use an OVMF "
-                           "built from edk2's OvmfPkg/AmdSev (AmdSevX64.dsc)")
+        raise MeasureError(
+            f"--ovmf {path}: no SNP_KERNEL_HASHES page in its SEV metadata, so it does not measure "
+            "a --kernel: measure the firmware alone (no --kernel, --initrd, --append) or use an OVMF "
+            "built from edk2's OvmfPkg/AmdSev (AmdSevX64.dsc)"
+        )

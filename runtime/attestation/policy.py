@@ -13,8 +13,8 @@ from datetime import datetime
 
 from cryptography import x509
 
-from runtime.config import AttestationSettings
 from runtime.attestation.verify import PRODUCTS, Expectations, Tcb, Verification, verify_report
+from runtime.config import AttestationSettings
 
 
 class PolicyError(ValueError):
@@ -45,8 +45,10 @@ class AttestationPolicy:
             except ValueError:
                 value = b""
             if len(value) != 48:
-                raise PolicyError(f"WARDEN_ATTESTATION_MEASUREMENTS: {text!r} is not 48 bytes of hex (96 digits); "
-                                  "`warden attest measure` prints one")
+                raise PolicyError(
+                    f"WARDEN_ATTESTATION_MEASUREMENTS: {text!r} is not 48 bytes of hex (96 digits); "
+                    "`warden attest measure` prints one"
+                )
             measurements.append(value)
         try:
             parts = [int(p) for p in settings.minimum_tcb.split(",")]
@@ -54,24 +56,49 @@ class AttestationPolicy:
                 raise ValueError
             minimum = Tcb(*parts[:4], fmc=parts[4] if len(parts) == 5 else None)
         except ValueError:
-            raise PolicyError(f"WARDEN_ATTESTATION_MINIMUM_TCB is {settings.minimum_tcb!r}; expected "
-                              "BOOTLOADER,TEE,SNP,MICROCODE[,FMC], e.g. 3,0,8,115") from None
-        return cls(product=settings.product, measurements=tuple(measurements), minimum_tcb=minimum,
-                   allow_debug=settings.allow_debug, allow_smt=not settings.refuse_smt,
-                   allow_migration_agent=settings.allow_migration_agent, max_age_s=settings.max_age_s)
+            raise PolicyError(
+                f"WARDEN_ATTESTATION_MINIMUM_TCB is {settings.minimum_tcb!r}; expected "
+                "BOOTLOADER,TEE,SNP,MICROCODE[,FMC], e.g. 3,0,8,115"
+            ) from None
+        return cls(
+            product=settings.product,
+            measurements=tuple(measurements),
+            minimum_tcb=minimum,
+            allow_debug=settings.allow_debug,
+            allow_smt=not settings.refuse_smt,
+            allow_migration_agent=settings.allow_migration_agent,
+            max_age_s=settings.max_age_s,
+        )
 
-    def verify(self, report: bytes, vcek_der: bytes, report_data: bytes, issued_at: datetime,
-               now: datetime) -> Verification:
+    def verify(
+        self, report: bytes, vcek_der: bytes, report_data: bytes, issued_at: datetime, now: datetime
+    ) -> Verification:
         """Every check of ``verify_report`` under this policy, and one more: an allowlist exists."""
-        result = verify_report(report, vcek_der, Expectations(
-            product=self.product, measurements=self.measurements, minimum_tcb=self.minimum_tcb,
-            allow_debug=self.allow_debug, allow_smt=self.allow_smt, allow_migration_agent=self.allow_migration_agent,
-            report_data=report_data, nonce_issued_at=issued_at, nonce_max_age_s=self.max_age_s, now=now),
-            chain=self.chain)
+        result = verify_report(
+            report,
+            vcek_der,
+            Expectations(
+                product=self.product,
+                measurements=self.measurements,
+                minimum_tcb=self.minimum_tcb,
+                allow_debug=self.allow_debug,
+                allow_smt=self.allow_smt,
+                allow_migration_agent=self.allow_migration_agent,
+                report_data=report_data,
+                nonce_issued_at=issued_at,
+                nonce_max_age_s=self.max_age_s,
+                now=now,
+            ),
+            chain=self.chain,
+        )
         if not self.measurements:
-            result.add("measurement.allowlist", False, "no launch measurement is allowed: configure "
-                       "WARDEN_ATTESTATION_MEASUREMENTS with the measurement of the signer image you run "
-                       "(`warden attest measure`)")
+            result.add(
+                "measurement.allowlist",
+                False,
+                "no launch measurement is allowed: configure "
+                "WARDEN_ATTESTATION_MEASUREMENTS with the measurement of the signer image you run "
+                "(`warden attest measure`)",
+            )
         return result
 
 

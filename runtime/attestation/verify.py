@@ -69,8 +69,13 @@ class Tcb:
         return cls(bootloader=b[0], tee=b[1], snp=b[6], microcode=b[7])
 
     def at_least(self, minimum: "Tcb") -> bool:
-        return (self.bootloader >= minimum.bootloader and self.tee >= minimum.tee and self.snp >= minimum.snp
-                and self.microcode >= minimum.microcode and (minimum.fmc is None or (self.fmc or 0) >= minimum.fmc))
+        return (
+            self.bootloader >= minimum.bootloader
+            and self.tee >= minimum.tee
+            and self.snp >= minimum.snp
+            and self.microcode >= minimum.microcode
+            and (minimum.fmc is None or (self.fmc or 0) >= minimum.fmc)
+        )
 
     def __str__(self) -> str:
         fmc = "" if self.fmc is None else f"fmc {self.fmc}, "
@@ -128,19 +133,35 @@ def parse_report(raw: bytes) -> Report:
     vmpl, algo, current_tcb, platform_info, flags = struct.unpack_from("<IIQQI", raw, 0x30)
     if algo != ECDSA_P384_SHA384:
         raise ReportError(f"signature algorithm {algo} is not ECDSA P-384 with SHA-384 (1)")
-    r_bytes, s_bytes = raw[0x2A0:0x2A0 + 72], raw[0x2E8:0x2E8 + 72]
+    r_bytes, s_bytes = raw[0x2A0 : 0x2A0 + 72], raw[0x2E8 : 0x2E8 + 72]
     if any(r_bytes[48:]) or any(s_bytes[48:]):
         raise ReportError("the signature's r or s has bytes beyond the 48 of a P-384 value")
     return Report(
-        raw=raw, version=version, guest_svn=guest_svn, policy=policy, family_id=raw[0x10:0x20],
-        image_id=raw[0x20:0x30], vmpl=vmpl, signature_algo=algo, current_tcb=current_tcb,
-        platform_info=platform_info, flags=flags, report_data=raw[0x50:0x90], measurement=raw[0x90:0xC0],
-        host_data=raw[0xC0:0xE0], id_key_digest=raw[0xE0:0x110], author_key_digest=raw[0x110:0x140],
-        report_id=raw[0x140:0x160], reported_tcb=struct.unpack_from("<Q", raw, 0x180)[0],
-        chip_id=raw[0x1A0:0x1E0], committed_tcb=struct.unpack_from("<Q", raw, 0x1E0)[0],
+        raw=raw,
+        version=version,
+        guest_svn=guest_svn,
+        policy=policy,
+        family_id=raw[0x10:0x20],
+        image_id=raw[0x20:0x30],
+        vmpl=vmpl,
+        signature_algo=algo,
+        current_tcb=current_tcb,
+        platform_info=platform_info,
+        flags=flags,
+        report_data=raw[0x50:0x90],
+        measurement=raw[0x90:0xC0],
+        host_data=raw[0xC0:0xE0],
+        id_key_digest=raw[0xE0:0x110],
+        author_key_digest=raw[0x110:0x140],
+        report_id=raw[0x140:0x160],
+        reported_tcb=struct.unpack_from("<Q", raw, 0x180)[0],
+        chip_id=raw[0x1A0:0x1E0],
+        committed_tcb=struct.unpack_from("<Q", raw, 0x1E0)[0],
         launch_tcb=struct.unpack_from("<Q", raw, 0x1F0)[0],
         cpuid=tuple(raw[0x188:0x18B]) if version >= 3 else None,
-        signature_r=int.from_bytes(r_bytes[:48], "little"), signature_s=int.from_bytes(s_bytes[:48], "little"))
+        signature_r=int.from_bytes(r_bytes[:48], "little"),
+        signature_s=int.from_bytes(s_bytes[:48], "little"),
+    )
 
 
 def amd_chain(product: str) -> tuple[x509.Certificate, x509.Certificate]:
@@ -193,8 +214,9 @@ class Verification:
         return ok
 
 
-def verify_report(raw: bytes, vcek_der: bytes, expect: Expectations,
-                  chain: tuple[x509.Certificate, x509.Certificate] | None = None) -> Verification:
+def verify_report(
+    raw: bytes, vcek_der: bytes, expect: Expectations, chain: tuple[x509.Certificate, x509.Certificate] | None = None
+) -> Verification:
     """Every check of one report, in order: parse, the chain VCEK → ASK → ARK against the shipped
     root of ``expect.product`` (or ``chain``, for a test chain), the report's signature with the
     VCEK, then guest policy, TCB, measurement, report_data and the nonce's freshness."""
@@ -220,24 +242,35 @@ def verify_report(raw: bytes, vcek_der: bytes, expect: Expectations,
     _check_vcek_binding(result, report, vcek, expect.product)
     _check_policy(result, report, expect)
     reported = Tcb.decode(report.reported_tcb, expect.product)
-    result.add("tcb", reported.at_least(expect.minimum_tcb),
-               f"reported TCB {reported}; minimum {expect.minimum_tcb}")
+    result.add("tcb", reported.at_least(expect.minimum_tcb), f"reported TCB {reported}; minimum {expect.minimum_tcb}")
     if expect.measurements:
         known = any(hmac.compare_digest(report.measurement, m) for m in expect.measurements)
-        result.add("measurement", known, f"launch measurement {report.measurement.hex()} "
-                   + ("is on the allowlist" if known else f"is not one of the {len(expect.measurements)} allowed"))
+        result.add(
+            "measurement",
+            known,
+            f"launch measurement {report.measurement.hex()} "
+            + ("is on the allowlist" if known else f"is not one of the {len(expect.measurements)} allowed"),
+        )
     else:
         result.add("measurement", True, f"launch measurement {report.measurement.hex()} (no allowlist given)")
     if expect.report_data is not None:
         bound = hmac.compare_digest(report.report_data, expect.report_data)
-        result.add("report_data", bound, "report_data binds the announced keys and nonce" if bound else
-                   f"report_data {report.report_data.hex()[:32]}… is not the expected binding of the announced "
-                   "keys and nonce")
+        result.add(
+            "report_data",
+            bound,
+            "report_data binds the announced keys and nonce"
+            if bound
+            else f"report_data {report.report_data.hex()[:32]}… is not the expected binding of the announced "
+            "keys and nonce",
+        )
     if expect.nonce_issued_at is not None:
         age = ((expect.now or datetime.now(expect.nonce_issued_at.tzinfo)) - expect.nonce_issued_at).total_seconds()
         # A minute of clock skew between the attester and this verifier is not staleness.
-        result.add("freshness", -CLOCK_SKEW_S <= age <= expect.nonce_max_age_s,
-                   f"the nonce was issued {age:.0f} s ago; at most {expect.nonce_max_age_s} s is accepted")
+        result.add(
+            "freshness",
+            -CLOCK_SKEW_S <= age <= expect.nonce_max_age_s,
+            f"the nonce was issued {age:.0f} s ago; at most {expect.nonce_max_age_s} s is accepted",
+        )
     return result
 
 
@@ -249,16 +282,30 @@ def report_data_binding(signer_id: str, sealing_public: bytes, service_public: b
     return hashlib.sha512(b"".join(len(p).to_bytes(4, "big") + p for p in parts)).digest()
 
 
-def _check_chain(result: Verification, vcek: x509.Certificate, ask: x509.Certificate, ark: x509.Certificate,
-                 expect: Expectations, given: tuple | None = None) -> None:
+def _check_chain(
+    result: Verification,
+    vcek: x509.Certificate,
+    ask: x509.Certificate,
+    ark: x509.Certificate,
+    expect: Expectations,
+    given: tuple | None = None,
+) -> None:
     now = expect.now or datetime.now().astimezone()
     for name, child, parent in (("ark", ark, ark), ("ask", ask, ark), ("vcek", vcek, ask)):
         ok, why = _issued_by(child, parent)
         if ok and not child.not_valid_before_utc <= now <= child.not_valid_after_utc:
-            ok, why = False, (f"outside its validity ({child.not_valid_before_utc:%Y-%m-%d} to "
-                              f"{child.not_valid_after_utc:%Y-%m-%d})")
-        what = {"ark": f"the {expect.product} ARK is self-signed" if given is None else "the given ARK is self-signed",
-                "ask": "the ASK is signed by the ARK", "vcek": "the VCEK is signed by the ASK"}[name]
+            ok, why = (
+                False,
+                (
+                    f"outside its validity ({child.not_valid_before_utc:%Y-%m-%d} to "
+                    f"{child.not_valid_after_utc:%Y-%m-%d})"
+                ),
+            )
+        what = {
+            "ark": f"the {expect.product} ARK is self-signed" if given is None else "the given ARK is self-signed",
+            "ask": "the ASK is signed by the ARK",
+            "vcek": "the VCEK is signed by the ASK",
+        }[name]
         result.add(f"chain.{name}", ok, what if ok else f"{what.replace(' is ', ' is not ', 1)}: {why}")
 
 
@@ -286,11 +333,15 @@ def _check_signature(result: Verification, report: Report, vcek: x509.Certificat
         result.add("signature", False, "the VCEK's key is not ECDSA P-384")
         return
     try:
-        key.verify(encode_dss_signature(report.signature_r, report.signature_s), report.signed_bytes,
-                   ec.ECDSA(hashes.SHA384()))
+        key.verify(
+            encode_dss_signature(report.signature_r, report.signature_s), report.signed_bytes, ec.ECDSA(hashes.SHA384())
+        )
     except InvalidSignature:
-        result.add("signature", False, "the report's signature does not verify with the VCEK: the report was "
-                                       "changed, or another chip signed it")
+        result.add(
+            "signature",
+            False,
+            "the report's signature does not verify with the VCEK: the report was changed, or another chip signed it",
+        )
         return
     result.add("signature", True, "the report's signature verifies with the VCEK (ECDSA P-384, SHA-384)")
 
@@ -317,29 +368,43 @@ def _der_small_int(value: bytes) -> int:
 
 def _check_vcek_binding(result: Verification, report: Report, vcek: x509.Certificate, product: str) -> None:
     if report.signing_key != "vcek":
-        result.add("vcek_binding", False, f"the report is signed by the {report.signing_key}; this verifier takes a "
-                                          "VCEK")
+        result.add(
+            "vcek_binding", False, f"the report is signed by the {report.signing_key}; this verifier takes a VCEK"
+        )
         return
     reported = Tcb.decode(report.reported_tcb, product)
     try:
-        in_cert = {name: _der_small_int(raw) for name, suffix in _TCB_OIDS.items()
-                   if (raw := _vcek_extension(vcek, suffix)) is not None}
+        in_cert = {
+            name: _der_small_int(raw)
+            for name, suffix in _TCB_OIDS.items()
+            if (raw := _vcek_extension(vcek, suffix)) is not None
+        }
     except ValueError:
         result.add("vcek_binding", False, "the VCEK's TCB extensions are not DER integers")
         return
-    differs = [f"{name} {getattr(reported, name)} ≠ {value}" for name, value in in_cert.items()
-               if getattr(reported, name) is not None and getattr(reported, name) != value]
+    differs = [
+        f"{name} {getattr(reported, name)} ≠ {value}"
+        for name, value in in_cert.items()
+        if getattr(reported, name) is not None and getattr(reported, name) != value
+    ]
     if len(in_cert) < 4 or differs:
-        result.add("vcek_binding", False, "the report's reported TCB is not the VCEK's: " + (
-            "; ".join(differs) if differs else "the VCEK names no TCB"))
+        result.add(
+            "vcek_binding",
+            False,
+            "the report's reported TCB is not the VCEK's: "
+            + ("; ".join(differs) if differs else "the VCEK names no TCB"),
+        )
         return
     hwid = _vcek_extension(vcek, _HWID_OID)
     masked = bool(report.flags & 0b10)
     if not masked and (hwid is None or not hmac.compare_digest(hwid, report.chip_id)):
         result.add("vcek_binding", False, "the report's chip id is not the VCEK's hwID: another chip's key")
         return
-    result.add("vcek_binding", True, f"the VCEK is this chip's ({'chip id masked' if masked else 'hwID matches'}) "
-                                     f"at the reported TCB")
+    result.add(
+        "vcek_binding",
+        True,
+        f"the VCEK is this chip's ({'chip id masked' if masked else 'hwID matches'}) at the reported TCB",
+    )
 
 
 def _check_policy(result: Verification, report: Report, expect: Expectations) -> None:
@@ -352,5 +417,8 @@ def _check_policy(result: Verification, report: Report, expect: Expectations) ->
         problems.append("a migration agent is allowed")
     if not report.policy & POLICY_RESERVED_ONE:
         problems.append("reserved bit 17 is not set")
-    result.add("policy", not problems, f"guest policy 0x{report.policy:x}: "
-               + ("; ".join(problems) if problems else "no debug, as configured"))
+    result.add(
+        "policy",
+        not problems,
+        f"guest policy 0x{report.policy:x}: " + ("; ".join(problems) if problems else "no debug, as configured"),
+    )

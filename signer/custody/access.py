@@ -63,8 +63,9 @@ def require_lister(actor: str) -> None:
         raise PermissionDenied("listing a vault is for admins and services; agents read the paths they are granted")
 
 
-def refuse_before_lookup(vault: str, path: str, actor: str, grants: Grants,
-                         intents_api_enabled: Callable[[str], bool]) -> Refusal | None:
+def refuse_before_lookup(
+    vault: str, path: str, actor: str, grants: Grants, intents_api_enabled: Callable[[str], bool]
+) -> Refusal | None:
     """An agent's read, judged on the path alone (nothing about the secret is known yet)."""
     kind, ident = parse_actor(actor)
     if kind != "agent":
@@ -72,13 +73,18 @@ def refuse_before_lookup(vault: str, path: str, actor: str, grants: Grants,
     if vault == AGENT_KEYS_VAULT:
         # Signing keys are for the signer alone, whatever an agent's policy says.
         if intents_api_enabled(ident):
-            return Refusal("intents_api_enabled", _intents_message(ident, "private_key"),
-                           {"secret_type": "private_key"})
+            return Refusal(
+                "intents_api_enabled", _intents_message(ident, "private_key"), {"secret_type": "private_key"}
+            )
         return Refusal("signing_keys", f"agent {ident!r} may not read signing keys: only the signer opens them")
-    if not any(allowed and agent == ident and prefix_covers(prefix, path)
-               for (agent, prefix), allowed in grants.items()):
-        return Refusal("no_grant", f"agent {ident!r} has no grant covering {path!r} in vault {vault!r}; an admin "
-                                   "grants one with `warden vault grant`")
+    if not any(
+        allowed and agent == ident and prefix_covers(prefix, path) for (agent, prefix), allowed in grants.items()
+    ):
+        return Refusal(
+            "no_grant",
+            f"agent {ident!r} has no grant covering {path!r} in vault {vault!r}; an admin "
+            "grants one with `warden vault grant`",
+        )
     return None
 
 
@@ -103,8 +109,9 @@ def refuse_to_show(path: str, version: int, secret_type: str) -> Refusal | None:
     )
 
 
-def audit_record(actor: str, action: str, resource: str, ts: datetime, *id_parts: str,
-                 agent_id: str | None = None, **details: Any) -> Emit:
+def audit_record(
+    actor: str, action: str, resource: str, ts: datetime, *id_parts: str, agent_id: str | None = None, **details: Any
+) -> Emit:
     """The audit record of a custody decision, built like every other one (``schemas.emit.audit``):
     its id is derived from ``action`` and ``id_parts``, so the same fact always has the same id.
     ``agent_id``: the agent the record is about; by default the acting agent, when an agent acts."""

@@ -65,7 +65,9 @@ class AwsKmsRoot:
 
     def wrap(self, plaintext: bytes, aad: bytes) -> bytes:
         try:
-            reply = self._client.encrypt(KeyId=self.key_id, Plaintext=bytes(plaintext), EncryptionContext=self._context(aad))
+            reply = self._client.encrypt(
+                KeyId=self.key_id, Plaintext=bytes(plaintext), EncryptionContext=self._context(aad)
+            )
         except Exception as exc:
             raise self._unavailable(exc) from None
         return reply["CiphertextBlob"]

@@ -92,7 +92,9 @@ class ModeSet(VaultEvent):
     mode: Mode
     kek_id: str
     slots: tuple[KeySlot, ...]
-    kek_commitment: str = Field(description="HMAC-SHA256 under the KEK itself: checks a rebuilt KEK without revealing it")
+    kek_commitment: str = Field(
+        description="HMAC-SHA256 under the KEK itself: checks a rebuilt KEK without revealing it"
+    )
     development: bool = Field(description="true when any slot is wrapped by the local development root")
 
     @property
@@ -169,8 +171,15 @@ class AttestationRequirementSet(VaultEvent):
 
 
 AnyVaultEvent = Annotated[
-    Union[VaultCreated, ModeSet, SecretVersionWritten, SecretDeactivated, PolicyGranted, CmekSet,
-          AttestationRequirementSet],
+    Union[
+        VaultCreated,
+        ModeSet,
+        SecretVersionWritten,
+        SecretDeactivated,
+        PolicyGranted,
+        CmekSet,
+        AttestationRequirementSet,
+    ],
     Field(discriminator="type"),
 ]
 _EVENT_ADAPTER: TypeAdapter[VaultEvent] = TypeAdapter(AnyVaultEvent)
@@ -259,7 +268,7 @@ class FileEventLog:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)

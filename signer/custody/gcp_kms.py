@@ -47,7 +47,9 @@ class GcpKmsRoot:
 
             if not api_endpoint:
                 raise ValueError("insecure=True needs an api_endpoint (a local test server)")
-            transport = KeyManagementServiceGrpcTransport(channel=grpc.insecure_channel(api_endpoint), host=api_endpoint)
+            transport = KeyManagementServiceGrpcTransport(
+                channel=grpc.insecure_channel(api_endpoint), host=api_endpoint
+            )
             self._client = kms.KeyManagementServiceClient(transport=transport)
         else:
             options = {"api_endpoint": api_endpoint} if api_endpoint else None
@@ -60,8 +62,9 @@ class GcpKmsRoot:
 
         # Transient errors are retried, but never past the caller's timeout:
         # a 2-of-3 read should move on to the next provider, not wait a minute.
-        return retries.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout,
-                             predicate=retries.if_transient_error)
+        return retries.Retry(
+            initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout, predicate=retries.if_transient_error
+        )
 
     def __repr__(self) -> str:
         return f"GcpKmsRoot(name={self.name!r}, key_name={self.key_name!r})"

@@ -67,8 +67,12 @@ class _CacheEntry:
 class Keks:
     """The KEKs of every vault this process uses, over one set of roots (name → root)."""
 
-    def __init__(self, roots: Mapping[str, RootOfTrust], ttl: float = DEFAULT_KEK_TTL,
-                 release: Callable[[Callable[[], bytearray], str, bytes, datetime], bytearray] | None = None):
+    def __init__(
+        self,
+        roots: Mapping[str, RootOfTrust],
+        ttl: float = DEFAULT_KEK_TTL,
+        release: Callable[[Callable[[], bytearray], str, bytes, datetime], bytearray] | None = None,
+    ):
         self._roots = dict(roots)
         self.ttl = ttl
         # signer.key_release.Attester: how a vault requiring attestation is unwrapped.
@@ -85,8 +89,9 @@ class Keks:
 
     # ---- a new KEK -----------------------------------------------------------
 
-    def make(self, org: str, vault: str, mode: CustodyMode, providers: Sequence[str] | None, *,
-             actor: str, ts: datetime) -> tuple[ModeSet, str | None]:
+    def make(
+        self, org: str, vault: str, mode: CustodyMode, providers: Sequence[str] | None, *, actor: str, ts: datetime
+    ) -> tuple[ModeSet, str | None]:
         """A fresh KEK for the vault, split and wrapped as ``mode`` says: the ``ModeSet``
         event that records it, and the client share (base64) in client modes, which
         exists nowhere else once the caller has handed it over."""
@@ -99,12 +104,23 @@ class Keks:
         try:
             pieces, client = mode.split(kek)
             slots = tuple(
-                KeySlot(x=x, provider=root.name, wrapped=base64.b64encode(
-                    root.wrap(bytes(piece), slot_aad(org, vault, kek_id, mode.name, x, root.name))).decode())
+                KeySlot(
+                    x=x,
+                    provider=root.name,
+                    wrapped=base64.b64encode(
+                        root.wrap(bytes(piece), slot_aad(org, vault, kek_id, mode.name, x, root.name))
+                    ).decode(),
+                )
                 for (x, piece), root in zip(pieces, roots)
             )
             event = ModeSet.new(
-                org=org, vault=vault, actor=actor, ts=ts, mode=mode.name, kek_id=kek_id, slots=slots,
+                org=org,
+                vault=vault,
+                actor=actor,
+                ts=ts,
+                mode=mode.name,
+                kek_id=kek_id,
+                slots=slots,
                 kek_commitment=_commitment(kek, org, vault, kek_id),
                 development=any(getattr(r, "development", False) for r in roots),
             )
@@ -116,7 +132,7 @@ class Keks:
             wipe(client)
 
     def _pick_roots(self, mode: CustodyMode, providers: Sequence[str] | None) -> list[RootOfTrust]:
-        names = list(providers) if providers is not None else list(self._roots)[:mode.roots]
+        names = list(providers) if providers is not None else list(self._roots)[: mode.roots]
         missing = [n for n in names if n not in self._roots]
         if missing:
             raise ProviderUnavailable(f"root provider(s) {missing} are not configured; configured: {list(self._roots)}")
@@ -129,8 +145,15 @@ class Keks:
 
     # ---- using a KEK -----------------------------------------------------------
 
-    def aead(self, org: str, vault: str, kek: ModeSet, client_share: str | bytes | bytearray | None,
-             now: float, attested: bool = False) -> AESGCM:
+    def aead(
+        self,
+        org: str,
+        vault: str,
+        kek: ModeSet,
+        client_share: str | bytes | bytearray | None,
+        now: float,
+        attested: bool = False,
+    ) -> AESGCM:
         """The vault's KEK as an AES-GCM context, from the cache or rebuilt; in client
         modes, rebuilt with ``client_share`` on every call. ``attested``: the vault requires
         attestation, so each root unwrap goes through the attested key release, and a KEK cached
@@ -164,30 +187,39 @@ class Keks:
                 self._cache.pop(k).wipe()
             return len(gone)
 
-    def _load(self, org: str, vault: str, kek: ModeSet, mode: CustodyMode, now: float,
-              attested: bool) -> _CacheEntry:
+    def _load(self, org: str, vault: str, kek: ModeSet, mode: CustodyMode, now: float, attested: bool) -> _CacheEntry:
         expires = now + self.ttl
         unwrap = self._attested_unwrap(now) if attested else self._unwrap_slot
         if mode.client_custody:
             # The server's pieces only; the client brings the last one with every use.
-            return _CacheEntry(expires, shares=self._server_pieces(org, vault, kek, mode.threshold - 1, unwrap),
-                               attested=attested)
+            return _CacheEntry(
+                expires, shares=self._server_pieces(org, vault, kek, mode.threshold - 1, unwrap), attested=attested
+            )
         return _CacheEntry(expires, aead=self._rebuild(org, vault, kek, mode, unwrap), attested=attested)
 
     def _attested_unwrap(self, now: float) -> Callable[[str, str, ModeSet, KeySlot], bytearray]:
         release = self._release
         if release is None:
-            raise AttestationRequired("the vault requires attestation and this process has no attested key "
-                                      "release configured; only the signer in its confidential VM opens it")
+            raise AttestationRequired(
+                "the vault requires attestation and this process has no attested key "
+                "release configured; only the signer in its confidential VM opens it"
+            )
         at = datetime.fromtimestamp(now, timezone.utc)
 
         def unwrap(org: str, vault: str, kek: ModeSet, slot: KeySlot) -> bytearray:
             context = slot_aad(org, vault, kek.kek_id, kek.mode, slot.x, slot.provider)
             return release(lambda: self._unwrap_slot(org, vault, kek, slot), f"vault:{org}/{vault}", context, at)
+
         return unwrap
 
-    def _rebuild(self, org: str, vault: str, kek: ModeSet, mode: CustodyMode,
-                 unwrap: Callable[[str, str, ModeSet, KeySlot], bytearray]) -> AESGCM:
+    def _rebuild(
+        self,
+        org: str,
+        vault: str,
+        kek: ModeSet,
+        mode: CustodyMode,
+        unwrap: Callable[[str, str, ModeSet, KeySlot], bytearray],
+    ) -> AESGCM:
         """Unwrap slots until ``threshold`` of them rebuild a KEK that verifies. A set that
         does not verify (a provider that returned a wrong share) is dropped in favour of
         the others; a provider that is down is skipped."""
@@ -219,8 +251,9 @@ class Keks:
             raise InvalidKey()
         raise ProviderUnavailable(self._outage(mode, kek, outages))
 
-    def _server_pieces(self, org: str, vault: str, kek: ModeSet, wanted: int,
-                       unwrap: Callable[[str, str, ModeSet, KeySlot], bytearray]) -> list[tuple[int, bytearray]]:
+    def _server_pieces(
+        self, org: str, vault: str, kek: ModeSet, wanted: int, unwrap: Callable[[str, str, ModeSet, KeySlot], bytearray]
+    ) -> list[tuple[int, bytearray]]:
         """Unwrap ``wanted`` slots, skipping providers that are down. Fails closed:
         any authentication failure makes the whole attempt InvalidKey if too few remain."""
         pieces: list[tuple[int, bytearray]] = []
@@ -276,8 +309,9 @@ class Keks:
         said = "; ".join(outages)
         if len(kek.slots) <= mode.threshold:
             return said or "no root provider could unwrap this vault's KEK"
-        return (f"{mode.name} needs {_count(mode.threshold)} of its {_count(len(kek.slots))} root providers; "
-                + (said or "too few answered"))
+        return f"{mode.name} needs {_count(mode.threshold)} of its {_count(len(kek.slots))} root providers; " + (
+            said or "too few answered"
+        )
 
 
 def _client_share_bytes(client_share: str | bytes | bytearray | None) -> bytearray:

@@ -20,8 +20,8 @@ from datetime import datetime
 from schemas.chains import REGISTRY, UnknownChain
 from signer import chain_keys
 from signer.custody._crypto import wipe
-from signer.custody.errors import Conflict, CustodyError, NotFound, PermissionDenied
 from signer.custody.access import AGENT_KEYS_VAULT, parse_actor
+from signer.custody.errors import Conflict, CustodyError, NotFound, PermissionDenied
 from signer.custody.modes import CLIENT_MODES, Mode
 from signer.custody.names import check_path, prefix_covers
 from signer.custody.vault import Vaults
@@ -93,8 +93,9 @@ class KeyStore:
     client-custody modes every write and every signature needs the client share: the first
     ``provision`` returns it once (``ProvisionedKey.client_share``), and later calls take it."""
 
-    def __init__(self, vaults: Vaults, *, org: str = DEFAULT_ORG, mode: Mode = "standard",
-                 providers: Sequence[str] | None = None):
+    def __init__(
+        self, vaults: Vaults, *, org: str = DEFAULT_ORG, mode: Mode = "standard", providers: Sequence[str] | None = None
+    ):
         self.vaults = vaults
         self.org = org
         self.mode = mode
@@ -117,8 +118,9 @@ class KeyStore:
         """Create the vault on first use; returns the client share if that made a client-custody vault."""
         if not self.vaults.has_vault(self.org, AGENT_KEYS_VAULT):
             try:
-                return self.vaults.create_vault(self.org, AGENT_KEYS_VAULT, actor=actor, mode=self.mode,
-                                                providers=self.providers, now=now)
+                return self.vaults.create_vault(
+                    self.org, AGENT_KEYS_VAULT, actor=actor, mode=self.mode, providers=self.providers, now=now
+                )
             except Conflict:
                 pass  # another process created it first: same outcome
         return None
@@ -142,14 +144,28 @@ class KeyStore:
         except NotFound:
             return None
 
-    def _store(self, agent_id: str | None, chain: str, path: str, actor: str, now: float | None,
-               client_share: str | bytes | bytearray | None, created_share: str | None) -> ProvisionedKey:
+    def _store(
+        self,
+        agent_id: str | None,
+        chain: str,
+        path: str,
+        actor: str,
+        now: float | None,
+        client_share: str | bytes | bytearray | None,
+        created_share: str | None,
+    ) -> ProvisionedKey:
         private_key = chain_keys.generate_private_key(chain)
         try:
             public = chain_keys.public_key(chain, private_key)
             address = chain_keys.address(chain, public)
             version = self.vaults.write_secret(
-                self.org, AGENT_KEYS_VAULT, path, private_key, "private_key", actor=actor, now=now,
+                self.org,
+                AGENT_KEYS_VAULT,
+                path,
+                private_key,
+                "private_key",
+                actor=actor,
+                now=now,
                 client_share=created_share or client_share,
                 public={"chain": chain, "agent_id": agent_id or "", "address": address, "public_key": public.hex()},
             )
@@ -170,8 +186,15 @@ class KeyStore:
         except NotFound:
             return []
 
-    def provision(self, agent_id: str, chain: str, actor: str, *, client_share: str | bytes | bytearray | None = None,
-                  now: float | None = None) -> ProvisionedKey:
+    def provision(
+        self,
+        agent_id: str,
+        chain: str,
+        actor: str,
+        *,
+        client_share: str | bytes | bytearray | None = None,
+        now: float | None = None,
+    ) -> ProvisionedKey:
         """Make the agent's key for ``chain``. Refused if it already has an active one (use ``rotate``)."""
         self._admin(actor, "provision")
         chain = _check_chain(chain)
@@ -181,8 +204,9 @@ class KeyStore:
             raise Conflict(f"agent {agent_id!r} already has an active {chain} key; use `warden keys rotate`")
         return self._store(agent_id, chain, path, actor, now, client_share, created)
 
-    def provision_signer(self, chain: str, actor: str, *, client_share: str | bytes | bytearray | None = None,
-                         now: float | None = None) -> ProvisionedKey:
+    def provision_signer(
+        self, chain: str, actor: str, *, client_share: str | bytes | bytearray | None = None, now: float | None = None
+    ) -> ProvisionedKey:
         """Make the shared ``keys/{chain}-signer`` key that agents without their own key sign with."""
         self._admin(actor, "provision")
         chain = _check_chain(chain)
@@ -192,8 +216,15 @@ class KeyStore:
             raise Conflict(f"{path} already has an active version; rotate it instead")
         return self._store(None, chain, path, actor, now, client_share, created)
 
-    def rotate(self, agent_id: str, chain: str, actor: str, *, client_share: str | bytes | bytearray | None = None,
-               now: float | None = None) -> ProvisionedKey:
+    def rotate(
+        self,
+        agent_id: str,
+        chain: str,
+        actor: str,
+        *,
+        client_share: str | bytes | bytearray | None = None,
+        now: float | None = None,
+    ) -> ProvisionedKey:
         """A new version becomes the agent's key. Older versions stay readable by
         version number (funds may remain at their addresses) until deactivated."""
         self._admin(actor, "rotate")
@@ -204,8 +235,9 @@ class KeyStore:
             raise NotFound(f"agent {agent_id!r} has no active {chain} key to rotate; use `warden keys provision`")
         return self._store(agent_id, chain, path, actor, now, client_share, created)
 
-    def deactivate(self, agent_id: str, chain: str, actor: str, *, version: int | None = None,
-                   now: float | None = None) -> list[int]:
+    def deactivate(
+        self, agent_id: str, chain: str, actor: str, *, version: int | None = None, now: float | None = None
+    ) -> list[int]:
         """Deactivate one version of the agent's key, or all of them."""
         self._admin(actor, "deactivate")
         chain = _check_chain(chain)
@@ -221,9 +253,18 @@ class KeyStore:
         keys = []
         for info in infos:
             meta = info.public
-            key = KeyInfo(meta.get("agent_id") or None, meta.get("chain", ""), info.path, info.version,
-                          meta.get("address", ""), meta.get("public_key", ""), info.active, info.created_at,
-                          info.created_by, info.development)
+            key = KeyInfo(
+                meta.get("agent_id") or None,
+                meta.get("chain", ""),
+                info.path,
+                info.version,
+                meta.get("address", ""),
+                meta.get("public_key", ""),
+                info.active,
+                info.created_at,
+                info.created_by,
+                info.development,
+            )
             if (agent_id is None or key.agent_id == agent_id) and (chain is None or key.chain == chain):
                 keys.append(key)
         return keys
@@ -231,16 +272,24 @@ class KeyStore:
     # ---- the signer's side ------------------------------------------------
 
     @contextlib.contextmanager
-    def open_private_key(self, path: str, version: int | None = None, *, actor: str = SIGNER_ACTOR,
-                         client_share: bytes | bytearray | None = None, cmek: bytes | bytearray | None = None,
-                         now: float | None = None) -> Iterator[bytearray]:
+    def open_private_key(
+        self,
+        path: str,
+        version: int | None = None,
+        *,
+        actor: str = SIGNER_ACTOR,
+        client_share: bytes | bytearray | None = None,
+        cmek: bytes | bytearray | None = None,
+        now: float | None = None,
+    ) -> Iterator[bytearray]:
         """Decrypt a signing key for the duration of a ``with`` block; the
         bytearray is wiped on exit, exceptions included. Agents are refused
         (and the refusal audited) by the vault itself. ``client_share``: the
         client's share in client-custody modes; ``cmek``: the vault's
         customer-managed key, if it has one (the caller wipes both)."""
-        with self.vaults.open_secret(self.org, AGENT_KEYS_VAULT, path, version, actor=actor, client_share=client_share,
-                                     cmek=cmek, now=now) as key:
+        with self.vaults.open_secret(
+            self.org, AGENT_KEYS_VAULT, path, version, actor=actor, client_share=client_share, cmek=cmek, now=now
+        ) as key:
             yield key
 
     def resolve_signing_path(

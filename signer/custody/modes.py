@@ -66,7 +66,7 @@ class Standard(CustodyMode):
         return [(0, bytearray(kek))], None
 
     def rebuild(self, pieces: Sequence[tuple[int, bytes | bytearray]]) -> bytearray:
-        (_, whole), = pieces
+        ((_, whole),) = pieces
         return bytearray(whole)
 
 
@@ -111,8 +111,7 @@ class TwoOfThreeClientCustody(_TwoOfThree):
 
 
 REGISTRY: Mapping[str, CustodyMode] = {
-    mode.name: mode
-    for mode in (Standard(), TwoOfTwoClientCustody(), TwoOfThreeMultiHsm(), TwoOfThreeClientCustody())
+    mode.name: mode for mode in (Standard(), TwoOfTwoClientCustody(), TwoOfThreeMultiHsm(), TwoOfThreeClientCustody())
 }
 MODES: tuple[str, ...] = get_args(Mode)
 CLIENT_MODES = frozenset(name for name, mode in REGISTRY.items() if mode.client_custody)

@@ -26,8 +26,9 @@ _IV_BYTES = 12
 class Pkcs11Root:
     development = False
 
-    def __init__(self, module: str, token_label: str, pin: str, *, key_label: str = "warden-root",
-                 name: str = "pkcs11"):
+    def __init__(
+        self, module: str, token_label: str, pin: str, *, key_label: str = "warden-root", name: str = "pkcs11"
+    ):
         import pkcs11
 
         self.name = name
@@ -60,9 +61,16 @@ class Pkcs11Root:
         token = pkcs11.lib(module).get_token(token_label=token_label)
         with token.open(user_pin=pin, rw=True) as session:
             session.generate_key(
-                KeyType.AES, 256, label=key_label, store=True,
-                template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False,
-                          Attribute.ENCRYPT: True, Attribute.DECRYPT: True},
+                KeyType.AES,
+                256,
+                label=key_label,
+                store=True,
+                template={
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.ENCRYPT: True,
+                    Attribute.DECRYPT: True,
+                },
             )
 
     def __repr__(self) -> str:
@@ -75,8 +83,9 @@ class Pkcs11Root:
         iv = os.urandom(_IV_BYTES)
         try:
             with self._lock:
-                sealed = self._key.encrypt(bytes(plaintext), mechanism=Mechanism.AES_GCM,
-                                           mechanism_param=GCMParams(iv, aad, 128))
+                sealed = self._key.encrypt(
+                    bytes(plaintext), mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)
+                )
         except Exception as exc:
             raise ProviderUnavailable(f"PKCS#11 ({self.name}) wrap failed: {type(exc).__name__}") from None
         return _VERSION + iv + sealed
@@ -90,8 +99,9 @@ class Pkcs11Root:
         iv, sealed = ciphertext[1 : 1 + _IV_BYTES], ciphertext[1 + _IV_BYTES :]
         try:
             with self._lock:
-                plaintext = self._key.decrypt(sealed, mechanism=Mechanism.AES_GCM,
-                                              mechanism_param=GCMParams(iv, aad, 128))
+                plaintext = self._key.decrypt(
+                    sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)
+                )
         except _unavailable_errors(exceptions) as exc:
             raise ProviderUnavailable(f"PKCS#11 ({self.name}) unwrap failed: {type(exc).__name__}") from None
         except exceptions.PKCS11Error:
@@ -105,7 +115,17 @@ class Pkcs11Root:
 
 
 def _unavailable_errors(exceptions: Any) -> tuple[type[Exception], ...]:
-    names = ("DeviceError", "DeviceMemory", "DeviceRemoved", "SessionClosed", "SessionHandleInvalid",
-             "TokenNotPresent", "TokenNotRecognised", "UserNotLoggedIn", "PinExpired", "HostMemory",
-             "CryptokiNotInitialized")
+    names = (
+        "DeviceError",
+        "DeviceMemory",
+        "DeviceRemoved",
+        "SessionClosed",
+        "SessionHandleInvalid",
+        "TokenNotPresent",
+        "TokenNotRecognised",
+        "UserNotLoggedIn",
+        "PinExpired",
+        "HostMemory",
+        "CryptokiNotInitialized",
+    )
     return tuple(getattr(exceptions, n) for n in names if hasattr(exceptions, n))

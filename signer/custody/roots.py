@@ -107,7 +107,9 @@ class LocalDevRoot:
             n = f.readinto(key)
         if n != KEY_BYTES:
             wipe(key)
-            raise CustodyError(f"the development root key {path} is not {KEY_BYTES} bytes; move it away to make a new one")
+            raise CustodyError(
+                f"the development root key {path} is not {KEY_BYTES} bytes; move it away to make a new one"
+            )
         del key[KEY_BYTES:]
         return key
 
@@ -118,7 +120,7 @@ class LocalDevRoot:
         prefix = DEV_MARKER + _DEV_VERSION
         if not ciphertext.startswith(prefix):
             raise InvalidKey()
-        return open_into(self._aead, ciphertext[len(prefix):], _dev_aad(aad))
+        return open_into(self._aead, ciphertext[len(prefix) :], _dev_aad(aad))
 
     def __repr__(self) -> str:
         return f"LocalDevRoot(name={self.name!r}, path={str(self.path)!r})"
@@ -144,13 +146,19 @@ def root_from_settings(settings: "Settings", provider: str | None = None) -> Roo
     if provider == "aws-kms":
         from signer.custody.aws_kms import AwsKmsRoot
 
-        return AwsKmsRoot(_require(conf.aws_kms_key_id, "WARDEN_AWS_KMS_KEY_ID", provider),
-                          region=conf.aws_region, endpoint_url=conf.aws_kms_endpoint)
+        return AwsKmsRoot(
+            _require(conf.aws_kms_key_id, "WARDEN_AWS_KMS_KEY_ID", provider),
+            region=conf.aws_region,
+            endpoint_url=conf.aws_kms_endpoint,
+        )
     if provider == "gcp-kms":
         from signer.custody.gcp_kms import GcpKmsRoot
 
-        return GcpKmsRoot(_require(conf.gcp_kms_key, "WARDEN_GCP_KMS_KEY", provider),
-                          api_endpoint=conf.gcp_kms_endpoint, insecure=conf.gcp_kms_insecure)
+        return GcpKmsRoot(
+            _require(conf.gcp_kms_key, "WARDEN_GCP_KMS_KEY", provider),
+            api_endpoint=conf.gcp_kms_endpoint,
+            insecure=conf.gcp_kms_insecure,
+        )
     if provider == "azure-kv":
         from signer.custody.azure_kv import AzureKeyVaultRoot
 
@@ -158,11 +166,15 @@ def root_from_settings(settings: "Settings", provider: str | None = None) -> Roo
     if provider == "pkcs11":
         from signer.custody.pkcs11_hsm import Pkcs11Root
 
-        return Pkcs11Root(module=_require(conf.pkcs11_module, "WARDEN_PKCS11_MODULE", provider),
-                          token_label=_require(conf.pkcs11_token, "WARDEN_PKCS11_TOKEN", provider),
-                          pin=_require(conf.pkcs11_pin, "WARDEN_PKCS11_PIN", provider),
-                          key_label=conf.pkcs11_key_label)
-    raise CustodyError(f"unknown root provider {provider!r}; choose one of {', '.join(PROVIDERS)} (WARDEN_ROOT_PROVIDER)")
+        return Pkcs11Root(
+            module=_require(conf.pkcs11_module, "WARDEN_PKCS11_MODULE", provider),
+            token_label=_require(conf.pkcs11_token, "WARDEN_PKCS11_TOKEN", provider),
+            pin=_require(conf.pkcs11_pin, "WARDEN_PKCS11_PIN", provider),
+            key_label=conf.pkcs11_key_label,
+        )
+    raise CustodyError(
+        f"unknown root provider {provider!r}; choose one of {', '.join(PROVIDERS)} (WARDEN_ROOT_PROVIDER)"
+    )
 
 
 def roots_from_settings(settings: "Settings") -> dict[str, RootOfTrust]:

@@ -141,7 +141,9 @@ class Vaults:
         """The embedded default: roots from settings, events in $WARDEN_HOME/vault/events.jsonl."""
         from signer.custody.roots import roots_from_settings
 
-        vaults = cls(roots_from_settings(settings), FileEventLog(Path(settings.home) / "vault" / "events.jsonl"), **kwargs)
+        vaults = cls(
+            roots_from_settings(settings), FileEventLog(Path(settings.home) / "vault" / "events.jsonl"), **kwargs
+        )
         vaults.refresh()
         return vaults
 
@@ -175,7 +177,9 @@ class Vaults:
                 state = self._vaults[key] = _VaultState(
                     event.org,
                     event.vault,
-                    VaultCreated(event_id=event.event_id, org=event.org, vault=event.vault, actor=event.actor, ts=event.ts),
+                    VaultCreated(
+                        event_id=event.event_id, org=event.org, vault=event.vault, actor=event.actor, ts=event.ts
+                    ),
                 )
             if isinstance(event, ModeSet):
                 if state.mode is not None:
@@ -245,8 +249,7 @@ class Vaults:
 
     # ---- audit -------------------------------------------------------------
 
-    def _emit_audit(self, actor: str, action: str, resource: str, now: float, *id_parts: str,
-                    **details: Any) -> Emit:
+    def _emit_audit(self, actor: str, action: str, resource: str, now: float, *id_parts: str, **details: Any) -> Emit:
         record = access.audit_record(actor, action, resource, _ts(now), *id_parts, **details)
         self._audit(record)
         return record
@@ -255,8 +258,18 @@ class Vaults:
         """Audit and raise ``refusal``, if there is one."""
         if refusal is None:
             return
-        record = self._emit_audit(actor, "secret.read_refused", resource, now, actor, resource, _ts(now).isoformat(),
-                                  refusal.reason, reason=refusal.reason, **refusal.details)
+        record = self._emit_audit(
+            actor,
+            "secret.read_refused",
+            resource,
+            now,
+            actor,
+            resource,
+            _ts(now).isoformat(),
+            refusal.reason,
+            reason=refusal.reason,
+            **refusal.details,
+        )
         raise PermissionDenied(refusal.message, audit=record)
 
     # ---- vault lifecycle -------------------------------------------------
@@ -324,15 +337,25 @@ class Vaults:
                 )
             event, client_share = self._keks.make(org, vault, custody, providers, actor=actor, ts=_ts(now))
             self._emit([event])
-            self._emit_audit(actor, "vault.mode_set", f"vault:{org}/{vault}", now, event.event_id, mode=mode,
-                             providers=[slot.provider for slot in event.slots])
+            self._emit_audit(
+                actor,
+                "vault.mode_set",
+                f"vault:{org}/{vault}",
+                now,
+                event.event_id,
+                mode=mode,
+                providers=[slot.provider for slot in event.slots],
+            )
             return client_share
 
     def _kek(self, state: _VaultState, client_share: str | bytes | bytearray | None, now: float) -> AESGCM:
         if state.mode is None:
-            raise CustodyError(f"vault {state.vault!r} has no custody mode yet; an admin sets one with `warden vault mode`")
-        return self._keks.aead(state.org, state.vault, state.mode, client_share, now,
-                               attested=state.attestation is not None)
+            raise CustodyError(
+                f"vault {state.vault!r} has no custody mode yet; an admin sets one with `warden vault mode`"
+            )
+        return self._keks.aead(
+            state.org, state.vault, state.mode, client_share, now, attested=state.attestation is not None
+        )
 
     def evict(self, now: float | None = None, *, everything: bool = False) -> int:
         """Drop cached KEKs past their TTL (or all of them); returns how many went."""
@@ -387,16 +410,20 @@ class Vaults:
                 raise CustodyError("load the vault's current customer-managed key first (Vaults.load_cmek)")
             self._cmeks.load(cmek)
             seq = (old.seq if old else 0) + 1
-            self._emit([CmekSet.new(org=org, vault=vault, actor=actor, ts=_ts(now), fingerprint=new_fp,
-                                    retiring=old_fp, seq=seq)])
+            self._emit(
+                [
+                    CmekSet.new(
+                        org=org, vault=vault, actor=actor, ts=_ts(now), fingerprint=new_fp, retiring=old_fp, seq=seq
+                    )
+                ]
+            )
         done = 0
         while True:
             with self._log.write_lock():
                 state = self._state(org, vault)
                 self.refresh()
                 todo = [
-                    s for versions in state.secrets.values() for s in versions.values()
-                    if s.cmek_fingerprint != new_fp
+                    s for versions in state.secrets.values() for s in versions.values() if s.cmek_fingerprint != new_fp
                 ][:batch_size]
                 if not todo:
                     break
@@ -406,19 +433,45 @@ class Vaults:
                 between_batches(done)
         if old_fp is not None:
             with self._log.write_lock():
-                self._emit([CmekSet.new(org=org, vault=vault, actor=actor, ts=_ts(now), fingerprint=new_fp,
-                                        retiring=None, seq=seq + 1)])
+                self._emit(
+                    [
+                        CmekSet.new(
+                            org=org,
+                            vault=vault,
+                            actor=actor,
+                            ts=_ts(now),
+                            fingerprint=new_fp,
+                            retiring=None,
+                            seq=seq + 1,
+                        )
+                    ]
+                )
             self._cmeks.forget(old_fp)
-        self._emit_audit(actor, "vault.cmek_set", f"vault:{org}/{vault}", now, new_fp, str(old_fp), str(seq),
-                         fingerprint=new_fp, previous=old_fp, rewrapped=done)
+        self._emit_audit(
+            actor,
+            "vault.cmek_set",
+            f"vault:{org}/{vault}",
+            now,
+            new_fp,
+            str(old_fp),
+            str(seq),
+            fingerprint=new_fp,
+            previous=old_fp,
+            rewrapped=done,
+        )
         return new_fp
 
     def _rewrap(self, state: _VaultState, secret: SecretVersionWritten, new_fp: str) -> SecretVersionWritten:
         # The version keeps its author and time; who rotated, and when, is the cmek.set event's.
-        outer = self._cmeks.rotate(from_b64(secret.wrapped_dek), secret.cmek_fingerprint, new_fp,
-                                   (state.org, state.vault, secret.path, secret.version))
-        return secret.derive(wrapped_dek=base64.b64encode(outer).decode(), cmek_fingerprint=new_fp,
-                             wrap_seq=secret.wrap_seq + 1)
+        outer = self._cmeks.rotate(
+            from_b64(secret.wrapped_dek),
+            secret.cmek_fingerprint,
+            new_fp,
+            (state.org, state.vault, secret.path, secret.version),
+        )
+        return secret.derive(
+            wrapped_dek=base64.b64encode(outer).decode(), cmek_fingerprint=new_fp, wrap_seq=secret.wrap_seq + 1
+        )
 
     # ---- secrets -------------------------------------------------------------
 
@@ -461,14 +514,29 @@ class Vaults:
             if cmek_fp is not None:
                 wrapped = self._cmeks.seal(cmek_fp, wrapped, (org, vault, path, version))
             written = SecretVersionWritten.new(
-                org=org, vault=vault, actor=actor, ts=_ts(now),
-                path=path, version=version, secret_type=secret_type, kek_id=state.mode.kek_id,
-                wrapped_dek=base64.b64encode(wrapped).decode(), ciphertext=base64.b64encode(ciphertext).decode(),
-                cmek_fingerprint=cmek_fp, development=state.mode.development, public=dict(public or {}),
+                org=org,
+                vault=vault,
+                actor=actor,
+                ts=_ts(now),
+                path=path,
+                version=version,
+                secret_type=secret_type,
+                kek_id=state.mode.kek_id,
+                wrapped_dek=base64.b64encode(wrapped).decode(),
+                ciphertext=base64.b64encode(ciphertext).decode(),
+                cmek_fingerprint=cmek_fp,
+                development=state.mode.development,
+                public=dict(public or {}),
             )
             self._emit([written])
-        self._emit_audit(actor, "secret.written", f"vault:{org}/{vault}/{path}@{version}", now, written.event_id,
-                         secret_type=secret_type)
+        self._emit_audit(
+            actor,
+            "secret.written",
+            f"vault:{org}/{vault}/{path}@{version}",
+            now,
+            written.event_id,
+            secret_type=secret_type,
+        )
         return version
 
     def _version(self, state: _VaultState, path: str, version: int | None) -> SecretVersionWritten:
@@ -500,12 +568,15 @@ class Vaults:
         the returned bytearray and must wipe it; prefer ``open_secret``. ``cmek``:
         the vault's customer-managed key for this read only (else the one loaded
         with ``load_cmek``); one that is not the version's is ``InvalidKey``."""
-        _, plaintext = self._read(org, vault, path, version, actor=actor, client_share=client_share, cmek=cmek,
-                                  now=now, shown=False)
+        _, plaintext = self._read(
+            org, vault, path, version, actor=actor, client_share=client_share, cmek=cmek, now=now, shown=False
+        )
         return plaintext
 
     @contextlib.contextmanager
-    def open_secret(self, org: str, vault: str, path: str, version: int | None = None, **kwargs: Any) -> Iterator[bytearray]:
+    def open_secret(
+        self, org: str, vault: str, path: str, version: int | None = None, **kwargs: Any
+    ) -> Iterator[bytearray]:
         """``read_secret`` as a context manager: the bytearray is wiped on exit, exceptions included."""
         plaintext = self.read_secret(org, vault, path, version, **kwargs)
         try:
@@ -514,14 +585,23 @@ class Vaults:
             wipe(plaintext)
 
     @contextlib.contextmanager
-    def reveal(self, org: str, vault: str, path: str, version: int | None = None, *, actor: str,
-               client_share: str | bytes | bytearray | None = None, now: float | None = None,
-               ) -> Iterator[tuple[SecretInfo, bytearray]]:
+    def reveal(
+        self,
+        org: str,
+        vault: str,
+        path: str,
+        version: int | None = None,
+        *,
+        actor: str,
+        client_share: str | bytes | bytearray | None = None,
+        now: float | None = None,
+    ) -> Iterator[tuple[SecretInfo, bytearray]]:
         """Open a secret to show it to a person (``warden vault get``): its listing and
         its value, wiped on exit. Key material is refused to everyone, admins
         included, and audited, before anything is decrypted."""
-        secret, plaintext = self._read(org, vault, path, version, actor=actor, client_share=client_share, cmek=None,
-                                       now=now, shown=True)
+        secret, plaintext = self._read(
+            org, vault, path, version, actor=actor, client_share=client_share, cmek=None, now=now, shown=True
+        )
         try:
             with self._lock:
                 info = self._info(self._state(org, vault), secret)
@@ -529,9 +609,19 @@ class Vaults:
         finally:
             wipe(plaintext)
 
-    def _read(self, org: str, vault: str, path: str, version: int | None, *, actor: str,
-              client_share: str | bytes | bytearray | None, cmek: bytes | bytearray | None, now: float | None,
-              shown: bool) -> tuple[SecretVersionWritten, bytearray]:
+    def _read(
+        self,
+        org: str,
+        vault: str,
+        path: str,
+        version: int | None,
+        *,
+        actor: str,
+        client_share: str | bytes | bytearray | None,
+        cmek: bytes | bytearray | None,
+        now: float | None,
+        shown: bool,
+    ) -> tuple[SecretVersionWritten, bytearray]:
         now = self._clock() if now is None else now
         parse_actor(actor)
         self.refresh()
@@ -539,21 +629,27 @@ class Vaults:
         state = self._state(org, vault)
         with self._lock:
             grants = {slot: allowed for slot, (_, allowed) in state.grants.items()}
-        self._enforce(access.refuse_before_lookup(vault, path, actor, grants, self._intents_api_enabled), actor,
-                      f"vault:{org}/{vault}/{path}" + (f"@{version}" if version is not None else ""), now)
+        self._enforce(
+            access.refuse_before_lookup(vault, path, actor, grants, self._intents_api_enabled),
+            actor,
+            f"vault:{org}/{vault}/{path}" + (f"@{version}" if version is not None else ""),
+            now,
+        )
         with self._lock:
             # The version and the CMEK that wraps it are taken together, so a
             # rotation finishing in between cannot strand this read.
             secret = self._version(state, path, version)
             layer = self._cmeks.key(secret.cmek_fingerprint, cmek) if secret.cmek_fingerprint else None
         resource = f"vault:{org}/{vault}/{path}@{secret.version}"
-        self._enforce(access.refuse_after_lookup(actor, secret.secret_type, self._intents_api_enabled), actor,
-                      resource, now)
+        self._enforce(
+            access.refuse_after_lookup(actor, secret.secret_type, self._intents_api_enabled), actor, resource, now
+        )
         if shown:
             self._enforce(access.refuse_to_show(path, secret.version, secret.secret_type), actor, resource, now)
         plaintext = self._decrypt(state, secret, layer, client_share, now)
-        self._emit_audit(actor, "secret.read", resource, now, actor, resource, _ts(now).isoformat(),
-                         secret_type=secret.secret_type)
+        self._emit_audit(
+            actor, "secret.read", resource, now, actor, resource, _ts(now).isoformat(), secret_type=secret.secret_type
+        )
         return secret, plaintext
 
     def _decrypt(
@@ -563,17 +659,26 @@ class Vaults:
         if secret.kek_id != state.mode.kek_id:
             raise InvalidKey()
         kek = self._kek(state, client_share, now)
-        sealed_dek = self._cmeks.open(cmek, secret.cmek_fingerprint, from_b64(secret.wrapped_dek),
-                                      (state.org, state.vault, secret.path, secret.version))
+        sealed_dek = self._cmeks.open(
+            cmek,
+            secret.cmek_fingerprint,
+            from_b64(secret.wrapped_dek),
+            (state.org, state.vault, secret.path, secret.version),
+        )
         dek: bytearray | None = None
         try:
-            dek = open_into(kek, bytes(sealed_dek), _dek_aad(state.org, state.vault, secret.path, secret.version, secret.kek_id))
+            dek = open_into(
+                kek, bytes(sealed_dek), _dek_aad(state.org, state.vault, secret.path, secret.version, secret.kek_id)
+            )
             aead = AESGCM(dek)
         finally:
             wipe(sealed_dek)
             wipe(dek)
-        return open_into(aead, from_b64(secret.ciphertext),
-                         _secret_aad(state.org, state.vault, secret.path, secret.version, secret.secret_type))
+        return open_into(
+            aead,
+            from_b64(secret.ciphertext),
+            _secret_aad(state.org, state.vault, secret.path, secret.version, secret.secret_type),
+        )
 
     def deactivate(
         self, org: str, vault: str, path: str, version: int | None = None, *, actor: str, now: float | None = None
@@ -587,13 +692,20 @@ class Vaults:
             versions = state.secrets.get(path, {})
             if version is not None and version not in versions:
                 raise NotFound(f"no version {version} of {path!r} in vault {vault!r}")
-            targets = [v for v in ([version] if version is not None else sorted(versions)) if (path, v) not in state.deactivated]
-            events = [SecretDeactivated.new(org=org, vault=vault, actor=actor, ts=_ts(now), path=path, version=v)
-                      for v in targets]
+            targets = [
+                v
+                for v in ([version] if version is not None else sorted(versions))
+                if (path, v) not in state.deactivated
+            ]
+            events = [
+                SecretDeactivated.new(org=org, vault=vault, actor=actor, ts=_ts(now), path=path, version=v)
+                for v in targets
+            ]
             self._emit(events)
         for event in events:
-            self._emit_audit(actor, "secret.deactivated", f"vault:{org}/{vault}/{path}@{event.version}", now,
-                             event.event_id)
+            self._emit_audit(
+                actor, "secret.deactivated", f"vault:{org}/{vault}/{path}@{event.version}", now, event.event_id
+            )
         return targets
 
     def list_secrets(self, org: str, vault: str, prefix: str = "", *, actor: str) -> list[SecretInfo]:
@@ -604,14 +716,25 @@ class Vaults:
         with self._lock:
             return [
                 self._info(state, state.secrets[path][v])
-                for path in sorted(state.secrets) if prefix_covers(prefix, path)
+                for path in sorted(state.secrets)
+                if prefix_covers(prefix, path)
                 for v in sorted(state.secrets[path])
             ]
 
     def _info(self, state: _VaultState, s: SecretVersionWritten) -> SecretInfo:
-        return SecretInfo(state.org, state.vault, s.path, s.version, s.secret_type,
-                          (s.path, s.version) not in state.deactivated, s.ts, s.actor, s.cmek_fingerprint,
-                          s.development, dict(s.public))
+        return SecretInfo(
+            state.org,
+            state.vault,
+            s.path,
+            s.version,
+            s.secret_type,
+            (s.path, s.version) not in state.deactivated,
+            s.ts,
+            s.actor,
+            s.cmek_fingerprint,
+            s.development,
+            dict(s.public),
+        )
 
     def active_versions(self, org: str, vault: str, path: str) -> list[int]:
         """The active versions at one path, looked up directly (the signer asks this per intent)."""
@@ -622,8 +745,17 @@ class Vaults:
 
     # ---- policies --------------------------------------------------------------
 
-    def grant(self, org: str, vault: str, agent_id: str, prefix: str, *, actor: str, now: float | None = None,
-              granted: bool = True) -> None:
+    def grant(
+        self,
+        org: str,
+        vault: str,
+        agent_id: str,
+        prefix: str,
+        *,
+        actor: str,
+        now: float | None = None,
+        granted: bool = True,
+    ) -> None:
         """Let ``agent_id`` read secrets under ``prefix`` (or revoke that with granted=False)."""
         access.require_admin(actor, "granting vault access")
         if prefix:
@@ -634,11 +766,25 @@ class Vaults:
             state = self._state(org, vault)
             current = state.grants.get((agent_id, prefix))
             seq = current[0][0] + 1 if current else 1
-            event = PolicyGranted.new(org=org, vault=vault, actor=actor, ts=_ts(now), agent_id=agent_id,
-                                      prefix=prefix, granted=granted, seq=seq)
+            event = PolicyGranted.new(
+                org=org,
+                vault=vault,
+                actor=actor,
+                ts=_ts(now),
+                agent_id=agent_id,
+                prefix=prefix,
+                granted=granted,
+                seq=seq,
+            )
             self._emit([event])
-        self._emit_audit(actor, "policy.granted" if granted else "policy.revoked", f"vault:{org}/{vault}/{prefix}",
-                         now, event.event_id, agent_id=agent_id)
+        self._emit_audit(
+            actor,
+            "policy.granted" if granted else "policy.revoked",
+            f"vault:{org}/{vault}/{prefix}",
+            now,
+            event.event_id,
+            agent_id=agent_id,
+        )
 
     def revoke(self, org: str, vault: str, agent_id: str, prefix: str, *, actor: str, now: float | None = None) -> None:
         self.grant(org, vault, agent_id, prefix, actor=actor, now=now, granted=False)
