@@ -115,24 +115,31 @@ def permit_typed_data(
 
 
 def transfer_authorization(
-    token: str, chain_id: int, *, holder: str, to: str, value: int, name: str = "Warden Demo USD"
+    token: str,
+    chain_id: int,
+    *,
+    holder: str,
+    to: str,
+    value: int,
+    name: str = "Warden Demo USD",
+    primary: str = "TransferWithAuthorization",
 ) -> dict:
-    """An EIP-3009 TransferWithAuthorization as USDC's FiatTokenV2 verifies it: whoever submits the
-    signature moves ``value`` of ``holder``'s tokens to ``to``."""
-    fields = [
-        ("from", "address"),
-        ("to", "address"),
-        ("value", "uint256"),
-        ("validAfter", "uint256"),
-        ("validBefore", "uint256"),
-        ("nonce", "bytes32"),
-    ]
+    """An EIP-3009 authorization as USDC's FiatTokenV2 verifies it: whoever submits the signature
+    (for ``ReceiveWithAuthorization``, only ``to``) moves ``value`` of ``holder``'s tokens to ``to``."""
+    fields = (
+        "address from",
+        "address to",
+        "uint256 value",
+        "uint256 validAfter",
+        "uint256 validBefore",
+        "bytes32 nonce",
+    )
     document = permit_typed_data(token, chain_id, owner=holder, spender=to, value=value, nonce=0, deadline=0, name=name)
     document["types"] = {
         "EIP712Domain": document["types"]["EIP712Domain"],
-        "TransferWithAuthorization": [{"name": n, "type": t} for n, t in fields],
+        primary: [{"name": field.split()[1], "type": field.split()[0]} for field in fields],
     }
-    document["primaryType"] = "TransferWithAuthorization"
+    document["primaryType"] = primary
     document["message"] = {
         "from": holder,
         "to": to,

@@ -21,6 +21,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from infra import contracts
+from infra.demo import transfer_authorization
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction
@@ -35,6 +36,7 @@ from tests.typed_data_support import (
     REACTOR,
     SEAPORT,
     cow,
+    document,
     item,
     mail,
     one_inch,
@@ -47,36 +49,12 @@ DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # Anvil's first unlocke
 ANVIL_ID = 31337
 UNIT = 10**6
 ALICE = "0x00000000000000000000000000000000000A11cE"
-AUTHORIZATION = [
-    {"name": "from", "type": "address"},
-    {"name": "to", "type": "address"},
-    {"name": "value", "type": "uint256"},
-    {"name": "validAfter", "type": "uint256"},
-    {"name": "validBefore", "type": "uint256"},
-    {"name": "nonce", "type": "bytes32"},
-]
-DOMAIN = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
 
 
 def authorization(token: str, holder: str, to: str, value: int, primary: str = "TransferWithAuthorization") -> dict:
-    return {
-        "types": {"EIP712Domain": DOMAIN, primary: AUTHORIZATION},
-        "primaryType": primary,
-        "domain": {"name": "Warden Auth", "version": "1", "chainId": ANVIL_ID, "verifyingContract": token},
-        "message": {
-            "from": holder,
-            "to": to,
-            "value": str(value),
-            "validAfter": "0",
-            "validBefore": str(2**40),
-            "nonce": "0x" + os.urandom(32).hex(),
-        },
-    }
+    return transfer_authorization(
+        token, ANVIL_ID, holder=holder, to=to, value=value, name="Warden Auth", primary=primary
+    )
 
 
 def aggregate(*calls: tuple[str, int, str]) -> str:
@@ -351,21 +329,13 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, depl
         eip712_domain_allowlist=domains,
         asset_limits=({"chain": "anvil", "token": UNIT_TOKEN, "decimals": 6, "max_per_tx": "100"},),
     )
-    dai = {
-        "types": {
-            "EIP712Domain": DOMAIN,
-            "Permit": [
-                {"name": "holder", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "expiry", "type": "uint256"},
-                {"name": "allowed", "type": "bool"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {"name": "Dai", "version": "1", "chainId": ANVIL_ID, "verifyingContract": UNIT_TOKEN},
-        "message": {"holder": ALICE, "spender": ALICE, "nonce": 0, "expiry": 2**40, "allowed": True},
-    }
+    dai = document(
+        "Permit",
+        {"Permit": "address holder,address spender,uint256 nonce,uint256 expiry,bool allowed"},
+        {"holder": ALICE, "spender": ALICE, "nonce": 0, "expiry": 2**40, "allowed": True},
+        UNIT_TOKEN,
+        name="Dai",
+    )
     documents = {
         "dai-permit-unlimited": dai,
         "uniswapx-pays-mallory": uniswapx(50 * UNIT, deployed["mallory"]),
