@@ -23,6 +23,7 @@ COPY pyproject.toml ./
 COPY evm ./evm
 COPY schemas ./schemas
 COPY runtime ./runtime
+COPY rules ./rules
 COPY streams ./streams
 COPY signer ./signer
 COPY ledger ./ledger

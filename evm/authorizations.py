@@ -4,7 +4,7 @@ An authorization ``[chain_id, address, nonce]`` signed by an account's key makes
 that account, when a set-code transaction (type 4) carrying it is executed, run
 the code at ``address``: its code becomes ``0xef0100 || address``. It is as
 powerful as the key itself, so the signer signs one only under the policy's
-delegation rules (``streams.guardrails.check_delegation``).
+delegation rules (``rules.guardrails.check_delegation``).
 
 The signed message is ``keccak256(0x05 || rlp([chain_id, address, nonce]))``;
 chain id 0 means every chain. The tuple travels as ``[chain_id, address, nonce,

@@ -176,7 +176,7 @@ def _known_chain(name: str) -> str:
 
 _TYPE_NAME_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*\Z")
 _FIELD_TYPE_RE = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*(\[[0-9]*\])*\Z")
-# The EIP-712 primary types Warden reads as moving value (`streams.typed_movements`): a policy can
+# The EIP-712 primary types Warden reads as moving value (`rules.typed_movements`): a policy can
 # never name one of them as moving nothing, and the default policy never covers them.
 EIP712_VALUE_TYPES = frozenset(
     {

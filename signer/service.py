@@ -40,6 +40,8 @@ from pydantic import ValidationError
 
 from evm import authorizations, blobs, messages, typed_data
 from evm import transactions as txs
+from rules import fees, guardrails
+from rules.window import SpendWindow
 from runtime import metrics
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
@@ -67,8 +69,6 @@ from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey,
 from signer.policies import PolicyBook
 from signer.sealing import NotSealedHere, SealingKeyPair
 from signer.state import SignerState
-from streams import fees, guardrails
-from streams.window import SpendWindow
 
 log = logging.getLogger("warden.signer")
 SERVICE = "service:signer"

@@ -29,11 +29,11 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from rules.window import SpendWindow, in_window, window_start_us
 from runtime.kafka import partition_of
 from schemas import topics
 from schemas.models import idempotency_slot_live
 from signer.lifecycle import OPEN
-from streams.window import SpendWindow, in_window, window_start_us
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signed (
@@ -242,7 +242,7 @@ class SignerState:
 
     def spend_entries(self, agent_id: str, now_us: int) -> dict[str, tuple[int, int]]:
         """The agent's recorded spends that can still count at ``now_us``, as a window's entries
-        (intent_id → (at µs, wei)); `streams.window` decides which of them do."""
+        (intent_id → (at µs, wei)); `rules.window` decides which of them do."""
         rows = self.db.execute(
             "SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?",
             (agent_id, window_start_us(now_us)),
@@ -250,7 +250,7 @@ class SignerState:
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
     def spent(self, agent_id: str, now_us: int, excluding: str | None = None) -> int:
-        """The agent's native spend in the window at ``now_us`` (`streams.window`), leaving out the
+        """The agent's native spend in the window at ``now_us`` (`rules.window`), leaving out the
         intent ``excluding`` (a fee bump replaces its own reservation)."""
         held = self._windows.get(agent_id)
         if held is not None and now_us < held[1]:  # a moment before the copy's: the table, as it is

@@ -27,6 +27,8 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from rules import fees, guardrails
+from rules.window import SpendWindow
 from runtime import metrics
 from runtime.clock import from_us, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
@@ -59,8 +61,6 @@ from schemas.models import (
     idempotency_key_sha256,
     idempotency_slot_live,
 )
-from streams import fees, guardrails
-from streams.window import SpendWindow
 
 SERVICE = "service:streams"
 

@@ -1,4 +1,4 @@
-"""The asset rules (streams/movements.py, guardrails.check_assets): what an intent's calldata or
+"""The asset rules (rules/movements.py, guardrails.check_assets): what an intent's calldata or
 typed data moves, and how the policy's asset_limits, allowlist, block_unlimited_approvals and
 contract_calls judge it. Pure: no broker, no node.
 
@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from rules import movements
+from rules.guardrails import check_assets, simulation_needed, simulation_required
 from schemas.fields import MAX_UINT256
 from schemas.models import AgentPolicy, AssetLimit, ContractCallRule, TransactionIntent
-from streams import movements
-from streams.guardrails import check_assets, simulation_needed, simulation_required
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -1,4 +1,4 @@
-"""Tests for the guardrails in streams/guardrails.py, each at its edges.
+"""Tests for the guardrails in rules/guardrails.py, each at its edges.
 
 Processors are pure: an intent, a policy, its fee quote, the spend already counted, and out
 comes a StageVerdict. No broker, no node, no clock. ``FREE`` is a quote that costs nothing
@@ -12,10 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from eth_abi import encode as abi_encode
 
-from schemas.fields import MAX_UINT256, format_native_amount
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
-from streams.fees import FeeQuote, check_fee
-from streams.guardrails import (
+from rules.fees import FeeQuote, check_fee
+from rules.guardrails import (
     check_allowlist,
     check_chain,
     check_daily_limit,
@@ -25,6 +23,8 @@ from streams.guardrails import (
     simulation_required,
     simulation_skipped,
 )
+from schemas.fields import MAX_UINT256, format_native_amount
+from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"

@@ -408,8 +408,8 @@ def test_the_kept_spend_is_always_what_the_table_says(tmp_path_factory, operatio
     """The signer keeps each agent's window in memory, in step with its spend rows: whatever
     is signed, rolled back, settled, bumped or replayed from a changelog, and at whatever moment
     it is asked, it must say what summing the table says."""
+    from rules.window import SpendWindow
     from signer.state import SignerState
-    from streams.window import SpendWindow
 
     folder = tmp_path_factory.mktemp("kept")
     state, twin = SignerState(folder / "a.db", fsync=False), SignerState(folder / "b.db", fsync=False)

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from rules import fees
 from runtime.clock import to_us
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
@@ -27,7 +28,6 @@ from sdk.client import Client, new_intent, wait_outcomes
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
-from streams import fees
 from tests.custody_support import ADMIN, make_vaults
 from tests.support import make_agent, read_topic
 

@@ -22,6 +22,8 @@ from eth_utils import big_endian_to_int, to_checksum_address
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from rules import guardrails
+from rules.fees import FeeQuote, check_fee
 from runtime.clock import to_us
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -33,8 +35,6 @@ from sdk.client import new_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
-from streams import guardrails
-from streams.fees import FeeQuote, check_fee
 from tests.custody_support import ADMIN, make_vaults
 
 ETH, GWEI = 10**18, 10**9

@@ -21,6 +21,7 @@ from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
 from infra.demo import permit_typed_data
+from rules import guardrails
 from runtime.clock import utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -41,7 +42,6 @@ from sdk.client import new_intent, new_message_intent, new_typed_data_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
-from streams import guardrails
 from tests.custody_support import ADMIN, make_vaults
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

@@ -1,4 +1,4 @@
-"""Typed data, deny by default (streams/typed_movements.py, guardrails.check_typed_data and
+"""Typed data, deny by default (rules/typed_movements.py, guardrails.check_typed_data and
 check_assets): each family Warden reads becomes movements judged like calldata, a family's fields
 under another name are still read, a type that carries an address and an amount and is not read
 is refused, and only a (contract, type) pair the policy names signs as moving nothing.
@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from rules import typed_movements
+from rules.guardrails import approval_needed, check_assets, check_typed_data
 from schemas.fields import MAX_UINT256
 from schemas.models import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType, TransactionIntent
-from streams import typed_movements
-from streams.guardrails import approval_needed, check_assets, check_typed_data
 from tests.typed_data_support import (
     AGENT,
     ALICE,

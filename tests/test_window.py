@@ -1,4 +1,4 @@
-"""Tests for the rolling 24 h spend window (streams/window.py): sliding edges to the
+"""Tests for the rolling 24 h spend window (rules/window.py): sliding edges to the
 microsecond, idempotent reservations, release, prune and the exact JSON form."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.window import WINDOW_SECONDS, SpendWindow, in_window, window_start_us
+from rules.window import WINDOW_SECONDS, SpendWindow, in_window, window_start_us
 
 US = 1_000_000
 DAY_US = 86_400 * US

@@ -1,4 +1,4 @@
-"""EIP-712 documents of every family Warden reads (streams/typed_movements.py), built from each
+"""EIP-712 documents of every family Warden reads (rules/typed_movements.py), built from each
 protocol's own type strings, for the unit and the stack tests of typed data. Each document is also
 encoded by eth-account, the independent EIP-712 oracle, so a malformed one fails where it is made."""
 

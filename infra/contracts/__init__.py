@@ -28,8 +28,8 @@ from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
 
+from rules.guardrails import decode_revert
 from runtime.rpc import RpcError
-from streams.guardrails import decode_revert
 
 __all__ = ["Artifact", "Reverted", "artifact", "call", "calldata", "deploy", "selector", "send"]
 

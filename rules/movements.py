@@ -5,7 +5,7 @@ moves that token (``transfer``), or hands a spender the power to move it (``appr
 ``setApprovalForAll``), with a value of 0; an EIP-7702 authorization hands the whole account to
 a contract's code. This module reads each of them into `Movement`s with ``eth-abi``, so the
 guardrails can apply the recipient allowlist and the per-asset limits to them
-(`streams.guardrails.check_assets`); `streams.typed_movements` does the same for EIP-712 documents,
+(`rules.guardrails.check_assets`); `rules.typed_movements` does the same for EIP-712 documents,
 and `balance_changes` and `landings` read what a simulation shows moved.
 
 How calldata is read is decided by the policy, never guessed: ERC-20 and ERC-721 share the
@@ -185,7 +185,7 @@ class Reading:
 def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
     """Every movement an intent makes, read by the policy's asset rules. Raises `Unreadable` for
     calldata or typed data that claims a token operation and does not decode as one."""
-    if intent.intent_type != "transaction":  # typed data: `streams.typed_movements`
+    if intent.intent_type != "transaction":  # typed data: `rules.typed_movements`
         return Reading(())
     found: list[Movement] = []
     if intent.value_wei:

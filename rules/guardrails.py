@@ -4,7 +4,7 @@ A guardrail takes the intent and the state it needs (the agent's policy, the
 intent's fee quote, the spend already in the window, ``now``) and returns a
 ``StageVerdict``. None of them knows about Kafka; the topology module moves
 records between them. Order and meaning: freshness (at intake), chain
-restriction, address allowlist, fee ceiling (``streams.fees``), per-tx cap and
+restriction, address allowlist, fee ceiling (``rules.fees``), per-tx cap and
 rolling 24 h limit (both on spend: value + worst-case fee), simulation; a set-code
 transaction adds its delegation, and messages and typed data have their own stage
 instead of the transaction ones (`schemas.models.guardrail_stages`). An empty
@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING
 
 from eth_abi import decode as abi_decode
 
+from rules import movements, typed_movements
 from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import REGISTRY
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
 from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
-from streams import movements, typed_movements
 
 if TYPE_CHECKING:
-    from streams.fees import FeeQuote
+    from rules.fees import FeeQuote
 
 
 def verdict(intent: TransactionIntent, stage: str, passed: bool, code: str, reason: str, **facts) -> StageVerdict:
@@ -135,7 +135,7 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
 
 def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
     """EIP-712, deny by default: a document is signed only when Warden reads what it moves
-    (`streams.typed_movements`; its domain must then be on eip712_domain_allowlist, and the assets
+    (`rules.typed_movements`; its domain must then be on eip712_domain_allowlist, and the assets
     stage judges the movements) or the policy names its (verifying contract, primary type) as
     moving nothing. ``eip712_default_policy: allow`` covers the rest only where it carries no
     address-and-amount and its domain is not a token of asset_limits."""
@@ -319,7 +319,7 @@ _ROLE = {"transfer": "recipient", "approval": "spender", "operator": "operator",
 
 
 def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable[[str], int]) -> StageVerdict:
-    """What the calldata or typed data moves, under the policy's asset rules (`streams.movements`).
+    """What the calldata or typed data moves, under the policy's asset rules (`rules.movements`).
 
     Token transfers and approvals go to allowlisted addresses only and count, in the token's
     units, against its per-transaction cap and rolling 24 h limit (``spent(asset key)`` is what
@@ -606,7 +606,7 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
     """eth_call then eth_estimateGas at ``pending``: a revert rejects with its decoded reason.
     Then eth_simulateV1 with transfer tracing shows what the call moves: the sender's outgoing
     and incoming native and token amounts. An asset that leaves the sender beyond what the
-    calldata declares (`streams.movements`: the value, a transfer's amount) is refused
+    calldata declares (`rules.movements`: the value, a transfer's amount) is refused
     SIMULATION_MISMATCH: an allowlisted contract that takes more than the call says."""
     call = call_object(intent, sender)
     try:

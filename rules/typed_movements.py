@@ -7,7 +7,7 @@ fields, or a family's fields under another name, is read as that family or refus
 through as "some other message".
 
 Read as movements (then judged by the same allowlist, per-asset limits, unlimited-approval rule and
-approval thresholds as calldata, `streams.guardrails.check_assets`):
+approval thresholds as calldata, `rules.guardrails.check_assets`):
 
 * ERC-2612 ``Permit`` and DAI's ``Permit`` (``allowed`` = an allowance of 2**256-1);
 * Permit2: ``PermitSingle``, ``PermitBatch``, ``PermitTransferFrom``, ``PermitBatchTransferFrom``
@@ -34,9 +34,9 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from rules.movements import Movement, Unreadable
 from schemas.fields import MAX_UINT256
 from schemas.models import EIP712_VALUE_TYPES, TypedData, parse_typed_int  # noqa: F401 (EIP712_VALUE_TYPES re-exported)
-from streams.movements import Movement, Unreadable
 
 Shape = tuple[tuple[str, str], ...]
 
