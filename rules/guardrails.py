@@ -26,7 +26,7 @@ from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import REGISTRY
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
-from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
+from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent
 
 if TYPE_CHECKING:
     from rules.fees import FeeQuote
@@ -520,12 +520,6 @@ POLICY_CHECKS = {
     "message": check_message,
     "typed_data": check_typed_data,
 }
-
-
-def policy_checks(intent: TransactionIntent, policy: AgentPolicy) -> list[StageVerdict]:
-    """Every policy-only stage of this intent's kind (`guardrail_stages`), in order: what the
-    signer re-checks before it touches a chain or a key."""
-    return [POLICY_CHECKS[stage](intent, policy) for stage in guardrail_stages(intent) if stage in POLICY_CHECKS]
 
 
 def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:

@@ -40,13 +40,13 @@ from pydantic import ValidationError
 
 from evm import authorizations, blobs, messages, typed_data
 from evm import transactions as txs
-from rules import fees, guardrails
+from rules import fees, guardrails, judge
 from rules.window import SpendWindow
 from runtime import metrics
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
-from schemas.auth import human_approval_valid, intent_signature_valid, sign_outcome
+from schemas.auth import human_approval_valid, sign_outcome
 from schemas.chains import REGISTRY
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.errors import explain
@@ -544,20 +544,11 @@ class Signer:
         signature under it, freshness, chain and allowlist. Returns the policy to judge under."""
         intent = approved.intent
         policy = self._policy_in_force(approved)
-        if not intent_signature_valid(intent, policy):
-            raise SigningRefused(
-                "AGENT_SIGNATURE_INVALID", "the intent's signature does not verify against the agent's public key"
-            )
-        if not policy.intents_api_enabled:
-            raise SigningRefused(
-                "INTENTS_API_DISABLED",
-                f"the intents API is disabled for agent {intent.agent_id!r} (policy v{policy.version})",
-            )
         # An intent that waited for an admin is as old as its wait; the admin's fresh approval vouches for it.
         max_age = self.max_age_us + (
             policy.approval_timeout_s * US_PER_SECOND if self._human_approval(approved, now) is not None else 0
         )
-        for verdict in (guardrails.check_freshness(intent, now, max_age), *guardrails.policy_checks(intent, policy)):
+        for verdict in (judge.admit(intent, policy, now, max_age), *judge.policy_checks(intent, policy)):
             if not verdict.passed:
                 raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
         return policy
@@ -638,14 +629,8 @@ class Signer:
         intent has none."""
         now_us = to_us(now)
         spent = self.state.of(intent.agent_id).spent(intent.agent_id, now_us, excluding=intent.intent_id)
-        for verdict in (
-            fees.check_fee(intent, policy, quote),
-            guardrails.check_value_cap(intent, policy, quote),
-            guardrails.check_daily_limit(intent, policy, spent, quote),
-        ):
-            if not verdict.passed:
-                return verdict
-        return None
+        checked = judge.check_spend(intent, policy, quote, spent)
+        return None if checked[-1].passed else checked[-1]
 
     def _address(self, path: str, version: int, share: bytearray | None, cmek: bytearray | None) -> str:
         # Derived once per key version from the key itself, not from metadata someone could edit.

@@ -27,7 +27,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from rules import fees, guardrails
+from rules import fees, guardrails, judge
 from rules.window import SpendWindow
 from runtime import metrics
 from runtime.clock import from_us, to_us
@@ -57,7 +57,6 @@ from schemas.models import (
     StageEnvelope,
     StageVerdict,
     TransactionIntent,
-    guardrail_stages,
     idempotency_key_sha256,
     idempotency_slot_live,
 )
@@ -204,7 +203,7 @@ class Engine:
             return out
         intent, policy = state
         verdicts: list[StageVerdict] = []
-        for stage in guardrail_stages(intent):
+        for stage in judge.stages_of(intent):
             verdict = await self._timed_stage(stage, intent, policy, now, verdicts)
             verdicts.append(verdict)
             out.append(self._verdict_audit(verdict, intent, now))
@@ -218,7 +217,7 @@ class Engine:
         if state is None:
             return out
         intent, policy = state
-        return out + [self._envelope(guardrail_stages(intent)[0], intent, policy, [])]
+        return out + [self._envelope(judge.stages_of(intent)[0], intent, policy, [])]
 
     async def on_stage(self, stage: str, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """Split topology: one guardrail per hop, reading the envelope the previous stage wrote."""
@@ -233,7 +232,7 @@ class Engine:
         out = [self._verdict_audit(verdict, intent, now)]
         if not verdict.passed:
             return out + self._reject(intent, verdict, verdicts, now)
-        stages = guardrail_stages(intent)
+        stages = judge.stages_of(intent)
         following = stages.index(stage) + 1
         if following < len(stages):
             return out + [self._envelope(stages[following], intent, policy, verdicts)]
@@ -550,19 +549,10 @@ class Engine:
                 "POLICY_MISSING",
                 f"no policy for agent {intent.agent_id!r}; an admin creates one with `warden agents create`",
             )
-        elif not intent_signature_valid(intent, policy):
-            failure = (
-                "AGENT_SIGNATURE_INVALID",
-                "the intent's Ed25519 signature does not verify against the "
-                "agent's public key in its policy; sign signing_bytes() with "
-                "the agent key",
-            )
-        elif not policy.intents_api_enabled:
-            failure = ("INTENTS_API_DISABLED", f"the intents API is disabled for agent {intent.agent_id!r}")
         else:
-            fresh = guardrails.check_freshness(intent, now, self.max_age_us)
-            if not fresh.passed:
-                failure = (fresh.code, fresh.reason)
+            admitted = judge.admit(intent, policy, now, self.max_age_us)
+            if not admitted.passed:
+                failure = (admitted.code, admitted.reason)
         if failure:
             verdict = StageVerdict(
                 intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0], reason=failure[1]
