@@ -734,7 +734,8 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
                 "SIMULATION_ROUTE_NOT_ALLOWLISTED",
                 (
                     f"the simulated call lets {spender} spend {sender}'s {token} tokens, and {spender} is not on this "
-                    "agent's allowlist; an allowance set inside a call is judged like one the agent asks for"
+                    "agent's allowlist; an allowance set inside a call is judged like one the agent asks for: "
+                    f"an admin allowlists {spender} if it should spend them"
                 ),
                 **facts,
             )
