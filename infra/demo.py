@@ -73,6 +73,24 @@ def _revert_runtime(reason: str) -> str:
     return "0x" + code.hex()
 
 
+# The EIP712Domain of the demo's tokens (WardenToken and AuthToken): name, version "1", chain, contract.
+_TOKEN_DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+def _token_document(token: str, chain_id: int, name: str, primary: str, fields: list[dict], message: dict) -> dict:
+    return {
+        "types": {"EIP712Domain": _TOKEN_DOMAIN_FIELDS, primary: fields},
+        "primaryType": primary,
+        "domain": {"name": name, "version": "1", "chainId": chain_id, "verifyingContract": token},
+        "message": message,
+    }
+
+
 def permit_typed_data(
     token: str,
     chain_id: int,
@@ -86,32 +104,15 @@ def permit_typed_data(
 ) -> dict:
     """An ERC-2612 Permit as a wallet is asked to sign it: ``spender`` may take ``value`` of
     ``owner``'s tokens until ``deadline``. Amounts travel as decimal strings (exact in any JSON reader)."""
-    return {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Permit",
-        "domain": {"name": name, "version": "1", "chainId": chain_id, "verifyingContract": token},
-        "message": {
-            "owner": owner,
-            "spender": spender,
-            "value": str(value),
-            "nonce": str(nonce),
-            "deadline": str(deadline),
-        },
-    }
+    fields = [
+        {"name": "owner", "type": "address"},
+        {"name": "spender", "type": "address"},
+        {"name": "value", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]
+    message = {"owner": owner, "spender": spender, "value": str(value), "nonce": str(nonce), "deadline": str(deadline)}
+    return _token_document(token, chain_id, name, "Permit", fields, message)
 
 
 def transfer_authorization(
@@ -126,21 +127,15 @@ def transfer_authorization(
 ) -> dict:
     """An EIP-3009 authorization as USDC's FiatTokenV2 verifies it: whoever submits the signature
     (for ``ReceiveWithAuthorization``, only ``to``) moves ``value`` of ``holder``'s tokens to ``to``."""
-    fields = (
-        "address from",
-        "address to",
-        "uint256 value",
-        "uint256 validAfter",
-        "uint256 validBefore",
-        "bytes32 nonce",
-    )
-    document = permit_typed_data(token, chain_id, owner=holder, spender=to, value=value, nonce=0, deadline=0, name=name)
-    document["types"] = {
-        "EIP712Domain": document["types"]["EIP712Domain"],
-        primary: [{"name": field.split()[1], "type": field.split()[0]} for field in fields],
-    }
-    document["primaryType"] = primary
-    document["message"] = {
+    fields = [
+        {"name": "from", "type": "address"},
+        {"name": "to", "type": "address"},
+        {"name": "value", "type": "uint256"},
+        {"name": "validAfter", "type": "uint256"},
+        {"name": "validBefore", "type": "uint256"},
+        {"name": "nonce", "type": "bytes32"},
+    ]
+    message = {
         "from": holder,
         "to": to,
         "value": str(value),
@@ -148,7 +143,7 @@ def transfer_authorization(
         "validBefore": str(2**40),
         "nonce": "0x" + os.urandom(32).hex(),
     }
-    return document
+    return _token_document(token, chain_id, name, primary, fields, message)
 
 
 def demo_blob() -> bytes:
