@@ -330,7 +330,7 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
     try:
         if intent.intent_type == "typed_data":
             typed = intent.typed_data
-            moves = typed_movements.read_typed_data(typed) if typed_movements.reads_as_value(typed) else []
+            moves = typed_movements.read_typed_data(typed)
             reading = movements.Reading(tuple(moves))
         else:
             reading = movements.read_intent(intent, policy)
@@ -538,11 +538,8 @@ def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:
         return False
     rule = policy.calls_to(intent.to)
     asset = policy.asset(intent.chain, intent.to)
-    try:
-        if asset is not None and movements.decode_call(asset, intent.data) is not None:
-            return False  # a token transfer or approval, read in full by the assets stage
-    except movements.Unreadable:
-        return True  # the assets stage refuses it; nothing unreadable goes unsimulated meanwhile
+    if asset is not None and movements.token_function(asset, intent.data) is not None:
+        return False  # a token transfer or approval: the assets stage reads it in full, or refuses it
     return rule is None or not rule.unsimulated
 
 

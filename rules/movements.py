@@ -121,10 +121,15 @@ def selector_of(data: str) -> str | None:
     return data[:10] if len(data) >= 10 else None
 
 
+def token_function(asset: AssetLimit, data: str) -> TokenFunction | None:
+    """The token function of ``asset``'s standard that ``data`` calls, by its selector, if any."""
+    return _BY_SELECTOR[asset.standard].get(data[:10])
+
+
 def decode_call(asset: AssetLimit, data: str) -> Movement | None:
     """The movement a call to ``asset``'s contract makes, or None when the selector is not one of
     its standard's token functions (then it is some other call, for ``contract_calls`` to judge)."""
-    function = _BY_SELECTOR[asset.standard].get(data[:10])
+    function = token_function(asset, data)
     if function is None:
         return None
     body = bytes.fromhex(data[10:])

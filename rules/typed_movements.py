@@ -36,7 +36,7 @@ from eth_utils import to_checksum_address
 
 from rules.movements import Movement, Unreadable
 from schemas.fields import MAX_UINT256
-from schemas.models import EIP712_VALUE_TYPES, TypedData, parse_typed_int  # noqa: F401 (EIP712_VALUE_TYPES re-exported)
+from schemas.models import EIP712_VALUE_TYPES, TypedData, parse_typed_int
 
 Shape = tuple[tuple[str, str], ...]
 
@@ -484,18 +484,8 @@ def family_of(typed: TypedData) -> Family | None:
     another name with the same fields (a permit renamed is still a permit to the contract that
     accepts it)."""
     named = [f for f in FAMILIES if f.primary == typed.primaryType]
-    for family in named:
-        if _matches(typed, family):
-            return family
-    fields = _fields(typed, typed.primaryType)
-    for family in FAMILIES:
-        if (
-            not family.witness
-            and fields == family.shape
-            and all(_fields(typed, name) == shape for name, shape in family.structs.items())
-        ):
-            return family
-    return None
+    renamed = [f for f in FAMILIES if not f.witness]  # a witness form is known by its name alone
+    return next((family for family in (*named, *renamed) if _matches(typed, family)), None)
 
 
 def reads_as_value(typed: TypedData) -> bool:
@@ -505,9 +495,12 @@ def reads_as_value(typed: TypedData) -> bool:
 
 
 def read_typed_data(typed: TypedData) -> list[Movement]:
-    """The movements a value-moving document authorizes. Raises `Unreadable` for a document under
-    a value family's name whose shape or values are not that family's."""
+    """The movements a document authorizes: none for one Warden does not read as moving value
+    (`check_typed_data` decides those), else its family's. Raises `Unreadable` for a document
+    under a value family's name whose shape or values are not that family's."""
     family = family_of(typed)
+    if family is None and typed.primaryType not in EIP712_VALUE_TYPES:
+        return []
     if family is None:
         fields = [f"{t} {n}" for n, t in _fields(typed, typed.primaryType)]
         known = sorted(f.label for f in FAMILIES if f.primary == typed.primaryType)
