@@ -15,71 +15,13 @@ and fees it checked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from rules.guardrails import call_object, verdict
-from runtime.rpc import Node
-from schemas.fields import format_native_amount
+from rules.guardrails import verdict
+from rules.simulation import call_object, decode_revert
+from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.models import GAS_PER_BLOB, PER_AUTHORIZATION_GAS, AgentPolicy, StageVerdict, TransactionIntent
+from schemas.quote import FeeQuote
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # 20 % over the estimate: state can move before inclusion
-
-
-@dataclass(frozen=True)
-class FeeQuote:
-    """The gas and fees a transaction for an intent would be signed with."""
-
-    gas_limit: int
-    fee_per_gas: int  # max_fee_per_gas (type 2) or gas_price (types 0/1): the most one unit of gas costs
-    priority_fee_per_gas: int | None = None  # type 2 only
-    base_fee_per_gas: int | None = None  # the node's latest base fee, when it was asked (for explanations)
-    blob_fee_wei: int = 0  # type 3: blob count × GAS_PER_BLOB × max_fee_per_blob_gas
-
-    @property
-    def max_fee_wei(self) -> int:
-        return self.gas_limit * self.fee_per_gas + self.blob_fee_wei
-
-    def spend_wei(self, intent: TransactionIntent) -> int:
-        return intent.value_wei + self.max_fee_wei
-
-    def fees(self, tx_type: int) -> dict[str, int]:
-        if tx_type in (0, 1):
-            return {"gas_price": self.fee_per_gas}
-        return {"max_fee_per_gas": self.fee_per_gas, "max_priority_fee_per_gas": self.priority_fee_per_gas or 0}
-
-    def facts(self, intent: TransactionIntent) -> dict[str, str | int | None]:
-        return {
-            "gas_limit": self.gas_limit,
-            "fee_per_gas_wei": str(self.fee_per_gas),
-            "priority_fee_per_gas_wei": None if self.priority_fee_per_gas is None else str(self.priority_fee_per_gas),
-            "base_fee_per_gas_wei": None if self.base_fee_per_gas is None else str(self.base_fee_per_gas),
-            "blob_fee_wei": str(self.blob_fee_wei),
-            "max_fee_wei": str(self.max_fee_wei),
-            "value_wei": str(intent.value_wei),
-            "spend_wei": str(self.spend_wei(intent)),
-        }
-
-    @classmethod
-    def from_facts(cls, facts: dict) -> "FeeQuote":
-        """The quote a fee stage recorded in its verdict (split topology: the next stage reads it)."""
-
-        def wei(name: str) -> int | None:
-            return None if facts.get(name) is None else int(facts[name])
-
-        return cls(
-            int(facts["gas_limit"]),
-            int(facts["fee_per_gas_wei"]),
-            wei("priority_fee_per_gas_wei"),
-            wei("base_fee_per_gas_wei"),
-            int(facts.get("blob_fee_wei") or 0),
-        )
-
-    def describe(self, intent: TransactionIntent) -> str:
-        blobs = f" + blob gas {format_native_amount(self.blob_fee_wei)}" if self.blob_fee_wei else ""
-        return (
-            f"value {intent.value} + worst-case fee {format_native_amount(self.max_fee_wei)} "
-            f"(gas {self.gas_limit} x {self.fee_per_gas} wei{blobs})"
-        )
 
 
 async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceiling: int | None) -> FeeQuote:
@@ -98,7 +40,7 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
     blob_fee = len(intent.blob_versioned_hashes) * GAS_PER_BLOB * (intent.max_fee_per_blob_gas or 0)
     if intent.tx_type in (0, 1):
         price = intent.gas_price if intent.gas_price is not None else int(await node.call("eth_gasPrice"), 16)
-        return FeeQuote(gas, price)
+        return FeeQuote(gas_limit=gas, fee_per_gas=price)
     priority = intent.max_priority_fee_per_gas
     if priority is None:
         priority = int(await node.call("eth_maxPriorityFeePerGas"), 16)
@@ -110,7 +52,13 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
         max_fee = 2 * base + priority
         if ceiling is not None and base + priority <= ceiling:
             max_fee = min(max_fee, ceiling)
-    return FeeQuote(gas, max_fee, min(priority, max_fee), base, blob_fee)
+    return FeeQuote(
+        gas_limit=gas,
+        fee_per_gas=max_fee,
+        priority_fee_per_gas=min(priority, max_fee),
+        base_fee_per_gas=base,
+        blob_fee_wei=blob_fee,
+    )
 
 
 def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> StageVerdict:
@@ -138,3 +86,26 @@ def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> 
         "admin to raise the ceiling",
         **facts,
     )
+
+
+async def check_price(
+    intent: TransactionIntent, policy: AgentPolicy, node: Node, sender: str | None
+) -> tuple[StageVerdict, FeeQuote | None]:
+    """The fee stage: price the intent on ``node`` as ``sender`` and hold it to the ceiling.
+    Returns the verdict and the quote (None when the node could not price it: fail closed)."""
+    try:
+        fee = await quote(intent, sender, node, policy.tx_max_fee_per_gas)
+    except RpcError as exc:
+        reason = decode_revert(exc.data) if exc.data else exc.message
+        return verdict(
+            intent,
+            "fee",
+            False,
+            "GAS_ESTIMATE_FAILED",
+            f"the node could not estimate gas for this intent: {reason}; set gas_limit or fix the call",
+            rpc_method=exc.method,
+        ), None
+    except RpcUnavailable as exc:
+        # Fail closed: an intent whose cost is unknown is not approved.
+        return verdict(intent, "fee", False, "FEE_QUOTE_UNAVAILABLE", str(exc)), None
+    return check_fee(intent, policy, fee), fee

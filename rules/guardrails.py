@@ -17,19 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-from eth_abi import decode as abi_decode
 
 from rules import movements, typed_movements
 from runtime.clock import to_us
-from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import REGISTRY
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
 from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent
-
-if TYPE_CHECKING:
-    from rules.fees import FeeQuote
+from schemas.quote import FeeQuote
 
 
 def verdict(intent: TransactionIntent, stage: str, passed: bool, code: str, reason: str, **facts) -> StageVerdict:
@@ -269,7 +263,7 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     )
 
 
-def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: "FeeQuote") -> StageVerdict:
+def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> StageVerdict:
     cap = policy.max_value_wei
     spend = fee.spend_wei(intent)
     facts = dict(fee.facts(intent), cap_wei=None if cap is None else str(cap))
@@ -293,7 +287,7 @@ def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: "FeeQuo
     )
 
 
-def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei: int, fee: "FeeQuote") -> StageVerdict:
+def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei: int, fee: FeeQuote) -> StageVerdict:
     limit = policy.daily_limit_wei
     spend = fee.spend_wei(intent)
     facts = dict(fee.facts(intent), spent_wei=str(spent_wei), limit_wei=None if limit is None else str(limit))
@@ -310,7 +304,7 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
     )
 
 
-def _listed(policy: AgentPolicy, address: str) -> bool:
+def allowlisted(policy: AgentPolicy, address: str) -> bool:
     # The same rule as `check_allowlist`: an empty allowlist allows any address.
     return not policy.tx_to_allowlist or address in policy.tx_to_allowlist
 
@@ -319,6 +313,13 @@ _ROLE = {"transfer": "recipient", "approval": "spender", "operator": "operator",
 
 
 def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable[[str], int]) -> StageVerdict:
+    """The assets stage's verdict (`assess_assets`)."""
+    return assess_assets(intent, policy, spent)[0]
+
+
+def assess_assets(
+    intent: TransactionIntent, policy: AgentPolicy, spent: Callable[[str], int]
+) -> tuple[StageVerdict, dict[str, int]]:
     """What the calldata or typed data moves, under the policy's asset rules (`rules.movements`).
 
     Token transfers and approvals go to allowlisted addresses only and count, in the token's
@@ -326,7 +327,8 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
     the window already holds). With ``block_unlimited_approvals`` an approval must fit those
     limits (an asset without any cannot be approved at all) and ``setApprovalForAll(true)`` needs
     its operator on the allowlist by name. Any other calldata needs its contract's selector in
-    ``contract_calls``; a token function on a contract that is not a listed asset is refused."""
+    ``contract_calls``; a token function on a contract that is not a listed asset is refused.
+    Returns the verdict and what it counted per asset key (empty unless it passed)."""
     try:
         if intent.intent_type == "typed_data":
             typed = intent.typed_data
@@ -335,12 +337,12 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
         else:
             reading = movements.read_intent(intent, policy)
     except movements.Unreadable as exc:
-        return verdict(intent, "assets", False, exc.code, exc.reason)
+        return verdict(intent, "assets", False, exc.code, exc.reason), {}
     moved = [m.facts() for m in reading.movements]
     facts: dict = dict(movements=moved)
 
-    def refuse(code: str, reason: str) -> StageVerdict:
-        return verdict(intent, "assets", False, code, reason, **facts)
+    def refuse(code: str, reason: str) -> tuple[StageVerdict, dict[str, int]]:
+        return verdict(intent, "assets", False, code, reason, **facts), {}
 
     if reading.other_call is not None:
         contract, selector = reading.other_call
@@ -384,7 +386,7 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
         if move.kind == "delegation" or move.asset == movements.NATIVE:
             continue  # the delegation and value stages judge these
         if move.kind == "proceeds":
-            if move.to != policy.sender_address and not _listed(policy, move.to):
+            if move.to != policy.sender_address and not allowlisted(policy, move.to):
                 return refuse(
                     "PROCEEDS_NOT_ALLOWLISTED",
                     (
@@ -413,18 +415,18 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
                         "by name; with block_unlimited_approvals an operator must be allowlisted"
                     ),
                 )
-            if move.amount and not _listed(policy, move.to):
+            if move.amount and not allowlisted(policy, move.to):
                 return refuse(
                     "RECIPIENT_NOT_ALLOWLISTED",
                     f"operator {move.to} is not on this agent's allowlist; an "
                     "admin adds it to tx_to_allowlist to allow it",
                 )
             continue
-        if not _listed(policy, move.to):
+        if not allowlisted(policy, move.to):
             return refuse(
                 "RECIPIENT_NOT_ALLOWLISTED",
                 (
-                    f"{move.via} makes {move.to} the {role} of {_amount(asset, move.amount)}, and {move.to} is not on "
+                    f"{move.via} makes {move.to} the {role} of {asset_amount(asset, move.amount)}, and {move.to} is not on "
                     f"this agent's allowlist ({len(policy.tx_to_allowlist)} addresses); use an allowlisted {role}, or an "
                     f"admin adds {move.to} to tx_to_allowlist"
                 ),
@@ -437,7 +439,7 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
                 return refuse(
                     "UNLIMITED_APPROVAL_REFUSED",
                     (
-                        f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, and {asset.label} has neither "
+                        f"{move.via} would let {move.to} take {asset_amount(asset, move.amount)}, and {asset.label} has neither "
                         "max_per_tx nor daily_limit to bound an approval (block_unlimited_approvals)"
                     ),
                 )
@@ -445,8 +447,8 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
                 return refuse(
                     "UNLIMITED_APPROVAL_REFUSED",
                     (
-                        f"{move.via} would let {move.to} take {_amount(asset, move.amount)}, more than {asset.label}'s "
-                        f"limit of {_amount(asset, min(bounds))} (block_unlimited_approvals); approve only what this "
+                        f"{move.via} would let {move.to} take {asset_amount(asset, move.amount)}, more than {asset.label}'s "
+                        f"limit of {asset_amount(asset, min(bounds))} (block_unlimited_approvals); approve only what this "
                         "payment needs"
                     ),
                 )
@@ -459,8 +461,8 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
             return refuse(
                 "ASSET_OVER_CAP",
                 (
-                    f"this intent moves or approves {_amount(asset, amount)}, over the per-transaction cap of "
-                    f"{_amount(asset, cap)}; move less, or an admin raises {asset.label}'s max_per_tx"
+                    f"this intent moves or approves {asset_amount(asset, amount)}, over the per-transaction cap of "
+                    f"{asset_amount(asset, cap)}; move less, or an admin raises {asset.label}'s max_per_tx"
                 ),
             )
         already = spent(key)
@@ -469,27 +471,19 @@ def check_assets(intent: TransactionIntent, policy: AgentPolicy, spent: Callable
             return refuse(
                 "ASSET_DAILY_LIMIT_EXCEEDED",
                 (
-                    f"{_amount(asset, already)} already moved or approved in the last 24 h; "
-                    f"{_amount(asset, amount)} more would exceed the rolling limit of {_amount(asset, limit)}; wait for "
+                    f"{asset_amount(asset, already)} already moved or approved in the last 24 h; "
+                    f"{asset_amount(asset, amount)} more would exceed the rolling limit of {asset_amount(asset, limit)}; wait for "
                     "earlier spend to leave the 24 h window"
                 ),
             )
     what = ", ".join(f"{m['via']} {m['amount']}" for m in moved) or "no token movement"
-    return verdict(intent, "assets", True, "ASSETS_WITHIN_POLICY", f"{what} within the asset rules", **facts)
+    return verdict(intent, "assets", True, "ASSETS_WITHIN_POLICY", f"{what} within the asset rules", **facts), totals
 
 
-def _amount(asset, units: int) -> str:
+def asset_amount(asset, units: int) -> str:
     if units == MAX_UINT256:
         return f"2**256-1 (unlimited) {asset.label}"
     return f"{format_token_amount(units, asset.decimals)} {asset.label}"
-
-
-def asset_spend_of(verdicts) -> dict[str, int]:
-    """What the assets stage counted, per asset key (empty for an intent without one)."""
-    for v in verdicts:
-        if v.stage == "assets":
-            return {key: int(units) for key, units in v.facts.get("asset_spend", {}).items()}
-    return {}
 
 
 def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: dict[str, int]) -> str | None:
@@ -506,8 +500,8 @@ def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend:
         limit = asset.units("approval_threshold")
         if limit is not None and asset_spend.get(asset.key, 0) > limit:
             return (
-                f"{_amount(asset, asset_spend[asset.key])} is above {asset.label}'s approval threshold of "
-                f"{_amount(asset, limit)}"
+                f"{asset_amount(asset, asset_spend[asset.key])} is above {asset.label}'s approval threshold of "
+                f"{asset_amount(asset, limit)}"
             )
     return None
 
@@ -541,209 +535,3 @@ def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:
     if asset is not None and movements.token_function(asset, intent.data) is not None:
         return False  # a token transfer or approval: the assets stage reads it in full, or refuses it
     return rule is None or not rule.unsimulated
-
-
-# A plain value transfer costs exactly this much gas: with no more, no code at the recipient can
-# run a CALL to pass the value on.
-TRANSFER_GAS = 21_000
-
-
-async def simulation_needed(intent: TransactionIntent, policy: AgentPolicy, node: Node) -> bool:
-    """`simulation_required`, or value to an address that has code: its ``receive`` can send the
-    value on to anyone, which only simulation shows. The node is not asked where that cannot
-    matter: an empty allowlist allows any landing, and a transfer with gas for nothing but itself
-    (``gas_limit`` 21,000, no access list) runs no code."""
-    if simulation_required(intent, policy):
-        return True
-    if intent.intent_type != "transaction" or not intent.value_wei or not policy.tx_to_allowlist:
-        return False
-    if intent.gas_limit == TRANSFER_GAS and not intent.access_list and intent.data == "0x":
-        return False
-    rule = policy.calls_to(intent.to)
-    if rule is not None and rule.unsimulated:
-        return False
-    return await node.call("eth_getCode", intent.to, "pending") not in ("0x", "0x0")
-
-
-def decode_revert(data: object) -> str:
-    """Solidity revert payload → a readable reason (Error(string), Panic(uint256), or raw bytes)."""
-    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
-        return "reverted without a reason"
-    try:
-        payload = bytes.fromhex(data[2:])
-        selector, body = payload[:4], payload[4:]
-        if selector == bytes.fromhex("08c379a0"):
-            return abi_decode(["string"], body)[0]
-        if selector == bytes.fromhex("4e487b71"):
-            return f"panic 0x{abi_decode(['uint256'], body)[0]:02x}"
-    except Exception:  # a malformed payload is still a revert; show its bytes rather than fail the stage
-        pass
-    return f"custom error {data[:74]}"
-
-
-def call_object(intent: TransactionIntent, sender: str | None) -> dict:
-    """The intent as a JSON-RPC call object; the access list is included because it costs gas."""
-    call = {"to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
-    if sender:
-        call["from"] = sender
-    if intent.gas_limit is not None:
-        call["gas"] = hex(intent.gas_limit)
-    if intent.access_list:
-        call["accessList"] = [{"address": e.address, "storageKeys": list(e.storage_keys)} for e in intent.access_list]
-    return call
-
-
-async def simulate(intent: TransactionIntent, sender: str | None, node: Node, policy: AgentPolicy) -> StageVerdict:
-    """eth_call then eth_estimateGas at ``pending``: a revert rejects with its decoded reason.
-    Then eth_simulateV1 with transfer tracing shows what the call moves: the sender's outgoing
-    and incoming native and token amounts. An asset that leaves the sender beyond what the
-    calldata declares (`rules.movements`: the value, a transfer's amount) is refused
-    SIMULATION_MISMATCH: an allowlisted contract that takes more than the call says."""
-    call = call_object(intent, sender)
-    try:
-        await node.call("eth_call", call, "pending")
-        gas = int(await node.call("eth_estimateGas", call, "pending"), 16)
-    except RpcError as exc:
-        reason = decode_revert(exc.data) if exc.data else exc.message
-        return verdict(
-            intent,
-            "simulation",
-            False,
-            "SIMULATION_REVERTED",
-            f"simulation reverted: {reason}",
-            revert_reason=reason,
-            rpc_method=exc.method,
-        )
-    except RpcUnavailable as exc:
-        # Fail closed: an intent that must be simulated is not approved unsimulated.
-        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc))
-    if intent.gas_limit is not None and gas > intent.gas_limit:
-        return verdict(
-            intent,
-            "simulation",
-            False,
-            "GAS_LIMIT_TOO_LOW",
-            f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}",
-            estimated_gas=gas,
-        )
-    if sender is None:
-        # The worker without the agent's address: the signer, which always knows it, runs this part.
-        return verdict(
-            intent,
-            "simulation",
-            True,
-            "SIMULATION_OK",
-            f"simulation succeeded, estimated gas {gas}; balance changes not traced (the policy names "
-            "no sender_address)",
-            estimated_gas=gas,
-        )
-    try:
-        result = await node.call(
-            "eth_simulateV1",
-            {"blockStateCalls": [{"calls": [call]}], "traceTransfers": True, "validation": False},
-            "pending",
-        )
-        outcome = result[0]["calls"][0]
-    except RpcError as exc:
-        return verdict(
-            intent,
-            "simulation",
-            False,
-            "SIMULATION_UNAVAILABLE",
-            f"the node could not trace the call's transfers (eth_simulateV1: {exc.message}); an intent "
-            "that must be simulated is not signed untraced",
-            estimated_gas=gas,
-        )
-    except RpcUnavailable as exc:
-        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc), estimated_gas=gas)
-    except (KeyError, IndexError, TypeError):
-        return verdict(
-            intent,
-            "simulation",
-            False,
-            "SIMULATION_UNAVAILABLE",
-            "the node's eth_simulateV1 answer has no call result",
-            estimated_gas=gas,
-        )
-    if outcome.get("status") != "0x1":
-        reason = (outcome.get("error") or {}).get("message", "reverted")
-        return verdict(
-            intent,
-            "simulation",
-            False,
-            "SIMULATION_REVERTED",
-            f"simulation reverted: {reason}",
-            revert_reason=reason,
-            rpc_method="eth_simulateV1",
-        )
-    logs = outcome.get("logs") or []
-    changes = movements.balance_changes(logs, sender)
-    declared = movements.declared_outflows(movements.read_intent(intent, policy), sender)
-    landed = movements.landings(logs, sender)
-    facts = dict(
-        estimated_gas=gas,
-        balance_changes=[c.facts() for c in changes],
-        declared_out={asset: str(units) for asset, units in declared.items()},
-        landings=[landing.facts() for landing in landed],
-    )
-
-    def shown(asset_key: str, units: int) -> str:
-        if asset_key == movements.NATIVE:
-            return f"{format_native_amount(units)} (native)"
-        asset = policy.asset(intent.chain, asset_key)
-        return _amount(asset, units) if asset is not None else f"{units} base units of {asset_key}"
-
-    for change in changes:
-        if change.outgoing > declared.get(change.asset, 0):
-            return verdict(
-                intent,
-                "simulation",
-                False,
-                "SIMULATION_MISMATCH",
-                (
-                    f"the simulated call takes {shown(change.asset, change.outgoing)} from {sender}, but the intent "
-                    f"declares {shown(change.asset, declared.get(change.asset, 0))}; the contract moves more than the "
-                    "call says, so it is not signed"
-                ),
-                **facts,
-            )
-    for landing in landed:
-        if not _listed(policy, landing.holder):
-            return verdict(
-                intent,
-                "simulation",
-                False,
-                "SIMULATION_ROUTE_NOT_ALLOWLISTED",
-                (
-                    f"the simulated call sends {shown(landing.asset, landing.amount)} from {sender} on to "
-                    f"{landing.holder}, which is not on this agent's allowlist (route: {'; '.join(landing.route)}); value "
-                    f"sent through an allowlisted contract is judged by where it lands: an admin allowlists "
-                    f"{landing.holder} if it should receive it"
-                ),
-                **facts,
-            )
-    for token, spender in movements.grants(logs, sender):
-        if not _listed(policy, spender):
-            return verdict(
-                intent,
-                "simulation",
-                False,
-                "SIMULATION_ROUTE_NOT_ALLOWLISTED",
-                (
-                    f"the simulated call lets {spender} spend {sender}'s {token} tokens, and {spender} is not on this "
-                    "agent's allowlist; an allowance set inside a call is judged like one the agent asks for: "
-                    f"an admin allowlists {spender} if it should spend them"
-                ),
-                **facts,
-            )
-    return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}", **facts)
-
-
-def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
-    return verdict(
-        intent,
-        "simulation",
-        True,
-        "SIMULATION_NOT_REQUIRED",
-        "nothing asks for it: no simulate_first or require_simulation, no contract call, no value to code",
-    )

@@ -1,23 +1,84 @@
-"""The one judge: what admits an intent, the policy-only stages in their order, and the spend checks.
+"""The one judge: what admits an intent, and its stages in their one order.
 
 The streams worker, the signer and the signer's fee bump all call these, each with its own
 state (its own policy in force, its own spend record, its own node), so the trust model is
 unchanged: the signer still decides everything again itself. What they cannot do any more is
-disagree about what "admitted" means, in which order the policy is applied, or what a code says.
+disagree about what "admitted" means, in which order the stages run, or what a code says.
+
+A stage reads the intent, the policy, what the caller supplies in a `Context` (the spend so
+far per asset, the node for the intent's chain, the sender) and the typed results of the
+stages before it (`Judgement`: the fee quote, what the assets stage counted). The judge does no
+I/O of its own: the node is the caller's, passed in. `run_stages` runs the stages in order from
+where a judgement left off, and stops before the first stage whose needs the context does not
+supply: the signer judges what the policy alone decides before it opens a key, then the rest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
-from rules import fees, guardrails
-from rules.fees import FeeQuote
+from rules import fees, guardrails, movements, simulation
+from runtime.rpc import Node
 from schemas.auth import intent_signature_valid
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
+from schemas.models import AgentPolicy, Stage, StageVerdict, TransactionIntent, guardrail_stages
+from schemas.quote import FeeQuote
 
-__all__ = ["admit", "check_spend", "policy_checks", "stages_of"]
+__all__ = ["Context", "Judgement", "admit", "check_spend", "run_stage", "run_stages", "stages_of"]
 
 stages_of = guardrail_stages  # the order of an intent's stages, by its kind (schemas.models, the contract)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the caller supplies besides the intent and the policy. Each part is optional: a
+    stage that needs one the context lacks is not run (`run_stages` stops before it).
+
+    ``spent(asset)`` is what the caller's own record holds for the last 24 h, per asset key
+    (``"native"``: wei), the intent itself left out. ``node`` is the caller's node for the
+    intent's chain; ``sender`` the address a transaction is sent from (the signer's comes from
+    the key itself; the worker's is the policy's ``sender_address``, possibly None)."""
+
+    spent: Callable[[str], int] | None = None
+    node: Node | None = None
+    sender: str | None = None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The stages judged so far, in order, with their typed results: the fee stage's quote and
+    what the assets stage counted per asset key."""
+
+    verdicts: tuple[StageVerdict, ...] = ()
+    quote: FeeQuote | None = None
+    asset_spend: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def refusal(self) -> StageVerdict | None:
+        """The verdict that refused the intent, if one did (judging stops there)."""
+        return self.verdicts[-1] if self.verdicts and not self.verdicts[-1].passed else None
+
+    def next_stage(self, intent: TransactionIntent) -> Stage | None:
+        """The stage to judge next: None once one refused or every stage passed."""
+        stages = stages_of(intent)
+        if self.refusal is not None or len(self.verdicts) >= len(stages):
+            return None
+        return stages[len(self.verdicts)]
+
+    def spend_wei(self, intent: TransactionIntent) -> int:
+        """The native spend to reserve: value plus worst-case fee (a message moves none)."""
+        return 0 if self.quote is None else self.quote.spend_wei(intent)
+
+
+# What each stage needs from the context, beyond the intent, the policy and earlier results.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "assets": ("spent",),
+    "simulation": ("node",),
+    "fee": ("node",),
+    "daily_limit": ("spent",),
+}
 
 
 def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:
@@ -45,24 +106,54 @@ def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age
     return guardrails.check_freshness(intent, now, max_age_us)
 
 
-def policy_checks(intent: TransactionIntent, policy: AgentPolicy) -> list[StageVerdict]:
-    """Every stage of this intent's kind decided by the intent and the policy alone, in the
-    stages' order, up to the first that refuses: what the signer re-checks before it touches a
-    chain or a key, and what the worker runs at those stages."""
-    out = []
-    for stage in stages_of(intent):
-        check = guardrails.POLICY_CHECKS.get(stage)
-        if check is not None:
-            out.append(check(intent, policy))
-            if not out[-1].passed:
-                break
-    return out
+async def run_stages(
+    intent: TransactionIntent, policy: AgentPolicy, ctx: Context, so_far: Judgement = Judgement()
+) -> Judgement:
+    """Judge the intent's stages in order from where ``so_far`` left off, up to the first that
+    refuses or the first whose needs ``ctx`` does not supply."""
+    judged = so_far
+    while (stage := judged.next_stage(intent)) is not None:
+        if any(getattr(ctx, need) is None for need in _NEEDS.get(stage, ())):
+            break
+        judged = await run_stage(stage, intent, policy, ctx, judged)
+    return judged
+
+
+async def run_stage(
+    stage: Stage, intent: TransactionIntent, policy: AgentPolicy, ctx: Context, so_far: Judgement
+) -> Judgement:
+    """Judge one stage, which must be the next (the split topology runs one per hop)."""
+    if stage != so_far.next_stage(intent):
+        raise ValueError(
+            f"stage {stage!r} is not the next of intent {intent.intent_id} ({so_far.next_stage(intent)!r})"
+        )
+    quote, asset_spend = so_far.quote, so_far.asset_spend
+    check = guardrails.POLICY_CHECKS.get(stage)
+    if check is not None:
+        verdict = check(intent, policy)
+    elif stage == "assets":
+        verdict, counted = guardrails.assess_assets(intent, policy, ctx.spent)
+        asset_spend = MappingProxyType(counted)
+    elif stage == "simulation":
+        verdict = await simulation.check_simulation(intent, policy, ctx.node, ctx.sender)
+    elif stage == "fee":
+        verdict, quote = await fees.check_price(intent, policy, ctx.node, ctx.sender)
+    elif quote is None:  # the spend stages count the fee stage's quote
+        verdict = _without_quote(intent, stage)
+    elif stage == "value_cap":
+        verdict = guardrails.check_value_cap(intent, policy, quote)
+    elif stage == "daily_limit":
+        verdict = guardrails.check_daily_limit(intent, policy, ctx.spent(movements.NATIVE), quote)
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    return Judgement((*so_far.verdicts, verdict), quote, asset_spend)
 
 
 def check_spend(intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, spent_wei: int) -> list[StageVerdict]:
     """The fee ceiling, the per-transaction cap and the rolling 24 h limit on spend (value and
-    the worst-case fee of ``quote``), in that order, up to the first that refuses. ``spent_wei``
-    is what the caller's own record holds for the last 24 h, the intent itself left out."""
+    the worst-case fee of ``quote``), in that order, up to the first that refuses: the spend
+    stages for a quote the caller made itself (the signer's fee bump). ``spent_wei`` is what the
+    caller's own record holds for the last 24 h, the intent itself left out."""
     out = []
     for check in (
         lambda: fees.check_fee(intent, policy, quote),
@@ -73,3 +164,14 @@ def check_spend(intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote,
         if not out[-1].passed:
             break
     return out
+
+
+def _without_quote(intent: TransactionIntent, stage: str) -> StageVerdict:
+    # Only a judgement carried from an older worker's envelope can lack it: fail closed.
+    return guardrails.verdict(
+        intent,
+        stage,
+        False,
+        "FEE_QUOTE_MISSING",
+        f"the {stage} stage counts the fee stage's quote, and this intent's judgement carries none; submit it again",
+    )

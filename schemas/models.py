@@ -40,6 +40,7 @@ from schemas.fields import (
     parse_native_amount,
     parse_token_amount,
 )
+from schemas.quote import FeeQuote
 
 SCHEMA_VERSION = 1
 
@@ -1035,6 +1036,9 @@ class StageEnvelope(Outcome):
     intent: TransactionIntent
     policy: AgentPolicy
     verdicts: tuple[StageVerdict, ...] = ()
+    # The typed results of the stages so far (`rules.judge.Judgement`), for the stages that count them.
+    quote: FeeQuote | None = None
+    asset_spend: dict[str, Wei] = Field(default_factory=dict)
 
     @property
     def intent_id(self) -> str:

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from evm import authorizations, blobs, messages, typed_data
 from evm import transactions as txs
-from rules import fees, guardrails, judge
+from rules import guardrails, judge, movements
 from rules.window import SpendWindow
 from runtime import metrics
 from runtime.clock import US_PER_SECOND, Clock, to_us
@@ -62,6 +62,7 @@ from schemas.models import (
     StageVerdict,
     TransactionIntent,
 )
+from schemas.quote import FeeQuote
 from signer import blocks, lifecycle
 from signer.custody import fingerprint
 from signer.custody._crypto import wipe
@@ -298,29 +299,29 @@ class Signer:
     async def _sign(self, approved: IntentApproved, now: datetime) -> _Signing:
         intent = approved.intent
         policy = self._verify(approved, now)
+        judged = await self._judge(intent, policy, judge.Context())  # what the policy alone decides
         chain = REGISTRY.get(intent.chain)
         slot = intent.idempotency_slot
         reused = self._reused_key(intent, now, SignedTransaction, self.state.of(intent.agent_id).signed_record)
         if reused is not None:
             return _Signing(reused[1], policy, copy_of=reused[0])
-        assets = self._check_assets(intent, policy, now)
-        self._require_human_approval(approved, policy, assets, now)
+        spent = self._spent(intent, now)
+        judged = await self._judge(intent, policy, judge.Context(spent=spent), judged)  # with the signer's record
+        self._require_human_approval(approved, policy, judged.asset_spend, now)
         sidecar = self._sidecar(intent)
         with self._agent_key(intent) as agent:
             node = self.node_for(intent.chain)
             try:
                 nonce = await self._nonce(intent, agent.address, node, now)
-                if await guardrails.simulation_needed(intent, policy, node):
-                    simulated = await guardrails.simulate(intent, agent.address, node, policy)  # as the real sender
-                    if not simulated.passed:
-                        raise SigningRefused(simulated.code, f"signer simulation failed: {simulated.reason}")
-                quote = await fees.quote(intent, agent.address, node, policy.tx_max_fee_per_gas)
-                self._check_spend(intent, policy, quote, now)
             except RpcError as exc:
-                reason = guardrails.decode_revert(exc.data) if exc.data else exc.message
-                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {reason}") from None
+                raise SigningRefused("CHAIN_RPC_FAILED", f"could not read the account's nonce: {exc.message}") from None
             except RpcUnavailable as exc:
-                raise SigningRefused("CHAIN_RPC_FAILED", f"could not prepare the transaction: {exc}") from None
+                raise SigningRefused("CHAIN_RPC_FAILED", f"could not read the account's nonce: {exc}") from None
+            # The rest on the signer's own node, simulated and priced as the real sender.
+            judged = await self._judge(
+                intent, policy, judge.Context(spent=spent, node=node, sender=agent.address), judged, complete=True
+            )
+            quote = judged.quote
             auth_nonces = self._authorization_nonces(intent, nonce)
             with self._private_key(intent, agent) as key:
                 signed_auths = tuple(
@@ -361,7 +362,7 @@ class Signer:
             slot=slot,
             key=(agent.path, agent.version),
             last_nonce=max((nonce, *auth_nonces)),
-            assets=assets,
+            assets=dict(judged.asset_spend),
         )
 
     def _reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
@@ -467,6 +468,7 @@ class Signer:
         agent's key for the chain, recorded, then published on warden.messages.signed."""
         intent = approved.intent
         policy = self._verify(approved, now)
+        judged = await self._judge(intent, policy, judge.Context())  # what the policy alone decides
         chain = REGISTRY.get(intent.chain)
         slot, copy_of, assets = intent.idempotency_slot, None, None
         reused = self._reused_key(intent, now, SignedMessage, self.state.of(intent.agent_id).message_record)
@@ -474,7 +476,10 @@ class Signer:
             copy_of, result = reused
             slot = None
         else:
-            assets = self._check_assets(intent, policy, now)
+            judged = await self._judge(
+                intent, policy, judge.Context(spent=self._spent(intent, now)), judged, complete=True
+            )
+            assets = dict(judged.asset_spend)
             self._require_human_approval(approved, policy, assets, now)
             typed = None
             if intent.intent_type == "personal_sign":
@@ -540,18 +545,49 @@ class Signer:
         ], None
 
     def _verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
-        """The checks that need no chain: the policy in force (the signer's own), the agent's
-        signature under it, freshness, chain and allowlist. Returns the policy to judge under."""
+        """Admission: the policy in force (the signer's own), the agent's signature under it and
+        freshness. Returns the policy to judge under."""
         intent = approved.intent
         policy = self._policy_in_force(approved)
         # An intent that waited for an admin is as old as its wait; the admin's fresh approval vouches for it.
         max_age = self.max_age_us + (
             policy.approval_timeout_s * US_PER_SECOND if self._human_approval(approved, now) is not None else 0
         )
-        for verdict in (judge.admit(intent, policy, now, max_age), *judge.policy_checks(intent, policy)):
-            if not verdict.passed:
-                raise SigningRefused(verdict.code, f"signer re-check failed: {verdict.reason}")
+        admitted = judge.admit(intent, policy, now, max_age)
+        if not admitted.passed:
+            raise SigningRefused(admitted.code, f"signer re-check failed: {admitted.reason}")
         return policy
+
+    @staticmethod
+    async def _judge(
+        intent: TransactionIntent,
+        policy: AgentPolicy,
+        ctx: judge.Context,
+        so_far: judge.Judgement = judge.Judgement(),
+        complete: bool = False,
+    ) -> judge.Judgement:
+        """The judge's stages from where ``so_far`` left off, as far as ``ctx`` supplies; the
+        first refusal refuses the signature. ``complete``: every stage must have been judged."""
+        judged = await judge.run_stages(intent, policy, ctx, so_far)
+        if judged.refusal is not None:
+            raise SigningRefused(judged.refusal.code, f"signer re-check failed: {judged.refusal.reason}")
+        if complete and judged.next_stage(intent) is not None:
+            raise SigningRefused(
+                "STAGE_NOT_JUDGED", f"the {judged.next_stage(intent)} stage was not judged; nothing is signed"
+            )
+        return judged
+
+    def _spent(self, intent: TransactionIntent, now: datetime) -> Callable[[str], int]:
+        """The signer's own record of the agent's last 24 h, per asset key: the native spend
+        leaves out the intent's own (a fee bump replaces it; a new intent has none)."""
+        now_us, state = to_us(now), self.state.of(intent.agent_id)
+
+        def spent(asset: str) -> int:
+            if asset == movements.NATIVE:
+                return state.spent(intent.agent_id, now_us, excluding=intent.intent_id)
+            return SpendWindow(state.asset_entries(intent.agent_id, asset, now_us)).spent(now_us)
+
+        return spent
 
     def _human_approval(self, approved: IntentApproved, now: datetime) -> HumanApproval | None:
         """The admin's approval the record carries, if it is one this signer believes: signed by a
@@ -600,36 +636,11 @@ class Signer:
             )
         return held
 
-    def _check_assets(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> dict[str, int]:
-        """The asset rules (`guardrails.check_assets`) with the signer's own per-asset record:
-        what the intent moves or approves, per asset, to record with its signature."""
-        now_us = to_us(now)
-        checked = guardrails.check_assets(
-            intent,
-            policy,
-            lambda asset: SpendWindow(
-                self.state.of(intent.agent_id).asset_entries(intent.agent_id, asset, now_us)
-            ).spent(now_us),
-        )
-        if not checked.passed:
-            raise SigningRefused(checked.code, f"signer re-check failed: {checked.reason}")
-        return guardrails.asset_spend_of([checked])
-
-    def _check_spend(self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote, now: datetime) -> None:
-        """Fee ceiling, then cap and rolling limit on spend, with the signer's own record."""
-        failed = self._spend_refusal(intent, policy, quote, now)
-        if failed is not None:
-            raise SigningRefused(failed.code, f"signer re-check failed: {failed.reason}")
-
     def _spend_refusal(
-        self, intent: TransactionIntent, policy: AgentPolicy, quote: fees.FeeQuote, now: datetime
+        self, intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, now: datetime
     ) -> StageVerdict | None:
-        """The first of fee ceiling, cap and rolling limit that ``quote`` fails, if any. The
-        intent's own recorded spend is left out of the window: a fee bump replaces it, and a new
-        intent has none."""
-        now_us = to_us(now)
-        spent = self.state.of(intent.agent_id).spent(intent.agent_id, now_us, excluding=intent.intent_id)
-        checked = judge.check_spend(intent, policy, quote, spent)
+        """The first of fee ceiling, cap and rolling limit that the fee bump's ``quote`` fails, if any."""
+        checked = judge.check_spend(intent, policy, quote, self._spent(intent, now)(movements.NATIVE))
         return None if checked[-1].passed else checked[-1]
 
     def _address(self, path: str, version: int, share: bytearray | None, cmek: bytearray | None) -> str:
@@ -1158,14 +1169,19 @@ class Signer:
             new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
         except lifecycle.BumpRefused as refused:
             return None, f"not mined at {fee} wei per gas, and not replaced: {refused}"
-        quote = fees.FeeQuote(tx.gas, new_fee, new_tip, market if intent.tx_type == 2 else None)
-        for failed in (
-            guardrails.check_chain(intent, policy),
-            guardrails.check_allowlist(intent, policy),
-            self._spend_refusal(intent, policy, quote, at),
-        ):  # the intent counts once, bumped
-            if failed is not None and not failed.passed:
-                return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {failed.reason}"
+        quote = FeeQuote(
+            gas_limit=tx.gas,
+            fee_per_gas=new_fee,
+            priority_fee_per_gas=new_tip,
+            base_fee_per_gas=market if intent.tx_type == 2 else None,
+        )
+        # The judge again under the policy in force now: its policy stages (the call and its
+        # assets are the ones already signed and counted), then the spend stages on the new fee,
+        # the intent counted once.
+        judged = await judge.run_stages(intent, policy, judge.Context())
+        failed = judged.refusal or self._spend_refusal(intent, policy, quote, at)
+        if failed is not None:
+            return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {failed.reason}"
         chain = REGISTRY.get(intent.chain)
         replacement = build_transaction(intent, chain.chain_id, signed.nonce, tx.gas, quote.fees(intent.tx_type))
         try:

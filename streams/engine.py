@@ -22,16 +22,17 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from rules import fees, guardrails, judge
+from rules import guardrails, judge
 from rules.window import SpendWindow
 from runtime import metrics
 from runtime.clock import from_us, to_us
-from runtime.rpc import Node, RpcError, RpcUnavailable
+from runtime.rpc import Node
 from schemas import topics
 from schemas.auth import (
     OutcomeT,
@@ -202,14 +203,13 @@ class Engine:
         if state is None:
             return out
         intent, policy = state
-        verdicts: list[StageVerdict] = []
-        for stage in judge.stages_of(intent):
-            verdict = await self._timed_stage(stage, intent, policy, now, verdicts)
-            verdicts.append(verdict)
-            out.append(self._verdict_audit(verdict, intent, now))
-            if not verdict.passed:
-                return out + self._reject(intent, verdict, verdicts, now)
-        return out + self._decide(intent, policy, verdicts, now, recheck_assets=False)
+        judged = judge.Judgement()
+        while (stage := judged.next_stage(intent)) is not None:
+            judged = await self._timed_stage(stage, intent, policy, now, judged)
+            out.append(self._verdict_audit(judged.verdicts[-1], intent, now))
+        if judged.refusal is not None:
+            return out + self._reject(intent, judged.refusal, judged.verdicts, now)
+        return out + self._decide(intent, policy, judged, now, recheck_assets=False)
 
     async def on_intake(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """Split topology, first hop: intake, then hand the intent to the first stage's topic."""
@@ -217,26 +217,23 @@ class Engine:
         if state is None:
             return out
         intent, policy = state
-        return out + [self._envelope(judge.stages_of(intent)[0], intent, policy, [])]
+        return out + [self._envelope(intent, policy, judge.Judgement())]
 
     async def on_stage(self, stage: str, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """Split topology: one guardrail per hop, reading the envelope the previous stage wrote."""
         envelope = self._stage_envelope(stage, raw, source, now)
         if isinstance(envelope, list):
             return envelope  # its dead letter
-        intent, policy, verdicts = envelope.intent, envelope.policy, list(envelope.verdicts)
+        intent, policy = envelope.intent, envelope.policy
         if intent.intent_id in self.decisions:
             return self._replay(intent, now)
-        verdict = await self._timed_stage(stage, intent, policy, now, verdicts)
-        verdicts.append(verdict)
-        out = [self._verdict_audit(verdict, intent, now)]
-        if not verdict.passed:
-            return out + self._reject(intent, verdict, verdicts, now)
-        stages = judge.stages_of(intent)
-        following = stages.index(stage) + 1
-        if following < len(stages):
-            return out + [self._envelope(stages[following], intent, policy, verdicts)]
-        return out + self._decide(intent, policy, verdicts, now, recheck_assets=True)
+        judged = await self._timed_stage(stage, intent, policy, now, _judgement_of(envelope))
+        out = [self._verdict_audit(judged.verdicts[-1], intent, now)]
+        if judged.refusal is not None:
+            return out + self._reject(intent, judged.refusal, judged.verdicts, now)
+        if judged.next_stage(intent) is not None:
+            return out + [self._envelope(intent, policy, judged)]
+        return out + self._decide(intent, policy, judged, now, recheck_assets=True)
 
     def _stage_envelope(
         self, stage: str, raw: bytes | None, source: Source, now: datetime
@@ -603,7 +600,7 @@ class Engine:
         if original["outcome"] in ("approved", "released"):
             # The signer returns the original's signed bytes for this key, so no spend is reserved twice.
             return [self._verdict_audit(verdict, intent, now)] + self._approve(
-                intent, policy, [verdict], now, counts=False
+                intent, policy, judge.Judgement((verdict,)), now, counts=False
             )
         prior = IntentRejected.model_validate_json(base64.b64decode(original["record"]))
         echoed = StageVerdict(
@@ -617,95 +614,50 @@ class Engine:
         return [self._verdict_audit(verdict, intent, now)] + self._reject(intent, echoed, [verdict, echoed], now)
 
     async def _timed_stage(
-        self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime, verdicts: list[StageVerdict]
-    ) -> StageVerdict:
+        self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime, so_far: judge.Judgement
+    ) -> judge.Judgement:
         began = time.perf_counter()  # a duration for the metric; decisions use only `now`
         try:
-            return await self._run_stage(stage, intent, policy, now, verdicts)
+            return await judge.run_stage(stage, intent, policy, self._context(intent, policy, now), so_far)
         finally:
             metrics.STAGE_SECONDS.labels(stage).observe(time.perf_counter() - began)
 
-    async def _run_stage(
-        self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime, verdicts: list[StageVerdict]
-    ) -> StageVerdict:
-        check = guardrails.POLICY_CHECKS.get(stage)
-        if check is not None:
-            return check(intent, policy)
-        if stage == "fee":
-            return await self._price(intent, policy)
-        if stage == "value_cap":
-            return guardrails.check_value_cap(intent, policy, _quote_of(verdicts))
-        if stage == "daily_limit":
-            spent = self.windows.of(intent.agent_id).spent(to_us(now))
-            return guardrails.check_daily_limit(intent, policy, spent, _quote_of(verdicts))
-        if stage == "assets":
-            return self._check_assets(intent, policy, now)
-        if stage == "simulation":
-            node = self.node_for(intent.chain)
-            try:
-                needed = await guardrails.simulation_needed(intent, policy, node)
-            except (RpcError, RpcUnavailable) as exc:
-                # Fail closed: whether the recipient runs code is unknown, so is where the value lands.
-                return guardrails.verdict(
-                    intent,
-                    "simulation",
-                    False,
-                    "SIMULATION_UNAVAILABLE",
-                    f"could not tell whether {intent.to} runs code: {exc}",
-                )
-            if not needed:
-                return guardrails.simulation_skipped(intent)
-            return await guardrails.simulate(intent, policy.sender_address, node, policy)
-        raise ValueError(f"unknown stage {stage!r}")
-
-    async def _price(self, intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
-        try:
-            quote = await fees.quote(
-                intent, policy.sender_address, self.node_for(intent.chain), policy.tx_max_fee_per_gas
-            )
-        except RpcError as exc:
-            reason = guardrails.decode_revert(exc.data) if exc.data else exc.message
-            return guardrails.verdict(
-                intent,
-                "fee",
-                False,
-                "GAS_ESTIMATE_FAILED",
-                f"the node could not estimate gas for this intent: {reason}; set gas_limit or fix the call",
-                rpc_method=exc.method,
-            )
-        except RpcUnavailable as exc:
-            # Fail closed: an intent whose cost is unknown is not approved.
-            return guardrails.verdict(intent, "fee", False, "FEE_QUOTE_UNAVAILABLE", str(exc))
-        return fees.check_fee(intent, policy, quote)
-
-    def _check_assets(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> StageVerdict:
+    def _context(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> judge.Context:
+        """The worker's own spend windows and node; the sender is the one the policy names."""
         now_us = to_us(now)
-        return guardrails.check_assets(
-            intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us)
+        return judge.Context(
+            spent=lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us),
+            node=self.node_for(intent.chain),
+            sender=policy.sender_address,
         )
 
-    def _decide(self, intent, policy, verdicts, now, recheck_assets: bool) -> list[Emit]:
+    def _decide(self, intent, policy, judged: judge.Judgement, now, recheck_assets: bool) -> list[Emit]:
         """Every guardrail passed: approved, or parked for a human when above a threshold. In the
         split topology (``recheck_assets``) token amounts are checked against their windows again
         here, in the same step that reserves them: other intents of the agent may have been
         reserved since the assets stage ran. Fused, every stage ran in this one step, so nothing
         could have been (and the native limit needs no second look in either: its stage is last)."""
-        if recheck_assets and guardrails.asset_spend_of(verdicts):
-            again = self._check_assets(intent, policy, now)
+        if recheck_assets and judged.asset_spend:
+            now_us = to_us(now)
+            again = guardrails.check_assets(
+                intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us)
+            )
             if not again.passed:
-                return [self._verdict_audit(again, intent, now)] + self._reject(intent, again, [*verdicts, again], now)
-        why = guardrails.approval_needed(intent, policy, guardrails.asset_spend_of(verdicts))
+                return [self._verdict_audit(again, intent, now)] + self._reject(
+                    intent, again, [*judged.verdicts, again], now
+                )
+        why = guardrails.approval_needed(intent, policy, judged.asset_spend)
         if why is None:
-            return self._approve(intent, policy, verdicts, now, counts=True)
-        return self._park(intent, policy, verdicts, now, why)
+            return self._approve(intent, policy, judged, now, counts=True)
+        return self._park(intent, policy, judged, now, why)
 
-    def _park(self, intent, policy, verdicts, now, why: str) -> list[Emit]:
+    def _park(self, intent, policy, judged: judge.Judgement, now, why: str) -> list[Emit]:
         """Reserved like an approval (two parked intents can never both pass a limit), and
         remembered with the approval it becomes if an admin says so."""
         now_us = to_us(now)
         expires_us = now_us + policy.approval_timeout_s * 1_000_000
         pending = IntentApproved(
-            intent=intent, policy=policy, verdicts=tuple(verdicts), approved_at=now, intent_digest=intent.digest()
+            intent=intent, policy=policy, verdicts=judged.verdicts, approved_at=now, intent_digest=intent.digest()
         )
         parked = self._signed(
             IntentParked(
@@ -713,14 +665,14 @@ class Engine:
                 agent_id=intent.agent_id,
                 reason=f"waiting for an admin: {why}",
                 intent=intent,
-                verdicts=tuple(verdicts),
+                verdicts=judged.verdicts,
                 parked_at=now,
                 expires_at=from_us(expires_us),
                 intent_digest=intent.digest(),
             )
         )
         record = parked.to_bytes()
-        spend, assets = _reservation(intent, verdicts)
+        spend, assets = judged.spend_wei(intent), judged.asset_spend
         self.decisions[intent.intent_id] = {
             "agent_id": intent.agent_id,
             "outcome": "parked",
@@ -754,13 +706,13 @@ class Engine:
             ),
         ]
 
-    def _approve(self, intent, policy, verdicts, now, counts: bool) -> list[Emit]:
+    def _approve(self, intent, policy, judged: judge.Judgement, now, counts: bool) -> list[Emit]:
         approved = self._signed(
             IntentApproved(intent=intent, policy=policy, approved_at=now, intent_digest=intent.digest())
         )
         record = approved.to_bytes()
         now_us = to_us(now)
-        spend, assets = _reservation(intent, verdicts) if counts else (0, {})
+        spend, assets = (judged.spend_wei(intent), judged.asset_spend) if counts else (0, {})
         self.decisions[intent.intent_id] = {
             "agent_id": intent.agent_id,
             "outcome": "approved",
@@ -857,10 +809,18 @@ class Engine:
     def _signed(self, record):
         return sign_outcome(record, self._key, self.key_id)
 
-    def _envelope(self, stage: str, intent, policy, verdicts) -> Emit:
+    def _envelope(self, intent, policy, judged: judge.Judgement) -> Emit:
+        """The hand-off to the next stage's topic, with the judgement so far, typed."""
+        stage = judged.next_stage(intent)
         envelope = self._signed(
             StageEnvelope(
-                stage=stage, intent=intent, policy=policy, verdicts=tuple(verdicts), intent_digest=intent.digest()
+                stage=stage,
+                intent=intent,
+                policy=policy,
+                verdicts=judged.verdicts,
+                quote=judged.quote,
+                asset_spend=dict(judged.asset_spend),
+                intent_digest=intent.digest(),
             )
         )
         return Emit(topics.stage_topic(stage), intent.agent_id, envelope.to_bytes())
@@ -969,19 +929,9 @@ def _what(intent: TransactionIntent) -> dict:
     }
 
 
-def _reservation(intent: TransactionIntent, verdicts) -> tuple[int, dict[str, int]]:
-    """What an intent reserves: its native spend (messages have no fee stage and move no native
-    value: nothing) and the token units its assets stage counted."""
-    priced = any(v.stage == "fee" for v in verdicts)
-    return (_quote_of(verdicts).spend_wei(intent) if priced else 0), guardrails.asset_spend_of(verdicts)
-
-
-def _quote_of(verdicts: list[StageVerdict]) -> fees.FeeQuote:
-    """The fee quote the fee stage priced this intent at (its verdict carries it to later stages)."""
-    for verdict in verdicts:
-        if verdict.stage == "fee":
-            return fees.FeeQuote.from_facts(verdict.facts)
-    raise ValueError("no fee verdict before the spend checks: the stages ran out of order")
+def _judgement_of(envelope: StageEnvelope) -> judge.Judgement:
+    """The judgement a stage envelope carries (a pinned worker signed it: `Engine._stage_envelope`)."""
+    return judge.Judgement(envelope.verdicts, envelope.quote, MappingProxyType(envelope.asset_spend))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 import pytest
 
 from rules import movements
-from rules.guardrails import check_assets, simulation_needed, simulation_required
+from rules.guardrails import check_assets, simulation_required
+from rules.simulation import simulation_needed
 from schemas.fields import MAX_UINT256
 from schemas.models import AgentPolicy, AssetLimit, ContractCallRule, TransactionIntent
 

@@ -12,19 +12,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from eth_abi import encode as abi_encode
 
-from rules.fees import FeeQuote, check_fee
+from rules.fees import check_fee
 from rules.guardrails import (
     check_allowlist,
     check_chain,
     check_daily_limit,
     check_freshness,
     check_value_cap,
-    decode_revert,
     simulation_required,
-    simulation_skipped,
 )
+from rules.simulation import decode_revert, simulation_skipped
 from schemas.fields import MAX_UINT256, format_native_amount
 from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from schemas.quote import FeeQuote
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -225,7 +225,7 @@ def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit():
     named = check_fee(
         intent(max_fee_per_gas=10**30, max_priority_fee_per_gas=1),
         policy(tx_max_fee_per_gas=1),
-        FeeQuote(21_000, 10**30, 1),
+        FeeQuote(gas_limit=21_000, fee_per_gas=10**30, priority_fee_per_gas=1),
     )
     assert not named.passed and named.reason.startswith("the intent's fee of")
 
@@ -236,10 +236,14 @@ def test_no_ceiling_allows_any_fee_but_the_spend_limits_still_count_it():
     assert not check_daily_limit(intent(value="0"), policy(tx_daily_limit_eth="1000000"), 0, quote).passed
 
 
-def test_a_fee_quote_travels_in_its_verdict_facts():
+def test_a_fee_quote_is_told_in_its_verdict_facts_and_travels_typed():
     quote = FeeQuote(gas_limit=50_000, fee_per_gas=7 * GWEI, priority_fee_per_gas=GWEI, base_fee_per_gas=3 * GWEI)
     verdict = check_fee(intent(), policy(), quote)
-    assert FeeQuote.from_facts(verdict.facts) == quote
+    assert verdict.facts["fee_per_gas_wei"] == str(7 * GWEI) and verdict.facts["gas_limit"] == 50_000
+    assert verdict.facts["max_fee_wei"] == str(50_000 * 7 * GWEI)
+    # Between stages (a stage envelope) the quote travels as itself, wei as decimal strings.
+    assert FeeQuote.model_validate_json(quote.model_dump_json()) == quote
+    assert '"fee_per_gas":"7000000000"' in quote.model_dump_json()
     assert quote.fees(2) == {"max_fee_per_gas": 7 * GWEI, "max_priority_fee_per_gas": GWEI}
     assert quote.fees(0) == {"gas_price": 7 * GWEI}
 

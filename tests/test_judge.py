@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules import judge
-from rules.fees import FeeQuote
 from schemas.models import IntentRejected
+from schemas.quote import FeeQuote
 from sdk.client import new_intent
 from tests.test_engine import DEST, T0, World, rejected_of
 from tests.test_signing_surface import LoneSigner
@@ -75,23 +75,92 @@ def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal
     world = World()
     policy = world.policy(tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,))
     intent = world.intent("0.1")
-    checked = judge.policy_checks(intent, policy)
-    assert [v.stage for v in checked] == [s for s in judge.stages_of(intent) if s in ("chain", "allowlist")]
-    assert all(v.passed for v in checked)
+    judged = asyncio.run(judge.run_stages(intent, policy, judge.Context()))
+    # With nothing in the context the judge stops before the first stage that needs a spend record.
+    assert [v.stage for v in judged.verdicts] == ["chain", "allowlist"]
+    assert judged.refusal is None and judged.next_stage(intent) == "assets"
     both_wrong = world.intent("0.1", chain="base", to=STRANGER)
-    assert [(v.stage, v.code) for v in judge.policy_checks(both_wrong, policy)] == [("chain", "CHAIN_NOT_ALLOWED")]
+    refused = asyncio.run(judge.run_stages(both_wrong, policy, judge.Context()))
+    assert [(v.stage, v.code) for v in refused.verdicts] == [("chain", "CHAIN_NOT_ALLOWED")]
+    assert refused.next_stage(both_wrong) is None
 
 
 def test_the_spend_checks_run_fee_cap_then_rolling_limit():
     world = World()
     policy = world.policy(tx_max_value_eth="1", tx_daily_limit_eth="2", tx_max_fee_per_gas=100)
     intent = world.intent("0.5", max_fee_per_gas=10, max_priority_fee_per_gas=1)
-    quote = FeeQuote(21_000, 10, 1)
+    quote = FeeQuote(gas_limit=21_000, fee_per_gas=10, priority_fee_per_gas=1)
     assert [v.code for v in judge.check_spend(intent, policy, quote, 0)] == [
         "FEE_WITHIN_CEILING",
         "VALUE_WITHIN_CAP",
         "WITHIN_DAILY_LIMIT",
     ]
     assert [v.code for v in judge.check_spend(intent, policy, quote, 2 * 10**18)][-1] == "DAILY_LIMIT_EXCEEDED"
-    over_ceiling = FeeQuote(21_000, 1_000, 1)
+    over_ceiling = FeeQuote(gas_limit=21_000, fee_per_gas=1_000, priority_fee_per_gas=1)
     assert [v.code for v in judge.check_spend(intent, policy, over_ceiling, 0)] == ["FEE_OVER_CEILING"]
+
+
+# The stages after the policy's own need a spend record, a node and a sender. The worker decides
+# these with no node (each intent names its gas and fees, and a 21,000-gas transfer runs no code);
+# the signer with its own node: Anvil on the shared stack.
+LATER = {
+    "over the fee ceiling": ({"max_fee_per_gas": 10**12}, {"tx_max_fee_per_gas": 10**9}, ("fee", "FEE_OVER_CEILING")),
+    "over the per-transaction cap": ({"value": "2"}, {"tx_max_value_eth": "1"}, ("value_cap", "VALUE_OVER_CAP")),
+    "over the rolling limit": (
+        {"value": "0.9"},
+        {"tx_max_value_eth": "1", "tx_daily_limit_eth": "0.5"},
+        ("daily_limit", "DAILY_LIMIT_EXCEEDED"),
+    ),
+}
+
+
+def _later_fields(case: dict, now: datetime) -> dict:
+    return {
+        "chain": "anvil",
+        "to": DEST,
+        "value": case.get("value", "0.1"),
+        "now": now,
+        "gas_limit": 21_000,
+        "max_fee_per_gas": case.get("max_fee_per_gas", 0),
+        "max_priority_fee_per_gas": 0,
+    }
+
+
+@pytest.mark.parametrize("name", list(LATER))
+def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(stack, tmp_path, name):
+    intent_case, policy_fields, (stage, code) = LATER[name]
+    world = World()
+    world.publish(world.policy(tx_to_allowlist=(DEST,), **policy_fields))
+    rejected = rejected_of(
+        world.submit(new_intent(world.agent_key, agent_id="agent-1", **_later_fields(intent_case, T0)))
+    )
+    assert (rejected.stage, rejected.code) == (stage, code)
+    lone = LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
+    lone.set_policy(tx_to_allowlist=(DEST,), **policy_fields)
+    fields = _later_fields(intent_case, datetime.now(timezone.utc))
+    outcome, _, _ = asyncio.run(lone.handle(new_intent(lone.agent_key, agent_id=lone.agent, **fields)))
+    assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == ("signing", code), outcome
+
+
+def test_the_worker_and_the_signer_judge_the_same_stages_in_the_same_order(stack, tmp_path, monkeypatch):
+    """Every stage either service judges goes through `judge.run_stage`; watched there, both
+    judge exactly the intent's stages, in the judge's order."""
+    seen: list[str] = []
+    run_stage = judge.run_stage
+
+    async def watched(stage, *args):
+        seen.append(stage)
+        return await run_stage(stage, *args)
+
+    monkeypatch.setattr(judge, "run_stage", watched)
+    world = World()
+    world.publish(world.policy(tx_to_allowlist=(DEST,)))
+    intent = new_intent(world.agent_key, agent_id="agent-1", **_later_fields({}, T0))
+    assert any(e.topic == "warden.intents.approved" for e in world.submit(intent))
+    by_worker, seen[:] = list(seen), []
+    lone = LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))
+    lone.set_policy(tx_to_allowlist=(DEST,))
+    fields = _later_fields({}, datetime.now(timezone.utc))
+    outcome, _, _ = asyncio.run(lone.handle(new_intent(lone.agent_key, agent_id=lone.agent, **fields)))
+    assert not isinstance(outcome, IntentRejected), outcome
+    assert by_worker == seen == list(judge.stages_of(intent))

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rules import guardrails
-from rules.fees import FeeQuote, check_fee
+from rules.fees import check_fee
 from runtime.clock import to_us
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -31,6 +31,7 @@ from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.fields import format_native_amount
 from schemas.models import AgentPolicy, IntentApproved, IntentRejected, SignedTransaction
+from schemas.quote import FeeQuote
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer

@@ -28,7 +28,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
 
-from rules.guardrails import decode_revert
+from rules.simulation import decode_revert
 from runtime.rpc import RpcError
 
 __all__ = ["Artifact", "Reverted", "artifact", "call", "calldata", "deploy", "selector", "send"]
