@@ -215,7 +215,7 @@ def bench_cold(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
         vaults.create_vault("bench", "cold", actor=ADMIN)
         vaults.write_secret("bench", "cold", "k", os.urandom(32), "private_key", actor=ADMIN)
         reads, unwraps = [], []
-        mode = vaults._state("bench", "cold").mode
+        mode = vaults.book.state("bench", "cold").mode
         slot = mode.slots[0]
         import base64
 

@@ -71,7 +71,7 @@ def test_agents_are_refused_every_key_operation(store):
             pass
     assert AuditEvent.from_bytes(exc.value.audit.value).action == "secret.read_refused"
     # ...and even for an agent without the Intents API.
-    store.vaults._intents_api_enabled = lambda agent: False
+    store.vaults.secrets.intents_api_enabled = lambda agent: False
     with pytest.raises(PermissionDenied):
         with store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0):
             pass
@@ -152,9 +152,9 @@ def test_no_repr_str_or_error_carries_key_material(tmp_path, capsys):
         repr(store.list_keys(ADMIN)),
         repr(audit),
     ]
-    texts += [repr(e) for e in vaults._log.poll()]
-    state = vaults._state("default", "__agent-keys")
-    texts += [repr(state), repr(list(vaults._keks._cache.values()))]
+    texts += [repr(e) for e in vaults.book.log.poll()]
+    state = vaults.book.state("default", "__agent-keys")
+    texts += [repr(state), repr(list(vaults.keks._cache.values()))]
     errors = []
     for call in (
         lambda: vaults.read_secret("default", "__agent-keys", provisioned.path, actor="agent:a1", now=T0),

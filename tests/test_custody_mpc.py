@@ -341,7 +341,7 @@ def test_cmek_rotation_in_batches_with_concurrent_reads_and_writes(tmp_path):
     assert batches[:2] == [100, 200] and 250 <= batches[-1] < 300
     assert all(0 < b - a <= 100 for a, b in zip([0, *batches], batches))
     assert len(written) > 0
-    state = vaults._state("acme", "big")
+    state = vaults.book.state("acme", "big")
     assert state.cmek.fingerprint == new_fp and state.cmek.retiring is None
     assert {s.cmek_fingerprint for vs in state.secrets.values() for s in vs.values()} == {new_fp}
     # After the rotation only the new key opens the vault, in another process too.

@@ -229,7 +229,7 @@ def test_debug_logging_of_client_libraries_never_carries_key_material(tmp_path, 
             store.vaults.evict(everything=True)
             with store.open_private_key(key.path, now=T0) as private_key:
                 secrets.append(bytes(private_key))
-            mode = store.vaults._state("default", "__agent-keys").mode
+            mode = store.vaults.book.state("default", "__agent-keys").mode
             slot = mode.slots[0]
             kek = root.unwrap(
                 base64.b64decode(slot.wrapped),

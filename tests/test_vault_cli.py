@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from infra.cli import main
-from infra.cli.vault import INVALID_KEY_HINT
+from infra.cli.vault_run import INVALID_KEY_HINT
 from schemas import topics
 from schemas.models import AuditEvent, audit_events_of
 from tests.support import read_topic

@@ -3,7 +3,8 @@
 One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``submit`` (submit, sign, tail), ``agents``,
 ``approvals``, ``keys``, ``vault``, ``audit``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
-and submit share (client-share files, publishing custody events).
+and submit share (key material read from files, publishing custody events). ``vault`` declares its
+commands and runs them from ``vault_admin`` and ``vault_secrets``, in ``vault_run``'s context.
 
 A group's module is imported only when one of its commands runs: ``COMMANDS`` holds the help
 line ``warden --help`` shows for each, so ``warden --help`` loads no group and a command loads

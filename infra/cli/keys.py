@@ -6,9 +6,8 @@ import argparse
 import dataclasses
 import os
 
-from infra.cli.custody import publish, read_client_share_text
+from infra.cli.custody import UsageError, cli_hint, publish, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.cli.vault import UsageError, cli_hint, read_cmek
 from runtime.config import load
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, PermissionDenied

@@ -19,9 +19,8 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
-from infra.cli.custody import read_client_share_text
+from infra.cli.custody import UsageError, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, print_json
-from infra.cli.vault import UsageError, read_cmek
 from runtime.clock import utcnow
 from runtime.config import load
 from runtime.kafka import end_offsets, follow

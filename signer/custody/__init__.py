@@ -2,11 +2,14 @@
 event-sourced vaults and secrets, MPC custody modes, customer-managed keys and
 agents' signing keys. See docs/custody.md.
 
-One concept per module: ``vault`` (the ``Vaults`` state machine and the secret
-layers), ``events`` (vault events and their logs), ``modes`` (one class per
-custody mode), ``keks`` (wrapping, rebuilding and caching KEKs), ``cmek``
-(the customer-managed layer), ``access`` (who may do what, and the audit record
-of each decision), ``names``, ``roots`` and the providers, ``keys`` (signing keys).
+One concept per module: ``vault`` (``Vaults``, the one entry point, wiring the
+rest), ``book`` (each vault's state, folded from its events), ``admin`` (an
+admin's changes to vaults), ``secret_store`` (sealing and opening secrets),
+``cmek_rotation`` (customer-managed keys over time), ``events`` (vault events and
+their logs), ``modes`` (one class per custody mode), ``keks`` (wrapping,
+rebuilding and caching KEKs), ``cmek`` (the customer-managed layer), ``access``
+(who may do what, and the audit record of each decision), ``names``, ``roots``
+and the providers, ``keys`` (signing keys).
 
 The signer uses ``Vaults`` + ``KeyStore``; the CLI uses the same objects with an
 admin actor. Everything here takes time as an argument and fails closed with

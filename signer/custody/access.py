@@ -11,8 +11,8 @@ list. Agents read only paths an admin granted them, and:
 * signing keys are never shown to a person, not even to an admin
   (``refuse_to_show``): only the signer opens them, to sign.
 
-The rules decide and say why (a ``Refusal``); ``Vaults`` audits the refusal and
-raises it. Agents are judged before the secret is looked up, so a refusal never
+The rules decide and say why (a ``Refusal``); ``Auditor`` audits the refusal and
+raises it, and sends the record of every other read and change. Agents are judged before the secret is looked up, so a refusal never
 tells an agent whether a path exists.
 """
 
@@ -25,6 +25,7 @@ from typing import Any
 
 from schemas.emit import Emit, audit
 from signer.custody.errors import PermissionDenied
+from signer.custody.events import utc
 from signer.custody.names import prefix_covers
 
 AGENT_KEYS_VAULT = "__agent-keys"
@@ -119,6 +120,36 @@ def audit_record(
     if agent_id is None and kind == "agent":
         agent_id = ident
     return audit(actor, action, resource, ts, *id_parts, agent_id=agent_id, **details)
+
+
+class Auditor:
+    """Sends the audit record (an ``Emit`` for ``warden.audit.events``) of every read, refusal and change to ``sink``."""
+
+    def __init__(self, sink: Callable[[Emit], None] | None = None):
+        self._sink = sink or (lambda record: None)
+
+    def record(self, actor: str, action: str, resource: str, now: float, *id_parts: str, **details: Any) -> Emit:
+        record = audit_record(actor, action, resource, utc(now), *id_parts, **details)
+        self._sink(record)
+        return record
+
+    def enforce(self, refusal: Refusal | None, actor: str, resource: str, now: float) -> None:
+        """Audit and raise ``refusal``, if there is one."""
+        if refusal is None:
+            return
+        record = self.record(
+            actor,
+            "secret.read_refused",
+            resource,
+            now,
+            actor,
+            resource,
+            utc(now).isoformat(),
+            refusal.reason,
+            reason=refusal.reason,
+            **refusal.details,
+        )
+        raise PermissionDenied(refusal.message, audit=record)
 
 
 def _intents_message(agent_id: str, secret_type: str) -> str:

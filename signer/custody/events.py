@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar, Union, get_args
 
@@ -31,6 +32,11 @@ SecretType = Literal["api_key", "password", "private_key", "ssh_key", "token", "
 SECRET_TYPES: tuple[str, ...] = get_args(SecretType)
 
 _E = TypeVar("_E", bound="VaultEvent")
+
+
+def utc(now: float) -> datetime:
+    """The time of an event or audit record: ``now`` (seconds since the epoch) in UTC."""
+    return datetime.fromtimestamp(now, tz=timezone.utc)
 
 
 class KeySlot(BaseModel):
