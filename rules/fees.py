@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evm.constants import GAS_PER_BLOB, PER_AUTHORIZATION_GAS
 from rules.guardrails import call_object, verdict
 from runtime.rpc import Node
 from schemas.fields import format_native_amount
-from schemas.models import GAS_PER_BLOB, PER_AUTHORIZATION_GAS, AgentPolicy, StageVerdict, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # 20 % over the estimate: state can move before inclusion
 

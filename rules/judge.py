@@ -13,11 +13,14 @@ from datetime import datetime
 from rules import fees, guardrails
 from rules.fees import FeeQuote
 from schemas.auth import intent_signature_valid
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent, guardrail_stages
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
+from schemas.stages import guardrail_stages
 
 __all__ = ["admit", "check_spend", "policy_checks", "stages_of"]
 
-stages_of = guardrail_stages  # the order of an intent's stages, by its kind (schemas.models, the contract)
+stages_of = guardrail_stages  # the order of an intent's stages, by its kind (schemas.stages, the contract)
 
 
 def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:

@@ -24,7 +24,9 @@ from rules.guardrails import (
     simulation_skipped,
 )
 from schemas.fields import MAX_UINT256, format_native_amount
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules import judge
 from rules.fees import FeeQuote
-from schemas.models import IntentRejected
+from schemas.outcomes import IntentRejected
 from sdk.client import new_intent
 from tests.test_engine import DEST, T0, World, rejected_of
 from tests.test_signing_surface import LoneSigner
