@@ -83,7 +83,7 @@ class TypedDataHashes:
 
 _DOC_KEYS = ("types", "primaryType", "domain", "message")
 
-# EIP712_DOMAIN_FIELDS (schemas.models, where the record's shape is checked too): the domain fields
+# EIP712_DOMAIN_FIELDS (schemas.typed_data, where the record's shape is checked too): the domain fields
 # EIP-712 defines, with the only type each may have. A field outside these would be a private
 # extension no wallet knows how to show.
 

@@ -86,7 +86,7 @@ def bench_client_share(tmp: Path, seconds: float) -> dict[str, Any]:
 
     import coincurve
 
-    from schemas.models import TransactionIntent
+    from schemas.intent import TransactionIntent
     from schemas.sealing import decode_client_share, seal_client_share
     from signer.custody import FileEventLog, Vaults
     from signer.custody._crypto import wipe

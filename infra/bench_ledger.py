@@ -31,9 +31,9 @@ from ledger.sink import append_records, sign_checkpoints
 from ledger.store import ChdbStore
 from ledger.verify import verify
 from runtime.config import Settings
+from schemas.audit import audit_record
 from schemas.auth import AuditSigner
 from schemas.auth import public_key_hex as auth_public_key_hex
-from schemas.models import audit_record
 
 APPEND_TARGET = 50_000
 VERIFY_TARGET = 1_000_000

@@ -55,7 +55,8 @@ async def _pending(
     from schemas import topics
     from schemas.auth import public_key_hex, sign_policy
     from schemas.emit import Source
-    from schemas.models import AgentPolicy, IntentApproved
+    from schemas.outcomes import IntentApproved
+    from schemas.policy import AgentPolicy
     from sdk.client import new_intent
     from signer.custody import FileEventLog, Vaults
     from signer.custody.keys import KeyStore

@@ -29,16 +29,10 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.fields import format_native_amount
-from schemas.models import (
-    AssetLimit,
-    ContractCallRule,
-    Eip712DomainRule,
-    IntentParked,
-    IntentRejected,
-    SignedMessage,
-    TypedData,
-    guardrail_stages,
-)
+from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
+from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule
+from schemas.stages import guardrail_stages
+from schemas.typed_data import TypedData
 from sdk.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
 from signer.custody import CLIENT_MODES
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.auth import public_key_hex
-from schemas.models import AgentPolicy
+from schemas.policy import AgentPolicy
 from sdk.client import Client, load_or_create_agent_key, signed_policy
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 

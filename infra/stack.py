@@ -35,7 +35,7 @@ from pathlib import Path
 from runtime.config import Settings, child_environment, environment
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
-from schemas.models import ALL_GUARDRAIL_STAGES
+from schemas.stages import ALL_GUARDRAIL_STAGES
 from sdk.admin import load_or_create_admin_key
 
 REPO = Path(__file__).resolve().parent.parent

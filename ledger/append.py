@@ -21,7 +21,7 @@ from ledger.merkle import Frontier
 from ledger.records import Row, row_of
 from ledger.schema import LOG_COLUMNS
 from runtime.clock import to_us
-from schemas.models import AuditEvent
+from schemas.audit import AuditEvent
 
 _UTC_US = pa.timestamp("us", tz="UTC")
 LOG_ARROW_SCHEMA = pa.schema(

@@ -1,7 +1,7 @@
 """Raw audit records to ledger rows: what ``audit_events_of`` reads, without pydantic on the common path.
 
 ``AuditEvent`` (pydantic) defines which events are valid and what they mean; a record holds one,
-or a JSON array of them (``schemas.models.audit_events_of``). Validating every event with
+or a JSON array of them (``schemas.audit.audit_events_of``). Validating every event with
 pydantic took ~10 us of the sink's ~30 us per event, so a record in the exact shape producers
 write (``AuditEvent.to_bytes``: a JSON object of the model's fields, strings where strings
 belong, the timestamp as ``YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z``; or a non-empty array of such
@@ -26,7 +26,8 @@ import orjson
 
 from ledger.chain import canonical_details, format_ts
 from runtime.clock import to_us
-from schemas.models import SCHEMA_VERSION, AuditEvent, audit_events_of
+from schemas.audit import AuditEvent, audit_events_of
+from schemas.record import SCHEMA_VERSION
 
 
 class Row(NamedTuple):

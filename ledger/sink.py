@@ -59,8 +59,8 @@ from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.trust import PinnedAuditKeys
 from schemas import topics
+from schemas.audit import AuditEvent, event_id
 from schemas.auth import AuditKeys, AuditSigner, audit_writer, claimed_service
-from schemas.models import AuditEvent, event_id
 
 log = logging.getLogger("warden.ledger")
 

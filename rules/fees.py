@@ -15,10 +15,13 @@ and fees it checked.
 
 from __future__ import annotations
 
+from evm.constants import GAS_PER_BLOB, PER_AUTHORIZATION_GAS
 from rules.guardrails import verdict
 from rules.simulation import call_object, decode_revert
 from runtime.rpc import Node, RpcError, RpcUnavailable
-from schemas.models import GAS_PER_BLOB, PER_AUTHORIZATION_GAS, AgentPolicy, StageVerdict, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # 20 % over the estimate: state can move before inclusion

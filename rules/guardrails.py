@@ -7,7 +7,7 @@ records between them. Order and meaning: freshness (at intake), chain
 restriction, address allowlist, fee ceiling (``rules.fees``), per-tx cap and
 rolling 24 h limit (both on spend: value + worst-case fee), simulation; a set-code
 transaction adds its delegation, and messages and typed data have their own stage
-instead of the transaction ones (`schemas.models.guardrail_stages`). An empty
+instead of the transaction ones (`schemas.stages.guardrail_stages`). An empty
 allowlist allows any address; a null cap, limit or ceiling means none.
 The streams worker runs them to explain early; the signer runs every one again
 with its own state, so nothing the worker says is needed for safety.
@@ -22,7 +22,9 @@ from rules import movements, typed_movements
 from runtime.clock import to_us
 from schemas.chains import REGISTRY
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
-from schemas.models import INTENT_MAX_FUTURE_US, AgentPolicy, StageVerdict, TransactionIntent
+from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 
 

@@ -23,12 +23,15 @@ from types import MappingProxyType
 from rules import fees, guardrails, movements, simulation
 from runtime.rpc import Node
 from schemas.auth import intent_signature_valid
-from schemas.models import AgentPolicy, Stage, StageVerdict, TransactionIntent, guardrail_stages
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.stages import Stage, guardrail_stages
 
 __all__ = ["Context", "Judgement", "admit", "check_spend", "run_stage", "run_stages", "stages_of"]
 
-stages_of = guardrail_stages  # the order of an intent's stages, by its kind (schemas.models, the contract)
+stages_of = guardrail_stages  # the order of an intent's stages, by its kind (schemas.stages, the contract)
 
 
 @dataclass(frozen=True)

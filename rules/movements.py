@@ -24,7 +24,8 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
-from schemas.models import AgentPolicy, AssetLimit, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.policy import AgentPolicy, AssetLimit
 
 NATIVE = "native"
 

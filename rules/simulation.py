@@ -15,7 +15,9 @@ from rules import movements
 from rules.guardrails import allowlisted, asset_amount, simulation_required, verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.fields import format_native_amount
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
 
 
 async def check_simulation(

@@ -36,7 +36,7 @@ from eth_utils import to_checksum_address
 
 from rules.movements import Movement, Unreadable
 from schemas.fields import MAX_UINT256
-from schemas.models import EIP712_VALUE_TYPES, TypedData, parse_typed_int
+from schemas.typed_data import EIP712_VALUE_TYPES, TypedData, parse_typed_int
 
 Shape = tuple[tuple[str, str], ...]
 

@@ -27,17 +27,10 @@ from cryptography.hazmat.primitives.serialization import (
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from schemas.models import (
-    AgentPolicy,
-    DeadLetter,
-    HumanApproval,
-    IntentRejected,
-    Outcome,
-    SealingKey,
-    SignedMessage,
-    SignedTransaction,
-    TransactionIntent,
-)
+from schemas.intent import TransactionIntent
+from schemas.outcomes import DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage, SignedTransaction
+from schemas.policy import AgentPolicy
+from schemas.sealing_key import SealingKey
 
 Role = Literal["worker", "signer", "supervisor"]
 OutcomeT = TypeVar("OutcomeT", bound=Outcome)

@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 import orjson
 
 from schemas import topics
-from schemas.models import SCHEMA_VERSION, AuditEvent, DeadLetter, audit_record, event_id
+from schemas.audit import AuditEvent, audit_record, event_id
+from schemas.outcomes import DeadLetter
+from schemas.record import SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def dead_letter(
 
 def join_audits(emits: list[Emit], max_bytes: int) -> list[Emit]:
     """``emits`` as they go on the bus: each agent's audit events joined into as few records as
-    fit in ``max_bytes`` (`schemas.models.audit_record`, read back by `audit_events_of`), so an
+    fit in ``max_bytes`` (`schemas.audit.audit_record`, read back by `audit_events_of`), so an
     intent costs the bus and the ledger one audit record, not one per event. The other records
     come first, in their order, then the audit records, each agent's events in their order: an
     outcome never waits behind the events that describe it."""

@@ -5,18 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schemas.models import (
-    AgentPolicy,
-    AuditEvent,
-    DeadLetter,
-    IntentApproved,
-    IntentRejected,
-    SealingKey,
-    SignedMessage,
-    SignedTransaction,
-    StageVerdict,
-    TransactionIntent,
-)
+from schemas.audit import AuditEvent
+from schemas.intent import TransactionIntent
+from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedMessage, SignedTransaction, StageVerdict
+from schemas.policy import AgentPolicy
+from schemas.sealing_key import SealingKey
 
 RECORDS = (
     TransactionIntent,

@@ -16,6 +16,8 @@ from typing import Annotated
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
+from schemas.chains import REGISTRY, UnknownChain
+
 WEI_PER_UNIT = 10**18
 MAX_UINT256 = 2**256 - 1
 
@@ -110,6 +112,15 @@ def parse_address(value: object) -> str:
     return _address(value)
 
 
+def known_chain(name: str) -> str:
+    """A chain name of the registry, unchanged; any other is a ValueError naming the known ones."""
+    try:
+        REGISTRY.get(name)
+    except UnknownChain as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
 def _hex_data(value: object) -> str:
     if not isinstance(value, str) or not _HEX_RE.match(value):
         raise ValueError(f"must be 0x-prefixed hex with an even number of digits, got {str(value)[:80]!r}")
@@ -167,6 +178,7 @@ __all__ = [
     "Wei",
     "format_native_amount",
     "format_token_amount",
+    "known_chain",
     "parse_address",
     "parse_native_amount",
     "parse_token_amount",

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.errors import explain
 from schemas.fields import Identifier
-from schemas.models import TransactionIntent
+from schemas.intent import TransactionIntent
 
 # What a rejection of an unreadable record adds to why it could not be read: what to do next.
 NEXT_STEP = (

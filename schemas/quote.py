@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from schemas.fields import Wei, format_native_amount
 
 if TYPE_CHECKING:
-    from schemas.models import TransactionIntent
+    from schemas.intent import TransactionIntent
 
 
 class FeeQuote(BaseModel):

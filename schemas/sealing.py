@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from schemas.auth import announcement_forgery
-from schemas.models import SealedSecret, SealingKey
+from schemas.intent import SealedSecret
+from schemas.sealing_key import SealingKey
 
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 SUITE_NAME = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"

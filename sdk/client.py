@@ -30,6 +30,7 @@ from runtime.kafka import audit_headers, end_offsets, follow, follow_records
 from runtime.kafka import producer as new_producer
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
+from schemas.audit import AuditEvent, audit_events_of
 from schemas.auth import (
     AuditSigner,
     ServiceKeys,
@@ -43,22 +44,19 @@ from schemas.auth import (
 )
 from schemas.emit import Emit
 from schemas.intake import Unreadable, read_intent, unreadable_answer
-from schemas.models import (
+from schemas.intent import SealedSecret, TransactionIntent
+from schemas.outcomes import (
     FINAL_TX_STATUSES,
-    AgentPolicy,
-    AuditEvent,
     HumanApproval,
     IntentParked,
     IntentRejected,
-    SealedSecret,
-    SealingKey,
     SignedMessage,
     SignedTransaction,
-    TransactionIntent,
-    TypedData,
-    audit_events_of,
 )
+from schemas.policy import AgentPolicy
 from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
+from schemas.sealing_key import SealingKey
+from schemas.typed_data import TypedData
 from sdk.admin import load_or_create_admin_key
 
 
@@ -491,7 +489,7 @@ async def wait_outcomes(
 ) -> dict[str, Outcome]:
     """Wait until each intent (a `TransactionIntent` sent by `Client.submit`, or the
     `RawSubmission` `Client.submit_raw` returned) has a rejection or a signed transaction (with
-    ``final``: a final status, `schemas.models.FINAL_TX_STATUSES`: mined, failed, replaced or
+    ``final``: a final status, `schemas.outcomes.FINAL_TX_STATUSES`: mined, failed, replaced or
     dropped for broadcast ones). Keyed by intent id.
 
     Only authentic outcomes count: signed by a pinned key of the service allowed to say it (a

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The final statuses are schemas.models.FINAL_TX_STATUSES; these are the others.
+# The final statuses are schemas.outcomes.FINAL_TX_STATUSES; these are the others.
 OPEN = ("signed", "broadcast", "stuck")
 # From any open status a transaction may move to any of these; "signed" and "sign_only" are
 # only ever where a record starts.

@@ -34,7 +34,8 @@ from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admin_keys,
 from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_forgery
 from schemas.emit import Emit, Source, audit
-from schemas.models import SealingKey, SignedTransaction
+from schemas.outcomes import SignedTransaction
+from schemas.sealing_key import SealingKey
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.owner import FLUSH_BYTES, PartitionOwner
 from signer.policies import PolicyBook

@@ -17,7 +17,7 @@ import logging
 from pydantic import ValidationError
 
 from schemas.auth import policy_signature_valid
-from schemas.models import AgentPolicy
+from schemas.policy import AgentPolicy
 
 log = logging.getLogger("warden.signer")
 

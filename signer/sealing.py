@@ -13,8 +13,9 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from schemas.models import AttestationEvidence, SealedSecret, SealingKey, TransactionIntent
+from schemas.intent import SealedSecret, TransactionIntent
 from schemas.sealing import SUITE, SUITE_NAME, key_id, sealing_info
+from schemas.sealing_key import AttestationEvidence, SealingKey
 from signer.custody.errors import InvalidKey
 
 

@@ -50,18 +50,16 @@ from schemas.auth import human_approval_valid, sign_outcome
 from schemas.chains import REGISTRY
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.errors import explain
-from schemas.models import (
-    INTENT_MAX_AGE_US,
-    INTENT_MAX_FUTURE_US,
-    AgentPolicy,
+from schemas.intent import INTENT_MAX_AGE_US, INTENT_MAX_FUTURE_US, TransactionIntent
+from schemas.outcomes import (
     HumanApproval,
     IntentApproved,
     IntentRejected,
     SignedMessage,
     SignedTransaction,
     StageVerdict,
-    TransactionIntent,
 )
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from signer import blocks, lifecycle
 from signer.custody import fingerprint

@@ -32,7 +32,7 @@ from pathlib import Path
 from rules.window import SpendWindow, in_window, window_start_us
 from runtime.kafka import partition_of
 from schemas import topics
-from schemas.models import idempotency_slot_live
+from schemas.intent import idempotency_slot_live
 from signer.lifecycle import OPEN
 
 _SCHEMA = """

@@ -47,9 +47,8 @@ from schemas.emit import Emit, Source, dead_letter
 from schemas.emit import audit as _audit
 from schemas.errors import explain
 from schemas.intake import Unreadable, read_intent, unreadable_answer
-from schemas.models import (
-    INTENT_MAX_AGE_US,
-    AgentPolicy,
+from schemas.intent import INTENT_MAX_AGE_US, TransactionIntent, idempotency_key_sha256, idempotency_slot_live
+from schemas.outcomes import (
     HumanApproval,
     IntentAbandoned,
     IntentApproved,
@@ -57,10 +56,8 @@ from schemas.models import (
     IntentRejected,
     StageEnvelope,
     StageVerdict,
-    TransactionIntent,
-    idempotency_key_sha256,
-    idempotency_slot_live,
 )
+from schemas.policy import AgentPolicy
 
 SERVICE = "service:streams"
 

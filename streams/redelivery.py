@@ -43,7 +43,7 @@ from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
 from schemas.intake import Unreadable, read_intent
-from schemas.models import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
+from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
 
 log = logging.getLogger("warden.redelivery")
 

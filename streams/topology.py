@@ -30,7 +30,7 @@ from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.auth import AuditSigner
 from schemas.emit import Emit, Source, join_audits
-from schemas.models import ALL_GUARDRAIL_STAGES
+from schemas.stages import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
 from streams.engine import Engine
 from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery

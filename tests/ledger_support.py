@@ -18,7 +18,7 @@ from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from ledger.sink import checkpoint_table
 from runtime.config import Settings
 from runtime.trust import audit_signer
-from schemas.models import AuditEvent, audit_events_of, event_id
+from schemas.audit import AuditEvent, audit_events_of, event_id
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 

@@ -19,7 +19,8 @@ from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_policy
 from schemas.emit import audit
-from schemas.models import AgentPolicy, IntentRejected
+from schemas.outcomes import IntentRejected
+from schemas.policy import AgentPolicy
 from sdk.client import Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes, wait_policy_applied
 from tests.support import warden
 

@@ -18,7 +18,8 @@ from rules import movements
 from rules.guardrails import check_assets, simulation_required
 from rules.simulation import simulation_needed
 from schemas.fields import MAX_UINT256
-from schemas.models import AgentPolicy, AssetLimit, ContractCallRule, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.policy import AgentPolicy, AssetLimit, ContractCallRule
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

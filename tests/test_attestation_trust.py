@@ -25,8 +25,9 @@ from runtime.attestation.policy import AttestationPolicy, PolicyError
 from runtime.attestation.verify import report_data_binding
 from runtime.trust import service_key_file
 from schemas.auth import load_or_create_ed25519, outcome_forgery, public_key_hex, sign_announcement, sign_outcome
-from schemas.models import IntentRejected, SealingKey
+from schemas.outcomes import IntentRejected
 from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
+from schemas.sealing_key import SealingKey
 from signer.custody import AttestationRequired, FileEventLog, LocalDevRoot, PermissionDenied, Vaults
 from signer.key_release import Attester, KeyRelease, ReleaseRequest
 from signer.sealing import SealingKeyPair
@@ -431,7 +432,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     from runtime.config import AttestationSettings, child_environment
     from runtime.trust import PinnedServiceKeys
     from schemas import topics
-    from schemas.models import AttestationEvidence
+    from schemas.sealing_key import AttestationEvidence
     from sdk.client import Client, sealing_keys
     from tests.test_attestation import TESTDATA
 
@@ -582,7 +583,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     from runtime.config import child_environment
     from runtime.kafka import end_offsets
     from schemas import topics
-    from schemas.models import SignedTransaction
+    from schemas.outcomes import SignedTransaction
     from sdk.client import Client, new_intent, wait_outcomes
 
     stack = fresh_stack()

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger.sink import decode, ledger_key_id
 from runtime.config import Settings
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, audit_signer
+from schemas.audit import audit_record
 from schemas.auth import (
     AUDIT_BY_HEADER,
     AUDIT_SIGNATURE_HEADER,
@@ -24,7 +25,6 @@ from schemas.auth import (
     public_key_hex,
 )
 from schemas.emit import audit
-from schemas.models import audit_record
 from sdk.admin import load_or_create_admin_key
 from sdk.client import admin_audit_signer
 

@@ -26,7 +26,7 @@ import yaml
 from infra.stack import SERVICES
 from runtime.config import Settings
 from schemas import topics
-from schemas.models import ALL_GUARDRAIL_STAGES
+from schemas.stages import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.models import IntentApproved, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import group_members, make_agent, read_topic
 

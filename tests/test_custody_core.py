@@ -13,8 +13,8 @@ import pytest
 
 from runtime.config import Settings
 from schemas import topics
+from schemas.audit import AuditEvent
 from schemas.emit import Emit
-from schemas.models import AuditEvent
 from signer.custody import (
     Conflict,
     CustodyError,

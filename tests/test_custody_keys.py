@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.audit import AuditEvent
 from schemas.emit import Emit
-from schemas.models import AuditEvent
 from signer import chain_keys
 from signer.custody import Conflict, CustodyError, InvalidKey, NotFound, PermissionDenied, key_forms
 from signer.custody.keys import KeyStore, ProvisionedKey, agent_key_path

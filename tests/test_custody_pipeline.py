@@ -136,7 +136,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     from infra.provision import provision_agent
     from runtime.kafka import end_offsets
     from schemas import topics
-    from schemas.models import IntentRejected
+    from schemas.outcomes import IntentRejected
     from sdk.client import Client, new_intent, sealing_keys
     from signer.custody.hygiene import find_leaks
     from signer.custody_wiring import keystore_from_settings
@@ -204,7 +204,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     from infra.provision import provision_agent
     from runtime.kafka import end_offsets
     from schemas import topics
-    from schemas.models import IntentRejected
+    from schemas.outcomes import IntentRejected
     from sdk.client import Client, new_intent
     from signer.custody import AGENT_KEYS_VAULT
     from signer.custody.hygiene import find_leaks

@@ -25,20 +25,14 @@ from runtime.config import Settings
 from runtime.kafka import partition_of
 from runtime.trust import PinnedServiceKeys, service_key
 from schemas import topics
+from schemas.audit import AuditEvent
 from schemas.auth import outcome_forgery, public_key_hex, sign_outcome, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intake import NEXT_STEP
-from schemas.models import (
-    GUARDRAIL_STAGES,
-    AgentPolicy,
-    AuditEvent,
-    DeadLetter,
-    IntentAbandoned,
-    IntentApproved,
-    IntentRejected,
-    StageEnvelope,
-    TransactionIntent,
-)
+from schemas.intent import TransactionIntent
+from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentRejected, StageEnvelope
+from schemas.policy import AgentPolicy
+from schemas.stages import GUARDRAIL_STAGES
 from sdk.client import new_intent
 from streams.engine import Engine, Windows
 

@@ -23,7 +23,9 @@ from rules.guardrails import (
 )
 from rules.simulation import decode_revert, simulation_skipped
 from schemas.fields import MAX_UINT256, format_native_amount
-from schemas.models import AgentPolicy, StageVerdict, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules import judge
-from schemas.models import IntentRejected
+from schemas.outcomes import IntentRejected
 from schemas.quote import FeeQuote
 from sdk.client import new_intent
 from tests.test_engine import DEST, T0, World, rejected_of

@@ -21,6 +21,7 @@ from ledger.checks import CHECKER_NICENESS, WriterChecks
 from ledger.sink import ledger_key_id
 from runtime.config import Settings
 from runtime.trust import PinnedAuditKeys, audit_signer
+from schemas.audit import audit_record
 from schemas.auth import (
     AUDIT_BY_HEADER,
     AUDIT_SIGNATURE_HEADER,
@@ -30,7 +31,6 @@ from schemas.auth import (
     public_key_hex,
 )
 from schemas.emit import audit
-from schemas.models import audit_record
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)

@@ -12,7 +12,7 @@ import pytest
 from ledger import merkle
 from ledger.append import Ledger, SeenIds, id_hash64
 from ledger.chain import genesis_hash, integrity_hash
-from schemas.models import AuditEvent
+from schemas.audit import AuditEvent
 from tests.ledger_support import T0, mth, pipeline_events
 
 DATA = [hashlib.sha256(str(i).encode()).digest() for i in range(70)]

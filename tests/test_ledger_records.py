@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from ledger.append import Ledger, SeenIds
 from ledger.chain import genesis_hash, integrity_hash
 from ledger.records import _producer_shaped, parse, row_of
-from schemas.models import AuditEvent, audit_events_of, audit_record
+from schemas.audit import AuditEvent, audit_events_of, audit_record
 from tests.ledger_support import T0, pipeline_events
 
 BASE = {

@@ -33,8 +33,8 @@ from runtime.config import Settings
 from runtime.kafka import partitions
 from runtime.trust import audit_signer
 from schemas import topics
+from schemas.audit import audit_record
 from schemas.auth import AuditSigner
-from schemas.models import audit_record
 from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
 
 REPO = Path(__file__).resolve().parents[1]

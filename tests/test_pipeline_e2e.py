@@ -15,8 +15,10 @@ from infra import demo
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.audit import audit_events_of
 from schemas.fields import parse_native_amount
-from schemas.models import IntentRejected, SignedTransaction, TransactionIntent, audit_events_of
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import balance, everything_recorded, make_agent, read_topic
 

@@ -24,7 +24,8 @@ from infra import contracts
 from infra.demo import transfer_authorization
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
-from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction
+from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
+from schemas.policy import Eip712DomainRule
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
 from tests.support import make_agent
 from tests.test_signing_surface import LoneSigner

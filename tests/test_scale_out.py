@@ -19,7 +19,7 @@ import orjson
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics
-from schemas.models import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
+from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 

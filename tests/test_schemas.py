@@ -18,25 +18,16 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import topics
+from schemas.audit import AuditEvent, audit_events_of, event_id
 from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
 from schemas.chains import REGISTRY, Chain, ChainRegistry, UnknownChain
 from schemas.emit import Emit, _plain_event_bytes, audit, join_audits
 from schemas.errors import explain
 from schemas.export import export
 from schemas.fields import MAX_UINT256, format_native_amount, parse_native_amount
-from schemas.models import (
-    AccessListEntry,
-    AgentPolicy,
-    AuditEvent,
-    DeadLetter,
-    IntentApproved,
-    IntentRejected,
-    SignedTransaction,
-    StageVerdict,
-    TransactionIntent,
-    audit_events_of,
-    event_id,
-)
+from schemas.intent import AccessListEntry, TransactionIntent
+from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction, StageVerdict
+from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)

@@ -31,15 +31,9 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_announcement, sign_policy
 from schemas.emit import Source
-from schemas.models import (
-    AgentPolicy,
-    IntentApproved,
-    IntentRejected,
-    SealedSecret,
-    SealingKey,
-    SignedTransaction,
-    TransactionIntent,
-)
+from schemas.intent import SealedSecret, TransactionIntent
+from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from schemas.sealing import (
     SUITE_NAME,
     SealingRefused,
@@ -49,6 +43,7 @@ from schemas.sealing import (
     sealing_info,
     usable_keys,
 )
+from schemas.sealing_key import SealingKey
 from sdk.client import ClientKey, new_intent
 from signer.custody.errors import InvalidKey
 from signer.custody.keys import KeyStore

@@ -312,7 +312,7 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     agent's partition is then signed as usual."""
     from runtime.clock import utcnow
     from runtime.kafka import end_offsets, partition_of
-    from schemas.models import DeadLetter, IntentApproved
+    from schemas.outcomes import DeadLetter, IntentApproved
     from sdk.client import Client, new_intent, wait_outcomes
     from tests.support import make_agent, read_topic
 

@@ -23,15 +23,10 @@ from runtime.config import child_environment
 from runtime.kafka import end_offsets, partition_of
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
-from schemas.models import (
-    IntentApproved,
-    IntentParked,
-    IntentRejected,
-    SignedTransaction,
-    TransactionIntent,
-    audit_events_of,
-)
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
 from tests.support import balance, make_agent, read_topic, tail_json
 

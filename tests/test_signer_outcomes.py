@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from evm.constants import NONCE_LIMIT
 from rules import fees
 from runtime.clock import to_us
 from runtime.kafka import end_offsets
@@ -23,7 +24,8 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
-from schemas.models import NONCE_LIMIT, AgentPolicy, IntentApproved, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from sdk.client import Client, new_intent, wait_outcomes
 from signer.custody.keys import KeyStore
 from signer.service import Signer

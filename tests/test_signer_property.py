@@ -30,7 +30,8 @@ from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.fields import format_native_amount
-from schemas.models import AgentPolicy, IntentApproved, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore

@@ -18,7 +18,7 @@ import time
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.models import IntentApproved, SignedTransaction
+from schemas.outcomes import IntentApproved, SignedTransaction
 from sdk.client import new_intent, wait_outcomes
 from tests.support import make_agent, one_agent_per_partition, read_topic
 from tests.test_signer_last_word import submitted

@@ -25,19 +25,12 @@ from rules import guardrails
 from runtime.clock import utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.audit import AuditEvent
 from schemas.auth import outcome_forgery, public_key_hex, sign_intent, sign_policy
 from schemas.emit import Source
-from schemas.models import (
-    AgentPolicy,
-    AuditEvent,
-    Eip712DomainRule,
-    Eip712NoValueType,
-    IntentApproved,
-    IntentRejected,
-    SignedMessage,
-    SignedTransaction,
-    TransactionIntent,
-)
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedTransaction
+from schemas.policy import AgentPolicy, Eip712DomainRule, Eip712NoValueType
 from sdk.client import new_intent, new_message_intent, new_typed_data_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer

@@ -11,18 +11,14 @@ from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
+from evm.constants import GAS_PER_BLOB
 from infra.demo import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.models import (
-    GAS_PER_BLOB,
-    Eip712DomainRule,
-    IntentRejected,
-    SignedMessage,
-    SignedTransaction,
-    audit_events_of,
-)
+from schemas.audit import audit_events_of
+from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
+from schemas.policy import Eip712DomainRule
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,

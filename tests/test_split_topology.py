@@ -12,7 +12,7 @@ from infra import demo
 from infra.stack import local_settings, running_stack
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.models import DeadLetter, IntentRejected, SignedTransaction
+from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 

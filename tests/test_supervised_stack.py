@@ -26,8 +26,9 @@ from infra.stack import REPO
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.audit import audit_events_of
 from schemas.emit import audit
-from schemas.models import SignedTransaction, audit_events_of
+from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture

@@ -22,7 +22,7 @@ from runtime.config import child_environment
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.auth import sign_outcome
-from schemas.models import DeadLetter, SignedTransaction
+from schemas.outcomes import DeadLetter, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent, tail_json
 

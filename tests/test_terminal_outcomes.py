@@ -27,7 +27,7 @@ from runtime.kafka import producer as new_producer
 from runtime.trust import service_key
 from schemas import topics
 from schemas.emit import Source, dead_letter
-from schemas.models import DeadLetter, IntentRejected, SignedTransaction
+from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from streams.redelivery import abandoned_record
 from streams.topology import build_app

@@ -21,7 +21,8 @@ from infra.demo import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.fields import MAX_UINT256
-from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction
+from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
+from schemas.policy import Eip712DomainRule
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
 from tests.support import make_agent
 from tests.test_signing_surface import LoneSigner
@@ -361,7 +362,7 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
     from schemas import topics
     from schemas.auth import sign_human_approval
     from schemas.emit import Source
-    from schemas.models import HumanApproval, IntentApproved
+    from schemas.outcomes import HumanApproval, IntentApproved
 
     lone.set_policy(tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1")
     run(_fund_rpc(lone.rpc_url, lone.address))
@@ -476,7 +477,7 @@ def test_an_admin_sets_token_rules_from_the_cli(stack, run, deployed, tmp_path):
     assert shown["asset_limits"][0]["max_per_tx"] == "25" and shown["approval_threshold_eth"] == "0.5"
     assert shown["contract_calls"][0]["selectors"] == ["0x" + contracts.selector("pull(address,uint256)").hex()]
     # Shown as signed: a field at its default is left out of the document, and reads as the default.
-    from schemas.models import AgentPolicy
+    from schemas.policy import AgentPolicy
 
     assert "block_unlimited_approvals" not in shown and AgentPolicy.model_validate(shown).block_unlimited_approvals
     rules.write_bytes(

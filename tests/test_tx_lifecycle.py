@@ -25,18 +25,13 @@ from infra.stack import LocalStack, local_settings
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.audit import AuditEvent
 from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.fields import format_native_amount
-from schemas.models import (
-    FINAL_TX_STATUSES,
-    AgentPolicy,
-    AuditEvent,
-    IntentApproved,
-    IntentRejected,
-    SignedTransaction,
-    TransactionIntent,
-)
+from schemas.intent import TransactionIntent
+from schemas.outcomes import FINAL_TX_STATUSES, IntentApproved, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 from signer import blocks, lifecycle
 from signer.blocks import BlockWatch

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
-from schemas.models import audit_events_of
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import read_topic, warden
 

@@ -16,7 +16,8 @@ import pytest
 from rules import typed_movements
 from rules.guardrails import approval_needed, check_assets, check_typed_data
 from schemas.fields import MAX_UINT256
-from schemas.models import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType, TransactionIntent
+from schemas.intent import TransactionIntent
+from schemas.policy import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType
 from tests.typed_data_support import (
     AGENT,
     ALICE,

@@ -11,7 +11,7 @@ import os
 import orjson
 
 from runtime.kafka import end_offsets
-from schemas.models import IntentRejected
+from schemas.outcomes import IntentRejected
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent, warden
 

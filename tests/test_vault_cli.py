@@ -18,7 +18,7 @@ import pytest
 from infra.cli import main
 from infra.cli.vault_run import INVALID_KEY_HINT
 from schemas import topics
-from schemas.models import AuditEvent, audit_events_of
+from schemas.audit import AuditEvent, audit_events_of
 from tests.support import read_topic
 
 OPAQUE = f"custody: authentication failed. {INVALID_KEY_HINT}"

@@ -22,8 +22,9 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets, read_to_quiet
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys
 from schemas import topics
+from schemas.audit import audit_events_of
 from schemas.auth import AuditSigner, VaultEventSigner, vault_event_forgery
-from schemas.models import IntentRejected, SignedTransaction, audit_events_of
+from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
 from signer.custody import AGENT_KEYS_VAULT

@@ -17,8 +17,10 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import importlib
 import json
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -29,12 +31,11 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import schemas.models as models
+import schemas
 from ledger.checkpoint import public_key_hex as ledger_key_hex
 from schemas.auth import intent_signature_valid, outcome_forgery, public_key_hex, sign_intent, sign_outcome, sign_policy
-from schemas.models import (
-    AgentPolicy,
-    ContractCallRule,
+from schemas.intent import TransactionIntent
+from schemas.outcomes import (
     DeadLetter,
     IntentApproved,
     IntentParked,
@@ -42,8 +43,9 @@ from schemas.models import (
     SignedMessage,
     SignedTransaction,
     StageVerdict,
-    TransactionIntent,
 )
+from schemas.policy import AgentPolicy, ContractCallRule
+from schemas.record import Evolving
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "wire-formats.md"
@@ -131,11 +133,24 @@ def test_the_page_lists_every_field_with_its_default_and_whether_it_is_signed(mo
     assert got == expected
 
 
+def _schemas_classes() -> dict[str, type]:
+    """Every class of the schemas package, by name, taken from the module that defines it."""
+    classes = {}
+    for info in pkgutil.iter_modules(schemas.__path__):
+        module = importlib.import_module(f"schemas.{info.name}")
+        classes.update(
+            (name, cls)
+            for name, cls in vars(module).items()
+            if isinstance(cls, type) and cls.__module__ == module.__name__
+        )
+    return classes
+
+
 def test_the_page_lists_every_field_left_out_at_its_default():
     listed = {(_code(record), _code(field)): json.loads(_code(default)) for record, field, default in _rows("omitted")}
     in_code = {}
-    for name, cls in vars(models).items():
-        if isinstance(cls, type) and issubclass(cls, models.Evolving) and cls.__dict__.get("_OMITTED_AT_DEFAULT"):
+    for name, cls in _schemas_classes().items():
+        if issubclass(cls, Evolving) and cls.__dict__.get("_OMITTED_AT_DEFAULT"):
             for field, default in cls.__dict__["_OMITTED_AT_DEFAULT"].items():
                 assert field in cls.model_fields, (name, field)
                 in_code[(name, field)] = _json_default(default)
@@ -807,7 +822,7 @@ LEDGER_PUBLIC = bytes.fromhex(ledger_key_hex(LEDGER_KEY))
 
 
 def _ledger_events():
-    from schemas.models import AuditEvent, event_id
+    from schemas.audit import AuditEvent, event_id
     from tests.ledger_support import pipeline_events
 
     events = pipeline_events(40)

@@ -30,7 +30,8 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
-from schemas.models import AgentPolicy, IntentApproved, SignedTransaction
+from schemas.outcomes import IntentApproved, SignedTransaction
+from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer

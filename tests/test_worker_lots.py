@@ -16,8 +16,9 @@ from aiokafka import TopicPartition
 from runtime.config import Settings
 from runtime.kafka import PRODUCER_BATCH_BYTES, end_offsets, partition_of
 from schemas import topics
+from schemas.audit import audit_events_of
 from schemas.emit import Emit
-from schemas.models import SignedTransaction, audit_events_of
+from schemas.outcomes import SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from streams.topology import Held, build_app
 from tests.support import batch_sizes, make_agent, read_topic

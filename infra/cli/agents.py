@@ -16,7 +16,7 @@ from runtime.trust import pinned_admin_keys
 from schemas import topics
 from schemas.auth import policy_signature_valid, public_key_hex
 from schemas.errors import explain
-from schemas.models import AgentPolicy
+from schemas.policy import AgentPolicy
 from sdk.client import Client, load_or_create_agent_key, signed_policy
 from signer.custody_wiring import keystore_from_settings
 

@@ -23,7 +23,7 @@ from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.fields import format_native_amount
-from schemas.models import IntentApproved, IntentParked
+from schemas.outcomes import IntentApproved, IntentParked
 from sdk.client import OUTCOME_TOPICS, Client, read_outcome, wait_outcomes
 
 _DECIDED = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED)

@@ -29,8 +29,10 @@ from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.chains import REGISTRY
 from schemas.errors import explain
-from schemas.models import AuthorizationRequest, DeadLetter, IntentParked, IntentRejected, SignedMessage, TypedData
+from schemas.intent import AuthorizationRequest
+from schemas.outcomes import DeadLetter, IntentParked, IntentRejected, SignedMessage
 from schemas.sealing import SealingRefused
+from schemas.typed_data import TypedData
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,

@@ -23,7 +23,7 @@ from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.fields import format_native_amount
-from schemas.models import FINAL_TX_STATUSES, IntentRejected, SignedTransaction
+from schemas.outcomes import FINAL_TX_STATUSES, IntentRejected, SignedTransaction
 from sdk.client import read_outcome
 
 

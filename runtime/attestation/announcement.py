@@ -23,7 +23,7 @@ from runtime.attestation import evidence as evidence_
 from runtime.attestation.policy import AttestationPolicy, failures
 from runtime.attestation.verify import Verification, parse_report, report_data_binding
 from schemas.auth import Role, ServiceKeys
-from schemas.models import AttestationEvidence, SealingKey
+from schemas.sealing_key import AttestationEvidence, SealingKey
 
 ANNOUNCEMENT_DOMAIN = b"warden-sev-snp-announcement-v1"
 

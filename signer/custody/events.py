@@ -24,8 +24,9 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from schemas.audit import event_id
 from schemas.fields import UtcDatetime
-from schemas.models import Record, event_id
+from schemas.record import Record
 from signer.custody.modes import Mode
 
 SecretType = Literal["api_key", "password", "private_key", "ssh_key", "token", "certificate", "generic"]

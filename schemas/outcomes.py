@@ -1,0 +1,223 @@
+"""What the services answer about an intent: verdicts, rejections, approvals, parked and abandoned
+intents, the split topology's hand-off, signed transactions and messages, dead letters; and an
+admin's decision on a parked intent."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import Field
+
+from schemas.fields import Address, HexData, UtcDatetime, Wei
+from schemas.intent import TransactionIntent
+from schemas.policy import AgentPolicy
+from schemas.quote import FeeQuote
+from schemas.record import Evolving, Record
+from schemas.stages import Stage
+
+
+class Outcome(Evolving):
+    """A record that tells a client something about its intent, signed by the service that
+    decided it (a streams worker or a signer, each with its own pinned Ed25519 key) and bound to
+    the intent by its digest. See docs/security.md, "Verifying outcomes", for the bytes that are signed."""
+
+    intent_digest: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the intent's signing bytes; for an INVALID_INTENT rejection of a record that "
+        "could not be read, SHA-256 of the record's bytes as written",
+    )
+    signed_by: str = Field(default="", description="the key id of the service that signed this record")
+    service_signature: str = Field(default="", description="Ed25519 over service_signing_bytes(), hex")
+
+    def service_signing_bytes(self) -> bytes:
+        """The record as it travels (JSON, wire field names) without service_signature, keys sorted."""
+        body = self.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
+        return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+class StageVerdict(Record):
+    intent_id: str
+    stage: Stage
+    passed: bool
+    code: str
+    reason: str
+    facts: dict[str, Any] = Field(default_factory=dict)
+
+
+class IntentRejected(Outcome):
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"tee": None}
+
+    intent_id: str
+    agent_id: str
+    stage: Stage
+    code: str
+    reason: str
+    verdicts: tuple[StageVerdict, ...] = ()
+    decided_at: UtcDatetime
+    tee: str | None = Field(default=None, description="a signer's refusal: where that signer runs (none or sev-snp)")
+
+
+class HumanApproval(Record):
+    """An admin's decision on an intent that waits for one, signed with a pinned admin key over
+    `signing_bytes` and bound to the intent by its digest. The worker acts on it, and the signer
+    checks it again itself before it signs anything above a threshold."""
+
+    intent_id: str
+    agent_id: str
+    intent_digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    decision: Literal["approve", "deny"]
+    reason: str = Field(default="", max_length=1024)
+    decided_at: UtcDatetime
+    admin_key_id: str = ""
+    signature: str = Field(default="", description="Ed25519 by the admin key over signing_bytes(), hex")
+
+    def signing_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude={"signature"}), option=orjson.OPT_SORT_KEYS)
+
+
+class IntentParked(Outcome):
+    """An intent above a human-approval threshold: it passed every guardrail, its spend is
+    reserved, and it waits for an admin's signed decision (`HumanApproval`) until ``expires_at``.
+    Not final: an approval, a denial or APPROVAL_EXPIRED follows."""
+
+    intent_id: str
+    agent_id: str
+    status: Literal["awaiting_approval"] = "awaiting_approval"
+    reason: str
+    intent: TransactionIntent
+    verdicts: tuple[StageVerdict, ...] = ()
+    parked_at: UtcDatetime
+    expires_at: UtcDatetime
+
+
+class IntentApproved(Outcome):
+    """An intent that passed every guardrail, with the signed policy it passed,
+    so the signer can re-verify both without trusting the worker.
+
+    It carries no verdicts: the signer re-runs every check and never reads them, and each stage's
+    verdict is on the audit ledger (``stage.passed``, with its code, reason and facts). Left out,
+    they were 2.4 KB of a 4.0 KB approval, written again into the worker's decision changelog and
+    parsed by the signer, for every intent. A record written before keeps its verdicts and reads
+    (and verifies) as it was."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"human_approval": None, "verdicts": ()}
+
+    intent: TransactionIntent
+    policy: AgentPolicy
+    verdicts: tuple[StageVerdict, ...] = Field(
+        default=(),
+        description="no longer written (the ledger's stage.passed events hold each verdict); read in older records",
+    )
+    approved_at: UtcDatetime
+    human_approval: HumanApproval | None = Field(
+        default=None, description="the admin's approval, for an intent above a human-approval threshold"
+    )
+
+    @property
+    def intent_id(self) -> str:
+        return self.intent.intent_id
+
+
+class IntentAbandoned(Outcome):
+    """A worker's redelivery task gave up on an intent that still had no outcome after its last
+    attempt (on ``warden.intents.abandoned``): the worker decides it NO_OUTCOME unless it decided
+    it already. Signed by the worker whose task gave up: a record anybody could write would have
+    the worker decide a real intent NO_OUTCOME before it reads it, or take an id an agent has yet
+    to use (idempotent ids can be computed)."""
+
+    intent: TransactionIntent
+    attempts: int = Field(ge=0, description="how many times the intent was submitted again before it was given up")
+    abandoned_at: UtcDatetime
+
+    @property
+    def intent_id(self) -> str:
+        return self.intent.intent_id
+
+
+class StageEnvelope(Outcome):
+    """The split topology's hand-off: an intent, the policy it is judged under and the verdicts so
+    far, on its way to ``stage`` (on ``warden.stage.<stage>``). No client reads it; it is signed by
+    the worker that wrote it like an outcome, because the next stage trusts the verdicts and the
+    policy it carries: one a topic writer made must decide nothing (`Engine.on_stage`)."""
+
+    stage: Stage
+    intent: TransactionIntent
+    policy: AgentPolicy
+    verdicts: tuple[StageVerdict, ...] = ()
+    # The typed results of the stages so far (`rules.judge.Judgement`), for the stages that count them.
+    quote: FeeQuote | None = None
+    asset_spend: dict[str, Wei] = Field(default_factory=dict)
+
+    @property
+    def intent_id(self) -> str:
+        return self.intent.intent_id
+
+
+# The lifecycle of one transaction (signer/lifecycle.py): sign_only, or signed, then broadcast
+# (and stuck, with the reason, while it is not being mined), then mined, failed, replaced or dropped.
+TxStatus = Literal["sign_only", "signed", "broadcast", "stuck", "mined", "failed", "replaced", "dropped"]
+FINAL_TX_STATUSES = frozenset({"sign_only", "mined", "failed", "replaced", "dropped"})
+
+
+class SignedTransaction(Outcome):
+    intent_id: str
+    agent_id: str
+    chain: str
+    chain_id: int
+    signed_tx: HexData
+    tx_hash: HexData
+    from_: Address = Field(alias="from")
+    to: Address
+    nonce: int
+    value_wei: Wei
+    tx_type: Literal[0, 1, 2, 3, 4]
+    status: TxStatus
+    tee: str
+    signed_at: UtcDatetime
+    max_spend_wei: Wei = Field(description="value + gas_limit x max fee per gas: what the signer reserved")
+    block_number: int | None = None
+    gas_used: int | None = None
+    fee_wei: Wei | None = Field(default=None, description="gas_used x effective gas price, once a receipt exists")
+    error: str | None = Field(default=None, description="why it failed, is stuck, was replaced or dropped")
+    replaces: tuple[HexData, ...] = Field(
+        default=(), description="earlier transactions of this intent at the same nonce, replaced by a fee bump"
+    )
+    replaced_by: HexData | None = Field(default=None, description="replaced: the transaction mined at its nonce")
+
+
+class SignedMessage(Outcome):
+    """An EIP-191 or EIP-712 signature the signer made for an intent, on ``warden.messages.signed``
+    (a topic of its own: its readers never mistake a signature over a message for a transaction)."""
+
+    intent_id: str
+    agent_id: str
+    kind: Literal["personal_sign", "typed_data"]
+    chain: str
+    chain_id: int
+    from_: Address = Field(alias="from")
+    message_hash: HexData = Field(description="what was signed: the EIP-191 hash, or the EIP-712 digest")
+    signature: HexData = Field(description="65 bytes: r || s || v, v = 27 or 28 (what eth_sign returns)")
+    primary_type: str | None = Field(default=None, description="typed data: its primaryType")
+    verifying_contract: Address | None = Field(default=None, description="typed data: the domain's verifyingContract")
+    domain_separator: HexData | None = Field(default=None, description="typed data: hashStruct(domain)")
+    tee: str
+    signed_at: UtcDatetime
+
+
+class DeadLetter(Outcome):
+    """A record a worker could not read, kept with the reason so nothing is lost. Signed by the
+    service that wrote it (a worker or a signer): a dead letter ends the watch for an intent, so
+    one anybody could write would let them stop an intent's redelivery."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    errors: tuple[str, ...] = ()
+    payload_b64: str = Field(description="the record's first bytes (at most the size limit), base64")
+    payload_sha256: str = Field(description="SHA-256 of the whole record, hex")
+    payload_bytes: int | None = Field(default=None, description="the whole record's size")
+    received_at: UtcDatetime

@@ -1,0 +1,67 @@
+"""The guardrail stages an intent passes, named and in order: each kind of signature has its own."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from schemas.intent import TransactionIntent
+
+Stage = Literal[
+    "intake",
+    "chain",
+    "allowlist",
+    "delegation",
+    "assets",
+    "simulation",
+    "fee",
+    "value_cap",
+    "daily_limit",
+    "message",
+    "typed_data",
+    "approval",
+    "signing",
+]
+# "fee" comes before the cap and the limit: they count spend (value + worst-case fee), which it
+# prices. Simulation comes before "fee", so a call that reverts is told as a revert, not as a
+# gas estimate that failed.
+# "assets" judges what the calldata does (token transfers and approvals, other contract calls)
+# before anything runs it, and simulation then checks the chain moves no more than that.
+GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "assets", "simulation", "fee", "value_cap", "daily_limit")
+# A set-code transaction (type 4) also hands the account to its delegates: checked before it is priced.
+SET_CODE_STAGES: tuple[Stage, ...] = (
+    "chain",
+    "allowlist",
+    "delegation",
+    "assets",
+    "simulation",
+    "fee",
+    "value_cap",
+    "daily_limit",
+)
+# Messages move no native value by themselves, so they have no fee or spend stages; what they may
+# authorize is their stage's business (an EIP-712 Permit is refused unless its contract is allowlisted).
+MESSAGE_STAGES: tuple[Stage, ...] = ("chain", "message")
+# Typed data's "assets" stage counts what a Permit authorizes against the token's limits.
+TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data", "assets")
+ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
+    "chain",
+    "allowlist",
+    "delegation",
+    "assets",
+    "simulation",
+    "fee",
+    "value_cap",
+    "daily_limit",
+    "message",
+    "typed_data",
+)
+
+
+def guardrail_stages(intent: "TransactionIntent") -> tuple[Stage, ...]:
+    """The stages an intent passes, in order: each kind of signature has its own guardrails."""
+    if intent.intent_type == "personal_sign":
+        return MESSAGE_STAGES
+    if intent.intent_type == "typed_data":
+        return TYPED_DATA_STAGES
+    return SET_CODE_STAGES if intent.tx_type == 4 else GUARDRAIL_STAGES
