@@ -425,7 +425,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     import subprocess
     import sys
 
-    from infra.stack import REPO
+    from infra.stack.local import REPO
     from runtime.attestation.verify import parse_report
     from runtime.clock import utcnow
     from runtime.config import AttestationSettings, child_environment
@@ -576,9 +576,9 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
 
     import clickhouse_connect
 
-    from infra import demo
-    from infra.provision import provision_agent
-    from infra.stack import REPO
+    from infra.stack import demo
+    from infra.stack.local import REPO
+    from infra.stack.provision import provision_agent
     from runtime.config import child_environment
     from runtime.kafka import end_offsets
     from schemas import topics

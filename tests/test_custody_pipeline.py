@@ -19,9 +19,9 @@ import orjson
 import pytest
 from eth_account import Account
 
-from infra import demo
-from infra.kms_servers import MotoServer
-from infra.stack import REPO, free_port
+from infra.stack import demo
+from infra.stack.kms_servers import MotoServer
+from infra.stack.local import REPO, free_port
 from runtime.config import Settings
 from sdk.client import wait_outcomes
 from tests.custody_support import SoftHsmToken
@@ -133,7 +133,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     the client share nor the private key is in any topic, log, vault event or ledger row."""
     from base64 import b64decode
 
-    from infra.provision import provision_agent
+    from infra.stack.provision import provision_agent
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.models import IntentRejected
@@ -201,7 +201,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
     fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a
     rotation only the new CMEK signs. Neither CMEK is recorded anywhere."""
-    from infra.provision import provision_agent
+    from infra.stack.provision import provision_agent
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.models import IntentRejected

@@ -8,8 +8,8 @@ import asyncio
 import orjson
 import pytest
 
-from infra import demo
-from infra.stack import local_settings, running_stack
+from infra.stack import demo
+from infra.stack.local import local_settings, running_stack
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.models import DeadLetter, IntentRejected, SignedTransaction

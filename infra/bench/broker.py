@@ -40,9 +40,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from infra.bench_figures import cpu_seconds, numbers, percentile
+from infra.bench.figures import cpu_seconds, numbers, percentile
 from infra.cli.output import note, print_json
-from infra.stack import LocalStack, local_settings
+from infra.stack.local import LocalStack, local_settings
 from schemas import topics
 
 TOPIC_PARTITIONS = topics.PARTITIONS
@@ -219,7 +219,7 @@ async def _start_relay(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "infra.bench_broker",
+        "infra.bench.broker",
         "--relay",
         spec,
         stdin=asyncio.subprocess.PIPE,
@@ -228,7 +228,7 @@ async def _start_relay(
     if await asyncio.wait_for(process.stdout.readline(), 60) != b"ready\n":
         process.kill()
         raise RuntimeError(
-            f"a relay ({source} -> {target}) did not start; run `python -m infra.bench_broker "
+            f"a relay ({source} -> {target}) did not start; run `python -m infra.bench.broker "
             f"--relay '{spec}'` to see why"
         )
     return process

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from infra import contracts
-from infra.provision import provision_agent
+from infra.stack.provision import provision_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
