@@ -26,7 +26,7 @@ def tansu_pids() -> set[int]:
 
 
 def relay_pids() -> set[int]:
-    return pids_with("cmdline", b"infra.bench.broker\0--relay")
+    return pids_with("cmdline", b"infra.bench.broker_pipeline\0--relay")
 
 
 def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
