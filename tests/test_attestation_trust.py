@@ -576,7 +576,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
 
     import clickhouse_connect
 
-    from infra.stack import demo
+    from infra.stack import demo_script
     from infra.stack.local import REPO
     from infra.stack.provision import provision_agent
     from runtime.config import child_environment
@@ -587,11 +587,11 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
 
     stack = fresh_stack()
     settings = stack.settings
-    agent = run(provision_agent(settings, "att-agent", tx_to_allowlist=(demo.ALICE,)))
+    agent = run(provision_agent(settings, "att-agent", tx_to_allowlist=(demo_script.ALICE,)))
 
     async def submit():
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        intent = new_intent(agent.intent_key, agent_id="att-agent", chain="anvil", to=demo.ALICE, value="0.01")
+        intent = new_intent(agent.intent_key, agent_id="att-agent", chain="anvil", to=demo_script.ALICE, value="0.01")
         async with Client(settings) as client:
             await (await client.submit(intent))
         return intent, (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
