@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from infra.stack import LocalStack, local_settings, running_stack
+from infra.stack.local import LocalStack, local_settings, running_stack
 
 
 def pytest_report_header(config):

@@ -1,6 +1,6 @@
 """Helpers shared by the custody tests: real roots and logs in temp dirs, a root wrapper
 that counts unwraps (it delegates to a real root; nothing is faked) and a SoftHSM2 token.
-The local KMS protocol servers are in ``infra/kms_servers.py``, shared with the benchmark."""
+The local KMS protocol servers are in ``infra/stack/kms_servers.py``, shared with the benchmark."""
 
 from __future__ import annotations
 

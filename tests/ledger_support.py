@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infra.stack import LocalStack, local_settings
+from infra.stack.local import LocalStack, local_settings
 from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG

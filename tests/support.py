@@ -12,7 +12,7 @@ from collections.abc import Callable
 import clickhouse_connect
 import orjson
 
-from infra.provision import balance, provision_agent
+from infra.stack.provision import balance, provision_agent
 from runtime.config import Settings
 from runtime.kafka import follow, partition_of, read_to_quiet
 from schemas import topics
@@ -167,7 +167,7 @@ def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, time
 
 def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     """`warden ARGS` in a child process against the stack of ``settings``, as an operator runs it."""
-    from infra.stack import REPO
+    from infra.stack.local import REPO
     from runtime.config import child_environment
 
     env = child_environment(settings) | {"PYTHONPATH": str(REPO)}

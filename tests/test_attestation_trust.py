@@ -426,7 +426,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     import subprocess
     import sys
 
-    from infra.stack import REPO
+    from infra.stack.local import REPO
     from runtime.attestation.verify import parse_report
     from runtime.clock import utcnow
     from runtime.config import AttestationSettings, child_environment
@@ -577,9 +577,9 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
 
     import clickhouse_connect
 
-    from infra import demo
-    from infra.provision import provision_agent
-    from infra.stack import REPO
+    from infra.stack import demo_script
+    from infra.stack.local import REPO
+    from infra.stack.provision import provision_agent
     from runtime.config import child_environment
     from runtime.kafka import end_offsets
     from schemas import topics
@@ -588,11 +588,11 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
 
     stack = fresh_stack()
     settings = stack.settings
-    agent = run(provision_agent(settings, "att-agent", tx_to_allowlist=(demo.ALICE,)))
+    agent = run(provision_agent(settings, "att-agent", tx_to_allowlist=(demo_script.ALICE,)))
 
     async def submit():
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        intent = new_intent(agent.intent_key, agent_id="att-agent", chain="anvil", to=demo.ALICE, value="0.01")
+        intent = new_intent(agent.intent_key, agent_id="att-agent", chain="anvil", to=demo_script.ALICE, value="0.01")
         async with Client(settings) as client:
             await (await client.submit(intent))
         return intent, (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]

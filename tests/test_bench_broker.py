@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from infra import bench_broker
+from infra.bench import broker
 
 
 def pids_with(field: str, needle: bytes) -> set[int]:
@@ -26,13 +26,13 @@ def tansu_pids() -> set[int]:
 
 
 def relay_pids() -> set[int]:
-    return pids_with("cmdline", b"infra.bench_broker\0--relay")
+    return pids_with("cmdline", b"infra.bench.broker_pipeline\0--relay")
 
 
 def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
     before = tansu_pids()
     assert (
-        bench_broker.main(
+        broker.main(
             [
                 "--hops",
                 "25",

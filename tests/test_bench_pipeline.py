@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.bench_pipeline import STAGES
+from infra.bench.pipeline import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from infra import bench_tracker
+from infra.bench import tracker
 
 
 def test_bench_tracker_counts_the_node_calls_of_waiting_transactions(capsys):
-    assert bench_tracker.main(["--pending", "10,60", "--agents", "2", "--seconds", "2", "--json"]) == 0
+    assert tracker.main(["--pending", "10,60", "--agents", "2", "--seconds", "2", "--json"]) == 0
     few, many = json.loads(capsys.readouterr().out)["results"]
     assert (few["pending"], many["pending"]) == (10, 60)
     for row in (few, many):

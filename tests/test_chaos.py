@@ -19,7 +19,7 @@ import time
 import clickhouse_connect
 import orjson
 
-from infra.stack import REPO
+from infra.stack.local import REPO
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.audit import audit_events_of

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.stack import SERVICES
+from infra.stack.local import SERVICES
 from runtime.config import Settings
 from schemas import topics
 from schemas.stages import ALL_GUARDRAIL_STAGES
@@ -75,7 +75,7 @@ def command(service: dict) -> list[str]:
 
 
 def long_running(config: dict) -> dict[str, dict]:
-    """The Warden processes: each service whose command is `python -m` one of infra.stack's modules."""
+    """The Warden processes: each service whose command is `python -m` one of the modules in infra.stack.local.SERVICES."""
     modules = set(SERVICES.values())
     return {
         name: s
@@ -209,7 +209,7 @@ def test_warden_services_start_after_the_topics_and_keys_exist(config):
 
 def expected_topics(tmp_path, monkeypatch) -> dict[str, tuple[int, bool]]:
     """Topic → (partitions, compacted), from Warden's own definitions: schemas.topics and the
-    stage topics (as infra.stack.create_topics makes them), and the Faust topics of the streams
+    stage topics (as infra.stack.local.create_topics makes them), and the Faust topics of the streams
     worker's app (its tables' changelogs and the leader topic, which a worker makes at start)."""
     from streams.topology import build_app
 
@@ -249,7 +249,7 @@ def test_the_topics_service_creates_every_topic_as_warden_expects_it(config, tmp
 
 
 def test_prometheus_finds_every_warden_service(config):
-    scrape = yaml.safe_load((REPO / "infra" / "prometheus.yml").read_text())
+    scrape = yaml.safe_load((REPO / "prometheus.yml").read_text())
     names = {n for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
     for name, service in long_running(config).items():
         aliases = set(service.get("networks", {}).get("default", {}).get("aliases", []))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra import bench_custody
+from infra.bench import custody
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_bench_custody_json_in_a_clean_process():
     # A separate process: the PKCS#11 module reads SOFTHSM2_CONF once per process.
     out = subprocess.run(
-        [sys.executable, "-m", "infra.bench_custody", "--json", "--seconds", "0.4", "--iterations", "5"],
+        [sys.executable, "-m", "infra.bench.custody", "--json", "--seconds", "0.4", "--iterations", "5"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -28,14 +28,14 @@ def test_bench_custody_json_in_a_clean_process():
     client = result["client_custody"]
     assert 0 < client["open_share_decrypt_and_sign_per_s"] and client["n"] >= 50
     cold = result["cold_unwrap"]
-    assert set(cold) == set(bench_custody.ALL_PROVIDERS)
-    for name in bench_custody.ALL_PROVIDERS:  # all of them run on this machine
+    assert set(cold) == set(custody.ALL_PROVIDERS)
+    for name in custody.ALL_PROVIDERS:  # all of them run on this machine
         assert cold[name]["available"], name
         assert cold[name]["cold_read_ms_median"] > 0
     assert "WARNING" not in out.stderr
 
 
 def test_bench_custody_text_report(capsys):
-    assert bench_custody.main(["--seconds", "0.2", "--iterations", "3", "--providers", "local-dev"]) == 0
+    assert custody.main(["--seconds", "0.2", "--iterations", "3", "--providers", "local-dev"]) == 0
     text = capsys.readouterr().out
     assert "decrypt-and-sign/s" in text and "local-dev" in text

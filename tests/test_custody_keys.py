@@ -186,7 +186,7 @@ def test_keys_cli(tmp_path, monkeypatch, capsys):
     import json
 
     from infra.cli import main
-    from infra.stack import free_port
+    from infra.stack.local import free_port
 
     monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
     monkeypatch.setenv("WARDEN_ALLOW_DEV_ROOT", "1")

@@ -19,9 +19,9 @@ import orjson
 import pytest
 from eth_account import Account
 
-from infra import demo
-from infra.kms_servers import MotoServer
-from infra.stack import REPO, free_port
+from infra.stack import demo_script
+from infra.stack.kms_servers import MotoServer
+from infra.stack.local import REPO, free_port
 from runtime.config import Settings
 from sdk.client import wait_outcomes
 from tests.custody_support import SoftHsmToken
@@ -103,7 +103,7 @@ def test_demo_on_each_custody_mode(mode, roots_env, tmp_path):
     report = orjson.loads(done.stdout)
 
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
-    assert outcomes == demo.expected_outcomes(Settings(key_mode=mode))
+    assert outcomes == demo_script.expected_outcomes(Settings(key_mode=mode))
     assert report["all_as_expected"] and report["ledger"]["ok"]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
     assert len(mined) == 9  # five transfers, a blob transaction, a delegation and two token transfers
@@ -133,7 +133,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     the client share nor the private key is in any topic, log, vault event or ledger row."""
     from base64 import b64decode
 
-    from infra.provision import provision_agent
+    from infra.stack.provision import provision_agent
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.outcomes import IntentRejected
@@ -144,7 +144,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
 
     stack = fresh_stack(key_mode="2of2_client_custody")
     settings = stack.settings
-    agent = run(provision_agent(settings, "cc-agent", tx_to_allowlist=(demo.ALICE,)))
+    agent = run(provision_agent(settings, "cc-agent", tx_to_allowlist=(demo_script.ALICE,)))
     assert agent.client_share is not None
 
     async def submit(share, value: str):
@@ -153,7 +153,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
             agent.intent_key,
             agent_id="cc-agent",
             chain="anvil",
-            to=demo.ALICE,
+            to=demo_script.ALICE,
             value=value,
             broadcast=True,
             client_share=share,
@@ -201,7 +201,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     A missing, wrong or retired CMEK is CMEK_INVALID (checked against the vault's public
     fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a
     rotation only the new CMEK signs. Neither CMEK is recorded anywhere."""
-    from infra.provision import provision_agent
+    from infra.stack.provision import provision_agent
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.outcomes import IntentRejected
@@ -213,7 +213,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
 
     stack = fresh_stack(key_mode="2of2_client_custody")
     settings = stack.settings
-    agent = run(provision_agent(settings, "cmek-agent", tx_to_allowlist=(demo.ALICE,)))
+    agent = run(provision_agent(settings, "cmek-agent", tx_to_allowlist=(demo_script.ALICE,)))
     first_cmek, second_cmek = os.urandom(32), os.urandom(32)
 
     async def set_cmek(new: bytes, current: bytes | None) -> None:
@@ -236,7 +236,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
                 agent.intent_key,
                 agent_id="cmek-agent",
                 chain="anvil",
-                to=demo.ALICE,
+                to=demo_script.ALICE,
                 value="0.01",
                 broadcast=True,
                 client_share=share_key,

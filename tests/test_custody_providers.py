@@ -3,7 +3,7 @@
 AWS KMS: boto3 over HTTP against ``moto_server``. PKCS#11: python-pkcs11 against
 SoftHSM2 with a token made in a temp dir. Google Cloud KMS and Azure Key Vault:
 the real client libraries (google-cloud-kms over gRPC, azure-keyvault-keys over
-HTTPS) against local servers speaking those protocols (infra/kms_servers.py).
+HTTPS) against local servers speaking those protocols (infra/stack/kms_servers.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from infra.kms_servers import AWS_TEST_CREDENTIALS, LocalCloudKms, LocalKeyVault, MotoServer
-from infra.stack import free_port
+from infra.stack.kms_servers import AWS_TEST_CREDENTIALS, LocalCloudKms, LocalKeyVault, MotoServer
+from infra.stack.local import free_port
 from runtime.config import Settings
 from signer.custody import InvalidKey, ProviderUnavailable, Vaults, parse_event, root_from_settings, roots_from_settings
 from signer.custody.aws_kms import AwsKmsRoot

@@ -1,4 +1,4 @@
-"""The embedded broker as `infra.stack` runs it: on memory storage, one Tokio worker thread."""
+"""The embedded broker as `infra.stack.local` runs it: on memory storage, one Tokio worker thread."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.stack import LocalStack, free_port, free_ports, local_settings
+from infra.stack.local import LocalStack, free_port, free_ports, local_settings
 
 
 def _ephemeral_range() -> range:

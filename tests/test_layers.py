@@ -40,7 +40,7 @@ def test_the_tree_keeps_every_import_contract():
 @pytest.mark.parametrize(
     "module, wrong_import, broken",
     [
-        ("signer/state.py", "import infra.stack", "Layers"),
+        ("signer/state.py", "import infra.stack.local", "Layers"),
         ("runtime/clock.py", "import rules.window", "Layers"),
         ("evm/typed_data.py", "import schemas.typed_data", "Layers"),  # the specification imports nothing of Warden's
         ("streams/engine.py", "import signer.service", "Layers"),
@@ -49,7 +49,7 @@ def test_the_tree_keeps_every_import_contract():
         ("signer/service.py", "import streams", "Layers"),
         ("rules/guardrails.py", "import streams.engine", "Layers"),  # the rules are below every service
         ("sdk/client.py", "import signer.service", "The SDK imports no service"),
-        ("infra/demo.py", "import tests.support", "Nothing imports the tests"),
+        ("infra/stack/demo.py", "import tests.support", "Nothing imports the tests"),
     ],
 )
 def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken):

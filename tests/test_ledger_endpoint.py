@@ -12,7 +12,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.cli import main
-from infra.stack import free_port
+from infra.stack.local import free_port
 from ledger.endpoint import Endpoint
 from ledger.keys import load_or_create_signing_key
 from ledger.store import ChdbStore, store_path

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli import main
-from infra.stack import free_port
+from infra.stack.local import free_port
 from ledger.checkpoint import Checkpoint, signature_valid
 from ledger.keys import local_public_key
 from ledger.schema import AUDIT_LOG

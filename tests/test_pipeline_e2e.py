@@ -11,7 +11,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
-from infra import demo
+from infra.stack import demo, demo_script
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -36,11 +36,11 @@ CAROL = "0x000000000000000000000000000000000000ca01"
 
 def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     settings = stack.settings
-    before = {a: run(balance(settings, a)) for a in (demo.ALICE, demo.BOB)}
+    before = {a: run(balance(settings, a)) for a in (demo_script.ALICE, demo_script.BOB)}
     audit_start = {tp.partition: end for tp, end in run(end_offsets(settings, (topics.AUDIT_EVENTS,))).items()}
     report = run(demo.run_script(settings, progress=lambda m: None))
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
-    assert outcomes == demo.expected_outcomes(settings)
+    assert outcomes == demo_script.expected_outcomes(settings)
     assert report["all_as_expected"]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
     # Every nonce once, none skipped, except the one the 7702 delegation's own authorization used.
@@ -49,14 +49,17 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     for row in mined:
         # An independent implementation recovers the sender from the signed bytes.
         assert Account.recover_transaction(row["signed_tx"]) == report["address"]
-    paid = {to_checksum_address(demo.ALICE): 0, to_checksum_address(demo.BOB): 0}
+    paid = {to_checksum_address(demo_script.ALICE): 0, to_checksum_address(demo_script.BOB): 0}
     for row in mined:
         if row["to"] in paid:  # the token transfers went to the token contract, with no value
             paid[row["to"]] += parse_native_amount(row["value"])
-    after = {to_checksum_address(a): run(balance(settings, a)) for a in (demo.ALICE, demo.BOB)}
+    after = {to_checksum_address(a): run(balance(settings, a)) for a in (demo_script.ALICE, demo_script.BOB)}
     before = {to_checksum_address(a): v for a, v in before.items()}
     # 0.5 + 0.1 + 0.2 to alice, 0.25 + 0.9 to bob: exact wei, checked on the chain itself.
-    assert paid == {to_checksum_address(demo.ALICE): 80 * 10**16, to_checksum_address(demo.BOB): 115 * 10**16}
+    assert paid == {
+        to_checksum_address(demo_script.ALICE): 80 * 10**16,
+        to_checksum_address(demo_script.BOB): 115 * 10**16,
+    }
     assert {a: after[a] - before[a] for a in after} == paid
     # The sender paid exactly the values plus the fees its receipts report, and nothing else.
     fees_paid = sum(int(r["fee_wei"]) for r in mined)
@@ -65,7 +68,7 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     ceiling = next(r for r in report["intents"] if r["code"] == "FEE_OVER_CEILING")
     assert "1000000000000 wei per gas" in ceiling["reason"] and "ceiling of 100000000000" in ceiling["reason"]
     revert = next(r for r in report["intents"] if r["code"] == "SIMULATION_REVERTED")
-    assert demo.REVERT_REASON in revert["reason"]
+    assert demo_script.REVERT_REASON in revert["reason"]
     # The other signing paths, each checked by an independent implementation or the chain itself.
     message, permit = (r for r in report["intents"] if r["outcome"] == "signed")
     assert (
@@ -74,12 +77,14 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
         )
         == report["address"]
     )
-    permit_doc = encode_typed_data(full_message=demo._permit({"address": report["address"], **report["contracts"]}))
+    permit_doc = encode_typed_data(
+        full_message=demo_script._permit({"address": report["address"], **report["contracts"]})
+    )
     assert Account.recover_message(permit_doc, signature=bytes.fromhex(permit["signature"][2:])) == report["address"]
     by_name = {r["intent"]: r for r in mined}
     assert by_name["blob transaction (EIP-4844) with its blob"]["tx_type"] == 3
     assert by_name["delegate the account to a contract (7702)"]["tx_type"] == 4
-    assert run(code_at(settings, report["address"])) == "0xef0100" + demo.DELEGATE[2:].lower()
+    assert run(code_at(settings, report["address"])) == "0xef0100" + demo_script.DELEGATE[2:].lower()
 
     # The auditor's view of the same run: every event in the ledger, every chain verified,
     # and each intent's trail complete.

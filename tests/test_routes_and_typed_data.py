@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from infra import contracts
-from infra.demo import transfer_authorization
+from infra.stack.demo_script import transfer_authorization
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction

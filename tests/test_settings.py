@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from infra.cli import main
-from infra.stack import LocalStack, StackError
+from infra.stack.local import LocalStack, StackError
 from runtime.config import S3_FETCH_WAIT_MS, Settings
 
 

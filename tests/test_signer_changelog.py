@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from infra.stack import LocalStack, local_settings
+from infra.stack.local import LocalStack, local_settings
 from schemas import topics
 from schemas.auth import public_key_hex
 from signer.changelog import DOMAIN, ChangelogError, UnreadableRecord, open_record, seal

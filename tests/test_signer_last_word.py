@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.demo import _revert_runtime
+from infra.stack.demo import _revert_runtime
 from runtime.clock import utcnow
 from runtime.config import child_environment
 from runtime.kafka import end_offsets, partition_of

@@ -20,7 +20,7 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
-from infra.demo import permit_typed_data
+from infra.stack.demo_script import permit_typed_data
 from rules import guardrails
 from runtime.clock import utcnow
 from runtime.rpc import JsonRpc

@@ -12,7 +12,7 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from evm.constants import GAS_PER_BLOB
-from infra.demo import permit_typed_data
+from infra.stack.demo_script import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics

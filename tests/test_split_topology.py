@@ -8,8 +8,8 @@ import asyncio
 import orjson
 import pytest
 
-from infra import demo
-from infra.stack import local_settings, running_stack
+from infra.stack import demo, demo_script
+from infra.stack.local import local_settings, running_stack
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
@@ -28,7 +28,7 @@ def split(tmp_path_factory):
 def test_the_demo_script_through_the_split_topology(split):
     report = asyncio.run(demo.run_script(split.settings, progress=lambda m: None))
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
-    assert outcomes == demo.expected_outcomes(split.settings)
+    assert outcomes == demo_script.expected_outcomes(split.settings)
 
 
 def test_a_forged_stage_envelope_decides_nothing(split):

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.stack import REPO
+from infra.stack.local import REPO
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics

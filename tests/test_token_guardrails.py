@@ -17,7 +17,7 @@ import pytest
 from eth_abi import decode as abi_decode
 
 from infra import contracts
-from infra.demo import permit_typed_data
+from infra.stack.demo_script import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.fields import MAX_UINT256

@@ -20,8 +20,8 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
-from infra.bench_tracker import CountingNode
-from infra.stack import LocalStack, local_settings
+from infra.bench.tracker import CountingNode
+from infra.stack.local import LocalStack, local_settings
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics

@@ -12,7 +12,7 @@ import time
 import orjson
 import pytest
 
-from infra.stack import REPO, free_port
+from infra.stack.local import REPO, free_port
 from runtime.config import Settings, child_environment
 from runtime.readiness import ready_file
 from runtime.rpc import JsonRpc

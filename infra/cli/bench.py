@@ -1,4 +1,4 @@
-"""``warden bench``: run one of the benchmarks (``infra/bench_*.py``), passing it the rest of
+"""``warden bench``: run one of the benchmarks (``infra/bench/``), passing it the rest of
 the command line."""
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ import importlib
 from infra.cli.output import add_json_flag
 
 BENCHMARKS = {
-    "pipeline": "infra.bench_pipeline",
-    "sign": "infra.bench_sign",
-    "ledger": "infra.bench_ledger",
-    "custody": "infra.bench_custody",
-    "broker": "infra.bench_broker",
-    "tracker": "infra.bench_tracker",
+    "pipeline": "infra.bench.pipeline",
+    "sign": "infra.bench.sign",
+    "ledger": "infra.bench.ledger",
+    "custody": "infra.bench.custody",
+    "broker": "infra.bench.broker",
+    "tracker": "infra.bench.tracker",
 }
 
 
 def cmd_bench(args) -> int:
-    # Only the chosen benchmark is imported: each has dependencies the others do without (bench_sign
-    # needs eth-account, a test-only dependency; bench_pipeline the whole stack).
+    # Only the chosen benchmark is imported: each has dependencies the others do without (bench/sign.py
+    # needs eth-account, a test-only dependency; bench/pipeline.py the whole stack).
     benchmark = importlib.import_module(BENCHMARKS[args.what])
     return benchmark.main(args.rest + (["--json"] if args.json else [])) or 0
 

@@ -12,10 +12,10 @@ import signal
 import sys
 import time
 
-from infra import demo
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.stack import LocalStack, StackError
-from infra.supervisor import Supervisor
+from infra.stack import demo
+from infra.stack.local import LocalStack, StackError
+from infra.stack.supervisor import Supervisor
 from runtime.config import Settings, load
 
 

@@ -12,7 +12,7 @@ Everything runs in a temporary directory with its own development root (never
 $WARDEN_HOME). Providers: local-dev always; pkcs11 when SoftHSM2 is installed
 (a temp token); aws-kms when moto_server is installed (started on loopback);
 gcp-kms and azure-kv only against the local protocol servers of
-``infra/kms_servers.py``. Figures against local servers measure the client
+``infra/stack/kms_servers.py``. Figures against local servers measure the client
 libraries and loopback, not a cloud round trip, and the report says so.
 """
 
@@ -30,9 +30,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra import kms_servers
-from infra.bench_figures import percentile
+from infra.bench.figures import percentile
 from infra.cli.output import print_json
+from infra.stack import kms_servers
 from runtime.config import environment
 
 ADMIN = "admin:bench"

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import orjson
 
-from infra.bench_figures import cpu_seconds, percentile
+from infra.bench.figures import cpu_seconds, percentile
 from infra.cli.output import note, print_json
-from infra.provision import provision_agent
-from infra.stack import local_settings, running_stack
+from infra.stack.local import local_settings, running_stack
+from infra.stack.provision import provision_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from infra.bench_figures import cpu_seconds, numbers
+from infra.bench.figures import cpu_seconds, numbers
 from infra.cli.output import print_json
 
 ADMIN = "admin:bench"
@@ -49,7 +49,7 @@ async def _pending(
 ) -> dict:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from infra.bench_custody import _quiet_dev_root
+    from infra.bench.custody import _quiet_dev_root
     from runtime.clock import US_PER_SECOND, utcnow
     from runtime.rpc import JsonRpc
     from schemas import topics
@@ -162,7 +162,7 @@ async def _pending(
 
 
 def run(pending: list[int], agents: int, seconds: float, progress) -> dict:
-    from infra.stack import LocalStack, local_settings
+    from infra.stack.local import LocalStack, local_settings
 
     results = []
     for count in pending:

@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
-from infra.stack import SERVICES, LocalStack
+from infra.stack.local import SERVICES, LocalStack
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.kafka import producer as new_producer

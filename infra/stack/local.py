@@ -38,7 +38,7 @@ from schemas import topics
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from sdk.admin import load_or_create_admin_key
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 class StackError(RuntimeError):

@@ -16,7 +16,7 @@ The two sides run in alternating chunks so CPU frequency drift or a noisy
 neighbour affects both equally, with the garbage collector paused as timeit
 does.
 
-Usage: ``python -m infra.bench_sign [-n N] [--json]``
+Usage: ``python -m infra.bench.sign [-n N] [--json]``
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _format(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench_sign", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="warden bench sign", description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000, help="signatures per implementation")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)

@@ -13,6 +13,11 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def percentile_ms(samples_ms: Sequence[float], q: float) -> float:
+    """``percentile`` of samples in milliseconds, to a hundredth of one."""
+    return round(percentile(samples_ms, q), 2)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and of its children, live (the ledger's signature checkers)
     or reaped, so far (Linux /proc), in seconds; 0 once it is gone."""

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
-from infra.stack import free_port
+from infra.stack.local import free_port
 from signer.custody._crc32c import crc32c
 from signer.custody.azure_kv import AzureKeyVaultRoot
 
