@@ -46,7 +46,7 @@ Check = tuple[bytes, bytes, bytes]  # (public key, signature, record value)
 # Records per request: small enough that every checker gets a share of a batch, large enough
 # that a round trip costs little next to ~40 us per record.
 _CHUNK = 1024
-_REPO = Path(__file__).resolve().parents[2]
+_REPO = Path(__file__).resolve().parents[1]
 CHECKER_NICENESS = 10
 
 

@@ -284,7 +284,7 @@ def render(report: dict) -> str:
     lines = [f"{'intent':44} {'outcome':9} {'stage':12} {'code / tx':28} detail"]
     for r in report["intents"]:
         mark = "ok " if r["as_expected"] else "!! "
-        if r["outcome"] == "signed":
+        if r["outcome"] == "signed" and r["kind"] != "transaction":  # a transaction may still be "signed" too
             what = f"{r['primary_type']} for {r['verifying_contract']}" if r["kind"] == "typed_data" else "EIP-191"
             lines.append(
                 f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {r['stage']:12} {r['message_hash'][:26]}.. "
