@@ -158,12 +158,11 @@ class Settings:
     # How long a fetch waits at the broker when no record is ready, where an intent waits on it
     # (the streams worker, the signer, a client's outcomes). The embedded broker holds such a
     # fetch this long even when a record arrives meanwhile, so it is a floor on every hop; but
-    # each empty fetch costs CPU. 10 ms rather than 20 on memory storage: a lower p50 at 100
-    # intents/s and a burst no slower, for an idle stack that takes ~7 % of a core more (the two
-    # alternated in one session). Faust's 1500 and aiokafka's 500: 855 ms.
+    # each empty fetch costs CPU (docs/benchmarks.md: the broker rows). The libraries' defaults
+    # (Faust's 1500, aiokafka's 500) would put seconds on every intent.
     # Unset: 10 ms on the embedded broker's memory storage, 500 on its S3 storage, where Tansu
-    # answers a fetch that needs an S3 read only if the wait covers that read: a reader at 20 ms was
-    # seen stuck after 66 of 2,738 records, empty fetch after empty fetch; at 500 it read them all.
+    # answers a fetch that needs an S3 read only if the wait covers that read: a reader with a short
+    # wait can be stuck, empty fetch after empty fetch, on records the broker holds.
     fetch_wait_setting: int | None = field(default_factory=lambda: _opt_ms("WARDEN_FETCH_WAIT_MS"))
     # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
     metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))

@@ -23,8 +23,8 @@ def partition_of(key: str, count: int = topics.PARTITIONS) -> int:
     return _key_hash(key.encode()) % count
 
 
-# Records are keyed by agent id, a few keys for many records, and aiokafka's murmur2 is pure Python
-# (~3 us a key): a signer hashed each intent's key ~12 times (its partition checks and every send).
+# Records are keyed by agent id, a few keys for many records, and aiokafka's murmur2 is pure
+# Python: a signer hashes each intent's key a dozen times (its partition checks and every send).
 # Bounded, so keys a topic writer makes up cannot grow it without end.
 @functools.lru_cache(maxsize=65_536)
 def _key_hash(key: bytes) -> int:

@@ -39,8 +39,7 @@ def parse_token_amount(text: str, decimals: int, unit: str = "the token's unit",
 
 
 # Amounts are read where they are used (an intent's value by each stage that weighs it, a policy's
-# limits by each intent it judges): 13-17 parses per approved intent, ~40 us of the worker's ~350.
-# Remembered by their text, so each is parsed once; refusals raise and are not remembered.
+# limits by each intent it judges): a dozen or more parses per approved intent. Remembered by their text, so each is parsed once; refusals raise and are not remembered.
 @functools.lru_cache(maxsize=4096)
 def _parsed_amount(text: str, decimals: int, unit: str, base: str) -> int:
     if text.startswith("-"):
@@ -89,9 +88,8 @@ def _address(value: object) -> str:
     return _eip55(value)
 
 
-# The same few addresses recur in every intent, approval and policy, and EIP-55 costs ~20 us
-# (a keccak through eth_utils): a profile at 100 intents/s found it ~5 % of the signer's CPU and
-# ~2.5 % of the worker's. A pure function of a 42-character string, so a bounded cache is safe; a
+# The same few addresses recur in every intent, approval and policy, and EIP-55 costs a keccak
+# through eth_utils each time: a visible share of both services' CPU in a profile. A pure function of a 42-character string, so a bounded cache is safe; a
 # bad checksum raises and is not cached, and a flood of new addresses only evicts.
 @functools.lru_cache(maxsize=4096)
 def _eip55(value: str) -> str:
