@@ -595,7 +595,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
         intent = new_intent(agent.intent_key, agent_id="att-agent", chain="anvil", to=demo_script.ALICE, value="0.01")
         async with Client(settings) as client:
             await (await client.submit(intent))
-        return intent, (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
+        return intent, (await wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
 
     _, signed = run(submit())
     assert isinstance(signed, SignedTransaction) and signed.tee == "none"

@@ -160,7 +160,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
         )
         async with Client(settings) as client:
             await (await client.submit(intent))
-        return (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
+        return (await wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
 
     async def share_for_current_signer():
         async with Client(settings) as client:
@@ -243,7 +243,7 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
                 cmek=cmek_key,
             )
             await (await client.submit(intent))
-        return (await wait_outcomes(settings, [intent], 30, start))[intent.intent_id]
+        return (await wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
 
     def code(outcome) -> str:
         return outcome.code if isinstance(outcome, IntentRejected) else outcome.status

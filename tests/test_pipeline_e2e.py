@@ -153,7 +153,7 @@ def test_each_transaction_type_is_mined_and_recovers_to_the_sender(stack, run):
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
-        outcomes = await wait_outcomes(settings, intents, 30, start)
+        outcomes = await wait_outcomes(settings, intents, 120, start)
         after = await balance(settings, CAROL)
         return address, intents, outcomes, after - before
 
@@ -191,7 +191,7 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
             await client.submit(first)  # a producer retry of the very same record
             await asyncio.sleep(0.5)
             await client.submit(retry)  # same idempotency key, another intent id
-        outcomes = await wait_outcomes(settings, [first, retry], 30, start)
+        outcomes = await wait_outcomes(settings, [first, retry], 120, start)
         await asyncio.sleep(1.0)
         signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
         return first, retry, outcomes, signed
@@ -242,7 +242,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
             await client.send(topics.INTENTS_SUBMITTED, "bad-input-agent", orjson.dumps(forged_doc))
             await client.publish_policy(unsigned, wait_s=None)
             await client.submit(good)
-        outcomes = await wait_outcomes(settings, [good, forged], 30, start)
+        outcomes = await wait_outcomes(settings, [good, forged], 120, start)
         await asyncio.sleep(1.0)
         dlq = [orjson.loads(v) for v in await read_topic(settings, topics.DLQ, start=start)]
         rejected = [orjson.loads(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]

@@ -361,7 +361,7 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
         async with Client(settings) as client:
             await client.send(topics.INTENTS_APPROVED, agent, approved)
             await client.flush()
-        return await wait_outcomes(settings, [intent], 30, start)
+        return await wait_outcomes(settings, [intent], 120, start)
 
     assert run(in_place())[intent.intent_id].status == "sign_only"
 

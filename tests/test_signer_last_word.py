@@ -232,7 +232,7 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     run(asyncio.sleep(1.0))
     replayed = [new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", broadcast=True) for _ in range(2)]
     run(direct_approvals(settings, *[(i, v1) for i in replayed]))
-    outcomes = run(wait_outcomes(settings, replayed, 30, start))
+    outcomes = run(wait_outcomes(settings, replayed, 120, start))
     for intent in replayed:
         assert (outcomes[intent.intent_id].stage, outcomes[intent.intent_id].code) == ("signing", "POLICY_SUPERSEDED")
         assert f"policy is now v{revoked.version}" in outcomes[intent.intent_id].reason
@@ -269,7 +269,7 @@ def test_a_recipient_removed_from_the_allowlist_stays_removed_at_the_signer(stac
     old_policy = new_intent(key, agent_id=agent, chain="anvil", to=OTHER, value="0.1", broadcast=True)
     current_policy = new_intent(key, agent_id=agent, chain="anvil", to=OTHER, value="0.1", broadcast=True)
     run(direct_approvals(settings, (old_policy, v1), (current_policy, narrowed)))
-    outcomes = run(wait_outcomes(settings, [old_policy, current_policy], 30, start))
+    outcomes = run(wait_outcomes(settings, [old_policy, current_policy], 120, start))
     assert outcomes[old_policy.intent_id].code == "POLICY_SUPERSEDED"
     assert outcomes[current_policy.intent_id].code == "RECIPIENT_NOT_ALLOWLISTED"
     assert outcomes[current_policy.intent_id].stage == "signing"
@@ -316,7 +316,7 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
         key, agent_id=agent, chain="anvil", to=paused, value="0", data="0xd0e30db0", gas_limit=100_000, broadcast=True
     )
     run(direct_approvals(settings, (call, policy)))
-    rejected = run(wait_outcomes(settings, [call], 30, start))[call.intent_id]
+    rejected = run(wait_outcomes(settings, [call], 120, start))[call.intent_id]
     assert (rejected.stage, rejected.code) == ("signing", "SIMULATION_REVERTED")
     assert "always reverts" in rejected.reason
     assert run(balance(settings, address)) == before
@@ -334,7 +334,7 @@ def one_signed(settings, run, prefix: str, value: str):
     start = outcomes_start(settings, run)
     first = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value=value)
     run(submitted(settings, first))
-    signed = run(wait_outcomes(settings, [first], 30, start))[first.intent_id]
+    signed = run(wait_outcomes(settings, [first], 120, start))[first.intent_id]
     assert isinstance(signed, SignedTransaction) and signed.nonce == 0
     return agent, key, policy, start, first
 
@@ -346,7 +346,7 @@ def test_a_nonce_may_be_named_only_to_replace_what_this_signer_signed(stack, run
     gap = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", nonce=1000)
     run(direct_approvals(settings, (gap, policy)))
     run(submitted(settings, replacement))
-    outcomes = run(wait_outcomes(settings, [replacement, gap], 30, start))
+    outcomes = run(wait_outcomes(settings, [replacement, gap], 120, start))
     assert isinstance(outcomes[replacement.intent_id], SignedTransaction)
     assert outcomes[replacement.intent_id].nonce == 0
     assert outcomes[gap.intent_id].code == "NONCE_NOT_ALLOWED"
@@ -483,7 +483,7 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
     run(forge())
     second = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.5")
     run(submitted(settings, second))
-    rejected = run(wait_outcomes(settings, [second], 30, start))[second.intent_id]
+    rejected = run(wait_outcomes(settings, [second], 120, start))[second.intent_id]
     assert (rejected.stage, rejected.code) == ("daily_limit", "DAILY_LIMIT_EXCEEDED")
     audits = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     assert any(a.action == "outcome.forged" and a.intent_id == first.intent_id for a in audits)
@@ -507,7 +507,7 @@ def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
     )
     run(submitted(settings, made[0], made[1], expired))
     run(direct_approvals(settings, (made[2], policy), (made[3], policy)))
-    outcomes = run(wait_outcomes(settings, made + [expired], 30, start))
+    outcomes = run(wait_outcomes(settings, made + [expired], 120, start))
     assert [(outcomes[i.intent_id].stage, outcomes[i.intent_id].code) for i in made + [expired]] == [
         ("intake", "INTENT_EXPIRED"),
         ("intake", "INTENT_FROM_THE_FUTURE"),

@@ -88,7 +88,7 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
         begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
             await client.submit(after)
-        return await wait_outcomes(settings, [after], 30, begin)
+        return await wait_outcomes(settings, [after], 120, begin)
 
     assert isinstance(run(honest())[after.intent_id], SignedTransaction)
 
@@ -127,7 +127,7 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
         )
         async with Client(settings) as client:
             await (await client.send(topics.INTENTS_ABANDONED, agent, given_up))
-        first = await wait_outcomes(settings, [lost], 30, begin)
+        first = await wait_outcomes(settings, [lost], 120, begin)
         async with Client(settings) as client:
             await client.submit(lost)  # the lost record turns up after all
         await asyncio.sleep(2)

@@ -311,7 +311,7 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
         async with Client(settings) as client:
             for intent in intents.values():
                 await client.submit(intent)
-        first = await wait_outcomes(settings, intents.values(), 30, start, final=False)
+        first = await wait_outcomes(settings, intents.values(), 120, start, final=False)
         return intents, first, start, address
 
     intents, first, start, address = run(scenario())
@@ -333,7 +333,7 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     approved_tokens = warden(settings, "approvals", "approve", intents["tokens"].intent_id)
     assert approved_tokens.returncode == 0, approved_tokens.stderr
 
-    final = run(wait_outcomes(settings, intents.values(), 30, start))
+    final = run(wait_outcomes(settings, intents.values(), 120, start))
     assert final[intents["big"].intent_id].status == "mined"
     assert final[intents["tokens"].intent_id].status == "mined"
     assert (final[intents["denied"].intent_id].stage, final[intents["denied"].intent_id].code) == (

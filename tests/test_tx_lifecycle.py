@@ -286,7 +286,7 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
         await h.node.call("anvil_setNextBlockBaseFeePerGas", hex(1))
         await h.node.call("evm_mine")
         await automine(h.node, True)
-        return first, stuck, attempts, await asyncio.wait_for(task, 30)
+        return first, stuck, attempts, await asyncio.wait_for(task, 120)
 
     _, (first, stuck, attempts, final) = on_chain(tmp_path / "bounded", chain, scenario, **bounds)
     expected = "ceiling of" if bound == "ceiling" else "would exceed the rolling limit"
@@ -383,7 +383,7 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
             replace_after_us=600 * S,
         )
         (open_record,) = [SignedTransaction.from_bytes(r) for r in restarted.state.unconfirmed()]
-        final = await asyncio.wait_for(restarted.track(open_record, utcnow, h.emit, resend=True), 10)
+        final = await asyncio.wait_for(restarted.track(open_record, utcnow, h.emit, resend=True), 120)
         return signed, open_record, final
 
     _, (signed, open_record, final) = on_chain(tmp_path, chain, scenario, automining=True, replace_after_s=600)
@@ -443,7 +443,7 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
         await asyncio.sleep(3)
         waiting, waiting_steps = dict(counting.calls), dict(steps)
         await h.node.call("evm_mine")
-        finals = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        finals = await asyncio.wait_for(asyncio.gather(*tasks), 120)
         return waiting, dict(counting.calls), waiting_steps, finals
 
     _, (waiting, calls, steps, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=600)
@@ -486,11 +486,11 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
         counting = CountingNode(h.node)
         h.signer.node_for = lambda chain: counting
         tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
-        stuck = await asyncio.wait_for(until_stuck(h, sent[0]), 30)
+        stuck = await asyncio.wait_for(until_stuck(h, sent[0]), 120)
         await asyncio.sleep(2)  # two more looks each, past the delay
         sends = counting.calls["eth_sendRawTransaction"]
         await h.node.call("evm_mine")
-        finals = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        finals = await asyncio.wait_for(asyncio.gather(*tasks), 120)
         return sent, stuck, sends, finals
 
     h, (sent, stuck, sends, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=1, max_bumps=0)

@@ -148,6 +148,9 @@ async def create_topics(broker: str) -> None:
 # (which the durable stack is tested against).
 STOP_GRACE_S = {"storage": 3.0}
 
+# How long `start` waits for each Warden service to be ready, all of them starting at once.
+SERVICE_START_S = 90.0
+
 
 @dataclass
 class Process:
@@ -362,28 +365,36 @@ class LocalStack:
             return
         state.rename(state.with_name(f"signer.stale-{time.strftime('%Y%m%dT%H%M%S')}"))
 
+    def spawn_service(self, name: str, module: str, env: dict[str, str] | None = None) -> Process:
+        """Start a Warden service without waiting for it (`wait_ready` does)."""
+        clear_ready(self.settings, name)
+        return self._spawn(name, [sys.executable, "-m", module], env)
+
     def start_service(
         self, name: str, module: str, timeout_s: float = 60.0, env: dict[str, str] | None = None
     ) -> Process:
-        clear_ready(self.settings, name)
-        process = self._spawn(name, [sys.executable, "-m", module], env)
+        process = self.spawn_service(name, module, env)
         self.wait_ready(name, timeout_s)
         return process
 
-    def start_signer(self, number: int, timeout_s: float = 60.0) -> Process:
+    def _signer(self, number: int) -> tuple[str, str, dict[str, str]]:
         """Signer ``signer-<number>`` in the signers' consumer group: the first is the stack's
-        "signer"; the others are named by their id (scale-out)."""
+        "signer"; the others are named by their id (scale-out). Its (name, module, environment)."""
         settings = dataclasses.replace(self.settings, signer_id=f"signer-{number}")
-        return self.start_service(
-            settings.signer_process, SERVICES["signer"], timeout_s, {"WARDEN_SIGNER_ID": settings.signer_id}
-        )
+        return settings.signer_process, SERVICES["signer"], {"WARDEN_SIGNER_ID": settings.signer_id}
+
+    def _worker(self, number: int) -> tuple[str, str, dict[str, str]]:
+        """Streams worker ``streams-<number>`` in the workers' consumer group, like `_signer`."""
+        settings = dataclasses.replace(self.settings, worker_id=f"streams-{number}")
+        return settings.worker_process, SERVICES["streams"], {"WARDEN_WORKER_ID": settings.worker_id}
+
+    def start_signer(self, number: int, timeout_s: float = 60.0) -> Process:
+        name, module, env = self._signer(number)
+        return self.start_service(name, module, timeout_s, env)
 
     def start_worker(self, number: int, timeout_s: float = 60.0) -> Process:
-        """Streams worker ``streams-<number>`` in the workers' consumer group, like `start_signer`."""
-        settings = dataclasses.replace(self.settings, worker_id=f"streams-{number}")
-        return self.start_service(
-            settings.worker_process, SERVICES["streams"], timeout_s, {"WARDEN_WORKER_ID": settings.worker_id}
-        )
+        name, module, env = self._worker(number)
+        return self.start_service(name, module, timeout_s, env)
 
     def wait_ready(self, name: str, timeout_s: float) -> None:
         process = self.processes[name]
@@ -409,12 +420,16 @@ class LocalStack:
             self.start_broker()
         if "anvil" in parts:
             self.start_anvil()
-        if "ledger" in parts:
-            self.start_service("ledger", SERVICES["ledger"])
-        for number in range(workers if "streams" in parts else 0):
-            self.start_worker(number)
-        for number in range(signers if "signer" in parts else 0):
-            self.start_signer(number)
+        # Warden's services depend on the broker and the chain, not on each other: they start side
+        # by side. Most of a service's start is waiting (its consumer group's join and sync, which
+        # Tansu holds for seconds), and one after the other those waits added up.
+        services = [("ledger", SERVICES["ledger"], {})] if "ledger" in parts else []
+        services += [self._worker(number) for number in range(workers if "streams" in parts else 0)]
+        services += [self._signer(number) for number in range(signers if "signer" in parts else 0)]
+        for name, module, env in services:
+            self.spawn_service(name, module, env)
+        for name, _, _ in services:
+            self.wait_ready(name, SERVICE_START_S)
 
     def kill(self, name: str, sig: int = signal.SIGKILL, grace_s: float = 15) -> None:
         process = self.processes.get(name)
