@@ -165,7 +165,7 @@ class Signer:
         self._watches: dict[str, blocks.BlockWatch] = {}  # chain → its reader of new blocks
 
     async def _commit(self, agent_id: str) -> None:
-        self.state.of(agent_id).commit()
+        self.state.agent(agent_id).file.commit()
 
     async def handle(
         self, raw: bytes | None, source: Source, now: datetime
@@ -196,7 +196,7 @@ class Signer:
                     "Not signed; publish it keyed by its agent id"
                 ),
             ), None
-        prior = self.state.of(intent.agent_id).outcome(intent.intent_id)
+        prior = self.state.agent(intent.agent_id).outcome(intent.intent_id)
         if prior is not None:
             if _digest_of(prior[1]) != intent.digest():
                 # The same id on a different intent: the first keeps its outcome; this one gets its
@@ -215,7 +215,7 @@ class Signer:
             # client told REJECTED is never signed for later by a redelivery of the same intent.
             return [Emit(prior[0], intent.agent_id, prior[1])], None
         try:
-            with self.state.of(intent.agent_id).intent_scope():
+            with self.state.agent(intent.agent_id).file.intent_scope():
                 if intent.intent_type != "transaction":
                     return await self._sign_message(approved, now)
                 return await self._sign_and_record(approved, now)
@@ -244,9 +244,8 @@ class Signer:
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
         metrics.TXS.labels(signed.status).inc()
-        self.state.of(intent.agent_id).record_signed(
+        self.state.agent(intent.agent_id).record_signed(
             intent_id=intent.intent_id,
-            agent_id=intent.agent_id,
             record=record,
             now_us=to_us(now),
             chain=intent.chain,
@@ -300,7 +299,7 @@ class Signer:
         judged = await self._judge(intent, policy, judge.Context())  # what the policy alone decides
         chain = REGISTRY.get(intent.chain)
         slot = intent.idempotency_slot
-        reused = self._reused_key(intent, now, SignedTransaction, self.state.of(intent.agent_id).signed_record)
+        reused = self._reused_key(intent, now, SignedTransaction, self.state.agent(intent.agent_id).signed_record)
         if reused is not None:
             return _Signing(reused[1], policy, copy_of=reused[0])
         spent = self._spent(intent, now)
@@ -367,7 +366,7 @@ class Signer:
         """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
         record under this intent's id and digest). The first must have been signed, as this kind."""
         slot = intent.idempotency_slot
-        original = None if slot is None else self.state.of(intent.agent_id).idempotent_original(slot, to_us(now))
+        original = None if slot is None else self.state.agent(intent.agent_id).idempotent_original(slot, to_us(now))
         if original is None:
             return None
         cached = read(original)
@@ -469,7 +468,7 @@ class Signer:
         judged = await self._judge(intent, policy, judge.Context())  # what the policy alone decides
         chain = REGISTRY.get(intent.chain)
         slot, copy_of, assets = intent.idempotency_slot, None, None
-        reused = self._reused_key(intent, now, SignedMessage, self.state.of(intent.agent_id).message_record)
+        reused = self._reused_key(intent, now, SignedMessage, self.state.agent(intent.agent_id).message_record)
         if reused is not None:
             copy_of, result = reused
             slot = None
@@ -509,9 +508,8 @@ class Signer:
         signed = self._signed(result)
         record = signed.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
-        self.state.of(intent.agent_id).record_message(
+        self.state.agent(intent.agent_id).record_message(
             intent_id=intent.intent_id,
-            agent_id=intent.agent_id,
             record=record,
             now_us=to_us(now),
             policy_version=policy.version,
@@ -578,12 +576,12 @@ class Signer:
     def _spent(self, intent: TransactionIntent, now: datetime) -> Callable[[str], int]:
         """The signer's own record of the agent's last 24 h, per asset key: the native spend
         leaves out the intent's own (a fee bump replaces it; a new intent has none)."""
-        now_us, state = to_us(now), self.state.of(intent.agent_id)
+        now_us, state = to_us(now), self.state.agent(intent.agent_id)
 
         def spent(asset: str) -> int:
             if asset == movements.NATIVE:
-                return state.spent(intent.agent_id, now_us, excluding=intent.intent_id)
-            return SpendWindow(state.asset_entries(intent.agent_id, asset, now_us)).spent(now_us)
+                return state.spent(now_us, excluding=intent.intent_id)
+            return SpendWindow(state.asset_entries(asset, now_us)).spent(now_us)
 
         return spent
 
@@ -624,7 +622,7 @@ class Signer:
             raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
         self.policies.offer(offered)  # a newer signed policy than the topic has brought yet is adopted
         held = self.policies.current(intent.agent_id)
-        newest = max(held.version, self.state.of(intent.agent_id).policy_version(intent.agent_id))
+        newest = max(held.version, self.state.agent(intent.agent_id).policy_version())
         if offered.version < newest:
             raise SigningRefused(
                 "POLICY_SUPERSEDED",
@@ -729,7 +727,7 @@ class Signer:
         if intent.nonce is not None:
             # Naming a nonce is for replacing a transaction this signer signed at it; any other
             # would let an agent open a gap that stalls every later transaction of the address.
-            if not self.state.of(intent.agent_id).signed_at_nonce(intent.agent_id, intent.chain, address, intent.nonce):
+            if not self.state.agent(intent.agent_id).signed_at_nonce(intent.chain, address, intent.nonce):
                 raise SigningRefused(
                     "NONCE_NOT_ALLOWED",
                     f"nonce {intent.nonce} is not one this signer signed at for "
@@ -738,7 +736,7 @@ class Signer:
                     "transaction",
                 )
             return intent.nonce
-        tracked = self.state.of(intent.agent_id).last_nonce(intent.agent_id, intent.chain, address)
+        tracked = self.state.agent(intent.agent_id).last_nonce(intent.chain, address)
         pending = await self._pending_nonce(intent.chain, address, node, now)
         nonce = pending if tracked is None else max(tracked + 1, pending)
         try:
@@ -777,9 +775,7 @@ class Signer:
         raw = rejected.to_bytes()
         metrics.SIGNER_OUTCOMES.labels("refused", refused.code).inc()
         if record:
-            self.state.of(intent.agent_id).record_refused(
-                intent_id=intent.intent_id, agent_id=intent.agent_id, record=raw, now_us=to_us(now)
-            )
+            self.state.agent(intent.agent_id).record_refused(intent_id=intent.intent_id, record=raw, now_us=to_us(now))
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
             audit(
@@ -801,7 +797,7 @@ class Signer:
         when the node refused it). Called before the next intent is signed, so when the node
         refuses, the nonce can be given back without leaving a gap. An idempotent copy is not
         sent: its original was."""
-        if self.state.of(signed.agent_id).original_of(signed.intent_id) is not None:
+        if self.state.agent(signed.agent_id).original_of(signed.intent_id) is not None:
             return [], signed
         try:
             await self.node_for(signed.chain).call("eth_sendRawTransaction", self._network_form(signed))
@@ -810,10 +806,10 @@ class Signer:
             # reports it dropped (or replaced). The nonce is not given back: it is used.
             if not _already_sent(exc.message):
                 # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
-                self.state.of(signed.agent_id).release_nonce(
-                    signed.agent_id, signed.chain, signed.from_, signed.nonce, last=self._last_nonce(signed)
+                self.state.agent(signed.agent_id).release_nonce(
+                    signed.chain, signed.from_, signed.nonce, last=self._last_nonce(signed)
                 )
-                self.state.of(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
+                self.state.agent(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
                 emits, _ = self._transition(
                     signed, {"status": "failed", "error": f"node refused the transaction: {exc.message}"}, now
                 )
@@ -841,7 +837,7 @@ class Signer:
         reported too. While the node cannot answer, nothing is reported: an outcome is only ever
         what the chain said. With ``resend`` (after a restart), or while the record is still
         ``signed`` (the node did not answer the send), the same bytes are sent first."""
-        original = self.state.of(signed.agent_id).original_of(signed.intent_id)
+        original = self.state.agent(signed.agent_id).original_of(signed.intent_id)
         if original is not None:
             return await self._follow(signed, original, now, emit)
         node = self.node_for(signed.chain)
@@ -850,7 +846,7 @@ class Signer:
             if error is None and signed.status == "signed":
                 emits, signed = self._transition(signed, {"status": "broadcast"}, now())
                 await emit(emits)
-        hashes = [h for h in self.state.of(signed.agent_id).attempts(signed.intent_id) if h != signed.tx_hash] + [
+        hashes = [h for h in self.state.agent(signed.agent_id).attempts(signed.intent_id) if h != signed.tx_hash] + [
             signed.tx_hash
         ]
         watch = self.watch_for(signed.chain)
@@ -913,7 +909,7 @@ class Signer:
         the original's transaction reaches, under its own id and digest, until it is final."""
         while copy.status in lifecycle.OPEN:
             try:
-                original = SignedTransaction.from_bytes(self.state.of(copy.agent_id).signed_record(original_id))
+                original = SignedTransaction.from_bytes(self.state.agent(copy.agent_id).signed_record(original_id))
                 changed = {
                     name: getattr(original, name)
                     for name in _FOLLOWED
@@ -993,7 +989,7 @@ class Signer:
             return signed.signed_tx
         sidecar = self._sidecars.get(signed.tx_hash)
         if sidecar is None:
-            context = self.state.of(signed.agent_id).tx_context(signed.intent_id)
+            context = self.state.agent(signed.agent_id).tx_context(signed.intent_id)
             if context is None:
                 return signed.signed_tx
             sidecar = self._sidecar(TransactionIntent.model_validate_json(context[0]))
@@ -1025,7 +1021,7 @@ class Signer:
         winner = (
             signed
             if tx_hash == signed.tx_hash
-            else SignedTransaction.from_bytes(self.state.of(signed.agent_id).attempts(signed.intent_id)[tx_hash])
+            else SignedTransaction.from_bytes(self.state.agent(signed.agent_id).attempts(signed.intent_id)[tx_hash])
         )
         ok = int(receipt["status"], 16) == 1
         gas_used = int(receipt["gasUsed"], 16)
@@ -1033,7 +1029,7 @@ class Signer:
         # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
         fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
         # Settled: the worst case reserved at signing gives way to what the chain took.
-        self.state.of(signed.agent_id).settle_spend(
+        self.state.agent(signed.agent_id).settle_spend(
             signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok
         )
         others = tuple(h for h in hashes if h != tx_hash)
@@ -1058,15 +1054,13 @@ class Signer:
     ) -> tuple[list[Emit], SignedTransaction]:
         """The chain's nonce passed this transaction and none of its hashes was mined: replaced,
         when another transaction this signer signed at the nonce was mined; dropped otherwise."""
-        self.state.of(signed.agent_id).settle_spend(
+        self.state.agent(signed.agent_id).settle_spend(
             signed.intent_id, 0, executed=False
         )  # none of this intent's transactions executed
-        for other in self.state.of(signed.agent_id).intents_at_nonce(
-            signed.agent_id, signed.chain, signed.from_, signed.nonce
-        ):
+        for other in self.state.agent(signed.agent_id).intents_at_nonce(signed.chain, signed.from_, signed.nonce):
             if other == signed.intent_id:
                 continue
-            for tx_hash in self.state.of(signed.agent_id).attempts(other):
+            for tx_hash in self.state.agent(signed.agent_id).attempts(other):
                 receipt = await node.call("eth_getTransactionReceipt", tx_hash)
                 if receipt is not None:
                     return self._transition(
@@ -1103,10 +1097,8 @@ class Signer:
         for nonce in missing:
             held = [
                 SignedTransaction.from_bytes(record)
-                for intent_id in self.state.of(signed.agent_id).intents_at_nonce(
-                    signed.agent_id, signed.chain, signed.from_, nonce
-                )
-                if (record := self.state.of(signed.agent_id).signed_record(intent_id)) is not None
+                for intent_id in self.state.agent(signed.agent_id).intents_at_nonce(signed.chain, signed.from_, nonce)
+                if (record := self.state.agent(signed.agent_id).signed_record(intent_id)) is not None
             ]
             if not any(record.status in lifecycle.OPEN for record in held):
                 unfilled.append(nonce)
@@ -1132,7 +1124,7 @@ class Signer:
         """Sign the intent again at the same nonce with higher fees, if the current policy
         allows it: (what to publish and the new record, or None and why not)."""
         signed = tracked.record
-        context = self.state.of(signed.agent_id).tx_context(signed.intent_id)
+        context = self.state.agent(signed.agent_id).tx_context(signed.intent_id)
         if context is None:
             return None, (
                 "not mined, and it was signed before replacements were recorded; submit an intent "
@@ -1200,9 +1192,8 @@ class Signer:
                 }
             )
         )
-        while self.state.of(intent.agent_id).in_scope:  # an intent is being signed: its savepoint must not be committed
-            await asyncio.sleep(0.01)
-        self.state.of(intent.agent_id).record_replacement(
+        await self.state.agent(intent.agent_id).file.scope_closed()  # an intent's savepoint must not be committed
+        self.state.agent(intent.agent_id).record_replacement(
             intent_id=intent.intent_id,
             tx_hash=bumped.tx_hash,
             record=bumped.to_bytes(),
@@ -1256,7 +1247,7 @@ class Signer:
         lifecycle.check_transition(signed.status, update["status"])
         result = self._signed(signed.model_copy(update=update))
         raw = result.to_bytes()
-        self.state.of(signed.agent_id).replace_record(signed.intent_id, raw)
+        self.state.agent(signed.agent_id).replace_record(signed.intent_id, raw)
         if result.status not in lifecycle.OPEN:
             self._sidecars.pop(signed.tx_hash, None)  # never sent again
         metrics.TXS.labels(result.status).inc()

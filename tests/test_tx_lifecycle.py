@@ -255,7 +255,7 @@ def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_
     assert statuses == ["signed", "broadcast", "broadcast", "mined"], statuses
     assert "tx.fee_bumped" in h.audit_actions(first.intent_id)
     # The spend settled to what the chain took for the bump that was mined.
-    assert h.state.spend_of(first.intent_id) == final.value_wei + final.fee_wei
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei
 
 
 @pytest.mark.parametrize("bound", ["ceiling", "daily_limit"])
@@ -280,7 +280,7 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
         await price_out(h.node, first)
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
         stuck = await until_stuck(h, first)
-        attempts = len(h.state.attempts(first.intent_id))
+        attempts = len(h.state.agent(h.agent).attempts(first.intent_id))
         # Fees fall: the original is mined after all (sent again: Anvil evicted it while it was
         # priced out), and that is its outcome.
         await h.node.call("anvil_setNextBlockBaseFeePerGas", hex(1))
@@ -314,7 +314,7 @@ def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(cha
 
     h, (first, final) = on_chain(tmp_path, chain, scenario)
     assert final.status == "dropped" and "did not sign" in final.error
-    assert h.state.spend_of(first.intent_id) == 0
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == 0
     assert "tx.dropped" in h.audit_actions(first.intent_id)
 
 
