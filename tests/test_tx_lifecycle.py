@@ -430,15 +430,15 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
     async def scenario(h: Harness):
         sent = [await h.sign() for _ in range(n)]
         counting = CountingNode(h.node)
-        h.signer.node_for = lambda chain: counting
+        h.signer.tracking.node_for = lambda chain: counting
         steps = collections.Counter()
-        step = h.signer._step
+        step = h.signer.tracking._step
 
         async def counted_step(tracked, *args):
             steps[tracked.record.intent_id] += 1
             return await step(tracked, *args)
 
-        h.signer._step = counted_step
+        h.signer.tracking._step = counted_step
         tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
         await asyncio.sleep(3)
         waiting, waiting_steps = dict(counting.calls), dict(steps)
@@ -484,7 +484,7 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
     async def scenario(h: Harness):
         sent = [await h.sign() for _ in range(8)]
         counting = CountingNode(h.node)
-        h.signer.node_for = lambda chain: counting
+        h.signer.tracking.node_for = lambda chain: counting
         tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
         stuck = await asyncio.wait_for(until_stuck(h, sent[0]), 30)
         await asyncio.sleep(2)  # two more looks each, past the delay
