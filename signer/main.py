@@ -82,6 +82,8 @@ class Offsets:
 
 
 async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """The signer process: wires its parts, then runs its loops until ``stop``: following the
+    policies and the vault, re-announcing its sealing key, signing batches, tracking broadcasts."""
     stop = stop or asyncio.Event()
     nodes = Nodes(settings.rpc_url_for)
     custody_audit = AuditOutbox()
@@ -122,63 +124,77 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         persist=persist,
     )
     policies_known = asyncio.Event()
-
-    async def follow_policies() -> None:
-        # The signer's own view of every policy: a revocation holds here even if no worker passes it on.
-        # A revocation must hold here promptly: this reader waits on the broker like a client does.
-        async for topic, value in follow(
-            settings, (topics.POLICIES,), caught_up=policies_known, fetch_max_wait_ms=settings.fetch_wait_ms
-        ):
-            if topic:
-                adopted = policies.read(value)
-                if adopted is not None:
-                    log.info("policy v%d of %s in force at the signer", adopted.version, adopted.agent_id)
-                    # On the ledger too: when a revocation took hold at the signer is an auditor's question.
-                    now = utcnow()
-                    custody_audit(
-                        audit(
-                            SERVICE,
-                            "policy.enforced",
-                            f"policy:{adopted.agent_id}",
-                            now,
-                            adopted.agent_id,
-                            str(adopted.version),
-                            settings.signer_id,
-                            agent_id=adopted.agent_id,
-                            version=adopted.version,
-                            intents_api_enabled=adopted.intents_api_enabled,
-                            signer_id=settings.signer_id,
-                            tee=tee,
-                        )
-                    )
-
-    policy_task = asyncio.create_task(follow_policies())
-
-    async def follow_vault() -> None:
-        # Vaults are event-sourced: keys written on another machine arrive on warden.vault. Only a
-        # pinned admin's events are applied; anything else is refused and the refusal recorded.
-        admins = PinnedAuditKeys(settings)
-        async for record in follow_records(settings, (topics.VAULT,)):
-            if record is None:
-                continue
-            forgery = vault_event_forgery(record.value, record.headers, admins)
-            if forgery is not None:
-                custody_audit(refused_vault_event(record, forgery, utcnow()))
-                continue
-            try:
-                keystore.vaults.replay([record.value])
-            except Exception:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
-                log.exception("unreadable vault event on %s; ignored", topics.VAULT)
-
-    vault_task = asyncio.create_task(follow_vault())
+    policy_task = asyncio.create_task(follow_policies(settings, policies, policies_known, custody_audit, tee))
+    vault_task = asyncio.create_task(follow_vault(settings, keystore, custody_audit))
     if tee == "none":
         log.warning("signer runs with tee=none: no attestation; every signed record says so")
+    consumer = _consumer(settings)
+    offsets = Offsets(consumer, COMMIT_EVERY_S, time.monotonic())
+    producer = new_producer(settings)
+    await producer.start()
+    await consumer.start()
+    trackers = Trackers(signer, states, producer, settings.max_record_bytes, audit_signer)
+    keys = PinnedServiceKeys(settings)
+    owner = PartitionOwner(
+        settings,
+        states,
+        producer,
+        service,
+        lambda writer: keys.key_now("signer", writer),
+        on_restored=trackers.restored,
+        on_revoked=trackers.revoked,
+        on_revoking=lambda: offsets.commit(time.monotonic()),
+    )
+    await owner.start()
+    consumer.subscribe([topics.INTENTS_APPROVED], listener=owner)
+
+    # Clients seal client shares to this process's key; announced before the first intent is read.
+    await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
+    log.info(
+        "sealing key %s announced on %s as %s (tee=%s)", sealing.key_id, topics.SIGNER_SEALING, settings.signer_id, tee
+    )
+    reannounce_task = asyncio.create_task(reannounce(settings, sealing, service, producer)) if tee != "none" else None
+    batches = Batches(
+        signer, owner, consumer, producer, settings.max_record_bytes, audit_signer, custody_audit, trackers
+    )
+    # Nothing is signed before every policy already published is known here.
+    await _policies_caught_up(policies_known, policy_task)
+    log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
+    metrics.serve(settings, settings.signer_process)
+    mark_ready(settings, settings.signer_process)
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            async with owner.batch:
+                try:
+                    await batches.one(batch)
+                except BaseException:
+                    offsets.broken = True
+                    raise
+                await offsets.after_batch(sum(len(records) for records in batch.values()), time.monotonic())
+            metrics.SIGNER_QUEUE.set(len(trackers.pending))
+            metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
+        async with owner.batch:  # a clean stop: what finished is committed
+            await offsets.commit(time.monotonic())
+    finally:
+        if reannounce_task is not None:
+            reannounce_task.cancel()
+        vault_task.cancel()
+        policy_task.cancel()
+        trackers.cancel_all()
+        await consumer.stop()
+        await owner.stop()
+        await producer.stop()
+        await nodes.close()
+
+
+def _consumer(settings: Settings) -> AIOKafkaConsumer:
     # A static member (the signer id is its group.instance.id): restarted after a crash, it takes
     # its own place and partitions back at once, instead of the group first being rebalanced onto
     # the dead member and then again when its session runs out (~20 s on Tansu, now ~8). The cost:
     # a stopped signer does not leave the group, so one removed for good hands its partitions over
     # only when its session expires, and Tansu holds each static join and sync ~3 s.
-    consumer = AIOKafkaConsumer(
+    return AIOKafkaConsumer(
         bootstrap_servers=settings.broker,
         group_id="warden-signer",
         group_instance_id=settings.signer_id,
@@ -190,67 +206,10 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         max_partition_fetch_bytes=settings.max_message_bytes,
         fetch_max_wait_ms=settings.fetch_wait_ms,
     )
-    offsets = Offsets(consumer, COMMIT_EVERY_S, time.monotonic())
-    producer = new_producer(settings)
-    await producer.start()
-    await consumer.start()
-    pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
 
-    async def emit(emits: list[Emit]) -> None:
-        await asyncio.gather(*await publish(producer, emits, settings.max_record_bytes, audit_signer))
 
-    def track(signed: SignedTransaction, resend: bool = False) -> None:
-        task = asyncio.create_task(signer.track(signed, utcnow, emit, resend))
-        pending[task] = states.partition_of(signed.agent_id)
-        task.add_done_callback(lambda done: pending.pop(done, None))
-
-    def restored(partition: int) -> None:
-        # Transactions signed for this partition's agents (here or by the signer that had it),
-        # not final yet: the same bytes again, and tracked to a final status like any other.
-        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in states.partition(partition).unconfirmed()]
-        for signed in unconfirmed:
-            track(signed, resend=True)
-        if unconfirmed:
-            log.warning(
-                "partition %d: re-sent %d transaction(s) signed before and still unconfirmed",
-                partition,
-                len(unconfirmed),
-            )
-
-    def revoked(partition: int) -> None:
-        for task, owned_by in list(pending.items()):
-            if owned_by == partition:  # its new owner tracks it from the record
-                task.cancel()
-
-    keys = PinnedServiceKeys(settings)
-    owner = PartitionOwner(
-        settings,
-        states,
-        producer,
-        service,
-        lambda writer: keys.key_now("signer", writer),
-        on_restored=restored,
-        on_revoked=revoked,
-        on_revoking=lambda: offsets.commit(time.monotonic()),
-    )
-    await owner.start()
-    consumer.subscribe([topics.INTENTS_APPROVED], listener=owner)
-
-    # Clients seal client shares to this process's key; announced before the first intent is read.
-    await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
-    log.info(
-        "sealing key %s announced on %s as %s (tee=%s)", sealing.key_id, topics.SIGNER_SEALING, settings.signer_id, tee
-    )
-
-    async def reannounce() -> None:
-        # Clients believe an attested announcement for max_age_s: a fresh report well before that.
-        while True:
-            await asyncio.sleep(settings.attestation.max_age_s / 2)
-            _, again = announce(settings, sealing, service, utcnow())
-            await (await producer.send(topics.SIGNER_SEALING, again.to_bytes(), key=settings.signer_id.encode()))
-
-    reannounce_task = asyncio.create_task(reannounce()) if tee != "none" else None
-    # Nothing is signed before every policy already published is known here.
+async def _policies_caught_up(policies_known: asyncio.Event, policy_task: asyncio.Task) -> None:
+    """Returns once every policy already published is read; raises if the reader ended first."""
     known = asyncio.create_task(policies_known.wait())
     await asyncio.wait({known, policy_task}, return_when=asyncio.FIRST_COMPLETED)
     if not policies_known.is_set():
@@ -258,12 +217,146 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         policy_task.result()  # raises why the policies could not be read
         raise RuntimeError(f"{topics.POLICIES} ended before the signer caught up")
 
-    async def _one_batch(batch) -> None:
+
+async def follow_policies(
+    settings: Settings, policies: PolicyBook, caught_up: asyncio.Event, custody_audit: AuditOutbox, tee: str
+) -> None:
+    """The signer's own view of every policy: a revocation holds here even if no worker passes it on."""
+    # A revocation must hold here promptly: this reader waits on the broker like a client does.
+    async for topic, value in follow(
+        settings, (topics.POLICIES,), caught_up=caught_up, fetch_max_wait_ms=settings.fetch_wait_ms
+    ):
+        if topic:
+            adopted = policies.read(value)
+            if adopted is not None:
+                log.info("policy v%d of %s in force at the signer", adopted.version, adopted.agent_id)
+                # On the ledger too: when a revocation took hold at the signer is an auditor's question.
+                now = utcnow()
+                custody_audit(
+                    audit(
+                        SERVICE,
+                        "policy.enforced",
+                        f"policy:{adopted.agent_id}",
+                        now,
+                        adopted.agent_id,
+                        str(adopted.version),
+                        settings.signer_id,
+                        agent_id=adopted.agent_id,
+                        version=adopted.version,
+                        intents_api_enabled=adopted.intents_api_enabled,
+                        signer_id=settings.signer_id,
+                        tee=tee,
+                    )
+                )
+
+
+async def follow_vault(settings: Settings, keystore, custody_audit: AuditOutbox) -> None:
+    """Vaults are event-sourced: keys written on another machine arrive on warden.vault. Only a
+    pinned admin's events are applied; anything else is refused and the refusal recorded."""
+    admins = PinnedAuditKeys(settings)
+    async for record in follow_records(settings, (topics.VAULT,)):
+        if record is None:
+            continue
+        forgery = vault_event_forgery(record.value, record.headers, admins)
+        if forgery is not None:
+            custody_audit(refused_vault_event(record, forgery, utcnow()))
+            continue
+        try:
+            keystore.vaults.replay([record.value])
+        except Exception:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
+            log.exception("unreadable vault event on %s; ignored", topics.VAULT)
+
+
+async def reannounce(
+    settings: Settings, sealing: SealingKeyPair, service: tuple[str, Ed25519PrivateKey], producer
+) -> None:
+    """Clients believe an attested announcement for max_age_s: a fresh report well before that."""
+    while True:
+        await asyncio.sleep(settings.attestation.max_age_s / 2)
+        _, again = announce(settings, sealing, service, utcnow())
+        await (await producer.send(topics.SIGNER_SEALING, again.to_bytes(), key=settings.signer_id.encode()))
+
+
+class Trackers:
+    """Each broadcast transaction's tracker task, by the partition its agent is in: a partition
+    restored here tracks what was still open in it, a partition revoked stops its trackers (its
+    new owner tracks them from the record)."""
+
+    def __init__(self, signer: Signer, states: PartitionedState, producer, max_record_bytes: int, audit_signer):
+        self.signer = signer
+        self.states = states
+        self.producer = producer
+        self.max_record_bytes = max_record_bytes
+        self.audit_signer = audit_signer
+        self.pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
+
+    async def emit(self, emits: list[Emit]) -> None:
+        await asyncio.gather(*await publish(self.producer, emits, self.max_record_bytes, self.audit_signer))
+
+    def track(self, signed: SignedTransaction, resend: bool = False) -> None:
+        task = asyncio.create_task(self.signer.track(signed, utcnow, self.emit, resend))
+        self.pending[task] = self.states.partition_of(signed.agent_id)
+        task.add_done_callback(lambda done: self.pending.pop(done, None))
+
+    def restored(self, partition: int) -> None:
+        # Transactions signed for this partition's agents (here or by the signer that had it),
+        # not final yet: the same bytes again, and tracked to a final status like any other.
+        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in self.states.partition(partition).unconfirmed()]
+        for signed in unconfirmed:
+            self.track(signed, resend=True)
+        if unconfirmed:
+            log.warning(
+                "partition %d: re-sent %d transaction(s) signed before and still unconfirmed",
+                partition,
+                len(unconfirmed),
+            )
+
+    def revoked(self, partition: int) -> None:
+        for task, owned_by in list(self.pending.items()):
+            if owned_by == partition:  # its new owner tracks it from the record
+                task.cancel()
+
+    def cancel_all(self) -> None:
+        for task in self.pending:
+            task.cancel()
+
+
+class Batches:
+    """One batch of approved records at a time: each handled by the signer, its writes on the
+    changelog and holding there before anything of it is published, and each broadcast sent
+    (and its tracker started) before the next intent is signed."""
+
+    def __init__(
+        self,
+        signer: Signer,
+        owner: PartitionOwner,
+        consumer: AIOKafkaConsumer,
+        producer,
+        max_record_bytes: int,
+        audit_signer,
+        custody_audit: AuditOutbox,
+        trackers: Trackers,
+    ):
+        self.signer = signer
+        self.owner = owner
+        self.consumer = consumer
+        self.producer = producer
+        self.max_record_bytes = max_record_bytes
+        self.audit_signer = audit_signer
+        self.custody_audit = custody_audit
+        self.trackers = trackers
+
+    async def _publish(self, emits: list[Emit]) -> list[asyncio.Future]:
+        return await publish(self.producer, emits, self.max_record_bytes, self.audit_signer)
+
+    async def one(self, batch) -> None:
+        """Call it holding the owner's batch lock."""
+        owner, signer = self.owner, self.signer
         if owner.failure is not None:  # a rebalance could not restore or append: never sign on it
             raise owner.failure
         acks: list[asyncio.Future] = []
         unpublished: list[Emit] = []
-        assigned = consumer.assignment()
+        assigned = self.consumer.assignment()
         for tp, messages in batch.items():
             if tp not in assigned:  # revoked since the fetch: its new owner reads these
                 continue
@@ -289,49 +382,20 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     # Durable before the chain sees it: a crash after sending must find the
                     # record and re-publish these bytes, never sign the intent again.
                     await owner.flush()
-                    acks += await publish(producer, unpublished, settings.max_record_bytes, audit_signer)
+                    acks += await self._publish(unpublished)
                     sent_emits, sent = await signer.send(to_broadcast, utcnow())
                     # Queued before its tracker can queue a later status: the topic keeps the order.
-                    acks += await publish(producer, sent_emits, settings.max_record_bytes, audit_signer)
+                    acks += await self._publish(sent_emits)
                     unpublished = []
                     if sent is not None:
-                        track(sent)
+                        self.trackers.track(sent)
                 elif owner.pending_bytes() > FLUSH_BYTES:  # one changelog record stays small
                     await owner.flush()
         # On the changelog, and holding there, before anything of the batch is published.
         await owner.flush()
-        acks += await publish(producer, unpublished + custody_audit.drain(), settings.max_record_bytes, audit_signer)
+        acks += await self._publish(unpublished + self.custody_audit.drain())
         if acks:
             await asyncio.gather(*acks)
-
-    log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
-    metrics.serve(settings, settings.signer_process)
-    mark_ready(settings, settings.signer_process)
-    try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200)
-            async with owner.batch:
-                try:
-                    await _one_batch(batch)
-                except BaseException:
-                    offsets.broken = True
-                    raise
-                await offsets.after_batch(sum(len(records) for records in batch.values()), time.monotonic())
-            metrics.SIGNER_QUEUE.set(len(pending))
-            metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
-        async with owner.batch:  # a clean stop: what finished is committed
-            await offsets.commit(time.monotonic())
-    finally:
-        if reannounce_task is not None:
-            reannounce_task.cancel()
-        vault_task.cancel()
-        policy_task.cancel()
-        for task in pending:
-            task.cancel()
-        await consumer.stop()
-        await owner.stop()
-        await producer.stop()
-        await nodes.close()
 
 
 def refused_vault_event(record, why: str, now: datetime) -> Emit:

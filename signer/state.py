@@ -20,19 +20,24 @@ and moves with it (`PartitionedState`): one SQLite file per partition, a cache o
 changelog (`signer.changelog`). Every write is one of the named statements in `WRITES`, and the
 writes of a batch are what the signer appends to the changelog before it commits them here and
 publishes anything; a new owner replays them in order and holds the same rows.
+
+`SignerState` is the file: its tables, the open batch transaction, each intent's savepoint and the
+changelog position. What the signer reads and writes for one agent is `SignerState.agent`
+(`signer.agent_state.AgentState`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from rules.window import SpendWindow, in_window, window_start_us
+from rules.window import SpendWindow
 from runtime.kafka import partition_of
 from schemas import topics
-from schemas.intent import idempotency_slot_live
+from signer.agent_state import AgentState
 from signer.lifecycle import OPEN
 
 _SCHEMA = """
@@ -114,6 +119,9 @@ class SignerState:
         # Writes from other tasks (a receipt arriving) while one intent's scope is open wait until
         # it closes, so rolling that intent back cannot undo them.
         self._in_scope = False
+        # Set when the open scope ends: a fee bump waits on it (`scope_closed`) instead of polling.
+        # A new one per scope, so a waiter never sees the event of a scope that ended already.
+        self._scope_ended = asyncio.Event()
         self._held = False
         self._deferred: list[Write] = []
         # The writes of the open transaction, in order: what the changelog gets before `commit`.
@@ -121,18 +129,19 @@ class SignerState:
         # Each agent's native spend rows of the last 24 h as a SpendWindow, kept in step with the
         # table by every write (`_follow_spend`), so a decision does not read the agent's whole day;
         # and the moment each was read or pruned at (an earlier moment is asked of the table).
-        self._windows: dict[str, tuple[SpendWindow, int]] = {}
+        self.spend_windows: dict[str, tuple[SpendWindow, int]] = {}
         self.written_bytes = 0  # roughly, their size: the signer appends before it grows too big
 
-    def of(self, agent_id: str) -> SignerState:
-        """The record an agent's state is in: this one, when it is the only one."""
-        return self
+    def agent(self, agent_id: str) -> AgentState:
+        """The agent's rows in this record, read and written without naming the agent again."""
+        return AgentState(self, agent_id)
 
     def partition_of(self, agent_id: str) -> int | None:
         """The partition an agent's records must arrive on: any, for a record of them all."""
         return None
 
-    def _write(self, name: str, args: tuple) -> None:
+    def write(self, name: str, args: tuple) -> None:
+        """One named statement (`WRITES`) in the open batch transaction, kept for the changelog."""
         self._begin()
         self.db.execute(WRITES[name], args)
         self._follow_spend(name, args)
@@ -162,10 +171,6 @@ class SignerState:
         self._begin()
         self.db.execute("INSERT OR REPLACE INTO changelog VALUES (0, ?, ?)", (head, next_offset))
 
-    def signed_record(self, intent_id: str) -> bytes | None:
-        row = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
-        return None if row is None else row[0]
-
     def unconfirmed(self) -> list[bytes]:
         """Signed records for the chain that are not final yet (signed, broadcast or stuck: the
         signer stopped while tracking them): after a restart they are sent again, the same
@@ -173,122 +178,15 @@ class SignerState:
         rows = self.db.execute(f"SELECT record FROM signed WHERE {_OPEN_STATUS} ORDER BY at_us", _OPEN_PATTERNS)
         return [row[0] for row in rows]
 
-    def attempts(self, intent_id: str) -> dict[str, bytes]:
-        """Every transaction signed for an intent (tx hash → signed record), oldest first."""
-        rows = self.db.execute(
-            "SELECT tx_hash, record FROM tx_attempts WHERE intent_id = ? ORDER BY at_us, rowid", (intent_id,)
-        )
-        return dict(rows.fetchall())
-
-    def tx_context(self, intent_id: str) -> tuple[bytes, str, int] | None:
-        """(the intent as approved, key path, key version) that signed an intent's transaction."""
-        return self.db.execute(
-            "SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?", (intent_id,)
-        ).fetchone()
-
-    def original_of(self, intent_id: str) -> str | None:
-        """For an intent answered with another's result (same idempotency key): that intent."""
-        row = self.db.execute(
-            "SELECT original_intent_id FROM idempotent_copies WHERE intent_id = ?", (intent_id,)
-        ).fetchone()
-        return None if row is None else row[0]
-
-    def intents_at_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> list[str]:
-        """The intents this signer signed a transaction for at one nonce of one address."""
-        rows = self.db.execute(
-            "SELECT intent_id FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
-            (agent_id, chain, address, nonce),
-        )
-        return [row[0] for row in rows]
-
-    def spend_of(self, intent_id: str) -> int | None:
-        row = self.db.execute("SELECT spend_wei FROM spend WHERE intent_id = ?", (intent_id,)).fetchone()
-        return None if row is None else int(row[0])
-
-    def message_record(self, intent_id: str) -> bytes | None:
-        row = self.db.execute("SELECT record FROM messages WHERE intent_id = ?", (intent_id,)).fetchone()
-        return None if row is None else row[0]
-
-    def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
-        """The outcome already published for an intent, as (topic, record): its signed
-        transaction or message, or its refusal."""
-        signed = self.signed_record(intent_id)
-        if signed is not None:
-            return topics.TXS_SIGNED, signed
-        message = self.message_record(intent_id)
-        if message is not None:
-            return topics.MESSAGES_SIGNED, message
-        row = self.db.execute("SELECT record FROM refused WHERE intent_id = ?", (intent_id,)).fetchone()
-        return None if row is None else (topics.INTENTS_REJECTED, row[0])
-
-    def record_refused(self, *, intent_id: str, agent_id: str, record: bytes, now_us: int) -> None:
-        """A refusal is an outcome like a signature: durable at `commit`, before it is published."""
-        self._write("refused", (intent_id, agent_id, record, now_us))
-
-    def last_nonce(self, agent_id: str, chain: str, address: str) -> int | None:
-        row = self.db.execute(
-            "SELECT last_nonce FROM nonces WHERE agent_id=? AND chain=? AND address=?", (agent_id, chain, address)
-        ).fetchone()
-        return None if row is None else row[0]
-
-    def signed_at_nonce(self, agent_id: str, chain: str, address: str, nonce: int) -> bool:
-        if nonce >= 2**63:  # beyond SQLite's INTEGER, so never stored, so never signed at
-            return False
-        row = self.db.execute(
-            "SELECT 1 FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
-            (agent_id, chain, address, nonce),
-        ).fetchone()
-        return row is not None
-
-    def spend_entries(self, agent_id: str, now_us: int) -> dict[str, tuple[int, int]]:
-        """The agent's recorded spends that can still count at ``now_us``, as a window's entries
-        (intent_id → (at µs, wei)); `rules.window` decides which of them do."""
-        rows = self.db.execute(
-            "SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?",
-            (agent_id, window_start_us(now_us)),
-        )
-        return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
-
-    def spent(self, agent_id: str, now_us: int, excluding: str | None = None) -> int:
-        """The agent's native spend in the window at ``now_us`` (`rules.window`), leaving out the
-        intent ``excluding`` (a fee bump replaces its own reservation)."""
-        held = self._windows.get(agent_id)
-        if held is not None and now_us < held[1]:  # a moment before the copy's: the table, as it is
-            window = SpendWindow(self.spend_entries(agent_id, now_us))
-        else:
-            window = held[0] if held is not None else SpendWindow(self.spend_entries(agent_id, now_us))
-            window.prune(now_us)
-            self._windows[agent_id] = (window, now_us)
-        own = window.entries.get(excluding) if excluding is not None else None
-        return window.spent(now_us) - (own[1] if own is not None and in_window(own[0], now_us) else 0)
-
     def _follow_spend(self, name: str, args: tuple) -> None:
-        if name not in _SPEND_WRITES or not self._windows:
+        if name not in _SPEND_WRITES or not self.spend_windows:
             return
         intent_id = args[0] if name == "spend" else args[1]
         row = self.db.execute(
             "SELECT agent_id, at_us, spend_wei FROM spend WHERE intent_id = ?", (intent_id,)
         ).fetchone()
-        if row is not None and row[0] in self._windows:
-            self._windows[row[0]][0].put(intent_id, row[1], int(row[2]))
-
-    def asset_entries(self, agent_id: str, asset: str, now_us: int) -> dict[str, tuple[int, int]]:
-        """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
-        rows = self.db.execute(
-            "SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND at_us > ?",
-            (agent_id, asset, window_start_us(now_us)),
-        )
-        return {intent_id: (at_us, int(units)) for intent_id, at_us, units in rows}
-
-    def policy_version(self, agent_id: str) -> int:
-        row = self.db.execute("SELECT version FROM policy_versions WHERE agent_id = ?", (agent_id,)).fetchone()
-        return 0 if row is None else row[0]
-
-    def idempotent_original(self, slot: str, now_us: int) -> str | None:
-        row = self.db.execute("SELECT intent_id, at_us FROM idempotency WHERE slot = ?", (slot,)).fetchone()
-        if row is None or not idempotency_slot_live(row[1], now_us):
-            return None
-        return row[0]
+        if row is not None and row[0] in self.spend_windows:
+            self.spend_windows[row[0]][0].put(intent_id, row[1], int(row[2]))
 
     @contextlib.contextmanager
     def intent_scope(self) -> Iterator[None]:
@@ -297,6 +195,7 @@ class SignerState:
         without its nonce and spend (or the other way round)."""
         self._begin()
         self.db.execute("SAVEPOINT intent")
+        self._scope_ended = asyncio.Event()
         self._in_scope = True
         written = len(self._writes)
         try:
@@ -305,7 +204,7 @@ class SignerState:
             self.db.execute("ROLLBACK TO intent")
             self.db.execute("RELEASE intent")
             if any(name in _SPEND_WRITES for name, _ in self._writes[written:]):
-                self._windows.clear()  # read again from the table as it is now
+                self.spend_windows.clear()  # read again from the table as it is now
             del self._writes[written:]  # rolled back: not for the changelog either
             raise
         else:
@@ -314,13 +213,25 @@ class SignerState:
             self._in_scope = False
             deferred, self._deferred = self._deferred, []
             for name, args in deferred:
-                self._write(name, args)
+                self.write(name, args)
+            self._scope_ended.set()
 
-    def _outside_scope(self, name: str, args: tuple) -> None:
+    async def scope_closed(self) -> None:
+        """Returns once no intent's scope is open here. An intent's scope spans awaits (its node
+        calls), so a tracker can run in the middle of one; what it must not do then is make its
+        writes durable, which would commit the intent's savepoint with them. Checked again after
+        each wake: the next intent may have opened its own scope before this task ran."""
+        while self._in_scope:
+            await self._scope_ended.wait()
+
+    def write_outside_scope(self, name: str, args: tuple) -> None:
+        """A write from another task than the intent's (a receipt, a refused send): now, or once the
+        open scope and the append in flight are over, so neither a rollback nor a commit of what
+        was appended takes it by mistake."""
         if self._in_scope or self._held:
             self._deferred.append((name, args))
         else:
-            self._write(name, args)
+            self.write(name, args)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -334,91 +245,11 @@ class SignerState:
             if not self._in_scope:
                 deferred, self._deferred = self._deferred, []
                 for name, args in deferred:
-                    self._write(name, args)
-
-    def record_signed(
-        self,
-        *,
-        intent_id: str,
-        agent_id: str,
-        record: bytes,
-        now_us: int,
-        chain: str,
-        address: str,
-        nonce: int,
-        spend_wei: int,
-        counts: bool,
-        policy_version: int,
-        idempotency_slot: str | None,
-        tx_hash: str | None = None,
-        context: tuple[bytes, str, int] | None = None,
-        copy_of: str | None = None,
-        last_nonce: int | None = None,
-        assets: dict[str, int] | None = None,
-    ) -> None:
-        """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
-        transaction: they become durable together at `commit`, which comes before any publish.
-        Call it inside `intent_scope`, so they are written together or not at all."""
-        self._write("signed", (intent_id, agent_id, record, now_us))
-        self._write("nonce", (agent_id, chain, address, max(nonce, last_nonce or nonce)))
-        self._write("signed_nonce", (agent_id, chain, address, nonce, intent_id))
-        if counts:
-            self._write("spend", (intent_id, agent_id, now_us, str(spend_wei)))
-            self._record_assets(intent_id, agent_id, now_us, assets)
-        self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
-        if tx_hash is not None:
-            self._write("tx_attempt", (intent_id, tx_hash, record, now_us))
-        if context is not None:
-            self._write("tx_context", (intent_id, *context))
-        if copy_of is not None:
-            self._write("idempotent_copy", (intent_id, copy_of))
-
-    def record_message(
-        self,
-        *,
-        intent_id: str,
-        agent_id: str,
-        record: bytes,
-        now_us: int,
-        policy_version: int,
-        idempotency_slot: str | None,
-        assets: dict[str, int] | None = None,
-    ) -> None:
-        """A signed message (EIP-191 or EIP-712) with its idempotency entry and what it authorizes
-        (a Permit's amounts), like `record_signed`: in the open batch, inside `intent_scope`,
-        durable before it is published."""
-        self._write("message", (intent_id, agent_id, record, now_us))
-        self._record_assets(intent_id, agent_id, now_us, assets)
-        self._record_signature(agent_id, intent_id, now_us, policy_version, idempotency_slot)
-
-    def _record_assets(self, intent_id: str, agent_id: str, now_us: int, assets: dict[str, int] | None) -> None:
-        for asset, units in (assets or {}).items():
-            self._write("asset_spend", (intent_id, agent_id, asset, now_us, str(units)))
-
-    def _record_signature(
-        self, agent_id: str, intent_id: str, now_us: int, policy_version: int, idempotency_slot: str | None
-    ) -> None:
-        """What any signature leaves: the policy version it was signed under (an older one cannot be
-        replayed) and the idempotency key it claims."""
-        self._write("policy_version", (agent_id, policy_version))
-        if idempotency_slot is not None:
-            self._write("idempotency", (idempotency_slot, intent_id, now_us))
+                    self.write(name, args)
 
     @property
     def in_scope(self) -> bool:
         return self._in_scope
-
-    def record_replacement(self, *, intent_id: str, tx_hash: str, record: bytes, now_us: int, spend_wei: int) -> None:
-        """A fee bump, durable before it is sent: the new transaction among the intent's attempts,
-        and the spend reserved raised to its worst case (never lowered: an earlier attempt may
-        still be the one mined). Not inside an intent's scope: the caller makes it durable
-        (commits, or appends it to the changelog) before the bump is sent, and that would close it."""
-        if self._in_scope:
-            raise RuntimeError("record_replacement inside an intent scope; wait for it to close")
-        self._outside_scope("tx_attempt", (intent_id, tx_hash, record, now_us))
-        reserved = self.spend_of(intent_id)
-        if reserved is not None and spend_wei > reserved:  # compared as Python ints: wei passes SQLite's 64 bits
-            self._outside_scope("spend_raised", (str(spend_wei), intent_id))
 
     def _begin(self) -> None:
         # One open transaction per batch of intents: `commit` makes the whole batch durable at once.
@@ -437,25 +268,8 @@ class SignerState:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
         self._writes = []
-        self._windows.clear()
+        self.spend_windows.clear()
         self.written_bytes = 0
-
-    def replace_record(self, intent_id: str, record: bytes) -> None:
-        """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
-        self._outside_scope("record_replaced", (record, intent_id))
-
-    def settle_spend(self, intent_id: str, spent_wei: int, executed: bool) -> None:
-        """What the chain took (value if it executed, plus the fee actually paid; nothing if the
-        node refused it) replaces the worst case reserved at signing. Token amounts stay counted
-        when the transaction executed, and count nothing when it did not."""
-        self._outside_scope("spend_settled", (str(spent_wei), intent_id))
-        if not executed:
-            self._outside_scope("assets_voided", (intent_id,))
-
-    def release_nonce(self, agent_id: str, chain: str, address: str, nonce: int, last: int | None = None) -> None:
-        """The node refused the transaction: its nonce (through ``last``, the highest one it would
-        have used) was never used, so the next intent takes it."""
-        self._outside_scope("nonce_released", (nonce - 1, agent_id, chain, address, nonce if last is None else last))
 
     def close(self) -> None:
         self.db.close()
@@ -480,8 +294,9 @@ class PartitionedState:
     def partition_of(self, agent_id: str) -> int:
         return partition_of(agent_id, self.count)
 
-    def of(self, agent_id: str) -> SignerState:
-        return self.partition(self.partition_of(agent_id))
+    def agent(self, agent_id: str) -> AgentState:
+        """The agent's rows, in the partition its records land in."""
+        return self.partition(self.partition_of(agent_id)).agent(agent_id)
 
     def opened(self) -> list[tuple[int, SignerState]]:
         """(partition, its record) for each partition's file opened so far, in partition order."""

@@ -667,8 +667,8 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
     assert stale.reason != invalid[0].reason
 
     for name in ("wrong-first", "wrong", "none", "old"):
-        assert rig.signer.state.signed_record(ids[name]) is None
-    assert rig.signer.state.signed_record(ids["right"]) is not None
+        assert rig.signer.state.agent(AGENT).signed_record(ids[name]) is None
+    assert rig.signer.state.agent(AGENT).signed_record(ids["right"]) is not None
 
 
 def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses_old_envelopes(rig):

@@ -38,11 +38,10 @@ def broker(tmp_path_factory):
     stack.stop()
 
 
-def spend(state, intent_id: str, wei: int, nonce: int) -> None:
+def spend(states: PartitionedState, intent_id: str, wei: int, nonce: int) -> None:
     """What a signature leaves: its record, nonce and spend."""
-    state.record_signed(
+    states.agent(AGENT).record_signed(
         intent_id=intent_id,
-        agent_id=AGENT,
         record=b"{}",
         now_us=NOW_US,
         chain="anvil",
@@ -56,7 +55,7 @@ def spend(state, intent_id: str, wei: int, nonce: int) -> None:
 
 
 def spent(states: PartitionedState) -> int:
-    return sum(wei for _, wei in states.of(AGENT).spend_entries(AGENT, NOW_US).values())
+    return sum(wei for _, wei in states.agent(AGENT).spend_entries(NOW_US).values())
 
 
 class Signer:
@@ -86,25 +85,25 @@ def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
         try:
             p = a.partition
             await a.owner.restore(p)
-            spend(a.states.of(AGENT), "i-1", 10, 0)
+            spend(a.states, "i-1", 10, 0)
             await a.owner.flush()
 
             # The partition moves to b (a stalled past its session): b restores a's spend.
             await b.owner.restore(p)
             assert spent(b.states) == 10
-            spend(b.states.of(AGENT), "i-2", 20, 1)
+            spend(b.states, "i-2", 20, 1)
             await b.owner.flush()
 
             # a resumes and signs with what it knew: its append does not hold, nothing is committed.
-            spend(a.states.of(AGENT), "i-3", 40, 1)
+            spend(a.states, "i-3", 40, 1)
             with pytest.raises(Fenced, match="another signer appended"):
                 await a.owner.flush()
             assert spent(a.states) == 10, "the zombie's batch stayed in its file"
-            assert a.states.of(AGENT).writes == []
+            assert a.states.agent(AGENT).file.writes == []
 
             # A key nobody pinned, and a pinned signer's record for another partition: void too.
             stranger = Ed25519PrivateKey.generate()
-            head = b.states.of(AGENT).changelog_position()[0]
+            head = b.states.agent(AGENT).file.changelog_position()[0]
             forged = [(name, tuple(args)) for name, args in [("spend", ("i-forged", AGENT, NOW_US, "-1000"))]]
             await (
                 await producer.send(
@@ -123,15 +122,15 @@ def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
             )
 
             # b still owns the partition: its next append holds over the void records.
-            spend(b.states.of(AGENT), "i-4", 5, 2)
+            spend(b.states, "i-4", 5, 2)
             await b.owner.flush()
 
             # A new owner restores exactly what held: a's first, b's two; not the zombie's, not the forgeries.
             await c.owner.restore(p)
-            rows = c.states.of(AGENT).spend_entries(AGENT, NOW_US)
+            rows = c.states.agent(AGENT).spend_entries(NOW_US)
             assert sorted(rows) == ["i-1", "i-2", "i-4"]
             assert spent(c.states) == 35
-            assert c.states.of(AGENT).last_nonce(AGENT, "anvil", "0x00000000000000000000000000000000000000aa") == 2
+            assert c.states.agent(AGENT).last_nonce("anvil", "0x00000000000000000000000000000000000000aa") == 2
         finally:
             for s in (a, b, c):
                 await s.owner.stop()
@@ -270,9 +269,8 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
             # partition's log, or not read, shows as a wrong sum.
             for round_ in range(2):
                 for partition, agent in agents.items():
-                    a.states.partition(partition).record_signed(
+                    a.states.agent(agent).record_signed(
                         intent_id=f"{agent}-{round_}",
-                        agent_id=agent,
                         record=b"{}",
                         now_us=NOW_US,
                         chain="anvil",
@@ -289,10 +287,10 @@ def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_l
             assert b.owner.owned == set(agents)
             for partition, agent in agents.items():
                 state = b.states.partition(partition)
-                rows = state.spend_entries(agent, NOW_US)
+                rows = state.agent(agent).spend_entries(NOW_US)
                 assert sorted(rows) == [f"{agent}-0", f"{agent}-1"], (partition, rows)
                 assert sum(wei for _, wei in rows.values()) == (partition + 1) * 11, (partition, rows)
-                assert state.last_nonce(agent, "anvil", "0x00000000000000000000000000000000000000aa") == 1
+                assert state.agent(agent).last_nonce("anvil", "0x00000000000000000000000000000000000000aa") == 1
                 assert state.changelog_position() == a.states.partition(partition).changelog_position()
         finally:
             for s in (a, b):
@@ -421,9 +419,8 @@ def test_the_kept_spend_is_always_what_the_table_says(tmp_path_factory, operatio
         if op in ("sign", "sign_then_fail"):
             try:
                 with state.intent_scope():
-                    state.record_signed(
+                    state.agent(agent).record_signed(
                         intent_id=intent_id,
-                        agent_id=agent,
                         record=b"{}",
                         now_us=at,
                         chain="anvil",
@@ -439,19 +436,21 @@ def test_the_kept_spend_is_always_what_the_table_says(tmp_path_factory, operatio
             except _Failed:
                 pass
         elif op == "settle":
-            state.settle_spend(intent_id, wei, executed=bool(n % 2))
+            state.agent(agent).settle_spend(intent_id, wei, executed=bool(n % 2))
         elif op == "bump":
-            state.record_replacement(intent_id=intent_id, tx_hash=f"0x{n:064x}", record=b"{}", now_us=at, spend_wei=wei)
+            state.agent(agent).record_replacement(
+                intent_id=intent_id, tx_hash=f"0x{n:064x}", record=b"{}", now_us=at, spend_wei=wei
+            )
         elif op == "replay":  # the same writes arriving from the log, on a file that holds a copy too
-            twin.spent(agent, at)
+            twin.agent(agent).spent(at)
             twin.replay(state.writes)
-            assert twin.spent(agent, at) == SpendWindow(twin.spend_entries(agent, at)).spent(at)
+            assert twin.agent(agent).spent(at) == SpendWindow(twin.agent(agent).spend_entries(at)).spent(at)
             twin.rollback()
         else:
-            table = SpendWindow(state.spend_entries(agent, at)).spent(at)
-            assert state.spent(agent, at) == table
-            entries = state.spend_entries(agent, at)
+            table = SpendWindow(state.agent(agent).spend_entries(at)).spent(at)
+            assert state.agent(agent).spent(at) == table
+            entries = state.agent(agent).spend_entries(at)
             entries.pop(intent_id, None)
-            assert state.spent(agent, at, excluding=intent_id) == SpendWindow(entries).spent(at)
+            assert state.agent(agent).spent(at, excluding=intent_id) == SpendWindow(entries).spent(at)
     state.close()
     twin.close()

@@ -27,6 +27,7 @@ from schemas.emit import Source
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.client import Client, new_intent, wait_outcomes
+from signer.agent_state import AgentState
 from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
@@ -155,13 +156,13 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(st
         if where.startswith("before"):
             patch.setattr(fees, "quote", fail)
         else:
-            real = SignerState.record_signed
+            real = AgentState.record_signed
 
             def write_then_fail(self, **fields):
                 real(self, **fields)  # the signed row and the nonce are written, then it fails
                 fail()
 
-            patch.setattr(SignerState, "record_signed", write_then_fail)
+            patch.setattr(AgentState, "record_signed", write_then_fail)
         emits, to_broadcast = rig.handle(intent)
 
     assert to_broadcast is None
@@ -171,13 +172,13 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(st
     assert (rejected.intent_id, rejected.stage, rejected.code) == (intent.intent_id, "signing", "SIGNER_ERROR")
     assert "RuntimeError" in rejected.reason
     # Nothing of the intent stays behind: no signed row, no nonce taken, no spend counted.
-    assert rig.state.signed_record(intent.intent_id) is None
-    assert rig.state.last_nonce(rig.agent, "anvil", rig.address) is None
-    assert rig.state.spend_entries(rig.agent, to_us(datetime.now(timezone.utc))) == {}
+    assert rig.state.agent(rig.agent).signed_record(intent.intent_id) is None
+    assert rig.state.agent(rig.agent).last_nonce("anvil", rig.address) is None
+    assert rig.state.agent(rig.agent).spend_entries(to_us(datetime.now(timezone.utc))) == {}
     # Redelivered once the fault is gone: the same answer, never a signature after a rejection.
     again, _ = rig.handle(intent)
     assert [(e.topic, e.value) for e in again] == [(topics.INTENTS_REJECTED, emit.value)]
     # The signer itself still works.
     fresh = new_intent(rig.agent_key, agent_id=rig.agent, chain="anvil", to=DEST, value="0.5")
     (signed,) = [SignedTransaction.from_bytes(e.value) for e in rig.handle(fresh)[0] if e.topic == topics.TXS_SIGNED]
-    assert signed.nonce >= 0 and rig.state.last_nonce(rig.agent, "anvil", rig.address) == signed.nonce
+    assert signed.nonce >= 0 and rig.state.agent(rig.agent).last_nonce("anvil", rig.address) == signed.nonce

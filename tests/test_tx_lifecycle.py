@@ -255,7 +255,7 @@ def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_
     assert statuses == ["signed", "broadcast", "broadcast", "mined"], statuses
     assert "tx.fee_bumped" in h.audit_actions(first.intent_id)
     # The spend settled to what the chain took for the bump that was mined.
-    assert h.state.spend_of(first.intent_id) == final.value_wei + final.fee_wei
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei
 
 
 @pytest.mark.parametrize("bound", ["ceiling", "daily_limit"])
@@ -280,7 +280,7 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
         await price_out(h.node, first)
         task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
         stuck = await until_stuck(h, first)
-        attempts = len(h.state.attempts(first.intent_id))
+        attempts = len(h.state.agent(h.agent).attempts(first.intent_id))
         # Fees fall: the original is mined after all (sent again: Anvil evicted it while it was
         # priced out), and that is its outcome.
         await h.node.call("anvil_setNextBlockBaseFeePerGas", hex(1))
@@ -314,7 +314,7 @@ def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(cha
 
     h, (first, final) = on_chain(tmp_path, chain, scenario)
     assert final.status == "dropped" and "did not sign" in final.error
-    assert h.state.spend_of(first.intent_id) == 0
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == 0
     assert "tx.dropped" in h.audit_actions(first.intent_id)
 
 
@@ -430,15 +430,15 @@ def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction
     async def scenario(h: Harness):
         sent = [await h.sign() for _ in range(n)]
         counting = CountingNode(h.node)
-        h.signer.node_for = lambda chain: counting
+        h.signer.tracking.node_for = lambda chain: counting
         steps = collections.Counter()
-        step = h.signer._step
+        step = h.signer.tracking._step
 
         async def counted_step(tracked, *args):
             steps[tracked.record.intent_id] += 1
             return await step(tracked, *args)
 
-        h.signer._step = counted_step
+        h.signer.tracking._step = counted_step
         tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
         await asyncio.sleep(3)
         waiting, waiting_steps = dict(counting.calls), dict(steps)
@@ -484,7 +484,7 @@ def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chai
     async def scenario(h: Harness):
         sent = [await h.sign() for _ in range(8)]
         counting = CountingNode(h.node)
-        h.signer.node_for = lambda chain: counting
+        h.signer.tracking.node_for = lambda chain: counting
         tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
         stuck = await asyncio.wait_for(until_stuck(h, sent[0]), 120)
         await asyncio.sleep(2)  # two more looks each, past the delay

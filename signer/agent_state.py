@@ -1,0 +1,250 @@
+"""One agent's part of the signer's record: everything the signer reads and writes for an agent.
+
+`SignerState.agent(agent_id)` (or `PartitionedState.agent`, which finds the agent's partition
+first) returns an `AgentState`: a view bound to the file the agent's rows are in and to the
+agent's id, so no method takes the agent's id again. Rows keyed by an intent id are read by that
+id alone, as the record always did: an intent id names one intent whichever agent sent it, and
+one reused by another agent must still be found (`Signer.handle` refuses it ``INTENT_ID_REUSED``).
+
+Writes go through the file's named statements (`signer.state.WRITES`), so the changelog sees each
+of them; the ones that follow a transaction on the chain (a receipt, a refused send) may come
+from a tracker while another intent's scope is open, and wait for it to close
+(`SignerState.write_outside_scope`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rules.window import SpendWindow, in_window, window_start_us
+from schemas import topics
+from schemas.intent import idempotency_slot_live
+
+if TYPE_CHECKING:
+    from signer.state import SignerState
+
+
+class AgentState:
+    """One agent's rows in one partition's record (``file``)."""
+
+    def __init__(self, file: SignerState, agent_id: str):
+        self.file = file
+        self.agent_id = agent_id
+
+    def _one(self, sql: str, args: tuple):
+        return self.file.db.execute(sql, args).fetchone()
+
+    # --- reads by intent id ---------------------------------------------------------------------------
+
+    def signed_record(self, intent_id: str) -> bytes | None:
+        row = self._one("SELECT record FROM signed WHERE intent_id = ?", (intent_id,))
+        return None if row is None else row[0]
+
+    def message_record(self, intent_id: str) -> bytes | None:
+        row = self._one("SELECT record FROM messages WHERE intent_id = ?", (intent_id,))
+        return None if row is None else row[0]
+
+    def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
+        """The outcome already published for an intent, as (topic, record): its signed
+        transaction or message, or its refusal."""
+        signed = self.signed_record(intent_id)
+        if signed is not None:
+            return topics.TXS_SIGNED, signed
+        message = self.message_record(intent_id)
+        if message is not None:
+            return topics.MESSAGES_SIGNED, message
+        row = self._one("SELECT record FROM refused WHERE intent_id = ?", (intent_id,))
+        return None if row is None else (topics.INTENTS_REJECTED, row[0])
+
+    def attempts(self, intent_id: str) -> dict[str, bytes]:
+        """Every transaction signed for an intent (tx hash → signed record), oldest first."""
+        rows = self.file.db.execute(
+            "SELECT tx_hash, record FROM tx_attempts WHERE intent_id = ? ORDER BY at_us, rowid", (intent_id,)
+        )
+        return dict(rows.fetchall())
+
+    def tx_context(self, intent_id: str) -> tuple[bytes, str, int] | None:
+        """(the intent as approved, key path, key version) that signed an intent's transaction."""
+        return self._one("SELECT intent, key_path, key_version FROM tx_context WHERE intent_id = ?", (intent_id,))
+
+    def original_of(self, intent_id: str) -> str | None:
+        """For an intent answered with another's result (same idempotency key): that intent."""
+        row = self._one("SELECT original_intent_id FROM idempotent_copies WHERE intent_id = ?", (intent_id,))
+        return None if row is None else row[0]
+
+    def spend_of(self, intent_id: str) -> int | None:
+        row = self._one("SELECT spend_wei FROM spend WHERE intent_id = ?", (intent_id,))
+        return None if row is None else int(row[0])
+
+    def idempotent_original(self, slot: str, now_us: int) -> str | None:
+        """The intent that claimed an idempotency slot (the slot names the agent), if it is still live."""
+        row = self._one("SELECT intent_id, at_us FROM idempotency WHERE slot = ?", (slot,))
+        if row is None or not idempotency_slot_live(row[1], now_us):
+            return None
+        return row[0]
+
+    # --- reads by agent -------------------------------------------------------------------------------
+
+    def last_nonce(self, chain: str, address: str) -> int | None:
+        row = self._one(
+            "SELECT last_nonce FROM nonces WHERE agent_id=? AND chain=? AND address=?", (self.agent_id, chain, address)
+        )
+        return None if row is None else row[0]
+
+    def signed_at_nonce(self, chain: str, address: str, nonce: int) -> bool:
+        if nonce >= 2**63:  # beyond SQLite's INTEGER, so never stored, so never signed at
+            return False
+        row = self._one(
+            "SELECT 1 FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
+            (self.agent_id, chain, address, nonce),
+        )
+        return row is not None
+
+    def intents_at_nonce(self, chain: str, address: str, nonce: int) -> list[str]:
+        """The intents this signer signed a transaction for at one nonce of one address."""
+        rows = self.file.db.execute(
+            "SELECT intent_id FROM signed_nonces WHERE agent_id=? AND chain=? AND address=? AND nonce=?",
+            (self.agent_id, chain, address, nonce),
+        )
+        return [row[0] for row in rows]
+
+    def spend_entries(self, now_us: int) -> dict[str, tuple[int, int]]:
+        """The agent's recorded spends that can still count at ``now_us``, as a window's entries
+        (intent_id → (at µs, wei)); `rules.window` decides which of them do."""
+        rows = self.file.db.execute(
+            "SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?",
+            (self.agent_id, window_start_us(now_us)),
+        )
+        return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
+
+    def spent(self, now_us: int, excluding: str | None = None) -> int:
+        """The agent's native spend in the window at ``now_us`` (`rules.window`), leaving out the
+        intent ``excluding`` (a fee bump replaces its own reservation)."""
+        windows = self.file.spend_windows
+        held = windows.get(self.agent_id)
+        if held is not None and now_us < held[1]:  # a moment before the copy's: the table, as it is
+            window = SpendWindow(self.spend_entries(now_us))
+        else:
+            window = held[0] if held is not None else SpendWindow(self.spend_entries(now_us))
+            window.prune(now_us)
+            windows[self.agent_id] = (window, now_us)
+        own = window.entries.get(excluding) if excluding is not None else None
+        return window.spent(now_us) - (own[1] if own is not None and in_window(own[0], now_us) else 0)
+
+    def asset_entries(self, asset: str, now_us: int) -> dict[str, tuple[int, int]]:
+        """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
+        rows = self.file.db.execute(
+            "SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND at_us > ?",
+            (self.agent_id, asset, window_start_us(now_us)),
+        )
+        return {intent_id: (at_us, int(units)) for intent_id, at_us, units in rows}
+
+    def policy_version(self) -> int:
+        """The newest policy version this signer signed under for the agent (0: none)."""
+        row = self._one("SELECT version FROM policy_versions WHERE agent_id = ?", (self.agent_id,))
+        return 0 if row is None else row[0]
+
+    # --- an intent's outcome, inside its scope (`SignerState.intent_scope`) --------------------------
+
+    def record_refused(self, *, intent_id: str, record: bytes, now_us: int) -> None:
+        """A refusal is an outcome like a signature: durable at `commit`, before it is published."""
+        self.file.write("refused", (intent_id, self.agent_id, record, now_us))
+
+    def record_signed(
+        self,
+        *,
+        intent_id: str,
+        record: bytes,
+        now_us: int,
+        chain: str,
+        address: str,
+        nonce: int,
+        spend_wei: int,
+        counts: bool,
+        policy_version: int,
+        idempotency_slot: str | None,
+        tx_hash: str | None = None,
+        context: tuple[bytes, str, int] | None = None,
+        copy_of: str | None = None,
+        last_nonce: int | None = None,
+        assets: dict[str, int] | None = None,
+    ) -> None:
+        """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
+        transaction: they become durable together at `commit`, which comes before any publish.
+        Call it inside `intent_scope`, so they are written together or not at all."""
+        write, agent_id = self.file.write, self.agent_id
+        write("signed", (intent_id, agent_id, record, now_us))
+        write("nonce", (agent_id, chain, address, max(nonce, last_nonce or nonce)))
+        write("signed_nonce", (agent_id, chain, address, nonce, intent_id))
+        if counts:
+            write("spend", (intent_id, agent_id, now_us, str(spend_wei)))
+            self._record_assets(intent_id, now_us, assets)
+        self._record_signature(intent_id, now_us, policy_version, idempotency_slot)
+        if tx_hash is not None:
+            write("tx_attempt", (intent_id, tx_hash, record, now_us))
+        if context is not None:
+            write("tx_context", (intent_id, *context))
+        if copy_of is not None:
+            write("idempotent_copy", (intent_id, copy_of))
+
+    def record_message(
+        self,
+        *,
+        intent_id: str,
+        record: bytes,
+        now_us: int,
+        policy_version: int,
+        idempotency_slot: str | None,
+        assets: dict[str, int] | None = None,
+    ) -> None:
+        """A signed message (EIP-191 or EIP-712) with its idempotency entry and what it authorizes
+        (a Permit's amounts), like `record_signed`: in the open batch, inside `intent_scope`,
+        durable before it is published."""
+        self.file.write("message", (intent_id, self.agent_id, record, now_us))
+        self._record_assets(intent_id, now_us, assets)
+        self._record_signature(intent_id, now_us, policy_version, idempotency_slot)
+
+    def _record_assets(self, intent_id: str, now_us: int, assets: dict[str, int] | None) -> None:
+        for asset, units in (assets or {}).items():
+            self.file.write("asset_spend", (intent_id, self.agent_id, asset, now_us, str(units)))
+
+    def _record_signature(self, intent_id: str, now_us: int, policy_version: int, idempotency_slot: str | None) -> None:
+        """What any signature leaves: the policy version it was signed under (an older one cannot be
+        replayed) and the idempotency key it claims."""
+        self.file.write("policy_version", (self.agent_id, policy_version))
+        if idempotency_slot is not None:
+            self.file.write("idempotency", (idempotency_slot, intent_id, now_us))
+
+    # --- what the chain did, from a tracker: outside any intent's scope ------------------------------
+
+    def record_replacement(self, *, intent_id: str, tx_hash: str, record: bytes, now_us: int, spend_wei: int) -> None:
+        """A fee bump, durable before it is sent: the new transaction among the intent's attempts,
+        and the spend reserved raised to its worst case (never lowered: an earlier attempt may
+        still be the one mined). Not inside an intent's scope: the caller makes it durable
+        (commits, or appends it to the changelog) before the bump is sent, and that would close it;
+        it waits for the scope with `SignerState.scope_closed`."""
+        if self.file.in_scope:
+            raise RuntimeError("record_replacement inside an intent scope; wait for it to close")
+        self.file.write_outside_scope("tx_attempt", (intent_id, tx_hash, record, now_us))
+        reserved = self.spend_of(intent_id)
+        if reserved is not None and spend_wei > reserved:  # compared as Python ints: wei passes SQLite's 64 bits
+            self.file.write_outside_scope("spend_raised", (str(spend_wei), intent_id))
+
+    def replace_record(self, intent_id: str, record: bytes) -> None:
+        """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
+        self.file.write_outside_scope("record_replaced", (record, intent_id))
+
+    def settle_spend(self, intent_id: str, spent_wei: int, executed: bool) -> None:
+        """What the chain took (value if it executed, plus the fee actually paid; nothing if the
+        node refused it) replaces the worst case reserved at signing. Token amounts stay counted
+        when the transaction executed, and count nothing when it did not."""
+        self.file.write_outside_scope("spend_settled", (str(spent_wei), intent_id))
+        if not executed:
+            self.file.write_outside_scope("assets_voided", (intent_id,))
+
+    def release_nonce(self, chain: str, address: str, nonce: int, last: int | None = None) -> None:
+        """The node refused the transaction: its nonce (through ``last``, the highest one it would
+        have used) was never used, so the next intent takes it."""
+        self.file.write_outside_scope(
+            "nonce_released", (nonce - 1, self.agent_id, chain, address, nonce if last is None else last)
+        )

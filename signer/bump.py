@@ -1,0 +1,172 @@
+"""The fee bump: a broadcast transaction not mined in time, signed again at its nonce with higher fees.
+
+Only when the policy in force now allows it: the judge runs again (`Judging.bump_refusal`: the
+policy's stages, then the fee ceiling, the cap and the rolling limit on the new fee, the intent
+counted once). The replacement is recorded and made durable before the chain can see it, so if it
+is ever mined it was within policy and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from evm import transactions as txs
+from runtime.clock import to_us
+from runtime.rpc import Node
+from schemas.chains import REGISTRY
+from schemas.emit import Emit, audit
+from schemas.intent import TransactionIntent
+from schemas.outcomes import SignedTransaction
+from schemas.quote import FeeQuote
+from signer import lifecycle
+from signer.judging import Judging
+from signer.outcomes import SERVICE, Outcomes, SigningRefused
+from signer.signing import Signing, build_transaction
+
+if TYPE_CHECKING:
+    from signer.tracking import Tracked
+
+Transition = Callable[[SignedTransaction, dict, datetime], tuple[list[Emit], SignedTransaction]]
+
+
+class FeeBump:
+    """What a bump needs: the agent state (the intent and key version that signed, the spend it
+    raises), the judging and signing it runs again, the outcomes it signs and reports with,
+    ``persist`` to make it durable, and the tracker's ``transition`` and ``resend``."""
+
+    def __init__(
+        self,
+        state,
+        judging: Judging,
+        signing: Signing,
+        outcomes: Outcomes,
+        persist: Callable[[str], Awaitable[None]],
+        transition: Transition,
+        resend: Callable[[SignedTransaction, Node], Awaitable[str | None]],
+    ):
+        self.state = state
+        self.judging = judging
+        self.signing = signing
+        self.outcomes = outcomes
+        self.persist = persist
+        self.transition = transition
+        self.resend = resend
+
+    async def bump(
+        self, tracked: Tracked, node: Node, at: datetime
+    ) -> tuple[tuple[list[Emit], SignedTransaction] | None, str | None]:
+        """Sign the intent again at the same nonce with higher fees, if the current policy
+        allows it: (what to publish and the new record, or None and why not)."""
+        signed = tracked.record
+        context = self.state.agent(signed.agent_id).tx_context(signed.intent_id)
+        if context is None:
+            return None, (
+                "not mined, and it was signed before replacements were recorded; submit an intent "
+                f"naming nonce {signed.nonce} with higher fees to replace it"
+            )
+        if self.signing.client_held:
+            return None, (
+                "not mined, and its key needs the client's share or customer-managed key, which the "
+                f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
+                "to replace it"
+            )
+        raw_intent, path, version = context
+        intent = TransactionIntent.model_validate_json(raw_intent)
+        if intent.tx_type in (3, 4):
+            # A blob replacement must also double the blob fee, and a set-code one re-sign its
+            # authorizations; neither is done automatically.
+            return None, (
+                f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
+                f"submit an intent naming nonce {signed.nonce} with higher fees to replace it"
+            )
+        policy = self.judging.policies.current(intent.agent_id)
+        if policy is None or not policy.intents_api_enabled:
+            return None, "not mined, and not replaced: the agent's intents API is disabled now"
+        tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
+        if intent.tx_type == 2:
+            fee, tip = tx.max_fee_per_gas, tx.max_priority_fee_per_gas
+            market = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
+        else:
+            fee, tip = tx.gas_price, None
+            market = int(await node.call("eth_gasPrice"), 16)
+        try:
+            new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
+        except lifecycle.BumpRefused as refused:
+            return None, f"not mined at {fee} wei per gas, and not replaced: {refused}"
+        quote = FeeQuote(
+            gas_limit=tx.gas,
+            fee_per_gas=new_fee,
+            priority_fee_per_gas=new_tip,
+            base_fee_per_gas=market if intent.tx_type == 2 else None,
+        )
+        failed = await self.judging.bump_refusal(intent, policy, quote, at)
+        if failed is not None:
+            return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {failed.reason}"
+        chain = REGISTRY.get(intent.chain)
+        replacement = build_transaction(intent, chain.chain_id, signed.nonce, tx.gas, quote.fees(intent.tx_type))
+        try:
+            raw = self.signing.replacement(intent, replacement, chain.chain_id, path, version, signed.from_)
+        except SigningRefused as refused:
+            return None, f"not mined, and not replaced: {refused.reason}"
+        bumped = self.outcomes.signed(
+            signed.model_copy(
+                update={
+                    "signed_tx": "0x" + raw.raw.hex(),
+                    "tx_hash": "0x" + raw.tx_hash.hex(),
+                    "signed_at": at,
+                    "max_spend_wei": quote.spend_wei(intent),
+                    "replaces": (signed.tx_hash, *signed.replaces),
+                    "status": "signed",
+                    "error": None,
+                }
+            )
+        )
+        agent = self.state.agent(intent.agent_id)
+        await agent.file.scope_closed()  # an intent's savepoint must not be made durable with the bump
+        agent.record_replacement(
+            intent_id=intent.intent_id,
+            tx_hash=bumped.tx_hash,
+            record=bumped.to_bytes(),
+            now_us=to_us(at),
+            spend_wei=bumped.max_spend_wei,
+        )
+        await self.persist(intent.agent_id)  # durable before the chain can see it
+        tracked.attempt(bumped.tx_hash)  # its receipt counts from now on, even if the node refuses it
+        error = await self.resend(bumped, node)
+        if error is not None:  # recorded all the same: if it is ever mined, it was within policy
+            return None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
+        emits, current = self.transition(
+            signed,
+            {
+                "signed_tx": bumped.signed_tx,
+                "tx_hash": bumped.tx_hash,
+                "signed_at": at,
+                "max_spend_wei": bumped.max_spend_wei,
+                "replaces": bumped.replaces,
+                "status": "broadcast",
+                "error": None,
+            },
+            at,
+        )
+        emits.append(
+            audit(
+                SERVICE,
+                "tx.fee_bumped",
+                f"intent:{intent.intent_id}",
+                at,
+                intent.intent_id,
+                current.tx_hash,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                replaced_tx_hash=signed.tx_hash,
+                tx_hash=current.tx_hash,
+                nonce=signed.nonce,
+                fee_per_gas_wei=str(new_fee),
+                previous_fee_per_gas_wei=str(fee),
+                max_spend_wei=str(current.max_spend_wei),
+                tee=self.outcomes.tee,
+            )
+        )
+        return (emits, current), None

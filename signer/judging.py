@@ -1,0 +1,160 @@
+"""The signer's own judgement of an approved intent, before any key is touched.
+
+It trusts nothing the worker says: it judges under the newest admin-signed policy it holds itself
+(`signer.policies`, fed from ``warden.policies``), admits the intent with the one judge's `admit`
+(the agent's signature, the intents API, freshness), runs the judge's stages (`rules.judge`) over
+its own spend record and, for the stages that need it, its own node and the real sender, and
+requires an admin's approval above the policy's threshold. Every failure is a `SigningRefused`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from rules import guardrails, judge, movements
+from rules.window import SpendWindow
+from runtime.clock import US_PER_SECOND, to_us
+from schemas.auth import human_approval_valid
+from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
+from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
+from schemas.policy import AgentPolicy
+from schemas.quote import FeeQuote
+from signer.outcomes import SigningRefused
+from signer.policies import PolicyBook
+
+
+class Judging:
+    """The signer's policy book, the pinned admin keys that sign policies and approvals, the
+    agent state it reads spend from, and how old an intent may be (``max_age_us``)."""
+
+    def __init__(self, state, admin_keys: dict[str, str], policies: PolicyBook, max_age_us: int):
+        self.state = state
+        self.admin_keys = admin_keys
+        self.policies = policies
+        self.max_age_us = max_age_us
+
+    def verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
+        """Admission: the policy in force (the signer's own), the agent's signature under it and
+        freshness. Returns the policy to judge under."""
+        intent = approved.intent
+        policy = self.policy_in_force(approved)
+        # An intent that waited for an admin is as old as its wait; the admin's fresh approval vouches for it.
+        max_age = self.max_age_us + (
+            policy.approval_timeout_s * US_PER_SECOND if self.human_approval(approved, now) is not None else 0
+        )
+        admitted = judge.admit(intent, policy, now, max_age)
+        if not admitted.passed:
+            raise SigningRefused(admitted.code, f"signer re-check failed: {admitted.reason}")
+        return policy
+
+    @staticmethod
+    async def run_stages(
+        intent: TransactionIntent,
+        policy: AgentPolicy,
+        ctx: judge.Context,
+        so_far: judge.Judgement = judge.Judgement(),
+        complete: bool = False,
+    ) -> judge.Judgement:
+        """The judge's stages from where ``so_far`` left off, as far as ``ctx`` supplies; the
+        first refusal refuses the signature. ``complete``: every stage must have been judged."""
+        judged = await judge.run_stages(intent, policy, ctx, so_far)
+        if judged.refusal is not None:
+            raise SigningRefused(judged.refusal.code, f"signer re-check failed: {judged.refusal.reason}")
+        if complete and judged.next_stage(intent) is not None:
+            raise SigningRefused(
+                "STAGE_NOT_JUDGED", f"the {judged.next_stage(intent)} stage was not judged; nothing is signed"
+            )
+        return judged
+
+    def spent(self, intent: TransactionIntent, now: datetime) -> Callable[[str], int]:
+        """The signer's own record of the agent's last 24 h, per asset key: the native spend
+        leaves out the intent's own (a fee bump replaces it; a new intent has none)."""
+        now_us, state = to_us(now), self.state.agent(intent.agent_id)
+
+        def spent(asset: str) -> int:
+            if asset == movements.NATIVE:
+                return state.spent(now_us, excluding=intent.intent_id)
+            return SpendWindow(state.asset_entries(asset, now_us)).spent(now_us)
+
+        return spent
+
+    def human_approval(self, approved: IntentApproved, now: datetime) -> HumanApproval | None:
+        """The admin's approval the record carries, if it is one this signer believes: signed by a
+        pinned admin key, an approval of exactly this intent (id and digest), and fresh."""
+        approval, intent = approved.human_approval, approved.intent
+        if approval is None or approval.decision != "approve" or not human_approval_valid(approval, self.admin_keys):
+            return None
+        if (approval.intent_id, approval.agent_id, approval.intent_digest) != (
+            intent.intent_id,
+            intent.agent_id,
+            intent.digest(),
+        ):
+            return None
+        age = to_us(now) - to_us(approval.decided_at)
+        return approval if -INTENT_MAX_FUTURE_US <= age < self.max_age_us else None
+
+    def require_human_approval(
+        self, approved: IntentApproved, policy: AgentPolicy, assets: dict[str, int], now: datetime
+    ) -> None:
+        """Above a threshold of the signer's own policy, nothing is signed without an admin's approval."""
+        why = guardrails.approval_needed(approved.intent, policy, assets)
+        if why is not None and self.human_approval(approved, now) is None:
+            raise SigningRefused(
+                "HUMAN_APPROVAL_REQUIRED",
+                (
+                    f"{why}, and the record carries no valid admin approval of this intent (signed by a pinned admin key, "
+                    "bound to its digest, fresh); it waits for `warden approvals approve` through the pipeline"
+                ),
+            )
+
+    def policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
+        intent, offered = approved.intent, approved.policy
+        if not self.policies.signed(offered):
+            raise SigningRefused("POLICY_SIGNATURE_INVALID", "the policy is not signed by a pinned admin key")
+        if offered.agent_id != intent.agent_id:
+            raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
+        self.policies.offer(offered)  # a newer signed policy than the topic has brought yet is adopted
+        held = self.policies.current(intent.agent_id)
+        newest = max(held.version, self.state.agent(intent.agent_id).policy_version())
+        if offered.version < newest:
+            raise SigningRefused(
+                "POLICY_SUPERSEDED",
+                f"approved under policy v{offered.version}, but this agent's "
+                f"policy is now v{newest}; submit the intent again to be "
+                "judged under the current policy",
+            )
+        return held
+
+    async def bump_refusal(
+        self, intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, now: datetime
+    ) -> StageVerdict | None:
+        """The judge again for a fee bump, under the policy in force now: its policy stages (the
+        call and its assets are the ones already signed and counted), then the spend stages on the
+        new fee, the intent counted once. The first refusal, if any."""
+        judged = await judge.run_stages(intent, policy, judge.Context())
+        return judged.refusal or self._spend_refusal(intent, policy, quote, now)
+
+    def _spend_refusal(
+        self, intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, now: datetime
+    ) -> StageVerdict | None:
+        """The first of fee ceiling, cap and rolling limit that the fee bump's ``quote`` fails, if any."""
+        checked = judge.check_spend(intent, policy, quote, self.spent(intent, now)(movements.NATIVE))
+        return None if checked[-1].passed else checked[-1]
+
+    def reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
+        """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
+        record under this intent's id and digest). The first must have been signed, as this kind."""
+        slot = intent.idempotency_slot
+        original = None if slot is None else self.state.agent(intent.agent_id).idempotent_original(slot, to_us(now))
+        if original is None:
+            return None
+        cached = read(original)
+        if cached is None:
+            raise SigningRefused(
+                "IDEMPOTENT_ORIGINAL_NOT_SIGNED",
+                (f"idempotency key was used by intent {original}, which was not signed as a {intent.intent_type}"),
+            )
+        return original, model.from_bytes(cached).model_copy(
+            update={"intent_id": intent.intent_id, "signed_at": now, "intent_digest": intent.digest()}
+        )

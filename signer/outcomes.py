@@ -1,0 +1,257 @@
+"""What the signer says about an intent: refusals, signed records, lifecycle transitions, audit.
+
+Every outcome is signed with the signer's service key and carries the intent's digest: only a
+signer-signed refusal releases the worker's reservation, and clients believe nothing else about a
+signature. Each is recorded in the agent's state (`signer.agent_state`) before it is published,
+so a redelivered intent gets the same bytes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from runtime import metrics
+from runtime.clock import to_us
+from schemas import topics
+from schemas.auth import sign_outcome
+from schemas.emit import Emit, Source, audit, dead_letter
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedTransaction
+from schemas.policy import AgentPolicy
+from signer import lifecycle
+
+SERVICE = "service:signer"
+
+# Refusals of a record nobody can be held to: anyone can write one with a real intent's id.
+NOT_ATTRIBUTABLE = frozenset({"AGENT_SIGNATURE_INVALID", "POLICY_SIGNATURE_INVALID", "POLICY_AGENT_MISMATCH"})
+
+
+class SigningRefused(Exception):
+    """Why an intent is not signed: its code and the reason its rejection tells."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+@dataclass(frozen=True)
+class SigningResult:
+    """What signing a transaction intent produced: the record, the policy judged under, and either
+    the idempotency slot it claims and the key version that signed it (a new transaction: it
+    counts as spend) or the intent whose result it copies (a reused idempotency key)."""
+
+    record: SignedTransaction
+    policy: AgentPolicy
+    slot: str | None = None
+    key: tuple[str, int] | None = None
+    copy_of: str | None = None
+    last_nonce: int | None = None  # the highest nonce it uses: a self-sponsored EIP-7702 delegation uses two
+    assets: dict[str, int] | None = None  # token units it moves or approves, per asset (chain:token)
+
+    @property
+    def counts(self) -> bool:
+        return self.key is not None
+
+
+def digest_of(record: bytes) -> str | None:
+    """The intent digest an outcome this signer recorded is bound to."""
+    return orjson.loads(record).get("intent_digest")
+
+
+class Outcomes:
+    """Signs, records and reports each outcome: the state it records in, the service key it
+    signs with, and where the signer runs (``tee``), which every record states."""
+
+    def __init__(self, state, service_key: tuple[str, Ed25519PrivateKey], tee: str):
+        self.state = state
+        self.key_id, self._service_key = service_key
+        self.tee = tee
+
+    def signed(self, record):
+        """The record, signed with the signer's service key."""
+        return sign_outcome(record, self._service_key, self.key_id)
+
+    def dead_letter(
+        self, raw: bytes | None, source: Source, now: datetime, reason: str, errors: tuple[str, ...] = ()
+    ) -> list[Emit]:
+        """A record the signer cannot process, dead-lettered under its signature."""
+        return dead_letter(SERVICE, raw, source, now, reason, errors, sign=self.signed)
+
+    def refuse(
+        self, intent: TransactionIntent, refused: SigningRefused, now: datetime, record: bool = True
+    ) -> list[Emit]:
+        """The intent's one rejection at stage ``signing``; recorded (a redelivery gets it again)
+        unless ``record`` is False."""
+        rejected = self.signed(
+            IntentRejected(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                stage="signing",
+                code=refused.code,
+                reason=refused.reason,
+                decided_at=now,
+                intent_digest=intent.digest(),
+                tee=self.tee,
+            )
+        )
+        raw = rejected.to_bytes()
+        metrics.SIGNER_OUTCOMES.labels("refused", refused.code).inc()
+        if record:
+            self.state.agent(intent.agent_id).record_refused(intent_id=intent.intent_id, record=raw, now_us=to_us(now))
+        return [
+            Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
+            audit(
+                SERVICE,
+                "tx.sign_failed",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                code=refused.code,
+                reason=refused.reason,
+                tee=self.tee,
+            ),
+        ]
+
+    def transaction_signed(
+        self, approved: IntentApproved, signing: SigningResult, now: datetime
+    ) -> tuple[list[Emit], SignedTransaction]:
+        """A signed transaction: signed as an outcome, recorded with its nonce, spend and
+        idempotency entry (inside the intent's scope), and reported."""
+        intent = approved.intent
+        signed = self.signed(signing.record)
+        record = signed.to_bytes()
+        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
+        metrics.TXS.labels(signed.status).inc()
+        self.state.agent(intent.agent_id).record_signed(
+            intent_id=intent.intent_id,
+            record=record,
+            now_us=to_us(now),
+            chain=intent.chain,
+            address=signed.from_,
+            nonce=signed.nonce,
+            spend_wei=signed.max_spend_wei,
+            counts=signing.counts,
+            policy_version=signing.policy.version,
+            idempotency_slot=signing.slot,
+            tx_hash=signed.tx_hash if signing.counts else None,
+            last_nonce=signing.last_nonce,
+            assets=signing.assets,
+            context=(intent.to_bytes(), *signing.key) if signing.key else None,
+            copy_of=signing.copy_of,
+        )
+        emits = [
+            Emit(topics.TXS_SIGNED, intent.agent_id, record),
+            audit(
+                SERVICE,
+                "tx.signed",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                chain=intent.chain,
+                chain_id=signed.chain_id,
+                tx_hash=signed.tx_hash,
+                **{"from": signed.from_},
+                to=signed.to,
+                nonce=signed.nonce,
+                value_wei=str(signed.value_wei),
+                max_spend_wei=str(signed.max_spend_wei),
+                policy_version=signing.policy.version,
+                status=signed.status,
+                tee=self.tee,
+                kind="transaction",
+                tx_type=signed.tx_type,
+                asset_spend={k: str(v) for k, v in (signing.assets or {}).items()},
+                approved_by=approved.human_approval.admin_key_id if approved.human_approval else None,
+                **intent.type_facts(),
+            ),
+        ]
+        return emits, signed
+
+    def message_signed(
+        self,
+        intent: TransactionIntent,
+        result: SignedMessage,
+        policy: AgentPolicy,
+        now: datetime,
+        slot: str | None,
+        assets: dict[str, int] | None,
+        copy_of: str | None,
+    ) -> list[Emit]:
+        """A signed message: signed as an outcome, recorded with its idempotency entry and what it
+        authorizes (inside the intent's scope), and reported on warden.messages.signed."""
+        signed = self.signed(result)
+        record = signed.to_bytes()
+        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
+        self.state.agent(intent.agent_id).record_message(
+            intent_id=intent.intent_id,
+            record=record,
+            now_us=to_us(now),
+            policy_version=policy.version,
+            idempotency_slot=slot,
+            assets=assets,
+        )
+        return [
+            Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
+            audit(
+                SERVICE,
+                "message.signed",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                kind=signed.kind,
+                chain=intent.chain,
+                chain_id=signed.chain_id,
+                **{"from": signed.from_},
+                message_hash=signed.message_hash,
+                primary_type=signed.primary_type,
+                verifying_contract=signed.verifying_contract,
+                domain_separator=signed.domain_separator,
+                policy_version=policy.version,
+                tee=self.tee,
+                idempotent_copy_of=copy_of,
+            ),
+        ]
+
+    def transition(self, signed: SignedTransaction, update: dict, at: datetime) -> tuple[list[Emit], SignedTransaction]:
+        """One status change of the lifecycle: checked, signed, recorded (a redelivery re-publishes
+        the newest) and reported on the topic and the ledger."""
+        lifecycle.check_transition(signed.status, update["status"])
+        result = self.signed(signed.model_copy(update=update))
+        raw = result.to_bytes()
+        self.state.agent(signed.agent_id).replace_record(signed.intent_id, raw)
+        metrics.TXS.labels(result.status).inc()
+        return [
+            Emit(topics.TXS_SIGNED, signed.agent_id, raw),
+            audit(
+                SERVICE,
+                f"tx.{result.status}",
+                f"intent:{signed.intent_id}",
+                at,
+                signed.intent_id,
+                result.tx_hash,
+                result.status,
+                result.error or "",
+                intent_id=signed.intent_id,
+                agent_id=signed.agent_id,
+                tx_hash=result.tx_hash,
+                nonce=result.nonce,
+                status=result.status,
+                block_number=result.block_number,
+                gas_used=result.gas_used,
+                fee_wei=None if result.fee_wei is None else str(result.fee_wei),
+                error=result.error,
+                replaces=list(result.replaces),
+                replaced_by=result.replaced_by,
+                tee=self.tee,
+            ),
+        ], result

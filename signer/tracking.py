@@ -1,0 +1,423 @@
+"""Tracking a broadcast transaction to a final status: sent, followed, receipts, gaps, fee bumps.
+
+`Tracking.send` hands the signed bytes to the chain once; `Tracking.track` follows the transaction
+until the chain says what became of it (mined, failed, replaced, dropped), through the state
+machine in `signer.lifecycle`: sent again if the node lost it, replaced with a fee bump the current
+policy allows (`signer.bump`), or reported stuck, with nonce gaps named. An outcome is only ever
+what the chain said: while the node cannot answer, nothing is reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from evm import transactions as txs
+from runtime.clock import US_PER_SECOND, Clock, to_us
+from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.emit import Emit
+from schemas.outcomes import SignedTransaction
+from signer import blocks, lifecycle
+from signer.bump import FeeBump
+from signer.judging import Judging
+from signer.outcomes import Outcomes
+from signer.signing import Sidecars, Signing
+
+log = logging.getLogger("warden.signer")
+# A tracker asks for its receipt when its chain's block watch (signer.blocks) sees one of its
+# transactions in a block. The nonce, the mempool and the replacement rules are looked at after
+# a block is read (the nonce may have moved) or when the replacement delay or the nonce's settle
+# time runs out, and at most once a second.
+STEP_EVERY_US = US_PER_SECOND
+# An idempotent copy looks at its original's record (local state) twice a second.
+FOLLOW_EVERY_S = 0.5
+
+
+@dataclass
+class Tracked:
+    """A transaction the tracker follows: its current record (a bump replaces it), when it
+    was last sent, the hashes of every attempt, and since when the chain's nonce has been past it."""
+
+    record: SignedTransaction
+    sent_us: int
+    hashes: list[str]  # every transaction signed for the intent, oldest first: any may be mined
+    ticket: blocks.Ticket
+    nonce_passed_us: int | None = None
+    waiting: lifecycle.Wait | None = None  # what the last step said, if it said wait
+
+    def attempt(self, tx_hash: str) -> None:
+        """A new transaction for the intent (a fee bump): followed before it is sent, so the block
+        that holds it wakes the tracker."""
+        if tx_hash not in self.hashes:
+            self.hashes.append(tx_hash)
+            self.ticket.follow([tx_hash])
+
+
+class Tracking:
+    """The agent state that records what the chain did, each chain's node and block watch, the
+    outcomes it reports through, the blob sidecars it sends, and the fee bump (which judges and
+    signs again: ``judging``, ``signing``). A transaction not mined ``replace_after_us`` after it
+    was sent is replaced, at most ``max_bumps`` times; ``persist`` makes a bump durable before
+    it is sent."""
+
+    def __init__(
+        self,
+        state,
+        node_for: Callable[[str], Node],
+        outcomes: Outcomes,
+        sidecars: Sidecars,
+        judging: Judging,
+        signing: Signing,
+        replace_after_us: int,
+        max_bumps: int,
+        persist: Callable[[str], Awaitable[None]],
+    ):
+        self.state = state
+        self.node_for = node_for
+        self.outcomes = outcomes
+        self.sidecars = sidecars
+        self.replace_after_us = replace_after_us
+        self.max_bumps = max_bumps
+        self.fee_bump = FeeBump(state, judging, signing, outcomes, persist, self.transition, self.send_again)
+        self._watches: dict[str, blocks.BlockWatch] = {}  # chain → its reader of new blocks
+
+    def transition(self, signed: SignedTransaction, update: dict, at: datetime) -> tuple[list[Emit], SignedTransaction]:
+        """`Outcomes.transition`; a final status ends the sidecar's keeping: it is never sent again."""
+        emits, result = self.outcomes.transition(signed, update, at)
+        if result.status not in lifecycle.OPEN:
+            self.sidecars.drop(signed.tx_hash)
+        return emits, result
+
+    async def send(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
+        """Hand the signed bytes to the chain: (what to publish, the record to `track`, or None
+        when the node refused it). Called before the next intent is signed, so when the node
+        refuses, the nonce can be given back without leaving a gap. An idempotent copy is not
+        sent: its original was."""
+        agent = self.state.agent(signed.agent_id)
+        if agent.original_of(signed.intent_id) is not None:
+            return [], signed
+        try:
+            await self.node_for(signed.chain).call("eth_sendRawTransaction", self.sidecars.network_form(signed))
+        except RpcError as exc:
+            # "nonce too low" at the first send: another transaction has the nonce; the tracker
+            # reports it dropped (or replaced). The nonce is not given back: it is used.
+            if not _already_sent(exc.message):
+                # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
+                agent.release_nonce(signed.chain, signed.from_, signed.nonce, last=_last_nonce(signed))
+                agent.settle_spend(signed.intent_id, 0, executed=False)
+                emits, _ = self.transition(
+                    signed, {"status": "failed", "error": f"node refused the transaction: {exc.message}"}, now
+                )
+                return emits, None
+        except RpcUnavailable:
+            # The node may or may not have it: not a refusal. The tracker sends it again.
+            return [], signed
+        return self.transition(signed, {"status": "broadcast"}, now)
+
+    async def track(
+        self,
+        signed: SignedTransaction,
+        now: Clock,
+        emit: Callable[[list[Emit]], Awaitable[object]],
+        resend: bool = False,
+    ) -> SignedTransaction:
+        """Follow one transaction for the chain until its status is final, publishing every
+        change through ``emit``; returns the final record.
+
+        Mined or failed come from a receipt of any of its transactions (a fee bump may have
+        been outrun by the original); replaced or dropped when the chain's nonce passed it with
+        none of them mined. Not mined within the replacement delay, it is sent again if the node
+        lost it, else replaced with a fee bump the current policy allows (ceiling, cap and the
+        rolling limit count the bump), else reported stuck with the reason; a nonce gap is
+        reported too. While the node cannot answer, nothing is reported: an outcome is only ever
+        what the chain said. With ``resend`` (after a restart), or while the record is still
+        ``signed`` (the node did not answer the send), the same bytes are sent first."""
+        original = self.state.agent(signed.agent_id).original_of(signed.intent_id)
+        if original is not None:
+            return await self._follow(signed, original, now, emit)
+        node = self.node_for(signed.chain)
+        if resend or signed.status == "signed":
+            error = await self.send_again(signed, node)
+            if error is None and signed.status == "signed":
+                emits, signed = self.transition(signed, {"status": "broadcast"}, now())
+                await emit(emits)
+        attempts = self.state.agent(signed.agent_id).attempts(signed.intent_id)
+        hashes = [h for h in attempts if h != signed.tx_hash] + [signed.tx_hash]
+        watch = self.watch_for(signed.chain)
+        # Waiting before the first look: a block that comes after it wakes this tracker.
+        ticket = watch.ticket(hashes)
+        tracked = Tracked(signed, sent_us=to_us(now()), hashes=hashes, ticket=ticket)
+        check_us = look_us = 0
+        stepped_at = -1  # the watch's reading at the last step
+
+        def idle() -> bool:
+            # A step that said Wait says the same until a block is read or its time comes.
+            return tracked.waiting is not None and watch.reading == stepped_at
+
+        def step_due_us() -> int:
+            return max(check_us, tracked.waiting.until_us) if idle() else check_us
+
+        try:
+            while True:
+                try:
+                    # Its receipt is asked for when a block holds one of its transactions (and
+                    # once in a while in case the watch missed it), not on every turn.
+                    if ticket.take() or to_us(now()) >= look_us:
+                        look_us = to_us(now()) + int(blocks.RECHECK_S * US_PER_SECOND)
+                        final = await self._receipt(tracked, node, now())
+                    else:
+                        final = None
+                    if final is None and to_us(now()) >= step_due_us():
+                        check_us, stepped_at = to_us(now()) + STEP_EVERY_US, watch.reading
+                        final = await self._step(tracked, node, watch, now(), emit)
+                    if final is not None:
+                        await emit(final[0])
+                        return final[1]
+                except (RpcError, RpcUnavailable) as exc:
+                    log.warning(
+                        "tracking %s of intent %s: the node did not answer (%s); asking again",
+                        tracked.record.tx_hash,
+                        signed.intent_id,
+                        exc,
+                    )
+                    look_us, tracked.waiting = to_us(now()) + STEP_EVERY_US, None
+                except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without an outcome
+                    log.exception("tracking %s of intent %s failed; retrying", tracked.record.tx_hash, signed.intent_id)
+                    look_us, tracked.waiting = to_us(now()) + STEP_EVERY_US, None
+                wake_us = min(look_us, step_due_us())
+                await ticket.wait((wake_us - to_us(now())) / US_PER_SECOND, any_block=idle())
+        finally:
+            ticket.close()
+
+    def watch_for(self, chain: str) -> blocks.BlockWatch:
+        """The chain's one reader of new blocks, shared by every tracker on it."""
+        watch = self._watches.get(chain)
+        if watch is None:
+            watch = self._watches[chain] = blocks.BlockWatch(self.node_for(chain))
+        return watch
+
+    async def _follow(
+        self, copy: SignedTransaction, original_id: str, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]
+    ) -> SignedTransaction:
+        """An intent answered with another's result (same idempotency key) reports each status
+        the original's transaction reaches, under its own id and digest, until it is final."""
+        while copy.status in lifecycle.OPEN:
+            try:
+                original = SignedTransaction.from_bytes(self.state.agent(copy.agent_id).signed_record(original_id))
+                changed = {
+                    name: getattr(original, name)
+                    for name in _FOLLOWED
+                    if getattr(original, name) != getattr(copy, name)
+                }
+                if changed and original.status != "signed":
+                    emits, followed = self.transition(copy, {"status": original.status, **changed}, now())
+                    await emit(emits)
+                    copy = followed
+                    continue
+            except Exception:  # noqa: BLE001 - a follower that dies leaves its intent without an outcome
+                log.exception("following intent %s for intent %s failed; retrying", original_id, copy.intent_id)
+            await asyncio.sleep(FOLLOW_EVERY_S)
+        return copy
+
+    async def _step(
+        self, tracked: Tracked, node: Node, watch: blocks.BlockWatch, at: datetime, emit
+    ) -> tuple[list[Emit], SignedTransaction] | None:
+        """One look at the chain for a transaction with no receipt; what to publish and the final
+        record if it is final now. Updates ``tracked`` (a bump, a stuck report, a new send)."""
+        signed = tracked.record
+        chain_next = await watch.nonce(signed.from_)
+        if chain_next > signed.nonce and tracked.nonce_passed_us is None:
+            tracked.nonce_passed_us = to_us(at)
+        step = lifecycle.next_step(
+            signed.nonce,
+            chain_next,
+            tracked.sent_us,
+            to_us(at),
+            len(signed.replaces),
+            self.replace_after_us,
+            self.max_bumps,
+            tracked.nonce_passed_us,
+        )
+        tracked.waiting = step if isinstance(step, lifecycle.Wait) else None
+        if isinstance(step, lifecycle.Wait):
+            return None
+        if isinstance(step, lifecycle.NonceUsed):
+            # Mined between the two questions, or another transaction took the nonce.
+            return await self._receipt(tracked, node, at) or await self._nonce_used(signed, node, at)
+        tracked.sent_us = to_us(at)  # whatever happens below, the next look is a replacement delay away
+        if await node.call("eth_getTransactionByHash", signed.tx_hash) is None:
+            # The node lost it (restarted, evicted it): the same bytes again before paying more.
+            # Refused again (priced out, say), it goes on to the step like a pending one.
+            if await self.send_again(signed, node) is None:
+                return None
+        if isinstance(step, lifecycle.Gap):
+            reason = self._gap(signed, step.missing)
+        elif isinstance(step, lifecycle.Stuck):
+            reason = step.reason
+        else:
+            bumped, reason = await self.fee_bump.bump(tracked, node, at)
+            if bumped is not None:
+                await emit(bumped[0])
+                tracked.record = bumped[1]
+                return None
+        if reason is not None and (signed.status != "stuck" or signed.error != reason):
+            emits, tracked.record = self.transition(signed, {"status": "stuck", "error": reason}, at)
+            await emit(emits)
+        return None
+
+    async def send_again(self, signed: SignedTransaction, node: Node) -> str | None:
+        """The same bytes to the chain again; None if it has them (or mined them), else why not."""
+        try:
+            await node.call("eth_sendRawTransaction", self.sidecars.network_form(signed))
+        except RpcError as exc:
+            return None if _already_sent(exc.message) else exc.message
+        except RpcUnavailable as exc:
+            return str(exc)
+        return None
+
+    async def _receipt(self, tracked: Tracked, node: Node, at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
+        """Final, if any transaction of this intent has a receipt: mined (executed) or failed
+        (reverted); the spend settles to what the chain took."""
+        signed, hashes = tracked.record, tracked.hashes
+        for tx_hash in reversed(hashes):  # the newest is the likeliest
+            receipt = await node.call("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                break
+        else:
+            return None
+        agent = self.state.agent(signed.agent_id)
+        winner = (
+            signed
+            if tx_hash == signed.tx_hash
+            else SignedTransaction.from_bytes(agent.attempts(signed.intent_id)[tx_hash])
+        )
+        ok = int(receipt["status"], 16) == 1
+        gas_used = int(receipt["gasUsed"], 16)
+        fee = gas_used * int(receipt["effectiveGasPrice"], 16)
+        # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
+        fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
+        # Settled: the worst case reserved at signing gives way to what the chain took.
+        agent.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok)
+        others = tuple(h for h in hashes if h != tx_hash)
+        return self.transition(
+            signed,
+            {
+                "signed_tx": winner.signed_tx,
+                "tx_hash": tx_hash,
+                "max_spend_wei": winner.max_spend_wei,
+                "replaces": others,
+                "status": "mined" if ok else "failed",
+                "block_number": int(receipt["blockNumber"], 16),
+                "gas_used": gas_used,
+                "fee_wei": fee,
+                "error": None if ok else "execution reverted",
+            },
+            at,
+        )
+
+    async def _nonce_used(
+        self, signed: SignedTransaction, node: Node, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction]:
+        """The chain's nonce passed this transaction and none of its hashes was mined: replaced,
+        when another transaction this signer signed at the nonce was mined; dropped otherwise."""
+        agent = self.state.agent(signed.agent_id)
+        agent.settle_spend(signed.intent_id, 0, executed=False)  # none of this intent's transactions executed
+        for other in agent.intents_at_nonce(signed.chain, signed.from_, signed.nonce):
+            if other == signed.intent_id:
+                continue
+            for tx_hash in agent.attempts(other):
+                receipt = await node.call("eth_getTransactionReceipt", tx_hash)
+                if receipt is not None:
+                    return self.transition(
+                        signed,
+                        {
+                            "status": "replaced",
+                            "replaced_by": tx_hash,
+                            "error": (
+                                f"nonce {signed.nonce} was used by transaction {tx_hash} of intent {other}, mined in block "
+                                f"{int(receipt['blockNumber'], 16)}; this one can no longer be mined"
+                            ),
+                        },
+                        at,
+                    )
+        return self.transition(
+            signed,
+            {
+                "status": "dropped",
+                "error": (
+                    f"nonce {signed.nonce} of {signed.from_} on {signed.chain} was used by a transaction this signer did "
+                    "not sign; this one can no longer be mined and nothing it would have spent is counted. If the address "
+                    "is used outside Warden, stop that: it races the signer's nonces"
+                ),
+            },
+            at,
+        )
+
+    def _gap(self, signed: SignedTransaction, missing: range) -> str | None:
+        """Nonces below this transaction's are unused on chain: the reason to report if any of them
+        has no open transaction this signer holds. One that has is followed by its own tracker,
+        which sends it again if the node lost it; sending it from here too cost every transaction
+        behind it a send per look, N² sends for N pending transactions of one address."""
+        agent = self.state.agent(signed.agent_id)
+        unfilled, sign_only = [], []
+        for nonce in missing:
+            held = [
+                SignedTransaction.from_bytes(record)
+                for intent_id in agent.intents_at_nonce(signed.chain, signed.from_, nonce)
+                if (record := agent.signed_record(intent_id)) is not None
+            ]
+            if not any(record.status in lifecycle.OPEN for record in held):
+                unfilled.append(nonce)
+                sign_only += [record.intent_id for record in held if record.status == "sign_only"]
+        if not unfilled:
+            return None
+        log.warning("nonce gap before %s of intent %s: nonces %s unused", signed.tx_hash, signed.intent_id, unfilled)
+        held_by_client = (
+            f" Sign-only transaction(s) of intent(s) {', '.join(sign_only[:5])} hold some of them: broadcast those."
+            if sign_only
+            else ""
+        )
+        return (
+            f"nonce gap: the chain's next nonce for {signed.from_} on {signed.chain} is {missing.start}, this "
+            f"transaction has {signed.nonce}, and nonce(s) {_ranges(unfilled)} have no pending transaction this "
+            f"signer can send, so it cannot be mined until they are used.{held_by_client} The signer signs only "
+            "what an intent asks for: it does not fill the gap by itself"
+        )
+
+
+def _last_nonce(signed: SignedTransaction) -> int:
+    """The highest nonce of its address a transaction uses: a type-4 transaction signed by the
+    agent for its own account uses one more per authorization."""
+    if signed.tx_type != 4:
+        return signed.nonce
+    tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
+    return signed.nonce + len(tx.authorization_list)
+
+
+# What an idempotent copy takes from its original's record as that transaction moves on.
+_FOLLOWED = (
+    "status",
+    "signed_tx",
+    "tx_hash",
+    "max_spend_wei",
+    "block_number",
+    "gas_used",
+    "fee_wei",
+    "error",
+    "replaces",
+    "replaced_by",
+)
+
+
+def _already_sent(message: str) -> bool:
+    """A node's refusal that means it has the transaction, or mined its nonce already: the
+    receipt (or the nonce) will tell which."""
+    message = message.lower()
+    return "already known" in message or "nonce too low" in message or "already imported" in message
+
+
+def _ranges(nonces: list[int]) -> str:
+    return ", ".join(str(n) for n in nonces[:10]) + (f" and {len(nonces) - 10} more" if len(nonces) > 10 else "")
