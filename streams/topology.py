@@ -39,10 +39,59 @@ log = logging.getLogger("warden.streams")
 
 
 def build_app(settings: Settings) -> faust.App:
+    """The worker's Faust app: its configuration, the engine over its tables, and each of the
+    worker's loops (`Loops`) wired to its topic, timer or signal."""
     kafka_transport.fetch_max_wait_ms = settings.fetch_wait_ms
+    app = _faust_app(settings)
+
+    def table(name: str) -> faust.Table:
+        return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
+
+    nodes = Nodes(settings.rpc_url_for)
+    worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
+    engine = Engine(
+        admin_keys=pinned_admin_keys(settings),
+        node_for=nodes.for_chain,
+        policies=table("warden-policies"),
+        decisions=table("warden-decisions"),
+        idempotency=table("warden-idempotency"),
+        service_key=worker_key,
+        service_keys=PinnedServiceKeys(settings),
+        max_record_bytes=settings.max_record_bytes,
+        max_age_us=settings.intent_max_age_s * 1_000_000,
+        home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
+    )
+    loops = Loops(app, settings, engine, worker_key)
+
+    @app.on_before_shutdown.connect
+    def _close_nodes(app, **kwargs) -> None:
+        app.loop.create_task(nodes.close())
+
+    app.on_partitions_assigned.connect(loops.on_assigned)
+    app.timer(interval=5.0)(loops.report_lag)
+    app.timer(interval=1.0)(loops.remind_deadlines)
+    app.agent(_raw_topic(app, topics.APPROVAL_DEADLINES))(loops.deadlines)
+    app.agent(_raw_topic(app, topics.APPROVALS))(loops.approvals)
+    app.task(loops.redeliver)
+    app.agent(_raw_topic(app, topics.POLICIES))(loops.policies)
+    app.agent(_raw_topic(app, topics.INTENTS_ABANDONED))(loops.abandoned)
+    app.agent(_raw_topic(app, topics.INTENTS_REJECTED))(loops.releases)
+    if settings.topology == "fused":
+        app.timer(interval=HELD_FLUSH_S)(loops.flush_held)
+        app.agent(_raw_topic(app, topics.INTENTS_SUBMITTED))(loops.intents)
+    elif settings.topology == "split":
+        app.agent(_raw_topic(app, topics.INTENTS_SUBMITTED))(loops.intake)
+        for stage in ALL_GUARDRAIL_STAGES:
+            app.agent(_raw_topic(app, topics.stage_topic(stage)), name=f"stage-{stage}")(loops.stage(stage))
+    else:
+        raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {settings.topology!r}")
+    return app
+
+
+def _faust_app(settings: Settings) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.worker_id  # one per worker: several may share a home
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    return faust.App(
         "warden-streams",
         # Faust's aiokafka transport with a short fetch wait (streams.kafka_transport says why).
         broker=f"{kafka_transport.SCHEME}://{settings.broker}",
@@ -66,168 +115,141 @@ def build_app(settings: Settings) -> faust.App:
         datadir=str(datadir),
     )
 
-    def raw_topic(name: str) -> faust.TopicT:
-        return app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=topics.PARTITIONS,
-        )
 
-    def table(name: str) -> faust.Table:
-        return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
-
-    nodes = Nodes(settings.rpc_url_for)
-    worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
-    audit_signer = AuditSigner("worker", *worker_key)
-    engine = Engine(
-        admin_keys=pinned_admin_keys(settings),
-        node_for=nodes.for_chain,
-        policies=table("warden-policies"),
-        decisions=table("warden-decisions"),
-        idempotency=table("warden-idempotency"),
-        service_key=worker_key,
-        service_keys=PinnedServiceKeys(settings),
-        max_record_bytes=settings.max_record_bytes,
-        max_age_us=settings.intent_max_age_s * 1_000_000,
-        home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
+def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=topics.PARTITIONS,
     )
-    outputs: dict[str, faust.TopicT] = {}
-    published = Published()  # what this worker signed and sent, for its own redelivery watch
 
-    @app.on_before_shutdown.connect
-    def _close_nodes(app, **kwargs) -> None:
-        app.loop.create_task(nodes.close())
 
-    windows_stale = True
-    metrics_served = False
+class Loops:
+    """The worker's control loops: one agent per input topic feeding ``engine`` and publishing
+    what it emits, the timers, the redelivery task, and the windows kept fresh after partitions
+    move. `build_app` wires each to its topic, timer or signal."""
 
-    @app.on_partitions_assigned.connect
-    async def _assigned(app, assigned, **kwargs) -> None:
-        # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
-        nonlocal windows_stale, metrics_served
-        windows_stale = True
-        if not metrics_served:
-            metrics.serve(settings, settings.worker_process)
-            metrics_served = True
-        mark_ready(settings, settings.worker_process)
-
-    def fresh_windows() -> None:
-        nonlocal windows_stale
-        if windows_stale:
-            engine.rebuild()
-            windows_stale = False
-
-    async def publish(emits: list[Emit]) -> None:
-        for emit in join_audits(emits, settings.max_record_bytes):
-            if emit.topic in PUBLISHED_OUTCOMES:
-                published.add(emit.value)  # before it is sent: the watch may read it back at once
-            topic = outputs.get(emit.topic)
-            if topic is None:
-                topic = outputs[emit.topic] = raw_topic(emit.topic)
-            # Faust flushes its producer before it commits the input offsets, so an input is
-            # never marked done before what it produced is written (at-least-once).
-            await topic.send(key=emit.key.encode(), value=emit.value, headers=audit_headers(emit, audit_signer))
-
-    def source_of(event) -> Source:
-        msg = event.message
-        return Source(msg.topic, msg.partition, msg.offset, msg.key)
-
-    @app.timer(interval=5.0)
-    async def report_lag() -> None:
-        # The worker's group, as `warden status` counts it: records past its committed offsets.
-        group, names = topics.CONSUMER_GROUPS["streams"]
-        try:
-            metrics.CONSUMER_LAG.labels("streams").set(sum((await group_lag(settings, group, names)).values()))
-        except Exception as exc:  # noqa: BLE001 - a timer that raises would stop the worker for a metric
-            log.warning("could not read the consumer lag of %s: %s", group, exc)
-
-    @app.timer(interval=1.0)
-    async def remind_deadlines() -> None:
-        # Intents that waited for an admin past their policy's approval_timeout_s end APPROVAL_EXPIRED.
-        # Tables change only inside stream iteration, so the timer writes a reminder on the intent's
-        # partition and the deadlines agent expires it there.
-        fresh_windows()
-        for agent_id, intent_id in engine.due_parked(utcnow()):
-            await publish([Emit(topics.APPROVAL_DEADLINES, agent_id, orjson.dumps({"intent_id": intent_id}))])
-
-    @app.agent(raw_topic(topics.APPROVAL_DEADLINES))
-    async def deadlines(stream):
-        async for event in stream.events():
-            fresh_windows()
-            await publish(_guard(event, engine.on_deadline, event.value, source_of(event), utcnow()))
-
-    @app.agent(raw_topic(topics.APPROVALS))
-    async def approvals(stream):
-        async for event in stream.events():
-            fresh_windows()
-            await publish(_guard(event, engine.on_human_approval, event.value, source_of(event), utcnow()))
-
-    @app.task
-    async def redeliver() -> None:
-        await run_redelivery(settings, worker_key, published=published)
-
-    @app.agent(raw_topic(topics.POLICIES))
-    async def policies(stream):
-        async for event in stream.events():
-            await publish(_guard(event, engine.on_policy, event.value, source_of(event), utcnow()))
-
-    @app.agent(raw_topic(topics.INTENTS_ABANDONED))
-    async def abandoned(stream):
-        async for event in stream.events():
-            await publish(_guard(event, engine.on_abandoned, event.value, source_of(event), utcnow()))
-
-    @app.agent(raw_topic(topics.INTENTS_REJECTED))
-    async def releases(stream):
-        async for event in stream.events():
-            fresh_windows()
-            await publish(_guard(event, engine.on_rejected, event.value, utcnow()))
-
-    if settings.topology == "fused":
+    def __init__(self, app: faust.App, settings: Settings, engine: Engine, worker_key):
+        self.app = app
+        self.settings = settings
+        self.engine = engine
+        self.worker_key = worker_key
+        self.audit_signer = AuditSigner("worker", *worker_key)
+        self.outputs: dict[str, faust.TopicT] = {}
+        self.published = Published()  # what this worker signed and sent, for its own redelivery watch
+        self.windows_stale = True
+        self.metrics_served = False
         # The fused hop decides every intent its consumer has ready before it sends what they
         # emitted (`Held`): each agent's audit events of the lot leave as one record, and the lot's
         # records share requests and batches on the broker.
-        held = Held(publish)
+        self.held = Held(self.publish)
 
-        @app.timer(interval=HELD_FLUSH_S)
-        async def flush_held() -> None:
-            # The hop waits for its next record with outputs held only when the records it saw
-            # ready were then skipped (stale ones, at a rebalance): those go out within this interval.
-            await held.flush()
+    async def on_assigned(self, app, assigned, **kwargs) -> None:
+        # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
+        self.windows_stale = True
+        if not self.metrics_served:
+            metrics.serve(self.settings, self.settings.worker_process)
+            self.metrics_served = True
+        mark_ready(self.settings, self.settings.worker_process)
 
-        @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
-        async def intents(stream):
-            manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
-            async for event in manual.events():
-                fresh_windows()
-                held.add(manual, event, await _aguard(event, engine.on_intent, event.value, source_of(event), utcnow()))
-                if held.count >= MAX_HELD or manual.channel.empty():
-                    await held.flush()
-    elif settings.topology == "split":
+    def fresh_windows(self) -> None:
+        if self.windows_stale:
+            self.engine.rebuild()
+            self.windows_stale = False
 
-        @app.agent(raw_topic(topics.INTENTS_SUBMITTED))
-        async def intake(stream):
+    async def publish(self, emits: list[Emit]) -> None:
+        for emit in join_audits(emits, self.settings.max_record_bytes):
+            if emit.topic in PUBLISHED_OUTCOMES:
+                self.published.add(emit.value)  # before it is sent: the watch may read it back at once
+            topic = self.outputs.get(emit.topic)
+            if topic is None:
+                topic = self.outputs[emit.topic] = _raw_topic(self.app, emit.topic)
+            # Faust flushes its producer before it commits the input offsets, so an input is
+            # never marked done before what it produced is written (at-least-once).
+            await topic.send(key=emit.key.encode(), value=emit.value, headers=audit_headers(emit, self.audit_signer))
+
+    # -- timers and tasks -----------------------------------------------------------------------
+
+    async def report_lag(self) -> None:
+        # The worker's group, as `warden status` counts it: records past its committed offsets.
+        group, names = topics.CONSUMER_GROUPS["streams"]
+        try:
+            metrics.CONSUMER_LAG.labels("streams").set(sum((await group_lag(self.settings, group, names)).values()))
+        except Exception as exc:  # noqa: BLE001 - a timer that raises would stop the worker for a metric
+            log.warning("could not read the consumer lag of %s: %s", group, exc)
+
+    async def remind_deadlines(self) -> None:
+        # Intents that waited for an admin past their policy's approval_timeout_s end APPROVAL_EXPIRED.
+        # Tables change only inside stream iteration, so the timer writes a reminder on the intent's
+        # partition and the deadlines agent expires it there.
+        self.fresh_windows()
+        for agent_id, intent_id in self.engine.due_parked(utcnow()):
+            await self.publish([Emit(topics.APPROVAL_DEADLINES, agent_id, orjson.dumps({"intent_id": intent_id}))])
+
+    async def redeliver(self) -> None:
+        await run_redelivery(self.settings, self.worker_key, published=self.published)
+
+    async def flush_held(self) -> None:
+        # The hop waits for its next record with outputs held only when the records it saw
+        # ready were then skipped (stale ones, at a rebalance): those go out within this interval.
+        await self.held.flush()
+
+    # -- agents ---------------------------------------------------------------------------------
+
+    async def deadlines(self, stream):
+        async for event in stream.events():
+            self.fresh_windows()
+            await self.publish(_guard(event, self.engine.on_deadline, event.value, _source_of(event), utcnow()))
+
+    async def approvals(self, stream):
+        async for event in stream.events():
+            self.fresh_windows()
+            await self.publish(_guard(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow()))
+
+    async def policies(self, stream):
+        async for event in stream.events():
+            await self.publish(_guard(event, self.engine.on_policy, event.value, _source_of(event), utcnow()))
+
+    async def abandoned(self, stream):
+        async for event in stream.events():
+            await self.publish(_guard(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow()))
+
+    async def releases(self, stream):
+        async for event in stream.events():
+            self.fresh_windows()
+            await self.publish(_guard(event, self.engine.on_rejected, event.value, utcnow()))
+
+    async def intents(self, stream):
+        """Fused topology: every intent decided in one hop, its outputs held with its lot."""
+        held = self.held
+        manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
+        async for event in manual.events():
+            self.fresh_windows()
+            held.add(
+                manual, event, await _aguard(event, self.engine.on_intent, event.value, _source_of(event), utcnow())
+            )
+            if held.count >= MAX_HELD or manual.channel.empty():
+                await held.flush()
+
+    async def intake(self, stream):
+        """Split topology, first hop."""
+        async for event in stream.events():
+            await self.publish(await _aguard(event, self.engine.on_intake, event.value, _source_of(event), utcnow()))
+
+    def stage(self, stage: str):
+        """Split topology: the agent of one stage's topic."""
+
+        async def run(stream):
             async for event in stream.events():
-                await publish(await _aguard(event, engine.on_intake, event.value, source_of(event), utcnow()))
+                self.fresh_windows()
+                await self.publish(
+                    await _aguard(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
+                )
 
-        for stage in ALL_GUARDRAIL_STAGES:
-
-            def stage_agent(stage: str):
-                async def run(stream):
-                    async for event in stream.events():
-                        fresh_windows()
-                        await publish(
-                            await _aguard(event, engine.on_stage, stage, event.value, source_of(event), utcnow())
-                        )
-
-                return run
-
-            app.agent(raw_topic(topics.stage_topic(stage)), name=f"stage-{stage}")(stage_agent(stage))
-    else:
-        raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {settings.topology!r}")
-    return app
+        return run
 
 
 # At most this many decided intents wait for their outputs to be sent (a burst's lot): at ~0.3 ms
@@ -269,6 +291,11 @@ class Held:
             await self._publish(emits)
             for stream, event in lot:
                 await stream.ack(event)
+
+
+def _source_of(event) -> Source:
+    msg = event.message
+    return Source(msg.topic, msg.partition, msg.offset, msg.key)
 
 
 def _guard(event, handler, *args) -> list[Emit]:

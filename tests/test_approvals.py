@@ -9,13 +9,16 @@ from __future__ import annotations
 import base64
 from datetime import timedelta
 
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.clock import to_us
 from schemas import topics
 from schemas.auth import sign_human_approval
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentApproved, IntentParked
+from streams.decision import Decision
 from tests.test_engine import ADMIN_ID, AGENT, DEST, T0, World, actions, on, rejected_of
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -133,7 +136,7 @@ def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(wo
     emits = send(world, raw)
     assert actions(emits) == ["approval.refused"]
     assert on(emits, topics.INTENTS_APPROVED) == [] and on(emits, topics.INTENTS_REJECTED) == []
-    assert world.engine.decisions[intent.intent_id]["outcome"] == "parked"
+    assert world.engine.decisions[intent.intent_id].outcome == "parked"
     # The real admin's decision still works afterwards.
     assert on(send(world, decide(world, intent)), topics.INTENTS_APPROVED)
 
@@ -167,7 +170,7 @@ def test_a_token_amount_above_its_assets_threshold_waits_too(world):
 def test_parked_intents_survive_a_restart(world):
     intent = world.intent("0.5")
     world.submit(intent)
-    restarted = world.new_engine(world.engine.policies, world.engine.decisions)
+    restarted = world.new_engine(world.engine.policies, world.engine.decisions.stored)
     restarted.rebuild()
     assert restarted.windows.of(AGENT).spent(int(T0.timestamp() * 10**6)) == 5 * ETH // 10
     world.engine = restarted
@@ -180,7 +183,7 @@ def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world):
     retry = world.intent("0.5", idempotency_key="pay-7", intent_id="retry-of-pay-7")
     rejected = rejected_of(world.submit(retry))
     assert rejected.code == "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" and first.intent_id in rejected.reason
-    pending = base64.b64decode(world.engine.decisions[first.intent_id]["pending"])
+    pending = world.engine.decisions[first.intent_id].pending
     assert IntentApproved.from_bytes(pending).intent == first
 
 
@@ -198,7 +201,100 @@ def test_a_deadline_record_expires_only_what_is_due(world):
         emits = world.engine.on_deadline(junk, where, T0 + timedelta(minutes=11))
         assert [e.topic for e in emits] == [topics.DLQ, topics.AUDIT_EVENTS], junk
         assert "not a deadline reminder" in DeadLetter.from_bytes(emits[0].value).reason
-    assert world.engine.decisions[intent.intent_id]["outcome"] == "parked"
+    assert world.engine.decisions[intent.intent_id].outcome == "parked"
     assert world.engine.due_parked(T0 + timedelta(minutes=10)) == [(AGENT, intent.intent_id)]
     assert rejected_of(world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10))).code == "APPROVAL_EXPIRED"
     assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10)) == []
+
+
+def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world):
+    """The decisions table's changelog holds what earlier workers wrote: JSON objects with the keys,
+    decimal strings and base64 below, a rejection without ``assets`` and ``counts``. A worker
+    restarted on them reads each as a typed decision, rebuilds its windows and parked intents,
+    replays their outcomes and ends a parked intent's wait; and it still writes that form."""
+    small, big, refused, released = world.intent("0.1"), world.intent("0.5"), world.intent("2"), world.intent("0.2")
+    data = "0xa9059cbb" + DEST[2:].lower().rjust(64, "0") + f"{5 * 10**6:064x}"
+    token = world.intent("0", to=TOKEN, data=data, gas_limit=60_000)
+    for intent in (small, big, refused, released, token):
+        world.submit(intent)
+    world.engine.on_rejected(world.refusal(released), T0)
+    record = {
+        i.intent_id: base64.b64encode(world.engine.decisions[i.intent_id].record).decode()
+        for i in (small, big, refused, released, token)
+    }
+    pending = base64.b64encode(world.engine.decisions[big.intent_id].pending).decode()
+    at_us = to_us(T0)
+
+    def approved(intent, spend_wei: str, assets: dict, outcome: str = "approved") -> dict:
+        return {
+            "agent_id": AGENT,
+            "outcome": outcome,
+            "at_us": at_us,
+            "spend_wei": spend_wei,
+            "assets": assets,
+            "counts": True,
+            "topic": topics.INTENTS_APPROVED,
+            "record": record[intent.intent_id],
+            "digest": intent.digest(),
+        }
+
+    stored_before = {
+        small.intent_id: approved(small, str(ETH // 10), {}),
+        token.intent_id: approved(token, "0", {f"anvil:{TOKEN}": str(5 * 10**6)}),
+        released.intent_id: approved(released, str(2 * ETH // 10), {}, outcome="released"),
+        big.intent_id: {
+            "agent_id": AGENT,
+            "outcome": "parked",
+            "at_us": at_us,
+            "spend_wei": str(5 * ETH // 10),
+            "assets": {},
+            "counts": True,
+            "topic": topics.INTENTS_AWAITING_APPROVAL,
+            "record": record[big.intent_id],
+            "digest": big.digest(),
+            "expires_us": at_us + 600 * 10**6,
+            "pending": pending,
+        },
+        refused.intent_id: {
+            "agent_id": AGENT,
+            "outcome": "rejected",
+            "at_us": at_us,
+            "spend_wei": "0",
+            "topic": topics.INTENTS_REJECTED,
+            "record": record[refused.intent_id],
+            "digest": refused.digest(),
+        },
+    }
+    # Written the same way now (a rejection also says it holds nothing: no assets, and counts).
+    for intent_id, before in stored_before.items():
+        assert before.items() <= world.engine.decisions.stored[intent_id].items(), intent_id
+    with pytest.raises(ValueError, match="outcome"):
+        Decision.from_stored({**stored_before[small.intent_id], "outcome": "maybe"})
+
+    # As a Faust table hands them back after a restart: JSON, not the same objects.
+    restarted = world.new_engine(world.engine.policies, orjson.loads(orjson.dumps(stored_before)))
+    restarted.rebuild()
+    world.engine = restarted
+    assert world.spent() == 6 * ETH // 10  # small and big: the released and the rejected hold nothing
+    assert restarted.windows.of(AGENT, f"anvil:{TOKEN}").spent(at_us) == 5 * 10**6
+    assert restarted.decisions[big.intent_id] == Decision(
+        agent_id=AGENT,
+        outcome="parked",
+        at_us=at_us,
+        topic=topics.INTENTS_AWAITING_APPROVAL,
+        record=base64.b64decode(record[big.intent_id]),
+        digest=big.digest(),
+        spend_wei=5 * ETH // 10,
+        assets={},
+        expires_us=at_us + 600 * 10**6,
+        pending=base64.b64decode(pending),
+    )
+    for intent, topic in ((small, topics.INTENTS_APPROVED), (refused, topics.INTENTS_REJECTED)):
+        (again,) = world.submit(intent)
+        assert (again.topic, again.value) == (topic, base64.b64decode(record[intent.intent_id]))
+    assert world.engine.due_parked(T0 + timedelta(minutes=10)) == [(AGENT, big.intent_id)]
+    assert on(send(world, decide(world, big)), topics.INTENTS_APPROVED)
+    assert world.engine.decisions[big.intent_id].outcome == "approved"
+    world.engine.on_rejected(world.refusal(small), T0)
+    assert world.engine.decisions[small.intent_id].outcome == "released"
+    assert world.spent() == 5 * ETH // 10

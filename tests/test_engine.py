@@ -34,7 +34,9 @@ from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, Intent
 from schemas.policy import AgentPolicy
 from schemas.stages import GUARDRAIL_STAGES
 from sdk.client import new_intent
-from streams.engine import Engine, Windows
+from streams.decision import Decisions
+from streams.engine import Engine
+from streams.windows import Windows
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 DAY = timedelta(hours=24)
@@ -78,8 +80,9 @@ class World:
     def __post_init__(self):
         self.engine = self.new_engine({}, {})
 
-    def new_engine(self, policies: dict, decisions: dict) -> Engine:
-        return Engine(
+    def new_engine(self, policies: dict, decisions: dict, **wiring) -> Engine:
+        """An engine over these tables; ``wiring`` sets what the topology sets (home_partition, service_keys)."""
+        arguments = dict(
             admin_keys={ADMIN_ID: public_key_hex(self.admin_key)},
             node_for=lambda chain: None,
             policies=policies,
@@ -89,6 +92,7 @@ class World:
             service_keys=self.pinned(),
             max_record_bytes=self.max_record_bytes,
         )
+        return Engine(**{**arguments, **wiring})
 
     def pinned(self) -> StaticKeys:
         return StaticKeys(
@@ -517,7 +521,7 @@ def test_an_unreadable_intent_is_answered_under_its_bytes_and_never_decides_its_
     approved = assert_approved(world.submit(real), real)
     again = rejected_of(world.submit(raw))
     assert (again.intent_id, again.intent_digest) == ("i-later", digest)
-    assert world.engine.decisions["i-later"]["outcome"] == "approved"
+    assert world.engine.decisions["i-later"].outcome == "approved"
     assert approved_of(world.submit(real)) == approved  # still its replay, reserved once
     assert world.spent() == 5 * ETH // 10
 
@@ -644,7 +648,7 @@ def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_
 
     assert world.engine.on_rejected(world.refusal(first, later), later) == []
     assert world.spent(later) == 0
-    assert world.engine.decisions[first.intent_id]["outcome"] == "released"
+    assert world.engine.decisions[first.intent_id].outcome == "released"
 
     third = world.intent("1", now=later)
     assert_approved(world.submit(third, now=later), third)
@@ -658,7 +662,7 @@ def test_only_a_signing_rejection_of_an_approved_intent_releases(world):
         world.engine.on_rejected(world.refusal(first, stage=stage), T0)
     world.engine.on_rejected(world.refusal(world.intent("0.9", intent_id="i-unknown")), T0)
     assert world.spent() == 9 * ETH // 10
-    assert world.engine.decisions[first.intent_id]["outcome"] == "approved"
+    assert world.engine.decisions[first.intent_id].outcome == "approved"
 
 
 def test_the_window_slides_to_the_microsecond(world):
@@ -688,7 +692,7 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
     assert verdict["facts"] == {"original_intent_id": original.intent_id}
     assert actions(emits) == ["intent.submitted", "stage.passed", "intent.approved"]
     assert world.spent(later) == 3 * ETH // 10
-    assert world.engine.decisions["i-retry"]["counts"] is False
+    assert world.engine.decisions["i-retry"].counts is False
 
 
 def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
@@ -700,7 +704,7 @@ def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
     assert_approved(emits, fresh)
     assert passed_codes(emits) == PASSED_CODES
     assert world.spent(at_24h) == 4 * ETH // 10
-    assert world.engine.decisions["i-next-day"]["counts"] is True
+    assert world.engine.decisions["i-next-day"].counts is True
 
 
 def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
@@ -860,7 +864,7 @@ def test_a_stage_envelope_decides_only_when_its_worker_wrote_it_for_that_stage_a
     """The stage trusts the envelope's policy and verdicts: one a topic writer made, edited,
     addressed to another stage or re-keyed is dead-lettered with why, decides nothing and binds
     nothing to the intent; the real intent, after it, is approved."""
-    world.engine.home_partition = partition_of  # as the topology wires it
+    world.engine = world.new_engine({}, {}, home_partition=partition_of)  # as the topology wires it
     world.publish(world.policy())
     intent = world.intent("0.5")
     reason, raw, partition = _forged_envelopes(world, intent)[forgery]
@@ -882,7 +886,7 @@ def test_a_stage_envelope_from_a_worker_started_a_moment_ago_is_believed(world, 
     would otherwise be dead-lettered for good and its intent left without an outcome."""
     settings = Settings(home=tmp_path)
     first = service_key(dataclasses.replace(settings, worker_id="streams-0"), "worker")
-    world.engine.service_keys = PinnedServiceKeys(settings)
+    world.engine = world.new_engine({}, {}, service_keys=PinnedServiceKeys(settings))
     world.publish(world.policy())
     earlier = world.intent("0.5")
     raw = sign_outcome(
@@ -922,9 +926,9 @@ def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
     assert world.spent(later) == 6 * ETH // 10
 
     # As a Faust table would hand them back after a restart: JSON, not the same objects.
-    stored = orjson.loads(orjson.dumps(world.engine.decisions))
+    stored = orjson.loads(orjson.dumps(world.engine.decisions.stored))
     rebuilt = Windows()
-    rebuilt.rebuild(stored)
+    rebuilt.rebuild(Decisions(stored))
     assert rebuilt.of(AGENT).spent(to_us(later)) == 6 * ETH // 10
     assert rebuilt.of(AGENT).entries == world.engine.windows.of(AGENT).entries
     assert set(rebuilt.of(AGENT).entries) == {a.intent_id, c.intent_id}
@@ -933,7 +937,7 @@ def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
 def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world):
     first = world.intent("1")
     assert_approved(world.submit(first), first)
-    restarted = world.new_engine(dict(world.engine.policies), dict(world.engine.decisions))
+    restarted = world.new_engine(dict(world.engine.policies), dict(world.engine.decisions.stored))
     restarted.windows.rebuild(restarted.decisions)
     world.engine = restarted
     rejected = rejected_of(world.submit(world.intent("0.6")))
@@ -1061,7 +1065,7 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     goes on."""
     from streams.redelivery import outcome_about
 
-    world.engine.home_partition = partition_of
+    world.engine = world.new_engine({}, {}, home_partition=partition_of)
     world.publish(world.policy())
     intent = world.intent("0.1")
     home = partition_of(AGENT)

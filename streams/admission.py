@@ -1,0 +1,377 @@
+"""Intake and admission: what the streams worker takes in and whether it believes it.
+
+Policies (only an admin-signed, newer one replaces the one in force); submitted intents (read,
+on their agent's partition, not yet decided, admitted by the judge under the policy in force,
+their idempotency key free); and the records only a streams worker writes (stage envelopes,
+abandoned intents), believed only when a pinned worker signed them. No Kafka here: bytes in,
+`Emit`s out.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, MutableMapping
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from rules import judge
+from schemas import topics
+from schemas.auth import (
+    OutcomeT,
+    ServiceKeys,
+    intent_signature_valid,
+    outcome_forgery,
+    policy_signature_valid,
+)
+from schemas.emit import Emit, Source
+from schemas.emit import audit as _audit
+from schemas.errors import explain
+from schemas.intake import Unreadable, read_intent, unreadable_answer
+from schemas.intent import TransactionIntent, idempotency_key_sha256
+from schemas.outcomes import IntentAbandoned, IntentRejected, StageEnvelope, StageVerdict
+from schemas.policy import AgentPolicy
+from streams.decide import SERVICE, Decider
+from streams.replays import Replays
+
+
+class _KeysNow:
+    """Pinned service keys, asking for an unknown key id at once (``PinnedServiceKeys.key_now``)
+    where the keys can: a stage envelope from a worker started a moment ago would otherwise be
+    dead-lettered for good, and its intent left without an outcome."""
+
+    def __init__(self, keys: ServiceKeys):
+        self.key = getattr(keys, "key_now", keys.key)
+
+
+class Admission:
+    """``policies``: agent_id → the newest admin-signed policy (JSON text). ``home_partition``:
+    the partition an agent's records land in, when they come from a partitioned topic (None: not
+    checked, as when one engine fed by hand holds every agent)."""
+
+    def __init__(
+        self,
+        decider: Decider,
+        replays: Replays,
+        admin_keys: dict[str, str],
+        service_keys: ServiceKeys,
+        policies: MutableMapping,
+        max_record_bytes: int,
+        max_age_us: int,
+        home_partition: Callable[[str], int] | None,
+    ):
+        self.decider = decider
+        self.replays = replays
+        self.admin_keys = admin_keys
+        self.service_keys = service_keys
+        self.policies = policies
+        self.max_record_bytes = max_record_bytes
+        self.max_age_us = max_age_us
+        self.home_partition = home_partition
+
+    # -- policies -------------------------------------------------------------------------------
+
+    def on_policy(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        try:
+            policy = AgentPolicy.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.decider.dead_letter(
+                raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc)
+            )
+        agent = policy.agent_id
+        if not policy_signature_valid(policy, self.admin_keys):
+            why = (
+                "policy is unsigned"
+                if not policy.signature
+                else f"policy signature does not verify against pinned admin key {policy.admin_key_id!r}"
+            )
+            return [
+                _audit(
+                    SERVICE,
+                    "policy.refused",
+                    f"policy:{agent}",
+                    now,
+                    agent,
+                    str(policy.version),
+                    policy.signature[:16],
+                    agent_id=agent,
+                    version=policy.version,
+                    reason=why + "; ignored",
+                )
+            ]
+        raw_current = self.policies.get(agent)
+        current = _policy(raw_current) if raw_current else None
+        if current is not None and current.version >= policy.version:
+            if current.signature == policy.signature:
+                return []  # a redelivery of the policy in force
+            return [
+                _audit(
+                    SERVICE,
+                    "policy.refused",
+                    f"policy:{agent}",
+                    now,
+                    agent,
+                    str(policy.version),
+                    policy.signature[:16],
+                    agent_id=agent,
+                    version=policy.version,
+                    reason=f"version {policy.version} is not newer than the policy in force; ignored",
+                )
+            ]
+        self.policies[agent] = policy.to_bytes().decode()
+        return [
+            _audit(
+                f"admin:{policy.admin_key_id}",
+                "policy.updated",
+                f"policy:{agent}",
+                now,
+                agent,
+                str(policy.version),
+                agent_id=agent,
+                version=policy.version,
+                policy=policy.model_dump(mode="json", exclude={"signature"}),
+            )
+        ]
+
+    # -- intents --------------------------------------------------------------------------------
+
+    def intake(self, raw, source, now) -> tuple[list[Emit], tuple[TransactionIntent, AgentPolicy] | None]:
+        """What intake emitted, and the intent with its policy when the stages are to judge it;
+        None when intake answered it already (unreadable, off its partition, decided before,
+        refused admission, or an idempotent replay)."""
+        intent = read_intent(raw, self.max_record_bytes)
+        if isinstance(intent, Unreadable):
+            return self._unreadable(intent, raw, source, now), None
+        off = self.off_partition(intent, raw, source, now)
+        if off is not None:
+            return off, None
+        if intent.intent_id in self.decider.decisions:
+            # Redelivered after a crash or re-sent by the producer: the same answer again, never a second one.
+            return self.replays.replay(intent, now), None
+        out = [
+            _audit(
+                f"agent:{intent.agent_id}",
+                "intent.submitted",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                chain=intent.chain,
+                idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key),
+                **_what(intent),
+                # The development opt-in that sealed a secret to an unattested signer, on the ledger.
+                **({"unattested_signer_accepted": True} if intent.unattested_signer_accepted else {}),
+            )
+        ]
+        raw_policy = self.policies.get(intent.agent_id)
+        policy = _policy(raw_policy) if raw_policy else None
+        failure = None
+        if policy is None:
+            failure = (
+                "POLICY_MISSING",
+                f"no policy for agent {intent.agent_id!r}; an admin creates one with `warden agents create`",
+            )
+        else:
+            admitted = judge.admit(intent, policy, now, self.max_age_us)
+            if not admitted.passed:
+                failure = (admitted.code, admitted.reason)
+        if failure:
+            verdict = StageVerdict(
+                intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0], reason=failure[1]
+            )
+            # A forged record must not decide the fate of the real intent with the same id: its
+            # rejection is published (with the forged record's digest, which the real intent's
+            # client does not accept) but not remembered as that intent's decision.
+            remember = failure[0] != "AGENT_SIGNATURE_INVALID"
+            return out + [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(
+                intent, verdict, [verdict], now, remember
+            ), None
+        replay = self.replays.idempotent(intent, policy, now)
+        if replay is not None:
+            return out + replay, None
+        return out, (intent, policy)
+
+    # -- records only a streams worker writes ---------------------------------------------------
+
+    def stage_envelope(
+        self, stage: str, raw: bytes | None, source: Source, now: datetime
+    ) -> StageEnvelope | list[Emit]:
+        """The envelope on ``stage``'s topic, or the dead letter of one that must decide nothing.
+
+        A stage believes the policy and the verdicts the envelope carries, so only one a pinned
+        worker signed is read: anyone who can write to the topic could otherwise choose them, and
+        have this worker reject, under its own signature and bound to the real intent's digest, an
+        intent it would have signed (seen on the running stack). It must be addressed to this stage
+        (one replayed onto a later stage's topic would skip the stages between) and be on its
+        agent's partition, as an intent must (``off_partition``)."""
+        envelope = self._from_a_worker(StageEnvelope, raw, source, now, "the warden.stage.* topics")
+        if isinstance(envelope, list):
+            return envelope
+        if envelope.stage != stage:
+            return self.decider.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    f"stage envelope for intent {envelope.intent_id} is addressed to stage {envelope.stage!r}, not to "
+                    f"{stage!r} ({source.topic}); not decided"
+                ),
+            )
+        return self.off_partition(envelope.intent, raw, source, now) or envelope
+
+    def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """A worker's redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was
+        decided (then the decision stands and nothing is said again). Remembered like any
+        decision, so a late copy of the intent gets this answer, never a different one.
+
+        Believed only when a pinned worker signed it (`IntentAbandoned` says why): anything else
+        is dead-lettered and decides nothing. An intent whose agent signature does not verify
+        under the policy in force is answered but not remembered, as at intake: a forged intent
+        must not take the id of a real one."""
+        abandoned = self._from_a_worker(
+            IntentAbandoned, raw, source, now, "warden.intents.abandoned (its redelivery task)"
+        )
+        if isinstance(abandoned, list):
+            return abandoned
+        intent = abandoned.intent
+        off = self.off_partition(intent, raw, source, now)
+        if off is not None:
+            return off
+        if intent.intent_id in self.decider.decisions:
+            return []
+        raw_policy = self.policies.get(intent.agent_id)
+        remember = raw_policy is None or intent_signature_valid(intent, _policy(raw_policy))
+        verdict = StageVerdict(
+            intent_id=intent.intent_id,
+            stage="intake",
+            passed=False,
+            code="NO_OUTCOME",
+            reason="the pipeline produced no outcome for this intent after repeated deliveries; "
+            "it was given up and will not be signed. Check `warden status`, then submit "
+            "a new intent",
+        )
+        return [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(
+            intent, verdict, [verdict], now, remember
+        )
+
+    def _from_a_worker(
+        self, model: type[OutcomeT], raw: bytes | None, source: Source, now: datetime, written_to: str
+    ) -> OutcomeT | list[Emit]:
+        """A record only a streams worker writes (a stage envelope, an abandoned intent), or the
+        dead letter of one that no pinned worker signed about the intent it carries: what such a
+        record says is acted on, so one a topic writer made must decide nothing."""
+        try:
+            record = model.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.decider.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    f"invalid {model.__name__}: {'; '.join(explain(exc))}; not decided: only a streams worker "
+                    f"writes {written_to}"
+                ),
+                explain(exc),
+            )
+        forged = outcome_forgery(record, _KeysNow(self.service_keys), record.intent.digest())
+        if forged is not None:
+            return self.decider.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    f"{model.__name__} for intent {record.intent_id} not signed by a pinned worker key ({forged}); not "
+                    f"decided: only a streams worker writes {written_to}"
+                ),
+            )
+        return record
+
+    # -- what is decided nowhere ------------------------------------------------------------------
+
+    def _unreadable(self, bad: Unreadable, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """The dead letter and audit event of a record that is no readable intent, and the
+        producer's answer: an INVALID_INTENT rejection, signed by this worker, whose reason says
+        which field was wrong, what is allowed and what to do next.
+
+        Its ``intent_digest`` is the SHA-256 of the record's bytes as written, which its producer
+        recomputes (there is no intent whose digest could be taken). It is published keyed by the
+        agent the body names, else by the record's key when that is an identifier, under the
+        body's intent id, else "unreadable-" and the digest's first 32 hex digits
+        (`schemas.intake.unreadable_answer`). A record that names no agent either way gets no
+        rejection: only its dead letter and audit event remain.
+
+        Never remembered in ``decisions``: anyone can write such a record under a real intent's
+        id, and bound to these bytes the rejection answers only a client that sent exactly them,
+        never the real intent, which is decided as if this record never came."""
+        out = self.decider.dead_letter(raw, source, now, bad.reason, bad.errors)
+        agent_id, intent_id, digest = unreadable_answer(bad, raw, source.key)
+        if agent_id is not None:
+            rejected = self.decider.signed(
+                IntentRejected(
+                    intent_id=intent_id,
+                    agent_id=agent_id,
+                    stage="intake",
+                    code="INVALID_INTENT",
+                    reason=bad.rejection_reason,
+                    decided_at=now,
+                    intent_digest=digest,
+                )
+            )
+            out.append(Emit(topics.INTENTS_REJECTED, agent_id, rejected.to_bytes()))
+        return out
+
+    def off_partition(self, intent: TransactionIntent, raw, source: Source, now) -> list[Emit] | None:
+        """A dead letter for an intent that is not on its agent's partition, else None.
+
+        An agent's policy, decisions and window live in the tables of the partition its records
+        land in (every record is keyed by agent_id). With two workers, another partition may be
+        another worker's, which holds none of them: a copy of a real intent re-keyed there by
+        anyone who can write to the topic was decided again (POLICY_MISSING), and that rejection,
+        signed and bound to the real intent's digest, could answer for an intent that was signed.
+        So such a record is decided nowhere but its own partition, and gets no outcome bound to
+        its digest: a dead letter, as the signer does with an approval off its partition."""
+        if self.home_partition is None:
+            return None
+        home = self.home_partition(intent.agent_id)
+        if source.partition == home:
+            return None
+        return self.decider.dead_letter(
+            raw,
+            source,
+            now,
+            (
+                f"intent {intent.intent_id} of agent {intent.agent_id!r} is on partition {source.partition} of "
+                f"{source.topic}; an agent's records belong on partition {home} (keyed by agent_id with the Java "
+                "client's default partitioner, murmur2; librdkafka: partitioner=murmur2_random). Not decided: "
+                "publish it keyed by its agent id"
+            ),
+        )
+
+
+def _what(intent: TransactionIntent) -> dict:
+    """What an intent asks to sign, for the ledger: the kind and what identifies it."""
+    if intent.intent_type == "personal_sign":
+        return {"kind": "personal_sign", "message_bytes": (len(intent.message or "0x") - 2) // 2}
+    if intent.intent_type == "typed_data":
+        typed = intent.typed_data
+        return {
+            "kind": "typed_data",
+            "primary_type": typed.primaryType,
+            "verifying_contract": typed.verifying_contract,
+            "domain_chain_id": typed.chain_id,
+            "domain_name": typed.domain.get("name"),
+        }
+    return {
+        "kind": "transaction",
+        "to": intent.to,
+        "value_wei": str(intent.value_wei),
+        "tx_type": intent.tx_type,
+        **intent.type_facts(),
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def _policy(raw: str) -> AgentPolicy:
+    """The policy table holds JSON text; parse each distinct policy once, not once per intent."""
+    return AgentPolicy.model_validate_json(raw)

@@ -1,0 +1,180 @@
+"""Human approvals and deadlines: what ends an intent's wait for an admin. An admin's signed
+approval or denial, bound to the parked intent's digest, or the end of the wait
+(APPROVAL_EXPIRED), which the worker's timer turns into a deadline record so that it happens in
+stream order. No Kafka here: bytes in, `Emit`s out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+
+import orjson
+from pydantic import ValidationError
+
+from runtime import metrics
+from runtime.clock import to_us
+from schemas import topics
+from schemas.auth import human_approval_valid
+from schemas.emit import Emit, Source
+from schemas.emit import audit as _audit
+from schemas.errors import explain
+from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
+from streams.decide import SERVICE, Decider
+
+
+class Approvals:
+    """Ends the waits of the parked intents ``decider`` holds; ``admin_keys`` are the pinned admin keys."""
+
+    def __init__(self, decider: Decider, admin_keys: dict[str, str]):
+        self.decider = decider
+        self.admin_keys = admin_keys
+
+    def on_human_approval(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """An admin's decision on a parked intent. Believed only when signed by a pinned admin key
+        and bound to the parked intent's digest; an approval ends the wait with the intent
+        approved (the decision travels with it, for the signer to check), a denial with
+        APPROVAL_DENIED and its reservation released. Anything else is audited and changes nothing."""
+        try:
+            approval = HumanApproval.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.decider.dead_letter(
+                raw, source, now, f"invalid HumanApproval: {'; '.join(explain(exc))}", explain(exc)
+            )
+        decision = self.decider.decisions.get(approval.intent_id)
+
+        def refused(why: str) -> list[Emit]:
+            return [
+                _audit(
+                    SERVICE,
+                    "approval.refused",
+                    f"intent:{approval.intent_id}",
+                    now,
+                    approval.intent_id,
+                    approval.signature[:16],
+                    intent_id=approval.intent_id,
+                    agent_id=approval.agent_id,
+                    decision=approval.decision,
+                    admin_key_id=approval.admin_key_id,
+                    reason=why,
+                )
+            ]
+
+        if not human_approval_valid(approval, self.admin_keys):
+            return refused(f"not signed by a pinned admin key ({approval.admin_key_id!r}); ignored")
+        if decision is None or decision.outcome != "parked":
+            return refused("no intent with this id is awaiting approval (decided, expired or unknown); ignored")
+        if approval.intent_digest != decision.digest or approval.agent_id != decision.agent_id:
+            return refused("the decision names another intent (intent_digest or agent differs); ignored")
+        if to_us(now) >= decision.expires_us:
+            return refused("the wait for approval had ended; the intent expired") + self._expire(
+                approval.intent_id, now
+            )
+        self.decider.parked.pop(approval.intent_id, None)
+        pending = IntentApproved.from_bytes(decision.pending)
+        actor = f"admin:{approval.admin_key_id}"
+        if approval.decision == "deny":
+            self.decider.windows.release(decision.agent_id, approval.intent_id)
+            verdict = StageVerdict(
+                intent_id=approval.intent_id,
+                stage="approval",
+                passed=False,
+                code="APPROVAL_DENIED",
+                reason=f"an admin ({approval.admin_key_id}) denied this intent"
+                + (f": {approval.reason}" if approval.reason else ""),
+            )
+            return [
+                _audit(
+                    actor,
+                    "intent.denied",
+                    f"intent:{approval.intent_id}",
+                    now,
+                    approval.intent_id,
+                    intent_id=approval.intent_id,
+                    agent_id=decision.agent_id,
+                    reason=approval.reason,
+                )
+            ] + self.decider.reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
+        # The pending record keeps its verdicts for a denial's rejection; the approval carries none.
+        approved = self.decider.signed(
+            pending.model_copy(update={"human_approval": approval, "approved_at": now, "verdicts": ()})
+        )
+        record = approved.to_bytes()
+        self.decider.decisions[approval.intent_id] = dataclasses.replace(
+            decision, outcome="approved", topic=topics.INTENTS_APPROVED, record=record
+        )
+        metrics.INTENTS.labels("approved", "approval", "HUMAN_APPROVED").inc()
+        return [
+            Emit(topics.INTENTS_APPROVED, decision.agent_id, record),
+            _audit(
+                actor,
+                "intent.human_approved",
+                f"intent:{approval.intent_id}",
+                now,
+                approval.intent_id,
+                intent_id=approval.intent_id,
+                agent_id=decision.agent_id,
+                reason=approval.reason,
+            ),
+        ]
+
+    # -- deadlines ------------------------------------------------------------------------------
+
+    def due_parked(self, now: datetime) -> list[tuple[str, str]]:
+        """(agent_id, intent_id) of every parked intent whose wait has ended. Read-only: the worker's
+        timer turns each into a deadline record, so the expiry itself happens in stream order."""
+        now_us = to_us(now)
+        return [
+            (self.decider.decisions[i].agent_id, i)
+            for i, until in list(self.decider.parked.items())
+            if until <= now_us and i in self.decider.decisions
+        ]
+
+    def on_deadline(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """A deadline record: expire the intent it names if its wait has really ended (anyone can
+        write the topic, so the record is only a reminder to look; it decides nothing). One that
+        is no reminder at all is dead-lettered: recorded, not silently skipped."""
+        try:
+            intent_id = orjson.loads(raw or b"")["intent_id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            intent_id = None
+        if not isinstance(intent_id, str):
+            return self.decider.dead_letter(
+                raw,
+                source,
+                now,
+                (
+                    'not a deadline reminder: expected a JSON object {"intent_id": "<id>"}; only the streams '
+                    "worker's own timer writes warden.approvals.deadlines; nothing was expired"
+                ),
+            )
+        until = self.decider.parked.get(intent_id)
+        if until is None or until > to_us(now):
+            return []
+        return self._expire(intent_id, now)
+
+    def expire_parked(self, now: datetime) -> list[Emit]:
+        """Every parked intent whose wait has ended: APPROVAL_EXPIRED, and its reservation released."""
+        return [emit for _, intent_id in self.due_parked(now) for emit in self._expire(intent_id, now)]
+
+    def _expire(self, intent_id: str, now: datetime) -> list[Emit]:
+        self.decider.parked.pop(intent_id, None)
+        decision = self.decider.decisions.get(intent_id)
+        if decision is None or decision.outcome != "parked":
+            return []
+        pending = IntentApproved.from_bytes(decision.pending)
+        self.decider.windows.release(decision.agent_id, intent_id)
+        waited = pending.policy.approval_timeout_s
+        verdict = StageVerdict(
+            intent_id=intent_id,
+            stage="approval",
+            passed=False,
+            code="APPROVAL_EXPIRED",
+            reason=f"no admin approved this intent within {waited} s (approval_timeout_s); it "
+            "will not be signed. Submit a new intent and ask an admin to approve it",
+        )
+        return [self.decider.verdict_audit(verdict, pending.intent, now)] + self.decider.reject(
+            pending.intent, verdict, [*pending.verdicts, verdict], now
+        )
+
+    # -- internals ------------------------------------------------------------------------------

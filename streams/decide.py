@@ -1,0 +1,315 @@
+"""The stages and the decision: the worker judges an intent's stages with the one judge
+(`rules.judge`), then approves it, parks it for a human or rejects it, in the same step that
+reserves its spend in the agent's windows and remembers the decision. Every outcome, stage
+envelope and dead letter is signed with this worker's key. No Kafka here: bytes in, `Emit`s out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from rules import guardrails, judge
+from runtime import metrics
+from runtime.clock import from_us, to_us
+from runtime.rpc import Node
+from schemas import topics
+from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
+from schemas.emit import Emit, Source, dead_letter
+from schemas.emit import audit as _audit
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, StageEnvelope, StageVerdict
+from schemas.policy import AgentPolicy
+from streams.decision import Decision, Decisions
+from streams.windows import Windows
+
+SERVICE = "service:streams"
+
+
+class Decider:
+    """Decides intents and remembers the decisions: ``decisions`` (the table), the agents'
+    ``windows`` derived from it, and ``parked``: intent_id → when its wait for an admin ends
+    (µs), kept to expire them."""
+
+    def __init__(
+        self,
+        service_key: tuple[str, Ed25519PrivateKey],
+        service_keys: ServiceKeys,
+        decisions: Decisions,
+        node_for: Callable[[str], Node],
+        max_record_bytes: int,
+    ):
+        self.key_id, self._key = service_key
+        self.service_keys = service_keys  # pinned signer keys: only a signer's refusal releases a reservation
+        self.decisions = decisions
+        self.node_for = node_for
+        self.max_record_bytes = max_record_bytes
+        self.windows = Windows()
+        self.parked: dict[str, int] = {}
+
+    # -- the stages -----------------------------------------------------------------------------
+
+    async def timed_stage(
+        self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime, so_far: judge.Judgement
+    ) -> judge.Judgement:
+        began = time.perf_counter()  # a duration for the metric; decisions use only `now`
+        try:
+            return await judge.run_stage(stage, intent, policy, self._context(intent, policy, now), so_far)
+        finally:
+            metrics.STAGE_SECONDS.labels(stage).observe(time.perf_counter() - began)
+
+    def _context(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> judge.Context:
+        """The worker's own spend windows and node; the sender is the one the policy names."""
+        now_us = to_us(now)
+        return judge.Context(
+            spent=lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us),
+            node=self.node_for(intent.chain),
+            sender=policy.sender_address,
+        )
+
+    def envelope(self, intent, policy, judged: judge.Judgement) -> Emit:
+        """The hand-off to the next stage's topic, with the judgement so far, typed."""
+        stage = judged.next_stage(intent)
+        envelope = self.signed(
+            StageEnvelope(
+                stage=stage,
+                intent=intent,
+                policy=policy,
+                verdicts=judged.verdicts,
+                quote=judged.quote,
+                asset_spend=dict(judged.asset_spend),
+                intent_digest=intent.digest(),
+            )
+        )
+        return Emit(topics.stage_topic(stage), intent.agent_id, envelope.to_bytes())
+
+    # -- the decision ---------------------------------------------------------------------------
+
+    def decide(self, intent, policy, judged: judge.Judgement, now, recheck_assets: bool) -> list[Emit]:
+        """Every guardrail passed: approved, or parked for a human when above a threshold. In the
+        split topology (``recheck_assets``) token amounts are checked against their windows again
+        here, in the same step that reserves them: other intents of the agent may have been
+        reserved since the assets stage ran. Fused, every stage ran in this one step, so nothing
+        could have been (and the native limit needs no second look in either: its stage is last)."""
+        if recheck_assets and judged.asset_spend:
+            now_us = to_us(now)
+            again = guardrails.check_assets(
+                intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us)
+            )
+            if not again.passed:
+                return [self.verdict_audit(again, intent, now)] + self.reject(
+                    intent, again, [*judged.verdicts, again], now
+                )
+        why = guardrails.approval_needed(intent, policy, judged.asset_spend)
+        if why is None:
+            return self.approve(intent, policy, judged, now, counts=True)
+        return self._park(intent, policy, judged, now, why)
+
+    def _park(self, intent, policy, judged: judge.Judgement, now, why: str) -> list[Emit]:
+        """Reserved like an approval (two parked intents can never both pass a limit), and
+        remembered with the approval it becomes if an admin says so."""
+        now_us = to_us(now)
+        expires_us = now_us + policy.approval_timeout_s * 1_000_000
+        pending = IntentApproved(
+            intent=intent, policy=policy, verdicts=judged.verdicts, approved_at=now, intent_digest=intent.digest()
+        )
+        parked = self.signed(
+            IntentParked(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                reason=f"waiting for an admin: {why}",
+                intent=intent,
+                verdicts=judged.verdicts,
+                parked_at=now,
+                expires_at=from_us(expires_us),
+                intent_digest=intent.digest(),
+            )
+        )
+        record = parked.to_bytes()
+        spend, assets = judged.spend_wei(intent), judged.asset_spend
+        self.decisions[intent.intent_id] = Decision(
+            agent_id=intent.agent_id,
+            outcome="parked",
+            at_us=now_us,
+            spend_wei=spend,
+            assets=dict(assets),
+            counts=True,
+            topic=topics.INTENTS_AWAITING_APPROVAL,
+            record=record,
+            digest=parked.intent_digest,
+            expires_us=expires_us,
+            pending=pending.to_bytes(),
+        )
+        self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
+        self.parked[intent.intent_id] = expires_us
+        metrics.INTENTS.labels("parked", "approval", "AWAITING_APPROVAL").inc()
+        return [
+            Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
+            _audit(
+                SERVICE,
+                "intent.parked",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                reason=why,
+                expires_at=parked.expires_at.isoformat(),
+                spend_wei=str(spend),
+                asset_spend={key: str(units) for key, units in assets.items()},
+            ),
+        ]
+
+    def approve(self, intent, policy, judged: judge.Judgement, now, counts: bool) -> list[Emit]:
+        """Approved, its spend reserved when it ``counts`` (an idempotent replay of an approval
+        reserves nothing: the signer returns the original's signed bytes for it)."""
+        approved = self.signed(
+            IntentApproved(intent=intent, policy=policy, approved_at=now, intent_digest=intent.digest())
+        )
+        record = approved.to_bytes()
+        now_us = to_us(now)
+        spend, assets = (judged.spend_wei(intent), judged.asset_spend) if counts else (0, {})
+        self.decisions[intent.intent_id] = Decision(
+            agent_id=intent.agent_id,
+            outcome="approved",
+            at_us=now_us,
+            spend_wei=spend,
+            assets=dict(assets),
+            counts=counts,
+            topic=topics.INTENTS_APPROVED,
+            record=record,
+            digest=approved.intent_digest,
+        )
+        metrics.INTENTS.labels("approved", "", "IDEMPOTENT_REPLAY" if not counts else "APPROVED").inc()
+        if counts:
+            # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
+            self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
+        return [
+            Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
+            _audit(
+                SERVICE,
+                "intent.approved",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                policy_version=policy.version,
+                value_wei=str(intent.value_wei),
+                spend_wei=str(spend),
+                chain=intent.chain,
+                asset_spend={key: str(units) for key, units in assets.items()},
+            ),
+        ]
+
+    def reject(self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True) -> list[Emit]:
+        """Rejected with ``verdict``; remembered as the intent's decision unless the caller knows
+        the record may not be the real intent's (``remember=False``)."""
+        rejected = self.signed(
+            IntentRejected(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                stage=verdict.stage,
+                code=verdict.code,
+                reason=verdict.reason,
+                verdicts=tuple(verdicts),
+                decided_at=now,
+                intent_digest=intent.digest(),
+            )
+        )
+        record = rejected.to_bytes()
+        metrics.INTENTS.labels("rejected", verdict.stage, verdict.code).inc()
+        if remember:
+            self.decisions[intent.intent_id] = Decision(
+                agent_id=intent.agent_id,
+                outcome="rejected",
+                at_us=to_us(now),
+                topic=topics.INTENTS_REJECTED,
+                record=record,
+                digest=rejected.intent_digest,
+            )
+        return [
+            Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
+            _audit(
+                SERVICE,
+                "intent.rejected",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                stage=verdict.stage,
+                code=verdict.code,
+                reason=verdict.reason,
+            ),
+        ]
+
+    # -- reservations ---------------------------------------------------------------------------
+
+    def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
+        """A rejection after approval (the signer refused): release the window's reservation, but
+        only when the signer really said so about this very intent. Anyone can write to the topic;
+        a forged release would let an agent spend past its limit at this worker."""
+        rejected = IntentRejected.model_validate_json(raw)
+        decision = self.decisions.get(rejected.intent_id)
+        if rejected.stage != "signing" or decision is None or decision.outcome != "approved":
+            return []
+        forged = outcome_forgery(rejected, self.service_keys, decision.digest)
+        if forged is not None:
+            return [
+                _audit(
+                    SERVICE,
+                    "outcome.forged",
+                    f"intent:{rejected.intent_id}",
+                    now,
+                    rejected.intent_id,
+                    rejected.service_signature[:16],
+                    intent_id=rejected.intent_id,
+                    agent_id=decision.agent_id,
+                    topic=topics.INTENTS_REJECTED,
+                    code=rejected.code,
+                    reason=f"not a signer's refusal of this intent ({forged}); the reservation stays",
+                )
+            ]
+        self.decisions[rejected.intent_id] = dataclasses.replace(decision, outcome="released")
+        self.windows.release(decision.agent_id, rejected.intent_id)
+        return []
+
+    def rebuild(self) -> None:
+        """After partitions move: the windows and the parked intents, from ``decisions`` alone."""
+        self.windows.rebuild(self.decisions)
+        self.parked.clear()
+        self.parked.update(
+            (intent_id, d.expires_us) for intent_id, d in self.decisions.items() if d.outcome == "parked"
+        )
+
+    # -- signing --------------------------------------------------------------------------------
+
+    def signed(self, record):
+        return sign_outcome(record, self._key, self.key_id)
+
+    @staticmethod
+    def verdict_audit(verdict: StageVerdict, intent: TransactionIntent, now: datetime) -> Emit:
+        action = "stage.passed" if verdict.passed else "stage.failed"
+        return _audit(
+            SERVICE,
+            action,
+            f"intent:{intent.intent_id}",
+            now,
+            intent.intent_id,
+            verdict.stage,
+            intent_id=intent.intent_id,
+            agent_id=intent.agent_id,
+            stage=verdict.stage,
+            code=verdict.code,
+            reason=verdict.reason,
+            facts=verdict.facts,
+        )
+
+    def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
+        """A record this worker cannot decide, dead-lettered under its signature."""
+        return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes, self.signed)

@@ -1,0 +1,96 @@
+"""Replays and idempotency: an intent already decided gets the same answer again, never a
+second one, and an intent whose idempotency key an earlier intent used within 24 h gets that
+intent's result (`schemas.intent.idempotency_slot_live`)."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from datetime import datetime
+
+from rules import judge
+from runtime.clock import to_us
+from schemas.emit import Emit
+from schemas.intent import TransactionIntent, idempotency_slot_live
+from schemas.outcomes import IntentRejected, StageVerdict
+from schemas.policy import AgentPolicy
+from streams.decide import Decider
+
+
+class Replays:
+    """Answers from earlier decisions. ``idempotency`` maps "agent_id:sha256(idempotency_key)" to
+    the first intent that used the key: {"intent_id", "at_us"}."""
+
+    def __init__(self, decider: Decider, idempotency: MutableMapping):
+        self.decider = decider
+        self.idempotency = idempotency
+
+    def replay(self, intent: TransactionIntent, now: datetime) -> list[Emit]:
+        """The decided intent's outcome again, as it was published."""
+        decider = self.decider
+        decision = decider.decisions[intent.intent_id]
+        if decision.digest != intent.digest():
+            # The same id on a different intent (the agent reused an id, or someone replays a
+            # variant): the decided one keeps its answer, and this one gets its own refusal,
+            # bound to its own digest and not remembered.
+            verdict = StageVerdict(
+                intent_id=intent.intent_id,
+                stage="intake",
+                passed=False,
+                code="INTENT_ID_REUSED",
+                reason=f"intent id {intent.intent_id!r} was already decided for a different "
+                "intent; every intent needs its own id",
+            )
+            return [decider.verdict_audit(verdict, intent, now)] + decider.reject(
+                intent, verdict, [verdict], now, remember=False
+            )
+        return [Emit(decision.topic, decision.agent_id, decision.record)]
+
+    def idempotent(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> list[Emit] | None:
+        """The answer for an intent whose idempotency key is taken, else None (and the key is now
+        this intent's, when it was free)."""
+        slot = intent.idempotency_slot
+        if slot is None:
+            return None
+        first = self.idempotency.get(slot)
+        now_us = to_us(now)
+        if first is None or not idempotency_slot_live(first["at_us"], now_us):
+            self.idempotency[slot] = {"intent_id": intent.intent_id, "at_us": now_us}
+            return None
+        decider = self.decider
+        original = decider.decisions.get(first["intent_id"])
+        if original is None:
+            return None
+        verdict = StageVerdict(
+            intent_id=intent.intent_id,
+            stage="intake",
+            passed=True,
+            code="IDEMPOTENT_REPLAY",
+            reason=f"idempotency key already used by intent {first['intent_id']} within 24 h; its result is returned",
+            facts={"original_intent_id": first["intent_id"]},
+        )
+        if original.outcome == "parked":
+            verdict = StageVerdict(
+                intent_id=intent.intent_id,
+                stage="intake",
+                passed=False,
+                code="IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL",
+                reason=f"idempotency key already used by intent {first['intent_id']}, which is "
+                "waiting for an admin's approval; follow that intent's outcome",
+                facts={"original_intent_id": first["intent_id"]},
+            )
+            return [decider.verdict_audit(verdict, intent, now)] + decider.reject(intent, verdict, [verdict], now)
+        if original.outcome in ("approved", "released"):
+            # The signer returns the original's signed bytes for this key, so no spend is reserved twice.
+            return [decider.verdict_audit(verdict, intent, now)] + decider.approve(
+                intent, policy, judge.Judgement((verdict,)), now, counts=False
+            )
+        prior = IntentRejected.model_validate_json(original.record)
+        echoed = StageVerdict(
+            intent_id=intent.intent_id,
+            stage=prior.stage,
+            passed=False,
+            code=prior.code,
+            reason=prior.reason,
+            facts={"original_intent_id": first["intent_id"]},
+        )
+        return [decider.verdict_audit(verdict, intent, now)] + decider.reject(intent, echoed, [verdict, echoed], now)
