@@ -16,6 +16,8 @@ from infra.provision import balance, provision_agent
 from runtime.config import Settings
 from runtime.kafka import follow, partition_of, read_to_quiet
 from schemas import topics
+from schemas.models import TransactionIntent
+from sdk.client import Client
 
 __all__ = [
     "balance",
@@ -25,6 +27,7 @@ __all__ = [
     "make_agent",
     "one_agent_per_partition",
     "read_topic",
+    "submitted",
 ]
 
 
@@ -174,3 +177,10 @@ def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), capture_output=True, text=True, timeout=120
     )
+
+
+async def submitted(settings, *intents: TransactionIntent) -> None:
+    async with Client(settings) as client:
+        for intent in intents:
+            await client.submit(intent)
+        await client.flush()

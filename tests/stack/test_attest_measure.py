@@ -25,7 +25,7 @@ from sevsnpmeasure.ovmf import SectionType
 from infra.cli import main
 from runtime.attestation.measure import LaunchInputs, MeasureError, launch_measurement
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OVMF = Path("/usr/share/ovmf/OVMF.fd")
 OVMF_WITHOUT_SEV = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 TESTDATA = REPO / "tests" / "data" / "sev-snp"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from infra.bench_pipeline import STAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_pipeline_reports_every_figure_and_removes_its_stack(tmp_path):

@@ -29,7 +29,7 @@ from schemas import topics
 from schemas.models import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEYS = "admin-1=0x" + "ab" * 32
 # The variables docker-compose.yml has always documented; every Warden service keeps them.
 DOCUMENTED = (

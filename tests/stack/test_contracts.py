@@ -32,7 +32,7 @@ from evm.typed_data import hash_typed_data
 from infra.contracts import Reverted, artifact, call, calldata, deploy, send
 from runtime.rpc import JsonRpc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_UINT256 = 2**256 - 1
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("evm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 

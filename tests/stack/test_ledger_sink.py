@@ -37,7 +37,7 @@ from schemas.auth import AuditSigner
 from schemas.models import audit_record
 from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

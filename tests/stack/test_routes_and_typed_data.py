@@ -26,8 +26,8 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
+from tests.signer_support import LoneSigner
 from tests.support import make_agent
-from tests.test_signing_surface import LoneSigner
 from tests.typed_data_support import (
     COW,
     MAIL,

@@ -33,7 +33,7 @@ from schemas.models import (
     audit_events_of,
 )
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
-from tests.support import balance, make_agent, read_topic, tail_json
+from tests.support import balance, make_agent, read_topic, submitted, tail_json
 
 ETH, GWEI = 10**18, 10**9
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -53,13 +53,6 @@ async def direct_approvals(settings, *pairs: tuple[TransactionIntent, object]) -
                 intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
             )
             await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
-        await client.flush()
-
-
-async def submitted(settings, *intents: TransactionIntent) -> None:
-    async with Client(settings) as client:
-        for intent in intents:
-            await client.submit(intent)
         await client.flush()
 
 

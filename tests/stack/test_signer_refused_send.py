@@ -20,8 +20,7 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.models import IntentApproved, SignedTransaction
 from sdk.client import new_intent, wait_outcomes
-from tests.support import make_agent, one_agent_per_partition, read_topic
-from tests.test_signer_last_word import submitted
+from tests.support import make_agent, one_agent_per_partition, read_topic, submitted
 from tests.up_support import chain_nonce
 
 ETH = 10**18

@@ -23,8 +23,8 @@ from runtime.rpc import JsonRpc
 from schemas.fields import MAX_UINT256
 from schemas.models import Eip712DomainRule, IntentRejected, SignedMessage, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
+from tests.signer_support import LoneSigner
 from tests.support import make_agent
-from tests.test_signing_surface import LoneSigner
 
 DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # Anvil's first unlocked dev account
 ANVIL_ID = 31337

@@ -45,9 +45,9 @@ from schemas.models import (
     TransactionIntent,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "wire-formats.md"
-SCRIPTS = Path(__file__).resolve().parent / "node"
+SCRIPTS = Path(__file__).resolve().parents[1] / "node"
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 
 

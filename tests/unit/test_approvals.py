@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from schemas import topics
 from schemas.auth import sign_human_approval
 from schemas.models import DeadLetter, HumanApproval, IntentApproved, IntentParked, TransactionIntent
-from tests.test_engine import ADMIN_ID, AGENT, DEST, T0, World, actions, on, rejected_of
+from tests.engine_support import ADMIN_ID, AGENT, DEST, T0, World, actions, on, rejected_of
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 ETH = 10**18

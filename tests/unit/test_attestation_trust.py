@@ -30,7 +30,7 @@ from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, 
 from signer.custody import AttestationRequired, FileEventLog, LocalDevRoot, PermissionDenied, Vaults
 from signer.key_release import Attester, KeyRelease, ReleaseRequest
 from signer.sealing import SealingKeyPair
-from tests.test_attestation import TCB, Chip
+from tests.attestation_support import TCB, Chip
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 MEASUREMENT = b"\x11" * 48  # what Chip.report puts in by default
@@ -433,7 +433,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
     from schemas import topics
     from schemas.models import AttestationEvidence
     from sdk.client import Client, sealing_keys
-    from tests.test_attestation import TESTDATA
+    from tests.attestation_support import TESTDATA
 
     settings = stack.settings
     (honest,) = run(sealing_keys(settings))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra import bench_custody
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_custody_json_in_a_clean_process():

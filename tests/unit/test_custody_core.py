@@ -32,7 +32,7 @@ from signer.custody.events import ModeSet, SecretVersionWritten
 from signer.custody.names import prefix_covers
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---- the local development root -------------------------------------------

@@ -16,8 +16,8 @@ from rules import judge
 from rules.fees import FeeQuote
 from schemas.models import IntentRejected
 from sdk.client import new_intent
-from tests.test_engine import DEST, T0, World, rejected_of
-from tests.test_signing_surface import LoneSigner
+from tests.engine_support import DEST, T0, World, rejected_of
+from tests.signer_support import LoneSigner
 
 STRANGER = "0x000000000000000000000000000000000000bad1"
 

@@ -32,7 +32,7 @@ from schemas.auth import (
 from schemas.emit import audit
 from schemas.models import audit_record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
 MAX_BYTES = 4096
 

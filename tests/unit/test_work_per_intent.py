@@ -36,7 +36,7 @@ from signer.custody.keys import KeyStore
 from signer.service import Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, make_vaults
-from tests.test_engine import T0, World, on
+from tests.engine_support import T0, World, on
 
 INTENTS = 5
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
