@@ -97,3 +97,7 @@ class Chip:
         raw[0x2A0 : 0x2A0 + 72] = r.to_bytes(72, "little")
         raw[0x2E8 : 0x2E8 + 72] = s.to_bytes(72, "little")
         return bytes(raw)
+
+
+OVMF = Path("/usr/share/ovmf/OVMF.fd")
+OVMF_WITHOUT_SEV = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")

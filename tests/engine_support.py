@@ -4,11 +4,15 @@ by record (no broker), and helpers that read its decisions."""
 from __future__ import annotations
 
 import asyncio
+import collections
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel
 
+import schemas.auth
 from runtime.clock import to_us
 from runtime.kafka import partition_of
 from schemas import topics
@@ -149,3 +153,31 @@ def actions(emits: list[Emit]) -> list[str]:
 def rejected_of(emits: list[Emit]) -> IntentRejected:
     (emit,) = on(emits, topics.INTENTS_REJECTED)
     return IntentRejected.from_bytes(emit.value)
+
+
+INTENTS = 5
+
+
+def counting(patch: pytest.MonkeyPatch) -> collections.Counter:
+    """Counts, while ``patch`` holds: parses per model class, and Ed25519 verifications by message."""
+    calls: collections.Counter = collections.Counter()
+
+    def counted_parse(entry: str) -> classmethod:
+        parse = getattr(BaseModel, entry).__func__
+
+        def counting_parse(cls, *args, **kwargs):
+            calls[f"parse {cls.__name__}"] += 1
+            return parse(cls, *args, **kwargs)
+
+        return classmethod(counting_parse)
+
+    verify = schemas.auth._verify
+
+    def counting_verify(public_key_hex_: str, signature_hex: str, message: bytes) -> bool:
+        calls[f"verify {message}"] += 1
+        return verify(public_key_hex_, signature_hex, message)
+
+    for entry in ("model_validate", "model_validate_json"):
+        patch.setattr(BaseModel, entry, counted_parse(entry))
+    patch.setattr(schemas.auth, "_verify", counting_verify)
+    return calls

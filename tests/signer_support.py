@@ -7,6 +7,7 @@ import os
 from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eth_utils import to_checksum_address
 
 from runtime.clock import utcnow
 from runtime.rpc import JsonRpc
@@ -103,3 +104,25 @@ class LoneSigner:
 
     def key(self, role: str, key_id: str | None) -> str | None:
         return public_key_hex(self.service_key) if (role, key_id) == ("signer", "signer-test") else None
+
+
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+SPENDER = "0x000000000000000000000000000000000000bad1"
+DELEGATE = to_checksum_address("0x00000000000000000000000000000000de1e9a7e")
+ANVIL_ID = 31337
+
+
+def mail_document(chain_id=ANVIL_ID, contract="0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC") -> dict:
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Mail": [{"name": "contents", "type": "string"}],
+        },
+        "primaryType": "Mail",
+        "domain": {"name": "Ether Mail", "chainId": chain_id, "verifyingContract": contract},
+        "message": {"contents": "Hello, Bob!"},
+    }

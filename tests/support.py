@@ -11,11 +11,13 @@ from collections.abc import Callable
 
 import clickhouse_connect
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.provision import balance, provision_agent
 from runtime.config import Settings
 from runtime.kafka import follow, partition_of, read_to_quiet
 from schemas import topics
+from schemas.auth import public_key_hex
 from schemas.models import TransactionIntent
 from sdk.client import Client
 
@@ -184,3 +186,12 @@ async def submitted(settings, *intents: TransactionIntent) -> None:
         for intent in intents:
             await client.submit(intent)
         await client.flush()
+
+
+AGENT = "agent-changelog"
+NOW_US = 1_800_000_000_000_000
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("signer-a", "signer-b", "signer-c")}
+PINNED = {name: public_key_hex(key) for name, key in KEYS.items()}
+
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"

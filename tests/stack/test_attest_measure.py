@@ -23,11 +23,10 @@ from sevsnpmeasure.ovmf import OVMF as Firmware
 from sevsnpmeasure.ovmf import SectionType
 
 from infra.cli import main
-from runtime.attestation.measure import LaunchInputs, MeasureError, launch_measurement
+from runtime.attestation.measure import LaunchInputs, launch_measurement
+from tests.attestation_support import OVMF, OVMF_WITHOUT_SEV
 
 REPO = Path(__file__).resolve().parents[2]
-OVMF = Path("/usr/share/ovmf/OVMF.fd")
-OVMF_WITHOUT_SEV = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 TESTDATA = REPO / "tests" / "data" / "sev-snp"
 ROOTS = REPO / "runtime" / "attestation" / "roots"
 MILAN_4 = ("--vcpus", "4", "--vcpu-type", "EPYC-Milan")
@@ -63,10 +62,6 @@ def with_kernel_hashes_page(tmp_path: Path) -> Path:
     firmware.write_bytes(data)
     assert Firmware(str(firmware)).has_metadata_section(SectionType.SNP_KERNEL_HASHES)
     return firmware
-
-
-def test_debians_ovmf_is_installed():
-    assert OVMF.is_file() and OVMF_WITHOUT_SEV.is_file(), "infra/dev.sh installs the Debian package ovmf; run it"
 
 
 def test_the_measurement_is_the_packages_answer_and_moves_with_every_input(capsys, tmp_path):
@@ -148,27 +143,6 @@ def test_the_kernel_initrd_and_command_line_are_measured(capsys, tmp_path):
 def test_inputs_that_cannot_be_measured_are_refused_by_name(capsys, args, expected):
     code, out, err = warden(capsys, "attest", "measure", *args)
     assert code == 2 and out == "" and expected in err, err
-
-
-def test_the_library_refuses_the_same_inputs():
-    with pytest.raises(MeasureError, match="no SEV metadata"):
-        launch_measurement(LaunchInputs(OVMF_WITHOUT_SEV, vcpus=1, vcpu_type="EPYC-v4"))
-    with pytest.raises(MeasureError, match="not both"):
-        launch_measurement(LaunchInputs(OVMF, vcpus=1, vcpu_type="EPYC-v4", vcpu_sig=0x800F12))
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("--vcpu-type", "EPYC-Milan", "--vcpu-sig", "0xa00f11"),
-        ("--vcpu-type", "EPYC-Milan", "--guest-features", "zz"),
-        ("--vcpu-type", "EPYC-Milan", "--vmm-type", "xen"),
-    ],
-)
-def test_malformed_options_are_usage_errors(capsys, args):
-    with pytest.raises(SystemExit) as exited:
-        main(["attest", "measure", "--ovmf", str(OVMF), "--vcpus", "1", *args])
-    assert exited.value.code == 2
 
 
 def test_verify_with_a_given_chain_checks_its_root_against_amds(capsys, tmp_path):

@@ -10,14 +10,12 @@ compaction Warden expects, from the same definitions the embedded stack and the 
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
 import shlex
 import shutil
 import subprocess
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -28,8 +26,8 @@ from runtime.config import Settings
 from schemas import topics
 from schemas.models import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
+from tests.compose_support import REPO, dockerfile
 
-REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEYS = "admin-1=0x" + "ab" * 32
 # The variables docker-compose.yml has always documented; every Warden service keeps them.
 DOCUMENTED = (
@@ -96,13 +94,6 @@ def home_volume(config: dict, service: dict) -> str:
     return named[0]
 
 
-def dockerfile() -> list[tuple[str, str]]:
-    """(instruction, arguments) of each Dockerfile instruction, continuation lines joined."""
-    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
-
-
 def test_the_file_needs_the_admin_keys(tmp_path):
     result = compose_config({"HOME": str(tmp_path)})
     assert result.returncode != 0 and "set WARDEN_ADMIN_KEYS" in result.stderr
@@ -135,25 +126,6 @@ def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_
         assert not re.search(r"\bpip\b", started), f"{name} installs at start: {started}"
         for source, target, *_ in (v.split(":") for v in service.get("volumes", [])):
             assert not (source.startswith("/") and Path(source) == REPO), f"{name} mounts the source tree"
-
-
-def test_every_copy_source_is_in_the_context_and_covers_the_package():
-    ignored = [
-        p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
-    ]
-    copied = []
-    for op, args in dockerfile():
-        if op in ("COPY", "ADD"):
-            *sources, _ = [a for a in args.split() if not a.startswith("--")]
-            copied += sources
-    for source in copied:
-        assert (REPO / source).exists(), f"COPY {source}: not in the repository"
-        assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is in .dockerignore"
-    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    assert "pyproject.toml" in copied
-    assert {p.rstrip("*") for p in packages} <= set(copied), "every package `pip install .` installs is copied"
-    for excluded in (".venv", ".git", ".warden"):
-        assert excluded in ignored
 
 
 def test_no_two_workers_or_signers_share_an_id_or_a_home(config):

@@ -7,7 +7,6 @@ on a copy of the tree with a wrong import planted, to show a wrong import really
 
 from __future__ import annotations
 
-import ast
 import shutil
 import subprocess
 import sys
@@ -15,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("evm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra")
+from tests.layers_support import PACKAGES, REPO
+
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -68,28 +67,3 @@ def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken
     (contract,) = [name for name in verdicts if name.startswith(broken)]
     assert verdicts[contract] == "BROKEN"
     assert module.removesuffix(".py").replace("/", ".") in result.stdout  # and it names the culprit
-
-
-def _reads_environment(path: Path) -> list[int]:
-    """Lines where a module touches os.environ / os.getenv / os.putenv, however it was imported."""
-    lines = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv", "environb"):
-            lines.append(node.lineno)
-        elif (
-            isinstance(node, ast.ImportFrom)
-            and node.module == "os"
-            and any(a.name in ("environ", "getenv", "putenv", "environb") for a in node.names)
-        ):
-            lines.append(node.lineno)
-    return lines
-
-
-def test_only_runtime_config_reads_the_environment():
-    readers = {
-        str(p.relative_to(REPO)): lines
-        for name in PACKAGES
-        for p in sorted((REPO / name).rglob("*.py"))
-        if (lines := _reads_environment(p))
-    }
-    assert list(readers) == ["runtime/config.py"], readers

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets, read_to_quiet
-from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys
+from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
-from schemas.auth import AuditSigner, VaultEventSigner, vault_event_forgery
+from schemas.auth import AuditSigner, VaultEventSigner
 from schemas.models import IntentRejected, SignedTransaction, audit_events_of
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
@@ -132,29 +132,3 @@ def test_a_vault_event_the_pinned_admin_signed_is_applied_from_the_topic(stack, 
     outcome = run(_sign(settings, key, agent))
     assert isinstance(outcome, IntentRejected), outcome
     assert (outcome.stage, outcome.code) == ("signing", "SIGNING_KEY_UNAVAILABLE")
-
-
-def test_vault_signatures_are_bound_to_the_event_and_to_the_vault_context(tmp_path, monkeypatch):
-    """What the signer checks, without a stack: the admin's vault signature over these very bytes,
-    by a pinned key, in the vault's headers."""
-    monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
-    from runtime.config import load
-
-    settings = load()
-    admin = load_or_create_admin_key(settings.home)
-    keys = PinnedAuditKeys(settings)
-    value = b'{"type":"secret.deactivated"}'
-    headers = VaultEventSigner(LOCAL_ADMIN_ID, admin).headers(value)
-    assert vault_event_forgery(value, headers, keys) is None
-    assert (
-        vault_event_forgery(value + b" ", headers, keys)
-        == "the signature does not verify against admin key 'local-admin'"
-    )
-    assert vault_event_forgery(
-        value, [(n, b"worker:" + v) if n == "warden-vault-by" else (n, v) for n, v in headers], keys
-    ).startswith("warden-vault-by b'worker:admin:")
-    assert (
-        vault_event_forgery(value, VaultEventSigner("someone", admin).headers(value), keys)
-        == "warden-vault-by admin:someone is not a pinned admin key"
-    )
-    assert vault_event_forgery(value, headers[:1], keys).startswith("unsigned")

@@ -19,17 +19,14 @@ import copy
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import schemas.models as models
 from ledger.checkpoint import public_key_hex as ledger_key_hex
 from schemas.auth import intent_signature_valid, outcome_forgery, public_key_hex, sign_intent, sign_outcome, sign_policy
 from schemas.models import (
@@ -44,9 +41,8 @@ from schemas.models import (
     StageVerdict,
     TransactionIntent,
 )
+from tests.wire_support import CHECKSUMMED, EXAMPLE_SEED, block_after, json_default
 
-ROOT = Path(__file__).resolve().parents[2]
-PAGE = ROOT / "docs" / "wire-formats.md"
 SCRIPTS = Path(__file__).resolve().parents[1] / "node"
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 
@@ -79,145 +75,8 @@ def run_node(script: str, cases: list[dict]) -> list[dict]:
     return answers
 
 
-# -- the page --------------------------------------------------------------------------------------
-
-
-def _page() -> str:
-    return PAGE.read_text(encoding="utf-8")
-
-
-def _between(marker: str) -> str:
-    text = _page()
-    start = text.index(f"<!-- wire:{marker} -->")
-    return text[start : text.index("<!-- /wire:", start)]
-
-
-def _rows(marker: str) -> list[list[str]]:
-    rows = [line for line in _between(marker).splitlines() if line.startswith("| `")]
-    return [[cell.strip() for cell in row.strip().strip("|").split("|")] for row in rows]
-
-
-def _code(cell: str) -> str:
-    """The first `code` span of a table cell."""
-    return re.search(r"`([^`]*)`", cell).group(1)
-
-
-def _block_after(marker: str) -> str:
-    """The first fenced block after a marker."""
-    text = _page()
-    start = text.index(f"<!-- wire:{marker} -->")
-    opening = text.index("```", start)
-    body = text.index("\n", opening) + 1
-    return text[body : text.index("```", body)].strip()
-
-
-def _json_default(value) -> object:
-    return json.loads(orjson.dumps(value))
-
-
-@pytest.mark.parametrize("model", [TransactionIntent, AgentPolicy])
-def test_the_page_lists_every_field_with_its_default_and_whether_it_is_signed(model):
-    listed = {_code(name): (default, presence) for name, _kind, default, presence in _rows(f"fields {model.__name__}")}
-    omitted = model._OMITTED_AT_DEFAULT
-    expected = {}
-    for name, field in model.model_fields.items():
-        default = "required" if field.is_required() else json.dumps(_json_default(field.default), ensure_ascii=False)
-        presence = "never" if name == "signature" else "omitted at default" if name in omitted else "always"
-        expected[name] = (default, presence)
-    got = {
-        name: (d if d == "required" else json.dumps(json.loads(_code(d)), ensure_ascii=False), p)
-        for name, (d, p) in listed.items()
-    }
-    assert got == expected
-
-
-def test_the_page_lists_every_field_left_out_at_its_default():
-    listed = {(_code(record), _code(field)): json.loads(_code(default)) for record, field, default in _rows("omitted")}
-    in_code = {}
-    for name, cls in vars(models).items():
-        if isinstance(cls, type) and issubclass(cls, models.Evolving) and cls.__dict__.get("_OMITTED_AT_DEFAULT"):
-            for field, default in cls.__dict__["_OMITTED_AT_DEFAULT"].items():
-                assert field in cls.model_fields, (name, field)
-                in_code[(name, field)] = _json_default(default)
-    assert listed == in_code
-
-
-def test_the_page_example_is_what_python_computes():
-    sent = json.loads(_block_after("example-sent"))
-    key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(EXAMPLE_SEED))
-    assert EXAMPLE_SEED in _page() and public_key_hex(key) in _page()
-    signed = sign_intent(TransactionIntent.model_validate(sent), key)
-    assert _block_after("example-signing-bytes") == signed.signing_bytes().decode()
-    digest_and_signature = ["digest", signed.digest(), "signature", signed.signature]
-    assert _block_after("example-digest-signature").split() == digest_and_signature
-
-
-def _page_policy_bytes(full: dict, omit: bool) -> bytes:
-    """A policy's signing bytes as section 3 says to build them, from a record that names every
-    field: the fields of the "omitted at default" table left out while at their default (and a
-    contract-call rule's ``unsimulated`` while false), canonical JSON."""
-    table = {
-        _code(field): json.loads(_code(default))
-        for record, field, default in _rows("omitted")
-        if _code(record) == "AgentPolicy"
-    }
-    body = {k: v for k, v in full.items() if k != "signature" and not (omit and k in table and v == table[k])}
-    if omit:
-        body["contract_calls"] = [
-            {k: v for k, v in rule.items() if not (k == "unsimulated" and v is False)}
-            for rule in body.get("contract_calls", [])
-        ]
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-@pytest.mark.parametrize("omit", [True, False])
-def test_a_policy_signed_as_the_page_says_verifies_and_one_that_keeps_defaults_does_not(omit):
-    from schemas.auth import policy_signature_valid
-
-    admin = Ed25519PrivateKey.generate()
-    full = {
-        "schema_version": 1,
-        "agent_id": "agent-7",
-        "version": 2,
-        "intents_api_enabled": True,
-        "tx_allowed_chains": ["base"],
-        "tx_to_allowlist": [CHECKSUMMED],
-        "tx_max_value_eth": "0.5",
-        "tx_daily_limit_eth": None,
-        "tx_max_fee_per_gas": "100000000000",
-        "require_simulation": False,
-        "sender_address": None,
-        "message_signing_enabled": False,
-        "message_max_bytes": 1024,
-        "eip712_domain_allowlist": [],
-        "eip712_default_policy": "deny",
-        "eip712_no_value_types": [],
-        "eip7702_delegate_allowlist": [],
-        "eip7702_allow_any_chain": False,
-        "asset_limits": [],
-        "block_unlimited_approvals": True,
-        "approval_threshold_eth": "1",
-        "approval_timeout_s": 3600,
-        "contract_calls": [
-            {"contract": CHECKSUMMED, "selectors": ["0x12345678"], "unsimulated": False},
-            {"contract": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "selectors": "any", "unsimulated": True},
-        ],
-        "agent_public_key": public_key_hex(Ed25519PrivateKey.generate()),
-        "issued_at": "2026-11-21T10:00:00Z",
-        "admin_key_id": "admin-1",
-    }
-    signed = {**full, "signature": admin.sign(_page_policy_bytes(full, omit)).hex()}
-    policy = AgentPolicy.model_validate(signed)
-    assert policy.signing_bytes() == _page_policy_bytes(full, True)
-    assert policy_signature_valid(policy, {"admin-1": public_key_hex(admin)}) is omit
-
-
-# -- (a) intents signed in Node, verified in Python -------------------------------------------------
-
-EXAMPLE_SEED = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"  # RFC 8032, test 1
 OTHER_SEED = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"  # RFC 8032, test 2
 TOKEN = "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359"  # lowercase: Node writes it EIP-55
-CHECKSUMMED = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"  # EIP-55 already: kept
 UPPERCASE = "0xD1220A0CF47C7B9BE7A2E6BA89F429762E7B9ADB"  # all uppercase: accepted, made EIP-55
 
 TYPED_DATA = {
@@ -401,7 +260,7 @@ INTENTS: dict[str, tuple[str, dict]] = {
 
 def _sent(name: str) -> dict:
     seed, sent = INTENTS[name]
-    return json.loads(_block_after("example-sent")) if sent is None else sent
+    return json.loads(block_after("example-sent")) if sent is None else sent
 
 
 def _key(seed: str) -> Ed25519PrivateKey:
@@ -458,7 +317,7 @@ def test_the_node_producer_knows_every_field_of_an_intent():
     for name, entry in fields.items():
         assert entry["omitted_at_default"] == (name in TransactionIntent._OMITTED_AT_DEFAULT), name
         if entry["default"] != "required":
-            assert entry["default"] == _json_default(model[name].default), name
+            assert entry["default"] == json_default(model[name].default), name
 
 
 # Each rule of the page broken once, on an intent where the rule changes the bytes.

@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 import os
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -31,11 +28,6 @@ from signer.custody import (
 from signer.custody.events import ModeSet, SecretVersionWritten
 from signer.custody.names import prefix_covers
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-# ---- the local development root -------------------------------------------
 
 
 def test_dev_root_refuses_unless_allowed(tmp_path):
@@ -247,27 +239,6 @@ def test_kek_never_persisted(tmp_path):
     vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
     files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
     assert files == {"keys/local-dev.key", "vault/events.jsonl", "vault/events.jsonl.lock"}
-
-
-def test_two_processes_share_the_file_log(tmp_path):
-    vaults = make_vaults(tmp_path)
-    vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
-    # Another process (the CLI) writes; this one (the signer) reads it on the next call.
-    script = (
-        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]);"
-        "from tests.custody_support import make_vaults, ADMIN;"
-        "v = make_vaults(Path(sys.argv[1]));"
-        "v.refresh();"
-        "print(v.write_secret('acme', 'ops', 'cli/token', b'from-cli', 'token', actor=ADMIN))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path), str(ROOT)], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert out.stdout.strip() == "1"
-    with vaults.open_secret("acme", "ops", "cli/token", actor=SIGNER, now=T0) as value:
-        assert value == bytearray(b"from-cli")
-    # ...and versions computed by either writer never collide.
-    assert vaults.write_secret("acme", "ops", "cli/token", b"from-signer-side", "token", actor=ADMIN, now=T0) == 2
 
 
 def test_file_log_skips_partial_lines(tmp_path):

@@ -10,7 +10,6 @@ use eth-account's canonical form (signed without ``blobs=``) for hashes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import ckzg
@@ -27,30 +26,14 @@ from hypothesis import strategies as st
 from evm import blobs
 from evm import transactions as txs
 from evm.constants import SECP256K1N
-from runtime.rpc import JsonRpc, RpcError
-from tests.support import receipt_of
+from tests.evm_support import BLOBS, CHAIN, TO, blob_of
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
 ADDRESS = Account.from_key(KEY).address
-TO = bytes.fromhex("00" * 18 + "b10b")
-CHAIN = 31337
 SLOT = bytes(31) + b"\x07"
 ACCESS = ((bytes.fromhex("11" * 20), (SLOT, bytes(32))),)
 # eth-account's copy of the mainnet setup: an independent load of the same ceremony output.
 THEIR_SETUP = Path(eth_account.__file__).parent / "typed_transactions" / "blob_transactions" / "kzg_trusted_setup.txt"
-
-
-def _blob(seed: int) -> bytes:
-    # A zero first byte in each 32-byte field element keeps it below the BLS modulus.
-    return b"".join(b"\x00" + bytes([(seed + i) % 251]) * 31 for i in range(4096))
-
-
-BLOBS = (_blob(1), _blob(2))
-
-
-@pytest.fixture(scope="module")
-def sidecar() -> blobs.Sidecar:
-    return blobs.make_sidecar(BLOBS)
 
 
 def _tx(hashes: tuple[bytes, ...], **overrides) -> txs.BlobTransaction:
@@ -179,12 +162,12 @@ def test_the_pre_osaka_network_form_is_the_one_eth_account_decodes():
     "blob_list, error",
     [
         ((), "1 to 6 blobs"),
-        (tuple(_blob(i) for i in range(7)), "1 to 6 blobs"),
-        ([_blob(0)], "1 to 6 blobs as a tuple"),
+        (tuple(blob_of(i) for i in range(7)), "1 to 6 blobs"),
+        ([blob_of(0)], "1 to 6 blobs as a tuple"),
         ((bytes(10),), "blobs[0] is 10 bytes; a blob is exactly 131072"),
-        ((_blob(0), bytes(blobs.BYTES_PER_BLOB + 1)), "blobs[1] is 131073 bytes"),
+        ((blob_of(0), bytes(blobs.BYTES_PER_BLOB + 1)), "blobs[1] is 131073 bytes"),
         ((bytearray(blobs.BYTES_PER_BLOB),), "blobs[0] must be bytes, not bytearray"),
-        ((_blob(0), b"\xff" * blobs.BYTES_PER_BLOB), "blobs[1]: field element 0 (bytes 0..31)"),
+        ((blob_of(0), b"\xff" * blobs.BYTES_PER_BLOB), "blobs[1]: field element 0 (bytes 0..31)"),
         # Exactly the modulus, in the sixth element: the first value that does not fit.
         (
             (bytes(160) + blobs.BLS_MODULUS.to_bytes(32, "big") + bytes(blobs.BYTES_PER_BLOB - 192),),
@@ -263,7 +246,7 @@ def test_a_trusted_setup_that_is_not_the_pinned_one_is_refused(tmp_path, monkeyp
     monkeypatch.setattr(blobs, "_SETUP_FILE", tampered)
     monkeypatch.setattr(blobs, "_setup", None)
     with pytest.raises(RuntimeError, match="not the pinned mainnet trusted setup"):
-        blobs.make_sidecar((_blob(3),))
+        blobs.make_sidecar((blob_of(3),))
 
 
 # --- round trips ------------------------------------------------------------------------------------
@@ -297,88 +280,3 @@ def test_type_3_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, va
     assert txs.decode_signed(signed.raw) == (tx, signed.v, signed.r, signed.s)
     assert txs.recover_sender(signed.raw) == signed.sender == txs.address_of(private_key)
     assert Account.recover_transaction(signed.raw) == to_checksum_address(signed.sender)
-
-
-# --- a real Anvil mines them ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def chain(stack):
-    """The shared stack's Anvil: these tests use fresh keys and leave automining alone."""
-    return stack.settings.rpc_url_for("anvil")
-
-
-async def _funded(node: JsonRpc) -> tuple[bytes, str]:
-    key = os.urandom(32)
-    address = Account.from_key(key).address
-    await node.call("anvil_setBalance", address, hex(10**20))
-    return key, address
-
-
-async def _blob_tx(node: JsonRpc, address: str, sidecar: blobs.Sidecar) -> txs.BlobTransaction:
-    nonce = int(await node.call("eth_getTransactionCount", address, "pending"), 16)
-    base = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
-    return txs.BlobTransaction(
-        CHAIN, nonce, 10**9, 2 * base + 10**9, 50_000, TO, 1, b"", (), 10**9, sidecar.versioned_hashes
-    )
-
-
-@pytest.mark.parametrize("count", [1, 2])
-def test_anvil_mines_a_blob_transaction_sent_in_its_network_form(chain, run, count):
-    async def scenario():
-        node = JsonRpc(chain)
-        try:
-            assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Osaka's rules; see blobs.py
-            key, address = await _funded(node)
-            sidecar = blobs.make_sidecar(tuple(_blob(10 * count + i) for i in range(count)))
-            signed = txs.sign_transaction(await _blob_tx(node, address, sidecar), key, CHAIN)
-            sent = await node.call("eth_sendRawTransaction", "0x" + blobs.network_encoding(signed.raw, sidecar).hex())
-            receipt = await receipt_of(node, sent)
-            return signed, sidecar, sent, receipt, await node.call("eth_getTransactionByHash", sent)
-        finally:
-            await node.close()
-
-    signed, sidecar, sent, receipt, tx = run(scenario())
-    assert sent == "0x" + signed.tx_hash.hex()  # the hash of the canonical form, not of the network form
-    assert int(receipt["status"], 16) == 1 and int(receipt["type"], 16) == 3
-    assert int(receipt["blobGasUsed"], 16) == blobs.GAS_PER_BLOB * count == 131_072 * count
-    assert tx["blobVersionedHashes"] == ["0x" + h.hex() for h in sidecar.versioned_hashes]
-    assert tx["from"].lower() == "0x" + signed.sender.hex() and int(tx["maxFeePerBlobGas"], 16) == 10**9
-
-
-def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(chain, run):
-    """Anvil 1.7.1 verifies the proofs in either wrapper (so the mined transactions above are evidence
-    that ours are right) and still takes the EIP-4844 wrapper on Bpo1; a post-Osaka mainnet node
-    expects the EIP-7594 one, which is why that is the default."""
-
-    async def scenario():
-        node = JsonRpc(chain)
-        try:
-            key, address = await _funded(node)
-            sidecar = blobs.make_sidecar((_blob(40),))
-            signed = txs.sign_transaction(await _blob_tx(node, address, sidecar), key, CHAIN)
-            swapped = blobs.Sidecar(
-                sidecar.blobs,
-                sidecar.commitments,
-                (sidecar.cell_proofs[3],),
-                sidecar.versioned_hashes,
-                sidecar.cell_proofs[::-1],
-            )
-            errors = []
-            for osaka in (True, False):
-                with pytest.raises(RpcError) as refused:
-                    await node.call(
-                        "eth_sendRawTransaction", "0x" + blobs.network_encoding(signed.raw, swapped, osaka=osaka).hex()
-                    )
-                errors.append(str(refused.value))
-            sent = await node.call(
-                "eth_sendRawTransaction", "0x" + blobs.network_encoding(signed.raw, sidecar, osaka=False).hex()
-            )
-            return errors, signed, sent, await receipt_of(node, sent)
-        finally:
-            await node.close()
-
-    errors, signed, sent, receipt = run(scenario())
-    assert all("invalid KZG proof" in error for error in errors), errors
-    assert sent == "0x" + signed.tx_hash.hex() and int(receipt["status"], 16) == 1
-    assert int(receipt["blobGasUsed"], 16) == blobs.GAS_PER_BLOB

@@ -5,8 +5,6 @@ implementation (eth-account 0.14: ``Account.sign_authorization``, type-4 ``sign_
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import rlp
 from eth_account import Account
@@ -20,14 +18,12 @@ from hypothesis import strategies as st
 from evm import authorizations as auth
 from evm import transactions as txs
 from evm.constants import SECP256K1N
-from runtime.rpc import JsonRpc
-from tests.support import receipt_of
+from tests.evm_support import CHAIN
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5decb2243e0e3ad3b0ad39fea4d99bb1b1b3c2c7")
 OTHER_KEY = bytes.fromhex("8da4ef21b864d2cc526dbdb2a120bd2874c36c9d0a1fb7f8c63d7f7a8b41de8f")
 ADDRESS = Account.from_key(KEY).address
 D = bytes.fromhex("00" * 18 + "de1e")
-CHAIN = 31337
 ACCESS = ((bytes.fromhex("11" * 20), (bytes(31) + b"\x07",)),)
 
 
@@ -257,120 +253,3 @@ def test_type_4_round_trips_and_recovers(key, chain_id, nonce, fees, gas, to, va
     assert Account.recover_transaction(signed.raw) == to_checksum_address(signed.sender)
     for entry in txs.decode_signed(signed.raw)[0].authorization_list:
         auth.recover_authority(entry)  # low s and a valid point: every tuple we sign recovers
-
-
-# --- a real Anvil applies them ----------------------------------------------------------------------
-
-# EVM code that answers every call with 42: PUSH1 42 PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN.
-ANSWER_42 = "0x602a60005260206000f3"
-
-
-@pytest.fixture
-def chain(stack):
-    """The shared stack's Anvil: these tests use fresh keys and leave automining alone."""
-    return stack.settings.rpc_url_for("anvil")
-
-
-async def _funded(node: JsonRpc) -> tuple[bytes, bytes]:
-    key = os.urandom(32)
-    address = txs.address_of(key)
-    await node.call("anvil_setBalance", "0x" + address.hex(), hex(10**20))
-    return key, address
-
-
-async def _delegate(node: JsonRpc) -> bytes:
-    """A fresh address D holding the answer-42 code."""
-    delegate = os.urandom(20)
-    await node.call("anvil_setCode", "0x" + delegate.hex(), ANSWER_42)
-    return delegate
-
-
-async def _nonce(node: JsonRpc, address: bytes) -> int:
-    return int(await node.call("eth_getTransactionCount", "0x" + address.hex(), "latest"), 16)
-
-
-async def _send_set_code(
-    node: JsonRpc, key: bytes, sender: bytes, to: bytes, authorization_list: tuple[auth.SignedAuthorization, ...]
-) -> tuple[txs.SignedTx, dict]:
-    base = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
-    tx = txs.SetCodeTransaction(
-        CHAIN, await _nonce(node, sender), 10**9, 2 * base + 10**9, 200_000, to, 0, b"", (), authorization_list
-    )
-    signed = txs.sign_transaction(tx, key, CHAIN)
-    sent = await node.call("eth_sendRawTransaction", "0x" + signed.raw.hex())
-    assert sent == "0x" + signed.tx_hash.hex()
-    return signed, await receipt_of(node, sent)
-
-
-def test_anvil_applies_a_self_sponsored_delegation(chain, run):
-    async def scenario():
-        node = JsonRpc(chain)
-        try:
-            assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Prague's EIP-7702 and later
-            key, a = await _funded(node)
-            d = await _delegate(node)
-            nonce = await _nonce(node, a)
-            # The sender's nonce is raised before the authorization list is processed: + 1.
-            good = auth.sign_authorization(auth.Authorization(CHAIN, d, nonce + 1), key)
-            signed, receipt = await _send_set_code(node, key, a, a, (good,))
-            mined = await node.call("eth_getTransactionByHash", "0x" + signed.tx_hash.hex())
-            code = await node.call("eth_getCode", "0x" + a.hex(), "latest")
-            answer = await node.call("eth_call", {"to": "0x" + a.hex(), "data": "0x"}, "latest")
-            return a, d, nonce, good, receipt, mined, code, answer, await _nonce(node, a)
-        finally:
-            await node.close()
-
-    a, d, nonce, good, receipt, mined, code, answer, nonce_after = run(scenario())
-    assert int(receipt["status"], 16) == 1 and int(receipt["type"], 16) == 4
-    assert code == "0xef0100" + d.hex() and int(answer, 16) == 42
-    assert nonce_after == nonce + 2  # once for the transaction, once for the authorization
-    [listed] = mined["authorizationList"]
-    assert (
-        int(listed["chainId"], 16),
-        listed["address"].lower(),
-        int(listed["nonce"], 16),
-        int(listed["yParity"], 16),
-        int(listed["r"], 16),
-        int(listed["s"], 16),
-    ) == (CHAIN, "0x" + d.hex(), nonce + 1, good.y_parity, good.r, good.s)
-
-
-def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(chain, run):
-    async def scenario():
-        node = JsonRpc(chain)
-        try:
-            key, a = await _funded(node)
-            d = await _delegate(node)
-            nonce = await _nonce(node, a)
-            # The transaction's own nonce: stale by the time the list is processed, so the tuple is skipped.
-            stale = auth.sign_authorization(auth.Authorization(CHAIN, d, nonce), key)
-            _, receipt = await _send_set_code(node, key, a, a, (stale,))
-            return nonce, receipt, await node.call("eth_getCode", "0x" + a.hex(), "latest"), await _nonce(node, a)
-        finally:
-            await node.close()
-
-    nonce, receipt, code, nonce_after = run(scenario())
-    assert int(receipt["status"], 16) == 1
-    assert code == "0x" and nonce_after == nonce + 1
-
-
-def test_anvil_applies_a_sponsored_delegation_for_chain_id_0(chain, run):
-    """A sponsor S pays for an authority A's delegation; A's tuple names chain id 0 (every chain)
-    and A's own current nonce, since A sends nothing."""
-
-    async def scenario():
-        node = JsonRpc(chain)
-        try:
-            sponsor_key, s = await _funded(node)
-            a_key, a = await _funded(node)
-            d = await _delegate(node)
-            signed_by_a = auth.sign_authorization(auth.Authorization(0, d, await _nonce(node, a)), a_key)
-            assert auth.recover_authority(signed_by_a) == a
-            signed, receipt = await _send_set_code(node, sponsor_key, s, a, (signed_by_a,))
-            return signed, receipt, d, await node.call("eth_getCode", "0x" + a.hex(), "latest"), s
-        finally:
-            await node.close()
-
-    signed, receipt, d, code, s = run(scenario())
-    assert int(receipt["status"], 16) == 1 and receipt["from"].lower() == "0x" + s.hex() == "0x" + signed.sender.hex()
-    assert code == "0xef0100" + d.hex()

@@ -1,0 +1,35 @@
+"""`python -m infra.bench_custody --json` in a clean process reports every provider it can reach here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from infra import bench_custody
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_custody_json_in_a_clean_process():
+    # A separate process: the PKCS#11 module reads SOFTHSM2_CONF once per process.
+    out = subprocess.run(
+        [sys.executable, "-m", "infra.bench_custody", "--json", "--seconds", "0.4", "--iterations", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    result = json.loads(out.stdout)
+    warm = result["warm"]
+    assert warm["decrypt_and_sign_per_s"] > 0 and warm["decrypt_per_s"] >= warm["decrypt_and_sign_per_s"] / 2
+    client = result["client_custody"]
+    assert 0 < client["open_share_decrypt_and_sign_per_s"] and client["n"] >= 50
+    cold = result["cold_unwrap"]
+    assert set(cold) == set(bench_custody.ALL_PROVIDERS)
+    for name in bench_custody.ALL_PROVIDERS:  # all of them run on this machine
+        assert cold[name]["available"], name
+        assert cold[name]["cold_read_ms_median"] > 0
+    assert "WARNING" not in out.stderr
