@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,7 +18,7 @@ from runtime.kafka import partition_of
 from schemas import topics
 from schemas.auth import public_key_hex, sign_outcome, sign_policy
 from schemas.emit import Emit, Source
-from schemas.models import AgentPolicy, AuditEvent, IntentRejected, TransactionIntent
+from schemas.models import AgentPolicy, AuditEvent, IntentApproved, IntentRejected, TransactionIntent
 from sdk.client import new_intent
 from streams.engine import Engine
 
@@ -181,3 +181,37 @@ def counting(patch: pytest.MonkeyPatch) -> collections.Counter:
         patch.setattr(BaseModel, entry, counted_parse(entry))
     patch.setattr(schemas.auth, "_verify", counting_verify)
     return calls
+
+
+DAY = timedelta(hours=24)
+OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+ETH = 10**18
+PASSED_CODES = [
+    "CHAIN_ALLOWED",
+    "RECIPIENT_ALLOWED",
+    "ASSETS_WITHIN_POLICY",
+    "SIMULATION_NOT_REQUIRED",
+    "FEE_WITHIN_CEILING",
+    "VALUE_WITHIN_CAP",
+    "WITHIN_DAILY_LIMIT",
+]
+
+
+def approved_of(emits: list[Emit]) -> IntentApproved:
+    (emit,) = on(emits, topics.INTENTS_APPROVED)
+    return IntentApproved.from_bytes(emit.value)
+
+
+def passed_codes(emits: list[Emit]) -> list[str]:
+    """The codes of the stages an intent passed, from their audit events: where verdicts are kept."""
+    return [e.details["code"] for e in audits(emits) if e.action == "stage.passed"]
+
+
+def assert_approved(emits: list[Emit], intent: TransactionIntent) -> IntentApproved:
+    approved = approved_of(emits)
+    assert approved.intent == intent
+    # The signer re-runs every check and never reads verdicts: the approval carries none, not
+    # even as an empty list on the wire (the ledger's stage.passed events hold them).
+    assert approved.verdicts == () and b'"verdicts"' not in on(emits, topics.INTENTS_APPROVED)[0].value
+    assert on(emits, topics.INTENTS_REJECTED) == [] and on(emits, topics.DLQ) == []
+    return approved

@@ -4,5 +4,5 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("evm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra")

@@ -5,6 +5,7 @@ script in a subprocess), so every test collected under tests/stack is marked ``s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from infra.stack import LocalStack, local_settings, running_stack
+from tests.signer_support import LoneSigner
+from tests.token_support import deploy_tokens
 
 HERE = Path(__file__).resolve().parent
 
@@ -41,3 +44,13 @@ def fresh_stack(tmp_path):
             return started.enter_context(running_stack(local_settings(home, **overrides), signers, workers))
 
         yield start
+
+
+@pytest.fixture(scope="module")
+def deployed(stack):
+    return asyncio.run(deploy_tokens(stack.settings))
+
+
+@pytest.fixture
+def lone(tmp_path, stack, deployed):
+    return LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))

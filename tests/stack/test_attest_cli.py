@@ -1,4 +1,5 @@
-"""`warden attest verify` and `warden signer attest` in a child process, as an operator runs them: each check printed, any failure fails."""
+"""`warden attest verify` and `warden signer attest` in a child process, as an operator runs them:
+each check printed, any failure fails."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def test_warden_attest_verify_prints_each_check_and_fails_on_any():
 
     import orjson
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     args = [
         sys.executable,
         "-m",

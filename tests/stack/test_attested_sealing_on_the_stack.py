@@ -1,4 +1,5 @@
-"""Attested sealing keys on the running stack: the SDK refuses a substituted or junk announcement on the sealing topic, and a signer without evidence never gets the key of an attested vault."""
+"""Attested sealing keys on the running stack: the SDK refuses a substituted or junk announcement on
+the sealing topic, and a signer without evidence never gets the key of an attested vault."""
 
 from __future__ import annotations
 

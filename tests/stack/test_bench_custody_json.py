@@ -1,4 +1,5 @@
-"""`python -m infra.bench_custody --json` in a clean process reports every provider it can reach here."""
+"""`python -m infra.bench_custody --json` in a clean process reports every provider it can reach
+here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The transactions and authorizations Warden encodes, sent to the session stack's Anvil: blob (EIP-4844) and set-code (EIP-7702) transactions are mined as the specifications say."""
+"""The transactions and authorizations Warden encodes, sent to the session stack's Anvil: blob
+(EIP-4844) and set-code (EIP-7702) transactions are mined as the specifications say."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def chain(stack):
     return stack.settings.rpc_url_for("anvil")
 
 
-async def _funded(node: JsonRpc) -> tuple[bytes, str]:
+async def _funded_hex(node: JsonRpc) -> tuple[bytes, str]:
     key = os.urandom(32)
     address = Account.from_key(key).address
     await node.call("anvil_setBalance", address, hex(10**20))
@@ -42,7 +43,7 @@ def test_anvil_mines_a_blob_transaction_sent_in_its_network_form(chain, run, cou
         node = JsonRpc(chain)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Osaka's rules; see blobs.py
-            key, address = await _funded(node)
+            key, address = await _funded_hex(node)
             sidecar = blobs.make_sidecar(tuple(blob_of(10 * count + i) for i in range(count)))
             signed = txs.sign_transaction(await _blob_tx(node, address, sidecar), key, CHAIN)
             sent = await node.call("eth_sendRawTransaction", "0x" + blobs.network_encoding(signed.raw, sidecar).hex())
@@ -67,7 +68,7 @@ def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(cha
     async def scenario():
         node = JsonRpc(chain)
         try:
-            key, address = await _funded(node)
+            key, address = await _funded_hex(node)
             sidecar = blobs.make_sidecar((blob_of(40),))
             signed = txs.sign_transaction(await _blob_tx(node, address, sidecar), key, CHAIN)
             swapped = blobs.Sidecar(
@@ -101,7 +102,7 @@ def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(cha
 ANSWER_42 = "0x602a60005260206000f3"
 
 
-async def _funded(node: JsonRpc) -> tuple[bytes, bytes]:
+async def _funded_bytes(node: JsonRpc) -> tuple[bytes, bytes]:
     key = os.urandom(32)
     address = txs.address_of(key)
     await node.call("anvil_setBalance", "0x" + address.hex(), hex(10**20))
@@ -137,7 +138,7 @@ def test_anvil_applies_a_self_sponsored_delegation(chain, run):
         node = JsonRpc(chain)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Prague's EIP-7702 and later
-            key, a = await _funded(node)
+            key, a = await _funded_bytes(node)
             d = await _delegate(node)
             nonce = await _nonce(node, a)
             # The sender's nonce is raised before the authorization list is processed: + 1.
@@ -169,7 +170,7 @@ def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(chai
     async def scenario():
         node = JsonRpc(chain)
         try:
-            key, a = await _funded(node)
+            key, a = await _funded_bytes(node)
             d = await _delegate(node)
             nonce = await _nonce(node, a)
             # The transaction's own nonce: stale by the time the list is processed, so the tuple is skipped.
@@ -191,8 +192,8 @@ def test_anvil_applies_a_sponsored_delegation_for_chain_id_0(chain, run):
     async def scenario():
         node = JsonRpc(chain)
         try:
-            sponsor_key, s = await _funded(node)
-            a_key, a = await _funded(node)
+            sponsor_key, s = await _funded_bytes(node)
+            a_key, a = await _funded_bytes(node)
             d = await _delegate(node)
             signed_by_a = auth.sign_authorization(auth.Authorization(0, d, await _nonce(node, a)), a_key)
             assert auth.recover_authority(signed_by_a) == a

@@ -1,4 +1,5 @@
-"""Following an agent's keys on the session stack's Tansu reads its partitions and none of the others."""
+"""Following an agent's keys on the session stack's Tansu reads its partitions and none of the
+others."""
 
 from __future__ import annotations
 

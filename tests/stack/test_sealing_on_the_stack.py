@@ -1,4 +1,5 @@
-"""Sealed shares on the running stack: the signer signs with the right sealed share only, and a redelivered signed intent needs no share."""
+"""Sealed shares on the running stack: the signer signs with the right sealed share only, and a
+redelivered signed intent needs no share."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The signer's own refusals of messages, typed data, delegations and blobs its policy does not allow, each sent straight to it on the session stack."""
+"""The signer's own refusals of messages, typed data, delegations and blobs its policy does not
+allow, each sent straight to it on the session stack."""
 
 from __future__ import annotations
 

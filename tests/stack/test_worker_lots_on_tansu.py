@@ -1,4 +1,5 @@
-"""A burst through the session stack: the worker works in lots, records every intent once and shares the broker's batches."""
+"""A burst through the session stack: the worker works in lots, records every intent once and shares
+the broker's batches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The SEV-SNP launch measurement as a library: Debian's OVMF is here, the library refuses what the command refuses, and malformed options are usage errors."""
+"""The SEV-SNP launch measurement as a library: Debian's OVMF is here, the library refuses what the
+command refuses, and malformed options are usage errors."""
 
 from __future__ import annotations
 

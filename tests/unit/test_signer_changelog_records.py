@@ -1,4 +1,5 @@
-"""The signer's changelog records: each is read only as what it says, and blobs read back as the same bytes whichever form they travel in."""
+"""The signer's changelog records: each is read only as what it says, and blobs read back as the
+same bytes whichever form they travel in."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A broadcast transaction's lifecycle as rules: a final status is never left, each status names its next step, and bumped fees are at least an eighth more and never over the ceiling."""
+"""A broadcast transaction's lifecycle as rules: a final status is never left, each status names its
+next step, and bumped fees are at least an eighth more and never over the ceiling."""
 
 from __future__ import annotations
 

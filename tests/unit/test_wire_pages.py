@@ -1,4 +1,5 @@
-"""The wire contract pages in docs/ against the code: every field listed with its default and whether it is signed, the example is what Python computes."""
+"""The wire contract pages in docs/ against the code: every field listed with its default and
+whether it is signed, the example is what Python computes."""
 
 from __future__ import annotations
 
