@@ -56,7 +56,7 @@ def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     planted = tmp_path / module
-    planted.write_text(planted.read_text() + f"\n{wrong_import}  # planted by tests/test_layers.py\n")
+    planted.write_text(planted.read_text() + f"\n{wrong_import}  # planted by tests/stack/test_layers.py\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     verdicts = {

@@ -298,7 +298,7 @@ def test_a_call_a_contract_rule_allows_is_simulated_unless_the_rule_says_unsimul
     assert not simulation_required(intent(swap, to=ROUTER), waived)
     # A token's own transfer is read in full: no simulation needed for it.
     assert not simulation_required(intent(calldata("0xa9059cbb", ALICE, 5)), listed)
-    # Value to an address that may have code is asked about (on Anvil: tests/test_routes_and_typed_data.py);
+    # Value to an address that may have code is asked about (on Anvil: tests/stack/test_routes_and_typed_data.py);
     # where it cannot matter the node is not asked at all (None here: asking would raise).
     plain = intent(to=ROUTER, value="1", gas_limit=21_000)
     assert not asyncio.run(simulation_needed(plain, policy(), None))

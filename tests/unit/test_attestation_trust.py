@@ -2,10 +2,11 @@
 key release of vaults that require attestation.
 
 A real chip cannot attest on demand here, so the attested side is a test chip (tests/
-test_attestation.py's ``Chip``: its own ARK → ASK → VCEK, signing reports as the firmware does)
+attestation_support.py's ``Chip``: its own ARK → ASK → VCEK, signing reports as the firmware does)
 given to the verifier as its chain; every refusal below is what the verifier says of that chip's
 reports when something about them is wrong. The same verifier accepts AMD's real report
-(test_attestation.py). The end-to-end cases on the embedded stack are at the bottom.
+(test_attestation.py). The end-to-end cases on the embedded stack are in
+tests/stack/test_attested_sealing_on_the_stack.py.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Who the ledger believes an audit record from: a record on warden.audit.events counts only
 when a pinned key of its writer's role signed its bytes, and no event in it claims to be another
 of Warden's services (`schemas.auth.audit_writer`, `claimed_service`, `runtime.trust.PinnedAuditKeys`,
-`ledger.sink.decode`). The same rules on the real broker: tests/test_ledger_sink.py."""
+`ledger.sink.decode`). The same rules on the real broker: tests/stack/test_ledger_sink.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The ledger's signature checkers (`ledger.checks`): processes of their own that decide
 exactly what `schemas.auth.audit_writer` decides, lose no verdict when one dies, and do not
 outlive the sink that started them. The sink using them on a real broker:
-tests/test_ledger_sink.py."""
+tests/stack/test_ledger_sink.py."""
 
 from __future__ import annotations
 

@@ -269,7 +269,7 @@ def test_fee_fields_consistent_with_the_type_are_accepted(fields):
 
 def test_tx_type_outside_0_to_4_is_rejected():
     assert set(rejection(intent_doc(tx_type=5))) == {"tx_type"}
-    # Types 3 and 4 exist, each only with the fields that make it (test_signing_surface.py).
+    # Types 3 and 4 exist, each only with the fields that make it (tests/unit/test_signing_surface.py).
     assert "needs max_fee_per_blob_gas" in " ".join(rejection(intent_doc(tx_type=3)).values())
 
 

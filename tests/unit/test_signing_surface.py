@@ -4,7 +4,7 @@
 The schema and the pure guardrails are tested alone; then the signer is handed approved records
 directly, as a hostile writer to ``warden.intents.approved`` (or a compromised worker) would, to
 show that it refuses on its own what the policy does not allow. Signatures it makes are recovered
-with eth-account. The pipeline on the real stack is in test_signing_surface_e2e.py.
+with eth-account. The pipeline on the real stack is in tests/stack/test_signing_surface_e2e.py.
 """
 
 from __future__ import annotations
