@@ -10,8 +10,6 @@ import shutil
 import pytest
 
 from evm import blobs
-from infra.kms_servers import LocalCloudKms, MotoServer
-from tests.custody_support import GCP_KEY, GCP_KEY_2
 from tests.evm_support import BLOBS
 
 
@@ -36,18 +34,5 @@ def run():
 
 @pytest.fixture(scope="module")
 def sidecar() -> blobs.Sidecar:
+    """The EIP-4844 sidecar of the two test blobs, built once per module."""
     return blobs.make_sidecar(BLOBS)
-
-
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def cloud_kms():
-    server = LocalCloudKms((GCP_KEY, GCP_KEY_2))
-    yield server
-    server.stop()

@@ -84,7 +84,3 @@ class SoftHsmToken:
             capture_output=True,
         )
         self.module = SOFTHSM_MODULE
-
-
-GCP_KEY = "projects/warden-test/locations/global/keyRings/warden/cryptoKeys/root"
-GCP_KEY_2 = "projects/warden-test/locations/global/keyRings/warden/cryptoKeys/root-2"

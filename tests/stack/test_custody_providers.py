@@ -12,14 +12,24 @@ import os
 
 import pytest
 
-from infra.kms_servers import AWS_TEST_CREDENTIALS, LocalKeyVault
+from infra.kms_servers import AWS_TEST_CREDENTIALS, LocalCloudKms, LocalKeyVault, MotoServer
 from infra.stack import free_port
 from runtime.config import Settings
 from signer.custody import InvalidKey, ProviderUnavailable, Vaults, parse_event, root_from_settings, roots_from_settings
 from signer.custody.aws_kms import AwsKmsRoot
 from signer.custody.gcp_kms import GcpKmsRoot
 from signer.custody.pkcs11_hsm import Pkcs11Root
-from tests.custody_support import ADMIN, GCP_KEY, SIGNER, T0, SoftHsmToken, make_vaults
+from tests.custody_support import ADMIN, SIGNER, T0, SoftHsmToken, make_vaults
+
+GCP_KEY = "projects/warden-test/locations/global/keyRings/warden/cryptoKeys/root"
+GCP_KEY_2 = "projects/warden-test/locations/global/keyRings/warden/cryptoKeys/root-2"
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = MotoServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +37,13 @@ def softhsm(tmp_path_factory):
     token = SoftHsmToken(tmp_path_factory.mktemp("softhsm"))
     Pkcs11Root.create_key(token.module, token.label, token.pin, "warden-root")
     return token
+
+
+@pytest.fixture(scope="module")
+def cloud_kms():
+    server = LocalCloudKms((GCP_KEY, GCP_KEY_2))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +103,19 @@ def test_vault_on_each_provider_cold_and_warm(provider, tmp_path, moto, softhsm,
     fresh = make_vaults(tmp_path, roots=root)
     with fresh.open_secret("acme", "prod", "api/key", actor=SIGNER, now=T0) as value:
         assert value == bytearray(b"sk-live-123")
+
+
+def test_a_different_key_of_the_same_provider_cannot_unwrap(moto, cloud_kms):
+    a = AwsKmsRoot(moto.create_key(), endpoint_url=moto.url, **AWS_TEST_CREDENTIALS)
+    b = AwsKmsRoot(moto.create_key(), endpoint_url=moto.url, **AWS_TEST_CREDENTIALS)
+    # AWS answers IncorrectKeyException (-> InvalidKey); moto answers AccessDeniedException,
+    # which the root reports as an outage (it is also what an IAM denial looks like). Closed either way.
+    with pytest.raises((InvalidKey, ProviderUnavailable)):
+        b.unwrap(a.wrap(b"k" * 32, b"aad"), b"aad")
+    g1 = GcpKmsRoot(GCP_KEY, api_endpoint=cloud_kms.endpoint, insecure=True)
+    g2 = GcpKmsRoot(GCP_KEY_2, api_endpoint=cloud_kms.endpoint, insecure=True)
+    with pytest.raises(InvalidKey):
+        g2.unwrap(g1.wrap(b"k" * 32, b"aad"), b"aad")
 
 
 def test_unreachable_providers_are_outages_not_forgeries(moto, softhsm, cloud_kms, key_vault):

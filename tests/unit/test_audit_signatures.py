@@ -19,6 +19,7 @@ from schemas.auth import (
     AUDIT_BY_HEADER,
     AUDIT_SIGNATURE_HEADER,
     AuditSigner,
+    audit_signature_valid,
     audit_writer,
     claimed_service,
     public_key_hex,
@@ -204,3 +205,18 @@ def test_a_key_created_by_several_writers_at_once_is_one_key_and_never_read_half
             for text in seen
         ), "a reader saw the key half-written"
         assert [p.name for p in path.parent.iterdir()] == ["admin.pem"]  # no draft left behind
+
+
+def test_signatures_made_by_openssl_verify_in_libsodium_and_odd_lengths_are_refused():
+    key = Ed25519PrivateKey.generate()
+    signer = AuditSigner("worker", "w", key)
+    value = b'{"event_id":"e"}'
+    signature = signer.headers(value)[1][1]
+    public = bytes.fromhex(public_key_hex(key)[2:])
+    assert audit_signature_valid(public, signature, value)
+    assert not audit_signature_valid(public, signature, value + b" ")
+    assert not audit_signature_valid(public[:31], signature, value)  # libsodium would read past it
+    assert not audit_signature_valid(public + b"\x00", signature, value)
+    assert not audit_signature_valid(public, signature + b"\x00", value)
+    assert not audit_signature_valid(public, signature[:63], value)
+    assert not audit_signature_valid(bytes(32), signature, value)  # a small-order key

@@ -1,5 +1,4 @@
-"""`python -m infra.bench_custody --json` in a clean process reports every provider it can reach
-here."""
+"""`warden bench custody` runs end to end and reports every provider it can reach here."""
 
 from __future__ import annotations
 
@@ -34,3 +33,9 @@ def test_bench_custody_json_in_a_clean_process():
         assert cold[name]["available"], name
         assert cold[name]["cold_read_ms_median"] > 0
     assert "WARNING" not in out.stderr
+
+
+def test_bench_custody_text_report(capsys):
+    assert bench_custody.main(["--seconds", "0.2", "--iterations", "3", "--providers", "local-dev"]) == 0
+    text = capsys.readouterr().out
+    assert "decrypt-and-sign/s" in text and "local-dev" in text
