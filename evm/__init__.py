@@ -25,7 +25,7 @@
 - ``typed_data.py``: EIP-712 typed data, encoded in full.
 
 The fast paths are private modules behind the same functions, each pinned by tests
-against a public implementation (tests/test_evm_fast_paths.py) and kept because
+against a public implementation (tests/unit/test_evm_fast_paths.py) and kept because
 `warden bench sign` shows it pays: ``_keccak`` (pycryptodome's sponge, reused, against
 eth-hash), ``_rlp`` (a fixed-shape encoder, against ``rlp.encode``), ``_secp256k1``
 (libsecp256k1 through coincurve's bindings, against coincurve's public API and eth-account).

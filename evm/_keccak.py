@@ -3,7 +3,7 @@
 ``eth_hash``'s pycryptodome backend allocates a hash object and a destructor
 wrapper per call, which costs twice the hashing itself; a signature needs three
 hashes. Any surprise in pycryptodome's internals falls back to ``eth_hash``;
-tests/test_evm_fast_paths.py compares both on inputs around the sponge rate.
+tests/unit/test_evm_fast_paths.py compares both on inputs around the sponge rate.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 pyrlp's generic ``rlp.encode`` infers a sedes for every item and costs more than
 the secp256k1 signature itself. Each field is encoded once and the encoded
 payload is shared between the signing hash and the signed serialization.
-tests/test_evm_fast_paths.py checks every function against ``rlp.encode``.
+tests/unit/test_evm_fast_paths.py checks every function against ``rlp.encode``.
 Decoding uses pyrlp itself: it is not on the signing path.
 """
 

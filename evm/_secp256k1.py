@@ -4,7 +4,7 @@ The public coincurve API (``PrivateKey(secret).sign_recoverable``) derives an
 x-only (BIP-340) public key on construction that Ethereum never uses: a wasted
 point multiplication costing a third of a signature. Calling libsecp256k1
 directly avoids it, and signs straight out of the caller's buffer instead of
-copying the key into ``bytes``. tests/test_evm_fast_paths.py pins the results
+copying the key into ``bytes``. tests/unit/test_evm_fast_paths.py pins the results
 against coincurve's public API and eth-account.
 """
 

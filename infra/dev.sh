@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything Warden needs on this machine (idempotent), then run a command:
 #   ./infra/dev.sh demo      the main job: the scripted pipeline on the embedded stack
-#   ./infra/dev.sh test      the test suite
+#   ./infra/dev.sh test      the test suite (add -m "not stack" for the unit tests alone: no process started)
 #   ./infra/dev.sh lint      ruff: lint and format check (CI runs it, then the tests)
 #   ./infra/dev.sh <args>    any other `warden` command, e.g. `./infra/dev.sh up`
 set -euo pipefail
@@ -31,7 +31,7 @@ fi
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 [ -f /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
-command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # parses docker-compose.yml: tests/test_compose.py
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # parses docker-compose.yml: tests/stack/test_compose.py
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} (apt)"

@@ -13,7 +13,7 @@ a float anywhere in ``details`` (orjson reads an integer beyond 64 bits as a flo
 keeps the int, so any float goes the exact way).
 
 The fast path accepts only records ``audit_events_of`` accepts, and yields the same rows for
-them; tests/test_ledger_records.py checks both on valid and malformed records.
+them; tests/unit/test_ledger_records.py checks both on valid and malformed records.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Settings for every Warden process, read from the environment.
 
 This module is the only reader of ``os.environ`` in Warden (a test in
-``tests/test_layers.py`` holds it to that): every knob a deployment can turn is
+``tests/unit/test_environment_reader.py`` holds it to that): every knob a deployment can turn is
 named here once, typed, with its default, so `warden up` can hand the same
 settings to each process it starts and a reader can see what can change.
 """

@@ -1,17 +1,16 @@
-"""Shared fixtures: the real embedded stack (Tansu, Anvil, Warden's processes) on free ports
-under a temporary WARDEN_HOME. Nothing here is mocked."""
+"""Fixtures both the unit and the stack tests use. The running stack's fixtures are in
+tests/stack/conftest.py; helpers are in the tests/*_support.py modules. Nothing here is mocked."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import os
 import shutil
 
 import pytest
 
-from infra.stack.local import LocalStack, local_settings, running_stack
+from evm import blobs
+from tests.evm_support import BLOBS
 
 
 def pytest_report_header(config):
@@ -22,30 +21,18 @@ def pytest_report_header(config):
         if docker and engine
         else "no Docker engine here: Kafka and ClickHouse containers unavailable"
     )
-    return [f"warden: {where}; integration tests use Tansu + Anvil + chDB started by fixtures"]
-
-
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """One running pipeline for the whole session (fused topology)."""
-    with running_stack(local_settings(tmp_path_factory.mktemp("warden-home"))) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh_stack(tmp_path):
-    """A stack of the test's own (for tests that kill processes or change the topology)."""
-    numbers = itertools.count()
-    with contextlib.ExitStack() as started:
-
-        def start(signers: int = 1, workers: int = 1, **overrides) -> LocalStack:
-            home = tmp_path / f"home{next(numbers)}"
-            return started.enter_context(running_stack(local_settings(home, **overrides), signers, workers))
-
-        yield start
+    return [
+        f"warden: {where}; the stack tests (tests/stack, marked stack) use Tansu + Anvil + chDB started by fixtures"
+    ]
 
 
 @pytest.fixture
 def run():
     """Run a coroutine to completion from a synchronous test."""
     return asyncio.run
+
+
+@pytest.fixture(scope="module")
+def sidecar() -> blobs.Sidecar:
+    """The EIP-4844 sidecar of the two test blobs, built once per module."""
+    return blobs.make_sidecar(BLOBS)

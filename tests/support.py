@@ -11,11 +11,15 @@ from collections.abc import Callable
 
 import clickhouse_connect
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.provision import balance, provision_agent
 from runtime.config import Settings
 from runtime.kafka import follow, partition_of, read_to_quiet
 from schemas import topics
+from schemas.auth import public_key_hex
+from schemas.intent import TransactionIntent
+from sdk.client import Client
 
 __all__ = [
     "balance",
@@ -25,6 +29,7 @@ __all__ = [
     "make_agent",
     "one_agent_per_partition",
     "read_topic",
+    "submitted",
 ]
 
 
@@ -174,3 +179,19 @@ def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), capture_output=True, text=True, timeout=120
     )
+
+
+async def submitted(settings, *intents: TransactionIntent) -> None:
+    async with Client(settings) as client:
+        for intent in intents:
+            await client.submit(intent)
+        await client.flush()
+
+
+AGENT = "agent-changelog"
+NOW_US = 1_800_000_000_000_000
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("signer-a", "signer-b", "signer-c")}
+PINNED = {name: public_key_hex(key) for name, key in KEYS.items()}
+
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"

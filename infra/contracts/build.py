@@ -5,7 +5,7 @@
                                               that is not what its source compiles to
 
 The artifacts are committed so that tests and the demo deploy real contracts without a compiler;
-``--check`` (run by tests/test_contracts.py) keeps them honest: a source edited without rebuilding,
+``--check`` (run by tests/stack/test_contracts.py) keeps them honest: a source edited without rebuilding,
 or bytecode edited by hand, fails it.
 
 The compiler is the npm package ``solc`` (solc-js, the official Emscripten build), pinned exactly in

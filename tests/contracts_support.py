@@ -1,0 +1,51 @@
+"""What the contract tests share: a fixed key and address per role, funded and unlocked on Anvil,
+calls that read a uint or a balance, and a scenario run against the session's Anvil."""
+
+from __future__ import annotations
+
+from eth_account import Account
+from eth_utils import keccak
+
+from infra.contracts import call, calldata
+from runtime.rpc import JsonRpc
+
+SECP256K1N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+
+
+def role_key(role: str) -> bytes:
+    """A fixed private key per role, so a failure reproduces with the same addresses."""
+    return keccak(text=f"warden tests/test_contracts.py {role}")
+
+
+def role_address(role: str) -> str:
+    return Account.from_key(role_key(role)).address
+
+
+async def unlocked_role(node, role: str) -> str:
+    """The role's address, funded and unlocked on Anvil so it can send transactions."""
+    address = role_address(role)
+    await node.call("anvil_setBalance", address, hex(10**20))
+    await node.call("anvil_impersonateAccount", address)
+    return address
+
+
+async def call_uint(node, to: str, signature: str, *args) -> int:
+    return int.from_bytes(await call(node, to, calldata(signature, *args)), "big")
+
+
+async def token_balance(node, token: str, holder: str) -> int:
+    return await call_uint(node, token, "balanceOf(address)", holder)
+
+
+def run_on_chain(stack, run, scenario) -> None:
+    """Run ``scenario(node)`` against the session's Anvil, closing the client afterwards."""
+
+    async def go():
+        node = JsonRpc(stack.settings.rpc_url)
+        try:
+            await scenario(node)
+        finally:
+            await node.close()
+
+    run(go())

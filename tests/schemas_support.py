@@ -1,0 +1,138 @@
+"""What the schema tests share: an intent document to vary field by field, the addresses it uses,
+and one record of each kind."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from schemas.audit import AuditEvent
+from schemas.auth import public_key_hex, sign_policy
+from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction, StageVerdict
+from schemas.policy import AgentPolicy
+from sdk.client import new_intent
+
+T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+
+# The EIP-55 specification's own example address, in its three spellings.
+CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+LOWER = CHECKSUMMED.lower()
+OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+
+
+def intent_doc(**overrides) -> dict:
+    doc = {
+        "intent_id": "i-1",
+        "agent_id": "agent-1",
+        "chain": "anvil",
+        "to": CHECKSUMMED,
+        "value": "0.5",
+        "created_at": "2026-11-21T10:00:00Z",
+    }
+    doc.update(overrides)
+    return {k: v for k, v in doc.items() if v is not DROP}
+
+
+DROP = object()
+
+
+def sample_records() -> list:
+    agent_key = Ed25519PrivateKey.generate()
+    intent = new_intent(
+        agent_key,
+        agent_id="agent-1",
+        chain="anvil",
+        to=LOWER,
+        value="1.25",
+        now=T0,
+        tx_type=1,
+        gas_price=str(2**100),
+        gas_limit=50_000,
+        nonce=7,
+        data="0xA9059CBB",
+        access_list=[{"address": OTHER, "storage_keys": ["0x" + "ab" * 32]}],
+        idempotency_key="order-1",
+    )
+    policy = sign_policy(
+        AgentPolicy(
+            agent_id="agent-1",
+            version=3,
+            tx_allowed_chains=("anvil", "base"),
+            tx_to_allowlist=(CHECKSUMMED,),
+            tx_max_value_eth="1.5",
+            tx_daily_limit_eth="10",
+            tx_max_fee_per_gas=str(2**90),
+            sender_address=OTHER,
+            agent_public_key=public_key_hex(agent_key),
+            issued_at=T0,
+        ),
+        Ed25519PrivateKey.generate(),
+        "test-admin",
+    )
+    verdict = StageVerdict(
+        intent_id=intent.intent_id,
+        stage="value_cap",
+        passed=False,
+        code="VALUE_OVER_CAP",
+        reason="too much",
+        facts={"value_wei": str(2**80), "cap_wei": "1"},
+    )
+    return [
+        intent,
+        policy,
+        verdict,
+        IntentRejected(
+            intent_id=intent.intent_id,
+            agent_id="agent-1",
+            stage="value_cap",
+            code="VALUE_OVER_CAP",
+            reason="too much",
+            verdicts=(verdict,),
+            decided_at=T0,
+            intent_digest=intent.digest(),
+        ),
+        IntentApproved(
+            intent=intent, policy=policy, verdicts=(verdict,), approved_at=T0, intent_digest=intent.digest()
+        ),
+        SignedTransaction(
+            intent_id=intent.intent_id,
+            agent_id="agent-1",
+            chain="anvil",
+            chain_id=31337,
+            signed_tx="0x01f8",
+            tx_hash="0x" + "cd" * 32,
+            **{"from": OTHER},
+            to=CHECKSUMMED,
+            nonce=7,
+            value_wei=2**200 + 1,
+            tx_type=1,
+            status="mined",
+            tee="none",
+            signed_at=T0,
+            max_spend_wei=2**200 + 2**101,
+            fee_wei=2**99,
+            intent_digest=intent.digest(),
+        ),
+        AuditEvent(
+            event_id="e1",
+            actor="service:streams",
+            action="stage.failed",
+            resource="intent:i-1",
+            ts=T0,
+            intent_id="i-1",
+            agent_id="agent-1",
+            details={"facts": {"n": "1"}},
+        ),
+        DeadLetter(
+            source_topic="warden.intents.submitted",
+            partition=1,
+            offset=9,
+            key="agent-1",
+            reason="bad",
+            errors=("to: is required",),
+            payload_b64="e30=",
+            payload_sha256="00" * 32,
+            received_at=T0,
+        ),
+    ]

@@ -1,0 +1,56 @@
+"""The stack tests' fixtures: the real embedded stack (Tansu, Anvil, Warden's processes) on free
+ports under a temporary WARDEN_HOME. Every test here starts processes (that stack, a CLI or a
+script in a subprocess), so every test collected under tests/stack is marked ``stack``:
+``pytest -m "not stack"`` runs the unit tests alone and starts nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from pathlib import Path
+
+import pytest
+
+from infra.stack.local import LocalStack, local_settings, running_stack
+from tests.signer_support import LoneSigner
+from tests.token_support import deploy_tokens
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config, items):
+    # This hook sees every collected item, not only this directory's: mark by path.
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """One running pipeline for the whole session (fused topology)."""
+    with running_stack(local_settings(tmp_path_factory.mktemp("warden-home"))) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_stack(tmp_path):
+    """A stack of the test's own (for tests that kill processes or change the topology)."""
+    numbers = itertools.count()
+    with contextlib.ExitStack() as started:
+
+        def start(signers: int = 1, workers: int = 1, **overrides) -> LocalStack:
+            home = tmp_path / f"home{next(numbers)}"
+            return started.enter_context(running_stack(local_settings(home, **overrides), signers, workers))
+
+        yield start
+
+
+@pytest.fixture(scope="module")
+def deployed(stack):
+    return asyncio.run(deploy_tokens(stack.settings))
+
+
+@pytest.fixture
+def lone(tmp_path, stack, deployed):
+    return LoneSigner(tmp_path, stack.settings.rpc_url_for("anvil"))

@@ -1,0 +1,231 @@
+"""docker-compose.yml, read the way Docker Compose reads it: Debian's `docker-compose config`
+parses and resolves the file, and the tests hold the result to what Warden needs.
+
+No engine runs here, so nothing is built or started (docs/deployment.md, "What was run here"):
+these tests check the file and the Dockerfile. Every Warden service runs the image built from
+the Dockerfile (`pip install .` at build time, never at start); no two workers or signers share an
+id or a home; the `topics` service makes every topic Warden uses with the partitions and
+compaction Warden expects, from the same definitions the embedded stack and the worker use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.stack.local import SERVICES
+from runtime.config import Settings
+from schemas import topics
+from schemas.stages import ALL_GUARDRAIL_STAGES
+from streams import kafka_transport
+from tests.compose_support import REPO, dockerfile
+
+ADMIN_KEYS = "admin-1=0x" + "ab" * 32
+# The variables docker-compose.yml has always documented; every Warden service keeps them.
+DOCUMENTED = (
+    "WARDEN_HOME",
+    "WARDEN_BROKER",
+    "WARDEN_RPC_URL",
+    "WARDEN_CLICKHOUSE_URL",
+    "WARDEN_TOPOLOGY",
+    "WARDEN_ADMIN_KEYS",
+    "WARDEN_ROOT_PROVIDER",
+    "WARDEN_KEY_MODE",
+    "WARDEN_METRICS_PORT",
+)
+
+
+def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
+    if shutil.which("docker-compose") is None:
+        pytest.fail(
+            "docker-compose is not installed: run ./infra/dev.sh, which installs Debian's docker-compose "
+            "(as root: apt-get install docker-compose); this test parses docker-compose.yml with it"
+        )
+    # Only what the command needs: a WARDEN_* variable of the caller's must not change the result.
+    return subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+    )
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> dict:
+    result = compose_config({"HOME": str(tmp_path_factory.mktemp("home")), "WARDEN_ADMIN_KEYS": ADMIN_KEYS})
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def command(service: dict) -> list[str]:
+    value = service.get("command", [])
+    return value.split() if isinstance(value, str) else value
+
+
+def long_running(config: dict) -> dict[str, dict]:
+    """The Warden processes: each service whose command is `python -m` one of the modules in infra.stack.local.SERVICES."""
+    modules = set(SERVICES.values())
+    return {
+        name: s
+        for name, s in config["services"].items()
+        if command(s)[:2] == ["python", "-m"] and command(s)[2:3] and command(s)[2] in modules
+    }
+
+
+def role_of(service: dict) -> str:
+    return {module: role for role, module in SERVICES.items()}[command(service)[2]]
+
+
+def home_volume(config: dict, service: dict) -> str:
+    home = service["environment"]["WARDEN_HOME"]
+    mounts = [v.split(":") for v in service.get("volumes", [])]
+    named = [source for source, target, *_ in mounts if target == home]
+    assert len(named) == 1 and named[0] in config["volumes"], f"WARDEN_HOME {home} must be one named volume: {mounts}"
+    return named[0]
+
+
+def test_the_file_needs_the_admin_keys(tmp_path):
+    result = compose_config({"HOME": str(tmp_path)})
+    assert result.returncode != 0 and "set WARDEN_ADMIN_KEYS" in result.stderr
+
+
+def test_every_warden_service_runs_the_one_image_built_from_the_dockerfile(config):
+    built = {name: s for name, s in config["services"].items() if "build" in s}
+    warden = long_running(config)
+    assert {role_of(s) for s in warden.values()} == set(SERVICES), "every Warden process has a service"
+    assert set(warden) <= set(built)
+    assert set(built) - set(warden) == {"keys"}
+    for name, service in built.items():
+        assert Path(service["build"]["context"]) == REPO, name
+        assert service["build"].get("dockerfile", "Dockerfile") == "Dockerfile", name
+    images = {s["image"] for s in built.values()}
+    assert len(images) == 1, images
+    others = [name for name, s in config["services"].items() if name not in built and s.get("image") in images]
+    assert not others, f"{others} would run the Warden image without building it"
+
+
+def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_at_start(config):
+    instructions = dockerfile()
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    runs = [args for op, args in instructions if op == "RUN"]
+    assert any(re.search(r"\bpip install (\S+ )*\.(\s|$)", run) for run in runs), runs
+    users = [args for op, args in instructions if op == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the image runs as a non-root user"
+    for name, service in config["services"].items():
+        started = " ".join(command(service) + (service.get("entrypoint") or []))
+        assert not re.search(r"\bpip\b", started), f"{name} installs at start: {started}"
+        for source, target, *_ in (v.split(":") for v in service.get("volumes", [])):
+            assert not (source.startswith("/") and Path(source) == REPO), f"{name} mounts the source tree"
+
+
+def test_no_two_workers_or_signers_share_an_id_or_a_home(config):
+    warden = long_running(config)
+    homes = [home_volume(config, s) for s in warden.values()]
+    assert len(homes) == len(set(homes)), homes
+    image_env = dict(pair.split("=", 1) for op, args in dockerfile() if op == "ENV" for pair in shlex.split(args))
+    volumes = [v for op, args in dockerfile() if op == "VOLUME" for v in json.loads(args)]
+    for service in warden.values():
+        assert service["environment"]["WARDEN_HOME"] == image_env["WARDEN_HOME"] and image_env["WARDEN_HOME"] in volumes
+    for setting, role in (("WARDEN_WORKER_ID", "streams"), ("WARDEN_SIGNER_ID", "signer")):
+        members = {name: s for name, s in warden.items() if role_of(s) == role}
+        ids = [s["environment"].get(setting) for s in members.values()]
+        assert None not in ids, f"every {role} service sets {setting}"
+        assert len(ids) == len(set(ids)), ids
+        assert len(members) >= 1
+    workers = [s for s in warden.values() if role_of(s) == "streams"]
+    assert len(workers) >= 2, "the file shows N workers in one group"
+
+
+def test_the_keys_service_makes_a_key_in_each_instances_own_home(config):
+    keys = config["services"]["keys"]
+    mounted = {target: source for source, target, *_ in (v.split(":") for v in keys["volumes"])}
+    wanted = {}
+    for service in long_running(config).values():
+        env = service["environment"]
+        instance = {"streams": env.get("WARDEN_WORKER_ID"), "signer": env.get("WARDEN_SIGNER_ID")}.get(
+            role_of(service), "ledger"
+        )
+        wanted[f"/homes/{instance}"] = home_volume(config, service)
+    assert mounted == wanted
+
+
+def test_the_warden_services_keep_the_documented_settings_and_name_real_ones(config):
+    settings_source = (REPO / "runtime" / "config.py").read_text()
+    kafka = [name for name, s in config["services"].items() if str(s.get("image", "")).startswith("apache/kafka:")]
+    for name, service in long_running(config).items():
+        env = service["environment"]
+        assert set(DOCUMENTED) <= set(env), f"{name} lacks {set(DOCUMENTED) - set(env)}"
+        assert env["WARDEN_ADMIN_KEYS"] == ADMIN_KEYS
+        assert env["WARDEN_BROKER"].rsplit(":", 1)[0] in kafka
+        unknown = [v for v in env if v.startswith("WARDEN_") and f'"{v}"' not in settings_source]
+        assert not unknown, f"{name} sets variables runtime/config.py never reads: {unknown}"
+
+
+def test_warden_services_start_after_the_topics_and_keys_exist(config):
+    for name, service in long_running(config).items():
+        for one_shot in ("topics", "keys"):
+            assert service["depends_on"][one_shot] == {"condition": "service_completed_successfully"}, name
+    assert config["services"]["topics"]["depends_on"]["kafka"] == {"condition": "service_healthy"}
+    assert config["services"]["topics"]["restart"] == "no" and config["services"]["keys"]["restart"] == "no"
+
+
+def expected_topics(tmp_path, monkeypatch) -> dict[str, tuple[int, bool]]:
+    """Topic → (partitions, compacted), from Warden's own definitions: schemas.topics and the
+    stage topics (as infra.stack.local.create_topics makes them), and the Faust topics of the streams
+    worker's app (its tables' changelogs and the leader topic, which a worker makes at start)."""
+    from streams.topology import build_app
+
+    wanted = {name: (topics.PARTITIONS, name in topics.COMPACTED) for name in topics.ALL}
+    wanted |= {topics.stage_topic(stage): (topics.PARTITIONS, False) for stage in ALL_GUARDRAIL_STAGES}
+    monkeypatch.setattr(kafka_transport, "fetch_max_wait_ms", kafka_transport.fetch_max_wait_ms)  # build_app sets it
+    app = build_app(Settings(home=tmp_path, metrics_port="off"))
+    for table in app.tables.values():
+        changelog = table.changelog_topic
+        wanted[changelog.get_topic_name()] = (changelog.partitions, bool(changelog.compacting))
+    leader = app._leader_assignor._leader_topic
+    wanted[leader.get_topic_name()] = (leader.partitions, False)
+    return wanted
+
+
+def test_the_topics_service_creates_every_topic_as_warden_expects_it(config, tmp_path, monkeypatch):
+    service = config["services"]["topics"]
+    assert service["image"] == config["services"]["kafka"]["image"]
+    script = "\n".join(command(service)).replace("$$", "$")  # `config` prints $ escaped
+    create = re.search(r"create\(\) \{(.*?)\n\}", script, re.S)
+    assert create, script
+    body = create.group(1)
+    for part in (
+        "/opt/kafka/bin/kafka-topics.sh",
+        "--create --if-not-exists",
+        '--topic "$1"',
+        '--partitions "$2"',
+        "--config cleanup.policy=$3",
+    ):
+        assert part in body.replace("$kt", "/opt/kafka/bin/kafka-topics.sh"), part
+    created = {
+        m[1]: (int(m[2]), m[3] == "compact") for m in re.finditer(r"^create (\S+) (\d+)(?: (compact))?$", script, re.M)
+    }
+    assert created == expected_topics(tmp_path, monkeypatch)
+    # And it checks what the broker holds: a topic left with other partitions stops the deployment.
+    assert "--describe" in script and "PartitionCount:" in script and "exit 1" in script
+
+
+def test_prometheus_finds_every_warden_service(config):
+    scrape = yaml.safe_load((REPO / "prometheus.yml").read_text())
+    names = {n for job in scrape["scrape_configs"] for sd in job.get("dns_sd_configs", []) for n in sd["names"]}
+    for name, service in long_running(config).items():
+        aliases = set(service.get("networks", {}).get("default", {}).get("aliases", []))
+        assert ({name} | aliases) & names, f"{name} answers to none of the names Prometheus asks for: {names}"
+        assert service["environment"]["WARDEN_METRICS_PORT"] == str(
+            scrape["scrape_configs"][0]["dns_sd_configs"][0]["port"]
+        )

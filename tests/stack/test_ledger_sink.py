@@ -1,0 +1,480 @@
+"""The ledger sink on a real Tansu broker and real chDB: appends, skips
+redeliveries, records unreadable records, publishes signed checkpoints, and
+resumes exactly once after SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.cli import main
+from infra.stack.local import free_port
+from ledger.checkpoint import Checkpoint, signature_valid
+from ledger.keys import local_public_key
+from ledger.schema import AUDIT_LOG
+from ledger.sink import SinkOptions, _gather, run_sink
+from ledger.store import ChdbStore, StoreError, store_path
+from ledger.verify import verify
+from runtime.config import Settings
+from runtime.kafka import partitions
+from runtime.trust import audit_signer
+from schemas import topics
+from schemas.audit import audit_record
+from schemas.auth import AuditSigner
+from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
+
+REPO = Path(__file__).resolve().parents[2]
+PRODUCE_DEADLINE_MS = 300_000
+
+
+@pytest.fixture
+def broker():
+    with tansu_broker() as address:
+        yield address
+
+
+def _settings(tmp_path: Path, broker: str) -> Settings:
+    return dataclasses.replace(
+        Settings(), home=tmp_path / "home", broker=broker, clickhouse_url=None, ledger_http=f"127.0.0.1:{free_port()}"
+    )
+
+
+async def _produce(settings: Settings, payloads: list[tuple]) -> None:
+    """``(key, value)`` records signed as the service that writes them signs (`writer_headers`),
+    or ``(key, value, headers)`` records sent as they are."""
+    # A generous deadline per batch: aiokafka's default (40 s) expired a burst's batches on a busy
+    # machine while the sink under test read the same broker (KafkaTimeoutError).
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.broker, acks="all", linger_ms=5, request_timeout_ms=PRODUCE_DEADLINE_MS
+    )
+    await producer.start()
+    try:
+        batch = [
+            producer.send(
+                topics.AUDIT_EVENTS,
+                value,
+                key=key.encode(),
+                headers=rest[0] if rest else writer_headers(settings, value),
+            )
+            for key, value, *rest in payloads
+        ]
+        await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+
+
+async def _checkpoints_on_topic(broker: str) -> list[Checkpoint]:
+    consumer = AIOKafkaConsumer(
+        topics.AUDIT_CHECKPOINTS, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        found = []
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=300)
+            found += [Checkpoint.from_dict(orjson.loads(m.value)) for msgs in batch.values() for m in msgs]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _rows(settings: Settings, sql: str) -> list[dict]:
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        return store.arrow(sql).to_pylist()
+    finally:
+        store.close()
+
+
+def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkpoints(
+    tmp_path, broker, monkeypatch, capsys
+):
+    settings = _settings(tmp_path, broker)
+    worker = audit_signer(settings, "worker")
+    events = pipeline_events(300)
+    # The first half one event per record, the rest one record per intent and writer, as the
+    # services write them.
+    payloads = [(e.agent_id, e.to_bytes()) for e in events[:150]]
+    payloads += [
+        (agent, audit_record([e.to_bytes() for e in group]))
+        for (agent, _, _), group in itertools.groupby(
+            events[150:], lambda e: (e.agent_id, e.intent_id, e.actor == "service:signer")
+        )
+        for group in [list(group)]
+    ]
+    assert len(payloads) < 260
+    # A worker that crashed and re-emitted 40 events, one record of several, and the same events
+    # joined another way; then records nobody can read, signed by the worker: not JSON, an empty
+    # array, and an array with one bad event (kept whole as one unreadable row: its good event is
+    # not chained alone).
+    stranger = events[0].model_copy(update={"event_id": "stranger"})
+    halves = [e for e in events if e.intent_id == events[200].intent_id and e.actor != "service:signer"]
+    again = (
+        payloads[100:140]
+        + [payloads[-1]]
+        + [(halves[0].agent_id, audit_record([e.to_bytes() for e in part])) for part in (halves[:2], halves[2:])]
+    )
+    junk = [b"{not json", b"[]", audit_record([stranger.to_bytes(), b'{"event_id": 1}'])]
+    again += [("agent-0", value, worker.headers(value)) for value in junk]
+    # What a topic writer without a pinned key can do, each a readable record of new events: no
+    # signature; a key the sink does not pin, under the worker's id; the signer's real key over
+    # other bytes; and the worker's real key on a record that says it is the signer.
+    forged = [
+        events[0].model_copy(update={"event_id": f"forged-{n}", "actor": "service:signer", "action": "tx.signed"})
+        for n in range(4)
+    ]
+    stranger_key = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
+    signer = audit_signer(settings, "signer")
+    again += [
+        ("agent-0", forged[0].to_bytes(), []),
+        ("agent-0", forged[1].to_bytes(), stranger_key.headers(forged[1].to_bytes())),
+        ("agent-0", forged[2].to_bytes(), signer.headers(forged[2].to_bytes() + b" ")),
+        ("agent-0", forged[3].to_bytes(), worker.headers(forged[3].to_bytes())),
+    ]
+
+    async def scenario() -> int:
+        stop = asyncio.Event()
+        options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
+        task = asyncio.create_task(run_sink(settings, stop, options=options))
+        await _produce(settings, payloads)
+        await _produce(settings, again)  # after: one call's records may reach the broker in any order
+        deadline = time.monotonic() + 30
+        count = -1
+        while time.monotonic() < deadline and not task.done() and count < 307:
+            await asyncio.sleep(0.3)
+            # The endpoint is served by this very loop: query from a thread.
+            count = await asyncio.to_thread(_count_via_endpoint, settings)
+        await asyncio.sleep(1.5)  # past the checkpoint interval, so every row is covered
+        stop.set()
+        await task
+        return count
+
+    assert asyncio.run(scenario()) == 307
+    rows = _rows(
+        settings, f"SELECT chain, seq, event_id, intent_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq"
+    )
+    assert len(rows) == len({r["event_id"] for r in rows}) == 307
+    assert {r["event_id"] for r in rows if r["action"] != "dlq.recorded"} == {e.event_id for e in events}
+    # The events of one record are chained one after the other, in the record's order.
+    for intent in {e.intent_id for e in events[150:]} - {e.intent_id for e in events[:150]}:
+        chained = [(r["chain"], r["seq"], r["event_id"]) for r in rows if r["intent_id"] == intent]
+        assert [c[2] for c in chained] == [e.event_id for e in events if e.intent_id == intent], (intent, chained)
+        assert [c[:2] for c in chained] == [(chained[0][0], chained[0][1] + i) for i in range(len(chained))]
+    unreadable = [r for r in rows if r["action"] == "dlq.recorded"]
+    assert len(unreadable) == 7 and {r["actor"] for r in unreadable} == {"service:ledger"}
+    details = [orjson.loads(r["details"]) for r in unreadable]
+    reasons = [d["reason"] for d in details]
+    junk_reasons = [d["reason"] for d in details if base64.b64decode(d["payload_b64"]) in junk]
+    assert len(junk_reasons) == 3, reasons
+    assert all("neither an AuditEvent nor a JSON array of them" in reason for reason in junk_reasons), reasons
+    assert "at least 1 item" in junk_reasons[1] and "1.event_id" in junk_reasons[2], reasons
+    # Each forgery is on the record, as the ledger's own event naming why, never as the signer's.
+    why = {base64.b64decode(d["payload_b64"]): d["reason"] for d in details}
+    assert why[forged[0].to_bytes()].startswith("not believed: unsigned"), why
+    assert why[forged[1].to_bytes()] == (
+        f"not believed: the signature does not verify against worker key {settings.worker_id!r}"
+    ), why
+    assert why[forged[2].to_bytes()] == (
+        f"not believed: the signature does not verify against signer key {settings.signer_id!r}"
+    ), why
+    assert why[forged[3].to_bytes()] == (
+        "not believed: an event claims actor 'service:signer', which a worker key may not write as"
+    ), why
+    assert "stranger" not in {r["event_id"] for r in rows}
+    assert not {r["event_id"] for r in rows} & {e.event_id for e in forged}
+    assert not [
+        r
+        for r in rows
+        if r["action"] == "tx.signed"
+        and r["intent_id"] == forged[0].intent_id
+        and r["event_id"] not in {e.event_id for e in events}
+    ]
+
+    key = local_public_key(settings.home)
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        report = verify(store, key)
+    finally:
+        store.close()
+    assert report.ok, [p.describe() for p in report.problems]
+    assert all(c.uncovered_rows == 0 for c in report.chains)
+    # What the auditor's command says of them: the chains are sound, and four records were not believed.
+    monkeypatch.setenv("WARDEN_HOME", str(settings.home))
+    monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")  # no sink serves: chDB directly
+    capsys.readouterr()
+    assert main(["audit", "verify", "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["records_not_believed"] == 4
+    assert main(["audit", "verify"]) == 0
+    assert "note: 4 record(s) on warden.audit.events were not believed" in capsys.readouterr().out
+
+    published = asyncio.run(_checkpoints_on_topic(broker))
+    assert published and all(signature_valid(cp, key) for cp in published)
+    heads = {(c.chain, c.last_checkpoint_seq) for c in report.chains}
+    assert heads <= {(cp.chain, cp.seq) for cp in published}
+
+
+def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
+    # A worker's audit record holds a lot of intents' events: the sink's INSERT is bounded by bytes
+    # as well as by records, and a partition cut at the bound is read again from its first record
+    # left out. Forty records of ~100 KB on the real broker, gathered 1 MB at a time.
+    settings = dataclasses.replace(Settings(), broker=broker)
+    sent = [(f"agent-{n % 8}", bytes([65 + n % 26]) * 100_000 + b"%d" % n, []) for n in range(40)]
+    asyncio.run(_produce(settings, sent))
+
+    async def gather_all() -> list[list]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker, enable_auto_commit=False, max_partition_fetch_bytes=settings.max_message_bytes
+        )
+        await consumer.start()
+        try:
+            tps = await partitions(consumer, (topics.AUDIT_EVENTS,))
+            consumer.assign(tps)
+            for tp in tps:
+                await consumer.seek_to_beginning(tp)
+            lots, got, deadline = [], 0, time.monotonic() + 30
+            # A long gather window: a full gather must return at once, not wait it out re-reading
+            # the record it left out (four such waits would pass the deadline).
+            options = SinkOptions(batch_max_bytes=1_000_000, gather_ms=10_000)
+            while got < len(sent) and time.monotonic() < deadline:
+                gathered = await _gather(consumer, tps, options)
+                lot = [(tp.partition, m.offset, m.value) for tp, messages in gathered.items() for m in messages]
+                if lot:
+                    lots.append(lot)
+                    got += len(lot)
+            return lots
+        finally:
+            await consumer.stop()
+
+    lots = asyncio.run(gather_all())
+    sizes = [sum(len(value) for _, _, value in lot) for lot in lots]
+    assert max(sizes) <= 1_000_000, sizes
+    assert len(lots) >= 4  # ~4 MB in 1 MB gathers
+    # Every record once, each partition from its first offset on, none lost where a gather was cut.
+    read = [(partition, offset) for lot in lots for partition, offset, _ in lot]
+    assert len(read) == len(set(read)) == len(sent)
+    for partition in {p for p, _ in read}:
+        offsets = [o for p, o in read if p == partition]
+        assert offsets == list(range(len(offsets)))
+    assert sorted(value for lot in lots for _, _, value in lot) == sorted(value for _, value, _ in sent)
+
+
+def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhile_is_lost(
+    tmp_path, broker, monkeypatch, caplog
+):
+    """The sink fetches the next batch (and has its signatures checked) while it appends one: when
+    that append fails, the batch fetched meanwhile is dropped and read again from where the store
+    ends, so every offset of the topic is in the ledger once, in order."""
+    settings = _settings(tmp_path, broker)
+    events = pipeline_events(1_200, agents=8)
+    inserts = {"audit_log": 0}
+    real_insert = ChdbStore.insert
+
+    def failing_third(store, table, data):
+        if table == AUDIT_LOG:
+            inserts["audit_log"] += 1
+            if inserts["audit_log"] == 3:
+                raise StoreError("insert into audit_log failed: disk full (a test's)")
+        return real_insert(store, table, data)
+
+    monkeypatch.setattr(ChdbStore, "insert", failing_third)
+
+    async def scenario() -> int:
+        await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+        stop = asyncio.Event()
+        options = SinkOptions(checkpoint_every=100, checkpoint_interval=timedelta(seconds=1), batch_max=64)
+        task = asyncio.create_task(run_sink(settings, stop, options=options))
+        deadline, count = time.monotonic() + 60, -1
+        while time.monotonic() < deadline and not task.done() and count < len(events):
+            await asyncio.sleep(0.3)
+            count = await asyncio.to_thread(_count_via_endpoint, settings)
+        stop.set()
+        await task
+        return count
+
+    with caplog.at_level("ERROR", logger="warden.ledger"):
+        assert asyncio.run(scenario()) == len(events)
+    assert inserts["audit_log"] > 3 and "resuming from what it holds" in caplog.text
+    rows = _rows(
+        settings,
+        f"SELECT chain, seq, source_partition AS p, source_offset AS o, event_id FROM {AUDIT_LOG} ORDER BY chain, seq",
+    )
+    assert {r["event_id"] for r in rows} == {e.event_id for e in events} and len(rows) == len(events)
+    for chain in {r["chain"] for r in rows}:
+        offsets = [r["o"] for r in rows if r["chain"] == chain]
+        assert offsets == list(range(len(offsets))), f"chain {chain}: every offset once, in order"
+    _assert_verifies(settings)
+
+
+def _assert_verifies(settings: Settings) -> None:
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        report = verify(store, local_public_key(settings.home))
+    finally:
+        store.close()
+    assert report.ok, [p.describe() for p in report.problems]
+
+
+def _start_sink(settings: Settings, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "WARDEN_HOME": str(settings.home),
+        "WARDEN_BROKER": settings.broker,
+        "WARDEN_LEDGER_HTTP": settings.ledger_http,
+        "WARDEN_LEDGER_CHECKPOINT_EVERY": "500",
+        "WARDEN_LEDGER_CHECKPOINT_SECONDS": "1",
+        "WARDEN_LEDGER_BATCH": "200",
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("WARDEN_CLICKHOUSE_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ledger.sink"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab")
+    )
+
+
+def _count_via_endpoint(settings: Settings) -> int:
+    import clickhouse_connect
+
+    try:
+        client = clickhouse_connect.get_client(
+            host="127.0.0.1", port=int(settings.ledger_http.rsplit(":", 1)[1]), compress=False
+        )
+        try:
+            return int(client.command(f"SELECT count() FROM {AUDIT_LOG}"))
+        finally:
+            client.close()
+    except Exception:
+        return -1
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
+    settings = _settings(tmp_path, broker)
+    log = tmp_path / "sink.log"
+    events = pipeline_events(20_000, agents=16)
+    first, second = events[:16_000], events[16_000:]
+    # The burst waits on the topic; the sink starts into it and is killed while
+    # it appends: some rows stored, not all.
+    asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first]))
+    sink = _start_sink(settings, log)
+    try:
+        assert _wait_for(lambda: _count_via_endpoint(settings) >= 1_000, 120), log.read_text()
+        sink.send_signal(signal.SIGKILL)
+        sink.wait(10)
+        killed_at = _rows(settings, f"SELECT count() AS n FROM {AUDIT_LOG}")[0]["n"]
+        assert 0 < killed_at < len(first), "the kill should land mid-burst"
+
+        # The restarted sink reads on; meanwhile producers redeliver part of the
+        # burst (as a crashed worker would) and send the rest.
+        sink = _start_sink(settings, log)
+        asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first[:3_000] + second]))
+        assert _wait_for(lambda: _count_via_endpoint(settings) == len(events), 240), log.read_text()
+        time.sleep(1.5)
+        sink.send_signal(signal.SIGTERM)
+        assert sink.wait(60) == 0, log.read_text()
+    finally:
+        if sink.poll() is None:
+            sink.kill()
+            sink.wait()
+
+    rows = _rows(
+        settings,
+        f"SELECT chain, count() AS n, uniqExact(event_id) AS ids, min(seq) AS lo, max(seq) AS hi FROM {AUDIT_LOG} GROUP BY chain",
+    )
+    assert sum(r["n"] for r in rows) == len(events)
+    for r in rows:
+        assert r["n"] == r["ids"], "no duplicate"
+        assert (r["lo"], r["hi"]) == (0, r["n"] - 1), "no gap"
+    assert sum(r["ids"] for r in rows) == len({e.event_id for e in events})
+    _assert_verifies(settings)
+    assert "resumed from" in log.read_text()
+
+
+def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp_path):
+    """`warden up` again on the same home used to resume the sink at the old broker's offsets:
+    25 of 183 new audit events never reached the ledger. Now the sink tells brokers apart by
+    cluster id (and by offsets past a partition's end), reads the new one from the start and
+    appends a ledger.source_changed event. Both shapes: the new broker holding more records
+    than the stored offsets (only the cluster id tells) and fewer (offsets past the end)."""
+    first, more, fewer = (
+        pipeline_events(120),
+        pipeline_events(160, start=T0 + timedelta(days=1)),
+        pipeline_events(12, start=T0 + timedelta(days=2)),
+    )
+    home = tmp_path / "one-home"
+    options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
+
+    def run_against(events, expected: int) -> None:
+        with tansu_broker() as address:
+            settings = dataclasses.replace(_settings(tmp_path, address), home=home)
+
+            async def scenario() -> None:
+                stop = asyncio.Event()
+                task = asyncio.create_task(run_sink(settings, stop, options=options))
+                await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+                deadline = time.monotonic() + 90
+                held = 0
+                while time.monotonic() < deadline and not task.done():
+                    held = await asyncio.to_thread(_count_via_endpoint, settings)
+                    if held >= expected:
+                        break
+                    await asyncio.sleep(0.3)
+                assert held == expected, f"{held} rows in the ledger, {expected} expected"
+                await asyncio.sleep(1.5)
+                stop.set()
+                await task
+
+            asyncio.run(scenario())
+
+    # The event ids are the intents' (`pipeline_events` counts intents from 0 each time): of `more`,
+    # the first 120 are held already and skipped, 40 are new; every one of `fewer` is held.
+    run_against(first, 120)
+    run_against(more, len({e.event_id for e in first + more}) + 1)  # + the source_changed event
+    run_against(fewer, len({e.event_id for e in first + more + fewer}) + 2)
+    settings = dataclasses.replace(Settings(), home=home, clickhouse_url=None)
+    rows = _rows(settings, f"SELECT event_id, action, details FROM {AUDIT_LOG}")
+    ids = {r["event_id"] for r in rows}
+    missing = [e.event_id for e in first + more + fewer if e.event_id not in ids]
+    assert missing == []
+    changes = [orjson.loads(r["details"]) for r in rows if r["action"] == "ledger.source_changed"]
+    assert len(changes) == 2 and all(c["previous_cluster_id"] != c["cluster_id"] for c in changes)
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        assert verify(store, local_public_key(home)).ok
+    finally:
+        store.close()
+    # The auditor is told, every time it verifies. It reads the chDB directory: the endpoint address
+    # is a free port of its own, not the default, where another stack on this machine may listen.
+    env = {
+        **os.environ,
+        "WARDEN_HOME": str(home),
+        "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}",
+        "PYTHONPATH": str(REPO),
+    }
+    env.pop("WARDEN_CLICKHOUSE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "audit", "verify"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK:") and result.stdout.count("the ledger's broker changed") == 2

@@ -1,0 +1,285 @@
+"""The signer's partition-owned state on a real broker (a private Tansu: these tests write
+``warden.signer.changelog`` the way a stalled signer or a hostile writer would).
+
+A signer that lost its partition but still appends (a zombie) must not get its batch committed
+or published, and nobody restoring the partition may count what it wrote; a record nobody pinned
+signed, or signed for another partition, counts for nobody either."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.stack.local import LocalStack, local_settings
+from schemas import topics
+from signer.changelog import UnreadableRecord, seal
+from signer.owner import Fenced, PartitionOwner
+from signer.state import PartitionedState
+from tests.support import AGENT, KEYS, NOW_US, PINNED, one_agent_per_partition
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    stack = LocalStack(local_settings(tmp_path_factory.mktemp("changelog-home")))
+    stack.start(parts=("broker",))
+    yield stack.settings
+    stack.stop()
+
+
+def spend(states: PartitionedState, intent_id: str, wei: int, nonce: int) -> None:
+    """What a signature leaves: its record, nonce and spend."""
+    states.agent(AGENT).record_signed(
+        intent_id=intent_id,
+        record=b"{}",
+        now_us=NOW_US,
+        chain="anvil",
+        address="0x00000000000000000000000000000000000000aa",
+        nonce=nonce,
+        spend_wei=wei,
+        counts=True,
+        policy_version=1,
+        idempotency_slot=None,
+    )
+
+
+def spent(states: PartitionedState) -> int:
+    return sum(wei for _, wei in states.agent(AGENT).spend_entries(NOW_US).values())
+
+
+class Signer:
+    """A signer's state and its changelog side, without the rest of the signer."""
+
+    def __init__(self, settings, tmp, name: str, producer: AIOKafkaProducer):
+        self.states = PartitionedState(tmp / name)
+        self.owner = PartitionOwner(
+            settings,
+            self.states,
+            producer,
+            (name, KEYS[name]),
+            PINNED.get,
+            on_restored=lambda p: None,
+            on_revoked=lambda p: None,
+        )
+        self.partition = self.states.partition_of(AGENT)
+
+
+def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
+        await producer.start()
+        a, b, c = (Signer(broker, tmp_path, name, producer) for name in KEYS)
+        for s in (a, b, c):
+            await s.owner.start()
+        try:
+            p = a.partition
+            await a.owner.restore(p)
+            spend(a.states, "i-1", 10, 0)
+            await a.owner.flush()
+
+            # The partition moves to b (a stalled past its session): b restores a's spend.
+            await b.owner.restore(p)
+            assert spent(b.states) == 10
+            spend(b.states, "i-2", 20, 1)
+            await b.owner.flush()
+
+            # a resumes and signs with what it knew: its append does not hold, nothing is committed.
+            spend(a.states, "i-3", 40, 1)
+            with pytest.raises(Fenced, match="another signer appended"):
+                await a.owner.flush()
+            assert spent(a.states) == 10, "the zombie's batch stayed in its file"
+            assert a.states.agent(AGENT).file.writes == []
+
+            # A key nobody pinned, and a pinned signer's record for another partition: void too.
+            stranger = Ed25519PrivateKey.generate()
+            head = b.states.agent(AGENT).file.changelog_position()[0]
+            forged = [(name, tuple(args)) for name, args in [("spend", ("i-forged", AGENT, NOW_US, "-1000"))]]
+            await (
+                await producer.send(
+                    topics.SIGNER_CHANGELOG,
+                    seal(partition=p, prev=head, writer="signer-b", writes=forged, key=stranger),
+                    partition=p,
+                )
+            )
+            other = (p + 1) % topics.PARTITIONS
+            await (
+                await producer.send(
+                    topics.SIGNER_CHANGELOG,
+                    seal(partition=other, prev=head, writer="signer-b", writes=forged, key=KEYS["signer-b"]),
+                    partition=p,
+                )
+            )
+
+            # b still owns the partition: its next append holds over the void records.
+            spend(b.states, "i-4", 5, 2)
+            await b.owner.flush()
+
+            # A new owner restores exactly what held: a's first, b's two; not the zombie's, not the forgeries.
+            await c.owner.restore(p)
+            rows = c.states.agent(AGENT).spend_entries(NOW_US)
+            assert sorted(rows) == ["i-1", "i-2", "i-4"]
+            assert spent(c.states) == 35
+            assert c.states.agent(AGENT).last_nonce("anvil", "0x00000000000000000000000000000000000000aa") == 2
+        finally:
+            for s in (a, b, c):
+                await s.owner.stop()
+                s.states.close()
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_restore_stops_at_a_pinned_record_it_cannot_read(broker, tmp_path):
+    """Skipping it as void would start the new owner without its writes (a spend, a nonce) though
+    their signatures may be on the chain: the limit could then be exceeded."""
+
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
+        await producer.start()
+        a, b = Signer(broker, tmp_path, "signer-a", producer), Signer(broker, tmp_path, "signer-b", producer)
+        for s in (a, b):
+            await s.owner.start()
+        try:
+            q = (a.partition + 2) % topics.PARTITIONS  # not the zombie test's partition
+            await a.owner.restore(q)
+            head = a.states.partition(q).changelog_position()[0]
+            newer = seal(
+                partition=q,
+                prev=head,
+                writer="signer-a",
+                key=KEYS["signer-a"],
+                writes=[("spend_in_some_later_version", ("i-9", AGENT, NOW_US, "7"))],
+            )
+            await (await producer.send(topics.SIGNER_CHANGELOG, newer, partition=q))
+            with pytest.raises(UnreadableRecord, match="another version of the signer"):
+                await b.owner.restore(q)
+            assert q not in b.owner.owned
+            assert b.states.partition(q).changelog_position()[0] == head
+        finally:
+            for s in (a, b):
+                await s.owner.stop()
+                s.states.close()
+            await producer.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_new_owner_restores_all_its_partitions_in_one_read_each_from_its_own_log(tmp_path):
+    """A signer given every partition restores them in one call, which reads them together
+    (`PartitionOwner.restore`; that it is faster is a figure, not asserted here): each file gets
+    exactly its own partition's records, in order, and every agent's spend is there. A broker of
+    its own: the other tests here leave a record on one partition that stops restores."""
+    stack = LocalStack(local_settings(tmp_path / "home"))
+    stack.start(parts=("broker",))
+
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=stack.settings.broker, acks="all")
+        await producer.start()
+        a, b = (
+            Signer(stack.settings, tmp_path, "signer-a", producer),
+            Signer(stack.settings, tmp_path, "signer-b", producer),
+        )
+        for s in (a, b):
+            await s.owner.start()
+        try:
+            agents = dict(enumerate(one_agent_per_partition("agent")))  # partition → its agent
+            await a.owner.restore(*agents)
+            # Two appends per partition, a different amount on each: a record read from the wrong
+            # partition's log, or not read, shows as a wrong sum.
+            for round_ in range(2):
+                for partition, agent in agents.items():
+                    a.states.agent(agent).record_signed(
+                        intent_id=f"{agent}-{round_}",
+                        record=b"{}",
+                        now_us=NOW_US,
+                        chain="anvil",
+                        address="0x00000000000000000000000000000000000000aa",
+                        nonce=round_,
+                        spend_wei=(partition + 1) * 10**round_,
+                        counts=True,
+                        policy_version=1,
+                        idempotency_slot=None,
+                    )
+                await a.owner.flush()
+
+            await b.owner.restore(*agents)
+            assert b.owner.owned == set(agents)
+            for partition, agent in agents.items():
+                state = b.states.partition(partition)
+                rows = state.agent(agent).spend_entries(NOW_US)
+                assert sorted(rows) == [f"{agent}-0", f"{agent}-1"], (partition, rows)
+                assert sum(wei for _, wei in rows.values()) == (partition + 1) * 11, (partition, rows)
+                assert state.agent(agent).last_nonce("anvil", "0x00000000000000000000000000000000000000aa") == 1
+                assert state.changelog_position() == a.states.partition(partition).changelog_position()
+        finally:
+            for s in (a, b):
+                await s.owner.stop()
+                s.states.close()
+            await producer.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        stack.stop()
+
+
+def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_decided(stack, run):
+    """Decided there, it would be judged with another partition's state (another signer's, maybe
+    one without the agent's spend). Dead-lettered by the signer; the same approval on its
+    agent's partition is then signed as usual."""
+    from runtime.clock import utcnow
+    from runtime.kafka import end_offsets, partition_of
+    from schemas.outcomes import DeadLetter, IntentApproved
+    from sdk.client import Client, new_intent, wait_outcomes
+    from tests.support import make_agent, read_topic
+
+    settings = stack.settings
+    agent = "agent-misplaced"
+    key, _, policy = run(make_agent(settings, agent))
+    intent = new_intent(
+        key,
+        agent_id=agent,
+        chain="anvil",
+        to="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        value="0.001",
+        max_fee_per_gas=2 * 10**9,
+        max_priority_fee_per_gas=10**9,
+        gas_limit=21000,
+    )
+    approved = IntentApproved(
+        intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+    ).to_bytes()
+    home = partition_of(agent)
+    elsewhere = (home + 1) % topics.PARTITIONS
+    start = run(end_offsets(settings, (topics.DLQ, topics.TXS_SIGNED, topics.INTENTS_REJECTED)))
+
+    async def misplaced():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+        await producer.start()
+        try:
+            await (await producer.send(topics.INTENTS_APPROVED, approved, key=agent.encode(), partition=elsewhere))
+        finally:
+            await producer.stop()
+        letters = []
+        for _ in range(50):
+            letters = [
+                DeadLetter.from_bytes(v) for v in await read_topic(settings, topics.DLQ, idle_polls=2, start=start)
+            ]
+            letters = [d for d in letters if d.source_topic == topics.INTENTS_APPROVED and d.partition == elsewhere]
+            if letters:
+                break
+        return letters
+
+    (letter,) = run(misplaced())
+    assert f"belong on partition {home}" in letter.reason and letter.signed_by.startswith("signer")
+    assert not run(wait_outcomes(settings, [intent], 2, start)), "the misplaced approval was decided"
+
+    async def in_place():
+        async with Client(settings) as client:
+            await client.send(topics.INTENTS_APPROVED, agent, approved)
+            await client.flush()
+        return await wait_outcomes(settings, [intent], 120, start)
+
+    assert run(in_place())[intent.intent_id].status == "sign_only"

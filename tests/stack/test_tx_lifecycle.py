@@ -1,0 +1,526 @@
+"""The transaction lifecycle: every broadcast intent ends mined, failed, replaced or dropped,
+and what is in between (stuck, a fee bump, a nonce gap) is reported with the reason.
+
+The pure rules (`signer.lifecycle`) are tested alone; the tracker is driven against a private
+Anvil (these tests turn automining off and move the base fee, which would disturb the shared
+stack) by an in-process signer, as `signer.main` runs it. Every record the tracker publishes
+is collected and its signature checked; signed transactions are recovered with eth-account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+from datetime import datetime, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eth_account import Account
+from eth_account.typed_transactions import TypedTransaction
+from hexbytes import HexBytes
+
+from infra.bench.tracker import CountingNode
+from infra.stack.local import LocalStack, local_settings
+from runtime.clock import US_PER_SECOND, utcnow
+from runtime.rpc import JsonRpc
+from schemas import topics
+from schemas.audit import AuditEvent
+from schemas.auth import outcome_forgery, public_key_hex, sign_policy
+from schemas.emit import Emit, Source
+from schemas.fields import format_native_amount
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
+from sdk.client import new_intent
+from signer import blocks, lifecycle
+from signer.blocks import BlockWatch
+from signer.custody.keys import KeyStore
+from signer.service import Signer
+from signer.state import SignerState
+from tests.custody_support import ADMIN, make_vaults
+
+S = US_PER_SECOND
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+AGENT = "agent-lifecycle"
+GWEI = 10**9
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    settings = local_settings(tmp_path_factory.mktemp("lifecycle-chain"))
+    stack = LocalStack(settings)
+    stack.start(parts=("anvil",))
+    try:
+        yield settings.rpc_url
+    finally:
+        stack.stop()
+
+
+class Harness:
+    """An in-process signer for one agent (a key of its own on the private chain), whose
+    published records are collected as `signer.main` would publish them."""
+
+    def __init__(self, tmp, rpc_url: str, replace_after_s: float = 1.0, max_bumps: int = 2, **policy_fields):
+        self.node = JsonRpc(rpc_url)
+        store = KeyStore(make_vaults(tmp), mode="standard")
+        self.agent = f"{AGENT}-{os.urandom(3).hex()}"
+        self.address = store.provision(self.agent, "ethereum", ADMIN).address
+        self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        self.service_key = Ed25519PrivateKey.generate()
+        self.policy = sign_policy(
+            AgentPolicy(
+                agent_id=self.agent,
+                version=1,
+                agent_public_key=public_key_hex(self.agent_key),
+                issued_at=utcnow(),
+                tx_allowed_chains=("anvil",),
+                tx_to_allowlist=(DEST,),
+                **policy_fields,
+            ),
+            self.admin_key,
+            "test-admin",
+        )
+        self.state_path = tmp / f"{self.agent}.db"
+        self.state = SignerState(self.state_path)
+        self.signer = Signer(
+            self.state,
+            store,
+            {"test-admin": public_key_hex(self.admin_key)},
+            node_for=lambda chain: self.node,
+            service_key=("signer-test", self.service_key),
+            replace_after_us=int(replace_after_s * S),
+            max_bumps=max_bumps,
+        )
+        self.published: list[Emit] = []
+        self.offset = 0
+
+    async def emit(self, emits: list[Emit]) -> None:
+        self.published += emits
+
+    async def approve(self, **fields) -> tuple[TransactionIntent, SignedTransaction]:
+        """One broadcast intent approved and handled by the signer, its state committed (as the
+        signer's loop does before sending); the intent and the record to send."""
+        now = datetime.now(timezone.utc)
+        intent = new_intent(
+            self.agent_key,
+            agent_id=self.agent,
+            chain="anvil",
+            to=DEST,
+            broadcast=True,
+            now=now,
+            **{"value": "0.001", **fields},
+        )
+        approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
+        self.offset += 1
+        emits, to_broadcast = await self.signer.handle(
+            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now
+        )
+        self.state.commit()
+        self.published += emits
+        assert to_broadcast is not None, [
+            IntentRejected.from_bytes(e.value).reason for e in emits if e.topic == topics.INTENTS_REJECTED
+        ]
+        return intent, to_broadcast
+
+    async def sign(self, **fields) -> SignedTransaction:
+        """Sign and send one intent, as the signer's loop does; the record it tracks."""
+        _, to_broadcast = await self.approve(**fields)
+        emits, sent = await self.signer.send(to_broadcast, utcnow())
+        self.published += emits
+        assert sent is not None and sent.status == "broadcast", sent
+        return sent
+
+    async def fund(self, address: str) -> None:
+        await self.node.call("anvil_setBalance", address, hex(10**20))
+
+    def records(self, intent_id: str) -> list[SignedTransaction]:
+        found = [SignedTransaction.from_bytes(e.value) for e in self.published if e.topic == topics.TXS_SIGNED]
+        found = [r for r in found if r.intent_id == intent_id]
+        for record in found:
+            assert outcome_forgery(record, self) is None, record
+        return found
+
+    def key(self, role: str, key_id: str | None) -> str | None:
+        """The pinned keys a client holds: this signer's, for the signer role only."""
+        return public_key_hex(self.service_key) if (role, key_id) == ("signer", "signer-test") else None
+
+    def audit_actions(self, intent_id: str) -> list[str]:
+        events = [AuditEvent.from_bytes(e.value) for e in self.published if e.topic == topics.AUDIT_EVENTS]
+        return [e.action for e in events if e.intent_id == intent_id]
+
+
+async def automine(node: JsonRpc, on: bool) -> None:
+    await node.call("evm_setAutomine", on)
+
+
+async def price_out(node: JsonRpc, signed: SignedTransaction) -> None:
+    """Mine a block whose base fee is four times what ``signed`` may pay: it stays pending."""
+    max_fee = _fee_per_gas(signed)
+    await node.call("anvil_setNextBlockBaseFeePerGas", hex(4 * max_fee))
+    await node.call("evm_mine")
+    assert await node.call("eth_getTransactionReceipt", signed.tx_hash) is None
+
+
+def _fee_per_gas(signed: SignedTransaction) -> int:
+    return TypedTransaction.from_bytes(HexBytes(signed.signed_tx)).as_dict()["maxFeePerGas"]
+
+
+async def finish(harness: Harness, signed: SignedTransaction, timeout_s: float = 30) -> SignedTransaction:
+    return await asyncio.wait_for(harness.signer.track(signed, utcnow, harness.emit), timeout_s)
+
+
+async def until_stuck(h: Harness, signed: SignedTransaction) -> SignedTransaction:
+    while not any(r.status == "stuck" for r in h.records(signed.intent_id)):
+        await asyncio.sleep(0.2)
+    return [r for r in h.records(signed.intent_id) if r.status == "stuck"][-1]
+
+
+def on_chain(tmp, rpc_url: str, scenario, automining: bool = False, **harness_args):
+    """Run ``scenario(harness)`` with a funded agent, automining as asked; automining is back on
+    afterwards, whatever happened."""
+
+    async def run():
+        h = Harness(tmp, rpc_url, **harness_args)
+        try:
+            await automine(h.node, automining)
+            await h.fund(h.address)
+            return h, await scenario(h)
+        finally:
+            await automine(h.node, True)
+            await h.node.close()
+
+    return asyncio.run(run())
+
+
+def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_mined(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        await price_out(h.node, first)
+        await automine(h.node, True)
+        return first, await finish(h, first)
+
+    h, (first, final) = on_chain(tmp_path, chain, scenario)
+    assert final.status == "mined" and final.tx_hash != first.tx_hash and final.replaces == (first.tx_hash,)
+    assert final.nonce == first.nonce and _fee_per_gas(final) >= _fee_per_gas(first) * 9 // 8
+    assert Account.recover_transaction(final.signed_tx) == h.address
+    statuses = [r.status for r in h.records(first.intent_id)]
+    assert statuses == ["signed", "broadcast", "broadcast", "mined"], statuses
+    assert "tx.fee_bumped" in h.audit_actions(first.intent_id)
+    # The spend settled to what the chain took for the bump that was mined.
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei
+
+
+@pytest.mark.parametrize("bound", ["ceiling", "daily_limit"])
+def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_reported_stuck(chain, tmp_path, bound):
+    """The fee ceiling and the rolling limit count a bump like any spend: an attacker who can
+    move fees (fill blocks) cannot make the signer pay more than the policy allows."""
+
+    async def probe(h: Harness):
+        quote = await h.sign()  # what the signer would pay now
+        await h.node.call("anvil_dropTransaction", quote.tx_hash)
+        return quote
+
+    _, quote = on_chain(tmp_path / "probe", chain, probe)
+    bounds = (
+        {"tx_max_fee_per_gas": _fee_per_gas(quote)}
+        if bound == "ceiling"
+        else {"tx_daily_limit_eth": format_native_amount(quote.max_spend_wei + 1000)}
+    )
+
+    async def scenario(h: Harness):
+        first = await h.sign()
+        await price_out(h.node, first)
+        task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
+        stuck = await until_stuck(h, first)
+        attempts = len(h.state.agent(h.agent).attempts(first.intent_id))
+        # Fees fall: the original is mined after all (sent again: Anvil evicted it while it was
+        # priced out), and that is its outcome.
+        await h.node.call("anvil_setNextBlockBaseFeePerGas", hex(1))
+        await h.node.call("evm_mine")
+        await automine(h.node, True)
+        return first, stuck, attempts, await asyncio.wait_for(task, 120)
+
+    _, (first, stuck, attempts, final) = on_chain(tmp_path / "bounded", chain, scenario, **bounds)
+    expected = "ceiling of" if bound == "ceiling" else "would exceed the rolling limit"
+    assert expected in stuck.error, stuck.error
+    assert attempts == 1
+    assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
+
+
+async def take_nonce_elsewhere(h: Harness, signed: SignedTransaction) -> None:
+    """Someone else holds the key (or the node lost the transaction and the address was used
+    elsewhere): a foreign transaction takes the nonce, in a block."""
+    await h.node.call("anvil_dropTransaction", signed.tx_hash)
+    await h.node.call("anvil_impersonateAccount", h.address)
+    await h.node.call(
+        "eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0", "nonce": hex(signed.nonce)}
+    )
+    await h.node.call("evm_mine")
+
+
+def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        await take_nonce_elsewhere(h, first)
+        return first, await finish(h, first)
+
+    h, (first, final) = on_chain(tmp_path, chain, scenario)
+    assert final.status == "dropped" and "did not sign" in final.error
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == 0
+    assert "tx.dropped" in h.audit_actions(first.intent_id)
+
+
+def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        fee = _fee_per_gas(first)
+        second = await h.sign(nonce=first.nonce, max_fee_per_gas=2 * fee, max_priority_fee_per_gas=2 * fee)
+        await h.node.call("evm_mine")
+        return first, second, await finish(h, first), await finish(h, second)
+
+    _, (first, second, first_final, second_final) = on_chain(tmp_path, chain, scenario)
+    assert second_final.status == "mined" and second_final.nonce == first.nonce
+    assert first_final.status == "replaced" and first_final.replaced_by == second.tx_hash
+    assert second.intent_id in first_final.error
+
+
+def test_a_transaction_the_node_lost_is_sent_again_unchanged(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        await h.node.call("anvil_dropTransaction", first.tx_hash)
+        await automine(h.node, True)
+        return first, await finish(h, first)
+
+    _, (first, final) = on_chain(tmp_path, chain, scenario)
+    assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
+
+
+def test_a_nonce_gap_is_reported_not_silently_waited_on(chain, tmp_path):
+    """A foreign pending transaction at nonce N made the signer take N+1; the node then dropped
+    the foreign one. Nothing the signer holds can fill N: it says so."""
+
+    async def scenario(h: Harness):
+        nonce = int(await h.node.call("eth_getTransactionCount", h.address, "latest"), 16)
+        await h.node.call("anvil_impersonateAccount", h.address)
+        foreign = await h.node.call(
+            "eth_sendTransaction", {"from": h.address, "to": h.address, "value": "0x0", "nonce": hex(nonce)}
+        )
+        first = await h.sign()
+        await h.node.call("anvil_dropTransaction", foreign)
+        task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
+        try:
+            return nonce, first, await until_stuck(h, first)
+        finally:
+            task.cancel()
+
+    _, (nonce, first, stuck) = on_chain(tmp_path, chain, scenario)
+    assert first.nonce == nonce + 1
+    assert f"nonce gap: the chain's next nonce for {first.from_} on anvil is {nonce}" in stuck.error
+    assert f"nonce(s) {nonce} have no pending transaction" in stuck.error
+
+
+def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(chain, tmp_path):
+    """The signer recorded a signature and died before the node saw it: the next signer over
+    the same record finds it open, sends the same bytes and follows it to its receipt (well
+    before the replacement delay, when the tracker would have found it lost anyway)."""
+
+    async def scenario(h: Harness):
+        _, signed = await h.approve()  # ... and the process is killed here, before `send`
+        restarted = Signer(
+            SignerState(h.state_path),
+            h.signer.keys,
+            h.signer.admin_keys,
+            h.signer.node_for,
+            service_key=("signer-test", h.service_key),
+            replace_after_us=600 * S,
+        )
+        (open_record,) = [SignedTransaction.from_bytes(r) for r in restarted.state.unconfirmed()]
+        final = await asyncio.wait_for(restarted.track(open_record, utcnow, h.emit, resend=True), 120)
+        return signed, open_record, final
+
+    _, (signed, open_record, final) = on_chain(tmp_path, chain, scenario, automining=True, replace_after_s=600)
+    assert open_record.status == "signed" and open_record.tx_hash == signed.tx_hash
+    assert final.status == "mined" and final.tx_hash == signed.tx_hash
+
+
+def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(chain, tmp_path):
+    """Two intents with one idempotency key (a raw producer's: the SDK would give them one id):
+    the second gets the first's signed bytes, as they stood (still pending). It used to stay
+    there: a client waiting for a final status waited forever. It now reports what the first's
+    transaction becomes, under its own id."""
+
+    async def scenario(h: Harness):
+        first = await h.sign(idempotency_key="pay-invoice-7")
+        again, copy = await h.approve(idempotency_key="pay-invoice-7", intent_id=f"i-again-{os.urandom(6).hex()}")
+        assert copy.status in lifecycle.OPEN and copy.tx_hash == first.tx_hash
+        sent_emits, sent = await h.signer.send(copy, utcnow())  # not sent again: the original was
+        assert sent_emits == [] and sent == copy
+        follower = asyncio.create_task(finish(h, copy))
+        await h.node.call("evm_mine")
+        finals = await finish(h, first), await follower
+        return again, *finals, int(await h.node.call("eth_getTransactionCount", h.address, "latest"), 16)
+
+    h, (again, first_final, copy_final, chain_nonce) = on_chain(tmp_path, chain, scenario)
+    assert first_final.status == copy_final.status == "mined"
+    assert copy_final.tx_hash == first_final.tx_hash and copy_final.block_number == first_final.block_number
+    assert copy_final.intent_id == again.intent_id and copy_final.intent_digest == again.digest()
+    assert h.records(again.intent_id)[-1] == copy_final  # published, signed by the signer
+    assert chain_nonce == first_final.nonce + 1  # one transaction on chain
+
+
+# --- what the tracker costs the node ------------------------------------------------------------
+
+
+def test_pending_transactions_cost_the_node_a_look_per_block_not_per_transaction_per_poll(chain, tmp_path):
+    """Twenty transactions wait 3 s for a block: the node is asked for each one's receipt when a
+    block holds it (and on the watch's first read), not every 50 ms to 1 s as each tracker used
+    to ask (~180 receipts and ~60 nonces in these 3 s). Nor does each tracker look at its nonce
+    and the replacement rules every second: nothing changes them but a block or the time the
+    last look named."""
+    n = 20
+
+    async def scenario(h: Harness):
+        sent = [await h.sign() for _ in range(n)]
+        counting = CountingNode(h.node)
+        h.signer.tracking.node_for = lambda chain: counting
+        steps = collections.Counter()
+        step = h.signer.tracking._step
+
+        async def counted_step(tracked, *args):
+            steps[tracked.record.intent_id] += 1
+            return await step(tracked, *args)
+
+        h.signer.tracking._step = counted_step
+        tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
+        await asyncio.sleep(3)
+        waiting, waiting_steps = dict(counting.calls), dict(steps)
+        await h.node.call("evm_mine")
+        finals = await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        return waiting, dict(counting.calls), waiting_steps, finals
+
+    _, (waiting, calls, steps, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=600)
+    # One look at the nonce before waiting, and one after the watch's first read (a second
+    # later) if that came after it; a look a second, as before, would be 3 or 4 each.
+    assert len(steps) == n and set(steps.values()) <= {1, 2}, steps
+    assert [f.status for f in finals] == ["mined"] * n
+    # Each: one look before waiting, one at the watch's first read, then the block that held it.
+    assert waiting["eth_getTransactionReceipt"] <= 2 * n, waiting
+    assert calls["eth_getTransactionReceipt"] <= 3 * n, calls
+    # The sender's nonce: once per block read, and once for all who ask at the same time.
+    assert waiting["eth_getTransactionCount"] <= 3, waiting
+    assert calls["eth_getBlockByNumber"] == 1, calls
+
+
+def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its_replacement_delay(chain, tmp_path):
+    """A tracker that looked and was told to wait (replacement delay 600 s) looks again when a
+    block is read: a foreign transaction at its nonce ends it dropped after the nonce's settle
+    time, not 600 s (or the 30 s receipt check) later."""
+
+    async def scenario(h: Harness):
+        first = await h.sign()
+        task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
+        await asyncio.sleep(1.5)  # it looked, and looked again after the watch's first read
+        await take_nonce_elsewhere(h, first)
+        # Well before the tracker's own receipt check (RECHECK_S, 30 s) would have looked.
+        return await asyncio.wait_for(task, blocks.RECHECK_S / 2)
+
+    _, final = on_chain(tmp_path, chain, scenario, replace_after_s=600)
+    assert final.status == "dropped" and "did not sign" in final.error
+
+
+def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain, tmp_path):
+    """Eight transactions of one address wait past the replacement delay: the lowest is reported
+    stuck (no bumps allowed), the seven behind it wait on it. Each used to send again every
+    lower transaction it was waiting on, once a second: N² sends for N pending."""
+
+    async def scenario(h: Harness):
+        sent = [await h.sign() for _ in range(8)]
+        counting = CountingNode(h.node)
+        h.signer.tracking.node_for = lambda chain: counting
+        tasks = [asyncio.create_task(h.signer.track(s, utcnow, h.emit)) for s in sent]
+        stuck = await asyncio.wait_for(until_stuck(h, sent[0]), 120)
+        await asyncio.sleep(2)  # two more looks each, past the delay
+        sends = counting.calls["eth_sendRawTransaction"]
+        await h.node.call("evm_mine")
+        finals = await asyncio.wait_for(asyncio.gather(*tasks), 120)
+        return sent, stuck, sends, finals
+
+    h, (sent, stuck, sends, finals) = on_chain(tmp_path, chain, scenario, replace_after_s=1, max_bumps=0)
+    assert "its fees were already raised 0 time(s)" in stuck.error
+    assert sends == 0
+    assert [f.status for f in finals] == ["mined"] * 8
+    assert not any(r.status == "stuck" for s in sent[1:] for r in h.records(s.intent_id))
+
+
+def test_the_block_watch_wakes_the_trackers_of_a_block_and_all_of_them_when_the_chain_goes_back(chain, tmp_path):
+    """Driven read by read (its own task reads once, at the start, then sleeps an hour)."""
+
+    async def scenario(h: Harness):
+        watch = BlockWatch(h.node, poll_s=3600)
+        first = await h.sign()
+        mine, other = watch.ticket([first.tx_hash]), watch.ticket(["0x" + "ab" * 32])
+        seen = []
+
+        async def read() -> tuple[bool, bool]:
+            await watch.read_new_blocks()
+            return mine.take(), other.take()
+
+        await asyncio.sleep(0.2)
+        seen.append((mine.take(), other.take()))  # the first read: everyone looks once more
+        seen.append(await read())  # nothing new
+        await h.node.call("evm_mine")
+        seen.append(await read())  # a block with the first transaction
+        snapshot = await h.node.call("evm_snapshot")
+        await h.node.call("evm_mine")
+        await h.node.call("evm_mine")
+        seen.append(await read())  # two empty blocks
+        await h.node.call("evm_revert", snapshot)
+        seen.append(await read())  # the chain went back
+        snapshot = await h.node.call("evm_snapshot")
+        await h.node.call("evm_mine")
+        seen.append(await read())  # an empty block ...
+        await h.node.call("evm_revert", snapshot)
+        await h.node.call("evm_mine", hex(int(datetime.now(timezone.utc).timestamp()) + 60))
+        await h.node.call("evm_mine")
+        seen.append(await read())  # ... replaced unseen: its successor names another parent
+        mine.close()
+        other.close()
+        return seen, watch.height
+
+    _, (seen, height) = on_chain(tmp_path, chain, scenario)
+    assert seen == [
+        (True, True),
+        (False, False),
+        (True, False),
+        (False, False),
+        (True, True),
+        (False, False),
+        (True, True),
+    ]
+    assert height is None  # nobody waits: it stopped reading
+
+
+def test_the_block_watch_asks_a_nonce_once_per_block_read_and_once_before_the_first(chain, tmp_path):
+    """Trackers that look before the watch's first read share one answer too: in CI, 60 trackers
+    whose receipts came back in two waves asked twice before the first read."""
+
+    async def scenario(h: Harness):
+        counting = CountingNode(h.node)
+        watch = BlockWatch(counting, poll_s=3600)
+        sent = await h.sign()
+        answers = [await watch.nonce(sent.from_), await watch.nonce(sent.from_)]  # one after the other
+        before_read = counting.calls["eth_getTransactionCount"]
+        ticket = watch.ticket([sent.tx_hash])
+        await asyncio.sleep(0.2)  # its first read
+        answers += [await watch.nonce(sent.from_), await watch.nonce(sent.from_)]
+        await h.node.call("evm_mine")
+        await watch.read_new_blocks()
+        answers.append(await watch.nonce(sent.from_))  # the block took it
+        ticket.close()
+        return sent, answers, before_read, counting.calls["eth_getTransactionCount"]
+
+    _, (sent, answers, before_read, asked) = on_chain(tmp_path, chain, scenario)
+    assert answers == [sent.nonce] * 4 + [sent.nonce + 1]
+    assert (before_read, asked) == (1, 3)

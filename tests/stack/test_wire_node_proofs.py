@@ -1,0 +1,181 @@
+"""Ledger inclusion proofs built by Python, checked by the Node.js auditor written from docs/wire-
+formats.md alone (tests/node/check_proof.mjs): a proof verifies, a tampered one or one under
+another key fails in Node and in Python, and so does one checked against a broken rule of the
+page. Node.js is required."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.checkpoint import public_key_hex as ledger_key_hex
+from schemas.auth import public_key_hex
+from tests.wire_support import run_node
+
+LEDGER_KEY = Ed25519PrivateKey.generate()
+LEDGER_PUBLIC = bytes.fromhex(ledger_key_hex(LEDGER_KEY))
+
+
+def _ledger_events():
+    from schemas.audit import AuditEvent, event_id
+    from tests.ledger_support import pipeline_events
+
+    events = pipeline_events(40)
+    # Fields that need escaping, no intent id, non-ASCII details and an integer past 2**53.
+    tricky = [
+        AuditEvent(
+            event_id=event_id("wire", str(i)),
+            actor="admin:ops|night%shift",
+            action="note.added",
+            resource=f"intent:a|b%7C{i}",
+            ts=events[3].ts + timedelta(microseconds=500 + i),
+            intent_id=None,
+            agent_id=f"agent-{i}",
+            details={"note": "über ✓ \u2028", "n": 2**60 + i},
+        )
+        for i in range(2)
+    ]
+    return events[:4] + tricky + events[4:], tricky
+
+
+@pytest.fixture(scope="module")
+def proofs(tmp_path_factory):
+    from ledger import proof
+    from ledger.store import ChdbStore
+    from tests.ledger_support import build_ledger
+
+    events, tricky = _ledger_events()
+    store = ChdbStore(tmp_path_factory.mktemp("wire-ledger") / "clickhouse")
+    store.ensure_schema()
+    try:
+        build_ledger(store, events, LEDGER_KEY, chains=2, checkpoint_every=7)
+        built = {}
+        for event in events:
+            try:
+                built[event.event_id] = proof.build(store, event.event_id)
+            except proof.ProofError:
+                pass  # the newest rows of a chain wait for their checkpoint
+    finally:
+        store.close()
+    assert all(t.event_id in built for t in tricky)
+    return built, [t.event_id for t in tricky]
+
+
+def _check_cases(items, public=LEDGER_PUBLIC) -> list[dict]:
+    return [{"proof": p, "public_key": public.hex()} for p in items]
+
+
+def test_ledger_proofs_built_by_python_verify_in_node(proofs):
+    from ledger import proof
+
+    built, tricky = proofs
+    assert len(built) >= 30
+    sizes = {(p["leaf_index"], p["tree_size"]) for p in built.values()}
+    assert any(i == s - 1 for i, s in sizes) and any(i % 2 for i, _ in sizes) and len({s for _, s in sizes}) >= 3
+    for p in built.values():
+        assert proof.check(p, LEDGER_PUBLIC) is None
+    answers = run_node("check_proof.mjs", _check_cases(built.values()))
+    assert [a for a in answers if a != {"ok": True}] == []
+
+
+def _rehashed(p: dict, **edits) -> dict:
+    """The event edited and its row hash recomputed: consistent, but not the row the ledger signed."""
+    from ledger.chain import integrity_hash
+
+    e = p["event"]
+    e.update(edits)
+    e["integrity_hash"] = integrity_hash(
+        e["prev_hash"],
+        e["event_id"],
+        e["actor"],
+        e["action"],
+        e["resource"],
+        datetime.fromisoformat(e["ts"]),
+        e["details"],
+        e["intent_id"],
+        e["agent_id"],
+    )
+    return p
+
+
+def _resigned_checkpoint(p: dict, key) -> dict:
+    from ledger import checkpoint
+
+    cp = checkpoint.Checkpoint.from_dict(p["checkpoint"])
+    p["checkpoint"] = checkpoint.sign(key, cp.chain, cp.seq, cp.head_hash, cp.merkle_root, cp.ts).to_dict()
+    return p
+
+
+def _flip(hex_text: str) -> str:
+    return ("0" if hex_text[0] != "0" else "1") + hex_text[1:]
+
+
+PROOF_TAMPERS = {
+    "actor edited": lambda p: p["event"].update(actor="agent:mallory"),
+    "details edited": lambda p: p["event"].update(details=p["event"]["details"].replace("}", ',"x":1}', 1)),
+    "ts edited": lambda p: p["event"].update(ts="2020-01-01T00:00:00.000000Z"),
+    "agent_id edited": lambda p: p["event"].update(agent_id="agent-99"),
+    "actor edited and the row hash recomputed": lambda p: _rehashed(p, actor="agent:mallory"),
+    "a path node flipped": lambda p: p["audit_path"].__setitem__(0, _flip(p["audit_path"][0])),
+    "the path reversed": lambda p: p["audit_path"].reverse(),
+    "the path one node short": lambda p: p["audit_path"].pop(),
+    "the path one node long": lambda p: p["audit_path"].append("ab" * 32),
+    "leaf_index moved": lambda p: p.update(leaf_index=p["leaf_index"] - 1),
+    "leaf_index and seq moved together": lambda p: (
+        p.update(leaf_index=p["leaf_index"] - 1),
+        p["event"].update(seq=p["event"]["seq"] - 1),
+    ),
+    "tree_size changed": lambda p: p.update(tree_size=p["tree_size"] + 1),
+    "merkle_root replaced": lambda p: p["checkpoint"].update(merkle_root="00" * 32),
+    "checkpoint seq and tree_size moved together": lambda p: (
+        p["checkpoint"].update(seq=p["checkpoint"]["seq"] + 1),
+        p.update(tree_size=p["tree_size"] + 1),
+    ),
+    "checkpoint re-signed by another key": lambda p: _resigned_checkpoint(p, Ed25519PrivateKey.generate()),
+    "another version": lambda p: p.update(version="warden.audit.proof.v2"),
+}
+
+
+def _victims(built: dict) -> list[dict]:
+    """Proofs with a path of three or more nodes, a right-hand leaf among them."""
+    deep = [
+        p for p in built.values() if len(p["audit_path"]) >= 3 and len(set(p["audit_path"])) > 1 and p["leaf_index"] > 0
+    ]
+    odd = [p for p in deep if p["leaf_index"] % 2]
+    return [deep[0], odd[-1]]
+
+
+@pytest.mark.parametrize("what", list(PROOF_TAMPERS))
+def test_a_tampered_proof_fails_in_node_and_in_python(proofs, what):
+    from ledger import proof
+
+    built, tricky = proofs
+    cases = []
+    for original in _victims(built) + [built[tricky[0]]]:
+        assert original["leaf_index"] > 0
+        altered = copy.deepcopy(original)
+        PROOF_TAMPERS[what](altered)
+        assert altered != original
+        assert proof.check(altered, LEDGER_PUBLIC) is not None
+        cases.append(altered)
+    answers = run_node("check_proof.mjs", _check_cases(cases))
+    assert all(a["ok"] is False for a in answers), answers
+
+
+def test_a_proof_under_another_public_key_fails(proofs):
+    built, _ = proofs
+    other = bytes.fromhex(public_key_hex(Ed25519PrivateKey.generate()).removeprefix("0x"))
+    (answer,) = run_node("check_proof.mjs", _check_cases([next(iter(built.values()))], public=other))
+    assert answer["ok"] is False and "signature" in answer["why"]
+
+
+@pytest.mark.parametrize("rule", ["no_escape", "hex_leaf", "no_leaf_prefix", "left_to_right"])
+def test_a_proof_checked_against_a_rule_of_the_page_fails(proofs, rule):
+    built, tricky = proofs
+    victim = built[tricky[0]] if rule == "no_escape" else _victims(built)[1]
+    case = _check_cases([victim])[0]
+    ok, broken = run_node("check_proof.mjs", [case, {**case, "break": rule}])
+    assert ok == {"ok": True} and broken["ok"] is False, (ok, broken)

@@ -1,0 +1,300 @@
+"""Human approval above a threshold, in the engine (no broker): an intent above the policy's
+approval_threshold_eth or an asset's approval_threshold is parked with its spend reserved, and
+only an admin's decision signed with a pinned key ends the wait (approved, with the decision for
+the signer to check, or APPROVAL_DENIED); otherwise it expires as APPROVAL_EXPIRED. Each
+attacker's route (a forged or re-pointed decision, a late one, a second one) has a test."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from runtime.clock import to_us
+from schemas import topics
+from schemas.auth import sign_human_approval
+from schemas.intent import TransactionIntent
+from schemas.outcomes import DeadLetter, HumanApproval, IntentApproved, IntentParked
+from streams.decision import Decision
+from tests.engine_support import ADMIN_ID, AGENT, DEST, T0, World, actions, on, rejected_of
+
+TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+ETH = 10**18
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    w.publish(
+        w.policy(
+            approval_threshold_eth="0.4",
+            approval_timeout_s=600,
+            tx_to_allowlist=(DEST, TOKEN),
+            asset_limits=({"chain": "anvil", "token": TOKEN, "decimals": 6, "approval_threshold": "10"},),
+        )
+    )
+    return w
+
+
+def decide(
+    world: World,
+    intent: TransactionIntent,
+    decision: str = "approve",
+    key: Ed25519PrivateKey | None = None,
+    key_id: str = ADMIN_ID,
+    at=T0 + timedelta(minutes=1),
+    **fields,
+) -> bytes:
+    approval = HumanApproval(
+        **{
+            "intent_id": intent.intent_id,
+            "agent_id": AGENT,
+            "intent_digest": intent.digest(),
+            "decision": decision,
+            "decided_at": at,
+            **fields,
+        }
+    )
+    return sign_human_approval(approval, key or world.admin_key, key_id).to_bytes()
+
+
+def send(world: World, raw: bytes, at=T0 + timedelta(minutes=1)):
+    return world.engine.on_human_approval(raw, world.source(topics.APPROVALS), at)
+
+
+def parked_of(emits) -> IntentParked:
+    (emit,) = on(emits, topics.INTENTS_AWAITING_APPROVAL)
+    return IntentParked.from_bytes(emit.value)
+
+
+def test_below_the_threshold_nothing_waits(world):
+    intent = world.intent("0.4")
+    assert on(world.submit(intent), topics.INTENTS_APPROVED)
+
+
+def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world):
+    intent = world.intent("0.5")
+    emits = world.submit(intent)
+    parked = parked_of(emits)
+    assert on(emits, topics.INTENTS_APPROVED) == [] and on(emits, topics.INTENTS_REJECTED) == []
+    assert (parked.status, parked.intent, parked.expires_at) == (
+        "awaiting_approval",
+        intent,
+        T0 + timedelta(minutes=10),
+    )
+    assert "above the approval threshold of 0.4" in parked.reason
+    assert "intent.parked" in actions(emits)
+    assert world.spent() == 5 * ETH // 10  # two parked intents can never both pass the limit
+    # A redelivery gets the same parked record, not a second decision.
+    assert world.submit(intent) == on(emits, topics.INTENTS_AWAITING_APPROVAL)
+
+
+def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
+    intent = world.intent("0.5")
+    world.submit(intent)
+    emits = send(world, decide(world, intent, reason="invoice 42"))
+    (emit,) = on(emits, topics.INTENTS_APPROVED)
+    approved = IntentApproved.from_bytes(emit.value)
+    assert approved.intent == intent and approved.human_approval.reason == "invoice 42"
+    assert approved.human_approval.admin_key_id == ADMIN_ID
+    assert "intent.human_approved" in actions(emits)
+    assert world.spent() == 5 * ETH // 10  # still reserved: it is on its way to be signed
+    # The same decision again (or a second one) changes nothing: the intent is no longer waiting.
+    again = send(world, decide(world, intent, "deny"))
+    assert actions(again) == ["approval.refused"] and on(again, topics.INTENTS_REJECTED) == []
+
+
+def test_a_denial_rejects_it_and_releases_the_reservation(world):
+    intent = world.intent("0.5")
+    world.submit(intent)
+    rejected = rejected_of(send(world, decide(world, intent, "deny", reason="not this vendor")))
+    assert (rejected.stage, rejected.code) == ("approval", "APPROVAL_DENIED")
+    assert "not this vendor" in rejected.reason
+    assert world.spent() == 0
+
+
+@pytest.mark.parametrize("forge", ["other-key", "unpinned-id", "other-digest", "tampered", "unsigned"])
+def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(world, forge):
+    intent = world.intent("0.5")
+    world.submit(intent)
+    if forge == "other-key":
+        raw = decide(world, intent, key=Ed25519PrivateKey.generate())
+    elif forge == "unpinned-id":
+        raw = decide(world, intent, key_id="someone")
+    elif forge == "other-digest":
+        raw = decide(world, intent, intent_digest="ab" * 32)
+    elif forge == "tampered":
+        signed = HumanApproval.from_bytes(decide(world, intent, "deny"))
+        raw = signed.model_copy(update={"decision": "approve"}).to_bytes()
+    else:
+        raw = HumanApproval(
+            intent_id=intent.intent_id, agent_id=AGENT, intent_digest=intent.digest(), decision="approve", decided_at=T0
+        ).to_bytes()
+    emits = send(world, raw)
+    assert actions(emits) == ["approval.refused"]
+    assert on(emits, topics.INTENTS_APPROVED) == [] and on(emits, topics.INTENTS_REJECTED) == []
+    assert world.engine.decisions[intent.intent_id].outcome == "parked"
+    # The real admin's decision still works afterwards.
+    assert on(send(world, decide(world, intent)), topics.INTENTS_APPROVED)
+
+
+def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world):
+    intent = world.intent("0.5")
+    world.submit(intent)
+    assert world.engine.expire_parked(T0 + timedelta(minutes=9, seconds=59)) == []
+    emits = world.engine.expire_parked(T0 + timedelta(minutes=10))
+    rejected = rejected_of(emits)
+    assert (rejected.stage, rejected.code) == ("approval", "APPROVAL_EXPIRED")
+    assert world.spent(T0 + timedelta(minutes=10)) == 0
+    assert world.engine.expire_parked(T0 + timedelta(minutes=11)) == []  # once
+    late = send(world, decide(world, intent), at=T0 + timedelta(minutes=11))
+    assert actions(late) == ["approval.refused"] and on(late, topics.INTENTS_APPROVED) == []
+
+
+def test_an_approval_arriving_after_the_wait_expires_it_instead(world):
+    intent = world.intent("0.5")
+    world.submit(intent)
+    emits = send(world, decide(world, intent, at=T0 + timedelta(minutes=10)), at=T0 + timedelta(minutes=10))
+    assert rejected_of(emits).code == "APPROVAL_EXPIRED" and on(emits, topics.INTENTS_APPROVED) == []
+
+
+def test_a_token_amount_above_its_assets_threshold_waits_too(world):
+    data = "0xa9059cbb" + DEST[2:].lower().rjust(64, "0") + f"{10 * 10**6 + 1:064x}"
+    parked = parked_of(world.submit(world.intent("0", to=TOKEN, data=data, gas_limit=60_000)))
+    assert "above" in parked.reason and "approval threshold of 10" in parked.reason
+
+
+def test_parked_intents_survive_a_restart(world):
+    intent = world.intent("0.5")
+    world.submit(intent)
+    restarted = world.new_engine(world.engine.policies, world.engine.decisions.stored)
+    restarted.rebuild()
+    assert restarted.windows.of(AGENT).spent(int(T0.timestamp() * 10**6)) == 5 * ETH // 10
+    world.engine = restarted
+    assert rejected_of(world.engine.expire_parked(T0 + timedelta(minutes=10))).code == "APPROVAL_EXPIRED"
+
+
+def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world):
+    first = world.intent("0.5", idempotency_key="pay-7")
+    world.submit(first)
+    retry = world.intent("0.5", idempotency_key="pay-7", intent_id="retry-of-pay-7")
+    rejected = rejected_of(world.submit(retry))
+    assert rejected.code == "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" and first.intent_id in rejected.reason
+    pending = world.engine.decisions[first.intent_id].pending
+    assert IntentApproved.from_bytes(pending).intent == first
+
+
+def test_a_deadline_record_expires_only_what_is_due(world):
+    import orjson
+
+    intent = world.intent("0.5")
+    world.submit(intent)
+    assert world.engine.due_parked(T0 + timedelta(minutes=9)) == []
+    reminder = orjson.dumps({"intent_id": intent.intent_id})
+    where = world.source(topics.APPROVAL_DEADLINES)
+    # Anyone can write a reminder: an early one changes nothing; junk is dead-lettered, and changes nothing.
+    assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=9)) == []
+    for junk in (b"{", orjson.dumps({"intent_id": 7}), orjson.dumps([intent.intent_id]), None):
+        emits = world.engine.on_deadline(junk, where, T0 + timedelta(minutes=11))
+        assert [e.topic for e in emits] == [topics.DLQ, topics.AUDIT_EVENTS], junk
+        assert "not a deadline reminder" in DeadLetter.from_bytes(emits[0].value).reason
+    assert world.engine.decisions[intent.intent_id].outcome == "parked"
+    assert world.engine.due_parked(T0 + timedelta(minutes=10)) == [(AGENT, intent.intent_id)]
+    assert rejected_of(world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10))).code == "APPROVAL_EXPIRED"
+    assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10)) == []
+
+
+def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world):
+    """The decisions table's changelog holds what earlier workers wrote: JSON objects with the keys,
+    decimal strings and base64 below, a rejection without ``assets`` and ``counts``. A worker
+    restarted on them reads each as a typed decision, rebuilds its windows and parked intents,
+    replays their outcomes and ends a parked intent's wait; and it still writes that form."""
+    small, big, refused, released = world.intent("0.1"), world.intent("0.5"), world.intent("2"), world.intent("0.2")
+    data = "0xa9059cbb" + DEST[2:].lower().rjust(64, "0") + f"{5 * 10**6:064x}"
+    token = world.intent("0", to=TOKEN, data=data, gas_limit=60_000)
+    for intent in (small, big, refused, released, token):
+        world.submit(intent)
+    world.engine.on_rejected(world.refusal(released), T0)
+    record = {
+        i.intent_id: base64.b64encode(world.engine.decisions[i.intent_id].record).decode()
+        for i in (small, big, refused, released, token)
+    }
+    pending = base64.b64encode(world.engine.decisions[big.intent_id].pending).decode()
+    at_us = to_us(T0)
+
+    def approved(intent, spend_wei: str, assets: dict, outcome: str = "approved") -> dict:
+        return {
+            "agent_id": AGENT,
+            "outcome": outcome,
+            "at_us": at_us,
+            "spend_wei": spend_wei,
+            "assets": assets,
+            "counts": True,
+            "topic": topics.INTENTS_APPROVED,
+            "record": record[intent.intent_id],
+            "digest": intent.digest(),
+        }
+
+    stored_before = {
+        small.intent_id: approved(small, str(ETH // 10), {}),
+        token.intent_id: approved(token, "0", {f"anvil:{TOKEN}": str(5 * 10**6)}),
+        released.intent_id: approved(released, str(2 * ETH // 10), {}, outcome="released"),
+        big.intent_id: {
+            "agent_id": AGENT,
+            "outcome": "parked",
+            "at_us": at_us,
+            "spend_wei": str(5 * ETH // 10),
+            "assets": {},
+            "counts": True,
+            "topic": topics.INTENTS_AWAITING_APPROVAL,
+            "record": record[big.intent_id],
+            "digest": big.digest(),
+            "expires_us": at_us + 600 * 10**6,
+            "pending": pending,
+        },
+        refused.intent_id: {
+            "agent_id": AGENT,
+            "outcome": "rejected",
+            "at_us": at_us,
+            "spend_wei": "0",
+            "topic": topics.INTENTS_REJECTED,
+            "record": record[refused.intent_id],
+            "digest": refused.digest(),
+        },
+    }
+    # Written the same way now (a rejection also says it holds nothing: no assets, and counts).
+    for intent_id, before in stored_before.items():
+        assert before.items() <= world.engine.decisions.stored[intent_id].items(), intent_id
+    with pytest.raises(ValueError, match="outcome"):
+        Decision.from_stored({**stored_before[small.intent_id], "outcome": "maybe"})
+
+    # As a Faust table hands them back after a restart: JSON, not the same objects.
+    restarted = world.new_engine(world.engine.policies, orjson.loads(orjson.dumps(stored_before)))
+    restarted.rebuild()
+    world.engine = restarted
+    assert world.spent() == 6 * ETH // 10  # small and big: the released and the rejected hold nothing
+    assert restarted.windows.of(AGENT, f"anvil:{TOKEN}").spent(at_us) == 5 * 10**6
+    assert restarted.decisions[big.intent_id] == Decision(
+        agent_id=AGENT,
+        outcome="parked",
+        at_us=at_us,
+        topic=topics.INTENTS_AWAITING_APPROVAL,
+        record=base64.b64decode(record[big.intent_id]),
+        digest=big.digest(),
+        spend_wei=5 * ETH // 10,
+        assets={},
+        expires_us=at_us + 600 * 10**6,
+        pending=base64.b64decode(pending),
+    )
+    for intent, topic in ((small, topics.INTENTS_APPROVED), (refused, topics.INTENTS_REJECTED)):
+        (again,) = world.submit(intent)
+        assert (again.topic, again.value) == (topic, base64.b64decode(record[intent.intent_id]))
+    assert world.engine.due_parked(T0 + timedelta(minutes=10)) == [(AGENT, big.intent_id)]
+    assert on(send(world, decide(world, big)), topics.INTENTS_APPROVED)
+    assert world.engine.decisions[big.intent_id].outcome == "approved"
+    world.engine.on_rejected(world.refusal(small), T0)
+    assert world.engine.decisions[small.intent_id].outcome == "released"
+    assert world.spent() == 5 * ETH // 10

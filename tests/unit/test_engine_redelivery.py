@@ -1,0 +1,336 @@
+"""Redelivery in the engine: a redelivered intent gets the identical answer, idempotency keys replay
+within 24 hours, and the watch sends again only what stays undecided until a worker gives it up.
+Simulation is off, no node and no broker, as in test_engine.py."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from runtime.kafka import partition_of
+from schemas import topics
+from schemas.auth import sign_outcome
+from schemas.emit import Emit, Source
+from schemas.intent import TransactionIntent
+from schemas.outcomes import DeadLetter, IntentAbandoned
+from tests.engine_support import (
+    AGENT,
+    DAY,
+    ETH,
+    PASSED_CODES,
+    SIGNER_ID,
+    T0,
+    WORKER_ID,
+    StaticKeys,
+    World,
+    actions,
+    approved_of,
+    assert_approved,
+    audits,
+    on,
+    passed_codes,
+    rejected_of,
+)
+
+
+def test_a_redelivered_intent_gets_the_identical_answer_and_reserves_once(world):
+    intent = world.intent("0.5")
+    first = world.submit(intent)
+    (approved,) = on(first, topics.INTENTS_APPROVED)
+    spent = world.spent()
+    again = world.submit(intent, now=T0 + timedelta(minutes=5))
+    assert again == [Emit(topics.INTENTS_APPROVED, AGENT, approved.value)]
+    assert world.spent(T0 + timedelta(minutes=5)) == spent == 5 * ETH // 10
+    assert list(world.engine.windows.of(AGENT).entries) == [intent.intent_id]
+
+
+def test_a_redelivered_rejection_is_the_identical_rejection(world):
+    intent = world.intent("1.1")
+    (rejected,) = on(world.submit(intent), topics.INTENTS_REJECTED)
+    assert world.submit(intent) == [Emit(topics.INTENTS_REJECTED, AGENT, rejected.value)]
+
+
+def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(world):
+    original = world.intent("0.3", idempotency_key="order-1")
+    assert_approved(world.submit(original), original)
+    later = T0 + timedelta(hours=23, minutes=59)
+    reuse = world.intent("0.3", idempotency_key="order-1", intent_id="i-retry", now=later)
+    emits = world.submit(reuse, now=later)
+    assert_approved(emits, reuse)
+    (verdict,) = [e.details for e in audits(emits) if e.action == "stage.passed"]
+    assert (verdict["stage"], verdict["code"]) == ("intake", "IDEMPOTENT_REPLAY")
+    assert verdict["facts"] == {"original_intent_id": original.intent_id}
+    assert actions(emits) == ["intent.submitted", "stage.passed", "intent.approved"]
+    assert world.spent(later) == 3 * ETH // 10
+    assert world.engine.decisions["i-retry"]["counts"] is False
+
+
+def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
+    original = world.intent("0.3", idempotency_key="order-1")
+    world.submit(original)
+    at_24h = T0 + DAY
+    fresh = world.intent("0.4", idempotency_key="order-1", intent_id="i-next-day", now=at_24h)
+    emits = world.submit(fresh, now=at_24h)
+    assert_approved(emits, fresh)
+    assert passed_codes(emits) == PASSED_CODES
+    assert world.spent(at_24h) == 4 * ETH // 10
+    assert world.engine.decisions["i-next-day"]["counts"] is True
+
+
+def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
+    original = world.intent("5", idempotency_key="order-2")
+    assert rejected_of(world.submit(original)).code == "VALUE_OVER_CAP"
+    reuse = world.intent("0.1", idempotency_key="order-2", intent_id="i-retry-2")
+    rejected = rejected_of(world.submit(reuse))
+    assert (rejected.intent_id, rejected.stage, rejected.code) == ("i-retry-2", "value_cap", "VALUE_OVER_CAP")
+    assert world.spent() == 0
+
+
+def test_idempotency_keys_are_per_agent(world):
+    world.publish(world.policy(agent_id="agent-2"))
+    first = world.intent("0.3", idempotency_key="shared")
+    world.submit(first)
+    other = world.intent("0.3", idempotency_key="shared", agent_id="agent-2")
+    emits = world.submit(other, source=world.source(key="agent-2"))
+    assert_approved(emits, other)
+    assert passed_codes(emits) == PASSED_CODES
+    assert world.spent(agent_id="agent-2") == 3 * ETH // 10
+
+
+def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its_attempts():
+    from streams.redelivery import Pending
+
+    pending = Pending(grace_us=10, max_attempts=2)
+    pending.submitted(("a", "da"), "agent-1", b"A", now_us=0)
+    pending.submitted(("b", "db"), "agent-1", b"B", now_us=0)
+    pending.decided(("a", "da"))
+    assert pending.due(now_us=9) == ([], [])
+    assert pending.due(now_us=10) == ([("agent-1", b"B")], [])
+    assert pending.due(now_us=15) == ([], [])  # not again until another grace period
+    assert pending.due(now_us=20) == ([("agent-1", b"B")], [])
+    assert pending.due(now_us=30) == ([], [("agent-1", b"B")])  # given up once, then never again
+    pending.submitted(("b", "db"), "agent-1", b"B", now_us=31)
+    assert pending.due(now_us=100) == ([], []) and len(pending) == 0
+
+
+def test_redelivery_finds_every_due_intent_behind_one_sent_again_and_reads_no_further():
+    """The watch keeps its intents in the order they come due and stops at the first that is not
+    (a burst's thousands were scanned in full every second): one sent again goes behind those
+    still waiting, so it cannot hide them, and a check takes at most ``limit``."""
+    from streams.redelivery import Pending
+
+    pending = Pending(grace_us=10)
+    pending.submitted(("a", "da"), "agent-1", b"A", now_us=0)
+    pending.submitted(("b", "db"), "agent-1", b"B", now_us=5)
+    assert pending.due(now_us=10) == ([("agent-1", b"A")], [])
+    assert pending.due(now_us=15) == ([("agent-1", b"B")], [])  # behind A, sent again at 10 and not due
+    for n in range(5):
+        pending.submitted((f"c{n}", "dc"), "agent-2", b"C%d" % n, now_us=16 + n)
+    assert pending.due(now_us=30, limit=3) == ([("agent-1", b"A"), ("agent-1", b"B"), ("agent-2", b"C0")], [])
+    assert pending.due(now_us=30, limit=3) == ([("agent-2", b"C1"), ("agent-2", b"C2"), ("agent-2", b"C3")], [])
+    assert pending.due(now_us=30) == ([("agent-2", b"C4")], [])
+
+
+def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends_the_watch(world):
+    from streams.redelivery import outcome_about, watched_intent
+
+    good = world.intent("0.1")
+    assert watched_intent(good.to_bytes(), 65_536) == ((good.intent_id, good.digest()), AGENT)
+    doc = orjson.loads(good.to_bytes())
+    for bad in (
+        orjson.dumps({**doc, "agent_id": ["a", "list"]}),
+        orjson.dumps({**doc, "agent_id": None}),
+        orjson.dumps({**doc, "data": "0x" + "ab" * 40_000}),
+        b"{",
+        None,
+    ):
+        assert watched_intent(bad, 65_536) is None
+    assert watched_intent(good.to_bytes(), 100) is None  # over the size limit
+    # The worker dead-letters a record it fails on, signed: that names the intent, and ends its watch.
+    keys = world.pinned()
+    emits = world.engine.dead_letter(good.to_bytes(), world.source(), T0, "boom")
+    (letter,) = on(emits, topics.DLQ)
+    assert outcome_about(topics.DLQ, letter.value, keys) == (good.intent_id, good.digest())
+    # So does a dead letter a signer signed.
+    signer_letter = sign_outcome(DeadLetter.from_bytes(letter.value), world.signer_key, SIGNER_ID)
+    assert outcome_about(topics.DLQ, signer_letter.to_bytes(), keys) == (good.intent_id, good.digest())
+    approved = approved_of(world.submit(good))
+    assert outcome_about(topics.INTENTS_APPROVED, approved.to_bytes(), keys) == (good.intent_id, good.digest())
+    assert outcome_about(topics.INTENTS_REJECTED, world.refusal(good), keys) == (good.intent_id, good.digest())
+    assert outcome_about(topics.DLQ, b"not json", keys) is None
+    # A forged outcome on any watched topic (a topic writer's: unsigned, or signed by a key nobody
+    # pinned) does not end the watch: the intent is redelivered, and ends with a true outcome.
+    stranger = Ed25519PrivateKey.generate()
+    unsigned = DeadLetter.from_bytes(letter.value).model_copy(update={"signed_by": "", "service_signature": ""})
+    for topic, forged in (
+        (topics.DLQ, unsigned.to_bytes()),
+        (topics.DLQ, sign_outcome(unsigned, stranger, WORKER_ID).to_bytes()),
+        (topics.INTENTS_APPROVED, sign_outcome(approved, stranger, WORKER_ID).to_bytes()),
+        (topics.INTENTS_REJECTED, world.refusal(good, key=stranger)),
+    ):
+        assert outcome_about(topic, forged, keys) is None, topic
+
+
+def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
+    """A topic writer's edited copy of an intent (same id, so it is readable, its agent signature
+    broken) is refused AGENT_SIGNATURE_INVALID by the worker, signed and with the copy's digest.
+    That authentic refusal used to end the watch of the id, real intent included: had the worker
+    skipped the real one, nothing would have sent it again. Now each (id, digest) is watched and
+    ends on its own; the copy seen first does not displace the real one either."""
+    from streams.redelivery import Pending, outcome_about, watched_intent
+
+    world.publish(world.policy())
+    real = world.intent("0.1")
+    copy = world.intent(
+        "0.2", intent_id=real.intent_id, key=Ed25519PrivateKey.generate()
+    )  # edited: re-signed by nobody
+    pending = Pending(grace_us=10)
+    for intent in (copy, real):
+        about, key = watched_intent(intent.to_bytes(), 65_536)
+        pending.submitted(about, key, intent.to_bytes(), now_us=0)
+    refused = rejected_of(world.submit(copy))
+    assert (refused.intent_id, refused.code, refused.signed_by) == (
+        real.intent_id,
+        "AGENT_SIGNATURE_INVALID",
+        WORKER_ID,
+    )
+    pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned()))
+    assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
+    # The real intent's own outcome ends its watch.
+    pending.decided(outcome_about(topics.INTENTS_APPROVED, approved_of(world.submit(real)).to_bytes(), world.pinned()))
+    assert len(pending) == 0
+
+
+def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world):
+    """With two workers, another partition may be another worker's, without the agent's policy or
+    decisions: a copy of a real intent re-keyed there was rejected POLICY_MISSING, signed and bound
+    to the real intent's digest, while the real one was signed (seen on a two-worker stack). Off
+    its partition an intent gets a dead letter, not an outcome, and the watch of the real intent
+    goes on."""
+    from streams.redelivery import outcome_about
+
+    world.engine.home_partition = partition_of
+    world.publish(world.policy())
+    intent = world.intent("0.1")
+    home = partition_of(AGENT)
+    elsewhere = Source(topics.INTENTS_SUBMITTED, (home + 1) % topics.PARTITIONS, 9, b"someone-else")
+    for emits in (
+        world.submit(intent, source=elsewhere),
+        world.engine.on_abandoned(
+            world.abandoned(intent), dataclasses.replace(elsewhere, topic=topics.INTENTS_ABANDONED), T0
+        ),
+    ):
+        assert not on(emits, topics.INTENTS_REJECTED) and not on(emits, topics.INTENTS_APPROVED)
+        (letter,) = on(emits, topics.DLQ)
+        reason = DeadLetter.from_bytes(letter.value).reason
+        assert f"is on partition {elsewhere.partition}" in reason and f"belong on partition {home}" in reason
+        assert outcome_about(topics.DLQ, letter.value, world.pinned()) is None  # the real one is still watched
+    # Nothing was remembered: on its own partition the same intent is decided as usual.
+    assert approved_of(world.submit(intent)).intent.intent_id == intent.intent_id
+    letter = on(world.engine.dead_letter(intent.to_bytes(), world.source(), T0, "boom"), topics.DLQ)[0]
+    assert outcome_about(topics.DLQ, letter.value, world.pinned()) == (intent.intent_id, intent.digest())
+
+
+def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everything_else(world):
+    from streams.redelivery import Published, outcome_about
+
+    good = world.intent("0.1")
+    approved = approved_of(world.submit(good)).to_bytes()
+    refused = world.refusal(world.intent("0.2"))
+    nobody = StaticKeys()  # no key pinned: only the worker's own bytes can end a watch
+    published = Published(limit=2)
+    published.add(approved)
+    published.add(refused)
+    # The worker's record edited by a topic writer (its approval time moved) is not the worker's: it
+    # is verified, and fails. So does the same record with one more byte: it is verified too.
+    edited = orjson.dumps({**orjson.loads(approved), "approved_at": "2026-01-01T00:00:00Z"})
+    assert outcome_about(topics.INTENTS_APPROVED, edited, world.pinned(), published) is None
+    assert outcome_about(topics.INTENTS_APPROVED, approved + b" ", nobody, published) is None
+    assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) == (good.intent_id, good.digest())
+    assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) is None  # once
+    assert outcome_about(topics.INTENTS_REJECTED, refused, nobody, published) is not None
+    parking = World()
+    parking.publish(parking.policy(approval_threshold_eth="0.4", approval_timeout_s=600))
+    big = parking.intent("1")
+    (parked,) = on(parking.submit(big), topics.INTENTS_AWAITING_APPROVAL)
+    mine = Published()
+    mine.add(parked.value)
+    assert outcome_about(topics.INTENTS_AWAITING_APPROVAL, parked.value, nobody, mine) == (big.intent_id, big.digest())
+    # Bounded: the oldest is forgotten, and then verified like any other record.
+    for n in range(3):
+        published.add(world.refusal(world.intent(f"0.{n + 3}")))
+    assert outcome_about(topics.INTENTS_APPROVED, approved, world.pinned(), published) == (
+        good.intent_id,
+        good.digest(),
+    )
+    published.add(approved)
+    for n in range(2):
+        published.add(world.refusal(world.intent(f"0.{n + 6}")))
+    assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) is None
+
+
+def test_an_abandoned_intent_is_decided_no_outcome_unless_it_was_decided(world):
+    decided = world.intent("0.1")
+    approved = approved_of(world.submit(decided))
+    assert world.engine.on_abandoned(world.abandoned(decided), world.source(topics.INTENTS_ABANDONED), T0) == []
+    lost = world.intent("0.2")
+    emits = world.engine.on_abandoned(world.abandoned(lost), world.source(topics.INTENTS_ABANDONED), T0)
+    rejected = rejected_of(emits)
+    assert (rejected.code, rejected.intent_digest, rejected.signed_by) == ("NO_OUTCOME", lost.digest(), WORKER_ID)
+    assert "will not be signed" in rejected.reason
+    # A late copy of the lost intent gets the same answer, never an approval; nothing was reserved.
+    assert rejected_of(world.submit(lost)) == rejected
+    assert world.spent() == 10**17 and approved_of(world.submit(decided)) == approved
+
+
+def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, tuple[str, bytes]]:
+    """What a topic writer can put on warden.intents.abandoned, with what its dead letter says."""
+    record = IntentAbandoned.from_bytes(world.abandoned(intent))
+    unsigned = record.model_copy(update={"service_signature": "00" * 64})
+    return {
+        "a copy of the intent, as abandoned records used to be": ("invalid IntentAbandoned", intent.to_bytes()),
+        "unsigned, under the worker's key id": ("the service signature does not verify", unsigned.to_bytes()),
+        "signed by another key under the worker's id": (
+            "the service signature does not verify",
+            sign_outcome(unsigned, Ed25519PrivateKey.generate(), WORKER_ID).to_bytes(),
+        ),
+        "signed by the signer": (
+            f"signed_by '{SIGNER_ID}' is not a pinned worker key",
+            sign_outcome(unsigned, world.signer_key, SIGNER_ID).to_bytes(),
+        ),
+    }
+
+
+@pytest.mark.parametrize("forgery", list(_forged_abandonments(World(), World().intent())))
+def test_only_a_worker_gives_an_intent_up(world, forgery):
+    """A topic writer who copies a real intent onto warden.intents.abandoned before the worker
+    reads it had it decided NO_OUTCOME, and one who writes an intent of its own under an id an
+    agent will use (idempotent ids can be computed) had the real one refused INTENT_ID_REUSED.
+    Only an IntentAbandoned a pinned worker signed decides: the rest is dead-lettered."""
+    world.publish(world.policy())
+    intent = world.intent("0.5")
+    reason, raw = _forged_abandonments(world, intent)[forgery]
+    emits = world.engine.on_abandoned(raw, world.source(topics.INTENTS_ABANDONED), T0)
+    assert [e.topic for e in emits] == [topics.DLQ, topics.AUDIT_EVENTS]
+    letter = DeadLetter.from_bytes(emits[0].value)
+    assert reason in letter.reason and "not decided" in letter.reason, letter.reason
+    assert world.engine.decisions == {}
+    assert_approved(world.submit(intent), intent)
+
+
+def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(world):
+    """The redelivery task watches whatever readable intent is submitted, forgeries included. If
+    the worker gives one up, its NO_OUTCOME is bound to the forgery and not remembered, as at
+    intake: the agent's own intent with that id is still decided."""
+    world.publish(world.policy())
+    forged = world.intent("0.5", key=Ed25519PrivateKey.generate(), intent_id="i-predictable")
+    rejected = rejected_of(
+        world.engine.on_abandoned(world.abandoned(forged), world.source(topics.INTENTS_ABANDONED), T0)
+    )
+    assert (rejected.code, rejected.intent_digest) == ("NO_OUTCOME", forged.digest())
+    real = world.intent("0.5", intent_id="i-predictable")
+    assert_approved(world.submit(real), real)

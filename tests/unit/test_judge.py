@@ -1,0 +1,100 @@
+"""The one judge (rules/judge.py): admission, the policy-only stages in their order, the spend
+checks. The streams worker and the signer both call it, so for the same kind of intent under the
+same kind of policy they refuse with the same code: checked here against each service's own
+code path (the worker's Kafka-free engine, the signer handed an approval as any topic writer
+could), with no broker and no node (every refusal here comes before either is asked)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from rules import judge
+from schemas.outcomes import IntentRejected
+from schemas.quote import FeeQuote
+from sdk.client import new_intent
+from tests.engine_support import DEST, T0, World, rejected_of
+from tests.signer_support import LoneSigner
+
+STRANGER = "0x000000000000000000000000000000000000bad1"
+
+# Each case: what is wrong with the intent or the policy, and the stage and code the judge gives.
+CASES = {
+    "signed by another key": ({"key": "stranger"}, {}, ("intake", "AGENT_SIGNATURE_INVALID")),
+    "intents API off": ({}, {"intents_api_enabled": False}, ("intake", "INTENTS_API_DISABLED")),
+    "stale": ({"age_s": 601}, {}, ("intake", "INTENT_EXPIRED")),
+    "from the future": ({"age_s": -300}, {}, ("intake", "INTENT_FROM_THE_FUTURE")),
+    "another chain": ({"chain": "base"}, {}, ("chain", "CHAIN_NOT_ALLOWED")),
+    "not allowlisted": ({"to": STRANGER}, {}, ("allowlist", "RECIPIENT_NOT_ALLOWLISTED")),
+}
+
+
+def _fields(case: dict, default_key: Ed25519PrivateKey, now: datetime) -> tuple[Ed25519PrivateKey, dict]:
+    key = Ed25519PrivateKey.generate() if case.get("key") == "stranger" else default_key
+    fields = {
+        "chain": case.get("chain", "anvil"),
+        "to": case.get("to", DEST),
+        "value": "0.1",
+        "now": now - timedelta(seconds=case.get("age_s", 0)),
+        "gas_limit": 21_000,
+        "max_fee_per_gas": 0,
+        "max_priority_fee_per_gas": 0,
+    }
+    return key, fields
+
+
+def _worker_refusal(intent_case: dict, policy_fields: dict) -> tuple[str, str]:
+    world = World()
+    world.publish(world.policy(tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,), **policy_fields))
+    key, fields = _fields(intent_case, world.agent_key, T0)
+    rejected = rejected_of(world.submit(new_intent(key, agent_id="agent-1", **fields)))
+    return rejected.stage, rejected.code
+
+
+def _signer_refusal(tmp_path, intent_case: dict, policy_fields: dict) -> tuple[str, str]:
+    lone = LoneSigner(tmp_path, "http://127.0.0.1:9")  # no node is asked before these refusals
+    lone.set_policy(tx_to_allowlist=(DEST,), **policy_fields)
+    key, fields = _fields(intent_case, lone.agent_key, datetime.now(timezone.utc))
+    outcome, _, _ = asyncio.run(lone.handle(new_intent(key, agent_id=lone.agent, **fields)))
+    assert isinstance(outcome, IntentRejected), outcome
+    return outcome.stage, outcome.code
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_worker_and_the_signer_refuse_with_the_judges_code(tmp_path, name):
+    intent_case, policy_fields, (stage, code) = CASES[name]
+    assert _worker_refusal(intent_case, policy_fields) == (stage, code)
+    # The signer says it at its own stage, signing, with the same code.
+    assert _signer_refusal(tmp_path, intent_case, policy_fields) == ("signing", code)
+
+
+def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal():
+    world = World()
+    policy = world.policy(tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,))
+    intent = world.intent("0.1")
+    judged = asyncio.run(judge.run_stages(intent, policy, judge.Context()))
+    # With nothing in the context the judge stops before the first stage that needs a spend record.
+    assert [v.stage for v in judged.verdicts] == ["chain", "allowlist"]
+    assert judged.refusal is None and judged.next_stage(intent) == "assets"
+    both_wrong = world.intent("0.1", chain="base", to=STRANGER)
+    refused = asyncio.run(judge.run_stages(both_wrong, policy, judge.Context()))
+    assert [(v.stage, v.code) for v in refused.verdicts] == [("chain", "CHAIN_NOT_ALLOWED")]
+    assert refused.next_stage(both_wrong) is None
+
+
+def test_the_spend_checks_run_fee_cap_then_rolling_limit():
+    world = World()
+    policy = world.policy(tx_max_value_eth="1", tx_daily_limit_eth="2", tx_max_fee_per_gas=100)
+    intent = world.intent("0.5", max_fee_per_gas=10, max_priority_fee_per_gas=1)
+    quote = FeeQuote(gas_limit=21_000, fee_per_gas=10, priority_fee_per_gas=1)
+    assert [v.code for v in judge.check_spend(intent, policy, quote, 0)] == [
+        "FEE_WITHIN_CEILING",
+        "VALUE_WITHIN_CAP",
+        "WITHIN_DAILY_LIMIT",
+    ]
+    assert [v.code for v in judge.check_spend(intent, policy, quote, 2 * 10**18)][-1] == "DAILY_LIMIT_EXCEEDED"
+    over_ceiling = FeeQuote(gas_limit=21_000, fee_per_gas=1_000, priority_fee_per_gas=1)
+    assert [v.code for v in judge.check_spend(intent, policy, over_ceiling, 0)] == ["FEE_OVER_CEILING"]

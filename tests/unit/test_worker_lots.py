@@ -1,0 +1,67 @@
+"""The fused hop decides a burst in lots (`streams.topology.Held`): every intent its consumer has
+ready is decided before what they emitted is sent, each agent's audit events of the lot leave as
+one record, and no input is acked before its outputs are with the producer (Faust flushes the
+producer before it commits an acked offset, so a worker that dies holding a lot has committed
+none of it)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from runtime.config import Settings
+from runtime.kafka import PRODUCER_BATCH_BYTES
+from schemas import topics
+from schemas.emit import Emit
+from streams.topology import Held, build_app
+
+
+class _Log:
+    """The order things happened in, as a Faust stream's acks and a publish would see them."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, object]] = []
+
+    async def publish(self, emits: list[Emit]) -> None:
+        await asyncio.sleep(0)  # a real publish awaits the producer: another flush may try to run meanwhile
+        self.entries.append(("published", [e.value for e in emits]))
+
+    async def ack(self, event) -> None:
+        self.entries.append(("acked", event))
+
+
+def test_a_lot_is_acked_only_after_it_was_published_and_lots_leave_in_order():
+    log = _Log()
+    held = Held(log.publish)
+
+    async def scenario() -> None:
+        held.add(log, "e1", [Emit(topics.INTENTS_APPROVED, "a", b"1")])
+        held.add(log, "e2", [Emit(topics.INTENTS_APPROVED, "a", b"2")])
+        assert held.count == 2 and log.entries == []  # decided, nothing sent or acked yet
+        first = asyncio.create_task(held.flush())
+        await asyncio.sleep(0)  # the first flush is inside its publish now
+        held.add(log, "e3", [Emit(topics.INTENTS_APPROVED, "a", b"3")])
+        await asyncio.gather(first, held.flush(), held.flush())  # the timer's and the hop's, at once
+
+    asyncio.run(scenario())
+    assert log.entries == [
+        ("published", [b"1", b"2"]),
+        ("acked", "e1"),
+        ("acked", "e2"),
+        ("published", [b"3"]),
+        ("acked", "e3"),
+    ]
+    assert held.count == 0
+
+
+def test_a_flush_with_nothing_held_sends_nothing():
+    log = _Log()
+    asyncio.run(Held(log.publish).flush())
+    assert log.entries == []
+
+
+def test_the_workers_producer_takes_the_same_batches(tmp_path):
+    # Faust's producer (the worker's approvals, audit records and table changelogs) is bounded the
+    # same way. Its batches fill only under a heavier load than a test's burst: each Faust send
+    # gives the event loop three turns (mode's `stampede`), in which aiokafka's sender takes what
+    # is waiting unless a request is in flight. So the bound itself is what is checked here.
+    assert build_app(Settings(home=tmp_path)).conf.producer_max_batch_size == PRODUCER_BATCH_BYTES
