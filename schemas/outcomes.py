@@ -46,6 +46,18 @@ class StageVerdict(Record):
     facts: dict[str, Any] = Field(default_factory=dict)
 
 
+# The intake refusals that answer for a record's bytes rather than for an intent: their
+# ``intent_digest`` is the SHA-256 of the record's bytes as written. A record that could not be
+# read names no intent; and the intent's digest leaves its signature out, so a copy of a real
+# intent's fields under a bad signature has the real intent's digest and must not answer for it.
+BOUND_TO_BYTES = frozenset({"INVALID_INTENT", "AGENT_SIGNATURE_INVALID"})
+
+
+def bound_to_bytes(record: Outcome) -> bool:
+    """Whether ``record`` is an intake refusal bound to the bytes of the record it refuses."""
+    return isinstance(record, IntentRejected) and record.stage == "intake" and record.code in BOUND_TO_BYTES
+
+
 class IntentRejected(Outcome):
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"tee": None}
 

@@ -52,6 +52,7 @@ from schemas.outcomes import (
     IntentRejected,
     SignedMessage,
     SignedTransaction,
+    bound_to_bytes,
 )
 from schemas.policy import AgentPolicy
 from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
@@ -457,23 +458,18 @@ class Awaited:
         )
 
 
-def unreadable_rejection(outcome: Outcome) -> bool:
-    """Whether ``outcome`` is a worker's answer to a record it could not read: the one outcome
-    bound to the SHA-256 of the bytes sent rather than to an intent's digest."""
-    return isinstance(outcome, IntentRejected) and outcome.stage == "intake" and outcome.code == "INVALID_INTENT"
-
-
 def outcome_problem(outcome: Outcome, awaited: Awaited, keys: ServiceKeys) -> str | None:
     """None when ``outcome`` is the authentic answer to what was submitted, else why not
-    (`schemas.auth.outcome_forgery` with the digest it must carry). A rejection of an unreadable
-    record must carry the SHA-256 of the bytes this client sent, every other outcome the
-    intent's digest: so neither a record a topic writer made of an intent's signing bytes nor
-    one the worker read differently answers for it."""
-    expected = awaited.wire_digest if unreadable_rejection(outcome) else awaited.intent_digest
+    (`schemas.auth.outcome_forgery` with the digest it must carry). An INVALID_INTENT or
+    AGENT_SIGNATURE_INVALID rejection must carry the SHA-256 of the bytes this client sent
+    (`schemas.outcomes.bound_to_bytes`), every other outcome the intent's digest: so neither a
+    record a topic writer made of an intent's signing bytes, nor one the worker read
+    differently, nor a copy of this intent under a bad signature answers for it."""
+    expected = awaited.wire_digest if bound_to_bytes(outcome) else awaited.intent_digest
     if expected is None:
         return (
-            "only an INVALID_INTENT rejection can be about this submission: this client read no intent in the "
-            "bytes it sent"
+            "only an INVALID_INTENT or AGENT_SIGNATURE_INVALID rejection can be about this submission: this client "
+            "read no intent in the bytes it sent"
         )
     return outcome_forgery(outcome, keys, expected)
 

@@ -10,6 +10,7 @@ abandoned intents), believed only when a pinned worker signed them. No Kafka her
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
 
@@ -180,12 +181,13 @@ class Admission:
             verdict = StageVerdict(
                 intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0], reason=failure[1]
             )
-            # A forged record must not decide the fate of the real intent with the same id: its
-            # rejection is published (with the forged record's digest, which the real intent's
-            # client does not accept) but not remembered as that intent's decision.
-            remember = failure[0] != "AGENT_SIGNATURE_INVALID"
+            # A forged record must not decide the fate of the real intent with the same id: the
+            # intent's digest leaves its signature out, so a copy of a real intent's fields under a
+            # bad signature has the real one's digest. Its rejection is bound to the bytes it came
+            # in (which the real intent's client does not accept) and not remembered.
+            forged = failure[0] == "AGENT_SIGNATURE_INVALID"
             return out + [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(
-                intent, verdict, [verdict], now, remember
+                intent, verdict, [verdict], now, remember=not forged, bound_to=bytes_digest(raw) if forged else None
             ), None
         replay = self.replays.idempotent(intent, policy, now)
         if replay is not None:
@@ -227,8 +229,8 @@ class Admission:
 
         Believed only when a pinned worker signed it (`IntentAbandoned` says why): anything else
         is dead-lettered and decides nothing. An intent whose agent signature does not verify
-        under the policy in force is answered but not remembered, as at intake: a forged intent
-        must not take the id of a real one."""
+        under the policy in force is refused as at intake (AGENT_SIGNATURE_INVALID, bound to its
+        bytes, not remembered): a forged intent must not take the id of a real one."""
         abandoned = self._from_a_worker(
             IntentAbandoned, raw, source, now, "warden.intents.abandoned (its redelivery task)"
         )
@@ -241,7 +243,18 @@ class Admission:
         if intent.intent_id in self.decider.decisions:
             return []
         raw_policy = self.policies.get(intent.agent_id)
-        remember = raw_policy is None or intent_signature_valid(intent, _policy(raw_policy))
+        if raw_policy is not None and not intent_signature_valid(intent, _policy(raw_policy)):
+            # A copy under a bad signature gets the answer intake gives it, bound to its bytes.
+            verdict = StageVerdict(
+                intent_id=intent.intent_id,
+                stage="intake",
+                passed=False,
+                code="AGENT_SIGNATURE_INVALID",
+                reason="the intent's Ed25519 signature does not verify against the agent's public key in its policy",
+            )
+            return [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(
+                intent, verdict, [verdict], now, remember=False, bound_to=bytes_digest(intent.to_bytes())
+            )
         verdict = StageVerdict(
             intent_id=intent.intent_id,
             stage="intake",
@@ -251,9 +264,7 @@ class Admission:
             "it was given up and will not be signed. Check `warden status`, then submit "
             "a new intent",
         )
-        return [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(
-            intent, verdict, [verdict], now, remember
-        )
+        return [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(intent, verdict, [verdict], now)
 
     def _from_a_worker(
         self, model: type[OutcomeT], raw: bytes | None, source: Source, now: datetime, written_to: str
@@ -375,3 +386,9 @@ def _what(intent: TransactionIntent) -> dict:
 def _policy(raw: str) -> AgentPolicy:
     """The policy table holds JSON text; parse each distinct policy once, not once per intent."""
     return AgentPolicy.model_validate_json(raw)
+
+
+def bytes_digest(raw: bytes | None) -> str:
+    """The SHA-256 of a record's bytes as written, hex: what a refusal is bound to when it must
+    answer for those bytes only (`sdk.client.outcome_problem` expects it for these codes)."""
+    return hashlib.sha256(raw or b"").hexdigest()

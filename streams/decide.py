@@ -206,9 +206,13 @@ class Decider:
             ),
         ]
 
-    def reject(self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True) -> list[Emit]:
+    def reject(
+        self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True, bound_to: str | None = None
+    ) -> list[Emit]:
         """Rejected with ``verdict``; remembered as the intent's decision unless the caller knows
-        the record may not be the real intent's (``remember=False``)."""
+        the record may not be the real intent's (``remember=False``). Bound to the intent's digest,
+        or to ``bound_to``: the SHA-256 of the record's bytes, for a refusal that must not answer
+        for another record with the same signing bytes (`admission.bytes_digest`)."""
         rejected = self.signed(
             IntentRejected(
                 intent_id=intent.intent_id,
@@ -218,7 +222,7 @@ class Decider:
                 reason=verdict.reason,
                 verdicts=tuple(verdicts),
                 decided_at=now,
-                intent_digest=intent.digest(),
+                intent_digest=bound_to or intent.digest(),
             )
         )
         record = rejected.to_bytes()

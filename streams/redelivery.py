@@ -51,27 +51,44 @@ log = logging.getLogger("warden.redelivery")
 class Pending:
     """Intents seen on the submitted topic and not yet on an outcome topic (pure, time is an argument).
 
-    An intent is watched as (intent_id, digest): records with the same id and other contents (a
-    topic writer's edited copy, which the worker refuses AGENT_SIGNATURE_INVALID under its own
-    signature, bound to the copy's digest) are watched, and end, on their own."""
+    A record is watched as (intent_id, digest, sent): the intent's digest and the SHA-256 of the
+    bytes it came in. Records with the same id and other contents (a topic writer's edited copy),
+    or with the same contents under another signature (a copy whose digest is the real intent's:
+    the digest leaves the signature out), are watched, and end, on their own: an outcome bound to
+    an intent's digest ends every record of it, and one bound to the bytes sent (the worker's
+    AGENT_SIGNATURE_INVALID and INVALID_INTENT) ends only the record that came in those bytes."""
 
     def __init__(self, grace_us: int, max_attempts: int = 3):
         self.grace_us = grace_us
         self.max_attempts = max_attempts
-        # (intent_id, digest) -> (last sent at µs, key, raw record, times re-published), in the order
+        # (intent_id, sent) -> (last sent at µs, key, raw record, times re-published), in the order
         # they come due: by when first seen or last sent, the oldest first (``now_us`` never goes
         # back). So a check reads only what is due, not every watched intent: a burst's thousands,
-        # read ahead of the worker, scanned in full every second were a quarter of the watch's CPU.
+        # read ahead of the worker, scanned in full every second, cost the watch much of its CPU.
         self._waiting: dict[tuple[str, str], tuple[int, str, bytes, int]] = {}
-        self._decided: set[tuple[str, str]] = set()
+        self._digests: dict[str, dict[str, str]] = {}  # intent_id -> {sent: intent digest} of those waiting
+        self._decided: set[tuple[str, str]] = set()  # (intent_id, digest or sent) outcomes were bound to
 
-    def submitted(self, intent: tuple[str, str], key: str, raw: bytes, now_us: int) -> None:
-        if intent not in self._decided:
-            self._waiting.setdefault(intent, (now_us, key, raw, 0))
+    def submitted(self, watched: tuple[str, str, str], key: str, raw: bytes, now_us: int) -> None:
+        intent_id, digest, sent = watched
+        if (intent_id, digest) in self._decided or (intent_id, sent) in self._decided:
+            return
+        if (intent_id, sent) not in self._waiting:
+            self._waiting[(intent_id, sent)] = (now_us, key, raw, 0)
+            self._digests.setdefault(intent_id, {})[sent] = digest
 
-    def decided(self, intent: tuple[str, str]) -> None:
-        self._decided.add(intent)
-        self._waiting.pop(intent, None)
+    def decided(self, about: tuple[str, str]) -> None:
+        """An outcome bound to ``about`` (intent_id, the digest it carries) was seen: every record
+        of that id whose intent digest, or whose bytes' digest, it is, is no longer watched."""
+        self._decided.add(about)
+        intent_id, bound = about
+        records = self._digests.get(intent_id, {})
+        for sent, digest in list(records.items()):
+            if bound in (sent, digest):
+                del records[sent]
+                self._waiting.pop((intent_id, sent), None)
+        if not records:
+            self._digests.pop(intent_id, None)
 
     def due(self, now_us: int, limit: int = 1000) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
         """(records to send again, records to give up on). Each comes due again only after
@@ -96,11 +113,14 @@ class Pending:
         return len(self._waiting)
 
 
-def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[tuple[str, str], str] | None:
-    """((intent_id, digest), agent_id) of a submitted record worth watching: one the worker can
-    read. Anything else is dead-lettered by the worker, and that is its outcome."""
+def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[tuple[str, str, str], str] | None:
+    """((intent_id, digest, sent), agent_id) of a submitted record worth watching: one the worker
+    can read (``sent``: the SHA-256 of its bytes). Anything else is dead-lettered by the worker,
+    and that is its outcome."""
     intent = read_intent(raw, max_bytes)
-    return None if isinstance(intent, Unreadable) else ((intent.intent_id, intent.digest()), intent.agent_id)
+    if isinstance(intent, Unreadable):
+        return None
+    return (intent.intent_id, intent.digest(), hashlib.sha256(raw).hexdigest()), intent.agent_id
 
 
 def abandoned_record(

@@ -85,21 +85,25 @@ function check(c) {
     return { ok: false, why: `the service signature does not verify against ${role} key ${signedBy}` };
   }
   // 3. the digest it must carry
-  const unreadable = kind === "IntentRejected" && record.stage === "intake" && record.code === "INVALID_INTENT";
+  const boundToBytes =
+    kind === "IntentRejected" &&
+    record.stage === "intake" &&
+    (record.code === "INVALID_INTENT" || record.code === "AGENT_SIGNATURE_INVALID");
   let expected;
-  if (unreadable) {
+  if (boundToBytes) {
     expected = c.sent_sha256;
     if (expected === undefined && c.sent_b64 !== undefined) {
       expected = sha256(Buffer.from(c.sent_b64, "base64")).toString("hex");
     }
     if (expected === undefined && c.intent_digest !== undefined) {
-      const why = "an INVALID_INTENT rejection is bound to the SHA-256 of the bytes sent, never to an intent's digest";
+      const why = `an ${record.code} rejection is bound to the SHA-256 of the bytes sent, never to an intent's digest`;
       return { ok: false, why };
     }
   } else {
     expected = c.intent_digest;
     if (expected === undefined && (c.sent_sha256 !== undefined || c.sent_b64 !== undefined)) {
-      const why = "only an INVALID_INTENT rejection can be bound to the bytes sent; this client read no intent in them";
+      const why =
+        "only an INVALID_INTENT or AGENT_SIGNATURE_INVALID rejection can be bound to the bytes sent; this client read no intent in them";
       return { ok: false, why };
     }
   }

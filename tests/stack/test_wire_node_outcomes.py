@@ -193,6 +193,20 @@ def _outcome_world():
                 intent_digest=hashlib.sha256(raw).hexdigest(),
             ),
         ),
+        # A record whose agent signature fails: bound to the bytes it came in, as INVALID_INTENT is.
+        "bad_signature": (
+            "warden.intents.rejected",
+            "worker",
+            IntentRejected(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                stage="intake",
+                code="AGENT_SIGNATURE_INVALID",
+                reason="the intent's Ed25519 signature does not verify",
+                decided_at=T0,
+                intent_digest=hashlib.sha256(intent.to_bytes()).hexdigest(),
+            ),
+        ),
     }
     keys = {"worker": (WORKER, "worker-1"), "signer": (SIGNER, "signer-1")}
     signed = {name: (topic, sign_outcome(record, *keys[role])) for name, (topic, role, record) in records.items()}
@@ -207,6 +221,8 @@ def _case(name: str, record_bytes: bytes | None = None, **overrides) -> dict:
     case = {"record": (record_bytes or record.to_bytes()).decode(), "topic": topic, "keys": KEYS}
     if name == "invalid_intent":
         case["sent_b64"] = base64.b64encode(RAW).decode()
+    elif name == "bad_signature":
+        case["sent_b64"] = base64.b64encode(INTENT.to_bytes()).decode()
     elif name != "dead_letter":
         case["intent_digest"] = INTENT.digest()
     case.update(overrides)
@@ -256,7 +272,7 @@ def test_outcomes_signed_in_python_verify_in_node():
         assert answer.get("ok") is True, (case["record"][:200], answer)
     roles = [a["role"] for a in answers[: len(OUTCOMES)]]
     # A dead letter may be either's: this one is the signer's.
-    assert roles == ["worker", "signer", "signer", "signer", "worker", "worker", "signer", "worker"]
+    assert roles == ["worker", "signer", "signer", "signer", "worker", "worker", "signer", "worker", "worker"]
 
 
 def _edited(name: str, edit) -> bytes:
@@ -306,6 +322,13 @@ TAMPERED = {
     "INVALID_INTENT checked against the intent's digest": lambda: _case(
         "invalid_intent",
         _resigned("invalid_intent", WORKER, "worker-1", intent_id=INTENT.intent_id, intent_digest=INTENT.digest()),
+        sent_b64=None,
+        intent_digest=INTENT.digest(),
+    ),
+    # Nor does a refusal of a bad signature: a copy of the intent's fields has the intent's digest.
+    "AGENT_SIGNATURE_INVALID checked against the intent's digest": lambda: _case(
+        "bad_signature",
+        _resigned("bad_signature", WORKER, "worker-1", intent_digest=INTENT.digest()),
         sent_b64=None,
         intent_digest=INTENT.digest(),
     ),

@@ -5,6 +5,7 @@ Simulation is off, no node and no broker, as in test_engine.py."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from datetime import timedelta
 
 import orjson
@@ -17,6 +18,7 @@ from schemas.auth import sign_outcome
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentAbandoned
+from sdk.client import Awaited, outcome_problem
 from tests.engine_support import (
     AGENT,
     DAY,
@@ -66,7 +68,7 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
     assert verdict["facts"] == {"original_intent_id": original.intent_id}
     assert actions(emits) == ["intent.submitted", "stage.passed", "intent.approved"]
     assert world.spent(later) == 3 * ETH // 10
-    assert world.engine.decisions["i-retry"]["counts"] is False
+    assert world.engine.decisions["i-retry"].counts is False
 
 
 def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
@@ -78,7 +80,7 @@ def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
     assert_approved(emits, fresh)
     assert passed_codes(emits) == PASSED_CODES
     assert world.spent(at_24h) == 4 * ETH // 10
-    assert world.engine.decisions["i-next-day"]["counts"] is True
+    assert world.engine.decisions["i-next-day"].counts is True
 
 
 def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
@@ -105,15 +107,15 @@ def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its
     from streams.redelivery import Pending
 
     pending = Pending(grace_us=10, max_attempts=2)
-    pending.submitted(("a", "da"), "agent-1", b"A", now_us=0)
-    pending.submitted(("b", "db"), "agent-1", b"B", now_us=0)
+    pending.submitted(("a", "da", "sa"), "agent-1", b"A", now_us=0)
+    pending.submitted(("b", "db", "sb"), "agent-1", b"B", now_us=0)
     pending.decided(("a", "da"))
     assert pending.due(now_us=9) == ([], [])
     assert pending.due(now_us=10) == ([("agent-1", b"B")], [])
     assert pending.due(now_us=15) == ([], [])  # not again until another grace period
     assert pending.due(now_us=20) == ([("agent-1", b"B")], [])
     assert pending.due(now_us=30) == ([], [("agent-1", b"B")])  # given up once, then never again
-    pending.submitted(("b", "db"), "agent-1", b"B", now_us=31)
+    pending.submitted(("b", "db", "sb"), "agent-1", b"B", now_us=31)
     assert pending.due(now_us=100) == ([], []) and len(pending) == 0
 
 
@@ -124,12 +126,12 @@ def test_redelivery_finds_every_due_intent_behind_one_sent_again_and_reads_no_fu
     from streams.redelivery import Pending
 
     pending = Pending(grace_us=10)
-    pending.submitted(("a", "da"), "agent-1", b"A", now_us=0)
-    pending.submitted(("b", "db"), "agent-1", b"B", now_us=5)
+    pending.submitted(("a", "da", "sa"), "agent-1", b"A", now_us=0)
+    pending.submitted(("b", "db", "sb"), "agent-1", b"B", now_us=5)
     assert pending.due(now_us=10) == ([("agent-1", b"A")], [])
     assert pending.due(now_us=15) == ([("agent-1", b"B")], [])  # behind A, sent again at 10 and not due
     for n in range(5):
-        pending.submitted((f"c{n}", "dc"), "agent-2", b"C%d" % n, now_us=16 + n)
+        pending.submitted((f"c{n}", "dc", f"sc{n}"), "agent-2", b"C%d" % n, now_us=16 + n)
     assert pending.due(now_us=30, limit=3) == ([("agent-1", b"A"), ("agent-1", b"B"), ("agent-2", b"C0")], [])
     assert pending.due(now_us=30, limit=3) == ([("agent-2", b"C1"), ("agent-2", b"C2"), ("agent-2", b"C3")], [])
     assert pending.due(now_us=30) == ([("agent-2", b"C4")], [])
@@ -139,7 +141,8 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
     from streams.redelivery import outcome_about, watched_intent
 
     good = world.intent("0.1")
-    assert watched_intent(good.to_bytes(), 65_536) == ((good.intent_id, good.digest()), AGENT)
+    sent = hashlib.sha256(good.to_bytes()).hexdigest()
+    assert watched_intent(good.to_bytes(), 65_536) == ((good.intent_id, good.digest(), sent), AGENT)
     doc = orjson.loads(good.to_bytes())
     for bad in (
         orjson.dumps({**doc, "agent_id": ["a", "list"]}),
@@ -213,7 +216,7 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     goes on."""
     from streams.redelivery import outcome_about
 
-    world.engine.home_partition = partition_of
+    world.engine = world.new_engine({}, {}, home_partition=partition_of)
     world.publish(world.policy())
     intent = world.intent("0.1")
     home = partition_of(AGENT)
@@ -324,13 +327,54 @@ def test_only_a_worker_gives_an_intent_up(world, forgery):
 
 def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(world):
     """The redelivery task watches whatever readable intent is submitted, forgeries included. If
-    the worker gives one up, its NO_OUTCOME is bound to the forgery and not remembered, as at
-    intake: the agent's own intent with that id is still decided."""
+    the worker gives one up, it answers as intake would (AGENT_SIGNATURE_INVALID), bound to the
+    forgery's bytes and not remembered: the agent's own intent with that id, which has the same
+    digest (the digest leaves the signature out), is still decided, and its client never takes
+    the forgery's refusal for its own."""
     world.publish(world.policy())
     forged = world.intent("0.5", key=Ed25519PrivateKey.generate(), intent_id="i-predictable")
+    real = world.intent("0.5", intent_id="i-predictable")
+    assert forged.digest() == real.digest()  # same fields, another signature
     rejected = rejected_of(
         world.engine.on_abandoned(world.abandoned(forged), world.source(topics.INTENTS_ABANDONED), T0)
     )
-    assert (rejected.code, rejected.intent_digest) == ("NO_OUTCOME", forged.digest())
-    real = world.intent("0.5", intent_id="i-predictable")
+    assert (rejected.code, rejected.intent_digest) == (
+        "AGENT_SIGNATURE_INVALID",
+        hashlib.sha256(forged.to_bytes()).hexdigest(),
+    )
+    assert outcome_problem(rejected, Awaited.of(real), world.pinned()) is not None
     assert_approved(world.submit(real), real)
+
+
+def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched_on_its_own(world):
+    """The intent's digest leaves its signature out, so a copy of a real intent's fields under a
+    bad signature (a topic writer who learned them first) has the real intent's digest. Written
+    before the real one, its AGENT_SIGNATURE_INVALID is bound to the copy's bytes: the real
+    intent's client does not take it for its own answer (it is told nothing false), the copy's
+    producer does, the real intent is still decided, and each is watched until its own answer."""
+    from streams.redelivery import Pending, outcome_about, watched_intent
+
+    world.publish(world.policy())
+    real = world.intent("0.1")
+    copy = real.model_copy(update={"signature": "ab" * 64})
+    assert copy.digest() == real.digest() and copy.to_bytes() != real.to_bytes()
+    pending = Pending(grace_us=10)
+    for intent in (copy, real):
+        about, key = watched_intent(intent.to_bytes(), 65_536)
+        pending.submitted(about, key, intent.to_bytes(), now_us=0)
+    assert len(pending) == 2
+    refused = rejected_of(world.submit(copy))
+    assert refused.code == "AGENT_SIGNATURE_INVALID"
+    assert refused.intent_digest == hashlib.sha256(copy.to_bytes()).hexdigest() != real.digest()
+    keys = world.pinned()
+    assert outcome_problem(refused, Awaited.of(real), keys) == (
+        "it is about another intent with the same id (intent_digest differs)"
+    )
+    assert outcome_problem(refused, Awaited.of(copy), keys) is None
+    # The copy's refusal ends the copy's watch only.
+    pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), keys))
+    assert pending.due(now_us=10) == ([(AGENT, real.to_bytes())], [])
+    approved = approved_of(world.submit(real))
+    assert outcome_problem(approved, Awaited.of(real), keys) is None
+    pending.decided(outcome_about(topics.INTENTS_APPROVED, approved.to_bytes(), keys))
+    assert len(pending) == 0
