@@ -24,9 +24,9 @@
 - ``messages.py``: EIP-191 ``personal_sign`` hashes, and signing / recovering a 32-byte digest.
 - ``typed_data.py``: EIP-712 typed data, encoded in full.
 
-The fast paths are private modules behind the same functions, each pinned by tests
-against a public implementation (tests/test_evm_fast_paths.py) and kept because
-`warden bench sign` shows it pays: ``_keccak`` (pycryptodome's sponge, reused, against
-eth-hash), ``_rlp`` (a fixed-shape encoder, against ``rlp.encode``), ``_secp256k1``
-(libsecp256k1 through coincurve's bindings, against coincurve's public API and eth-account).
+- ``_crypto.py``: keccak-256, signing a 32-byte hash and the address of a key. The one module that
+  reaches into library internals (pycryptodome's keccak sponge, libsecp256k1 through coincurve's
+  bindings), only where `warden bench evm` shows it pays, with the public API as the fallback;
+  tests/test_evm_fast_paths.py pins both paths to identical results. ``_rlp.py`` is a fixed-shape
+  RLP encoder pinned against ``rlp.encode``.
 """

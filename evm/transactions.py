@@ -30,9 +30,8 @@ from coincurve import PublicKey
 from eth_utils import to_checksum_address
 
 from evm._checks import check_uint
-from evm._keccak import keccak
+from evm._crypto import InvalidKey, address_of, keccak, sign_hash
 from evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
-from evm._secp256k1 import InvalidKey, address_of, sign_hash
 from evm.authorizations import InvalidAuthorization, SignedAuthorization, encode_authorization_list
 from evm.blobs import MAX_BLOBS_PER_TX, VERSIONED_HASH_VERSION_KZG
 from evm.constants import NONCE_LIMIT, SECP256K1N, SECP256K1N_HALF

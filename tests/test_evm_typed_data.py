@@ -17,7 +17,7 @@ from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evm._keccak import keccak
+from evm._crypto import keccak
 from evm.messages import recover_digest, sign_digest
 from evm.typed_data import (
     MAX_DEPTH,
