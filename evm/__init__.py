@@ -1,6 +1,6 @@
 """The Ethereum signing specification, laid out the way the EIPs are.
 
-- ``transactions.py``: what a transaction is. One frozen dataclass per type, fields in
+- ``transactions/``: what a transaction is. One frozen dataclass per type, fields in
   wire order: legacy with EIP-155 replay protection (type 0), EIP-2930 access lists
   (type 1) and EIP-1559 fee markets (type 2), each behind the EIP-2718 envelope. One
   payload function per type (``payload_legacy``, ``payload_2930``, ``payload_1559``)
@@ -8,7 +8,7 @@
   signs the ``signing_hash_<eip>`` and ``recover_sender`` recovers from the same one.
   Named errors: ``InvalidTransaction`` (with the reason) and ``InvalidKey``.
 
-- ``transactions.py`` also holds EIP-4844 blob transactions (type 3, ``BlobTransaction``)
+- ``transactions/`` also holds EIP-4844 blob transactions (type 3, ``BlobTransaction``)
   and EIP-7702 set-code transactions (type 4, ``SetCodeTransaction``), with their payloads
   (``payload_4844``, ``payload_7702``) and signing hashes (``signing_hash_4844``,
   ``signing_hash_7702``) like the others; ``decode_signed`` takes a blob transaction in its
