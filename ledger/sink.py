@@ -19,6 +19,10 @@ from the start (event ids it holds are skipped) and appends a
 may have held unread, is on the record, never silent. A stored offset past a
 partition's reported end on the same broker (Tansu's high watermark can trail
 its log) is read again from the start too, without an event.
+
+This module is the loop that moves records; what it does with them lives beside it:
+`ledger.batch` (a batch of records into chained rows, and the checkpoints due), `ledger.resume`
+(what the store proves on start) and `ledger.source` (which broker the offsets belong to).
 """
 
 from __future__ import annotations
