@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from coincurve import PublicKey
 
 from evm._checks import check_uint
-from evm._keccak import keccak
+from evm._crypto import keccak, sign_hash
 from evm._rlp import encode_bytes, encode_list, encode_uint
-from evm._secp256k1 import sign_hash
 from evm.constants import NONCE_LIMIT, SECP256K1N, SECP256K1N_HALF
 
 __all__ = [

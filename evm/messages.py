@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from coincurve import PublicKey
 
-from evm._keccak import keccak
-from evm._secp256k1 import InvalidKey, sign_hash
+from evm._crypto import InvalidKey, keccak, sign_hash
 from evm.constants import MAX_MESSAGE_BYTES, SECP256K1N, SECP256K1N_HALF
 
 __all__ = [

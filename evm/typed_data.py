@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 from eth_abi import encode as abi_encode
 
-from evm._keccak import keccak
+from evm._crypto import keccak
 from evm.constants import EIP712_DOMAIN_FIELDS
 from evm.constants import EIP712_MAX_DEPTH as MAX_DEPTH
 from evm.constants import EIP712_MAX_VALUES as MAX_VALUES

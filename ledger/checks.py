@@ -117,7 +117,7 @@ class WriterChecks:
 
     def submit(self, records: Sequence[Record], keys: AuditKeys, max_bytes: int) -> "Checked":
         """Starts checking who wrote each record; `Checked.writers` has the verdicts. Records
-        `ledger.sink.decode` refuses whatever their writer (no value, too large) get None."""
+        `ledger.batch.decode` refuses whatever their writer (no value, too large) get None."""
         verdicts: list[Verdict | None] = [None] * len(records)
         claims: list[tuple[int, AuditClaim]] = []
         for i, (_, _, raw, headers) in enumerate(records):

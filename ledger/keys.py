@@ -1,4 +1,4 @@
-"""The checkpoint signing key: one function to get it, so the custody vault can
+"""The checkpoint signing key (and its key id, `ledger_key_id`): one function to get it, so the custody vault can
 replace a file on disk without touching the sink.
 
 Until then the key is an Ed25519 private key (PKCS#8 PEM) at
@@ -71,3 +71,8 @@ def local_public_key(home: Path) -> bytes:
             f"no ledger key at {path}; pass --public-key with the key `warden audit pubkey` prints on the ledger host"
         )
     return _load(path).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def ledger_key_id(public_hex: str) -> str:
+    """The ledger's key id as its notices name it: the first 16 hex digits of its public key."""
+    return public_hex.removeprefix("0x")[:16]

@@ -19,39 +19,35 @@ from the start (event ids it holds are skipped) and appends a
 may have held unread, is on the record, never silent. A stored offset past a
 partition's reported end on the same broker (Tansu's high watermark can trail
 its log) is read again from the start too, without an event.
+
+This module is the loop that moves records; what it does with them lives beside it:
+`ledger.batch` (a batch of records into chained rows, and the checkpoints due), `ledger.resume`
+(what the store proves on start) and `ledger.source` (which broker the offsets belong to).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import gc
-import hashlib
-import json
 import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from ledger import checkpoint as checkpoints
-from ledger.append import ChainHead, Ledger, SeenIds
+from ledger.append import Ledger
+from ledger.batch import append_records, sign_checkpoints
 from ledger.checks import Checked, Record, WriterChecks
 from ledger.endpoint import Endpoint
-from ledger.keys import load_or_create_signing_key
-from ledger.merkle import Frontier
-from ledger.records import Row, parse, row_of
-from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, ID_HASH64_SQL
-from ledger.store import ChdbStore, Store, StoreError, open_writer, sql_string
-from ledger.verify import NOT_BELIEVED
+from ledger.keys import ledger_key_id, load_or_create_signing_key
+from ledger.resume import latest_checkpoints, resume
+from ledger.source import cluster_id, read_source, source_changed_event, write_source
+from ledger.store import ChdbStore, Store, StoreError, open_writer
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -59,24 +55,10 @@ from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.trust import PinnedAuditKeys
 from schemas import topics
-from schemas.audit import AuditEvent, event_id
-from schemas.auth import AuditKeys, AuditSigner, audit_writer, claimed_service
+from schemas.audit import AuditEvent
+from schemas.auth import AuditSigner
 
 log = logging.getLogger("warden.ledger")
-
-_UTC_US = pa.timestamp("us", tz="UTC")
-CHECKPOINT_ARROW_SCHEMA = pa.schema(
-    [
-        ("chain", pa.uint16()),
-        ("seq", pa.uint64()),
-        ("head_hash", pa.string()),
-        ("merkle_root", pa.string()),
-        ("ts", _UTC_US),
-        ("signature", pa.string()),
-        ("public_key", pa.string()),
-        ("frontier", pa.list_(pa.string())),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -96,258 +78,6 @@ class SinkOptions:
             batch_max=settings.ledger.batch_max,
             batch_max_bytes=settings.ledger.batch_max_bytes,
         )
-
-
-class ResumeRefused(StoreError):
-    pass
-
-
-def resume(store: Store) -> Ledger:
-    """The ledger state the store proves: nothing is trusted from memory."""
-    heads: dict[int, ChainHead] = {}
-    last = store.arrow(
-        f"SELECT chain, max(seq) AS last_seq, argMax(integrity_hash, seq) AS head FROM {AUDIT_LOG} GROUP BY chain"
-    )
-    cps = store.arrow(
-        f"SELECT chain, seq, frontier FROM {AUDIT_CHECKPOINTS} ORDER BY chain, seq DESC LIMIT 1 BY chain"
-    ).to_pylist()
-    cp_by_chain = {row["chain"]: row for row in cps}
-    for row in last.to_pylist():
-        chain, seq = row["chain"], row["last_seq"]
-        cp = cp_by_chain.pop(chain, None)
-        if cp is not None and cp["seq"] > seq:
-            raise ResumeRefused(_truncated(chain, seq, cp["seq"]))
-        frontier = Frontier(cp["seq"] + 1, [bytes.fromhex(n) for n in cp["frontier"]]) if cp else Frontier()
-        leaves = store.arrow(
-            f"SELECT integrity_hash FROM {AUDIT_LOG} WHERE chain = {chain} AND seq >= {frontier.size} ORDER BY seq"
-        ).column("integrity_hash")
-        for leaf in leaves.to_pylist():
-            frontier.append(bytes.fromhex(leaf))
-        if frontier.size != seq + 1:
-            raise ResumeRefused(
-                f"chain {chain} has a gap (seq {seq} is its last row but {frontier.size} rows lead to it); "
-                f"run `warden audit verify --chain {chain}` to find the missing rows and restore them from a backup"
-            )
-        heads[chain] = ChainHead(
-            chain,
-            next_seq=seq + 1,
-            head_hash=row["head"],
-            frontier=frontier,
-            checkpoint_seq=cp["seq"] if cp else -1,
-        )
-    if cp_by_chain:
-        chain, cp = next(iter(cp_by_chain.items()))
-        raise ResumeRefused(_truncated(chain, -1, cp["seq"]))
-    fps = store.arrow(f"SELECT {ID_HASH64_SQL} AS fp FROM {AUDIT_LOG}").column("fp").to_numpy()
-    return Ledger(heads, SeenIds(fps), next_offsets(store))
-
-
-def next_offsets(store: Store) -> dict[int, int]:
-    """Per partition of warden.audit.events, the offset after the last record the store holds rows of."""
-    rows = store.arrow(
-        f"SELECT source_partition AS p, max(source_offset) AS o FROM {AUDIT_LOG} GROUP BY source_partition"
-    ).to_pylist()
-    return {row["p"]: row["o"] + 1 for row in rows}
-
-
-def _truncated(chain: int, seq: int, signed: int) -> str:
-    return (
-        f"chain {chain} ends at seq {seq} but a signed checkpoint covers seq {signed}: rows were deleted from "
-        f"{AUDIT_LOG}. The sink will not append onto a truncated chain; run `warden audit verify --chain {chain}` "
-        "and restore the rows from a backup or a witness's copy"
-    )
-
-
-def ledger_key_id(public_hex: str) -> str:
-    """The ledger's key id as its notices name it: the first 16 hex digits of its public key."""
-    return public_hex.removeprefix("0x")[:16]
-
-
-def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str, now: datetime) -> AuditEvent:
-    """A record the sink cannot read still takes its place in the chain, so the
-    ledger accounts for every offset of the topic."""
-    payload = raw or b""
-    return AuditEvent(
-        event_id=event_id("ledger", "unreadable", topics.AUDIT_EVENTS, str(partition), str(offset)),
-        actor="service:ledger",
-        action="dlq.recorded",
-        resource=f"record:{topics.AUDIT_EVENTS}/{partition}/{offset}",
-        ts=now,
-        details={
-            "reason": reason,
-            "payload_sha256": hashlib.sha256(payload).hexdigest(),
-            "payload_b64": base64.b64encode(payload).decode(),
-        },
-    )
-
-
-def decode(
-    partition: int,
-    offset: int,
-    raw: bytes | None,
-    headers,
-    max_bytes: int,
-    now: datetime,
-    keys: AuditKeys,
-    writer: tuple[str, str | None] | None = None,
-) -> list[Row]:
-    """The rows of one record: its events in order, or the one event saying why it is unreadable
-    or not believed (a record that is not wholly valid is kept whole, as its payload, never split).
-    A record is believed when a key ``keys`` pins for its writer's role signed it (``headers``)
-    and none of its events claims to be another of Warden's services (`schemas.auth`).
-    ``writer``: `audit_writer`'s verdict on the record, when the caller already has it."""
-    if raw is None:
-        return [row_of(unreadable_event(partition, offset, raw, "record has no value (tombstone)", now))]
-    if len(raw) > max_bytes:
-        return [
-            row_of(
-                unreadable_event(
-                    partition,
-                    offset,
-                    raw[:max_bytes],
-                    f"record is {len(raw)} bytes, over WARDEN_MAX_RECORD_BYTES={max_bytes}",
-                    now,
-                )
-            )
-        ]
-    role, forged = writer or audit_writer(raw, headers, keys)
-    if forged is not None:
-        return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
-    try:
-        rows = parse(raw)
-        forged = claimed_service(role, [row.actor for row in rows])
-        if forged is not None:
-            return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
-        return rows
-    except ValueError as exc:
-        return [
-            row_of(
-                unreadable_event(
-                    partition, offset, raw, f"neither an AuditEvent nor a JSON array of them: {str(exc)[:500]}", now
-                )
-            )
-        ]
-    except TypeError as exc:
-        # An AuditEvent whose details have no canonical JSON (orjson writes no integer beyond 64
-        # bits): recorded, not a crash that the restarted sink would meet again on the same offset.
-        return [
-            row_of(
-                unreadable_event(
-                    partition, offset, raw, f"details cannot be written as canonical JSON: {str(exc)[:500]}", now
-                )
-            )
-        ]
-
-
-async def cluster_id(broker: str) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
-    await admin.start()
-    try:
-        return str((await admin.describe_cluster()).get("cluster_id"))
-    finally:
-        await admin.close()
-
-
-def read_source(path: Path) -> str | None:
-    try:
-        return json.loads(path.read_text())["cluster_id"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def write_source(path: Path, cluster: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"cluster_id": cluster}))
-    temporary.replace(path)
-
-
-def source_changed_event(
-    previous: str | None, cluster: str, stored: dict[int, int], ends: dict, now: datetime
-) -> AuditEvent:
-    """What the ledger says when its broker changed: records the previous broker held past the
-    stored offsets, if any, were never read, and no one can read them now."""
-    return AuditEvent(
-        event_id=event_id("ledger.source_changed", str(previous), cluster, json.dumps(sorted(stored.items()))),
-        actor="service:ledger",
-        action="ledger.source_changed",
-        resource=f"topic:{topics.AUDIT_EVENTS}",
-        ts=now,
-        details={
-            "previous_cluster_id": previous,
-            "cluster_id": cluster,
-            "previous_next_offsets": {str(p): o for p, o in sorted(stored.items())},
-            "end_offsets": {str(tp.partition): o for tp, o in sorted(ends.items(), key=lambda i: i[0].partition)},
-            "note": "the ledger re-read this broker from the start; anything the previous broker held beyond "
-            "previous_next_offsets was never appended",
-        },
-    )
-
-
-def stored_ids(store: Store, candidates: list[str]) -> set[str]:
-    if not candidates:
-        return set()
-    listed = ", ".join(sql_string(c) for c in candidates)
-    table = store.arrow(f"SELECT DISTINCT event_id FROM {AUDIT_LOG} WHERE event_id IN ({listed})")
-    return set(table.column("event_id").to_pylist())
-
-
-def checkpoint_table(signed: list[tuple[checkpoints.Checkpoint, tuple[str, ...]]]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [{**cp.to_dict(), "ts": cp.ts, "frontier": list(frontier)} for cp, frontier in signed],
-        schema=CHECKPOINT_ARROW_SCHEMA,
-    )
-
-
-def append_records(
-    store: Store,
-    ledger: Ledger,
-    records: Sequence[Record],
-    checked: Checked,
-    now: datetime,
-    max_bytes: int,
-    keys: AuditKeys,
-) -> tuple[int, int]:
-    """One batch of raw records ``(partition, offset, value, headers)`` into the ledger: their
-    writers' signatures as ``checked`` found them (`WriterChecks.submit` on the same records),
-    parsed (`decode`: a record may hold several events, each its own row), event ids the ledger
-    holds skipped, chained, and stored in one INSERT. Returns (events read, events appended). On a
-    StoreError the ledger's state is ahead of the store: resume from the store."""
-    rows = [
-        (p, offset, row)
-        for (p, offset, raw, headers), writer in zip(records, checked.writers())
-        for row in decode(p, offset, raw, headers, max_bytes, now, keys, writer)
-    ]
-    candidates = ledger.seen.stored_candidates([row.event_id for _, _, row in rows])
-    duplicates = stored_ids(store, candidates)
-    appended = ledger.append_rows(rows, now, duplicates)
-    batch = ledger.take_batch()
-    if len(batch):
-        store.insert(AUDIT_LOG, batch.to_arrow())
-    return len(rows), appended
-
-
-def sign_checkpoints(
-    store: Store, ledger: Ledger, key, now: datetime, every: int, interval: timedelta
-) -> list[checkpoints.Checkpoint]:
-    """Signs and stores the checkpoints the chains owe (call once their rows are stored); returns
-    them, to be published."""
-    due = ledger.due_checkpoints(now, every, interval)
-    if not due:
-        return []
-    signed = [(checkpoints.sign(key, d.chain, d.seq, d.head_hash, d.merkle_root, now), d.frontier) for d in due]
-    store.insert(AUDIT_CHECKPOINTS, checkpoint_table(signed))
-    for cp, _ in signed:
-        ledger.checkpointed(cp.chain, cp.seq)
-    return [cp for cp, _ in signed]
-
-
-def latest_checkpoints(store: Store) -> list[checkpoints.Checkpoint]:
-    rows = store.arrow(
-        f"SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key FROM {AUDIT_CHECKPOINTS} "
-        "ORDER BY chain, seq DESC LIMIT 1 BY chain"
-    ).to_pylist()
-    return [checkpoints.Checkpoint(**row) for row in rows]
 
 
 async def _open_store(settings: Settings, stop: asyncio.Event) -> Store | None:

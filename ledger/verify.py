@@ -18,8 +18,9 @@ fails is named with the reason, classified as:
   by a signed head_hash or merkle_root that no longer matches;
 - ``forged_checkpoint``: a checkpoint whose signature does not verify.
 
-The arithmetic is in ``ChainCheck`` (pure, fed arrays); ``verify`` pages rows
-out of the store, fetching the next page while the current one is checked.
+The arithmetic is in ``ChainCheck`` (`ledger/chain_check.py`: pure, fed arrays); ``verify``
+plans each chain from its valid checkpoints and pages rows out of the store, fetching the next page
+while the current one is checked, into the ``Report`` the CLI prints.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 
 from ledger.chain import format_ts, genesis_hash
+from ledger.chain_check import ChainCheck, ChainResult, Page, Problem
 from ledger.checkpoint import Checkpoint, signature_valid
 from ledger.merkle import Frontier, PairHasher, hash_pairs
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
@@ -43,37 +45,6 @@ from ledger.store import Store, sql_string
 # core works, large enough that a query's fixed cost is noise. A power of two: a page that starts
 # at a multiple of it is one perfect Merkle subtree.
 PAGE_ROWS = 1 << 17
-
-
-@dataclass(frozen=True)
-class Problem:
-    chain: int
-    seq: int
-    kind: str
-    reason: str
-    event_id: str | None = None
-
-    def describe(self) -> str:
-        row = f"chain {self.chain} seq {self.seq}" + (f" (event {self.event_id})" if self.event_id else "")
-        return f"{row}: {self.kind}: {self.reason}"
-
-
-@dataclass
-class ChainResult:
-    chain: int
-    rows: int = 0
-    first_seq: int | None = None
-    last_seq: int | None = None
-    checkpoints: int = 0
-    last_checkpoint_seq: int | None = None
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def uncovered_rows(self) -> int:
-        """Rows after the last checkpoint: protected by the chain alone until the next one."""
-        if self.last_seq is None:
-            return 0
-        return self.last_seq - (self.last_checkpoint_seq if self.last_checkpoint_seq is not None else -1)
 
 
 @dataclass
@@ -116,221 +87,6 @@ class Report:
             ],
             "problems": [asdict(p) for p in self.problems],
         }
-
-
-@dataclass
-class Page:
-    """Rows of one chain in (seq, event_id) order; hashes as 32-byte values (numpy V32), the
-    Merkle leaf hashes concatenated (32 bytes per row)."""
-
-    seq: np.ndarray
-    ok: np.ndarray
-    prev: np.ndarray
-    head: np.ndarray
-    leaf: bytes
-    event_ids: Callable[[int], list[str]]
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-
-def _v32(text_hex: str) -> np.void:
-    return np.frombuffer(bytes.fromhex(text_hex), dtype="V32")[0]
-
-
-class ChainCheck:
-    """Checks one chain from ``start`` on, page by page; stops at the first problem."""
-
-    def __init__(
-        self,
-        chain: int,
-        start: int,
-        anchor: str,
-        frontier: Frontier,
-        checkpoints: list[Checkpoint],
-        to_end: bool,
-        hasher: PairHasher = hash_pairs,
-    ) -> None:
-        self.result = ChainResult(chain)
-        self.next_seq = start
-        self.frontier = frontier
-        self.hasher = hasher
-        # The hashes of the last two rows seen (or the anchor), newest last.
-        self.recent: list[np.void] = [_v32(anchor)]
-        self.pending = [cp for cp in checkpoints if cp.seq >= start]
-        self.to_end = to_end
-        self.last_good_checkpoint = start - 1
-        self.done = False
-
-    def feed(self, page: Page) -> None:
-        if self.done or not len(page):
-            return
-        n = len(page)
-        expected = np.arange(self.next_seq, self.next_seq + n, dtype=np.uint64)
-        linked = np.empty(n, dtype=bool)
-        linked[0] = page.prev[0] == self.recent[-1]
-        linked[1:] = page.prev[1:] == page.head[:-1]
-        bad = ~page.ok | ~linked | (page.seq != expected)
-        first_bad = int(np.argmax(bad)) if bad.any() else n
-        good = first_bad
-        if self.result.first_seq is None:
-            self.result.first_seq = self.next_seq
-        if self._checkpoints(page, good):
-            return
-        self.result.rows += good
-        if good:
-            self.result.last_seq = int(page.seq[good - 1])
-        if first_bad < n:
-            self.result.problems.append(self._classify(page, first_bad))
-            self.done = True
-            return
-        self.next_seq += n
-        self.recent = [self.recent[-1] if n == 1 else page.head[-2], page.head[-1]]
-
-    def _checkpoints(self, page: Page, good: int) -> bool:
-        """Checks the checkpoints that fall on the page's good rows; True on a problem."""
-        last = self.next_seq + good - 1
-        here = [cp for cp in self.pending if cp.seq <= last]
-        if not here and not good:
-            return False
-        roots = self.frontier.extend(memoryview(page.leaf)[: 32 * good], [cp.tree_size for cp in here], self.hasher)
-        for cp in here:
-            at = cp.seq - self.next_seq
-            if page.head[at] != _v32(cp.head_hash):
-                self._rewritten(cp, f"its hash differs from the head_hash signed at seq {cp.seq}")
-                return True
-            if roots[cp.tree_size].hex() != cp.merkle_root:
-                self._rewritten(cp, f"the rows up to seq {cp.seq} do not hash to the merkle_root signed for them")
-                return True
-            self.result.checkpoints += 1
-            self.result.last_checkpoint_seq = cp.seq
-            self.last_good_checkpoint = cp.seq
-        self.pending = self.pending[len(here) :]
-        return False
-
-    def _rewritten(self, cp: Checkpoint, why: str) -> None:
-        first = self.last_good_checkpoint + 1
-        self.result.problems.append(
-            Problem(
-                self.result.chain,
-                first,
-                "rewritten",
-                f"row seq {cp.seq}: {why}; the chain was rewritten at or after seq {first} "
-                f"(the last checkpoint that still matches is at seq {self.last_good_checkpoint}) "
-                "with hashes recomputed so the rows look consistent",
-            )
-        )
-        self.done = True
-
-    def _classify(self, page: Page, i: int) -> Problem:
-        chain = self.result.chain
-        seq = [int(s) for s in page.seq]
-        s = seq[i]
-        expected = self.next_seq + i
-
-        def head_at(j: int) -> np.void | None:
-            if j >= 0:
-                return page.head[j]
-            back = len(self.recent) + j
-            return self.recent[back] if back >= 0 else None
-
-        def event_id(j: int) -> str:
-            same = page.event_ids(seq[j])
-            first = seq.index(seq[j])
-            return same[j - first] if j - first < len(same) else ""
-
-        if s < expected:
-            # A second row with a seq already seen: the genuine one is the one
-            # the chain links into; the other was inserted.
-            j = i - 1
-            intruder = i if page.prev[j] == head_at(j - 1) and page.ok[j] else j
-            return Problem(
-                chain,
-                s,
-                "inserted",
-                f"two rows claim seq {s} and the chain links only one; this one was inserted",
-                event_id(intruder),
-            )
-        if s > expected:
-            return Problem(
-                chain,
-                expected,
-                "deleted",
-                f"rows seq {expected}..{s - 1} are missing: deleted (the next row present is seq {s})",
-            )
-        by_hash = {bytes(h): j for j, h in enumerate(page.head)}
-        j = by_hash.get(bytes(page.prev[i]))
-        if j is not None and j > i:
-            return Problem(
-                chain,
-                s,
-                "reordered",
-                f"it links to row seq {seq[j]}, which comes after it, instead of seq {s - 1}: rows were reordered",
-                event_id(i),
-            )
-        if j is not None and j == i - 2 or (j is None and i < 2 and page.prev[i] == head_at(i - 2)):
-            return Problem(
-                chain,
-                s - 1,
-                "inserted",
-                f"row seq {s} links to seq {s - 2}, past this row: it was inserted (and later rows renumbered)",
-                event_id(i - 1) if i >= 1 else None,
-            )
-        if j is not None and j < i - 2:
-            return Problem(
-                chain,
-                s,
-                "reordered",
-                f"it links to row seq {seq[j]} instead of seq {s - 1}: rows were reordered",
-                event_id(i),
-            )
-        if i + 1 < len(page) and seq[i + 1] == s + 1 and page.prev[i + 1] == head_at(i - 1):
-            return Problem(
-                chain,
-                s,
-                "inserted",
-                f"row seq {s + 1} links to seq {s - 1}, past this row: it was inserted (and later rows renumbered)",
-                event_id(i),
-            )
-        if not page.ok[i]:
-            return Problem(
-                chain,
-                s,
-                "modified",
-                "its fields do not hash to its integrity_hash: a field (or the stored hash) was modified",
-                event_id(i),
-            )
-        if s == 0:
-            return Problem(
-                chain,
-                0,
-                "deleted",
-                f"it does not start from chain {chain}'s genesis hash: the chain's first rows were deleted or replaced",
-                event_id(i),
-            )
-        return Problem(
-            chain,
-            s,
-            "deleted",
-            f"its prev_hash matches no row: row seq {s - 1} was deleted (and later rows renumbered), "
-            "or replaced by a row with a recomputed hash",
-            event_id(i),
-        )
-
-    def finish(self) -> ChainResult:
-        if not self.done and self.to_end and self.pending:
-            cp = self.pending[-1]
-            gone = self.next_seq
-            self.result.problems.append(
-                Problem(
-                    self.result.chain,
-                    gone,
-                    "truncated",
-                    f"the chain ends at seq {gone - 1} but the checkpoint signed at {format_ts(cp.ts)} covers seq "
-                    f"{cp.seq}: rows {gone}..{cp.seq} were deleted from the tail",
-                )
-            )
-        return self.result
 
 
 def _fixed32(column: pa.ChunkedArray) -> np.ndarray:
@@ -520,9 +276,9 @@ def _plan(
     return check, (start, hi)
 
 
-# How the reason of a record the sink did not believe begins (`ledger.sink.decode`), for those who count them.
+# How the reason of a record the sink did not believe begins (`ledger.batch.decode`), for those who count them.
 NOT_BELIEVED = "not believed: "
-# The ledger's own rows for the records it did not believe (`ledger.sink.decode`).
+# The ledger's own rows for the records it did not believe (`ledger.batch.decode`).
 NOT_BELIEVED_SQL = (
     f"actor = 'service:ledger' AND action = 'dlq.recorded' "
     f"AND startsWith(JSONExtractString(details, 'reason'), {sql_string(NOT_BELIEVED)})"

@@ -213,7 +213,7 @@ def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | Non
 # id>") and the Ed25519 signature of the record's bytes. The ledger sink appends the events of a
 # record only when the signature verifies against a key it pins for that role, and only when no
 # event claims to be another service; anything else takes its place in the chain as the ledger's
-# own record of a forgery (`ledger.sink.decode`). Without this, anyone who can write to the
+# own record of a forgery (`ledger.batch.decode`). Without this, anyone who can write to the
 # topic could add "service:signer tx.signed" for something never signed.
 AUDIT_BY_HEADER = "warden-audit-by"
 AUDIT_SIGNATURE_HEADER = "warden-audit-signature"

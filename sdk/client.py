@@ -12,84 +12,85 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ValidationError
 
 from evm.blobs import make_sidecar
 from runtime.attestation import announcement
 from runtime.attestation.policy import AttestationPolicy
 from runtime.clock import utcnow
 from runtime.config import Settings
-from runtime.kafka import audit_headers, end_offsets, follow, follow_records
+from runtime.kafka import audit_headers, end_offsets, follow_records
 from runtime.kafka import producer as new_producer
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
 from schemas.audit import AuditEvent, audit_events_of
 from schemas.auth import (
     AuditSigner,
-    ServiceKeys,
     VaultEventSigner,
     audit_writer,
     load_or_create_ed25519,
-    outcome_forgery,
     sign_human_approval,
     sign_intent,
     sign_policy,
 )
 from schemas.emit import Emit
-from schemas.intake import Unreadable, read_intent, unreadable_answer
 from schemas.intent import SealedSecret, TransactionIntent
 from schemas.outcomes import (
-    FINAL_TX_STATUSES,
     HumanApproval,
     IntentParked,
-    IntentRejected,
-    SignedMessage,
-    SignedTransaction,
-    bound_to_bytes,
 )
 from schemas.policy import AgentPolicy
-from schemas.sealing import decode_client_share, decode_cmek, newest_per_signer, refusal, seal_secret, usable_keys
+from schemas.sealing import decode_client_share, decode_cmek, refusal, seal_secret, usable_keys
 from schemas.sealing_key import SealingKey
 from schemas.typed_data import TypedData
 from sdk.admin import load_or_create_admin_key
+from sdk.outcomes import (
+    OUTCOME_TOPICS,
+    Awaited,
+    Outcome,
+    RawSubmission,
+    is_final,
+    outcome_keys,
+    outcome_problem,
+    raw_submission,
+    read_outcome,
+    wait_outcomes,
+)
+from sdk.signers import sealing_keys
 
-
-@dataclass(frozen=True)
-class RawSubmission:
-    """A record published as it is (`Client.submit_raw`), named as the streams worker names its
-    answer: the agent it is keyed by, the intent id, ``digest`` (the SHA-256 of the bytes sent:
-    what the INVALID_INTENT rejection of a record the worker cannot read is bound to) and
-    ``intent_digest`` (the digest of the intent in it, when this client reads one: what every
-    other outcome is bound to; None when it reads none)."""
-
-    agent_id: str
-    intent_id: str
-    digest: str
-    intent_digest: str | None = None
-
-
-def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
-    """How the worker will answer ``raw`` published keyed by ``agent_id`` (see `RawSubmission`):
-    read here as the worker reads it (`schemas.intake.read_intent`, ``max_bytes`` being its
-    record limit, ``max_record_bytes``), named as it names it (`schemas.intake.unreadable_answer`)."""
-    intent = read_intent(raw, max_bytes)
-    if not isinstance(intent, Unreadable):
-        return RawSubmission(intent.agent_id, intent.intent_id, hashlib.sha256(raw).hexdigest(), intent.digest())
-    agent, intent_id, digest = unreadable_answer(intent, raw, agent_id)
-    if agent is None:
-        raise ValueError(
-            f"no answer could reach this record: its key {agent_id!r} is not an agent id (1-128 "
-            "letters, digits and _.:- starting with a letter or digit) and it names no agent_id "
-            "that is one"
-        )
-    return RawSubmission(agent, intent_id, digest)
+# The SDK's one import surface: what builds, signs and submits (here), and what reads the
+# outcomes (`sdk.outcomes`) and the signers' announcements (`sdk.signers`).
+__all__ = [
+    "OUTCOME_TOPICS",
+    "Awaited",
+    "Client",
+    "ClientKey",
+    "Outcome",
+    "RawSubmission",
+    "admin_audit_signer",
+    "blob_fields",
+    "human_decision",
+    "idempotent_intent_id",
+    "intent_key_file",
+    "is_final",
+    "load_or_create_agent_key",
+    "new_intent",
+    "new_message_intent",
+    "new_typed_data_intent",
+    "outcome_keys",
+    "outcome_problem",
+    "raw_submission",
+    "read_outcome",
+    "sealing_keys",
+    "signed_policy",
+    "wait_outcomes",
+    "wait_policy_applied",
+]
 
 
 def intent_key_file(home: Path, agent_id: str) -> Path:
@@ -337,25 +338,6 @@ class Client:
         return usable_keys(announced, allow_unattested=allow, attestation_problems=problems, service_key=service_key)
 
 
-async def sealing_keys(
-    settings: Settings, timeout_s: float = 10.0, accept: Callable[[SealingKey], bool] | None = None
-) -> list[SealingKey]:
-    """Each signer's sealing key from ``warden.signer.sealing``: its newest, or with ``accept``
-    its newest that ``accept`` takes (``schemas.sealing.newest_per_signer``). Read from the
-    start until the topic goes quiet (at least one announcement seen) or ``timeout_s`` passes."""
-    announced: list[SealingKey] = []
-    deadline = time.monotonic() + timeout_s
-    async for topic, value in follow(settings, (topics.SIGNER_SEALING,)):
-        if topic:
-            try:
-                announced.append(SealingKey.from_bytes(value))
-            except ValidationError:
-                continue  # anyone can write here: what is no announcement announces nothing
-        elif announced or time.monotonic() > deadline:
-            break
-    return newest_per_signer(announced, accept)
-
-
 async def wait_policy_applied(
     settings: Settings, policy: AgentPolicy, timeout_s: float, start: dict[TopicPartition, int] | None = None
 ) -> str:
@@ -387,146 +369,3 @@ def _audit_events(value: bytes) -> list[AuditEvent]:
         return audit_events_of(value)
     except ValueError:
         return []
-
-
-Outcome = IntentRejected | SignedTransaction | SignedMessage
-# Where a client reads the answer to its intent: a refusal, a signed transaction or a signed message.
-OUTCOME_TOPICS = (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED, topics.INTENTS_AWAITING_APPROVAL)
-_OUTCOME_MODELS = {
-    topics.INTENTS_REJECTED: IntentRejected,
-    topics.TXS_SIGNED: SignedTransaction,
-    topics.MESSAGES_SIGNED: SignedMessage,
-    topics.INTENTS_AWAITING_APPROVAL: IntentParked,
-}
-
-
-def is_final(outcome: Outcome) -> bool:
-    """A refusal and a signed message are final; a transaction once its status is; an intent
-    awaiting an admin's approval is not."""
-    if isinstance(outcome, IntentParked):
-        return False
-    return not isinstance(outcome, SignedTransaction) or outcome.status in FINAL_TX_STATUSES
-
-
-def read_outcome(topic: str, raw: bytes) -> Outcome | None:
-    """A record from an outcome topic, or None if it is not one (anyone can write there)."""
-    model = _OUTCOME_MODELS.get(topic)
-    if model is None:
-        return None
-    try:
-        return model.from_bytes(raw)
-    except ValidationError:
-        return None
-
-
-async def outcome_keys(settings: Settings) -> ServiceKeys:
-    """The keys outcomes must be signed with. A client that verifies attestation (it lists the
-    allowed measurements) holds attested signers to the service key their report binds."""
-    pinned = PinnedServiceKeys(settings)
-    if not settings.attestation.measurements:
-        return pinned
-    policy, now = AttestationPolicy.from_settings(settings.attestation), utcnow()
-    # Each signer's newest announcement whose report verifies: a forged one dated later must not
-    # leave the client unable to believe that signer's outcomes.
-    announced = await sealing_keys(
-        settings, timeout_s=5.0, accept=lambda key: key.tee != "none" and not announcement.problems(key, policy, now)
-    )
-    return announcement.AttestedServiceKeys(pinned, announced, policy, now)
-
-
-@dataclass(frozen=True)
-class Awaited:
-    """What an outcome about one submission must be bound to: ``intent_digest`` (the digest of
-    the intent; None when the client read none in what it sent) and ``wire_digest`` (the SHA-256
-    of the bytes it sent)."""
-
-    intent_id: str
-    agent_id: str
-    intent_digest: str | None
-    wire_digest: str
-
-    @classmethod
-    def of(cls, submitted: TransactionIntent | RawSubmission) -> "Awaited":
-        if isinstance(submitted, RawSubmission):
-            return cls(submitted.intent_id, submitted.agent_id, submitted.intent_digest, submitted.digest)
-        # `Client.submit` sends intent.to_bytes(): these very bytes.
-        return cls(
-            submitted.intent_id,
-            submitted.agent_id,
-            submitted.digest(),
-            hashlib.sha256(submitted.to_bytes()).hexdigest(),
-        )
-
-
-def outcome_problem(outcome: Outcome, awaited: Awaited, keys: ServiceKeys) -> str | None:
-    """None when ``outcome`` is the authentic answer to what was submitted, else why not
-    (`schemas.auth.outcome_forgery` with the digest it must carry). An INVALID_INTENT or
-    AGENT_SIGNATURE_INVALID rejection must carry the SHA-256 of the bytes this client sent
-    (`schemas.outcomes.bound_to_bytes`), every other outcome the intent's digest: so neither a
-    record a topic writer made of an intent's signing bytes, nor one the worker read
-    differently, nor a copy of this intent under a bad signature answers for it."""
-    expected = awaited.wire_digest if bound_to_bytes(outcome) else awaited.intent_digest
-    if expected is None:
-        return (
-            "only an INVALID_INTENT or AGENT_SIGNATURE_INVALID rejection can be about this submission: this client "
-            "read no intent in the bytes it sent"
-        )
-    return outcome_forgery(outcome, keys, expected)
-
-
-async def wait_outcomes(
-    settings: Settings,
-    intents: Iterable[TransactionIntent | RawSubmission],
-    timeout_s: float,
-    start: dict[TopicPartition, int] | None = None,
-    final: bool = True,
-    forged: list[tuple[str, str]] | None = None,
-    service_keys: ServiceKeys | None = None,
-) -> dict[str, Outcome]:
-    """Wait until each intent (a `TransactionIntent` sent by `Client.submit`, or the
-    `RawSubmission` `Client.submit_raw` returned) has a rejection or a signed transaction (with
-    ``final``: a final status, `schemas.outcomes.FINAL_TX_STATUSES`: mined, failed, replaced or
-    dropped for broadcast ones). Keyed by intent id.
-
-    Only authentic outcomes count: signed by a pinned key of the service allowed to say it (a
-    signer for signatures and signing-stage refusals, a worker for the rest) and bound to the
-    very intent submitted: by its digest, or, for the INVALID_INTENT rejection of a record the
-    worker could not read, by the SHA-256 of the bytes sent (`outcome_problem`). Anything else
-    about these intents is skipped, and listed in ``forged`` as (intent id, why) when a list is
-    given: then, once the outcomes are complete, the rest of what the broker already holds is
-    read too, so a forgery written before the real outcome is listed even when its partition
-    comes later in the fetch.
-
-    Only the partitions the intents' agents' records land in are read: the services key every
-    outcome by its agent, so the rest of the topics hold only other agents' outcomes (and
-    whatever a topic writer put there, which is listed by `warden tail`, not here). A client
-    then reads and checks its own agents' share of the traffic, not every agent's."""
-    keys = service_keys or await outcome_keys(settings)
-    awaited = {a.intent_id: a for a in map(Awaited.of, intents)}
-    outcomes: dict[str, Outcome] = {}
-    deadline = time.monotonic() + timeout_s
-    draining = False
-    async for topic, value in follow(
-        settings,
-        OUTCOME_TOPICS,
-        start,
-        fetch_max_wait_ms=settings.fetch_wait_ms,
-        keys={a.agent_id for a in awaited.values()},
-    ):
-        if draining and not topic:  # a poll that found nothing: all that was there has been read
-            break
-        outcome = read_outcome(topic, value) if topic else None
-        if outcome is not None and outcome.intent_id in awaited:
-            why = outcome_problem(outcome, awaited[outcome.intent_id], keys)
-            if why is not None:
-                if forged is not None:
-                    forged.append((outcome.intent_id, why))
-            else:
-                previous = outcomes.get(outcome.intent_id)
-                if previous is None or not is_final(previous):  # a final answer is never overwritten
-                    outcomes[outcome.intent_id] = outcome
-        done = all(i in outcomes and (not final or is_final(outcomes[i])) for i in awaited)
-        if time.monotonic() > deadline or (done and forged is None):
-            break
-        draining = done
-    return outcomes

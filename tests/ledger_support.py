@@ -14,8 +14,8 @@ import numpy as np
 from infra.stack.local import LocalStack, local_settings
 from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
+from ledger.batch import checkpoint_table
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
-from ledger.sink import checkpoint_table
 from runtime.config import Settings
 from runtime.trust import audit_signer
 from schemas.audit import AuditEvent, audit_events_of, event_id

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli.output import note, print_json
 from ledger.append import Batch, Ledger, SeenIds
+from ledger.batch import append_records, sign_checkpoints
 from ledger.checkpoint import public_key_hex
 from ledger.checks import WriterChecks
-from ledger.sink import append_records, sign_checkpoints
 from ledger.store import ChdbStore
 from ledger.verify import verify
 from runtime.config import Settings
@@ -91,7 +91,7 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
 def append(
     store: ChdbStore, raw: list[tuple[int, bytes, list]], keys: _Keys, key: Ed25519PrivateKey, batch: int
 ) -> float:
-    """The sink's append path (ledger.sink.append_records and sign_checkpoints) over
+    """The sink's append path (ledger.batch.append_records and sign_checkpoints) over
     ``raw`` in batches of ``batch`` records and at most ``BATCH_BYTES`` (WARDEN_LEDGER_BATCH_BYTES),
     as the sink's loop runs it minus the broker:
     every record's signature checked (a batch's checks start before the previous batch is

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "custody": "infra.bench.custody",
     "broker": "infra.bench.broker",
     "tracker": "infra.bench.tracker",
+    "evm": "infra.bench.evm",
 }
 
 

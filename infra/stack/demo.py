@@ -321,7 +321,7 @@ def verify_ledger(
     offset of warden.audit.events): where the run began, on a stack that ran other things before;
     records the ledger did not believe are counted from there."""
     from ledger.keys import local_public_key
-    from ledger.sink import next_offsets
+    from ledger.resume import next_offsets
     from ledger.store import open_reader
     from ledger.verify import not_believed, verify
 

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.checks import CHECKER_NICENESS, WriterChecks
-from ledger.sink import ledger_key_id
+from ledger.keys import ledger_key_id
 from runtime.config import Settings
 from runtime.trust import PinnedAuditKeys, audit_signer
 from schemas.audit import audit_record

@@ -1,7 +1,7 @@
 """Who the ledger believes an audit record from: a record on warden.audit.events counts only
 when a pinned key of its writer's role signed its bytes, and no event in it claims to be another
 of Warden's services (`schemas.auth.audit_writer`, `claimed_service`, `runtime.trust.PinnedAuditKeys`,
-`ledger.sink.decode`). The same rules on the real broker: tests/stack/test_ledger_sink.py."""
+`ledger.batch.decode`). The same rules on the real broker: tests/stack/test_ledger_sink.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.sink import decode, ledger_key_id
+from ledger.batch import decode
+from ledger.keys import ledger_key_id
 from runtime.config import Settings
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, audit_signer
 from schemas.audit import audit_record

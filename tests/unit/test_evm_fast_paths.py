@@ -1,12 +1,16 @@
-"""The EVM fast paths (evm/_keccak.py, _rlp.py, _secp256k1.py) pinned against the public
-implementations they stand in for: eth-hash's keccak, pyrlp's ``rlp.encode``, coincurve's public
-``PrivateKey`` API and eth-account, on fixed edge cases and on random inputs (hypothesis).
+"""The EVM fast paths (evm/_crypto.py, _rlp.py) pinned against the public implementations they
+stand in for: pycryptodome's and eth-hash's keccak, pyrlp's ``rlp.encode``, coincurve's public
+``PrivateKey`` API and eth-account, on fixed edge cases and on random inputs (hypothesis); and the
+public fallback, selected when a private symbol is missing, giving identical results.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 
+import pytest
 import rlp
 from coincurve import PrivateKey
 from eth_account import Account
@@ -14,9 +18,9 @@ from eth_hash.auto import keccak as eth_hash_keccak
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from evm._keccak import keccak
+import evm._crypto
+from evm._crypto import InvalidKey, address_of, keccak, keccak_public, sign_hash, sign_hash_public
 from evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
-from evm._secp256k1 import address_of, sign_hash
 from evm.constants import SECP256K1N
 from evm.transactions import FeeMarketTransaction, LegacyTransaction, checksum, sign_transaction
 
@@ -37,12 +41,12 @@ def test_keccak_matches_eth_hash_around_the_sponge_rate():
     # Lengths around the 136-byte rate exercise multi-block absorption.
     for length in list(range(0, 300)) + [1000, 70000]:
         data = bytes((i * 7 + length) & 0xFF for i in range(length))
-        assert keccak(data) == eth_hash_keccak(data), length
+        assert keccak(data) == eth_hash_keccak(data) == keccak_public(data), length
 
 
 @given(st.binary(max_size=2000))
 def test_keccak_matches_eth_hash_on_random_input(data):
-    assert keccak(data) == eth_hash_keccak(data)
+    assert keccak(data) == eth_hash_keccak(data) == keccak_public(data)
 
 
 def test_keccak_is_thread_safe():
@@ -98,8 +102,57 @@ def test_signatures_and_addresses_match_coincurve_public_api(secret, msg_hash):
     expected = PrivateKey(secret).sign_recoverable(msg_hash, hasher=None)
     recovery_id, r, s = sign_hash(msg_hash, bytearray(secret))
     assert r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((recovery_id,)) == expected
+    assert sign_hash_public(msg_hash, bytearray(secret)) == (recovery_id, r, s)
     public = PrivateKey(secret).public_key.format(compressed=False)
     assert address_of(secret) == eth_hash_keccak(public[1:])[12:]
+
+
+def test_both_signing_paths_refuse_the_same_keys_with_the_same_error():
+    for bad in (bytes(32), SECP256K1N.to_bytes(32, "big"), b"\xff" * 32, bytes(31), b"\x01" * 33, "00" * 32):
+        for sign in (sign_hash, sign_hash_public):
+            with pytest.raises(InvalidKey):
+                sign(bytes(32), bad)
+        with pytest.raises(InvalidKey):
+            address_of(bad)
+
+
+# --- the public fallback ------------------------------------------------------------------------
+
+
+def test_the_paths_in_use_are_the_private_ones_here():
+    # The installed pycryptodome and coincurve are the ones the private paths were written for; if
+    # this fails after an upgrade, Warden still works (on the public paths) but is slower.
+    assert evm._crypto.PATHS == {"keccak": "private", "sign_hash": "private"}
+
+
+def _crypto_without_private_symbols(monkeypatch):
+    """A fresh copy of evm/_crypto.py imported while both private symbols are missing."""
+    import Crypto.Hash.keccak
+
+    monkeypatch.delattr(Crypto.Hash.keccak, "_raw_keccak_lib")
+    monkeypatch.setitem(sys.modules, "coincurve._libsecp256k1", None)
+    spec = importlib.util.spec_from_file_location("evm_crypto_public", evm._crypto.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_missing_private_symbol_selects_the_public_path(monkeypatch):
+    public = _crypto_without_private_symbols(monkeypatch)
+    assert public.keccak_private() is None and public.sign_hash_private() is None
+    assert public.PATHS == {"keccak": "public", "sign_hash": "public"}
+    assert public.keccak is public.keccak_public
+    assert public.sign_hash is public.sign_hash_public
+
+
+@settings(max_examples=40)
+@given(SECRETS, st.binary(min_size=32, max_size=32), st.binary(max_size=2000))
+def test_the_public_fallback_gives_identical_results(secret, msg_hash, data):
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        public = _crypto_without_private_symbols(monkeypatch)
+    assert public.keccak(data) == keccak(data)
+    assert public.sign_hash(msg_hash, bytearray(secret)) == sign_hash(msg_hash, bytearray(secret))
+    assert public.address_of(secret) == address_of(secret)
 
 
 @settings(max_examples=40)

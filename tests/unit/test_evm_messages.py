@@ -13,8 +13,7 @@ from eth_account.messages import _hash_eip191_message, defunct_hash_message, enc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evm._keccak import keccak
-from evm._secp256k1 import InvalidKey, address_of
+from evm._crypto import InvalidKey, address_of, keccak
 from evm.constants import SECP256K1N
 from evm.messages import (
     MAX_MESSAGE_BYTES,

@@ -11,8 +11,8 @@ from eth_account import Account
 from eth_hash.auto import keccak as eth_hash_keccak
 
 from evm._rlp import encode_list
+from evm.constants import SECP256K1N
 from evm.transactions import (
-    SECP256K1N,
     AccessListTransaction,
     FeeMarketTransaction,
     InvalidKey,

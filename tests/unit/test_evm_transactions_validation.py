@@ -10,8 +10,8 @@ import pytest
 import rlp
 from eth_account import Account
 
+from evm.constants import SECP256K1N
 from evm.transactions import (
-    SECP256K1N,
     AccessListTransaction,
     FeeMarketTransaction,
     InvalidKey,

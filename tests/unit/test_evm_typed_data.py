@@ -12,7 +12,7 @@ import copy
 
 import pytest
 
-from evm._keccak import keccak
+from evm._crypto import keccak
 from evm.messages import recover_digest, sign_digest
 from evm.typed_data import _encode_type, hash_typed_data
 from tests.eip712_support import (

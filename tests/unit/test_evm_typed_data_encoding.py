@@ -12,7 +12,7 @@ from eth_utils import to_checksum_address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evm._keccak import keccak
+from evm._crypto import keccak
 from evm.typed_data import MAX_DEPTH, MAX_VALUES, InvalidTypedData, _encode_type, hash_typed_data
 from tests.eip712_support import (
     ARRAYS,

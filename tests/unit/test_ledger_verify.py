@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import checkpoint, merkle
+from ledger.batch import checkpoint_table
 from ledger.chain import integrity_hash
 from ledger.checkpoint import public_key_hex
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, DDL, INTEGRITY_HASH_SQL
-from ledger.sink import checkpoint_table
 from ledger.store import ChdbPairHasher, ChdbStore
 from ledger.verify import verify
 from tests.ledger_support import T0, build_ledger, mth, pipeline_events
