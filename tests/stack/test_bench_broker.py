@@ -33,6 +33,7 @@ def relay_pids() -> set[int]:
 
 
 def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
+    before = tansu_pids()  # the session's own stack, if it started one
     assert (
         broker.main(
             [
@@ -85,5 +86,5 @@ def test_bench_broker_shows_the_fetch_wait_in_every_hop(capsys):
     assert empty["hops"] == full["hops"] == 25 and empty["hop_ms_p50"] > 0
     assert full["hops"] == 25 and full["broker_cpu_ms_per_hop"] > 0 and empty["broker_cpu_ms_per_hop"] >= 0
     # The benchmark's own broker and its relays are gone.
-    assert not tansu_pids()
+    assert tansu_pids() <= before
     assert not relay_pids()
