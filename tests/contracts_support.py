@@ -42,7 +42,7 @@ def run_on_chain(stack, run, scenario) -> None:
     """Run ``scenario(node)`` against the session's Anvil, closing the client afterwards."""
 
     async def go():
-        node = JsonRpc(stack.settings.rpc_url)
+        node = JsonRpc(stack.settings.rpc_url, timeout_s=120)
         try:
             await scenario(node)
         finally:

@@ -33,7 +33,7 @@ class LoneSigner:
 
     def __init__(self, tmp, rpc_url: str, **policy_fields):
         self.rpc_url = rpc_url
-        self.node = JsonRpc(rpc_url)  # one per event loop: `run` starts a new loop for each call
+        self.node = JsonRpc(rpc_url, timeout_s=120)  # one per event loop: `run` starts a new loop for each call
         store = KeyStore(make_vaults(tmp), mode="standard")
         self.agent = f"surface-{os.urandom(3).hex()}"
         self.address = store.provision(self.agent, "ethereum", ADMIN).address
@@ -71,7 +71,7 @@ class LoneSigner:
         return make(self.agent_key, agent_id=self.agent, chain="anvil", **fields)
 
     async def handle(self, intent: TransactionIntent):
-        self.node = JsonRpc(self.rpc_url)
+        self.node = JsonRpc(self.rpc_url, timeout_s=120)
         try:
             return await self._handle(intent)
         finally:

@@ -15,7 +15,7 @@ COLLECTOR = "0x000000000000000000000000000000000000C011"
 
 
 async def deploy_tokens(settings) -> dict[str, str]:
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         return {
             "token": await contracts.deploy(node, "WardenToken", "Warden USD", "WUSD", 6, sender=DEPLOYER),
@@ -27,7 +27,7 @@ async def deploy_tokens(settings) -> dict[str, str]:
 
 
 async def mint_tokens(settings, token: str, to: str, units: int) -> None:
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         await contracts.send(node, DEPLOYER, token, contracts.calldata("mint(address,uint256)", to, units))
     finally:
@@ -35,7 +35,7 @@ async def mint_tokens(settings, token: str, to: str, units: int) -> None:
 
 
 async def balance_of(settings, token: str, who: str) -> int:
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         return abi_decode(
             ["uint256"], await contracts.call(node, token, contracts.calldata("balanceOf(address)", who))

@@ -91,7 +91,7 @@ async def submit_all(settings: Settings, intents) -> None:
 
 
 async def chain_nonce(settings: Settings, address: str) -> int:
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         return int(await node.call("eth_getTransactionCount", address, "latest"), 16)
     finally:

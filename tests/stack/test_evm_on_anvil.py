@@ -40,7 +40,7 @@ async def _blob_tx(node: JsonRpc, address: str, sidecar: blobs.Sidecar) -> txs.B
 @pytest.mark.parametrize("count", [1, 2])
 def test_anvil_mines_a_blob_transaction_sent_in_its_network_form(chain, run, count):
     async def scenario():
-        node = JsonRpc(chain)
+        node = JsonRpc(chain, timeout_s=120)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Osaka's rules; see blobs.py
             key, address = await _funded_hex(node)
@@ -66,7 +66,7 @@ def test_anvil_checks_the_proofs_it_is_sent_and_takes_the_pre_osaka_form_too(cha
     expects the EIP-7594 one, which is why that is the default."""
 
     async def scenario():
-        node = JsonRpc(chain)
+        node = JsonRpc(chain, timeout_s=120)
         try:
             key, address = await _funded_hex(node)
             sidecar = blobs.make_sidecar((blob_of(40),))
@@ -135,7 +135,7 @@ async def _send_set_code(
 
 def test_anvil_applies_a_self_sponsored_delegation(chain, run):
     async def scenario():
-        node = JsonRpc(chain)
+        node = JsonRpc(chain, timeout_s=120)
         try:
             assert (await node.call("anvil_nodeInfo"))["hardFork"] == "Bpo1"  # Prague's EIP-7702 and later
             key, a = await _funded_bytes(node)
@@ -168,7 +168,7 @@ def test_anvil_applies_a_self_sponsored_delegation(chain, run):
 
 def test_anvil_mines_an_authorization_with_the_wrong_nonce_but_sets_no_code(chain, run):
     async def scenario():
-        node = JsonRpc(chain)
+        node = JsonRpc(chain, timeout_s=120)
         try:
             key, a = await _funded_bytes(node)
             d = await _delegate(node)
@@ -190,7 +190,7 @@ def test_anvil_applies_a_sponsored_delegation_for_chain_id_0(chain, run):
     and A's own current nonce, since A sends nothing."""
 
     async def scenario():
-        node = JsonRpc(chain)
+        node = JsonRpc(chain, timeout_s=120)
         try:
             sponsor_key, s = await _funded_bytes(node)
             a_key, a = await _funded_bytes(node)

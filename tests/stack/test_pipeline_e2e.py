@@ -24,7 +24,7 @@ from tests.support import balance, everything_recorded, make_agent, read_topic
 
 
 async def code_at(settings, address: str) -> str:
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         return await node.call("eth_getCode", address, "latest")
     finally:

@@ -66,7 +66,7 @@ def aggregate(*calls: tuple[str, int, str]) -> str:
 
 
 async def _node_call(settings, work):
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         return await work(node)
     finally:

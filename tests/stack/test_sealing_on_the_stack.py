@@ -92,7 +92,7 @@ class Rig:
 
     def handle_all(self, intents: list[TransactionIntent]) -> list[tuple[list, object]]:
         async def go():
-            self.rpc = JsonRpc(self.rpc_url)
+            self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
                 await self.rpc.call("anvil_setBalance", self.address, hex(10 * 10**18))
                 results = []

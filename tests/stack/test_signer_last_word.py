@@ -148,7 +148,7 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(st
     balances = {a: run(balance(settings, a)) for a in (address_a, address_b)}
 
     async def spike(base_fee: int | None) -> int:
-        node = JsonRpc(settings.rpc_url_for("anvil"))
+        node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             latest = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
             await node.call("anvil_setNextBlockBaseFeePerGas", hex(base_fee if base_fee is not None else latest))
@@ -283,7 +283,7 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
     paused = "0x" + os.urandom(20).hex()
 
     async def install() -> None:
-        node = JsonRpc(settings.rpc_url_for("anvil"))
+        node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             await node.call("anvil_setCode", paused, _revert_runtime("always reverts"))
         finally:

@@ -116,7 +116,7 @@ class Rig:
 
     def handle(self, intent):
         async def go():
-            self.rpc = JsonRpc(self.rpc_url)
+            self.rpc = JsonRpc(self.rpc_url, timeout_s=120)
             try:
                 await self.rpc.call("anvil_setBalance", self.address, hex(10 * 10**18))
                 now = datetime.now(timezone.utc)

@@ -124,7 +124,7 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
         state.db.execute("INSERT INTO spend VALUES (?, ?, ?, ?)", ("i-earlier", AGENT, to_us(now) - 1, str(spent)))
 
     async def sign():
-        node = JsonRpc(stack.settings.rpc_url_for("anvil"))
+        node = JsonRpc(stack.settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             signer = Signer(
                 state,

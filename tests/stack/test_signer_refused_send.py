@@ -28,7 +28,7 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
 async def set_balance(settings, address: str, wei: int) -> None:
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         await node.call("anvil_setBalance", address, hex(wei))
     finally:

@@ -65,7 +65,7 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
     state = SignerState(tmp_path / "state.db")
 
     async def sign(calls: collections.Counter) -> list[bytes]:
-        node = JsonRpc(stack.settings.rpc_url_for("anvil"))
+        node = JsonRpc(stack.settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             signer = Signer(
                 state,

@@ -130,7 +130,7 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stac
     settings = stack.settings
 
     async def scenario():
-        node = JsonRpc(settings.rpc_url_for("anvil"))
+        node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             await node.call("anvil_setCode", DELEGATE, ANSWER_42)
             key, address, _ = await make_agent(settings, "surface-7702", eip7702_delegate_allowlist=(DELEGATE,))
@@ -202,7 +202,7 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
             **ask,
         )
         outcomes, _ = await _submit(settings, [carried, hashes_only, too_dear], timeout_s=60)
-        node = JsonRpc(settings.rpc_url_for("anvil"))
+        node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             mined = outcomes[carried.intent_id]
             receipt = await node.call("eth_getTransactionReceipt", mined.tx_hash)

@@ -114,7 +114,7 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
 
     def handle(intent, approval):
         async def go():
-            lone.node = JsonRpc(lone.rpc_url)
+            lone.node = JsonRpc(lone.rpc_url, timeout_s=120)
             try:
                 record = IntentApproved(
                     intent=intent, policy=lone.policy, verdicts=(), approved_at=now, human_approval=approval
@@ -165,7 +165,7 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
 
 
 async def _fund_rpc(url: str, address: str) -> None:
-    node = JsonRpc(url)
+    node = JsonRpc(url, timeout_s=120)
     try:
         await node.call("anvil_setBalance", address, hex(10**20))
     finally:

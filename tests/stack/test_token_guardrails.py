@@ -213,7 +213,7 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
 
 
 async def _fund(settings, address: str) -> None:
-    node = JsonRpc(settings.rpc_url_for("anvil"))
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
         await node.call("anvil_setBalance", address, hex(10**20))
     finally:
@@ -227,7 +227,7 @@ def test_nft_routes_through_the_pipeline(stack, run):
     agent = f"nft-{os.urandom(3).hex()}"
 
     async def scenario():
-        node = JsonRpc(settings.rpc_url_for("anvil"))
+        node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             nft = await contracts.deploy(node, "WardenNFT", sender=DEPLOYER)
         finally:
@@ -238,7 +238,7 @@ def test_nft_routes_through_the_pipeline(stack, run):
             tx_to_allowlist=(nft, ALICE),
             asset_limits=({"chain": "anvil", "token": nft, "standard": "erc721", "decimals": 0, "daily_limit": "1"},),
         )
-        node = JsonRpc(settings.rpc_url_for("anvil"))
+        node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             for token_id in (1, 2):
                 await contracts.send(
@@ -256,7 +256,7 @@ def test_nft_routes_through_the_pipeline(stack, run):
             "operator": tx(contracts.calldata("setApprovalForAll(address,bool)", MALLORY, True)),
         }
         outcomes = await _submit(settings, list(intents.values()))
-        node = JsonRpc(settings.rpc_url_for("anvil"))
+        node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
         try:
             owners = [
                 abi_decode(["address"], await contracts.call(node, nft, contracts.calldata("ownerOf(uint256)", i)))[0]

@@ -63,7 +63,7 @@ class Harness:
     published records are collected as `signer.main` would publish them."""
 
     def __init__(self, tmp, rpc_url: str, replace_after_s: float = 1.0, max_bumps: int = 2, **policy_fields):
-        self.node = JsonRpc(rpc_url)
+        self.node = JsonRpc(rpc_url, timeout_s=120)
         store = KeyStore(make_vaults(tmp), mode="standard")
         self.agent = f"{AGENT}-{os.urandom(3).hex()}"
         self.address = store.provision(self.agent, "ethereum", ADMIN).address

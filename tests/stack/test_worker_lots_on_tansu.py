@@ -93,8 +93,15 @@ def test_a_burst_shares_the_brokers_batches(stack, burst, run):
     # of these intents or ~15 of these transactions.
     partition = partition_of(burst.agent_id)
     ends = run(end_offsets(stack.settings, (topics.INTENTS_SUBMITTED, topics.TXS_SIGNED)))
+    largest = {}
     for topic in (topics.INTENTS_SUBMITTED, topics.TXS_SIGNED):
         tp = TopicPartition(topic, partition)
         sizes = run(batch_sizes(stack.settings, topic, partition, burst.start[tp], ends[tp]))
         assert sum(count for count, _ in sizes) >= BURST, (topic, sizes)
-        assert 16_384 < max(size for _, size in sizes) <= PRODUCER_BATCH_BYTES, f"{topic}: (records, bytes) {sizes}"
+        assert max(count for count, _ in sizes) > 1, f"{topic}: no batch shared, (records, bytes) {sizes}"
+        largest[topic] = max(size for _, size in sizes)
+        assert largest[topic] <= PRODUCER_BATCH_BYTES, f"{topic}: (records, bytes) {sizes}"
+    # The client hands the broker its whole burst at once, so its batches pass aiokafka's default
+    # size. How much of the signer's output piles up behind a request depends on how busy the
+    # machine is, so only its sharing of batches is asserted: the size would be a timed test.
+    assert largest[topics.INTENTS_SUBMITTED] > 16_384, largest
