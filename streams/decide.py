@@ -64,12 +64,14 @@ class Decider:
 
     def _context(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> judge.Context:
         """The worker's own spend windows and node; the sender is the one the policy names."""
-        now_us = to_us(now)
         return judge.Context(
-            spent=lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us),
-            node=self.node_for(intent.chain),
-            sender=policy.sender_address,
+            spent=self._spent(intent, now), node=self.node_for(intent.chain), sender=policy.sender_address
         )
+
+    def _spent(self, intent: TransactionIntent, now: datetime):
+        """The agent's spend so far in its windows, per asset key, as the judge asks for it."""
+        now_us = to_us(now)
+        return lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us)
 
     def envelope(self, intent, policy, judged: judge.Judgement) -> Emit:
         """The hand-off to the next stage's topic, with the judgement so far, typed."""
@@ -96,10 +98,7 @@ class Decider:
         reserved since the assets stage ran. Fused, every stage ran in this one step, so nothing
         could have been (and the native limit needs no second look in either: its stage is last)."""
         if recheck_assets and judged.asset_spend:
-            now_us = to_us(now)
-            again = guardrails.check_assets(
-                intent, policy, lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us)
-            )
+            again = guardrails.check_assets(intent, policy, self._spent(intent, now))
             if not again.passed:
                 return [self.verdict_audit(again, intent, now)] + self.reject(
                     intent, again, [*judged.verdicts, again], now
