@@ -45,6 +45,7 @@ __all__ = [
     "GAS_PER_BLOB",
     "InvalidBlob",
     "MAX_BLOBS_PER_TX",
+    "load_trusted_setup",
     "VERSIONED_HASH_VERSION_KZG",
     "Sidecar",
     "make_sidecar",
@@ -81,6 +82,13 @@ def _trusted_setup():
                 raise RuntimeError(f"{_SETUP_FILE} has SHA-256 {digest}, not the pinned mainnet trusted setup")
             _setup = ckzg.load_trusted_setup(str(_SETUP_FILE), 0)
         return _setup
+
+
+def load_trusted_setup() -> None:
+    """Load the trusted setup now rather than at the first blob. ckzg holds the GIL while it
+    loads (seconds of CPU), so a process that sends blobs calls this while it waits anyway (a
+    signer joining its group, the demo starting its stack), not mid-stream with work behind it."""
+    _trusted_setup()
 
 
 def versioned_hash(commitment: bytes) -> bytes:

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from evm import blobs
 from runtime import metrics
 from runtime.attestation.announcement import attest
 from runtime.clock import utcnow
@@ -162,6 +163,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
     metrics.serve(settings, settings.signer_process)
     mark_ready(settings, settings.signer_process)
+    # Loaded while the consumer joins its group (seconds Tansu holds it), not at the first blob,
+    # where the load would stop this loop with every batch behind it.
+    setup_task = asyncio.create_task(_load_trusted_setup())
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
@@ -182,10 +186,18 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         vault_task.cancel()
         policy_task.cancel()
         trackers.cancel_all()
+        setup_task.cancel()
         await consumer.stop()
         await owner.stop()
         await producer.stop()
         await nodes.close()
+
+
+async def _load_trusted_setup() -> None:
+    try:
+        await asyncio.to_thread(blobs.load_trusted_setup)
+    except Exception as exc:  # the first blob transaction meets the same error, with its intent
+        log.error("the KZG trusted setup did not load (%s): blob transactions cannot be signed", exc)
 
 
 def _consumer(settings: Settings) -> AIOKafkaConsumer:

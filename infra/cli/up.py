@@ -10,8 +10,10 @@ import logging
 import shutil
 import signal
 import sys
+import threading
 import time
 
+from evm import blobs
 from infra.cli.output import add_json_flag, fail, note, print_json
 from infra.stack import demo
 from infra.stack.local import LocalStack, StackError
@@ -80,6 +82,8 @@ def cmd_demo(args) -> int:
     shutil.rmtree(home, ignore_errors=True)
     settings = _settings(home=home, topology=args.topology, allow_dev_root=True, allow_unattested_signer=True)
     progress = (lambda m: None) if args.quiet else note
+    # The script sends a blob transaction: its trusted setup loads while the stack starts.
+    threading.Thread(target=blobs.load_trusted_setup, daemon=True).start()
     stack = LocalStack(settings)
     try:
         progress(f"starting the embedded stack under {settings.home} (Tansu, Anvil, ledger, streams, signer)...")

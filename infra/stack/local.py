@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -32,6 +33,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evm.blobs import versioned_hash
 from runtime.config import Settings, child_environment, environment
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
@@ -115,6 +117,23 @@ def wait_for_port(address: str, timeout_s: float, what: str, proc: subprocess.Po
         except OSError:
             time.sleep(0.05)
     raise StackError(f"{what} did not listen on {address} within {timeout_s:.0f} s")
+
+
+# A point evaluation (EIP-4844's precompile at 0x0a) that holds: the zero polynomial, whose
+# commitment and proof are both the point at infinity, is 0 everywhere.
+_INFINITY = b"\xc0" + bytes(47)
+_POINT_EVALUATION = versioned_hash(_INFINITY) + bytes(64) + _INFINITY + _INFINITY
+
+
+def _load_anvils_trusted_setup(rpc_url: str) -> None:
+    """Anvil loads its KZG trusted setup at the first proof it checks, seconds of CPU that would
+    stall the first blob transaction sent to it: a call to the point evaluation precompile loads
+    it while the services start. Best effort: if it fails, that first blob only waits longer."""
+    call = {"to": "0x" + "00" * 19 + "0a", "data": "0x" + _POINT_EVALUATION.hex()}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}).encode()
+    request = urllib.request.Request(rpc_url, body, {"Content-Type": "application/json"})
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(request, timeout=60).close()
 
 
 async def create_topics(broker: str) -> None:
@@ -355,6 +374,7 @@ class LocalStack:
             self._set_aside_signer_state()
         process = self._spawn("anvil", argv)
         wait_for_port(f"{host}:{port}", 20, "Anvil", process.proc)
+        threading.Thread(target=_load_anvils_trusted_setup, args=(self.settings.rpc_url,), daemon=True).start()
 
     def _set_aside_signer_state(self) -> None:
         """A fresh chain has no history: a signer record of nonces and spend on the chain that
