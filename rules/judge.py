@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from rules import fees, guardrails, movements, simulation
+from rules import assets, fees, guardrails, movements, simulation
 from runtime.rpc import Node
 from schemas.auth import intent_signature_valid
 from schemas.intent import TransactionIntent
@@ -135,7 +135,7 @@ async def run_stage(
     if check is not None:
         verdict = check(intent, policy)
     elif stage == "assets":
-        verdict, counted = guardrails.assess_assets(intent, policy, ctx.spent)
+        verdict, counted = assets.assess_assets(intent, policy, ctx.spent)
         asset_spend = MappingProxyType(counted)
     elif stage == "simulation":
         verdict = await simulation.check_simulation(intent, policy, ctx.node, ctx.sender)

@@ -5,7 +5,7 @@ moves that token (``transfer``), or hands a spender the power to move it (``appr
 ``setApprovalForAll``), with a value of 0; an EIP-7702 authorization hands the whole account to
 a contract's code. This module reads each of them into `Movement`s with ``eth-abi``, so the
 guardrails can apply the recipient allowlist and the per-asset limits to them
-(`rules.guardrails.check_assets`); `rules.typed_movements` does the same for EIP-712 documents,
+(`rules.assets.check_assets`); `rules.typed_movements` does the same for EIP-712 documents,
 and `balance_changes` and `landings` read what a simulation shows moved.
 
 How calldata is read is decided by the policy, never guessed: ERC-20 and ERC-721 share the

@@ -12,7 +12,8 @@ from __future__ import annotations
 from eth_abi import decode as abi_decode
 
 from rules import movements
-from rules.guardrails import allowlisted, asset_amount, simulation_required, verdict
+from rules.assets import asset_amount
+from rules.guardrails import allowlisted, simulation_required, verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent

@@ -7,7 +7,7 @@ fields, or a family's fields under another name, is read as that family or refus
 through as "some other message".
 
 Read as movements (then judged by the same allowlist, per-asset limits, unlimited-approval rule and
-approval thresholds as calldata, `rules.guardrails.check_assets`):
+approval thresholds as calldata, `rules.assets.check_assets`):
 
 * ERC-2612 ``Permit`` and DAI's ``Permit`` (``allowed`` = an allowance of 2**256-1);
 * Permit2: ``PermitSingle``, ``PermitBatch``, ``PermitTransferFrom``, ``PermitBatchTransferFrom``

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from rules import guardrails, judge, movements
+from rules import judge, movements
+from rules.assets import approval_needed
 from rules.window import SpendWindow
 from runtime.clock import US_PER_SECOND, to_us
 from schemas.auth import human_approval_valid
@@ -95,10 +96,10 @@ class Judging:
         return approval if -INTENT_MAX_FUTURE_US <= age < self.max_age_us else None
 
     def require_human_approval(
-        self, approved: IntentApproved, policy: AgentPolicy, assets: dict[str, int], now: datetime
+        self, approved: IntentApproved, policy: AgentPolicy, asset_spend: dict[str, int], now: datetime
     ) -> None:
         """Above a threshold of the signer's own policy, nothing is signed without an admin's approval."""
-        why = guardrails.approval_needed(approved.intent, policy, assets)
+        why = approval_needed(approved.intent, policy, asset_spend)
         if why is not None and self.human_approval(approved, now) is None:
             raise SigningRefused(
                 "HUMAN_APPROVAL_REQUIRED",

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from rules import guardrails, judge
+from rules import assets, judge
 from runtime import metrics
 from runtime.clock import from_us, to_us
 from runtime.rpc import Node
@@ -98,12 +98,12 @@ class Decider:
         reserved since the assets stage ran. Fused, every stage ran in this one step, so nothing
         could have been (and the native limit needs no second look in either: its stage is last)."""
         if recheck_assets and judged.asset_spend:
-            again = guardrails.check_assets(intent, policy, self._spent(intent, now))
+            again = assets.check_assets(intent, policy, self._spent(intent, now))
             if not again.passed:
                 return [self.verdict_audit(again, intent, now)] + self.reject(
                     intent, again, [*judged.verdicts, again], now
                 )
-        why = guardrails.approval_needed(intent, policy, judged.asset_spend)
+        why = assets.approval_needed(intent, policy, judged.asset_spend)
         if why is None:
             return self.approve(intent, policy, judged, now, counts=True)
         return self._park(intent, policy, judged, now, why)

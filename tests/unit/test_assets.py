@@ -1,4 +1,4 @@
-"""The asset rules (rules/movements.py, guardrails.check_assets): what an intent's calldata or
+"""The asset rules (rules/movements.py, rules.assets.check_assets): what an intent's calldata or
 typed data moves, and how the policy's asset_limits, allowlist, block_unlimited_approvals and
 contract_calls judge it. Pure: no broker, no node.
 
@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 import pytest
 
 from rules import movements
-from rules.guardrails import check_assets, simulation_required
+from rules.assets import check_assets
+from rules.guardrails import simulation_required
 from rules.simulation import simulation_needed
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent

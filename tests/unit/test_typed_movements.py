@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import pytest
 
 from rules import typed_movements
-from rules.guardrails import approval_needed, check_assets, check_typed_data
+from rules.assets import approval_needed, check_assets
+from rules.guardrails import check_typed_data
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType
