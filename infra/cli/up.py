@@ -87,7 +87,7 @@ def cmd_demo(args) -> int:
     stack = LocalStack(settings)
     try:
         progress(f"starting the embedded stack under {settings.home} (Tansu, Anvil, ledger, streams, signer)...")
-        stack.start()
+        stack.start(blobs=True)
         report = asyncio.run(demo.run_script(settings, progress))
         report["ledger"] = demo.verify_ledger(settings, progress)
     except StackError as exc:

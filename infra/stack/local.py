@@ -128,7 +128,7 @@ _POINT_EVALUATION = versioned_hash(_INFINITY) + bytes(64) + _INFINITY + _INFINIT
 def _load_anvils_trusted_setup(rpc_url: str) -> None:
     """Anvil loads its KZG trusted setup at the first proof it checks, seconds of CPU that would
     stall the first blob transaction sent to it: a call to the point evaluation precompile loads
-    it while the services start. Best effort: if it fails, that first blob only waits longer."""
+    it. Best effort: if it fails, that first blob only waits longer."""
     call = {"to": "0x" + "00" * 19 + "0a", "data": "0x" + _POINT_EVALUATION.hex()}
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}).encode()
     request = urllib.request.Request(rpc_url, body, {"Content-Type": "application/json"})
@@ -374,7 +374,6 @@ class LocalStack:
             self._set_aside_signer_state()
         process = self._spawn("anvil", argv)
         wait_for_port(f"{host}:{port}", 20, "Anvil", process.proc)
-        threading.Thread(target=_load_anvils_trusted_setup, args=(self.settings.rpc_url,), daemon=True).start()
 
     def _set_aside_signer_state(self) -> None:
         """A fresh chain has no history: a signer record of nonces and spend on the chain that
@@ -432,7 +431,11 @@ class LocalStack:
         parts: tuple[str, ...] = ("broker", "anvil", "streams", "signer", "ledger"),
         signers: int = 1,
         workers: int = 1,
+        blobs: bool = False,
     ) -> None:
+        """``blobs``: blob transactions will be sent, and Anvil loads its KZG trusted setup while
+        the services start. Not by default: Anvil holds every state change (a balance set, a
+        send) behind that load, seconds long, and more on a busy machine."""
         self.settings.home.mkdir(parents=True, exist_ok=True)
         # Workers pin the admin public key at start, so it must exist before they do.
         load_or_create_admin_key(self.settings.home)
@@ -440,6 +443,8 @@ class LocalStack:
             self.start_broker()
         if "anvil" in parts:
             self.start_anvil()
+            if blobs:
+                threading.Thread(target=_load_anvils_trusted_setup, args=(self.settings.rpc_url,), daemon=True).start()
         # Warden's services depend on the broker and the chain, not on each other: they start side
         # by side. Most of a service's start is waiting (its consumer group's join and sync, which
         # Tansu holds for seconds), and one after the other those waits added up.

@@ -39,6 +39,7 @@ from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_heade
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCE_DEADLINE_MS = 300_000
+PRODUCE_SLICE = 1_000
 
 
 @pytest.fixture
@@ -57,22 +58,25 @@ async def _produce(settings: Settings, payloads: list[tuple]) -> None:
     """``(key, value)`` records signed as the service that writes them signs (`writer_headers`),
     or ``(key, value, headers)`` records sent as they are."""
     # A generous deadline per batch: aiokafka's default (40 s) expired a burst's batches on a busy
-    # machine while the sink under test read the same broker (KafkaTimeoutError).
+    # machine while the sink under test read the same broker (KafkaTimeoutError). And a slice at a
+    # time: a send's deadline runs from the call, so the last of 16,000 sent at once waited for all
+    # the others, and on a machine three times oversubscribed even 300 s ran out.
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.broker, acks="all", linger_ms=5, request_timeout_ms=PRODUCE_DEADLINE_MS
     )
     await producer.start()
     try:
-        batch = [
-            producer.send(
-                topics.AUDIT_EVENTS,
-                value,
-                key=key.encode(),
-                headers=rest[0] if rest else writer_headers(settings, value),
-            )
-            for key, value, *rest in payloads
-        ]
-        await asyncio.gather(*batch)
+        for first in range(0, len(payloads), PRODUCE_SLICE):
+            batch = [
+                producer.send(
+                    topics.AUDIT_EVENTS,
+                    value,
+                    key=key.encode(),
+                    headers=rest[0] if rest else writer_headers(settings, value),
+                )
+                for key, value, *rest in payloads[first : first + PRODUCE_SLICE]
+            ]
+            await asyncio.gather(*batch)
     finally:
         await producer.stop()
 

@@ -30,6 +30,9 @@ INTENTS = 100
 LIMIT_WEI = 5 * 10**17
 FITS = 49
 KILL_AFTER_SIGNED = 15
+# The rest wait for the kill: on a busy machine the first signer could otherwise sign all 49 that
+# fit before the killer, reading the topic, saw 15 of them, and no partition would move.
+SUBMITTED_BEFORE_THE_KILL = 30
 
 
 def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fresh_stack):
@@ -75,6 +78,9 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
             await wait_outcomes(settings, intents[:1], 60, start)
             killer = asyncio.create_task(kill_the_owner())
             for number, intent in enumerate(intents[1:], 1):
+                if number == SUBMITTED_BEFORE_THE_KILL:
+                    await client.flush()
+                    await asyncio.wait_for(asyncio.shield(killer), 120)
                 if number % 2:
                     approved = IntentApproved(
                         intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
