@@ -10,6 +10,7 @@ use eth-account's canonical form (signed without ``blobs=``) for hashes."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import ckzg
@@ -75,8 +76,19 @@ def _theirs(tx: txs.BlobTransaction) -> dict:
 
 # --- against eth-account and ckzg -------------------------------------------------------------------
 #
-# eth-account loads its trusted setup again for every blob and every property it computes (about two
-# seconds each), so its network form is made once per module.
+# eth-account loads its trusted setup again for every blob and every property it computes (about three
+# seconds each here, 37 s of this module), so its network form is made once per module, and its own
+# setup file is loaded once: eth-account still computes everything itself, under its own setup.
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _eth_account_loads_its_setup_once():
+    from eth_account.typed_transactions import base
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(base, "load_trusted_setup", functools.cache(ckzg.load_trusted_setup))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="module")
