@@ -274,11 +274,38 @@ def signature_of(
 
 
 def policy_view(policy: AgentPolicy) -> PolicyView:
-    doc = policy.model_dump(mode="json")
-    # The policy's own JSON form (amounts as decimal strings, wei as decimal strings), field by field.
+    fee_ceiling = policy.tx_max_fee_per_gas
     return PolicyView(
-        **{name: doc[name] for name in PolicyView.model_fields if name != "asset_limits"},
-        asset_limits=[AssetLimitView(**{k: a[k] for k in AssetLimitView.model_fields}) for a in doc["asset_limits"]],
+        agent_id=policy.agent_id,
+        version=policy.version,
+        issued_at=policy.issued_at,
+        admin_key_id=policy.admin_key_id,
+        intents_api_enabled=policy.intents_api_enabled,
+        tx_allowed_chains=list(policy.tx_allowed_chains),
+        tx_to_allowlist=list(policy.tx_to_allowlist),
+        tx_max_value_eth=policy.tx_max_value_eth,
+        tx_daily_limit_eth=policy.tx_daily_limit_eth,
+        tx_max_fee_per_gas=None if fee_ceiling is None else str(fee_ceiling),
+        approval_threshold_eth=policy.approval_threshold_eth,
+        approval_timeout_s=policy.approval_timeout_s,
+        require_simulation=policy.require_simulation,
+        sender_address=policy.sender_address,
+        message_signing_enabled=policy.message_signing_enabled,
+        eip712_default_policy=policy.eip712_default_policy,
+        asset_limits=[
+            AssetLimitView(
+                chain=a.chain,
+                token=a.token,
+                standard=a.standard,
+                symbol=a.symbol,
+                decimals=a.decimals,
+                max_per_tx=a.max_per_tx,
+                daily_limit=a.daily_limit,
+                approval_threshold=a.approval_threshold,
+            )
+            for a in policy.asset_limits
+        ],
+        block_unlimited_approvals=policy.block_unlimited_approvals,
     )
 
 

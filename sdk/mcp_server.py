@@ -104,10 +104,11 @@ class AgentNotProvisioned(Exception):
     """The agent has no intent key under WARDEN_HOME: there is nothing to sign its intents with."""
 
 
-def _answer(summary: str, result: BaseModel, is_error: bool = False) -> CallToolResult:
-    """The structured result, and as text: the one-line summary, then the same result as JSON
-    (for clients that read text only)."""
-    doc = result.model_dump(mode="json", by_alias=True)
+def _answer(summary: str, result: BaseModel, is_error: bool = False, exclude: Any = None) -> CallToolResult:
+    """The structured result (without the fields ``exclude`` names, as pydantic's ``exclude``),
+    and as text: the one-line summary, then the same result as JSON (for clients that read text
+    only)."""
+    doc = result.model_dump(mode="json", by_alias=True, exclude=exclude)
     text = orjson.dumps(doc).decode()
     return CallToolResult(
         content=[TextContent(type="text", text=summary), TextContent(type="text", text=text)],
@@ -212,7 +213,7 @@ class AgentTools:
                     "list_transactions lists them (an intent still waiting for an admin is not listed yet)"
                 )
             result = refused_transaction(refusals[-1])
-        return _answer(transaction_summary(result), result)
+        return _answer(transaction_summary(result), result, exclude=None if include_signed_tx else {"signed_tx"})
 
     async def list_transactions(
         self,
@@ -233,7 +234,11 @@ class AgentTools:
         for t in result.transactions:
             counts[t.status] = counts.get(t.status, 0) + 1
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
-        return _answer(f"{len(result.transactions)} transaction(s) of {self.agent_id}: {summary}", result)
+        return _answer(
+            f"{len(result.transactions)} transaction(s) of {self.agent_id}: {summary}",
+            result,
+            exclude=None if include_signed_tx else {"transactions": {"__all__": {"signed_tx"}}},
+        )
 
     async def get_policy(self) -> Annotated[CallToolResult, PolicyView]:
         """The agent's policy in force, as an admin signed it: allowed chains, recipient allowlist,
