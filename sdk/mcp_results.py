@@ -15,25 +15,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedTransaction
+from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedTransaction, TxStatus
 from schemas.policy import AgentPolicy
 from sdk.outcomes import Outcome
 
-# Where an intent stands: a transaction's own statuses (schemas.outcomes.TxStatus), or an answer
-# that is no transaction (refused, waiting for an admin), or none yet.
-TransactionStatus = Literal[
-    "sign_only",
-    "signed",
-    "broadcast",
-    "stuck",
-    "mined",
-    "failed",
-    "replaced",
-    "dropped",
-    "refused",
-    "awaiting_approval",
-    "no_outcome_yet",
-]
+# Where an intent stands: a transaction's own statuses (the signer's), or an answer that is no
+# transaction (refused, waiting for an admin), or none yet.
+TransactionStatus = Literal[TxStatus, "refused", "awaiting_approval", "no_outcome_yet"]
 
 
 class Refusal(BaseModel):
