@@ -61,18 +61,22 @@ from sdk.outcomes import (
     read_outcome,
     wait_outcomes,
 )
+from sdk.records import AgentRecords, agent_transactions, policy_in_force, status_history
 from sdk.signers import sealing_keys
 
-# The SDK's one import surface: what builds, signs and submits (here), and what reads the
-# outcomes (`sdk.outcomes`) and the signers' announcements (`sdk.signers`).
+# The SDK's one import surface: what builds, signs and submits (here), what reads the outcomes
+# (`sdk.outcomes`), an agent's policy and transactions (`sdk.records`) and the signers'
+# announcements (`sdk.signers`).
 __all__ = [
     "OUTCOME_TOPICS",
+    "AgentRecords",
     "Awaited",
     "Client",
     "ClientKey",
     "Outcome",
     "RawSubmission",
     "admin_audit_signer",
+    "agent_transactions",
     "blob_fields",
     "human_decision",
     "idempotent_intent_id",
@@ -84,10 +88,12 @@ __all__ = [
     "new_typed_data_intent",
     "outcome_keys",
     "outcome_problem",
+    "policy_in_force",
     "raw_submission",
     "read_outcome",
     "sealing_keys",
     "signed_policy",
+    "status_history",
     "wait_outcomes",
     "wait_policy_applied",
 ]

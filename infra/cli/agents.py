@@ -11,13 +11,9 @@ from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, note, print_json
 from runtime.config import load
-from runtime.kafka import follow
-from runtime.trust import pinned_admin_keys
-from schemas import topics
-from schemas.auth import policy_signature_valid, public_key_hex
+from schemas.auth import public_key_hex
 from schemas.errors import explain
-from schemas.policy import AgentPolicy
-from sdk.client import Client, load_or_create_agent_key, signed_policy
+from sdk.client import Client, load_or_create_agent_key, policy_in_force, signed_policy
 from signer.custody_wiring import keystore_from_settings
 
 
@@ -56,37 +52,6 @@ def _policy_fields(args) -> dict:
     return fields
 
 
-def _current_policy(settings, agent_id):
-    """The agent's policy in force: the newest on the topic that a pinned admin key signed."""
-    admin_keys = pinned_admin_keys(settings)
-
-    async def run():
-        newest = None
-        idle = 0
-        async for topic, value in follow(settings, (topics.POLICIES,)):
-            if not topic:
-                idle += 1
-                if idle >= 3:
-                    break
-                continue
-            try:
-                policy = AgentPolicy.from_bytes(value)
-            except ValueError:
-                continue
-            # Only what the worker puts in force: a pinned admin's signature, a newer version (the
-            # first written of a version wins). Anyone can write to the topic, and `update` signs
-            # the fields it finds here: a forged policy believed here would come back admin-signed.
-            if (
-                policy.agent_id == agent_id
-                and (newest is None or policy.version > newest.version)
-                and policy_signature_valid(policy, admin_keys)
-            ):
-                newest = policy
-        return newest
-
-    return asyncio.run(run())
-
-
 def _agent_address(settings, agent_id: str) -> str | None:
     """The agent's active ethereum address from the key store (public), for simulation."""
     try:
@@ -99,7 +64,7 @@ def _agent_address(settings, agent_id: str) -> str | None:
 
 def cmd_agents(args) -> int:
     settings = load()
-    current = _current_policy(settings, args.agent)
+    current = asyncio.run(policy_in_force(settings, args.agent))
     if args.action == "show":
         if current is None:
             note(f"no policy for agent {args.agent!r}")

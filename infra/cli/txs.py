@@ -14,67 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from dataclasses import dataclass
 
 from infra.cli.output import add_json_flag, fail, print_json
-from runtime.config import Settings, load
-from runtime.kafka import read_to_quiet
-from runtime.trust import PinnedServiceKeys
-from schemas import topics
-from schemas.auth import outcome_forgery
+from runtime.config import load
 from schemas.fields import format_native_amount
-from schemas.outcomes import FINAL_TX_STATUSES, IntentRejected, SignedTransaction
-from sdk.client import read_outcome
-
-
-@dataclass
-class AgentRecords:
-    """What the services said about an agent's intents: the newest authentic signed-transaction
-    record per intent (oldest first), every authentic rejection (oldest first, each once), and
-    how many records about the agent were left out as forged."""
-
-    transactions: list[SignedTransaction]
-    rejected: list[IntentRejected]
-    forged: int
-
-
-async def agent_transactions(
-    settings: Settings, agent_id: str, idle_polls: int = 5, history: dict[str, list[SignedTransaction]] | None = None
-) -> AgentRecords:
-    """The signed transactions and rejections of ``agent_id`` (`AgentRecords`). With
-    ``history``, every authentic transaction record per intent id is added to it, in topic order.
-
-    Rejections are read as `warden tail` reads them: signed by a pinned key of the service
-    allowed to say them. This command submitted nothing, so it cannot check digests: a rejection
-    bound to a record's bytes (INVALID_INTENT, for a record the worker could not read) is listed
-    with that digest, and only a client that sent those bytes takes it as its answer."""
-    keys = PinnedServiceKeys(settings)
-    newest: dict[str, SignedTransaction] = {}
-    rejected: dict[tuple, IntentRejected] = {}
-    forged = 0
-    async for topic, value in read_to_quiet(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED), idle_polls):
-        record = read_outcome(topic, value)
-        if not isinstance(record, (SignedTransaction, IntentRejected)) or record.agent_id != agent_id:
-            continue
-        if outcome_forgery(record, keys) is not None:
-            forged += 1
-            continue
-        if isinstance(record, IntentRejected):
-            # A redelivered record is rejected again, at another time: the same rejection.
-            rejected.setdefault(
-                (record.intent_id, record.intent_digest, record.stage, record.code, record.reason), record
-            )
-            continue
-        if history is not None:
-            history.setdefault(record.intent_id, []).append(record)
-        known = newest.get(record.intent_id)
-        if known is None or known.status not in FINAL_TX_STATUSES or record.status in FINAL_TX_STATUSES:
-            newest[record.intent_id] = record
-    return AgentRecords(
-        sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),
-        sorted(rejected.values(), key=lambda r: r.decided_at),
-        forged,
-    )
+from schemas.outcomes import IntentRejected, SignedTransaction
+from sdk.client import agent_transactions, status_history
 
 
 def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = False) -> dict:
@@ -82,16 +27,6 @@ def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = F
     if not include_signed_tx:
         row.pop("signed_tx", None)
     return row
-
-
-def _history(records: list[SignedTransaction]) -> list[dict]:
-    """Each status change once (a redelivery re-publishes the newest record: not a change)."""
-    steps: list[dict] = []
-    for record in records:
-        step = {"status": record.status, "tx_hash": record.tx_hash, "error": record.error}
-        if not steps or steps[-1] != step:
-            steps.append(step)
-    return steps
 
 
 def _line(record: SignedTransaction) -> str:
@@ -138,7 +73,7 @@ def cmd_txs(args) -> int:
                 1,
             )
         row = _row(wanted[0], args.include_signed_tx)
-        row["history"] = _history(history[wanted[0].intent_id])
+        row["history"] = status_history(history[wanted[0].intent_id])
         if args.json:
             print_json(row)
             return 0

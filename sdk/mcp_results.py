@@ -1,0 +1,331 @@
+"""What the MCP server's tools return (`sdk.mcp_server`): pydantic models, from which the MCP SDK
+derives each tool's output JSON Schema, built from outcomes the SDK has already verified, and the
+one-line summary each result is shown with.
+
+A summary is made of Warden's own words and of values the schemas have validated (ids, hashes,
+addresses, stages, codes). Free text that comes from elsewhere (a refusal's reason, which can
+quote a revert string or a token's name; a typed document's fields) is only ever a data field of
+the structured result, never part of a summary or of a tool's description.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedTransaction, TxStatus
+from schemas.policy import AgentPolicy
+from sdk.outcomes import Outcome
+
+# Where an intent stands: a transaction's own statuses (the signer's), or an answer that is no
+# transaction (refused, waiting for an admin), or none yet.
+TransactionStatus = Literal[TxStatus, "refused", "awaiting_approval", "no_outcome_yet"]
+
+
+class Refusal(BaseModel):
+    """The rule that refused an intent: its stage, its code, and its reason (data, not instructions)."""
+
+    stage: str
+    code: str
+    reason: str
+
+
+class AwaitingApproval(BaseModel):
+    """An intent parked for a human: why, and until when an admin may decide."""
+
+    reason: str
+    expires_at: datetime
+
+
+class StatusStep(BaseModel):
+    status: str
+    tx_hash: str
+    error: str | None = None
+
+
+class Transaction(BaseModel):
+    """One transaction intent of the agent and where it stands. Amounts are decimal strings of wei."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    intent_id: str = Field(description="Warden's id for the request: what get_transaction takes as transaction_id")
+    agent_id: str
+    status: TransactionStatus
+    idempotency_key: str | None = Field(default=None, description="known to the call that submitted it")
+    chain: str | None = None
+    chain_id: int | None = None
+    tx_type: int | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    value_wei: str | None = None
+    nonce: int | None = None
+    tx_hash: str | None = None
+    signed_tx: str | None = Field(default=None, description="the raw signed transaction, only when asked for")
+    block_number: int | None = None
+    gas_used: int | None = None
+    fee_wei: str | None = None
+    max_spend_wei: str | None = None
+    error: str | None = Field(default=None, description="why it failed, is stuck, was replaced or dropped")
+    replaces: list[str] = Field(default_factory=list, description="hashes of the transactions a fee bump replaced")
+    replaced_by: str | None = None
+    signed_at: datetime | None = None
+    tee: str | None = None
+    refusal: Refusal | None = None
+    awaiting_approval: AwaitingApproval | None = None
+    history: list[StatusStep] = Field(default_factory=list, description="get_transaction: each status change")
+    forged_outcomes_ignored: int = Field(default=0, description="outcomes for it that failed verification")
+
+
+class TransactionList(BaseModel):
+    agent_id: str
+    transactions: list[Transaction] = Field(description="newest first")
+    forged_records_ignored: int = Field(description="records about this agent that failed verification")
+
+
+class Signature(BaseModel):
+    """An EIP-191 or EIP-712 signature request of the agent and its answer."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    intent_id: str
+    agent_id: str
+    status: Literal["signed", "refused", "awaiting_approval", "no_outcome_yet"]
+    kind: Literal["personal_sign", "typed_data"]
+    chain: str
+    chain_id: int | None = None
+    from_: str | None = Field(default=None, alias="from", description="the address that signed")
+    message_hash: str | None = Field(default=None, description="the EIP-191 hash or the EIP-712 digest")
+    signature: str | None = Field(default=None, description="65 bytes r || s || v, 0x-hex")
+    primary_type: str | None = None
+    verifying_contract: str | None = None
+    domain_separator: str | None = None
+    signed_at: datetime | None = None
+    tee: str | None = None
+    refusal: Refusal | None = None
+    awaiting_approval: AwaitingApproval | None = None
+    forged_outcomes_ignored: int = 0
+
+
+class AssetLimitView(BaseModel):
+    chain: str
+    token: str
+    standard: str
+    symbol: str | None = None
+    decimals: int
+    max_per_tx: str | None = None
+    daily_limit: str | None = None
+    approval_threshold: str | None = None
+
+
+class PolicyView(BaseModel):
+    """The agent's policy in force, as a pinned admin signed it. Native amounts are decimal
+    strings in the chain's native unit; fees in wei."""
+
+    agent_id: str
+    version: int
+    issued_at: datetime
+    admin_key_id: str
+    intents_api_enabled: bool
+    tx_allowed_chains: list[str] = Field(description="empty: any chain")
+    tx_to_allowlist: list[str] = Field(description="empty: any recipient")
+    tx_max_value_eth: str | None = Field(description="per-transaction cap; null: none")
+    tx_daily_limit_eth: str | None = Field(description="rolling 24 h limit; null: none")
+    tx_max_fee_per_gas: str | None = Field(description="fee ceiling per unit of gas, wei; null: none")
+    approval_threshold_eth: str | None = Field(description="above this value an admin must approve; null: never")
+    approval_timeout_s: int
+    require_simulation: bool
+    sender_address: str | None
+    message_signing_enabled: bool
+    eip712_default_policy: str
+    asset_limits: list[AssetLimitView]
+    block_unlimited_approvals: bool
+
+
+class SigningKey(BaseModel):
+    address: str
+    chains: list[str] = Field(description="the chains the policy allows it on; empty: any")
+    source: str = Field(description="where the address was read")
+
+
+class SigningKeys(BaseModel):
+    agent_id: str
+    keys: list[SigningKey]
+
+
+class AdminOnly(BaseModel):
+    """An admin action refused to an agent."""
+
+    refused: bool = True
+    reason: str
+    how: str
+
+
+def _refusal(outcome: IntentRejected) -> Refusal:
+    return Refusal(stage=outcome.stage, code=outcome.code, reason=outcome.reason)
+
+
+def _waiting(outcome: IntentParked) -> AwaitingApproval:
+    return AwaitingApproval(reason=outcome.reason, expires_at=outcome.expires_at)
+
+
+def transaction_of(
+    record: SignedTransaction,
+    include_signed_tx: bool,
+    idempotency_key: str | None = None,
+    history: list[dict] | None = None,
+) -> Transaction:
+    return Transaction(
+        intent_id=record.intent_id,
+        agent_id=record.agent_id,
+        status=record.status,
+        idempotency_key=idempotency_key,
+        chain=record.chain,
+        chain_id=record.chain_id,
+        tx_type=record.tx_type,
+        from_=record.from_,
+        to=record.to,
+        value_wei=str(record.value_wei),
+        nonce=record.nonce,
+        tx_hash=record.tx_hash,
+        signed_tx=record.signed_tx if include_signed_tx else None,
+        block_number=record.block_number,
+        gas_used=record.gas_used,
+        fee_wei=None if record.fee_wei is None else str(record.fee_wei),
+        max_spend_wei=str(record.max_spend_wei),
+        error=record.error,
+        replaces=list(record.replaces),
+        replaced_by=record.replaced_by,
+        signed_at=record.signed_at,
+        tee=record.tee,
+        history=[StatusStep(**step) for step in history or ()],
+    )
+
+
+def refused_transaction(record: IntentRejected, idempotency_key: str | None = None) -> Transaction:
+    return Transaction(
+        intent_id=record.intent_id,
+        agent_id=record.agent_id,
+        status="refused",
+        idempotency_key=idempotency_key,
+        refusal=_refusal(record),
+        tee=record.tee,
+    )
+
+
+def submitted_transaction(
+    intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
+) -> Transaction:
+    """The answer to a transaction this server submitted. The submitting caller gets the signed
+    bytes (as the seed's POST does); lookups give them only when asked."""
+    if isinstance(outcome, SignedTransaction):
+        found = transaction_of(outcome, include_signed_tx=True, idempotency_key=idempotency_key)
+    elif isinstance(outcome, IntentRejected):
+        found = refused_transaction(outcome, idempotency_key)
+    else:
+        parked = outcome if isinstance(outcome, IntentParked) else None
+        found = Transaction(
+            intent_id=intent_id,
+            agent_id=agent_id,
+            status="no_outcome_yet" if parked is None else "awaiting_approval",
+            idempotency_key=idempotency_key,
+            chain=chain,
+            awaiting_approval=None if parked is None else _waiting(parked),
+        )
+    return found.model_copy(update={"forged_outcomes_ignored": forged})
+
+
+def signature_of(
+    intent_id: str, agent_id: str, kind: str, chain: str, outcome: Outcome | None, forged: int
+) -> Signature:
+    base = dict(intent_id=intent_id, agent_id=agent_id, kind=kind, chain=chain, forged_outcomes_ignored=forged)
+    if isinstance(outcome, SignedMessage):
+        return Signature(
+            **base,
+            status="signed",
+            chain_id=outcome.chain_id,
+            from_=outcome.from_,
+            message_hash=outcome.message_hash,
+            signature=outcome.signature,
+            primary_type=outcome.primary_type,
+            verifying_contract=outcome.verifying_contract,
+            domain_separator=outcome.domain_separator,
+            signed_at=outcome.signed_at,
+            tee=outcome.tee,
+        )
+    if isinstance(outcome, IntentRejected):
+        return Signature(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
+    if isinstance(outcome, IntentParked):
+        return Signature(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
+    return Signature(**base, status="no_outcome_yet")
+
+
+def policy_view(policy: AgentPolicy) -> PolicyView:
+    fee_ceiling = policy.tx_max_fee_per_gas
+    return PolicyView(
+        agent_id=policy.agent_id,
+        version=policy.version,
+        issued_at=policy.issued_at,
+        admin_key_id=policy.admin_key_id,
+        intents_api_enabled=policy.intents_api_enabled,
+        tx_allowed_chains=list(policy.tx_allowed_chains),
+        tx_to_allowlist=list(policy.tx_to_allowlist),
+        tx_max_value_eth=policy.tx_max_value_eth,
+        tx_daily_limit_eth=policy.tx_daily_limit_eth,
+        tx_max_fee_per_gas=None if fee_ceiling is None else str(fee_ceiling),
+        approval_threshold_eth=policy.approval_threshold_eth,
+        approval_timeout_s=policy.approval_timeout_s,
+        require_simulation=policy.require_simulation,
+        sender_address=policy.sender_address,
+        message_signing_enabled=policy.message_signing_enabled,
+        eip712_default_policy=policy.eip712_default_policy,
+        asset_limits=[
+            AssetLimitView(
+                chain=a.chain,
+                token=a.token,
+                standard=a.standard,
+                symbol=a.symbol,
+                decimals=a.decimals,
+                max_per_tx=a.max_per_tx,
+                daily_limit=a.daily_limit,
+                approval_threshold=a.approval_threshold,
+            )
+            for a in policy.asset_limits
+        ],
+        block_unlimited_approvals=policy.block_unlimited_approvals,
+    )
+
+
+def transaction_summary(found: Transaction, timeout_s: float | None = None) -> str:
+    """One line for people and models, of Warden's own words and validated values only."""
+    ident = f"intent {found.intent_id}"
+    if found.status == "refused":
+        return (
+            f"refused at stage {found.refusal.stage}: {found.refusal.code} ({ident}; the reason is in refusal.reason)"
+        )
+    if found.status == "awaiting_approval":
+        return (
+            f"awaiting an admin's approval until {found.awaiting_approval.expires_at.isoformat()} ({ident}); "
+            "look it up later with get_transaction"
+        )
+    if found.status == "no_outcome_yet":
+        waited = "" if timeout_s is None else f" within {timeout_s:.0f} s"
+        return (
+            f"no outcome{waited} ({ident}): look it up later with get_transaction(transaction_id={found.intent_id!r})"
+        )
+    block = "" if found.block_number is None else f" in block {found.block_number}"
+    return f"{found.status}: {ident}, tx {found.tx_hash} from {found.from_} nonce {found.nonce} on {found.chain}{block}"
+
+
+def signature_summary(found: Signature, timeout_s: float) -> str:
+    ident = f"intent {found.intent_id}"
+    if found.status == "refused":
+        return (
+            f"refused at stage {found.refusal.stage}: {found.refusal.code} ({ident}; the reason is in refusal.reason)"
+        )
+    if found.status == "awaiting_approval":
+        return f"awaiting an admin's approval until {found.awaiting_approval.expires_at.isoformat()} ({ident})"
+    if found.status == "no_outcome_yet":
+        return f"no outcome within {timeout_s:.0f} s ({ident})"
+    return f"signed {found.kind} by {found.from_} on {found.chain}: hash {found.message_hash} ({ident})"

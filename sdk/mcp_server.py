@@ -1,0 +1,362 @@
+"""The MCP server that acts for one agent (`warden mcp`): the seed's agent tools over the official
+MCP SDK, each a request through the pipeline like any other intent.
+
+It holds that agent's Ed25519 intent key and nothing else: no chain key, no admin key. Every
+request it makes is an intent the agent signs, judged by the streams worker and re-judged by the
+signer against the agent's policy, so the server adds nothing to what the agent may do. It reports
+an outcome only once the SDK has verified it (`sdk.outcomes.wait_outcomes`: signed by a pinned key
+of the service allowed to say it, bound to the very intent sent); lookups read the agent's records
+as `warden txs` does (`sdk.records`).
+
+Every tool has an input and an output JSON Schema (derived from its signature and its
+`sdk.mcp_results` model) and answers with structured content plus a short text. The descriptions
+below are fixed: text from outside (refusal reasons, revert strings, typed-data fields) comes
+back only as data fields.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field, ValidationError
+
+from runtime.config import Settings
+from runtime.kafka import end_offsets
+from schemas.errors import explain
+from schemas.intent import TransactionIntent
+from schemas.outcomes import SignedTransaction
+from sdk.client import (
+    OUTCOME_TOPICS,
+    Client,
+    Outcome,
+    agent_transactions,
+    intent_key_file,
+    is_final,
+    load_or_create_agent_key,
+    new_intent,
+    new_message_intent,
+    new_typed_data_intent,
+    policy_in_force,
+    status_history,
+    wait_outcomes,
+)
+from sdk.mcp_results import (
+    AdminOnly,
+    PolicyView,
+    Signature,
+    SigningKey,
+    SigningKeys,
+    Transaction,
+    TransactionList,
+    TransactionStatus,
+    policy_view,
+    refused_transaction,
+    signature_of,
+    signature_summary,
+    submitted_transaction,
+    transaction_of,
+    transaction_summary,
+)
+
+INSTRUCTIONS = (
+    "Warden signs for this agent without giving it a key: every transaction or signature is an intent "
+    "judged against the agent's admin-signed policy (chains, recipients, caps, limits, approvals) before "
+    "a signer signs it. A refusal names the stage and code of the rule that decided it. Call get_policy "
+    "to see the limits in force."
+)
+
+# The tools of this server, in the order tools/list shows them; the read-only ones are marked so.
+TOOLS = (
+    "submit_transaction",
+    "sign_transaction",
+    "sign_message",
+    "sign_typed_data",
+    "get_transaction",
+    "list_transactions",
+    "get_policy",
+    "list_signing_keys",
+    "provision_signing_key",
+)
+READ_ONLY = frozenset({"get_transaction", "list_transactions", "get_policy", "list_signing_keys"})
+
+Chain = Annotated[str, Field(description='a chain of the registry, e.g. "ethereum", "base", "anvil"')]
+To = Annotated[str, Field(description="the recipient or contract address, 0x-hex")]
+Value = Annotated[str, Field(description='the amount in the chain\'s native unit as a decimal string, e.g. "0.5"')]
+Data = Annotated[str, Field(description="calldata, 0x-hex; 0x for a plain transfer")]
+SimulateFirst = Annotated[bool, Field(description="simulate before signing (on by default)")]
+IdempotencyKey = Annotated[
+    str | None, Field(description="a retry with the same key gets the first answer; generated when omitted")
+]
+SigningKeyPath = Annotated[str | None, Field(description="which of the agent's signing keys, when it has several")]
+GasLimit = Annotated[int | None, Field(description="gas limit; estimated when omitted")]
+IncludeSignedTx = Annotated[bool, Field(description="also return the raw signed transaction")]
+
+
+class AgentNotProvisioned(Exception):
+    """The agent has no intent key under WARDEN_HOME: there is nothing to sign its intents with."""
+
+
+def _answer(summary: str, result: BaseModel, is_error: bool = False, exclude: Any = None) -> CallToolResult:
+    """The structured result (without the fields ``exclude`` names, as pydantic's ``exclude``),
+    and as text: the one-line summary, then the same result as JSON (for clients that read text
+    only)."""
+    doc = result.model_dump(mode="json", by_alias=True, exclude=exclude)
+    text = orjson.dumps(doc).decode()
+    return CallToolResult(
+        content=[TextContent(type="text", text=summary), TextContent(type="text", text=text)],
+        structured_content=doc,
+        is_error=is_error,
+    )
+
+
+class AgentTools:
+    """The tools, acting for ``agent_id`` with its intent key. ``timeout_s`` bounds how long a
+    tool waits for an outcome; past it the tool says so and gives the intent id to look up."""
+
+    def __init__(self, settings: Settings, agent_id: str, agent_key: Ed25519PrivateKey, timeout_s: float):
+        self.settings = settings
+        self.agent_id = agent_id
+        self._key = agent_key
+        self.timeout_s = timeout_s
+
+    async def submit_transaction(
+        self,
+        chain: Chain,
+        to: To,
+        value: Value,
+        data: Data = "0x",
+        simulate_first: SimulateFirst = True,
+        idempotency_key: IdempotencyKey = None,
+        signing_key_path: SigningKeyPath = None,
+        gas_limit: GasLimit = None,
+    ) -> Annotated[CallToolResult, Transaction]:
+        """Sign a transaction and broadcast it, once Warden's policy checks pass, then wait for its
+        final status (mined, failed, replaced or dropped). A refusal names the stage and code of the
+        rule that decided it; an intent above the policy's approval threshold waits for an admin.
+        Returns the transaction and its signed bytes."""
+        return await self._transaction(
+            chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast=True
+        )
+
+    async def sign_transaction(
+        self,
+        chain: Chain,
+        to: To,
+        value: Value,
+        data: Data = "0x",
+        simulate_first: SimulateFirst = True,
+        idempotency_key: IdempotencyKey = None,
+        signing_key_path: SigningKeyPath = None,
+        gas_limit: GasLimit = None,
+    ) -> Annotated[CallToolResult, Transaction]:
+        """Sign a transaction without broadcasting it (to send through your own RPC), once Warden's
+        policy checks pass. Returns the signed bytes (signed_tx) and hash, or the refusal with the
+        stage and code of the rule that decided it."""
+        return await self._transaction(
+            chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast=False
+        )
+
+    async def sign_message(
+        self,
+        message: Annotated[str, Field(description="the text to sign, as its UTF-8 bytes")],
+        chain: Chain,
+    ) -> Annotated[CallToolResult, Signature]:
+        """Sign a message with EIP-191 personal_sign, if the agent's policy allows message signing.
+        Returns the signature and the address that signed, or the refusal with its stage and code."""
+        intent = self._build(
+            lambda: new_message_intent(self._key, agent_id=self.agent_id, chain=chain, message=message)
+        )
+        return await self._signature(intent, "personal_sign")
+
+    async def sign_typed_data(
+        self,
+        chain: Chain,
+        typed_data: Annotated[
+            dict[str, Any], Field(description="the EIP-712 document: types, primaryType, domain, message")
+        ],
+    ) -> Annotated[CallToolResult, Signature]:
+        """Sign EIP-712 typed data, if the agent's policy allows its domain (deny by default; what
+        it authorizes to move is judged like a transfer). Returns the signature, or the refusal
+        with its stage and code."""
+        intent = self._build(
+            lambda: new_typed_data_intent(self._key, agent_id=self.agent_id, chain=chain, typed_data=typed_data)
+        )
+        return await self._signature(intent, "typed_data")
+
+    async def get_transaction(
+        self,
+        transaction_id: Annotated[str, Field(description="the intent_id a submit returned, or the transaction hash")],
+        include_signed_tx: IncludeSignedTx = False,
+    ) -> Annotated[CallToolResult, Transaction]:
+        """One of this agent's transactions: its status and the history of its status changes, or
+        its refusal. signed_tx only with include_signed_tx."""
+        history: dict[str, list[SignedTransaction]] = {}
+        found = await agent_transactions(self.settings, self.agent_id, history=history)
+        # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
+        wanted = [r for r in found.transactions if transaction_id in (r.intent_id, r.tx_hash, *r.replaces)]
+        if wanted:
+            steps = status_history(history[wanted[0].intent_id])
+            result = transaction_of(wanted[0], include_signed_tx, history=steps)
+        else:
+            refusals = [r for r in found.rejected if r.intent_id == transaction_id]
+            if not refusals:
+                raise ToolError(
+                    f"no transaction of agent {self.agent_id!r} has the intent id or hash {transaction_id!r}; "
+                    "list_transactions lists them (an intent still waiting for an admin is not listed yet)"
+                )
+            result = refused_transaction(refusals[-1])
+        return _answer(transaction_summary(result), result, exclude=None if include_signed_tx else {"signed_tx"})
+
+    async def list_transactions(
+        self,
+        include_signed_tx: IncludeSignedTx = False,
+        status: Annotated[TransactionStatus | None, Field(description="only transactions in this status")] = None,
+        limit: Annotated[int, Field(ge=1, le=500, description="at most this many, newest first")] = 20,
+    ) -> Annotated[CallToolResult, TransactionList]:
+        """This agent's transactions and refused transaction intents, newest first, optionally of
+        one status. signed_tx only with include_signed_tx."""
+        found = await agent_transactions(self.settings, self.agent_id)
+        dated = [(r.signed_at, transaction_of(r, include_signed_tx)) for r in found.transactions]
+        dated += [(r.decided_at, refused_transaction(r)) for r in found.rejected]
+        listed = [t for _, t in sorted(dated, key=lambda pair: pair[0], reverse=True) if status in (None, t.status)]
+        result = TransactionList(
+            agent_id=self.agent_id, transactions=listed[:limit], forged_records_ignored=found.forged
+        )
+        counts: dict[str, int] = {}
+        for t in result.transactions:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+        return _answer(
+            f"{len(result.transactions)} transaction(s) of {self.agent_id}: {summary}",
+            result,
+            exclude=None if include_signed_tx else {"transactions": {"__all__": {"signed_tx"}}},
+        )
+
+    async def get_policy(self) -> Annotated[CallToolResult, PolicyView]:
+        """The agent's policy in force, as an admin signed it: allowed chains, recipient allowlist,
+        per-transaction cap, rolling 24 h limit, per-asset limits, fee ceiling, approval threshold."""
+        policy = await self._policy()
+        result = policy_view(policy)
+        return _answer(f"policy v{result.version} of {self.agent_id}, signed by {result.admin_key_id}", result)
+
+    async def list_signing_keys(self) -> Annotated[CallToolResult, SigningKeys]:
+        """The chain addresses this agent's transactions are signed from (the keys stay in Warden's
+        custody; only their addresses are shown)."""
+        policy = await self._policy()
+        keys = []
+        if policy.sender_address is not None:
+            keys.append(
+                SigningKey(
+                    address=policy.sender_address,
+                    chains=list(policy.tx_allowed_chains),
+                    source="the policy's sender_address",
+                )
+            )
+        result = SigningKeys(agent_id=self.agent_id, keys=keys)
+        return _answer(f"{len(keys)} signing address(es) of {self.agent_id}", result)
+
+    async def provision_signing_key(self, chain: Chain) -> Annotated[CallToolResult, AdminOnly]:
+        """Provision a signing key: an admin action, which an agent is refused."""
+        result = AdminOnly(
+            reason="only an admin provisions signing keys; an agent cannot, and this server holds no admin key",
+            how=f"an admin runs `warden keys provision --agent {self.agent_id} --chain {chain}`",
+        )
+        return _answer(f"refused: {result.reason}; {result.how}", result, is_error=True)
+
+    async def _transaction(
+        self, chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast
+    ) -> CallToolResult:
+        key = idempotency_key or str(uuid.uuid4())
+        fields = {"gas_limit": gas_limit, "signing_key_path": signing_key_path}
+        intent = self._build(
+            lambda: new_intent(
+                self._key,
+                agent_id=self.agent_id,
+                # A fresh id per call, not one derived from the key: a retry under the same key
+                # then reaches the worker's idempotency slot and gets the first answer, where a
+                # derived id on a newer intent would be refused INTENT_ID_REUSED.
+                intent_id="i-" + uuid.uuid4().hex,
+                idempotency_key=key,
+                chain=chain,
+                to=to,
+                value=value,
+                data=data,
+                simulate_first=simulate_first,
+                broadcast=broadcast,
+                **{name: given for name, given in fields.items() if given is not None},
+            )
+        )
+        outcome, forged = await self._ask(intent, final=broadcast)
+        result = submitted_transaction(intent.intent_id, self.agent_id, chain, key, outcome, forged)
+        return _answer(transaction_summary(result, self.timeout_s), result)
+
+    async def _signature(self, intent: TransactionIntent, kind: str) -> CallToolResult:
+        outcome, forged = await self._ask(intent, final=False)
+        result = signature_of(intent.intent_id, self.agent_id, kind, intent.chain, outcome, forged)
+        return _answer(signature_summary(result, self.timeout_s), result)
+
+    def _build(self, make) -> TransactionIntent:
+        """The signed intent, or a ToolError naming each field that is wrong and why."""
+        try:
+            return make()
+        except ValidationError as exc:
+            raise ToolError("the request is not a valid intent:\n  " + "\n  ".join(explain(exc))) from None
+
+    async def _ask(self, intent: TransactionIntent, final: bool) -> tuple[Outcome | None, int]:
+        """Submit ``intent`` and wait, up to ``timeout_s``, for its verified outcome: the first one,
+        or with ``final`` a broadcast transaction's final status. An intent parked for an admin is
+        answered at once. Returns the outcome (None when none came in time) and how many outcomes
+        about it failed verification."""
+        deadline = time.monotonic() + self.timeout_s
+        start = await end_offsets(self.settings, OUTCOME_TOPICS)
+        async with Client(self.settings) as client:
+            await (await client.submit(intent))
+        forged: list[tuple[str, str]] = []
+        outcomes = await wait_outcomes(self.settings, [intent], self.timeout_s, start, final=False, forged=forged)
+        outcome = outcomes.get(intent.intent_id)
+        if final and isinstance(outcome, SignedTransaction) and not is_final(outcome):
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                later = await wait_outcomes(self.settings, [intent], remaining, start, forged=forged)
+                outcome = later.get(intent.intent_id, outcome)
+        return outcome, len(set(forged))
+
+    async def _policy(self):
+        policy = await policy_in_force(self.settings, self.agent_id)
+        if policy is None:
+            raise ToolError(
+                f"agent {self.agent_id!r} has no policy in force: an admin creates one with "
+                f"`warden agents create --agent {self.agent_id}`"
+            )
+        return policy
+
+
+def agent_server(settings: Settings, agent_id: str, timeout_s: float = 120.0) -> MCPServer:
+    """An MCP server acting for ``agent_id`` with its intent key from WARDEN_HOME; raises
+    `AgentNotProvisioned` (saying how to provision it) when the key is not there."""
+    key_file = intent_key_file(settings.home, agent_id)
+    if not key_file.exists():
+        raise AgentNotProvisioned(
+            f"agent {agent_id!r} has no intent key at {key_file}: an admin provisions the agent on this "
+            f"WARDEN_HOME with `warden keys provision --agent {agent_id} --chain ethereum` (its signing key) "
+            f"and `warden agents create --agent {agent_id} ...` (its policy, which also creates the intent key)"
+        )
+    tools = AgentTools(settings, agent_id, load_or_create_agent_key(settings.home, agent_id), timeout_s)
+    server = MCPServer(name="warden", title=f"Warden: agent {agent_id}", instructions=INSTRUCTIONS)
+    for name in TOOLS:
+        method = getattr(tools, name)
+        server.add_tool(
+            method,
+            name=name,
+            description=inspect.cleandoc(method.__doc__),
+            annotations=ToolAnnotations(read_only_hint=name in READ_ONLY),
+        )
+    return server

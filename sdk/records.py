@@ -1,0 +1,102 @@
+"""What the services said about one agent, read back from the topics: its policy in force (the
+newest a pinned admin signed) and its transactions and rejections (each signed by a pinned key of
+the service allowed to say it). `warden agents show`, `warden txs` and the MCP server read them
+the same way, through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.config import Settings
+from runtime.kafka import read_to_quiet
+from runtime.trust import PinnedServiceKeys, pinned_admin_keys
+from schemas import topics
+from schemas.auth import outcome_forgery, policy_signature_valid
+from schemas.outcomes import FINAL_TX_STATUSES, IntentRejected, SignedTransaction
+from schemas.policy import AgentPolicy
+from sdk.outcomes import read_outcome
+
+
+@dataclass
+class AgentRecords:
+    """What the services said about an agent's intents: the newest authentic signed-transaction
+    record per intent (oldest first), every authentic rejection (oldest first, each once), and
+    how many records about the agent were left out as forged."""
+
+    transactions: list[SignedTransaction]
+    rejected: list[IntentRejected]
+    forged: int
+
+
+async def agent_transactions(
+    settings: Settings, agent_id: str, idle_polls: int = 5, history: dict[str, list[SignedTransaction]] | None = None
+) -> AgentRecords:
+    """The signed transactions and rejections of ``agent_id`` (`AgentRecords`), read from
+    ``warden.txs.signed`` and ``warden.intents.rejected`` from the start. Per intent, the newest
+    status the signer reported (a final one wins over signed, broadcast and stuck). With
+    ``history``, every authentic transaction record per intent id is added to it, in topic order.
+
+    Records are read as `warden tail` reads them: signed by a pinned key of the service allowed
+    to say them. The reader submitted nothing, so it cannot check digests: a rejection bound to a
+    record's bytes (INVALID_INTENT, for a record the worker could not read) is listed with that
+    digest, and only a client that sent those bytes takes it as its answer."""
+    keys = PinnedServiceKeys(settings)
+    newest: dict[str, SignedTransaction] = {}
+    rejected: dict[tuple, IntentRejected] = {}
+    forged = 0
+    async for topic, value in read_to_quiet(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED), idle_polls):
+        record = read_outcome(topic, value)
+        if not isinstance(record, (SignedTransaction, IntentRejected)) or record.agent_id != agent_id:
+            continue
+        if outcome_forgery(record, keys) is not None:
+            forged += 1
+            continue
+        if isinstance(record, IntentRejected):
+            # A redelivered record is rejected again, at another time: the same rejection.
+            rejected.setdefault(
+                (record.intent_id, record.intent_digest, record.stage, record.code, record.reason), record
+            )
+            continue
+        if history is not None:
+            history.setdefault(record.intent_id, []).append(record)
+        known = newest.get(record.intent_id)
+        if known is None or known.status not in FINAL_TX_STATUSES or record.status in FINAL_TX_STATUSES:
+            newest[record.intent_id] = record
+    return AgentRecords(
+        sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),
+        sorted(rejected.values(), key=lambda r: r.decided_at),
+        forged,
+    )
+
+
+def status_history(records: list[SignedTransaction]) -> list[dict]:
+    """Each status change of one transaction once, in order, as {status, tx_hash, error} (a
+    redelivery re-publishes the newest record: not a change)."""
+    steps: list[dict] = []
+    for record in records:
+        step = {"status": record.status, "tx_hash": record.tx_hash, "error": record.error}
+        if not steps or steps[-1] != step:
+            steps.append(step)
+    return steps
+
+
+async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3) -> AgentPolicy | None:
+    """The agent's policy in force: the newest version on ``warden.policies`` that a pinned admin
+    key signed (the first written of a version wins), or None when there is none."""
+    admin_keys = pinned_admin_keys(settings)
+    newest = None
+    async for _, value in read_to_quiet(settings, (topics.POLICIES,), idle_polls):
+        try:
+            policy = AgentPolicy.from_bytes(value)
+        except ValueError:
+            continue
+        # Only what the worker puts in force: anyone can write to the topic, and `warden agents
+        # update` signs the fields it finds here, so a forged policy believed here would come
+        # back admin-signed.
+        if (
+            policy.agent_id == agent_id
+            and (newest is None or policy.version > newest.version)
+            and policy_signature_valid(policy, admin_keys)
+        ):
+            newest = policy
+    return newest

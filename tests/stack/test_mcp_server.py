@@ -1,0 +1,203 @@
+"""`warden mcp` driven by a real MCP client (the SDK's stdio client and `ClientSession`) against
+the real stack: the server runs as `python -m infra.cli mcp --agent A` in a child process, and
+every answer below went through the worker, the signer and Anvil. Signatures are recovered with
+eth-account, so what the server reports is checked against the chain's own cryptography.
+
+One server session serves the whole module: `session` runs every call once, in order, and the
+tests read what each returned."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from infra.stack.demo_script import permit_typed_data
+from infra.stack.local import REPO
+from runtime.config import child_environment
+from tests.support import make_agent
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+STRANGER = "0x000000000000000000000000000000000000bEEF"
+TOKEN = "0x0000000000000000000000000000000000700c3a"
+SPENDER = "0x000000000000000000000000000000000000bad1"
+TOOLS = {
+    "submit_transaction",
+    "sign_transaction",
+    "sign_message",
+    "sign_typed_data",
+    "get_transaction",
+    "list_transactions",
+    "get_policy",
+    "list_signing_keys",
+    "provision_signing_key",
+}
+
+
+async def _calls(settings, agent: str, address: str, errlog) -> dict:
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "infra.cli", "mcp", "--agent", agent, "--timeout", "90"],
+        env=child_environment(settings) | {"PYTHONPATH": str(REPO)},
+        cwd=str(REPO),
+    )
+    got: dict = {}
+    async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        got["tools"] = (await session.list_tools()).tools
+
+        async def call(name: str, **arguments):
+            return await session.call_tool(name, arguments, read_timeout_seconds=150)
+
+        got["mined"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.01")
+        got["refused"] = await call("submit_transaction", chain="anvil", to=STRANGER, value="0.01")
+        got["signed"] = await call("sign_transaction", chain="anvil", to=DEST, value="0.02", idempotency_key="k-7")
+        got["signed_again"] = await call(
+            "sign_transaction", chain="anvil", to=DEST, value="0.02", idempotency_key="k-7"
+        )
+        got["message"] = await call("sign_message", message="hello from an MCP client", chain="anvil")
+        permit = permit_typed_data(TOKEN, 31337, owner=address, spender=SPENDER, value=10**18, nonce=0, deadline=2**40)
+        got["typed"] = await call("sign_typed_data", chain="anvil", typed_data=permit)
+        mined_id = got["mined"].structured_content["intent_id"]
+        got["shown"] = await call("get_transaction", transaction_id=mined_id)
+        got["shown_with_bytes"] = await call("get_transaction", transaction_id=mined_id, include_signed_tx=True)
+        got["shown_refused"] = await call(
+            "get_transaction", transaction_id=got["refused"].structured_content["intent_id"]
+        )
+        got["missing"] = await call("get_transaction", transaction_id="i-nothing-here")
+        got["listed"] = await call("list_transactions")
+        got["listed_mined"] = await call("list_transactions", status="mined", include_signed_tx=True)
+        got["provision"] = await call("provision_signing_key", chain="ethereum")
+        got["policy"] = await call("get_policy")
+        got["keys"] = await call("list_signing_keys")
+        got["bad_value"] = await call("submit_transaction", chain="anvil", to=DEST, value="-1")
+    return got
+
+
+@pytest.fixture(scope="module")
+def session(stack, tmp_path_factory):
+    settings = stack.settings
+    agent = f"agent-mcp-{os.urandom(3).hex()}"
+    _, address, policy = asyncio.run(
+        make_agent(
+            settings,
+            agent,
+            tx_to_allowlist=(DEST,),
+            tx_max_value_eth="1",
+            approval_threshold_eth="0.5",
+            message_signing_enabled=True,
+            asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "2", "daily_limit": "5"},),
+        )
+    )
+    log = tmp_path_factory.mktemp("mcp") / "server.log"
+    with open(log, "w") as errlog:
+        got = asyncio.run(_calls(settings, agent, address, errlog))
+    got.update(agent=agent, address=address, signed_policy=policy, log=log.read_text())
+    return got
+
+
+def _data(session: dict, name: str) -> dict:
+    """What the call ``name`` returned as structured content (the server's log when it returned none)."""
+    result = session[name]
+    assert result.structured_content is not None, (result.content, session["log"][-4000:])
+    return result.structured_content
+
+
+def test_every_tool_is_listed_with_its_input_and_output_schema(session):
+    tools = {tool.name: tool for tool in session["tools"]}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.input_schema["type"] == "object" and tool.output_schema["type"] == "object", tool.name
+        assert tool.description, tool.name
+    assert {"chain", "to", "value", "data", "simulate_first", "idempotency_key"} <= set(
+        tools["submit_transaction"].input_schema["properties"]
+    )
+    assert tools["submit_transaction"].input_schema["properties"]["simulate_first"]["default"] is True
+    assert "signed_tx" in tools["get_transaction"].output_schema["properties"]
+
+
+def test_a_submitted_transaction_is_mined_from_the_agents_address(session):
+    result = session["mined"]
+    mined = _data(session, "mined")
+    assert not result.is_error and mined["status"] == "mined", (mined, session["log"])
+    assert mined["block_number"] is not None and mined["tx_hash"].startswith("0x")
+    assert mined["idempotency_key"], "an idempotency key is generated when none is given"
+    # The submitting caller gets the signed bytes, and they are the agent's.
+    assert Account.recover_transaction(mined["signed_tx"]) == session["address"] == mined["from"]
+    assert mined["status"] in result.content[0].text and mined["intent_id"] in result.content[0].text
+
+
+def test_a_recipient_off_the_allowlist_is_refused_with_its_rule(session):
+    refused = _data(session, "refused")
+    assert refused["status"] == "refused" and refused["tx_hash"] is None
+    assert (refused["refusal"]["stage"], refused["refusal"]["code"]) == ("allowlist", "RECIPIENT_NOT_ALLOWLISTED")
+    assert STRANGER.lower() in refused["refusal"]["reason"].lower()
+    assert "RECIPIENT_NOT_ALLOWLISTED" in session["refused"].content[0].text
+    shown = _data(session, "shown_refused")
+    assert (shown["status"], shown["refusal"]["code"]) == ("refused", "RECIPIENT_NOT_ALLOWLISTED")
+
+
+def test_sign_transaction_signs_without_broadcast_and_a_retried_key_gets_the_first_answer(session):
+    first, again = _data(session, "signed"), _data(session, "signed_again")
+    assert first["status"] == "sign_only" and Account.recover_transaction(first["signed_tx"]) == session["address"]
+    assert first["intent_id"] != again["intent_id"] and first["idempotency_key"] == again["idempotency_key"] == "k-7"
+    assert (again["signed_tx"], again["nonce"]) == (first["signed_tx"], first["nonce"])
+
+
+def test_a_message_is_signed_and_a_typed_document_the_policy_denies_is_refused(session):
+    message = _data(session, "message")
+    assert message["status"] == "signed", message
+    signer = Account.recover_message(
+        encode_defunct(text="hello from an MCP client"), signature=bytes.fromhex(message["signature"][2:])
+    )
+    assert signer == session["address"] == message["from"]
+    typed = _data(session, "typed")
+    assert typed["status"] == "refused" and typed["signature"] is None
+    assert (typed["refusal"]["stage"], typed["refusal"]["code"]) == ("typed_data", "EIP712_SPEND_AUTHORIZATION_REFUSED")
+
+
+def test_lookups_show_signed_bytes_only_when_asked_and_list_the_mined_one(session):
+    mined = _data(session, "mined")
+    shown, with_bytes = _data(session, "shown"), _data(session, "shown_with_bytes")
+    assert "signed_tx" not in shown and shown["status"] == "mined" and shown["tx_hash"] == mined["tx_hash"]
+    assert [step["status"] for step in shown["history"]] == ["signed", "broadcast", "mined"]
+    assert with_bytes["signed_tx"] == mined["signed_tx"]
+    listed = _data(session, "listed")
+    by_id = {t["intent_id"]: t for t in listed["transactions"]}
+    assert by_id[mined["intent_id"]]["status"] == "mined"
+    assert by_id[_data(session, "refused")["intent_id"]]["status"] == "refused"
+    assert by_id[_data(session, "signed")["intent_id"]]["status"] == "sign_only"
+    assert all("signed_tx" not in t for t in listed["transactions"])
+    only_mined = _data(session, "listed_mined")["transactions"]
+    assert [t["intent_id"] for t in only_mined] == [mined["intent_id"]]
+    assert only_mined[0]["signed_tx"] == mined["signed_tx"]
+    missing = session["missing"]
+    assert missing.is_error and "list_transactions" in missing.content[0].text
+
+
+def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(session):
+    provision = session["provision"]
+    assert provision.is_error
+    assert f"warden keys provision --agent {session['agent']} --chain ethereum" in provision.content[0].text
+    assert _data(session, "provision")["refused"] is True
+    policy, signed = _data(session, "policy"), session["signed_policy"]
+    assert policy["version"] == signed.version and policy["tx_to_allowlist"] == [DEST]
+    assert (policy["tx_max_value_eth"], policy["tx_daily_limit_eth"]) == ("1", None)
+    assert policy["tx_allowed_chains"] == ["anvil"] and policy["admin_key_id"] == signed.admin_key_id
+    assert policy["approval_threshold_eth"] == "0.5"
+    assert [(a["token"].lower(), a["max_per_tx"], a["daily_limit"]) for a in policy["asset_limits"]] == [
+        (TOKEN, "2", "5")
+    ]
+    keys = _data(session, "keys")["keys"]
+    assert [(k["address"], k["chains"]) for k in keys] == [(session["address"], ["anvil"])]
+
+
+def test_an_invalid_request_names_the_field(session):
+    bad = session["bad_value"]
+    assert bad.is_error and "value" in bad.content[0].text
