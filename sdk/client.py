@@ -9,7 +9,6 @@ the agent's); it never holds a chain key. Local agent keys live under
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -79,7 +78,6 @@ __all__ = [
     "agent_transactions",
     "blob_fields",
     "human_decision",
-    "idempotent_intent_id",
     "intent_key_file",
     "is_final",
     "load_or_create_agent_key",
@@ -105,11 +103,6 @@ def intent_key_file(home: Path, agent_id: str) -> Path:
 
 def load_or_create_agent_key(home: Path, agent_id: str) -> Ed25519PrivateKey:
     return load_or_create_ed25519(intent_key_file(home, agent_id))
-
-
-def idempotent_intent_id(agent_id: str, idempotency_key: str) -> str:
-    """The SDK derives the intent id from the idempotency key, so a retried submit is the same intent."""
-    return "i-" + hashlib.sha256(f"{agent_id}\x1f{idempotency_key}".encode()).hexdigest()[:30]
 
 
 class ClientKey:
@@ -160,8 +153,11 @@ def new_intent(
     `new_message_intent` and `new_typed_data_intent`). ``client_share`` (client-custody vaults)
     and ``cmek`` (vaults with a customer-managed key) are sealed into the intent before the agent
     signs it, so the signature covers them too."""
-    if intent_id is None:
-        intent_id = idempotent_intent_id(agent_id, idempotency_key) if idempotency_key else "i-" + uuid.uuid4().hex
+    # A new id for every intent, idempotency key or not: the key is what makes a retry safe (the
+    # worker and the signer answer a reused key with the first intent's result). An id derived
+    # from the key made a rebuilt retry (a new created_at) a different intent under a decided id,
+    # refused INTENT_ID_REUSED while the original was signed.
+    intent_id = intent_id or "i-" + uuid.uuid4().hex
     if client_share is not None:
         fields["sealed_client_share"] = client_share.seal(agent_id, intent_id)
     if cmek is not None:

