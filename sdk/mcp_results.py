@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedTransaction, TxStatus
 from schemas.policy import AgentPolicy
+from sdk.dry_run import WindowLeft
 from sdk.outcomes import Outcome
 
 # Where an intent stands: a transaction's own statuses (the signer's), or an answer that is no
@@ -141,6 +142,9 @@ class PolicyView(BaseModel):
     eip712_default_policy: str
     asset_limits: list[AssetLimitView]
     block_unlimited_approvals: bool
+    windows_24h: list[WindowLeft] = Field(
+        default=[], description="each rolling 24 h limit now: what the window holds and what is left"
+    )
 
 
 class SigningKey(BaseModel):

@@ -28,11 +28,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
+from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas.errors import explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
+from sdk import dry_run
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
@@ -48,6 +50,7 @@ from sdk.client import (
     status_history,
     wait_outcomes,
 )
+from sdk.dry_run import PolicyCheck
 from sdk.mcp_results import (
     AdminOnly,
     PolicyView,
@@ -79,13 +82,14 @@ TOOLS = (
     "sign_transaction",
     "sign_message",
     "sign_typed_data",
+    "check_policy",
     "get_transaction",
     "list_transactions",
     "get_policy",
     "list_signing_keys",
     "provision_signing_key",
 )
-READ_ONLY = frozenset({"get_transaction", "list_transactions", "get_policy", "list_signing_keys"})
+READ_ONLY = frozenset({"check_policy", "get_transaction", "list_transactions", "get_policy", "list_signing_keys"})
 
 Chain = Annotated[str, Field(description='a chain of the registry, e.g. "ethereum", "base", "anvil"')]
 To = Annotated[str, Field(description="the recipient or contract address, 0x-hex")]
@@ -191,6 +195,39 @@ class AgentTools:
         )
         return await self._signature(intent, "typed_data")
 
+    async def check_policy(
+        self,
+        chain: Chain,
+        to: To,
+        value: Value,
+        data: Data = "0x",
+        simulate_first: SimulateFirst = True,
+        signing_key_path: SigningKeyPath = None,
+        gas_limit: GasLimit = None,
+    ) -> Annotated[CallToolResult, PolicyCheck]:
+        """What Warden's policy checks would decide about this transaction now, without signing or
+        sending anything: allowed, refused (the stage and code of the deciding rule, and its
+        reason, which says what to change) or needs_human (above an approval threshold); every
+        stage's verdict; what is left of each rolling 24 h limit. Advice only: the pipeline
+        judges the real intent again with its own records."""
+        fields = {"gas_limit": gas_limit, "signing_key_path": signing_key_path}
+        intent = self._build(
+            lambda: new_intent(
+                self._key,
+                agent_id=self.agent_id,
+                chain=chain,
+                to=to,
+                value=value,
+                data=data,
+                simulate_first=simulate_first,
+                broadcast=True,
+                **{name: given for name, given in fields.items() if given is not None},
+            )
+        )
+        result = await dry_run.check_policy(self.settings, intent)
+        decided = "" if result.deciding is None else f" by stage {result.deciding.stage} ({result.deciding.code})"
+        return _answer(f"{result.decision}{decided}, policy v{result.policy_version}", result)
+
     async def get_transaction(
         self,
         transaction_id: Annotated[str, Field(description="the intent_id a submit returned, or the transaction hash")],
@@ -242,9 +279,13 @@ class AgentTools:
 
     async def get_policy(self) -> Annotated[CallToolResult, PolicyView]:
         """The agent's policy in force, as an admin signed it: allowed chains, recipient allowlist,
-        per-transaction cap, rolling 24 h limit, per-asset limits, fee ceiling, approval threshold."""
+        per-transaction cap, rolling 24 h limit, per-asset limits, fee ceiling, approval threshold,
+        and what is left of each rolling 24 h limit now."""
         policy = await self._policy()
         result = policy_view(policy)
+        result.windows_24h = dry_run.windows_left(
+            policy, await dry_run.spent_now(self.settings, self.agent_id, utcnow())
+        )
         return _answer(f"policy v{result.version} of {self.agent_id}, signed by {result.admin_key_id}", result)
 
     async def list_signing_keys(self) -> Annotated[CallToolResult, SigningKeys]:
@@ -280,10 +321,6 @@ class AgentTools:
             lambda: new_intent(
                 self._key,
                 agent_id=self.agent_id,
-                # A fresh id per call, not one derived from the key: a retry under the same key
-                # then reaches the worker's idempotency slot and gets the first answer, where a
-                # derived id on a newer intent would be refused INTENT_ID_REUSED.
-                intent_id="i-" + uuid.uuid4().hex,
                 idempotency_key=key,
                 chain=chain,
                 to=to,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from decimal import Decimal
 
 import pytest
 from eth_account import Account
@@ -32,6 +33,7 @@ TOOLS = {
     "sign_transaction",
     "sign_message",
     "sign_typed_data",
+    "check_policy",
     "get_transaction",
     "list_transactions",
     "get_policy",
@@ -55,8 +57,13 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
         async def call(name: str, **arguments):
             return await session.call_tool(name, arguments, read_timeout_seconds=150)
 
+        # Each dry run first, then the same request through the pipeline: they must agree.
+        got["check_allowed"] = await call("check_policy", chain="anvil", to=DEST, value="0.01")
         got["mined"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.01")
+        got["check_refused"] = await call("check_policy", chain="anvil", to=STRANGER, value="0.01")
         got["refused"] = await call("submit_transaction", chain="anvil", to=STRANGER, value="0.01")
+        got["check_human"] = await call("check_policy", chain="anvil", to=DEST, value="0.6")
+        got["parked"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.6")
         got["signed"] = await call("sign_transaction", chain="anvil", to=DEST, value="0.02", idempotency_key="k-7")
         got["signed_again"] = await call(
             "sign_transaction", chain="anvil", to=DEST, value="0.02", idempotency_key="k-7"
@@ -90,6 +97,7 @@ def session(stack, tmp_path_factory):
             agent,
             tx_to_allowlist=(DEST,),
             tx_max_value_eth="1",
+            tx_daily_limit_eth="2",
             approval_threshold_eth="0.5",
             message_signing_enabled=True,
             asset_limits=({"chain": "anvil", "token": TOKEN, "max_per_tx": "2", "daily_limit": "5"},),
@@ -188,7 +196,7 @@ def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(sessio
     assert _data(session, "provision")["refused"] is True
     policy, signed = _data(session, "policy"), session["signed_policy"]
     assert policy["version"] == signed.version and policy["tx_to_allowlist"] == [DEST]
-    assert (policy["tx_max_value_eth"], policy["tx_daily_limit_eth"]) == ("1", None)
+    assert (policy["tx_max_value_eth"], policy["tx_daily_limit_eth"]) == ("1", "2")
     assert policy["tx_allowed_chains"] == ["anvil"] and policy["admin_key_id"] == signed.admin_key_id
     assert policy["approval_threshold_eth"] == "0.5"
     assert [(a["token"].lower(), a["max_per_tx"], a["daily_limit"]) for a in policy["asset_limits"]] == [
@@ -201,3 +209,42 @@ def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(sessio
 def test_an_invalid_request_names_the_field(session):
     bad = session["bad_value"]
     assert bad.is_error and "value" in bad.content[0].text
+
+
+def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session):
+    allowed, mined = _data(session, "check_allowed"), _data(session, "mined")
+    assert allowed["decision"] == "allowed" and allowed["deciding"] is None, allowed
+    assert all(stage["passed"] for stage in allowed["stages"]) and not allowed["not_judged"]
+    assert [s["stage"] for s in allowed["stages"]][:2] == ["intake", "chain"] and mined["status"] == "mined"
+
+    refused, submitted = _data(session, "check_refused"), _data(session, "refused")
+    assert refused["decision"] == "refused"
+    deciding = (refused["deciding"]["stage"], refused["deciding"]["code"])
+    assert (
+        deciding
+        == (submitted["refusal"]["stage"], submitted["refusal"]["code"])
+        == (
+            "allowlist",
+            "RECIPIENT_NOT_ALLOWLISTED",
+        )
+    )
+    assert "value_cap" in refused["not_judged"]  # nothing after the deciding rule is judged
+    assert "RECIPIENT_NOT_ALLOWLISTED" in session["check_refused"].content[0].text
+
+    human, parked = _data(session, "check_human"), _data(session, "parked")
+    assert human["decision"] == "needs_human" and "approval threshold" in human["why_human"], human
+    assert parked["status"] == "awaiting_approval" and parked["awaiting_approval"]["reason"], parked
+
+
+def test_the_policy_shows_what_is_left_of_each_rolling_limit(session):
+    windows = {w["asset"].lower(): w for w in _data(session, "policy")["windows_24h"]}
+    # The native window holds what the signer reserved for the mined and the signed-only
+    # transaction (value and worst-case fee), to the wei: the retry under the signed one's
+    # idempotency key, answered with the same transaction, is not counted twice.
+    reserved = sum(int(_data(session, name)["max_spend_wei"]) for name in ("mined", "signed"))
+    native = windows["native"]
+    assert native["limit"] == "2"
+    assert Decimal(native["spent_24h"]) == Decimal(reserved) / 10**18
+    assert Decimal(native["left"]) == 2 - Decimal(reserved) / 10**18
+    token = windows[f"anvil:{TOKEN}".lower()]
+    assert (token["limit"], token["spent_24h"], token["left"]) == ("5", "0", "5")

@@ -1,0 +1,201 @@
+"""The policy dry run: what the pipeline would decide about an intent, asked before sending it.
+
+It runs the one judge (`rules.judge`) over the agent's policy in force (the newest a pinned admin
+signed), with the spend the agent's signed transactions of the last 24 h show and the chain's
+node, and answers three ways: allowed, refused (by which stage and code, with the rule's own
+reason, which says what to change) or waiting for a human. Nothing is reserved, signed or
+published. It is advice: the worker and the signer judge the real intent with their own records,
+and they also count what this reader cannot see (approved intents not yet signed, signed typed
+data), so a limit can refuse what the dry run allowed, never the other way round for the
+stages that read the intent and the policy alone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel
+
+from rules import judge
+from rules.assets import approval_needed, assess_assets
+from rules.movements import NATIVE
+from runtime.clock import utcnow
+from runtime.config import Settings
+from runtime.kafka import read_to_quiet
+from runtime.rpc import JsonRpc
+from runtime.trust import PinnedServiceKeys
+from schemas import topics
+from schemas.auth import outcome_forgery
+from schemas.fields import format_native_amount, format_token_amount
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentApproved, SignedTransaction, StageVerdict
+from schemas.policy import AgentPolicy
+from sdk.records import AgentRecords, agent_transactions, policy_in_force
+
+WINDOW = timedelta(hours=24)
+
+
+class StageResult(BaseModel):
+    stage: str
+    passed: bool
+    code: str
+    reason: str
+
+
+class PolicyCheck(BaseModel):
+    """The dry run's answer. ``decision``: allowed, refused or needs_human. ``deciding`` is the
+    refusing stage's result (or None); ``stages`` every stage judged, in order; ``not_judged``
+    the stages after a refusal. ``windows_24h``: each rolling limit, before this intent."""
+
+    intent_id: str
+    agent_id: str
+    decision: Literal["allowed", "refused", "needs_human"]
+    deciding: StageResult | None
+    why_human: str | None
+    stages: list[StageResult]
+    not_judged: list[str]
+    policy_version: int | None
+    windows_24h: list[WindowLeft]
+
+
+class WindowLeft(BaseModel):
+    """One rolling 24 h limit now: its asset (``native``, or a token's ``chain:contract`` key and
+    symbol), the limit, what the window holds and what is left, as decimal strings in the asset's
+    own unit."""
+
+    asset: str
+    symbol: str
+    limit: str
+    spent_24h: str
+    left: str
+
+
+def windows_left(policy: AgentPolicy, spent: dict[str, int]) -> list[WindowLeft]:
+    """Each rolling 24 h limit of ``policy`` with what ``spent`` leaves of it."""
+    out = []
+    if policy.daily_limit_wei is not None:
+        used = spent.get(NATIVE, 0)
+        out.append(
+            WindowLeft(
+                asset=NATIVE,
+                symbol="native",
+                limit=format_native_amount(policy.daily_limit_wei),
+                spent_24h=format_native_amount(used),
+                left=format_native_amount(max(policy.daily_limit_wei - used, 0)),
+            )
+        )
+    for asset in policy.asset_limits:
+        limit = asset.units("daily_limit")
+        if limit is None:
+            continue
+        used = spent.get(asset.key, 0)
+        out.append(
+            WindowLeft(
+                asset=asset.key,
+                symbol=asset.label,
+                limit=format_token_amount(limit, asset.decimals),
+                spent_24h=format_token_amount(used, asset.decimals),
+                left=format_token_amount(max(limit - used, 0), asset.decimals),
+            )
+        )
+    return out
+
+
+async def spent_now(settings: Settings, agent_id: str, now: datetime) -> dict[str, int]:
+    """`spent_in_window` of the agent's records as the topics hold them now."""
+    records = await agent_transactions(settings, agent_id)
+    return spent_in_window(records, await approved_intents(settings, agent_id), now)
+
+
+def spent_in_window(records: AgentRecords, approved: dict[str, IntentApproved], now: datetime) -> dict[str, int]:
+    """Per asset key, what the agent's transactions signed in the 24 h before ``now`` spend: the
+    native spend the signer reserved (value and worst-case fee), and what the assets stage counts
+    of each token they move (their approved intents read again under the policy they passed)."""
+    since = now - WINDOW
+    # One spend per nonce of a sender on a chain: a retry under a used idempotency key is answered
+    # with the first intent's transaction, and a fee bump replaces one under the same nonce.
+    by_nonce: dict[tuple, SignedTransaction] = {}
+    for record in records.transactions:
+        if since < record.signed_at <= now:
+            slot = (record.chain_id, record.from_, record.nonce)
+            if slot not in by_nonce or record.signed_at >= by_nonce[slot].signed_at:
+                by_nonce[slot] = record
+    spent: dict[str, int] = {}
+    for record in by_nonce.values():
+        spent[NATIVE] = spent.get(NATIVE, 0) + record.max_spend_wei
+        approval = approved.get(record.intent_id)
+        if approval is not None:
+            _, counted = assess_assets(approval.intent, approval.policy, lambda asset: 0)
+            for asset, amount in counted.items():
+                spent[asset] = spent.get(asset, 0) + amount
+    return spent
+
+
+async def approved_intents(settings: Settings, agent_id: str) -> dict[str, IntentApproved]:
+    """The agent's approvals on ``warden.intents.approved`` that a pinned worker key signed, by
+    intent id (anyone can write to the topic)."""
+    keys = PinnedServiceKeys(settings)
+    found: dict[str, IntentApproved] = {}
+    async for _, value in read_to_quiet(settings, (topics.INTENTS_APPROVED,), 3):
+        try:
+            record = IntentApproved.from_bytes(value)
+        except ValueError:
+            continue
+        if record.intent.agent_id == agent_id and outcome_forgery(record, keys) is None:
+            found.setdefault(record.intent_id, record)
+    return found
+
+
+def _result(verdict: StageVerdict) -> StageResult:
+    return StageResult(stage=verdict.stage, passed=verdict.passed, code=verdict.code, reason=verdict.reason)
+
+
+async def check_policy(settings: Settings, intent: TransactionIntent, now: datetime | None = None) -> PolicyCheck:
+    """What the pipeline would decide about ``intent`` now (`PolicyCheck`)."""
+    now = now or utcnow()
+    policy = await policy_in_force(settings, intent.agent_id)
+    if policy is None:
+        missing = StageResult(
+            stage="intake",
+            passed=False,
+            code="POLICY_MISSING",
+            reason=f"agent {intent.agent_id!r} has no policy in force; an admin creates one with `warden agents create`",
+        )
+        return PolicyCheck(
+            intent_id=intent.intent_id,
+            agent_id=intent.agent_id,
+            decision="refused",
+            deciding=missing,
+            why_human=None,
+            stages=[missing],
+            not_judged=list(judge.stages_of(intent)),
+            policy_version=None,
+            windows_24h=[],
+        )
+    spent = await spent_now(settings, intent.agent_id, now)
+    verdicts = [judge.admit(intent, policy, now, settings.intent_max_age_s * 1_000_000)]
+    judged = judge.Judgement()
+    if verdicts[0].passed:
+        node = JsonRpc(settings.rpc_url_for(intent.chain))
+        try:
+            ctx = judge.Context(spent=lambda asset: spent.get(asset, 0), node=node, sender=policy.sender_address)
+            judged = await judge.run_stages(intent, policy, ctx)
+        finally:
+            await node.close()
+        verdicts += judged.verdicts
+    refusal = next((v for v in verdicts if not v.passed), None)
+    why_human = approval_needed(intent, policy, dict(judged.asset_spend)) if refusal is None else None
+    decision = "refused" if refusal is not None else "needs_human" if why_human else "allowed"
+    judged_stages = {v.stage for v in judged.verdicts}
+    return PolicyCheck(
+        intent_id=intent.intent_id,
+        agent_id=intent.agent_id,
+        decision=decision,
+        deciding=None if refusal is None else _result(refusal),
+        why_human=why_human,
+        stages=[_result(v) for v in verdicts],
+        not_judged=[s for s in judge.stages_of(intent) if s not in judged_stages],
+        policy_version=policy.version,
+        windows_24h=windows_left(policy, spent),
+    )
