@@ -210,19 +210,8 @@ class AgentTools:
         reason, which says what to change) or needs_human (above an approval threshold); every
         stage's verdict; what is left of each rolling 24 h limit. Advice only: the pipeline
         judges the real intent again with its own records."""
-        fields = {"gas_limit": gas_limit, "signing_key_path": signing_key_path}
-        intent = self._build(
-            lambda: new_intent(
-                self._key,
-                agent_id=self.agent_id,
-                chain=chain,
-                to=to,
-                value=value,
-                data=data,
-                simulate_first=simulate_first,
-                broadcast=True,
-                **{name: given for name, given in fields.items() if given is not None},
-            )
+        intent = self._transaction_intent(
+            chain, to, value, data, simulate_first, None, signing_key_path, gas_limit, True
         )
         result = await dry_run.check_policy(self.settings, intent)
         decided = "" if result.deciding is None else f" by stage {result.deciding.stage} ({result.deciding.code})"
@@ -316,12 +305,22 @@ class AgentTools:
         self, chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast
     ) -> CallToolResult:
         key = idempotency_key or str(uuid.uuid4())
+        intent = self._transaction_intent(
+            chain, to, value, data, simulate_first, key, signing_key_path, gas_limit, broadcast
+        )
+        outcome, forged = await self._ask(intent, final=broadcast)
+        result = submitted_transaction(intent.intent_id, self.agent_id, chain, key, outcome, forged)
+        return _answer(transaction_summary(result, self.timeout_s), result)
+
+    def _transaction_intent(
+        self, chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast
+    ) -> TransactionIntent:
         fields = {"gas_limit": gas_limit, "signing_key_path": signing_key_path}
-        intent = self._build(
+        return self._build(
             lambda: new_intent(
                 self._key,
                 agent_id=self.agent_id,
-                idempotency_key=key,
+                idempotency_key=idempotency_key,
                 chain=chain,
                 to=to,
                 value=value,
@@ -331,9 +330,6 @@ class AgentTools:
                 **{name: given for name, given in fields.items() if given is not None},
             )
         )
-        outcome, forged = await self._ask(intent, final=broadcast)
-        result = submitted_transaction(intent.intent_id, self.agent_id, chain, key, outcome, forged)
-        return _answer(transaction_summary(result, self.timeout_s), result)
 
     async def _signature(self, intent: TransactionIntent, kind: str) -> CallToolResult:
         outcome, forged = await self._ask(intent, final=False)
