@@ -166,6 +166,9 @@ class Settings:
     fetch_wait_setting: int | None = field(default_factory=lambda: _opt_ms("WARDEN_FETCH_WAIT_MS"))
     # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
     metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))
+    # The bearer token `warden mcp --http` accepts, in a file; unset, it generates one at start
+    # and writes it under $WARDEN_HOME/agents/<agent>/mcp_token.
+    mcp_token_file: str | None = field(default_factory=lambda: _opt("WARDEN_MCP_TOKEN_FILE"))
 
     @property
     def max_message_bytes(self) -> int:

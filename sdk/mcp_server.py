@@ -23,6 +23,8 @@ from typing import Annotated, Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -372,9 +374,16 @@ class AgentTools:
         return policy
 
 
-def agent_server(settings: Settings, agent_id: str, timeout_s: float = 120.0) -> MCPServer:
+def agent_server(
+    settings: Settings,
+    agent_id: str,
+    timeout_s: float = 120.0,
+    auth: AuthSettings | None = None,
+    token_verifier: TokenVerifier | None = None,
+) -> MCPServer:
     """An MCP server acting for ``agent_id`` with its intent key from WARDEN_HOME; raises
-    `AgentNotProvisioned` (saying how to provision it) when the key is not there."""
+    `AgentNotProvisioned` (saying how to provision it) when the key is not there. Over HTTP,
+    ``auth`` and ``token_verifier`` (`sdk.mcp_auth`) make every request carry the bearer token."""
     key_file = intent_key_file(settings.home, agent_id)
     if not key_file.exists():
         raise AgentNotProvisioned(
@@ -383,7 +392,13 @@ def agent_server(settings: Settings, agent_id: str, timeout_s: float = 120.0) ->
             f"and `warden agents create --agent {agent_id} ...` (its policy, which also creates the intent key)"
         )
     tools = AgentTools(settings, agent_id, load_or_create_agent_key(settings.home, agent_id), timeout_s)
-    server = MCPServer(name="warden", title=f"Warden: agent {agent_id}", instructions=INSTRUCTIONS)
+    server = MCPServer(
+        name="warden",
+        title=f"Warden: agent {agent_id}",
+        instructions=INSTRUCTIONS,
+        auth=auth,
+        token_verifier=token_verifier,
+    )
     for name in TOOLS:
         method = getattr(tools, name)
         server.add_tool(

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sign": ("submit", "ask for a signature: `sign message`, `sign typed-data` or `sign tx`"),
     "tail": ("submit", "follow signed transactions and rejections"),
     "txs": ("txs", "what happened to an agent's transactions: list, or show one"),
-    "mcp": ("mcp", "the MCP server acting for one agent, over stdio (`warden mcp --agent A`)"),
+    "mcp": ("mcp", "the MCP server acting for one agent, over stdio or HTTP (`warden mcp --agent A [--http]`)"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),
     "approvals": ("approvals", "intents waiting for an admin: list, approve or deny (admins only)"),
     "keys": ("keys", "provision, list, rotate or deactivate signing keys (admins only)"),
