@@ -14,6 +14,7 @@ import sys
 from decimal import Decimal
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from mcp.client.session import ClientSession
@@ -21,7 +22,14 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from infra.stack.demo_script import permit_typed_data
 from infra.stack.local import REPO
+from runtime.clock import utcnow
 from runtime.config import child_environment
+from runtime.kafka import end_offsets, follow
+from schemas import topics
+from schemas.auth import sign_outcome
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentRejected
+from sdk.client import Client
 from tests.support import make_agent
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -42,6 +50,31 @@ TOOLS = {
 }
 
 
+async def _forge_rejections(settings, agent: str, start, forged: list[str]) -> None:
+    """A topic writer's lie: each intent of ``agent`` it sees submitted is answered at once with a
+    rejection bound to its digest and named as the worker, signed with a key no one pinned."""
+    key = Ed25519PrivateKey.generate()
+    async with Client(settings) as client:
+        async for _, value in follow(settings, (topics.INTENTS_SUBMITTED,), start, fetch_max_wait_ms=20):
+            try:
+                intent = TransactionIntent.from_bytes(value)
+            except ValueError:
+                continue
+            if intent.agent_id != agent:
+                continue
+            lie = IntentRejected(
+                intent_id=intent.intent_id,
+                agent_id=agent,
+                stage="allowlist",
+                code="RECIPIENT_NOT_ALLOWLISTED",
+                reason="forged",
+                decided_at=utcnow(),
+                intent_digest=intent.digest(),
+            )
+            await (await client.send(topics.INTENTS_REJECTED, agent, sign_outcome(lie, key, "streams-0").to_bytes()))
+            forged.append(intent.intent_id)
+
+
 async def _calls(settings, agent: str, address: str, errlog) -> dict:
     server = StdioServerParameters(
         command=sys.executable,
@@ -59,7 +92,16 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
 
         # Each dry run first, then the same request through the pipeline: they must agree.
         got["check_allowed"] = await call("check_policy", chain="anvil", to=DEST, value="0.01")
-        got["mined"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.01")
+        # A topic writer answers that submit at once with a forged refusal: the server must not
+        # report it (the real outcome comes later, through the worker, the signer and Anvil).
+        start = await end_offsets(settings, (topics.INTENTS_SUBMITTED,))
+        forged: list[str] = []
+        forger = asyncio.create_task(_forge_rejections(settings, agent, start, forged))
+        try:
+            got["mined"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.01")
+        finally:
+            forger.cancel()
+        got["forged_for"] = forged
         got["check_refused"] = await call("check_policy", chain="anvil", to=STRANGER, value="0.01")
         got["refused"] = await call("submit_transaction", chain="anvil", to=STRANGER, value="0.01")
         got["check_human"] = await call("check_policy", chain="anvil", to=DEST, value="0.6")
@@ -139,6 +181,14 @@ def test_a_submitted_transaction_is_mined_from_the_agents_address(session):
     # The submitting caller gets the signed bytes, and they are the agent's.
     assert Account.recover_transaction(mined["signed_tx"]) == session["address"] == mined["from"]
     assert mined["status"] in result.content[0].text and mined["intent_id"] in result.content[0].text
+
+
+def test_a_forged_refusal_on_the_topic_is_not_reported(session):
+    mined = _data(session, "mined")
+    # The forger answered this very intent, bound to its digest, before the pipeline did.
+    assert mined["intent_id"] in session["forged_for"]
+    assert mined["status"] == "mined" and mined["refusal"] is None
+    assert mined["forged_outcomes_ignored"] >= 1
 
 
 def test_a_recipient_off_the_allowlist_is_refused_with_its_rule(session):
