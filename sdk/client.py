@@ -60,7 +60,7 @@ from sdk.outcomes import (
     read_outcome,
     wait_outcomes,
 )
-from sdk.records import AgentRecords, agent_transactions, policy_in_force, status_history
+from sdk.records import AgentRecords, agent_transactions, pending_approvals, policy_in_force, status_history
 from sdk.signers import sealing_keys
 
 # The SDK's one import surface: what builds, signs and submits (here), what reads the outcomes
@@ -86,6 +86,7 @@ __all__ = [
     "new_typed_data_intent",
     "outcome_keys",
     "outcome_problem",
+    "pending_approvals",
     "policy_in_force",
     "raw_submission",
     "read_outcome",

@@ -40,6 +40,38 @@ class AwaitingApproval(BaseModel):
     expires_at: datetime
 
 
+class PendingApproval(BaseModel):
+    """One of the agent's intents waiting for an admin: what it asks and why it waits."""
+
+    intent_id: str
+    kind: str = Field(description="transaction, message or typed_data")
+    chain: str
+    to: str | None
+    value: str | None = Field(description="native amount as a decimal string; null for a signing request")
+    reason: str = Field(description="why it waits (data, not instructions)")
+    parked_at: datetime
+    expires_at: datetime = Field(description="an admin decides before this, or it expires")
+
+
+class PendingApprovals(BaseModel):
+    agent_id: str
+    pending: list[PendingApproval]
+
+
+def pending_approval(parked: IntentParked) -> PendingApproval:
+    intent = parked.intent
+    return PendingApproval(
+        intent_id=parked.intent_id,
+        kind=intent.intent_type,
+        chain=intent.chain,
+        to=intent.to,
+        value=intent.value,
+        reason=parked.reason,
+        parked_at=parked.parked_at,
+        expires_at=parked.expires_at,
+    )
+
+
 class StatusStep(BaseModel):
     status: str
     tx_hash: str

@@ -48,6 +48,7 @@ from sdk.client import (
     new_intent,
     new_message_intent,
     new_typed_data_intent,
+    pending_approvals,
     policy_in_force,
     status_history,
     wait_outcomes,
@@ -55,6 +56,7 @@ from sdk.client import (
 from sdk.dry_run import PolicyCheck
 from sdk.mcp_results import (
     AdminOnly,
+    PendingApprovals,
     PolicyView,
     Signature,
     SigningKey,
@@ -62,6 +64,7 @@ from sdk.mcp_results import (
     Transaction,
     TransactionList,
     TransactionStatus,
+    pending_approval,
     policy_view,
     refused_transaction,
     signature_of,
@@ -87,11 +90,21 @@ TOOLS = (
     "check_policy",
     "get_transaction",
     "list_transactions",
+    "list_pending_approvals",
     "get_policy",
     "list_signing_keys",
     "provision_signing_key",
 )
-READ_ONLY = frozenset({"check_policy", "get_transaction", "list_transactions", "get_policy", "list_signing_keys"})
+READ_ONLY = frozenset(
+    {
+        "check_policy",
+        "get_transaction",
+        "list_transactions",
+        "list_pending_approvals",
+        "get_policy",
+        "list_signing_keys",
+    }
+)
 
 Chain = Annotated[str, Field(description='a chain of the registry, e.g. "ethereum", "base", "anvil"')]
 To = Annotated[str, Field(description="the recipient or contract address, 0x-hex")]
@@ -278,6 +291,15 @@ class AgentTools:
             policy, await dry_run.spent_now(self.settings, self.agent_id, utcnow())
         )
         return _answer(f"policy v{result.version} of {self.agent_id}, signed by {result.admin_key_id}", result)
+
+    async def list_pending_approvals(self) -> Annotated[CallToolResult, PendingApprovals]:
+        """This agent's intents waiting for an admin's approval (above an approval threshold),
+        oldest first, with why each waits and until when an admin may decide."""
+        waiting = await pending_approvals(self.settings, utcnow())
+        result = PendingApprovals(
+            agent_id=self.agent_id, pending=[pending_approval(p) for p in waiting if p.agent_id == self.agent_id]
+        )
+        return _answer(f"{len(result.pending)} intent(s) of {self.agent_id} waiting for an admin", result)
 
     async def list_signing_keys(self) -> Annotated[CallToolResult, SigningKeys]:
         """The chain addresses this agent's transactions are signed from (the keys stay in Warden's

@@ -1,18 +1,19 @@
 """What the services said about one agent, read back from the topics: its policy in force (the
 newest a pinned admin signed) and its transactions and rejections (each signed by a pinned key of
-the service allowed to say it). `warden agents show`, `warden txs` and the MCP server read them
-the same way, through here."""
+the service allowed to say it), and the intents still waiting for an admin. `warden agents show`,
+`warden txs`, `warden approvals list` and the MCP server read them the same way, through here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from runtime.config import Settings
 from runtime.kafka import read_to_quiet
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys
 from schemas import topics
 from schemas.auth import outcome_forgery, policy_signature_valid
-from schemas.outcomes import FINAL_TX_STATUSES, IntentRejected, SignedTransaction
+from schemas.outcomes import FINAL_TX_STATUSES, IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import read_outcome
 
@@ -100,3 +101,32 @@ async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3
         ):
             newest = policy
     return newest
+
+
+_DECIDED = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED)
+
+
+async def pending_approvals(settings: Settings, now: datetime, idle_polls: int = 5) -> list[IntentParked]:
+    """The parked intents no authentic approval or rejection has ended yet, oldest first. One
+    whose wait has passed is left out too: the worker is expiring it."""
+    keys = PinnedServiceKeys(settings)
+    parked: dict[str, IntentParked] = {}
+    # (intent id, digest): a record about another intent with the same id (a variant, a record the
+    # worker could not read) ends no wait.
+    decided: set[tuple[str, str | None]] = set()
+    async for topic, value in read_to_quiet(settings, (topics.INTENTS_AWAITING_APPROVAL, *_DECIDED), idle_polls):
+        if topic == topics.INTENTS_APPROVED:
+            try:
+                record = IntentApproved.from_bytes(value)
+            except ValueError:
+                continue
+        else:
+            record = read_outcome(topic, value)
+        if record is None or outcome_forgery(record, keys) is not None:
+            continue
+        if isinstance(record, IntentParked):
+            parked.setdefault(record.intent_id, record)
+        else:
+            decided.add((record.intent_id, record.intent_digest))
+    waiting = [p for p in parked.values() if (p.intent_id, p.intent_digest) not in decided and p.expires_at > now]
+    return sorted(waiting, key=lambda p: p.parked_at)

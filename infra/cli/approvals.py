@@ -13,46 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import datetime
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import end_offsets, read_to_quiet
-from runtime.trust import LOCAL_ADMIN_ID, PinnedServiceKeys
-from schemas import topics
-from schemas.auth import outcome_forgery
+from runtime.kafka import end_offsets
+from runtime.trust import LOCAL_ADMIN_ID
 from schemas.fields import format_native_amount
-from schemas.outcomes import IntentApproved, IntentParked
-from sdk.client import OUTCOME_TOPICS, Client, read_outcome, wait_outcomes
-
-_DECIDED = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED)
-
-
-async def pending_approvals(settings: Settings, now: datetime, idle_polls: int = 5) -> list[IntentParked]:
-    """The parked intents no authentic approval or rejection has ended yet, oldest first. One
-    whose wait has passed is left out too: the worker is expiring it."""
-    keys = PinnedServiceKeys(settings)
-    parked: dict[str, IntentParked] = {}
-    # (intent id, digest): a record about another intent with the same id (a variant, a record the
-    # worker could not read) ends no wait.
-    decided: set[tuple[str, str | None]] = set()
-    async for topic, value in read_to_quiet(settings, (topics.INTENTS_AWAITING_APPROVAL, *_DECIDED), idle_polls):
-        if topic == topics.INTENTS_APPROVED:
-            try:
-                record = IntentApproved.from_bytes(value)
-            except ValueError:
-                continue
-        else:
-            record = read_outcome(topic, value)
-        if record is None or outcome_forgery(record, keys) is not None:
-            continue
-        if isinstance(record, IntentParked):
-            parked.setdefault(record.intent_id, record)
-        else:
-            decided.add((record.intent_id, record.intent_digest))
-    waiting = [p for p in parked.values() if (p.intent_id, p.intent_digest) not in decided and p.expires_at > now]
-    return sorted(waiting, key=lambda p: p.parked_at)
+from schemas.outcomes import IntentParked
+from sdk.client import OUTCOME_TOPICS, Client, pending_approvals, wait_outcomes
 
 
 def _row(parked: IntentParked) -> dict:

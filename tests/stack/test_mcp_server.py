@@ -44,6 +44,7 @@ TOOLS = {
     "check_policy",
     "get_transaction",
     "list_transactions",
+    "list_pending_approvals",
     "get_policy",
     "list_signing_keys",
     "provision_signing_key",
@@ -106,6 +107,7 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
         got["refused"] = await call("submit_transaction", chain="anvil", to=STRANGER, value="0.01")
         got["check_human"] = await call("check_policy", chain="anvil", to=DEST, value="0.6")
         got["parked"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.6")
+        got["pending"] = await call("list_pending_approvals")
         got["signed"] = await call("sign_transaction", chain="anvil", to=DEST, value="0.02", idempotency_key="k-7")
         got["signed_again"] = await call(
             "sign_transaction", chain="anvil", to=DEST, value="0.02", idempotency_key="k-7"
@@ -284,6 +286,9 @@ def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session):
     human, parked = _data(session, "check_human"), _data(session, "parked")
     assert human["decision"] == "needs_human" and "approval threshold" in human["why_human"], human
     assert parked["status"] == "awaiting_approval" and parked["awaiting_approval"]["reason"], parked
+    pending = _data(session, "pending")["pending"]
+    assert [(p["intent_id"], p["value"], p["to"]) for p in pending] == [(parked["intent_id"], "0.6", DEST)]
+    assert "approval threshold" in pending[0]["reason"]
 
 
 def test_the_policy_shows_what_is_left_of_each_rolling_limit(session):
