@@ -19,11 +19,26 @@ from tests.token_support import deploy_tokens
 HERE = Path(__file__).resolve().parent
 
 
+# The longest files, longest first. Two xdist workers take files in collection order as each
+# becomes free: started first, the long ones run beside each other and the many short files fill
+# in behind them, instead of a long file starting last while the other worker has run dry.
+LONGEST_FIRST = (
+    "test_chaos.py",
+    "test_custody_pipeline.py",
+    "test_supervised_stack.py",
+    "test_crash_recovery.py",
+    "test_scale_out.py",
+    "test_ledger_sink.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
     # This hook sees every collected item, not only this directory's: mark by path.
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.stack)
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)) if HERE in item.path.parents else len(rank))
 
 
 @pytest.fixture(scope="session")
