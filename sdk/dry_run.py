@@ -12,7 +12,7 @@ stages that read the intent and the policy alone.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -20,20 +20,19 @@ from pydantic import BaseModel
 from rules import judge
 from rules.assets import approval_needed, assess_assets
 from rules.movements import NATIVE
-from runtime.clock import utcnow
+from rules.window import in_window
+from runtime.clock import to_us, utcnow
 from runtime.config import Settings
 from runtime.kafka import read_to_quiet
 from runtime.rpc import JsonRpc
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
-from schemas.fields import format_native_amount, format_token_amount
+from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, SignedTransaction, StageVerdict
 from schemas.policy import AgentPolicy
 from sdk.records import AgentRecords, agent_transactions, policy_in_force
-
-WINDOW = timedelta(hours=24)
 
 
 class StageResult(BaseModel):
@@ -73,33 +72,20 @@ class WindowLeft(BaseModel):
 
 def windows_left(policy: AgentPolicy, spent: dict[str, int]) -> list[WindowLeft]:
     """Each rolling 24 h limit of ``policy`` with what ``spent`` leaves of it."""
-    out = []
-    if policy.daily_limit_wei is not None:
-        used = spent.get(NATIVE, 0)
-        out.append(
-            WindowLeft(
-                asset=NATIVE,
-                symbol="native",
-                limit=format_native_amount(policy.daily_limit_wei),
-                spent_24h=format_native_amount(used),
-                left=format_native_amount(max(policy.daily_limit_wei - used, 0)),
-            )
+    # (asset key, symbol, limit in base units, decimals) of each limit the policy sets.
+    limits = [(NATIVE, "native", policy.daily_limit_wei, 18)]
+    limits += [(a.key, a.label, a.units("daily_limit"), a.decimals) for a in policy.asset_limits]
+    return [
+        WindowLeft(
+            asset=key,
+            symbol=symbol,
+            limit=format_token_amount(limit, decimals),
+            spent_24h=format_token_amount(spent.get(key, 0), decimals),
+            left=format_token_amount(max(limit - spent.get(key, 0), 0), decimals),
         )
-    for asset in policy.asset_limits:
-        limit = asset.units("daily_limit")
-        if limit is None:
-            continue
-        used = spent.get(asset.key, 0)
-        out.append(
-            WindowLeft(
-                asset=asset.key,
-                symbol=asset.label,
-                limit=format_token_amount(limit, asset.decimals),
-                spent_24h=format_token_amount(used, asset.decimals),
-                left=format_token_amount(max(limit - used, 0), asset.decimals),
-            )
-        )
-    return out
+        for key, symbol, limit, decimals in limits
+        if limit is not None
+    ]
 
 
 async def spent_now(settings: Settings, agent_id: str, now: datetime) -> dict[str, int]:
@@ -112,12 +98,11 @@ def spent_in_window(records: AgentRecords, approved: dict[str, IntentApproved], 
     """Per asset key, what the agent's transactions signed in the 24 h before ``now`` spend: the
     native spend the signer reserved (value and worst-case fee), and what the assets stage counts
     of each token they move (their approved intents read again under the policy they passed)."""
-    since = now - WINDOW
     # One spend per nonce of a sender on a chain: a retry under a used idempotency key is answered
     # with the first intent's transaction, and a fee bump replaces one under the same nonce.
     by_nonce: dict[tuple, SignedTransaction] = {}
     for record in records.transactions:
-        if since < record.signed_at <= now:
+        if in_window(to_us(record.signed_at), to_us(now)):
             slot = (record.chain_id, record.from_, record.nonce)
             if slot not in by_nonce or record.signed_at >= by_nonce[slot].signed_at:
                 by_nonce[slot] = record
