@@ -22,14 +22,24 @@ from types import MappingProxyType
 
 from rules import assets, fees, guardrails, movements, simulation
 from runtime.rpc import Node
-from schemas.auth import intent_signature_valid
+from schemas.auth import intent_signature_valid, simulation_request_signature_valid
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.simulation import SimulationRequest
 from schemas.stages import Stage, guardrail_stages
 
-__all__ = ["Context", "Judgement", "admit", "check_spend", "run_stage", "run_stages", "stages_of"]
+__all__ = [
+    "Context",
+    "Judgement",
+    "admit",
+    "admit_simulation",
+    "check_spend",
+    "run_stage",
+    "run_stages",
+    "stages_of",
+]
 
 stages_of = guardrail_stages  # the order of an intent's stages, by its kind (schemas.stages, the contract)
 
@@ -42,11 +52,15 @@ class Context:
     ``spent(asset)`` is what the caller's own record holds for the last 24 h, per asset key
     (``"native"``: wei), the intent itself left out. ``node`` is the caller's node for the
     intent's chain; ``sender`` the address a transaction is sent from (the signer's comes from
-    the key itself; the worker's is the policy's ``sender_address``, possibly None)."""
+    the key itself; the worker's is the policy's ``sender_address``, possibly None).
+    ``simulated``: the simulation stage's verdict when the caller traced the call itself, in a
+    bundle's one block where an earlier step changes what a later one does (`rules.bundle`);
+    None, and the stage simulates on ``node``."""
 
     spent: Callable[[str], int] | None = None
     node: Node | None = None
     sender: str | None = None
+    simulated: StageVerdict | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,31 @@ def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age
             "the intent's Ed25519 signature does not verify against the agent's public key in its policy "
             f"(v{policy.version}); sign signing_bytes() with the agent key",
         )
+    return _admit_signed(intent, policy, now, max_age_us)
+
+
+def admit_simulation(request: SimulationRequest, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:
+    """Intake of a simulation request, with `admit`'s checks: the agent's signature over the
+    whole request (its steps carry none), then each step as `admit` takes an intent (the
+    intents API on, fresh). The verdict of a refusal names the request, or the step refused."""
+    if not simulation_request_signature_valid(request, policy):
+        return StageVerdict(
+            intent_id=request.request_id,
+            stage="intake",
+            passed=False,
+            code="AGENT_SIGNATURE_INVALID",
+            reason="the simulation request's Ed25519 signature does not verify against the agent's public key in "
+            f"its policy (v{policy.version}); sign the request's signing_bytes() with the agent key",
+        )
+    for step in request.steps:
+        admitted = _admit_signed(step, policy, now, max_age_us)
+        if not admitted.passed:
+            return admitted
+    return admitted
+
+
+def _admit_signed(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:
+    """`admit` past the signature: the intents API on, and the intent fresh."""
     if not policy.intents_api_enabled:
         return guardrails.verdict(
             intent,
@@ -137,6 +176,8 @@ async def run_stage(
     elif stage == "assets":
         verdict, counted = assets.assess_assets(intent, policy, ctx.spent)
         asset_spend = MappingProxyType(counted)
+    elif stage == "simulation" and ctx.simulated is not None:
+        verdict = ctx.simulated
     elif stage == "simulation":
         verdict = await simulation.check_simulation(intent, policy, ctx.node, ctx.sender)
     elif stage == "fee":

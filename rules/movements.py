@@ -259,26 +259,33 @@ class BalanceChange:
         }
 
 
-def balance_changes(logs: list[dict], account: str) -> list[BalanceChange]:
-    """The account's outgoing and incoming amounts per asset in a simulation's logs: ERC-20 and
-    ERC-721 Transfer (an NFT counts 1), ERC-1155 TransferSingle/Batch, and native transfers."""
-    totals: dict[str, list[int]] = {}
-    me = account.lower()
+def transfers(logs: list[dict]) -> list[tuple[str, str, str, int]]:
+    """(asset, source, destination, amount) of each transfer in a simulation's logs, in the order
+    they were made: ERC-20 and ERC-721 Transfer (an NFT counts 1), ERC-1155 TransferSingle/Batch,
+    and native transfers (asset ``native``). Addresses are lowercase hex; the asset is ``native``
+    or the token contract, checksummed."""
+    found: list[tuple[str, str, str, int]] = []
     for log in logs:
-        topics = [t.lower() for t in log.get("topics", ())]
-        data = bytes.fromhex(log.get("data", "0x")[2:])
         contract = to_checksum_address(log["address"])
         asset = NATIVE if contract == NATIVE_TRANSFER_ADDRESS else contract
         try:
-            moves = _log_moves(topics, data)
+            moves = _log_moves([t.lower() for t in log.get("topics", ())], bytes.fromhex(log.get("data", "0x")[2:]))
         except Exception:  # a log that only looks like a transfer (another event with the same topic) is not one
             continue
-        for source, dest, amount in moves:
-            entry = totals.setdefault(asset, [0, 0])
-            if source == me:
-                entry[0] += amount
-            if dest == me:
-                entry[1] += amount
+        found.extend((asset, source, dest, amount) for source, dest, amount in moves)
+    return found
+
+
+def balance_changes(logs: list[dict], account: str) -> list[BalanceChange]:
+    """The account's outgoing and incoming amounts per asset in a simulation's logs (`transfers`)."""
+    totals: dict[str, list[int]] = {}
+    me = account.lower()
+    for asset, source, dest, amount in transfers(logs):
+        entry = totals.setdefault(asset, [0, 0])
+        if source == me:
+            entry[0] += amount
+        if dest == me:
+            entry[1] += amount
     return [BalanceChange(asset, out, inc) for asset, (out, inc) in totals.items() if out or inc]
 
 
@@ -323,14 +330,8 @@ def landings(logs: list[dict], account: str) -> list[Landing]:
     (a router, a forwarder, a multicall) gains nothing and is not a landing; where it stops is."""
     me = account.lower()
     hops: dict[str, list[tuple[str, str, int]]] = {}
-    for log in logs:
-        contract = to_checksum_address(log["address"])
-        asset = NATIVE if contract == NATIVE_TRANSFER_ADDRESS else contract
-        try:
-            moves = _log_moves([t.lower() for t in log.get("topics", ())], bytes.fromhex(log.get("data", "0x")[2:]))
-        except Exception:  # another event with a transfer's topic; balance_changes skips it too
-            continue
-        hops.setdefault(asset, []).extend(moves)
+    for asset, source, dest, amount in transfers(logs):
+        hops.setdefault(asset, []).append((source, dest, amount))
     found: list[Landing] = []
     for asset, moves in hops.items():
         if not any(source == me for source, _, _ in moves):

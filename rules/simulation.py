@@ -79,6 +79,24 @@ def decode_revert(data: object) -> str:
     return f"custom error {data[:74]}"
 
 
+def revert_reason(outcome: dict) -> str:
+    """Why a call of an ``eth_simulateV1`` answer reverted: its revert data decoded
+    (`decode_revert`) when the node returns it, else the node's message."""
+    error = outcome.get("error") or {}
+    data = error.get("data") or outcome.get("returnData")
+    if isinstance(data, str) and len(data) >= 10:
+        return decode_revert(data)
+    return str(error.get("message") or "reverted")
+
+
+def _int(value: object) -> int:
+    # A node's quantity ("0x5208"); an absent or malformed one counts as none.
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        return 0
+
+
 def call_object(intent: TransactionIntent, sender: str | None) -> dict:
     """The intent as a JSON-RPC call object; the access list is included because it costs gas."""
     call = {"to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
@@ -163,8 +181,22 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
             "the node's eth_simulateV1 answer has no call result",
             estimated_gas=gas,
         )
+    return traced_verdict(intent, policy, sender, outcome, gas)
+
+
+def traced_verdict(
+    intent: TransactionIntent, policy: AgentPolicy, sender: str, outcome: dict, gas: int | None
+) -> StageVerdict:
+    """The simulation stage's verdict on one call as ``eth_simulateV1`` with transfer tracing ran
+    it (``outcome``: its call result): a revert with its reason; an asset that leaves ``sender``
+    beyond what the intent declares (SIMULATION_MISMATCH); value landing, or an allowance going,
+    off the allowlist (SIMULATION_ROUTE_NOT_ALLOWLISTED). ``gas``: the estimate, else the gas the
+    call used. The single intent's stage (`simulate`) and a bundle's steps, each traced in the
+    bundle's one block (`rules.bundle`), are judged by this one function."""
+    if gas is None:
+        gas = _int(outcome.get("gasUsed"))
     if outcome.get("status") != "0x1":
-        reason = (outcome.get("error") or {}).get("message", "reverted")
+        reason = revert_reason(outcome)
         return verdict(
             intent,
             "simulation",

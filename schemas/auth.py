@@ -31,6 +31,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.sealing_key import SealingKey
+from schemas.simulation import SimulationRequest
 
 Role = Literal["worker", "signer", "supervisor"]
 OutcomeT = TypeVar("OutcomeT", bound=Outcome)
@@ -70,6 +71,12 @@ def sign_intent(intent: TransactionIntent, agent_key: Ed25519PrivateKey) -> Tran
     return intent.model_copy(update={"signature": agent_key.sign(intent.signing_bytes()).hex()})
 
 
+def sign_simulation_request(request: SimulationRequest, agent_key: Ed25519PrivateKey) -> SimulationRequest:
+    """The agent's signature over a simulation request: over its own bytes, which start with a
+    context no intent's do, so it is never a signature over an intent."""
+    return request.model_copy(update={"signature": agent_key.sign(request.signing_bytes()).hex()})
+
+
 def sign_policy(policy: AgentPolicy, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AgentPolicy:
     unsigned = policy.model_copy(update={"admin_key_id": admin_key_id, "signature": ""})
     return unsigned.model_copy(update={"signature": admin_key.sign(unsigned.signing_bytes()).hex()})
@@ -103,6 +110,10 @@ def _verify(public_key_hex_: str, signature_hex: str, message: bytes) -> bool:
 
 def intent_signature_valid(intent: TransactionIntent, policy: AgentPolicy) -> bool:
     return bool(intent.signature) and _verify(policy.agent_public_key, intent.signature, intent.signing_bytes())
+
+
+def simulation_request_signature_valid(request: SimulationRequest, policy: AgentPolicy) -> bool:
+    return bool(request.signature) and _verify(policy.agent_public_key, request.signature, request.signing_bytes())
 
 
 def policy_signature_valid(policy: AgentPolicy, admin_public_keys: dict[str, str]) -> bool:

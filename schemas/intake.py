@@ -1,4 +1,5 @@
-"""Intake: raw bytes from the submitted topic → a TransactionIntent, or the reason it is unreadable.
+"""Intake: raw bytes from the submitted topic → a TransactionIntent (or from the simulation requests' topic
+→ a SimulationRequest), or the reason it is unreadable.
 
 Nothing a producer sends can stop a worker: every failure here becomes a value
 that the topology routes to the DLQ and, when the record can be addressed to an
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
@@ -17,6 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.errors import explain
 from schemas.fields import Identifier
 from schemas.intent import TransactionIntent
+from schemas.record import Record
+from schemas.simulation import SimulationRequest
 
 # What a rejection of an unreadable record adds to why it could not be read: what to do next.
 NEXT_STEP = (
@@ -27,6 +31,7 @@ NEXT_STEP = (
 UNREADABLE_ID_PREFIX = "unreadable-"
 
 _IDENTIFIER = TypeAdapter(Identifier)
+RecordT = TypeVar("RecordT", bound=Record)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,18 @@ def unreadable_answer(bad: Unreadable, raw: bytes | None, key: bytes | str | Non
 
 
 def read_intent(raw: bytes | None, max_bytes: int) -> TransactionIntent | Unreadable:
+    return read_record(TransactionIntent, "intent_id", raw, max_bytes)
+
+
+def read_simulation_request(raw: bytes | None, max_bytes: int) -> SimulationRequest | Unreadable:
+    """A record of warden.simulations.requested, read as an intent is (its ``request_id`` names it)."""
+    return read_record(SimulationRequest, "request_id", raw, max_bytes)
+
+
+def read_record(model: type[RecordT], id_field: str, raw: bytes | None, max_bytes: int) -> RecordT | Unreadable:
+    """``raw`` read as ``model``, or why it cannot be, with the id (``id_field``) and the agent it
+    names when they are usable."""
+    name = model.__name__
     if raw is None:
         return Unreadable("empty record: the value is null")
     if len(raw) > max_bytes:
@@ -80,14 +97,14 @@ def read_intent(raw: bytes | None, max_bytes: int) -> TransactionIntent | Unread
     except orjson.JSONDecodeError as exc:
         return Unreadable(f"not valid JSON: {exc}")
     if not isinstance(doc, dict):
-        return Unreadable(f"a TransactionIntent must be a JSON object, got {type(doc).__name__}")
+        return Unreadable(f"a {name} must be a JSON object, got {type(doc).__name__}")
     try:
-        return TransactionIntent.model_validate(doc)
+        return model.model_validate(doc)
     except ValidationError as exc:
         errors = explain(exc)
         return Unreadable(
-            f"invalid TransactionIntent: {'; '.join(errors)}",
+            f"invalid {name}: {'; '.join(errors)}",
             errors,
-            usable_id(doc.get("intent_id")),
+            usable_id(doc.get(id_field)),
             usable_id(doc.get("agent_id")),
         )

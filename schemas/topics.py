@@ -20,6 +20,11 @@ TXS_SIGNED = "warden.txs.signed"
 # EIP-191 and EIP-712 signatures (SignedMessage): a topic of their own, so nobody reading signed
 # transactions mistakes a signature over a message for one.
 MESSAGES_SIGNED = "warden.messages.signed"
+# Simulation requests (SimulationRequest, signed by the agent) and the worker's answers
+# (SimulationResult): topics of their own, so no reader of intents or approvals, and no signer,
+# ever takes a simulation for something to sign.
+SIMULATIONS_REQUESTED = "warden.simulations.requested"
+SIMULATIONS_RESULTS = "warden.simulations.results"
 POLICIES = "warden.policies"
 AUDIT_EVENTS = "warden.audit.events"
 AUDIT_CHECKPOINTS = "warden.audit.checkpoints"
@@ -48,6 +53,8 @@ ALL = (
     APPROVAL_DEADLINES,
     TXS_SIGNED,
     MESSAGES_SIGNED,
+    SIMULATIONS_REQUESTED,
+    SIMULATIONS_RESULTS,
     POLICIES,
     AUDIT_EVENTS,
     AUDIT_CHECKPOINTS,
@@ -63,7 +70,15 @@ ALL = (
 CONSUMER_GROUPS = {
     "streams": (
         "warden-streams",
-        (INTENTS_SUBMITTED, POLICIES, INTENTS_REJECTED, INTENTS_ABANDONED, APPROVALS, APPROVAL_DEADLINES),
+        (
+            INTENTS_SUBMITTED,
+            POLICIES,
+            INTENTS_REJECTED,
+            INTENTS_ABANDONED,
+            APPROVALS,
+            APPROVAL_DEADLINES,
+            SIMULATIONS_REQUESTED,
+        ),
     ),
     "signer": ("warden-signer", (INTENTS_APPROVED,)),
 }

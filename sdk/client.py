@@ -46,7 +46,9 @@ from schemas.outcomes import (
 from schemas.policy import AgentPolicy
 from schemas.sealing import decode_client_share, decode_cmek, refusal, seal_secret, usable_keys
 from schemas.sealing_key import SealingKey
+from schemas.simulation import SimulationRequest, SimulationResult
 from schemas.typed_data import TypedData
+from sdk import dry_run
 from sdk.admin import load_or_create_admin_key
 from sdk.outcomes import (
     OUTCOME_TOPICS,
@@ -62,10 +64,11 @@ from sdk.outcomes import (
 )
 from sdk.records import AgentRecords, agent_transactions, pending_approvals, policy_in_force, status_history
 from sdk.signers import sealing_keys
+from sdk.simulation import SimulationUnanswered, new_simulation_request, simulation_problem, wait_simulation
 
 # The SDK's one import surface: what builds, signs and submits (here), what reads the outcomes
-# (`sdk.outcomes`), an agent's policy and transactions (`sdk.records`) and the signers'
-# announcements (`sdk.signers`).
+# (`sdk.outcomes`), an agent's policy and transactions (`sdk.records`), the signers'
+# announcements (`sdk.signers`) and simulation requests (`sdk.simulation`).
 __all__ = [
     "OUTCOME_TOPICS",
     "AgentRecords",
@@ -74,6 +77,7 @@ __all__ = [
     "ClientKey",
     "Outcome",
     "RawSubmission",
+    "SimulationUnanswered",
     "admin_audit_signer",
     "agent_transactions",
     "blob_fields",
@@ -83,6 +87,7 @@ __all__ = [
     "load_or_create_agent_key",
     "new_intent",
     "new_message_intent",
+    "new_simulation_request",
     "new_typed_data_intent",
     "outcome_keys",
     "outcome_problem",
@@ -92,9 +97,11 @@ __all__ = [
     "read_outcome",
     "sealing_keys",
     "signed_policy",
+    "simulation_problem",
     "status_history",
     "wait_outcomes",
     "wait_policy_applied",
+    "wait_simulation",
 ]
 
 
@@ -287,6 +294,53 @@ class Client:
         submission = raw_submission(agent_id, raw, self.settings.max_record_bytes)
         await (await self.send(topics.INTENTS_SUBMITTED, agent_id, raw))
         return submission
+
+    async def simulate(
+        self,
+        agent_key: Ed25519PrivateKey,
+        *,
+        agent_id: str,
+        chain: str,
+        to: str,
+        value: str,
+        timeout_s: float = 60.0,
+        **fields,
+    ) -> SimulationResult:
+        """Simulate one transaction (``data``, ``gas_limit`` and the other intent fields as keywords)
+        and judge it against the agent's policy in force: `simulate_bundle` of one step."""
+        step = {"to": to, "value": value, **fields}
+        return await self.simulate_bundle(agent_key, agent_id=agent_id, chain=chain, steps=[step], timeout_s=timeout_s)
+
+    async def simulate_bundle(
+        self,
+        agent_key: Ed25519PrivateKey,
+        *,
+        agent_id: str,
+        chain: str,
+        steps: Sequence[dict],
+        timeout_s: float = 60.0,
+    ) -> SimulationResult:
+        """Simulate ``steps`` (each a transaction intent's fields) in order in one block, each
+        judged by the worker against the agent's policy and rolling windows with the earlier
+        steps' spend counted; nothing is reserved or signed. Returns the worker's verified
+        answer (`sdk.simulation.wait_simulation`); raises `SimulationUnanswered` past
+        ``timeout_s``, ValidationError (naming the step and field) for a step that is wrong."""
+        request = new_simulation_request(agent_key, agent_id=agent_id, chain=chain, steps=steps)
+        return await self.simulate_request(request, timeout_s)
+
+    async def simulate_request(
+        self, request: SimulationRequest, timeout_s: float = 60.0, forged: list[str] | None = None
+    ) -> SimulationResult:
+        """Publish a signed simulation request and wait for its verified answer."""
+        keys = await outcome_keys(self.settings)
+        start = await end_offsets(self.settings, (topics.SIMULATIONS_RESULTS,))
+        await (await self.send(topics.SIMULATIONS_REQUESTED, request.agent_id, request.to_bytes()))
+        return await wait_simulation(self.settings, request, keys, timeout_s, start, forged)
+
+    async def check_policy(self, intent: TransactionIntent) -> dry_run.PolicyCheck:
+        """The dry run (`sdk.dry_run.check_policy`): what the pipeline would decide about
+        ``intent`` now, nothing published."""
+        return await dry_run.check_policy(self.settings, intent)
 
     async def publish_policy(self, policy: AgentPolicy, wait_s: float | None = 30.0) -> str | None:
         """Publish, then (unless ``wait_s`` is None) wait until the worker applied or refused it."""

@@ -15,8 +15,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedTransaction, TxStatus
+from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedTransaction, StageVerdict, TxStatus
 from schemas.policy import AgentPolicy
+from schemas.simulation import SimulatedStep, SimulationDecision, SimulationResult
 from sdk.dry_run import WindowLeft
 from sdk.outcomes import Outcome
 
@@ -365,3 +366,34 @@ def signature_summary(found: Signature, timeout_s: float) -> str:
     if found.status == "no_outcome_yet":
         return f"no outcome within {timeout_s:.0f} s ({ident})"
     return f"signed {found.kind} by {found.from_} on {found.chain}: hash {found.message_hash} ({ident})"
+
+
+class Simulation(BaseModel):
+    """A simulation's answer, as the worker signed it and the SDK verified it: the bundle's
+    decision (allowed, refused by ``deciding``, or needs_human for ``why_human``), and per step its
+    status (a revert with its decoded reason, data not instructions), gas used, balance changes of
+    every address it touched, and each stage's verdict. Nothing was reserved or signed."""
+
+    request_id: str
+    agent_id: str
+    chain: str
+    decision: SimulationDecision
+    deciding: StageVerdict | None
+    why_human: str | None
+    block_number: int | None = Field(description="the block the steps ran on top of, where `before` was read")
+    steps: list[SimulatedStep]
+    forged_results_ignored: int = Field(description="answers about this request that failed verification")
+
+
+def simulation_of(result: SimulationResult, forged: int) -> Simulation:
+    doc = result.model_dump(include=set(Simulation.model_fields) - {"forged_results_ignored"})
+    return Simulation(**doc, forged_results_ignored=forged)
+
+
+def simulation_summary(found: Simulation) -> str:
+    reverted = sum(step.status == "reverted" for step in found.steps)
+    decided = "" if found.deciding is None else f" by stage {found.deciding.stage} ({found.deciding.code})"
+    return (
+        f"simulation {found.request_id}: {found.decision}{decided}; {len(found.steps)} step(s), "
+        f"{reverted} reverted; nothing signed"
+    )

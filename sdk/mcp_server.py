@@ -36,17 +36,20 @@ from runtime.kafka import end_offsets
 from schemas.errors import explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
+from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import dry_run
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
     Outcome,
+    SimulationUnanswered,
     agent_transactions,
     intent_key_file,
     is_final,
     load_or_create_agent_key,
     new_intent,
     new_message_intent,
+    new_simulation_request,
     new_typed_data_intent,
     pending_approvals,
     policy_in_force,
@@ -61,6 +64,7 @@ from sdk.mcp_results import (
     Signature,
     SigningKey,
     SigningKeys,
+    Simulation,
     Transaction,
     TransactionList,
     TransactionStatus,
@@ -69,6 +73,8 @@ from sdk.mcp_results import (
     refused_transaction,
     signature_of,
     signature_summary,
+    simulation_of,
+    simulation_summary,
     submitted_transaction,
     transaction_of,
     transaction_summary,
@@ -83,6 +89,8 @@ INSTRUCTIONS = (
 
 # The tools of this server, in the order tools/list shows them; the read-only ones are marked so.
 TOOLS = (
+    "simulate_transaction",
+    "simulate_bundle",
     "submit_transaction",
     "sign_transaction",
     "sign_message",
@@ -97,6 +105,8 @@ TOOLS = (
 )
 READ_ONLY = frozenset(
     {
+        "simulate_transaction",
+        "simulate_bundle",
         "check_policy",
         "get_transaction",
         "list_transactions",
@@ -117,6 +127,15 @@ IdempotencyKey = Annotated[
 SigningKeyPath = Annotated[str | None, Field(description="which of the agent's signing keys, when it has several")]
 GasLimit = Annotated[int | None, Field(description="gas limit; estimated when omitted")]
 IncludeSignedTx = Annotated[bool, Field(description="also return the raw signed transaction")]
+
+
+class BundleStep(BaseModel):
+    """One transaction of a bundle."""
+
+    to: To
+    value: Value
+    data: Data = "0x"
+    gas_limit: GasLimit = None
 
 
 class AgentNotProvisioned(Exception):
@@ -145,6 +164,29 @@ class AgentTools:
         self.agent_id = agent_id
         self._key = agent_key
         self.timeout_s = timeout_s
+
+    async def simulate_transaction(
+        self, chain: Chain, to: To, value: Value, data: Data = "0x", gas_limit: GasLimit = None
+    ) -> Annotated[CallToolResult, Simulation]:
+        """Simulate a transaction without signing or sending it: whether it succeeds or reverts (with
+        the decoded reason), the gas it uses, the balance changes of every address it touches
+        (before, after, change, per asset), and every policy stage's verdict against the agent's
+        current policy and rolling 24 h limits. Nothing is reserved or signed."""
+        return await self._simulate(chain, [BundleStep(to=to, value=value, data=data, gas_limit=gas_limit)])
+
+    async def simulate_bundle(
+        self,
+        chain: Chain,
+        transactions: Annotated[
+            list[BundleStep],
+            Field(min_length=1, max_length=MAX_BUNDLE_STEPS, description="the transactions, run in this order"),
+        ],
+    ) -> Annotated[CallToolResult, Simulation]:
+        """Simulate several transactions in order in one block (for example an approve, then a swap
+        that needs it), without signing or sending any: each one's status, gas and balance changes,
+        and each one's policy verdicts, the spend of the earlier ones counted against the rolling
+        limits of the later ones. Nothing is reserved or signed."""
+        return await self._simulate(chain, transactions)
 
     async def submit_transaction(
         self,
@@ -324,6 +366,21 @@ class AgentTools:
             how=f"an admin runs `warden keys provision --agent {self.agent_id} --chain {chain}`",
         )
         return _answer(f"refused: {result.reason}; {result.how}", result, is_error=True)
+
+    async def _simulate(self, chain: str, steps: list[BundleStep]) -> CallToolResult:
+        given = [step.model_dump(exclude_none=True) for step in steps]
+        try:
+            request = new_simulation_request(self._key, agent_id=self.agent_id, chain=chain, steps=given)
+        except ValidationError as exc:
+            raise ToolError("the request is not a valid simulation:\n  " + "\n  ".join(explain(exc))) from None
+        forged: list[str] = []
+        try:
+            async with Client(self.settings) as client:
+                result = await client.simulate_request(request, self.timeout_s, forged)
+        except SimulationUnanswered as exc:
+            raise ToolError(str(exc)) from None
+        found = simulation_of(result, len(forged))
+        return _answer(simulation_summary(found), found, is_error=False)
 
     async def _transaction(
         self, chain, to, value, data, simulate_first, idempotency_key, signing_key_path, gas_limit, broadcast

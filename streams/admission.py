@@ -101,7 +101,7 @@ class Admission:
                 )
             ]
         raw_current = self.policies.get(agent)
-        current = _policy(raw_current) if raw_current else None
+        current = policy_of(raw_current) if raw_current else None
         if current is not None and current.version >= policy.version:
             if current.signature == policy.signature:
                 return []  # a redelivery of the policy in force
@@ -166,7 +166,7 @@ class Admission:
             )
         ]
         raw_policy = self.policies.get(intent.agent_id)
-        policy = _policy(raw_policy) if raw_policy else None
+        policy = policy_of(raw_policy) if raw_policy else None
         failure = None
         if policy is None:
             failure = (
@@ -243,7 +243,7 @@ class Admission:
         if intent.intent_id in self.decider.decisions:
             return []
         raw_policy = self.policies.get(intent.agent_id)
-        if raw_policy is not None and not intent_signature_valid(intent, _policy(raw_policy)):
+        if raw_policy is not None and not intent_signature_valid(intent, policy_of(raw_policy)):
             # A copy under a bad signature gets the answer intake gives it, bound to its bytes.
             verdict = StageVerdict(
                 intent_id=intent.intent_id,
@@ -342,9 +342,13 @@ class Admission:
         signed and bound to the real intent's digest, could answer for an intent that was signed.
         So such a record is decided nowhere but its own partition, and gets no outcome bound to
         its digest: a dead letter, as the signer does with an approval off its partition."""
+        return self.off_home(intent.agent_id, f"intent {intent.intent_id}", raw, source, now)
+
+    def off_home(self, agent_id: str, what: str, raw, source: Source, now) -> list[Emit] | None:
+        """`off_partition` of any record of ``agent_id`` (``what`` names it in the dead letter)."""
         if self.home_partition is None:
             return None
-        home = self.home_partition(intent.agent_id)
+        home = self.home_partition(agent_id)
         if source.partition == home:
             return None
         return self.decider.dead_letter(
@@ -352,7 +356,7 @@ class Admission:
             source,
             now,
             (
-                f"intent {intent.intent_id} of agent {intent.agent_id!r} is on partition {source.partition} of "
+                f"{what} of agent {agent_id!r} is on partition {source.partition} of "
                 f"{source.topic}; an agent's records belong on partition {home} (keyed by agent_id with the Java "
                 "client's default partitioner, murmur2; librdkafka: partitioner=murmur2_random). Not decided: "
                 "publish it keyed by its agent id"
@@ -383,7 +387,7 @@ def _what(intent: TransactionIntent) -> dict:
 
 
 @functools.lru_cache(maxsize=4096)
-def _policy(raw: str) -> AgentPolicy:
+def policy_of(raw: str) -> AgentPolicy:
     """The policy table holds JSON text; parse each distinct policy once, not once per intent."""
     return AgentPolicy.model_validate_json(raw)
 

@@ -17,8 +17,8 @@ the worker, dicts in tests):
 `Engine` is what the topology calls, one method per input topic; the work is done by
 its parts: `streams.admission` (policies, intake, records only a worker writes),
 `streams.decide` (the stages, the decision and its reservation), `streams.replays`
-(the same answer again, idempotency keys) and `streams.approvals` (human approvals
-and deadlines).
+(the same answer again, idempotency keys), `streams.approvals` (human approvals
+and deadlines) and `streams.simulations` (simulation requests, judged and answered).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from streams.approvals import Approvals
 from streams.decide import Decider
 from streams.decision import Decisions
 from streams.replays import Replays
+from streams.simulations import Simulations
 
 
 class Engine:
@@ -74,6 +75,7 @@ class Engine:
             home_partition,
         )
         self.approvals = Approvals(self.decider, admin_keys)
+        self.simulations = Simulations(self.decider, self.admission, node_for)
         self.policies = policies
         self.decisions = self.decider.decisions
         self.windows = self.decider.windows
@@ -124,6 +126,10 @@ class Engine:
         if judged.next_stage(intent) is not None:
             return out + [decider.envelope(intent, policy, judged)]
         return out + decider.decide(intent, policy, judged, now, recheck_assets=True)
+
+    async def on_simulation_request(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+        """A simulation request: simulated and judged, answered, nothing reserved or signed."""
+        return await self.simulations.on_request(raw, source, now)
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         return self.admission.on_abandoned(raw, source, now)

@@ -76,6 +76,7 @@ def build_app(settings: Settings) -> faust.App:
     app.agent(_raw_topic(app, topics.POLICIES))(loops.policies)
     app.agent(_raw_topic(app, topics.INTENTS_ABANDONED))(loops.abandoned)
     app.agent(_raw_topic(app, topics.INTENTS_REJECTED))(loops.releases)
+    app.agent(_raw_topic(app, topics.SIMULATIONS_REQUESTED))(loops.simulations)
     if settings.topology == "fused":
         app.timer(interval=HELD_FLUSH_S)(loops.flush_held)
         app.agent(_raw_topic(app, topics.INTENTS_SUBMITTED))(loops.intents)
@@ -221,6 +222,13 @@ class Loops:
         async for event in stream.events():
             self.fresh_windows()
             await self.publish(_guard(event, self.engine.on_rejected, event.value, utcnow()))
+
+    async def simulations(self, stream):
+        async for event in stream.events():
+            self.fresh_windows()  # a request is judged against the windows as the decisions hold them
+            await self.publish(
+                await _aguard(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
+            )
 
     async def intents(self, stream):
         """Fused topology: every intent decided in one hop, its outputs held with its lot."""

@@ -1,6 +1,7 @@
 """``warden``, the command line: ``main()`` and the top-level parser.
 
-One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``mcp``, ``submit`` (submit, sign, tail), ``agents``,
+One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``mcp``, ``submit`` (submit, sign, tail),
+``simulate``, ``agents``,
 ``approvals``, ``keys``, ``vault``, ``audit``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (key material read from files, publishing custody events). ``vault`` declares its
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "sign an intent with the agent's key and publish it"),
     "sign": ("submit", "ask for a signature: `sign message`, `sign typed-data` or `sign tx`"),
     "tail": ("submit", "follow signed transactions and rejections"),
+    "simulate": ("simulate", "simulate a transaction or a bundle and judge it against the policy; nothing signed"),
     "txs": ("txs", "what happened to an agent's transactions: list, or show one"),
     "mcp": ("mcp", "the MCP server acting for one agent, over stdio or HTTP (`warden mcp --agent A [--http]`)"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),

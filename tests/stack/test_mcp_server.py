@@ -37,6 +37,8 @@ STRANGER = "0x000000000000000000000000000000000000bEEF"
 TOKEN = "0x0000000000000000000000000000000000700c3a"
 SPENDER = "0x000000000000000000000000000000000000bad1"
 TOOLS = {
+    "simulate_transaction",
+    "simulate_bundle",
     "submit_transaction",
     "sign_transaction",
     "sign_message",
