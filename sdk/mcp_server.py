@@ -17,7 +17,6 @@ back only as data fields.
 from __future__ import annotations
 
 import inspect
-import time
 import uuid
 from typing import Annotated, Any
 
@@ -32,18 +31,14 @@ from pydantic import BaseModel, Field, ValidationError
 
 from runtime.clock import utcnow
 from runtime.config import Settings
-from runtime.kafka import end_offsets
 from schemas.errors import explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from sdk import dry_run
 from sdk.client import (
-    OUTCOME_TOPICS,
-    Client,
     Outcome,
     agent_transactions,
     intent_key_file,
-    is_final,
     load_or_create_agent_key,
     new_intent,
     new_message_intent,
@@ -51,7 +46,7 @@ from sdk.client import (
     pending_approvals,
     policy_in_force,
     status_history,
-    wait_outcomes,
+    submit_and_wait,
 )
 from sdk.dry_run import PolicyCheck
 from sdk.mcp_results import (
@@ -368,23 +363,7 @@ class AgentTools:
             raise ToolError("the request is not a valid intent:\n  " + "\n  ".join(explain(exc))) from None
 
     async def _ask(self, intent: TransactionIntent, final: bool) -> tuple[Outcome | None, int]:
-        """Submit ``intent`` and wait, up to ``timeout_s``, for its verified outcome: the first one,
-        or with ``final`` a broadcast transaction's final status. An intent parked for an admin is
-        answered at once. Returns the outcome (None when none came in time) and how many outcomes
-        about it failed verification."""
-        deadline = time.monotonic() + self.timeout_s
-        start = await end_offsets(self.settings, OUTCOME_TOPICS)
-        async with Client(self.settings) as client:
-            await (await client.submit(intent))
-        forged: list[tuple[str, str]] = []
-        outcomes = await wait_outcomes(self.settings, [intent], self.timeout_s, start, final=False, forged=forged)
-        outcome = outcomes.get(intent.intent_id)
-        if final and isinstance(outcome, SignedTransaction) and not is_final(outcome):
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                later = await wait_outcomes(self.settings, [intent], remaining, start, forged=forged)
-                outcome = later.get(intent.intent_id, outcome)
-        return outcome, len(set(forged))
+        return await submit_and_wait(self.settings, intent, self.timeout_s, final)
 
     async def _policy(self):
         policy = await policy_in_force(self.settings, self.agent_id)
