@@ -20,6 +20,7 @@ import inspect
 import uuid
 from typing import Annotated, Any
 
+import httpx2
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp.server.auth.provider import TokenVerifier
@@ -68,6 +69,8 @@ from sdk.mcp_results import (
     transaction_of,
     transaction_summary,
 )
+from sdk.x402 import X402Error
+from sdk.x402_pay import Payment, pay, payment_summary
 
 INSTRUCTIONS = (
     "Warden signs for this agent without giving it a key: every transaction or signature is an intent "
@@ -82,6 +85,7 @@ TOOLS = (
     "sign_transaction",
     "sign_message",
     "sign_typed_data",
+    "pay_x402",
     "check_policy",
     "get_transaction",
     "list_transactions",
@@ -204,6 +208,31 @@ class AgentTools:
             lambda: new_typed_data_intent(self._key, agent_id=self.agent_id, chain=chain, typed_data=typed_data)
         )
         return await self._signature(intent, "typed_data")
+
+    async def pay_x402(
+        self,
+        url: Annotated[str, Field(description="the resource to fetch, http:// or https://")],
+        max_amount: Annotated[
+            str | None,
+            Field(
+                description="the most to pay, in the token's unit, e.g. \"0.05\"; the policy's limits apply either way"
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, Payment]:
+        """Fetch an HTTP resource; when it answers 402 Payment Required (x402), pay it with an EIP-3009
+        token authorization that Warden signs only if the agent's policy allows it (the payee
+        allowlisted, the amount within the token's limits), then fetch it again with the payment.
+        Returns the resource (body, data only) and the settlement, or the refusal with the stage and
+        code of the rule that decided it, in which case nothing was signed or sent."""
+        try:
+            payment = await pay(
+                self.settings, self.agent_id, self._key, url, max_amount=max_amount, timeout_s=self.timeout_s
+            )
+        except X402Error as exc:
+            raise ToolError(str(exc)) from None
+        except httpx2.HTTPError as exc:
+            raise ToolError(f"the resource could not be fetched: {type(exc).__name__}") from None
+        return _answer(payment_summary(payment), payment)
 
     async def check_policy(
         self,

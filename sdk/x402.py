@@ -98,6 +98,13 @@ class Requirement:
         return f"{format_token_amount(self.amount, limit.decimals)} {limit.label}"
 
 
+def _shown(value: Any) -> str:
+    """A server's value as an error quotes it: its repr, cut short, so that what a server writes
+    cannot fill an error message (which a model reads) with text of its own."""
+    text = repr(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
 def _json(text: bytes | str, where: str) -> Any:
     try:
         return orjson.loads(text)
@@ -136,10 +143,10 @@ def read_challenge(headers: Mapping[str, str], body: bytes) -> Challenge:
         raise X402Error(f"{where} is a JSON {type(doc).__name__}; x402 sends an object with x402Version and accepts")
     version = doc.get("x402Version")
     if version not in (1, 2):
-        raise X402Error(f"{where}: x402Version is {version!r}; allowed: 1 or 2")
+        raise X402Error(f"{where}: x402Version is {_shown(version)}; allowed: 1 or 2")
     accepts = doc.get("accepts")
     if not isinstance(accepts, list) or not accepts or not all(isinstance(a, dict) for a in accepts):
-        raise X402Error(f"{where}: accepts must be a non-empty list of payment requirements, got {accepts!r}")
+        raise X402Error(f"{where}: accepts must be a non-empty list of payment requirements, got {_shown(accepts)}")
     error = doc.get("error")
     return Challenge(
         version=version,
@@ -151,20 +158,22 @@ def read_challenge(headers: Mapping[str, str], body: bytes) -> Challenge:
 
 
 def _network_chain(network: Any, where: str, registry: ChainRegistry):
-    if not isinstance(network, str) or not network:
-        raise X402Error(f"{where}.network is {network!r}; allowed: an EVM network, eip155:<chain id> or its name")
+    if not isinstance(network, str) or not 0 < len(network) <= 64:
+        raise X402Error(f"{where}.network is {_shown(network)}; allowed: an EVM network, eip155:<chain id> or its name")
     if network.startswith("eip155:"):
         reference = network.removeprefix("eip155:")
         chain = registry.by_chain_id(int(reference)) if reference.isdigit() else None
         if chain is None:
             raise X402Error(
-                f"{where}.network {network!r} is no chain of Warden's registry; allowed: eip155:<chain id> of "
+                f"{where}.network {_shown(network)} is no chain of Warden's registry; allowed: eip155:<chain id> of "
                 f"{', '.join(f'{c.name} ({c.chain_id})' for c in registry.all().values())} "
                 "(an admin adds a chain with `warden chains add`)"
             )
         return chain
     if ":" in network:
-        raise X402Error(f"{where}.network {network!r} is not an EVM network; Warden pays on eip155:<chain id> only")
+        raise X402Error(
+            f"{where}.network {_shown(network)} is not an EVM network; Warden pays on eip155:<chain id> only"
+        )
     try:
         return registry.get(network)
     except UnknownChain as exc:
@@ -173,13 +182,15 @@ def _network_chain(network: Any, where: str, registry: ChainRegistry):
 
 def _address(value: Any, where: str) -> str:
     if not isinstance(value, str) or not is_hex_address(value):
-        raise X402Error(f"{where} is {value!r}; allowed: a 0x-prefixed 20-byte EVM address")
+        raise X402Error(f"{where} is {_shown(value)}; allowed: a 0x-prefixed 20-byte EVM address")
     return to_checksum_address(value)
 
 
 def _base_units(value: Any, where: str) -> int:
     if not isinstance(value, str) or not value.isdigit() or len(value) > 78:
-        raise X402Error(f"{where} is {value!r}; allowed: the amount in the token's base units as a decimal string")
+        raise X402Error(
+            f"{where} is {_shown(value)}; allowed: the amount in the token's base units as a decimal string"
+        )
     amount = int(value)
     if not 0 < amount < 2**256:
         raise X402Error(f"{where} is {value}; allowed: from 1 to 2**256-1 base units")
@@ -192,27 +203,31 @@ def read_requirement(challenge: Challenge, index: int, registry: ChainRegistry =
     raw = challenge.accepts[index]
     where = f"accepts[{index}]"
     if raw.get("scheme") != "exact":
-        raise X402Error(f"{where}.scheme is {raw.get('scheme')!r}; allowed: 'exact'")
+        raise X402Error(f"{where}.scheme is {_shown(raw.get('scheme'))}; allowed: 'exact'")
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
-        raise X402Error(f"{where}.extra is {extra!r}; allowed: an object with the token's EIP-712 name and version")
+        raise X402Error(
+            f"{where}.extra is {_shown(extra)}; allowed: an object with the token's EIP-712 name and version"
+        )
     method = extra.get("assetTransferMethod", "eip3009")
     if method != "eip3009":
         raise X402Error(
-            f"{where}.extra.assetTransferMethod is {method!r}; allowed: 'eip3009' (Warden signs no Permit2)"
+            f"{where}.extra.assetTransferMethod is {_shown(method)}; allowed: 'eip3009' (Warden signs no Permit2)"
         )
     for name in ("name", "version"):
         if not isinstance(extra.get(name), str) or not extra[name]:
             raise X402Error(
-                f"{where}.extra.{name} is {extra.get(name)!r}; allowed: the token's EIP-712 domain {name}, a string"
+                f"{where}.extra.{name} is {_shown(extra.get(name))}; allowed: the token's EIP-712 domain {name}, a string"
             )
     chain = _network_chain(raw.get("network"), where, registry)
     if chain.key_chain != "ethereum":
-        raise X402Error(f"{where}.network {raw['network']!r} is not an EVM chain; Warden pays on EVM chains only")
+        raise X402Error(f"{where}.network {_shown(raw['network'])} is not an EVM chain; Warden pays on EVM chains only")
     amount_field = "amount" if challenge.version == 2 else "maxAmountRequired"
     timeout = raw.get("maxTimeoutSeconds")
     if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= MAX_TIMEOUT_S:
-        raise X402Error(f"{where}.maxTimeoutSeconds is {timeout!r}; allowed: whole seconds from 1 to {MAX_TIMEOUT_S}")
+        raise X402Error(
+            f"{where}.maxTimeoutSeconds is {_shown(timeout)}; allowed: whole seconds from 1 to {MAX_TIMEOUT_S}"
+        )
     return Requirement(
         index=index,
         version=challenge.version,
@@ -255,7 +270,7 @@ def choose(challenge: Challenge, policy: AgentPolicy, registry: ChainRegistry = 
         where = f"accepts[{index}]"
         if policy.tx_allowed_chains and found.chain not in policy.tx_allowed_chains:
             reasons.append(
-                f"{where}.network {found.network!r} is chain {found.chain}, which the policy does not allow; "
+                f"{where}.network {_shown(found.network)} is chain {found.chain}, which the policy does not allow; "
                 f"allowed: {', '.join(policy.tx_allowed_chains)}"
             )
         elif asset_limit(policy, found) is None:

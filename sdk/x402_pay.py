@@ -221,3 +221,34 @@ def _server_error(response, body: bytes) -> str:
         except X402Error as exc:
             return str(exc)
     return f"HTTP {response.status_code}"
+
+
+def payment_summary(payment: Payment) -> str:
+    """One line for people and models, of Warden's own words and validated values only (never the
+    server's text: the body, its error and a refusal's reason are data fields)."""
+    asked = payment.requirement
+    what = "" if asked is None else f"{asked.amount_text} to {asked.pay_to} on {asked.chain}"
+    ident = "" if payment.intent_id is None else f" (intent {payment.intent_id})"
+    if payment.status == "no_payment_required":
+        return f"HTTP {payment.http_status} without a payment request: nothing paid"
+    if payment.status == "refused":
+        return (
+            f"refused {what} at stage {payment.refusal.stage}: {payment.refusal.code}{ident}; nothing was signed "
+            "or sent (the reason is in refusal.reason)"
+        )
+    if payment.status == "awaiting_approval":
+        return (
+            f"{what} waits for an admin's approval until {payment.awaiting_approval.expires_at.isoformat()}{ident}; "
+            "nothing was sent: ask again once it is approved"
+        )
+    if payment.status == "no_outcome_yet":
+        return f"no outcome from Warden in time for {what}{ident}; nothing was sent"
+    settled = (payment.settlement or {}).get("transaction")
+    tx = f", settled in {settled}" if isinstance(settled, str) and _is_hash(settled) else ""
+    if payment.status == "paid":
+        return f"paid {what}{ident}{tx}: HTTP {payment.http_status}"
+    return f"signed {what}{ident} but the server answered HTTP {payment.http_status} (its words are in server_error)"
+
+
+def _is_hash(text: str) -> bool:
+    return len(text) == 66 and text.startswith("0x") and all(c in "0123456789abcdefABCDEF" for c in text[2:])
