@@ -3,7 +3,7 @@ Flask payment middleware, resource server and EVM facilitator: tests/x402_suppor
 Anvil with a deployed EIP-3009 token (infra/contracts/AuthToken.sol). Warden wrote none of the
 server side: it must accept Warden's payment, and the token must move on chain.
 
-The same server sells five routes; the agent pays through each surface once: `warden pay` (the
+The same server sells six routes; the agent pays through each surface once: `warden pay` (the
 CLI, in a child process), the MCP tool `pay_x402` (through the SDK's stdio client), and the SDK's
 `pay`. A payment outside the policy is refused with the rule that refused it, and the server
 records that no payment header reached it."""
@@ -46,32 +46,36 @@ async def _mcp_pay(settings, agent: str, url: str, errlog) -> object:
         return tools["pay_x402"], result
 
 
+def _policy_fields(token: str) -> dict:
+    return dict(
+        tx_to_allowlist=(token, PAYEE),
+        asset_limits=({"chain": "anvil", "token": token, "symbol": "WAUTH", "decimals": 6, "max_per_tx": "0.05"},),
+        # What an admin does to let the token's authorizations be signed at all: its domain allowlisted.
+        eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=token, chain_id=31337),),
+    )
+
+
 @pytest.fixture(scope="module")
 def paid(stack, tmp_path_factory):
-    """One agent, one official server, and every payment made once, in order."""
+    """Two agents (one with tokens, one without), one official server, and every payment made once, in order."""
     settings = stack.settings
     mallory = to_checksum_address("0x" + os.urandom(20).hex())  # fresh: any token it holds came from here
     token = asyncio.run(
         on_anvil(settings, lambda node: contracts.deploy(node, "AuthToken", NAME, "WAUTH", 6, sender=DEPLOYER))
     )
     agent = f"agent-x402-{os.urandom(3).hex()}"
-    key, address, _ = asyncio.run(
-        make_agent(
-            settings,
-            agent,
-            tx_to_allowlist=(token, PAYEE),
-            asset_limits=({"chain": "anvil", "token": token, "symbol": "WAUTH", "decimals": 6, "max_per_tx": "0.05"},),
-            # What an admin does to let the token's authorizations be signed at all: its domain allowlisted.
-            eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=token, chain_id=31337),),
-        )
-    )
+    key, address, _ = asyncio.run(make_agent(settings, agent, **_policy_fields(token)))
     asyncio.run(mint_tokens(settings, token, address, 100 * UNIT))
+    # An agent with the same policy and no tokens: Warden signs its payment, the server refuses it.
+    poor = f"agent-x402-poor-{os.urandom(3).hex()}"
+    poor_key, _, _ = asyncio.run(make_agent(settings, poor, **_policy_fields(token)))
     routes = [
         Paid("/cli", PAYEE, PRICE),
         Paid("/mcp", PAYEE, PRICE),
         Paid("/mallory", mallory, PRICE),
         Paid("/dear", PAYEE, 90_000),  # 0.09, above the 0.05 cap
         Paid("/elsewhere", PAYEE, PRICE, network="eip155:999999"),
+        Paid("/poor", PAYEE, PRICE),
     ]
     got: dict = {"token": token, "agent": agent, "address": address, "mallory": mallory}
     with paid_server(settings.rpc_url_for("anvil"), token, NAME, routes) as server:
@@ -87,6 +91,7 @@ def paid(stack, tmp_path_factory):
             out = {}
             for name in ("mallory", "dear"):
                 out[name] = await pay(settings, agent, key, f"{server.url}/{name}", timeout_s=90)
+            out["poor"] = await pay(settings, poor, poor_key, f"{server.url}/poor", timeout_s=90)
             for name, arguments in (("elsewhere", {}), ("over_max", {"max_amount": "0.005"})):
                 path = "cli" if name == "over_max" else name
                 try:
@@ -180,3 +185,13 @@ def test_the_callers_own_maximum_refuses_before_anything_is_signed(paid):
     assert "asks 0.01 WAUTH, more than the most you allowed (0.005 WAUTH); nothing was signed" in paid["over_max"]
     # The only payment /cli was sent is the CLI's.
     assert len([path for path, _ in paid["payments"] if path == "/cli"]) == 1
+
+
+def test_a_payment_the_server_refuses_is_reported_with_its_words(paid):
+    poor = paid["poor"]
+    # Warden's policy allowed it and the signer signed; the SDK's facilitator found no funds to move.
+    assert poor.status == "payment_not_accepted" and poor.signature is not None, poor
+    # The error the SDK's server answers with: its verifier's code.
+    assert poor.http_status == 402 and poor.server_error.startswith("invalid_exact_evm_"), poor
+    assert [path for path, _ in paid["payments"] if path == "/poor"] == ["/poor"]
+    assert "/poor" not in paid["served"]
