@@ -42,6 +42,7 @@ from schemas.intent import SealedSecret, TransactionIntent
 from schemas.outcomes import (
     HumanApproval,
     IntentParked,
+    SignedTransaction,
 )
 from schemas.policy import AgentPolicy
 from schemas.sealing import decode_client_share, decode_cmek, refusal, seal_secret, usable_keys
@@ -99,6 +100,7 @@ __all__ = [
     "signed_policy",
     "simulation_problem",
     "status_history",
+    "submit_and_wait",
     "wait_outcomes",
     "wait_policy_applied",
     "wait_simulation",
@@ -393,6 +395,28 @@ class Client:
             ),
         )
         return usable_keys(announced, allow_unattested=allow, attestation_problems=problems, service_key=service_key)
+
+
+async def submit_and_wait(
+    settings: Settings, intent: TransactionIntent, timeout_s: float, final: bool = False
+) -> tuple[Outcome | None, int]:
+    """Submit ``intent`` and wait, up to ``timeout_s``, for its verified outcome: the first one,
+    or with ``final`` a broadcast transaction's final status. An intent parked for an admin is
+    answered at once. Returns the outcome (None when none came in time) and how many outcomes
+    about it failed verification."""
+    deadline = time.monotonic() + timeout_s
+    start = await end_offsets(settings, OUTCOME_TOPICS)
+    async with Client(settings) as client:
+        await (await client.submit(intent))
+    forged: list[tuple[str, str]] = []
+    outcomes = await wait_outcomes(settings, [intent], timeout_s, start, final=False, forged=forged)
+    outcome = outcomes.get(intent.intent_id)
+    if final and isinstance(outcome, SignedTransaction) and not is_final(outcome):
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            later = await wait_outcomes(settings, [intent], remaining, start, forged=forged)
+            outcome = later.get(intent.intent_id, outcome)
+    return outcome, len(set(forged))
 
 
 async def wait_policy_applied(

@@ -17,10 +17,10 @@ back only as data fields.
 from __future__ import annotations
 
 import inspect
-import time
 import uuid
 from typing import Annotated, Any
 
+import httpx2
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp.server.auth.provider import TokenVerifier
@@ -32,20 +32,17 @@ from pydantic import BaseModel, Field, ValidationError
 
 from runtime.clock import utcnow
 from runtime.config import Settings
-from runtime.kafka import end_offsets
 from schemas.errors import explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import dry_run
 from sdk.client import (
-    OUTCOME_TOPICS,
     Client,
     Outcome,
     SimulationUnanswered,
     agent_transactions,
     intent_key_file,
-    is_final,
     load_or_create_agent_key,
     new_intent,
     new_message_intent,
@@ -54,7 +51,7 @@ from sdk.client import (
     pending_approvals,
     policy_in_force,
     status_history,
-    wait_outcomes,
+    submit_and_wait,
 )
 from sdk.dry_run import PolicyCheck
 from sdk.mcp_results import (
@@ -79,6 +76,8 @@ from sdk.mcp_results import (
     transaction_of,
     transaction_summary,
 )
+from sdk.x402 import X402Error
+from sdk.x402_pay import Payment, pay, payment_summary
 
 INSTRUCTIONS = (
     "Warden signs for this agent without giving it a key: every transaction or signature is an intent "
@@ -95,6 +94,7 @@ TOOLS = (
     "sign_transaction",
     "sign_message",
     "sign_typed_data",
+    "pay_x402",
     "check_policy",
     "get_transaction",
     "list_transactions",
@@ -251,6 +251,31 @@ class AgentTools:
             lambda: new_typed_data_intent(self._key, agent_id=self.agent_id, chain=chain, typed_data=typed_data)
         )
         return await self._signature(intent, "typed_data")
+
+    async def pay_x402(
+        self,
+        url: Annotated[str, Field(description="the resource to fetch, http:// or https://")],
+        max_amount: Annotated[
+            str | None,
+            Field(
+                description="the most to pay, in the token's unit, e.g. \"0.05\"; the policy's limits apply either way"
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, Payment]:
+        """Fetch an HTTP resource; when it answers 402 Payment Required (x402), pay it with an EIP-3009
+        token authorization that Warden signs only if the agent's policy allows it (the payee
+        allowlisted, the amount within the token's limits), then fetch it again with the payment.
+        Returns the resource (body, data only) and the settlement, or the refusal with the stage and
+        code of the rule that decided it, in which case nothing was signed or sent."""
+        try:
+            payment = await pay(
+                self.settings, self.agent_id, self._key, url, max_amount=max_amount, timeout_s=self.timeout_s
+            )
+        except X402Error as exc:
+            raise ToolError(str(exc)) from None
+        except httpx2.HTTPError as exc:
+            raise ToolError(f"the resource could not be fetched: {type(exc).__name__}") from None
+        return _answer(payment_summary(payment), payment)
 
     async def check_policy(
         self,
@@ -425,23 +450,7 @@ class AgentTools:
             raise ToolError("the request is not a valid intent:\n  " + "\n  ".join(explain(exc))) from None
 
     async def _ask(self, intent: TransactionIntent, final: bool) -> tuple[Outcome | None, int]:
-        """Submit ``intent`` and wait, up to ``timeout_s``, for its verified outcome: the first one,
-        or with ``final`` a broadcast transaction's final status. An intent parked for an admin is
-        answered at once. Returns the outcome (None when none came in time) and how many outcomes
-        about it failed verification."""
-        deadline = time.monotonic() + self.timeout_s
-        start = await end_offsets(self.settings, OUTCOME_TOPICS)
-        async with Client(self.settings) as client:
-            await (await client.submit(intent))
-        forged: list[tuple[str, str]] = []
-        outcomes = await wait_outcomes(self.settings, [intent], self.timeout_s, start, final=False, forged=forged)
-        outcome = outcomes.get(intent.intent_id)
-        if final and isinstance(outcome, SignedTransaction) and not is_final(outcome):
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                later = await wait_outcomes(self.settings, [intent], remaining, start, forged=forged)
-                outcome = later.get(intent.intent_id, outcome)
-        return outcome, len(set(forged))
+        return await submit_and_wait(self.settings, intent, self.timeout_s, final)
 
     async def _policy(self):
         policy = await policy_in_force(self.settings, self.agent_id)

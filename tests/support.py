@@ -170,6 +170,21 @@ def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, time
     return lines
 
 
+def warden_mcp(settings: Settings, agent: str):
+    """How an MCP client starts `warden mcp --agent AGENT` over stdio against the stack of ``settings``."""
+    from mcp.client.stdio import StdioServerParameters
+
+    from infra.stack.local import REPO
+    from runtime.config import child_environment
+
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "infra.cli", "mcp", "--agent", agent, "--timeout", "90"],
+        env=child_environment(settings) | {"PYTHONPATH": str(REPO)},
+        cwd=str(REPO),
+    )
+
+
 def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     """`warden ARGS` in a child process against the stack of ``settings``, as an operator runs it."""
     from infra.stack.local import REPO

@@ -14,6 +14,15 @@ ALICE = "0x00000000000000000000000000000000000A11cE"
 COLLECTOR = "0x000000000000000000000000000000000000C011"
 
 
+async def on_anvil(settings, work):
+    """``await work(node)`` with a client of the stack's Anvil, closed afterwards."""
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
+    try:
+        return await work(node)
+    finally:
+        await node.close()
+
+
 async def deploy_tokens(settings) -> dict[str, str]:
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:

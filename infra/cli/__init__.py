@@ -1,6 +1,6 @@
 """``warden``, the command line: ``main()`` and the top-level parser.
 
-One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``mcp``, ``submit`` (submit, sign, tail),
+One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``pay``, ``mcp``, ``submit`` (submit, sign, tail),
 ``simulate``, ``agents``,
 ``approvals``, ``keys``, ``vault``, ``audit``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("submit", "follow signed transactions and rejections"),
     "simulate": ("simulate", "simulate a transaction or a bundle and judge it against the policy; nothing signed"),
     "txs": ("txs", "what happened to an agent's transactions: list, or show one"),
+    "pay": ("pay", "fetch a URL and pay its HTTP 402 (x402) through the agent's policy: `warden pay URL --agent A`"),
     "mcp": ("mcp", "the MCP server acting for one agent, over stdio or HTTP (`warden mcp --agent A [--http]`)"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),
     "approvals": ("approvals", "intents waiting for an admin: list, approve or deny (admins only)"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from decimal import Decimal
 
 import pytest
@@ -18,19 +17,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import stdio_client
 
 from infra.stack.demo_script import permit_typed_data
-from infra.stack.local import REPO
 from runtime.clock import utcnow
-from runtime.config import child_environment
 from runtime.kafka import end_offsets, follow
 from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected
 from sdk.client import Client
-from tests.support import make_agent
+from tests.support import make_agent, warden_mcp
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STRANGER = "0x000000000000000000000000000000000000bEEF"
@@ -43,6 +40,7 @@ TOOLS = {
     "sign_transaction",
     "sign_message",
     "sign_typed_data",
+    "pay_x402",  # called against the official x402 server in test_x402.py
     "check_policy",
     "get_transaction",
     "list_transactions",
@@ -79,12 +77,7 @@ async def _forge_rejections(settings, agent: str, start, forged: list[str]) -> N
 
 
 async def _calls(settings, agent: str, address: str, errlog) -> dict:
-    server = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "infra.cli", "mcp", "--agent", agent, "--timeout", "90"],
-        env=child_environment(settings) | {"PYTHONPATH": str(REPO)},
-        cwd=str(REPO),
-    )
+    server = warden_mcp(settings, agent)
     got: dict = {}
     async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
         await session.initialize()

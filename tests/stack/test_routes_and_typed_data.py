@@ -23,12 +23,12 @@ from eth_account.messages import encode_typed_data
 from infra import contracts
 from infra.stack.demo_script import transfer_authorization
 from runtime.kafka import end_offsets
-from runtime.rpc import JsonRpc
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
 from tests.signer_support import LoneSigner
 from tests.support import make_agent
+from tests.token_support import on_anvil
 from tests.typed_data_support import (
     COW,
     MAIL,
@@ -65,14 +65,6 @@ def aggregate(*calls: tuple[str, int, str]) -> str:
     )
 
 
-async def _node_call(settings, work):
-    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
-    try:
-        return await work(node)
-    finally:
-        await node.close()
-
-
 async def _balances(settings, token: str, *holders: str) -> dict[str, tuple[int, int]]:
     async def read(node):
         out = {}
@@ -83,7 +75,7 @@ async def _balances(settings, token: str, *holders: str) -> dict[str, tuple[int,
             out[who] = (units, int(await node.call("eth_getBalance", who, "latest"), 16))
         return out
 
-    return await _node_call(settings, read)
+    return await on_anvil(settings, read)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +89,7 @@ def deployed(stack):
             "multicall": await contracts.deploy(node, "Multicall", sender=DEPLOYER),
         }
 
-    out = asyncio.run(_node_call(stack.settings, deploy))
+    out = asyncio.run(on_anvil(stack.settings, deploy))
     from eth_utils import to_checksum_address
 
     return {**out, "mallory": to_checksum_address(mallory)}
@@ -153,7 +145,7 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
 
     async def scenario():
         key, address, _ = await make_agent(settings, agent, **_policy_fields(deployed))
-        await _node_call(
+        await on_anvil(
             settings,
             lambda node: contracts.send(
                 node, DEPLOYER, token, contracts.calldata("mint(address,uint256)", address, 1_000 * UNIT)
@@ -219,7 +211,7 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
             else None
         )
         if relay is not None:
-            await _node_call(settings, lambda node: contracts.send(node, DEPLOYER, token, relay))
+            await on_anvil(settings, lambda node: contracts.send(node, DEPLOYER, token, relay))
         balances = await _balances(settings, token, address, ALICE, mallory)
         return address, signatures, first, routes, second, balances
 
@@ -279,7 +271,7 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
             node, lone.address, token, contracts.calldata("approve(address,uint256)", forwarder, 40 * UNIT)
         )
 
-    run(_node_call(stack.settings, prepare))
+    run(on_anvil(stack.settings, prepare))
 
     takes = ({"token": token, "amount": str(20 * UNIT)},)
 

@@ -61,3 +61,8 @@ def test_an_agent_without_an_intent_key_is_told_how_to_provision_it(tmp_path):
     with pytest.raises(AgentNotProvisioned, match="warden agents create --agent nobody"):
         agent_server(settings, "nobody")
     assert not (tmp_path / "home" / "agents" / "nobody").exists()
+
+
+def test_pay_x402_fetches_only_http_urls(server):
+    with pytest.raises(ToolError, match=r"'file:///etc/passwd' is not http:// or https://"):
+        asyncio.run(server.call_tool("pay_x402", {"url": "file:///etc/passwd"}))
