@@ -3,6 +3,7 @@ that the streams worker (simulation) and the signer share."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -28,6 +29,28 @@ class Node(Protocol):
     async def call(self, method: str, *params: Any) -> Any: ...
 
 
+# Calls that only read the chain: asked again once when the node could not be reached, since a
+# dropped keep-alive connection or a node slowed by a busy machine fails one call, and a read has
+# no effect to double. A send is never asked again here: whether the node took it is unknown, and
+# the signer's broadcast tracking decides what to do about it.
+READS = (
+    "eth_get",
+    "eth_call",
+    "eth_estimateGas",
+    "eth_simulateV1",
+    "eth_chainId",
+    "eth_blockNumber",
+    "eth_feeHistory",
+    "eth_gasPrice",
+    "eth_maxPriorityFeePerGas",
+    "eth_blobBaseFee",
+)
+
+
+def is_read(method: str) -> bool:
+    return method.startswith(READS)
+
+
 class JsonRpc:
     def __init__(self, url: str, timeout_s: float = 10.0):
         self.url = url
@@ -36,6 +59,15 @@ class JsonRpc:
         self._session: aiohttp.ClientSession | None = None
 
     async def call(self, method: str, *params: Any) -> Any:
+        try:
+            return await self._call(method, params)
+        except RpcUnavailable:
+            if not is_read(method):
+                raise
+        await asyncio.sleep(0.2)
+        return await self._call(method, params)
+
+    async def _call(self, method: str, params: tuple) -> Any:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}

@@ -1,0 +1,82 @@
+"""A read the node could not answer is asked once more; a send never is (whether the node took it is
+unknown). The node is a real HTTP server in this process that drops the first connection it gets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from runtime.rpc import JsonRpc, RpcUnavailable, is_read
+
+
+async def _flaky_node(drops: int):
+    """A JSON-RPC server that drops the first ``drops`` requests without an answer; ``seen`` counts them all."""
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen.append(body["method"])
+        if len(seen) <= drops:
+            request.transport.close()  # the connection ends with no answer, as a dropped keep-alive does
+            raise ConnectionResetError
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7"})
+
+    app = web.Application()
+    app.router.add_post("/", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}/", seen
+
+
+def test_a_dropped_read_is_asked_again_and_answered():
+    async def go():
+        runner, url, seen = await _flaky_node(drops=1)
+        node = JsonRpc(url, timeout_s=10)
+        try:
+            assert await node.call("eth_getTransactionCount", "0x" + "11" * 20, "pending") == "0x7"
+        finally:
+            await node.close()
+            await runner.cleanup()
+        return seen
+
+    assert asyncio.run(go()) == ["eth_getTransactionCount", "eth_getTransactionCount"]
+
+
+def test_a_read_dropped_twice_fails_closed():
+    async def go():
+        runner, url, seen = await _flaky_node(drops=2)
+        node = JsonRpc(url, timeout_s=10)
+        try:
+            with pytest.raises(RpcUnavailable, match="eth_call: chain RPC at"):
+                await node.call("eth_call", {}, "pending")
+        finally:
+            await node.close()
+            await runner.cleanup()
+        return seen
+
+    assert asyncio.run(go()) == ["eth_call", "eth_call"]
+
+
+def test_a_dropped_send_is_not_sent_again():
+    async def go():
+        runner, url, seen = await _flaky_node(drops=1)
+        node = JsonRpc(url, timeout_s=10)
+        try:
+            with pytest.raises(RpcUnavailable):
+                await node.call("eth_sendRawTransaction", "0x02")
+        finally:
+            await node.close()
+            await runner.cleanup()
+        return seen
+
+    assert asyncio.run(go()) == ["eth_sendRawTransaction"]
+
+
+@pytest.mark.parametrize("method", ["eth_sendRawTransaction", "eth_sendTransaction", "evm_mine", "anvil_setBalance"])
+def test_only_reads_are_reads(method):
+    assert not is_read(method)
