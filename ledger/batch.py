@@ -41,12 +41,17 @@ CHECKPOINT_ARROW_SCHEMA = pa.schema(
 )
 
 
+def unreadable_event_id(partition: int, offset: int) -> str:
+    """The event id of `unreadable_event` for the record at ``offset`` of ``partition``."""
+    return event_id("ledger", "unreadable", topics.AUDIT_EVENTS, str(partition), str(offset))
+
+
 def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str, now: datetime) -> AuditEvent:
     """A record the sink cannot read still takes its place in the chain, so the
     ledger accounts for every offset of the topic."""
     payload = raw or b""
     return AuditEvent(
-        event_id=event_id("ledger", "unreadable", topics.AUDIT_EVENTS, str(partition), str(offset)),
+        event_id=unreadable_event_id(partition, offset),
         actor="service:ledger",
         action="dlq.recorded",
         resource=f"record:{topics.AUDIT_EVENTS}/{partition}/{offset}",

@@ -23,6 +23,20 @@ PER_AGENT = 60
 DAVE = "0x000000000000000000000000000000000000da7e"
 
 
+async def _kill_the_worker_between(stack, client: Client, before: list, after: list) -> None:
+    """Submits ``before``, SIGKILLs the streams worker while it decides them, submits ``after``
+    and starts the worker again."""
+    for intent in before:
+        await client.submit(intent)
+    await client.flush()
+    await asyncio.sleep(0.3)
+    stack.kill("streams", signal.SIGKILL)
+    for intent in after:
+        await client.submit(intent)
+    await client.flush()
+    await asyncio.to_thread(stack.start_service, "streams", "streams.topology")
+
+
 def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fresh_stack):
     stack = fresh_stack()
     settings = stack.settings
@@ -49,15 +63,7 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
         members = {name: await group_members(settings, group) for name, group in groups.items()}
         assert all(len(ids) == 1 for ids in members.values()), members
         async with Client(settings) as client:
-            for intent in intents[:third]:
-                await client.submit(intent)
-            await client.flush()
-            await asyncio.sleep(0.3)
-            stack.kill("streams", signal.SIGKILL)
-            for intent in intents[third : 2 * third]:
-                await client.submit(intent)
-            await client.flush()
-            await asyncio.to_thread(stack.start_service, "streams", "streams.topology")
+            await _kill_the_worker_between(stack, client, intents[:third], intents[third : 2 * third])
             await asyncio.sleep(0.5)
             stack.kill("signer", signal.SIGKILL)
             for intent in intents[2 * third :]:
@@ -99,3 +105,47 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
         nonces[intent.agent_id].append(outcomes[intent.intent_id].nonce)
     for agent, used in nonces.items():
         assert sorted(used) == list(range(PER_AGENT)), f"{agent}: nonces with gaps or repeats"
+
+
+def test_a_redelivered_rejection_is_the_same_bytes_after_a_worker_kill_and_a_resubmission(fresh_stack):
+    # A rejection is published again when its intent is read again (the worker was killed before
+    # it committed the intent, or a producer sent the intent twice): always the first one's bytes,
+    # so a consumer de-duplicates it by its bytes (docs/topics.md).
+    stack = fresh_stack()
+    settings = stack.settings
+    agents = ("again-a", "again-b", "again-c", "again-d")
+    allowed = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"  # DAVE is not on the allowlist: rejected
+
+    async def scenario():
+        keys = {a: (await make_agent(settings, a, tx_to_allowlist=(allowed,)))[0] for a in agents}
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED,))
+        intents = [
+            new_intent(keys[a], agent_id=a, chain="anvil", to=DAVE, value="0.000001") for _ in range(30) for a in agents
+        ]
+        third = len(intents) // 3
+        async with Client(settings) as client:
+            await _kill_the_worker_between(stack, client, intents[:third], intents[third:])
+        outcomes = await wait_outcomes(settings, intents, 150, start)
+        assert set(outcomes) == {i.intent_id for i in intents}
+        again = intents[:: len(intents) // 8]
+        async with Client(settings) as client:
+            for intent in again:
+                await client.submit(intent)  # the same intent bytes, written again
+            await client.flush()
+        records: dict[str, list[bytes]] = defaultdict(list)
+        deadline = asyncio.get_running_loop().time() + 90
+        while any(len(records[i.intent_id]) < 2 for i in again):
+            assert asyncio.get_running_loop().time() < deadline, "the resubmitted intents were not answered again"
+            records.clear()
+            for value in await read_topic(settings, topics.INTENTS_REJECTED, start=start):
+                records[IntentRejected.from_bytes(value).intent_id].append(value)
+        return intents, records
+
+    intents, records = asyncio.run(scenario())
+    for intent in intents:
+        answers = records[intent.intent_id]
+        assert answers and IntentRejected.from_bytes(answers[0]).code == "RECIPIENT_NOT_ALLOWLISTED", answers[0]
+        assert len(set(answers)) == 1, (
+            f"{intent.intent_id}: {len(answers)} rejection records, {len(set(answers))} different: "
+            f"{[IntentRejected.from_bytes(a).decided_at for a in answers]}"
+        )

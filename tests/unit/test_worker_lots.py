@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from runtime.config import Settings
 from runtime.kafka import PRODUCER_BATCH_BYTES
 from schemas import topics
 from schemas.emit import Emit
-from streams.topology import Held, build_app
+from streams.topology import Held, Loops, build_app
 
 
 class _Log:
@@ -65,3 +67,35 @@ def test_the_workers_producer_takes_the_same_batches(tmp_path):
     # gives the event loop three turns (mode's `stampede`), in which aiokafka's sender takes what
     # is waiting unless a request is in flight. So the bound itself is what is checked here.
     assert build_app(Settings(home=tmp_path)).conf.producer_max_batch_size == PRODUCER_BATCH_BYTES
+
+
+class _App:
+    """What `Loops.publish` uses of a Faust app, writing down the order of flushes and sends."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.producer = self
+
+    async def flush(self) -> None:
+        self.log.append("flush")
+
+    def topic(self, name: str, **kwargs):
+        log = self.log
+
+        class _Topic:
+            async def send(self, key, value, headers) -> None:
+                log.append(name)
+
+        return _Topic()
+
+
+def test_a_decision_is_flushed_to_its_changelog_before_its_outcome_is_sent(tmp_path):
+    # The table's changelog records wait in Faust's buffer; a worker killed after sending an
+    # outcome but before they left would let its successor decide the intent again, with other bytes.
+    log: list[str] = []
+    loops = Loops(_App(log), Settings(home=tmp_path), None, ("k1", Ed25519PrivateKey.generate()))
+    asyncio.run(loops.publish([Emit(topics.INTENTS_REJECTED, "a", b"{}")]))
+    assert log == ["flush", topics.INTENTS_REJECTED]
+    log.clear()
+    asyncio.run(loops.publish([Emit(topics.APPROVAL_DEADLINES, "a", b"{}")]))  # no decision: no wait
+    assert log == [topics.APPROVAL_DEADLINES]

@@ -1,0 +1,52 @@
+"""`ledger.lag`: the ledger's lag in audit events, not offsets. A redelivered record whose events
+the ledger holds is nothing missing; an unreadable record is one event, held as its own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+
+from ledger.batch import unreadable_event_id
+from ledger.lag import TailRecord, missing_by_partition
+from schemas.emit import audit
+
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _event(n: int) -> bytes:
+    return audit("service:streams", "intent.rejected", f"intent:i{n}", NOW, f"i{n}", intent_id=f"i{n}").value
+
+
+def _ids(raw: bytes) -> list[str]:
+    body = orjson.loads(raw)
+    return [e["event_id"] for e in (body if isinstance(body, list) else [body])]
+
+
+def test_a_redelivered_record_whose_events_are_held_is_not_lag():
+    first = _event(1)
+    tail = [TailRecord.of(0, 7, first)]  # the same bytes again, past the last stored offset
+    assert missing_by_partition(tail, set(_ids(first))) == {0: 0}
+    assert missing_by_partition(tail, set()) == {0: 1}
+
+
+def test_a_record_of_several_events_counts_each_missing_one():
+    joined = orjson.dumps([orjson.loads(_event(n)) for n in range(3)])
+    ids = _ids(joined)
+    record = TailRecord.of(2, 0, joined)
+    assert record.parsed == tuple(ids)
+    assert missing_by_partition([record], {ids[0]}) == {2: 2}
+
+
+def test_an_unreadable_record_is_one_event_held_under_its_own_id():
+    for raw in (None, b"not json"):
+        record = TailRecord.of(1, 5, raw)
+        assert record.parsed == ()
+        assert missing_by_partition([record], set()) == {1: 1}
+        assert missing_by_partition([record], {unreadable_event_id(1, 5)}) == {1: 0}
+
+
+def test_a_record_held_as_not_believed_is_not_lag():
+    # The sink appends one event saying a record is not believed instead of the events it claims.
+    raw = _event(4)
+    assert missing_by_partition([TailRecord.of(0, 9, raw)], {unreadable_event_id(0, 9)}) == {0: 0}
