@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,12 +101,15 @@ def accepted(answer: object, *, resource: str, required_scopes: Sequence[str], n
         return "the token is not active"
     exp = answer.get("exp")
     if exp is not None:
-        if not isinstance(exp, int) or isinstance(exp, bool):
-            return f"the token's exp is not a whole number of seconds ({type(exp).__name__})"
+        # A NumericDate (RFC 7519) may have a fraction; a bool is not one, though Python calls it an int.
+        if not isinstance(exp, int | float) or isinstance(exp, bool) or not math.isfinite(exp):
+            return f"the token's exp is not a number of seconds ({type(exp).__name__})"
         if exp <= now:
             return "the token has expired"
     nbf = answer.get("nbf")
-    if nbf is not None and (not isinstance(nbf, int) or isinstance(nbf, bool) or nbf > now):
+    if nbf is not None and (
+        not isinstance(nbf, int | float) or isinstance(nbf, bool) or not math.isfinite(nbf) or nbf > now
+    ):
         return "the token is not valid yet (nbf)"
     aud = answer.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud
@@ -125,7 +129,7 @@ def accepted(answer: object, *, resource: str, required_scopes: Sequence[str], n
         token="redacted",
         client_id=client_id if isinstance(client_id, str) and client_id else "unknown",
         scopes=granted,
-        expires_at=exp,
+        expires_at=None if exp is None else int(exp),
         resource=resource,
         subject=sub if isinstance(sub, str) else None,
         # The issuer, with the client and subject, names the principal a session is bound to.
