@@ -169,6 +169,13 @@ class Settings:
     # The bearer token `warden mcp --http` accepts, in a file; unset, it generates one at start
     # and writes it under $WARDEN_HOME/agents/<agent>/mcp_token.
     mcp_token_file: str | None = field(default_factory=lambda: _opt("WARDEN_MCP_TOKEN_FILE"))
+    # With `warden mcp --http --introspection-endpoint`: how the server authenticates to the
+    # authorization server's introspection endpoint, if it asks. The secret is read from a file so
+    # that it shows neither in the process list nor in the environment of what the server starts.
+    mcp_introspection_client_id: str | None = field(default_factory=lambda: _opt("WARDEN_MCP_INTROSPECTION_CLIENT_ID"))
+    mcp_introspection_secret_file: str | None = field(
+        default_factory=lambda: _opt("WARDEN_MCP_INTROSPECTION_SECRET_FILE")
+    )
 
     @property
     def max_message_bytes(self) -> int:

@@ -25,8 +25,8 @@ MCP_PATH = "/mcp"
 CLIENT_ID = "warden-mcp-bearer"
 
 
-class TokenUnavailable(Exception):
-    """WARDEN_MCP_TOKEN_FILE names a file with no token in it, or one that cannot be read."""
+class SecretFileUnusable(Exception):
+    """A setting names a file to hold a secret, and that file is empty or cannot be read."""
 
 
 def token_file(home: Path, agent_id: str) -> Path:
@@ -50,19 +50,11 @@ def server_token(settings: Settings, agent_id: str) -> tuple[str, Path]:
     set, else a new random one written (mode 0600) to `token_file`, replacing any earlier one."""
     if settings.mcp_token_file:
         path = Path(settings.mcp_token_file)
-        try:
-            token = path.read_text().strip()
-        except OSError as exc:
-            raise TokenUnavailable(
-                f"WARDEN_MCP_TOKEN_FILE={path} cannot be read ({exc.strerror}): point it at a readable file "
-                f"holding the token, or unset it to have a token generated"
-            ) from None
-        if not token:
-            raise TokenUnavailable(
-                f"WARDEN_MCP_TOKEN_FILE={path} is empty: write a token into it (e.g. "
-                f'`python -c "import secrets; print(secrets.token_urlsafe(32))" > {path}`), or unset it'
-            )
-        return token, path
+        hint = (
+            'write a token into it (e.g. `python -c "import secrets; print(secrets.token_urlsafe(32))" '
+            f"> {path}`), or unset it to have a token generated"
+        )
+        return read_secret_file("WARDEN_MCP_TOKEN_FILE", path, hint), path
     path = token_file(settings.home, agent_id)
     token = secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +66,20 @@ def server_token(settings: Settings, agent_id: str) -> tuple[str, Path]:
     finally:
         os.close(fd)
     return token, path
+
+
+def read_secret_file(variable: str, path: Path, hint: str) -> str:
+    """The secret in the file the setting ``variable`` names, stripped; `SecretFileUnusable` if the
+    file cannot be read or holds nothing, with ``hint`` saying what to put there."""
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise SecretFileUnusable(
+            f"{variable}={path} cannot be read ({exc.strerror}): make it readable by this process and {hint}"
+        ) from None
+    if not secret:
+        raise SecretFileUnusable(f"{variable}={path} is empty: {hint}")
+    return secret
 
 
 class BearerTokenVerifier:

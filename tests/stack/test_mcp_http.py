@@ -1,18 +1,26 @@
 """`warden mcp --http` driven by the SDK's streamable HTTP client against the real stack: the server
 runs as `python -m infra.cli mcp --agent A --http --port P` in a child process. With the bearer
 token from the file it wrote, a client lists the tools and reads the policy; without it, or with a
-wrong one, the SDK's 401 refuses the request before any MCP message is handled."""
+wrong one, the SDK's 401 refuses the request before any MCP message is handled.
+
+With `--auth-issuer` and `--introspection-endpoint` it takes access tokens from an authorization
+server instead. No real one (Keycloak, Auth0, ...) can run on the test machine: the one here is a
+small aiohttp app in the test process (tests/oauth_support.py) whose introspection endpoint knows a
+few tokens and wants client credentials, which the server reads from its settings."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import httpx2
 import pytest
@@ -23,6 +31,7 @@ from mcp.shared.exceptions import MCPError
 from infra.stack.local import REPO, free_port, wait_for_port
 from runtime.config import child_environment
 from sdk.mcp_auth import token_file
+from tests.oauth_support import authorization_server
 from tests.support import make_agent
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -34,19 +43,16 @@ INITIALIZE = {
 }
 
 
-@pytest.fixture(scope="module")
-def server(stack, tmp_path_factory):
-    """The running HTTP server: (its MCP URL, its token, its stderr file, its token file)."""
-    settings = stack.settings
-    agent = f"agent-mcp-http-{os.urandom(3).hex()}"
-    asyncio.run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="2"))
+@contextlib.contextmanager
+def _serving(settings, agent: str, options: list[str], log, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`warden mcp --agent AGENT --http` with ``options`` (and ``env`` added to its environment) on a
+    free port, logging to ``log``: its MCP URL."""
     port = free_port()
-    env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
+    env = child_environment(settings) | {"PYTHONPATH": str(REPO)} | (env or {})
     env.pop("WARDEN_MCP_TOKEN_FILE", None)  # the server generates its token
-    log = tmp_path_factory.mktemp("mcp-http") / "server.log"
     with open(log, "w") as errlog:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "mcp", "--agent", agent, "--http", "--port", str(port)],
+            [sys.executable, "-m", "infra.cli", "mcp", "--agent", agent, "--http", "--port", str(port), *options],
             env=env,
             cwd=str(REPO),
             stdout=errlog,
@@ -54,8 +60,7 @@ def server(stack, tmp_path_factory):
         )
     try:
         wait_for_port(f"127.0.0.1:{port}", 60, "warden mcp --http", proc)
-        path = token_file(settings.home, agent)
-        yield f"http://127.0.0.1:{port}/mcp", path.read_text().strip(), log, path
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()
         try:
@@ -63,6 +68,23 @@ def server(stack, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def agent(stack):
+    """An agent whose policy allows DEST."""
+    name = f"agent-mcp-http-{os.urandom(3).hex()}"
+    asyncio.run(make_agent(stack.settings, name, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="2"))
+    return name
+
+
+@pytest.fixture(scope="module")
+def server(stack, agent, tmp_path_factory):
+    """The running HTTP server: (its MCP URL, its token, its stderr file, its token file)."""
+    log = tmp_path_factory.mktemp("mcp-http") / "server.log"
+    with _serving(stack.settings, agent, [], log) as url:
+        path = token_file(stack.settings.home, agent)
+        yield url, path.read_text().strip(), log, path
 
 
 async def _session_calls(url: str, token: str | None) -> dict:
@@ -136,3 +158,94 @@ def test_the_sdk_client_cannot_initialize_without_the_right_token(server, token)
 def _flattened(exc: BaseException) -> list[BaseException]:
     """An exception and those of the groups it is made of."""
     return [exc, *(inner for group in getattr(exc, "exceptions", ()) for inner in _flattened(group))]
+
+
+# The tokens the authorization server knows, each a test of one rule (filled once the URL is known).
+GOOD, OTHER_AUDIENCE, INACTIVE, EXPIRED, NO_SCOPE = (
+    f"tok-{name}-{os.urandom(8).hex()}" for name in ("good", "other-audience", "inactive", "expired", "no-scope")
+)
+SCOPE = "warden:agent"
+
+
+@pytest.fixture(scope="module")
+def oauth_server(stack, agent, tmp_path_factory):
+    """The server taking the authorization server's tokens: (its MCP URL, the authorization server, its log)."""
+    tmp = tmp_path_factory.mktemp("mcp-oauth")
+    secret = tmp / "introspection-secret"
+    secret.write_text("introspection-s3cret\n")
+    credentials = {
+        "WARDEN_MCP_INTROSPECTION_CLIENT_ID": "warden-mcp",
+        "WARDEN_MCP_INTROSPECTION_SECRET_FILE": str(secret),
+    }
+    tokens: dict[str, dict] = {}
+    with authorization_server(tokens, client=("warden-mcp", "introspection-s3cret")) as issuer:
+        options = [
+            *("--auth-issuer", issuer.issuer),
+            *("--introspection-endpoint", issuer.introspection_endpoint),
+            *("--required-scope", SCOPE),
+        ]
+        with _serving(stack.settings, agent, options, tmp / "server.log", credentials) as url:
+            now = int(time.time())
+            valid = {"active": True, "aud": ["https://other.example/mcp", url], "exp": now + 3600, "scope": SCOPE}
+            tokens.update(
+                {
+                    GOOD: valid | {"client_id": "agent-app", "sub": "user-7", "iss": issuer.issuer},
+                    OTHER_AUDIENCE: valid | {"aud": "https://other.example/mcp"},
+                    INACTIVE: {"active": False},
+                    EXPIRED: valid | {"exp": now - 60},
+                    NO_SCOPE: valid | {"scope": "openid"},
+                }
+            )
+            yield url, issuer, tmp / "server.log"
+
+
+def test_an_access_token_for_this_server_lists_the_tools_and_reads_the_policy(oauth_server):
+    url, issuer, log = oauth_server
+    got = asyncio.run(_session_calls(url, GOOD))
+    assert "get_policy" in {tool.name for tool in got["tools"]}
+    policy = got["policy"]
+    assert not policy.is_error and policy.structured_content is not None, (policy.content, log.read_text()[-4000:])
+    assert policy.structured_content["tx_to_allowlist"] == [DEST]
+    assert GOOD in issuer.asked and issuer.refused_clients == 0
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (OTHER_AUDIENCE, "does not name this server"),
+        (INACTIVE, "not active"),
+        (EXPIRED, "has expired"),
+        (NO_SCOPE, f"required scope(s) {SCOPE}"),
+        ("tok-nobody-issued", "not active"),
+    ],
+    ids=["other-audience", "inactive", "expired", "no-scope", "unknown"],
+)
+def test_a_token_the_rules_refuse_gets_401_and_the_reason_is_logged(oauth_server, token, reason):
+    url, issuer, log = oauth_server
+    refused = _post_initialize(url, f"Bearer {token}")
+    assert isinstance(refused, urllib.error.HTTPError) and refused.code == 401
+    assert "resource_metadata=" in refused.headers["WWW-Authenticate"]
+    assert token in issuer.asked
+    text = log.read_text()
+    assert reason in text, text[-4000:]
+    assert token not in text
+
+
+def test_a_request_without_a_token_gets_401_and_asks_no_one(oauth_server):
+    url, issuer, _ = oauth_server
+    asked = len(issuer.asked)
+    refused = _post_initialize(url, None)
+    assert isinstance(refused, urllib.error.HTTPError) and refused.code == 401
+    assert len(issuer.asked) == asked
+
+
+def test_the_protected_resource_metadata_names_the_issuer_and_the_scope(oauth_server):
+    url, issuer, log = oauth_server
+    origin = url.removesuffix("/mcp")
+    with urllib.request.urlopen(f"{origin}/.well-known/oauth-protected-resource/mcp", timeout=30) as response:
+        metadata = json.loads(response.read())
+    assert metadata["resource"] == url
+    assert [server.rstrip("/") for server in metadata["authorization_servers"]] == [issuer.issuer]
+    assert metadata["scopes_supported"] == [SCOPE]
+    text = log.read_text()
+    assert issuer.issuer in text and "introspection-s3cret" not in text

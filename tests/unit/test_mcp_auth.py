@@ -13,7 +13,7 @@ import pytest
 from runtime.config import Settings
 from sdk.mcp_auth import (
     BearerTokenVerifier,
-    TokenUnavailable,
+    SecretFileUnusable,
     auth_settings,
     resource_url,
     server_token,
@@ -68,8 +68,8 @@ def test_a_configured_token_file_is_read_and_an_empty_or_missing_one_refused(tmp
     assert server_token(settings, "agent-unit") == (TOKEN, given)
     assert not token_file(settings.home, "agent-unit").exists()
     given.write_text("\n")
-    with pytest.raises(TokenUnavailable, match="is empty"):
+    with pytest.raises(SecretFileUnusable, match="is empty"):
         server_token(settings, "agent-unit")
     missing = dataclasses.replace(settings, mcp_token_file=str(tmp_path / "nothing"))
-    with pytest.raises(TokenUnavailable, match="cannot be read"):
+    with pytest.raises(SecretFileUnusable, match="cannot be read"):
         server_token(missing, "agent-unit")
