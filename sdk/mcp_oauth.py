@@ -4,9 +4,11 @@ only for this MCP server, as the MCP authorization rules ask of a resource serve
 
 A token is accepted only if the authorization server says it is `active`, it has not expired by
 this server's clock, its audience (`aud`, the RFC 8707 resource indicator the client asked for)
-names this server's resource URL exactly, and it grants every required scope. Anything else,
-including an authorization server that cannot be reached or answers something that is not an
-introspection response, refuses the request (the SDK's 401); the reason is logged, the token never.
+names this server's resource URL exactly. Anything else, including an authorization server that
+cannot be reached or answers something that is not an introspection response, refuses the request
+(the SDK's 401); the reason is logged, the token never. A token without a required scope is
+refused by the SDK's own middleware with 403 ``insufficient_scope`` naming the scope, as the MCP
+authorization rules ask, so that a client can ask its authorization server for it.
 The token goes nowhere but the introspection endpoint: the `AccessToken` kept on the request
 carries a placeholder, and the server reaches Kafka and the chain with its own settings.
 """
@@ -92,7 +94,7 @@ def introspection_credentials(settings: Settings) -> ClientCredentials | None:
     return ClientCredentials(client_id, secret)
 
 
-def accepted(answer: object, *, resource: str, required_scopes: Sequence[str], now: float) -> AccessToken | str:
+def accepted(answer: object, *, resource: str, now: float) -> AccessToken | str:
     """The decision on an introspection response: the `AccessToken` to keep on the request (without
     the token), or the reason it is refused."""
     if not isinstance(answer, dict):
@@ -120,10 +122,7 @@ def accepted(answer: object, *, resource: str, required_scopes: Sequence[str], n
     scope = answer.get("scope", "")
     if not isinstance(scope, str):
         return "the token's scope is not a space-separated string"
-    granted = scope.split()
-    missing = [s for s in required_scopes if s not in granted]
-    if missing:
-        return f"the token does not grant the required scope(s) {', '.join(missing)}"
+    granted = scope.split()  # the SDK checks the required ones against these (403 insufficient_scope)
     client_id, sub, iss = answer.get("client_id"), answer.get("sub"), answer.get("iss")
     return AccessToken(
         token="redacted",
@@ -144,13 +143,11 @@ class IntrospectionTokenVerifier:
         self,
         introspection_endpoint: str,
         resource: str,
-        required_scopes: Sequence[str] = (),
         credentials: ClientCredentials | None = None,
         clock=time.time,
     ):
         self.endpoint = checked_url("--introspection-endpoint", introspection_endpoint)
         self.resource = resource
-        self.required_scopes = tuple(required_scopes)
         self._auth = httpx2.BasicAuth(credentials.client_id, credentials.secret) if credentials else None
         self._clock = clock
 
@@ -177,13 +174,13 @@ class IntrospectionTokenVerifier:
             answer = response.json()
         except ValueError:
             return "the introspection endpoint did not answer JSON"
-        return accepted(answer, resource=self.resource, required_scopes=self.required_scopes, now=self._clock())
+        return accepted(answer, resource=self.resource, now=self._clock())
 
 
 def oauth_auth_settings(issuer: str, resource: str, required_scopes: Sequence[str]) -> AuthSettings:
     """The SDK's resource-server settings: its protected resource metadata names ``issuer`` as the
     authorization server and ``required_scopes`` as the scopes to ask for; the SDK also refuses a
-    token the verifier reports for another resource, or without a required scope."""
+    token the verifier reports for another resource (401), or one without a required scope (403)."""
     return AuthSettings(
         issuer_url=checked_url("--auth-issuer", issuer),
         resource_server_url=resource,

@@ -69,9 +69,7 @@ def _serve_oauth(settings, args) -> int:
         )
     url = resource_url(args.host, args.port)
     try:
-        verifier = IntrospectionTokenVerifier(
-            args.introspection_endpoint, url, args.required_scope, introspection_credentials(settings)
-        )
+        verifier = IntrospectionTokenVerifier(args.introspection_endpoint, url, introspection_credentials(settings))
         server = agent_server(
             settings,
             args.agent,
