@@ -162,12 +162,14 @@ class Loops:
             self.windows_stale = False
 
     async def publish(self, emits: list[Emit]) -> None:
-        if any(emit.topic in PUBLISHED_OUTCOMES for emit in emits):
-            # A decision is on its changelog before it is announced. Faust sends a table's
+        if any(emit.topic == topics.INTENTS_REJECTED for emit in emits):
+            # A rejection is on its changelog before it is announced. Faust sends a table's
             # changelog records from a buffer of its own, after the outcomes sent here: a worker
             # killed in between leaves a rejection its successor has no decision for, so the intent
             # is decided again and rejected a second time, with other bytes (its time and
-            # signature). Flushed first, the successor replays the first one byte for byte.
+            # signature). Flushed first, the successor replays the first one byte for byte. Only
+            # for rejections: the wait costs every batch a round trip to the broker, and an
+            # approval decided twice is still signed once (the signer keeps one per intent).
             await self.app.producer.flush()
         for emit in join_audits(emits, self.settings.max_record_bytes):
             if emit.topic in PUBLISHED_OUTCOMES:

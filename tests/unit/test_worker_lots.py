@@ -99,3 +99,7 @@ def test_a_decision_is_flushed_to_its_changelog_before_its_outcome_is_sent(tmp_p
     log.clear()
     asyncio.run(loops.publish([Emit(topics.APPROVAL_DEADLINES, "a", b"{}")]))  # no decision: no wait
     assert log == [topics.APPROVAL_DEADLINES]
+    log.clear()
+    # An approval decided twice is signed once (the signer keeps one per intent): no wait on the busy path.
+    asyncio.run(loops.publish([Emit(topics.INTENTS_APPROVED, "a", b"{}")]))
+    assert log == [topics.INTENTS_APPROVED]
