@@ -11,7 +11,8 @@ agent's account to an allowlisted contract. Then tokens, with real contracts
 limits, one to a stranger, an unlimited approval, a token that takes more than
 its calldata says (caught by simulation), one above the daily limit, and one
 above the human-approval threshold, which waits until the demo, as the admin,
-approves it.
+approves it. Last, a second agent's session through MCP (``demo_mcp``): simulate, check the policy,
+submit and list one transfer, as an agent runtime does through `warden mcp`.
 
 The script (each intent and the outcome it expects) is ``demo_script``; this module deploys what
 it needs, runs it, reports the outcomes and verifies the ledger.
@@ -25,6 +26,7 @@ import os
 import time
 
 from infra import contracts
+from infra.stack import demo_mcp
 from infra.stack.demo_script import (
     AFTER_ALLOWLISTING,
     AGENT,
@@ -183,6 +185,8 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
                 if share is not None:
                     share.wipe()
     elapsed = time.monotonic() - began
+    # After every scripted outcome: the agent session through MCP, for its own agent.
+    session = await demo_mcp.run_session(settings, setup["client_share"], progress, timeout_s)
     rows = []
     for scripted, intent in intents:
         outcome = outcomes.get(intent.intent_id)
@@ -250,7 +254,8 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         "seconds_to_all_outcomes": round(elapsed, 3),
         "intents": rows,
         "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
-        "all_as_expected": all(r["as_expected"] for r in rows),
+        "mcp_session": session,
+        "all_as_expected": all(r["as_expected"] for r in rows) and session["as_expected"],
     }
 
 
@@ -298,10 +303,12 @@ def render(report: dict) -> str:
             lines.append(
                 f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {str(r['stage']):12} {str(r['code']):28} {r['reason']}"
             )
-    verdict = "every outcome as expected" if report["all_as_expected"] else "SOME OUTCOMES DIFFER FROM THE SCRIPT"
+    scripted_ok = all(r["as_expected"] for r in report["intents"])
+    verdict = "every outcome as expected" if scripted_ok else "SOME OUTCOMES DIFFER FROM THE SCRIPT"
     lines.append(
         f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}"
     )
+    lines.append(demo_mcp.render(report["mcp_session"]))
     return "\n".join(lines)
 
 
