@@ -12,6 +12,7 @@ stages that read the intent and the policy alone.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Literal
 
@@ -90,8 +91,11 @@ def windows_left(policy: AgentPolicy, spent: dict[str, int]) -> list[WindowLeft]
 
 async def spent_now(settings: Settings, agent_id: str, now: datetime) -> dict[str, int]:
     """`spent_in_window` of the agent's records as the topics hold them now."""
-    records = await agent_transactions(settings, agent_id)
-    return spent_in_window(records, await approved_intents(settings, agent_id), now)
+    # Each read lasts until its topics are quiet: read side by side, not one after the other.
+    records, approved = await asyncio.gather(
+        agent_transactions(settings, agent_id), approved_intents(settings, agent_id)
+    )
+    return spent_in_window(records, approved, now)
 
 
 def spent_in_window(records: AgentRecords, approved: dict[str, IntentApproved], now: datetime) -> dict[str, int]:
@@ -139,7 +143,9 @@ def _result(verdict: StageVerdict) -> StageResult:
 async def check_policy(settings: Settings, intent: TransactionIntent, now: datetime | None = None) -> PolicyCheck:
     """What the pipeline would decide about ``intent`` now (`PolicyCheck`)."""
     now = now or utcnow()
-    policy = await policy_in_force(settings, intent.agent_id)
+    policy, spent = await asyncio.gather(
+        policy_in_force(settings, intent.agent_id), spent_now(settings, intent.agent_id, now)
+    )
     if policy is None:
         missing = StageResult(
             stage="intake",
@@ -158,7 +164,6 @@ async def check_policy(settings: Settings, intent: TransactionIntent, now: datet
             policy_version=None,
             windows_24h=[],
         )
-    spent = await spent_now(settings, intent.agent_id, now)
     verdicts = [judge.admit(intent, policy, now, settings.intent_max_age_s * 1_000_000)]
     judged = judge.Judgement()
     if verdicts[0].passed:

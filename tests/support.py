@@ -172,17 +172,9 @@ def tail_json(env: dict, enough: Callable[[list[dict]], bool], *flags: str, time
 
 def warden_mcp(settings: Settings, agent: str):
     """How an MCP client starts `warden mcp --agent AGENT` over stdio against the stack of ``settings``."""
-    from mcp.client.stdio import StdioServerParameters
+    from infra.stack.demo_mcp import server_parameters
 
-    from infra.stack.local import REPO
-    from runtime.config import child_environment
-
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "infra.cli", "mcp", "--agent", agent, "--timeout", "90"],
-        env=child_environment(settings) | {"PYTHONPATH": str(REPO)},
-        cwd=str(REPO),
-    )
+    return server_parameters(settings, agent)
 
 
 def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:

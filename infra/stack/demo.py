@@ -11,7 +11,8 @@ agent's account to an allowlisted contract. Then tokens, with real contracts
 limits, one to a stranger, an unlimited approval, a token that takes more than
 its calldata says (caught by simulation), one above the daily limit, and one
 above the human-approval threshold, which waits until the demo, as the admin,
-approves it.
+approves it. Last, a second agent's session through MCP (``demo_mcp``): simulate, check the policy,
+submit and list one transfer, as an agent runtime does through `warden mcp`.
 
 The script (each intent and the outcome it expects) is ``demo_script``; this module deploys what
 it needs, runs it, reports the outcomes and verifies the ledger.
@@ -25,6 +26,7 @@ import os
 import time
 
 from infra import contracts
+from infra.stack import demo_mcp
 from infra.stack.demo_script import (
     AFTER_ALLOWLISTING,
     AGENT,
@@ -144,45 +146,61 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
         f"policy v{setup['policy'].version} published"
     )
+    # The agent session through MCP, for its own agent: provisioned and its server started while
+    # the script runs, its calls made once every scripted outcome is in.
+    script_done = asyncio.Event()
+    session_task = asyncio.create_task(
+        demo_mcp.run_session(settings, setup["client_share"], script_done, progress, timeout_s)
+    )
     intents: list = []
     began = time.monotonic()
     forged: list[tuple[str, str]] = []
     outcomes: dict = {}
-    async with Client(settings) as client:
-        shares = {"none": None}
-        if setup["client_share"] is not None:
-            progress(
-                f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "
-                "the signer's sealing key"
-            )
-            shares["right"] = await client.client_share(setup["client_share"])
-            shares["wrong"] = await client.client_share(base64.b64encode(os.urandom(32)).decode())
-        try:
-            for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
-                if phase == 1:
-                    policy = await _allowlist_token(settings, client, setup["policy"], setup["token"])
-                    progress(
-                        f"an admin allowlisted the demo token {setup['token']} for EIP-712 (policy v{policy.version})"
+    try:
+        async with Client(settings) as client:
+            shares = {"none": None}
+            if setup["client_share"] is not None:
+                progress(
+                    f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "
+                    "the signer's sealing key"
+                )
+                shares["right"] = await client.client_share(setup["client_share"])
+                shares["wrong"] = await client.client_share(base64.b64encode(os.urandom(32)).decode())
+            try:
+                for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
+                    if phase == 1:
+                        policy = await _allowlist_token(settings, client, setup["policy"], setup["token"])
+                        progress(
+                            f"an admin allowlisted the demo token {setup['token']} for EIP-712 (policy v{policy.version})"
+                        )
+                    start = await end_offsets(settings, OUTCOME_TOPICS)
+                    batch = []
+                    for scripted in scripted_intents:
+                        share = shares.get(scripted.client_share)
+                        intent = new_intent(
+                            setup["agent_key"], agent_id=AGENT, client_share=share, **_fields(scripted, setup)
+                        )
+                        batch.append((scripted, intent))
+                        await client.submit(intent)
+                    await client.flush()
+                    intents += batch
+                    progress(f"submitted {len(batch)} intents; waiting for outcomes")
+                    await _act_as_admin(settings, client, batch, timeout_s, start, progress)
+                    outcomes.update(
+                        await wait_outcomes(settings, [i for _, i in batch], timeout_s, start, forged=forged)
                     )
-                start = await end_offsets(settings, OUTCOME_TOPICS)
-                batch = []
-                for scripted in scripted_intents:
-                    share = shares.get(scripted.client_share)
-                    intent = new_intent(
-                        setup["agent_key"], agent_id=AGENT, client_share=share, **_fields(scripted, setup)
-                    )
-                    batch.append((scripted, intent))
-                    await client.submit(intent)
-                await client.flush()
-                intents += batch
-                progress(f"submitted {len(batch)} intents; waiting for outcomes")
-                await _act_as_admin(settings, client, batch, timeout_s, start, progress)
-                outcomes.update(await wait_outcomes(settings, [i for _, i in batch], timeout_s, start, forged=forged))
-        finally:
-            for share in shares.values():
-                if share is not None:
-                    share.wipe()
+            finally:
+                for share in shares.values():
+                    if share is not None:
+                        share.wipe()
+    except BaseException:
+        # The script broke off: so does the session, and its server with it.
+        session_task.cancel()
+        await asyncio.gather(session_task, return_exceptions=True)
+        raise
     elapsed = time.monotonic() - began
+    script_done.set()
+    session = await session_task
     rows = []
     for scripted, intent in intents:
         outcome = outcomes.get(intent.intent_id)
@@ -250,7 +268,8 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         "seconds_to_all_outcomes": round(elapsed, 3),
         "intents": rows,
         "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
-        "all_as_expected": all(r["as_expected"] for r in rows),
+        "mcp_session": session,
+        "all_as_expected": all(r["as_expected"] for r in rows) and session["as_expected"],
     }
 
 
@@ -298,10 +317,12 @@ def render(report: dict) -> str:
             lines.append(
                 f"{mark}{r['intent'][:41]:41} {r['outcome']:9} {str(r['stage']):12} {str(r['code']):28} {r['reason']}"
             )
-    verdict = "every outcome as expected" if report["all_as_expected"] else "SOME OUTCOMES DIFFER FROM THE SCRIPT"
+    scripted_ok = all(r["as_expected"] for r in report["intents"])
+    verdict = "every outcome as expected" if scripted_ok else "SOME OUTCOMES DIFFER FROM THE SCRIPT"
     lines.append(
         f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}"
     )
+    lines.append(demo_mcp.render(report["mcp_session"]))
     return "\n".join(lines)
 
 

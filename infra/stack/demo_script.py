@@ -20,6 +20,12 @@ AGENT = "demo-agent"
 ALICE = "0x00000000000000000000000000000000000a11ce"
 BOB = "0x0000000000000000000000000000000000000b0b"
 MALLORY = "0x000000000000000000000000000000000000bad1"
+# The agent session through MCP (`demo_mcp`) acts for a second demo agent with its own chain key,
+# policy and windows, paying its own payee: the scripted agent's day (1.95 ETH of its 2 plus fees)
+# leaves no room for it, and its nonces and balance, which the demo's tests count, stay the script's.
+MCP_AGENT = "demo-mcp-agent"
+MCP_PAYEE = "0x000000000000000000000000000000000000da7e"
+MCP_VALUE = "0.05"
 # A contract whose every call reverts with Error("Warden demo: transfers paused"): installed by `demo.provision`.
 PAUSED = "0x00000000000000000000000000000000000ca5e0"
 REVERT_REASON = "Warden demo: transfers paused"

@@ -37,6 +37,7 @@ CAROL = "0x000000000000000000000000000000000000ca01"
 def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     settings = stack.settings
     before = {a: run(balance(settings, a)) for a in (demo_script.ALICE, demo_script.BOB)}
+    mcp_payee_before = run(balance(settings, demo_script.MCP_PAYEE))
     audit_start = {tp.partition: end for tp, end in run(end_offsets(settings, (topics.AUDIT_EVENTS,))).items()}
     report = run(demo.run_script(settings, progress=lambda m: None))
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
@@ -86,6 +87,30 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     assert by_name["delegate the account to a contract (7702)"]["tx_type"] == 4
     assert run(code_at(settings, report["address"])) == "0xef0100" + demo_script.DELEGATE[2:].lower()
 
+    # The agent session through MCP, from what its client was told, checked against the chain.
+    session = report["mcp_session"]
+    assert session["as_expected"] and "error" not in session, session
+    results = {c["tool"]: c["result"] for c in session["calls"] if not c["is_error"]}
+    assert list(results) == ["simulate_transaction", "check_policy", "submit_transaction", "list_transactions"]
+    value = parse_native_amount(demo_script.MCP_VALUE)
+    (step,) = results["simulate_transaction"]["steps"]
+    changes = {(r["address"].lower(), r["token"]): r["change"] for r in step["balance_changes"]}
+    assert parse_native_amount(changes[(demo_script.MCP_PAYEE, "native")]) == value
+    assert changes[(session["address"].lower(), "native")] == "-" + demo_script.MCP_VALUE
+    checked = results["check_policy"]
+    assert checked["decision"] == "allowed" and checked["deciding"] is None
+    assert [(w["asset"], w["left"]) for w in checked["windows_24h"]] == [("native", "1")]
+    mined_by_mcp = results["submit_transaction"]
+    assert mined_by_mcp["status"] == "mined" and mined_by_mcp["value_wei"] == str(value)
+    assert Account.recover_transaction(mined_by_mcp["signed_tx"]) == session["address"] == mined_by_mcp["from"]
+    assert session["address"] != report["address"]  # its own agent: the script's nonces and balance stay its own
+    listed = {t["intent_id"]: t for t in results["list_transactions"]["transactions"]}
+    assert listed[mined_by_mcp["intent_id"]]["tx_hash"] == mined_by_mcp["tx_hash"]
+    assert (
+        listed[mined_by_mcp["intent_id"]]["status"] == "mined" and "signed_tx" not in listed[mined_by_mcp["intent_id"]]
+    )
+    assert run(balance(settings, demo_script.MCP_PAYEE)) - mcp_payee_before == value
+
     # The auditor's view of the same run: every event in the ledger, every chain verified,
     # and each intent's trail complete.
     ledger = demo.verify_ledger(settings, progress=lambda m: None, since=audit_start)
@@ -114,6 +139,14 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
             assert {"intent.approved", "message.signed"} <= set(actions)
         else:
             assert "stage.failed" in actions and "intent.rejected" in actions
+    # The MCP session's transfer was judged and audited like any intent.
+    mcp_actions = {
+        a
+        for (a,) in client.query(
+            "SELECT action FROM audit_log WHERE intent_id = {i:String}", parameters={"i": mined_by_mcp["intent_id"]}
+        ).result_rows
+    }
+    assert {"intent.submitted", "intent.approved", "tx.signed", "tx.mined"} <= mcp_actions
     # The analysts' view of the signed messages: the kind, and for typed data what it was for.
     rows = client.query(
         "SELECT kind, primary_type, verifying_contract, message_hash FROM signed_messages "
