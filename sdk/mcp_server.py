@@ -28,7 +28,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from runtime.clock import utcnow
 from runtime.config import Settings
@@ -327,14 +327,26 @@ class AgentTools:
         self,
         include_signed_tx: IncludeSignedTx = False,
         status: Annotated[TransactionStatus | None, Field(description="only transactions in this status")] = None,
+        since: Annotated[
+            AwareDatetime | None,
+            Field(description="only those signed or refused at or after this time (ISO 8601, with zone)"),
+        ] = None,
+        until: Annotated[
+            AwareDatetime | None,
+            Field(description="only those signed or refused before this time (ISO 8601, with zone)"),
+        ] = None,
         limit: Annotated[int, Field(ge=1, le=500, description="at most this many, newest first")] = 20,
     ) -> Annotated[CallToolResult, TransactionList]:
         """This agent's transactions and refused transaction intents, newest first, optionally of
-        one status. signed_tx only with include_signed_tx."""
+        one status and within a time range. signed_tx only with include_signed_tx."""
         found = await agent_transactions(self.settings, self.agent_id)
         dated = [(r.signed_at, transaction_of(r, include_signed_tx)) for r in found.transactions]
         dated += [(r.decided_at, refused_transaction(r)) for r in found.rejected]
-        listed = [t for _, t in sorted(dated, key=lambda pair: pair[0], reverse=True) if status in (None, t.status)]
+        listed = [
+            t
+            for at, t in sorted(dated, key=lambda pair: pair[0], reverse=True)
+            if status in (None, t.status) and (since is None or at >= since) and (until is None or at < until)
+        ]
         result = TransactionList(
             agent_id=self.agent_id, transactions=listed[:limit], forged_records_ignored=found.forged
         )

@@ -98,6 +98,9 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
         finally:
             forger.cancel()
         got["forged_for"] = forged
+        # Everything before this moment was the mined submit; everything after, the rest.
+        between = utcnow().isoformat()
+        await asyncio.sleep(0.01)
         got["check_refused"] = await call("check_policy", chain="anvil", to=STRANGER, value="0.01")
         got["refused"] = await call("submit_transaction", chain="anvil", to=STRANGER, value="0.01")
         got["check_human"] = await call("check_policy", chain="anvil", to=DEST, value="0.6")
@@ -119,6 +122,9 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
         got["missing"] = await call("get_transaction", transaction_id="i-nothing-here")
         got["listed"] = await call("list_transactions")
         got["listed_mined"] = await call("list_transactions", status="mined", include_signed_tx=True)
+        got["listed_after"] = await call("list_transactions", since=between, limit=500)
+        got["listed_before"] = await call("list_transactions", until=between, limit=500)
+        got["listed_naive"] = await call("list_transactions", since="2026-01-01T00:00:00")
         got["provision"] = await call("provision_signing_key", chain="ethereum")
         got["policy"] = await call("get_policy")
         got["keys"] = await call("list_signing_keys")
@@ -234,6 +240,12 @@ def test_lookups_show_signed_bytes_only_when_asked_and_list_the_mined_one(sessio
     assert only_mined[0]["signed_tx"] == mined["signed_tx"]
     missing = session["missing"]
     assert missing.is_error and "list_transactions" in missing.content[0].text
+    # By time: the mined submit came before `between`, the refusal and the signatures after it.
+    after = {t["intent_id"] for t in _data(session, "listed_after")["transactions"]}
+    before = {t["intent_id"] for t in _data(session, "listed_before")["transactions"]}
+    assert mined["intent_id"] in before and mined["intent_id"] not in after
+    assert _data(session, "refused")["intent_id"] in after - before
+    assert session["listed_naive"].is_error, "a time without a zone is refused, not guessed"
 
 
 def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(session):
