@@ -12,7 +12,7 @@ from runtime.config import S3_FETCH_WAIT_MS, Settings
 def test_the_fetch_wait_defaults_by_broker_storage_and_a_short_one_on_s3_is_called_out():
     memory = dataclasses.replace(Settings(), broker_storage="memory", fetch_wait_setting=None)
     s3 = dataclasses.replace(memory, broker_storage="durable")
-    assert (memory.fetch_wait_ms, s3.fetch_wait_ms) == (10, S3_FETCH_WAIT_MS)
+    assert (memory.fetch_wait_ms, s3.fetch_wait_ms) == (50, S3_FETCH_WAIT_MS)
     assert memory.fetch_wait_warning() is None and s3.fetch_wait_warning() is None
     assert dataclasses.replace(memory, fetch_wait_setting=5).fetch_wait_warning() is None  # memory: any wait works
     assert dataclasses.replace(s3, fetch_wait_setting=S3_FETCH_WAIT_MS).fetch_wait_warning() is None
