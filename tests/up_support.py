@@ -12,6 +12,7 @@ import time
 import orjson
 import pytest
 
+from infra.cli.status import process_runs
 from infra.stack.local import REPO, free_port
 from runtime.config import Settings, child_environment
 from runtime.readiness import ready_file
@@ -71,6 +72,16 @@ class WardenUp:
             timeout=60,
         )
         return orjson.loads(result.stdout) if result.stdout.strip() else {}
+
+    def components(self) -> dict[str, dict]:
+        """Each component's pid, whether it runs and its restarts, as `warden status` reads them from
+        the supervisor's file: for the loops that look often, without a process per look (the
+        tests of `warden status` itself call `status`)."""
+        doc = orjson.loads((self.settings.state_dir / "supervisor.json").read_bytes())
+        return {
+            name: {"pid": c["pid"], "alive": process_runs(c["pid"]), "restarts": c["restarts"]}
+            for name, c in doc["components"].items()
+        }
 
     def output(self) -> str:
         return (self.settings.home.parent / "warden-up.log").read_text(errors="replace")[-4000:]

@@ -27,7 +27,7 @@ from runtime.metrics import metrics_file
 from schemas import topics
 
 
-def _alive(pid: int | None) -> bool:
+def process_runs(pid: int | None) -> bool:
     if not pid:
         return False
     try:
@@ -135,16 +135,16 @@ def cmd_status(args) -> int:
     if not path.exists():
         return fail("warden status", f"`warden up` has not run under WARDEN_HOME={settings.home}", 2)
     doc = json.loads(path.read_text())
-    up = doc.get("running", False) and _alive(doc.get("supervisor_pid"))
+    up = doc.get("running", False) and process_runs(doc.get("supervisor_pid"))
     components = [
         {
             "name": name,
             "pid": c["pid"],
-            "alive": up and _alive(c["pid"]),
+            "alive": up and process_runs(c["pid"]),
             "restarts": c["restarts"],
             "last_exit_code": c["last_exit_code"],
             "metrics": _metrics_url(settings, name),
-            "up_for_s": round(time.time() - c["started_at"]) if up and _alive(c["pid"]) else None,
+            "up_for_s": round(time.time() - c["started_at"]) if up and process_runs(c["pid"]) else None,
         }
         for name, c in doc["components"].items()
     ]

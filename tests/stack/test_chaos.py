@@ -45,7 +45,7 @@ def burst(settings, up: WardenUp, kill: tuple[str, ...], address: str, mined_bef
     ]
     start = asyncio.run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED)))
     asyncio.run(submit_all(settings, intents[: BURST // 2]))
-    pids = {c["name"]: c["pid"] for c in up.status()["components"]}
+    pids = {name: c["pid"] for name, c in up.components().items()}
     for name in kill:
         os.kill(pids[name], signal.SIGKILL)
     asyncio.run(submit_all(settings, intents[BURST // 2 :]))
@@ -86,7 +86,7 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
             mined += burst(settings, up, kill, address, mined)["mined"]
             # Each killed component is back before the next round.
             deadline = time.monotonic() + 120
-            while not all(c["alive"] for c in up.status()["components"]):
+            while not all(c["alive"] for c in up.components().values()):
                 assert time.monotonic() < deadline, up.output()
                 time.sleep(1)
         restarts = {c["name"]: c["restarts"] for c in up.status()["components"]}

@@ -62,7 +62,7 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         start = asyncio.run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS)))
         intents = _burst(settings, key, 60)
         asyncio.run(submit_all(settings, intents[:30]))
-        signer_pid = next(c["pid"] for c in up.status()["components"] if c["name"] == "signer")
+        signer_pid = up.components()["signer"]["pid"]
         os.kill(signer_pid, signal.SIGKILL)  # mid-burst: the first half is being signed and mined
         asyncio.run(submit_all(settings, intents[30:]))
         began = time.monotonic()

@@ -67,7 +67,7 @@ def test_ledger_lag_is_zero_when_the_ledger_holds_every_event_after_a_signer_kil
         key = asyncio.run(make_agent(settings, AGENT, tx_to_allowlist=(DEST,)))[0]
         intents = [new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.001") for _ in range(40)]
         asyncio.run(submit_all(settings, intents[:20]))
-        signer_pid = next(c["pid"] for c in up.status()["components"] if c["name"] == "signer")
+        signer_pid = up.components()["signer"]["pid"]
         os.kill(signer_pid, signal.SIGKILL)  # mid-burst: its audit records are sent again after the restart
         asyncio.run(submit_all(settings, intents[20:]))
         assert len(asyncio.run(wait_outcomes(settings, intents, 180, start, final=False))) == 40, up.output()
