@@ -24,6 +24,14 @@ ALLOWED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STRANGER = "0x000000000000000000000000000000000000dEaD"
 
 
+def _records(settings) -> list:
+    return asyncio.run(audit_records(settings))
+
+
+def _actions(records: list) -> set[tuple[str, str | None]]:
+    return {(e.action, e.agent_id) for r in records for e in audit_events_of(r.value)}
+
+
 def _gauge_settles_at_zero(url: str, deadline: float) -> float:
     while (value := sample(url, "warden_ledger_append_lag")) != 0 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -40,7 +48,13 @@ def test_a_redelivered_last_record_is_no_lag_for_the_demo_nor_the_sink(stack):
     asyncio.run(submitted(settings, intent))
     assert intent.intent_id in asyncio.run(wait_outcomes(settings, [intent], 120, start))
 
-    last = asyncio.run(audit_records(settings))[-1]
+    # The last record must stay the last of its partition: wait for the signer's record of the
+    # policy too, which it writes when it reads the policy, later than the worker's.
+    deadline = time.monotonic() + 120
+    while not {("policy.enforced", AGENT), ("intent.rejected", AGENT)} <= _actions(records := _records(settings)):
+        assert time.monotonic() < deadline, "the signer and the worker did not record the agent's policy and intent"
+        time.sleep(0.5)
+    last = records[-1]
     copied = [e.event_id for e in audit_events_of(last.value)]
     deadline = time.monotonic() + 120
     while not set(copied) <= ledger_event_ids(settings):
@@ -66,3 +80,9 @@ def test_a_redelivered_last_record_is_no_lag_for_the_demo_nor_the_sink(stack):
     assert report["ok"], report
 
     assert _gauge_settles_at_zero(metrics, time.monotonic() + 60) == 0
+    store = open_reader(settings)
+    try:
+        # Still past the last stored offset: no later record made offsets catch up meanwhile.
+        assert event_lag(settings, store).records_past >= 1, "a later audit record followed the copy"
+    finally:
+        store.close()
