@@ -8,6 +8,9 @@ and sent its audit records again) leaves no row, and so no offset: the topic's e
 the last stored offset while the ledger holds every event. So the records past the last stored
 offset are read and their event ids looked up; what is missing is counted.
 
+The sink's own count (`AppendProgress`) follows the same rule: a record whose events the ledger
+held already is done, not lag.
+
 Pure: the caller reads the records and asks the ledger which ids it holds."""
 
 from __future__ import annotations
@@ -58,3 +61,25 @@ def missing_by_partition(records: Iterable[TailRecord], held: set[str] | frozens
     for record in records:
         missing[record.partition] = missing.get(record.partition, 0) + record.missing(held)
     return missing
+
+
+class AppendProgress:
+    """What the sink's `warden_ledger_append_lag` counts: per partition, the records on the topic past
+    the last one whose events are all in the ledger. A record counts as done once its batch is
+    appended, whether its events became rows or were held already: a redelivered record adds no
+    row, and nothing of it is missing. A record read but not yet appended (the batch fetched while
+    the one before it is inserted) is not done."""
+
+    def __init__(self, reading_from: dict[int, int]) -> None:
+        # Where the sink reads from: every record before it is done (appended, or read again from there).
+        self.done = dict(reading_from)
+
+    def appended(self, records: Iterable[tuple[int, int]]) -> None:
+        """``(partition, offset)`` of a batch appended: each of its events stored now or held before."""
+        for partition, offset in records:
+            if offset >= self.done.get(partition, 0):
+                self.done[partition] = offset + 1
+
+    def lag(self, ends: dict[int, int | None]) -> int:
+        """Records past the done ones, against each partition's end (None: not known yet, none counted)."""
+        return sum(max(0, end - self.done.get(p, 0)) for p, end in ends.items() if end is not None)

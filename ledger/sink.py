@@ -45,6 +45,7 @@ from ledger.batch import append_records, sign_checkpoints
 from ledger.checks import Checked, Record, WriterChecks
 from ledger.endpoint import Endpoint
 from ledger.keys import ledger_key_id, load_or_create_signing_key
+from ledger.lag import AppendProgress
 from ledger.resume import latest_checkpoints, resume
 from ledger.source import cluster_id, read_source, source_changed_event, write_source
 from ledger.store import ChdbStore, Store, StoreError, open_writer
@@ -134,6 +135,7 @@ class _Sink:
         self.unpublished: list[checkpoints.Checkpoint] = []
         self.appended = 0
         self.skipped = 0
+        self.progress = AppendProgress({})
         self.source_file = settings.state_dir / "ledger_source.json"
         self.notices: list[AuditEvent] = []  # events the sink itself has to say, published with the checkpoints
 
@@ -170,6 +172,7 @@ class _Sink:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, offset)
+        self.progress = AppendProgress({tp.partition: await consumer.position(tp) for tp in tps})
         write_source(self.source_file, cluster)
         heads = ", ".join(f"{h.chain}@{h.next_seq}" for h in sorted(self.ledger.heads.values(), key=lambda h: h.chain))
         log.info(
@@ -204,7 +207,10 @@ class _Sink:
             self.audit_keys,
         )
         self.appended += appended
+        # Every record of the batch is in the ledger now, its redeliveries included: their events were held.
+        self.progress.appended((p, offset) for p, offset, _, _ in fetched.records)
         metrics.LEDGER_APPENDED.inc(appended)
+        metrics.LEDGER_REDELIVERED.inc(read - appended)
         self.skipped += read - appended
 
     async def checkpoint(self, now: datetime) -> None:
@@ -309,13 +315,13 @@ async def run_sink(
                         fetched = await sink.fetch(consumer, tps)
                     finally:
                         await appending  # its StoreError drops what was fetched meanwhile (below)
-                    lag = 0
+                    unread = 0
                     for tp in tps:
                         highwater = consumer.highwater(tp)
                         if highwater is not None:
-                            lag += max(0, highwater - await consumer.position(tp))
-                    metrics.LEDGER_LAG.set(lag)
-                    metrics.CONSUMER_LAG.labels("ledger").set(lag)
+                            unread += max(0, highwater - await consumer.position(tp))
+                    metrics.CONSUMER_LAG.labels("ledger").set(unread)
+                    metrics.LEDGER_LAG.set(sink.progress.lag({tp.partition: consumer.highwater(tp) for tp in tps}))
                 else:
                     fetched = None
                 await sink.checkpoint(now)

@@ -15,7 +15,8 @@ port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so th
 | `warden_signer_queue_depth` | gauge | | signer: transactions awaiting a receipt |
 | `warden_consumer_lag` | gauge | component | streams worker (its group's committed offsets, every 5 s), signer, ledger sink (their position): records behind on their input topics |
 | `warden_ledger_appended_total` | counter | | ledger sink: audit events appended |
-| `warden_ledger_append_lag` | gauge | | ledger sink: audit records on the topic not yet appended |
+| `warden_ledger_append_lag` | gauge | | ledger sink: audit records on the topic past the last one whose events are all in the ledger (a redelivery of held events is not lag) |
+| `warden_ledger_redelivered_events_total` | counter | | ledger sink: audit events read again that the ledger held already (no row added) |
 | `warden_component_restarts_total` | counter | component | `warden up`'s supervisor: restarts of a crashed service |
 """
 
@@ -37,7 +38,14 @@ TXS = Counter("warden_txs_total", "Transaction statuses the signer reported", ["
 SIGNER_QUEUE = Gauge("warden_signer_queue_depth", "Transactions the signer is tracking to a receipt")
 CONSUMER_LAG = Gauge("warden_consumer_lag", "Records past this component's position on its input", ["component"])
 LEDGER_APPENDED = Counter("warden_ledger_appended_total", "Audit events appended to the ledger")
-LEDGER_LAG = Gauge("warden_ledger_append_lag", "Audit records on the topic not yet appended")
+LEDGER_REDELIVERED = Counter(
+    "warden_ledger_redelivered_events_total", "Audit events read again that the ledger held already: no row added"
+)
+LEDGER_LAG = Gauge(
+    "warden_ledger_append_lag",
+    "Audit records on the topic past the last one whose events are all in the ledger: appended, or held already "
+    "(a redelivered record adds no row and is not lag)",
+)
 RESTARTS = Counter("warden_component_restarts_total", "Restarts of a crashed service by the supervisor", ["component"])
 
 

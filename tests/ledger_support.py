@@ -9,7 +9,9 @@ import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import clickhouse_connect
 import numpy as np
+from aiokafka import AIOKafkaProducer
 
 from infra.stack.local import LocalStack, local_settings
 from ledger import checkpoint
@@ -17,7 +19,9 @@ from ledger.append import Ledger, SeenIds
 from ledger.batch import checkpoint_table
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from runtime.config import Settings
+from runtime.kafka import follow_records
 from runtime.trust import audit_signer
+from schemas import topics
 from schemas.audit import AuditEvent, audit_events_of, event_id
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
@@ -153,3 +157,36 @@ def _writer(settings: Settings, role: str):
     if key not in _writers:
         _writers[key] = audit_signer(settings, role)
     return _writers[key]
+
+
+async def audit_records(settings: Settings) -> list:
+    """Every record on warden.audit.events, headers too, until the topic is quiet."""
+    records, idle = [], 0
+    async for record in follow_records(settings, (topics.AUDIT_EVENTS,)):
+        if record is None:
+            idle += 1
+            if idle >= 5:
+                return records
+        else:
+            records.append(record)
+            idle = 0
+    return records
+
+
+async def redeliver(settings: Settings, record) -> None:
+    """The same record again, bytes and signature headers: what a restarted service sends."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            record.topic, record.value, key=record.key, partition=record.partition, headers=list(record.headers)
+        )
+    finally:
+        await producer.stop()
+
+
+def ledger_event_ids(settings: Settings) -> set[str]:
+    """Every event id the ledger holds, read through its SQL endpoint."""
+    host, _, port = settings.ledger_http.rpartition(":")
+    client = clickhouse_connect.get_client(host=host, port=int(port))
+    return {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}

@@ -7,11 +7,13 @@ import itertools
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable
 
 import clickhouse_connect
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.stack.provision import balance, provision_agent
 from runtime.config import Settings
@@ -202,3 +204,13 @@ PINNED = {name: public_key_hex(key) for name, key in KEYS.items()}
 
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+
+
+def sample(url: str, name: str, **labels: str) -> float:
+    """One sample of a metric as a Prometheus scrape would read it."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return found.value
+    raise AssertionError(f"no sample {name}{labels} at {url}")

@@ -15,14 +15,13 @@ import os
 import time
 
 import clickhouse_connect
-from aiokafka import AIOKafkaConsumer
 
 from infra.cli.output import add_json_flag, fail, print_json
-from ledger.lag import TailRecord, missing_by_partition
-from ledger.store import sql_string
+from ledger.store import ClickHouseStore
+from ledger.tail import event_lag
 from ledger.verify import NOT_BELIEVED_SQL
 from runtime.config import Settings, load
-from runtime.kafka import group_lag, partitions
+from runtime.kafka import group_lag
 from runtime.metrics import metrics_file
 from schemas import topics
 
@@ -48,79 +47,23 @@ async def consumer_lag(settings: Settings) -> dict[str, dict]:
     return lags
 
 
-# At most this many records past the ledger's last stored offsets are read to count the events
-# they hold: a ledger far behind is reported as at least that far, without reading the whole topic.
-TAIL_MAX_RECORDS = 20_000
-
-
-async def audit_tail(
-    settings: Settings, stored: dict[int, int], limit: int = TAIL_MAX_RECORDS
-) -> tuple[dict[int, int], list[TailRecord], int]:
-    """(the topic's end per partition, the records from each partition's ``stored`` next offset to
-    its end, how many records past ``limit`` were left unread)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker,
-        group_id=None,
-        enable_auto_commit=False,
-        request_timeout_ms=5000,
-        max_partition_fetch_bytes=settings.max_message_bytes,
-    )
-    try:
-        await consumer.start()
-        parts = await partitions(consumer, (topics.AUDIT_EVENTS,))
-        ends = await consumer.end_offsets(parts)
-        consumer.assign(parts)
-        records: list[TailRecord] = []
-        unread = 0
-        for tp in parts:
-            # A stored offset past the reported end: Tansu's high watermark trails its log; nothing to read.
-            offset = min(stored.get(tp.partition, 0), ends[tp])
-            consumer.seek(tp, offset)
-            while offset < ends[tp] and len(records) < limit:
-                fetched = (await consumer.getmany(tp, timeout_ms=2000, max_records=limit - len(records))).get(tp)
-                if not fetched:
-                    break  # the broker reports records it does not serve: counted unread below
-                for m in fetched:
-                    if m.offset < ends[tp]:
-                        records.append(TailRecord.of(tp.partition, m.offset, m.value))
-                offset = fetched[-1].offset + 1
-            unread += max(0, ends[tp] - offset)
-        return {tp.partition: end for tp, end in ends.items()}, records, unread
-    finally:
-        await consumer.stop()
-
-
 def ledger_lag(settings: Settings) -> dict:
     """Audit events on the topic that are not in the ledger (`ledger.lag` says why offsets cannot
     tell), read through its SQL endpoint."""
     host, _, port = settings.ledger_http.rpartition(":")
-    client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5)
-    rows = client.query(
-        "SELECT source_partition, max(source_offset) + 1 FROM audit_log "
-        "WHERE action != 'ledger.source_changed' GROUP BY source_partition"
-    ).result_rows
-    stored = {int(p): int(o) for p, o in rows}
-    ends, tail, unread = asyncio.run(audit_tail(settings, stored))
-    ids = sorted({e for record in tail for e in record.event_ids})
-    held: set[str] = set()
-    for at in range(0, len(ids), 1000):
-        listed = ", ".join(sql_string(e) for e in ids[at : at + 1000])
-        held.update(
-            r[0]
-            for r in client.query(f"SELECT DISTINCT event_id FROM audit_log WHERE event_id IN ({listed})").result_rows
-        )
-    missing = missing_by_partition(tail, held)
-    changes = client.query("SELECT count() FROM audit_log WHERE action = 'ledger.source_changed'").result_rows[0][0]
-    forged = client.query(f"SELECT count() FROM audit_log WHERE {NOT_BELIEVED_SQL}").result_rows[0][0]
+    client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5, compress=False)
+    store = ClickHouseStore(client, f"ledger endpoint http://{settings.ledger_http}", read_only=True)
+    lag = event_lag(settings, store)
+    changes = store.arrow("SELECT count() AS n FROM audit_log WHERE action = 'ledger.source_changed'")
+    forged = store.arrow(f"SELECT count() AS n FROM audit_log WHERE {NOT_BELIEVED_SQL}")
     return {
-        # Each record left unread holds at least one event: then the lag is a lower bound (exact False).
-        "lag": sum(missing.values()) + unread,
+        "lag": lag.lag,
         "counts": f"audit events on {topics.AUDIT_EVENTS} not in the ledger",
-        "exact": unread == 0,
-        "by_partition": {str(p): missing.get(p, 0) for p in sorted(ends)},
-        "records_past_last_appended": len(tail) + unread,
-        "source_changes": int(changes),
-        "records_not_believed": int(forged),
+        "exact": lag.exact,
+        "by_partition": {str(p): n for p, n in lag.missing.items()},
+        "records_past_last_appended": lag.records_past,
+        "source_changes": int(changes.column("n")[0].as_py()),
+        "records_not_believed": int(forged.column("n")[0].as_py()),
     }
 
 

@@ -48,7 +48,6 @@ from infra.stack.provision import provision_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
-from schemas import topics
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
 from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule
@@ -326,40 +325,37 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-async def _audit_end_offsets(settings: Settings) -> dict[int, int]:
-    return {tp.partition: end for tp, end in (await end_offsets(settings, (topics.AUDIT_EVENTS,))).items()}
-
-
-def _read_to(offsets: dict[int, int], ends: dict[int, int]) -> bool:
-    return all(offsets.get(p, 0) >= end for p, end in ends.items())
-
-
 def verify_ledger(
     settings: Settings, progress=print, timeout_s: float = 30.0, since: dict[int, int] | None = None
 ) -> dict:
-    """Wait until the ledger has read every audit record of the run, then verify its chains the
-    way `warden audit verify` does: the auditor's view of the same story. ``since`` (partition →
+    """Wait until the ledger holds every audit event on the topic, then verify its chains the way
+    `warden audit verify` does: the auditor's view of the same story. ``since`` (partition →
     offset of warden.audit.events): where the run began, on a stack that ran other things before;
     records the ledger did not believe are counted from there."""
     from ledger.keys import local_public_key
-    from ledger.resume import next_offsets
     from ledger.store import open_reader
+    from ledger.tail import event_lag
     from ledger.verify import not_believed, verify
 
-    ends = asyncio.run(_audit_end_offsets(settings))
     store = open_reader(settings)
     try:
-        # Caught up: every partition read to the end offsets the broker reported (a record may
-        # hold several events, so offsets are counted, not rows). Those ends can trail the
-        # broker's log, so "caught up" also means the ledger stopped growing for a second.
+        # Caught up: no event of the topic missing from the ledger (`ledger.tail`). Offsets cannot
+        # say it: a redelivered record whose events the ledger holds adds no row, so the last stored
+        # offset trails the topic's end with nothing missing. The broker's reported end can trail
+        # its log, so the ledger must also have stopped growing for a second; the tail is read then.
         deadline = time.monotonic() + timeout_s
-        held, stable_since = -1, time.monotonic()
+        held, stable_since, caught_up = -1, time.monotonic(), False
+        lag = event_lag(settings, store)
         while time.monotonic() < deadline:
             count = store.arrow("SELECT count() AS n FROM audit_log").column("n")[0].as_py()
             if count != held:
                 held, stable_since = count, time.monotonic()
-            elif time.monotonic() - stable_since >= 1.0 and _read_to(next_offsets(store), ends):
-                break
+            elif time.monotonic() - stable_since >= 1.0:
+                lag = event_lag(settings, store)
+                if lag.lag == 0 and lag.exact:
+                    caught_up = True
+                    break
+                stable_since = time.monotonic()  # read the tail again only once the ledger is still again
             time.sleep(0.2)
         report = verify(store, local_public_key(settings.home)).to_dict()
         # No one but Warden's own writers wrote to this stack's topics: a record the ledger did
@@ -367,12 +363,16 @@ def verify_ledger(
         report["records_not_believed"] = not_believed(store, since)
     finally:
         store.close()
-    report["records_published"] = sum(ends.values())
+    report["records_published"] = sum(lag.ends.values())
     report["events_in_ledger"] = held
+    report["events_missing"] = lag.lag
+    report["caught_up"] = caught_up  # False: the timeout ended the wait
+    missing = f"{'' if lag.exact else 'at least '}{lag.lag} of the topic's events missing from the ledger"
     progress(
         f"ledger: {held} audit events appended from the {report['records_published']} audit records the broker "
-        f"reported, {report['records_not_believed']} not believed (unsigned, signed by an unpinned key or "
-        f"speaking as another service); "
-        f"verify {'OK' if report.get('ok') else 'FAILED'}"
+        f"reported; {missing}"
+        f"{'' if report['caught_up'] else f' after {timeout_s:g} s'}; "
+        f"{report['records_not_believed']} records not believed (unsigned, signed by an unpinned key or "
+        f"speaking as another service); verify {'OK' if report.get('ok') else 'FAILED'}"
     )
     return report

@@ -15,12 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from eth_account import Account
-from prometheus_client.parser import text_string_to_metric_families
 
 from infra.stack.local import REPO
 from runtime.config import Settings
@@ -30,21 +28,11 @@ from schemas.audit import audit_events_of
 from schemas.emit import audit
 from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
-from tests.support import make_agent, read_topic
+from tests.support import make_agent, read_topic, sample
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-supervised"
-
-
-def sample(url: str, name: str, **labels: str) -> float:
-    """One sample of a metric as a Prometheus scrape would read it."""
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
-                return found.value
-    raise AssertionError(f"no sample {name}{labels} at {url}")
 
 
 def _burst(settings: Settings, key, count: int) -> list:

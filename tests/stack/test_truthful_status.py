@@ -11,51 +11,16 @@ import os
 import signal
 import time
 
-import clickhouse_connect
-from aiokafka import AIOKafkaProducer
-
-from runtime.config import Settings
-from runtime.kafka import end_offsets, follow_records
+from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.audit import audit_events_of
 from sdk.client import new_intent, wait_outcomes
+from tests.ledger_support import audit_records, ledger_event_ids, redeliver
 from tests.support import make_agent
 from tests.up_support import WardenUp, home_settings, submit_all  # noqa: F401 - a fixture
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-status-lag"
-
-
-async def _audit_records(settings: Settings) -> list:
-    """Every record on warden.audit.events, headers too, until the topic is quiet."""
-    records, idle = [], 0
-    async for record in follow_records(settings, (topics.AUDIT_EVENTS,)):
-        if record is None:
-            idle += 1
-            if idle >= 5:
-                return records
-        else:
-            records.append(record)
-            idle = 0
-    return records
-
-
-async def _redeliver(settings: Settings, record) -> None:
-    """The same record again, bytes and signature headers: what a restarted service sends."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.broker)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            record.topic, record.value, key=record.key, partition=record.partition, headers=list(record.headers)
-        )
-    finally:
-        await producer.stop()
-
-
-def _ledger_ids(settings: Settings) -> set[str]:
-    host, _, port = settings.ledger_http.rpartition(":")
-    client = clickhouse_connect.get_client(host=host, port=int(port))
-    return {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}
 
 
 def test_ledger_lag_is_zero_when_the_ledger_holds_every_event_after_a_signer_kill(home_settings, monkeypatch):  # noqa: F811
@@ -74,21 +39,21 @@ def test_ledger_lag_is_zero_when_the_ledger_holds_every_event_after_a_signer_kil
 
         # One more redelivered record at the topic's end, whose events the ledger holds: the case
         # where counting offsets said "behind" and nothing was missing.
-        records = asyncio.run(_audit_records(settings))
+        records = asyncio.run(audit_records(settings))
         last = records[-1]
         deadline = time.monotonic() + 120
-        while not {e.event_id for e in audit_events_of(last.value)} <= _ledger_ids(settings):
+        while not {e.event_id for e in audit_events_of(last.value)} <= ledger_event_ids(settings):
             assert time.monotonic() < deadline, "the ledger did not append the last audit record"
             time.sleep(0.5)
-        asyncio.run(_redeliver(settings, last))
+        asyncio.run(redeliver(settings, last))
 
         # Caught up: the ledger holds every event of the topic. Then status says 0.
         deadline = time.monotonic() + 120
         while True:
-            on_topic = {e.event_id for r in asyncio.run(_audit_records(settings)) for e in audit_events_of(r.value)}
-            if on_topic <= _ledger_ids(settings):
+            on_topic = {e.event_id for r in asyncio.run(audit_records(settings)) for e in audit_events_of(r.value)}
+            if on_topic <= ledger_event_ids(settings):
                 break
-            assert time.monotonic() < deadline, f"{len(on_topic - _ledger_ids(settings))} events never appended"
+            assert time.monotonic() < deadline, f"{len(on_topic - ledger_event_ids(settings))} events never appended"
             time.sleep(1.0)
         ledger = up.status()["ledger"]
         assert ledger["records_past_last_appended"] >= 1, ledger  # the redelivered copy, at least

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import orjson
 
 from ledger.batch import unreadable_event_id
-from ledger.lag import TailRecord, missing_by_partition
+from ledger.lag import AppendProgress, TailRecord, missing_by_partition
+from ledger.tail import EventLag
 from schemas.emit import audit
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
@@ -50,3 +51,19 @@ def test_a_record_held_as_not_believed_is_not_lag():
     # The sink appends one event saying a record is not believed instead of the events it claims.
     raw = _event(4)
     assert missing_by_partition([TailRecord.of(0, 9, raw)], {unreadable_event_id(0, 9)}) == {0: 0}
+
+
+def test_the_sinks_lag_counts_a_held_redelivery_as_done_and_a_fetched_batch_as_lag():
+    progress = AppendProgress({0: 5, 1: 0})
+    assert progress.lag({0: 7, 1: 0}) == 2  # records 5 and 6: read, perhaps, but not yet appended
+    # Their batch appended: record 5 added rows, record 6 was a redelivery whose events were held.
+    progress.appended([(0, 5), (0, 6)])
+    assert progress.lag({0: 7, 1: 0}) == 0
+    progress.appended([(0, 3)])  # an older offset read again does not move it back
+    assert progress.lag({0: 9, 1: None}) == 2  # a partition whose end is not known yet counts nothing
+
+
+def test_an_event_lag_left_partly_unread_is_a_lower_bound():
+    lag = EventLag(ends={0: 10, 1: 4}, missing={0: 2, 1: 0}, records_past=5, unread=3)
+    assert (lag.lag, lag.exact) == (5, False)
+    assert EventLag(ends={0: 10}, missing={0: 0}, records_past=1, unread=0).exact
