@@ -62,6 +62,12 @@ async def trace(steps: Sequence[TransactionIntent], sender: str, node: Node, blo
         raise TraceUnreadable(
             f"the node's eth_simulateV1 answer does not have one call result for each of {len(steps)}"
         )
+    for number, call in enumerate(calls, 1):
+        # A later step is priced at the gas it used: an unreadable figure must not price it at nothing.
+        try:
+            int(call.get("gasUsed"), 16)
+        except (TypeError, ValueError):
+            raise TraceUnreadable(f"the node's eth_simulateV1 answer has no gasUsed for step {number}") from None
     return calls
 
 
@@ -70,10 +76,8 @@ def succeeded(outcome: dict) -> bool:
 
 
 def gas_used(outcome: dict) -> int:
-    try:
-        return int(str(outcome.get("gasUsed")), 16)
-    except ValueError:
-        return 0
+    """The gas a step used (`trace` only returns results whose gasUsed reads)."""
+    return int(outcome["gasUsed"], 16)
 
 
 def reason_of(outcome: dict) -> str | None:

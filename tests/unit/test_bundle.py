@@ -5,6 +5,7 @@ bundles on Anvil through the worker."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from types import MappingProxyType
 
@@ -14,7 +15,16 @@ from eth_utils import to_checksum_address
 from pydantic import ValidationError
 
 from rules import judge
-from rules.bundle import balance_table, holdings, priced, signed_amount, step_spend, with_earlier
+from rules.bundle import (
+    TraceUnreadable,
+    balance_table,
+    holdings,
+    priced,
+    signed_amount,
+    step_spend,
+    trace,
+    with_earlier,
+)
 from rules.movements import NATIVE, NATIVE_TRANSFER_ADDRESS, TRANSFER_TOPIC
 from schemas.auth import intent_signature_valid, public_key_hex, sign_simulation_request
 from schemas.intent import TransactionIntent
@@ -104,6 +114,29 @@ def test_a_step_naming_no_gas_is_priced_at_the_gas_it_used_in_the_bundle_with_he
     assert priced(_step("s-1"), {"gasUsed": hex(50_000)}).gas_limit == 60_000
     assert priced(_step("s-1"), {"gasUsed": "0x0"}).gas_limit == 21_000
     assert priced(_step("s-1", gas_limit=90_000), {"gasUsed": hex(50_000)}).gas_limit == 90_000
+
+
+class _Answering:
+    """A node that answers eth_simulateV1 with ``calls``: a malformed answer is what is tested, and
+    Anvil never gives one."""
+
+    def __init__(self, calls: list[dict]):
+        self.calls = calls
+
+    async def call(self, method: str, *params):
+        assert method == "eth_simulateV1"
+        return [{"calls": self.calls}]
+
+
+@pytest.mark.parametrize("gas", [None, "", "0xzz", 21000], ids=repr)
+def test_a_trace_without_a_readable_gas_used_is_unreadable_not_free(gas):
+    # A later step is priced at the gas it used; a missing figure must not price it at nothing.
+    good = {"status": "0x1", "gasUsed": hex(21_000), "logs": []}
+    bad = {"status": "0x1", "logs": []} if gas is None else {"status": "0x1", "gasUsed": gas, "logs": []}
+    steps = [_step("s-1"), _step("s-2")]
+    assert asyncio.run(trace(steps, AGENT, _Answering([good, good]), 7)) == [good, good]
+    with pytest.raises(TraceUnreadable, match="no gasUsed for step 2"):
+        asyncio.run(trace(steps, AGENT, _Answering([good, bad]), 7))
 
 
 def test_a_request_signature_is_no_intent_signature_and_steps_carry_none():
