@@ -23,20 +23,6 @@ PER_AGENT = 60
 DAVE = "0x000000000000000000000000000000000000da7e"
 
 
-async def _kill_the_worker_between(stack, client: Client, before: list, after: list) -> None:
-    """Submits ``before``, SIGKILLs the streams worker while it decides them, submits ``after``
-    and starts the worker again."""
-    for intent in before:
-        await client.submit(intent)
-    await client.flush()
-    await asyncio.sleep(0.3)
-    stack.kill("streams", signal.SIGKILL)
-    for intent in after:
-        await client.submit(intent)
-    await client.flush()
-    await asyncio.to_thread(stack.start_service, "streams", "streams.topology")
-
-
 def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fresh_stack):
     stack = fresh_stack()
     settings = stack.settings
@@ -63,7 +49,15 @@ def test_sigkill_mid_burst_yields_one_outcome_per_intent_and_gapless_nonces(fres
         members = {name: await group_members(settings, group) for name, group in groups.items()}
         assert all(len(ids) == 1 for ids in members.values()), members
         async with Client(settings) as client:
-            await _kill_the_worker_between(stack, client, intents[:third], intents[third : 2 * third])
+            for intent in intents[:third]:
+                await client.submit(intent)
+            await client.flush()
+            await asyncio.sleep(0.3)
+            stack.kill("streams", signal.SIGKILL)
+            for intent in intents[third : 2 * third]:
+                await client.submit(intent)
+            await client.flush()
+            await asyncio.to_thread(stack.start_service, "streams", "streams.topology")
             await asyncio.sleep(0.5)
             stack.kill("signer", signal.SIGKILL)
             for intent in intents[2 * third :]:
