@@ -67,8 +67,12 @@ CREATE TABLE IF NOT EXISTS {AUDIT_CHECKPOINTS} (
 """,
 )
 
-_LIFECYCLE = (
-    "('intent.submitted', 'intent.approved', 'intent.rejected', 'tx.signed', 'tx.sign_failed', 'tx.mined', 'tx.failed')"
+_LIFECYCLE = "('intent.submitted', 'intent.approved', 'intent.rejected', 'tx.signed', 'tx.sign_failed', 'tx.mined', 'tx.failed', 'tx.reorged')"
+
+# The events that say a signed transaction's status, each with it in its details.
+_TX_STATUS = (
+    "('tx.signed', 'tx.broadcast', 'tx.stuck', 'tx.mined', 'tx.failed', 'tx.replaced', 'tx.dropped', "
+    "'tx.reorged', 'tx.final')"
 )
 
 VIEWS = (
@@ -141,8 +145,9 @@ FROM {AUDIT_LOG}
 WHERE action = 'intent.rejected'
 GROUP BY stage, code
 """,
-    # One row per signed transaction with its latest status: mined or failed once
-    # the chain said so, else the status it was signed with.
+    # One row per signed transaction with its latest status (what the signer last reported:
+    # broadcast, stuck, mined, failed, replaced, dropped; a reorg's tx.reorged too) and whether
+    # that status is final (decided at a block the chain finalized).
     f"""
 CREATE OR REPLACE VIEW signed_transactions AS
 SELECT
@@ -155,8 +160,9 @@ SELECT
     JSONExtractString(signed, 'to') AS to_address,
     JSONExtractUInt(signed, 'nonce') AS nonce,
     toUInt256(JSONExtractString(signed, 'value_wei')) AS value_wei,
-    multiIf(last_action = 'tx.mined', 'mined', last_action = 'tx.failed', 'failed', JSONExtractString(signed, 'status'))
-        AS status,
+    JSONExtractString(last, 'status') AS status,
+    JSONExtractBool(last, 'final') AS final,
+    JSONExtract(last, 'block_number', 'Nullable(UInt64)') AS block_number,
     JSONExtractString(signed, 'tee') AS tee,
     signed_at
 FROM (
@@ -164,10 +170,10 @@ FROM (
         intent_id,
         argMaxIf(agent_id, seq, action = 'tx.signed') AS agent_id,
         argMaxIf(details, seq, action = 'tx.signed') AS signed,
-        argMax(action, seq) AS last_action,
+        argMax(details, seq) AS last,
         minIf(ts, action = 'tx.signed') AS signed_at
     FROM {AUDIT_LOG}
-    WHERE action IN ('tx.signed', 'tx.mined', 'tx.failed')
+    WHERE action IN {_TX_STATUS}
     GROUP BY intent_id
     HAVING countIf(action = 'tx.signed') > 0
 )

@@ -7,10 +7,16 @@ agent's ethereum key, so ``base`` and ``sepolia`` map to ``ethereum``.
 
 Admins add networks at run time (``warden chains add``); those live in
 ``$WARDEN_HOME/chains.json`` and are merged over the built-in table.
+
+Each network also says when a transaction in one of its blocks is final (`signer.finality`):
+at or below the block its node serves as ``finalized`` (``finalized_tag``), else
+``confirmations`` blocks deep. ``warden chains finality`` changes both, for a built-in network
+too; the change is kept in the same file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +30,17 @@ class Chain:
     explorer: str
     key_chain: str = "ethereum"
     testnet: bool = False
+    # Final: at or below the node's `finalized` block when it serves that tag and finalized_tag is
+    # set, else `confirmations` blocks built on top of the transaction's block.
+    finalized_tag: bool = True
+    confirmations: int = 12
+
+    def __post_init__(self):
+        if self.confirmations < 1:
+            raise ValueError(
+                f"chain {self.name!r}: confirmations must be at least 1 (blocks on top of a transaction's "
+                f"block before it is final), not {self.confirmations}"
+            )
 
 
 _BUILTIN = (
@@ -59,8 +76,8 @@ _BUILTIN = (
     # 2 testnets
     Chain("sepolia", 11155111, "ETH", "https://sepolia.etherscan.io", testnet=True),
     Chain("holesky", 17000, "ETH", "https://holesky.etherscan.io", testnet=True),
-    # the local development node
-    Chain("anvil", 31337, "ETH", "", testnet=True),
+    # the local development node: `warden up` runs it with 1 s blocks and finalizes 2 blocks back
+    Chain("anvil", 31337, "ETH", "", testnet=True, confirmations=2),
 )
 
 
@@ -93,6 +110,13 @@ class ChainRegistry:
             return
         raw = json.loads(self._extra_path.read_text())
         self._extra = {c["name"]: Chain(**c) for c in raw}
+        for name, chain in self._extra.items():
+            builtin = self._builtin.get(name)
+            if builtin is not None and dataclasses.replace(chain, **_finality(builtin)) != builtin:
+                raise ValueError(
+                    f"{self._extra_path}: built-in chain {name!r} may only have its finality changed there "
+                    "(finalized_tag, confirmations); remove the other changes"
+                )
         self._extra_mtime = mtime
 
     def all(self) -> dict[str, Chain]:
@@ -121,11 +145,31 @@ class ChainRegistry:
             raise ValueError(f"chain id {chain.chain_id} is already used by {clash.name!r}")
         self._load_extra()
         extra = {**self._extra, chain.name: chain}
+        self._write(extra)
+
+    def set_finality(self, name: str, *, finalized_tag: bool | None = None, confirmations: int | None = None) -> Chain:
+        """When a transaction on ``name`` is final (an admin's change, built-in networks too)."""
+        if self._extra_path is None:
+            raise RuntimeError("this registry has no admin file; load the settings first (runtime.config.load)")
+        changes = {
+            k: v for k, v in (("finalized_tag", finalized_tag), ("confirmations", confirmations)) if v is not None
+        }
+        chain = dataclasses.replace(self.get(name), **changes)
+        self._load_extra()
+        self._write({**self._extra, name: chain})
+        return chain
+
+    def _write(self, extra: dict[str, Chain]) -> None:
         self._extra_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._extra_path.with_suffix(".tmp")
         tmp.write_text(json.dumps([asdict(c) for c in extra.values()], indent=2))
         tmp.replace(self._extra_path)
+        self._extra_mtime = None
         self._load_extra()
+
+
+def _finality(chain: Chain) -> dict:
+    return {"finalized_tag": chain.finalized_tag, "confirmations": chain.confirmations}
 
 
 # The process's registry. Its admin file is attached by `runtime.config.load()` (the

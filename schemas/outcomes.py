@@ -169,6 +169,9 @@ class StageEnvelope(Outcome):
 
 # The lifecycle of one transaction (signer/lifecycle.py): sign_only, or signed, then broadcast
 # (and stuck, with the reason, while it is not being mined), then mined, failed, replaced or dropped.
+# Those four are what the chain said at some block: ``final`` says whether that block is final
+# (at or below the chain's finalized block, or enough confirmations deep). Until it is, a reorg
+# can take the transaction out again (back to broadcast) or move it to another block.
 TxStatus = Literal["sign_only", "signed", "broadcast", "stuck", "mined", "failed", "replaced", "dropped"]
 FINAL_TX_STATUSES = frozenset({"sign_only", "mined", "failed", "replaced", "dropped"})
 
@@ -190,6 +193,14 @@ class SignedTransaction(Outcome):
     signed_at: UtcDatetime
     max_spend_wei: Wei = Field(description="value + gas_limit x max fee per gas: what the signer reserved")
     block_number: int | None = None
+    block_hash: HexData | None = Field(default=None, description="the block its receipt was in, when mined or failed")
+    final: bool = Field(
+        default=False,
+        description=(
+            "the status can no longer change: sign_only, a refusal by the node, or mined / failed / replaced / "
+            "dropped at a block the chain has finalized (or enough confirmations deep)"
+        ),
+    )
     gas_used: int | None = None
     fee_wei: Wei | None = Field(default=None, description="gas_used x effective gas price, once a receipt exists")
     error: str | None = Field(default=None, description="why it failed, is stuck, was replaced or dropped")

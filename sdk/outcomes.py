@@ -90,6 +90,12 @@ def is_final(outcome: Outcome) -> bool:
     return not isinstance(outcome, SignedTransaction) or outcome.status in FINAL_TX_STATUSES
 
 
+def at_final_block(outcome: Outcome) -> bool:
+    """`is_final`, and for a transaction its record is final: what the chain decided is at a block
+    no reorg can replace (until then a reorg can move it, or take it out and send it again)."""
+    return is_final(outcome) and (not isinstance(outcome, SignedTransaction) or outcome.final)
+
+
 def read_outcome(topic: str, raw: bytes) -> Outcome | None:
     """A record from an outcome topic, or None if it is not one (anyone can write there)."""
     model = _OUTCOME_MODELS.get(topic)
@@ -163,12 +169,14 @@ async def wait_outcomes(
     start: dict[TopicPartition, int] | None = None,
     final: bool = True,
     forged: list[tuple[str, str]] | None = None,
+    until_final_block: bool = False,
     service_keys: ServiceKeys | None = None,
 ) -> dict[str, Outcome]:
     """Wait until each intent (a `TransactionIntent` sent by `Client.submit`, or the
     `RawSubmission` `Client.submit_raw` returned) has a rejection or a signed transaction (with
     ``final``: a final status, `schemas.outcomes.FINAL_TX_STATUSES`: mined, failed, replaced or
-    dropped for broadcast ones). Keyed by intent id.
+    dropped for broadcast ones; with ``until_final_block``: that status at a block the chain has
+    finalized, `SignedTransaction.final`, which a reorg can no longer change). Keyed by intent id.
 
     Only authentic outcomes count: signed by a pinned key of the service allowed to say it (a
     signer for signatures and signing-stage refusals, a worker for the rest) and bound to the
@@ -205,9 +213,10 @@ async def wait_outcomes(
                     forged.append((outcome.intent_id, why))
             else:
                 previous = outcomes.get(outcome.intent_id)
-                if previous is None or not is_final(previous):  # a final answer is never overwritten
-                    outcomes[outcome.intent_id] = outcome
-        done = all(i in outcomes and (not final or is_final(outcomes[i])) for i in awaited)
+                if previous is None or not is_final(previous) or not at_final_block(previous):
+                    outcomes[outcome.intent_id] = outcome  # one at a final block is never overwritten
+        wanted = at_final_block if until_final_block else is_final if final else None
+        done = all(i in outcomes and (wanted is None or wanted(outcomes[i])) for i in awaited)
         if time.monotonic() > deadline or (done and forged is None):
             break
         draining = done

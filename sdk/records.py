@@ -13,7 +13,7 @@ from runtime.kafka import read_to_quiet
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys
 from schemas import topics
 from schemas.auth import outcome_forgery, policy_signature_valid
-from schemas.outcomes import FINAL_TX_STATUSES, IntentApproved, IntentParked, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import read_outcome
 
@@ -61,7 +61,9 @@ async def agent_transactions(
         if history is not None:
             history.setdefault(record.intent_id, []).append(record)
         known = newest.get(record.intent_id)
-        if known is None or known.status not in FINAL_TX_STATUSES or record.status in FINAL_TX_STATUSES:
+        # Records of one intent arrive in order (one partition): the newest wins, but a final one
+        # (sign_only, or decided at a final block) is never replaced by a redelivered earlier one.
+        if known is None or not known.final or record.final:
             newest[record.intent_id] = record
     return AgentRecords(
         sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),
@@ -71,11 +73,18 @@ async def agent_transactions(
 
 
 def status_history(records: list[SignedTransaction]) -> list[dict]:
-    """Each status change of one transaction once, in order, as {status, tx_hash, error} (a
-    redelivery re-publishes the newest record: not a change)."""
+    """Each status change of one transaction once, in order, as {status, tx_hash, block_number,
+    final, error}: moved by a reorg or made final is a change; a redelivery re-publishes the
+    newest record, which is not."""
     steps: list[dict] = []
     for record in records:
-        step = {"status": record.status, "tx_hash": record.tx_hash, "error": record.error}
+        step = {
+            "status": record.status,
+            "tx_hash": record.tx_hash,
+            "block_number": record.block_number,
+            "final": record.final,
+            "error": record.error,
+        }
         if not steps or steps[-1] != step:
             steps.append(step)
     return steps

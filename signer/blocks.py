@@ -8,20 +8,26 @@ the block number, reads each new block's transaction hashes once, and wakes only
 whose transaction is in it; a sender's nonce is asked once per block however many of its
 transactions wait.
 
+It also answers, once per block read for every tracker that asks, what following a decided
+transaction to a final block needs (`signer.finality`): the chain's block at a height, the
+finalized block, a nonce at a block.
+
 The watch only wakes trackers: what they report still comes from a receipt or the nonce, so a
 block it misreads costs time, never a wrong outcome. Whatever it cannot follow (a block number
-that goes back, a block whose parent is not the block it read at that height, more new blocks
-than it reads at once) wakes every tracker, and each looks again on its own every
-``RECHECK_S`` anyway.
+that goes back, a block whose parent is not the block it read at that height, a head replaced at
+the same height, more new blocks than it reads at once) wakes every tracker, and each looks again
+on its own every ``RECHECK_S`` anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.chains import Chain
 
 log = logging.getLogger("warden.signer")
 
@@ -29,6 +35,7 @@ POLL_S = 0.05  # Anvil mines at once: a new block is seen within 50 ms
 POLL_MAX_S = 1.0  # while the node does not answer
 MAX_BLOCKS = 64  # read one by one at most; further behind, every tracker looks for itself
 RECHECK_S = 30.0  # each tracker's own look, whatever the watch saw
+HEAD_CHECK_S = 1.0  # while no block comes, the head's hash is compared this often
 
 
 class Ticket:
@@ -96,11 +103,12 @@ class BlockWatch:
         self._tickets: set[Ticket] = set()
         self._any_block: set[Ticket] = set()  # waiting for whatever block is read next
         # What the watch knows changes with each block read, each thread lost and each start: a
-        # nonce is kept for the reading it was asked in. Before the first read too, so trackers
+        # nonce (a block's hash, the finalized block) is kept for the reading it was asked in. Before the first read too, so trackers
         # that look at once share one answer, not one per wave of receipts coming back.
         self.reading = 0
-        self._nonces: dict[str, tuple[int, int]] = {}  # address → (reading, latest nonce)
-        self._asking: dict[tuple[str, int], asyncio.Future] = {}  # the nonce questions under way
+        self._answers: dict[tuple, tuple[int, object]] = {}  # question → (reading, answer)
+        self._asking: dict[tuple[tuple, int], asyncio.Future] = {}  # the questions under way
+        self._head_checked = 0.0  # when the head block's hash was last compared (monotonic s)
         self._task: asyncio.Task | None = None
 
     def ticket(self, hashes: Iterable[str]) -> Ticket:
@@ -111,30 +119,67 @@ class BlockWatch:
             self._task = asyncio.create_task(self._run())
         return ticket
 
-    async def nonce(self, address: str) -> int:
-        """The address's next nonce on chain (``latest``): asked once per block read (and once
-        before the first), and once for all the trackers that ask at the same time."""
+    async def nonce(self, address: str, block: int | None = None) -> int:
+        """The address's next nonce on chain (at ``latest``, or after block ``block``): asked once
+        per block read (and once before the first), and once for all the trackers that ask at the
+        same time."""
+        tag = "latest" if block is None else hex(block)
+        return await self._once(("nonce", address, tag), self._ask_nonce, address, tag)
+
+    async def hash_at(self, number: int) -> str | None:
+        """The hash of the chain's block ``number`` now (lower case; None if it has none)."""
+        read = self._hash_at.get(number)
+        return read if read is not None else await self._once(("hash", number), self._ask_hash, number)
+
+    async def finalized(self, chain: Chain) -> int:
+        """The highest block of ``chain`` that is final now: the node's ``finalized`` block where it
+        serves that tag (and the chain's registry says to use it), else ``chain.confirmations``
+        blocks under the head."""
+        return await self._once(("finalized", chain.finalized_tag, chain.confirmations), self._ask_finalized, chain)
+
+    async def _once(self, key: tuple, ask, *args):
         reading = self.reading
-        cached = self._nonces.get(address)
+        cached = self._answers.get(key)
         if cached is not None and cached[0] == reading:
             return cached[1]
-        asking = self._asking.get((address, reading))
+        asking = self._asking.get((key, reading))
         if asking is None:
-            asking = self._asking[(address, reading)] = asyncio.ensure_future(self._ask_nonce(address, reading))
-            asking.add_done_callback(lambda done: self._asked((address, reading), done))
+            asking = self._asking[(key, reading)] = asyncio.ensure_future(self._ask(key, reading, ask, *args))
+            asking.add_done_callback(lambda done: self._asked((key, reading), done))
         # Shielded: one tracker cancelled (its partition revoked) does not cancel the others' answer.
         return await asyncio.shield(asking)
 
-    def _asked(self, key: tuple[str, int], asking: asyncio.Future) -> None:
+    def _asked(self, key: tuple, asking: asyncio.Future) -> None:
         self._asking.pop(key, None)
         if not asking.cancelled():
             asking.exception()  # retrieved: an answer every asker had left is not logged as never read
 
-    async def _ask_nonce(self, address: str, reading: int) -> int:
-        nonce = int(await self.node.call("eth_getTransactionCount", address, "latest"), 16)
+    async def _ask(self, key: tuple, reading: int, ask, *args):
+        answer = await ask(*args)
         if reading == self.reading:  # else a block came (or the thread was lost) while it was asked
-            self._nonces[address] = (reading, nonce)
-        return nonce
+            self._answers[key] = (reading, answer)
+        return answer
+
+    async def _ask_nonce(self, address: str, tag: str) -> int:
+        return int(await self.node.call("eth_getTransactionCount", address, tag), 16)
+
+    async def _ask_hash(self, number: int) -> str | None:
+        block = await self.node.call("eth_getBlockByNumber", hex(number), False)
+        return None if block is None else block["hash"].lower()
+
+    async def _ask_finalized(self, chain: Chain) -> int:
+        if chain.finalized_tag:
+            try:
+                block = await self.node.call("eth_getBlockByNumber", "finalized", False)
+            except RpcError as exc:  # a node that does not know the tag: the confirmations count
+                log.info(
+                    "%s: the node does not serve the finalized block (%s); counting confirmations", chain.name, exc
+                )
+                block = None
+            if block is not None:
+                return int(block["number"], 16)
+        head = int(await self.node.call("eth_blockNumber"), 16)
+        return head - chain.confirmations
 
     def _read(self, height: int) -> None:
         self.height = height
@@ -166,7 +211,7 @@ class BlockWatch:
     def _forget(self) -> None:
         """Everything read: a height seen again after a rollback is another block, with other nonces."""
         self._hash_at.clear()
-        self._nonces.clear()
+        self._answers.clear()
         self._moved()
 
     def _wake_all(self) -> None:
@@ -199,6 +244,20 @@ class BlockWatch:
             # between their look and this one. They look once more.
             self._read(head)
             self._wake_all()
+            return
+        if head == self.height and time.monotonic() - self._head_checked >= HEAD_CHECK_S:
+            # A reorg that replaced blocks without adding one (the head's height is the same) shows
+            # only in the head's hash: compared once a second while no block comes.
+            self._head_checked = time.monotonic()
+            block = await self.node.call("eth_getBlockByNumber", hex(head), False)
+            if block is not None:
+                seen, read = block["hash"].lower(), self._hash_at.get(head)
+                if read is not None and seen != read:
+                    log.info("block %d was replaced: every tracker looks for itself", head)
+                    self._forget()
+                    self._read(head)
+                    self._wake_all()
+                self._hash_at[head] = seen
             return
         if head < self.height or head - self.height > MAX_BLOCKS:
             log.info("block number went from %d to %d: every tracker looks for itself", self.height, head)

@@ -3,11 +3,16 @@
 ::
 
     sign_only                          the intent did not ask to broadcast (final)
-    signed ──► broadcast ──► mined     a receipt, executed (final)
-      │          │  ▲   └──► failed    a receipt, reverted; or the node refused it (final)
+    signed ──► broadcast ──► mined     a receipt, executed
+      │          │  ▲   └──► failed    a receipt, reverted; or the node refused it (final at once)
       │          ▼  │ fee bump
-      │        stuck ──► replaced      another transaction this signer signed at the nonce was mined (final)
-      └──────────────────► dropped     the nonce was used by a transaction this signer never signed (final)
+      │        stuck ──► replaced      another transaction this signer signed at the nonce was mined
+      └──────────────────► dropped     the nonce was used by a transaction this signer never signed
+
+Mined, failed, replaced and dropped are what the chain said at some block: the record is
+``final`` once that block is (`signer.finality`). Until then a reorg can move the transaction to
+another block (the same or another of those four, re-reported) or take it out of the chain: back
+to broadcast, the same bytes sent again. A final record never changes again.
 
 A fee bump signs the same intent again at the same nonce with higher fees; the new
 transaction's record lists the hashes it ``replaces`` (any of them may still be the one that
@@ -25,11 +30,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The final statuses are schemas.outcomes.FINAL_TX_STATUSES; these are the others.
+# The statuses with an outcome are schemas.outcomes.FINAL_TX_STATUSES; these are the others.
 OPEN = ("signed", "broadcast", "stuck")
+# What the chain said at some block: final once that block is.
+DECIDED = ("mined", "failed", "replaced", "dropped")
 # From any open status a transaction may move to any of these; "signed" and "sign_only" are
 # only ever where a record starts.
 _MOVES = frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"})
+# Decided at a block that is not final yet: re-decided at another block, or out of the chain.
+_REORG_MOVES = frozenset({"broadcast", "mined", "failed", "replaced", "dropped"})
 # Nodes accept a replacement at the same nonce only when its fees are at least 10 % higher
 # (geth's default price bump); 12.5 % leaves room for rounding on both fees.
 BUMP_NUM, BUMP_DEN = 9, 8
@@ -39,11 +48,20 @@ class IllegalTransition(ValueError):
     pass
 
 
-def check_transition(current: str, new: str) -> None:
-    """Raise IllegalTransition unless a transaction in ``current`` may move to ``new``: a final
-    status is never left (a mined transaction is never reported failed later)."""
-    if current not in OPEN or new not in _MOVES:
+def check_transition(current: str, new: str, final: bool = False) -> None:
+    """Raise IllegalTransition unless a transaction in ``current`` (``final`` or not) may move to
+    ``new``: a final record never changes (a final mined transaction is never reported failed or
+    reorged later); a decided one that is not final may be decided again or sent again."""
+    if final:
+        raise IllegalTransition(f"a final transaction ({current}) cannot become {new!r}")
+    allowed = _MOVES if current in OPEN else _REORG_MOVES if current in DECIDED else frozenset()
+    if new not in allowed:
         raise IllegalTransition(f"a transaction in status {current!r} cannot become {new!r}")
+
+
+def awaits_finality(status: str, final: bool) -> bool:
+    """Decided at a block that may still be replaced: followed until final."""
+    return status in DECIDED and not final
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from runtime.config import Settings, load
 from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
-from runtime.rpc import Nodes
+from runtime.rpc import Nodes, RpcError, RpcUnavailable
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admin_keys, service_key
 from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_forgery
@@ -289,6 +289,10 @@ async def reannounce(
         await (await producer.send(topics.SIGNER_SEALING, again.to_bytes(), key=settings.signer_id.encode()))
 
 
+# How long a restored partition waits for a chain to answer before the signer gives up.
+RECONCILE_S = 60.0
+
+
 class Trackers:
     """Each broadcast transaction's tracker task, by the partition its agent is in: a partition
     restored here tracks what was still open in it, a partition revoked stops its trackers (its
@@ -305,20 +309,37 @@ class Trackers:
     async def emit(self, emits: list[Emit]) -> None:
         await asyncio.gather(*await publish(self.producer, emits, self.max_record_bytes, self.audit_signer))
 
-    def track(self, signed: SignedTransaction, resend: bool = False) -> None:
-        task = asyncio.create_task(self.signer.track(signed, utcnow, self.emit, resend))
+    def track(self, signed: SignedTransaction) -> None:
+        task = asyncio.create_task(self.signer.tracking.follow(signed, utcnow, self.emit))
         self.pending[task] = self.states.partition_of(signed.agent_id)
         task.add_done_callback(lambda done: self.pending.pop(done, None))
 
-    def restored(self, partition: int) -> None:
-        # Transactions signed for this partition's agents (here or by the signer that had it),
-        # not final yet: the same bytes again, and tracked to a final status like any other.
+    async def restored(self, partition: int) -> None:
+        """Transactions signed for this partition's agents (here or by the signer that had it) that
+        are not final yet, compared with the chain before the partition's next intent is signed
+        (the caller holds the batch): open ones sent again, the same bytes; decided ones whose
+        block is gone reported so and sent again. Then each is followed until final. A chain that
+        cannot be asked for RECONCILE_S stops the signer: nothing is signed on a stale record."""
         unconfirmed = [SignedTransaction.from_bytes(raw) for raw in self.states.partition(partition).unconfirmed()]
-        for signed in unconfirmed:
-            self.track(signed, resend=True)
+        deadline = time.monotonic() + RECONCILE_S
+        for signed in unconfirmed:  # oldest first: an address's nonces in the order they were signed
+            while True:
+                try:
+                    emits, signed = await self.signer.tracking.reconcile(signed, utcnow())
+                    break
+                except (RpcError, RpcUnavailable) as exc:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"partition {partition}: transaction {signed.tx_hash} of intent {signed.intent_id} is not "
+                            f"final and {signed.chain}'s node did not answer for {RECONCILE_S:.0f} s ({exc}). Not "
+                            "signing on a record the chain may have left behind: bring the node back and restart"
+                        ) from exc
+                    await asyncio.sleep(1)
+            await self.emit(emits)
+            self.track(signed)
         if unconfirmed:
             log.warning(
-                "partition %d: re-sent %d transaction(s) signed before and still unconfirmed",
+                "partition %d: %d transaction(s) signed before and not final yet, compared with the chain and followed",
                 partition,
                 len(unconfirmed),
             )

@@ -222,10 +222,13 @@ class Outcomes:
             ),
         ]
 
-    def transition(self, signed: SignedTransaction, update: dict, at: datetime) -> tuple[list[Emit], SignedTransaction]:
+    def transition(
+        self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None
+    ) -> tuple[list[Emit], SignedTransaction]:
         """One status change of the lifecycle: checked, signed, recorded (a redelivery re-publishes
-        the newest) and reported on the topic and the ledger."""
-        lifecycle.check_transition(signed.status, update["status"])
+        the newest) and reported on the topic and the ledger, as ``tx.<status>`` unless ``action``
+        names it (``tx.final``: the block is final; ``tx.reorged``: the block left the chain)."""
+        lifecycle.check_transition(signed.status, update["status"], signed.final)
         result = self.signed(signed.model_copy(update=update))
         raw = result.to_bytes()
         self.state.agent(signed.agent_id).replace_record(signed.intent_id, raw)
@@ -234,19 +237,22 @@ class Outcomes:
             Emit(topics.TXS_SIGNED, signed.agent_id, raw),
             audit(
                 SERVICE,
-                f"tx.{result.status}",
+                action or f"tx.{result.status}",
                 f"intent:{signed.intent_id}",
                 at,
                 signed.intent_id,
                 result.tx_hash,
                 result.status,
                 result.error or "",
+                *_where(result),
                 intent_id=signed.intent_id,
                 agent_id=signed.agent_id,
                 tx_hash=result.tx_hash,
                 nonce=result.nonce,
                 status=result.status,
                 block_number=result.block_number,
+                block_hash=result.block_hash,
+                final=result.final,
                 gas_used=result.gas_used,
                 fee_wei=None if result.fee_wei is None else str(result.fee_wei),
                 error=result.error,
@@ -255,3 +261,11 @@ class Outcomes:
                 tee=self.tee,
             ),
         ], result
+
+
+def _where(record: SignedTransaction) -> tuple[str, ...]:
+    """What tells apart two events of one status: the block it was seen in, and whether that block
+    is final (mined at block A, reorged out, mined at block B: three events, none a redelivery)."""
+    if record.block_hash is None and not record.final:
+        return ()
+    return (record.block_hash or "", "final" if record.final else "")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         producer: AIOKafkaProducer,
         service_key: tuple[str, Ed25519PrivateKey],
         public_key_of: Callable[[str], str | None],
-        on_restored: Callable[[int], None],
+        on_restored: Callable[[int], Awaitable[None] | None],
         on_revoked: Callable[[int], None],
         on_revoking: Callable[[], Awaitable[None]] | None = None,
     ):
@@ -163,8 +164,11 @@ class PartitionOwner(ConsumerRebalanceListener):
                     (time.monotonic() - started) * 1000,
                 )
         # A partition that did not restore raised above: the signer stops without signing there.
+        # Its open transactions are compared with the chain before its next intent is signed.
         for partition in partitions:
-            self.on_restored(partition)
+            restored = self.on_restored(partition)
+            if inspect.isawaitable(restored):
+                await restored
 
     def pending_bytes(self) -> int:
         return sum(state.written_bytes for _, state in self.states.opened())

@@ -231,6 +231,7 @@ class Signer:
             value_wei=intent.value_wei,
             tx_type=intent.tx_type,
             status="signed" if intent.broadcast else "sign_only",
+            final=not intent.broadcast,  # never sent: nothing the chain does changes it
             tee=self.tee,
             signed_at=now,
             max_spend_wei=quote.spend_wei(intent),
@@ -305,7 +306,7 @@ class Signer:
         emit: Callable[[list[Emit]], Awaitable[object]],
         resend: bool = False,
     ) -> SignedTransaction:
-        """`Tracking.track`: one transaction followed to a final status, every change through ``emit``."""
+        """`Tracking.track`: one transaction followed until the chain decides it, every change through ``emit``."""
         return await self.tracking.track(signed, now, emit, resend)
 
     def dead_letter(

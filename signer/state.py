@@ -38,7 +38,6 @@ from rules.window import SpendWindow
 from runtime.kafka import partition_of
 from schemas import topics
 from signer.agent_state import AgentState
-from signer.lifecycle import OPEN
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signed (
@@ -98,9 +97,10 @@ WRITES = {
 Write = tuple[str, tuple]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
 _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled"})
-# Records are compact JSON (orjson), so a status appears exactly as "status":"<name>".
-_OPEN_PATTERNS = tuple(b'"status":"%s"' % status.encode() for status in OPEN)
-_OPEN_STATUS = " OR ".join("instr(record, ?) > 0" for _ in OPEN)
+# Records are compact JSON (orjson), so a field appears exactly as "status":"<name>", "final":true.
+# Not final: broadcast and not decided yet, or decided at a block that is not final (a record
+# written before finality was recorded has no "final": it is looked at again too).
+_NOT_FINAL = """instr(record, '"final":true') = 0 AND instr(record, '"status":"sign_only"') = 0"""
 
 
 class SignerState:
@@ -172,10 +172,10 @@ class SignerState:
         self.db.execute("INSERT OR REPLACE INTO changelog VALUES (0, ?, ?)", (head, next_offset))
 
     def unconfirmed(self) -> list[bytes]:
-        """Signed records for the chain that are not final yet (signed, broadcast or stuck: the
-        signer stopped while tracking them): after a restart they are sent again, the same
-        bytes, and tracked to a final status."""
-        rows = self.db.execute(f"SELECT record FROM signed WHERE {_OPEN_STATUS} ORDER BY at_us", _OPEN_PATTERNS)
+        """Signed records for the chain that are not final yet (signed, broadcast or stuck; or mined,
+        failed, replaced or dropped at a block not final yet): the signer stopped while following
+        them. After a restart each is compared with the chain, and followed until final."""
+        rows = self.db.execute(f"SELECT record FROM signed WHERE {_NOT_FINAL} ORDER BY at_us")
         return [row[0] for row in rows]
 
     def _follow_spend(self, name: str, args: tuple) -> None:

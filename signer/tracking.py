@@ -20,7 +20,7 @@ from runtime.clock import US_PER_SECOND, Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.emit import Emit
 from schemas.outcomes import SignedTransaction
-from signer import blocks, lifecycle
+from signer import blocks, finality, lifecycle
 from signer.bump import FeeBump
 from signer.judging import Judging
 from signer.outcomes import Outcomes
@@ -82,14 +82,90 @@ class Tracking:
         self.replace_after_us = replace_after_us
         self.max_bumps = max_bumps
         self.fee_bump = FeeBump(state, judging, signing, outcomes, persist, self.transition, self.send_again)
+        self.finality = finality.Finality(state, node_for, self.watch_for, self.transition, self.send_again)
         self._watches: dict[str, blocks.BlockWatch] = {}  # chain → its reader of new blocks
 
-    def transition(self, signed: SignedTransaction, update: dict, at: datetime) -> tuple[list[Emit], SignedTransaction]:
-        """`Outcomes.transition`; a final status ends the sidecar's keeping: it is never sent again."""
-        emits, result = self.outcomes.transition(signed, update, at)
-        if result.status not in lifecycle.OPEN:
+    def transition(
+        self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None
+    ) -> tuple[list[Emit], SignedTransaction]:
+        """`Outcomes.transition`; a final record ends the sidecar's keeping: it is never sent again
+        (a decided one that is not final may be reorged out and sent again)."""
+        emits, result = self.outcomes.transition(signed, update, at, action)
+        if result.final:
             self.sidecars.drop(signed.tx_hash)
         return emits, result
+
+    async def follow(
+        self,
+        signed: SignedTransaction,
+        now: Clock,
+        emit: Callable[[list[Emit]], Awaitable[object]],
+        resend: bool = False,
+    ) -> SignedTransaction:
+        """One transaction followed until its record is final: tracked to what the chain decided
+        (`track`), then that decision to a final block (`confirm`); a reorg that takes it out of
+        the chain sends the same bytes again, and it is tracked again."""
+        if self.state.agent(signed.agent_id).original_of(signed.intent_id) is not None:
+            return await self.track(signed, now, emit, resend)  # a copy follows its original to final
+        while not signed.final:
+            if signed.status in lifecycle.OPEN:
+                signed = await self.track(signed, now, emit, resend)
+                resend = False
+            else:
+                signed = await self.confirm(signed, now, emit)
+        return signed
+
+    async def reconcile(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction]:
+        """The first look after a restart at a record that is not final, before anything new is
+        signed for its address: open, its bytes are sent again (the node may have lost them);
+        decided, it is compared with the chain (`Finality.look`: a block that is gone is
+        reported, and the transaction sent again). What to publish, and the record to follow."""
+        if self.state.agent(signed.agent_id).original_of(signed.intent_id) is not None:
+            return [], signed  # a copy: its original is reconciled
+        if signed.status in lifecycle.OPEN:
+            refused = await self.send_again(signed, self.node_for(signed.chain))
+            if refused is not None:
+                log.warning("%s: sending %s again after a restart: %s", signed.intent_id, signed.tx_hash, refused)
+            return [], signed
+        watch = self.watch_for(signed.chain)
+        ticket = watch.ticket(())  # the watch answers for the chain as it is now, not as it was
+        try:
+            looked = await self.finality.look(signed, now)
+        finally:
+            ticket.close()
+        return looked if looked is not None else ([], signed)
+
+    async def confirm(
+        self, signed: SignedTransaction, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]
+    ) -> SignedTransaction:
+        """A decided record (mined, failed, replaced, dropped) looked at on each block read until it
+        is final, or a reorg took it out of the chain (then it is broadcast again: returned open).
+        Re-reported at another block on the way, through ``emit``."""
+        watch = self.watch_for(signed.chain)
+        ticket = watch.ticket(())
+        try:
+            while True:
+                ticket.take()  # a wake (a reorg seen) is for this look, not for every wait after it
+                try:
+                    looked = await self.finality.look(signed, now())
+                    if looked is not None:
+                        await emit(looked[0])
+                        signed = looked[1]
+                        if signed.final or signed.status in lifecycle.OPEN:
+                            return signed
+                        continue
+                except (RpcError, RpcUnavailable) as exc:
+                    log.warning(
+                        "confirming %s of intent %s: the node did not answer (%s)",
+                        signed.tx_hash,
+                        signed.intent_id,
+                        exc,
+                    )
+                except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without a final outcome
+                    log.exception("confirming %s of intent %s failed; retrying", signed.tx_hash, signed.intent_id)
+                await ticket.wait(blocks.RECHECK_S, any_block=True)
+        finally:
+            ticket.close()
 
     async def send(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
         """Hand the signed bytes to the chain: (what to publish, the record to `track`, or None
@@ -109,7 +185,9 @@ class Tracking:
                 agent.release_nonce(signed.chain, signed.from_, signed.nonce, last=_last_nonce(signed))
                 agent.settle_spend(signed.intent_id, 0, executed=False)
                 emits, _ = self.transition(
-                    signed, {"status": "failed", "error": f"node refused the transaction: {exc.message}"}, now
+                    signed,
+                    {"status": "failed", "final": True, "error": f"node refused the transaction: {exc.message}"},
+                    now,
                 )
                 return emits, None
         except RpcUnavailable:
@@ -204,7 +282,7 @@ class Tracking:
     ) -> SignedTransaction:
         """An intent answered with another's result (same idempotency key) reports each status
         the original's transaction reaches, under its own id and digest, until it is final."""
-        while copy.status in lifecycle.OPEN:
+        while not copy.final:
             try:
                 original = SignedTransaction.from_bytes(self.state.agent(copy.agent_id).signed_record(original_id))
                 changed = {
@@ -279,8 +357,8 @@ class Tracking:
         return None
 
     async def _receipt(self, tracked: Tracked, node: Node, at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
-        """Final, if any transaction of this intent has a receipt: mined (executed) or failed
-        (reverted); the spend settles to what the chain took."""
+        """Decided, if any transaction of this intent has a receipt: mined (executed) or failed
+        (reverted) at its block; final once that block is (`signer.finality`)."""
         signed, hashes = tracked.record, tracked.hashes
         for tx_hash in reversed(hashes):  # the newest is the likeliest
             receipt = await node.call("eth_getTransactionReceipt", tx_hash)
@@ -288,43 +366,15 @@ class Tracking:
                 break
         else:
             return None
-        agent = self.state.agent(signed.agent_id)
-        winner = (
-            signed
-            if tx_hash == signed.tx_hash
-            else SignedTransaction.from_bytes(agent.attempts(signed.intent_id)[tx_hash])
-        )
-        ok = int(receipt["status"], 16) == 1
-        gas_used = int(receipt["gasUsed"], 16)
-        fee = gas_used * int(receipt["effectiveGasPrice"], 16)
-        # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
-        fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
-        # Settled: the worst case reserved at signing gives way to what the chain took.
-        agent.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + fee, executed=ok)
-        others = tuple(h for h in hashes if h != tx_hash)
-        return self.transition(
-            signed,
-            {
-                "signed_tx": winner.signed_tx,
-                "tx_hash": tx_hash,
-                "max_spend_wei": winner.max_spend_wei,
-                "replaces": others,
-                "status": "mined" if ok else "failed",
-                "block_number": int(receipt["blockNumber"], 16),
-                "gas_used": gas_used,
-                "fee_wei": fee,
-                "error": None if ok else "execution reverted",
-            },
-            at,
-        )
+        # Decided at this block, not final yet: the spend stays at its worst case until it is.
+        return self.transition(signed, finality.included(self.state, signed, tx_hash, receipt), at)
 
     async def _nonce_used(
         self, signed: SignedTransaction, node: Node, at: datetime
     ) -> tuple[list[Emit], SignedTransaction]:
         """The chain's nonce passed this transaction and none of its hashes was mined: replaced,
         when another transaction this signer signed at the nonce was mined; dropped otherwise."""
-        agent = self.state.agent(signed.agent_id)
-        agent.settle_spend(signed.intent_id, 0, executed=False)  # none of this intent's transactions executed
+        agent = self.state.agent(signed.agent_id)  # settled to nothing once the block that used the nonce is final
         for other in agent.intents_at_nonce(signed.chain, signed.from_, signed.nonce):
             if other == signed.intent_id:
                 continue
@@ -369,7 +419,7 @@ class Tracking:
                 for intent_id in agent.intents_at_nonce(signed.chain, signed.from_, nonce)
                 if (record := agent.signed_record(intent_id)) is not None
             ]
-            if not any(record.status in lifecycle.OPEN for record in held):
+            if not any(record.status in lifecycle.OPEN or not record.final for record in held):
                 unfilled.append(nonce)
                 sign_only += [record.intent_id for record in held if record.status == "sign_only"]
         if not unfilled:
@@ -400,6 +450,8 @@ def _last_nonce(signed: SignedTransaction) -> int:
 # What an idempotent copy takes from its original's record as that transaction moves on.
 _FOLLOWED = (
     "status",
+    "final",
+    "block_hash",
     "signed_tx",
     "tx_hash",
     "max_spend_wei",

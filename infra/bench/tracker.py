@@ -168,7 +168,7 @@ def run(pending: list[int], agents: int, seconds: float, progress) -> dict:
     for count in pending:
         with tempfile.TemporaryDirectory(prefix="warden-bench-tracker-") as home:
             # A fresh Anvil each time: the last run's blocks and accounts weigh on nothing.
-            stack = LocalStack(local_settings(Path(home)))
+            stack = LocalStack(local_settings(Path(home)), block_time_s=None)  # pending: only what it mines
             try:
                 stack.start(parts=("anvil",))
                 results.append(

@@ -1,9 +1,10 @@
 """``warden txs list|show``: what happened to an agent's transactions.
 
 Reads ``warden.txs.signed`` and ``warden.intents.rejected`` from the start. Per intent, it keeps
-the newest status the signer reported (a final one, mined, failed, replaced or dropped, wins over
-signed, broadcast and stuck) and the history of every status in order (``show`` prints it: the
-fee bumps, why it was stuck); and every rejection, with its stage, code and reason (refused at
+the newest status the signer reported, and whether it is final (mined, failed, replaced or
+dropped at a block the chain finalized; until then a reorg can still move it), and the history of
+every status in order (``show`` prints it: the fee bumps, why it was stuck, a block that left the
+chain); and every rejection, with its stage, code and reason (refused at
 intake, INVALID_INTENT for a record the worker could not read, by a guardrail or by the signer).
 Only records signed by a pinned key of the service allowed to say them count; any other is left
 out and counted as forged. ``signed_tx`` (the raw signed bytes) is shown only with
@@ -29,12 +30,19 @@ def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = F
     return row
 
 
+def _status(record: SignedTransaction) -> str:
+    """The status, and for what the chain decided whether its block is final yet."""
+    if record.status in ("mined", "failed", "replaced", "dropped"):
+        return f"{record.status} ({'final' if record.final else 'not final'})"
+    return record.status
+
+
 def _line(record: SignedTransaction) -> str:
     block = "" if record.block_number is None else f" block {record.block_number}"
     fee = "" if record.fee_wei is None else f" fee {format_native_amount(record.fee_wei)}"
     error = f" ({record.error})" if record.error else ""
     return (
-        f"{record.intent_id:40} {record.status:9} nonce {record.nonce:<5} {record.chain}:{record.tx_hash}"
+        f"{record.intent_id:40} {_status(record):20} nonce {record.nonce:<5} {record.chain}:{record.tx_hash}"
         f"{block}{fee}{error}"
     )
 
@@ -82,7 +90,12 @@ def cmd_txs(args) -> int:
                 print(f"{name:18} {value}")
         print("history")
         for step in row["history"]:
-            print(f"  {step['status']:9} {step['tx_hash']}" + (f"  ({step['error']})" if step["error"] else ""))
+            where = "" if step["block_number"] is None else f" block {step['block_number']}"
+            final = " final" if step["final"] else ""
+            print(
+                f"  {step['status']:9} {step['tx_hash']}{where}{final}"
+                + (f"  ({step['error']})" if step["error"] else "")
+            )
         return 0
     if args.json:
         print_json(
@@ -98,7 +111,7 @@ def cmd_txs(args) -> int:
         print(_line(record))
     for rejection in found.rejected:
         print(_rejected_line(rejection))
-    counts = {status: sum(1 for r in records if r.status == status) for status in sorted({r.status for r in records})}
+    counts = {s: sum(1 for r in records if _status(r) == s) for s in sorted({_status(r) for r in records})}
     summary = ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
     print(
         f"{len(records)} transaction(s) of {args.agent}: {summary}"

@@ -189,6 +189,9 @@ class LocalStack:
     processes: dict[str, Process] = field(default_factory=dict)
 
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Anvil's interval blocks besides one per transaction (None: a block only per transaction, for
+    # tests that stop mining to hold transactions pending).
+    block_time_s: int | None = 1
 
     def env(self) -> dict[str, str]:
         env = child_environment(self.settings)
@@ -363,7 +366,12 @@ class LocalStack:
 
     def start_anvil(self) -> None:
         host, port = _host_port(self.settings.rpc_url.removeprefix("http://"))
-        argv = [anvil_binary(), "--host", host, "--port", str(port), "--silent"]
+        # Anvil's `finalized` block is 2 × slots-per-epoch under its head: 2 blocks, not 64.
+        argv = [anvil_binary(), "--host", host, "--port", str(port), "--silent", "--slots-in-an-epoch", "1"]
+        if self.block_time_s is not None:
+            # A block at once for each transaction, and one every block_time_s besides, so that
+            # what a quiet chain holds still becomes final.
+            argv += ["--mixed-mining", "--block-time", str(self.block_time_s)]
         if self.settings.broker_storage == "durable":
             # The chain outlives the process like the broker's log does: loaded if present,
             # dumped every second and on exit.

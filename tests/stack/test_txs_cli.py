@@ -32,7 +32,8 @@ def test_txs_list_and_show(stack, run):
         async with Client(settings) as client:
             await client.submit(mined)
             await client.submit(only_signed)
-        outcomes = await wait_outcomes(settings, [mined, only_signed], 60, start)
+        # Until final: its block 2 under the head, a second or two of the chain's blocks.
+        outcomes = await wait_outcomes(settings, [mined, only_signed], 60, start, until_final_block=True)
         # A forged "mined" record for an intent of this agent, signed by a key nobody pinned.
         fake = sign_outcome(
             outcomes[only_signed.intent_id].model_copy(update={"status": "mined"}),
@@ -63,14 +64,16 @@ def test_txs_list_and_show(stack, run):
     assert "history\n  signed " in shown.stdout
     # Every status change is on the topic, in order, and on the audit topic the ledger appends.
     history = orjson.loads(warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--json").stdout)
-    assert [step["status"] for step in history["history"]] == ["signed", "broadcast", "mined"], history
+    steps = [(step["status"], step["final"]) for step in history["history"]]
+    assert steps == [("signed", False), ("broadcast", False), ("mined", False), ("mined", True)], history
     actions = {
         e.action
         for e in (e for v in run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v))
         if e.intent_id == mined.intent_id
     }
-    assert {"tx.signed", "tx.broadcast", "tx.mined"} <= actions, actions
+    assert {"tx.signed", "tx.broadcast", "tx.mined", "tx.final"} <= actions, actions
     human = warden(settings, "txs", "list", "--agent", agent).stdout
     assert "2 transaction(s)" in human and "1 forged record(s) ignored" in human
+    assert "1 mined (final)" in human, human
     missing = warden(settings, "txs", "show", "0xdeadbeef", "--agent", agent)
     assert missing.returncode == 1 and "warden txs list" in missing.stderr

@@ -12,16 +12,32 @@ from signer import lifecycle
 S = US_PER_SECOND
 
 
-def test_a_final_status_is_never_left():
-    for final in FINAL_TX_STATUSES:
-        for new in ("broadcast", "stuck", "mined", "failed", "replaced", "dropped"):
+MOVES = ("broadcast", "stuck", "mined", "failed", "replaced", "dropped")
+
+
+def test_a_final_record_is_never_left():
+    for status in FINAL_TX_STATUSES:
+        for new in MOVES:
             with pytest.raises(lifecycle.IllegalTransition):
-                lifecycle.check_transition(final, new)
+                lifecycle.check_transition(status, new, final=True)
     for current in lifecycle.OPEN:
-        for new in ("broadcast", "stuck", "mined", "failed", "replaced", "dropped"):
+        for new in MOVES:
             lifecycle.check_transition(current, new)
     with pytest.raises(lifecycle.IllegalTransition):
         lifecycle.check_transition("broadcast", "signed")
+    with pytest.raises(lifecycle.IllegalTransition):
+        lifecycle.check_transition("sign_only", "broadcast")
+
+
+def test_a_decided_record_not_final_yet_can_be_reorged_or_decided_again_but_not_stuck():
+    for status in lifecycle.DECIDED:
+        assert lifecycle.awaits_finality(status, final=False)
+        assert not lifecycle.awaits_finality(status, final=True)
+        for new in ("broadcast", "mined", "failed", "replaced", "dropped"):
+            lifecycle.check_transition(status, new)
+        with pytest.raises(lifecycle.IllegalTransition):
+            lifecycle.check_transition(status, "stuck")
+    assert not any(lifecycle.awaits_finality(status, final=False) for status in (*lifecycle.OPEN, "sign_only"))
 
 
 def test_next_step():

@@ -1,0 +1,162 @@
+"""A decided transaction followed until its block is final, and put right when a reorg moves it.
+
+A receipt (mined, failed) or a passed nonce (replaced, dropped) is what the chain said at some
+block; until that block is final (`BlockWatch.finalized`: the node's ``finalized`` block, else the
+chain's confirmations) a reorg can replace it. On each block read `Finality.confirm` looks again:
+
+- mined / failed: is the block its receipt was in still the chain's block at that height?
+  Yes, and final: the record becomes final and the spend settles to what the chain took.
+  No: where is the transaction now? In another block: re-reported there (``tx.reorged``).
+  Nowhere: the same signed bytes are sent again, and the record goes back to broadcast
+  (``tx.reorged``); the tracker (`Tracking.track`) follows it from there, fee bumps included.
+- replaced / dropped: is the nonce still used? No (the transaction that used it left the
+  chain): this one's bytes are sent again, back to broadcast. Used at the final block: final,
+  and the spend settles to nothing.
+
+Until a record is final its worst case stays reserved in the agent's rolling window: a
+transaction that can still be mined (or mined again) is never released.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from runtime.rpc import Node
+from schemas.chains import REGISTRY, Chain
+from schemas.emit import Emit
+from schemas.outcomes import SignedTransaction
+from signer import blocks
+
+log = logging.getLogger("warden.signer")
+
+Transition = Callable[..., tuple[list[Emit], SignedTransaction]]
+
+
+class Finality:
+    """The agent state (attempts, spend), each chain's node and block watch, the tracker's
+    ``transition`` and ``send_again``."""
+
+    def __init__(
+        self,
+        state,
+        node_for: Callable[[str], Node],
+        watch_for: Callable[[str], blocks.BlockWatch],
+        transition: Transition,
+        send_again: Callable[[SignedTransaction, Node], Awaitable[str | None]],
+    ):
+        self.state = state
+        self.node_for = node_for
+        self.watch_for = watch_for
+        self.transition = transition
+        self.send_again = send_again
+
+    async def look(self, signed: SignedTransaction, at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
+        """One look at a decided record that is not final: what to publish and the new record
+        (final; re-reported at another block; or broadcast again), or None while nothing changed."""
+        chain = REGISTRY.get(signed.chain)
+        node, watch = self.node_for(signed.chain), self.watch_for(signed.chain)
+        if signed.status in ("mined", "failed"):
+            return await self._included(signed, chain, node, watch, at)
+        return await self._nonce_used(signed, chain, node, watch, at)
+
+    async def _included(
+        self, signed: SignedTransaction, chain: Chain, node: Node, watch: blocks.BlockWatch, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction] | None:
+        if signed.block_number is None:  # failed before the chain saw it (the node refused it): nothing can change
+            return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
+        if signed.block_hash is None:  # recorded before block hashes were: where the chain has it now
+            moved = await receipt_of(self.state, signed, node)
+            if moved is not None:
+                return self.transition(signed, included(self.state, signed, *moved), at)
+        elif await watch.hash_at(signed.block_number) == (signed.block_hash or "").lower():
+            if signed.block_number > await watch.finalized(chain):
+                return None
+            ok = signed.status == "mined"
+            # Settled: the worst case reserved at signing gives way to what the chain took.
+            agent = self.state.agent(signed.agent_id)
+            agent.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + (signed.fee_wei or 0), executed=ok)
+            return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
+        left = f"block {signed.block_number} ({signed.block_hash}) that held {signed.tx_hash} left the chain"
+        moved = await receipt_of(self.state, signed, node)
+        if moved is not None:
+            update = included(self.state, signed, *moved)
+            if update["block_hash"].lower() == (signed.block_hash or "").lower():
+                return None  # the watch's view lags the node's: looked at again on the next block
+            log.warning("%s: %s; now in block %d", signed.intent_id, left, update["block_number"])
+            return self.transition(
+                signed, {**update, "error": f"{left}; it is now in block {update['block_number']}"}, at, "tx.reorged"
+            )
+        return await self._send_again(signed, node, at, left)
+
+    async def _nonce_used(
+        self, signed: SignedTransaction, chain: Chain, node: Node, watch: blocks.BlockWatch, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction] | None:
+        if await watch.nonce(signed.from_) <= signed.nonce:
+            left = f"the transaction that used nonce {signed.nonce} of {signed.from_} left the chain"
+            return await self._send_again(signed, node, at, left)
+        if await watch.nonce(signed.from_, await watch.finalized(chain)) <= signed.nonce:
+            return None
+        # None of this intent's transactions executed, at a final block: nothing it would have spent counts.
+        self.state.agent(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
+        return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
+
+    async def _send_again(
+        self, signed: SignedTransaction, node: Node, at: datetime, left: str
+    ) -> tuple[list[Emit], SignedTransaction]:
+        """Out of the chain: the same bytes again (still valid: same nonce, same fees), back to
+        broadcast; the tracker bumps them if they wait too long, under the policy in force."""
+        refused = await self.send_again(signed, node)
+        log.warning("%s: %s; sent again%s", signed.intent_id, left, f" (the node said: {refused})" if refused else "")
+        note = "the same signed bytes were sent again" + (f" (the node said: {refused})" if refused else "")
+        update = {
+            "status": "broadcast",
+            "block_number": None,
+            "block_hash": None,
+            "gas_used": None,
+            "fee_wei": None,
+            "replaced_by": None,
+            "error": f"{left}; {note}",
+        }
+        return self.transition(signed, update, at, action="tx.reorged")
+
+
+async def receipt_of(state, signed: SignedTransaction, node: Node) -> tuple[str, dict] | None:
+    """The receipt of any of the intent's transactions (a fee bump may have been outrun by an
+    earlier attempt): (its hash, the receipt), or None if none has one."""
+    hashes = list(state.agent(signed.agent_id).attempts(signed.intent_id))
+    for tx_hash in reversed([h for h in hashes if h != signed.tx_hash] + [signed.tx_hash]):  # the newest first
+        receipt = await node.call("eth_getTransactionReceipt", tx_hash)
+        if receipt is not None:
+            return tx_hash, receipt
+    return None
+
+
+def included(state, signed: SignedTransaction, tx_hash: str, receipt: dict) -> dict:
+    """The record's fields for a receipt of ``tx_hash``: mined (executed) or failed (reverted), at
+    its block, with the fee the chain took."""
+    agent = state.agent(signed.agent_id)
+    winner = (
+        signed if tx_hash == signed.tx_hash else SignedTransaction.from_bytes(agent.attempts(signed.intent_id)[tx_hash])
+    )
+    ok = int(receipt["status"], 16) == 1
+    gas_used = int(receipt["gasUsed"], 16)
+    fee = gas_used * int(receipt["effectiveGasPrice"], 16)
+    # A blob transaction also paid blob gas × blob gas price (EIP-4844 receipt fields).
+    fee += int(receipt.get("blobGasUsed") or "0x0", 16) * int(receipt.get("blobGasPrice") or "0x0", 16)
+    hashes = [h for h in agent.attempts(signed.intent_id) if h != tx_hash]
+    if signed.tx_hash != tx_hash and signed.tx_hash not in hashes:
+        hashes.append(signed.tx_hash)
+    return {
+        "signed_tx": winner.signed_tx,
+        "tx_hash": tx_hash,
+        "max_spend_wei": winner.max_spend_wei,
+        "replaces": tuple(hashes),
+        "status": "mined" if ok else "failed",
+        "block_number": int(receipt["blockNumber"], 16),
+        "block_hash": receipt["blockHash"],
+        "gas_used": gas_used,
+        "fee_wei": fee,
+        "error": None if ok else "execution reverted",
+    }

@@ -1,0 +1,180 @@
+"""Mined is not final: a transaction followed from its receipt to a final block, and put right when
+a reorg moves it, on a private Anvil (`anvil_reorg`, `evm_snapshot` / `evm_revert`) by an
+in-process signer as `signer.main` runs it (`tests.tracker_support`).
+
+Each test fails without its mechanism: without the canonical-block check a reorged-out
+transaction stays `mined` and is never sent again; without finality the spend is settled (and
+the record final) at the first receipt; without the restart's reconciliation a lost block's
+`mined` record is what a redelivery publishes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from eth_account import Account
+
+from runtime.clock import utcnow
+from schemas.chains import REGISTRY
+from schemas.outcomes import SignedTransaction
+from tests.tracker_support import Harness, on_chain, private_chain
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    with private_chain(tmp_path_factory.mktemp("reorg-chain")) as rpc_url:
+        yield rpc_url
+
+
+async def decided(h: Harness, signed: SignedTransaction) -> SignedTransaction:
+    """Tracked until the chain decided it (here: mined at once)."""
+    return await asyncio.wait_for(h.signer.track(signed, utcnow, h.emit), 60)
+
+
+async def follow_until(h: Harness, record: SignedTransaction, done) -> SignedTransaction:
+    """`Signer.follow` running until the published records of the intent satisfy ``done``."""
+    task = asyncio.create_task(h.signer.tracking.follow(record, utcnow, h.emit))
+    try:
+        for _ in range(600):
+            if done(h.records(record.intent_id)):
+                return h.records(record.intent_id)[-1]
+            if task.done():
+                task.result()  # raises what the follower raised
+            await asyncio.sleep(0.1)
+        raise AssertionError([(r.status, r.block_number, r.final, r.error) for r in h.records(record.intent_id)])
+    finally:
+        task.cancel()
+
+
+async def block_hash(h: Harness, number: int) -> str:
+    return (await h.node.call("eth_getBlockByNumber", hex(number), False))["hash"]
+
+
+def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then_final(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        mined = await decided(h, first)
+        reserved = h.state.agent(h.agent).spend_of(first.intent_id)
+        # The block that held it is replaced (same height, no transactions): it is not in the chain.
+        await h.node.call("anvil_reorg", 1, [])
+        assert await h.node.call("eth_getTransactionReceipt", mined.tx_hash) is None
+        again = await follow_until(
+            h, mined, lambda rs: rs[-1].status == "mined" and rs[-1].block_hash != mined.block_hash
+        )
+        kept = h.state.agent(h.agent).spend_of(first.intent_id)
+        await h.node.call("anvil_mine", "0x2")
+        final = await follow_until(h, again, lambda rs: rs[-1].final)
+        return first, mined, reserved, again, kept, final
+
+    h, (first, mined, reserved, again, kept, final) = on_chain(tmp_path, chain, scenario, automining=True)
+    history = [(r.status, r.final) for r in h.records(first.intent_id)]
+    assert history == [
+        ("signed", False),
+        ("broadcast", False),
+        ("mined", False),
+        ("broadcast", False),
+        ("mined", False),
+        ("mined", True),
+    ], history
+    reorged = h.records(first.intent_id)[3]
+    assert "left the chain" in reorged.error and "sent again" in reorged.error and reorged.block_number is None
+    # The same signed bytes, mined again: same hash, same nonce, another block.
+    assert again.tx_hash == mined.tx_hash == final.tx_hash and again.signed_tx == mined.signed_tx
+    assert again.block_hash != mined.block_hash
+    assert Account.recover_transaction(final.signed_tx) == h.address
+    # Every step on the ledger: the reorg and the finality are events of their own.
+    actions = h.audit_actions(first.intent_id)
+    assert actions.count("tx.mined") == 2 and "tx.reorged" in actions and actions[-1] == "tx.final", actions
+    # The worst case stays reserved until final, then settles to what the chain took.
+    assert reserved == kept == first.max_spend_wei
+    assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei < reserved
+
+
+def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain, tmp_path):
+    async def scenario(h: Harness):
+        first = await h.sign()
+        mined = await decided(h, first)
+        await h.node.call("evm_mine")
+        # Its block and the next are replaced; the new chain holds it one block later.
+        await h.node.call("anvil_reorg", 2, [[mined.signed_tx, 1]])
+        moved = await follow_until(h, mined, lambda rs: rs[-1].block_number != mined.block_number)
+        await h.node.call("anvil_mine", "0x2")
+        final = await follow_until(h, moved, lambda rs: rs[-1].final)
+        return first, mined, moved, final
+
+    h, (first, mined, moved, final) = on_chain(tmp_path, chain, scenario, automining=True)
+    assert moved.status == "mined" and not moved.final
+    assert moved.block_number == mined.block_number + 1 and moved.block_hash != mined.block_hash
+    assert "left the chain" in moved.error and f"now in block {moved.block_number}" in moved.error
+    assert final.final and final.block_number == moved.block_number
+    assert [r.status for r in h.records(first.intent_id)].count("broadcast") == 1  # never sent again: it was there
+    assert "tx.reorged" in h.audit_actions(first.intent_id)
+
+
+@pytest.mark.parametrize("finalized_tag", [True, False])
+def test_final_follows_the_finalized_block_or_the_chains_confirmations(chain, tmp_path, finalized_tag):
+    """Anvil's `finalized` block is 2 under its head. With the tag, 2 blocks on top are final even
+    though the chain asks for 5 confirmations; without it, 5 are needed."""
+    previous = REGISTRY._extra_path
+    REGISTRY.use_extra_file(tmp_path / "chains.json")
+    REGISTRY.set_finality("anvil", finalized_tag=finalized_tag, confirmations=5)
+
+    async def scenario(h: Harness):
+        mined = await decided(h, await h.sign())
+        looks = []
+        for _ in range(5):
+            await h.node.call("evm_mine")
+            watch = h.signer.tracking.watch_for("anvil")
+            ticket = watch.ticket(())  # the watch answers for the chain as it is now
+            try:
+                looked = await h.signer.tracking.finality.look(mined, utcnow())
+            finally:
+                ticket.close()
+            looks.append(looked is not None and looked[1].final)
+            if looks[-1]:
+                break
+        return looks
+
+    try:
+        _, looks = on_chain(tmp_path, chain, scenario, automining=True)
+    finally:
+        REGISTRY.use_extra_file(previous) if previous is not None else None
+        REGISTRY._extra_path, REGISTRY._extra, REGISTRY._extra_mtime = previous, {}, None
+    assert looks == ([False, True] if finalized_tag else [False, False, False, False, True]), looks
+
+
+def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_again_before_anything_is_signed(
+    chain, tmp_path
+):
+    """A power loss: the node comes back without its last blocks. The restarted signer's record
+    says mined; reconciling it with the chain reports the block gone and sends the same bytes;
+    a redelivery of the intent then publishes that, never `mined`."""
+
+    async def scenario(h: Harness):
+        snapshot = await h.node.call("evm_snapshot")
+        intent, to_broadcast = await h.approve()
+        emits, sent = await h.signer.send(to_broadcast, utcnow())
+        h.published += emits
+        mined = await decided(h, sent)
+        h.state.commit()
+        # The chain loses the block (and its mempool); the signer restarts on its file.
+        await h.node.call("evm_revert", snapshot)
+        assert await h.node.call("eth_getTransactionReceipt", mined.tx_hash) is None
+        h.restart()
+        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in h.state.unconfirmed()]
+        emits, reconciled = await h.signer.tracking.reconcile(unconfirmed[0], utcnow())
+        h.published += emits
+        h.state.commit()
+        redelivered = await h.redeliver(intent.intent_id)
+        final = await follow_until(
+            h, reconciled, lambda rs: rs[-1].status == "mined" and rs[-1].block_hash != mined.block_hash
+        )
+        return mined, [u.intent_id for u in unconfirmed], reconciled, redelivered, final
+
+    h, (mined, unconfirmed, reconciled, redelivered, again) = on_chain(tmp_path, chain, scenario, automining=True)
+    assert unconfirmed == [mined.intent_id]
+    assert reconciled.status == "broadcast" and "left the chain" in reconciled.error
+    assert "tx.reorged" in h.audit_actions(mined.intent_id)
+    assert redelivered.status == "broadcast" and redelivered == reconciled  # the record as it is now, not `mined`
+    assert again.tx_hash == mined.tx_hash and again.block_hash != mined.block_hash
