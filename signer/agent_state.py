@@ -242,6 +242,11 @@ class AgentState:
         if not executed:
             self.file.write_outside_scope("assets_voided", (intent_id,))
 
+    def reserve_again(self, intent_id: str, spend_wei: int) -> None:
+        """A settled transaction that can be mined again (its node lost the block that held it):
+        its worst case counts again, until it is final again."""
+        self.file.write_outside_scope("spend_raised", (str(spend_wei), intent_id))
+
     def release_nonce(self, chain: str, address: str, nonce: int, last: int | None = None) -> None:
         """The node refused the transaction: its nonce (through ``last``, the highest one it would
         have used) was never used, so the next intent takes it."""

@@ -126,6 +126,13 @@ class BlockWatch:
         tag = "latest" if block is None else hex(block)
         return await self._once(("nonce", address, tag), self._ask_nonce, address, tag)
 
+    async def head(self) -> int:
+        """The chain's block number now."""
+        return await self._once(("head",), self._ask_head)
+
+    async def _ask_head(self) -> int:
+        return int(await self.node.call("eth_blockNumber"), 16)
+
     async def hash_at(self, number: int) -> str | None:
         """The hash of the chain's block ``number`` now (lower case; None if it has none)."""
         read = self._hash_at.get(number)
@@ -178,8 +185,7 @@ class BlockWatch:
                 block = None
             if block is not None:
                 return int(block["number"], 16)
-        head = int(await self.node.call("eth_blockNumber"), 16)
-        return head - chain.confirmations
+        return await self.head() - chain.confirmations
 
     def _read(self, height: int) -> None:
         self.height = height

@@ -54,9 +54,12 @@ class Finality:
 
     async def look(self, signed: SignedTransaction, at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
         """One look at a decided record that is not final: what to publish and the new record
-        (final; re-reported at another block; or broadcast again), or None while nothing changed."""
+        (final; re-reported at another block; or broadcast again), or None while nothing changed.
+        A final one is looked at only after a restart (`lost`)."""
         chain = REGISTRY.get(signed.chain)
         node, watch = self.node_for(signed.chain), self.watch_for(signed.chain)
+        if signed.final:
+            return await self._lost(signed, node, watch, at)
         if signed.status in ("mined", "failed"):
             return await self._included(signed, chain, node, watch, at)
         return await self._nonce_used(signed, chain, node, watch, at)
@@ -79,16 +82,42 @@ class Finality:
             agent.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + (signed.fee_wei or 0), executed=ok)
             return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
         left = f"block {signed.block_number} ({signed.block_hash}) that held {signed.tx_hash} left the chain"
+        return await self._where_now(signed, node, at, left)
+
+    async def _lost(
+        self, signed: SignedTransaction, node: Node, watch: blocks.BlockWatch, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction] | None:
+        """A final record, after a restart: does the chain still hold it? A chain never gives up a
+        final block, but a node can lose its last blocks (a local node restarted from the state it
+        saved a second earlier: a power loss). Then the record must not go on saying so: it is put
+        right as for a reorg, and its worst case is reserved again, since it can be mined again."""
+        if signed.status in ("mined", "failed") and signed.block_number is not None:
+            if await watch.hash_at(signed.block_number) == (signed.block_hash or "").lower():
+                return None
+            what = f"block {signed.block_number} ({signed.block_hash}) that held {signed.tx_hash}"
+        elif signed.status in ("replaced", "dropped"):
+            if await watch.nonce(signed.from_) > signed.nonce:
+                return None
+            what = f"the transaction that used nonce {signed.nonce} of {signed.from_}"
+        else:
+            return None
+        left = f"the chain no longer holds {what}, which was final: its node lost blocks (restarted from older state?)"
+        self.state.agent(signed.agent_id).reserve_again(signed.intent_id, signed.max_spend_wei)
+        return await self._where_now(signed, node, at, left, reopen=True)
+
+    async def _where_now(
+        self, signed: SignedTransaction, node: Node, at: datetime, left: str, reopen: bool = False
+    ) -> tuple[list[Emit], SignedTransaction] | None:
+        """Its block left the chain: re-reported where the chain has it now, else sent again."""
         moved = await receipt_of(self.state, signed, node)
         if moved is not None:
             update = included(self.state, signed, *moved)
             if update["block_hash"].lower() == (signed.block_hash or "").lower():
                 return None  # the watch's view lags the node's: looked at again on the next block
             log.warning("%s: %s; now in block %d", signed.intent_id, left, update["block_number"])
-            return self.transition(
-                signed, {**update, "error": f"{left}; it is now in block {update['block_number']}"}, at, "tx.reorged"
-            )
-        return await self._send_again(signed, node, at, left)
+            update = {**update, "final": False, "error": f"{left}; it is now in block {update['block_number']}"}
+            return self.transition(signed, update, at, "tx.reorged", reopen=reopen)
+        return await self._send_again(signed, node, at, left, reopen)
 
     async def _nonce_used(
         self, signed: SignedTransaction, chain: Chain, node: Node, watch: blocks.BlockWatch, at: datetime
@@ -103,7 +132,7 @@ class Finality:
         return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
 
     async def _send_again(
-        self, signed: SignedTransaction, node: Node, at: datetime, left: str
+        self, signed: SignedTransaction, node: Node, at: datetime, left: str, reopen: bool = False
     ) -> tuple[list[Emit], SignedTransaction]:
         """Out of the chain: the same bytes again (still valid: same nonce, same fees), back to
         broadcast; the tracker bumps them if they wait too long, under the policy in force."""
@@ -117,9 +146,10 @@ class Finality:
             "gas_used": None,
             "fee_wei": None,
             "replaced_by": None,
+            "final": False,
             "error": f"{left}; {note}",
         }
-        return self.transition(signed, update, at, action="tx.reorged")
+        return self.transition(signed, update, at, action="tx.reorged", reopen=reopen)
 
 
 async def receipt_of(state, signed: SignedTransaction, node: Node) -> tuple[str, dict] | None:

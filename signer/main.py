@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from evm import blobs
 from runtime import metrics
 from runtime.attestation.announcement import attest
-from runtime.clock import utcnow
+from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings, load
 from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import producer as new_producer
@@ -291,6 +291,8 @@ async def reannounce(
 
 # How long a restored partition waits for a chain to answer before the signer gives up.
 RECONCILE_S = 60.0
+# Final records signed this recently are compared with the chain on a restore too.
+RECENT_FINAL_US = 3600 * US_PER_SECOND
 
 
 class Trackers:
@@ -320,9 +322,12 @@ class Trackers:
         (the caller holds the batch): open ones sent again, the same bytes; decided ones whose
         block is gone reported so and sent again. Then each is followed until final. A chain that
         cannot be asked for RECONCILE_S stops the signer: nothing is signed on a stale record."""
-        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in self.states.partition(partition).unconfirmed()]
+        state = self.states.partition(partition)
+        unconfirmed = [SignedTransaction.from_bytes(raw) for raw in state.unconfirmed()]
+        # And the final ones of the last hour: a node that lost its last blocks lost them too.
+        recent = [SignedTransaction.from_bytes(raw) for raw in state.final_since(to_us(utcnow()) - RECENT_FINAL_US)]
         deadline = time.monotonic() + RECONCILE_S
-        for signed in unconfirmed:  # oldest first: an address's nonces in the order they were signed
+        for signed in recent + unconfirmed:  # oldest first: an address's nonces in the order they were signed
             while True:
                 try:
                     emits, signed = await self.signer.tracking.reconcile(signed, utcnow())
@@ -336,7 +341,8 @@ class Trackers:
                         ) from exc
                     await asyncio.sleep(1)
             await self.emit(emits)
-            self.track(signed)
+            if not signed.final:
+                self.track(signed)
         if unconfirmed:
             log.warning(
                 "partition %d: %d transaction(s) signed before and not final yet, compared with the chain and followed",

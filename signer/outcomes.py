@@ -223,12 +223,13 @@ class Outcomes:
         ]
 
     def transition(
-        self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None
+        self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None, reopen: bool = False
     ) -> tuple[list[Emit], SignedTransaction]:
         """One status change of the lifecycle: checked, signed, recorded (a redelivery re-publishes
         the newest) and reported on the topic and the ledger, as ``tx.<status>`` unless ``action``
         names it (``tx.final``: the block is final; ``tx.reorged``: the block left the chain)."""
-        lifecycle.check_transition(signed.status, update["status"], signed.final)
+        # ``reopen``: a final record the chain no longer holds (`Finality.lost`), put right.
+        lifecycle.check_transition(signed.status, update["status"], signed.final and not reopen)
         result = self.signed(signed.model_copy(update=update))
         raw = result.to_bytes()
         self.state.agent(signed.agent_id).replace_record(signed.intent_id, raw)

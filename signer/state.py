@@ -178,6 +178,16 @@ class SignerState:
         rows = self.db.execute(f"SELECT record FROM signed WHERE {_NOT_FINAL} ORDER BY at_us")
         return [row[0] for row in rows]
 
+    def final_since(self, at_us: int) -> list[bytes]:
+        """Final records of transactions signed since ``at_us`` (sign_only aside): after a restart,
+        those the chain may have lost with its last blocks are looked for among them."""
+        rows = self.db.execute(
+            """SELECT record FROM signed WHERE at_us > ? AND instr(record, '"final":true') > 0
+            AND instr(record, '"status":"sign_only"') = 0 ORDER BY at_us""",
+            (at_us,),
+        )
+        return [row[0] for row in rows]
+
     def _follow_spend(self, name: str, args: tuple) -> None:
         if name not in _SPEND_WRITES or not self.spend_windows:
             return

@@ -18,7 +18,7 @@ from eth_account import Account
 from runtime.clock import utcnow
 from schemas.chains import REGISTRY
 from schemas.outcomes import SignedTransaction
-from tests.tracker_support import Harness, on_chain, private_chain
+from tests.tracker_support import Harness, finish, on_chain, private_chain
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,28 @@ def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_agai
     assert "tx.reorged" in h.audit_actions(mined.intent_id)
     assert redelivered.status == "broadcast" and redelivered == reconciled  # the record as it is now, not `mined`
     assert again.tx_hash == mined.tx_hash and again.block_hash != mined.block_hash
+
+
+def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reserved_again(chain, tmp_path):
+    """A chain never gives up a final block, but a local node restarted from older state does:
+    the restarted signer does not go on saying `mined`, final, for what the chain does not hold."""
+
+    async def scenario(h: Harness):
+        snapshot = await h.node.call("evm_snapshot")
+        final = await finish(h, await h.sign())
+        settled = h.state.agent(h.agent).spend_of(final.intent_id)
+        h.state.commit()
+        await h.node.call("evm_revert", snapshot)
+        h.restart()
+        (recent,) = [SignedTransaction.from_bytes(raw) for raw in h.state.final_since(0)]
+        emits, reconciled = await h.signer.tracking.reconcile(recent, utcnow())
+        h.published += emits
+        reserved = h.state.agent(h.agent).spend_of(final.intent_id)
+        again = await finish(h, reconciled)
+        return final, settled, reconciled, reserved, again
+
+    h, (final, settled, reconciled, reserved, again) = on_chain(tmp_path, chain, scenario, automining=True)
+    assert final.final and settled == final.value_wei + final.fee_wei
+    assert reconciled.status == "broadcast" and not reconciled.final and "which was final" in reconciled.error
+    assert reserved == final.max_spend_wei  # it can be mined again: its worst case counts again
+    assert again.final and again.tx_hash == final.tx_hash and again.block_hash != final.block_hash
