@@ -10,6 +10,7 @@ deleted the signer's state; a restarted signer left broadcast transactions uncon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,7 +23,8 @@ from eth_account import Account
 
 from infra.stack.local import REPO
 from runtime.config import Settings
-from runtime.kafka import end_offsets
+from runtime.kafka import end_offsets, follow
+from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.emit import audit
@@ -125,8 +127,77 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
             timeout=60,
         ).stdout
         assert "1 audit record(s) not believed" in text, text
+        power_loss(up, settings, address)
     finally:
-        assert up.stop() == 0
+        if up.proc.poll() is None:  # not after the power loss, which killed it
+            assert up.stop() == 0
+
+
+def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
+    """Every process SIGKILLed at once right after a transaction is reported mined, mid-burst, then
+    `warden up` again on the same home. Anvil keeps its state once a second, so the chain can come
+    back some blocks shorter: no outcome may then say mined (or final) for what it does not hold,
+    and the agent's address is not wedged: every intent ends final on the chain."""
+    burst = _burst(settings, load_or_create_agent_key(settings.home, AGENT), 20)
+    start = asyncio.run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS)))
+    asyncio.run(submit_all(settings, burst))
+    told = asyncio.run(_first_mined(settings, {tp: o for tp, o in start.items() if tp.topic == topics.TXS_SIGNED}, 5))
+    pids = [up.proc.pid] + [c["pid"] for c in up.components().values() if c["pid"]]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    up.proc.wait(timeout=30)
+    up.log.close()
+
+    restarted = WardenUp(settings)
+    try:
+        outcomes = asyncio.run(wait_outcomes(settings, burst, 240, start, until_final_block=True))
+        assert len(outcomes) == 20 and all(o.status == "mined" and o.final for o in outcomes.values()), outcomes
+        records = [
+            SignedTransaction.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED, start=start))
+        ]
+        # What was said at some block is what the chain holds there: the last word of each intent,
+        # and every mined record published after the loss (a lost block's record is never re-published).
+        after = records[records.index(told[-1]) + 1 :] if told[-1] in records else records
+        lost = asyncio.run(_not_on_chain(settings, list(outcomes.values()) + [r for r in after if r.status == "mined"]))
+        assert lost == [], lost
+        assert asyncio.run(chain_nonce(settings, address)) == 61 + 20  # every nonce used once: no gap
+        gone = asyncio.run(_not_on_chain(settings, told))  # what the client was told before the loss
+        reorged = [r for r in records if r.error and "left the chain" in r.error]
+        # Where the chain came back without a block the client had been told of, it was put right.
+        assert {intent_id for intent_id, _, _ in gone} <= {r.intent_id for r in reorged}, (gone, reorged)
+        print(f"\npower loss after {len(told)} mined reports: {len(gone)} of them gone from the chain, put right")
+    finally:
+        assert restarted.stop() == 0
+
+
+async def _first_mined(settings: Settings, start, count: int) -> list[SignedTransaction]:
+    """The first ``count`` mined records since ``start``, as soon as they are on the topic."""
+    mined: list[SignedTransaction] = []
+    deadline = time.monotonic() + 120
+    async for topic, value in follow(settings, (topics.TXS_SIGNED,), start, fetch_max_wait_ms=settings.fetch_wait_ms):
+        assert time.monotonic() < deadline, mined
+        if topic:
+            record = SignedTransaction.from_bytes(value)
+            if record.status == "mined":
+                mined.append(record)
+                if len(mined) == count:
+                    return mined
+    raise AssertionError("the topic ended")  # follow() yields forever
+
+
+async def _not_on_chain(settings: Settings, records: list[SignedTransaction]) -> list[tuple[str, str, int]]:
+    """The mined records whose transaction the chain does not hold at the block they name."""
+    node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
+    try:
+        missing = []
+        for record in records:
+            receipt = await node.call("eth_getTransactionReceipt", record.tx_hash)
+            if receipt is None or receipt["blockHash"].lower() != (record.block_hash or "").lower():
+                missing.append((record.intent_id, record.tx_hash, record.block_number))
+        return missing
+    finally:
+        await node.close()
 
 
 async def _send_unsigned(settings: Settings, value: bytes) -> None:
