@@ -141,7 +141,7 @@ def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
     burst = _burst(settings, load_or_create_agent_key(settings.home, AGENT), 20)
     start = asyncio.run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS)))
     asyncio.run(submit_all(settings, burst))
-    told = asyncio.run(_first_mined(settings, {tp: o for tp, o in start.items() if tp.topic == topics.TXS_SIGNED}, 5))
+    told = asyncio.run(_first_mined(settings, {tp: o for tp, o in start.items() if tp.topic == topics.TXS_SIGNED}, 3))
     pids = [up.proc.pid] + [c["pid"] for c in up.components().values() if c["pid"]]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
