@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 from infra.cli.output import add_json_flag, fail, print_json
+from runtime.config import load
 from schemas.chains import REGISTRY, Chain
 from schemas.export import export
 
@@ -23,6 +24,7 @@ def cmd_schemas(args) -> int:
 
 
 def cmd_chains(args) -> int:
+    load()  # attaches $WARDEN_HOME/chains.json, where an admin's chains and finality changes live
     if args.action == "add":
         try:
             REGISTRY.add(

@@ -81,3 +81,21 @@ def test_an_admin_cannot_reuse_a_chain_id(tmp_path):
 def test_a_registry_without_an_admin_file_refuses_to_add():
     with pytest.raises(RuntimeError, match="no admin file"):
         ChainRegistry().add(Chain("mychain", 424242, "MYC", ""))
+
+
+def test_an_admin_sets_when_a_built_in_chains_transactions_are_final_and_nothing_else(tmp_path):
+    path = tmp_path / "chains.json"
+    registry = ChainRegistry(extra_path=path)
+    assert registry.get("base").finalized_tag and registry.get("base").confirmations == 12
+    changed = registry.set_finality("base", finalized_tag=False, confirmations=30)
+    assert (changed.finalized_tag, changed.confirmations) == (False, 30)
+    again = ChainRegistry(extra_path=path).get("base")  # persisted, read back by another process
+    assert (again.finalized_tag, again.confirmations, again.chain_id) == (False, 30, 8453)
+    with pytest.raises(ValueError, match="confirmations must be at least 1"):
+        registry.set_finality("base", confirmations=0)
+    # The file may change a built-in chain's finality only: another field is refused, by name.
+    doc = json.loads(path.read_text())
+    doc[0]["chain_id"] = 1234
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="may only have its finality changed"):
+        ChainRegistry(extra_path=path).get("base")
