@@ -76,6 +76,8 @@ def pending_approval(parked: IntentParked) -> PendingApproval:
 class StatusStep(BaseModel):
     status: str
     tx_hash: str
+    block_number: int | None = None
+    final: bool = False
     error: str | None = None
 
 
@@ -98,6 +100,10 @@ class Transaction(BaseModel):
     tx_hash: str | None = None
     signed_tx: str | None = Field(default=None, description="the raw signed transaction, only when asked for")
     block_number: int | None = None
+    final: bool = Field(
+        default=False,
+        description="mined/failed/replaced/dropped at a block the chain finalized: a reorg can no longer change it",
+    )
     gas_used: int | None = None
     fee_wei: str | None = None
     max_spend_wei: str | None = None
@@ -228,6 +234,7 @@ def transaction_of(
         tx_hash=record.tx_hash,
         signed_tx=record.signed_tx if include_signed_tx else None,
         block_number=record.block_number,
+        final=record.final,
         gas_used=record.gas_used,
         fee_wei=None if record.fee_wei is None else str(record.fee_wei),
         max_spend_wei=str(record.max_spend_wei),
@@ -352,6 +359,8 @@ def transaction_summary(found: Transaction, timeout_s: float | None = None) -> s
             f"no outcome{waited} ({ident}): look it up later with get_transaction(transaction_id={found.intent_id!r})"
         )
     block = "" if found.block_number is None else f" in block {found.block_number}"
+    if found.status in ("mined", "failed", "replaced", "dropped"):
+        block += ", final" if found.final else ", not final yet (a reorg can still move it)"
     return f"{found.status}: {ident}, tx {found.tx_hash} from {found.from_} nonce {found.nonce} on {found.chain}{block}"
 
 
