@@ -16,11 +16,13 @@ def test_bench_tracker_counts_the_node_calls_of_waiting_transactions(capsys):
         calls = row["node_calls_by_method"]
         # While they wait: each receipt asked before waiting and at the watch's first read; the
         # block number polled for all of them (~20 a second: at most 60 in the 2 s, fewer on a busy
-        # machine); no block to read; the nonce of each of the two addresses asked once for all its
+        # machine); the nonce of each of the two addresses asked once for all its
         # transactions (and once more per address after the first read).
         assert calls["eth_getTransactionReceipt"] == 2 * row["pending"], calls
         assert 1 <= calls["eth_blockNumber"] <= 60, calls
-        assert calls.get("eth_getBlockByNumber", 0) == 0, calls
+        # No block to read: only the head's hash, once a second while no block comes (a reorg at the
+        # same height shows only there).
+        assert calls.get("eth_getBlockByNumber", 0) <= 3, calls
         assert calls["eth_getTransactionCount"] <= 4, calls
         assert row["node_calls"] == sum(calls.values())
         assert row["signer_cpu_percent_of_one_core"] > 0 and row["block_to_last_outcome_ms"] > 0

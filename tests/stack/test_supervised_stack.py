@@ -156,17 +156,20 @@ def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
         records = [
             SignedTransaction.from_bytes(v) for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED, start=start))
         ]
-        # What was said at some block is what the chain holds there: the last word of each intent,
-        # and every mined record published after the loss (a lost block's record is never re-published).
-        after = records[records.index(told[-1]) + 1 :] if told[-1] in records else records
-        lost = asyncio.run(_not_on_chain(settings, list(outcomes.values()) + [r for r in after if r.status == "mined"]))
-        assert lost == [], lost
+        # The last word of each intent is what the chain holds, at the block it names.
+        assert asyncio.run(_not_on_chain(settings, list(outcomes.values()))) == []
         assert asyncio.run(chain_nonce(settings, address)) == 61 + 20  # every nonce used once: no gap
-        gone = asyncio.run(_not_on_chain(settings, told))  # what the client was told before the loss
-        reorged = [r for r in records if r.error and "left the chain" in r.error]
-        # Where the chain came back without a block the client had been told of, it was put right.
-        assert {intent_id for intent_id, _, _ in gone} <= {r.intent_id for r in reorged}, (gone, reorged)
-        print(f"\npower loss after {len(told)} mined reports: {len(gone)} of them gone from the chain, put right")
+        # Each mined record of a block the chain came back without (told before the loss) is
+        # followed by one saying it left the chain, and none is published twice (a stale re-publish).
+        gone = asyncio.run(_not_on_chain(settings, [r for r in records if r.status == "mined"]))
+        for at, record in enumerate(records):
+            if record in gone:
+                later = [r for r in records[at + 1 :] if r.intent_id == record.intent_id]
+                assert any(r.error and "left the chain" in r.error for r in later), (record, later)
+                assert record not in later, record
+        print(
+            f"\npower loss after {len(told)} mined reports: {len(gone)} mined record(s) the chain lost, each put right"
+        )
     finally:
         assert restarted.stop() == 0
 
@@ -186,7 +189,7 @@ async def _first_mined(settings: Settings, start, count: int) -> list[SignedTran
     raise AssertionError("the topic ended")  # follow() yields forever
 
 
-async def _not_on_chain(settings: Settings, records: list[SignedTransaction]) -> list[tuple[str, str, int]]:
+async def _not_on_chain(settings: Settings, records: list[SignedTransaction]) -> list[SignedTransaction]:
     """The mined records whose transaction the chain does not hold at the block they name."""
     node = JsonRpc(settings.rpc_url_for("anvil"), timeout_s=120)
     try:
@@ -194,7 +197,7 @@ async def _not_on_chain(settings: Settings, records: list[SignedTransaction]) ->
         for record in records:
             receipt = await node.call("eth_getTransactionReceipt", record.tx_hash)
             if receipt is None or receipt["blockHash"].lower() != (record.block_hash or "").lower():
-                missing.append((record.intent_id, record.tx_hash, record.block_number))
+                missing.append(record)
         return missing
     finally:
         await node.close()
