@@ -201,6 +201,13 @@ class SignedTransaction(Outcome):
             "dropped at a block the chain has finalized (or enough confirmations deep)"
         ),
     )
+    reorgs: int = Field(
+        default=0,
+        description=(
+            "how many times a block that held it left the chain (a reorg, or a node that lost its last blocks): a "
+            "record with more supersedes one with fewer, even a final one"
+        ),
+    )
     gas_used: int | None = None
     fee_wei: Wei | None = Field(default=None, description="gas_used x effective gas price, once a receipt exists")
     error: str | None = Field(default=None, description="why it failed, is stuck, was replaced or dropped")

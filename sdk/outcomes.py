@@ -96,6 +96,19 @@ def at_final_block(outcome: Outcome) -> bool:
     return is_final(outcome) and (not isinstance(outcome, SignedTransaction) or outcome.final)
 
 
+def supersedes(outcome: Outcome, previous: Outcome | None) -> bool:
+    """Whether ``outcome``, read after ``previous`` for the same intent, is the newer word: a final
+    answer is kept, unless a transaction's record says a block left the chain since (`reorgs`: a
+    node that lost blocks it had finalized)."""
+    if previous is None or not at_final_block(previous):
+        return True
+    return (
+        isinstance(outcome, SignedTransaction)
+        and isinstance(previous, SignedTransaction)
+        and outcome.reorgs > previous.reorgs
+    )
+
+
 def read_outcome(topic: str, raw: bytes) -> Outcome | None:
     """A record from an outcome topic, or None if it is not one (anyone can write there)."""
     model = _OUTCOME_MODELS.get(topic)
@@ -212,9 +225,8 @@ async def wait_outcomes(
                 if forged is not None:
                     forged.append((outcome.intent_id, why))
             else:
-                previous = outcomes.get(outcome.intent_id)
-                if previous is None or not is_final(previous) or not at_final_block(previous):
-                    outcomes[outcome.intent_id] = outcome  # one at a final block is never overwritten
+                if supersedes(outcome, outcomes.get(outcome.intent_id)):
+                    outcomes[outcome.intent_id] = outcome
         wanted = at_final_block if until_final_block else is_final if final else None
         done = all(i in outcomes and (wanted is None or wanted(outcomes[i])) for i in awaited)
         if time.monotonic() > deadline or (done and forged is None):

@@ -115,7 +115,8 @@ class Finality:
             if update["block_hash"].lower() == (signed.block_hash or "").lower():
                 return None  # the watch's view lags the node's: looked at again on the next block
             log.warning("%s: %s; now in block %d", signed.intent_id, left, update["block_number"])
-            update = {**update, "final": False, "error": f"{left}; it is now in block {update['block_number']}"}
+            error = f"{left}; it is now in block {update['block_number']}"
+            update = {**update, "final": False, "reorgs": signed.reorgs + 1, "error": error}
             return self.transition(signed, update, at, "tx.reorged", reopen=reopen)
         return await self._send_again(signed, node, at, left, reopen)
 
@@ -147,6 +148,7 @@ class Finality:
             "fee_wei": None,
             "replaced_by": None,
             "final": False,
+            "reorgs": signed.reorgs + 1,
             "error": f"{left}; {note}",
         }
         return self.transition(signed, update, at, action="tx.reorged", reopen=reopen)

@@ -458,6 +458,7 @@ def _last_nonce(signed: SignedTransaction) -> int:
 _FOLLOWED = (
     "status",
     "final",
+    "reorgs",
     "block_hash",
     "signed_tx",
     "tx_hash",

@@ -18,6 +18,7 @@ from eth_account import Account
 from runtime.clock import utcnow
 from schemas.chains import REGISTRY
 from schemas.outcomes import SignedTransaction
+from sdk.outcomes import supersedes
 from tests.tracker_support import Harness, finish, on_chain, private_chain
 
 
@@ -79,6 +80,7 @@ def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then
     ], history
     reorged = h.records(first.intent_id)[3]
     assert "left the chain" in reorged.error and "sent again" in reorged.error and reorged.block_number is None
+    assert [r.reorgs for r in h.records(first.intent_id)] == [0, 0, 0, 1, 1, 1]
     # The same signed bytes, mined again: same hash, same nonce, another block.
     assert again.tx_hash == mined.tx_hash == final.tx_hash and again.signed_tx == mined.signed_tx
     assert again.block_hash != mined.block_hash
@@ -202,4 +204,6 @@ def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reser
     assert final.final and settled == final.value_wei + final.fee_wei
     assert reconciled.status == "broadcast" and not reconciled.final and "which was final" in reconciled.error
     assert reserved == final.max_spend_wei  # it can be mined again: its worst case counts again
+    # A client that saw it final takes the later record, which says a block left the chain since.
+    assert reconciled.reorgs == again.reorgs == 1 and supersedes(reconciled, final) and not supersedes(final, again)
     assert again.final and again.tx_hash == final.tx_hash and again.block_hash != final.block_hash
