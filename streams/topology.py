@@ -19,6 +19,7 @@ import logging
 
 import faust
 import orjson
+from aiokafka.protocol.group import HeartbeatRequest
 
 from runtime import metrics
 from runtime.clock import utcnow
@@ -33,6 +34,7 @@ from schemas.emit import Emit, Source, join_audits
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
 from streams.engine import Engine
+from streams.fence import Decided, Fence
 from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery
 
 log = logging.getLogger("warden.streams")
@@ -67,8 +69,10 @@ def build_app(settings: Settings) -> faust.App:
     def _close_nodes(app, **kwargs) -> None:
         app.loop.create_task(nodes.close())
 
+    app.on_partitions_revoked.connect(loops.on_revoked)
     app.on_partitions_assigned.connect(loops.on_assigned)
     app.timer(interval=5.0)(loops.report_lag)
+    app.timer(interval=FENCE_CONFIRM_S)(loops.keep_membership)
     app.timer(interval=1.0)(loops.remind_deadlines)
     app.agent(_raw_topic(app, topics.APPROVAL_DEADLINES))(loops.deadlines)
     app.agent(_raw_topic(app, topics.APPROVALS))(loops.approvals)
@@ -103,7 +107,14 @@ def _faust_app(settings: Settings) -> faust.App:
         # Tansu refuses InitProducerId: no idempotent producer, no transactions.
         processing_guarantee="at_least_once",
         producer_acks=-1,
-        broker_session_timeout=10,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        # Faust refuses to recover a table whose changelog partition it has read past the end the
+        # broker reports. Tansu reports one past the first offset of a partition's last batch
+        # (docs/known-limits.md), so a worker that read a batch of several changelog records, as a
+        # standby or in an earlier recovery, met this check at the next rebalance and crashed
+        # (`ConsistencyError`, "persisted offset ... > ..."). The store is in memory: there is no
+        # persisted offset that could be ahead of a truncated topic, only what this process read.
+        recovery_consistency_check=False,
         # A static member, like the signer (signer.main says what it gains and costs).
         consumer_group_instance_id=settings.worker_id,
         broker_heartbeat_interval=1,
@@ -143,12 +154,21 @@ class Loops:
         self.published = Published()  # what this worker signed and sent, for its own redelivery watch
         self.windows_stale = True
         self.metrics_served = False
+        self.fence = Fence(settings.worker_session_timeout_s, self._heartbeat)
         # The fused hop decides every intent its consumer has ready before it sends what they
         # emitted (`Held`): each agent's audit events of the lot leave as one record, and the lot's
         # records share requests and batches on the broker.
-        self.held = Held(self.publish)
+        self.held = Held(self.publish_decided)
+
+    async def on_revoked(self, app, revoked, **kwargs) -> None:
+        # The lot in hand goes out while this worker still owns its partitions (the fence asks the
+        # coordinator first if this worker was stalled); after that nothing is published until
+        # the coordinator assigns partitions again.
+        await self.held.flush()
+        self.fence.revoked()
 
     async def on_assigned(self, app, assigned, **kwargs) -> None:
+        self.fence.assigned(app.consumer_generation_id, {(tp.topic, tp.partition) for tp in assigned})
         # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
         self.windows_stale = True
         if not self.metrics_served:
@@ -161,16 +181,41 @@ class Loops:
             self.engine.rebuild()
             self.windows_stale = False
 
-    async def publish(self, emits: list[Emit]) -> None:
-        if any(emit.topic == topics.INTENTS_REJECTED for emit in emits):
-            # A rejection is on its changelog before it is announced. Faust sends a table's
-            # changelog records from a buffer of its own, after the outcomes sent here: a worker
-            # killed in between leaves a rejection its successor has no decision for, so the intent
-            # is decided again and rejected a second time, with other bytes (its time and
-            # signature). Flushed first, the successor replays the first one byte for byte. Only
-            # for rejections: the wait costs every batch a round trip to the broker, and an
-            # approval decided twice is still signed once (the signer keeps one per intent).
+    async def publish_decided(self, decided: list[tuple[Decided, list[Emit]]]) -> None:
+        """What each input's decision emitted, published only if the fence (`streams.fence`) admits
+        that input; the rest is dropped, logged and counted."""
+        if any(emit.topic in PUBLISHED_OUTCOMES for _, emits in decided for emit in emits):
+            # A decision is on its partition's changelog before its outcome is announced. Faust
+            # sends a table's changelog records from a buffer of its own, after the outcomes sent
+            # here: a worker killed or stalled in between leaves an outcome its partition's next
+            # owner has no decision for, so the intent is decided again, maybe otherwise (a node
+            # that failed a fee quote, a window without this worker's reservations): a rejection
+            # beside an approval that gets signed, or a second rejection with other bytes. Flushed
+            # first, the next owner replays the first decision byte for byte. It costs each lot
+            # with an outcome a round trip to the broker, as the signer's changelog append does.
             await self.app.producer.flush()
+        await self.fence.ready()  # after the flush: as close to the sends as it can be
+        kept: list[Emit] = []
+        for where, emits in decided:
+            why = self.fence.why_not(where)
+            if why is None:
+                kept += emits
+                continue
+            outcomes = [emit.topic for emit in emits if emit.topic in PUBLISHED_OUTCOMES]
+            metrics.WORKER_FENCED.inc()
+            log.warning(
+                "not published: what %s/%d/g%d decided (%d records, outcomes %s): %s; its partition's owner decides it",
+                where.topic,
+                where.partition,
+                where.generation,
+                len(emits),
+                outcomes or "none",
+                why,
+            )
+        await self.publish(kept)
+
+    async def publish(self, emits: list[Emit]) -> None:
+        """Sent as they are: what no input's decision emitted (reminders), or what the fence admitted."""
         for emit in join_audits(emits, self.settings.max_record_bytes):
             if emit.topic in PUBLISHED_OUTCOMES:
                 self.published.add(emit.value)  # before it is sent: the watch may read it back at once
@@ -182,6 +227,22 @@ class Loops:
             await topic.send(key=emit.key.encode(), value=emit.value, headers=audit_headers(emit, self.audit_signer))
 
     # -- timers and tasks -----------------------------------------------------------------------
+
+    async def keep_membership(self) -> None:
+        # The fence's lease kept fresh while the worker runs, so that a publish asks only after a stall.
+        if self.fence.generation is not None and self.fence.owned:
+            await self.fence.confirm()
+
+    async def _heartbeat(self, generation: int) -> bool:
+        """Whether the group coordinator answers a heartbeat of this member at ``generation``
+        without error. Sent on the producer's connection: the consumer's runs in its own thread."""
+        coordinator = self.app.consumer._thread._ensure_consumer()._coordinator
+        node_id, member_id = coordinator.coordinator_id, coordinator.member_id
+        if node_id is None or coordinator.generation != generation:
+            return False  # the consumer knows it left that generation, or has no coordinator
+        client = self.app.producer._producer.client
+        response = await client.send(node_id, HeartbeatRequest(coordinator.group_id, generation, member_id))
+        return response.error_code == 0
 
     async def report_lag(self) -> None:
         # The worker's group, as `warden status` counts it: records past its committed offsets.
@@ -212,32 +273,46 @@ class Loops:
     async def deadlines(self, stream):
         async for event in stream.events():
             self.fresh_windows()
-            await self.publish(_guard(event, self.engine.on_deadline, event.value, _source_of(event), utcnow()))
+            await self.publish_decided(
+                [(_decided(event), _guard(event, self.engine.on_deadline, event.value, _source_of(event), utcnow()))]
+            )
 
     async def approvals(self, stream):
         async for event in stream.events():
             self.fresh_windows()
-            await self.publish(_guard(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow()))
+            await self.publish_decided(
+                [
+                    (
+                        _decided(event),
+                        _guard(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow()),
+                    )
+                ]
+            )
 
     async def policies(self, stream):
         async for event in stream.events():
-            await self.publish(_guard(event, self.engine.on_policy, event.value, _source_of(event), utcnow()))
+            await self.publish_decided(
+                [(_decided(event), _guard(event, self.engine.on_policy, event.value, _source_of(event), utcnow()))]
+            )
 
     async def abandoned(self, stream):
         async for event in stream.events():
-            await self.publish(_guard(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow()))
+            await self.publish_decided(
+                [(_decided(event), _guard(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow()))]
+            )
 
     async def releases(self, stream):
         async for event in stream.events():
             self.fresh_windows()
-            await self.publish(_guard(event, self.engine.on_rejected, event.value, utcnow()))
+            await self.publish_decided(
+                [(_decided(event), _guard(event, self.engine.on_rejected, event.value, utcnow()))]
+            )
 
     async def simulations(self, stream):
         async for event in stream.events():
             self.fresh_windows()  # a request is judged against the windows as the decisions hold them
-            await self.publish(
-                await _aguard(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
-            )
+            emits = await _aguard(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
+            await self.publish_decided([(_decided(event), emits)])
 
     async def intents(self, stream):
         """Fused topology: every intent decided in one hop, its outputs held with its lot."""
@@ -254,7 +329,8 @@ class Loops:
     async def intake(self, stream):
         """Split topology, first hop."""
         async for event in stream.events():
-            await self.publish(await _aguard(event, self.engine.on_intake, event.value, _source_of(event), utcnow()))
+            emits = await _aguard(event, self.engine.on_intake, event.value, _source_of(event), utcnow())
+            await self.publish_decided([(_decided(event), emits)])
 
     def stage(self, stage: str):
         """Split topology: the agent of one stage's topic."""
@@ -262,9 +338,8 @@ class Loops:
         async def run(stream):
             async for event in stream.events():
                 self.fresh_windows()
-                await self.publish(
-                    await _aguard(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
-                )
+                emits = await _aguard(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
+                await self.publish_decided([(_decided(event), emits)])
 
         return run
 
@@ -274,6 +349,9 @@ class Loops:
 # And at most this long when the hop waits with some held (`flush_held`).
 MAX_HELD = 50
 HELD_FLUSH_S = 0.02
+# How often the fence's lease is renewed with the coordinator while the worker runs (the
+# consumer's own heartbeat interval): well inside the lease, so a running worker never waits on it.
+FENCE_CONFIRM_S = 1.0
 
 
 class Held:
@@ -285,10 +363,10 @@ class Held:
     lot has acked none of it; its intents are read again and the decisions already in the table
     replayed. One flush at a time, so lots leave in the order they were decided."""
 
-    def __init__(self, publish):
-        self._publish = publish
-        self._lot: list[tuple[object, object]] = []  # (stream, event): acked on the stream it came from
-        self._emits: list[Emit] = []
+    def __init__(self, publish_decided):
+        self._publish_decided = publish_decided
+        # (stream, event, what deciding it emitted): acked on the stream it came from
+        self._lot: list[tuple[object, object, list[Emit]]] = []
         self._flushing = asyncio.Lock()
 
     @property
@@ -296,18 +374,23 @@ class Held:
         return len(self._lot)
 
     def add(self, stream, event, emits: list[Emit]) -> None:
-        self._lot.append((stream, event))
-        self._emits += emits
+        self._lot.append((stream, event, emits))
 
     async def flush(self) -> None:
         async with self._flushing:
-            lot, emits = self._lot, self._emits
-            self._lot, self._emits = [], []
+            lot, self._lot = self._lot, []
             if not lot:
                 return
-            await self._publish(emits)
-            for stream, event in lot:
+            await self._publish_decided([(_decided(event), emits) for _, event, emits in lot])
+            # Acked also when the fence dropped what it emitted, as Faust acks a record it skips for
+            # its generation: the partition's owner reads it from the last committed offset.
+            for stream, event, _ in lot:
                 await stream.ack(event)
+
+
+def _decided(event) -> Decided:
+    msg = event.message
+    return Decided(msg.topic, msg.partition, msg.generation_id)
 
 
 def _source_of(event) -> Source:
