@@ -15,6 +15,7 @@ tables need no locks and the rolling window is serialized per agent.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 
 import faust
@@ -33,6 +34,7 @@ from schemas.auth import AuditSigner
 from schemas.emit import Emit, Source, join_audits
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
+from streams.decision import supersedes
 from streams.engine import Engine
 from streams.fence import Decided, Fence
 from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery
@@ -49,19 +51,26 @@ def build_app(settings: Settings) -> faust.App:
     def table(name: str) -> faust.Table:
         return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
 
+    decisions = app.tables.add(
+        DecisionsTable(
+            app, name="warden-decisions", beacon=app.tables.beacon, partitions=topics.PARTITIONS, key_type=str
+        )
+    )
+
     nodes = Nodes(settings.rpc_url_for)
     worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
     engine = Engine(
         admin_keys=pinned_admin_keys(settings),
         node_for=nodes.for_chain,
         policies=table("warden-policies"),
-        decisions=table("warden-decisions"),
+        decisions=decisions,
         idempotency=table("warden-idempotency"),
         service_key=worker_key,
         service_keys=PinnedServiceKeys(settings),
         max_record_bytes=settings.max_record_bytes,
         max_age_us=settings.intent_max_age_s * 1_000_000,
         home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
+        generation=lambda: app.consumer_generation_id,
     )
     loops = Loops(app, settings, engine, worker_key)
 
@@ -128,6 +137,19 @@ def _faust_app(settings: Settings) -> faust.App:
     )
 
 
+class DecisionsTable(faust.Table):
+    """The decisions table, whose changelog records replace what it holds only when they
+    `supersedes` it: a stalled worker's late records do not (`streams.decision` says why)."""
+
+    def apply_changelog_batch(self, batch) -> None:
+        data = self.data
+        for event in batch:
+            # One at a time: a batch may hold several records of one intent, each judged against
+            # the one before it.
+            if supersedes(data.get(self._to_key(event.key)), event.value):
+                super().apply_changelog_batch([event])
+
+
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
     return app.topic(
         name,
@@ -180,6 +202,39 @@ class Loops:
         if self.windows_stale:
             self.engine.rebuild()
             self.windows_stale = False
+
+    async def may_decide(self, event) -> bool:
+        """Whether this worker may decide ``event`` now: only the owner of its partition, in the
+        generation it was read in, decides it (`streams.fence`), because deciding writes the
+        decisions table, and its changelog goes out whether or not the outcome does. A worker that
+        resumes from a stall past its session and went on deciding what it had fetched put its
+        own, unpublished, decisions on the changelog after the new owner's; a later owner restored
+        them and replayed them to a redelivered copy: two outcomes for one intent. What fails is
+        not decided, logged and counted; its partition's owner decides it."""
+        await self.fence.ready()
+        where = _decided(event)
+        why = self.fence.why_not(where)
+        if why is None:
+            return True
+        metrics.WORKER_FENCED.inc()
+        log.warning(
+            "not decided: %s/%d/%d read in generation %d: %s; its partition's owner decides it",
+            where.topic,
+            where.partition,
+            event.message.offset,
+            where.generation,
+            why,
+        )
+        return False
+
+    async def decide(self, event, handler, *args, windows: bool = True) -> None:
+        """One input of a per-record agent: decided if the fence admits it (``may_decide``), with
+        the windows fresh when the handler reads them, and what it emitted published."""
+        if not await self.may_decide(event):
+            return
+        if windows:
+            self.fresh_windows()
+        await self.publish_decided([(_decided(event), await _aguard(event, handler, *args))])
 
     async def publish_decided(self, decided: list[tuple[Decided, list[Emit]]]) -> None:
         """What each input's decision emitted, published only if the fence (`streams.fence`) admits
@@ -272,53 +327,37 @@ class Loops:
 
     async def deadlines(self, stream):
         async for event in stream.events():
-            self.fresh_windows()
-            await self.publish_decided(
-                [(_decided(event), _guard(event, self.engine.on_deadline, event.value, _source_of(event), utcnow()))]
-            )
+            await self.decide(event, self.engine.on_deadline, event.value, _source_of(event), utcnow())
 
     async def approvals(self, stream):
         async for event in stream.events():
-            self.fresh_windows()
-            await self.publish_decided(
-                [
-                    (
-                        _decided(event),
-                        _guard(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow()),
-                    )
-                ]
-            )
+            await self.decide(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow())
 
     async def policies(self, stream):
         async for event in stream.events():
-            await self.publish_decided(
-                [(_decided(event), _guard(event, self.engine.on_policy, event.value, _source_of(event), utcnow()))]
-            )
+            await self.decide(event, self.engine.on_policy, event.value, _source_of(event), utcnow(), windows=False)
 
     async def abandoned(self, stream):
         async for event in stream.events():
-            await self.publish_decided(
-                [(_decided(event), _guard(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow()))]
-            )
+            await self.decide(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow(), windows=False)
 
     async def releases(self, stream):
         async for event in stream.events():
-            self.fresh_windows()
-            await self.publish_decided(
-                [(_decided(event), _guard(event, self.engine.on_rejected, event.value, utcnow()))]
-            )
+            await self.decide(event, self.engine.on_rejected, event.value, utcnow())
 
     async def simulations(self, stream):
+        # A request is judged against the windows as the decisions hold them.
         async for event in stream.events():
-            self.fresh_windows()  # a request is judged against the windows as the decisions hold them
-            emits = await _aguard(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
-            await self.publish_decided([(_decided(event), emits)])
+            await self.decide(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
 
     async def intents(self, stream):
         """Fused topology: every intent decided in one hop, its outputs held with its lot."""
         held = self.held
         manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
         async for event in manual.events():
+            if not await self.may_decide(event):
+                await manual.ack(event)  # as Faust acks what it skips: the owner reads it from the committed offset
+                continue
             self.fresh_windows()
             held.add(
                 manual, event, await _aguard(event, self.engine.on_intent, event.value, _source_of(event), utcnow())
@@ -329,17 +368,14 @@ class Loops:
     async def intake(self, stream):
         """Split topology, first hop."""
         async for event in stream.events():
-            emits = await _aguard(event, self.engine.on_intake, event.value, _source_of(event), utcnow())
-            await self.publish_decided([(_decided(event), emits)])
+            await self.decide(event, self.engine.on_intake, event.value, _source_of(event), utcnow(), windows=False)
 
     def stage(self, stage: str):
         """Split topology: the agent of one stage's topic."""
 
         async def run(stream):
             async for event in stream.events():
-                self.fresh_windows()
-                emits = await _aguard(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
-                await self.publish_decided([(_decided(event), emits)])
+                await self.decide(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
 
         return run
 
@@ -398,16 +434,10 @@ def _source_of(event) -> Source:
     return Source(msg.topic, msg.partition, msg.offset, msg.key)
 
 
-def _guard(event, handler, *args) -> list[Emit]:
-    try:
-        return handler(*args)
-    except Exception as exc:  # noqa: BLE001 - a bug for one record must not stop the worker
-        return _failed(event, handler, exc)
-
-
 async def _aguard(event, handler, *args) -> list[Emit]:
     try:
-        return await handler(*args)
+        emits = handler(*args)
+        return await emits if inspect.isawaitable(emits) else emits
     except Exception as exc:  # noqa: BLE001 - a bug for one record must not stop the worker
         return _failed(event, handler, exc)
 

@@ -153,3 +153,46 @@ def test_the_worker_sends_only_what_the_fence_admits(tmp_path):
     clock.now += 60.0
     asyncio.run(loops.publish_decided(decided[:1]))
     assert app.sent == [] and coordinator.asked == [7]
+
+
+class _Message:
+    def __init__(self, partition: int, generation: int) -> None:
+        self.topic, self.partition, self.generation_id, self.offset, self.key = (
+            SUBMITTED,
+            partition,
+            generation,
+            9,
+            b"a",
+        )
+
+
+class _Event:
+    def __init__(self, partition: int, generation: int) -> None:
+        self.message = _Message(partition, generation)
+        self.value = b"{}"
+
+
+def test_only_the_owner_decides_and_a_stalled_worker_decides_nothing_it_had_fetched(tmp_path):
+    """Deciding writes the decisions table, whose changelog goes out whether or not the outcome
+    does: a worker that no longer owns an input must not decide it at all, not only not publish."""
+    app = _App()
+    loops = Loops(app, Settings(home=tmp_path), None, ("k1", Ed25519PrivateKey.generate()))
+    coordinator, clock = _Coordinator(7), _Clock()
+    loops.fence = Fence(10.0, coordinator, clock)
+    loops.fence.assigned(7, {(SUBMITTED, 0)})
+    decided: list[int] = []
+
+    def handler(raw, partition):
+        decided.append(partition)
+        return [Emit(topics.INTENTS_REJECTED, "a", b'{"rejected": %d}' % partition)]
+
+    async def feed(*events):
+        for event in events:
+            await loops.decide(event, handler, event.value, event.message.partition, windows=False)
+
+    asyncio.run(feed(_Event(0, 7), _Event(1, 7), _Event(0, 6)))  # owned; moved; read before a rebalance
+    assert decided == [0] and app.sent == [(topics.INTENTS_REJECTED, b'{"rejected": 0}')]
+    coordinator.generation = None  # SIGSTOP past the session: the group went on without it
+    clock.now += 60.0
+    asyncio.run(feed(_Event(0, 7)))
+    assert decided == [0] and len(app.sent) == 1 and coordinator.asked == [7]
