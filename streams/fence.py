@@ -8,7 +8,8 @@ publishing what it decided before the stall, or deciding records it had fetched.
 would be a second decision for an intent another worker decided: a rejection beside the other's
 approval that gets signed, or two rejections with different bytes.
 
-So before it publishes, the worker checks, for each input it decided:
+So before it decides an input (deciding writes the decisions table, whose changelog goes out
+whatever happens to the outcome), and again before it publishes what it decided, the worker checks:
 
 - its membership: the group coordinator confirmed it (a heartbeat answered without error, at this
   worker's generation) less than ``lease_s`` ago, counted from when that heartbeat was sent. The
@@ -26,6 +27,7 @@ the caller passes the generation, the assignment and a coroutine that asks the c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -89,18 +91,29 @@ class Fence:
             return False
         sent = self._clock()
         try:
-            confirmed = await self._confirm(generation)
+            # Bounded: an answer later than the lease would confirm nothing, and a question the
+            # coordinator holds (as Tansu may, mid-rebalance) must not hold every agent with it.
+            confirmed = await asyncio.wait_for(self._confirm(generation), self.lease_s)
         except Exception as exc:  # noqa: BLE001 - not knowing is not confirmed: fail closed
-            log.warning("could not confirm this worker's group membership: %s", exc)
+            log.warning("could not confirm this worker's group membership: %s %s", type(exc).__name__, exc)
             confirmed = False
         if confirmed and generation == self.generation:
             self._confirmed_at = max(sent, self._confirmed_at or sent)
         return confirmed
 
-    async def ready(self) -> None:
-        """Before a publish: confirmed again if the lease lapsed (a stall, a starved loop)."""
-        if not self.fresh():
-            await self.confirm()
+    async def ready(self, retry_s: float = 0.2) -> None:
+        """Before a decision or a publish: confirmed again if the lease lapsed (a stall, a starved
+        loop), asking until the coordinator confirms this worker or a rebalance takes its
+        partitions (`revoked`). A record refused while its partition may still be this worker's
+        would be skipped by its own owner; once the partitions are gone, the next owner reads it
+        from the committed offset. At most one lease: Faust waits for its agents before it tells
+        this worker of a rebalance, so waiting for that would never end. ``retry_s`` None: ask once
+        (a rebalance is already under way)."""
+        began = self._clock()
+        while not self.fresh() and self.owned:
+            if await self.confirm() or retry_s is None or self._clock() - began > self.lease_s:
+                return
+            await asyncio.sleep(retry_s)
 
     def why_not(self, decided: Decided) -> str | None:
         """None if what was decided from ``decided`` may be published now; else why not."""

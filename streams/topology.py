@@ -186,7 +186,7 @@ class Loops:
         # The lot in hand goes out while this worker still owns its partitions (the fence asks the
         # coordinator first if this worker was stalled); after that nothing is published until
         # the coordinator assigns partitions again.
-        await self.held.flush()
+        await self.held.flush(once=True)
         self.fence.revoked()
 
     async def on_assigned(self, app, assigned, **kwargs) -> None:
@@ -236,7 +236,7 @@ class Loops:
             self.fresh_windows()
         await self.publish_decided([(_decided(event), await _aguard(event, handler, *args))])
 
-    async def publish_decided(self, decided: list[tuple[Decided, list[Emit]]]) -> None:
+    async def publish_decided(self, decided: list[tuple[Decided, list[Emit]]], once: bool = False) -> None:
         """What each input's decision emitted, published only if the fence (`streams.fence`) admits
         that input; the rest is dropped, logged and counted."""
         if any(emit.topic in PUBLISHED_OUTCOMES for _, emits in decided for emit in emits):
@@ -249,7 +249,7 @@ class Loops:
             # first, the next owner replays the first decision byte for byte. It costs each lot
             # with an outcome a round trip to the broker, as the signer's changelog append does.
             await self.app.producer.flush()
-        await self.fence.ready()  # after the flush: as close to the sends as it can be
+        await self.fence.ready(None if once else 0.2)  # after the flush: as close to the sends as it can be
         kept: list[Emit] = []
         for where, emits in decided:
             why = self.fence.why_not(where)
@@ -356,7 +356,8 @@ class Loops:
         manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
         async for event in manual.events():
             if not await self.may_decide(event):
-                await manual.ack(event)  # as Faust acks what it skips: the owner reads it from the committed offset
+                # Not acked: if it is this worker's after all, the rebalance that follows a refused
+                # membership reads it again from the committed offset.
                 continue
             self.fresh_windows()
             held.add(
@@ -412,12 +413,13 @@ class Held:
     def add(self, stream, event, emits: list[Emit]) -> None:
         self._lot.append((stream, event, emits))
 
-    async def flush(self) -> None:
+    async def flush(self, once: bool = False) -> None:
+        """``once``: the fence asks the coordinator at most once (a rebalance is under way)."""
         async with self._flushing:
             lot, self._lot = self._lot, []
             if not lot:
                 return
-            await self._publish_decided([(_decided(event), emits) for _, event, emits in lot])
+            await self._publish_decided([(_decided(event), emits) for _, event, emits in lot], once)
             # Acked also when the fence dropped what it emitted, as Faust acks a record it skips for
             # its generation: the partition's owner reads it from the last committed offset.
             for stream, event, _ in lot:

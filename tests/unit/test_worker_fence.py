@@ -32,14 +32,17 @@ class _Coordinator:
     def __init__(self, generation: int | None) -> None:
         self.generation = generation  # None: this member is not in the group (its session expired)
         self.asked: list[int] = []
+        self.fence: Fence | None = None  # told of the rebalance when it refuses, as the consumer is
 
     async def __call__(self, generation: int) -> bool:
         self.asked.append(generation)
+        if generation != self.generation and self.fence is not None:
+            self.fence.revoked()  # the consumer's own heartbeat met the same answer: it rejoins
         return generation == self.generation
 
 
 def _fence(coordinator: _Coordinator, clock: _Clock, session_s: float = 10.0) -> Fence:
-    fence = Fence(session_s, coordinator, clock)
+    fence = coordinator.fence = Fence(session_s, coordinator, clock)
     fence.assigned(3, {(SUBMITTED, 0), (SUBMITTED, 2)})
     return fence
 
@@ -65,7 +68,33 @@ def test_a_worker_stalled_past_its_lease_asks_and_drops_everything_if_it_is_out_
     clock.now += 30.0  # SIGSTOP, then SIGCONT: nothing in the process ran meanwhile
     asyncio.run(fence.ready())
     assert coordinator.asked == [3]
-    assert "not confirmed" in fence.why_not(Decided(SUBMITTED, 0, 3))
+    assert fence.why_not(Decided(SUBMITTED, 0, 3)) is not None
+
+
+def test_a_worker_whose_membership_is_in_doubt_asks_again_until_the_coordinator_answers():
+    """Refusing a record of a partition that may still be this worker's would lose it: the owner
+    itself skips it. So the fence asks until it is confirmed or the partitions are taken."""
+    clock = _Clock()
+    answers = [False, False, True]
+
+    async def busy(generation: int) -> bool:
+        return answers.pop(0)  # the coordinator was rebalancing another member, then answered
+
+    fence = Fence(10.0, busy, clock)
+    fence.assigned(3, {(SUBMITTED, 0)})
+    clock.now += 6.0
+    asyncio.run(fence.ready(retry_s=0.0))
+    assert answers == [] and fence.why_not(Decided(SUBMITTED, 0, 3)) is None
+
+    async def never(generation: int) -> bool:
+        clock.now += 1.0
+        return False  # Faust tells this worker of the rebalance only once its agents are idle
+
+    fence = Fence(10.0, never, clock)
+    fence.assigned(3, {(SUBMITTED, 0)})
+    clock.now += 6.0
+    asyncio.run(fence.ready(retry_s=0.0))  # gives up after a lease, refused
+    assert fence.why_not(Decided(SUBMITTED, 0, 3)) is not None
 
 
 def test_a_worker_stalled_but_still_a_member_publishes_after_asking():
@@ -140,7 +169,7 @@ def test_the_worker_sends_only_what_the_fence_admits(tmp_path):
     app = _App()
     loops = Loops(app, Settings(home=tmp_path), None, ("k1", Ed25519PrivateKey.generate()))
     coordinator, clock = _Coordinator(7), _Clock()
-    loops.fence = Fence(10.0, coordinator, clock)
+    loops.fence = coordinator.fence = Fence(10.0, coordinator, clock)
     loops.fence.assigned(7, {(SUBMITTED, 0)})
     mine = [Emit(topics.INTENTS_APPROVED, "a", b'{"mine": 1}')]
     moved = [Emit(topics.INTENTS_REJECTED, "b", b'{"moved": 1}')]
@@ -178,7 +207,7 @@ def test_only_the_owner_decides_and_a_stalled_worker_decides_nothing_it_had_fetc
     app = _App()
     loops = Loops(app, Settings(home=tmp_path), None, ("k1", Ed25519PrivateKey.generate()))
     coordinator, clock = _Coordinator(7), _Clock()
-    loops.fence = Fence(10.0, coordinator, clock)
+    loops.fence = coordinator.fence = Fence(10.0, coordinator, clock)
     loops.fence.assigned(7, {(SUBMITTED, 0)})
     decided: list[int] = []
 

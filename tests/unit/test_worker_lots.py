@@ -24,7 +24,7 @@ class _Log:
     def __init__(self) -> None:
         self.entries: list[tuple[str, object]] = []
 
-    async def publish(self, decided: list[tuple[Decided, list[Emit]]]) -> None:
+    async def publish(self, decided: list[tuple[Decided, list[Emit]]], once: bool = False) -> None:
         await asyncio.sleep(0)  # a real publish awaits the producer: another flush may try to run meanwhile
         self.entries.append(("published", [e.value for _, emits in decided for e in emits]))
 
