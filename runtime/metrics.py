@@ -29,7 +29,7 @@ from runtime.config import Settings
 INTENTS = Counter("warden_intents_total", "Intents decided by the streams worker", ["outcome", "stage", "code"])
 WORKER_FENCED = Counter(
     "warden_worker_fenced_total",
-    "Inputs whose decision a streams worker did not publish: read before a rebalance, on a partition no longer "
+    "Inputs a streams worker did not decide or publish: read before a rebalance, on a partition no longer "
     "its own, or with its group membership unconfirmed (streams.fence)",
 )
 STAGE_SECONDS = Histogram(
