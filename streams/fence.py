@@ -104,9 +104,8 @@ class Fence:
     async def ready(self, retry_s: float = 0.2) -> None:
         """Before a decision or a publish: confirmed again if the lease lapsed (a stall, a starved
         loop), asking until the coordinator confirms this worker or a rebalance takes its
-        partitions (`revoked`). A record refused while its partition may still be this worker's
-        would be skipped by its own owner; once the partitions are gone, the next owner reads it
-        from the committed offset. At most one lease: Faust waits for its agents before it tells
+        partitions (`revoked`): a membership in doubt for a moment (a coordinator busy with
+        another member) does not refuse records. At most one lease: Faust waits for its agents before it tells
         this worker of a rebalance, so waiting for that would never end. ``retry_s`` None: ask once
         (a rebalance is already under way)."""
         began = self._clock()

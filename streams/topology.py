@@ -356,8 +356,10 @@ class Loops:
         manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
         async for event in manual.events():
             if not await self.may_decide(event):
-                # Not acked: if it is this worker's after all, the rebalance that follows a refused
-                # membership reads it again from the committed offset.
+                # Acked, as Faust acks what it skips: its rebalance waits until every record it
+                # handed out is acked. A commit from a worker out of the group is refused
+                # (UnknownMemberId), so the partition's owner still reads it from the committed offset.
+                await manual.ack(event)
                 continue
             self.fresh_windows()
             held.add(
