@@ -138,6 +138,13 @@ class Settings:
     # The process supervisor's audit-record key (it records restarts), same form.
     supervisor_keys: str | None = field(default_factory=lambda: _opt("WARDEN_SUPERVISOR_KEYS"))
     worker_id: str = field(default_factory=lambda: _env("WARDEN_WORKER_ID", "streams-0"))
+    # A streams worker not heard from by the broker for this long loses its partitions to the
+    # others; it also bounds how long the worker trusts its membership without asking
+    # (`streams.fence`). Shorter hands a stalled worker's partitions over sooner, at the risk of
+    # a busy machine's worker being taken out of the group for a slow second.
+    worker_session_timeout_s: float = field(
+        default_factory=lambda: float(_env("WARDEN_WORKER_SESSION_TIMEOUT_S", "10"))
+    )
     # Intents older than this are refused (INTENT_EXPIRED); it bounds how long a captured intent
     # could be replayed and how long decisions must be remembered.
     intent_max_age_s: int = field(default_factory=lambda: int(_env("WARDEN_INTENT_MAX_AGE_S", "600")))
@@ -269,6 +276,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
             "WARDEN_ALLOW_UNATTESTED_SIGNER": "1" if settings.allow_unattested_signer else "0",
             "WARDEN_MAX_RECORD_BYTES": str(settings.max_record_bytes),
             "WARDEN_WORKER_ID": settings.worker_id,
+            "WARDEN_WORKER_SESSION_TIMEOUT_S": str(settings.worker_session_timeout_s),
             "WARDEN_BROKER_STORAGE": settings.broker_storage,
             "WARDEN_INTENT_MAX_AGE_S": str(settings.intent_max_age_s),
             "WARDEN_METRICS_PORT": settings.metrics_port,

@@ -27,6 +27,11 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from runtime.config import Settings
 
 INTENTS = Counter("warden_intents_total", "Intents decided by the streams worker", ["outcome", "stage", "code"])
+WORKER_FENCED = Counter(
+    "warden_worker_fenced_total",
+    "Inputs a streams worker did not decide or publish: read before a rebalance, on a partition no longer "
+    "its own, or with its group membership unconfirmed (streams.fence)",
+)
 STAGE_SECONDS = Histogram(
     "warden_stage_seconds",
     "Time one guardrail stage took",

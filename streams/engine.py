@@ -56,13 +56,15 @@ class Engine:
         max_record_bytes: int = 65_536,
         max_age_us: int = INTENT_MAX_AGE_US,
         home_partition: Callable[[str], int] | None = None,
+        generation: Callable[[], int | None] = lambda: 0,
     ):
         # ``service_keys``: the pinned worker and signer keys (only a signer's refusal releases a
         # reservation; only a worker's envelope is believed). ``home_partition``: the partition an
         # agent's records land in, when the records come from a partitioned topic: an intent is
         # decided only there. None: not checked (one engine fed by hand, as in unit tests, holds
-        # every agent).
-        self.decider = Decider(service_key, service_keys, Decisions(decisions), node_for, max_record_bytes)
+        # every agent). ``generation``: the consumer group generation each decision is stamped with
+        # (`streams.decision.supersedes`).
+        self.decider = Decider(service_key, service_keys, Decisions(decisions, generation), node_for, max_record_bytes)
         self.replays = Replays(self.decider, idempotency)
         self.admission = Admission(
             self.decider,

@@ -109,6 +109,12 @@ class Pending:
                 again.append((key, raw))
         return again, give_up
 
+    def postpone(self, by_us: int) -> None:
+        """Every watched intent comes due ``by_us`` later: for that long the watch read nothing (its
+        process was stopped or starved), so it cannot tell an intent without an outcome from one
+        whose outcome it has not read yet. Order is kept: every one moves by the same amount."""
+        self._waiting = {intent: (at + by_us, *rest) for intent, (at, *rest) in self._waiting.items()}
+
     def __len__(self) -> int:
         return len(self._waiting)
 
@@ -216,6 +222,11 @@ def outcome_about(
     return intent.intent_id, intent.digest()
 
 
+# Longer than this between two records (`follow` yields at least every 200 ms, idle or not), the
+# watch itself was stalled, not the pipeline.
+STALL_US = 2 * US_PER_SECOND
+
+
 async def run_redelivery(
     settings: Settings,
     service_key: tuple[str, Ed25519PrivateKey],
@@ -232,7 +243,7 @@ async def run_redelivery(
     keys = PinnedServiceKeys(settings)
     producer = new_producer(settings)
     await producer.start()
-    last_check = now_us()
+    last_check = last_read = now_us()
     try:
         # A parked intent has its (non-final) outcome: the worker decides the rest, expiry included.
         watched = (
@@ -243,6 +254,12 @@ async def run_redelivery(
             topics.DLQ,
         )
         async for topic, value in follow(settings, watched):
+            gap = now_us() - last_read
+            last_read = now_us()
+            if gap > STALL_US:
+                # Stopped past its session, this worker would otherwise re-publish every intent it
+                # watched at once, before it reads the outcomes the other workers gave them meanwhile.
+                pending.postpone(gap)
             if topic == topics.INTENTS_SUBMITTED:
                 seen = watched_intent(value, settings.max_record_bytes)
                 if seen is not None:

@@ -15,10 +15,12 @@ tables need no locks and the rolling window is serialized per agent.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 
 import faust
 import orjson
+from aiokafka.protocol.group import HeartbeatRequest
 
 from runtime import metrics
 from runtime.clock import utcnow
@@ -32,7 +34,9 @@ from schemas.auth import AuditSigner
 from schemas.emit import Emit, Source, join_audits
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
+from streams.decision import supersedes
 from streams.engine import Engine
+from streams.fence import Decided, Fence
 from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery
 
 log = logging.getLogger("warden.streams")
@@ -47,19 +51,26 @@ def build_app(settings: Settings) -> faust.App:
     def table(name: str) -> faust.Table:
         return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
 
+    decisions = app.tables.add(
+        DecisionsTable(
+            app, name="warden-decisions", beacon=app.tables.beacon, partitions=topics.PARTITIONS, key_type=str
+        )
+    )
+
     nodes = Nodes(settings.rpc_url_for)
     worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
     engine = Engine(
         admin_keys=pinned_admin_keys(settings),
         node_for=nodes.for_chain,
         policies=table("warden-policies"),
-        decisions=table("warden-decisions"),
+        decisions=decisions,
         idempotency=table("warden-idempotency"),
         service_key=worker_key,
         service_keys=PinnedServiceKeys(settings),
         max_record_bytes=settings.max_record_bytes,
         max_age_us=settings.intent_max_age_s * 1_000_000,
         home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
+        generation=lambda: app.consumer_generation_id,
     )
     loops = Loops(app, settings, engine, worker_key)
 
@@ -67,8 +78,10 @@ def build_app(settings: Settings) -> faust.App:
     def _close_nodes(app, **kwargs) -> None:
         app.loop.create_task(nodes.close())
 
+    app.on_partitions_revoked.connect(loops.on_revoked)
     app.on_partitions_assigned.connect(loops.on_assigned)
     app.timer(interval=5.0)(loops.report_lag)
+    app.timer(interval=FENCE_CONFIRM_S)(loops.keep_membership)
     app.timer(interval=1.0)(loops.remind_deadlines)
     app.agent(_raw_topic(app, topics.APPROVAL_DEADLINES))(loops.deadlines)
     app.agent(_raw_topic(app, topics.APPROVALS))(loops.approvals)
@@ -103,7 +116,14 @@ def _faust_app(settings: Settings) -> faust.App:
         # Tansu refuses InitProducerId: no idempotent producer, no transactions.
         processing_guarantee="at_least_once",
         producer_acks=-1,
-        broker_session_timeout=10,
+        broker_session_timeout=settings.worker_session_timeout_s,
+        # Faust refuses to recover a table whose changelog partition it has read past the end the
+        # broker reports. Tansu reports one past the first offset of a partition's last batch
+        # (docs/known-limits.md), so a worker that read a batch of several changelog records, as a
+        # standby or in an earlier recovery, met this check at the next rebalance and crashed
+        # (`ConsistencyError`, "persisted offset ... > ..."). The store is in memory: there is no
+        # persisted offset that could be ahead of a truncated topic, only what this process read.
+        recovery_consistency_check=False,
         # A static member, like the signer (signer.main says what it gains and costs).
         consumer_group_instance_id=settings.worker_id,
         broker_heartbeat_interval=1,
@@ -115,6 +135,19 @@ def _faust_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=settings.max_message_bytes,
         datadir=str(datadir),
     )
+
+
+class DecisionsTable(faust.Table):
+    """The decisions table, whose changelog records replace what it holds only when they
+    `supersedes` it: a stalled worker's late records do not (`streams.decision` says why)."""
+
+    def apply_changelog_batch(self, batch) -> None:
+        data = self.data
+        for event in batch:
+            # One at a time: a batch may hold several records of one intent, each judged against
+            # the one before it.
+            if supersedes(data.get(self._to_key(event.key)), event.value):
+                super().apply_changelog_batch([event])
 
 
 def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
@@ -143,12 +176,21 @@ class Loops:
         self.published = Published()  # what this worker signed and sent, for its own redelivery watch
         self.windows_stale = True
         self.metrics_served = False
+        self.fence = Fence(settings.worker_session_timeout_s, self._heartbeat)
         # The fused hop decides every intent its consumer has ready before it sends what they
         # emitted (`Held`): each agent's audit events of the lot leave as one record, and the lot's
         # records share requests and batches on the broker.
-        self.held = Held(self.publish)
+        self.held = Held(self.publish_decided)
+
+    async def on_revoked(self, app, revoked, **kwargs) -> None:
+        # The lot in hand goes out while this worker still owns its partitions (the fence asks the
+        # coordinator first if this worker was stalled); after that nothing is published until
+        # the coordinator assigns partitions again.
+        await self.held.flush(once=True)
+        self.fence.revoked()
 
     async def on_assigned(self, app, assigned, **kwargs) -> None:
+        self.fence.assigned(app.consumer_generation_id, {(tp.topic, tp.partition) for tp in assigned})
         # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
         self.windows_stale = True
         if not self.metrics_served:
@@ -161,16 +203,74 @@ class Loops:
             self.engine.rebuild()
             self.windows_stale = False
 
-    async def publish(self, emits: list[Emit]) -> None:
-        if any(emit.topic == topics.INTENTS_REJECTED for emit in emits):
-            # A rejection is on its changelog before it is announced. Faust sends a table's
-            # changelog records from a buffer of its own, after the outcomes sent here: a worker
-            # killed in between leaves a rejection its successor has no decision for, so the intent
-            # is decided again and rejected a second time, with other bytes (its time and
-            # signature). Flushed first, the successor replays the first one byte for byte. Only
-            # for rejections: the wait costs every batch a round trip to the broker, and an
-            # approval decided twice is still signed once (the signer keeps one per intent).
+    async def may_decide(self, event) -> bool:
+        """Whether this worker may decide ``event`` now: only the owner of its partition, in the
+        generation it was read in, decides it (`streams.fence`), because deciding writes the
+        decisions table, and its changelog goes out whether or not the outcome does. A worker that
+        resumes from a stall past its session and went on deciding what it had fetched put its
+        own, unpublished, decisions on the changelog after the new owner's; a later owner restored
+        them and replayed them to a redelivered copy: two outcomes for one intent. What fails is
+        not decided, logged and counted; its partition's owner decides it."""
+        await self.fence.ready()
+        where = _decided(event)
+        why = self.fence.why_not(where)
+        if why is None:
+            return True
+        metrics.WORKER_FENCED.inc()
+        log.warning(
+            "not decided: %s/%d/%d read in generation %d: %s; its partition's owner decides it",
+            where.topic,
+            where.partition,
+            event.message.offset,
+            where.generation,
+            why,
+        )
+        return False
+
+    async def decide(self, event, handler, *args, windows: bool = True) -> None:
+        """One input of a per-record agent: decided if the fence admits it (``may_decide``), with
+        the windows fresh when the handler reads them, and what it emitted published."""
+        if not await self.may_decide(event):
+            return
+        if windows:
+            self.fresh_windows()
+        await self.publish_decided([(_decided(event), await _aguard(event, handler, *args))])
+
+    async def publish_decided(self, decided: list[tuple[Decided, list[Emit]]], once: bool = False) -> None:
+        """What each input's decision emitted, published only if the fence (`streams.fence`) admits
+        that input; the rest is dropped, logged and counted."""
+        if any(emit.topic in PUBLISHED_OUTCOMES for _, emits in decided for emit in emits):
+            # A decision is on its partition's changelog before its outcome is announced. Faust
+            # sends a table's changelog records from a buffer of its own, after the outcomes sent
+            # here: a worker killed or stalled in between leaves an outcome its partition's next
+            # owner has no decision for, so the intent is decided again, maybe otherwise (a node
+            # that failed a fee quote, a window without this worker's reservations): a rejection
+            # beside an approval that gets signed, or a second rejection with other bytes. Flushed
+            # first, the next owner replays the first decision byte for byte. It costs each lot
+            # with an outcome a round trip to the broker, as the signer's changelog append does.
             await self.app.producer.flush()
+        await self.fence.ready(None if once else 0.2)  # after the flush: as close to the sends as it can be
+        kept: list[Emit] = []
+        for where, emits in decided:
+            why = self.fence.why_not(where)
+            if why is None:
+                kept += emits
+                continue
+            outcomes = [emit.topic for emit in emits if emit.topic in PUBLISHED_OUTCOMES]
+            metrics.WORKER_FENCED.inc()
+            log.warning(
+                "not published: what %s/%d/g%d decided (%d records, outcomes %s): %s; its partition's owner decides it",
+                where.topic,
+                where.partition,
+                where.generation,
+                len(emits),
+                outcomes or "none",
+                why,
+            )
+        await self.publish(kept)
+
+    async def publish(self, emits: list[Emit]) -> None:
+        """Sent as they are: what no input's decision emitted (reminders), or what the fence admitted."""
         for emit in join_audits(emits, self.settings.max_record_bytes):
             if emit.topic in PUBLISHED_OUTCOMES:
                 self.published.add(emit.value)  # before it is sent: the watch may read it back at once
@@ -182,6 +282,22 @@ class Loops:
             await topic.send(key=emit.key.encode(), value=emit.value, headers=audit_headers(emit, self.audit_signer))
 
     # -- timers and tasks -----------------------------------------------------------------------
+
+    async def keep_membership(self) -> None:
+        # The fence's lease kept fresh while the worker runs, so that a publish asks only after a stall.
+        if self.fence.generation is not None and self.fence.owned:
+            await self.fence.confirm()
+
+    async def _heartbeat(self, generation: int) -> bool:
+        """Whether the group coordinator answers a heartbeat of this member at ``generation``
+        without error. Sent on the producer's connection: the consumer's runs in its own thread."""
+        coordinator = self.app.consumer._thread._ensure_consumer()._coordinator
+        node_id, member_id = coordinator.coordinator_id, coordinator.member_id
+        if node_id is None or coordinator.generation != generation:
+            return False  # the consumer knows it left that generation, or has no coordinator
+        client = self.app.producer._producer.client
+        response = await client.send(node_id, HeartbeatRequest(coordinator.group_id, generation, member_id))
+        return response.error_code == 0
 
     async def report_lag(self) -> None:
         # The worker's group, as `warden status` counts it: records past its committed offsets.
@@ -211,39 +327,40 @@ class Loops:
 
     async def deadlines(self, stream):
         async for event in stream.events():
-            self.fresh_windows()
-            await self.publish(_guard(event, self.engine.on_deadline, event.value, _source_of(event), utcnow()))
+            await self.decide(event, self.engine.on_deadline, event.value, _source_of(event), utcnow())
 
     async def approvals(self, stream):
         async for event in stream.events():
-            self.fresh_windows()
-            await self.publish(_guard(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow()))
+            await self.decide(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow())
 
     async def policies(self, stream):
         async for event in stream.events():
-            await self.publish(_guard(event, self.engine.on_policy, event.value, _source_of(event), utcnow()))
+            await self.decide(event, self.engine.on_policy, event.value, _source_of(event), utcnow(), windows=False)
 
     async def abandoned(self, stream):
         async for event in stream.events():
-            await self.publish(_guard(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow()))
+            await self.decide(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow(), windows=False)
 
     async def releases(self, stream):
         async for event in stream.events():
-            self.fresh_windows()
-            await self.publish(_guard(event, self.engine.on_rejected, event.value, utcnow()))
+            await self.decide(event, self.engine.on_rejected, event.value, utcnow())
 
     async def simulations(self, stream):
+        # A request is judged against the windows as the decisions hold them.
         async for event in stream.events():
-            self.fresh_windows()  # a request is judged against the windows as the decisions hold them
-            await self.publish(
-                await _aguard(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
-            )
+            await self.decide(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
 
     async def intents(self, stream):
         """Fused topology: every intent decided in one hop, its outputs held with its lot."""
         held = self.held
         manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
         async for event in manual.events():
+            if not await self.may_decide(event):
+                # Acked, as Faust acks what it skips: its rebalance waits until every record it
+                # handed out is acked. A commit from a worker out of the group is refused
+                # (UnknownMemberId), so the partition's owner still reads it from the committed offset.
+                await manual.ack(event)
+                continue
             self.fresh_windows()
             held.add(
                 manual, event, await _aguard(event, self.engine.on_intent, event.value, _source_of(event), utcnow())
@@ -254,17 +371,14 @@ class Loops:
     async def intake(self, stream):
         """Split topology, first hop."""
         async for event in stream.events():
-            await self.publish(await _aguard(event, self.engine.on_intake, event.value, _source_of(event), utcnow()))
+            await self.decide(event, self.engine.on_intake, event.value, _source_of(event), utcnow(), windows=False)
 
     def stage(self, stage: str):
         """Split topology: the agent of one stage's topic."""
 
         async def run(stream):
             async for event in stream.events():
-                self.fresh_windows()
-                await self.publish(
-                    await _aguard(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
-                )
+                await self.decide(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
 
         return run
 
@@ -274,6 +388,9 @@ class Loops:
 # And at most this long when the hop waits with some held (`flush_held`).
 MAX_HELD = 50
 HELD_FLUSH_S = 0.02
+# How often the fence's lease is renewed with the coordinator while the worker runs (the
+# consumer's own heartbeat interval): well inside the lease, so a running worker never waits on it.
+FENCE_CONFIRM_S = 1.0
 
 
 class Held:
@@ -285,10 +402,10 @@ class Held:
     lot has acked none of it; its intents are read again and the decisions already in the table
     replayed. One flush at a time, so lots leave in the order they were decided."""
 
-    def __init__(self, publish):
-        self._publish = publish
-        self._lot: list[tuple[object, object]] = []  # (stream, event): acked on the stream it came from
-        self._emits: list[Emit] = []
+    def __init__(self, publish_decided):
+        self._publish_decided = publish_decided
+        # (stream, event, what deciding it emitted): acked on the stream it came from
+        self._lot: list[tuple[object, object, list[Emit]]] = []
         self._flushing = asyncio.Lock()
 
     @property
@@ -296,18 +413,24 @@ class Held:
         return len(self._lot)
 
     def add(self, stream, event, emits: list[Emit]) -> None:
-        self._lot.append((stream, event))
-        self._emits += emits
+        self._lot.append((stream, event, emits))
 
-    async def flush(self) -> None:
+    async def flush(self, once: bool = False) -> None:
+        """``once``: the fence asks the coordinator at most once (a rebalance is under way)."""
         async with self._flushing:
-            lot, emits = self._lot, self._emits
-            self._lot, self._emits = [], []
+            lot, self._lot = self._lot, []
             if not lot:
                 return
-            await self._publish(emits)
-            for stream, event in lot:
+            await self._publish_decided([(_decided(event), emits) for _, event, emits in lot], once)
+            # Acked also when the fence dropped what it emitted, as Faust acks a record it skips for
+            # its generation: the partition's owner reads it from the last committed offset.
+            for stream, event, _ in lot:
                 await stream.ack(event)
+
+
+def _decided(event) -> Decided:
+    msg = event.message
+    return Decided(msg.topic, msg.partition, msg.generation_id)
 
 
 def _source_of(event) -> Source:
@@ -315,16 +438,10 @@ def _source_of(event) -> Source:
     return Source(msg.topic, msg.partition, msg.offset, msg.key)
 
 
-def _guard(event, handler, *args) -> list[Emit]:
-    try:
-        return handler(*args)
-    except Exception as exc:  # noqa: BLE001 - a bug for one record must not stop the worker
-        return _failed(event, handler, exc)
-
-
 async def _aguard(event, handler, *args) -> list[Emit]:
     try:
-        return await handler(*args)
+        emits = handler(*args)
+        return await emits if inspect.isawaitable(emits) else emits
     except Exception as exc:  # noqa: BLE001 - a bug for one record must not stop the worker
         return _failed(event, handler, exc)
 

@@ -28,6 +28,7 @@ __all__ = [
     "batch_sizes",
     "everything_recorded",
     "group_members",
+    "group_state",
     "make_agent",
     "one_agent_per_partition",
     "read_topic",
@@ -124,6 +125,11 @@ def one_agent_per_partition(prefix: str) -> list[str]:
 
 async def group_members(settings: Settings, group: str) -> list[str]:
     """The member ids the broker holds for a consumer group (DescribeGroups)."""
+    return (await group_state(settings, group))[1]
+
+
+async def group_state(settings: Settings, group: str) -> tuple[str, list[str]]:
+    """A consumer group's state ("Stable", "PreparingRebalance", ...) and member ids (DescribeGroups)."""
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker)
@@ -132,8 +138,8 @@ async def group_members(settings: Settings, group: str) -> list[str]:
         (response,) = await admin.describe_consumer_groups([group])
     finally:
         await admin.close()
-    ((_, _, _, _, _, members),) = response.groups
-    return sorted(member[0] for member in members)
+    ((_, _, state, _, _, members),) = response.groups
+    return state, sorted(member[0] for member in members)
 
 
 async def receipt_of(node, tx_hash: str) -> dict:

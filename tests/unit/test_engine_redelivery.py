@@ -119,6 +119,21 @@ def test_redelivery_sends_again_only_what_stays_undecided_and_gives_up_after_its
     assert pending.due(now_us=100) == ([], []) and len(pending) == 0
 
 
+def test_a_stalled_watch_postpones_what_it_watched_and_sends_nothing_it_has_not_read_about():
+    """A worker stopped past its session resumes with its watch's clock far ahead; the outcomes the
+    other worker gave meanwhile are still unread, so nothing is due for the length of the stall."""
+    from streams.redelivery import Pending
+
+    pending = Pending(grace_us=10)
+    pending.submitted(("a", "da", "sa"), "agent-1", b"A", now_us=0)
+    pending.submitted(("b", "db", "sb"), "agent-1", b"B", now_us=4)
+    pending.postpone(30)  # stopped from 5 to 35
+    assert pending.due(now_us=35) == ([], [])  # both would be due without it, neither read about
+    pending.decided(("a", "da"))  # the backlog read: the other worker decided A
+    assert pending.due(now_us=43) == ([], [])
+    assert pending.due(now_us=44) == ([("agent-1", b"B")], [])  # a grace period after it was seen, stall aside
+
+
 def test_redelivery_finds_every_due_intent_behind_one_sent_again_and_reads_no_further():
     """The watch keeps its intents in the order they come due and stops at the first that is not
     (a burst's thousands were scanned in full every second): one sent again goes behind those

@@ -14,6 +14,7 @@ from runtime.config import Settings
 from runtime.kafka import PRODUCER_BATCH_BYTES
 from schemas import topics
 from schemas.emit import Emit
+from streams.fence import Decided
 from streams.topology import Held, Loops, build_app
 
 
@@ -23,12 +24,27 @@ class _Log:
     def __init__(self) -> None:
         self.entries: list[tuple[str, object]] = []
 
-    async def publish(self, emits: list[Emit]) -> None:
+    async def publish(self, decided: list[tuple[Decided, list[Emit]]], once: bool = False) -> None:
         await asyncio.sleep(0)  # a real publish awaits the producer: another flush may try to run meanwhile
-        self.entries.append(("published", [e.value for e in emits]))
+        self.entries.append(("published", [e.value for _, emits in decided for e in emits]))
 
     async def ack(self, event) -> None:
         self.entries.append(("acked", event))
+
+
+class _Message:
+    def __init__(self, offset: int) -> None:
+        self.topic, self.partition, self.offset, self.generation_id = topics.INTENTS_SUBMITTED, 0, offset, 1
+
+
+class _Event:
+    """A Faust event as the hop holds it: where its record was read, in which generation."""
+
+    def __init__(self, name: str, offset: int) -> None:
+        self.name, self.message = name, _Message(offset)
+
+    def __eq__(self, other) -> bool:
+        return self.name == other
 
 
 def test_a_lot_is_acked_only_after_it_was_published_and_lots_leave_in_order():
@@ -36,12 +52,12 @@ def test_a_lot_is_acked_only_after_it_was_published_and_lots_leave_in_order():
     held = Held(log.publish)
 
     async def scenario() -> None:
-        held.add(log, "e1", [Emit(topics.INTENTS_APPROVED, "a", b"1")])
-        held.add(log, "e2", [Emit(topics.INTENTS_APPROVED, "a", b"2")])
+        held.add(log, _Event("e1", 1), [Emit(topics.INTENTS_APPROVED, "a", b"1")])
+        held.add(log, _Event("e2", 2), [Emit(topics.INTENTS_APPROVED, "a", b"2")])
         assert held.count == 2 and log.entries == []  # decided, nothing sent or acked yet
         first = asyncio.create_task(held.flush())
         await asyncio.sleep(0)  # the first flush is inside its publish now
-        held.add(log, "e3", [Emit(topics.INTENTS_APPROVED, "a", b"3")])
+        held.add(log, _Event("e3", 3), [Emit(topics.INTENTS_APPROVED, "a", b"3")])
         await asyncio.gather(first, held.flush(), held.flush())  # the timer's and the hop's, at once
 
     asyncio.run(scenario())
@@ -90,16 +106,17 @@ class _App:
 
 
 def test_a_decision_is_flushed_to_its_changelog_before_its_outcome_is_sent(tmp_path):
-    # The table's changelog records wait in Faust's buffer; a worker killed after sending an
-    # outcome but before they left would let its successor decide the intent again, with other bytes.
+    # The table's changelog records wait in Faust's buffer; a worker killed or stalled after sending
+    # an outcome but before they left would let the partition's next owner decide the intent again,
+    # maybe otherwise: an approval too, or its rejection would stand beside the signed transaction.
     log: list[str] = []
     loops = Loops(_App(log), Settings(home=tmp_path), None, ("k1", Ed25519PrivateKey.generate()))
-    asyncio.run(loops.publish([Emit(topics.INTENTS_REJECTED, "a", b"{}")]))
-    assert log == ["flush", topics.INTENTS_REJECTED]
+    where = Decided(topics.INTENTS_SUBMITTED, 0, 1)
+    loops.fence.assigned(1, {(where.topic, where.partition)})
+    for topic in (topics.INTENTS_REJECTED, topics.INTENTS_APPROVED, topics.INTENTS_AWAITING_APPROVAL):
+        log.clear()
+        asyncio.run(loops.publish_decided([(where, [Emit(topic, "a", b"{}")])]))
+        assert log == ["flush", topic]
     log.clear()
     asyncio.run(loops.publish([Emit(topics.APPROVAL_DEADLINES, "a", b"{}")]))  # no decision: no wait
     assert log == [topics.APPROVAL_DEADLINES]
-    log.clear()
-    # An approval decided twice is signed once (the signer keeps one per intent): no wait on the busy path.
-    asyncio.run(loops.publish([Emit(topics.INTENTS_APPROVED, "a", b"{}")]))
-    assert log == [topics.INTENTS_APPROVED]
