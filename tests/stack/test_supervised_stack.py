@@ -173,13 +173,19 @@ def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
         for at, record in enumerate(records):
             if record in gone:
                 later = [r for r in records[at + 1 :] if r.intent_id == record.intent_id]
-                assert any(r.error and "left the chain" in r.error for r in later), (record, later)
+                assert any(r.error and "left the chain" in r.error for r in later), [
+                    _brief(r) for r in (record, *later)
+                ]
                 assert record not in later, record
         print(
             f"\npower loss after {len(told)} mined reports: {len(gone)} mined record(s) the chain lost, each put right"
         )
     finally:
         assert restarted.stop() == 0
+
+
+def _brief(record: SignedTransaction) -> tuple:
+    return (record.status, record.block_number, record.block_hash, record.final, record.reorgs, record.error)
 
 
 async def _first_mined(settings: Settings, start, count: int) -> list[SignedTransaction]:
