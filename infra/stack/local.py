@@ -29,7 +29,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -432,10 +432,14 @@ class LocalStack:
         signers: int = 1,
         workers: int = 1,
         blobs: bool = False,
+        while_services_start: Callable[[], None] | None = None,
     ) -> None:
         """``blobs``: blob transactions will be sent, and Anvil loads its KZG trusted setup while
         the services start. Not by default: Anvil holds every state change (a balance set, a
-        send) behind that load, seconds long, and more on a busy machine."""
+        send) behind that load, seconds long, and more on a busy machine.
+        ``while_services_start``: work of the caller's own, run in a thread once the services are
+        spawned, while they join their consumer groups (seconds of waiting). Not earlier: work that
+        holds the GIL (loading a KZG setup) would hold up starting the broker and Anvil instead."""
         self.settings.home.mkdir(parents=True, exist_ok=True)
         # Workers pin the admin public key at start, so it must exist before they do.
         load_or_create_admin_key(self.settings.home)
@@ -453,6 +457,8 @@ class LocalStack:
         services += [self._signer(number) for number in range(signers if "signer" in parts else 0)]
         for name, module, env in services:
             self.spawn_service(name, module, env)
+        if while_services_start is not None:
+            threading.Thread(target=while_services_start, daemon=True).start()
         for name, _, _ in services:
             self.wait_ready(name, SERVICE_START_S)
 
