@@ -160,6 +160,9 @@ async def create_topics(broker: str) -> None:
         await admin.close()
 
 
+# What Warden's processes run on, started before them and stopped after them.
+INFRASTRUCTURE = ("storage", "broker", "anvil")
+
 # How long a component may take to exit after SIGTERM before it is killed. SeaweedFS never makes it:
 # its filer waits 15 s for its own metadata subscriptions to end (they do not), so every stop ran
 # into the 15 s default and was killed anyway. It is stopped last, after the broker, its only
@@ -463,10 +466,20 @@ class LocalStack:
             self.wait_ready(name, SERVICE_START_S)
 
     def kill(self, name: str, sig: int = signal.SIGKILL, grace_s: float = 15) -> None:
+        if self._signal(name, sig):
+            self._reap(name, grace_s)
+
+    def _signal(self, name: str, sig: int) -> bool:
+        """Send ``sig`` to the component's process group; False if it is not running."""
         process = self.processes.get(name)
         if process is None or process.proc is None or process.proc.poll() is not None:
-            return
+            return False
         os.killpg(process.proc.pid, sig)
+        return True
+
+    def _reap(self, name: str, grace_s: float) -> None:
+        """Wait for the signalled component to exit; SIGKILL it after ``grace_s``."""
+        process = self.processes[name]
         try:
             process.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
@@ -474,7 +487,15 @@ class LocalStack:
             process.proc.wait()
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
+        # Warden's processes first, all told at once: they need the broker and the chain while they
+        # stop (offsets committed, the ledger flushed), not each other (they start side by side too),
+        # and one clean stop after another added up (the streams worker's alone takes ~1.5 s).
+        # Then what they ran on, last started first.
+        warden = [name for name in self.processes if name not in INFRASTRUCTURE]
+        told = [name for name in warden if self._signal(name, signal.SIGTERM)]
+        for name in told:
+            self._reap(name, STOP_GRACE_S.get(name, 15))
+        for name in reversed([name for name in self.processes if name in INFRASTRUCTURE]):
             self.kill(name, signal.SIGTERM, STOP_GRACE_S.get(name, 15))
         self.processes.clear()
 
