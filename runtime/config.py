@@ -167,6 +167,10 @@ class Settings:
     tx_replace_after_s: float = field(default_factory=lambda: float(_env("WARDEN_TX_REPLACE_AFTER_S", "60")))
     tx_max_bumps: int = field(default_factory=lambda: int(_env("WARDEN_TX_MAX_BUMPS", "3")))
     log_level: str = field(default_factory=lambda: _env("WARDEN_LOG_LEVEL", "INFO"))
+    # The signer loads the KZG trusted setup (seconds of CPU, holding the GIL) while it joins its
+    # group, so the first blob transaction does not stop its loop that long; with this set it loads
+    # at the first blob instead. For many short-lived signers that sign no blob (the test suite).
+    kzg_setup_at_first_blob: bool = field(default_factory=lambda: _flag("WARDEN_KZG_SETUP_AT_FIRST_BLOB"))
     # How long a fetch waits at the broker when no record is ready, where an intent waits on it
     # (the streams worker, the signer, a client's outcomes). The embedded broker holds such a
     # fetch this long even when a record arrives meanwhile, so it is a floor on every hop; but
@@ -282,6 +286,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
             "WARDEN_METRICS_PORT": settings.metrics_port,
             "WARDEN_TX_REPLACE_AFTER_S": str(settings.tx_replace_after_s),
             "WARDEN_TX_MAX_BUMPS": str(settings.tx_max_bumps),
+            "WARDEN_KZG_SETUP_AT_FIRST_BLOB": "1" if settings.kzg_setup_at_first_blob else "0",
         }
     )
     if settings.fetch_wait_setting is None:  # the child picks its default from its broker storage

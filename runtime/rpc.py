@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class RpcError(Exception):
@@ -53,6 +54,10 @@ def is_read(method: str) -> bool:
 
 class JsonRpc:
     def __init__(self, url: str, timeout_s: float = 10.0):
+        # Imported by the first client made, not with this module: the judge's rules import it, and
+        # every `warden` command that only reads Kafka would pay aiohttp's ~0.15 s import for nothing.
+        import aiohttp
+
         self.url = url
         self._ids = itertools.count(1)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -68,6 +73,8 @@ class JsonRpc:
         return await self._call(method, params)
 
     async def _call(self, method: str, params: tuple) -> Any:
+        import aiohttp  # loaded by __init__ already: a dictionary lookup
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}

@@ -164,8 +164,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     metrics.serve(settings, settings.signer_process)
     mark_ready(settings, settings.signer_process)
     # Loaded while the consumer joins its group (seconds Tansu holds it), not at the first blob,
-    # where the load would stop this loop with every batch behind it.
-    setup_task = asyncio.create_task(_load_trusted_setup())
+    # where the load would stop this loop with every batch behind it; unless the settings say
+    # this signer is one of many short-lived ones, most of which never see a blob.
+    setup_task = None if settings.kzg_setup_at_first_blob else asyncio.create_task(_load_trusted_setup())
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200)
@@ -186,7 +187,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         vault_task.cancel()
         policy_task.cancel()
         trackers.cancel_all()
-        setup_task.cancel()
+        if setup_task is not None:
+            setup_task.cancel()
         await consumer.stop()
         await owner.stop()
         await producer.stop()

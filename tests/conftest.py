@@ -12,6 +12,12 @@ import pytest
 from evm import blobs
 from tests.evm_support import BLOBS
 
+# Every signer the suite starts (dozens: each stack, each `warden up`, each restart) would load the
+# KZG trusted setup at start, ~2.7 s of CPU each, and most never sign a blob. They load it at their
+# first blob instead; the custody demos keep the default, which they exercise. Set before any
+# Settings is made, so stacks, `warden up` and the CLI in subprocesses inherit it.
+os.environ.setdefault("WARDEN_KZG_SETUP_AT_FIRST_BLOB", "1")
+
 
 def pytest_report_header(config):
     docker = shutil.which("docker")

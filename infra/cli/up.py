@@ -10,7 +10,6 @@ import logging
 import shutil
 import signal
 import sys
-import threading
 import time
 
 from evm import blobs
@@ -82,12 +81,11 @@ def cmd_demo(args) -> int:
     shutil.rmtree(home, ignore_errors=True)
     settings = _settings(home=home, topology=args.topology, allow_dev_root=True, allow_unattested_signer=True)
     progress = (lambda m: None) if args.quiet else note
-    # The script sends a blob transaction: its trusted setup loads while the stack starts.
-    threading.Thread(target=blobs.load_trusted_setup, daemon=True).start()
     stack = LocalStack(settings)
     try:
         progress(f"starting the embedded stack under {settings.home} (Tansu, Anvil, ledger, streams, signer)...")
-        stack.start(blobs=True)
+        # The script sends a blob transaction: its trusted setup loads while the services start.
+        stack.start(blobs=True, while_services_start=blobs.load_trusted_setup)
         report = asyncio.run(demo.run_script(settings, progress))
         report["ledger"] = demo.verify_ledger(settings, progress)
     except StackError as exc:

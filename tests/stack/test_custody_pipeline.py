@@ -4,7 +4,9 @@ Real roots: SoftHSM2 through PKCS#11 and AWS KMS on ``moto_server`` (boto3 over 
 local development root where a third provider is needed. Each case runs the demo as a user
 would (a subprocess with its own embedded stack), then checks what it printed against the
 chain (eth-account recovers every mined transaction to the agent's address) and against the
-vault's event log (the mode and the providers holding the KEK).
+vault's event log (the mode and the providers holding the KEK). The demos run two at a time
+(``DemoRuns``): each is its own process tree on its own ports and home, and most of a demo's
+time is waiting (its services joining their consumer groups, blocks), which the other fills.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import orjson
 import pytest
@@ -76,31 +79,102 @@ def roots_env(tmp_path_factory):
         moto.stop()
 
 
+# How many demos run at once. Each is ~30 s on a quiet machine, most of it waiting; two at a
+# time halve the file's wall time, and the demo's own deadlines stay far from what it needs.
+AT_ONCE = 2
+DEMO_TIMEOUT_S = 300
+
+
+class DemoRuns:
+    """`warden demo --json --quiet` for each selected mode, each a subprocess with its own home and
+    ports, started ``AT_ONCE`` ahead of the test that reads it, in the tests' order."""
+
+    def __init__(self, modes: list[str], roots_env: dict[str, str], base) -> None:
+        self.modes, self.roots_env, self.base = modes, roots_env, base
+        self.running: dict[str, tuple[subprocess.Popen, float]] = {}
+
+    def home(self, mode: str):
+        return self.base / mode / "home"
+
+    def _start(self, mode: str) -> None:
+        primary, others = CASES[mode]
+        env = {
+            **os.environ,
+            **self.roots_env,
+            "WARDEN_HOME": str(self.home(mode)),
+            "WARDEN_KEY_MODE": mode,
+            "WARDEN_ROOT_PROVIDER": primary,
+            "WARDEN_ROOT_PROVIDERS": ",".join(others),
+            "WARDEN_BROKER": f"127.0.0.1:{free_port()}",
+            "WARDEN_RPC_URL": f"http://127.0.0.1:{free_port()}",
+            "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}",
+            "PYTHONPATH": str(REPO),
+            # The default: the demo signs a blob, so its signer loads the KZG setup while it starts.
+            "WARDEN_KZG_SETUP_AT_FIRST_BLOB": "0",
+        }
+        # Files, not pipes: a demo that finishes while the test reads another must not block on a full pipe.
+        (self.base / mode).mkdir(parents=True)
+        with (self.base / mode / "stdout").open("wb") as out, (self.base / mode / "stderr").open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "infra.cli", "demo", "--json", "--quiet"],
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=err,
+            )
+        self.running[mode] = (proc, time.monotonic())
+
+    def result(self, mode: str) -> tuple[int, bytes, bytes]:
+        """The demo's exit code, stdout and stderr, once it has ended (within its own deadline)."""
+        index = self.modes.index(mode)
+        for ahead in self.modes[index : index + AT_ONCE]:
+            if ahead not in self.running:
+                self._start(ahead)
+        proc, began = self.running[mode]
+        try:
+            proc.wait(timeout=max(1.0, began + DEMO_TIMEOUT_S - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._stop(proc)
+            raise
+        return proc.returncode, (self.base / mode / "stdout").read_bytes(), (self.base / mode / "stderr").read_bytes()
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen) -> None:
+        # SIGINT: the demo stops its stack on the way out (its services run in sessions of their own).
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop(self) -> None:
+        for proc, _ in self.running.values():
+            self._stop(proc)
+
+
+@pytest.fixture(scope="module")
+def demos(request, roots_env, tmp_path_factory):
+    selected = [
+        item.callspec.params["mode"]
+        for item in request.session.items
+        if item.module is request.module and item.originalname == "test_demo_on_each_custody_mode"
+    ]
+    runs = DemoRuns(selected, roots_env, tmp_path_factory.mktemp("demos"))
+    try:
+        yield runs
+    finally:
+        runs.stop()
+
+
 @pytest.mark.parametrize("mode", list(CASES))
-def test_demo_on_each_custody_mode(mode, roots_env, tmp_path):
+def test_demo_on_each_custody_mode(mode, demos):
     primary, others = CASES[mode]
-    home = tmp_path / "home"
-    env = {
-        **os.environ,
-        **roots_env,
-        "WARDEN_HOME": str(home),
-        "WARDEN_KEY_MODE": mode,
-        "WARDEN_ROOT_PROVIDER": primary,
-        "WARDEN_ROOT_PROVIDERS": ",".join(others),
-        "WARDEN_BROKER": f"127.0.0.1:{free_port()}",
-        "WARDEN_RPC_URL": f"http://127.0.0.1:{free_port()}",
-        "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}",
-        "PYTHONPATH": str(REPO),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "demo", "--json", "--quiet"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr.decode()[-3000:] + done.stdout.decode()[-3000:]
-    report = orjson.loads(done.stdout)
+    home = demos.home(mode)
+    returncode, stdout, stderr = demos.result(mode)
+    assert returncode == 0, stderr.decode()[-3000:] + stdout.decode()[-3000:]
+    report = orjson.loads(stdout)
 
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
     assert outcomes == demo_script.expected_outcomes(Settings(key_mode=mode))

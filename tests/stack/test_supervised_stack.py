@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 
+import clickhouse_connect
 import orjson
 from aiokafka import AIOKafkaProducer
 from eth_account import Account
 
 from infra.stack.local import REPO
+from ledger.verify import NOT_BELIEVED_SQL
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow
 from runtime.rpc import JsonRpc
@@ -114,10 +116,15 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         # A topic writer without a pinned key: the ledger keeps its record as not believed, and status says so.
         forged = audit("service:signer", "tx.signed", "intent:forged", outcome.signed_at, "forged", intent_id="forged")
         asyncio.run(_send_unsigned(settings, forged.value))
+        # Waited for with the ledger's own count (what status reads), not a `warden status` process
+        # (~1.5 s of CPU) a look; then status must say it.
+        host, _, port = settings.ledger_http.rpartition(":")
+        ledger = clickhouse_connect.get_client(host=host, port=int(port))
         deadline = time.monotonic() + 30
-        while up.status()["ledger"]["records_not_believed"] != 1:
+        while ledger.query(f"SELECT count() FROM audit_log WHERE {NOT_BELIEVED_SQL}").result_rows[0][0] != 1:
             assert time.monotonic() < deadline, up.status()
             time.sleep(0.5)
+        assert up.status()["ledger"]["records_not_believed"] == 1
         text = subprocess.run(
             [sys.executable, "-m", "infra.cli", "status"],
             env=up.env,
