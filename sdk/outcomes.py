@@ -209,6 +209,7 @@ async def wait_outcomes(
     outcomes: dict[str, Outcome] = {}
     deadline = time.monotonic() + timeout_s
     draining = False
+    wanted = at_final_block if until_final_block else is_final if final else None
     async for topic, value in follow(
         settings,
         OUTCOME_TOPICS,
@@ -227,7 +228,6 @@ async def wait_outcomes(
             else:
                 if supersedes(outcome, outcomes.get(outcome.intent_id)):
                     outcomes[outcome.intent_id] = outcome
-        wanted = at_final_block if until_final_block else is_final if final else None
         done = all(i in outcomes and (wanted is None or wanted(outcomes[i])) for i in awaited)
         if time.monotonic() > deadline or (done and forged is None):
             break

@@ -70,7 +70,7 @@ class Finality:
         if signed.block_number is None:  # failed before the chain saw it (the node refused it): nothing can change
             return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
         if signed.block_hash is None:  # recorded before block hashes were: where the chain has it now
-            moved = await receipt_of(self.state, signed, node)
+            moved = await receipt_of(node, hashes_of(self.state, signed))
             if moved is not None:
                 return self.transition(signed, included(self.state, signed, *moved), at)
         elif await watch.hash_at(signed.block_number) == (signed.block_hash or "").lower():
@@ -109,7 +109,7 @@ class Finality:
         self, signed: SignedTransaction, node: Node, at: datetime, left: str, reopen: bool = False
     ) -> tuple[list[Emit], SignedTransaction] | None:
         """Its block left the chain: re-reported where the chain has it now, else sent again."""
-        moved = await receipt_of(self.state, signed, node)
+        moved = await receipt_of(node, hashes_of(self.state, signed))
         if moved is not None:
             update = included(self.state, signed, *moved)
             if update["block_hash"].lower() == (signed.block_hash or "").lower():
@@ -154,11 +154,17 @@ class Finality:
         return self.transition(signed, update, at, action="tx.reorged", reopen=reopen)
 
 
-async def receipt_of(state, signed: SignedTransaction, node: Node) -> tuple[str, dict] | None:
-    """The receipt of any of the intent's transactions (a fee bump may have been outrun by an
-    earlier attempt): (its hash, the receipt), or None if none has one."""
-    hashes = list(state.agent(signed.agent_id).attempts(signed.intent_id))
-    for tx_hash in reversed([h for h in hashes if h != signed.tx_hash] + [signed.tx_hash]):  # the newest first
+def hashes_of(state, signed: SignedTransaction) -> list[str]:
+    """Every transaction signed for the intent, the record's own last (a fee bump may have been
+    outrun by an earlier attempt: any of them may be the one mined)."""
+    attempts = state.agent(signed.agent_id).attempts(signed.intent_id)
+    return [h for h in attempts if h != signed.tx_hash] + [signed.tx_hash]
+
+
+async def receipt_of(node: Node, hashes: list[str]) -> tuple[str, dict] | None:
+    """The receipt of any of ``hashes`` (the newest asked first, the likeliest): (its hash, the
+    receipt), or None if none has one."""
+    for tx_hash in reversed(hashes):
         receipt = await node.call("eth_getTransactionReceipt", tx_hash)
         if receipt is not None:
             return tx_hash, receipt

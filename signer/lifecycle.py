@@ -59,11 +59,6 @@ def check_transition(current: str, new: str, final: bool = False) -> None:
         raise IllegalTransition(f"a transaction in status {current!r} cannot become {new!r}")
 
 
-def awaits_finality(status: str, final: bool) -> bool:
-    """Decided at a block that may still be replaced: followed until final."""
-    return status in DECIDED and not final
-
-
 @dataclass(frozen=True)
 class Wait:
     """Nothing to do yet: sent less than the replacement delay ago, or the nonce passed it less

@@ -229,8 +229,7 @@ class Tracking:
             if error is None and signed.status == "signed":
                 emits, signed = self.transition(signed, {"status": "broadcast"}, now())
                 await emit(emits)
-        attempts = self.state.agent(signed.agent_id).attempts(signed.intent_id)
-        hashes = [h for h in attempts if h != signed.tx_hash] + [signed.tx_hash]
+        hashes = finality.hashes_of(self.state, signed)
         watch = self.watch_for(signed.chain)
         # Waiting before the first look: a block that comes after it wakes this tracker.
         ticket = watch.ticket(hashes)
@@ -366,15 +365,11 @@ class Tracking:
     async def _receipt(self, tracked: Tracked, node: Node, at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
         """Decided, if any transaction of this intent has a receipt: mined (executed) or failed
         (reverted) at its block; final once that block is (`signer.finality`)."""
-        signed, hashes = tracked.record, tracked.hashes
-        for tx_hash in reversed(hashes):  # the newest is the likeliest
-            receipt = await node.call("eth_getTransactionReceipt", tx_hash)
-            if receipt is not None:
-                break
-        else:
+        found = await finality.receipt_of(node, tracked.hashes)
+        if found is None:
             return None
         # Decided at this block, not final yet: the spend stays at its worst case until it is.
-        return self.transition(signed, finality.included(self.state, signed, tx_hash, receipt), at)
+        return self.transition(tracked.record, finality.included(self.state, tracked.record, *found), at)
 
     async def _nonce_used(
         self, signed: SignedTransaction, node: Node, at: datetime

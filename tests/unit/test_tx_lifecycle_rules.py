@@ -31,13 +31,10 @@ def test_a_final_record_is_never_left():
 
 def test_a_decided_record_not_final_yet_can_be_reorged_or_decided_again_but_not_stuck():
     for status in lifecycle.DECIDED:
-        assert lifecycle.awaits_finality(status, final=False)
-        assert not lifecycle.awaits_finality(status, final=True)
         for new in ("broadcast", "mined", "failed", "replaced", "dropped"):
             lifecycle.check_transition(status, new)
         with pytest.raises(lifecycle.IllegalTransition):
             lifecycle.check_transition(status, "stuck")
-    assert not any(lifecycle.awaits_finality(status, final=False) for status in (*lifecycle.OPEN, "sign_only"))
 
 
 def test_next_step():
