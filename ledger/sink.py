@@ -52,6 +52,7 @@ from ledger.store import ChdbStore, Store, StoreError, open_writer
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
+from runtime.kafka import fetched_ends
 from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.trust import PinnedAuditKeys
@@ -142,7 +143,7 @@ class _Sink:
     async def resume(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         self.ledger = await asyncio.to_thread(resume, self.store)
         cluster = await cluster_id(self.settings.broker)
-        ends = await consumer.end_offsets(tps)
+        ends = await fetched_ends(consumer, tps)
         previous = read_source(self.source_file)
         stored = self.ledger.next_offsets
         beyond = {
@@ -158,8 +159,8 @@ class _Sink:
             )
             self.notices.append(source_changed_event(previous, cluster, stored, ends, utcnow()))
         elif beyond:
-            # The same broker reporting an end before offsets already read: Tansu's high watermark
-            # can trail its log. Reading from the start again costs time, never an event.
+            # The same broker with an end before offsets already read (records lost, or a broker
+            # that reports its ends short). Reading from the start again costs time, never an event.
             log.warning(
                 "stored offsets past the reported end of partitions %s on the same broker %s: reading "
                 "them from the start; held event ids are skipped",

@@ -14,7 +14,7 @@ from ledger.lag import TailRecord, missing_by_partition
 from ledger.schema import AUDIT_LOG
 from ledger.store import Store, sql_string
 from runtime.config import Settings
-from runtime.kafka import partitions
+from runtime.kafka import fetched_ends, partitions
 from schemas import topics
 
 # At most this many records past the ledger's last stored offsets are read to count the events
@@ -58,12 +58,11 @@ async def audit_tail(
     try:
         await consumer.start()
         parts = await partitions(consumer, (topics.AUDIT_EVENTS,))
-        ends = await consumer.end_offsets(parts)
-        consumer.assign(parts)
+        ends = await fetched_ends(consumer, parts)
         records: list[TailRecord] = []
         unread = 0
         for tp in parts:
-            # A stored offset past the reported end: Tansu's high watermark trails its log; nothing to read.
+            # A stored offset past the end: nothing to read.
             offset = min(stored.get(tp.partition, 0), ends[tp])
             consumer.seek(tp, offset)
             while offset < ends[tp] and len(records) < limit:
