@@ -141,7 +141,9 @@ class Settings:
     # A streams worker not heard from by the broker for this long loses its partitions to the
     # others; it also bounds how long the worker trusts its membership without asking
     # (`streams.fence`). Shorter hands a stalled worker's partitions over sooner, at the risk of
-    # a busy machine's worker being taken out of the group for a slow second.
+    # a busy machine's worker being taken out of the group for a slow second. Not under 8 on the
+    # embedded broker: it holds a rejoining worker's join and sync ~3 s each and counts the session
+    # from the join, so a shorter one expires the worker before its first heartbeat, again and again.
     worker_session_timeout_s: float = field(
         default_factory=lambda: float(_env("WARDEN_WORKER_SESSION_TIMEOUT_S", "10"))
     )
