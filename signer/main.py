@@ -146,6 +146,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         on_revoked=trackers.revoked,
         on_revoking=lambda: offsets.commit(time.monotonic()),
     )
+    trackers.owner = owner
     await owner.start()
     consumer.subscribe([topics.INTENTS_APPROVED], listener=owner)
 
@@ -309,8 +310,20 @@ class Trackers:
         self.max_record_bytes = max_record_bytes
         self.audit_signer = audit_signer
         self.pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
+        self.owner: PartitionOwner | None = None  # set once it exists: the owner calls `restored`
 
     async def emit(self, emits: list[Emit]) -> None:
+        """A tracker's status change, on its partition's changelog and holding there before it is
+        published: a signer killed between the two would leave the next owner a record older than
+        what clients were told (a block that left the chain not counted in ``reorgs``, a final
+        record it would follow again). Trackers that change together share one append."""
+        if not emits:
+            return
+        async with self.owner.batch:
+            await self.owner.flush()
+        await self._publish(emits)
+
+    async def _publish(self, emits: list[Emit]) -> None:
         await asyncio.gather(*await publish(self.producer, emits, self.max_record_bytes, self.audit_signer))
 
     def track(self, signed: SignedTransaction) -> None:
@@ -342,7 +355,9 @@ class Trackers:
                             "signing on a record the chain may have left behind: bring the node back and restart"
                         ) from exc
                     await asyncio.sleep(1)
-            await self.emit(emits)
+            if emits:  # the caller holds the batch: appended here, then published
+                await self.owner.flush()
+                await self._publish(emits)
             if not signed.final:
                 self.track(signed)
         if unconfirmed:
@@ -425,11 +440,15 @@ class Batches:
                     await owner.flush()
                     acks += await self._publish(unpublished)
                     sent_emits, sent = await signer.send(to_broadcast, utcnow())
-                    # Queued before its tracker can queue a later status: the topic keeps the order.
-                    acks += await self._publish(sent_emits)
                     unpublished = []
                     if sent is not None:
+                        # `broadcast` goes out before its record is on the changelog (a kill in
+                        # between: the next owner sends the same bytes, and says broadcast again).
+                        # Queued before its tracker can queue a later status: the topic keeps the order.
+                        acks += await self._publish(sent_emits)
                         self.trackers.track(sent)
+                    else:  # refused by the node, so final: published once it is on the changelog
+                        unpublished += sent_emits
                 elif owner.pending_bytes() > FLUSH_BYTES:  # one changelog record stays small
                     await owner.flush()
         # On the changelog, and holding there, before anything of the batch is published.

@@ -25,13 +25,14 @@ from eth_account import Account
 from infra.stack.local import REPO
 from ledger.verify import NOT_BELIEVED_SQL
 from runtime.config import Settings
-from runtime.kafka import end_offsets, follow
+from runtime.kafka import end_offsets, follow, follow_records
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.emit import audit
 from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
+from signer.changelog import SIGNATURE_BYTES
 from tests.support import make_agent, read_topic, sample
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
@@ -71,6 +72,11 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
             hashes.setdefault(record.intent_id, set()).add(record.tx_hash)
         assert all(len(h) == 1 for h in hashes.values())
         assert asyncio.run(chain_nonce(settings, address)) == 60
+        # What the signers reported after broadcast (the killed one's too) was on their changelog first.
+        final = asyncio.run(wait_outcomes(settings, intents, 120, start, until_final_block=True))
+        assert all(o.final for o in final.values()), [_brief(o) for o in final.values() if not o.final]
+        early = asyncio.run(_published_before_durable(settings, start))
+        assert not early, f"{len(early)} record(s) published before their changelog record, e.g. {early[:3]}"
         status = up.status()
         (signer,) = [c for c in status["components"] if c["name"] == "signer"]
         assert signer["restarts"] == 1 and signer["last_exit_code"] == -9 and signer["alive"]
@@ -205,6 +211,43 @@ async def _first_mined(settings: Settings, start, count: int) -> list[SignedTran
                 if len(mined) == count:
                     return mined
     raise AssertionError("the topic ended")  # follow() yields forever
+
+
+async def _records(settings: Settings, topic: str, start=None) -> list:
+    """Every record of ``topic`` (from ``start``, default the beginning), with its timestamp, until
+    it has been quiet for a few polls."""
+    mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
+    records, idle = [], 0
+    async for record in follow_records(settings, (topic,), mine, fetch_max_wait_ms=settings.fetch_wait_ms):
+        if record is not None:
+            records.append(record)
+            idle = 0
+        elif (idle := idle + 1) >= 5:
+            return records
+    return records
+
+
+async def _published_before_durable(settings: Settings, start) -> list[tuple]:
+    """Records on warden.txs.signed since ``start`` that a signer published before a changelog
+    record holding their bytes was written (Kafka timestamps: the producer's clock, one process).
+    A first `broadcast` is let be: it goes out before its batch is appended, and a signer killed
+    in between leaves the next owner the record as signed, which sends the same bytes again."""
+    durable: dict[bytes, int] = {}  # a record's bytes → the first changelog record holding them
+    for record in await _records(settings, topics.SIGNER_CHANGELOG):
+        for _, args in orjson.loads(record.value[SIGNATURE_BYTES:])["writes"]:
+            for arg in args:
+                if isinstance(arg, dict) and "utf8" in arg:
+                    raw = arg["utf8"].encode()
+                    durable[raw] = min(durable.get(raw, record.timestamp), record.timestamp)
+    early = []
+    for record in await _records(settings, topics.TXS_SIGNED, start):
+        signed = SignedTransaction.from_bytes(record.value)
+        if signed.status == "broadcast" and signed.reorgs == 0:
+            continue
+        at = durable.get(record.value)
+        if at is None or at > record.timestamp:
+            early.append((signed.intent_id, signed.status, signed.final, at, record.timestamp))
+    return early
 
 
 async def _not_on_chain(settings: Settings, records: list[SignedTransaction]) -> list[SignedTransaction]:
