@@ -102,9 +102,8 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
         }
         host, _, port = settings.ledger_http.rpartition(":")
         client = clickhouse_connect.get_client(host=host, port=int(port))
-        # After the restart the sink may re-read every partition from the start (Tansu's reported end
-        # trails its log; see ledger/sink.py), skipping the ids it holds, which takes a while on a
-        # busy machine. It may take its time; it may not lose an event.
+        # After the restart the sink catches up with what the killed one left, which takes a while
+        # on a busy machine. It may take its time; it may not lose an event.
         deadline = time.monotonic() + 300
         while True:
             held = {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}
