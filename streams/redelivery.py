@@ -2,9 +2,10 @@
 times, and then given up so that it still ends with an outcome.
 
 Why it exists: on the embedded broker (Tansu, memory storage), a Faust worker that is
-killed and restarted has been seen to skip input records it never processed (the
-broker's reported high watermark trails its log, and Faust's recovery and offset
-bookkeeping trust it). Nothing may be lost, so every worker watches the submitted
+killed and restarted has been seen to skip input records it never processed. Two causes
+were found and closed (`streams.kafka_transport`: a partition with nothing committed went
+unread after a rebalance, and tables were restored to a listed end that trails the log);
+this is the net for what was not found. Nothing may be lost, so every worker watches the submitted
 intents against the outcome topics and re-publishes the original bytes of any intent
 still undecided after ``grace``. That is safe because every effect downstream is
 idempotent by intent id: the worker replays a decision it already made, and the
