@@ -19,23 +19,6 @@ from tests.evm_support import BLOBS
 os.environ.setdefault("WARDEN_KZG_SETUP_AT_FIRST_BLOB", "1")
 
 
-# The longest test files (a minute or more each), started first: the suite runs on two workers,
-# each taking the next file as it finishes one (`--dist loadfile`, in collection order), and one of
-# these collected last left one worker running it alone while the other sat idle.
-LONGEST_FIRST = (
-    "tests/stack/test_supervised_stack.py",
-    "tests/stack/test_chaos.py",
-    "tests/stack/test_paused_worker.py",
-    "tests/stack/test_custody_pipeline.py",
-    "tests/stack/test_truthful_status.py",
-)
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {path: n for n, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: the rest keep their order
-
-
 def pytest_report_header(config):
     docker = shutil.which("docker")
     engine = os.path.exists("/var/run/docker.sock")
