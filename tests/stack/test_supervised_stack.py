@@ -2,6 +2,11 @@
 supervisor, `warden status`. Kill a service in the middle of a burst of broadcast intents; stop
 `warden up` and start it again on the same home.
 
+After the signer's kill, `warden status` tells the truth about the ledger: its lag counts audit
+events on the topic that are not in the ledger, so a ledger holding every event shows 0, even
+when redelivered records (the restarted signer's, and one more copy written here, whose events
+the ledger already holds) moved the topic's end past the last offset the ledger stored.
+
 Before: SIGKILL of the signer under `warden up` stopped every process (0 of 300 in-flight
 intents got an outcome); a restart of `warden up` began from an empty broker and chain and
 deleted the signer's state; a restarted signer left broadcast transactions unconfirmed forever.
@@ -33,6 +38,7 @@ from schemas.emit import audit
 from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from signer.changelog import SIGNATURE_BYTES
+from tests.ledger_support import audit_records, ledger_event_ids, redeliver
 from tests.support import make_agent, read_topic, sample
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
@@ -77,7 +83,14 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert all(o.final for o in final.values()), [_brief(o) for o in final.values() if not o.final]
         early = asyncio.run(_published_before_durable(settings, start))
         assert not early, f"{len(early)} record(s) published before their changelog record, e.g. {early[:3]}"
+        ledger_caught_up(settings)
         status = up.status()
+        # Status counts audit events missing from the ledger, not offsets: redelivered records (the
+        # restarted signer's, and the copy written above) moved the topic's end past the ledger's.
+        ledger = status["ledger"]
+        assert ledger["records_past_last_appended"] >= 1, ledger  # the redelivered copy, at least
+        assert ledger["lag"] == 0 and ledger["exact"], ledger
+        assert ledger["counts"] == f"audit events on {topics.AUDIT_EVENTS} not in the ledger"
         (signer,) = [c for c in status["components"] if c["name"] == "signer"]
         assert signer["restarts"] == 1 and signer["last_exit_code"] == -9 and signer["alive"]
         audits = [
@@ -144,6 +157,26 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
     finally:
         if up.proc.poll() is None:  # not after the power loss, which killed it
             assert up.stop() == 0
+
+
+def ledger_caught_up(settings: Settings) -> None:
+    """Once the ledger holds the topic's last audit record, that record is written again (the
+    case where counting offsets said "behind" with nothing missing); then waits until the ledger
+    holds every audit event of the topic."""
+    last = asyncio.run(audit_records(settings))[-1]
+    deadline = time.monotonic() + 120
+    while not {e.event_id for e in audit_events_of(last.value)} <= ledger_event_ids(settings):
+        assert time.monotonic() < deadline, "the ledger did not append the last audit record"
+        time.sleep(0.5)
+    asyncio.run(redeliver(settings, last))
+    deadline = time.monotonic() + 120
+    while True:
+        on_topic = {e.event_id for r in asyncio.run(audit_records(settings)) for e in audit_events_of(r.value)}
+        missing = on_topic - ledger_event_ids(settings)
+        if not missing:
+            return
+        assert time.monotonic() < deadline, f"{len(missing)} events never appended"
+        time.sleep(1.0)
 
 
 def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
