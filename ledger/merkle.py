@@ -193,3 +193,54 @@ def root_from_path(index: int, size: int, leaf: bytes, path: Sequence[bytes]) ->
         fn >>= 1
         sn >>= 1
     return r if sn == 0 else None
+
+
+def consistency_path(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 PROOF(m, D[0:n]) for m = ``old_size``, n = len(leaf_hashes): the nodes that
+    show the tree of the first m leaves is a prefix of this one."""
+    n = len(leaf_hashes)
+    if not 0 < old_size <= n:
+        raise ValueError(f"a consistency proof goes from 1..{n} leaves to {n}, not from {old_size}")
+    return _subproof(old_size, leaf_hashes, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 SUBPROOF(m, D[0:n], b)."""
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [tree_hash(leaves)]
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m <= k:
+        return _subproof(m, leaves[:k], complete) + [tree_hash(leaves[k:])]
+    return _subproof(m - k, leaves[k:], False) + [tree_hash(leaves[:k])]
+
+
+def consistent(old_size: int, new_size: int, old_root: bytes, new_root: bytes, path: Sequence[bytes]) -> bool:
+    """RFC 9162 §2.1.4.2: whether ``path`` shows that the tree of ``old_size`` leaves with
+    ``old_root`` is a prefix of the tree of ``new_size`` leaves with ``new_root``."""
+    if old_size == new_size:
+        return not path and old_root == new_root
+    if not 0 < old_size < new_size or not path:
+        return False
+    nodes = list(path)
+    if old_size & (old_size - 1) == 0:  # a power of 2: the old tree is a node of the new one
+        nodes.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = nodes[0]
+    for c in nodes[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == old_root and sr == new_root

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from ledger.chain import format_ts, integrity_hash
 from ledger.checkpoint import Checkpoint, signature_valid
-from ledger.merkle import inclusion_path, leaf_hash, root_from_path
+from ledger.merkle import consistency_path, consistent, inclusion_path, leaf_hash, root_from_path
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, EVENT_COLUMNS, LEAF_HASH_SQL
 from ledger.store import Store, sql_string
 
@@ -98,4 +98,83 @@ def check(proof: dict, public_key: bytes) -> str | None:
     root = root_from_path(index, size, leaf, path)
     if root is None or root.hex() != checkpoint.merkle_root:
         return "the audit path does not lead to the signed merkle_root: this event is not the one the ledger signed"
+    return None
+
+
+CONSISTENCY_VERSION = "warden.audit.consistency.v1"
+
+
+def build_consistency(store: Store, chain: int, old_size: int, new_size: int) -> dict:
+    """A consistency proof (RFC 9162 §2.1.4) between two signed checkpoints of ``chain``: the one
+    covering ``old_size`` rows and the one covering ``new_size``. Whoever kept the old checkpoint
+    checks with it that the new one only added rows (`check_consistency`)."""
+    if not 0 < old_size <= new_size:
+        raise ProofError(
+            f"sizes go from a smaller tree to a larger one (1 <= OLD <= NEW), not {old_size} to {new_size}"
+        )
+    found = {
+        row["seq"] + 1: Checkpoint(**row)
+        for row in store.arrow(
+            "SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key "
+            f"FROM {AUDIT_CHECKPOINTS} WHERE chain = {int(chain)} AND seq IN ({old_size - 1}, {new_size - 1})"
+        ).to_pylist()
+    }
+    for size in (old_size, new_size):
+        if size not in found:
+            sizes = (
+                store.arrow(
+                    f"SELECT seq + 1 AS size FROM {AUDIT_CHECKPOINTS} WHERE chain = {int(chain)} ORDER BY seq DESC LIMIT 5"
+                )
+                .column("size")
+                .to_pylist()
+            )
+            raise ProofError(
+                f"chain {chain} has no signed checkpoint of {size} rows; the latest cover {sizes or 'none yet'} rows "
+                '(`warden audit query "SELECT chain, seq + 1 AS size, ts FROM audit_checkpoints ORDER BY ts"` lists them)'
+            )
+    leaves = (
+        store.arrow(
+            f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {int(chain)} AND seq < {new_size} ORDER BY seq"
+        )
+        .column("leaf")
+        .to_pylist()
+    )
+    if len(leaves) != new_size:
+        raise ProofError(
+            f"chain {chain} holds {len(leaves)} rows below seq {new_size}, not {new_size}; "
+            f"run `warden audit verify --chain {chain}`"
+        )
+    return {
+        "version": CONSISTENCY_VERSION,
+        "chain": chain,
+        "old": found[old_size].to_dict(),
+        "new": found[new_size].to_dict(),
+        "consistency_path": [node.hex() for node in consistency_path(leaves, old_size)],
+    }
+
+
+def check_consistency(proof: dict, public_key: bytes) -> str | None:
+    """None when both checkpoints are the ledger's and the new one only added rows to the old one,
+    else the first reason it does not hold."""
+    try:
+        if proof.get("version") != CONSISTENCY_VERSION:
+            return f"not a {CONSISTENCY_VERSION} proof (version {proof.get('version')!r})"
+        old, new = Checkpoint.from_dict(proof["old"]), Checkpoint.from_dict(proof["new"])
+        path = [bytes.fromhex(node) for node in proof["consistency_path"]]
+        old_root, new_root = bytes.fromhex(old.merkle_root), bytes.fromhex(new.merkle_root)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return f"malformed proof ({exc!r}); expected the JSON `warden audit consistency` prints"
+    for name, cp in (("old", old), ("new", new)):
+        if not signature_valid(cp, public_key):
+            return f"the {name} checkpoint's signature does not verify under public key {public_key.hex()}: forged or altered"
+    if old.chain != new.chain or old.tree_size > new.tree_size:
+        return (
+            f"the checkpoints do not line up: chain {old.chain} with {old.tree_size} rows, "
+            f"chain {new.chain} with {new.tree_size}"
+        )
+    if not consistent(old.tree_size, new.tree_size, old_root, new_root, path):
+        return (
+            f"chain {new.chain}'s checkpoint of {new.tree_size} rows does not extend the one of {old.tree_size}: "
+            "rows below it were changed or removed (a fork of the log)"
+        )
     return None

@@ -1,4 +1,4 @@
-"""``warden audit ...``: verify, prove, check-proof, export, query, pubkey.
+"""``warden audit ...``: verify, prove, check-proof, consistency, check-consistency, export, query, pubkey.
 
 Each handler takes the parsed arguments and returns an exit code: 0 on success,
 1 when verification fails, 2 when the command cannot run (the message on stderr
@@ -127,13 +127,14 @@ def source_changes(store) -> list[dict]:
     return [{"ts": str(row["ts"]), **orjson.loads(row["details"])} for row in rows]
 
 
-def cmd_prove(args: argparse.Namespace) -> int:
+def _built(build) -> int:
+    """Prints what ``build(store)`` made from the ledger (a proof), or why it could not."""
     try:
         store = open_reader(load())
     except StoreError as exc:
         return _fail(str(exc))
     try:
-        built = proofs.build(store, args.event_id)
+        built = build(store)
     except (proofs.ProofError, StoreError) as exc:
         return _fail(str(exc))
     finally:
@@ -142,25 +143,53 @@ def cmd_prove(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check_proof(args: argparse.Namespace) -> int:
+def _checked(args: argparse.Namespace, check, holds) -> int:
+    """Checks the proof file ``args.proof`` offline with ``check(proof, key)``; ``holds(proof)`` is
+    the line printed when it holds."""
     try:
         key = _public_key(args)
         raw = sys.stdin.buffer.read() if args.proof == "-" else Path(args.proof).read_bytes()
         proof = orjson.loads(raw)
     except (SigningKeyError, OSError, orjson.JSONDecodeError) as exc:
         return _fail(f"cannot read the proof: {exc}" if not isinstance(exc, SigningKeyError) else str(exc))
-    reason = proofs.check(proof, key) if isinstance(proof, dict) else "a proof is a JSON object"
+    reason = check(proof, key) if isinstance(proof, dict) else "a proof is a JSON object"
     if args.json:
         print_json({"ok": reason is None, "reason": reason}, compact=True)
     elif reason is None:
-        event, cp = proof["event"], proof["checkpoint"]
-        print(
-            f"OK: event {event['event_id']} is row seq {event['seq']} of chain {event['chain']}, "
-            f"under the checkpoint signed at {cp['ts']} for seq {cp['seq']}"
-        )
+        print(holds(proof))
     else:
         print(f"FAILED: {reason}")
     return 0 if reason is None else 1
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    return _built(lambda store: proofs.build(store, args.event_id))
+
+
+def cmd_check_proof(args: argparse.Namespace) -> int:
+    def holds(proof: dict) -> str:
+        event, cp = proof["event"], proof["checkpoint"]
+        return (
+            f"OK: event {event['event_id']} is row seq {event['seq']} of chain {event['chain']}, "
+            f"under the checkpoint signed at {cp['ts']} for seq {cp['seq']}"
+        )
+
+    return _checked(args, proofs.check, holds)
+
+
+def cmd_consistency(args: argparse.Namespace) -> int:
+    return _built(lambda store: proofs.build_consistency(store, args.chain, args.old, args.new))
+
+
+def cmd_check_consistency(args: argparse.Namespace) -> int:
+    def holds(proof: dict) -> str:
+        old, new = proof["old"], proof["new"]
+        return (
+            f"OK: chain {new['chain']}'s checkpoint of {new['seq'] + 1} rows (signed at {new['ts']}) extends the "
+            f"one of {old['seq'] + 1} rows (signed at {old['ts']}): nothing below it was changed or removed"
+        )
+
+    return _checked(args, proofs.check_consistency, holds)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -264,6 +293,22 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     _public_key_option(p)
     p.set_defaults(handler=cmd_check_proof)
+
+    p = audit_subparsers.add_parser(
+        "consistency", help="print a consistency proof (JSON) between two signed checkpoints of a chain"
+    )
+    p.add_argument("--chain", type=int, required=True, help="the chain (ledger partition)")
+    p.add_argument("old", type=int, help="rows the older checkpoint covers (its seq + 1)")
+    p.add_argument("new", type=int, help="rows the newer checkpoint covers")
+    p.set_defaults(handler=cmd_consistency)
+
+    p = audit_subparsers.add_parser(
+        "check-consistency", help="check offline that a newer checkpoint only added rows to an older one"
+    )
+    p.add_argument("proof", help="the proof file, or - for standard input")
+    p.add_argument("--json", action="store_true")
+    _public_key_option(p)
+    p.set_defaults(handler=cmd_check_consistency)
 
     p = audit_subparsers.add_parser("export", help="stream ledger rows for a SIEM")
     p.add_argument(
