@@ -73,7 +73,8 @@ async def fetched_ends(
     consumer: AIOKafkaConsumer, parts: Collection[TopicPartition], timeout_s: float = 30.0
 ) -> dict[TopicPartition, int]:
     """Each partition's end (its high watermark) as a fetch reports it. ``consumer``: a started one
-    in no group, which this assigns ``parts`` to.
+    subscribed to nothing (it may name a group, to ask for committed offsets), which this assigns
+    ``parts`` to and seeks.
 
     Not what ListOffsets answers alone: Tansu answers it with one past the first offset of the
     partition's last batch (five records sent in one batch at offsets 1-5: 2, where a fetch says
@@ -109,29 +110,28 @@ async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[
 async def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]) -> dict[str, int]:
     """Per topic: records past the group's committed offsets (from the beginning where it
     committed none)."""
-    # A member of the group that never subscribes: it only asks for committed offsets.
+    # A member of the group that never subscribes: it only asks for committed offsets, and
+    # fetches for the ends (a short fetch wait: an empty partition answers at once).
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.broker, group_id=group, enable_auto_commit=False, request_timeout_ms=5000
+        bootstrap_servers=settings.broker,
+        group_id=group,
+        enable_auto_commit=False,
+        request_timeout_ms=5000,
+        fetch_max_wait_ms=10,
     )
     try:
         await consumer.start()
         parts = await partitions(consumer, topic_names)
         starts = await consumer.beginning_offsets(parts)
-        committed_at = {tp: await consumer.committed(tp) for tp in parts}
-    finally:
-        await consumer.stop()
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False, fetch_max_wait_ms=10)
-    await reader.start()
-    try:
-        ends = await fetched_ends(reader, parts)
+        ends = await fetched_ends(consumer, parts)
         per_topic: dict[str, int] = {}
         for tp in parts:
-            committed = committed_at[tp]
+            committed = await consumer.committed(tp)
             behind = ends[tp] - (starts[tp] if committed is None else committed)
             per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, behind)
         return per_topic
     finally:
-        await reader.stop()
+        await consumer.stop()
 
 
 async def follow(

@@ -19,10 +19,10 @@ from ledger.append import Ledger, SeenIds
 from ledger.batch import checkpoint_table
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from runtime.config import Settings
-from runtime.kafka import follow_records
 from runtime.trust import audit_signer
 from schemas import topics
 from schemas.audit import AuditEvent, audit_events_of, event_id
+from tests.support import read_records
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 
@@ -161,16 +161,7 @@ def _writer(settings: Settings, role: str):
 
 async def audit_records(settings: Settings) -> list:
     """Every record on warden.audit.events, headers too, until the topic is quiet."""
-    records, idle = [], 0
-    async for record in follow_records(settings, (topics.AUDIT_EVENTS,)):
-        if record is None:
-            idle += 1
-            if idle >= 5:
-                return records
-        else:
-            records.append(record)
-            idle = 0
-    return records
+    return await read_records(settings, topics.AUDIT_EVENTS)
 
 
 async def redeliver(settings: Settings, record) -> None:

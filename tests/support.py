@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.stack.provision import balance, provision_agent
 from runtime.config import Settings
-from runtime.kafka import follow, partition_of, read_to_quiet
+from runtime.kafka import follow, follow_records, partition_of, read_to_quiet
 from schemas import topics
 from schemas.auth import public_key_hex
 from schemas.intent import TransactionIntent
@@ -34,6 +34,20 @@ __all__ = [
     "read_topic",
     "submitted",
 ]
+
+
+async def read_records(settings: Settings, topic: str, start=None) -> list:
+    """`read_topic`, as whole records (headers, timestamps): every record on ``topic`` from
+    ``start`` (default the beginning) until it has been quiet for a few polls."""
+    mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
+    records, idle = [], 0
+    async for record in follow_records(settings, (topic,), mine, fetch_max_wait_ms=settings.fetch_wait_ms):
+        if record is not None:
+            records.append(record)
+            idle = 0
+        elif (idle := idle + 1) >= 5:
+            return records
+    return records
 
 
 async def read_topic(settings: Settings, topic: str, idle_polls: int = 5, start=None) -> list[bytes]:

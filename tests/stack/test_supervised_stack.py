@@ -30,7 +30,7 @@ from eth_account import Account
 from infra.stack.local import REPO
 from ledger.verify import NOT_BELIEVED_SQL
 from runtime.config import Settings
-from runtime.kafka import end_offsets, follow, follow_records
+from runtime.kafka import end_offsets, follow
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import audit_events_of
@@ -39,7 +39,7 @@ from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from signer.changelog import SIGNATURE_BYTES
 from tests.ledger_support import audit_records, ledger_event_ids, redeliver
-from tests.support import make_agent, read_topic, sample
+from tests.support import make_agent, read_records, read_topic, sample
 from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -246,34 +246,20 @@ async def _first_mined(settings: Settings, start, count: int) -> list[SignedTran
     raise AssertionError("the topic ended")  # follow() yields forever
 
 
-async def _records(settings: Settings, topic: str, start=None) -> list:
-    """Every record of ``topic`` (from ``start``, default the beginning), with its timestamp, until
-    it has been quiet for a few polls."""
-    mine = None if start is None else {tp: offset for tp, offset in start.items() if tp.topic == topic}
-    records, idle = [], 0
-    async for record in follow_records(settings, (topic,), mine, fetch_max_wait_ms=settings.fetch_wait_ms):
-        if record is not None:
-            records.append(record)
-            idle = 0
-        elif (idle := idle + 1) >= 5:
-            return records
-    return records
-
-
 async def _published_before_durable(settings: Settings, start) -> list[tuple]:
     """Records on warden.txs.signed since ``start`` that a signer published before a changelog
     record holding their bytes was written (Kafka timestamps: the producer's clock, one process).
     A first `broadcast` is let be: it goes out before its batch is appended, and a signer killed
     in between leaves the next owner the record as signed, which sends the same bytes again."""
     durable: dict[bytes, int] = {}  # a record's bytes → the first changelog record holding them
-    for record in await _records(settings, topics.SIGNER_CHANGELOG):
+    for record in await read_records(settings, topics.SIGNER_CHANGELOG):
         for _, args in orjson.loads(record.value[SIGNATURE_BYTES:])["writes"]:
             for arg in args:
                 if isinstance(arg, dict) and "utf8" in arg:
                     raw = arg["utf8"].encode()
                     durable[raw] = min(durable.get(raw, record.timestamp), record.timestamp)
     early = []
-    for record in await _records(settings, topics.TXS_SIGNED, start):
+    for record in await read_records(settings, topics.TXS_SIGNED, start):
         signed = SignedTransaction.from_bytes(record.value)
         if signed.status == "broadcast" and signed.reorgs == 0:
             continue
