@@ -312,23 +312,33 @@ class Trackers:
         self.pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
         self.owner: PartitionOwner | None = None  # set once it exists: the owner calls `restored`
 
-    async def emit(self, emits: list[Emit]) -> None:
+    async def emit(self, emits: list[Emit], partition: int) -> None:
         """A tracker's status change, on its partition's changelog and holding there before it is
         published: a signer killed between the two would leave the next owner a record older than
         what clients were told (a block that left the chain not counted in ``reorgs``, a final
-        record it would follow again). Trackers that change together share one append."""
+        record it would follow again). What it publishes is appended with it (the outbox), so a
+        signer killed after the append leaves the next owner that to publish: the newest record
+        an intent has is never only in the state. Trackers that change together share one append."""
         if not emits:
             return
         async with self.owner.batch:
-            await self.owner.flush()
+            await self._durable_then_published(emits, partition)
+
+    async def _durable_then_published(self, emits: list[Emit], partition: int) -> None:
+        """Holding the batch: the state change and its outbox appended, then published."""
+        await self.owner.flush()
         await self._publish(emits)
+        self.states.partition(partition).published(emits)
 
     async def _publish(self, emits: list[Emit]) -> None:
         await asyncio.gather(*await publish(self.producer, emits, self.max_record_bytes, self.audit_signer))
 
     def track(self, signed: SignedTransaction) -> None:
-        task = asyncio.create_task(self.signer.tracking.follow(signed, utcnow, self.emit))
-        self.pending[task] = self.states.partition_of(signed.agent_id)
+        partition = self.states.partition_of(signed.agent_id)
+        task = asyncio.create_task(
+            self.signer.tracking.follow(signed, utcnow, lambda emits: self.emit(emits, partition))
+        )
+        self.pending[task] = partition
         task.add_done_callback(lambda done: self.pending.pop(done, None))
 
     async def restored(self, partition: int) -> None:
@@ -355,11 +365,15 @@ class Trackers:
                             "signing on a record the chain may have left behind: bring the node back and restart"
                         ) from exc
                     await asyncio.sleep(1)
-            if emits:  # the caller holds the batch: appended here, then published
-                await self.owner.flush()
-                await self._publish(emits)
+            if emits:  # the caller holds the batch
+                await self._durable_then_published(emits, partition)
             if not signed.final:
                 self.track(signed)
+        # What the last owner appended and may not have published (killed in between): its
+        # intents' newest records and their audit events, the same bytes again.
+        outbox = state.unpublished()
+        await self._publish([emit for _, emit, current in outbox if current])
+        state.forget_published([id_ for id_, _, _ in outbox])
         if unconfirmed:
             log.warning(
                 "partition %d: %d transaction(s) signed before and not final yet, compared with the chain and followed",
@@ -412,6 +426,7 @@ class Batches:
             raise owner.failure
         acks: list[asyncio.Future] = []
         unpublished: list[Emit] = []
+        sent_changes: list[tuple[str, list[Emit]]] = []  # (agent, a send's status change): out of the outbox once acked
         assigned = self.consumer.assignment()
         for tp, messages in batch.items():
             if tp not in assigned:  # revoked since the fetch: its new owner reads these
@@ -440,6 +455,7 @@ class Batches:
                     await owner.flush()
                     acks += await self._publish(unpublished)
                     sent_emits, sent = await signer.send(to_broadcast, utcnow())
+                    sent_changes.append((to_broadcast.agent_id, sent_emits))
                     unpublished = []
                     if sent is not None:
                         # `broadcast` goes out before its record is on the changelog (a kill in
@@ -456,6 +472,8 @@ class Batches:
         acks += await self._publish(unpublished + self.custody_audit.drain())
         if acks:
             await asyncio.gather(*acks)
+        for agent_id, emits in sent_changes:
+            signer.state.agent(agent_id).file.published(emits)
 
 
 def refused_vault_event(record, why: str, now: datetime) -> Emit:

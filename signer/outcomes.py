@@ -232,9 +232,10 @@ class Outcomes:
         lifecycle.check_transition(signed.status, update["status"], signed.final and not reopen)
         result = self.signed(signed.model_copy(update=update))
         raw = result.to_bytes()
-        self.state.agent(signed.agent_id).replace_record(signed.intent_id, raw)
+        agent = self.state.agent(signed.agent_id)
+        agent.replace_record(signed.intent_id, raw)
         metrics.TXS.labels(result.status).inc()
-        return [
+        emits = [
             Emit(topics.TXS_SIGNED, signed.agent_id, raw),
             audit(
                 SERVICE,
@@ -261,7 +262,11 @@ class Outcomes:
                 replaced_by=result.replaced_by,
                 tee=self.tee,
             ),
-        ], result
+        ]
+        # With the change, in the same append: published by whoever restores the partition if
+        # the signer that made it is killed before it publishes them (`SignerState.unpublished`).
+        agent.file.hold_for_publishing(emits)
+        return emits, result
 
 
 def _where(record: SignedTransaction) -> tuple[str, ...]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,8 @@ from pathlib import Path
 from rules.window import SpendWindow
 from runtime.kafka import partition_of
 from schemas import topics
+from schemas.emit import Emit
+from schemas.outcomes import SignedTransaction
 from signer.agent_state import AgentState
 
 _SCHEMA = """
@@ -69,6 +72,8 @@ CREATE TABLE IF NOT EXISTS tx_context (
     intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY, intent_id TEXT, topic TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL);
 """
 # Every write the record makes, by name: the changelog carries (name, arguments), never SQL, so a
 # record can only ever ask a replaying signer for one of these statements. The names are the log's
@@ -93,6 +98,9 @@ WRITES = {
     "spend_settled": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",  # to what the chain took
     "assets_voided": "UPDATE asset_spend SET units = '0' WHERE intent_id = ?",
     "nonce_released": "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
+    # A tracker's records, durable before they are published and gone once they were (`SignerState.outbox`).
+    "outbox": "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)",
+    "outbox_done": "DELETE FROM outbox WHERE id = ?",
 }
 Write = tuple[str, tuple]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
@@ -101,6 +109,10 @@ _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled"})
 # Not final: broadcast and not decided yet, or decided at a block that is not final (a record
 # written before finality was recorded has no "final": it is looked at again too).
 _NOT_FINAL = """instr(record, '"final":true') = 0 AND instr(record, '"status":"sign_only"') = 0"""
+
+
+def _outbox_id(emit: Emit) -> str:
+    return hashlib.blake2b(emit.topic.encode() + b"\x00" + emit.value, digest_size=16).hexdigest()
 
 
 class SignerState:
@@ -187,6 +199,36 @@ class SignerState:
             (at_us,),
         )
         return [row[0] for row in rows]
+
+    def hold_for_publishing(self, emits: list[Emit]) -> None:
+        """A status change's records (the transaction's record and its audit event) in the outbox,
+        written with the state change they report (`Outcomes.transition`), so whatever append
+        makes the change durable makes them durable too: a signer killed after that append and
+        before the publish leaves them to whoever restores the partition (`unpublished`)."""
+        for emit in emits:
+            intent_id = SignedTransaction.from_bytes(emit.value).intent_id if emit.topic == topics.TXS_SIGNED else None
+            self.write_outside_scope("outbox", (_outbox_id(emit), intent_id, emit.topic, emit.key, emit.value))
+
+    def published(self, emits: list[Emit]) -> None:
+        """Out of the outbox, on the next append, whenever that is (until then a restore
+        publishes them again: the same bytes)."""
+        for emit in emits:
+            self.write_outside_scope("outbox_done", (_outbox_id(emit),))
+
+    def unpublished(self) -> list[tuple[str, Emit, bool]]:
+        """What the outbox holds, oldest first: (id, the record, whether to publish it). A status
+        change that is no longer its intent's newest record is not published again (a restore
+        that found its block gone published the newer one): the topic's newest record of an
+        intent is always the signer's. Audit events are history: published whatever came after."""
+        rows = self.db.execute(
+            """SELECT o.id, o.topic, o.key, o.value, o.intent_id IS NULL OR s.record = o.value
+            FROM outbox o LEFT JOIN signed s ON s.intent_id = o.intent_id ORDER BY o.rowid"""
+        )
+        return [(id_, Emit(topic, key, value), bool(current)) for id_, topic, key, value, current in rows]
+
+    def forget_published(self, ids: list[str]) -> None:
+        for id_ in ids:
+            self.write_outside_scope("outbox_done", (id_,))
 
     def _follow_spend(self, name: str, args: tuple) -> None:
         if name not in _SPEND_WRITES or not self.spend_windows:

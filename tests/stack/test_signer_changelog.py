@@ -14,11 +14,18 @@ from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.local import LocalStack, local_settings
+from runtime.kafka import end_offsets, partition_of
 from schemas import topics
+from schemas.audit import audit_events_of
+from schemas.auth import AuditSigner
+from schemas.outcomes import SignedTransaction
 from signer.changelog import UnreadableRecord, seal
+from signer.main import Trackers
+from signer.outcomes import Outcomes
 from signer.owner import Fenced, PartitionOwner
 from signer.state import PartitionedState
-from tests.support import AGENT, KEYS, NOW_US, PINNED, one_agent_per_partition
+from tests.schemas_support import T0, sample_records
+from tests.support import AGENT, KEYS, NOW_US, PINNED, one_agent_per_partition, read_topic
 
 
 @pytest.fixture(scope="module")
@@ -283,3 +290,81 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
         return await wait_outcomes(settings, [intent], 120, start)
 
     assert run(in_place())[intent.intent_id].status == "sign_only"
+
+
+def test_a_status_change_appended_but_not_published_is_published_by_the_next_owner(broker, tmp_path):
+    """A signer killed between an append and the publish of what it made durable (`Trackers.emit`)
+    left the state ahead of the topic: an intent told `mined` whose final record only the
+    changelog held, and no tracker to follow it (it is final). Found on the stack: one tracker's
+    append carried other trackers' changes too. The next owner publishes what was appended with
+    each change (`Outcomes.transition` writes it: the outbox); a status change a newer record
+    superseded is not published again, its audit event is. Without the outbox, or with it written
+    by the tracker that publishes rather than with the change, the final record is never published."""
+    agent = next(a for a in one_agent_per_partition("outbox") if partition_of(a) != partition_of(AGENT))
+    (example,) = [e for e in sample_records() if isinstance(e, SignedTransaction)]
+    broadcast = example.model_copy(update={"agent_id": agent, "status": "broadcast"})
+    signed_us = 1_600_000_000_000_000  # long final: a restore does not look for it on a chain
+
+    async def scenario():
+        producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
+        await producer.start()
+        a, b = (Signer(broker, tmp_path, name, producer) for name in ("signer-a", "signer-b"))
+        for s in (a, b):
+            await s.owner.start()
+        p = a.states.partition_of(agent)
+        trackers = {}
+        for name, s in (("signer-a", a), ("signer-b", b)):
+            trackers[name] = Trackers(
+                None, s.states, producer, broker.max_record_bytes, AuditSigner("signer", name, KEYS[name])
+            )
+            trackers[name].owner = s.owner
+        outcomes = Outcomes(a.states, ("signer-a", KEYS["signer-a"]), "none")
+        start = await end_offsets(broker, (topics.TXS_SIGNED, topics.AUDIT_EVENTS))
+        try:
+            await a.owner.restore(p)
+            mined = {}
+            for nonce, intent_id in enumerate(("i-1", "i-2")):
+                record = broadcast.model_copy(update={"intent_id": intent_id, "nonce": nonce})
+                a.states.agent(agent).record_signed(
+                    intent_id=intent_id, record=record.to_bytes(), now_us=signed_us, chain="anvil", nonce=nonce,
+                    address=record.from_, spend_wei=1, counts=True, policy_version=1, idempotency_slot=None,
+                )  # fmt: skip
+                emits, mined[intent_id] = outcomes.transition(record, {"status": "mined", "block_number": 7}, T0)
+                await trackers["signer-a"].emit(emits, p)
+
+            async def killed(emits):
+                raise RuntimeError("killed before publishing")
+
+            # Two trackers change together; the first to append (i-2's) appends both, and the
+            # signer is killed before either is published.
+            trackers["signer-a"]._publish = killed
+            outcomes.transition(mined["i-1"], {"status": "mined", "final": True}, T0, action="tx.final")
+            emits, final = outcomes.transition(mined["i-2"], {"status": "mined", "final": True}, T0, action="tx.final")
+            with pytest.raises(RuntimeError, match="killed"):
+                await trackers["signer-a"].emit(emits, p)
+            # A newer record of i-2 (a restore's reconcile publishes its own): i-2's final is stale.
+            a.states.agent(agent).replace_record("i-2", final.model_copy(update={"reorgs": 1}).to_bytes())
+            async with a.owner.batch:
+                await a.owner.flush()
+
+            await b.owner.restore(p)
+            async with b.owner.batch:
+                await trackers["signer-b"].restored(p)
+                assert b.states.partition(p).unpublished() == []
+                await b.owner.flush()
+            published = [
+                SignedTransaction.from_bytes(v) for v in await read_topic(broker, topics.TXS_SIGNED, start=start)
+            ]
+            events = [e for v in await read_topic(broker, topics.AUDIT_EVENTS, start=start) for e in audit_events_of(v)]
+            return published, events
+        finally:
+            for s in (a, b):
+                await s.owner.stop()
+                s.states.close()
+            await producer.stop()
+
+    published, events = asyncio.run(scenario())
+    mine = [(r.intent_id, r.status, r.final) for r in published if r.agent_id == agent]
+    assert mine == [("i-1", "mined", False), ("i-2", "mined", False), ("i-1", "mined", True)], mine
+    actions = sorted((e.intent_id, e.action) for e in events if e.agent_id == agent)
+    assert actions == [("i-1", "tx.final"), ("i-1", "tx.mined"), ("i-2", "tx.final"), ("i-2", "tx.mined")], actions
