@@ -83,19 +83,25 @@ class LocalDevRoot:
     @staticmethod
     def _load_or_create(path: Path) -> bytearray:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            # O_EXCL: two processes starting at once must not both write a key.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
+        if not path.exists():
+            # Written whole under another name, then linked into place: two processes starting at
+            # once must not both write a key, and neither may read one half written (an O_EXCL
+            # create is visible, empty, before its bytes are: a signer read 0 bytes and stopped).
             key = bytearray(os.urandom(KEY_BYTES))
+            scratch = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.write(fd, key)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            return key
+            try:
+                os.link(scratch, path)  # fails if another process linked its key first
+                return key
+            except FileExistsError:
+                wipe(key)
+            finally:
+                scratch.unlink()
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise CustodyError(

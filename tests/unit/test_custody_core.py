@@ -57,6 +57,33 @@ def test_dev_root_key_file_warning_and_marker(tmp_path, capsys):
     assert again.unwrap(wrapped, b"slot-1") == bytearray(b"k" * 32)
 
 
+def test_processes_starting_at_once_share_one_whole_dev_root_key(tmp_path):
+    """Two signers started together on a new home: each either makes the key or reads the one the
+    other made, never a file half written (one read 0 bytes and stopped, on the stack)."""
+    import threading
+
+    for attempt in range(20):
+        path = tmp_path / f"home-{attempt}" / "root.key"
+        ready, roots, errors = threading.Barrier(8), [], []
+
+        def start():
+            ready.wait()
+            try:
+                roots.append(LocalDevRoot(path, True))
+            except Exception as exc:  # noqa: BLE001 - what a starter got is the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(roots) == 8
+        wrapped = roots[0].wrap(b"k" * 32, b"slot")
+        assert all(r.unwrap(wrapped, b"slot") == bytearray(b"k" * 32) for r in roots)
+        assert sorted(p.name for p in path.parent.iterdir()) == ["root.key"]  # no scratch file left
+
+
 @pytest.mark.parametrize("tamper", ["aad", "flip", "strip-marker", "truncate", "other-root"])
 def test_dev_root_fails_closed_with_one_error(tmp_path, tamper):
     root = dev_root(tmp_path)
