@@ -26,12 +26,16 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 
-# Debian packages: SoftHSM2 (the PKCS#11 root of trust the custody tests use) and OVMF (a real
+# Debian packages: SoftHSM2 (the PKCS#11 root of trust the custody tests use), OVMF (a real
 # firmware image with SEV-SNP metadata, /usr/share/ovmf/OVMF.fd, for `warden attest measure` and its tests).
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 [ -f /usr/share/ovmf/OVMF.fd ] || missing+=(ovmf)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # parses docker-compose.yml: tests/stack/test_compose.py
+# Go and golang.org/x/mod (sumdb/note, sumdb/tlog): the independent verifier of the ledger's
+# checkpoints, cosignatures and proofs (tests/oracle/tlogcheck, built in GOPATH mode).
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note ] || missing+=(golang-golang-x-mod-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} (apt)"

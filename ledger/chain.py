@@ -124,3 +124,20 @@ def integrity_hash(
     return hashlib.sha256(
         message(prev_hash, event_id, actor, action, resource, ts, details_text, intent_id, agent_id)
     ).hexdigest()
+
+
+def row_hash(row: dict) -> str:
+    """The integrity hash of an exported audit row (a proof's or a receipt's event, ``ts`` as text):
+    recomputed from its fields, so an altered field gives another hash. KeyError, TypeError or
+    ValueError if a field is missing or garbled."""
+    return integrity_hash(
+        str(row["prev_hash"]),
+        str(row["event_id"]),
+        str(row["actor"]),
+        str(row["action"]),
+        str(row["resource"]),
+        datetime.fromisoformat(str(row["ts"])),
+        str(row["details"]),
+        str(row["intent_id"]),
+        str(row["agent_id"]),
+    )

@@ -32,8 +32,9 @@ def key_path(home: Path) -> Path:
     return home / "ledger" / KEY_FILE
 
 
-def load_or_create_signing_key(home: Path) -> Ed25519PrivateKey:
-    path = key_path(home)
+def load_or_create_signing_key(home: Path, path: Path | None = None) -> Ed25519PrivateKey:
+    """The ledger's key, or the Ed25519 key at ``path`` (a witness's)."""
+    path = key_path(home) if path is None else path
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

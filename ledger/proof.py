@@ -7,13 +7,17 @@ network), so a third party can run it, or redo it by hand from docs/ledger.md.
 
 from __future__ import annotations
 
-from datetime import datetime
+import orjson
 
-from ledger.chain import format_ts, integrity_hash
+from ledger.chain import format_ts, row_hash
 from ledger.checkpoint import Checkpoint, signature_valid
 from ledger.merkle import consistency_path, consistent, inclusion_path, leaf_hash, root_from_path
-from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, EVENT_COLUMNS, LEAF_HASH_SQL
-from ledger.store import Store, sql_string
+from ledger.note import Checkpoint as NoteCheckpoint
+from ledger.note import Note, Signature
+from ledger.receipt import Receipt
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, EVENT_COLUMNS
+from ledger.store import Store, chain_leaves, sql_string
+from ledger.witnessing import origin_of
 
 PROOF_VERSION = "warden.audit.proof.v1"
 EVENT_FIELDS = EVENT_COLUMNS
@@ -23,13 +27,17 @@ class ProofError(RuntimeError):
     """No proof can be built; the message says why and what to do."""
 
 
-def build(store: Store, event_id: str) -> dict:
+def _event(store: Store, event_id: str) -> dict:
     rows = store.arrow(
         f"SELECT {', '.join(EVENT_FIELDS)} FROM {AUDIT_LOG} WHERE event_id = {sql_string(event_id)} ORDER BY chain, seq"
     ).to_pylist()
     if not rows:
         raise ProofError(f"no event {event_id!r} in the ledger; check the id (event ids are in audit_log.event_id)")
-    event = rows[0]
+    return rows[0]
+
+
+def build(store: Store, event_id: str) -> dict:
+    event = _event(store, event_id)
     chain, seq = event["chain"], event["seq"]
     cps = store.arrow(
         "SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key "
@@ -41,13 +49,7 @@ def build(store: Store, event_id: str) -> dict:
             "WARDEN_LEDGER_CHECKPOINT_EVERY events or WARDEN_LEDGER_CHECKPOINT_SECONDS seconds: retry shortly"
         )
     checkpoint = Checkpoint(**cps[0])
-    leaves = (
-        store.arrow(
-            f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {chain} AND seq <= {checkpoint.seq} ORDER BY seq"
-        )
-        .column("leaf")
-        .to_pylist()
-    )
+    leaves = chain_leaves(store, chain, checkpoint.seq + 1)
     if len(leaves) != checkpoint.tree_size:
         raise ProofError(
             f"chain {chain} holds {len(leaves)} rows up to seq {checkpoint.seq}, not {checkpoint.tree_size}; "
@@ -70,17 +72,7 @@ def check(proof: dict, public_key: bytes) -> str | None:
             return f"not a {PROOF_VERSION} proof (version {proof.get('version')!r})"
         event = proof["event"]
         checkpoint = Checkpoint.from_dict(proof["checkpoint"])
-        recomputed = integrity_hash(
-            str(event["prev_hash"]),
-            str(event["event_id"]),
-            str(event["actor"]),
-            str(event["action"]),
-            str(event["resource"]),
-            datetime.fromisoformat(str(event["ts"])),
-            str(event["details"]),
-            str(event["intent_id"]),
-            str(event["agent_id"]),
-        )
+        recomputed = row_hash(event)
         index, size = int(proof["leaf_index"]), int(proof["tree_size"])
         path = [bytes.fromhex(node) for node in proof["audit_path"]]
         leaf = leaf_hash(bytes.fromhex(str(event["integrity_hash"])))
@@ -132,13 +124,7 @@ def build_consistency(store: Store, chain: int, old_size: int, new_size: int) ->
                 f"chain {chain} has no signed checkpoint of {size} rows; the latest cover {sizes or 'none yet'} rows "
                 '(`warden audit query "SELECT chain, seq + 1 AS size, ts FROM audit_checkpoints ORDER BY ts"` lists them)'
             )
-    leaves = (
-        store.arrow(
-            f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {int(chain)} AND seq < {new_size} ORDER BY seq"
-        )
-        .column("leaf")
-        .to_pylist()
-    )
+    leaves = chain_leaves(store, int(chain), new_size)
     if len(leaves) != new_size:
         raise ProofError(
             f"chain {chain} holds {len(leaves)} rows below seq {new_size}, not {new_size}; "
@@ -178,3 +164,31 @@ def check_consistency(proof: dict, public_key: bytes) -> str | None:
             "rows below it were changed or removed (a fork of the log)"
         )
     return None
+
+
+def build_receipt(store: Store, event_id: str, log_name: str) -> Receipt:
+    """The event's receipt (`ledger.receipt`): its row, its inclusion proof in the chain's newest
+    checkpoint that the most witnesses cosigned, and that checkpoint's note with every signature
+    line stored for it. Built from the store alone: no key is needed."""
+    event = _event(store, event_id)
+    chain, seq = event["chain"], event["seq"]
+    signed = store.arrow(
+        f"SELECT s.seq AS seq, c.merkle_root AS merkle_root, groupArray(s.line) AS lines "
+        f"FROM {AUDIT_NOTE_SIGNATURES} AS s FINAL INNER JOIN {AUDIT_CHECKPOINTS} AS c ON c.chain = s.chain AND c.seq = s.seq "
+        f"WHERE s.chain = {chain} AND s.seq >= {seq} GROUP BY s.seq, c.merkle_root ORDER BY length(lines) DESC, seq DESC LIMIT 1"
+    ).to_pylist()
+    if not signed:
+        raise ProofError(
+            f"no signed note covers chain {chain} seq {seq} yet; the sink signs one every "
+            "WARDEN_LEDGER_CHECKPOINT_EVERY events or WARDEN_LEDGER_CHECKPOINT_SECONDS seconds: retry shortly"
+        )
+    size = signed[0]["seq"] + 1
+    leaves = chain_leaves(store, chain, size)
+    if len(leaves) != size:
+        raise ProofError(
+            f"chain {chain} holds {len(leaves)} rows below seq {size}; run `warden audit verify --chain {chain}`"
+        )
+    text = NoteCheckpoint(origin_of(log_name, chain), size, bytes.fromhex(signed[0]["merkle_root"])).text
+    note = Note(text, tuple(Signature.from_line(line.removesuffix("\n")) for line in sorted(signed[0]["lines"])))
+    extra = orjson.dumps({**event, "ts": format_ts(event["ts"])})
+    return Receipt(seq, tuple(inclusion_path(leaves, seq)), note, extra)

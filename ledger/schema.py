@@ -10,6 +10,10 @@ from __future__ import annotations
 
 AUDIT_LOG = "audit_log"
 AUDIT_CHECKPOINTS = "audit_checkpoints"
+# The signature lines of each checkpoint's C2SP note (`ledger.witnessing`): the log's own, and each
+# witness's cosignature (c2sp.org/tlog-cosignature) as it answered; ``signer`` is the signer's vkey.
+# A receipt is the note's text (from the checkpoint) and these lines: no key is needed to build one.
+AUDIT_NOTE_SIGNATURES = "audit_note_signatures"
 
 # Column order of an audit_log insert: the row as hashed and proven (what an inclusion
 # proof carries), then where the sink read the event (not hashed: delivery, not fact).
@@ -64,6 +68,15 @@ CREATE TABLE IF NOT EXISTS {AUDIT_CHECKPOINTS} (
     public_key String,
     frontier Array(String)
 ) ENGINE = MergeTree ORDER BY (chain, seq)
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {AUDIT_NOTE_SIGNATURES} (
+    chain UInt16,
+    seq UInt64,
+    signer String,
+    line String,
+    ts DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY (chain, seq, signer)
 """,
 )
 

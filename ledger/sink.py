@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -46,9 +47,11 @@ from ledger.checks import Checked, Record, WriterChecks
 from ledger.endpoint import Endpoint
 from ledger.keys import ledger_key_id, load_or_create_signing_key
 from ledger.lag import AppendProgress
+from ledger.note import Note
 from ledger.resume import latest_checkpoints, resume
 from ledger.source import cluster_id, read_source, source_changed_event, write_source
-from ledger.store import ChdbStore, Store, StoreError, open_writer
+from ledger.store import ChdbStore, Store, StoreError, chain_leaves, open_writer
+from ledger.witnessing import Witnesses, log_key, log_note, origin_of, parse_witnesses, store_signatures
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -133,7 +136,11 @@ class _Sink:
         self.audit_signer = AuditSigner("ledger", ledger_key_id(public), self.key)
         self.audit_keys = PinnedAuditKeys(settings, ledger_key_id(public), public)
         self.ledger: Ledger | None = None
-        self.unpublished: list[checkpoints.Checkpoint] = []
+        # Signed checkpoints to publish, each with its note (cosigned by the witnesses that answered).
+        self.unpublished: list[tuple[checkpoints.Checkpoint, Note]] = []
+        self.log_name = settings.ledger.log_name
+        self.log_key = log_key(self.log_name, self.key)
+        self.witnesses = Witnesses(parse_witnesses(settings.ledger.witnesses))
         self.appended = 0
         self.skipped = 0
         self.progress = AppendProgress({})
@@ -185,7 +192,8 @@ class _Sink:
         # A crash between storing and publishing a checkpoint must not leave
         # witnesses without it; the signature is deterministic, so a repeat is
         # byte-identical and witnesses keep one copy.
-        self.unpublished = await asyncio.to_thread(latest_checkpoints, self.store)
+        latest = await asyncio.to_thread(latest_checkpoints, self.store)
+        self.unpublished = [(cp, log_note(self.log_name, self.key, cp)) for cp in latest]
 
     async def fetch(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> "Fetched":
         """The next batch, its writers' signatures being checked (in processes) from now on."""
@@ -224,7 +232,30 @@ class _Sink:
             self.options.checkpoint_every,
             self.options.checkpoint_interval,
         )
-        self.unpublished.extend(signed)
+        for cp in signed:
+            self.unpublished.append((cp, await self.witnessed(cp, now)))
+
+    async def witnessed(self, cp: checkpoints.Checkpoint, now: datetime) -> Note:
+        """The checkpoint's note, cosigned by the witnesses that answered (their cosignatures
+        stored: receipts carry them)."""
+        note = log_note(self.log_name, self.key, cp)
+
+        async def leaves_of(size: int) -> list[bytes]:
+            return await asyncio.to_thread(chain_leaves, self.store, cp.chain, size)
+
+        cosigned = await self.witnesses.cosign(note, leaves_of) if self.witnesses.configs else []
+        if len(cosigned) < self.settings.ledger.witness_quorum:
+            log.warning(
+                "%s at size %d: %d witness cosignature(s), the policy asks for %d (WARDEN_LEDGER_WITNESS_QUORUM); "
+                "its receipts fail that policy until a later checkpoint is cosigned",
+                origin_of(self.log_name, cp.chain),
+                cp.tree_size,
+                len(cosigned),
+                self.settings.ledger.witness_quorum,
+            )
+        signed = [(self.log_key, note.signatures[0])] + [(witness.key, signature) for witness, signature in cosigned]
+        await asyncio.to_thread(store_signatures, self.store, cp, signed, now)
+        return note.with_signatures(*(signature for _, signature in cosigned))
 
     async def publish(self, producer: AIOKafkaProducer) -> None:
         while self.notices:
@@ -239,9 +270,10 @@ class _Sink:
                 return
             self.notices.pop(0)
         while self.unpublished:
-            cp = self.unpublished[0]
+            cp, note = self.unpublished[0]
+            value = orjson.dumps({**cp.to_dict(), "note": note.to_bytes().decode()})
             try:
-                await producer.send_and_wait(topics.AUDIT_CHECKPOINTS, cp.to_json(), key=f"chain-{cp.chain}".encode())
+                await producer.send_and_wait(topics.AUDIT_CHECKPOINTS, value, key=f"chain-{cp.chain}".encode())
             except KafkaError as exc:
                 log.warning(
                     "cannot publish checkpoint chain %d seq %d yet (%s); it is stored and will be retried",
@@ -273,6 +305,7 @@ async def run_sink(
     )
     producer = new_producer(settings)
     checks = WriterChecks()
+    sink: _Sink | None = None
     try:
         await asyncio.to_thread(store.ensure_schema)
         if isinstance(store, ChdbStore):
@@ -287,7 +320,7 @@ async def run_sink(
                 ) from None
             log.info("serving read-only SQL (ClickHouse HTTP) on http://%s", settings.ledger_http)
         sink = _Sink(settings, store, options, checks)
-        log.info("checkpoint public key %s", checkpoints.public_key_hex(sink.key))
+        log.info("checkpoint public key %s; log key (vkey) %s", checkpoints.public_key_hex(sink.key), sink.log_key.vkey)
         await consumer.start()
         await producer.start()
         tps = await _partitions(consumer, stop)
@@ -338,6 +371,8 @@ async def run_sink(
                 reported_at, reported = time.monotonic(), sink.appended
     finally:
         checks.close()
+        if sink is not None:
+            await sink.witnesses.close()
         await consumer.stop()
         await producer.stop()
         if endpoint is not None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from ledger.merkle import hash_pairs
-from ledger.schema import DDL
+from ledger.schema import AUDIT_LOG, DDL, LEAF_HASH_SQL
 from runtime.config import Settings
 
 # chDB raises RuntimeError subclasses for SQL failures (it defines ChdbError twice, in two modules).
@@ -310,3 +310,11 @@ def open_reader(settings: Settings) -> Store:
 def sql_string(text: str) -> str:
     """A ClickHouse string literal."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def chain_leaves(store: Store, chain: int, size: int) -> list[bytes]:
+    """The RFC 9162 leaf hashes of the chain's first ``size`` rows (fewer if it has fewer), in order."""
+    sql = (
+        f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {int(chain)} AND seq < {int(size)} ORDER BY seq"
+    )
+    return store.arrow(sql).column("leaf").to_pylist()

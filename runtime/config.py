@@ -95,6 +95,13 @@ class LedgerSettings:
     batch_max: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_BATCH", "5000")))
     # And at most this many bytes of records: a worker's record holds a lot of intents' events.
     batch_max_bytes: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_BATCH_BYTES", str(8 << 20))))
+    # The log's name: its note key's name, and with "/<chain>" each chain's checkpoint origin
+    # (c2sp.org/tlog-checkpoint). Unique per deployment: witnesses tell logs apart by it.
+    log_name: str = field(default_factory=lambda: _env("WARDEN_LEDGER_LOG_NAME", "warden.local/audit"))
+    # The witnesses the sink asks to cosign each checkpoint: "<url>=<vkey>" separated by commas
+    # (`warden witness key` prints a witness's vkey), and how many must cosign for a receipt.
+    witnesses: str = field(default_factory=lambda: _env("WARDEN_LEDGER_WITNESSES", ""))
+    witness_quorum: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_WITNESS_QUORUM", "0")))
 
 
 # The fetch wait on S3 broker storage unless set (see Settings.fetch_wait_setting).

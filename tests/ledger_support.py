@@ -11,7 +11,8 @@ from pathlib import Path
 
 import clickhouse_connect
 import numpy as np
-from aiokafka import AIOKafkaProducer
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.stack.local import LocalStack, local_settings
 from ledger import checkpoint
@@ -181,3 +182,19 @@ def ledger_event_ids(settings: Settings) -> set[str]:
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port))
     return {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}
+
+
+async def published_checkpoints(broker: str) -> list[dict]:
+    """Every record on warden.audit.checkpoints, as the JSON objects the sink published."""
+    consumer = AIOKafkaConsumer(
+        topics.AUDIT_CHECKPOINTS, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        found = []
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=300)
+            found += [orjson.loads(m.value) for messages in batch.values() for m in messages]
+        return found
+    finally:
+        await consumer.stop()

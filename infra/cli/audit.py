@@ -1,4 +1,5 @@
-"""``warden audit ...``: verify, prove, check-proof, consistency, check-consistency, export, query, pubkey.
+"""``warden audit ...``: verify, prove, check-proof, consistency, check-consistency, log-key, receipt,
+check-receipt, export, query, pubkey.
 
 Each handler takes the parsed arguments and returns an exit code: 0 on success,
 1 when verification fails, 2 when the command cannot run (the message on stderr
@@ -21,9 +22,13 @@ from infra.cli.output import fail, note, print_json
 from ledger import proof as proofs
 from ledger.checkpoint import public_key_hex
 from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
+from ledger.note import NoteError, NoteKey
+from ledger.receipt import Policy, Receipt
+from ledger.receipt import check as check_receipt
 from ledger.schema import AUDIT_LOG
 from ledger.store import StoreError, open_reader
 from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
+from ledger.witnessing import log_key
 from runtime.config import load
 
 EXPORT_PAGE_ROWS = 200_000
@@ -266,6 +271,64 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log_key(args: argparse.Namespace) -> int:
+    settings = load()
+    try:
+        key = log_key(settings.ledger.log_name, load_or_create_signing_key(settings.home))
+    except SigningKeyError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print_json({"name": key.name, "vkey": key.vkey, "key_id": key.key_id.hex()}, compact=True)
+    else:
+        print(key.vkey)
+    return 0
+
+
+def cmd_receipt(args: argparse.Namespace) -> int:
+    settings = load()
+    try:
+        store = open_reader(settings)
+    except StoreError as exc:
+        return _fail(str(exc))
+    try:
+        receipt = proofs.build_receipt(store, args.event_id, settings.ledger.log_name)
+    except (proofs.ProofError, StoreError) as exc:
+        return _fail(str(exc))
+    finally:
+        store.close()
+    if args.json:
+        print_json({"event": receipt.event, "receipt": receipt.text})
+    else:
+        sys.stdout.write(receipt.text)
+    return 0
+
+
+def cmd_check_receipt(args: argparse.Namespace) -> int:
+    try:
+        raw = sys.stdin.read() if args.receipt == "-" else Path(args.receipt).read_text()
+        policy = Policy(
+            NoteKey.from_vkey(args.log_key), tuple(NoteKey.from_vkey(w) for w in args.witness or ()), args.quorum
+        )
+        receipt = Receipt.parse(raw)
+        checkpoint = check_receipt(receipt, policy)
+        reason = None
+    except OSError as exc:
+        return _fail(f"cannot read the receipt: {exc}")
+    except NoteError as exc:
+        reason = str(exc)
+    if args.json:
+        print_json({"ok": reason is None, "reason": reason}, compact=True)
+    elif reason is None:
+        event = receipt.event
+        print(
+            f"OK: event {event['event_id']} ({event['action']}) is leaf {receipt.index} of {checkpoint.origin}, "
+            f"in its tree of {checkpoint.size} signed by the log and cosigned by at least {policy.quorum} witness(es)"
+        )
+    else:
+        print(f"FAILED: {reason}")
+    return 0 if reason is None else 1
+
+
 def _public_key_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--public-key",
@@ -287,6 +350,27 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     p = audit_subparsers.add_parser("prove", help="print an inclusion proof (JSON) for one event")
     p.add_argument("event_id")
     p.set_defaults(handler=cmd_prove)
+
+    p = audit_subparsers.add_parser("log-key", help="print the ledger's note key (vkey): for witnesses and auditors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_log_key)
+
+    p = audit_subparsers.add_parser(
+        "receipt", help="print an event's receipt: a c2sp.org/tlog-proof with the witnesses' cosignatures"
+    )
+    p.add_argument("event_id")
+    p.add_argument("--json", action="store_true", help="the receipt and its event as JSON")
+    p.set_defaults(handler=cmd_receipt)
+
+    p = audit_subparsers.add_parser(
+        "check-receipt", help="check a receipt offline against the log's key and a witness policy"
+    )
+    p.add_argument("receipt", help="the receipt file, or - for standard input")
+    p.add_argument("--log-key", required=True, help="the ledger's vkey (`warden audit log-key`)")
+    p.add_argument("--witness", action="append", help="a witness's vkey (`warden witness key`); repeat")
+    p.add_argument("--quorum", type=int, default=0, help="how many of those witnesses must have cosigned")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_check_receipt)
 
     p = audit_subparsers.add_parser("check-proof", help="check an inclusion proof offline")
     p.add_argument("proof", help="the proof file, or - for standard input")

@@ -35,7 +35,7 @@ from runtime.trust import audit_signer
 from schemas import topics
 from schemas.audit import audit_record
 from schemas.auth import AuditSigner
-from tests.ledger_support import T0, pipeline_events, tansu_broker, writer_headers
+from tests.ledger_support import T0, pipeline_events, published_checkpoints, tansu_broker, writer_headers
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCE_DEADLINE_MS = 300_000
@@ -79,21 +79,6 @@ async def _produce(settings: Settings, payloads: list[tuple]) -> None:
             await asyncio.gather(*batch)
     finally:
         await producer.stop()
-
-
-async def _checkpoints_on_topic(broker: str) -> list[Checkpoint]:
-    consumer = AIOKafkaConsumer(
-        topics.AUDIT_CHECKPOINTS, bootstrap_servers=broker, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        found = []
-        for _ in range(10):
-            batch = await consumer.getmany(timeout_ms=300)
-            found += [Checkpoint.from_dict(orjson.loads(m.value)) for msgs in batch.values() for m in msgs]
-        return found
-    finally:
-        await consumer.stop()
 
 
 def _rows(settings: Settings, sql: str) -> list[dict]:
@@ -225,7 +210,7 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     assert main(["audit", "verify"]) == 0
     assert "note: 4 record(s) on warden.audit.events were not believed" in capsys.readouterr().out
 
-    published = asyncio.run(_checkpoints_on_topic(broker))
+    published = [Checkpoint.from_dict(body) for body in asyncio.run(published_checkpoints(broker))]
     assert published and all(signature_valid(cp, key) for cp in published)
     heads = {(c.chain, c.last_checkpoint_seq) for c in report.chains}
     assert heads <= {(cp.chain, cp.seq) for cp in published}

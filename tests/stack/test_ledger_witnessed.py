@@ -1,0 +1,228 @@
+"""A witnessed ledger on the real stack: the sink (in-process, real Tansu, real chDB) sends each
+checkpoint to two `warden witness run` processes; every event's receipt then carries both
+cosignatures, and Go's reference code (the `tlogcheck` oracle) accepts it. A sink operator who
+signs a history that does not extend the last one, or replays an old checkpoint, gets no
+cosignature; a witness killed and restarted still cosigns only what extends what it had stored."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from infra.cli import main
+from infra.stack.local import free_port
+from ledger.checkpoint import Checkpoint as LedgerCheckpoint
+from ledger.keys import load_or_create_signing_key
+from ledger.merkle import consistency_path, leaf_hash, tree_hash
+from ledger.note import COSIGNATURE_V1, Checkpoint, Note, NoteKey, sign
+from ledger.proof import build_receipt
+from ledger.receipt import Policy, Receipt, check
+from ledger.schema import AUDIT_LOG, AUDIT_NOTE_SIGNATURES
+from ledger.sink import SinkOptions, run_sink
+from ledger.store import ChdbStore, chain_leaves, store_path
+from ledger.witness import request_body
+from ledger.witnessing import log_key
+from runtime.config import LedgerSettings, Settings
+from tests.ledger_support import pipeline_events, published_checkpoints, tansu_broker
+from tests.oracle import build_tlogcheck
+from tests.stack.test_ledger_sink import _count_via_endpoint, _produce
+
+REPO = Path(__file__).resolve().parents[2]
+LOG_NAME = "warden.test/audit"
+
+
+@pytest.fixture(scope="module")
+def broker():
+    with tansu_broker() as address:
+        yield address
+
+
+class WitnessProcess:
+    def __init__(self, name: str, directory: Path, log_vkey: str):
+        self.name, self.directory, self.log_vkey = name, directory, log_vkey
+        self.port = free_port()
+        key = load_or_create_signing_key(directory, directory / "witness_ed25519.pem")
+        self.key = NoteKey.of(name, COSIGNATURE_V1, key)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        args = ["witness", "run", "--name", self.name, "--dir", str(self.directory), "--log", self.log_vkey]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", *args, "--listen", f"127.0.0.1:{self.port}"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=(self.directory / "witness.log").open("ab"),
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # it prints its address once it serves
+        assert self.key.vkey in line, (line, (self.directory / "witness.log").read_text())
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def post(self, body: bytes) -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.url}/add-checkpoint", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_replay(broker, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    ledger_key = load_or_create_signing_key(home)
+    vkey = log_key(LOG_NAME, ledger_key)
+    witnesses = [WitnessProcess(f"witness.test/w{i}", tmp_path / f"w{i}", vkey.vkey) for i in (1, 2)]
+    for w in witnesses:
+        w.start()
+    settings = dataclasses.replace(
+        Settings(),
+        home=home,
+        broker=broker,
+        clickhouse_url=None,
+        ledger_http=f"127.0.0.1:{free_port()}",
+        ledger=LedgerSettings(
+            log_name=LOG_NAME, witnesses=",".join(f"{w.url}={w.key.vkey}" for w in witnesses), witness_quorum=2
+        ),
+    )
+    events = pipeline_events(240, agents=4)
+
+    async def run(batches) -> None:
+        stop = asyncio.Event()
+        options = SinkOptions(checkpoint_every=40, checkpoint_interval=timedelta(seconds=1), batch_max=64)
+        task = asyncio.create_task(run_sink(settings, stop, options=options))
+        total = 0
+        for batch in batches:
+            await _produce(settings, [(e.agent_id, e.to_bytes()) for e in batch])
+            total += len(batch)
+            deadline = time.monotonic() + 60
+            while await asyncio.to_thread(_count_via_endpoint, settings) < total:
+                assert time.monotonic() < deadline and not task.done()
+                await asyncio.sleep(0.3)
+            await asyncio.sleep(2.5)  # past the checkpoint interval: the tail is checkpointed and witnessed
+        stop.set()
+        await task
+
+    try:
+        # Two rounds: the second round's checkpoints reach the witnesses with consistency proofs.
+        asyncio.run(run([events[:120], events[120:200]]))
+        # A witness killed and started again on its state: it goes on from what it stored.
+        witnesses[0].kill()
+        witnesses[0].start()
+        asyncio.run(run([events[200:]]))
+
+        store = ChdbStore(store_path(settings), read_only=True)
+        try:
+            signers = store.arrow(f"SELECT DISTINCT signer FROM {AUDIT_NOTE_SIGNATURES}").column("signer").to_pylist()
+            assert sorted(signers) == sorted([vkey.vkey] + [w.key.vkey for w in witnesses])
+            event = store.arrow(f"SELECT event_id, chain, seq FROM {AUDIT_LOG} ORDER BY chain, seq LIMIT 1 OFFSET 7")
+            event_id = event.column("event_id")[0].as_py()
+            receipt = build_receipt(store, event_id, LOG_NAME)
+            chain = event.column("chain")[0].as_py()
+            leaves = chain_leaves(store, chain, 10**9)
+        finally:
+            store.close()
+        policy = Policy(vkey, tuple(w.key for w in witnesses), quorum=2)
+        assert check(Receipt.parse(receipt.text), policy).size > receipt.index
+
+        # The auditor's commands: the receipt printed, checked offline with the keys alone.
+        monkeypatch.setenv("WARDEN_HOME", str(home))
+        monkeypatch.setenv("WARDEN_LEDGER_LOG_NAME", LOG_NAME)
+        monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")  # no sink serves: chDB directly
+        printed = tmp_path / "event.tlog-proof"
+        out = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "audit", "receipt", event_id],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr
+        printed.write_text(out.stdout)
+        witness_args = [a for w in witnesses for a in ("--witness", w.key.vkey)]
+        assert (
+            main(["audit", "check-receipt", str(printed), "--log-key", vkey.vkey, *witness_args, "--quorum", "2"]) == 0
+        )
+        # Go's reference code accepts the same receipt.
+        tlogcheck = build_tlogcheck(tmp_path)
+        row = Receipt.parse(out.stdout).event
+        go_witnesses = [a for w in witnesses for a in ("-witness", w.key.vkey)]
+        go = subprocess.run(
+            [str(tlogcheck), "proof", "-log", vkey.vkey, *go_witnesses, "-quorum", "2", "-leaf", row["integrity_hash"]],
+            input=out.stdout,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert go.returncode == 0 and go.stdout.startswith(f"ok {LOG_NAME}/{chain}"), go.stdout
+        # The event altered in the receipt: refused.
+        altered = Receipt(
+            receipt.index, receipt.path, receipt.checkpoint, orjson.dumps({**row, "action": "tx.signed"})
+        ).text
+        printed.write_text(altered)
+        assert (
+            main(["audit", "check-receipt", str(printed), "--log-key", vkey.vkey, *witness_args, "--quorum", "2"]) == 1
+        )
+
+        # What the checkpoints topic carries: each checkpoint's note, cosigned.
+        notes = asyncio.run(_published_notes(broker))
+        cosigned_notes = {Checkpoint.parse(n.text) for n in notes if len(n.signatures) == 3}
+        # Every checkpoint went out cosigned by both (a restarted sink re-publishes its last ones signed by itself).
+        assert notes and cosigned_notes == {Checkpoint.parse(n.text) for n in notes}, [len(n.signatures) for n in notes]
+
+        # The operator makes the ledger's key sign a history that does not extend the one the
+        # witnesses saw: the last leaf of the chain swapped. Neither witness cosigns it.
+        cosigned = Checkpoint.parse(receipt.checkpoint.text)
+        size = len(leaves)
+        forged_leaves = leaves[: size - 1] + [leaf_hash(b"forged" * 6)]
+        assert cosigned.size == size  # the receipt's checkpoint is the chain's newest
+
+        def signed_note(leaves_: list[bytes]) -> Note:
+            text = Checkpoint(cosigned.origin, len(leaves_), tree_hash(leaves_)).text
+            return Note(text, (sign(text, LOG_NAME, ledger_key),))
+
+        grown = forged_leaves + [leaf_hash(bytes([i]) * 32) for i in range(3)]
+        for w in witnesses:
+            status, said = w.post(request_body(size, [], signed_note(forged_leaves)))
+            assert status == 409 and "fork" in said, (status, said)
+            # Grown from the forged history: no proof from what the witness holds can verify.
+            status, said = w.post(request_body(size, consistency_path(grown, size), signed_note(grown)))
+            assert status == 422 and "extends" in said, (status, said)
+        # A replay of the first checkpoint it cosigned: refused, naming the size it holds.
+        first = asyncio.run(_published_notes(broker))[0]
+        first_cp = Checkpoint.parse(first.text)
+        status, said = witnesses[1].post(request_body(0, [], Note(first.text, first.signatures[:1])))
+        assert status == 409 and int(said) >= first_cp.size, (status, said)
+    finally:
+        for w in witnesses:
+            w.stop()
+
+
+async def _published_notes(broker: str) -> list[Note]:
+    bodies = await published_checkpoints(broker)
+    for body in bodies:
+        LedgerCheckpoint.from_dict(body)  # still the checkpoint it was, with its note beside it
+    return [Note.parse(body["note"]) for body in bodies]
