@@ -24,6 +24,7 @@ import uuid
 
 from aiohttp import web
 
+from ledger import proof as proofs
 from ledger.store import ChdbError, ChdbStore, read_only_message, sql_string
 
 _FORMAT_AT_END = re.compile(r"\sFORMAT\s+(\w+)\s*$", re.IGNORECASE)
@@ -80,9 +81,22 @@ def _as_refused(exc: Exception) -> Refused:
     return Refused(code, text)
 
 
+class _Reader:
+    """A read-only connection as the proofs read a store."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+
+    def arrow(self, sql: str):
+        return self._conn.query(sql, "ArrowTable")
+
+
 class Endpoint:
-    def __init__(self, store: ChdbStore, host: str, port: int, connections: int = 2) -> None:
+    def __init__(
+        self, store: ChdbStore, host: str, port: int, connections: int = 2, log_name: str = "warden.local/audit"
+    ) -> None:
         self._store = store
+        self._log_name = log_name
         self._host = host
         self._port = port
         self._connections = connections
@@ -109,6 +123,8 @@ class Endpoint:
         sql = "\n".join(part for part in (request.query.get("query", ""), body) if part.strip())
         if request.path in ("/ping", "/replicas_status") or (request.path == "/" and not sql):
             return web.Response(text="Ok.\n")
+        if request.path == "/receipt":
+            return await self._receipt(request)
         if request.path != "/":
             return web.Response(status=404, text=f"There is no handle {request.path}; send queries to /\n")
         query_id = request.query.get("query_id") or str(uuid.uuid4())
@@ -134,6 +150,27 @@ class Endpoint:
         finally:
             self._pool.put_nowait(conn)
         return web.Response(body=result.bytes(), headers={**headers, "X-ClickHouse-Format": fmt})
+
+    async def _receipt(self, request: web.Request) -> web.Response:
+        """``GET /receipt?intent_id=I`` (its newest outcome) or ``?event_id=E``: the event's
+        c2sp.org/tlog-proof receipt (`ledger.proof.build_receipt`), as text."""
+        intent_id, event_id = request.query.get("intent_id"), request.query.get("event_id")
+        if bool(intent_id) == bool(event_id):
+            return web.Response(status=400, text="ask for one receipt: /receipt?intent_id=I or /receipt?event_id=E\n")
+        conn = await self._pool.get()
+        try:
+
+            def build() -> str:
+                reader = _Reader(conn)
+                found = event_id or proofs.outcome_event_id(reader, intent_id)
+                return proofs.build_receipt(reader, found, self._log_name).text
+
+            text = await asyncio.to_thread(build)
+        except proofs.ProofError as exc:
+            return web.Response(status=404, text=f"{exc}\n")
+        finally:
+            self._pool.put_nowait(conn)
+        return web.Response(text=text, content_type="text/plain")
 
     @staticmethod
     def _error(exc: Refused, headers: dict[str, str]) -> web.Response:

@@ -192,3 +192,22 @@ def build_receipt(store: Store, event_id: str, log_name: str) -> Receipt:
     note = Note(text, tuple(Signature.from_line(line.removesuffix("\n")) for line in sorted(signed[0]["lines"])))
     extra = orjson.dumps({**event, "ts": format_ts(event["ts"])})
     return Receipt(seq, tuple(inclusion_path(leaves, seq)), note, extra)
+
+
+# The events that tell a client its intent's outcome: the signer's every status change, a signed
+# message, and a refusal (the worker's or the signer's).
+OUTCOME_ACTIONS_SQL = "(action LIKE 'tx.%' OR action IN ('message.signed', 'intent.rejected'))"
+
+
+def outcome_event_id(store: Store, intent_id: str) -> str:
+    """The newest outcome event of an intent: what its receipt proves."""
+    rows = store.arrow(
+        f"SELECT event_id FROM {AUDIT_LOG} WHERE intent_id = {sql_string(intent_id)} AND {OUTCOME_ACTIONS_SQL} "
+        "ORDER BY ts DESC, seq DESC LIMIT 1"
+    ).to_pylist()
+    if not rows:
+        raise ProofError(
+            f"no outcome of intent {intent_id!r} is in the ledger yet (a signed, mined or rejected event); "
+            "the ledger appends within seconds of the outcome: retry shortly"
+        )
+    return rows[0]["event_id"]

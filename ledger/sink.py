@@ -310,7 +310,7 @@ async def run_sink(
         await asyncio.to_thread(store.ensure_schema)
         if isinstance(store, ChdbStore):
             host, _, port = settings.ledger_http.rpartition(":")
-            endpoint = Endpoint(store, host, int(port))
+            endpoint = Endpoint(store, host, int(port), log_name=settings.ledger.log_name)
             try:
                 await endpoint.start()
             except OSError as exc:

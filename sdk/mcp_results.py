@@ -116,6 +116,12 @@ class Transaction(BaseModel):
     awaiting_approval: AwaitingApproval | None = None
     history: list[StatusStep] = Field(default_factory=list, description="get_transaction: each status change")
     forged_outcomes_ignored: int = Field(default=0, description="outcomes for it that failed verification")
+    receipt: str | None = Field(
+        default=None,
+        description="get_transaction with include_receipt: its newest outcome's c2sp.org/tlog-proof (the audit "
+        "event, its inclusion proof, the log's checkpoint with the witnesses' cosignatures), checkable offline",
+    )
+    receipt_unavailable: str | None = Field(default=None, description="why no receipt could be fetched, if asked")
 
 
 class TransactionList(BaseModel):

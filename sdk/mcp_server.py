@@ -76,6 +76,7 @@ from sdk.mcp_results import (
     transaction_of,
     transaction_summary,
 )
+from sdk.records import ReceiptUnavailable, outcome_receipt
 from sdk.x402 import X402Error
 from sdk.x402_pay import Payment, pay, payment_summary
 
@@ -303,9 +304,15 @@ class AgentTools:
         self,
         transaction_id: Annotated[str, Field(description="the intent_id a submit returned, or the transaction hash")],
         include_signed_tx: IncludeSignedTx = False,
+        include_receipt: Annotated[
+            bool,
+            Field(
+                description="also its newest outcome's receipt: a witnessed c2sp.org/tlog-proof an auditor checks offline"
+            ),
+        ] = False,
     ) -> Annotated[CallToolResult, Transaction]:
         """One of this agent's transactions: its status and the history of its status changes, or
-        its refusal. signed_tx only with include_signed_tx."""
+        its refusal. signed_tx only with include_signed_tx; its receipt with include_receipt."""
         history: dict[str, list[SignedTransaction]] = {}
         found = await agent_transactions(self.settings, self.agent_id, history=history)
         # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
@@ -321,6 +328,11 @@ class AgentTools:
                     "list_transactions lists them (an intent still waiting for an admin is not listed yet)"
                 )
             result = refused_transaction(refusals[-1])
+        if include_receipt:
+            try:
+                result.receipt = await outcome_receipt(self.settings, result.intent_id)
+            except ReceiptUnavailable as exc:
+                result.receipt_unavailable = str(exc)
         return _answer(transaction_summary(result), result, exclude=None if include_signed_tx else {"signed_tx"})
 
     async def list_transactions(

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import aiohttp
+
 from runtime.config import Settings
 from runtime.kafka import read_to_quiet
 from runtime.trust import PinnedServiceKeys, pinned_admin_keys
@@ -140,3 +142,26 @@ async def pending_approvals(settings: Settings, now: datetime, idle_polls: int =
             decided.add((record.intent_id, record.intent_digest))
     waiting = [p for p in parked.values() if (p.intent_id, p.intent_digest) not in decided and p.expires_at > now]
     return sorted(waiting, key=lambda p: p.parked_at)
+
+
+class ReceiptUnavailable(RuntimeError):
+    """No receipt could be fetched: the message says why (not in the ledger yet, no ledger endpoint)."""
+
+
+async def outcome_receipt(settings: Settings, intent_id: str) -> str:
+    """The intent's newest outcome's receipt, from the ledger's endpoint: a c2sp.org/tlog-proof
+    (its audit event, inclusion proof and the witnesses' cosigned checkpoint) that an auditor
+    checks offline with `warden audit check-receipt` and the log's and witnesses' keys alone."""
+    url = f"http://{settings.ledger_http}/receipt"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            async with session.get(url, params={"intent_id": intent_id}) as response:
+                text = await response.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ReceiptUnavailable(
+            f"the ledger's endpoint at {url} did not answer ({exc}); is the ledger sink running "
+            "(`warden status`)? With a ClickHouse server, `warden audit receipt EVENT_ID` builds one"
+        ) from None
+    if response.status != 200:
+        raise ReceiptUnavailable(text.strip())
+    return text

@@ -21,6 +21,7 @@ from runtime.config import load
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import agent_transactions, status_history
+from sdk.records import ReceiptUnavailable, outcome_receipt
 
 
 def _row(record: SignedTransaction | IntentRejected, include_signed_tx: bool = False) -> dict:
@@ -82,11 +83,16 @@ def cmd_txs(args) -> int:
             )
         row = _row(wanted[0], args.include_signed_tx)
         row["history"] = status_history(history[wanted[0].intent_id])
+        if args.proof:
+            try:
+                row["receipt"] = asyncio.run(outcome_receipt(settings, wanted[0].intent_id))
+            except ReceiptUnavailable as exc:
+                return fail("warden txs show --proof", exc, 1)
         if args.json:
             print_json(row)
             return 0
         for name, value in row.items():
-            if name != "history":
+            if name not in ("history", "receipt"):
                 print(f"{name:18} {value}")
         print("history")
         for step in row["history"]:
@@ -96,6 +102,9 @@ def cmd_txs(args) -> int:
                 f"  {step['status']:9} {step['tx_hash']}{where}{final}"
                 + (f"  ({step['error']})" if step["error"] else "")
             )
+        if args.proof:
+            print("receipt (c2sp.org/tlog-proof; check it with `warden audit check-receipt`)")
+            print(row["receipt"], end="")
         return 0
     if args.json:
         print_json(
@@ -128,3 +137,6 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("id", nargs="?", help="show: the intent id or the transaction hash")
     p.add_argument("--agent", required=True)
     p.add_argument("--include-signed-tx", action="store_true", help="also print the raw signed transaction")
+    p.add_argument(
+        "--proof", action="store_true", help="show: also the receipt of its newest outcome (a witnessed tlog-proof)"
+    )

@@ -20,6 +20,9 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import stdio_client
 
 from infra.stack.demo_script import permit_typed_data
+from ledger.keys import local_public_key
+from ledger.note import ED25519, NoteError, NoteKey
+from ledger.receipt import Policy, Receipt, check
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets, follow
 from schemas import topics
@@ -129,6 +132,15 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
         got["policy"] = await call("get_policy")
         got["keys"] = await call("list_signing_keys")
         got["bad_value"] = await call("submit_transaction", chain="anvil", to=DEST, value="-1")
+        # Its receipt: once the ledger has its newest outcome under a signed checkpoint (seconds).
+        for _ in range(60):
+            got["receipt"] = await call("get_transaction", transaction_id=mined_id, include_receipt=True)
+            if got["receipt"].structured_content and got["receipt"].structured_content["receipt"]:
+                break
+            await asyncio.sleep(1)
+        got["refused_receipt"] = await call(
+            "get_transaction", transaction_id=got["refused"].structured_content["intent_id"], include_receipt=True
+        )
     return got
 
 
@@ -151,7 +163,7 @@ def session(stack, tmp_path_factory):
     log = tmp_path_factory.mktemp("mcp") / "server.log"
     with open(log, "w") as errlog:
         got = asyncio.run(_calls(settings, agent, address, errlog))
-    got.update(agent=agent, address=address, signed_policy=policy, log=log.read_text())
+    got.update(agent=agent, address=address, signed_policy=policy, log=log.read_text(), settings=settings)
     return got
 
 
@@ -184,6 +196,27 @@ def test_a_submitted_transaction_is_mined_from_the_agents_address(session):
     # The submitting caller gets the signed bytes, and they are the agent's.
     assert Account.recover_transaction(mined["signed_tx"]) == session["address"] == mined["from"]
     assert mined["status"] in result.content[0].text and mined["intent_id"] in result.content[0].text
+
+
+def test_a_transaction_and_a_refusal_come_with_receipts_an_auditor_checks_offline(session):
+    """The receipt of an outcome: its audit event in the ledger, proven under the log's signed
+    checkpoint (the shared stack has no witnesses: a quorum of 0), checked with the key alone; the
+    refused intent's receipt proves its refusal."""
+    settings = session["settings"]
+    policy = Policy(NoteKey(settings.ledger.log_name, ED25519, local_public_key(settings.home)))
+    for name, intent_id, actions in (
+        ("receipt", _data(session, "mined")["intent_id"], {"tx.mined", "tx.final"}),
+        ("refused_receipt", _data(session, "refused")["intent_id"], {"intent.rejected"}),
+    ):
+        shown = _data(session, name)
+        assert shown["receipt"], (shown["receipt_unavailable"], session["log"][-2000:])
+        receipt = Receipt.parse(shown["receipt"])
+        check(receipt, policy)
+        assert receipt.event["intent_id"] == intent_id and receipt.event["action"] in actions, receipt.event
+        # Another key: refused.
+        other = Policy(NoteKey(settings.ledger.log_name, ED25519, bytes(32)))
+        with pytest.raises(NoteError):
+            check(receipt, other)
 
 
 def test_a_forged_refusal_on_the_topic_is_not_reported(session):

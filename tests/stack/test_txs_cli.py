@@ -8,6 +8,7 @@ import os
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ledger.receipt import Receipt
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.audit import audit_events_of
@@ -77,3 +78,42 @@ def test_txs_list_and_show(stack, run):
     assert "1 mined (final)" in human, human
     missing = warden(settings, "txs", "show", "0xdeadbeef", "--agent", agent)
     assert missing.returncode == 1 and "warden txs list" in missing.stderr
+
+
+def test_txs_show_proof_prints_a_receipt_that_checks_offline(stack, run, tmp_path):
+    """`--proof`: the receipt of the transaction's newest outcome (its tx.final event), which
+    `warden audit check-receipt` accepts with the ledger's key alone and refuses under another."""
+    import time
+
+    from tests.support import make_agent
+
+    settings = stack.settings
+    agent = f"agent-proof-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    mined = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01", broadcast=True)
+
+    async def scenario():
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            await client.submit(mined)
+        await wait_outcomes(settings, [mined], 60, start, until_final_block=True)
+
+    run(scenario())
+    deadline = time.monotonic() + 60  # the ledger appends, then signs a checkpoint over it
+    while True:
+        shown = warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--proof", "--json")
+        doc = orjson.loads(shown.stdout) if shown.returncode == 0 else None
+        if doc is not None and Receipt.parse(doc["receipt"]).event["action"] == "tx.final":
+            break
+        assert time.monotonic() < deadline, (shown.stdout, shown.stderr)
+        time.sleep(1)
+    receipt = tmp_path / "mined.tlog-proof"
+    receipt.write_text(doc["receipt"])
+    log_key = warden(settings, "audit", "log-key").stdout.strip()
+    checked = warden(settings, "audit", "check-receipt", str(receipt), "--log-key", log_key)
+    assert checked.returncode == 0 and "(tx.final)" in checked.stdout, (checked.stdout, checked.stderr)
+    stranger = log_key.rsplit("+", 2)[0] + "+" + "00000000" + "+" + log_key.rsplit("+", 1)[1]
+    refused = warden(settings, "audit", "check-receipt", str(receipt), "--log-key", stranger)
+    assert refused.returncode != 0
+    human = warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--proof").stdout
+    assert "c2sp.org/tlog-proof@v1" in human
