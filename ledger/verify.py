@@ -16,7 +16,9 @@ fails is named with the reason, classified as:
 - ``truncated``: the chain ends before a signed checkpoint does;
 - ``rewritten``: rows whose hashes were recomputed to look consistent, caught
   by a signed head_hash or merkle_root that no longer matches;
-- ``forged_checkpoint``: a checkpoint whose signature does not verify.
+- ``forged_checkpoint``: a checkpoint whose signature does not verify, or whose C2SP note
+  signature (`audit_note_signatures`: what witnesses cosigned and receipts carry) does not
+  verify under the log's note key for the note the checkpoint is.
 
 The arithmetic is in ``ChainCheck`` (`ledger/chain_check.py`: pure, fed arrays); ``verify``
 plans each chain from its valid checkpoints and pages rows out of the store, fetching the next page
@@ -38,8 +40,11 @@ from ledger.chain import format_ts, genesis_hash
 from ledger.chain_check import ChainCheck, ChainResult, Page, Problem
 from ledger.checkpoint import Checkpoint, signature_valid
 from ledger.merkle import Frontier, PairHasher, hash_pairs
-from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
+from ledger.note import ED25519, Note, NoteError, NoteKey, Signature, verified_by
+from ledger.note import Checkpoint as NoteCheckpoint
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
 from ledger.store import Store, sql_string
+from ledger.witnessing import origin_of
 
 # Rows per page: small enough that the first page arrives (and the last is folded) while the other
 # core works, large enough that a query's fixed cost is noise. A power of two: a page that starts
@@ -130,6 +135,7 @@ def verify(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    log_name: str = "warden.local/audit",
 ) -> Report:
     started = time.perf_counter()
     report = Report([], public_key.hex())
@@ -150,7 +156,9 @@ def verify(
         hasher = hash_pairs if pair_hasher is None else pair_hasher
         with ThreadPoolExecutor(max_workers=len(handles)) as fetcher:
             planned = [
-                fetcher.submit(_plan, handles[k % len(handles)], chain, public_key, since, until, report, hasher)
+                fetcher.submit(
+                    _plan, handles[k % len(handles)], chain, public_key, since, until, report, hasher, log_name
+                )
                 for k, chain in enumerate(chains)
             ]
             plans = [future.result() for future in planned]
@@ -223,13 +231,18 @@ def _plan(
     until: datetime | None,
     report: Report,
     hasher: PairHasher,
+    log_name: str,
 ) -> tuple[ChainCheck, tuple[int, int]]:
     """Where to start and stop: the seq range the time range covers, widened
     down to the last valid checkpoint before it, whose signed head anchors it."""
     valid: list[tuple[Checkpoint, list[str]]] = []
     forged: list[Problem] = []
+    notes = _note_lines(store, chain, NoteKey(log_name, ED25519, public_key))
     for cp, frontier in load_checkpoints(store, chain):
-        if signature_valid(cp, public_key):
+        note_problem = _note_problem(cp, notes.get(cp.seq, ()), log_name, public_key)
+        if note_problem is not None:
+            forged.append(Problem(chain, cp.seq, "forged_checkpoint", note_problem))
+        elif signature_valid(cp, public_key):
             valid.append((cp, frontier))
         else:
             forged.append(
@@ -274,6 +287,34 @@ def _plan(
     check = ChainCheck(chain, start, anchor, frontier, [cp for cp, _ in valid], until is None, hasher)
     check.result.problems.extend(forged)
     return check, (start, hi)
+
+
+def _note_lines(store: Store, chain: int, key: NoteKey) -> dict[int, list[str]]:
+    """The log's note signature lines stored per checkpoint seq (a line under another name or key
+    ID is not the log's: a witness's, checked by whoever trusts that witness)."""
+    rows = store.arrow(
+        f"SELECT seq, line FROM {AUDIT_NOTE_SIGNATURES} WHERE chain = {chain} AND signer = {sql_string(key.vkey)}"
+    ).to_pylist()
+    lines: dict[int, list[str]] = {}
+    for row in rows:
+        lines.setdefault(row["seq"], []).append(row["line"])
+    return lines
+
+
+def _note_problem(cp: Checkpoint, lines, log_name: str, public_key: bytes) -> str | None:
+    """Why a checkpoint's stored note signature does not hold, or None."""
+    text = NoteCheckpoint(origin_of(log_name, cp.chain), cp.tree_size, bytes.fromhex(cp.merkle_root)).text
+    for line in lines:
+        try:
+            verified_by(
+                Note(text, (Signature.from_line(line.removesuffix("\n")),)), [NoteKey(log_name, ED25519, public_key)]
+            )
+        except NoteError as exc:
+            return (
+                f"the note signature stored for the checkpoint at seq {cp.seq} does not verify under the log's key "
+                f"({exc}): the note witnesses and receipts carry was forged, or the checkpoint altered"
+            )
+    return None
 
 
 # How the reason of a record the sink did not believe begins (`ledger.batch.decode`), for those who count them.

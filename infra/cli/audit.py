@@ -78,7 +78,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         key = _public_key(args)
         since = parse_time(args.since, now) if args.since else None
         until = parse_time(args.until, now) if args.until else None
-        store = open_reader(load())
+        settings = load()
+        store = open_reader(settings)
     except (SigningKeyError, StoreError, argparse.ArgumentTypeError) as exc:
         return _fail(str(exc))
 
@@ -86,7 +87,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         note(f"verify: {done:,}/{total:,} rows ({100 * done // max(total, 1)}%)")
 
     try:
-        report = verify(store, key, [args.chain] if args.chain is not None else None, since, until, progress)
+        chains = [args.chain] if args.chain is not None else None
+        report = verify(store, key, chains, since, until, progress, log_name=settings.ledger.log_name)
         changes = source_changes(store)
         doubted = not_believed(store)
     except StoreError as exc:

@@ -24,16 +24,16 @@ from infra.stack.local import free_port
 from ledger.checkpoint import Checkpoint as LedgerCheckpoint
 from ledger.keys import load_or_create_signing_key
 from ledger.merkle import consistency_path, leaf_hash, tree_hash
-from ledger.note import COSIGNATURE_V1, Checkpoint, Note, NoteKey, sign
+from ledger.note import COSIGNATURE_V1, Checkpoint, Note, NoteKey, Signature, sign
 from ledger.proof import build_receipt
 from ledger.receipt import Policy, Receipt, check
 from ledger.schema import AUDIT_LOG, AUDIT_NOTE_SIGNATURES
 from ledger.sink import SinkOptions, run_sink
 from ledger.store import ChdbStore, chain_leaves, store_path
 from ledger.witness import request_body
-from ledger.witnessing import log_key
+from ledger.witnessing import log_key, store_signatures
 from runtime.config import LedgerSettings, Settings
-from tests.ledger_support import pipeline_events, published_checkpoints, tansu_broker
+from tests.ledger_support import T0, pipeline_events, published_checkpoints, tansu_broker
 from tests.oracle import build_tlogcheck
 from tests.stack.test_ledger_sink import _count_via_endpoint, _produce
 
@@ -90,7 +90,9 @@ class WitnessProcess:
             return exc.code, exc.read().decode()
 
 
-def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_replay(broker, tmp_path, monkeypatch):
+def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_replay(
+    broker, tmp_path, monkeypatch, capsys
+):
     home = tmp_path / "home"
     ledger_key = load_or_create_signing_key(home)
     vkey = log_key(LOG_NAME, ledger_key)
@@ -216,6 +218,22 @@ def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_repl
         first_cp = Checkpoint.parse(first.text)
         status, said = witnesses[1].post(request_body(0, [], Note(first.text, first.signatures[:1])))
         assert status == 409 and int(said) >= first_cp.size, (status, said)
+
+        # The note of a stored checkpoint replaced by one the log's key did not sign (an operator
+        # editing what receipts carry): `warden audit verify` names the checkpoint.
+        assert main(["audit", "verify", "--json"]) == 0
+        store = ChdbStore(store_path(settings))
+        try:
+            seq = store.arrow(f"SELECT max(seq) AS s FROM {AUDIT_NOTE_SIGNATURES} WHERE chain = {chain}").column("s")[0]
+            bogus = Signature(LOG_NAME, vkey.key_id, bytes(64))
+            store_signatures(store, LedgerCheckpoint(chain, seq.as_py(), "", "", T0), [(vkey, bogus)], T0)
+        finally:
+            store.close()
+        capsys.readouterr()
+        assert main(["audit", "verify", "--json"]) == 1
+        problems = orjson.loads(capsys.readouterr().out)["problems"]
+        assert [(p["chain"], p["kind"]) for p in problems] == [(chain, "forged_checkpoint")], problems
+        assert "note signature" in problems[0]["reason"], problems
     finally:
         for w in witnesses:
             w.stop()
