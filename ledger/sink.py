@@ -222,7 +222,10 @@ class _Sink:
         metrics.LEDGER_REDELIVERED.inc(read - appended)
         self.skipped += read - appended
 
-    async def checkpoint(self, now: datetime) -> None:
+    async def checkpoint(self, now: datetime, closing: bool = False) -> None:
+        """Sign the checkpoints the chains owe; ``closing``: every chain with a row no checkpoint
+        covers yet (a sink that stops leaves no row only the chain protects, and none without a
+        receipt)."""
         signed = await asyncio.to_thread(
             sign_checkpoints,
             self.store,
@@ -230,7 +233,7 @@ class _Sink:
             self.key,
             now,
             self.options.checkpoint_every,
-            self.options.checkpoint_interval,
+            timedelta(0) if closing else self.options.checkpoint_interval,
         )
         for cp in signed:
             self.unpublished.append((cp, await self.witnessed(cp, now)))
@@ -369,6 +372,11 @@ async def run_sink(
             if time.monotonic() - reported_at >= 10 and sink.appended != reported:
                 log.info("appended %d events (%d redeliveries skipped)", sink.appended, sink.skipped)
                 reported_at, reported = time.monotonic(), sink.appended
+        try:
+            await sink.checkpoint(utcnow(), closing=True)
+        except StoreError as exc:
+            log.error("could not sign the closing checkpoints (%s); the next start signs them", exc)
+        await sink.publish(producer)
     finally:
         checks.close()
         if sink is not None:

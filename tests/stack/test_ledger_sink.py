@@ -216,6 +216,32 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     assert heads <= {(cp.chain, cp.seq) for cp in published}
 
 
+def test_a_sink_that_stops_leaves_every_row_under_a_signed_checkpoint(tmp_path, broker):
+    """Stopped before its checkpoint cadence came round, the sink signs a closing checkpoint of
+    every chain with rows no checkpoint covers: none is left protected by the chain alone, and
+    each has a receipt."""
+    settings = _settings(tmp_path, broker)
+    events = pipeline_events(60, agents=4)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        options = SinkOptions(checkpoint_every=100_000, checkpoint_interval=timedelta(hours=1))
+        task = asyncio.create_task(run_sink(settings, stop, options=options))
+        await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+        assert await asyncio.to_thread(_wait_for, lambda: _count_via_endpoint(settings) == 60, 60)
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    store = ChdbStore(store_path(settings), read_only=True)
+    try:
+        report = verify(store, local_public_key(settings.home))
+    finally:
+        store.close()
+    assert report.ok and report.rows == 60 and len(report.chains) > 1, report.to_dict()
+    assert [c.uncovered_rows for c in report.chains] == [0] * len(report.chains), report.to_dict()
+
+
 def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
     # A worker's audit record holds a lot of intents' events: the sink's INSERT is bounded by bytes
     # as well as by records, and a partition cut at the bound is read again from its first record
