@@ -81,13 +81,18 @@ def cmd_demo(args) -> int:
     shutil.rmtree(home, ignore_errors=True)
     settings = _settings(home=home, topology=args.topology, allow_dev_root=True, allow_unattested_signer=True)
     progress = (lambda m: None) if args.quiet else note
-    stack = LocalStack(settings)
+    # Checkpoints every second: the receipt checked at the end needs one over the last outcome.
+    stack = LocalStack(settings, extra_env={"WARDEN_LEDGER_CHECKPOINT_SECONDS": "1"})
     try:
-        progress(f"starting the embedded stack under {settings.home} (Tansu, Anvil, ledger, streams, signer)...")
+        progress(
+            f"starting the embedded stack under {settings.home} (Tansu, Anvil, a witness, ledger, streams, signer)..."
+        )
         # The script sends a blob transaction: its trusted setup loads while the services start.
-        stack.start(blobs=True, while_services_start=blobs.load_trusted_setup)
+        parts = ("broker", "anvil", "witness", "streams", "signer", "ledger")
+        stack.start(parts, blobs=True, while_services_start=blobs.load_trusted_setup)
         report = asyncio.run(demo.run_script(settings, progress))
         report["ledger"] = demo.verify_ledger(settings, progress)
+        report["receipt"] = demo.check_receipt(settings, report, stack.witness, progress)
     except StackError as exc:
         return fail("warden demo", exc)
     finally:
@@ -108,7 +113,7 @@ def cmd_demo(args) -> int:
             f"inspect with WARDEN_HOME={settings.home} warden audit verify"
         )
     ledger_ok = report["ledger"].get("ok") and not report["ledger"]["records_not_believed"]
-    return 0 if report["all_as_expected"] and ledger_ok else 1
+    return 0 if report["all_as_expected"] and ledger_ok and report["receipt"]["ok"] else 1
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:

@@ -322,6 +322,14 @@ def render(report: dict) -> str:
         f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}"
     )
     lines.append(demo_mcp.render(report["mcp_session"]))
+    receipt = report.get("receipt")
+    if receipt is not None:
+        lines.append(
+            f"receipt of {receipt['intent']}: its {receipt['action']} event is leaf {receipt['index']} of "
+            f"{receipt['origin']}, cosigned by {receipt['witness']}; checked offline with the log's and witness's keys"
+            if receipt["ok"]
+            else f"receipt of {receipt['intent']}: NOT CHECKED ({receipt['why']})"
+        )
     return "\n".join(lines)
 
 
@@ -376,3 +384,41 @@ def verify_ledger(
         f"speaking as another service); verify {'OK' if report.get('ok') else 'FAILED'}"
     )
     return report
+
+
+def check_receipt(settings: Settings, report: dict, witness, progress=print, timeout_s: float = 30.0) -> dict:
+    """The receipt of the first mined intent's newest outcome, fetched from the ledger's endpoint
+    (what `warden txs show --proof` prints) once its checkpoint is cosigned, and checked the way an
+    auditor does, offline, with the ledger's and the witness's keys alone (quorum 1)."""
+    from ledger.keys import local_public_key
+    from ledger.note import ED25519, NoteError, NoteKey
+    from ledger.receipt import Policy, Receipt, check
+    from sdk.records import ReceiptUnavailable, outcome_receipt
+
+    mined = next(r for r in report["intents"] if r["outcome"] == "mined")
+    policy = Policy(NoteKey(settings.ledger.log_name, ED25519, local_public_key(settings.home)), (witness,), quorum=1)
+    deadline, why = time.monotonic() + timeout_s, ""
+    while time.monotonic() < deadline:
+        try:
+            receipt = Receipt.parse(asyncio.run(outcome_receipt(settings, mined["intent_id"])))
+            checkpoint = check(receipt, policy)
+        except (ReceiptUnavailable, NoteError) as exc:
+            why = str(exc)  # not appended yet, or its checkpoint not cosigned yet
+            time.sleep(0.5)
+            continue
+        found = {
+            "ok": True,
+            "intent": mined["intent"],
+            "intent_id": mined["intent_id"],
+            "action": receipt.event["action"],
+            "origin": checkpoint.origin,
+            "index": receipt.index,
+            "tree_size": checkpoint.size,
+            "witness": witness.name,
+        }
+        progress(
+            f"receipt of {mined['intent']}: its {found['action']} event, leaf {receipt.index} of {checkpoint.origin} "
+            f"(size {checkpoint.size}), cosigned by {witness.name}: checked offline"
+        )
+        return found
+    return {"ok": False, "intent": mined["intent"], "why": why}

@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evm.blobs import versioned_hash
+from ledger.keys import load_or_create_signing_key
+from ledger.note import COSIGNATURE_V1, NoteKey
+from ledger.witnessing import log_key
 from runtime.config import Settings, child_environment, environment
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
@@ -195,6 +198,7 @@ class LocalStack:
     # Anvil's interval blocks besides one per transaction (None: a block only per transaction, for
     # tests that stop mining to hold transactions pending).
     block_time_s: int | None = 1
+    witness: NoteKey | None = None  # the stack's witness, when started with one
 
     def env(self) -> dict[str, str]:
         env = child_environment(self.settings)
@@ -463,6 +467,8 @@ class LocalStack:
         # Warden's services depend on the broker and the chain, not on each other: they start side
         # by side. Most of a service's start is waiting (its consumer group's join and sync, which
         # Tansu holds for seconds), and one after the other those waits added up.
+        if "witness" in parts:
+            self.witness = self.start_witness()
         services = [("ledger", SERVICES["ledger"], {})] if "ledger" in parts else []
         services += [self._worker(number) for number in range(workers if "streams" in parts else 0)]
         services += [self._signer(number) for number in range(signers if "signer" in parts else 0)]
@@ -472,6 +478,34 @@ class LocalStack:
             threading.Thread(target=while_services_start, daemon=True).start()
         for name, _, _ in services:
             self.wait_ready(name, SERVICE_START_S)
+
+    def start_witness(self, name: str = "witness.local/w1") -> NoteKey:
+        """One witness of the stack's ledger (`warden witness run`), its key and state under
+        $WARDEN_HOME/witness: the ledger sink started after it asks it to cosign every checkpoint,
+        and a receipt needs its cosignature (quorum 1). Returns its verifier key."""
+        directory = self.settings.home / "witness"
+        witness_key = NoteKey.of(
+            name, COSIGNATURE_V1, load_or_create_signing_key(directory, directory / "witness_ed25519.pem")
+        )
+        ledger_key = log_key(self.settings.ledger.log_name, load_or_create_signing_key(self.settings.home))
+        address = f"127.0.0.1:{free_port(self.configured_ports())}"
+        args = [
+            "witness",
+            "run",
+            "--name",
+            name,
+            "--dir",
+            str(directory),
+            "--log",
+            ledger_key.vkey,
+            "--listen",
+            address,
+        ]
+        process = self._spawn("witness", [sys.executable, "-m", "infra.cli", *args])
+        wait_for_port(address, 30, "the witness", process.proc)
+        self.extra_env["WARDEN_LEDGER_WITNESSES"] = f"http://{address}={witness_key.vkey}"
+        self.extra_env["WARDEN_LEDGER_WITNESS_QUORUM"] = "1"
+        return witness_key
 
     def kill(self, name: str, sig: int = signal.SIGKILL, grace_s: float = 15) -> None:
         if self._signal(name, sig):

@@ -179,6 +179,9 @@ def test_demo_on_each_custody_mode(mode, demos):
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
     assert outcomes == demo_script.expected_outcomes(Settings(key_mode=mode))
     assert report["all_as_expected"] and report["ledger"]["ok"]
+    # The main job's witness cosigned the checkpoint over a mined transfer's final outcome.
+    receipt = report["receipt"]
+    assert receipt["ok"] and receipt["action"] == "tx.final" and receipt["witness"] == "witness.local/w1", receipt
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
     assert len(mined) == 9  # five transfers, a blob transaction, a delegation and two token transfers
     for row in mined:
