@@ -125,6 +125,8 @@ class Endpoint:
             return web.Response(text="Ok.\n")
         if request.path == "/receipt":
             return await self._receipt(request)
+        if request.path == "/checkpoint":
+            return await self._checkpoint(request)
         if request.path != "/":
             return web.Response(status=404, text=f"There is no handle {request.path}; send queries to /\n")
         query_id = request.query.get("query_id") or str(uuid.uuid4())
@@ -171,6 +173,21 @@ class Endpoint:
         finally:
             self._pool.put_nowait(conn)
         return web.Response(text=text, content_type="text/plain")
+
+    async def _checkpoint(self, request: web.Request) -> web.Response:
+        """``GET /checkpoint?chain=C``: the chain's newest checkpoint as its C2SP note, with the
+        log's and the witnesses' signature lines (what a witness or a monitor fetches)."""
+        chain = request.query.get("chain", "")
+        if not chain.isdigit():
+            return web.Response(status=400, text="name the chain: /checkpoint?chain=C (a ledger partition)\n")
+        conn = await self._pool.get()
+        try:
+            note = await asyncio.to_thread(proofs.latest_note, _Reader(conn), int(chain), self._log_name)
+        except proofs.ProofError as exc:
+            return web.Response(status=404, text=f"{exc}\n")
+        finally:
+            self._pool.put_nowait(conn)
+        return web.Response(body=note.to_bytes(), content_type="text/plain")
 
     @staticmethod
     def _error(exc: Refused, headers: dict[str, str]) -> web.Response:

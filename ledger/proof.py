@@ -172,24 +172,18 @@ def build_receipt(store: Store, event_id: str, log_name: str) -> Receipt:
     line stored for it. Built from the store alone: no key is needed."""
     event = _event(store, event_id)
     chain, seq = event["chain"], event["seq"]
-    signed = store.arrow(
-        f"SELECT s.seq AS seq, c.merkle_root AS merkle_root, groupArray(s.line) AS lines "
-        f"FROM {AUDIT_NOTE_SIGNATURES} AS s FINAL INNER JOIN {AUDIT_CHECKPOINTS} AS c ON c.chain = s.chain AND c.seq = s.seq "
-        f"WHERE s.chain = {chain} AND s.seq >= {seq} GROUP BY s.seq, c.merkle_root ORDER BY length(lines) DESC, seq DESC LIMIT 1"
-    ).to_pylist()
-    if not signed:
+    note = _signed_note(store, chain, log_name, f"s.seq >= {seq}", "length(lines) DESC, seq DESC")
+    if note is None:
         raise ProofError(
             f"no signed note covers chain {chain} seq {seq} yet; the sink signs one every "
             "WARDEN_LEDGER_CHECKPOINT_EVERY events or WARDEN_LEDGER_CHECKPOINT_SECONDS seconds: retry shortly"
         )
-    size = signed[0]["seq"] + 1
+    size = NoteCheckpoint.parse(note.text).size
     leaves = chain_leaves(store, chain, size)
     if len(leaves) != size:
         raise ProofError(
             f"chain {chain} holds {len(leaves)} rows below seq {size}; run `warden audit verify --chain {chain}`"
         )
-    text = NoteCheckpoint(origin_of(log_name, chain), size, bytes.fromhex(signed[0]["merkle_root"])).text
-    note = Note(text, tuple(Signature.from_line(line.removesuffix("\n")) for line in sorted(signed[0]["lines"])))
     extra = orjson.dumps({**event, "ts": format_ts(event["ts"])})
     return Receipt(seq, tuple(inclusion_path(leaves, seq)), note, extra)
 
@@ -211,3 +205,29 @@ def outcome_event_id(store: Store, intent_id: str) -> str:
             "the ledger appends within seconds of the outcome: retry shortly"
         )
     return rows[0]["event_id"]
+
+
+def _signed_note(store: Store, chain: int, log_name: str, where: str, order: str) -> Note | None:
+    """The first checkpoint of ``chain`` (by ``order``) meeting ``where``, as its note with every
+    signature line stored for it (the log's and the witnesses')."""
+    signed = store.arrow(
+        f"SELECT s.seq AS seq, c.merkle_root AS merkle_root, groupArray(s.line) AS lines "
+        f"FROM {AUDIT_NOTE_SIGNATURES} AS s FINAL INNER JOIN {AUDIT_CHECKPOINTS} AS c ON c.chain = s.chain AND c.seq = s.seq "
+        f"WHERE s.chain = {int(chain)} AND {where} GROUP BY s.seq, c.merkle_root ORDER BY {order} LIMIT 1"
+    ).to_pylist()
+    if not signed:
+        return None
+    text = NoteCheckpoint(
+        origin_of(log_name, chain), signed[0]["seq"] + 1, bytes.fromhex(signed[0]["merkle_root"])
+    ).text
+    return Note(text, tuple(Signature.from_line(line.removesuffix("\n")) for line in sorted(signed[0]["lines"])))
+
+
+def latest_note(store: Store, chain: int, log_name: str) -> Note:
+    """The chain's newest checkpoint as its signed (and cosigned) note."""
+    note = _signed_note(store, chain, log_name, "1", "seq DESC")
+    if note is None:
+        raise ProofError(
+            f"chain {chain} has no signed note yet; the sink signs one within WARDEN_LEDGER_CHECKPOINT_SECONDS"
+        )
+    return note

@@ -19,6 +19,7 @@ from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
 from ledger.batch import checkpoint_table
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
+from ledger.witnessing import log_key, log_note, store_signatures
 from runtime.config import Settings
 from runtime.trust import audit_signer
 from schemas import topics
@@ -118,6 +119,9 @@ def chain_of(event: AuditEvent, chains: int) -> int:
     return int(event.agent_id.rsplit("-", 1)[1]) % chains
 
 
+LOG_NAME = "warden.local/audit"  # the default log name: what `warden audit` assumes
+
+
 def build_ledger(store, events: list[AuditEvent], key, chains: int = 2, checkpoint_every: int = 50) -> Ledger:
     """Append ``events`` as the sink would (chain = agent's partition), with a
     checkpoint every ``checkpoint_every`` rows of a chain."""
@@ -136,6 +140,9 @@ def build_ledger(store, events: list[AuditEvent], key, chains: int = 2, checkpoi
             store.insert(AUDIT_CHECKPOINTS, checkpoint_table(signed))
             for cp, _ in signed:
                 ledger.checkpointed(cp.chain, cp.seq)
+                # Its note, signed as the sink signs it (no witnesses here).
+                note = log_note(LOG_NAME, key, cp)
+                store_signatures(store, cp, [(log_key(LOG_NAME, key), note.signatures[0])], event.ts)
     if len(ledger.batch):
         store.insert(AUDIT_LOG, ledger.take_batch().to_arrow())
     return ledger

@@ -161,3 +161,41 @@ def test_server_side_query_parameters_are_bound(client):
         "SELECT count() FROM audit_log WHERE event_id = {e:String}", parameters={"e": "x' OR '1'='1"}
     )
     assert hostile.result_rows[0][0] == 0
+
+
+def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
+    """`GET /receipt?intent_id=` (its newest outcome), `?event_id=`, and `GET /checkpoint?chain=`:
+    what `warden txs show --proof`, the SDK and witnesses or monitors fetch. The receipt checks
+    with the ledger's key alone; a wrong request says what to ask."""
+    import urllib.error
+    import urllib.request
+
+    from ledger.keys import local_public_key
+    from ledger.note import ED25519, Checkpoint, Note, NoteKey, verified_by
+    from ledger.receipt import Policy, Receipt, check
+    from tests.ledger_support import LOG_NAME
+
+    home, address = served
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://{address}{path}", timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    key = NoteKey(LOG_NAME, ED25519, local_public_key(home))
+    signed = SIGNED[3]
+    status, text = get(f"/receipt?intent_id={signed.intent_id}")
+    assert status == 200, text
+    receipt = Receipt.parse(text)
+    assert receipt.event["intent_id"] == signed.intent_id and receipt.event["action"] == "tx.signed"
+    check(receipt, Policy(key))
+    status, text = get(f"/receipt?event_id={signed.event_id}")
+    assert status == 200 and Receipt.parse(text).event["event_id"] == signed.event_id
+    status, text = get("/checkpoint?chain=1")
+    note = Note.parse(text)
+    assert status == 200 and list(verified_by(note, [key])) == [key]
+    assert Checkpoint.parse(note.text).origin == f"{LOG_NAME}/1"
+    assert get("/receipt?intent_id=i-nowhere")[0] == 404
+    assert get("/receipt")[0] == 400 and get("/checkpoint?chain=x")[0] == 400
