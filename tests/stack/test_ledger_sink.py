@@ -387,8 +387,9 @@ def _wait_for(predicate, seconds: float) -> bool:
 def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
     settings = _settings(tmp_path, broker)
     log = tmp_path / "sink.log"
-    events = pipeline_events(20_000, agents=16)
-    first, second = events[:16_000], events[16_000:]
+    # Enough that the kill (once 1,000 rows are in) lands well before the first 10,000 are.
+    events = pipeline_events(12_000, agents=16)
+    first, second = events[:10_000], events[10_000:]
     # The burst waits on the topic; the sink starts into it and is killed while
     # it appends: some rows stored, not all.
     asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first]))
@@ -403,7 +404,7 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
         # The restarted sink reads on; meanwhile producers redeliver part of the
         # burst (as a crashed worker would) and send the rest.
         sink = _start_sink(settings, log)
-        asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first[:3_000] + second]))
+        asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first[:2_000] + second]))
         assert _wait_for(lambda: _count_via_endpoint(settings) == len(events), 240), log.read_text()
         time.sleep(1.5)
         sink.send_signal(signal.SIGTERM)
