@@ -78,7 +78,7 @@ case "${1:-}" in
   # Two workers, a test file each at a time (a file's tests share its fixtures and its stack):
   # most of a stack test is waiting on its processes, and two cores fill that. `-n 0` runs
   # in this process instead.
-  test) shift; exec .venv/bin/python -m pytest -n 4 --dist loadfile "$@" ;;
+  test) shift; exec .venv/bin/python -m pytest -n 3 --dist loadfile "$@" ;;
   lint) shift; .venv/bin/ruff check "$@" . && exec .venv/bin/ruff format --check "$@" . ;;
   "") exec .venv/bin/warden --help ;;
   *) exec .venv/bin/warden "$@" ;;

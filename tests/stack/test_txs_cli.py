@@ -1,9 +1,11 @@
 """`warden txs list|show` answers "what happened to my transaction" from the signer's own
-records, leaves forged ones out, and shows the raw signed bytes only when asked."""
+records, leaves forged ones out, shows the raw signed bytes only when asked, and with --proof a
+receipt an auditor checks offline."""
 
 from __future__ import annotations
 
 import os
+import time
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -19,7 +21,7 @@ from tests.support import read_topic, warden
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
-def test_txs_list_and_show(stack, run):
+def test_txs_list_and_show(stack, run, tmp_path):
     from tests.support import make_agent
 
     settings = stack.settings
@@ -79,27 +81,9 @@ def test_txs_list_and_show(stack, run):
     missing = warden(settings, "txs", "show", "0xdeadbeef", "--agent", agent)
     assert missing.returncode == 1 and "warden txs list" in missing.stderr
 
-
-def test_txs_show_proof_prints_a_receipt_that_checks_offline(stack, run, tmp_path):
-    """`--proof`: the receipt of the transaction's newest outcome (its tx.final event), which
-    `warden audit check-receipt` accepts with the ledger's key alone and refuses under another."""
-    import time
-
-    from tests.support import make_agent
-
-    settings = stack.settings
-    agent = f"agent-proof-{os.urandom(3).hex()}"
-    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
-    mined = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.01", broadcast=True)
-
-    async def scenario():
-        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        async with Client(settings) as client:
-            await client.submit(mined)
-        await wait_outcomes(settings, [mined], 60, start, until_final_block=True)
-
-    run(scenario())
-    deadline = time.monotonic() + 60  # the ledger appends, then signs a checkpoint over it
+    # `--proof`: the receipt of its newest outcome (the tx.final event), once the ledger signed a
+    # checkpoint over it; `warden audit check-receipt` accepts it with the ledger's key alone.
+    deadline = time.monotonic() + 60
     while True:
         shown = warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--proof", "--json")
         doc = orjson.loads(shown.stdout) if shown.returncode == 0 else None
@@ -113,7 +97,4 @@ def test_txs_show_proof_prints_a_receipt_that_checks_offline(stack, run, tmp_pat
     checked = warden(settings, "audit", "check-receipt", str(receipt), "--log-key", log_key)
     assert checked.returncode == 0 and "(tx.final)" in checked.stdout, (checked.stdout, checked.stderr)
     stranger = log_key.rsplit("+", 2)[0] + "+" + "00000000" + "+" + log_key.rsplit("+", 1)[1]
-    refused = warden(settings, "audit", "check-receipt", str(receipt), "--log-key", stranger)
-    assert refused.returncode != 0
-    human = warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--proof").stdout
-    assert "c2sp.org/tlog-proof@v1" in human
+    assert warden(settings, "audit", "check-receipt", str(receipt), "--log-key", stranger).returncode != 0
