@@ -533,10 +533,12 @@ class LocalStack:
         # stop (offsets committed, the ledger flushed), not each other (they start side by side too),
         # and one clean stop after another added up (the streams worker's alone takes ~1.5 s).
         # Then what they ran on, last started first.
-        warden = [name for name in self.processes if name not in INFRASTRUCTURE]
+        # The witness after them: the ledger sink's closing checkpoints are sent to it as it stops.
+        warden = [name for name in self.processes if name not in INFRASTRUCTURE and name != "witness"]
         told = [name for name in warden if self._signal(name, signal.SIGTERM)]
         for name in told:
             self._reap(name, STOP_GRACE_S.get(name, 15))
+        self.kill("witness", signal.SIGTERM, 15)
         for name in reversed([name for name in self.processes if name in INFRASTRUCTURE]):
             self.kill(name, signal.SIGTERM, STOP_GRACE_S.get(name, 15))
         self.processes.clear()
