@@ -372,8 +372,8 @@ class Trackers:
         # What the last owner appended and may not have published (killed in between): its
         # intents' newest records and their audit events, the same bytes again.
         outbox = state.unpublished()
-        await self._publish([emit for _, emit, current in outbox if current])
-        state.forget_published([id_ for id_, _, _ in outbox])
+        await self._publish([emit for emit, current in outbox if current])
+        state.published([emit for emit, _ in outbox])
         if unconfirmed:
             log.warning(
                 "partition %d: %d transaction(s) signed before and not final yet, compared with the chain and followed",

@@ -265,7 +265,7 @@ class Outcomes:
         ]
         # With the change, in the same append: published by whoever restores the partition if
         # the signer that made it is killed before it publishes them (`SignerState.unpublished`).
-        agent.file.hold_for_publishing(emits)
+        agent.file.hold_for_publishing(signed.intent_id, emits)
         return emits, result
 
 

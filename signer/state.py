@@ -39,7 +39,6 @@ from rules.window import SpendWindow
 from runtime.kafka import partition_of
 from schemas import topics
 from schemas.emit import Emit
-from schemas.outcomes import SignedTransaction
 from signer.agent_state import AgentState
 
 _SCHEMA = """
@@ -200,14 +199,14 @@ class SignerState:
         )
         return [row[0] for row in rows]
 
-    def hold_for_publishing(self, emits: list[Emit]) -> None:
-        """A status change's records (the transaction's record and its audit event) in the outbox,
-        written with the state change they report (`Outcomes.transition`), so whatever append
-        makes the change durable makes them durable too: a signer killed after that append and
-        before the publish leaves them to whoever restores the partition (`unpublished`)."""
+    def hold_for_publishing(self, intent_id: str, emits: list[Emit]) -> None:
+        """A status change's records (the intent's transaction record and its audit event) in the
+        outbox, written with the state change they report (`Outcomes.transition`), so whatever
+        append makes the change durable makes them durable too: a signer killed after that append
+        and before the publish leaves them to whoever restores the partition (`unpublished`)."""
         for emit in emits:
-            intent_id = SignedTransaction.from_bytes(emit.value).intent_id if emit.topic == topics.TXS_SIGNED else None
-            self.write_outside_scope("outbox", (_outbox_id(emit), intent_id, emit.topic, emit.key, emit.value))
+            record_of = intent_id if emit.topic == topics.TXS_SIGNED else None  # an audit event is no record
+            self.write_outside_scope("outbox", (_outbox_id(emit), record_of, emit.topic, emit.key, emit.value))
 
     def published(self, emits: list[Emit]) -> None:
         """Out of the outbox, on the next append, whenever that is (until then a restore
@@ -215,20 +214,16 @@ class SignerState:
         for emit in emits:
             self.write_outside_scope("outbox_done", (_outbox_id(emit),))
 
-    def unpublished(self) -> list[tuple[str, Emit, bool]]:
-        """What the outbox holds, oldest first: (id, the record, whether to publish it). A status
+    def unpublished(self) -> list[tuple[Emit, bool]]:
+        """What the outbox holds, oldest first: (the record, whether to publish it). A status
         change that is no longer its intent's newest record is not published again (a restore
         that found its block gone published the newer one): the topic's newest record of an
         intent is always the signer's. Audit events are history: published whatever came after."""
         rows = self.db.execute(
-            """SELECT o.id, o.topic, o.key, o.value, o.intent_id IS NULL OR s.record = o.value
+            """SELECT o.topic, o.key, o.value, o.intent_id IS NULL OR s.record = o.value
             FROM outbox o LEFT JOIN signed s ON s.intent_id = o.intent_id ORDER BY o.rowid"""
         )
-        return [(id_, Emit(topic, key, value), bool(current)) for id_, topic, key, value, current in rows]
-
-    def forget_published(self, ids: list[str]) -> None:
-        for id_ in ids:
-            self.write_outside_scope("outbox_done", (id_,))
+        return [(Emit(topic, key, value), bool(current)) for topic, key, value, current in rows]
 
     def _follow_spend(self, name: str, args: tuple) -> None:
         if name not in _SPEND_WRITES or not self.spend_windows:
