@@ -159,20 +159,12 @@ class Endpoint:
         intent_id, event_id = request.query.get("intent_id"), request.query.get("event_id")
         if bool(intent_id) == bool(event_id):
             return web.Response(status=400, text="ask for one receipt: /receipt?intent_id=I or /receipt?event_id=E\n")
-        conn = await self._pool.get()
-        try:
 
-            def build() -> str:
-                reader = _Reader(conn)
-                found = event_id or proofs.outcome_event_id(reader, intent_id)
-                return proofs.build_receipt(reader, found, self._log_name).text
+        def build(reader: _Reader) -> str:
+            found = event_id or proofs.outcome_event_id(reader, intent_id)
+            return proofs.build_receipt(reader, found, self._log_name).text
 
-            text = await asyncio.to_thread(build)
-        except proofs.ProofError as exc:
-            return web.Response(status=404, text=f"{exc}\n")
-        finally:
-            self._pool.put_nowait(conn)
-        return web.Response(text=text, content_type="text/plain")
+        return await self._proven(build)
 
     async def _checkpoint(self, request: web.Request) -> web.Response:
         """``GET /checkpoint?chain=C``: the chain's newest checkpoint as its C2SP note, with the
@@ -180,14 +172,21 @@ class Endpoint:
         chain = request.query.get("chain", "")
         if not chain.isdigit():
             return web.Response(status=400, text="name the chain: /checkpoint?chain=C (a ledger partition)\n")
+        return await self._proven(
+            lambda reader: proofs.latest_note(reader, int(chain), self._log_name).to_bytes().decode()
+        )
+
+    async def _proven(self, build) -> web.Response:
+        """The text ``build(reader)`` makes from the ledger on a pooled connection, in a thread, or
+        404 with why (`ProofError`)."""
         conn = await self._pool.get()
         try:
-            note = await asyncio.to_thread(proofs.latest_note, _Reader(conn), int(chain), self._log_name)
+            built = await asyncio.to_thread(build, _Reader(conn))
         except proofs.ProofError as exc:
             return web.Response(status=404, text=f"{exc}\n")
         finally:
             self._pool.put_nowait(conn)
-        return web.Response(body=note.to_bytes(), content_type="text/plain")
+        return web.Response(text=built, content_type="text/plain")
 
     @staticmethod
     def _error(exc: Refused, headers: dict[str, str]) -> web.Response:

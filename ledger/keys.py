@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 KEY_FILE = "checkpoint_ed25519.pem"
+WITNESS_KEY_FILE = "witness_ed25519.pem"
 
 
 class SigningKeyError(RuntimeError):
@@ -32,9 +33,16 @@ def key_path(home: Path) -> Path:
     return home / "ledger" / KEY_FILE
 
 
-def load_or_create_signing_key(home: Path, path: Path | None = None) -> Ed25519PrivateKey:
-    """The ledger's key, or the Ed25519 key at ``path`` (a witness's)."""
-    path = key_path(home) if path is None else path
+def load_or_create_signing_key(home: Path) -> Ed25519PrivateKey:
+    return _load_or_create(key_path(home))
+
+
+def load_or_create_witness_key(directory: Path) -> Ed25519PrivateKey:
+    """A witness's cosigning key (`warden witness`), kept like the ledger's, in its own directory."""
+    return _load_or_create(directory / WITNESS_KEY_FILE)
+
+
+def _load_or_create(path: Path) -> Ed25519PrivateKey:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -52,7 +60,7 @@ def _load(path: Path) -> Ed25519PrivateKey:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise SigningKeyError(
-            f"the ledger signing key {path} is readable by others (mode {mode:04o}); "
+            f"the signing key {path} is readable by others (mode {mode:04o}); "
             f"run `chmod 600 {path}` and check who may have copied it"
         )
     key = load_pem_private_key(path.read_bytes(), password=None)

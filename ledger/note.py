@@ -51,6 +51,21 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def decimal(text: str, what: str) -> int:
+    """A size or index as these formats write it: ASCII decimal, no leading zero (but ``0``)."""
+    if not text.isascii() or not text.isdigit() or (text != "0" and text.startswith("0")):
+        raise NoteError(f"{what} is a decimal with no leading zero, not {text[:40]!r}")
+    return int(text)
+
+
+def hash_lines(lines: list[str], what: str) -> tuple[bytes, ...]:
+    """Proof lines: one base64 SHA-256 hash each."""
+    hashes = tuple(b64decode(line, what) for line in lines)
+    if any(len(h) != 32 for h in hashes):
+        raise NoteError(f"{what} is one SHA-256 hash, 32 bytes")
+    return hashes
+
+
 def _check_name(name: str) -> str:
     if not name or any(c.isspace() or c == "+" for c in name):
         raise NoteError(f"key name {name!r} must be non-empty, without spaces or '+'")
@@ -119,6 +134,8 @@ class Signature:
 
     @classmethod
     def from_line(cls, line: str) -> Signature:
+        """One signature line, with or without its newline."""
+        line = line.removesuffix("\n")
         if not line.startswith(DASH + " "):
             raise NoteError(f"a signature line starts with '{DASH} ', not {line[:40]!r}")
         fields = line[2:].split(" ")
@@ -165,7 +182,7 @@ class Note:
             raise NoteError("a note has at least one signature line")
         if len(lines) > MAX_SIGNATURES:
             raise NoteError(f"a note of {len(lines)} signatures: at most {MAX_SIGNATURES} are read")
-        return cls(body, tuple(Signature.from_line(line.removesuffix("\n")) for line in lines))
+        return cls(body, tuple(Signature.from_line(line) for line in lines))
 
 
 def sign(text: str, name: str, key: Ed25519PrivateKey) -> Signature:
@@ -228,9 +245,6 @@ class Checkpoint:
         if len(lines) < 4 or lines[-1] != "" or any(not line for line in lines[:-1]):
             raise NoteError("a checkpoint's text is its origin, tree size and root hash, one non-empty line each")
         origin, size, root = lines[:3]
-        if not size.isdigit() or not size.isascii() or (size != "0" and size.startswith("0")):
-            raise NoteError(f"a checkpoint's tree size is a decimal with no leading zero, not {size[:40]!r}")
-        digest = b64decode(root, "a checkpoint's root hash")
-        if len(digest) != 32:
-            raise NoteError(f"a checkpoint's root hash is 32 bytes (SHA-256), not {len(digest)}")
-        return cls(origin, int(size), digest)
+        tree_size = decimal(size, "a checkpoint's tree size")
+        (digest,) = hash_lines([root], "a checkpoint's root hash")
+        return cls(origin, tree_size, digest)

@@ -17,7 +17,7 @@ from ledger.note import Note, Signature
 from ledger.receipt import Receipt
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, EVENT_COLUMNS
 from ledger.store import Store, chain_leaves, sql_string
-from ledger.witnessing import origin_of
+from ledger.witnessing import note_text
 
 PROOF_VERSION = "warden.audit.proof.v1"
 EVENT_FIELDS = EVENT_COLUMNS
@@ -217,10 +217,8 @@ def _signed_note(store: Store, chain: int, log_name: str, where: str, order: str
     ).to_pylist()
     if not signed:
         return None
-    text = NoteCheckpoint(
-        origin_of(log_name, chain), signed[0]["seq"] + 1, bytes.fromhex(signed[0]["merkle_root"])
-    ).text
-    return Note(text, tuple(Signature.from_line(line.removesuffix("\n")) for line in sorted(signed[0]["lines"])))
+    text = note_text(log_name, chain, signed[0]["seq"] + 1, signed[0]["merkle_root"])
+    return Note(text, tuple(Signature.from_line(line) for line in sorted(signed[0]["lines"])))
 
 
 def latest_note(store: Store, chain: int, log_name: str) -> Note:

@@ -24,7 +24,18 @@ import orjson
 
 from ledger.chain import row_hash
 from ledger.merkle import leaf_hash, root_from_path
-from ledger.note import COSIGNATURE_V1, Checkpoint, Note, NoteError, NoteKey, b64decode, b64encode, verified_by
+from ledger.note import (
+    COSIGNATURE_V1,
+    Checkpoint,
+    Note,
+    NoteError,
+    NoteKey,
+    b64decode,
+    b64encode,
+    decimal,
+    hash_lines,
+    verified_by,
+)
 
 HEADER = "c2sp.org/tlog-proof@v1"
 
@@ -71,13 +82,8 @@ class Receipt:
             extra = b64decode(lines.pop(0).removeprefix("extra "), "the extra line")
         if not lines or not lines[0].startswith("index "):
             raise NoteError("a tlog-proof names its leaf: 'index <n>' after the header")
-        index = lines[0].removeprefix("index ")
-        if not index.isdigit() or not index.isascii() or (index != "0" and index[0] == "0"):
-            raise NoteError(f"the index is a decimal with no leading zero, not {index[:40]!r}")
-        path = tuple(b64decode(line, "an inclusion proof line") for line in lines[1:])
-        if any(len(h) != 32 for h in path):
-            raise NoteError("an inclusion proof line is one SHA-256 hash, 32 bytes")
-        return cls(int(index), path, Note.parse(note), extra)
+        index = decimal(lines[0].removeprefix("index "), "the index")
+        return cls(index, hash_lines(lines[1:], "an inclusion proof line"), Note.parse(note), extra)
 
 
 def leaf_of(row: dict) -> bytes:

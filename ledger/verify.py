@@ -41,10 +41,9 @@ from ledger.chain_check import ChainCheck, ChainResult, Page, Problem
 from ledger.checkpoint import Checkpoint, signature_valid
 from ledger.merkle import Frontier, PairHasher, hash_pairs
 from ledger.note import ED25519, Note, NoteError, NoteKey, Signature, verified_by
-from ledger.note import Checkpoint as NoteCheckpoint
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
 from ledger.store import Store, sql_string
-from ledger.witnessing import origin_of
+from ledger.witnessing import note_text
 
 # Rows per page: small enough that the first page arrives (and the last is folded) while the other
 # core works, large enough that a query's fixed cost is noise. A power of two: a page that starts
@@ -237,9 +236,10 @@ def _plan(
     down to the last valid checkpoint before it, whose signed head anchors it."""
     valid: list[tuple[Checkpoint, list[str]]] = []
     forged: list[Problem] = []
-    notes = _note_lines(store, chain, NoteKey(log_name, ED25519, public_key))
+    log_key = NoteKey(log_name, ED25519, public_key)
+    notes = _note_lines(store, chain, log_key)
     for cp, frontier in load_checkpoints(store, chain):
-        note_problem = _note_problem(cp, notes.get(cp.seq, ()), log_name, public_key)
+        note_problem = _note_problem(cp, notes.get(cp.seq, ()), log_key)
         if note_problem is not None:
             forged.append(Problem(chain, cp.seq, "forged_checkpoint", note_problem))
         elif signature_valid(cp, public_key):
@@ -301,14 +301,12 @@ def _note_lines(store: Store, chain: int, key: NoteKey) -> dict[int, list[str]]:
     return lines
 
 
-def _note_problem(cp: Checkpoint, lines, log_name: str, public_key: bytes) -> str | None:
+def _note_problem(cp: Checkpoint, lines, log_key: NoteKey) -> str | None:
     """Why a checkpoint's stored note signature does not hold, or None."""
-    text = NoteCheckpoint(origin_of(log_name, cp.chain), cp.tree_size, bytes.fromhex(cp.merkle_root)).text
+    text = note_text(log_key.name, cp.chain, cp.tree_size, cp.merkle_root)
     for line in lines:
         try:
-            verified_by(
-                Note(text, (Signature.from_line(line.removesuffix("\n")),)), [NoteKey(log_name, ED25519, public_key)]
-            )
+            verified_by(Note(text, (Signature.from_line(line),)), [log_key])
         except NoteError as exc:
             return (
                 f"the note signature stored for the checkpoint at seq {cp.seq} does not verify under the log's key "

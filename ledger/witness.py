@@ -35,9 +35,10 @@ from ledger.note import (
     NoteError,
     NoteKey,
     Signature,
-    b64decode,
     b64encode,
     cosign,
+    decimal,
+    hash_lines,
     verified_by,
 )
 
@@ -73,19 +74,15 @@ def parse_request(body: bytes) -> Request:
     if not sep:
         raise Refused(400, "the body is an old size line, proof lines, a blank line, then the checkpoint")
     lines = head.split("\n")
-    old = lines[0].removeprefix("old ")
-    if not lines[0].startswith("old ") or not old.isdigit() or not old.isascii() or (old != "0" and old[0] == "0"):
-        raise Refused(400, f"the first line is 'old <size>' in decimal with no leading zero, not {lines[0][:40]!r}")
     if len(lines) - 1 > MAX_PROOF_LINES:
         raise Refused(400, f"{len(lines) - 1} proof lines: at most {MAX_PROOF_LINES}")
     try:
-        proof = tuple(b64decode(line, "a proof line") for line in lines[1:])
-        if any(len(h) != 32 for h in proof):
-            raise NoteError("a proof line is one SHA-256 hash, 32 bytes")
-        note = Note.parse(checkpoint)
+        if not lines[0].startswith("old "):
+            raise NoteError(f"the first line is 'old <size>', not {lines[0][:40]!r}")
+        old = decimal(lines[0].removeprefix("old "), "the old size")
+        return Request(old, hash_lines(lines[1:], "a proof line"), Note.parse(checkpoint))
     except NoteError as exc:
         raise Refused(400, str(exc)) from None
-    return Request(int(old), proof, note)
 
 
 class WitnessState:

@@ -14,6 +14,7 @@ checkpoint, which covers this one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -43,9 +44,14 @@ def log_key(log_name: str, key: Ed25519PrivateKey) -> NoteKey:
     return NoteKey.of(log_name, ED25519, key)
 
 
+def note_text(log_name: str, chain: int, size: int, merkle_root: str) -> str:
+    """The note text of the chain's checkpoint covering ``size`` rows (its hex ``merkle_root``)."""
+    return Checkpoint(origin_of(log_name, chain), size, bytes.fromhex(merkle_root)).text
+
+
 def log_note(log_name: str, key: Ed25519PrivateKey, cp: checkpoints.Checkpoint) -> Note:
     """A stored checkpoint as the log's signed note."""
-    text = Checkpoint(origin_of(log_name, cp.chain), cp.tree_size, bytes.fromhex(cp.merkle_root)).text
+    text = note_text(log_name, cp.chain, cp.tree_size, cp.merkle_root)
     return Note(text, (sign(text, log_name, key),))
 
 
@@ -88,57 +94,71 @@ class Witnesses:
             await self._session.close()
 
     async def cosign(self, note: Note, leaves_of) -> list[tuple[WitnessConfig, Signature]]:
-        """Each witness's cosignature of ``note`` that verifies; ``await leaves_of(size)`` gives the
-        chain's leaf hashes up to a size (for consistency proofs). A witness that did not answer
-        is left alone for ``RETRY_S``: the sink waits for it, and its next checkpoint covers this one."""
+        """Each witness's cosignature of ``note`` that verifies, the witnesses asked at once;
+        ``await leaves_of(size)`` gives the chain's leaf hashes up to a size (read once, for the
+        consistency proofs). A witness that did not answer is left alone for ``RETRY_S``: its next
+        checkpoint covers this one."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         checkpoint = Checkpoint.parse(note.text)
-        got = []
         leaves: list[bytes] | None = None
-        for witness in self.configs:
-            if time.monotonic() < self.down_until.get(witness.url, 0.0):
-                continue
-            old = self.sizes.get((witness.url, checkpoint.origin), 0)
-            for _ in range(2):  # once more with the size a 409 names
-                if 0 < old < checkpoint.size and leaves is None:
+        reading = asyncio.Lock()
+
+        async def proof_from(old: int) -> list[bytes]:
+            nonlocal leaves
+            if not 0 < old < checkpoint.size:
+                return []
+            async with reading:
+                if leaves is None:
                     leaves = await leaves_of(checkpoint.size)
-                proof = consistency_path(leaves[: checkpoint.size], old) if 0 < old < checkpoint.size else []
-                try:
-                    status, body, kind = await self._post(witness, request_body(old, proof, note))
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    log.warning("witness %s did not answer (%s); asked again in %.0f s", witness.url, exc, RETRY_S)
-                    self.down_until[witness.url] = time.monotonic() + RETRY_S
-                    break
-                if status == 409 and kind == SIZE_TYPE and body.strip().isdigit() and int(body) != old:
-                    old = int(body)
-                    self.sizes[(witness.url, checkpoint.origin)] = old
-                    if old > checkpoint.size:
-                        log.error(
-                            "witness %s has cosigned %s at size %d, past this checkpoint's %d: this ledger lost rows "
-                            "it had shown (or another sink signs for it). Run `warden audit verify`",
-                            witness.url,
-                            checkpoint.origin,
-                            old,
-                            checkpoint.size,
-                        )
-                        break
-                    continue
-                if status != 200:
-                    log.error(
-                        "witness %s refused %s at size %d (HTTP %d: %s): a witness refuses what does not extend "
-                        "what it saw. Run `warden audit verify`",
-                        witness.url,
-                        checkpoint.origin,
-                        checkpoint.size,
-                        status,
-                        body.strip()[:300],
-                    )
-                    break
-                got += self._verified(witness, note, body)
-                self.sizes[(witness.url, checkpoint.origin)] = checkpoint.size
-                break
-        return got
+            return consistency_path(leaves, old)
+
+        now = time.monotonic()
+        asked = [w for w in self.configs if now >= self.down_until.get(w.url, 0.0)]
+        answers = await asyncio.gather(*(self._ask(w, note, checkpoint, proof_from) for w in asked))
+        return [cosigned for answer in answers for cosigned in answer]
+
+    async def _ask(
+        self, witness: WitnessConfig, note: Note, checkpoint: Checkpoint, proof_from
+    ) -> list[tuple[WitnessConfig, Signature]]:
+        """One witness's add-checkpoint: from the size it last cosigned, and once more from the
+        size its 409 names (what it holds, when this sink did not know it)."""
+        known = (witness.url, checkpoint.origin)
+        old = self.sizes.get(known, 0)
+        for _ in range(2):
+            try:
+                status, body, kind = await self._post(witness, request_body(old, await proof_from(old), note))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("witness %s did not answer (%s); asked again in %.0f s", witness.url, exc, RETRY_S)
+                self.down_until[witness.url] = time.monotonic() + RETRY_S
+                return []
+            if status == 200:
+                self.sizes[known] = checkpoint.size
+                return self._verified(witness, note, body)
+            named = int(body) if status == 409 and kind == SIZE_TYPE and body.strip().isdigit() else old
+            if named == old:
+                log.error(
+                    "witness %s refused %s at size %d (HTTP %d: %s): a witness refuses what does not extend "
+                    "what it saw. Run `warden audit verify`",
+                    witness.url,
+                    checkpoint.origin,
+                    checkpoint.size,
+                    status,
+                    body.strip()[:300],
+                )
+                return []
+            self.sizes[known] = old = named
+            if old > checkpoint.size:
+                log.error(
+                    "witness %s has cosigned %s at size %d, past this checkpoint's %d: this ledger lost rows "
+                    "it had shown (or another sink signs for it). Run `warden audit verify`",
+                    witness.url,
+                    checkpoint.origin,
+                    old,
+                    checkpoint.size,
+                )
+                return []
+        return []
 
     async def _post(self, witness: WitnessConfig, body: bytes) -> tuple[int, str, str]:
         async with self._session.post(f"{witness.url}/add-checkpoint", data=body) as response:

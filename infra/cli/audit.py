@@ -134,19 +134,21 @@ def source_changes(store) -> list[dict]:
     return [{"ts": str(row["ts"]), **orjson.loads(row["details"])} for row in rows]
 
 
-def _built(build) -> int:
-    """Prints what ``build(store)`` made from the ledger (a proof), or why it could not."""
+def _built(build, show=print_json) -> int:
+    """Shows what ``build(store, settings)`` made from the ledger (a proof, JSON by default), or why
+    it could not."""
+    settings = load()
     try:
-        store = open_reader(load())
+        store = open_reader(settings)
     except StoreError as exc:
         return _fail(str(exc))
     try:
-        built = build(store)
+        built = build(store, settings)
     except (proofs.ProofError, StoreError) as exc:
         return _fail(str(exc))
     finally:
         store.close()
-    print_json(built)
+    show(built)
     return 0
 
 
@@ -170,7 +172,7 @@ def _checked(args: argparse.Namespace, check, holds) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    return _built(lambda store: proofs.build(store, args.event_id))
+    return _built(lambda store, _: proofs.build(store, args.event_id))
 
 
 def cmd_check_proof(args: argparse.Namespace) -> int:
@@ -185,7 +187,7 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
-    return _built(lambda store: proofs.build_consistency(store, args.chain, args.old, args.new))
+    return _built(lambda store, _: proofs.build_consistency(store, args.chain, args.old, args.new))
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> int:
@@ -287,22 +289,13 @@ def cmd_log_key(args: argparse.Namespace) -> int:
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
-    settings = load()
-    try:
-        store = open_reader(settings)
-    except StoreError as exc:
-        return _fail(str(exc))
-    try:
-        receipt = proofs.build_receipt(store, args.event_id, settings.ledger.log_name)
-    except (proofs.ProofError, StoreError) as exc:
-        return _fail(str(exc))
-    finally:
-        store.close()
-    if args.json:
-        print_json({"event": receipt.event, "receipt": receipt.text})
-    else:
-        sys.stdout.write(receipt.text)
-    return 0
+    def show(receipt: Receipt) -> None:
+        if args.json:
+            print_json({"event": receipt.event, "receipt": receipt.text})
+        else:
+            sys.stdout.write(receipt.text)
+
+    return _built(lambda store, settings: proofs.build_receipt(store, args.event_id, settings.ledger.log_name), show)
 
 
 def cmd_check_receipt(args: argparse.Namespace) -> int:

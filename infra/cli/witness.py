@@ -20,7 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from infra.cli.output import fail, print_json
-from ledger.keys import SigningKeyError, load_or_create_signing_key
+from ledger.keys import SigningKeyError, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, ED25519, NoteError, NoteKey
 from ledger.witness import Refused, Witness, WitnessState
 from runtime.config import load
@@ -38,8 +38,7 @@ def _dir(args) -> Path:
 
 
 def _key(args):
-    directory = _dir(args)
-    return load_or_create_signing_key(directory, directory / "witness_ed25519.pem")
+    return load_or_create_witness_key(_dir(args))
 
 
 def cmd_key(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evm.blobs import versioned_hash
-from ledger.keys import load_or_create_signing_key
+from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
 from ledger.witnessing import log_key
 from runtime.config import Settings, child_environment, environment
@@ -484,9 +484,7 @@ class LocalStack:
         $WARDEN_HOME/witness: the ledger sink started after it asks it to cosign every checkpoint,
         and a receipt needs its cosignature (quorum 1). Returns its verifier key."""
         directory = self.settings.home / "witness"
-        witness_key = NoteKey.of(
-            name, COSIGNATURE_V1, load_or_create_signing_key(directory, directory / "witness_ed25519.pem")
-        )
+        witness_key = NoteKey.of(name, COSIGNATURE_V1, load_or_create_witness_key(directory))
         ledger_key = log_key(self.settings.ledger.log_name, load_or_create_signing_key(self.settings.home))
         address = f"127.0.0.1:{free_port(self.configured_ports())}"
         args = [

@@ -22,7 +22,7 @@ import pytest
 from infra.cli import main
 from infra.stack.local import free_port
 from ledger.checkpoint import Checkpoint as LedgerCheckpoint
-from ledger.keys import load_or_create_signing_key
+from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.merkle import consistency_path, leaf_hash, tree_hash
 from ledger.note import COSIGNATURE_V1, Checkpoint, Note, NoteKey, Signature, sign
 from ledger.proof import build_receipt
@@ -51,7 +51,7 @@ class WitnessProcess:
     def __init__(self, name: str, directory: Path, log_vkey: str):
         self.name, self.directory, self.log_vkey = name, directory, log_vkey
         self.port = free_port()
-        key = load_or_create_signing_key(directory, directory / "witness_ed25519.pem")
+        key = load_or_create_witness_key(directory)
         self.key = NoteKey.of(name, COSIGNATURE_V1, key)
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
