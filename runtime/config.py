@@ -138,6 +138,11 @@ class Settings:
     tee: str = field(default_factory=lambda: _env("WARDEN_TEE", "auto"))
     # Pinned policy-signing keys, "key_id=0x<hex>,..."; unset means the local admin key under home.
     admin_keys: str | None = field(default_factory=lambda: _opt("WARDEN_ADMIN_KEYS"))
+    # How many of those admins must sign each action: one number, or "policy=2,approval=2,keys=2,
+    # chains=2,admins=3" (schemas.admins.parse_thresholds); unset: 1.
+    admin_quorum: str | None = field(default_factory=lambda: _opt("WARDEN_ADMIN_QUORUM"))
+    # Which admin this command line acts as: its key is $WARDEN_HOME/admin/<id>.pem.
+    admin_id: str = field(default_factory=lambda: _env("WARDEN_ADMIN_ID", "local-admin"))
     # Pinned outcome-signing keys of the streams workers and of the signers, same form; unset
     # means the local services' keys under home (the embedded stack).
     worker_keys: str | None = field(default_factory=lambda: _opt("WARDEN_WORKER_KEYS"))
@@ -316,6 +321,12 @@ def child_environment(settings: Settings) -> dict[str, str]:
     )
     if attestation.vcek_file:
         env["WARDEN_SEV_VCEK"] = attestation.vcek_file
+    env["WARDEN_ADMIN_ID"] = settings.admin_id
+    for name, value in (("WARDEN_ADMIN_KEYS", settings.admin_keys), ("WARDEN_ADMIN_QUORUM", settings.admin_quorum)):
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 

@@ -26,19 +26,37 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from runtime.config import Settings
-from schemas.auth import AuditSigner, Role, load_or_create_ed25519, public_key_hex
+from schemas.admins import ACTIONS, parse_thresholds, valid_admin_keys
+from schemas.auth import Admins, AuditSigner, Role, load_or_create_ed25519, public_key_hex
 
 LOCAL_ADMIN_ID = "local-admin"
 _PUBLIC_KEY = re.compile(r"0x[0-9a-f]{64}")
 
 
 def local_admin_key_file(home: Path) -> Path:
-    return home / "admin" / f"{LOCAL_ADMIN_ID}.pem"
+    return admin_key_file(home, LOCAL_ADMIN_ID)
 
 
 def _pairs(text: str) -> dict[str, str]:
     pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
     return {key_id.strip(): pub.strip() for key_id, pub in pairs}
+
+
+def admin_key_file(home: Path, admin_id: str) -> Path:
+    """Where an admin's command line keeps its key (``WARDEN_ADMIN_ID`` picks whose)."""
+    return home / "admin" / f"{admin_id}.pem"
+
+
+def pinned_admins(settings: Settings) -> Admins:
+    """The configured admin set (version 0) with its thresholds (``WARDEN_ADMIN_QUORUM``). A process
+    that checks admins' signatures follows warden.admins for the changes a quorum made since."""
+    keys = pinned_admin_keys(settings)
+    if not keys:  # nothing pinned: no admin's signature verifies, whatever the threshold
+        return Admins({}, {action: 1 for action in ACTIONS})
+    try:
+        return Admins(valid_admin_keys(keys), parse_thresholds(settings.admin_quorum, keys))
+    except ValueError as exc:
+        raise ValueError(f"WARDEN_ADMIN_QUORUM {settings.admin_quorum!r} with WARDEN_ADMIN_KEYS: {exc}") from None
 
 
 def pinned_admin_keys(settings: Settings) -> dict[str, str]:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import (
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, AdminSignature
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -78,8 +79,16 @@ def sign_simulation_request(request: SimulationRequest, agent_key: Ed25519Privat
 
 
 def sign_policy(policy: AgentPolicy, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AgentPolicy:
-    unsigned = policy.model_copy(update={"admin_key_id": admin_key_id, "signature": ""})
-    return unsigned.model_copy(update={"signature": admin_key.sign(unsigned.signing_bytes()).hex()})
+    """``policy`` proposed and signed by one admin (the proposer); `cosign` adds the others."""
+    return _admin_signed(policy, admin_key, admin_key_id)
+
+
+def sign_human_approval(approval: HumanApproval, admin_key: Ed25519PrivateKey, admin_key_id: str) -> HumanApproval:
+    return _admin_signed(approval, admin_key, admin_key_id)
+
+
+def sign_admin_set(admin_set: AdminSet, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AdminSet:
+    return _admin_signed(admin_set, admin_key, admin_key_id)
 
 
 def ed25519_valid(public: bytes, signature: bytes, message: bytes) -> bool:
@@ -116,21 +125,136 @@ def simulation_request_signature_valid(request: SimulationRequest, policy: Agent
     return bool(request.signature) and _verify(policy.agent_public_key, request.signature, request.signing_bytes())
 
 
-def policy_signature_valid(policy: AgentPolicy, admin_public_keys: dict[str, str]) -> bool:
-    """True only if the policy is signed by one of the pinned admin keys (key id → public key hex)."""
-    key = admin_public_keys.get(policy.admin_key_id)
-    return key is not None and bool(policy.signature) and _verify(key, policy.signature, policy.signing_bytes())
+AdminSignedT = TypeVar("AdminSignedT", AgentPolicy, HumanApproval, AdminSet)
 
 
-def sign_human_approval(approval: HumanApproval, admin_key: Ed25519PrivateKey, admin_key_id: str) -> HumanApproval:
-    unsigned = approval.model_copy(update={"admin_key_id": admin_key_id, "signature": ""})
+def _admin_signed(record: AdminSignedT, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AdminSignedT:
+    unsigned = record.model_copy(update={"admin_key_id": admin_key_id, "signature": "", "cosignatures": ()})
     return unsigned.model_copy(update={"signature": admin_key.sign(unsigned.signing_bytes()).hex()})
 
 
-def human_approval_valid(approval: HumanApproval, admin_public_keys: dict[str, str]) -> bool:
-    """True only if the decision is signed by one of the pinned admin keys, like a policy."""
-    key = admin_public_keys.get(approval.admin_key_id)
-    return key is not None and bool(approval.signature) and _verify(key, approval.signature, approval.signing_bytes())
+def cosign(record: AdminSignedT, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AdminSignedT:
+    """``record`` with one more admin's signature over the same bytes as the proposer's."""
+    more = AdminSignature(admin_key_id=admin_key_id, signature=admin_key.sign(record.signing_bytes()).hex())
+    return record.model_copy(update={"cosignatures": (*record.cosignatures, more)})
+
+
+def admin_signatures(record: AdminSignedT) -> list[tuple[str, str]]:
+    """(admin key id, signature hex) of everyone who signed ``record``, the proposer first."""
+    return [(record.admin_key_id, record.signature), *((c.admin_key_id, c.signature) for c in record.cosignatures)]
+
+
+class Admins:
+    """The admin set in force: pinned keys (id → public key hex), a threshold per action and the
+    set's version (0: the configured one). One object shared by everything in a process that
+    checks admins' signatures: `adopt` changes it in place, so all of them see a change at once."""
+
+    def __init__(self, keys: dict[str, str], thresholds: dict[Action, int], version: int = 0):
+        self.keys, self.thresholds, self.version = dict(keys), dict(thresholds), version
+
+    @classmethod
+    def with_threshold(cls, keys: dict[str, str], m: int) -> "Admins":
+        """``keys`` with the one threshold ``m`` for every action."""
+        return cls(keys, {action: m for action in ACTIONS})
+
+    def key(self, key_id: str) -> str | None:
+        return self.keys.get(key_id)
+
+    def threshold(self, action: Action) -> int:
+        return self.thresholds[action]
+
+    def signers(self, record: AdminSignedT) -> tuple[list[str], list[str]]:
+        """Who counts towards ``record``'s quorum (distinct pinned admins whose signature verifies
+        over its bytes), and why each other signature does not."""
+        message, counted, seen_keys, problems = record.signing_bytes(), [], set(), []
+        for key_id, signature in admin_signatures(record):
+            problem = self.signature_problem(key_id, signature, message)
+            if problem is None and self.keys[key_id] in seen_keys:
+                problem = f"{key_id} signed twice (counted once)"
+            if problem is None:
+                seen_keys.add(self.keys[key_id])
+                counted.append(key_id)
+            else:
+                problems.append(problem)
+        return counted, problems
+
+    def signature_problem(self, key_id: str, signature: str, message: bytes) -> str | None:
+        """None when pinned admin ``key_id`` made ``signature`` over ``message``; else why not."""
+        public = self.keys.get(key_id)
+        if public is None:
+            return f"{key_id[:64]!r} is not a pinned admin"
+        if not signature or not _verify(public, signature, message):
+            return f"{key_id}'s signature does not verify over this record's bytes"
+        return None
+
+    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> str | None:
+        """None when ``record`` carries the quorum ``action`` needs (or ``needed`` signatures);
+        otherwise who signed, who did not count and why, and how many are needed."""
+        needed = self.threshold(action) if needed is None else needed
+        counted, problems = self.signers(record)
+        if len(counted) >= needed:
+            return None
+        return (
+            f"{ACTION_NAMES[action]} needs {needed} of the {len(self.keys)} pinned admins' signatures over the "
+            f"same bytes (admin set v{self.version}); it has {len(counted)}"
+            + (f" ({', '.join(counted)})" if counted else "")
+            + (f"; not counted: {'; '.join(problems)}" if problems else "")
+        )
+
+    def adopt(self, proposed: AdminSet) -> str | None:
+        """Take ``proposed`` as the set in force when it is newer and this set's quorum for
+        ``admins`` signed it; otherwise why not (nothing changes)."""
+        if proposed.version <= self.version:
+            return f"admin set v{proposed.version} is not newer than v{self.version}, in force"
+        problem = self.quorum_problem(proposed, "admins")
+        if problem is not None:
+            return problem
+        self.keys, self.thresholds, self.version = dict(proposed.admins), dict(proposed.thresholds), proposed.version
+        return None
+
+
+class AdminSetBook:
+    """What a reader of warden.admins does with each record: `Admins.adopt` it, or hold it until
+    the version before it is in force (the topic's records may come out of order), or refuse it.
+    No Kafka here: bytes in, what happened out."""
+
+    def __init__(self, admins: Admins):
+        self.admins = admins
+        self._waiting: dict[int, AdminSet] = {}
+
+    def read(self, raw: bytes | None) -> list[tuple[str, str]]:
+        """("adopted", "admin set vN: ...") or ("refused", why) for each thing the record settled."""
+        try:
+            proposed = AdminSet.model_validate_json(raw or b"")
+        except ValueError as exc:
+            return [("refused", f"not an AdminSet record ({str(exc)[:300]}); ignored")]
+        if proposed.version > self.admins.version + 1:
+            self._waiting[proposed.version] = proposed  # its predecessor may still be on its way
+            return []
+        settled = [self._take(proposed)]
+        while self.admins.version + 1 in self._waiting:
+            settled.append(self._take(self._waiting.pop(self.admins.version + 1)))
+        return settled
+
+    def _take(self, proposed: AdminSet) -> tuple[str, str]:
+        problem = self.admins.adopt(proposed)
+        if problem is not None:
+            return "refused", f"admin set v{proposed.version} refused: {problem}"
+        thresholds = ", ".join(f"{a}={m}" for a, m in self.admins.thresholds.items())
+        return "adopted", (
+            f"admin set v{proposed.version} in force: {', '.join(sorted(self.admins.keys))} ({thresholds})"
+        )
+
+
+def policy_signature_valid(policy: AgentPolicy, admins: Admins) -> bool:
+    """True only if the quorum of pinned admins for a policy change signed ``policy``."""
+    return admins.quorum_problem(policy, "policy") is None
+
+
+def human_approval_valid(approval: HumanApproval, admins: Admins) -> bool:
+    """True only if enough pinned admins signed the decision: the quorum for ``approve``, one
+    for ``deny`` (a refusal moves nothing; any admin may stop an intent)."""
+    return admins.quorum_problem(approval, "approval", None if approval.decision == "approve" else 1) is None
 
 
 # -- outcomes ------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 from pydantic import Field
 
+from schemas.admins import AdminSignature
 from schemas.fields import Address, HexData, UtcDatetime, Wei
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
@@ -71,10 +72,14 @@ class IntentRejected(Outcome):
     tee: str | None = Field(default=None, description="a signer's refusal: where that signer runs (none or sev-snp)")
 
 
-class HumanApproval(Record):
-    """An admin's decision on an intent that waits for one, signed with a pinned admin key over
-    `signing_bytes` and bound to the intent by its digest. The worker acts on it, and the signer
-    checks it again itself before it signs anything above a threshold."""
+class HumanApproval(Evolving):
+    """An admin's decision on an intent that waits for one, signed over `signing_bytes` by pinned
+    admin keys (the proposer's in ``signature``, the others' in ``cosignatures``: an approval
+    needs the deployment's quorum for ``approval``, a denial one admin) and bound to the intent
+    by its digest. The worker acts on it, and the signer checks it again itself before it signs
+    anything above a threshold."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"cosignatures": ()}
 
     intent_id: str
     agent_id: str
@@ -84,9 +89,12 @@ class HumanApproval(Record):
     decided_at: UtcDatetime
     admin_key_id: str = ""
     signature: str = Field(default="", description="Ed25519 by the admin key over signing_bytes(), hex")
+    cosignatures: tuple[AdminSignature, ...] = Field(default=(), max_length=64)
 
     def signing_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude={"signature"}), option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(
+            self.model_dump(mode="json", exclude={"signature", "cosignatures"}), option=orjson.OPT_SORT_KEYS
+        )
 
 
 class IntentParked(Outcome):

@@ -10,6 +10,7 @@ import orjson
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from evm.constants import MAX_MESSAGE_BYTES
+from schemas.admins import AdminSignature
 from schemas.fields import (
     Address,
     HexData,
@@ -191,6 +192,7 @@ class AgentPolicy(Evolving):
         "approval_threshold_eth": None,
         "approval_timeout_s": 3600,
         "eip712_no_value_types": (),
+        "cosignatures": (),
     }
 
     agent_id: Identifier
@@ -261,6 +263,9 @@ class AgentPolicy(Evolving):
     issued_at: UtcDatetime
     admin_key_id: str = ""
     signature: str = Field(default="", description="Ed25519 signature by the admin key over signing_bytes(), hex")
+    cosignatures: tuple[AdminSignature, ...] = Field(
+        default=(), max_length=64, description="the other admins' signatures over the same bytes (a quorum)"
+    )
 
     @field_validator("tx_allowed_chains")
     @classmethod
@@ -305,4 +310,6 @@ class AgentPolicy(Evolving):
         return None if self.tx_daily_limit_eth is None else parse_native_amount(self.tx_daily_limit_eth)
 
     def signing_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", exclude={"signature"}), option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(
+            self.model_dump(mode="json", exclude={"signature", "cosignatures"}), option=orjson.OPT_SORT_KEYS
+        )

@@ -26,6 +26,12 @@ MESSAGES_SIGNED = "warden.messages.signed"
 SIMULATIONS_REQUESTED = "warden.simulations.requested"
 SIMULATIONS_RESULTS = "warden.simulations.results"
 POLICIES = "warden.policies"
+# Changes to the admin set and its thresholds (AdminSet), each signed by the quorum of the set
+# before it; every service that checks admins' signatures reads it whole (runtime.admins).
+ADMINS = "warden.admins"
+# Admins' signatures collected towards a quorum (AdminProposal): one record per signature, until
+# enough admins signed and the whole record goes to its own topic (`warden approvals sign`).
+ADMIN_PROPOSALS = "warden.admin.proposals"
 AUDIT_EVENTS = "warden.audit.events"
 AUDIT_CHECKPOINTS = "warden.audit.checkpoints"
 DLQ = "warden.dlq"
@@ -56,6 +62,8 @@ ALL = (
     SIMULATIONS_REQUESTED,
     SIMULATIONS_RESULTS,
     POLICIES,
+    ADMINS,
+    ADMIN_PROPOSALS,
     AUDIT_EVENTS,
     AUDIT_CHECKPOINTS,
     DLQ,

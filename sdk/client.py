@@ -25,7 +25,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import audit_headers, end_offsets, follow_records
 from runtime.kafka import producer as new_producer
-from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, PinnedServiceKeys
+from runtime.trust import PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
 from schemas.audit import AuditEvent, audit_events_of
 from schemas.auth import (
@@ -224,20 +224,20 @@ def blob_fields(blobs: Sequence[bytes]) -> dict:
 
 
 def signed_policy(settings: Settings, **fields) -> AgentPolicy:
-    admin = load_or_create_admin_key(settings.home)
+    admin = load_or_create_admin_key(settings.home, settings.admin_id)
     policy = AgentPolicy(issued_at=utcnow(), **fields)
-    return sign_policy(policy, admin, LOCAL_ADMIN_ID)
+    return sign_policy(policy, admin, settings.admin_id)
 
 
 def admin_audit_signer(settings: Settings) -> AuditSigner:
-    """The local admin key (the one that signs policies), as the signer of audit records."""
-    return AuditSigner("admin", LOCAL_ADMIN_ID, load_or_create_admin_key(settings.home))
+    """This admin's key (``WARDEN_ADMIN_ID``, the one that signs policies), as the signer of audit records."""
+    return AuditSigner("admin", settings.admin_id, load_or_create_admin_key(settings.home, settings.admin_id))
 
 
 def human_decision(settings: Settings, parked: IntentParked, decision: str, reason: str = "") -> HumanApproval:
     """An admin's decision on a parked intent, signed with the local admin key (the one that
     signs policies) and bound to the intent's digest."""
-    admin = load_or_create_admin_key(settings.home)
+    admin = load_or_create_admin_key(settings.home, settings.admin_id)
     return sign_human_approval(
         HumanApproval(
             intent_id=parked.intent_id,
@@ -248,7 +248,7 @@ def human_decision(settings: Settings, parked: IntentParked, decision: str, reas
             decided_at=utcnow(),
         ),
         admin,
-        LOCAL_ADMIN_ID,
+        settings.admin_id,
     )
 
 
@@ -276,8 +276,9 @@ class Client:
         """What an admin's command left behind (custody's audit records and vault events), each
         signed with the local admin key: the ledger believes no unsigned audit record, and a signer
         applies no unsigned vault event (`schemas.auth.vault_event_forgery`)."""
-        key = load_or_create_admin_key(self.settings.home)
-        audit_signer, vault_signer = AuditSigner("admin", LOCAL_ADMIN_ID, key), VaultEventSigner(LOCAL_ADMIN_ID, key)
+        admin_id = self.settings.admin_id
+        key = load_or_create_admin_key(self.settings.home, admin_id)
+        audit_signer, vault_signer = AuditSigner("admin", admin_id, key), VaultEventSigner(admin_id, key)
 
         def headers(emit: Emit) -> list[tuple[str, bytes]] | None:
             return vault_signer.headers(emit.value) if emit.topic == topics.VAULT else audit_headers(emit, audit_signer)

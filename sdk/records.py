@@ -12,9 +12,9 @@ import aiohttp
 
 from runtime.config import Settings
 from runtime.kafka import read_to_quiet
-from runtime.trust import PinnedServiceKeys, pinned_admin_keys
+from runtime.trust import PinnedServiceKeys, pinned_admins
 from schemas import topics
-from schemas.auth import outcome_forgery, policy_signature_valid
+from schemas.auth import Admins, AdminSetBook, outcome_forgery, policy_signature_valid
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import read_outcome
@@ -93,10 +93,20 @@ def status_history(records: list[SignedTransaction]) -> list[dict]:
     return steps
 
 
+async def admins_in_force(settings: Settings) -> Admins:
+    """The admin set in force: the configured one, with every change on warden.admins its
+    quorum signed (`schemas.auth.AdminSetBook`)."""
+    admins = pinned_admins(settings)
+    book = AdminSetBook(admins)
+    async for _, value in read_to_quiet(settings, (topics.ADMINS,), 2):
+        book.read(value)
+    return admins
+
+
 async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3) -> AgentPolicy | None:
     """The agent's policy in force: the newest version on ``warden.policies`` that a pinned admin
     key signed (the first written of a version wins), or None when there is none."""
-    admin_keys = pinned_admin_keys(settings)
+    admins = await admins_in_force(settings)
     newest = None
     async for _, value in read_to_quiet(settings, (topics.POLICIES,), idle_polls):
         try:
@@ -109,7 +119,7 @@ async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3
         if (
             policy.agent_id == agent_id
             and (newest is None or policy.version > newest.version)
-            and policy_signature_valid(policy, admin_keys)
+            and policy_signature_valid(policy, admins)
         ):
             newest = policy
     return newest

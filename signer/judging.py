@@ -16,7 +16,7 @@ from rules import judge, movements
 from rules.assets import approval_needed
 from rules.window import SpendWindow
 from runtime.clock import US_PER_SECOND, to_us
-from schemas.auth import human_approval_valid
+from schemas.auth import Admins, human_approval_valid
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
 from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
 from schemas.policy import AgentPolicy
@@ -29,9 +29,9 @@ class Judging:
     """The signer's policy book, the pinned admin keys that sign policies and approvals, the
     agent state it reads spend from, and how old an intent may be (``max_age_us``)."""
 
-    def __init__(self, state, admin_keys: dict[str, str], policies: PolicyBook, max_age_us: int):
+    def __init__(self, state, admins: Admins, policies: PolicyBook, max_age_us: int):
         self.state = state
-        self.admin_keys = admin_keys
+        self.admins = admins
         self.policies = policies
         self.max_age_us = max_age_us
 
@@ -84,7 +84,7 @@ class Judging:
         """The admin's approval the record carries, if it is one this signer believes: signed by a
         pinned admin key, an approval of exactly this intent (id and digest), and fresh."""
         approval, intent = approved.human_approval, approved.intent
-        if approval is None or approval.decision != "approve" or not human_approval_valid(approval, self.admin_keys):
+        if approval is None or approval.decision != "approve" or not human_approval_valid(approval, self.admins):
             return None
         if (approval.intent_id, approval.agent_id, approval.intent_digest) != (
             intent.intent_id,
@@ -104,15 +104,19 @@ class Judging:
             raise SigningRefused(
                 "HUMAN_APPROVAL_REQUIRED",
                 (
-                    f"{why}, and the record carries no valid admin approval of this intent (signed by a pinned admin key, "
-                    "bound to its digest, fresh); it waits for `warden approvals approve` through the pipeline"
+                    f"{why}, and the record carries no valid admin approval of this intent (signed by the pinned admins' "
+                    "quorum for approvals, bound to its digest, fresh); it waits for `warden approvals approve` through "
+                    "the pipeline"
                 ),
             )
 
     def policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
         intent, offered = approved.intent, approved.policy
         if not self.policies.signed(offered):
-            raise SigningRefused("POLICY_SIGNATURE_INVALID", "the policy is not signed by a pinned admin key")
+            problem = self.admins.quorum_problem(offered, "policy") or "the signatures do not verify"
+            raise SigningRefused(
+                "POLICY_SIGNATURE_INVALID", f"the policy is not signed by the admins' quorum: {problem}"
+            )
         if offered.agent_id != intent.agent_id:
             raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
         self.policies.offer(offered)  # a newer signed policy than the topic has brought yet is adopted

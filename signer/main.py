@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evm import blobs
 from runtime import metrics
+from runtime.admins import follow_admin_sets
 from runtime.attestation.announcement import attest
 from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings, load
@@ -31,7 +32,7 @@ from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes, RpcError, RpcUnavailable
-from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admin_keys, service_key
+from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_forgery
 from schemas.emit import Emit, Source, audit
@@ -93,8 +94,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     service_public = bytes.fromhex(public_key_hex(service[1])[2:])
     keystore = keystore_from_settings(settings, audit=custody_audit, requester=(settings.signer_id, service_public))
     sealing = SealingKeyPair()
-    admin_keys = pinned_admin_keys(settings)
-    policies = PolicyBook(admin_keys)
+    admins = pinned_admins(settings)
+    policies = PolicyBook(admins)
     tee, announced = announce(settings, sealing, service, utcnow())
     legacy = settings.home / "signer" / "state.db"
     if legacy.exists():
@@ -113,7 +114,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     signer = Signer(
         states,
         keystore,
-        admin_keys,
+        admins,
         nodes.for_chain,
         service_key=service,
         tee=tee,
@@ -124,6 +125,13 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         max_bumps=settings.tx_max_bumps,
         persist=persist,
     )
+    # The admin set in force is known before any admin's signature is checked: a policy signed by
+    # an admin a quorum added since the configured set must not be refused as unsigned.
+    admins_known = asyncio.Event()
+    admin_task = asyncio.create_task(
+        follow_admin_sets(settings, admins, admins_known, _audit_admin_set(settings, custody_audit))
+    )
+    await _caught_up(admins_known, admin_task, topics.ADMINS)
     policies_known = asyncio.Event()
     policy_task = asyncio.create_task(follow_policies(settings, policies, policies_known, custody_audit, tee))
     vault_task = asyncio.create_task(follow_vault(settings, keystore, custody_audit))
@@ -160,7 +168,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         signer, owner, consumer, producer, settings.max_record_bytes, audit_signer, custody_audit, trackers
     )
     # Nothing is signed before every policy already published is known here.
-    await _policies_caught_up(policies_known, policy_task)
+    await _caught_up(policies_known, policy_task, topics.POLICIES)
     log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
     metrics.serve(settings, settings.signer_process)
     mark_ready(settings, settings.signer_process)
@@ -223,14 +231,35 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-async def _policies_caught_up(policies_known: asyncio.Event, policy_task: asyncio.Task) -> None:
-    """Returns once every policy already published is read; raises if the reader ended first."""
-    known = asyncio.create_task(policies_known.wait())
-    await asyncio.wait({known, policy_task}, return_when=asyncio.FIRST_COMPLETED)
-    if not policies_known.is_set():
-        known.cancel()
-        policy_task.result()  # raises why the policies could not be read
-        raise RuntimeError(f"{topics.POLICIES} ended before the signer caught up")
+async def _caught_up(known: asyncio.Event, task: asyncio.Task, topic: str) -> None:
+    """Until ``task`` read ``topic`` to its end (``known``); raises why, if it stopped first."""
+    done = asyncio.create_task(known.wait())
+    await asyncio.wait({done, task}, return_when=asyncio.FIRST_COMPLETED)
+    if not known.is_set():
+        done.cancel()
+        task.result()  # raises why the topic could not be read
+        raise RuntimeError(f"{topic} ended before the signer caught up")
+
+
+def _audit_admin_set(settings: Settings, custody_audit: AuditOutbox):
+    """The ledger's record of each admin set this signer took or refused."""
+
+    def record(what: str, text: str) -> None:
+        now = utcnow()
+        custody_audit(
+            audit(
+                SERVICE,
+                "admins.changed" if what == "adopted" else "admins.refused",
+                "admins",
+                now,
+                settings.signer_id,
+                text[:64],
+                signer_id=settings.signer_id,
+                reason=text,
+            )
+        )
+
+    return record
 
 
 async def follow_policies(

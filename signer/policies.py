@@ -16,15 +16,15 @@ import logging
 
 from pydantic import ValidationError
 
-from schemas.auth import policy_signature_valid
+from schemas.auth import Admins, policy_signature_valid
 from schemas.policy import AgentPolicy
 
 log = logging.getLogger("warden.signer")
 
 
 class PolicyBook:
-    def __init__(self, admin_keys: dict[str, str]):
-        self.admin_keys = admin_keys
+    def __init__(self, admins: Admins):
+        self.admins = admins
         self._newest: dict[str, AgentPolicy] = {}
 
     def current(self, agent_id: str) -> AgentPolicy | None:
@@ -33,7 +33,7 @@ class PolicyBook:
     def offer(self, policy: AgentPolicy) -> bool:
         """Adopt ``policy`` if an admin signed it and it is newer than the one held; True if adopted."""
         held = self._newest.get(policy.agent_id)
-        if (held is not None and held.version >= policy.version) or not policy_signature_valid(policy, self.admin_keys):
+        if (held is not None and held.version >= policy.version) or not policy_signature_valid(policy, self.admins):
             return False
         self._newest[policy.agent_id] = policy
         return True
@@ -43,7 +43,7 @@ class PolicyBook:
         always the one held: equal in every field, signature included, it was verified when it
         was adopted, so the signature check per intent is the agent's alone."""
         held = self._newest.get(policy.agent_id)
-        return (held is not None and held == policy) or policy_signature_valid(policy, self.admin_keys)
+        return (held is not None and held == policy) or policy_signature_valid(policy, self.admins)
 
     def read(self, raw: bytes | None) -> AgentPolicy | None:
         """A record from ``warden.policies``: the policy if it was adopted. An unreadable or

@@ -41,6 +41,7 @@ from evm import messages, typed_data
 from rules import judge
 from runtime.clock import US_PER_SECOND, Clock
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.auth import Admins
 from schemas.chains import REGISTRY
 from schemas.emit import Emit, Source
 from schemas.errors import explain
@@ -65,7 +66,7 @@ class Signer:
         self,
         state: SignerState,
         keys,
-        admin_keys: dict[str, str],
+        admins: Admins,
         node_for: Callable[[str], Node],
         service_key: tuple[str, Ed25519PrivateKey],
         tee: str = "none",
@@ -78,13 +79,11 @@ class Signer:
     ):
         self.state = state
         self.keys = keys
-        self.admin_keys = admin_keys
+        self.admins = admins
         self.node_for = node_for
         self.tee = tee
         self.outcomes = Outcomes(state, service_key, tee)
-        self.judging = Judging(
-            state, admin_keys, policies if policies is not None else PolicyBook(admin_keys), max_age_us
-        )
+        self.judging = Judging(state, admins, policies if policies is not None else PolicyBook(admins), max_age_us)
         self.signing = Signing(state, keys, sealing or SealingKeyPair())
         self.sidecars = Sidecars(state)
         # A broadcast transaction not mined this long after it was sent is replaced (fee bump),

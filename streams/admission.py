@@ -19,11 +19,11 @@ from pydantic import ValidationError
 from rules import judge
 from schemas import topics
 from schemas.auth import (
+    Admins,
     OutcomeT,
     ServiceKeys,
     intent_signature_valid,
     outcome_forgery,
-    policy_signature_valid,
 )
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
@@ -54,7 +54,7 @@ class Admission:
         self,
         decider: Decider,
         replays: Replays,
-        admin_keys: dict[str, str],
+        admins: Admins,
         service_keys: ServiceKeys,
         policies: MutableMapping,
         max_record_bytes: int,
@@ -63,7 +63,7 @@ class Admission:
     ):
         self.decider = decider
         self.replays = replays
-        self.admin_keys = admin_keys
+        self.admins = admins
         self.service_keys = service_keys
         self.policies = policies
         self.max_record_bytes = max_record_bytes
@@ -80,12 +80,9 @@ class Admission:
                 raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc)
             )
         agent = policy.agent_id
-        if not policy_signature_valid(policy, self.admin_keys):
-            why = (
-                "policy is unsigned"
-                if not policy.signature
-                else f"policy signature does not verify against pinned admin key {policy.admin_key_id!r}"
-            )
+        problem = self.admins.quorum_problem(policy, "policy")
+        if problem is not None:
+            why = "policy is unsigned" if not policy.signature else problem
             return [
                 _audit(
                     SERVICE,
@@ -120,6 +117,7 @@ class Admission:
                 )
             ]
         self.policies[agent] = policy.to_bytes().decode()
+        signers, _ = self.admins.signers(policy)
         return [
             _audit(
                 f"admin:{policy.admin_key_id}",
@@ -130,7 +128,8 @@ class Admission:
                 str(policy.version),
                 agent_id=agent,
                 version=policy.version,
-                policy=policy.model_dump(mode="json", exclude={"signature"}),
+                approved_by=signers,
+                policy=policy.model_dump(mode="json", exclude={"signature", "cosignatures"}),
             )
         ]
 

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from runtime import metrics
 from runtime.clock import to_us
 from schemas import topics
-from schemas.auth import human_approval_valid
+from schemas.auth import Admins
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
 from schemas.errors import explain
@@ -24,11 +24,11 @@ from streams.decide import SERVICE, Decider
 
 
 class Approvals:
-    """Ends the waits of the parked intents ``decider`` holds; ``admin_keys`` are the pinned admin keys."""
+    """Ends the waits of the parked intents ``decider`` holds; ``admins``: the admin set in force."""
 
-    def __init__(self, decider: Decider, admin_keys: dict[str, str]):
+    def __init__(self, decider: Decider, admins: Admins):
         self.decider = decider
-        self.admin_keys = admin_keys
+        self.admins = admins
 
     def on_human_approval(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """An admin's decision on a parked intent. Believed only when signed by a pinned admin key
@@ -60,8 +60,10 @@ class Approvals:
                 )
             ]
 
-        if not human_approval_valid(approval, self.admin_keys):
-            return refused(f"not signed by a pinned admin key ({approval.admin_key_id!r}); ignored")
+        needed = None if approval.decision == "approve" else 1  # any one admin may deny
+        problem = self.admins.quorum_problem(approval, "approval", needed)
+        if problem is not None:
+            return refused(f"{problem}; ignored")
         if decision is None or decision.outcome != "parked":
             return refused("no intent with this id is awaiting approval (decided, expired or unknown); ignored")
         if approval.intent_digest != decision.digest or approval.agent_id != decision.agent_id:
@@ -115,6 +117,7 @@ class Approvals:
                 intent_id=approval.intent_id,
                 agent_id=decision.agent_id,
                 reason=approval.reason,
+                approved_by=self.admins.signers(approval)[0],
             ),
         ]
 

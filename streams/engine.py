@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules import judge
 from runtime.rpc import Node
-from schemas.auth import ServiceKeys
+from schemas.auth import Admins, ServiceKeys
 from schemas.emit import Emit, Source
 from schemas.intent import INTENT_MAX_AGE_US
 from schemas.outcomes import StageEnvelope
@@ -46,7 +46,7 @@ from streams.simulations import Simulations
 class Engine:
     def __init__(
         self,
-        admin_keys: dict[str, str],
+        admins: Admins,
         node_for: Callable[[str], Node],
         policies: MutableMapping,
         decisions: MutableMapping,
@@ -69,14 +69,15 @@ class Engine:
         self.admission = Admission(
             self.decider,
             self.replays,
-            admin_keys,
+            admins,
             service_keys,
             policies,
             max_record_bytes,
             max_age_us,
             home_partition,
         )
-        self.approvals = Approvals(self.decider, admin_keys)
+        self.approvals = Approvals(self.decider, admins)
+        self.admins = admins
         self.simulations = Simulations(self.decider, self.admission, node_for)
         self.policies = policies
         self.decisions = self.decider.decisions

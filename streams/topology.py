@@ -23,12 +23,13 @@ import orjson
 from aiokafka.protocol.group import HeartbeatRequest
 
 from runtime import metrics
+from runtime.admins import follow_admin_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import PRODUCER_BATCH_BYTES, KeyedPartitioner, audit_headers, group_lag, partition_of
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
-from runtime.trust import PinnedServiceKeys, pinned_admin_keys, service_key
+from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.auth import AuditSigner
 from schemas.emit import Emit, Source, join_audits
@@ -59,8 +60,9 @@ def build_app(settings: Settings) -> faust.App:
 
     nodes = Nodes(settings.rpc_url_for)
     worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
+    admins = pinned_admins(settings)
     engine = Engine(
-        admin_keys=pinned_admin_keys(settings),
+        admins=admins,
         node_for=nodes.for_chain,
         policies=table("warden-policies"),
         decisions=decisions,
@@ -86,6 +88,7 @@ def build_app(settings: Settings) -> faust.App:
     app.agent(_raw_topic(app, topics.APPROVAL_DEADLINES))(loops.deadlines)
     app.agent(_raw_topic(app, topics.APPROVALS))(loops.approvals)
     app.task(loops.redeliver)
+    app.task(loops.follow_admins)
     app.agent(_raw_topic(app, topics.POLICIES))(loops.policies)
     app.agent(_raw_topic(app, topics.INTENTS_ABANDONED))(loops.abandoned)
     app.agent(_raw_topic(app, topics.INTENTS_REJECTED))(loops.releases)
@@ -181,6 +184,8 @@ class Loops:
         # emitted (`Held`): each agent's audit events of the lot leave as one record, and the lot's
         # records share requests and batches on the broker.
         self.held = Held(self.publish_decided)
+        # No admin's signature is checked before warden.admins is read to its end (runtime.admins).
+        self.admins_known = asyncio.Event()
 
     async def on_revoked(self, app, revoked, **kwargs) -> None:
         # The lot in hand goes out while this worker still owns its partitions (the fence asks the
@@ -329,11 +334,16 @@ class Loops:
         async for event in stream.events():
             await self.decide(event, self.engine.on_deadline, event.value, _source_of(event), utcnow())
 
+    async def follow_admins(self) -> None:
+        await follow_admin_sets(self.settings, self.engine.admins, self.admins_known)
+
     async def approvals(self, stream):
+        await self.admins_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow())
 
     async def policies(self, stream):
+        await self.admins_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_policy, event.value, _source_of(event), utcnow(), windows=False)
 

@@ -17,7 +17,7 @@ from runtime.clock import to_us
 from runtime.kafka import partition_of
 from schemas import topics
 from schemas.audit import AuditEvent
-from schemas.auth import public_key_hex, sign_outcome, sign_policy
+from schemas.auth import Admins, public_key_hex, sign_outcome, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected
@@ -58,7 +58,7 @@ class World:
     def new_engine(self, policies: dict, decisions: dict, **wiring) -> Engine:
         """An engine over these tables; ``wiring`` sets what the topology sets (home_partition, service_keys)."""
         arguments = dict(
-            admin_keys={ADMIN_ID: public_key_hex(self.admin_key)},
+            admins=Admins.with_threshold({ADMIN_ID: public_key_hex(self.admin_key)}, 1),
             node_for=lambda chain: None,
             policies=policies,
             decisions=decisions,

@@ -13,7 +13,7 @@ from runtime.clock import utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import AuditEvent
-from schemas.auth import outcome_forgery, public_key_hex, sign_policy
+from schemas.auth import Admins, outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedTransaction
@@ -44,7 +44,7 @@ class LoneSigner:
         self.signer = Signer(
             self.state,
             store,
-            {"test-admin": public_key_hex(self.admin_key)},
+            Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
             node_for=lambda chain: self.node,
             service_key=("signer-test", self.service_key),
         )

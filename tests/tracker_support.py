@@ -17,7 +17,7 @@ from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import AuditEvent
-from schemas.auth import outcome_forgery, public_key_hex, sign_policy
+from schemas.auth import Admins, outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
@@ -79,7 +79,12 @@ class Harness:
             max_bumps=max_bumps,
         )
         self.state = SignerState(self.state_path)
-        self.signer = Signer(self.state, store, {"test-admin": public_key_hex(self.admin_key)}, **self.signer_args)
+        self.signer = Signer(
+            self.state,
+            store,
+            Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
+            **self.signer_args,
+        )
         self.published: list[Emit] = []
         self.offset = 0
         self.approved: dict[str, bytes] = {}  # intent id → the approved record, for a redelivery
@@ -88,7 +93,12 @@ class Harness:
         """The signer process again, on its file: nothing of it kept in memory."""
         self.state.close()
         self.state = SignerState(self.state_path)
-        self.signer = Signer(self.state, self.store, {"test-admin": public_key_hex(self.admin_key)}, **self.signer_args)
+        self.signer = Signer(
+            self.state,
+            self.store,
+            Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
+            **self.signer_args,
+        )
 
     async def redeliver(self, intent_id: str) -> SignedTransaction:
         """The approved record handled again (a consumer that restarts before its offset was

@@ -16,7 +16,7 @@ from eth_utils import keccak
 
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import public_key_hex, sign_policy
+from schemas.auth import Admins, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
@@ -54,7 +54,7 @@ class Rig:
         self.signer = Signer(
             SignerState(self.tmp / "signer" / "state.db"),
             self.keys,
-            {"test-admin": public_key_hex(self.admin_key)},
+            Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
             node_for=lambda chain: self.rpc,
             service_key=("signer-test", Ed25519PrivateKey.generate()),
             sealing=self.sealing,
@@ -190,7 +190,7 @@ def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses
     rig.signer = Signer(
         rig.signer.state,
         rig.keys,
-        rig.signer.admin_keys,
+        rig.signer.admins,
         node_for=lambda chain: rig.rpc,
         service_key=("signer-test", Ed25519PrivateKey.generate()),
         sealing=rig.sealing,

@@ -20,7 +20,7 @@ from runtime.clock import to_us
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import public_key_hex, sign_policy
+from schemas.auth import Admins, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -94,7 +94,7 @@ class Rig:
         self.signer = Signer(
             self.state,
             self.keys,
-            {"test-admin": public_key_hex(self.admin_key)},
+            Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
             node_for=lambda chain: self.rpc,
             service_key=("signer-test", Ed25519PrivateKey.generate()),
         )

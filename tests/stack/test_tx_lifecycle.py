@@ -201,7 +201,7 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
         restarted = Signer(
             SignerState(h.state_path),
             h.signer.keys,
-            h.signer.admin_keys,
+            h.signer.admins,
             h.signer.node_for,
             service_key=("signer-test", h.service_key),
             replace_after_us=600 * S,

@@ -8,7 +8,14 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
+from schemas.auth import (
+    Admins,
+    intent_signature_valid,
+    policy_signature_valid,
+    public_key_hex,
+    sign_intent,
+    sign_policy,
+)
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent
@@ -77,21 +84,21 @@ def test_intent_signature_fails_for_unsigned_foreign_or_garbage_signatures(agent
 def test_a_policy_signed_by_a_pinned_admin_key_verifies(agent_key, admin_key):
     policy = sign_policy(_policy(agent_key), admin_key, "test-admin")
     assert policy.admin_key_id == "test-admin"
-    assert policy_signature_valid(policy, {"test-admin": public_key_hex(admin_key)})
+    assert policy_signature_valid(policy, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))
 
 
 def test_a_policy_signed_by_an_unpinned_key_fails(agent_key, admin_key):
     rogue = sign_policy(_policy(agent_key), Ed25519PrivateKey.generate(), "test-admin")
-    assert not policy_signature_valid(rogue, {"test-admin": public_key_hex(admin_key)})
+    assert not policy_signature_valid(rogue, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))
 
 
 def test_a_policy_under_a_different_key_id_fails(agent_key, admin_key):
     policy = sign_policy(_policy(agent_key), admin_key, "test-admin")
-    assert not policy_signature_valid(policy, {"other-admin": public_key_hex(admin_key)})
-    assert not policy_signature_valid(policy, {})
+    assert not policy_signature_valid(policy, Admins.with_threshold({"other-admin": public_key_hex(admin_key)}, 1))
+    assert not policy_signature_valid(policy, Admins.with_threshold({}, 1))
     # The key id is itself signed: relabelling a signature under another pinned id does not verify.
     relabelled = policy.model_copy(update={"admin_key_id": "other-admin"})
-    assert not policy_signature_valid(relabelled, {"other-admin": public_key_hex(admin_key)})
+    assert not policy_signature_valid(relabelled, Admins.with_threshold({"other-admin": public_key_hex(admin_key)}, 1))
 
 
 @pytest.mark.parametrize(
@@ -120,9 +127,9 @@ def test_any_changed_policy_field_breaks_the_admin_signature(agent_key, admin_ke
         "test-admin",
     )
     changed = AgentPolicy.model_validate({**policy.model_dump(), **change})
-    assert not policy_signature_valid(changed, {"test-admin": public_key_hex(admin_key)})
+    assert not policy_signature_valid(changed, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))
 
 
 def test_an_unsigned_policy_fails(agent_key, admin_key):
     unsigned = _policy(agent_key, admin_key_id="test-admin")
-    assert not policy_signature_valid(unsigned, {"test-admin": public_key_hex(admin_key)})
+    assert not policy_signature_valid(unsigned, Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1))

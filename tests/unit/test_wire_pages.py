@@ -42,7 +42,9 @@ def test_the_page_lists_every_field_with_its_default_and_whether_it_is_signed(mo
     expected = {}
     for name, field in model.model_fields.items():
         default = "required" if field.is_required() else json.dumps(json_default(field.default), ensure_ascii=False)
-        presence = "never" if name == "signature" else "omitted at default" if name in omitted else "always"
+        presence = (
+            "never" if name in ("signature", "cosignatures") else "omitted at default" if name in omitted else "always"
+        )
         expected[name] = (default, presence)
     got = {
         name: (d if d == "required" else json.dumps(json.loads(_code(d)), ensure_ascii=False), p)
@@ -94,7 +96,11 @@ def _page_policy_bytes(full: dict, omit: bool) -> bytes:
         for record, field, default in _rows("omitted")
         if _code(record) == "AgentPolicy"
     }
-    body = {k: v for k, v in full.items() if k != "signature" and not (omit and k in table and v == table[k])}
+    body = {
+        k: v
+        for k, v in full.items()
+        if k not in ("signature", "cosignatures") and not (omit and k in table and v == table[k])
+    }
     if omit:
         body["contract_calls"] = [
             {k: v for k, v in rule.items() if not (k == "unsimulated" and v is False)}
@@ -105,7 +111,7 @@ def _page_policy_bytes(full: dict, omit: bool) -> bytes:
 
 @pytest.mark.parametrize("omit", [True, False])
 def test_a_policy_signed_as_the_page_says_verifies_and_one_that_keeps_defaults_does_not(omit):
-    from schemas.auth import policy_signature_valid
+    from schemas.auth import Admins, policy_signature_valid
 
     admin = Ed25519PrivateKey.generate()
     full = {
@@ -142,4 +148,4 @@ def test_a_policy_signed_as_the_page_says_verifies_and_one_that_keeps_defaults_d
     signed = {**full, "signature": admin.sign(_page_policy_bytes(full, omit)).hex()}
     policy = AgentPolicy.model_validate(signed)
     assert policy.signing_bytes() == _page_policy_bytes(full, True)
-    assert policy_signature_valid(policy, {"admin-1": public_key_hex(admin)}) is omit
+    assert policy_signature_valid(policy, Admins.with_threshold({"admin-1": public_key_hex(admin)}, 1)) is omit

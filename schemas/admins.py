@@ -1,0 +1,155 @@
+"""The admins and their quorum: who may act as an admin, and how many of them must agree.
+
+An admin action takes effect only with ``m`` valid Ed25519 signatures of distinct pinned admins
+over the same canonical bytes (the record's ``signing_bytes``): the proposer's in the record's
+``admin_key_id`` and ``signature``, the others in ``cosignatures``. A record signed by one admin
+is the quorum of a deployment whose threshold is 1 (the embedded stack's), and reads as it did
+before quorums existed.
+
+Each action has its own threshold (`ACTIONS`). The deployment pins the first admin set in its
+configuration (``WARDEN_ADMIN_KEYS``, ``WARDEN_ADMIN_QUORUM``); a change to it is an `AdminSet`
+record on warden.admins, taken only with the quorum of the set in force for ``admins``, so one
+admin key can never lower a threshold or remove another admin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, ClassVar, Literal, get_args
+
+import orjson
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from schemas.fields import UtcDatetime
+from schemas.record import SCHEMA_VERSION, Evolving, Record
+
+Action = Literal["policy", "approval", "keys", "chains", "admins"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+ACTION_NAMES: dict[Action, str] = {
+    "policy": "a policy change",
+    "approval": "the approval of a parked intent",
+    "keys": "key provisioning and rotation",
+    "chains": "a chain registry change",
+    "admins": "a change to the admin set",
+}
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.@-]{1,64}\Z")
+_PUBLIC_KEY = re.compile(r"^0x[0-9a-f]{64}\Z")
+
+
+class AdminSignature(Record):
+    """One more admin's Ed25519 signature over the same bytes as the record's first signature."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    admin_key_id: str = Field(max_length=64)
+    signature: str = Field(max_length=128, description="Ed25519 over the record's signing_bytes(), hex")
+
+
+def valid_thresholds(admins: dict[str, str], thresholds: dict[str, int]) -> dict[Action, int]:
+    """``thresholds`` checked against ``admins``: every action named once, each between 1 and the
+    number of admins, and ``admins`` at least as high as any other (else a change to the set,
+    agreed by fewer admins, could lower the others). ValueError says which and why."""
+    unknown = sorted(set(thresholds) - set(ACTIONS))
+    if unknown:
+        raise ValueError(f"unknown action(s) {unknown}; the actions are {', '.join(ACTIONS)}")
+    missing = [a for a in ACTIONS if a not in thresholds]
+    if missing:
+        raise ValueError(f"no threshold for {', '.join(missing)}; every action needs one ({', '.join(ACTIONS)})")
+    n = len(admins)
+    for action, m in thresholds.items():
+        if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= max(n, 1):
+            raise ValueError(f"{action}: the threshold must be a whole number from 1 to the {n} admins, got {m!r}")
+    highest = max(thresholds.values())
+    if thresholds["admins"] < highest:
+        raise ValueError(
+            f"admins: the threshold for changing the admin set ({thresholds['admins']}) must be at least the "
+            f"highest other threshold ({highest}); otherwise fewer admins could lower it"
+        )
+    return {action: thresholds[action] for action in ACTIONS}
+
+
+def valid_admin_keys(admins: dict[str, str]) -> dict[str, str]:
+    if not admins:
+        raise ValueError("names no admin; at least one admin key is needed")
+    for key_id, public in admins.items():
+        if not _KEY_ID.match(key_id):
+            raise ValueError(f"admin key id {key_id[:80]!r}: 1-64 letters, digits, '_', '.', '@' or '-'")
+        if not _PUBLIC_KEY.match(public):
+            raise ValueError(f"admin {key_id}: the public key must be 0x and 64 lowercase hex digits (Ed25519)")
+    publics = list(admins.values())
+    if len(set(publics)) != len(publics):
+        raise ValueError("one public key is pinned under two admin ids; each admin has a key of its own")
+    return dict(admins)
+
+
+def parse_thresholds(text: str | None, admins: dict[str, str]) -> dict[Action, int]:
+    """``WARDEN_ADMIN_QUORUM``: one number for every action ("2"), or per action
+    ("policy=2,approval=2,keys=2,chains=2,admins=3"), where an action left out takes the
+    highest threshold given. Unset: 1 for every action."""
+    text = (text or "1").strip()
+    if text.isdigit():
+        return valid_thresholds(admins, {action: int(text) for action in ACTIONS})
+    given: dict[str, int] = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        action, sep, number = item.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise ValueError(f"{item!r} is not <action>=<number>; e.g. policy=2,approval=2,admins=3")
+        given[action.strip()] = int(number)
+    if not given:
+        raise ValueError("is empty; give one number or <action>=<number> pairs")
+    highest = max(given.values())
+    return valid_thresholds(admins, {action: given.get(action, highest) for action in ACTIONS} | given)
+
+
+class AdminSet(Evolving):
+    """A new admin set and its thresholds, version after version. Taken only when newer than the
+    set in force and signed by that set's quorum for ``admins``."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"cosignatures": ()}
+
+    version: int = Field(ge=1, description="the configured set is version 0")
+    admins: dict[str, str] = Field(max_length=64, description="admin key id → Ed25519 public key, 0x hex")
+    thresholds: dict[str, int]
+    issued_at: UtcDatetime
+    admin_key_id: str = ""
+    signature: str = Field(default="", description="Ed25519 by the proposing admin over signing_bytes(), hex")
+    cosignatures: tuple[AdminSignature, ...] = Field(default=(), max_length=64)
+
+    @field_validator("admins")
+    @classmethod
+    def _keys(cls, admins: dict[str, str]) -> dict[str, str]:
+        return valid_admin_keys(admins)
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "AdminSet":
+        valid_thresholds(self.admins, self.thresholds)
+        return self
+
+    def signing_bytes(self) -> bytes:
+        return b"warden.admins\x00" + orjson.dumps(
+            self.model_dump(mode="json", exclude={"signature", "cosignatures"}), option=orjson.OPT_SORT_KEYS
+        )
+
+
+def digest_of(signing_bytes: bytes) -> str:
+    """A proposal's id: what its admins sign, hashed (hex, 64)."""
+    return hashlib.sha256(signing_bytes).hexdigest()
+
+
+class AdminProposal(Evolving):
+    """One admin's signature towards a quorum, with the record it signs: ``document`` is that
+    record (an `AgentPolicy`, a `HumanApproval` or an `AdminSet`, by ``action``) without its
+    signatures, ``signature`` this admin's over the record's signing bytes. The signatures of one
+    proposal share its ``proposal_id`` (`digest_of` those bytes); once enough pinned admins
+    signed, the whole record goes to its own topic, where the services check the quorum
+    themselves. Nothing here is trusted: a reader checks every signature again."""
+
+    proposal_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    action: Action
+    document: dict[str, Any]
+    admin_key_id: str = Field(max_length=64)
+    signature: str = Field(max_length=128)
+    proposed_at: UtcDatetime
+    expires_at: UtcDatetime

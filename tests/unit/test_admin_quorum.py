@@ -1,0 +1,177 @@
+"""The admins' quorum (schemas.admins, schemas.auth.Admins and AdminSetBook, sdk.quorum.gather):
+m signatures of distinct pinned admins over the same bytes, per action, and an admin set that
+only its own quorum can change. No processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from schemas.admins import ACTIONS, AdminSet, parse_thresholds
+from schemas.auth import Admins, AdminSetBook, cosign, human_approval_valid, public_key_hex, sign_admin_set, sign_policy
+from schemas.outcomes import HumanApproval
+from schemas.policy import AgentPolicy
+from sdk.quorum import gather, propose
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("a", "b", "c", "d")}
+PINNED = {name: public_key_hex(KEYS[name]) for name in ("a", "b", "c")}
+
+
+def two_of_three() -> Admins:
+    return Admins(PINNED, parse_thresholds("2", PINNED))
+
+
+def policy(version: int = 1, **fields) -> AgentPolicy:
+    return AgentPolicy(
+        agent_id="treasury",
+        version=version,
+        agent_public_key=public_key_hex(KEYS["d"]),
+        issued_at=T0,
+        **fields,
+    )
+
+
+def signed(record, *names: str):
+    first, *others = names
+    record = sign_policy(record, KEYS[first], first) if isinstance(record, AgentPolicy) else record
+    for name in others:
+        record = cosign(record, KEYS[name], name)
+    return record
+
+
+def test_m_distinct_admins_make_a_quorum_and_m_minus_one_do_not():
+    admins = two_of_three()
+    assert admins.quorum_problem(signed(policy(), "a", "b"), "policy") is None
+    problem = admins.quorum_problem(signed(policy(), "a"), "policy")
+    assert (
+        problem.startswith("a policy change needs 2 of the 3 pinned admins' signatures") and "it has 1 (a)" in problem
+    )
+
+
+def test_the_same_admin_signing_twice_counts_once():
+    problem = two_of_three().quorum_problem(signed(policy(), "a", "a"), "policy")
+    assert "it has 1 (a)" in problem and "a signed twice (counted once)" in problem
+
+
+def test_one_key_pinned_under_two_ids_counts_once():
+    twice = {**PINNED, "a2": PINNED["a"]}
+    with pytest.raises(ValueError, match="pinned under two admin ids"):
+        AdminSet(version=1, admins=twice, thresholds=dict.fromkeys(ACTIONS, 2), issued_at=T0)
+    admins = Admins(twice, dict.fromkeys(ACTIONS, 2))
+    assert "signed twice" in admins.quorum_problem(cosign(signed(policy(), "a"), KEYS["a"], "a2"), "policy")
+
+
+def test_a_signature_over_other_bytes_or_by_an_unpinned_key_does_not_count():
+    other = sign_policy(policy(tx_max_value_eth="1000"), KEYS["b"], "b")
+    borrowed = signed(policy(), "a").model_copy(
+        update={
+            "cosignatures": (
+                cosign(policy(), KEYS["b"], "b").cosignatures[0].model_copy(update={"signature": other.signature}),
+            )
+        }
+    )
+    problem = two_of_three().quorum_problem(borrowed, "policy")
+    assert "b's signature does not verify over this record's bytes" in problem
+    assert "'d' is not a pinned admin" in two_of_three().quorum_problem(signed(policy(), "a", "d"), "policy")
+
+
+def test_a_changed_field_voids_every_signature():
+    changed = signed(policy(), "a", "b").model_copy(update={"tx_max_value_eth": "1000"})
+    assert "it has 0" in two_of_three().quorum_problem(changed, "policy")
+
+
+def test_an_approval_needs_the_quorum_and_a_denial_one_admin():
+    thresholds = parse_thresholds("approval=2,policy=1", PINNED)
+    admins = Admins(PINNED, thresholds)
+    assert thresholds["admins"] == 2  # left out: the highest given
+    decision = HumanApproval(
+        intent_id="i1", agent_id="treasury", intent_digest="0" * 64, decision="approve", decided_at=T0
+    )
+    from schemas.auth import sign_human_approval
+
+    one = sign_human_approval(decision, KEYS["a"], "a")
+    assert not human_approval_valid(one, admins)
+    assert human_approval_valid(cosign(one, KEYS["c"], "c"), admins)
+    deny = sign_human_approval(decision.model_copy(update={"decision": "deny"}), KEYS["b"], "b")
+    assert human_approval_valid(deny, admins)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("4", "from 1 to the 3 admins"),
+        ("0", "from 1 to the 3 admins"),
+        ("policy=2,admins=1", "must be at least the highest other threshold"),
+        ("policy=2,spend=2", "unknown action"),
+        ("policy:2", "is not <action>=<number>"),
+    ],
+)
+def test_thresholds_that_make_no_sense_are_refused_with_the_reason(text, why):
+    with pytest.raises(ValueError, match=why):
+        parse_thresholds(text, PINNED)
+
+
+def admin_set(version: int, keys: dict, quorum: str, *names: str) -> AdminSet:
+    record = sign_admin_set(
+        AdminSet(version=version, admins=keys, thresholds=parse_thresholds(quorum, keys), issued_at=T0),
+        KEYS[names[0]],
+        names[0],
+    )
+    for name in names[1:]:
+        record = cosign(record, KEYS[name], name)
+    return record
+
+
+def test_one_admin_can_neither_remove_another_nor_lower_a_threshold():
+    admins = two_of_three()
+    book = AdminSetBook(admins)
+    alone = admin_set(1, {"a": PINNED["a"]}, "1", "a")
+    ((what, why),) = book.read(alone.to_bytes())
+    assert what == "refused" and "a change to the admin set needs 2" in why
+    assert admins.version == 0 and set(admins.keys) == {"a", "b", "c"}
+    assert two_of_three().quorum_problem(signed(policy(), "a"), "policy") is not None
+
+
+def test_the_quorum_changes_the_set_and_the_new_set_is_what_counts():
+    admins = two_of_three()
+    book = AdminSetBook(admins)
+    with_d = {**PINNED, "d": public_key_hex(KEYS["d"])}
+    v2 = admin_set(2, {"b": PINNED["b"], "d": with_d["d"]}, "2", "b", "d")
+    assert book.read(v2.to_bytes()) == []  # v1 not seen yet: held, not judged against v0
+    v1 = admin_set(1, with_d, "2", "a", "c")
+    settled = book.read(v1.to_bytes())
+    assert [what for what, _ in settled] == ["adopted", "adopted"]
+    assert admins.version == 2 and set(admins.keys) == {"b", "d"}
+    assert "'a' is not a pinned admin" in admins.quorum_problem(signed(policy(), "a", "b"), "policy")
+    assert admins.quorum_problem(signed(policy(), "d", "b"), "policy") is None
+    ((what, why),) = book.read(v1.to_bytes())  # a replay of an older set changes nothing
+    assert what == "refused" and "not newer" in why and admins.version == 2
+
+
+def test_gathered_signatures_count_each_pinned_admin_once_and_expire():
+    admins = two_of_three()
+    first = propose(sign_policy(policy(), KEYS["a"], "a"), "policy", T0, timedelta(hours=1))
+    found = gather([first.to_bytes()], admins, T0)
+    gathered = found[first.proposal_id]
+    assert gathered.signers == ["a"] and not gathered.complete
+    again = gathered.with_signature(KEYS["a"], "a", T0)
+    stranger = gathered.with_signature(KEYS["d"], "d", T0)
+    forged = gathered.with_signature(KEYS["b"], "b", T0).model_copy(update={"signature": first.signature})
+    found = gather([first.to_bytes(), again.to_bytes(), stranger.to_bytes(), forged.to_bytes()], admins, T0)
+    gathered = found[first.proposal_id]
+    assert gathered.signers == ["a"] and not gathered.complete
+    assert any("'d' is not a pinned admin" in r for r in gathered.refused)
+    by_b = gathered.with_signature(KEYS["b"], "b", T0)
+    gathered = gather([first.to_bytes(), by_b.to_bytes()], admins, T0)[first.proposal_id]
+    assert gathered.complete
+    assert admins.quorum_problem(gathered.assembled(), "policy") is None
+    assert gather([first.to_bytes(), by_b.to_bytes()], admins, T0 + timedelta(hours=1)) == {}
+
+
+def test_a_proposal_whose_id_does_not_name_its_record_is_left_out():
+    first = propose(sign_policy(policy(), KEYS["a"], "a"), "policy", T0)
+    lying = first.model_copy(update={"document": {**first.document, "tx_max_value_eth": "1000"}})
+    assert gather([lying.to_bytes()], two_of_three(), T0) == {}
