@@ -2,7 +2,7 @@
 
 One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``pay``, ``mcp``, ``submit`` (submit, sign, tail),
 ``simulate``, ``agents``,
-``approvals``, ``keys``, ``vault``, ``audit``, ``witness``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
+``approvals``, ``admins``, ``keys``, ``vault``, ``audit``, ``witness``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (key material read from files, publishing custody events). ``vault`` declares its
 commands and runs them from ``vault_admin`` and ``vault_secrets``, in ``vault_run``'s context.
@@ -36,7 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pay": ("pay", "fetch a URL and pay its HTTP 402 (x402) through the agent's policy: `warden pay URL --agent A`"),
     "mcp": ("mcp", "the MCP server acting for one agent, over stdio or HTTP (`warden mcp --agent A [--http]`)"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),
-    "approvals": ("approvals", "intents waiting for an admin: list, approve or deny (admins only)"),
+    "approvals": ("approvals", "what waits for admins: list, approve, deny, or sign a proposal (admins only)"),
+    "admins": ("admins", "the admin set and its quorum: show, this admin's key, propose a change"),
     "keys": ("keys", "provision, list, rotate or deactivate signing keys (admins only)"),
     "schemas": ("schemas", "export JSON Schemas for producers in other languages"),
     "chains": ("schemas", "list the chain registry, or add a chain (admins)"),

@@ -10,10 +10,13 @@ import orjson
 from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, note, print_json
+from runtime.clock import utcnow
 from runtime.config import load
 from schemas.auth import public_key_hex
 from schemas.errors import explain
 from sdk.client import Client, load_or_create_agent_key, policy_in_force, signed_policy
+from sdk.quorum import propose, publish_proposal
+from sdk.records import admins_in_force
 from signer.custody_wiring import keystore_from_settings
 
 
@@ -85,7 +88,7 @@ def cmd_agents(args) -> int:
     base = (
         {}
         if current is None
-        else current.model_dump(exclude={"signature", "issued_at", "admin_key_id", "schema_version"})
+        else current.model_dump(exclude={"signature", "cosignatures", "issued_at", "admin_key_id", "schema_version"})
     )
     agent_key = load_or_create_agent_key(settings.home, args.agent)
     if args.sender is None and not base.get("sender_address"):
@@ -102,6 +105,20 @@ def cmd_agents(args) -> int:
     except ValidationError as exc:
         note(f"agent {args.agent}: the policy is not valid: {'; '.join(explain(exc))}")
         return 2
+
+    needed = asyncio.run(admins_in_force(settings)).threshold("policy")
+    if needed > 1:  # the others sign with `warden approvals sign`; the last signature publishes it
+        proposal = propose(policy, "policy", utcnow())
+        asyncio.run(publish_proposal(settings, proposal))
+        if args.json:
+            print_json({"proposal_id": proposal.proposal_id, "signed_by": [policy.admin_key_id], "needed": needed})
+        else:
+            print(
+                f"agent {args.agent}: policy v{policy.version} proposed ({proposal.proposal_id[:16]}), signed by "
+                f"{policy.admin_key_id}; {needed} admins must sign: another admin runs "
+                f"`warden approvals sign {proposal.proposal_id[:16]}`"
+            )
+        return 0
 
     async def publish():
         async with Client(settings) as client:

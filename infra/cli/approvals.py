@@ -1,4 +1,4 @@
-"""``warden approvals list|approve|deny``: the intents waiting for an admin, and the admin's word.
+"""``warden approvals list|approve|deny|sign``: what waits for admins, and the admins' word.
 
 An intent above its policy's approval threshold is parked by the streams worker
 (``warden.intents.awaiting_approval``) with its spend reserved. ``list`` reads the parked
@@ -7,6 +7,11 @@ approved, denied or expired. ``approve`` and ``deny`` sign a `HumanApproval` wit
 (the one that signs policies, pinned by the worker and the signer alike), bound to the parked
 intent's digest, publish it on ``warden.approvals`` and wait for what follows: the signed
 transaction or message, or the refusal.
+
+Where the deployment needs several admins for an action (``WARDEN_ADMIN_QUORUM``), ``approve``
+and `warden agents` propose instead (`sdk.quorum`): ``list`` shows each open proposal with who
+has signed so far, and ``sign`` adds this admin's signature, publishing the whole record once
+enough admins signed.
 """
 
 from __future__ import annotations
@@ -18,10 +23,24 @@ from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
-from runtime.trust import LOCAL_ADMIN_ID
+from schemas import topics
+from schemas.admins import AdminSet
+from schemas.auth import Admins
 from schemas.fields import format_native_amount
-from schemas.outcomes import IntentParked
-from sdk.client import OUTCOME_TOPICS, Client, pending_approvals, wait_outcomes
+from schemas.outcomes import HumanApproval, IntentParked
+from schemas.policy import AgentPolicy
+from sdk.admin import load_or_create_admin_key
+from sdk.client import (
+    OUTCOME_TOPICS,
+    Client,
+    human_decision,
+    pending_approvals,
+    policy_in_force,
+    wait_outcomes,
+    wait_policy_applied,
+)
+from sdk.quorum import Gathered, open_proposals, propose, publish_proposal, publish_record
+from sdk.records import admins_in_force
 
 
 def _row(parked: IntentParked) -> dict:
@@ -40,14 +59,68 @@ def _row(parked: IntentParked) -> dict:
     }
 
 
+def _proposal_row(gathered: Gathered) -> dict:
+    record = gathered.record
+    return {
+        "proposal_id": gathered.proposal_id,
+        "action": gathered.action,
+        "what": _what(gathered),
+        "agent_id": getattr(record, "agent_id", None),
+        "signed_by": gathered.signers,
+        "needed": gathered.needed,
+        "not_counted": gathered.refused,
+        "expires_at": gathered.expires_at.isoformat(),
+    }
+
+
+def _what(gathered: Gathered) -> str:
+    record = gathered.record
+    if isinstance(record, AgentPolicy):
+        return f"policy v{record.version} of {record.agent_id}"
+    if isinstance(record, HumanApproval):
+        return f"{record.decision} intent {record.intent_id} of {record.agent_id}"
+    return f"admin set v{record.version}: {', '.join(sorted(record.admins))}"
+
+
+async def _open(settings: Settings, now) -> tuple[list[IntentParked], list[Gathered], Admins]:
+    admins = await admins_in_force(settings)
+    waiting = await pending_approvals(settings, now)
+    proposals = list((await open_proposals(settings, admins, now)).values())
+    parked = {p.intent_id for p in waiting}
+    in_force = {}
+
+    async def still_open(gathered: Gathered) -> bool:
+        record = gathered.record
+        if isinstance(record, HumanApproval):
+            return record.intent_id in parked
+        if isinstance(record, AdminSet):
+            return record.version > admins.version
+        if record.agent_id not in in_force:
+            in_force[record.agent_id] = await policy_in_force(settings, record.agent_id)
+        current = in_force[record.agent_id]
+        return current is None or current.version < record.version
+
+    return waiting, [g for g in proposals if await still_open(g)], admins
+
+
 def cmd_list(args) -> int:
     settings = load()
-    waiting = asyncio.run(pending_approvals(settings, utcnow()))
+    waiting, proposals, _ = asyncio.run(_open(settings, utcnow()))
     if args.agent:
         waiting = [p for p in waiting if p.agent_id == args.agent]
+        proposals = [g for g in proposals if getattr(g.record, "agent_id", None) == args.agent]
     if args.json:
-        print_json({"awaiting_approval": [_row(p) for p in waiting]})
+        print_json(
+            {"awaiting_approval": [_row(p) for p in waiting], "proposals": [_proposal_row(g) for g in proposals]}
+        )
         return 0
+    for gathered in proposals:
+        print(
+            f"{gathered.proposal_id[:16]:16} {_what(gathered)}: {len(gathered.signers)} of {gathered.needed} "
+            f"signatures ({', '.join(gathered.signers) or 'none'}), expires {gathered.expires_at:%Y-%m-%d %H:%M}Z"
+        )
+    if proposals:
+        print(f"{len(proposals)} proposal(s) waiting for admins' signatures; `warden approvals sign ID`")
     for parked in waiting:
         what = (
             f"{parked.intent.value} to {parked.intent.to}"
@@ -76,6 +149,22 @@ async def decide(settings: Settings, intent_id: str, decision: str, reason: str,
             f"no intent {intent_id!r} is awaiting approval (decided, expired or unknown); "
             "`warden approvals list` shows those that are"
         )
+    admins = await admins_in_force(settings)
+    if decision == "approve" and admins.threshold("approval") > 1:
+        approval = human_decision(settings, parked, decision, reason)
+        proposal = propose(approval, "approval", now)
+        await publish_proposal(settings, proposal)
+        return {
+            "intent_id": intent_id,
+            "agent_id": parked.agent_id,
+            "decision": decision,
+            "reason": reason,
+            "admin_key_id": settings.admin_id,
+            "proposal_id": proposal.proposal_id,
+            "signed_by": [settings.admin_id],
+            "needed": admins.threshold("approval"),
+            "outcome": None,
+        }
     start = await end_offsets(settings, OUTCOME_TOPICS)
     async with Client(settings) as client:
         await client.decide(parked, decision, reason)
@@ -86,7 +175,7 @@ async def decide(settings: Settings, intent_id: str, decision: str, reason: str,
         "agent_id": parked.agent_id,
         "decision": decision,
         "reason": reason,
-        "admin_key_id": LOCAL_ADMIN_ID,
+        "admin_key_id": settings.admin_id,
         "outcome": None,
     }
     if outcome is not None and not isinstance(outcome, IntentParked):
@@ -101,6 +190,15 @@ def cmd_decide(args) -> int:
         doc = asyncio.run(decide(settings, args.id, decision, args.reason, args.wait))
     except LookupError as exc:
         return fail(f"warden approvals {args.action}", exc)
+    if "proposal_id" in doc:
+        if args.json:
+            print_json(doc)
+        else:
+            print(
+                f"{args.id}: approval proposed ({doc['proposal_id'][:16]}), signed by {settings.admin_id}; "
+                f"{doc['needed']} admins must sign: another admin runs `warden approvals sign {doc['proposal_id'][:16]}`"
+            )
+        return 0
     outcome = doc["outcome"]
     took_effect = outcome is not None and (
         (decision == "deny" and outcome.get("code") == "APPROVAL_DENIED")
@@ -122,6 +220,66 @@ def cmd_decide(args) -> int:
     return 0 if took_effect else 1
 
 
+async def sign(settings: Settings, proposal_id: str, wait_s: float) -> dict:
+    """This admin's signature on an open proposal; the whole record published if it completes the
+    quorum, and what followed."""
+    now = utcnow()
+    waiting, proposals, admins = await _open(settings, now)
+    matches = [g for g in proposals if g.proposal_id.startswith(proposal_id.lower())]
+    if len(matches) != 1:
+        raise LookupError(
+            f"{'no' if not matches else 'more than one'} open proposal starts with {proposal_id!r} (expired, "
+            "already in force, or unknown); `warden approvals list` shows the open ones"
+        )
+    (gathered,) = matches
+    me = settings.admin_id
+    if admins.key(me) is None:
+        raise LookupError(f"{me} (WARDEN_ADMIN_ID) is not a pinned admin; only pinned admins' signatures count")
+    if me in gathered.signatures:
+        raise LookupError(f"{me} has signed {gathered.proposal_id[:16]} already; another admin must sign it")
+    proposal = gathered.with_signature(load_or_create_admin_key(settings.home, me), me, now)
+    await publish_proposal(settings, proposal)
+    gathered.signatures[me] = proposal.signature
+    doc = {**_proposal_row(gathered), "published": False, "outcome": None}
+    if not gathered.complete:
+        return doc
+    record = gathered.assembled()
+    start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))
+    await publish_record(settings, gathered.action, record)
+    doc["published"] = True
+    if isinstance(record, AgentPolicy):
+        doc["outcome"] = await wait_policy_applied(settings, record, wait_s, start)
+    elif isinstance(record, HumanApproval):
+        parked = [p for p in waiting if p.intent_id == record.intent_id]
+        if parked:
+            outcome = (await wait_outcomes(settings, [parked[0].intent], wait_s, start)).get(record.intent_id)
+            if outcome is not None and not isinstance(outcome, IntentParked):
+                doc["outcome"] = outcome.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
+    else:
+        doc["outcome"] = f"admin set v{(await admins_in_force(settings)).version} in force"
+    return doc
+
+
+def cmd_sign(args) -> int:
+    settings = load()
+    try:
+        doc = asyncio.run(sign(settings, args.id, args.wait))
+    except LookupError as exc:
+        return fail("warden approvals sign", exc)
+    if args.json:
+        print_json(doc)
+        return 0
+    signed = f"{len(doc['signed_by'])} of {doc['needed']} ({', '.join(doc['signed_by'])})"
+    if not doc["published"]:
+        print(f"{doc['what']}: signed by {settings.admin_id}; {signed}; waiting for more admins")
+        return 0
+    outcome = doc["outcome"]
+    if isinstance(outcome, dict):
+        outcome = outcome.get("code") or outcome.get("status") or outcome.get("kind")
+    print(f"{doc['what']}: quorum reached, {signed}; published: {outcome or 'no outcome yet'}")
+    return 0
+
+
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     listing = sub.add_parser("list", help="intents waiting for an admin's approval")
@@ -138,3 +296,8 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         q.add_argument("--reason", default="", help="recorded with the decision in the audit ledger")
         q.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome (default 30)")
         q.set_defaults(handler=cmd_decide)
+    signing = sub.add_parser("sign", help="add this admin's signature to an open proposal (WARDEN_ADMIN_ID)")
+    add_json_flag(signing)
+    signing.add_argument("id", help="the proposal id (or its first characters), as `warden approvals list` shows it")
+    signing.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the effect (default 30)")
+    signing.set_defaults(handler=cmd_sign)

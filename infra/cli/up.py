@@ -18,6 +18,9 @@ from infra.stack import demo
 from infra.stack.local import LocalStack, StackError
 from infra.stack.supervisor import Supervisor
 from runtime.config import Settings, load
+from runtime.trust import LOCAL_ADMIN_ID
+from schemas.auth import public_key_hex
+from sdk.admin import load_or_create_admin_key
 
 
 def _settings(**overrides) -> Settings:
@@ -79,7 +82,17 @@ def cmd_demo(args) -> int:
     # `WARDEN_HOME=.warden/demo warden audit verify` and friends.
     home = load().home / "demo"
     shutil.rmtree(home, ignore_errors=True)
-    settings = _settings(home=home, topology=args.topology, allow_dev_root=True, allow_unattested_signer=True)
+    # Two admins, and both needed to approve a parked intent: the demo shows a quorum at work.
+    admins = {a: public_key_hex(load_or_create_admin_key(home, a)) for a in (LOCAL_ADMIN_ID, demo.SECOND_ADMIN)}
+    settings = _settings(
+        home=home,
+        topology=args.topology,
+        allow_dev_root=True,
+        allow_unattested_signer=True,
+        admin_id=LOCAL_ADMIN_ID,
+        admin_keys=",".join(f"{a}={public}" for a, public in admins.items()),
+        admin_quorum="policy=1,approval=2,keys=1,chains=1,admins=2",
+    )
     progress = (lambda m: None) if args.quiet else note
     # Checkpoints every second: the receipt checked at the end needs one over the last outcome.
     stack = LocalStack(settings, extra_env={"WARDEN_LEDGER_CHECKPOINT_SECONDS": "1"})

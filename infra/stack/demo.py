@@ -45,6 +45,7 @@ from infra.stack.demo_script import (
     script,
 )
 from infra.stack.provision import provision_agent
+from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
@@ -53,7 +54,21 @@ from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
 from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule
 from schemas.stages import guardrail_stages
 from schemas.typed_data import TypedData
-from sdk.client import OUTCOME_TOPICS, Client, blob_fields, new_intent, signed_policy, wait_outcomes
+from sdk.admin import load_or_create_admin_key
+from sdk.client import (
+    OUTCOME_TOPICS,
+    Client,
+    blob_fields,
+    human_decision,
+    new_intent,
+    signed_policy,
+    wait_outcomes,
+)
+from sdk.quorum import open_proposals, propose, publish_proposal, publish_record
+from sdk.records import admins_in_force
+
+# The demo's second admin: both it and the local admin must sign an approval (`warden demo`'s quorum).
+SECOND_ADMIN = "second-admin"
 
 # Code installed with anvil_setCode at demo_script.DELEGATE: it answers every call with 42.
 ANSWER_42 = "0x602a60005260206000f3"  # PUSH1 42 PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN
@@ -281,15 +296,36 @@ async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: fl
     first = await wait_outcomes(settings, [i for _, i in waiting], timeout_s, start, final=False)
     for scripted, intent in waiting:
         parked = first.get(intent.intent_id)
-        if isinstance(parked, IntentParked):
-            progress(f"{intent.intent_id} awaits approval ({parked.reason}); the admin says {scripted.admin}")
-            await client.decide(parked, scripted.admin, "demo: approved by the operator")
+        if not isinstance(parked, IntentParked):
+            continue
+        progress(f"{intent.intent_id} awaits approval ({parked.reason}); the admins say {scripted.admin}")
+        admins = await admins_in_force(settings)
+        if scripted.admin != "approve" or admins.threshold("approval") == 1:
+            await client.decide(parked, scripted.admin, "demo: decided by the operator")
+            continue
+        # The quorum: this admin proposes, a second one signs, and the record goes out once two signed.
+        now = utcnow()
+        proposal = propose(human_decision(settings, parked, "approve", "demo: approved by two admins"), "approval", now)
+        await publish_proposal(settings, proposal)
+        progress(
+            f"{settings.admin_id} proposes the approval ({proposal.proposal_id[:16]}): 1 of {admins.threshold('approval')}"
+        )
+        gathered = (await open_proposals(settings, admins, now))[proposal.proposal_id]
+        second = gathered.with_signature(load_or_create_admin_key(settings.home, SECOND_ADMIN), SECOND_ADMIN, now)
+        await publish_proposal(settings, second)
+        gathered.signatures[SECOND_ADMIN] = second.signature
+        await publish_record(settings, "approval", gathered.assembled())
+        progress(
+            f"{SECOND_ADMIN} signs it too: {len(gathered.signers)} of {gathered.needed}, the approval is published"
+        )
 
 
 async def _allowlist_token(settings: Settings, client: Client, current, token: str):
     """What an admin does to let the agent sign the token's Permit: the next policy version, with
     the token's verifying contract on the EIP-712 allowlist."""
-    fields = current.model_dump(exclude={"version", "issued_at", "admin_key_id", "signature", "schema_version"})
+    fields = current.model_dump(
+        exclude={"version", "issued_at", "admin_key_id", "signature", "cosignatures", "schema_version"}
+    )
     fields["eip712_domain_allowlist"] = (Eip712DomainRule(verifying_contract=token, chain_id=ANVIL_CHAIN_ID),)
     policy = signed_policy(settings, version=current.version + 1, **fields)
     verdict = await client.publish_policy(policy)

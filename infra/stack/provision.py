@@ -10,8 +10,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
-from schemas.auth import public_key_hex
+from schemas.auth import cosign, public_key_hex
 from schemas.policy import AgentPolicy
+from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, load_or_create_agent_key, signed_policy
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
@@ -29,10 +30,17 @@ class Agent:
 
 
 async def provision_agent(
-    settings: Settings, agent_id: str, fund_wei: int = 100 * 10**18, client_share: str | None = None, **policy_fields
+    settings: Settings,
+    agent_id: str,
+    fund_wei: int = 100 * 10**18,
+    client_share: str | None = None,
+    cosigners: tuple[str, ...] = (),
+    **policy_fields,
 ) -> Agent:
     """``client_share``: needed when the signing-key vault is in a client-custody mode and already
-    exists; when this call creates it, the new share comes back in ``Agent.client_share``."""
+    exists; when this call creates it, the new share comes back in ``Agent.client_share``.
+    ``cosigners``: the admins (key files under $WARDEN_HOME/admin) who sign the policy beside
+    ``settings.admin_id``, where the deployment needs a quorum for a policy change."""
     intent_key = load_or_create_agent_key(settings.home, agent_id)
     custody_audit, vault_events = AuditOutbox(), VaultOutbox()
     keystore = keystore_from_settings(settings, audit=custody_audit, vault_outbox=vault_events)
@@ -53,6 +61,8 @@ async def provision_agent(
     )
     fields.update(policy_fields)
     policy = signed_policy(settings, **fields)
+    for admin_id in cosigners:
+        policy = cosign(policy, load_or_create_admin_key(settings.home, admin_id), admin_id)
     async with Client(settings) as client:
         await client.send_as_admin(custody_audit.drain() + vault_events.drain())
         verdict = await client.publish_policy(policy)

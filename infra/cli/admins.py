@@ -1,0 +1,91 @@
+"""``warden admins show|key|propose``: the admin set in force, this admin's key, and a change to
+the set (new admins, removed ones, new thresholds), which the current set's quorum for
+``admins`` must sign (`warden approvals sign`) before any service takes it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from infra.cli.output import add_json_flag, fail, print_json
+from runtime.clock import utcnow
+from runtime.config import load
+from schemas.admins import AdminSet, parse_thresholds
+from schemas.auth import public_key_hex, sign_admin_set
+from sdk.admin import load_or_create_admin_key
+from sdk.quorum import propose, publish_proposal, publish_record
+from sdk.records import admins_in_force
+
+
+def cmd_show(args) -> int:
+    admins = asyncio.run(admins_in_force(load()))
+    doc = {"version": admins.version, "admins": admins.keys, "thresholds": admins.thresholds}
+    if args.json:
+        print_json(doc)
+        return 0
+    print(f"admin set v{admins.version}{' (the configured one)' if admins.version == 0 else ''}")
+    for key_id, public in sorted(admins.keys.items()):
+        print(f"  {key_id:20} {public}")
+    print("thresholds: " + ", ".join(f"{action} {m} of {len(admins.keys)}" for action, m in admins.thresholds.items()))
+    return 0
+
+
+def cmd_key(args) -> int:
+    """This admin's key (made on first use); its pin line for WARDEN_ADMIN_KEYS or `propose --admins`."""
+    settings = load()
+    public = public_key_hex(load_or_create_admin_key(settings.home, settings.admin_id))
+    if args.json:
+        print_json({"admin_key_id": settings.admin_id, "public_key": public})
+    else:
+        print(f"{settings.admin_id}={public}")
+    return 0
+
+
+def cmd_propose(args) -> int:
+    settings = load()
+    admins = asyncio.run(admins_in_force(settings))
+    pairs = (item.split("=", 1) for item in args.admins.split(",") if item.strip())
+    try:
+        keys = {key_id.strip(): public.strip() for key_id, public in pairs}
+        proposed = AdminSet(
+            version=admins.version + 1,
+            admins=keys,
+            thresholds=parse_thresholds(args.quorum, keys),
+            issued_at=utcnow(),
+        )
+    except ValueError as exc:
+        return fail("warden admins propose", exc)
+    signed = sign_admin_set(proposed, load_or_create_admin_key(settings.home, settings.admin_id), settings.admin_id)
+    needed = admins.threshold("admins")
+    if needed == 1:
+        asyncio.run(publish_record(settings, "admins", signed))
+        doc = {"version": signed.version, "published": True, "needed": 1}
+        text = f"admin set v{signed.version} signed by {settings.admin_id} and published on warden.admins"
+    else:
+        proposal = propose(signed, "admins", utcnow())
+        asyncio.run(publish_proposal(settings, proposal))
+        doc = {"version": signed.version, "published": False, "needed": needed, "proposal_id": proposal.proposal_id}
+        text = (
+            f"admin set v{signed.version} proposed ({proposal.proposal_id[:16]}), signed by {settings.admin_id}; "
+            f"{needed} admins of v{admins.version} must sign: `warden approvals sign {proposal.proposal_id[:16]}`"
+        )
+    if args.json:
+        print_json(doc)
+    else:
+        print(text)
+    return 0
+
+
+def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True)
+    show = sub.add_parser("show", help="the admin set in force and its thresholds")
+    add_json_flag(show)
+    show.set_defaults(handler=cmd_show)
+    key = sub.add_parser("key", help="this admin's key (WARDEN_ADMIN_ID), made on first use: its pin line")
+    add_json_flag(key)
+    key.set_defaults(handler=cmd_key)
+    change = sub.add_parser("propose", help="a new admin set and thresholds; the current quorum must sign it")
+    add_json_flag(change)
+    change.add_argument("--admins", required=True, help="the whole new set: id=0x<public key>,...")
+    change.add_argument("--quorum", required=True, help='thresholds: "2", or "policy=2,approval=2,...,admins=3"')
+    change.set_defaults(handler=cmd_propose)

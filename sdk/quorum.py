@@ -1,0 +1,139 @@
+"""Admin actions that need more than one admin: proposals, the signatures gathered for them on
+warden.admin.proposals, and the whole record once enough pinned admins signed.
+
+An admin proposes (`propose`): the record, signed by them, is written as an `AdminProposal`.
+Every other admin sees it with who signed so far (`open_proposals`, `warden approvals list`)
+and adds their own signature (`endorse`, `warden approvals sign`). The signature that completes
+the quorum also publishes the assembled record (`assembled`) on its own topic, where the streams
+worker and the signer check the quorum again, each for itself. A proposal expires: after
+``expires_at`` nobody adds to it and it is no longer listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
+from runtime.config import Settings
+from runtime.kafka import read_to_quiet
+from schemas import topics
+from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, digest_of
+from schemas.auth import Admins, AdminSignedT, cosign
+from schemas.outcomes import HumanApproval
+from schemas.policy import AgentPolicy
+from sdk.client import Client
+
+# Each action that gathers signatures here: the record it signs, and where the whole record goes.
+RECORDS: dict[str, tuple[type, str]] = {
+    "policy": (AgentPolicy, topics.POLICIES),
+    "approval": (HumanApproval, topics.APPROVALS),
+    "admins": (AdminSet, topics.ADMINS),
+}
+PROPOSAL_TTL = timedelta(hours=24)
+_SIGNATURES = {"signature", "cosignatures"}
+
+
+def topic_key(record: AdminSignedT) -> str:
+    return "admins" if isinstance(record, AdminSet) else record.agent_id
+
+
+def propose(record: AdminSignedT, action: Action, now: datetime, ttl: timedelta = PROPOSAL_TTL) -> AdminProposal:
+    """The proposer's signature on ``record`` (signed by them with `sign_policy` and the like)."""
+    return AdminProposal(
+        proposal_id=digest_of(record.signing_bytes()),
+        action=action,
+        document=record.model_dump(mode="json", exclude=_SIGNATURES),
+        admin_key_id=record.admin_key_id,
+        signature=record.signature,
+        proposed_at=now,
+        expires_at=now + ttl,
+    )
+
+
+@dataclass
+class Gathered:
+    """One proposal as the topic holds it: the record, the signatures that count under the admin
+    set in force, the ones that do not (and why), and how many are needed."""
+
+    proposal_id: str
+    action: Action
+    record: AgentPolicy | HumanApproval | AdminSet
+    expires_at: datetime
+    needed: int
+    signatures: dict[str, str] = field(default_factory=dict)  # admin key id → signature, valid only
+    refused: list[str] = field(default_factory=list)
+
+    @property
+    def signers(self) -> list[str]:
+        return list(self.signatures)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.signatures) >= self.needed
+
+    def assembled(self) -> AgentPolicy | HumanApproval | AdminSet:
+        """The whole record: the proposer's signature in ``signature``, the others' in ``cosignatures``."""
+        proposer = self.record.admin_key_id
+        others = tuple(AdminSignature(admin_key_id=k, signature=s) for k, s in self.signatures.items() if k != proposer)
+        return self.record.model_copy(update={"signature": self.signatures.get(proposer, ""), "cosignatures": others})
+
+    def with_signature(self, admin_key: Ed25519PrivateKey, admin_id: str, now: datetime) -> AdminProposal:
+        """This admin's signature on the proposal, as a record for warden.admin.proposals."""
+        signed = cosign(self.record.model_copy(update={"signature": "", "cosignatures": ()}), admin_key, admin_id)
+        return AdminProposal(
+            proposal_id=self.proposal_id,
+            action=self.action,
+            document=self.record.model_dump(mode="json", exclude=_SIGNATURES),
+            admin_key_id=admin_id,
+            signature=signed.cosignatures[-1].signature,
+            proposed_at=now,
+            expires_at=self.expires_at,
+        )
+
+
+def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str, Gathered]:
+    """The open proposals among ``raw_records`` (warden.admin.proposals, in order): each with the
+    signatures that verify, of distinct pinned admins, over its record's bytes. A proposal's
+    expiry is its first record's; expired ones are left out."""
+    found: dict[str, Gathered] = {}
+    for raw in raw_records:
+        try:
+            proposal = AdminProposal.model_validate_json(raw)
+            kind = RECORDS[proposal.action][0]
+            record = kind.model_validate(proposal.document)
+        except (ValidationError, ValueError, KeyError):
+            continue  # not a proposal anyone can act on
+        if digest_of(record.signing_bytes()) != proposal.proposal_id:
+            continue  # its id does not name what it carries
+        gathered = found.get(proposal.proposal_id)
+        if gathered is None:
+            gathered = found[proposal.proposal_id] = Gathered(
+                proposal.proposal_id, proposal.action, record, proposal.expires_at, admins.threshold(proposal.action)
+            )
+        problem = admins.signature_problem(proposal.admin_key_id, proposal.signature, record.signing_bytes())
+        public = admins.key(proposal.admin_key_id)
+        if problem is not None:
+            gathered.refused.append(problem)
+        elif not any(admins.key(k) == public for k in gathered.signatures):  # an admin counts once
+            gathered.signatures[proposal.admin_key_id] = proposal.signature
+    return {pid: g for pid, g in found.items() if g.expires_at > now}
+
+
+async def open_proposals(settings: Settings, admins: Admins, now: datetime) -> dict[str, Gathered]:
+    """`gather` over everything on warden.admin.proposals."""
+    raw = [value async for _, value in read_to_quiet(settings, (topics.ADMIN_PROPOSALS,), 2)]
+    return gather(raw, admins, now)
+
+
+async def publish_proposal(settings: Settings, proposal: AdminProposal) -> None:
+    async with Client(settings) as client:
+        await (await client.send(topics.ADMIN_PROPOSALS, proposal.proposal_id, proposal.to_bytes()))
+
+
+async def publish_record(settings: Settings, action: Action, record: AgentPolicy | HumanApproval | AdminSet) -> None:
+    """The whole record, signed by enough admins, on its own topic."""
+    async with Client(settings) as client:
+        await (await client.send(RECORDS[action][1], topic_key(record), record.to_bytes()))

@@ -1,0 +1,172 @@
+"""The admins' quorum on the real stack: a deployment pins three admins and needs two for a
+policy change, an approval and a change to the admin set. What one stolen admin key can try
+(alone, twice, with another admin's signature over other bytes, straight onto the topics) is
+refused by the streams worker and by the signer, each checking for itself; two admins, through
+the CLI's proposals, get their way."""
+
+from __future__ import annotations
+
+import json
+
+from infra.stack.provision import balance, provision_agent
+from runtime.clock import utcnow
+from runtime.kafka import end_offsets
+from schemas import topics
+from schemas.admins import ACTIONS, AdminSet
+from schemas.audit import audit_events_of
+from schemas.auth import cosign, public_key_hex, sign_admin_set, sign_human_approval, sign_policy
+from schemas.outcomes import HumanApproval, SignedTransaction
+from sdk.admin import load_or_create_admin_key
+from sdk.client import Client, new_intent, pending_approvals, wait_outcomes
+from tests.support import read_topic, warden
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+AGENT = "treasury-quorum"
+
+
+def _as(settings, admin_id: str):
+    import dataclasses
+
+    return dataclasses.replace(settings, admin_id=admin_id)
+
+
+def _cli(settings, admin_id: str, *args: str) -> dict:
+    done = warden(_as(settings, admin_id), *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_one_admin_key_changes_nothing_and_two_admins_do(fresh_stack, tmp_path, run):
+    home = tmp_path / "home0"  # fresh_stack's first home: the admins' keys are made there first
+    keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}
+    pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
+    stack = fresh_stack(admin_keys=pinned, admin_quorum="policy=2,approval=2,admins=2,keys=1,chains=1", admin_id="a")
+    settings = stack.settings
+    start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
+
+    # Two admins sign the first policy: in force. Approvals above 1 ETH wait for admins.
+    agent = run(
+        provision_agent(settings, AGENT, cosigners=("b",), tx_allowed_chains=("anvil",), approval_threshold_eth="1")
+    )
+    v1 = agent.policy
+
+    def attempt(step: int, sign) -> str:
+        """Policy v1 + ``step``, lifting the value cap, signed by ``sign``: the worker's verdict."""
+        policy = sign(
+            v1.model_copy(update={"version": v1.version + step, "tx_max_value_eth": "1000", "cosignatures": ()})
+        )
+
+        async def publish():
+            async with Client(settings) as client:
+                return await client.publish_policy(policy)
+
+        return run(publish())
+
+    # One admin alone; one admin twice; a second admin's signature over other bytes.
+    alone = attempt(2, lambda p: sign_policy(p, keys["a"], "a"))
+    twice = attempt(3, lambda p: cosign(sign_policy(p, keys["a"], "a"), keys["a"], "a"))
+    other = sign_policy(v1.model_copy(update={"version": v1.version + 4}), keys["b"], "b")
+    borrowed = attempt(
+        4,
+        lambda p: sign_policy(p, keys["a"], "a").model_copy(
+            update={
+                "cosignatures": (
+                    cosign(p, keys["b"], "b").cosignatures[0].model_copy(update={"signature": other.signature}),
+                )
+            }
+        ),
+    )
+    assert (alone, twice, borrowed) == ("policy.refused", "policy.refused", "policy.refused")
+    # Two distinct admins over the same bytes: in force.
+    assert attempt(5, lambda p: cosign(sign_policy(p, keys["a"], "a"), keys["c"], "c")) == "policy.updated"
+
+    # A parked intent: one admin's approval is refused; the CLI proposes, a second admin signs.
+    intent = new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value="2", broadcast=True)
+    outcome_start = run(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
+
+    async def submit():
+        async with Client(settings) as client:
+            await (await client.submit(intent))
+
+    run(submit())
+    assert type(run(wait_outcomes(settings, [intent], 60, outcome_start))[intent.intent_id]).__name__ == "IntentParked"
+    (parked,) = [p for p in run(pending_approvals(settings, utcnow())) if p.intent_id == intent.intent_id]
+    lone = sign_human_approval(
+        HumanApproval(
+            intent_id=parked.intent_id,
+            agent_id=AGENT,
+            intent_digest=parked.intent_digest,
+            decision="approve",
+            decided_at=utcnow(),
+        ),
+        keys["a"],
+        "a",
+    )
+
+    async def lone_approval():
+        async with Client(settings) as client:
+            await (await client.send(topics.APPROVALS, AGENT, lone.to_bytes()))
+
+    run(lone_approval())
+    proposed = _cli(settings, "a", "approvals", "approve", intent.intent_id)
+    assert proposed["signed_by"] == ["a"] and proposed["needed"] == 2 and proposed["outcome"] is None
+    listed = _cli(settings, "b", "approvals", "list")
+    (open_,) = [p for p in listed["proposals"] if p["proposal_id"] == proposed["proposal_id"]]
+    assert open_["signed_by"] == ["a"] and open_["needed"] == 2 and open_["action"] == "approval"
+    assert [p["intent_id"] for p in listed["awaiting_approval"]] == [intent.intent_id]  # the lone one did nothing
+    before = run(balance(settings, DEST))
+    signed = _cli(settings, "b", "approvals", "sign", proposed["proposal_id"][:16], "--wait", "90")
+    assert signed["published"] and signed["signed_by"] == ["a", "b"]
+    assert signed["outcome"]["tx_hash"], signed
+    final = run(wait_outcomes(settings, [intent], 120, outcome_start, final=True))[intent.intent_id]
+    assert isinstance(final, SignedTransaction) and final.status == "mined", final
+    assert run(balance(settings, DEST)) == before + 2 * 10**18
+
+    # One admin alone cannot change the admin set: not through the CLI (a proposal)...
+    me_alone = f"a={public_key_hex(keys['a'])}"
+    proposal = _cli(settings, "a", "admins", "propose", "--admins", me_alone, "--quorum", "1")
+    assert proposal["published"] is False and proposal["needed"] == 2
+    # ... nor straight onto warden.admins: both services keep the set, so one key still signs nothing.
+    forged = sign_admin_set(
+        AdminSet(
+            version=1,
+            admins={"a": public_key_hex(keys["a"])},
+            thresholds=dict.fromkeys(ACTIONS, 1),
+            issued_at=utcnow(),
+        ),
+        keys["a"],
+        "a",
+    )
+
+    async def forge_admins():
+        async with Client(settings) as client:
+            await (await client.send(topics.ADMINS, "admins", forged.to_bytes()))
+
+    run(forge_admins())
+    assert attempt(6, lambda p: sign_policy(p, keys["a"], "a")) == "policy.refused"
+    assert _cli(settings, "a", "admins", "show")["version"] == 0
+
+    # What each service recorded, on the ledger's topic.
+    events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
+    refused = {
+        e.details["version"] - v1.version: e.details["reason"]
+        for e in events
+        if e.action == "policy.refused" and e.agent_id == AGENT
+    }
+    assert "needs 2 of the 3 pinned admins' signatures" in refused[2] and "it has 1 (a)" in refused[2]
+    assert "a signed twice (counted once)" in refused[3]
+    assert "b's signature does not verify over this record's bytes" in refused[4]
+    assert "it has 1 (a)" in refused[6]
+    updated = [e for e in events if e.action == "policy.updated" and e.agent_id == AGENT]
+    assert sorted(e.details["version"] - v1.version for e in updated) == [0, 5]
+    assert updated[-1].details["approved_by"] == ["a", "c"]
+    enforced = sorted(
+        e.details["version"] - v1.version for e in events if e.action == "policy.enforced" and e.agent_id == AGENT
+    )
+    assert enforced == [0, 5]  # the signer took neither the lone nor the doubled signatures
+    assert any(e.action == "approval.refused" and "it has 1 (a)" in e.details["reason"] for e in events)
+    (approved,) = [e for e in events if e.action == "intent.human_approved" and e.intent_id == intent.intent_id]
+    assert approved.details["approved_by"] == ["a", "b"]
+    assert any(
+        e.action == "admins.refused" and "a change to the admin set needs 2" in e.details["reason"] for e in events
+    )
