@@ -53,7 +53,7 @@ async def _pending(
     from runtime.clock import US_PER_SECOND, utcnow
     from runtime.rpc import JsonRpc
     from schemas import topics
-    from schemas.auth import public_key_hex, sign_policy
+    from schemas.auth import Admins, public_key_hex, sign_policy
     from schemas.emit import Source
     from schemas.outcomes import IntentApproved
     from schemas.policy import AgentPolicy
@@ -71,7 +71,7 @@ async def _pending(
     signer = Signer(
         state,
         store,
-        {"bench-admin": public_key_hex(admin_key)},
+        Admins.with_threshold({"bench-admin": public_key_hex(admin_key)}, 1),
         node_for=lambda chain: counting,
         service_key=("signer-bench", service_key),
         replace_after_us=600 * US_PER_SECOND,

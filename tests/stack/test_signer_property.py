@@ -27,7 +27,7 @@ from rules.fees import check_fee
 from runtime.clock import to_us
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import public_key_hex, sign_policy
+from schemas.auth import Admins, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
@@ -129,7 +129,7 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
             signer = Signer(
                 state,
                 store,
-                {"test-admin": public_key_hex(admin_key)},
+                Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1),
                 node_for=lambda chain: node,
                 service_key=("signer-test", Ed25519PrivateKey.generate()),
             )

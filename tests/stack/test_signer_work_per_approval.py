@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import public_key_hex, sign_policy
+from schemas.auth import Admins, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.outcomes import IntentApproved, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -70,7 +70,7 @@ def test_the_signer_parses_and_verifies_each_approval_once(stack, tmp_path):
             signer = Signer(
                 state,
                 store,
-                {"test-admin": public_key_hex(admin_key)},
+                Admins.with_threshold({"test-admin": public_key_hex(admin_key)}, 1),
                 node_for=lambda chain: node,
                 service_key=("signer-test", Ed25519PrivateKey.generate()),
             )
