@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
@@ -126,6 +127,7 @@ async def judge_steps(
     spent: Callable[[str], int],
     node: Node,
     sender: str,
+    now: datetime,
 ) -> list[JudgedStep]:
     """Every step judged by the one judge, in order: its simulation verdict from its trace in the
     bundle's block, and the spend of the steps before it added to ``spent`` (the agent's windows
@@ -134,7 +136,7 @@ async def judge_steps(
     out = []
     for step, outcome in zip(steps, outcomes, strict=True):
         simulated = traced_verdict(step, policy, sender, outcome, gas_used(outcome))
-        ctx = judge.Context(spent=with_earlier(spent, earlier), node=node, sender=sender, simulated=simulated)
+        ctx = judge.Context(spent=with_earlier(spent, earlier), node=node, sender=sender, simulated=simulated, now=now)
         judged = await judge.run_stages(priced(step, outcome), policy, ctx)
         out.append(JudgedStep(step, judged))
         for asset, units in step_spend(step, judged).items():

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from rules import assets, fees, guardrails, movements, simulation
+from rules import assets, fees, guardrails, movements, prices, simulation
 from runtime.rpc import Node
 from schemas.auth import intent_signature_valid, simulation_request_signature_valid
 from schemas.intent import TransactionIntent
@@ -36,6 +36,7 @@ __all__ = [
     "admit",
     "admit_simulation",
     "check_spend",
+    "recheck_windows",
     "run_stage",
     "run_stages",
     "stages_of",
@@ -55,12 +56,14 @@ class Context:
     the key itself; the worker's is the policy's ``sender_address``, possibly None).
     ``simulated``: the simulation stage's verdict when the caller traced the call itself, in a
     bundle's one block where an earlier step changes what a later one does (`rules.bundle`);
-    None, and the stage simulates on ``node``."""
+    None, and the stage simulates on ``node``. ``now``: the moment of the decision, against which
+    a price's age is measured (the USD limits)."""
 
     spent: Callable[[str], int] | None = None
     node: Node | None = None
     sender: str | None = None
     simulated: StageVerdict | None = None
+    now: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "simulation": ("node",),
     "fee": ("node",),
     "daily_limit": ("spent",),
+    "usd_limit": ("spent", "node", "now"),
 }
 
 
@@ -182,6 +186,12 @@ async def run_stage(
         verdict = await simulation.check_simulation(intent, policy, ctx.node, ctx.sender)
     elif stage == "fee":
         verdict, quote = await fees.check_price(intent, policy, ctx.node, ctx.sender)
+    elif stage == "usd_limit":
+        verdict, usd = await prices.check_usd(
+            intent, policy, ctx.node, ctx.spent(prices.USD), quote, asset_spend, ctx.now
+        )
+        if usd is not None:  # reserved and settled in the USD window like any asset
+            asset_spend = MappingProxyType({**asset_spend, prices.USD: usd})
     elif quote is None:  # the spend stages count the fee stage's quote
         verdict = _without_quote(intent, stage)
     elif stage == "value_cap":
@@ -219,3 +229,22 @@ def _without_quote(intent: TransactionIntent, stage: str) -> StageVerdict:
         "FEE_QUOTE_MISSING",
         f"the {stage} stage counts the fee stage's quote, and this intent's judgement carries none; submit it again",
     )
+
+
+def recheck_windows(
+    intent: TransactionIntent, policy: AgentPolicy, judged: Judgement, spent: Callable[[str], int]
+) -> StageVerdict | None:
+    """Every rolling window the judgement counts, again, against ``spent`` as it is now: for a
+    caller that judged the stages in several steps, between which other intents of the agent may
+    have been reserved (the split topology), checked in the step that reserves. The first
+    refusal, or None."""
+    if judged.asset_spend:
+        again = assets.check_assets(intent, policy, spent)
+        if not again.passed:
+            return again
+    if judged.quote is not None and "daily_limit" in stages_of(intent):
+        again = guardrails.check_daily_limit(intent, policy, spent(movements.NATIVE), judged.quote)
+        if not again.passed:
+            return again
+    usd = judged.asset_spend.get(prices.USD)
+    return None if usd is None else prices.recheck_usd_window(intent, policy, spent(prices.USD), usd)

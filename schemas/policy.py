@@ -130,6 +130,37 @@ class AssetLimit(Record):
         return None if text is None else parse_token_amount(text, self.decimals)
 
 
+USD_DECIMALS = 6  # USD amounts are kept in millionths of a dollar: exact integers, never floats
+
+
+def parse_usd(text: str) -> int:
+    """``"5000"`` or ``"0.25"`` (dollars, at most 6 decimals) → millionths of a dollar."""
+    return parse_token_amount(text, USD_DECIMALS, "US dollars", "millionths of a dollar")
+
+
+class PriceFeed(Record):
+    """Where one asset's price in US dollars comes from: a Chainlink-style aggregator
+    (``AggregatorV3Interface``: ``latestRoundData``, ``decimals``) on the asset's chain. ``asset``
+    is ``"native"`` (the chain's native coin) or the token contract of an ``asset_limits`` entry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    chain: str
+    asset: Literal["native"] | Address
+    feed: Address
+
+    @field_validator("chain")
+    @classmethod
+    def _known(cls, chain: str) -> str:
+        return known_chain(chain)
+
+    @property
+    def key(self) -> str:
+        """The asset's name in spend records: ``native`` on the feed's chain, or chain and contract."""
+        return "native" if self.asset == "native" else f"{self.chain}:{self.asset}"
+
+
 class ContractCallRule(Evolving):
     """Calls to one contract that the asset rules do not read (anything but a token transfer or
     approval): allowed only for the listed 4-byte selectors, or any call with ``"any"``. A
@@ -193,6 +224,10 @@ class AgentPolicy(Evolving):
         "approval_timeout_s": 3600,
         "eip712_no_value_types": (),
         "cosignatures": (),
+        "usd_max_per_tx": None,
+        "usd_daily_limit": None,
+        "price_feeds": (),
+        "price_max_age_s": 3600,
     }
 
     agent_id: Identifier
@@ -259,6 +294,22 @@ class AgentPolicy(Evolving):
     approval_timeout_s: int = Field(
         default=3600, ge=1, le=7 * 86_400, description="how long an intent waits for an admin before APPROVAL_EXPIRED"
     )
+    usd_max_per_tx: str | None = Field(
+        default=None,
+        description="the most one intent moves in US dollars (native value, worst-case fee and every asset), "
+        "priced by price_feeds; decimal string, at most 6 decimals",
+    )
+    usd_daily_limit: str | None = Field(
+        default=None, description="rolling 24 h limit in US dollars across native value, fees and every asset"
+    )
+    price_feeds: tuple[PriceFeed, ...] = Field(
+        default=(),
+        max_length=256,
+        description="the price source of each asset a USD limit counts; an asset without one is refused",
+    )
+    price_max_age_s: int = Field(
+        default=3600, ge=1, le=7 * 86_400, description="a price older than this (its updatedAt) is refused"
+    )
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime
     admin_key_id: str = ""
@@ -286,6 +337,16 @@ class AgentPolicy(Evolving):
         keys = [a.key for a in self.asset_limits]
         if len(set(keys)) != len(keys):
             raise ValueError(f"asset_limits: each (chain, token) appears once, got {sorted(keys)}")
+        feeds = [(f.chain, f.key) for f in self.price_feeds]
+        if len(set(feeds)) != len(feeds):
+            raise ValueError("price_feeds: each (chain, asset) has one feed")
+        for name in ("usd_max_per_tx", "usd_daily_limit"):
+            text = getattr(self, name)
+            if text is not None:
+                try:
+                    parse_usd(text)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         contracts = [c.contract for c in self.contract_calls]
         if len(set(contracts)) != len(contracts):
             raise ValueError("contract_calls: each contract appears once")
@@ -293,6 +354,14 @@ class AgentPolicy(Evolving):
 
     def asset(self, chain: str, token: str) -> AssetLimit | None:
         return next((a for a in self.asset_limits if a.chain == chain and a.token == token), None)
+
+    def price_feed(self, chain: str, key: str) -> PriceFeed | None:
+        """The feed that prices asset ``key`` (``native`` or chain:contract) on ``chain``."""
+        return next((f for f in self.price_feeds if f.chain == chain and f.key == key), None)
+
+    @property
+    def usd_limited(self) -> bool:
+        return self.usd_max_per_tx is not None or self.usd_daily_limit is not None
 
     def calls_to(self, contract: str) -> ContractCallRule | None:
         return next((c for c in self.contract_calls if c.contract == contract), None)

@@ -17,6 +17,7 @@ Stage = Literal[
     "fee",
     "value_cap",
     "daily_limit",
+    "usd_limit",
     "message",
     "typed_data",
     "approval",
@@ -27,7 +28,16 @@ Stage = Literal[
 # gas estimate that failed.
 # "assets" judges what the calldata does (token transfers and approvals, other contract calls)
 # before anything runs it, and simulation then checks the chain moves no more than that.
-GUARDRAIL_STAGES: tuple[Stage, ...] = ("chain", "allowlist", "assets", "simulation", "fee", "value_cap", "daily_limit")
+GUARDRAIL_STAGES: tuple[Stage, ...] = (
+    "chain",
+    "allowlist",
+    "assets",
+    "simulation",
+    "fee",
+    "value_cap",
+    "daily_limit",
+    "usd_limit",
+)
 # A set-code transaction (type 4) also hands the account to its delegates: checked before it is priced.
 SET_CODE_STAGES: tuple[Stage, ...] = (
     "chain",
@@ -38,12 +48,15 @@ SET_CODE_STAGES: tuple[Stage, ...] = (
     "fee",
     "value_cap",
     "daily_limit",
+    "usd_limit",
 )
+# "usd_limit" prices everything an intent moves (native spend, fee included, and each asset) by the
+# policy's price feeds, so it comes after every stage that counts what moves.
 # Messages move no native value by themselves, so they have no fee or spend stages; what they may
 # authorize is their stage's business (an EIP-712 Permit is refused unless its contract is allowlisted).
 MESSAGE_STAGES: tuple[Stage, ...] = ("chain", "message")
 # Typed data's "assets" stage counts what a Permit authorizes against the token's limits.
-TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data", "assets")
+TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data", "assets", "usd_limit")
 ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
     "chain",
     "allowlist",
@@ -53,6 +66,7 @@ ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
     "fee",
     "value_cap",
     "daily_limit",
+    "usd_limit",
     "message",
     "typed_data",
 )

@@ -169,7 +169,9 @@ async def check_policy(settings: Settings, intent: TransactionIntent, now: datet
     if verdicts[0].passed:
         node = JsonRpc(settings.rpc_url_for(intent.chain))
         try:
-            ctx = judge.Context(spent=lambda asset: spent.get(asset, 0), node=node, sender=policy.sender_address)
+            ctx = judge.Context(
+                spent=lambda asset: spent.get(asset, 0), node=node, sender=policy.sender_address, now=now
+            )
             judged = await judge.run_stages(intent, policy, ctx)
         finally:
             await node.close()

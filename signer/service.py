@@ -209,7 +209,11 @@ class Signer:
                 raise SigningRefused("CHAIN_RPC_FAILED", f"could not read the account's nonce: {exc}") from None
             # The rest on the signer's own node, simulated and priced as the real sender.
             judged = await judging.run_stages(
-                intent, policy, judge.Context(spent=spent, node=node, sender=agent.address), judged, complete=True
+                intent,
+                policy,
+                judge.Context(spent=spent, node=node, sender=agent.address, now=now),
+                judged,
+                complete=True,
             )
             quote = judged.quote
             auth_nonces = authorization_nonces(intent, nonce)
@@ -261,7 +265,11 @@ class Signer:
             slot = None
         else:
             judged = await judging.run_stages(
-                intent, policy, judge.Context(spent=judging.spent(intent, now)), judged, complete=True
+                intent,
+                policy,
+                judge.Context(spent=judging.spent(intent, now), node=self.node_for(intent.chain), now=now),
+                judged,
+                complete=True,
             )
             assets = dict(judged.asset_spend)
             judging.require_human_approval(approved, policy, assets, now)

@@ -65,7 +65,7 @@ class Decider:
     def _context(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> judge.Context:
         """The worker's own spend windows and node; the sender is the one the policy names."""
         return judge.Context(
-            spent=self._spent(intent, now), node=self.node_for(intent.chain), sender=policy.sender_address
+            spent=self._spent(intent, now), node=self.node_for(intent.chain), sender=policy.sender_address, now=now
         )
 
     def _spent(self, intent: TransactionIntent, now: datetime):
@@ -93,13 +93,13 @@ class Decider:
 
     def decide(self, intent, policy, judged: judge.Judgement, now, recheck_assets: bool) -> list[Emit]:
         """Every guardrail passed: approved, or parked for a human when above a threshold. In the
-        split topology (``recheck_assets``) token amounts are checked against their windows again
+        split topology (``recheck_assets``) every window (tokens, native, USD) is checked again
         here, in the same step that reserves them: other intents of the agent may have been
-        reserved since the assets stage ran. Fused, every stage ran in this one step, so nothing
-        could have been (and the native limit needs no second look in either: its stage is last)."""
-        if recheck_assets and judged.asset_spend:
-            again = assets.check_assets(intent, policy, self._spent(intent, now))
-            if not again.passed:
+        reserved since their stages ran. Fused, every stage ran in this one step, so nothing
+        could have been."""
+        if recheck_assets:
+            again = judge.recheck_windows(intent, policy, judged, self._spent(intent, now))
+            if again is not None:
                 return [self.verdict_audit(again, intent, now)] + self.reject(
                     intent, again, [*judged.verdicts, again], now
                 )
