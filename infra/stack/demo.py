@@ -34,10 +34,12 @@ from infra.stack.demo_script import (
     ANVIL_CHAIN_ID,
     BOB,
     DELEGATE,
+    ETH_USD,
     FEE_CEILING,
     MALLORY,
     PAUSED,
     REVERT_REASON,
+    USD_CAP,
     WUSD,
     WUSD_LIMITS,
     Scripted,
@@ -51,7 +53,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
-from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule
+from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
 from schemas.stages import guardrail_stages
 from schemas.typed_data import TypedData
 from sdk.admin import load_or_create_admin_key
@@ -117,6 +119,9 @@ async def provision(settings: Settings) -> dict:
         greedy = await contracts.deploy(node, "GreedyToken", "Greedy Demo", "GRD", 6, COLLECTOR, sender=DEPLOYER)
         router = await contracts.deploy(node, "PullRouter", sender=DEPLOYER)
         forwarder = await contracts.deploy(node, "Forwarder", MALLORY, sender=DEPLOYER)
+        # Chainlink-style feeds the second policy prices ETH and WUSD by (its USD limit).
+        eth_feed = await contracts.deploy(node, "PriceFeed", 8, "ETH / USD", ETH_USD * 10**8, sender=DEPLOYER)
+        wusd_feed = await contracts.deploy(node, "PriceFeed", 8, "WUSD / USD", 10**8, sender=DEPLOYER)
         agent = await provision_agent(
             settings,
             AGENT,
@@ -148,6 +153,8 @@ async def provision(settings: Settings) -> dict:
         "policy": agent.policy,
         "token": token,
         "greedy": greedy,
+        "eth_feed": eth_feed,
+        "wusd_feed": wusd_feed,
         "router": router,
         "forwarder": forwarder,
         "client_share": agent.client_share,
@@ -183,9 +190,11 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
             try:
                 for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
                     if phase == 1:
-                        policy = await _allowlist_token(settings, client, setup["policy"], setup["token"])
+                        policy = await _allowlist_token(settings, client, setup)
                         progress(
-                            f"an admin allowlisted the demo token {setup['token']} for EIP-712 (policy v{policy.version})"
+                            f"an admin allowlisted the demo token {setup['token']} for EIP-712 and set a USD cap of "
+                            f"${policy.usd_max_per_tx} per intent, priced by feeds at ETH ${ETH_USD:,} and WUSD $1 "
+                            f"(policy v{policy.version})"
                         )
                     start = await end_offsets(settings, OUTCOME_TOPICS)
                     batch = []
@@ -320,13 +329,20 @@ async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: fl
         )
 
 
-async def _allowlist_token(settings: Settings, client: Client, current, token: str):
+async def _allowlist_token(settings: Settings, client: Client, setup: dict):
     """What an admin does to let the agent sign the token's Permit: the next policy version, with
-    the token's verifying contract on the EIP-712 allowlist."""
+    the token's verifying contract on the EIP-712 allowlist; and a cap in US dollars, every asset
+    priced by its feed."""
+    current, token = setup["policy"], setup["token"]
     fields = current.model_dump(
         exclude={"version", "issued_at", "admin_key_id", "signature", "cosignatures", "schema_version"}
     )
     fields["eip712_domain_allowlist"] = (Eip712DomainRule(verifying_contract=token, chain_id=ANVIL_CHAIN_ID),)
+    fields["usd_max_per_tx"] = USD_CAP
+    fields["price_feeds"] = (
+        PriceFeed(chain="anvil", asset="native", feed=setup["eth_feed"]),
+        PriceFeed(chain="anvil", asset=token, feed=setup["wusd_feed"]),
+    )
     policy = signed_policy(settings, version=current.version + 1, **fields)
     verdict = await client.publish_policy(policy)
     if verdict != "policy.updated":

@@ -261,8 +261,13 @@ TOKEN_SCRIPT = (
 )
 
 # After an admin allowlists the token's verifying contract (policy v+1):
+# The second policy's cap in US dollars, and the price its ETH feed serves: 0.03 ETH is $6,000.
+USD_CAP = "5000"
+ETH_USD = 200_000
+
 AFTER_ALLOWLISTING = (
     Scripted("the same Permit, token now allowlisted", "signed", dict(intent_type="typed_data", typed_data=_permit)),
+    Scripted("pay alice 0.03 ETH ($6,000: over $5,000)", "USD_OVER_CAP", dict(to=ALICE, value="0.03")),
     Scripted(
         "a Permit for 500 WUSD (over its limit)",
         "UNLIMITED_APPROVAL_REFUSED",
