@@ -94,7 +94,7 @@ def test_a_transfers_balance_changes_are_what_anvil_then_does(stack, agent):
     rows = _rows(step)
     assert (rows[(payee.lower(), "native")].before, rows[(payee.lower(), "native")].after) == ("0", "0.25")
     assert rows[(sender.lower(), "native")].change == "-0.25"
-    assert [v.stage for v in step.verdicts][-1] == "daily_limit" and all(v.passed for v in step.verdicts)
+    assert [v.stage for v in step.verdicts][-1] == "usd_limit" and all(v.passed for v in step.verdicts)
 
     async def mine():
         before = await _balance(settings, sender)
