@@ -64,6 +64,24 @@ async def quote(intent: TransactionIntent, sender: str | None, node: Node, ceili
     )
 
 
+def named_quote(intent: TransactionIntent) -> FeeQuote | None:
+    """The quote of an intent that names its gas limit and every fee itself: `quote` without a
+    node. None when `quote` would ask the node for any of them."""
+    if intent.gas_limit is None:
+        return None
+    blob_fee = len(intent.blob_versioned_hashes) * GAS_PER_BLOB * (intent.max_fee_per_blob_gas or 0)
+    if intent.tx_type in (0, 1):
+        return None if intent.gas_price is None else FeeQuote(gas_limit=intent.gas_limit, fee_per_gas=intent.gas_price)
+    if intent.max_fee_per_gas is None or intent.max_priority_fee_per_gas is None:
+        return None
+    return FeeQuote(
+        gas_limit=intent.gas_limit,
+        fee_per_gas=intent.max_fee_per_gas,
+        priority_fee_per_gas=min(intent.max_priority_fee_per_gas, intent.max_fee_per_gas),
+        blob_fee_wei=blob_fee,
+    )
+
+
 def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> StageVerdict:
     ceiling = policy.tx_max_fee_per_gas
     facts = dict(fee.facts(intent), ceiling_wei=None if ceiling is None else str(ceiling))

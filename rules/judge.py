@@ -34,6 +34,7 @@ __all__ = [
     "Context",
     "Judgement",
     "admit",
+    "admit_recorded",
     "admit_simulation",
     "check_spend",
     "recheck_windows",
@@ -57,13 +58,17 @@ class Context:
     ``simulated``: the simulation stage's verdict when the caller traced the call itself, in a
     bundle's one block where an earlier step changes what a later one does (`rules.bundle`);
     None, and the stage simulates on ``node``. ``now``: the moment of the decision, against which
-    a price's age is measured (the USD limits)."""
+    a price's age is measured (the USD limits). ``quote`` and ``prices``: what the ledger recorded
+    of the fee stage and of the feeds at the time, for a replay that must not ask today's chain
+    (`sdk.what_if`); given, the fee and USD stages use them instead of ``node``."""
 
     spent: Callable[[str], int] | None = None
     node: Node | None = None
     sender: str | None = None
     simulated: StageVerdict | None = None
     now: datetime | None = None
+    quote: FeeQuote | None = None
+    prices: Mapping[str, prices.Price] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,14 @@ _NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _supplied(stage: str, ctx: Context) -> bool:
+    """Whether ``ctx`` holds what ``stage`` needs: the node, or what was recorded in its place."""
+    recorded = {"simulation": ctx.simulated, "fee": ctx.quote, "usd_limit": ctx.prices}.get(stage)
+    return all(
+        getattr(ctx, need) is not None or (need == "node" and recorded is not None) for need in _NEEDS.get(stage, ())
+    )
+
+
 def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:
     """Intake: the agent's Ed25519 signature verifies under the policy's key, the policy has the
     intents API on, and the intent is fresh (``max_age_us``: the caller's window, which a
@@ -138,6 +151,12 @@ def admit_simulation(request: SimulationRequest, policy: AgentPolicy, now: datet
     return admitted
 
 
+def admit_recorded(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:
+    """`admit` of an intent whose signature was verified when it was decided (a replay from the
+    ledger, which keeps it without its blobs, so its signature is not checked again)."""
+    return _admit_signed(intent, policy, now, max_age_us)
+
+
 def _admit_signed(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:
     """`admit` past the signature: the intents API on, and the intent fresh."""
     if not policy.intents_api_enabled:
@@ -159,7 +178,7 @@ async def run_stages(
     refuses or the first whose needs ``ctx`` does not supply."""
     judged = so_far
     while (stage := judged.next_stage(intent)) is not None:
-        if any(getattr(ctx, need) is None for need in _NEEDS.get(stage, ())):
+        if not _supplied(stage, ctx):
             break
         judged = await run_stage(stage, intent, policy, ctx, judged)
     return judged
@@ -184,11 +203,13 @@ async def run_stage(
         verdict = ctx.simulated
     elif stage == "simulation":
         verdict = await simulation.check_simulation(intent, policy, ctx.node, ctx.sender)
+    elif stage == "fee" and ctx.quote is not None:
+        verdict, quote = fees.check_fee(intent, policy, ctx.quote), ctx.quote
     elif stage == "fee":
         verdict, quote = await fees.check_price(intent, policy, ctx.node, ctx.sender)
     elif stage == "usd_limit":
         verdict, usd = await prices.check_usd(
-            intent, policy, ctx.node, ctx.spent(prices.USD), quote, asset_spend, ctx.now
+            intent, policy, ctx.node, ctx.spent(prices.USD), quote, asset_spend, ctx.now, ctx.prices
         )
         if usd is not None:  # reserved and settled in the USD window like any asset
             asset_spend = MappingProxyType({**asset_spend, prices.USD: usd})

@@ -16,6 +16,7 @@ against the agent, so no sum of rounded amounts is ever below what moved.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -90,7 +91,12 @@ async def read_price(node: Node, feed: PriceFeed, now: datetime, max_age_s: int)
             f"{feed.feed} on {feed.chain} answers latestRoundData() and decimals() with something that is not "
             "AggregatorV3Interface's answer (no contract there?); an admin names the asset's real feed in price_feeds",
         ) from None
-    price = Price(feed.feed, round_id, answer, decimals, updated_at)
+    return believed(Price(feed.feed, round_id, answer, decimals, updated_at), feed, now, max_age_s)
+
+
+def believed(price: Price, feed: PriceFeed, now: datetime, max_age_s: int) -> Price:
+    """``price``, if a decision at ``now`` may use it: positive, and no older than ``max_age_s``."""
+    round_id, answer, updated_at = price.round_id, price.answer, price.updated_at
     if answer <= 0:
         raise PriceRefused(
             "PRICE_NOT_POSITIVE",
@@ -133,9 +139,12 @@ async def check_usd(
     quote: FeeQuote | None,
     asset_spend,
     now: datetime,
+    recorded: Mapping[str, Price] | None = None,
 ) -> tuple[StageVerdict, int | None]:
     """The USD cap and rolling limit: the verdict, and what to reserve in the USD window
-    (millionths of a dollar; None when the policy sets no USD limit)."""
+    (millionths of a dollar; None when the policy sets no USD limit). ``recorded``: the prices
+    the ledger holds for this intent, per asset key, read instead of the feeds (a replay); an
+    asset without one is refused PRICE_NOT_RECORDED."""
     if not policy.usd_limited:
         return verdict(intent, "usd_limit", True, "NO_USD_LIMIT", "the policy sets no USD limit"), None
     prices, total = [], 0
@@ -152,7 +161,16 @@ async def check_usd(
                 asset=key,
             ), None
         try:
-            price = await read_price(node, feed, now, policy.price_max_age_s)
+            if recorded is None:
+                price = await read_price(node, feed, now, policy.price_max_age_s)
+            elif key in recorded:
+                price = believed(recorded[key], feed, now, policy.price_max_age_s)
+            else:
+                raise PriceRefused(
+                    "PRICE_NOT_RECORDED",
+                    f"no {key} price was recorded for this intent when it was decided, and a replay never asks "
+                    "today's chain",
+                )
         except PriceRefused as refused:
             return verdict(intent, "usd_limit", False, refused.code, refused.reason, asset=key, feed=feed.feed), None
         usd = usd_of(units, decimals, price)

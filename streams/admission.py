@@ -160,6 +160,8 @@ class Admission:
                 chain=intent.chain,
                 idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key),
                 **_what(intent),
+                # Whole, so `warden policy what-if` can judge it again under another policy.
+                intent=recorded_intent(intent),
                 # The development opt-in that sealed a secret to an unattested signer, on the ledger.
                 **({"unattested_signer_accepted": True} if intent.unattested_signer_accepted else {}),
             )
@@ -361,6 +363,13 @@ class Admission:
                 "publish it keyed by its agent id"
             ),
         )
+
+
+def recorded_intent(intent: TransactionIntent) -> dict:
+    """The intent as the ledger keeps it: every field a guardrail reads, signature included; not
+    its blobs (up to 768 KB, committed to by their versioned hashes) nor the secrets sealed to the
+    signer (nothing on the ledger needs them)."""
+    return intent.model_dump(mode="json", by_alias=True, exclude={"blobs", "sealed_client_share", "sealed_cmek"})
 
 
 def _what(intent: TransactionIntent) -> dict:

@@ -1,7 +1,7 @@
 """``warden``, the command line: ``main()`` and the top-level parser.
 
 One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``pay``, ``mcp``, ``submit`` (submit, sign, tail),
-``simulate``, ``agents``,
+``simulate``, ``agents``, ``policy``,
 ``approvals``, ``admins``, ``keys``, ``vault``, ``audit``, ``witness``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (key material read from files, publishing custody events). ``vault`` declares its
@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pay": ("pay", "fetch a URL and pay its HTTP 402 (x402) through the agent's policy: `warden pay URL --agent A`"),
     "mcp": ("mcp", "the MCP server acting for one agent, over stdio or HTTP (`warden mcp --agent A [--http]`)"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),
+    "policy": ("policy", "what a new policy would have decided over the ledger's history: `policy what-if`"),
     "approvals": ("approvals", "what waits for admins: list, approve, deny, or sign a proposal (admins only)"),
     "admins": ("admins", "the admin set and its quorum: show, this admin's key, propose a change"),
     "keys": ("keys", "provision, list, rotate or deactivate signing keys (admins only)"),

@@ -10,6 +10,8 @@ import orjson
 from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, note, print_json
+from infra.cli.policy import render as render_what_if
+from infra.cli.policy import run_what_if
 from runtime.clock import utcnow
 from runtime.config import load
 from schemas.auth import public_key_hex
@@ -105,6 +107,18 @@ def cmd_agents(args) -> int:
     except ValidationError as exc:
         note(f"agent {args.agent}: the policy is not valid: {'; '.join(explain(exc))}")
         return 2
+    what_if = None
+    if args.what_if is not None:  # what the new policy would have decided, before it is published
+        if current is None:
+            note(f"agent {args.agent}: --what-if needs a policy in force to compare with")
+            return 2
+        try:
+            what_if = run_what_if(settings, args.agent, policy, args.what_if)
+        except ValueError as exc:
+            note(f"agent {args.agent}: {exc}")
+            return 2
+        if not args.json:
+            print(render_what_if(what_if))
 
     needed = asyncio.run(admins_in_force(settings)).threshold("policy")
     if needed > 1:  # the others sign with `warden approvals sign`; the last signature publishes it
@@ -129,7 +143,7 @@ def cmd_agents(args) -> int:
         note(f"agent {args.agent}: the worker refused policy v{policy.version}; see `warden audit query`")
         return 1
     if args.json:
-        print_json(policy.model_dump(mode="json"))
+        print_json(policy.model_dump(mode="json") | ({"what_if": what_if} if what_if is not None else {}))
     else:
         print(f"agent {args.agent}: policy v{policy.version} signed by {policy.admin_key_id} and published")
     return 0
@@ -151,6 +165,12 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--intents-api", choices=("on", "off"))
     p.add_argument("--sender", help="the agent's EVM address for simulation (default: its provisioned key)")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker to apply it")
+    p.add_argument(
+        "--what-if",
+        metavar="SINCE",
+        help="first replay the agent's recorded intents of the last SINCE (30d, 12h) under the new policy and "
+        "print what would change (`warden policy what-if`)",
+    )
     p.add_argument("--approval-threshold", help='value above which an admin must approve, native unit, or "none"')
     p.add_argument("--approval-timeout", type=int, help="seconds an intent waits for an admin (default 3600)")
     p.add_argument(

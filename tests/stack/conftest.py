@@ -30,6 +30,7 @@ LONGEST_FIRST = (
     "test_supervised_stack.py",
     "test_paused_worker.py",
     "test_admin_quorum.py",
+    "test_what_if.py",
     "test_txs_cli.py",
     "test_mcp_server.py",
     "test_crash_recovery.py",

@@ -1,0 +1,121 @@
+"""`warden policy what-if` on the real stack: an agent's intents decided by the pipeline and
+recorded by the ledger, then replayed from the ledger under a tightened daily limit and under a
+widened allowlist. Each change it reports is checked against what was recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from runtime.clock import utcnow
+from runtime.kafka import end_offsets
+from schemas.outcomes import IntentRejected, SignedTransaction
+from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from sdk.what_if import read_recorded
+from tests.support import make_agent, warden
+
+GWEI = 10**9
+A, B, C = ("0x" + os.urandom(20).hex() for _ in range(3))
+
+
+def _pay(settings, run, key, agent, to, value):
+    intent = new_intent(
+        key,
+        agent_id=agent,
+        chain="anvil",
+        to=to,
+        value=value,
+        tx_type=2,
+        gas_limit=21_000,
+        max_fee_per_gas=20 * GWEI,
+        max_priority_fee_per_gas=1 * GWEI,
+        broadcast=True,
+    )
+
+    async def go():
+        start = await end_offsets(settings, OUTCOME_TOPICS)
+        async with Client(settings) as client:
+            await (await client.submit(intent))
+        return (await wait_outcomes(settings, [intent], 90, start, final=True))[intent.intent_id]
+
+    return intent, run(go())
+
+
+def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowlist(stack, run, tmp_path):
+    settings = stack.settings
+    agent = f"what-if-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(A, B), tx_daily_limit_eth="1"))
+    script = [(A, "0.3"), (B, "0.3"), (C, "0.2"), (A, "0.3"), (A, "0.2")]
+    sent = [_pay(settings, run, key, agent, to, value) for to, value in script]
+    kinds = [
+        "mined" if isinstance(o, SignedTransaction) and o.status == "mined" else f"{o.stage}:{o.code}" for _, o in sent
+    ]
+    assert kinds == [
+        "mined",
+        "mined",
+        "allowlist:RECIPIENT_NOT_ALLOWLISTED",
+        "mined",
+        "daily_limit:DAILY_LIMIT_EXCEEDED",
+    ]
+    ids = [intent.intent_id for intent, _ in sent]
+
+    deadline = time.monotonic() + 120  # the ledger appends behind the pipeline
+    while len(read_recorded(settings, agent, utcnow().replace(year=2000))) < 5 and time.monotonic() < deadline:
+        time.sleep(1)
+
+    def what_if(fields: dict) -> dict:
+        path = tmp_path / f"policy-{len(fields)}-{os.urandom(2).hex()}.json"
+        path.write_text(json.dumps(fields))
+        done = warden(settings, "policy", "what-if", "--agent", agent, "--policy", str(path), "--since", "1d", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    # A daily limit of 0.5: the second and fourth payments, approved then, would be refused.
+    tight = what_if({"tx_daily_limit_eth": "0.5"})
+    assert tight["totals"]["intents"] == 5 and tight["totals"]["approved_then"] == 3
+    changed = {c["intent_id"]: c for c in tight["changes"]}
+    assert set(changed) == {ids[1], ids[3]}
+    for c in changed.values():
+        assert (c["was"], c["would_be"], c["deciding_stage"], c["deciding_code"]) == (
+            "approved",
+            "refused",
+            "daily_limit",
+            "DAILY_LIMIT_EXCEEDED",
+        )
+    assert tight["totals"]["moved"]["native"] == str(9 * 10**17)
+    assert tight["totals"]["would_have_moved"]["native"] == str(3 * 10**17)
+
+    # C allowlisted: the refused payment to C would pass (its simulation never ran: reported as
+    # not judged), and the fourth, approved then, would then exceed the 1 ETH limit.
+    wide = what_if({"tx_to_allowlist": [A, B, C]})
+    changed = {c["intent_id"]: c for c in wide["changes"]}
+    assert set(changed) == {ids[2], ids[3]}
+    to_c = changed[ids[2]]
+    assert (to_c["was"], to_c["was_code"], to_c["would_be"]) == ("refused", "RECIPIENT_NOT_ALLOWLISTED", "approved")
+    assert to_c["not_judged"] == ["simulation"]
+    fourth = changed[ids[3]]
+    assert (fourth["was"], fourth["would_be"], fourth["deciding_code"]) == (
+        "approved",
+        "refused",
+        "DAILY_LIMIT_EXCEEDED",
+    )
+    assert wide["totals"]["would_have_moved"]["native"] == str(8 * 10**17)
+
+    # Readable by a person too.
+    path = tmp_path / "tight.json"
+    path.write_text(json.dumps({"tx_daily_limit_eth": "0.5"}))
+    text = warden(settings, "policy", "what-if", "--agent", agent, "--policy", str(path), "--since", "1d")
+    assert text.returncode == 0 and "5 intents of" in text.stdout and "2 would change" in text.stdout, text.stdout
+    assert isinstance(sent[2][1], IntentRejected)
+
+    # A policy change through the CLI, with the what-if first.
+    updated = warden(
+        settings, "agents", "update", "--agent", agent, "--daily-limit", "0.5", "--what-if", "1d", "--json"
+    )
+    assert updated.returncode == 0, updated.stderr
+    doc = json.loads(updated.stdout)
+    assert doc["tx_daily_limit_eth"] == "0.5" and {c["intent_id"] for c in doc["what_if"]["changes"]} == {
+        ids[1],
+        ids[3],
+    }
