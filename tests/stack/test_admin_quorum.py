@@ -122,6 +122,20 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(fresh_stack, tmp_path, 
     assert isinstance(final, SignedTransaction) and final.status == "mined", final
     assert run(balance(settings, DEST)) == before + 2 * 10**18
 
+    # A policy change through the CLI: admin a proposes, c sees it with a's signature and signs.
+    change = _cli(settings, "a", "agents", "update", "--agent", AGENT, "--max-value", "3")
+    assert change["signed_by"] == ["a"] and change["needed"] == 2
+    listed = _cli(settings, "c", "approvals", "list", "--agent", AGENT)
+    (open_,) = [p for p in listed["proposals"] if p["proposal_id"] == change["proposal_id"]]
+    assert open_["action"] == "policy" and open_["signed_by"] == ["a"]
+    assert _cli(settings, "a", "agents", "show", "--agent", AGENT)["tx_max_value_eth"] == "1000"  # v5's, still
+    done = _cli(settings, "c", "approvals", "sign", change["proposal_id"][:16])
+    assert done["published"] and done["outcome"] == "policy.updated" and done["signed_by"] == ["a", "c"]
+    assert _cli(settings, "b", "agents", "show", "--agent", AGENT)["tx_max_value_eth"] == "3"
+    assert change["proposal_id"] not in {
+        p["proposal_id"] for p in _cli(settings, "b", "approvals", "list")["proposals"]
+    }
+
     # One admin alone cannot change the admin set: not through the CLI (a proposal)...
     me_alone = f"a={public_key_hex(keys['a'])}"
     proposal = _cli(settings, "a", "admins", "propose", "--admins", me_alone, "--quorum", "1")
@@ -143,7 +157,7 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(fresh_stack, tmp_path, 
             await (await client.send(topics.ADMINS, "admins", forged.to_bytes()))
 
     run(forge_admins())
-    assert attempt(6, lambda p: sign_policy(p, keys["a"], "a")) == "policy.refused"
+    assert attempt(7, lambda p: sign_policy(p, keys["a"], "a")) == "policy.refused"
     assert _cli(settings, "a", "admins", "show")["version"] == 0
 
     # What each service recorded, on the ledger's topic.
@@ -156,14 +170,14 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(fresh_stack, tmp_path, 
     assert "needs 2 of the 3 pinned admins' signatures" in refused[2] and "it has 1 (a)" in refused[2]
     assert "a signed twice (counted once)" in refused[3]
     assert "b's signature does not verify over this record's bytes" in refused[4]
-    assert "it has 1 (a)" in refused[6]
+    assert "it has 1 (a)" in refused[7]
     updated = [e for e in events if e.action == "policy.updated" and e.agent_id == AGENT]
-    assert sorted(e.details["version"] - v1.version for e in updated) == [0, 5]
-    assert updated[-1].details["approved_by"] == ["a", "c"]
+    assert sorted(e.details["version"] - v1.version for e in updated) == [0, 5, 6]
+    assert [e.details["approved_by"] for e in updated][1:] == [["a", "c"], ["a", "c"]]
     enforced = sorted(
         e.details["version"] - v1.version for e in events if e.action == "policy.enforced" and e.agent_id == AGENT
     )
-    assert enforced == [0, 5]  # the signer took neither the lone nor the doubled signatures
+    assert enforced == [0, 5, 6]  # the signer took neither the lone nor the doubled signatures
     assert any(e.action == "approval.refused" and "it has 1 (a)" in e.details["reason"] for e in events)
     (approved,) = [e for e in events if e.action == "intent.human_approved" and e.intent_id == intent.intent_id]
     assert approved.details["approved_by"] == ["a", "b"]
