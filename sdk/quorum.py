@@ -21,9 +21,10 @@ from runtime.config import Settings
 from runtime.kafka import read_to_quiet
 from schemas import topics
 from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, digest_of
-from schemas.auth import Admins, AdminSignedT, cosign
+from schemas.auth import Admins, AdminSignedT
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
+from sdk.admin import load_or_create_admin_key
 from sdk.client import Client
 
 # Each action that gathers signatures here: the record it signs, and where the whole record goes.
@@ -42,14 +43,19 @@ def topic_key(record: AdminSignedT) -> str:
 
 def propose(record: AdminSignedT, action: Action, now: datetime, ttl: timedelta = PROPOSAL_TTL) -> AdminProposal:
     """The proposer's signature on ``record`` (signed by them with `sign_policy` and the like)."""
+    return _proposal(record, action, record.admin_key_id, record.signature, now, now + ttl)
+
+
+def _proposal(record, action: Action, admin_id: str, signature: str, now: datetime, expires_at: datetime):
+    """One admin's signature on ``record``, as a record for warden.admin.proposals."""
     return AdminProposal(
         proposal_id=digest_of(record.signing_bytes()),
         action=action,
         document=record.model_dump(mode="json", exclude=_SIGNATURES),
-        admin_key_id=record.admin_key_id,
-        signature=record.signature,
+        admin_key_id=admin_id,
+        signature=signature,
         proposed_at=now,
-        expires_at=now + ttl,
+        expires_at=expires_at,
     )
 
 
@@ -82,16 +88,8 @@ class Gathered:
 
     def with_signature(self, admin_key: Ed25519PrivateKey, admin_id: str, now: datetime) -> AdminProposal:
         """This admin's signature on the proposal, as a record for warden.admin.proposals."""
-        signed = cosign(self.record.model_copy(update={"signature": "", "cosignatures": ()}), admin_key, admin_id)
-        return AdminProposal(
-            proposal_id=self.proposal_id,
-            action=self.action,
-            document=self.record.model_dump(mode="json", exclude=_SIGNATURES),
-            admin_key_id=admin_id,
-            signature=signed.cosignatures[-1].signature,
-            proposed_at=now,
-            expires_at=self.expires_at,
-        )
+        signature = admin_key.sign(self.record.signing_bytes()).hex()
+        return _proposal(self.record, self.action, admin_id, signature, now, self.expires_at)
 
 
 def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str, Gathered]:
@@ -137,3 +135,16 @@ async def publish_record(settings: Settings, action: Action, record: AgentPolicy
     """The whole record, signed by enough admins, on its own topic."""
     async with Client(settings) as client:
         await (await client.send(RECORDS[action][1], topic_key(record), record.to_bytes()))
+
+
+async def add_signature(settings: Settings, gathered: Gathered, admin_id: str, now: datetime) -> bool:
+    """Sign ``gathered`` as ``admin_id`` (its key under $WARDEN_HOME/admin) and publish the
+    signature; when it completes the quorum, publish the whole record on its own topic too.
+    True when the record was published."""
+    proposal = gathered.with_signature(load_or_create_admin_key(settings.home, admin_id), admin_id, now)
+    await publish_proposal(settings, proposal)
+    gathered.signatures[admin_id] = proposal.signature
+    if not gathered.complete:
+        return False
+    await publish_record(settings, gathered.action, gathered.assembled())
+    return True

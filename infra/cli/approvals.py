@@ -29,7 +29,6 @@ from schemas.auth import Admins
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
-from sdk.admin import load_or_create_admin_key
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
@@ -39,7 +38,7 @@ from sdk.client import (
     wait_outcomes,
     wait_policy_applied,
 )
-from sdk.quorum import Gathered, open_proposals, propose, publish_proposal, publish_record
+from sdk.quorum import Gathered, add_signature, open_proposals, propose, publish_proposal
 from sdk.records import admins_in_force
 
 
@@ -237,16 +236,12 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float) -> dict:
         raise LookupError(f"{me} (WARDEN_ADMIN_ID) is not a pinned admin; only pinned admins' signatures count")
     if me in gathered.signatures:
         raise LookupError(f"{me} has signed {gathered.proposal_id[:16]} already; another admin must sign it")
-    proposal = gathered.with_signature(load_or_create_admin_key(settings.home, me), me, now)
-    await publish_proposal(settings, proposal)
-    gathered.signatures[me] = proposal.signature
-    doc = {**_proposal_row(gathered), "published": False, "outcome": None}
-    if not gathered.complete:
+    start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))  # what follows, if it completes
+    published = await add_signature(settings, gathered, me, now)
+    doc = {**_proposal_row(gathered), "published": published, "outcome": None}
+    if not published:
         return doc
     record = gathered.assembled()
-    start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))
-    await publish_record(settings, gathered.action, record)
-    doc["published"] = True
     if isinstance(record, AgentPolicy):
         doc["outcome"] = await wait_policy_applied(settings, record, wait_s, start)
     elif isinstance(record, HumanApproval):

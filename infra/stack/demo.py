@@ -56,7 +56,6 @@ from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
 from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
 from schemas.stages import guardrail_stages
 from schemas.typed_data import TypedData
-from sdk.admin import load_or_create_admin_key
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
@@ -66,7 +65,7 @@ from sdk.client import (
     signed_policy,
     wait_outcomes,
 )
-from sdk.quorum import open_proposals, propose, publish_proposal, publish_record
+from sdk.quorum import add_signature, open_proposals, propose, publish_proposal
 from sdk.records import admins_in_force
 
 # The demo's second admin: both it and the local admin must sign an approval (`warden demo`'s quorum).
@@ -320,10 +319,7 @@ async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: fl
             f"{settings.admin_id} proposes the approval ({proposal.proposal_id[:16]}): 1 of {admins.threshold('approval')}"
         )
         gathered = (await open_proposals(settings, admins, now))[proposal.proposal_id]
-        second = gathered.with_signature(load_or_create_admin_key(settings.home, SECOND_ADMIN), SECOND_ADMIN, now)
-        await publish_proposal(settings, second)
-        gathered.signatures[SECOND_ADMIN] = second.signature
-        await publish_record(settings, "approval", gathered.assembled())
+        await add_signature(settings, gathered, SECOND_ADMIN, now)
         progress(
             f"{SECOND_ADMIN} signs it too: {len(gathered.signers)} of {gathered.needed}, the approval is published"
         )
