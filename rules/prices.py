@@ -199,24 +199,18 @@ async def check_usd(
             f"per-transaction cap of {format_usd(cap)} (usd_max_per_tx)",
             **facts,
         ), None
-    limit = None if policy.usd_daily_limit is None else parse_usd(policy.usd_daily_limit)
-    if limit is not None and spent_usd + total > limit:
-        return verdict(
-            intent,
-            "usd_limit",
-            False,
-            "USD_DAILY_LIMIT_EXCEEDED",
-            f"{format_usd(spent_usd)} already moved in the last 24 h; {format_usd(total)} more would exceed the "
-            f"rolling limit of {format_usd(limit)} (usd_daily_limit); wait for earlier spend to leave the window",
-            **facts,
-        ), None
+    over = recheck_usd_window(intent, policy, spent_usd, total, facts)
+    if over is not None:
+        return over, None
     return verdict(intent, "usd_limit", True, "WITHIN_USD_LIMITS", f"moves {format_usd(total)}", **facts), total
 
 
-def recheck_usd_window(intent: TransactionIntent, policy: AgentPolicy, spent_usd: int, usd: int) -> StageVerdict | None:
-    """The rolling USD limit again, with the amount the stage priced (no new price read): where
-    other intents may have been reserved between the stage and the reservation (the split
-    topology). None when it still holds."""
+def recheck_usd_window(
+    intent: TransactionIntent, policy: AgentPolicy, spent_usd: int, usd: int, facts: dict | None = None
+) -> StageVerdict | None:
+    """The rolling USD limit on ``usd`` more, with ``spent_usd`` in the window: the stage's last
+    check, and again where other intents may have been reserved between the stage and the
+    reservation (the split topology), with the amount the stage priced. None when it holds."""
     if policy.usd_daily_limit is None or spent_usd + usd <= (limit := parse_usd(policy.usd_daily_limit)):
         return None
     return verdict(
@@ -226,6 +220,5 @@ def recheck_usd_window(intent: TransactionIntent, policy: AgentPolicy, spent_usd
         "USD_DAILY_LIMIT_EXCEEDED",
         f"{format_usd(spent_usd)} already moved in the last 24 h; {format_usd(usd)} more would exceed the "
         f"rolling limit of {format_usd(limit)} (usd_daily_limit); wait for earlier spend to leave the window",
-        usd=str(usd),
-        usd_spent=str(spent_usd),
+        **(facts if facts is not None else dict(usd=str(usd), usd_spent=str(spent_usd))),
     )

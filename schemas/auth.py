@@ -9,6 +9,7 @@ outcome they are shown.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -222,12 +223,14 @@ class AdminSetBook:
         self.admins = admins
         self._waiting: dict[int, AdminSet] = {}
 
-    def read(self, raw: bytes | None) -> list[tuple[str, str]]:
-        """("adopted", "admin set vN: ...") or ("refused", why) for each thing the record settled."""
+    def read(self, raw: bytes | None) -> list[tuple[str, str, str]]:
+        """(what, text, record id) for each record the one read settled: "adopted" and the set
+        now in force, or "refused" and why; the record id is the SHA-256 of the record's bytes,
+        so two refusals of one version stay two on the ledger."""
         try:
             proposed = AdminSet.model_validate_json(raw or b"")
         except ValueError as exc:
-            return [("refused", f"not an AdminSet record ({str(exc)[:300]}); ignored")]
+            return [("refused", f"not an AdminSet record ({str(exc)[:300]}); ignored", _record_id(raw or b""))]
         if proposed.version > self.admins.version + 1:
             self._waiting[proposed.version] = proposed  # its predecessor may still be on its way
             return []
@@ -236,14 +239,20 @@ class AdminSetBook:
             settled.append(self._take(self._waiting.pop(self.admins.version + 1)))
         return settled
 
-    def _take(self, proposed: AdminSet) -> tuple[str, str]:
-        problem = self.admins.adopt(proposed)
+    def _take(self, proposed: AdminSet) -> tuple[str, str, str]:
+        problem, record_id = self.admins.adopt(proposed), _record_id(proposed.to_bytes())
         if problem is not None:
-            return "refused", f"admin set v{proposed.version} refused: {problem}"
+            return "refused", f"admin set v{proposed.version} refused: {problem}", record_id
         thresholds = ", ".join(f"{a}={m}" for a, m in self.admins.thresholds.items())
-        return "adopted", (
-            f"admin set v{proposed.version} in force: {', '.join(sorted(self.admins.keys))} ({thresholds})"
+        return (
+            "adopted",
+            f"admin set v{proposed.version} in force: {', '.join(sorted(self.admins.keys))} ({thresholds})",
+            record_id,
         )
+
+
+def _record_id(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 def policy_signature_valid(policy: AgentPolicy, admins: Admins) -> bool:
@@ -251,10 +260,14 @@ def policy_signature_valid(policy: AgentPolicy, admins: Admins) -> bool:
     return admins.quorum_problem(policy, "policy") is None
 
 
+def human_approval_problem(approval: HumanApproval, admins: Admins) -> str | None:
+    """None when enough pinned admins signed the decision: the quorum for ``approve``, one for
+    ``deny`` (a refusal moves nothing; any admin may stop an intent); otherwise why not."""
+    return admins.quorum_problem(approval, "approval", None if approval.decision == "approve" else 1)
+
+
 def human_approval_valid(approval: HumanApproval, admins: Admins) -> bool:
-    """True only if enough pinned admins signed the decision: the quorum for ``approve``, one
-    for ``deny`` (a refusal moves nothing; any admin may stop an intent)."""
-    return admins.quorum_problem(approval, "approval", None if approval.decision == "approve" else 1) is None
+    return human_approval_problem(approval, admins) is None
 
 
 # -- outcomes ------------------------------------------------------------------------------------

@@ -104,23 +104,28 @@ async def admins_in_force(settings: Settings) -> Admins:
 
 
 async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3) -> AgentPolicy | None:
-    """The agent's policy in force: the newest version on ``warden.policies`` that a pinned admin
-    key signed (the first written of a version wins), or None when there is none."""
-    admins = await admins_in_force(settings)
-    newest = None
-    async for _, value in read_to_quiet(settings, (topics.POLICIES,), idle_polls):
+    """The agent's policy in force: the newest version on ``warden.policies`` that the quorum of
+    the admin set in force signed (the first written of a version wins), or None when there is
+    none. The policies and the admin sets are read in one pass: the policies are judged once
+    every admin set is known."""
+    admins = pinned_admins(settings)
+    book, candidates = AdminSetBook(admins), []
+    async for topic, value in read_to_quiet(settings, (topics.POLICIES, topics.ADMINS), idle_polls):
+        if topic == topics.ADMINS:
+            book.read(value)
+            continue
         try:
             policy = AgentPolicy.from_bytes(value)
         except ValueError:
             continue
+        if policy.agent_id == agent_id:
+            candidates.append(policy)
+    newest = None
+    for policy in candidates:
         # Only what the worker puts in force: anyone can write to the topic, and `warden agents
         # update` signs the fields it finds here, so a forged policy believed here would come
         # back admin-signed.
-        if (
-            policy.agent_id == agent_id
-            and (newest is None or policy.version > newest.version)
-            and policy_signature_valid(policy, admins)
-        ):
+        if (newest is None or policy.version > newest.version) and policy_signature_valid(policy, admins):
             newest = policy
     return newest
 

@@ -60,11 +60,15 @@ class Recorded:
     asset_spend: dict[str, int] = field(default_factory=dict)
 
     def moved(self) -> dict[str, int]:
-        """What it moved, per asset (native: its value in wei), if it was approved."""
-        if self.outcome not in ("approved", "parked"):
-            return {}
-        out = {NATIVE: self.intent.value_wei} if self.intent.value_wei else {}
-        return out | {k: v for k, v in self.asset_spend.items() if k != prices.USD and v}
+        """What it moved, if it was approved."""
+        return moved(self.intent, self.asset_spend) if self.outcome in ("approved", "parked") else {}
+
+
+def moved(intent: TransactionIntent, asset_spend) -> dict[str, int]:
+    """What an intent moves, per asset: its value in wei (native), the tokens counted (not the
+    USD window, which prices the same movements)."""
+    out = {NATIVE: intent.value_wei} if intent.value_wei else {}
+    return out | {k: v for k, v in asset_spend.items() if k != prices.USD and v}
 
 
 @dataclass
@@ -197,16 +201,13 @@ async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int)
         else:
             spend = {NATIVE: judged.spend_wei(intent)} | dict(judged.asset_spend)
             windows.reserve(intent.intent_id, r.at, {k: v for k, v in spend.items() if v})
-            moved = ({NATIVE: intent.value_wei} if intent.value_wei else {}) | {
-                k: v for k, v in judged.asset_spend.items() if k != prices.USD and v
-            }
             why = approval_needed(intent, policy, dict(judged.asset_spend))
             outcome = "approved" if why is None else "parked"
             unjudged = [v.stage for v in judged.verdicts if v.code == "NOT_RECORDED"]
             note = why or "every stage passed" + (
                 f" except {', '.join(unjudged)}, not judged: it needs the chain and never ran" if unjudged else ""
             )
-            out.append(Replayed(r, outcome, None, None, note, moved, unjudged))
+            out.append(Replayed(r, outcome, None, None, note, moved(intent, judged.asset_spend), unjudged))
     return out
 
 

@@ -244,7 +244,7 @@ async def _caught_up(known: asyncio.Event, task: asyncio.Task, topic: str) -> No
 def _audit_admin_set(settings: Settings, custody_audit: AuditOutbox):
     """The ledger's record of each admin set this signer took or refused."""
 
-    def record(what: str, text: str) -> None:
+    def record(what: str, text: str, record_id: str) -> None:
         now = utcnow()
         custody_audit(
             audit(
@@ -253,7 +253,7 @@ def _audit_admin_set(settings: Settings, custody_audit: AuditOutbox):
                 "admins",
                 now,
                 settings.signer_id,
-                text[:64],
+                record_id,
                 signer_id=settings.signer_id,
                 reason=text,
             )

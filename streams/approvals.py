@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from runtime import metrics
 from runtime.clock import to_us
 from schemas import topics
-from schemas.auth import Admins
+from schemas.auth import Admins, human_approval_problem
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
 from schemas.errors import explain
@@ -60,8 +60,7 @@ class Approvals:
                 )
             ]
 
-        needed = None if approval.decision == "approve" else 1  # any one admin may deny
-        problem = self.admins.quorum_problem(approval, "approval", needed)
+        problem = human_approval_problem(approval, self.admins)
         if problem is not None:
             return refused(f"{problem}; ignored")
         if decision is None or decision.outcome != "parked":

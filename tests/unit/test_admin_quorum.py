@@ -129,7 +129,7 @@ def test_one_admin_can_neither_remove_another_nor_lower_a_threshold():
     admins = two_of_three()
     book = AdminSetBook(admins)
     alone = admin_set(1, {"a": PINNED["a"]}, "1", "a")
-    ((what, why),) = book.read(alone.to_bytes())
+    ((what, why, _),) = book.read(alone.to_bytes())
     assert what == "refused" and "a change to the admin set needs 2" in why
     assert admins.version == 0 and set(admins.keys) == {"a", "b", "c"}
     assert two_of_three().quorum_problem(signed(policy(), "a"), "policy") is not None
@@ -143,11 +143,11 @@ def test_the_quorum_changes_the_set_and_the_new_set_is_what_counts():
     assert book.read(v2.to_bytes()) == []  # v1 not seen yet: held, not judged against v0
     v1 = admin_set(1, with_d, "2", "a", "c")
     settled = book.read(v1.to_bytes())
-    assert [what for what, _ in settled] == ["adopted", "adopted"]
+    assert [what for what, _, _ in settled] == ["adopted", "adopted"]
     assert admins.version == 2 and set(admins.keys) == {"b", "d"}
     assert "'a' is not a pinned admin" in admins.quorum_problem(signed(policy(), "a", "b"), "policy")
     assert admins.quorum_problem(signed(policy(), "d", "b"), "policy") is None
-    ((what, why),) = book.read(v1.to_bytes())  # a replay of an older set changes nothing
+    ((what, why, _),) = book.read(v1.to_bytes())  # a replay of an older set changes nothing
     assert what == "refused" and "not newer" in why and admins.version == 2
 
 
