@@ -153,3 +153,67 @@ class AdminProposal(Evolving):
     signature: str = Field(max_length=128)
     proposed_at: UtcDatetime
     expires_at: UtcDatetime
+
+
+class VaultChangeEvent(Record):
+    """One vault event of a `VaultChange`: its record key on warden.vault and its JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    key: str = Field(max_length=300)
+    value: str = Field(max_length=200_000)
+
+
+class VaultChange(Evolving):
+    """Vault events (`signer.custody.events`: a key provisioned, rotated or deactivated, a vault
+    created, a customer-managed key set) that the quorum for ``keys`` signs as one change. What
+    the admins sign is each event's SHA-256 (``event_digests``), so each event on warden.vault
+    carries the change without the others' bodies (`schemas.auth.vault_change_headers`); a signer
+    applies an event only when its digest is in a change enough pinned admins signed.
+    ``events`` (each event's record key and JSON, in order) travels with a proposal so the other
+    admins can see what they sign and the last of them can publish it; it is not signed itself,
+    its digests are."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"cosignatures": (), "events": ()}
+
+    event_digests: tuple[str, ...] = Field(min_length=1, max_length=1000)
+    issued_at: UtcDatetime
+    events: tuple[VaultChangeEvent, ...] = Field(default=(), max_length=1000)
+    admin_key_id: str = ""
+    signature: str = Field(default="", description="Ed25519 by the proposing admin over signing_bytes(), hex")
+    cosignatures: tuple[AdminSignature, ...] = Field(default=(), max_length=64)
+
+    @field_validator("event_digests")
+    @classmethod
+    def _digests(cls, digests: tuple[str, ...]) -> tuple[str, ...]:
+        for digest in digests:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(f"{digest[:80]!r} is not a SHA-256 digest (64 lowercase hex characters)")
+        return digests
+
+    @model_validator(mode="after")
+    def _events_match(self) -> "VaultChange":
+        if self.events and tuple(event_digest(e.value.encode()) for e in self.events) != self.event_digests:
+            raise ValueError("events: they are not the events event_digests names, in that order")
+        return self
+
+    @classmethod
+    def of(cls, events: list[tuple[str, bytes]], issued_at) -> "VaultChange":
+        """The unsigned change of ``events``: each vault event's record key and JSON, as written
+        on warden.vault."""
+        return cls(
+            event_digests=tuple(event_digest(value) for _, value in events),
+            issued_at=issued_at,
+            events=tuple(VaultChangeEvent(key=key, value=value.decode()) for key, value in events),
+        )
+
+    def signing_bytes(self) -> bytes:
+        return b"warden.vault.change\x00" + orjson.dumps(
+            self.model_dump(mode="json", exclude={"signature", "cosignatures", "events"}), option=orjson.OPT_SORT_KEYS
+        )
+
+
+def event_digest(event: bytes) -> str:
+    """A vault event's digest in a `VaultChange`: SHA-256 of its bytes on warden.vault, hex."""
+    return hashlib.sha256(event).hexdigest()

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, AdminSignature
+from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, AdminSignature, VaultChange, event_digest
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -126,7 +126,7 @@ def simulation_request_signature_valid(request: SimulationRequest, policy: Agent
     return bool(request.signature) and _verify(policy.agent_public_key, request.signature, request.signing_bytes())
 
 
-AdminSignedT = TypeVar("AdminSignedT", AgentPolicy, HumanApproval, AdminSet)
+AdminSignedT = TypeVar("AdminSignedT", AgentPolicy, HumanApproval, AdminSet, VaultChange)
 
 
 def _admin_signed(record: AdminSignedT, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AdminSignedT:
@@ -459,52 +459,67 @@ def audit_writer(value: bytes, headers, keys: AuditKeys) -> tuple[str, str | Non
 # -- vault events --------------------------------------------------------------------------------
 
 # An admin's command (`warden vault`, `warden keys`, provisioning) writes vault events to its home's
-# file log and publishes them on warden.vault, signed like its audit records but in headers of
-# their own and over another context: a signature over a vault event is no signature over anything
-# else. A signer applies only events a pinned admin signed. Without this, anyone who can write to
-# the topic could deactivate an agent's key, name a customer-managed key nobody holds or require an
-# attestation the signer cannot give, and every signer replaying the topic would stop signing for
-# good.
+# file log and publishes them on warden.vault as one `VaultChange` the quorum for ``keys`` signed:
+# each event carries the change (its digest among the signed ones) in a header of its own. A signer
+# takes vault events only from the topic and applies only those a quorum of pinned admins signed.
+# Without this, one admin key (or anyone who can write to the topic) could deactivate an agent's
+# key, name a customer-managed key nobody holds or require an attestation the signer cannot give,
+# and every signer replaying the topic would stop signing for good.
+VAULT_CHANGE_HEADER = "warden-vault-change"
+# A vault event one admin signed alone, as written before changes were signed by a quorum: still
+# read (a topic holds them), counted as that one admin's signature.
 VAULT_BY_HEADER = "warden-vault-by"
 VAULT_SIGNATURE_HEADER = "warden-vault-signature"
 _VAULT_CONTEXT = b"warden.vault\x00"
 
 
-class VaultEventSigner:
-    """Signs the vault events an admin's command puts on warden.vault (`headers`)."""
-
-    def __init__(self, key_id: str, key: Ed25519PrivateKey):
-        self.by = f"admin:{key_id}".encode()
-        self._key = key
-
-    def headers(self, value: bytes) -> list[tuple[str, bytes]]:
-        return [(VAULT_BY_HEADER, self.by), (VAULT_SIGNATURE_HEADER, self._key.sign(_VAULT_CONTEXT + value))]
+def sign_vault_change(change: VaultChange, admin_key: Ed25519PrivateKey, admin_key_id: str) -> VaultChange:
+    return _admin_signed(change, admin_key, admin_key_id)
 
 
-def vault_event_forgery(value: bytes, headers, keys: AuditKeys) -> str | None:
-    """None when a pinned admin signed the vault event ``value`` (`VaultEventSigner`); otherwise
-    why it must not be applied. ``headers``: the record's Kafka headers, as (name, bytes) pairs;
-    ``keys``: the admins' keys as the reader pins them (``keys.audit_key("admin", key id)``)."""
-    found = {name: data for name, data in headers or () if name in (VAULT_BY_HEADER, VAULT_SIGNATURE_HEADER)}
+def vault_change_headers(change: VaultChange) -> list[tuple[str, bytes]]:
+    """The headers each of ``change``'s events carries on warden.vault: the change, signatures
+    and digests, without the events' bodies."""
+    return [(VAULT_CHANGE_HEADER, change.model_copy(update={"events": ()}).to_bytes())]
+
+
+def vault_event_problem(value: bytes, headers, admins: Admins) -> tuple[list[str], str | None]:
+    """Who signed the vault event ``value`` (distinct pinned admins of ``admins``, the set in
+    force), and None when they are the quorum for ``keys``; otherwise why it must not be applied.
+    ``headers``: the record's Kafka headers, as (name, bytes) pairs."""
+    found = {
+        name: data
+        for name, data in headers or ()
+        if name in (VAULT_CHANGE_HEADER, VAULT_BY_HEADER, VAULT_SIGNATURE_HEADER)
+    }
+    if VAULT_CHANGE_HEADER in found:
+        try:
+            change = VaultChange.model_validate_json(found[VAULT_CHANGE_HEADER])
+        except ValueError as exc:
+            return [], f"{VAULT_CHANGE_HEADER} is not a vault change: {str(exc)[:200]}"
+        if event_digest(value) not in change.event_digests:
+            return [], f"the event is not one of the {len(change.event_digests)} its {VAULT_CHANGE_HEADER} names"
+        counted, _ = admins.signers(change)
+        return counted, admins.quorum_problem(change, "keys")
     by, signature = found.get(VAULT_BY_HEADER), found.get(VAULT_SIGNATURE_HEADER)
     if by is None or signature is None:
-        return (
-            f"unsigned: the record has no {VAULT_BY_HEADER} and {VAULT_SIGNATURE_HEADER} headers; only a "
-            "pinned admin's command (warden vault, warden keys) writes vault events"
+        return [], (
+            f"unsigned: the record has no {VAULT_CHANGE_HEADER} header; only the admins' commands "
+            "(warden vault, warden keys, warden approvals sign) write vault events"
         )
     role, _, key_id = by.decode(errors="replace").partition(":")
-    if role != "admin" or not key_id:
-        return f"{VAULT_BY_HEADER} {by[:100]!r} is not admin:<key id>; only admins write vault events"
-    public = keys.audit_key("admin", key_id)
+    public = admins.key(key_id) if role == "admin" else None
     if public is None:
-        return f"{VAULT_BY_HEADER} admin:{key_id[:100]} is not a pinned admin key"
-    try:
-        public_bytes = bytes.fromhex(public.removeprefix("0x"))
-    except ValueError:
-        public_bytes = b""
-    if not ed25519_valid(public_bytes, signature, _VAULT_CONTEXT + value):
-        return f"the signature does not verify against admin key {key_id[:100]!r}"
-    return None
+        return [], f"{VAULT_BY_HEADER} {by[:100]!r} is not admin:<id> of a pinned admin"
+    if not ed25519_valid(bytes.fromhex(public.removeprefix("0x")), signature, _VAULT_CONTEXT + value):
+        return [], f"the signature does not verify against admin key {key_id[:100]!r}"
+    needed = admins.threshold("keys")
+    if needed > 1:
+        return [key_id], (
+            f"{ACTION_NAMES['keys']} needs {needed} of the {len(admins.keys)} pinned admins' signatures; "
+            f"it has 1 ({key_id}, in the single-admin {VAULT_BY_HEADER} header)"
+        )
+    return [key_id], None
 
 
 _SERVICES = frozenset(SERVICE_ACTORS.values())

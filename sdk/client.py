@@ -27,15 +27,16 @@ from runtime.kafka import audit_headers, end_offsets, follow_records
 from runtime.kafka import producer as new_producer
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
+from schemas.admins import VaultChange
 from schemas.audit import AuditEvent, audit_events_of
 from schemas.auth import (
     AuditSigner,
-    VaultEventSigner,
     audit_writer,
     load_or_create_ed25519,
     sign_human_approval,
     sign_intent,
     sign_policy,
+    vault_change_headers,
 )
 from schemas.emit import Emit
 from schemas.intent import SealedSecret, TransactionIntent
@@ -272,16 +273,19 @@ class Client:
     async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
         return await self._producer.send(topic, value, key=key.encode())
 
-    async def send_as_admin(self, emits: list[Emit]) -> list[asyncio.Future]:
-        """What an admin's command left behind (custody's audit records and vault events), each
-        signed with the local admin key: the ledger believes no unsigned audit record, and a signer
-        applies no unsigned vault event (`schemas.auth.vault_event_forgery`)."""
+    async def send_as_admin(self, emits: list[Emit], change: VaultChange | None = None) -> list[asyncio.Future]:
+        """What an admin's command left behind: custody's audit records, each signed with the
+        local admin key (the ledger believes no unsigned audit record), and its vault events,
+        each carrying ``change``, the `VaultChange` of them the admins signed (a signer applies
+        only what the quorum for ``keys`` signed: `schemas.auth.vault_event_problem`)."""
         admin_id = self.settings.admin_id
-        key = load_or_create_admin_key(self.settings.home, admin_id)
-        audit_signer, vault_signer = AuditSigner("admin", admin_id, key), VaultEventSigner(admin_id, key)
+        audit_signer = AuditSigner("admin", admin_id, load_or_create_admin_key(self.settings.home, admin_id))
+        vault_headers = vault_change_headers(change) if change is not None else None
+        if vault_headers is None and any(e.topic == topics.VAULT for e in emits):
+            raise ValueError("vault events go out only with the VaultChange of them the admins signed")
 
         def headers(emit: Emit) -> list[tuple[str, bytes]] | None:
-            return vault_signer.headers(emit.value) if emit.topic == topics.VAULT else audit_headers(emit, audit_signer)
+            return vault_headers if emit.topic == topics.VAULT else audit_headers(emit, audit_signer)
 
         return [await self._producer.send(e.topic, e.value, key=e.key.encode(), headers=headers(e)) for e in emits]
 

@@ -11,6 +11,8 @@ worker and the signer check the quorum again, each for itself. A proposal expire
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,20 +20,24 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from runtime.config import Settings
-from runtime.kafka import read_to_quiet
+from runtime.kafka import end_offsets, follow, read_to_quiet
 from schemas import topics
-from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, digest_of
-from schemas.auth import Admins, AdminSignedT
+from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, VaultChange, digest_of
+from schemas.audit import audit_events_of
+from schemas.auth import Admins, AdminSignedT, cosign, sign_vault_change
+from schemas.emit import Emit
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client
+from sdk.records import admins_in_force
 
 # Each action that gathers signatures here: the record it signs, and where the whole record goes.
 RECORDS: dict[str, tuple[type, str]] = {
     "policy": (AgentPolicy, topics.POLICIES),
     "approval": (HumanApproval, topics.APPROVALS),
     "admins": (AdminSet, topics.ADMINS),
+    "keys": (VaultChange, topics.VAULT),
 }
 PROPOSAL_TTL = timedelta(hours=24)
 _SIGNATURES = {"signature", "cosignatures"}
@@ -131,20 +137,100 @@ async def publish_proposal(settings: Settings, proposal: AdminProposal) -> None:
         await (await client.send(topics.ADMIN_PROPOSALS, proposal.proposal_id, proposal.to_bytes()))
 
 
-async def publish_record(settings: Settings, action: Action, record: AgentPolicy | HumanApproval | AdminSet) -> None:
-    """The whole record, signed by enough admins, on its own topic."""
+async def publish_record(settings: Settings, action: Action, record: AdminSignedT) -> list[str]:
+    """The whole record, signed by enough admins, on its own topic (a `VaultChange`: each of its
+    events, carrying the change). Where each landed: ``record:<topic>/<partition>/<offset>``."""
     async with Client(settings) as client:
-        await (await client.send(RECORDS[action][1], topic_key(record), record.to_bytes()))
+        if isinstance(record, VaultChange):
+            emits = [Emit(topics.VAULT, e.key, e.value.encode()) for e in record.events]
+            metas = await asyncio.gather(*await client.send_as_admin(emits, record))
+        else:
+            metas = [await (await client.send(RECORDS[action][1], topic_key(record), record.to_bytes()))]
+    return [f"record:{m.topic}/{m.partition}/{m.offset}" for m in metas]
 
 
-async def add_signature(settings: Settings, gathered: Gathered, admin_id: str, now: datetime) -> bool:
+@dataclass
+class CustodyChange:
+    """What publishing an admin's custody change did: its vault events published (and which of
+    them a signer applied) or proposed to the other admins."""
+
+    signed_by: list[str]
+    needed: int
+    proposal_id: str | None = None  # set when it waits for more admins' signatures
+    applied: dict[str, list[str]] = field(default_factory=dict)  # record → signers that applied it
+    refused: dict[str, str] = field(default_factory=dict)  # record → why a signer refused it
+
+    @property
+    def published(self) -> bool:
+        return self.proposal_id is None
+
+
+async def publish_custody_change(
+    settings: Settings, emits: list[Emit], now: datetime, cosigners: tuple[str, ...] = (), wait_s: float = 30.0
+) -> CustodyChange:
+    """An admin's custody command's output: its audit records, and its vault events as one
+    `VaultChange` signed by ``settings.admin_id`` (and by ``cosigners``, admins whose keys are in
+    this home). Published on warden.vault when that is the quorum for ``keys`` of the admin set in
+    force, then waited for (up to ``wait_s``) until a signer applied or refused each event; else
+    proposed on warden.admin.proposals for the other admins (`warden approvals sign`)."""
+    vault = [e for e in emits if e.topic == topics.VAULT]
+    others = [e for e in emits if e.topic != topics.VAULT]
+    if not vault:
+        async with Client(settings) as client:
+            await asyncio.gather(*await client.send_as_admin(others))
+        return CustodyChange([], 0)
+    admins = await admins_in_force(settings)
+    change = sign_vault_change(
+        VaultChange.of([(e.key, e.value) for e in vault], now),
+        load_or_create_admin_key(settings.home, settings.admin_id),
+        settings.admin_id,
+    )
+    for admin_id in cosigners:
+        change = cosign(change, load_or_create_admin_key(settings.home, admin_id), admin_id)
+    signed_by, _ = admins.signers(change)
+    done = CustodyChange(signed_by, admins.threshold("keys"))
+    if admins.quorum_problem(change, "keys") is not None:
+        proposal = propose(change, "keys", now)
+        done.proposal_id = proposal.proposal_id
+        async with Client(settings) as client:
+            await asyncio.gather(*await client.send_as_admin(others))
+            await (await client.send(topics.ADMIN_PROPOSALS, proposal.proposal_id, proposal.to_bytes()))
+        return done
+    start = await end_offsets(settings, (topics.AUDIT_EVENTS,))
+    async with Client(settings) as client:
+        metas = await asyncio.gather(*await client.send_as_admin(vault + others, change))
+    records = {f"record:{m.topic}/{m.partition}/{m.offset}" for m in metas[: len(vault)]}
+    done.applied, done.refused = await wait_vault_applied(settings, records, start, wait_s)
+    return done
+
+
+async def wait_vault_applied(
+    settings: Settings, records: set[str], start, wait_s: float
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Until a signer applied or refused each of ``records`` (``record:warden.vault/P/O``) or
+    ``wait_s`` passed: the signers that applied each, and why one was refused. The signer takes
+    key changes only from the topic, so an intent signed before that would not see the change."""
+    applied: dict[str, list[str]] = {}
+    refused: dict[str, str] = {}
+    deadline = time.monotonic() + wait_s
+    async for topic, value in follow(settings, (topics.AUDIT_EVENTS,), start):
+        for event in audit_events_of(value) if topic else ():
+            if event.resource in records and event.action == "vault.event_applied":
+                applied.setdefault(event.resource, []).append(event.details.get("signer_id", ""))
+            elif event.resource in records and event.action == "vault.event_refused":
+                refused[event.resource] = event.details.get("reason", "")
+        if records <= applied.keys() | refused.keys() or time.monotonic() > deadline:
+            break
+    return applied, refused
+
+
+async def add_signature(settings: Settings, gathered: Gathered, admin_id: str, now: datetime) -> list[str]:
     """Sign ``gathered`` as ``admin_id`` (its key under $WARDEN_HOME/admin) and publish the
     signature; when it completes the quorum, publish the whole record on its own topic too.
-    True when the record was published."""
+    Where the record landed (`publish_record`); empty while more signatures are needed."""
     proposal = gathered.with_signature(load_or_create_admin_key(settings.home, admin_id), admin_id, now)
     await publish_proposal(settings, proposal)
     gathered.signatures[admin_id] = proposal.signature
     if not gathered.complete:
-        return False
-    await publish_record(settings, gathered.action, gathered.assembled())
-    return True
+        return []
+    return await publish_record(settings, gathered.action, gathered.assembled())

@@ -48,12 +48,17 @@ def keystore_from_settings(
     audit: Callable[[Emit], None] | None = None,
     vault_outbox: VaultOutbox | None = None,
     requester: tuple[str, bytes] = ("admin-cli", b""),
+    from_topic: bool = False,
 ):
     """The signing-key store of this home. ``requester`` (an id and its service public key) is
     who asks the attested key release for a vault that requires attestation: the signer names
-    itself; the admin CLI has no service key and, outside a confidential VM, is refused."""
+    itself; the admin CLI has no service key and, outside a confidential VM, is refused.
+    ``from_topic``: the signer's store, which reads no file log (whoever writes the home's file
+    would change its keys unchecked) and holds only the events its reader of warden.vault
+    applied (`Vaults.replay`), each signed by the admins' quorum for ``keys``."""
     from runtime.attestation.policy import AttestationPolicy
     from signer.custody import FileEventLog, Vaults, roots_from_settings
+    from signer.custody.events import CallbackLog
     from signer.custody.keys import KeyStore
     from signer.key_release import Attester, KeyRelease
 
@@ -63,7 +68,7 @@ def keystore_from_settings(
             if vault_outbox is not None:
                 vault_outbox.extend(events)
 
-    log = _MirroredLog(settings.home / "vault" / "events.jsonl")
+    log = CallbackLog(_unwritten) if from_topic else _MirroredLog(settings.home / "vault" / "events.jsonl")
     release = Attester(
         KeyRelease(AttestationPolicy.from_settings(settings.attestation), audit),
         *requester,
@@ -75,3 +80,9 @@ def keystore_from_settings(
     # the vault spreads the KEK over as many configured roots as the mode needs
     # (``CustodyMode.roots``), in order: WARDEN_ROOT_PROVIDER, then WARDEN_ROOT_PROVIDERS.
     return KeyStore(vaults, mode=settings.key_mode)
+
+
+def _unwritten(event) -> None:
+    # The signer writes no vault event (every change is an admin's); one written here would reach
+    # no other signer and no ledger, so it is refused rather than kept in this process alone.
+    raise RuntimeError(f"the signer writes no vault events ({event.type}); an admin's command makes this change")

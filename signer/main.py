@@ -32,9 +32,9 @@ from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes, RpcError, RpcUnavailable
-from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins, service_key
+from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
-from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_forgery
+from schemas.auth import Admins, AuditSigner, public_key_hex, sign_announcement, vault_event_problem
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedTransaction
 from schemas.sealing_key import SealingKey
@@ -92,7 +92,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     service = service_key(settings, "signer")
     audit_signer = AuditSigner("signer", *service)
     service_public = bytes.fromhex(public_key_hex(service[1])[2:])
-    keystore = keystore_from_settings(settings, audit=custody_audit, requester=(settings.signer_id, service_public))
+    keystore = keystore_from_settings(
+        settings, audit=custody_audit, requester=(settings.signer_id, service_public), from_topic=True
+    )
     sealing = SealingKeyPair()
     admins = pinned_admins(settings)
     policies = PolicyBook(admins)
@@ -134,7 +136,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     await _caught_up(admins_known, admin_task, topics.ADMINS)
     policies_known = asyncio.Event()
     policy_task = asyncio.create_task(follow_policies(settings, policies, policies_known, custody_audit, tee))
-    vault_task = asyncio.create_task(follow_vault(settings, keystore, custody_audit))
+    vault_known = asyncio.Event()
+    vault_task = asyncio.create_task(follow_vault(settings, keystore, admins, vault_known, custody_audit))
     if tee == "none":
         log.warning("signer runs with tee=none: no attestation; every signed record says so")
     consumer = _consumer(settings)
@@ -167,8 +170,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     batches = Batches(
         signer, owner, consumer, producer, settings.max_record_bytes, audit_signer, custody_audit, trackers
     )
-    # Nothing is signed before every policy already published is known here.
+    # Nothing is signed before every policy and every key change already published is known here.
     await _caught_up(policies_known, policy_task, topics.POLICIES)
+    await _caught_up(vault_known, vault_task, topics.VAULT)
     log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
     metrics.serve(settings, settings.signer_process)
     mark_ready(settings, settings.signer_process)
@@ -294,21 +298,26 @@ async def follow_policies(
                 )
 
 
-async def follow_vault(settings: Settings, keystore, custody_audit: AuditOutbox) -> None:
-    """Vaults are event-sourced: keys written on another machine arrive on warden.vault. Only a
-    pinned admin's events are applied; anything else is refused and the refusal recorded."""
-    admins = PinnedAuditKeys(settings)
-    async for record in follow_records(settings, (topics.VAULT,)):
+async def follow_vault(
+    settings: Settings, keystore, admins: Admins, caught_up: asyncio.Event, custody_audit: AuditOutbox
+) -> None:
+    """Vaults are event-sourced: the signer's keys are what warden.vault holds, nothing else. An
+    event is applied only when the admins' quorum for ``keys`` signed it; the ledger records each
+    one applied (and by whom) or refused (and why). ``caught_up``: the topic was read to its end."""
+    async for record in follow_records(settings, (topics.VAULT,), caught_up=caught_up):
         if record is None:
             continue
-        forgery = vault_event_forgery(record.value, record.headers, admins)
-        if forgery is not None:
-            custody_audit(refused_vault_event(record, forgery, utcnow()))
+        signed_by, problem = vault_event_problem(record.value, record.headers, admins)
+        if problem is not None:
+            custody_audit(refused_vault_event(record, problem, utcnow()))
             continue
         try:
             keystore.vaults.replay([record.value])
-        except Exception:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
             log.exception("unreadable vault event on %s; ignored", topics.VAULT)
+            custody_audit(refused_vault_event(record, f"not a vault event this signer can apply ({exc})", utcnow()))
+            continue
+        custody_audit(applied_vault_event(settings, record, signed_by, utcnow()))
 
 
 async def reannounce(
@@ -503,6 +512,24 @@ class Batches:
             await asyncio.gather(*acks)
         for agent_id, emits in sent_changes:
             signer.state.agent(agent_id).file.published(emits)
+
+
+def applied_vault_event(settings: Settings, record, signed_by: list[str], now: datetime) -> Emit:
+    """The signer's audit record of a vault event it applied: where it was on the topic, its
+    digest (never its contents) and the admins whose signatures made the quorum. Its id names the
+    signer and the record, so reading the topic again after a restart records nothing new."""
+    resource = f"record:{record.topic}/{record.partition}/{record.offset}"
+    return audit(
+        SERVICE,
+        "vault.event_applied",
+        resource,
+        now,
+        settings.signer_id,
+        resource,
+        signer_id=settings.signer_id,
+        signed_by=signed_by,
+        payload_sha256=hashlib.sha256(record.value or b"").hexdigest(),
+    )
 
 
 def refused_vault_event(record, why: str, now: datetime) -> Emit:

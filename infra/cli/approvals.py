@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.admins import AdminSet
+from schemas.admins import AdminSet, VaultChange
 from schemas.auth import Admins
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
@@ -38,7 +39,7 @@ from sdk.client import (
     wait_outcomes,
     wait_policy_applied,
 )
-from sdk.quorum import Gathered, add_signature, open_proposals, propose, publish_proposal
+from sdk.quorum import Gathered, add_signature, open_proposals, propose, publish_proposal, wait_vault_applied
 from sdk.records import admins_in_force
 
 
@@ -78,7 +79,21 @@ def _what(gathered: Gathered) -> str:
         return f"policy v{record.version} of {record.agent_id}"
     if isinstance(record, HumanApproval):
         return f"{record.decision} intent {record.intent_id} of {record.agent_id}"
+    if isinstance(record, VaultChange):
+        return "key change: " + "; ".join(_vault_event(e.value) for e in record.events)
     return f"admin set v{record.version}: {', '.join(sorted(record.admins))}"
+
+
+def _vault_event(value: str) -> str:
+    """What one vault event does, in a few words: its type, vault and path (never key material:
+    the events hold only wrapped keys and public data)."""
+    try:
+        event = json.loads(value)
+    except ValueError:
+        return "an unreadable event"
+    where = "/".join(str(event[k]) for k in ("vault", "path") if event.get(k))
+    version = f" v{event['version']}" if event.get("version") else ""
+    return f"{event.get('type', '?')} {where}{version}".strip()
 
 
 async def _open(settings: Settings, now) -> tuple[list[IntentParked], list[Gathered], Admins]:
@@ -94,6 +109,8 @@ async def _open(settings: Settings, now) -> tuple[list[IntentParked], list[Gathe
             return record.intent_id in parked
         if isinstance(record, AdminSet):
             return record.version > admins.version
+        if isinstance(record, VaultChange):
+            return not gathered.complete  # the signature that completed it published it
         if record.agent_id not in in_force:
             in_force[record.agent_id] = await policy_in_force(settings, record.agent_id)
         current = in_force[record.agent_id]
@@ -238,7 +255,7 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float) -> dict:
         raise LookupError(f"{me} has signed {gathered.proposal_id[:16]} already; another admin must sign it")
     start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))  # what follows, if it completes
     published = await add_signature(settings, gathered, me, now)
-    doc = {**_proposal_row(gathered), "published": published, "outcome": None}
+    doc = {**_proposal_row(gathered), "published": bool(published), "outcome": None}
     if not published:
         return doc
     record = gathered.assembled()
@@ -250,6 +267,14 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float) -> dict:
             outcome = (await wait_outcomes(settings, [parked[0].intent], wait_s, start)).get(record.intent_id)
             if outcome is not None and not isinstance(outcome, IntentParked):
                 doc["outcome"] = outcome.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
+    elif isinstance(record, VaultChange):
+        records = set(published)
+        applied, refused = await wait_vault_applied(settings, records, start, wait_s)
+        doc["outcome"] = (
+            f"refused by a signer: {next(iter(refused.values()))}"
+            if refused
+            else f"{len(applied)} of {len(records)} key events applied by the signer"
+        )
     else:
         doc["outcome"] = f"admin set v{(await admins_in_force(settings)).version} in force"
     return doc

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from infra.cli.output import note
+from runtime.clock import utcnow
 from runtime.config import Settings
 from schemas.sealing import decode_client_share
-from sdk.client import Client
+from sdk.quorum import publish_custody_change
 from signer.custody import MAX_SECRET_BYTES
 from signer.custody._crypto import KEY_BYTES, wipe
 
@@ -30,23 +31,30 @@ def read_client_share_text(path: str) -> str:
 
 
 def publish(settings: Settings, emits) -> None:
-    """Custody changes belong on their topics and in the ledger; without a reachable broker,
-    say so plainly (the vault's file log under WARDEN_HOME still holds the change)."""
+    """Custody changes belong on their topics and in the ledger. The vault events go out as one
+    change signed by this admin: published when that is the quorum for ``keys`` (and waited for
+    until a signer applied them), else proposed for the other admins to sign. Without a reachable
+    broker, say so plainly: the home's file log holds the change, but no signer has it."""
     if not emits:
         return
-
-    async def send_all():
-        async with Client(settings) as client:
-            await client.send_as_admin(emits)
-            await client.flush()
-
     try:
-        asyncio.run(asyncio.wait_for(send_all(), timeout=10))
-    except Exception as exc:  # the change is done; its audit record must not vanish silently
+        done = asyncio.run(asyncio.wait_for(publish_custody_change(settings, emits, utcnow()), timeout=60))
+    except Exception as exc:  # the change is done here; its audit record must not vanish silently
         note(
             f"warning: {len(emits)} custody event(s) not published to warden.vault / warden.audit.events "
-            f"({exc.__class__.__name__}: broker {settings.broker} unreachable?)"
+            f"({exc.__class__.__name__}: broker {settings.broker} unreachable?); no signer has this change"
         )
+        return
+    signed = f"signed by {', '.join(done.signed_by) or 'nobody pinned'}, {len(done.signed_by)} of {done.needed}"
+    if not done.published:
+        note(
+            f"key change proposed ({done.proposal_id[:16]}), {signed}: no signer uses it until "
+            f"another admin signs it (`warden approvals sign {done.proposal_id[:16]}`)"
+        )
+    elif done.refused:
+        note(f"warning: a signer refused this key change ({signed}): {next(iter(done.refused.values()))}")
+    elif not done.applied:
+        note(f"key change published ({signed}); no signer has applied it yet (is a signer running?)")
 
 
 class UsageError(Exception):

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.auth import cosign, public_key_hex
 from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, load_or_create_agent_key, signed_policy
+from sdk.quorum import publish_custody_change
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
 
 ADMIN = "admin:local-admin"
@@ -39,8 +41,8 @@ async def provision_agent(
 ) -> Agent:
     """``client_share``: needed when the signing-key vault is in a client-custody mode and already
     exists; when this call creates it, the new share comes back in ``Agent.client_share``.
-    ``cosigners``: the admins (key files under $WARDEN_HOME/admin) who sign the policy beside
-    ``settings.admin_id``, where the deployment needs a quorum for a policy change."""
+    ``cosigners``: the admins (key files under $WARDEN_HOME/admin) who sign the policy and the key
+    change beside ``settings.admin_id``, where the deployment needs a quorum for them."""
     intent_key = load_or_create_agent_key(settings.home, agent_id)
     custody_audit, vault_events = AuditOutbox(), VaultOutbox()
     keystore = keystore_from_settings(settings, audit=custody_audit, vault_outbox=vault_events)
@@ -63,8 +65,13 @@ async def provision_agent(
     policy = signed_policy(settings, **fields)
     for admin_id in cosigners:
         policy = cosign(policy, load_or_create_admin_key(settings.home, admin_id), admin_id)
+    custody = await publish_custody_change(settings, vault_events.drain() + custody_audit.drain(), utcnow(), cosigners)
+    if custody.needed and not (custody.published and custody.applied and not custody.refused):
+        raise RuntimeError(
+            f"the signing key of {agent_id} is not in force at the signer (signed by {custody.signed_by}, "
+            f"{custody.needed} needed; refused: {custody.refused or 'no'}; applied: {custody.applied or 'not yet'})"
+        )
     async with Client(settings) as client:
-        await client.send_as_admin(custody_audit.drain() + vault_events.drain())
         verdict = await client.publish_policy(policy)
     if verdict != "policy.updated":
         raise RuntimeError(f"the streams worker refused the policy for {agent_id} ({verdict})")

@@ -1,23 +1,41 @@
 """The admins' quorum on the real stack: a deployment pins three admins and needs two for a
-policy change, an approval and a change to the admin set. What one stolen admin key can try
+policy change, an approval, a key change and a change to the admin set. What one stolen admin key can try
 (alone, twice, with another admin's signature over other bytes, straight onto the topics) is
 refused by the streams worker and by the signer, each checking for itself; two admins, through
 the CLI's proposals, get their way."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from infra.stack.local import local_settings, running_stack
 from infra.stack.provision import balance, provision_agent
 from runtime.clock import utcnow
+from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.admins import ACTIONS, AdminSet
+from schemas.admins import ACTIONS, AdminSet, VaultChange
 from schemas.audit import audit_events_of
-from schemas.auth import cosign, public_key_hex, sign_admin_set, sign_human_approval, sign_policy
-from schemas.outcomes import HumanApproval, SignedTransaction
+from schemas.auth import (
+    cosign,
+    public_key_hex,
+    sign_admin_set,
+    sign_human_approval,
+    sign_policy,
+    sign_vault_change,
+    vault_change_headers,
+)
+from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, pending_approvals, wait_outcomes
+from sdk.quorum import wait_vault_applied
+from signer.custody import AGENT_KEYS_VAULT
+from signer.custody.events import SecretDeactivated
+from signer.custody_wiring import keystore_from_settings
 from tests.support import read_topic, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -25,8 +43,6 @@ AGENT = "treasury-quorum"
 
 
 def _as(settings, admin_id: str):
-    import dataclasses
-
     return dataclasses.replace(settings, admin_id=admin_id)
 
 
@@ -36,12 +52,25 @@ def _cli(settings, admin_id: str, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
-def test_one_admin_key_changes_nothing_and_two_admins_do(fresh_stack, tmp_path, run):
-    home = tmp_path / "home0"  # fresh_stack's first home: the admins' keys are made there first
+@dataclasses.dataclass
+class Quorum:
+    settings: Settings
+    keys: dict[str, Ed25519PrivateKey]
+
+
+@pytest.fixture(scope="module")
+def quorum(tmp_path_factory) -> Quorum:
+    """One stack for this file: admins a, b and c pinned, two of them needed for every action."""
+    home = tmp_path_factory.mktemp("quorum-home")  # the admins' keys are made there first
     keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}
     pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
-    stack = fresh_stack(admin_keys=pinned, admin_quorum="policy=2,approval=2,admins=2,keys=1,chains=1", admin_id="a")
-    settings = stack.settings
+    settings = local_settings(home, admin_keys=pinned, admin_quorum="2", admin_id="a")
+    with running_stack(settings) as stack:
+        yield Quorum(stack.settings, keys)
+
+
+def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
+    settings, keys = quorum.settings, quorum.keys
     start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
 
     # Two admins sign the first policy: in force. Approvals above 1 ETH wait for admins.
@@ -184,3 +213,64 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(fresh_stack, tmp_path, 
     assert any(
         e.action == "admins.refused" and "a change to the admin set needs 2" in e.details["reason"] for e in events
     )
+
+
+def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, run):
+    """Key changes need two admins too. The signer takes its keys from warden.vault alone (not from
+    the home's file log, which any admin's command writes): a deactivation one admin signed,
+    written straight to the topic, is refused with its reason on the ledger; `warden keys
+    deactivate` by one admin only proposes; once a second admin signs, the signer applies it."""
+    settings, keys = quorum.settings, quorum.keys
+    agent_id = "treasury-keys"
+    agent = run(provision_agent(settings, agent_id, cosigners=("b",), tx_allowed_chains=("anvil",)))
+    start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
+
+    async def sign_one():
+        intent = new_intent(agent.intent_key, agent_id=agent_id, chain="anvil", to=DEST, value="0.001")
+        begin = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            await (await client.submit(intent))
+        return (await wait_outcomes(settings, [intent], 60, begin, final=False))[intent.intent_id]
+
+    # One admin's deactivation, straight onto warden.vault: refused, and the agent is still signed for.
+    (key,) = [k for k in keystore_from_settings(settings).list_keys("admin:a", agent_id=agent_id) if k.active]
+    deactivation = SecretDeactivated.new(
+        org="default", vault=AGENT_KEYS_VAULT, actor="admin:a", ts=utcnow(), path=key.path, version=key.version
+    )
+    lone = sign_vault_change(VaultChange.of([(deactivation.key, deactivation.to_bytes())], utcnow()), keys["a"], "a")
+
+    async def forge():
+        async with Client(settings) as client:
+            meta = await (
+                await client._producer.send(
+                    topics.VAULT,
+                    deactivation.to_bytes(),
+                    key=deactivation.key.encode(),
+                    headers=vault_change_headers(lone),
+                )
+            )
+        return f"record:{meta.topic}/{meta.partition}/{meta.offset}"
+
+    forged = run(forge())
+    _, refused = run(wait_vault_applied(settings, {forged}, start, 60))
+    assert "key provisioning and rotation needs 2 of the 3" in refused[forged] and "it has 1 (a)" in refused[forged]
+    assert isinstance(run(sign_one()), SignedTransaction)
+
+    # The CLI: a alone proposes; the signer still signs with the key.
+    done = warden(_as(settings, "a"), "keys", "deactivate", "--agent", agent_id, "--chain", "ethereum", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "key change proposed" in done.stderr and "1 of 2" in done.stderr, done.stderr
+    (proposal,) = [p for p in _cli(settings, "b", "approvals", "list")["proposals"] if p["action"] == "keys"]
+    assert proposal["signed_by"] == ["a"] and proposal["needed"] == 2
+    assert "secret.deactivated __agent-keys/" in proposal["what"] and agent_id in proposal["what"]
+    assert isinstance(run(sign_one()), SignedTransaction)
+
+    # b signs: published, applied by the signer, and the agent's key is gone.
+    signed = _cli(settings, "b", "approvals", "sign", proposal["proposal_id"][:16])
+    assert signed["published"] and signed["signed_by"] == ["a", "b"], signed
+    assert signed["outcome"] == "1 of 1 key events applied by the signer", signed
+    outcome = run(sign_one())
+    assert isinstance(outcome, IntentRejected) and outcome.code == "SIGNING_KEY_UNAVAILABLE", outcome
+    events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
+    (applied,) = [e for e in events if e.action == "vault.event_applied"]
+    assert applied.details["signed_by"] == ["a", "b"]

@@ -279,10 +279,12 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     fingerprint); a wrong share with the right CMEK is still CLIENT_SHARE_INVALID; after a
     rotation only the new CMEK signs. Neither CMEK is recorded anywhere."""
     from infra.stack.provision import provision_agent
+    from runtime.clock import utcnow
     from runtime.kafka import end_offsets
     from schemas import topics
     from schemas.outcomes import IntentRejected
     from sdk.client import Client, new_intent
+    from sdk.quorum import publish_custody_change
     from signer.custody import AGENT_KEYS_VAULT
     from signer.custody.hygiene import find_leaks
     from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
@@ -299,10 +301,8 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
         if current is not None:
             vaults.load_cmek("default", AGENT_KEYS_VAULT, current)
         vaults.set_cmek("default", AGENT_KEYS_VAULT, new, actor="admin:local-admin")
-        async with Client(settings) as client:
-            for emit in events.drain() + audit.drain():
-                await client.send(emit.topic, emit.key, emit.value)
-            await client.flush()
+        done = await publish_custody_change(settings, events.drain() + audit.drain(), utcnow())
+        assert done.applied and not done.refused, done
 
     async def submit(share: str, cmek: bytes | None):
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))

@@ -22,8 +22,9 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets, read_to_quiet
 from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
+from schemas.admins import VaultChange
 from schemas.audit import audit_events_of
-from schemas.auth import AuditSigner, VaultEventSigner
+from schemas.auth import AuditSigner, sign_vault_change, vault_change_headers
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
@@ -92,9 +93,12 @@ def test_a_vault_event_no_pinned_admin_signed_is_refused_recorded_and_signing_go
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="1"))
     event = _deactivation(settings, agent)
     admin = load_or_create_admin_key(settings.home)
+    change = VaultChange.of([(event.key, event.to_bytes())], utcnow())
     attempts = {
         "unsigned": None,
-        "an unpinned key": VaultEventSigner(LOCAL_ADMIN_ID, Ed25519PrivateKey.generate()).headers(event.to_bytes()),
+        "an unpinned key": vault_change_headers(
+            sign_vault_change(change, Ed25519PrivateKey.generate(), LOCAL_ADMIN_ID)
+        ),
         "an audit signature": AuditSigner("admin", LOCAL_ADMIN_ID, admin).headers(event.to_bytes()),
     }
     start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
@@ -104,8 +108,8 @@ def test_a_vault_event_no_pinned_admin_signed_is_refused_recorded_and_signing_go
     refused = {resource: doc for resource, doc in refused.items() if resource in where}
     reasons = {where[resource]: doc["reason"] for resource, doc in refused.items()}
     assert reasons.keys() == attempts.keys()
-    assert reasons["unsigned"].startswith("unsigned: the record has no warden-vault-by")
-    assert reasons["an unpinned key"] == "the signature does not verify against admin key 'local-admin'"
+    assert reasons["unsigned"].startswith("unsigned: the record has no warden-vault-change")
+    assert "local-admin's signature does not verify over this record's bytes" in reasons["an unpinned key"]
     assert reasons["an audit signature"].startswith("unsigned")  # audit headers are not vault headers
     digest = hashlib.sha256(event.to_bytes()).hexdigest()
     assert all(doc["actor"] == "service:signer" and doc["payload_sha256"] == digest for doc in refused.values())
@@ -115,16 +119,18 @@ def test_a_vault_event_no_pinned_admin_signed_is_refused_recorded_and_signing_go
 
 
 def test_a_vault_event_the_pinned_admin_signed_is_applied_from_the_topic(stack, run):
-    """The topic still carries vault changes: the events provisioning published (signed by the
-    admin's command) are applied without a refusal, and a deactivation the pinned admin signed,
-    written only to the topic (not to the home's file log the signer also reads), ends the key."""
+    """The topic is where the signer's keys come from: the events provisioning published (signed by
+    the admin's command) are applied without a refusal, and a deactivation the pinned admin signed,
+    written only to the topic (not to the home's file log, which the signer does not read), ends
+    the key."""
     settings = stack.settings
     agent = f"agent-vault-signed-{os.urandom(3).hex()}"
     start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="1"))
     event = _deactivation(settings, agent)
-    signed = VaultEventSigner(LOCAL_ADMIN_ID, load_or_create_admin_key(settings.home))
-    run(_write(settings, event, signed.headers(event.to_bytes())))
+    change = VaultChange.of([(event.key, event.to_bytes())], utcnow())
+    signed = sign_vault_change(change, load_or_create_admin_key(settings.home), LOCAL_ADMIN_ID)
+    run(_write(settings, event, vault_change_headers(signed)))
     # A refused record after it, on the same partition (same key): once its refusal is on the
     # ledger, the signer has read past the signed one. No other refusal since provisioning began.
     marker = run(_write(settings, event, None))

@@ -1,33 +1,106 @@
-"""Vault event signatures are bound to the event and to the vault context."""
+"""What a signer checks before it applies a vault event from warden.vault, without a stack: the
+event is one of a `VaultChange` whose digests the quorum of pinned admins for ``keys`` signed."""
 
 from __future__ import annotations
 
-from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys
-from schemas.auth import VaultEventSigner, vault_event_forgery
-from sdk.admin import load_or_create_admin_key
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+
+from schemas.admins import VaultChange, parse_thresholds
+from schemas.auth import (
+    VAULT_BY_HEADER,
+    VAULT_SIGNATURE_HEADER,
+    Admins,
+    cosign,
+    public_key_hex,
+    sign_vault_change,
+    vault_change_headers,
+    vault_event_problem,
+)
+from sdk.quorum import gather, propose
+
+T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+KEYS = {name: Ed25519PrivateKey.generate() for name in ("a", "b", "c", "d")}
+PINNED = {name: public_key_hex(KEYS[name]) for name in ("a", "b", "c")}
+EVENTS = [("secret:default/__agent-keys/agents/x/ethereum", b'{"type":"secret.deactivated","n":1}'), ("k2", b"{}")]
 
 
-def test_vault_signatures_are_bound_to_the_event_and_to_the_vault_context(tmp_path, monkeypatch):
-    """What the signer checks, without a stack: the admin's vault signature over these very bytes,
-    by a pinned key, in the vault's headers."""
-    monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
-    from runtime.config import load
+def admins(keys: str = "2") -> Admins:
+    return Admins(PINNED, parse_thresholds(f"policy={keys},approval={keys},keys={keys},chains={keys},admins=3", PINNED))
 
-    settings = load()
-    admin = load_or_create_admin_key(settings.home)
-    keys = PinnedAuditKeys(settings)
-    value = b'{"type":"secret.deactivated"}'
-    headers = VaultEventSigner(LOCAL_ADMIN_ID, admin).headers(value)
-    assert vault_event_forgery(value, headers, keys) is None
+
+def change(*names: str, events=EVENTS) -> VaultChange:
+    first, *others = names
+    signed = sign_vault_change(VaultChange.of(events, T0), KEYS[first], first)
+    for name in others:
+        signed = cosign(signed, KEYS[name], name)
+    return signed
+
+
+def test_an_event_of_a_change_two_admins_signed_is_applied_and_one_admin_is_not_enough():
+    value = EVENTS[0][1]
+    assert vault_event_problem(value, vault_change_headers(change("a", "b")), admins()) == (["a", "b"], None)
+    counted, problem = vault_event_problem(value, vault_change_headers(change("a")), admins())
+    assert counted == ["a"]
+    assert problem.startswith("key provisioning and rotation needs 2 of the 3 pinned admins' signatures")
+    assert "it has 1 (a)" in problem
+    # Where one admin is the quorum (the embedded stack's), one signature is enough.
+    assert vault_event_problem(value, vault_change_headers(change("a")), admins("1")) == (["a"], None)
+
+
+def test_the_same_admin_twice_a_stranger_and_another_event_count_for_nothing():
+    value = EVENTS[0][1]
     assert (
-        vault_event_forgery(value + b" ", headers, keys)
-        == "the signature does not verify against admin key 'local-admin'"
+        "a signed twice (counted once)"
+        in vault_event_problem(value, vault_change_headers(change("a", "a")), admins())[1]
     )
-    assert vault_event_forgery(
-        value, [(n, b"worker:" + v) if n == "warden-vault-by" else (n, v) for n, v in headers], keys
-    ).startswith("warden-vault-by b'worker:admin:")
     assert (
-        vault_event_forgery(value, VaultEventSigner("someone", admin).headers(value), keys)
-        == "warden-vault-by admin:someone is not a pinned admin key"
+        "'d' is not a pinned admin" in vault_event_problem(value, vault_change_headers(change("a", "d")), admins())[1]
     )
-    assert vault_event_forgery(value, headers[:1], keys).startswith("unsigned")
+    other = change("a", "b", events=[("k", b'{"type":"secret.deactivated","n":2}')])
+    assert vault_event_problem(value, vault_change_headers(other), admins()) == (
+        [],
+        "the event is not one of the 1 its warden-vault-change names",
+    )
+    # b's signature lifted from a change of other events does not verify over this one's bytes.
+    lifted = change("a").model_copy(update={"cosignatures": other.cosignatures})
+    counted, problem = vault_event_problem(value, vault_change_headers(lifted), admins())
+    assert counted == ["a"] and "b's signature does not verify over this record's bytes" in problem
+
+
+def test_unsigned_and_single_admin_headers():
+    value = EVENTS[0][1]
+    assert vault_event_problem(value, [], admins())[1].startswith("unsigned: the record has no warden-vault-change")
+    # A one-admin signature as written before quorums: that admin's, enough only where one is the quorum.
+    legacy = [(VAULT_BY_HEADER, b"admin:a"), (VAULT_SIGNATURE_HEADER, KEYS["a"].sign(b"warden.vault\x00" + value))]
+    assert vault_event_problem(value, legacy, admins("1")) == (["a"], None)
+    assert "it has 1 (a, in the single-admin warden-vault-by header)" in vault_event_problem(value, legacy, admins())[1]
+    assert (
+        vault_event_problem(value + b" ", legacy, admins("1"))[1]
+        == "the signature does not verify against admin key 'a'"
+    )
+    stranger = [(VAULT_BY_HEADER, b"admin:d"), (VAULT_SIGNATURE_HEADER, KEYS["d"].sign(b"warden.vault\x00" + value))]
+    assert "is not admin:<id> of a pinned admin" in vault_event_problem(value, stranger, admins("1"))[1]
+
+
+def test_a_change_names_its_events_exactly_and_travels_as_a_proposal():
+    unsigned = VaultChange.of(EVENTS, T0)
+    with pytest.raises(ValidationError, match="they are not the events event_digests names"):
+        VaultChange.model_validate(
+            {**unsigned.model_dump(mode="json"), "event_digests": list(reversed(unsigned.event_digests))}
+        )
+    # The header carries digests and signatures, not the events' bodies.
+    (header,) = vault_change_headers(change("a", "b"))
+    assert EVENTS[0][1] not in header[1] and VaultChange.model_validate_json(header[1]).events == ()
+    # Gathered from proposals: two admins' signatures make it complete; the events come with it.
+    first = propose(change("a"), "keys", T0)
+    gathered = gather([first.to_bytes()], admins(), T0)[first.proposal_id]
+    assert not gathered.complete and gathered.needed == 2
+    second = gathered.with_signature(KEYS["c"], "c", T0)
+    gathered = gather([first.to_bytes(), second.to_bytes()], admins(), T0)[first.proposal_id]
+    whole = gathered.assembled()
+    assert gathered.complete and [(e.key, e.value.encode()) for e in whole.events] == EVENTS
+    assert vault_event_problem(EVENTS[1][1], vault_change_headers(whole), admins()) == (["a", "c"], None)
