@@ -259,20 +259,12 @@ class Settings:
     def log_dir(self) -> Path:
         return self.home / "logs"
 
-    @property
-    def chains_file(self) -> Path:
-        """Chains an admin added (`warden chains add`), on top of the built-in registry."""
-        return self.home / "chains.json"
-
 
 def load() -> Settings:
-    """The settings of this process. Also points the chain registry at this home's added
-    chains, so every process validates chain names against the same list."""
-    from schemas.chains import REGISTRY
-
-    settings = Settings()
-    REGISTRY.use_extra_file(settings.chains_file)
-    return settings
+    """The settings of this process. The chains admins added are not among them: they are
+    admin-signed records on warden.chains, which the services follow (runtime.chains) and a
+    client reads when it needs one (sdk.records.chains_in_force), never a file of the home."""
+    return Settings()
 
 
 def child_environment(settings: Settings) -> dict[str, str]:

@@ -173,11 +173,14 @@ async def follow_records(
         if keys is not None:
             parts = keyed_partitions(parts, keys)
         consumer.assign(parts)
+        from_start = [tp for tp in parts if not (start and tp in start)]
         for tp in parts:
-            if start and tp in start:
+            if tp not in from_start:
                 consumer.seek(tp, start[tp])
-            else:
-                await consumer.seek_to_beginning(tp)
+        if from_start:
+            # All at once: one partition at a time, each waited for the fetch of the ones before it
+            # (the fetch wait at the broker, ~0.5 s), seconds for a reader of a few topics.
+            await consumer.seek_to_beginning(*from_start)
         ends = await consumer.end_offsets(parts) if caught_up is not None else {}
         quiet_s, quiet_since = quiet_ms(fetch_max_wait_ms) / 1000, time.monotonic()
         while True:

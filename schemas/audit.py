@@ -41,6 +41,15 @@ def audit_events_of(raw: bytes) -> list[AuditEvent]:
     return [AuditEvent.from_bytes(raw)]
 
 
+def readable_audit_events(raw: bytes) -> list[AuditEvent]:
+    """`audit_events_of`, or none when the record is not audit events: anyone who can write to the
+    topic can write junk there; the ledger records it, a reader waiting on a verdict skips it."""
+    try:
+        return audit_events_of(raw)
+    except ValueError:
+        return []
+
+
 def audit_record(events: list[bytes]) -> bytes:
     """One audit record of the given events' bytes (each ``AuditEvent.to_bytes()``), no re-encoding."""
     return events[0] if len(events) == 1 else b"[" + b",".join(events) + b"]"

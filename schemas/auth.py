@@ -29,6 +29,8 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, AdminSignature, VaultChange, event_digest
+from schemas.chain_set import ChainSet
+from schemas.chains import REGISTRY, ChainRegistry
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -92,6 +94,10 @@ def sign_admin_set(admin_set: AdminSet, admin_key: Ed25519PrivateKey, admin_key_
     return _admin_signed(admin_set, admin_key, admin_key_id)
 
 
+def sign_chain_set(chain_set: ChainSet, admin_key: Ed25519PrivateKey, admin_key_id: str) -> ChainSet:
+    return _admin_signed(chain_set, admin_key, admin_key_id)
+
+
 def ed25519_valid(public: bytes, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` is ``public``'s Ed25519 signature of ``message``: every verification
     on the intents' path (agents, admins, services) and the ledger's of every audit record.
@@ -126,7 +132,7 @@ def simulation_request_signature_valid(request: SimulationRequest, policy: Agent
     return bool(request.signature) and _verify(policy.agent_public_key, request.signature, request.signing_bytes())
 
 
-AdminSignedT = TypeVar("AdminSignedT", AgentPolicy, HumanApproval, AdminSet, VaultChange)
+AdminSignedT = TypeVar("AdminSignedT", AgentPolicy, HumanApproval, AdminSet, VaultChange, ChainSet)
 
 
 def _admin_signed(record: AdminSignedT, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AdminSignedT:
@@ -214,33 +220,58 @@ class Admins:
         return None
 
 
-class AdminSetBook:
-    """What a reader of warden.admins does with each record: `Admins.adopt` it, or hold it until
-    the version before it is in force (the topic's records may come out of order), or refuse it.
-    No Kafka here: bytes in, what happened out."""
+class VersionBook:
+    """What a reader of a topic of versioned admin records (warden.admins, warden.chains) does with
+    each: take it, or hold it until the version before it is in force (the topic's records may
+    come out of order), or refuse it. No Kafka here: bytes in, what happened out."""
 
-    def __init__(self, admins: Admins):
-        self.admins = admins
-        self._waiting: dict[int, AdminSet] = {}
+    kind: type[AdminSet] | type[ChainSet]
+
+    def __init__(self):
+        self._waiting: dict[int, AdminSet | ChainSet] = {}
+
+    @property
+    def version(self) -> int:
+        """The version in force."""
+        raise NotImplementedError
 
     def read(self, raw: bytes | None) -> list[tuple[str, str, str]]:
-        """(what, text, record id) for each record the one read settled: "adopted" and the set
-        now in force, or "refused" and why; the record id is the SHA-256 of the record's bytes,
-        so two refusals of one version stay two on the ledger."""
+        """(what, text, record id) for each record the one read settled: "adopted" and what is
+        now in force, or "refused" and why; the record id is the SHA-256 of the record's bytes
+        (`record_id_of`), so two refusals of one version stay two on the ledger."""
         try:
-            proposed = AdminSet.model_validate_json(raw or b"")
+            proposed = self.kind.model_validate_json(raw or b"")
         except ValueError as exc:
-            return [("refused", f"not an AdminSet record ({str(exc)[:300]}); ignored", _record_id(raw or b""))]
-        if proposed.version > self.admins.version + 1:
+            return [
+                ("refused", f"not a valid {self.kind.__name__} ({str(exc)[:300]}); ignored", _record_id(raw or b""))
+            ]
+        if proposed.version > self.version + 1:
             self._waiting[proposed.version] = proposed  # its predecessor may still be on its way
             return []
         settled = [self._take(proposed)]
-        while self.admins.version + 1 in self._waiting:
-            settled.append(self._take(self._waiting.pop(self.admins.version + 1)))
+        while self.version + 1 in self._waiting:
+            settled.append(self._take(self._waiting.pop(self.version + 1)))
         return settled
 
+    def _take(self, proposed) -> tuple[str, str, str]:
+        raise NotImplementedError
+
+
+class AdminSetBook(VersionBook):
+    """warden.admins: each `AdminSet` `Admins.adopt`ed, held or refused."""
+
+    kind = AdminSet
+
+    def __init__(self, admins: Admins):
+        super().__init__()
+        self.admins = admins
+
+    @property
+    def version(self) -> int:
+        return self.admins.version
+
     def _take(self, proposed: AdminSet) -> tuple[str, str, str]:
-        problem, record_id = self.admins.adopt(proposed), _record_id(proposed.to_bytes())
+        problem, record_id = self.admins.adopt(proposed), record_id_of(proposed)
         if problem is not None:
             return "refused", f"admin set v{proposed.version} refused: {problem}", record_id
         thresholds = ", ".join(f"{a}={m}" for a, m in self.admins.thresholds.items())
@@ -249,6 +280,39 @@ class AdminSetBook:
             f"admin set v{proposed.version} in force: {', '.join(sorted(self.admins.keys))} ({thresholds})",
             record_id,
         )
+
+
+class ChainSetBook(VersionBook):
+    """warden.chains: a `ChainSet` put in force in ``registry`` (`ChainRegistry.adopt`) only when
+    newer than the one in force and signed by the quorum for ``chains`` of ``admins`` (the admin
+    set in force, shared with its reader of warden.admins); held or refused otherwise."""
+
+    kind = ChainSet
+
+    def __init__(self, admins: Admins, registry: ChainRegistry = REGISTRY):
+        super().__init__()
+        self.admins, self.registry = admins, registry
+        self.in_force: ChainSet | None = None  # None: the built-in table alone (version 0)
+
+    @property
+    def version(self) -> int:
+        return 0 if self.in_force is None else self.in_force.version
+
+    def _take(self, proposed: ChainSet) -> tuple[str, str, str]:
+        record_id = record_id_of(proposed)
+        if proposed.version <= self.version:
+            return "refused", f"chain set v{proposed.version} is not newer than v{self.version}, in force", record_id
+        problem = self.admins.quorum_problem(proposed, "chains")
+        if problem is not None:
+            return "refused", f"chain set v{proposed.version} refused: {problem}", record_id
+        self.registry.adopt(proposed.chains)
+        self.in_force = proposed
+        return "adopted", f"chain set v{proposed.version} in force: {proposed.summary()}", record_id
+
+
+def record_id_of(record: AdminSet | ChainSet) -> str:
+    """How the ledger names an admin record a service took or refused: the SHA-256 of its bytes."""
+    return _record_id(record.to_bytes())
 
 
 def _record_id(raw: bytes) -> str:

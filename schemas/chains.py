@@ -5,21 +5,30 @@ chain id, a native currency and an explorer. A *key chain* (``ethereum``) is the
 family of signing keys that network uses: every EVM network signs with the
 agent's ethereum key, so ``base`` and ``sepolia`` map to ``ethereum``.
 
-Admins add networks at run time (``warden chains add``); those live in
-``$WARDEN_HOME/chains.json`` and are merged over the built-in table.
+Admins add networks at run time (``warden chains add``): the admins' table (the networks they
+added, and built-in ones whose finality they changed) is a `ChainSet` record on warden.chains,
+taken only with their quorum for ``chains`` (`schemas.auth.ChainSetBook`), and laid over the
+built-in table here (`ChainRegistry.adopt`). No file changes it: the streams worker and the signer
+follow the topic themselves (`runtime.chains`), and a client process reads it when it meets a name
+it does not know (`ChainRegistry.when_unknown`, `sdk.records.chains_in_force`).
 
 Each network also says when a transaction in one of its blocks is final (`signer.finality`):
 at or below the block its node serves as ``finalized`` (``finalized_tag``), else
 ``confirmations`` blocks deep. ``warden chains finality`` changes both, for a built-in network
-too; the change is kept in the same file.
+too, through the same record.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
+# What an admin may change of a built-in network: when its transactions are final.
+_FINALITY = ("finalized_tag", "confirmations")
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,18 @@ class Chain:
     confirmations: int = 12
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(
+                f"chain name {str(self.name)[:80]!r}: 1-32 lowercase letters, digits and '-', starting with a "
+                "letter or digit"
+            )
+        if isinstance(self.chain_id, bool) or not isinstance(self.chain_id, int) or not 1 <= self.chain_id < 2**64:
+            raise ValueError(
+                f"chain {self.name!r}: chain_id must be its EIP-155 chain id, a whole number from 1 to 2**64-1, "
+                f"not {self.chain_id!r}"
+            )
+        if not isinstance(self.currency, str) or not 1 <= len(self.currency) <= 16:
+            raise ValueError(f"chain {self.name!r}: currency must be its native unit's symbol, 1-16 characters")
         if self.confirmations < 1:
             raise ValueError(
                 f"chain {self.name!r}: confirmations must be at least 1 (blocks on top of a transaction's "
@@ -85,93 +106,133 @@ class UnknownChain(ValueError):
     pass
 
 
-class ChainRegistry:
-    def __init__(self, chains: tuple[Chain, ...] = _BUILTIN, extra_path: Path | None = None):
-        self._builtin = {c.name: c for c in chains}
-        self._extra_path = extra_path
-        self._extra: dict[str, Chain] = {}
-        self._extra_mtime: float | None = None
+def finality(chain: Chain) -> str:
+    """When a transaction on ``chain`` is final, in words."""
+    deep = f"{chain.confirmations} confirmations"
+    return f"finalized tag, else {deep}" if chain.finalized_tag else deep
 
-    def use_extra_file(self, path: Path) -> None:
-        """Merge the chains an admin added in ``path`` (``$WARDEN_HOME/chains.json``)."""
-        if path != self._extra_path:
-            self._extra_path, self._extra, self._extra_mtime = path, {}, None
 
-    def _load_extra(self) -> None:
-        # Re-read only when the admin file changed, so lookups on the hot path stay cheap.
-        if self._extra_path is None:
-            return
-        try:
-            mtime = self._extra_path.stat().st_mtime
-        except FileNotFoundError:
-            self._extra, self._extra_mtime = {}, None
-            return
-        if mtime == self._extra_mtime:
-            return
-        raw = json.loads(self._extra_path.read_text())
-        self._extra = {c["name"]: Chain(**c) for c in raw}
-        for name, chain in self._extra.items():
-            builtin = self._builtin.get(name)
-            if builtin is not None and dataclasses.replace(chain, **_finality(builtin)) != builtin:
+_BUILTIN_BY_NAME: Mapping[str, Chain] = {c.name: c for c in _BUILTIN}
+
+
+def admin_table(chains: Iterable[Chain], builtin: Mapping[str, Chain] = _BUILTIN_BY_NAME) -> dict[str, Chain]:
+    """``chains`` checked as the admins' table over the ``builtin`` one, by name: each network
+    listed once, a built-in network changed in its finality only (``finalized_tag``,
+    ``confirmations``), no chain id under two names. ValueError names the chain, the field and
+    what is allowed."""
+    table: dict[str, Chain] = {}
+    for chain in chains:
+        if chain.name in table:
+            raise ValueError(f"chain {chain.name!r} is listed twice; list each network once")
+        known = builtin.get(chain.name)
+        if known is not None:
+            changed = [
+                f"{f.name} {getattr(chain, f.name)!r} (built in: {getattr(known, f.name)!r})"
+                for f in dataclasses.fields(Chain)
+                if f.name not in _FINALITY and getattr(chain, f.name) != getattr(known, f.name)
+            ]
+            if changed:
                 raise ValueError(
-                    f"{self._extra_path}: built-in chain {name!r} may only have its finality changed there "
-                    "(finalized_tag, confirmations); remove the other changes"
+                    f"chain {chain.name!r} is built in: only its finality ({', '.join(_FINALITY)}) may change, "
+                    f"not {'; '.join(changed)}"
                 )
-        self._extra_mtime = mtime
+        table[chain.name] = chain
+    used_by: dict[int, str] = {}
+    for chain in {**builtin, **table}.values():
+        other = used_by.setdefault(chain.chain_id, chain.name)
+        if other != chain.name:
+            raise ValueError(
+                f"chain id {chain.chain_id} is already used by {other!r}; {chain.name!r} needs a chain id of its own"
+            )
+    return table
+
+
+class ChainRegistry:
+    """The networks a process knows: the built-in table and, over it, the admins' table in force
+    (`adopt`), which only a chain set their quorum signed changes."""
+
+    def __init__(self, chains: tuple[Chain, ...] = _BUILTIN):
+        self._builtin = {c.name: c for c in chains}
+        self._admin: dict[str, Chain] = {}
+        self._all = dict(self._builtin)
+        self._learn: Callable[[], None] | None = None
+        self._learn_every_s = 0.0
+        self._learned_at: float | None = None
+
+    def adopt(self, table: Iterable[Chain]) -> None:
+        """Put ``table`` in force as the admins' table (the whole of it: what the table before
+        held and this one does not is gone). Only a chain set their quorum signed: the readers of
+        warden.chains call it (`schemas.auth.ChainSetBook`)."""
+        admin = admin_table(table, self._builtin)
+        self._admin, self._all = admin, {**self._builtin, **admin}
+
+    def admin_table(self) -> tuple[Chain, ...]:
+        """The admins' table in force: the networks they added, built-in ones whose finality they changed."""
+        return tuple(self._admin.values())
 
     def all(self) -> dict[str, Chain]:
-        self._load_extra()
-        return {**self._builtin, **self._extra}
+        return dict(self._all)
 
     def get(self, name: str) -> Chain:
-        chain = self.all().get(name)
+        chain = self._all.get(name)
+        if chain is None and self._learned():
+            chain = self._all.get(name)
         if chain is None:
             raise UnknownChain(
-                f"unknown chain {name!r}; allowed: {', '.join(sorted(self.all()))} "
-                "(an admin adds one with `warden chains add`)"
+                f"unknown chain {name!r}; allowed: {', '.join(sorted(self._all))} "
+                "(admins add one with `warden chains add`, signed by their quorum)"
             )
         return chain
 
     def by_chain_id(self, chain_id: int) -> Chain | None:
-        return next((c for c in self.all().values() if c.chain_id == chain_id), None)
+        chain = self._by_chain_id(chain_id)
+        if chain is None and self._learned():
+            chain = self._by_chain_id(chain_id)
+        return chain
 
-    def add(self, chain: Chain) -> None:
-        if self._extra_path is None:
-            raise RuntimeError("this registry has no admin file; load the settings first (runtime.config.load)")
+    def _by_chain_id(self, chain_id: int) -> Chain | None:
+        return next((c for c in self._all.values() if c.chain_id == chain_id), None)
+
+    def with_chain(self, chain: Chain) -> tuple[Chain, ...]:
+        """The admins' table with ``chain`` added (an added network of that name replaced): what
+        the chain set that adds it carries. ValueError when it would redefine a built-in network or
+        take another's chain id."""
         if chain.name in self._builtin:
-            raise ValueError(f"chain {chain.name!r} is built in and cannot be redefined")
-        clash = self.by_chain_id(chain.chain_id)
-        if clash is not None and clash.name != chain.name:
-            raise ValueError(f"chain id {chain.chain_id} is already used by {clash.name!r}")
-        self._load_extra()
-        extra = {**self._extra, chain.name: chain}
-        self._write(extra)
+            raise ValueError(
+                f"chain {chain.name!r} is built in and cannot be redefined; `warden chains finality` changes "
+                "when its transactions are final"
+            )
+        return tuple(admin_table({**self._admin, chain.name: chain}.values(), self._builtin).values())
 
-    def set_finality(self, name: str, *, finalized_tag: bool | None = None, confirmations: int | None = None) -> Chain:
-        """When a transaction on ``name`` is final (an admin's change, built-in networks too)."""
-        if self._extra_path is None:
-            raise RuntimeError("this registry has no admin file; load the settings first (runtime.config.load)")
+    def with_finality(
+        self, name: str, *, finalized_tag: bool | None = None, confirmations: int | None = None
+    ) -> tuple[Chain, ...]:
+        """The admins' table with ``name``'s finality changed (a built-in network's too): what the
+        chain set that changes it carries."""
         changes = {
             k: v for k, v in (("finalized_tag", finalized_tag), ("confirmations", confirmations)) if v is not None
         }
         chain = dataclasses.replace(self.get(name), **changes)
-        self._load_extra()
-        self._write({**self._extra, name: chain})
-        return chain
+        return tuple(admin_table({**self._admin, name: chain}.values(), self._builtin).values())
 
-    def _write(self, extra: dict[str, Chain]) -> None:
-        self._extra_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._extra_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(c) for c in extra.values()], indent=2))
-        tmp.replace(self._extra_path)
-        self._extra_mtime = None
-        self._load_extra()
+    def when_unknown(self, learn: Callable[[], None] | None, every_s: float = 30.0) -> None:
+        """For a client process (the command line, the MCP server, `warden pay`): ``learn``, which
+        reads the chains in force and `adopt`s them (`sdk.records.learn_chains`), runs before a
+        name or chain id is called unknown, at most once every ``every_s`` seconds. The services
+        set none: they follow warden.chains themselves and judge nothing before they read it to
+        its end (`runtime.chains`)."""
+        self._learn, self._learn_every_s, self._learned_at = learn, every_s, None
+
+    def _learned(self) -> bool:
+        """Whether ``learn`` ran now, so that a lookup is worth trying again."""
+        now = time.monotonic()
+        if self._learn is None or (self._learned_at is not None and now - self._learned_at < self._learn_every_s):
+            return False
+        self._learned_at = now  # first: a lookup while it learns does not learn again
+        self._learn()
+        return True
 
 
-def _finality(chain: Chain) -> dict:
-    return {"finalized_tag": chain.finalized_tag, "confirmations": chain.confirmations}
-
-
-# The process's registry. Its admin file is attached by `runtime.config.load()` (the
-# registry itself reads no environment), so every process sees the chains of its home.
+# The process's registry: the built-in table until the admins' table in force is adopted (the
+# services: `runtime.chains.follow_chain_sets`; a client: `sdk.records.chains_in_force`).
 REGISTRY = ChainRegistry()

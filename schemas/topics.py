@@ -29,6 +29,10 @@ POLICIES = "warden.policies"
 # Changes to the admin set and its thresholds (AdminSet), each signed by the quorum of the set
 # before it; every service that checks admins' signatures reads it whole (runtime.admins).
 ADMINS = "warden.admins"
+# The admins' chain table (ChainSet: the networks they added, built-in ones whose finality they
+# changed), each version whole and signed by their quorum for "chains"; the streams worker and the
+# signer read it to its end, after warden.admins, before they judge any intent (runtime.chains).
+CHAINS = "warden.chains"
 # Admins' signatures collected towards a quorum (AdminProposal): one record per signature, until
 # enough admins signed and the whole record goes to its own topic (`warden approvals sign`).
 ADMIN_PROPOSALS = "warden.admin.proposals"
@@ -63,6 +67,7 @@ ALL = (
     SIMULATIONS_RESULTS,
     POLICIES,
     ADMINS,
+    CHAINS,
     ADMIN_PROPOSALS,
     AUDIT_EVENTS,
     AUDIT_CHECKPOINTS,

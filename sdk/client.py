@@ -28,7 +28,7 @@ from runtime.kafka import producer as new_producer
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
 from schemas.admins import VaultChange
-from schemas.audit import AuditEvent, audit_events_of
+from schemas.audit import readable_audit_events
 from schemas.auth import (
     AuditSigner,
     audit_writer,
@@ -434,7 +434,7 @@ async def wait_policy_applied(
         # Only a pinned worker's verdict counts: a topic writer's "policy.updated" must not tell an
         # admin that a policy the worker refused is in force.
         if record is not None and audit_writer(record.value, record.headers, workers) == ("worker", None):
-            for event in _audit_events(record.value):
+            for event in readable_audit_events(record.value):
                 if (
                     event.agent_id == policy.agent_id
                     and event.action in ("policy.updated", "policy.refused")
@@ -447,11 +447,3 @@ async def wait_policy_applied(
         f"the streams worker did not apply policy v{policy.version} of {policy.agent_id} "
         f"within {timeout_s:.0f} s: is it running (`warden up`)?"
     )
-
-
-def _audit_events(value: bytes) -> list[AuditEvent]:
-    # Anyone who can write to the topic can write junk there; the ledger records it, a reader skips it.
-    try:
-        return audit_events_of(value)
-    except ValueError:
-        return []

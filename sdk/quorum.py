@@ -20,11 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from runtime.config import Settings
-from runtime.kafka import end_offsets, follow, read_to_quiet
+from runtime.kafka import end_offsets, follow_records, read_to_quiet
+from runtime.trust import PinnedAuditKeys
 from schemas import topics
 from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, VaultChange, digest_of
-from schemas.audit import audit_events_of
-from schemas.auth import Admins, AdminSignedT, cosign, sign_vault_change
+from schemas.audit import readable_audit_events
+from schemas.auth import Admins, AdminSignedT, audit_writer, cosign, sign_vault_change
+from schemas.chain_set import ChainSet
 from schemas.emit import Emit
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
@@ -37,6 +39,7 @@ RECORDS: dict[str, tuple[type, str]] = {
     "policy": (AgentPolicy, topics.POLICIES),
     "approval": (HumanApproval, topics.APPROVALS),
     "admins": (AdminSet, topics.ADMINS),
+    "chains": (ChainSet, topics.CHAINS),
     "keys": (VaultChange, topics.VAULT),
 }
 PROPOSAL_TTL = timedelta(hours=24)
@@ -44,6 +47,8 @@ _SIGNATURES = {"signature", "cosignatures"}
 
 
 def topic_key(record: AdminSignedT) -> str:
+    if isinstance(record, ChainSet):
+        return "chains"
     return "admins" if isinstance(record, AdminSet) else record.agent_id
 
 
@@ -72,7 +77,7 @@ class Gathered:
 
     proposal_id: str
     action: Action
-    record: AgentPolicy | HumanApproval | AdminSet
+    record: AdminSignedT
     expires_at: datetime
     needed: int
     signatures: dict[str, str] = field(default_factory=dict)  # admin key id → signature, valid only
@@ -86,7 +91,7 @@ class Gathered:
     def complete(self) -> bool:
         return len(self.signatures) >= self.needed
 
-    def assembled(self) -> AgentPolicy | HumanApproval | AdminSet:
+    def assembled(self) -> AdminSignedT:
         """The whole record: the proposer's signature in ``signature``, the others' in ``cosignatures``."""
         proposer = self.record.admin_key_id
         others = tuple(AdminSignature(admin_key_id=k, signature=s) for k, s in self.signatures.items() if k != proposer)
@@ -135,6 +140,20 @@ async def open_proposals(settings: Settings, admins: Admins, now: datetime) -> d
 async def publish_proposal(settings: Settings, proposal: AdminProposal) -> None:
     async with Client(settings) as client:
         await (await client.send(topics.ADMIN_PROPOSALS, proposal.proposal_id, proposal.to_bytes()))
+
+
+async def publish_or_propose(
+    settings: Settings, action: Action, signed: AdminSignedT, needed: int, now: datetime
+) -> AdminProposal | None:
+    """``signed`` (by this admin alone) published on its own topic when one admin is the quorum for
+    ``action`` (``needed``, of the admin set in force); else proposed, for the other admins to
+    sign (`warden approvals sign`). The proposal, or None when the record was published."""
+    if needed == 1:
+        await publish_record(settings, action, signed)
+        return None
+    proposal = propose(signed, action, now)
+    await publish_proposal(settings, proposal)
+    return proposal
 
 
 async def publish_record(settings: Settings, action: Action, record: AdminSignedT) -> list[str]:
@@ -212,13 +231,19 @@ async def wait_vault_applied(
     key changes only from the topic, so an intent signed before that would not see the change."""
     applied: dict[str, list[str]] = {}
     refused: dict[str, str] = {}
-    deadline = time.monotonic() + wait_s
-    async for topic, value in follow(settings, (topics.AUDIT_EVENTS,), start):
-        for event in audit_events_of(value) if topic else ():
-            if event.resource in records and event.action == "vault.event_applied":
-                applied.setdefault(event.resource, []).append(event.details.get("signer_id", ""))
-            elif event.resource in records and event.action == "vault.event_refused":
-                refused[event.resource] = event.details.get("reason", "")
+    deadline, keys = time.monotonic() + wait_s, PinnedAuditKeys(settings)
+    # The signer records them under no agent: in the partition of the empty key.
+    async for found in follow_records(
+        settings, (topics.AUDIT_EVENTS,), start, fetch_max_wait_ms=settings.fetch_wait_ms, keys=("",)
+    ):
+        # Only a pinned signer's record counts: a topic writer's "vault.event_applied" must not
+        # tell an admin that a key change no signer took is in force.
+        if found is not None and audit_writer(found.value, found.headers, keys) == ("signer", None):
+            for event in readable_audit_events(found.value):
+                if event.resource in records and event.action == "vault.event_applied":
+                    applied.setdefault(event.resource, []).append(event.details.get("signer_id", ""))
+                elif event.resource in records and event.action == "vault.event_refused":
+                    refused[event.resource] = event.details.get("reason", "")
         if records <= applied.keys() | refused.keys() or time.monotonic() > deadline:
             break
     return applied, refused

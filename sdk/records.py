@@ -1,23 +1,43 @@
 """What the services said about one agent, read back from the topics: its policy in force (the
 newest a pinned admin signed) and its transactions and rejections (each signed by a pinned key of
 the service allowed to say it), and the intents still waiting for an admin. `warden agents show`,
-`warden txs`, `warden approvals list` and the MCP server read them the same way, through here."""
+`warden txs`, `warden approvals list` and the MCP server read them the same way, through here.
+And the admins' records in force as a client believes them: the admin set, the chain set
+(`chains_in_force`, `learn_chains`) and what the services said of a chain set published."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
+from aiokafka import TopicPartition
 
 from runtime.config import Settings
-from runtime.kafka import read_to_quiet
-from runtime.trust import PinnedServiceKeys, pinned_admins
+from runtime.kafka import follow_records, read_to_quiet
+from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins
 from schemas import topics
-from schemas.auth import Admins, AdminSetBook, outcome_forgery, policy_signature_valid
+from schemas.audit import AuditEvent, readable_audit_events
+from schemas.auth import (
+    Admins,
+    AdminSetBook,
+    ChainSetBook,
+    audit_writer,
+    outcome_forgery,
+    policy_signature_valid,
+    record_id_of,
+)
+from schemas.chain_set import ChainSet
+from schemas.chains import REGISTRY, ChainRegistry
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import read_outcome
+
+_log = logging.getLogger("warden.chains")
 
 
 @dataclass
@@ -103,17 +123,112 @@ async def admins_in_force(settings: Settings) -> Admins:
     return admins
 
 
+async def _admin_records(
+    settings: Settings, more: tuple[str, ...], idle_polls: int, registry: ChainRegistry
+) -> tuple[Admins, ChainSet | None, list[bytes]]:
+    """One pass over warden.admins, warden.chains and ``more``: the admin set in force, the chain
+    set in force (signed by its quorum for ``chains``; put in force in ``registry`` too, so that
+    records naming an added chain read) and the values of ``more``, in order, to be judged now
+    that both are known. The chain sets are judged once every admin set is known, as a service
+    judges them once it read warden.admins to its end."""
+    admins = pinned_admins(settings)
+    admin_book, chain_sets, values = AdminSetBook(admins), [], []
+    async for topic, value in read_to_quiet(settings, (topics.ADMINS, topics.CHAINS, *more), idle_polls):
+        if topic == topics.ADMINS:
+            admin_book.read(value)
+        elif topic == topics.CHAINS:
+            chain_sets.append(value)
+        else:
+            values.append(value)
+    chain_book = ChainSetBook(admins, ChainRegistry())  # ``registry`` changes once, to the newest
+    for value in chain_sets:
+        chain_book.read(value)
+    registry.adopt(() if chain_book.in_force is None else chain_book.in_force.chains)
+    return admins, chain_book.in_force, values
+
+
+async def chains_in_force(
+    settings: Settings, registry: ChainRegistry = REGISTRY, idle_polls: int = 2
+) -> ChainSet | None:
+    """The chain set in force, put in force in ``registry`` (the process's, by default): the
+    newest version on warden.chains that the quorum for ``chains`` of the admin set in force
+    signed (`schemas.auth.ChainSetBook`), read with warden.admins in one pass; None when there is
+    none (the built-in networks alone)."""
+    return (await _admin_records(settings, (), idle_polls, registry))[1]
+
+
+def learn_chains(settings: Settings, registry: ChainRegistry = REGISTRY, timeout_s: float = 15.0) -> None:
+    """``registry`` set to the chains in force now (`chains_in_force`), read in a thread of its
+    own so that a lookup under a running event loop can wait for it: what a client process hands
+    `ChainRegistry.when_unknown` (the command line does, for `warden mcp` and `warden pay` too). A
+    broker that does not answer within ``timeout_s`` leaves the registry as it was; the name
+    stays unknown and the warning says why."""
+
+    def read() -> None:
+        asyncio.run(asyncio.wait_for(chains_in_force(settings, registry), timeout_s))
+
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(read).result()
+        except Exception as exc:  # noqa: BLE001 - a lookup that cannot learn says "unknown chain", with the allowed ones
+            _log.warning("could not read the chains in force from %s at %s: %s", topics.CHAINS, settings.broker, exc)
+
+
+@dataclass
+class ChainSetVerdicts:
+    """What the services said of one chain set: the signer's and a streams worker's
+    ``chains.changed`` or ``chains.refused`` audit event (None: not heard within the wait)."""
+
+    signer: AuditEvent | None = None
+    worker: AuditEvent | None = None
+
+    @property
+    def outcome(self) -> str | None:
+        """ "chains.changed" once both took it, "chains.refused" when either refused it, else None."""
+        heard = [e.action for e in (self.signer, self.worker) if e is not None]
+        if "chains.refused" in heard:
+            return "chains.refused"
+        return "chains.changed" if len(heard) == 2 else None
+
+    def as_dict(self) -> dict[str, dict | None]:
+        return {
+            role: None if event is None else {"action": event.action, "reason": event.details.get("reason")}
+            for role, event in (("signer", self.signer), ("worker", self.worker))
+        }
+
+
+async def chain_set_verdicts(
+    settings: Settings, record: ChainSet, timeout_s: float, start: dict[TopicPartition, int] | None = None
+) -> ChainSetVerdicts:
+    """Wait, up to ``timeout_s``, for the signer's and a streams worker's verdict on the chain set
+    ``record`` (by its id, `record_id_of`), on warden.audit.events from ``start``. Only a pinned
+    service's audit record counts: a topic writer's "chains.changed" must not tell an admin that a
+    chain set the services refused is in force."""
+    wanted, keys, verdicts = record_id_of(record), PinnedAuditKeys(settings), ChainSetVerdicts()
+    deadline = time.monotonic() + timeout_s
+    # The services record it under no agent: in the partition of the empty key.
+    async for found in follow_records(
+        settings, (topics.AUDIT_EVENTS,), start, fetch_max_wait_ms=settings.fetch_wait_ms, keys=("",)
+    ):
+        role, why = ("", "") if found is None else audit_writer(found.value, found.headers, keys)
+        if why is None and role in ("signer", "worker") and getattr(verdicts, role) is None:
+            for event in readable_audit_events(found.value):
+                if event.action in ("chains.changed", "chains.refused") and event.details.get("record_id") == wanted:
+                    setattr(verdicts, role, event)
+        if (verdicts.signer is not None and verdicts.worker is not None) or time.monotonic() > deadline:
+            break
+    return verdicts
+
+
 async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3) -> AgentPolicy | None:
     """The agent's policy in force: the newest version on ``warden.policies`` that the quorum of
     the admin set in force signed (the first written of a version wins), or None when there is
-    none. The policies and the admin sets are read in one pass: the policies are judged once
-    every admin set is known."""
-    admins = pinned_admins(settings)
-    book, candidates = AdminSetBook(admins), []
-    async for topic, value in read_to_quiet(settings, (topics.POLICIES, topics.ADMINS), idle_polls):
-        if topic == topics.ADMINS:
-            book.read(value)
-            continue
+    none. The policies, the admin sets and the chain sets are read in one pass (`_admin_records`):
+    the policies are judged once every admin set is known, and read once the chains the admins
+    added are (a policy may name one)."""
+    admins, _, values = await _admin_records(settings, (topics.POLICIES,), idle_polls, REGISTRY)
+    candidates = []
+    for value in values:
         try:
             policy = AgentPolicy.from_bytes(value)
         except ValueError:

@@ -167,7 +167,7 @@ def _network_chain(network: Any, where: str, registry: ChainRegistry):
             raise X402Error(
                 f"{where}.network {_shown(network)} is no chain of Warden's registry; allowed: eip155:<chain id> of "
                 f"{', '.join(f'{c.name} ({c.chain_id})' for c in registry.all().values())} "
-                "(an admin adds a chain with `warden chains add`)"
+                "(admins add one with `warden chains add`, signed by their quorum)"
             )
         return chain
     if ":" in network:

@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evm import blobs
 from runtime import metrics
-from runtime.admins import follow_admin_sets
+from runtime.admins import follow_admin_sets, settled_event
 from runtime.attestation.announcement import attest
+from runtime.chains import follow_chain_sets
 from runtime.clock import US_PER_SECOND, to_us, utcnow
 from runtime.config import Settings, load
 from runtime.kafka import follow, follow_records, publish
@@ -134,6 +135,13 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         follow_admin_sets(settings, admins, admins_known, _audit_admin_set(settings, custody_audit))
     )
     await _caught_up(admins_known, admin_task, topics.ADMINS)
+    # The chains the admins' quorum added are known before any record that may name one is read
+    # (policies, approved intents, restored transactions): from warden.chains, never from a file.
+    chains_known = asyncio.Event()
+    chain_task = asyncio.create_task(
+        follow_chain_sets(settings, admins, chains_known, _audit_admin_set(settings, custody_audit, "chains"))
+    )
+    await _caught_up(chains_known, chain_task, topics.CHAINS)
     policies_known = asyncio.Event()
     policy_task = asyncio.create_task(follow_policies(settings, policies, policies_known, custody_audit, tee))
     vault_known = asyncio.Event()
@@ -245,23 +253,11 @@ async def _caught_up(known: asyncio.Event, task: asyncio.Task, topic: str) -> No
         raise RuntimeError(f"{topic} ended before the signer caught up")
 
 
-def _audit_admin_set(settings: Settings, custody_audit: AuditOutbox):
-    """The ledger's record of each admin set this signer took or refused."""
+def _audit_admin_set(settings: Settings, custody_audit: AuditOutbox, subject: str = "admins"):
+    """The ledger's record of each admin set (``subject`` "chains": chain set) this signer took or refused."""
 
     def record(what: str, text: str, record_id: str) -> None:
-        now = utcnow()
-        custody_audit(
-            audit(
-                SERVICE,
-                "admins.changed" if what == "adopted" else "admins.refused",
-                "admins",
-                now,
-                settings.signer_id,
-                record_id,
-                signer_id=settings.signer_id,
-                reason=text,
-            )
-        )
+        custody_audit(settled_event(SERVICE, subject, what, text, record_id, utcnow(), signer_id=settings.signer_id))
 
     return record
 

@@ -23,7 +23,8 @@ import orjson
 from aiokafka.protocol.group import HeartbeatRequest
 
 from runtime import metrics
-from runtime.admins import follow_admin_sets
+from runtime.admins import follow_admin_sets, settled_event
+from runtime.chains import follow_chain_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import PRODUCER_BATCH_BYTES, KeyedPartitioner, audit_headers, group_lag, partition_of
@@ -35,6 +36,7 @@ from schemas.auth import AuditSigner
 from schemas.emit import Emit, Source, join_audits
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from streams import kafka_transport
+from streams.decide import SERVICE
 from streams.decision import supersedes
 from streams.engine import Engine
 from streams.fence import Decided, Fence
@@ -89,6 +91,7 @@ def build_app(settings: Settings) -> faust.App:
     app.agent(_raw_topic(app, topics.APPROVALS))(loops.approvals)
     app.task(loops.redeliver)
     app.task(loops.follow_admins)
+    app.task(loops.follow_chains)
     app.agent(_raw_topic(app, topics.POLICIES))(loops.policies)
     app.agent(_raw_topic(app, topics.INTENTS_ABANDONED))(loops.abandoned)
     app.agent(_raw_topic(app, topics.INTENTS_REJECTED))(loops.releases)
@@ -186,6 +189,10 @@ class Loops:
         self.held = Held(self.publish_decided)
         # No admin's signature is checked before warden.admins is read to its end (runtime.admins).
         self.admins_known = asyncio.Event()
+        # Then warden.chains (runtime.chains): no record that may name a chain (an intent, a
+        # policy, an approval, a simulation request) is read before it was read to its end, so
+        # every agent on such a topic waits for it, and with it for the admin set.
+        self.chains_known = asyncio.Event()
 
     async def on_revoked(self, app, revoked, **kwargs) -> None:
         # The lot in hand goes out while this worker still owns its partitions (the fence asks the
@@ -321,6 +328,7 @@ class Loops:
             await self.publish([Emit(topics.APPROVAL_DEADLINES, agent_id, orjson.dumps({"intent_id": intent_id}))])
 
     async def redeliver(self) -> None:
+        await self.chains_known.wait()  # an intent naming a chain not known yet would not be watched
         await run_redelivery(self.settings, self.worker_key, published=self.published)
 
     async def flush_held(self) -> None:
@@ -331,23 +339,34 @@ class Loops:
     # -- agents ---------------------------------------------------------------------------------
 
     async def deadlines(self, stream):
+        await self.chains_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_deadline, event.value, _source_of(event), utcnow())
 
     async def follow_admins(self) -> None:
         await follow_admin_sets(self.settings, self.engine.admins, self.admins_known)
 
-    async def approvals(self, stream):
+    async def follow_chains(self) -> None:
         await self.admins_known.wait()
+        await follow_chain_sets(self.settings, self.engine.admins, self.chains_known, self.chain_set_settled)
+
+    async def chain_set_settled(self, what: str, text: str, record_id: str) -> None:
+        # On the ledger, as the signer records it: when this worker took (or refused) a chain set.
+        worker_id = self.settings.worker_id
+        await self.publish([settled_event(SERVICE, "chains", what, text, record_id, utcnow(), worker_id=worker_id)])
+
+    async def approvals(self, stream):
+        await self.chains_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow())
 
     async def policies(self, stream):
-        await self.admins_known.wait()
+        await self.chains_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_policy, event.value, _source_of(event), utcnow(), windows=False)
 
     async def abandoned(self, stream):
+        await self.chains_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow(), windows=False)
 
@@ -357,11 +376,13 @@ class Loops:
 
     async def simulations(self, stream):
         # A request is judged against the windows as the decisions hold them.
+        await self.chains_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
 
     async def intents(self, stream):
         """Fused topology: every intent decided in one hop, its outputs held with its lot."""
+        await self.chains_known.wait()
         held = self.held
         manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
         async for event in manual.events():
@@ -380,6 +401,7 @@ class Loops:
 
     async def intake(self, stream):
         """Split topology, first hop."""
+        await self.chains_known.wait()
         async for event in stream.events():
             await self.decide(event, self.engine.on_intake, event.value, _source_of(event), utcnow(), windows=False)
 
@@ -387,6 +409,7 @@ class Loops:
         """Split topology: the agent of one stage's topic."""
 
         async def run(stream):
+            await self.chains_known.wait()
             async for event in stream.events():
                 await self.decide(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
 

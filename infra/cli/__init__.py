@@ -10,7 +10,8 @@ commands and runs them from ``vault_admin`` and ``vault_secrets``, in ``vault_ru
 A group's module is imported only when one of its commands runs: ``COMMANDS`` holds the help
 line ``warden --help`` shows for each, so ``warden --help`` loads no group and a command loads
 its own group only (together they pull in Kafka, custody, chDB and pyarrow, most of a second).
-That is the one lazy import here; inside the groups, imports are at the top.
+That is the lazy import here (with `_learn_chains`'s, for a command that meets a chain name it does
+not know); inside the groups, imports are at the top.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from schemas.chains import REGISTRY
 
 DESCRIPTION = """`warden`: the command line for operators, agents' developers and auditors.
 
@@ -41,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "admins": ("admins", "the admin set and its quorum: show, this admin's key, propose a change"),
     "keys": ("keys", "provision, list, rotate or deactivate signing keys (admins only)"),
     "schemas": ("schemas", "export JSON Schemas for producers in other languages"),
-    "chains": ("schemas", "list the chain registry, or add a chain (admins)"),
+    "chains": ("schemas", "list the chain registry; add a chain or change its finality (admins' quorum)"),
     "bench": ("bench", "benchmarks that print figures"),
     "audit": ("audit", "verify, prove, export and query the audit ledger"),
     "witness": ("witness", "an independent witness of a ledger: cosigns only checkpoints that extend what it saw"),
@@ -67,4 +70,15 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    # A chain the admins added is not in the built-in table this process starts with: a command
+    # that meets a name (or chain id) it does not know reads the chains in force from warden.chains
+    # first, once every 30 s at most (`warden mcp` and `warden pay` run long). No file says which.
+    REGISTRY.when_unknown(_learn_chains)
     return args.handler(args)
+
+
+def _learn_chains() -> None:
+    from runtime.config import load
+    from sdk.records import learn_chains  # Kafka: only once a chain name is unknown
+
+    learn_chains(load())

@@ -13,7 +13,7 @@ from runtime.config import load
 from schemas.admins import AdminSet, parse_thresholds
 from schemas.auth import public_key_hex, sign_admin_set
 from sdk.admin import load_or_create_admin_key
-from sdk.quorum import propose, publish_proposal, publish_record
+from sdk.quorum import publish_or_propose
 from sdk.records import admins_in_force
 
 
@@ -57,13 +57,11 @@ def cmd_propose(args) -> int:
         return fail("warden admins propose", exc)
     signed = sign_admin_set(proposed, load_or_create_admin_key(settings.home, settings.admin_id), settings.admin_id)
     needed = admins.threshold("admins")
-    if needed == 1:
-        asyncio.run(publish_record(settings, "admins", signed))
+    proposal = asyncio.run(publish_or_propose(settings, "admins", signed, needed, utcnow()))
+    if proposal is None:
         doc = {"version": signed.version, "published": True, "needed": 1}
         text = f"admin set v{signed.version} signed by {settings.admin_id} and published on warden.admins"
     else:
-        proposal = propose(signed, "admins", utcnow())
-        asyncio.run(publish_proposal(settings, proposal))
         doc = {"version": signed.version, "published": False, "needed": needed, "proposal_id": proposal.proposal_id}
         text = (
             f"admin set v{signed.version} proposed ({proposal.proposal_id[:16]}), signed by {settings.admin_id}; "

@@ -27,6 +27,7 @@ from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.admins import AdminSet, VaultChange
 from schemas.auth import Admins
+from schemas.chain_set import ChainSet
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
@@ -40,7 +41,7 @@ from sdk.client import (
     wait_policy_applied,
 )
 from sdk.quorum import Gathered, add_signature, open_proposals, propose, publish_proposal, wait_vault_applied
-from sdk.records import admins_in_force
+from sdk.records import admins_in_force, chain_set_verdicts, chains_in_force
 
 
 def _row(parked: IntentParked) -> dict:
@@ -79,6 +80,8 @@ def _what(gathered: Gathered) -> str:
         return f"policy v{record.version} of {record.agent_id}"
     if isinstance(record, HumanApproval):
         return f"{record.decision} intent {record.intent_id} of {record.agent_id}"
+    if isinstance(record, ChainSet):
+        return f"chain set v{record.version}: {record.summary()}"
     if isinstance(record, VaultChange):
         return "key change: " + "; ".join(_vault_event(e.value) for e in record.events)
     return f"admin set v{record.version}: {', '.join(sorted(record.admins))}"
@@ -102,6 +105,7 @@ async def _open(settings: Settings, now) -> tuple[list[IntentParked], list[Gathe
     proposals = list((await open_proposals(settings, admins, now)).values())
     parked = {p.intent_id for p in waiting}
     in_force = {}
+    chains: list = []  # the chain set in force, once a proposal needs it
 
     async def still_open(gathered: Gathered) -> bool:
         record = gathered.record
@@ -109,6 +113,10 @@ async def _open(settings: Settings, now) -> tuple[list[IntentParked], list[Gathe
             return record.intent_id in parked
         if isinstance(record, AdminSet):
             return record.version > admins.version
+        if isinstance(record, ChainSet):
+            if not chains:
+                chains.append(await chains_in_force(settings))
+            return chains[0] is None or chains[0].version < record.version
         if isinstance(record, VaultChange):
             return not gathered.complete  # the signature that completed it published it
         if record.agent_id not in in_force:
@@ -267,6 +275,9 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float) -> dict:
             outcome = (await wait_outcomes(settings, [parked[0].intent], wait_s, start)).get(record.intent_id)
             if outcome is not None and not isinstance(outcome, IntentParked):
                 doc["outcome"] = outcome.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
+    elif isinstance(record, ChainSet):
+        verdicts = await chain_set_verdicts(settings, record, wait_s, start)
+        doc["outcome"], doc["verdicts"] = verdicts.outcome, verdicts.as_dict()
     elif isinstance(record, VaultChange):
         records = set(published)
         applied, refused = await wait_vault_applied(settings, records, start, wait_s)

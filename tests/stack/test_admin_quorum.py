@@ -274,3 +274,98 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, ru
     events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     (applied,) = [e for e in events if e.action == "vault.event_applied"]
     assert applied.details["signed_by"] == ["a", "b"]
+
+
+def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quorum, run):
+    """The chain registry is a signed record on warden.chains, taken with the quorum for "chains":
+    a chain set a alone signs, written straight to the topic, is refused by both services (an
+    intent naming its chain is still refused as naming an unknown one); `warden chains add` by a
+    only proposes; b's signature publishes it, both services take it, and the worker reads an
+    intent on the new chain. A built-in network's finality changes the same way."""
+    from schemas.auth import sign_chain_set
+    from schemas.chain_set import ChainSet
+    from schemas.chains import REGISTRY, Chain
+    from schemas.outcomes import Outcome
+    from sdk.client import OUTCOME_TOPICS
+    from sdk.records import chain_set_verdicts, chains_in_force
+
+    settings, keys = quorum.settings, quorum.keys
+    agent_id = "chains-quorum"
+    start = run(end_offsets(settings, (topics.AUDIT_EVENTS,)))
+    outcome_start = run(end_offsets(settings, OUTCOME_TOPICS))
+    agent = run(provision_agent(settings, agent_id, cosigners=("b",), tx_allowed_chains=()))  # any chain
+    two = Chain("anvil-two", 31338, "ETH", "", testnet=True)
+    before = REGISTRY.admin_table()
+
+    def on_anvil_two() -> Outcome:
+        """The worker's (or, past it, the signer's) word on an intent naming anvil-two."""
+        intent = new_intent(agent.intent_key, agent_id=agent_id, chain="anvil-two", to=DEST, value="0.01")
+
+        async def submit():
+            async with Client(settings) as client:
+                await (await client.submit(intent))
+
+        run(submit())
+        return run(wait_outcomes(settings, [intent], 60, outcome_start, final=False))[intent.intent_id]
+
+    try:
+        REGISTRY.adopt((two,))  # this process writes the intents; what matters is what the services know
+        # a alone, straight onto warden.chains: refused, and the worker still knows no anvil-two.
+        forged = sign_chain_set(ChainSet(version=1, chains=(two,), issued_at=utcnow()), keys["a"], "a")
+
+        async def forge():
+            async with Client(settings) as client:
+                await (await client.send(topics.CHAINS, "chains", forged.to_bytes()))
+
+        run(forge())
+        lone = run(chain_set_verdicts(settings, forged, 60, start))
+        assert lone.outcome == "chains.refused" and lone.signer.action == lone.worker.action == "chains.refused"
+        assert "a chain registry change needs 2 of the 3 pinned admins' signatures" in lone.signer.details["reason"]
+        assert "it has 1 (a)" in lone.signer.details["reason"]
+        unknown = on_anvil_two()
+        assert isinstance(unknown, IntentRejected), unknown
+        assert (unknown.stage, unknown.code) == ("intake", "INVALID_INTENT") and "unknown chain 'anvil-two'" in (
+            unknown.reason
+        ), unknown
+
+        # The CLI: a proposes, b sees it with a's signature and signs; both services take it.
+        proposed = _cli(settings, "a", "chains", "add", "--name", "anvil-two", "--chain-id", "31338", "--testnet")
+        assert proposed["published"] is False and proposed["needed"] == 2 and proposed["version"] == 1, proposed
+        (open_,) = [p for p in _cli(settings, "b", "approvals", "list")["proposals"] if p["action"] == "chains"]
+        assert open_["proposal_id"] == proposed["proposal_id"] and open_["signed_by"] == ["a"]
+        assert open_["what"].startswith("chain set v1: anvil-two (31338")
+        signed = _cli(settings, "b", "approvals", "sign", proposed["proposal_id"][:16], "--wait", "90")
+        assert signed["published"] and signed["signed_by"] == ["a", "b"], signed
+        assert signed["outcome"] == "chains.changed", signed
+        assert "chain set v1 in force: anvil-two (31338" in signed["verdicts"]["signer"]["reason"]
+        known = on_anvil_two()
+        assert not (isinstance(known, IntentRejected) and known.code == "INVALID_INTENT"), known
+        if isinstance(known, SignedTransaction):  # signed for the new chain's id, whatever the node says of it
+            assert (known.chain, known.chain_id) == ("anvil-two", 31338), known
+
+        # The built-in anvil's finality, through the same quorum: a proposes, c signs.
+        change = _cli(settings, "a", "chains", "finality", "--name", "anvil", "--confirmations", "3")
+        assert change["published"] is False and change["version"] == 2, change
+        done = _cli(settings, "c", "approvals", "sign", change["proposal_id"][:16], "--wait", "90")
+        assert done["outcome"] == "chains.changed" and done["signed_by"] == ["a", "c"], done
+        listed = _cli(settings, "b", "chains", "list")
+        assert listed["version"] == 2 and listed["signed_by"] == ["a", "c"] and listed["read_from_broker"]
+        in_force = {c["name"]: c for c in listed["chains"]}
+        assert in_force["anvil"]["confirmations"] == 3 and in_force["anvil"]["chain_id"] == 31337
+        assert in_force["anvil-two"]["chain_id"] == 31338  # v2 is v1's table with anvil's finality changed
+        assert run(chains_in_force(settings)).version == 2
+    finally:
+        REGISTRY.adopt(before)
+
+    # What the signer recorded, on the ledger's topic: the lone one refused, both quorum ones taken.
+    events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
+    by_signer = [
+        (e.action, e.details["reason"][:12])
+        for e in events
+        if e.action.startswith("chains.") and "signer_id" in e.details
+    ]
+    assert by_signer == [
+        ("chains.refused", "chain set v1"),
+        ("chains.changed", "chain set v1"),
+        ("chains.changed", "chain set v2"),
+    ]

@@ -1,9 +1,9 @@
-"""The chain registry: the built-in mainnets and testnets with unique ids and names, and the chains
-an admin may add (never redefining a built-in one or reusing its id)."""
+"""The chain registry: the built-in mainnets and testnets with unique ids and names, and the admins'
+table laid over them (never redefining a built-in network beyond its finality, or reusing an id)."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 
 import pytest
 
@@ -44,58 +44,80 @@ def test_the_module_registry_knows_every_built_in_chain():
     assert set(ChainRegistry().all()) <= set(REGISTRY.all())
 
 
-def test_an_admin_added_chain_is_usable_and_persisted(tmp_path):
-    path = tmp_path / "home" / "chains.json"
-    registry = ChainRegistry(extra_path=path)
+def test_a_chain_the_admins_added_is_usable_once_their_table_is_adopted():
+    registry = ChainRegistry()
     mine = Chain("mychain", 424242, "MYC", "https://explorer.mychain.test")
-    registry.add(mine)
-    assert registry.get("mychain") == mine
-    assert registry.by_chain_id(424242) == mine
+    table = registry.with_chain(mine)
+    assert table == (mine,)
+    with pytest.raises(UnknownChain):  # proposing it changes nothing: only adopting a signed set does
+        registry.get("mychain")
+    registry.adopt(table)
+    assert registry.get("mychain") == mine and registry.by_chain_id(424242) == mine
     assert "mychain" in str(pytest.raises(UnknownChain, registry.get, "nochain").value)
-    # Another process reading the same admin file sees it.
-    assert ChainRegistry(extra_path=path).get("mychain") == mine
-    assert json.loads(path.read_text())[0]["chain_id"] == 424242
     second = Chain("otherchain", 424243, "OTH", "")
-    registry.add(second)
+    registry.adopt(registry.with_chain(second))
     assert registry.get("otherchain") == second and registry.get("mychain") == mine
+    # The whole table is replaced: a network the newer table leaves out is gone.
+    registry.adopt((second,))
+    assert registry.admin_table() == (second,)
+    with pytest.raises(UnknownChain):
+        registry.get("mychain")
 
 
-def test_an_admin_cannot_redefine_a_built_in_chain(tmp_path):
-    registry = ChainRegistry(extra_path=tmp_path / "chains.json")
+def test_an_admin_cannot_redefine_a_built_in_chain():
+    registry = ChainRegistry()
     with pytest.raises(ValueError, match="chain 'base' is built in and cannot be redefined"):
-        registry.add(Chain("base", 999_001, "ETH", ""))
-    assert registry.get("base").chain_id == 8453
-    assert not (tmp_path / "chains.json").exists()
+        registry.with_chain(Chain("base", 999_001, "ETH", ""))
+    with pytest.raises(ValueError, match="chain 'base' is built in: only its finality .* not chain_id 999001"):
+        registry.adopt((Chain("base", 999_001, "ETH", "https://basescan.org"),))
+    assert registry.get("base").chain_id == 8453 and registry.admin_table() == ()
 
 
-def test_an_admin_cannot_reuse_a_chain_id(tmp_path):
-    registry = ChainRegistry(extra_path=tmp_path / "chains.json")
+def test_an_admin_cannot_reuse_a_chain_id():
+    registry = ChainRegistry()
     with pytest.raises(ValueError, match="chain id 8453 is already used by 'base'"):
-        registry.add(Chain("fakebase", 8453, "ETH", ""))
-    registry.add(Chain("mychain", 424242, "MYC", ""))
+        registry.with_chain(Chain("fakebase", 8453, "ETH", ""))
+    registry.adopt(registry.with_chain(Chain("mychain", 424242, "MYC", "")))
     with pytest.raises(ValueError, match="chain id 424242 is already used by 'mychain'"):
-        registry.add(Chain("copycat", 424242, "MYC", ""))
+        registry.with_chain(Chain("copycat", 424242, "MYC", ""))
     assert set(registry.all()) - set(ChainRegistry().all()) == {"mychain"}
 
 
-def test_a_registry_without_an_admin_file_refuses_to_add():
-    with pytest.raises(RuntimeError, match="no admin file"):
-        ChainRegistry().add(Chain("mychain", 424242, "MYC", ""))
-
-
-def test_an_admin_sets_when_a_built_in_chains_transactions_are_final_and_nothing_else(tmp_path):
-    path = tmp_path / "chains.json"
-    registry = ChainRegistry(extra_path=path)
-    assert registry.get("base").finalized_tag and registry.get("base").confirmations == 12
-    changed = registry.set_finality("base", finalized_tag=False, confirmations=30)
-    assert (changed.finalized_tag, changed.confirmations) == (False, 30)
-    again = ChainRegistry(extra_path=path).get("base")  # persisted, read back by another process
-    assert (again.finalized_tag, again.confirmations, again.chain_id) == (False, 30, 8453)
+def test_a_chain_is_refused_with_the_field_that_is_wrong():
     with pytest.raises(ValueError, match="confirmations must be at least 1"):
-        registry.set_finality("base", confirmations=0)
-    # The file may change a built-in chain's finality only: another field is refused, by name.
-    doc = json.loads(path.read_text())
-    doc[0]["chain_id"] = 1234
-    path.write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match="may only have its finality changed"):
-        ChainRegistry(extra_path=path).get("base")
+        Chain("mychain", 424242, "MYC", "", confirmations=0)
+    with pytest.raises(ValueError, match="chain_id must be its EIP-155 chain id"):
+        Chain("mychain", 0, "MYC", "")
+    with pytest.raises(ValueError, match="chain name 'My Chain': 1-32 lowercase letters"):
+        Chain("My Chain", 424242, "MYC", "")
+
+
+def test_an_admin_sets_when_a_built_in_chains_transactions_are_final_and_nothing_else():
+    registry = ChainRegistry()
+    assert registry.get("base").finalized_tag and registry.get("base").confirmations == 12
+    table = registry.with_finality("base", finalized_tag=False, confirmations=30)
+    registry.adopt(table)
+    changed = registry.get("base")
+    assert (changed.finalized_tag, changed.confirmations, changed.chain_id) == (False, 30, 8453)
+    with pytest.raises(ValueError, match="confirmations must be at least 1"):
+        registry.with_finality("base", confirmations=0)
+    with pytest.raises(ValueError, match="only its finality"):
+        registry.adopt((dataclasses.replace(changed, chain_id=1234),))
+    registry.adopt(())  # the admins' table emptied: the built-in finality again
+    assert registry.get("base").confirmations == 12
+
+
+def test_a_client_learns_the_chains_in_force_when_it_meets_a_name_it_does_not_know():
+    registry, asked = ChainRegistry(), []
+    mine = Chain("mychain", 424242, "MYC", "")
+
+    def learn():
+        asked.append(1)
+        registry.adopt((mine,))
+
+    registry.when_unknown(learn, every_s=3600)
+    assert registry.get("base").chain_id == 8453 and asked == []  # a known name asks nothing
+    assert registry.get("mychain") == mine and asked == [1]
+    assert registry.by_chain_id(999) is None and asked == [1]  # at most once per interval
+    with pytest.raises(UnknownChain):
+        registry.get("nochain")

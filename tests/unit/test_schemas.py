@@ -14,6 +14,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from schemas.chains import REGISTRY, Chain
 from schemas.errors import explain
 from schemas.fields import MAX_UINT256, format_native_amount
 from schemas.intent import TransactionIntent
@@ -217,7 +218,18 @@ def test_unknown_chain_is_rejected_listing_the_allowed_chains():
     assert "allowed:" in message
     for name in ("ethereum", "base", "sepolia", "anvil", "arbitrum"):
         assert name in message
-    assert "warden chains add" in message
+    assert "admins add one with `warden chains add`, signed by their quorum" in message
+
+
+def test_a_chain_is_known_while_the_admins_table_in_force_holds_it():
+    before = REGISTRY.admin_table()
+    try:
+        REGISTRY.adopt(REGISTRY.with_chain(Chain("nochain", 424242, "NOC", "")))
+        assert TransactionIntent.model_validate(intent_doc(chain="nochain")).chain == "nochain"
+        REGISTRY.adopt(())  # a newer table without it
+        assert "unknown chain 'nochain'" in rejection(intent_doc(chain="nochain"))["chain"]
+    finally:
+        REGISTRY.adopt(before)
 
 
 def test_policy_allowed_chains_are_checked_against_the_registry():
