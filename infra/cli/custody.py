@@ -30,15 +30,22 @@ def read_client_share_text(path: str) -> str:
     return text.strip()
 
 
-def publish(settings: Settings, emits) -> None:
+# How long a command waits for a signer to apply the key change it published (`--wait`).
+WAIT_S = 30.0
+WAIT_HELP = "seconds to wait for a signer to apply the key change (default 30; 0: publish and return)"
+
+
+def publish(settings: Settings, emits, wait_s: float = WAIT_S) -> None:
     """Custody changes belong on their topics and in the ledger. The vault events go out as one
-    change signed by this admin: published when that is the quorum for ``keys`` (and waited for
-    until a signer applied them), else proposed for the other admins to sign. Without a reachable
-    broker, say so plainly: the home's file log holds the change, but no signer has it."""
+    change signed by this admin: published when that is the quorum for ``keys`` (and waited for,
+    up to ``wait_s``, until a signer applied them), else proposed for the other admins to sign.
+    Without a reachable broker, say so plainly: the home's file log holds the change, but no
+    signer has it."""
     if not emits:
         return
     try:
-        done = asyncio.run(asyncio.wait_for(publish_custody_change(settings, emits, utcnow()), timeout=60))
+        change = publish_custody_change(settings, emits, utcnow(), wait_s=wait_s)
+        done = asyncio.run(asyncio.wait_for(change, timeout=30 + wait_s))
     except Exception as exc:  # the change is done here; its audit record must not vanish silently
         note(
             f"warning: {len(emits)} custody event(s) not published to warden.vault / warden.audit.events "
@@ -53,8 +60,11 @@ def publish(settings: Settings, emits) -> None:
         )
     elif done.refused:
         note(f"warning: a signer refused this key change ({signed}): {next(iter(done.refused.values()))}")
-    elif not done.applied:
-        note(f"key change published ({signed}); no signer has applied it yet (is a signer running?)")
+    elif not done.applied and wait_s > 0:
+        note(
+            f"key change published ({signed}); no signer applied it within {wait_s:.0f} s (is a signer "
+            "running, and are its keys pinned here?)"
+        )
 
 
 class UsageError(Exception):

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import os
 
-from infra.cli.custody import UsageError, cli_hint, publish, read_client_share_text, read_cmek
+from infra.cli.custody import WAIT_HELP, WAIT_S, UsageError, cli_hint, publish, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import load
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
@@ -57,7 +57,7 @@ def cmd_keys(args) -> int:
             ]
     except (PermissionDenied, AttestationRequired) as exc:
         note(f"{name}: refused: {exc}")
-        publish(settings, outbox.drain())
+        publish(settings, outbox.drain(), args.wait)
         return 3
     except InvalidKey:
         mode = store.vaults.mode("default", AGENT_KEYS_VAULT)
@@ -74,7 +74,7 @@ def cmd_keys(args) -> int:
         return fail(name, f"{InvalidKey()}: {hint}")
     except CustodyError as exc:
         return fail(name, cli_hint(str(exc)))
-    publish(settings, vault_events.drain() + outbox.drain())
+    publish(settings, vault_events.drain() + outbox.drain(), args.wait)
     created_share = doc.pop("client_share", None) if isinstance(doc, dict) else None
     if created_share is not None:
         _hand_over_client_share(created_share, args.client_share_out, settings.key_mode, doc)
@@ -112,6 +112,7 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("provision", "provision-signer", "list", "rotate", "deactivate"))
     p.add_argument("--agent", help="required except for list and provision-signer (the shared keys/{chain}-signer)")
     p.add_argument("--version", type=int, help="deactivate: one version (default: every active one)")
+    p.add_argument("--wait", type=float, default=WAIT_S, help=WAIT_HELP)
     p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
     p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
     p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin)")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from infra.cli.custody import WAIT_HELP, WAIT_S
 from infra.cli.vault_admin import cmd_cmek, cmd_create, cmd_grant, cmd_mode, cmd_require_attestation, cmd_revoke
 from infra.cli.vault_run import Context, handler
 from infra.cli.vault_secrets import cmd_deactivate, cmd_get, cmd_list, cmd_put
@@ -48,6 +49,7 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one machine-readable JSON document on stdout")
     common.add_argument("--org", default=DEFAULT_ORG, help=f"organisation (default {DEFAULT_ORG})")
+    common.add_argument("--wait", type=float, default=WAIT_S, help=WAIT_HELP)
     common.add_argument(
         "--actor",
         default=DEFAULT_ACTOR,

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, body: Callable[[Context], None]) -> int:
         code = 1
     finally:
         ctx.finish(failed=code != 0)
-        publish(settings, ctx.vault_events.drain() + ctx.outbox.drain())
+        publish(settings, ctx.vault_events.drain() + ctx.outbox.drain(), args.wait)
     return code
 
 
