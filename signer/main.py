@@ -135,6 +135,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         follow_admin_sets(settings, admins, admins_known, _audit_admin_set(settings, custody_audit))
     )
     await _caught_up(admins_known, admin_task, topics.ADMINS)
+    # Key changes name no network: read beside the chains and the policies, not after them.
+    vault_known = asyncio.Event()
+    vault_task = asyncio.create_task(follow_vault(settings, keystore, admins, vault_known, custody_audit))
     # The chains the admins' quorum added are known before any record that may name one is read
     # (policies, approved intents, restored transactions): from warden.chains, never from a file.
     chains_known = asyncio.Event()
@@ -144,8 +147,6 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     await _caught_up(chains_known, chain_task, topics.CHAINS)
     policies_known = asyncio.Event()
     policy_task = asyncio.create_task(follow_policies(settings, policies, policies_known, custody_audit, tee))
-    vault_known = asyncio.Event()
-    vault_task = asyncio.create_task(follow_vault(settings, keystore, admins, vault_known, custody_audit))
     if tee == "none":
         log.warning("signer runs with tee=none: no attestation; every signed record says so")
     consumer = _consumer(settings)
@@ -300,7 +301,10 @@ async def follow_vault(
     """Vaults are event-sourced: the signer's keys are what warden.vault holds, nothing else. An
     event is applied only when the admins' quorum for ``keys`` signed it; the ledger records each
     one applied (and by whom) or refused (and why). ``caught_up``: the topic was read to its end."""
-    async for record in follow_records(settings, (topics.VAULT,), caught_up=caught_up):
+    # A key deactivated must hold here promptly: this reader waits on the broker like a client does.
+    async for record in follow_records(
+        settings, (topics.VAULT,), caught_up=caught_up, fetch_max_wait_ms=settings.fetch_wait_ms
+    ):
         if record is None:
             continue
         signed_by, problem = vault_event_problem(record.value, record.headers, admins)
