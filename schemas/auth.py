@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar, get_args
@@ -197,11 +198,16 @@ class Admins:
     def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> str | None:
         """None when ``record`` carries the quorum ``action`` needs (or ``needed`` signatures);
         otherwise who signed, who did not count and why, and how many are needed."""
+        return self.quorum(record, action, needed)[1]
+
+    def quorum(self, record: AdminSignedT, action: Action, needed: int | None = None) -> tuple[list[str], str | None]:
+        """Who counts towards ``record``'s quorum (`signers`) and `quorum_problem`'s answer, from
+        one check of its signatures."""
         needed = self.threshold(action) if needed is None else needed
         counted, problems = self.signers(record)
         if len(counted) >= needed:
-            return None
-        return (
+            return counted, None
+        return counted, (
             f"{ACTION_NAMES[action]} needs {needed} of the {len(self.keys)} pinned admins' signatures over the "
             f"same bytes (admin set v{self.version}); it has {len(counted)}"
             + (f" ({', '.join(counted)})" if counted else "")
@@ -220,7 +226,7 @@ class Admins:
         return None
 
 
-class VersionBook:
+class VersionBook(ABC):
     """What a reader of a topic of versioned admin records (warden.admins, warden.chains) does with
     each: take it, or hold it until the version before it is in force (the topic's records may
     come out of order), or refuse it. No Kafka here: bytes in, what happened out."""
@@ -231,9 +237,9 @@ class VersionBook:
         self._waiting: dict[int, AdminSet | ChainSet] = {}
 
     @property
+    @abstractmethod
     def version(self) -> int:
         """The version in force."""
-        raise NotImplementedError
 
     def read(self, raw: bytes | None) -> list[tuple[str, str, str]]:
         """(what, text, record id) for each record the one read settled: "adopted" and what is
@@ -253,8 +259,9 @@ class VersionBook:
             settled.append(self._take(self._waiting.pop(self.version + 1)))
         return settled
 
+    @abstractmethod
     def _take(self, proposed) -> tuple[str, str, str]:
-        raise NotImplementedError
+        """Put ``proposed`` in force, or refuse it: (what, text, record id)."""
 
 
 class AdminSetBook(VersionBook):
@@ -563,8 +570,7 @@ def vault_event_problem(value: bytes, headers, admins: Admins) -> tuple[list[str
             return [], f"{VAULT_CHANGE_HEADER} is not a vault change: {str(exc)[:200]}"
         if event_digest(value) not in change.event_digests:
             return [], f"the event is not one of the {len(change.event_digests)} its {VAULT_CHANGE_HEADER} names"
-        counted, _ = admins.signers(change)
-        return counted, admins.quorum_problem(change, "keys")
+        return admins.quorum(change, "keys")
     by, signature = found.get(VAULT_BY_HEADER), found.get(VAULT_SIGNATURE_HEADER)
     if by is None or signature is None:
         return [], (

@@ -206,9 +206,9 @@ async def publish_custody_change(
     )
     for admin_id in cosigners:
         change = cosign(change, load_or_create_admin_key(settings.home, admin_id), admin_id)
-    signed_by, _ = admins.signers(change)
+    signed_by, short = admins.quorum(change, "keys")
     done = CustodyChange(signed_by, admins.threshold("keys"))
-    if admins.quorum_problem(change, "keys") is not None:
+    if short is not None:
         proposal = propose(change, "keys", now)
         done.proposal_id = proposal.proposal_id
         async with Client(settings) as client:

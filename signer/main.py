@@ -132,7 +132,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     # an admin a quorum added since the configured set must not be refused as unsigned.
     admins_known = asyncio.Event()
     admin_task = asyncio.create_task(
-        follow_admin_sets(settings, admins, admins_known, _audit_admin_set(settings, custody_audit))
+        follow_admin_sets(settings, admins, admins_known, _audit_settled(settings, custody_audit))
     )
     await _caught_up(admins_known, admin_task, topics.ADMINS)
     # Key changes name no network: read beside the chains and the policies, not after them.
@@ -142,7 +142,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     # (policies, approved intents, restored transactions): from warden.chains, never from a file.
     chains_known = asyncio.Event()
     chain_task = asyncio.create_task(
-        follow_chain_sets(settings, admins, chains_known, _audit_admin_set(settings, custody_audit, "chains"))
+        follow_chain_sets(settings, admins, chains_known, _audit_settled(settings, custody_audit, "chains"))
     )
     await _caught_up(chains_known, chain_task, topics.CHAINS)
     policies_known = asyncio.Event()
@@ -254,7 +254,7 @@ async def _caught_up(known: asyncio.Event, task: asyncio.Task, topic: str) -> No
         raise RuntimeError(f"{topic} ended before the signer caught up")
 
 
-def _audit_admin_set(settings: Settings, custody_audit: AuditOutbox, subject: str = "admins"):
+def _audit_settled(settings: Settings, custody_audit: AuditOutbox, subject: str = "admins"):
     """The ledger's record of each admin set (``subject`` "chains": chain set) this signer took or refused."""
 
     def record(what: str, text: str, record_id: str) -> None:

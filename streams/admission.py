@@ -80,7 +80,7 @@ class Admission:
                 raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc)
             )
         agent = policy.agent_id
-        problem = self.admins.quorum_problem(policy, "policy")
+        signers, problem = self.admins.quorum(policy, "policy")
         if problem is not None:
             why = "policy is unsigned" if not policy.signature else problem
             return [
@@ -117,7 +117,6 @@ class Admission:
                 )
             ]
         self.policies[agent] = policy.to_bytes().decode()
-        signers, _ = self.admins.signers(policy)
         return [
             _audit(
                 f"admin:{policy.admin_key_id}",
