@@ -170,7 +170,7 @@ class Endpoint:
         """``GET /checkpoint?chain=C``: the chain's newest checkpoint as its C2SP note, with the
         log's and the witnesses' signature lines (what a witness or a monitor fetches)."""
         chain = request.query.get("chain", "")
-        if not chain.isdigit():
+        if not (chain.isascii() and chain.isdigit()):  # "²" is a digit int() refuses
             return web.Response(status=400, text="name the chain: /checkpoint?chain=C (a ledger partition)\n")
         return await self._proven(
             lambda reader: proofs.latest_note(reader, int(chain), self._log_name).to_bytes().decode()

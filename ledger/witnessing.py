@@ -135,7 +135,8 @@ class Witnesses:
             if status == 200:
                 self.sizes[known] = checkpoint.size
                 return self._verified(witness, note, body)
-            named = int(body) if status == 409 and kind == SIZE_TYPE and body.strip().isdigit() else old
+            size = body.strip()  # ASCII digits: str.isdigit() is true for "²", which int() refuses
+            named = int(size) if status == 409 and kind == SIZE_TYPE and size.isascii() and size.isdigit() else old
             if named == old:
                 log.error(
                     "witness %s refused %s at size %d (HTTP %d: %s): a witness refuses what does not extend "

@@ -89,12 +89,12 @@ def parse_thresholds(text: str | None, admins: dict[str, str]) -> dict[Action, i
     ("policy=2,approval=2,keys=2,chains=2,admins=3"), where an action left out takes the
     highest threshold given. Unset: 1 for every action."""
     text = (text or "1").strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # ASCII: "²" is a digit int() refuses
         return valid_thresholds(admins, {action: int(text) for action in ACTIONS})
     given: dict[str, int] = {}
     for item in (part.strip() for part in text.split(",") if part.strip()):
         action, sep, number = item.partition("=")
-        if not sep or not number.strip().isdigit():
+        if not sep or not (number.strip().isascii() and number.strip().isdigit()):
             raise ValueError(f"{item!r} is not <action>=<number>; e.g. policy=2,approval=2,admins=3")
         given[action.strip()] = int(number)
     if not given:

@@ -162,7 +162,8 @@ def _network_chain(network: Any, where: str, registry: ChainRegistry):
         raise X402Error(f"{where}.network is {_shown(network)}; allowed: an EVM network, eip155:<chain id> or its name")
     if network.startswith("eip155:"):
         reference = network.removeprefix("eip155:")
-        chain = registry.by_chain_id(int(reference)) if reference.isdigit() else None
+        # ASCII only: str.isdigit() is true for "²", which int() refuses.
+        chain = registry.by_chain_id(int(reference)) if reference.isascii() and reference.isdigit() else None
         if chain is None:
             raise X402Error(
                 f"{where}.network {_shown(network)} is no chain of Warden's registry; allowed: eip155:<chain id> of "
@@ -187,7 +188,7 @@ def _address(value: Any, where: str) -> str:
 
 
 def _base_units(value: Any, where: str) -> int:
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 78:
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 78:
         raise X402Error(
             f"{where} is {_shown(value)}; allowed: the amount in the token's base units as a decimal string"
         )

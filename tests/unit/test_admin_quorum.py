@@ -107,6 +107,9 @@ def test_an_approval_needs_the_quorum_and_a_denial_one_admin():
         ("policy=2,admins=1", "must be at least the highest other threshold"),
         ("policy=2,spend=2", "unknown action"),
         ("policy:2", "is not <action>=<number>"),
+        # str.isdigit() is true for "²"; int() is not: named, never "invalid literal for int()".
+        ("\u00b2", "is not <action>=<number>"),
+        ("policy=\u00b2", "is not <action>=<number>"),
     ],
 )
 def test_thresholds_that_make_no_sense_are_refused_with_the_reason(text, why):

@@ -177,6 +177,24 @@ def test_a_challenge_the_policy_can_pay_nowhere_lists_why_for_each_entry():
     assert "accepts[2].scheme is 'upto'" in message
 
 
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        # str.isdigit() is true for these, and int() refuses them: each is an unreadable field, named.
+        ({"amount": "\u00b2"}, "accepts[0].amount is '\u00b2'; allowed: the amount in the token's base units"),
+        ({"amount": "1\u0661"}, "accepts[0].amount is '1\u0661'; allowed: the amount in the token's base units"),
+        ({"network": "eip155:\u00b2"}, "accepts[0].network 'eip155:\u00b2' is no chain of Warden's registry"),
+    ],
+)
+def test_a_digit_int_cannot_read_is_a_named_error_and_the_next_entry_is_paid(fields, expected):
+    challenge = x402.Challenge(version=2, accepts=(requirement(**fields), requirement(amount="777")))
+    assert expected in error(lambda: x402.read_requirement(challenge, 0))
+    chosen = x402.choose(challenge, policy())
+    assert (chosen.index, chosen.amount) == (1, 777)
+    alone = x402.Challenge(version=2, accepts=(requirement(**fields),))
+    assert expected in error(lambda: x402.choose(alone, policy()))
+
+
 def test_a_policy_with_no_chain_list_allows_the_assets_chain():
     chosen = x402.choose(x402.Challenge(version=2, accepts=(requirement(),)), policy(tx_allowed_chains=()))
     assert chosen.chain == "anvil"
