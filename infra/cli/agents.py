@@ -67,6 +67,17 @@ def _agent_address(settings, agent_id: str) -> str | None:
     return active[-1] if active else None
 
 
+def _intent_key(settings, args, current) -> str:
+    """The key the agent's intents must be signed with: ``--public-key`` when given; else, on an
+    update, the one in force (an agent whose key is held elsewhere keeps it: this home's key file
+    is not the agent's); else, on create, this home's key file for the agent, made on first use."""
+    if args.public_key is not None:
+        return args.public_key
+    if current is not None:
+        return current.agent_public_key
+    return public_key_hex(load_or_create_agent_key(settings.home, args.agent))
+
+
 def cmd_agents(args) -> int:
     settings = load()
     current = asyncio.run(policy_in_force(settings, args.agent))
@@ -92,13 +103,12 @@ def cmd_agents(args) -> int:
         if current is None
         else current.model_dump(exclude={"signature", "cosignatures", "issued_at", "admin_key_id", "schema_version"})
     )
-    agent_key = load_or_create_agent_key(settings.home, args.agent)
     if args.sender is None and not base.get("sender_address"):
         args.sender = _agent_address(settings, args.agent)
     fields = {
         **base,
         "agent_id": args.agent,
-        "agent_public_key": public_key_hex(agent_key),
+        "agent_public_key": _intent_key(settings, args, current),
         "version": (current.version + 1) if current else 1,
         **_policy_fields(args),
     }
@@ -164,6 +174,12 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--require-simulation", choices=("on", "off"))
     p.add_argument("--intents-api", choices=("on", "off"))
     p.add_argument("--sender", help="the agent's EVM address for simulation (default: its provisioned key)")
+    p.add_argument(
+        "--public-key",
+        metavar="HEX",
+        help="the Ed25519 public key the agent signs its intents with, 0x + 64 hex digits. Default: on create, "
+        "the key file under $WARDEN_HOME/agents made for it; on update, the key in force, unchanged",
+    )
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker to apply it")
     p.add_argument(
         "--what-if",

@@ -26,6 +26,7 @@ from tests.support import warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 ATTACKER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+PAYEE = "0x00000000000000000000000000000000000A11cE"
 
 
 def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
@@ -152,3 +153,50 @@ def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_
         return await wait_policy_applied(settings, stale, 30, start)
 
     assert run(publish()) == "policy.refused"
+
+
+def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(stack, run):
+    """An agent that holds its own intent key (not this home's key file for it): an admin's
+    `agents update --allowlist` once put this home's key file in the policy instead, and every
+    intent the agent signed was then refused AGENT_SIGNATURE_INVALID. The key in force stays;
+    `--public-key` registers another one, explicitly."""
+    settings = stack.settings
+    agent = f"agent-own-key-{os.urandom(3).hex()}"
+    own, later = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    created = warden(
+        settings, "agents", "create", "--agent", agent, "--chains", "anvil", "--allowlist", DEST,
+        "--public-key", public_key_hex(own), "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert orjson.loads(created.stdout)["agent_public_key"] == public_key_hex(own)
+
+    def refusal(key: Ed25519PrivateKey) -> IntentRejected:
+        """The worker's word on an intent to a recipient off the allowlist, signed with ``key``."""
+        intent = new_intent(key, agent_id=agent, chain="anvil", to=ATTACKER, value="0.01")
+
+        async def submit():
+            start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+            async with Client(settings) as client:
+                await (await client.submit(intent))
+            return await wait_outcomes(settings, [intent], 60, start)
+
+        outcome = run(submit())[intent.intent_id]
+        assert isinstance(outcome, IntentRejected), outcome
+        return outcome
+
+    updated = warden(settings, "agents", "update", "--agent", agent, "--allowlist", f"{DEST},{PAYEE}", "--json")
+    assert updated.returncode == 0, updated.stderr
+    assert orjson.loads(updated.stdout)["agent_public_key"] == public_key_hex(own)
+    # Judged past intake: the agent's signature verified under the key in force.
+    judged = refusal(own)
+    assert (judged.stage, judged.code) == ("allowlist", "RECIPIENT_NOT_ALLOWLISTED"), judged
+
+    moved = warden(settings, "agents", "update", "--agent", agent, "--public-key", public_key_hex(later), "--json")
+    assert moved.returncode == 0, moved.stderr
+    shown = orjson.loads(warden(settings, "agents", "show", "--agent", agent, "--json").stdout)
+    assert shown["agent_public_key"] == public_key_hex(later) and shown["version"] == 3
+    assert refusal(own).code == "AGENT_SIGNATURE_INVALID"
+    assert refusal(later).code == "RECIPIENT_NOT_ALLOWLISTED"
+
+    bad = warden(settings, "agents", "update", "--agent", agent, "--public-key", "0x1234")
+    assert bad.returncode == 2 and "agent_public_key" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
