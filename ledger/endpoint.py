@@ -154,14 +154,21 @@ class Endpoint:
         return web.Response(body=result.bytes(), headers={**headers, "X-ClickHouse-Format": fmt})
 
     async def _receipt(self, request: web.Request) -> web.Response:
-        """``GET /receipt?intent_id=I`` (its newest outcome) or ``?event_id=E``: the event's
-        c2sp.org/tlog-proof receipt (`ledger.proof.build_receipt`), as text."""
-        intent_id, event_id = request.query.get("intent_id"), request.query.get("event_id")
-        if bool(intent_id) == bool(event_id):
-            return web.Response(status=400, text="ask for one receipt: /receipt?intent_id=I or /receipt?event_id=E\n")
+        """``GET /receipt?intent_id=I&agent_id=A&intent_digest=D`` (the newest outcome of that very
+        intent) or ``?event_id=E``: the event's c2sp.org/tlog-proof receipt
+        (`ledger.proof.build_receipt`), as text. An intent is named by its agent and digest too:
+        an id alone can be reused by a forged copy, whose refusal is another intent's event."""
+        query = request.query
+        intent_id, event_id = query.get("intent_id"), query.get("event_id")
+        agent_id, digest = query.get("agent_id"), query.get("intent_digest")
+        if bool(intent_id) == bool(event_id) or (intent_id and not (agent_id and digest)):
+            return web.Response(
+                status=400,
+                text="ask for one receipt: /receipt?intent_id=I&agent_id=A&intent_digest=D or /receipt?event_id=E\n",
+            )
 
         def build(reader: _Reader) -> str:
-            found = event_id or proofs.outcome_event_id(reader, intent_id)
+            found = event_id or proofs.outcome_event_id(reader, intent_id, agent_id, digest)
             return proofs.build_receipt(reader, found, self._log_name).text
 
         return await self._proven(build)

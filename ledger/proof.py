@@ -191,18 +191,23 @@ def build_receipt(store: Store, event_id: str, log_name: str) -> Receipt:
 # The events that tell a client its intent's outcome: the signer's every status change, a signed
 # message, and a refusal (the worker's or the signer's).
 OUTCOME_ACTIONS_SQL = "(action LIKE 'tx.%' OR action IN ('message.signed', 'intent.rejected'))"
+# The digest of the intent record an event is about (`schemas.emit.audit`).
+INTENT_DIGEST_SQL = "JSONExtractString(details, 'intent_digest')"
 
 
-def outcome_event_id(store: Store, intent_id: str) -> str:
-    """The newest outcome event of an intent: what its receipt proves."""
+def outcome_event_id(store: Store, intent_id: str, agent_id: str, intent_digest: str) -> str:
+    """The newest outcome event of the intent ``intent_digest`` names, of agent ``agent_id``: what
+    its receipt proves. Never chosen by the id alone: a refusal of a forged copy that reused the id
+    is an event about another record (another digest), and proves nothing about this intent."""
     rows = store.arrow(
-        f"SELECT event_id FROM {AUDIT_LOG} WHERE intent_id = {sql_string(intent_id)} AND {OUTCOME_ACTIONS_SQL} "
-        "ORDER BY ts DESC, seq DESC LIMIT 1"
+        f"SELECT event_id FROM {AUDIT_LOG} WHERE intent_id = {sql_string(intent_id)} "
+        f"AND agent_id = {sql_string(agent_id)} AND {INTENT_DIGEST_SQL} = {sql_string(intent_digest)} "
+        f"AND {OUTCOME_ACTIONS_SQL} ORDER BY ts DESC, seq DESC LIMIT 1"
     ).to_pylist()
     if not rows:
         raise ProofError(
-            f"no outcome of intent {intent_id!r} is in the ledger yet (a signed, mined or rejected event); "
-            "the ledger appends within seconds of the outcome: retry shortly"
+            f"no outcome of intent {intent_id!r} of agent {agent_id!r} with digest {intent_digest} is in the ledger "
+            "yet (a signed, mined or rejected event); the ledger appends within seconds of the outcome: retry shortly"
         )
     return rows[0]["event_id"]
 

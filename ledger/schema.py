@@ -89,12 +89,16 @@ _TX_STATUS = (
 )
 
 VIEWS = (
-    # One row per intent: where it ended and the guardrails it passed, in order.
+    # One row per intent record, named by its agent, id and digest (the SHA-256 its outcomes are
+    # bound to): where it ended and the guardrails it passed, in order. A forged copy that reused an
+    # intent's id is another record with another digest: its refusal is its own row, never the
+    # intent's.
     f"""
 CREATE OR REPLACE VIEW intent_status AS
 SELECT
     intent_id,
-    anyIf(agent_id, agent_id != '') AS agent_id,
+    agent_id,
+    JSONExtractString(details, 'intent_digest') AS intent_digest,
     minIf(ts, action = 'intent.submitted') AS submitted_at,
     max(ts) AS last_event_at,
     replaceRegexpOne(argMaxIf(action, seq, action IN {_LIFECYCLE}), '^(intent|tx)[.]', '') AS final_status,
@@ -105,7 +109,7 @@ SELECT
     count() AS events
 FROM {AUDIT_LOG}
 WHERE intent_id != ''
-GROUP BY intent_id
+GROUP BY agent_id, intent_id, intent_digest
 """,
     # Each signed transaction with the agent's spend on that chain over the 24 h
     # ending at it (millisecond resolution): the sliding window the daily-limit
@@ -166,6 +170,7 @@ CREATE OR REPLACE VIEW signed_transactions AS
 SELECT
     intent_id,
     agent_id,
+    intent_digest,
     JSONExtractString(signed, 'chain') AS chain,
     JSONExtractUInt(signed, 'chain_id') AS chain_id,
     JSONExtractString(signed, 'tx_hash') AS tx_hash,
@@ -181,13 +186,14 @@ SELECT
 FROM (
     SELECT
         intent_id,
-        argMaxIf(agent_id, seq, action = 'tx.signed') AS agent_id,
+        agent_id,
+        JSONExtractString(details, 'intent_digest') AS intent_digest,
         argMaxIf(details, seq, action = 'tx.signed') AS signed,
         argMax(details, seq) AS last,
         minIf(ts, action = 'tx.signed') AS signed_at
     FROM {AUDIT_LOG}
     WHERE action IN {_TX_STATUS}
-    GROUP BY intent_id
+    GROUP BY agent_id, intent_id, intent_digest
     HAVING countIf(action = 'tx.signed') > 0
 )
 """,

@@ -47,9 +47,18 @@ def audit(
     *id_parts: str,
     intent_id: str | None = None,
     agent_id: str | None = None,
+    intent_digest: str | None = None,
     **details,
 ) -> Emit:
-    """An audit event whose id is derived from what it records, so a redelivery yields the same id."""
+    """An audit event whose id is derived from what it records, so a redelivery yields the same id.
+
+    An event about an intent names the digest of the record it judged (``intent_digest``, kept in
+    its details and part of its id): a refusal of a forged copy that reuses an intent's id is then
+    a different event from every decision about the real intent, and no view, receipt or proof can
+    take one for the other."""
+    if intent_digest is not None:
+        id_parts = (*id_parts, intent_digest)
+        details = {"intent_digest": intent_digest, **details}
     fields = dict(
         event_id=event_id(action, *id_parts),
         actor=actor,

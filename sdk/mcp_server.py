@@ -34,7 +34,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings
 from schemas.errors import explain
 from schemas.intent import TransactionIntent
-from schemas.outcomes import SignedTransaction
+from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import dry_run
 from sdk.client import (
@@ -318,8 +318,9 @@ class AgentTools:
         # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
         wanted = [r for r in found.transactions if transaction_id in (r.intent_id, r.tx_hash, *r.replaces)]
         if wanted:
-            steps = status_history(history[wanted[0].intent_id])
-            result = transaction_of(wanted[0], include_signed_tx, history=steps)
+            record: SignedTransaction | IntentRejected = wanted[0]
+            steps = status_history(history[record.intent_id])
+            result = transaction_of(record, include_signed_tx, history=steps)
         else:
             refusals = [r for r in found.rejected if r.intent_id == transaction_id]
             if not refusals:
@@ -327,10 +328,13 @@ class AgentTools:
                     f"no transaction of agent {self.agent_id!r} has the intent id or hash {transaction_id!r}; "
                     "list_transactions lists them (an intent still waiting for an admin is not listed yet)"
                 )
-            result = refused_transaction(refusals[-1])
+            record = refusals[-1]
+            result = refused_transaction(record)
         if include_receipt:
             try:
-                result.receipt = await outcome_receipt(self.settings, result.intent_id)
+                result.receipt = await outcome_receipt(
+                    self.settings, record.intent_id, record.agent_id, record.intent_digest
+                )
             except ReceiptUnavailable as exc:
                 result.receipt_unavailable = str(exc)
         return _answer(transaction_summary(result), result, exclude=None if include_signed_tx else {"signed_tx"})

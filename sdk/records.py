@@ -8,6 +8,7 @@ And the admins' records in force as a client believes them: the admin set, the c
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
+import orjson
 from aiokafka import TopicPartition
 
 from runtime.config import Settings
@@ -278,14 +280,16 @@ class ReceiptUnavailable(RuntimeError):
     """No receipt could be fetched: the message says why (not in the ledger yet, no ledger endpoint)."""
 
 
-async def outcome_receipt(settings: Settings, intent_id: str) -> str:
-    """The intent's newest outcome's receipt, from the ledger's endpoint: a c2sp.org/tlog-proof
-    (its audit event, inclusion proof and the witnesses' cosigned checkpoint) that an auditor
-    checks offline with `warden audit check-receipt` and the log's and witnesses' keys alone."""
+async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, intent_digest: str) -> str:
+    """The newest outcome's receipt of the intent of ``agent_id`` with ``intent_digest``, from the
+    ledger's endpoint: a c2sp.org/tlog-proof (its audit event, inclusion proof and the witnesses'
+    cosigned checkpoint) that an auditor checks offline with `warden audit check-receipt` and the
+    log's and witnesses' keys alone. A receipt whose event is about another record is refused."""
     url = f"http://{settings.ledger_http}/receipt"
+    params = {"intent_id": intent_id, "agent_id": agent_id, "intent_digest": intent_digest}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            async with session.get(url, params={"intent_id": intent_id}) as response:
+            async with session.get(url, params=params) as response:
                 text = await response.text()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ReceiptUnavailable(
@@ -294,4 +298,25 @@ async def outcome_receipt(settings: Settings, intent_id: str) -> str:
         ) from None
     if response.status != 200:
         raise ReceiptUnavailable(text.strip())
+    about = receipt_subject(text)
+    if about != (intent_id, agent_id, intent_digest):
+        raise ReceiptUnavailable(
+            f"the ledger's endpoint answered with a receipt about (intent, agent, digest) {about}, not "
+            f"{(intent_id, agent_id, intent_digest)}; `warden audit check-receipt --intent-id ...` says more"
+        )
     return text
+
+
+def receipt_subject(text: str) -> tuple | None:
+    """(intent_id, agent_id, intent_digest) of the audit row a receipt's ``extra`` line carries
+    (`ledger.receipt`), or None when it carries none readable. Whether the row is in the log is
+    `warden audit check-receipt`'s to say; this only says what the row is about."""
+    for line in text.split("\n\n", 1)[0].split("\n"):
+        if line.startswith("extra "):
+            try:
+                row = orjson.loads(base64.b64decode(line.removeprefix("extra "), validate=True))
+                details = orjson.loads(row["details"])
+                return row["intent_id"], row["agent_id"], details.get("intent_digest")
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return None
+    return None

@@ -160,6 +160,7 @@ class FeeBump:
                 current.tx_hash,
                 intent_id=intent.intent_id,
                 agent_id=intent.agent_id,
+                intent_digest=signed.intent_digest,
                 replaced_tx_hash=signed.tx_hash,
                 tx_hash=current.tx_hash,
                 nonce=signed.nonce,

@@ -154,8 +154,12 @@ class Admission:
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
+                # The bytes too: a copy under a bad signature has the intent's digest, and its
+                # record must not take the real submission's id (the ledger keeps the first of an id).
+                bytes_digest(raw),
                 intent_id=intent.intent_id,
                 agent_id=intent.agent_id,
+                intent_digest=intent.digest(),
                 chain=intent.chain,
                 idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key),
                 **_what(intent),
@@ -186,8 +190,9 @@ class Admission:
             # bad signature has the real one's digest. Its rejection is bound to the bytes it came
             # in (which the real intent's client does not accept) and not remembered.
             forged = failure[0] == "AGENT_SIGNATURE_INVALID"
-            return out + [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(
-                intent, verdict, [verdict], now, remember=not forged, bound_to=bytes_digest(raw) if forged else None
+            bound_to = bytes_digest(raw) if forged else None
+            return out + [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
+                intent, verdict, [verdict], now, remember=not forged, bound_to=bound_to
             ), None
         replay = self.replays.idempotent(intent, policy, now)
         if replay is not None:
@@ -252,8 +257,9 @@ class Admission:
                 code="AGENT_SIGNATURE_INVALID",
                 reason="the intent's Ed25519 signature does not verify against the agent's public key in its policy",
             )
-            return [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(
-                intent, verdict, [verdict], now, remember=False, bound_to=bytes_digest(intent.to_bytes())
+            bound_to = bytes_digest(intent.to_bytes())
+            return [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
+                intent, verdict, [verdict], now, remember=False, bound_to=bound_to
             )
         verdict = StageVerdict(
             intent_id=intent.intent_id,

@@ -54,6 +54,7 @@ class Approvals:
                     approval.signature[:16],
                     intent_id=approval.intent_id,
                     agent_id=approval.agent_id,
+                    intent_digest=approval.intent_digest,
                     decision=approval.decision,
                     admin_key_id=approval.admin_key_id,
                     reason=why,
@@ -93,6 +94,7 @@ class Approvals:
                     approval.intent_id,
                     intent_id=approval.intent_id,
                     agent_id=decision.agent_id,
+                    intent_digest=decision.digest,
                     reason=approval.reason,
                 )
             ] + self.decider.reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
@@ -115,6 +117,7 @@ class Approvals:
                 approval.intent_id,
                 intent_id=approval.intent_id,
                 agent_id=decision.agent_id,
+                intent_digest=decision.digest,
                 reason=approval.reason,
                 approved_by=self.admins.signers(approval)[0],
             ),

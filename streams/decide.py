@@ -156,6 +156,7 @@ class Decider:
                 intent.intent_id,
                 intent_id=intent.intent_id,
                 agent_id=intent.agent_id,
+                intent_digest=parked.intent_digest,
                 reason=why,
                 expires_at=parked.expires_at.isoformat(),
                 spend_wei=str(spend),
@@ -197,6 +198,7 @@ class Decider:
                 intent.intent_id,
                 intent_id=intent.intent_id,
                 agent_id=intent.agent_id,
+                intent_digest=approved.intent_digest,
                 policy_version=policy.version,
                 value_wei=str(intent.value_wei),
                 spend_wei=str(spend),
@@ -245,6 +247,7 @@ class Decider:
                 intent.intent_id,
                 intent_id=intent.intent_id,
                 agent_id=intent.agent_id,
+                intent_digest=rejected.intent_digest,
                 stage=verdict.stage,
                 code=verdict.code,
                 reason=verdict.reason,
@@ -273,6 +276,7 @@ class Decider:
                     rejected.service_signature[:16],
                     intent_id=rejected.intent_id,
                     agent_id=decision.agent_id,
+                    intent_digest=rejected.intent_digest,
                     topic=topics.INTENTS_REJECTED,
                     code=rejected.code,
                     reason=f"not a signer's refusal of this intent ({forged}); the reservation stays",
@@ -296,7 +300,11 @@ class Decider:
         return sign_outcome(record, self._key, self.key_id)
 
     @staticmethod
-    def verdict_audit(verdict: StageVerdict, intent: TransactionIntent, now: datetime) -> Emit:
+    def verdict_audit(
+        verdict: StageVerdict, intent: TransactionIntent, now: datetime, bound_to: str | None = None
+    ) -> Emit:
+        """The ledger's record of one stage's verdict, bound to the intent's digest, or to
+        ``bound_to`` as its rejection is (`reject`)."""
         action = "stage.passed" if verdict.passed else "stage.failed"
         return _audit(
             SERVICE,
@@ -307,6 +315,7 @@ class Decider:
             verdict.stage,
             intent_id=intent.intent_id,
             agent_id=intent.agent_id,
+            intent_digest=bound_to or intent.digest(),
             stage=verdict.stage,
             code=verdict.code,
             reason=verdict.reason,

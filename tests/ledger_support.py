@@ -51,6 +51,11 @@ def tansu_broker():
             stack.stop()
 
 
+def intent_digest_of(intent_id: str) -> str:
+    """The made-up intent digest `pipeline_events` names in each event about ``intent_id``."""
+    return hashlib.sha256(intent_id.encode()).hexdigest()
+
+
 def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[AuditEvent]:
     """``n`` events in the pipeline's vocabulary: an intent is submitted, passes
     stages, and is approved and signed, or rejected."""
@@ -61,6 +66,7 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
         intent = f"intent-{i}"
         ts = start + timedelta(seconds=i)
         rejected = i % 5 == 4
+        digest = intent_digest_of(intent)
 
         def add(actor: str, action: str, details: dict, step: str) -> None:
             events.append(
@@ -72,7 +78,7 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
                     ts=ts + timedelta(microseconds=len(events)),
                     intent_id=intent,
                     agent_id=agent,
-                    details=details,
+                    details={"intent_digest": digest, **details},
                 )
             )
 

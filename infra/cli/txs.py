@@ -85,7 +85,9 @@ def cmd_txs(args) -> int:
         row["history"] = status_history(history[wanted[0].intent_id])
         if args.proof:
             try:
-                row["receipt"] = asyncio.run(outcome_receipt(settings, wanted[0].intent_id))
+                row["receipt"] = asyncio.run(
+                    outcome_receipt(settings, wanted[0].intent_id, wanted[0].agent_id, wanted[0].intent_digest)
+                )
             except ReceiptUnavailable as exc:
                 return fail("warden txs show --proof", exc, 1)
         if args.json:

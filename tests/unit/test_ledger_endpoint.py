@@ -17,7 +17,7 @@ from ledger.endpoint import Endpoint
 from ledger.keys import load_or_create_signing_key
 from ledger.store import ChdbStore, store_path
 from runtime.config import Settings
-from tests.ledger_support import build_ledger, chain_of, pipeline_events
+from tests.ledger_support import build_ledger, chain_of, intent_digest_of, pipeline_events
 
 EVENTS = pipeline_events(400)
 INTENTS = {e.intent_id for e in EVENTS}
@@ -186,7 +186,8 @@ def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
 
     key = NoteKey(LOG_NAME, ED25519, local_public_key(home))
     signed = SIGNED[3]
-    status, text = get(f"/receipt?intent_id={signed.intent_id}")
+    digest = intent_digest_of(signed.intent_id)
+    status, text = get(f"/receipt?intent_id={signed.intent_id}&agent_id={signed.agent_id}&intent_digest={digest}")
     assert status == 200, text
     receipt = Receipt.parse(text)
     assert receipt.event["intent_id"] == signed.intent_id and receipt.event["action"] == "tx.signed"
@@ -197,5 +198,9 @@ def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
     note = Note.parse(text)
     assert status == 200 and list(verified_by(note, [key])) == [key]
     assert Checkpoint.parse(note.text).origin == f"{LOG_NAME}/1"
-    assert get("/receipt?intent_id=i-nowhere")[0] == 404
+    assert get(f"/receipt?intent_id=i-nowhere&agent_id={signed.agent_id}&intent_digest={digest}")[0] == 404
+    # Never by the id alone: another agent, or another digest (a forged copy's), has no outcome here.
+    assert get(f"/receipt?intent_id={signed.intent_id}&agent_id=agent-x&intent_digest={digest}")[0] == 404
+    assert get(f"/receipt?intent_id={signed.intent_id}&agent_id={signed.agent_id}&intent_digest={'0' * 64}")[0] == 404
+    assert get(f"/receipt?intent_id={signed.intent_id}")[0] == 400
     assert get("/receipt")[0] == 400 and get("/checkpoint?chain=x")[0] == 400
