@@ -36,7 +36,6 @@ __all__ = [
     "admit",
     "admit_recorded",
     "admit_simulation",
-    "check_spend",
     "recheck_windows",
     "run_stage",
     "run_stages",
@@ -222,23 +221,6 @@ async def run_stage(
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return Judgement((*so_far.verdicts, verdict), quote, asset_spend)
-
-
-def check_spend(intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, spent_wei: int) -> list[StageVerdict]:
-    """The fee ceiling, the per-transaction cap and the rolling 24 h limit on spend (value and
-    the worst-case fee of ``quote``), in that order, up to the first that refuses: the spend
-    stages for a quote the caller made itself (the signer's fee bump). ``spent_wei`` is what the
-    caller's own record holds for the last 24 h, the intent itself left out."""
-    out = []
-    for check in (
-        lambda: fees.check_fee(intent, policy, quote),
-        lambda: guardrails.check_value_cap(intent, policy, quote),
-        lambda: guardrails.check_daily_limit(intent, policy, spent_wei, quote),
-    ):
-        out.append(check())
-        if not out[-1].passed:
-            break
-    return out
 
 
 def _without_quote(intent: TransactionIntent, stage: str) -> StageVerdict:

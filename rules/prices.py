@@ -5,9 +5,12 @@ assets stage counted) is priced by the Chainlink-style feed the policy names for
 caller's own node (``latestRoundData`` and ``decimals`` of ``AggregatorV3Interface``): the worker
 and the signer each read it themselves. A price is refused when the policy names no feed for the
 asset or the address answers no feed's calls (PRICE_FEED_UNKNOWN), when its answer is not
-positive (PRICE_NOT_POSITIVE), when it is older than ``price_max_age_s`` (PRICE_STALE), or when
-the node cannot be asked (PRICE_UNAVAILABLE). Every price used is in the verdict's facts, and so
-on the ledger: feed, round id, answer, decimals, updatedAt.
+positive (PRICE_NOT_POSITIVE), when it is older than ``price_max_age_s`` (PRICE_STALE), when it
+is dated later than now by more than ``PRICE_MAX_FUTURE_S`` (PRICE_FROM_THE_FUTURE: such a round
+would pass the age check for as long as it is ahead), when the feed's decimals are outside 0 to
+``PRICE_MAX_DECIMALS`` (PRICE_DECIMALS_OUT_OF_RANGE: 255 decimals price anything at nothing), or
+when the node cannot be asked (PRICE_UNAVAILABLE). Every price used is in the verdict's facts, and
+so on the ledger: feed, round id, answer, decimals, updatedAt.
 
 Integers only. An amount of ``units`` of an asset with ``d`` decimals at ``answer`` with ``f``
 decimals is ``units * answer * 10**6 / 10**(d + f)`` millionths of a dollar, rounded **up**:
@@ -35,6 +38,11 @@ USD = "usd"  # the USD window's key beside the assets' in spend records
 _LATEST_ROUND_DATA = "0xfeaf968c"
 _DECIMALS = "0x313ce567"
 NATIVE_DECIMALS = 18
+# How far a round's updatedAt may be ahead of the decider's clock: the feed's chain and the decider
+# keep their own time. Further ahead is no price: it would never be stale.
+PRICE_MAX_FUTURE_S = 60
+# The most decimals a feed may report (Chainlink's use 8 or 18); beyond, an answer means nothing.
+PRICE_MAX_DECIMALS = 36
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,16 @@ async def read_price(node: Node, feed: PriceFeed, now: datetime, max_age_s: int)
 
 
 def believed(price: Price, feed: PriceFeed, now: datetime, max_age_s: int) -> Price:
-    """``price``, if a decision at ``now`` may use it: positive, and no older than ``max_age_s``."""
+    """``price``, if a decision at ``now`` may use it: decimals in range, positive, not dated
+    ahead of ``now`` (beyond the clocks' skew), and no older than ``max_age_s``."""
     round_id, answer, updated_at = price.round_id, price.answer, price.updated_at
+    if not 0 <= price.decimals <= PRICE_MAX_DECIMALS:
+        raise PriceRefused(
+            "PRICE_DECIMALS_OUT_OF_RANGE",
+            f"the {feed.key} price feed {feed.feed} reports {price.decimals} decimals; a feed may have 0 to "
+            f"{PRICE_MAX_DECIMALS}, so its answer {answer} means no known price. An admin names the asset's real "
+            "feed in price_feeds",
+        )
     if answer <= 0:
         raise PriceRefused(
             "PRICE_NOT_POSITIVE",
@@ -104,6 +120,14 @@ def believed(price: Price, feed: PriceFeed, now: datetime, max_age_s: int) -> Pr
             "priced at it. Wait for the feed to recover, or an admin names another feed",
         )
     age = int(now.timestamp()) - updated_at
+    if -age > PRICE_MAX_FUTURE_S:
+        raise PriceRefused(
+            "PRICE_FROM_THE_FUTURE",
+            f"the {feed.key} price from {feed.feed} (round {round_id}) says it was updated at {updated_at}, "
+            f"{-age} s after now ({int(now.timestamp())}); at most {PRICE_MAX_FUTURE_S} s of clock skew is allowed, "
+            "and a round from the future would never be stale. The feed is broken or forged: an admin names "
+            "another feed",
+        )
     if age > max_age_s:
         raise PriceRefused(
             "PRICE_STALE",

@@ -5,23 +5,49 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from schemas.admins import AdminProposal, AdminSet, VaultChange
 from schemas.audit import AuditEvent
+from schemas.chain_set import ChainSet
 from schemas.intent import TransactionIntent
-from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedMessage, SignedTransaction, StageVerdict
+from schemas.outcomes import (
+    DeadLetter,
+    HumanApproval,
+    IntentAbandoned,
+    IntentApproved,
+    IntentParked,
+    IntentRejected,
+    SignedMessage,
+    SignedTransaction,
+    StageEnvelope,
+    StageVerdict,
+)
 from schemas.policy import AgentPolicy
 from schemas.sealing_key import SealingKey
+from schemas.simulation import SimulationRequest, SimulationResult
 
+# Every record a Warden topic carries (docs/topics.md), so a producer or consumer in another
+# language validates each against the schema of the code that reads it.
 RECORDS = (
     TransactionIntent,
     AgentPolicy,
     StageVerdict,
     IntentRejected,
     IntentApproved,
+    IntentParked,
+    IntentAbandoned,
+    HumanApproval,
     SignedTransaction,
     SignedMessage,
+    SimulationRequest,
+    SimulationResult,
+    StageEnvelope,
     AuditEvent,
     DeadLetter,
     SealingKey,
+    AdminSet,
+    AdminProposal,
+    ChainSet,
+    VaultChange,
 )
 
 

@@ -217,12 +217,22 @@ class AgentState:
 
     # --- what the chain did, from a tracker: outside any intent's scope ------------------------------
 
-    def record_replacement(self, *, intent_id: str, tx_hash: str, record: bytes, now_us: int, spend_wei: int) -> None:
+    def record_replacement(
+        self,
+        *,
+        intent_id: str,
+        tx_hash: str,
+        record: bytes,
+        now_us: int,
+        spend_wei: int,
+        assets: dict[str, int] | None = None,
+    ) -> None:
         """A fee bump, durable before it is sent: the new transaction among the intent's attempts,
         and the spend reserved raised to its worst case (never lowered: an earlier attempt may
-        still be the one mined). Not inside an intent's scope: the caller makes it durable
-        (commits, or appends it to the changelog) before the bump is sent, and that would close it;
-        it waits for the scope with `SignerState.scope_closed`."""
+        still be the one mined), and so is what the bump's judgement counted per asset (``assets``:
+        the USD window's key among them, the bump priced at its new fee). Not inside an intent's
+        scope: the caller makes it durable (commits, or appends it to the changelog) before the bump
+        is sent, and that would close it; it waits for the scope with `SignerState.scope_closed`."""
         if self.file.in_scope:
             raise RuntimeError("record_replacement inside an intent scope; wait for it to close")
         self.file.write_outside_scope("tx_attempt", (intent_id, tx_hash, record, now_us))
@@ -250,6 +260,12 @@ class AgentState:
     def release_nonce(self, chain: str, address: str, nonce: int, last: int | None = None) -> None:
         """The node refused the transaction: its nonce (through ``last``, the highest one it would
         have used) was never used, so the next intent takes it."""
+        for asset, units in (assets or {}).items():
+            held = self._one("SELECT units FROM asset_spend WHERE intent_id = ? AND asset = ?", (intent_id, asset))
+            if held is None:  # a limit the policy did not have when the intent was signed
+                self.file.write_outside_scope("asset_spend", (intent_id, self.agent_id, asset, now_us, str(units)))
+            elif units > int(held[0]):
+                self.file.write_outside_scope("asset_raised", (str(units), intent_id, asset))
         self.file.write_outside_scope(
             "nonce_released", (nonce - 1, self.agent_id, chain, address, nonce if last is None else last)
         )

@@ -1,9 +1,11 @@
 """The fee bump: a broadcast transaction not mined in time, signed again at its nonce with higher fees.
 
-Only when the policy in force now allows it: the judge runs again (`Judging.bump_refusal`: the
-policy's stages, then the fee ceiling, the cap and the rolling limit on the new fee, the intent
-counted once). The replacement is recorded and made durable before the chain can see it, so if it
-is ever mined it was within policy and counted.
+Only when the policy in force now allows it: the judge runs again (`Judging.judge_bump`: every
+stage on the new fee, the intent counted once, so the fee ceiling, the native, per-asset and USD
+caps and rolling limits all hold, the USD ones priced by the feeds now). A bump a limit refuses
+is not signed, and a ``tx.bump_refused`` audit event names the limit and its figures. The
+replacement is recorded, its worst case reserved in every window, and made durable before the
+chain can see it, so if it is ever mined it was within policy and counted.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from evm import transactions as txs
+from rules.guardrails import verdict
 from runtime.clock import to_us
 from runtime.rpc import Node
 from schemas.chains import REGISTRY
 from schemas.emit import Emit, audit
 from schemas.intent import TransactionIntent
-from schemas.outcomes import SignedTransaction
+from schemas.outcomes import SignedTransaction, StageVerdict
 from schemas.quote import FeeQuote
 from signer import lifecycle
 from signer.judging import Judging
@@ -56,34 +59,47 @@ class FeeBump:
 
     async def bump(
         self, tracked: Tracked, node: Node, at: datetime
-    ) -> tuple[tuple[list[Emit], SignedTransaction] | None, str | None]:
+    ) -> tuple[list[Emit], SignedTransaction | None, str | None]:
         """Sign the intent again at the same nonce with higher fees, if the current policy
-        allows it: (what to publish and the new record, or None and why not)."""
+        allows it: what to publish, and the new record or why there is none (a refusal by a
+        limit is published too: `_refused`)."""
         signed = tracked.record
         context = self.state.agent(signed.agent_id).tx_context(signed.intent_id)
         if context is None:
-            return None, (
-                "not mined, and it was signed before replacements were recorded; submit an intent "
-                f"naming nonce {signed.nonce} with higher fees to replace it"
+            return (
+                [],
+                None,
+                (
+                    "not mined, and it was signed before replacements were recorded; submit an intent "
+                    f"naming nonce {signed.nonce} with higher fees to replace it"
+                ),
             )
         if self.signing.client_held:
-            return None, (
-                "not mined, and its key needs the client's share or customer-managed key, which the "
-                f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
-                "to replace it"
+            return (
+                [],
+                None,
+                (
+                    "not mined, and its key needs the client's share or customer-managed key, which the "
+                    f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
+                    "to replace it"
+                ),
             )
         raw_intent, path, version = context
         intent = TransactionIntent.model_validate_json(raw_intent)
         if intent.tx_type in (3, 4):
             # A blob replacement must also double the blob fee, and a set-code one re-sign its
             # authorizations; neither is done automatically.
-            return None, (
-                f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
-                f"submit an intent naming nonce {signed.nonce} with higher fees to replace it"
+            return (
+                [],
+                None,
+                (
+                    f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
+                    f"submit an intent naming nonce {signed.nonce} with higher fees to replace it"
+                ),
             )
         policy = self.judging.policies.current(intent.agent_id)
         if policy is None or not policy.intents_api_enabled:
-            return None, "not mined, and not replaced: the agent's intents API is disabled now"
+            return [], None, "not mined, and not replaced: the agent's intents API is disabled now"
         tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
         if intent.tx_type == 2:
             fee, tip = tx.max_fee_per_gas, tx.max_priority_fee_per_gas
@@ -94,22 +110,26 @@ class FeeBump:
         try:
             new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
         except lifecycle.BumpRefused as refused:
-            return None, f"not mined at {fee} wei per gas, and not replaced: {refused}"
+            ceiling = verdict(
+                intent, "fee", False, "FEE_OVER_CEILING", str(refused), ceiling_wei=str(policy.tx_max_fee_per_gas)
+            )
+            return self._refused(signed, ceiling, fee, None, f"not mined at {fee} wei per gas, and not replaced", at)
         quote = FeeQuote(
             gas_limit=tx.gas,
             fee_per_gas=new_fee,
             priority_fee_per_gas=new_tip,
             base_fee_per_gas=market if intent.tx_type == 2 else None,
         )
-        failed = await self.judging.bump_refusal(intent, policy, quote, at)
-        if failed is not None:
-            return None, f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused: {failed.reason}"
+        judged = await self.judging.judge_bump(intent, policy, quote, node, signed.from_, at)
+        if judged.refusal is not None:
+            why = f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused"
+            return self._refused(signed, judged.refusal, fee, new_fee, why, at)
         chain = REGISTRY.get(intent.chain)
         replacement = build_transaction(intent, chain.chain_id, signed.nonce, tx.gas, quote.fees(intent.tx_type))
         try:
             raw = self.signing.replacement(intent, replacement, chain.chain_id, path, version, signed.from_)
         except SigningRefused as refused:
-            return None, f"not mined, and not replaced: {refused.reason}"
+            return [], None, f"not mined, and not replaced: {refused.reason}"
         bumped = self.outcomes.signed(
             signed.model_copy(
                 update={
@@ -131,12 +151,13 @@ class FeeBump:
             record=bumped.to_bytes(),
             now_us=to_us(at),
             spend_wei=bumped.max_spend_wei,
+            assets=dict(judged.asset_spend),
         )
         await self.persist(intent.agent_id)  # durable before the chain can see it
         tracked.attempt(bumped.tx_hash)  # its receipt counts from now on, even if the node refuses it
         error = await self.resend(bumped, node)
         if error is not None:  # recorded all the same: if it is ever mined, it was within policy
-            return None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
+            return [], None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
         emits, current = self.transition(
             signed,
             {
@@ -167,7 +188,37 @@ class FeeBump:
                 fee_per_gas_wei=str(new_fee),
                 previous_fee_per_gas_wei=str(fee),
                 max_spend_wei=str(current.max_spend_wei),
+                asset_spend={key: str(units) for key, units in judged.asset_spend.items()},
                 tee=self.outcomes.tee,
             )
         )
-        return (emits, current), None
+        return emits, current, None
+
+    def _refused(
+        self, signed: SignedTransaction, refusal: StageVerdict, fee: int, new_fee: int | None, why: str, at: datetime
+    ) -> tuple[list[Emit], None, str]:
+        """A bump a limit refuses: nothing is signed, the transaction stays as it is (reported
+        stuck with the reason), and the ledger says which limit and the figures it measured."""
+        reason = f"{why} ({refusal.code}): {refusal.reason}"
+        event = audit(
+            SERVICE,
+            "tx.bump_refused",
+            f"intent:{signed.intent_id}",
+            at,
+            signed.intent_id,
+            signed.tx_hash,
+            reason,
+            intent_id=signed.intent_id,
+            agent_id=signed.agent_id,
+            intent_digest=signed.intent_digest,
+            tx_hash=signed.tx_hash,
+            nonce=signed.nonce,
+            stage=refusal.stage,
+            code=refusal.code,
+            reason=reason,
+            fee_per_gas_wei=None if new_fee is None else str(new_fee),
+            previous_fee_per_gas_wei=str(fee),
+            facts=refusal.facts,
+            tee=self.outcomes.tee,
+        )
+        return [event], None, reason

@@ -16,9 +16,10 @@ from rules import judge, movements
 from rules.assets import approval_needed
 from rules.window import SpendWindow
 from runtime.clock import US_PER_SECOND, to_us
+from runtime.rpc import Node
 from schemas.auth import Admins, human_approval_valid
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
-from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
+from schemas.outcomes import HumanApproval, IntentApproved
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from signer.outcomes import SigningRefused
@@ -69,14 +70,17 @@ class Judging:
         return judged
 
     def spent(self, intent: TransactionIntent, now: datetime) -> Callable[[str], int]:
-        """The signer's own record of the agent's last 24 h, per asset key: the native spend
-        leaves out the intent's own (a fee bump replaces it; a new intent has none)."""
+        """The signer's own record of the agent's last 24 h, per asset key (the USD window's
+        included), each leaving out the intent's own reservation (a fee bump replaces it; a new
+        intent has none): the intent is counted once, as judged now."""
         now_us, state = to_us(now), self.state.agent(intent.agent_id)
 
         def spent(asset: str) -> int:
             if asset == movements.NATIVE:
                 return state.spent(now_us, excluding=intent.intent_id)
-            return SpendWindow(state.asset_entries(asset, now_us)).spent(now_us)
+            entries = state.asset_entries(asset, now_us)
+            entries.pop(intent.intent_id, None)
+            return SpendWindow(entries).spent(now_us)
 
         return spent
 
@@ -131,21 +135,16 @@ class Judging:
             )
         return held
 
-    async def bump_refusal(
-        self, intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, now: datetime
-    ) -> StageVerdict | None:
-        """The judge again for a fee bump, under the policy in force now: its policy stages (the
-        call and its assets are the ones already signed and counted), then the spend stages on the
-        new fee, the intent counted once. The first refusal, if any."""
-        judged = await judge.run_stages(intent, policy, judge.Context())
-        return judged.refusal or self._spend_refusal(intent, policy, quote, now)
-
-    def _spend_refusal(
-        self, intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, now: datetime
-    ) -> StageVerdict | None:
-        """The first of fee ceiling, cap and rolling limit that the fee bump's ``quote`` fails, if any."""
-        checked = judge.check_spend(intent, policy, quote, self.spent(intent, now)(movements.NATIVE))
-        return None if checked[-1].passed else checked[-1]
+    async def judge_bump(
+        self, intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote, node: Node, sender: str, now: datetime
+    ) -> judge.Judgement:
+        """The judge again for a fee bump, under the policy in force now: every stage, on the
+        signer's own node as the real sender, with the bump's ``quote`` in place of the fee
+        stage's, so every limit (fee ceiling, native cap and rolling limit, each asset's, the USD
+        cap and rolling limit, priced by the feeds now) counts the intent once, at the new fee.
+        Judging stops at the first refusal (`Judgement.refusal`)."""
+        ctx = judge.Context(spent=self.spent(intent, now), node=node, sender=sender, now=now, quote=quote)
+        return await judge.run_stages(intent, policy, ctx)
 
     def reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
         """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed

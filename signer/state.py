@@ -99,6 +99,7 @@ WRITES = {
     "nonce_released": "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
     # A tracker's records, durable before they are published and gone once they were (`SignerState.outbox`).
     "outbox": "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)",
+    "asset_raised": "UPDATE asset_spend SET units = ? WHERE intent_id = ? AND asset = ?",  # a fee bump's
     "outbox_done": "DELETE FROM outbox WHERE id = ?",
 }
 Write = tuple[str, tuple]

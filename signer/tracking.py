@@ -342,14 +342,14 @@ class Tracking:
         elif isinstance(step, lifecycle.Stuck):
             reason = step.reason
         else:
-            bumped, reason = await self.fee_bump.bump(tracked, node, at)
+            bump_emits, bumped, reason = await self.fee_bump.bump(tracked, node, at)
             if bumped is not None:
-                await emit(bumped[0])
-                tracked.record = bumped[1]
+                await emit(bump_emits)
+                tracked.record = bumped
                 return None
         if reason is not None and (signed.status != "stuck" or signed.error != reason):
             emits, tracked.record = self.transition(signed, {"status": "stuck", "error": reason}, at)
-            await emit(emits)
+            await emit(bump_emits + emits)
         return None
 
     async def send_again(self, signed: SignedTransaction, node: Node) -> str | None:
@@ -395,6 +395,7 @@ class Tracking:
                         },
                         at,
                     )
+        bump_emits: list[Emit] = []  # the bump's, or a refused bump's audit event beside the stuck report
         return self.transition(
             signed,
             {

@@ -9,7 +9,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex, sign_policy
-from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction, StageVerdict
+from schemas.outcomes import (
+    DeadLetter,
+    HumanApproval,
+    IntentAbandoned,
+    IntentApproved,
+    IntentParked,
+    IntentRejected,
+    SignedTransaction,
+    StageVerdict,
+)
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 
@@ -134,5 +143,25 @@ def sample_records() -> list:
             payload_b64="e30=",
             payload_sha256="00" * 32,
             received_at=T0,
+        ),
+        IntentParked(
+            intent_id=intent.intent_id,
+            agent_id="agent-1",
+            reason="above the approval threshold",
+            intent=intent,
+            verdicts=(verdict,),
+            parked_at=T0,
+            expires_at=T0,
+            intent_digest=intent.digest(),
+        ),
+        IntentAbandoned(intent=intent, attempts=3, abandoned_at=T0, intent_digest=intent.digest()),
+        HumanApproval(
+            intent_id=intent.intent_id,
+            agent_id="agent-1",
+            intent_digest=intent.digest(),
+            decision="deny",
+            reason="unknown vendor",
+            decided_at=T0,
+            admin_key_id="test-admin",
         ),
     ]

@@ -164,8 +164,12 @@ class Harness:
         return public_key_hex(self.service_key) if (role, key_id) == ("signer", "signer-test") else None
 
     def audit_actions(self, intent_id: str) -> list[str]:
+        return [e.action for e in self.audit_events(intent_id)]
+
+    def audit_events(self, intent_id: str, action: str | None = None) -> list[AuditEvent]:
+        """The audit events published about ``intent_id`` (of one ``action``, when given), in order."""
         events = [AuditEvent.from_bytes(e.value) for e in self.published if e.topic == topics.AUDIT_EVENTS]
-        return [e.action for e in events if e.intent_id == intent_id]
+        return [e for e in events if e.intent_id == intent_id and action in (None, e.action)]
 
 
 async def automine(node: JsonRpc, on: bool) -> None:

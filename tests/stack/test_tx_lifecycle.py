@@ -20,6 +20,7 @@ from eth_account import Account
 from eth_account.typed_transactions import TypedTransaction
 from hexbytes import HexBytes
 
+from infra import contracts
 from infra.bench.tracker import CountingNode
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
@@ -29,9 +30,11 @@ from signer import blocks, lifecycle
 from signer.blocks import BlockWatch
 from signer.service import Signer
 from signer.state import SignerState
+from tests.token_support import DEPLOYER
 from tests.tracker_support import Harness, automine, finish, on_chain, private_chain
 
 S = US_PER_SECOND
+GWEI = 10**9
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +120,60 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
     assert expected in stuck.error, stuck.error
     assert attempts == 1
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
+
+
+def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_why(chain, tmp_path):
+    """Issue 59, case 7: priced just under a $100 USD cap ($99.63: 0.033 ETH and a worst-case fee
+    of 0.00021 ETH at $3,000), then priced out by a base fee anyone who fills blocks can raise.
+    Its bump would pay about $5 of fee, $104 in all: not signed, never seen by the chain, the
+    refusal on the ledger with its figures, and the transaction reported stuck until it is mined
+    as it was signed."""
+    feed = asyncio.run(_price_feed(chain, 3000 * 10**8))
+
+    async def scenario(h: Harness):
+        first = await h.sign(value="0.033", gas_limit=21_000, max_fee_per_gas=10 * GWEI, max_priority_fee_per_gas=GWEI)
+        await price_out(h.node, first)
+        task = asyncio.create_task(h.signer.track(first, utcnow, h.emit))
+        stuck = await until_stuck(h, first)
+        pool = await h.node.call("txpool_content")
+        attempts = len(h.state.agent(h.agent).attempts(first.intent_id))
+        await h.node.call("anvil_setNextBlockBaseFeePerGas", hex(1))
+        await h.node.call("evm_mine")
+        await automine(h.node, True)
+        return first, stuck, pool, attempts, await asyncio.wait_for(task, 120)
+
+    h, (first, stuck, pool, attempts, final) = on_chain(
+        tmp_path,
+        chain,
+        scenario,
+        usd_max_per_tx="100",
+        price_feeds=({"chain": "anvil", "asset": "native", "feed": feed},),
+    )
+    assert "USD_OVER_CAP" in stuck.error and "usd_max_per_tx" in stuck.error, stuck.error
+    assert attempts == 1  # nothing signed at the higher fee
+    pending = [tx["hash"] for by_sender in pool.values() for txs in by_sender.values() for tx in txs.values()]
+    assert set(pending) <= {first.tx_hash}, pending  # no replacement reached the node (Anvil may evict the original)
+    assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
+    refusals = h.audit_events(first.intent_id, "tx.bump_refused")
+    assert refusals and {e.details["code"] for e in refusals} == {"USD_OVER_CAP"}, refusals
+    details = refusals[0].details
+    assert (details["stage"], details["code"], details["tx_hash"]) == ("usd_limit", "USD_OVER_CAP", first.tx_hash)
+    assert int(details["fee_per_gas_wei"]) > 2 * 40 * GWEI and details["previous_fee_per_gas_wei"] == str(10 * GWEI)
+    assert int(details["facts"]["usd"]) > 100 * 10**6 and details["facts"]["prices"][0]["feed"] == feed
+    assert details["intent_digest"] == first.intent_digest
+
+
+async def _price_feed(rpc_url: str, answer: int) -> str:
+    """A PriceFeed on the private chain (8 decimals) answering ``answer``, dated by the wall clock
+    (the decision's `now`: another test here moves the chain's clock ahead)."""
+    node = JsonRpc(rpc_url, timeout_s=120)
+    try:
+        feed = await contracts.deploy(node, "PriceFeed", 8, "ETH / USD", answer, sender=DEPLOYER)
+        data = contracts.calldata("setAnswerAt(int256,uint256)", answer, int(time.time()))
+        await contracts.send(node, DEPLOYER, feed, data)
+        return feed
+    finally:
+        await node.close()
 
 
 async def take_nonce_elsewhere(h: Harness, signed: SignedTransaction) -> None:

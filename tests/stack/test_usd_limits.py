@@ -1,8 +1,9 @@
 """USD limits on the real stack: Chainlink-style feeds (infra/contracts/PriceFeed.sol) on Anvil
 price what an intent moves; the streams worker and the signer read them themselves. A feed moved
-between two intents changes what passes; a stale, non-positive or unknown feed refuses with its
-own code; a hundred intents at once across ETH and a token never pass one USD daily limit, on
-Anvil; and every price used is on the ledger with its round."""
+between two intents changes what passes; a stale, non-positive or unknown feed, a round from the
+future and a feed of impossible decimals each refuse with its own code; a hundred intents at once
+across ETH and a token never pass one USD daily limit, on Anvil; and every price used is on the
+ledger with its round."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from infra import contracts
 from runtime.kafka import end_offsets
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
+from tests.signer_support import DEST
 from tests.support import make_agent
 from tests.token_support import DEPLOYER, UNIT, balance_of, mint_tokens, on_anvil, token_assets
 
@@ -154,3 +156,40 @@ def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(stac
     print(f"\n{len(mined)} mined, {len(refused)} refused; ${usd_micro / 10**6:.6f} moved of $500")
     assert usd_micro <= 500 * 10**6
     assert usd_micro >= 450 * 10**6, usd_micro  # the limit was used, not refused from the start
+
+
+def test_a_round_from_the_future_and_a_feed_of_255_decimals_are_refused_and_nothing_is_signed(
+    stack, run, deployed, lone
+):
+    """Issue 59, case 7: a round dated ten years ahead would pass the age check for ten years, and
+    a feed reporting 255 decimals prices $1,000 of ETH at about $0. Each is refused with its own
+    code, naming the feed and what it found, by the worker and by the signer handed the approval
+    straight (as anyone who can write to warden.intents.approved could): nothing is signed."""
+    settings = stack.settings
+    recipient = "0x" + os.urandom(20).hex()
+    ten_years_ahead = int(time.time()) + 10 * 365 * 86_400
+    future = run(_feed(settings, "ETH / USD", 3000 * DOLLAR))
+    run(_set(settings, future, 3000 * DOLLAR, ten_years_ahead))
+    wide = run(
+        on_anvil(
+            settings, lambda node: contracts.deploy(node, "PriceFeed", 255, "ETH / USD", 3000 * DOLLAR, sender=DEPLOYER)
+        )
+    )
+    cases = (
+        (future, "0.01", "PRICE_FROM_THE_FUTURE", f"updated at {ten_years_ahead}"),  # $30, under the cap
+        (wide, "0.333", "PRICE_DECIMALS_OUT_OF_RANGE", "reports 255 decimals"),  # $999, priced at ~$0
+    )
+    fees = dict(gas_limit=21_000, max_fee_per_gas=10**10, max_priority_fee_per_gas=10**9)
+    for feed, value, code, found in cases:
+        agent, key, _ = _agent(settings, deployed, feed, feed, recipient, usd_max_per_tx="100")
+        intent = new_intent(key, agent_id=agent, chain="anvil", to=recipient, value=value, broadcast=True, **fees)
+        refused = run(_submit(settings, [intent]))[intent.intent_id]
+        assert isinstance(refused, IntentRejected), refused
+        assert (refused.stage, refused.code) == ("usd_limit", code), refused
+        assert feed in refused.reason and found in refused.reason, refused.reason
+
+        lone.set_policy(usd_max_per_tx="100", price_feeds=({"chain": "anvil", "asset": "native", "feed": feed},))
+        outcome, _, to_send = run(lone.handle(lone.intent(to=DEST, value=value, broadcast=True, **fees)))
+        assert isinstance(outcome, IntentRejected) and to_send is None, outcome
+        assert (outcome.stage, outcome.code) == ("signing", code), outcome
+        assert feed in outcome.reason and found in outcome.reason, outcome.reason

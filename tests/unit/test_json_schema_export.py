@@ -15,11 +15,21 @@ NAMES = [
     "StageVerdict",
     "IntentRejected",
     "IntentApproved",
+    "IntentParked",
+    "IntentAbandoned",
+    "HumanApproval",
     "SignedTransaction",
+    "SimulationRequest",
+    "SimulationResult",
+    "StageEnvelope",
     "AuditEvent",
     "DeadLetter",
     "SealingKey",
     "SignedMessage",
+    "AdminSet",
+    "AdminProposal",
+    "ChainSet",
+    "VaultChange",
 ]
 
 

@@ -1,5 +1,5 @@
-"""The one judge (rules/judge.py): admission, the policy-only stages in their order, the spend
-checks. The streams worker and the signer both call it, so for the same kind of intent under the
+"""The one judge (rules/judge.py): admission and the policy-only stages in their order. The
+streams worker and the signer both call it, so for the same kind of intent under the
 same kind of policy they refuse with the same code: checked here against each service's own
 code path (the worker's Kafka-free engine, the signer handed an approval as any topic writer
 could), with no broker and no node (every refusal here comes before either is asked)."""
@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules import judge
 from schemas.outcomes import IntentRejected
-from schemas.quote import FeeQuote
 from sdk.client import new_intent
 from tests.engine_support import DEST, T0, World, rejected_of
 from tests.signer_support import LoneSigner
@@ -83,18 +82,3 @@ def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal
     refused = asyncio.run(judge.run_stages(both_wrong, policy, judge.Context()))
     assert [(v.stage, v.code) for v in refused.verdicts] == [("chain", "CHAIN_NOT_ALLOWED")]
     assert refused.next_stage(both_wrong) is None
-
-
-def test_the_spend_checks_run_fee_cap_then_rolling_limit():
-    world = World()
-    policy = world.policy(tx_max_value_eth="1", tx_daily_limit_eth="2", tx_max_fee_per_gas=100)
-    intent = world.intent("0.5", max_fee_per_gas=10, max_priority_fee_per_gas=1)
-    quote = FeeQuote(gas_limit=21_000, fee_per_gas=10, priority_fee_per_gas=1)
-    assert [v.code for v in judge.check_spend(intent, policy, quote, 0)] == [
-        "FEE_WITHIN_CEILING",
-        "VALUE_WITHIN_CAP",
-        "WITHIN_DAILY_LIMIT",
-    ]
-    assert [v.code for v in judge.check_spend(intent, policy, quote, 2 * 10**18)][-1] == "DAILY_LIMIT_EXCEEDED"
-    over_ceiling = FeeQuote(gas_limit=21_000, fee_per_gas=1_000, priority_fee_per_gas=1)
-    assert [v.code for v in judge.check_spend(intent, policy, over_ceiling, 0)] == ["FEE_OVER_CEILING"]

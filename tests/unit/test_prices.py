@@ -1,14 +1,25 @@
-"""The USD arithmetic of rules.prices: exact integers, rounded up (against the agent), and the
-policy's USD amounts read without floats."""
+"""The USD arithmetic of rules.prices: exact integers, rounded up (against the agent), the
+policy's USD amounts read without floats, and the rounds no decision may believe (from the
+future, or with decimals no feed has)."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules.prices import Price, format_usd, usd_of
-from schemas.policy import parse_usd
+from rules.prices import (
+    PRICE_MAX_DECIMALS,
+    PRICE_MAX_FUTURE_S,
+    Price,
+    PriceRefused,
+    believed,
+    format_usd,
+    usd_of,
+)
+from schemas.policy import PriceFeed, parse_usd
 
 
 def price(answer: int, decimals: int = 8) -> Price:
@@ -44,3 +55,38 @@ def test_usd_amounts_are_decimal_strings_of_at_most_six_decimals(text, why):
     with pytest.raises(ValueError, match=why):
         parse_usd(text)
     assert parse_usd("5000.25") == 5_000_250_000
+
+
+FEED = PriceFeed(chain="anvil", asset="native", feed="0x" + "22" * 20)
+NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
+
+
+def _refusal(price: Price) -> tuple[str, str]:
+    with pytest.raises(PriceRefused) as refused:
+        believed(price, FEED, NOW, max_age_s=3600)
+    return refused.value.code, refused.value.reason
+
+
+def test_a_round_from_the_future_is_refused_past_the_clock_skew_however_fresh_it_looks():
+    at = int(NOW.timestamp())
+    ten_years = 10 * 365 * 86_400
+    code, reason = _refusal(Price(FEED.feed, 7, 3000 * 10**8, 8, at + ten_years))
+    assert code == "PRICE_FROM_THE_FUTURE"
+    assert FEED.feed in reason and str(at + ten_years) in reason and f"at most {PRICE_MAX_FUTURE_S} s" in reason
+    assert _refusal(Price(FEED.feed, 7, 3000 * 10**8, 8, at + PRICE_MAX_FUTURE_S + 1))[0] == "PRICE_FROM_THE_FUTURE"
+    # Within the skew the chain's clock may be ahead of the decider's: believed.
+    ahead = Price(FEED.feed, 7, 3000 * 10**8, 8, at + PRICE_MAX_FUTURE_S)
+    assert believed(ahead, FEED, NOW, max_age_s=3600) == ahead
+
+
+@pytest.mark.parametrize("decimals", [PRICE_MAX_DECIMALS + 1, 255, -1])
+def test_a_feed_with_decimals_outside_0_to_36_is_refused(decimals):
+    code, reason = _refusal(Price(FEED.feed, 7, 3000 * 10**8, decimals, int(NOW.timestamp())))
+    assert code == "PRICE_DECIMALS_OUT_OF_RANGE"
+    assert FEED.feed in reason and f"reports {decimals} decimals" in reason and f"0 to {PRICE_MAX_DECIMALS}" in reason
+
+
+@pytest.mark.parametrize("decimals", [0, 8, PRICE_MAX_DECIMALS])
+def test_decimals_from_0_to_36_are_believed(decimals):
+    price = Price(FEED.feed, 7, 3000 * 10**8, decimals, int(NOW.timestamp()))
+    assert believed(price, FEED, NOW, max_age_s=3600) == price
