@@ -239,6 +239,12 @@ class AgentState:
         reserved = self.spend_of(intent_id)
         if reserved is not None and spend_wei > reserved:  # compared as Python ints: wei passes SQLite's 64 bits
             self.file.write_outside_scope("spend_raised", (str(spend_wei), intent_id))
+        for asset, units in (assets or {}).items():
+            held = self._one("SELECT units FROM asset_spend WHERE intent_id = ? AND asset = ?", (intent_id, asset))
+            if held is None:  # a limit the policy did not have when the intent was signed
+                self.file.write_outside_scope("asset_spend", (intent_id, self.agent_id, asset, now_us, str(units)))
+            elif units > int(held[0]):
+                self.file.write_outside_scope("asset_raised", (str(units), intent_id, asset))
 
     def replace_record(self, intent_id: str, record: bytes) -> None:
         """After broadcast, the newest status (mined / failed) is what a redelivery re-publishes."""
@@ -260,12 +266,6 @@ class AgentState:
     def release_nonce(self, chain: str, address: str, nonce: int, last: int | None = None) -> None:
         """The node refused the transaction: its nonce (through ``last``, the highest one it would
         have used) was never used, so the next intent takes it."""
-        for asset, units in (assets or {}).items():
-            held = self._one("SELECT units FROM asset_spend WHERE intent_id = ? AND asset = ?", (intent_id, asset))
-            if held is None:  # a limit the policy did not have when the intent was signed
-                self.file.write_outside_scope("asset_spend", (intent_id, self.agent_id, asset, now_us, str(units)))
-            elif units > int(held[0]):
-                self.file.write_outside_scope("asset_raised", (str(units), intent_id, asset))
         self.file.write_outside_scope(
             "nonce_released", (nonce - 1, self.agent_id, chain, address, nonce if last is None else last)
         )

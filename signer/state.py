@@ -96,10 +96,10 @@ WRITES = {
     "record_replaced": "UPDATE signed SET record = ? WHERE intent_id = ?",
     "spend_settled": "UPDATE spend SET spend_wei = ? WHERE intent_id = ?",  # to what the chain took
     "assets_voided": "UPDATE asset_spend SET units = '0' WHERE intent_id = ?",
+    "asset_raised": "UPDATE asset_spend SET units = ? WHERE intent_id = ? AND asset = ?",  # a fee bump's
     "nonce_released": "UPDATE nonces SET last_nonce = ? WHERE agent_id=? AND chain=? AND address=? AND last_nonce=?",
     # A tracker's records, durable before they are published and gone once they were (`SignerState.outbox`).
     "outbox": "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)",
-    "asset_raised": "UPDATE asset_spend SET units = ? WHERE intent_id = ? AND asset = ?",  # a fee bump's
     "outbox_done": "DELETE FROM outbox WHERE id = ?",
 }
 Write = tuple[str, tuple]

@@ -337,6 +337,7 @@ class Tracking:
             # Refused again (priced out, say), it goes on to the step like a pending one.
             if await self.send_again(signed, node) is None:
                 return None
+        bump_emits: list[Emit] = []  # the bump's, or a refused bump's audit event beside the stuck report
         if isinstance(step, lifecycle.Gap):
             reason = self._gap(signed, step.missing)
         elif isinstance(step, lifecycle.Stuck):
@@ -395,7 +396,6 @@ class Tracking:
                         },
                         at,
                     )
-        bump_emits: list[Emit] = []  # the bump's, or a refused bump's audit event beside the stuck report
         return self.transition(
             signed,
             {
