@@ -3,7 +3,7 @@
 Pure arithmetic over arrays (numpy), no store: ``ChainCheck`` is fed ``Page``s in seq order and
 stops at the first ``Problem``, which it names with a kind (``modified``, ``deleted``,
 ``inserted``, ``reordered``, ``truncated``, ``rewritten``; `ledger.verify` adds
-``forged_checkpoint``) and the reason. `ledger.verify` pages the rows out of the store into it.
+``forged_checkpoint`` and, from `ledger.witnessed`, ``rewritten_after_witnessing``) and the reason. `ledger.verify` pages the rows out of the store into it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ class Problem:
     kind: str
     reason: str
     event_id: str | None = None
+    # Who disagrees with the store (`ledger.witnessed`): a pinned witness's name, or a kept receipt's file.
+    witness: str | None = None
+    receipt: str | None = None
 
     def describe(self) -> str:
         row = f"chain {self.chain} seq {self.seq}" + (f" (event {self.event_id})" if self.event_id else "")

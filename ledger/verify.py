@@ -18,7 +18,11 @@ fails is named with the reason, classified as:
   by a signed head_hash or merkle_root that no longer matches;
 - ``forged_checkpoint``: a checkpoint whose signature does not verify, or whose C2SP note
   signature (`audit_note_signatures`: what witnesses cosigned and receipts carry) does not
-  verify under the log's note key for the note the checkpoint is.
+  verify under the log's note key for the note the checkpoint is;
+- ``rewritten_after_witnessing``: a pinned witness's cosignature that no longer verifies over the
+  checkpoint stored at its seq, or a kept receipt whose tree the store no longer holds
+  (`ledger.witnessed`): caught even when every hash and every log signature agree, as they do
+  after the key's holder rewrote rows and signed the checkpoints again.
 
 The arithmetic is in ``ChainCheck`` (`ledger/chain_check.py`: pure, fed arrays); ``verify``
 plans each chain from its valid checkpoints and pages rows out of the store, fetching the next page
@@ -28,9 +32,9 @@ while the current one is checked, into the ``Report`` the CLI prints.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -43,6 +47,14 @@ from ledger.merkle import Frontier, PairHasher, hash_pairs
 from ledger.note import ED25519, Note, NoteError, NoteKey, Signature, verified_by
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
 from ledger.store import Store, sql_string
+from ledger.witnessed import (
+    Cosigned,
+    KeptReceipt,
+    cosignature_lines,
+    cosignature_problems,
+    receipt_problem,
+    unchecked_cosignatures,
+)
 from ledger.witnessing import note_text
 
 # Rows per page: small enough that the first page arrives (and the last is folded) while the other
@@ -56,6 +68,10 @@ class Report:
     chains: list[ChainResult]
     public_key: str
     seconds: float = 0.0
+    witnesses: list[str] = field(default_factory=list)  # the pinned witnesses' names
+    cosigned: dict[int, dict[str, Cosigned]] = field(default_factory=dict)  # chain → witness → what holds
+    receipts: int = 0  # kept receipts checked against the store
+    unchecked_cosignatures: int = 0  # signature lines of signers not pinned: not checked
 
     @property
     def ok(self) -> bool:
@@ -77,6 +93,9 @@ class Report:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds) if self.seconds else None,
             "public_key": self.public_key,
+            "witnesses": self.witnesses,
+            "receipts_checked": self.receipts,
+            "unchecked_cosignatures": self.unchecked_cosignatures,
             "chains": [
                 {
                     "chain": c.chain,
@@ -86,6 +105,7 @@ class Report:
                     "checkpoints": c.checkpoints,
                     "last_checkpoint_seq": c.last_checkpoint_seq,
                     "uncovered_rows": c.uncovered_rows,
+                    "cosigned": {name: asdict(held) for name, held in self.cosigned.get(c.chain, {}).items()},
                 }
                 for c in self.chains
             ],
@@ -135,14 +155,22 @@ def verify(
     until: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
     log_name: str = "warden.local/audit",
+    witnesses: Sequence[NoteKey] = (),
+    receipts: Sequence[KeptReceipt] = (),
 ) -> Report:
+    """``witnesses``: the witness keys the verifier pins (their stored cosignatures are checked);
+    ``receipts``: receipts clients kept (`ledger.witnessed.kept_receipt`), checked against the store."""
     started = time.perf_counter()
-    report = Report([], public_key.hex())
+    report = Report([], public_key.hex(), witnesses=[w.name for w in witnesses], receipts=len(receipts))
     if chains is None:
         listed = store.arrow(
             f"SELECT DISTINCT chain FROM (SELECT chain FROM {AUDIT_LOG} UNION ALL SELECT chain FROM {AUDIT_CHECKPOINTS}) ORDER BY chain"
         )
         chains = [int(c) for c in listed.column("chain").to_pylist()] if listed.num_rows else []
+        # A receipt's chain the store no longer holds at all is checked too: it disagrees.
+        chains = sorted(set(chains) | {kept.chain for kept in receipts})
+    log = NoteKey(log_name, ED25519, public_key)
+    report.unchecked_cosignatures = unchecked_cosignatures(store, [log, *witnesses])
     # Two connections when the store allows: each chain's plan (its checkpoints' signatures
     # verify outside the GIL) and then the pages are fetched on both, ahead of this thread,
     # which checks the page before: ClickHouse hashes rows while this thread folds the Merkle
@@ -156,7 +184,17 @@ def verify(
         with ThreadPoolExecutor(max_workers=len(handles)) as fetcher:
             planned = [
                 fetcher.submit(
-                    _plan, handles[k % len(handles)], chain, public_key, since, until, report, hasher, log_name
+                    _plan,
+                    handles[k % len(handles)],
+                    chain,
+                    public_key,
+                    since,
+                    until,
+                    report,
+                    hasher,
+                    log_name,
+                    witnesses,
+                    [kept for kept in receipts if kept.chain == chain],
                 )
                 for k, chain in enumerate(chains)
             ]
@@ -231,6 +269,8 @@ def _plan(
     report: Report,
     hasher: PairHasher,
     log_name: str,
+    witnesses: Sequence[NoteKey],
+    receipts: Sequence[KeptReceipt],
 ) -> tuple[ChainCheck, tuple[int, int]]:
     """Where to start and stop: the seq range the time range covers, widened
     down to the last valid checkpoint before it, whose signed head anchors it."""
@@ -238,7 +278,8 @@ def _plan(
     forged: list[Problem] = []
     log_key = NoteKey(log_name, ED25519, public_key)
     notes = _note_lines(store, chain, log_key)
-    for cp, frontier in load_checkpoints(store, chain):
+    loaded = load_checkpoints(store, chain)
+    for cp, frontier in loaded:
         note_problem = _note_problem(cp, notes.get(cp.seq, ()), log_key)
         if note_problem is not None:
             forged.append(Problem(chain, cp.seq, "forged_checkpoint", note_problem))
@@ -254,6 +295,14 @@ def _plan(
                     f"{public_key.hex()}: it was forged or altered",
                 )
             )
+    # What the witnesses and the receipts saw, against what is stored now.
+    lines = cosignature_lines(store, chain, witnesses)
+    disagree, report.cosigned[chain] = cosignature_problems(chain, [cp for cp, _ in loaded], lines, witnesses, log_name)
+    forged += disagree
+    for kept in receipts:
+        problem = receipt_problem(store, kept, [cp for cp, _ in valid])
+        if problem is not None:
+            forged.append(problem)
     filters = []
     if since is not None:
         filters.append(f"minIf(seq, ts >= {_ts_sql(since)})")

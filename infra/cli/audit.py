@@ -22,13 +22,14 @@ from infra.cli.output import fail, note, print_json
 from ledger import proof as proofs
 from ledger.checkpoint import public_key_hex
 from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
-from ledger.note import NoteError, NoteKey
+from ledger.note import COSIGNATURE_V1, ED25519, NoteError, NoteKey
 from ledger.receipt import Policy, Receipt
 from ledger.receipt import check as check_receipt
 from ledger.schema import AUDIT_LOG
 from ledger.store import StoreError, open_reader
 from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
-from ledger.witnessing import log_key
+from ledger.witnessed import KeptReceipt, kept_receipt
+from ledger.witnessing import log_key, parse_witnesses
 from runtime.config import load
 
 EXPORT_PAGE_ROWS = 200_000
@@ -72,6 +73,38 @@ def _fail(message: str) -> int:
     return fail("warden audit", message, 2)
 
 
+def _witnessed(args: argparse.Namespace, settings, key: bytes) -> tuple[list[NoteKey], list[KeptReceipt]]:
+    """The witness keys verify pins (``--witness``, else the sink's WARDEN_LEDGER_WITNESSES) and
+    the receipts a client kept (``--receipt``, ``--receipts``), each checked on its own first."""
+    if args.witness:
+        witnesses = []
+        for vkey in args.witness:
+            try:
+                witnesses.append(NoteKey.from_vkey(vkey))
+            except NoteError as exc:
+                raise NoteError(f"--witness {vkey}: {exc}") from None
+            if witnesses[-1].type != COSIGNATURE_V1:
+                raise NoteError(
+                    f"--witness {vkey}: not a witness's cosignature/v1 vkey (`warden witness key` prints it)"
+                )
+    else:
+        witnesses = [w.key for w in parse_witnesses(settings.ledger.witnesses)]
+    files = [Path(f) for f in args.receipt or ()]
+    if args.receipts:
+        directory = Path(args.receipts)
+        if not directory.is_dir():
+            raise OSError(f"--receipts {directory}: not a directory of receipts")
+        files += sorted(f for f in directory.iterdir() if f.is_file())
+    log = NoteKey(settings.ledger.log_name, ED25519, key)
+    receipts = [kept_receipt(str(f), f.read_text(), log, witnesses) for f in files]
+    for kept in receipts:
+        if args.chain is not None and kept.chain != args.chain:
+            raise NoteError(
+                f"the receipt {kept.source} is of chain {kept.chain}: verify without --chain, or with --chain {kept.chain}"
+            )
+    return witnesses, receipts
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     try:
@@ -79,16 +112,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         since = parse_time(args.since, now) if args.since else None
         until = parse_time(args.until, now) if args.until else None
         settings = load()
+        witnesses, receipts = _witnessed(args, settings, key)
         store = open_reader(settings)
-    except (SigningKeyError, StoreError, argparse.ArgumentTypeError) as exc:
+    except (SigningKeyError, StoreError, argparse.ArgumentTypeError, NoteError) as exc:
         return _fail(str(exc))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return _fail(f"cannot read the witnesses or receipts to check: {exc}")
 
     def progress(done: int, total: int) -> None:
         note(f"verify: {done:,}/{total:,} rows ({100 * done // max(total, 1)}%)")
 
     try:
         chains = [args.chain] if args.chain is not None else None
-        report = verify(store, key, chains, since, until, progress, log_name=settings.ledger.log_name)
+        report = verify(
+            store, key, chains, since, until, progress, settings.ledger.log_name, witnesses=witnesses, receipts=receipts
+        )
         changes = source_changes(store)
         doubted = not_believed(store)
     except StoreError as exc:
@@ -105,6 +143,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{sum(c.checkpoints for c in report.chains):,} signed checkpoints verified in {report.seconds:.2f}s{rate}"
             + (f"; {uncovered:,} newest rows are not yet under a checkpoint" if uncovered else "")
         )
+        cosigned = sum(held.checkpoints for chain in report.cosigned.values() for held in chain.values())
+        if report.witnesses or report.receipts:
+            print(
+                f"OK: {cosigned:,} cosignature(s) of {len(report.witnesses)} pinned witness(es) and "
+                f"{report.receipts} kept receipt(s) agree with the checkpoints stored now"
+            )
     else:
         print(f"FAILED: {len(report.problems)} problem(s); the first bad row of each chain:")
         for problem in report.problems:
@@ -115,6 +159,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"note: at {change['ts']} the ledger's broker changed ({change['previous_cluster_id']} -> "
             f"{change['cluster_id']}); records the previous broker held past offsets "
             f"{change['previous_next_offsets']} were never appended"
+        )
+    if report.unchecked_cosignatures and not args.json:  # --json: "unchecked_cosignatures"
+        # Lines of signers verify was not told to trust: nothing they say was checked.
+        print(
+            f"note: {report.unchecked_cosignatures:,} stored cosignature line(s) are by witnesses not pinned here and "
+            "were not checked; pin each witness with --witness VKEY (`warden witness key` prints it)"
         )
     if doubted and not args.json:  # --json: "records_not_believed"
         # Not a broken chain either: attempts to write the trail, kept as evidence.
@@ -339,6 +389,17 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     p.add_argument("--since", help="only rows from this time on: 90d, 12h, or an ISO 8601 time")
     p.add_argument("--until", help="only rows before this time: 1d, or an ISO 8601 time")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--witness",
+        action="append",
+        metavar="VKEY",
+        help="a witness's vkey whose stored cosignatures must verify over the checkpoints stored now; "
+        "repeat (default: the witnesses of WARDEN_LEDGER_WITNESSES)",
+    )
+    p.add_argument(
+        "--receipt", action="append", metavar="FILE", help="a receipt a client kept, checked against the store; repeat"
+    )
+    p.add_argument("--receipts", metavar="DIR", help="every file in DIR is a kept receipt to check")
     _public_key_option(p)
     p.set_defaults(handler=cmd_verify)
 

@@ -143,8 +143,13 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     (open_,) = [p for p in listed["proposals"] if p["proposal_id"] == proposed["proposal_id"]]
     assert open_["signed_by"] == ["a"] and open_["needed"] == 2 and open_["action"] == "approval"
     assert [p["intent_id"] for p in listed["awaiting_approval"]] == [intent.intent_id]  # the lone one did nothing
+    shown = open_["change"]  # the intent it releases, whole
+    assert (shown["decision"], shown["intent_digest"]) == ("approve", intent.digest())
+    assert (shown["intent"]["to"], shown["intent"]["value"]) == (DEST, "2")
     before = run(balance(settings, DEST))
-    signed = _cli(settings, "b", "approvals", "sign", proposed["proposal_id"][:16], "--wait", "90")
+    signed = _cli(
+        settings, "b", "approvals", "sign", proposed["proposal_id"][:16], "--digest", open_["digest"], "--wait", "90"
+    )
     assert signed["published"] and signed["signed_by"] == ["a", "b"]
     assert signed["outcome"]["tx_hash"], signed
     final = run(wait_outcomes(settings, [intent], 120, outcome_start, final=True))[intent.intent_id]
@@ -157,6 +162,8 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     listed = _cli(settings, "c", "approvals", "list", "--agent", AGENT)
     (open_,) = [p for p in listed["proposals"] if p["proposal_id"] == change["proposal_id"]]
     assert open_["action"] == "policy" and open_["signed_by"] == ["a"]
+    fields = {row["field"]: (row["old"], row["new"]) for row in open_["change"]["fields"]}
+    assert fields["tx_max_value_eth"] == ("1000", "3") and "agent_public_key" not in fields
     assert _cli(settings, "a", "agents", "show", "--agent", AGENT)["tx_max_value_eth"] == "1000"  # v5's, still
     done = _cli(settings, "c", "approvals", "sign", change["proposal_id"][:16])
     assert done["published"] and done["outcome"] == "policy.updated" and done["signed_by"] == ["a", "c"]
@@ -369,3 +376,103 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         ("chains.changed", "chain set v1"),
         ("chains.changed", "chain set v2"),
     ]
+
+
+def _at_a_terminal(settings, *args: str) -> tuple[int, str]:
+    """`warden ARGS` with its stdin and stdout on a pseudo-terminal, as a person runs it: its exit
+    code, and what it wrote on either."""
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from infra.stack.local import REPO
+    from runtime.config import child_environment
+
+    master, slave = os.openpty()
+    env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", *args], env=env, cwd=str(REPO), stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    out = bytearray()
+
+    def drain():  # a full terminal buffer would stop the child
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child is gone and its side closed
+                return
+            if not chunk:
+                return
+            out.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    code = child.wait(timeout=120)
+    reader.join(timeout=10)
+    os.close(master)
+    return code, out.decode(errors="replace")
+
+
+def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_shown(quorum, run):
+    """Case 4 of issue 59: the rogue admin a proposes an admin set in which b's id holds a's own
+    second key (and a policy threshold of 1). The honest admin b lists and shows it: the change
+    names b's key fingerprint, old and new, as a changed key, and every threshold. b, who reviewed
+    another proposal (the set unchanged), signs with that one's digest: refused, nothing signed.
+    At a terminal, `sign` without a digest shows the change and signs nothing."""
+    from schemas.admins import key_fingerprint
+
+    settings, keys = quorum.settings, quorum.keys
+    second = Ed25519PrivateKey.generate()  # the rogue's own second key
+    public = {name: public_key_hex(key) for name, key in keys.items()}
+    honest = _cli(
+        settings, "a", "admins", "propose", "--admins", ",".join(f"{n}={public[n]}" for n in "abc"), "--quorum", "2"
+    )
+    rogue_set = f"a={public['a']},b={public_key_hex(second)},c={public['c']}"
+    quorum_ = "policy=1,approval=2,keys=2,chains=2,admins=2"
+    rogue = _cli(settings, "a", "admins", "propose", "--admins", rogue_set, "--quorum", quorum_)
+    assert not rogue["published"] and rogue["needed"] == 2
+
+    # What b is shown: b's key, old and new, and every threshold, in the listing and in `show`.
+    listed = {p["proposal_id"]: p for p in _cli(settings, "b", "approvals", "list")["proposals"]}
+    shown = _cli(settings, "b", "approvals", "show", rogue["proposal_id"][:16])
+    assert listed[rogue["proposal_id"]] == shown
+    assert shown["digest"] == rogue["proposal_id"] and shown["proposed_by"] == "a" and shown["signed_by"] == ["a"]
+    change = shown["change"]
+    assert change["kind"] == "admins" and change["version"] == {"old": 0, "new": 1}
+    rows = {row["admin_id"]: row for row in change["admins"]}
+    assert [rows[n]["change"] for n in "abc"] == ["unchanged", "key_changed", "unchanged"]
+    old_b, new_b = key_fingerprint(public["b"]), key_fingerprint(public_key_hex(second))
+    assert (rows["b"]["old_key"]["fingerprint"], rows["b"]["new_key"]["fingerprint"]) == (old_b, new_b)
+    assert rows["b"]["new_key"]["public_key"] == public_key_hex(second)
+    thresholds = {row["action"]: (row["change"], row["old"], row["new"]) for row in change["thresholds"]}
+    assert thresholds == {
+        "policy": ("changed", 2, 1),
+        **{action: ("unchanged", 2, 2) for action in ("approval", "keys", "chains", "admins")},
+    }
+    assert {row["change"] for row in listed[honest["proposal_id"]]["change"]["admins"]} == {"unchanged"}
+    people = warden(_as(settings, "b"), "approvals", "show", rogue["proposal_id"][:16])
+    assert people.returncode == 0, people.stderr
+    assert f"{old_b} -> {new_b}  KEY CHANGED" in people.stdout and f"digest {rogue['proposal_id']}" in people.stdout
+    assert "policy    2 -> 1  changed" in people.stdout
+
+    # b reviewed the honest proposal; handed the rogue one's id, b signs with the digest b saw: refused.
+    stale = warden(
+        _as(settings, "b"),
+        "approvals",
+        "sign",
+        rogue["proposal_id"][:16],
+        "--digest",
+        listed[honest["proposal_id"]]["digest"],
+        "--json",
+    )
+    assert stale.returncode != 0 and "is not what you were shown" in stale.stderr, stale.stderr
+    assert "nothing was signed" in stale.stderr
+    # At a terminal, no digest: the change is shown, nothing signed.
+    code, said = _at_a_terminal(_as(settings, "b"), "approvals", "sign", rogue["proposal_id"][:16])
+    assert code == 2 and "KEY CHANGED" in said and f"--digest {rogue['proposal_id']}" in said, said
+    after = {p["proposal_id"]: p for p in _cli(settings, "c", "approvals", "list")["proposals"]}
+    assert after[rogue["proposal_id"]]["signed_by"] == ["a"]
+    assert _cli(settings, "c", "admins", "show")["version"] == 0
+
