@@ -84,6 +84,13 @@ def valid_admin_keys(admins: dict[str, str]) -> dict[str, str]:
     return dict(admins)
 
 
+def key_fingerprint(public_key: str) -> str:
+    """An admin key as Warden prints it beside the admin's id: the SHA-256 of the raw Ed25519 public
+    key (``public_key``, 0x hex), first 16 hex digits. Short enough to read aloud and compare, and
+    a swapped key shows as another fingerprint."""
+    return hashlib.sha256(bytes.fromhex(public_key.removeprefix("0x"))).hexdigest()[:16]
+
+
 def parse_thresholds(text: str | None, admins: dict[str, str]) -> dict[Action, int]:
     """``WARDEN_ADMIN_QUORUM``: one number for every action ("2"), or per action
     ("policy=2,approval=2,keys=2,chains=2,admins=3"), where an action left out takes the

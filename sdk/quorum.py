@@ -97,10 +97,25 @@ class Gathered:
         others = tuple(AdminSignature(admin_key_id=k, signature=s) for k, s in self.signatures.items() if k != proposer)
         return self.record.model_copy(update={"signature": self.signatures.get(proposer, ""), "cosignatures": others})
 
-    def with_signature(self, admin_key: Ed25519PrivateKey, admin_id: str, now: datetime) -> AdminProposal:
-        """This admin's signature on the proposal, as a record for warden.admin.proposals."""
-        signature = admin_key.sign(self.record.signing_bytes()).hex()
+    def with_signature(
+        self, admin_key: Ed25519PrivateKey, admin_id: str, now: datetime, digest: str | None = None
+    ) -> AdminProposal:
+        """This admin's signature on the proposal, as a record for warden.admin.proposals. With
+        ``digest`` (the one the admin was shown), only if the bytes signed are the ones it names."""
+        message = self.record.signing_bytes()
+        if digest is not None and digest_of(message) != digest.lower():
+            raise NotWhatWasShown(
+                f"proposal {self.proposal_id[:16]} is not what you were shown: the bytes to sign have the digest "
+                f"{digest_of(message)}, not {digest.lower()}; nothing was signed. `warden approvals show "
+                f"{self.proposal_id[:16]}` prints the change those bytes make; compare it again"
+            )
+        signature = admin_key.sign(message).hex()
         return _proposal(self.record, self.action, admin_id, signature, now, self.expires_at)
+
+
+class NotWhatWasShown(ValueError):
+    """An admin asked to sign a proposal whose bytes are not the ones named by the digest they
+    were shown: nothing is signed."""
 
 
 def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str, Gathered]:
@@ -250,11 +265,15 @@ async def wait_vault_applied(
     return applied, refused
 
 
-async def add_signature(settings: Settings, gathered: Gathered, admin_id: str, now: datetime) -> list[str]:
+async def add_signature(
+    settings: Settings, gathered: Gathered, admin_id: str, now: datetime, digest: str | None = None
+) -> list[str]:
     """Sign ``gathered`` as ``admin_id`` (its key under $WARDEN_HOME/admin) and publish the
     signature; when it completes the quorum, publish the whole record on its own topic too.
+    With ``digest``, only if it is the digest of the bytes signed (else `NotWhatWasShown`).
     Where the record landed (`publish_record`); empty while more signatures are needed."""
-    proposal = gathered.with_signature(load_or_create_admin_key(settings.home, admin_id), admin_id, now)
+    key = load_or_create_admin_key(settings.home, admin_id)
+    proposal = gathered.with_signature(key, admin_id, now, digest)
     await publish_proposal(settings, proposal)
     gathered.signatures[admin_id] = proposal.signature
     if not gathered.complete:

@@ -10,7 +10,7 @@ import asyncio
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.clock import utcnow
 from runtime.config import load
-from schemas.admins import AdminSet, parse_thresholds
+from schemas.admins import AdminSet, key_fingerprint, parse_thresholds
 from schemas.auth import public_key_hex, sign_admin_set
 from sdk.admin import load_or_create_admin_key
 from sdk.quorum import publish_or_propose
@@ -19,13 +19,22 @@ from sdk.records import admins_in_force
 
 def cmd_show(args) -> int:
     admins = asyncio.run(admins_in_force(load()))
-    doc = {"version": admins.version, "admins": admins.keys, "thresholds": admins.thresholds}
+    fingerprints = {key_id: key_fingerprint(public) for key_id, public in admins.keys.items()}
+    doc = {
+        "version": admins.version,
+        "admins": admins.keys,
+        "fingerprints": fingerprints,
+        "thresholds": admins.thresholds,
+    }
     if args.json:
         print_json(doc)
         return 0
-    print(f"admin set v{admins.version}{' (the configured one)' if admins.version == 0 else ''}")
+    print(
+        f"admin set v{admins.version}{' (the configured one)' if admins.version == 0 else ''}; "
+        "each key by its fingerprint (SHA-256 of the public key, first 16 hex), then in full"
+    )
     for key_id, public in sorted(admins.keys.items()):
-        print(f"  {key_id:20} {public}")
+        print(f"  {key_id:20} {fingerprints[key_id]}  {public}")
     print("thresholds: " + ", ".join(f"{action} {m} of {len(admins.keys)}" for action, m in admins.thresholds.items()))
     return 0
 
@@ -35,7 +44,7 @@ def cmd_key(args) -> int:
     settings = load()
     public = public_key_hex(load_or_create_admin_key(settings.home, settings.admin_id))
     if args.json:
-        print_json({"admin_key_id": settings.admin_id, "public_key": public})
+        print_json({"admin_key_id": settings.admin_id, "public_key": public, "fingerprint": key_fingerprint(public)})
     else:
         print(f"{settings.admin_id}={public}")
     return 0

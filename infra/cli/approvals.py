@@ -9,9 +9,11 @@ intent's digest, publish it on ``warden.approvals`` and wait for what follows: t
 transaction or message, or the refusal.
 
 Where the deployment needs several admins for an action (``WARDEN_ADMIN_QUORUM``), ``approve``
-and `warden agents` propose instead (`sdk.quorum`): ``list`` shows each open proposal with who
-has signed so far, and ``sign`` adds this admin's signature, publishing the whole record once
-enough admins signed.
+and `warden agents` propose instead (`sdk.quorum`): ``list`` and ``show`` print each open
+proposal with who has signed so far, the whole change it makes against what is in force
+(`sdk.changes`) and the digest of the bytes an admin signs; ``sign`` adds this admin's
+signature, publishing the whole record once enough admins signed. ``sign --digest`` signs only
+those bytes, and at a terminal ``sign`` asks for it: an admin signs what they were shown.
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import sys
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.admins import AdminSet, VaultChange
-from schemas.auth import Admins
+from schemas.admins import AdminSet, VaultChange, digest_of
 from schemas.chain_set import ChainSet
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
+from sdk.changes import InForce, change_of
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
@@ -40,7 +44,15 @@ from sdk.client import (
     wait_outcomes,
     wait_policy_applied,
 )
-from sdk.quorum import Gathered, add_signature, open_proposals, propose, publish_proposal, wait_vault_applied
+from sdk.quorum import (
+    Gathered,
+    NotWhatWasShown,
+    add_signature,
+    open_proposals,
+    propose,
+    publish_proposal,
+    wait_vault_applied,
+)
 from sdk.records import admins_in_force, chain_set_verdicts, chains_in_force
 
 
@@ -60,13 +72,17 @@ def _row(parked: IntentParked) -> dict:
     }
 
 
-def _proposal_row(gathered: Gathered) -> dict:
+def _proposal_row(gathered: Gathered, in_force: InForce) -> dict:
     record = gathered.record
     return {
         "proposal_id": gathered.proposal_id,
+        # What `sign --digest` checks: the SHA-256 of the bytes an admin signs (a proposal is named by it).
+        "digest": digest_of(record.signing_bytes()),
         "action": gathered.action,
         "what": _what(gathered),
         "agent_id": getattr(record, "agent_id", None),
+        "proposed_by": record.admin_key_id,
+        "change": change_of(record, in_force),
         "signed_by": gathered.signers,
         "needed": gathered.needed,
         "not_counted": gathered.refused,
@@ -99,52 +115,155 @@ def _vault_event(value: str) -> str:
     return f"{event.get('type', '?')} {where}{version}".strip()
 
 
-async def _open(settings: Settings, now) -> tuple[list[IntentParked], list[Gathered], Admins]:
+async def _open(settings: Settings, now) -> tuple[list[IntentParked], list[Gathered], InForce]:
+    """The parked intents, the open proposals and what is in force that they change."""
     admins = await admins_in_force(settings)
     waiting = await pending_approvals(settings, now)
     proposals = list((await open_proposals(settings, admins, now)).values())
-    parked = {p.intent_id for p in waiting}
-    in_force = {}
-    chains: list = []  # the chain set in force, once a proposal needs it
+    in_force = InForce(admins, parked={p.intent_id: p for p in waiting})
+    chains_read: list[bool] = []  # the chain set in force is read once a proposal needs it
 
     async def still_open(gathered: Gathered) -> bool:
         record = gathered.record
         if isinstance(record, HumanApproval):
-            return record.intent_id in parked
+            return record.intent_id in in_force.parked
         if isinstance(record, AdminSet):
             return record.version > admins.version
         if isinstance(record, ChainSet):
-            if not chains:
-                chains.append(await chains_in_force(settings))
-            return chains[0] is None or chains[0].version < record.version
+            if not chains_read:
+                in_force.chains = await chains_in_force(settings)
+                chains_read.append(True)
+            return in_force.chains is None or in_force.chains.version < record.version
         if isinstance(record, VaultChange):
             return not gathered.complete  # the signature that completed it published it
-        if record.agent_id not in in_force:
-            in_force[record.agent_id] = await policy_in_force(settings, record.agent_id)
-        current = in_force[record.agent_id]
+        if record.agent_id not in in_force.policies:
+            in_force.policies[record.agent_id] = await policy_in_force(settings, record.agent_id)
+        current = in_force.policies[record.agent_id]
         return current is None or current.version < record.version
 
-    return waiting, [g for g in proposals if await still_open(g)], admins
+    return waiting, [g for g in proposals if await still_open(g)], in_force
+
+
+def _one(proposals: list[Gathered], proposal_id: str) -> Gathered:
+    """The one open proposal whose id starts with ``proposal_id``; LookupError says why not."""
+    matches = [g for g in proposals if g.proposal_id.startswith(proposal_id.lower())]
+    if len(matches) != 1:
+        raise LookupError(
+            f"{'no' if not matches else 'more than one'} open proposal starts with {proposal_id!r} (expired, "
+            "already in force, or unknown); `warden approvals list` shows the open ones"
+        )
+    return matches[0]
+
+
+_MARKS = {"added": "+", "removed": "-", "changed": "!", "key_changed": "!", "unchanged": " "}
+
+
+def _value(value) -> str:
+    return "(none)" if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def _field_lines(rows: list[dict], indent: str) -> list[str]:
+    lines = []
+    for row in rows:
+        if row.get("added") or row.get("removed"):
+            lines.append(f"{indent}! {row['field']}:")
+            lines += [f"{indent}    + {_value(item)}" for item in row["added"]]
+            lines += [f"{indent}    - {_value(item)}" for item in row["removed"]]
+        else:
+            lines.append(f"{indent}! {row['field']}: {_value(row['old'])} -> {_value(row['new'])}")
+    return lines
+
+
+def _admin_lines(change: dict) -> list[str]:
+    version, count = change["version"], change["admin_count"]
+    lines = [f"  admins, v{version['old']} -> v{version['new']} (key: SHA-256 of the public key, first 16 hex):"]
+    for row in change["admins"]:
+        old = row["old_key"] and row["old_key"]["fingerprint"]
+        new = row["new_key"] and row["new_key"]["fingerprint"]
+        text = {
+            "added": f"{new}  added",
+            "removed": f"{old}  removed",
+            "key_changed": f"{old} -> {new}  KEY CHANGED: whoever holds the new key signs as {row['admin_id']}",
+            "unchanged": f"{old}",
+        }[row["change"]]
+        if row.get("new_key_in_force_as"):
+            text += f" (that key is {row['new_key_in_force_as']}'s in force)"
+        lines.append(f"    {_MARKS[row['change']]} {row['admin_id']:20} {text}")
+    lines.append(f"  thresholds, of {count['old']} admins -> of {count['new']}:")
+    for row in change["thresholds"]:
+        moved = f"{row['old']} -> {row['new']}  changed" if row["change"] == "changed" else f"{row['new']}"
+        lines.append(f"    {_MARKS[row['change']]} {row['action']:9} {moved}")
+    return lines
+
+
+def _change_lines(change: dict) -> list[str]:
+    """The change of one proposal (`sdk.changes`), for people: one line per admin, threshold,
+    field, network or event; "+" added, "-" removed, "!" changed."""
+    kind = change["kind"]
+    if kind == "admins":
+        return _admin_lines(change)
+    if kind == "policy":
+        old = change["version"]["old"]
+        before = "no policy in force" if old is None else f"v{old} in force"
+        return [f"  policy of {change['agent_id']}, {before} -> v{change['version']['new']}:"] + _field_lines(
+            change["fields"], "    "
+        )
+    if kind == "chains":
+        lines = [f"  chains, v{change['version']['old']} -> v{change['version']['new']}:"]
+        for row in change["chains"]:
+            if row["change"] in ("added", "removed"):
+                lines.append(
+                    f"    {_MARKS[row['change']]} {row['chain']} {row['change']}: {_value(row['new'] or row['old'])}"
+                )
+            else:
+                lines.append(f"    {_MARKS[row['change']]} {row['chain']} {row['change']}")
+                lines += _field_lines(row["fields"], "        ")
+        return lines
+    if kind == "keys":
+        lines = [f"  {len(change['events'])} vault event(s), each signed by its digest:"]
+        for row in change["events"]:
+            lines.append(f"    + {row['key']}  digest {row['digest'][:16]}")
+            lines.append(f"        {_value(row['event'])}")
+        return lines
+    intent = change["intent"]
+    lines = [
+        f"  {change['decision']} intent {change['intent_id']} of {change['agent_id']}, digest {change['intent_digest']}"
+    ]
+    if intent is None:
+        return lines + ["    ! no intent with this digest is waiting: this decision releases nothing shown here"]
+    lines.append(f"    parked because: {change['parked_because']}")
+    lines += [f"    {name}: {_value(intent[name])}" for name in ("intent_type", "chain", "to", "value", "data")]
+    return lines + [f"    the whole intent: {_value(intent)}"]
+
+
+def _print_proposal(row: dict) -> None:
+    signers = ", ".join(row["signed_by"]) or "none"
+    print(
+        f"{row['proposal_id'][:16]}  {row['what']}, proposed by {row['proposed_by']}: {len(row['signed_by'])} of "
+        f"{row['needed']} signatures ({signers}), expires {row['expires_at'][:16]}Z"
+    )
+    print(f"  digest {row['digest']} (SHA-256 of the bytes an admin signs)")
+    for line in _change_lines(row["change"]):
+        print(line)
 
 
 def cmd_list(args) -> int:
     settings = load()
-    waiting, proposals, _ = asyncio.run(_open(settings, utcnow()))
+    waiting, proposals, in_force = asyncio.run(_open(settings, utcnow()))
     if args.agent:
         waiting = [p for p in waiting if p.agent_id == args.agent]
         proposals = [g for g in proposals if getattr(g.record, "agent_id", None) == args.agent]
+    rows = [_proposal_row(g, in_force) for g in proposals]
     if args.json:
-        print_json(
-            {"awaiting_approval": [_row(p) for p in waiting], "proposals": [_proposal_row(g) for g in proposals]}
-        )
+        print_json({"awaiting_approval": [_row(p) for p in waiting], "proposals": rows})
         return 0
-    for gathered in proposals:
-        print(
-            f"{gathered.proposal_id[:16]:16} {_what(gathered)}: {len(gathered.signers)} of {gathered.needed} "
-            f"signatures ({', '.join(gathered.signers) or 'none'}), expires {gathered.expires_at:%Y-%m-%d %H:%M}Z"
-        )
+    for row in rows:
+        _print_proposal(row)
     if proposals:
-        print(f"{len(proposals)} proposal(s) waiting for admins' signatures; `warden approvals sign ID`")
+        print(
+            f"{len(proposals)} proposal(s) waiting for admins' signatures; "
+            "`warden approvals sign ID --digest DIGEST` signs exactly the change shown"
+        )
     for parked in waiting:
         what = (
             f"{parked.intent.value} to {parked.intent.to}"
@@ -244,26 +363,41 @@ def cmd_decide(args) -> int:
     return 0 if took_effect else 1
 
 
-async def sign(settings: Settings, proposal_id: str, wait_s: float) -> dict:
-    """This admin's signature on an open proposal; the whole record published if it completes the
+async def show(settings: Settings, proposal_id: str) -> dict:
+    """One open proposal, with the whole change it makes and the digest of the bytes signed."""
+    _, proposals, in_force = await _open(settings, utcnow())
+    return _proposal_row(_one(proposals, proposal_id), in_force)
+
+
+def cmd_show(args) -> int:
+    try:
+        row = asyncio.run(show(load(), args.id))
+    except LookupError as exc:
+        return fail("warden approvals show", exc)
+    if args.json:
+        print_json(row)
+    else:
+        _print_proposal(row)
+        print(f"to sign exactly this: `warden approvals sign {row['proposal_id'][:16]} --digest {row['digest']}`")
+    return 0
+
+
+async def sign(settings: Settings, proposal_id: str, wait_s: float, digest: str | None = None) -> dict:
+    """This admin's signature on an open proposal (with ``digest``: only if the bytes signed are
+    the ones it names, else `NotWhatWasShown`); the whole record published if it completes the
     quorum, and what followed."""
     now = utcnow()
-    waiting, proposals, admins = await _open(settings, now)
-    matches = [g for g in proposals if g.proposal_id.startswith(proposal_id.lower())]
-    if len(matches) != 1:
-        raise LookupError(
-            f"{'no' if not matches else 'more than one'} open proposal starts with {proposal_id!r} (expired, "
-            "already in force, or unknown); `warden approvals list` shows the open ones"
-        )
-    (gathered,) = matches
+    waiting, proposals, in_force = await _open(settings, now)
+    gathered = _one(proposals, proposal_id)
     me = settings.admin_id
-    if admins.key(me) is None:
+    if in_force.admins.key(me) is None:
         raise LookupError(f"{me} (WARDEN_ADMIN_ID) is not a pinned admin; only pinned admins' signatures count")
     if me in gathered.signatures:
         raise LookupError(f"{me} has signed {gathered.proposal_id[:16]} already; another admin must sign it")
+    row = _proposal_row(gathered, in_force)  # the change as it stood when signed
     start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))  # what follows, if it completes
-    published = await add_signature(settings, gathered, me, now)
-    doc = {**_proposal_row(gathered), "published": bool(published), "outcome": None}
+    published = await add_signature(settings, gathered, me, now, digest)
+    doc = {**row, "signed_by": gathered.signers, "published": bool(published), "outcome": None}
     if not published:
         return doc
     record = gathered.assembled()
@@ -291,11 +425,21 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float) -> dict:
     return doc
 
 
+def _at_a_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def cmd_sign(args) -> int:
+    if args.digest is None and _at_a_terminal():
+        # A person signs what they were shown: the change, then its digest given back.
+        shown = cmd_show(args)
+        if shown == 0:
+            note("warden approvals sign: nothing signed; review the change above and sign it with the --digest shown")
+        return 2
     settings = load()
     try:
-        doc = asyncio.run(sign(settings, args.id, args.wait))
-    except LookupError as exc:
+        doc = asyncio.run(sign(settings, args.id, args.wait, args.digest))
+    except (LookupError, NotWhatWasShown) as exc:
         return fail("warden approvals sign", exc)
     if args.json:
         print_json(doc)
@@ -327,8 +471,26 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         q.add_argument("--reason", default="", help="recorded with the decision in the audit ledger")
         q.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome (default 30)")
         q.set_defaults(handler=cmd_decide)
+    showing = sub.add_parser("show", help="one open proposal: the whole change against what is in force, its digest")
+    add_json_flag(showing)
+    showing.add_argument("id", help="the proposal id (or its first characters), as `warden approvals list` shows it")
+    showing.set_defaults(handler=cmd_show)
     signing = sub.add_parser("sign", help="add this admin's signature to an open proposal (WARDEN_ADMIN_ID)")
     add_json_flag(signing)
     signing.add_argument("id", help="the proposal id (or its first characters), as `warden approvals list` shows it")
+    signing.add_argument(
+        "--digest",
+        type=_digest,
+        help="sign only if the proposal's bytes have this digest (the one `list` or `show` printed beside the "
+        "change); required at a terminal",
+    )
     signing.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the effect (default 30)")
     signing.set_defaults(handler=cmd_sign)
+
+
+def _digest(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:80]!r} is not a digest: 64 hex digits, as `warden approvals show ID` prints beside the change"
+        )
+    return text.lower()

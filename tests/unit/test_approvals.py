@@ -298,3 +298,171 @@ def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world)
     world.engine.on_rejected(world.refusal(small), T0)
     assert world.engine.decisions[small.intent_id].outcome == "released"
     assert world.spent() == 5 * ETH // 10
+
+
+# What an admin is shown before they sign a proposal (`sdk.changes`, `warden approvals list|show`).
+
+
+def _admin_keys(*names: str) -> dict[str, Ed25519PrivateKey]:
+    return {name: Ed25519PrivateKey.generate() for name in names}
+
+
+def _admins_in_force(keys: dict[str, Ed25519PrivateKey], m: int = 2):
+    from schemas.auth import Admins, public_key_hex
+
+    return Admins.with_threshold({name: public_key_hex(k) for name, k in keys.items()}, m)
+
+
+def _swap_proposal(keys, rogue_second: Ed25519PrivateKey, **thresholds):
+    """Case 4: the rogue ``a`` proposes a set in which ``b``'s key is its own second key."""
+    from schemas.admins import ACTIONS, AdminSet
+    from schemas.auth import public_key_hex, sign_admin_set
+
+    admins = {"a": public_key_hex(keys["a"]), "b": public_key_hex(rogue_second), "c": public_key_hex(keys["c"])}
+    proposed = AdminSet(version=1, admins=admins, thresholds={**dict.fromkeys(ACTIONS, 2), **thresholds}, issued_at=T0)
+    return sign_admin_set(proposed, keys["a"], "a")
+
+
+def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new():
+    from schemas.admins import key_fingerprint
+    from schemas.auth import public_key_hex
+    from sdk.changes import InForce, change_of
+
+    keys, second = _admin_keys("a", "b", "c"), Ed25519PrivateKey.generate()
+    in_force = _admins_in_force(keys)
+    change = change_of(_swap_proposal(keys, second, policy=1), InForce(in_force))
+    assert change["kind"] == "admins" and change["version"] == {"old": 0, "new": 1}
+    rows = {row["admin_id"]: row for row in change["admins"]}
+    assert [rows[n]["change"] for n in "abc"] == ["unchanged", "key_changed", "unchanged"]
+    b = rows["b"]
+    assert b["old_key"] == {
+        "fingerprint": key_fingerprint(public_key_hex(keys["b"])),
+        "public_key": public_key_hex(keys["b"]),
+    }
+    assert b["new_key"]["fingerprint"] == key_fingerprint(public_key_hex(second)) != b["old_key"]["fingerprint"]
+    assert len(b["new_key"]["fingerprint"]) == 16
+    thresholds = {row["action"]: row for row in change["thresholds"]}
+    assert thresholds["policy"] == {"action": "policy", "change": "changed", "old": 2, "new": 1}
+    assert {a for a, row in thresholds.items() if row["change"] == "unchanged"} == {
+        "approval",
+        "keys",
+        "chains",
+        "admins",
+    }
+
+    # An admin added, one removed, and an admin in force whose key moves to another id.
+    from schemas.admins import ACTIONS, AdminSet
+
+    moved = AdminSet(
+        version=1,
+        admins={"a": public_key_hex(second), "d": public_key_hex(keys["a"]), "b": public_key_hex(keys["b"])},
+        thresholds=dict.fromkeys(ACTIONS, 2),
+        issued_at=T0,
+    )
+    rows = {row["admin_id"]: row for row in change_of(moved, InForce(in_force))["admins"]}
+    assert [rows[n]["change"] for n in "abcd"] == ["key_changed", "unchanged", "removed", "added"]
+    assert rows["c"]["new_key"] is None and rows["d"]["old_key"] is None
+    assert rows["d"]["new_key_in_force_as"] == "a" and "new_key_in_force_as" not in rows["b"]
+
+
+def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
+    from infra.cli.approvals import _print_proposal
+    from schemas.admins import digest_of, key_fingerprint
+    from schemas.auth import public_key_hex
+    from sdk.changes import InForce, change_of
+
+    keys, second = _admin_keys("a", "b", "c"), Ed25519PrivateKey.generate()
+    proposal = _swap_proposal(keys, second, policy=1)
+    digest = digest_of(proposal.signing_bytes())
+    row = {
+        "proposal_id": digest,
+        "digest": digest,
+        "what": "admin set v1: a, b, c",
+        "proposed_by": "a",
+        "change": change_of(proposal, InForce(_admins_in_force(keys))),
+        "signed_by": ["a"],
+        "needed": 2,
+        "expires_at": "2026-11-22T10:00:00+00:00",
+    }
+    _print_proposal(row)
+    out = capsys.readouterr().out
+    old_b, new_b = key_fingerprint(public_key_hex(keys["b"])), key_fingerprint(public_key_hex(second))
+    assert f"digest {digest}" in out
+    (b_line,) = [line for line in out.splitlines() if line.strip().startswith("! b ")]
+    assert f"{old_b} -> {new_b}  KEY CHANGED" in b_line
+    a_fp = key_fingerprint(public_key_hex(keys["a"]))
+    assert any(line.split() == ["a", a_fp] for line in out.splitlines())  # unchanged, fingerprint shown
+    assert "! policy    2 -> 1  changed" in out and "  approval  2" in out
+    assert "thresholds, of 3 admins -> of 3" in out
+
+
+def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
+    from infra.cli.approvals import _change_lines
+    from sdk.changes import InForce, change_of
+
+    mallory = "0x000000000000000000000000000000000000dEaD"
+    v1 = world.policy()
+    v2 = world.policy(version=2, tx_max_value_eth="1000", tx_to_allowlist=(DEST, mallory), message_signing_enabled=True)
+    change = change_of(v2, InForce(None, policies={AGENT: v1}))
+    fields = {row["field"]: row for row in change["fields"]}
+    assert change["version"] == {"old": 1, "new": 2}
+    # A field at its default is left out of the record's bytes, and its change is still shown.
+    assert set(fields) == {"version", "tx_max_value_eth", "tx_to_allowlist", "message_signing_enabled"}
+    assert (fields["tx_max_value_eth"]["old"], fields["tx_max_value_eth"]["new"]) == ("1", "1000")
+    assert fields["tx_to_allowlist"]["added"] == [mallory] and fields["tx_to_allowlist"]["removed"] == []
+    assert (fields["message_signing_enabled"]["old"], fields["message_signing_enabled"]["new"]) == (False, True)
+    lines = _change_lines(change)
+    assert '    ! tx_max_value_eth: "1" -> "1000"' in lines and f'        + "{mallory}"' in lines
+    assert lines[0] == f"  policy of {AGENT}, v1 in force -> v2:"
+
+    # An agent with no policy yet: every field is new.
+    first = change_of(v1, InForce(None, policies={AGENT: None}))
+    assert first["version"]["old"] is None and all(row["old"] is None for row in first["fields"])
+    assert {"agent_public_key", "tx_to_allowlist", "tx_max_value_eth"} <= {row["field"] for row in first["fields"]}
+
+
+def test_a_chain_set_and_a_key_change_show_their_entries():
+    from schemas.admins import VaultChange
+    from schemas.chain_set import ChainSet
+    from schemas.chains import Chain
+    from sdk.changes import InForce, change_of
+
+    two = Chain("anvil-two", 31338, "ETH", "", testnet=True)
+    v1 = ChainSet(version=1, chains=(two,), issued_at=T0)
+    v2 = ChainSet(
+        version=2,
+        chains=(Chain("anvil", 31337, "ETH", "", testnet=True, finalized_tag=False, confirmations=3),),
+        issued_at=T0,
+    )
+    change = change_of(v2, InForce(None, chains=v1))
+    rows = {row["chain"]: row for row in change["chains"]}
+    assert change["version"] == {"old": 1, "new": 2} and rows["anvil-two"]["change"] == "removed"
+    anvil = rows["anvil"]
+    assert anvil["change"] == "changed"
+    # A built-in network's finality, against its built-in self: each field that differs, old and new.
+    assert [(f["field"], f["old"], f["new"]) for f in anvil["fields"]] == [
+        ("finalized_tag", True, False),
+        ("confirmations", 2, 3),
+    ]
+
+    event = orjson.dumps({"type": "secret.deactivated", "vault": "v", "path": "p", "version": 1, "wrapped_dek": "S3CR"})
+    keys = change_of(VaultChange.of([("deactivated:default/v/p@1", event)], T0), InForce(None))
+    (shown,) = keys["events"]
+    assert shown["key"] == "deactivated:default/v/p@1" and shown["event"]["path"] == "p"
+    assert shown["event"]["wrapped_dek"].startswith("sha256:") and "S3CR" not in orjson.dumps(keys).decode()
+
+
+def test_signing_with_a_digest_other_than_the_bytes_signed_is_refused():
+    from schemas.admins import digest_of
+    from sdk.quorum import Gathered, NotWhatWasShown
+
+    keys, second = _admin_keys("a", "b", "c"), Ed25519PrivateKey.generate()
+    proposal = _swap_proposal(keys, second)
+    digest = digest_of(proposal.signing_bytes())
+    gathered = Gathered(digest, "admins", proposal, T0 + timedelta(days=1), 2)
+    honest = _swap_proposal(keys, Ed25519PrivateKey.generate())  # what b was shown, say
+    with pytest.raises(NotWhatWasShown, match="is not what you were shown"):
+        gathered.with_signature(keys["b"], "b", T0, digest_of(honest.signing_bytes()))
+    signed = gathered.with_signature(keys["b"], "b", T0, digest.upper())
+    assert signed.proposal_id == digest
+    keys["b"].public_key().verify(bytes.fromhex(signed.signature), proposal.signing_bytes())
