@@ -125,16 +125,36 @@ async def admins_in_force(settings: Settings) -> Admins:
     return admins
 
 
+class _AdminHistory(AdminSetBook):
+    """warden.admins read as `AdminSetBook` reads it, keeping each set a newer one replaced."""
+
+    def __init__(self, admins: Admins):
+        super().__init__(admins)
+        self.superseded: list[Admins] = []
+
+    def _take(self, proposed) -> tuple[str, str, str]:
+        before = Admins(self.admins.keys, self.admins.thresholds, self.admins.version)
+        settled = super()._take(proposed)
+        if settled[0] == "adopted":
+            self.superseded.append(before)
+        return settled
+
+
 async def _admin_records(
-    settings: Settings, more: tuple[str, ...], idle_polls: int, registry: ChainRegistry
+    settings: Settings,
+    more: tuple[str, ...],
+    idle_polls: int,
+    registry: ChainRegistry,
+    superseded: list[Admins] | None = None,
 ) -> tuple[Admins, ChainSet | None, list[bytes]]:
     """One pass over warden.admins, warden.chains and ``more``: the admin set in force, the chain
     set in force (signed by its quorum for ``chains``; put in force in ``registry`` too, so that
     records naming an added chain read) and the values of ``more``, in order, to be judged now
     that both are known. The chain sets are judged once every admin set is known, as a service
-    judges them once it read warden.admins to its end."""
+    judges them once it read warden.admins to its end. ``superseded``: filled with each admin set
+    that was in force before the one in force, oldest first (the configured one first)."""
     admins = pinned_admins(settings)
-    admin_book, chain_sets, values = AdminSetBook(admins), [], []
+    admin_book, chain_sets, values = _AdminHistory(admins), [], []
     async for topic, value in read_to_quiet(settings, (topics.ADMINS, topics.CHAINS, *more), idle_polls):
         if topic == topics.ADMINS:
             admin_book.read(value)
@@ -142,6 +162,8 @@ async def _admin_records(
             chain_sets.append(value)
         else:
             values.append(value)
+    if superseded is not None:
+        superseded.extend(admin_book.superseded)
     chain_book = ChainSetBook(admins, ChainRegistry())  # ``registry`` changes once, to the newest
     for value in chain_sets:
         chain_book.read(value)
@@ -223,12 +245,18 @@ async def chain_set_verdicts(
 
 
 async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3) -> AgentPolicy | None:
-    """The agent's policy in force: the newest version on ``warden.policies`` that the quorum of
-    the admin set in force signed (the first written of a version wins), or None when there is
-    none. The policies, the admin sets and the chain sets are read in one pass (`_admin_records`):
-    the policies are judged once every admin set is known, and read once the chains the admins
-    added are (a policy may name one)."""
-    admins, _, values = await _admin_records(settings, (topics.POLICIES,), idle_polls, REGISTRY)
+    """The agent's policy in force, the one the streams worker holds, or None when there is none.
+    The worker judges each policy under the admin set in force when it reads it and keeps the
+    newest it took, so after an admin-set change that is the newest version whose signatures made
+    the quorum then: signed by the set in force now, or by one it replaced. A policy only a
+    replaced set signed may also have been written after the change, by the admins it removed (a
+    stolen key, the reason to remove one), and the worker refused it; so such a policy counts
+    only when the worker's own signed record says it took it (`_taken_by_worker`). The policies,
+    the admin sets and the chain sets are read in one pass (`_admin_records`): the policies are
+    judged once every admin set is known, and read once the chains the admins added are (a policy
+    may name one)."""
+    superseded: list[Admins] = []
+    admins, _, values = await _admin_records(settings, (topics.POLICIES,), idle_polls, REGISTRY, superseded)
     candidates = []
     for value in values:
         try:
@@ -244,7 +272,40 @@ async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3
         # back admin-signed.
         if (newest is None or policy.version > newest.version) and policy_signature_valid(policy, admins):
             newest = policy
+    before = [
+        policy
+        for policy in candidates
+        if (newest is None or policy.version > newest.version)
+        and not policy_signature_valid(policy, admins)
+        and any(policy_signature_valid(policy, replaced) for replaced in superseded)
+    ]
+    if before:
+        taken = await _taken_by_worker(settings, agent_id, idle_polls)
+        for policy in sorted(before, key=lambda p: p.version, reverse=True):
+            if policy.model_dump(mode="json", exclude={"signature", "cosignatures"}) in taken.get(policy.version, []):
+                return policy
     return newest
+
+
+async def _taken_by_worker(settings: Settings, agent_id: str, idle_polls: int) -> dict[int, list[dict]]:
+    """The policies of ``agent_id`` a streams worker recorded taking (``policy.updated``, signed by
+    a pinned worker key; a topic writer's record counts for nothing), by version: their fields as
+    the record gives them (all but the signatures)."""
+    keys, taken = PinnedAuditKeys(settings), {}
+    idle = 0
+    async for found in follow_records(settings, (topics.AUDIT_EVENTS,), keys=(agent_id,)):
+        if found is None:
+            idle += 1
+            if idle >= idle_polls:
+                break
+            continue
+        idle = 0
+        if audit_writer(found.value, found.headers, keys) != ("worker", None):
+            continue
+        for event in readable_audit_events(found.value):
+            if event.action == "policy.updated" and event.agent_id == agent_id:
+                taken.setdefault(event.details.get("version"), []).append(event.details.get("policy"))
+    return taken
 
 
 _DECIDED = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED)

@@ -39,12 +39,14 @@ from schemas.auth import Admins, AuditSigner, public_key_hex, sign_announcement,
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedTransaction
 from schemas.sealing_key import SealingKey
+from signer.custody.events import parse_event
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.owner import FLUSH_BYTES, PartitionOwner
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.service import SERVICE, Signer
 from signer.state import PartitionedState
+from signer.vault_reader import VaultReader
 
 log = logging.getLogger("warden.signer")
 
@@ -301,6 +303,8 @@ async def follow_vault(
     """Vaults are event-sourced: the signer's keys are what warden.vault holds, nothing else. An
     event is applied only when the admins' quorum for ``keys`` signed it; the ledger records each
     one applied (and by whom) or refused (and why). ``caught_up``: the topic was read to its end."""
+    # An event resting on a vault this signer does not hold (its creation still a proposal) is refused.
+    reader = VaultReader(keystore.vaults.book)
     # A key deactivated must hold here promptly: this reader waits on the broker like a client does.
     async for record in follow_records(
         settings, (topics.VAULT,), caught_up=caught_up, fetch_max_wait_ms=settings.fetch_wait_ms
@@ -312,12 +316,16 @@ async def follow_vault(
             custody_audit(refused_vault_event(record, problem, utcnow()))
             continue
         try:
-            keystore.vaults.replay([record.value])
+            settled = reader.read((record, signed_by), parse_event(record.value), record.value, record.headers)
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop later key updates from arriving
             log.exception("unreadable vault event on %s; ignored", topics.VAULT)
             custody_audit(refused_vault_event(record, f"not a vault event this signer can apply ({exc})", utcnow()))
             continue
-        custody_audit(applied_vault_event(settings, record, signed_by, utcnow()))
+        for (event_record, by), why in settled:
+            if why is None:
+                custody_audit(applied_vault_event(settings, event_record, by, utcnow()))
+            else:
+                custody_audit(refused_vault_event(event_record, why, utcnow()))
 
 
 async def reannounce(

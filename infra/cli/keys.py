@@ -9,6 +9,7 @@ import os
 from infra.cli.custody import WAIT_HELP, WAIT_S, UsageError, cli_hint, publish, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import load
+from sdk.vault_creation import vault_creation_pending
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, PermissionDenied
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
@@ -38,6 +39,13 @@ def cmd_keys(args) -> int:
                 store.vaults.load_cmek("default", AGENT_KEYS_VAULT, cmek)
             finally:
                 cmek[:] = bytes(len(cmek))
+        pending = (
+            None
+            if args.action == "list"
+            else vault_creation_pending(settings, store.vaults, store.org, AGENT_KEYS_VAULT)
+        )
+        if pending is not None:
+            return fail(name, pending, 1)
         if args.action == "provision":
             doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
         elif args.action == "provision-signer":

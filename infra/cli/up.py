@@ -104,7 +104,7 @@ def cmd_demo(args) -> int:
         parts = ("broker", "anvil", "witness", "streams", "signer", "ledger")
         stack.start(parts, blobs=True, while_services_start=blobs.load_trusted_setup)
         report = asyncio.run(demo.run_script(settings, progress))
-        report["ledger"] = demo.verify_ledger(settings, progress)
+        report["ledger"] = demo.verify_ledger(settings, progress, witnesses=(stack.witness,))
         report["receipt"] = demo.check_receipt(settings, report, stack.witness, progress)
     except StackError as exc:
         return fail("warden demo", exc)

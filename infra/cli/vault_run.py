@@ -15,6 +15,7 @@ from typing import Callable
 from infra.cli.custody import UsageError, cli_hint, create_exclusive, publish, read_client_share, read_cmek
 from infra.cli.output import note as _note
 from runtime.config import Settings, load
+from sdk.vault_creation import vault_creation_pending
 from signer.custody import (
     AGENT_KEYS_VAULT,
     CLIENT_MODES,
@@ -26,6 +27,10 @@ from signer.custody import (
 )
 from signer.custody._crypto import wipe
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
+
+# The commands that build no change on an existing vault (they read it, or create a new one): every
+# other one does, so the vault's creation must be in force first (`sdk.vault_creation`).
+BUILD_ON_NO_VAULT = ("get", "list", "create")
 
 INVALID_KEY_HINT = (
     "Warden does not say which key failed to authenticate. Check the client share (--client-share-file: "
@@ -129,6 +134,12 @@ def run(args: argparse.Namespace, body: Callable[[Context], None]) -> int:
             raise UsageError(
                 f"only one of {', '.join(stdin_users)} can read standard input (-); put the others in files"
             )
+        if args.vault_command in BUILD_ON_NO_VAULT:
+            pending = None
+        else:
+            pending = vault_creation_pending(settings, ctx.vaults, ctx.org, args.vault)
+        if pending is not None:
+            raise CustodyError(pending)
         body(ctx)
     except UsageError as exc:
         _note(f"{name}: {exc}")

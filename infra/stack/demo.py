@@ -229,6 +229,8 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         row = {
             "intent": scripted.name,
             "intent_id": intent.intent_id,
+            "agent_id": intent.agent_id,
+            "intent_digest": intent.digest(),
             "expected": scripted.expect,
             "kind": intent.intent_type,
             "tx_type": intent.tx_type if intent.intent_type == "transaction" else None,
@@ -382,12 +384,17 @@ def render(report: dict) -> str:
 
 
 def verify_ledger(
-    settings: Settings, progress=print, timeout_s: float = 30.0, since: dict[int, int] | None = None
+    settings: Settings,
+    progress=print,
+    timeout_s: float = 30.0,
+    since: dict[int, int] | None = None,
+    witnesses: tuple = (),
 ) -> dict:
     """Wait until the ledger holds every audit event on the topic, then verify its chains the way
     `warden audit verify` does: the auditor's view of the same story. ``since`` (partition →
     offset of warden.audit.events): where the run began, on a stack that ran other things before;
-    records the ledger did not believe are counted from there."""
+    records the ledger did not believe are counted from there. ``witnesses``: the witness keys
+    whose stored cosignatures must verify over the checkpoints stored now."""
     from ledger.keys import local_public_key
     from ledger.store import open_reader
     from ledger.tail import event_lag
@@ -413,7 +420,9 @@ def verify_ledger(
                     break
                 stable_since = time.monotonic()  # read the tail again only once the ledger is still again
             time.sleep(0.2)
-        report = verify(store, local_public_key(settings.home)).to_dict()
+        report = verify(
+            store, local_public_key(settings.home), log_name=settings.ledger.log_name, witnesses=witnesses
+        ).to_dict()
         # No one but Warden's own writers wrote to this stack's topics: a record the ledger did
         # not believe is one a Warden process sent unsigned or signed with a key no one pins.
         report["records_not_believed"] = not_believed(store, since)
@@ -448,7 +457,8 @@ def check_receipt(settings: Settings, report: dict, witness, progress=print, tim
     deadline, why = time.monotonic() + timeout_s, ""
     while time.monotonic() < deadline:
         try:
-            receipt = Receipt.parse(asyncio.run(outcome_receipt(settings, mined["intent_id"])))
+            asked = outcome_receipt(settings, mined["intent_id"], mined["agent_id"], mined["intent_digest"])
+            receipt = Receipt.parse(asyncio.run(asked))
             checkpoint = check(receipt, policy)
         except (ReceiptUnavailable, NoteError) as exc:
             why = str(exc)  # not appended yet, or its checkpoint not cosigned yet

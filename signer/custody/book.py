@@ -143,6 +143,29 @@ class VaultBook:
                 return True
             raise CustodyError(f"unknown vault event type {event.type!r}")
 
+    def unheld(self, event: VaultEvent) -> str | None:
+        """Why ``event`` would apply to a vault this book does not hold, or None when it would not.
+        A vault's creation stands on its own; anything else needs the vault created here, and a
+        secret needs its custody mode, under the KEK it was wrapped with. ``apply``
+        takes events in any order (a file log, a compacted topic): a reader that must refuse what
+        rests on a vault it never got (the signer) asks this first."""
+        if isinstance(event, VaultCreated):
+            return None
+        with self.lock:
+            state = self._vaults.get((event.org, event.vault))
+            where = f"vault {event.vault!r} of org {event.org!r}"
+            if state is None:
+                return f"{where} was never created here"
+            if isinstance(event, SecretVersionWritten):
+                if state.mode is None:
+                    return f"{where} has no custody mode here, so no KEK to open the secret {event.path!r} with"
+                if state.mode.kek_id != event.kek_id:
+                    return (
+                        f"the secret {event.path!r} is wrapped under KEK {event.kek_id[:16]}, not {where}'s "
+                        f"{state.mode.kek_id[:16]}"
+                    )
+            return None
+
     def replay(self, events: Iterable[VaultEvent | bytes | str]) -> int:
         """Apply events from a log or topic (objects or their JSON); returns how many changed state."""
         changed = 0

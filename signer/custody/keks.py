@@ -172,7 +172,9 @@ class Keks:
                 self._cache[kek.kek_id] = entry
             if entry.aead is not None:
                 return entry.aead
-            assert entry.shares is not None and mode.client_x is not None
+            if entry.shares is None or mode.client_x is None:
+                # A KEK id cached for a mode without a client share, now named by a client-custody one.
+                raise CustodyError(f"vault {vault!r}: KEK {kek.kek_id[:16]} is held for another custody mode")
             client = _client_share_bytes(client_share)
             try:
                 return self._checked(mode.rebuild([entry.shares[0], (mode.client_x, client)]), org, vault, kek)

@@ -25,7 +25,7 @@ from signer.custody.access import parse_actor
 from signer.custody.book import SecretInfo, VaultBook, VaultState
 from signer.custody.cmek import CmekLayer
 from signer.custody.errors import CustodyError, InvalidKey, NotFound
-from signer.custody.events import SECRET_TYPES, SecretDeactivated, SecretType, SecretVersionWritten, utc
+from signer.custody.events import SECRET_TYPES, ModeSet, SecretDeactivated, SecretType, SecretVersionWritten, utc
 from signer.custody.keks import Keks
 from signer.custody.names import check_path
 
@@ -55,12 +55,8 @@ class SecretStore:
         self.intents_api_enabled = intents_api_enabled or (lambda agent_id: True)
 
     def _kek(self, state: VaultState, client_share: str | bytes | bytearray | None, now: float) -> AESGCM:
-        if state.mode is None:
-            raise CustodyError(
-                f"vault {state.vault!r} has no custody mode yet; an admin sets one with `warden vault mode`"
-            )
         return self._keks.aead(
-            state.org, state.vault, state.mode, client_share, now, attested=state.attestation is not None
+            state.org, state.vault, _mode(state), client_share, now, attested=state.attestation is not None
         )
 
     # ---- writing -------------------------------------------------------------
@@ -92,12 +88,12 @@ class SecretStore:
             book.refresh()
             state = book.state(org, vault)
             kek = self._kek(state, client_share, now)
-            assert state.mode is not None
+            mode = _mode(state)
             version = max(state.secrets.get(path, {}), default=0) + 1
             dek = random_key()
             try:
                 ciphertext = seal(AESGCM(dek), value, _secret_aad(org, vault, path, version, secret_type))
-                wrapped = seal(kek, dek, _dek_aad(org, vault, path, version, state.mode.kek_id))
+                wrapped = seal(kek, dek, _dek_aad(org, vault, path, version, mode.kek_id))
             finally:
                 wipe(dek)
             with book.lock:
@@ -112,11 +108,11 @@ class SecretStore:
                 path=path,
                 version=version,
                 secret_type=secret_type,
-                kek_id=state.mode.kek_id,
+                kek_id=mode.kek_id,
                 wrapped_dek=base64.b64encode(wrapped).decode(),
                 ciphertext=base64.b64encode(ciphertext).decode(),
                 cmek_fingerprint=cmek_fp,
-                development=state.mode.development,
+                development=mode.development,
                 public=dict(public or {}),
             )
             book.emit([written])
@@ -265,8 +261,7 @@ class SecretStore:
     def _decrypt(
         self, state: VaultState, secret: SecretVersionWritten, cmek: AESGCM | None, client_share: Any, now: float
     ) -> bytearray:
-        assert state.mode is not None
-        if secret.kek_id != state.mode.kek_id:
+        if secret.kek_id != _mode(state).kek_id:
             raise InvalidKey()
         kek = self._kek(state, client_share, now)
         sealed_dek = self._cmeks.open(
@@ -300,3 +295,11 @@ def _dek_aad(org: str, vault: str, path: str, version: int, kek_id: str) -> byte
 
 def _secret_aad(org: str, vault: str, path: str, version: int, secret_type: str) -> bytes:
     return aad("warden/secret/v1", org, vault, path, version, secret_type)
+
+
+def _mode(state: VaultState) -> ModeSet:
+    """The vault's custody mode: a vault without one has no KEK to write or open a secret with
+    (a signer never applies a secret to such a vault; a home's file log may hold one)."""
+    if state.mode is None:
+        raise CustodyError(f"vault {state.vault!r} has no custody mode yet; an admin sets one with `warden vault mode`")
+    return state.mode

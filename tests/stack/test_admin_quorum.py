@@ -476,3 +476,140 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     assert after[rogue["proposal_id"]]["signed_by"] == ["a"]
     assert _cli(settings, "c", "admins", "show")["version"] == 0
 
+
+@pytest.fixture
+def own_quorum(tmp_path_factory) -> Quorum:
+    """A stack of the test's own, admins a, b and c pinned, two needed: no agent, no signing-key
+    vault yet, and an admin set the test may change."""
+    home = tmp_path_factory.mktemp("own-quorum-home")
+    keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}
+    pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
+    settings = local_settings(home, admin_keys=pinned, admin_quorum="2", admin_id="a")
+    with running_stack(settings) as stack:
+        yield Quorum(stack.settings, keys)
+
+
+def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_the_signer(own_quorum, run):
+    """Issue 59, case 11: a proposes the shared signer key (its change creates the signing-key
+    vault), then an agent's key is built over a's file log, which holds that vault already, and
+    approved. The signer once applied the key without the vault, and the agent's next intent failed
+    inside custody (SIGNER_ERROR, an assert). Now the CLI builds no change on the proposed vault;
+    a change built anyway (the SDK, over the same file log) is refused by the signer, with why on
+    the ledger; and the agent's intent is refused for want of a key. Once b approves the vault,
+    a's key command proposes as usual."""
+    from runtime.rpc import JsonRpc
+    from sdk.client import load_or_create_agent_key, signed_policy
+    from sdk.quorum import publish_custody_change
+    from signer.custody_wiring import AuditOutbox, VaultOutbox
+
+    settings, keys = own_quorum.settings, own_quorum.keys
+    agent_id = "treasury-no-vault"
+    proposed = warden(_as(settings, "a"), "keys", "provision-signer", "--chain", "ethereum", "--json")
+    assert proposed.returncode == 0 and "key change proposed" in proposed.stderr, proposed.stderr
+    (creation,) = [p for p in _cli(settings, "b", "approvals", "list")["proposals"] if p["action"] == "keys"]
+
+    # The CLI: nothing built on a vault whose creation waits for a second admin.
+    built = warden(_as(settings, "a"), "keys", "provision", "--agent", agent_id, "--chain", "ethereum")
+    assert built.returncode == 1, built.stderr
+    assert "is created in this home's file log" in built.stderr and "waits in a proposal" in built.stderr
+    assert len([p for p in _cli(settings, "b", "approvals", "list")["proposals"] if p["action"] == "keys"]) == 1
+
+    # A change built anyway over the same file log, signed by a and b: the signer refuses it.
+    custody_audit, vault_events = AuditOutbox(), VaultOutbox()
+    store = keystore_from_settings(settings, audit=custody_audit, vault_outbox=vault_events)
+    key = store.provision(agent_id, "ethereum", actor="admin:a")
+    change = run(publish_custody_change(settings, vault_events.drain() + custody_audit.drain(), utcnow(), ("b",)))
+    assert change.published and change.signed_by == ["a", "b"] and not change.applied, change
+    assert change.refused and all(
+        "was never created here" in why and "its creation may still be a proposal" in why
+        for why in change.refused.values()
+    ), change.refused
+
+    # The agent's intent: refused for want of a key it could sign with, never a custody assert.
+    intent_key = load_or_create_agent_key(settings.home, agent_id)
+    policy = cosign(
+        signed_policy(
+            settings,
+            agent_id=agent_id,
+            version=1,
+            tx_allowed_chains=("anvil",),
+            agent_public_key=public_key_hex(intent_key),
+            sender_address=key.address,
+        ),
+        keys["b"],
+        "b",
+    )
+
+    async def fund_and_submit():
+        node = JsonRpc(settings.rpc_url_for("anvil"))
+        try:
+            await node.call("anvil_setBalance", key.address, hex(10**18))
+        finally:
+            await node.close()
+        async with Client(settings) as client:
+            assert await client.publish_policy(policy) == "policy.updated"
+        intent = new_intent(intent_key, agent_id=agent_id, chain="anvil", to=DEST, value="0.001")
+        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+        async with Client(settings) as client:
+            await (await client.submit(intent))
+        return (await wait_outcomes(settings, [intent], 90, start, final=False))[intent.intent_id]
+
+    outcome = run(fund_and_submit())
+    assert isinstance(outcome, IntentRejected) and outcome.code == "SIGNING_KEY_UNAVAILABLE", outcome
+
+    # b approves the vault's creation: the signer holds it, and a's key command proposes again.
+    signed = _cli(settings, "b", "approvals", "sign", creation["proposal_id"][:16])
+    assert signed["published"] and signed["signed_by"] == ["a", "b"], signed
+    again = warden(_as(settings, "a"), "keys", "provision", "--agent", "treasury-after", "--chain", "ethereum")
+    assert again.returncode == 0 and "key change proposed" in again.stderr, again.stderr
+
+
+def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(own_quorum, run):
+    """Issue 59, case 11: policy v2 was signed by a and c; then the quorum removed c. The worker
+    holds v2 (it took it under the set in force then), but `agents show` judged every policy under
+    today's set, showed v1, and `agents update` built a "v2" the worker refused as not newer. Now
+    clients read the policy the worker holds, and update builds v3. A policy c signs after its
+    removal (with a) is one the worker refuses: clients do not take it for the one in force."""
+    from schemas.policy import AgentPolicy
+
+    settings, keys = own_quorum.settings, own_quorum.keys
+    agent = "treasury-admins-changed"
+    fields = dict(
+        agent_id=agent,
+        agent_public_key=public_key_hex(Ed25519PrivateKey.generate()),
+        tx_allowed_chains=("anvil",),
+        tx_to_allowlist=(DEST,),
+    )
+
+    def published(version: int, *signers: str, **more) -> str:
+        first, *others = signers
+        policy = sign_policy(AgentPolicy(version=version, issued_at=utcnow(), **fields, **more), keys[first], first)
+        for name in others:
+            policy = cosign(policy, keys[name], name)
+
+        async def publish():
+            async with Client(settings) as client:
+                return await client.publish_policy(policy)
+
+        return run(publish())
+
+    assert published(1, "a", "b", tx_max_value_eth="1") == "policy.updated"
+    assert published(2, "a", "c", tx_max_value_eth="2") == "policy.updated"
+    # The quorum removes c: a proposes, b signs.
+    ab = f"a={public_key_hex(keys['a'])},b={public_key_hex(keys['b'])}"
+    proposal = _cli(settings, "a", "admins", "propose", "--admins", ab, "--quorum", "2")
+    assert _cli(settings, "b", "approvals", "sign", proposal["proposal_id"][:16])["published"]
+    assert _cli(settings, "a", "admins", "show")["version"] == 1
+
+    shown = _cli(settings, "a", "agents", "show", "--agent", agent)
+    assert (shown["version"], shown["tx_max_value_eth"]) == (2, "2"), shown
+    change = _cli(settings, "a", "agents", "update", "--agent", agent, "--daily-limit", "5")
+    done = _cli(settings, "b", "approvals", "sign", change["proposal_id"][:16])
+    assert done["published"] and done["outcome"] == "policy.updated", done
+    shown = _cli(settings, "b", "agents", "show", "--agent", agent)
+    assert (shown["version"], shown["tx_max_value_eth"], shown["tx_daily_limit_eth"]) == (3, "2", "5"), shown
+
+    # c, removed, signs v4 with a: the worker judges it under the set in force and refuses it.
+    assert published(4, "a", "c", tx_max_value_eth="1000") == "policy.refused"
+    shown = _cli(settings, "b", "agents", "show", "--agent", agent)
+    assert (shown["version"], shown["tx_max_value_eth"]) == (3, "2"), shown

@@ -1,0 +1,97 @@
+"""Which key changes read from warden.vault the signer applies, holds back or refuses. No Kafka
+here: quorum-signed events in (`signer.main.follow_vault` checks the signatures), verdicts out.
+
+An event rests on its vault: a secret needs the vault's creation and custody mode (its KEK), a
+grant or a deactivation the vault's creation. An admin's CLI writes a change over its own file
+log, which holds what it proposed too, so a change the quorum approved can rest on a creation
+that is still only a proposal: applied as it came, it left the signer a vault with no mode, and
+the agent's next intent failed inside custody. So an event whose vault this signer does not
+hold is refused, with why, and never applied.
+
+The events of one change land on different partitions (each has a record key of its own) and
+are read in any order: a key provisioned with its vault can be read before the vault's
+creation. An event whose vault is missing waits while its own change still has events unread,
+is applied once the vault is (its creation read), and is refused once its change was read
+whole without it. An event that came without a change (one admin's signature, from before
+quorums) is settled at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.admins import VaultChange, digest_of, event_digest
+from schemas.auth import VAULT_CHANGE_HEADER
+from signer.custody.book import VaultBook
+from signer.custody.events import VaultEvent
+
+# What a reader is told of each event it settled: the caller's own item for it, and None when it
+# was applied or why it was refused.
+Settled = tuple[Any, str | None]
+
+
+@dataclass
+class _Waiting:
+    item: Any
+    event: VaultEvent
+    change: str
+
+
+class VaultReader:
+    def __init__(self, book: VaultBook):
+        self.book = book
+        self._waiting: list[_Waiting] = []
+        self._unread: dict[str, set[str]] = {}  # a change (its signed bytes' digest) → its events not read yet
+
+    def read(self, item: Any, event: VaultEvent, raw: bytes, headers) -> list[Settled]:
+        """Read ``event`` (its bytes ``raw`` on the topic, with the record's ``headers``), named
+        ``item`` by the caller: every event this settles, ``event`` among them unless it waits."""
+        change = _change_of(headers)
+        change_id = None
+        if change is not None:
+            change_id = digest_of(change.signing_bytes())
+            self._unread.setdefault(change_id, set(change.event_digests)).discard(event_digest(raw))
+        why = self.book.unheld(event)
+        settled: list[Settled] = []
+        if why is None:
+            self.book.apply(event)
+            settled.append((item, None))
+            settled += self._now_held()
+        elif change_id is not None and self._unread[change_id]:
+            self._waiting.append(_Waiting(item, event, change_id))
+        else:
+            settled.append((item, _refusal(why)))
+        if change_id is not None and not self._unread[change_id]:
+            del self._unread[change_id]
+            for waiting in [w for w in self._waiting if w.change == change_id]:
+                self._waiting.remove(waiting)
+                settled.append((waiting.item, _refusal(self.book.unheld(waiting.event) or "its vault is missing")))
+        return settled
+
+    def _now_held(self) -> list[Settled]:
+        """The waiting events whose vault is now held, applied (a mode can free a secret)."""
+        settled: list[Settled] = []
+        ready = True
+        while ready:
+            ready = [w for w in self._waiting if self.book.unheld(w.event) is None]
+            for waiting in ready:
+                self._waiting.remove(waiting)
+                self.book.apply(waiting.event)
+                settled.append((waiting.item, None))
+        return settled
+
+
+def _change_of(headers) -> VaultChange | None:
+    for name, data in headers or ():
+        if name == VAULT_CHANGE_HEADER:
+            return VaultChange.model_validate_json(data)
+    return None
+
+
+def _refusal(why: str) -> str:
+    return (
+        f"{why}: no key change this signer applied created it (its creation may still be a proposal: "
+        "`warden approvals list`); not applied. Once the vault's creation is approved and applied, make "
+        "this change again"
+    )
