@@ -177,9 +177,13 @@ def _sealed(value: Any) -> str:
 
 def vault_change(change: VaultChange) -> dict[str, Any]:
     """Each vault event of the change, in order: its record key, its digest (what the admins'
-    signatures cover) and its fields, sealed ones by their SHA-256 only."""
+    signatures cover) and its fields, sealed ones by their SHA-256 only. A change that does not
+    carry its events (they are not signed, their digests are) shows each digest with ``key`` and
+    ``event`` null: nobody can see what it does, and nobody should sign it."""
+    if not change.events:
+        return {"kind": "keys", "events": [{"key": None, "digest": d, "event": None} for d in change.event_digests]}
     events = []
-    for event, digest in zip(change.events, change.event_digests, strict=True):
+    for event, digest in zip(change.events, change.event_digests, strict=True):  # matched when it was read
         try:
             fields = json.loads(event.value)
         except ValueError:

@@ -222,6 +222,11 @@ def _change_lines(change: dict) -> list[str]:
     if kind == "keys":
         lines = [f"  {len(change['events'])} vault event(s), each signed by its digest:"]
         for row in change["events"]:
+            if row["event"] is None:
+                lines.append(
+                    f"    ! digest {row['digest']}: the proposal does not carry this event, or it is unreadable"
+                )
+                continue
             lines.append(f"    + {row['key']}  digest {row['digest'][:16]}")
             lines.append(f"        {_value(row['event'])}")
         return lines

@@ -422,6 +422,7 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
 
 
 def test_a_chain_set_and_a_key_change_show_their_entries():
+    from infra.cli.approvals import _change_lines
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
@@ -450,6 +451,10 @@ def test_a_chain_set_and_a_key_change_show_their_entries():
     (shown,) = keys["events"]
     assert shown["key"] == "deactivated:default/v/p@1" and shown["event"]["path"] == "p"
     assert shown["event"]["wrapped_dek"].startswith("sha256:") and "S3CR" not in orjson.dumps(keys).decode()
+    # A change whose proposal leaves its events out (they are not signed, their digests are).
+    bare = VaultChange(event_digests=(shown["digest"],), issued_at=T0)
+    assert change_of(bare, InForce(None))["events"] == [{"key": None, "digest": shown["digest"], "event": None}]
+    assert "does not carry this event" in _change_lines(change_of(bare, InForce(None)))[1]
 
 
 def test_signing_with_a_digest_other_than_the_bytes_signed_is_refused():
