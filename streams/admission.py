@@ -230,7 +230,8 @@ class Admission:
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """A worker's redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was
         decided (then the decision stands and nothing is said again). Remembered like any
-        decision, so a late copy of the intent gets this answer, never a different one.
+        decision, so a late copy of the intent gets this answer, never a different one, and a
+        judgement of it still waiting for the node publishes nothing (`Replays.decided_meanwhile`).
 
         Believed only when a pinned worker signed it (`IntentAbandoned` says why): anything else
         is dead-lettered and decides nothing. An intent whose agent signature does not verify

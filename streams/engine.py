@@ -98,9 +98,13 @@ class Engine:
         intent, policy = state
         decider = self.decider
         judged = judge.Judgement()
+        admitted = len(out)  # intake's records: all a judgement discarded below keeps
         while (stage := judged.next_stage(intent)) is not None:
             judged = await decider.timed_stage(stage, intent, policy, now, judged)
             out.append(decider.verdict_audit(judged.verdicts[-1], intent, now))
+        meanwhile = self.replays.decided_meanwhile(intent, judged, now)
+        if meanwhile is not None:
+            return out[:admitted] + meanwhile
         if judged.refusal is not None:
             return out + decider.reject(intent, judged.refusal, judged.verdicts, now)
         return out + decider.decide(intent, policy, judged, now, recheck_assets=False)
@@ -123,6 +127,9 @@ class Engine:
             return self.replays.replay(intent, now)
         decider = self.decider
         judged = await decider.timed_stage(stage, intent, policy, now, _judgement_of(envelope))
+        meanwhile = self.replays.decided_meanwhile(intent, judged, now)
+        if meanwhile is not None:
+            return meanwhile
         out = [decider.verdict_audit(judged.verdicts[-1], intent, now)]
         if judged.refusal is not None:
             return out + decider.reject(intent, judged.refusal, judged.verdicts, now)

@@ -10,10 +10,11 @@ from datetime import datetime
 from rules import judge
 from runtime.clock import to_us
 from schemas.emit import Emit
+from schemas.emit import audit as _audit
 from schemas.intent import TransactionIntent, idempotency_slot_live
 from schemas.outcomes import IntentRejected, StageVerdict
 from schemas.policy import AgentPolicy
-from streams.decide import Decider
+from streams.decide import SERVICE, Decider
 
 
 class Replays:
@@ -44,6 +45,47 @@ class Replays:
                 intent, verdict, [verdict], now, remember=False
             )
         return [Emit(decision.topic, decision.agent_id, decision.record)]
+
+    def decided_meanwhile(self, intent: TransactionIntent, judged: judge.Judgement, now: datetime) -> list[Emit] | None:
+        """None while ``intent`` is undecided; else what its judgement emits instead of a decision.
+        Called after the judgement's last await, in the synchronous step that then records the
+        decision: nothing can decide the intent in between, so it gets one decision, the first.
+
+        A judgement that waits for the node (paused or unreachable) can be overtaken: the
+        redelivery watch gives the intent up and this worker decides it NO_OUTCOME, "will not be
+        signed" (`Admission.on_abandoned`, on the same partition), or, in the split topology, a
+        redelivered copy is decided first. That decision was published and stands: this judgement
+        is discarded, recorded as such (with what it found), and nothing else is published, no
+        approval for the signer above all. Another intent under the decided id is refused
+        INTENT_ID_REUSED, as intake refuses it (`replay`)."""
+        decision = self.decider.decisions.get(intent.intent_id)
+        if decision is None:
+            return None
+        if decision.digest != intent.digest():
+            return self.replay(intent, now)
+        decided = decision.outcome
+        if decided == "rejected":
+            decided += " " + IntentRejected.model_validate_json(decision.record).code
+        found = judged.refusal
+        at = judged.verdicts[-1].stage if judged.verdicts else "intake"
+        return [
+            _audit(
+                SERVICE,
+                "intent.judgement_discarded",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                at,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                intent_digest=intent.digest(),
+                decided=decided,
+                judged="passed" if found is None else f"rejected {found.code}",
+                verdicts=[f"{verdict.stage}: {verdict.code}" for verdict in judged.verdicts],
+                reason=f"decided {decided} while this judgement waited (for the node); that decision stands, "
+                "this one is not published",
+            )
+        ]
 
     def idempotent(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> list[Emit] | None:
         """The answer for an intent whose idempotency key is taken, else None (and the key is now

@@ -1,0 +1,135 @@
+"""One outcome through a node outage (issue 59, case 10): the chain's node (Anvil) is stopped with
+SIGSTOP in the middle of a burst and continued later, on a stack of the test's own.
+
+While it is stopped, the worker judges the burst one intent at a time, and each judgement waits
+for the node's fee quote (up to two reads of `runtime.rpc`'s 10 s timeout, then
+FEE_QUOTE_UNAVAILABLE); the redelivery watch re-publishes the waiting intents and gives them up
+after its fourth grace period (~40 s), and the worker decides them NO_OUTCOME, "will not be
+signed". One intent is always being judged at that moment. Before the fix, that judgement went
+on to publish a second decision: an approval the signer signed and Anvil mined when the node came
+back at the give-up, a second refusal (FEE_QUOTE_UNAVAILABLE beside NO_OUTCOME) when the node
+stayed away for 90 s. Now whichever decides first is the intent's one outcome; the judgement that
+comes second is discarded (`intent.judgement_discarded` on the ledger).
+
+Every intent ends with exactly one outcome on warden.intents.approved / rejected, none that was
+refused is on warden.txs.signed, and the agent's nonce on Anvil counts only what was signed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import defaultdict
+
+from runtime.kafka import end_offsets
+from schemas import topics
+from schemas.audit import audit_events_of
+from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from sdk.client import Client, new_intent, wait_outcomes
+from tests.support import make_agent, read_topic
+from tests.up_support import chain_nonce
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+AGENT = "agent-outage"
+BEFORE, DURING = 2, 6  # intents of the burst submitted before the node stops, and while it is stopped
+WATCHED = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.AUDIT_EVENTS)
+
+
+def _intent(key):
+    # No fees named: the worker asks the node for them, so its judgement waits while the node is stopped.
+    return new_intent(key, agent_id=AGENT, chain="anvil", to=DEST, value="0.0001", gas_limit=21000, broadcast=True)
+
+
+async def _no_outcome_published(settings, start, ids: set[str], deadline_s: float = 150) -> None:
+    """Until the worker has decided one of ``ids`` NO_OUTCOME: the give-up."""
+    until = time.monotonic() + deadline_s
+    while time.monotonic() < until:
+        for raw in await read_topic(settings, topics.INTENTS_REJECTED, idle_polls=2, start=start):
+            record = IntentRejected.from_bytes(raw)
+            if record.intent_id in ids and record.code == "NO_OUTCOME":
+                return
+        await asyncio.sleep(1)
+    raise AssertionError(f"no intent was given up NO_OUTCOME within {deadline_s} s")
+
+
+def _outage(fresh_stack, stopped_s: float | None) -> None:
+    """A burst with the node stopped in its middle: continued at the give-up (``stopped_s`` None)
+    or after ``stopped_s`` seconds. Then every intent is checked for one outcome."""
+    stack = fresh_stack()
+    settings = stack.settings
+    anvil = stack.processes["anvil"].pid  # its own process group (started in a new session)
+
+    async def scenario():
+        key, address, _ = await make_agent(settings, AGENT, tx_to_allowlist=(DEST,))
+        nonce_before = await chain_nonce(settings, address)
+        start = await end_offsets(settings, WATCHED)
+        burst = [_intent(key) for _ in range(BEFORE + DURING)]
+        async with Client(settings) as client:
+            for intent in burst[:BEFORE]:
+                await client.submit(intent)
+            await client.flush()
+            os.killpg(anvil, signal.SIGSTOP)
+            try:
+                for intent in burst[BEFORE:]:
+                    await client.submit(intent)
+                await client.flush()
+                if stopped_s is None:
+                    await _no_outcome_published(settings, start, {i.intent_id for i in burst})
+                else:
+                    await asyncio.sleep(stopped_s)
+            finally:
+                os.killpg(anvil, signal.SIGCONT)
+        outcomes = await wait_outcomes(settings, burst, 180, start)
+        # A judgement that was in flight at the give-up finishes once the node answers, and a
+        # second outcome would follow it within seconds (an approval, then its signature): wait.
+        await asyncio.sleep(15)
+        read = {topic: await read_topic(settings, topic, start=start) for topic in WATCHED}
+        return burst, outcomes, read, nonce_before, await chain_nonce(settings, address)
+
+    burst, outcomes, read, nonce_before, nonce_after = asyncio.run(scenario())
+    ids = {intent.intent_id for intent in burst}
+    assert set(outcomes) == ids, f"{len(ids - set(outcomes))} of {len(ids)} intents without an outcome"
+
+    # What the worker said of each intent (a redelivery may publish the same bytes again: one
+    # outcome), and what the signer signed.
+    said: dict[str, set] = defaultdict(set)
+    for raw in read[topics.INTENTS_APPROVED]:
+        approved = IntentApproved.from_bytes(raw)
+        if approved.intent_id in ids:
+            said[approved.intent_id].add(("approved", raw))
+    refused: dict[str, str] = {}
+    for raw in read[topics.INTENTS_REJECTED]:
+        rejected = IntentRejected.from_bytes(raw)
+        if rejected.intent_id in ids and rejected.stage != "signing":
+            said[rejected.intent_id].add(("rejected", rejected.code, raw))
+            refused[rejected.intent_id] = rejected.code
+    signed = {
+        record.intent_id: record
+        for record in map(SignedTransaction.from_bytes, read[topics.TXS_SIGNED])
+        if record.intent_id in ids
+    }
+    several = {i: sorted(str(s)[:100] for s in said[i]) for i in ids if len(said[i]) != 1}
+    assert not several, f"{len(several)} of {len(ids)} intents were told more than one thing: {several}"
+    assert "NO_OUTCOME" in refused.values(), refused  # the watch gave intents up while the node was stopped
+    assert not set(refused) & set(signed), {i: refused[i] for i in set(refused) & set(signed)}
+    # Anvil holds what was signed and nothing else: the intents approved before the stop.
+    mined = [i for i, record in signed.items() if record.status == "mined"]
+    assert nonce_after - nonce_before == len(mined) == len(ids) - len(refused), (refused, signed)
+    # The race the fix closes was run: a judgement in flight at the give-up finished after it and was discarded.
+    discarded = [
+        event
+        for raw in read[topics.AUDIT_EVENTS]
+        for event in audit_events_of(raw)
+        if event.action == "intent.judgement_discarded" and event.intent_id in ids
+    ]
+    assert discarded, f"no judgement was in flight at the give-up; see {settings.log_dir}"
+    assert all(event.details["decided"] == "rejected NO_OUTCOME" for event in discarded), discarded
+
+
+def test_a_node_stopped_mid_burst_and_back_at_the_give_up_leaves_one_outcome_and_signs_no_refusal(fresh_stack):
+    _outage(fresh_stack, None)
+
+
+def test_a_node_stopped_for_90_s_leaves_one_refusal_per_intent(fresh_stack):
+    _outage(fresh_stack, 90)

@@ -1,0 +1,152 @@
+"""One outcome through a node outage: the redelivery watch's give-up (`IntentAbandoned`, decided
+NO_OUTCOME) and a judgement still waiting for the node cannot both decide an intent. Whichever
+records its decision first is the intent's one outcome; the other stands down (issue 59, case 10:
+NO_OUTCOME published, then the judgement approved and the intent signed and mined).
+
+The engine is fed bytes as the topology feeds it. The node is a fake (`StalledNode`), which a unit
+test may use: its calls wait on an asyncio event, as calls to an Anvil stopped with SIGSTOP wait,
+so the give-up can be delivered while a judgement is in flight. tests/stack/test_node_outage.py
+pauses the real Anvil of a real stack."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from runtime.rpc import RpcUnavailable
+from schemas import topics
+from schemas.emit import Emit
+from schemas.stages import ALL_GUARDRAIL_STAGES
+from tests.engine_support import T0, World, actions, audits, on, rejected_of
+
+RESUMED = T0 + timedelta(seconds=50)
+
+
+class StalledNode:
+    """A fake node (this is a unit test): every call waits until the test resumes it, then answers
+    a fee quote, or fails as an unreachable node does (``fail``)."""
+
+    def __init__(self, fail: bool = False):
+        self.fail = fail
+        self.asked = asyncio.Event()
+        self.resumed = asyncio.Event()
+
+    async def call(self, method: str, *params):
+        self.asked.set()
+        await self.resumed.wait()
+        if self.fail:
+            raise RpcUnavailable(f"{method}: chain RPC at http://127.0.0.1:8545 unreachable (TimeoutError: )")
+        return {"eth_maxPriorityFeePerGas": hex(10**9), "eth_getBlockByNumber": {"baseFeePerGas": hex(10**9)}}[method]
+
+
+def _world(node: StalledNode) -> World:
+    world = World()
+    world.engine = world.new_engine({}, {}, node_for=lambda chain: node)
+    world.publish(world.policy())
+    return world
+
+
+def _quoted_intent(world: World):
+    """An intent that names no fees: the worker's fee stage asks the node for them."""
+    return world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None)
+
+
+async def _race(world: World, node: StalledNode, judging, intent) -> tuple[list[Emit], list[Emit]]:
+    """(what the give-up emitted, delivered while ``judging`` waits for the node, what the
+    judgement emitted once the node answered)."""
+    judgement = asyncio.create_task(judging)
+    await asyncio.wait_for(node.asked.wait(), 5)  # the judgement is in flight, waiting for the node
+    given_up = world.engine.on_abandoned(
+        world.abandoned(intent), world.source(topics.INTENTS_ABANDONED), T0 + timedelta(seconds=40)
+    )
+    node.resumed.set()
+    return given_up, await asyncio.wait_for(judgement, 5)
+
+
+def _outcomes(emits: list[Emit]) -> list[Emit]:
+    """What decides or hands an intent on: outcomes, dead letters, stage envelopes."""
+    decisive = (topics.INTENTS_APPROVED, topics.INTENTS_REJECTED, topics.INTENTS_AWAITING_APPROVAL, topics.DLQ)
+    return [e for e in emits if e.topic in decisive or e.topic.startswith("warden.stage.")]
+
+
+def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approved():
+    """Case 10 at 45-60 s: the node answers after the give-up, and the judgement would approve."""
+    node = StalledNode()
+    world = _world(node)
+    intent = _quoted_intent(world)
+
+    async def scenario():
+        return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
+
+    given_up, judged = asyncio.run(scenario())
+    refusal = rejected_of(given_up)
+    assert (refusal.code, refusal.intent_digest) == ("NO_OUTCOME", intent.digest())
+    assert _outcomes(judged) == [], [e.topic for e in judged]
+    # The ledger says what happened to the judgement, and nothing of its verdicts as if they decided.
+    assert "stage.passed" not in actions(judged) and "stage.failed" not in actions(judged)
+    (discarded,) = [a for a in audits(judged) if a.action == "intent.judgement_discarded"]
+    assert discarded.details["intent_digest"] == intent.digest()
+    assert discarded.details["decided"] == "rejected NO_OUTCOME"
+    assert world.engine.decisions[intent.intent_id].record == on(given_up, topics.INTENTS_REJECTED)[0].value
+    assert world.spent(RESUMED) == 0
+    # A redelivered copy, read after the node answered, gets the give-up's answer again.
+    again = world.submit(intent, now=RESUMED)
+    assert again == on(given_up, topics.INTENTS_REJECTED)
+
+
+def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two():
+    """Case 10 at 90 s: the node fails the judgement after the give-up; one refusal, NO_OUTCOME."""
+    node = StalledNode(fail=True)
+    world = _world(node)
+    intent = _quoted_intent(world)
+
+    async def scenario():
+        return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
+
+    given_up, judged = asyncio.run(scenario())
+    assert rejected_of(given_up).code == "NO_OUTCOME"
+    assert _outcomes(judged) == []
+    (discarded,) = [a for a in audits(judged) if a.action == "intent.judgement_discarded"]
+    assert discarded.details["judged"] == "rejected FEE_QUOTE_UNAVAILABLE"
+
+
+def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stands_down():
+    node = StalledNode(fail=True)
+    world = _world(node)
+    intent = _quoted_intent(world)
+
+    async def scenario():
+        judgement = asyncio.create_task(world.engine.on_intent(intent.to_bytes(), world.source(), T0))
+        await asyncio.wait_for(node.asked.wait(), 5)
+        node.resumed.set()
+        judged = await asyncio.wait_for(judgement, 5)
+        given_up = world.engine.on_abandoned(world.abandoned(intent), world.source(topics.INTENTS_ABANDONED), RESUMED)
+        return judged, given_up
+
+    judged, given_up = asyncio.run(scenario())
+    refusal = rejected_of(judged)
+    assert refusal.code == "FEE_QUOTE_UNAVAILABLE" and "chain RPC at http://127.0.0.1:8545" in refusal.reason
+    assert given_up == []
+
+
+def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on():
+    node = StalledNode()
+    world = _world(node)
+    intent = _quoted_intent(world)
+    (envelope,) = asyncio.run(world.engine.on_intake(intent.to_bytes(), world.source(), T0))[-1:]
+    stages = list(ALL_GUARDRAIL_STAGES)
+
+    async def scenario():
+        hop = envelope
+        # Every stage before the fee stage asks no node: hand the envelope on to the fee stage.
+        while hop.topic != topics.stage_topic("fee"):
+            stage = stages[[topics.stage_topic(s) for s in stages].index(hop.topic)]
+            emits = await world.engine.on_stage(stage, hop.value, world.source(hop.topic), T0)
+            (hop,) = [e for e in emits if e.topic.startswith("warden.stage.")]
+        fee = world.engine.on_stage("fee", hop.value, world.source(hop.topic), T0)
+        return await _race(world, node, fee, intent)
+
+    given_up, judged = asyncio.run(scenario())
+    assert rejected_of(given_up).code == "NO_OUTCOME"
+    assert _outcomes(judged) == []
+    assert [a.action for a in audits(judged)] == ["intent.judgement_discarded"]
