@@ -27,6 +27,27 @@ from schemas.typed_data import TypedData
 # An idempotency key holds its first intent's result for 24 h (the seeds' Idempotency-Key TTL).
 IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
 
+# What is left out when a later intent under an idempotency key is compared with the first
+# (`TransactionIntent.request_fields`): the key's own slot (agent_id, idempotency_key), how the record
+# is written (schema_version), and what differs on every submission of one request: its id, when it
+# was made and until when it holds, the agent's signature, and the secrets sealed to the signer for
+# this one intent (HPKE seals afresh each time, bound to the intent id) with the flag that says where
+# they went. Everything else, fees, gas, nonce, simulate_first and broadcast included, is the request.
+PER_SUBMISSION_FIELDS = frozenset(
+    {
+        "agent_id",
+        "idempotency_key",
+        "schema_version",
+        "intent_id",
+        "created_at",
+        "expires_at",
+        "signature",
+        "sealed_client_share",
+        "sealed_cmek",
+        "unattested_signer_accepted",
+    }
+)
+
 # Freshness: an intent is refused once older than the deployment's window (WARDEN_INTENT_MAX_AGE_S,
 # 10 minutes unless set) or when dated further ahead than clocks plausibly drift.
 INTENT_MAX_AGE_US = 600 * 1_000_000
@@ -284,6 +305,18 @@ class TransactionIntent(Evolving):
         digest = idempotency_key_sha256(self.idempotency_key)
         return None if digest is None else f"{self.agent_id}:{digest}"
 
+    def request_fields(self) -> dict[str, str]:
+        """What an idempotency key stands for: a digest of each field of the request as the wire
+        writes it, by name, every field but `PER_SUBMISSION_FIELDS`. Two intents under one key are
+        the same request when these are equal (`idempotency_conflict` names the fields that
+        differ). Digests, not values, so what is kept for 24 h is small whatever the intent holds:
+        SHA-256 cut to 128 bits, as no one finds a second value of a field with the same one."""
+        body = self.model_dump(mode="json", by_alias=True, exclude=PER_SUBMISSION_FIELDS)
+        return {
+            name: hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+            for name, value in body.items()
+        }
+
     def type_facts(self) -> dict[str, Any]:
         """For the ledger: what a blob (type 3) or set-code (type 4) transaction commits to besides value."""
         if self.tx_type == 3:
@@ -335,6 +368,25 @@ _TRANSACTION_ONLY = (
 
 def idempotency_key_sha256(key: str | None) -> str | None:
     return None if key is None else hashlib.sha256(key.encode()).hexdigest()
+
+
+def idempotency_conflict(first_id: str, first: dict[str, str] | None, intent: TransactionIntent) -> str | None:
+    """Why ``intent`` may not have the result of ``first_id``, the first intent under its
+    idempotency key (whose `request_fields` are ``first``: None when they were not kept), or None
+    when it is the same request. The worker and the signer refuse it IDEMPOTENCY_KEY_REUSED with
+    this reason: one key is one request, and an answer about another payment is never given."""
+    if first is None:
+        what = "whose request was not kept (it was decided before requests were compared)"
+    else:
+        later = intent.request_fields()
+        differ = sorted(name for name in first.keys() | later.keys() if first.get(name) != later.get(name))
+        if not differ:
+            return None
+        what = f"for a different request: {', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}"
+    return (
+        f"idempotency key already used within 24 h by intent {first_id}, {what}; a key names one "
+        "request: send exactly that request again to get its result, or use a new idempotency key"
+    )
 
 
 def idempotency_slot_live(first_at_us: int, now_us: int) -> bool:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
+
 from rules.window import SpendWindow, in_window, window_start_us
 from schemas import topics
 from schemas.intent import idempotency_slot_live
@@ -82,6 +84,12 @@ class AgentState:
         if row is None or not idempotency_slot_live(row[1], now_us):
             return None
         return row[0]
+
+    def idempotency_request(self, intent_id: str) -> dict[str, str] | None:
+        """What the intent that claimed an idempotency slot asked for (its `request_fields`), or
+        None for one signed before the signer kept it."""
+        row = self._one("SELECT request FROM idempotency_requests WHERE intent_id = ?", (intent_id,))
+        return None if row is None else orjson.loads(row[0])
 
     # --- reads by agent -------------------------------------------------------------------------------
 
@@ -163,13 +171,15 @@ class AgentState:
         counts: bool,
         policy_version: int,
         idempotency_slot: str | None,
+        request: dict[str, str] | None = None,
         tx_hash: str | None = None,
         context: tuple[bytes, str, int] | None = None,
         copy_of: str | None = None,
         last_nonce: int | None = None,
         assets: dict[str, int] | None = None,
     ) -> None:
-        """The signed bytes, the nonce, the spend and the idempotency entry, in the open batch
+        """The signed bytes, the nonce, the spend and the idempotency entry (the slot it claims and
+        the ``request`` it claims it for), in the open batch
         transaction: they become durable together at `commit`, which comes before any publish.
         Call it inside `intent_scope`, so they are written together or not at all."""
         write, agent_id = self.file.write, self.agent_id
@@ -179,7 +189,7 @@ class AgentState:
         if counts:
             write("spend", (intent_id, agent_id, now_us, str(spend_wei)))
             self._record_assets(intent_id, now_us, assets)
-        self._record_signature(intent_id, now_us, policy_version, idempotency_slot)
+        self._record_signature(intent_id, now_us, policy_version, idempotency_slot, request)
         if tx_hash is not None:
             write("tx_attempt", (intent_id, tx_hash, record, now_us))
         if context is not None:
@@ -195,6 +205,7 @@ class AgentState:
         now_us: int,
         policy_version: int,
         idempotency_slot: str | None,
+        request: dict[str, str] | None = None,
         assets: dict[str, int] | None = None,
     ) -> None:
         """A signed message (EIP-191 or EIP-712) with its idempotency entry and what it authorizes
@@ -202,18 +213,28 @@ class AgentState:
         durable before it is published."""
         self.file.write("message", (intent_id, self.agent_id, record, now_us))
         self._record_assets(intent_id, now_us, assets)
-        self._record_signature(intent_id, now_us, policy_version, idempotency_slot)
+        self._record_signature(intent_id, now_us, policy_version, idempotency_slot, request)
 
     def _record_assets(self, intent_id: str, now_us: int, assets: dict[str, int] | None) -> None:
         for asset, units in (assets or {}).items():
             self.file.write("asset_spend", (intent_id, self.agent_id, asset, now_us, str(units)))
 
-    def _record_signature(self, intent_id: str, now_us: int, policy_version: int, idempotency_slot: str | None) -> None:
+    def _record_signature(
+        self,
+        intent_id: str,
+        now_us: int,
+        policy_version: int,
+        idempotency_slot: str | None,
+        request: dict[str, str] | None,
+    ) -> None:
         """What any signature leaves: the policy version it was signed under (an older one cannot be
-        replayed) and the idempotency key it claims."""
+        replayed) and the idempotency key it claims, with the request it claims it for (a later
+        intent under the key gets this one's result only for the same request)."""
         self.file.write("policy_version", (self.agent_id, policy_version))
         if idempotency_slot is not None:
             self.file.write("idempotency", (idempotency_slot, intent_id, now_us))
+            if request is not None:  # without it, the slot answers no other intent
+                self.file.write("idempotency_request", (intent_id, orjson.dumps(request)))
 
     # --- what the chain did, from a tracker: outside any intent's scope ------------------------------
 

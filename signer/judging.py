@@ -18,7 +18,7 @@ from rules.window import SpendWindow
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.rpc import Node
 from schemas.auth import Admins, human_approval_valid
-from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
+from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent, idempotency_conflict
 from schemas.outcomes import HumanApproval, IntentApproved
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
@@ -148,11 +148,17 @@ class Judging:
 
     def reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
         """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
-        record under this intent's id and digest). The first must have been signed, as this kind."""
+        record under this intent's id and digest). The first must have been signed, as this kind,
+        for the same request: an approval written straight to the topic gets no other payment's
+        answer either."""
         slot = intent.idempotency_slot
-        original = None if slot is None else self.state.agent(intent.agent_id).idempotent_original(slot, to_us(now))
+        state = self.state.agent(intent.agent_id)
+        original = None if slot is None else state.idempotent_original(slot, to_us(now))
         if original is None:
             return None
+        conflict = idempotency_conflict(original, state.idempotency_request(original), intent)
+        if conflict is not None:
+            raise SigningRefused("IDEMPOTENCY_KEY_REUSED", f"signer re-check failed: {conflict}")
         cached = read(original)
         if cached is None:
             raise SigningRefused(

@@ -140,6 +140,7 @@ class Outcomes:
             counts=signing.counts,
             policy_version=signing.policy.version,
             idempotency_slot=signing.slot,
+            request=intent.request_fields() if signing.slot else None,
             tx_hash=signed.tx_hash if signing.counts else None,
             last_nonce=signing.last_nonce,
             assets=signing.assets,
@@ -198,6 +199,7 @@ class Outcomes:
             now_us=to_us(now),
             policy_version=policy.version,
             idempotency_slot=slot,
+            request=intent.request_fields() if slot else None,
             assets=assets,
         )
         return [

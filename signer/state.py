@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS spend (
 CREATE INDEX IF NOT EXISTS spend_by_agent ON spend (agent_id, at_us);
 CREATE TABLE IF NOT EXISTS policy_versions (agent_id TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (slot TEXT PRIMARY KEY, intent_id TEXT NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency_requests (intent_id TEXT PRIMARY KEY, request BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS signed_nonces (
     agent_id TEXT NOT NULL, chain TEXT NOT NULL, address TEXT NOT NULL, nonce INTEGER NOT NULL,
     intent_id TEXT NOT NULL, PRIMARY KEY (agent_id, chain, address, nonce, intent_id));
@@ -87,6 +88,8 @@ WRITES = {
     "policy_version": "INSERT INTO policy_versions VALUES (?, ?) ON CONFLICT DO UPDATE SET version = "
     "max(version, excluded.version)",
     "idempotency": "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?)",
+    # What the intent that claimed a slot asked for (`TransactionIntent.request_fields`, JSON).
+    "idempotency_request": "INSERT OR IGNORE INTO idempotency_requests VALUES (?, ?)",
     "tx_attempt": "INSERT OR IGNORE INTO tx_attempts VALUES (?, ?, ?, ?)",
     "tx_context": "INSERT OR IGNORE INTO tx_context VALUES (?, ?, ?, ?)",
     "idempotent_copy": "INSERT OR IGNORE INTO idempotent_copies VALUES (?, ?)",

@@ -365,8 +365,8 @@ class Admission:
             (
                 f"{what} of agent {agent_id!r} is on partition {source.partition} of "
                 f"{source.topic}; an agent's records belong on partition {home} (keyed by agent_id with the Java "
-                "client's default partitioner, murmur2; librdkafka: partitioner=murmur2_random). Not decided: "
-                "publish it keyed by its agent id"
+                "client's default partitioner, murmur2; librdkafka: partitioner=murmur2_random). Not decided, and "
+                "never retried (a dead letter is final): publish it again keyed by its agent id"
             ),
         )
 

@@ -12,7 +12,7 @@ the worker, dicts in tests):
   answer, not a second one, and the rolling window can be rebuilt from it
   (stored as `streams.decision` writes it, read as a typed `Decision`);
 - ``idempotency``: "agent_id:sha256(idempotency_key)" → the first intent_id
-  that used the key (24 h TTL).
+  that used the key and the request it used it for (24 h TTL).
 
 `Engine` is what the topology calls, one method per input topic; the work is done by
 its parts: `streams.admission` (policies, intake, records only a worker writes),

@@ -13,10 +13,13 @@ signer re-emits the bytes it already signed.
 
 It must never become the problem it solves:
 
-- only readable intents within the size limit are watched (the same rule the worker's
-  intake applies): anything else is dead-lettered by the worker, and a dead letter is
-  an outcome; a dead letter about a watched intent ends the watch too, unless it is of a
-  copy off the agent's partition (the worker decides an intent only on its own);
+- only readable intents within the size limit, on their agent's partition, are watched (the
+  same rules the worker's intake applies): anything else is dead-lettered by the worker, and a
+  dead letter is final. An intent produced to another partition was re-published keyed by its
+  agent 10 s after its dead letter told the client "Not decided: publish it keyed by its agent
+  id", and was signed: a client that did so paid twice. A dead letter about a watched intent
+  ends its watch too, unless it is of a copy off the agent's partition (the worker decides an
+  intent only on its own, and such a copy says nothing of the one on it);
 - each intent is re-published at most ``max_attempts`` times; after that it goes to
   ``warden.intents.abandoned`` (an `IntentAbandoned`, signed with the worker's key: only a
   worker gives an intent up), where the worker decides it ``NO_OUTCOME`` unless it decided
@@ -38,7 +41,7 @@ from pydantic import ValidationError
 
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.config import Settings
-from runtime.kafka import follow, partition_of
+from runtime.kafka import follow_records, partition_of
 from runtime.kafka import producer as new_producer
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
@@ -120,12 +123,12 @@ class Pending:
         return len(self._waiting)
 
 
-def watched_intent(raw: bytes | None, max_bytes: int) -> tuple[tuple[str, str, str], str] | None:
+def watched_intent(raw: bytes | None, max_bytes: int, partition: int) -> tuple[tuple[str, str, str], str] | None:
     """((intent_id, digest, sent), agent_id) of a submitted record worth watching: one the worker
-    can read (``sent``: the SHA-256 of its bytes). Anything else is dead-lettered by the worker,
-    and that is its outcome."""
+    can read (``sent``: the SHA-256 of its bytes), read on its agent's partition (``partition``:
+    where it was read). Anything else is dead-lettered by the worker, and that is its outcome."""
     intent = read_intent(raw, max_bytes)
-    if isinstance(intent, Unreadable):
+    if isinstance(intent, Unreadable) or partition != partition_of(intent.agent_id):
         return None
     return (intent.intent_id, intent.digest(), hashlib.sha256(raw).hexdigest()), intent.agent_id
 
@@ -223,7 +226,7 @@ def outcome_about(
     return intent.intent_id, intent.digest()
 
 
-# Longer than this between two records (`follow` yields at least every 200 ms, idle or not), the
+# Longer than this between two records (`follow_records` yields at least every 200 ms, idle or not), the
 # watch itself was stalled, not the pipeline.
 STALL_US = 2 * US_PER_SECOND
 
@@ -254,19 +257,19 @@ async def run_redelivery(
             topics.INTENTS_AWAITING_APPROVAL,
             topics.DLQ,
         )
-        async for topic, value in follow(settings, watched):
+        async for record in follow_records(settings, watched):
             gap = now_us() - last_read
             last_read = now_us()
             if gap > STALL_US:
                 # Stopped past its session, this worker would otherwise re-publish every intent it
                 # watched at once, before it reads the outcomes the other workers gave them meanwhile.
                 pending.postpone(gap)
-            if topic == topics.INTENTS_SUBMITTED:
-                seen = watched_intent(value, settings.max_record_bytes)
+            if record is not None and record.topic == topics.INTENTS_SUBMITTED:
+                seen = watched_intent(record.value, settings.max_record_bytes, record.partition)
                 if seen is not None:
-                    pending.submitted(seen[0], seen[1], value, now_us())
-            elif topic:
-                about = outcome_about(topic, value, keys, published)
+                    pending.submitted(seen[0], seen[1], record.value, now_us())
+            elif record is not None:
+                about = outcome_about(record.topic, record.value, keys, published)
                 if about is not None:
                     pending.decided(about)
             if now_us() - last_check >= US_PER_SECOND:

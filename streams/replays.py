@@ -1,6 +1,7 @@
 """Replays and idempotency: an intent already decided gets the same answer again, never a
-second one, and an intent whose idempotency key an earlier intent used within 24 h gets that
-intent's result (`schemas.intent.idempotency_slot_live`)."""
+second one, and an intent whose idempotency key an earlier intent used within 24 h for the same
+request gets that intent's result (`schemas.intent.idempotency_slot_live`); for another request
+it is refused IDEMPOTENCY_KEY_REUSED (`schemas.intent.idempotency_conflict`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from rules import judge
 from runtime.clock import to_us
 from schemas.emit import Emit
 from schemas.emit import audit as _audit
-from schemas.intent import TransactionIntent, idempotency_slot_live
+from schemas.intent import TransactionIntent, idempotency_conflict, idempotency_slot_live
 from schemas.outcomes import IntentRejected, StageVerdict
 from schemas.policy import AgentPolicy
 from streams.decide import SERVICE, Decider
@@ -19,7 +20,8 @@ from streams.decide import SERVICE, Decider
 
 class Replays:
     """Answers from earlier decisions. ``idempotency`` maps "agent_id:sha256(idempotency_key)" to
-    the first intent that used the key: {"intent_id", "at_us"}."""
+    the first intent that used the key: {"intent_id", "at_us", "request"} (its `request_fields`;
+    a slot claimed before requests were kept has none, and answers no other intent)."""
 
     def __init__(self, decider: Decider, idempotency: MutableMapping):
         self.decider = decider
@@ -96,9 +98,26 @@ class Replays:
         first = self.idempotency.get(slot)
         now_us = to_us(now)
         if first is None or not idempotency_slot_live(first["at_us"], now_us):
-            self.idempotency[slot] = {"intent_id": intent.intent_id, "at_us": now_us}
+            self.idempotency[slot] = {
+                "intent_id": intent.intent_id,
+                "at_us": now_us,
+                "request": intent.request_fields(),
+            }
             return None
         decider = self.decider
+        conflict = idempotency_conflict(first["intent_id"], first.get("request"), intent)
+        if conflict is not None:
+            # Checked before the first's outcome, which may not be known yet: a different request
+            # under a taken key never gets another payment's answer, nor a judgement of its own.
+            verdict = StageVerdict(
+                intent_id=intent.intent_id,
+                stage="intake",
+                passed=False,
+                code="IDEMPOTENCY_KEY_REUSED",
+                reason=conflict,
+                facts={"original_intent_id": first["intent_id"]},
+            )
+            return [decider.verdict_audit(verdict, intent, now)] + decider.reject(intent, verdict, [verdict], now)
         original = decider.decisions.get(first["intent_id"])
         if original is None:
             return None

@@ -22,7 +22,9 @@ from sdk.client import Awaited, outcome_problem
 from tests.engine_support import (
     AGENT,
     DAY,
+    DEST,
     ETH,
+    OTHER,
     PASSED_CODES,
     SIGNER_ID,
     T0,
@@ -86,10 +88,51 @@ def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
 def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
     original = world.intent("5", idempotency_key="order-2")
     assert rejected_of(world.submit(original)).code == "VALUE_OVER_CAP"
-    reuse = world.intent("0.1", idempotency_key="order-2", intent_id="i-retry-2")
+    reuse = world.intent("5", idempotency_key="order-2", intent_id="i-retry-2")
     rejected = rejected_of(world.submit(reuse))
     assert (rejected.intent_id, rejected.stage, rejected.code) == ("i-retry-2", "value_cap", "VALUE_OVER_CAP")
     assert world.spent() == 0
+
+
+def test_a_key_reused_for_another_request_is_refused_naming_what_differs_never_answered(world):
+    """0.001 ETH to alice under key K, then 0.5 ETH to bob under K: the second used to get the
+    first's approval (and, from the signer, its transaction) bound to its own id and digest: a
+    verified answer about another payment. Now it is refused, whatever the first's outcome, and
+    the fields that differ are named; the same request under K still gets the first's answer."""
+    world.publish(world.policy(version=2, tx_to_allowlist=(DEST, OTHER)))
+    first = world.intent("0.001", idempotency_key="K")
+    assert_approved(world.submit(first), first)
+    later = T0 + timedelta(minutes=3)
+    other = world.intent("0.5", idempotency_key="K", to=OTHER, intent_id="i-bob", now=later)
+    emits = world.submit(other, now=later)
+    rejected = rejected_of(emits)
+    assert (rejected.intent_id, rejected.intent_digest) == ("i-bob", other.digest())
+    assert (rejected.stage, rejected.code) == ("intake", "IDEMPOTENCY_KEY_REUSED")
+    assert f"by intent {first.intent_id}, for a different request: to, value differ;" in rejected.reason
+    assert on(emits, topics.INTENTS_APPROVED) == [] and world.spent(later) == 10**15
+    (verdict,) = [e.details for e in audits(emits) if e.action == "stage.failed"]
+    assert verdict["facts"] == {"original_intent_id": first.intent_id}
+    # Remembered: a redelivery gets the same refusal; the first keeps the key.
+    assert world.submit(other, now=later) == on(emits, topics.INTENTS_REJECTED)
+    fees = world.intent("0.001", idempotency_key="K", max_fee_per_gas=7, max_priority_fee_per_gas=7, now=later)
+    assert "max_fee_per_gas, max_priority_fee_per_gas differ" in rejected_of(world.submit(fees, now=later)).reason
+    # What differs on each submission of one request (id, times, signature) is not the request.
+    retry = world.intent("0.001", idempotency_key="K", now=later, expires_at=later + timedelta(minutes=1))
+    assert_approved(world.submit(retry, now=later), retry)
+    assert world.engine.decisions[retry.intent_id].counts is False and world.spent(later) == 10**15
+
+
+def test_a_different_request_is_refused_even_while_the_first_is_undecided(world):
+    """The slot is taken at intake, before the first's outcome exists (it waits for an admin, or is
+    still being judged): a different request under the key is refused then too, not judged alone."""
+    world.publish(world.policy(version=2, approval_threshold_eth="0.4", approval_timeout_s=600))
+    first = world.intent("0.5", idempotency_key="K")
+    assert on(world.submit(first), topics.INTENTS_AWAITING_APPROVAL)
+    small = world.intent("0.1", idempotency_key="K")
+    assert rejected_of(world.submit(small)).code == "IDEMPOTENCY_KEY_REUSED"
+    world.engine.replays.idempotency[first.idempotency_slot].pop("request")  # a slot kept before requests were
+    again = rejected_of(world.submit(world.intent("0.5", idempotency_key="K")))
+    assert again.code == "IDEMPOTENCY_KEY_REUSED" and "whose request was not kept" in again.reason
 
 
 def test_idempotency_keys_are_per_agent(world):
@@ -157,7 +200,10 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
 
     good = world.intent("0.1")
     sent = hashlib.sha256(good.to_bytes()).hexdigest()
-    assert watched_intent(good.to_bytes(), 65_536) == ((good.intent_id, good.digest(), sent), AGENT)
+    assert watched_intent(good.to_bytes(), 65_536, partition_of(AGENT)) == (
+        (good.intent_id, good.digest(), sent),
+        AGENT,
+    )
     doc = orjson.loads(good.to_bytes())
     for bad in (
         orjson.dumps({**doc, "agent_id": ["a", "list"]}),
@@ -166,8 +212,8 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
         b"{",
         None,
     ):
-        assert watched_intent(bad, 65_536) is None
-    assert watched_intent(good.to_bytes(), 100) is None  # over the size limit
+        assert watched_intent(bad, 65_536, partition_of(AGENT)) is None
+    assert watched_intent(good.to_bytes(), 100, partition_of(AGENT)) is None  # over the size limit
     # The worker dead-letters a record it fails on, signed: that names the intent, and ends its watch.
     keys = world.pinned()
     emits = world.engine.dead_letter(good.to_bytes(), world.source(), T0, "boom")
@@ -208,7 +254,7 @@ def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
     )  # edited: re-signed by nobody
     pending = Pending(grace_us=10)
     for intent in (copy, real):
-        about, key = watched_intent(intent.to_bytes(), 65_536)
+        about, key = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     refused = rejected_of(world.submit(copy))
     assert (refused.intent_id, refused.code, refused.signed_by) == (
@@ -251,6 +297,30 @@ def test_an_intent_off_its_agents_partition_is_dead_lettered_never_decided(world
     assert approved_of(world.submit(intent)).intent.intent_id == intent.intent_id
     letter = on(world.engine.dead_letter(intent.to_bytes(), world.source(), T0, "boom"), topics.DLQ)[0]
     assert outcome_about(topics.DLQ, letter.value, world.pinned()) == (intent.intent_id, intent.digest())
+
+
+def test_an_intent_dead_lettered_off_its_partition_is_never_published_again(world):
+    """Produced to the wrong partition, an intent was dead-lettered "Not decided: publish it keyed
+    by its agent id", and 10 s later the redelivery watch published it again keyed by its agent
+    (it watched the record, and the dead letter of a copy off the partition does not end a watch):
+    approved and mined, and a client that obeyed the dead letter paid twice. A dead letter is
+    final: only records on their agent's partition are watched."""
+    from streams.redelivery import Pending, watched_intent
+
+    world.engine = world.new_engine({}, {}, home_partition=partition_of)
+    world.publish(world.policy())
+    intent = world.intent("0.1")
+    home = partition_of(AGENT)
+    elsewhere = Source(topics.INTENTS_SUBMITTED, (home + 1) % topics.PARTITIONS, 9, AGENT.encode())
+    (letter,) = on(world.submit(intent, source=elsewhere), topics.DLQ)
+    assert "never retried (a dead letter is final)" in DeadLetter.from_bytes(letter.value).reason
+    pending = Pending(grace_us=10)
+    assert watched_intent(intent.to_bytes(), 65_536, elsewhere.partition) is None
+    assert pending.due(now_us=1_000) == ([], []) and len(pending) == 0
+    # The client publishes it again keyed by its agent: that record is watched, and decided.
+    about, key = watched_intent(intent.to_bytes(), 65_536, home)
+    pending.submitted(about, key, intent.to_bytes(), now_us=1_000)
+    assert approved_of(world.submit(intent)).intent == intent and len(pending) == 1
 
 
 def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everything_else(world):
@@ -375,7 +445,7 @@ def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched
     assert copy.digest() == real.digest() and copy.to_bytes() != real.to_bytes()
     pending = Pending(grace_us=10)
     for intent in (copy, real):
-        about, key = watched_intent(intent.to_bytes(), 65_536)
+        about, key = watched_intent(intent.to_bytes(), 65_536, partition_of(AGENT))
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     assert len(pending) == 2
     refused = rejected_of(world.submit(copy))
