@@ -9,6 +9,14 @@ recorded at the time, the USD stage the prices recorded at the time. Where nothi
 (the intent was refused before that stage ran) the replay does not guess: a simulation that never
 ran is reported as not judged beside the decision of the other stages; a fee never quoted (and
 not named by the intent) or a price never read makes the decision undetermined, with the stage.
+
+Only what was judged is replayed. Intake records an intent before it checks its signature, so
+anyone who can write to the intents topic can put an intent on the ledger under any agent's name:
+each recorded intent is replayed only when its agent's Ed25519 signature verifies under the key
+of the policy in force when it was submitted (the newest ``policy.updated`` before it). Whatever
+is not replayed is counted, per reason, in the report's ``skipped``. Checking the rows read
+against the ledger's hash chains and signed checkpoints is the caller's (the SDK imports no
+service): `infra.cli.policy` does it before the replay, with ``LedgerRead.rows``.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 import clickhouse_connect
 import orjson
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from pydantic import ValidationError
 
 from rules import fees, judge, prices
 from rules.assets import approval_needed
@@ -26,6 +36,7 @@ from rules.movements import NATIVE
 from rules.window import SpendWindow
 from runtime.clock import to_us
 from runtime.config import Settings
+from schemas.auth import intent_signature_valid
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
@@ -58,6 +69,7 @@ class Recorded:
     simulated: StageVerdict | None = None
     prices: dict[str, prices.Price] | None = None
     asset_spend: dict[str, int] = field(default_factory=dict)
+    digest: str = ""  # the intent's digest (SHA-256 of its signing bytes), which its decisions name
 
     def moved(self) -> dict[str, int]:
         """What it moved, if it was approved."""
@@ -87,26 +99,75 @@ class Replayed:
         return self.outcome == "undetermined" or passed.get(self.outcome) != passed.get(self.recorded.outcome)
 
 
-def read_recorded(settings: Settings, agent_id: str, since: datetime) -> list[Recorded]:
-    """The agent's intents decided since ``since``, oldest first, from the ledger's SQL endpoint."""
+# Why a recorded intent is not replayed: the report's ``skipped``, counted per reason.
+SIGNATURE_INVALID = "signature does not verify"
+NO_POLICY = "no policy in force on the ledger when it was submitted, so no key to check its signature"
+PARTIAL = "its signature cannot be checked: the ledger keeps it without its blobs or sealed secrets"
+SUMMARY_ONLY = "the ledger keeps a summary only (recorded before intents were kept whole)"
+UNREADABLE = "not a readable intent"
+UNDECIDED = "no decision of the streams worker recorded for it (yet)"
+
+
+@dataclass
+class LedgerRead:
+    """What a replay read of the ledger: the intents to judge again, oldest first; how many it
+    will not judge, per reason; and every row it read, as (ledger chain, seq), to be checked
+    against the chains and checkpoints before anything read is believed."""
+
+    recorded: list[Recorded]
+    skipped: dict[str, int]
+    rows: list[tuple[int, int]]
+    oldest: datetime | None  # the time of the oldest row read
+
+
+def read_ledger(settings: Settings, agent_id: str, since: datetime) -> LedgerRead:
+    """The agent's intents decided since ``since`` whose signature verifies under the agent key
+    in force when each was submitted, from the ledger's SQL endpoint."""
     host, _, port = settings.ledger_http.rpartition(":")
-    client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5, compress=False)
-    rows = client.query(
-        "SELECT intent_id, action, ts, details FROM audit_log WHERE agent_id = {a:String} AND ts >= {s:DateTime64(6)} "
-        "AND action IN {actions:Array(String)} ORDER BY ts, chain, seq",
-        parameters={"a": agent_id, "s": since, "actions": list(_DECISIONS)},
-    ).result_rows
-    found: dict[str, Recorded] = {}
-    for intent_id, action, ts, raw in rows:
-        ts = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)  # the endpoint's DateTime64 is UTC
+    columns = "SELECT chain, seq, intent_id, action, ts, details FROM audit_log WHERE agent_id = {a:String}"
+    try:
+        client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5, compress=False)
+        # Every policy: the one in force at ``since`` may be older than it.
+        policy_rows = client.query(
+            columns + " AND action = 'policy.updated' ORDER BY ts, chain, seq", parameters={"a": agent_id}
+        ).result_rows
+        rows = client.query(
+            columns + " AND ts >= {s:DateTime64(6)} AND action IN {actions:Array(String)} ORDER BY ts, chain, seq",
+            parameters={"a": agent_id, "s": since, "actions": list(_DECISIONS)},
+        ).result_rows
+    except ClickHouseError as exc:
+        raise ValueError(
+            f"cannot read the ledger at http://{settings.ledger_http} ({exc}); start the pipeline (warden up) or set "
+            "WARDEN_LEDGER_HTTP to the ledger's endpoint"
+        ) from None
+    return from_rows(policy_rows, rows, since)
+
+
+def from_rows(policy_rows, rows, since: datetime) -> LedgerRead:
+    """`read_ledger` of the rows it read: (chain, seq, intent_id, action, ts, details) each, the
+    agent's ``policy.updated`` events (all of them) and its intents' events since ``since``."""
+    policies = _policies(policy_rows, since)
+    read = LedgerRead(
+        [],
+        {},
+        [(chain, seq) for chain, seq, *_ in rows] + [(p.chain, p.seq) for p in policies],
+        min([_utc(row[4]) for row in rows] + [p.at for p in policies], default=None),
+    )
+    found: dict[tuple[str, str], Recorded] = {}  # by (intent id, digest): a forged copy is another record
+    first: dict[str, Recorded] = {}  # by intent id, for decisions recorded before they named the digest
+    for chain, seq, intent_id, action, ts, raw in rows:
         details = orjson.loads(raw)
         if action == "intent.submitted":
-            whole = details.get("intent")
-            if whole is not None and intent_id not in found:  # older rows keep a summary only
-                found[intent_id] = Recorded(TransactionIntent.model_validate(whole), ts)
+            recorded, why = _believed(details, (_utc(ts), chain, seq), policies)
+            if why is not None:
+                read.skipped[why] = read.skipped.get(why, 0) + 1
+            elif (intent_id, recorded.digest) not in found:
+                found[intent_id, recorded.digest] = recorded
+                first.setdefault(intent_id, recorded)
             continue
-        recorded = found.get(intent_id)
-        if recorded is None:
+        digest = details.get("intent_digest")
+        recorded = first.get(intent_id) if digest is None else found.get((intent_id, digest))
+        if recorded is None:  # a decision about a record not replayed (a forged copy's refusal names its bytes)
             continue
         if action in ("stage.passed", "stage.failed"):
             _facts(recorded, details, passed=action == "stage.passed")
@@ -116,7 +177,64 @@ def read_recorded(settings: Settings, agent_id: str, since: datetime) -> list[Re
             recorded.outcome = "parked"
         elif action == "intent.rejected" and details.get("stage") != "signing" and recorded.outcome == "undecided":
             recorded.outcome, recorded.stage, recorded.code = "refused", details.get("stage"), details.get("code")
-    return [r for r in found.values() if r.outcome != "undecided"]
+    for recorded in found.values():
+        if recorded.outcome == "undecided":
+            read.skipped[UNDECIDED] = read.skipped.get(UNDECIDED, 0) + 1
+        else:
+            read.recorded.append(recorded)
+    return read
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)  # the endpoint's DateTime64 is UTC
+
+
+@dataclass(frozen=True)
+class _Adopted:
+    """A policy as the worker adopted it: its ``policy.updated`` row (chain, seq, time)."""
+
+    chain: int
+    seq: int
+    at: datetime
+    policy: AgentPolicy
+
+
+def _policies(rows, since: datetime) -> list[_Adopted]:
+    """The agent's policies as the worker adopted them (``policy.updated``, whole), oldest first:
+    the one in force at ``since`` and every later one."""
+    adopted = []
+    for chain, seq, _, _, ts, raw in rows:
+        whole = orjson.loads(raw).get("policy")
+        if whole is not None:  # older rows name the version only
+            adopted.append(_Adopted(chain, seq, _utc(ts), AgentPolicy.model_validate(whole)))
+    before = [p for p in adopted if p.at < since]
+    return before[-1:] + [p for p in adopted if p.at >= since]
+
+
+def _believed(
+    details: dict, where: tuple[datetime, int, int], policies: list[_Adopted]
+) -> tuple[Recorded | None, str | None]:
+    """The recorded intent of an ``intent.submitted`` event (its row's time, chain and seq), or why
+    it is not to be believed."""
+    at, chain, seq = where
+    whole = details.get("intent")
+    if whole is None:
+        return None, SUMMARY_ONLY
+    try:
+        intent = TransactionIntent.model_validate(whole)
+    except ValidationError:
+        return None, UNREADABLE
+    # Adopted before it: earlier, or in the same microsecond and earlier on the same chain.
+    in_force = [p.policy for p in policies if p.at < at or (p.at == at and p.chain == chain and p.seq < seq)]
+    if not in_force:
+        return None, NO_POLICY
+    digest = intent.digest()
+    if details.get("intent_digest", digest) != digest:
+        # Signed with the parts the ledger leaves out: the signature covers bytes no longer kept.
+        return None, PARTIAL
+    if not intent_signature_valid(intent, max(in_force, key=lambda p: p.version)):
+        return None, SIGNATURE_INVALID
+    return Recorded(intent, at, digest=digest), None
 
 
 def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
@@ -216,8 +334,11 @@ def _add(total: dict[str, int], amounts: dict[str, int]) -> None:
         total[asset] = total.get(asset, 0) + amount
 
 
-def report(replayed: list[Replayed], agent_id: str, since: datetime, policy: AgentPolicy) -> dict:
-    """The what-if document: every decision that would change, then the totals."""
+def report(
+    replayed: list[Replayed], agent_id: str, since: datetime, policy: AgentPolicy, skipped: dict[str, int]
+) -> dict:
+    """The what-if document: every decision that would change, then the totals, and the recorded
+    intents not replayed (``skipped``), per reason."""
     moved, would = {}, {}
     for r in replayed:
         _add(moved, r.recorded.moved())
@@ -245,8 +366,10 @@ def report(replayed: list[Replayed], agent_id: str, since: datetime, policy: Age
         "since": since.isoformat(),
         "policy_version": policy.version,
         "changes": changes,
+        "skipped": dict(sorted(skipped.items())),
         "totals": {
             "intents": len(replayed),
+            "skipped": sum(skipped.values()),
             "changed": len(changes),
             "undetermined": sum(r.outcome == "undetermined" for r in replayed),
             "approved_then": sum(r.recorded.outcome in ("approved", "parked") for r in replayed),
@@ -257,8 +380,6 @@ def report(replayed: list[Replayed], agent_id: str, since: datetime, policy: Age
     }
 
 
-async def what_if(settings: Settings, agent_id: str, policy: AgentPolicy, since: timedelta, now: datetime) -> dict:
-    begin = now - since
-    recorded = read_recorded(settings, agent_id, begin)
-    replayed = await replay(recorded, policy, settings.intent_max_age_s * 1_000_000)
-    return report(replayed, agent_id, begin, policy)
+async def what_if(read: LedgerRead, agent_id: str, policy: AgentPolicy, since: datetime, max_age_us: int) -> dict:
+    """The report of ``read``'s intents replayed under ``policy``."""
+    return report(await replay(read.recorded, policy, max_age_us), agent_id, since, policy, read.skipped)

@@ -1,6 +1,8 @@
 """`warden policy what-if` on the real stack: an agent's intents decided by the pipeline and
 recorded by the ledger, then replayed from the ledger under a tightened daily limit and under a
-widened allowlist. Each change it reports is checked against what was recorded."""
+widened allowlist. Each change it reports is checked against what was recorded. And case 3 of
+issue 59: intents a keyless topic writer put under an agent's name, refused by the worker for
+their signature, are not replayed as if the agent had sent them."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ import json
 import os
 import time
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
+from schemas import topics
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
-from sdk.what_if import read_recorded
+from sdk.what_if import SIGNATURE_INVALID, read_ledger
 from tests.support import make_agent, warden
 
 GWEI = 10**9
@@ -61,7 +66,7 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
     ids = [intent.intent_id for intent, _ in sent]
 
     deadline = time.monotonic() + 120  # the ledger appends behind the pipeline
-    while len(read_recorded(settings, agent, utcnow().replace(year=2000))) < 5 and time.monotonic() < deadline:
+    while len(read_ledger(settings, agent, utcnow().replace(year=2000)).recorded) < 5 and time.monotonic() < deadline:
         time.sleep(1)
 
     def what_if(fields: dict) -> dict:
@@ -118,4 +123,66 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
     assert doc["tx_daily_limit_eth"] == "0.5" and {c["intent_id"] for c in doc["what_if"]["changes"]} == {
         ids[1],
         ids[3],
+    }
+
+
+def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_replayed(stack, run, tmp_path):
+    """Case 3: 0.1 mined; 0.9 more in two intents for the agent that a writer with no key made (a
+    zeroed signature, and one by a key that is not the agent's), refused AGENT_SIGNATURE_INVALID.
+    What-if under the agent's unchanged policy: nothing flips, 0.1 moved and would have moved,
+    and the two are counted as skipped for their signature; the rows read were checked first."""
+    settings = stack.settings
+    agent = f"what-if-forged-{os.urandom(3).hex()}"
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(A,), tx_daily_limit_eth="1"))
+    paid, outcome = _pay(settings, run, key, agent, A, "0.1")
+    assert isinstance(outcome, SignedTransaction) and outcome.status == "mined", outcome
+
+    fees = dict(tx_type=2, gas_limit=21_000, max_fee_per_gas=20 * GWEI, max_priority_fee_per_gas=1 * GWEI)
+    zeroed = new_intent(key, agent_id=agent, chain="anvil", to=A, value="0.5", **fees)
+    zeroed = zeroed.model_copy(update={"signature": "00" * 64})
+    stranger = new_intent(Ed25519PrivateKey.generate(), agent_id=agent, chain="anvil", to=A, value="0.4", **fees)
+
+    async def forge():
+        start = await end_offsets(settings, OUTCOME_TOPICS)
+        async with Client(settings) as client:  # a producer, nothing more: no agent key
+            for intent in (zeroed, stranger):
+                await client.send(topics.INTENTS_SUBMITTED, agent, intent.to_bytes())
+            await client.flush()
+        return await wait_outcomes(settings, [zeroed, stranger], 90, start)
+
+    refused = run(forge())
+    assert {(o.stage, o.code) for o in refused.values()} == {("intake", "AGENT_SIGNATURE_INVALID")}, refused
+
+    deadline = time.monotonic() + 120  # the ledger appends behind the pipeline
+    while time.monotonic() < deadline:
+        read = read_ledger(settings, agent, utcnow().replace(year=2000))
+        if read.recorded and read.skipped.get(SIGNATURE_INVALID) == 2:
+            break
+        time.sleep(1)
+    assert [r.intent.intent_id for r in read.recorded] == [paid.intent_id] and read.skipped == {SIGNATURE_INVALID: 2}
+
+    unchanged = tmp_path / "unchanged.json"
+    unchanged.write_text("{}")
+    asked = ("policy", "what-if", "--agent", agent, "--policy", str(unchanged), "--since", "1d")
+    done = warden(settings, *asked, "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["changes"] == [] and doc["skipped"] == {SIGNATURE_INVALID: 2}, doc
+    assert doc["totals"]["moved"] == doc["totals"]["would_have_moved"] == {"native": str(10**17)}
+    assert (doc["totals"]["intents"], doc["totals"]["approved_now"], doc["totals"]["skipped"]) == (1, 1, 2)
+    check = doc["ledger_check"]
+    assert check["checked"] and check["rows_read"] > 0 and check["not_checked"] == 0, check
+    assert check["under_checkpoint"] + check["chain_only"] == check["rows_read"]
+
+    text = warden(settings, *asked)
+    assert text.returncode == 0, text.stderr
+    assert "0 would change" in text.stdout and "skipped 2: signature does not verify (2)" in text.stdout, text.stdout
+    assert "checked against the hash chains and signed checkpoints" in text.stdout
+
+    # Unchecked when asked, and said so.
+    unchecked = warden(settings, *asked, "--no-verify")
+    assert unchecked.returncode == 0 and "ledger: NOT checked (--no-verify)" in unchecked.stdout, unchecked.stdout
+    assert json.loads(warden(settings, *asked, "--no-verify", "--json").stdout)["ledger_check"] == {
+        "checked": False,
+        "reason": "--no-verify",
     }
