@@ -13,6 +13,7 @@ port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so th
 | `warden_signer_outcomes_total` | counter | outcome, code | signer: each approved intent it ended (signed or refused) |
 | `warden_txs_total` | counter | status | signer: each transaction status it reported (the lifecycle's: signer/lifecycle.py) |
 | `warden_signer_queue_depth` | gauge | | signer: transactions awaiting a receipt |
+| `warden_finality_violations_total` | counter | chain | signer: final transactions the chain no longer held (put right: sent again; each also a `tx.finality_violated` audit event) |
 | `warden_consumer_lag` | gauge | component | streams worker (its group's committed offsets, every 5 s), signer, ledger sink (their position): records behind on their input topics |
 | `warden_ledger_appended_total` | counter | | ledger sink: audit events appended |
 | `warden_ledger_append_lag` | gauge | | ledger sink: audit records on the topic past the last one whose events are all in the ledger (a redelivery of held events is not lag) |
@@ -41,6 +42,12 @@ STAGE_SECONDS = Histogram(
 SIGNER_OUTCOMES = Counter("warden_signer_outcomes_total", "Approved intents the signer ended", ["outcome", "code"])
 TXS = Counter("warden_txs_total", "Transaction statuses the signer reported", ["status"])
 SIGNER_QUEUE = Gauge("warden_signer_queue_depth", "Transactions the signer is tracking to a receipt")
+FINALITY_VIOLATIONS = Counter(
+    "warden_finality_violations_total",
+    "Final transactions the chain no longer held (a reorg deeper than its finality, a node that lost blocks): "
+    "each sent again with the same signed bytes",
+    ["chain"],
+)
 CONSUMER_LAG = Gauge("warden_consumer_lag", "Records past this component's position on its input", ["component"])
 LEDGER_APPENDED = Counter("warden_ledger_appended_total", "Audit events appended to the ledger")
 LEDGER_REDELIVERED = Counter(

@@ -15,6 +15,12 @@ chain's confirmations) a reorg can replace it. On each block read `Finality.conf
 
 Until a record is final its worst case stays reserved in the agent's rolling window: a
 transaction that can still be mined (or mined again) is never released.
+
+A final record is still looked at for a while (`Tracking.keep`, for ``lifecycle.FINAL_WATCH_US``;
+after a restart, `Tracking.reconcile`): a chain that gives up a final block (a deeper reorg than
+its finality, a node restarted from older state) breaks finality, but the signer still holds the
+signed bytes. `Finality.look` finds the record lost, reports the violation loudly
+(``tx.finality_violated``, ``warden_finality_violations_total``) and puts it right as for a reorg.
 """
 
 from __future__ import annotations
@@ -45,17 +51,19 @@ class Finality:
         watch_for: Callable[[str], blocks.BlockWatch],
         transition: Transition,
         send_again: Callable[[SignedTransaction, Node], Awaitable[str | None]],
+        violated: Callable[[SignedTransaction, str, int | None, datetime], Emit],
     ):
         self.state = state
         self.node_for = node_for
         self.watch_for = watch_for
         self.transition = transition
         self.send_again = send_again
+        self.violated = violated  # `Outcomes.finality_violated`: the audit event and the metric
 
     async def look(self, signed: SignedTransaction, at: datetime) -> tuple[list[Emit], SignedTransaction] | None:
         """One look at a decided record that is not final: what to publish and the new record
         (final; re-reported at another block; or broadcast again), or None while nothing changed.
-        A final one is looked at only after a restart (`lost`)."""
+        A final one is looked at while it is watched, and after a restart (`_lost`)."""
         chain = REGISTRY.get(signed.chain)
         node, watch = self.node_for(signed.chain), self.watch_for(signed.chain)
         if signed.final:
@@ -87,23 +95,33 @@ class Finality:
     async def _lost(
         self, signed: SignedTransaction, node: Node, watch: blocks.BlockWatch, at: datetime
     ) -> tuple[list[Emit], SignedTransaction] | None:
-        """A final record, after a restart: does the chain still hold it? A chain never gives up a
-        final block, but a node can lose its last blocks (a local node restarted from the state it
-        saved a second earlier: a power loss). Then the record must not go on saying so: it is put
-        right as for a reorg, and its worst case is reserved again, since it can be mined again."""
+        """A final record, watched or after a restart: does the chain still hold it? A chain should
+        never give up a final block, but one can (a reorg deeper than its finality) and a node can
+        lose its last blocks (a local node restarted from the state it saved a second earlier: a
+        power loss). Then the record must not go on saying so: the violation is reported, the
+        record put right as for a reorg, and its worst case reserved again, since it can be mined
+        again."""
+        depth = None  # how deep under the head the block it was final in was, when found gone
         if signed.status in ("mined", "failed") and signed.block_number is not None:
             if await watch.hash_at(signed.block_number) == (signed.block_hash or "").lower():
                 return None
             what = f"block {signed.block_number} ({signed.block_hash}) that held {signed.tx_hash}"
+            depth = await watch.head() - signed.block_number + 1
         elif signed.status in ("replaced", "dropped"):
             if await watch.nonce(signed.from_) > signed.nonce:
                 return None
             what = f"the transaction that used nonce {signed.nonce} of {signed.from_}"
         else:
             return None
-        left = f"the chain no longer holds {what}, which was final: its node lost blocks (restarted from older state?)"
+        left = (
+            f"the chain no longer holds {what}, which was final: finality was violated (a reorg deeper than "
+            "the chain's finality, or its node lost blocks: restarted from older state?)"
+        )
+        looked = await self._where_now(signed, node, at, left, reopen=True)
+        if looked is None:
+            return None  # the watch's view lags the node's: looked at again on the next block
         self.state.agent(signed.agent_id).reserve_again(signed.intent_id, signed.max_spend_wei)
-        return await self._where_now(signed, node, at, left, reopen=True)
+        return [self.violated(signed, left, depth, at), *looked[0]], looked[1]
 
     async def _where_now(
         self, signed: SignedTransaction, node: Node, at: datetime, left: str, reopen: bool = False

@@ -12,7 +12,11 @@
 Mined, failed, replaced and dropped are what the chain said at some block: the record is
 ``final`` once that block is (`signer.finality`). Until then a reorg can move the transaction to
 another block (the same or another of those four, re-reported) or take it out of the chain: back
-to broadcast, the same bytes sent again. A final record never changes again.
+to broadcast, the same bytes sent again. A final record never changes again, unless the chain
+gives up the block it was final in (finality violated: a reorg deeper than the chain's finality, a
+node restarted from older state): it is then reopened, reported (``tx.finality_violated``) and put
+right as for a reorg. For that it is still compared with the chain for ``FINAL_WATCH_US`` after it
+became final (`signer.finality`).
 
 A fee bump signs the same intent again at the same nonce with higher fees; the new
 transaction's record lists the hashes it ``replaces`` (any of them may still be the one that
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.clock import US_PER_SECOND
+
 # The statuses with an outcome are schemas.outcomes.FINAL_TX_STATUSES; these are the others.
 OPEN = ("signed", "broadcast", "stuck")
 # What the chain said at some block: final once that block is.
@@ -42,6 +48,19 @@ _REORG_MOVES = frozenset({"broadcast", "mined", "failed", "replaced", "dropped"}
 # Nodes accept a replacement at the same nonce only when its fees are at least 10 % higher
 # (geth's default price bump); 12.5 % leaves room for rounding on both fees.
 BUMP_NUM, BUMP_DEN = 9, 8
+# How long a final record is still compared with the chain (`Tracking.keep`; a restarted signer
+# looks again at the final records of this last while too). A chain that gives up a final block
+# gives up a recent one: an hour is hundreds of blocks past any finality the registry names.
+FINAL_WATCH_US = 3600 * US_PER_SECOND
+
+
+def final_watch_wait_us(now_us: int, until_us: int, recheck_us: int) -> int | None:
+    """How long a watched final record waits for its next look (a reorg the block watch sees
+    wakes it sooner), or None once its watch is over: one look per reorg and per ``recheck_us``,
+    however many blocks come."""
+    if now_us >= until_us:
+        return None
+    return min(recheck_us, until_us - now_us)
 
 
 class IllegalTransition(ValueError):

@@ -27,7 +27,7 @@ from runtime import metrics
 from runtime.admins import follow_admin_sets, settled_event
 from runtime.attestation.announcement import attest
 from runtime.chains import follow_chain_sets
-from runtime.clock import US_PER_SECOND, to_us, utcnow
+from runtime.clock import to_us, utcnow
 from runtime.config import Settings, load
 from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import producer as new_producer
@@ -39,6 +39,7 @@ from schemas.auth import Admins, AuditSigner, public_key_hex, sign_announcement,
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedTransaction
 from schemas.sealing_key import SealingKey
+from signer import lifecycle
 from signer.custody.events import parse_event
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
 from signer.owner import FLUSH_BYTES, PartitionOwner
@@ -201,7 +202,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
                     offsets.broken = True
                     raise
                 await offsets.after_batch(sum(len(records) for records in batch.values()), time.monotonic())
-            metrics.SIGNER_QUEUE.set(len(trackers.pending))
+            metrics.SIGNER_QUEUE.set(len(trackers.pending) - signer.tracking.watching_final)
             metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
         async with owner.batch:  # a clean stop: what finished is committed
             await offsets.commit(time.monotonic())
@@ -340,8 +341,6 @@ async def reannounce(
 
 # How long a restored partition waits for a chain to answer before the signer gives up.
 RECONCILE_S = 60.0
-# Final records signed this recently are compared with the chain on a restore too.
-RECENT_FINAL_US = 3600 * US_PER_SECOND
 
 
 class Trackers:
@@ -381,9 +380,7 @@ class Trackers:
 
     def track(self, signed: SignedTransaction) -> None:
         partition = self.states.partition_of(signed.agent_id)
-        task = asyncio.create_task(
-            self.signer.tracking.follow(signed, utcnow, lambda emits: self.emit(emits, partition))
-        )
+        task = asyncio.create_task(self.signer.tracking.keep(signed, utcnow, lambda emits: self.emit(emits, partition)))
         self.pending[task] = partition
         task.add_done_callback(lambda done: self.pending.pop(done, None))
 
@@ -395,8 +392,10 @@ class Trackers:
         cannot be asked for RECONCILE_S stops the signer: nothing is signed on a stale record."""
         state = self.states.partition(partition)
         unconfirmed = [SignedTransaction.from_bytes(raw) for raw in state.unconfirmed()]
-        # And the final ones of the last hour: a node that lost its last blocks lost them too.
-        recent = [SignedTransaction.from_bytes(raw) for raw in state.final_since(to_us(utcnow()) - RECENT_FINAL_US)]
+        # And the final ones of the last hour: a node that lost its last blocks lost them too. They
+        # are watched for another hour (`Tracking.keep`), as the last owner watched them.
+        since_us = to_us(utcnow()) - lifecycle.FINAL_WATCH_US
+        recent = [SignedTransaction.from_bytes(raw) for raw in state.final_since(since_us)]
         deadline = time.monotonic() + RECONCILE_S
         for signed in recent + unconfirmed:  # oldest first: an address's nonces in the order they were signed
             while True:
@@ -413,8 +412,7 @@ class Trackers:
                     await asyncio.sleep(1)
             if emits:  # the caller holds the batch
                 await self._durable_then_published(emits, partition)
-            if not signed.final:
-                self.track(signed)
+            self.track(signed)
         # What the last owner appended and may not have published (killed in between): its
         # intents' newest records and their audit events, the same bytes again.
         outbox = state.unpublished()

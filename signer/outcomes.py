@@ -274,6 +274,38 @@ class Outcomes:
         agent.file.hold_for_publishing(signed.intent_id, emits)
         return emits, result
 
+    def finality_violated(self, signed: SignedTransaction, lost: str, depth: int | None, at: datetime) -> Emit:
+        """A final record the chain no longer holds (`Finality._lost`), said loudly: an audit event
+        naming the chain, the transaction, the block it was final in and how deep that block was
+        when found gone, and ``warden_finality_violations_total``. Held for publishing like a
+        status change, since the change that puts the record right comes with it."""
+        metrics.FINALITY_VIOLATIONS.labels(signed.chain).inc()
+        event = audit(
+            SERVICE,
+            "tx.finality_violated",
+            f"intent:{signed.intent_id}",
+            at,
+            signed.intent_id,
+            signed.tx_hash,
+            signed.block_hash or "",
+            str(signed.reorgs),
+            intent_id=signed.intent_id,
+            agent_id=signed.agent_id,
+            intent_digest=signed.intent_digest,
+            chain=signed.chain,
+            chain_id=signed.chain_id,
+            tx_hash=signed.tx_hash,
+            nonce=signed.nonce,
+            status=signed.status,
+            block_number=signed.block_number,
+            block_hash=signed.block_hash,
+            depth=depth,
+            error=lost,
+            tee=self.tee,
+        )
+        self.state.agent(signed.agent_id).file.hold_for_publishing(signed.intent_id, [event])
+        return event
+
 
 def _where(record: SignedTransaction) -> tuple[str, ...]:
     """What tells apart two events of one status: the block it was seen in, and whether that block

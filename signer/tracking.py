@@ -4,7 +4,9 @@
 until the chain says what became of it (mined, failed, replaced, dropped), through the state
 machine in `signer.lifecycle`: sent again if the node lost it, replaced with a fee bump the current
 policy allows (`signer.bump`), or reported stuck, with nonce gaps named. An outcome is only ever
-what the chain said: while the node cannot answer, nothing is reported.
+what the chain said: while the node cannot answer, nothing is reported. `Tracking.keep` goes on
+comparing a final record with the chain for a while (`lifecycle.FINAL_WATCH_US`): a chain that
+gives up a final block gets the same bytes again, not a nonce gap.
 """
 
 from __future__ import annotations
@@ -85,8 +87,11 @@ class Tracking:
         self.replace_after_us = replace_after_us
         self.max_bumps = max_bumps
         self.fee_bump = FeeBump(state, judging, signing, outcomes, persist, self.transition, self.send_again)
-        self.finality = finality.Finality(state, node_for, self.watch_for, self.transition, self.send_again)
+        self.finality = finality.Finality(
+            state, node_for, self.watch_for, self.transition, self.send_again, outcomes.finality_violated
+        )
         self._watches: dict[str, blocks.BlockWatch] = {}  # chain → its reader of new blocks
+        self.watching_final = 0  # final records `keep` still compares with the chain
 
     def transition(
         self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None, reopen: bool = False
@@ -117,6 +122,59 @@ class Tracking:
             else:
                 signed = await self.confirm(signed, now, emit)
         return signed
+
+    async def keep(
+        self, signed: SignedTransaction, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]
+    ) -> None:
+        """`follow` to final, then the final record compared with the chain for
+        ``lifecycle.FINAL_WATCH_US`` (`watch_final`): one the chain gave up is followed again."""
+        while True:
+            signed = await self.follow(signed, now, emit)
+            reopened = await self.watch_final(signed, now, emit)
+            if reopened is None:
+                return
+            signed = reopened
+
+    async def watch_final(
+        self, signed: SignedTransaction, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]
+    ) -> SignedTransaction | None:
+        """A final record looked at again (`Finality.look`) whenever the chain's block watch sees
+        a reorg it cannot follow, and every ``blocks.RECHECK_S``, for ``lifecycle.FINAL_WATCH_US``:
+        the record the chain no longer holds, reopened (sent again, the violation reported), or
+        None when the watch is over. A suspended task per record and no call per block: a look asks
+        the node only for what the watch's last reading does not know. An idempotent copy is not
+        watched: its original is."""
+        if self.state.agent(signed.agent_id).original_of(signed.intent_id) is not None:
+            return None
+        watch = self.watch_for(signed.chain)
+        ticket = watch.ticket(())  # no hashes: woken by a reorg (or a thread lost), never by a block
+        until_us = to_us(now()) + lifecycle.FINAL_WATCH_US
+        recheck_us = int(blocks.RECHECK_S * US_PER_SECOND)
+        self.watching_final += 1
+        try:
+            while (wait_us := lifecycle.final_watch_wait_us(to_us(now()), until_us, recheck_us)) is not None:
+                await ticket.wait(wait_us / US_PER_SECOND)
+                ticket.take()
+                try:
+                    looked = await self.finality.look(signed, now())
+                except (RpcError, RpcUnavailable) as exc:
+                    log.warning(
+                        "watching final %s of intent %s: the node did not answer (%s)",
+                        signed.tx_hash,
+                        signed.intent_id,
+                        exc,
+                    )
+                    continue
+                except Exception:  # noqa: BLE001 - a watcher that dies leaves a lost final record unnoticed
+                    log.exception("watching final %s of intent %s failed; retrying", signed.tx_hash, signed.intent_id)
+                    continue
+                if looked is not None:
+                    await emit(looked[0])
+                    return looked[1]
+            return None
+        finally:
+            self.watching_final -= 1
+            ticket.close()
 
     async def reconcile(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction]:
         """The first look after a restart at a record that is not final (or final but recent),

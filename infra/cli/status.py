@@ -3,7 +3,9 @@
 Per component: its pid, whether it is alive, how often the supervisor restarted it and
 its last exit code. Per consumer group (the streams worker's, the signer's): records on
 its topics not yet committed. For the ledger: audit events on the topic not in the ledger
-(`ledger.lag`), and every time its broker changed (where the ledger may have a gap).
+(`ledger.lag`), and every time its broker changed (where the ledger may have a gap). And every
+final transaction a chain gave up (`tx.finality_violated`: finality violated, put right by the
+signer, which sent the same bytes again).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ def ledger_lag(settings: Settings) -> dict:
     lag = event_lag(settings, store)
     changes = store.arrow("SELECT count() AS n FROM audit_log WHERE action = 'ledger.source_changed'")
     forged = store.arrow(f"SELECT count() AS n FROM audit_log WHERE {NOT_BELIEVED_SQL}")
+    violated = store.arrow(
+        "SELECT count() AS n, groupUniqArray(JSONExtractString(details, 'chain')) AS chains FROM audit_log "
+        "WHERE action = 'tx.finality_violated'"
+    )
     return {
         "lag": lag.lag,
         "counts": f"audit events on {topics.AUDIT_EVENTS} not in the ledger",
@@ -64,6 +70,8 @@ def ledger_lag(settings: Settings) -> dict:
         "records_past_last_appended": lag.records_past,
         "source_changes": int(changes.column("n")[0].as_py()),
         "records_not_believed": int(forged.column("n")[0].as_py()),
+        "finality_violations": int(violated.column("n")[0].as_py()),
+        "finality_violated_on": sorted(violated.column("chains")[0].as_py()),
     }
 
 
@@ -135,6 +143,13 @@ def cmd_status(args) -> int:
                 f"  ledger       {ledger['records_not_believed']} audit record(s) not believed (unsigned, signed "
                 "by an unpinned key or speaking as another service): someone other than Warden's services "
                 "writes to warden.audit.events; `warden audit verify` says how to list them"
+            )
+        if ledger["finality_violations"]:
+            print(
+                f"  FINALITY     {ledger['finality_violations']} final transaction(s) the chain gave up on "
+                f"{', '.join(ledger['finality_violated_on'])}: sent again by the signer (same signed bytes); "
+                "check the chain's node and its finality (`warden chains`); the events: `warden audit query "
+                "\"SELECT ts, details FROM audit_log WHERE action = 'tx.finality_violated'\"`"
             )
     for error in report["errors"]:
         print(f"  could not read lag: {error}")

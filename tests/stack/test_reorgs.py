@@ -14,12 +14,13 @@ import asyncio
 
 import pytest
 from eth_account import Account
+from prometheus_client import REGISTRY as prometheus
 
 from runtime.clock import utcnow
 from schemas.chains import REGISTRY
 from schemas.outcomes import SignedTransaction
 from sdk.outcomes import supersedes
-from tests.tracker_support import Harness, finish, on_chain, private_chain
+from tests.tracker_support import Harness, automine, finish, on_chain, private_chain
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +206,77 @@ def test_a_final_record_whose_block_a_restarted_node_lost_is_put_right_and_reser
     # A client that saw it final takes the later record, which says a block left the chain since.
     assert reconciled.reorgs == again.reorgs == 1 and supersedes(reconciled, final) and not supersedes(final, again)
     assert again.final and again.tx_hash == final.tx_hash and again.block_hash != final.block_hash
+
+
+def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leaves_no_nonce_gap(chain, tmp_path):
+    """Anvil's finality (a block is final 2 under the head) broken by a 3-block reorg: the final
+    transactions it takes out of the chain are reported (`tx.finality_violated`, the metric),
+    sent again with the same bytes, and final again at blocks the chain holds; the agent's next
+    intent is mined, not left behind a nonce gap. Without the watch of final records the lost
+    ones stay `final` at a block the chain no longer has, and nothing sends them again."""
+
+    def violations() -> float:
+        return prometheus.get_sample_value("warden_finality_violations_total", {"chain": "anvil"}) or 0.0
+
+    async def until(h: Harness, done, what, mine: bool = False):
+        for _ in range(600):
+            if await done():
+                return
+            if mine:
+                await h.node.call("evm_mine")
+            await asyncio.sleep(0.2)
+        raise AssertionError(what())  # what the records say by then
+
+    async def scenario(h: Harness):
+        sent = [await h.sign() for _ in range(3)]  # held in the mempool: automining is off
+        keepers = [asyncio.create_task(h.signer.tracking.keep(s, utcnow, h.emit)) for s in sent]
+        try:
+            await h.node.call("anvil_mine", "0x1")  # all three in one block
+            await h.node.call("anvil_mine", "0x2")  # and that block 2 deep: final
+            await until(h, lambda: _all(h, sent, lambda r: r.final), lambda: "not final")
+            before = [h.records(s.intent_id)[-1] for s in sent]
+            counted = violations()
+            await h.node.call("anvil_reorg", 3, [])  # the final block, and the two on top, replaced
+            assert [await h.node.call("eth_getTransactionReceipt", s.tx_hash) for s in sent] == [None] * 3
+            await automine(h.node, True)
+            nxt = await h.sign()  # the agent's next intent: its nonce is past the three lost ones
+            keepers.append(asyncio.create_task(h.signer.tracking.keep(nxt, utcnow, h.emit)))
+            everything = [*sent, nxt]
+
+            async def on_chain_again():
+                receipts = [await h.node.call("eth_getTransactionReceipt", s.tx_hash) for s in everything]
+                return all(receipts) and await _all(h, everything, lambda r: r.final and r.block_number is not None)
+
+            def history():
+                return [[(r.status, r.final) for r in h.records(s.intent_id)] for s in everything]
+
+            await until(h, on_chain_again, history, mine=True)
+            newest = [h.records(s.intent_id)[-1] for s in everything]
+            chain_hashes = [await block_hash(h, r.block_number) for r in newest]
+            return sent, before, counted, violations(), newest, chain_hashes
+        finally:
+            for keeper in keepers:
+                keeper.cancel()
+
+    h, (sent, before, counted, counted_after, newest, chain_hashes) = on_chain(tmp_path, chain, scenario)
+    assert all(r.status == "mined" and r.final for r in before), before
+    # Every record is final again, mined at a block the chain holds, with the same signed bytes.
+    for record, on_chain_hash in zip(newest, chain_hashes):
+        assert record.status == "mined" and record.final and record.block_hash.lower() == on_chain_hash.lower()
+    for lost, again in zip(before, newest):
+        assert again.tx_hash == lost.tx_hash and again.signed_tx == lost.signed_tx
+        assert again.block_hash != lost.block_hash and again.reorgs == lost.reorgs + 1
+        history = [(r.status, r.final) for r in h.records(lost.intent_id)]
+        assert ("broadcast", False) in history[history.index(("mined", True)) :], history  # reopened, sent again
+        # Loudly: an audit event naming the chain, the transaction, the block and how deep it was.
+        (event,) = h.audit_events(lost.intent_id, "tx.finality_violated")
+        assert event.details["chain"] == "anvil" and event.details["tx_hash"] == lost.tx_hash
+        assert event.details["block_number"] == lost.block_number and event.details["block_hash"] == lost.block_hash
+        assert event.details["depth"] >= 3 and "finality was violated" in event.details["error"]
+    assert counted_after - counted == 3
+    assert not h.audit_events(newest[-1].intent_id, "tx.finality_violated")  # the next intent lost nothing
+
+
+async def _all(h: Harness, signed: list[SignedTransaction], check) -> bool:
+    """Whether the newest published record of each intent satisfies ``check``."""
+    return all(h.records(s.intent_id) and check(h.records(s.intent_id)[-1]) for s in signed)

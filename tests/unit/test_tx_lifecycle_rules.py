@@ -64,3 +64,12 @@ def test_bumped_fees_are_at_least_an_eighth_more_and_never_over_the_ceiling():
     assert lifecycle.bumped_fees(0, 1, None, 0, None) == (2, None)  # rounding never leaves it equal
     with pytest.raises(lifecycle.BumpRefused, match="at least 900 wei per gas .* ceiling of 899"):
         lifecycle.bumped_fees(2, 800, 80, 100, 899)
+
+
+def test_a_final_record_is_watched_for_an_hour_one_look_per_recheck_at_most_then_no_more():
+    until = 1_000 * S + lifecycle.FINAL_WATCH_US
+    assert lifecycle.FINAL_WATCH_US == 3600 * S
+    assert lifecycle.final_watch_wait_us(1_000 * S, until, 30 * S) == 30 * S  # woken sooner by a reorg
+    assert lifecycle.final_watch_wait_us(until - 5 * S, until, 30 * S) == 5 * S  # the last look at the hour's end
+    assert lifecycle.final_watch_wait_us(until, until, 30 * S) is None
+    assert lifecycle.final_watch_wait_us(until + 1, until, 30 * S) is None
