@@ -22,22 +22,20 @@ from schemas.auth import vault_event_problem
 from sdk.records import admins_in_force
 
 
-async def unpublished_vault_events(
-    settings: Settings, events: list[tuple[str, bytes]], idle_polls: int = 3
-) -> list[str]:
+async def unpublished_vault_events(settings: Settings, events: list[tuple[str, bytes]]) -> list[str]:
     """The record keys of ``events`` (record key, bytes) that warden.vault does not hold as
-    written, signed by the quorum for ``keys`` of the admin set in force: what no signer applied."""
+    written, signed by the quorum for ``keys`` of the admin set in force: what no signer applied.
+    The partitions of those keys are read until caught up (`runtime.kafka.follow_records`: past
+    the ends the broker listed, and quiet)."""
     admins = await admins_in_force(settings)
     wanted = {key: event_digest(value) for key, value in events}
     found: set[str] = set()
-    idle = 0
-    async for record in follow_records(settings, (topics.VAULT,), keys=tuple(wanted)):
+    caught_up = asyncio.Event()
+    async for record in follow_records(settings, (topics.VAULT,), caught_up=caught_up, keys=tuple(wanted)):
+        if caught_up.is_set():
+            break
         if record is None:
-            idle += 1
-            if idle >= idle_polls:
-                break
             continue
-        idle = 0
         key = (record.key or b"").decode(errors="replace")
         if wanted.get(key) == event_digest(record.value or b""):
             if vault_event_problem(record.value, record.headers, admins)[1] is None:

@@ -6,6 +6,7 @@ the CLI's proposals, get their way."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
@@ -58,15 +59,21 @@ class Quorum:
     keys: dict[str, Ed25519PrivateKey]
 
 
-@pytest.fixture(scope="module")
-def quorum(tmp_path_factory) -> Quorum:
-    """One stack for this file: admins a, b and c pinned, two of them needed for every action."""
-    home = tmp_path_factory.mktemp("quorum-home")  # the admins' keys are made there first
-    keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}
+@contextlib.contextmanager
+def three_admins(home):
+    """A stack whose home is ``home``: admins a, b and c pinned, two of them needed for every action."""
+    keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}  # made there first
     pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
     settings = local_settings(home, admin_keys=pinned, admin_quorum="2", admin_id="a")
     with running_stack(settings) as stack:
         yield Quorum(stack.settings, keys)
+
+
+@pytest.fixture(scope="module")
+def quorum(tmp_path_factory) -> Quorum:
+    """One stack for this file (`three_admins`)."""
+    with three_admins(tmp_path_factory.mktemp("quorum-home")) as made:
+        yield made
 
 
 def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
@@ -480,13 +487,9 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
 @pytest.fixture
 def own_quorum(tmp_path_factory) -> Quorum:
     """A stack of the test's own, admins a, b and c pinned, two needed: no agent, no signing-key
-    vault yet, and an admin set the test may change."""
-    home = tmp_path_factory.mktemp("own-quorum-home")
-    keys = {name: load_or_create_admin_key(home, name) for name in ("a", "b", "c")}
-    pinned = ",".join(f"{name}={public_key_hex(key)}" for name, key in keys.items())
-    settings = local_settings(home, admin_keys=pinned, admin_quorum="2", admin_id="a")
-    with running_stack(settings) as stack:
-        yield Quorum(stack.settings, keys)
+    vault yet, and an admin set the test may change (`three_admins`)."""
+    with three_admins(tmp_path_factory.mktemp("own-quorum-home")) as made:
+        yield made
 
 
 def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_the_signer(own_quorum, run):

@@ -19,6 +19,7 @@ from infra.cli import main
 from infra.cli.vault_run import INVALID_KEY_HINT
 from schemas import topics
 from schemas.audit import AuditEvent, audit_events_of
+from sdk.admin import load_or_create_admin_key
 from tests.support import read_topic
 
 OPAQUE = f"custody: authentication failed. {INVALID_KEY_HINT}"
@@ -47,6 +48,10 @@ def home(tmp_path, monkeypatch, stack):
     for name in ("WARDEN_ROOT_PROVIDER", "WARDEN_ROOT_PROVIDERS", "WARDEN_KEY_MODE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    # The home's admin key exists before the first command, so the CLI pins it from the start: a
+    # vault's creation is published, not proposed, and later changes build on it (a change on a
+    # vault whose creation is only proposed is refused: sdk.vault_creation).
+    load_or_create_admin_key(tmp_path / "home")
     return tmp_path
 
 
