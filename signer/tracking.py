@@ -142,10 +142,9 @@ class Tracking:
         a reorg it cannot follow, and every ``blocks.RECHECK_S``, for ``lifecycle.FINAL_WATCH_US``:
         the record the chain no longer holds, reopened (sent again, the violation reported), or
         None when the watch is over. A suspended task per record and no call per block: a look asks
-        the node only for what the watch's last reading does not know. An idempotent copy is not
-        watched: its original is."""
-        if self.state.agent(signed.agent_id).original_of(signed.intent_id) is not None:
-            return None
+        the node only for what the watch's last reading does not know. An idempotent copy looks at
+        its original's record instead (`_original_reopened`)."""
+        original_id = self.state.agent(signed.agent_id).original_of(signed.intent_id)
         watch = self.watch_for(signed.chain)
         ticket = watch.ticket(())  # no hashes: woken by a reorg (or a thread lost), never by a block
         until_us = to_us(now()) + lifecycle.FINAL_WATCH_US
@@ -156,7 +155,10 @@ class Tracking:
                 await ticket.wait(wait_us / US_PER_SECOND)
                 ticket.take()
                 try:
-                    looked = await self.finality.look(signed, now())
+                    if original_id is not None:
+                        looked = self._original_reopened(signed, original_id, now())
+                    else:
+                        looked = await self.finality.look(signed, now())
                 except (RpcError, RpcUnavailable) as exc:
                     log.warning(
                         "watching final %s of intent %s: the node did not answer (%s)",
@@ -175,6 +177,18 @@ class Tracking:
         finally:
             self.watching_final -= 1
             ticket.close()
+
+    def _original_reopened(
+        self, copy: SignedTransaction, original_id: str, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction] | None:
+        """A final idempotent copy whose original the chain gave up (one more reorg since): the copy
+        takes the original's record as it is now (reopened, or final again at another block) and
+        follows it again (`_follow`), so neither says final at a block the chain no longer holds."""
+        original = SignedTransaction.from_bytes(self.state.agent(copy.agent_id).signed_record(original_id))
+        if original.reorgs <= copy.reorgs:
+            return None
+        update = {name: getattr(original, name) for name in _FOLLOWED}
+        return self.transition(copy, update, at, action="tx.reorged", reopen=True)
 
     async def reconcile(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction]:
         """The first look after a restart at a record that is not final (or final but recent),

@@ -11,6 +11,7 @@ the record final) at the first receipt; without the restart's reconciliation a l
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from eth_account import Account
@@ -228,24 +229,31 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
         raise AssertionError(what())  # what the records say by then
 
     async def scenario(h: Harness):
-        sent = [await h.sign() for _ in range(3)]  # held in the mempool: automining is off
-        keepers = [asyncio.create_task(h.signer.tracking.keep(s, utcnow, h.emit)) for s in sent]
+        sent = [await h.sign(idempotency_key="pay-7")] + [await h.sign() for _ in range(2)]  # held: no automining
+        # An intent answered with the first one's result (same idempotency key): its record follows that one.
+        _, copy = await h.approve(idempotency_key="pay-7", intent_id=f"i-copy-{os.urandom(6).hex()}")
+        assert copy.tx_hash == sent[0].tx_hash
+        keepers = [asyncio.create_task(h.signer.tracking.keep(s, utcnow, h.emit)) for s in [*sent, copy]]
         try:
             await h.node.call("anvil_mine", "0x1")  # all three in one block
             await h.node.call("anvil_mine", "0x2")  # and that block 2 deep: final
-            await until(h, lambda: _all(h, sent, lambda r: r.final), lambda: "not final")
+            await until(h, lambda: _all(h, [*sent, copy], lambda r: r.final), lambda: "not final")
             before = [h.records(s.intent_id)[-1] for s in sent]
+            copy_before = h.records(copy.intent_id)[-1]
             counted = violations()
             await h.node.call("anvil_reorg", 3, [])  # the final block, and the two on top, replaced
             assert [await h.node.call("eth_getTransactionReceipt", s.tx_hash) for s in sent] == [None] * 3
             await automine(h.node, True)
             nxt = await h.sign()  # the agent's next intent: its nonce is past the three lost ones
             keepers.append(asyncio.create_task(h.signer.tracking.keep(nxt, utcnow, h.emit)))
-            everything = [*sent, nxt]
+            everything = [*sent, copy, nxt]
 
             async def on_chain_again():
                 receipts = [await h.node.call("eth_getTransactionReceipt", s.tx_hash) for s in everything]
-                return all(receipts) and await _all(h, everything, lambda r: r.final and r.block_number is not None)
+                if not all(receipts) or not await _all(h, everything, lambda r: r.final and r.block_number is not None):
+                    return False
+                newest = [h.records(s.intent_id)[-1] for s in everything]  # final where the chain has it
+                return all([await block_hash(h, r.block_number) == r.block_hash for r in newest])
 
             def history():
                 return [[(r.status, r.final) for r in h.records(s.intent_id)] for s in everything]
@@ -253,13 +261,13 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
             await until(h, on_chain_again, history, mine=True)
             newest = [h.records(s.intent_id)[-1] for s in everything]
             chain_hashes = [await block_hash(h, r.block_number) for r in newest]
-            return sent, before, counted, violations(), newest, chain_hashes
+            return sent, before, copy_before, counted, violations(), newest, chain_hashes
         finally:
             for keeper in keepers:
                 keeper.cancel()
 
-    h, (sent, before, counted, counted_after, newest, chain_hashes) = on_chain(tmp_path, chain, scenario)
-    assert all(r.status == "mined" and r.final for r in before), before
+    h, (sent, before, copy_before, counted, counted_after, newest, chain_hashes) = on_chain(tmp_path, chain, scenario)
+    assert all(r.status == "mined" and r.final for r in [*before, copy_before]), before
     # Every record is final again, mined at a block the chain holds, with the same signed bytes.
     for record, on_chain_hash in zip(newest, chain_hashes):
         assert record.status == "mined" and record.final and record.block_hash.lower() == on_chain_hash.lower()
@@ -273,7 +281,11 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
         assert event.details["chain"] == "anvil" and event.details["tx_hash"] == lost.tx_hash
         assert event.details["block_number"] == lost.block_number and event.details["block_hash"] == lost.block_hash
         assert event.details["depth"] >= 3 and "finality was violated" in event.details["error"]
-    assert counted_after - counted == 3
+    assert counted_after - counted == 3  # the copy's loss is its original's: reported once
+    # The copy no longer says final at the lost block either: reopened, it follows its original again.
+    copy_after = newest[3]
+    assert copy_after.tx_hash == before[0].tx_hash and copy_after.block_hash == newest[0].block_hash
+    assert copy_before.block_hash == before[0].block_hash and copy_after.reorgs == copy_before.reorgs + 1
     assert not h.audit_events(newest[-1].intent_id, "tx.finality_violated")  # the next intent lost nothing
 
 
