@@ -31,6 +31,7 @@ from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
 from ledger.witnessed import KeptReceipt, kept_receipt
 from ledger.witnessing import log_key, parse_witnesses
 from runtime.config import load
+from sdk.records import receipt_subject
 
 EXPORT_PAGE_ROWS = 200_000
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -349,6 +350,9 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 
 def cmd_check_receipt(args: argparse.Namespace) -> int:
+    named = (args.intent_id, args.agent, args.intent_digest)
+    if any(named) and not all(named):
+        return _fail("name the intent whole: --intent-id, --agent and --intent-digest together (or none)")
     try:
         raw = sys.stdin.read() if args.receipt == "-" else Path(args.receipt).read_text()
         policy = Policy(
@@ -361,13 +365,22 @@ def cmd_check_receipt(args: argparse.Namespace) -> int:
         return _fail(f"cannot read the receipt: {exc}")
     except NoteError as exc:
         reason = str(exc)
+    about = receipt_subject(raw) if reason is None else None
+    expected = (args.intent_id, args.agent, args.intent_digest)
+    if reason is None and any(expected) and about != expected:
+        # In the log, but about another record: a refusal of a forged copy that reused the intent's
+        # id is a true event, and no receipt for the intent.
+        reason = f"the receipt's event is about (intent, agent, digest) {about}, not {expected}"
     if args.json:
-        print_json({"ok": reason is None, "reason": reason}, compact=True)
+        subject = None if about is None else dict(zip(("intent_id", "agent_id", "intent_digest"), about, strict=True))
+        print_json({"ok": reason is None, "reason": reason, "about": subject}, compact=True)
     elif reason is None:
         event = receipt.event
+        subject = "" if about is None else f", about intent {about[0]} of agent {about[1]} (digest {about[2]})"
         print(
-            f"OK: event {event['event_id']} ({event['action']}) is leaf {receipt.index} of {checkpoint.origin}, "
-            f"in its tree of {checkpoint.size} signed by the log and cosigned by at least {policy.quorum} witness(es)"
+            f"OK: event {event['event_id']} ({event['action']}{subject}) is leaf {receipt.index} of "
+            f"{checkpoint.origin}, in its tree of {checkpoint.size} signed by the log and cosigned by at least "
+            f"{policy.quorum} witness(es)"
         )
     else:
         print(f"FAILED: {reason}")
@@ -425,6 +438,9 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     p.add_argument("--log-key", required=True, help="the ledger's vkey (`warden audit log-key`)")
     p.add_argument("--witness", action="append", help="a witness's vkey (`warden witness key`); repeat")
     p.add_argument("--quorum", type=int, default=0, help="how many of those witnesses must have cosigned")
+    p.add_argument("--intent-id", help="the receipt must be about this intent (with --agent and --intent-digest)")
+    p.add_argument("--agent", help="... of this agent")
+    p.add_argument("--intent-digest", help="... with this digest (the intent_digest its signed outcome names)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_check_receipt)
 
