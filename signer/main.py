@@ -310,6 +310,9 @@ async def follow_vault(
     async for record in follow_records(
         settings, (topics.VAULT,), caught_up=caught_up, fetch_max_wait_ms=settings.fetch_wait_ms
     ):
+        if caught_up.is_set() and not reader.history_read:
+            for (event_record, _), why in reader.caught_up():
+                custody_audit(refused_vault_event(event_record, why, utcnow()))
         if record is None:
             continue
         signed_by, problem = vault_event_problem(record.value, record.headers, admins)

@@ -13,7 +13,8 @@ are read in any order: a key provisioned with its vault can be read before the v
 creation. An event whose vault is missing waits while its own change still has events unread,
 is applied once the vault is (its creation read), and is refused once its change was read
 whole without it. An event that came without a change (one admin's signature, from before
-quorums) is settled at once.
+quorums: only a topic's history holds them) waits the same way until the topic was read to its
+end (`caught_up`), and is settled at once after that.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from schemas.admins import VaultChange, digest_of, event_digest
 from schemas.auth import VAULT_CHANGE_HEADER
 from signer.custody.book import VaultBook
 from signer.custody.events import VaultEvent
+
+# Where the events without a change wait: a change's id is a digest, never this.
+_HISTORY = "before quorums"
 
 # What a reader is told of each event it settled: the caller's own item for it, and None when it
 # was applied or why it was refused.
@@ -43,6 +47,7 @@ class VaultReader:
         self.book = book
         self._waiting: list[_Waiting] = []
         self._unread: dict[str, set[str]] = {}  # a change (its signed bytes' digest) → its events not read yet
+        self.history_read = False
 
     def read(self, item: Any, event: VaultEvent, raw: bytes, headers) -> list[Settled]:
         """Read ``event`` (its bytes ``raw`` on the topic, with the record's ``headers``), named
@@ -60,6 +65,8 @@ class VaultReader:
             settled += self._now_held()
         elif change_id is not None and self._unread[change_id]:
             self._waiting.append(_Waiting(item, event, change_id))
+        elif change_id is None and not self.history_read:
+            self._waiting.append(_Waiting(item, event, _HISTORY))
         else:
             settled.append((item, _refusal(why)))
         if change_id is not None and not self._unread[change_id]:
@@ -68,6 +75,15 @@ class VaultReader:
                 self._waiting.remove(waiting)
                 settled.append((waiting.item, _refusal(self.book.unheld(waiting.event) or "its vault is missing")))
         return settled
+
+    def caught_up(self) -> list[Settled]:
+        """The topic was read to its end: the events without a change still waiting for their
+        vault, refused. Called once."""
+        self.history_read = True
+        waiting = [w for w in self._waiting if w.change == _HISTORY]
+        for each in waiting:
+            self._waiting.remove(each)
+        return [(w.item, _refusal(self.book.unheld(w.event) or "its vault is missing")) for w in waiting]
 
     def _now_held(self) -> list[Settled]:
         """The waiting events whose vault is now held, applied (a mode can free a secret)."""

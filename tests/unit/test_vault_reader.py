@@ -91,10 +91,22 @@ def test_a_change_read_whole_without_its_vault_refuses_what_waited(made):
     assert read(reader, key_change[0], headers(*key_change)) == [(key_change[0].key, None)]
 
 
-def test_an_event_without_a_change_is_settled_at_once(made):
-    tmp_path, _, key_change = made
+def test_events_without_a_change_wait_for_the_end_of_the_history_then_are_settled_at_once(made):
+    """Events one admin signed alone, from before quorums: only a topic's history holds them, in
+    any order too. They wait for their vault until the topic was read to its end."""
+    tmp_path, created, key_change = made
+    vaults, reader = signer_side(tmp_path)
+    assert read(reader, key_change[0], []) == []
+    assert read(reader, created[1], []) == []
+    assert read(reader, created[0], []) == [(e.key, None) for e in (created[0], created[1], key_change[0])]
+    with vaults.open_secret(ORG, VAULT, PATH, actor=ADMIN) as key:
+        assert key == bytearray(b"k" * 32)
+
     _, reader = signer_side(tmp_path)
-    ((_, why),) = read(reader, key_change[0], [])
+    assert read(reader, key_change[0], []) == []
+    ((item, why),) = reader.caught_up()
+    assert item == key_change[0].key and "was never created here" in why
+    ((_, why),) = read(reader, key_change[0], [])  # read live, after the history: at once
     assert "was never created here" in why
 
 
