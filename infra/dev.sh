@@ -36,6 +36,8 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)  # parses
 # checkpoints, cosignatures and proofs (tests/oracle/tlogcheck, built in GOPATH mode).
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note ] || missing+=(golang-golang-x-mod-dev)
+# PostgreSQL (initdb, pg_ctl, postgres), for a broker log in tables: `warden bench broker-check`.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} (apt)"

@@ -14,6 +14,7 @@ BENCHMARKS = {
     "ledger": "infra.bench.ledger",
     "custody": "infra.bench.custody",
     "broker": "infra.bench.broker",
+    "broker-check": "infra.bench.broker_check",
     "tracker": "infra.bench.tracker",
     "evm": "infra.bench.evm",
 }

