@@ -9,12 +9,12 @@ the agent's next intent failed inside custody. So an event whose vault this sign
 hold is refused, with why, and never applied.
 
 The events of one change land on different partitions (each has a record key of its own) and
-are read in any order: a key provisioned with its vault can be read before the vault's
-creation. An event whose vault is missing waits while its own change still has events unread,
-is applied once the vault is (its creation read), and is refused once its change was read
-whole without it. An event that came without a change (one admin's signature, from before
-quorums: only a topic's history holds them) waits the same way until the topic was read to its
-end (`caught_up`), and is settled at once after that.
+are read in any order, and so are the histories of the partitions when the signer starts: a
+key can be read before the creation of its vault. An event whose vault is missing waits until
+the topic was read to its end (`caught_up`) and, after that, while its own change still has
+events unread; it is applied once the vault is (its creation read), and refused once neither
+wait holds. An event that came without a change (one admin's signature, from before quorums:
+only a topic's history holds them) waits for the end of the topic alone.
 """
 
 from __future__ import annotations
@@ -63,27 +63,29 @@ class VaultReader:
             self.book.apply(event)
             settled.append((item, None))
             settled += self._now_held()
-        elif change_id is not None and self._unread[change_id]:
-            self._waiting.append(_Waiting(item, event, change_id))
-        elif change_id is None and not self.history_read:
-            self._waiting.append(_Waiting(item, event, _HISTORY))
+        elif not self.history_read or (change_id is not None and self._unread[change_id]):
+            self._waiting.append(_Waiting(item, event, change_id or _HISTORY))
         else:
             settled.append((item, _refusal(why)))
         if change_id is not None and not self._unread[change_id]:
             del self._unread[change_id]
-            for waiting in [w for w in self._waiting if w.change == change_id]:
-                self._waiting.remove(waiting)
-                settled.append((waiting.item, _refusal(self.book.unheld(waiting.event) or "its vault is missing")))
+            if self.history_read:
+                settled += self._refuse(lambda w: w.change == change_id)
         return settled
 
     def caught_up(self) -> list[Settled]:
-        """The topic was read to its end: the events without a change still waiting for their
-        vault, refused. Called once."""
+        """The topic was read to its end: every event still waiting for its vault is refused, but
+        those of a change with events still unread. Called once. Until then nothing is refused
+        for a missing vault: a restarted signer reads the partitions' histories in any order, so
+        a key can come before the creation of its vault, made by an earlier change."""
         self.history_read = True
-        waiting = [w for w in self._waiting if w.change == _HISTORY]
-        for each in waiting:
+        return self._refuse(lambda w: w.change == _HISTORY or w.change not in self._unread)
+
+    def _refuse(self, which) -> list[Settled]:
+        refused = [w for w in self._waiting if which(w)]
+        for each in refused:
             self._waiting.remove(each)
-        return [(w.item, _refusal(self.book.unheld(w.event) or "its vault is missing")) for w in waiting]
+        return [(w.item, _refusal(self.book.unheld(w.event) or "its vault is missing")) for w in refused]
 
     def _now_held(self) -> list[Settled]:
         """The waiting events whose vault is now held, applied (a mode can free a secret)."""

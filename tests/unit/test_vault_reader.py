@@ -52,6 +52,7 @@ def read(reader: VaultReader, event: VaultEvent, change_headers) -> list:
 def test_a_key_change_on_a_vault_whose_creation_is_only_proposed_is_refused_with_why(made):
     tmp_path, _, key_change = made
     vaults, reader = signer_side(tmp_path)
+    assert reader.caught_up() == []  # read live, the history of the topic behind
     (secret,) = key_change
     ((item, why),) = read(reader, secret, headers(secret))
     assert item == secret.key
@@ -78,6 +79,7 @@ def test_a_change_read_whole_without_its_vault_refuses_what_waited(made):
     tmp_path, created, key_change = made
     vaults, reader = signer_side(tmp_path)
     vault_created, mode = created
+    assert reader.caught_up() == []
     # The mode and the key as one change, the vault's creation left out of it.
     together = headers(mode, *key_change)
     assert read(reader, key_change[0], together) == []
@@ -89,6 +91,22 @@ def test_a_change_read_whole_without_its_vault_refuses_what_waited(made):
     assert read(reader, vault_created, headers(vault_created)) == [(vault_created.key, None)]
     assert read(reader, mode, headers(mode)) == [(mode.key, None)]
     assert read(reader, key_change[0], headers(*key_change)) == [(key_change[0].key, None)]
+
+
+def test_a_restarted_signer_applies_a_key_read_before_the_earlier_change_that_created_its_vault(made):
+    """The partitions' histories come in any order: a key provisioned by a later change, read
+    whole before the change that created its vault, waits for the end of the topic, and is
+    applied once the creation is read (a signer that refused it had no key after a restart)."""
+    tmp_path, created, key_change = made
+    vaults, reader = signer_side(tmp_path)
+    creation, keyed = headers(*created), headers(*key_change)
+    assert read(reader, key_change[0], keyed) == []
+    assert read(reader, created[1], creation) == []
+    settled = read(reader, created[0], creation)
+    assert [(item, why) for item, why in settled] == [(e.key, None) for e in (created[0], created[1], key_change[0])]
+    assert reader.caught_up() == []
+    with vaults.open_secret(ORG, VAULT, PATH, actor=ADMIN) as key:
+        assert key == bytearray(b"k" * 32)
 
 
 def test_events_without_a_change_wait_for_the_end_of_the_history_then_are_settled_at_once(made):
