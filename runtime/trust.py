@@ -130,6 +130,16 @@ class PinnedServiceKeys:
             self._local[role] = {key_id: pub for key_id, pub in found.items() if _PUBLIC_KEY.fullmatch(pub)}
 
 
+class KeysNow:
+    """Pinned service keys (``schemas.auth.ServiceKeys``) asking for an unknown key id at once
+    (``PinnedServiceKeys.key_now``) where the keys can: for a reader that decides a record once,
+    for good (a stage envelope, an abandoned intent), and must not take one from a service started
+    a moment ago for a forgery, and leave its intent without an outcome."""
+
+    def __init__(self, keys):
+        self.key = getattr(keys, "key_now", keys.key)
+
+
 def audit_signer(settings: Settings, role: Role) -> AuditSigner:
     """What signs this service's records on warden.audit.events: its service key."""
     return AuditSigner(role, *service_key(settings, role))

@@ -142,10 +142,10 @@ class IntentApproved(Outcome):
 
 class IntentAbandoned(Outcome):
     """A worker's redelivery task gave up on an intent that still had no outcome after its last
-    attempt (on ``warden.intents.abandoned``): the worker decides it NO_OUTCOME unless it decided
-    it already. Signed by the worker whose task gave up: a record anybody could write would have
-    the worker decide a real intent NO_OUTCOME before it reads it, or take an id an agent has yet
-    to use (idempotent ids can be computed)."""
+    attempt (on ``warden.intents.abandoned``): the signer refuses it NO_OUTCOME unless it decided
+    it already, and the worker, unless it decided it, judges it no further. Signed by the worker
+    whose task gave up: a record anybody could write would have a real intent refused NO_OUTCOME
+    before it is read, or take an id an agent has yet to use (idempotent ids can be computed)."""
 
     intent: TransactionIntent
     attempts: int = Field(ge=0, description="how many times the intent was submitted again before it was given up")

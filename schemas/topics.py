@@ -7,8 +7,9 @@ too), so one agent's records stay in one partition and are handled in order.
 INTENTS_SUBMITTED = "warden.intents.submitted"
 INTENTS_APPROVED = "warden.intents.approved"
 INTENTS_REJECTED = "warden.intents.rejected"
-# Intents the redelivery task gave up on (no outcome after its last attempt): the worker decides
-# them NO_OUTCOME unless it decided them already, so even these end with one true outcome.
+# Intents the redelivery task gave up on (no outcome after its last attempt): the signer refuses
+# them NO_OUTCOME unless it decided them already (the worker, unless it decided them, stands down),
+# so even these end with one true outcome, and none is signed after it was refused.
 INTENTS_ABANDONED = "warden.intents.abandoned"
 # Intents above a human-approval threshold, parked (IntentParked) until an admin's signed decision
 # arrives on warden.approvals (HumanApproval), or they expire.
@@ -93,7 +94,7 @@ CONSUMER_GROUPS = {
             SIMULATIONS_REQUESTED,
         ),
     ),
-    "signer": ("warden-signer", (INTENTS_APPROVED,)),
+    "signer": ("warden-signer", (INTENTS_APPROVED, INTENTS_ABANDONED)),
 }
 
 

@@ -1,4 +1,6 @@
-"""The signer process: its own consumer group on ``warden.intents.approved``.
+"""The signer process: its own consumer group on ``warden.intents.approved`` and, partition for
+partition with it, ``warden.intents.abandoned`` (the intents the workers gave up, on which the
+signer has the last word).
 
 Offsets are committed only after everything a batch produced is acknowledged
 by the broker (at most once a second while intents flow: `Offsets`), and the
@@ -19,6 +21,7 @@ import time
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -112,6 +115,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         )
     states = PartitionedState(settings.signer_state_dir)
     owner: PartitionOwner | None = None
+    keys = PinnedServiceKeys(settings)
 
     async def persist(agent_id: str) -> None:
         async with owner.batch:
@@ -130,6 +134,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         replace_after_us=int(settings.tx_replace_after_s * 1_000_000),
         max_bumps=settings.tx_max_bumps,
         persist=persist,
+        service_keys=keys,
     )
     # The admin set in force is known before any admin's signature is checked: a policy signed by
     # an admin a quorum added since the configured set must not be refused as unsigned.
@@ -158,7 +163,6 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     await producer.start()
     await consumer.start()
     trackers = Trackers(signer, states, producer, settings.max_record_bytes, audit_signer)
-    keys = PinnedServiceKeys(settings)
     owner = PartitionOwner(
         settings,
         states,
@@ -171,7 +175,9 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     )
     trackers.owner = owner
     await owner.start()
-    consumer.subscribe([topics.INTENTS_APPROVED], listener=owner)
+    # The worker's abandonments too: the signer has the last word on an intent given up
+    # (`Signer.abandoned`), and decides it with the approvals of the same partition, in one state.
+    consumer.subscribe([topics.INTENTS_APPROVED, topics.INTENTS_ABANDONED], listener=owner)
 
     # Clients seal client shares to this process's key; announced before the first intent is read.
     await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
@@ -240,6 +246,11 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         session_timeout_ms=10_000,
+        # Partition p of warden.intents.abandoned goes with partition p of warden.intents.approved
+        # (the same count, keyed by agent): the one signer holding that agent's state reads both,
+        # so an abandonment and an approval of one intent are decided in order, one of them first.
+        # The default (round robin) could hand them to two signers, each deciding on its own.
+        partition_assignment_strategy=(RangePartitionAssignor,),
         heartbeat_interval_ms=1_000,
         max_poll_records=500,
         max_partition_fetch_bytes=settings.max_message_bytes,
@@ -482,7 +493,8 @@ class Batches:
             for msg in messages:
                 source = Source(msg.topic, msg.partition, msg.offset, msg.key)
                 try:
-                    emits, to_broadcast = await signer.handle(msg.value, source, utcnow())
+                    handle = signer.abandoned if msg.topic == topics.INTENTS_ABANDONED else signer.handle
+                    emits, to_broadcast = await handle(msg.value, source, utcnow())
                 except Exception as exc:  # noqa: BLE001 - the last net: handle() already turns signing failures into refusals
                     # Fail closed and keep going: not signed, and recorded in the DLQ, never only logged.
                     log.exception("signer failed on %s; not signed, dead-lettered", source.resource)

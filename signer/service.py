@@ -41,12 +41,13 @@ from evm import messages, typed_data
 from rules import judge
 from runtime.clock import US_PER_SECOND, Clock
 from runtime.rpc import Node, RpcError, RpcUnavailable
-from schemas.auth import Admins
+from runtime.trust import KeysNow
+from schemas.auth import Admins, ServiceKeys, intent_signature_valid, outcome_forgery
 from schemas.chains import REGISTRY
 from schemas.emit import Emit, Source
 from schemas.errors import explain
-from schemas.intent import INTENT_MAX_AGE_US
-from schemas.outcomes import IntentApproved, SignedMessage, SignedTransaction
+from schemas.intent import INTENT_MAX_AGE_US, TransactionIntent
+from schemas.outcomes import IntentAbandoned, IntentApproved, SignedMessage, SignedTransaction
 from signer import lifecycle
 from signer.judging import Judging
 from signer.outcomes import NOT_ATTRIBUTABLE, SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
@@ -76,8 +77,12 @@ class Signer:
         replace_after_us: int = 60 * US_PER_SECOND,
         max_bumps: int = 3,
         persist: Callable[[str], Awaitable[None]] | None = None,
+        service_keys: ServiceKeys | None = None,
     ):
         self.state = state
+        # The pinned workers' keys: only a worker's abandonment is believed (`abandoned`). None: no
+        # abandonment is, and each is dead-lettered.
+        self.service_keys = service_keys
         self.keys = keys
         self.admins = admins
         self.node_for = node_for
@@ -119,40 +124,15 @@ class Signer:
                 raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}", explain(exc)
             ), None
         intent = approved.intent
-        home = self.state.partition_of(intent.agent_id)
-        if home is not None and source.partition != home:
-            # The agent's state is in the partition its records land in; a record written to another
-            # one (by hand: the worker keys by agent) would be decided with another partition's state,
-            # by a signer that may not hold the agent's spend. Not decided here: dead-lettered.
-            return self.dead_letter(
-                raw,
-                source,
-                now,
-                (
-                    f"an approval for agent {intent.agent_id!r} on partition {source.partition} of {source.topic}; its "
-                    f"records belong on partition {home} (keyed by agent_id). "
-                    "Not signed; publish it keyed by its agent id"
-                ),
-            ), None
+        misplaced = self._off_partition(intent, "an approval", raw, source, now)
+        if misplaced is not None:
+            return misplaced, None
+        decided = self._decided(intent, now)
+        if decided is not None:
+            # A refusal is final too (NO_OUTCOME for an intent given up included), so a client told
+            # REJECTED is never signed for later by a redelivery or a copy of the same intent.
+            return decided, None
         agent = self.state.agent(intent.agent_id)
-        prior = agent.outcome(intent.intent_id)
-        if prior is not None:
-            if digest_of(prior[1]) != intent.digest():
-                # The same id on a different intent: the first keeps its outcome; this one gets its
-                # own refusal, bound to its digest, and is not recorded under the shared id.
-                return self.outcomes.refuse(
-                    intent,
-                    SigningRefused(
-                        "INTENT_ID_REUSED",
-                        f"intent id {intent.intent_id!r} was already decided here for a different "
-                        "intent; every intent needs its own id",
-                    ),
-                    now,
-                    record=False,
-                ), None
-            # Redelivered: publish exactly what was published before. A refusal is final too, so a
-            # client told REJECTED is never signed for later by a redelivery of the same intent.
-            return [Emit(prior[0], intent.agent_id, prior[1])], None
         try:
             with agent.file.intent_scope():
                 if intent.intent_type != "transaction":
@@ -173,6 +153,106 @@ class Signer:
                 ),
                 now,
             ), None
+
+    async def abandoned(self, raw: bytes | None, source: Source, now: datetime) -> tuple[list[Emit], None]:
+        """A worker's redelivery task gave up on an intent (`IntentAbandoned`): the signer has the
+        last word on it. An intent it decided already gets that outcome again, and nothing else;
+        any other is refused NO_OUTCOME here and recorded, so every approval of it that comes later
+        (the worker's, or a topic writer's copy) gets that refusal again, never a signature.
+        Whichever of the two this signer reads first decides; the client hears one outcome.
+
+        Believed only when a pinned worker signed it, about the intent it carries, on that agent's
+        partition, and the intent signed by the agent under the policy in force here (a forged copy
+        must not take a real intent's id): anything else is dead-lettered and decides nothing."""
+        try:
+            abandoned = IntentAbandoned.model_validate_json(raw or b"")
+        except ValidationError as exc:
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                f"invalid IntentAbandoned: {'; '.join(explain(exc))}; not decided: only a streams worker gives an "
+                "intent up",
+                explain(exc),
+            ), None
+        intent = abandoned.intent
+        forged = (
+            "no worker keys are pinned here"
+            if self.service_keys is None
+            else outcome_forgery(abandoned, KeysNow(self.service_keys), intent.digest())
+        )
+        if forged is not None:
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                f"IntentAbandoned for intent {intent.intent_id} not signed by a pinned worker key ({forged}); not "
+                "decided: only a streams worker gives an intent up",
+            ), None
+        misplaced = self._off_partition(intent, "an abandonment", raw, source, now)
+        if misplaced is not None:
+            return misplaced, None
+        policy = self.judging.policies.current(intent.agent_id)
+        if policy is not None and not intent_signature_valid(intent, policy):
+            return self.dead_letter(
+                raw,
+                source,
+                now,
+                f"IntentAbandoned for intent {intent.intent_id}: the intent's Ed25519 signature does not verify "
+                f"against the agent's public key in its policy v{policy.version}; not decided (the worker refused "
+                "this copy AGENT_SIGNATURE_INVALID)",
+            ), None
+        decided = self._decided(intent, now)
+        if decided is not None:
+            return decided, None
+        refused = SigningRefused(
+            "NO_OUTCOME",
+            "the pipeline produced no outcome for this intent in time and gave it up; the signer will not sign "
+            "it. Check `warden status`, then submit a new intent",
+        )
+        return self.outcomes.refuse(intent, refused, now, record=True), None
+
+    def _off_partition(
+        self, intent: TransactionIntent, what: str, raw: bytes | None, source: Source, now: datetime
+    ) -> list[Emit] | None:
+        """The dead letter of a record about ``intent`` read off its agent's partition, else None."""
+        home = self.state.partition_of(intent.agent_id)
+        if home is None or source.partition == home:
+            return None
+        # The agent's state is in the partition its records land in; a record written to another
+        # one (by hand: the worker keys by agent) would be decided with another partition's state,
+        # by a signer that may not hold the agent's spend. Not decided here: dead-lettered.
+        return self.dead_letter(
+            raw,
+            source,
+            now,
+            (
+                f"{what} for agent {intent.agent_id!r} on partition {source.partition} of {source.topic}; its "
+                f"records belong on partition {home} (keyed by agent_id). "
+                "Not signed; publish it keyed by its agent id"
+            ),
+        )
+
+    def _decided(self, intent: TransactionIntent, now: datetime) -> list[Emit] | None:
+        """What to publish for an intent whose id this signer decided already, else None: exactly
+        what was published before; for another intent under that id, its own refusal."""
+        prior = self.state.agent(intent.agent_id).outcome(intent.intent_id)
+        if prior is None:
+            return None
+        if digest_of(prior[1]) != intent.digest():
+            # The same id on a different intent: the first keeps its outcome; this one gets its
+            # own refusal, bound to its digest, and is not recorded under the shared id.
+            return self.outcomes.refuse(
+                intent,
+                SigningRefused(
+                    "INTENT_ID_REUSED",
+                    f"intent id {intent.intent_id!r} was already decided here for a different "
+                    "intent; every intent needs its own id",
+                ),
+                now,
+                record=False,
+            )
+        return [Emit(prior[0], intent.agent_id, prior[1])]
 
     async def _sign_and_record(
         self, approved: IntentApproved, now: datetime

@@ -17,6 +17,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from rules import judge
+from runtime.trust import KeysNow
 from schemas import topics
 from schemas.auth import (
     Admins,
@@ -34,15 +35,6 @@ from schemas.outcomes import IntentAbandoned, IntentRejected, StageEnvelope, Sta
 from schemas.policy import AgentPolicy
 from streams.decide import SERVICE, Decider
 from streams.replays import Replays
-
-
-class _KeysNow:
-    """Pinned service keys, asking for an unknown key id at once (``PinnedServiceKeys.key_now``)
-    where the keys can: a stage envelope from a worker started a moment ago would otherwise be
-    dead-lettered for good, and its intent left without an outcome."""
-
-    def __init__(self, keys: ServiceKeys):
-        self.key = getattr(keys, "key_now", keys.key)
 
 
 class Admission:
@@ -228,10 +220,18 @@ class Admission:
         return self.off_partition(envelope.intent, raw, source, now) or envelope
 
     def on_abandoned(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
-        """A worker's redelivery task gave up on an intent: decide it NO_OUTCOME, unless it was
-        decided (then the decision stands and nothing is said again). Remembered like any
-        decision, so a late copy of the intent gets this answer, never a different one, and a
-        judgement of it still waiting for the node publishes nothing (`Replays.decided_meanwhile`).
+        """A worker's redelivery task gave up on an intent: unless this worker decided it (then the
+        decision stands and nothing is said again), it is remembered as ``abandoned``, so a
+        judgement of it still waiting for the node publishes nothing (`Replays.decided_meanwhile`)
+        and a late copy of the intent is not judged again: it gets the abandonment again
+        (`Replays.replay`).
+
+        The answer is the signer's, not this worker's: it reads the same abandonment (on its
+        partitions of warden.intents.abandoned, co-partitioned with warden.intents.approved) and
+        has the last word, NO_OUTCOME unless it decided the intent already (`Signer.abandoned`).
+        A refusal said here could not hold: the signer judges every approval itself, so a topic
+        writer's copy of the given-up intent as an approval would be signed after the client was
+        told "will not be signed". The signer alone can make the two agree.
 
         Believed only when a pinned worker signed it (`IntentAbandoned` says why): anything else
         is dead-lettered and decides nothing. An intent whose agent signature does not verify
@@ -262,16 +262,7 @@ class Admission:
             return [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
                 intent, verdict, [verdict], now, remember=False, bound_to=bound_to
             )
-        verdict = StageVerdict(
-            intent_id=intent.intent_id,
-            stage="intake",
-            passed=False,
-            code="NO_OUTCOME",
-            reason="the pipeline produced no outcome for this intent after repeated deliveries; "
-            "it was given up and will not be signed. Check `warden status`, then submit "
-            "a new intent",
-        )
-        return [self.decider.verdict_audit(verdict, intent, now)] + self.decider.reject(intent, verdict, [verdict], now)
+        return self.decider.abandon(intent, raw, now)
 
     def _from_a_worker(
         self, model: type[OutcomeT], raw: bytes | None, source: Source, now: datetime, written_to: str
@@ -292,7 +283,7 @@ class Admission:
                 ),
                 explain(exc),
             )
-        forged = outcome_forgery(record, _KeysNow(self.service_keys), record.intent.digest())
+        forged = outcome_forgery(record, KeysNow(self.service_keys), record.intent.digest())
         if forged is not None:
             return self.decider.dead_letter(
                 raw,

@@ -254,6 +254,36 @@ class Decider:
             ),
         ]
 
+    def abandon(self, intent, abandoned: bytes, now) -> list[Emit]:
+        """Given up by the redelivery watch (``abandoned``: its `IntentAbandoned` as read) and
+        handed to the signer, whose answer is the outcome (`Admission.on_abandoned`): remembered,
+        reserving nothing, with the abandonment as its record, so a late copy of the intent sends
+        the signer the same question and its client gets the signer's answer again. Nothing but
+        the ledger's record is published here."""
+        self.decisions[intent.intent_id] = Decision(
+            agent_id=intent.agent_id,
+            outcome="abandoned",
+            at_us=to_us(now),
+            topic=topics.INTENTS_ABANDONED,
+            record=abandoned,
+            digest=intent.digest(),
+        )
+        metrics.INTENTS.labels("abandoned", "intake", "NO_OUTCOME").inc()
+        return [
+            _audit(
+                SERVICE,
+                "intent.abandoned",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                intent_digest=intent.digest(),
+                reason="no outcome after repeated deliveries; handed to the signer, which refuses it NO_OUTCOME "
+                "unless it decided it already",
+            )
+        ]
+
     # -- reservations ---------------------------------------------------------------------------
 
     def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:

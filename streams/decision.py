@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-Outcome = Literal["approved", "parked", "rejected", "released"]
-"""``released``: approved, then refused by a signer, so its reservation no longer counts."""
+Outcome = Literal["approved", "parked", "rejected", "released", "abandoned"]
+"""``released``: approved, then refused by a signer, so its reservation no longer counts.
+``abandoned``: given up by the redelivery watch before this worker decided it; the signer has the
+last word on it (NO_OUTCOME, unless it decided it already), and it holds nothing."""
 
 _OUTCOMES = frozenset(get_args(Outcome))
 

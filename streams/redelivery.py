@@ -22,8 +22,8 @@ It must never become the problem it solves:
   intent only on its own, and such a copy says nothing of the one on it);
 - each intent is re-published at most ``max_attempts`` times; after that it goes to
   ``warden.intents.abandoned`` (an `IntentAbandoned`, signed with the worker's key: only a
-  worker gives an intent up), where the worker decides it ``NO_OUTCOME`` unless it decided
-  it already, so the client is told, and told the truth;
+  worker gives an intent up), where the signer refuses it ``NO_OUTCOME`` unless it decided it
+  already (and then signs no approval of it), so the client is told, and told the truth;
 - a record the producer cannot send is logged and dropped from the watch, never raised.
 """
 
@@ -105,7 +105,7 @@ class Pending:
             due.append((intent, waiting))
         for intent, (_, key, raw, attempts) in due:
             if attempts >= self.max_attempts:
-                self.decided(intent)  # the worker's NO_OUTCOME (or its earlier decision) ends it
+                self.decided(intent)  # the signer's NO_OUTCOME (or an earlier decision) ends it
                 give_up.append((key, raw))
             else:
                 del self._waiting[intent]  # to the end: due again last
@@ -279,7 +279,7 @@ async def run_redelivery(
                     log.warning("redelivering %d intent(s) with no outcome after %.0f s", len(again), grace_s)
                 if give_up:
                     log.warning(
-                        "giving up on %d intent(s) after %d redeliveries: the worker decides them "
+                        "giving up on %d intent(s) after %d redeliveries: the signer refuses them "
                         "NO_OUTCOME unless it decided them already",
                         len(give_up),
                         max_attempts,

@@ -54,11 +54,12 @@ class Replays:
         decision: nothing can decide the intent in between, so it gets one decision, the first.
 
         A judgement that waits for the node (paused or unreachable) can be overtaken: the
-        redelivery watch gives the intent up and this worker decides it NO_OUTCOME, "will not be
-        signed" (`Admission.on_abandoned`, on the same partition), or, in the split topology, a
-        redelivered copy is decided first. That decision was published and stands: this judgement
-        is discarded, recorded as such (with what it found), and nothing else is published, no
-        approval for the signer above all. Another intent under the decided id is refused
+        redelivery watch gives the intent up and this worker remembers it abandoned, the signer's
+        to answer (`Admission.on_abandoned`, on the same partition), or, in the split topology, a
+        redelivered copy is decided first. That decision stands: this judgement is discarded,
+        recorded as such (with what it found), and nothing else is published, no approval for
+        the signer above all (the signer would refuse it NO_OUTCOME anyway, if it read the
+        abandonment first). Another intent under the decided id is refused
         INTENT_ID_REUSED, as intake refuses it (`replay`)."""
         decision = self.decider.decisions.get(intent.intent_id)
         if decision is None:
@@ -145,13 +146,24 @@ class Replays:
             return [decider.verdict_audit(verdict, intent, now)] + decider.approve(
                 intent, policy, judge.Judgement((verdict,)), now, counts=False
             )
-        prior = IntentRejected.model_validate_json(original.record)
+        if original.outcome == "abandoned":
+            # Its answer is the signer's (NO_OUTCOME, unless it signed it after all), which this
+            # worker does not hold: refused, never judged again as a payment of its own.
+            stage, code = "intake", "NO_OUTCOME"
+            reason = (
+                f"idempotency key already used by intent {first['intent_id']}, which was given up without an outcome "
+                "from this worker; follow that intent's outcome from the signer, and submit a new intent under a new "
+                "idempotency key"
+            )
+        else:
+            prior = IntentRejected.model_validate_json(original.record)
+            stage, code, reason = prior.stage, prior.code, prior.reason
         echoed = StageVerdict(
             intent_id=intent.intent_id,
-            stage=prior.stage,
+            stage=stage,
             passed=False,
-            code=prior.code,
-            reason=prior.reason,
+            code=code,
+            reason=reason,
             facts={"original_intent_id": first["intent_id"]},
         )
         return [decider.verdict_audit(verdict, intent, now)] + decider.reject(intent, echoed, [verdict, echoed], now)

@@ -39,6 +39,7 @@ class LoneSigner:
         self.address = store.provision(self.agent, "ethereum", ADMIN).address
         self.admin_key, self.agent_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         self.service_key = Ed25519PrivateKey.generate()
+        self.worker_key = Ed25519PrivateKey.generate()  # signs the abandonments a worker would write
         self.version = 0
         self.state = SignerState(tmp / f"{self.agent}.db")
         self.signer = Signer(
@@ -47,6 +48,7 @@ class LoneSigner:
             Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
             node_for=lambda chain: self.node,
             service_key=("signer-test", self.service_key),
+            service_keys=self,
         )
         self.set_policy(**policy_fields)
         self.offset = 0
@@ -98,7 +100,8 @@ class LoneSigner:
         return outcome, audits, to_send
 
     def key(self, role: str, key_id: str | None) -> str | None:
-        return public_key_hex(self.service_key) if (role, key_id) == ("signer", "signer-test") else None
+        pinned = {("signer", "signer-test"): self.service_key, ("worker", "worker-test"): self.worker_key}
+        return public_key_hex(pinned[(role, key_id)]) if (role, key_id) in pinned else None
 
 
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

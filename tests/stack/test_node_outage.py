@@ -4,14 +4,16 @@ SIGSTOP in the middle of a burst and continued later, on a stack of the test's o
 While it is stopped, the worker judges the burst one intent at a time, and each judgement waits
 for the node's fee quote (up to two reads of `runtime.rpc`'s 10 s timeout, then
 FEE_QUOTE_UNAVAILABLE); the redelivery watch re-publishes the waiting intents and gives them up
-after its fourth grace period (~40 s), and the worker decides them NO_OUTCOME, "will not be
-signed". One intent is always being judged at that moment. Before the fix, that judgement went
-on to publish a second decision: an approval the signer signed and Anvil mined when the node came
-back at the give-up, a second refusal (FEE_QUOTE_UNAVAILABLE beside NO_OUTCOME) when the node
-stayed away for 90 s. Now whichever decides first is the intent's one outcome; the judgement that
-comes second is discarded (`intent.judgement_discarded` on the ledger).
+after its fourth grace period (~40 s): the worker judges them no further, and the signer refuses
+them NO_OUTCOME, "will not sign". One intent is always being judged at that moment. Before the
+fix, that judgement went on to publish a second decision: an approval the signer signed and Anvil
+mined when the node came back at the give-up, a second refusal (FEE_QUOTE_UNAVAILABLE beside
+NO_OUTCOME) when the node stayed away for 90 s. Now whichever decides first is the intent's one
+outcome; the judgement that comes second is discarded (`intent.judgement_discarded` on the ledger).
+And a keyless topic writer who then copies a given-up intent into an approval gets the signer's
+NO_OUTCOME again, never a signature (the signer has the last word on a given-up intent).
 
-Every intent ends with exactly one outcome on warden.intents.approved / rejected, none that was
+Every intent ends with exactly one outcome (a refusal, or a signed transaction), none that was
 refused is on warden.txs.signed, and the agent's nonce on Anvil counts only what was signed."""
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
+from tests.stack.test_signer_last_word import direct_approvals
 from tests.support import make_agent, read_topic
 from tests.up_support import chain_nonce
 
@@ -42,7 +45,7 @@ def _intent(key):
 
 
 async def _no_outcome_published(settings, start, ids: set[str], deadline_s: float = 150) -> None:
-    """Until the worker has decided one of ``ids`` NO_OUTCOME: the give-up."""
+    """Until the signer has refused one of ``ids`` NO_OUTCOME: the give-up."""
     until = time.monotonic() + deadline_s
     while time.monotonic() < until:
         for raw in await read_topic(settings, topics.INTENTS_REJECTED, idle_polls=2, start=start):
@@ -61,7 +64,7 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
     anvil = stack.processes["anvil"].pid  # its own process group (started in a new session)
 
     async def scenario():
-        key, address, _ = await make_agent(settings, AGENT, tx_to_allowlist=(DEST,))
+        key, address, policy = await make_agent(settings, AGENT, tx_to_allowlist=(DEST,))
         nonce_before = await chain_nonce(settings, address)
         start = await end_offsets(settings, WATCHED)
         burst = [_intent(key) for _ in range(BEFORE + DURING)]
@@ -84,6 +87,10 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
         # A judgement that was in flight at the give-up finishes once the node answers, and a
         # second outcome would follow it within seconds (an approval, then its signature): wait.
         await asyncio.sleep(15)
+        # The attack: every intent given up, copied by a keyless topic writer into an approval.
+        given_up = [i for i in burst if getattr(outcomes[i.intent_id], "code", None) == "NO_OUTCOME"]
+        await direct_approvals(settings, *[(intent, policy) for intent in given_up])
+        await asyncio.sleep(10)
         read = {topic: await read_topic(settings, topic, start=start) for topic in WATCHED}
         return burst, outcomes, read, nonce_before, await chain_nonce(settings, address)
 
@@ -91,27 +98,29 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
     ids = {intent.intent_id for intent in burst}
     assert set(outcomes) == ids, f"{len(ids - set(outcomes))} of {len(ids)} intents without an outcome"
 
-    # What the worker said of each intent (a redelivery may publish the same bytes again: one
-    # outcome), and what the signer signed.
+    # Each intent's refusals (a redelivery may publish the same bytes again: one outcome), what the
+    # worker approved, and what the signer signed.
     said: dict[str, set] = defaultdict(set)
-    for raw in read[topics.INTENTS_APPROVED]:
-        approved = IntentApproved.from_bytes(raw)
-        if approved.intent_id in ids:
-            said[approved.intent_id].add(("approved", raw))
     refused: dict[str, str] = {}
     for raw in read[topics.INTENTS_REJECTED]:
         rejected = IntentRejected.from_bytes(raw)
-        if rejected.intent_id in ids and rejected.stage != "signing":
-            said[rejected.intent_id].add(("rejected", rejected.code, raw))
+        if rejected.intent_id in ids:
+            said[rejected.intent_id].add((rejected.stage, rejected.code, raw))
             refused[rejected.intent_id] = rejected.code
+    approved = {a.intent_id for a in map(IntentApproved.from_bytes, read[topics.INTENTS_APPROVED])} & ids
     signed = {
         record.intent_id: record
         for record in map(SignedTransaction.from_bytes, read[topics.TXS_SIGNED])
         if record.intent_id in ids
     }
-    several = {i: sorted(str(s)[:100] for s in said[i]) for i in ids if len(said[i]) != 1}
-    assert not several, f"{len(several)} of {len(ids)} intents were told more than one thing: {several}"
+    several = {i: sorted(str(s)[:100] for s in said[i]) for i in ids if len(said[i]) > 1}
+    assert not several, f"{len(several)} of {len(ids)} intents were refused more than once: {several}"
+    # The worker approves nothing it refused (a signer's refusal of an approval is its one outcome).
+    judged_twice = approved & {i for i in said for stage, _, _ in said[i] if stage != "signing"}
+    assert not judged_twice, judged_twice
     assert "NO_OUTCOME" in refused.values(), refused  # the watch gave intents up while the node was stopped
+    given_up = {i for i, code in refused.items() if code == "NO_OUTCOME"}
+    assert all(stage == "signing" for i in given_up for stage, _, _ in said[i])  # the signer's word
     assert not set(refused) & set(signed), {i: refused[i] for i in set(refused) & set(signed)}
     # Anvil holds what was signed and nothing else: the intents approved before the stop.
     mined = [i for i, record in signed.items() if record.status == "mined"]
@@ -124,7 +133,7 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
         if event.action == "intent.judgement_discarded" and event.intent_id in ids
     ]
     assert discarded, f"no judgement was in flight at the give-up; see {settings.log_dir}"
-    assert all(event.details["decided"] == "rejected NO_OUTCOME" for event in discarded), discarded
+    assert all(event.details["decided"] == "abandoned" for event in discarded), discarded
 
 
 def test_a_node_stopped_mid_burst_and_back_at_the_give_up_leaves_one_outcome_and_signs_no_refusal(fresh_stack):

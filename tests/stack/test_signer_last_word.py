@@ -23,12 +23,14 @@ from runtime.clock import utcnow
 from runtime.config import child_environment
 from runtime.kafka import end_offsets, partition_of
 from runtime.rpc import JsonRpc
+from runtime.trust import service_key
 from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
+from streams.redelivery import abandoned_record
 from tests.support import balance, make_agent, read_topic, submitted, tail_json
 
 ETH, GWEI = 10**18, 10**9
@@ -512,3 +514,90 @@ def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
         ("signing", "INTENT_FROM_THE_FUTURE"),
         ("intake", "INTENT_EXPIRED"),
     ]
+
+
+# --- 7. an intent given up ----------------------------------------------------------------------
+
+
+def _given_up(settings, intent: TransactionIntent) -> bytes:
+    """What the worker's redelivery task writes after its last attempt (`abandoned_record`, signed
+    with the worker's key): done here by hand, as in tests/stack/test_terminal_outcomes.py.
+    tests/stack/test_node_outage.py has the watch give intents up with the node stopped."""
+    return abandoned_record(intent.to_bytes(), settings.max_record_bytes, 3, utcnow(), service_key(settings, "worker"))
+
+
+def _answers(settings, run, intent: TransactionIntent, start) -> tuple[set[bytes], list[bytes]]:
+    """(the distinct refusals of ``intent`` on warden.intents.rejected, its records on warden.txs.signed)."""
+    refusals = {
+        raw
+        for raw in run(read_topic(settings, topics.INTENTS_REJECTED, start=start))
+        if IntentRejected.from_bytes(raw).intent_id == intent.intent_id
+    }
+    signed = [
+        raw
+        for raw in run(read_topic(settings, topics.TXS_SIGNED, start=start))
+        if SignedTransaction.from_bytes(raw).intent_id == intent.intent_id
+    ]
+    return refusals, signed
+
+
+def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(stack, run):
+    """Issue 59, case 10: the worker refused a given-up intent NO_OUTCOME ("will not be signed"),
+    but the signer judges every approval itself, and a keyless topic writer who copied the given-up
+    intent (agent-signed, fresh, within policy) into an IntentApproved had it signed and mined: a
+    client that obeyed "submit a new intent" paid twice. The signer now has the last word on a
+    given-up intent: its NO_OUTCOME is the one outcome, and every approval of it gets that again."""
+    settings = stack.settings
+    agent = fresh_agent("agent-givenup")
+    key, address, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    lost = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", broadcast=True)
+    before = run(balance(settings, address))
+    start = outcomes_start(settings, run)
+
+    async def give_up():
+        async with Client(settings) as client:
+            await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, lost)))
+        return await wait_outcomes(settings, [lost], 120, start)
+
+    told = run(give_up())[lost.intent_id]
+    assert isinstance(told, IntentRejected) and told.code == "NO_OUTCOME", told
+    # The attack: the given-up intent, copied into approvals written straight past the worker, and
+    # the lost record itself turning up at the worker after all.
+    run(direct_approvals(settings, (lost, policy), (lost, policy)))
+    run(submitted(settings, lost))
+    run(asyncio.sleep(8))
+    refusals, signed = _answers(settings, run, lost, start)
+    assert signed == [], [SignedTransaction.from_bytes(raw).status for raw in signed]
+    assert run(balance(settings, address)) == before
+    assert refusals == {told.to_bytes()}, [IntentRejected.from_bytes(raw).code for raw in refusals]
+    # The signer's word, which it keeps: not the worker's.
+    assert (told.stage, told.signed_by) == ("signing", service_key(settings, "signer")[0]), told
+    assert "will not sign" in told.reason, told.reason
+
+
+def test_an_intent_the_signer_signed_before_its_give_up_keeps_its_one_signature(stack, run):
+    """The other order at the signer: an approval of the intent first (signed, mined), then the
+    worker's give-up. The give-up gets the signature again, never a NO_OUTCOME beside it."""
+    settings = stack.settings
+    agent = fresh_agent("agent-signedfirst")
+    key, _, policy = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
+    intent = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.1", broadcast=True)
+    start = outcomes_start(settings, run)
+    run(direct_approvals(settings, (intent, policy)))
+    first = run(wait_outcomes(settings, [intent], 120, start))[intent.intent_id]
+    assert isinstance(first, SignedTransaction), first
+    run(asyncio.sleep(3))  # its status changes (mined) published before the give-up
+    given_up = run(end_offsets(settings, (topics.TXS_SIGNED,)))
+
+    async def give_up():
+        async with Client(settings) as client:
+            await (await client.send(topics.INTENTS_ABANDONED, agent, _given_up(settings, intent)))
+        await asyncio.sleep(8)
+
+    run(give_up())
+    refusals, signed = _answers(settings, run, intent, start)
+    assert refusals == set(), [IntentRejected.from_bytes(raw).code for raw in refusals]
+    assert {SignedTransaction.from_bytes(raw).tx_hash for raw in signed} == {first.tx_hash}
+    # The give-up is answered with that signature again: the newest record of its one transaction.
+    _, again = _answers(settings, run, intent, given_up)
+    assert again, "the give-up was not answered"

@@ -93,8 +93,8 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
     answered the same) and an intent of its own under an id the agent will use (computed from an
     idempotency key: the agent's intent was refused INTENT_ID_REUSED) are dead-lettered, and both
     real intents are signed. What the worker's redelivery task writes after its last attempt
-    (`abandoned_record`, signed with the worker's key, done here by hand) is decided NO_OUTCOME,
-    and the lost intent turning up after all gets the same answer."""
+    (`abandoned_record`, signed with the worker's key, done here by hand) is refused NO_OUTCOME by
+    the signer, and the lost intent turning up after all gets the same answer."""
     settings = stack.settings
     agent = f"agent-abandoned-{os.urandom(3).hex()}"
     key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
@@ -131,12 +131,14 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
         copied.intent_id: "SignedTransaction",
         ordered.intent_id: "SignedTransaction",
     }
+    # Each forgery is dead-lettered by both readers of the topic: the worker and the signer.
     refused = sorted(
-        orjson.loads(base64.b64decode(d.payload_b64))["intent_id"]
+        (orjson.loads(base64.b64decode(d.payload_b64))["intent_id"], d.signed_by)
         for d in letters
         if d.source_topic == topics.INTENTS_ABANDONED and "invalid IntentAbandoned" in d.reason
     )
-    assert refused == sorted([copied.intent_id, taken.intent_id])
+    writers = sorted(service_key(settings, role)[0] for role in ("signer", "worker"))
+    assert refused == sorted((i, w) for i in (copied.intent_id, taken.intent_id) for w in writers), refused
     rejected = first[lost.intent_id]
-    assert isinstance(rejected, IntentRejected) and rejected.code == "NO_OUTCOME"
+    assert isinstance(rejected, IntentRejected) and (rejected.stage, rejected.code) == ("signing", "NO_OUTCOME")
     assert not [s for s in signed if orjson.loads(s)["intent_id"] == lost.intent_id]

@@ -1,7 +1,9 @@
-"""One outcome through a node outage: the redelivery watch's give-up (`IntentAbandoned`, decided
-NO_OUTCOME) and a judgement still waiting for the node cannot both decide an intent. Whichever
-records its decision first is the intent's one outcome; the other stands down (issue 59, case 10:
-NO_OUTCOME published, then the judgement approved and the intent signed and mined).
+"""One outcome through a node outage: the redelivery watch's give-up (`IntentAbandoned`, which the
+worker remembers and the signer answers NO_OUTCOME) and a judgement still waiting for the node
+cannot both decide an intent. Whichever the worker records first stands; the other stands down
+(issue 59, case 10: NO_OUTCOME published, then the judgement approved and the intent signed and
+mined). The worker publishes no refusal of its own for the give-up: the signer has the last word
+(tests/unit/test_signer_abandoned.py).
 
 The engine is fed bytes as the topology feeds it. The node is a fake (`StalledNode`), which a unit
 test may use: its calls wait on an asyncio event, as calls to an Anvil stopped with SIGSTOP wait,
@@ -17,7 +19,7 @@ from runtime.rpc import RpcUnavailable
 from schemas import topics
 from schemas.emit import Emit
 from schemas.stages import ALL_GUARDRAIL_STAGES
-from tests.engine_support import T0, World, actions, audits, on, rejected_of
+from tests.engine_support import T0, World, actions, audits, rejected_of
 
 RESUMED = T0 + timedelta(seconds=50)
 
@@ -69,6 +71,13 @@ def _outcomes(emits: list[Emit]) -> list[Emit]:
     return [e for e in emits if e.topic in decisive or e.topic.startswith("warden.stage.")]
 
 
+def _handed_to_the_signer(given_up: list[Emit], intent) -> None:
+    """The give-up publishes no outcome here, only the ledger's record: the signer answers it."""
+    assert _outcomes(given_up) == [], [e.topic for e in given_up]
+    (abandoned,) = audits(given_up)
+    assert (abandoned.action, abandoned.details["intent_digest"]) == ("intent.abandoned", intent.digest())
+
+
 def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approved():
     """Case 10 at 45-60 s: the node answers after the give-up, and the judgement would approve."""
     node = StalledNode()
@@ -79,19 +88,35 @@ def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approv
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     given_up, judged = asyncio.run(scenario())
-    refusal = rejected_of(given_up)
-    assert (refusal.code, refusal.intent_digest) == ("NO_OUTCOME", intent.digest())
+    _handed_to_the_signer(given_up, intent)
     assert _outcomes(judged) == [], [e.topic for e in judged]
     # The ledger says what happened to the judgement, and nothing of its verdicts as if they decided.
     assert "stage.passed" not in actions(judged) and "stage.failed" not in actions(judged)
     (discarded,) = [a for a in audits(judged) if a.action == "intent.judgement_discarded"]
     assert discarded.details["intent_digest"] == intent.digest()
-    assert discarded.details["decided"] == "rejected NO_OUTCOME"
-    assert world.engine.decisions[intent.intent_id].record == on(given_up, topics.INTENTS_REJECTED)[0].value
+    assert discarded.details["decided"] == "abandoned"
+    assert world.engine.decisions[intent.intent_id].record == world.abandoned(intent)
     assert world.spent(RESUMED) == 0
-    # A redelivered copy, read after the node answered, gets the give-up's answer again.
+    # A redelivered copy, read after the node answered, asks the signer again: its answer stands.
     again = world.submit(intent, now=RESUMED)
-    assert again == on(given_up, topics.INTENTS_REJECTED)
+    assert again == [Emit(topics.INTENTS_ABANDONED, intent.agent_id, world.abandoned(intent))]
+
+
+def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_judged():
+    """The given-up intent's answer is the signer's, which the worker does not hold: another
+    intent under its key is refused NO_OUTCOME, naming it, and reserves nothing."""
+    node = StalledNode()
+    world = _world(node)
+    intent = world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None, idempotency_key="k-1")
+
+    async def scenario():
+        return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
+
+    asyncio.run(scenario())
+    again = world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None, idempotency_key="k-1")
+    refusal = rejected_of(world.submit(again, now=RESUMED))
+    assert refusal.code == "NO_OUTCOME" and intent.intent_id in refusal.reason, refusal.reason
+    assert world.spent(RESUMED) == 0
 
 
 def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two():
@@ -104,7 +129,7 @@ def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two
         return await _race(world, node, world.engine.on_intent(intent.to_bytes(), world.source(), T0), intent)
 
     given_up, judged = asyncio.run(scenario())
-    assert rejected_of(given_up).code == "NO_OUTCOME"
+    _handed_to_the_signer(given_up, intent)
     assert _outcomes(judged) == []
     (discarded,) = [a for a in audits(judged) if a.action == "intent.judgement_discarded"]
     assert discarded.details["judged"] == "rejected FEE_QUOTE_UNAVAILABLE"
@@ -147,6 +172,6 @@ def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on
         return await _race(world, node, fee, intent)
 
     given_up, judged = asyncio.run(scenario())
-    assert rejected_of(given_up).code == "NO_OUTCOME"
+    _handed_to_the_signer(given_up, intent)
     assert _outcomes(judged) == []
     assert [a.action for a in audits(judged)] == ["intent.judgement_discarded"]

@@ -361,17 +361,18 @@ def test_the_watch_believes_the_bytes_this_worker_published_and_verifies_everyth
     assert outcome_about(topics.INTENTS_APPROVED, approved, nobody, published) is None
 
 
-def test_an_abandoned_intent_is_decided_no_outcome_unless_it_was_decided(world):
+def test_an_abandoned_intent_is_left_to_the_signer_unless_it_was_decided(world):
+    """The worker publishes no refusal of a given-up intent (the signer has the last word on it,
+    tests/unit/test_signer_abandoned.py), but remembers it: it judges it no further."""
     decided = world.intent("0.1")
     approved = approved_of(world.submit(decided))
     assert world.engine.on_abandoned(world.abandoned(decided), world.source(topics.INTENTS_ABANDONED), T0) == []
     lost = world.intent("0.2")
     emits = world.engine.on_abandoned(world.abandoned(lost), world.source(topics.INTENTS_ABANDONED), T0)
-    rejected = rejected_of(emits)
-    assert (rejected.code, rejected.intent_digest, rejected.signed_by) == ("NO_OUTCOME", lost.digest(), WORKER_ID)
-    assert "will not be signed" in rejected.reason
-    # A late copy of the lost intent gets the same answer, never an approval; nothing was reserved.
-    assert rejected_of(world.submit(lost)) == rejected
+    assert [e.topic for e in emits] == [topics.AUDIT_EVENTS]
+    assert world.engine.decisions[lost.intent_id].outcome == "abandoned"
+    # A late copy of the lost intent asks the signer again, never is approved; nothing was reserved.
+    assert world.submit(lost) == [Emit(topics.INTENTS_ABANDONED, AGENT, world.abandoned(lost))]
     assert world.spent() == 10**17 and approved_of(world.submit(decided)) == approved
 
 
