@@ -98,10 +98,11 @@ class Engine:
         intent, policy = state
         decider = self.decider
         judged = judge.Judgement()
+        digest = intent.digest()
         admitted = len(out)  # intake's records: all a judgement discarded below keeps
         while (stage := judged.next_stage(intent)) is not None:
             judged = await decider.timed_stage(stage, intent, policy, now, judged)
-            out.append(decider.verdict_audit(judged.verdicts[-1], intent, now))
+            out.append(decider.verdict_audit(judged.verdicts[-1], intent, now, digest))
         meanwhile = self.replays.decided_meanwhile(intent, judged, now)
         if meanwhile is not None:
             return out[:admitted] + meanwhile
