@@ -48,6 +48,15 @@ def _outcome_events(client, intent_id: str) -> list[tuple]:
     ).result_rows
 
 
+def _statuses(client, intent_id: str, agent_id: str) -> dict[str, tuple]:
+    """intent_status's rows of one intent id and agent: digest -> (final_status, failed_code)."""
+    rows = client.query(
+        "SELECT intent_digest, final_status, failed_code FROM intent_status "
+        f"WHERE intent_id = '{intent_id}' AND agent_id = '{agent_id}'"
+    ).result_rows
+    return {row[0]: row[1:] for row in rows}
+
+
 def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stack, run, tmp_path):
     """Case 1: intent I is mined; a forged copy under I's id is refused INTENT_ID_REUSED (a true
     event about another record). `warden txs show I --proof` still proves I's own outcome, the
@@ -86,13 +95,7 @@ def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stac
     digests = {action: digest for action, digest, _, _ in events}
     assert digests["tx.mined"] == intent.digest() and digests["intent.rejected"] == forged.digest()
 
-    statuses = {
-        row[0]: row[1:]
-        for row in ledger.query(
-            "SELECT intent_digest, final_status, failed_code FROM intent_status "
-            f"WHERE intent_id = '{intent.intent_id}' AND agent_id = '{agent}'"
-        ).result_rows
-    }
+    statuses = _statuses(ledger, intent.intent_id, agent)
     assert statuses[intent.digest()][0] == "mined", statuses
     assert statuses[forged.digest()] == ("rejected", "INTENT_ID_REUSED"), statuses
 
@@ -163,13 +166,7 @@ def test_a_forged_copy_does_not_take_the_place_of_an_admins_denial_on_the_ledger
     assert set(by_code) == {"INTENT_ID_REUSED", "APPROVAL_DENIED"}, rejections
     assert by_code["APPROVAL_DENIED"][0] == intent.digest() and by_code["INTENT_ID_REUSED"][0] == forged.digest()
     assert by_code["APPROVAL_DENIED"][1] != by_code["INTENT_ID_REUSED"][1]
-    statuses = {
-        row[0]: row[1:]
-        for row in ledger.query(
-            "SELECT intent_digest, final_status, failed_code FROM intent_status "
-            f"WHERE intent_id = '{intent.intent_id}' AND agent_id = '{agent}'"
-        ).result_rows
-    }
+    statuses = _statuses(ledger, intent.intent_id, agent)
     assert statuses == {
         intent.digest(): ("rejected", "APPROVAL_DENIED"),
         forged.digest(): ("rejected", "INTENT_ID_REUSED"),
