@@ -267,6 +267,12 @@ def load() -> Settings:
     return Settings()
 
 
+def environment_with(**variables: str) -> dict[str, str]:
+    """This process's environment with ``variables`` added: for a program Warden starts that reads
+    none of Warden's settings (a broker tuned by its own variables)."""
+    return {**os.environ, **variables}
+
+
 def child_environment(settings: Settings) -> dict[str, str]:
     """The environment for a process Warden starts: this one's, with ``settings`` written over
     the variables they came from, so the child loads the same settings."""

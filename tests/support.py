@@ -110,15 +110,14 @@ async def everything_recorded(settings: Settings) -> tuple[int, int, bytes]:
         names = await admin.list_topics()
     finally:
         await admin.close()
-    records, idle = [], 0
-    async for name, value in follow(settings, tuple(n for n in names if n.startswith("warden"))):
+    # Every record the topics held when the read began, however long a loaded broker takes to
+    # serve the first (quiet polls alone once read nothing at all under a busy suite).
+    records, caught_up = [], asyncio.Event()
+    async for name, value in follow(settings, tuple(n for n in names if n.startswith("warden")), caught_up=caught_up):
         if name:
             records.append(value)
-            idle = 0
-        else:
-            idle += 1
-            if idle >= 5:
-                break
+        elif caught_up.is_set():
+            break
     haystack = b"\n".join(records) + b"\n".join(p.read_bytes() for p in (settings.home / "logs").glob("*.log"))
     haystack += (settings.home / "vault" / "events.jsonl").read_bytes()
     host, _, port = settings.ledger_http.rpartition(":")

@@ -45,7 +45,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from infra.bench.figures import cpu_seconds, numbers, percentile_ms
 from infra.cli.output import note, print_json
 from infra.stack.local import StackError, free_ports, tansu_binary, wait_for_port
-from runtime.config import Settings
+from runtime.config import Settings, environment_with
 
 STORAGES = ("postgres", "memory")
 CLUSTER = "warden-broker-check"
@@ -154,7 +154,7 @@ def _start_brokers(tansu: str, storage: Storage, count: int, root: Path, brokers
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 # As the stack runs it on memory storage (infra.stack.local says why).
-                env={**os.environ, "TOKIO_WORKER_THREADS": "1"} if storage.url.startswith("memory") else None,
+                env=environment_with(TOKIO_WORKER_THREADS="1") if storage.url.startswith("memory") else None,
             )
         brokers.append(Broker(f"127.0.0.1:{port}", process, log))
         try:

@@ -95,6 +95,7 @@ def test_txs_list_and_show(stack, run, tmp_path):
     receipt.write_text(doc["receipt"])
     log_key = warden(settings, "audit", "log-key").stdout.strip()
     checked = warden(settings, "audit", "check-receipt", str(receipt), "--log-key", log_key)
-    assert checked.returncode == 0 and "(tx.final)" in checked.stdout, (checked.stdout, checked.stderr)
+    about = f"(tx.final, about intent {mined.intent_id} of agent {agent} (digest {mined.digest()}))"
+    assert checked.returncode == 0 and about in checked.stdout, (checked.stdout, checked.stderr)
     stranger = log_key.rsplit("+", 2)[0] + "+" + "00000000" + "+" + log_key.rsplit("+", 1)[1]
     assert warden(settings, "audit", "check-receipt", str(receipt), "--log-key", stranger).returncode != 0
