@@ -277,6 +277,10 @@ def _plan(
     valid: list[tuple[Checkpoint, list[str]]] = []
     forged: list[Problem] = []
     log_key = NoteKey(log_name, ED25519, public_key)
+    # The witnesses' lines before the checkpoints: a live sink stores a checkpoint before it asks
+    # the witnesses, so every line read names a checkpoint the read below finds. Read after them, a
+    # line of a checkpoint signed meanwhile named one not read, and looked like a rewrite.
+    lines = cosignature_lines(store, chain, witnesses)
     notes = _note_lines(store, chain, log_key)
     loaded = load_checkpoints(store, chain)
     for cp, frontier in loaded:
@@ -296,7 +300,6 @@ def _plan(
                 )
             )
     # What the witnesses and the receipts saw, against what is stored now.
-    lines = cosignature_lines(store, chain, witnesses)
     disagree, report.cosigned[chain] = cosignature_problems(chain, [cp for cp, _ in loaded], lines, witnesses, log_name)
     forged += disagree
     for kept in receipts:

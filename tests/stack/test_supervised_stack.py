@@ -198,8 +198,9 @@ def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
     restarted = WardenUp(settings)
     try:
         # It heals by itself: the signer's last word on each intent (the newest record on the topic)
-        # comes to be final and what the chain holds at the block it names.
-        deadline = time.monotonic() + 240
+        # comes to be final and what the chain holds at the block it names. Generous: a final record
+        # the chain lost is found by the signer's watch of final records (every 30 s), on a busy machine.
+        deadline = time.monotonic() + 480
         while True:
             records = [
                 SignedTransaction.from_bytes(v)
