@@ -21,7 +21,15 @@ from schemas.auth import AuditSigner, public_key_hex, sign_policy
 from schemas.emit import audit
 from schemas.outcomes import IntentRejected
 from schemas.policy import AgentPolicy
-from sdk.client import Client, load_or_create_agent_key, new_intent, signed_policy, wait_outcomes, wait_policy_applied
+from sdk.client import (
+    Client,
+    load_or_create_agent_key,
+    new_intent,
+    signed_policy,
+    submit_and_wait,
+    wait_outcomes,
+    wait_policy_applied,
+)
 from tests.support import warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -173,14 +181,7 @@ def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(sta
     def refusal(key: Ed25519PrivateKey) -> IntentRejected:
         """The worker's word on an intent to a recipient off the allowlist, signed with ``key``."""
         intent = new_intent(key, agent_id=agent, chain="anvil", to=ATTACKER, value="0.01")
-
-        async def submit():
-            start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-            async with Client(settings) as client:
-                await (await client.submit(intent))
-            return await wait_outcomes(settings, [intent], 60, start)
-
-        outcome = run(submit())[intent.intent_id]
+        outcome, _ = run(submit_and_wait(settings, intent, 60))
         assert isinstance(outcome, IntentRejected), outcome
         return outcome
 
