@@ -34,20 +34,21 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.admin.records_to_delete import RecordsToDelete
 
 from infra.bench.figures import cpu_seconds, numbers, percentile_ms
 from infra.cli.output import note, print_json
-from infra.stack.local import StackError, free_ports, tansu_binary, wait_for_port
+from infra.stack.local import BUCKET, LocalStack, StackError, free_ports, local_settings, tansu_binary, wait_for_port
 from runtime.config import Settings, environment_with
 
-STORAGES = ("postgres", "memory")
+STORAGES = ("postgres", "memory", "s3")
 CLUSTER = "warden-broker-check"
 LARGE_RECORD_BYTES = 1_600_000
 # Every Warden producer and consumer is sized for this (runtime.config.Settings.max_message_bytes).
@@ -76,6 +77,7 @@ class Storage:
 
     url: str
     pids: tuple[int, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)  # what a broker needs to reach it
 
 
 def _postgres_bin() -> Path:
@@ -131,6 +133,29 @@ def _postgres(root: Path, schema: Path | None, progress) -> Iterator[Storage]:
         )
 
 
+@contextlib.contextmanager
+def _seaweedfs(root: Path, progress) -> Iterator[Storage]:
+    """The durable `warden up`'s store: SeaweedFS's S3 under ``root``, started as the stack starts
+    it, stopped on exit."""
+    stack = LocalStack(local_settings(root / "home"))
+    progress("s3: starting SeaweedFS")
+    try:
+        endpoint = stack.start_storage()
+        yield Storage(
+            f"s3://{BUCKET}/",
+            (stack.processes["storage"].pid,),
+            {
+                "AWS_ENDPOINT": endpoint,
+                "AWS_ALLOW_HTTP": "true",
+                "AWS_ACCESS_KEY_ID": "warden",
+                "AWS_SECRET_ACCESS_KEY": "warden",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
+        )
+    finally:
+        stack.stop()
+
+
 def _start_brokers(tansu: str, storage: Storage, count: int, root: Path, brokers: list[Broker]) -> None:
     """``count`` brokers on ``storage``, each added to ``brokers`` as it is spawned (for the caller
     to stop, also when a later one does not start)."""
@@ -154,7 +179,9 @@ def _start_brokers(tansu: str, storage: Storage, count: int, root: Path, brokers
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 # As the stack runs it on memory storage (infra.stack.local says why).
-                env=environment_with(TOKIO_WORKER_THREADS="1") if storage.url.startswith("memory") else None,
+                env=environment_with(
+                    **storage.env, **({"TOKIO_WORKER_THREADS": "1"} if storage.url.startswith("memory") else {})
+                ),
             )
         brokers.append(Broker(f"127.0.0.1:{port}", process, log))
         try:
@@ -173,11 +200,12 @@ def _brokers(
     root = Path(tempfile.mkdtemp(prefix="warden-broker-check-"))
     brokers: list[Broker] = []
     try:
-        with (
-            _postgres(root, schema, progress)
-            if kind == "postgres"
-            else contextlib.nullcontext(Storage("memory://tansu/")) as storage
-        ):
+        stores = {
+            "postgres": lambda: _postgres(root, schema, progress),
+            "s3": lambda: _seaweedfs(root, progress),
+            "memory": lambda: contextlib.nullcontext(Storage("memory://tansu/")),
+        }
+        with stores[kind]() as storage:
             try:
                 progress(f"{kind}: starting {count} Tansu broker(s) on {storage.url}")
                 _start_brokers(tansu, storage, count, root, brokers)
@@ -458,6 +486,30 @@ async def check_cluster_id(brokers: list[Broker]) -> str:
     return f"describe_cluster names {cluster!r}"
 
 
+async def check_trim(brokers: list[Broker]) -> str:
+    """What keeps a log's reads bounded as it ages: records before an offset deleted (the
+    DeleteRecords request a retention job sends; retention.ms asks the broker to do the same)."""
+    broker = brokers[0].address
+    await _create(broker, "trim")
+    tp = TopicPartition("trim", 0)
+    async with _producer(broker) as producer:
+        for _ in range(5):
+            await producer.send_and_wait(tp.topic, b"old", partition=0)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(3)}, timeout_ms=10_000)
+    except Exception as exc:  # what the broker answered is what the check saw
+        raise CheckFailed(f"DeleteRecords before offset 3 of 5 failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        await admin.close()
+    async with _consumer(broker) as consumer:
+        earliest = (await consumer.beginning_offsets([tp]))[tp]
+    if earliest != 3:
+        raise CheckFailed(f"DeleteRecords before offset 3 of 5 answered, yet the earliest offset is {earliest}")
+    return "records before offset 3 of 5 deleted: the earliest offset is 3"
+
+
 async def check_across_fetch(brokers: list[Broker]) -> str:
     first, second = brokers[0].address, brokers[1].address
     await _create(first, "across")
@@ -483,6 +535,7 @@ CHECKS: dict[str, Callable[[list[Broker]], Awaitable[str]]] = {
     f"{LARGE_RECORD_BYTES / 1e6:g} MB record": check_large_record,
     "record headers": check_headers,
     "cluster id": check_cluster_id,
+    "trim a partition (DeleteRecords)": check_trim,
 }
 ACROSS_BROKERS = {
     "brokers share a partition": check_across_fetch,
