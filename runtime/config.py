@@ -132,6 +132,8 @@ class Settings:
     broker_storage: str = field(default_factory=lambda: _env("WARDEN_BROKER_STORAGE", "memory"))
     clickhouse_url: str | None = field(default_factory=lambda: _opt("WARDEN_CLICKHOUSE_URL"))
     ledger_http: str = field(default_factory=lambda: _env("WARDEN_LEDGER_HTTP", "127.0.0.1:18123"))
+    # Where `warden api` listens: the Intents API over HTTP.
+    api_http: str = field(default_factory=lambda: _env("WARDEN_API_HTTP", "127.0.0.1:8780"))
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     # Where the signer runs: "auto" (SEV-SNP when the guest gives a report, else none), "sev-snp"
     # (refuse to start without a report) or "none" (never attest).
@@ -284,6 +286,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
             "WARDEN_RPC_URL": settings.rpc_url,
             "WARDEN_TOPOLOGY": settings.topology,
             "WARDEN_LEDGER_HTTP": settings.ledger_http,
+            "WARDEN_API_HTTP": settings.api_http,
             "WARDEN_TEE": settings.tee,
             "WARDEN_ROOT_PROVIDER": settings.root_provider,
             "WARDEN_ALLOW_DEV_ROOT": "1" if settings.allow_dev_root else "0",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -196,6 +197,30 @@ def warden_mcp(settings: Settings, agent: str):
     from infra.stack.demo_mcp import server_parameters
 
     return server_parameters(settings, agent)
+
+
+@contextlib.contextmanager
+def serving(settings: Settings, argv: list[str], port: int, log, what: str, env: dict[str, str] | None = None):
+    """`warden ARGV` as a server in a child process against the stack of ``settings`` (``env``
+    added), logging to ``log``, once it listens on ``port``; stopped on exit."""
+    from infra.stack.local import REPO, wait_for_port
+    from runtime.config import child_environment
+
+    env = child_environment(settings) | {"PYTHONPATH": str(REPO)} | (env or {})
+    with open(log, "w") as errlog:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", *argv], env=env, cwd=str(REPO), stdout=errlog, stderr=errlog
+        )
+    try:
+        wait_for_port(f"127.0.0.1:{port}", 60, what, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def warden(settings: Settings, *args: str) -> subprocess.CompletedProcess:

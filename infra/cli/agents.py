@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 from pydantic import ValidationError
 
-from infra.cli.output import add_json_flag, note, print_json
+from infra.cli.output import add_json_flag, fail, note, print_json
 from infra.cli.policy import render as render_what_if
 from infra.cli.policy import run_what_if
 from runtime.clock import utcnow
 from runtime.config import load
 from schemas.auth import public_key_hex
 from schemas.errors import explain
+from sdk.api_keys import CredentialRefused, api_keys, issue_api_key, revoke_api_key
 from sdk.client import Client, load_or_create_agent_key, policy_in_force, signed_policy
 from sdk.quorum import propose, publish_proposal
 from sdk.records import admins_in_force
@@ -80,6 +82,8 @@ def _intent_key(settings, args, current) -> str:
 
 def cmd_agents(args) -> int:
     settings = load()
+    if args.action == "api-key":
+        return _api_key(settings, args)
     current = asyncio.run(policy_in_force(settings, args.agent))
     if args.action == "show":
         if current is None:
@@ -159,11 +163,55 @@ def cmd_agents(args) -> int:
     return 0
 
 
+def _api_key(settings, args) -> int:
+    """The HTTP API's keys of an agent (`sdk.api_keys`): issue one (shown once, kept as a hash),
+    revoke one, or list them."""
+    now = utcnow()
+    if args.expires_at is not None and args.expires_at.tzinfo is None:
+        return fail("warden agents api-key", "--expires-at needs a zone, e.g. 2027-01-01T00:00:00+00:00", 2)
+    try:
+        if args.revoke:
+            record = revoke_api_key(settings.home, args.agent, args.revoke, now)
+            shown = record.view(now)
+            print_json(shown) if args.json else print(f"API key {record.key_id} of {args.agent}: revoked")
+            return 0
+        if args.list:
+            listed = [r.view(now) for r in api_keys(settings.home, args.agent)]
+            if args.json:
+                print_json({"agent_id": args.agent, "keys": listed})
+            else:
+                for row in listed:
+                    print(f"{row['key_id']}  {row['state']:8} created {row['created_at']}  expires {row['expires_at']}")
+                if not listed:
+                    print(
+                        f"agent {args.agent} has no API keys; issue one with `warden agents api-key --agent {args.agent}`"
+                    )
+            return 0
+        key, record = issue_api_key(settings.home, args.agent, now, args.expires_at)
+    except CredentialRefused as exc:
+        return fail("warden agents api-key", exc, 2)
+    if args.json:
+        print_json({"agent_id": args.agent, "api_key": key, **record.view(now)})
+    else:
+        print(f"API key {record.key_id} for agent {args.agent} (shown once; Warden keeps only its hash):")
+        print(key)
+        print('trade it for a token: POST /v1/auth/agent-token {"agent_id": ..., "api_key": ...}')
+    return 0
+
+
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_agents)
     add_json_flag(p)
-    p.add_argument("action", choices=("create", "update", "show"))
+    p.add_argument("action", choices=("create", "update", "show", "api-key"))
     p.add_argument("--agent", required=True)
+    p.add_argument(
+        "--expires-at",
+        type=datetime.fromisoformat,
+        metavar="TIME",
+        help="api-key: when the new key stops working (ISO 8601 with zone; default: never)",
+    )
+    p.add_argument("--revoke", metavar="KEY_ID", help="api-key: revoke this key (its tokens stop at once)")
+    p.add_argument("--list", action="store_true", help="api-key: list the agent's keys (ids and states, never keys)")
     p.add_argument("--chains", help="comma-separated allowed chains (empty: any)")
     p.add_argument("--allowlist", help="comma-separated recipient addresses (empty: any)")
     p.add_argument("--max-value", help='per-transaction cap in the native unit, or "none"')

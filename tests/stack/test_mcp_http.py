@@ -15,8 +15,6 @@ import contextlib
 import json
 import os
 import stat
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,11 +26,10 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from infra.stack.local import REPO, free_port, wait_for_port
-from runtime.config import child_environment
+from infra.stack.local import free_port
 from sdk.mcp_auth import token_file
 from tests.oauth_support import authorization_server
-from tests.support import make_agent
+from tests.support import make_agent, serving
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 INITIALIZE = {
@@ -48,26 +45,11 @@ def _serving(settings, agent: str, options: list[str], log, env: dict[str, str] 
     """`warden mcp --agent AGENT --http` with ``options`` (and ``env`` added to its environment) on a
     free port, logging to ``log``: its MCP URL."""
     port = free_port()
-    env = child_environment(settings) | {"PYTHONPATH": str(REPO)} | (env or {})
-    env.pop("WARDEN_MCP_TOKEN_FILE", None)  # the server generates its token
-    with open(log, "w") as errlog:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "mcp", "--agent", agent, "--http", "--port", str(port), *options],
-            env=env,
-            cwd=str(REPO),
-            stdout=errlog,
-            stderr=errlog,
-        )
-    try:
-        wait_for_port(f"127.0.0.1:{port}", 60, "warden mcp --http", proc)
+    env = dict(env or {})
+    argv = ["mcp", "--agent", agent, "--http", "--port", str(port), *options]
+    # The server generates its token: no WARDEN_MCP_TOKEN_FILE from the environment.
+    with serving(settings, argv, port, log, "warden mcp --http", env | {"WARDEN_MCP_TOKEN_FILE": ""}):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

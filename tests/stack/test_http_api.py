@@ -1,0 +1,183 @@
+"""`warden api` on the real stack (Tansu, Anvil, the streams worker, the signer), driven by a plain
+HTTP client as a developer with curl would: an API key from `warden agents api-key`, a token from
+`POST /v1/auth/agent-token`, then the seeds' requests. A transfer is mined on Anvil; sign-only
+bytes recover to the agent's address with eth-account; a guardrail's refusal is 403 with its code
+and stage; 20 concurrent identical requests under one Idempotency-Key make one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import urllib.request
+
+import aiohttp
+import pytest
+from eth_account import Account
+
+from infra.stack.local import free_port
+from tests.support import make_agent, serving, warden
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+TIMEOUT = aiohttp.ClientTimeout(total=180)
+
+
+def _cli(settings, *argv: str) -> dict:
+    done = warden(settings, *argv, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def agent(stack):
+    name = f"agent-http-{os.urandom(3).hex()}"
+    _, address, _ = asyncio.run(
+        make_agent(stack.settings, name, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="5")
+    )
+    return name, address
+
+
+@pytest.fixture(scope="module")
+def api(stack, agent, tmp_path_factory):
+    port = free_port()
+    argv = ["api", "--listen", f"127.0.0.1:{port}", "--timeout", "120"]
+    with serving(stack.settings, argv, port, tmp_path_factory.mktemp("api") / "api.log", "warden api"):
+        yield f"http://127.0.0.1:{port}"
+
+
+def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict:
+    """Anvil's receipt of ``tx_hash``, once it has one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        call = {"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [tx_hash]}
+        request = urllib.request.Request(rpc_url, json.dumps(call).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            receipt = json.loads(response.read())["result"]
+        if receipt is not None or time.monotonic() > deadline:
+            assert receipt is not None, f"Anvil has no receipt of {tx_hash} after {timeout_s} s"
+            return receipt
+        time.sleep(0.5)
+
+
+def _run(scenario):
+    async def go():
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as http:
+            return await scenario(http)
+
+    return asyncio.run(go())
+
+
+async def _token(http, api: str, agent: str, key: str) -> str:
+    async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": agent, "api_key": key}) as answer:
+        assert answer.status == 200, await answer.text()
+        return (await answer.json())["access_token"]
+
+
+def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, agent, api):
+    name, address = agent
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+    assert issued["api_key"].startswith("wak_") and issued["state"] == "active"
+
+    async def scenario(http):
+        auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
+        base = f"{api}/v1/agents/{name}/transactions"
+        seen = {}
+        # The seeds' submit body, as printed, with the host, the ids and the chain changed.
+        async with http.post(
+            base, json={"chain": "anvil", "to": DEST, "value": "0.01", "data": "0x"}, headers=auth
+        ) as r:
+            seen["submit"] = (r.status, await r.json())
+        async with http.post(f"{base}/sign", json={"chain": "anvil", "to": DEST, "value": "0.02"}, headers=auth) as r:
+            seen["sign"] = (r.status, await r.json())
+        async with http.post(base, json={"chain": "anvil", "to": DEST, "value": "1.5"}, headers=auth) as r:
+            seen["over_cap"] = (r.status, await r.json())
+        async with http.post(base, json={"chain": "anvil", "to": "0x" + "11" * 20, "value": "0.01"}, headers=auth) as r:
+            seen["not_allowlisted"] = (r.status, await r.json())
+        tx_id = seen["submit"][1]["id"]
+        async with http.get(f"{base}/{tx_id}", headers=auth) as r:
+            seen["get"] = (r.status, await r.json())
+        async with http.get(f"{base}/{tx_id}?include_signed_tx=true", headers=auth) as r:
+            seen["get_signed"] = (r.status, await r.json())
+        async with http.get(base, headers=auth) as r:
+            seen["list"] = (r.status, await r.json())
+        async with http.get(f"{api}/v1/chains") as r:
+            seen["chains"] = (r.status, await r.json())
+        return seen
+
+    seen = _run(scenario)
+    status, tx = seen["submit"]
+    assert status == 201, tx
+    assert tx["status"] in ("broadcast", "mined") and tx["chain"] == "anvil" and tx["tx_hash"].startswith("0x")
+    assert tx["from"] == address and Account.recover_transaction(tx["signed_tx"]) == address
+    receipt = _receipt(stack.settings.rpc_url, tx["tx_hash"])
+    assert receipt["status"] == "0x1" and receipt["to"].lower() == DEST.lower()
+
+    status, signed = seen["sign"]
+    assert status == 201 and signed["status"] == "sign_only", signed
+    assert signed["value_wei"] == str(2 * 10**16) and signed["chain_id"] == 31337
+    assert Account.recover_transaction(signed["signed_tx"]) == address == signed["from"]
+
+    for case in ("over_cap", "not_allowlisted"):
+        status, refused = seen[case]
+        assert status == 403, refused
+        assert refused["code"] and refused["stage"] and refused["detail"] and refused["status"] == "refused"
+    assert seen["over_cap"][1]["stage"] == "value_cap"
+
+    status, got = seen["get"]
+    assert status == 200 and got["id"] == tx["id"] and "signed_tx" not in got
+    assert seen["get_signed"][1]["signed_tx"] == tx["signed_tx"]
+    listed = {t["id"]: t for t in seen["list"][1]["transactions"]}
+    assert {tx["id"], signed["id"], seen["over_cap"][1]["id"]} <= set(listed)
+    assert all("signed_tx" not in t for t in listed.values())
+    assert "anvil" in {c["name"] for c in seen["chains"][1]["chains"]}
+
+
+def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transaction(stack, agent, api):
+    name, _ = agent
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+    body = {"chain": "anvil", "to": DEST, "value": "0.003"}
+
+    async def scenario(http):
+        auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
+        base = f"{api}/v1/agents/{name}/transactions"
+        headers = {**auth, "Idempotency-Key": os.urandom(8).hex()}
+
+        async def one():
+            async with http.post(f"{base}/sign", json=body, headers=headers) as r:
+                return r.status, await r.json()
+
+        first = await asyncio.gather(*(one() for _ in range(20)))
+        again = await one()
+        async with http.post(f"{base}/sign", json={**body, "value": "0.004"}, headers=headers) as r:
+            other_body = (r.status, await r.json())
+        async with http.get(base, headers=auth) as r:
+            listed = (await r.json())["transactions"]
+        return first, again, other_body, listed
+
+    first, again, other_body, listed = _run(scenario)
+    statuses = sorted(status for status, _ in first)
+    assert statuses.count(201) == 1 and set(statuses) <= {201, 200, 409}, statuses
+    created = next(doc for status, doc in first if status == 201)
+    assert again == (200, created)
+    assert all(doc["id"] == created["id"] for status, doc in first if status == 200)
+    assert other_body[0] == 422 and other_body[1]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert [t["id"] for t in listed if t.get("value_wei") == str(3 * 10**15)] == [created["id"]]
+
+
+def test_a_revoked_key_stops_its_token_at_once(stack, agent, api):
+    name, _ = agent
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+
+    async def scenario(http):
+        auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
+        async with http.get(f"{api}/v1/agents/{name}/transactions", headers=auth) as r:
+            before = r.status
+        revoked = _cli(stack.settings, "agents", "api-key", "--agent", name, "--revoke", issued["key_id"])
+        async with http.get(f"{api}/v1/agents/{name}/transactions", headers=auth) as r:
+            after = (r.status, await r.json())
+        return before, revoked, after
+
+    before, revoked, after = _run(scenario)
+    assert before == 200 and revoked["state"] == "revoked"
+    assert after[0] == 401 and "revoked" in after[1]["detail"]

@@ -1,0 +1,224 @@
+"""The HTTP API's credentials and input checks, in process (aiohttp's test server, no broker): an
+API key is kept only as a hash and trades for a token; a token expired, revoked, forged or for
+another agent is refused before anything is signed; malformed bodies are 4xx naming the field."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from runtime.config import Settings
+from sdk import api_keys
+from sdk.client import load_or_create_agent_key
+from sdk.http_api import MAX_BODY_BYTES, ApiService, RateLimit, build_app
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+RECIPIENT = "0x" + "ab" * 20
+
+
+class Clock:
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def run(settings: Settings, clock: Clock, scenario, rate: RateLimit | None = None):
+    async def go():
+        submitted = []
+
+        async def submit(*args):  # the pipeline is not here: a request that gets this far is recorded, unanswered
+            submitted.append(args[1])
+            return None, 0
+
+        service = ApiService(settings, now=clock, timeout_s=1, submit=submit)
+        if rate is not None:
+            service.rate = rate
+        async with TestClient(TestServer(build_app(service))) as client:
+            return await scenario(client), submitted
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    load_or_create_agent_key(tmp_path, "a1")
+    load_or_create_agent_key(tmp_path, "a2")
+    return Settings(home=tmp_path)
+
+
+async def token(client, agent: str, key: str) -> tuple[int, dict]:
+    answer = await client.post("/v1/auth/agent-token", json={"agent_id": agent, "api_key": key})
+    return answer.status, await answer.json()
+
+
+def bearer(value: str) -> dict:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def test_an_api_key_is_kept_only_as_a_hash_and_trades_for_a_token_bound_to_its_agent(settings):
+    key, record = api_keys.issue_api_key(settings.home, "a1", T0)
+    stored = api_keys.keys_file(settings.home, "a1").read_text()
+    assert key.split(".", 1)[1] not in stored and record.sha256 in stored
+    assert oct(api_keys.keys_file(settings.home, "a1").stat().st_mode & 0o777) == "0o600"
+
+    async def scenario(client):
+        ok, body = await token(client, "a1", key)
+        wrong_agent, refused = await token(client, "a2", key)
+        mine = await client.get("/v1/agents/a1/transactions/x", headers=bearer(body["access_token"]))
+        theirs = await client.post(
+            "/v1/agents/a2/transactions",
+            json={"chain": "anvil", "to": RECIPIENT, "value": "0.1"},
+            headers=bearer(body["access_token"]),
+        )
+        return ok, body, wrong_agent, refused, mine.status, theirs.status, await theirs.json()
+
+    (ok, body, wrong_agent, refused, mine, theirs, why), submitted = run(settings, Clock(T0), scenario)
+    assert ok == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 15 * 60
+    assert wrong_agent == 401 and "a2" in refused["detail"]
+    assert jwt.decode(body["access_token"], options={"verify_signature": False})["sub"] == "a1"
+    assert mine != 403  # its own agent's path goes through
+    assert theirs == 403 and "'a1'" in why["detail"] and submitted == []
+
+
+def test_expired_revoked_and_forged_tokens_are_refused_before_anything_is_submitted(settings):
+    key, record = api_keys.issue_api_key(settings.home, "a1", T0, expires_at=T0 + timedelta(hours=1))
+    clock = Clock(T0)
+    body = {"chain": "anvil", "to": RECIPIENT, "value": "0.1"}
+
+    async def scenario(client):
+        _, issued = await token(client, "a1", key)
+        access = issued["access_token"]
+        statuses = {}
+        statuses["good"] = (await client.post("/v1/agents/a1/transactions", json=body, headers=bearer(access))).status
+        forged = jwt.encode({"sub": "a1", "key": record.key_id, "aud": "warden-api", "iat": 0, "exp": 2**31}, b"x" * 32)
+        statuses["forged"] = (await client.post("/v1/agents/a1/transactions", json=body, headers=bearer(forged))).status
+        statuses["none"] = (await client.post("/v1/agents/a1/transactions", json=body)).status
+        clock.at = T0 + timedelta(minutes=16)
+        statuses["expired"] = (
+            await client.post("/v1/agents/a1/transactions", json=body, headers=bearer(access))
+        ).status
+        clock.at = T0 + timedelta(minutes=5)
+        api_keys.revoke_api_key(settings.home, "a1", record.key_id, clock.at)
+        statuses["revoked"] = (
+            await client.post("/v1/agents/a1/transactions", json=body, headers=bearer(access))
+        ).status
+        statuses["token_from_revoked"] = (await token(client, "a1", key))[0]
+        return statuses
+
+    statuses, submitted = run(settings, clock, scenario)
+    assert statuses == {
+        "good": 202,  # submitted; no pipeline here, so no outcome yet
+        "forged": 401,
+        "none": 401,
+        "expired": 401,
+        "revoked": 401,
+        "token_from_revoked": 401,
+    }
+    assert len(submitted) == 1
+
+
+def test_a_key_past_its_expiry_gets_no_token(settings):
+    key, _ = api_keys.issue_api_key(settings.home, "a1", T0, expires_at=T0 + timedelta(minutes=1))
+
+    async def scenario(client):
+        return await token(client, "a1", key)
+
+    (status, body), _ = run(settings, Clock(T0 + timedelta(minutes=2)), scenario)
+    assert status == 401 and "expired" in body["detail"]
+
+
+BAD_BODIES = {
+    "value as a number": ({"chain": "anvil", "to": RECIPIENT, "value": 0.1}, "value"),
+    "value negative": ({"chain": "anvil", "to": RECIPIENT, "value": "-1"}, "value"),
+    "value hex": ({"chain": "anvil", "to": RECIPIENT, "value": "0x10"}, "value"),
+    "value scientific": ({"chain": "anvil", "to": RECIPIENT, "value": "1e18"}, "value"),
+    "value over-precise": ({"chain": "anvil", "to": RECIPIENT, "value": "0.0000000000000000001"}, "value"),
+    "address too short": ({"chain": "anvil", "to": "0xabcd", "value": "1"}, "to"),
+    "address bad checksum": (
+        {"chain": "anvil", "to": "0xAbCdEf0123456789abcdef0123456789ABCDEF01", "value": "1"},
+        "to",
+    ),
+    "unknown field": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "valu": "2"}, "valu"),
+    "boolean as a string": (
+        {"chain": "anvil", "to": RECIPIENT, "value": "1", "simulate_first": "true"},
+        "simulate_first",
+    ),
+    "missing to": ({"chain": "anvil", "value": "1"}, "to"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BODIES)
+def test_a_bad_body_is_400_naming_the_field_and_nothing_is_signed(settings, case):
+    key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
+    doc, field = BAD_BODIES[case]
+
+    async def scenario(client):
+        _, issued = await token(client, "a1", key)
+        answer = await client.post("/v1/agents/a1/transactions", json=doc, headers=bearer(issued["access_token"]))
+        return answer.status, await answer.json()
+
+    (status, body), submitted = run(settings, Clock(T0), scenario)
+    assert status == 400, body
+    assert field in [f["field"] for f in body["fields"]] and body["detail"]
+    assert submitted == []
+
+
+def test_malformed_json_an_oversized_body_and_a_non_object_are_4xx(settings):
+    key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
+
+    async def scenario(client):
+        _, issued = await token(client, "a1", key)
+        headers = {**bearer(issued["access_token"]), "Content-Type": "application/json"}
+        post = lambda data: client.post("/v1/agents/a1/transactions", data=data, headers=headers)  # noqa: E731
+        return [
+            (r.status, (await r.json())["error"])
+            for r in [
+                await post(b"{not json"),
+                await post(b"[1, 2]"),
+                await post(
+                    orjson.dumps(
+                        {"chain": "anvil", "to": RECIPIENT, "value": "1", "data": "0x" + "00" * MAX_BODY_BYTES}
+                    )
+                ),
+                await client.get("/v1/nowhere"),
+            ]
+        ]
+
+    answers, submitted = run(settings, Clock(T0), scenario)
+    assert answers == [(400, "invalid_json"), (400, "invalid_request"), (413, "body_too_large"), (404, "not_found")]
+    assert submitted == []
+
+
+def test_an_agent_over_its_rate_is_answered_429_with_retry_after(settings):
+    key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
+
+    async def scenario(client):
+        _, issued = await token(client, "a1", key)
+        answers = [
+            await client.get("/v1/agents/a1/transactions/x", headers=bearer(issued["access_token"])) for _ in range(4)
+        ]
+        return [(a.status, a.headers.get("Retry-After")) for a in answers]
+
+    answers, _ = run(settings, Clock(T0), scenario, rate=RateLimit(per_s=0.1, burst=2))
+    assert [status for status, _ in answers[2:]] == [429, 429]
+    assert all(int(retry) >= 1 for _, retry in answers[2:])
+
+
+def test_the_openapi_document_names_every_route_and_its_models(settings):
+    async def scenario(client):
+        answer = await client.get("/v1/openapi.json")
+        return await answer.json()
+
+    doc, _ = run(settings, Clock(T0), scenario)
+    assert doc["openapi"].startswith("3.1")
+    assert {"/v1/auth/agent-token", "/v1/agents/{agent_id}/transactions", "/v1/chains"} <= set(doc["paths"])
+    assert {"TransactionRequest", "TransactionResponse", "ErrorResponse"} <= set(doc["components"]["schemas"])
+    request = doc["components"]["schemas"]["TransactionRequest"]
+    assert request["additionalProperties"] is False and set(request["required"]) == {"chain", "to", "value"}
