@@ -77,9 +77,12 @@ class TransactionRequest(Strict):
     """A transaction the agent asks for, as the seeds' Intents API takes it."""
 
     chain: str = Field(max_length=32, description="a chain name of `GET /v1/chains`")
-    to: Address
-    value: NativeAmount = Field(description='native amount as a decimal string, e.g. "0.1" (ETH)')
-    data: HexData = "0x"
+    to: Address = Field(json_schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"}, description="EIP-55 or all one case")
+    value: NativeAmount = Field(
+        description='native amount as a decimal string, e.g. "0.1" (ETH)',
+        json_schema_extra={"pattern": "^(0|[1-9][0-9]*)(\\.[0-9]{1,18})?$"},
+    )
+    data: HexData = Field(default="0x", json_schema_extra={"pattern": "^0x([0-9a-fA-F]{2})*$"})
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = Field(default=False, description="simulate first; a revert is answered 422, unsigned")
     tx_type: Literal[0, 1, 2, 3, 4] | None = None

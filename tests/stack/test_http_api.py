@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -181,3 +185,42 @@ def test_a_revoked_key_stops_its_token_at_once(stack, agent, api):
     before, revoked, after = _run(scenario)
     assert before == 200 and revoked["state"] == "revoked"
     assert after[0] == 401 and "revoked" in after[1]["detail"]
+
+
+def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_document(stack, agent, api, tmp_path):
+    """schemathesis (an independent test generator) reads /v1/openapi.json and sends what it
+    generates from it, valid and not, with a valid token: no answer is a 5xx, and every status,
+    content type and body is one the document declares."""
+    name, _ = agent
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+    token = _run(lambda http: _token(http, api, name, issued["api_key"]))
+    checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+    # The path's agent is the token's (a random one is 403 before anything else is looked at).
+    (tmp_path / "schemathesis.toml").write_text(f'[parameters]\n"path.agent_id" = "{name}"\n')
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{api}/v1/openapi.json",
+            "--checks",
+            checks,
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            "10",
+            "--phases",
+            "coverage,fuzzing",
+            "--seed",
+            "61",
+            "--request-timeout",
+            "150",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    generated = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+    assert generated and int(generated[1]) > 100 and generated[1] == generated[2], done.stdout[-3000:]
