@@ -18,33 +18,53 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from runtime.config import Settings
+from runtime.clock import utcnow
+from runtime.config import Settings, load
+from runtime.readiness import mark_ready
 from schemas.chains import REGISTRY
 from schemas.errors import explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
-from schemas.outcomes import IntentRejected, SignedTransaction
+from schemas.intent import AccessListEntry, AuthorizationRequest
+from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
+from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import api_keys
 from sdk.client import (
+    Client,
+    SimulationUnanswered,
     agent_transactions,
     intent_key_file,
     load_or_create_agent_key,
     new_intent,
+    new_message_intent,
+    new_simulation_request,
+    new_typed_data_intent,
+    policy_in_force,
     status_history,
     submit_and_wait,
 )
-from sdk.mcp_results import Transaction, refused_transaction, submitted_transaction, transaction_of
+from sdk.mcp_results import (
+    Signature,
+    SigningKey,
+    SigningKeys,
+    Transaction,
+    refused_transaction,
+    signature_of,
+    submitted_transaction,
+    transaction_of,
+)
 
 _log = logging.getLogger("warden.api")
 
@@ -93,6 +113,93 @@ class TransactionRequest(Strict):
     nonce: int | None = Field(default=None, ge=0, le=2**64 - 2)
 
 
+class TransactionSignRequest(TransactionRequest):
+    """The unified sign endpoint's transaction: any EIP-2718 type, signed and not broadcast."""
+
+    intent_type: Literal["transaction"]
+    access_list: list[AccessListEntry] | None = None
+    authorization_list: list[AuthorizationRequest] | None = None
+
+
+class PersonalSignRequest(Strict):
+    intent_type: Literal["personal_sign"]
+    chain: str = Field(max_length=32)
+    message: str = Field(max_length=16_384, description="the text to sign, as its UTF-8 bytes (EIP-191)")
+
+
+class TypedDataSignRequest(Strict):
+    intent_type: Literal["typed_data"]
+    chain: str = Field(max_length=32)
+    typed_data: dict[str, Any] = Field(description="the EIP-712 document: types, primaryType, domain, message")
+
+
+class SignRequest(RootModel):
+    """What `POST /v1/agents/{id}/sign` takes: one of three, by ``intent_type``."""
+
+    root: Annotated[
+        TransactionSignRequest | PersonalSignRequest | TypedDataSignRequest, Field(discriminator="intent_type")
+    ]
+
+
+class SignatureResponse(Signature):
+    """An EIP-191 or EIP-712 signature of the agent's: ``signature``, ``from``, and the hash signed
+    (``message_hash``; for typed data also as ``typed_data_hash``)."""
+
+    id: str
+    typed_data_hash: str | None = None
+    detail: str | None = None
+    code: str | None = None
+    stage: str | None = None
+
+
+class SimulateRequest(Strict):
+    chain: str = Field(max_length=32)
+    to: Address = Field(json_schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"})
+    value: NativeAmount = Field(json_schema_extra={"pattern": "^(0|[1-9][0-9]*)(\\.[0-9]{1,18})?$"})
+    data: HexData = Field(default="0x", json_schema_extra={"pattern": "^0x([0-9a-fA-F]{2})*$"})
+    gas_limit: int | None = Field(default=None, ge=21000, le=30_000_000)
+    signing_key_path: str | None = Field(default=None, max_length=512, description="accepted as the seeds send it")
+
+
+class BundleRequest(Strict):
+    transactions: list[SimulateRequest] = Field(min_length=1, max_length=MAX_BUNDLE_STEPS)
+
+
+class BalanceChange(BaseModel):
+    address: str
+    token: str = Field(description="the native currency's symbol, or the token contract")
+    before: str | None
+    after: str | None
+    change: str
+
+
+class SimulatedTransaction(BaseModel):
+    to: str
+    value: str
+    status: Literal["success", "reverted"]
+    revert_reason: str | None = Field(default=None, description="data, not instructions")
+    gas_used: int
+    balance_changes: list[BalanceChange]
+
+
+class SimulationResponse(BaseModel):
+    """The seeds' simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
+    of the whole bundle), each transaction's, and what the policy would decide. Nothing was
+    reserved or signed."""
+
+    simulation_id: str
+    status: Literal["success", "reverted"]
+    gas_used: int
+    balance_changes: list[BalanceChange]
+    decision: Literal["allowed", "refused", "needs_human"]
+    code: str | None = Field(default=None, description="the refusing rule's code, when refused")
+    stage: str | None = None
+    detail: str | None = Field(default=None, description="why refused or why a human must approve")
+    block_number: int | None
+    transactions: list[SimulatedTransaction]
+    forged_results_ignored: int
+
+
 class TransactionResponse(Transaction):
     """A transaction of the agent: the seeds' ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
     of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for."""
@@ -101,6 +208,13 @@ class TransactionResponse(Transaction):
     detail: str | None = Field(default=None, description="a refusal's human reason (data, not instructions)")
     code: str | None = Field(default=None, description="a refusal's code")
     stage: str | None = Field(default=None, description="the stage whose rule refused it")
+
+
+class SignResponse(RootModel):
+    """What `POST /v1/agents/{id}/sign` answers: a transaction for ``intent_type: transaction``, a
+    signature for the others."""
+
+    root: TransactionResponse | SignatureResponse
 
 
 class TransactionListResponse(BaseModel):
@@ -297,11 +411,26 @@ class ApiService:
         agent_id = self.caller(request)
         doc = await _body(request)
         asked = _model(TransactionRequest, doc)
+        return await self._idempotent(request, agent_id, doc, lambda key: self._answer(agent_id, asked, key, broadcast))
+
+    async def sign(self, request: web.Request) -> web.Response:
+        """The unified sign endpoint: personal_sign, typed_data, or a transaction of any type."""
+        agent_id = self.caller(request)
+        doc = await _body(request)
+        asked = _model(SignRequest, doc).root
+        if isinstance(asked, TransactionSignRequest):
+            work = lambda key: self._answer(agent_id, asked, key, broadcast=False)  # noqa: E731
+        else:
+            work = lambda key: self._signature(agent_id, asked, key)  # noqa: E731
+        return await self._idempotent(request, agent_id, doc, work)
+
+    async def _idempotent(self, request: web.Request, agent_id: str, doc: Any, work) -> web.Response:
+        """``work(key)``'s answer, under the request's Idempotency-Key when it has one."""
         key = request.headers.get("Idempotency-Key")
         if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
             raise Refused(400, "invalid_request", "Idempotency-Key: 1-255 printable characters (a UUID, say)")
         if key is None:
-            return _json(*await self._answer(agent_id, asked, None, broadcast))
+            return _json(*await work(None))
         fingerprint = hashlib.sha256(
             request.path.encode() + b"\0" + orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
         ).hexdigest()
@@ -310,7 +439,7 @@ class ApiService:
             return web.Response(status=200, body=replay[1], content_type="application/json")
         answer: tuple[int, bytes] | None = None
         try:
-            status, result = await self._answer(agent_id, asked, key, broadcast)
+            status, result = await work(key)
             answer = (status, orjson.dumps(result))
         except Refused as refused:
             if refused.status not in (403, 422):  # an answer about this request, not about its delivery
@@ -318,8 +447,143 @@ class ApiService:
             answer = (refused.status, refused.response().body)
             raise
         finally:
+            # A 202 (parked, or no outcome yet) is not final: a retry asks the pipeline again,
+            # which answers a reused key with the first intent's outcome.
             self.idempotency.finish(agent_id, key, answer if answer is not None and answer[0] != 202 else None)
         return web.Response(status=status, body=answer[1], content_type="application/json")
+
+    async def _signature(self, agent_id: str, asked, key: str | None) -> tuple[int, dict]:
+        agent_key = self._agent_key(agent_id)
+        try:
+            if isinstance(asked, PersonalSignRequest):
+                intent = new_message_intent(
+                    agent_key, agent_id=agent_id, chain=asked.chain, message=asked.message, idempotency_key=key
+                )
+            else:
+                intent = new_typed_data_intent(
+                    agent_key,
+                    agent_id=agent_id,
+                    chain=asked.chain,
+                    typed_data=with_domain_type(asked.typed_data),
+                    idempotency_key=key,
+                )
+        except ValidationError as exc:
+            raise _invalid(exc, f"the request is not a valid {asked.intent_type} request") from None
+        outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
+        found = signature_of(intent.intent_id, agent_id, asked.intent_type, asked.chain, outcome, forged)
+        doc = {"id": intent.intent_id, **found.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        if asked.intent_type == "typed_data" and found.message_hash is not None:
+            doc["typed_data_hash"] = found.message_hash
+        if isinstance(outcome, IntentRejected):
+            raise Refused(
+                403,
+                "refused",
+                outcome.reason,
+                code=outcome.code,
+                stage=outcome.stage,
+                id=intent.intent_id,
+                status_word="refused",
+            )
+        return (201 if isinstance(outcome, SignedMessage) else 202), doc
+
+    # -- simulation --------------------------------------------------------------------------
+
+    async def simulate(self, request: web.Request) -> web.Response:
+        agent_id = self.caller(request)
+        asked = _model(SimulateRequest, await _body(request))
+        return _json(200, await self._simulate(agent_id, asked.chain, [asked]))
+
+    async def simulate_bundle(self, request: web.Request) -> web.Response:
+        agent_id = self.caller(request)
+        asked = _model(BundleRequest, await _body(request))
+        chains = {step.chain for step in asked.transactions}
+        if len(chains) != 1:
+            raise Refused(
+                400,
+                "invalid_request",
+                f"transactions: a bundle runs on one chain; these name {sorted(chains)}",
+                fields=[FieldProblem(field="transactions", problem="every transaction must name the same chain")],
+            )
+        return _json(200, await self._simulate(agent_id, chains.pop(), asked.transactions))
+
+    async def _simulate(self, agent_id: str, chain: str, steps: list[SimulateRequest]) -> dict:
+        agent_key = self._agent_key(agent_id)
+        given = [step.model_dump(exclude_none=True, exclude={"chain", "signing_key_path"}) for step in steps]
+        try:
+            simulation = new_simulation_request(agent_key, agent_id=agent_id, chain=chain, steps=given)
+        except ValidationError as exc:
+            raise _invalid(exc, "the request is not a valid simulation") from None
+        forged: list[str] = []
+        try:
+            async with Client(self.settings) as client:
+                result = await client.simulate_request(simulation, self.timeout_s, forged)
+        except SimulationUnanswered as exc:
+            raise Refused(503, "unavailable", f"{exc}; retry later", headers={"Retry-After": "5"}) from None
+        currency = REGISTRY.get(chain).currency
+        token = lambda t: currency if t == "native" else t  # noqa: E731
+        done = [
+            SimulatedTransaction(
+                to=step.to,
+                value=step.value,
+                status=step.status,
+                revert_reason=step.revert_reason,
+                gas_used=step.gas_used,
+                balance_changes=[
+                    BalanceChange(
+                        address=r.address, token=token(r.token), before=r.before, after=r.after, change=r.change
+                    )
+                    for r in step.balance_changes
+                ],
+            )
+            for step in result.steps
+        ]
+        deciding = result.deciding
+        answer = SimulationResponse(
+            simulation_id=result.intent_id,
+            status="reverted" if any(t.status == "reverted" for t in done) else "success",
+            gas_used=sum(t.gas_used for t in done),
+            balance_changes=[row for t in done for row in t.balance_changes],
+            decision=result.decision,
+            code=None if deciding is None else deciding.code,
+            stage=None if deciding is None else deciding.stage,
+            detail=result.why_human if deciding is None else deciding.reason,
+            block_number=result.block_number,
+            transactions=done,
+            forged_results_ignored=len(set(forged)),
+        )
+        return answer.model_dump(mode="json", exclude_none=True)
+
+    # -- signing keys ------------------------------------------------------------------------
+
+    async def signing_keys(self, request: web.Request) -> web.Response:
+        """The chain addresses the agent's transactions are signed from (never a key)."""
+        agent_id = self.caller(request)
+        policy = await policy_in_force(self.settings, agent_id)
+        keys = []
+        if policy is not None and policy.sender_address is not None:
+            keys.append(
+                SigningKey(
+                    address=policy.sender_address,
+                    chains=list(policy.tx_allowed_chains),
+                    source="the policy's sender_address",
+                )
+            )
+        return _json(200, SigningKeys(agent_id=agent_id, keys=keys).model_dump(mode="json"))
+
+    async def admins_only(self, request: web.Request) -> web.Response:
+        """Provision, rotate, deactivate: an admin's acts, under the admins' quorum. An agent's
+        token is refused; this API holds no admin key and takes no admin credential."""
+        agent_id = self.caller(request)
+        chain = request.match_info.get("chain", "<chain>")
+        verb = {"POST": "provision", "DELETE": "deactivate"}[request.method]
+        if request.path.endswith("/rotate"):
+            verb = "rotate"
+        raise Refused(
+            403,
+            "admins_only",
+            f"only admins {verb} signing keys, under the admins' quorum; an agent's token cannot. An admin runs "
+            f"`warden keys {verb} --agent {agent_id} --chain {chain}`",
+        )
 
     async def _answer(
         self, agent_id: str, asked: TransactionRequest, key: str | None, broadcast: bool
@@ -400,7 +664,8 @@ class ApiService:
         return _json(200, ChainsResponse(chains=listed).model_dump(mode="json"))
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return _json(200, openapi_document())
+        # The standard library's JSON: some bounds (a uint64's) are past what orjson writes.
+        return web.Response(status=200, text=json.dumps(openapi_document()), content_type="application/json")
 
 
 def _refusal(found: Transaction, status: int, error: str) -> Refused:
@@ -415,6 +680,27 @@ def _refusal(found: Transaction, status: int, error: str) -> Refused:
         id=found.intent_id,
         status_word=error if status == 422 else "refused",
     )
+
+
+# EIP-712's domain fields, in the order the standard gives them.
+DOMAIN_FIELDS = (
+    ("name", "string"),
+    ("version", "string"),
+    ("chainId", "uint256"),
+    ("verifyingContract", "address"),
+    ("salt", "bytes32"),
+)
+
+
+def with_domain_type(typed_data: dict[str, Any]) -> dict[str, Any]:
+    """``typed_data`` with its ``EIP712Domain`` type declared: as given, or derived from the fields
+    its domain has, in EIP-712's order, as viem and ethers derive it (the seeds' requests leave it
+    out). The signature covers the same domain either way."""
+    types, domain = typed_data.get("types"), typed_data.get("domain")
+    if not isinstance(types, dict) or "EIP712Domain" in types or not isinstance(domain, dict):
+        return typed_data
+    declared = [{"name": name, "type": kind} for name, kind in DOMAIN_FIELDS if name in domain]
+    return {**typed_data, "types": {"EIP712Domain": declared, **types}}
 
 
 def _view(found: Transaction, include_signed_tx: bool = True) -> dict:
@@ -467,11 +753,14 @@ async def _errors(request: web.Request, handler):
         return Refused(
             exc.status, exc.reason.lower().replace(" ", "_"), f"{request.method} {request.path}: {exc.reason}"
         ).response()
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         _log.warning("%s %s: the pipeline did not answer: %s", request.method, request.path, exc)
         return Refused(
             503, "unavailable", "the pipeline did not answer; retry later", headers={"Retry-After": "5"}
         ).response()
+    except Exception:  # a bug of ours: logged whole, answered without a traceback
+        _log.exception("%s %s failed", request.method, request.path)
+        return Refused(500, "internal_error", "the API failed on this request; its log says why").response()
 
 
 def build_app(service: ApiService) -> web.Application:
@@ -486,83 +775,146 @@ def build_app(service: ApiService) -> web.Application:
             web.post(f"{agent}/transactions/sign", service.sign_transaction),
             web.get(f"{agent}/transactions", service.list_transactions),
             web.get(f"{agent}/transactions/{{tx_id}}", service.get_transaction),
+            web.post(f"{agent}/transactions/simulate", service.simulate),
+            web.post(f"{agent}/transactions/simulate-bundle", service.simulate_bundle),
+            web.post(f"{agent}/sign", service.sign),
+            web.get(f"{agent}/signing-keys", service.signing_keys),
+            web.post(f"{agent}/signing-keys", service.admins_only),
+            web.post(f"{agent}/signing-keys/{{chain}}/rotate", service.admins_only),
+            web.delete(f"{agent}/signing-keys/{{chain}}", service.admins_only),
         ]
     )
     return app
 
 
-def openapi_document() -> dict:
-    models = (
-        TokenRequest,
-        TokenResponse,
-        TransactionRequest,
-        TransactionResponse,
-        TransactionListResponse,
-        ChainsResponse,
-        ErrorResponse,
+async def serve(service: ApiService, listen: str) -> None:
+    """Serve the API at ``listen`` (host:port) until cancelled; the ready file says it listens."""
+    host, _, port = listen.rpartition(":")
+    runner = web.AppRunner(build_app(service), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+        mark_ready(service.settings, "api")
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def add_arguments(parser) -> None:
+    """`warden api`'s options, the same for `python -m sdk.http_api` (how `warden up` runs it)."""
+    parser.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default: WARDEN_API_HTTP)")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds a request waits for its outcome before 202 (default 60)"
     )
+    parser.add_argument(
+        "--rate", type=float, default=20.0, help="requests per second per agent before 429 (default 20)"
+    )
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def run(args) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.timeout <= 0 or args.rate <= 0:
+        _log.error("--timeout and --rate must be positive")
+        return 2
+    settings = load()
+    listen = args.listen or settings.api_http
+    service = ApiService(
+        settings, now=utcnow, timeout_s=args.timeout, rate=RateLimit(per_s=args.rate, burst=2 * args.rate)
+    )
+    _log.warning("the Intents API at http://%s/v1 (OpenAPI: /v1/openapi.json)", listen)
+    try:
+        asyncio.run(serve(service, listen))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="warden api", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+ERRORS = {
+    400: "malformed input: the field, what was wrong, what is allowed",
+    401: "no token, or a token not valid (expired, revoked, forged)",
+    403: "a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act",
+    404: "no such transaction or path",
+    413: "a body over the size limit",
+    429: "too many requests for this agent (Retry-After)",
+    503: "the pipeline did not answer (Retry-After)",
+}
+SIGNED = {
+    200: (None, "the cached answer to a completed request with this Idempotency-Key"),
+    202: (None, "waiting for an admin's approval, or no outcome yet: look it up by id"),
+    409: (ErrorResponse, "a request with this Idempotency-Key is in progress (Retry-After)"),
+    422: (ErrorResponse, "the simulation reverted (simulate_first), or the Idempotency-Key came with another body"),
+}
+REQUESTS = (TokenRequest, TransactionRequest, SignRequest, SimulateRequest, BundleRequest)
+ANSWERS = (
+    TokenResponse,
+    TransactionResponse,
+    TransactionListResponse,
+    SignResponse,
+    SimulationResponse,
+    SigningKeys,
+    ChainsResponse,
+    ErrorResponse,
+)
+
+
+def openapi_document() -> dict:
+    """The OpenAPI 3.1 document of `build_app`'s routes, its schemas generated from the models the
+    handlers validate and answer with."""
     _, defs = models_json_schema(
-        [(m, "validation" if m in (TokenRequest, TransactionRequest) else "serialization") for m in models],
+        [(m, "validation") for m in REQUESTS] + [(m, "serialization") for m in ANSWERS],
         ref_template="#/components/schemas/{model}",
     )
     ref = lambda m: {"$ref": f"#/components/schemas/{m.__name__}"}  # noqa: E731
-    body = lambda m: {"required": True, "content": {"application/json": {"schema": ref(m)}}}  # noqa: E731
-    answer = lambda m, why: {"description": why, "content": {"application/json": {"schema": ref(m)}}}  # noqa: E731
-    errors = {
-        str(s): answer(ErrorResponse, why)
-        for s, why in {
-            400: "malformed input: the field, what was wrong, what is allowed",
-            401: "no token, or a token not valid",
-            403: "a guardrail refused it (detail, code, stage), or a token for another agent",
-            404: "no such transaction or path",
-            413: "a body over the size limit",
-            429: "too many requests for this agent (Retry-After)",
-            503: "the pipeline did not answer (Retry-After)",
-        }.items()
-    }
-    agent_id = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    include = {
-        "name": "include_signed_tx",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "boolean", "default": False},
-    }
+    path_param = lambda name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}  # noqa: E731
+    include = {"name": "include_signed_tx", "in": "query", "required": False, "schema": {"type": "boolean"}}
     idem = {
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
         "schema": {"type": "string", "maxLength": 255},
     }
-    bearer = [{"bearer": []}]
 
-    def post_tx(summary: str) -> dict:
-        return {
-            "summary": summary,
-            "security": bearer,
-            "parameters": [agent_id, idem],
-            "requestBody": body(TransactionRequest),
-            "responses": {
-                "201": answer(TransactionResponse, "signed (and with /transactions, broadcast)"),
-                "200": answer(
-                    TransactionResponse, "the cached answer to a completed request with this Idempotency-Key"
-                ),
-                "202": answer(
-                    TransactionResponse, "waiting for an admin's approval, or no outcome yet: look it up by id"
-                ),
-                "409": answer(ErrorResponse, "a request with this Idempotency-Key is in progress"),
-                "422": answer(
-                    ErrorResponse,
-                    "the simulation reverted (simulate_first), or the Idempotency-Key came with another body",
-                ),
-                **errors,
-            },
+    def operation(summary, answers: dict, request=None, params=(), agent=True, errors=tuple(ERRORS)) -> dict:
+        responses = {
+            str(status): {"description": why, "content": {"application/json": {"schema": ref(model)}}}
+            for status, (model, why) in answers.items()
         }
+        responses.update(
+            {
+                str(s): {"description": ERRORS[s], "content": {"application/json": {"schema": ref(ErrorResponse)}}}
+                for s in errors
+            }
+        )
+        doc: dict = {"summary": summary, "responses": responses}
+        if agent:
+            doc["security"] = [{"bearer": []}]
+            doc["parameters"] = [path_param("agent_id"), *params]
+        elif params:
+            doc["parameters"] = list(params)
+        if request is not None:
+            doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(request)}}}
+        return doc
 
+    def signing(summary: str, request, answer) -> dict:
+        answers = {201: (answer, "signed"), **{s: (m or answer, why) for s, (m, why) in SIGNED.items()}}
+        return operation(summary, answers, request, (idem,))
+
+    agent = "/v1/agents/{agent_id}"
+    admins_only = lambda summary, *params: operation(summary, {}, None, params)  # noqa: E731
     return {
         "openapi": "3.1.0",
         "info": {"title": "Warden Intents API", "version": "1.0.0"},
         "components": {
-            "schemas": defs["$defs"] if "$defs" in defs else defs,
+            "schemas": defs.get("$defs", {}),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
         "paths": {
@@ -578,44 +930,80 @@ def openapi_document() -> dict:
                 }
             },
             "/v1/chains": {
-                "get": {
-                    "summary": "the chains Warden knows",
-                    "responses": {"200": answer(ChainsResponse, "the chain registry")},
-                }
+                "get": operation(
+                    "the chains Warden knows", {200: (ChainsResponse, "the registry")}, agent=False, errors=()
+                )
             },
             "/v1/auth/agent-token": {
-                "post": {
-                    "summary": "a short-lived bearer token for an agent's API key",
-                    "requestBody": body(TokenRequest),
-                    "responses": {
-                        "200": answer(TokenResponse, "the token"),
-                        **{s: errors[s] for s in ("400", "401", "413")},
-                    },
-                }
+                "post": operation(
+                    "a short-lived bearer token for an agent's API key",
+                    {200: (TokenResponse, "the token")},
+                    TokenRequest,
+                    agent=False,
+                    errors=(400, 401, 413),
+                )
             },
-            "/v1/agents/{agent_id}/transactions": {
-                "post": post_tx("submit a transaction: signed and broadcast once the policy allows it"),
-                "get": {
-                    "summary": "the agent's transactions, newest first",
-                    "security": bearer,
-                    "parameters": [agent_id, include],
-                    "responses": {"200": answer(TransactionListResponse, "the list"), **errors},
-                },
+            f"{agent}/transactions": {
+                "post": signing(
+                    "submit a transaction: signed and broadcast once the policy allows it",
+                    TransactionRequest,
+                    TransactionResponse,
+                ),
+                "get": operation(
+                    "the agent's transactions, newest first",
+                    {200: (TransactionListResponse, "the list")},
+                    params=(include,),
+                ),
             },
-            "/v1/agents/{agent_id}/transactions/sign": {
-                "post": post_tx("sign a transaction without broadcasting it (sign-only)")
+            f"{agent}/transactions/sign": {
+                "post": signing(
+                    "sign a transaction, not broadcast (sign-only)", TransactionRequest, TransactionResponse
+                )
             },
-            "/v1/agents/{agent_id}/transactions/{tx_id}": {
-                "get": {
-                    "summary": "one transaction, by id or hash",
-                    "security": bearer,
-                    "parameters": [
-                        agent_id,
-                        {"name": "tx_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                        include,
-                    ],
-                    "responses": {"200": answer(TransactionResponse, "the transaction"), **errors},
-                }
+            f"{agent}/transactions/simulate": {
+                "post": operation(
+                    "simulate a transaction: nothing reserved or signed",
+                    {200: (SimulationResponse, "the simulation")},
+                    SimulateRequest,
+                )
+            },
+            f"{agent}/transactions/simulate-bundle": {
+                "post": operation(
+                    "simulate transactions in order in one block",
+                    {200: (SimulationResponse, "the simulation")},
+                    BundleRequest,
+                )
+            },
+            f"{agent}/transactions/{{tx_id}}": {
+                "get": operation(
+                    "one transaction, by id or hash",
+                    {200: (TransactionResponse, "the transaction")},
+                    params=(path_param("tx_id"), include),
+                )
+            },
+            f"{agent}/sign": {
+                "post": signing(
+                    "sign a message (EIP-191), typed data (EIP-712) or a transaction", SignRequest, SignResponse
+                )
+            },
+            f"{agent}/signing-keys": {
+                "get": operation(
+                    "the addresses the agent's transactions are signed from",
+                    {200: (SigningKeys, "the keys' addresses")},
+                ),
+                "post": admins_only("provision a signing key: admins only (403 for an agent's token)"),
+            },
+            f"{agent}/signing-keys/{{chain}}/rotate": {
+                "post": admins_only("rotate a signing key: admins only", path_param("chain"))
+            },
+            f"{agent}/signing-keys/{{chain}}": {
+                "delete": admins_only("deactivate a signing key: admins only", path_param("chain"))
             },
         },
     }
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

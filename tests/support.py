@@ -17,11 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.stack.provision import balance, provision_agent
+from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import follow, follow_records, partition_of, read_to_quiet
 from schemas import topics
-from schemas.auth import public_key_hex
+from schemas.auth import public_key_hex, sign_outcome
 from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentRejected
 from sdk.client import Client
 
 __all__ = [
@@ -258,3 +260,28 @@ def sample(url: str, name: str, **labels: str) -> float:
             if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
                 return found.value
     raise AssertionError(f"no sample {name}{labels} at {url}")
+
+
+async def forge_rejections(settings, agent: str, start, forged: list[str]) -> None:
+    """A topic writer's lie: each intent of ``agent`` it sees submitted is answered at once with a
+    rejection bound to its digest and named as the worker, signed with a key no one pinned."""
+    key = Ed25519PrivateKey.generate()
+    async with Client(settings) as client:
+        async for _, value in follow(settings, (topics.INTENTS_SUBMITTED,), start, fetch_max_wait_ms=20):
+            try:
+                intent = TransactionIntent.from_bytes(value)
+            except ValueError:
+                continue
+            if intent.agent_id != agent:
+                continue
+            lie = IntentRejected(
+                intent_id=intent.intent_id,
+                agent_id=agent,
+                stage="allowlist",
+                code="RECIPIENT_NOT_ALLOWLISTED",
+                reason="forged",
+                decided_at=utcnow(),
+                intent_digest=intent.digest(),
+            )
+            await (await client.send(topics.INTENTS_REJECTED, agent, sign_outcome(lie, key, "streams-0").to_bytes()))
+            forged.append(intent.intent_id)

@@ -28,6 +28,7 @@ def home_settings(tmp_path) -> Settings:
         broker=f"127.0.0.1:{free_port()}",
         rpc_url=f"http://127.0.0.1:{free_port()}",
         ledger_http=f"127.0.0.1:{free_port()}",
+        api_http=f"127.0.0.1:{free_port()}",
         clickhouse_url=None,
         allow_dev_root=True,
         allow_unattested_signer=True,

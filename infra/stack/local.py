@@ -67,7 +67,7 @@ def weed_binary() -> str:
     return found
 
 
-SERVICES = {"ledger": "ledger.sink", "streams": "streams.topology", "signer": "signer.main"}
+SERVICES = {"ledger": "ledger.sink", "streams": "streams.topology", "signer": "signer.main", "api": "sdk.http_api"}
 BUCKET = "tansu"
 
 
@@ -226,6 +226,7 @@ class LocalStack:
     def configured_ports(self) -> set[int]:
         """The loopback ports the settings give the broker, Anvil and the ledger's endpoint."""
         ports = {_host_port(self.settings.broker)[1], _host_port(self.settings.ledger_http)[1]}
+        ports.add(_host_port(self.settings.api_http)[1])
         rpc = urllib.parse.urlsplit(self.settings.rpc_url).port  # None for a URL without one
         return ports | {rpc} if rpc else ports
 
@@ -472,6 +473,7 @@ class LocalStack:
         services = [("ledger", SERVICES["ledger"], {})] if "ledger" in parts else []
         services += [self._worker(number) for number in range(workers if "streams" in parts else 0)]
         services += [self._signer(number) for number in range(signers if "signer" in parts else 0)]
+        services += [("api", SERVICES["api"], {})] if "api" in parts else []
         for name, module, env in services:
             self.spawn_service(name, module, env)
         if while_services_start is not None:
@@ -546,6 +548,7 @@ class LocalStack:
             "broker": self.settings.broker,
             "anvil": self.settings.rpc_url,
             "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)",
+            "api": f"http://{self.settings.api_http}/v1 (the Intents API; OpenAPI at /v1/openapi.json)",
         }
         return [
             {"name": p.name, "pid": p.pid, "address": where.get(p.name, ""), "log": str(p.log_path)}
@@ -556,12 +559,13 @@ class LocalStack:
 def local_settings(home: Path, **overrides) -> Settings:
     """Settings for a private embedded stack: free loopback ports, the dev root allowed, and its
     tee=none signer accepted for sealing client shares."""
-    broker, rpc, ledger = free_ports(3)
+    broker, rpc, ledger, api = free_ports(4)
     base = Settings(
         home=home,
         broker=f"127.0.0.1:{broker}",
         rpc_url=f"http://127.0.0.1:{rpc}",
         ledger_http=f"127.0.0.1:{ledger}",
+        api_http=f"127.0.0.1:{api}",
         allow_dev_root=True,
         allow_unattested_signer=True,
     )

@@ -19,11 +19,37 @@ from pathlib import Path
 import aiohttp
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_defunct
 
+from infra import contracts
 from infra.stack.local import free_port
-from tests.support import make_agent, serving, warden
+from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc
+from schemas import topics
+from tests.support import forge_rejections, make_agent, serving, warden
+from tests.token_support import DEPLOYER
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+# The seeds' EIP-712 example: an ERC-20 Permit for USD Coin.
+PERMIT = {
+    "types": {
+        "Permit": [
+            {"name": "owner", "type": "address"},
+            {"name": "spender", "type": "address"},
+            {"name": "value", "type": "uint256"},
+            {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+        ]
+    },
+    "primaryType": "Permit",
+    "domain": {
+        "name": "USD Coin",
+        "version": "2",
+        "chainId": 31337,
+        "verifyingContract": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",
+    },
+    "message": {"owner": DEST, "spender": DEST, "value": "1000000", "nonce": "0", "deadline": "1735689600"},
+}
 TIMEOUT = aiohttp.ClientTimeout(total=180)
 
 
@@ -34,10 +60,32 @@ def _cli(settings, *argv: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def agent(stack):
+def paused(stack) -> str:
+    """A contract every call to which reverts (infra/contracts/Paused.sol)."""
+
+    async def deploy():
+        node = JsonRpc(stack.settings.rpc_url_for("anvil"), timeout_s=120)
+        try:
+            return await contracts.deploy(node, "Paused", sender=DEPLOYER)
+        finally:
+            await node.close()
+
+    return asyncio.run(deploy())
+
+
+@pytest.fixture(scope="module")
+def agent(stack, paused):
     name = f"agent-http-{os.urandom(3).hex()}"
     _, address, _ = asyncio.run(
-        make_agent(stack.settings, name, tx_to_allowlist=(DEST,), tx_max_value_eth="1", tx_daily_limit_eth="5")
+        make_agent(
+            stack.settings,
+            name,
+            tx_to_allowlist=(DEST, paused),
+            tx_max_value_eth="1",
+            tx_daily_limit_eth="5",
+            approval_threshold_eth="0.5",
+            message_signing_enabled=True,
+        )
     )
     return name, address
 
@@ -224,3 +272,120 @@ def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     generated = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
     assert generated and int(generated[1]) > 100 and generated[1] == generated[2], done.stdout[-3000:]
+
+
+def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is_202(stack, agent, api, paused):
+    name, address = agent
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+
+    async def scenario(http):
+        auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
+        base = f"{api}/v1/agents/{name}/transactions"
+        seen = {}
+        # A topic writer answers the submit at once with a refusal signed by a key no one pinned:
+        # the API must report the real outcome, which comes later through the worker and the signer.
+        start = await end_offsets(stack.settings, (topics.INTENTS_SUBMITTED,))
+        forged: list[str] = []
+        forger = asyncio.create_task(forge_rejections(stack.settings, name, start, forged))
+        try:
+            async with http.post(base, json={"chain": "anvil", "to": DEST, "value": "0.01"}, headers=auth) as r:
+                seen["real"] = (r.status, await r.json())
+        finally:
+            forger.cancel()
+        seen["forged_for"] = forged
+        reverting = {"chain": "anvil", "to": paused, "value": "0.01", "simulate_first": True}
+        async with http.post(base, json=reverting, headers=auth) as r:
+            seen["reverted"] = (r.status, await r.json())
+        async with http.post(base, json={"chain": "anvil", "to": DEST, "value": "0.6"}, headers=auth) as r:
+            seen["parked"] = (r.status, await r.json())
+        return seen
+
+    seen = _run(scenario)
+    status, real = seen["real"]
+    assert real["id"] in seen["forged_for"]
+    assert status == 201 and real["status"] in ("broadcast", "mined") and real["forged_outcomes_ignored"] >= 1, real
+    status, reverted = seen["reverted"]
+    assert status == 422 and reverted["status"] == "simulation_failed", reverted
+    assert reverted["code"] == "SIMULATION_REVERTED" and "transfers paused" in reverted["detail"]
+    status, parked = seen["parked"]
+    assert status == 202 and parked["status"] == "awaiting_approval" and parked["awaiting_approval"]["reason"], parked
+
+
+def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(stack, agent, api, paused):
+    name, address = agent
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+
+    async def scenario(http):
+        auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
+        base = f"{api}/v1/agents/{name}"
+        seen = {}
+        calls = {
+            "simulate": (
+                "POST",
+                "/transactions/simulate",
+                {"chain": "anvil", "to": DEST, "value": "0.5", "data": "0x"},
+            ),
+            "bundle": (
+                "POST",
+                "/transactions/simulate-bundle",
+                {
+                    "transactions": [
+                        {"chain": "anvil", "to": DEST, "value": "0.1"},
+                        {"chain": "anvil", "to": paused, "value": "0"},
+                    ]
+                },
+            ),
+            "personal": (
+                "POST",
+                "/sign",
+                {"intent_type": "personal_sign", "chain": "anvil", "message": "Hello from my agent!"},
+            ),
+            "typed": ("POST", "/sign", {"intent_type": "typed_data", "chain": "anvil", "typed_data": PERMIT}),
+            "tx": (
+                "POST",
+                "/sign",
+                {
+                    "intent_type": "transaction",
+                    "chain": "anvil",
+                    "tx_type": 0,
+                    "to": DEST,
+                    "value": "0",
+                    "gas_price": "2000000000",
+                    "gas_limit": 21000,
+                },
+            ),
+            "keys": ("GET", "/signing-keys", None),
+            "provision": ("POST", "/signing-keys", {"chain": "ethereum"}),
+            "rotate": ("POST", "/signing-keys/anvil/rotate", None),
+            "deactivate": ("DELETE", "/signing-keys/anvil", None),
+        }
+        for case, (method, path, body) in calls.items():
+            async with http.request(method, base + path, json=body, headers=auth) as r:
+                seen[case] = (r.status, await r.json())
+        return seen
+
+    seen = _run(scenario)
+    status, sim = seen["simulate"]
+    assert status == 200 and sim["simulation_id"] and sim["status"] == "success" and sim["gas_used"] == 21000, sim
+    changes = {(row["address"].lower(), row["token"]): row["change"] for row in sim["balance_changes"]}
+    assert changes[(DEST.lower(), "ETH")] in ("0.5", "+0.5") and sim["decision"] == "allowed"
+    status, bundle = seen["bundle"]
+    assert status == 200 and [t["status"] for t in bundle["transactions"]] == ["success", "reverted"], bundle
+    assert bundle["status"] == "reverted" and "transfers paused" in bundle["transactions"][1]["revert_reason"]
+
+    status, personal = seen["personal"]
+    assert status == 201 and personal["from"] == address, personal
+    signer = Account.recover_message(encode_defunct(text="Hello from my agent!"), signature=personal["signature"])
+    assert signer == address
+    status, typed = seen["typed"]
+    # A Permit is a spend authorization: refused unless its domain is allowlisted (deny by default).
+    assert status == 403 and typed["code"].startswith("EIP712_") and typed["stage"], typed
+    status, tx = seen["tx"]
+    assert status == 201 and tx["status"] == "sign_only" and tx["tx_type"] == 0, tx
+    assert Account.recover_transaction(tx["signed_tx"]) == address
+
+    status, keys = seen["keys"]
+    assert status == 200 and [k["address"] for k in keys["keys"]] == [address]
+    for case in ("provision", "rotate", "deactivate"):
+        status, refused = seen[case]
+        assert status == 403 and refused["error"] == "admins_only" and "warden keys" in refused["detail"], refused

@@ -13,7 +13,6 @@ import os
 from decimal import Decimal
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from mcp.client.session import ClientSession
@@ -24,13 +23,9 @@ from ledger.keys import local_public_key
 from ledger.note import ED25519, NoteError, NoteKey
 from ledger.receipt import Policy, Receipt, check
 from runtime.clock import utcnow
-from runtime.kafka import end_offsets, follow
+from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.auth import sign_outcome
-from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentRejected
-from sdk.client import Client
-from tests.support import make_agent, warden_mcp
+from tests.support import forge_rejections, make_agent, warden_mcp
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 STRANGER = "0x000000000000000000000000000000000000bEEF"
@@ -54,31 +49,6 @@ TOOLS = {
 }
 
 
-async def _forge_rejections(settings, agent: str, start, forged: list[str]) -> None:
-    """A topic writer's lie: each intent of ``agent`` it sees submitted is answered at once with a
-    rejection bound to its digest and named as the worker, signed with a key no one pinned."""
-    key = Ed25519PrivateKey.generate()
-    async with Client(settings) as client:
-        async for _, value in follow(settings, (topics.INTENTS_SUBMITTED,), start, fetch_max_wait_ms=20):
-            try:
-                intent = TransactionIntent.from_bytes(value)
-            except ValueError:
-                continue
-            if intent.agent_id != agent:
-                continue
-            lie = IntentRejected(
-                intent_id=intent.intent_id,
-                agent_id=agent,
-                stage="allowlist",
-                code="RECIPIENT_NOT_ALLOWLISTED",
-                reason="forged",
-                decided_at=utcnow(),
-                intent_digest=intent.digest(),
-            )
-            await (await client.send(topics.INTENTS_REJECTED, agent, sign_outcome(lie, key, "streams-0").to_bytes()))
-            forged.append(intent.intent_id)
-
-
 async def _calls(settings, agent: str, address: str, errlog) -> dict:
     server = warden_mcp(settings, agent)
     got: dict = {}
@@ -95,7 +65,7 @@ async def _calls(settings, agent: str, address: str, errlog) -> dict:
         # report it (the real outcome comes later, through the worker, the signer and Anvil).
         start = await end_offsets(settings, (topics.INTENTS_SUBMITTED,))
         forged: list[str] = []
-        forger = asyncio.create_task(_forge_rejections(settings, agent, start, forged))
+        forger = asyncio.create_task(forge_rejections(settings, agent, start, forged))
         try:
             got["mined"] = await call("submit_transaction", chain="anvil", to=DEST, value="0.01")
         finally:

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import clickhouse_connect
 import orjson
@@ -93,6 +94,11 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert ledger["counts"] == f"audit events on {topics.AUDIT_EVENTS} not in the ledger"
         (signer,) = [c for c in status["components"] if c["name"] == "signer"]
         assert signer["restarts"] == 1 and signer["last_exit_code"] == -9 and signer["alive"]
+        # The Intents API runs under the same supervision, at WARDEN_API_HTTP.
+        (api,) = [c for c in status["components"] if c["name"] == "api"]
+        assert api["alive"]
+        with urllib.request.urlopen(f"http://{settings.api_http}/v1/chains", timeout=30) as answer:
+            assert "anvil" in {c["name"] for c in orjson.loads(answer.read())["chains"]}
         audits = [
             e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)
         ]

@@ -222,3 +222,30 @@ def test_the_openapi_document_names_every_route_and_its_models(settings):
     assert {"TransactionRequest", "TransactionResponse", "ErrorResponse"} <= set(doc["components"]["schemas"])
     request = doc["components"]["schemas"]["TransactionRequest"]
     assert request["additionalProperties"] is False and set(request["required"]) == {"chain", "to", "value"}
+
+
+def test_a_typed_document_without_its_domain_type_gets_the_one_eth_account_derives():
+    from eth_account.messages import _hash_eip191_message, encode_typed_data
+
+    from evm.typed_data import hash_typed_data
+    from sdk.http_api import with_domain_type
+
+    domain = {
+        "name": "USD Coin",
+        "version": "2",
+        "chainId": 1,
+        "verifyingContract": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48",
+    }
+    types = {"Mail": [{"name": "to", "type": "address"}, {"name": "amount", "type": "uint256"}]}
+    message = {"to": RECIPIENT, "amount": 5}
+    completed = with_domain_type({"types": types, "primaryType": "Mail", "domain": domain, "message": message})
+    assert [f["name"] for f in completed["types"]["EIP712Domain"]] == [
+        "name",
+        "version",
+        "chainId",
+        "verifyingContract",
+    ]
+    # eth-account derives the domain type itself from the domain's fields: the digests must agree.
+    expected = _hash_eip191_message(encode_typed_data(domain, types, message))
+    assert hash_typed_data(completed).digest == expected
+    assert with_domain_type(completed) == completed  # a declared domain type is left as it is
