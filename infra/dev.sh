@@ -76,6 +76,17 @@ if [ "$(node -p "require('./.venv/npm/node_modules/solc/package.json').version" 
   npm install --silent --no-audit --no-fund --save-exact --prefix .venv/npm "solc@$SOLC_VERSION" >/dev/null
 fi
 
+# The TypeScript client of the HTTP API (sdk/typescript): its locked npm dependencies (openapi-fetch;
+# openapi-typescript, TypeScript and viem for its build and tests), then its build.
+if [ ! -d sdk/typescript/node_modules ] || [ sdk/typescript/package-lock.json -nt sdk/typescript/node_modules ]; then
+  say "installing the TypeScript client's dependencies (npm ci)"
+  npm ci --silent --no-audit --no-fund --prefix sdk/typescript >/dev/null
+fi
+if [ ! -f sdk/typescript/dist/index.js ] || [ -n "$(find sdk/typescript/src -newer sdk/typescript/dist/index.js)" ]; then
+  say "building the TypeScript client (tsc)"
+  npm run --silent --prefix sdk/typescript build
+fi
+
 case "${1:-}" in
   # Two workers, a test file each at a time (a file's tests share its fixtures and its stack):
   # most of a stack test is waiting on its processes, and two cores fill that. `-n 0` runs

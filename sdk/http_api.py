@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -664,8 +665,7 @@ class ApiService:
         return _json(200, ChainsResponse(chains=listed).model_dump(mode="json"))
 
     async def openapi(self, request: web.Request) -> web.Response:
-        # The standard library's JSON: some bounds (a uint64's) are past what orjson writes.
-        return web.Response(status=200, text=json.dumps(openapi_document()), content_type="application/json")
+        return web.Response(status=200, text=openapi_text(), content_type="application/json")
 
 
 def _refusal(found: Transaction, status: int, error: str) -> Refused:
@@ -810,9 +810,20 @@ def add_arguments(parser) -> None:
         "--rate", type=float, default=20.0, help="requests per second per agent before 429 (default 20)"
     )
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument(
+        "--openapi", action="store_true", help="print the OpenAPI document and exit (what clients are generated from)"
+    )
+
+
+def openapi_text() -> str:
+    # The standard library's JSON: some bounds (a uint64's) are past what orjson writes.
+    return json.dumps(openapi_document(), indent=2) + "\n"
 
 
 def run(args) -> int:
+    if args.openapi:
+        sys.stdout.write(openapi_text())
+        return 0
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.timeout <= 0 or args.rate <= 0:
         _log.error("--timeout and --rate must be positive")
@@ -1004,6 +1015,4 @@ def openapi_document() -> dict:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 
 from infra import contracts
-from infra.stack.local import free_port
+from infra.stack.local import REPO, free_port
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
@@ -389,3 +389,42 @@ def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(stack, ag
     for case in ("provision", "rotate", "deactivate"):
         status, refused = seen[case]
         assert status == 403 and refused["error"] == "admins_only" and "warden keys" in refused["detail"], refused
+
+
+TYPESCRIPT = REPO / "sdk" / "typescript"
+
+
+def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack, agent, api, tmp_path):
+    """The TypeScript client's own tests (Node's test runner, viem as the oracle) against this
+    stack, after checking that its types were generated from the document the server serves."""
+    name, address = agent
+    regenerated = tmp_path / "schema.ts"
+    (tmp_path / "openapi.json").write_text(urllib.request.urlopen(f"{api}/v1/openapi.json", timeout=30).read().decode())
+    npx = ["npx", "--no-install", "--prefix", str(TYPESCRIPT)]
+    done = subprocess.run(
+        [*npx, "openapi-typescript", str(tmp_path / "openapi.json"), "-o", str(regenerated)],
+        cwd=TYPESCRIPT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert regenerated.read_text() == (TYPESCRIPT / "src" / "schema.ts").read_text(), (
+        "sdk/typescript/src/schema.ts is not what the served document generates: run "
+        "`warden api --openapi > sdk/typescript/openapi.json && npm run schema --prefix sdk/typescript`"
+    )
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+    env = {
+        **os.environ,
+        "WARDEN_TEST_API_URL": api,
+        "WARDEN_TEST_API_KEY": issued["api_key"],
+        "WARDEN_TEST_AGENT": name,
+        "WARDEN_TEST_AGENT_ADDRESS": address,
+        "WARDEN_TEST_DEST": DEST,
+        "WARDEN_TEST_RPC_URL": stack.settings.rpc_url_for("anvil"),
+    }
+    done = subprocess.run(
+        ["node", "--test", "test/"], cwd=TYPESCRIPT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert re.search(r"# pass 5\b", done.stdout) and re.search(r"# fail 0\b", done.stdout), done.stdout[-3000:]

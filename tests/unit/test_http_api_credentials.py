@@ -249,3 +249,14 @@ def test_a_typed_document_without_its_domain_type_gets_the_one_eth_account_deriv
     expected = _hash_eip191_message(encode_typed_data(domain, types, message))
     assert hash_typed_data(completed).digest == expected
     assert with_domain_type(completed) == completed  # a declared domain type is left as it is
+
+
+def test_the_typescript_clients_document_is_the_one_the_server_serves():
+    from infra.stack.local import REPO
+    from sdk.http_api import openapi_text
+
+    committed = (REPO / "sdk" / "typescript" / "openapi.json").read_text()
+    assert committed == openapi_text(), (
+        "sdk/typescript/openapi.json is out of date: run `warden api --openapi > sdk/typescript/openapi.json` "
+        "and `npm run schema --prefix sdk/typescript`"
+    )
