@@ -66,6 +66,7 @@ from sdk.mcp_results import (
     submitted_transaction,
     transaction_of,
 )
+from sdk.outcome_hub import OutcomeHub
 
 _log = logging.getLogger("warden.api")
 
@@ -788,8 +789,12 @@ def build_app(service: ApiService) -> web.Application:
 
 
 async def serve(service: ApiService, listen: str) -> None:
-    """Serve the API at ``listen`` (host:port) until cancelled; the ready file says it listens."""
+    """Serve the API at ``listen`` (host:port) until cancelled, submitting through one
+    `OutcomeHub`; the ready file says it listens."""
     host, _, port = listen.rpartition(":")
+    hub = OutcomeHub(service.settings)
+    await hub.start()
+    service.submit = hub.submit_and_wait
     runner = web.AppRunner(build_app(service), access_log=None)
     await runner.setup()
     try:
@@ -798,6 +803,7 @@ async def serve(service: ApiService, listen: str) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+        await hub.stop()
 
 
 def add_arguments(parser) -> None:

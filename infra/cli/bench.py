@@ -17,6 +17,7 @@ BENCHMARKS = {
     "broker-check": "infra.bench.broker_check",
     "tracker": "infra.bench.tracker",
     "evm": "infra.bench.evm",
+    "api": "infra.bench.api",
 }
 
 
