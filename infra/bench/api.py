@@ -24,6 +24,7 @@ import aiohttp
 import orjson
 
 from infra.bench.figures import cpu_seconds, percentile
+from infra.bench.pipeline import SIGN_ONLY
 from infra.cli.output import note, print_json
 from infra.stack.local import LocalStack, local_settings
 from infra.stack.provision import provision_agent
@@ -33,15 +34,7 @@ from runtime.kafka import end_offsets
 from sdk import api_keys
 from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
-DEST = "0x000000000000000000000000000000000000bE0c"
-FIELDS = dict(
-    chain="anvil",
-    to=DEST,
-    value="0.000000001",
-    max_fee_per_gas=2 * 10**9,
-    max_priority_fee_per_gas=10**9,
-    gas_limit=21000,
-)
+FIELDS = SIGN_ONLY
 BODY = {
     **FIELDS,
     "max_fee_per_gas": str(FIELDS["max_fee_per_gas"]),

@@ -32,6 +32,15 @@ from schemas import topics
 from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
 DEST = "0x000000000000000000000000000000000000bE0c"
+# A benchmark's intent: sign-only with explicit fees and gas, so the figure is the pipeline's, not the chain's.
+SIGN_ONLY = dict(
+    chain="anvil",
+    to=DEST,
+    value="0.000000001",
+    max_fee_per_gas=2 * 10**9,
+    max_priority_fee_per_gas=10**9,
+    gas_limit=21000,
+)
 
 
 def _epoch_s(text: str) -> float:
@@ -94,14 +103,7 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     for n in range(agents):
         agent_id = f"bench-{n}"
         keys[agent_id] = (await provision_agent(settings, agent_id)).intent_key
-    fields = dict(
-        chain="anvil",
-        to=DEST,
-        value="0.000000001",
-        max_fee_per_gas=2 * 10**9,
-        max_priority_fee_per_gas=10**9,
-        gas_limit=21000,
-    )
+    fields = SIGN_ONLY
     warmup = [
         new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(agents * 10)
     ]
