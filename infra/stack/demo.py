@@ -12,7 +12,8 @@ limits, one to a stranger, an unlimited approval, a token that takes more than
 its calldata says (caught by simulation), one above the daily limit, and one
 above the human-approval threshold, which waits until the demo, as the admin,
 approves it. Last, a second agent's session through MCP (``demo_mcp``): simulate, check the policy,
-submit and list one transfer, as an agent runtime does through `warden mcp`.
+submit and list one transfer, as an agent runtime does through `warden mcp`; and with
+``over_http``, a third agent sending the seeds' HTTP requests to `warden api` (``demo_http``).
 
 The script (each intent and the outcome it expects) is ``demo_script``; this module deploys what
 it needs, runs it, reports the outcomes and verifies the ledger.
@@ -26,7 +27,7 @@ import os
 import time
 
 from infra import contracts
-from infra.stack import demo_mcp
+from infra.stack import demo_http, demo_mcp
 from infra.stack.demo_script import (
     AFTER_ALLOWLISTING,
     AGENT,
@@ -160,7 +161,9 @@ async def provision(settings: Settings) -> dict:
     }
 
 
-async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0) -> dict:
+async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0, over_http: bool = False) -> dict:
+    """The scripted intents, the MCP session and, ``over_http`` (the stack runs `warden api`),
+    the HTTP session."""
     setup = await provision(settings)
     progress(
         f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
@@ -223,6 +226,7 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
     elapsed = time.monotonic() - began
     script_done.set()
     session = await session_task
+    http = await demo_http.run_session(settings, setup["client_share"], progress, timeout_s) if over_http else None
     rows = []
     for scripted, intent in intents:
         outcome = outcomes.get(intent.intent_id)
@@ -293,7 +297,10 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         "intents": rows,
         "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
         "mcp_session": session,
-        "all_as_expected": all(r["as_expected"] for r in rows) and session["as_expected"],
+        "http_session": http,
+        "all_as_expected": all(r["as_expected"] for r in rows)
+        and session["as_expected"]
+        and (http is None or http["as_expected"]),
     }
 
 
@@ -372,6 +379,8 @@ def render(report: dict) -> str:
         f"\n{len(report['intents'])} intents, all outcomes in {report['seconds_to_all_outcomes']} s: {verdict}"
     )
     lines.append(demo_mcp.render(report["mcp_session"]))
+    if report.get("http_session") is not None:
+        lines.append(demo_http.render(report["http_session"]))
     receipt = report.get("receipt")
     if receipt is not None:
         lines.append(
