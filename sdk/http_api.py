@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
@@ -74,6 +75,7 @@ _log = logging.getLogger("warden.api")
 MAX_BODY_BYTES = 64 * 1024
 # How long the seeds' idempotency promise lasts: a key seen within it gets the first answer.
 IDEMPOTENCY_WINDOW_S = 24 * 3600
+IDEMPOTENCY_KEYS_PER_AGENT = 10_000
 SIMULATION_FAILED_CODES = frozenset({"SIMULATION_REVERTED"})
 
 
@@ -295,14 +297,25 @@ class Idempotency:
     intent's outcome, and refuse it with another body), across restarts of this server."""
 
     window_s: float = IDEMPOTENCY_WINDOW_S
-    seen: dict[tuple[str, str], _Remembered] = field(default_factory=dict)
+    # At most this many keys per agent: past it the agent's oldest is forgotten (the pipeline
+    # still answers a reused key with the first intent's outcome), so no agent can grow the
+    # server's memory without bound by sending new keys.
+    per_agent: int = IDEMPOTENCY_KEYS_PER_AGENT
+    # Per agent, its keys oldest first (a dict keeps insertion order): expiry and the cap drop
+    # from the front, so a request costs the same however many keys are held.
+    seen: dict[str, dict[str, _Remembered]] = field(default_factory=dict)
 
     def begin(self, agent_id: str, key: str, fingerprint: str, now_s: float) -> tuple[int, bytes] | None:
-        for old in [k for k, r in self.seen.items() if now_s - r.at > self.window_s]:
-            del self.seen[old]
-        found = self.seen.get((agent_id, key))
+        held = self.seen.setdefault(agent_id, {})
+        for old, remembered in list(held.items()):
+            if now_s - remembered.at <= self.window_s and len(held) < self.per_agent:
+                break
+            if remembered.answer is None and now_s - remembered.at <= self.window_s:
+                break  # in progress: its request finishes it
+            del held[old]
+        found = held.get(key)
         if found is None:
-            self.seen[(agent_id, key)] = _Remembered(fingerprint, now_s)
+            held[key] = _Remembered(fingerprint, now_s)
             return None
         if found.fingerprint != fingerprint:
             raise Refused(
@@ -322,10 +335,11 @@ class Idempotency:
 
     def finish(self, agent_id: str, key: str, answer: tuple[int, bytes] | None) -> None:
         """The answer to replay, or None to forget the key (a request that was not answered)."""
+        held = self.seen.get(agent_id, {})
         if answer is None:
-            self.seen.pop((agent_id, key), None)
-        else:
-            self.seen[(agent_id, key)].answer = answer
+            held.pop(key, None)
+        elif key in held:
+            held[key].answer = answer
 
 
 @dataclass
@@ -793,13 +807,19 @@ async def serve(service: ApiService, listen: str) -> None:
     `OutcomeHub`; the ready file says it listens."""
     host, _, port = listen.rpartition(":")
     hub = OutcomeHub(service.settings)
-    await hub.start()
     service.submit = hub.submit_and_wait
     runner = web.AppRunner(build_app(service), access_log=None)
-    await runner.setup()
     try:
+        await hub.start()
+        await runner.setup()
         await web.TCPSite(runner, host.strip("[]"), int(port)).start()
         mark_ready(service.settings, "api")
+        # On stderr whatever the log level: where to send requests is what a person starting it needs.
+        print(
+            f"warden api: the Intents API at http://{listen}/v1 (OpenAPI: /v1/openapi.json)",
+            file=sys.stderr,
+            flush=True,
+        )
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
@@ -839,11 +859,24 @@ def run(args) -> int:
     service = ApiService(
         settings, now=utcnow, timeout_s=args.timeout, rate=RateLimit(per_s=args.rate, burst=2 * args.rate)
     )
-    _log.warning("the Intents API at http://%s/v1 (OpenAPI: /v1/openapi.json)", listen)
     try:
         asyncio.run(serve(service, listen))
     except KeyboardInterrupt:
         pass
+    except KafkaError as exc:
+        _log.error(
+            "cannot reach the broker at %s (%s): start the stack (`warden up`) or set WARDEN_BROKER",
+            settings.broker,
+            exc,
+        )
+        return 1
+    except OSError as exc:
+        _log.error(
+            "cannot serve the API at %s (%s): free the port, or choose another with --listen or WARDEN_API_HTTP",
+            listen,
+            exc.strerror or exc,
+        )
+        return 1
     return 0
 
 

@@ -59,6 +59,7 @@ class OutcomeHub:
     async def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
         if self._client is not None:
             await self._client.__aexit__(None, None, None)
 

@@ -108,6 +108,7 @@ class DemoRuns:
             "WARDEN_BROKER": f"127.0.0.1:{free_port()}",
             "WARDEN_RPC_URL": f"http://127.0.0.1:{free_port()}",
             "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}",
+            "WARDEN_API_HTTP": f"127.0.0.1:{free_port()}",
             "PYTHONPATH": str(REPO),
             # The default: the demo signs a blob, so its signer loads the KZG setup while it starts.
             "WARDEN_KZG_SETUP_AT_FIRST_BLOB": "0",

@@ -26,8 +26,9 @@ from infra.stack.local import REPO, free_port
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
-from tests.support import forge_rejections, make_agent, serving, warden
+from tests.support import forge_rejections, make_agent, read_topic, serving, warden
 from tests.token_support import DEPLOYER
+from tests.unit.test_http_api_credentials import BAD_BODIES
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 # The seeds' EIP-712 example: an ERC-20 Permit for USD Coin.
@@ -135,10 +136,16 @@ def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, age
         auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
         base = f"{api}/v1/agents/{name}/transactions"
         seen = {}
-        # The seeds' submit body, as printed, with the host, the ids and the chain changed.
-        async with http.post(
-            base, json={"chain": "anvil", "to": DEST, "value": "0.01", "data": "0x"}, headers=auth
-        ) as r:
+        # The seeds' submit body, as printed, with the host, the ids and the chain changed: the
+        # signing key's path is the one `warden keys provision` made for this agent.
+        seeds = {
+            "chain": "anvil",
+            "to": DEST,
+            "value": "0.01",
+            "data": "0x",
+            "signing_key_path": f"agents/{name}/chains/ethereum/private_key",
+        }
+        async with http.post(base, json=seeds, headers=auth) as r:
             seen["submit"] = (r.status, await r.json())
         async with http.post(f"{base}/sign", json={"chain": "anvil", "to": DEST, "value": "0.02"}, headers=auth) as r:
             seen["sign"] = (r.status, await r.json())
@@ -440,3 +447,40 @@ def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack, ap
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert re.search(r"# pass 5\b", done.stdout) and re.search(r"# fail 0\b", done.stdout), done.stdout[-3000:]
+
+
+def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(stack, agent, api):
+    """The input classes tests/unit checks in process, against the running server: each a 4xx
+    that names the field, and no intent published for any of them."""
+    name, _ = agent
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+    other = _cli(stack.settings, "agents", "api-key", "--agent", f"{name}-other")
+
+    async def scenario(http):
+        token = await _token(http, api, name, issued["api_key"])
+        start = await end_offsets(stack.settings, (topics.INTENTS_SUBMITTED,))
+        answers = {}
+        for case, (doc, _) in BAD_BODIES.items():
+            async with http.post(
+                f"{api}/v1/agents/{name}/transactions", json=doc, headers={"Authorization": f"Bearer {token}"}
+            ) as r:
+                answers[case] = (r.status, await r.json())
+        for case, headers in {
+            "no token": {},
+            "forged token": {"Authorization": "Bearer " + token[:-4] + "AAAA"},
+            "a token with a byte added": {"Authorization": f"Bearer {token}x"},
+        }.items():
+            async with http.get(f"{api}/v1/agents/{name}/transactions", headers=headers) as r:
+                answers[case] = (r.status, await r.json())
+        async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": name, "api_key": other["api_key"]}) as r:
+            answers["a key of another agent"] = (r.status, await r.json())
+        published = await read_topic(stack.settings, topics.INTENTS_SUBMITTED, start=start)
+        return answers, published
+
+    answers, published = _run(scenario)
+    for case, (_, field) in BAD_BODIES.items():
+        status, doc = answers[case]
+        assert status == 400 and field in [f["field"] for f in doc["fields"]], (case, doc)
+    for case in ("no token", "forged token", "a token with a byte added", "a key of another agent"):
+        assert answers[case][0] == 401 and answers[case][1]["detail"], (case, answers[case])
+    assert not [v for v in published if name.encode() in v]

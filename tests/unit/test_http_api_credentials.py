@@ -260,3 +260,27 @@ def test_the_typescript_clients_document_is_the_one_the_server_serves():
         "sdk/typescript/openapi.json is out of date: run `warden api --openapi > sdk/typescript/openapi.json` "
         "and `npm run schema --prefix sdk/typescript`"
     )
+
+
+def test_idempotency_replays_refuses_another_body_and_forgets_past_its_window_and_cap():
+    from sdk.http_api import Idempotency, Refused
+
+    memory = Idempotency(window_s=100, per_agent=3)
+    assert memory.begin("a1", "k", "body-1", 0) is None
+    with pytest.raises(Refused) as busy:
+        memory.begin("a1", "k", "body-1", 1)
+    assert busy.value.status == 409
+    memory.finish("a1", "k", (201, b"{}"))
+    assert memory.begin("a1", "k", "body-1", 2) == (201, b"{}")
+    with pytest.raises(Refused) as other:
+        memory.begin("a1", "k", "body-2", 3)
+    assert other.value.status == 422 and other.value.extra["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert memory.begin("a2", "k", "body-2", 3) is None  # another agent's key of the same name
+    # Past the window the key is new again.
+    assert memory.begin("a1", "k", "body-2", 200) is None
+    # Past the cap the agent's oldest finished keys go first; one in progress stays.
+    for n, key in enumerate(("x", "y", "z", "w")):
+        memory.finish("a1", "k", (201, b"{}"))
+        memory.begin("a1", key, "b", 201 + n)
+        memory.finish("a1", key, (201, b"{}"))
+    assert len(memory.seen["a1"]) <= 3 and "w" in memory.seen["a1"] and "k" not in memory.seen["a1"]
