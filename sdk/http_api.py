@@ -5,7 +5,7 @@ It holds the intent keys of the agents provisioned on its WARDEN_HOME, as `warde
 and no chain key, no admin key. A request is authenticated by a bearer token from
 `POST /v1/auth/agent-token` (`sdk.api_keys`), turned into an intent the agent signs, published on
 warden.intents.submitted, and answered with the outcome the SDK verified (a pinned key of the
-service allowed to say it, bound to the very intent sent: `sdk.client.submit_and_wait`). So the
+service allowed to say it, bound to the very intent sent: `sdk.outcome_hub`). So the
 API adds nothing to what an agent may do: the worker and the signer judge every intent against
 the agent's policy as they judge any other.
 
@@ -452,7 +452,9 @@ class ApiService:
         ).hexdigest()
         replay = self.idempotency.begin(agent_id, key, fingerprint, time.monotonic())
         if replay is not None:
-            return web.Response(status=200, body=replay[1], content_type="application/json")
+            # The seeds' 200 for a completed duplicate; a refusal is replayed as the refusal it was.
+            status = 200 if replay[0] < 300 else replay[0]
+            return web.Response(status=status, body=replay[1], content_type="application/json")
         answer: tuple[int, bytes] | None = None
         try:
             status, result = await work(key)
