@@ -58,6 +58,15 @@ LEDGER_LAG = Gauge(
     "Audit records on the topic past the last one whose events are all in the ledger: appended, or held already "
     "(a redelivered record adds no row and is not lag)",
 )
+API_REQUESTS = Counter(
+    "warden_api_requests_total", "Requests warden api answered, by route and status", ["route", "status"]
+)
+API_SECONDS = Histogram(
+    "warden_api_request_seconds",
+    "Time warden api took to answer, by route (a signing request: until its verified outcome)",
+    ["route"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0),
+)
 RESTARTS = Counter("warden_component_restarts_total", "Restarts of a crashed service by the supervisor", ["component"])
 
 

@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.readiness import mark_ready
@@ -759,6 +760,18 @@ def _model(model: type[BaseModel], doc: Any):
 
 
 @web.middleware
+async def _measured(request: web.Request, handler):
+    """Counted and timed by route (the path's pattern, never its ids) and status."""
+    began = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = f"{request.method} {resource.canonical if resource is not None else 'unknown'}"
+    metrics.API_REQUESTS.labels(route, str(response.status)).inc()
+    metrics.API_SECONDS.labels(route).observe(time.perf_counter() - began)
+    return response
+
+
+@web.middleware
 async def _errors(request: web.Request, handler):
     try:
         return await handler(request)
@@ -781,7 +794,7 @@ async def _errors(request: web.Request, handler):
 
 
 def build_app(service: ApiService) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[_measured, _errors], client_max_size=MAX_BODY_BYTES)
     agent = "/v1/agents/{agent_id}"
     app.add_routes(
         [
@@ -808,6 +821,7 @@ async def serve(service: ApiService, listen: str) -> None:
     """Serve the API at ``listen`` (host:port) until cancelled, submitting through one
     `OutcomeHub`; the ready file says it listens."""
     host, _, port = listen.rpartition(":")
+    metrics.serve(service.settings, "api")
     hub = OutcomeHub(service.settings)
     service.submit = hub.submit_and_wait
     runner = web.AppRunner(build_app(service), access_log=None)

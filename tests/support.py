@@ -262,12 +262,16 @@ def sample(url: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name}{labels} at {url}")
 
 
-async def forge_rejections(settings, agent: str, start, forged: list[str]) -> None:
+async def forge_rejections(
+    settings, agent: str, start, forged: list[str], reading: asyncio.Event | None = None
+) -> None:
     """A topic writer's lie: each intent of ``agent`` it sees submitted is answered at once with a
     rejection bound to its digest and named as the worker, signed with a key no one pinned."""
     key = Ed25519PrivateKey.generate()
     async with Client(settings) as client:
-        async for _, value in follow(settings, (topics.INTENTS_SUBMITTED,), start, fetch_max_wait_ms=20):
+        async for _, value in follow(
+            settings, (topics.INTENTS_SUBMITTED,), start, caught_up=reading, fetch_max_wait_ms=20
+        ):
             try:
                 intent = TransactionIntent.from_bytes(value)
             except ValueError:

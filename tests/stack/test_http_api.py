@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -291,11 +292,26 @@ def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is
         seen = {}
         # A topic writer answers the submit at once with a refusal signed by a key no one pinned:
         # the API must report the real outcome, which comes later through the worker and the signer.
+        # The signer is held (SIGSTOP) until the forgery is on the topic, so the lie always comes first.
         start = await end_offsets(stack.settings, (topics.INTENTS_SUBMITTED,))
         forged: list[str] = []
-        forger = asyncio.create_task(forge_rejections(stack.settings, name, start, forged))
+        reading = asyncio.Event()
+        forger = asyncio.create_task(forge_rejections(stack.settings, name, start, forged, reading))
+        signer = stack.processes["signer"].pid
         try:
-            async with http.post(base, json={"chain": "anvil", "to": DEST, "value": "0.01"}, headers=auth) as r:
+            await asyncio.wait_for(reading.wait(), 60)
+            os.kill(signer, signal.SIGSTOP)
+            try:
+                submit = asyncio.create_task(
+                    http.post(base, json={"chain": "anvil", "to": DEST, "value": "0.01"}, headers=auth)
+                )
+                deadline = time.monotonic() + 60
+                while not forged and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1)  # the API's reader has read the lie before the truth exists
+            finally:
+                os.kill(signer, signal.SIGCONT)
+            async with await submit as r:
                 seen["real"] = (r.status, await r.json())
         finally:
             forger.cancel()

@@ -25,6 +25,6 @@ def test_a_port_to_avoid_is_never_handed_out():
 def test_several_ports_are_different_and_not_the_settings_ones(tmp_path):
     stack = LocalStack(local_settings(tmp_path / "home"))
     configured = stack.configured_ports()
-    assert len(configured) == 3  # broker, Anvil, the ledger's endpoint: three different ports
+    assert len(configured) == 4  # broker, Anvil, the ledger's endpoint, the API: four different ports
     picked = free_ports(8, avoid=configured)
     assert len(set(picked)) == 8 and not set(picked) & configured

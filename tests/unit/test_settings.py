@@ -27,7 +27,7 @@ def test_warden_up_says_so_before_it_starts_anything(tmp_path, monkeypatch, caps
 
     # The warning comes before anything starts, and the test ends there: a real stack would add
     # nothing to what is checked, and on the S3 storage this default picks it would run at 20 ms.
-    def refuse(self):
+    def refuse(self, *parts, **options):
         raise StackError("not started in this test")
 
     monkeypatch.setattr(LocalStack, "start", refuse)
