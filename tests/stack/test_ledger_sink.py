@@ -141,7 +141,7 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         task = asyncio.create_task(run_sink(settings, stop, options=options))
         await _produce(settings, payloads)
         await _produce(settings, again)  # after: one call's records may reach the broker in any order
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180  # generous: the loop leaves as soon as every row is in
         count = -1
         while time.monotonic() < deadline and not task.done() and count < 307:
             await asyncio.sleep(0.3)
