@@ -261,15 +261,18 @@ class ErrorResponse(BaseModel):
 class Refused(Exception):
     """An answer other than success, as (HTTP status, error, detail, extras)."""
 
-    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(self, http_status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(detail)
-        self.status, self.error, self.detail, self.headers, self.extra = status, error, detail, headers or {}, extra
+        self.status, self.error, self.detail, self.headers, self.extra = (
+            http_status,
+            error,
+            detail,
+            headers or {},
+            extra,
+        )
 
     def response(self) -> web.Response:
-        extra = dict(self.extra)
-        if "status_word" in extra:
-            extra["status"] = extra.pop("status_word")
-        body = ErrorResponse(error=self.error, detail=self.detail, **extra)
+        body = ErrorResponse(error=self.error, detail=self.detail, **self.extra)
         return _json(self.status, body.model_dump(mode="json", exclude_none=True), self.headers)
 
 
@@ -501,7 +504,7 @@ class ApiService:
                 code=outcome.code,
                 stage=outcome.stage,
                 id=intent.intent_id,
-                status_word="refused",
+                status="refused",
             )
         return (201 if isinstance(outcome, SignedMessage) else 202), doc
 
@@ -648,7 +651,7 @@ class ApiService:
         found = await agent_transactions(self.settings, agent_id)
         dated = [(r.signed_at, transaction_of(r, include)) for r in found.transactions]
         dated += [(r.decided_at, refused_transaction(r)) for r in found.rejected]
-        listed = [_view(t, include) for _, t in sorted(dated, key=lambda pair: pair[0], reverse=True)]
+        listed = [_view(t) for _, t in sorted(dated, key=lambda pair: pair[0], reverse=True)]
         return _json(200, {"agent_id": agent_id, "transactions": listed, "forged_records_ignored": found.forged})
 
     async def get_transaction(self, request: web.Request) -> web.Response:
@@ -660,9 +663,7 @@ class ApiService:
         wanted = [r for r in found.transactions if tx_id in (r.intent_id, r.tx_hash, *r.replaces)]
         if wanted:
             record = wanted[0]
-            return _json(
-                200, _view(transaction_of(record, include, history=status_history(history[record.intent_id])), include)
-            )
+            return _json(200, _view(transaction_of(record, include, history=status_history(history[record.intent_id]))))
         refusals = [r for r in found.rejected if r.intent_id == tx_id]
         if refusals:
             return _json(200, _view(refused_transaction(refusals[-1])))
@@ -696,7 +697,7 @@ def _refusal(found: Transaction, status: int, error: str) -> Refused:
         code=refusal.code,
         stage=refusal.stage,
         id=found.intent_id,
-        status_word=error if status == 422 else "refused",
+        status=error if status == 422 else "refused",
     )
 
 
@@ -721,10 +722,10 @@ def with_domain_type(typed_data: dict[str, Any]) -> dict[str, Any]:
     return {**typed_data, "types": {"EIP712Domain": declared, **types}}
 
 
-def _view(found: Transaction, include_signed_tx: bool = True) -> dict:
+def _view(found: Transaction) -> dict:
+    """A transaction as the API answers it: ``signed_tx`` only where ``found`` holds it
+    (`transaction_of` leaves it out unless asked)."""
     doc = found.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if not include_signed_tx:
-        doc.pop("signed_tx", None)
     if found.refusal is not None:
         doc.update(detail=found.refusal.reason, code=found.refusal.code, stage=found.refusal.stage)
     return {"id": found.intent_id, **doc}
