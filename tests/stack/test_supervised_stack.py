@@ -217,7 +217,12 @@ def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
             wrong = asyncio.run(_not_on_chain(settings, list(last.values()))) if done else None
             if done and not wrong:
                 break
-            assert time.monotonic() < deadline, [_brief(r) for r in last.values()]
+            assert time.monotonic() < deadline, {
+                "intents with no record": (missing := [i.intent_id for i in burst if i.intent_id not in last]),
+                "not final": [(i, _brief(r)) for i, r in last.items() if not (r.status == "mined" and r.final)],
+                "final but not on the chain": [(r.intent_id, _brief(r)) for r in wrong or ()],
+                "signer log": _log_lines(settings, missing + [r.intent_id for r in (wrong or ())]),
+            }
             time.sleep(2)
         assert asyncio.run(chain_nonce(settings, address)) == 61 + 20  # every nonce used once: no gap
         # Each mined record of a block the chain came back without (told before the loss) is
@@ -232,6 +237,19 @@ def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
         )
     finally:
         assert restarted.stop() == 0
+
+
+def _log_lines(settings: Settings, words: list[str]) -> list[str]:
+    """The lines of the stack's logs that name any of ``words`` (for a failure's message)."""
+    found = []
+    for path in sorted(settings.log_dir.glob("*.log")):
+        with contextlib.suppress(OSError):
+            found += [
+                f"{path.name}: {line}"
+                for line in path.read_text(errors="replace").splitlines()
+                if any(w in line for w in words)
+            ]
+    return found[-60:]
 
 
 def _brief(record: SignedTransaction) -> tuple:
