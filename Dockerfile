@@ -21,6 +21,7 @@ WORKDIR /src
 # ([tool.setuptools.packages.find] in pyproject.toml), with their package data.
 COPY pyproject.toml ./
 COPY evm ./evm
+COPY svm ./svm
 COPY schemas ./schemas
 COPY runtime ./runtime
 COPY rules ./rules

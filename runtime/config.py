@@ -9,6 +9,7 @@ settings to each process it starts and a reader can see what can change.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -219,6 +220,28 @@ class Settings:
 
     def rpc_url_for(self, chain: str) -> str:
         return self.rpc_urls.get(chain.upper().replace("-", "_"), self.rpc_url)
+
+    @property
+    def surfpool_info(self) -> Path:
+        """Where the local Solana node (surfpool) writes the addresses it picked."""
+        return self.home / "run" / "surfpool.json"
+
+    def solana_rpc_url(self, chain: str) -> str:
+        """The JSON-RPC of Solana network ``chain``: WARDEN_RPC_URL_<CHAIN>, else for
+        ``solana-local`` the node the local stack runs. Never the EVM default: a Solana request
+        sent to Anvil would be answered by an error at best."""
+        url = self.rpc_urls.get(chain.upper().replace("-", "_"))
+        if url:
+            return url
+        if chain == "solana-local":
+            try:
+                return json.loads(self.surfpool_info.read_text())["rpc"]
+            except (OSError, ValueError, KeyError):
+                raise RuntimeError(
+                    f"the local Solana node is not running ({self.surfpool_info} is missing): start the stack "
+                    "with `warden up`, or set WARDEN_RPC_URL_SOLANA_LOCAL"
+                ) from None
+        raise RuntimeError(f"no RPC for {chain!r}: set WARDEN_RPC_URL_{chain.upper().replace('-', '_')}")
 
     @property
     def state_dir(self) -> Path:

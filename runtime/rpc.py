@@ -45,6 +45,10 @@ READS = (
     "eth_gasPrice",
     "eth_maxPriorityFeePerGas",
     "eth_blobBaseFee",
+    # Solana's reads (getAccountInfo, getSignatureStatuses, ...)
+    "get",
+    "isBlockhashValid",
+    "simulateTransaction",
 )
 
 

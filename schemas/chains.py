@@ -44,6 +44,10 @@ class Chain:
     finalized_tag: bool = True
     confirmations: int = 12
 
+    @property
+    def is_solana(self) -> bool:
+        return self.key_chain == "solana"
+
     def __post_init__(self):
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ValueError(
@@ -99,6 +103,13 @@ _BUILTIN = (
     Chain("holesky", 17000, "ETH", "https://holesky.etherscan.io", testnet=True),
     # the local development node: `warden up` runs it with 1 s blocks and finalizes 2 blocks back
     Chain("anvil", 31337, "ETH", "", testnet=True, confirmations=2),
+    # Solana clusters. Solana has no EIP-155 id: chain_id is the number Solana's token list gave
+    # each cluster (101 mainnet-beta, 103 devnet; 104 for the local node, which has none), so that
+    # no EVM network can be added under it. Final means the `finalized` commitment.
+    Chain("solana", 101, "SOL", "https://explorer.solana.com", key_chain="solana"),
+    Chain("solana-devnet", 103, "SOL", "https://explorer.solana.com/?cluster=devnet", key_chain="solana", testnet=True),
+    # the local node `warden up` runs (surfpool)
+    Chain("solana-local", 104, "SOL", "", key_chain="solana", testnet=True),
 )
 
 
@@ -185,13 +196,15 @@ class ChainRegistry:
         return chain
 
     def by_chain_id(self, chain_id: int) -> Chain | None:
+        """The EVM network with EIP-155 id ``chain_id``."""
         chain = self._by_chain_id(chain_id)
         if chain is None and self._learned():
             chain = self._by_chain_id(chain_id)
         return chain
 
     def _by_chain_id(self, chain_id: int) -> Chain | None:
-        return next((c for c in self._all.values() if c.chain_id == chain_id), None)
+        # EIP-155 ids only: a Solana cluster's number is no EVM chain id (`eip155:101` is not Solana).
+        return next((c for c in self._all.values() if c.chain_id == chain_id and not c.is_solana), None)
 
     def with_chain(self, chain: Chain) -> tuple[Chain, ...]:
         """The admins' table with ``chain`` added (an added network of that name replaced): what

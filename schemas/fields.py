@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated
 
+import base58
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
@@ -119,6 +120,16 @@ def known_chain(name: str) -> str:
     return name
 
 
+def evm_chain(name: str) -> str:
+    """`known_chain`, and an EVM network: a Solana cluster's transactions are not EVM ones."""
+    if known_chain(name) and REGISTRY.get(name).is_solana:
+        raise ValueError(
+            f"{name!r} is a Solana network; this record describes an EVM transaction or asset "
+            "(Solana: see docs/solana.md)"
+        )
+    return name
+
+
 def _hex_data(value: object) -> str:
     if not isinstance(value, str) or not _HEX_RE.match(value):
         raise ValueError(f"must be 0x-prefixed hex with an even number of digits, got {str(value)[:80]!r}")
@@ -153,7 +164,37 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def _solana_address(value: object) -> str:
+    """A Solana account address: the base58 of 32 bytes, in its one canonical spelling."""
+    try:
+        raw = base58.b58decode(value) if isinstance(value, str) and 32 <= len(value) <= 44 else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32 or base58.b58encode(raw).decode() != value:
+        raise ValueError(f"must be a Solana address (base58 of 32 bytes, 32-44 characters), got {str(value)[:80]!r}")
+    return value
+
+
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"must be a whole number (integer or decimal string), got {value!r}")
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError(f"must be a whole number written in decimal digits, got {value[:80]!r}")
+    number = int(value)
+    if not 0 <= number < 2**64:
+        raise ValueError(f"must be between 0 and 2**64-1, got {number}")
+    return number
+
+
 NativeAmount = Annotated[str, BeforeValidator(_native_amount)]
+SolanaAddress = Annotated[str, BeforeValidator(_solana_address)]
+# Lamports and SPL token base units: u64 on chain; a decimal string on the wire, like wei.
+BaseUnits = Annotated[
+    int,
+    BeforeValidator(_whole),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": "^(0|[1-9][0-9]*)$"}),
+]
 Address = Annotated[str, BeforeValidator(_address)]
 HexData = Annotated[str, BeforeValidator(_hex_data)]
 Identifier = Annotated[str, BeforeValidator(_identifier)]
@@ -169,13 +210,16 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 __all__ = [
     "Address",
+    "BaseUnits",
     "HexData",
     "Identifier",
     "NativeAmount",
+    "SolanaAddress",
     "UtcDatetime",
     "Wei",
     "format_native_amount",
     "format_token_amount",
+    "evm_chain",
     "known_chain",
     "parse_address",
     "parse_native_amount",

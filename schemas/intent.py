@@ -18,7 +18,7 @@ from schemas.fields import (
     NativeAmount,
     UtcDatetime,
     Wei,
-    known_chain,
+    evm_chain,
     parse_native_amount,
 )
 from schemas.record import SCHEMA_VERSION, Evolving, Record
@@ -185,7 +185,7 @@ class TransactionIntent(Evolving):
     )
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
-    _chain = field_validator("chain")(classmethod(lambda cls, v: known_chain(v)))
+    _chain = field_validator("chain")(classmethod(lambda cls, v: evm_chain(v)))
 
     model_config = ConfigDict(
         frozen=True,

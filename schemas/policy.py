@@ -13,11 +13,14 @@ from evm.constants import MAX_MESSAGE_BYTES
 from schemas.admins import AdminSignature
 from schemas.fields import (
     Address,
+    BaseUnits,
     HexData,
     Identifier,
     NativeAmount,
+    SolanaAddress,
     UtcDatetime,
     Wei,
+    evm_chain,
     known_chain,
     parse_native_amount,
     parse_token_amount,
@@ -103,7 +106,7 @@ class AssetLimit(Record):
     @field_validator("chain")
     @classmethod
     def _known(cls, chain: str) -> str:
-        return known_chain(chain)
+        return evm_chain(chain)
 
     @model_validator(mode="after")
     def _amounts_in_units(self) -> "AssetLimit":
@@ -153,7 +156,7 @@ class PriceFeed(Record):
     @field_validator("chain")
     @classmethod
     def _known(cls, chain: str) -> str:
-        return known_chain(chain)
+        return evm_chain(chain)
 
     @property
     def key(self) -> str:
@@ -206,6 +209,85 @@ class ContractCallRule(Evolving):
         return self.selectors == "any" or selector in self.selectors
 
 
+class SolanaTokenLimit(Record):
+    """One SPL token (a mint, of the Token or Token-2022 program) the agent may move on Solana,
+    with its limits in the token's base units. A mint the policy does not list is refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    mint: SolanaAddress
+    symbol: str | None = Field(default=None, max_length=32)
+    decimals: int = Field(
+        ge=0, le=18, description="the mint's decimals: a TransferChecked that says otherwise is refused"
+    )
+    max_per_tx: BaseUnits | None = Field(default=None, description="the most one intent moves or approves, base units")
+    daily_limit: BaseUnits | None = Field(default=None, description="rolling 24 h limit, base units")
+
+
+class SolanaProgramRule(Record):
+    """Instructions of one program that the token and System rules do not read: allowed only for
+    the listed discriminators (the instruction data's first 8 bytes, hex, as Anchor writes them;
+    shorter for a program whose tag is shorter), or any with ``"any"``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    program: SolanaAddress
+    discriminators: tuple[str, ...] | Literal["any"] = Field(max_length=256)
+
+    @field_validator("discriminators")
+    @classmethod
+    def _hex(cls, value: tuple[str, ...] | str) -> tuple[str, ...] | str:
+        if value == "any":
+            return value
+        for text in value:
+            if not re.fullmatch(r"([0-9a-f]{2}){1,8}", text):
+                raise ValueError(f"a discriminator is 1-8 bytes of lowercase hex without 0x, got {text[:40]!r}")
+        return value
+
+    def allows(self, discriminator: str) -> bool:
+        return self.discriminators == "any" or discriminator in self.discriminators
+
+
+class SolanaPolicy(Record):
+    """What the agent may do on Solana networks (those of ``tx_allowed_chains`` whose key chain
+    is ``solana``). SOL in lamports; each SPL mint in its base units; the fee the agent pays
+    (signatures x 5,000 lamports plus compute-unit limit x price) counts as SOL spent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
+
+    allowlist: tuple[SolanaAddress, ...] = Field(
+        default=(), max_length=1024, description="owners (wallets) that may receive SOL or tokens; the agent always may"
+    )
+    max_lamports_per_tx: BaseUnits | None = Field(
+        default=None, description="the most SOL one intent spends, fee included"
+    )
+    daily_limit_lamports: BaseUnits | None = Field(default=None, description="rolling 24 h SOL limit, fees included")
+    max_priority_fee_lamports: BaseUnits = Field(
+        default=0, description="the most priority fee (compute-unit limit x price) one transaction may pay"
+    )
+    tokens: tuple[SolanaTokenLimit, ...] = Field(default=(), max_length=256)
+    programs: tuple[SolanaProgramRule, ...] = Field(default=(), max_length=256)
+
+    @model_validator(mode="after")
+    def _once_each(self) -> "SolanaPolicy":
+        mints = [t.mint for t in self.tokens]
+        if len(set(mints)) != len(mints):
+            raise ValueError("tokens: each mint appears once")
+        listed = [p.program for p in self.programs]
+        if len(set(listed)) != len(listed):
+            raise ValueError("programs: each program appears once")
+        return self
+
+    def token(self, mint: str) -> SolanaTokenLimit | None:
+        return next((t for t in self.tokens if t.mint == mint), None)
+
+    def program(self, program: str) -> SolanaProgramRule | None:
+        return next((p for p in self.programs if p.program == program), None)
+
+
 class AgentPolicy(Evolving):
     """An agent's guardrails, versioned and signed by an admin key. What it does not describe is
     refused: messages, typed data and EIP-7702 delegations are off until their fields allow them."""
@@ -228,6 +310,7 @@ class AgentPolicy(Evolving):
         "usd_daily_limit": None,
         "price_feeds": (),
         "price_max_age_s": 3600,
+        "solana": None,
     }
 
     agent_id: Identifier
@@ -309,6 +392,9 @@ class AgentPolicy(Evolving):
     )
     price_max_age_s: int = Field(
         default=3600, ge=1, le=7 * 86_400, description="a price older than this (its updatedAt) is refused"
+    )
+    solana: SolanaPolicy | None = Field(
+        default=None, description="what the agent may do on Solana networks; none: every Solana intent is refused"
     )
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime

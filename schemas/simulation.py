@@ -17,7 +17,7 @@ from typing import Literal
 import orjson
 from pydantic import Field, field_validator, model_validator
 
-from schemas.fields import Address, Identifier, UtcDatetime, known_chain
+from schemas.fields import Address, Identifier, UtcDatetime, evm_chain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import Outcome, StageVerdict
 from schemas.record import Record
@@ -39,7 +39,7 @@ class SimulationRequest(Record):
     steps: tuple[TransactionIntent, ...] = Field(min_length=1, max_length=MAX_BUNDLE_STEPS)
     signature: str = Field(default="", description="Ed25519 by the agent over signing_bytes(), hex")
 
-    _chain = field_validator("chain")(classmethod(lambda cls, v: known_chain(v)))
+    _chain = field_validator("chain")(classmethod(lambda cls, v: evm_chain(v)))
 
     @model_validator(mode="after")
     def _steps_of_this_request(self) -> "SimulationRequest":

@@ -10,20 +10,30 @@ import pytest
 from schemas.chains import REGISTRY, Chain, ChainRegistry, UnknownChain
 
 
-def test_registry_holds_28_mainnets_2_testnets_and_anvil():
+def test_registry_holds_28_mainnets_2_testnets_anvil_and_3_solana_clusters():
     chains = ChainRegistry().all()
-    mainnets = {name for name, c in chains.items() if not c.testnet}
-    testnets = {name for name, c in chains.items() if c.testnet}
+    evm = {name: c for name, c in chains.items() if not c.is_solana}
+    mainnets = {name for name, c in evm.items() if not c.testnet}
+    testnets = {name for name, c in evm.items() if c.testnet}
     assert len(mainnets) == 28
     assert testnets == {"sepolia", "holesky", "anvil"}
-    assert len(chains) == 31
+    assert len(evm) == 31
     assert chains["anvil"].chain_id == 31337
     assert chains["sepolia"].chain_id == 11155111 and chains["holesky"].chain_id == 17000
     assert chains["ethereum"].chain_id == 1 and chains["base"].chain_id == 8453
+    solana = {name: (c.currency, c.testnet) for name, c in chains.items() if c.is_solana}
+    assert solana == {"solana": ("SOL", False), "solana-devnet": ("SOL", True), "solana-local": ("SOL", True)}
 
 
-def test_every_evm_network_signs_with_the_ethereum_key_chain():
-    assert {c.key_chain for c in ChainRegistry().all().values()} == {"ethereum"}
+def test_every_evm_network_signs_with_the_ethereum_key_chain_and_solana_with_its_own():
+    assert {c.key_chain for c in ChainRegistry().all().values() if not c.is_solana} == {"ethereum"}
+    assert {c.key_chain for c in ChainRegistry().all().values() if c.is_solana} == {"solana"}
+
+
+def test_a_solana_clusters_number_is_not_an_evm_chain_id():
+    registry = ChainRegistry()
+    assert registry.get("solana").chain_id == 101 and registry.by_chain_id(101) is None
+    assert registry.by_chain_id(1).name == "ethereum"
 
 
 def test_chain_ids_and_names_are_unique():

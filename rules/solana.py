@@ -1,0 +1,332 @@
+"""The guardrails on a Solana transaction, read from its instructions (`svm.transactions`).
+
+One judge for the streams worker and the signer, as on EVM: `judge` is a pure function of the
+transaction, the agent's address, its policy, the token accounts the transaction names (read from
+the chain by the caller: `svm.accounts`) and what the agent spent in the last 24 h. Deny by
+default: an instruction Warden does not read, a program the policy does not list, a token it
+does not list or an account it could not resolve is refused.
+
+What is counted as spent, per asset (``SOL`` in lamports, each mint in base units):
+- SOL sent by a System transfer whose source is the agent, lamports put into an account the agent
+  creates, and the rent of a token account the agent pays for;
+- the fee, when the agent pays it (signatures x 5,000 lamports plus compute-unit limit x price);
+- tokens moved out of, burned from, or approved to a delegate of an account the agent owns.
+Each movement's recipient is an owner: a System account for SOL, a token account's owner (resolved,
+or created in the same transaction) for tokens; it must be the agent or on the allowlist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from schemas.policy import SolanaPolicy
+from svm import programs
+from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, TokenAccount
+from svm.instructions import Instruction, Kind
+from svm.transactions import SolanaTransaction
+
+SOL = "SOL"
+U64_MAX = 2**64 - 1
+
+
+class SolanaCode(StrEnum):
+    ALLOWED = "SOLANA_ALLOWED"
+    CHAIN_NOT_ALLOWED = "CHAIN_NOT_ALLOWED"
+    SOLANA_NOT_ENABLED = "SOLANA_NOT_ENABLED"
+    AGENT_NOT_SIGNER = "SOLANA_AGENT_NOT_SIGNER"
+    INSTRUCTION_NOT_READ = "SOLANA_INSTRUCTION_NOT_READ"
+    PROGRAM_NOT_ALLOWED = "SOLANA_PROGRAM_NOT_ALLOWED"
+    RECIPIENT_NOT_ALLOWLISTED = "RECIPIENT_NOT_ALLOWLISTED"
+    TOKEN_NOT_LISTED = "SOLANA_TOKEN_NOT_LISTED"
+    TOKEN_MISMATCH = "SOLANA_TOKEN_MISMATCH"
+    ACCOUNT_NOT_RESOLVED = "SOLANA_ACCOUNT_NOT_RESOLVED"
+    VALUE_OVER_CAP = "VALUE_OVER_CAP"
+    DAILY_LIMIT_EXCEEDED = "DAILY_LIMIT_EXCEEDED"
+    PRIORITY_FEE_OVER_CEILING = "SOLANA_PRIORITY_FEE_OVER_CEILING"
+    UNLIMITED_APPROVAL = "UNLIMITED_APPROVAL"
+    AUTHORITY_CHANGE_REFUSED = "SOLANA_AUTHORITY_CHANGE_REFUSED"
+    CLOSE_TO_OTHER_REFUSED = "SOLANA_CLOSE_TO_OTHER_REFUSED"
+
+
+@dataclass(frozen=True)
+class Movement:
+    """Value leaving the agent: ``asset`` (``SOL`` or a mint) ``amount`` base units to ``owner``
+    (None: burned or paid as fee), by instruction ``index`` (None: the fee)."""
+
+    asset: str
+    amount: int
+    owner: str | None
+    index: int | None
+    what: str
+
+
+@dataclass(frozen=True)
+class SolanaVerdict:
+    passed: bool
+    code: SolanaCode
+    reason: str
+    movements: tuple[Movement, ...] = ()
+    facts: dict = field(default_factory=dict)
+
+    def spend(self) -> dict[str, int]:
+        """What the transaction spends, per asset: what the rolling limits count."""
+        out: dict[str, int] = {}
+        for m in self.movements:
+            out[m.asset] = out.get(m.asset, 0) + m.amount
+        return out
+
+
+def _refuse(code: SolanaCode, reason: str, **facts) -> SolanaVerdict:
+    return SolanaVerdict(False, code, reason, facts=facts)
+
+
+def judge(
+    tx: SolanaTransaction,
+    *,
+    agent: str,
+    chain: str,
+    allowed_chains: tuple[str, ...],
+    policy: SolanaPolicy | None,
+    accounts: Mapping[str, TokenAccount],
+    spent: Mapping[str, int],
+    token_account_rent: int = TOKEN_ACCOUNT_RENT_LAMPORTS,
+) -> SolanaVerdict:
+    """Whether the agent (address ``agent``) may sign ``tx`` on ``chain``. ``accounts``: the token
+    accounts the transaction names, as the chain holds them (an account the transaction creates
+    is absent); ``spent``: per asset, what the agent spent in the last 24 h."""
+    if chain not in allowed_chains:
+        return _refuse(
+            SolanaCode.CHAIN_NOT_ALLOWED,
+            f"chain {chain!r} is not in this agent's tx_allowed_chains {list(allowed_chains)}",
+        )
+    if policy is None:
+        return _refuse(
+            SolanaCode.SOLANA_NOT_ENABLED, "the agent's policy has no `solana` section: every Solana intent is refused"
+        )
+    if agent not in tx.signers:
+        return _refuse(
+            SolanaCode.AGENT_NOT_SIGNER,
+            f"the agent's address {agent} is not a signer of this transaction: there is nothing for Warden to sign",
+        )
+    movements: list[Movement] = []
+    created = _created_token_accounts(tx)
+    for ix in tx.instructions:
+        refused, moved = _instruction(ix, agent, policy, accounts, created, token_account_rent)
+        if refused is not None:
+            return refused
+        movements += moved
+    if tx.fee_payer == agent:
+        priority = tx.priority_fee_lamports
+        if priority > policy.max_priority_fee_lamports:
+            return _refuse(
+                SolanaCode.PRIORITY_FEE_OVER_CEILING,
+                f"the priority fee is {priority} lamports ({tx.compute_unit_limit} compute units at "
+                f"{tx.compute_unit_price} micro-lamports); the policy allows at most {policy.max_priority_fee_lamports}",
+                priority_fee_lamports=priority,
+            )
+        movements.append(Movement(SOL, tx.fee_lamports, None, None, "fee"))
+    for m in movements:
+        if m.owner is not None and m.owner != agent and m.owner not in policy.allowlist:
+            where = "the fee" if m.index is None else f"instruction {m.index} ({m.what})"
+            return _refuse(
+                SolanaCode.RECIPIENT_NOT_ALLOWLISTED,
+                f"{where} sends {m.amount} {_unit(m.asset)} to {m.owner}, who is not on the agent's Solana allowlist",
+                recipient=m.owner,
+                asset=m.asset,
+            )
+    verdict = SolanaVerdict(True, SolanaCode.ALLOWED, "every instruction is within the policy", tuple(movements))
+    for asset, amount in verdict.spend().items():
+        cap, daily = _limits(policy, asset)
+        if cap is not None and amount > cap:
+            return _refuse(
+                SolanaCode.VALUE_OVER_CAP,
+                f"the transaction spends {amount} {_unit(asset)} (fee included for SOL); the cap is {cap}",
+                asset=asset,
+                amount=amount,
+                cap=cap,
+            )
+        before = spent.get(asset, 0)
+        if daily is not None and before + amount > daily:
+            return _refuse(
+                SolanaCode.DAILY_LIMIT_EXCEEDED,
+                f"{before} {_unit(asset)} spent in the last 24 h plus {amount} is over the daily limit of {daily}",
+                asset=asset,
+                amount=amount,
+                spent=before,
+                limit=daily,
+            )
+    return verdict
+
+
+def _unit(asset: str) -> str:
+    return "lamports" if asset == SOL else f"base units of {asset}"
+
+
+def _limits(policy: SolanaPolicy, asset: str) -> tuple[int | None, int | None]:
+    if asset == SOL:
+        return policy.max_lamports_per_tx, policy.daily_limit_lamports
+    token = policy.token(asset)
+    assert token is not None  # a mint reaches here only once the policy lists it
+    return token.max_per_tx, token.daily_limit
+
+
+def _created_token_accounts(tx: SolanaTransaction) -> dict[str, tuple[str, str]]:
+    """Token accounts the transaction creates: address → (mint, owner)."""
+    out: dict[str, tuple[str, str]] = {}
+    for ix in tx.instructions:
+        if ix.kind is Kind.CREATE_TOKEN_ACCOUNT and ix.destination and ix.mint and ix.owner:
+            out[ix.destination] = (ix.mint, ix.owner)
+        elif ix.kind is Kind.TOKEN_INITIALIZE_ACCOUNT and ix.mint and ix.owner:
+            out[ix.accounts[0]] = (ix.mint, ix.owner)
+    return out
+
+
+def _instruction(
+    ix: Instruction,
+    agent: str,
+    policy: SolanaPolicy,
+    accounts: Mapping[str, TokenAccount],
+    created: Mapping[str, tuple[str, str]],
+    rent: int,
+) -> tuple[SolanaVerdict | None, list[Movement]]:
+    where = f"instruction {ix.index}"
+    if ix.kind is Kind.UNREAD:
+        return _refuse(
+            SolanaCode.INSTRUCTION_NOT_READ,
+            f"{where} is an instruction of {ix.program} (tag {ix.discriminator}) that Warden does not read, so it "
+            "cannot say where value goes; no policy allows it",
+            program=ix.program,
+            discriminator=ix.discriminator,
+        ), []
+    if ix.kind is Kind.PROGRAM_CALL:
+        rule = policy.program(ix.program)
+        if rule is None or not rule.allows(ix.discriminator):
+            return _refuse(
+                SolanaCode.PROGRAM_NOT_ALLOWED,
+                f"{where} calls program {ix.program} (discriminator {ix.discriminator or 'none'}), which the "
+                "agent's Solana policy does not list",
+                program=ix.program,
+                discriminator=ix.discriminator,
+            ), []
+        return None, []
+    if ix.kind is Kind.SOL_TRANSFER:
+        if ix.authority != agent:
+            return None, []  # another signer's lamports: Warden signs only the agent's slot
+        return None, [Movement(SOL, int(ix.amount or 0), ix.destination, ix.index, "transfer")]
+    if ix.kind is Kind.CREATE_ACCOUNT:
+        if ix.source != agent:
+            return None, []
+        # The new account's lamports are its owner's to spend: its token owner when the same
+        # transaction makes it a token account, else the account itself (whose key signed).
+        owner = created.get(ix.destination or "", (None, ix.destination))[1]
+        return None, [Movement(SOL, int(ix.amount or 0), owner, ix.index, "account created")]
+    if ix.kind is Kind.CREATE_TOKEN_ACCOUNT:
+        if ix.source != agent:
+            return None, []
+        return None, [Movement(SOL, rent, ix.owner, ix.index, "token account rent")]
+    if ix.kind in (Kind.TOKEN_TRANSFER, Kind.TOKEN_APPROVE, Kind.TOKEN_BURN):
+        return _token_movement(ix, agent, policy, accounts, created)
+    if ix.kind is Kind.TOKEN_SET_AUTHORITY:
+        if ix.new_authority != agent:
+            return _refuse(
+                SolanaCode.AUTHORITY_CHANGE_REFUSED,
+                f"{where} gives authority over {ix.source} to {ix.new_authority or 'nobody'}: only the agent may "
+                "hold it",
+                account=ix.source,
+                new_authority=ix.new_authority,
+            ), []
+        return None, []
+    if ix.kind is Kind.TOKEN_CLOSE_ACCOUNT:
+        if ix.destination != agent:
+            return _refuse(
+                SolanaCode.CLOSE_TO_OTHER_REFUSED,
+                f"{where} closes {ix.source} and sends its lamports to {ix.destination}: only to the agent",
+                account=ix.source,
+                destination=ix.destination,
+            ), []
+        return None, []
+    # Revoke, SyncNative, InitializeAccount (its owner is judged where value reaches it), the
+    # compute budget (counted in the fee) and memos move nothing.
+    return None, []
+
+
+def _token_movement(
+    ix: Instruction,
+    agent: str,
+    policy: SolanaPolicy,
+    accounts: Mapping[str, TokenAccount],
+    created: Mapping[str, tuple[str, str]],
+) -> tuple[SolanaVerdict | None, list[Movement]]:
+    where = f"instruction {ix.index} ({ix.kind.value})"
+    source = accounts.get(ix.source or "")
+    if source is None:
+        return _refuse(
+            SolanaCode.ACCOUNT_NOT_RESOLVED,
+            f"{where}: the token account {ix.source} was not found on chain, so whose tokens move is unknown",
+            account=ix.source,
+        ), []
+    if source.program != ix.program:
+        return _refuse(
+            SolanaCode.TOKEN_MISMATCH,
+            f"{where}: {ix.source} belongs to {source.program}, not to the program the instruction calls",
+        ), []
+    if source.owner != agent and ix.authority != agent:
+        return None, []  # neither the agent's tokens nor its signature: another signer's move
+    token = policy.token(source.mint)
+    if token is None:
+        return _refuse(
+            SolanaCode.TOKEN_NOT_LISTED,
+            f"{where} moves mint {source.mint}, which the agent's Solana policy does not list under tokens",
+            mint=source.mint,
+        ), []
+    if (ix.mint is not None and ix.mint != source.mint) or (ix.decimals is not None and ix.decimals != token.decimals):
+        return _refuse(
+            SolanaCode.TOKEN_MISMATCH,
+            f"{where} names mint {ix.mint} with {ix.decimals} decimals; {ix.source} holds {source.mint} "
+            f"({token.decimals} decimals)",
+        ), []
+    amount = int(ix.amount or 0)
+    if ix.kind is Kind.TOKEN_BURN:
+        return None, [Movement(source.mint, amount, None, ix.index, "burn")]
+    if ix.kind is Kind.TOKEN_APPROVE:
+        if amount == U64_MAX:
+            return _refuse(
+                SolanaCode.UNLIMITED_APPROVAL,
+                f"{where} approves {ix.destination} for an unlimited amount of {source.mint}",
+                delegate=ix.destination,
+            ), []
+        # An approval lets the delegate move that much: judged and counted as if moved to it.
+        return None, [Movement(source.mint, amount, ix.destination, ix.index, "approve")]
+    destination = accounts.get(ix.destination or "")
+    if destination is not None:
+        mint, owner = destination.mint, destination.owner
+    elif ix.destination in created:
+        mint, owner = created[ix.destination]
+    else:
+        return _refuse(
+            SolanaCode.ACCOUNT_NOT_RESOLVED,
+            f"{where}: the destination {ix.destination} is neither a token account on chain nor created by this "
+            "transaction, so who receives is unknown",
+            account=ix.destination,
+        ), []
+    if mint != source.mint:
+        return _refuse(SolanaCode.TOKEN_MISMATCH, f"{where}: {ix.destination} holds {mint}, not {source.mint}"), []
+    return None, [Movement(source.mint, amount, owner, ix.index, "transfer")]
+
+
+def token_accounts_named(tx: SolanaTransaction) -> tuple[str, ...]:
+    """The accounts whose token state the judge needs: the sources and destinations of token
+    instructions (what the caller reads from the chain for `judge`'s ``accounts``)."""
+    named: list[str] = []
+    for ix in tx.instructions:
+        if ix.program in programs.TOKEN_PROGRAMS and ix.kind in (
+            Kind.TOKEN_TRANSFER,
+            Kind.TOKEN_APPROVE,
+            Kind.TOKEN_BURN,
+        ):
+            for address in (ix.source, ix.destination if ix.kind is Kind.TOKEN_TRANSFER else None):
+                if address and address not in named:
+                    named.append(address)
+    return tuple(named)

@@ -1,0 +1,84 @@
+"""What Warden reads from and sends to a Solana node over its JSON-RPC (`runtime.rpc.JsonRpc`):
+token accounts for the judge, blockhashes, sends and signature statuses."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runtime.rpc import Node
+from svm.accounts import AccountError, TokenAccount, token_account
+
+# Solana's commitment levels, weakest first.
+COMMITMENTS = ("processed", "confirmed", "finalized")
+
+
+async def token_accounts(
+    node: Node, addresses: Iterable[str], commitment: str = "confirmed"
+) -> dict[str, TokenAccount]:
+    """The initialized token accounts among ``addresses``, as the node holds them; an address
+    with no account, or one that is not a token account, is left out (the judge refuses what it
+    needs and cannot resolve)."""
+    wanted = list(dict.fromkeys(addresses))
+    if not wanted:
+        return {}
+    reply = await node.call("getMultipleAccounts", wanted, {"encoding": "base64", "commitment": commitment})
+    out = {}
+    for address, account in zip(wanted, reply["value"], strict=True):
+        if account is None:
+            continue
+        try:
+            out[address] = token_account(address, account["owner"], base64.b64decode(account["data"][0]))
+        except AccountError:
+            continue
+    return out
+
+
+@dataclass(frozen=True)
+class Blockhash:
+    blockhash: str
+    last_valid_block_height: int
+
+
+async def latest_blockhash(node: Node, commitment: str = "confirmed") -> Blockhash:
+    value = (await node.call("getLatestBlockhash", {"commitment": commitment}))["value"]
+    return Blockhash(value["blockhash"], int(value["lastValidBlockHeight"]))
+
+
+async def block_height(node: Node, commitment: str = "confirmed") -> int:
+    return int(await node.call("getBlockHeight", {"commitment": commitment}))
+
+
+async def send(node: Node, raw: bytes) -> str:
+    """Send a signed transaction; the node's answer is its signature (base58). Preflight is the
+    node's own simulation of it: skipped, since what the signer sends was judged already and a
+    failed preflight would hide whether the bytes went out."""
+    return await node.call(
+        "sendTransaction",
+        base64.b64encode(raw).decode(),
+        {"encoding": "base64", "skipPreflight": True, "maxRetries": 0},
+    )
+
+
+@dataclass(frozen=True)
+class Status:
+    slot: int
+    commitment: str  # processed, confirmed or finalized
+    error: object | None  # the runtime's error when the transaction failed, else None
+
+
+async def statuses(node: Node, signatures: list[str]) -> list[Status | None]:
+    """Each signature's status (None: the node has not seen it), searching its history too."""
+    reply = await node.call("getSignatureStatuses", signatures, {"searchTransactionHistory": True})
+    out: list[Status | None] = []
+    for value in reply["value"]:
+        if value is None:
+            out.append(None)
+        else:
+            out.append(Status(int(value["slot"]), value.get("confirmationStatus") or "processed", value.get("err")))
+    return out
+
+
+async def balance(node: Node, address: str, commitment: str = "confirmed") -> int:
+    return int((await node.call("getBalance", address, {"commitment": commitment}))["value"])

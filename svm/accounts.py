@@ -1,0 +1,55 @@
+"""SPL token accounts and mints read from their account data (the Token program's `Account`
+and `Mint` layouts, which Token-2022 keeps for its first bytes and extends after them)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import base58
+
+from svm import programs
+
+TOKEN_ACCOUNT_BYTES = 165
+MINT_BYTES = 82
+# The rent-exempt balance of a 165-byte token account (what creating one costs its payer):
+# (128 + 165) bytes x 3,480 lamports per byte-year x 2 years.
+TOKEN_ACCOUNT_RENT_LAMPORTS = 2_039_280
+
+
+@dataclass(frozen=True)
+class TokenAccount:
+    """A token account as the chain holds it: the mint it holds, its owner (the wallet that may
+    move it), its balance in base units, and the program that owns it."""
+
+    address: str
+    mint: str
+    owner: str
+    amount: int
+    program: str
+
+
+class AccountError(ValueError):
+    pass
+
+
+def token_account(address: str, program: str, data: bytes) -> TokenAccount:
+    """An account's ``data`` owned by ``program`` → `TokenAccount`, or `AccountError` when it is
+    not an initialized token account."""
+    if program not in programs.TOKEN_PROGRAMS:
+        raise AccountError(f"{address} is not a token account: it is owned by {program}")
+    if len(data) < TOKEN_ACCOUNT_BYTES or (len(data) > TOKEN_ACCOUNT_BYTES and data[TOKEN_ACCOUNT_BYTES] != 2):
+        raise AccountError(f"{address} is not a token account ({len(data)} bytes)")
+    if data[108] == 0:  # AccountState::Uninitialized
+        raise AccountError(f"{address} is a token account that is not initialized")
+    mint = base58.b58encode(data[0:32]).decode()
+    owner = base58.b58encode(data[32:64]).decode()
+    (amount,) = struct.unpack_from("<Q", data, 64)
+    return TokenAccount(address, mint, owner, amount, program)
+
+
+def mint_decimals(address: str, program: str, data: bytes) -> int:
+    """A mint's decimals from its account ``data``, or `AccountError`."""
+    if program not in programs.TOKEN_PROGRAMS or len(data) < MINT_BYTES or data[45] != 1:
+        raise AccountError(f"{address} is not an initialized mint")
+    return data[44]

@@ -1,0 +1,127 @@
+"""Solana transactions for tests, built from the programs' documented layouts with solders
+(independently of `svm.instructions`, which reads them), and run on LiteSVM or surfpool.
+
+Each builder returns a solders `Instruction`; `unsigned` compiles instructions into the wire
+bytes an agent hands Warden (its signature slots empty)."""
+
+from __future__ import annotations
+
+import struct
+
+from solders.hash import Hash
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.message import Message, MessageV0
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.system_program import CreateAccountParams, TransferParams, create_account, transfer
+from solders.transaction import VersionedTransaction
+
+from svm import programs
+
+TOKEN = Pubkey.from_string(programs.TOKEN)
+TOKEN_2022 = Pubkey.from_string(programs.TOKEN_2022)
+ATA = Pubkey.from_string(programs.ASSOCIATED_TOKEN)
+SYSTEM = Pubkey.from_string(programs.SYSTEM)
+MINT_RENT = 1_461_600  # rent-exempt balance of an 82-byte mint
+
+
+def w(key: Pubkey) -> AccountMeta:
+    return AccountMeta(key, is_signer=False, is_writable=True)
+
+
+def ro(key: Pubkey) -> AccountMeta:
+    return AccountMeta(key, is_signer=False, is_writable=False)
+
+
+def signer(key: Pubkey, writable: bool = True) -> AccountMeta:
+    return AccountMeta(key, is_signer=True, is_writable=writable)
+
+
+def sol_transfer(source: Pubkey, to: Pubkey, lamports: int) -> Instruction:
+    return transfer(TransferParams(from_pubkey=source, to_pubkey=to, lamports=lamports))
+
+
+def ata_address(owner: Pubkey, mint: Pubkey, token_program: Pubkey = TOKEN) -> Pubkey:
+    return Pubkey.find_program_address([bytes(owner), bytes(token_program), bytes(mint)], ATA)[0]
+
+
+def create_ata(payer: Pubkey, owner: Pubkey, mint: Pubkey, token_program: Pubkey = TOKEN) -> Instruction:
+    accounts = [
+        signer(payer),
+        w(ata_address(owner, mint, token_program)),
+        ro(owner),
+        ro(mint),
+        ro(SYSTEM),
+        ro(token_program),
+    ]
+    return Instruction(ATA, bytes([1]), accounts)  # CreateIdempotent
+
+
+def create_mint(payer: Pubkey, mint: Pubkey, authority: Pubkey, decimals: int) -> list[Instruction]:
+    return [
+        create_account(
+            CreateAccountParams(from_pubkey=payer, to_pubkey=mint, lamports=MINT_RENT, space=82, owner=TOKEN)
+        ),
+        # InitializeMint2 { decimals, mint_authority, freeze_authority: None }
+        Instruction(TOKEN, bytes([20, decimals]) + bytes(authority) + b"\x00", [w(mint)]),
+    ]
+
+
+def mint_to(mint: Pubkey, account: Pubkey, authority: Pubkey, amount: int) -> Instruction:
+    return Instruction(TOKEN, bytes([7]) + struct.pack("<Q", amount), [w(mint), w(account), signer(authority, False)])
+
+
+def token_transfer(source: Pubkey, destination: Pubkey, authority: Pubkey, amount: int) -> Instruction:
+    return Instruction(
+        TOKEN, bytes([3]) + struct.pack("<Q", amount), [w(source), w(destination), signer(authority, False)]
+    )
+
+
+def token_transfer_checked(
+    source: Pubkey, mint: Pubkey, destination: Pubkey, authority: Pubkey, amount: int, decimals: int
+) -> Instruction:
+    return Instruction(
+        TOKEN,
+        bytes([12]) + struct.pack("<QB", amount, decimals),
+        [w(source), ro(mint), w(destination), signer(authority, False)],
+    )
+
+
+def approve(source: Pubkey, delegate: Pubkey, owner: Pubkey, amount: int) -> Instruction:
+    return Instruction(TOKEN, bytes([4]) + struct.pack("<Q", amount), [w(source), ro(delegate), signer(owner, False)])
+
+
+def set_authority(account: Pubkey, current: Pubkey, new: Pubkey | None, kind: int = 2) -> Instruction:
+    option = b"\x01" + bytes(new) if new is not None else b"\x00"
+    return Instruction(TOKEN, bytes([6, kind]) + option, [w(account), signer(current, False)])
+
+
+def close_account(account: Pubkey, destination: Pubkey, owner: Pubkey) -> Instruction:
+    return Instruction(TOKEN, bytes([9]), [w(account), w(destination), signer(owner, False)])
+
+
+def compute_limit(units: int) -> Instruction:
+    return Instruction(Pubkey.from_string(programs.COMPUTE_BUDGET), bytes([2]) + struct.pack("<I", units), [])
+
+
+def compute_price(micro_lamports: int) -> Instruction:
+    return Instruction(Pubkey.from_string(programs.COMPUTE_BUDGET), bytes([3]) + struct.pack("<Q", micro_lamports), [])
+
+
+def unsigned(payer: Pubkey, instructions: list[Instruction], blockhash: Hash, legacy: bool = False) -> bytes:
+    """The wire bytes of a transaction with every signature slot empty."""
+    if legacy:
+        message = Message.new_with_blockhash(instructions, payer, blockhash)
+    else:
+        message = MessageV0.try_compile(payer, instructions, [], blockhash)
+    slots = [Signature.default()] * message.header.num_required_signatures
+    return bytes(VersionedTransaction.populate(message, slots))
+
+
+def signed(payer: Keypair, instructions: list[Instruction], blockhash: Hash, *others: Keypair) -> VersionedTransaction:
+    return VersionedTransaction(MessageV0.try_compile(payer.pubkey(), instructions, [], blockhash), [payer, *others])
+
+
+def seed_of(keypair: Keypair) -> bytearray:
+    return bytearray(bytes(keypair)[:32])

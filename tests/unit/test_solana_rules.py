@@ -1,0 +1,305 @@
+"""The Solana guardrails (`rules.solana`) on transactions read by `svm.transactions`, each tried
+against the rule it tests and then run on LiteSVM (solders' in-process Solana runtime, the
+same SVM surfpool serves): what Warden says a transaction moves is what the runtime moved."""
+
+from __future__ import annotations
+
+import pytest
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
+from solders.system_program import AssignParams, assign
+from solders.transaction import VersionedTransaction
+
+from rules.solana import SOL, SolanaCode, judge, token_accounts_named
+from schemas.policy import SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
+from svm import accounts as token_accounts
+from svm import transactions
+from svm.transactions import TransactionError
+from tests import solana_support as sol
+
+CHAIN = "solana-local"
+DECIMALS = 6
+
+
+class World:
+    """A LiteSVM with an agent holding SOL and 1,000 tokens of a mint, and alice and mallory
+    each with a token account of that mint."""
+
+    def __init__(self):
+        self.svm = LiteSVM()
+        self.agent, self.alice, self.mallory, self.bank = Keypair(), Keypair(), Keypair(), Keypair()
+        for who in (self.agent, self.bank):
+            self.svm.airdrop(who.pubkey(), 10 * 10**9)
+        self.svm.airdrop(self.alice.pubkey(), 10**9)
+        self.mint_key = Keypair()
+        self.mint = self.mint_key.pubkey()
+        setup = sol.create_mint(self.bank.pubkey(), self.mint, self.bank.pubkey(), DECIMALS)
+        for who in (self.agent, self.alice, self.mallory):
+            setup.append(sol.create_ata(self.bank.pubkey(), who.pubkey(), self.mint))
+        setup.append(sol.mint_to(self.mint, self.ata(self.agent), self.bank.pubkey(), 1_000 * 10**DECIMALS))
+        self.run(sol.signed(self.bank, setup, self.svm.latest_blockhash(), self.mint_key))
+
+    def ata(self, who: Keypair) -> Pubkey:
+        return sol.ata_address(who.pubkey(), self.mint)
+
+    def run(self, tx: VersionedTransaction):
+        result = self.svm.send_transaction(tx)
+        assert not hasattr(result, "err"), result
+        return result
+
+    def unsigned(self, instructions: list[Instruction], legacy: bool = False) -> bytes:
+        return sol.unsigned(self.agent.pubkey(), instructions, self.svm.latest_blockhash(), legacy)
+
+    def token_accounts(self, tx: transactions.SolanaTransaction) -> dict:
+        """What a reader of the chain gives the judge: each named token account as held."""
+        out = {}
+        for address in token_accounts_named(tx):
+            account = self.svm.get_account(Pubkey.from_string(address))
+            if account is not None:
+                out[address] = token_accounts.token_account(address, str(account.owner), bytes(account.data))
+        return out
+
+    def policy(self, **changes) -> SolanaPolicy:
+        fields = {
+            "allowlist": (str(self.alice.pubkey()),),
+            "max_lamports_per_tx": 10**9,
+            "daily_limit_lamports": 2 * 10**9,
+            "max_priority_fee_lamports": 10_000,
+            "tokens": (SolanaTokenLimit(mint=str(self.mint), decimals=DECIMALS, max_per_tx=100 * 10**6),),
+        }
+        return SolanaPolicy(**{**fields, **changes})
+
+    def judge(self, raw: bytes, policy: SolanaPolicy | None = None, spent=None, chains=(CHAIN,)):
+        tx = transactions.read(raw)
+        return judge(
+            tx,
+            agent=str(self.agent.pubkey()),
+            chain=CHAIN,
+            allowed_chains=chains,
+            policy=self.policy() if policy is None else policy,
+            accounts=self.token_accounts(tx),
+            spent=spent or {},
+        )
+
+    def sign_and_run(self, raw: bytes):
+        signed = transactions.sign(raw, sol.seed_of(self.agent))
+        tx = VersionedTransaction.from_bytes(signed)
+        assert tx.verify_with_results() == [True] * len(tx.signatures)  # solders checks every signature
+        return self.run(tx)
+
+    def token_balance(self, who: Keypair) -> int:
+        account = self.svm.get_account(self.ata(who))
+        return token_accounts.token_account(str(self.ata(who)), str(account.owner), bytes(account.data)).amount
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def test_a_sol_transfer_to_alice_is_allowed_and_moves_exactly_what_was_judged_fee_included(world):
+    raw = world.unsigned(
+        [
+            sol.compute_limit(1_000),
+            sol.compute_price(2_000),
+            sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 12_345),
+        ]
+    )
+    verdict = world.judge(raw)
+    assert verdict.passed, verdict
+    fee = 5_000 + 2  # one signature, plus 1,000 units at 2,000 micro-lamports
+    assert verdict.spend() == {SOL: 12_345 + fee}
+    before = (world.svm.get_balance(world.agent.pubkey()), world.svm.get_balance(world.alice.pubkey()))
+    world.sign_and_run(raw)
+    after = (world.svm.get_balance(world.agent.pubkey()), world.svm.get_balance(world.alice.pubkey()))
+    # LiteSVM charges the signatures' fee and not the priority fee (surfpool likewise); Agave charges
+    # both, the priority part as ceil(limit x price / 10^6) (fee_structure.rs), which Warden counts.
+    assert before[0] - after[0] == 12_345 + 5_000
+    assert after[1] - before[1] == 12_345
+
+
+def test_sol_to_mallory_is_refused_naming_her(world):
+    raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.mallory.pubkey(), 1)])
+    verdict = world.judge(raw)
+    assert (verdict.passed, verdict.code) == (False, SolanaCode.RECIPIENT_NOT_ALLOWLISTED)
+    assert verdict.facts["recipient"] == str(world.mallory.pubkey())
+    allowed = world.policy(allowlist=(str(world.alice.pubkey()), str(world.mallory.pubkey())))
+    assert world.judge(raw, allowed).passed  # the allowlist is what refused it
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["v0", "legacy"])
+def test_an_spl_transfer_to_alices_account_is_judged_as_tokens_to_alice(world, legacy):
+    ix = sol.token_transfer_checked(
+        world.ata(world.agent), world.mint, world.ata(world.alice), world.agent.pubkey(), 7_000_000, DECIMALS
+    )
+    raw = world.unsigned([ix], legacy=legacy)
+    verdict = world.judge(raw)
+    assert verdict.passed, verdict
+    assert [(m.asset, m.amount, m.owner) for m in verdict.movements if m.asset != SOL] == [
+        (str(world.mint), 7_000_000, str(world.alice.pubkey()))
+    ]
+    world.sign_and_run(raw)
+    assert world.token_balance(world.alice) == 7_000_000
+
+
+def test_tokens_to_an_account_the_agent_creates_for_mallory_are_refused_by_her_not_the_accounts_address(world):
+    stranger = Keypair()
+    ata = sol.ata_address(stranger.pubkey(), world.mint)
+    raw = world.unsigned(
+        [
+            sol.create_ata(world.agent.pubkey(), stranger.pubkey(), world.mint),
+            sol.token_transfer(world.ata(world.agent), ata, world.agent.pubkey(), 1),
+        ]
+    )
+    verdict = world.judge(raw, world.policy(allowlist=(str(world.alice.pubkey()), str(ata))))
+    # Allowlisting the token account's address does not let tokens reach its owner.
+    assert (verdict.passed, verdict.code) == (False, SolanaCode.RECIPIENT_NOT_ALLOWLISTED)
+    assert verdict.facts["recipient"] == str(stranger.pubkey())
+    # An existing account of mallory's, read from the chain, the same.
+    raw = world.unsigned(
+        [sol.token_transfer(world.ata(world.agent), world.ata(world.mallory), world.agent.pubkey(), 1)]
+    )
+    assert world.judge(raw).facts["recipient"] == str(world.mallory.pubkey())
+
+
+def test_the_rent_of_a_token_account_for_mallory_is_value_reaching_her(world):
+    raw = world.unsigned([sol.create_ata(world.agent.pubkey(), Keypair().pubkey(), world.mint)])
+    assert world.judge(raw).code is SolanaCode.RECIPIENT_NOT_ALLOWLISTED
+
+
+def test_an_unknown_program_is_refused_unless_listed_with_its_discriminator(world):
+    program = Keypair().pubkey()
+    call = Instruction(program, bytes.fromhex("0102030405060708ff"), [sol.signer(world.agent.pubkey())])
+    raw = world.unsigned([call])
+    verdict = world.judge(raw)
+    assert (verdict.passed, verdict.code) == (False, SolanaCode.PROGRAM_NOT_ALLOWED)
+    other = world.policy(programs=(SolanaProgramRule(program=str(program), discriminators=("0000000000000000",)),))
+    assert world.judge(raw, other).code is SolanaCode.PROGRAM_NOT_ALLOWED
+    listed = world.policy(programs=(SolanaProgramRule(program=str(program), discriminators=("0102030405060708",)),))
+    assert world.judge(raw, listed).passed
+
+
+def test_a_system_instruction_warden_does_not_read_is_refused_whatever_the_policy_lists(world):
+    raw = world.unsigned([assign(AssignParams(pubkey=world.agent.pubkey(), owner=Keypair().pubkey()))])
+    anything = world.policy(programs=(SolanaProgramRule(program=sol.programs.SYSTEM, discriminators="any"),))
+    verdict = world.judge(raw, anything)
+    assert (verdict.passed, verdict.code) == (False, SolanaCode.INSTRUCTION_NOT_READ)
+
+
+def test_the_fee_counts_against_the_cap_to_the_lamport(world):
+    raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 100_000)])
+    assert world.judge(raw, world.policy(max_lamports_per_tx=105_000)).passed
+    verdict = world.judge(raw, world.policy(max_lamports_per_tx=104_999))
+    assert (verdict.code, verdict.facts["amount"]) == (SolanaCode.VALUE_OVER_CAP, 105_000)
+
+
+def test_the_priority_fee_has_a_ceiling(world):
+    raw = world.unsigned(
+        [
+            sol.compute_limit(200_000),
+            sol.compute_price(50_001),
+            sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1),
+        ]
+    )
+    verdict = world.judge(raw)  # 200,000 units x 50,001 micro-lamports: 10,001 lamports over 10,000
+    assert (verdict.code, verdict.facts["priority_fee_lamports"]) == (SolanaCode.PRIORITY_FEE_OVER_CEILING, 10_001)
+
+
+def test_the_rolling_limit_counts_what_was_spent(world):
+    raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 10**9 - 5_000)])
+    assert world.judge(raw, spent={SOL: 10**9}).passed  # exactly the 2 SOL limit
+    assert world.judge(raw, spent={SOL: 10**9 + 1}).code is SolanaCode.DAILY_LIMIT_EXCEEDED
+    mint = str(world.mint)
+    tokens = world.policy(tokens=(SolanaTokenLimit(mint=mint, decimals=DECIMALS, daily_limit=10),))
+    move = world.unsigned([sol.token_transfer(world.ata(world.agent), world.ata(world.alice), world.agent.pubkey(), 4)])
+    assert world.judge(move, tokens, spent={mint: 6}).passed
+    assert world.judge(move, tokens, spent={mint: 7}).code is SolanaCode.DAILY_LIMIT_EXCEEDED
+
+
+def test_token_caps_unlisted_mints_and_wrong_decimals(world):
+    over = world.unsigned(
+        [sol.token_transfer(world.ata(world.agent), world.ata(world.alice), world.agent.pubkey(), 100 * 10**6 + 1)]
+    )
+    assert world.judge(over).code is SolanaCode.VALUE_OVER_CAP
+    assert world.judge(over, world.policy(tokens=())).code is SolanaCode.TOKEN_NOT_LISTED
+    wrong = world.unsigned(
+        [
+            sol.token_transfer_checked(
+                world.ata(world.agent), world.mint, world.ata(world.alice), world.agent.pubkey(), 1, DECIMALS + 1
+            )
+        ]
+    )
+    assert world.judge(wrong).code is SolanaCode.TOKEN_MISMATCH
+
+
+def test_approvals_are_capped_and_never_unlimited(world):
+    source, agent = world.ata(world.agent), world.agent.pubkey()
+    unlimited = world.unsigned([sol.approve(source, world.alice.pubkey(), agent, 2**64 - 1)])
+    assert world.judge(unlimited).code is SolanaCode.UNLIMITED_APPROVAL
+    over = world.unsigned([sol.approve(source, world.alice.pubkey(), agent, 100 * 10**6 + 1)])
+    assert world.judge(over).code is SolanaCode.VALUE_OVER_CAP
+    to_mallory = world.unsigned([sol.approve(source, world.mallory.pubkey(), agent, 1)])
+    assert world.judge(to_mallory).code is SolanaCode.RECIPIENT_NOT_ALLOWLISTED
+    within = world.unsigned([sol.approve(source, world.alice.pubkey(), agent, 5)])
+    assert world.judge(within).passed
+
+
+def test_authority_and_closing_only_to_the_agent(world):
+    account, agent = world.ata(world.agent), world.agent.pubkey()
+    to_mallory = world.unsigned([sol.set_authority(account, agent, world.mallory.pubkey())])
+    assert world.judge(to_mallory).code is SolanaCode.AUTHORITY_CHANGE_REFUSED
+    cleared = world.unsigned([sol.set_authority(account, agent, None)])
+    assert world.judge(cleared).code is SolanaCode.AUTHORITY_CHANGE_REFUSED
+    assert world.judge(world.unsigned([sol.set_authority(account, agent, agent)])).passed
+    close = world.unsigned([sol.close_account(account, world.mallory.pubkey(), agent)])
+    assert world.judge(close).code is SolanaCode.CLOSE_TO_OTHER_REFUSED
+
+
+def test_the_chain_and_the_policys_solana_section_are_required(world):
+    raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)])
+    assert world.judge(raw, chains=("anvil",)).code is SolanaCode.CHAIN_NOT_ALLOWED
+    tx = transactions.read(raw)
+    verdict = judge(
+        tx, agent=str(world.agent.pubkey()), chain=CHAIN, allowed_chains=(CHAIN,), policy=None, accounts={}, spent={}
+    )
+    assert verdict.code is SolanaCode.SOLANA_NOT_ENABLED
+
+
+def test_a_transaction_the_agent_does_not_sign_is_refused_and_cannot_be_signed(world):
+    raw = sol.unsigned(
+        world.alice.pubkey(),
+        [sol.sol_transfer(world.alice.pubkey(), world.agent.pubkey(), 1)],
+        world.svm.latest_blockhash(),
+    )
+    assert world.judge(raw).code is SolanaCode.AGENT_NOT_SIGNER
+    with pytest.raises(TransactionError, match="not a signer"):
+        transactions.sign(raw, sol.seed_of(world.agent))
+
+
+def test_a_filled_slot_that_is_not_over_this_message_is_refused_at_signing(world):
+    payer = Keypair()
+    ix = sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)
+    honest = sol.unsigned(payer.pubkey(), [ix], world.svm.latest_blockhash())
+    tx = VersionedTransaction.from_bytes(honest)
+    forged = bytearray(honest)
+    forged[1:65] = bytes(payer.sign_message(b"another message"))  # the fee payer's slot, over other bytes
+    with pytest.raises(TransactionError, match="not over this message"):
+        transactions.sign(bytes(forged), sol.seed_of(world.agent))
+    good = bytearray(honest)
+    good[1:65] = bytes(payer.sign_message(bytes(transactions.read(honest).message)))
+    both = VersionedTransaction.from_bytes(transactions.sign(bytes(good), sol.seed_of(world.agent)))
+    assert both.verify_with_results() == [True, True] and tx.message == both.message
+
+
+def test_bytes_warden_cannot_read_are_refused_with_what_to_do(world):
+    for raw, words in [
+        (b"", "empty"),
+        (b"\x01" + bytes(10), "not a Solana transaction"),
+        (bytes(1300), "at most 1232"),
+        (world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)]) + b"\x00", "bytes after"),
+        (world.unsigned([Instruction(sol.TOKEN, b"", [sol.signer(world.agent.pubkey())])]), "shorter"),
+    ]:
+        with pytest.raises(TransactionError, match=words):
+            transactions.read(raw)
