@@ -67,6 +67,14 @@ if ! command -v anvil >/dev/null 2>&1 && ! ls .venv/npm/node_modules/@foundry-rs
   npm install --silent --no-audit --no-fund --prefix .venv/npm @foundry-rs/anvil@1.7.1 >/dev/null
 fi
 
+# surfpool: the local Solana network (LiteSVM) as a native Node module, hosted by infra/stack/surfpool.js.
+SURFPOOL_VERSION=1.5.0
+if [ "$(node -p "require('./.venv/npm/node_modules/@solana/surfpool-linux-x64-gnu/package.json').version" 2>/dev/null)" != "$SURFPOOL_VERSION" ]; then
+  say "installing surfpool (npm @solana/surfpool-linux-x64-gnu)"
+  mkdir -p .venv/npm
+  npm install --silent --no-audit --no-fund --save-exact --prefix .venv/npm "@solana/surfpool-linux-x64-gnu@$SURFPOOL_VERSION" >/dev/null
+fi
+
 # solc-js: the Solidity compiler of infra/contracts (python -m infra.contracts.build), pinned exactly so
 # that a fresh compile gives the committed artifacts byte for byte.
 SOLC_VERSION=0.8.30

@@ -36,7 +36,7 @@ def cmd_up(args) -> int:
         note(f"warden up: warning: {warning}")
     stack = LocalStack(settings)
     try:
-        stack.start(("broker", "anvil", "streams", "signer", "ledger", "api"))
+        stack.start(("broker", "anvil", "solana", "streams", "signer", "ledger", "api"))
     except StackError as exc:
         stack.stop()
         return fail("warden up", exc)

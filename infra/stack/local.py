@@ -82,6 +82,13 @@ def anvil_binary() -> str:
     return found[0]
 
 
+def surfpool_module() -> str:
+    found = REPO / ".venv" / "npm" / "node_modules" / "@solana" / "surfpool-linux-x64-gnu"
+    if not (found / "package.json").exists():
+        raise StackError("surfpool is missing: run `./infra/dev.sh` (installs npm @solana/surfpool-linux-x64-gnu)")
+    return str(found)
+
+
 def free_port(avoid: Collection[int] = ()) -> int:
     """A loopback port nothing is bound to now, and not one of ``avoid``: ports already handed to
     a component that has not bound them yet. The kernel may hand the same free port out twice (a
@@ -164,7 +171,7 @@ async def create_topics(broker: str) -> None:
 
 
 # What Warden's processes run on, started before them and stopped after them.
-INFRASTRUCTURE = ("storage", "broker", "anvil")
+INFRASTRUCTURE = ("storage", "broker", "anvil", "solana")
 
 # How long a component may take to exit after SIGTERM before it is killed. SeaweedFS never makes it:
 # its filer waits 15 s for its own metadata subscriptions to end (they do not), so every stop ran
@@ -391,6 +398,25 @@ class LocalStack:
         process = self._spawn("anvil", argv)
         wait_for_port(f"{host}:{port}", 20, "Anvil", process.proc)
 
+    def start_solana(self, slot_time_ms: int = 200) -> None:
+        """surfpool, the local Solana node, offline; it writes the addresses it picked to
+        `Settings.surfpool_info`, where every process reads them. A slot every ``slot_time_ms``:
+        a transaction is finalized 32 slots on, ~6.4 s. Its chain lives and dies with it, in every
+        mode: surfpool keeps no state on disk."""
+        info = self.settings.surfpool_info
+        info.unlink(missing_ok=True)
+        script = str(Path(__file__).with_name("surfpool.js"))
+        process = self._spawn(
+            "solana", ["node", script, str(info), str(slot_time_ms)], {"WARDEN_SURFPOOL_MODULE": surfpool_module()}
+        )
+        deadline = time.monotonic() + 30
+        while not info.exists():
+            if process.proc.poll() is not None:
+                raise StackError(f"surfpool exited with code {process.proc.returncode}; see {process.log_path}")
+            if time.monotonic() > deadline:
+                raise StackError(f"surfpool did not start within 30 s; see {process.log_path}")
+            time.sleep(0.05)
+
     def _set_aside_signer_state(self) -> None:
         """A fresh chain has no history: a signer record of nonces and spend on the chain that
         died with the last memory-mode run would open nonce gaps on this one. It is moved aside
@@ -461,6 +487,8 @@ class LocalStack:
         load_or_create_admin_key(self.settings.home)
         if "broker" in parts:
             self.start_broker()
+        if "solana" in parts:
+            self.start_solana()
         if "anvil" in parts:
             self.start_anvil()
             if blobs:
@@ -547,6 +575,7 @@ class LocalStack:
         where = {
             "broker": self.settings.broker,
             "anvil": self.settings.rpc_url,
+            "solana": self._solana_rpc(),
             "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)",
             "api": f"http://{self.settings.api_http}/v1 (the Intents API; OpenAPI at /v1/openapi.json)",
         }
@@ -554,6 +583,12 @@ class LocalStack:
             {"name": p.name, "pid": p.pid, "address": where.get(p.name, ""), "log": str(p.log_path)}
             for p in self.processes.values()
         ]
+
+    def _solana_rpc(self) -> str:
+        try:
+            return self.settings.solana_rpc_url("solana-local")
+        except RuntimeError:
+            return ""
 
 
 def local_settings(home: Path, **overrides) -> Settings:

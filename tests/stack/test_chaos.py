@@ -90,7 +90,16 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
                 assert time.monotonic() < deadline, up.output()
                 time.sleep(0.2)  # a file read, not a process
         restarts = {c["name"]: c["restarts"] for c in up.status()["components"]}
-        assert restarts == {"storage": 0, "broker": 0, "anvil": 0, "ledger": 1, "streams": 1, "signer": 1, "api": 0}
+        assert restarts == {
+            "storage": 0,
+            "broker": 0,
+            "anvil": 0,
+            "solana": 0,
+            "ledger": 1,
+            "streams": 1,
+            "signer": 1,
+            "api": 0,
+        }
     finally:
         assert up.stop() == 0
     up = WardenUp(settings)
