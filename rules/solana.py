@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from schemas.policy import SolanaPolicy
 from svm import programs
-from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, TokenAccount
+from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, AccountState, TokenAccount
 from svm.instructions import Instruction, Kind
 from svm.transactions import SolanaTransaction
 
@@ -48,6 +48,11 @@ class SolanaCode(StrEnum):
     UNLIMITED_APPROVAL = "UNLIMITED_APPROVAL"
     AUTHORITY_CHANGE_REFUSED = "SOLANA_AUTHORITY_CHANGE_REFUSED"
     CLOSE_TO_OTHER_REFUSED = "SOLANA_CLOSE_TO_OTHER_REFUSED"
+    # what the node's simulation showed
+    SIMULATION_ROUTES_ALLOWED = "SIMULATION_ROUTES_ALLOWED"
+    SIMULATION_FAILED = "SIMULATION_FAILED"
+    SIMULATION_ROUTE_NOT_ALLOWLISTED = "SIMULATION_ROUTE_NOT_ALLOWLISTED"
+    SIMULATION_MOVES_MORE_THAN_DECLARED = "SIMULATION_MOVES_MORE_THAN_DECLARED"
 
 
 @dataclass(frozen=True)
@@ -330,3 +335,96 @@ def token_accounts_named(tx: SolanaTransaction) -> tuple[str, ...]:
                 if address and address not in named:
                     named.append(address)
     return tuple(named)
+
+
+# -- simulation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BalanceChange:
+    """How much of ``asset`` (``SOL`` or a mint) ``account`` gained (positive) or lost, and whose
+    it is: a token account's owner, else the account itself."""
+
+    account: str
+    owner: str
+    asset: str
+    delta: int
+
+
+def balance_changes(
+    before: Mapping[str, AccountState | None], after: Mapping[str, AccountState | None]
+) -> list[BalanceChange]:
+    """Every SOL and token balance that differs between ``before`` and ``after`` (an absent
+    account holds nothing), in the shape EVM's simulation reports."""
+    changes = []
+    for address in after:
+        old, new = before.get(address), after.get(address)
+        old_token = old.token(address) if old else None
+        new_token = new.token(address) if new else None
+        holder = new_token or old_token
+        owner = holder.owner if holder is not None else address
+        lamports = (new.lamports if new else 0) - (old.lamports if old else 0)
+        if lamports:
+            changes.append(BalanceChange(address, owner, SOL, lamports))
+        if holder is not None:
+            if old_token and new_token and old_token.mint != new_token.mint:
+                changes.append(BalanceChange(address, owner, old_token.mint, -old_token.amount))
+                changes.append(BalanceChange(address, owner, new_token.mint, new_token.amount))
+                continue
+            delta = (new_token.amount if new_token else 0) - (old_token.amount if old_token else 0)
+            if delta:
+                changes.append(BalanceChange(address, owner, holder.mint, delta))
+    return changes
+
+
+def judge_simulation(
+    changes: list[BalanceChange],
+    error: object | None,
+    *,
+    agent: str,
+    policy: SolanaPolicy,
+    declared: SolanaVerdict,
+    logs: tuple[str, ...] = (),
+) -> SolanaVerdict:
+    """What the node's runtime did, against the policy and against what the instructions
+    declared (``declared``: `judge`'s verdict): a transaction that fails is refused with its
+    logs; value reaching an owner who is neither the agent nor on the allowlist is refused with
+    the route named, whichever instruction (or inner call) moved it; the agent losing more of an
+    asset than the instructions declared is refused."""
+    if error is not None:
+        return _refuse(
+            SolanaCode.SIMULATION_FAILED,
+            f"the node's simulation of the transaction failed: {error}",
+            error=str(error),
+            logs=list(logs[-20:]),
+        )
+    for change in changes:
+        if change.delta > 0 and change.owner != agent and change.owner not in policy.allowlist:
+            return _refuse(
+                SolanaCode.SIMULATION_ROUTE_NOT_ALLOWLISTED,
+                f"simulated, {change.delta} {_unit(change.asset)} reach {change.account} of {change.owner}, who is not "
+                "on the agent's Solana allowlist",
+                route={"account": change.account, "owner": change.owner, "asset": change.asset, "amount": change.delta},
+            )
+    lost: dict[str, int] = {}
+    for change in changes:
+        if change.owner == agent and change.delta < 0:
+            lost[change.asset] = lost.get(change.asset, 0) - change.delta
+    spend = declared.spend()
+    for asset, amount in lost.items():
+        if amount > spend.get(asset, 0):
+            return _refuse(
+                SolanaCode.SIMULATION_MOVES_MORE_THAN_DECLARED,
+                f"simulated, the agent loses {amount} {_unit(asset)}; its instructions declare "
+                f"{spend.get(asset, 0)} (fee included for SOL)",
+                asset=asset,
+                simulated=amount,
+                declared=spend.get(asset, 0),
+            )
+    return SolanaVerdict(
+        True,
+        SolanaCode.SIMULATION_ROUTES_ALLOWED,
+        "simulated: every balance that grows is the agent's or an allowlisted owner's",
+        declared.movements,
+        facts={"changes": [vars(c) for c in changes]},
+    )

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runtime.rpc import Node
-from svm.accounts import AccountError, TokenAccount, token_account
+from svm.accounts import AccountError, AccountState, TokenAccount, token_account
 
 # Solana's commitment levels, weakest first.
 COMMITMENTS = ("processed", "confirmed", "finalized")
@@ -82,3 +82,48 @@ async def statuses(node: Node, signatures: list[str]) -> list[Status | None]:
 
 async def balance(node: Node, address: str, commitment: str = "confirmed") -> int:
     return int((await node.call("getBalance", address, {"commitment": commitment}))["value"])
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What the node's runtime did with a transaction, without keeping it: the ``addresses``
+    before (read first) and after; ``error`` when it failed."""
+
+    before: dict[str, AccountState | None]
+    after: dict[str, AccountState | None]
+    error: object | None
+    logs: tuple[str, ...]
+    units: int | None
+
+
+def _state(account: dict | None) -> AccountState | None:
+    if account is None:
+        return None
+    return AccountState(int(account["lamports"]), account["owner"], base64.b64decode(account["data"][0]))
+
+
+async def simulate(node: Node, raw: bytes, addresses: Iterable[str], commitment: str = "confirmed") -> Simulation:
+    """``raw`` run by the node's `simulateTransaction` (signatures not checked: the agent's slot
+    is still empty), with ``addresses`` read before it and returned after it by the node."""
+    wanted = list(dict.fromkeys(addresses))
+    before = await node.call("getMultipleAccounts", wanted, {"encoding": "base64", "commitment": commitment})
+    reply = await node.call(
+        "simulateTransaction",
+        base64.b64encode(raw).decode(),
+        {
+            "encoding": "base64",
+            "sigVerify": False,
+            "replaceRecentBlockhash": False,
+            "commitment": commitment,
+            "accounts": {"encoding": "base64", "addresses": wanted},
+        },
+    )
+    value = reply["value"]
+    after = value.get("accounts") or [None] * len(wanted)
+    return Simulation(
+        before={a: _state(s) for a, s in zip(wanted, before["value"], strict=True)},
+        after={a: _state(s) for a, s in zip(wanted, after, strict=True)},
+        error=value.get("err"),
+        logs=tuple(value.get("logs") or ()),
+        units=value.get("unitsConsumed"),
+    )

@@ -33,6 +33,22 @@ class AccountError(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class AccountState:
+    """One account as a node holds it: lamports, the program that owns it, its data."""
+
+    lamports: int
+    program: str
+    data: bytes
+
+    def token(self, address: str) -> TokenAccount | None:
+        """The token account this is, if it is one."""
+        try:
+            return token_account(address, self.program, self.data)
+        except AccountError:
+            return None
+
+
 def token_account(address: str, program: str, data: bytes) -> TokenAccount:
     """An account's ``data`` owned by ``program`` → `TokenAccount`, or `AccountError` when it is
     not an initialized token account."""

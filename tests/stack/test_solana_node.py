@@ -16,7 +16,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from infra.stack.local import LocalStack, local_settings
-from rules.solana import SOL, SolanaCode, judge, token_accounts_named
+from rules.solana import SOL, SolanaCode, SolanaVerdict, balance_changes, judge, judge_simulation, token_accounts_named
 from runtime import solana
 from runtime.rpc import JsonRpc
 from schemas.policy import SolanaPolicy, SolanaTokenLimit
@@ -204,3 +204,80 @@ def test_the_node_refuses_bytes_changed_after_signing(node, world):
                 {"encoding": "base64", "skipPreflight": False},
             )
         )
+
+
+def simulate(url: str, world, raw: bytes, declared: SolanaVerdict | None = None, **judged):
+    """`warden`'s reading, then the node's simulation of the same bytes judged against it."""
+    tx = transactions.read(raw)
+    if declared is None:
+        accounts = run(_with(url, lambda rpc: solana.token_accounts(rpc, token_accounts_named(tx))))
+        declared = judge(
+            tx,
+            agent=world["agent"].address,
+            chain=CHAIN,
+            allowed_chains=(CHAIN,),
+            policy=world["policy"],
+            accounts=accounts,
+            spent={},
+            **judged,
+        )
+        assert declared.passed, declared
+    seen = run(_with(url, lambda rpc: solana.simulate(rpc, raw, tx.writable)))
+    changes = balance_changes(seen.before, seen.after)
+    verdict = judge_simulation(
+        changes, seen.error, agent=world["agent"].address, policy=world["policy"], declared=declared, logs=seen.logs
+    )
+    return verdict, {(c.owner, c.asset): c.delta for c in changes}
+
+
+def test_simulation_sees_sol_and_tokens_land_where_the_instructions_said(node, world):
+    agent, alice, mint = world["agent"], world["alice"].pubkey(), world["mint"]
+    raw = sol.unsigned(agent.pubkey, [sol.sol_transfer(agent.pubkey, alice, 1_000_000)], blockhash(node))
+    verdict, changes = simulate(node, world, raw)
+    assert verdict.code is SolanaCode.SIMULATION_ROUTES_ALLOWED, verdict
+    assert changes == {(agent.address, SOL): -1_005_000, (str(alice), SOL): 1_000_000}  # the fee too
+    source, to_alice = sol.ata_address(agent.pubkey, mint), sol.ata_address(alice, mint)
+    raw = sol.unsigned(agent.pubkey, [sol.token_transfer(source, to_alice, agent.pubkey, 42)], blockhash(node))
+    verdict, changes = simulate(node, world, raw)
+    assert verdict.passed and changes[(str(alice), str(mint))] == 42 and changes[(agent.address, str(mint))] == -42
+
+
+def test_sol_moved_by_another_programs_inner_call_is_seen_and_refused_by_its_route(node, world):
+    """The associated-token-account program pays a new account's rent from the payer through an
+    inner call to the System program: for an account of mallory's, SOL reaches her. Judged as if
+    the instructions had declared nothing (a program call the judge cannot read), the simulation
+    alone names the route."""
+    agent, stranger = world["agent"], Keypair().pubkey()
+    raw = sol.unsigned(agent.pubkey, [sol.create_ata(agent.pubkey, stranger, world["mint"])], blockhash(node))
+    nothing = SolanaVerdict(True, SolanaCode.ALLOWED, "declared nothing")
+    verdict, _ = simulate(node, world, raw, declared=nothing)
+    assert verdict.code is SolanaCode.SIMULATION_ROUTE_NOT_ALLOWLISTED, verdict
+    assert verdict.facts["route"]["owner"] == str(stranger)
+    assert verdict.facts["route"] == {
+        "account": str(sol.ata_address(stranger, world["mint"])),
+        "owner": str(stranger),
+        "asset": SOL,
+        "amount": 2_039_280,
+    }
+
+
+def test_the_agent_losing_more_than_declared_is_refused_and_the_rent_warden_counts_is_the_nodes(node, world):
+    agent, bob = world["agent"], Keypair().pubkey()
+    with_bob = dict(world, policy=world["policy"].model_copy(update={"allowlist": (str(bob),)}))
+    raw = sol.unsigned(agent.pubkey, [sol.create_ata(agent.pubkey, bob, world["mint"])], blockhash(node))
+    # Counted with Warden's rent: the simulation agrees to the lamport.
+    verdict, changes = simulate(node, with_bob, raw)
+    assert verdict.passed, verdict
+    assert -changes[(agent.address, SOL)] == verdict.spend()[SOL] == 2_039_280 + 5_000
+    # A judge that under-counts the rent is caught by what the node did.
+    verdict, _ = simulate(node, with_bob, raw, token_account_rent=0)
+    assert verdict.code is SolanaCode.SIMULATION_MOVES_MORE_THAN_DECLARED, verdict
+    assert verdict.facts["simulated"] - verdict.facts["declared"] == 2_039_280
+
+
+def test_a_transaction_that_would_fail_is_refused_with_the_nodes_logs(node, world):
+    alice = world["alice"].pubkey()
+    poor = dict(world, agent=Agent())  # an agent with no lamports: the runtime refuses
+    raw = sol.unsigned(poor["agent"].pubkey, [sol.sol_transfer(poor["agent"].pubkey, alice, 1)], blockhash(node))
+    verdict, _ = simulate(node, poor, raw, declared=SolanaVerdict(True, SolanaCode.ALLOWED, ""))
+    assert verdict.code is SolanaCode.SIMULATION_FAILED and verdict.facts["error"], verdict
