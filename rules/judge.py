@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-from rules import assets, fees, guardrails, movements, prices, simulation
+from rules import assets, fees, guardrails, movements, prices, simulation, solana
 from runtime.rpc import Node
 from schemas.auth import intent_signature_valid, simulation_request_signature_valid
 from schemas.intent import TransactionIntent
@@ -103,6 +103,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "fee": ("node",),
     "daily_limit": ("spent",),
     "usd_limit": ("spent", "node", "now"),
+    "solana": ("spent", "node"),
 }
 
 
@@ -198,6 +199,9 @@ async def run_stage(
     elif stage == "assets":
         verdict, counted = assets.assess_assets(intent, policy, ctx.spent)
         asset_spend = MappingProxyType(counted)
+    elif stage == "solana":
+        verdict, counted = await solana.check(intent, policy, ctx.node, ctx.spent, ctx.sender)
+        asset_spend = MappingProxyType(counted)
     elif stage == "simulation" and ctx.simulated is not None:
         verdict = ctx.simulated
     elif stage == "simulation":
@@ -241,6 +245,8 @@ def recheck_windows(
     caller that judged the stages in several steps, between which other intents of the agent may
     have been reserved (the split topology), checked in the step that reserves. The first
     refusal, or None."""
+    if intent.intent_type == "solana_transaction":
+        return solana.recheck_windows(intent, policy, judged.asset_spend, spent)
     if judged.asset_spend:
         again = assets.check_assets(intent, policy, spent)
         if not again.passed:

@@ -17,15 +17,19 @@ or created in the same transaction) for tokens; it must be the agent or on the a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from schemas.policy import SolanaPolicy
+from runtime import solana as solana_rpc
+from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.intent import TransactionIntent
+from schemas.outcomes import StageVerdict
+from schemas.policy import AgentPolicy, SolanaPolicy
 from svm import programs
 from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, AccountState, TokenAccount
 from svm.instructions import Instruction, Kind
-from svm.transactions import SolanaTransaction
+from svm.transactions import SolanaTransaction, read
 
 SOL = "SOL"
 U64_MAX = 2**64 - 1
@@ -53,6 +57,7 @@ class SolanaCode(StrEnum):
     SIMULATION_FAILED = "SIMULATION_FAILED"
     SIMULATION_ROUTE_NOT_ALLOWLISTED = "SIMULATION_ROUTE_NOT_ALLOWLISTED"
     SIMULATION_MOVES_MORE_THAN_DECLARED = "SIMULATION_MOVES_MORE_THAN_DECLARED"
+    NODE_UNAVAILABLE = "CHAIN_RPC_FAILED"
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,12 @@ def judge(
     allowed_chains: tuple[str, ...],
     policy: SolanaPolicy | None,
     accounts: Mapping[str, TokenAccount],
-    spent: Mapping[str, int],
+    spent: Callable[[str], int],
     token_account_rent: int = TOKEN_ACCOUNT_RENT_LAMPORTS,
 ) -> SolanaVerdict:
     """Whether the agent (address ``agent``) may sign ``tx`` on ``chain``. ``accounts``: the token
     accounts the transaction names, as the chain holds them (an account the transaction creates
-    is absent); ``spent``: per asset, what the agent spent in the last 24 h."""
+    is absent); ``spent(asset)``: what the agent spent of ``SOL`` or a mint in the last 24 h."""
     if chain not in allowed_chains:
         return _refuse(
             SolanaCode.CHAIN_NOT_ALLOWED,
@@ -142,7 +147,15 @@ def judge(
                 asset=m.asset,
             )
     verdict = SolanaVerdict(True, SolanaCode.ALLOWED, "every instruction is within the policy", tuple(movements))
-    for asset, amount in verdict.spend().items():
+    refused = check_limits(policy, verdict.spend(), spent)
+    return verdict if refused is None else refused
+
+
+def check_limits(policy: SolanaPolicy, spend: Mapping[str, int], spent: Callable[[str], int]) -> SolanaVerdict | None:
+    """Each asset's ``spend`` against its per-transaction cap and, with ``spent(asset)``, its
+    rolling 24 h limit: the first refusal, or None. Also what a caller that reserves later checks
+    again (`rules.judge.recheck_windows`)."""
+    for asset, amount in spend.items():
         cap, daily = _limits(policy, asset)
         if cap is not None and amount > cap:
             return _refuse(
@@ -152,7 +165,7 @@ def judge(
                 amount=amount,
                 cap=cap,
             )
-        before = spent.get(asset, 0)
+        before = spent(asset)
         if daily is not None and before + amount > daily:
             return _refuse(
                 SolanaCode.DAILY_LIMIT_EXCEEDED,
@@ -162,7 +175,7 @@ def judge(
                 spent=before,
                 limit=daily,
             )
-    return verdict
+    return None
 
 
 def _unit(asset: str) -> str:
@@ -427,4 +440,87 @@ def judge_simulation(
         "simulated: every balance that grows is the agent's or an allowlisted owner's",
         declared.movements,
         facts={"changes": [vars(c) for c in changes]},
+    )
+
+
+# -- the stage --------------------------------------------------------------------------------
+
+
+def asset_key(chain: str, asset: str) -> str:
+    """An asset's key in the agent's spend windows: per network, ``SOL`` or the mint."""
+    return f"{chain}:{asset}"
+
+
+async def check(
+    intent: TransactionIntent, policy: AgentPolicy, node: Node, spent: Callable[[str], int], agent: str | None = None
+) -> tuple[StageVerdict, dict[str, int]]:
+    """The ``solana`` stage of a solana_transaction intent: its instructions judged (`judge`),
+    with the token accounts they name read from ``node``, then the node's simulation of it judged
+    (`judge_simulation`). ``agent``: the agent's Solana address (the signer's comes from the key
+    itself; the worker's is the policy's ``solana.address``). Returns the verdict and what it
+    spends per asset key (`asset_key`), which the caller reserves."""
+    raw = intent.solana_transaction_bytes
+    tx = read(raw)
+    if agent is None:
+        agent = policy.solana.address if policy.solana is not None else ""
+    try:
+        accounts = await solana_rpc.token_accounts(node, token_accounts_named(tx))
+        judged = judge(
+            tx,
+            agent=agent,
+            chain=intent.chain,
+            allowed_chains=policy.tx_allowed_chains,
+            policy=policy.solana,
+            accounts=accounts,
+            spent=lambda asset: spent(asset_key(intent.chain, asset)),
+        )
+        if judged.passed:
+            assert policy.solana is not None
+            seen = await solana_rpc.simulate(node, raw, tx.writable)
+            judged = judge_simulation(
+                balance_changes(seen.before, seen.after),
+                seen.error,
+                agent=agent,
+                policy=policy.solana,
+                declared=judged,
+                logs=seen.logs,
+            )
+    except (RpcError, RpcUnavailable) as exc:
+        judged = _refuse(
+            SolanaCode.NODE_UNAVAILABLE,
+            f"the {intent.chain} node could not be asked ({exc}); nothing is signed on a guess: submit it again",
+        )
+    facts = dict(judged.facts)
+    if judged.passed:
+        facts["movements"] = [vars(m) for m in judged.movements]
+    verdict = StageVerdict(
+        intent_id=intent.intent_id,
+        stage="solana",
+        passed=judged.passed,
+        code=str(judged.code),
+        reason=judged.reason,
+        facts=facts,
+    )
+    counted = {asset_key(intent.chain, a): n for a, n in judged.spend().items()} if judged.passed else {}
+    return verdict, counted
+
+
+def recheck_windows(
+    intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int], spent: Callable[[str], int]
+) -> StageVerdict | None:
+    """The rolling limits of what the ``solana`` stage counted, against ``spent`` as it is now."""
+    if policy.solana is None:
+        return None
+    prefix = asset_key(intent.chain, "")
+    spend = {key.removeprefix(prefix): n for key, n in asset_spend.items() if key.startswith(prefix)}
+    refused = check_limits(policy.solana, spend, lambda asset: spent(asset_key(intent.chain, asset)))
+    if refused is None:
+        return None
+    return StageVerdict(
+        intent_id=intent.intent_id,
+        stage="solana",
+        passed=False,
+        code=str(refused.code),
+        reason=refused.reason,
+        facts=refused.facts,
     )

@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas.chains import REGISTRY, UnknownChain
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -219,6 +221,14 @@ class Settings:
         return max(1_048_576, self.max_record_bytes * 4 // 3 + 65_536)
 
     def rpc_url_for(self, chain: str) -> str:
+        """The JSON-RPC of ``chain``: WARDEN_RPC_URL_<CHAIN>, else WARDEN_RPC_URL for an EVM
+        network, `solana_rpc_url` for a Solana one."""
+        try:
+            solana = REGISTRY.get(chain).is_solana
+        except UnknownChain:
+            solana = False
+        if solana:
+            return self.solana_rpc_url(chain)
         return self.rpc_urls.get(chain.upper().replace("-", "_"), self.rpc_url)
 
     @property

@@ -33,7 +33,15 @@ from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, AdminSignatu
 from schemas.chain_set import ChainSet
 from schemas.chains import REGISTRY, ChainRegistry
 from schemas.intent import TransactionIntent
-from schemas.outcomes import DeadLetter, HumanApproval, IntentRejected, Outcome, SignedMessage, SignedTransaction
+from schemas.outcomes import (
+    DeadLetter,
+    HumanApproval,
+    IntentRejected,
+    Outcome,
+    SignedMessage,
+    SignedSolanaTransaction,
+    SignedTransaction,
+)
 from schemas.policy import AgentPolicy
 from schemas.sealing_key import SealingKey
 from schemas.simulation import SimulationRequest
@@ -398,7 +406,7 @@ def outcome_roles(record: Outcome) -> tuple[Role, ...]:
     """Who may say this: only a signer speaks of signatures and of refusals at stage "signing"
     (which release the worker's reservation); the workers speak of every other decision; either
     dead-letters a record it cannot process."""
-    if isinstance(record, (SignedTransaction, SignedMessage)):
+    if isinstance(record, (SignedTransaction, SignedMessage, SignedSolanaTransaction)):
         return ("signer",)
     if isinstance(record, IntentRejected) and record.stage == "signing":
         return ("signer",)

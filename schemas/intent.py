@@ -4,6 +4,8 @@ freshness rules."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from typing import Any, ClassVar, Literal
 
@@ -11,6 +13,7 @@ import orjson
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from evm.constants import BYTES_PER_BLOB, MAX_BLOBS_PER_TX, MAX_MESSAGE_BYTES, NONCE_LIMIT
+from schemas.chains import REGISTRY
 from schemas.fields import (
     Address,
     HexData,
@@ -18,11 +21,12 @@ from schemas.fields import (
     NativeAmount,
     UtcDatetime,
     Wei,
-    evm_chain,
+    known_chain,
     parse_native_amount,
 )
 from schemas.record import SCHEMA_VERSION, Evolving, Record
 from schemas.typed_data import TypedData
+from svm import transactions
 
 # An idempotency key holds its first intent's result for 24 h (the seeds' Idempotency-Key TTL).
 IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
@@ -53,7 +57,9 @@ PER_SUBMISSION_FIELDS = frozenset(
 INTENT_MAX_AGE_US = 600 * 1_000_000
 INTENT_MAX_FUTURE_US = 120 * 1_000_000
 
-IntentType = Literal["transaction", "personal_sign", "typed_data"]
+IntentType = Literal["transaction", "personal_sign", "typed_data", "solana_transaction"]
+# A Solana transaction's wire bytes, base64: at most 1,232 bytes (svm.transactions).
+SOLANA_TRANSACTION_MAX_CHARS = 4 * ((1232 + 2) // 3)
 
 
 class AccessListEntry(Record):
@@ -122,6 +128,7 @@ class TransactionIntent(Evolving):
         "authorization_list": (),
         "declared_outflows": (),
         "unattested_signer_accepted": False,
+        "solana_transaction": None,
     }
 
     intent_id: Identifier
@@ -161,6 +168,11 @@ class TransactionIntent(Evolving):
         default=None, description="personal_sign: the message bytes (UTF-8 text as hex), at most 16384 bytes"
     )
     typed_data: TypedData | None = Field(default=None, description="typed_data: the EIP-712 document")
+    solana_transaction: str | None = Field(
+        default=None,
+        max_length=SOLANA_TRANSACTION_MAX_CHARS,
+        description="solana_transaction: the transaction's wire bytes, base64, the agent's signature slot empty",
+    )
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
     broadcast: bool = False
@@ -185,7 +197,7 @@ class TransactionIntent(Evolving):
     )
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
-    _chain = field_validator("chain")(classmethod(lambda cls, v: evm_chain(v)))
+    _chain = field_validator("chain")(classmethod(lambda cls, v: known_chain(v)))
 
     model_config = ConfigDict(
         frozen=True,
@@ -202,6 +214,13 @@ class TransactionIntent(Evolving):
                     "then": {"required": ["typed_data"]},
                 },
                 {
+                    "if": {
+                        "properties": {"intent_type": {"const": "solana_transaction"}},
+                        "required": ["intent_type"],
+                    },
+                    "then": {"required": ["solana_transaction"]},
+                },
+                {
                     "if": {"properties": {"intent_type": {"const": "transaction"}}},
                     "then": {"required": ["to", "value"]},
                 },
@@ -211,6 +230,11 @@ class TransactionIntent(Evolving):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> "TransactionIntent":
+        solana = REGISTRY.get(self.chain).is_solana
+        if self.intent_type == "solana_transaction" or solana:
+            return self._solana_fields(solana)
+        if self.solana_transaction is not None:
+            raise ValueError("solana_transaction is for intent_type solana_transaction only")
         if self.intent_type != "transaction":
             return self._message_fields()
         if self.to is None:
@@ -274,6 +298,48 @@ class TransactionIntent(Evolving):
                 "a blob transaction is broadcast with its blobs: add blobs, or leave broadcast off to "
                 "sign it only (with the versioned hashes)"
             )
+
+    def _solana_fields(self, solana_chain: bool) -> "TransactionIntent":
+        if not solana_chain:
+            raise ValueError(
+                f"chain {self.chain!r} is not a Solana network; a solana_transaction names solana, solana-devnet or "
+                "solana-local"
+            )
+        if self.intent_type != "solana_transaction":
+            raise ValueError(
+                f"chain {self.chain!r} is a Solana network: its intents are intent_type solana_transaction, with the "
+                "transaction's wire bytes in solana_transaction (see docs/solana.md)"
+            )
+        if self.solana_transaction is None:
+            raise ValueError(
+                "intent_type solana_transaction needs solana_transaction: the transaction's wire bytes, base64"
+            )
+        try:
+            transactions.read(self.solana_transaction_bytes)
+        except transactions.TransactionError as exc:
+            raise ValueError(f"solana_transaction: {exc}") from None
+        defaults = type(self).model_fields
+        stray = [
+            name
+            for name in (*_TRANSACTION_ONLY, "message", "typed_data")
+            if name not in ("simulate_first", "broadcast") and getattr(self, name) != defaults[name].default
+        ]
+        if stray:
+            raise ValueError(
+                f"{', '.join(stray)} belong to an EVM intent, not to a solana_transaction: the Solana transaction says "
+                "everything; leave them out"
+            )
+        return self
+
+    @property
+    def solana_transaction_bytes(self) -> bytes:
+        """The Solana transaction's wire bytes (`solana_transaction` decoded)."""
+        try:
+            return base64.b64decode(self.solana_transaction or "", validate=True)
+        except binascii.Error:
+            raise transactions.TransactionError(
+                "not base64: give the transaction's wire bytes in standard base64 (with padding)"
+            ) from None
 
     def _message_fields(self) -> "TransactionIntent":
         wanted = "message" if self.intent_type == "personal_sign" else "typed_data"

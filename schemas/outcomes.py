@@ -10,7 +10,7 @@ import orjson
 from pydantic import Field
 
 from schemas.admins import AdminSignature
-from schemas.fields import Address, HexData, UtcDatetime, Wei
+from schemas.fields import Address, HexData, SolanaAddress, UtcDatetime, Wei
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
@@ -240,6 +240,44 @@ class SignedMessage(Outcome):
     primary_type: str | None = Field(default=None, description="typed data: its primaryType")
     verifying_contract: Address | None = Field(default=None, description="typed data: the domain's verifyingContract")
     domain_separator: HexData | None = Field(default=None, description="typed data: hashStruct(domain)")
+    tee: str
+    signed_at: UtcDatetime
+
+
+# A Solana transaction's life: signed only (the agent sends it), or sent and then seen by the node
+# at each commitment; failed (it ran and failed: its fee was paid), or dropped (its blockhash
+# expired and it never landed: nothing was spent but what is named). Final at finalized, failed,
+# dropped and sign_only.
+SolanaStatus = Literal["sign_only", "signed", "broadcast", "processed", "confirmed", "finalized", "failed", "dropped"]
+
+
+class SignedSolanaTransaction(Outcome):
+    """A Solana transaction the signer signed for an intent, on ``warden.solana.signed``, and its
+    status on the chain when the intent asked for broadcast. ``signed_tx`` holds exactly the
+    agent's transaction with the agent's signature in its slot."""
+
+    intent_id: str
+    agent_id: str
+    chain: str
+    from_: SolanaAddress = Field(alias="from", description="the agent's Solana address: the key that signed")
+    signature: str = Field(description="the agent's Ed25519 signature, base58")
+    tx_signature: str | None = Field(
+        default=None,
+        description="the transaction's id on chain (its fee payer's signature), base58; none while another fee payer "
+        "has not signed",
+    )
+    signed_tx: str = Field(description="the transaction's wire bytes with the agent's signature, base64")
+    recent_blockhash: str
+    last_valid_block_height: int | None = Field(
+        default=None, description="broadcast: the block height after which the blockhash has expired"
+    )
+    spend: dict[str, str] = Field(
+        default_factory=dict, description="what it may spend, per asset (SOL, or a mint), base units: fee included"
+    )
+    status: SolanaStatus
+    final: bool = False
+    slot: int | None = Field(default=None, description="the slot the node holds it in, once it is")
+    error: str | None = Field(default=None, description="why it failed or was dropped")
     tee: str
     signed_at: UtcDatetime
 

@@ -258,6 +258,10 @@ class SolanaPolicy(Record):
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
 
+    address: SolanaAddress = Field(
+        description="the agent's Solana address (`warden keys provision --chain solana`): the signer refuses to sign "
+        "with a key whose address is not this one"
+    )
     allowlist: tuple[SolanaAddress, ...] = Field(
         default=(), max_length=1024, description="owners (wallets) that may receive SOL or tokens; the agent always may"
     )

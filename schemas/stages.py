@@ -20,6 +20,7 @@ Stage = Literal[
     "usd_limit",
     "message",
     "typed_data",
+    "solana",
     "approval",
     "signing",
 ]
@@ -57,6 +58,9 @@ SET_CODE_STAGES: tuple[Stage, ...] = (
 MESSAGE_STAGES: tuple[Stage, ...] = ("chain", "message")
 # Typed data's "assets" stage counts what a Permit authorizes against the token's limits.
 TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data", "assets", "usd_limit")
+# A Solana transaction: its instructions read and judged, then the node's simulation of it, in one
+# stage (`rules.solana`): its cap, limits and fee are counted from the instructions, per asset.
+SOLANA_STAGES: tuple[Stage, ...] = ("chain", "solana")
 ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
     "chain",
     "allowlist",
@@ -69,6 +73,7 @@ ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
     "usd_limit",
     "message",
     "typed_data",
+    "solana",
 )
 
 
@@ -78,4 +83,6 @@ def guardrail_stages(intent: "TransactionIntent") -> tuple[Stage, ...]:
         return MESSAGE_STAGES
     if intent.intent_type == "typed_data":
         return TYPED_DATA_STAGES
+    if intent.intent_type == "solana_transaction":
+        return SOLANA_STAGES
     return SET_CODE_STAGES if intent.tx_type == 4 else GUARDRAIL_STAGES

@@ -21,6 +21,9 @@ TXS_SIGNED = "warden.txs.signed"
 # EIP-191 and EIP-712 signatures (SignedMessage): a topic of their own, so nobody reading signed
 # transactions mistakes a signature over a message for one.
 MESSAGES_SIGNED = "warden.messages.signed"
+# Solana transactions the signer signed (SignedSolanaTransaction), and their status on the chain:
+# a topic of their own, as messages have, since no reader of EVM transactions reads them.
+SOLANA_SIGNED = "warden.solana.signed"
 # Simulation requests (SimulationRequest, signed by the agent) and the worker's answers
 # (SimulationResult): topics of their own, so no reader of intents or approvals, and no signer,
 # ever takes a simulation for something to sign.
@@ -64,6 +67,7 @@ ALL = (
     APPROVAL_DEADLINES,
     TXS_SIGNED,
     MESSAGES_SIGNED,
+    SOLANA_SIGNED,
     SIMULATIONS_REQUESTED,
     SIMULATIONS_RESULTS,
     POLICIES,

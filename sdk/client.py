@@ -9,6 +9,7 @@ the agent's); it never holds a chain key. Local agent keys live under
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import Sequence
@@ -196,6 +197,22 @@ def new_message_intent(
     raw = message.encode() if isinstance(message, str) else message
     return new_intent(
         agent_key, agent_id=agent_id, chain=chain, intent_type="personal_sign", message="0x" + raw.hex(), **fields
+    )
+
+
+def new_solana_intent(
+    agent_key: Ed25519PrivateKey, *, agent_id: str, chain: str, transaction: bytes, **fields
+) -> TransactionIntent:
+    """A Solana transaction intent: ``transaction`` is its wire bytes with the agent's signature
+    slot empty (solders' ``bytes(VersionedTransaction)``, web3.js' ``serialize({requireAllSignatures:
+    false})``). The signer puts the agent's signature in that slot and changes nothing else."""
+    return new_intent(
+        agent_key,
+        agent_id=agent_id,
+        chain=chain,
+        intent_type="solana_transaction",
+        solana_transaction=base64.b64encode(transaction).decode(),
+        **fields,
     )
 
 

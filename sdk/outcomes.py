@@ -34,6 +34,7 @@ from schemas.outcomes import (
     IntentParked,
     IntentRejected,
     SignedMessage,
+    SignedSolanaTransaction,
     SignedTransaction,
     bound_to_bytes,
 )
@@ -71,13 +72,21 @@ def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
     return RawSubmission(agent, intent_id, digest)
 
 
-Outcome = IntentRejected | SignedTransaction | SignedMessage
-# Where a client reads the answer to its intent: a refusal, a signed transaction or a signed message.
-OUTCOME_TOPICS = (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.MESSAGES_SIGNED, topics.INTENTS_AWAITING_APPROVAL)
+Outcome = IntentRejected | SignedTransaction | SignedMessage | SignedSolanaTransaction
+# Where a client reads the answer to its intent: a refusal, a signed transaction, a signed message
+# or a signed Solana transaction.
+OUTCOME_TOPICS = (
+    topics.INTENTS_REJECTED,
+    topics.TXS_SIGNED,
+    topics.MESSAGES_SIGNED,
+    topics.SOLANA_SIGNED,
+    topics.INTENTS_AWAITING_APPROVAL,
+)
 _OUTCOME_MODELS = {
     topics.INTENTS_REJECTED: IntentRejected,
     topics.TXS_SIGNED: SignedTransaction,
     topics.MESSAGES_SIGNED: SignedMessage,
+    topics.SOLANA_SIGNED: SignedSolanaTransaction,
     topics.INTENTS_AWAITING_APPROVAL: IntentParked,
 }
 
@@ -87,6 +96,8 @@ def is_final(outcome: Outcome) -> bool:
     awaiting an admin's approval is not."""
     if isinstance(outcome, IntentParked):
         return False
+    if isinstance(outcome, SignedSolanaTransaction):
+        return outcome.final
     return not isinstance(outcome, SignedTransaction) or outcome.status in FINAL_TX_STATUSES
 
 

@@ -46,15 +46,22 @@ class AgentState:
         row = self._one("SELECT record FROM messages WHERE intent_id = ?", (intent_id,))
         return None if row is None else row[0]
 
+    def solana_record(self, intent_id: str) -> bytes | None:
+        row = self._one("SELECT record FROM solana WHERE intent_id = ?", (intent_id,))
+        return None if row is None else row[0]
+
     def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
         """The outcome already published for an intent, as (topic, record): its signed
-        transaction or message, or its refusal."""
+        transaction, message or Solana transaction (its newest status), or its refusal."""
         signed = self.signed_record(intent_id)
         if signed is not None:
             return topics.TXS_SIGNED, signed
         message = self.message_record(intent_id)
         if message is not None:
             return topics.MESSAGES_SIGNED, message
+        solana = self.solana_record(intent_id)
+        if solana is not None:
+            return topics.SOLANA_SIGNED, solana
         row = self._one("SELECT record FROM refused WHERE intent_id = ?", (intent_id,))
         return None if row is None else (topics.INTENTS_REJECTED, row[0])
 
@@ -207,13 +214,23 @@ class AgentState:
         idempotency_slot: str | None,
         request: dict[str, str] | None = None,
         assets: dict[str, int] | None = None,
+        kind: str = "message",
     ) -> None:
-        """A signed message (EIP-191 or EIP-712) with its idempotency entry and what it authorizes
-        (a Permit's amounts), like `record_signed`: in the open batch, inside `intent_scope`,
-        durable before it is published."""
-        self.file.write("message", (intent_id, self.agent_id, record, now_us))
+        """A signed message (EIP-191 or EIP-712; ``kind`` "solana": a signed Solana transaction)
+        with its idempotency entry and what it authorizes or spends, like `record_signed`: in the
+        open batch, inside `intent_scope`, durable before it is published."""
+        self.file.write(kind, (intent_id, self.agent_id, record, now_us))
         self._record_assets(intent_id, now_us, assets)
         self._record_signature(intent_id, now_us, policy_version, idempotency_slot, request)
+
+    def replace_solana(self, intent_id: str, record: bytes) -> None:
+        """A Solana transaction's newest status (a tracker's, outside any intent's scope)."""
+        self.file.write_outside_scope("solana_replaced", (record, intent_id))
+
+    def void_assets(self, intent_id: str) -> None:
+        """What an intent reserved counts nothing: its transaction can never land (a Solana
+        transaction whose blockhash expired)."""
+        self.file.write_outside_scope("assets_voided", (intent_id,))
 
     def _record_assets(self, intent_id: str, now_us: int, assets: dict[str, int] | None) -> None:
         for asset, units in (assets or {}).items():

@@ -40,7 +40,7 @@ from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.auth import Admins, AuditSigner, public_key_hex, sign_announcement, vault_event_problem
 from schemas.emit import Emit, Source, audit
-from schemas.outcomes import SignedTransaction
+from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from schemas.sealing_key import SealingKey
 from signer import lifecycle
 from signer.custody.events import parse_event
@@ -392,9 +392,10 @@ class Trackers:
     async def _publish(self, emits: list[Emit]) -> None:
         await asyncio.gather(*await publish(self.producer, emits, self.max_record_bytes, self.audit_signer))
 
-    def track(self, signed: SignedTransaction) -> None:
+    def track(self, signed: SignedTransaction | SignedSolanaTransaction) -> None:
         partition = self.states.partition_of(signed.agent_id)
-        task = asyncio.create_task(self.signer.tracking.keep(signed, utcnow, lambda emits: self.emit(emits, partition)))
+        tracking = self.signer.solana_tracking if isinstance(signed, SignedSolanaTransaction) else self.signer.tracking
+        task = asyncio.create_task(tracking.keep(signed, utcnow, lambda emits: self.emit(emits, partition)))
         self.pending[task] = partition
         task.add_done_callback(lambda done: self.pending.pop(done, None))
 
@@ -427,6 +428,10 @@ class Trackers:
             if emits:  # the caller holds the batch
                 await self._durable_then_published(emits, partition)
             self.track(signed)
+        # Broadcast Solana transactions not final yet: followed again (their bytes are sent again
+        # while their blockhash is valid; no nonce to reconcile).
+        for raw in state.solana_open():
+            self.track(SignedSolanaTransaction.from_bytes(raw))
         # What the last owner appended and may not have published (killed in between): its
         # intents' newest records and their audit events, the same bytes again.
         outbox = state.unpublished()

@@ -20,7 +20,7 @@ from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedSolanaTransaction, SignedTransaction
 from schemas.policy import AgentPolicy
 from signer import lifecycle
 
@@ -190,18 +190,7 @@ class Outcomes:
     ) -> list[Emit]:
         """A signed message: signed as an outcome, recorded with its idempotency entry and what it
         authorizes (inside the intent's scope), and reported on warden.messages.signed."""
-        signed = self.signed(result)
-        record = signed.to_bytes()
-        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
-        self.state.agent(intent.agent_id).record_message(
-            intent_id=intent.intent_id,
-            record=record,
-            now_us=to_us(now),
-            policy_version=policy.version,
-            idempotency_slot=slot,
-            request=intent.request_fields() if slot else None,
-            assets=assets,
-        )
+        signed, record = self._recorded(intent, result, policy, now, slot, assets, "message")
         return [
             Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
             audit(
@@ -226,6 +215,82 @@ class Outcomes:
                 idempotent_copy_of=copy_of,
             ),
         ]
+
+    def solana_signed(
+        self,
+        intent: TransactionIntent,
+        result: SignedSolanaTransaction,
+        policy: AgentPolicy,
+        now: datetime,
+        slot: str | None,
+        assets: dict[str, int] | None,
+        copy_of: str | None,
+    ) -> tuple[list[Emit], SignedSolanaTransaction]:
+        """A signed Solana transaction: signed as an outcome, recorded with its idempotency entry
+        and what it spends (inside the intent's scope), and reported on warden.solana.signed."""
+        signed, record = self._recorded(intent, result, policy, now, slot, assets, "solana")
+        return [
+            Emit(topics.SOLANA_SIGNED, intent.agent_id, record),
+            self._solana_audit("solana.signed", signed, now, policy_version=policy.version, idempotent_copy_of=copy_of),
+        ], signed
+
+    def _recorded(self, intent, result, policy: AgentPolicy, now: datetime, slot, assets, kind: str):
+        """A signature that is not a transaction's (a message's, a Solana transaction's): the
+        outcome signed, then recorded with its idempotency entry and what it counts."""
+        signed = self.signed(result)
+        record = signed.to_bytes()
+        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
+        self.state.agent(intent.agent_id).record_message(
+            intent_id=intent.intent_id,
+            record=record,
+            now_us=to_us(now),
+            policy_version=policy.version,
+            idempotency_slot=slot,
+            request=intent.request_fields() if slot else None,
+            assets=assets,
+            kind=kind,
+        )
+        return signed, record
+
+    def solana_status(
+        self, signed: SignedSolanaTransaction, update: dict, at: datetime
+    ) -> tuple[list[Emit], SignedSolanaTransaction]:
+        """A broadcast Solana transaction's new status: signed, recorded (a redelivery re-publishes
+        the newest), reported on the topic and the ledger as ``solana.<status>``."""
+        result = self.signed(signed.model_copy(update=update))
+        raw = result.to_bytes()
+        self.state.agent(signed.agent_id).replace_solana(signed.intent_id, raw)
+        metrics.TXS.labels(result.status).inc()
+        return [
+            Emit(topics.SOLANA_SIGNED, signed.agent_id, raw),
+            self._solana_audit(f"solana.{result.status}", result, at),
+        ], result
+
+    def _solana_audit(self, action: str, signed: SignedSolanaTransaction, at: datetime, **more) -> Emit:
+        return audit(
+            SERVICE,
+            action,
+            f"intent:{signed.intent_id}",
+            at,
+            signed.intent_id,
+            signed.tx_signature or signed.signature,
+            signed.status,
+            signed.error or "",
+            intent_id=signed.intent_id,
+            agent_id=signed.agent_id,
+            intent_digest=signed.intent_digest,
+            chain=signed.chain,
+            **{"from": signed.from_},
+            signature=signed.signature,
+            tx_signature=signed.tx_signature,
+            status=signed.status,
+            final=signed.final,
+            slot=signed.slot,
+            spend=signed.spend,
+            error=signed.error,
+            tee=self.tee,
+            **more,
+        )
 
     def transition(
         self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None, reopen: bool = False

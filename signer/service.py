@@ -30,6 +30,7 @@ nothing of Kafka; `run_signer` moves records.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -38,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from evm import messages, typed_data
-from rules import judge
+from rules import judge, solana
 from runtime.clock import US_PER_SECOND, Clock
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from runtime.trust import KeysNow
@@ -47,15 +48,23 @@ from schemas.chains import REGISTRY
 from schemas.emit import Emit, Source
 from schemas.errors import explain
 from schemas.intent import INTENT_MAX_AGE_US, TransactionIntent
-from schemas.outcomes import IntentAbandoned, IntentApproved, SignedMessage, SignedTransaction
+from schemas.outcomes import (
+    IntentAbandoned,
+    IntentApproved,
+    SignedMessage,
+    SignedSolanaTransaction,
+    SignedTransaction,
+)
 from signer import lifecycle
 from signer.judging import Judging
 from signer.outcomes import NOT_ATTRIBUTABLE, SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.signing import CLIENT_SHARE_INVALID, Sidecars, Signing, authorization_nonces, sidecar_of
+from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from signer.tracking import Tracking
+from svm import transactions as solana_transactions
 
 __all__ = ["CLIENT_SHARE_INVALID", "SERVICE", "Signer", "SigningRefused"]
 
@@ -106,6 +115,7 @@ class Signer:
             max_bumps,
             persist or self._commit,
         )
+        self.solana_tracking = SolanaTracking(state, node_for, self.outcomes)
 
     async def _commit(self, agent_id: str) -> None:
         self.state.agent(agent_id).file.commit()
@@ -135,6 +145,8 @@ class Signer:
         agent = self.state.agent(intent.agent_id)
         try:
             with agent.file.intent_scope():
+                if intent.intent_type == "solana_transaction":
+                    return await self._sign_solana(approved, now)
                 if intent.intent_type != "transaction":
                     return await self._sign_message(approved, now), None
                 return await self._sign_and_record(approved, now)
@@ -382,8 +394,83 @@ class Signer:
             )
         return self.outcomes.message_signed(intent, result, policy, now, slot, assets, copy_of)
 
-    async def send(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction | None]:
-        """`Tracking.send`: the signed bytes to the chain once, before the next intent is signed."""
+    async def _sign_solana(
+        self, approved: IntentApproved, now: datetime
+    ) -> tuple[list[Emit], SignedSolanaTransaction | None]:
+        """A Solana transaction: judged like any intent (the policy in force, the agent's
+        signature, freshness, chain, then its instructions and the node's simulation with the
+        signer's own spend record and node, as the key's own address), signed in the agent's slot
+        with its Solana key from custody, recorded, then published on warden.solana.signed."""
+        intent = approved.intent
+        judging = self.judging
+        policy = judging.verify(approved, now)
+        judged = await judging.run_stages(intent, policy, judge.Context())  # what the policy alone decides
+        slot, copy_of, assets = intent.idempotency_slot, None, None
+        reused = judging.reused_key(
+            intent, now, SignedSolanaTransaction, self.state.agent(intent.agent_id).solana_record
+        )
+        if reused is not None:
+            copy_of, result = reused
+            slot = None
+        else:
+            with self.signing.agent_key(intent) as agent:
+                if policy.solana is None or agent.address != policy.solana.address:
+                    raise SigningRefused(
+                        "SOLANA_ADDRESS_MISMATCH",
+                        f"the agent's Solana key has address {agent.address}, but its policy's solana.address is "
+                        f"{policy.solana.address if policy.solana else 'not set'}: an admin sets it to the key's address",
+                    )
+                judged = await judging.run_stages(
+                    intent,
+                    policy,
+                    judge.Context(
+                        spent=judging.spent(intent, now),
+                        node=self.node_for(intent.chain),
+                        sender=agent.address,
+                        now=now,
+                    ),
+                    judged,
+                    complete=True,
+                )
+                assets = dict(judged.asset_spend)
+                judging.require_human_approval(approved, policy, assets, now)
+                raw = self.signing.solana_transaction(intent, agent)
+            tx = solana_transactions.read(raw)
+            missing = [k for k in tx.signers if k not in tx.signatures]
+            if intent.broadcast and missing:
+                raise SigningRefused(
+                    "SOLANA_SIGNATURES_MISSING",
+                    f"broadcast needs every signature, and {', '.join(missing)} has not signed: sign only, and "
+                    "send it once the other signers have",
+                )
+            prefix = solana.asset_key(intent.chain, "")
+            result = SignedSolanaTransaction(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                chain=intent.chain,
+                **{"from": agent.address},
+                signature=tx.signature_of(agent.address),
+                tx_signature=tx.signature_of(tx.fee_payer) if tx.fee_payer in tx.signatures else None,
+                signed_tx=base64.b64encode(raw).decode(),
+                recent_blockhash=tx.recent_blockhash,
+                spend={key.removeprefix(prefix): str(n) for key, n in assets.items()},
+                status="signed" if intent.broadcast else "sign_only",
+                final=not intent.broadcast,  # never sent: nothing the chain does changes it
+                tee=self.tee,
+                signed_at=now,
+                intent_digest=intent.digest(),
+            )
+        emits, signed = self.outcomes.solana_signed(intent, result, policy, now, slot, assets, copy_of)
+        # Sent once its record is durable (the caller flushes first) and followed to final. An
+        # idempotent copy of one not final yet is followed too: the same bytes again change
+        # nothing on Solana (the network keeps one transaction per signature).
+        return emits, signed if intent.broadcast and not signed.final else None
+
+    async def send(self, signed: SignedTransaction | SignedSolanaTransaction, now: datetime):
+        """`Tracking.send` (or `SolanaTracking.send`): the signed bytes to the chain once, before
+        the next intent is signed."""
+        if isinstance(signed, SignedSolanaTransaction):
+            return await self.solana_tracking.send(signed, now)
         return await self.tracking.send(signed, now)
 
     async def track(

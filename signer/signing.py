@@ -19,14 +19,17 @@ from datetime import datetime
 from evm import authorizations, blobs, messages
 from evm import transactions as txs
 from runtime.clock import US_PER_SECOND, to_us
+from schemas.chains import REGISTRY
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from schemas.quote import FeeQuote
+from signer import chain_keys
 from signer.custody import fingerprint
 from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.outcomes import SigningRefused
 from signer.sealing import NotSealedHere, SealingKeyPair
+from svm import transactions as solana_transactions
 
 CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
 # One answer for a missing, wrong or tampered client share: which of them it was is not told.
@@ -192,7 +195,7 @@ class Signing:
             raise
         try:
             with self._custody_errors(intent, share, cmek):
-                address = self._address(path, version, share, cmek)
+                address = self._address(path, version, share, cmek, REGISTRY.get(intent.chain).key_chain)
             yield AgentKey(path, version, address, share, cmek)
         finally:
             wipe(share)
@@ -244,14 +247,30 @@ class Signing:
         except CustodyError as exc:
             raise self.key_unavailable(intent, exc) from None
 
-    def _address(self, path: str, version: int, share: bytearray | None, cmek: bytearray | None) -> str:
+    def _address(
+        self, path: str, version: int, share: bytearray | None, cmek: bytearray | None, key_chain: str = "ethereum"
+    ) -> str:
         # Derived once per key version from the key itself, not from metadata someone could edit.
         # With client-held keys it is derived every time: that checks them before any RPC, so a
         # wrong one always gets the same answer, whatever the chain is doing.
         if (path, version) not in self._addresses or share is not None or cmek is not None:
             with self.keys.open_private_key(path, version, client_share=share, cmek=cmek) as key:
-                self._addresses[(path, version)] = txs.checksum(txs.address_of(key))
+                if key_chain == "ethereum":
+                    self._addresses[(path, version)] = txs.checksum(txs.address_of(key))
+                else:
+                    self._addresses[(path, version)] = chain_keys.address(
+                        key_chain, chain_keys.public_key(key_chain, key)
+                    )
         return self._addresses[(path, version)]
+
+    def solana_transaction(self, intent: TransactionIntent, agent: AgentKey) -> bytes:
+        """The intent's Solana transaction with the agent's signature in its slot (the key's seed
+        is wiped when `private_key`'s block ends)."""
+        with self.private_key(intent, agent) as key:
+            try:
+                return solana_transactions.sign(intent.solana_transaction_bytes, key)
+            except solana_transactions.TransactionError as exc:
+                raise SigningRefused("SOLANA_TRANSACTION_INVALID", f"the signer cannot sign it: {exc}") from None
 
     def _client_share(self, intent: TransactionIntent) -> bytearray | None:
         """In the client-custody modes: the client's share, unsealed from the intent. The caller wipes it."""

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS tx_attempts (
 CREATE TABLE IF NOT EXISTS idempotent_copies (intent_id TEXT PRIMARY KEY, original_intent_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS solana (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS asset_spend (
     intent_id TEXT NOT NULL, agent_id TEXT NOT NULL, asset TEXT NOT NULL, at_us INTEGER NOT NULL,
     units TEXT NOT NULL, PRIMARY KEY (intent_id, asset));
@@ -104,6 +106,9 @@ WRITES = {
     # A tracker's records, durable before they are published and gone once they were (`SignerState.outbox`).
     "outbox": "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?)",
     "outbox_done": "DELETE FROM outbox WHERE id = ?",
+    # A signed Solana transaction (SignedSolanaTransaction), then its newest status.
+    "solana": "INSERT OR IGNORE INTO solana VALUES (?, ?, ?, ?)",
+    "solana_replaced": "UPDATE solana SET record = ? WHERE intent_id = ?",
 }
 Write = tuple[str, tuple]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
@@ -191,6 +196,11 @@ class SignerState:
         failed, replaced or dropped at a block not final yet): the signer stopped while following
         them. After a restart each is compared with the chain, and followed until final."""
         rows = self.db.execute(f"SELECT record FROM signed WHERE {_NOT_FINAL} ORDER BY at_us")
+        return [row[0] for row in rows]
+
+    def solana_open(self) -> list[bytes]:
+        """Broadcast Solana transactions not final yet: followed again after a restart."""
+        rows = self.db.execute(f"SELECT record FROM solana WHERE {_NOT_FINAL} ORDER BY at_us")
         return [row[0] for row in rows]
 
     def final_since(self, at_us: int) -> list[bytes]:

@@ -35,6 +35,7 @@ from schemas.outcomes import IntentAbandoned, IntentRejected, StageEnvelope, Sta
 from schemas.policy import AgentPolicy
 from streams.decide import SERVICE, Decider
 from streams.replays import Replays
+from svm.transactions import read as read_solana
 
 
 class Admission:
@@ -373,6 +374,14 @@ def _what(intent: TransactionIntent) -> dict:
     """What an intent asks to sign, for the ledger: the kind and what identifies it."""
     if intent.intent_type == "personal_sign":
         return {"kind": "personal_sign", "message_bytes": (len(intent.message or "0x") - 2) // 2}
+    if intent.intent_type == "solana_transaction":
+        tx = read_solana(intent.solana_transaction_bytes)
+        return {
+            "kind": "solana_transaction",
+            "fee_payer": tx.fee_payer,
+            "recent_blockhash": tx.recent_blockhash,
+            "programs": sorted({ix.program for ix in tx.instructions}),
+        }
     if intent.intent_type == "typed_data":
         typed = intent.typed_data
         return {

@@ -170,6 +170,8 @@ async def create_topics(broker: str) -> None:
         await admin.close()
 
 
+# What `LocalStack.start` runs unless told otherwise; "solana" (surfpool) and "api" are asked for.
+DEFAULT_PARTS = ("broker", "anvil", "streams", "signer", "ledger")
 # What Warden's processes run on, started before them and stopped after them.
 INFRASTRUCTURE = ("storage", "broker", "anvil", "solana")
 
@@ -470,7 +472,7 @@ class LocalStack:
 
     def start(
         self,
-        parts: tuple[str, ...] = ("broker", "anvil", "streams", "signer", "ledger"),
+        parts: tuple[str, ...] = DEFAULT_PARTS,
         signers: int = 1,
         workers: int = 1,
         blobs: bool = False,
@@ -608,13 +610,15 @@ def local_settings(home: Path, **overrides) -> Settings:
 
 
 @contextlib.contextmanager
-def running_stack(settings: Settings, signers: int = 1, workers: int = 1) -> Iterator[LocalStack]:
+def running_stack(
+    settings: Settings, signers: int = 1, workers: int = 1, parts: tuple[str, ...] = DEFAULT_PARTS
+) -> Iterator[LocalStack]:
     """A started stack, with WARDEN_HOME pointing at it for in-process tools (key store, chain
     registry) while it runs; stopped and WARDEN_HOME restored afterwards."""
     stack = LocalStack(settings)
     with environment(WARDEN_HOME=str(settings.home)):
         try:
-            stack.start(signers=signers, workers=workers)
+            stack.start(parts, signers=signers, workers=workers)
             yield stack
         finally:
             stack.stop()

@@ -12,7 +12,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
 from schemas.auth import cosign, public_key_hex
-from schemas.policy import AgentPolicy
+from schemas.policy import AgentPolicy, SolanaPolicy
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, load_or_create_agent_key, signed_policy
 from sdk.quorum import publish_custody_change
@@ -43,29 +43,63 @@ async def provision_agent(
     exists; when this call creates it, the new share comes back in ``Agent.client_share``.
     ``cosigners``: the admins (key files under $WARDEN_HOME/admin) who sign the policy and the key
     change beside ``settings.admin_id``, where the deployment needs a quorum for them."""
-    intent_key = load_or_create_agent_key(settings.home, agent_id)
-    custody_audit, vault_events = AuditOutbox(), VaultOutbox()
-    keystore = keystore_from_settings(settings, audit=custody_audit, vault_outbox=vault_events)
-    active = [k for k in keystore.list_keys(ADMIN, agent_id=agent_id, chain="ethereum") if k.active]
-    key = active[-1] if active else keystore.provision(agent_id, "ethereum", actor=ADMIN, client_share=client_share)
-    client_share = getattr(key, "client_share", None) or client_share
+    intent_key, key, client_share, custody_events = _signing_key(settings, agent_id, "ethereum", client_share)
     node = JsonRpc(settings.rpc_url_for("anvil"))
     try:
         await node.call("anvil_setBalance", key.address, hex(fund_wei))
     finally:
         await node.close()
-    fields = dict(
-        agent_id=agent_id,
-        version=int(time.time() * 1000),
-        tx_allowed_chains=("anvil",),
-        agent_public_key=public_key_hex(intent_key),
-        sender_address=key.address,
-    )
+    fields = {"tx_allowed_chains": ("anvil",), "sender_address": key.address}
     fields.update(policy_fields)
+    policy = await _publish(settings, agent_id, intent_key, fields, cosigners, custody_events)
+    return Agent(agent_id, intent_key, key.address, policy, client_share)
+
+
+async def provision_solana_agent(
+    settings: Settings, agent_id: str, fund_lamports: int = 10 * 10**9, **solana_policy
+) -> Agent:
+    """An agent with a Solana signing key from custody, funded on the local Solana node (its
+    airdrop), and a policy whose ``solana`` section is ``solana_policy`` with the key's address."""
+    intent_key, key, _, custody_events = _signing_key(settings, agent_id, "solana", None)
+    node = JsonRpc(settings.rpc_url_for("solana-local"), timeout_s=60)
+    try:
+        await node.call("requestAirdrop", key.address, fund_lamports)
+    finally:
+        await node.close()
+    fields = dict(
+        tx_allowed_chains=("solana-local",),
+        solana=SolanaPolicy(address=key.address, **solana_policy),
+    )
+    policy = await _publish(settings, agent_id, intent_key, fields, (), custody_events)
+    return Agent(agent_id, intent_key, key.address, policy)
+
+
+def _signing_key(settings: Settings, agent_id: str, chain: str, client_share: str | None):
+    """The agent's intent key and its active signing key for ``chain`` (made if it has none),
+    with the custody events that make it known to the signer."""
+    intent_key = load_or_create_agent_key(settings.home, agent_id)
+    custody_audit, vault_events = AuditOutbox(), VaultOutbox()
+    keystore = keystore_from_settings(settings, audit=custody_audit, vault_outbox=vault_events)
+    active = [k for k in keystore.list_keys(ADMIN, agent_id=agent_id, chain=chain) if k.active]
+    key = active[-1] if active else keystore.provision(agent_id, chain, actor=ADMIN, client_share=client_share)
+    client_share = getattr(key, "client_share", None) or client_share
+    return intent_key, key, client_share, vault_events.drain() + custody_audit.drain()
+
+
+async def _publish(
+    settings: Settings, agent_id: str, intent_key, fields: dict, cosigners, custody_events
+) -> AgentPolicy:
+    """The key change in force at the signer, then the admin-signed policy at the worker."""
+    fields = {
+        "agent_id": agent_id,
+        "version": int(time.time() * 1000),
+        "agent_public_key": public_key_hex(intent_key),
+        **fields,
+    }
     policy = signed_policy(settings, **fields)
     for admin_id in cosigners:
         policy = cosign(policy, load_or_create_admin_key(settings.home, admin_id), admin_id)
-    custody = await publish_custody_change(settings, vault_events.drain() + custody_audit.drain(), utcnow(), cosigners)
+    custody = await publish_custody_change(settings, custody_events, utcnow(), cosigners)
     if custody.needed and not (custody.published and custody.applied and not custody.refused):
         raise RuntimeError(
             f"the signing key of {agent_id} is not in force at the signer (signed by {custody.signed_by}, "
@@ -75,7 +109,7 @@ async def provision_agent(
         verdict = await client.publish_policy(policy)
     if verdict != "policy.updated":
         raise RuntimeError(f"the streams worker refused the policy for {agent_id} ({verdict})")
-    return Agent(agent_id, intent_key, key.address, policy, client_share)
+    return policy
 
 
 async def balance(settings: Settings, address: str, chain: str = "anvil") -> int:
