@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import binascii
 import dataclasses
 import hashlib
 import sys
@@ -30,7 +31,7 @@ from schemas.auth import outcome_forgery
 from schemas.chains import REGISTRY
 from schemas.errors import explain
 from schemas.intent import AuthorizationRequest
-from schemas.outcomes import DeadLetter, IntentParked, IntentRejected, SignedMessage
+from schemas.outcomes import DeadLetter, IntentParked, IntentRejected, SignedMessage, SignedSolanaTransaction
 from schemas.sealing import SealingRefused
 from schemas.typed_data import TypedData
 from sdk.client import (
@@ -58,8 +59,10 @@ def _kind_fields(args) -> dict:
             raise ValueError("give the EIP-712 document with --file (the eth_signTypedData_v4 JSON)")
         with open(args.file, "rb") as fh:
             return {"intent_type": "typed_data", "typed_data": TypedData.model_validate_json(fh.read())}
+    if getattr(args, "solana_tx", None) is not None:
+        return _solana_fields(args)
     if args.to is None or args.value is None:
-        raise ValueError("a transaction needs --to and --value")
+        raise ValueError("a transaction needs --to and --value (a Solana transaction: --solana-tx FILE)")
     fields = {
         k: v
         for k, v in dict(
@@ -94,12 +97,49 @@ def _kind_fields(args) -> dict:
     return fields
 
 
+def _solana_fields(args) -> dict:
+    """``--solana-tx FILE``: a Solana transaction's wire bytes, in the file as they are or as
+    base64 text (``-``: standard input)."""
+    evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
+    if evm:
+        raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a Solana transaction says everything itself")
+    raw = sys.stdin.buffer.read() if args.solana_tx == "-" else Path(args.solana_tx).read_bytes()
+    try:
+        text = raw.strip().decode("ascii")
+        raw = base64.b64decode(text, validate=True) if text else raw
+    except (UnicodeDecodeError, binascii.Error):
+        pass  # not base64 text: the wire bytes themselves
+    fields = {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
+    if args.broadcast:
+        fields["broadcast"] = True
+    if args.simulate:
+        fields["simulate_first"] = True
+    return fields
+
+
+_EVM_ONLY = (
+    "to",
+    "value",
+    "data",
+    "tx_type",
+    "max_fee_per_blob_gas",
+    "blob_file",
+    "delegate",
+    "gas_limit",
+    "gas_price",
+    "max_fee_per_gas",
+    "max_priority_fee_per_gas",
+    "nonce",
+)
+
+
 # What builds an intent here: none of it applies to a file sent as it is (``--raw``).
 _INTENT_OPTIONS = (
     "chain",
     "to",
     "value",
     "data",
+    "solana_tx",
     "tx_type",
     "max_fee_per_blob_gas",
     "blob_file",
@@ -265,6 +305,15 @@ def _describe_outcome(outcome) -> str:
             f"SIGNED {outcome.intent_id} {outcome.kind}{typed} hash {outcome.message_hash} by {outcome.from_} "
             f"chain {outcome.chain}({outcome.chain_id}) signature {outcome.signature} tee={outcome.tee}"
         )
+    if isinstance(outcome, SignedSolanaTransaction):
+        at = f" slot {outcome.slot}" if outcome.slot is not None else ""
+        error = f" ({outcome.error})" if outcome.error else ""
+        spend = ", ".join(f"{n} {asset}" for asset, n in outcome.spend.items())
+        return (
+            f"SIGNED {outcome.intent_id} {outcome.status}{at}{error} signature {outcome.signature} by {outcome.from_} "
+            f"chain {outcome.chain} spends {spend or 'nothing'} tee={outcome.tee}\n"
+            f"  signed transaction (base64): {outcome.signed_tx}"
+        )
     extra = f" block {outcome.block_number}" if outcome.block_number is not None else ""
     error = f" ({outcome.error})" if outcome.error else ""
     return (
@@ -371,6 +420,13 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--chain", required=command != "submit", help="the intent's chain (submit: required, unless --raw)")
     p.add_argument("--to")
     p.add_argument("--value", help='decimal string in the native unit, e.g. "0.05"')
+    if command == "submit":
+        p.add_argument(
+            "--solana-tx",
+            metavar="FILE",
+            help="a Solana network (--chain solana-local ...): the transaction's wire bytes, raw or base64, with the "
+            "agent's signature slot empty (- for stdin)",
+        )
     p.add_argument("--data")
     p.add_argument("--tx-type", type=int, choices=(0, 1, 2, 3, 4))
     p.add_argument("--max-fee-per-blob-gas", help="type 3: wei per unit of blob gas")

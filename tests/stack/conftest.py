@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack.local import LocalStack, local_settings, running_stack
+from infra.stack.local import DEFAULT_PARTS, LocalStack, local_settings, running_stack
 from tests.signer_support import LoneSigner
 from tests.token_support import deploy_tokens
 
@@ -53,8 +53,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    """One running pipeline for the whole session (fused topology)."""
-    with running_stack(local_settings(tmp_path_factory.mktemp("warden-home"))) as running:
+    """One running pipeline for the whole session (fused topology), with a Solana node."""
+    with running_stack(
+        local_settings(tmp_path_factory.mktemp("warden-home")), parts=(*DEFAULT_PARTS, "solana")
+    ) as running:
         yield running
 
 

@@ -110,6 +110,7 @@ def world(node):
     status = send_and_wait(node, bytes(sol.signed(bank, setup, blockhash(node), mint)), "confirmed")
     assert status.error is None, status
     policy = SolanaPolicy(
+        address=agent.address,
         allowlist=(str(alice.pubkey()),),
         max_lamports_per_tx=10**9,
         tokens=(SolanaTokenLimit(mint=str(mint.pubkey()), decimals=DECIMALS, max_per_tx=100 * 10**6),),
@@ -129,7 +130,7 @@ def warden(url: str, world, raw: bytes):
         allowed_chains=(CHAIN,),
         policy=world["policy"],
         accounts=accounts,
-        spent={},
+        spent=lambda asset: 0,
     )
     return verdict, (transactions.sign(raw, world["agent"].seed) if verdict.passed else None)
 
@@ -218,7 +219,7 @@ def simulate(url: str, world, raw: bytes, declared: SolanaVerdict | None = None,
             allowed_chains=(CHAIN,),
             policy=world["policy"],
             accounts=accounts,
-            spent={},
+            spent=lambda asset: 0,
             **judged,
         )
         assert declared.passed, declared

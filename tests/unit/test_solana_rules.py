@@ -63,6 +63,7 @@ class World:
 
     def policy(self, **changes) -> SolanaPolicy:
         fields = {
+            "address": str(self.agent.pubkey()),
             "allowlist": (str(self.alice.pubkey()),),
             "max_lamports_per_tx": 10**9,
             "daily_limit_lamports": 2 * 10**9,
@@ -80,7 +81,7 @@ class World:
             allowed_chains=chains,
             policy=self.policy() if policy is None else policy,
             accounts=self.token_accounts(tx),
-            spent=spent or {},
+            spent=lambda asset: (spent or {}).get(asset, 0),
         )
 
     def sign_and_run(self, raw: bytes):
@@ -262,7 +263,13 @@ def test_the_chain_and_the_policys_solana_section_are_required(world):
     assert world.judge(raw, chains=("anvil",)).code is SolanaCode.CHAIN_NOT_ALLOWED
     tx = transactions.read(raw)
     verdict = judge(
-        tx, agent=str(world.agent.pubkey()), chain=CHAIN, allowed_chains=(CHAIN,), policy=None, accounts={}, spent={}
+        tx,
+        agent=str(world.agent.pubkey()),
+        chain=CHAIN,
+        allowed_chains=(CHAIN,),
+        policy=None,
+        accounts={},
+        spent=lambda asset: 0,
     )
     assert verdict.code is SolanaCode.SOLANA_NOT_ENABLED
 

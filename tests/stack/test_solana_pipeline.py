@@ -1,0 +1,369 @@
+"""Solana intents through the whole pipeline on the real stack (Tansu, the streams worker, the
+signer with custody, the ledger) and a real Solana node (surfpool): signed only what the policy
+allows, bound to the intent, the agent's signature checked by solders and the transaction
+accepted and finalized by the node; refused otherwise, by the worker and, written straight to the
+approved topic, by the signer."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+
+import clickhouse_connect
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.message import to_bytes_versioned
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+
+from infra.stack.provision import provision_solana_agent
+from runtime import solana
+from runtime.clock import to_us, utcnow
+from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc
+from schemas import topics
+from schemas.auth import sign_outcome
+from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaTransaction
+from sdk.client import Client, new_solana_intent, wait_outcomes
+from signer.outcomes import Outcomes
+from signer.solana_tracking import SolanaTracking
+from signer.state import SignerState
+from svm import transactions
+from tests import solana_support as sol
+
+CHAIN = "solana-local"
+FEE = 5_000  # one signature, no priority fee
+
+
+async def _rpc(settings, work):
+    node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
+    try:
+        return await work(node)
+    finally:
+        await node.close()
+
+
+def blockhash(settings, run):
+    return Hash.from_string(run(_rpc(settings, solana.latest_blockhash)).blockhash)
+
+
+def lamports(settings, run, address: str, commitment: str = "confirmed") -> int:
+    return run(_rpc(settings, lambda node: solana.balance(node, address, commitment)))
+
+
+def agent_with(settings, run, **policy):
+    agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
+    deadline = time.monotonic() + 60
+    while lamports(settings, run, agent.address) == 0:  # the airdrop, confirmed
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return agent
+
+
+def intent_for(agent, raw: bytes, **fields):
+    return new_solana_intent(agent.intent_key, agent_id=agent.agent_id, chain=CHAIN, transaction=raw, **fields)
+
+
+def outcomes_of(settings, run, intents, timeout_s: float = 120):
+    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
+
+    async def go():
+        async with Client(settings) as client:
+            for intent in intents:
+                await client.submit(intent)
+        return await wait_outcomes(settings, intents, timeout_s, start)
+
+    return run(go())
+
+
+def send_and_wait_finalized(settings, run, signed_tx: str) -> solana.Status:
+    raw = base64.b64decode(signed_tx)
+    signature = run(_rpc(settings, lambda node: solana.send(node, raw)))
+    deadline = time.monotonic() + 120
+    while True:
+        (status,) = run(_rpc(settings, lambda node: solana.statuses(node, [signature])))
+        if status is not None and (status.error is not None or status.commitment == "finalized"):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+
+
+def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(stack, run):
+    settings = stack.settings
+    alice = Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=2 * 10**9)
+    me = Pubkey.from_string(agent.address)
+    raw = sol.unsigned(me, [sol.sol_transfer(me, alice, 1_500_000)], blockhash(settings, run))
+    intent = intent_for(agent, raw)
+    (outcome,) = outcomes_of(settings, run, [intent]).values()
+    assert isinstance(outcome, SignedSolanaTransaction), outcome
+    assert (outcome.status, outcome.final, outcome.from_) == ("sign_only", True, agent.address)
+    assert outcome.intent_digest == intent.digest() and outcome.spend == {"SOL": str(1_500_000 + FEE)}
+    signed = VersionedTransaction.from_bytes(base64.b64decode(outcome.signed_tx))
+    assert signed.verify_with_results() == [True]  # solders checks the agent's signature
+    assert signed.message == VersionedTransaction.from_bytes(raw).message  # exactly what the agent asked
+    assert str(signed.signatures[0]) == outcome.signature == outcome.tx_signature
+    status = send_and_wait_finalized(settings, run, outcome.signed_tx)  # sign only: the agent sends it
+    assert status.error is None
+    assert lamports(settings, run, str(alice), "finalized") == 1_500_000
+    # The ledger holds every step, the signature with the intent's digest.
+    host, _, port = settings.ledger_http.rpartition(":")
+    ledger = clickhouse_connect.get_client(host=host, port=int(port))
+    wanted = ["intent.submitted", "stage.passed", "stage.passed", "intent.approved", "solana.signed"]
+    deadline = time.monotonic() + 120
+    while True:
+        rows = ledger.query(
+            "SELECT action, details FROM audit_log WHERE intent_id = {i:String} ORDER BY ts, seq",
+            parameters={"i": intent.intent_id},
+        ).result_rows
+        if [a for a, _ in rows] == wanted:
+            break
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+    details = orjson.loads(rows[-1][1])
+    assert (details["intent_digest"], details["signature"], details["from"]) == (
+        intent.digest(),
+        outcome.signature,
+        agent.address,
+    )
+
+
+def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack, run):
+    settings = stack.settings
+    alice, mallory, program = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=1_000_000)
+    me = Pubkey.from_string(agent.address)
+    recent = blockhash(settings, run)
+    cases = {
+        "RECIPIENT_NOT_ALLOWLISTED": [sol.sol_transfer(me, mallory, 1_000)],
+        "SOLANA_PROGRAM_NOT_ALLOWED": [sol.Instruction(program, b"\x01" * 8, [sol.signer(me)])],
+        "VALUE_OVER_CAP": [sol.sol_transfer(me, alice, 1_000_000 - FEE + 1)],
+        "SOLANA_PRIORITY_FEE_OVER_CEILING": [sol.compute_price(1), sol.sol_transfer(me, alice, 1_000)],
+    }
+    intents = {code: intent_for(agent, sol.unsigned(me, ixs, recent)) for code, ixs in cases.items()}
+    outcomes = outcomes_of(settings, run, list(intents.values()))
+    for code, intent in intents.items():
+        outcome = outcomes[intent.intent_id]
+        assert isinstance(outcome, IntentRejected), (code, outcome)
+        assert (outcome.stage, outcome.code) == ("solana", code), outcome
+
+
+def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack, run):
+    settings = stack.settings
+    alice = Keypair().pubkey()
+    each = 1_000_000 + FEE
+    agent = agent_with(settings, run, allowlist=(str(alice),), daily_limit_lamports=10 * each)
+    me = Pubkey.from_string(agent.address)
+    recent = blockhash(settings, run)
+    intents = [
+        intent_for(
+            agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000), sol.compute_limit(1000 + n)], recent)
+        )
+        for n in range(50)
+    ]
+    outcomes = outcomes_of(settings, run, intents, timeout_s=300).values()
+    signed = [o for o in outcomes if isinstance(o, SignedSolanaTransaction)]
+    refused = [o.code for o in outcomes if isinstance(o, IntentRejected)]
+    assert len(signed) == 10 and refused == ["DAILY_LIMIT_EXCEEDED"] * 40, (len(signed), refused)
+
+
+def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run):
+    """A topic writer with no key approves SOL to mallory itself: the signer re-runs the judge with
+    its own state and node, and refuses; nothing is signed."""
+    settings = stack.settings
+    alice, mallory = Keypair().pubkey(), Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),))
+    me = Pubkey.from_string(agent.address)
+    intent = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000)], blockhash(settings, run)))
+    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
+
+    async def approve_directly():
+        async with Client(settings) as client:
+            approved = IntentApproved(
+                intent=intent, policy=agent.policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+            )
+            await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
+            await client.flush()
+        return await wait_outcomes(settings, [intent], 120, start)
+
+    (outcome,) = run(approve_directly()).values()
+    assert isinstance(outcome, IntentRejected) and outcome.stage == "signing", outcome
+    assert outcome.code == "RECIPIENT_NOT_ALLOWLISTED", outcome
+
+
+def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_on_the_ledger(stack, run):
+    settings = stack.settings
+    alice = Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),))
+    me = Pubkey.from_string(agent.address)
+    raw = sol.unsigned(me, [sol.sol_transfer(me, alice, 2_000_000)], blockhash(settings, run))
+    intent = intent_for(agent, raw, broadcast=True)
+    (outcome,) = outcomes_of(settings, run, [intent]).values()  # waits for a final status
+    assert isinstance(outcome, SignedSolanaTransaction), outcome
+    assert (outcome.status, outcome.final, outcome.error) == ("finalized", True, None), outcome
+    assert outcome.slot is not None and outcome.intent_digest == intent.digest()
+    assert lamports(settings, run, str(alice), "finalized") == 2_000_000
+    (status,) = run(_rpc(settings, lambda node: solana.statuses(node, [outcome.tx_signature])))
+    assert (status.commitment, status.slot) == ("finalized", outcome.slot)  # what the node says too
+    host, _, port = settings.ledger_http.rpartition(":")
+    ledger = clickhouse_connect.get_client(host=host, port=int(port))
+    deadline = time.monotonic() + 120
+    while True:
+        actions = [
+            a
+            for (a,) in ledger.query(
+                "SELECT action FROM audit_log WHERE intent_id = {i:String} ORDER BY ts, seq",
+                parameters={"i": intent.intent_id},
+            ).result_rows
+        ]
+        if actions and actions[-1] == "solana.finalized":
+            break
+        assert time.monotonic() < deadline, actions
+        time.sleep(0.5)
+    assert actions[:5] == ["intent.submitted", "stage.passed", "stage.passed", "intent.approved", "solana.signed"]
+    assert "solana.broadcast" in actions
+
+
+def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alone(stack, run):
+    """A transaction another fee payer must sign too (an x402 facilitator's): signed only, the
+    agent's slot filled and the payer's left for the payer; broadcast is refused by the signer."""
+    settings = stack.settings
+    alice, payer = Keypair().pubkey(), Keypair()
+    run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10**9)))
+    deadline = time.monotonic() + 60
+    while lamports(settings, run, str(payer.pubkey())) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=1_000_000)
+    me = Pubkey.from_string(agent.address)
+    raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
+    sign_only, broadcast = intent_for(agent, raw), intent_for(agent, raw, broadcast=True)
+    outcomes = outcomes_of(settings, run, [sign_only, broadcast])
+    refused = outcomes[broadcast.intent_id]
+    assert isinstance(refused, IntentRejected), refused
+    assert (refused.stage, refused.code) == ("signing", "SOLANA_SIGNATURES_MISSING"), refused
+    signed = outcomes[sign_only.intent_id]
+    assert isinstance(signed, SignedSolanaTransaction) and signed.tx_signature is None, signed
+    assert signed.spend == {"SOL": "1000000"}  # the payer pays the fee: not the agent's spend
+    tx = VersionedTransaction.from_bytes(base64.b64decode(signed.signed_tx))
+    assert tx.verify_with_results() == [False, True]  # the payer's slot is the payer's to fill
+    # The payer signs its slot, and the node takes what both signed.
+    both = VersionedTransaction.populate(
+        tx.message, [payer.sign_message(to_bytes_versioned(tx.message)), tx.signatures[1]]
+    )
+    assert send_and_wait_finalized(settings, run, base64.b64encode(bytes(both)).decode()).error is None
+    assert lamports(settings, run, str(alice), "finalized") == 1_000_000
+
+
+def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_never_landed_is_dropped(
+    stack, run, tmp_path
+):
+    """A blockhash lives ~150 blocks (~30 s on the local node). An intent whose blockhash expired is
+    refused by the worker's simulation; a transaction signed while it was valid but never landed
+    is reported dropped by the signer's tracker, final, its reservation released, and not sent."""
+    settings = stack.settings
+    alice = Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),))
+    me = Pubkey.from_string(agent.address)
+    old = blockhash(settings, run)
+    raw = sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], old)
+
+    def valid():
+        return run(_rpc(settings, lambda n: n.call("isBlockhashValid", str(old), {"commitment": "processed"})))
+
+    deadline = time.monotonic() + 180
+    while valid()["value"]:
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    (outcome,) = outcomes_of(settings, run, [intent_for(agent, raw, broadcast=True)]).values()
+    assert isinstance(outcome, IntentRejected) and outcome.code == "SIMULATION_FAILED", outcome
+    assert "Blockhash" in outcome.reason, outcome.reason
+    # What the signer's tracker says of bytes signed while the blockhash was valid, never sent.
+    payer = Keypair()
+    never_sent = transactions.sign(
+        sol.unsigned(payer.pubkey(), [sol.sol_transfer(payer.pubkey(), alice, 1)], old), bytearray(payer.secret()[:32])
+    )
+    tx = transactions.read(never_sent)
+    record = SignedSolanaTransaction(
+        intent_id="i-never-sent",
+        agent_id="a-never-sent",
+        chain=CHAIN,
+        **{"from": str(payer.pubkey())},
+        signature=tx.signature_of(str(payer.pubkey())),
+        tx_signature=tx.signature_of(str(payer.pubkey())),
+        signed_tx=base64.b64encode(never_sent).decode(),
+        recent_blockhash=str(old),
+        spend={"SOL": str(1 + FEE)},
+        status="broadcast",
+        tee="none",
+        signed_at=utcnow(),
+    )
+    state = SignerState(tmp_path / "state.db", fsync=False)
+    outcomes = Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
+    kept = state.agent(record.agent_id)
+    now_us = to_us(utcnow())
+    kept.record_message(
+        intent_id=record.intent_id,
+        record=record.to_bytes(),
+        now_us=now_us,
+        policy_version=1,
+        idempotency_slot=None,
+        assets={f"{CHAIN}:SOL": 1 + FEE},
+        kind="solana",
+    )
+    assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 1 + FEE)}
+
+    async def look():
+        node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
+        try:
+            return await SolanaTracking(state, lambda chain: node, outcomes).look(record, utcnow())
+        finally:
+            await node.close()
+
+    emits, dropped = run(look())
+    assert (dropped.status, dropped.final, dropped.slot) == ("dropped", True, None), dropped
+    assert "blockhash expired" in dropped.error
+    assert [e.topic for e in emits] == [topics.SOLANA_SIGNED, topics.AUDIT_EVENTS]
+    assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 0)}  # released
+    assert kept.solana_record(record.intent_id) == emits[0].value
+    assert run(_rpc(settings, lambda node: solana.statuses(node, [record.tx_signature]))) == [None]
+
+
+def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack, run):
+    """A topic writer with no pinned key says the intent was finalized, before the signer speaks:
+    the client skips it, names it forged, and takes the signer's answer."""
+    settings = stack.settings
+    alice = Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),))
+    me = Pubkey.from_string(agent.address)
+    intent = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run)))
+    lie = SignedSolanaTransaction(
+        intent_id=intent.intent_id,
+        agent_id=intent.agent_id,
+        chain=CHAIN,
+        **{"from": agent.address},
+        signature="1" * 64,
+        signed_tx=intent.solana_transaction,
+        recent_blockhash="1" * 32,
+        status="finalized",
+        final=True,
+        tee="none",
+        signed_at=utcnow(),
+        intent_digest=intent.digest(),
+    )
+    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
+    forged: list[tuple[str, str]] = []
+
+    async def go():
+        async with Client(settings) as client:
+            forgery = sign_outcome(lie, Ed25519PrivateKey.generate(), "signer-0").to_bytes()
+            await (await client.send(topics.SOLANA_SIGNED, intent.agent_id, forgery))
+            await client.submit(intent)
+        return await wait_outcomes(settings, [intent], 120, start, forged=forged)
+
+    (outcome,) = run(go()).values()
+    assert isinstance(outcome, SignedSolanaTransaction) and outcome.status == "sign_only", outcome
+    assert [intent_id for intent_id, _ in forged] == [intent.intent_id], forged
