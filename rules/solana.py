@@ -58,6 +58,7 @@ class SolanaCode(StrEnum):
     SIMULATION_ROUTE_NOT_ALLOWLISTED = "SIMULATION_ROUTE_NOT_ALLOWLISTED"
     SIMULATION_MOVES_MORE_THAN_DECLARED = "SIMULATION_MOVES_MORE_THAN_DECLARED"
     NODE_UNAVAILABLE = "CHAIN_RPC_FAILED"
+    PRICE_FEED_UNKNOWN = "PRICE_FEED_UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -474,6 +475,16 @@ async def check(
             accounts=accounts,
             spent=lambda asset: spent(asset_key(intent.chain, asset)),
         )
+        if judged.passed and policy.usd_limited and judged.movements:
+            # No price source is read for Solana assets: their USD value is unknown, so a policy
+            # that limits USD cannot be kept on them. Fail closed.
+            assets = ", ".join(sorted(judged.spend()))
+            judged = _refuse(
+                SolanaCode.PRICE_FEED_UNKNOWN,
+                f"the policy sets USD limits, and Warden reads no price for Solana assets ({assets}), so this "
+                "intent's USD value is unknown; an admin removes usd_max_per_tx and usd_daily_limit to sign on Solana",
+                assets=assets,
+            )
         if judged.passed:
             assert policy.solana is not None
             seen = await solana_rpc.simulate(node, raw, tx.writable)

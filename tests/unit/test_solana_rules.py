@@ -4,6 +4,10 @@ same SVM surfpool serves): what Warden says a transaction moves is what the runt
 
 from __future__ import annotations
 
+import asyncio
+import base64
+from datetime import datetime, timezone
+
 import pytest
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -12,8 +16,9 @@ from solders.pubkey import Pubkey
 from solders.system_program import AssignParams, assign
 from solders.transaction import VersionedTransaction
 
-from rules.solana import SOL, SolanaCode, judge, token_accounts_named
-from schemas.policy import SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
+from rules.solana import SOL, SolanaCode, check, judge, token_accounts_named
+from schemas.intent import TransactionIntent
+from schemas.policy import AgentPolicy, SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
 from svm import accounts as token_accounts
 from svm import transactions
 from svm.transactions import TransactionError
@@ -310,3 +315,27 @@ def test_bytes_warden_cannot_read_are_refused_with_what_to_do(world):
     ]:
         with pytest.raises(TransactionError, match=words):
             transactions.read(raw)
+
+
+def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world):
+    """No price is read for Solana assets: a policy that limits USD fails closed on them."""
+    raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)])
+    intent = TransactionIntent(
+        intent_id="i-usd",
+        agent_id="a-usd",
+        chain=CHAIN,
+        intent_type="solana_transaction",
+        solana_transaction=base64.b64encode(raw).decode(),
+        created_at=datetime.now(timezone.utc),
+    )
+    policy = AgentPolicy(
+        agent_id="a-usd",
+        version=1,
+        tx_allowed_chains=(CHAIN,),
+        usd_daily_limit="100",
+        solana=world.policy(),
+        agent_public_key="0x" + "00" * 32,
+        issued_at=datetime.now(timezone.utc),
+    )
+    verdict, counted = asyncio.run(check(intent, policy, node=None, spent=lambda key: 0))
+    assert (verdict.passed, verdict.code, counted) == (False, "PRICE_FEED_UNKNOWN", {})
