@@ -98,12 +98,12 @@ def cmd_demo(args) -> int:
     stack = LocalStack(settings, extra_env={"WARDEN_LEDGER_CHECKPOINT_SECONDS": "1"})
     try:
         progress(
-            f"starting the embedded stack under {settings.home} (Tansu, Anvil, a witness, ledger, streams, signer, API)..."
+            f"starting the embedded stack under {settings.home} (Tansu, Anvil, surfpool, a witness, ledger, streams, signer, API)..."
         )
         # The script sends a blob transaction: its trusted setup loads while the services start.
-        parts = ("broker", "anvil", "witness", "streams", "signer", "ledger", "api")
+        parts = ("broker", "anvil", "solana", "witness", "streams", "signer", "ledger", "api")
         stack.start(parts, blobs=True, while_services_start=blobs.load_trusted_setup)
-        report = asyncio.run(demo.run_script(settings, progress, over_http=True))
+        report = asyncio.run(demo.run_script(settings, progress, over_http=True, solana=True))
         report["ledger"] = demo.verify_ledger(settings, progress, witnesses=(stack.witness,))
         report["receipt"] = demo.check_receipt(settings, report, stack.witness, progress)
     except StackError as exc:

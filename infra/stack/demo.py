@@ -27,7 +27,7 @@ import os
 import time
 
 from infra import contracts
-from infra.stack import demo_http, demo_mcp
+from infra.stack import demo_http, demo_mcp, demo_solana
 from infra.stack.demo_script import (
     AFTER_ALLOWLISTING,
     AGENT,
@@ -161,9 +161,11 @@ async def provision(settings: Settings) -> dict:
     }
 
 
-async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0, over_http: bool = False) -> dict:
-    """The scripted intents, the MCP session and, ``over_http`` (the stack runs `warden api`),
-    the HTTP session."""
+async def run_script(
+    settings: Settings, progress=print, timeout_s: float = 60.0, over_http: bool = False, solana: bool = False
+) -> dict:
+    """The scripted intents, the MCP session, ``over_http`` (the stack runs `warden api`) the
+    HTTP session, and ``solana`` (the stack runs the local Solana node) the Solana session."""
     setup = await provision(settings)
     progress(
         f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
@@ -227,6 +229,7 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
     script_done.set()
     session = await session_task
     http = await demo_http.run_session(settings, setup["client_share"], progress, timeout_s) if over_http else None
+    on_solana = await demo_solana.run_session(settings, setup["client_share"], progress, timeout_s) if solana else None
     rows = []
     for scripted, intent in intents:
         outcome = outcomes.get(intent.intent_id)
@@ -298,9 +301,11 @@ async def run_script(settings: Settings, progress=print, timeout_s: float = 60.0
         "forged_outcomes_ignored": [{"intent_id": i, "why": why} for i, why in forged],
         "mcp_session": session,
         "http_session": http,
+        "solana_session": on_solana,
         "all_as_expected": all(r["as_expected"] for r in rows)
         and session["as_expected"]
-        and (http is None or http["as_expected"]),
+        and (http is None or http["as_expected"])
+        and (on_solana is None or on_solana["as_expected"]),
     }
 
 
@@ -381,6 +386,8 @@ def render(report: dict) -> str:
     lines.append(demo_mcp.render(report["mcp_session"]))
     if report.get("http_session") is not None:
         lines.append(demo_http.render(report["http_session"]))
+    if report.get("solana_session") is not None:
+        lines.append(demo_solana.render(report["solana_session"]))
     receipt = report.get("receipt")
     if receipt is not None:
         lines.append(

@@ -3,11 +3,13 @@ funded on Anvil, and an applied admin-signed policy. Used by the demo, tests and
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime import solana
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
@@ -56,14 +58,24 @@ async def provision_agent(
 
 
 async def provision_solana_agent(
-    settings: Settings, agent_id: str, fund_lamports: int = 10 * 10**9, **solana_policy
+    settings: Settings,
+    agent_id: str,
+    fund_lamports: int = 10 * 10**9,
+    client_share: str | None = None,
+    **solana_policy,
 ) -> Agent:
     """An agent with a Solana signing key from custody, funded on the local Solana node (its
-    airdrop), and a policy whose ``solana`` section is ``solana_policy`` with the key's address."""
-    intent_key, key, _, custody_events = _signing_key(settings, agent_id, "solana", None)
+    airdrop), and a policy whose ``solana`` section is ``solana_policy`` with the key's address.
+    ``client_share`` as for `provision_agent`."""
+    intent_key, key, client_share, custody_events = _signing_key(settings, agent_id, "solana", client_share)
     node = JsonRpc(settings.rpc_url_for("solana-local"), timeout_s=60)
     try:
-        await node.call("requestAirdrop", key.address, fund_lamports)
+        signature = await node.call("requestAirdrop", key.address, fund_lamports)
+        deadline = time.monotonic() + 60
+        while (await solana.statuses(node, [signature]))[0] is None:  # landed before anything is judged
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the local Solana node did not land the airdrop to {key.address} within 60 s")
+            await asyncio.sleep(0.2)
     finally:
         await node.close()
     fields = dict(
@@ -71,7 +83,7 @@ async def provision_solana_agent(
         solana=SolanaPolicy(address=key.address, **solana_policy),
     )
     policy = await _publish(settings, agent_id, intent_key, fields, (), custody_events)
-    return Agent(agent_id, intent_key, key.address, policy)
+    return Agent(agent_id, intent_key, key.address, policy, client_share)
 
 
 def _signing_key(settings: Settings, agent_id: str, chain: str, client_share: str | None):

@@ -39,10 +39,19 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     before = {a: run(balance(settings, a)) for a in (demo_script.ALICE, demo_script.BOB)}
     mcp_payee_before = run(balance(settings, demo_script.MCP_PAYEE))
     audit_start = {tp.partition: end for tp, end in run(end_offsets(settings, (topics.AUDIT_EVENTS,))).items()}
-    report = run(demo.run_script(settings, progress=lambda m: None))
+    report = run(demo.run_script(settings, progress=lambda m: None, solana=True))
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
     assert outcomes == demo_script.expected_outcomes(settings)
     assert report["all_as_expected"]
+    # The Solana section, on the stack's local node: each intent as the demo expects it.
+    solana = [(r["what"], r.get("code") or r["status"]) for r in report["solana_session"]["intents"]]
+    assert solana == [
+        ("0.25 SOL to alice", "finalized"),
+        ("5 DEMO to alice", "finalized"),
+        ("1 DEMO to mallory", "RECIPIENT_NOT_ALLOWLISTED"),
+        ("an unknown program", "SOLANA_PROGRAM_NOT_ALLOWED"),
+        ("2 SOL to alice (over the cap)", "VALUE_OVER_CAP"),
+    ]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
     # Every nonce once, none skipped, except the one the 7702 delegation's own authorization used.
     delegation = next(r for r in mined if r["tx_type"] == 4)

@@ -20,9 +20,9 @@ from rules.solana import SOL, SolanaCode, SolanaVerdict, balance_changes, judge,
 from runtime import solana
 from runtime.rpc import JsonRpc
 from schemas.policy import SolanaPolicy, SolanaTokenLimit
+from sdk import solana as sol
 from signer.chain_keys import address, public_key
 from svm import transactions
-from tests import solana_support as sol
 
 CHAIN = "solana-local"
 DECIMALS = 6

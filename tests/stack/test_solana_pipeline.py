@@ -27,12 +27,12 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaTransaction
+from sdk import solana as sol
 from sdk.client import Client, new_solana_intent, wait_outcomes
 from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from svm import transactions
-from tests import solana_support as sol
 
 CHAIN = "solana-local"
 FEE = 5_000  # one signature, no priority fee
@@ -56,10 +56,7 @@ def lamports(settings, run, address: str, commitment: str = "confirmed") -> int:
 
 def agent_with(settings, run, **policy):
     agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
-    deadline = time.monotonic() + 60
-    while lamports(settings, run, agent.address) == 0:  # the airdrop, confirmed
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    assert lamports(settings, run, agent.address, "processed") == 10 * 10**9  # the airdrop landed
     return agent
 
 

@@ -17,8 +17,8 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from schemas.intent import TransactionIntent
+from sdk import solana as sol
 from sdk.client import new_intent, new_solana_intent
-from tests import solana_support as sol
 
 KEY = Ed25519PrivateKey.generate()
 AGENT, ALICE = Keypair().pubkey(), Keypair().pubkey()

@@ -19,10 +19,10 @@ from solders.transaction import VersionedTransaction
 from rules.solana import SOL, SolanaCode, check, judge, token_accounts_named
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
+from sdk import solana as sol
 from svm import accounts as token_accounts
 from svm import transactions
 from svm.transactions import TransactionError
-from tests import solana_support as sol
 
 CHAIN = "solana-local"
 DECIMALS = 6

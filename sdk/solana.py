@@ -1,8 +1,10 @@
-"""Solana transactions for tests, built from the programs' documented layouts with solders
-(independently of `svm.instructions`, which reads them), and run on LiteSVM or surfpool.
+"""Building Solana transactions for Warden: instructions of the System, SPL Token and
+associated-token-account programs and the compute budget, from the programs' documented layouts
+(written apart from `svm.instructions`, which reads them), and `unsigned`, the wire bytes an agent
+hands Warden in a solana_transaction intent (every signature slot empty).
 
-Each builder returns a solders `Instruction`; `unsigned` compiles instructions into the wire
-bytes an agent hands Warden (its signature slots empty)."""
+Each builder returns a solders `Instruction`. `create_mint` and `mint_to` are for a local node
+(the demo, tests): an agent's policy never allows minting."""
 
 from __future__ import annotations
 
@@ -120,8 +122,10 @@ def unsigned(payer: Pubkey, instructions: list[Instruction], blockhash: Hash, le
 
 
 def signed(payer: Keypair, instructions: list[Instruction], blockhash: Hash, *others: Keypair) -> VersionedTransaction:
+    """A transaction signed by keypairs held here (a local node's bank, in the demo and tests)."""
     return VersionedTransaction(MessageV0.try_compile(payer.pubkey(), instructions, [], blockhash), [payer, *others])
 
 
 def seed_of(keypair: Keypair) -> bytearray:
+    """A keypair's 32-byte Ed25519 seed, as custody holds a Solana key."""
     return bytearray(bytes(keypair)[:32])
