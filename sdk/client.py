@@ -44,6 +44,7 @@ from schemas.intent import SealedSecret, TransactionIntent
 from schemas.outcomes import (
     HumanApproval,
     IntentParked,
+    SignedSolanaTransaction,
     SignedTransaction,
 )
 from schemas.policy import AgentPolicy
@@ -91,6 +92,7 @@ __all__ = [
     "new_intent",
     "new_message_intent",
     "new_simulation_request",
+    "new_solana_intent",
     "new_typed_data_intent",
     "outcome_keys",
     "outcome_problem",
@@ -433,7 +435,7 @@ async def submit_and_wait(
     forged: list[tuple[str, str]] = []
     outcomes = await wait_outcomes(settings, [intent], timeout_s, start, final=False, forged=forged)
     outcome = outcomes.get(intent.intent_id)
-    if final and isinstance(outcome, SignedTransaction) and not is_final(outcome):
+    if final and isinstance(outcome, SignedTransaction | SignedSolanaTransaction) and not is_final(outcome):
         remaining = deadline - time.monotonic()
         if remaining > 0:
             later = await wait_outcomes(settings, [intent], remaining, start, forged=forged)

@@ -15,7 +15,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedTransaction, StageVerdict, TxStatus
+from schemas.outcomes import (
+    IntentParked,
+    IntentRejected,
+    SignedMessage,
+    SignedSolanaTransaction,
+    SignedTransaction,
+    StageVerdict,
+    TxStatus,
+)
 from schemas.policy import AgentPolicy
 from schemas.simulation import SimulatedStep, SimulationDecision, SimulationResult
 from sdk.dry_run import WindowLeft
@@ -262,6 +270,82 @@ def refused_transaction(record: IntentRejected, idempotency_key: str | None = No
         refusal=_refusal(record),
         tee=record.tee,
     )
+
+
+class SolanaTransaction(BaseModel):
+    """A Solana transaction the agent asked Warden to sign, and where it stands. Amounts are
+    decimal strings of base units (lamports for SOL)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    intent_id: str
+    agent_id: str
+    chain: str
+    status: Literal[
+        "sign_only",
+        "signed",
+        "broadcast",
+        "processed",
+        "confirmed",
+        "finalized",
+        "failed",
+        "dropped",
+        "refused",
+        "no_outcome_yet",
+    ]
+    idempotency_key: str | None = None
+    from_: str | None = Field(default=None, alias="from", description="the agent's Solana address, which signed")
+    signature: str | None = Field(default=None, description="the agent's signature, base58")
+    tx_signature: str | None = Field(default=None, description="the transaction's id on chain, base58")
+    signed_tx: str | None = Field(default=None, description="the transaction with the agent's signature, base64")
+    slot: int | None = None
+    final: bool = False
+    spend: dict[str, str] = Field(default_factory=dict, description="what it may spend per asset, fee included")
+    error: str | None = None
+    tee: str | None = None
+    refusal: Refusal | None = None
+    forged_outcomes_ignored: int = 0
+
+
+def solana_transaction_of(
+    intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
+) -> SolanaTransaction:
+    base = dict(
+        intent_id=intent_id,
+        agent_id=agent_id,
+        chain=chain,
+        idempotency_key=idempotency_key,
+        forged_outcomes_ignored=forged,
+    )
+    if isinstance(outcome, SignedSolanaTransaction):
+        return SolanaTransaction(
+            **base,
+            status=outcome.status,
+            from_=outcome.from_,
+            signature=outcome.signature,
+            tx_signature=outcome.tx_signature,
+            signed_tx=outcome.signed_tx,
+            slot=outcome.slot,
+            final=outcome.final,
+            spend=outcome.spend,
+            error=outcome.error,
+            tee=outcome.tee,
+        )
+    if isinstance(outcome, IntentRejected):
+        return SolanaTransaction(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
+    return SolanaTransaction(**base, status="no_outcome_yet")
+
+
+def solana_summary(found: SolanaTransaction, timeout_s: float) -> str:
+    ident = f"intent {found.intent_id}"
+    if found.status == "refused":
+        return (
+            f"refused at stage {found.refusal.stage}: {found.refusal.code} ({ident}; the reason is in refusal.reason)"
+        )
+    if found.status == "no_outcome_yet":
+        return f"no outcome within {timeout_s:.0f} s ({ident})"
+    where = "" if found.slot is None else f" in slot {found.slot}"
+    return f"{found.status}{where}: {ident}, signature {found.signature} by {found.from_} on {found.chain}"
 
 
 def submitted_transaction(

@@ -16,6 +16,8 @@ back only as data fields.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import inspect
 import uuid
 from typing import Annotated, Any
@@ -47,6 +49,7 @@ from sdk.client import (
     new_intent,
     new_message_intent,
     new_simulation_request,
+    new_solana_intent,
     new_typed_data_intent,
     pending_approvals,
     policy_in_force,
@@ -62,6 +65,7 @@ from sdk.mcp_results import (
     SigningKey,
     SigningKeys,
     Simulation,
+    SolanaTransaction,
     Transaction,
     TransactionList,
     TransactionStatus,
@@ -72,6 +76,8 @@ from sdk.mcp_results import (
     signature_summary,
     simulation_of,
     simulation_summary,
+    solana_summary,
+    solana_transaction_of,
     submitted_transaction,
     transaction_of,
     transaction_summary,
@@ -95,6 +101,7 @@ TOOLS = (
     "sign_transaction",
     "sign_message",
     "sign_typed_data",
+    "submit_solana_transaction",
     "pay_x402",
     "check_policy",
     "get_transaction",
@@ -252,6 +259,45 @@ class AgentTools:
             lambda: new_typed_data_intent(self._key, agent_id=self.agent_id, chain=chain, typed_data=typed_data)
         )
         return await self._signature(intent, "typed_data")
+
+    async def submit_solana_transaction(
+        self,
+        chain: Annotated[str, Field(description='a Solana network: "solana", "solana-devnet" or "solana-local"')],
+        transaction: Annotated[
+            str,
+            Field(
+                description="the transaction's wire bytes, base64, with the agent's signature slot empty (web3.js "
+                "serialize({requireAllSignatures: false}); solders bytes(VersionedTransaction))"
+            ),
+        ],
+        broadcast: Annotated[
+            bool, Field(description="send it and wait until it is finalized (or dropped); false: sign only")
+        ] = True,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Annotated[CallToolResult, SolanaTransaction]:
+        """Sign a Solana transaction (legacy or v0, without address lookup tables) once Warden's
+        policy checks pass: its instructions read (SOL and SPL transfers, approvals, programs the
+        policy lists), the node's simulation of where value lands, the caps and rolling limits per
+        asset with the fee. With broadcast, waits for finalized (or dropped, when its blockhash
+        expires first). A refusal names the stage and code of the rule that decided it."""
+        key = idempotency_key or str(uuid.uuid4())
+        try:
+            raw = base64.b64decode(transaction, validate=True)
+        except binascii.Error:
+            raise ToolError("transaction: not base64; give the wire bytes in standard base64") from None
+        intent = self._build(
+            lambda: new_solana_intent(
+                self._key,
+                agent_id=self.agent_id,
+                chain=chain,
+                transaction=raw,
+                broadcast=broadcast,
+                idempotency_key=key,
+            )
+        )
+        outcome, forged = await self._ask(intent, final=broadcast)
+        found = solana_transaction_of(intent.intent_id, self.agent_id, chain, key, outcome, forged)
+        return _answer(solana_summary(found, self.timeout_s), found)
 
     async def pay_x402(
         self,

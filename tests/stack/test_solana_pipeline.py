@@ -13,6 +13,8 @@ import uuid
 import clickhouse_connect
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from mcp import ClientSession
+from mcp.client.stdio import stdio_client
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import to_bytes_versioned
@@ -33,6 +35,7 @@ from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from svm import transactions
+from tests.support import warden_mcp
 
 CHAIN = "solana-local"
 FEE = 5_000  # one signature, no priority fee
@@ -364,3 +367,44 @@ def test_a_forged_solana_outcome_on_the_topic_is_not_believed(stack, run):
     (outcome,) = run(go()).values()
     assert isinstance(outcome, SignedSolanaTransaction) and outcome.status == "sign_only", outcome
     assert [intent_id for intent_id, _ in forged] == [intent.intent_id], forged
+
+
+def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_refused(stack, run, tmp_path):
+    """A real MCP client session with `warden mcp` for the agent: submit_solana_transaction."""
+    settings = stack.settings
+    alice, mallory = Keypair().pubkey(), Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),))
+    me = Pubkey.from_string(agent.address)
+    recent = blockhash(settings, run)
+    good = base64.b64encode(sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], recent)).decode()
+    bad = base64.b64encode(sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent)).decode()
+
+    async def calls():
+        with open(tmp_path / "mcp.log", "w") as errlog:
+            server = warden_mcp(settings, agent.agent_id)
+            async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+                await session.initialize()
+                tools = {tool.name for tool in (await session.list_tools()).tools}
+
+                async def call(**arguments):
+                    return await session.call_tool("submit_solana_transaction", arguments, read_timeout_seconds=150)
+
+                return (
+                    tools,
+                    await call(chain=CHAIN, transaction=good),
+                    await call(chain=CHAIN, transaction=bad, broadcast=False),
+                    await call(chain=CHAIN, transaction="not base64!"),
+                )
+
+    tools, finalized, refused, invalid = run(calls())
+    assert "submit_solana_transaction" in tools
+    done = finalized.structured_content
+    assert (done["status"], done["final"], done["from"]) == ("finalized", True, agent.address), finalized.content
+    assert lamports(settings, run, str(alice), "finalized") == 1_000_000
+    no = refused.structured_content
+    assert (no["status"], no["refusal"]["stage"], no["refusal"]["code"]) == (
+        "refused",
+        "solana",
+        "RECIPIENT_NOT_ALLOWLISTED",
+    ), refused.content
+    assert invalid.is_error and "not base64" in invalid.content[0].text
