@@ -337,6 +337,8 @@ def child_environment(settings: Settings) -> dict[str, str]:
             "WARDEN_KZG_SETUP_AT_FIRST_BLOB": "1" if settings.kzg_setup_at_first_blob else "0",
         }
     )
+    for name, url in settings.rpc_urls.items():  # each network's own RPC, as WARDEN_RPC_URL_<NAME>
+        env[f"WARDEN_RPC_URL_{name}"] = url
     if settings.fetch_wait_setting is None:  # the child picks its default from its broker storage
         env.pop("WARDEN_FETCH_WAIT_MS", None)
     else:

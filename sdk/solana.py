@@ -81,10 +81,16 @@ def token_transfer(source: Pubkey, destination: Pubkey, authority: Pubkey, amoun
 
 
 def token_transfer_checked(
-    source: Pubkey, mint: Pubkey, destination: Pubkey, authority: Pubkey, amount: int, decimals: int
+    source: Pubkey,
+    mint: Pubkey,
+    destination: Pubkey,
+    authority: Pubkey,
+    amount: int,
+    decimals: int,
+    token_program: Pubkey = TOKEN,
 ) -> Instruction:
     return Instruction(
-        TOKEN,
+        token_program,
         bytes([12]) + struct.pack("<QB", amount, decimals),
         [w(source), ro(mint), w(destination), signer(authority, False)],
     )
@@ -109,6 +115,11 @@ def compute_limit(units: int) -> Instruction:
 
 def compute_price(micro_lamports: int) -> Instruction:
     return Instruction(Pubkey.from_string(programs.COMPUTE_BUDGET), bytes([3]) + struct.pack("<Q", micro_lamports), [])
+
+
+def memo(text: bytes) -> Instruction:
+    """A memo (the Memo program), naming no account."""
+    return Instruction(Pubkey.from_string(programs.MEMO), text, [])
 
 
 def unsigned(payer: Pubkey, instructions: list[Instruction], blockhash: Hash, legacy: bool = False) -> bytes:

@@ -14,9 +14,12 @@ Both versions of the protocol are read as the official x402 SDK writes them:
   and a network name such as ``base``); the payment goes in ``X-PAYMENT``, the settlement comes
   back in ``X-PAYMENT-RESPONSE``.
 
-Warden pays the ``exact`` scheme with an EIP-3009 authorization only (not Permit2), on an EVM
-network of its chain registry, in a token the agent's policy lists in ``asset_limits``. Whom it
-pays and how much is not decided here: the pipeline judges the authorization like any transfer.
+Warden pays the ``exact`` scheme: on an EVM network of its chain registry with an EIP-3009
+authorization only (not Permit2), in a token the agent's policy lists in ``asset_limits``; on a
+Solana network (``solana:<genesis>``, as the SDK's SVM scheme names them) with an SPL
+``TransferChecked`` whose fee the server's facilitator pays (``extra.feePayer``), in a mint the
+policy's ``solana.tokens`` lists. Whom it pays and how much is not decided here: the pipeline
+judges the authorization or the transaction like any transfer.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import base58
 import orjson
 from eth_utils import is_hex_address, to_checksum_address
 
@@ -43,9 +47,17 @@ PAYMENT_RESPONSE_HEADER = "PAYMENT-RESPONSE"
 X_PAYMENT_HEADER = "X-PAYMENT"
 X_PAYMENT_RESPONSE_HEADER = "X-PAYMENT-RESPONSE"
 
+# The Solana clusters by their CAIP-2 names (the genesis hash's first 32 characters), as the x402
+# SDK's SVM scheme writes them.
+SOLANA_CAIP2 = {
+    "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp": "solana",
+    "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1": "solana-devnet",
+}
 # The longest an authorization may stay valid: a server asking for more gets a clear refusal
 # rather than a payment that anyone holding it could settle for a day.
 MAX_TIMEOUT_S = 3600
+# The longest memo a Solana payment carries (the SDK's limit).
+MAX_MEMO_BYTES = 256
 # validAfter is set this far before now, so a server whose clock runs behind still accepts it
 # (as the protocol's reference TypeScript client does).
 CLOCK_SKEW_S = 600
@@ -160,6 +172,13 @@ def read_challenge(headers: Mapping[str, str], body: bytes) -> Challenge:
 def _network_chain(network: Any, where: str, registry: ChainRegistry):
     if not isinstance(network, str) or not 0 < len(network) <= 64:
         raise X402Error(f"{where}.network is {_shown(network)}; allowed: an EVM network, eip155:<chain id> or its name")
+    if network.startswith("solana:"):
+        if network not in SOLANA_CAIP2:
+            raise X402Error(
+                f"{where}.network {_shown(network)} is no Solana network of Warden's registry; allowed: "
+                f"{', '.join(f'{k} ({v})' for k, v in SOLANA_CAIP2.items())}"
+            )
+        return registry.get(SOLANA_CAIP2[network])
     if network.startswith("eip155:"):
         reference = network.removeprefix("eip155:")
         # ASCII only: str.isdigit() is true for "²", which int() refuses.
@@ -173,7 +192,8 @@ def _network_chain(network: Any, where: str, registry: ChainRegistry):
         return chain
     if ":" in network:
         raise X402Error(
-            f"{where}.network {_shown(network)} is not an EVM network; Warden pays on eip155:<chain id> only"
+            f"{where}.network {_shown(network)} is neither an EVM nor a Solana network; Warden pays on "
+            "eip155:<chain id> and solana:<genesis>"
         )
     try:
         return registry.get(network)
@@ -198,13 +218,47 @@ def _base_units(value: Any, where: str) -> int:
     return amount
 
 
-def read_requirement(challenge: Challenge, index: int, registry: ChainRegistry = REGISTRY) -> Requirement:
-    """Entry ``index`` of ``accepts`` read as an ``exact`` EIP-3009 payment on an EVM chain, or
-    X402Error saying which field keeps Warden from paying it."""
+@dataclass(frozen=True)
+class SolanaRequirement:
+    """One payable entry of ``accepts`` on a Solana network: ``amount`` base units of mint
+    ``asset`` to ``pay_to``'s token account, in a transaction ``fee_payer`` (the server's
+    facilitator) pays the fee of."""
+
+    index: int
+    version: int
+    network: str
+    chain: str
+    asset: str
+    pay_to: str
+    amount: int
+    max_timeout_s: int
+    fee_payer: str
+    recent_blockhash: str | None
+    memo: str | None
+    raw: Mapping[str, Any]
+
+
+def _solana_address(value: Any, where: str) -> str:
+    try:
+        raw = base58.b58decode(value) if isinstance(value, str) and 32 <= len(value) <= 44 else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise X402Error(f"{where} is {_shown(value)}; allowed: a Solana address (base58 of 32 bytes)")
+    return value
+
+
+def read_requirement(
+    challenge: Challenge, index: int, registry: ChainRegistry = REGISTRY
+) -> Requirement | SolanaRequirement:
+    """Entry ``index`` of ``accepts`` read as an ``exact`` payment: EIP-3009 on an EVM chain, or an
+    SPL transfer on a Solana network; X402Error saying which field keeps Warden from paying it."""
     raw = challenge.accepts[index]
     where = f"accepts[{index}]"
     if raw.get("scheme") != "exact":
         raise X402Error(f"{where}.scheme is {_shown(raw.get('scheme'))}; allowed: 'exact'")
+    if isinstance(raw.get("network"), str) and raw["network"].startswith("solana"):
+        return _read_solana(challenge, index, registry)
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
         raise X402Error(
@@ -245,6 +299,39 @@ def read_requirement(challenge: Challenge, index: int, registry: ChainRegistry =
     )
 
 
+def _read_solana(challenge: Challenge, index: int, registry: ChainRegistry) -> SolanaRequirement:
+    raw = challenge.accepts[index]
+    where = f"accepts[{index}]"
+    chain = _network_chain(raw.get("network"), where, registry)
+    extra = raw.get("extra") or {}
+    if not isinstance(extra, dict):
+        raise X402Error(f"{where}.extra is {_shown(extra)}; allowed: an object with the facilitator's feePayer")
+    amount_field = "amount" if challenge.version == 2 else "maxAmountRequired"
+    amount = _base_units(raw.get(amount_field), f"{where}.{amount_field}")
+    if amount >= 2**64:
+        raise X402Error(f"{where}.{amount_field} is {amount}; allowed: at most 2**64-1 (an SPL amount)")
+    timeout = raw.get("maxTimeoutSeconds")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= MAX_TIMEOUT_S:
+        raise X402Error(
+            f"{where}.maxTimeoutSeconds is {_shown(timeout)}; allowed: whole seconds from 1 to {MAX_TIMEOUT_S}"
+        )
+    blockhash, memo = extra.get("recentBlockhash"), extra.get("memo")
+    return SolanaRequirement(
+        index=index,
+        version=challenge.version,
+        network=raw["network"],
+        chain=chain.name,
+        asset=_solana_address(raw.get("asset"), f"{where}.asset"),
+        pay_to=_solana_address(raw.get("payTo"), f"{where}.payTo"),
+        amount=amount,
+        max_timeout_s=timeout,
+        fee_payer=_solana_address(extra.get("feePayer"), f"{where}.extra.feePayer"),
+        recent_blockhash=None if blockhash is None else _solana_address(blockhash, f"{where}.extra.recentBlockhash"),
+        memo=memo if isinstance(memo, str) and len(memo.encode()) <= MAX_MEMO_BYTES else None,
+        raw=raw,
+    )
+
+
 def asset_limit(policy: AgentPolicy, requirement: Requirement) -> AssetLimit | None:
     """The policy's rule for the token a requirement asks for, on its chain."""
     return next(
@@ -257,7 +344,9 @@ def asset_limit(policy: AgentPolicy, requirement: Requirement) -> AssetLimit | N
     )
 
 
-def choose(challenge: Challenge, policy: AgentPolicy, registry: ChainRegistry = REGISTRY) -> Requirement:
+def choose(
+    challenge: Challenge, policy: AgentPolicy, registry: ChainRegistry = REGISTRY
+) -> Requirement | SolanaRequirement:
     """The first requirement Warden can pay for this agent: readable (`read_requirement`), on a
     chain the policy allows, in a token of its ``asset_limits``. Its payee and amount are left to
     the pipeline to judge. X402Error listing why each entry cannot be paid when none can."""
@@ -269,6 +358,21 @@ def choose(challenge: Challenge, policy: AgentPolicy, registry: ChainRegistry = 
             reasons.append(str(exc))
             continue
         where = f"accepts[{index}]"
+        if isinstance(found, SolanaRequirement):
+            if found.chain not in policy.tx_allowed_chains:
+                reasons.append(
+                    f"{where}.network {_shown(found.network)} is chain {found.chain}, which the policy does not "
+                    f"allow; allowed: {', '.join(policy.tx_allowed_chains) or 'none'}"
+                )
+            elif policy.solana is None or policy.solana.token(found.asset) is None:
+                listed = [t.mint for t in policy.solana.tokens] if policy.solana else []
+                reasons.append(
+                    f"{where}.asset {found.asset} on {found.chain} is not a mint of the policy's solana.tokens; "
+                    f"allowed: {', '.join(listed) or 'none'}"
+                )
+            else:
+                return found
+            continue
         if policy.tx_allowed_chains and found.chain not in policy.tx_allowed_chains:
             reasons.append(
                 f"{where}.network {_shown(found.network)} is chain {found.chain}, which the policy does not allow; "
@@ -313,11 +417,19 @@ def authorization(requirement: Requirement, sender: str, now: datetime, nonce: b
 
 
 def payment_header(challenge: Challenge, requirement: Requirement, document: dict, signature: str) -> tuple[str, str]:
-    """The request header that pays: its name for the challenge's version and its base64 value,
-    the payment payload as the official SDK's client builds it."""
+    """The request header that pays an EIP-3009 authorization (`paying`)."""
     message = document["message"]
     fields = ("from", "to", "value", "validAfter", "validBefore", "nonce")
     inner = {"authorization": {name: message[name] for name in fields}, "signature": signature}
+    return paying(challenge, requirement, inner)
+
+
+def paying(
+    challenge: Challenge, requirement: Requirement | SolanaRequirement, inner: dict[str, Any]
+) -> tuple[str, str]:
+    """The request header that pays: its name for the challenge's version and its base64 value,
+    the payment payload (``inner``: an authorization and its signature; on Solana, the signed
+    transaction) as the official SDK's client builds it."""
     if challenge.version == 1:
         doc = {"x402Version": 1, "scheme": "exact", "network": requirement.network, "payload": inner}
         return X_PAYMENT_HEADER, encode_header(doc)

@@ -11,6 +11,7 @@ only to the URL it was asked for.
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from typing import Literal
@@ -18,15 +19,35 @@ from typing import Literal
 import httpx2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field
+from solders.hash import Hash
+from solders.pubkey import Pubkey
 
+from runtime import solana
 from runtime.clock import utcnow
 from runtime.config import Settings
-from schemas.fields import parse_token_amount
-from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
-from sdk.client import new_typed_data_intent, policy_in_force, submit_and_wait
+from runtime.rpc import JsonRpc
+from schemas.fields import format_token_amount, parse_token_amount
+from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedSolanaTransaction
+from sdk import solana as build
+from sdk.client import new_solana_intent, new_typed_data_intent, policy_in_force, submit_and_wait
 from sdk.mcp_results import AwaitingApproval, Refusal
-from sdk.x402 import X402Error, asset_limit, authorization, choose, payment_header, read_challenge, settlement
+from sdk.x402 import (
+    SolanaRequirement,
+    X402Error,
+    asset_limit,
+    authorization,
+    choose,
+    paying,
+    payment_header,
+    read_challenge,
+    settlement,
+)
+from svm.accounts import AccountError, mint_decimals
 
+# The compute budget of a Solana payment, as the x402 SDK's client sets it: its facilitator pays
+# the fee and refuses a price above 5 lamports per compute unit.
+COMPUTE_UNIT_LIMIT = 20_000
+COMPUTE_UNIT_PRICE = 1
 # The most of a resource's body returned, so that a large download cannot fill an agent's context.
 MAX_BODY_BYTES = 1 << 20
 
@@ -136,12 +157,16 @@ async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) 
             f"agent {agent_id!r} has no policy in force, so it can pay nothing: an admin creates one with "
             f"`warden agents create --agent {agent_id}`"
         )
-    if policy.sender_address is None:
+    if policy.sender_address is None and not any(
+        isinstance(r, dict) and str(r.get("network", "")).startswith("solana") for r in challenge.accepts
+    ):
         raise X402Error(
             f"agent {agent_id!r}'s policy has no sender_address, the address an authorization pays from: "
             "an admin sets it to the agent's signing address (`warden keys list`)"
         )
     chosen = choose(challenge, policy)
+    if isinstance(chosen, SolanaRequirement):
+        return await _pay_solana(settings, agent_id, agent_key, url, max_amount, timeout_s, http, challenge, chosen)
     limit = asset_limit(policy, chosen)
     if max_amount is not None:
         try:
@@ -165,34 +190,13 @@ async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) 
         url=url,
         status="no_outcome_yet",
         http_status=402,
-        requirement=PaymentAsked(
-            x402_version=chosen.version,
-            index=chosen.index,
-            network=chosen.network,
-            chain=chosen.chain,
-            asset=chosen.asset,
-            symbol=limit.symbol,
-            amount=str(chosen.amount),
-            amount_text=chosen.amount_text(limit),
-            pay_to=chosen.pay_to,
-            max_timeout_seconds=chosen.max_timeout_s,
-        ),
+        requirement=_asked(chosen, limit.symbol, chosen.amount_text(limit)),
         intent_id=intent.intent_id,
         valid_before=int(document["message"]["validBefore"]),
     )
     outcome, forged = await submit_and_wait(settings, intent, timeout_s)
     payment.forged_outcomes_ignored = forged
-    if isinstance(outcome, IntentRejected):
-        payment.status, payment.refusal = (
-            "refused",
-            Refusal(stage=outcome.stage, code=outcome.code, reason=outcome.reason),
-        )
-        return payment
-    if isinstance(outcome, IntentParked):
-        payment.status = "awaiting_approval"
-        payment.awaiting_approval = AwaitingApproval(reason=outcome.reason, expires_at=outcome.expires_at)
-        return payment
-    if not isinstance(outcome, SignedMessage):
+    if _refused(payment, outcome) is not None or not isinstance(outcome, SignedMessage):
         return payment
     if outcome.from_ != policy.sender_address:
         # Sent anyway it would only be refused by the server, with the payee told which key signs.
@@ -200,8 +204,28 @@ async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) 
             f"Warden signed with {outcome.from_}, not the policy's sender_address {policy.sender_address}: "
             "an admin corrects sender_address; nothing was sent to the server"
         )
-    name, value = payment_header(challenge, chosen, document, outcome.signature)
     payment.from_, payment.signature = outcome.from_, outcome.signature
+    return await _send(http, url, payment, payment_header(challenge, chosen, document, outcome.signature))
+
+
+def _asked(chosen, symbol: str | None, amount_text: str) -> PaymentAsked:
+    return PaymentAsked(
+        x402_version=chosen.version,
+        index=chosen.index,
+        network=chosen.network,
+        chain=chosen.chain,
+        asset=chosen.asset,
+        symbol=symbol,
+        amount=str(chosen.amount),
+        amount_text=amount_text,
+        pay_to=chosen.pay_to,
+        max_timeout_seconds=chosen.max_timeout_s,
+    )
+
+
+async def _send(http, url: str, payment: Payment, header: tuple[str, str]) -> Payment:
+    """The request again, with the payment ``header``: paid when the server serves the resource."""
+    name, value = header
     response, body, truncated = await _fetch(http, url, {name: value})
     paid = _served(payment, response, body, truncated)
     paid.settlement = settlement(response.headers)
@@ -211,6 +235,91 @@ async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) 
         paid.status = "payment_not_accepted"
         paid.server_error = _server_error(response, body)
     return paid
+
+
+def _refused(payment: Payment, outcome) -> Payment | None:
+    """The payment as Warden's refusal (or an admin's wait) leaves it, else None."""
+    if isinstance(outcome, IntentRejected):
+        payment.status = "refused"
+        payment.refusal = Refusal(stage=outcome.stage, code=outcome.code, reason=outcome.reason)
+        return payment
+    if isinstance(outcome, IntentParked):
+        payment.status = "awaiting_approval"
+        payment.awaiting_approval = AwaitingApproval(reason=outcome.reason, expires_at=outcome.expires_at)
+        return payment
+    return None
+
+
+async def _pay_solana(
+    settings, agent_id, agent_key, url, max_amount, timeout_s, http, challenge, chosen: SolanaRequirement
+) -> Payment:
+    """The SDK's SVM ``exact`` payment: a transaction of the compute budget, an SPL
+    TransferChecked from the agent's token account to the payee's, and a memo, whose fee the
+    server's facilitator pays; signed in the agent's slot only, through the pipeline (judged as
+    the token movement it is), and handed to the server to complete and send."""
+    policy = await policy_in_force(settings, agent_id)
+    token = policy.solana.token(chosen.asset)
+    if max_amount is not None:
+        try:
+            most = parse_token_amount(
+                max_amount, token.decimals, f"{token.symbol or token.mint} ({token.decimals} decimals)"
+            )
+        except ValueError as exc:
+            raise X402Error(f"--max {max_amount!r}: {exc}") from None
+        if chosen.amount > most:
+            raise X402Error(
+                f"accepts[{chosen.index}] asks {format_token_amount(chosen.amount, token.decimals)} "
+                f"{token.symbol or token.mint}, more than the most you allowed ({max_amount}); nothing was signed"
+            )
+    node = JsonRpc(settings.rpc_url_for(chosen.chain), timeout_s=30)
+    try:
+        account = (await node.call("getAccountInfo", chosen.asset, {"encoding": "base64"}))["value"]
+        if account is None:
+            raise X402Error(f"accepts[{chosen.index}].asset {chosen.asset} is no mint on {chosen.chain}")
+        program = account["owner"]
+        try:
+            decimals = mint_decimals(chosen.asset, program, base64.b64decode(account["data"][0]))
+        except AccountError as exc:
+            raise X402Error(f"accepts[{chosen.index}].asset: {exc}") from None
+        recent = chosen.recent_blockhash or (await solana.latest_blockhash(node)).blockhash
+    finally:
+        await node.close()
+    me, mint, token_program = (Pubkey.from_string(a) for a in (policy.solana.address, chosen.asset, program))
+    raw = build.unsigned(
+        Pubkey.from_string(chosen.fee_payer),
+        [
+            build.compute_limit(COMPUTE_UNIT_LIMIT),
+            build.compute_price(COMPUTE_UNIT_PRICE),
+            build.token_transfer_checked(
+                build.ata_address(me, mint, token_program),
+                mint,
+                build.ata_address(Pubkey.from_string(chosen.pay_to), mint, token_program),
+                me,
+                chosen.amount,
+                decimals,
+                token_program,
+            ),
+            build.memo(chosen.memo.encode() if chosen.memo else os.urandom(16).hex().encode()),
+        ],
+        Hash.from_string(recent),
+    )
+    intent = new_solana_intent(
+        agent_key, agent_id=agent_id, chain=chosen.chain, transaction=raw, idempotency_key=str(uuid.uuid4())
+    )
+    amount = f"{format_token_amount(chosen.amount, token.decimals)} {token.symbol or token.mint}"
+    payment = Payment(
+        url=url,
+        status="no_outcome_yet",
+        http_status=402,
+        requirement=_asked(chosen, token.symbol, amount),
+        intent_id=intent.intent_id,
+    )
+    outcome, forged = await submit_and_wait(settings, intent, timeout_s)
+    payment.forged_outcomes_ignored = forged
+    if _refused(payment, outcome) is not None or not isinstance(outcome, SignedSolanaTransaction):
+        return payment
+    payment.from_, payment.signature = outcome.from_, outcome.signature
+    return await _send(http, url, payment, paying(challenge, chosen, {"transaction": outcome.signed_tx}))
 
 
 def _server_error(response, body: bytes) -> str:

@@ -44,7 +44,7 @@ class Paid:
 @dataclass
 class PaidServer:
     url: str
-    facilitator: str  # the address that settles, and pays the gas
+    facilitator: str  # the address that settles, and pays the gas (or the fee, on Solana)
     payments: list[tuple[str, str]] = field(default_factory=list)  # (path, payment header) received
     served: list[str] = field(default_factory=list)  # paths answered with the resource
 
@@ -62,10 +62,37 @@ def paid_server(rpc_url: str, token: str, token_name: str, routes: list[Paid]) -
     server = x402ResourceServerSync(facilitator)
     for network in sorted({r.network for r in routes}):
         server.register(network, ExactEvmServerScheme())
+    price = {"asset": token, "extra": {"name": token_name, "version": "1"}}
+    with _serving(server, routes, price, account.address) as running:
+        yield running
 
+
+@contextlib.contextmanager
+def paid_solana_server(rpc_url: str, mint: str, routes: list[Paid]) -> Iterator[PaidServer]:
+    """The official server selling ``routes`` for SPL ``mint`` with the SDK's SVM ``exact``
+    scheme: its facilitator (a fresh keypair the caller funds: it pays every transaction's fee)
+    verifies, completes and sends the agent's transaction on the node at ``rpc_url``, which the
+    SDK knows by a cluster's CAIP-2 name (devnet's, in the routes)."""
+    from solders.keypair import Keypair
+    from x402.mechanisms.svm import FacilitatorKeypairSigner
+    from x402.mechanisms.svm.exact import register_exact_svm_facilitator, register_exact_svm_server
+
+    keypair = Keypair()
+    facilitator = x402FacilitatorSync()
+    register_exact_svm_facilitator(
+        facilitator, FacilitatorKeypairSigner(keypair, rpc_url=rpc_url), sorted({r.network for r in routes})
+    )
+    server = x402ResourceServerSync(facilitator)
+    register_exact_svm_server(server, sorted({r.network for r in routes}), rpc_url=rpc_url)
+    with _serving(server, routes, {"asset": mint, "extra": {}}, str(keypair.pubkey())) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _serving(server, routes: list[Paid], price: dict, facilitator: str) -> Iterator[PaidServer]:
     app = Flask("x402-paid")
     port = free_port()
-    running = PaidServer(url=f"http://127.0.0.1:{port}", facilitator=account.address)
+    running = PaidServer(url=f"http://127.0.0.1:{port}", facilitator=facilitator)
 
     for route in routes:
 
@@ -79,7 +106,7 @@ def paid_server(rpc_url: str, token: str, token_name: str, routes: list[Paid]) -
             accepts=PaymentOption(
                 scheme="exact",
                 pay_to=r.pay_to,
-                price={"amount": str(r.amount), "asset": token, "extra": {"name": token_name, "version": "1"}},
+                price={"amount": str(r.amount), **price},
                 network=r.network,
                 max_timeout_seconds=r.max_timeout_s,
             ),

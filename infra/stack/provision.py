@@ -62,13 +62,14 @@ async def provision_solana_agent(
     agent_id: str,
     fund_lamports: int = 10 * 10**9,
     client_share: str | None = None,
+    chain: str = "solana-local",
     **solana_policy,
 ) -> Agent:
-    """An agent with a Solana signing key from custody, funded on the local Solana node (its
-    airdrop), and a policy whose ``solana`` section is ``solana_policy`` with the key's address.
-    ``client_share`` as for `provision_agent`."""
+    """An agent with a Solana signing key from custody, funded on ``chain``'s node (a local
+    node's airdrop), and a policy allowing ``chain`` whose ``solana`` section is ``solana_policy``
+    with the key's address. ``client_share`` as for `provision_agent`."""
     intent_key, key, client_share, custody_events = _signing_key(settings, agent_id, "solana", client_share)
-    node = JsonRpc(settings.rpc_url_for("solana-local"), timeout_s=60)
+    node = JsonRpc(settings.rpc_url_for(chain), timeout_s=60)
     try:
         signature = await node.call("requestAirdrop", key.address, fund_lamports)
         deadline = time.monotonic() + 60
@@ -79,7 +80,7 @@ async def provision_solana_agent(
     finally:
         await node.close()
     fields = dict(
-        tx_allowed_chains=("solana-local",),
+        tx_allowed_chains=(chain,),
         solana=SolanaPolicy(address=key.address, **solana_policy),
     )
     policy = await _publish(settings, agent_id, intent_key, fields, (), custody_events)

@@ -339,3 +339,12 @@ def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world):
     )
     verdict, counted = asyncio.run(check(intent, policy, node=None, spent=lambda key: 0))
     assert (verdict.passed, verdict.code, counted) == (False, "PRICE_FEED_UNKNOWN", {})
+
+
+def test_every_program_warden_reads_is_that_program_on_the_runtime():
+    """Each id of `svm.programs` is an executable program LiteSVM loads (the SVM's own builtins
+    and SPL programs): a mistyped id would read no instruction of the real program."""
+    runtime = LiteSVM()
+    for name in ("SYSTEM", "TOKEN", "TOKEN_2022", "ASSOCIATED_TOKEN", "COMPUTE_BUDGET", "MEMO"):
+        account = runtime.get_account(Pubkey.from_string(getattr(sol.programs, name)))
+        assert account is not None and account.executable, name

@@ -126,7 +126,9 @@ def test_an_unreadable_challenge_says_what_is_wrong(headers, body, expected):
     "fields, expected",
     [
         ({"scheme": "upto"}, "accepts[0].scheme is 'upto'; allowed: 'exact'"),
-        ({"network": "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"}, "is not an EVM network"),
+        ({"network": "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z"}, "is no Solana network of Warden's registry"),
+        ({"network": "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"}, "accepts[0].asset is '0x5FbD"),
+        ({"network": "cosmos:cosmoshub-4"}, "is neither an EVM nor a Solana network"),
         ({"network": "eip155:999999"}, "accepts[0].network 'eip155:999999' is no chain of Warden's registry"),
         ({"network": "base-goerli"}, "unknown chain 'base-goerli'"),
         ({"extra": {"version": "1"}}, "accepts[0].extra.name is None; allowed: the token's EIP-712 domain name"),
