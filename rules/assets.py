@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rules import movements, typed_movements
+from rules import movements, solana, typed_movements
 from rules.guardrails import allowlisted, simulation_required, verdict
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
 from schemas.intent import TransactionIntent
@@ -197,7 +197,10 @@ def asset_amount(asset, units: int) -> str:
 def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: dict[str, int]) -> str | None:
     """Why an intent that passed every guardrail still waits for a human, or None: its value is
     above the policy's approval_threshold_eth, or what it moves or approves of an asset (as the
-    assets stage counted it) is above that asset's approval_threshold."""
+    assets stage counted it) is above that asset's approval_threshold; a Solana intent, by its own
+    thresholds (`rules.solana.approval_needed`)."""
+    if intent.intent_type == "solana_transaction":
+        return solana.approval_needed(intent, policy, asset_spend)
     threshold = policy.approval_threshold_wei
     if threshold is not None and (intent.value_wei or 0) > threshold:
         return (

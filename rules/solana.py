@@ -535,3 +535,23 @@ def recheck_windows(
         reason=refused.reason,
         facts=refused.facts,
     )
+
+
+def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]) -> str | None:
+    """Why a Solana intent that passed every guardrail still waits for a human, or None: what it
+    spends of SOL (fee included) or of a mint is above that asset's approval threshold."""
+    if policy.solana is None:
+        return None
+    prefix = asset_key(intent.chain, "")
+    for key, amount in asset_spend.items():
+        if not key.startswith(prefix):
+            continue
+        asset = key.removeprefix(prefix)
+        if asset == SOL:
+            threshold = policy.solana.approval_threshold_lamports
+        else:
+            token = policy.solana.token(asset)
+            threshold = None if token is None else token.approval_threshold
+        if threshold is not None and amount > threshold:
+            return f"{amount} {_unit(asset)} is above the approval threshold of {threshold}"
+    return None

@@ -223,6 +223,9 @@ class SolanaTokenLimit(Record):
     )
     max_per_tx: BaseUnits | None = Field(default=None, description="the most one intent moves or approves, base units")
     daily_limit: BaseUnits | None = Field(default=None, description="rolling 24 h limit, base units")
+    approval_threshold: BaseUnits | None = Field(
+        default=None, description="an intent moving or approving more than this waits for an admin, base units"
+    )
 
 
 class SolanaProgramRule(Record):
@@ -269,6 +272,9 @@ class SolanaPolicy(Record):
         default=None, description="the most SOL one intent spends, fee included"
     )
     daily_limit_lamports: BaseUnits | None = Field(default=None, description="rolling 24 h SOL limit, fees included")
+    approval_threshold_lamports: BaseUnits | None = Field(
+        default=None, description="an intent spending more SOL than this, fee included, waits for an admin"
+    )
     max_priority_fee_lamports: BaseUnits = Field(
         default=0, description="the most priority fee (compute-unit limit x price) one transaction may pay"
     )

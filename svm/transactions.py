@@ -173,3 +173,26 @@ def sign(raw: bytes, seed: bytearray | bytes) -> bytes:
                 raise TransactionError(f"the signature in {signer}'s slot is not over this message") from None
     signatures[keys.index(mine)] = Signature.from_bytes(key.sign(message))
     return bytes(VersionedTransaction.populate(tx.message, signatures))
+
+
+def describe(tx: SolanaTransaction) -> list[str]:
+    """Each instruction as a line for a person (an admin deciding on it): what it is, how much,
+    from where to where, and its program."""
+    lines = []
+    for ix in tx.instructions:
+        parts = [f"{ix.index}: {ix.kind.value}"]
+        if ix.amount is not None:
+            parts.append(str(ix.amount))
+        if ix.mint is not None:
+            parts.append(f"of mint {ix.mint}")
+        if ix.source is not None:
+            parts.append(f"from {ix.source}")
+        if ix.destination is not None:
+            parts.append(f"to {ix.destination}")
+        if ix.new_authority is not None:
+            parts.append(f"new authority {ix.new_authority}")
+        if ix.kind in (Kind.PROGRAM_CALL, Kind.UNREAD):
+            parts.append(f"discriminator {ix.discriminator or 'none'}")
+        parts.append(f"(program {ix.program})")
+        lines.append(" ".join(parts))
+    return [f"fee payer {tx.fee_payer}, signers {', '.join(tx.signers)}, blockhash {tx.recent_blockhash}", *lines]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
 import json
 import re
 import sys
@@ -54,10 +56,21 @@ from sdk.quorum import (
     wait_vault_applied,
 )
 from sdk.records import admins_in_force, chain_set_verdicts, chains_in_force
+from svm import transactions as solana_transactions
+
+
+def _solana_lines(transaction: str) -> list[str]:
+    """What a Solana intent's transaction (base64) does, instruction by instruction
+    (`svm.transactions.describe`)."""
+    try:
+        return solana_transactions.describe(solana_transactions.read(base64.b64decode(transaction, validate=True)))
+    except (ValueError, binascii.Error) as exc:
+        return [f"! its transaction cannot be read ({exc}): do not approve it"]
 
 
 def _row(parked: IntentParked) -> dict:
     intent = parked.intent
+    solana = intent.intent_type == "solana_transaction"
     return {
         "intent_id": parked.intent_id,
         "agent_id": parked.agent_id,
@@ -65,6 +78,7 @@ def _row(parked: IntentParked) -> dict:
         "chain": intent.chain,
         "to": intent.to,
         "value": intent.value,
+        "instructions": _solana_lines(intent.solana_transaction) if solana else None,
         "reason": parked.reason,
         "parked_at": parked.parked_at.isoformat(),
         "expires_at": parked.expires_at.isoformat(),
@@ -238,6 +252,8 @@ def _change_lines(change: dict) -> list[str]:
         return lines + ["    ! no intent with this digest is waiting: this decision releases nothing shown here"]
     lines.append(f"    parked because: {change['parked_because']}")
     lines += [f"    {name}: {_value(intent[name])}" for name in ("intent_type", "chain", "to", "value", "data")]
+    if intent.get("intent_type") == "solana_transaction":
+        lines += [f"    {line}" for line in _solana_lines(intent.get("solana_transaction") or "")]
     return lines + [f"    the whole intent: {_value(intent)}"]
 
 
@@ -279,6 +295,9 @@ def cmd_list(args) -> int:
             f"{parked.intent_id:40} {parked.agent_id:20} {what}  expires {parked.expires_at:%H:%M:%S}Z\n"
             f"{'':40} {parked.reason}"
         )
+        if parked.intent.intent_type == "solana_transaction":
+            for line in _solana_lines(parked.intent.solana_transaction):
+                print(f"{'':40} {line}")
     print(
         f"{len(waiting)} intent(s) awaiting approval"
         + (f" for {args.agent}" if args.agent else "")
@@ -362,6 +381,10 @@ def cmd_decide(args) -> int:
         print(
             f"{args.id}: {outcome['status']} {outcome['chain']}:{outcome['tx_hash']} nonce {outcome['nonce']} "
             f"value {format_native_amount(int(outcome['value_wei']))}"
+        )
+    elif "recent_blockhash" in outcome:  # a Solana transaction
+        print(
+            f"{args.id}: {outcome['status']} {outcome['chain']} signature {outcome['signature']} by {outcome['from']}"
         )
     else:
         print(f"{args.id}: signed ({outcome['kind']}) {outcome['message_hash']}")

@@ -180,6 +180,9 @@ def test_demo_on_each_custody_mode(mode, demos):
     outcomes = [(r["intent"], r["code"] if r["outcome"] == "rejected" else r["outcome"]) for r in report["intents"]]
     assert outcomes == demo_script.expected_outcomes(Settings(key_mode=mode))
     assert report["all_as_expected"] and report["ledger"]["ok"]
+    # The Solana agent's key is in the same custody: signed (client share included) and finalized.
+    solana = report["solana_session"]
+    assert solana["as_expected"] and [r["status"] for r in solana["intents"]][:2] == ["finalized"] * 2, solana
     # The main job's witness cosigned the checkpoint over a mined transfer's final outcome.
     receipt = report["receipt"]
     assert receipt["ok"] and receipt["action"] == "tx.final" and receipt["witness"] == "witness.local/w1", receipt

@@ -28,14 +28,14 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import sign_outcome
-from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaTransaction
+from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction
 from sdk import solana as sol
 from sdk.client import Client, new_solana_intent, wait_outcomes
 from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from svm import transactions
-from tests.support import warden_mcp
+from tests.support import warden, warden_mcp
 
 CHAIN = "solana-local"
 FEE = 5_000  # one signature, no priority fee
@@ -408,3 +408,38 @@ def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_ref
         "RECIPIENT_NOT_ALLOWLISTED",
     ), refused.content
     assert invalid.is_error and "not base64" in invalid.content[0].text
+
+
+def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_shown_its_instructions(stack, run):
+    settings = stack.settings
+    alice = Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),), approval_threshold_lamports=1_000_000)
+    me = Pubkey.from_string(agent.address)
+    recent = blockhash(settings, run)
+    small, big, denied = (
+        intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, lamports)], recent))
+        for lamports in (950_000, 2_000_000, 3_000_000)  # each above what a new account must hold (rent)
+    )
+    start = run(
+        end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED, topics.INTENTS_AWAITING_APPROVAL))
+    )
+
+    async def submit():
+        async with Client(settings) as client:
+            for intent in (small, big, denied):
+                await client.submit(intent)
+        return await wait_outcomes(settings, [small, big, denied], 120, start, final=False)
+
+    first = run(submit())
+    assert isinstance(first[small.intent_id], SignedSolanaTransaction)  # below the threshold: no wait
+    assert isinstance(first[big.intent_id], IntentParked) and isinstance(first[denied.intent_id], IntentParked)
+    listed = warden(settings, "approvals", "list", "--agent", agent.agent_id, "--json")
+    rows = {row["intent_id"]: row for row in orjson.loads(listed.stdout)["awaiting_approval"]}
+    assert "2005000 lamports is above the approval threshold of 1000000" in rows[big.intent_id]["reason"]
+    shown = rows[big.intent_id]["instructions"]
+    assert f"0: sol_transfer 2000000 from {agent.address} to {alice}" in shown[1], shown
+    assert warden(settings, "approvals", "approve", big.intent_id).returncode == 0
+    assert warden(settings, "approvals", "deny", denied.intent_id, "--reason", "no").returncode == 0
+    final = run(wait_outcomes(settings, [big, denied], 120, start))
+    assert isinstance(final[big.intent_id], SignedSolanaTransaction) and final[big.intent_id].status == "sign_only"
+    assert (final[denied.intent_id].stage, final[denied.intent_id].code) == ("approval", "APPROVAL_DENIED")
