@@ -171,27 +171,32 @@ def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack, run):
 
 
 def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run):
-    """A topic writer with no key approves SOL to mallory itself: the signer re-runs the judge with
-    its own state and node, and refuses; nothing is signed."""
+    """A topic writer with no key approves, itself, SOL to mallory and SOL above the admins'
+    threshold: the signer re-runs the judge with its own state and node, requires the admins'
+    approval itself, and refuses both; nothing is signed."""
     settings = stack.settings
     alice, mallory = Keypair().pubkey(), Keypair().pubkey()
-    agent = agent_with(settings, run, allowlist=(str(alice),))
+    agent = agent_with(settings, run, allowlist=(str(alice),), approval_threshold_lamports=1_500_000)
     me = Pubkey.from_string(agent.address)
-    intent = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000)], blockhash(settings, run)))
+    recent = blockhash(settings, run)
+    to_mallory = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent))
+    unapproved = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 2_000_000)], recent))
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
 
     async def approve_directly():
         async with Client(settings) as client:
-            approved = IntentApproved(
-                intent=intent, policy=agent.policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
-            )
-            await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
+            for intent in (to_mallory, unapproved):
+                approved = IntentApproved(
+                    intent=intent, policy=agent.policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+                )
+                await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
             await client.flush()
-        return await wait_outcomes(settings, [intent], 120, start)
+        return await wait_outcomes(settings, [to_mallory, unapproved], 120, start)
 
-    (outcome,) = run(approve_directly()).values()
-    assert isinstance(outcome, IntentRejected) and outcome.stage == "signing", outcome
-    assert outcome.code == "RECIPIENT_NOT_ALLOWLISTED", outcome
+    outcomes = run(approve_directly())
+    for intent, code in ((to_mallory, "RECIPIENT_NOT_ALLOWLISTED"), (unapproved, "HUMAN_APPROVAL_REQUIRED")):
+        outcome = outcomes[intent.intent_id]
+        assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == ("signing", code), outcome
 
 
 def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_on_the_ledger(stack, run):
