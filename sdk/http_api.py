@@ -17,6 +17,7 @@ is refused here, with the field named, before anything is signed. The OpenAPI do
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -40,8 +41,8 @@ from runtime.readiness import mark_ready
 from schemas.chains import REGISTRY
 from schemas.errors import explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
-from schemas.intent import AccessListEntry, AuthorizationRequest
-from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
+from schemas.intent import SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
+from schemas.outcomes import IntentRejected, SignedMessage, SignedSolanaTransaction, SignedTransaction
 from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import api_keys
 from sdk.client import (
@@ -53,6 +54,7 @@ from sdk.client import (
     new_intent,
     new_message_intent,
     new_simulation_request,
+    new_solana_intent,
     new_typed_data_intent,
     policy_in_force,
     status_history,
@@ -62,9 +64,11 @@ from sdk.mcp_results import (
     Signature,
     SigningKey,
     SigningKeys,
+    SolanaTransaction,
     Transaction,
     refused_transaction,
     signature_of,
+    solana_transaction_of,
     submitted_transaction,
     transaction_of,
 )
@@ -138,11 +142,31 @@ class TypedDataSignRequest(Strict):
     typed_data: dict[str, Any] = Field(description="the EIP-712 document: types, primaryType, domain, message")
 
 
+class SolanaRequest(Strict):
+    """A Solana transaction the agent asks Warden to sign ([docs/solana.md]): its wire bytes with
+    the agent's signature slot empty."""
+
+    chain: str = Field(max_length=32, description='a Solana network: "solana", "solana-devnet" or "solana-local"')
+    transaction: str = Field(
+        min_length=4,
+        max_length=SOLANA_TRANSACTION_MAX_CHARS,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="the wire bytes, base64 (web3.js serialize({requireAllSignatures: false}))",
+    )
+
+
+class SolanaSignRequest(SolanaRequest):
+    """The unified sign endpoint's Solana transaction: signed in the agent's slot, not sent."""
+
+    intent_type: Literal["solana_transaction"]
+
+
 class SignRequest(RootModel):
-    """What `POST /v1/agents/{id}/sign` takes: one of three, by ``intent_type``."""
+    """What `POST /v1/agents/{id}/sign` takes: one of four, by ``intent_type``."""
 
     root: Annotated[
-        TransactionSignRequest | PersonalSignRequest | TypedDataSignRequest, Field(discriminator="intent_type")
+        TransactionSignRequest | PersonalSignRequest | TypedDataSignRequest | SolanaSignRequest,
+        Field(discriminator="intent_type"),
     ]
 
 
@@ -215,11 +239,21 @@ class TransactionResponse(Transaction):
     stage: str | None = Field(default=None, description="the stage whose rule refused it")
 
 
+class SolanaTransactionResponse(SolanaTransaction):
+    """A Solana transaction of the agent's: ``id``, ``status``, the agent's ``signature``, the
+    signed bytes (``signed_tx``, base64), what it may spend per asset."""
+
+    id: str
+    detail: str | None = None
+    code: str | None = None
+    stage: str | None = None
+
+
 class SignResponse(RootModel):
     """What `POST /v1/agents/{id}/sign` answers: a transaction for ``intent_type: transaction``, a
-    signature for the others."""
+    Solana transaction for ``solana_transaction``, a signature for the others."""
 
-    root: TransactionResponse | SignatureResponse
+    root: TransactionResponse | SolanaTransactionResponse | SignatureResponse
 
 
 class TransactionListResponse(BaseModel):
@@ -440,9 +474,52 @@ class ApiService:
         asked = _model(SignRequest, doc).root
         if isinstance(asked, TransactionSignRequest):
             work = lambda key: self._answer(agent_id, asked, key, broadcast=False)  # noqa: E731
+        elif isinstance(asked, SolanaSignRequest):
+            work = lambda key: self._solana(agent_id, asked, key, broadcast=False)  # noqa: E731
         else:
             work = lambda key: self._signature(agent_id, asked, key)  # noqa: E731
         return await self._idempotent(request, agent_id, doc, work)
+
+    async def submit_solana(self, request: web.Request) -> web.Response:
+        """A Solana transaction signed and sent once the policy allows it; answered once sent."""
+        agent_id = self.caller(request)
+        doc = await _body(request)
+        asked = _model(SolanaRequest, doc)
+        return await self._idempotent(request, agent_id, doc, lambda key: self._solana(agent_id, asked, key, True))
+
+    async def _solana(self, agent_id: str, asked: SolanaRequest, key: str | None, broadcast: bool) -> tuple[int, dict]:
+        agent_key = self._agent_key(agent_id)
+        try:
+            raw = base64.b64decode(asked.transaction, validate=True)
+        except ValueError:  # binascii.Error, or characters outside ASCII
+            raise Refused(
+                400, "invalid_request", "transaction: not base64; give the wire bytes in standard base64"
+            ) from None
+        try:
+            intent = new_solana_intent(
+                agent_key,
+                agent_id=agent_id,
+                chain=asked.chain,
+                transaction=raw,
+                broadcast=broadcast,
+                idempotency_key=key,
+            )
+        except ValidationError as exc:
+            raise _invalid(exc, "the request is not a valid Solana transaction") from None
+        outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
+        found = solana_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
+        doc = {"id": intent.intent_id, **found.model_dump(mode="json", by_alias=True, exclude_none=True)}
+        if isinstance(outcome, IntentRejected):
+            raise Refused(
+                403,
+                "refused",
+                outcome.reason,
+                code=outcome.code,
+                stage=outcome.stage,
+                id=intent.intent_id,
+                status="refused",
+            )
+        return (201 if isinstance(outcome, SignedSolanaTransaction) else 202), doc
 
     async def _idempotent(self, request: web.Request, agent_id: str, doc: Any, work) -> web.Response:
         """``work(key)``'s answer, under the request's Idempotency-Key when it has one."""
@@ -809,6 +886,7 @@ def build_app(service: ApiService) -> web.Application:
             web.post(f"{agent}/transactions/simulate", service.simulate),
             web.post(f"{agent}/transactions/simulate-bundle", service.simulate_bundle),
             web.post(f"{agent}/sign", service.sign),
+            web.post(f"{agent}/solana/transactions", service.submit_solana),
             web.get(f"{agent}/signing-keys", service.signing_keys),
             web.post(f"{agent}/signing-keys", service.admins_only),
             web.post(f"{agent}/signing-keys/{{chain}}/rotate", service.admins_only),
@@ -920,12 +998,13 @@ SIGNED = {
     409: (ErrorResponse, "a request with this Idempotency-Key is in progress (Retry-After)"),
     422: (ErrorResponse, "the simulation reverted (simulate_first), or the Idempotency-Key came with another body"),
 }
-REQUESTS = (TokenRequest, TransactionRequest, SignRequest, SimulateRequest, BundleRequest)
+REQUESTS = (TokenRequest, TransactionRequest, SignRequest, SolanaRequest, SimulateRequest, BundleRequest)
 ANSWERS = (
     TokenResponse,
     TransactionResponse,
     TransactionListResponse,
     SignResponse,
+    SolanaTransactionResponse,
     SimulationResponse,
     SigningKeys,
     ChainsResponse,
@@ -1050,7 +1129,16 @@ def openapi_document() -> dict:
             },
             f"{agent}/sign": {
                 "post": signing(
-                    "sign a message (EIP-191), typed data (EIP-712) or a transaction", SignRequest, SignResponse
+                    "sign a message (EIP-191), typed data (EIP-712), a transaction or a Solana transaction",
+                    SignRequest,
+                    SignResponse,
+                )
+            },
+            f"{agent}/solana/transactions": {
+                "post": signing(
+                    "submit a Solana transaction: signed in the agent's slot and sent once the policy allows it",
+                    SolanaRequest,
+                    SolanaTransactionResponse,
                 )
             },
             f"{agent}/signing-keys": {

@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records
 from schemas.intent import TransactionIntent
-from schemas.outcomes import SignedTransaction
+from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from sdk.client import Client
 from sdk.outcomes import OUTCOME_TOPICS, Awaited, Outcome, ServiceKeys, outcome_keys, outcome_problem, read_outcome
 
@@ -116,5 +116,6 @@ class OutcomeHub:
         waiting.latest = outcome
         # A transaction to broadcast is answered once it was broadcast (or went further), as the
         # seeds' submit answers; that it was signed is only the step before.
-        if not (waiting.broadcast and isinstance(outcome, SignedTransaction) and outcome.status == "signed"):
+        signed = isinstance(outcome, SignedTransaction | SignedSolanaTransaction) and outcome.status == "signed"
+        if not (waiting.broadcast and signed):
             waiting.answer.set_result(outcome)

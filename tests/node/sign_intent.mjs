@@ -46,6 +46,7 @@ const FIELDS = {
   declared_outflows: ["outflows", [], OMIT],
   message: ["hex", null, OMIT],
   typed_data: ["typed_data", null, OMIT],
+  solana_transaction: ["string", null, OMIT],
   signing_key_path: ["string", null, ALWAYS],
   simulate_first: ["boolean", false, ALWAYS],
   broadcast: ["boolean", false, ALWAYS],

@@ -7,6 +7,7 @@ and stage; 20 concurrent identical requests under one Idempotency-Key make one t
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -21,12 +22,19 @@ import aiohttp
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
 
 from infra import contracts
 from infra.stack.local import REPO, free_port
+from infra.stack.provision import provision_solana_agent
+from runtime import solana
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
+from sdk import solana as build
 from tests.support import forge_rejections, make_agent, read_topic, serving, warden
 from tests.token_support import DEPLOYER
 from tests.unit.test_http_api_credentials import BAD_BODIES
@@ -500,3 +508,56 @@ def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(
     for case in ("no token", "forged token", "a token with a byte added", "a key of another agent"):
         assert answers[case][0] == 401 and answers[case][1]["detail"], (case, answers[case])
     assert not [v for v in published if name.encode() in v]
+
+
+def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(stack, api):
+    """POST /solana/transactions (signed and sent) and /sign with intent_type solana_transaction
+    (signed only), for an agent with a Solana key on the stack's local Solana node."""
+    settings = stack.settings
+    alice, mallory = Keypair().pubkey(), Keypair().pubkey()
+    name = f"agent-http-sol-{os.urandom(3).hex()}"
+    agent = asyncio.run(provision_solana_agent(settings, name, allowlist=(str(alice),)))
+    issued = _cli(settings, "agents", "api-key", "--agent", name)
+    me = Pubkey.from_string(agent.address)
+
+    async def recent():
+        node = JsonRpc(settings.rpc_url_for("solana-local"), timeout_s=60)
+        try:
+            return Hash.from_string((await solana.latest_blockhash(node)).blockhash)
+        finally:
+            await node.close()
+
+    blockhash = asyncio.run(recent())
+
+    def tx(to, lamports):
+        return base64.b64encode(build.unsigned(me, [build.sol_transfer(me, to, lamports)], blockhash)).decode()
+
+    async def scenario(http):
+        auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
+        base = f"{api}/v1/agents/{name}"
+        seen = {}
+        for what, path, body in (
+            ("sent", "/solana/transactions", {"chain": "solana-local", "transaction": tx(alice, 1_000_000)}),
+            (
+                "signed",
+                "/sign",
+                {"intent_type": "solana_transaction", "chain": "solana-local", "transaction": tx(alice, 2_000_000)},
+            ),
+            ("refused", "/solana/transactions", {"chain": "solana-local", "transaction": tx(mallory, 1_000_000)}),
+            ("not base64", "/solana/transactions", {"chain": "solana-local", "transaction": "AAAAA"}),
+        ):
+            async with http.post(base + path, json=body, headers=auth) as answer:
+                seen[what] = (answer.status, await answer.json())
+        return seen
+
+    seen = _run(scenario)
+    status, sent = seen["sent"]
+    assert status == 201 and sent["status"] in ("broadcast", "processed", "confirmed", "finalized"), sent
+    assert sent["from"] == agent.address and sent["spend"] == {"SOL": "1005000"}
+    status, signed = seen["signed"]
+    assert (status, signed["status"]) == (201, "sign_only"), signed
+    assert VersionedTransaction.from_bytes(base64.b64decode(signed["signed_tx"])).verify_with_results() == [True]
+    status, refused = seen["refused"]
+    assert (status, refused["code"], refused["stage"]) == (403, "RECIPIENT_NOT_ALLOWLISTED", "solana"), refused
+    status, invalid = seen["not base64"]
+    assert status == 400 and "base64" in str(invalid), invalid

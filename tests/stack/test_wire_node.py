@@ -15,14 +15,18 @@ Node.js is required: without it these tests fail, with a message saying to insta
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from solders.hash import Hash
+from solders.pubkey import Pubkey
 
 from schemas.auth import intent_signature_valid, public_key_hex, sign_intent
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
+from sdk import solana as build
 from tests.wire_support import CHECKSUMMED, EXAMPLE_SEED, T0, TOKEN, block_after, json_default, run_node
 
 OTHER_SEED = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"  # RFC 8032, test 2
@@ -64,6 +68,12 @@ TYPED_DATA = {
 }
 
 BASE = {"agent_id": "agent-7", "chain": "base", "created_at": "2026-11-21T10:00:00Z"}
+# A Solana transaction's wire bytes, base64: one System transfer between two fixed keys under a fixed
+# blockhash, its signature slot empty (the bytes are signed as the string they are).
+_PAYER, _PAYEE = (Pubkey.from_bytes(bytes([n]) * 32) for n in (7, 9))
+SOLANA_TRANSACTION = base64.b64encode(
+    build.unsigned(_PAYER, [build.sol_transfer(_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
+).decode()
 
 INTENTS: dict[str, tuple[str, dict]] = {
     # The page's example, as the producer means to send it.
@@ -152,6 +162,18 @@ INTENTS: dict[str, tuple[str, dict]] = {
             "intent_type": "typed_data",
             "typed_data": TYPED_DATA,
             "idempotency_key": "permit-\U0001f600",
+        },
+    ),
+    "solana": (
+        OTHER_SEED,
+        {
+            "agent_id": "agent-7",
+            "intent_id": "sol-1",
+            "chain": "solana-local",
+            "intent_type": "solana_transaction",
+            "solana_transaction": SOLANA_TRANSACTION,
+            "broadcast": True,
+            "created_at": "2026-11-21T10:00:00Z",
         },
     ),
     "blob_with_blobs": (

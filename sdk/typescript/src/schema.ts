@@ -839,7 +839,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** sign a message (EIP-191), typed data (EIP-712) or a transaction */
+        /** sign a message (EIP-191), typed data (EIP-712), a transaction or a Solana transaction */
         post: {
             parameters: {
                 query?: never;
@@ -882,6 +882,149 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["SignResponse"];
+                    };
+                };
+                /** @description malformed input: the field, what was wrong, what is allowed */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description no token, or a token not valid (expired, revoked, forged) */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description no such transaction or path */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description a request with this Idempotency-Key is in progress (Retry-After) */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description a body over the size limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description the simulation reverted (simulate_first), or the Idempotency-Key came with another body */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description too many requests for this agent (Retry-After) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+                /** @description the pipeline did not answer (Retry-After) */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorResponse"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/agents/{agent_id}/solana/transactions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** submit a Solana transaction: signed in the agent's slot and sent once the policy allows it */
+        post: {
+            parameters: {
+                query?: never;
+                header?: {
+                    "Idempotency-Key"?: string;
+                };
+                path: {
+                    agent_id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["SolanaRequest"];
+                };
+            };
+            responses: {
+                /** @description the cached answer to a completed request with this Idempotency-Key */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SolanaTransactionResponse"];
+                    };
+                };
+                /** @description signed */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SolanaTransactionResponse"];
+                    };
+                };
+                /** @description waiting for an admin's approval, or no outcome yet: look it up by id */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SolanaTransactionResponse"];
                     };
                 };
                 /** @description malformed input: the field, what was wrong, what is allowed */
@@ -1505,15 +1648,15 @@ export interface components {
         };
         /**
          * SignRequest
-         * @description What `POST /v1/agents/{id}/sign` takes: one of three, by ``intent_type``.
+         * @description What `POST /v1/agents/{id}/sign` takes: one of four, by ``intent_type``.
          */
-        SignRequest: components["schemas"]["TransactionSignRequest"] | components["schemas"]["PersonalSignRequest"] | components["schemas"]["TypedDataSignRequest"];
+        SignRequest: components["schemas"]["TransactionSignRequest"] | components["schemas"]["PersonalSignRequest"] | components["schemas"]["TypedDataSignRequest"] | components["schemas"]["SolanaSignRequest"];
         /**
          * SignResponse
          * @description What `POST /v1/agents/{id}/sign` answers: a transaction for ``intent_type: transaction``, a
-         *     signature for the others.
+         *     Solana transaction for ``solana_transaction``, a signature for the others.
          */
-        SignResponse: components["schemas"]["TransactionResponse"] | components["schemas"]["SignatureResponse"];
+        SignResponse: components["schemas"]["TransactionResponse"] | components["schemas"]["SolanaTransactionResponse"] | components["schemas"]["SignatureResponse"];
         /**
          * SignatureResponse
          * @description An EIP-191 or EIP-712 signature of the agent's: ``signature``, ``from``, and the hash signed
@@ -1731,6 +1874,142 @@ export interface components {
             transactions: components["schemas"]["SimulatedTransaction"][];
             /** Forged Results Ignored */
             forged_results_ignored: number;
+        };
+        /**
+         * SolanaRequest
+         * @description A Solana transaction the agent asks Warden to sign ([docs/solana.md]): its wire bytes with
+         *     the agent's signature slot empty.
+         */
+        SolanaRequest: {
+            /**
+             * Chain
+             * @description a Solana network: "solana", "solana-devnet" or "solana-local"
+             */
+            chain: string;
+            /**
+             * Transaction
+             * @description the wire bytes, base64 (web3.js serialize({requireAllSignatures: false}))
+             */
+            transaction: string;
+        };
+        /**
+         * SolanaSignRequest
+         * @description The unified sign endpoint's Solana transaction: signed in the agent's slot, not sent.
+         */
+        SolanaSignRequest: {
+            /**
+             * Chain
+             * @description a Solana network: "solana", "solana-devnet" or "solana-local"
+             */
+            chain: string;
+            /**
+             * Transaction
+             * @description the wire bytes, base64 (web3.js serialize({requireAllSignatures: false}))
+             */
+            transaction: string;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            intent_type: "solana_transaction";
+        };
+        /**
+         * SolanaTransactionResponse
+         * @description A Solana transaction of the agent's: ``id``, ``status``, the agent's ``signature``, the
+         *     signed bytes (``signed_tx``, base64), what it may spend per asset.
+         */
+        SolanaTransactionResponse: {
+            /** Intent Id */
+            intent_id: string;
+            /** Agent Id */
+            agent_id: string;
+            /** Chain */
+            chain: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "sign_only" | "signed" | "broadcast" | "processed" | "confirmed" | "finalized" | "failed" | "dropped" | "refused" | "no_outcome_yet";
+            /**
+             * Idempotency Key
+             * @default null
+             */
+            idempotency_key: string | null;
+            /**
+             * From
+             * @description the agent's Solana address, which signed
+             * @default null
+             */
+            from: string | null;
+            /**
+             * Signature
+             * @description the agent's signature, base58
+             * @default null
+             */
+            signature: string | null;
+            /**
+             * Tx Signature
+             * @description the transaction's id on chain, base58
+             * @default null
+             */
+            tx_signature: string | null;
+            /**
+             * Signed Tx
+             * @description the transaction with the agent's signature, base64
+             * @default null
+             */
+            signed_tx: string | null;
+            /**
+             * Slot
+             * @default null
+             */
+            slot: number | null;
+            /**
+             * Final
+             * @default false
+             */
+            final: boolean;
+            /**
+             * Spend
+             * @description what it may spend per asset, fee included
+             */
+            spend?: {
+                [key: string]: string;
+            };
+            /**
+             * Error
+             * @default null
+             */
+            error: string | null;
+            /**
+             * Tee
+             * @default null
+             */
+            tee: string | null;
+            /** @default null */
+            refusal: components["schemas"]["Refusal"] | null;
+            /**
+             * Forged Outcomes Ignored
+             * @default 0
+             */
+            forged_outcomes_ignored: number;
+            /** Id */
+            id: string;
+            /**
+             * Detail
+             * @default null
+             */
+            detail: string | null;
+            /**
+             * Code
+             * @default null
+             */
+            code: string | null;
+            /**
+             * Stage
+             * @default null
+             */
+            stage: string | null;
         };
         /** StatusStep */
         StatusStep: {
