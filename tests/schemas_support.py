@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from solders.hash import Hash
+from solders.pubkey import Pubkey
 
 from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex, sign_policy
@@ -16,13 +18,16 @@ from schemas.outcomes import (
     IntentApproved,
     IntentParked,
     IntentRejected,
+    SignedSolanaTransaction,
     SignedTransaction,
     StageVerdict,
 )
-from schemas.policy import AgentPolicy
-from sdk.client import new_intent
+from schemas.policy import AgentPolicy, SolanaPolicy, SolanaTokenLimit
+from sdk import solana as build
+from sdk.client import new_intent, new_solana_intent
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
+_PAYER, _PAYEE = (Pubkey.from_bytes(bytes([n]) * 32) for n in (7, 9))
 
 # The EIP-55 specification's own example address, in its three spellings.
 CHECKSUMMED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -79,6 +84,25 @@ def sample_records() -> list:
         Ed25519PrivateKey.generate(),
         "test-admin",
     )
+    raw = build.unsigned(_PAYER, [build.sol_transfer(_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
+    solana_intent = new_solana_intent(agent_key, agent_id="agent-1", chain="solana-local", transaction=raw, now=T0)
+    solana_policy = sign_policy(
+        AgentPolicy(
+            agent_id="agent-1",
+            version=4,
+            tx_allowed_chains=("solana-local",),
+            solana=SolanaPolicy(
+                address=str(_PAYER),
+                allowlist=(str(_PAYEE),),
+                max_lamports_per_tx=2**63,
+                tokens=(SolanaTokenLimit(mint=str(_PAYEE), decimals=6, max_per_tx=2**60, approval_threshold=5),),
+            ),
+            agent_public_key=public_key_hex(agent_key),
+            issued_at=T0,
+        ),
+        Ed25519PrivateKey.generate(),
+        "test-admin",
+    )
     verdict = StageVerdict(
         intent_id=intent.intent_id,
         stage="value_cap",
@@ -122,6 +146,26 @@ def sample_records() -> list:
             max_spend_wei=2**200 + 2**101,
             fee_wei=2**99,
             intent_digest=intent.digest(),
+        ),
+        solana_intent,
+        solana_policy,
+        SignedSolanaTransaction(
+            intent_id=solana_intent.intent_id,
+            agent_id="agent-1",
+            chain="solana-local",
+            **{"from": str(_PAYER)},
+            signature="1" * 64,
+            tx_signature="1" * 64,
+            signed_tx=solana_intent.solana_transaction,
+            recent_blockhash=str(Hash(bytes([3]) * 32)),
+            last_valid_block_height=2**40,
+            spend={"SOL": str(2**63)},
+            status="finalized",
+            final=True,
+            slot=2**40,
+            tee="none",
+            signed_at=T0,
+            intent_digest=solana_intent.digest(),
         ),
         AuditEvent(
             event_id="e1",

@@ -26,6 +26,7 @@ NAMES = [
     "DeadLetter",
     "SealingKey",
     "SignedMessage",
+    "SignedSolanaTransaction",
     "AdminSet",
     "AdminProposal",
     "ChainSet",
