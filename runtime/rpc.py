@@ -100,6 +100,20 @@ class JsonRpc:
             await self._session.close()
 
 
+class Unconfigured:
+    """A chain with no RPC configured: every call is `RpcUnavailable` with what to set, so a
+    stage refuses (fail closed) instead of its caller failing."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    async def call(self, method: str, *params: Any) -> Any:
+        raise RpcUnavailable(f"{method}: {self.why}")
+
+    async def close(self) -> None:
+        return None
+
+
 class Nodes:
     """One client per chain, made on first use: ``nodes.for_chain("base")``."""
 
@@ -110,7 +124,11 @@ class Nodes:
     def for_chain(self, chain: str) -> JsonRpc:
         node = self._nodes.get(chain)
         if node is None:
-            node = self._nodes[chain] = JsonRpc(self._url_for(chain))
+            try:
+                url = self._url_for(chain)
+            except RuntimeError as exc:  # no RPC configured for it: each call says so, nothing is cached
+                return Unconfigured(str(exc))  # type: ignore[return-value]
+            node = self._nodes[chain] = JsonRpc(url)
         return node
 
     async def close(self) -> None:

@@ -348,3 +348,34 @@ def test_every_program_warden_reads_is_that_program_on_the_runtime():
     for name in ("SYSTEM", "TOKEN", "TOKEN_2022", "ASSOCIATED_TOKEN", "COMPUTE_BUDGET", "MEMO"):
         account = runtime.get_account(Pubkey.from_string(getattr(sol.programs, name)))
         assert account is not None and account.executable, name
+
+
+def test_a_solana_network_without_an_rpc_is_refused_at_its_stage_not_a_crash(world, tmp_path):
+    """No WARDEN_RPC_URL_SOLANA and no local node: the stage refuses CHAIN_RPC_FAILED, naming
+    what to set; nothing falls back to the EVM RPC."""
+    from runtime.config import Settings
+    from runtime.rpc import Nodes
+
+    settings = Settings(home=tmp_path, rpc_urls={})
+    node = Nodes(settings.rpc_url_for).for_chain("solana")
+    raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)])
+    intent = TransactionIntent(
+        intent_id="i-rpc",
+        agent_id="a-rpc",
+        chain="solana",
+        intent_type="solana_transaction",
+        solana_transaction=base64.b64encode(raw).decode(),
+        created_at=datetime.now(timezone.utc),
+    )
+    token = world.policy().tokens[0]
+    policy = AgentPolicy(
+        agent_id="a-rpc",
+        version=1,
+        tx_allowed_chains=("solana",),
+        solana=world.policy(tokens=(token,)),
+        agent_public_key="0x" + "00" * 32,
+        issued_at=datetime.now(timezone.utc),
+    )
+    verdict, counted = asyncio.run(check(intent, policy, node=node, spent=lambda key: 0))
+    assert (verdict.passed, verdict.code, counted) == (False, "CHAIN_RPC_FAILED", {})
+    assert "WARDEN_RPC_URL_SOLANA" in verdict.reason
