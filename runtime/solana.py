@@ -3,7 +3,9 @@ token accounts for the judge, blockhashes, sends and signature statuses."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -78,6 +80,24 @@ async def statuses(node: Node, signatures: list[str]) -> list[Status | None]:
         else:
             out.append(Status(int(value["slot"]), value.get("confirmationStatus") or "processed", value.get("err")))
     return out
+
+
+async def landed(node: Node, signature: str, commitment: str, timeout_s: float) -> Status:
+    """``signature``'s status once the node holds it at ``commitment`` or above (or it failed);
+    TimeoutError after ``timeout_s``. For a local node's setup (airdrops, a demo's token), not for
+    the signer's tracking, which follows every status (`signer.solana_tracking`)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        (status,) = await statuses(node, [signature])
+        if status is not None and (status.error is not None or _at_least(status.commitment, commitment)):
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Solana node did not hold {signature} at {commitment} within {timeout_s:.0f} s")
+        await asyncio.sleep(0.2)
+
+
+def _at_least(commitment: str, wanted: str) -> bool:
+    return COMMITMENTS.index(commitment) >= COMMITMENTS.index(wanted)
 
 
 async def balance(node: Node, address: str, commitment: str = "confirmed") -> int:

@@ -8,7 +8,6 @@ everything the agent asks for goes through the pipeline as a solana_transaction 
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from solders.hash import Hash
@@ -34,23 +33,14 @@ SOL = 10**9
 
 
 async def _airdrop(node: JsonRpc, to: Pubkey, lamports: int, timeout_s: float) -> None:
-    signature = await node.call("requestAirdrop", str(to), lamports)
-    deadline = time.monotonic() + timeout_s
-    while (await solana.statuses(node, [signature]))[0] is None:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the local Solana node did not land an airdrop to {to} within {timeout_s:.0f} s")
-        await asyncio.sleep(0.2)
+    await solana.landed(node, await node.call("requestAirdrop", str(to), lamports), "processed", timeout_s)
 
 
 async def _land(node: JsonRpc, bank: Keypair, instructions: list[Instruction], *others: Keypair, timeout_s: float):
     """Instructions signed by keypairs held here, sent and confirmed on the local node."""
     recent = Hash.from_string((await solana.latest_blockhash(node)).blockhash)
     signature = await solana.send(node, bytes(build.signed(bank, instructions, recent, *others)))
-    deadline = time.monotonic() + timeout_s
-    while (status := (await solana.statuses(node, [signature]))[0]) is None or status.commitment == "processed":
-        if time.monotonic() > deadline:
-            raise TimeoutError("the local Solana node did not confirm the demo's setup within the timeout")
-        await asyncio.sleep(0.2)
+    status = await solana.landed(node, signature, "confirmed", timeout_s)
     if status.error is not None:
         raise RuntimeError(f"the demo's setup failed on the local Solana node: {status.error}")
 

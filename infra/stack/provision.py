@@ -3,7 +3,6 @@ funded on Anvil, and an applied admin-signed policy. Used by the demo, tests and
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -72,11 +71,7 @@ async def provision_solana_agent(
     node = JsonRpc(settings.rpc_url_for(chain), timeout_s=60)
     try:
         signature = await node.call("requestAirdrop", key.address, fund_lamports)
-        deadline = time.monotonic() + 60
-        while (await solana.statuses(node, [signature]))[0] is None:  # landed before anything is judged
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the local Solana node did not land the airdrop to {key.address} within 60 s")
-            await asyncio.sleep(0.2)
+        await solana.landed(node, signature, "processed", 60)  # landed before anything is judged
     finally:
         await node.close()
     fields = dict(

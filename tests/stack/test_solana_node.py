@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 
 import pytest
 from solders.hash import Hash
@@ -67,24 +66,18 @@ def blockhash(url: str) -> Hash:
 
 def send_and_wait(url: str, raw: bytes, commitment: str = "finalized") -> solana.Status:
     """Send signed bytes and wait (generously) until the node says ``commitment``."""
-    signature = run(_with(url, lambda rpc: solana.send(rpc, raw)))
-    deadline = time.monotonic() + 120
-    while True:
-        (status,) = run(_with(url, lambda rpc: solana.statuses(rpc, [signature])))
-        if status is not None and status.error is not None:
-            return status
-        if status is not None and solana.COMMITMENTS.index(status.commitment) >= solana.COMMITMENTS.index(commitment):
-            return status
-        assert time.monotonic() < deadline, (signature, status)
-        time.sleep(0.3)
+
+    async def go(rpc):
+        return await solana.landed(rpc, await solana.send(rpc, raw), commitment, 120)
+
+    return run(_with(url, go))
 
 
 def airdrop(url: str, to: Pubkey, lamports: int) -> None:
-    signature = run(_call(url, "requestAirdrop", str(to), lamports))
-    deadline = time.monotonic() + 60
-    while run(_with(url, lambda rpc: solana.statuses(rpc, [signature])))[0] is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    async def go(rpc):
+        await solana.landed(rpc, await rpc.call("requestAirdrop", str(to), lamports), "processed", 60)
+
+    run(_with(url, go))
 
 
 class Agent:
@@ -118,12 +111,12 @@ def world(node):
     return {"agent": agent, "alice": alice, "mallory": mallory, "mint": mint.pubkey(), "policy": policy}
 
 
-def warden(url: str, world, raw: bytes):
-    """What Warden does with an agent's unsigned transaction: read it, resolve the token accounts
-    it names from the node, judge it; signed only when it passed."""
+def judged(url: str, world, raw: bytes, **options):
+    """Warden's reading of an agent's unsigned transaction: the token accounts it names resolved
+    from the node, then judged."""
     tx = transactions.read(raw)
     accounts = run(_with(url, lambda rpc: solana.token_accounts(rpc, token_accounts_named(tx))))
-    verdict = judge(
+    return judge(
         tx,
         agent=world["agent"].address,
         chain=CHAIN,
@@ -131,7 +124,13 @@ def warden(url: str, world, raw: bytes):
         policy=world["policy"],
         accounts=accounts,
         spent=lambda asset: 0,
+        **options,
     )
+
+
+def warden(url: str, world, raw: bytes):
+    """What Warden does with an agent's unsigned transaction: judged; signed only when it passed."""
+    verdict = judged(url, world, raw)
     return verdict, (transactions.sign(raw, world["agent"].seed) if verdict.passed else None)
 
 
@@ -207,21 +206,11 @@ def test_the_node_refuses_bytes_changed_after_signing(node, world):
         )
 
 
-def simulate(url: str, world, raw: bytes, declared: SolanaVerdict | None = None, **judged):
+def simulate(url: str, world, raw: bytes, declared: SolanaVerdict | None = None, **options):
     """`warden`'s reading, then the node's simulation of the same bytes judged against it."""
     tx = transactions.read(raw)
     if declared is None:
-        accounts = run(_with(url, lambda rpc: solana.token_accounts(rpc, token_accounts_named(tx))))
-        declared = judge(
-            tx,
-            agent=world["agent"].address,
-            chain=CHAIN,
-            allowed_chains=(CHAIN,),
-            policy=world["policy"],
-            accounts=accounts,
-            spent=lambda asset: 0,
-            **judged,
-        )
+        declared = judged(url, world, raw, **options)
         assert declared.passed, declared
     seen = run(_with(url, lambda rpc: solana.simulate(rpc, raw, tx.writable)))
     changes = balance_changes(seen.before, seen.after)

@@ -81,14 +81,11 @@ def outcomes_of(settings, run, intents, timeout_s: float = 120):
 
 def send_and_wait_finalized(settings, run, signed_tx: str) -> solana.Status:
     raw = base64.b64decode(signed_tx)
-    signature = run(_rpc(settings, lambda node: solana.send(node, raw)))
-    deadline = time.monotonic() + 120
-    while True:
-        (status,) = run(_rpc(settings, lambda node: solana.statuses(node, [signature])))
-        if status is not None and (status.error is not None or status.commitment == "finalized"):
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.3)
+
+    async def go(node):
+        return await solana.landed(node, await solana.send(node, raw), "finalized", 120)
+
+    return run(_rpc(settings, go))
 
 
 def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(stack, run):

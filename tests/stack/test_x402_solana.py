@@ -45,22 +45,14 @@ async def _land(url: str, payer: Keypair, instructions, *others: Keypair) -> Non
     async def go(node):
         recent = Hash.from_string((await solana.latest_blockhash(node)).blockhash)
         signature = await solana.send(node, bytes(build.signed(payer, instructions, recent, *others)))
-        for _ in range(300):
-            status = (await solana.statuses(node, [signature]))[0]
-            if status is not None and status.commitment != "processed":
-                assert status.error is None, status
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError("not confirmed")
+        assert (await solana.landed(node, signature, "confirmed", 60)).error is None
 
     await _on(url, go)
 
 
 async def _airdrop(url: str, to: Pubkey, lamports: int) -> None:
     async def go(node):
-        signature = await node.call("requestAirdrop", str(to), lamports)
-        while (await solana.statuses(node, [signature]))[0] is None:
-            await asyncio.sleep(0.2)
+        await solana.landed(node, await node.call("requestAirdrop", str(to), lamports), "processed", 60)
 
     await _on(url, go)
 
