@@ -37,19 +37,9 @@ async def token_accounts(
     return out
 
 
-@dataclass(frozen=True)
-class Blockhash:
-    blockhash: str
-    last_valid_block_height: int
-
-
-async def latest_blockhash(node: Node, commitment: str = "confirmed") -> Blockhash:
-    value = (await node.call("getLatestBlockhash", {"commitment": commitment}))["value"]
-    return Blockhash(value["blockhash"], int(value["lastValidBlockHeight"]))
-
-
-async def block_height(node: Node, commitment: str = "confirmed") -> int:
-    return int(await node.call("getBlockHeight", {"commitment": commitment}))
+async def latest_blockhash(node: Node, commitment: str = "confirmed") -> str:
+    """The node's newest blockhash (base58), for a transaction to name."""
+    return (await node.call("getLatestBlockhash", {"commitment": commitment}))["value"]["blockhash"]
 
 
 async def send(node: Node, raw: bytes) -> str:

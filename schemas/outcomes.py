@@ -268,9 +268,6 @@ class SignedSolanaTransaction(Outcome):
     )
     signed_tx: str = Field(description="the transaction's wire bytes with the agent's signature, base64")
     recent_blockhash: str
-    last_valid_block_height: int | None = Field(
-        default=None, description="broadcast: the block height after which the blockhash has expired"
-    )
     spend: dict[str, str] = Field(
         default_factory=dict, description="what it may spend, per asset (SOL, or a mint), base units: fee included"
     )

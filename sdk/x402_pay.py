@@ -281,7 +281,7 @@ async def _pay_solana(
             decimals = mint_decimals(chosen.asset, program, base64.b64decode(account["data"][0]))
         except AccountError as exc:
             raise X402Error(f"accepts[{chosen.index}].asset: {exc}") from None
-        recent = chosen.recent_blockhash or (await solana.latest_blockhash(node)).blockhash
+        recent = chosen.recent_blockhash or await solana.latest_blockhash(node)
     finally:
         await node.close()
     me, mint, token_program = (Pubkey.from_string(a) for a in (policy.solana.address, chosen.asset, program))

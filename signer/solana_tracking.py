@@ -67,6 +67,7 @@ class SolanaTracking:
             if looked is not None:
                 emits, signed = looked
                 await emit(emits)
+        self._sent_us.pop(signed.intent_id, None)
         return signed
 
     async def look(

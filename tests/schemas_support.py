@@ -158,7 +158,6 @@ def sample_records() -> list:
             tx_signature="1" * 64,
             signed_tx=solana_intent.solana_transaction,
             recent_blockhash=str(Hash(bytes([3]) * 32)),
-            last_valid_block_height=2**40,
             spend={"SOL": str(2**63)},
             status="finalized",
             final=True,

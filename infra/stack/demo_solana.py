@@ -38,7 +38,7 @@ async def _airdrop(node: JsonRpc, to: Pubkey, lamports: int, timeout_s: float) -
 
 async def _land(node: JsonRpc, bank: Keypair, instructions: list[Instruction], *others: Keypair, timeout_s: float):
     """Instructions signed by keypairs held here, sent and confirmed on the local node."""
-    recent = Hash.from_string((await solana.latest_blockhash(node)).blockhash)
+    recent = Hash.from_string(await solana.latest_blockhash(node))
     signature = await solana.send(node, bytes(build.signed(bank, instructions, recent, *others)))
     status = await solana.landed(node, signature, "confirmed", timeout_s)
     if status.error is not None:
@@ -87,7 +87,7 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
         funding = [build.create_ata(bank.pubkey(), me, mint), build.mint_to(mint, mine, bank.pubkey(), 1000 * 10**6)]
         await _land(node, bank, funding, timeout_s=timeout_s)
         progress(f"agent {SOLANA_AGENT}: Solana key {agent.address} funded with 5 SOL and 1,000 DEMO on {CHAIN}")
-        recent = Hash.from_string((await solana.latest_blockhash(node)).blockhash)
+        recent = Hash.from_string(await solana.latest_blockhash(node))
         script = _script(me, alice, mallory, mint)
         began = time.monotonic()
         start = await end_offsets(settings, OUTCOME_TOPICS)

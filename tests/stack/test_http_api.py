@@ -523,7 +523,7 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     async def recent():
         node = JsonRpc(settings.rpc_url_for("solana-local"), timeout_s=60)
         try:
-            return Hash.from_string((await solana.latest_blockhash(node)).blockhash)
+            return Hash.from_string(await solana.latest_blockhash(node))
         finally:
             await node.close()
 

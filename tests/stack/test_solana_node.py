@@ -61,7 +61,7 @@ async def _with(url: str, work):
 
 
 def blockhash(url: str) -> Hash:
-    return Hash.from_string(run(_with(url, solana.latest_blockhash)).blockhash)
+    return Hash.from_string(run(_with(url, solana.latest_blockhash)))
 
 
 def send_and_wait(url: str, raw: bytes, commitment: str = "finalized") -> solana.Status:

@@ -50,7 +50,7 @@ async def _rpc(settings, work):
 
 
 def blockhash(settings, run):
-    return Hash.from_string(run(_rpc(settings, solana.latest_blockhash)).blockhash)
+    return Hash.from_string(run(_rpc(settings, solana.latest_blockhash)))
 
 
 def lamports(settings, run, address: str, commitment: str = "confirmed") -> int:

@@ -43,7 +43,7 @@ async def _on(url: str, work):
 
 async def _land(url: str, payer: Keypair, instructions, *others: Keypair) -> None:
     async def go(node):
-        recent = Hash.from_string((await solana.latest_blockhash(node)).blockhash)
+        recent = Hash.from_string(await solana.latest_blockhash(node))
         signature = await solana.send(node, bytes(build.signed(payer, instructions, recent, *others)))
         assert (await solana.landed(node, signature, "confirmed", 60)).error is None
 
