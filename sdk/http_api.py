@@ -17,7 +17,6 @@ is refused here, with the field named, before anything is signed. The OpenAPI do
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -44,7 +43,7 @@ from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
 from schemas.intent import SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
 from schemas.outcomes import IntentRejected, SignedMessage, SignedSolanaTransaction, SignedTransaction
 from schemas.simulation import MAX_BUNDLE_STEPS
-from sdk import api_keys
+from sdk import api_keys, solana
 from sdk.client import (
     Client,
     SimulationUnanswered,
@@ -490,11 +489,9 @@ class ApiService:
     async def _solana(self, agent_id: str, asked: SolanaRequest, key: str | None, broadcast: bool) -> tuple[int, dict]:
         agent_key = self._agent_key(agent_id)
         try:
-            raw = base64.b64decode(asked.transaction, validate=True)
-        except ValueError:  # binascii.Error, or characters outside ASCII
-            raise Refused(
-                400, "invalid_request", "transaction: not base64; give the wire bytes in standard base64"
-            ) from None
+            raw = solana.decode(asked.transaction)
+        except ValueError as exc:
+            raise Refused(400, "invalid_request", str(exc)) from None
         try:
             intent = new_solana_intent(
                 agent_key,
@@ -510,15 +507,7 @@ class ApiService:
         found = solana_transaction_of(intent.intent_id, agent_id, asked.chain, key or "", outcome, forged)
         doc = {"id": intent.intent_id, **found.model_dump(mode="json", by_alias=True, exclude_none=True)}
         if isinstance(outcome, IntentRejected):
-            raise Refused(
-                403,
-                "refused",
-                outcome.reason,
-                code=outcome.code,
-                stage=outcome.stage,
-                id=intent.intent_id,
-                status="refused",
-            )
+            raise _refused(outcome)
         return (201 if isinstance(outcome, SignedSolanaTransaction) else 202), doc
 
     async def _idempotent(self, request: web.Request, agent_id: str, doc: Any, work) -> web.Response:
@@ -574,15 +563,7 @@ class ApiService:
         if asked.intent_type == "typed_data" and found.message_hash is not None:
             doc["typed_data_hash"] = found.message_hash
         if isinstance(outcome, IntentRejected):
-            raise Refused(
-                403,
-                "refused",
-                outcome.reason,
-                code=outcome.code,
-                stage=outcome.stage,
-                id=intent.intent_id,
-                status="refused",
-            )
+            raise _refused(outcome)
         return (201 if isinstance(outcome, SignedMessage) else 202), doc
 
     # -- simulation --------------------------------------------------------------------------
@@ -869,6 +850,19 @@ async def _errors(request: web.Request, handler):
     except Exception:  # a bug of ours: logged whole, answered without a traceback
         _log.exception("%s %s failed", request.method, request.path)
         return Refused(500, "internal_error", "the API failed on this request; its log says why").response()
+
+
+def _refused(outcome: IntentRejected) -> Refused:
+    """A signature's refusal, answered 403 with the rule that decided it."""
+    return Refused(
+        403,
+        "refused",
+        outcome.reason,
+        code=outcome.code,
+        stage=outcome.stage,
+        id=outcome.intent_id,
+        status="refused",
+    )
 
 
 def build_app(service: ApiService) -> web.Application:

@@ -291,6 +291,7 @@ class SolanaTransaction(BaseModel):
         "failed",
         "dropped",
         "refused",
+        "awaiting_approval",
         "no_outcome_yet",
     ]
     idempotency_key: str | None = None
@@ -304,6 +305,7 @@ class SolanaTransaction(BaseModel):
     error: str | None = None
     tee: str | None = None
     refusal: Refusal | None = None
+    awaiting_approval: AwaitingApproval | None = None
     forged_outcomes_ignored: int = 0
 
 
@@ -333,6 +335,8 @@ def solana_transaction_of(
         )
     if isinstance(outcome, IntentRejected):
         return SolanaTransaction(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
+    if isinstance(outcome, IntentParked):
+        return SolanaTransaction(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
     return SolanaTransaction(**base, status="no_outcome_yet")
 
 
@@ -342,6 +346,8 @@ def solana_summary(found: SolanaTransaction, timeout_s: float) -> str:
         return (
             f"refused at stage {found.refusal.stage}: {found.refusal.code} ({ident}; the reason is in refusal.reason)"
         )
+    if found.status == "awaiting_approval":
+        return f"awaiting an admin's approval until {found.awaiting_approval.expires_at.isoformat()} ({ident})"
     if found.status == "no_outcome_yet":
         return f"no outcome within {timeout_s:.0f} s ({ident})"
     where = "" if found.slot is None else f" in slot {found.slot}"

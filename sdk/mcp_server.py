@@ -16,8 +16,6 @@ back only as data fields.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import inspect
 import uuid
 from typing import Annotated, Any
@@ -38,7 +36,7 @@ from schemas.errors import explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.simulation import MAX_BUNDLE_STEPS
-from sdk import dry_run
+from sdk import dry_run, solana
 from sdk.client import (
     Client,
     Outcome,
@@ -282,9 +280,9 @@ class AgentTools:
         expires first). A refusal names the stage and code of the rule that decided it."""
         key = idempotency_key or str(uuid.uuid4())
         try:
-            raw = base64.b64decode(transaction, validate=True)
-        except binascii.Error:
-            raise ToolError("transaction: not base64; give the wire bytes in standard base64") from None
+            raw = solana.decode(transaction)
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
         intent = self._build(
             lambda: new_solana_intent(
                 self._key,

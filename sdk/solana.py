@@ -8,6 +8,7 @@ Each builder returns a solders `Instruction`. `create_mint` and `mint_to` are fo
 
 from __future__ import annotations
 
+import base64
 import struct
 
 from solders.hash import Hash
@@ -120,6 +121,15 @@ def compute_price(micro_lamports: int) -> Instruction:
 def memo(text: bytes) -> Instruction:
     """A memo (the Memo program), naming no account."""
     return Instruction(Pubkey.from_string(programs.MEMO), text, [])
+
+
+def decode(text: str) -> bytes:
+    """A transaction's wire bytes from the base64 an agent sent; ValueError saying so otherwise
+    (base64's own error, or characters outside ASCII)."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ValueError("transaction: not base64; give the wire bytes in standard base64") from None
 
 
 def unsigned(payer: Pubkey, instructions: list[Instruction], blockhash: Hash, legacy: bool = False) -> bytes:

@@ -1929,7 +1929,7 @@ export interface components {
              * Status
              * @enum {string}
              */
-            status: "sign_only" | "signed" | "broadcast" | "processed" | "confirmed" | "finalized" | "failed" | "dropped" | "refused" | "no_outcome_yet";
+            status: "sign_only" | "signed" | "broadcast" | "processed" | "confirmed" | "finalized" | "failed" | "dropped" | "refused" | "awaiting_approval" | "no_outcome_yet";
             /**
              * Idempotency Key
              * @default null
@@ -1988,6 +1988,8 @@ export interface components {
             tee: string | null;
             /** @default null */
             refusal: components["schemas"]["Refusal"] | null;
+            /** @default null */
+            awaiting_approval: components["schemas"]["AwaitingApproval"] | null;
             /**
              * Forged Outcomes Ignored
              * @default 0
