@@ -157,16 +157,16 @@ async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) 
             f"agent {agent_id!r} has no policy in force, so it can pay nothing: an admin creates one with "
             f"`warden agents create --agent {agent_id}`"
         )
-    if policy.sender_address is None and not any(
-        isinstance(r, dict) and str(r.get("network", "")).startswith("solana") for r in challenge.accepts
-    ):
+    chosen = choose(challenge, policy)
+    if isinstance(chosen, SolanaRequirement):
+        return await _pay_solana(
+            settings, agent_id, agent_key, url, max_amount, timeout_s, http, challenge, chosen, policy
+        )
+    if policy.sender_address is None:
         raise X402Error(
             f"agent {agent_id!r}'s policy has no sender_address, the address an authorization pays from: "
             "an admin sets it to the agent's signing address (`warden keys list`)"
         )
-    chosen = choose(challenge, policy)
-    if isinstance(chosen, SolanaRequirement):
-        return await _pay_solana(settings, agent_id, agent_key, url, max_amount, timeout_s, http, challenge, chosen)
     limit = asset_limit(policy, chosen)
     if max_amount is not None:
         try:
@@ -251,13 +251,12 @@ def _refused(payment: Payment, outcome) -> Payment | None:
 
 
 async def _pay_solana(
-    settings, agent_id, agent_key, url, max_amount, timeout_s, http, challenge, chosen: SolanaRequirement
+    settings, agent_id, agent_key, url, max_amount, timeout_s, http, challenge, chosen: SolanaRequirement, policy
 ) -> Payment:
     """The SDK's SVM ``exact`` payment: a transaction of the compute budget, an SPL
     TransferChecked from the agent's token account to the payee's, and a memo, whose fee the
     server's facilitator pays; signed in the agent's slot only, through the pipeline (judged as
     the token movement it is), and handed to the server to complete and send."""
-    policy = await policy_in_force(settings, agent_id)
     token = policy.solana.token(chosen.asset)
     if max_amount is not None:
         try:
