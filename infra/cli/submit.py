@@ -274,6 +274,9 @@ def _report(args, submitted: dict, line: str, outcome: Outcome | None) -> int:
         print(line)
         if outcome is not None:
             print(_describe_outcome(outcome))
+            if isinstance(outcome, SignedSolanaTransaction) and outcome.status == "sign_only":
+                # Sign only: the caller sends these bytes itself (`warden tail` keeps one line a record).
+                print(f"  signed transaction (base64): {outcome.signed_tx}")
         elif args.wait:
             print(f"no outcome within {args.timeout} s: is the stack up (`warden up`)?")
     return 1 if isinstance(outcome, IntentRejected) else 0
@@ -311,8 +314,7 @@ def _describe_outcome(outcome) -> str:
         spend = ", ".join(f"{n} {asset}" for asset, n in outcome.spend.items())
         return (
             f"SIGNED {outcome.intent_id} {outcome.status}{at}{error} signature {outcome.signature} by {outcome.from_} "
-            f"chain {outcome.chain} spends {spend or 'nothing'} tee={outcome.tee}\n"
-            f"  signed transaction (base64): {outcome.signed_tx}"
+            f"chain {outcome.chain} spends {spend or 'nothing'} tee={outcome.tee}"
         )
     extra = f" block {outcome.block_number}" if outcome.block_number is not None else ""
     error = f" ({outcome.error})" if outcome.error else ""

@@ -128,6 +128,25 @@ def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(st
     )
 
 
+def test_warden_submit_signs_a_solana_file_and_prints_one_line_and_the_bytes_to_send(stack, run, tmp_path):
+    settings = stack.settings
+    alice = Keypair().pubkey()
+    agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=2 * 10**9)
+    me = Pubkey.from_string(agent.address)
+    raw = sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
+    path = tmp_path / "transfer.b64"
+    path.write_text(base64.b64encode(raw).decode())
+    done = warden(
+        settings, "submit", "--agent", agent.agent_id, "--chain", CHAIN, "--solana-tx", str(path), "--timeout", "90"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].startswith("SIGNED ") and " sign_only " in lines[1] and f"by {agent.address}" in lines[1], lines
+    assert lines[2].startswith("  signed transaction (base64): "), lines
+    signed = VersionedTransaction.from_bytes(base64.b64decode(lines[2].split(": ", 1)[1]))
+    assert signed.verify_with_results() == [True] and signed.message == VersionedTransaction.from_bytes(raw).message
+
+
 def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack, run):
     settings = stack.settings
     alice, mallory, program = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
