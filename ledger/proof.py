@@ -188,9 +188,12 @@ def build_receipt(store: Store, event_id: str, log_name: str) -> Receipt:
     return Receipt(seq, tuple(inclusion_path(leaves, seq)), note, extra)
 
 
-# The events that tell a client its intent's outcome: the signer's every status change, a signed
-# message, and a refusal (the worker's or the signer's).
-OUTCOME_ACTIONS_SQL = "(action LIKE 'tx.%' OR action IN ('message.signed', 'intent.rejected'))"
+# The events that tell a client its intent's outcome: the signer's every status change (of an EVM
+# or a Solana transaction), a signed message (EVM or Solana), and a refusal (the worker's or the
+# signer's).
+OUTCOME_ACTIONS_SQL = (
+    "(action LIKE 'tx.%' OR action LIKE 'solana.%' OR action IN ('message.signed', 'intent.rejected'))"
+)
 # The digest of the intent record an event is about (`schemas.emit.audit`).
 INTENT_DIGEST_SQL = "JSONExtractString(details, 'intent_digest')"
 

@@ -197,8 +197,8 @@ FROM (
     HAVING countIf(action = 'tx.signed') > 0
 )
 """,
-    # One row per signed message (EIP-191) or typed data (EIP-712): what was signed, and for
-    # typed data what it was for (primary type, verifying contract).
+    # One row per signed message (EIP-191), typed data (EIP-712) or Solana off-chain message: what
+    # was signed, and for typed data what it was for (primary type, verifying contract).
     f"""
 CREATE OR REPLACE VIEW signed_messages AS
 SELECT
@@ -213,7 +213,7 @@ SELECT
     JSONExtractString(details, 'verifying_contract') AS verifying_contract,
     JSONExtractString(details, 'tee') AS tee
 FROM {AUDIT_LOG}
-WHERE action = 'message.signed'
+WHERE action IN ('message.signed', 'solana.message_signed')
 """,
     """
 CREATE OR REPLACE VIEW signed_by_chain_status AS

@@ -201,6 +201,8 @@ def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend:
     thresholds (`rules.solana.approval_needed`)."""
     if intent.intent_type == "solana_transaction":
         return solana.approval_needed(intent, policy, asset_spend)
+    if intent.intent_type == "solana_message":
+        return None  # it moves nothing; whether it is signed at all is the policy's
     threshold = policy.approval_threshold_wei
     if threshold is not None and (intent.value_wei or 0) > threshold:
         return (

@@ -202,6 +202,8 @@ async def run_stage(
     elif stage == "solana":
         verdict, counted = await solana.check(intent, policy, ctx.node, ctx.spent, ctx.sender)
         asset_spend = MappingProxyType(counted)
+    elif stage == "solana_message":
+        verdict = solana.check_message(intent, policy, ctx.sender)
     elif stage == "simulation" and ctx.simulated is not None:
         verdict = ctx.simulated
     elif stage == "simulation":

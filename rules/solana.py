@@ -26,7 +26,7 @@ from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, SolanaPolicy
-from svm import programs
+from svm import messages, programs
 from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, AccountState, TokenAccount
 from svm.instructions import Instruction, Kind
 from svm.transactions import SolanaTransaction, read
@@ -59,6 +59,13 @@ class SolanaCode(StrEnum):
     SIMULATION_MOVES_MORE_THAN_DECLARED = "SIMULATION_MOVES_MORE_THAN_DECLARED"
     NODE_UNAVAILABLE = "CHAIN_RPC_FAILED"
     PRICE_FEED_UNKNOWN = "PRICE_FEED_UNKNOWN"
+    # off-chain messages (intent_type solana_message)
+    MESSAGE_ALLOWED = "SOLANA_MESSAGE_ALLOWED"
+    MESSAGE_SIGNING_OFF = "SOLANA_MESSAGE_SIGNING_OFF"
+    MESSAGE_INVALID = "SOLANA_MESSAGE_INVALID"
+    MESSAGE_TOO_LONG = "SOLANA_MESSAGE_TOO_LONG"
+    MESSAGE_AGENT_NOT_SIGNATORY = "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY"
+    MESSAGE_DOMAIN_NOT_ALLOWED = "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED"
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,21 @@ def _refuse(code: SolanaCode, reason: str, **facts) -> SolanaVerdict:
     return SolanaVerdict(False, code, reason, facts=facts)
 
 
+def _chain_refused(chain: str, allowed_chains: tuple[str, ...], policy: SolanaPolicy | None) -> SolanaVerdict | None:
+    """Whatever a Solana intent asks: refused on a network the policy does not allow, or for an
+    agent whose policy has no ``solana`` section."""
+    if chain not in allowed_chains:
+        return _refuse(
+            SolanaCode.CHAIN_NOT_ALLOWED,
+            f"chain {chain!r} is not in this agent's tx_allowed_chains {list(allowed_chains)}",
+        )
+    if policy is None:
+        return _refuse(
+            SolanaCode.SOLANA_NOT_ENABLED, "the agent's policy has no `solana` section: every Solana intent is refused"
+        )
+    return None
+
+
 def judge(
     tx: SolanaTransaction,
     *,
@@ -107,15 +129,10 @@ def judge(
     """Whether the agent (address ``agent``) may sign ``tx`` on ``chain``. ``accounts``: the token
     accounts the transaction names, as the chain holds them (an account the transaction creates
     is absent); ``spent(asset)``: what the agent spent of ``SOL`` or a mint in the last 24 h."""
-    if chain not in allowed_chains:
-        return _refuse(
-            SolanaCode.CHAIN_NOT_ALLOWED,
-            f"chain {chain!r} is not in this agent's tx_allowed_chains {list(allowed_chains)}",
-        )
-    if policy is None:
-        return _refuse(
-            SolanaCode.SOLANA_NOT_ENABLED, "the agent's policy has no `solana` section: every Solana intent is refused"
-        )
+    refused = _chain_refused(chain, allowed_chains, policy)
+    if refused is not None:
+        return refused
+    assert policy is not None  # _chain_refused refuses a policy without a solana section
     if agent not in tx.signers:
         return _refuse(
             SolanaCode.AGENT_NOT_SIGNER,
@@ -514,6 +531,93 @@ async def check(
     )
     counted = {asset_key(intent.chain, a): n for a, n in judged.spend().items()} if judged.passed else {}
     return verdict, counted
+
+
+def judge_message(
+    message: messages.OffchainMessage,
+    *,
+    agent: str,
+    chain: str,
+    allowed_chains: tuple[str, ...],
+    policy: SolanaPolicy | None,
+) -> SolanaVerdict:
+    """Whether the agent (address ``agent``) may sign the off-chain ``message`` on ``chain``: off
+    unless the policy turns it on, bounded in size, the agent one of its signatories, and (when
+    the policy lists application domains) for one of those applications."""
+    refused = _chain_refused(chain, allowed_chains, policy)
+    if refused is not None:
+        return refused
+    assert policy is not None  # _chain_refused refuses a policy without a solana section
+    facts = {
+        "version": message.version,
+        "content_bytes": message.content_bytes,
+        "application_domain": message.application_domain,
+        "signatories": list(message.signatories),
+    }
+    if not policy.message_signing_enabled:
+        return _refuse(
+            SolanaCode.MESSAGE_SIGNING_OFF,
+            "Solana off-chain message signing is off for this agent; an admin turns it on with "
+            "solana.message_signing_enabled in the policy",
+            **facts,
+        )
+    if message.content_bytes > policy.message_max_bytes:
+        return _refuse(
+            SolanaCode.MESSAGE_TOO_LONG,
+            f"the message's content is {message.content_bytes} bytes; the policy signs at most "
+            f"{policy.message_max_bytes} (solana.message_max_bytes)",
+            **facts,
+        )
+    if agent not in message.signatories:
+        return _refuse(
+            SolanaCode.MESSAGE_AGENT_NOT_SIGNATORY,
+            f"the agent's address {agent} is not one of the message's signatories "
+            f"({', '.join(message.signatories)}): there is nothing for Warden to sign",
+            **facts,
+        )
+    domains = policy.message_application_domains
+    if domains and message.application_domain not in domains:
+        named = (
+            "names no application domain (version 1)"
+            if message.application_domain is None
+            else f"is for application domain {message.application_domain}"
+        )
+        return _refuse(
+            SolanaCode.MESSAGE_DOMAIN_NOT_ALLOWED,
+            f"the message {named}, and the policy signs messages for {', '.join(domains)} only "
+            "(solana.message_application_domains)",
+            **facts,
+        )
+    return SolanaVerdict(
+        True,
+        SolanaCode.MESSAGE_ALLOWED,
+        f"a version {message.version} off-chain message of {message.content_bytes} bytes, allowed",
+        facts=facts,
+    )
+
+
+def check_message(intent: TransactionIntent, policy: AgentPolicy, agent: str | None = None) -> StageVerdict:
+    """The ``solana_message`` stage of a solana_message intent (`judge_message`). ``agent``: the
+    agent's Solana address (the signer's comes from the key itself; the worker's is the policy's
+    ``solana.address``)."""
+    if agent is None:
+        agent = policy.solana.address if policy.solana is not None else ""
+    try:
+        message = messages.read(intent.solana_message_bytes)
+    except messages.MessageError as exc:  # the intent's validation read it: only a hand-made record lands here
+        judged = _refuse(SolanaCode.MESSAGE_INVALID, f"solana_message: {exc}")
+    else:
+        judged = judge_message(
+            message, agent=agent, chain=intent.chain, allowed_chains=policy.tx_allowed_chains, policy=policy.solana
+        )
+    return StageVerdict(
+        intent_id=intent.intent_id,
+        stage="solana_message",
+        passed=judged.passed,
+        code=str(judged.code),
+        reason=judged.reason,
+        facts=dict(judged.facts),
+    )
 
 
 def recheck_windows(

@@ -39,6 +39,7 @@ from schemas.outcomes import (
     IntentRejected,
     Outcome,
     SignedMessage,
+    SignedSolanaMessage,
     SignedSolanaTransaction,
     SignedTransaction,
 )
@@ -406,7 +407,7 @@ def outcome_roles(record: Outcome) -> tuple[Role, ...]:
     """Who may say this: only a signer speaks of signatures and of refusals at stage "signing"
     (which release the worker's reservation); the workers speak of every other decision; either
     dead-letters a record it cannot process."""
-    if isinstance(record, (SignedTransaction, SignedMessage, SignedSolanaTransaction)):
+    if isinstance(record, (SignedTransaction, SignedMessage, SignedSolanaTransaction, SignedSolanaMessage)):
         return ("signer",)
     if isinstance(record, IntentRejected) and record.stage == "signing":
         return ("signer",)

@@ -5,7 +5,6 @@ freshness rules."""
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +25,7 @@ from schemas.fields import (
 )
 from schemas.record import SCHEMA_VERSION, Evolving, Record
 from schemas.typed_data import TypedData
+from svm import messages as solana_messages
 from svm import transactions
 
 # An idempotency key holds its first intent's result for 24 h (the seeds' Idempotency-Key TTL).
@@ -57,9 +57,19 @@ PER_SUBMISSION_FIELDS = frozenset(
 INTENT_MAX_AGE_US = 600 * 1_000_000
 INTENT_MAX_FUTURE_US = 120 * 1_000_000
 
-IntentType = Literal["transaction", "personal_sign", "typed_data", "solana_transaction"]
+IntentType = Literal["transaction", "personal_sign", "typed_data", "solana_transaction", "solana_message"]
+SOLANA_INTENT_TYPES = ("solana_transaction", "solana_message")
+
 # A Solana transaction's wire bytes, base64: at most 1,232 bytes (svm.transactions).
 SOLANA_TRANSACTION_MAX_CHARS = 4 * ((1232 + 2) // 3)
+SOLANA_MESSAGE_MAX_CHARS = 4 * ((solana_messages.MAX_MESSAGE_BYTES + 2) // 3)
+
+
+def _base64(text: str | None, error: type[ValueError], what: str) -> bytes:
+    try:
+        return base64.b64decode(text or "", validate=True)
+    except ValueError:  # binascii.Error, or a character outside ASCII
+        raise error(f"not base64: give {what} in standard base64 (with padding)") from None
 
 
 class AccessListEntry(Record):
@@ -129,6 +139,7 @@ class TransactionIntent(Evolving):
         "declared_outflows": (),
         "unattested_signer_accepted": False,
         "solana_transaction": None,
+        "solana_message": None,
     }
 
     intent_id: Identifier
@@ -172,6 +183,12 @@ class TransactionIntent(Evolving):
         default=None,
         max_length=SOLANA_TRANSACTION_MAX_CHARS,
         description="solana_transaction: the transaction's wire bytes, base64, the agent's signature slot empty",
+    )
+    solana_message: str | None = Field(
+        default=None,
+        max_length=SOLANA_MESSAGE_MAX_CHARS,
+        description="solana_message: a Solana off-chain message's bytes (signing domain, version, ..., content), "
+        "base64; the agent's address among its signatories",
     )
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = False
@@ -221,6 +238,10 @@ class TransactionIntent(Evolving):
                     "then": {"required": ["solana_transaction"]},
                 },
                 {
+                    "if": {"properties": {"intent_type": {"const": "solana_message"}}, "required": ["intent_type"]},
+                    "then": {"required": ["solana_message"]},
+                },
+                {
                     "if": {"properties": {"intent_type": {"const": "transaction"}}},
                     "then": {"required": ["to", "value"]},
                 },
@@ -231,10 +252,10 @@ class TransactionIntent(Evolving):
     @model_validator(mode="after")
     def _kind_fields(self) -> "TransactionIntent":
         solana = REGISTRY.get(self.chain).is_solana
-        if self.intent_type == "solana_transaction" or solana:
+        if self.intent_type in SOLANA_INTENT_TYPES or solana:
             return self._solana_fields(solana)
-        if self.solana_transaction is not None:
-            raise ValueError("solana_transaction is for intent_type solana_transaction only")
+        if self.solana_transaction is not None or self.solana_message is not None:
+            raise ValueError("solana_transaction and solana_message are for the intent_type of the same name only")
         if self.intent_type != "transaction":
             return self._message_fields()
         if self.to is None:
@@ -300,46 +321,54 @@ class TransactionIntent(Evolving):
             )
 
     def _solana_fields(self, solana_chain: bool) -> "TransactionIntent":
+        kind = self.intent_type
         if not solana_chain:
             raise ValueError(
-                f"chain {self.chain!r} is not a Solana network; a solana_transaction names solana, solana-devnet or "
-                "solana-local"
+                f"chain {self.chain!r} is not a Solana network; a {kind} names solana, solana-devnet or solana-local"
             )
-        if self.intent_type != "solana_transaction":
+        if kind not in SOLANA_INTENT_TYPES:
             raise ValueError(
-                f"chain {self.chain!r} is a Solana network: its intents are intent_type solana_transaction, with the "
-                "transaction's wire bytes in solana_transaction (see docs/solana.md)"
+                f"chain {self.chain!r} is a Solana network: its intents are intent_type solana_transaction (the "
+                "transaction's wire bytes in solana_transaction) or solana_message (an off-chain message's bytes in "
+                "solana_message); see docs/solana.md"
             )
-        if self.solana_transaction is None:
-            raise ValueError(
-                "intent_type solana_transaction needs solana_transaction: the transaction's wire bytes, base64"
-            )
+        other = "solana_message" if kind == "solana_transaction" else "solana_transaction"
+        if getattr(self, kind) is None:
+            what = "the transaction's wire bytes" if kind == "solana_transaction" else "the off-chain message's bytes"
+            raise ValueError(f"intent_type {kind} needs {kind}: {what}, base64")
+        if getattr(self, other) is not None:
+            raise ValueError(f"{other} is not part of an intent_type {kind} intent")
         try:
-            transactions.read(self.solana_transaction_bytes)
-        except transactions.TransactionError as exc:
-            raise ValueError(f"solana_transaction: {exc}") from None
+            if kind == "solana_transaction":
+                transactions.read(self.solana_transaction_bytes)
+            else:
+                solana_messages.read(self.solana_message_bytes)
+        except (transactions.TransactionError, solana_messages.MessageError) as exc:
+            raise ValueError(f"{kind}: {exc}") from None
         defaults = type(self).model_fields
+        # A message is never sent and simulates nothing; a transaction may be either.
+        free = ("simulate_first", "broadcast") if kind == "solana_transaction" else ()
         stray = [
             name
             for name in (*_TRANSACTION_ONLY, "message", "typed_data")
-            if name not in ("simulate_first", "broadcast") and getattr(self, name) != defaults[name].default
+            if name not in free and getattr(self, name) != defaults[name].default
         ]
         if stray:
             raise ValueError(
-                f"{', '.join(stray)} belong to an EVM intent, not to a solana_transaction: the Solana transaction says "
+                f"{', '.join(stray)} belong to an EVM intent, not to a {kind}: the Solana {kind.split('_')[1]} says "
                 "everything; leave them out"
             )
         return self
 
     @property
+    def solana_message_bytes(self) -> bytes:
+        """The Solana off-chain message's bytes (`solana_message` decoded)."""
+        return _base64(self.solana_message, solana_messages.MessageError, "the message's bytes")
+
+    @property
     def solana_transaction_bytes(self) -> bytes:
         """The Solana transaction's wire bytes (`solana_transaction` decoded)."""
-        try:
-            return base64.b64decode(self.solana_transaction or "", validate=True)
-        except binascii.Error:
-            raise transactions.TransactionError(
-                "not base64: give the transaction's wire bytes in standard base64 (with padding)"
-            ) from None
+        return _base64(self.solana_transaction, transactions.TransactionError, "the transaction's wire bytes")
 
     def _message_fields(self) -> "TransactionIntent":
         wanted = "message" if self.intent_type == "personal_sign" else "typed_data"

@@ -279,6 +279,25 @@ class SignedSolanaTransaction(Outcome):
     signed_at: UtcDatetime
 
 
+class SignedSolanaMessage(Outcome):
+    """A Solana off-chain message the signer signed for an intent, on
+    ``warden.solana.messages.signed``: ``message`` holds exactly the bytes signed (the agent's
+    intent's ``solana_message``), so anyone verifies ``signature`` against ``from`` over them."""
+
+    intent_id: str
+    agent_id: str
+    chain: str
+    from_: SolanaAddress = Field(alias="from", description="the agent's Solana address: the key that signed")
+    signature: str = Field(description="the agent's Ed25519 signature over ``message``, base58")
+    message: str = Field(description="the off-chain message's bytes, base64: what was signed")
+    message_sha256: str = Field(description="SHA-256 of those bytes, hex")
+    version: int = Field(description="the message's header version, 0 or 1")
+    application_domain: SolanaAddress | None = Field(default=None, description="version 0: the application")
+    signatories: tuple[SolanaAddress, ...] = Field(description="every key the message asks to sign it")
+    tee: str
+    signed_at: UtcDatetime
+
+
 class DeadLetter(Outcome):
     """A record a worker could not read, kept with the reason so nothing is lost. Signed by the
     service that wrote it (a worker or a signer): a dead letter ends the watch for an intent, so

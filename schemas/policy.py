@@ -280,6 +280,18 @@ class SolanaPolicy(Record):
     )
     tokens: tuple[SolanaTokenLimit, ...] = Field(default=(), max_length=256)
     programs: tuple[SolanaProgramRule, ...] = Field(default=(), max_length=256)
+    message_signing_enabled: bool = Field(
+        default=False, description="Solana off-chain messages (intent_type solana_message) signed at all"
+    )
+    message_max_bytes: int = Field(
+        default=1232, ge=1, le=65535, description="the longest off-chain message content signed, in bytes"
+    )
+    message_application_domains: tuple[SolanaAddress, ...] = Field(
+        default=(),
+        max_length=256,
+        description="when set, only version 0 messages for one of these application domains are signed (version 1 "
+        "names none); when empty, any application",
+    )
 
     @model_validator(mode="after")
     def _once_each(self) -> "SolanaPolicy":

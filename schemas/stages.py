@@ -21,6 +21,7 @@ Stage = Literal[
     "message",
     "typed_data",
     "solana",
+    "solana_message",
     "approval",
     "signing",
 ]
@@ -61,6 +62,8 @@ TYPED_DATA_STAGES: tuple[Stage, ...] = ("chain", "typed_data", "assets", "usd_li
 # A Solana transaction: its instructions read and judged, then the node's simulation of it, in one
 # stage (`rules.solana`): its cap, limits and fee are counted from the instructions, per asset.
 SOLANA_STAGES: tuple[Stage, ...] = ("chain", "solana")
+# A Solana off-chain message: read, and judged by the policy alone (it moves nothing).
+SOLANA_MESSAGE_STAGES: tuple[Stage, ...] = ("chain", "solana_message")
 ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
     "chain",
     "allowlist",
@@ -74,6 +77,7 @@ ALL_GUARDRAIL_STAGES: tuple[Stage, ...] = (
     "message",
     "typed_data",
     "solana",
+    "solana_message",
 )
 
 
@@ -85,4 +89,6 @@ def guardrail_stages(intent: "TransactionIntent") -> tuple[Stage, ...]:
         return TYPED_DATA_STAGES
     if intent.intent_type == "solana_transaction":
         return SOLANA_STAGES
+    if intent.intent_type == "solana_message":
+        return SOLANA_MESSAGE_STAGES
     return SET_CODE_STAGES if intent.tx_type == 4 else GUARDRAIL_STAGES

@@ -24,6 +24,9 @@ MESSAGES_SIGNED = "warden.messages.signed"
 # Solana transactions the signer signed (SignedSolanaTransaction), and their status on the chain:
 # a topic of their own, as messages have, since no reader of EVM transactions reads them.
 SOLANA_SIGNED = "warden.solana.signed"
+# Solana off-chain messages the signer signed (SignedSolanaMessage): a topic of their own, as EVM
+# messages have, so no reader of Solana transactions ever takes one for a transaction.
+SOLANA_MESSAGES_SIGNED = "warden.solana.messages.signed"
 # Simulation requests (SimulationRequest, signed by the agent) and the worker's answers
 # (SimulationResult): topics of their own, so no reader of intents or approvals, and no signer,
 # ever takes a simulation for something to sign.
@@ -68,6 +71,7 @@ ALL = (
     TXS_SIGNED,
     MESSAGES_SIGNED,
     SOLANA_SIGNED,
+    SOLANA_MESSAGES_SIGNED,
     SIMULATIONS_REQUESTED,
     SIMULATIONS_RESULTS,
     POLICIES,

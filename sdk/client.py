@@ -69,6 +69,7 @@ from sdk.outcomes import (
 from sdk.records import AgentRecords, agent_transactions, pending_approvals, policy_in_force, status_history
 from sdk.signers import sealing_keys
 from sdk.simulation import SimulationUnanswered, new_simulation_request, simulation_problem, wait_simulation
+from svm import messages as solana_messages
 
 # The SDK's one import surface: what builds, signs and submits (here), what reads the outcomes
 # (`sdk.outcomes`), an agent's policy and transactions (`sdk.records`), the signers'
@@ -93,6 +94,7 @@ __all__ = [
     "new_message_intent",
     "new_simulation_request",
     "new_solana_intent",
+    "new_solana_message_intent",
     "new_typed_data_intent",
     "outcome_keys",
     "outcome_problem",
@@ -214,6 +216,34 @@ def new_solana_intent(
         chain=chain,
         intent_type="solana_transaction",
         solana_transaction=base64.b64encode(transaction).decode(),
+        **fields,
+    )
+
+
+def new_solana_message_intent(
+    agent_key: Ed25519PrivateKey,
+    *,
+    agent_id: str,
+    chain: str,
+    text: str | None = None,
+    signatories: Sequence[str] = (),
+    application_domain: str | None = None,
+    version: int = 0,
+    message: bytes | None = None,
+    **fields,
+) -> TransactionIntent:
+    """A Solana off-chain message intent: ``message``, the message's bytes as built elsewhere
+    (`@solana/offchain-messages`), or ``text`` written here as a version ``version`` message for
+    ``application_domain`` naming ``signatories`` (the agent's Solana address among them)."""
+    if (message is None) == (text is None):
+        raise ValueError("give the message's bytes (message) or its text (text), not both")
+    raw = message if message is not None else solana_messages.encode(text, signatories, version, application_domain)
+    return new_intent(
+        agent_key,
+        agent_id=agent_id,
+        chain=chain,
+        intent_type="solana_message",
+        solana_message=base64.b64encode(raw).decode(),
         **fields,
     )
 

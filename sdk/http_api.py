@@ -40,8 +40,14 @@ from runtime.readiness import mark_ready
 from schemas.chains import REGISTRY
 from schemas.errors import explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
-from schemas.intent import SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
-from schemas.outcomes import IntentRejected, SignedMessage, SignedSolanaTransaction, SignedTransaction
+from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
+from schemas.outcomes import (
+    IntentRejected,
+    SignedMessage,
+    SignedSolanaMessage,
+    SignedSolanaTransaction,
+    SignedTransaction,
+)
 from schemas.simulation import MAX_BUNDLE_STEPS
 from sdk import api_keys, solana
 from sdk.client import (
@@ -54,6 +60,7 @@ from sdk.client import (
     new_message_intent,
     new_simulation_request,
     new_solana_intent,
+    new_solana_message_intent,
     new_typed_data_intent,
     policy_in_force,
     status_history,
@@ -160,11 +167,30 @@ class SolanaSignRequest(SolanaRequest):
     intent_type: Literal["solana_transaction"]
 
 
+class SolanaMessageSignRequest(Strict):
+    """A Solana off-chain message the agent asks Warden to sign: its bytes as the Solana
+    Foundation's library compiles them (`compileOffchainMessageEnvelope(...).content`), the
+    agent's address among its signatories."""
+
+    intent_type: Literal["solana_message"]
+    chain: str = Field(max_length=32, description='a Solana network: "solana", "solana-devnet" or "solana-local"')
+    message: str = Field(
+        min_length=4,
+        max_length=SOLANA_MESSAGE_MAX_CHARS,
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        description="the off-chain message's bytes (signing domain, version, ..., content), base64",
+    )
+
+
 class SignRequest(RootModel):
-    """What `POST /v1/agents/{id}/sign` takes: one of four, by ``intent_type``."""
+    """What `POST /v1/agents/{id}/sign` takes: one of five, by ``intent_type``."""
 
     root: Annotated[
-        TransactionSignRequest | PersonalSignRequest | TypedDataSignRequest | SolanaSignRequest,
+        TransactionSignRequest
+        | PersonalSignRequest
+        | TypedDataSignRequest
+        | SolanaSignRequest
+        | SolanaMessageSignRequest,
         Field(discriminator="intent_type"),
     ]
 
@@ -547,6 +573,14 @@ class ApiService:
                 intent = new_message_intent(
                     agent_key, agent_id=agent_id, chain=asked.chain, message=asked.message, idempotency_key=key
                 )
+            elif isinstance(asked, SolanaMessageSignRequest):
+                intent = new_solana_message_intent(
+                    agent_key,
+                    agent_id=agent_id,
+                    chain=asked.chain,
+                    message=solana.decode(asked.message, "message"),
+                    idempotency_key=key,
+                )
             else:
                 intent = new_typed_data_intent(
                     agent_key,
@@ -557,6 +591,8 @@ class ApiService:
                 )
         except ValidationError as exc:
             raise _invalid(exc, f"the request is not a valid {asked.intent_type} request") from None
+        except ValueError as exc:  # a message that is not base64 (sdk.solana.decode)
+            raise Refused(400, "invalid_request", str(exc)) from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
         found = signature_of(intent.intent_id, agent_id, asked.intent_type, asked.chain, outcome, forged)
         doc = {"id": intent.intent_id, **found.model_dump(mode="json", by_alias=True, exclude_none=True)}
@@ -564,7 +600,7 @@ class ApiService:
             doc["typed_data_hash"] = found.message_hash
         if isinstance(outcome, IntentRejected):
             raise _refused(outcome)
-        return (201 if isinstance(outcome, SignedMessage) else 202), doc
+        return (201 if isinstance(outcome, SignedMessage | SignedSolanaMessage) else 202), doc
 
     # -- simulation --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from schemas.outcomes import (
     IntentParked,
     IntentRejected,
     SignedMessage,
+    SignedSolanaMessage,
     SignedSolanaTransaction,
     SignedTransaction,
     StageVerdict,
@@ -139,19 +140,25 @@ class TransactionList(BaseModel):
 
 
 class Signature(BaseModel):
-    """An EIP-191 or EIP-712 signature request of the agent and its answer."""
+    """An EIP-191, EIP-712 or Solana off-chain message signature request of the agent and its answer."""
 
     model_config = ConfigDict(populate_by_name=True)
 
     intent_id: str
     agent_id: str
     status: Literal["signed", "refused", "awaiting_approval", "no_outcome_yet"]
-    kind: Literal["personal_sign", "typed_data"]
+    kind: Literal["personal_sign", "typed_data", "solana_message"]
     chain: str
     chain_id: int | None = None
     from_: str | None = Field(default=None, alias="from", description="the address that signed")
-    message_hash: str | None = Field(default=None, description="the EIP-191 hash or the EIP-712 digest")
-    signature: str | None = Field(default=None, description="65 bytes r || s || v, 0x-hex")
+    message_hash: str | None = Field(
+        default=None, description="the EIP-191 hash or the EIP-712 digest; a Solana message: SHA-256 of its bytes"
+    )
+    signature: str | None = Field(
+        default=None, description="65 bytes r || s || v, 0x-hex; a Solana message: the Ed25519 signature, base58"
+    )
+    message: str | None = Field(default=None, description="a Solana message: the bytes signed, base64")
+    application_domain: str | None = Field(default=None, description="a Solana message (version 0): its application")
     primary_type: str | None = None
     verifying_contract: str | None = None
     domain_separator: str | None = None
@@ -391,6 +398,18 @@ def signature_of(
             primary_type=outcome.primary_type,
             verifying_contract=outcome.verifying_contract,
             domain_separator=outcome.domain_separator,
+            signed_at=outcome.signed_at,
+            tee=outcome.tee,
+        )
+    if isinstance(outcome, SignedSolanaMessage):
+        return Signature(
+            **base,
+            status="signed",
+            from_=outcome.from_,
+            message_hash=outcome.message_sha256,
+            signature=outcome.signature,
+            message=outcome.message,
+            application_domain=outcome.application_domain,
             signed_at=outcome.signed_at,
             tee=outcome.tee,
         )

@@ -48,6 +48,7 @@ from sdk.client import (
     new_message_intent,
     new_simulation_request,
     new_solana_intent,
+    new_solana_message_intent,
     new_typed_data_intent,
     pending_approvals,
     policy_in_force,
@@ -83,6 +84,7 @@ from sdk.mcp_results import (
 from sdk.records import ReceiptUnavailable, outcome_receipt
 from sdk.x402 import X402Error
 from sdk.x402_pay import Payment, pay, payment_summary
+from svm import messages as solana_messages
 
 INSTRUCTIONS = (
     "Warden signs for this agent without giving it a key: every transaction or signature is an intent "
@@ -100,6 +102,7 @@ TOOLS = (
     "sign_message",
     "sign_typed_data",
     "submit_solana_transaction",
+    "sign_solana_message",
     "pay_x402",
     "check_policy",
     "get_transaction",
@@ -296,6 +299,36 @@ class AgentTools:
         outcome, forged = await self._ask(intent, final=broadcast)
         found = solana_transaction_of(intent.intent_id, self.agent_id, chain, key, outcome, forged)
         return _answer(solana_summary(found, self.timeout_s), found)
+
+    async def sign_solana_message(
+        self,
+        chain: Annotated[str, Field(description='a Solana network: "solana", "solana-devnet" or "solana-local"')],
+        text: Annotated[str, Field(description="the text to sign, written as a Solana off-chain message")],
+        application_domain: Annotated[
+            str | None, Field(description="the application the text is for (base58, 32 bytes), if it names one")
+        ] = None,
+        signatories: Annotated[
+            list[str] | None,
+            Field(description="every key that signs the message (base58); default: the agent's Solana address alone"),
+        ] = None,
+    ) -> Annotated[CallToolResult, Signature]:
+        """Sign text as a Solana off-chain message (version 0, the Solana Foundation's format: never
+        bare bytes, so it can never be a transaction), if the agent's policy allows message signing
+        (and the application domain, when it lists them). Returns the signature (base58) and the
+        bytes signed (base64), or the refusal with its stage and code."""
+        if signatories is None:
+            policy = await self._policy()
+            if policy.solana is None:
+                raise ToolError("the agent's policy has no `solana` section: it signs nothing on Solana")
+            signatories = [policy.solana.address]
+        try:
+            raw = solana_messages.encode(text, signatories, 0, application_domain)
+        except ValueError as exc:  # MessageError, or an address that is not base58 of 32 bytes
+            raise ToolError(f"the message cannot be written: {exc}") from None
+        intent = self._build(
+            lambda: new_solana_message_intent(self._key, agent_id=self.agent_id, chain=chain, message=raw)
+        )
+        return await self._signature(intent, "solana_message")
 
     async def pay_x402(
         self,

@@ -34,6 +34,7 @@ from schemas.outcomes import (
     IntentParked,
     IntentRejected,
     SignedMessage,
+    SignedSolanaMessage,
     SignedSolanaTransaction,
     SignedTransaction,
     bound_to_bytes,
@@ -72,14 +73,15 @@ def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
     return RawSubmission(agent, intent_id, digest)
 
 
-Outcome = IntentRejected | SignedTransaction | SignedMessage | SignedSolanaTransaction
-# Where a client reads the answer to its intent: a refusal, a signed transaction, a signed message
-# or a signed Solana transaction.
+Outcome = IntentRejected | SignedTransaction | SignedMessage | SignedSolanaTransaction | SignedSolanaMessage
+# Where a client reads the answer to its intent: a refusal, a signed transaction, a signed message,
+# a signed Solana transaction or a signed Solana off-chain message.
 OUTCOME_TOPICS = (
     topics.INTENTS_REJECTED,
     topics.TXS_SIGNED,
     topics.MESSAGES_SIGNED,
     topics.SOLANA_SIGNED,
+    topics.SOLANA_MESSAGES_SIGNED,
     topics.INTENTS_AWAITING_APPROVAL,
 )
 _OUTCOME_MODELS = {
@@ -87,6 +89,7 @@ _OUTCOME_MODELS = {
     topics.TXS_SIGNED: SignedTransaction,
     topics.MESSAGES_SIGNED: SignedMessage,
     topics.SOLANA_SIGNED: SignedSolanaTransaction,
+    topics.SOLANA_MESSAGES_SIGNED: SignedSolanaMessage,
     topics.INTENTS_AWAITING_APPROVAL: IntentParked,
 }
 

@@ -123,13 +123,13 @@ def memo(text: bytes) -> Instruction:
     return Instruction(Pubkey.from_string(programs.MEMO), text, [])
 
 
-def decode(text: str) -> bytes:
-    """A transaction's wire bytes from the base64 an agent sent; ValueError saying so otherwise
-    (base64's own error, or characters outside ASCII)."""
+def decode(text: str, field: str = "transaction") -> bytes:
+    """A transaction's wire bytes (or a message's, ``field`` naming it) from the base64 an agent
+    sent; ValueError saying so otherwise (base64's own error, or characters outside ASCII)."""
     try:
         return base64.b64decode(text, validate=True)
     except ValueError:
-        raise ValueError("transaction: not base64; give the wire bytes in standard base64") from None
+        raise ValueError(f"{field}: not base64; give the bytes in standard base64") from None
 
 
 def unsigned(payer: Pubkey, instructions: list[Instruction], blockhash: Hash, legacy: bool = False) -> bytes:

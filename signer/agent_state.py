@@ -50,9 +50,13 @@ class AgentState:
         row = self._one("SELECT record FROM solana WHERE intent_id = ?", (intent_id,))
         return None if row is None else row[0]
 
+    def solana_message_record(self, intent_id: str) -> bytes | None:
+        row = self._one("SELECT record FROM solana_messages WHERE intent_id = ?", (intent_id,))
+        return None if row is None else row[0]
+
     def outcome(self, intent_id: str) -> tuple[str, bytes] | None:
         """The outcome already published for an intent, as (topic, record): its signed
-        transaction, message or Solana transaction (its newest status), or its refusal."""
+        transaction, message, Solana transaction (its newest status) or Solana message, or its refusal."""
         signed = self.signed_record(intent_id)
         if signed is not None:
             return topics.TXS_SIGNED, signed
@@ -62,6 +66,9 @@ class AgentState:
         solana = self.solana_record(intent_id)
         if solana is not None:
             return topics.SOLANA_SIGNED, solana
+        solana_message = self.solana_message_record(intent_id)
+        if solana_message is not None:
+            return topics.SOLANA_MESSAGES_SIGNED, solana_message
         row = self._one("SELECT record FROM refused WHERE intent_id = ?", (intent_id,))
         return None if row is None else (topics.INTENTS_REJECTED, row[0])
 
@@ -216,7 +223,8 @@ class AgentState:
         assets: dict[str, int] | None = None,
         kind: str = "message",
     ) -> None:
-        """A signed message (EIP-191 or EIP-712; ``kind`` "solana": a signed Solana transaction)
+        """A signed message (EIP-191 or EIP-712; ``kind`` "solana": a signed Solana transaction;
+        "solana_message": a signed Solana off-chain message)
         with its idempotency entry and what it authorizes or spends, like `record_signed`: in the
         open batch, inside `intent_scope`, durable before it is published."""
         self.file.write(kind, (intent_id, self.agent_id, record, now_us))

@@ -50,6 +50,17 @@ class Judging:
             raise SigningRefused(admitted.code, f"signer re-check failed: {admitted.reason}")
         return policy
 
+    async def opening(
+        self, approved: IntentApproved, now: datetime, model, read
+    ) -> tuple[AgentPolicy, judge.Judgement, tuple[str, object] | None]:
+        """Every signature's first steps: the policy in force (`verify`), what that policy alone
+        decides (the stages that need no state nor node), and, when the intent's idempotency key
+        was used within 24 h, the first intent's id and its ``model`` record read by ``read``
+        (`reused_key`)."""
+        policy = self.verify(approved, now)
+        judged = await self.run_stages(approved.intent, policy, judge.Context())
+        return policy, judged, self.reused_key(approved.intent, now, model, read)
+
     @staticmethod
     async def run_stages(
         intent: TransactionIntent,

@@ -20,7 +20,14 @@ from schemas import topics
 from schemas.auth import sign_outcome
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedSolanaTransaction, SignedTransaction
+from schemas.outcomes import (
+    IntentApproved,
+    IntentRejected,
+    SignedMessage,
+    SignedSolanaMessage,
+    SignedSolanaTransaction,
+    SignedTransaction,
+)
 from schemas.policy import AgentPolicy
 from signer import lifecycle
 
@@ -233,6 +240,43 @@ class Outcomes:
             Emit(topics.SOLANA_SIGNED, intent.agent_id, record),
             self._solana_audit("solana.signed", signed, now, policy_version=policy.version, idempotent_copy_of=copy_of),
         ], signed
+
+    def solana_message_signed(
+        self,
+        intent: TransactionIntent,
+        result: SignedSolanaMessage,
+        policy: AgentPolicy,
+        now: datetime,
+        slot: str | None,
+        copy_of: str | None,
+    ) -> list[Emit]:
+        """A signed Solana off-chain message: signed as an outcome, recorded with its idempotency
+        entry (inside the intent's scope), and reported on warden.solana.messages.signed."""
+        signed, record = self._recorded(intent, result, policy, now, slot, None, "solana_message")
+        return [
+            Emit(topics.SOLANA_MESSAGES_SIGNED, intent.agent_id, record),
+            audit(
+                SERVICE,
+                "solana.message_signed",
+                f"intent:{intent.intent_id}",
+                now,
+                intent.intent_id,
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                intent_digest=signed.intent_digest,
+                kind="solana_message",
+                chain=intent.chain,
+                **{"from": signed.from_},
+                signature=signed.signature,
+                message_hash=signed.message_sha256,
+                version=signed.version,
+                application_domain=signed.application_domain,
+                signatories=list(signed.signatories),
+                policy_version=policy.version,
+                tee=self.tee,
+                idempotent_copy_of=copy_of,
+            ),
+        ]
 
     def _recorded(self, intent, result, policy: AgentPolicy, now: datetime, slot, assets, kind: str):
         """A signature that is not a transaction's (a message's, a Solana transaction's): the

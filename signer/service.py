@@ -31,12 +31,14 @@ nothing of Kafka; `run_signer` moves records.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
+from solders.signature import Signature
 
 from evm import messages, typed_data
 from rules import judge, solana
@@ -52,9 +54,11 @@ from schemas.outcomes import (
     IntentAbandoned,
     IntentApproved,
     SignedMessage,
+    SignedSolanaMessage,
     SignedSolanaTransaction,
     SignedTransaction,
 )
+from schemas.policy import AgentPolicy
 from signer import lifecycle
 from signer.judging import Judging
 from signer.outcomes import NOT_ATTRIBUTABLE, SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
@@ -64,6 +68,7 @@ from signer.signing import CLIENT_SHARE_INVALID, Sidecars, Signing, authorizatio
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from signer.tracking import Tracking
+from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
 __all__ = ["CLIENT_SHARE_INVALID", "SERVICE", "Signer", "SigningRefused"]
@@ -147,6 +152,8 @@ class Signer:
             with agent.file.intent_scope():
                 if intent.intent_type == "solana_transaction":
                     return await self._sign_solana(approved, now)
+                if intent.intent_type == "solana_message":
+                    return await self._sign_solana_message(approved, now), None
                 if intent.intent_type != "transaction":
                     return await self._sign_message(approved, now), None
                 return await self._sign_and_record(approved, now)
@@ -278,11 +285,11 @@ class Signer:
     async def _sign(self, approved: IntentApproved, now: datetime) -> SigningResult:
         intent = approved.intent
         judging = self.judging
-        policy = judging.verify(approved, now)
-        judged = await judging.run_stages(intent, policy, judge.Context())  # what the policy alone decides
+        policy, judged, reused = await judging.opening(
+            approved, now, SignedTransaction, self.state.agent(intent.agent_id).signed_record
+        )
         chain = REGISTRY.get(intent.chain)
         slot = intent.idempotency_slot
-        reused = judging.reused_key(intent, now, SignedTransaction, self.state.agent(intent.agent_id).signed_record)
         if reused is not None:
             return SigningResult(reused[1], policy, copy_of=reused[0])
         spent = judging.spent(intent, now)
@@ -347,11 +354,11 @@ class Signer:
         agent's key for the chain, recorded, then published on warden.messages.signed."""
         intent = approved.intent
         judging = self.judging
-        policy = judging.verify(approved, now)
-        judged = await judging.run_stages(intent, policy, judge.Context())  # what the policy alone decides
+        policy, judged, reused = await judging.opening(
+            approved, now, SignedMessage, self.state.agent(intent.agent_id).message_record
+        )
         chain = REGISTRY.get(intent.chain)
         slot, copy_of, assets = intent.idempotency_slot, None, None
-        reused = judging.reused_key(intent, now, SignedMessage, self.state.agent(intent.agent_id).message_record)
         if reused is not None:
             copy_of, result = reused
             slot = None
@@ -403,23 +410,16 @@ class Signer:
         with its Solana key from custody, recorded, then published on warden.solana.signed."""
         intent = approved.intent
         judging = self.judging
-        policy = judging.verify(approved, now)
-        judged = await judging.run_stages(intent, policy, judge.Context())  # what the policy alone decides
-        slot, copy_of, assets = intent.idempotency_slot, None, None
-        reused = judging.reused_key(
-            intent, now, SignedSolanaTransaction, self.state.agent(intent.agent_id).solana_record
+        policy, judged, reused = await judging.opening(
+            approved, now, SignedSolanaTransaction, self.state.agent(intent.agent_id).solana_record
         )
+        slot, copy_of, assets = intent.idempotency_slot, None, None
         if reused is not None:
             copy_of, result = reused
             slot = None
         else:
             with self.signing.agent_key(intent) as agent:
-                if policy.solana is None or agent.address != policy.solana.address:
-                    raise SigningRefused(
-                        "SOLANA_ADDRESS_MISMATCH",
-                        f"the agent's Solana key has address {agent.address}, but its policy's solana.address is "
-                        f"{policy.solana.address if policy.solana else 'not set'}: an admin sets it to the key's address",
-                    )
+                self._solana_address_is_the_policys(agent.address, policy)
                 judged = await judging.run_stages(
                     intent,
                     policy,
@@ -465,6 +465,56 @@ class Signer:
         # idempotent copy of one not final yet is followed too: the same bytes again change
         # nothing on Solana (the network keeps one transaction per signature).
         return emits, signed if intent.broadcast and not signed.final else None
+
+    async def _sign_solana_message(self, approved: IntentApproved, now: datetime) -> list[Emit]:
+        """A Solana off-chain message: judged like any intent (the policy in force, the agent's
+        signature, freshness, chain, then the message's own rule, as the key's own address),
+        signed with the agent's Solana key from custody, recorded, then published on
+        warden.solana.messages.signed."""
+        intent = approved.intent
+        judging = self.judging
+        policy, judged, reused = await judging.opening(
+            approved, now, SignedSolanaMessage, self.state.agent(intent.agent_id).solana_message_record
+        )
+        slot, copy_of = intent.idempotency_slot, None
+        if reused is not None:
+            copy_of, result = reused
+            slot = None
+        else:
+            with self.signing.agent_key(intent) as agent:
+                self._solana_address_is_the_policys(agent.address, policy)
+                await judging.run_stages(
+                    intent, policy, judge.Context(sender=agent.address, now=now), judged, complete=True
+                )
+                judging.require_human_approval(approved, policy, {}, now)
+                signature = self.signing.solana_message(intent, agent)
+            raw = intent.solana_message_bytes
+            message = solana_messages.read(raw)
+            result = SignedSolanaMessage(
+                intent_id=intent.intent_id,
+                agent_id=intent.agent_id,
+                chain=intent.chain,
+                **{"from": agent.address},
+                signature=str(Signature.from_bytes(signature)),
+                message=base64.b64encode(raw).decode(),
+                message_sha256=hashlib.sha256(raw).hexdigest(),
+                version=message.version,
+                application_domain=message.application_domain,
+                signatories=message.signatories,
+                tee=self.tee,
+                signed_at=now,
+                intent_digest=intent.digest(),
+            )
+        return self.outcomes.solana_message_signed(intent, result, policy, now, slot, copy_of)
+
+    @staticmethod
+    def _solana_address_is_the_policys(address: str, policy: AgentPolicy) -> None:
+        if policy.solana is None or address != policy.solana.address:
+            raise SigningRefused(
+                "SOLANA_ADDRESS_MISMATCH",
+                f"the agent's Solana key has address {address}, but its policy's solana.address is "
+                f"{policy.solana.address if policy.solana else 'not set'}: an admin sets it to the key's address",
+            )
 
     async def send(self, signed: SignedTransaction | SignedSolanaTransaction, now: datetime):
         """`Tracking.send` (or `SolanaTracking.send`): the signed bytes to the chain once, before

@@ -29,6 +29,7 @@ from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.outcomes import SigningRefused
 from signer.sealing import NotSealedHere, SealingKeyPair
+from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
 CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
@@ -271,6 +272,15 @@ class Signing:
                 return solana_transactions.sign(intent.solana_transaction_bytes, key)
             except solana_transactions.TransactionError as exc:
                 raise SigningRefused("SOLANA_TRANSACTION_INVALID", f"the signer cannot sign it: {exc}") from None
+
+    def solana_message(self, intent: TransactionIntent, agent: AgentKey) -> bytes:
+        """The agent's Ed25519 signature over the intent's Solana off-chain message (the key's
+        seed is wiped when `private_key`'s block ends)."""
+        with self.private_key(intent, agent) as key:
+            try:
+                return solana_messages.sign(intent.solana_message_bytes, key)
+            except solana_messages.MessageError as exc:
+                raise SigningRefused("SOLANA_MESSAGE_INVALID", f"the signer cannot sign it: {exc}") from None
 
     def _client_share(self, intent: TransactionIntent) -> bytearray | None:
         """In the client-custody modes: the client's share, unsealed from the intent. The caller wipes it."""

@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS messages (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS solana (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS solana_messages (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, record BLOB NOT NULL, at_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS asset_spend (
     intent_id TEXT NOT NULL, agent_id TEXT NOT NULL, asset TEXT NOT NULL, at_us INTEGER NOT NULL,
     units TEXT NOT NULL, PRIMARY KEY (intent_id, asset));
@@ -109,6 +111,8 @@ WRITES = {
     # A signed Solana transaction (SignedSolanaTransaction), then its newest status.
     "solana": "INSERT OR IGNORE INTO solana VALUES (?, ?, ?, ?)",
     "solana_replaced": "UPDATE solana SET record = ? WHERE intent_id = ?",
+    # A signed Solana off-chain message (SignedSolanaMessage).
+    "solana_message": "INSERT OR IGNORE INTO solana_messages VALUES (?, ?, ?, ?)",
 }
 Write = tuple[str, tuple]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.

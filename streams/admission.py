@@ -35,6 +35,7 @@ from schemas.outcomes import IntentAbandoned, IntentRejected, StageEnvelope, Sta
 from schemas.policy import AgentPolicy
 from streams.decide import SERVICE, Decider
 from streams.replays import Replays
+from svm.messages import read as read_solana_message
 from svm.transactions import read as read_solana
 
 
@@ -381,6 +382,16 @@ def _what(intent: TransactionIntent) -> dict:
             "fee_payer": tx.fee_payer,
             "recent_blockhash": tx.recent_blockhash,
             "programs": sorted({ix.program for ix in tx.instructions}),
+        }
+    if intent.intent_type == "solana_message":
+        message = read_solana_message(intent.solana_message_bytes)
+        return {
+            "kind": "solana_message",
+            "version": message.version,
+            "application_domain": message.application_domain,
+            "signatories": list(message.signatories),
+            "content_bytes": message.content_bytes,
+            "message_sha256": hashlib.sha256(intent.solana_message_bytes).hexdigest(),
         }
     if intent.intent_type == "typed_data":
         typed = intent.typed_data

@@ -18,13 +18,14 @@ from schemas.outcomes import (
     IntentApproved,
     IntentParked,
     IntentRejected,
+    SignedSolanaMessage,
     SignedSolanaTransaction,
     SignedTransaction,
     StageVerdict,
 )
 from schemas.policy import AgentPolicy, SolanaPolicy, SolanaTokenLimit
 from sdk import solana as build
-from sdk.client import new_intent, new_solana_intent
+from sdk.client import new_intent, new_solana_intent, new_solana_message_intent
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 _PAYER, _PAYEE = (Pubkey.from_bytes(bytes([n]) * 32) for n in (7, 9))
@@ -86,6 +87,15 @@ def sample_records() -> list:
     )
     raw = build.unsigned(_PAYER, [build.sol_transfer(_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
     solana_intent = new_solana_intent(agent_key, agent_id="agent-1", chain="solana-local", transaction=raw, now=T0)
+    solana_message_intent = new_solana_message_intent(
+        agent_key,
+        agent_id="agent-1",
+        chain="solana-local",
+        text="ünïcode, signed off-chain",
+        signatories=[str(_PAYER)],
+        application_domain=str(_PAYEE),
+        now=T0,
+    )
     solana_policy = sign_policy(
         AgentPolicy(
             agent_id="agent-1",
@@ -166,6 +176,22 @@ def sample_records() -> list:
             signed_at=T0,
             intent_digest=solana_intent.digest(),
         ),
+        SignedSolanaMessage(
+            intent_id=solana_message_intent.intent_id,
+            agent_id="agent-1",
+            chain="solana-local",
+            **{"from": str(_PAYER)},
+            signature="1" * 64,
+            message=solana_message_intent.solana_message,
+            message_sha256="ab" * 32,
+            version=0,
+            application_domain=str(_PAYEE),
+            signatories=(str(_PAYER),),
+            tee="none",
+            signed_at=T0,
+            intent_digest=solana_message_intent.digest(),
+        ),
+        solana_message_intent,
         AuditEvent(
             event_id="e1",
             actor="service:streams",

@@ -31,7 +31,14 @@ from schemas.auth import outcome_forgery
 from schemas.chains import REGISTRY
 from schemas.errors import explain
 from schemas.intent import AuthorizationRequest
-from schemas.outcomes import DeadLetter, IntentParked, IntentRejected, SignedMessage, SignedSolanaTransaction
+from schemas.outcomes import (
+    DeadLetter,
+    IntentParked,
+    IntentRejected,
+    SignedMessage,
+    SignedSolanaMessage,
+    SignedSolanaTransaction,
+)
 from schemas.sealing import SealingRefused
 from schemas.typed_data import TypedData
 from sdk.client import (
@@ -44,6 +51,7 @@ from sdk.client import (
     read_outcome,
     wait_outcomes,
 )
+from svm import messages as solana_messages
 
 
 def _kind_fields(args) -> dict:
@@ -59,6 +67,8 @@ def _kind_fields(args) -> dict:
             raise ValueError("give the EIP-712 document with --file (the eth_signTypedData_v4 JSON)")
         with open(args.file, "rb") as fh:
             return {"intent_type": "typed_data", "typed_data": TypedData.model_validate_json(fh.read())}
+    if kind == "solana-message":
+        return _solana_message_fields(args)
     if getattr(args, "solana_tx", None) is not None:
         return _solana_fields(args)
     if args.to is None or args.value is None:
@@ -115,6 +125,28 @@ def _solana_fields(args) -> dict:
     if args.simulate:
         fields["simulate_first"] = True
     return fields
+
+
+def _solana_message_fields(args) -> dict:
+    """``warden sign solana-message``: ``--text`` written as an off-chain message naming each
+    ``--signatory`` (the agent's Solana address among them) for ``--application-domain``, or
+    ``--file``: a message's bytes built elsewhere, as they are or as base64 text."""
+    if (args.text is None) == (args.file is None):
+        raise ValueError("give the message as --text (with --signatory) or --file (its bytes), one of them")
+    if args.file is not None:
+        raw = Path(args.file).read_bytes()
+        try:
+            raw = base64.b64decode(raw.strip().decode("ascii"), validate=True)
+        except (UnicodeDecodeError, binascii.Error):
+            pass  # not base64 text: the message's bytes themselves
+    else:
+        if not args.signatory:
+            raise ValueError("--text needs --signatory ADDRESS: the agent's Solana address (and any co-signer's)")
+        try:
+            raw = solana_messages.encode(args.text, args.signatory, args.message_version, args.application_domain)
+        except ValueError as exc:  # MessageError, or an address that is not base58 of 32 bytes
+            raise ValueError(f"the message cannot be written: {exc}") from None
+    return {"intent_type": "solana_message", "solana_message": base64.b64encode(raw).decode()}
 
 
 _EVM_ONLY = (
@@ -308,6 +340,12 @@ def _describe_outcome(outcome) -> str:
             f"SIGNED {outcome.intent_id} {outcome.kind}{typed} hash {outcome.message_hash} by {outcome.from_} "
             f"chain {outcome.chain}({outcome.chain_id}) signature {outcome.signature} tee={outcome.tee}"
         )
+    if isinstance(outcome, SignedSolanaMessage):
+        domain = f" for {outcome.application_domain}" if outcome.application_domain else ""
+        return (
+            f"SIGNED {outcome.intent_id} solana_message v{outcome.version}{domain} sha256 {outcome.message_sha256} "
+            f"by {outcome.from_} chain {outcome.chain} signature {outcome.signature} tee={outcome.tee}"
+        )
     if isinstance(outcome, SignedSolanaTransaction):
         at = f" slot {outcome.slot}" if outcome.slot is not None else ""
         error = f" ({outcome.error})" if outcome.error else ""
@@ -400,12 +438,25 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     if command == "sign":
         p.add_argument(
             "kind",
-            choices=("message", "typed-data", "tx"),
-            help="message: EIP-191 personal_sign; typed-data: EIP-712; tx: a transaction (as submit)",
+            choices=("message", "typed-data", "tx", "solana-message"),
+            help="message: EIP-191 personal_sign; typed-data: EIP-712; tx: a transaction (as submit); "
+            "solana-message: a Solana off-chain message (--chain solana-local ...)",
         )
-        p.add_argument("--text", help="message: the text, signed as its UTF-8 bytes")
+        p.add_argument("--text", help="message, solana-message: the text, signed as its UTF-8 bytes")
         p.add_argument("--hex", help="message: the bytes, 0x-hex")
-        p.add_argument("--file", help="typed-data: the eth_signTypedData_v4 JSON document")
+        p.add_argument(
+            "--file",
+            help="typed-data: the eth_signTypedData_v4 JSON document; solana-message: the message's bytes (or base64)",
+        )
+        p.add_argument(
+            "--signatory",
+            action="append",
+            help="solana-message: a key that signs the message (repeat): the agent's Solana address among them",
+        )
+        p.add_argument("--application-domain", help="solana-message: the application (base58, 32 bytes); version 0")
+        p.add_argument(
+            "--message-version", type=int, choices=(0, 1), default=0, help="solana-message: the header version"
+        )
     p.add_argument("--agent", required=True)
     if command == "submit":
         p.add_argument(

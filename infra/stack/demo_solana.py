@@ -1,35 +1,39 @@
 """The demo's Solana agent, on the stack's local Solana node (surfpool): SOL and a token to alice
 sent and finalized, the token to mallory refused by her name, an unknown program refused, and
-SOL over the cap refused. Its own agent (`SOLANA_AGENT`), key, policy and payees.
+SOL over the cap refused, and an off-chain message signed. Its own agent (`SOLANA_AGENT`), key, policy and payees.
 
 A bank keypair held here (a local node's airdrop) makes the demo token and gives the agent some;
-everything the agent asks for goes through the pipeline as a solana_transaction intent.
+everything the agent asks for goes through the pipeline as a solana_transaction (or
+solana_message) intent.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from infra.stack.provision import provision_solana_agent
 from runtime import solana
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
-from schemas.outcomes import IntentRejected, SignedSolanaTransaction
+from schemas.outcomes import IntentRejected, SignedSolanaMessage, SignedSolanaTransaction
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
-from sdk.client import Client, new_solana_intent
+from sdk.client import Client, new_solana_intent, new_solana_message_intent
 from sdk.outcomes import OUTCOME_TOPICS, wait_outcomes
 
 SOLANA_AGENT = "demo-solana-agent"
 CHAIN = "solana-local"
 DECIMALS = 6
 SOL = 10**9
+MESSAGE = "demo-solana-agent signs in to example.com"
 
 
 async def _airdrop(node: JsonRpc, to: Pubkey, lamports: int, timeout_s: float) -> None:
@@ -81,6 +85,7 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
             max_lamports_per_tx=SOL,
             daily_limit_lamports=3 * SOL,
             tokens=(SolanaTokenLimit(mint=str(mint), symbol="DEMO", decimals=DECIMALS, max_per_tx=100 * 10**6),),
+            message_signing_enabled=True,
         )
         me = Pubkey.from_string(agent.address)
         mine = build.ata_address(me, mint)
@@ -105,6 +110,17 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
                     )
                     for _, instructions, _ in script
                 ]
+                # An off-chain message too: signed, never a transaction (docs/solana.md).
+                intents.append(
+                    new_solana_message_intent(
+                        agent.intent_key,
+                        agent_id=SOLANA_AGENT,
+                        chain=CHAIN,
+                        text=MESSAGE,
+                        signatories=[agent.address],
+                        client_share=share,
+                    )
+                )
             finally:
                 if share is not None:
                     share.wipe()
@@ -115,9 +131,17 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
     finally:
         await node.close()
     rows = []
-    for (what, _, expected), intent in zip(script, intents, strict=True):
+    expected_rows = [(what, expected) for what, _, expected in script] + [("an off-chain message", "signed")]
+    for (what, expected), intent in zip(expected_rows, intents, strict=True):
         outcome = outcomes.get(intent.intent_id)
-        if isinstance(outcome, SignedSolanaTransaction):
+        if isinstance(outcome, SignedSolanaMessage):
+            # Checked here as anyone would: the signature over the message's bytes, by the agent's address.
+            ok = Signature.from_string(outcome.signature).verify(
+                Pubkey.from_string(agent.address), base64.b64decode(outcome.message)
+            )
+            row = {"status": "signed", "signature": outcome.signature, "message_sha256": outcome.message_sha256}
+            got = "signed" if ok else "a signature that does not verify"
+        elif isinstance(outcome, SignedSolanaTransaction):
             row = {"status": outcome.status, "slot": outcome.slot, "signature": outcome.tx_signature}
             row |= {"spend": outcome.spend, "error": outcome.error}
             got = outcome.status
@@ -151,6 +175,8 @@ def render(session: dict) -> str:
             said = f"{row['code']} at {row['stage']}: {row['reason'][:80]}"
         elif row["status"] == "missing":
             said = row["reason"]
+        elif "message_sha256" in row:
+            said = f"sha256 {row['message_sha256'][:16]}.. signature {row['signature'][:20]}.. verifies"
         else:
             spend = ", ".join(f"{n} {asset[:8]}" for asset, n in row["spend"].items())
             said = f"slot {row['slot']} signature {str(row['signature'])[:20]}.. spends {spend}"

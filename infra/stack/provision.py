@@ -65,15 +65,16 @@ async def provision_solana_agent(
     **solana_policy,
 ) -> Agent:
     """An agent with a Solana signing key from custody, funded on ``chain``'s node (a local
-    node's airdrop), and a policy allowing ``chain`` whose ``solana`` section is ``solana_policy``
+    node's airdrop; none when 0), and a policy allowing ``chain`` whose ``solana`` section is ``solana_policy``
     with the key's address. ``client_share`` as for `provision_agent`."""
     intent_key, key, client_share, custody_events = _signing_key(settings, agent_id, "solana", client_share)
-    node = JsonRpc(settings.rpc_url_for(chain), timeout_s=60)
-    try:
-        signature = await node.call("requestAirdrop", key.address, fund_lamports)
-        await solana.landed(node, signature, "processed", 60)  # landed before anything is judged
-    finally:
-        await node.close()
+    if fund_lamports:
+        node = JsonRpc(settings.rpc_url_for(chain), timeout_s=60)
+        try:
+            signature = await node.call("requestAirdrop", key.address, fund_lamports)
+            await solana.landed(node, signature, "processed", 60)  # landed before anything is judged
+        finally:
+            await node.close()
     fields = dict(
         tx_allowed_chains=(chain,),
         solana=SolanaPolicy(address=key.address, **solana_policy),

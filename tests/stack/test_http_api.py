@@ -25,6 +25,7 @@ from eth_account.messages import encode_defunct
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from infra import contracts
@@ -35,6 +36,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from sdk import solana as build
+from svm import messages
 from tests.support import forge_rejections, make_agent, read_topic, serving, warden
 from tests.token_support import DEPLOYER
 from tests.unit.test_http_api_credentials import BAD_BODIES
@@ -511,13 +513,16 @@ def test_bad_input_and_bad_tokens_on_the_live_api_are_4xx_naming_what_was_wrong(
 
 
 def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(stack, api):
-    """POST /solana/transactions (signed and sent) and /sign with intent_type solana_transaction
-    (signed only), for an agent with a Solana key on the stack's local Solana node."""
+    """POST /solana/transactions (signed and sent), /sign with intent_type solana_transaction
+    (signed only) and solana_message (an off-chain message), for an agent with a Solana key on the
+    stack's local Solana node."""
     settings = stack.settings
     alice, mallory = Keypair().pubkey(), Keypair().pubkey()
     name = f"agent-http-sol-{os.urandom(3).hex()}"
-    agent = asyncio.run(provision_solana_agent(settings, name, allowlist=(str(alice),)))
+    agent = asyncio.run(provision_solana_agent(settings, name, allowlist=(str(alice),), message_signing_enabled=True))
     issued = _cli(settings, "agents", "api-key", "--agent", name)
+    hello = messages.encode("hello from the HTTP API", [agent.address])
+    not_mine = messages.encode("hello", [str(mallory)])
     me = Pubkey.from_string(agent.address)
 
     async def recent():
@@ -528,6 +533,9 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
             await node.close()
 
     blockhash = asyncio.run(recent())
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
 
     def tx(to, lamports):
         return base64.b64encode(build.unsigned(me, [build.sol_transfer(me, to, lamports)], blockhash)).decode()
@@ -545,6 +553,12 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
             ),
             ("refused", "/solana/transactions", {"chain": "solana-local", "transaction": tx(mallory, 1_000_000)}),
             ("not base64", "/solana/transactions", {"chain": "solana-local", "transaction": "AAAAA"}),
+            ("message", "/sign", {"intent_type": "solana_message", "chain": "solana-local", "message": b64(hello)}),
+            (
+                "not its message",
+                "/sign",
+                {"intent_type": "solana_message", "chain": "solana-local", "message": b64(not_mine)},
+            ),
         ):
             async with http.post(base + path, json=body, headers=auth) as answer:
                 seen[what] = (answer.status, await answer.json())
@@ -561,3 +575,9 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     assert (status, refused["code"], refused["stage"]) == (403, "RECIPIENT_NOT_ALLOWLISTED", "solana"), refused
     status, invalid = seen["not base64"]
     assert status == 400 and "base64" in str(invalid), invalid
+    status, message = seen["message"]
+    assert (status, message["kind"], message["from"]) == (201, "solana_message", agent.address), message
+    assert base64.b64decode(message["message"]) == hello
+    assert Signature.from_string(message["signature"]).verify(me, hello)  # solders checks it over the bytes
+    status, refused = seen["not its message"]
+    assert (status, refused["code"], refused["stage"]) == (403, "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY", "solana_message")

@@ -51,6 +51,7 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
         ("1 DEMO to mallory", "RECIPIENT_NOT_ALLOWLISTED"),
         ("an unknown program", "SOLANA_PROGRAM_NOT_ALLOWED"),
         ("2 SOL to alice (over the cap)", "VALUE_OVER_CAP"),
+        ("an off-chain message", "signed"),
     ]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
     # Every nonce once, none skipped, except the one the 7702 delegation's own authorization used.

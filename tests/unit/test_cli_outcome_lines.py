@@ -4,10 +4,16 @@
 from __future__ import annotations
 
 from infra.cli.submit import _describe_outcome
-from schemas.outcomes import IntentParked, IntentRejected, SignedSolanaTransaction, SignedTransaction
+from schemas.outcomes import (
+    IntentParked,
+    IntentRejected,
+    SignedSolanaMessage,
+    SignedSolanaTransaction,
+    SignedTransaction,
+)
 from tests.schemas_support import sample_records
 
-OUTCOMES = (IntentParked, IntentRejected, SignedSolanaTransaction, SignedTransaction)
+OUTCOMES = (IntentParked, IntentRejected, SignedSolanaMessage, SignedSolanaTransaction, SignedTransaction)
 
 
 def test_every_outcome_kind_is_one_line_starting_with_its_word():

@@ -27,6 +27,7 @@ NAMES = [
     "SealingKey",
     "SignedMessage",
     "SignedSolanaTransaction",
+    "SignedSolanaMessage",
     "AdminSet",
     "AdminProposal",
     "ChainSet",

@@ -1648,9 +1648,9 @@ export interface components {
         };
         /**
          * SignRequest
-         * @description What `POST /v1/agents/{id}/sign` takes: one of four, by ``intent_type``.
+         * @description What `POST /v1/agents/{id}/sign` takes: one of five, by ``intent_type``.
          */
-        SignRequest: components["schemas"]["TransactionSignRequest"] | components["schemas"]["PersonalSignRequest"] | components["schemas"]["TypedDataSignRequest"] | components["schemas"]["SolanaSignRequest"];
+        SignRequest: components["schemas"]["TransactionSignRequest"] | components["schemas"]["PersonalSignRequest"] | components["schemas"]["TypedDataSignRequest"] | components["schemas"]["SolanaSignRequest"] | components["schemas"]["SolanaMessageSignRequest"];
         /**
          * SignResponse
          * @description What `POST /v1/agents/{id}/sign` answers: a transaction for ``intent_type: transaction``, a
@@ -1676,7 +1676,7 @@ export interface components {
              * Kind
              * @enum {string}
              */
-            kind: "personal_sign" | "typed_data";
+            kind: "personal_sign" | "typed_data" | "solana_message";
             /** Chain */
             chain: string;
             /**
@@ -1692,16 +1692,28 @@ export interface components {
             from: string | null;
             /**
              * Message Hash
-             * @description the EIP-191 hash or the EIP-712 digest
+             * @description the EIP-191 hash or the EIP-712 digest; a Solana message: SHA-256 of its bytes
              * @default null
              */
             message_hash: string | null;
             /**
              * Signature
-             * @description 65 bytes r || s || v, 0x-hex
+             * @description 65 bytes r || s || v, 0x-hex; a Solana message: the Ed25519 signature, base58
              * @default null
              */
             signature: string | null;
+            /**
+             * Message
+             * @description a Solana message: the bytes signed, base64
+             * @default null
+             */
+            message: string | null;
+            /**
+             * Application Domain
+             * @description a Solana message (version 0): its application
+             * @default null
+             */
+            application_domain: string | null;
             /**
              * Primary Type
              * @default null
@@ -1874,6 +1886,29 @@ export interface components {
             transactions: components["schemas"]["SimulatedTransaction"][];
             /** Forged Results Ignored */
             forged_results_ignored: number;
+        };
+        /**
+         * SolanaMessageSignRequest
+         * @description A Solana off-chain message the agent asks Warden to sign: its bytes as the Solana
+         *     Foundation's library compiles them (`compileOffchainMessageEnvelope(...).content`), the
+         *     agent's address among its signatories.
+         */
+        SolanaMessageSignRequest: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            intent_type: "solana_message";
+            /**
+             * Chain
+             * @description a Solana network: "solana", "solana-devnet" or "solana-local"
+             */
+            chain: string;
+            /**
+             * Message
+             * @description the off-chain message's bytes (signing domain, version, ..., content), base64
+             */
+            message: string;
         };
         /**
          * SolanaRequest
