@@ -162,10 +162,16 @@ async def provision(settings: Settings) -> dict:
 
 
 async def run_script(
-    settings: Settings, progress=print, timeout_s: float = 60.0, over_http: bool = False, solana: bool = False
+    settings: Settings,
+    progress=print,
+    timeout_s: float = 60.0,
+    over_http: bool = False,
+    solana: bool = False,
+    x402_solana: bool = False,
 ) -> dict:
     """The scripted intents, the MCP session, ``over_http`` (the stack runs `warden api`) the
-    HTTP session, and ``solana`` (the stack runs the local Solana node) the Solana session."""
+    HTTP session, ``solana`` (the stack runs the local Solana node) the Solana session, and
+    ``x402_solana`` (that node is also solana-devnet's RPC) an x402 payment on Solana."""
     setup = await provision(settings)
     progress(
         f"agent {AGENT}: chain key {setup['address']} funded with 100 ETH on anvil; "
@@ -230,6 +236,11 @@ async def run_script(
     session = await session_task
     http = await demo_http.run_session(settings, setup["client_share"], progress, timeout_s) if over_http else None
     on_solana = await demo_solana.run_session(settings, setup["client_share"], progress, timeout_s) if solana else None
+    x402 = (
+        await demo_solana.run_x402_session(settings, setup["client_share"], progress, timeout_s)
+        if x402_solana
+        else None
+    )
     rows = []
     for scripted, intent in intents:
         outcome = outcomes.get(intent.intent_id)
@@ -302,10 +313,12 @@ async def run_script(
         "mcp_session": session,
         "http_session": http,
         "solana_session": on_solana,
+        "x402_solana_session": x402,
         "all_as_expected": all(r["as_expected"] for r in rows)
         and session["as_expected"]
         and (http is None or http["as_expected"])
-        and (on_solana is None or on_solana["as_expected"]),
+        and (on_solana is None or on_solana["as_expected"])
+        and (x402 is None or x402["as_expected"]),
     }
 
 
@@ -388,6 +401,8 @@ def render(report: dict) -> str:
         lines.append(demo_http.render(report["http_session"]))
     if report.get("solana_session") is not None:
         lines.append(demo_solana.render(report["solana_session"]))
+    if report.get("x402_solana_session") is not None:
+        lines.append(demo_solana.render_x402(report["x402_solana_session"]))
     receipt = report.get("receipt")
     if receipt is not None:
         lines.append(

@@ -28,6 +28,8 @@ from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
 from sdk.client import Client, new_solana_intent, new_solana_message_intent
 from sdk.outcomes import OUTCOME_TOPICS, wait_outcomes
+from sdk.x402_pay import pay
+from signer.custody import CLIENT_MODES
 
 SOLANA_AGENT = "demo-solana-agent"
 CHAIN = "solana-local"
@@ -181,4 +183,118 @@ def render(session: dict) -> str:
             spend = ", ".join(f"{n} {asset[:8]}" for asset, n in row["spend"].items())
             said = f"slot {row['slot']} signature {str(row['signature'])[:20]}.. spends {spend}"
         lines.append(f"{mark}{row['what']:41} {row['status']:10} {said}")
+    return "\n".join(lines)
+
+
+# x402 on Solana: the official x402 SDK knows Solana clusters by name only, so the demo's node
+# plays devnet for it (`warden demo` points WARDEN_RPC_URL_SOLANA_DEVNET at the local node).
+X402_AGENT = "demo-x402-solana-agent"
+X402_CHAIN = "solana-devnet"
+DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
+X402_PRICE = 10_000  # 0.01 of a 6-decimal token
+X402_CAP = 50_000
+
+
+def expected_x402(settings: Settings) -> dict[str, str]:
+    """What each paid route must come to. In the client-custody modes `warden pay` holds no client
+    share, so the signer refuses the first, and fails closed with the answer a missing share gets."""
+    first = "CLIENT_SHARE_INVALID" if settings.key_mode in CLIENT_MODES else "paid"
+    return {"/report": first, "/dear": "VALUE_OVER_CAP"}
+
+
+async def run_x402_session(settings: Settings, client_share: str | None, progress, timeout_s: float = 60.0) -> dict:
+    """An agent with a Solana key pays an x402 resource that asks for a demo token on Solana: the
+    official SDK's server and SVM facilitator (which pays the fee and sends the transaction) on
+    the local node. A second resource asks more than the agent's cap and is refused; the server
+    gets no payment for it."""
+    try:
+        from infra.stack.x402_server import Paid, paid_solana_server
+    except ImportError:
+        return {"skipped": "the x402 SDK is not installed: pip install 'warden[demo]'", "as_expected": True}
+    url = settings.rpc_url_for(X402_CHAIN)
+    node = JsonRpc(url, timeout_s=timeout_s)
+    alice = Keypair().pubkey()
+    try:
+        bank, mint_key = Keypair(), Keypair()
+        mint = mint_key.pubkey()
+        await _airdrop(node, bank.pubkey(), SOL, timeout_s)
+        setup = build.create_mint(bank.pubkey(), mint, bank.pubkey(), DECIMALS)
+        setup.append(build.create_ata(bank.pubkey(), alice, mint))
+        await _land(node, bank, setup, mint_key, timeout_s=timeout_s)
+        agent = await provision_solana_agent(
+            settings,
+            X402_AGENT,
+            fund_lamports=0,  # the facilitator pays the fee
+            client_share=client_share,
+            chain=X402_CHAIN,
+            allowlist=(str(alice),),
+            tokens=(SolanaTokenLimit(mint=str(mint), symbol="DEMO", decimals=DECIMALS, max_per_tx=X402_CAP),),
+        )
+        me = Pubkey.from_string(agent.address)
+        funding = [
+            build.create_ata(bank.pubkey(), me, mint),
+            build.mint_to(mint, build.ata_address(me, mint), bank.pubkey(), 10**6),
+        ]
+        await _land(node, bank, funding, timeout_s=timeout_s)
+        routes = [
+            Paid("/report", str(alice), X402_PRICE, network=DEVNET),
+            Paid("/dear", str(alice), 90_000, network=DEVNET),
+        ]
+        began = time.monotonic()
+        with paid_solana_server(url, str(mint), routes) as server:
+            await _airdrop(node, Pubkey.from_string(server.facilitator), SOL, timeout_s)
+            progress(
+                f"agent {X402_AGENT} pays the x402 server at {server.url} (the official SDK's, settling on {X402_CHAIN})"
+            )
+            payments = {
+                route.path: await pay(
+                    settings, X402_AGENT, agent.intent_key, server.url + route.path, timeout_s=timeout_s
+                )
+                for route in routes
+            }
+            served = list(server.served)
+        received = int(
+            (await node.call("getTokenAccountBalance", str(build.ata_address(alice, mint))))["value"]["amount"]
+        )
+    finally:
+        await node.close()
+    expected = expected_x402(settings)
+    rows = []
+    for path, payment in payments.items():
+        got = payment.refusal.code if payment.status == "refused" and payment.refusal else payment.status
+        row = {"path": path, "status": payment.status, "http_status": payment.http_status, "expected": expected[path]}
+        if payment.refusal is not None:
+            row |= {"code": payment.refusal.code, "stage": payment.refusal.stage}
+        if payment.settlement is not None:
+            row["transaction"] = payment.settlement.get("transaction")
+        rows.append(row | {"as_expected": got == expected[path]})
+    paid_for = [path for path, want in expected.items() if want == "paid"]
+    return {
+        "agent_id": X402_AGENT,
+        "address": agent.address,
+        "chain": X402_CHAIN,
+        "seconds": round(time.monotonic() - began, 3),
+        "payments": rows,
+        "served": served,
+        "alice_received": received,
+        # What the payee holds and what the server served are the chain's and the server's word.
+        "as_expected": all(r["as_expected"] for r in rows)
+        and served == paid_for
+        and received == X402_PRICE * len(paid_for),
+    }
+
+
+def render_x402(session: dict) -> str:
+    if "skipped" in session:
+        return f"\nx402 on Solana: skipped ({session['skipped']})"
+    lines = [
+        f"\nx402 on Solana: {session['agent_id']} ({session['address']}) pays the official x402 server "
+        f"({session['seconds']} s); the payee received {session['alice_received']} base units"
+    ]
+    for row in session["payments"]:
+        mark = "ok " if row["as_expected"] else "!! "
+        said = f"{row['code']} at {row['stage']}" if "code" in row else f"HTTP {row['http_status']}"
+        if row.get("transaction"):
+            said += f", transaction {row['transaction'][:20]}.."
+        lines.append(f"{mark}GET {row['path']:37} {row['status']:10} {said}")
     return "\n".join(lines)

@@ -183,6 +183,16 @@ def test_demo_on_each_custody_mode(mode, demos):
     # The Solana agent's key is in the same custody: signed (client share included) and finalized.
     solana = report["solana_session"]
     assert solana["as_expected"] and [r["status"] for r in solana["intents"]][:2] == ["finalized"] * 2, solana
+    assert solana["intents"][-1]["status"] == "signed"  # the off-chain message, in the same custody
+    # x402 on Solana, paid to the official SDK's server: `warden pay` holds no client share, so in
+    # the client-custody modes the signer refuses the payment and the payee gets nothing.
+    x402 = report["x402_solana_session"]
+    paid = "client" not in mode
+    assert x402["as_expected"] and x402["alice_received"] == (10_000 if paid else 0), x402
+    assert [r.get("code") or r["status"] for r in x402["payments"]] == [
+        "paid" if paid else "CLIENT_SHARE_INVALID",
+        "VALUE_OVER_CAP",
+    ], x402
     # The main job's witness cosigned the checkpoint over a mined transfer's final outcome.
     receipt = report["receipt"]
     assert receipt["ok"] and receipt["action"] == "tx.final" and receipt["witness"] == "witness.local/w1", receipt
