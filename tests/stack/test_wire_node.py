@@ -27,6 +27,7 @@ from schemas.auth import intent_signature_valid, public_key_hex, sign_intent
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
 from sdk import solana as build
+from svm import messages
 from tests.wire_support import CHECKSUMMED, EXAMPLE_SEED, T0, TOKEN, block_after, json_default, run_node
 
 OTHER_SEED = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"  # RFC 8032, test 2
@@ -74,6 +75,8 @@ _PAYER, _PAYEE = (Pubkey.from_bytes(bytes([n]) * 32) for n in (7, 9))
 SOLANA_TRANSACTION = base64.b64encode(
     build.unsigned(_PAYER, [build.sol_transfer(_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
 ).decode()
+
+SOLANA_MESSAGE = base64.b64encode(messages.encode("signed in Node, read in Python: ünïcode", [str(_PAYER)])).decode()
 
 INTENTS: dict[str, tuple[str, dict]] = {
     # The page's example, as the producer means to send it.
@@ -173,6 +176,17 @@ INTENTS: dict[str, tuple[str, dict]] = {
             "intent_type": "solana_transaction",
             "solana_transaction": SOLANA_TRANSACTION,
             "broadcast": True,
+            "created_at": "2026-11-21T10:00:00Z",
+        },
+    ),
+    "solana_message": (
+        OTHER_SEED,
+        {
+            "agent_id": "agent-7",
+            "intent_id": "solmsg-1",
+            "chain": "solana-local",
+            "intent_type": "solana_message",
+            "solana_message": SOLANA_MESSAGE,
             "created_at": "2026-11-21T10:00:00Z",
         },
     ),
