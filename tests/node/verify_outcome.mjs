@@ -22,6 +22,8 @@ const BY_TOPIC = {
   "warden.intents.abandoned": "IntentAbandoned",
   "warden.txs.signed": "SignedTransaction",
   "warden.messages.signed": "SignedMessage",
+  "warden.solana.signed": "SignedSolanaTransaction",
+  "warden.solana.messages.signed": "SignedSolanaMessage",
   "warden.dlq": "DeadLetter",
 };
 
@@ -31,6 +33,8 @@ function kindOf(record, topic) {
     if (!(topic in BY_TOPIC)) throw new Error(`${topic} is not an outcome topic`);
     return BY_TOPIC[topic];
   }
+  if ("signed_tx" in record && "recent_blockhash" in record) return "SignedSolanaTransaction";
+  if ("message_sha256" in record) return "SignedSolanaMessage";
   if ("signed_tx" in record) return "SignedTransaction";
   if ("message_hash" in record) return "SignedMessage";
   if ("payload_sha256" in record) return "DeadLetter";
@@ -44,7 +48,7 @@ function kindOf(record, topic) {
 
 // The table of section 4: who may sign each record.
 function roles(kind, record) {
-  if (kind === "SignedTransaction" || kind === "SignedMessage") return ["signer"];
+  if (kind.startsWith("Signed")) return ["signer"];  // a transaction or a message, EVM or Solana
   if (kind === "IntentRejected" && record.stage === "signing") return ["signer"];
   if (kind === "DeadLetter") return ["worker", "signer"];
   return ["worker"];

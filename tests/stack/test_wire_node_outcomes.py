@@ -20,6 +20,8 @@ from schemas.outcomes import (
     IntentParked,
     IntentRejected,
     SignedMessage,
+    SignedSolanaMessage,
+    SignedSolanaTransaction,
     SignedTransaction,
     StageVerdict,
 )
@@ -29,6 +31,7 @@ from tests.wire_support import CHECKSUMMED, T0, TOKEN, run_node
 WORKER, SIGNER, STRANGER = (Ed25519PrivateKey.generate() for _ in range(3))
 KEYS = {"worker": {"worker-1": public_key_hex(WORKER)}, "signer": {"signer-1": public_key_hex(SIGNER)}}
 ADMIN = Ed25519PrivateKey.generate()
+SOLANA_PAYER = "4Nd1mBQtrMJVYVfKf2PJy9NZUZdTAsp7D4xWLs4gDB4T"
 
 
 class Pinned:
@@ -148,6 +151,44 @@ def _outcome_world():
                 intent_digest=digest,
             ),
         ),
+        "signed_solana_transaction": (
+            "warden.solana.signed",
+            "signer",
+            SignedSolanaTransaction(
+                **common,
+                chain="solana-local",
+                from_=SOLANA_PAYER,
+                signature="5" * 87,
+                tx_signature="5" * 87,
+                signed_tx="AQ" + "A" * 86,
+                recent_blockhash="4" * 43,
+                spend={"SOL": str(2**63 + 5000)},
+                status="finalized",
+                final=True,
+                slot=2**60,
+                tee="none",
+                signed_at=T0,
+                intent_digest=digest,
+            ),
+        ),
+        "signed_solana_message": (
+            "warden.solana.messages.signed",
+            "signer",
+            SignedSolanaMessage(
+                **common,
+                chain="solana-local",
+                from_=SOLANA_PAYER,
+                signature="5" * 87,
+                message="/3NvbGFuYSBvZmZjaGFpbg==",
+                message_sha256="78" * 32,
+                version=0,
+                application_domain=SOLANA_PAYER,
+                signatories=(SOLANA_PAYER,),
+                tee="none",
+                signed_at=T0,
+                intent_digest=digest,
+            ),
+        ),
         "approved": (
             "warden.intents.approved",
             "worker",
@@ -233,6 +274,8 @@ MODELS = {
     "warden.intents.rejected": IntentRejected,
     "warden.txs.signed": SignedTransaction,
     "warden.messages.signed": SignedMessage,
+    "warden.solana.signed": SignedSolanaTransaction,
+    "warden.solana.messages.signed": SignedSolanaMessage,
     "warden.intents.approved": IntentApproved,
     "warden.intents.awaiting_approval": IntentParked,
     "warden.dlq": DeadLetter,
@@ -272,7 +315,19 @@ def test_outcomes_signed_in_python_verify_in_node():
         assert answer.get("ok") is True, (case["record"][:200], answer)
     roles = [a["role"] for a in answers[: len(OUTCOMES)]]
     # A dead letter may be either's: this one is the signer's.
-    assert roles == ["worker", "signer", "signer", "signer", "worker", "worker", "signer", "worker", "worker"]
+    assert roles == [
+        "worker",
+        "signer",
+        "signer",
+        "signer",
+        "signer",
+        "signer",
+        "worker",
+        "worker",
+        "signer",
+        "worker",
+        "worker",
+    ]
 
 
 def _edited(name: str, edit) -> bytes:
