@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from rules import movements, solana, typed_movements
 from rules.guardrails import allowlisted, simulation_required, verdict
+from schemas.codes import Code
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -49,7 +50,7 @@ def assess_assets(
     moved = [m.facts() for m in reading.movements]
     facts: dict = dict(movements=moved)
 
-    def refuse(code: str, reason: str) -> tuple[StageVerdict, dict[str, int]]:
+    def refuse(code: Code, reason: str) -> tuple[StageVerdict, dict[str, int]]:
         return verdict(intent, "assets", False, code, reason, **facts), {}
 
     if reading.other_call is not None:
@@ -57,7 +58,7 @@ def assess_assets(
         facts.update(contract=contract, selector=selector)
         if selector in movements.TOKEN_SELECTORS and policy.asset(intent.chain, contract) is None:
             return refuse(
-                "ASSET_NOT_IN_POLICY",
+                Code.ASSET_NOT_IN_POLICY,
                 (
                     f"the calldata calls a token function ({selector}) on {contract}, which is not in this agent's "
                     f"asset_limits for {intent.chain}; an admin adds the token (standard, decimals, limits) to move it"
@@ -73,7 +74,7 @@ def assess_assets(
             # Another function of a token the agent holds (a multicall, a permit-and-transfer) can
             # move that token in ways the calldata does not show: only simulation sees it.
             return refuse(
-                "CALLDATA_NOT_ALLOWED",
+                Code.CALLDATA_NOT_ALLOWED,
                 (
                     f"{selector} on {contract} is not one of its token functions, and {contract} is an asset of this "
                     "policy: such a call could move the token unseen, so it is signed only simulated (set "
@@ -83,7 +84,7 @@ def assess_assets(
         if rule is None or not rule.allows(selector):
             listed = "no calls" if rule is None else f"selectors {', '.join(rule.selectors)}"
             return refuse(
-                "CALLDATA_NOT_ALLOWED",
+                Code.CALLDATA_NOT_ALLOWED,
                 (
                     f"calldata with selector {selector} to {contract} is not allowed: the policy's contract_calls lists "
                     f'{listed} for it; an admin adds the selector (or "any") to allow it'
@@ -96,7 +97,7 @@ def assess_assets(
         if move.kind == "proceeds":
             if move.to != policy.sender_address and not allowlisted(policy, move.to):
                 return refuse(
-                    "PROCEEDS_NOT_ALLOWLISTED",
+                    Code.PROCEEDS_NOT_ALLOWLISTED,
                     (
                         f"{move.via} pays {move.amount} base units of {move.asset} to {move.to}, which is neither the "
                         f"order's own account nor on this agent's allowlist: the agent's tokens would be sold for someone "
@@ -107,7 +108,7 @@ def assess_assets(
         asset = policy.asset(intent.chain, move.asset)
         if asset is None or asset.standard != move.standard:
             return refuse(
-                "ASSET_NOT_IN_POLICY",
+                Code.ASSET_NOT_IN_POLICY,
                 (
                     f"{move.via} {_ROLE[move.kind]}s {move.asset}'s tokens, and that contract is not in this agent's "
                     f"asset_limits for {intent.chain} as {move.standard}; an admin adds it to allow it"
@@ -117,7 +118,7 @@ def assess_assets(
         if move.kind == "operator":
             if move.amount and policy.block_unlimited_approvals and move.to not in policy.tx_to_allowlist:
                 return refuse(
-                    "OPERATOR_NOT_ALLOWLISTED",
+                    Code.OPERATOR_NOT_ALLOWLISTED,
                     (
                         f"setApprovalForAll hands every {asset.label} token to {move.to}, which is not on tx_to_allowlist "
                         "by name; with block_unlimited_approvals an operator must be allowlisted"
@@ -125,14 +126,14 @@ def assess_assets(
                 )
             if move.amount and not allowlisted(policy, move.to):
                 return refuse(
-                    "RECIPIENT_NOT_ALLOWLISTED",
+                    Code.RECIPIENT_NOT_ALLOWLISTED,
                     f"operator {move.to} is not on this agent's allowlist; an "
                     "admin adds it to tx_to_allowlist to allow it",
                 )
             continue
         if not allowlisted(policy, move.to):
             return refuse(
-                "RECIPIENT_NOT_ALLOWLISTED",
+                Code.RECIPIENT_NOT_ALLOWLISTED,
                 (
                     f"{move.via} makes {move.to} the {role} of {asset_amount(asset, move.amount)}, and {move.to} is not on "
                     f"this agent's allowlist ({len(policy.tx_to_allowlist)} addresses); use an allowlisted {role}, or an "
@@ -145,7 +146,7 @@ def assess_assets(
             bounds = [b for b in (asset.units("max_per_tx"), asset.units("daily_limit")) if b is not None]
             if not bounds:
                 return refuse(
-                    "UNLIMITED_APPROVAL_REFUSED",
+                    Code.UNLIMITED_APPROVAL_REFUSED,
                     (
                         f"{move.via} would let {move.to} take {asset_amount(asset, move.amount)}, and {asset.label} has neither "
                         "max_per_tx nor daily_limit to bound an approval (block_unlimited_approvals)"
@@ -153,7 +154,7 @@ def assess_assets(
                 )
             if move.amount > min(bounds):
                 return refuse(
-                    "UNLIMITED_APPROVAL_REFUSED",
+                    Code.UNLIMITED_APPROVAL_REFUSED,
                     (
                         f"{move.via} would let {move.to} take {asset_amount(asset, move.amount)}, more than {asset.label}'s "
                         f"limit of {asset_amount(asset, min(bounds))} (block_unlimited_approvals); approve only what this "
@@ -167,7 +168,7 @@ def assess_assets(
         cap, limit = asset.units("max_per_tx"), asset.units("daily_limit")
         if cap is not None and amount > cap:
             return refuse(
-                "ASSET_OVER_CAP",
+                Code.ASSET_OVER_CAP,
                 (
                     f"this intent moves or approves {asset_amount(asset, amount)}, over the per-transaction cap of "
                     f"{asset_amount(asset, cap)}; move less, or an admin raises {asset.label}'s max_per_tx"
@@ -177,7 +178,7 @@ def assess_assets(
         facts.setdefault("asset_spent", {})[key] = str(already)
         if limit is not None and already + amount > limit:
             return refuse(
-                "ASSET_DAILY_LIMIT_EXCEEDED",
+                Code.ASSET_DAILY_LIMIT_EXCEEDED,
                 (
                     f"{asset_amount(asset, already)} already moved or approved in the last 24 h; "
                     f"{asset_amount(asset, amount)} more would exceed the rolling limit of {asset_amount(asset, limit)}; wait for "
@@ -185,7 +186,7 @@ def assess_assets(
                 ),
             )
     what = ", ".join(f"{m['via']} {m['amount']}" for m in moved) or "no token movement"
-    return verdict(intent, "assets", True, "ASSETS_WITHIN_POLICY", f"{what} within the asset rules", **facts), totals
+    return verdict(intent, "assets", True, Code.ASSETS_WITHIN_POLICY, f"{what} within the asset rules", **facts), totals
 
 
 def asset_amount(asset, units: int) -> str:

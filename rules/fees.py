@@ -19,6 +19,7 @@ from evm.constants import GAS_PER_BLOB, PER_AUTHORIZATION_GAS
 from rules.guardrails import verdict
 from rules.simulation import call_object, decode_revert
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
@@ -90,7 +91,7 @@ def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> 
             intent,
             "fee",
             True,
-            "FEE_WITHIN_CEILING",
+            Code.FEE_WITHIN_CEILING,
             f"fee {fee.fee_per_gas} wei per gas" + ("" if ceiling is None else f" <= ceiling {ceiling}"),
             **facts,
         )
@@ -101,7 +102,7 @@ def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> 
         intent,
         "fee",
         False,
-        "FEE_OVER_CEILING",
+        Code.FEE_OVER_CEILING,
         f"{named} fee of {fee.fee_per_gas} wei per gas{base} exceeds this agent's ceiling of {ceiling} "
         f"wei per gas (tx_max_fee_per_gas); not signed and not paid. Retry when fees fall, or ask an "
         "admin to raise the ceiling",
@@ -122,11 +123,11 @@ async def check_price(
             intent,
             "fee",
             False,
-            "GAS_ESTIMATE_FAILED",
+            Code.GAS_ESTIMATE_FAILED,
             f"the node could not estimate gas for this intent: {reason}; set gas_limit or fix the call",
             rpc_method=exc.method,
         ), None
     except RpcUnavailable as exc:
         # Fail closed: an intent whose cost is unknown is not approved.
-        return verdict(intent, "fee", False, "FEE_QUOTE_UNAVAILABLE", str(exc)), None
+        return verdict(intent, "fee", False, Code.FEE_QUOTE_UNAVAILABLE, str(exc)), None
     return check_fee(intent, policy, fee), fee

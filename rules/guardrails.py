@@ -20,6 +20,7 @@ from datetime import datetime
 from rules import movements, typed_movements
 from runtime.clock import to_us
 from schemas.chains import REGISTRY
+from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -27,7 +28,7 @@ from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 
 
-def verdict(intent: TransactionIntent, stage: str, passed: bool, code: str, reason: str, **facts) -> StageVerdict:
+def verdict(intent: TransactionIntent, stage: str, passed: bool, code: Code, reason: str, **facts) -> StageVerdict:
     return StageVerdict(intent_id=intent.intent_id, stage=stage, passed=passed, code=code, reason=reason, facts=facts)
 
 
@@ -41,7 +42,7 @@ def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -
             intent,
             "intake",
             False,
-            "INTENT_FROM_THE_FUTURE",
+            Code.INTENT_FROM_THE_FUTURE,
             f"created_at {intent.created_at.isoformat()} is more than {INTENT_MAX_FUTURE_US // 1_000_000} s "
             f"ahead of this service's clock ({now.isoformat()}); check the agent's clock and sign a new "
             "intent",
@@ -52,7 +53,7 @@ def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -
             intent,
             "intake",
             False,
-            "INTENT_EXPIRED",
+            Code.INTENT_EXPIRED,
             f"created_at {intent.created_at.isoformat()} is older than the {max_age_us // 1_000_000} s an "
             "intent stays valid; sign a new intent",
             **facts,
@@ -62,23 +63,23 @@ def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -
             intent,
             "intake",
             False,
-            "INTENT_EXPIRED",
+            Code.INTENT_EXPIRED,
             f"the intent expired at {intent.expires_at.isoformat()}; sign a new intent",
             expires_at=intent.expires_at.isoformat(),
             **facts,
         )
-    return verdict(intent, "intake", True, "INTENT_FRESH", "within its validity window", **facts)
+    return verdict(intent, "intake", True, Code.INTENT_FRESH, "within its validity window", **facts)
 
 
 def check_chain(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
     allowed = policy.tx_allowed_chains
     if not allowed or intent.chain in allowed:
-        return verdict(intent, "chain", True, "CHAIN_ALLOWED", f"{intent.chain} is allowed", chain=intent.chain)
+        return verdict(intent, "chain", True, Code.CHAIN_ALLOWED, f"{intent.chain} is allowed", chain=intent.chain)
     return verdict(
         intent,
         "chain",
         False,
-        "CHAIN_NOT_ALLOWED",
+        Code.CHAIN_NOT_ALLOWED,
         f"chain {intent.chain!r} is not in this agent's allowed chains ({', '.join(allowed)})",
         chain=intent.chain,
         allowed=list(allowed),
@@ -90,12 +91,12 @@ def check_allowlist(intent: TransactionIntent, policy: AgentPolicy) -> StageVerd
     # Addresses are EIP-55 normalized by the schema, so string equality is address equality.
     # (Only transactions reach this stage; the schema requires their `to`.)
     if not allowlist or intent.to in allowlist:
-        return verdict(intent, "allowlist", True, "RECIPIENT_ALLOWED", f"{intent.to} is allowed", to=intent.to)
+        return verdict(intent, "allowlist", True, Code.RECIPIENT_ALLOWED, f"{intent.to} is allowed", to=intent.to)
     return verdict(
         intent,
         "allowlist",
         False,
-        "RECIPIENT_NOT_ALLOWLISTED",
+        Code.RECIPIENT_NOT_ALLOWLISTED,
         f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)",
         to=intent.to,
     )
@@ -110,7 +111,7 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
             intent,
             "message",
             False,
-            "MESSAGE_SIGNING_DISABLED",
+            Code.MESSAGE_SIGNING_DISABLED,
             f"personal_sign is off for agent {intent.agent_id!r}; an admin turns it on with "
             "message_signing_enabled in the policy",
             **facts,
@@ -120,12 +121,12 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
             intent,
             "message",
             False,
-            "MESSAGE_TOO_LARGE",
+            Code.MESSAGE_TOO_LARGE,
             f"the message is {size} bytes; this agent's policy signs at most {policy.message_max_bytes} "
             "(message_max_bytes)",
             **facts,
         )
-    return verdict(intent, "message", True, "MESSAGE_ALLOWED", f"personal_sign of {size} bytes allowed", **facts)
+    return verdict(intent, "message", True, Code.MESSAGE_ALLOWED, f"personal_sign of {size} bytes allowed", **facts)
 
 
 def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
@@ -147,12 +148,12 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
         chain_id=chain_id,
     )
 
-    def refuse(code: str, reason: str) -> StageVerdict:
+    def refuse(code: Code, reason: str) -> StageVerdict:
         return verdict(intent, "typed_data", False, code, reason, **facts)
 
     if typed.chain_id is not None and typed.chain_id != chain_id:
         return refuse(
-            "EIP712_CHAIN_MISMATCH",
+            Code.EIP712_CHAIN_MISMATCH,
             f"the typed data's domain is for chain id {typed.chain_id}, the intent "
             f"for {intent.chain} ({chain_id}); a signature for another chain is not "
             "made here",
@@ -161,7 +162,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     if typed_movements.reads_as_value(typed):
         if not any(rule.matches(typed) for rule in policy.eip712_domain_allowlist):
             return refuse(
-                "EIP712_SPEND_AUTHORIZATION_REFUSED",
+                Code.EIP712_SPEND_AUTHORIZATION_REFUSED,
                 (
                     f"{primary} moves or authorizes moving this account's tokens, and {where} is not on the policy's "
                     "eip712_domain_allowlist; an admin allowlists the contract to allow it (the default policy does not "
@@ -172,7 +173,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
             intent,
             "typed_data",
             True,
-            "EIP712_DOMAIN_ALLOWED",
+            Code.EIP712_DOMAIN_ALLOWED,
             f"{primary} for allowlisted domain {contract}; what it moves is judged next",
             **facts,
         )
@@ -181,7 +182,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
             intent,
             "typed_data",
             True,
-            "EIP712_NO_VALUE_TYPE",
+            Code.EIP712_NO_VALUE_TYPE,
             f"{primary} on {contract} is named by the policy as moving no value",
             **facts,
         )
@@ -191,7 +192,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     )
     if typed_movements.carries_value(typed):
         return refuse(
-            "EIP712_TYPE_NOT_UNDERSTOOD",
+            Code.EIP712_TYPE_NOT_UNDERSTOOD,
             (
                 f"{primary} on {where} carries an address and an amount, and Warden does not read it as a movement, so "
                 f"it could move value unseen; it is not signed. Use a type Warden reads (Permit, Permit2, EIP-3009, "
@@ -204,7 +205,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
             intent,
             "typed_data",
             True,
-            "EIP712_DEFAULT_ALLOW",
+            Code.EIP712_DEFAULT_ALLOW,
             f"{primary} carries no address-and-amount and the policy's default is allow",
             **facts,
         )
@@ -214,7 +215,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
         else "the default policy is deny"
     )
     return refuse(
-        "EIP712_TYPE_NOT_NAMED",
+        Code.EIP712_TYPE_NOT_NAMED,
         (
             f"{primary} on {where} is not a type Warden reads as a movement nor one the policy names as moving no value, "
             f"and {why}; {name_it}"
@@ -235,7 +236,7 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
                 intent,
                 "delegation",
                 False,
-                "EIP7702_DELEGATE_NOT_ALLOWLISTED",
+                Code.EIP7702_DELEGATE_NOT_ALLOWLISTED,
                 f"delegating the account to {auth.address} is not allowed: it is not on the policy's "
                 f"eip7702_delegate_allowlist ({listed} contracts)",
                 **facts,
@@ -245,7 +246,7 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
                 intent,
                 "delegation",
                 False,
-                "EIP7702_ANY_CHAIN_REFUSED",
+                Code.EIP7702_ANY_CHAIN_REFUSED,
                 "an authorization with chain_id 0 is valid on every chain; name the chain id "
                 f"{chain_id}, or an admin sets eip7702_allow_any_chain",
                 **facts,
@@ -255,12 +256,17 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
                 intent,
                 "delegation",
                 False,
-                "EIP7702_CHAIN_MISMATCH",
+                Code.EIP7702_CHAIN_MISMATCH,
                 f"the authorization is for chain id {auth.chain_id}, the intent for {intent.chain} ({chain_id})",
                 **facts,
             )
     return verdict(
-        intent, "delegation", True, "EIP7702_DELEGATE_ALLOWED", f"delegation to {', '.join(delegates)} allowed", **facts
+        intent,
+        "delegation",
+        True,
+        Code.EIP7702_DELEGATE_ALLOWED,
+        f"delegation to {', '.join(delegates)} allowed",
+        **facts,
     )
 
 
@@ -273,7 +279,7 @@ def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuot
             intent,
             "value_cap",
             True,
-            "VALUE_WITHIN_CAP",
+            Code.VALUE_WITHIN_CAP,
             "spend (value + worst-case fee) within the per-transaction cap",
             **facts,
         )
@@ -281,7 +287,7 @@ def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuot
         intent,
         "value_cap",
         False,
-        "VALUE_OVER_CAP",
+        Code.VALUE_OVER_CAP,
         f"spend {format_native_amount(spend)} ({fee.describe(intent)}) exceeds the per-transaction cap of "
         f"{policy.tx_max_value_eth}",
         **facts,
@@ -293,12 +299,12 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
     spend = fee.spend_wei(intent)
     facts = dict(fee.facts(intent), spent_wei=str(spent_wei), limit_wei=None if limit is None else str(limit))
     if limit is None or spent_wei + spend <= limit:
-        return verdict(intent, "daily_limit", True, "WITHIN_DAILY_LIMIT", "within the rolling 24 h limit", **facts)
+        return verdict(intent, "daily_limit", True, Code.WITHIN_DAILY_LIMIT, "within the rolling 24 h limit", **facts)
     return verdict(
         intent,
         "daily_limit",
         False,
-        "DAILY_LIMIT_EXCEEDED",
+        Code.DAILY_LIMIT_EXCEEDED,
         f"{format_native_amount(spent_wei)} already spent in the last 24 h; {format_native_amount(spend)} more "
         f"({fee.describe(intent)}) would exceed the rolling limit of {policy.tx_daily_limit_eth}",
         **facts,

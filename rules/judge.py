@@ -23,6 +23,7 @@ from types import MappingProxyType
 from rules import assets, fees, guardrails, movements, prices, simulation, solana
 from runtime.rpc import Node
 from schemas.auth import intent_signature_valid, simulation_request_signature_valid
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
@@ -124,7 +125,7 @@ def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age
             intent,
             "intake",
             False,
-            "AGENT_SIGNATURE_INVALID",
+            Code.AGENT_SIGNATURE_INVALID,
             "the intent's Ed25519 signature does not verify against the agent's public key in its policy "
             f"(v{policy.version}); sign signing_bytes() with the agent key",
         )
@@ -140,7 +141,7 @@ def admit_simulation(request: SimulationRequest, policy: AgentPolicy, now: datet
             intent_id=request.request_id,
             stage="intake",
             passed=False,
-            code="AGENT_SIGNATURE_INVALID",
+            code=Code.AGENT_SIGNATURE_INVALID,
             reason="the simulation request's Ed25519 signature does not verify against the agent's public key in "
             f"its policy (v{policy.version}); sign the request's signing_bytes() with the agent key",
         )
@@ -164,7 +165,7 @@ def _admit_signed(intent: TransactionIntent, policy: AgentPolicy, now: datetime,
             intent,
             "intake",
             False,
-            "INTENTS_API_DISABLED",
+            Code.INTENTS_API_DISABLED,
             f"the intents API is disabled for agent {intent.agent_id!r} (policy v{policy.version}); an admin "
             "turns it on with intents_api_enabled",
         )
@@ -235,7 +236,7 @@ def _without_quote(intent: TransactionIntent, stage: str) -> StageVerdict:
         intent,
         stage,
         False,
-        "FEE_QUOTE_MISSING",
+        Code.FEE_QUOTE_MISSING,
         f"the {stage} stage counts the fee stage's quote, and this intent's judgement carries none; submit it again",
     )
 

@@ -24,6 +24,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, AssetLimit
 
@@ -113,7 +114,7 @@ class Movement:
 class Unreadable(ValueError):
     """Calldata or typed data that claims to be a token operation but does not decode as one."""
 
-    def __init__(self, code: str, reason: str):
+    def __init__(self, code: Code, reason: str):
         super().__init__(reason)
         self.code, self.reason = code, reason
 
@@ -139,11 +140,11 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
         canonical = abi_encode(function.types, args) == body
     except Exception as exc:  # eth-abi raises several types for bad input; any of them means unreadable
         raise Unreadable(
-            "CALLDATA_MALFORMED", f"calldata for {function.signature} on {asset.label} does not decode: {exc}"
+            Code.CALLDATA_MALFORMED, f"calldata for {function.signature} on {asset.label} does not decode: {exc}"
         ) from None
     if not canonical:
         raise Unreadable(
-            "CALLDATA_MALFORMED",
+            Code.CALLDATA_MALFORMED,
             f"calldata for {function.signature} on {asset.label} is not in "
             "canonical ABI encoding (extra or re-pointed bytes); encode the "
             "arguments with a standard ABI encoder",
@@ -157,7 +158,7 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
         amount = sum(_as_tuple(args[function.amount]))
     if asset.standard == "erc1155" and len(ids) != len(_as_tuple(args[function.amount])):
         raise Unreadable(
-            "CALLDATA_MALFORMED", f"{function.signature} on {asset.label}: ids and amounts differ in length"
+            Code.CALLDATA_MALFORMED, f"{function.signature} on {asset.label}: ids and amounts differ in length"
         )
     source = None if function.source is None else to_checksum_address(args[function.source])
     return Movement(

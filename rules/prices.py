@@ -28,6 +28,7 @@ from eth_abi import decode
 from rules import movements
 from rules.guardrails import verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.codes import Code
 from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -57,7 +58,7 @@ class Price:
 
 
 class PriceRefused(Exception):
-    def __init__(self, code: str, reason: str):
+    def __init__(self, code: Code, reason: str):
         super().__init__(reason)
         self.code, self.reason = code, reason
 
@@ -80,11 +81,11 @@ async def read_price(node: Node, feed: PriceFeed, now: datetime, max_age_s: int)
         raw_decimals = await node.call("eth_call", {"to": feed.feed, "data": _DECIMALS}, "latest")
     except RpcUnavailable as exc:
         raise PriceRefused(
-            "PRICE_UNAVAILABLE", f"the {feed.chain} node could not be asked for the price: {exc}"
+            Code.PRICE_UNAVAILABLE, f"the {feed.chain} node could not be asked for the price: {exc}"
         ) from None
     except RpcError as exc:
         raise PriceRefused(
-            "PRICE_FEED_UNKNOWN",
+            Code.PRICE_FEED_UNKNOWN,
             f"{feed.feed} on {feed.chain} does not answer latestRoundData() ({exc.message}); it is no price "
             "feed: an admin names the asset's Chainlink-style aggregator in price_feeds",
         ) from None
@@ -95,7 +96,7 @@ async def read_price(node: Node, feed: PriceFeed, now: datetime, max_age_s: int)
         (decimals,) = decode(["uint8"], bytes.fromhex(raw_decimals[2:]))
     except Exception:  # noqa: BLE001 - whatever the bytes are, they are no feed's answer
         raise PriceRefused(
-            "PRICE_FEED_UNKNOWN",
+            Code.PRICE_FEED_UNKNOWN,
             f"{feed.feed} on {feed.chain} answers latestRoundData() and decimals() with something that is not "
             "AggregatorV3Interface's answer (no contract there?); an admin names the asset's real feed in price_feeds",
         ) from None
@@ -108,21 +109,21 @@ def believed(price: Price, feed: PriceFeed, now: datetime, max_age_s: int) -> Pr
     round_id, answer, updated_at = price.round_id, price.answer, price.updated_at
     if not 0 <= price.decimals <= PRICE_MAX_DECIMALS:
         raise PriceRefused(
-            "PRICE_DECIMALS_OUT_OF_RANGE",
+            Code.PRICE_DECIMALS_OUT_OF_RANGE,
             f"the {feed.key} price feed {feed.feed} reports {price.decimals} decimals; a feed may have 0 to "
             f"{PRICE_MAX_DECIMALS}, so its answer {answer} means no known price. An admin names the asset's real "
             "feed in price_feeds",
         )
     if answer <= 0:
         raise PriceRefused(
-            "PRICE_NOT_POSITIVE",
+            Code.PRICE_NOT_POSITIVE,
             f"the {feed.key} price from {feed.feed} (round {round_id}) is {answer}, not positive; nothing is "
             "priced at it. Wait for the feed to recover, or an admin names another feed",
         )
     age = int(now.timestamp()) - updated_at
     if -age > PRICE_MAX_FUTURE_S:
         raise PriceRefused(
-            "PRICE_FROM_THE_FUTURE",
+            Code.PRICE_FROM_THE_FUTURE,
             f"the {feed.key} price from {feed.feed} (round {round_id}) says it was updated at {updated_at}, "
             f"{-age} s after now ({int(now.timestamp())}); at most {PRICE_MAX_FUTURE_S} s of clock skew is allowed, "
             "and a round from the future would never be stale. The feed is broken or forged: an admin names "
@@ -130,7 +131,7 @@ def believed(price: Price, feed: PriceFeed, now: datetime, max_age_s: int) -> Pr
         )
     if age > max_age_s:
         raise PriceRefused(
-            "PRICE_STALE",
+            Code.PRICE_STALE,
             f"the {feed.key} price from {feed.feed} (round {round_id}) was updated {age} s ago, more than the "
             f"policy's price_max_age_s of {max_age_s}; retry when the feed updates",
         )
@@ -170,7 +171,7 @@ async def check_usd(
     the ledger holds for this intent, per asset key, read instead of the feeds (a replay); an
     asset without one is refused PRICE_NOT_RECORDED."""
     if not policy.usd_limited:
-        return verdict(intent, "usd_limit", True, "NO_USD_LIMIT", "the policy sets no USD limit"), None
+        return verdict(intent, "usd_limit", True, Code.NO_USD_LIMIT, "the policy sets no USD limit"), None
     prices, total = [], 0
     for key, units, decimals in _moved(intent, policy, quote, asset_spend):
         feed = policy.price_feed(intent.chain, key)
@@ -179,7 +180,7 @@ async def check_usd(
                 intent,
                 "usd_limit",
                 False,
-                "PRICE_FEED_UNKNOWN",
+                Code.PRICE_FEED_UNKNOWN,
                 f"the intent moves {key} on {intent.chain}, and the policy names no price feed for it, so its USD "
                 "value is unknown; an admin adds the asset's feed to price_feeds",
                 asset=key,
@@ -191,7 +192,7 @@ async def check_usd(
                 price = believed(recorded[key], feed, now, policy.price_max_age_s)
             else:
                 raise PriceRefused(
-                    "PRICE_NOT_RECORDED",
+                    Code.PRICE_NOT_RECORDED,
                     f"no {key} price was recorded for this intent when it was decided, and a replay never asks "
                     "today's chain",
                 )
@@ -218,7 +219,7 @@ async def check_usd(
             intent,
             "usd_limit",
             False,
-            "USD_OVER_CAP",
+            Code.USD_OVER_CAP,
             f"the intent moves {format_usd(total)} (priced by the policy's feeds, rounded up), more than the "
             f"per-transaction cap of {format_usd(cap)} (usd_max_per_tx)",
             **facts,
@@ -226,7 +227,7 @@ async def check_usd(
     over = recheck_usd_window(intent, policy, spent_usd, total, facts)
     if over is not None:
         return over, None
-    return verdict(intent, "usd_limit", True, "WITHIN_USD_LIMITS", f"moves {format_usd(total)}", **facts), total
+    return verdict(intent, "usd_limit", True, Code.WITHIN_USD_LIMITS, f"moves {format_usd(total)}", **facts), total
 
 
 def recheck_usd_window(
@@ -241,7 +242,7 @@ def recheck_usd_window(
         intent,
         "usd_limit",
         False,
-        "USD_DAILY_LIMIT_EXCEEDED",
+        Code.USD_DAILY_LIMIT_EXCEEDED,
         f"{format_usd(spent_usd)} already moved in the last 24 h; {format_usd(usd)} more would exceed the "
         f"rolling limit of {format_usd(limit)} (usd_daily_limit); wait for earlier spend to leave the window",
         **(facts if facts is not None else dict(usd=str(usd), usd_spent=str(spent_usd))),

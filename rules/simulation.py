@@ -15,6 +15,7 @@ from rules import movements
 from rules.assets import asset_amount
 from rules.guardrails import allowlisted, simulation_required, verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -33,7 +34,7 @@ async def check_simulation(
             intent,
             "simulation",
             False,
-            "SIMULATION_UNAVAILABLE",
+            Code.SIMULATION_UNAVAILABLE,
             f"could not tell whether {intent.to} runs code: {exc}",
         )
     if not needed:
@@ -125,20 +126,20 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
             intent,
             "simulation",
             False,
-            "SIMULATION_REVERTED",
+            Code.SIMULATION_REVERTED,
             f"simulation reverted: {reason}",
             revert_reason=reason,
             rpc_method=exc.method,
         )
     except RpcUnavailable as exc:
         # Fail closed: an intent that must be simulated is not approved unsimulated.
-        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc))
+        return verdict(intent, "simulation", False, Code.SIMULATION_UNAVAILABLE, str(exc))
     if intent.gas_limit is not None and gas > intent.gas_limit:
         return verdict(
             intent,
             "simulation",
             False,
-            "GAS_LIMIT_TOO_LOW",
+            Code.GAS_LIMIT_TOO_LOW,
             f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}",
             estimated_gas=gas,
         )
@@ -148,7 +149,7 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
             intent,
             "simulation",
             True,
-            "SIMULATION_OK",
+            Code.SIMULATION_OK,
             f"simulation succeeded, estimated gas {gas}; balance changes not traced (the policy names "
             "no sender_address)",
             estimated_gas=gas,
@@ -165,19 +166,19 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
             intent,
             "simulation",
             False,
-            "SIMULATION_UNAVAILABLE",
+            Code.SIMULATION_UNAVAILABLE,
             f"the node could not trace the call's transfers (eth_simulateV1: {exc.message}); an intent "
             "that must be simulated is not signed untraced",
             estimated_gas=gas,
         )
     except RpcUnavailable as exc:
-        return verdict(intent, "simulation", False, "SIMULATION_UNAVAILABLE", str(exc), estimated_gas=gas)
+        return verdict(intent, "simulation", False, Code.SIMULATION_UNAVAILABLE, str(exc), estimated_gas=gas)
     except (KeyError, IndexError, TypeError):
         return verdict(
             intent,
             "simulation",
             False,
-            "SIMULATION_UNAVAILABLE",
+            Code.SIMULATION_UNAVAILABLE,
             "the node's eth_simulateV1 answer has no call result",
             estimated_gas=gas,
         )
@@ -201,7 +202,7 @@ def traced_verdict(
             intent,
             "simulation",
             False,
-            "SIMULATION_REVERTED",
+            Code.SIMULATION_REVERTED,
             f"simulation reverted: {reason}",
             revert_reason=reason,
             rpc_method="eth_simulateV1",
@@ -229,7 +230,7 @@ def traced_verdict(
                 intent,
                 "simulation",
                 False,
-                "SIMULATION_MISMATCH",
+                Code.SIMULATION_MISMATCH,
                 (
                     f"the simulated call takes {shown(change.asset, change.outgoing)} from {sender}, but the intent "
                     f"declares {shown(change.asset, declared.get(change.asset, 0))}; the contract moves more than the "
@@ -243,7 +244,7 @@ def traced_verdict(
                 intent,
                 "simulation",
                 False,
-                "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+                Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
                 (
                     f"the simulated call sends {shown(landing.asset, landing.amount)} from {sender} on to "
                     f"{landing.holder}, which is not on this agent's allowlist (route: {'; '.join(landing.route)}); value "
@@ -258,7 +259,7 @@ def traced_verdict(
                 intent,
                 "simulation",
                 False,
-                "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+                Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
                 (
                     f"the simulated call lets {spender} spend {sender}'s {token} tokens, and {spender} is not on this "
                     "agent's allowlist; an allowance set inside a call is judged like one the agent asks for: "
@@ -266,7 +267,9 @@ def traced_verdict(
                 ),
                 **facts,
             )
-    return verdict(intent, "simulation", True, "SIMULATION_OK", f"simulation succeeded, estimated gas {gas}", **facts)
+    return verdict(
+        intent, "simulation", True, Code.SIMULATION_OK, f"simulation succeeded, estimated gas {gas}", **facts
+    )
 
 
 def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
@@ -274,6 +277,6 @@ def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
         intent,
         "simulation",
         True,
-        "SIMULATION_NOT_REQUIRED",
+        Code.SIMULATION_NOT_REQUIRED,
         "nothing asks for it: no simulate_first or require_simulation, no contract call, no value to code",
     )

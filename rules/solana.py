@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from runtime import solana as solana_rpc
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, SolanaPolicy
@@ -33,39 +33,6 @@ from svm.transactions import SolanaTransaction, read
 
 SOL = "SOL"
 U64_MAX = 2**64 - 1
-
-
-class SolanaCode(StrEnum):
-    ALLOWED = "SOLANA_ALLOWED"
-    CHAIN_NOT_ALLOWED = "CHAIN_NOT_ALLOWED"
-    SOLANA_NOT_ENABLED = "SOLANA_NOT_ENABLED"
-    AGENT_NOT_SIGNER = "SOLANA_AGENT_NOT_SIGNER"
-    INSTRUCTION_NOT_READ = "SOLANA_INSTRUCTION_NOT_READ"
-    PROGRAM_NOT_ALLOWED = "SOLANA_PROGRAM_NOT_ALLOWED"
-    RECIPIENT_NOT_ALLOWLISTED = "RECIPIENT_NOT_ALLOWLISTED"
-    TOKEN_NOT_LISTED = "SOLANA_TOKEN_NOT_LISTED"
-    TOKEN_MISMATCH = "SOLANA_TOKEN_MISMATCH"
-    ACCOUNT_NOT_RESOLVED = "SOLANA_ACCOUNT_NOT_RESOLVED"
-    VALUE_OVER_CAP = "VALUE_OVER_CAP"
-    DAILY_LIMIT_EXCEEDED = "DAILY_LIMIT_EXCEEDED"
-    PRIORITY_FEE_OVER_CEILING = "SOLANA_PRIORITY_FEE_OVER_CEILING"
-    UNLIMITED_APPROVAL = "UNLIMITED_APPROVAL"
-    AUTHORITY_CHANGE_REFUSED = "SOLANA_AUTHORITY_CHANGE_REFUSED"
-    CLOSE_TO_OTHER_REFUSED = "SOLANA_CLOSE_TO_OTHER_REFUSED"
-    # what the node's simulation showed
-    SIMULATION_ROUTES_ALLOWED = "SIMULATION_ROUTES_ALLOWED"
-    SIMULATION_FAILED = "SIMULATION_FAILED"
-    SIMULATION_ROUTE_NOT_ALLOWLISTED = "SIMULATION_ROUTE_NOT_ALLOWLISTED"
-    SIMULATION_MOVES_MORE_THAN_DECLARED = "SIMULATION_MOVES_MORE_THAN_DECLARED"
-    NODE_UNAVAILABLE = "CHAIN_RPC_FAILED"
-    PRICE_FEED_UNKNOWN = "PRICE_FEED_UNKNOWN"
-    # off-chain messages (intent_type solana_message)
-    MESSAGE_ALLOWED = "SOLANA_MESSAGE_ALLOWED"
-    MESSAGE_SIGNING_OFF = "SOLANA_MESSAGE_SIGNING_OFF"
-    MESSAGE_INVALID = "SOLANA_MESSAGE_INVALID"
-    MESSAGE_TOO_LONG = "SOLANA_MESSAGE_TOO_LONG"
-    MESSAGE_AGENT_NOT_SIGNATORY = "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY"
-    MESSAGE_DOMAIN_NOT_ALLOWED = "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED"
 
 
 @dataclass(frozen=True)
@@ -83,7 +50,7 @@ class Movement:
 @dataclass(frozen=True)
 class SolanaVerdict:
     passed: bool
-    code: SolanaCode
+    code: Code
     reason: str
     movements: tuple[Movement, ...] = ()
     facts: dict = field(default_factory=dict)
@@ -96,7 +63,7 @@ class SolanaVerdict:
         return out
 
 
-def _refuse(code: SolanaCode, reason: str, **facts) -> SolanaVerdict:
+def _refuse(code: Code, reason: str, **facts) -> SolanaVerdict:
     return SolanaVerdict(False, code, reason, facts=facts)
 
 
@@ -105,12 +72,12 @@ def _chain_refused(chain: str, allowed_chains: tuple[str, ...], policy: SolanaPo
     agent whose policy has no ``solana`` section."""
     if chain not in allowed_chains:
         return _refuse(
-            SolanaCode.CHAIN_NOT_ALLOWED,
+            Code.CHAIN_NOT_ALLOWED,
             f"chain {chain!r} is not in this agent's tx_allowed_chains {list(allowed_chains)}",
         )
     if policy is None:
         return _refuse(
-            SolanaCode.SOLANA_NOT_ENABLED, "the agent's policy has no `solana` section: every Solana intent is refused"
+            Code.SOLANA_NOT_ENABLED, "the agent's policy has no `solana` section: every Solana intent is refused"
         )
     return None
 
@@ -135,7 +102,7 @@ def judge(
     assert policy is not None  # _chain_refused refuses a policy without a solana section
     if agent not in tx.signers:
         return _refuse(
-            SolanaCode.AGENT_NOT_SIGNER,
+            Code.SOLANA_AGENT_NOT_SIGNER,
             f"the agent's address {agent} is not a signer of this transaction: there is nothing for Warden to sign",
         )
     movements: list[Movement] = []
@@ -149,7 +116,7 @@ def judge(
         priority = tx.priority_fee_lamports
         if priority > policy.max_priority_fee_lamports:
             return _refuse(
-                SolanaCode.PRIORITY_FEE_OVER_CEILING,
+                Code.SOLANA_PRIORITY_FEE_OVER_CEILING,
                 f"the priority fee is {priority} lamports ({tx.compute_unit_limit} compute units at "
                 f"{tx.compute_unit_price} micro-lamports); the policy allows at most {policy.max_priority_fee_lamports}",
                 priority_fee_lamports=priority,
@@ -159,12 +126,12 @@ def judge(
         if m.owner is not None and m.owner != agent and m.owner not in policy.allowlist:
             where = "the fee" if m.index is None else f"instruction {m.index} ({m.what})"
             return _refuse(
-                SolanaCode.RECIPIENT_NOT_ALLOWLISTED,
+                Code.RECIPIENT_NOT_ALLOWLISTED,
                 f"{where} sends {m.amount} {_unit(m.asset)} to {m.owner}, who is not on the agent's Solana allowlist",
                 recipient=m.owner,
                 asset=m.asset,
             )
-    verdict = SolanaVerdict(True, SolanaCode.ALLOWED, "every instruction is within the policy", tuple(movements))
+    verdict = SolanaVerdict(True, Code.SOLANA_ALLOWED, "every instruction is within the policy", tuple(movements))
     refused = check_limits(policy, verdict.spend(), spent)
     return verdict if refused is None else refused
 
@@ -177,7 +144,7 @@ def check_limits(policy: SolanaPolicy, spend: Mapping[str, int], spent: Callable
         cap, daily = _limits(policy, asset)
         if cap is not None and amount > cap:
             return _refuse(
-                SolanaCode.VALUE_OVER_CAP,
+                Code.VALUE_OVER_CAP,
                 f"the transaction spends {amount} {_unit(asset)} (fee included for SOL); the cap is {cap}",
                 asset=asset,
                 amount=amount,
@@ -186,7 +153,7 @@ def check_limits(policy: SolanaPolicy, spend: Mapping[str, int], spent: Callable
         before = spent(asset)
         if daily is not None and before + amount > daily:
             return _refuse(
-                SolanaCode.DAILY_LIMIT_EXCEEDED,
+                Code.DAILY_LIMIT_EXCEEDED,
                 f"{before} {_unit(asset)} spent in the last 24 h plus {amount} is over the daily limit of {daily}",
                 asset=asset,
                 amount=amount,
@@ -230,7 +197,7 @@ def _instruction(
     where = f"instruction {ix.index}"
     if ix.kind is Kind.UNREAD:
         return _refuse(
-            SolanaCode.INSTRUCTION_NOT_READ,
+            Code.SOLANA_INSTRUCTION_NOT_READ,
             f"{where} is an instruction of {ix.program} (tag {ix.discriminator}) that Warden does not read, so it "
             "cannot say where value goes; no policy allows it",
             program=ix.program,
@@ -240,7 +207,7 @@ def _instruction(
         rule = policy.program(ix.program)
         if rule is None or not rule.allows(ix.discriminator):
             return _refuse(
-                SolanaCode.PROGRAM_NOT_ALLOWED,
+                Code.SOLANA_PROGRAM_NOT_ALLOWED,
                 f"{where} calls program {ix.program} (discriminator {ix.discriminator or 'none'}), which the "
                 "agent's Solana policy does not list",
                 program=ix.program,
@@ -267,7 +234,7 @@ def _instruction(
     if ix.kind is Kind.TOKEN_SET_AUTHORITY:
         if ix.new_authority != agent:
             return _refuse(
-                SolanaCode.AUTHORITY_CHANGE_REFUSED,
+                Code.SOLANA_AUTHORITY_CHANGE_REFUSED,
                 f"{where} gives authority over {ix.source} to {ix.new_authority or 'nobody'}: only the agent may "
                 "hold it",
                 account=ix.source,
@@ -277,7 +244,7 @@ def _instruction(
     if ix.kind is Kind.TOKEN_CLOSE_ACCOUNT:
         if ix.destination != agent:
             return _refuse(
-                SolanaCode.CLOSE_TO_OTHER_REFUSED,
+                Code.SOLANA_CLOSE_TO_OTHER_REFUSED,
                 f"{where} closes {ix.source} and sends its lamports to {ix.destination}: only to the agent",
                 account=ix.source,
                 destination=ix.destination,
@@ -299,13 +266,13 @@ def _token_movement(
     source = accounts.get(ix.source or "")
     if source is None:
         return _refuse(
-            SolanaCode.ACCOUNT_NOT_RESOLVED,
+            Code.SOLANA_ACCOUNT_NOT_RESOLVED,
             f"{where}: the token account {ix.source} was not found on chain, so whose tokens move is unknown",
             account=ix.source,
         ), []
     if source.program != ix.program:
         return _refuse(
-            SolanaCode.TOKEN_MISMATCH,
+            Code.SOLANA_TOKEN_MISMATCH,
             f"{where}: {ix.source} belongs to {source.program}, not to the program the instruction calls",
         ), []
     if source.owner != agent and ix.authority != agent:
@@ -313,13 +280,13 @@ def _token_movement(
     token = policy.token(source.mint)
     if token is None:
         return _refuse(
-            SolanaCode.TOKEN_NOT_LISTED,
+            Code.SOLANA_TOKEN_NOT_LISTED,
             f"{where} moves mint {source.mint}, which the agent's Solana policy does not list under tokens",
             mint=source.mint,
         ), []
     if (ix.mint is not None and ix.mint != source.mint) or (ix.decimals is not None and ix.decimals != token.decimals):
         return _refuse(
-            SolanaCode.TOKEN_MISMATCH,
+            Code.SOLANA_TOKEN_MISMATCH,
             f"{where} names mint {ix.mint} with {ix.decimals} decimals; {ix.source} holds {source.mint} "
             f"({token.decimals} decimals)",
         ), []
@@ -329,7 +296,7 @@ def _token_movement(
     if ix.kind is Kind.TOKEN_APPROVE:
         if amount == U64_MAX:
             return _refuse(
-                SolanaCode.UNLIMITED_APPROVAL,
+                Code.UNLIMITED_APPROVAL,
                 f"{where} approves {ix.destination} for an unlimited amount of {source.mint}",
                 delegate=ix.destination,
             ), []
@@ -342,13 +309,13 @@ def _token_movement(
         mint, owner = created[ix.destination]
     else:
         return _refuse(
-            SolanaCode.ACCOUNT_NOT_RESOLVED,
+            Code.SOLANA_ACCOUNT_NOT_RESOLVED,
             f"{where}: the destination {ix.destination} is neither a token account on chain nor created by this "
             "transaction, so who receives is unknown",
             account=ix.destination,
         ), []
     if mint != source.mint:
-        return _refuse(SolanaCode.TOKEN_MISMATCH, f"{where}: {ix.destination} holds {mint}, not {source.mint}"), []
+        return _refuse(Code.SOLANA_TOKEN_MISMATCH, f"{where}: {ix.destination} holds {mint}, not {source.mint}"), []
     return None, [Movement(source.mint, amount, owner, ix.index, "transfer")]
 
 
@@ -424,7 +391,7 @@ def judge_simulation(
     asset than the instructions declared is refused."""
     if error is not None:
         return _refuse(
-            SolanaCode.SIMULATION_FAILED,
+            Code.SIMULATION_FAILED,
             f"the node's simulation of the transaction failed: {error}",
             error=str(error),
             logs=list(logs[-20:]),
@@ -432,7 +399,7 @@ def judge_simulation(
     for change in changes:
         if change.delta > 0 and change.owner != agent and change.owner not in policy.allowlist:
             return _refuse(
-                SolanaCode.SIMULATION_ROUTE_NOT_ALLOWLISTED,
+                Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
                 f"simulated, {change.delta} {_unit(change.asset)} reach {change.account} of {change.owner}, who is not "
                 "on the agent's Solana allowlist",
                 route={"account": change.account, "owner": change.owner, "asset": change.asset, "amount": change.delta},
@@ -445,7 +412,7 @@ def judge_simulation(
     for asset, amount in lost.items():
         if amount > spend.get(asset, 0):
             return _refuse(
-                SolanaCode.SIMULATION_MOVES_MORE_THAN_DECLARED,
+                Code.SIMULATION_MOVES_MORE_THAN_DECLARED,
                 f"simulated, the agent loses {amount} {_unit(asset)}; its instructions declare "
                 f"{spend.get(asset, 0)} (fee included for SOL)",
                 asset=asset,
@@ -454,7 +421,7 @@ def judge_simulation(
             )
     return SolanaVerdict(
         True,
-        SolanaCode.SIMULATION_ROUTES_ALLOWED,
+        Code.SIMULATION_ROUTES_ALLOWED,
         "simulated: every balance that grows is the agent's or an allowlisted owner's",
         declared.movements,
         facts={"changes": [vars(c) for c in changes]},
@@ -497,7 +464,7 @@ async def check(
             # that limits USD cannot be kept on them. Fail closed.
             assets = ", ".join(sorted(judged.spend()))
             judged = _refuse(
-                SolanaCode.PRICE_FEED_UNKNOWN,
+                Code.PRICE_FEED_UNKNOWN,
                 f"the policy sets USD limits, and Warden reads no price for Solana assets ({assets}), so this "
                 "intent's USD value is unknown; an admin removes usd_max_per_tx and usd_daily_limit to sign on Solana",
                 assets=assets,
@@ -515,7 +482,7 @@ async def check(
             )
     except (RpcError, RpcUnavailable) as exc:
         judged = _refuse(
-            SolanaCode.NODE_UNAVAILABLE,
+            Code.CHAIN_RPC_FAILED,
             f"the {intent.chain} node could not be asked ({exc}); nothing is signed on a guess: submit it again",
         )
     facts = dict(judged.facts)
@@ -556,21 +523,21 @@ def judge_message(
     }
     if not policy.message_signing_enabled:
         return _refuse(
-            SolanaCode.MESSAGE_SIGNING_OFF,
+            Code.SOLANA_MESSAGE_SIGNING_OFF,
             "Solana off-chain message signing is off for this agent; an admin turns it on with "
             "solana.message_signing_enabled in the policy",
             **facts,
         )
     if message.content_bytes > policy.message_max_bytes:
         return _refuse(
-            SolanaCode.MESSAGE_TOO_LONG,
+            Code.SOLANA_MESSAGE_TOO_LONG,
             f"the message's content is {message.content_bytes} bytes; the policy signs at most "
             f"{policy.message_max_bytes} (solana.message_max_bytes)",
             **facts,
         )
     if agent not in message.signatories:
         return _refuse(
-            SolanaCode.MESSAGE_AGENT_NOT_SIGNATORY,
+            Code.SOLANA_MESSAGE_AGENT_NOT_SIGNATORY,
             f"the agent's address {agent} is not one of the message's signatories "
             f"({', '.join(message.signatories)}): there is nothing for Warden to sign",
             **facts,
@@ -583,14 +550,14 @@ def judge_message(
             else f"is for application domain {message.application_domain}"
         )
         return _refuse(
-            SolanaCode.MESSAGE_DOMAIN_NOT_ALLOWED,
+            Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED,
             f"the message {named}, and the policy signs messages for {', '.join(domains)} only "
             "(solana.message_application_domains)",
             **facts,
         )
     return SolanaVerdict(
         True,
-        SolanaCode.MESSAGE_ALLOWED,
+        Code.SOLANA_MESSAGE_ALLOWED,
         f"a version {message.version} off-chain message of {message.content_bytes} bytes, allowed",
         facts=facts,
     )
@@ -605,7 +572,7 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy, agent: str | N
     try:
         message = messages.read(intent.solana_message_bytes)
     except messages.MessageError as exc:  # the intent's validation read it: only a hand-made record lands here
-        judged = _refuse(SolanaCode.MESSAGE_INVALID, f"solana_message: {exc}")
+        judged = _refuse(Code.SOLANA_MESSAGE_INVALID, f"solana_message: {exc}")
     else:
         judged = judge_message(
             message, agent=agent, chain=intent.chain, allowed_chains=policy.tx_allowed_chains, policy=policy.solana

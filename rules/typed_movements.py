@@ -35,6 +35,7 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from rules.movements import Movement, Unreadable
+from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.typed_data import EIP712_VALUE_TYPES, TypedData, parse_typed_int
 
@@ -505,7 +506,7 @@ def read_typed_data(typed: TypedData) -> list[Movement]:
         fields = [f"{t} {n}" for n, t in _fields(typed, typed.primaryType)]
         known = sorted(f.label for f in FAMILIES if f.primary == typed.primaryType)
         raise Unreadable(
-            "TYPED_DATA_UNREADABLE",
+            Code.TYPED_DATA_UNREADABLE,
             (
                 f"{typed.primaryType} has fields {fields} (or referenced structs) that are not the shape "
                 f"{' or '.join(known) or 'any family Warden reads'} verifies; it is refused rather than guessed at: sign "
@@ -516,7 +517,7 @@ def read_typed_data(typed: TypedData) -> list[Movement]:
         return family.read(typed, typed.message)
     except (KeyError, TypeError, ValueError) as exc:
         raise Unreadable(
-            "TYPED_DATA_UNREADABLE",
+            Code.TYPED_DATA_UNREADABLE,
             f"{typed.primaryType} does not read as a {family.label}: {exc}; fix that value and sign again",
         ) from None
 

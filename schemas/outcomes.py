@@ -10,6 +10,7 @@ import orjson
 from pydantic import Field
 
 from schemas.admins import AdminSignature
+from schemas.codes import Code
 from schemas.fields import Address, HexData, SolanaAddress, UtcDatetime, Wei
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
@@ -42,7 +43,7 @@ class StageVerdict(Record):
     intent_id: str
     stage: Stage
     passed: bool
-    code: str
+    code: Code
     reason: str
     facts: dict[str, Any] = Field(default_factory=dict)
 
@@ -51,7 +52,7 @@ class StageVerdict(Record):
 # ``intent_digest`` is the SHA-256 of the record's bytes as written. A record that could not be
 # read names no intent; and the intent's digest leaves its signature out, so a copy of a real
 # intent's fields under a bad signature has the real intent's digest and must not answer for it.
-BOUND_TO_BYTES = frozenset({"INVALID_INTENT", "AGENT_SIGNATURE_INVALID"})
+BOUND_TO_BYTES = frozenset({Code.INVALID_INTENT, Code.AGENT_SIGNATURE_INVALID})
 
 
 def bound_to_bytes(record: Outcome) -> bool:
@@ -65,7 +66,7 @@ class IntentRejected(Outcome):
     intent_id: str
     agent_id: str
     stage: Stage
-    code: str
+    code: Code
     reason: str
     verdicts: tuple[StageVerdict, ...] = ()
     decided_at: UtcDatetime

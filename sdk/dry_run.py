@@ -29,6 +29,7 @@ from runtime.rpc import JsonRpc
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
+from schemas.codes import Code
 from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, SignedTransaction, StageVerdict
@@ -150,7 +151,7 @@ async def check_policy(settings: Settings, intent: TransactionIntent, now: datet
         missing = StageResult(
             stage="intake",
             passed=False,
-            code="POLICY_MISSING",
+            code=Code.POLICY_MISSING,
             reason=f"agent {intent.agent_id!r} has no policy in force; an admin creates one with `warden agents create`",
         )
         return PolicyCheck(

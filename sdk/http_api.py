@@ -38,6 +38,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.readiness import mark_ready
 from schemas.chains import REGISTRY
+from schemas.codes import Code
 from schemas.errors import explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
 from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
@@ -87,7 +88,7 @@ MAX_BODY_BYTES = 64 * 1024
 # How long the seeds' idempotency promise lasts: a key seen within it gets the first answer.
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 IDEMPOTENCY_KEYS_PER_AGENT = 10_000
-SIMULATION_FAILED_CODES = frozenset({"SIMULATION_REVERTED"})
+SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
 
 
 class Strict(BaseModel):
@@ -385,7 +386,7 @@ class Idempotency:
                 422,
                 "idempotency_key_reused",
                 f"Idempotency-Key {key!r} was used with another request body; send a new key for a new request",
-                code="IDEMPOTENCY_KEY_REUSED",
+                code=Code.IDEMPOTENCY_KEY_REUSED,
             )
         if found.answer is None:
             raise Refused(

@@ -21,13 +21,14 @@ from runtime.config import Settings
 from runtime.kafka import follow
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_simulation_request
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.simulation import SimulationRequest, SimulationResult
 
 # The refusals bound to the SHA-256 of the bytes sent rather than to the request's digest: a
 # request the worker could not read, and one whose signature does not verify (a copy of a real
 # request's fields under a bad signature has the real one's digest).
-BOUND_TO_BYTES = frozenset({"INVALID_REQUEST", "AGENT_SIGNATURE_INVALID"})
+BOUND_TO_BYTES = frozenset({Code.INVALID_REQUEST, Code.AGENT_SIGNATURE_INVALID})
 
 
 class SimulationUnanswered(TimeoutError):

@@ -37,6 +37,7 @@ from rules.window import SpendWindow
 from runtime.clock import to_us
 from runtime.config import Settings
 from schemas.auth import intent_signature_valid
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
@@ -296,7 +297,7 @@ async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int)
             intent_id=intent.intent_id,
             stage="simulation",
             passed=True,
-            code="NOT_RECORDED",
+            code=Code.NOT_RECORDED,
             reason="the simulation never ran for this intent, and a replay never asks today's chain",
         )
         ctx = judge.Context(
@@ -309,7 +310,7 @@ async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int)
         )
         judged = await judge.run_stages(intent, policy, ctx)
         refusal, pending = judged.refusal, judged.next_stage(intent)
-        if refusal is not None and refusal.code == "PRICE_NOT_RECORDED":
+        if refusal is not None and refusal.code == Code.PRICE_NOT_RECORDED:
             out.append(Replayed(r, "undetermined", refusal.stage, refusal.code, refusal.reason, {}))
         elif refusal is not None:
             out.append(Replayed(r, "refused", refusal.stage, refusal.code, refusal.reason, {}))
@@ -321,7 +322,7 @@ async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int)
             windows.reserve(intent.intent_id, r.at, {k: v for k, v in spend.items() if v})
             why = approval_needed(intent, policy, dict(judged.asset_spend))
             outcome = "approved" if why is None else "parked"
-            unjudged = [v.stage for v in judged.verdicts if v.code == "NOT_RECORDED"]
+            unjudged = [v.stage for v in judged.verdicts if v.code == Code.NOT_RECORDED]
             note = why or "every stage passed" + (
                 f" except {', '.join(unjudged)}, not judged: it needs the chain and never ran" if unjudged else ""
             )

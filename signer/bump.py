@@ -19,6 +19,7 @@ from rules.guardrails import verdict
 from runtime.clock import to_us
 from runtime.rpc import Node
 from schemas.chains import REGISTRY
+from schemas.codes import Code
 from schemas.emit import Emit, audit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction, StageVerdict
@@ -111,7 +112,7 @@ class FeeBump:
             new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
         except lifecycle.BumpRefused as refused:
             ceiling = verdict(
-                intent, "fee", False, "FEE_OVER_CEILING", str(refused), ceiling_wei=str(policy.tx_max_fee_per_gas)
+                intent, "fee", False, Code.FEE_OVER_CEILING, str(refused), ceiling_wei=str(policy.tx_max_fee_per_gas)
             )
             return self._refused(signed, ceiling, fee, None, f"not mined at {fee} wei per gas, and not replaced", at)
         quote = FeeQuote(

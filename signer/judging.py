@@ -18,6 +18,7 @@ from rules.window import SpendWindow
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.rpc import Node
 from schemas.auth import Admins, human_approval_valid
+from schemas.codes import Code
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent, idempotency_conflict
 from schemas.outcomes import HumanApproval, IntentApproved
 from schemas.policy import AgentPolicy
@@ -76,7 +77,7 @@ class Judging:
             raise SigningRefused(judged.refusal.code, f"signer re-check failed: {judged.refusal.reason}")
         if complete and judged.next_stage(intent) is not None:
             raise SigningRefused(
-                "STAGE_NOT_JUDGED", f"the {judged.next_stage(intent)} stage was not judged; nothing is signed"
+                Code.STAGE_NOT_JUDGED, f"the {judged.next_stage(intent)} stage was not judged; nothing is signed"
             )
         return judged
 
@@ -117,7 +118,7 @@ class Judging:
         why = approval_needed(approved.intent, policy, asset_spend)
         if why is not None and self.human_approval(approved, now) is None:
             raise SigningRefused(
-                "HUMAN_APPROVAL_REQUIRED",
+                Code.HUMAN_APPROVAL_REQUIRED,
                 (
                     f"{why}, and the record carries no valid admin approval of this intent (signed by the pinned admins' "
                     "quorum for approvals, bound to its digest, fresh); it waits for `warden approvals approve` through "
@@ -130,16 +131,16 @@ class Judging:
         if not self.policies.signed(offered):
             problem = self.admins.quorum_problem(offered, "policy") or "the signatures do not verify"
             raise SigningRefused(
-                "POLICY_SIGNATURE_INVALID", f"the policy is not signed by the admins' quorum: {problem}"
+                Code.POLICY_SIGNATURE_INVALID, f"the policy is not signed by the admins' quorum: {problem}"
             )
         if offered.agent_id != intent.agent_id:
-            raise SigningRefused("POLICY_AGENT_MISMATCH", "the policy belongs to another agent")
+            raise SigningRefused(Code.POLICY_AGENT_MISMATCH, "the policy belongs to another agent")
         self.policies.offer(offered)  # a newer signed policy than the topic has brought yet is adopted
         held = self.policies.current(intent.agent_id)
         newest = max(held.version, self.state.agent(intent.agent_id).policy_version())
         if offered.version < newest:
             raise SigningRefused(
-                "POLICY_SUPERSEDED",
+                Code.POLICY_SUPERSEDED,
                 f"approved under policy v{offered.version}, but this agent's "
                 f"policy is now v{newest}; submit the intent again to be "
                 "judged under the current policy",
@@ -169,11 +170,11 @@ class Judging:
             return None
         conflict = idempotency_conflict(original, state.idempotency_request(original), intent)
         if conflict is not None:
-            raise SigningRefused("IDEMPOTENCY_KEY_REUSED", f"signer re-check failed: {conflict}")
+            raise SigningRefused(Code.IDEMPOTENCY_KEY_REUSED, f"signer re-check failed: {conflict}")
         cached = read(original)
         if cached is None:
             raise SigningRefused(
-                "IDEMPOTENT_ORIGINAL_NOT_SIGNED",
+                Code.IDEMPOTENT_ORIGINAL_NOT_SIGNED,
                 (f"idempotency key was used by intent {original}, which was not signed as a {intent.intent_type}"),
             )
         return original, model.from_bytes(cached).model_copy(

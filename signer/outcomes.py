@@ -18,6 +18,7 @@ from runtime import metrics
 from runtime.clock import to_us
 from schemas import topics
 from schemas.auth import sign_outcome
+from schemas.codes import Code
 from schemas.emit import Emit, Source, audit, dead_letter
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
@@ -34,13 +35,13 @@ from signer import lifecycle
 SERVICE = "service:signer"
 
 # Refusals of a record nobody can be held to: anyone can write one with a real intent's id.
-NOT_ATTRIBUTABLE = frozenset({"AGENT_SIGNATURE_INVALID", "POLICY_SIGNATURE_INVALID", "POLICY_AGENT_MISMATCH"})
+NOT_ATTRIBUTABLE = frozenset({Code.AGENT_SIGNATURE_INVALID, Code.POLICY_SIGNATURE_INVALID, Code.POLICY_AGENT_MISMATCH})
 
 
 class SigningRefused(Exception):
     """Why an intent is not signed: its code and the reason its rejection tells."""
 
-    def __init__(self, code: str, reason: str):
+    def __init__(self, code: Code, reason: str):
         super().__init__(reason)
         self.code, self.reason = code, reason
 
@@ -134,7 +135,7 @@ class Outcomes:
         intent = approved.intent
         signed = self.signed(signing.record)
         record = signed.to_bytes()
-        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
+        metrics.SIGNER_OUTCOMES.labels("signed", Code.SIGNED).inc()
         metrics.TXS.labels(signed.status).inc()
         self.state.agent(intent.agent_id).record_signed(
             intent_id=intent.intent_id,
@@ -283,7 +284,7 @@ class Outcomes:
         outcome signed, then recorded with its idempotency entry and what it counts."""
         signed = self.signed(result)
         record = signed.to_bytes()
-        metrics.SIGNER_OUTCOMES.labels("signed", "SIGNED").inc()
+        metrics.SIGNER_OUTCOMES.labels("signed", Code.SIGNED).inc()
         self.state.agent(intent.agent_id).record_message(
             intent_id=intent.intent_id,
             record=record,

@@ -47,6 +47,7 @@ from runtime.rpc import Node, RpcError, RpcUnavailable
 from runtime.trust import KeysNow
 from schemas.auth import Admins, ServiceKeys, intent_signature_valid, outcome_forgery
 from schemas.chains import REGISTRY
+from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.errors import explain
 from schemas.intent import INTENT_MAX_AGE_US, TransactionIntent
@@ -64,14 +65,14 @@ from signer.judging import Judging
 from signer.outcomes import NOT_ATTRIBUTABLE, SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
-from signer.signing import CLIENT_SHARE_INVALID, Sidecars, Signing, authorization_nonces, sidecar_of
+from signer.signing import Sidecars, Signing, authorization_nonces, sidecar_of
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from signer.tracking import Tracking
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
-__all__ = ["CLIENT_SHARE_INVALID", "SERVICE", "Signer", "SigningRefused"]
+__all__ = [Code.CLIENT_SHARE_INVALID, "SERVICE", "Signer", "SigningRefused"]
 
 log = logging.getLogger("warden.signer")
 
@@ -166,7 +167,7 @@ class Signer:
             return self.outcomes.refuse(
                 intent,
                 SigningRefused(
-                    "SIGNER_ERROR",
+                    Code.SIGNER_ERROR,
                     f"the signer failed on this intent ({exc.__class__.__name__}) and did not sign it; "
                     "nothing was reserved. Submit a new intent, and report this intent id if it repeats",
                 ),
@@ -225,7 +226,7 @@ class Signer:
         if decided is not None:
             return decided, None
         refused = SigningRefused(
-            "NO_OUTCOME",
+            Code.NO_OUTCOME,
             "the pipeline produced no outcome for this intent in time and gave it up; the signer will not sign "
             "it. Check `warden status`, then submit a new intent",
         )
@@ -264,7 +265,7 @@ class Signer:
             return self.outcomes.refuse(
                 intent,
                 SigningRefused(
-                    "INTENT_ID_REUSED",
+                    Code.INTENT_ID_REUSED,
                     f"intent id {intent.intent_id!r} was already decided here for a different "
                     "intent; every intent needs its own id",
                 ),
@@ -303,9 +304,11 @@ class Signer:
             try:
                 nonce = await self.signing.nonce(intent, agent.address, node, now)
             except RpcError as exc:
-                raise SigningRefused("CHAIN_RPC_FAILED", f"could not read the account's nonce: {exc.message}") from None
+                raise SigningRefused(
+                    Code.CHAIN_RPC_FAILED, f"could not read the account's nonce: {exc.message}"
+                ) from None
             except RpcUnavailable as exc:
-                raise SigningRefused("CHAIN_RPC_FAILED", f"could not read the account's nonce: {exc}") from None
+                raise SigningRefused(Code.CHAIN_RPC_FAILED, f"could not read the account's nonce: {exc}") from None
             # The rest on the signer's own node, simulated and priced as the real sender.
             judged = await judging.run_stages(
                 intent,
@@ -379,7 +382,7 @@ class Signer:
                 try:
                     typed = typed_data.hash_typed_data(intent.typed_data.as_document())
                 except typed_data.InvalidTypedData as exc:
-                    raise SigningRefused("TYPED_DATA_INVALID", f"the typed data does not encode: {exc}") from None
+                    raise SigningRefused(Code.TYPED_DATA_INVALID, f"the typed data does not encode: {exc}") from None
                 digest = typed.digest
             with self.signing.agent_key(intent) as agent:
                 signature = self.signing.message(intent, agent, digest)
@@ -439,7 +442,7 @@ class Signer:
             missing = [k for k in tx.signers if k not in tx.signatures]
             if intent.broadcast and missing:
                 raise SigningRefused(
-                    "SOLANA_SIGNATURES_MISSING",
+                    Code.SOLANA_SIGNATURES_MISSING,
                     f"broadcast needs every signature, and {', '.join(missing)} has not signed: sign only, and "
                     "send it once the other signers have",
                 )
@@ -511,7 +514,7 @@ class Signer:
     def _solana_address_is_the_policys(address: str, policy: AgentPolicy) -> None:
         if policy.solana is None or address != policy.solana.address:
             raise SigningRefused(
-                "SOLANA_ADDRESS_MISMATCH",
+                Code.SOLANA_ADDRESS_MISMATCH,
                 f"the agent's Solana key has address {address}, but its policy's solana.address is "
                 f"{policy.solana.address if policy.solana else 'not set'}: an admin sets it to the key's address",
             )

@@ -20,6 +20,7 @@ from evm import authorizations, blobs, messages
 from evm import transactions as txs
 from runtime.clock import US_PER_SECOND, to_us
 from schemas.chains import REGISTRY
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction
 from schemas.quote import FeeQuote
@@ -32,13 +33,13 @@ from signer.sealing import NotSealedHere, SealingKeyPair
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
-CLIENT_SHARE_INVALID = "CLIENT_SHARE_INVALID"
+CLIENT_SHARE_INVALID = Code.CLIENT_SHARE_INVALID
 # One answer for a missing, wrong or tampered client share: which of them it was is not told.
 CLIENT_SHARE_INVALID_REASON = (
     "the client share is missing or does not open the signing key; seal the share shown when the vault was "
     "created to the signer's current sealing key (SDK: Client.client_share) and submit a new intent"
 )
-CMEK_INVALID = "CMEK_INVALID"
+CMEK_INVALID = Code.CMEK_INVALID
 CMEK_INVALID_REASON = (
     "the signing-key vault has a customer-managed key, and the intent's is missing or is not the current one; "
     "seal the current key to the signer's sealing key (SDK: Client.cmek) and submit a new intent"
@@ -80,7 +81,7 @@ def authorization_nonces(intent: TransactionIntent, nonce: int) -> tuple[int, ..
     for request, expected in zip(intent.authorization_list, wanted):
         if request.nonce is not None and request.nonce != expected:
             raise SigningRefused(
-                "EIP7702_NONCE_MISMATCH",
+                Code.EIP7702_NONCE_MISMATCH,
                 (
                     f"the authorization names nonce {request.nonce}, but the account's next nonce after this "
                     f"transaction (nonce {nonce}) is {expected}; leave the authorization's nonce out and the signer "
@@ -91,7 +92,9 @@ def authorization_nonces(intent: TransactionIntent, nonce: int) -> tuple[int, ..
         for authorization_nonce in wanted:
             txs.check_nonce(authorization_nonce)
     except txs.InvalidTransaction:
-        raise SigningRefused("NONCE_EXHAUSTED", "the authorization's nonce would pass what EIP-2681 allows") from None
+        raise SigningRefused(
+            Code.NONCE_EXHAUSTED, "the authorization's nonce would pass what EIP-2681 allows"
+        ) from None
     return wanted
 
 
@@ -103,12 +106,12 @@ def sidecar_of(intent: TransactionIntent) -> blobs.Sidecar | None:
     try:
         sidecar = blobs.make_sidecar(tuple(bytes.fromhex(blob[2:]) for blob in intent.blobs))
     except blobs.InvalidBlob as exc:
-        raise SigningRefused("BLOB_INVALID", f"{exc}") from None
+        raise SigningRefused(Code.BLOB_INVALID, f"{exc}") from None
     named = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
     if tuple(sidecar.versioned_hashes) != named:
         index = next(i for i, (a, b) in enumerate(zip(sidecar.versioned_hashes, named)) if a != b)
         raise SigningRefused(
-            "BLOB_HASH_MISMATCH",
+            Code.BLOB_HASH_MISMATCH,
             (
                 f"blobs[{index}] commits to versioned hash 0x{sidecar.versioned_hashes[index].hex()}, but "
                 f"blob_versioned_hashes[{index}] is 0x{named[index].hex()}; the hashes must be the blobs' own"
@@ -271,7 +274,7 @@ class Signing:
             try:
                 return solana_transactions.sign(intent.solana_transaction_bytes, key)
             except solana_transactions.TransactionError as exc:
-                raise SigningRefused("SOLANA_TRANSACTION_INVALID", f"the signer cannot sign it: {exc}") from None
+                raise SigningRefused(Code.SOLANA_TRANSACTION_INVALID, f"the signer cannot sign it: {exc}") from None
 
     def solana_message(self, intent: TransactionIntent, agent: AgentKey) -> bytes:
         """The agent's Ed25519 signature over the intent's Solana off-chain message (the key's
@@ -280,7 +283,7 @@ class Signing:
             try:
                 return solana_messages.sign(intent.solana_message_bytes, key)
             except solana_messages.MessageError as exc:
-                raise SigningRefused("SOLANA_MESSAGE_INVALID", f"the signer cannot sign it: {exc}") from None
+                raise SigningRefused(Code.SOLANA_MESSAGE_INVALID, f"the signer cannot sign it: {exc}") from None
 
     def _client_share(self, intent: TransactionIntent) -> bytearray | None:
         """In the client-custody modes: the client's share, unsealed from the intent. The caller wipes it."""
@@ -290,7 +293,7 @@ class Signing:
             return self.sealing.open_client_share(intent)
         except NotSealedHere:
             raise self._sealed_to_old_key(
-                "CLIENT_SHARE_SEALED_TO_OLD_KEY", intent.sealed_client_share, "client share"
+                Code.CLIENT_SHARE_SEALED_TO_OLD_KEY, intent.sealed_client_share, "client share"
             ) from None
         except InvalidKey:
             raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
@@ -306,7 +309,7 @@ class Signing:
             cmek = self.sealing.open_cmek(intent)
         except NotSealedHere:
             raise self._sealed_to_old_key(
-                "CMEK_SEALED_TO_OLD_KEY", intent.sealed_cmek, "customer-managed key"
+                Code.CMEK_SEALED_TO_OLD_KEY, intent.sealed_cmek, "customer-managed key"
             ) from None
         except InvalidKey:
             raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON) from None
@@ -315,7 +318,7 @@ class Signing:
             raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON)
         return cmek
 
-    def _sealed_to_old_key(self, code: str, copies, what: str) -> SigningRefused:
+    def _sealed_to_old_key(self, code: Code, copies, what: str) -> SigningRefused:
         return SigningRefused(
             code,
             f"the {what} is sealed to signer key(s) {[c.key_id for c in copies]}, not to this signer's current "
@@ -350,9 +353,9 @@ class Signing:
             return SigningRefused(AttestationRequired.code, str(exc))
         if isinstance(exc, ProviderUnavailable):
             # Names the provider and what failed; never key material (custody's messages carry none).
-            return SigningRefused("ROOT_PROVIDER_UNAVAILABLE", f"the signing key could not be unwrapped: {exc}")
+            return SigningRefused(Code.ROOT_PROVIDER_UNAVAILABLE, f"the signing key could not be unwrapped: {exc}")
         return SigningRefused(
-            "SIGNING_KEY_UNAVAILABLE",
+            Code.SIGNING_KEY_UNAVAILABLE,
             f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
             f"{exc.__class__.__name__}; provision one with `warden keys provision`",
         )
@@ -366,7 +369,7 @@ class Signing:
             # would let an agent open a gap that stalls every later transaction of the address.
             if not self.state.agent(intent.agent_id).signed_at_nonce(intent.chain, address, intent.nonce):
                 raise SigningRefused(
-                    "NONCE_NOT_ALLOWED",
+                    Code.NONCE_NOT_ALLOWED,
                     f"nonce {intent.nonce} is not one this signer signed at for "
                     f"{address} on {intent.chain}; leave nonce unset (the "
                     "signer picks it) or name one only to replace a "
@@ -379,7 +382,7 @@ class Signing:
         try:
             txs.check_nonce(nonce)
         except txs.InvalidTransaction:
-            raise SigningRefused("NONCE_EXHAUSTED", f"{address} has used every nonce EIP-2681 allows") from None
+            raise SigningRefused(Code.NONCE_EXHAUSTED, f"{address} has used every nonce EIP-2681 allows") from None
         return nonce
 
     async def _pending_nonce(self, chain: str, address: str, node, now: datetime) -> int:

@@ -26,6 +26,7 @@ from schemas.auth import (
     intent_signature_valid,
     outcome_forgery,
 )
+from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
 from schemas.errors import explain
@@ -168,7 +169,7 @@ class Admission:
         failure = None
         if policy is None:
             failure = (
-                "POLICY_MISSING",
+                Code.POLICY_MISSING,
                 f"no policy for agent {intent.agent_id!r}; an admin creates one with `warden agents create`",
             )
         else:
@@ -183,7 +184,7 @@ class Admission:
             # intent's digest leaves its signature out, so a copy of a real intent's fields under a
             # bad signature has the real one's digest. Its rejection is bound to the bytes it came
             # in (which the real intent's client does not accept) and not remembered.
-            forged = failure[0] == "AGENT_SIGNATURE_INVALID"
+            forged = failure[0] == Code.AGENT_SIGNATURE_INVALID
             bound_to = bytes_digest(raw) if forged else None
             return out + [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
                 intent, verdict, [verdict], now, remember=not forged, bound_to=bound_to
@@ -257,7 +258,7 @@ class Admission:
                 intent_id=intent.intent_id,
                 stage="intake",
                 passed=False,
-                code="AGENT_SIGNATURE_INVALID",
+                code=Code.AGENT_SIGNATURE_INVALID,
                 reason="the intent's Ed25519 signature does not verify against the agent's public key in its policy",
             )
             bound_to = bytes_digest(intent.to_bytes())
@@ -323,7 +324,7 @@ class Admission:
                     intent_id=intent_id,
                     agent_id=agent_id,
                     stage="intake",
-                    code="INVALID_INTENT",
+                    code=Code.INVALID_INTENT,
                     reason=bad.rejection_reason,
                     decided_at=now,
                     intent_digest=digest,

@@ -16,6 +16,7 @@ from runtime import metrics
 from runtime.clock import to_us
 from schemas import topics
 from schemas.auth import Admins, human_approval_problem
+from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
 from schemas.errors import explain
@@ -81,7 +82,7 @@ class Approvals:
                 intent_id=approval.intent_id,
                 stage="approval",
                 passed=False,
-                code="APPROVAL_DENIED",
+                code=Code.APPROVAL_DENIED,
                 reason=f"an admin ({approval.admin_key_id}) denied this intent"
                 + (f": {approval.reason}" if approval.reason else ""),
             )
@@ -106,7 +107,7 @@ class Approvals:
         self.decider.decisions[approval.intent_id] = dataclasses.replace(
             decision, outcome="approved", topic=topics.INTENTS_APPROVED, record=record
         )
-        metrics.INTENTS.labels("approved", "approval", "HUMAN_APPROVED").inc()
+        metrics.INTENTS.labels("approved", "approval", Code.HUMAN_APPROVED).inc()
         return [
             Emit(topics.INTENTS_APPROVED, decision.agent_id, record),
             _audit(
@@ -174,7 +175,7 @@ class Approvals:
             intent_id=intent_id,
             stage="approval",
             passed=False,
-            code="APPROVAL_EXPIRED",
+            code=Code.APPROVAL_EXPIRED,
             reason=f"no admin approved this intent within {waited} s (approval_timeout_s); it "
             "will not be signed. Submit a new intent and ask an admin to approve it",
         )

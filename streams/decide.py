@@ -19,6 +19,7 @@ from runtime.clock import from_us, to_us
 from runtime.rpc import Node
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
+from schemas.codes import Code
 from schemas.emit import Emit, Source, dead_letter
 from schemas.emit import audit as _audit
 from schemas.intent import TransactionIntent
@@ -145,7 +146,7 @@ class Decider:
         )
         self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
         self.parked[intent.intent_id] = expires_us
-        metrics.INTENTS.labels("parked", "approval", "AWAITING_APPROVAL").inc()
+        metrics.INTENTS.labels("parked", "approval", Code.AWAITING_APPROVAL).inc()
         return [
             Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
             _audit(
@@ -184,7 +185,7 @@ class Decider:
             record=record,
             digest=approved.intent_digest,
         )
-        metrics.INTENTS.labels("approved", "", "IDEMPOTENT_REPLAY" if not counts else "APPROVED").inc()
+        metrics.INTENTS.labels("approved", "", Code.IDEMPOTENT_REPLAY if not counts else Code.APPROVED).inc()
         if counts:
             # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
             self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
@@ -268,7 +269,7 @@ class Decider:
             record=abandoned,
             digest=intent.digest(),
         )
-        metrics.INTENTS.labels("abandoned", "intake", "NO_OUTCOME").inc()
+        metrics.INTENTS.labels("abandoned", "intake", Code.NO_OUTCOME).inc()
         return [
             _audit(
                 SERVICE,

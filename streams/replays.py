@@ -10,6 +10,7 @@ from datetime import datetime
 
 from rules import judge
 from runtime.clock import to_us
+from schemas.codes import Code
 from schemas.emit import Emit
 from schemas.emit import audit as _audit
 from schemas.intent import TransactionIntent, idempotency_conflict, idempotency_slot_live
@@ -39,7 +40,7 @@ class Replays:
                 intent_id=intent.intent_id,
                 stage="intake",
                 passed=False,
-                code="INTENT_ID_REUSED",
+                code=Code.INTENT_ID_REUSED,
                 reason=f"intent id {intent.intent_id!r} was already decided for a different "
                 "intent; every intent needs its own id",
             )
@@ -114,7 +115,7 @@ class Replays:
                 intent_id=intent.intent_id,
                 stage="intake",
                 passed=False,
-                code="IDEMPOTENCY_KEY_REUSED",
+                code=Code.IDEMPOTENCY_KEY_REUSED,
                 reason=conflict,
                 facts={"original_intent_id": first["intent_id"]},
             )
@@ -126,7 +127,7 @@ class Replays:
             intent_id=intent.intent_id,
             stage="intake",
             passed=True,
-            code="IDEMPOTENT_REPLAY",
+            code=Code.IDEMPOTENT_REPLAY,
             reason=f"idempotency key already used by intent {first['intent_id']} within 24 h; its result is returned",
             facts={"original_intent_id": first["intent_id"]},
         )
@@ -135,7 +136,7 @@ class Replays:
                 intent_id=intent.intent_id,
                 stage="intake",
                 passed=False,
-                code="IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL",
+                code=Code.IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL,
                 reason=f"idempotency key already used by intent {first['intent_id']}, which is "
                 "waiting for an admin's approval; follow that intent's outcome",
                 facts={"original_intent_id": first["intent_id"]},
@@ -149,7 +150,7 @@ class Replays:
         if original.outcome == "abandoned":
             # Its answer is the signer's (NO_OUTCOME, unless it signed it after all), which this
             # worker does not hold: refused, never judged again as a payment of its own.
-            stage, code = "intake", "NO_OUTCOME"
+            stage, code = "intake", Code.NO_OUTCOME
             reason = (
                 f"idempotency key already used by intent {first['intent_id']}, which was given up without an outcome "
                 "from this worker; follow that intent's outcome from the signer, and submit a new intent under a new "

@@ -20,6 +20,7 @@ from rules.assets import approval_needed
 from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
+from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
 from schemas.intake import Unreadable, read_simulation_request, unreadable_answer
@@ -63,7 +64,7 @@ class Simulations:
             refusal = _refusal(
                 request.request_id,
                 "intake",
-                "POLICY_MISSING",
+                Code.POLICY_MISSING,
                 f"no policy for agent {request.agent_id!r}; an admin creates one with `warden agents create`",
             )
             return out + self._refused(request, refusal, now)
@@ -72,13 +73,13 @@ class Simulations:
         if not admitted.passed:
             # As at an intent's intake: a copy of a real request's fields under a bad signature has
             # the real one's digest, so its refusal is bound to the bytes it came in.
-            forged = admitted.code == "AGENT_SIGNATURE_INVALID"
+            forged = admitted.code == Code.AGENT_SIGNATURE_INVALID
             return out + self._refused(request, admitted, now, bound_to=bytes_digest(raw) if forged else None)
         if policy.sender_address is None:
             refusal = _refusal(
                 request.request_id,
                 "intake",
-                "SIMULATION_SENDER_UNKNOWN",
+                Code.SIMULATION_SENDER_UNKNOWN,
                 f"agent {request.agent_id!r}'s policy (v{policy.version}) names no sender_address, so there is no "
                 "account to simulate from; an admin sets sender_address to the agent's signing address",
             )
@@ -97,7 +98,7 @@ class Simulations:
             # Fail closed: a bundle the node cannot run is refused, never reported as allowed.
             reason = f"the node for {request.chain} could not simulate the request: {exc}; try again later"
             return self._refused(
-                request, _refusal(request.request_id, "simulation", "SIMULATION_UNAVAILABLE", reason), now
+                request, _refusal(request.request_id, "simulation", Code.SIMULATION_UNAVAILABLE, reason), now
             )
         now_us = to_us(now)
         spent = lambda asset: self.decider.windows.of(request.agent_id, asset).spent(now_us)  # noqa: E731
@@ -199,10 +200,10 @@ class Simulations:
         if agent_id is not None:
             reason = f"{bad.reason}. Nothing was simulated: correct what is named above and send the request again"
             out += self._refusal_of(
-                request_id, agent_id, "", _refusal(request_id, "intake", "INVALID_REQUEST", reason), now, digest
+                request_id, agent_id, "", _refusal(request_id, "intake", Code.INVALID_REQUEST, reason), now, digest
             )
         return out
 
 
-def _refusal(request_id: str, stage: str, code: str, reason: str) -> StageVerdict:
+def _refusal(request_id: str, stage: str, code: Code, reason: str) -> StageVerdict:
     return StageVerdict(intent_id=request_id, stage=stage, passed=False, code=code, reason=reason)

@@ -78,7 +78,7 @@ class World:
         self,
         intent: TransactionIntent,
         now: datetime = T0,
-        code: str = "SIGNING_FAILED",
+        code: str = "SIGNER_ERROR",
         stage: str = "signing",
         key: Ed25519PrivateKey | None = None,
     ) -> bytes:

@@ -33,6 +33,7 @@ from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.admins import AdminSet, VaultChange, digest_of
 from schemas.chain_set import ChainSet
+from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
@@ -368,7 +369,7 @@ def cmd_decide(args) -> int:
         return 0
     outcome = doc["outcome"]
     took_effect = outcome is not None and (
-        (decision == "deny" and outcome.get("code") == "APPROVAL_DENIED")
+        (decision == "deny" and outcome.get("code") == Code.APPROVAL_DENIED)
         or (decision == "approve" and outcome.get("code") is None)
     )
     if args.json:

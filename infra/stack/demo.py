@@ -52,6 +52,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
+from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
 from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
@@ -265,14 +266,14 @@ async def run_script(
             row.update(
                 outcome="awaiting",
                 stage="approval",
-                code="AWAITING_APPROVAL",
+                code=Code.AWAITING_APPROVAL,
                 reason=f"{outcome.reason}; no decision within the timeout",
             )
         elif isinstance(outcome, SignedMessage):
             row.update(
                 outcome="signed",
                 stage="signing",
-                code="SIGNED",
+                code=Code.SIGNED,
                 reason=None,
                 **{"from": outcome.from_},
                 message_hash=outcome.message_hash,

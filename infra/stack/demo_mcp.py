@@ -20,12 +20,13 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from infra.stack.demo_script import FEE_CEILING, MCP_AGENT, MCP_PAYEE, MCP_VALUE
 from infra.stack.provision import provision_agent
 from runtime.config import Settings, child_environment
+from schemas.codes import Code
 from signer.custody import CLIENT_MODES
 
 # What the submit must answer. In the client-custody modes every signature needs the client
 # share, which `warden mcp` does not hold (it holds the agent's intent key only): the signer
 # refuses, and fails closed with the one answer a missing share gets.
-MISSING_SHARE = "CLIENT_SHARE_INVALID"
+MISSING_SHARE = Code.CLIENT_SHARE_INVALID
 
 
 def server_parameters(settings: Settings, agent: str, timeout_s: float = 90.0) -> StdioServerParameters:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from infra import contracts
 from runtime.config import Settings
+from schemas.codes import Code
 from signer.custody import CLIENT_MODES
 
 AGENT = "demo-agent"
@@ -143,34 +144,34 @@ SCRIPT = (
         "mined",
         dict(to=ALICE, value="0.1", tx_type=1, simulate_first=True),
     ),
-    Scripted("wrong chain: base", "CHAIN_NOT_ALLOWED", dict(to=ALICE, value="0.1", chain="base")),
-    Scripted("recipient not on allowlist", "RECIPIENT_NOT_ALLOWLISTED", dict(to=MALLORY, value="0.1")),
+    Scripted("wrong chain: base", Code.CHAIN_NOT_ALLOWED, dict(to=ALICE, value="0.1", chain="base")),
+    Scripted("recipient not on allowlist", Code.RECIPIENT_NOT_ALLOWLISTED, dict(to=MALLORY, value="0.1")),
     # An allowlisted contract that passes value on: judged by where simulation shows it lands.
     Scripted(
         "0.1 ETH to mallory via an allowlisted forwarder",
-        "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+        Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
         dict(
             to=lambda s: s["forwarder"],
             value="0.1",
             data=lambda s: contracts.calldata("forwardValue(address)", MALLORY),
         ),
     ),
-    Scripted("over the 1 ETH per-tx cap", "VALUE_OVER_CAP", dict(to=BOB, value="1.5")),
+    Scripted("over the 1 ETH per-tx cap", Code.VALUE_OVER_CAP, dict(to=BOB, value="1.5")),
     Scripted("pay bob 0.9 (the day: 1.75 + fees)", "mined", dict(to=BOB, value="0.9")),
-    Scripted("over the 2 ETH daily limit", "DAILY_LIMIT_EXCEEDED", dict(to=ALICE, value="0.3")),
+    Scripted("over the 2 ETH daily limit", Code.DAILY_LIMIT_EXCEEDED, dict(to=ALICE, value="0.3")),
     Scripted(
         "call a paused contract, simulated",
-        "SIMULATION_REVERTED",
+        Code.SIMULATION_REVERTED,
         dict(to=PAUSED, value="0", data=DEPOSIT, simulate_first=True),
     ),
     # Fees are spend: a 0-value intent that offers 1,000 gwei per gas is refused at the ceiling,
     # and one whose value fits the cap but whose worst-case fee does not is refused at the cap.
     Scripted(
         "0 ETH, fee 1000 gwei/gas (ceiling 100)",
-        "FEE_OVER_CEILING",
+        Code.FEE_OVER_CEILING,
         dict(to=ALICE, value="0", max_fee_per_gas=1000 * GWEI, max_priority_fee_per_gas=GWEI),
     ),
-    Scripted("1 ETH + worst-case fee over the 1 ETH cap", "VALUE_OVER_CAP", dict(to=BOB, value="1")),
+    Scripted("1 ETH + worst-case fee over the 1 ETH cap", Code.VALUE_OVER_CAP, dict(to=BOB, value="1")),
     Scripted("pay alice 0.2 (the day stays under 2)", "mined", dict(to=ALICE, value="0.2")),
 )
 
@@ -178,8 +179,8 @@ SCRIPT = (
 # In the client-custody modes every signature needs the client share: these show that a wrong
 # or missing one fails closed, with one answer. Last, and for 0 ETH, so the spend above is unchanged.
 CLIENT_SHARE_SCRIPT = (
-    Scripted("sealed with a wrong client share", "CLIENT_SHARE_INVALID", dict(to=ALICE, value="0"), "wrong"),
-    Scripted("no client share at all", "CLIENT_SHARE_INVALID", dict(to=ALICE, value="0"), "none"),
+    Scripted("sealed with a wrong client share", Code.CLIENT_SHARE_INVALID, dict(to=ALICE, value="0"), "wrong"),
+    Scripted("no client share at all", Code.CLIENT_SHARE_INVALID, dict(to=ALICE, value="0"), "none"),
 )
 
 
@@ -207,7 +208,7 @@ SIGNING_SCRIPT = (
     ),
     Scripted(
         "a Permit (EIP-712), token not allowlisted",
-        "EIP712_SPEND_AUTHORIZATION_REFUSED",
+        Code.EIP712_SPEND_AUTHORIZATION_REFUSED,
         dict(intent_type="typed_data", typed_data=_permit),
     ),
     Scripted(
@@ -230,12 +231,12 @@ TOKEN_SCRIPT = (
     ),
     Scripted(
         "20 WUSD to mallory (not allowlisted)",
-        "RECIPIENT_NOT_ALLOWLISTED",
+        Code.RECIPIENT_NOT_ALLOWLISTED,
         dict(to=lambda s: s["token"], value="0", data=_transfer("token", MALLORY, 20 * WUSD)),
     ),
     Scripted(
         "approve the router for 2**256-1 WUSD",
-        "UNLIMITED_APPROVAL_REFUSED",
+        Code.UNLIMITED_APPROVAL_REFUSED,
         dict(
             to=lambda s: s["token"],
             value="0",
@@ -244,7 +245,7 @@ TOKEN_SCRIPT = (
     ),
     Scripted(
         "GRD takes 2x its transfer, simulated",
-        "SIMULATION_MISMATCH",
+        Code.SIMULATION_MISMATCH,
         dict(to=lambda s: s["greedy"], value="0", data=_transfer("greedy", ALICE, 5 * WUSD), simulate_first=True),
     ),
     Scripted(
@@ -255,7 +256,7 @@ TOKEN_SCRIPT = (
     ),
     Scripted(
         "pay alice 80 WUSD (over the 150 a day)",
-        "ASSET_DAILY_LIMIT_EXCEEDED",
+        Code.ASSET_DAILY_LIMIT_EXCEEDED,
         dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 80 * WUSD)),
     ),
 )
@@ -267,16 +268,16 @@ ETH_USD = 200_000
 
 AFTER_ALLOWLISTING = (
     Scripted("the same Permit, token now allowlisted", "signed", dict(intent_type="typed_data", typed_data=_permit)),
-    Scripted("pay alice 0.03 ETH ($6,000: over $5,000)", "USD_OVER_CAP", dict(to=ALICE, value="0.03")),
+    Scripted("pay alice 0.03 ETH ($6,000: over $5,000)", Code.USD_OVER_CAP, dict(to=ALICE, value="0.03")),
     Scripted(
         "a Permit for 500 WUSD (over its limit)",
-        "UNLIMITED_APPROVAL_REFUSED",
+        Code.UNLIMITED_APPROVAL_REFUSED,
         dict(intent_type="typed_data", typed_data=lambda s: _permit(s, 500 * WUSD)),
     ),
     # The allowlisted domain is not a blank cheque: an EIP-3009 transfer under it is read as one.
     Scripted(
         "EIP-3009: 9,000 WUSD to mallory (typed data)",
-        "RECIPIENT_NOT_ALLOWLISTED",
+        Code.RECIPIENT_NOT_ALLOWLISTED,
         dict(
             intent_type="typed_data",
             typed_data=lambda s: transfer_authorization(

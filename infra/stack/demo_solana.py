@@ -23,6 +23,7 @@ from runtime import solana
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedSolanaMessage, SignedSolanaTransaction
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
@@ -57,13 +58,13 @@ def _script(me: Pubkey, alice: Pubkey, mallory: Pubkey, mint: Pubkey) -> list[tu
     return [
         ("0.25 SOL to alice", [build.sol_transfer(me, alice, SOL // 4)], "finalized"),
         ("5 DEMO to alice", [build.token_transfer_checked(mine, mint, to_alice, me, 5 * 10**6, DECIMALS)], "finalized"),
-        ("1 DEMO to mallory", [build.token_transfer(mine, to_mallory, me, 10**6)], "RECIPIENT_NOT_ALLOWLISTED"),
+        ("1 DEMO to mallory", [build.token_transfer(mine, to_mallory, me, 10**6)], Code.RECIPIENT_NOT_ALLOWLISTED),
         (
             "an unknown program",
             [Instruction(Keypair().pubkey(), bytes(8), [build.signer(me)])],
-            "SOLANA_PROGRAM_NOT_ALLOWED",
+            Code.SOLANA_PROGRAM_NOT_ALLOWED,
         ),
-        ("2 SOL to alice (over the cap)", [build.sol_transfer(me, alice, 2 * SOL)], "VALUE_OVER_CAP"),
+        ("2 SOL to alice (over the cap)", [build.sol_transfer(me, alice, 2 * SOL)], Code.VALUE_OVER_CAP),
     ]
 
 
@@ -198,8 +199,8 @@ X402_CAP = 50_000
 def expected_x402(settings: Settings) -> dict[str, str]:
     """What each paid route must come to. In the client-custody modes `warden pay` holds no client
     share, so the signer refuses the first, and fails closed with the answer a missing share gets."""
-    first = "CLIENT_SHARE_INVALID" if settings.key_mode in CLIENT_MODES else "paid"
-    return {"/report": first, "/dear": "VALUE_OVER_CAP"}
+    first = Code.CLIENT_SHARE_INVALID if settings.key_mode in CLIENT_MODES else "paid"
+    return {"/report": first, "/dear": Code.VALUE_OVER_CAP}
 
 
 async def run_x402_session(settings: Settings, client_share: str | None, progress, timeout_s: float = 60.0) -> dict:

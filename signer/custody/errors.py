@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from schemas.codes import Code
+
 if TYPE_CHECKING:
     from schemas.emit import Emit
 
@@ -69,7 +71,7 @@ class AttestationRequired(CustodyError):
     this request had none, or one that does not verify. ``audit`` as for ``PermissionDenied``."""
 
     status = 403
-    code = "ATTESTATION_REQUIRED"
+    code = Code.ATTESTATION_REQUIRED
 
     def __init__(self, message: str, audit: Emit | None = None) -> None:
         super().__init__(message)

@@ -15,9 +15,10 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from infra.stack.local import LocalStack, local_settings
-from rules.solana import SOL, SolanaCode, SolanaVerdict, balance_changes, judge, judge_simulation, token_accounts_named
+from rules.solana import SOL, SolanaVerdict, balance_changes, judge, judge_simulation, token_accounts_named
 from runtime import solana
 from runtime.rpc import JsonRpc
+from schemas.codes import Code
 from schemas.policy import SolanaPolicy, SolanaTokenLimit
 from sdk import solana as sol
 from signer.chain_keys import address, public_key
@@ -168,7 +169,7 @@ def test_spl_to_alice_moves_and_spl_to_mallory_is_refused_by_her_owner_name(node
     raw = sol.unsigned(agent.pubkey, [sol.token_transfer(source, to_mallory, agent.pubkey, 1)], blockhash(node))
     verdict, signed = warden(node, world, raw)
     assert (verdict.code, verdict.facts["recipient"], signed) == (
-        SolanaCode.RECIPIENT_NOT_ALLOWLISTED,
+        Code.RECIPIENT_NOT_ALLOWLISTED,
         str(world["mallory"].pubkey()),
         None,
     )
@@ -183,7 +184,7 @@ def test_an_account_the_node_does_not_hold_is_not_resolved_and_refused(node, wor
         blockhash(node),
     )
     verdict, signed = warden(node, world, raw)
-    assert (verdict.code, signed) == (SolanaCode.ACCOUNT_NOT_RESOLVED, None)
+    assert (verdict.code, signed) == (Code.SOLANA_ACCOUNT_NOT_RESOLVED, None)
 
 
 def test_the_node_refuses_bytes_changed_after_signing(node, world):
@@ -224,7 +225,7 @@ def test_simulation_sees_sol_and_tokens_land_where_the_instructions_said(node, w
     agent, alice, mint = world["agent"], world["alice"].pubkey(), world["mint"]
     raw = sol.unsigned(agent.pubkey, [sol.sol_transfer(agent.pubkey, alice, 1_000_000)], blockhash(node))
     verdict, changes = simulate(node, world, raw)
-    assert verdict.code is SolanaCode.SIMULATION_ROUTES_ALLOWED, verdict
+    assert verdict.code is Code.SIMULATION_ROUTES_ALLOWED, verdict
     assert changes == {(agent.address, SOL): -1_005_000, (str(alice), SOL): 1_000_000}  # the fee too
     source, to_alice = sol.ata_address(agent.pubkey, mint), sol.ata_address(alice, mint)
     raw = sol.unsigned(agent.pubkey, [sol.token_transfer(source, to_alice, agent.pubkey, 42)], blockhash(node))
@@ -239,9 +240,9 @@ def test_sol_moved_by_another_programs_inner_call_is_seen_and_refused_by_its_rou
     alone names the route."""
     agent, stranger = world["agent"], Keypair().pubkey()
     raw = sol.unsigned(agent.pubkey, [sol.create_ata(agent.pubkey, stranger, world["mint"])], blockhash(node))
-    nothing = SolanaVerdict(True, SolanaCode.ALLOWED, "declared nothing")
+    nothing = SolanaVerdict(True, Code.SOLANA_ALLOWED, "declared nothing")
     verdict, _ = simulate(node, world, raw, declared=nothing)
-    assert verdict.code is SolanaCode.SIMULATION_ROUTE_NOT_ALLOWLISTED, verdict
+    assert verdict.code is Code.SIMULATION_ROUTE_NOT_ALLOWLISTED, verdict
     assert verdict.facts["route"]["owner"] == str(stranger)
     assert verdict.facts["route"] == {
         "account": str(sol.ata_address(stranger, world["mint"])),
@@ -261,7 +262,7 @@ def test_the_agent_losing_more_than_declared_is_refused_and_the_rent_warden_coun
     assert -changes[(agent.address, SOL)] == verdict.spend()[SOL] == 2_039_280 + 5_000
     # A judge that under-counts the rent is caught by what the node did.
     verdict, _ = simulate(node, with_bob, raw, token_account_rent=0)
-    assert verdict.code is SolanaCode.SIMULATION_MOVES_MORE_THAN_DECLARED, verdict
+    assert verdict.code is Code.SIMULATION_MOVES_MORE_THAN_DECLARED, verdict
     assert verdict.facts["simulated"] - verdict.facts["declared"] == 2_039_280
 
 
@@ -269,5 +270,5 @@ def test_a_transaction_that_would_fail_is_refused_with_the_nodes_logs(node, worl
     alice = world["alice"].pubkey()
     poor = dict(world, agent=Agent())  # an agent with no lamports: the runtime refuses
     raw = sol.unsigned(poor["agent"].pubkey, [sol.sol_transfer(poor["agent"].pubkey, alice, 1)], blockhash(node))
-    verdict, _ = simulate(node, poor, raw, declared=SolanaVerdict(True, SolanaCode.ALLOWED, ""))
-    assert verdict.code is SolanaCode.SIMULATION_FAILED and verdict.facts["error"], verdict
+    verdict, _ = simulate(node, poor, raw, declared=SolanaVerdict(True, Code.SOLANA_ALLOWED, ""))
+    assert verdict.code is Code.SIMULATION_FAILED and verdict.facts["error"], verdict

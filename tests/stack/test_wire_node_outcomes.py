@@ -78,14 +78,14 @@ def _outcome_world():
             IntentRejected(
                 **common,
                 stage="value_cap",
-                code="VALUE_CAP_EXCEEDED",
+                code="VALUE_OVER_CAP",
                 reason="über dem Limit: 1.5 > 1 ✗",
                 verdicts=(
                     StageVerdict(
                         intent_id=intent.intent_id,
                         stage="value_cap",
                         passed=False,
-                        code="VALUE_CAP_EXCEEDED",
+                        code="VALUE_OVER_CAP",
                         reason="über",
                         facts={"cap_wei": "1000", "nested": {"b": 1, "a": [2**60 + 3]}},
                     ),

@@ -206,7 +206,13 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
     liar = _substituted(attested_announcement(chip, "signer-b"))
     other = Ed25519PrivateKey.generate()
     rejected = IntentRejected(
-        intent_id="i-1", agent_id="a", stage="signing", code="X", reason="r", decided_at=NOW, intent_digest="ab" * 32
+        intent_id="i-1",
+        agent_id="a",
+        stage="signing",
+        code="SIGNER_ERROR",
+        reason="r",
+        decided_at=NOW,
+        intent_digest="ab" * 32,
     )
 
     def believed(keys, signed_with, signer_id) -> bool:
@@ -242,7 +248,13 @@ def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(ch
     # Outcome keys from it believe the signer's real service key.
     nobody = type("Pinned", (), {"key": lambda self, role, key_id: None})()
     rejected = IntentRejected(
-        intent_id="i-1", agent_id="a", stage="signing", code="X", reason="r", decided_at=NOW, intent_digest="ab" * 32
+        intent_id="i-1",
+        agent_id="a",
+        stage="signing",
+        code="SIGNER_ERROR",
+        reason="r",
+        decided_at=NOW,
+        intent_digest="ab" * 32,
     )
     outcome = sign_outcome(rejected, SERVICE, "signer-a")
     keys = AttestedServiceKeys(nobody, newest_per_signer([honest, forged], attested), policy_for(chip), NOW)

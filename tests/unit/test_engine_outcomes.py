@@ -9,6 +9,7 @@ from datetime import timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.auth import outcome_forgery
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from tests.engine_support import AGENT, ETH, T0, WORKER_ID, actions, approved_of, assert_approved, rejected_of
 
@@ -25,7 +26,7 @@ def test_every_decision_is_signed_by_the_worker_and_bound_to_the_intent(world):
     assert outcome_forgery(rejected, pinned, bad.digest()) is None
     # About another intent, tampered with, or claimed by a worker where only a signer may speak:
     assert "intent_digest differs" in outcome_forgery(rejected, pinned, good.digest())
-    tampered = rejected.model_copy(update={"code": "VALUE_WITHIN_CAP"})
+    tampered = rejected.model_copy(update={"code": Code.VALUE_WITHIN_CAP})
     assert "does not verify" in outcome_forgery(tampered, pinned, bad.digest())
     as_signer = rejected.model_copy(update={"stage": "signing"})
     assert "not a pinned signer key" in outcome_forgery(as_signer, pinned, bad.digest())
@@ -66,7 +67,7 @@ def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
             intent_id=first.intent_id,
             agent_id=AGENT,
             stage="signing",
-            code="X",
+            code="SIGNER_ERROR",
             reason="x",
             decided_at=T0,
             intent_digest=first.digest(),

@@ -17,7 +17,8 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.signature import Signature
 
-from rules.solana import SolanaCode, check_message, judge_message
+from rules.solana import check_message, judge_message
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy
 from sdk import solana as sol
@@ -140,33 +141,33 @@ def _judged(raw: bytes, policy: AgentPolicy, chain: str = CHAIN):
 
 def test_message_signing_is_off_until_the_policy_turns_it_on():
     raw = messages.encode("hello", [ME])
-    assert _judged(raw, _policy()).code is SolanaCode.MESSAGE_SIGNING_OFF
-    assert _judged(raw, _policy(message_signing_enabled=True)).code is SolanaCode.MESSAGE_ALLOWED
+    assert _judged(raw, _policy()).code is Code.SOLANA_MESSAGE_SIGNING_OFF
+    assert _judged(raw, _policy(message_signing_enabled=True)).code is Code.SOLANA_MESSAGE_ALLOWED
 
 
 @pytest.mark.parametrize(
     ("raw", "policy", "code"),
     [
-        (messages.encode("a" * 33, [ME]), dict(message_max_bytes=32), SolanaCode.MESSAGE_TOO_LONG),
-        (messages.encode("a" * 32, [ME]), dict(message_max_bytes=32), SolanaCode.MESSAGE_ALLOWED),
-        (messages.encode("hi", [OTHER]), {}, SolanaCode.MESSAGE_AGENT_NOT_SIGNATORY),
+        (messages.encode("a" * 33, [ME]), dict(message_max_bytes=32), Code.SOLANA_MESSAGE_TOO_LONG),
+        (messages.encode("a" * 32, [ME]), dict(message_max_bytes=32), Code.SOLANA_MESSAGE_ALLOWED),
+        (messages.encode("hi", [OTHER]), {}, Code.SOLANA_MESSAGE_AGENT_NOT_SIGNATORY),
         (messages.encode("hi", [ME], 0, OTHER), dict(message_application_domains=(APP,)), "domain"),
         (messages.encode("hi", [ME], 1), dict(message_application_domains=(APP,)), "domain"),
-        (messages.encode("hi", [ME], 0, APP), dict(message_application_domains=(APP,)), SolanaCode.MESSAGE_ALLOWED),
+        (messages.encode("hi", [ME], 0, APP), dict(message_application_domains=(APP,)), Code.SOLANA_MESSAGE_ALLOWED),
     ],
 )
 def test_each_rule_of_the_policy_decides(raw, policy, code):
     verdict = _judged(raw, _policy(message_signing_enabled=True, **policy))
-    want = SolanaCode.MESSAGE_DOMAIN_NOT_ALLOWED if code == "domain" else code
+    want = Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED if code == "domain" else code
     assert verdict.code is want, verdict.reason
-    assert verdict.passed is (want is SolanaCode.MESSAGE_ALLOWED)
+    assert verdict.passed is (want is Code.SOLANA_MESSAGE_ALLOWED)
 
 
 def test_a_chain_the_policy_does_not_allow_and_a_policy_without_solana_are_refused():
     raw = messages.encode("hi", [ME])
-    assert _judged(raw, _policy(message_signing_enabled=True), "solana").code is SolanaCode.CHAIN_NOT_ALLOWED
+    assert _judged(raw, _policy(message_signing_enabled=True), "solana").code is Code.CHAIN_NOT_ALLOWED
     no_solana = _policy().model_copy(update={"solana": None})
-    assert _judged(raw, no_solana).code is SolanaCode.SOLANA_NOT_ENABLED
+    assert _judged(raw, no_solana).code is Code.SOLANA_NOT_ENABLED
 
 
 def test_the_stage_judges_as_the_signer_s_key_when_it_is_given():

@@ -16,7 +16,8 @@ from solders.pubkey import Pubkey
 from solders.system_program import AssignParams, assign
 from solders.transaction import VersionedTransaction
 
-from rules.solana import SOL, SolanaCode, check, judge, token_accounts_named
+from rules.solana import SOL, check, judge, token_accounts_named
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
 from sdk import solana as sol
@@ -129,7 +130,7 @@ def test_a_sol_transfer_to_alice_is_allowed_and_moves_exactly_what_was_judged_fe
 def test_sol_to_mallory_is_refused_naming_her(world):
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.mallory.pubkey(), 1)])
     verdict = world.judge(raw)
-    assert (verdict.passed, verdict.code) == (False, SolanaCode.RECIPIENT_NOT_ALLOWLISTED)
+    assert (verdict.passed, verdict.code) == (False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert verdict.facts["recipient"] == str(world.mallory.pubkey())
     allowed = world.policy(allowlist=(str(world.alice.pubkey()), str(world.mallory.pubkey())))
     assert world.judge(raw, allowed).passed  # the allowlist is what refused it
@@ -161,7 +162,7 @@ def test_tokens_to_an_account_the_agent_creates_for_mallory_are_refused_by_her_n
     )
     verdict = world.judge(raw, world.policy(allowlist=(str(world.alice.pubkey()), str(ata))))
     # Allowlisting the token account's address does not let tokens reach its owner.
-    assert (verdict.passed, verdict.code) == (False, SolanaCode.RECIPIENT_NOT_ALLOWLISTED)
+    assert (verdict.passed, verdict.code) == (False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert verdict.facts["recipient"] == str(stranger.pubkey())
     # An existing account of mallory's, read from the chain, the same.
     raw = world.unsigned(
@@ -172,7 +173,7 @@ def test_tokens_to_an_account_the_agent_creates_for_mallory_are_refused_by_her_n
 
 def test_the_rent_of_a_token_account_for_mallory_is_value_reaching_her(world):
     raw = world.unsigned([sol.create_ata(world.agent.pubkey(), Keypair().pubkey(), world.mint)])
-    assert world.judge(raw).code is SolanaCode.RECIPIENT_NOT_ALLOWLISTED
+    assert world.judge(raw).code is Code.RECIPIENT_NOT_ALLOWLISTED
 
 
 def test_an_unknown_program_is_refused_unless_listed_with_its_discriminator(world):
@@ -180,9 +181,9 @@ def test_an_unknown_program_is_refused_unless_listed_with_its_discriminator(worl
     call = Instruction(program, bytes.fromhex("0102030405060708ff"), [sol.signer(world.agent.pubkey())])
     raw = world.unsigned([call])
     verdict = world.judge(raw)
-    assert (verdict.passed, verdict.code) == (False, SolanaCode.PROGRAM_NOT_ALLOWED)
+    assert (verdict.passed, verdict.code) == (False, Code.SOLANA_PROGRAM_NOT_ALLOWED)
     other = world.policy(programs=(SolanaProgramRule(program=str(program), discriminators=("0000000000000000",)),))
-    assert world.judge(raw, other).code is SolanaCode.PROGRAM_NOT_ALLOWED
+    assert world.judge(raw, other).code is Code.SOLANA_PROGRAM_NOT_ALLOWED
     listed = world.policy(programs=(SolanaProgramRule(program=str(program), discriminators=("0102030405060708",)),))
     assert world.judge(raw, listed).passed
 
@@ -191,14 +192,14 @@ def test_a_system_instruction_warden_does_not_read_is_refused_whatever_the_polic
     raw = world.unsigned([assign(AssignParams(pubkey=world.agent.pubkey(), owner=Keypair().pubkey()))])
     anything = world.policy(programs=(SolanaProgramRule(program=sol.programs.SYSTEM, discriminators="any"),))
     verdict = world.judge(raw, anything)
-    assert (verdict.passed, verdict.code) == (False, SolanaCode.INSTRUCTION_NOT_READ)
+    assert (verdict.passed, verdict.code) == (False, Code.SOLANA_INSTRUCTION_NOT_READ)
 
 
 def test_the_fee_counts_against_the_cap_to_the_lamport(world):
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 100_000)])
     assert world.judge(raw, world.policy(max_lamports_per_tx=105_000)).passed
     verdict = world.judge(raw, world.policy(max_lamports_per_tx=104_999))
-    assert (verdict.code, verdict.facts["amount"]) == (SolanaCode.VALUE_OVER_CAP, 105_000)
+    assert (verdict.code, verdict.facts["amount"]) == (Code.VALUE_OVER_CAP, 105_000)
 
 
 def test_the_priority_fee_has_a_ceiling(world):
@@ -210,26 +211,26 @@ def test_the_priority_fee_has_a_ceiling(world):
         ]
     )
     verdict = world.judge(raw)  # 200,000 units x 50,001 micro-lamports: 10,001 lamports over 10,000
-    assert (verdict.code, verdict.facts["priority_fee_lamports"]) == (SolanaCode.PRIORITY_FEE_OVER_CEILING, 10_001)
+    assert (verdict.code, verdict.facts["priority_fee_lamports"]) == (Code.SOLANA_PRIORITY_FEE_OVER_CEILING, 10_001)
 
 
 def test_the_rolling_limit_counts_what_was_spent(world):
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 10**9 - 5_000)])
     assert world.judge(raw, spent={SOL: 10**9}).passed  # exactly the 2 SOL limit
-    assert world.judge(raw, spent={SOL: 10**9 + 1}).code is SolanaCode.DAILY_LIMIT_EXCEEDED
+    assert world.judge(raw, spent={SOL: 10**9 + 1}).code is Code.DAILY_LIMIT_EXCEEDED
     mint = str(world.mint)
     tokens = world.policy(tokens=(SolanaTokenLimit(mint=mint, decimals=DECIMALS, daily_limit=10),))
     move = world.unsigned([sol.token_transfer(world.ata(world.agent), world.ata(world.alice), world.agent.pubkey(), 4)])
     assert world.judge(move, tokens, spent={mint: 6}).passed
-    assert world.judge(move, tokens, spent={mint: 7}).code is SolanaCode.DAILY_LIMIT_EXCEEDED
+    assert world.judge(move, tokens, spent={mint: 7}).code is Code.DAILY_LIMIT_EXCEEDED
 
 
 def test_token_caps_unlisted_mints_and_wrong_decimals(world):
     over = world.unsigned(
         [sol.token_transfer(world.ata(world.agent), world.ata(world.alice), world.agent.pubkey(), 100 * 10**6 + 1)]
     )
-    assert world.judge(over).code is SolanaCode.VALUE_OVER_CAP
-    assert world.judge(over, world.policy(tokens=())).code is SolanaCode.TOKEN_NOT_LISTED
+    assert world.judge(over).code is Code.VALUE_OVER_CAP
+    assert world.judge(over, world.policy(tokens=())).code is Code.SOLANA_TOKEN_NOT_LISTED
     wrong = world.unsigned(
         [
             sol.token_transfer_checked(
@@ -237,17 +238,17 @@ def test_token_caps_unlisted_mints_and_wrong_decimals(world):
             )
         ]
     )
-    assert world.judge(wrong).code is SolanaCode.TOKEN_MISMATCH
+    assert world.judge(wrong).code is Code.SOLANA_TOKEN_MISMATCH
 
 
 def test_approvals_are_capped_and_never_unlimited(world):
     source, agent = world.ata(world.agent), world.agent.pubkey()
     unlimited = world.unsigned([sol.approve(source, world.alice.pubkey(), agent, 2**64 - 1)])
-    assert world.judge(unlimited).code is SolanaCode.UNLIMITED_APPROVAL
+    assert world.judge(unlimited).code is Code.UNLIMITED_APPROVAL
     over = world.unsigned([sol.approve(source, world.alice.pubkey(), agent, 100 * 10**6 + 1)])
-    assert world.judge(over).code is SolanaCode.VALUE_OVER_CAP
+    assert world.judge(over).code is Code.VALUE_OVER_CAP
     to_mallory = world.unsigned([sol.approve(source, world.mallory.pubkey(), agent, 1)])
-    assert world.judge(to_mallory).code is SolanaCode.RECIPIENT_NOT_ALLOWLISTED
+    assert world.judge(to_mallory).code is Code.RECIPIENT_NOT_ALLOWLISTED
     within = world.unsigned([sol.approve(source, world.alice.pubkey(), agent, 5)])
     assert world.judge(within).passed
 
@@ -255,17 +256,17 @@ def test_approvals_are_capped_and_never_unlimited(world):
 def test_authority_and_closing_only_to_the_agent(world):
     account, agent = world.ata(world.agent), world.agent.pubkey()
     to_mallory = world.unsigned([sol.set_authority(account, agent, world.mallory.pubkey())])
-    assert world.judge(to_mallory).code is SolanaCode.AUTHORITY_CHANGE_REFUSED
+    assert world.judge(to_mallory).code is Code.SOLANA_AUTHORITY_CHANGE_REFUSED
     cleared = world.unsigned([sol.set_authority(account, agent, None)])
-    assert world.judge(cleared).code is SolanaCode.AUTHORITY_CHANGE_REFUSED
+    assert world.judge(cleared).code is Code.SOLANA_AUTHORITY_CHANGE_REFUSED
     assert world.judge(world.unsigned([sol.set_authority(account, agent, agent)])).passed
     close = world.unsigned([sol.close_account(account, world.mallory.pubkey(), agent)])
-    assert world.judge(close).code is SolanaCode.CLOSE_TO_OTHER_REFUSED
+    assert world.judge(close).code is Code.SOLANA_CLOSE_TO_OTHER_REFUSED
 
 
 def test_the_chain_and_the_policys_solana_section_are_required(world):
     raw = world.unsigned([sol.sol_transfer(world.agent.pubkey(), world.alice.pubkey(), 1)])
-    assert world.judge(raw, chains=("anvil",)).code is SolanaCode.CHAIN_NOT_ALLOWED
+    assert world.judge(raw, chains=("anvil",)).code is Code.CHAIN_NOT_ALLOWED
     tx = transactions.read(raw)
     verdict = judge(
         tx,
@@ -276,7 +277,7 @@ def test_the_chain_and_the_policys_solana_section_are_required(world):
         accounts={},
         spent=lambda asset: 0,
     )
-    assert verdict.code is SolanaCode.SOLANA_NOT_ENABLED
+    assert verdict.code is Code.SOLANA_NOT_ENABLED
 
 
 def test_a_transaction_the_agent_does_not_sign_is_refused_and_cannot_be_signed(world):
@@ -285,7 +286,7 @@ def test_a_transaction_the_agent_does_not_sign_is_refused_and_cannot_be_signed(w
         [sol.sol_transfer(world.alice.pubkey(), world.agent.pubkey(), 1)],
         world.svm.latest_blockhash(),
     )
-    assert world.judge(raw).code is SolanaCode.AGENT_NOT_SIGNER
+    assert world.judge(raw).code is Code.SOLANA_AGENT_NOT_SIGNER
     with pytest.raises(TransactionError, match="not a signer"):
         transactions.sign(raw, sol.seed_of(world.agent))
 
