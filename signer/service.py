@@ -72,7 +72,7 @@ from signer.tracking import Tracking
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
-__all__ = [Code.CLIENT_SHARE_INVALID, "SERVICE", "Signer", "SigningRefused"]
+__all__ = ["SERVICE", "Signer", "SigningRefused"]
 
 log = logging.getLogger("warden.signer")
 

@@ -33,13 +33,11 @@ from signer.sealing import NotSealedHere, SealingKeyPair
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
-CLIENT_SHARE_INVALID = Code.CLIENT_SHARE_INVALID
 # One answer for a missing, wrong or tampered client share: which of them it was is not told.
 CLIENT_SHARE_INVALID_REASON = (
     "the client share is missing or does not open the signing key; seal the share shown when the vault was "
     "created to the signer's current sealing key (SDK: Client.client_share) and submit a new intent"
 )
-CMEK_INVALID = Code.CMEK_INVALID
 CMEK_INVALID_REASON = (
     "the signing-key vault has a customer-managed key, and the intent's is missing or is not the current one; "
     "seal the current key to the signer's sealing key (SDK: Client.cmek) and submit a new intent"
@@ -296,7 +294,7 @@ class Signing:
                 Code.CLIENT_SHARE_SEALED_TO_OLD_KEY, intent.sealed_client_share, "client share"
             ) from None
         except InvalidKey:
-            raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
+            raise SigningRefused(Code.CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
 
     def _cmek(self, intent: TransactionIntent) -> bytearray | None:
         """When the vault has a customer-managed key: that key, unsealed from the intent and checked
@@ -312,10 +310,10 @@ class Signing:
                 Code.CMEK_SEALED_TO_OLD_KEY, intent.sealed_cmek, "customer-managed key"
             ) from None
         except InvalidKey:
-            raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON) from None
+            raise SigningRefused(Code.CMEK_INVALID, CMEK_INVALID_REASON) from None
         if not hmac.compare_digest(fingerprint(cmek), expected):
             wipe(cmek)
-            raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON)
+            raise SigningRefused(Code.CMEK_INVALID, CMEK_INVALID_REASON)
         return cmek
 
     def _sealed_to_old_key(self, code: Code, copies, what: str) -> SigningRefused:
@@ -339,9 +337,9 @@ class Signing:
             # The CMEK was checked against its fingerprint already, so with a share in play the
             # share is what did not fit: the one opaque answer.
             if share is not None:
-                raise SigningRefused(CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
+                raise SigningRefused(Code.CLIENT_SHARE_INVALID, CLIENT_SHARE_INVALID_REASON) from None
             if cmek is not None:  # a version still wrapped under a retiring CMEK, mid-rotation
-                raise SigningRefused(CMEK_INVALID, CMEK_INVALID_REASON) from None
+                raise SigningRefused(Code.CMEK_INVALID, CMEK_INVALID_REASON) from None
             raise self.key_unavailable(intent, InvalidKey()) from None
         except CustodyError as exc:
             raise self.key_unavailable(intent, exc) from None

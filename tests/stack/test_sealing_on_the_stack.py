@@ -17,6 +17,7 @@ from eth_utils import keccak
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import Admins, public_key_hex, sign_policy
+from schemas.codes import Code
 from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
@@ -25,7 +26,7 @@ from schemas.sealing import decode_client_share
 from sdk.client import ClientKey, new_intent
 from signer.custody.keys import KeyStore
 from signer.sealing import SealingKeyPair
-from signer.service import CLIENT_SHARE_INVALID, Signer
+from signer.service import Signer
 from signer.state import SignerState
 from tests.custody_support import ADMIN, dev_root, make_vaults
 from tests.sealing_support import AGENT, DEST, NOW, share32
@@ -163,7 +164,7 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
     invalid = [rejected_of(results[name][0]) for name in ("wrong-first", "wrong", "none")]
     for rejected, name in zip(invalid, ("wrong-first", "wrong", "none")):
         assert rejected.intent_id == ids[name] and rejected.agent_id == AGENT
-        assert rejected.stage == "signing" and rejected.code == CLIENT_SHARE_INVALID
+        assert rejected.stage == "signing" and rejected.code == Code.CLIENT_SHARE_INVALID
     # One answer for a missing share and a wrong one, before or after the key was first used.
     assert len({r.reason for r in invalid}) == 1
     assert "client share" in invalid[0].reason
