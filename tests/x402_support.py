@@ -12,9 +12,7 @@ from x402 import x402FacilitatorSync, x402ResourceServerSync
 from x402.mechanisms.evm import FacilitatorWeb3Signer
 from x402.mechanisms.evm.exact import ExactEvmServerScheme, register_exact_evm_facilitator
 
-from infra.stack.x402_server import Paid, PaidServer, paid_solana_server, serving
-
-__all__ = ["Paid", "PaidServer", "paid_server", "paid_solana_server"]
+from infra.stack.x402_server import Paid, PaidServer, serving
 
 
 @contextlib.contextmanager

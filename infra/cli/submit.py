@@ -113,18 +113,23 @@ def _solana_fields(args) -> dict:
     evm = [f"--{n.replace('_', '-')}" for n in _EVM_ONLY if getattr(args, n, None) is not None]
     if evm:
         raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a Solana transaction says everything itself")
-    raw = sys.stdin.buffer.read() if args.solana_tx == "-" else Path(args.solana_tx).read_bytes()
-    try:
-        text = raw.strip().decode("ascii")
-        raw = base64.b64decode(text, validate=True) if text else raw
-    except (UnicodeDecodeError, binascii.Error):
-        pass  # not base64 text: the wire bytes themselves
+    raw = _file_bytes(args.solana_tx)
     fields = {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
     if args.broadcast:
         fields["broadcast"] = True
     if args.simulate:
         fields["simulate_first"] = True
     return fields
+
+
+def _file_bytes(path: str) -> bytes:
+    """A file's bytes (``-``: standard input), decoded when the file holds base64 text."""
+    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    try:
+        text = raw.strip().decode("ascii")
+        return base64.b64decode(text, validate=True) if text else raw
+    except (UnicodeDecodeError, binascii.Error):
+        return raw  # not base64 text: the bytes themselves
 
 
 def _solana_message_fields(args) -> dict:
@@ -134,11 +139,7 @@ def _solana_message_fields(args) -> dict:
     if (args.text is None) == (args.file is None):
         raise ValueError("give the message as --text (with --signatory) or --file (its bytes), one of them")
     if args.file is not None:
-        raw = Path(args.file).read_bytes()
-        try:
-            raw = base64.b64decode(raw.strip().decode("ascii"), validate=True)
-        except (UnicodeDecodeError, binascii.Error):
-            pass  # not base64 text: the message's bytes themselves
+        raw = _file_bytes(args.file)
     else:
         if not args.signatory:
             raise ValueError("--text needs --signatory ADDRESS: the agent's Solana address (and any co-signer's)")

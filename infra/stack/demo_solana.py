@@ -10,6 +10,7 @@ solana_message) intent.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import time
 
 from solders.hash import Hash
@@ -19,6 +20,7 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 
 from infra.stack.provision import provision_solana_agent
+from infra.stack.x402_server import Paid, paid_solana_server
 from runtime import solana
 from runtime.config import Settings
 from runtime.kafka import end_offsets
@@ -208,9 +210,8 @@ async def run_x402_session(settings: Settings, client_share: str | None, progres
     official SDK's server and SVM facilitator (which pays the fee and sends the transaction) on
     the local node. A second resource asks more than the agent's cap and is refused; the server
     gets no payment for it."""
-    try:
-        from infra.stack.x402_server import Paid, paid_solana_server
-    except ImportError:
+    # The server imports the SDK only when it starts, so ask for the SDK itself here.
+    if importlib.util.find_spec("x402") is None:
         return {"skipped": "the x402 SDK is not installed: pip install 'warden[demo]'", "as_expected": True}
     url = settings.rpc_url_for(X402_CHAIN)
     node = JsonRpc(url, timeout_s=timeout_s)

@@ -23,13 +23,14 @@ from x402.mechanisms.evm.eip712 import hash_eip3009_authorization
 from x402.mechanisms.evm.types import ExactEIP3009Payload
 
 from infra import contracts
+from infra.stack.x402_server import Paid
 from schemas.policy import Eip712DomainRule
 from sdk.client import agent_transactions
 from sdk.x402 import X402Error, decode_header
 from sdk.x402_pay import pay
 from tests.support import make_agent, warden, warden_mcp
 from tests.token_support import DEPLOYER, balance_of, mint_tokens, on_anvil
-from tests.x402_support import Paid, paid_server
+from tests.x402_support import paid_server
 
 NAME = "Warden Auth"
 UNIT = 10**6

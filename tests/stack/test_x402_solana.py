@@ -21,13 +21,13 @@ from solders.pubkey import Pubkey
 
 from infra.stack.local import LocalStack, local_settings, running_stack
 from infra.stack.provision import provision_solana_agent
+from infra.stack.x402_server import Paid, paid_solana_server
 from runtime import solana
 from runtime.rpc import JsonRpc
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
 from sdk.x402 import decode_header
 from sdk.x402_pay import pay
-from tests.x402_support import Paid, paid_solana_server
 
 DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
 PRICE = 10_000  # 0.01 of a 6-decimal token
