@@ -17,6 +17,7 @@ it is imported only when a server is started."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ def serving(server, routes: list[Paid], price: dict, facilitator: str) -> Iterat
         return paying(environ, start_response)
 
     app.wsgi_app = recording
+    # Werkzeug logs every request to stderr, in the middle of the demo's report: not here.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     http = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
