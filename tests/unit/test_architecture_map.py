@@ -18,7 +18,8 @@ def modules() -> list[Path]:
 
 def test_every_module_of_every_package_is_named_in_architecture_md():
     text = (ROOT / "ARCHITECTURE.md").read_text()
-    unnamed = [str(path) for path in modules() if f"`{path.name}`" not in text]
+    # Named by its path (`signer/custody_wiring.py`) or, in its package's row, by its file name.
+    unnamed = [str(path) for path in modules() if str(path) not in text and f"`{path.name}`" not in text]
     assert modules(), "no module found: the test looks in the wrong place"
     assert not unnamed, f"name these modules in ARCHITECTURE.md, under their layer: {unnamed}"
 
