@@ -3,8 +3,13 @@ shaped like the pipeline's, and a ledger built without Kafka."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,10 +19,12 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.stack.local import LocalStack, local_settings
+from infra.stack.local import LocalStack, free_port, local_settings
 from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
 from ledger.batch import checkpoint_table
+from ledger.keys import load_or_create_witness_key
+from ledger.note import COSIGNATURE_V1, NoteKey
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from ledger.witnessing import log_key, log_note, store_signatures
 from runtime.config import Settings
@@ -211,3 +218,95 @@ async def published_checkpoints(broker: str) -> list[dict]:
         return found
     finally:
         await consumer.stop()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+PRODUCE_DEADLINE_MS = 300_000
+
+
+PRODUCE_SLICE = 1_000
+
+
+async def produce(settings: Settings, payloads: list[tuple]) -> None:
+    """``(key, value)`` records signed as the service that writes them signs (`writer_headers`),
+    or ``(key, value, headers)`` records sent as they are."""
+    # A generous deadline per batch: aiokafka's default (40 s) expired a burst's batches on a busy
+    # machine while the sink under test read the same broker (KafkaTimeoutError). And a slice at a
+    # time: a send's deadline runs from the call, so the last of 16,000 sent at once waited for all
+    # the others, and on a machine three times oversubscribed even 300 s ran out.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.broker, acks="all", linger_ms=5, request_timeout_ms=PRODUCE_DEADLINE_MS
+    )
+    await producer.start()
+    try:
+        for first in range(0, len(payloads), PRODUCE_SLICE):
+            batch = [
+                producer.send(
+                    topics.AUDIT_EVENTS,
+                    value,
+                    key=key.encode(),
+                    headers=rest[0] if rest else writer_headers(settings, value),
+                )
+                for key, value, *rest in payloads[first : first + PRODUCE_SLICE]
+            ]
+            await asyncio.gather(*batch)
+    finally:
+        await producer.stop()
+
+
+def count_via_endpoint(settings: Settings) -> int:
+    try:
+        client = clickhouse_connect.get_client(
+            host="127.0.0.1", port=int(settings.ledger_http.rsplit(":", 1)[1]), compress=False
+        )
+        try:
+            return int(client.command(f"SELECT count() FROM {AUDIT_LOG}"))
+        finally:
+            client.close()
+    except Exception:
+        return -1
+
+
+class WitnessProcess:
+    def __init__(self, name: str, directory: Path, log_vkey: str):
+        self.name, self.directory, self.log_vkey = name, directory, log_vkey
+        self.port = free_port()
+        key = load_or_create_witness_key(directory)
+        self.key = NoteKey.of(name, COSIGNATURE_V1, key)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        args = ["witness", "run", "--name", self.name, "--dir", str(self.directory), "--log", self.log_vkey]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", *args, "--listen", f"127.0.0.1:{self.port}"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            stderr=(self.directory / "witness.log").open("ab"),
+            text=True,
+        )
+        line = self.proc.stdout.readline()  # it prints its address once it serves
+        assert self.key.vkey in line, (line, (self.directory / "witness.log").read_text())
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def post(self, body: bytes) -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.url}/add-checkpoint", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import subprocess
 import sys
 import threading
@@ -23,13 +24,15 @@ from runtime.kafka import follow, follow_records, partition_of, read_to_quiet
 from schemas import topics
 from schemas.auth import public_key_hex, sign_outcome
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentRejected
+from schemas.outcomes import IntentApproved, IntentRejected
 from sdk.client import Client
 
 __all__ = [
     "balance",
     "batch_sizes",
+    "direct_approvals",
     "everything_recorded",
+    "fresh_agent",
     "group_members",
     "group_state",
     "make_agent",
@@ -289,3 +292,19 @@ async def forge_rejections(
             )
             await (await client.send(topics.INTENTS_REJECTED, agent, sign_outcome(lie, key, "streams-0").to_bytes()))
             forged.append(intent.intent_id)
+
+
+def fresh_agent(prefix: str) -> str:
+    return f"{prefix}-{os.urandom(3).hex()}"
+
+
+async def direct_approvals(settings, *pairs: tuple[TransactionIntent, object]) -> None:
+    """Write approvals straight to warden.intents.approved, as a hostile topic writer (or a
+    compromised worker) would: no guardrail has looked at them."""
+    async with Client(settings) as client:
+        for intent, policy in pairs:
+            approved = IntentApproved(
+                intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+            )
+            await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
+        await client.flush()

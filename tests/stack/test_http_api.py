@@ -37,9 +37,9 @@ from runtime.rpc import JsonRpc
 from schemas import topics
 from sdk import solana as build
 from svm import messages
+from tests.http_support import BAD_BODIES
 from tests.support import forge_rejections, make_agent, read_topic, serving, warden
 from tests.token_support import DEPLOYER
-from tests.unit.test_http_api_credentials import BAD_BODIES
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 # The seeds' EIP-712 example: an ERC-20 Permit for USD Coin.

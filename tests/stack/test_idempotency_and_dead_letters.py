@@ -23,8 +23,7 @@ from schemas.audit import audit_events_of
 from schemas.auth import outcome_forgery
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
-from tests.stack.test_signer_last_word import direct_approvals, fresh_agent
-from tests.support import balance, make_agent, read_topic
+from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic
 
 ETH = 10**18
 # Every topic a record about an intent can be published on, besides the dead letters.

@@ -26,9 +26,7 @@ from ledger.store import ChdbStore, sql_string, store_path
 from ledger.witnessing import log_key
 from runtime.config import LedgerSettings, Settings
 from tests.ledger_rewrite_support import rewrite_and_resign
-from tests.ledger_support import pipeline_events, tansu_broker
-from tests.stack.test_ledger_sink import _count_via_endpoint, _produce
-from tests.stack.test_ledger_witnessed import REPO, WitnessProcess
+from tests.ledger_support import REPO, WitnessProcess, count_via_endpoint, pipeline_events, produce, tansu_broker
 
 LOG_NAME = "warden.test/rewritten"
 
@@ -71,9 +69,9 @@ def test_verify_says_rewritten_after_witnessing_for_a_rewrite_signed_again_with_
         stop = asyncio.Event()
         options = SinkOptions(checkpoint_every=40, checkpoint_interval=timedelta(seconds=1), batch_max=64)
         task = asyncio.create_task(run_sink(settings, stop, options=options))
-        await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+        await produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
         deadline = time.monotonic() + 120
-        while await asyncio.to_thread(_count_via_endpoint, settings) < len(events):
+        while await asyncio.to_thread(count_via_endpoint, settings) < len(events):
             assert time.monotonic() < deadline and not task.done()
             await asyncio.sleep(0.3)
         await asyncio.sleep(2.5)  # past the checkpoint interval: the tail is checkpointed and witnessed

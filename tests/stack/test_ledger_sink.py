@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli import main
@@ -35,11 +35,16 @@ from runtime.trust import audit_signer
 from schemas import topics
 from schemas.audit import audit_record
 from schemas.auth import AuditSigner
-from tests.ledger_support import T0, pipeline_events, published_checkpoints, tansu_broker, writer_headers
+from tests.ledger_support import (
+    T0,
+    count_via_endpoint,
+    pipeline_events,
+    produce,
+    published_checkpoints,
+    tansu_broker,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCE_DEADLINE_MS = 300_000
-PRODUCE_SLICE = 1_000
 
 
 @pytest.fixture
@@ -52,33 +57,6 @@ def _settings(tmp_path: Path, broker: str) -> Settings:
     return dataclasses.replace(
         Settings(), home=tmp_path / "home", broker=broker, clickhouse_url=None, ledger_http=f"127.0.0.1:{free_port()}"
     )
-
-
-async def _produce(settings: Settings, payloads: list[tuple]) -> None:
-    """``(key, value)`` records signed as the service that writes them signs (`writer_headers`),
-    or ``(key, value, headers)`` records sent as they are."""
-    # A generous deadline per batch: aiokafka's default (40 s) expired a burst's batches on a busy
-    # machine while the sink under test read the same broker (KafkaTimeoutError). And a slice at a
-    # time: a send's deadline runs from the call, so the last of 16,000 sent at once waited for all
-    # the others, and on a machine three times oversubscribed even 300 s ran out.
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.broker, acks="all", linger_ms=5, request_timeout_ms=PRODUCE_DEADLINE_MS
-    )
-    await producer.start()
-    try:
-        for first in range(0, len(payloads), PRODUCE_SLICE):
-            batch = [
-                producer.send(
-                    topics.AUDIT_EVENTS,
-                    value,
-                    key=key.encode(),
-                    headers=rest[0] if rest else writer_headers(settings, value),
-                )
-                for key, value, *rest in payloads[first : first + PRODUCE_SLICE]
-            ]
-            await asyncio.gather(*batch)
-    finally:
-        await producer.stop()
 
 
 def _rows(settings: Settings, sql: str) -> list[dict]:
@@ -139,14 +117,14 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         stop = asyncio.Event()
         options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
         task = asyncio.create_task(run_sink(settings, stop, options=options))
-        await _produce(settings, payloads)
-        await _produce(settings, again)  # after: one call's records may reach the broker in any order
+        await produce(settings, payloads)
+        await produce(settings, again)  # after: one call's records may reach the broker in any order
         deadline = time.monotonic() + 180  # generous: the loop leaves as soon as every row is in
         count = -1
         while time.monotonic() < deadline and not task.done() and count < 307:
             await asyncio.sleep(0.3)
             # The endpoint is served by this very loop: query from a thread.
-            count = await asyncio.to_thread(_count_via_endpoint, settings)
+            count = await asyncio.to_thread(count_via_endpoint, settings)
         await asyncio.sleep(1.5)  # past the checkpoint interval, so every row is covered
         stop.set()
         await task
@@ -227,8 +205,8 @@ def test_a_sink_that_stops_leaves_every_row_under_a_signed_checkpoint(tmp_path, 
         stop = asyncio.Event()
         options = SinkOptions(checkpoint_every=100_000, checkpoint_interval=timedelta(hours=1))
         task = asyncio.create_task(run_sink(settings, stop, options=options))
-        await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
-        assert await asyncio.to_thread(_wait_for, lambda: _count_via_endpoint(settings) == 60, 60)
+        await produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+        assert await asyncio.to_thread(_wait_for, lambda: count_via_endpoint(settings) == 60, 60)
         stop.set()
         await task
 
@@ -248,7 +226,7 @@ def test_a_gather_holds_at_most_its_bytes_and_what_it_left_is_read_next(broker):
     # left out. Forty records of ~100 KB on the real broker, gathered 1 MB at a time.
     settings = dataclasses.replace(Settings(), broker=broker)
     sent = [(f"agent-{n % 8}", bytes([65 + n % 26]) * 100_000 + b"%d" % n, []) for n in range(40)]
-    asyncio.run(_produce(settings, sent))
+    asyncio.run(produce(settings, sent))
 
     async def gather_all() -> list[list]:
         consumer = AIOKafkaConsumer(
@@ -308,14 +286,14 @@ def test_a_failed_insert_is_resumed_from_the_store_and_no_record_fetched_meanwhi
     monkeypatch.setattr(ChdbStore, "insert", failing_third)
 
     async def scenario() -> int:
-        await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+        await produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
         stop = asyncio.Event()
         options = SinkOptions(checkpoint_every=100, checkpoint_interval=timedelta(seconds=1), batch_max=64)
         task = asyncio.create_task(run_sink(settings, stop, options=options))
         deadline, count = time.monotonic() + 60, -1
         while time.monotonic() < deadline and not task.done() and count < len(events):
             await asyncio.sleep(0.3)
-            count = await asyncio.to_thread(_count_via_endpoint, settings)
+            count = await asyncio.to_thread(count_via_endpoint, settings)
         stop.set()
         await task
         return count
@@ -360,21 +338,6 @@ def _start_sink(settings: Settings, log: Path) -> subprocess.Popen:
     )
 
 
-def _count_via_endpoint(settings: Settings) -> int:
-    import clickhouse_connect
-
-    try:
-        client = clickhouse_connect.get_client(
-            host="127.0.0.1", port=int(settings.ledger_http.rsplit(":", 1)[1]), compress=False
-        )
-        try:
-            return int(client.command(f"SELECT count() FROM {AUDIT_LOG}"))
-        finally:
-            client.close()
-    except Exception:
-        return -1
-
-
 def _wait_for(predicate, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -392,10 +355,10 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
     first, second = events[:10_000], events[10_000:]
     # The burst waits on the topic; the sink starts into it and is killed while
     # it appends: some rows stored, not all.
-    asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first]))
+    asyncio.run(produce(settings, [(e.agent_id, e.to_bytes()) for e in first]))
     sink = _start_sink(settings, log)
     try:
-        assert _wait_for(lambda: _count_via_endpoint(settings) >= 1_000, 120), log.read_text()
+        assert _wait_for(lambda: count_via_endpoint(settings) >= 1_000, 120), log.read_text()
         sink.send_signal(signal.SIGKILL)
         sink.wait(10)
         killed_at = _rows(settings, f"SELECT count() AS n FROM {AUDIT_LOG}")[0]["n"]
@@ -404,8 +367,8 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
         # The restarted sink reads on; meanwhile producers redeliver part of the
         # burst (as a crashed worker would) and send the rest.
         sink = _start_sink(settings, log)
-        asyncio.run(_produce(settings, [(e.agent_id, e.to_bytes()) for e in first[:2_000] + second]))
-        assert _wait_for(lambda: _count_via_endpoint(settings) == len(events), 240), log.read_text()
+        asyncio.run(produce(settings, [(e.agent_id, e.to_bytes()) for e in first[:2_000] + second]))
+        assert _wait_for(lambda: count_via_endpoint(settings) == len(events), 240), log.read_text()
         time.sleep(1.5)
         sink.send_signal(signal.SIGTERM)
         assert sink.wait(60) == 0, log.read_text()
@@ -448,11 +411,11 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
             async def scenario() -> None:
                 stop = asyncio.Event()
                 task = asyncio.create_task(run_sink(settings, stop, options=options))
-                await _produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+                await produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
                 deadline = time.monotonic() + 90
                 held = 0
                 while time.monotonic() < deadline and not task.done():
-                    held = await asyncio.to_thread(_count_via_endpoint, settings)
+                    held = await asyncio.to_thread(count_via_endpoint, settings)
                     if held >= expected:
                         break
                     await asyncio.sleep(0.3)

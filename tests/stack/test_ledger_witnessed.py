@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import signal
 import subprocess
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import orjson
 import pytest
@@ -22,9 +20,9 @@ import pytest
 from infra.cli import main
 from infra.stack.local import free_port
 from ledger.checkpoint import Checkpoint as LedgerCheckpoint
-from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
+from ledger.keys import load_or_create_signing_key
 from ledger.merkle import consistency_path, leaf_hash, tree_hash
-from ledger.note import COSIGNATURE_V1, Checkpoint, Note, NoteKey, Signature, sign
+from ledger.note import Checkpoint, Note, Signature, sign
 from ledger.proof import build_receipt
 from ledger.receipt import Policy, Receipt, check
 from ledger.schema import AUDIT_LOG, AUDIT_NOTE_SIGNATURES
@@ -33,11 +31,18 @@ from ledger.store import ChdbStore, chain_leaves, store_path
 from ledger.witness import request_body
 from ledger.witnessing import log_key, store_signatures
 from runtime.config import LedgerSettings, Settings
-from tests.ledger_support import T0, pipeline_events, published_checkpoints, tansu_broker
+from tests.ledger_support import (
+    REPO,
+    T0,
+    WitnessProcess,
+    count_via_endpoint,
+    pipeline_events,
+    produce,
+    published_checkpoints,
+    tansu_broker,
+)
 from tests.oracle import build_tlogcheck
-from tests.stack.test_ledger_sink import _count_via_endpoint, _produce
 
-REPO = Path(__file__).resolve().parents[2]
 LOG_NAME = "warden.test/audit"
 
 
@@ -45,49 +50,6 @@ LOG_NAME = "warden.test/audit"
 def broker():
     with tansu_broker() as address:
         yield address
-
-
-class WitnessProcess:
-    def __init__(self, name: str, directory: Path, log_vkey: str):
-        self.name, self.directory, self.log_vkey = name, directory, log_vkey
-        self.port = free_port()
-        key = load_or_create_witness_key(directory)
-        self.key = NoteKey.of(name, COSIGNATURE_V1, key)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        args = ["witness", "run", "--name", self.name, "--dir", str(self.directory), "--log", self.log_vkey]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", *args, "--listen", f"127.0.0.1:{self.port}"],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=subprocess.PIPE,
-            stderr=(self.directory / "witness.log").open("ab"),
-            text=True,
-        )
-        line = self.proc.stdout.readline()  # it prints its address once it serves
-        assert self.key.vkey in line, (line, (self.directory / "witness.log").read_text())
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-    def post(self, body: bytes) -> tuple[int, str]:
-        import urllib.error
-        import urllib.request
-
-        request = urllib.request.Request(f"{self.url}/add-checkpoint", data=body, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
 
 
 def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_replay(
@@ -117,10 +79,10 @@ def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_repl
         task = asyncio.create_task(run_sink(settings, stop, options=options))
         total = 0
         for batch in batches:
-            await _produce(settings, [(e.agent_id, e.to_bytes()) for e in batch])
+            await produce(settings, [(e.agent_id, e.to_bytes()) for e in batch])
             total += len(batch)
             deadline = time.monotonic() + 60
-            while await asyncio.to_thread(_count_via_endpoint, settings) < total:
+            while await asyncio.to_thread(count_via_endpoint, settings) < total:
                 assert time.monotonic() < deadline and not task.done()
                 await asyncio.sleep(0.3)
             await asyncio.sleep(2.5)  # past the checkpoint interval: the tail is checkpointed and witnessed

@@ -29,8 +29,7 @@ from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
-from tests.stack.test_signer_last_word import direct_approvals
-from tests.support import make_agent, read_topic
+from tests.support import direct_approvals, make_agent, read_topic
 from tests.up_support import chain_nonce
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"

@@ -28,30 +28,14 @@ from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
 from streams.redelivery import abandoned_record
-from tests.support import balance, make_agent, read_topic, submitted, tail_json
+from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic, submitted, tail_json
 
 ETH, GWEI = 10**18, 10**9
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
-
-
-def fresh_agent(prefix: str) -> str:
-    return f"{prefix}-{os.urandom(3).hex()}"
-
-
-async def direct_approvals(settings, *pairs: tuple[TransactionIntent, object]) -> None:
-    """Write approvals straight to warden.intents.approved, as a hostile topic writer (or a
-    compromised worker) would: no guardrail has looked at them."""
-    async with Client(settings) as client:
-        for intent, policy in pairs:
-            approved = IntentApproved(
-                intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
-            )
-            await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
-        await client.flush()
 
 
 def outcomes_start(settings, run):

@@ -16,9 +16,9 @@ from runtime.config import Settings
 from sdk import api_keys
 from sdk.client import load_or_create_agent_key
 from sdk.http_api import MAX_BODY_BYTES, ApiService, RateLimit, build_app
+from tests.http_support import BAD_BODIES, RECIPIENT
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-RECIPIENT = "0x" + "ab" * 20
 
 
 class Clock:
@@ -132,26 +132,6 @@ def test_a_key_past_its_expiry_gets_no_token(settings):
 
     (status, body), _ = run(settings, Clock(T0 + timedelta(minutes=2)), scenario)
     assert status == 401 and "expired" in body["detail"]
-
-
-BAD_BODIES = {
-    "value as a number": ({"chain": "anvil", "to": RECIPIENT, "value": 0.1}, "value"),
-    "value negative": ({"chain": "anvil", "to": RECIPIENT, "value": "-1"}, "value"),
-    "value hex": ({"chain": "anvil", "to": RECIPIENT, "value": "0x10"}, "value"),
-    "value scientific": ({"chain": "anvil", "to": RECIPIENT, "value": "1e18"}, "value"),
-    "value over-precise": ({"chain": "anvil", "to": RECIPIENT, "value": "0.0000000000000000001"}, "value"),
-    "address too short": ({"chain": "anvil", "to": "0xabcd", "value": "1"}, "to"),
-    "address bad checksum": (
-        {"chain": "anvil", "to": "0xAbCdEf0123456789abcdef0123456789ABCDEF01", "value": "1"},
-        "to",
-    ),
-    "unknown field": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "valu": "2"}, "valu"),
-    "boolean as a string": (
-        {"chain": "anvil", "to": RECIPIENT, "value": "1", "simulate_first": "true"},
-        "simulate_first",
-    ),
-    "missing to": ({"chain": "anvil", "value": "1"}, "to"),
-}
 
 
 @pytest.mark.parametrize("case", BAD_BODIES)

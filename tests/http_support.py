@@ -1,0 +1,24 @@
+"""What the HTTP API's tests share: request bodies the Intents API must refuse, each with the
+field its 400 must name (the unit tests over aiohttp's test server and the stack test over
+`warden api` send the same ones)."""
+
+RECIPIENT = "0x" + "ab" * 20
+
+BAD_BODIES = {
+    "value as a number": ({"chain": "anvil", "to": RECIPIENT, "value": 0.1}, "value"),
+    "value negative": ({"chain": "anvil", "to": RECIPIENT, "value": "-1"}, "value"),
+    "value hex": ({"chain": "anvil", "to": RECIPIENT, "value": "0x10"}, "value"),
+    "value scientific": ({"chain": "anvil", "to": RECIPIENT, "value": "1e18"}, "value"),
+    "value over-precise": ({"chain": "anvil", "to": RECIPIENT, "value": "0.0000000000000000001"}, "value"),
+    "address too short": ({"chain": "anvil", "to": "0xabcd", "value": "1"}, "to"),
+    "address bad checksum": (
+        {"chain": "anvil", "to": "0xAbCdEf0123456789abcdef0123456789ABCDEF01", "value": "1"},
+        "to",
+    ),
+    "unknown field": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "valu": "2"}, "valu"),
+    "boolean as a string": (
+        {"chain": "anvil", "to": RECIPIENT, "value": "1", "simulate_first": "true"},
+        "simulate_first",
+    ),
+    "missing to": ({"chain": "anvil", "value": "1"}, "to"),
+}
