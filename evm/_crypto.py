@@ -46,7 +46,7 @@ def keccak_private() -> Callable[[bytes], bytes] | None:
     """Keccak-256 on pycryptodome's C sponge, one sponge reused per thread (cffi releases the GIL
     during each call); None when pycryptodome's internals are not the ones this was written for."""
     try:
-        from Crypto.Hash.keccak import _raw_keccak_lib as raw
+        from Crypto.Hash.keccak import _raw_keccak_lib as raw  # type: ignore[attr-defined]  # private, not in pycryptodome's stub
         from Crypto.Util import _raw_api
 
         if _raw_api.backend != "cffi":
@@ -59,7 +59,8 @@ def keccak_private() -> Callable[[bytes], bytes] | None:
     local = threading.local()
     buffer = kffi.buffer
 
-    def new_sponge():
+    def new_sponge() -> object:
+        # An opaque cffi pointer to the C sponge: only ever handed back to the C functions.
         handle = kffi.new("void **")
         # capacity 64 bytes, 24 rounds: Keccak-256.
         if init(handle, 64, 24):
@@ -79,7 +80,9 @@ def keccak_private() -> Callable[[bytes], bytes] | None:
         # signed. 0x01 is Keccak's original domain padding (SHA3 uses 0x06).
         if reset(sponge) or absorb(sponge, data, len(data)) or digest(sponge, out, 32, 0x01):
             raise RuntimeError("keccak-256 failed")
-        return buffer(out)[:]
+        # A slice of a cffi buffer is a bytes copy (cffi ships no types).
+        hashed: bytes = buffer(out)[:]
+        return hashed
 
     try:
         if keccak(b"") != _KECCAK_EMPTY:

@@ -64,7 +64,8 @@ BLS_MODULUS = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001
 _SETUP_FILE = Path(__file__).with_name("kzg_trusted_setup.txt")
 # SHA-256 of ethereum/c-kzg-4844 src/trusted_setup.txt (the KZG ceremony's mainnet output).
 _SETUP_SHA256 = "d39b9f2d047cc9dca2de58f264b6a09448ccd34db967881a6713eacacf0f26b7"
-_setup = None
+# ckzg's KZGSettings (ckzg ships no types): only ever handed back to ckzg.
+_setup: object | None = None
 _setup_lock = threading.Lock()
 
 
@@ -72,7 +73,7 @@ class InvalidBlob(ValueError):
     """A blob (or the set of them, or their sidecar) cannot go into a blob transaction."""
 
 
-def _trusted_setup():
+def _trusted_setup() -> object:
     """Loaded once, on first use (about two seconds): only blob senders pay for it."""
     global _setup
     with _setup_lock:
@@ -185,11 +186,11 @@ def make_sidecar(blobs: tuple[bytes, ...]) -> Sidecar:
     )
 
 
-def _rlp_byte_list(items) -> bytes:
+def _rlp_byte_list(items: tuple[bytes, ...]) -> bytes:
     return encode_list(b"".join(encode_bytes(item) for item in items))
 
 
-def _signed_versioned_hashes(signed_raw: object) -> list:
+def _signed_versioned_hashes(signed_raw: object) -> list[object]:
     if type(signed_raw) is not bytes or signed_raw[:1] != b"\x03":
         raise InvalidBlob("network_encoding takes a signed type-3 transaction (0x03 || rlp(fields))")
     try:

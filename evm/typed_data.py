@@ -43,8 +43,9 @@ a request cannot make the signer recurse or hash without limit.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi import encode as abi_encode
 
@@ -82,6 +83,8 @@ class TypedDataHashes:
 # ---------------------------------------------------------------------------
 
 _DOC_KEYS = ("types", "primaryType", "domain", "message")
+# A document is parsed JSON, hence ``Mapping[str, Any]`` below: each value's type is checked where
+# it is read, never assumed.
 
 # EIP712_DOMAIN_FIELDS (schemas.typed_data, where the record's shape is checked too): the domain fields
 # EIP-712 defines, with the only type each may have. A field outside these would be a private
@@ -121,7 +124,7 @@ def _base_type(type_string: str) -> str:
     return type_string if bracket < 0 else type_string[:bracket]
 
 
-def _check_type_reference(path: str, type_string: object, types: Mapping) -> None:
+def _check_type_reference(path: str, type_string: object, types: Mapping[str, Any]) -> None:
     if type(type_string) is not str:
         raise InvalidTypedData(f"{path}: must be a type string, not {type(type_string).__name__}")
     match = _TYPE_REFERENCE.fullmatch(type_string)
@@ -148,13 +151,13 @@ def _check_type_reference(path: str, type_string: object, types: Mapping) -> Non
         raise InvalidTypedData(f"{path}: {type_string}: struct type {base} is not defined in types")
 
 
-def _check_struct_definition(name: object, fields: object, types: Mapping) -> None:
+def _check_struct_definition(name: object, fields: object, types: Mapping[str, Any]) -> None:
     path = f"types.{name}"
     if type(name) is not str or _IDENTIFIER.fullmatch(name) is None:
         raise InvalidTypedData(f"types: struct name {name!r} must be an ASCII identifier ([A-Za-z_$][A-Za-z0-9_$]*)")
     if _ELEMENTARY_LIKE.fullmatch(name):
         raise InvalidTypedData(f"{path}: {name} is an elementary type name and cannot name a struct")
-    if type(fields) not in (list, tuple):
+    if type(fields) is not list and type(fields) is not tuple:
         raise InvalidTypedData(f"{path}: must be a list of {{name, type}} fields, not {type(fields).__name__}")
     seen: set[str] = set()
     for index, field in enumerate(fields):
@@ -174,7 +177,7 @@ def _check_struct_definition(name: object, fields: object, types: Mapping) -> No
         _check_type_reference(f"{field_path}.type", field["type"], types)
 
 
-def _check_domain_type(fields: list) -> None:
+def _check_domain_type(fields: Sequence[Mapping[str, Any]]) -> None:
     # Spec: "one or more" fields. An empty domain binds the signature to no
     # chain and no contract: valid wherever the same struct is accepted.
     if not fields:
@@ -194,7 +197,7 @@ def _check_domain_type(fields: list) -> None:
     # the order listed: that order is part of the signed typeHash.
 
 
-def validate_types(doc: Mapping) -> None:
+def validate_types(doc: Mapping[str, Any]) -> None:
     """
     Check the shape of a typed-data document and every type it defines.
 
@@ -234,7 +237,7 @@ def validate_types(doc: Mapping) -> None:
         raise InvalidTypedData(f"primaryType: {primary!r} is not defined in types")
 
 
-def _encode_type(primary: str, types: Mapping) -> str:
+def _encode_type(primary: str, types: Mapping[str, Any]) -> str:
     referenced = {primary}
     pending = [primary]
     while pending:
@@ -343,7 +346,7 @@ def _encode_atomic(path: str, type_string: str, value: object) -> bytes:
 class _Encoder:
     """One document's encoding: its types, typeHash cache and value budget."""
 
-    def __init__(self, types: Mapping) -> None:
+    def __init__(self, types: Mapping[str, Any]) -> None:
         self.types = types
         self.type_hashes: dict[str, bytes] = {}
         self.values = 0
@@ -399,7 +402,7 @@ class _Encoder:
         # The outermost dimension is the last one: T[2][] is a list of T[2].
         bracket = type_string.rindex("[")
         element_type, length = type_string[:bracket], type_string[bracket + 1 : -1]
-        if type(value) not in (list, tuple):
+        if type(value) is not list and type(value) is not tuple:
             raise InvalidTypedData(f"{path}: {type_string} takes an array, got {type(value).__name__}")
         if length and len(value) != int(length):
             raise InvalidTypedData(f"{path}: {type_string} takes exactly {length} elements, got {len(value)}")
@@ -420,7 +423,7 @@ class _Encoder:
             raise InvalidTypedData(f"{path}: more than {MAX_VALUES} values in one document")
 
 
-def hash_typed_data(doc: Mapping) -> TypedDataHashes:
+def hash_typed_data(doc: Mapping[str, Any]) -> TypedDataHashes:
     """The domain separator, message struct hash and signing digest of ``doc``."""
     validate_types(doc)
     encoder = _Encoder(doc["types"])

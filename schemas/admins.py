@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from typing import Any, ClassVar, Literal, get_args
 
 import orjson
@@ -206,7 +207,7 @@ class VaultChange(Evolving):
         return self
 
     @classmethod
-    def of(cls, events: list[tuple[str, bytes]], issued_at) -> "VaultChange":
+    def of(cls, events: list[tuple[str, bytes]], issued_at: datetime) -> "VaultChange":
         """The unsigned change of ``events``: each vault event's record key and JSON, as written
         on warden.vault."""
         return cls(

@@ -13,9 +13,10 @@ import hashlib
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar, get_args
+from typing import Generic, Literal, Protocol, TypeVar, cast, get_args
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -44,6 +45,7 @@ from schemas.outcomes import (
     SignedTransaction,
 )
 from schemas.policy import AgentPolicy
+from schemas.record import Record
 from schemas.sealing_key import SealingKey
 from schemas.simulation import SimulationRequest
 
@@ -231,19 +233,24 @@ class Admins:
         problem = self.quorum_problem(proposed, "admins")
         if problem is not None:
             return problem
-        self.keys, self.thresholds, self.version = dict(proposed.admins), dict(proposed.thresholds), proposed.version
+        # AdminSet's validator (valid_thresholds) refuses any key that is not an Action.
+        thresholds = cast(dict[Action, int], dict(proposed.thresholds))
+        self.keys, self.thresholds, self.version = dict(proposed.admins), thresholds, proposed.version
         return None
 
 
-class VersionBook(ABC):
+VersionedT = TypeVar("VersionedT", AdminSet, ChainSet)
+
+
+class VersionBook(ABC, Generic[VersionedT]):
     """What a reader of a topic of versioned admin records (warden.admins, warden.chains) does with
     each: take it, or hold it until the version before it is in force (the topic's records may
     come out of order), or refuse it. No Kafka here: bytes in, what happened out."""
 
-    kind: type[AdminSet] | type[ChainSet]
+    kind: type[VersionedT]
 
-    def __init__(self):
-        self._waiting: dict[int, AdminSet | ChainSet] = {}
+    def __init__(self) -> None:
+        self._waiting: dict[int, VersionedT] = {}
 
     @property
     @abstractmethod
@@ -269,11 +276,11 @@ class VersionBook(ABC):
         return settled
 
     @abstractmethod
-    def _take(self, proposed) -> tuple[str, str, str]:
+    def _take(self, proposed: VersionedT) -> tuple[str, str, str]:
         """Put ``proposed`` in force, or refuse it: (what, text, record id)."""
 
 
-class AdminSetBook(VersionBook):
+class AdminSetBook(VersionBook[AdminSet]):
     """warden.admins: each `AdminSet` `Admins.adopt`ed, held or refused."""
 
     kind = AdminSet
@@ -298,7 +305,7 @@ class AdminSetBook(VersionBook):
         )
 
 
-class ChainSetBook(VersionBook):
+class ChainSetBook(VersionBook[ChainSet]):
     """warden.chains: a `ChainSet` put in force in ``registry`` (`ChainRegistry.adopt`) only when
     newer than the one in force and signed by the quorum for ``chains`` of ``admins`` (the admin
     set in force, shared with its reader of warden.admins); held or refused otherwise."""
@@ -363,7 +370,13 @@ def sign_outcome(record: OutcomeT, service_key: Ed25519PrivateKey, key_id: str) 
     return _service_signed(record, service_key, key_id)
 
 
-def _service_signed(record, service_key: Ed25519PrivateKey, key_id: str):
+# What a service signs with its key: its outcomes and its sealing-key announcements (records with
+# signed_by and service_signature). Bound to Record, their common base: a bound that is a union would
+# make model_copy return the union instead of the record's own type.
+ServiceSignedT = TypeVar("ServiceSignedT", bound=Record)
+
+
+def _service_signed(record: ServiceSignedT, service_key: Ed25519PrivateKey, key_id: str) -> ServiceSignedT:
     # The signing bytes of the record as it will be with signed_by set (see service_signing_bytes),
     # built from one dump: copying the model twice costs more than the signature itself.
     body = record.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
@@ -491,7 +504,7 @@ class AuditClaim:
         return self.role, f"the signature does not verify against {self.role} key {self.key_id[:100]!r}"
 
 
-def audit_claim(headers, keys: AuditKeys) -> AuditClaim | tuple[str, str]:
+def audit_claim(headers: Iterable[tuple[str, bytes]] | None, keys: AuditKeys) -> AuditClaim | tuple[str, str]:
     """The claim a record's ``headers`` make, to be proved by `audit_signature_valid`; or, when
     they make none a pinned key could prove, `audit_writer`'s verdict (role or "", why the
     record must not be believed). ``headers``: the record's Kafka headers, as (name, bytes) pairs."""
@@ -526,7 +539,7 @@ def audit_signatures_valid(checks: list[tuple[bytes, bytes, bytes]]) -> list[boo
     return [audit_signature_valid(public, signature, value) for public, signature, value in checks]
 
 
-def audit_writer(value: bytes, headers, keys: AuditKeys) -> tuple[str, str | None]:
+def audit_writer(value: bytes, headers: Iterable[tuple[str, bytes]] | None, keys: AuditKeys) -> tuple[str, str | None]:
     """(role, None) when ``value`` carries a valid signature of a pinned key of ``role``; otherwise
     (role or "", why it must not be believed). ``headers``: the record's Kafka headers, as
     (name, bytes) pairs."""
@@ -563,7 +576,9 @@ def vault_change_headers(change: VaultChange) -> list[tuple[str, bytes]]:
     return [(VAULT_CHANGE_HEADER, change.model_copy(update={"events": ()}).to_bytes())]
 
 
-def vault_event_problem(value: bytes, headers, admins: Admins) -> tuple[list[str], str | None]:
+def vault_event_problem(
+    value: bytes, headers: Iterable[tuple[str, bytes]] | None, admins: Admins
+) -> tuple[list[str], str | None]:
     """Who signed the vault event ``value`` (distinct pinned admins of ``admins``, the set in
     force), and None when they are the quorum for ``keys``; otherwise why it must not be applied.
     ``headers``: the record's Kafka headers, as (name, bytes) pairs."""
@@ -604,7 +619,7 @@ def vault_event_problem(value: bytes, headers, admins: Admins) -> tuple[list[str
 _SERVICES = frozenset(SERVICE_ACTORS.values())
 
 
-def claimed_service(role: str, actors) -> str | None:
+def claimed_service(role: str, actors: Iterable[str]) -> str | None:
     """None when no actor in ``actors`` is one of Warden's services other than ``role``'s own;
     otherwise why the record must not be believed (a worker's key does not make it the signer)."""
     own = SERVICE_ACTORS.get(role)

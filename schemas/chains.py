@@ -48,7 +48,7 @@ class Chain:
     def is_solana(self) -> bool:
         return self.key_chain == "solana"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ValueError(
                 f"chain name {str(self.name)[:80]!r}: 1-32 lowercase letters, digits and '-', starting with a "
@@ -222,10 +222,12 @@ class ChainRegistry:
     ) -> tuple[Chain, ...]:
         """The admins' table with ``name``'s finality changed (a built-in network's too): what the
         chain set that changes it carries."""
-        changes = {
-            k: v for k, v in (("finalized_tag", finalized_tag), ("confirmations", confirmations)) if v is not None
-        }
-        chain = dataclasses.replace(self.get(name), **changes)
+        current = self.get(name)
+        chain = dataclasses.replace(
+            current,
+            finalized_tag=current.finalized_tag if finalized_tag is None else finalized_tag,
+            confirmations=current.confirmations if confirmations is None else confirmations,
+        )
         return tuple(admin_table({**self._admin, name: chain}.values(), self._builtin).values())
 
     def when_unknown(self, learn: Callable[[], None] | None, every_s: float = 30.0) -> None:

@@ -54,7 +54,9 @@ def _parsed_amount(text: str, decimals: int, unit: str, base: str) -> int:
             f"has {len(frac)} decimals; at most {decimals} are allowed in {unit} (its smallest "
             f"amount is {smallest}), got {text!r}"
         )
-    units = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    # ``int ** int`` is Any to typeshed (a negative exponent gives a float); decimals is never
+    # negative here (every caller's is a field validated >= 0), so this is an int.
+    units: int = int(whole) * 10**decimals + int(frac.ljust(decimals, "0") or "0")
     if units > MAX_UINT256:
         raise ValueError(f"exceeds 2**256-1 {base}")
     return units

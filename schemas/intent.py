@@ -406,7 +406,7 @@ class TransactionIntent(Evolving):
         the same request when these are equal (`idempotency_conflict` names the fields that
         differ). Digests, not values, so what is kept for 24 h is small whatever the intent holds:
         SHA-256 cut to 128 bits, as no one finds a second value of a field with the same one."""
-        body = self.model_dump(mode="json", by_alias=True, exclude=PER_SUBMISSION_FIELDS)
+        body = self.model_dump(mode="json", by_alias=True, exclude=PER_SUBMISSION_FIELDS)  # type: ignore[arg-type]  # IncEx omits frozenset, which pydantic takes
         return {
             name: hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
             for name, value in body.items()

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-SCHEMA_VERSION = 1
+# Final, so that mypy reads it as Literal[1], the type of every record's schema_version.
+SCHEMA_VERSION: Final = 1
 
 
 class Record(BaseModel):
@@ -26,7 +27,7 @@ class Record(BaseModel):
         return orjson.dumps(self.model_dump(mode="json", by_alias=True))
 
     @classmethod
-    def from_bytes(cls, raw: bytes):
+    def from_bytes(cls, raw: bytes) -> Self:
         return cls.model_validate_json(raw)
 
 

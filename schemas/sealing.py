@@ -101,7 +101,9 @@ def usable_keys(
     ]
     usable = [key for key, reason in zip(keys, why) if reason is None]
     if not usable:
-        raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: " + " | ".join(why))
+        # None of them is usable, so every reason is a refusal (a str).
+        refusals = [reason for reason in why if reason is not None]
+        raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: " + " | ".join(refusals))
     return usable
 
 

@@ -5,6 +5,8 @@ encoding checked (canonical integers, EIP-2 low s), and recovering the sender fr
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import rlp
 from coincurve import PublicKey
 
@@ -96,7 +98,7 @@ def _decode_authorization_list(item: object) -> tuple[SignedAuthorization, ...]:
     return tuple(entries)
 
 
-def _decode_rlp_list(payload: bytes, field_count: int, kind: str) -> list:
+def _decode_rlp_list(payload: bytes, field_count: int, kind: str) -> list[object]:
     try:
         items = rlp.decode(payload, strict=True)
     except rlp.exceptions.DecodingError as exc:
@@ -126,6 +128,20 @@ def _check_rs(r: int, s: int) -> None:
         raise InvalidTransaction("bad s")
 
 
+class _FeeMarketFields(TypedDict):
+    """The fields a blob and a set-code transaction share, decoded once for either."""
+
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    access_list: AccessList
+
+
 def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
     """
     Decode a signed serialization into ``(tx, v, r, s)``.
@@ -138,6 +154,7 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
     if type(raw) is not bytes or not raw:
         raise InvalidTransaction("raw transaction must be non-empty bytes")
     first = raw[0]
+    tx: Transaction
     if first >= 0xC0:
         items = _decode_rlp_list(raw, 9, "legacy")
         tx = LegacyTransaction(
@@ -193,7 +210,7 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
                     "transaction inside it, 0x03 || rlp(tx_payload_body), is decoded here"
                 ) from None
             raise
-        fields = dict(
+        fields = _FeeMarketFields(
             chain_id=_decode_uint("chain_id", items[0]),
             nonce=_decode_uint("nonce", items[1]),
             max_priority_fee_per_gas=_decode_uint("max_priority_fee_per_gas", items[2]),
@@ -239,12 +256,16 @@ def recover_sender(raw: bytes) -> bytes:
             msg_hash = signing_hash_155(tx, chain_id)
     else:
         recovery_id = v
-        msg_hash = {
-            AccessListTransaction: signing_hash_2930,
-            FeeMarketTransaction: signing_hash_1559,
-            BlobTransaction: signing_hash_4844,
-            SetCodeTransaction: signing_hash_7702,
-        }[type(tx)](tx)
+        if type(tx) is AccessListTransaction:
+            msg_hash = signing_hash_2930(tx)
+        elif type(tx) is FeeMarketTransaction:
+            msg_hash = signing_hash_1559(tx)
+        elif type(tx) is BlobTransaction:
+            msg_hash = signing_hash_4844(tx)
+        elif type(tx) is SetCodeTransaction:
+            msg_hash = signing_hash_7702(tx)
+        else:  # decode_signed makes only the five types
+            raise InvalidTransaction(f"unsupported transaction type {type(tx).__name__}")
 
     signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((recovery_id,))
     try:

@@ -56,7 +56,8 @@ def payload_2930(tx: AccessListTransaction) -> bytes:
     )
 
 
-def payload_1559(tx: FeeMarketTransaction) -> bytes:
+def payload_1559(tx: FeeMarketTransaction | BlobTransaction | SetCodeTransaction) -> bytes:
+    # Blob and set-code transactions begin with the same nine fields.
     return b"".join(
         (
             encode_uint(tx.chain_id),
@@ -143,7 +144,9 @@ def checksum(address: bytes) -> str:
     return to_checksum_address(address)
 
 
-def _same_chain(tx, chain_id: int) -> None:
+def _same_chain(
+    tx: AccessListTransaction | FeeMarketTransaction | BlobTransaction | SetCodeTransaction, chain_id: int
+) -> None:
     # A typed transaction carries its own chain id; disagreeing with the
     # caller means one of them is pointed at the wrong network.
     if tx.chain_id != chain_id:
@@ -165,28 +168,28 @@ def sign_transaction(
     costs as much as the signature itself. Without it, it is derived here.
     """
     _check_chain_id("chain_id", chain_id)
-    tx_class = type(tx)
-    if tx_class is FeeMarketTransaction:
+    # ``type(tx) is`` rather than isinstance: a subclass could override the validation.
+    if type(tx) is FeeMarketTransaction:
         _same_chain(tx, chain_id)
         payload, prefix = payload_1559(tx), b"\x02"
         msg_hash = signing_hash_1559(tx, payload)
-    elif tx_class is AccessListTransaction:
+    elif type(tx) is AccessListTransaction:
         _same_chain(tx, chain_id)
         payload, prefix = payload_2930(tx), b"\x01"
         msg_hash = signing_hash_2930(tx, payload)
-    elif tx_class is BlobTransaction:
+    elif type(tx) is BlobTransaction:
         _same_chain(tx, chain_id)
         payload, prefix = payload_4844(tx), b"\x03"
         msg_hash = signing_hash_4844(tx, payload)
-    elif tx_class is SetCodeTransaction:
+    elif type(tx) is SetCodeTransaction:
         _same_chain(tx, chain_id)
         payload, prefix = payload_7702(tx), b"\x04"
         msg_hash = signing_hash_7702(tx, payload)
-    elif tx_class is LegacyTransaction:
+    elif type(tx) is LegacyTransaction:
         payload, prefix = payload_legacy(tx), b""
         msg_hash = signing_hash_155(tx, chain_id, payload)
     else:
-        raise InvalidTransaction(f"unsupported transaction type {tx_class.__name__}")
+        raise InvalidTransaction(f"unsupported transaction type {type(tx).__name__}")
 
     if sender is None:
         sender = address_of(private_key)

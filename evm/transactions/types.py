@@ -181,7 +181,7 @@ class FeeMarketTransaction:
         _check_access_list(self.access_list)
 
 
-def _check_fee_market(tx) -> None:
+def _check_fee_market(tx: BlobTransaction | SetCodeTransaction) -> None:
     _check_chain_id("chain_id", tx.chain_id)
     check_nonce(tx.nonce)
     _check_uint("max_priority_fee_per_gas", tx.max_priority_fee_per_gas, _U256_LIMIT, "2**256")
