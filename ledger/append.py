@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -136,7 +137,7 @@ class Batch:
     """Rows waiting for one INSERT, column by column."""
 
     def __init__(self) -> None:
-        self.columns: dict[str, list] = {name: [] for name in LOG_COLUMNS}
+        self.columns: dict[str, list[Any]] = {name: [] for name in LOG_COLUMNS}
 
     def __len__(self) -> int:
         return len(self.columns["seq"])

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pyarrow as pa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import checkpoint as checkpoints
 from ledger.append import Ledger
@@ -68,7 +69,7 @@ def decode(
     partition: int,
     offset: int,
     raw: bytes | None,
-    headers,
+    headers: Sequence[tuple[str, bytes]],
     max_bytes: int,
     now: datetime,
     keys: AuditKeys,
@@ -166,7 +167,7 @@ def append_records(
 
 
 def sign_checkpoints(
-    store: Store, ledger: Ledger, key, now: datetime, every: int, interval: timedelta
+    store: Store, ledger: Ledger, key: Ed25519PrivateKey, now: datetime, every: int, interval: timedelta
 ) -> list[checkpoints.Checkpoint]:
     """Signs and stores the checkpoints the chains owe (call once their rows are stored); returns
     them, to be published."""

@@ -25,6 +25,7 @@ breaks the chain as surely as editing its details does.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -126,7 +127,7 @@ def integrity_hash(
     ).hexdigest()
 
 
-def row_hash(row: dict) -> str:
+def row_hash(row: Mapping[str, Any]) -> str:
     """The integrity hash of an exported audit row (a proof's or a receipt's event, ``ts`` as text):
     recomputed from its fields, so an altered field gives another hash. KeyError, TypeError or
     ValueError if a field is missing or garbled."""

@@ -69,7 +69,8 @@ class Page:
 
 
 def _v32(text_hex: str) -> np.void:
-    return np.frombuffer(bytes.fromhex(text_hex), dtype="V32")[0]
+    value: np.void = np.frombuffer(bytes.fromhex(text_hex), dtype="V32")[0]  # one V32 element
+    return value
 
 
 class ChainCheck:
@@ -164,7 +165,8 @@ class ChainCheck:
 
         def head_at(j: int) -> np.void | None:
             if j >= 0:
-                return page.head[j]
+                head: np.void = page.head[j]  # page.head holds V32 values
+                return head
             back = len(self.recent) + j
             return self.recent[back] if back >= 0 else None
 
@@ -176,8 +178,8 @@ class ChainCheck:
         if s < expected:
             # A second row with a seq already seen: the genuine one is the one
             # the chain links into; the other was inserted.
-            j = i - 1
-            intruder = i if page.prev[j] == head_at(j - 1) and page.ok[j] else j
+            before = i - 1
+            intruder = i if page.prev[before] == head_at(before - 1) and page.ok[before] else before
             return Problem(
                 chain,
                 s,

@@ -14,8 +14,10 @@ signature is Ed25519 (RFC 8032) over those bytes, 128 hex digits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -51,7 +53,7 @@ class Checkpoint:
             f"{STATEMENT_PREFIX}|{self.chain}|{self.seq}|{self.head_hash}|{self.merkle_root}|{format_ts(self.ts)}"
         ).encode()
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
         body["ts"] = format_ts(self.ts)
         return body
@@ -60,7 +62,7 @@ class Checkpoint:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, body: dict) -> "Checkpoint":
+    def from_dict(cls, body: Mapping[str, Any]) -> "Checkpoint":
         try:
             return cls(
                 chain=int(body["chain"]),

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from schemas.auth import AuditClaim, AuditKeys, audit_claim, audit_signatures_valid
 
@@ -61,7 +62,11 @@ class _Checker:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "ledger.checks"], cwd=_REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
-        self._requests: queue.SimpleQueue[tuple[list[Check], Future] | None] = queue.SimpleQueue()
+        # Both are pipes (PIPE above); Popen types them Optional for the streams it does not pipe.
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin: IO[bytes] = self._process.stdin
+        self._stdout: IO[bytes] = self._process.stdout
+        self._requests: queue.SimpleQueue[tuple[list[Check], Future[list[bool]]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._feed, name="ledger-checker", daemon=True)
         self._thread.start()
 
@@ -69,13 +74,13 @@ class _Checker:
     def pid(self) -> int:
         return self._process.pid
 
-    def submit(self, checks: list[Check]) -> Future:
-        future: Future = Future()
+    def submit(self, checks: list[Check]) -> Future[list[bool]]:
+        future: Future[list[bool]] = Future()
         self._requests.put((checks, future))
         return future
 
     def _feed(self) -> None:
-        stdin, stdout = self._process.stdin, self._process.stdout
+        stdin, stdout = self._stdin, self._stdout
         while (request := self._requests.get()) is not None:
             checks, future = request
             try:
@@ -91,7 +96,7 @@ class _Checker:
     def close(self) -> None:
         self._requests.put(None)
         try:
-            self._process.stdin.close()  # the checker exits at the end of its input
+            self._stdin.close()  # the checker exits at the end of its input
         except OSError:
             pass
         try:
@@ -119,20 +124,20 @@ class WriterChecks:
         """Starts checking who wrote each record; `Checked.writers` has the verdicts. Records
         `ledger.batch.decode` refuses whatever their writer (no value, too large) get None."""
         verdicts: list[Verdict | None] = [None] * len(records)
-        claims: list[tuple[int, AuditClaim]] = []
+        claims: list[tuple[int, AuditClaim, bytes]] = []  # (index in the batch, claim, value)
         for i, (_, _, raw, headers) in enumerate(records):
             if raw is None or len(raw) > max_bytes:
                 continue
             claim = audit_claim(headers, keys)
             if isinstance(claim, AuditClaim):
-                claims.append((i, claim))
+                claims.append((i, claim, raw))
             else:
                 verdicts[i] = claim
         size = min(_CHUNK, -(-len(claims) // self.processes)) or 1
         tasks = []
         for lo in range(0, len(claims), size):
             share = claims[lo : lo + size]
-            checks = [(claim.public, claim.signature, records[i][2]) for i, claim in share]
+            checks = [(claim.public, claim.signature, raw) for _, claim, raw in share]
             with self._lock:
                 checker = self._checkers[self._next]
                 self._next = (self._next + 1) % len(self._checkers)
@@ -157,10 +162,10 @@ class WriterChecks:
 
 @dataclass
 class _Task:
-    share: list[tuple[int, AuditClaim]]  # (index in the batch, claim)
+    share: list[tuple[int, AuditClaim, bytes]]  # (index in the batch, claim, value)
     checks: list[Check]
     checker: _Checker
-    future: Future
+    future: Future[list[bool]]
 
 
 class Checked:
@@ -178,18 +183,18 @@ class Checked:
             except CheckerDied:
                 self._checks._replace(task.checker)
                 valid = audit_signatures_valid(task.checks)
-            for (i, claim), ok in zip(task.share, valid, strict=True):
+            for (i, claim, _), ok in zip(task.share, valid, strict=True):
                 self._verdicts[i] = claim.verdict(ok)
         self._tasks = []
         return self._verdicts
 
 
-def _read_frame(stream) -> bytes:
+def _read_frame(stream: IO[bytes]) -> bytes:
     size = int.from_bytes(_read_exactly(stream, 8), "little")
     return _read_exactly(stream, size)
 
 
-def _read_exactly(stream, size: int) -> bytes:
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     data = stream.read(size)
     if len(data) != size:
         raise EOFError(f"the stream ended after {len(data)} of {size} bytes")

@@ -21,11 +21,17 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+import pyarrow as pa
 from aiohttp import web
 
 from ledger import proof as proofs
 from ledger.store import ChdbError, ChdbStore, read_only_message, sql_string
+
+if TYPE_CHECKING:  # for the annotations: chdb is imported by ledger.store._chdb() alone
+    from chdb.state.sqlitelike import Connection
 
 _FORMAT_AT_END = re.compile(r"\sFORMAT\s+(\w+)\s*$", re.IGNORECASE)
 _FILE_FUNCTION = re.compile(r"^\s*Function file\b", re.MULTILINE)
@@ -40,7 +46,7 @@ class Refused(Exception):
         self.code = code
 
 
-def admit(conn, sql: str, params: dict[str, str] | None = None) -> tuple[str, str | None]:
+def admit(conn: Connection, sql: str, params: dict[str, str] | None = None) -> tuple[str, str | None]:
     """The single statement to run and its FORMAT, or Refused.
 
     ClickHouse parses the text (so multi-statements are refused by the same
@@ -84,10 +90,10 @@ def _as_refused(exc: Exception) -> Refused:
 class _Reader:
     """A read-only connection as the proofs read a store."""
 
-    def __init__(self, conn) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def arrow(self, sql: str):
+    def arrow(self, sql: str) -> pa.Table:
         return self._conn.query(sql, "ArrowTable")
 
 
@@ -100,7 +106,7 @@ class Endpoint:
         self._host = host
         self._port = port
         self._connections = connections
-        self._pool: asyncio.Queue = asyncio.Queue()
+        self._pool: asyncio.Queue[Connection] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -161,15 +167,24 @@ class Endpoint:
         query = request.query
         intent_id, event_id = query.get("intent_id"), query.get("event_id")
         agent_id, digest = query.get("agent_id"), query.get("intent_digest")
-        if bool(intent_id) == bool(event_id) or (intent_id and not (agent_id and digest)):
+        if event_id and not intent_id:
+
+            def find(reader: _Reader) -> str:
+                return event_id
+
+        elif intent_id and agent_id and digest and not event_id:
+
+            def find(reader: _Reader) -> str:
+                return proofs.outcome_event_id(reader, intent_id, agent_id, digest)
+
+        else:
             return web.Response(
                 status=400,
                 text="ask for one receipt: /receipt?intent_id=I&agent_id=A&intent_digest=D or /receipt?event_id=E\n",
             )
 
         def build(reader: _Reader) -> str:
-            found = event_id or proofs.outcome_event_id(reader, intent_id, agent_id, digest)
-            return proofs.build_receipt(reader, found, self._log_name).text
+            return proofs.build_receipt(reader, find(reader), self._log_name).text
 
         return await self._proven(build)
 
@@ -183,7 +198,7 @@ class Endpoint:
             lambda reader: proofs.latest_note(reader, int(chain), self._log_name).to_bytes().decode()
         )
 
-    async def _proven(self, build) -> web.Response:
+    async def _proven(self, build: Callable[[_Reader], str]) -> web.Response:
         """The text ``build(reader)`` makes from the ledger on a pooled connection, in a thread, or
         404 with why (`ProofError`)."""
         conn = await self._pool.get()

@@ -82,7 +82,10 @@ class Frontier:
         self.size += 1 << height
 
     def extend(
-        self, leaf_hashes: Iterable[bytes] | bytes, sizes: Iterable[int] = (), hasher: PairHasher = hash_pairs
+        self,
+        leaf_hashes: Iterable[bytes] | bytes | bytearray | memoryview,
+        sizes: Iterable[int] = (),
+        hasher: PairHasher = hash_pairs,
     ) -> dict[int, bytes]:
         """Append leaf hashes (32-byte values, or all of them concatenated); return the tree
         hash at each of ``sizes`` passed on the way.
@@ -126,7 +129,9 @@ class Frontier:
         return h
 
 
-def subtree_levels(leaves: bytes, first: int, hasher: PairHasher = hash_pairs) -> list[tuple[int, bytes]]:
+def subtree_levels(
+    leaves: bytes | bytearray | memoryview, first: int, hasher: PairHasher = hash_pairs
+) -> list[tuple[int, bytes]]:
     """Every aligned perfect subtree inside the leaves ``first .. first + n - 1`` (their hashes
     concatenated), per height h: ``(j, nodes)`` where ``nodes`` holds the roots of the
     subtrees ``k * 2**h .. (k + 1) * 2**h - 1`` for k = j, j + 1, ... (32 bytes each)."""

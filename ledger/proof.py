@@ -7,6 +7,9 @@ network), so a third party can run it, or redo it by hand from docs/ledger.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, cast
+
 import orjson
 
 from ledger.chain import format_ts, row_hash
@@ -16,7 +19,7 @@ from ledger.note import Checkpoint as NoteCheckpoint
 from ledger.note import Note, Signature
 from ledger.receipt import Receipt
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, EVENT_COLUMNS
-from ledger.store import Store, chain_leaves, sql_string
+from ledger.store import Reader, chain_leaves, sql_string
 from ledger.witnessing import note_text
 
 PROOF_VERSION = "warden.audit.proof.v1"
@@ -27,16 +30,16 @@ class ProofError(RuntimeError):
     """No proof can be built; the message says why and what to do."""
 
 
-def _event(store: Store, event_id: str) -> dict:
+def _event(store: Reader, event_id: str) -> dict[str, Any]:
     rows = store.arrow(
         f"SELECT {', '.join(EVENT_FIELDS)} FROM {AUDIT_LOG} WHERE event_id = {sql_string(event_id)} ORDER BY chain, seq"
     ).to_pylist()
     if not rows:
         raise ProofError(f"no event {event_id!r} in the ledger; check the id (event ids are in audit_log.event_id)")
-    return rows[0]
+    return cast(dict[str, Any], rows[0])  # to_pylist(): a dict per row, column → value
 
 
-def build(store: Store, event_id: str) -> dict:
+def build(store: Reader, event_id: str) -> dict[str, Any]:
     event = _event(store, event_id)
     chain, seq = event["chain"], event["seq"]
     cps = store.arrow(
@@ -65,7 +68,7 @@ def build(store: Store, event_id: str) -> dict:
     }
 
 
-def check(proof: dict, public_key: bytes) -> str | None:
+def check(proof: Mapping[str, Any], public_key: bytes) -> str | None:
     """None when the proof holds, else the first reason it does not."""
     try:
         if proof.get("version") != PROOF_VERSION:
@@ -96,7 +99,7 @@ def check(proof: dict, public_key: bytes) -> str | None:
 CONSISTENCY_VERSION = "warden.audit.consistency.v1"
 
 
-def build_consistency(store: Store, chain: int, old_size: int, new_size: int) -> dict:
+def build_consistency(store: Reader, chain: int, old_size: int, new_size: int) -> dict[str, Any]:
     """A consistency proof (RFC 9162 §2.1.4) between two signed checkpoints of ``chain``: the one
     covering ``old_size`` rows and the one covering ``new_size``. Whoever kept the old checkpoint
     checks with it that the new one only added rows (`check_consistency`)."""
@@ -139,7 +142,7 @@ def build_consistency(store: Store, chain: int, old_size: int, new_size: int) ->
     }
 
 
-def check_consistency(proof: dict, public_key: bytes) -> str | None:
+def check_consistency(proof: Mapping[str, Any], public_key: bytes) -> str | None:
     """None when both checkpoints are the ledger's and the new one only added rows to the old one,
     else the first reason it does not hold."""
     try:
@@ -166,7 +169,7 @@ def check_consistency(proof: dict, public_key: bytes) -> str | None:
     return None
 
 
-def build_receipt(store: Store, event_id: str, log_name: str) -> Receipt:
+def build_receipt(store: Reader, event_id: str, log_name: str) -> Receipt:
     """The event's receipt (`ledger.receipt`): its row, its inclusion proof in the chain's newest
     checkpoint that the most witnesses cosigned, and that checkpoint's note with every signature
     line stored for it. Built from the store alone: no key is needed."""
@@ -198,7 +201,7 @@ OUTCOME_ACTIONS_SQL = (
 INTENT_DIGEST_SQL = "JSONExtractString(details, 'intent_digest')"
 
 
-def outcome_event_id(store: Store, intent_id: str, agent_id: str, intent_digest: str) -> str:
+def outcome_event_id(store: Reader, intent_id: str, agent_id: str, intent_digest: str) -> str:
     """The newest outcome event of the intent ``intent_digest`` names, of agent ``agent_id``: what
     its receipt proves. Never chosen by the id alone: a refusal of a forged copy that reused the id
     is an event about another record (another digest), and proves nothing about this intent."""
@@ -212,10 +215,10 @@ def outcome_event_id(store: Store, intent_id: str, agent_id: str, intent_digest:
             f"no outcome of intent {intent_id!r} of agent {agent_id!r} with digest {intent_digest} is in the ledger "
             "yet (a signed, mined or rejected event); the ledger appends within seconds of the outcome: retry shortly"
         )
-    return rows[0]["event_id"]
+    return cast(str, rows[0]["event_id"])  # audit_log.event_id is a String
 
 
-def _signed_note(store: Store, chain: int, log_name: str, where: str, order: str) -> Note | None:
+def _signed_note(store: Reader, chain: int, log_name: str, where: str, order: str) -> Note | None:
     """The first checkpoint of ``chain`` (by ``order``) meeting ``where``, as its note with every
     signature line stored for it (the log's and the witnesses')."""
     signed = store.arrow(
@@ -229,7 +232,7 @@ def _signed_note(store: Store, chain: int, log_name: str, where: str, order: str
     return Note(text, tuple(Signature.from_line(line) for line in sorted(signed[0]["lines"])))
 
 
-def latest_note(store: Store, chain: int, log_name: str) -> Note:
+def latest_note(store: Reader, chain: int, log_name: str) -> Note:
     """The chain's newest checkpoint as its signed (and cosigned) note."""
     note = _signed_note(store, chain, log_name, "1", "seq DESC")
     if note is None:

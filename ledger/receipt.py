@@ -18,7 +18,9 @@ log's key and the witnesses' keys checks offline that this event is in the log t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -57,7 +59,7 @@ class Receipt:
         return "\n".join(lines) + "\n\n" + self.checkpoint.to_bytes().decode()
 
     @property
-    def event(self) -> dict:
+    def event(self) -> dict[str, Any]:
         """The audit row the extra line carries (unchecked until `check`)."""
         if self.extra is None:
             raise NoteError("the receipt carries no audit row (no extra line)")
@@ -86,7 +88,7 @@ class Receipt:
         return cls(index, hash_lines(lines[1:], "an inclusion proof line"), Note.parse(note), extra)
 
 
-def leaf_of(row: dict) -> bytes:
+def leaf_of(row: Mapping[str, Any]) -> bytes:
     """The 32-byte leaf data of an audit row: its integrity hash, recomputed from its fields (an
     altered field gives another hash, so the proof leads elsewhere)."""
     try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -84,10 +84,10 @@ def _producer_shaped(raw: bytes) -> list[Row] | None:
     if type(body) is not list or not body:
         return None
     rows = [_event_row(item) if type(item) is dict else None for item in body]
-    return None if any(row is None for row in rows) else rows
+    return None if any(row is None for row in rows) else cast(list[Row], rows)  # any() found no None
 
 
-def _event_row(body: dict) -> Row | None:
+def _event_row(body: dict[str, Any]) -> Row | None:
     """The row of one producer-shaped event, else None."""
     if not _REQUIRED <= body.keys() <= _ALLOWED:
         return None
@@ -137,9 +137,9 @@ def _event_row(body: dict) -> Row | None:
 _new_row = tuple.__new__
 
 
-def _no_float(value: dict | list) -> bool:
+def _no_float(value: dict[str, Any] | list[Any]) -> bool:
     """True when no float is nested anywhere in ``value``."""
-    for item in value.values() if type(value) is dict else value:
+    for item in value.values() if isinstance(value, dict) else value:
         kind = type(item)
         if kind is float:
             return False

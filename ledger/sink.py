@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from ledger import checkpoint as checkpoints
@@ -195,6 +195,12 @@ class _Sink:
         latest = await asyncio.to_thread(latest_checkpoints, self.store)
         self.unpublished = [(cp, log_note(self.log_name, self.key, cp)) for cp in latest]
 
+    def _resumed(self) -> Ledger:
+        """The ledger's state, which `resume` reads before anything is appended or signed."""
+        if self.ledger is None:
+            raise RuntimeError("the ledger sink appends and signs checkpoints only after resume()")
+        return self.ledger
+
     async def fetch(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> "Fetched":
         """The next batch, its writers' signatures being checked (in processes) from now on."""
         gathered = await _gather(consumer, tps, self.options)
@@ -208,7 +214,7 @@ class _Sink:
         read, appended = await asyncio.to_thread(
             append_records,
             self.store,
-            self.ledger,
+            self._resumed(),
             fetched.records,
             fetched.checked,
             now,
@@ -229,7 +235,7 @@ class _Sink:
         signed = await asyncio.to_thread(
             sign_checkpoints,
             self.store,
-            self.ledger,
+            self._resumed(),
             self.key,
             now,
             self.options.checkpoint_every,
@@ -388,13 +394,17 @@ async def run_sink(
         store.close()
 
 
-async def _gather(consumer: AIOKafkaConsumer, tps: list[TopicPartition], options: SinkOptions) -> dict:
+async def _gather(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], options: SinkOptions
+) -> dict[TopicPartition, list[ConsumerRecord]]:
     """Records for one INSERT: whatever is there, then more for up to ``gather_ms`` or until
     ``batch_max`` records or ``batch_max_bytes``. Each INSERT is a part chDB writes and later
     merges, at a cost per part that a trickle of small batches paid again and again; the ledger is
     off the intents' path, so it can wait. The bytes bound it when records are large (a worker's
     holds a lot of intents' events): one huge INSERT leaves the checkers nothing to do a batch ahead."""
-    records = await consumer.getmany(*tps, timeout_ms=options.poll_ms, max_records=options.batch_max)
+    records: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
+        *tps, timeout_ms=options.poll_ms, max_records=options.batch_max
+    )
     count, size, full = _within_bytes(consumer, records, options.batch_max_bytes, at_least_one=True)
     until = time.monotonic() + options.gather_ms / 1000
     while count and not full and count < options.batch_max and (left := until - time.monotonic()) > 0:
@@ -407,7 +417,10 @@ async def _gather(consumer: AIOKafkaConsumer, tps: list[TopicPartition], options
 
 
 def _within_bytes(
-    consumer: AIOKafkaConsumer, records: dict, max_bytes: int, at_least_one: bool
+    consumer: AIOKafkaConsumer,
+    records: dict[TopicPartition, list[ConsumerRecord]],
+    max_bytes: int,
+    at_least_one: bool,
 ) -> tuple[int, int, bool]:
     """Keeps of ``records`` (in place) what fits in ``max_bytes`` (with ``at_least_one``, the first
     record however large: an INSERT must take it some time), and moves each partition it cut back

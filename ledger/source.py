@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics
@@ -26,10 +27,15 @@ async def cluster_id(broker: str) -> str:
 
 
 def read_source(path: Path) -> str | None:
+    """The cluster id `write_source` kept, or None when the file is missing or is not what it writes."""
     try:
-        return json.loads(path.read_text())["cluster_id"]
-    except (OSError, ValueError, KeyError):
+        body = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    # Any other JSON (a list, a string, a number as the id) is not a kept id either; indexing a
+    # list or a string by "cluster_id" raised TypeError, which stopped the sink at start.
+    cluster = body.get("cluster_id") if isinstance(body, dict) else None
+    return cluster if isinstance(cluster, str) else None
 
 
 def write_source(path: Path, cluster: str) -> None:
@@ -40,7 +46,7 @@ def write_source(path: Path, cluster: str) -> None:
 
 
 def source_changed_event(
-    previous: str | None, cluster: str, stored: dict[int, int], ends: dict, now: datetime
+    previous: str | None, cluster: str, stored: dict[int, int], ends: dict[TopicPartition, int], now: datetime
 ) -> AuditEvent:
     """What the ledger says when its broker changed: records the previous broker held past the
     stored offsets, if any, were never read, and no one can read them now."""

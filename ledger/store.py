@@ -14,6 +14,8 @@ import re
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol, cast
 
 import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -21,6 +23,10 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from ledger.merkle import hash_pairs
 from ledger.schema import AUDIT_LOG, DDL, LEAF_HASH_SQL
 from runtime.config import Settings
+
+if TYPE_CHECKING:  # for the annotations: chdb is imported by _chdb() alone, after _arrow_from_jemalloc
+    from chdb.state.sqlitelike import Connection
+    from clickhouse_connect.driver.client import Client
 
 # chDB raises RuntimeError subclasses for SQL failures (it defines ChdbError twice, in two modules).
 ChdbError = RuntimeError
@@ -36,7 +42,7 @@ class ReadOnlyRefused(StoreError):
     pass
 
 
-def _chdb():
+def _chdb() -> ModuleType:
     """The chdb module, with the process's Arrow buffers from jemalloc (``_arrow_from_jemalloc``)."""
     _arrow_from_jemalloc()
     import chdb
@@ -83,7 +89,15 @@ def arrow_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()  # pyarrow ships no types
+    return data
+
+
+class Reader(Protocol):
+    """What reads the store and nothing more: a ``Store``, or one of the endpoint's read-only
+    connections (`ledger.endpoint`), which the proofs read."""
+
+    def arrow(self, sql: str) -> pa.Table: ...
 
 
 class Store(abc.ABC):
@@ -141,10 +155,11 @@ class ChdbStore(Store):
     def pair_hasher(self) -> "ChdbPairHasher":
         return ChdbPairHasher(self.path)
 
-    def connect_read_only(self):
+    def connect_read_only(self) -> Connection:
         """Another connection to the same engine, refusing writes and table
         functions (ClickHouse readonly=1); the endpoint serves queries on these."""
-        return _chdb().connect(f"{self.path}?readonly=1")
+        connection: Connection = _chdb().connect(f"{self.path}?readonly=1")
+        return connection
 
     def execute(self, sql: str) -> None:
         try:
@@ -160,7 +175,8 @@ class ChdbStore(Store):
 
     def raw(self, sql: str, fmt: str) -> bytes:
         try:
-            return self._conn.query(sql, fmt).bytes()
+            # A format other than Arrow or a DataFrame: chDB's result, whose bytes() are bytes.
+            return cast(bytes, self._conn.query(sql, fmt).bytes())
         except ChdbError as exc:
             raise _refusal(exc) from None
 
@@ -210,7 +226,8 @@ class ChdbPairHasher:
             raise StoreError(f"ClickHouse could not hash {count} Merkle pairs: {exc}") from None
         if nodes.type != pa.binary(32) or len(nodes) != count:
             raise StoreError(f"ClickHouse returned {len(nodes)} Merkle nodes of type {nodes.type} for {count} pairs")
-        return nodes.buffers()[1].to_pybytes()[32 * nodes.offset : 32 * (nodes.offset + count)]
+        hashed: bytes = nodes.buffers()[1].to_pybytes()  # pyarrow ships no types
+        return hashed[32 * nodes.offset : 32 * (nodes.offset + count)]
 
     def close(self) -> None:
         self._conn.close()
@@ -219,7 +236,7 @@ class ChdbPairHasher:
 class ClickHouseStore(Store):
     """A ClickHouse server, or the sink's endpoint, through clickhouse-connect."""
 
-    def __init__(self, client, description: str, read_only: bool = False) -> None:
+    def __init__(self, client: Client, description: str, read_only: bool = False) -> None:
         self._client = client
         self.description = description
         # On a real server, readonly=1 makes ClickHouse itself refuse writes;
@@ -269,7 +286,8 @@ def _server(url: str, read_only: bool) -> ClickHouseStore:
 def endpoint_alive(address: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"http://{address}/ping", timeout=timeout) as response:
-            return response.read().startswith(b"Ok.")
+            alive: bool = response.read().startswith(b"Ok.")  # urlopen's response: bytes
+            return alive
     except (urllib.error.URLError, OSError):
         return False
 
@@ -312,9 +330,10 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def chain_leaves(store: Store, chain: int, size: int) -> list[bytes]:
+def chain_leaves(store: Reader, chain: int, size: int) -> list[bytes]:
     """The RFC 9162 leaf hashes of the chain's first ``size`` rows (fewer if it has fewer), in order."""
     sql = (
         f"SELECT {LEAF_HASH_SQL} AS leaf FROM {AUDIT_LOG} WHERE chain = {int(chain)} AND seq < {int(size)} ORDER BY seq"
     )
-    return store.arrow(sql).column("leaf").to_pylist()
+    # leaf is a FixedString(32): bytes in Arrow.
+    return cast(list[bytes], store.arrow(sql).column("leaf").to_pylist())

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -85,7 +86,7 @@ class Report:
     def problems(self) -> list[Problem]:
         return [p for c in self.chains for p in c.problems]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "rows_checked": self.rows,
@@ -232,7 +233,7 @@ def verify(
     return report
 
 
-def _page_args(page: tuple) -> tuple[int, int, int]:
+def _page_args(page: tuple[ChainCheck, int, int]) -> tuple[int, int, int]:
     check, lo, hi = page
     return check.result.chain, lo, hi
 
@@ -283,12 +284,12 @@ def _plan(
     lines = cosignature_lines(store, chain, witnesses)
     notes = _note_lines(store, chain, log_key)
     loaded = load_checkpoints(store, chain)
-    for cp, frontier in loaded:
+    for cp, nodes in loaded:
         note_problem = _note_problem(cp, notes.get(cp.seq, ()), log_key)
         if note_problem is not None:
             forged.append(Problem(chain, cp.seq, "forged_checkpoint", note_problem))
         elif signature_valid(cp, public_key):
-            valid.append((cp, frontier))
+            valid.append((cp, nodes))
         else:
             forged.append(
                 Problem(
@@ -353,7 +354,7 @@ def _note_lines(store: Store, chain: int, key: NoteKey) -> dict[int, list[str]]:
     return lines
 
 
-def _note_problem(cp: Checkpoint, lines, log_key: NoteKey) -> str | None:
+def _note_problem(cp: Checkpoint, lines: Sequence[str], log_key: NoteKey) -> str | None:
     """Why a checkpoint's stored note signature does not hold, or None."""
     text = note_text(log_key.name, cp.chain, cp.tree_size, cp.merkle_root)
     for line in lines:
@@ -384,8 +385,9 @@ def not_believed(store: Store, since: dict[int, int] | None = None) -> int:
         " OR ".join(f"(source_partition = {int(p)} AND source_offset >= {int(o)})" for p, o in (since or {}).items())
         or "1"
     )
-    return (
+    counted: int = (  # count() is a UInt64: an int
         store.arrow(f"SELECT count() AS n FROM {AUDIT_LOG} WHERE {NOT_BELIEVED_SQL} AND ({read_from})")
         .column("n")[0]
         .as_py()
     )
+    return counted

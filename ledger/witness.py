@@ -22,6 +22,7 @@ serves it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,9 @@ class WitnessState:
         row = self.db.execute("SELECT size, root FROM latest WHERE origin = ?", (origin,)).fetchone()
         return (0, None) if row is None else (row[0], row[1])
 
-    def advance(self, request: Request, checkpoint: Checkpoint, before_commit=None) -> None:
+    def advance(
+        self, request: Request, checkpoint: Checkpoint, before_commit: Callable[[], object] | None = None
+    ) -> None:
         """Check the request against the stored checkpoint and store the new one, atomically; or
         Refused. ``before_commit`` runs between the two (a test kills the witness there)."""
         self.db.execute("BEGIN IMMEDIATE")
@@ -123,12 +126,14 @@ class WitnessState:
             if size == 0:
                 if request.proof:
                     raise Refused(422, "a proof from size 0 is empty")
-            elif not consistent(size, checkpoint.size, root, checkpoint.root, request.proof):
-                raise Refused(
-                    422,
-                    f"the proof does not show {checkpoint.origin} at size {checkpoint.size} extends the tree of "
-                    f"size {size} this witness cosigned: not cosigned",
-                )
+            else:
+                assert root is not None  # a size above 0 was read from a row, and root is NOT NULL
+                if not consistent(size, checkpoint.size, root, checkpoint.root, request.proof):
+                    raise Refused(
+                        422,
+                        f"the proof does not show {checkpoint.origin} at size {checkpoint.size} extends the tree of "
+                        f"size {size} this witness cosigned: not cosigned",
+                    )
             self.db.execute(
                 "INSERT OR REPLACE INTO latest VALUES (?, ?, ?)", (checkpoint.origin, checkpoint.size, checkpoint.root)
             )
@@ -154,7 +159,7 @@ class Witness:
         self.state = state
         self.public = NoteKey.of(name, COSIGNATURE_V1, key)
 
-    def add_checkpoint(self, body: bytes, now_s: int, before_commit=None) -> Signature:
+    def add_checkpoint(self, body: bytes, now_s: int, before_commit: Callable[[], object] | None = None) -> Signature:
         """The cosignature of the request's checkpoint, or Refused."""
         request = parse_request(body)
         try:

@@ -87,11 +87,12 @@ def unchecked_cosignatures(store: Store, trusted: Sequence[NoteKey]) -> int:
     """Signature lines stored under signers this verifier does not pin (nor is the log): a
     witness whose key was not given, or lines anyone could have written."""
     known = ", ".join(sql_string(k.vkey) for k in trusted) or "''"
-    return (
+    counted: int = (  # count() is a UInt64: an int
         store.arrow(f"SELECT count() AS n FROM {AUDIT_NOTE_SIGNATURES} WHERE signer NOT IN ({known})")
         .column("n")[0]
         .as_py()
     )
+    return counted
 
 
 def _disagreement(stored: list[Checkpoint], seq: int, line: str, witness: NoteKey, log_name: str) -> str | None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import aiohttp
 import pyarrow as pa
@@ -93,13 +95,13 @@ class Witnesses:
         if self._session is not None:
             await self._session.close()
 
-    async def cosign(self, note: Note, leaves_of) -> list[tuple[WitnessConfig, Signature]]:
+    async def cosign(
+        self, note: Note, leaves_of: Callable[[int], Awaitable[list[bytes]]]
+    ) -> list[tuple[WitnessConfig, Signature]]:
         """Each witness's cosignature of ``note`` that verifies, the witnesses asked at once;
         ``await leaves_of(size)`` gives the chain's leaf hashes up to a size (read once, for the
         consistency proofs). A witness that did not answer is left alone for ``RETRY_S``: its next
         checkpoint covers this one."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         checkpoint = Checkpoint.parse(note.text)
         leaves: list[bytes] | None = None
         reading = asyncio.Lock()
@@ -119,7 +121,11 @@ class Witnesses:
         return [cosigned for answer in answers for cosigned in answer]
 
     async def _ask(
-        self, witness: WitnessConfig, note: Note, checkpoint: Checkpoint, proof_from
+        self,
+        witness: WitnessConfig,
+        note: Note,
+        checkpoint: Checkpoint,
+        proof_from: Callable[[int], Awaitable[list[bytes]]],
     ) -> list[tuple[WitnessConfig, Signature]]:
         """One witness's add-checkpoint: from the size it last cosigned, and once more from the
         size its 409 names (what it holds, when this sink did not know it)."""
@@ -162,6 +168,8 @@ class Witnesses:
         return []
 
     async def _post(self, witness: WitnessConfig, body: bytes) -> tuple[int, str, str]:
+        if self._session is None:  # made on the first request: a ClientSession belongs to the running loop
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         async with self._session.post(f"{witness.url}/add-checkpoint", data=body) as response:
             return response.status, await response.text(), response.content_type
 
@@ -179,7 +187,9 @@ class Witnesses:
         return kept
 
 
-def store_signatures(store: Store, cp: checkpoints.Checkpoint, signed: list[tuple[NoteKey, Signature]], now) -> None:
+def store_signatures(
+    store: Store, cp: checkpoints.Checkpoint, signed: list[tuple[NoteKey, Signature]], now: datetime
+) -> None:
     """The note's signature lines (the log's and the witnesses'), kept with the checkpoint."""
     rows = [
         {"chain": cp.chain, "seq": cp.seq, "signer": key.vkey, "line": signature.line, "ts": now}

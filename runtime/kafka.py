@@ -173,10 +173,11 @@ async def follow_records(
         if keys is not None:
             parts = keyed_partitions(parts, keys)
         consumer.assign(parts)
-        from_start = [tp for tp in parts if not (start and tp in start)]
+        resume_at = start or {}
+        from_start = [tp for tp in parts if tp not in resume_at]
         for tp in parts:
-            if tp not in from_start:
-                consumer.seek(tp, start[tp])
+            if tp in resume_at:
+                consumer.seek(tp, resume_at[tp])
         if from_start:
             # All at once: one partition at a time, each waited for the fetch of the ones before it
             # (the fetch wait at the broker, ~0.5 s), seconds for a reader of a few topics.
@@ -193,7 +194,8 @@ async def follow_records(
             # Past the ends the broker reported, and a fetch found nothing more: Tansu's reported
             # end can trail its last record by far (on S3 storage), so the ends alone are not enough.
             if (
-                ends
+                caught_up is not None  # ends is empty without it
+                and ends
                 and time.monotonic() - quiet_since >= quiet_s
                 and all([await consumer.position(tp) >= end for tp, end in ends.items()])
             ):

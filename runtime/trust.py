@@ -66,7 +66,11 @@ def pinned_admin_keys(settings: Settings) -> dict[str, str]:
     path = local_admin_key_file(settings.home)
     if not path.exists():
         return {}
-    return {LOCAL_ADMIN_ID: public_key_hex(load_pem_private_key(path.read_bytes(), password=None))}
+    key = load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        # A ValueError, as load_pem_private_key raises for a file that holds no key.
+        raise ValueError(f"{path} holds a {type(key).__name__}, not an Ed25519 admin key")
+    return {LOCAL_ADMIN_ID: public_key_hex(key)}
 
 
 def service_key_file(home: Path, role: Role, key_id: str) -> Path:

@@ -90,7 +90,8 @@ def decode(index: int, program: str, accounts: tuple[str, ...], data: bytes) -> 
 
 
 def _u64(data: bytes, at: int) -> int:
-    return struct.unpack_from("<Q", data, at)[0]
+    value: int = struct.unpack_from("<Q", data, at)[0]  # "<Q" unpacks to one int
+    return value
 
 
 def _pubkey(data: bytes, at: int) -> str:

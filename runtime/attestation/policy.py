@@ -54,7 +54,7 @@ class AttestationPolicy:
             parts = [int(p) for p in settings.minimum_tcb.split(",")]
             if len(parts) not in (4, 5):
                 raise ValueError
-            minimum = Tcb(*parts[:4], fmc=parts[4] if len(parts) == 5 else None)
+            minimum = Tcb(parts[0], parts[1], parts[2], parts[3], fmc=parts[4] if len(parts) == 5 else None)
         except ValueError:
             raise PolicyError(
                 f"WARDEN_ATTESTATION_MINIMUM_TCB is {settings.minimum_tcb!r}; expected "

@@ -158,7 +158,7 @@ def parse_report(raw: bytes) -> Report:
         chip_id=raw[0x1A0:0x1E0],
         committed_tcb=struct.unpack_from("<Q", raw, 0x1E0)[0],
         launch_tcb=struct.unpack_from("<Q", raw, 0x1F0)[0],
-        cpuid=tuple(raw[0x188:0x18B]) if version >= 3 else None,
+        cpuid=(raw[0x188], raw[0x189], raw[0x18A]) if version >= 3 else None,
         signature_r=int.from_bytes(r_bytes[:48], "little"),
         signature_s=int.from_bytes(s_bytes[:48], "little"),
     )
@@ -313,13 +313,17 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> tuple[bool,
     if child.issuer != parent.subject:
         return False, f"issuer {child.issuer.rfc4514_string()} is not {parent.subject.rfc4514_string()}"
     key = parent.public_key()
+    digest = child.signature_hash_algorithm
+    if digest is None:
+        # An Ed25519 or Ed448 signature names no hash: no RSA or ECDSA issuer (AMD's are RSA) made it.
+        return False, "its signature names no hash algorithm (Ed25519 or Ed448), not an RSA or ECDSA signature"
     try:
         if isinstance(key, rsa.RSAPublicKey):
             params = child.signature_algorithm_parameters
             pad = params if isinstance(params, padding.PSS) else padding.PKCS1v15()
-            key.verify(child.signature, child.tbs_certificate_bytes, pad, child.signature_hash_algorithm)
+            key.verify(child.signature, child.tbs_certificate_bytes, pad, digest)
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(child.signature_hash_algorithm))
+            key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(digest))
         else:
             return False, f"unsupported issuer key {type(key).__name__}"
     except InvalidSignature:

@@ -11,6 +11,10 @@ import struct
 from datetime import timedelta
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
 from runtime.attestation.verify import (
     POLICY_DEBUG,
@@ -19,6 +23,7 @@ from runtime.attestation.verify import (
     SIGNED_SIZE,
     Expectations,
     Tcb,
+    amd_chain,
     parse_report,
     report_data_binding,
     verify_report,
@@ -74,6 +79,29 @@ def test_another_generations_root_does_not_vouch_for_a_milan_vcek(real):
     for product in ("genoa", "turin"):
         result = verify_report(raw, vcek, Expectations(product=product, allow_debug=True, now=NOW))
         assert "chain.vcek" in failed(result), product
+
+
+def test_a_vcek_signed_with_ed25519_fails_its_chain_check_instead_of_raising(real):
+    # A certificate signed with Ed25519 names no hash algorithm; handed to the ASK's RSA key as
+    # None, it raised TypeError out of verify_report instead of failing chain.vcek.
+    raw, _ = real
+    ask, _ = amd_chain("milan")
+    key = Ed25519PrivateKey.generate()
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SEV-VCEK")]))
+        .issuer_name(ask.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=1))
+        .sign(key, None)
+    )
+    result = verify_report(
+        raw, forged.public_bytes(Encoding.DER), Expectations(product="milan", allow_debug=True, now=NOW)
+    )
+    assert {"chain.vcek", "signature"} <= failed(result)
+    assert "names no hash algorithm" in next(c.detail for c in result.failures if c.name == "chain.vcek")
 
 
 @pytest.mark.parametrize("size", [0, REPORT_SIZE - 1, REPORT_SIZE + 1])
