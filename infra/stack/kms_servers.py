@@ -59,7 +59,8 @@ class MotoServer:
                 time.sleep(0.1)
 
     def kms_client(self):
-        import boto3  # the AWS SDK loads only when a caller talks to this server itself
+        # The AWS SDK loads only when a caller talks to this server itself.
+        import boto3  # type: ignore[import-untyped]  # boto3 ships no types (no py.typed; boto3-stubs not installed)
 
         return boto3.client(
             "kms",
