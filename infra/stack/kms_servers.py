@@ -22,6 +22,7 @@ import urllib.request
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -82,7 +83,15 @@ class MotoServer:
                 self.proc.kill()
 
 
-AWS_TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+class AwsCredentials(TypedDict):
+    """boto3's credential keywords, typed so that ``**AWS_TEST_CREDENTIALS`` type-checks against
+    AwsKmsRoot's other keywords."""
+
+    aws_access_key_id: str
+    aws_secret_access_key: str
+
+
+AWS_TEST_CREDENTIALS = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 class LocalCloudKms:
