@@ -34,6 +34,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -196,11 +197,11 @@ def run(
     partitions: list[int],
     seconds: float,
     progress,
-    pipeline_waits: list[int] = (20,),
+    pipeline_waits: Sequence[int] = (20,),
     pipeline_records: int = 1000,
     rate: int = 100,
     burst: int = 20_000,
-    stored: list[int] = (),
+    stored: Sequence[int] = (),
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="warden-bench-broker-") as home:
         stack = LocalStack(local_settings(Path(home)))

@@ -37,6 +37,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from glob import glob
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -200,7 +201,7 @@ def _brokers(
     root = Path(tempfile.mkdtemp(prefix="warden-broker-check-"))
     brokers: list[Broker] = []
     try:
-        stores = {
+        stores: dict[str, Callable[[], contextlib.AbstractContextManager[Storage]]] = {
             "postgres": lambda: _postgres(root, schema, progress),
             "s3": lambda: _seaweedfs(root, progress),
             "memory": lambda: contextlib.nullcontext(Storage("memory://tansu/")),
@@ -260,7 +261,8 @@ async def _consumer(broker: str, **options):
 
 async def _read(consumer: AIOKafkaConsumer, count: int, timeout_s: float = 20.0) -> list:
     """The next ``count`` records ``consumer`` fetches, or what it got in ``timeout_s``."""
-    got, deadline = [], time.monotonic() + timeout_s
+    got: list[Any] = []  # aiokafka's ConsumerRecords (aiokafka has no types)
+    deadline = time.monotonic() + timeout_s
     while len(got) < count and time.monotonic() < deadline:
         for records in (await consumer.getmany(timeout_ms=500)).values():
             got += records
@@ -615,7 +617,8 @@ async def _growth(broker: Broker, storage: Storage, marks: list[int], samples: i
     tp = TopicPartition("growth", 0)
     await _create(broker.address, tp.topic)
     pids = (broker.process.pid, *storage.pids)
-    rows, held = [], 0
+    rows: list[dict[str, Any]] = []
+    held = 0
     for mark in marks:
         began = time.monotonic()
         held = await _fill(broker.address, tp, mark, held, deadline)

@@ -93,6 +93,7 @@ async def _start_relay(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
+    assert process.stdout is not None  # stdout=PIPE just above
     if await asyncio.wait_for(process.stdout.readline(), 60) != b"ready\n":
         process.kill()
         raise RuntimeError(
@@ -104,6 +105,8 @@ async def _start_relay(
 
 async def _stop_relay(process: asyncio.subprocess.Process) -> dict[str, int]:
     """Stop a relay; what it wrote to each topic."""
+    if process.stdin is None or process.stdout is None:
+        raise ValueError("a relay is stopped through its stdin and stdout pipes: start it with _start_relay")
     process.stdin.close()
     try:
         written = await asyncio.wait_for(process.stdout.readline(), 10)

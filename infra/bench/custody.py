@@ -60,7 +60,7 @@ def bench_warm(tmp: Path, seconds: float) -> dict[str, Any]:
     digest = os.urandom(32)
     with store.open_private_key(key.path):
         pass  # warm the KEK cache
-    results = {}
+    results: dict[str, Any] = {}
     for label, sign in (("decrypt_per_s", False), ("decrypt_and_sign_per_s", True)):
         count, start = 0, time.perf_counter()
         deadline = start + seconds / 2
@@ -96,6 +96,8 @@ def bench_client_share(tmp: Path, seconds: float) -> dict[str, Any]:
     vaults = Vaults(_quiet_dev_root(tmp / "client.key"), FileEventLog(tmp / "client.jsonl"))
     store = KeyStore(vaults, mode="2of2_client_custody")
     key = store.provision("bench-agent", "ethereum", ADMIN)
+    if key.client_share is None:
+        raise RuntimeError("a key provisioned in 2of2_client_custody came without its client share")
     signer_key = SealingKeyPair()
     share = decode_client_share(key.client_share)
     sealed = seal_client_share(
@@ -172,34 +174,34 @@ def _provider(name: str, tmp: Path) -> Iterator[tuple[Any, str] | None]:
             return
         from signer.custody.aws_kms import AwsKmsRoot
 
-        server = kms_servers.MotoServer()
+        moto = kms_servers.MotoServer()
         try:
             yield (
-                AwsKmsRoot(server.create_key(), endpoint_url=server.url, **kms_servers.AWS_TEST_CREDENTIALS),
+                AwsKmsRoot(moto.create_key(), endpoint_url=moto.url, **kms_servers.AWS_TEST_CREDENTIALS),
                 "moto_server on loopback (HTTP)",
             )
         finally:
-            server.stop()
+            moto.stop()
         return
     if name == "gcp-kms":
         from signer.custody.gcp_kms import GcpKmsRoot
 
         key = "projects/bench/locations/global/keyRings/warden/cryptoKeys/root"
-        server = kms_servers.LocalCloudKms((key,))
+        cloud_kms = kms_servers.LocalCloudKms((key,))
         try:
             yield (
-                GcpKmsRoot(key, api_endpoint=server.endpoint, insecure=True),
+                GcpKmsRoot(key, api_endpoint=cloud_kms.endpoint, insecure=True),
                 "local Cloud KMS gRPC test server on loopback",
             )
         finally:
-            server.stop()
+            cloud_kms.stop()
         return
     if name == "azure-kv":
-        server = kms_servers.LocalKeyVault(tmp)
+        key_vault = kms_servers.LocalKeyVault(tmp)
         try:
-            yield server.root(), "local Key Vault HTTPS test server on loopback"
+            yield key_vault.root(), "local Key Vault HTTPS test server on loopback"
         finally:
-            server.stop()
+            key_vault.stop()
         return
     raise ValueError(f"unknown provider {name!r}; choose from {', '.join(ALL_PROVIDERS)}")
 
@@ -216,6 +218,8 @@ def bench_cold(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
         vaults.write_secret("bench", "cold", "k", os.urandom(32), "private_key", actor=ADMIN)
         reads, unwraps = [], []
         mode = vaults.book.state("bench", "cold").mode
+        if mode is None:
+            raise RuntimeError("the vault was created in the standard mode, yet has no mode")
         slot = mode.slots[0]
         import base64
 

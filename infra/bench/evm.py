@@ -38,6 +38,12 @@ _SHORT = bytes(range(100))
 _LONG = bytes(i & 0xFF for i in range(1024))
 
 
+def _on(keccak: Callable[[bytes], bytes], data: bytes) -> Callable[[], object]:
+    """``keccak`` of ``data``, to call with no argument (a lambda in the loop would need ``data=data``,
+    whose type mypy cannot infer)."""
+    return lambda: keccak(data)
+
+
 def _operations() -> list[tuple[str, dict[str, Callable[[], object]]]]:
     """Each operation: its name, and the implementations to time, the private one (if any) first."""
     private_keccak = _crypto.keccak_private()
@@ -45,15 +51,15 @@ def _operations() -> list[tuple[str, dict[str, Callable[[], object]]]]:
     if private_keccak is None or private_sign is None:
         raise RuntimeError("a private path is unavailable in this environment: nothing to compare")
     key = bytearray(_KEY)
-    operations = []
+    operations: list[tuple[str, dict[str, Callable[[], object]]]] = []
     for label, data in (("keccak-256, 100 B", _SHORT), ("keccak-256, 1 KB", _LONG)):
         operations.append(
             (
                 label,
                 {
-                    "private": lambda data=data: private_keccak(data),
-                    "pycryptodome keccak.new": lambda data=data: _crypto.keccak_public(data),
-                    "eth-hash": lambda data=data: eth_hash_keccak(data),
+                    "private": _on(private_keccak, data),
+                    "pycryptodome keccak.new": _on(_crypto.keccak_public, data),
+                    "eth-hash": _on(eth_hash_keccak, data),
                 },
             )
         )

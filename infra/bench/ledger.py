@@ -27,7 +27,7 @@ from infra.cli.output import note, print_json
 from ledger.append import Batch, Ledger, SeenIds
 from ledger.batch import append_records, sign_checkpoints
 from ledger.checkpoint import public_key_hex
-from ledger.checks import WriterChecks
+from ledger.checks import Record, WriterChecks
 from ledger.store import ChdbStore
 from ledger.verify import verify
 from runtime.config import Settings
@@ -98,7 +98,9 @@ def append(
     appended, as the sink starts them when it fetches), parsed, chained, stored."""
     ledger = Ledger({}, SeenIds(np.array([], dtype=np.uint64)))
     offsets = dict.fromkeys(range(CHAINS), 0)
-    batches, chunk, size = [], [], 0
+    batches: list[list[Record]] = []
+    chunk: list[Record] = []
+    size = 0
     for partition, value, headers in raw:
         if chunk and (len(chunk) >= batch or size + len(value) > BATCH_BYTES):  # as the sink gathers
             batches.append(chunk)
@@ -120,6 +122,8 @@ def append(
             now = datetime.now(timezone.utc)
             append_records(store, ledger, chunk, checked, now, MAX_RECORD_BYTES, keys)
             sign_checkpoints(store, ledger, key, now, CHECKPOINT_EVERY, timedelta(seconds=10))
+            if following is None:  # that was the last batch
+                break
             checked = following
         return time.perf_counter() - started
     finally:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 import orjson
 
@@ -33,7 +34,20 @@ from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
 DEST = "0x000000000000000000000000000000000000bE0c"
 # A benchmark's intent: sign-only with explicit fees and gas, so the figure is the pipeline's, not the chain's.
-SIGN_ONLY = dict(
+
+
+class IntentFields(TypedDict):
+    """new_intent's fields for the benchmarks' intents, typed so that ``**SIGN_ONLY`` type-checks."""
+
+    chain: str
+    to: str
+    value: str
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    gas_limit: int
+
+
+SIGN_ONLY = IntentFields(
     chain="anvil",
     to=DEST,
     value="0.000000001",

@@ -25,11 +25,12 @@ import argparse
 import gc
 import sys
 import time
+from typing import TypedDict
 
 # eth-account is a test/benchmark-only dependency; the signer never imports it.
 from eth_account import Account
 
-from evm.transactions import FeeMarketTransaction, checksum, sign_transaction
+from evm.transactions import AccessList, FeeMarketTransaction, checksum, sign_transaction
 from infra.cli.output import print_json
 
 TARGET_RATIO = 8
@@ -40,7 +41,23 @@ _USDC = bytes.fromhex("a0b86991c6218b36c1d19d4a2e9eb0ce3606eb48")
 _RECIPIENT = bytes.fromhex("35" * 20)
 # transfer(address,uint256) of 25 USDC (6 decimals).
 _TRANSFER = bytes.fromhex("a9059cbb") + bytes(12) + _RECIPIENT + (25 * 10**6).to_bytes(32, "big")
-_FIELDS = dict(
+
+
+class _Fields(TypedDict):
+    """FeeMarketTransaction's fields, typed so that ``**_FIELDS`` type-checks."""
+
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    access_list: AccessList
+
+
+_FIELDS = _Fields(
     chain_id=1,
     nonce=42,
     max_priority_fee_per_gas=2 * 10**9,

@@ -23,10 +23,13 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.bench.figures import cpu_seconds, numbers
 from infra.cli.output import print_json
+
+if TYPE_CHECKING:  # the benchmark imports Warden's modules only when it runs
+    from runtime.rpc import Node
 
 ADMIN = "admin:bench"
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -35,7 +38,7 @@ DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 class CountingNode:
     """A node that counts the calls made through it, by method."""
 
-    def __init__(self, node):
+    def __init__(self, node: Node):
         self.node = node
         self.calls: collections.Counter[str] = collections.Counter()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.clock import utcnow
@@ -67,6 +68,7 @@ def cmd_propose(args) -> int:
     signed = sign_admin_set(proposed, load_or_create_admin_key(settings.home, settings.admin_id), settings.admin_id)
     needed = admins.threshold("admins")
     proposal = asyncio.run(publish_or_propose(settings, "admins", signed, needed, utcnow()))
+    doc: dict[str, Any]
     if proposal is None:
         doc = {"version": signed.version, "published": True, "needed": 1}
         text = f"admin set v{signed.version} signed by {settings.admin_id} and published on warden.admins"

@@ -25,6 +25,7 @@ import binascii
 import json
 import re
 import sys
+from typing import Any
 
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
@@ -71,7 +72,8 @@ def _solana_lines(transaction: str) -> list[str]:
 
 def _row(parked: IntentParked) -> dict:
     intent = parked.intent
-    solana = intent.intent_type == "solana_transaction"
+    # TransactionIntent holds a solana_transaction exactly when its intent_type is solana_transaction.
+    transaction = intent.solana_transaction
     return {
         "intent_id": parked.intent_id,
         "agent_id": parked.agent_id,
@@ -79,7 +81,7 @@ def _row(parked: IntentParked) -> dict:
         "chain": intent.chain,
         "to": intent.to,
         "value": intent.value,
-        "instructions": _solana_lines(intent.solana_transaction) if solana else None,
+        "instructions": None if transaction is None else _solana_lines(transaction),
         "reason": parked.reason,
         "parked_at": parked.parked_at.isoformat(),
         "expires_at": parked.expires_at.isoformat(),
@@ -296,7 +298,8 @@ def cmd_list(args) -> int:
             f"{parked.intent_id:40} {parked.agent_id:20} {what}  expires {parked.expires_at:%H:%M:%S}Z\n"
             f"{'':40} {parked.reason}"
         )
-        if parked.intent.intent_type == "solana_transaction":
+        # Set exactly for intent_type solana_transaction (TransactionIntent's validation).
+        if parked.intent.solana_transaction is not None:
             for line in _solana_lines(parked.intent.solana_transaction):
                 print(f"{'':40} {line}")
     print(
@@ -338,7 +341,7 @@ async def decide(settings: Settings, intent_id: str, decision: str, reason: str,
         await client.decide(parked, decision, reason)
     outcomes = await wait_outcomes(settings, [parked.intent], wait_s, start)
     outcome = outcomes.get(intent_id)
-    doc = {
+    doc: dict[str, Any] = {
         "intent_id": intent_id,
         "agent_id": parked.agent_id,
         "decision": decision,

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -225,7 +226,7 @@ def cmd_signer_attest(args) -> int:
     nonce = args.nonce or os.urandom(32)
     binding = report_data_binding(signer_id, bytes.fromhex(announced.public_key[2:]), bytes.fromhex(service[2:]), nonce)
     found = evidence.obtain(binding)
-    doc = {
+    doc: dict[str, Any] = {
         "signer_id": signer_id,
         "tee": found.tee,
         "sealing_key_id": announced.key_id,

@@ -376,9 +376,9 @@ def cmd_check_receipt(args: argparse.Namespace) -> int:
         print_json({"ok": reason is None, "reason": reason, "about": subject}, compact=True)
     elif reason is None:
         event = receipt.event
-        subject = "" if about is None else f", about intent {about[0]} of agent {about[1]} (digest {about[2]})"
+        about_text = "" if about is None else f", about intent {about[0]} of agent {about[1]} (digest {about[2]})"
         print(
-            f"OK: event {event['event_id']} ({event['action']}{subject}) is leaf {receipt.index} of "
+            f"OK: event {event['event_id']} ({event['action']}{about_text}) is leaf {receipt.index} of "
             f"{checkpoint.origin}, in its tree of {checkpoint.size} signed by the log and cosigned by at least "
             f"{policy.quorum} witness(es)"
         )

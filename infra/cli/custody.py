@@ -53,7 +53,7 @@ def publish(settings: Settings, emits, wait_s: float = WAIT_S) -> None:
         )
         return
     signed = f"signed by {', '.join(done.signed_by) or 'nobody pinned'}, {len(done.signed_by)} of {done.needed}"
-    if not done.published:
+    if done.proposal_id is not None:  # not published: proposed to the other admins
         note(
             f"key change proposed ({done.proposal_id[:16]}), {signed}: no signer uses it until "
             f"another admin signs it (`warden approvals sign {done.proposal_id[:16]}`)"

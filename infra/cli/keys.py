@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from typing import Any
 
 from infra.cli.custody import WAIT_HELP, WAIT_S, UsageError, cli_hint, publish, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, note, print_json
@@ -17,8 +18,8 @@ from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settin
 
 def cmd_keys(args) -> int:
     name = f"warden keys {args.action}"
-    needs = {"list": (), "provision-signer": ("chain",)}.get(args.action, ("agent", "chain"))
-    missing = [f"--{option}" for option in needs if not getattr(args, option)]
+    required = {"list": (), "provision-signer": ("chain",)}.get(args.action, ("agent", "chain"))
+    missing = [f"--{option}" for option in required if not getattr(args, option)]
     if missing:
         return fail(name, f"{' and '.join(missing)} required", 2)
     settings = load()
@@ -28,6 +29,7 @@ def cmd_keys(args) -> int:
         share = None if args.client_share_file is None else read_client_share_text(args.client_share_file)
     except (ValueError, OSError) as exc:
         return fail(name, exc, 2)
+    doc: dict[str, Any] | list[dict[str, Any]]  # one key's record, or the list's rows
     try:
         store = keystore_from_settings(settings, audit=outbox, vault_outbox=vault_events)
         if args.cmek_file is not None:
@@ -69,7 +71,7 @@ def cmd_keys(args) -> int:
         return 3
     except InvalidKey:
         mode = store.vaults.mode("default", AGENT_KEYS_VAULT)
-        needs = []
+        needs: list[str] = []
         if mode in CLIENT_MODES:
             needs.append(f"the client share shown when it was created (it is in {mode}; --client-share-file)")
         if store.vaults.cmek_fingerprint("default", AGENT_KEYS_VAULT) is not None:
@@ -83,9 +85,10 @@ def cmd_keys(args) -> int:
     except CustodyError as exc:
         return fail(name, cli_hint(str(exc)))
     publish(settings, vault_events.drain() + outbox.drain(), args.wait)
-    created_share = doc.pop("client_share", None) if isinstance(doc, dict) else None
-    if created_share is not None:
-        _hand_over_client_share(created_share, args.client_share_out, settings.key_mode, doc)
+    if isinstance(doc, dict):  # a list has no client share
+        created_share = doc.pop("client_share", None)
+        if created_share is not None:
+            _hand_over_client_share(created_share, args.client_share_out, settings.key_mode, doc)
     if args.json:
         print_json(doc)
     elif isinstance(doc, list):

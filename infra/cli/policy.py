@@ -148,7 +148,9 @@ def check_rows(settings: Settings, read: LedgerRead) -> dict:
             counts["chain_only"] += 1
         else:  # appended after the check began
             counts["not_checked"] += 1
-    return {"checked": True, "chains": chains, "since": read.oldest.isoformat(), "rows_read": len(read.rows), **counts}
+    # from_rows gives rows an oldest time; None only for a LedgerRead made with rows but without it.
+    since = None if read.oldest is None else read.oldest.isoformat()
+    return {"checked": True, "chains": chains, "since": since, "rows_read": len(read.rows), **counts}
 
 
 def cmd_what_if(args) -> int:

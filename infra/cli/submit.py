@@ -16,6 +16,7 @@ import hashlib
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -30,7 +31,7 @@ from schemas import topics
 from schemas.auth import outcome_forgery
 from schemas.chains import REGISTRY
 from schemas.errors import explain
-from schemas.intent import AuthorizationRequest
+from schemas.intent import AuthorizationRequest, TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
     IntentParked,
@@ -45,6 +46,7 @@ from sdk.client import (
     OUTCOME_TOPICS,
     Client,
     Outcome,
+    RawSubmission,
     blob_fields,
     load_or_create_agent_key,
     new_intent,
@@ -114,7 +116,7 @@ def _solana_fields(args) -> dict:
     if evm:
         raise ValueError(f"{', '.join(evm)} describe an EVM transaction; a Solana transaction says everything itself")
     raw = _file_bytes(args.solana_tx)
-    fields = {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
+    fields: dict[str, Any] = {"intent_type": "solana_transaction", "solana_transaction": base64.b64encode(raw).decode()}
     if args.broadcast:
         fields["broadcast"] = True
     if args.simulate:
@@ -208,7 +210,7 @@ def cmd_submit(args) -> int:
     if args.expires_in is not None:
         fields["expires_at"] = utcnow() + timedelta(seconds=args.expires_in)
 
-    async def run():
+    async def run() -> tuple[TransactionIntent, Outcome | None]:
         key = load_or_create_agent_key(settings.home, args.agent)
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
@@ -268,7 +270,7 @@ def _submit_raw(args, settings) -> int:
     except OSError as exc:
         return fail(command, exc, 2)
 
-    async def run():
+    async def run() -> tuple[RawSubmission, Outcome | None]:
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
             submission = await client.submit_raw(args.agent, raw)

@@ -56,8 +56,8 @@ def _rejected_line(record: IntentRejected) -> str:
 
 def cmd_txs(args) -> int:
     settings = load()
-    history: dict[str, list[SignedTransaction]] | None = {} if args.action == "show" else None
-    found = asyncio.run(agent_transactions(settings, args.agent, history=history))
+    history: dict[str, list[SignedTransaction]] = {}  # filled for show only: list needs none
+    found = asyncio.run(agent_transactions(settings, args.agent, history=history if args.action == "show" else None))
     records, forged = found.transactions, found.forged
     if args.action == "show":
         if not args.id:
@@ -71,8 +71,8 @@ def cmd_txs(args) -> int:
             if args.json:
                 print_json({"agent_id": args.agent, "intent_id": args.id, "rejected": [_row(r) for r in refusals]})
                 return 0
-            for record in refusals:
-                print(_rejected_line(record) + f"  (intent_digest {record.intent_digest})")
+            for refusal in refusals:
+                print(_rejected_line(refusal) + f"  (intent_digest {refusal.intent_digest})")
             return 0
         if not wanted:
             return fail(
@@ -84,10 +84,13 @@ def cmd_txs(args) -> int:
         row = _row(wanted[0], args.include_signed_tx)
         row["history"] = status_history(history[wanted[0].intent_id])
         if args.proof:
-            try:
-                row["receipt"] = asyncio.run(
-                    outcome_receipt(settings, wanted[0].intent_id, wanted[0].agent_id, wanted[0].intent_digest)
+            digest = wanted[0].intent_digest
+            if digest is None:  # every signer names it; the field is optional for unreadable records' refusals
+                return fail(
+                    "warden txs show --proof", "the transaction's record names no intent digest to ask a receipt by", 1
                 )
+            try:
+                row["receipt"] = asyncio.run(outcome_receipt(settings, wanted[0].intent_id, wanted[0].agent_id, digest))
             except ReceiptUnavailable as exc:
                 return fail("warden txs show --proof", exc, 1)
         if args.json:

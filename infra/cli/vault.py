@@ -80,12 +80,12 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         help="client-custody modes: write the client share to this new file (0600) instead of showing it on stderr",
     )
 
-    def command(name: str, body: Callable[[Context], None], help_: str, *parents) -> argparse.ArgumentParser:
+    def subcommand(name: str, body: Callable[[Context], None], help_: str, *parents) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
         p.set_defaults(handler=handler(body))
         return p
 
-    p = command("create", cmd_create, "create a vault and set its custody mode (admins)", share_out)
+    p = subcommand("create", cmd_create, "create a vault and set its custody mode (admins)", share_out)
     p.add_argument(
         "--mode",
         choices=(*MODES, "none"),
@@ -94,16 +94,18 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         "`warden vault mode`). Client modes show the client share once.",
     )
 
-    p = command("mode", cmd_mode, "set the custody mode of a vault created without one (once only; admins)", share_out)
+    p = subcommand(
+        "mode", cmd_mode, "set the custody mode of a vault created without one (once only; admins)", share_out
+    )
     p.add_argument("--mode", choices=MODES, required=True)
 
-    command(
+    subcommand(
         "require-attestation",
         cmd_require_attestation,
         "release the vault's key only to an attested signer from now on (immutable; admins)",
     )
 
-    p = command(
+    p = subcommand(
         "put", cmd_put, "store a new version of a secret (admins); prints its path and version", share_in, cmek_in
     )
     p.add_argument("--path", required=True, help="e.g. services/stripe/api_key")
@@ -115,17 +117,17 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         help="file holding the value, stored byte for byte (- for stdin); never on the command line",
     )
 
-    p = command(
+    p = subcommand(
         "get", cmd_get, "print a secret (never private_key or ssh_key: the signer uses those)", share_in, cmek_in
     )
     p.add_argument("--path", required=True)
     p.add_argument("--version", type=_positive_int, help="default: the newest active version")
     p.add_argument("--out", metavar="FILE", help="write the value to this new file (0600) instead of stdout")
 
-    p = command("list", cmd_list, "list secret versions and their metadata, never values (admins, services)")
+    p = subcommand("list", cmd_list, "list secret versions and their metadata, never values (admins, services)")
     p.add_argument("--prefix", default="", help="only paths under this prefix")
 
-    p = command("deactivate", cmd_deactivate, "deactivate a secret version, or every active one (admins)")
+    p = subcommand("deactivate", cmd_deactivate, "deactivate a secret version, or every active one (admins)")
     p.add_argument("--path", required=True)
     p.add_argument("--version", type=_positive_int, help="default: every active version")
 
@@ -133,13 +135,13 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         ("grant", cmd_grant, "let an agent read the secrets under a prefix (admins)"),
         ("revoke", cmd_revoke, "withdraw an agent's grant on a prefix (admins)"),
     ):
-        p = command(name, body, help_)
+        p = subcommand(name, body, help_)
         p.add_argument("--agent", required=True, help="the agent's id")
         p.add_argument(
             "--prefix", required=True, help='path prefix, matched on "/" boundaries ("" for the whole vault)'
         )
 
-    p = command("cmek", cmd_cmek, "set or rotate the vault's customer-managed key (admins); prints its fingerprint")
+    p = subcommand("cmek", cmd_cmek, "set or rotate the vault's customer-managed key (admins); prints its fingerprint")
     p.add_argument(
         "--key-file",
         required=True,

@@ -17,10 +17,12 @@ from infra.cli.vault_run import Context, not_agent_keys
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES, MODES, CustodyError, fingerprint
 
 
-def _hand_over_share(ctx: Context, share: str, mode: str, out_fd: int | None, doc: dict) -> None:
+def _hand_over_share(ctx: Context, share: str, mode: str | None, out_fd: int | None, doc: dict) -> None:
     """The one time a client share exists outside the client: into the --client-share-out file
     (created before the vault, so it cannot be lost to a taken path), else on stderr. Never in
-    the --json document on stdout, which tends to be logged."""
+    the --json document on stdout, which tends to be logged. ``mode`` is only named: only a
+    client-custody mode makes a share, but a share is handed over whatever the mode says, as
+    without it the vault's secrets are lost."""
     vault = ctx.args.vault
     where = None
     if out_fd is not None:

@@ -61,6 +61,7 @@ from schemas.typed_data import TypedData
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
+    ClientKey,
     blob_fields,
     human_decision,
     new_intent,
@@ -190,7 +191,7 @@ async def run_script(
     outcomes: dict = {}
     try:
         async with Client(settings) as client:
-            shares = {"none": None}
+            shares: dict[str, ClientKey | None] = {"none": None}
             if setup["client_share"] is not None:
                 progress(
                     f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "

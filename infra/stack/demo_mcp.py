@@ -13,9 +13,11 @@ import asyncio
 import sys
 import time
 from decimal import Decimal
+from typing import Any
 
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.types import TextContent
 
 from infra.stack.demo_script import FEE_CEILING, MCP_AGENT, MCP_PAYEE, MCP_VALUE
 from infra.stack.provision import provision_agent
@@ -77,7 +79,7 @@ async def run_session(
     provisioned = time.monotonic()
     transfer = {"chain": "anvil", "to": MCP_PAYEE, "value": MCP_VALUE}
     calls: list[dict] = []
-    session = {
+    session: dict[str, Any] = {
         "agent_id": MCP_AGENT,
         "address": address,
         "transfer": transfer,
@@ -104,12 +106,14 @@ async def run_session(
                 ):
                     asked = time.monotonic()
                     answer = await client.call_tool(tool, arguments, read_timeout_seconds=timeout_s + 30)
+                    # Warden's server answers with its one-line summary as the first, text, content.
+                    first = answer.content[0] if answer.content else None
                     calls.append(
                         {
                             "tool": tool,
                             "arguments": arguments,
                             "is_error": bool(answer.is_error),
-                            "summary": answer.content[0].text if answer.content else "",
+                            "summary": first.text if isinstance(first, TextContent) else "",
                             "result": answer.structured_content,
                             "seconds": round(time.monotonic() - asked, 3),
                         }

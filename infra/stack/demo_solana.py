@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import time
+from typing import Any
 
 from solders.hash import Hash
 from solders.instruction import Instruction
@@ -139,6 +140,7 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
     expected_rows = [(what, expected) for what, _, expected in script] + [("an off-chain message", "signed")]
     for (what, expected), intent in zip(expected_rows, intents, strict=True):
         outcome = outcomes.get(intent.intent_id)
+        row: dict[str, Any]  # the outcome's fields in the report, by kind of outcome
         if isinstance(outcome, SignedSolanaMessage):
             # Checked here as anyone would: the signature over the message's bytes, by the agent's address.
             ok = Signature.from_string(outcome.signature).verify(

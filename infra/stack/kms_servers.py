@@ -22,6 +22,7 @@ import urllib.request
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TypedDict
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -59,7 +60,8 @@ class MotoServer:
                 time.sleep(0.1)
 
     def kms_client(self):
-        import boto3  # the AWS SDK loads only when a caller talks to this server itself
+        # The AWS SDK loads only when a caller talks to this server itself.
+        import boto3  # type: ignore[import-untyped]  # boto3 ships no types (no py.typed; boto3-stubs not installed)
 
         return boto3.client(
             "kms",
@@ -81,7 +83,15 @@ class MotoServer:
                 self.proc.kill()
 
 
-AWS_TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+class AwsCredentials(TypedDict):
+    """boto3's credential keywords, typed so that ``**AWS_TEST_CREDENTIALS`` type-checks against
+    AwsKmsRoot's other keywords."""
+
+    aws_access_key_id: str
+    aws_secret_access_key: str
+
+
+AWS_TEST_CREDENTIALS = AwsCredentials(aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 class LocalCloudKms:

@@ -190,12 +190,12 @@ SERVICE_START_S = 90.0
 class Process:
     name: str
     argv: list[str]
-    proc: subprocess.Popen | None = None
-    log_path: Path | None = None
+    proc: subprocess.Popen[bytes]  # every Process is a started one (LocalStack._spawn)
+    log_path: Path
 
     @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+    def pid(self) -> int:
+        return self.proc.pid
 
 
 @dataclass
@@ -300,7 +300,7 @@ class LocalStack:
             time.sleep(0.5)
 
     def _make_bucket(self, endpoint: str, process: Process) -> None:
-        import boto3
+        import boto3  # type: ignore[import-untyped]  # boto3 ships no types (no py.typed; boto3-stubs not installed)
         from botocore.exceptions import BotoCoreError, ClientError
 
         s3 = boto3.client(
@@ -500,7 +500,10 @@ class LocalStack:
         # Tansu holds for seconds), and one after the other those waits added up.
         if "witness" in parts:
             self.witness = self.start_witness()
-        services = [("ledger", SERVICES["ledger"], {})] if "ledger" in parts else []
+        # (name, module, environment) of each service, as _signer and _worker give them
+        services: list[tuple[str, str, dict[str, str]]] = (
+            [("ledger", SERVICES["ledger"], {})] if "ledger" in parts else []
+        )
         services += [self._worker(number) for number in range(workers if "streams" in parts else 0)]
         services += [self._signer(number) for number in range(signers if "signer" in parts else 0)]
         services += [("api", SERVICES["api"], {})] if "api" in parts else []
@@ -544,7 +547,7 @@ class LocalStack:
     def _signal(self, name: str, sig: int) -> bool:
         """Send ``sig`` to the component's process group; False if it is not running."""
         process = self.processes.get(name)
-        if process is None or process.proc is None or process.proc.poll() is not None:
+        if process is None or process.proc.poll() is not None:
             return False
         os.killpg(process.proc.pid, sig)
         return True

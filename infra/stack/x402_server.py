@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from infra.stack.local import free_port
 
@@ -67,13 +68,14 @@ def paid_solana_server(rpc_url: str, mint: str, routes: list[Paid]) -> Iterator[
 
 
 @contextlib.contextmanager
-def serving(server, routes: list[Paid], price: dict, facilitator: str) -> Iterator[PaidServer]:
+def serving(server, routes: list[Paid], price: dict[str, Any], facilitator: str) -> Iterator[PaidServer]:
     """``server`` (an SDK resource server with its facilitator) selling ``routes`` at ``price``
     (the asset and its extra), on a free localhost port, until the block ends."""
     from flask import Flask, jsonify
     from werkzeug.serving import make_server
     from x402.http import PaymentOption, RouteConfig
     from x402.http.middleware.flask import payment_middleware
+    from x402.schemas import AssetAmount
 
     app = Flask("x402-paid")
     port = free_port()
@@ -91,7 +93,8 @@ def serving(server, routes: list[Paid], price: dict, facilitator: str) -> Iterat
             accepts=PaymentOption(
                 scheme="exact",
                 pay_to=r.pay_to,
-                price={"amount": str(r.amount), **price},
+                # The SDK takes a dict with an amount too, but validates it into this.
+                price=AssetAmount(amount=str(r.amount), **price),
                 network=r.network,
                 max_timeout_seconds=r.max_timeout_s,
             ),
@@ -100,19 +103,19 @@ def serving(server, routes: list[Paid], price: dict, facilitator: str) -> Iterat
         )
         for r in routes
     }
-    payment_middleware(app, config, server)
-    paying = app.wsgi_app  # the middleware's, in front of the app
+    payment_middleware(app, config, server)  # now app.wsgi_app, in front of the app
 
+    # In front of the middleware: served as the WSGI application rather than assigned to
+    # app.wsgi_app, a method to mypy.
     def recording(environ, start_response):
         header = environ.get("HTTP_PAYMENT_SIGNATURE") or environ.get("HTTP_X_PAYMENT")
         if header:
             running.payments.append((environ["PATH_INFO"], header))
-        return paying(environ, start_response)
+        return app(environ, start_response)
 
-    app.wsgi_app = recording
     # Werkzeug logs every request to stderr, in the middle of the demo's report: not here.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    http = make_server("127.0.0.1", port, app, threaded=True)
+    http = make_server("127.0.0.1", port, recording, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     try:
