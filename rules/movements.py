@@ -155,11 +155,14 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
     elif function.kind == "operator":
         amount = 1 if args[function.amount] else 0
     else:
-        amount = sum(_as_tuple(args[function.amount]))
-    if asset.standard == "erc1155" and len(ids) != len(_as_tuple(args[function.amount])):
-        raise Unreadable(
-            Code.CALLDATA_MALFORMED, f"{function.signature} on {asset.label}: ids and amounts differ in length"
-        )
+        amounts = _as_tuple(args[function.amount])
+        # An ERC-1155 transfer moves one amount per token id. Only transfers: setApprovalForAll
+        # has no ids, and its bool is no amount to pair with them.
+        if asset.standard == "erc1155" and len(ids) != len(amounts):
+            raise Unreadable(
+                Code.CALLDATA_MALFORMED, f"{function.signature} on {asset.label}: ids and amounts differ in length"
+            )
+        amount = sum(amounts)
     source = None if function.source is None else to_checksum_address(args[function.source])
     return Movement(
         asset.token,
