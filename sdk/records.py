@@ -341,11 +341,17 @@ class ReceiptUnavailable(RuntimeError):
     """No receipt could be fetched: the message says why (not in the ledger yet, no ledger endpoint)."""
 
 
-async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, intent_digest: str) -> str:
+async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, intent_digest: str | None) -> str:
     """The newest outcome's receipt of the intent of ``agent_id`` with ``intent_digest``, from the
     ledger's endpoint: a c2sp.org/tlog-proof (its audit event, inclusion proof and the witnesses'
     cosigned checkpoint) that an auditor checks offline with `warden audit check-receipt` and the
-    log's and witnesses' keys alone. A receipt whose event is about another record is refused."""
+    log's and witnesses' keys alone. A receipt whose event is about another record is refused.
+    ``intent_digest`` None: an outcome written before outcomes named one, which no receipt binds."""
+    if intent_digest is None:
+        raise ReceiptUnavailable(
+            f"the outcome of intent {intent_id} names no intent_digest (it was written before outcomes carried "
+            "one), so no receipt can be bound to its intent"
+        )
     url = f"http://{settings.ledger_http}/receipt"
     params = {"intent_id": intent_id, "agent_id": agent_id, "intent_digest": intent_digest}
     try:
