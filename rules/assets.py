@@ -8,7 +8,7 @@ rolling 24 h limit in its own units, unlimited approvals refused where the polic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rules import movements, solana, typed_movements
@@ -198,7 +198,7 @@ def asset_amount(asset: AssetLimit, units: int) -> str:
     return f"{format_token_amount(units, asset.decimals)} {asset.label}"
 
 
-def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: dict[str, int]) -> str | None:
+def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]) -> str | None:
     """Why an intent that passed every guardrail still waits for a human, or None: its value is
     above the policy's approval_threshold_eth, or what it moves or approves of an asset (as the
     assets stage counted it) is above that asset's approval_threshold; a Solana intent, by its own
