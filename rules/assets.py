@@ -8,7 +8,8 @@ rolling 24 h limit in its own units, unlimited approvals refused where the polic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from rules import movements, solana, typed_movements
 from rules.guardrails import allowlisted, simulation_required, verdict
@@ -16,7 +17,7 @@ from schemas.codes import Code
 from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
-from schemas.policy import AgentPolicy
+from schemas.policy import AgentPolicy, AssetLimit
 
 _ROLE = {"transfer": "recipient", "approval": "spender", "operator": "operator", "proceeds": "recipient"}
 
@@ -41,6 +42,8 @@ def assess_assets(
     try:
         if intent.intent_type == "typed_data":
             typed = intent.typed_data
+            if typed is None:  # the schema requires it for this kind: such an intent was built past validation
+                raise ValueError(f"intent {intent.intent_id} is typed_data without its typed_data document")
             moves = typed_movements.read_typed_data(typed)
             reading = movements.Reading(tuple(moves))
         else:
@@ -48,7 +51,7 @@ def assess_assets(
     except movements.Unreadable as exc:
         return verdict(intent, "assets", False, exc.code, exc.reason), {}
     moved = [m.facts() for m in reading.movements]
-    facts: dict = dict(movements=moved)
+    facts: dict[str, Any] = dict(movements=moved)
 
     def refuse(code: Code, reason: str) -> tuple[StageVerdict, dict[str, int]]:
         return verdict(intent, "assets", False, code, reason, **facts), {}
@@ -189,13 +192,13 @@ def assess_assets(
     return verdict(intent, "assets", True, Code.ASSETS_WITHIN_POLICY, f"{what} within the asset rules", **facts), totals
 
 
-def asset_amount(asset, units: int) -> str:
+def asset_amount(asset: AssetLimit, units: int) -> str:
     if units == MAX_UINT256:
         return f"2**256-1 (unlimited) {asset.label}"
     return f"{format_token_amount(units, asset.decimals)} {asset.label}"
 
 
-def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: dict[str, int]) -> str | None:
+def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]) -> str | None:
     """Why an intent that passed every guardrail still waits for a human, or None: its value is
     above the policy's approval_threshold_eth, or what it moves or approves of an asset (as the
     assets stage counted it) is above that asset's approval_threshold; a Solana intent, by its own

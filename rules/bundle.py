@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
@@ -42,7 +43,7 @@ class TraceUnreadable(ValueError):
     """The node's eth_simulateV1 answer is not one call result per step."""
 
 
-async def trace(steps: Sequence[TransactionIntent], sender: str, node: Node, block: int) -> list[dict]:
+async def trace(steps: Sequence[TransactionIntent], sender: str, node: Node, block: int) -> list[dict[str, Any]]:
     """Each step's call result, the steps run in order in one block on top of ``block``, sent
     from ``sender``, with transfer tracing. Raises RpcError / RpcUnavailable when the node cannot
     answer, TraceUnreadable when its answer does not have one result per step."""
@@ -72,16 +73,16 @@ async def trace(steps: Sequence[TransactionIntent], sender: str, node: Node, blo
     return calls
 
 
-def succeeded(outcome: dict) -> bool:
+def succeeded(outcome: dict[str, Any]) -> bool:
     return outcome.get("status") == "0x1"
 
 
-def gas_used(outcome: dict) -> int:
+def gas_used(outcome: dict[str, Any]) -> int:
     """The gas a step used (`trace` only returns results whose gasUsed reads)."""
     return int(outcome["gasUsed"], 16)
 
 
-def reason_of(outcome: dict) -> str | None:
+def reason_of(outcome: dict[str, Any]) -> str | None:
     """Why the step reverted, decoded; None when it succeeded."""
     return None if succeeded(outcome) else revert_reason(outcome)
 
@@ -104,7 +105,7 @@ def with_earlier(spent: Callable[[str], int], earlier: Mapping[str, int]) -> Cal
     return lambda asset: spent(asset) + earlier.get(asset, 0)
 
 
-def priced(step: TransactionIntent, outcome: dict) -> TransactionIntent:
+def priced(step: TransactionIntent, outcome: dict[str, Any]) -> TransactionIntent:
     """The step the fee stage prices: one that names no gas_limit gets the gas it used in the
     bundle plus the fee stage's headroom, since a later step's gas cannot be estimated alone (it
     may succeed only after the earlier ones)."""
@@ -122,7 +123,7 @@ class JudgedStep:
 
 async def judge_steps(
     steps: Sequence[TransactionIntent],
-    outcomes: Sequence[dict],
+    outcomes: Sequence[dict[str, Any]],
     policy: AgentPolicy,
     spent: Callable[[str], int],
     node: Node,
@@ -149,7 +150,7 @@ async def judge_steps(
 Holding = tuple[str, str]  # (address, lowercase hex; asset key: "native" or the token contract)
 
 
-def holdings(outcomes: Sequence[dict]) -> list[Holding]:
+def holdings(outcomes: Sequence[dict[str, Any]]) -> list[Holding]:
     """Every (address, asset) the steps' transfers touch, in the order first touched."""
     seen: dict[Holding, None] = {}
     for outcome in outcomes:
@@ -161,7 +162,7 @@ def holdings(outcomes: Sequence[dict]) -> list[Holding]:
 
 
 def balance_table(
-    outcomes: Sequence[dict], before: Mapping[Holding, int | None], decimals: Mapping[str, int]
+    outcomes: Sequence[dict[str, Any]], before: Mapping[Holding, int | None], decimals: Mapping[str, int]
 ) -> list[list[BalanceRow]]:
     """Each step's balance changes: for every (address, asset) its transfers touch, the balance
     before the step (``before``, read at the bundle's block, plus the earlier steps' changes),
@@ -224,6 +225,7 @@ async def _token_call(node: Node, token: str, data: str, block: int) -> int | No
     # A token's answer is outside data: one it cannot give (or gives malformed) is shown as unknown.
     try:
         raw = await node.call("eth_call", {"to": token, "data": data}, hex(block))
-        return abi_decode(["uint256"], bytes.fromhex(raw[2:]))[0]
+        (value,) = abi_decode(["uint256"], bytes.fromhex(raw[2:]))
+        return int(value)  # eth-abi decodes a uint256 to an int; its types say Any
     except Exception:  # noqa: BLE001 - any failure of this read leaves the balance unknown, never the step
         return None

@@ -16,6 +16,7 @@ with its own state, so nothing the worker says is needed for safety.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from rules import movements, typed_movements
 from runtime.clock import to_us
@@ -26,9 +27,12 @@ from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 
 
-def verdict(intent: TransactionIntent, stage: str, passed: bool, code: Code, reason: str, **facts) -> StageVerdict:
+def verdict(
+    intent: TransactionIntent, stage: Stage, passed: bool, code: Code, reason: str, **facts: Any
+) -> StageVerdict:
     return StageVerdict(intent_id=intent.intent_id, stage=stage, passed=passed, code=code, reason=reason, facts=facts)
 
 
@@ -340,8 +344,9 @@ def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:
         return True
     if intent.data == "0x":
         return False
-    rule = policy.calls_to(intent.to)
-    asset = policy.asset(intent.chain, intent.to)
+    to = movements.transaction_to(intent)
+    rule = policy.calls_to(to)
+    asset = policy.asset(intent.chain, to)
     if asset is not None and movements.token_function(asset, intent.data) is not None:
         return False  # a token transfer or approval: the assets stage reads it in full, or refuses it
     return rule is None or not rule.unsimulated

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 from rules import assets, fees, guardrails, movements, prices, simulation, solana
 from runtime.rpc import Node
@@ -106,6 +107,34 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "usd_limit": ("spent", "node", "now"),
     "solana": ("spent", "node"),
 }
+
+
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, stage: Stage, need: str) -> _T:
+    """What ``stage`` needs of the context (`_NEEDS`). `run_stages` runs no stage without it; a
+    caller of `run_stage` that leaves it out is told so here, not by the stage failing inside."""
+    if value is None:
+        raise ValueError(f"the {stage} stage needs the context's {need}, and this context supplies none")
+    return value
+
+
+@dataclass(frozen=True)
+class _NoNode:
+    """The `Node` of a context that supplies none. A stage that must ask the chain is told so
+    clearly; one that need not (an intent naming its gas and fees, a call nothing asks to
+    simulate, prices recorded for a replay) runs as it would with a node. `run_stages` runs no
+    stage that needs a node without one; the split topology's `run_stage` runs what it is given."""
+
+    stage: Stage
+
+    async def call(self, method: str, *params: Any) -> Any:
+        raise ValueError(f"the {self.stage} stage asks the node for {method}, and this context supplies none")
+
+
+def _node(ctx: Context, stage: Stage) -> Node:
+    return ctx.node if ctx.node is not None else _NoNode(stage)
 
 
 def _supplied(stage: str, ctx: Context) -> bool:
@@ -198,24 +227,28 @@ async def run_stage(
     if check is not None:
         verdict = check(intent, policy)
     elif stage == "assets":
-        verdict, counted = assets.assess_assets(intent, policy, ctx.spent)
+        verdict, counted = assets.assess_assets(intent, policy, _given(ctx.spent, stage, "spent"))
         asset_spend = MappingProxyType(counted)
     elif stage == "solana":
-        verdict, counted = await solana.check(intent, policy, ctx.node, ctx.spent, ctx.sender)
+        verdict, counted = await solana.check(
+            intent, policy, _node(ctx, stage), _given(ctx.spent, stage, "spent"), ctx.sender
+        )
         asset_spend = MappingProxyType(counted)
     elif stage == "solana_message":
         verdict = solana.check_message(intent, policy, ctx.sender)
     elif stage == "simulation" and ctx.simulated is not None:
         verdict = ctx.simulated
     elif stage == "simulation":
-        verdict = await simulation.check_simulation(intent, policy, ctx.node, ctx.sender)
+        verdict = await simulation.check_simulation(intent, policy, _node(ctx, stage), ctx.sender)
     elif stage == "fee" and ctx.quote is not None:
         verdict, quote = fees.check_fee(intent, policy, ctx.quote), ctx.quote
     elif stage == "fee":
-        verdict, quote = await fees.check_price(intent, policy, ctx.node, ctx.sender)
+        verdict, quote = await fees.check_price(intent, policy, _node(ctx, stage), ctx.sender)
     elif stage == "usd_limit":
+        spent_usd = _given(ctx.spent, stage, "spent")(prices.USD)
+        now = _given(ctx.now, stage, "now")
         verdict, usd = await prices.check_usd(
-            intent, policy, ctx.node, ctx.spent(prices.USD), quote, asset_spend, ctx.now, ctx.prices
+            intent, policy, _node(ctx, stage), spent_usd, quote, asset_spend, now, ctx.prices
         )
         if usd is not None:  # reserved and settled in the USD window like any asset
             asset_spend = MappingProxyType({**asset_spend, prices.USD: usd})
@@ -224,13 +257,14 @@ async def run_stage(
     elif stage == "value_cap":
         verdict = guardrails.check_value_cap(intent, policy, quote)
     elif stage == "daily_limit":
-        verdict = guardrails.check_daily_limit(intent, policy, ctx.spent(movements.NATIVE), quote)
+        spent_native = _given(ctx.spent, stage, "spent")(movements.NATIVE)
+        verdict = guardrails.check_daily_limit(intent, policy, spent_native, quote)
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return Judgement((*so_far.verdicts, verdict), quote, asset_spend)
 
 
-def _without_quote(intent: TransactionIntent, stage: str) -> StageVerdict:
+def _without_quote(intent: TransactionIntent, stage: Stage) -> StageVerdict:
     # Only a judgement carried from an older worker's envelope can lack it: fail closed.
     return guardrails.verdict(
         intent,

@@ -155,11 +155,14 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
     elif function.kind == "operator":
         amount = 1 if args[function.amount] else 0
     else:
-        amount = sum(_as_tuple(args[function.amount]))
-    if asset.standard == "erc1155" and len(ids) != len(_as_tuple(args[function.amount])):
-        raise Unreadable(
-            Code.CALLDATA_MALFORMED, f"{function.signature} on {asset.label}: ids and amounts differ in length"
-        )
+        amounts = _as_tuple(args[function.amount])
+        # An ERC-1155 transfer moves one amount per token id. Only transfers: setApprovalForAll
+        # has no ids, and its bool is no amount to pair with them.
+        if asset.standard == "erc1155" and len(ids) != len(amounts):
+            raise Unreadable(
+                Code.CALLDATA_MALFORMED, f"{function.signature} on {asset.label}: ids and amounts differ in length"
+            )
+        amount = sum(amounts)
     source = None if function.source is None else to_checksum_address(args[function.source])
     return Movement(
         asset.token,
@@ -173,7 +176,7 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
     )
 
 
-def _as_tuple(value) -> tuple[int, ...]:
+def _as_tuple(value: Any) -> tuple[int, ...]:  # a decoded ABI value: an int, or a list of them
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
@@ -189,14 +192,25 @@ class Reading:
     other_call: tuple[str, str] | None = None
 
 
+def transaction_to(intent: TransactionIntent) -> str:
+    """A transaction intent's ``to``: its schema requires one (`TransactionIntent._kind_fields`),
+    so an intent without it was built past validation, and nothing about it is judged."""
+    if intent.to is None:
+        raise ValueError(
+            f"intent {intent.intent_id} ({intent.intent_type}) has no to; the schema requires one for a transaction"
+        )
+    return intent.to
+
+
 def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
     """Every movement an intent makes, read by the policy's asset rules. Raises `Unreadable` for
     calldata or typed data that claims a token operation and does not decode as one."""
     if intent.intent_type != "transaction":  # typed data: `rules.typed_movements`
         return Reading(())
+    to = transaction_to(intent)
     found: list[Movement] = []
     if intent.value_wei:
-        found.append(Movement(NATIVE, "native", "transfer", None, intent.to, intent.value_wei, via="value"))
+        found.append(Movement(NATIVE, "native", "transfer", None, to, intent.value_wei, via="value"))
     found.extend(
         Movement("account", "eip7702", "delegation", None, a.address, 0, via="authorization")
         for a in intent.authorization_list
@@ -211,7 +225,7 @@ def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
                 "erc20" if listed is None else listed.standard,
                 "transfer",
                 None,
-                intent.to,
+                to,
                 declared.amount,
                 via="declared",
             )
@@ -219,11 +233,11 @@ def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
     data = intent.data
     if data == "0x":
         return Reading(tuple(found))
-    asset = policy.asset(intent.chain, intent.to)
+    asset = policy.asset(intent.chain, to)
     movement = None if asset is None else decode_call(asset, data)
     if movement is not None:
         return Reading(tuple(found + [movement]))
-    return Reading(tuple(found), (intent.to, selector_of(data) or data))
+    return Reading(tuple(found), (to, selector_of(data) or data))
 
 
 def declared_outflows(reading: Reading, sender: str) -> dict[str, int]:
@@ -260,7 +274,7 @@ class BalanceChange:
         }
 
 
-def transfers(logs: list[dict]) -> list[tuple[str, str, str, int]]:
+def transfers(logs: list[dict[str, Any]]) -> list[tuple[str, str, str, int]]:
     """(asset, source, destination, amount) of each transfer in a simulation's logs, in the order
     they were made: ERC-20 and ERC-721 Transfer (an NFT counts 1), ERC-1155 TransferSingle/Batch,
     and native transfers (asset ``native``). Addresses are lowercase hex; the asset is ``native``
@@ -277,7 +291,7 @@ def transfers(logs: list[dict]) -> list[tuple[str, str, str, int]]:
     return found
 
 
-def balance_changes(logs: list[dict], account: str) -> list[BalanceChange]:
+def balance_changes(logs: list[dict[str, Any]], account: str) -> list[BalanceChange]:
     """The account's outgoing and incoming amounts per asset in a simulation's logs (`transfers`)."""
     totals: dict[str, list[int]] = {}
     me = account.lower()
@@ -326,7 +340,7 @@ class Landing:
         return {"asset": self.asset, "holder": self.holder, "amount": str(self.amount), "route": list(self.route)}
 
 
-def landings(logs: list[dict], account: str) -> list[Landing]:
+def landings(logs: list[dict[str, Any]], account: str) -> list[Landing]:
     """Every place value that left ``account`` lands, per asset. A contract it only passes through
     (a router, a forwarder, a multicall) gains nothing and is not a landing; where it stops is."""
     me = account.lower()
@@ -350,10 +364,11 @@ def landings(logs: list[dict], account: str) -> list[Landing]:
     return found
 
 
-def grants(logs: list[dict], account: str) -> list[tuple[str, str]]:
+def grants(logs: list[dict[str, Any]], account: str) -> list[tuple[str, str]]:
     """(token, spender or operator) for every allowance over ``account``'s tokens that a
     simulation shows set (an ERC-20/721 ``Approval`` above zero, ``ApprovalForAll(true)``)."""
-    me, found = account.lower(), []
+    me = account.lower()
+    found: list[tuple[str, str]] = []
     for log in logs:
         topics = [t.lower() for t in log.get("topics", ())]
         if len(topics) < 3 or topics[0] not in (APPROVAL_TOPIC, APPROVAL_FOR_ALL_TOPIC) or topics[1][-40:] != me[2:]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from eth_abi import decode
 
@@ -65,8 +66,9 @@ class PriceRefused(Exception):
 
 def usd_of(units: int, asset_decimals: int, price: Price) -> int:
     """``units`` of an asset with ``asset_decimals`` decimals at ``price``, in millionths of a dollar, rounded up."""
-    numerator = units * price.answer * 10**USD_DECIMALS
-    denominator = 10 ** (asset_decimals + price.decimals)
+    # Annotated: int ** int is Any to mypy (a negative exponent makes a float); these exponents are not negative.
+    numerator: int = units * price.answer * 10**USD_DECIMALS
+    denominator: int = 10 ** (asset_decimals + price.decimals)
     return -(-numerator // denominator)
 
 
@@ -139,10 +141,10 @@ def believed(price: Price, feed: PriceFeed, now: datetime, max_age_s: int) -> Pr
 
 
 def _moved(
-    intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote | None, asset_spend
+    intent: TransactionIntent, policy: AgentPolicy, quote: FeeQuote | None, asset_spend: Mapping[str, int]
 ) -> list[tuple[str, int, int]]:
     """(asset key, units, decimals) of each asset the intent moves, the native spend first."""
-    moved = []
+    moved: list[tuple[str, int, int]] = []
     native = 0 if quote is None else quote.spend_wei(intent)
     if native > 0:
         moved.append((movements.NATIVE, native, NATIVE_DECIMALS))
@@ -162,7 +164,7 @@ async def check_usd(
     node: Node,
     spent_usd: int,
     quote: FeeQuote | None,
-    asset_spend,
+    asset_spend: Mapping[str, int],
     now: datetime,
     recorded: Mapping[str, Price] | None = None,
 ) -> tuple[StageVerdict, int | None]:
@@ -231,7 +233,7 @@ async def check_usd(
 
 
 def recheck_usd_window(
-    intent: TransactionIntent, policy: AgentPolicy, spent_usd: int, usd: int, facts: dict | None = None
+    intent: TransactionIntent, policy: AgentPolicy, spent_usd: int, usd: int, facts: dict[str, Any] | None = None
 ) -> StageVerdict | None:
     """The rolling USD limit on ``usd`` more, with ``spent_usd`` in the window: the stage's last
     check, and again where other intents may have been reserved between the stage and the

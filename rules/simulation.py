@@ -9,6 +9,8 @@ or the signer's own); its failures refuse the intent (fail closed).
 
 from __future__ import annotations
 
+from typing import Any
+
 from eth_abi import decode as abi_decode
 
 from rules import movements
@@ -58,10 +60,11 @@ async def simulation_needed(intent: TransactionIntent, policy: AgentPolicy, node
         return False
     if intent.gas_limit == TRANSFER_GAS and not intent.access_list and intent.data == "0x":
         return False
-    rule = policy.calls_to(intent.to)
+    to = movements.transaction_to(intent)
+    rule = policy.calls_to(to)
     if rule is not None and rule.unsimulated:
         return False
-    return await node.call("eth_getCode", intent.to, "pending") not in ("0x", "0x0")
+    return await node.call("eth_getCode", to, "pending") not in ("0x", "0x0")
 
 
 def decode_revert(data: object) -> str:
@@ -72,7 +75,7 @@ def decode_revert(data: object) -> str:
         payload = bytes.fromhex(data[2:])
         selector, body = payload[:4], payload[4:]
         if selector == bytes.fromhex("08c379a0"):
-            return abi_decode(["string"], body)[0]
+            return str(abi_decode(["string"], body)[0])  # a decoded string is a str; eth-abi's types say Any
         if selector == bytes.fromhex("4e487b71"):
             return f"panic 0x{abi_decode(['uint256'], body)[0]:02x}"
     except Exception:  # a malformed payload is still a revert; show its bytes rather than fail the stage
@@ -80,7 +83,7 @@ def decode_revert(data: object) -> str:
     return f"custom error {data[:74]}"
 
 
-def revert_reason(outcome: dict) -> str:
+def revert_reason(outcome: dict[str, Any]) -> str:
     """Why a call of an ``eth_simulateV1`` answer reverted: its revert data decoded
     (`decode_revert`) when the node returns it, else the node's message."""
     error = outcome.get("error") or {}
@@ -98,9 +101,9 @@ def _int(value: object) -> int:
         return 0
 
 
-def call_object(intent: TransactionIntent, sender: str | None) -> dict:
+def call_object(intent: TransactionIntent, sender: str | None) -> dict[str, Any]:
     """The intent as a JSON-RPC call object; the access list is included because it costs gas."""
-    call = {"to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
+    call: dict[str, Any] = {"to": intent.to, "value": hex(intent.value_wei), "data": intent.data}
     if sender:
         call["from"] = sender
     if intent.gas_limit is not None:
@@ -186,7 +189,7 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
 
 
 def traced_verdict(
-    intent: TransactionIntent, policy: AgentPolicy, sender: str, outcome: dict, gas: int | None
+    intent: TransactionIntent, policy: AgentPolicy, sender: str, outcome: dict[str, Any], gas: int | None
 ) -> StageVerdict:
     """The simulation stage's verdict on one call as ``eth_simulateV1`` with transfer tracing ran
     it (``outcome``: its call result): a revert with its reason; an asset that leaves ``sender``

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from runtime import solana as solana_rpc
 from runtime.rpc import Node, RpcError, RpcUnavailable
@@ -53,7 +54,7 @@ class SolanaVerdict:
     code: Code
     reason: str
     movements: tuple[Movement, ...] = ()
-    facts: dict = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def spend(self) -> dict[str, int]:
         """What the transaction spends, per asset: what the rolling limits count."""
@@ -63,7 +64,7 @@ class SolanaVerdict:
         return out
 
 
-def _refuse(code: Code, reason: str, **facts) -> SolanaVerdict:
+def _refuse(code: Code, reason: str, **facts: Any) -> SolanaVerdict:
     return SolanaVerdict(False, code, reason, facts=facts)
 
 
@@ -305,7 +306,7 @@ def _token_movement(
     destination = accounts.get(ix.destination or "")
     if destination is not None:
         mint, owner = destination.mint, destination.owner
-    elif ix.destination in created:
+    elif ix.destination is not None and ix.destination in created:
         mint, owner = created[ix.destination]
     else:
         return _refuse(

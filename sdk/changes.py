@@ -19,11 +19,15 @@ from typing import Any
 from pydantic_core import to_jsonable_python
 
 from schemas.admins import ACTIONS, AdminSet, VaultChange, event_digest, key_fingerprint
-from schemas.auth import Admins, AdminSignedT
+from schemas.auth import Admins
 from schemas.chain_set import ChainSet
 from schemas.chains import ChainRegistry
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
+
+# A record the admins sign: one of the types `schemas.auth.AdminSignedT` ranges over. A
+# proposal's record is one of them, which is known only once it is read (`sdk.quorum.gather`).
+AdminSigned = AgentPolicy | HumanApproval | AdminSet | VaultChange | ChainSet
 
 # Who signed is not what changes: the signatures, and the proposer (shown as ``proposed_by``).
 _NOT_CHANGES = frozenset({"signature", "cosignatures", "admin_key_id", "schema_version"})
@@ -43,7 +47,7 @@ class InForce:
     parked: dict[str, IntentParked] = field(default_factory=dict)
 
 
-def change_of(record: AdminSignedT, in_force: InForce) -> dict[str, Any]:
+def change_of(record: AdminSigned, in_force: InForce) -> dict[str, Any]:
     """The whole change ``record`` makes against ``in_force``, as a JSON document whose ``kind``
     names the action. ``in_force.policies`` must hold the agent of a policy."""
     if isinstance(record, AdminSet):
@@ -145,7 +149,7 @@ def chain_set_change(in_force: ChainSet | None, proposed: ChainSet) -> dict[str,
     new_registry.adopt(proposed.chains)
     old_all, new_all = old_registry.all(), new_registry.all()
     names = {c.name for c in old_registry.admin_table()} | {c.name for c in proposed.chains}
-    chains = []
+    chains: list[dict[str, Any]] = []
     for name in sorted(names):
         before = dataclasses.asdict(old_all[name]) if name in old_all else None
         after = dataclasses.asdict(new_all[name]) if name in new_all else None
@@ -198,9 +202,11 @@ def approval_change(approval: HumanApproval, parked: IntentParked | None) -> dic
     """The decision and the parked intent it is about, whole (but its signature), when it still
     waits with the digest the decision names; else ``intent`` is null: the decision releases
     nothing that this client can show."""
-    intent = None
+    intent: dict[str, Any] | None = None
+    parked_because: str | None = None
     if parked is not None and parked.intent_digest == approval.intent_digest:
         intent = parked.intent.model_dump(mode="json", exclude={"signature"})
+        parked_because = parked.reason
     return {
         "kind": "approval",
         "decision": approval.decision,
@@ -208,6 +214,6 @@ def approval_change(approval: HumanApproval, parked: IntentParked | None) -> dic
         "agent_id": approval.agent_id,
         "intent_digest": approval.intent_digest,
         "reason": approval.reason,
-        "parked_because": None if intent is None else parked.reason,
+        "parked_because": parked_because,
         "intent": intent,
     }

@@ -235,9 +235,13 @@ def new_solana_message_intent(
     """A Solana off-chain message intent: ``message``, the message's bytes as built elsewhere
     (`@solana/offchain-messages`), or ``text`` written here as a version ``version`` message for
     ``application_domain`` naming ``signatories`` (the agent's Solana address among them)."""
-    if (message is None) == (text is None):
+    if message is not None and text is None:
+        raw = message
+    elif text is not None and message is None:
+        # A tuple: encode() takes a list or a tuple of the signatories, and only reads them.
+        raw = solana_messages.encode(text, tuple(signatories), version, application_domain)
+    else:
         raise ValueError("give the message's bytes (message) or its text (text), not both")
-    raw = message if message is not None else solana_messages.encode(text, signatories, version, application_domain)
     return new_intent(
         agent_key,
         agent_id=agent_id,
@@ -308,19 +312,25 @@ class Client:
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> "Client":
-        self._producer = new_producer(self.settings)
+        producer = self._producer = new_producer(self.settings)
         try:
-            await self._producer.start()
+            await producer.start()
         except BaseException:  # whatever stops the start (cancellation too), do not leak the producer's tasks
-            await self._producer.stop()
+            await producer.stop()
             raise
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self._producer.stop()
+        await self._started().stop()
+
+    def _started(self) -> AIOKafkaProducer:
+        """The producer, which exists once the client is entered."""
+        if self._producer is None:
+            raise RuntimeError("the client is not started: use it as `async with Client(settings) as client:`")
+        return self._producer
 
     async def send(self, topic: str, key: str, value: bytes) -> asyncio.Future:
-        return await self._producer.send(topic, value, key=key.encode())
+        return await self._started().send(topic, value, key=key.encode())
 
     async def send_as_admin(self, emits: list[Emit], change: VaultChange | None = None) -> list[asyncio.Future]:
         """What an admin's command left behind: custody's audit records, each signed with the
@@ -336,7 +346,8 @@ class Client:
         def headers(emit: Emit) -> list[tuple[str, bytes]] | None:
             return vault_headers if emit.topic == topics.VAULT else audit_headers(emit, audit_signer)
 
-        return [await self._producer.send(e.topic, e.value, key=e.key.encode(), headers=headers(e)) for e in emits]
+        producer = self._started()
+        return [await producer.send(e.topic, e.value, key=e.key.encode(), headers=headers(e)) for e in emits]
 
     async def submit(self, intent: TransactionIntent) -> asyncio.Future:
         return await self.send(topics.INTENTS_SUBMITTED, intent.agent_id, intent.to_bytes())
@@ -413,7 +424,7 @@ class Client:
         return approval
 
     async def flush(self) -> None:
-        await self._producer.flush()
+        await self._started().flush()
 
     async def client_share(self, share: str, timeout_s: float = 10.0) -> ClientKey:
         """The base64 client share shown when the vault was created, bound to the sealing keys of

@@ -331,9 +331,12 @@ class Refused(Exception):
             extra,
         )
 
-    def response(self) -> web.Response:
+    def document(self) -> dict[str, Any]:
         body = ErrorResponse(error=self.error, detail=self.detail, **self.extra)
-        return _json(self.status, body.model_dump(mode="json", exclude_none=True), self.headers)
+        return body.model_dump(mode="json", exclude_none=True)
+
+    def response(self) -> web.Response:
+        return _json(self.status, self.document(), self.headers)
 
 
 def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -559,7 +562,7 @@ class ApiService:
         except Refused as refused:
             if refused.status not in (403, 422):  # an answer about this request, not about its delivery
                 raise
-            answer = (refused.status, refused.response().body)
+            answer = (refused.status, orjson.dumps(refused.document()))  # the bytes response() sends
             raise
         finally:
             # A 202 (parked, or no outcome yet) is not final: a retry asks the pipeline again,

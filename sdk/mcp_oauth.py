@@ -163,8 +163,11 @@ class IntrospectionTokenVerifier:
             return "the bearer token is empty"
         try:
             # A client per call: no connection outlives the request that needed it.
-            async with httpx2.AsyncClient(timeout=INTROSPECTION_TIMEOUT_S, follow_redirects=False) as http:
-                response = await http.post(self.endpoint, data={"token": token}, auth=self._auth)
+            # The client credentials (if any) on the client: post() takes no None for "none".
+            async with httpx2.AsyncClient(
+                timeout=INTROSPECTION_TIMEOUT_S, follow_redirects=False, auth=self._auth
+            ) as http:
+                response = await http.post(self.endpoint, data={"token": token})
         except httpx2.HTTPError as exc:
             return f"the introspection endpoint {self.endpoint} could not be reached ({type(exc).__name__})"
         if response.status_code != 200:

@@ -226,6 +226,20 @@ class AdminOnly(BaseModel):
     how: str
 
 
+def stated_refusal(refusal: Refusal | None, what: str) -> Refusal:
+    """The refusal of a result whose status is "refused": every builder sets the two together."""
+    if refusal is None:
+        raise ValueError(f"{what} has the status refused and no refusal")
+    return refusal
+
+
+def stated_wait(waiting: AwaitingApproval | None, what: str) -> AwaitingApproval:
+    """The wait of a result whose status is "awaiting_approval": every builder sets the two together."""
+    if waiting is None:
+        raise ValueError(f"{what} has the status awaiting_approval and no awaiting_approval")
+    return waiting
+
+
 def _refusal(outcome: IntentRejected) -> Refusal:
     return Refusal(stage=outcome.stage, code=outcome.code, reason=outcome.reason)
 
@@ -350,11 +364,11 @@ def solana_transaction_of(
 def solana_summary(found: SolanaTransaction, timeout_s: float) -> str:
     ident = f"intent {found.intent_id}"
     if found.status == "refused":
-        return (
-            f"refused at stage {found.refusal.stage}: {found.refusal.code} ({ident}; the reason is in refusal.reason)"
-        )
+        refusal = stated_refusal(found.refusal, ident)
+        return f"refused at stage {refusal.stage}: {refusal.code} ({ident}; the reason is in refusal.reason)"
     if found.status == "awaiting_approval":
-        return f"awaiting an admin's approval until {found.awaiting_approval.expires_at.isoformat()} ({ident})"
+        until = stated_wait(found.awaiting_approval, ident).expires_at
+        return f"awaiting an admin's approval until {until.isoformat()} ({ident})"
     if found.status == "no_outcome_yet":
         return f"no outcome within {timeout_s:.0f} s ({ident})"
     where = "" if found.slot is None else f" in slot {found.slot}"
@@ -460,13 +474,12 @@ def transaction_summary(found: Transaction, timeout_s: float | None = None) -> s
     """One line for people and models, of Warden's own words and validated values only."""
     ident = f"intent {found.intent_id}"
     if found.status == "refused":
-        return (
-            f"refused at stage {found.refusal.stage}: {found.refusal.code} ({ident}; the reason is in refusal.reason)"
-        )
+        refusal = stated_refusal(found.refusal, ident)
+        return f"refused at stage {refusal.stage}: {refusal.code} ({ident}; the reason is in refusal.reason)"
     if found.status == "awaiting_approval":
+        until = stated_wait(found.awaiting_approval, ident).expires_at
         return (
-            f"awaiting an admin's approval until {found.awaiting_approval.expires_at.isoformat()} ({ident}); "
-            "look it up later with get_transaction"
+            f"awaiting an admin's approval until {until.isoformat()} ({ident}); look it up later with get_transaction"
         )
     if found.status == "no_outcome_yet":
         waited = "" if timeout_s is None else f" within {timeout_s:.0f} s"
@@ -482,11 +495,11 @@ def transaction_summary(found: Transaction, timeout_s: float | None = None) -> s
 def signature_summary(found: Signature, timeout_s: float) -> str:
     ident = f"intent {found.intent_id}"
     if found.status == "refused":
-        return (
-            f"refused at stage {found.refusal.stage}: {found.refusal.code} ({ident}; the reason is in refusal.reason)"
-        )
+        refusal = stated_refusal(found.refusal, ident)
+        return f"refused at stage {refusal.stage}: {refusal.code} ({ident}; the reason is in refusal.reason)"
     if found.status == "awaiting_approval":
-        return f"awaiting an admin's approval until {found.awaiting_approval.expires_at.isoformat()} ({ident})"
+        until = stated_wait(found.awaiting_approval, ident).expires_at
+        return f"awaiting an admin's approval until {until.isoformat()} ({ident})"
     if found.status == "no_outcome_yet":
         return f"no outcome within {timeout_s:.0f} s ({ident})"
     return f"signed {found.kind} by {found.from_} on {found.chain}: hash {found.message_hash} ({ident})"

@@ -394,8 +394,9 @@ class AgentTools:
         found = await agent_transactions(self.settings, self.agent_id, history=history)
         # By intent id, by its current hash, or by the hash of a transaction a fee bump replaced.
         wanted = [r for r in found.transactions if transaction_id in (r.intent_id, r.tx_hash, *r.replaces)]
+        record: SignedTransaction | IntentRejected
         if wanted:
-            record: SignedTransaction | IntentRejected = wanted[0]
+            record = wanted[0]
             steps = status_history(history[record.intent_id])
             result = transaction_of(record, include_signed_tx, history=steps)
         else:

@@ -73,9 +73,11 @@ def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
     return RawSubmission(agent, intent_id, digest)
 
 
-Outcome = IntentRejected | SignedTransaction | SignedMessage | SignedSolanaTransaction | SignedSolanaMessage
+Outcome = (
+    IntentRejected | SignedTransaction | SignedMessage | SignedSolanaTransaction | SignedSolanaMessage | IntentParked
+)
 # Where a client reads the answer to its intent: a refusal, a signed transaction, a signed message,
-# a signed Solana transaction or a signed Solana off-chain message.
+# a signed Solana transaction or a signed Solana off-chain message; or that it waits for an admin.
 OUTCOME_TOPICS = (
     topics.INTENTS_REJECTED,
     topics.TXS_SIGNED,
@@ -84,7 +86,7 @@ OUTCOME_TOPICS = (
     topics.SOLANA_MESSAGES_SIGNED,
     topics.INTENTS_AWAITING_APPROVAL,
 )
-_OUTCOME_MODELS = {
+_OUTCOME_MODELS: dict[str, type[Outcome]] = {
     topics.INTENTS_REJECTED: IntentRejected,
     topics.TXS_SIGNED: SignedTransaction,
     topics.MESSAGES_SIGNED: SignedMessage,

@@ -31,11 +31,12 @@ from schemas.emit import Emit
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
+from sdk.changes import AdminSigned
 from sdk.client import Client
 from sdk.records import admins_in_force
 
 # Each action that gathers signatures here: the record it signs, and where the whole record goes.
-RECORDS: dict[str, tuple[type, str]] = {
+RECORDS: dict[str, tuple[type[AdminSigned], str]] = {
     "policy": (AgentPolicy, topics.POLICIES),
     "approval": (HumanApproval, topics.APPROVALS),
     "admins": (AdminSet, topics.ADMINS),
@@ -46,9 +47,11 @@ PROPOSAL_TTL = timedelta(hours=24)
 _SIGNATURES = {"signature", "cosignatures"}
 
 
-def topic_key(record: AdminSignedT) -> str:
+def topic_key(record: AdminSigned) -> str:
     if isinstance(record, ChainSet):
         return "chains"
+    if isinstance(record, VaultChange):  # publish_record publishes its events, each under its own key
+        raise ValueError("a VaultChange has no key of its own on a topic: each of its events has one")
     return "admins" if isinstance(record, AdminSet) else record.agent_id
 
 
@@ -77,7 +80,7 @@ class Gathered:
 
     proposal_id: str
     action: Action
-    record: AdminSignedT
+    record: AdminSigned
     expires_at: datetime
     needed: int
     signatures: dict[str, str] = field(default_factory=dict)  # admin key id → signature, valid only
@@ -91,7 +94,7 @@ class Gathered:
     def complete(self) -> bool:
         return len(self.signatures) >= self.needed
 
-    def assembled(self) -> AdminSignedT:
+    def assembled(self) -> AdminSigned:
         """The whole record: the proposer's signature in ``signature``, the others' in ``cosignatures``."""
         proposer = self.record.admin_key_id
         others = tuple(AdminSignature(admin_key_id=k, signature=s) for k, s in self.signatures.items() if k != proposer)
@@ -171,7 +174,7 @@ async def publish_or_propose(
     return proposal
 
 
-async def publish_record(settings: Settings, action: Action, record: AdminSignedT) -> list[str]:
+async def publish_record(settings: Settings, action: Action, record: AdminSigned) -> list[str]:
     """The whole record, signed by enough admins, on its own topic (a `VaultChange`: each of its
     events, carrying the change). Where each landed: ``record:<topic>/<partition>/<offset>``."""
     async with Client(settings) as client:

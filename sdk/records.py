@@ -234,11 +234,15 @@ async def chain_set_verdicts(
     async for found in follow_records(
         settings, (topics.AUDIT_EVENTS,), start, fetch_max_wait_ms=settings.fetch_wait_ms, keys=("",)
     ):
-        role, why = ("", "") if found is None else audit_writer(found.value, found.headers, keys)
-        if why is None and role in ("signer", "worker") and getattr(verdicts, role) is None:
-            for event in readable_audit_events(found.value):
-                if event.action in ("chains.changed", "chains.refused") and event.details.get("record_id") == wanted:
-                    setattr(verdicts, role, event)
+        if found is not None:  # None: no record within the poll
+            role, why = audit_writer(found.value, found.headers, keys)
+            if why is None and role in ("signer", "worker") and getattr(verdicts, role) is None:
+                for event in readable_audit_events(found.value):
+                    if (
+                        event.action in ("chains.changed", "chains.refused")
+                        and event.details.get("record_id") == wanted
+                    ):
+                        setattr(verdicts, role, event)
         if (verdicts.signer is not None and verdicts.worker is not None) or time.monotonic() > deadline:
             break
     return verdicts
@@ -291,7 +295,8 @@ async def _taken_by_worker(settings: Settings, agent_id: str, idle_polls: int) -
     """The policies of ``agent_id`` a streams worker recorded taking (``policy.updated``, signed by
     a pinned worker key; a topic writer's record counts for nothing), by version: their fields as
     the record gives them (all but the signatures)."""
-    keys, taken = PinnedAuditKeys(settings), {}
+    keys = PinnedAuditKeys(settings)
+    taken: dict[int, list[dict]] = {}
     idle = 0
     async for found in follow_records(settings, (topics.AUDIT_EVENTS,), keys=(agent_id,)):
         if found is None:
@@ -304,7 +309,10 @@ async def _taken_by_worker(settings: Settings, agent_id: str, idle_polls: int) -
             continue
         for event in readable_audit_events(found.value):
             if event.action == "policy.updated" and event.agent_id == agent_id:
-                taken.setdefault(event.details.get("version"), []).append(event.details.get("policy"))
+                version, fields = event.details.get("version"), event.details.get("policy")
+                # A record without them names no policy taken (it could never match one).
+                if isinstance(version, int) and isinstance(fields, dict):
+                    taken.setdefault(version, []).append(fields)
     return taken
 
 
@@ -341,11 +349,17 @@ class ReceiptUnavailable(RuntimeError):
     """No receipt could be fetched: the message says why (not in the ledger yet, no ledger endpoint)."""
 
 
-async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, intent_digest: str) -> str:
+async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, intent_digest: str | None) -> str:
     """The newest outcome's receipt of the intent of ``agent_id`` with ``intent_digest``, from the
     ledger's endpoint: a c2sp.org/tlog-proof (its audit event, inclusion proof and the witnesses'
     cosigned checkpoint) that an auditor checks offline with `warden audit check-receipt` and the
-    log's and witnesses' keys alone. A receipt whose event is about another record is refused."""
+    log's and witnesses' keys alone. A receipt whose event is about another record is refused.
+    ``intent_digest`` None: an outcome written before outcomes named one, which no receipt binds."""
+    if intent_digest is None:
+        raise ReceiptUnavailable(
+            f"the outcome of intent {intent_id} names no intent_digest (it was written before outcomes carried "
+            "one), so no receipt can be bound to its intent"
+        )
     url = f"http://{settings.ledger_http}/receipt"
     params = {"intent_id": intent_id, "agent_id": agent_id, "intent_digest": intent_digest}
     try:

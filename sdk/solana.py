@@ -134,6 +134,7 @@ def decode(text: str, field: str = "transaction") -> bytes:
 
 def unsigned(payer: Pubkey, instructions: list[Instruction], blockhash: Hash, legacy: bool = False) -> bytes:
     """The wire bytes of a transaction with every signature slot empty."""
+    message: Message | MessageV0
     if legacy:
         message = Message.new_with_blockhash(instructions, payer, blockhash)
     else:

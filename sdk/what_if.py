@@ -42,6 +42,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 
 _DECISIONS = ("intent.submitted", "stage.passed", "stage.failed", "intent.approved", "intent.parked", "intent.rejected")
 _SINCE = re.compile(r"^(\d+)([dh])$")
@@ -88,11 +89,11 @@ def moved(intent: TransactionIntent, asset_spend) -> dict[str, int]:
 class Replayed:
     recorded: Recorded
     outcome: str  # approved, parked, refused or undetermined
-    stage: str | None
+    stage: Stage | None
     code: str | None
     reason: str
     moved: dict[str, int]
-    not_judged: list[str] = field(default_factory=list)  # stages that needed the chain and never ran
+    not_judged: list[Stage] = field(default_factory=list)  # stages that needed the chain and never ran
 
     @property
     def changed(self) -> bool:
@@ -159,12 +160,12 @@ def from_rows(policy_rows, rows, since: datetime) -> LedgerRead:
     for chain, seq, intent_id, action, ts, raw in rows:
         details = orjson.loads(raw)
         if action == "intent.submitted":
-            recorded, why = _believed(details, (_utc(ts), chain, seq), policies)
-            if why is not None:
-                read.skipped[why] = read.skipped.get(why, 0) + 1
-            elif (intent_id, recorded.digest) not in found:
-                found[intent_id, recorded.digest] = recorded
-                first.setdefault(intent_id, recorded)
+            believed = _believed(details, (_utc(ts), chain, seq), policies)
+            if isinstance(believed, str):  # why it is not
+                read.skipped[believed] = read.skipped.get(believed, 0) + 1
+            elif (intent_id, believed.digest) not in found:
+                found[intent_id, believed.digest] = believed
+                first.setdefault(intent_id, believed)
             continue
         digest = details.get("intent_digest")
         recorded = first.get(intent_id) if digest is None else found.get((intent_id, digest))
@@ -212,30 +213,28 @@ def _policies(rows, since: datetime) -> list[_Adopted]:
     return before[-1:] + [p for p in adopted if p.at >= since]
 
 
-def _believed(
-    details: dict, where: tuple[datetime, int, int], policies: list[_Adopted]
-) -> tuple[Recorded | None, str | None]:
+def _believed(details: dict, where: tuple[datetime, int, int], policies: list[_Adopted]) -> Recorded | str:
     """The recorded intent of an ``intent.submitted`` event (its row's time, chain and seq), or why
-    it is not to be believed."""
+    it is not to be believed (one of the reasons above)."""
     at, chain, seq = where
     whole = details.get("intent")
     if whole is None:
-        return None, SUMMARY_ONLY
+        return SUMMARY_ONLY
     try:
         intent = TransactionIntent.model_validate(whole)
     except ValidationError:
-        return None, UNREADABLE
+        return UNREADABLE
     # Adopted before it: earlier, or in the same microsecond and earlier on the same chain.
     in_force = [p.policy for p in policies if p.at < at or (p.at == at and p.chain == chain and p.seq < seq)]
     if not in_force:
-        return None, NO_POLICY
+        return NO_POLICY
     digest = intent.digest()
     if details.get("intent_digest", digest) != digest:
         # Signed with the parts the ledger leaves out: the signature covers bytes no longer kept.
-        return None, PARTIAL
+        return PARTIAL
     if not intent_signature_valid(intent, max(in_force, key=lambda p: p.version)):
-        return None, SIGNATURE_INVALID
-    return Recorded(intent, at, digest=digest), None
+        return SIGNATURE_INVALID
+    return Recorded(intent, at, digest=digest)
 
 
 def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
@@ -271,7 +270,7 @@ def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
 class Windows:
     """The replay's own rolling windows, per asset: what the replayed decisions reserved."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._windows: dict[str, SpendWindow] = {}
 
     def spent(self, at: datetime):
@@ -340,7 +339,8 @@ def report(
 ) -> dict:
     """The what-if document: every decision that would change, then the totals, and the recorded
     intents not replayed (``skipped``), per reason."""
-    moved, would = {}, {}
+    moved: dict[str, int] = {}
+    would: dict[str, int] = {}
     for r in replayed:
         _add(moved, r.recorded.moved())
         _add(would, r.moved)

@@ -430,10 +430,11 @@ def paying(
     """The request header that pays: its name for the challenge's version and its base64 value,
     the payment payload (``inner``: an authorization and its signature; on Solana, the signed
     transaction) as the official SDK's client builds it."""
+    doc: dict[str, Any]
     if challenge.version == 1:
         doc = {"x402Version": 1, "scheme": "exact", "network": requirement.network, "payload": inner}
         return X_PAYMENT_HEADER, encode_header(doc)
-    doc: dict[str, Any] = {"x402Version": 2, "payload": inner, "accepted": dict(requirement.raw)}
+    doc = {"x402Version": 2, "payload": inner, "accepted": dict(requirement.raw)}
     if challenge.resource is not None:
         doc["resource"] = challenge.resource
     if challenge.extensions:

@@ -30,7 +30,7 @@ from schemas.fields import format_token_amount, parse_token_amount
 from schemas.outcomes import IntentParked, IntentRejected, SignedMessage, SignedSolanaTransaction
 from sdk import solana as build
 from sdk.client import new_solana_intent, new_typed_data_intent, policy_in_force, submit_and_wait
-from sdk.mcp_results import AwaitingApproval, Refusal
+from sdk.mcp_results import AwaitingApproval, Refusal, stated_refusal, stated_wait
 from sdk.x402 import (
     SolanaRequirement,
     X402Error,
@@ -168,6 +168,10 @@ async def _pay(settings, agent_id, agent_key, url, max_amount, timeout_s, http) 
             "an admin sets it to the agent's signing address (`warden keys list`)"
         )
     limit = asset_limit(policy, chosen)
+    if limit is None:  # choose() returns only a requirement in a token of the policy's asset_limits
+        raise X402Error(
+            f"accepts[{chosen.index}] asks for {chosen.asset}, which is not a token of the policy's asset_limits"
+        )
     if max_amount is not None:
         try:
             most = parse_token_amount(max_amount, limit.decimals, f"{limit.label} ({limit.decimals} decimals)")
@@ -340,13 +344,15 @@ def payment_summary(payment: Payment) -> str:
     if payment.status == "no_payment_required":
         return f"HTTP {payment.http_status} without a payment request: nothing paid"
     if payment.status == "refused":
+        refusal = stated_refusal(payment.refusal, f"the payment for {payment.url}")
         return (
-            f"refused {what} at stage {payment.refusal.stage}: {payment.refusal.code}{ident}; nothing was signed "
+            f"refused {what} at stage {refusal.stage}: {refusal.code}{ident}; nothing was signed "
             "or sent (the reason is in refusal.reason)"
         )
     if payment.status == "awaiting_approval":
+        until = stated_wait(payment.awaiting_approval, f"the payment for {payment.url}").expires_at
         return (
-            f"{what} waits for an admin's approval until {payment.awaiting_approval.expires_at.isoformat()}{ident}; "
+            f"{what} waits for an admin's approval until {until.isoformat()}{ident}; "
             "nothing was sent: ask again once it is approved"
         )
     if payment.status == "no_outcome_yet":

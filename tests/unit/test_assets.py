@@ -260,6 +260,15 @@ def test_set_approval_for_all_needs_the_operator_allowlisted_by_name():
     assert judge(intent(calldata("0xa22cb465", MALLORY, 0), to=NFT)).passed  # revoking is always allowed
 
 
+def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant():
+    # Its bool is no list of amounts to pair with token ids: it was once refused as malformed.
+    (move,) = movements.read_intent(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI), policy()).movements
+    assert (move.kind, move.to, move.amount, move.token_ids) == ("operator", ROUTER, 1, ())
+    assert judge(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI)).passed
+    assert judge(intent(calldata("0xa22cb465", MALLORY, 1), to=MULTI)).code == "OPERATOR_NOT_ALLOWLISTED"
+    assert judge(intent(calldata("0xa22cb465", MALLORY, 0), to=MULTI)).passed  # revoking is always allowed
+
+
 # --- other calls ----------------------------------------------------------------------------------
 
 
