@@ -28,6 +28,7 @@ from signer import lifecycle
 from signer.judging import Judging
 from signer.outcomes import SERVICE, Outcomes, SigningRefused
 from signer.signing import Signing, build_transaction
+from signer.state import AgentStates
 
 if TYPE_CHECKING:
     from signer.tracking import Tracked
@@ -42,7 +43,7 @@ class FeeBump:
 
     def __init__(
         self,
-        state,
+        state: AgentStates,
         judging: Judging,
         signing: Signing,
         outcomes: Outcomes,

@@ -25,13 +25,14 @@ from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from signer.outcomes import SigningRefused
 from signer.policies import PolicyBook
+from signer.state import AgentStates
 
 
 class Judging:
     """The signer's policy book, the pinned admin keys that sign policies and approvals, the
     agent state it reads spend from, and how old an intent may be (``max_age_us``)."""
 
-    def __init__(self, state, admins: Admins, policies: PolicyBook, max_age_us: int):
+    def __init__(self, state: AgentStates, admins: Admins, policies: PolicyBook, max_age_us: int):
         self.state = state
         self.admins = admins
         self.policies = policies

@@ -67,7 +67,7 @@ from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.signing import Sidecars, Signing, authorization_nonces, sidecar_of
 from signer.solana_tracking import SolanaTracking
-from signer.state import SignerState
+from signer.state import AgentStates
 from signer.tracking import Tracking
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
@@ -80,7 +80,7 @@ log = logging.getLogger("warden.signer")
 class Signer:
     def __init__(
         self,
-        state: SignerState,
+        state: AgentStates,
         keys,
         admins: Admins,
         node_for: Callable[[str], Node],

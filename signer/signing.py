@@ -30,6 +30,7 @@ from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.outcomes import SigningRefused
 from signer.sealing import NotSealedHere, SealingKeyPair
+from signer.state import AgentStates
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
@@ -123,7 +124,7 @@ class Sidecars:
     (again): kept at signing, dropped when its status is final, rebuilt from the intent the
     agent's record keeps after a restart."""
 
-    def __init__(self, state):
+    def __init__(self, state: AgentStates):
         self.state = state
         self._by_hash: dict[str, blobs.Sidecar] = {}
 
@@ -166,7 +167,7 @@ class Signing:
     """The agent's keys (custody, ``keys``), the sealing key client-held secrets are sealed to,
     and the nonce: the state's last one per address and the node's pending count."""
 
-    def __init__(self, state, keys, sealing: SealingKeyPair):
+    def __init__(self, state: AgentStates, keys, sealing: SealingKeyPair):
         self.state = state
         self.keys = keys
         self.sealing = sealing

@@ -27,6 +27,7 @@ from runtime.clock import Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.emit import Emit
 from schemas.outcomes import SignedSolanaTransaction
+from signer.state import AgentStates
 
 log = logging.getLogger("warden.signer")
 
@@ -36,7 +37,7 @@ _SEEN = ("processed", "confirmed", "finalized", "failed")
 
 
 class SolanaTracking:
-    def __init__(self, state, node_for: Callable[[str], Node], outcomes):
+    def __init__(self, state: AgentStates, node_for: Callable[[str], Node], outcomes):
         self.state = state
         self.node_for = node_for
         self.outcomes = outcomes

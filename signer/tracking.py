@@ -27,6 +27,7 @@ from signer.bump import FeeBump
 from signer.judging import Judging
 from signer.outcomes import Outcomes
 from signer.signing import Sidecars, Signing
+from signer.state import AgentStates
 
 log = logging.getLogger("warden.signer")
 # A tracker asks for its receipt when its chain's block watch (signer.blocks) sees one of its
@@ -70,7 +71,7 @@ class Tracking:
 
     def __init__(
         self,
-        state,
+        state: AgentStates,
         node_for: Callable[[str], Node],
         outcomes: Outcomes,
         sidecars: Sidecars,
