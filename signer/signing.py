@@ -50,6 +50,8 @@ def build_transaction(
 ):
     """The transaction for an intent, with exactly the gas and fees the signer priced and checked
     (and, for type 4, the authorizations the signer signed)."""
+    if intent.to is None:  # the schema requires it of a transaction intent
+        raise ValueError(f"intent {intent.intent_id} is a transaction without a recipient (to)")
     to = bytes.fromhex(intent.to[2:])
     data = bytes.fromhex(intent.data[2:])
     access = tuple(
@@ -61,6 +63,8 @@ def build_transaction(
         return txs.AccessListTransaction(chain_id, nonce, fees["gas_price"], gas, to, intent.value_wei, data, access)
     tip, cap = fees["max_priority_fee_per_gas"], fees["max_fee_per_gas"]
     if intent.tx_type == 3:
+        if intent.max_fee_per_blob_gas is None:  # the schema requires it of a type-3 intent
+            raise ValueError(f"intent {intent.intent_id} is a blob transaction without max_fee_per_blob_gas")
         hashes = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
         return txs.BlobTransaction(
             chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access, intent.max_fee_per_blob_gas, hashes
