@@ -207,7 +207,8 @@ class VaultLog(Protocol):
 
     def poll(self) -> list[VaultEvent]: ...
 
-    def write_lock(self) -> contextlib.AbstractContextManager[None]: ...
+    # Held with a bare `with`: what entering it gives (an RLock's True, a generator's None) is unused.
+    def write_lock(self) -> contextlib.AbstractContextManager[object]: ...
 
 
 class CallbackLog:
@@ -225,8 +226,8 @@ class CallbackLog:
     def poll(self) -> list[VaultEvent]:
         return []
 
-    def write_lock(self) -> contextlib.AbstractContextManager[None]:
-        return self._lock  # type: ignore[return-value]
+    def write_lock(self) -> contextlib.AbstractContextManager[object]:
+        return self._lock
 
 
 class FileEventLog:
