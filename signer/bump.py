@@ -28,6 +28,7 @@ from signer import lifecycle
 from signer.judging import Judging
 from signer.outcomes import SERVICE, Outcomes, SigningRefused
 from signer.signing import Signing, build_transaction
+from signer.state import AgentStates
 
 if TYPE_CHECKING:
     from signer.tracking import Tracked
@@ -42,7 +43,7 @@ class FeeBump:
 
     def __init__(
         self,
-        state,
+        state: AgentStates,
         judging: Judging,
         signing: Signing,
         outcomes: Outcomes,
@@ -102,12 +103,17 @@ class FeeBump:
         if policy is None or not policy.intents_api_enabled:
             return [], None, "not mined, and not replaced: the agent's intents API is disabled now"
         tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
-        if intent.tx_type == 2:
+        # The signed transaction is built from this very intent (`build_transaction`): of its type.
+        if intent.tx_type == 2 and isinstance(tx, txs.FeeMarketTransaction):
             fee, tip = tx.max_fee_per_gas, tx.max_priority_fee_per_gas
             market = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
-        else:
+        elif intent.tx_type in (0, 1) and isinstance(tx, (txs.LegacyTransaction, txs.AccessListTransaction)):
             fee, tip = tx.gas_price, None
             market = int(await node.call("eth_gasPrice"), 16)
+        else:
+            raise ValueError(
+                f"transaction {signed.tx_hash} of intent {signed.intent_id} is not of its intent's type {intent.tx_type}"
+            )
         try:
             new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
         except lifecycle.BumpRefused as refused:

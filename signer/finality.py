@@ -34,6 +34,7 @@ from schemas.chains import REGISTRY, Chain
 from schemas.emit import Emit
 from schemas.outcomes import SignedTransaction
 from signer import blocks
+from signer.state import AgentStates
 
 log = logging.getLogger("warden.signer")
 
@@ -46,7 +47,7 @@ class Finality:
 
     def __init__(
         self,
-        state,
+        state: AgentStates,
         node_for: Callable[[str], Node],
         watch_for: Callable[[str], blocks.BlockWatch],
         transition: Transition,
@@ -172,7 +173,7 @@ class Finality:
         return self.transition(signed, update, at, action="tx.reorged", reopen=reopen)
 
 
-def hashes_of(state, signed: SignedTransaction) -> list[str]:
+def hashes_of(state: AgentStates, signed: SignedTransaction) -> list[str]:
     """Every transaction signed for the intent, the record's own last (a fee bump may have been
     outrun by an earlier attempt: any of them may be the one mined)."""
     attempts = state.agent(signed.agent_id).attempts(signed.intent_id)
@@ -189,7 +190,7 @@ async def receipt_of(node: Node, hashes: list[str]) -> tuple[str, dict] | None:
     return None
 
 
-def included(state, signed: SignedTransaction, tx_hash: str, receipt: dict) -> dict:
+def included(state: AgentStates, signed: SignedTransaction, tx_hash: str, receipt: dict) -> dict:
     """The record's fields for a receipt of ``tx_hash``: mined (executed) or failed (reverted), at
     its block, with the fee the chain took."""
     agent = state.agent(signed.agent_id)

@@ -9,8 +9,9 @@ requires an admin's approval above the policy's threshold. Every failure is a `S
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from rules import judge, movements
 from rules.assets import approval_needed
@@ -20,18 +21,29 @@ from runtime.rpc import Node
 from schemas.auth import Admins, human_approval_valid
 from schemas.codes import Code
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent, idempotency_conflict
-from schemas.outcomes import HumanApproval, IntentApproved
+from schemas.outcomes import (
+    HumanApproval,
+    IntentApproved,
+    SignedMessage,
+    SignedSolanaMessage,
+    SignedSolanaTransaction,
+    SignedTransaction,
+)
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from signer.outcomes import SigningRefused
 from signer.policies import PolicyBook
+from signer.state import AgentStates
+
+# What a signature's record is, by kind: an idempotent copy answers with the first intent's, as that kind.
+SignedT = TypeVar("SignedT", SignedTransaction, SignedMessage, SignedSolanaTransaction, SignedSolanaMessage)
 
 
 class Judging:
     """The signer's policy book, the pinned admin keys that sign policies and approvals, the
     agent state it reads spend from, and how old an intent may be (``max_age_us``)."""
 
-    def __init__(self, state, admins: Admins, policies: PolicyBook, max_age_us: int):
+    def __init__(self, state: AgentStates, admins: Admins, policies: PolicyBook, max_age_us: int):
         self.state = state
         self.admins = admins
         self.policies = policies
@@ -52,8 +64,8 @@ class Judging:
         return policy
 
     async def opening(
-        self, approved: IntentApproved, now: datetime, model, read
-    ) -> tuple[AgentPolicy, judge.Judgement, tuple[str, object] | None]:
+        self, approved: IntentApproved, now: datetime, model: type[SignedT], read: Callable[[str], bytes | None]
+    ) -> tuple[AgentPolicy, judge.Judgement, tuple[str, SignedT] | None]:
         """Every signature's first steps: the policy in force (`verify`), what that policy alone
         decides (the stages that need no state nor node), and, when the intent's idempotency key
         was used within 24 h, the first intent's id and its ``model`` record read by ``read``
@@ -112,7 +124,7 @@ class Judging:
         return approval if -INTENT_MAX_FUTURE_US <= age < self.max_age_us else None
 
     def require_human_approval(
-        self, approved: IntentApproved, policy: AgentPolicy, asset_spend: dict[str, int], now: datetime
+        self, approved: IntentApproved, policy: AgentPolicy, asset_spend: Mapping[str, int], now: datetime
     ) -> None:
         """Above a threshold of the signer's own policy, nothing is signed without an admin's approval."""
         why = approval_needed(approved.intent, policy, asset_spend)
@@ -137,6 +149,8 @@ class Judging:
             raise SigningRefused(Code.POLICY_AGENT_MISMATCH, "the policy belongs to another agent")
         self.policies.offer(offered)  # a newer signed policy than the topic has brought yet is adopted
         held = self.policies.current(intent.agent_id)
+        if held is None:  # cannot be: the offered policy is signed, so it was held already or adopted just now
+            raise RuntimeError(f"no policy in force for agent {intent.agent_id!r} after its signed policy was offered")
         newest = max(held.version, self.state.agent(intent.agent_id).policy_version())
         if offered.version < newest:
             raise SigningRefused(
@@ -158,7 +172,9 @@ class Judging:
         ctx = judge.Context(spent=self.spent(intent, now), node=node, sender=sender, now=now, quote=quote)
         return await judge.run_stages(intent, policy, ctx)
 
-    def reused_key(self, intent: TransactionIntent, now: datetime, model, read) -> tuple[str, object] | None:
+    def reused_key(
+        self, intent: TransactionIntent, now: datetime, model: type[SignedT], read: Callable[[str], bytes | None]
+    ) -> tuple[str, SignedT] | None:
         """When the intent's idempotency key was used within 24 h: (the first intent's id, its signed
         record under this intent's id and digest). The first must have been signed, as this kind,
         for the same request: an approval written straight to the topic gets no other payment's

@@ -18,7 +18,9 @@ import hashlib
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -118,6 +120,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     keys = PinnedServiceKeys(settings)
 
     async def persist(agent_id: str) -> None:
+        if owner is None:  # set below, before the consumer reads anything that could need a persist
+            raise RuntimeError("a signature was to be made durable before the partition owner started")
         async with owner.batch:
             await owner.flush()
 
@@ -268,7 +272,7 @@ async def _caught_up(known: asyncio.Event, task: asyncio.Task, topic: str) -> No
         raise RuntimeError(f"{topic} ended before the signer caught up")
 
 
-def _audit_settled(settings: Settings, custody_audit: AuditOutbox, subject: str = "admins"):
+def _audit_settled(settings: Settings, custody_audit: AuditOutbox, subject: Literal["admins", "chains"] = "admins"):
     """The ledger's record of each admin set (``subject`` "chains": chain set) this signer took or refused."""
 
     def record(what: str, text: str, record_id: str) -> None:
@@ -322,8 +326,8 @@ async def follow_vault(
         settings, (topics.VAULT,), caught_up=caught_up, fetch_max_wait_ms=settings.fetch_wait_ms
     ):
         if caught_up.is_set() and not reader.history_read:
-            for (event_record, _), why in reader.caught_up():
-                custody_audit(refused_vault_event(event_record, why, utcnow()))
+            for (event_record, _), refusal in reader.caught_up():
+                custody_audit(refused_vault_event(event_record, refusal, utcnow()))
         if record is None:
             continue
         signed_by, problem = vault_event_problem(record.value, record.headers, admins)
@@ -380,12 +384,17 @@ class Trackers:
         an intent has is never only in the state. Trackers that change together share one append."""
         if not emits:
             return
-        async with self.owner.batch:
+        async with self._owner().batch:
             await self._durable_then_published(emits, partition)
+
+    def _owner(self) -> PartitionOwner:
+        if self.owner is None:  # set before anything is tracked: the owner's restore starts the trackers
+            raise RuntimeError("a tracker reported before the signer's partition owner was set")
+        return self.owner
 
     async def _durable_then_published(self, emits: list[Emit], partition: int) -> None:
         """Holding the batch: the state change and its outbox appended, then published."""
-        await self.owner.flush()
+        await self._owner().flush()
         await self._publish(emits)
         self.states.partition(partition).published(emits)
 
@@ -394,8 +403,15 @@ class Trackers:
 
     def track(self, signed: SignedTransaction | SignedSolanaTransaction) -> None:
         partition = self.states.partition_of(signed.agent_id)
-        tracking = self.signer.solana_tracking if isinstance(signed, SignedSolanaTransaction) else self.signer.tracking
-        task = asyncio.create_task(tracking.keep(signed, utcnow, lambda emits: self.emit(emits, partition)))
+
+        def emit(emits: list[Emit]) -> Awaitable[None]:
+            return self.emit(emits, partition)
+
+        if isinstance(signed, SignedSolanaTransaction):
+            kept: Coroutine[Any, Any, object] = self.signer.solana_tracking.keep(signed, utcnow, emit)
+        else:
+            kept = self.signer.tracking.keep(signed, utcnow, emit)
+        task = asyncio.create_task(kept)
         self.pending[task] = partition
         task.add_done_callback(lambda done: self.pending.pop(done, None))
 
@@ -621,7 +637,8 @@ async def _lag(consumer: AIOKafkaConsumer) -> int:
 
 def _log_tasks() -> None:
     for task in asyncio.all_tasks():
-        where, awaiting = [], task.get_coro()
+        where: list[str] = []
+        awaiting: object = task.get_coro()
         while awaiting is not None:  # down the chain of awaits: where each task waits, innermost last
             frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "ag_frame", None)
             if frame is not None:

@@ -31,6 +31,7 @@ from schemas.outcomes import (
 )
 from schemas.policy import AgentPolicy
 from signer import lifecycle
+from signer.state import AgentStates
 
 SERVICE = "service:signer"
 
@@ -74,7 +75,7 @@ class Outcomes:
     """Signs, records and reports each outcome: the state it records in, the service key it
     signs with, and where the signer runs (``tee``), which every record states."""
 
-    def __init__(self, state, service_key: tuple[str, Ed25519PrivateKey], tee: str):
+    def __init__(self, state: AgentStates, service_key: tuple[str, Ed25519PrivateKey], tee: str):
         self.state = state
         self.key_id, self._service_key = service_key
         self.tee = tee

@@ -67,7 +67,7 @@ from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.signing import Sidecars, Signing, authorization_nonces, sidecar_of
 from signer.solana_tracking import SolanaTracking
-from signer.state import SignerState
+from signer.state import AgentStates
 from signer.tracking import Tracking
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
@@ -80,7 +80,7 @@ log = logging.getLogger("warden.signer")
 class Signer:
     def __init__(
         self,
-        state: SignerState,
+        state: AgentStates,
         keys,
         admins: Admins,
         node_for: Callable[[str], Node],
@@ -128,7 +128,7 @@ class Signer:
 
     async def handle(
         self, raw: bytes | None, source: Source, now: datetime
-    ) -> tuple[list[Emit], SignedTransaction | None]:
+    ) -> tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]:
         """One approved record → what to publish, and the signed tx to broadcast (if the intent asks).
 
         Never raises for a record it could read: whatever goes wrong while signing becomes the
@@ -318,6 +318,8 @@ class Signer:
                 complete=True,
             )
             quote = judged.quote
+            if quote is None:  # cannot be: every stage passed, the fee stage's quote with it
+                raise RuntimeError(f"intent {intent.intent_id} passed every stage without a fee quote")
             auth_nonces = authorization_nonces(intent, nonce)
             signed = self.signing.transaction(intent, agent, chain.chain_id, nonce, quote, auth_nonces)
         # "from" is the address derived from this very key (`Signing.agent_key`), already in EIP-55 form.
@@ -375,12 +377,17 @@ class Signer:
             )
             assets = dict(judged.asset_spend)
             judging.require_human_approval(approved, policy, assets, now)
-            typed = None
+            document, typed = None, None  # a typed_data intent's, and its hash
             if intent.intent_type == "personal_sign":
+                if intent.message is None:  # the schema requires it of a personal_sign intent
+                    raise ValueError(f"intent {intent.intent_id} is a personal_sign without its message")
                 digest = messages.personal_sign_hash(bytes.fromhex(intent.message[2:]))
             else:
+                document = intent.typed_data
+                if document is None:  # the schema requires it of a typed_data intent
+                    raise ValueError(f"intent {intent.intent_id} is a typed_data without its document")
                 try:
-                    typed = typed_data.hash_typed_data(intent.typed_data.as_document())
+                    typed = typed_data.hash_typed_data(document.as_document())
                 except typed_data.InvalidTypedData as exc:
                     raise SigningRefused(Code.TYPED_DATA_INVALID, f"the typed data does not encode: {exc}") from None
                 digest = typed.digest
@@ -395,8 +402,8 @@ class Signer:
                 **{"from": agent.address},
                 message_hash="0x" + digest.hex(),
                 signature="0x" + signature.hex(),
-                primary_type=None if typed is None else intent.typed_data.primaryType,
-                verifying_contract=None if typed is None else intent.typed_data.verifying_contract,
+                primary_type=None if document is None else document.primaryType,
+                verifying_contract=None if document is None else document.verifying_contract,
                 domain_separator=None if typed is None else "0x" + typed.domain_separator.hex(),
                 tee=self.tee,
                 signed_at=now,

@@ -30,6 +30,7 @@ from signer.custody._crypto import wipe
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, ProviderUnavailable
 from signer.outcomes import SigningRefused
 from signer.sealing import NotSealedHere, SealingKeyPair
+from signer.state import AgentStates
 from svm import messages as solana_messages
 from svm import transactions as solana_transactions
 
@@ -49,6 +50,8 @@ def build_transaction(
 ):
     """The transaction for an intent, with exactly the gas and fees the signer priced and checked
     (and, for type 4, the authorizations the signer signed)."""
+    if intent.to is None:  # the schema requires it of a transaction intent
+        raise ValueError(f"intent {intent.intent_id} is a transaction without a recipient (to)")
     to = bytes.fromhex(intent.to[2:])
     data = bytes.fromhex(intent.data[2:])
     access = tuple(
@@ -60,6 +63,8 @@ def build_transaction(
         return txs.AccessListTransaction(chain_id, nonce, fees["gas_price"], gas, to, intent.value_wei, data, access)
     tip, cap = fees["max_priority_fee_per_gas"], fees["max_fee_per_gas"]
     if intent.tx_type == 3:
+        if intent.max_fee_per_blob_gas is None:  # the schema requires it of a type-3 intent
+            raise ValueError(f"intent {intent.intent_id} is a blob transaction without max_fee_per_blob_gas")
         hashes = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
         return txs.BlobTransaction(
             chain_id, nonce, tip, cap, gas, to, intent.value_wei, data, access, intent.max_fee_per_blob_gas, hashes
@@ -123,7 +128,7 @@ class Sidecars:
     (again): kept at signing, dropped when its status is final, rebuilt from the intent the
     agent's record keeps after a restart."""
 
-    def __init__(self, state):
+    def __init__(self, state: AgentStates):
         self.state = state
         self._by_hash: dict[str, blobs.Sidecar] = {}
 
@@ -166,7 +171,7 @@ class Signing:
     """The agent's keys (custody, ``keys``), the sealing key client-held secrets are sealed to,
     and the nonce: the state's last one per address and the node's pending count."""
 
-    def __init__(self, state, keys, sealing: SealingKeyPair):
+    def __init__(self, state: AgentStates, keys, sealing: SealingKeyPair):
         self.state = state
         self.keys = keys
         self.sealing = sealing

@@ -27,6 +27,7 @@ from runtime.clock import Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.emit import Emit
 from schemas.outcomes import SignedSolanaTransaction
+from signer.state import AgentStates
 
 log = logging.getLogger("warden.signer")
 
@@ -36,7 +37,7 @@ _SEEN = ("processed", "confirmed", "finalized", "failed")
 
 
 class SolanaTracking:
-    def __init__(self, state, node_for: Callable[[str], Node], outcomes):
+    def __init__(self, state: AgentStates, node_for: Callable[[str], Node], outcomes):
         self.state = state
         self.node_for = node_for
         self.outcomes = outcomes
@@ -74,13 +75,18 @@ class SolanaTracking:
         self, signed: SignedSolanaTransaction, at: datetime
     ) -> tuple[list[Emit], SignedSolanaTransaction] | None:
         """One look at the node: the new record and what to publish, or None (nothing changed)."""
+        tx_signature = signed.tx_signature
+        if tx_signature is None:  # a broadcast needs every signature, the fee payer's too (`Signer._sign_solana`)
+            raise ValueError(
+                f"the Solana transaction of intent {signed.intent_id} has no fee payer's signature to follow"
+            )
         node = self.node_for(signed.chain)
-        (status,) = await solana.statuses(node, [signed.tx_signature])
+        (status,) = await solana.statuses(node, [tx_signature])
         if status is None:
             valid = (await node.call("isBlockhashValid", signed.recent_blockhash, {"commitment": "processed"}))["value"]
             if not valid:
                 # Looked for once more: it may have landed just before the blockhash expired.
-                (status,) = await solana.statuses(node, [signed.tx_signature])
+                (status,) = await solana.statuses(node, [tx_signature])
             if status is None and not valid:
                 self.state.agent(signed.agent_id).void_assets(signed.intent_id)
                 return self.outcomes.solana_status(
@@ -96,11 +102,9 @@ class SolanaTracking:
                 )
             if status is None:
                 if signed.status in _SEEN:
-                    error = f"the node no longer holds it (it was {signed.status} in slot {signed.slot}); sent again"
+                    gone = f"the node no longer holds it (it was {signed.status} in slot {signed.slot}); sent again"
                     await self._send(signed, to_us(at))
-                    return self.outcomes.solana_status(
-                        signed, {"status": "broadcast", "slot": None, "error": error}, at
-                    )
+                    return self.outcomes.solana_status(signed, {"status": "broadcast", "slot": None, "error": gone}, at)
                 if to_us(at) - self._sent_us.get(signed.intent_id, 0) >= RESEND_US:
                     await self._send(signed, to_us(at))
                 return None

@@ -34,6 +34,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 from rules.window import SpendWindow
 from runtime.kafka import partition_of
@@ -121,6 +122,17 @@ _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled"})
 # Not final: broadcast and not decided yet, or decided at a block that is not final (a record
 # written before finality was recorded has no "final": it is looked at again too).
 _NOT_FINAL = """instr(record, '"final":true') = 0 AND instr(record, '"status":"sign_only"') = 0"""
+
+
+class AgentStates(Protocol):
+    """What the signer's parts read and write the record through: one agent's rows (`agent`), and
+    the partition an agent's records must arrive on (`partition_of`; None: any). The signer
+    process's `PartitionedState` is one (a file per partition), and so is one `SignerState` file
+    holding every agent (tests, tools)."""
+
+    def agent(self, agent_id: str) -> AgentState: ...
+
+    def partition_of(self, agent_id: str) -> int | None: ...
 
 
 def _outbox_id(emit: Emit) -> str:

@@ -27,6 +27,7 @@ from signer.bump import FeeBump
 from signer.judging import Judging
 from signer.outcomes import Outcomes
 from signer.signing import Sidecars, Signing
+from signer.state import AgentStates
 
 log = logging.getLogger("warden.signer")
 # A tracker asks for its receipt when its chain's block watch (signer.blocks) sees one of its
@@ -70,7 +71,7 @@ class Tracking:
 
     def __init__(
         self,
-        state,
+        state: AgentStates,
         node_for: Callable[[str], Node],
         outcomes: Outcomes,
         sidecars: Sidecars,
@@ -184,11 +185,19 @@ class Tracking:
         """A final idempotent copy whose original the chain gave up (one more reorg since): the copy
         takes the original's record as it is now (reopened, or final again at another block) and
         follows it again (`_follow`), so neither says final at a block the chain no longer holds."""
-        original = SignedTransaction.from_bytes(self.state.agent(copy.agent_id).signed_record(original_id))
+        original = self._original_record(copy, original_id)
         if original.reorgs <= copy.reorgs:
             return None
         update = {name: getattr(original, name) for name in _FOLLOWED}
         return self.transition(copy, update, at, action="tx.reorged", reopen=True)
+
+    def _original_record(self, copy: SignedTransaction, original_id: str) -> SignedTransaction:
+        """The record of the intent an idempotent copy answers with: one the signer signed (a copy
+        is made only of a signed original, `Judging.reused_key`, and no signed row is ever deleted)."""
+        raw = self.state.agent(copy.agent_id).signed_record(original_id)
+        if raw is None:
+            raise ValueError(f"intent {copy.intent_id} follows intent {original_id}, which has no signed record here")
+        return SignedTransaction.from_bytes(raw)
 
     async def reconcile(self, signed: SignedTransaction, now: datetime) -> tuple[list[Emit], SignedTransaction]:
         """The first look after a restart at a record that is not final (or final but recent),
@@ -314,7 +323,8 @@ class Tracking:
             return tracked.waiting is not None and watch.reading == stepped_at
 
         def step_due_us() -> int:
-            return max(check_us, tracked.waiting.until_us) if idle() else check_us
+            waiting = tracked.waiting
+            return max(check_us, waiting.until_us) if waiting is not None and idle() else check_us
 
         try:
             while True:
@@ -362,7 +372,7 @@ class Tracking:
         the original's transaction reaches, under its own id and digest, until it is final."""
         while not copy.final:
             try:
-                original = SignedTransaction.from_bytes(self.state.agent(copy.agent_id).signed_record(original_id))
+                original = self._original_record(copy, original_id)
                 changed = {
                     name: getattr(original, name)
                     for name in _FOLLOWED
@@ -519,6 +529,8 @@ def _last_nonce(signed: SignedTransaction) -> int:
     if signed.tx_type != 4:
         return signed.nonce
     tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
+    if not isinstance(tx, txs.SetCodeTransaction):  # signed from a type-4 intent (`build_transaction`)
+        raise ValueError(f"transaction {signed.tx_hash} of intent {signed.intent_id} is recorded as type 4 but is not")
     return signed.nonce + len(tx.authorization_list)
 
 

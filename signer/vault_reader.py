@@ -19,6 +19,7 @@ only a topic's history holds them) waits for the end of the topic alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ _HISTORY = "before quorums"
 # What a reader is told of each event it settled: the caller's own item for it, and None when it
 # was applied or why it was refused.
 Settled = tuple[Any, str | None]
+# An event refused: the caller's item for it, and why.
+Refused = tuple[Any, str]
 
 
 @dataclass
@@ -73,7 +76,7 @@ class VaultReader:
                 settled += self._refuse(lambda w: w.change == change_id)
         return settled
 
-    def caught_up(self) -> list[Settled]:
+    def caught_up(self) -> list[Refused]:
         """The topic was read to its end: every event still waiting for its vault is refused, but
         those of a change with events still unread. Called once. Until then nothing is refused
         for a missing vault: a restarted signer reads the partitions' histories in any order, so
@@ -81,7 +84,7 @@ class VaultReader:
         self.history_read = True
         return self._refuse(lambda w: w.change == _HISTORY or w.change not in self._unread)
 
-    def _refuse(self, which) -> list[Settled]:
+    def _refuse(self, which: Callable[[_Waiting], bool]) -> list[Refused]:
         refused = [w for w in self._waiting if which(w)]
         for each in refused:
             self._waiting.remove(each)
@@ -90,9 +93,7 @@ class VaultReader:
     def _now_held(self) -> list[Settled]:
         """The waiting events whose vault is now held, applied (a mode can free a secret)."""
         settled: list[Settled] = []
-        ready = True
-        while ready:
-            ready = [w for w in self._waiting if self.book.unheld(w.event) is None]
+        while ready := [w for w in self._waiting if self.book.unheld(w.event) is None]:
             for waiting in ready:
                 self._waiting.remove(waiting)
                 self.book.apply(waiting.event)

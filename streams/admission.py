@@ -13,6 +13,7 @@ import functools
 import hashlib
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -21,7 +22,6 @@ from runtime.trust import KeysNow
 from schemas import topics
 from schemas.auth import (
     Admins,
-    OutcomeT,
     ServiceKeys,
     intent_signature_valid,
     outcome_forgery,
@@ -38,6 +38,9 @@ from streams.decide import SERVICE, Decider
 from streams.replays import Replays
 from svm.messages import read as read_solana_message
 from svm.transactions import read as read_solana
+
+# The records only a streams worker writes, each carrying the intent it is about (`Admission._from_a_worker`).
+WorkerRecordT = TypeVar("WorkerRecordT", StageEnvelope, IntentAbandoned)
 
 
 class Admission:
@@ -166,33 +169,36 @@ class Admission:
         ]
         raw_policy = self.policies.get(intent.agent_id)
         policy = policy_of(raw_policy) if raw_policy else None
-        failure = None
         if policy is None:
-            failure = (
+            return out + self._refused_at_intake(
+                intent,
                 Code.POLICY_MISSING,
                 f"no policy for agent {intent.agent_id!r}; an admin creates one with `warden agents create`",
-            )
-        else:
-            admitted = judge.admit(intent, policy, now, self.max_age_us)
-            if not admitted.passed:
-                failure = (admitted.code, admitted.reason)
-        if failure:
-            verdict = StageVerdict(
-                intent_id=intent.intent_id, stage="intake", passed=False, code=failure[0], reason=failure[1]
-            )
-            # A forged record must not decide the fate of the real intent with the same id: the
-            # intent's digest leaves its signature out, so a copy of a real intent's fields under a
-            # bad signature has the real one's digest. Its rejection is bound to the bytes it came
-            # in (which the real intent's client does not accept) and not remembered.
-            forged = failure[0] == Code.AGENT_SIGNATURE_INVALID
-            bound_to = bytes_digest(raw) if forged else None
-            return out + [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
-                intent, verdict, [verdict], now, remember=not forged, bound_to=bound_to
+                raw,
+                now,
             ), None
+        admitted = judge.admit(intent, policy, now, self.max_age_us)
+        if not admitted.passed:
+            return out + self._refused_at_intake(intent, admitted.code, admitted.reason, raw, now), None
         replay = self.replays.idempotent(intent, policy, now)
         if replay is not None:
             return out + replay, None
         return out, (intent, policy)
+
+    def _refused_at_intake(
+        self, intent: TransactionIntent, code: Code, reason: str, raw: bytes | None, now: datetime
+    ) -> list[Emit]:
+        """Intake's verdict and the rejection of an intent it refused."""
+        verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code=code, reason=reason)
+        # A forged record must not decide the fate of the real intent with the same id: the
+        # intent's digest leaves its signature out, so a copy of a real intent's fields under a
+        # bad signature has the real one's digest. Its rejection is bound to the bytes it came
+        # in (which the real intent's client does not accept) and not remembered.
+        forged = code == Code.AGENT_SIGNATURE_INVALID
+        bound_to = bytes_digest(raw) if forged else None
+        return [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
+            intent, verdict, [verdict], now, remember=not forged, bound_to=bound_to
+        )
 
     # -- records only a streams worker writes ---------------------------------------------------
 
@@ -265,11 +271,12 @@ class Admission:
             return [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
                 intent, verdict, [verdict], now, remember=False, bound_to=bound_to
             )
+        assert raw is not None  # it was read as an IntentAbandoned (`_from_a_worker`): no empty record is one
         return self.decider.abandon(intent, raw, now)
 
     def _from_a_worker(
-        self, model: type[OutcomeT], raw: bytes | None, source: Source, now: datetime, written_to: str
-    ) -> OutcomeT | list[Emit]:
+        self, model: type[WorkerRecordT], raw: bytes | None, source: Source, now: datetime, written_to: str
+    ) -> WorkerRecordT | list[Emit]:
         """A record only a streams worker writes (a stage envelope, an abandoned intent), or the
         dead letter of one that no pinned worker signed about the intent it carries: what such a
         record says is acted on, so one a topic writer made must decide nothing."""
@@ -396,6 +403,8 @@ def _what(intent: TransactionIntent) -> dict:
         }
     if intent.intent_type == "typed_data":
         typed = intent.typed_data
+        if typed is None:  # the schema requires it of a typed_data intent
+            raise ValueError(f"intent {intent.intent_id} is a typed_data without its document")
         return {
             "kind": "typed_data",
             "primary_type": typed.primaryType,

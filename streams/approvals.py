@@ -69,12 +69,13 @@ class Approvals:
             return refused("no intent with this id is awaiting approval (decided, expired or unknown); ignored")
         if approval.intent_digest != decision.digest or approval.agent_id != decision.agent_id:
             return refused("the decision names another intent (intent_digest or agent differs); ignored")
-        if to_us(now) >= decision.expires_us:
+        expires_us, pending_record = decision.waiting()
+        if to_us(now) >= expires_us:
             return refused("the wait for approval had ended; the intent expired") + self._expire(
                 approval.intent_id, now
             )
         self.decider.parked.pop(approval.intent_id, None)
-        pending = IntentApproved.from_bytes(decision.pending)
+        pending = IntentApproved.from_bytes(pending_record)
         actor = f"admin:{approval.admin_key_id}"
         if approval.decision == "deny":
             self.decider.windows.release(decision.agent_id, approval.intent_id)
@@ -168,7 +169,8 @@ class Approvals:
         decision = self.decider.decisions.get(intent_id)
         if decision is None or decision.outcome != "parked":
             return []
-        pending = IntentApproved.from_bytes(decision.pending)
+        _, pending_record = decision.waiting()
+        pending = IntentApproved.from_bytes(pending_record)
         self.decider.windows.release(decision.agent_id, intent_id)
         waited = pending.policy.approval_timeout_s
         verdict = StageVerdict(

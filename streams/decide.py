@@ -25,6 +25,7 @@ from schemas.emit import audit as _audit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, StageEnvelope, StageVerdict
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from streams.decision import Decision, Decisions
 from streams.windows import Windows
 
@@ -55,7 +56,7 @@ class Decider:
     # -- the stages -----------------------------------------------------------------------------
 
     async def timed_stage(
-        self, stage: str, intent: TransactionIntent, policy: AgentPolicy, now: datetime, so_far: judge.Judgement
+        self, stage: Stage, intent: TransactionIntent, policy: AgentPolicy, now: datetime, so_far: judge.Judgement
     ) -> judge.Judgement:
         began = time.perf_counter()  # a duration for the metric; decisions use only `now`
         try:
@@ -77,6 +78,8 @@ class Decider:
     def envelope(self, intent, policy, judged: judge.Judgement) -> Emit:
         """The hand-off to the next stage's topic, with the judgement so far, typed."""
         stage = judged.next_stage(intent)
+        if stage is None:  # its callers hand on only a judgement with a stage to go (`Engine.on_intake`, `on_stage`)
+            raise ValueError(f"intent {intent.intent_id} has no stage left to be handed to")
         envelope = self.signed(
             StageEnvelope(
                 stage=stage,
@@ -322,7 +325,7 @@ class Decider:
         self.windows.rebuild(self.decisions)
         self.parked.clear()
         self.parked.update(
-            (intent_id, d.expires_us) for intent_id, d in self.decisions.items() if d.outcome == "parked"
+            (intent_id, d.waiting()[0]) for intent_id, d in self.decisions.items() if d.outcome == "parked"
         )
 
     # -- signing --------------------------------------------------------------------------------

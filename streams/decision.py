@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args, overload
 
 Outcome = Literal["approved", "parked", "rejected", "released", "abandoned"]
 """``released``: approved, then refused by a signer, so its reservation no longer counts.
@@ -22,6 +22,7 @@ Outcome = Literal["approved", "parked", "rejected", "released", "abandoned"]
 last word on it (NO_OUTCOME, unless it decided it already), and it holds nothing."""
 
 _OUTCOMES = frozenset(get_args(Outcome))
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,15 @@ class Decision:
     def __post_init__(self) -> None:
         if self.outcome not in _OUTCOMES:
             raise ValueError(f"a decision's outcome is one of {sorted(_OUTCOMES)}, not {self.outcome!r}")
+
+    def waiting(self) -> tuple[int, bytes]:
+        """A parked decision's wait for an admin: (when it ends, µs; the approval it becomes).
+        `Decider._park` writes both with every parked decision; one without them is no parked one."""
+        if self.expires_us is None or self.pending is None:
+            raise ValueError(
+                f"a decision {self.outcome} at {self.at_us} holds no wait for an admin (expires_us, pending)"
+            )
+        return self.expires_us, self.pending
 
     @property
     def reserves(self) -> bool:
@@ -125,7 +135,17 @@ class Decisions(MutableMapping[str, Decision]):
     def __getitem__(self, intent_id: str) -> Decision:
         return Decision.from_stored(self.stored[intent_id])
 
-    def get(self, intent_id: str, default: Decision | None = None) -> Decision | None:
+    # Mapping.get's overloads, over the stored form: a stored None is no decision either.
+    @overload
+    def get(self, intent_id: str, /) -> Decision | None: ...
+
+    @overload
+    def get(self, intent_id: str, default: Decision, /) -> Decision: ...
+
+    @overload
+    def get(self, intent_id: str, default: _T, /) -> Decision | _T: ...
+
+    def get(self, intent_id: str, default: object = None) -> object:
         stored = self.stored.get(intent_id)
         return default if stored is None else Decision.from_stored(stored)
 

@@ -35,6 +35,7 @@ from schemas.auth import Admins, ServiceKeys
 from schemas.emit import Emit, Source
 from schemas.intent import INTENT_MAX_AGE_US
 from schemas.outcomes import StageEnvelope
+from schemas.stages import Stage
 from streams.admission import Admission
 from streams.approvals import Approvals
 from streams.decide import Decider
@@ -118,7 +119,7 @@ class Engine:
         intent, policy = state
         return out + [self.decider.envelope(intent, policy, judge.Judgement())]
 
-    async def on_stage(self, stage: str, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
+    async def on_stage(self, stage: Stage, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         """Split topology: one guardrail per hop, reading the envelope the previous stage wrote."""
         envelope = self.admission.stage_envelope(stage, raw, source, now)
         if isinstance(envelope, list):

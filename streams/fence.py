@@ -101,7 +101,7 @@ class Fence:
             self._confirmed_at = max(sent, self._confirmed_at or sent)
         return confirmed
 
-    async def ready(self, retry_s: float = 0.2) -> None:
+    async def ready(self, retry_s: float | None = 0.2) -> None:
         """Before a decision or a publish: confirmed again if the lease lapsed (a stall, a starved
         loop), asking until the coordinator confirms this worker or a rebalance takes its
         partitions (`revoked`): a membership in doubt for a moment (a coordinator busy with

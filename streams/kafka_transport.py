@@ -27,6 +27,7 @@ from the settings before it builds the app.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport import drivers
@@ -54,7 +55,10 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         reader = AIOKafkaConsumer(
-            bootstrap_servers=faust_aiokafka.server_list(self.transport.url, self.transport.default_port),
+            # This thread's consumer belongs to `Transport` below (an aiokafka one), as Faust casts it too.
+            bootstrap_servers=faust_aiokafka.server_list(
+                self.transport.url, cast(faust_aiokafka.Transport, self.transport).default_port
+            ),
             enable_auto_commit=False,
             fetch_max_wait_ms=10,
         )

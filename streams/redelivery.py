@@ -97,8 +97,9 @@ class Pending:
     def due(self, now_us: int, limit: int = 1000) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
         """(records to send again, records to give up on). Each comes due again only after
         another grace period; one already sent ``max_attempts`` times is given up, once."""
-        again, give_up = [], []
-        due = []
+        again: list[tuple[str, bytes]] = []
+        give_up: list[tuple[str, bytes]] = []
+        due: list[tuple[tuple[str, str], tuple[int, str, bytes, int]]] = []
         for intent, waiting in self._waiting.items():
             if now_us - waiting[0] < self.grace_us or len(due) >= limit:
                 break  # and so is every one after it
@@ -117,7 +118,9 @@ class Pending:
         """Every watched intent comes due ``by_us`` later: for that long the watch read nothing (its
         process was stopped or starved), so it cannot tell an intent without an outcome from one
         whose outcome it has not read yet. Order is kept: every one moves by the same amount."""
-        self._waiting = {intent: (at + by_us, *rest) for intent, (at, *rest) in self._waiting.items()}
+        self._waiting = {
+            intent: (at + by_us, key, raw, attempts) for intent, (at, key, raw, attempts) in self._waiting.items()
+        }
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -128,8 +131,8 @@ def watched_intent(raw: bytes | None, max_bytes: int, partition: int) -> tuple[t
     can read (``sent``: the SHA-256 of its bytes), read on its agent's partition (``partition``:
     where it was read). Anything else is dead-lettered by the worker, and that is its outcome."""
     intent = read_intent(raw, max_bytes)
-    if isinstance(intent, Unreadable) or partition != partition_of(intent.agent_id):
-        return None
+    if raw is None or isinstance(intent, Unreadable) or partition != partition_of(intent.agent_id):
+        return None  # (a null record is Unreadable; named for the checker, which hashes it below)
     return (intent.intent_id, intent.digest(), hashlib.sha256(raw).hexdigest()), intent.agent_id
 
 
@@ -147,7 +150,7 @@ def abandoned_record(
     ).to_bytes()
 
 
-_OUTCOMES = {
+_OUTCOMES: dict[str, type[IntentApproved | IntentRejected | IntentParked | DeadLetter]] = {
     topics.INTENTS_APPROVED: IntentApproved,
     topics.INTENTS_REJECTED: IntentRejected,
     topics.INTENTS_AWAITING_APPROVAL: IntentParked,

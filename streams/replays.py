@@ -67,7 +67,7 @@ class Replays:
             return None
         if decision.digest != intent.digest():
             return self.replay(intent, now)
-        decided = decision.outcome
+        decided: str = decision.outcome
         if decided == "rejected":
             decided += " " + IntentRejected.model_validate_json(decision.record).code
         found = judged.refusal

@@ -17,10 +17,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import faust
 import orjson
 from aiokafka.protocol.group import HeartbeatRequest
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import EventT, StreamT, TableT
 
 from runtime import metrics
 from runtime.admins import follow_admin_sets, settled_event
@@ -34,7 +38,7 @@ from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.auth import AuditSigner
 from schemas.emit import Emit, Source, join_audits
-from schemas.stages import ALL_GUARDRAIL_STAGES
+from schemas.stages import ALL_GUARDRAIL_STAGES, Stage
 from streams import kafka_transport
 from streams.decide import SERVICE
 from streams.decision import supersedes
@@ -51,14 +55,13 @@ def build_app(settings: Settings) -> faust.App:
     kafka_transport.fetch_max_wait_ms = settings.fetch_wait_ms
     app = _faust_app(settings)
 
-    def table(name: str) -> faust.Table:
+    def table(name: str) -> TableT:
         return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
 
-    decisions = app.tables.add(
-        DecisionsTable(
-            app, name="warden-decisions", beacon=app.tables.beacon, partitions=topics.PARTITIONS, key_type=str
-        )
+    decisions = DecisionsTable(
+        app, name="warden-decisions", beacon=app.tables.beacon, partitions=topics.PARTITIONS, key_type=str
     )
+    app.tables.add(decisions)
 
     nodes = Nodes(settings.rpc_url_for)
     worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
@@ -79,11 +82,11 @@ def build_app(settings: Settings) -> faust.App:
     loops = Loops(app, settings, engine, worker_key)
 
     @app.on_before_shutdown.connect
-    def _close_nodes(app, **kwargs) -> None:
+    def _close_nodes(app: faust.App, /, *args: Any, **kwargs: Any) -> None:  # the shape mode types a handler with
         app.loop.create_task(nodes.close())
 
-    app.on_partitions_revoked.connect(loops.on_revoked)
-    app.on_partitions_assigned.connect(loops.on_assigned)
+    app.on_partitions_revoked.connect(loops.on_revoked)  # type: ignore[arg-type]  # mode types handlers (sender, *args): not these, given the partitions
+    app.on_partitions_assigned.connect(loops.on_assigned)  # type: ignore[arg-type]  # mode types handlers (sender, *args): not these, given the partitions
     app.timer(interval=5.0)(loops.report_lag)
     app.timer(interval=FENCE_CONFIRM_S)(loops.keep_membership)
     app.timer(interval=1.0)(loops.remind_deadlines)
@@ -303,11 +306,17 @@ class Loops:
     async def _heartbeat(self, generation: int) -> bool:
         """Whether the group coordinator answers a heartbeat of this member at ``generation``
         without error. Sent on the producer's connection: the consumer's runs in its own thread."""
-        coordinator = self.app.consumer._thread._ensure_consumer()._coordinator
+        # The app's consumer and producer are the warden:// transport's (`build_app`), aiokafka's.
+        consumer = cast(kafka_transport.Consumer, self.app.consumer)
+        thread = cast(kafka_transport.ConsumerThread, consumer._thread)  # made by `Consumer._new_consumer_thread`
+        coordinator = thread._ensure_consumer()._coordinator
         node_id, member_id = coordinator.coordinator_id, coordinator.member_id
         if node_id is None or coordinator.generation != generation:
             return False  # the consumer knows it left that generation, or has no coordinator
-        client = self.app.producer._producer.client
+        producer = cast(faust_aiokafka.Producer, self.app.producer)._producer
+        if producer is None:
+            raise RuntimeError("the worker's producer is not started")
+        client = producer.client
         response = await client.send(node_id, HeartbeatRequest(coordinator.group_id, generation, member_id))
         return response.error_code == 0
 
@@ -405,7 +414,7 @@ class Loops:
         async for event in stream.events():
             await self.decide(event, self.engine.on_intake, event.value, _source_of(event), utcnow(), windows=False)
 
-    def stage(self, stage: str):
+    def stage(self, stage: Stage):
         """Split topology: the agent of one stage's topic."""
 
         async def run(stream):
@@ -435,17 +444,17 @@ class Held:
     lot has acked none of it; its intents are read again and the decisions already in the table
     replayed. One flush at a time, so lots leave in the order they were decided."""
 
-    def __init__(self, publish_decided):
+    def __init__(self, publish_decided: Callable[[list[tuple[Decided, list[Emit]]], bool], Awaitable[None]]):
         self._publish_decided = publish_decided
         # (stream, event, what deciding it emitted): acked on the stream it came from
-        self._lot: list[tuple[object, object, list[Emit]]] = []
+        self._lot: list[tuple[StreamT, EventT, list[Emit]]] = []
         self._flushing = asyncio.Lock()
 
     @property
     def count(self) -> int:
         return len(self._lot)
 
-    def add(self, stream, event, emits: list[Emit]) -> None:
+    def add(self, stream: StreamT, event: EventT, emits: list[Emit]) -> None:
         self._lot.append((stream, event, emits))
 
     async def flush(self, once: bool = False) -> None:

@@ -38,7 +38,7 @@ class AwsKmsRoot:
         max_attempts: int = 3,
         **client_kwargs: Any,
     ):
-        import boto3
+        import boto3  # type: ignore[import-untyped]  # boto3 ships no types (no py.typed; boto3-stubs not installed)
         from botocore.config import Config
 
         guard_client_logs()

@@ -124,12 +124,12 @@ class VaultBook:
             if isinstance(event, PolicyGranted):
                 # The highest (seq, event_id) wins, so any delivery order of
                 # grants and revocations ends in the same state.
-                slot = (event.agent_id, event.prefix)
+                grant = (event.agent_id, event.prefix)
                 stamp = (event.seq, event.event_id)
-                current = state.grants.get(slot)
-                if current is not None and current[0] >= stamp:
+                held = state.grants.get(grant)
+                if held is not None and held[0] >= stamp:
                     return False
-                state.grants[slot] = (stamp, event.granted)
+                state.grants[grant] = (stamp, event.granted)
                 return True
             if isinstance(event, AttestationRequirementSet):
                 if state.attestation is not None:

@@ -11,6 +11,7 @@ so the same fact always carries the same id.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import hashlib
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, TypeVar, Union, get_args
+from typing import Annotated, Any, Literal, Protocol, TypeVar, Union, get_args, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -66,8 +67,9 @@ class VaultEvent(Record):
         Each event type defines it; a bare VaultEvent is never written."""
         raise TypeError(f"{type(self).__name__} has no record key; only concrete vault events are written")
 
+    # builtins.type: in this class's body ``type`` is the event's ``type`` field, for the checker.
     @classmethod
-    def new(cls: type[_E], **fields: Any) -> _E:
+    def new(cls: builtins.type[_E], **fields: Any) -> _E:
         """A new event whose id is derived from everything else it records. Each
         write carries fresh ciphertext or a higher sequence number, so distinct
         facts never share an id, and a re-published fact keeps its own."""
@@ -199,12 +201,14 @@ def parse_event(raw: bytes | str | Mapping[str, Any]) -> VaultEvent:
     return _EVENT_ADAPTER.validate_json(raw)
 
 
+@runtime_checkable  # `Vaults` tells a log from a bare publish callable by its methods
 class VaultLog(Protocol):
     def publish(self, event: VaultEvent) -> None: ...
 
     def poll(self) -> list[VaultEvent]: ...
 
-    def write_lock(self) -> contextlib.AbstractContextManager[None]: ...
+    # Held with a bare `with`: what entering it gives (an RLock's True, a generator's None) is unused.
+    def write_lock(self) -> contextlib.AbstractContextManager[object]: ...
 
 
 class CallbackLog:
@@ -222,8 +226,8 @@ class CallbackLog:
     def poll(self) -> list[VaultEvent]:
         return []
 
-    def write_lock(self) -> contextlib.AbstractContextManager[None]:
-        return self._lock  # type: ignore[return-value]
+    def write_lock(self) -> contextlib.AbstractContextManager[object]:
+        return self._lock
 
 
 class FileEventLog:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import Any, cast
 
 from signer.custody.errors import InvalidKey, ProviderUnavailable
 
@@ -79,12 +79,20 @@ class Pkcs11Root:
     def wrap(self, plaintext: bytes, aad: bytes) -> bytes:
         from pkcs11 import Mechanism
         from pkcs11.mechanisms import GCMParams
+        from pkcs11.types import EncryptMixin
 
+        # python-pkcs11 gives a key its encrypt method only when the token says it may (CKA_ENCRYPT).
+        if not isinstance(self._key, EncryptMixin):
+            raise ProviderUnavailable(f"PKCS#11 ({self.name}) wrap failed: the key {self.key_label!r} may not encrypt")
         iv = os.urandom(_IV_BYTES)
         try:
             with self._lock:
-                sealed = self._key.encrypt(
-                    bytes(plaintext), mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)
+                # Bytes in, bytes out (an iterator only for an iterator): python-pkcs11 types no overloads.
+                sealed = cast(
+                    bytes,
+                    self._key.encrypt(
+                        bytes(plaintext), mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)
+                    ),
                 )
         except Exception as exc:
             raise ProviderUnavailable(f"PKCS#11 ({self.name}) wrap failed: {type(exc).__name__}") from None
@@ -93,14 +101,22 @@ class Pkcs11Root:
     def unwrap(self, ciphertext: bytes, aad: bytes) -> bytearray:
         from pkcs11 import Mechanism, exceptions
         from pkcs11.mechanisms import GCMParams
+        from pkcs11.types import DecryptMixin
 
         if len(ciphertext) < 1 + _IV_BYTES + 16 or ciphertext[:1] != _VERSION:
             raise InvalidKey()
+        # python-pkcs11 gives a key its decrypt method only when the token says it may (CKA_DECRYPT).
+        if not isinstance(self._key, DecryptMixin):
+            raise ProviderUnavailable(
+                f"PKCS#11 ({self.name}) unwrap failed: the key {self.key_label!r} may not decrypt"
+            )
         iv, sealed = ciphertext[1 : 1 + _IV_BYTES], ciphertext[1 + _IV_BYTES :]
         try:
             with self._lock:
-                plaintext = self._key.decrypt(
-                    sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)
+                # Bytes in, bytes out (an iterator only for an iterator): python-pkcs11 types no overloads.
+                plaintext = cast(
+                    bytes,
+                    self._key.decrypt(sealed, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(iv, aad, 128)),
                 )
         except _unavailable_errors(exceptions) as exc:
             raise ProviderUnavailable(f"PKCS#11 ({self.name}) unwrap failed: {type(exc).__name__}") from None

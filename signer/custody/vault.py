@@ -76,7 +76,7 @@ class Vaults:
             raise CustodyError("Vaults needs at least one root of trust")
         self.primary = next(iter(by_name.values()))
         self._clock = clock
-        log: VaultLog = publish if hasattr(publish, "poll") else CallbackLog(publish)  # type: ignore[arg-type]
+        log = publish if isinstance(publish, VaultLog) else CallbackLog(publish)
         self.keks = Keks(by_name, kek_ttl, release)
         cmeks = CmekLayer()
         auditor = Auditor(audit)
