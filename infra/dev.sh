@@ -100,7 +100,8 @@ case "${1:-}" in
   # most of a stack test is waiting on its processes, and two cores fill that. `-n 0` runs
   # in this process instead.
   test) shift; exec .venv/bin/python -m pytest -n 3 --dist loadfile "$@" ;;
-  lint) shift; .venv/bin/ruff check "$@" . && exec .venv/bin/ruff format --check "$@" . ;;
+  # ruff (lint and format), then mypy ([tool.mypy] in pyproject.toml: strict for evm, svm, schemas, rules, ledger).
+  lint) shift; .venv/bin/ruff check "$@" . && .venv/bin/ruff format --check "$@" . && exec .venv/bin/mypy ;;
   "") exec .venv/bin/warden --help ;;
   *) exec .venv/bin/warden "$@" ;;
 esac

@@ -121,13 +121,13 @@ class Nodes:
         self._url_for = url_for
         self._nodes: dict[str, JsonRpc] = {}
 
-    def for_chain(self, chain: str) -> JsonRpc:
+    def for_chain(self, chain: str) -> Node:
         node = self._nodes.get(chain)
         if node is None:
             try:
                 url = self._url_for(chain)
             except RuntimeError as exc:  # no RPC configured for it: each call says so, nothing is cached
-                return Unconfigured(str(exc))  # type: ignore[return-value]
+                return Unconfigured(str(exc))
             node = self._nodes[chain] = JsonRpc(url)
         return node
 

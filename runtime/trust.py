@@ -29,6 +29,8 @@ from runtime.config import Settings
 from schemas.admins import ACTIONS, parse_thresholds, valid_admin_keys
 from schemas.auth import Admins, AuditSigner, Role, load_or_create_ed25519, public_key_hex
 
+SERVICE_ROLES: tuple[Role, ...] = get_args(Role)
+
 LOCAL_ADMIN_ID = "local-admin"
 _PUBLIC_KEY = re.compile(r"0x[0-9a-f]{64}")
 
@@ -173,6 +175,7 @@ class PinnedAuditKeys:
                 except ValueError:  # the local admin key caught mid-write: no new key yet
                     pass
             return self._admins.get(key_id)
-        if role in get_args(Role):
-            return self._services.key_now(role, key_id)  # type: ignore[arg-type]
+        for service in SERVICE_ROLES:
+            if service == role:
+                return self._services.key_now(service, key_id)
         return None

@@ -28,7 +28,7 @@ _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 
 
-def parse_token_amount(text: str, decimals: int, unit: str = "the token's unit", base: str = "base units") -> int:
+def parse_token_amount(text: object, decimals: int, unit: str = "the token's unit", base: str = "base units") -> int:
     """``"1.5"`` in a unit with ``decimals`` decimals → base units (wei for the native unit).
     Rejects numbers, negatives, exponents and more decimals than the unit has."""
     if not isinstance(text, str):
@@ -70,7 +70,7 @@ def format_token_amount(units: int, decimals: int) -> str:
     return f"{whole}.{frac:0{decimals}d}".rstrip("0")
 
 
-def parse_native_amount(text: str) -> int:
+def parse_native_amount(text: object) -> int:
     """``"1.5"`` in the native unit → wei (18 decimals: 1 wei = 0.000000000000000001)."""
     return parse_token_amount(text, 18, "the native unit", "wei")
 
@@ -81,8 +81,7 @@ def format_native_amount(wei: int) -> str:
 
 
 def _native_amount(value: object) -> str:
-    parse_native_amount(value)  # type: ignore[arg-type]
-    return format_native_amount(parse_native_amount(value))  # type: ignore[arg-type]
+    return format_native_amount(parse_native_amount(value))
 
 
 def _address(value: object) -> str:

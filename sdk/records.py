@@ -37,7 +37,7 @@ from schemas.chain_set import ChainSet
 from schemas.chains import REGISTRY, ChainRegistry
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
-from sdk.outcomes import read_outcome
+from sdk.outcomes import Outcome, read_outcome
 
 _log = logging.getLogger("warden.chains")
 
@@ -328,6 +328,7 @@ async def pending_approvals(settings: Settings, now: datetime, idle_polls: int =
     # worker could not read) ends no wait.
     decided: set[tuple[str, str | None]] = set()
     async for topic, value in read_to_quiet(settings, (topics.INTENTS_AWAITING_APPROVAL, *_DECIDED), idle_polls):
+        record: IntentApproved | Outcome | None
         if topic == topics.INTENTS_APPROVED:
             try:
                 record = IntentApproved.from_bytes(value)

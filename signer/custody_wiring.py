@@ -60,7 +60,12 @@ def keystore_from_settings(
     from signer.custody import FileEventLog, Vaults, roots_from_settings
     from signer.custody.events import CallbackLog
     from signer.custody.keys import KeyStore
+    from signer.custody.modes import mode_named
     from signer.key_release import Attester, KeyRelease
+
+    # Checked before anything is built: a mistyped WARDEN_KEY_MODE stops the signer at start, not
+    # the first vault's creation.
+    mode = mode_named(settings.key_mode)
 
     class _MirroredLog(FileEventLog):
         def publish_many(self, events) -> None:
@@ -79,7 +84,7 @@ def keystore_from_settings(
     # The mode applies when the signing-key vault is first created. Without named providers
     # the vault spreads the KEK over as many configured roots as the mode needs
     # (``CustodyMode.roots``), in order: WARDEN_ROOT_PROVIDER, then WARDEN_ROOT_PROVIDERS.
-    return KeyStore(vaults, mode=settings.key_mode)
+    return KeyStore(vaults, mode=mode)
 
 
 def _unwritten(event) -> None:

@@ -113,8 +113,18 @@ class TwoOfThreeClientCustody(_TwoOfThree):
 REGISTRY: Mapping[str, CustodyMode] = {
     mode.name: mode for mode in (Standard(), TwoOfTwoClientCustody(), TwoOfThreeMultiHsm(), TwoOfThreeClientCustody())
 }
-MODES: tuple[str, ...] = get_args(Mode)
+MODES_TYPED: tuple[Mode, ...] = get_args(Mode)
+MODES: tuple[str, ...] = MODES_TYPED
 CLIENT_MODES = frozenset(name for name, mode in REGISTRY.items() if mode.client_custody)
+
+
+def mode_named(name: str) -> Mode:
+    """``name`` as a custody mode (from ``WARDEN_KEY_MODE``, an admin's command), or
+    `CustodyError` naming the modes there are."""
+    for mode in MODES_TYPED:
+        if mode == name:
+            return mode
+    raise CustodyError(f"unknown custody mode {name!r}; choose one of {', '.join(MODES)}")
 
 
 def custody_mode(name: str) -> CustodyMode:
