@@ -24,6 +24,7 @@ from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from ledger.store import Store, sql_string
 from ledger.verify import NOT_BELIEVED
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, event_id
 from schemas.auth import AuditKeys, audit_writer, claimed_service
 
@@ -54,7 +55,7 @@ def unreadable_event(partition: int, offset: int, raw: bytes | None, reason: str
     return AuditEvent(
         event_id=unreadable_event_id(partition, offset),
         actor="service:ledger",
-        action="dlq.recorded",
+        action=AuditAction.DLQ_RECORDED,
         resource=f"record:{topics.AUDIT_EVENTS}/{partition}/{offset}",
         ts=now,
         details={

@@ -14,6 +14,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, event_id
 
 
@@ -51,9 +52,11 @@ def source_changed_event(
     """What the ledger says when its broker changed: records the previous broker held past the
     stored offsets, if any, were never read, and no one can read them now."""
     return AuditEvent(
-        event_id=event_id("ledger.source_changed", str(previous), cluster, json.dumps(sorted(stored.items()))),
+        event_id=event_id(
+            AuditAction.LEDGER_SOURCE_CHANGED, str(previous), cluster, json.dumps(sorted(stored.items()))
+        ),
         actor="service:ledger",
-        action="ledger.source_changed",
+        action=AuditAction.LEDGER_SOURCE_CHANGED,
         resource=f"topic:{topics.AUDIT_EVENTS}",
         ts=now,
         details={

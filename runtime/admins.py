@@ -15,6 +15,7 @@ from typing import Literal
 from runtime.config import Settings
 from runtime.kafka import follow
 from schemas import topics
+from schemas.actions import admin_record_action
 from schemas.auth import Admins, AdminSetBook, VersionBook
 from schemas.emit import Emit, audit
 
@@ -67,7 +68,7 @@ def settled_event(
     ((_, service_id),) = service.items()
     return audit(
         actor,
-        f"{subject}.changed" if what == "adopted" else f"{subject}.refused",
+        admin_record_action(subject, adopted=what == "adopted"),
         subject,
         now,
         service_id,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
+from schemas.actions import AuditAction
 from schemas.fields import UtcDatetime
 from schemas.record import Record
 
@@ -18,7 +19,13 @@ class AuditEvent(Record):
 
     event_id: str
     actor: Actor
-    action: str
+    # Every action Warden writes is an AuditAction, and the JSON Schema lists them (``examples``), but
+    # the field is any string: the ledger records every event a pinned service signed, also one
+    # with an action a newer service added that this reader does not know yet.
+    action: str = Field(
+        description="<subject>.<what happened>: one of AuditAction (schemas/actions.py), listed in examples",
+        json_schema_extra={"examples": [action.value for action in AuditAction]},
+    )
     resource: str
     ts: UtcDatetime
     intent_id: str | None = None

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_record, event_id
 from schemas.outcomes import DeadLetter
 from schemas.record import SCHEMA_VERSION
@@ -42,7 +43,7 @@ class Source:
 
 def audit(
     actor: str,
-    action: str,
+    action: AuditAction,
     resource: str,
     now: datetime,
     *id_parts: str,
@@ -62,9 +63,9 @@ def audit(
         details = {"intent_digest": intent_digest, **details}
     # Any: the fields of an AuditEvent, which checks them when it builds the event.
     fields: dict[str, Any] = dict(
-        event_id=event_id(action, *id_parts),
+        event_id=event_id(str(action), *id_parts),
         actor=actor,
-        action=action,
+        action=str(action),  # the plain string: the fast path below takes only exact strs
         resource=resource,
         ts=now,
         intent_id=intent_id,
@@ -141,7 +142,7 @@ def dead_letter(
         Emit(topics.DLQ, key or "", letter.to_bytes()),
         audit(
             actor,
-            "dlq.recorded",
+            AuditAction.DLQ_RECORDED,
             source.resource,
             now,
             source.resource,

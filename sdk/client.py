@@ -28,6 +28,7 @@ from runtime.kafka import audit_headers, end_offsets, follow_records
 from runtime.kafka import producer as new_producer
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.admins import VaultChange
 from schemas.audit import readable_audit_events
 from schemas.auth import (
@@ -497,7 +498,7 @@ async def wait_policy_applied(
             for event in readable_audit_events(record.value):
                 if (
                     event.agent_id == policy.agent_id
-                    and event.action in ("policy.updated", "policy.refused")
+                    and event.action in (AuditAction.POLICY_UPDATED, AuditAction.POLICY_REFUSED)
                     and event.details.get("version") == policy.version
                 ):
                     return event.action

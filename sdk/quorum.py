@@ -23,6 +23,7 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, read_to_quiet
 from runtime.trust import PinnedAuditKeys
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, VaultChange, digest_of
 from schemas.audit import readable_audit_events
 from schemas.auth import Admins, AdminSignedT, audit_writer, cosign, sign_vault_change
@@ -259,9 +260,9 @@ async def wait_vault_applied(
         # tell an admin that a key change no signer took is in force.
         if found is not None and audit_writer(found.value, found.headers, keys) == ("signer", None):
             for event in readable_audit_events(found.value):
-                if event.resource in records and event.action == "vault.event_applied":
+                if event.resource in records and event.action == AuditAction.VAULT_EVENT_APPLIED:
                     applied.setdefault(event.resource, []).append(event.details.get("signer_id", ""))
-                elif event.resource in records and event.action == "vault.event_refused":
+                elif event.resource in records and event.action == AuditAction.VAULT_EVENT_REFUSED:
                     refused[event.resource] = event.details.get("reason", "")
         if records <= applied.keys() | refused.keys() or time.monotonic() > deadline:
             break

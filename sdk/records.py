@@ -23,6 +23,7 @@ from runtime.config import Settings
 from runtime.kafka import follow_records, read_to_quiet
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, readable_audit_events
 from schemas.auth import (
     Admins,
@@ -210,9 +211,9 @@ class ChainSetVerdicts:
     def outcome(self) -> str | None:
         """ "chains.changed" once both took it, "chains.refused" when either refused it, else None."""
         heard = [e.action for e in (self.signer, self.worker) if e is not None]
-        if "chains.refused" in heard:
-            return "chains.refused"
-        return "chains.changed" if len(heard) == 2 else None
+        if AuditAction.CHAINS_REFUSED in heard:
+            return AuditAction.CHAINS_REFUSED
+        return AuditAction.CHAINS_CHANGED if len(heard) == 2 else None
 
     def as_dict(self) -> dict[str, dict | None]:
         return {
@@ -239,7 +240,7 @@ async def chain_set_verdicts(
             if why is None and role in ("signer", "worker") and getattr(verdicts, role) is None:
                 for event in readable_audit_events(found.value):
                     if (
-                        event.action in ("chains.changed", "chains.refused")
+                        event.action in (AuditAction.CHAINS_CHANGED, AuditAction.CHAINS_REFUSED)
                         and event.details.get("record_id") == wanted
                     ):
                         setattr(verdicts, role, event)
@@ -308,7 +309,7 @@ async def _taken_by_worker(settings: Settings, agent_id: str, idle_polls: int) -
         if audit_writer(found.value, found.headers, keys) != ("worker", None):
             continue
         for event in readable_audit_events(found.value):
-            if event.action == "policy.updated" and event.agent_id == agent_id:
+            if event.action == AuditAction.POLICY_UPDATED and event.agent_id == agent_id:
                 version, fields = event.details.get("version"), event.details.get("policy")
                 # A record without them names no policy taken (it could never match one).
                 if isinstance(version, int) and isinstance(fields, dict):

@@ -36,6 +36,7 @@ from rules.movements import NATIVE
 from rules.window import SpendWindow
 from runtime.clock import to_us
 from runtime.config import Settings
+from schemas.actions import AuditAction
 from schemas.auth import intent_signature_valid
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
@@ -44,7 +45,14 @@ from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from schemas.stages import Stage
 
-_DECISIONS = ("intent.submitted", "stage.passed", "stage.failed", "intent.approved", "intent.parked", "intent.rejected")
+_DECISIONS = (
+    AuditAction.INTENT_SUBMITTED,
+    AuditAction.STAGE_PASSED,
+    AuditAction.STAGE_FAILED,
+    AuditAction.INTENT_APPROVED,
+    AuditAction.INTENT_PARKED,
+    AuditAction.INTENT_REJECTED,
+)
 _SINCE = re.compile(r"^(\d+)([dh])$")
 
 
@@ -159,7 +167,7 @@ def from_rows(policy_rows, rows, since: datetime) -> LedgerRead:
     first: dict[str, Recorded] = {}  # by intent id, for decisions recorded before they named the digest
     for chain, seq, intent_id, action, ts, raw in rows:
         details = orjson.loads(raw)
-        if action == "intent.submitted":
+        if action == AuditAction.INTENT_SUBMITTED:
             believed = _believed(details, (_utc(ts), chain, seq), policies)
             if isinstance(believed, str):  # why it is not
                 read.skipped[believed] = read.skipped.get(believed, 0) + 1
@@ -171,13 +179,17 @@ def from_rows(policy_rows, rows, since: datetime) -> LedgerRead:
         recorded = first.get(intent_id) if digest is None else found.get((intent_id, digest))
         if recorded is None:  # a decision about a record not replayed (a forged copy's refusal names its bytes)
             continue
-        if action in ("stage.passed", "stage.failed"):
-            _facts(recorded, details, passed=action == "stage.passed")
-        elif action == "intent.approved":
+        if action in (AuditAction.STAGE_PASSED, AuditAction.STAGE_FAILED):
+            _facts(recorded, details, passed=action == AuditAction.STAGE_PASSED)
+        elif action == AuditAction.INTENT_APPROVED:
             recorded.outcome = "approved"
-        elif action == "intent.parked":
+        elif action == AuditAction.INTENT_PARKED:
             recorded.outcome = "parked"
-        elif action == "intent.rejected" and details.get("stage") != "signing" and recorded.outcome == "undecided":
+        elif (
+            action == AuditAction.INTENT_REJECTED
+            and details.get("stage") != "signing"
+            and recorded.outcome == "undecided"
+        ):
             recorded.outcome, recorded.stage, recorded.code = "refused", details.get("stage"), details.get("code")
     for recorded in found.values():
         if recorded.outcome == "undecided":

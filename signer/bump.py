@@ -18,6 +18,7 @@ from evm import transactions as txs
 from rules.guardrails import verdict
 from runtime.clock import to_us
 from runtime.rpc import Node
+from schemas.actions import AuditAction
 from schemas.chains import REGISTRY
 from schemas.codes import Code
 from schemas.emit import Emit, audit
@@ -181,7 +182,7 @@ class FeeBump:
         emits.append(
             audit(
                 SERVICE,
-                "tx.fee_bumped",
+                AuditAction.TX_FEE_BUMPED,
                 f"intent:{intent.intent_id}",
                 at,
                 intent.intent_id,
@@ -209,7 +210,7 @@ class FeeBump:
         reason = f"{why} ({refusal.code}): {refusal.reason}"
         event = audit(
             SERVICE,
-            "tx.bump_refused",
+            AuditAction.TX_BUMP_REFUSED,
             f"intent:{signed.intent_id}",
             at,
             signed.intent_id,

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from runtime.rpc import Node
+from schemas.actions import AuditAction
 from schemas.chains import REGISTRY, Chain
 from schemas.emit import Emit
 from schemas.outcomes import SignedTransaction
@@ -77,7 +78,7 @@ class Finality:
         self, signed: SignedTransaction, chain: Chain, node: Node, watch: blocks.BlockWatch, at: datetime
     ) -> tuple[list[Emit], SignedTransaction] | None:
         if signed.block_number is None:  # failed before the chain saw it (the node refused it): nothing can change
-            return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
+            return self.transition(signed, {"status": signed.status, "final": True}, at, action=AuditAction.TX_FINAL)
         if signed.block_hash is None:  # recorded before block hashes were: where the chain has it now
             moved = await receipt_of(node, hashes_of(self.state, signed))
             if moved is not None:
@@ -89,7 +90,7 @@ class Finality:
             # Settled: the worst case reserved at signing gives way to what the chain took.
             agent = self.state.agent(signed.agent_id)
             agent.settle_spend(signed.intent_id, (signed.value_wei if ok else 0) + (signed.fee_wei or 0), executed=ok)
-            return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
+            return self.transition(signed, {"status": signed.status, "final": True}, at, action=AuditAction.TX_FINAL)
         left = f"block {signed.block_number} ({signed.block_hash}) that held {signed.tx_hash} left the chain"
         return await self._where_now(signed, node, at, left)
 
@@ -136,7 +137,7 @@ class Finality:
             log.warning("%s: %s; now in block %d", signed.intent_id, left, update["block_number"])
             error = f"{left}; it is now in block {update['block_number']}"
             update = {**update, "final": False, "reorgs": signed.reorgs + 1, "error": error}
-            return self.transition(signed, update, at, "tx.reorged", reopen=reopen)
+            return self.transition(signed, update, at, AuditAction.TX_REORGED, reopen=reopen)
         return await self._send_again(signed, node, at, left, reopen)
 
     async def _nonce_used(
@@ -149,7 +150,7 @@ class Finality:
             return None
         # None of this intent's transactions executed, at a final block: nothing it would have spent counts.
         self.state.agent(signed.agent_id).settle_spend(signed.intent_id, 0, executed=False)
-        return self.transition(signed, {"status": signed.status, "final": True}, at, action="tx.final")
+        return self.transition(signed, {"status": signed.status, "final": True}, at, action=AuditAction.TX_FINAL)
 
     async def _send_again(
         self, signed: SignedTransaction, node: Node, at: datetime, left: str, reopen: bool = False
@@ -170,7 +171,7 @@ class Finality:
             "reorgs": signed.reorgs + 1,
             "error": f"{left}; {note}",
         }
-        return self.transition(signed, update, at, action="tx.reorged", reopen=reopen)
+        return self.transition(signed, update, at, action=AuditAction.TX_REORGED, reopen=reopen)
 
 
 def hashes_of(state: AgentStates, signed: SignedTransaction) -> list[str]:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from runtime.attestation import evidence as evidence_
 from runtime.attestation.policy import AttestationPolicy, failures
 from runtime.attestation.verify import parse_report, report_data_binding
+from schemas.actions import AuditAction
 from schemas.emit import Emit
 from schemas.sealing import SUITE
 from signer.custody._crypto import wipe
@@ -95,7 +96,7 @@ class KeyRelease:
         if why:
             record = self._audit_record(
                 actor,
-                "key.release_refused",
+                AuditAction.KEY_RELEASE_REFUSED,
                 resource,
                 now,
                 request,
@@ -118,7 +119,7 @@ class KeyRelease:
             wipe(material)
         self._audit_record(
             actor,
-            "key.released",
+            AuditAction.KEY_RELEASED,
             resource,
             now,
             request,
@@ -141,7 +142,7 @@ class KeyRelease:
         return failures(self.policy.verify(request.report, request.vcek, binding, issued_at, now))
 
     def _audit_record(
-        self, actor: str, action: str, resource: str, now: datetime, request: ReleaseRequest, **details
+        self, actor: str, action: AuditAction, resource: str, now: datetime, request: ReleaseRequest, **details
     ) -> Emit:
         record = audit_record(
             actor,

@@ -40,6 +40,7 @@ from runtime.readiness import mark_ready
 from runtime.rpc import Nodes, RpcError, RpcUnavailable
 from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import Admins, AuditSigner, public_key_hex, sign_announcement, vault_event_problem
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
@@ -298,7 +299,7 @@ async def follow_policies(
                 custody_audit(
                     audit(
                         SERVICE,
-                        "policy.enforced",
+                        AuditAction.POLICY_ENFORCED,
                         f"policy:{adopted.agent_id}",
                         now,
                         adopted.agent_id,
@@ -563,7 +564,7 @@ def applied_vault_event(settings: Settings, record, signed_by: list[str], now: d
     resource = f"record:{record.topic}/{record.partition}/{record.offset}"
     return audit(
         SERVICE,
-        "vault.event_applied",
+        AuditAction.VAULT_EVENT_APPLIED,
         resource,
         now,
         settings.signer_id,
@@ -581,7 +582,7 @@ def refused_vault_event(record, why: str, now: datetime) -> Emit:
     log.warning("vault event %s not applied: %s", resource, why)
     return audit(
         SERVICE,
-        "vault.event_refused",
+        AuditAction.VAULT_EVENT_REFUSED,
         resource,
         now,
         resource,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime import metrics
 from runtime.clock import to_us
 from schemas import topics
+from schemas.actions import AuditAction, solana_action, tx_action
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, Source, audit, dead_letter
@@ -115,7 +116,7 @@ class Outcomes:
             Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
             audit(
                 SERVICE,
-                "tx.sign_failed",
+                AuditAction.TX_SIGN_FAILED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -160,7 +161,7 @@ class Outcomes:
             Emit(topics.TXS_SIGNED, intent.agent_id, record),
             audit(
                 SERVICE,
-                "tx.signed",
+                AuditAction.TX_SIGNED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -204,7 +205,7 @@ class Outcomes:
             Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
             audit(
                 SERVICE,
-                "message.signed",
+                AuditAction.MESSAGE_SIGNED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -240,7 +241,9 @@ class Outcomes:
         signed, record = self._recorded(intent, result, policy, now, slot, assets, "solana")
         return [
             Emit(topics.SOLANA_SIGNED, intent.agent_id, record),
-            self._solana_audit("solana.signed", signed, now, policy_version=policy.version, idempotent_copy_of=copy_of),
+            self._solana_audit(
+                AuditAction.SOLANA_SIGNED, signed, now, policy_version=policy.version, idempotent_copy_of=copy_of
+            ),
         ], signed
 
     def solana_message_signed(
@@ -259,7 +262,7 @@ class Outcomes:
             Emit(topics.SOLANA_MESSAGES_SIGNED, intent.agent_id, record),
             audit(
                 SERVICE,
-                "solana.message_signed",
+                AuditAction.SOLANA_MESSAGE_SIGNED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -309,10 +312,10 @@ class Outcomes:
         metrics.TXS.labels(result.status).inc()
         return [
             Emit(topics.SOLANA_SIGNED, signed.agent_id, raw),
-            self._solana_audit(f"solana.{result.status}", result, at),
+            self._solana_audit(solana_action(result.status), result, at),
         ], result
 
-    def _solana_audit(self, action: str, signed: SignedSolanaTransaction, at: datetime, **more) -> Emit:
+    def _solana_audit(self, action: AuditAction, signed: SignedSolanaTransaction, at: datetime, **more) -> Emit:
         return audit(
             SERVICE,
             action,
@@ -339,7 +342,12 @@ class Outcomes:
         )
 
     def transition(
-        self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None, reopen: bool = False
+        self,
+        signed: SignedTransaction,
+        update: dict,
+        at: datetime,
+        action: AuditAction | None = None,
+        reopen: bool = False,
     ) -> tuple[list[Emit], SignedTransaction]:
         """One status change of the lifecycle: checked, signed, recorded (a redelivery re-publishes
         the newest) and reported on the topic and the ledger, as ``tx.<status>`` unless ``action``
@@ -355,7 +363,7 @@ class Outcomes:
             Emit(topics.TXS_SIGNED, signed.agent_id, raw),
             audit(
                 SERVICE,
-                action or f"tx.{result.status}",
+                action or tx_action(result.status),
                 f"intent:{signed.intent_id}",
                 at,
                 signed.intent_id,
@@ -393,7 +401,7 @@ class Outcomes:
         metrics.FINALITY_VIOLATIONS.labels(signed.chain).inc()
         event = audit(
             SERVICE,
-            "tx.finality_violated",
+            AuditAction.TX_FINALITY_VIOLATED,
             f"intent:{signed.intent_id}",
             at,
             signed.intent_id,

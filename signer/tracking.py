@@ -20,6 +20,7 @@ from datetime import datetime
 from evm import transactions as txs
 from runtime.clock import US_PER_SECOND, Clock, to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
+from schemas.actions import AuditAction
 from schemas.emit import Emit
 from schemas.outcomes import SignedTransaction
 from signer import blocks, finality, lifecycle
@@ -95,7 +96,12 @@ class Tracking:
         self.watching_final = 0  # final records `keep` still compares with the chain
 
     def transition(
-        self, signed: SignedTransaction, update: dict, at: datetime, action: str | None = None, reopen: bool = False
+        self,
+        signed: SignedTransaction,
+        update: dict,
+        at: datetime,
+        action: AuditAction | None = None,
+        reopen: bool = False,
     ) -> tuple[list[Emit], SignedTransaction]:
         """`Outcomes.transition`; a final record ends the sidecar's keeping (a decided one that is not
         final may be reorged out and sent again; so may a final one a node lost, blobs aside)."""
@@ -189,7 +195,7 @@ class Tracking:
         if original.reorgs <= copy.reorgs:
             return None
         update = {name: getattr(original, name) for name in _FOLLOWED}
-        return self.transition(copy, update, at, action="tx.reorged", reopen=True)
+        return self.transition(copy, update, at, action=AuditAction.TX_REORGED, reopen=True)
 
     def _original_record(self, copy: SignedTransaction, original_id: str) -> SignedTransaction:
         """The record of the intent an idempotent copy answers with: one the signer signed (a copy

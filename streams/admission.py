@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from rules import judge
 from runtime.trust import KeysNow
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import (
     Admins,
     ServiceKeys,
@@ -84,7 +85,7 @@ class Admission:
             return [
                 _audit(
                     SERVICE,
-                    "policy.refused",
+                    AuditAction.POLICY_REFUSED,
                     f"policy:{agent}",
                     now,
                     agent,
@@ -103,7 +104,7 @@ class Admission:
             return [
                 _audit(
                     SERVICE,
-                    "policy.refused",
+                    AuditAction.POLICY_REFUSED,
                     f"policy:{agent}",
                     now,
                     agent,
@@ -118,7 +119,7 @@ class Admission:
         return [
             _audit(
                 f"admin:{policy.admin_key_id}",
-                "policy.updated",
+                AuditAction.POLICY_UPDATED,
                 f"policy:{agent}",
                 now,
                 agent,
@@ -148,7 +149,7 @@ class Admission:
         out = [
             _audit(
                 f"agent:{intent.agent_id}",
-                "intent.submitted",
+                AuditAction.INTENT_SUBMITTED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,

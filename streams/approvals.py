@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from runtime import metrics
 from runtime.clock import to_us
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import Admins, human_approval_problem
 from schemas.codes import Code
 from schemas.emit import Emit, Source
@@ -48,7 +49,7 @@ class Approvals:
             return [
                 _audit(
                     SERVICE,
-                    "approval.refused",
+                    AuditAction.APPROVAL_REFUSED,
                     f"intent:{approval.intent_id}",
                     now,
                     approval.intent_id,
@@ -90,7 +91,7 @@ class Approvals:
             return [
                 _audit(
                     actor,
-                    "intent.denied",
+                    AuditAction.INTENT_DENIED,
                     f"intent:{approval.intent_id}",
                     now,
                     approval.intent_id,
@@ -113,7 +114,7 @@ class Approvals:
             Emit(topics.INTENTS_APPROVED, decision.agent_id, record),
             _audit(
                 actor,
-                "intent.human_approved",
+                AuditAction.INTENT_HUMAN_APPROVED,
                 f"intent:{approval.intent_id}",
                 now,
                 approval.intent_id,

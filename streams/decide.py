@@ -18,6 +18,7 @@ from runtime import metrics
 from runtime.clock import from_us, to_us
 from runtime.rpc import Node
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, Source, dead_letter
@@ -154,7 +155,7 @@ class Decider:
             Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
             _audit(
                 SERVICE,
-                "intent.parked",
+                AuditAction.INTENT_PARKED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -196,7 +197,7 @@ class Decider:
             Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
             _audit(
                 SERVICE,
-                "intent.approved",
+                AuditAction.INTENT_APPROVED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -245,7 +246,7 @@ class Decider:
             Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
             _audit(
                 SERVICE,
-                "intent.rejected",
+                AuditAction.INTENT_REJECTED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -276,7 +277,7 @@ class Decider:
         return [
             _audit(
                 SERVICE,
-                "intent.abandoned",
+                AuditAction.INTENT_ABANDONED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,
@@ -303,7 +304,7 @@ class Decider:
             return [
                 _audit(
                     SERVICE,
-                    "outcome.forged",
+                    AuditAction.OUTCOME_FORGED,
                     f"intent:{rejected.intent_id}",
                     now,
                     rejected.intent_id,
@@ -339,7 +340,7 @@ class Decider:
     ) -> Emit:
         """The ledger's record of one stage's verdict, bound to the intent's digest, or to
         ``bound_to`` as its rejection is (`reject`)."""
-        action = "stage.passed" if verdict.passed else "stage.failed"
+        action = AuditAction.STAGE_PASSED if verdict.passed else AuditAction.STAGE_FAILED
         return _audit(
             SERVICE,
             action,

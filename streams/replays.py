@@ -10,6 +10,7 @@ from datetime import datetime
 
 from rules import judge
 from runtime.clock import to_us
+from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.emit import Emit
 from schemas.emit import audit as _audit
@@ -75,7 +76,7 @@ class Replays:
         return [
             _audit(
                 SERVICE,
-                "intent.judgement_discarded",
+                AuditAction.INTENT_JUDGEMENT_DISCARDED,
                 f"intent:{intent.intent_id}",
                 now,
                 intent.intent_id,

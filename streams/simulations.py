@@ -20,6 +20,7 @@ from rules.assets import approval_needed
 from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
@@ -47,7 +48,7 @@ class Simulations:
         out = [
             _audit(
                 f"agent:{request.agent_id}",
-                "simulation.requested",
+                AuditAction.SIMULATION_REQUESTED,
                 f"simulation:{request.request_id}",
                 now,
                 request.request_id,
@@ -169,7 +170,7 @@ class Simulations:
         facts = dict(request_id=result.request_id, request_digest=result.intent_digest, decision=result.decision)
         event = _audit(
             SERVICE,
-            "simulation.decided",
+            AuditAction.SIMULATION_DECIDED,
             f"simulation:{result.request_id}",
             now,
             result.request_id,

@@ -31,6 +31,7 @@ from ledger.checks import Record, WriterChecks
 from ledger.store import ChdbStore
 from ledger.verify import verify
 from runtime.config import Settings
+from schemas.actions import AuditAction
 from schemas.audit import audit_record
 from schemas.auth import AuditSigner
 from schemas.auth import public_key_hex as auth_public_key_hex
@@ -70,7 +71,7 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
                 "schema_version": 1,
                 "event_id": f"{i:032x}",
                 "actor": "service:streams",
-                "action": "stage.passed",
+                "action": AuditAction.STAGE_PASSED,
                 "resource": f"intent:intent-{lo // per_record}",
                 "ts": (T0 + timedelta(microseconds=i * 250)).isoformat().replace("+00:00", "Z"),
                 "intent_id": f"intent-{lo // per_record}",

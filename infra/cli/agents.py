@@ -15,6 +15,7 @@ from infra.cli.policy import render as render_what_if
 from infra.cli.policy import run_what_if
 from runtime.clock import utcnow
 from runtime.config import load
+from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
 from schemas.errors import explain
 from sdk.api_keys import CredentialRefused, api_keys, issue_api_key, revoke_api_key
@@ -153,7 +154,7 @@ def cmd_agents(args) -> int:
             return await client.publish_policy(policy, wait_s=args.wait)
 
     verdict = asyncio.run(publish())
-    if verdict == "policy.refused":
+    if verdict == AuditAction.POLICY_REFUSED:
         note(f"agent {args.agent}: the worker refused policy v{policy.version}; see `warden audit query`")
         return 1
     if args.json:

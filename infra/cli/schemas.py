@@ -23,6 +23,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import admin_signatures, public_key_hex, sign_chain_set
 from schemas.chain_set import ChainSet
 from schemas.chains import REGISTRY, Chain, finality
@@ -65,7 +66,7 @@ def cmd_chains(args) -> int:
         print_json(doc)
     else:
         _print_change(doc, args.wait)
-    return 0 if not doc["published"] or doc["outcome"] == "chains.changed" else 1
+    return 0 if not doc["published"] or doc["outcome"] == AuditAction.CHAINS_CHANGED else 1
 
 
 def cmd_list(settings: Settings, args) -> int:

@@ -52,6 +52,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
+from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
@@ -370,7 +371,7 @@ async def _allowlist_token(settings: Settings, client: Client, setup: dict):
     )
     policy = signed_policy(settings, version=current.version + 1, **fields)
     verdict = await client.publish_policy(policy)
-    if verdict != "policy.updated":
+    if verdict != AuditAction.POLICY_UPDATED:
         raise RuntimeError(f"the streams worker refused the demo's policy update ({verdict})")
     return policy
 

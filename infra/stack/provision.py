@@ -12,6 +12,7 @@ from runtime import solana
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.rpc import JsonRpc
+from schemas.actions import AuditAction
 from schemas.auth import cosign, public_key_hex
 from schemas.policy import AgentPolicy, SolanaPolicy
 from sdk.admin import load_or_create_admin_key
@@ -116,7 +117,7 @@ async def _publish(
         )
     async with Client(settings) as client:
         verdict = await client.publish_policy(policy)
-    if verdict != "policy.updated":
+    if verdict != AuditAction.POLICY_UPDATED:
         raise RuntimeError(f"the streams worker refused the policy for {agent_id} ({verdict})")
     return policy
 

@@ -28,6 +28,7 @@ from runtime.kafka import producer as new_producer
 from runtime.kafka import publish
 from runtime.readiness import clear_ready
 from runtime.trust import audit_signer
+from schemas.actions import AuditAction
 from schemas.emit import audit
 
 log = logging.getLogger("warden.supervisor")
@@ -119,7 +120,7 @@ class Supervisor:
         now = utcnow()
         event = audit(
             "service:supervisor",
-            "component.restarted",
+            AuditAction.COMPONENT_RESTARTED,
             f"component:{component.name}",
             now,
             component.name,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from schemas.actions import AuditAction
 from schemas.emit import Emit, audit
 from signer.custody.errors import PermissionDenied
 from signer.custody.events import utc
@@ -111,7 +112,13 @@ def refuse_to_show(path: str, version: int, secret_type: str) -> Refusal | None:
 
 
 def audit_record(
-    actor: str, action: str, resource: str, ts: datetime, *id_parts: str, agent_id: str | None = None, **details: Any
+    actor: str,
+    action: AuditAction,
+    resource: str,
+    ts: datetime,
+    *id_parts: str,
+    agent_id: str | None = None,
+    **details: Any,
 ) -> Emit:
     """The audit record of a custody decision, built like every other one (``schemas.emit.audit``):
     its id is derived from ``action`` and ``id_parts``, so the same fact always has the same id.
@@ -128,7 +135,9 @@ class Auditor:
     def __init__(self, sink: Callable[[Emit], None] | None = None):
         self._sink = sink or (lambda record: None)
 
-    def record(self, actor: str, action: str, resource: str, now: float, *id_parts: str, **details: Any) -> Emit:
+    def record(
+        self, actor: str, action: AuditAction, resource: str, now: float, *id_parts: str, **details: Any
+    ) -> Emit:
         record = audit_record(actor, action, resource, utc(now), *id_parts, **details)
         self._sink(record)
         return record
@@ -139,7 +148,7 @@ class Auditor:
             return
         record = self.record(
             actor,
-            "secret.read_refused",
+            AuditAction.SECRET_READ_REFUSED,
             resource,
             now,
             actor,

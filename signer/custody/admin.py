@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from schemas.actions import AuditAction
 from signer.custody import access
 from signer.custody.book import VaultBook
 from signer.custody.errors import Conflict
@@ -47,7 +48,7 @@ class VaultAdmin:
                 raise Conflict(f"vault {vault!r} already exists in org {org!r}")
             created = VaultCreated.new(org=org, vault=vault, actor=actor, ts=utc(now))
             self._book.emit([created])
-            self._auditor.record(actor, "vault.created", f"vault:{org}/{vault}", now, created.event_id)
+            self._auditor.record(actor, AuditAction.VAULT_CREATED, f"vault:{org}/{vault}", now, created.event_id)
             if mode is None:
                 return None
             return self.set_mode(org, vault, mode, actor=actor, providers=providers, now=now)
@@ -79,7 +80,7 @@ class VaultAdmin:
             self._book.emit([event])
             self._auditor.record(
                 actor,
-                "vault.mode_set",
+                AuditAction.VAULT_MODE_SET,
                 f"vault:{org}/{vault}",
                 now,
                 event.event_id,
@@ -99,7 +100,9 @@ class VaultAdmin:
                 return False
             event = AttestationRequirementSet.new(org=org, vault=vault, actor=actor, ts=utc(now))
             self._book.emit([event])
-            self._auditor.record(actor, "vault.attestation_required", f"vault:{org}/{vault}", now, event.event_id)
+            self._auditor.record(
+                actor, AuditAction.VAULT_ATTESTATION_REQUIRED, f"vault:{org}/{vault}", now, event.event_id
+            )
             return True
 
     def grant(
@@ -136,7 +139,7 @@ class VaultAdmin:
             self._book.emit([event])
         self._auditor.record(
             actor,
-            "policy.granted" if granted else "policy.revoked",
+            AuditAction.POLICY_GRANTED if granted else AuditAction.POLICY_REVOKED,
             f"vault:{org}/{vault}/{prefix}",
             now,
             event.event_id,

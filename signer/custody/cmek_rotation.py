@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
+from schemas.actions import AuditAction
 from signer.custody import access
 from signer.custody._crypto import from_b64
 from signer.custody.book import VaultBook, VaultState
@@ -116,7 +117,7 @@ class CmekRotation:
             self._cmeks.forget(old_fp)
         self._auditor.record(
             actor,
-            "vault.cmek_set",
+            AuditAction.VAULT_CMEK_SET,
             f"vault:{org}/{vault}",
             now,
             new_fp,

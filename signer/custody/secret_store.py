@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from schemas.actions import AuditAction
 from signer.custody import access
 from signer.custody._crypto import aad, from_b64, open_into, random_key, seal, wipe
 from signer.custody.access import parse_actor
@@ -118,7 +119,7 @@ class SecretStore:
             book.emit([written])
         self._auditor.record(
             actor,
-            "secret.written",
+            AuditAction.SECRET_WRITTEN,
             f"vault:{org}/{vault}/{path}@{version}",
             now,
             written.event_id,
@@ -151,7 +152,11 @@ class SecretStore:
             book.emit(events)
         for event in events:
             self._auditor.record(
-                actor, "secret.deactivated", f"vault:{org}/{vault}/{path}@{event.version}", now, event.event_id
+                actor,
+                AuditAction.SECRET_DEACTIVATED,
+                f"vault:{org}/{vault}/{path}@{event.version}",
+                now,
+                event.event_id,
             )
         return targets
 
@@ -254,7 +259,14 @@ class SecretStore:
             self._auditor.enforce(access.refuse_to_show(path, secret.version, secret.secret_type), actor, resource, now)
         plaintext = self._decrypt(state, secret, layer, client_share, now)
         self._auditor.record(
-            actor, "secret.read", resource, now, actor, resource, utc(now).isoformat(), secret_type=secret.secret_type
+            actor,
+            AuditAction.SECRET_READ,
+            resource,
+            now,
+            actor,
+            resource,
+            utc(now).isoformat(),
+            secret_type=secret.secret_type,
         )
         return secret, plaintext
 
