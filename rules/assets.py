@@ -18,6 +18,7 @@ from schemas.fields import MAX_UINT256, format_native_amount, format_token_amoun
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, AssetLimit
+from schemas.stages import Stage
 
 _ROLE = {"transfer": "recipient", "approval": "spender", "operator": "operator", "proceeds": "recipient"}
 
@@ -49,12 +50,12 @@ def assess_assets(
         else:
             reading = movements.read_intent(intent, policy)
     except movements.Unreadable as exc:
-        return verdict(intent, "assets", False, exc.code, exc.reason), {}
+        return verdict(intent, Stage.ASSETS, False, exc.code, exc.reason), {}
     moved = [m.facts() for m in reading.movements]
     facts: dict[str, Any] = dict(movements=moved)
 
     def refuse(code: Code, reason: str) -> tuple[StageVerdict, dict[str, int]]:
-        return verdict(intent, "assets", False, code, reason, **facts), {}
+        return verdict(intent, Stage.ASSETS, False, code, reason, **facts), {}
 
     if reading.other_call is not None:
         contract, selector = reading.other_call
@@ -189,7 +190,9 @@ def assess_assets(
                 ),
             )
     what = ", ".join(f"{m['via']} {m['amount']}" for m in moved) or "no token movement"
-    return verdict(intent, "assets", True, Code.ASSETS_WITHIN_POLICY, f"{what} within the asset rules", **facts), totals
+    return verdict(
+        intent, Stage.ASSETS, True, Code.ASSETS_WITHIN_POLICY, f"{what} within the asset rules", **facts
+    ), totals
 
 
 def asset_amount(asset: AssetLimit, units: int) -> str:

@@ -24,6 +24,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 
 GAS_HEADROOM_NUM, GAS_HEADROOM_DEN = 6, 5  # 20 % over the estimate: state can move before inclusion
 
@@ -89,7 +90,7 @@ def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> 
     if ceiling is None or fee.fee_per_gas <= ceiling:
         return verdict(
             intent,
-            "fee",
+            Stage.FEE,
             True,
             Code.FEE_WITHIN_CEILING,
             f"fee {fee.fee_per_gas} wei per gas" + ("" if ceiling is None else f" <= ceiling {ceiling}"),
@@ -100,7 +101,7 @@ def check_fee(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuote) -> 
     base = "" if fee.base_fee_per_gas is None else f" (base fee now {fee.base_fee_per_gas} wei)"
     return verdict(
         intent,
-        "fee",
+        Stage.FEE,
         False,
         Code.FEE_OVER_CEILING,
         f"{named} fee of {fee.fee_per_gas} wei per gas{base} exceeds this agent's ceiling of {ceiling} "
@@ -121,7 +122,7 @@ async def check_price(
         reason = decode_revert(exc.data) if exc.data else exc.message
         return verdict(
             intent,
-            "fee",
+            Stage.FEE,
             False,
             Code.GAS_ESTIMATE_FAILED,
             f"the node could not estimate gas for this intent: {reason}; set gas_limit or fix the call",
@@ -129,5 +130,5 @@ async def check_price(
         ), None
     except RpcUnavailable as exc:
         # Fail closed: an intent whose cost is unknown is not approved.
-        return verdict(intent, "fee", False, Code.FEE_QUOTE_UNAVAILABLE, str(exc)), None
+        return verdict(intent, Stage.FEE, False, Code.FEE_QUOTE_UNAVAILABLE, str(exc)), None
     return check_fee(intent, policy, fee), fee

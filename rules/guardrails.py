@@ -44,7 +44,7 @@ def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -
     if created_us - now_us > INTENT_MAX_FUTURE_US:
         return verdict(
             intent,
-            "intake",
+            Stage.INTAKE,
             False,
             Code.INTENT_FROM_THE_FUTURE,
             f"created_at {intent.created_at.isoformat()} is more than {INTENT_MAX_FUTURE_US // 1_000_000} s "
@@ -55,7 +55,7 @@ def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -
     if now_us - created_us >= max_age_us:
         return verdict(
             intent,
-            "intake",
+            Stage.INTAKE,
             False,
             Code.INTENT_EXPIRED,
             f"created_at {intent.created_at.isoformat()} is older than the {max_age_us // 1_000_000} s an "
@@ -65,23 +65,23 @@ def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -
     if intent.expires_at is not None and to_us(intent.expires_at) <= now_us:
         return verdict(
             intent,
-            "intake",
+            Stage.INTAKE,
             False,
             Code.INTENT_EXPIRED,
             f"the intent expired at {intent.expires_at.isoformat()}; sign a new intent",
             expires_at=intent.expires_at.isoformat(),
             **facts,
         )
-    return verdict(intent, "intake", True, Code.INTENT_FRESH, "within its validity window", **facts)
+    return verdict(intent, Stage.INTAKE, True, Code.INTENT_FRESH, "within its validity window", **facts)
 
 
 def check_chain(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
     allowed = policy.tx_allowed_chains
     if not allowed or intent.chain in allowed:
-        return verdict(intent, "chain", True, Code.CHAIN_ALLOWED, f"{intent.chain} is allowed", chain=intent.chain)
+        return verdict(intent, Stage.CHAIN, True, Code.CHAIN_ALLOWED, f"{intent.chain} is allowed", chain=intent.chain)
     return verdict(
         intent,
-        "chain",
+        Stage.CHAIN,
         False,
         Code.CHAIN_NOT_ALLOWED,
         f"chain {intent.chain!r} is not in this agent's allowed chains ({', '.join(allowed)})",
@@ -95,10 +95,10 @@ def check_allowlist(intent: TransactionIntent, policy: AgentPolicy) -> StageVerd
     # Addresses are EIP-55 normalized by the schema, so string equality is address equality.
     # (Only transactions reach this stage; the schema requires their `to`.)
     if not allowlist or intent.to in allowlist:
-        return verdict(intent, "allowlist", True, Code.RECIPIENT_ALLOWED, f"{intent.to} is allowed", to=intent.to)
+        return verdict(intent, Stage.ALLOWLIST, True, Code.RECIPIENT_ALLOWED, f"{intent.to} is allowed", to=intent.to)
     return verdict(
         intent,
-        "allowlist",
+        Stage.ALLOWLIST,
         False,
         Code.RECIPIENT_NOT_ALLOWLISTED,
         f"recipient {intent.to} is not on this agent's allowlist ({len(allowlist)} addresses)",
@@ -113,7 +113,7 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
     if not policy.message_signing_enabled:
         return verdict(
             intent,
-            "message",
+            Stage.MESSAGE,
             False,
             Code.MESSAGE_SIGNING_DISABLED,
             f"personal_sign is off for agent {intent.agent_id!r}; an admin turns it on with "
@@ -123,14 +123,14 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
     if size > policy.message_max_bytes:
         return verdict(
             intent,
-            "message",
+            Stage.MESSAGE,
             False,
             Code.MESSAGE_TOO_LARGE,
             f"the message is {size} bytes; this agent's policy signs at most {policy.message_max_bytes} "
             "(message_max_bytes)",
             **facts,
         )
-    return verdict(intent, "message", True, Code.MESSAGE_ALLOWED, f"personal_sign of {size} bytes allowed", **facts)
+    return verdict(intent, Stage.MESSAGE, True, Code.MESSAGE_ALLOWED, f"personal_sign of {size} bytes allowed", **facts)
 
 
 def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
@@ -153,7 +153,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     )
 
     def refuse(code: Code, reason: str) -> StageVerdict:
-        return verdict(intent, "typed_data", False, code, reason, **facts)
+        return verdict(intent, Stage.TYPED_DATA, False, code, reason, **facts)
 
     if typed.chain_id is not None and typed.chain_id != chain_id:
         return refuse(
@@ -175,7 +175,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
             )
         return verdict(
             intent,
-            "typed_data",
+            Stage.TYPED_DATA,
             True,
             Code.EIP712_DOMAIN_ALLOWED,
             f"{primary} for allowlisted domain {contract}; what it moves is judged next",
@@ -184,7 +184,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     if any(rule.matches(typed) for rule in policy.eip712_no_value_types):
         return verdict(
             intent,
-            "typed_data",
+            Stage.TYPED_DATA,
             True,
             Code.EIP712_NO_VALUE_TYPE,
             f"{primary} on {contract} is named by the policy as moving no value",
@@ -207,7 +207,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
     if policy.eip712_default_policy == "allow" and not asset_domain:
         return verdict(
             intent,
-            "typed_data",
+            Stage.TYPED_DATA,
             True,
             Code.EIP712_DEFAULT_ALLOW,
             f"{primary} carries no address-and-amount and the policy's default is allow",
@@ -238,7 +238,7 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
             listed = len(policy.eip7702_delegate_allowlist)
             return verdict(
                 intent,
-                "delegation",
+                Stage.DELEGATION,
                 False,
                 Code.EIP7702_DELEGATE_NOT_ALLOWLISTED,
                 f"delegating the account to {auth.address} is not allowed: it is not on the policy's "
@@ -248,7 +248,7 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
         if auth.chain_id == 0 and not policy.eip7702_allow_any_chain:
             return verdict(
                 intent,
-                "delegation",
+                Stage.DELEGATION,
                 False,
                 Code.EIP7702_ANY_CHAIN_REFUSED,
                 "an authorization with chain_id 0 is valid on every chain; name the chain id "
@@ -258,7 +258,7 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
         if auth.chain_id not in (0, chain_id):
             return verdict(
                 intent,
-                "delegation",
+                Stage.DELEGATION,
                 False,
                 Code.EIP7702_CHAIN_MISMATCH,
                 f"the authorization is for chain id {auth.chain_id}, the intent for {intent.chain} ({chain_id})",
@@ -266,7 +266,7 @@ def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
             )
     return verdict(
         intent,
-        "delegation",
+        Stage.DELEGATION,
         True,
         Code.EIP7702_DELEGATE_ALLOWED,
         f"delegation to {', '.join(delegates)} allowed",
@@ -281,7 +281,7 @@ def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuot
     if cap is None or spend <= cap:
         return verdict(
             intent,
-            "value_cap",
+            Stage.VALUE_CAP,
             True,
             Code.VALUE_WITHIN_CAP,
             "spend (value + worst-case fee) within the per-transaction cap",
@@ -289,7 +289,7 @@ def check_value_cap(intent: TransactionIntent, policy: AgentPolicy, fee: FeeQuot
         )
     return verdict(
         intent,
-        "value_cap",
+        Stage.VALUE_CAP,
         False,
         Code.VALUE_OVER_CAP,
         f"spend {format_native_amount(spend)} ({fee.describe(intent)}) exceeds the per-transaction cap of "
@@ -303,10 +303,12 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
     spend = fee.spend_wei(intent)
     facts = dict(fee.facts(intent), spent_wei=str(spent_wei), limit_wei=None if limit is None else str(limit))
     if limit is None or spent_wei + spend <= limit:
-        return verdict(intent, "daily_limit", True, Code.WITHIN_DAILY_LIMIT, "within the rolling 24 h limit", **facts)
+        return verdict(
+            intent, Stage.DAILY_LIMIT, True, Code.WITHIN_DAILY_LIMIT, "within the rolling 24 h limit", **facts
+        )
     return verdict(
         intent,
-        "daily_limit",
+        Stage.DAILY_LIMIT,
         False,
         Code.DAILY_LIMIT_EXCEEDED,
         f"{format_native_amount(spent_wei)} already spent in the last 24 h; {format_native_amount(spend)} more "

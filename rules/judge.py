@@ -152,7 +152,7 @@ def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age
     if not intent_signature_valid(intent, policy):
         return guardrails.verdict(
             intent,
-            "intake",
+            Stage.INTAKE,
             False,
             Code.AGENT_SIGNATURE_INVALID,
             "the intent's Ed25519 signature does not verify against the agent's public key in its policy "
@@ -192,7 +192,7 @@ def _admit_signed(intent: TransactionIntent, policy: AgentPolicy, now: datetime,
     if not policy.intents_api_enabled:
         return guardrails.verdict(
             intent,
-            "intake",
+            Stage.INTAKE,
             False,
             Code.INTENTS_API_DISABLED,
             f"the intents API is disabled for agent {intent.agent_id!r} (policy v{policy.version}); an admin "

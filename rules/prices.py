@@ -35,6 +35,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import USD_DECIMALS, AgentPolicy, PriceFeed, parse_usd
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 
 USD = "usd"  # the USD window's key beside the assets' in spend records
 _LATEST_ROUND_DATA = "0xfeaf968c"
@@ -173,14 +174,14 @@ async def check_usd(
     the ledger holds for this intent, per asset key, read instead of the feeds (a replay); an
     asset without one is refused PRICE_NOT_RECORDED."""
     if not policy.usd_limited:
-        return verdict(intent, "usd_limit", True, Code.NO_USD_LIMIT, "the policy sets no USD limit"), None
+        return verdict(intent, Stage.USD_LIMIT, True, Code.NO_USD_LIMIT, "the policy sets no USD limit"), None
     prices, total = [], 0
     for key, units, decimals in _moved(intent, policy, quote, asset_spend):
         feed = policy.price_feed(intent.chain, key)
         if feed is None or decimals < 0:
             return verdict(
                 intent,
-                "usd_limit",
+                Stage.USD_LIMIT,
                 False,
                 Code.PRICE_FEED_UNKNOWN,
                 f"the intent moves {key} on {intent.chain}, and the policy names no price feed for it, so its USD "
@@ -199,7 +200,9 @@ async def check_usd(
                     "today's chain",
                 )
         except PriceRefused as refused:
-            return verdict(intent, "usd_limit", False, refused.code, refused.reason, asset=key, feed=feed.feed), None
+            return verdict(
+                intent, Stage.USD_LIMIT, False, refused.code, refused.reason, asset=key, feed=feed.feed
+            ), None
         usd = usd_of(units, decimals, price)
         total += usd
         prices.append(
@@ -219,7 +222,7 @@ async def check_usd(
     if cap is not None and total > cap:
         return verdict(
             intent,
-            "usd_limit",
+            Stage.USD_LIMIT,
             False,
             Code.USD_OVER_CAP,
             f"the intent moves {format_usd(total)} (priced by the policy's feeds, rounded up), more than the "
@@ -229,7 +232,7 @@ async def check_usd(
     over = recheck_usd_window(intent, policy, spent_usd, total, facts)
     if over is not None:
         return over, None
-    return verdict(intent, "usd_limit", True, Code.WITHIN_USD_LIMITS, f"moves {format_usd(total)}", **facts), total
+    return verdict(intent, Stage.USD_LIMIT, True, Code.WITHIN_USD_LIMITS, f"moves {format_usd(total)}", **facts), total
 
 
 def recheck_usd_window(
@@ -242,7 +245,7 @@ def recheck_usd_window(
         return None
     return verdict(
         intent,
-        "usd_limit",
+        Stage.USD_LIMIT,
         False,
         Code.USD_DAILY_LIMIT_EXCEEDED,
         f"{format_usd(spent_usd)} already moved in the last 24 h; {format_usd(usd)} more would exceed the "

@@ -22,6 +22,7 @@ from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 
 
 async def check_simulation(
@@ -34,7 +35,7 @@ async def check_simulation(
         # Fail closed: whether the recipient runs code is unknown, so is where the value lands.
         return verdict(
             intent,
-            "simulation",
+            Stage.SIMULATION,
             False,
             Code.SIMULATION_UNAVAILABLE,
             f"could not tell whether {intent.to} runs code: {exc}",
@@ -127,7 +128,7 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
         reason = decode_revert(exc.data) if exc.data else exc.message
         return verdict(
             intent,
-            "simulation",
+            Stage.SIMULATION,
             False,
             Code.SIMULATION_REVERTED,
             f"simulation reverted: {reason}",
@@ -136,11 +137,11 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
         )
     except RpcUnavailable as exc:
         # Fail closed: an intent that must be simulated is not approved unsimulated.
-        return verdict(intent, "simulation", False, Code.SIMULATION_UNAVAILABLE, str(exc))
+        return verdict(intent, Stage.SIMULATION, False, Code.SIMULATION_UNAVAILABLE, str(exc))
     if intent.gas_limit is not None and gas > intent.gas_limit:
         return verdict(
             intent,
-            "simulation",
+            Stage.SIMULATION,
             False,
             Code.GAS_LIMIT_TOO_LOW,
             f"estimated gas {gas} exceeds the intent's gas_limit {intent.gas_limit}",
@@ -150,7 +151,7 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
         # The worker without the agent's address: the signer, which always knows it, runs this part.
         return verdict(
             intent,
-            "simulation",
+            Stage.SIMULATION,
             True,
             Code.SIMULATION_OK,
             f"simulation succeeded, estimated gas {gas}; balance changes not traced (the policy names "
@@ -167,7 +168,7 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
     except RpcError as exc:
         return verdict(
             intent,
-            "simulation",
+            Stage.SIMULATION,
             False,
             Code.SIMULATION_UNAVAILABLE,
             f"the node could not trace the call's transfers (eth_simulateV1: {exc.message}); an intent "
@@ -175,11 +176,11 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
             estimated_gas=gas,
         )
     except RpcUnavailable as exc:
-        return verdict(intent, "simulation", False, Code.SIMULATION_UNAVAILABLE, str(exc), estimated_gas=gas)
+        return verdict(intent, Stage.SIMULATION, False, Code.SIMULATION_UNAVAILABLE, str(exc), estimated_gas=gas)
     except (KeyError, IndexError, TypeError):
         return verdict(
             intent,
-            "simulation",
+            Stage.SIMULATION,
             False,
             Code.SIMULATION_UNAVAILABLE,
             "the node's eth_simulateV1 answer has no call result",
@@ -203,7 +204,7 @@ def traced_verdict(
         reason = revert_reason(outcome)
         return verdict(
             intent,
-            "simulation",
+            Stage.SIMULATION,
             False,
             Code.SIMULATION_REVERTED,
             f"simulation reverted: {reason}",
@@ -231,7 +232,7 @@ def traced_verdict(
         if change.outgoing > declared.get(change.asset, 0):
             return verdict(
                 intent,
-                "simulation",
+                Stage.SIMULATION,
                 False,
                 Code.SIMULATION_MISMATCH,
                 (
@@ -245,7 +246,7 @@ def traced_verdict(
         if not allowlisted(policy, landing.holder):
             return verdict(
                 intent,
-                "simulation",
+                Stage.SIMULATION,
                 False,
                 Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
                 (
@@ -260,7 +261,7 @@ def traced_verdict(
         if not allowlisted(policy, spender):
             return verdict(
                 intent,
-                "simulation",
+                Stage.SIMULATION,
                 False,
                 Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
                 (
@@ -271,14 +272,14 @@ def traced_verdict(
                 **facts,
             )
     return verdict(
-        intent, "simulation", True, Code.SIMULATION_OK, f"simulation succeeded, estimated gas {gas}", **facts
+        intent, Stage.SIMULATION, True, Code.SIMULATION_OK, f"simulation succeeded, estimated gas {gas}", **facts
     )
 
 
 def simulation_skipped(intent: TransactionIntent) -> StageVerdict:
     return verdict(
         intent,
-        "simulation",
+        Stage.SIMULATION,
         True,
         Code.SIMULATION_NOT_REQUIRED,
         "nothing asks for it: no simulate_first or require_simulation, no contract call, no value to code",

@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -100,7 +101,8 @@ def _plain_event_bytes(fields: dict[str, Any]) -> bytes | None:
 def _plain(value: Any) -> bool:
     # Any, not object: the type is tested once, through ``kind``, and mypy narrows no value by that.
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    # A StrEnum member (a stage, a code) is its value to orjson, as to the model.
+    if kind is str or kind is int or kind is bool or value is None or isinstance(value, StrEnum):
         return True
     if kind is list or kind is tuple:
         return all(_plain(item) for item in value)

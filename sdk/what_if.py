@@ -301,7 +301,7 @@ async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int)
         intent = r.intent
         admitted = judge.admit_recorded(intent, policy, r.at, max_age_us)
         if not admitted.passed:
-            out.append(Replayed(r, "refused", "intake", admitted.code, admitted.reason, {}))
+            out.append(Replayed(r, "refused", Stage.INTAKE, admitted.code, admitted.reason, {}))
             continue
         # Never run for this intent (refused before it): reported as not judged, not guessed at.
         simulated = r.simulated or StageVerdict(

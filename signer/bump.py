@@ -25,6 +25,7 @@ from schemas.emit import Emit, audit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction, StageVerdict
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 from signer import lifecycle
 from signer.judging import Judging
 from signer.outcomes import SERVICE, Outcomes, SigningRefused
@@ -119,7 +120,12 @@ class FeeBump:
             new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
         except lifecycle.BumpRefused as refused:
             ceiling = verdict(
-                intent, "fee", False, Code.FEE_OVER_CEILING, str(refused), ceiling_wei=str(policy.tx_max_fee_per_gas)
+                intent,
+                Stage.FEE,
+                False,
+                Code.FEE_OVER_CEILING,
+                str(refused),
+                ceiling_wei=str(policy.tx_max_fee_per_gas),
             )
             return self._refused(signed, ceiling, fee, None, f"not mined at {fee} wei per gas, and not replaced", at)
         quote = FeeQuote(

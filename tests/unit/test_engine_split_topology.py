@@ -21,7 +21,7 @@ from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, StageEnvelope
 from schemas.policy import AgentPolicy
-from schemas.stages import GUARDRAIL_STAGES
+from schemas.stages import GUARDRAIL_STAGES, Stage
 from streams.engine import Engine
 from tests.engine_support import AGENT, ETH, OTHER, SIGNER_ID, T0, WORKER_ID, World, actions, assert_approved, on
 
@@ -143,7 +143,7 @@ def _forged_envelopes(world: World, intent: TransactionIntent) -> dict[str, tupl
         "the worker's envelope for the daily-limit stage, on the chain stage's topic": (
             "is addressed to stage 'daily_limit', not to 'chain'",
             sign_outcome(
-                real_policy.model_copy(update={"stage": "daily_limit"}), world.worker_key, WORKER_ID
+                real_policy.model_copy(update={"stage": Stage.DAILY_LIMIT}), world.worker_key, WORKER_ID
             ).to_bytes(),
             home,
         ),
