@@ -228,7 +228,7 @@ def verified_by(note: Note, keys: list[NoteKey]) -> dict[NoteKey, int | None]:
 
 
 @dataclass(frozen=True)
-class Checkpoint:
+class NoteCheckpoint:
     """A ``c2sp.org/tlog-checkpoint`` text: the log's origin, its tree size and root hash."""
 
     origin: str
@@ -240,7 +240,7 @@ class Checkpoint:
         return f"{self.origin}\n{self.size}\n{b64encode(self.root)}\n"
 
     @classmethod
-    def parse(cls, text: str) -> Checkpoint:
+    def parse(cls, text: str) -> NoteCheckpoint:
         lines = text.split("\n")
         if len(lines) < 4 or lines[-1] != "" or any(not line for line in lines[:-1]):
             raise NoteError("a checkpoint's text is its origin, tree size and root hash, one non-empty line each")

@@ -14,13 +14,12 @@ import orjson
 
 from ledger.chain import format_ts, row_hash
 from ledger.checkpoint import Checkpoint, signature_valid
+from ledger.cosigning import note_text
 from ledger.merkle import consistency_path, consistent, inclusion_path, leaf_hash, root_from_path
-from ledger.note import Checkpoint as NoteCheckpoint
-from ledger.note import Note, Signature
+from ledger.note import Note, NoteCheckpoint, Signature
 from ledger.receipt import Receipt
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, EVENT_COLUMNS
 from ledger.store import Reader, chain_leaves, sql_string
-from ledger.witnessing import note_text
 
 PROOF_VERSION = "warden.audit.proof.v1"
 EVENT_FIELDS = EVENT_COLUMNS

@@ -28,8 +28,8 @@ from ledger.chain import row_hash
 from ledger.merkle import leaf_hash, root_from_path
 from ledger.note import (
     COSIGNATURE_V1,
-    Checkpoint,
     Note,
+    NoteCheckpoint,
     NoteError,
     NoteKey,
     b64decode,
@@ -113,7 +113,7 @@ class Policy:
             raise NoteError(f"a quorum of {self.quorum} out of {len(self.witnesses)} witnesses cannot be met")
 
 
-def check(receipt: Receipt, policy: Policy) -> Checkpoint:
+def check(receipt: Receipt, policy: Policy) -> NoteCheckpoint:
     """The checkpoint the receipt's event is in, if the receipt holds under ``policy``: the log
     signed the checkpoint, at least ``quorum`` witnesses cosigned it, the event's row hashes to
     the leaf the proof starts from, and the proof leads to the root. Else NoteError, saying which."""
@@ -126,7 +126,7 @@ def check(receipt: Receipt, policy: Policy) -> Checkpoint:
             f"{len(cosigned)} witness cosignature(s) verify ({', '.join(cosigned) or 'none'}); "
             f"the policy asks for {policy.quorum}"
         )
-    checkpoint = Checkpoint.parse(receipt.checkpoint.text)
+    checkpoint = NoteCheckpoint.parse(receipt.checkpoint.text)
     if not checkpoint.origin.startswith(policy.log.name + "/"):
         raise NoteError(f"the checkpoint is of log {checkpoint.origin!r}, not one of {policy.log.name}/<chain>")
     row = receipt.event

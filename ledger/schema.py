@@ -10,7 +10,7 @@ from __future__ import annotations
 
 AUDIT_LOG = "audit_log"
 AUDIT_CHECKPOINTS = "audit_checkpoints"
-# The signature lines of each checkpoint's C2SP note (`ledger.witnessing`): the log's own, and each
+# The signature lines of each checkpoint's C2SP note (`ledger.cosigning`): the log's own, and each
 # witness's cosignature (c2sp.org/tlog-cosignature) as it answered; ``signer`` is the signer's vkey.
 # A receipt is the note's text (from the checkpoint) and these lines: no key is needed to build one.
 AUDIT_NOTE_SIGNATURES = "audit_note_signatures"

@@ -44,6 +44,7 @@ from ledger import checkpoint as checkpoints
 from ledger.append import Ledger
 from ledger.batch import append_records, sign_checkpoints
 from ledger.checks import Checked, Record, WriterChecks
+from ledger.cosigning import Witnesses, log_key, log_note, origin_of, parse_witnesses, store_signatures
 from ledger.endpoint import Endpoint
 from ledger.keys import ledger_key_id, load_or_create_signing_key
 from ledger.lag import AppendProgress
@@ -51,7 +52,6 @@ from ledger.note import Note
 from ledger.resume import latest_checkpoints, resume
 from ledger.source import cluster_id, read_source, source_changed_event, write_source
 from ledger.store import ChdbStore, Store, StoreError, chain_leaves, open_writer
-from ledger.witnessing import Witnesses, log_key, log_note, origin_of, parse_witnesses, store_signatures
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load

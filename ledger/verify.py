@@ -44,6 +44,7 @@ import pyarrow as pa
 from ledger.chain import format_ts, genesis_hash
 from ledger.chain_check import ChainCheck, ChainResult, Page, Problem
 from ledger.checkpoint import Checkpoint, signature_valid
+from ledger.cosigning import note_text
 from ledger.merkle import Frontier, PairHasher, hash_pairs
 from ledger.note import ED25519, Note, NoteError, NoteKey, Signature, verified_by
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
@@ -56,7 +57,6 @@ from ledger.witnessed import (
     receipt_problem,
     unchecked_cosignatures,
 )
-from ledger.witnessing import note_text
 
 # Rows per page: small enough that the first page arrives (and the last is folded) while the other
 # core works, large enough that a query's fixed cost is noise. A power of two: a page that starts

@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger.merkle import consistent
 from ledger.note import (
     COSIGNATURE_V1,
-    Checkpoint,
     Note,
+    NoteCheckpoint,
     NoteError,
     NoteKey,
     Signature,
@@ -104,7 +104,7 @@ class WitnessState:
         return (0, None) if row is None else (row[0], row[1])
 
     def advance(
-        self, request: Request, checkpoint: Checkpoint, before_commit: Callable[[], object] | None = None
+        self, request: Request, checkpoint: NoteCheckpoint, before_commit: Callable[[], object] | None = None
     ) -> None:
         """Check the request against the stored checkpoint and store the new one, atomically; or
         Refused. ``before_commit`` runs between the two (a test kills the witness there)."""
@@ -163,7 +163,7 @@ class Witness:
         """The cosignature of the request's checkpoint, or Refused."""
         request = parse_request(body)
         try:
-            checkpoint = Checkpoint.parse(request.note.text)
+            checkpoint = NoteCheckpoint.parse(request.note.text)
         except NoteError as exc:
             raise Refused(400, str(exc)) from None
         keys = self.logs.get(checkpoint.origin)

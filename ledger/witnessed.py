@@ -25,13 +25,12 @@ from dataclasses import dataclass
 
 from ledger.chain_check import Problem
 from ledger.checkpoint import Checkpoint
+from ledger.cosigning import note_text
 from ledger.merkle import consistency_path, consistent, tree_hash
-from ledger.note import Checkpoint as NoteCheckpoint
-from ledger.note import Note, NoteError, NoteKey, Signature, verified_by
+from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, verified_by
 from ledger.receipt import Policy, Receipt, check
 from ledger.schema import AUDIT_NOTE_SIGNATURES
 from ledger.store import Store, chain_leaves, sql_string
-from ledger.witnessing import note_text
 
 REWRITTEN_AFTER_WITNESSING = "rewritten_after_witnessing"
 

@@ -48,8 +48,8 @@ def assess_assets(
             moves = typed_movements.read_typed_data(typed)
             reading = movements.Reading(tuple(moves))
         else:
-            reading = movements.read_intent(intent, policy)
-    except movements.Unreadable as exc:
+            reading = movements.movements_of(intent, policy)
+    except movements.MalformedOperation as exc:
         return verdict(intent, Stage.ASSETS, False, exc.code, exc.reason), {}
     moved = [m.facts() for m in reading.movements]
     facts: dict[str, Any] = dict(movements=moved)

@@ -111,7 +111,7 @@ class Movement:
         }
 
 
-class Unreadable(ValueError):
+class MalformedOperation(ValueError):
     """Calldata or typed data that claims to be a token operation but does not decode as one."""
 
     def __init__(self, code: Code, reason: str):
@@ -139,11 +139,11 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
         args = abi_decode(function.types, body, strict=True)
         canonical = abi_encode(function.types, args) == body
     except Exception as exc:  # eth-abi raises several types for bad input; any of them means unreadable
-        raise Unreadable(
+        raise MalformedOperation(
             Code.CALLDATA_MALFORMED, f"calldata for {function.signature} on {asset.label} does not decode: {exc}"
         ) from None
     if not canonical:
-        raise Unreadable(
+        raise MalformedOperation(
             Code.CALLDATA_MALFORMED,
             f"calldata for {function.signature} on {asset.label} is not in "
             "canonical ABI encoding (extra or re-pointed bytes); encode the "
@@ -159,7 +159,7 @@ def decode_call(asset: AssetLimit, data: str) -> Movement | None:
         # An ERC-1155 transfer moves one amount per token id. Only transfers: setApprovalForAll
         # has no ids, and its bool is no amount to pair with them.
         if asset.standard == "erc1155" and len(ids) != len(amounts):
-            raise Unreadable(
+            raise MalformedOperation(
                 Code.CALLDATA_MALFORMED, f"{function.signature} on {asset.label}: ids and amounts differ in length"
             )
         amount = sum(amounts)
@@ -202,8 +202,8 @@ def transaction_to(intent: TransactionIntent) -> str:
     return intent.to
 
 
-def read_intent(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
-    """Every movement an intent makes, read by the policy's asset rules. Raises `Unreadable` for
+def movements_of(intent: TransactionIntent, policy: AgentPolicy) -> Reading:
+    """Every movement an intent makes, read by the policy's asset rules. Raises `MalformedOperation` for
     calldata or typed data that claims a token operation and does not decode as one."""
     if intent.intent_type != "transaction":  # typed data: `rules.typed_movements`
         return Reading(())

@@ -213,7 +213,7 @@ def traced_verdict(
         )
     logs = outcome.get("logs") or []
     changes = movements.balance_changes(logs, sender)
-    declared = movements.declared_outflows(movements.read_intent(intent, policy), sender)
+    declared = movements.declared_outflows(movements.movements_of(intent, policy), sender)
     landed = movements.landings(logs, sender)
     facts = dict(
         estimated_gas=gas,

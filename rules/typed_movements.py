@@ -34,7 +34,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from rules.movements import Movement, Unreadable
+from rules.movements import MalformedOperation, Movement
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.typed_data import EIP712_VALUE_TYPES, TypedData, parse_typed_int
@@ -497,7 +497,7 @@ def reads_as_value(typed: TypedData) -> bool:
 
 def read_typed_data(typed: TypedData) -> list[Movement]:
     """The movements a document authorizes: none for one Warden does not read as moving value
-    (`check_typed_data` decides those), else its family's. Raises `Unreadable` for a document
+    (`check_typed_data` decides those), else its family's. Raises `MalformedOperation` for a document
     under a value family's name whose shape or values are not that family's."""
     family = family_of(typed)
     if family is None and typed.primaryType not in EIP712_VALUE_TYPES:
@@ -505,7 +505,7 @@ def read_typed_data(typed: TypedData) -> list[Movement]:
     if family is None:
         fields = [f"{t} {n}" for n, t in _fields(typed, typed.primaryType)]
         known = sorted(f.label for f in FAMILIES if f.primary == typed.primaryType)
-        raise Unreadable(
+        raise MalformedOperation(
             Code.TYPED_DATA_UNREADABLE,
             (
                 f"{typed.primaryType} has fields {fields} (or referenced structs) that are not the shape "
@@ -516,7 +516,7 @@ def read_typed_data(typed: TypedData) -> list[Movement]:
     try:
         return family.read(typed, typed.message)
     except (KeyError, TypeError, ValueError) as exc:
-        raise Unreadable(
+        raise MalformedOperation(
             Code.TYPED_DATA_UNREADABLE,
             f"{typed.primaryType} does not read as a {family.label}: {exc}; fix that value and sign again",
         ) from None

@@ -13,10 +13,10 @@ import pyarrow as pa
 from ledger import checkpoint as checkpoints
 from ledger.batch import checkpoint_table
 from ledger.chain import canonical_details, row_hash
+from ledger.cosigning import log_key, log_note, store_signatures
 from ledger.merkle import Frontier, tree_hash
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES
 from ledger.store import Store, chain_leaves, sql_string
-from ledger.witnessing import log_key, log_note, store_signatures
 
 
 def _mutate(store: Store, sql: str) -> None:

@@ -23,10 +23,10 @@ from infra.stack.local import LocalStack, free_port, local_settings
 from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
 from ledger.batch import checkpoint_table
+from ledger.cosigning import log_key, log_note, store_signatures
 from ledger.keys import load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
-from ledger.witnessing import log_key, log_note, store_signatures
 from runtime.config import Settings
 from runtime.trust import audit_signer
 from schemas import topics

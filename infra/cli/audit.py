@@ -21,6 +21,7 @@ import orjson
 from infra.cli.output import fail, note, print_json
 from ledger import proof as proofs
 from ledger.checkpoint import public_key_hex
+from ledger.cosigning import log_key, parse_witnesses
 from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
 from ledger.note import COSIGNATURE_V1, ED25519, NoteError, NoteKey
 from ledger.receipt import Policy, Receipt
@@ -29,7 +30,6 @@ from ledger.schema import AUDIT_LOG
 from ledger.store import StoreError, open_reader
 from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
 from ledger.witnessed import KeptReceipt, kept_receipt
-from ledger.witnessing import log_key, parse_witnesses
 from runtime.config import load
 from sdk.records import receipt_subject
 

@@ -14,10 +14,10 @@ import orjson
 from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, fail, print_json
+from ledger.cosigning import parse_witnesses
 from ledger.keys import SigningKeyError, local_public_key
 from ledger.store import StoreError, open_reader
 from ledger.verify import verify
-from ledger.witnessing import parse_witnesses
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from schemas.errors import explain

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.chain import format_ts, genesis_hash, integrity_hash
 from ledger.merkle import consistency_path, consistent, inclusion_path, leaf_hash, tree_hash
-from ledger.note import ED25519, Checkpoint, Note, NoteError, NoteKey, b64encode, sign
+from ledger.note import ED25519, Note, NoteCheckpoint, NoteError, NoteKey, b64encode, sign
 from ledger.receipt import Policy, Receipt, check
 from ledger.witness import Witness, WitnessState, request_body
 from tests.oracle import build_tlogcheck
@@ -47,7 +47,7 @@ LEAVES = [leaf_hash(bytes.fromhex(r["integrity_hash"])) for r in ROWS]
 
 
 def log_note(size: int, leaves=LEAVES) -> Note:
-    text = Checkpoint(ORIGIN, size, tree_hash(leaves[:size])).text
+    text = NoteCheckpoint(ORIGIN, size, tree_hash(leaves[:size])).text
     return Note(text, (sign(text, LOG_NAME, LOG_KEY),))
 
 
@@ -82,7 +82,7 @@ def test_go_accepts_a_witnessed_receipt_and_refuses_an_altered_one_as_warden_doe
     policy = Policy(log_key, tuple(w.public for w in witnesses), quorum=2)
     row = ROWS[17]
     receipt = Receipt(17, tuple(inclusion_path(LEAVES[:30], 17)), note, orjson.dumps(row))
-    assert check(Receipt.parse(receipt.text), policy) == Checkpoint.parse(note.text)
+    assert check(Receipt.parse(receipt.text), policy) == NoteCheckpoint.parse(note.text)
     witness_args = [a for w in witnesses for a in ("-witness", w.public.vkey)]
     args = ["proof", "-log", log_key.vkey, *witness_args, "-quorum", "2", "-leaf", row["integrity_hash"]]
     assert go(tlogcheck, *args, stdin=receipt.text) == (0, f"ok {ORIGIN} index 17 of 30")
@@ -101,7 +101,7 @@ def test_go_accepts_a_witnessed_receipt_and_refuses_an_altered_one_as_warden_doe
     assert code == 1 and said.startswith("inclusion"), said
 
     # The checkpoint's root altered (the log's signature no longer verifies): both refuse.
-    forged_text = Checkpoint(ORIGIN, 30, bytes(32)).text
+    forged_text = NoteCheckpoint(ORIGIN, 30, bytes(32)).text
     forged = Receipt(17, receipt.path, Note(forged_text, note.signatures), orjson.dumps(row))
     with pytest.raises(NoteError, match="does not verify"):
         check(forged, policy)

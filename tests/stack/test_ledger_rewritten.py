@@ -19,11 +19,11 @@ import orjson
 import pytest
 
 from infra.stack.local import free_port
+from ledger.cosigning import log_key
 from ledger.keys import load_or_create_signing_key
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES
 from ledger.sink import SinkOptions, run_sink
 from ledger.store import ChdbStore, sql_string, store_path
-from ledger.witnessing import log_key
 from runtime.config import LedgerSettings, Settings
 from tests.ledger_rewrite_support import rewrite_and_resign
 from tests.ledger_support import REPO, WitnessProcess, count_via_endpoint, pipeline_events, produce, tansu_broker

@@ -20,16 +20,16 @@ import pytest
 from infra.cli import main
 from infra.stack.local import free_port
 from ledger.checkpoint import Checkpoint as LedgerCheckpoint
+from ledger.cosigning import log_key, store_signatures
 from ledger.keys import load_or_create_signing_key
 from ledger.merkle import consistency_path, leaf_hash, tree_hash
-from ledger.note import Checkpoint, Note, Signature, sign
+from ledger.note import Note, NoteCheckpoint, Signature, sign
 from ledger.proof import build_receipt
 from ledger.receipt import Policy, Receipt, check
 from ledger.schema import AUDIT_LOG, AUDIT_NOTE_SIGNATURES
 from ledger.sink import SinkOptions, run_sink
 from ledger.store import ChdbStore, chain_leaves, store_path
 from ledger.witness import request_body
-from ledger.witnessing import log_key, store_signatures
 from runtime.config import LedgerSettings, Settings
 from tests.ledger_support import (
     REPO,
@@ -153,19 +153,21 @@ def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_repl
 
         # What the checkpoints topic carries: each checkpoint's note, cosigned.
         notes = asyncio.run(_published_notes(broker))
-        cosigned_notes = {Checkpoint.parse(n.text) for n in notes if len(n.signatures) == 3}
+        cosigned_notes = {NoteCheckpoint.parse(n.text) for n in notes if len(n.signatures) == 3}
         # Every checkpoint went out cosigned by both (a restarted sink re-publishes its last ones signed by itself).
-        assert notes and cosigned_notes == {Checkpoint.parse(n.text) for n in notes}, [len(n.signatures) for n in notes]
+        assert notes and cosigned_notes == {NoteCheckpoint.parse(n.text) for n in notes}, [
+            len(n.signatures) for n in notes
+        ]
 
         # The operator makes the ledger's key sign a history that does not extend the one the
         # witnesses saw: the last leaf of the chain swapped. Neither witness cosigns it.
-        cosigned = Checkpoint.parse(receipt.checkpoint.text)
+        cosigned = NoteCheckpoint.parse(receipt.checkpoint.text)
         size = len(leaves)
         forged_leaves = leaves[: size - 1] + [leaf_hash(b"forged" * 6)]
         assert cosigned.size == size  # the receipt's checkpoint is the chain's newest
 
         def signed_note(leaves_: list[bytes]) -> Note:
-            text = Checkpoint(cosigned.origin, len(leaves_), tree_hash(leaves_)).text
+            text = NoteCheckpoint(cosigned.origin, len(leaves_), tree_hash(leaves_)).text
             return Note(text, (sign(text, LOG_NAME, ledger_key),))
 
         grown = forged_leaves + [leaf_hash(bytes([i]) * 32) for i in range(3)]
@@ -177,7 +179,7 @@ def test_receipts_carry_both_cosignatures_and_witnesses_refuse_a_fork_and_a_repl
             assert status == 422 and "extends" in said, (status, said)
         # A replay of the first checkpoint it cosigned: refused, naming the size it holds.
         first = asyncio.run(_published_notes(broker))[0]
-        first_cp = Checkpoint.parse(first.text)
+        first_cp = NoteCheckpoint.parse(first.text)
         status, said = witnesses[1].post(request_body(0, [], Note(first.text, first.signatures[:1])))
         assert status == 409 and int(said) >= first_cp.size, (status, said)
 

@@ -140,7 +140,7 @@ def test_the_selectors_are_the_published_ones():
     ],
 )
 def test_token_calls_decode_to_their_movement(data, to, expected):
-    reading = movements.read_intent(intent(data, to=to), policy())
+    reading = movements.movements_of(intent(data, to=to), policy())
     (move,) = reading.movements
     assert (move.kind, move.source, move.to, move.amount, move.token_ids) == expected
     assert move.asset == to and reading.other_call is None
@@ -148,7 +148,7 @@ def test_token_calls_decode_to_their_movement(data, to, expected):
 
 def test_value_and_delegations_are_movements_too():
     i = intent("0x", to=ALICE, value="0.5", tx_type=4, authorization_list=({"chain_id": 31337, "address": ROUTER},))
-    kinds = [(m.kind, m.asset, m.to, m.amount) for m in movements.read_intent(i, policy()).movements]
+    kinds = [(m.kind, m.asset, m.to, m.amount) for m in movements.movements_of(i, policy()).movements]
     assert kinds == [("transfer", "native", ALICE, 5 * 10**17), ("delegation", "account", ROUTER, 0)]
 
 
@@ -262,7 +262,7 @@ def test_set_approval_for_all_needs_the_operator_allowlisted_by_name():
 
 def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant():
     # Its bool is no list of amounts to pair with token ids: it was once refused as malformed.
-    (move,) = movements.read_intent(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI), policy()).movements
+    (move,) = movements.movements_of(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI), policy()).movements
     assert (move.kind, move.to, move.amount, move.token_ids) == ("operator", ROUTER, 1, ())
     assert judge(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI)).passed
     assert judge(intent(calldata("0xa22cb465", MALLORY, 1), to=MULTI)).code == "OPERATOR_NOT_ALLOWLISTED"
@@ -443,7 +443,7 @@ def test_declared_outflows_count_against_the_asset():
     )
     unlisted = intent(pull, to=ROUTER, declared_outflows=({"token": ALICE, "amount": "1"},))
     assert judge(unlisted, p).code == "ASSET_NOT_IN_POLICY"
-    assert movements.declared_outflows(movements.read_intent(unlisted, p), AGENT_ADDRESS) == {ALICE: 1}
+    assert movements.declared_outflows(movements.movements_of(unlisted, p), AGENT_ADDRESS) == {ALICE: 1}
 
 
 def test_balance_changes_read_transfer_logs_of_every_standard():

@@ -171,7 +171,7 @@ def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
     import urllib.request
 
     from ledger.keys import local_public_key
-    from ledger.note import ED25519, Checkpoint, Note, NoteKey, verified_by
+    from ledger.note import ED25519, Note, NoteCheckpoint, NoteKey, verified_by
     from ledger.receipt import Policy, Receipt, check
     from tests.ledger_support import LOG_NAME
 
@@ -197,7 +197,7 @@ def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
     status, text = get("/checkpoint?chain=1")
     note = Note.parse(text)
     assert status == 200 and list(verified_by(note, [key])) == [key]
-    assert Checkpoint.parse(note.text).origin == f"{LOG_NAME}/1"
+    assert NoteCheckpoint.parse(note.text).origin == f"{LOG_NAME}/1"
     assert get(f"/receipt?intent_id=i-nowhere&agent_id={signed.agent_id}&intent_digest={digest}")[0] == 404
     # Never by the id alone: another agent, or another digest (a forged copy's), has no outcome here.
     assert get(f"/receipt?intent_id={signed.intent_id}&agent_id=agent-x&intent_digest={digest}")[0] == 404

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger.note import (
     COSIGNATURE_V1,
     ED25519,
-    Checkpoint,
     Note,
+    NoteCheckpoint,
     NoteError,
     NoteKey,
     cosign,
@@ -99,9 +99,9 @@ def test_a_malformed_note_is_refused_with_why(raw, why):
 
 
 def test_a_checkpoint_reads_back_and_a_malformed_one_says_which_line():
-    checkpoint = Checkpoint("warden.example/audit/0", 20852163, bytes(range(32)))
+    checkpoint = NoteCheckpoint("warden.example/audit/0", 20852163, bytes(range(32)))
     assert checkpoint.text == "warden.example/audit/0\n20852163\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n"
-    assert Checkpoint.parse(checkpoint.text) == checkpoint
+    assert NoteCheckpoint.parse(checkpoint.text) == checkpoint
     for text, why in (
         ("o\n012\nAAAA\n", "no leading zero"),
         ("o\n12\nAAAA\n", "32 bytes"),
@@ -109,12 +109,12 @@ def test_a_checkpoint_reads_back_and_a_malformed_one_says_which_line():
         ("o\n-1\n" + checkpoint.text.split("\n")[2] + "\n", "decimal"),
     ):
         with pytest.raises(NoteError, match=why):
-            Checkpoint.parse(text)
+            NoteCheckpoint.parse(text)
 
 
 def test_a_cosignature_verifies_with_its_time_and_commits_to_it():
     witness = Ed25519PrivateKey.generate()
-    text = Checkpoint("warden.example/audit/0", 5, bytes(32)).text
+    text = NoteCheckpoint("warden.example/audit/0", 5, bytes(32)).text
     signature = cosign(text, "witness.example/w1", witness, 1_679_315_147)
     key = NoteKey.of("witness.example/w1", COSIGNATURE_V1, witness)
     assert signature.key_id == key.key_id != NoteKey.of("witness.example/w1", ED25519, witness).key_id

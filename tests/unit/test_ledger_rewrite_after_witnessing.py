@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.chain import format_ts
 from ledger.checkpoint import public_key_hex
+from ledger.cosigning import log_key, log_note, note_text, origin_of, store_signatures
 from ledger.merkle import consistency_path, inclusion_path
 from ledger.note import Note, NoteError, Signature
 from ledger.proof import build_receipt
@@ -20,7 +21,6 @@ from ledger.store import ChdbStore, chain_leaves
 from ledger.verify import load_checkpoints, verify
 from ledger.witness import Witness, WitnessState, request_body
 from ledger.witnessed import REWRITTEN_AFTER_WITNESSING, kept_receipt
-from ledger.witnessing import log_key, log_note, note_text, origin_of, store_signatures
 from tests.ledger_rewrite_support import rewrite_and_resign
 from tests.ledger_support import LOG_NAME, build_ledger, pipeline_events
 

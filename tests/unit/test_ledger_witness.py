@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.merkle import consistency_path, leaf_hash, tree_hash
-from ledger.note import COSIGNATURE_V1, ED25519, Checkpoint, Note, NoteKey, sign, verified_by
+from ledger.note import COSIGNATURE_V1, ED25519, Note, NoteCheckpoint, NoteKey, sign, verified_by
 from ledger.witness import Refused, Witness, WitnessState, parse_request, request_body
 
 ORIGIN = "warden.example/audit/0"
@@ -19,7 +19,7 @@ NOW = 1_764_000_000
 
 
 def checkpoint(size: int, leaves=LEAVES, key=LOG_KEY, origin=ORIGIN) -> Note:
-    text = Checkpoint(origin, size, tree_hash(leaves[:size])).text
+    text = NoteCheckpoint(origin, size, tree_hash(leaves[:size])).text
     return Note(text, (sign(text, origin, key),))
 
 

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import checkpoint as checkpoints
 from ledger.merkle import consistency_path
-from ledger.note import ED25519, Checkpoint, Note, NoteError, NoteKey, Signature, sign, verified_by
+from ledger.note import ED25519, Note, NoteCheckpoint, NoteError, NoteKey, Signature, sign, verified_by
 from ledger.schema import AUDIT_NOTE_SIGNATURES
 from ledger.store import Store
 from ledger.witness import SIZE_TYPE, request_body
@@ -48,7 +48,7 @@ def log_key(log_name: str, key: Ed25519PrivateKey) -> NoteKey:
 
 def note_text(log_name: str, chain: int, size: int, merkle_root: str) -> str:
     """The note text of the chain's checkpoint covering ``size`` rows (its hex ``merkle_root``)."""
-    return Checkpoint(origin_of(log_name, chain), size, bytes.fromhex(merkle_root)).text
+    return NoteCheckpoint(origin_of(log_name, chain), size, bytes.fromhex(merkle_root)).text
 
 
 def log_note(log_name: str, key: Ed25519PrivateKey, cp: checkpoints.Checkpoint) -> Note:
@@ -102,7 +102,7 @@ class Witnesses:
         ``await leaves_of(size)`` gives the chain's leaf hashes up to a size (read once, for the
         consistency proofs). A witness that did not answer is left alone for ``RETRY_S``: its next
         checkpoint covers this one."""
-        checkpoint = Checkpoint.parse(note.text)
+        checkpoint = NoteCheckpoint.parse(note.text)
         leaves: list[bytes] | None = None
         reading = asyncio.Lock()
 
@@ -124,7 +124,7 @@ class Witnesses:
         self,
         witness: WitnessConfig,
         note: Note,
-        checkpoint: Checkpoint,
+        checkpoint: NoteCheckpoint,
         proof_from: Callable[[int], Awaitable[list[bytes]]],
     ) -> list[tuple[WitnessConfig, Signature]]:
         """One witness's add-checkpoint: from the size it last cosigned, and once more from the
