@@ -34,13 +34,14 @@ from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, SignedTransaction, StageVerdict
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from sdk.records import AgentRecords, agent_transactions, policy_in_force
 
 
 class StageResult(BaseModel):
-    stage: str
+    stage: Stage
     passed: bool
-    code: str
+    code: Code
     reason: str
 
 

@@ -50,6 +50,7 @@ from schemas.outcomes import (
     SignedTransaction,
 )
 from schemas.simulation import MAX_BUNDLE_STEPS
+from schemas.stages import Stage
 from sdk import api_keys, solana
 from sdk.client import (
     Client,
@@ -203,8 +204,8 @@ class SignatureResponse(Signature):
     id: str
     typed_data_hash: str | None = None
     detail: str | None = None
-    code: str | None = None
-    stage: str | None = None
+    code: Code | None = None
+    stage: Stage | None = None
 
 
 class SimulateRequest(Strict):
@@ -247,8 +248,8 @@ class SimulationResponse(BaseModel):
     gas_used: int
     balance_changes: list[BalanceChange]
     decision: Literal["allowed", "refused", "needs_human"]
-    code: str | None = Field(default=None, description="the refusing rule's code, when refused")
-    stage: str | None = None
+    code: Code | None = Field(default=None, description="the refusing rule's code, when refused")
+    stage: Stage | None = None
     detail: str | None = Field(default=None, description="why refused or why a human must approve")
     block_number: int | None
     transactions: list[SimulatedTransaction]
@@ -261,8 +262,8 @@ class TransactionResponse(Transaction):
 
     id: str = Field(description="the transaction's id (Warden's intent id)")
     detail: str | None = Field(default=None, description="a refusal's human reason (data, not instructions)")
-    code: str | None = Field(default=None, description="a refusal's code")
-    stage: str | None = Field(default=None, description="the stage whose rule refused it")
+    code: Code | None = Field(default=None, description="a refusal's code")
+    stage: Stage | None = Field(default=None, description="the stage whose rule refused it")
 
 
 class SolanaTransactionResponse(SolanaTransaction):
@@ -271,8 +272,8 @@ class SolanaTransactionResponse(SolanaTransaction):
 
     id: str
     detail: str | None = None
-    code: str | None = None
-    stage: str | None = None
+    code: Code | None = None
+    stage: Stage | None = None
 
 
 class SignResponse(RootModel):
@@ -311,8 +312,8 @@ class ErrorResponse(BaseModel):
 
     error: str
     detail: str
-    code: str | None = None
-    stage: str | None = None
+    code: Code | None = None
+    stage: Stage | None = None
     id: str | None = Field(default=None, description="the refused transaction's id, to look it up")
     status: str | None = Field(default=None, description="a refused transaction's status: refused or simulation_failed")
     fields: list[FieldProblem] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.codes import Code
 from schemas.outcomes import (
     IntentParked,
     IntentRejected,
@@ -27,6 +28,7 @@ from schemas.outcomes import (
 )
 from schemas.policy import AgentPolicy
 from schemas.simulation import SimulatedStep, SimulationDecision, SimulationResult
+from schemas.stages import Stage
 from sdk.dry_run import WindowLeft
 from sdk.outcomes import Outcome
 
@@ -38,8 +40,8 @@ TransactionStatus = Literal[TxStatus, "refused", "awaiting_approval", "no_outcom
 class Refusal(BaseModel):
     """The rule that refused an intent: its stage, its code, and its reason (data, not instructions)."""
 
-    stage: str
-    code: str
+    stage: Stage
+    code: Code
     reason: str
 
 

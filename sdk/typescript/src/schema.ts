@@ -1578,6 +1578,11 @@ export interface components {
             chains: components["schemas"]["ChainView"][];
         };
         /**
+         * Code
+         * @enum {string}
+         */
+        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "FEE_QUOTE_MISSING" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "NOT_RECORDED";
+        /**
          * ErrorResponse
          * @description Every error: ``detail`` says what was wrong and what to do; a refusal adds its ``code`` and
          *     ``stage``, a bad body each ``fields`` entry.
@@ -1587,16 +1592,10 @@ export interface components {
             error: string;
             /** Detail */
             detail: string;
-            /**
-             * Code
-             * @default null
-             */
-            code: string | null;
-            /**
-             * Stage
-             * @default null
-             */
-            stage: string | null;
+            /** @default null */
+            code: components["schemas"]["Code"] | null;
+            /** @default null */
+            stage: components["schemas"]["Stage"] | null;
             /**
              * Id
              * @description the refused transaction's id, to look it up
@@ -1639,10 +1638,8 @@ export interface components {
          * @description The rule that refused an intent: its stage, its code, and its reason (data, not instructions).
          */
         Refusal: {
-            /** Stage */
-            stage: string;
-            /** Code */
-            code: string;
+            stage: components["schemas"]["Stage"];
+            code: components["schemas"]["Code"];
             /** Reason */
             reason: string;
         };
@@ -1760,16 +1757,10 @@ export interface components {
              * @default null
              */
             detail: string | null;
-            /**
-             * Code
-             * @default null
-             */
-            code: string | null;
-            /**
-             * Stage
-             * @default null
-             */
-            stage: string | null;
+            /** @default null */
+            code: components["schemas"]["Code"] | null;
+            /** @default null */
+            stage: components["schemas"]["Stage"] | null;
         };
         /** SigningKey */
         SigningKey: {
@@ -1864,16 +1855,12 @@ export interface components {
              */
             decision: "allowed" | "refused" | "needs_human";
             /**
-             * Code
              * @description the refusing rule's code, when refused
              * @default null
              */
-            code: string | null;
-            /**
-             * Stage
-             * @default null
-             */
-            stage: string | null;
+            code: components["schemas"]["Code"] | null;
+            /** @default null */
+            stage: components["schemas"]["Stage"] | null;
             /**
              * Detail
              * @description why refused or why a human must approve
@@ -2037,17 +2024,17 @@ export interface components {
              * @default null
              */
             detail: string | null;
-            /**
-             * Code
-             * @default null
-             */
-            code: string | null;
-            /**
-             * Stage
-             * @default null
-             */
-            stage: string | null;
+            /** @default null */
+            code: components["schemas"]["Code"] | null;
+            /** @default null */
+            stage: components["schemas"]["Stage"] | null;
         };
+        /**
+         * Stage
+         * @description A guardrail stage's name, as verdicts, refusals and the ledger carry it.
+         * @enum {string}
+         */
+        Stage: "intake" | "chain" | "allowlist" | "delegation" | "assets" | "simulation" | "fee" | "value_cap" | "daily_limit" | "usd_limit" | "message" | "typed_data" | "solana" | "solana_message" | "approval" | "signing";
         /** StatusStep */
         StatusStep: {
             /** Status */
@@ -2341,17 +2328,15 @@ export interface components {
              */
             detail: string | null;
             /**
-             * Code
              * @description a refusal's code
              * @default null
              */
-            code: string | null;
+            code: components["schemas"]["Code"] | null;
             /**
-             * Stage
              * @description the stage whose rule refused it
              * @default null
              */
-            stage: string | null;
+            stage: components["schemas"]["Stage"] | null;
         };
         /**
          * TransactionSignRequest
