@@ -33,7 +33,9 @@ from schemas.stages import Stage
 def verdict(
     intent: TransactionIntent, stage: Stage, passed: bool, code: Code, reason: str, **facts: Any
 ) -> StageVerdict:
-    return StageVerdict(intent_id=intent.intent_id, stage=stage, passed=passed, code=code, reason=reason, facts=facts)
+    return StageVerdict.judged(
+        intent_id=intent.intent_id, stage=stage, passed=passed, code=code, reason=reason, facts=facts
+    )
 
 
 def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -> StageVerdict:

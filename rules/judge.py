@@ -149,16 +149,23 @@ def admit(intent: TransactionIntent, policy: AgentPolicy, now: datetime, max_age
     """Intake: the agent's Ed25519 signature verifies under the policy's key, the policy has the
     intents API on, and the intent is fresh (``max_age_us``: the caller's window, which a
     signer widens for an intent that waited for an admin)."""
-    if not intent_signature_valid(intent, policy):
-        return guardrails.verdict(
-            intent,
-            Stage.INTAKE,
-            False,
-            Code.AGENT_SIGNATURE_INVALID,
-            "the intent's Ed25519 signature does not verify against the agent's public key in its policy "
-            f"(v{policy.version}); sign signing_bytes() with the agent key",
-        )
-    return _admit_signed(intent, policy, now, max_age_us)
+    refused = signature_refusal(intent, policy)
+    return refused if refused is not None else _admit_signed(intent, policy, now, max_age_us)
+
+
+def signature_refusal(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict | None:
+    """The intake refusal of an intent whose Ed25519 signature does not verify under the policy's
+    agent key, or None: every service that checks an intent's signature says it in these words."""
+    if intent_signature_valid(intent, policy):
+        return None
+    return guardrails.verdict(
+        intent,
+        Stage.INTAKE,
+        False,
+        Code.AGENT_SIGNATURE_INVALID,
+        "the intent's Ed25519 signature does not verify against the agent's public key in its policy "
+        f"(v{policy.version}); sign signing_bytes() with the agent key",
+    )
 
 
 def admit_simulation(request: SimulationRequest, policy: AgentPolicy, now: datetime, max_age_us: int) -> StageVerdict:
@@ -166,10 +173,9 @@ def admit_simulation(request: SimulationRequest, policy: AgentPolicy, now: datet
     whole request (its steps carry none), then each step as `admit` takes an intent (the
     intents API on, fresh). The verdict of a refusal names the request, or the step refused."""
     if not simulation_request_signature_valid(request, policy):
-        return StageVerdict(
+        return StageVerdict.refusing(
             intent_id=request.request_id,
-            stage="intake",
-            passed=False,
+            stage=Stage.INTAKE,
             code=Code.AGENT_SIGNATURE_INVALID,
             reason="the simulation request's Ed25519 signature does not verify against the agent's public key in "
             f"its policy (v{policy.version}); sign the request's signing_bytes() with the agent key",

@@ -27,6 +27,7 @@ from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, SolanaPolicy
+from schemas.stages import Stage
 from svm import messages, programs
 from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, AccountState, TokenAccount
 from svm.instructions import Instruction, Kind
@@ -489,11 +490,11 @@ async def check(
     facts = dict(judged.facts)
     if judged.passed:
         facts["movements"] = [vars(m) for m in judged.movements]
-    verdict = StageVerdict(
+    verdict = StageVerdict.judged(
         intent_id=intent.intent_id,
-        stage="solana",
+        stage=Stage.SOLANA,
         passed=judged.passed,
-        code=str(judged.code),
+        code=judged.code,
         reason=judged.reason,
         facts=facts,
     )
@@ -578,11 +579,11 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy, agent: str | N
         judged = judge_message(
             message, agent=agent, chain=intent.chain, allowed_chains=policy.tx_allowed_chains, policy=policy.solana
         )
-    return StageVerdict(
+    return StageVerdict.judged(
         intent_id=intent.intent_id,
-        stage="solana_message",
+        stage=Stage.SOLANA_MESSAGE,
         passed=judged.passed,
-        code=str(judged.code),
+        code=judged.code,
         reason=judged.reason,
         facts=dict(judged.facts),
     )
@@ -599,11 +600,10 @@ def recheck_windows(
     refused = check_limits(policy.solana, spend, lambda asset: spent(asset_key(intent.chain, asset)))
     if refused is None:
         return None
-    return StageVerdict(
+    return StageVerdict.refusing(
         intent_id=intent.intent_id,
-        stage="solana",
-        passed=False,
-        code=str(refused.code),
+        stage=Stage.SOLANA,
+        code=refused.code,
         reason=refused.reason,
         facts=refused.facts,
     )

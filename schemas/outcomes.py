@@ -40,12 +40,41 @@ class Outcome(Evolving):
 
 
 class StageVerdict(Record):
+    """One stage's verdict on an intent. Made by `passing` or `refusing` (or `judged`, when whether
+    it passed was computed), never field by field, so every verdict is made the same way."""
+
     intent_id: str
     stage: Stage
     passed: bool
     code: Code
     reason: str
     facts: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def passing(
+        cls, *, intent_id: str, stage: Stage, code: Code, reason: str, facts: dict[str, Any] | None = None
+    ) -> StageVerdict:
+        return cls(intent_id=intent_id, stage=stage, passed=True, code=code, reason=reason, facts=facts or {})
+
+    @classmethod
+    def refusing(
+        cls, *, intent_id: str, stage: Stage, code: Code, reason: str, facts: dict[str, Any] | None = None
+    ) -> StageVerdict:
+        return cls(intent_id=intent_id, stage=stage, passed=False, code=code, reason=reason, facts=facts or {})
+
+    @classmethod
+    def judged(
+        cls,
+        *,
+        passed: bool,
+        intent_id: str,
+        stage: Stage,
+        code: Code,
+        reason: str,
+        facts: dict[str, Any] | None = None,
+    ) -> StageVerdict:
+        made = cls.passing if passed else cls.refusing
+        return made(intent_id=intent_id, stage=stage, code=code, reason=reason, facts=facts)
 
 
 # The intake refusals that answer for a record's bytes rather than for an intent: their

@@ -262,9 +262,9 @@ def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
             blob_fee_wei=int(facts.get("blob_fee_wei") or 0),
         )
     elif stage == "simulation":
-        recorded.simulated = StageVerdict(
+        recorded.simulated = StageVerdict.judged(
             intent_id=recorded.intent.intent_id,
-            stage="simulation",
+            stage=Stage.SIMULATION,
             passed=passed,
             code=details["code"],
             reason=details.get("reason", ""),
@@ -304,10 +304,9 @@ async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int)
             out.append(Replayed(r, "refused", Stage.INTAKE, admitted.code, admitted.reason, {}))
             continue
         # Never run for this intent (refused before it): reported as not judged, not guessed at.
-        simulated = r.simulated or StageVerdict(
+        simulated = r.simulated or StageVerdict.passing(
             intent_id=intent.intent_id,
-            stage="simulation",
-            passed=True,
+            stage=Stage.SIMULATION,
             code=Code.NOT_RECORDED,
             reason="the simulation never ran for this intent, and a replay never asks today's chain",
         )

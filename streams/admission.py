@@ -24,7 +24,6 @@ from schemas.actions import AuditAction
 from schemas.auth import (
     Admins,
     ServiceKeys,
-    intent_signature_valid,
     outcome_forgery,
 )
 from schemas.codes import Code
@@ -35,6 +34,7 @@ from schemas.intake import Unreadable, read_intent, unreadable_answer
 from schemas.intent import TransactionIntent, idempotency_key_sha256
 from schemas.outcomes import IntentAbandoned, IntentRejected, StageEnvelope, StageVerdict
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from streams.decide import SERVICE, Decider
 from streams.replays import Replays
 from svm.messages import read as read_solana_message
@@ -190,7 +190,7 @@ class Admission:
         self, intent: TransactionIntent, code: Code, reason: str, raw: bytes | None, now: datetime
     ) -> list[Emit]:
         """Intake's verdict and the rejection of an intent it refused."""
-        verdict = StageVerdict(intent_id=intent.intent_id, stage="intake", passed=False, code=code, reason=reason)
+        verdict = StageVerdict.refusing(intent_id=intent.intent_id, stage=Stage.INTAKE, code=code, reason=reason)
         # A forged record must not decide the fate of the real intent with the same id: the
         # intent's digest leaves its signature out, so a copy of a real intent's fields under a
         # bad signature has the real one's digest. Its rejection is bound to the bytes it came
@@ -259,15 +259,9 @@ class Admission:
         if intent.intent_id in self.decider.decisions:
             return []
         raw_policy = self.policies.get(intent.agent_id)
-        if raw_policy is not None and not intent_signature_valid(intent, policy_of(raw_policy)):
-            # A copy under a bad signature gets the answer intake gives it, bound to its bytes.
-            verdict = StageVerdict(
-                intent_id=intent.intent_id,
-                stage="intake",
-                passed=False,
-                code=Code.AGENT_SIGNATURE_INVALID,
-                reason="the intent's Ed25519 signature does not verify against the agent's public key in its policy",
-            )
+        verdict = None if raw_policy is None else judge.signature_refusal(intent, policy_of(raw_policy))
+        if verdict is not None:
+            # A copy under a bad signature gets the answer intake gives it, in its words, bound to its bytes.
             bound_to = bytes_digest(intent.to_bytes())
             return [self.decider.verdict_audit(verdict, intent, now, bound_to)] + self.decider.reject(
                 intent, verdict, [verdict], now, remember=False, bound_to=bound_to

@@ -22,6 +22,7 @@ from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit
 from schemas.errors import explain
 from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
+from schemas.stages import Stage
 from streams.decide import SERVICE, Decider
 
 
@@ -80,10 +81,9 @@ class Approvals:
         actor = f"admin:{approval.admin_key_id}"
         if approval.decision == "deny":
             self.decider.windows.release(decision.agent_id, approval.intent_id)
-            verdict = StageVerdict(
+            verdict = StageVerdict.refusing(
                 intent_id=approval.intent_id,
-                stage="approval",
-                passed=False,
+                stage=Stage.APPROVAL,
                 code=Code.APPROVAL_DENIED,
                 reason=f"an admin ({approval.admin_key_id}) denied this intent"
                 + (f": {approval.reason}" if approval.reason else ""),
@@ -174,10 +174,9 @@ class Approvals:
         pending = IntentApproved.from_bytes(pending_record)
         self.decider.windows.release(decision.agent_id, intent_id)
         waited = pending.policy.approval_timeout_s
-        verdict = StageVerdict(
+        verdict = StageVerdict.refusing(
             intent_id=intent_id,
-            stage="approval",
-            passed=False,
+            stage=Stage.APPROVAL,
             code=Code.APPROVAL_EXPIRED,
             reason=f"no admin approved this intent within {waited} s (approval_timeout_s); it "
             "will not be signed. Submit a new intent and ask an admin to approve it",

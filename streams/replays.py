@@ -17,6 +17,7 @@ from schemas.emit import audit as _audit
 from schemas.intent import TransactionIntent, idempotency_conflict, idempotency_slot_live
 from schemas.outcomes import IntentRejected, StageVerdict
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from streams.decide import SERVICE, Decider
 
 
@@ -37,10 +38,9 @@ class Replays:
             # The same id on a different intent (the agent reused an id, or someone replays a
             # variant): the decided one keeps its answer, and this one gets its own refusal,
             # bound to its own digest and not remembered.
-            verdict = StageVerdict(
+            verdict = StageVerdict.refusing(
                 intent_id=intent.intent_id,
-                stage="intake",
-                passed=False,
+                stage=Stage.INTAKE,
                 code=Code.INTENT_ID_REUSED,
                 reason=f"intent id {intent.intent_id!r} was already decided for a different "
                 "intent; every intent needs its own id",
@@ -112,10 +112,9 @@ class Replays:
         if conflict is not None:
             # Checked before the first's outcome, which may not be known yet: a different request
             # under a taken key never gets another payment's answer, nor a judgement of its own.
-            verdict = StageVerdict(
+            verdict = StageVerdict.refusing(
                 intent_id=intent.intent_id,
-                stage="intake",
-                passed=False,
+                stage=Stage.INTAKE,
                 code=Code.IDEMPOTENCY_KEY_REUSED,
                 reason=conflict,
                 facts={"original_intent_id": first["intent_id"]},
@@ -124,19 +123,17 @@ class Replays:
         original = decider.decisions.get(first["intent_id"])
         if original is None:
             return None
-        verdict = StageVerdict(
+        verdict = StageVerdict.passing(
             intent_id=intent.intent_id,
-            stage="intake",
-            passed=True,
+            stage=Stage.INTAKE,
             code=Code.IDEMPOTENT_REPLAY,
             reason=f"idempotency key already used by intent {first['intent_id']} within 24 h; its result is returned",
             facts={"original_intent_id": first["intent_id"]},
         )
         if original.outcome == "parked":
-            verdict = StageVerdict(
+            verdict = StageVerdict.refusing(
                 intent_id=intent.intent_id,
-                stage="intake",
-                passed=False,
+                stage=Stage.INTAKE,
                 code=Code.IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL,
                 reason=f"idempotency key already used by intent {first['intent_id']}, which is "
                 "waiting for an admin's approval; follow that intent's outcome",
@@ -151,7 +148,7 @@ class Replays:
         if original.outcome == "abandoned":
             # Its answer is the signer's (NO_OUTCOME, unless it signed it after all), which this
             # worker does not hold: refused, never judged again as a payment of its own.
-            stage, code = "intake", Code.NO_OUTCOME
+            stage, code = Stage.INTAKE, Code.NO_OUTCOME
             reason = (
                 f"idempotency key already used by intent {first['intent_id']}, which was given up without an outcome "
                 "from this worker; follow that intent's outcome from the signer, and submit a new intent under a new "
@@ -160,10 +157,9 @@ class Replays:
         else:
             prior = IntentRejected.model_validate_json(original.record)
             stage, code, reason = prior.stage, prior.code, prior.reason
-        echoed = StageVerdict(
+        echoed = StageVerdict.refusing(
             intent_id=intent.intent_id,
             stage=stage,
-            passed=False,
             code=code,
             reason=reason,
             facts={"original_intent_id": first["intent_id"]},

@@ -28,6 +28,7 @@ from schemas.intake import Unreadable, read_simulation_request, unreadable_answe
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.simulation import SimulatedStep, SimulationRequest, SimulationResult
+from schemas.stages import Stage
 from streams.admission import Admission, bytes_digest, policy_of
 from streams.decide import SERVICE, Decider
 
@@ -64,7 +65,7 @@ class Simulations:
         if raw_policy is None:
             refusal = _refusal(
                 request.request_id,
-                "intake",
+                Stage.INTAKE,
                 Code.POLICY_MISSING,
                 f"no policy for agent {request.agent_id!r}; an admin creates one with `warden agents create`",
             )
@@ -79,7 +80,7 @@ class Simulations:
         if policy.sender_address is None:
             refusal = _refusal(
                 request.request_id,
-                "intake",
+                Stage.INTAKE,
                 Code.SIMULATION_SENDER_UNKNOWN,
                 f"agent {request.agent_id!r}'s policy (v{policy.version}) names no sender_address, so there is no "
                 "account to simulate from; an admin sets sender_address to the agent's signing address",
@@ -99,7 +100,7 @@ class Simulations:
             # Fail closed: a bundle the node cannot run is refused, never reported as allowed.
             reason = f"the node for {request.chain} could not simulate the request: {exc}; try again later"
             return self._refused(
-                request, _refusal(request.request_id, "simulation", Code.SIMULATION_UNAVAILABLE, reason), now
+                request, _refusal(request.request_id, Stage.SIMULATION, Code.SIMULATION_UNAVAILABLE, reason), now
             )
         now_us = to_us(now)
         spent = lambda asset: self.decider.windows.of(request.agent_id, asset).spent(now_us)  # noqa: E731
@@ -201,10 +202,10 @@ class Simulations:
         if agent_id is not None:
             reason = f"{bad.reason}. Nothing was simulated: correct what is named above and send the request again"
             out += self._refusal_of(
-                request_id, agent_id, "", _refusal(request_id, "intake", Code.INVALID_REQUEST, reason), now, digest
+                request_id, agent_id, "", _refusal(request_id, Stage.INTAKE, Code.INVALID_REQUEST, reason), now, digest
             )
         return out
 
 
-def _refusal(request_id: str, stage: str, code: Code, reason: str) -> StageVerdict:
-    return StageVerdict(intent_id=request_id, stage=stage, passed=False, code=code, reason=reason)
+def _refusal(request_id: str, stage: Stage, code: Code, reason: str) -> StageVerdict:
+    return StageVerdict.refusing(intent_id=request_id, stage=stage, code=code, reason=reason)

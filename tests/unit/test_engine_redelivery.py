@@ -428,6 +428,8 @@ def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(w
         "AGENT_SIGNATURE_INVALID",
         hashlib.sha256(forged.to_bytes()).hexdigest(),
     )
+    # In intake's own words (the judge's), not a second phrasing of the same refusal.
+    assert rejected.reason == rejected_of(world.submit(forged.to_bytes())).reason
     assert outcome_problem(rejected, Awaited.of(real), world.pinned()) is not None
     assert_approved(world.submit(real), real)
 
