@@ -15,6 +15,7 @@ with its own state, so nothing the worker says is needed for safety.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from schemas.stages import Stage
+from schemas.typed_data import TypedData
 
 
 def verdict(
@@ -166,23 +168,7 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
         )
     where = f"verifying contract {contract}" if contract else "a domain without a verifyingContract"
     if typed_movements.reads_as_value(typed):
-        if not any(rule.matches(typed) for rule in policy.eip712_domain_allowlist):
-            return refuse(
-                Code.EIP712_SPEND_AUTHORIZATION_REFUSED,
-                (
-                    f"{primary} moves or authorizes moving this account's tokens, and {where} is not on the policy's "
-                    "eip712_domain_allowlist; an admin allowlists the contract to allow it (the default policy does not "
-                    "apply to value-moving types)"
-                ),
-            )
-        return verdict(
-            intent,
-            Stage.TYPED_DATA,
-            True,
-            Code.EIP712_DOMAIN_ALLOWED,
-            f"{primary} for allowlisted domain {contract}; what it moves is judged next",
-            **facts,
-        )
+        return _value_moving_verdict(intent, policy, typed, where, facts)
     if any(rule.matches(typed) for rule in policy.eip712_no_value_types):
         return verdict(
             intent,
@@ -192,18 +178,60 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
             f"{primary} on {contract} is named by the policy as moving no value",
             **facts,
         )
+    return _unread_type_verdict(intent, policy, typed, where, facts)
+
+
+def _value_moving_verdict(
+    intent: TransactionIntent, policy: AgentPolicy, typed: TypedData, where: str, facts: Mapping[str, Any]
+) -> StageVerdict:
+    """A type Warden reads as a movement: signed only for a domain on eip712_domain_allowlist
+    (the assets stage then judges what it moves); the default policy never covers it."""
+    contract, primary = typed.verifying_contract, typed.primaryType
+    if not any(rule.matches(typed) for rule in policy.eip712_domain_allowlist):
+        return verdict(
+            intent,
+            Stage.TYPED_DATA,
+            False,
+            Code.EIP712_SPEND_AUTHORIZATION_REFUSED,
+            (
+                f"{primary} moves or authorizes moving this account's tokens, and {where} is not on the policy's "
+                "eip712_domain_allowlist; an admin allowlists the contract to allow it (the default policy does not "
+                "apply to value-moving types)"
+            ),
+            **facts,
+        )
+    return verdict(
+        intent,
+        Stage.TYPED_DATA,
+        True,
+        Code.EIP712_DOMAIN_ALLOWED,
+        f"{primary} for allowlisted domain {contract}; what it moves is judged next",
+        **facts,
+    )
+
+
+def _unread_type_verdict(
+    intent: TransactionIntent, policy: AgentPolicy, typed: TypedData, where: str, facts: Mapping[str, Any]
+) -> StageVerdict:
+    """A type Warden does not read and the policy does not name: refused if it carries an address
+    and an amount, else allowed only by ``eip712_default_policy: allow`` outside the asset tokens."""
+    contract, primary = typed.verifying_contract, typed.primaryType
     name_it = (
         f'if it moves no value (a login, a vote), an admin names {{"verifying_contract": "{contract}", '
         f'"primary_type": "{primary}"}} in eip712_no_value_types'
     )
     if typed_movements.carries_value(typed):
-        return refuse(
+        return verdict(
+            intent,
+            Stage.TYPED_DATA,
+            False,
             Code.EIP712_TYPE_NOT_UNDERSTOOD,
             (
                 f"{primary} on {where} carries an address and an amount, and Warden does not read it as a movement, so "
                 f"it could move value unseen; it is not signed. Use a type Warden reads (Permit, Permit2, EIP-3009, "
                 f"Seaport, CoW, UniswapX, 1inch), or {name_it}"
             ),
+            **facts,
         )
     asset_domain = contract is not None and policy.asset(intent.chain, contract) is not None
     if policy.eip712_default_policy == "allow" and not asset_domain:
@@ -220,12 +248,16 @@ def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVer
         if asset_domain and policy.eip712_default_policy == "allow"
         else "the default policy is deny"
     )
-    return refuse(
+    return verdict(
+        intent,
+        Stage.TYPED_DATA,
+        False,
         Code.EIP712_TYPE_NOT_NAMED,
         (
             f"{primary} on {where} is not a type Warden reads as a movement nor one the policy names as moving no value, "
             f"and {why}; {name_it}"
         ),
+        **facts,
     )
 
 

@@ -9,6 +9,7 @@ or the signer's own); its failures refuse the intent (fail closed).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -221,59 +222,80 @@ def traced_verdict(
         declared_out={asset: str(units) for asset, units in declared.items()},
         landings=[landing.facts() for landing in landed],
     )
+    # The first refusal found, checked in this order; a later check runs only when the earlier ones pass.
+    refusal = (
+        _outflow_refusal(intent, policy, sender, changes, declared)
+        or _landing_refusal(intent, policy, sender, landed)
+        or _grant_refusal(policy, sender, logs)
+    )
+    if refusal is not None:
+        code, reason = refusal
+        return verdict(intent, Stage.SIMULATION, False, code, reason, **facts)
+    return verdict(
+        intent, Stage.SIMULATION, True, Code.SIMULATION_OK, f"simulation succeeded, estimated gas {gas}", **facts
+    )
 
-    def shown(asset_key: str, units: int) -> str:
-        if asset_key == movements.NATIVE:
-            return f"{format_native_amount(units)} (native)"
-        asset = policy.asset(intent.chain, asset_key)
-        return asset_amount(asset, units) if asset is not None else f"{units} base units of {asset_key}"
 
+def _shown(intent: TransactionIntent, policy: AgentPolicy, asset_key: str, units: int) -> str:
+    """An amount of ``asset_key`` as a reason states it: in the asset's units where the policy lists it."""
+    if asset_key == movements.NATIVE:
+        return f"{format_native_amount(units)} (native)"
+    asset = policy.asset(intent.chain, asset_key)
+    return asset_amount(asset, units) if asset is not None else f"{units} base units of {asset_key}"
+
+
+def _outflow_refusal(
+    intent: TransactionIntent,
+    policy: AgentPolicy,
+    sender: str,
+    changes: list[movements.BalanceChange],
+    declared: Mapping[str, int],
+) -> tuple[Code, str] | None:
+    """Whether any asset leaves ``sender`` beyond what the intent declares (SIMULATION_MISMATCH)."""
     for change in changes:
         if change.outgoing > declared.get(change.asset, 0):
-            return verdict(
-                intent,
-                Stage.SIMULATION,
-                False,
+            return (
                 Code.SIMULATION_MISMATCH,
                 (
-                    f"the simulated call takes {shown(change.asset, change.outgoing)} from {sender}, but the intent "
-                    f"declares {shown(change.asset, declared.get(change.asset, 0))}; the contract moves more than the "
-                    "call says, so it is not signed"
+                    f"the simulated call takes {_shown(intent, policy, change.asset, change.outgoing)} from {sender}, "
+                    f"but the intent declares {_shown(intent, policy, change.asset, declared.get(change.asset, 0))}; "
+                    "the contract moves more than the call says, so it is not signed"
                 ),
-                **facts,
             )
+    return None
+
+
+def _landing_refusal(
+    intent: TransactionIntent, policy: AgentPolicy, sender: str, landed: list[movements.Landing]
+) -> tuple[Code, str] | None:
+    """Whether value sent on from ``sender`` lands anywhere off the allowlist."""
     for landing in landed:
         if not allowlisted(policy, landing.holder):
-            return verdict(
-                intent,
-                Stage.SIMULATION,
-                False,
+            return (
                 Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
                 (
-                    f"the simulated call sends {shown(landing.asset, landing.amount)} from {sender} on to "
-                    f"{landing.holder}, which is not on this agent's allowlist (route: {'; '.join(landing.route)}); value "
-                    f"sent through an allowlisted contract is judged by where it lands: an admin allowlists "
+                    f"the simulated call sends {_shown(intent, policy, landing.asset, landing.amount)} from {sender} on "
+                    f"to {landing.holder}, which is not on this agent's allowlist (route: {'; '.join(landing.route)}); "
+                    f"value sent through an allowlisted contract is judged by where it lands: an admin allowlists "
                     f"{landing.holder} if it should receive it"
                 ),
-                **facts,
             )
+    return None
+
+
+def _grant_refusal(policy: AgentPolicy, sender: str, logs: list[dict[str, Any]]) -> tuple[Code, str] | None:
+    """Whether the call lets anyone off the allowlist spend ``sender``'s tokens."""
     for token, spender in movements.grants(logs, sender):
         if not allowlisted(policy, spender):
-            return verdict(
-                intent,
-                Stage.SIMULATION,
-                False,
+            return (
                 Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
                 (
                     f"the simulated call lets {spender} spend {sender}'s {token} tokens, and {spender} is not on this "
                     "agent's allowlist; an allowance set inside a call is judged like one the agent asks for: "
                     f"an admin allowlists {spender} if it should spend them"
                 ),
-                **facts,
             )
-    return verdict(
-        intent, Stage.SIMULATION, True, Code.SIMULATION_OK, f"simulation succeeded, estimated gas {gas}", **facts
-    )
+    return None
 
 
 def simulation_skipped(intent: TransactionIntent) -> StageVerdict:

@@ -142,6 +142,99 @@ class _FeeMarketFields(TypedDict):
     access_list: AccessList
 
 
+def _decode_y_parity(item: object) -> int:
+    """A typed transaction's v: its y-parity, 0 or 1."""
+    v = _decode_uint("y_parity", item)
+    if v not in (0, 1):
+        raise InvalidTransaction("bad v")
+    return v
+
+
+def _decode_legacy(raw: bytes) -> tuple[LegacyTransaction, int, list[object]]:
+    """A legacy transaction, its v as found on the wire, and its RLP items (r and s are the last two)."""
+    items = _decode_rlp_list(raw, 9, "legacy")
+    tx = LegacyTransaction(
+        nonce=_decode_uint("nonce", items[0]),
+        gas_price=_decode_uint("gas_price", items[1]),
+        gas=_decode_uint("gas", items[2]),
+        to=_decode_bytes("to", items[3]),
+        value=_decode_uint("value", items[4]),
+        data=_decode_bytes("data", items[5]),
+    )
+    v = _decode_uint("v", items[6])
+    if v not in (27, 28) and not (37 <= v < 35 + 2 * _U64_LIMIT):
+        raise InvalidTransaction("bad v")
+    return tx, v, items
+
+
+def _decode_2930(payload: bytes) -> tuple[AccessListTransaction, int, list[object]]:
+    """An EIP-2930 transaction (``payload``: after its type byte), its y-parity and its RLP items."""
+    items = _decode_rlp_list(payload, 11, "EIP-2930")
+    tx = AccessListTransaction(
+        chain_id=_decode_uint("chain_id", items[0]),
+        nonce=_decode_uint("nonce", items[1]),
+        gas_price=_decode_uint("gas_price", items[2]),
+        gas=_decode_uint("gas", items[3]),
+        to=_decode_bytes("to", items[4]),
+        value=_decode_uint("value", items[5]),
+        data=_decode_bytes("data", items[6]),
+        access_list=_decode_access_list(items[7]),
+    )
+    return tx, _decode_y_parity(items[8]), items
+
+
+def _decode_fee_market_fields(items: list[object]) -> _FeeMarketFields:
+    """The first nine items of an EIP-1559, blob or set-code transaction, which all three share."""
+    return _FeeMarketFields(
+        chain_id=_decode_uint("chain_id", items[0]),
+        nonce=_decode_uint("nonce", items[1]),
+        max_priority_fee_per_gas=_decode_uint("max_priority_fee_per_gas", items[2]),
+        max_fee_per_gas=_decode_uint("max_fee_per_gas", items[3]),
+        gas=_decode_uint("gas", items[4]),
+        to=_decode_bytes("to", items[5]),
+        value=_decode_uint("value", items[6]),
+        data=_decode_bytes("data", items[7]),
+        access_list=_decode_access_list(items[8]),
+    )
+
+
+def _decode_1559(payload: bytes) -> tuple[FeeMarketTransaction, int, list[object]]:
+    """An EIP-1559 transaction (``payload``: after its type byte), its y-parity and its RLP items."""
+    items = _decode_rlp_list(payload, 12, "EIP-1559")
+    tx = FeeMarketTransaction(**_decode_fee_market_fields(items))
+    return tx, _decode_y_parity(items[9]), items
+
+
+def _decode_blob_or_set_code(raw: bytes) -> tuple[BlobTransaction | SetCodeTransaction, int, list[object]]:
+    """A blob (type 3) or set-code (type 4) transaction, its y-parity and its RLP items; a blob
+    transaction's network form is refused by name, so the caller learns which form to send."""
+    first = raw[0]
+    count, kind = (14, "EIP-4844") if first == TX_TYPE_4844 else (13, "EIP-7702")
+    try:
+        items = _decode_rlp_list(raw[1:], count, kind)
+    except InvalidTransaction:
+        if first == TX_TYPE_4844 and _is_network_form(raw):
+            raise InvalidTransaction(
+                "this is a blob transaction's network form (with its blobs and proofs); only the signed "
+                "transaction inside it, 0x03 || rlp(tx_payload_body), is decoded here"
+            ) from None
+        raise
+    fields = _decode_fee_market_fields(items)
+    tx: BlobTransaction | SetCodeTransaction
+    if first == TX_TYPE_4844:
+        hashes = items[10]
+        if type(hashes) is not list:
+            raise InvalidTransaction("blob_versioned_hashes must be an RLP list")
+        tx = BlobTransaction(
+            **fields,
+            max_fee_per_blob_gas=_decode_uint("max_fee_per_blob_gas", items[9]),
+            blob_versioned_hashes=tuple(_decode_bytes("blob hash", h) for h in hashes),
+        )
+    else:
+        tx = SetCodeTransaction(**fields, authorization_list=_decode_authorization_list(items[9]))
+    return tx, _decode_y_parity(items[-3]), items
+
+
 def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
     """
     Decode a signed serialization into ``(tx, v, r, s)``.
@@ -155,89 +248,19 @@ def decode_signed(raw: bytes) -> tuple[Transaction, int, int, int]:
         raise InvalidTransaction("raw transaction must be non-empty bytes")
     first = raw[0]
     tx: Transaction
+    items: list[object]
     if first >= 0xC0:
-        items = _decode_rlp_list(raw, 9, "legacy")
-        tx = LegacyTransaction(
-            nonce=_decode_uint("nonce", items[0]),
-            gas_price=_decode_uint("gas_price", items[1]),
-            gas=_decode_uint("gas", items[2]),
-            to=_decode_bytes("to", items[3]),
-            value=_decode_uint("value", items[4]),
-            data=_decode_bytes("data", items[5]),
-        )
-        v = _decode_uint("v", items[6])
-        if v not in (27, 28) and not (37 <= v < 35 + 2 * _U64_LIMIT):
-            raise InvalidTransaction("bad v")
+        tx, v, items = _decode_legacy(raw)
     elif first == TX_TYPE_2930:
-        items = _decode_rlp_list(raw[1:], 11, "EIP-2930")
-        tx = AccessListTransaction(
-            chain_id=_decode_uint("chain_id", items[0]),
-            nonce=_decode_uint("nonce", items[1]),
-            gas_price=_decode_uint("gas_price", items[2]),
-            gas=_decode_uint("gas", items[3]),
-            to=_decode_bytes("to", items[4]),
-            value=_decode_uint("value", items[5]),
-            data=_decode_bytes("data", items[6]),
-            access_list=_decode_access_list(items[7]),
-        )
-        v = _decode_uint("y_parity", items[8])
-        if v not in (0, 1):
-            raise InvalidTransaction("bad v")
+        tx, v, items = _decode_2930(raw[1:])
     elif first == TX_TYPE_1559:
-        items = _decode_rlp_list(raw[1:], 12, "EIP-1559")
-        tx = FeeMarketTransaction(
-            chain_id=_decode_uint("chain_id", items[0]),
-            nonce=_decode_uint("nonce", items[1]),
-            max_priority_fee_per_gas=_decode_uint("max_priority_fee_per_gas", items[2]),
-            max_fee_per_gas=_decode_uint("max_fee_per_gas", items[3]),
-            gas=_decode_uint("gas", items[4]),
-            to=_decode_bytes("to", items[5]),
-            value=_decode_uint("value", items[6]),
-            data=_decode_bytes("data", items[7]),
-            access_list=_decode_access_list(items[8]),
-        )
-        v = _decode_uint("y_parity", items[9])
-        if v not in (0, 1):
-            raise InvalidTransaction("bad v")
+        tx, v, items = _decode_1559(raw[1:])
     elif first in (TX_TYPE_4844, TX_TYPE_7702):
-        count, kind = (14, "EIP-4844") if first == TX_TYPE_4844 else (13, "EIP-7702")
-        try:
-            items = _decode_rlp_list(raw[1:], count, kind)
-        except InvalidTransaction:
-            if first == TX_TYPE_4844 and _is_network_form(raw):
-                raise InvalidTransaction(
-                    "this is a blob transaction's network form (with its blobs and proofs); only the signed "
-                    "transaction inside it, 0x03 || rlp(tx_payload_body), is decoded here"
-                ) from None
-            raise
-        fields = _FeeMarketFields(
-            chain_id=_decode_uint("chain_id", items[0]),
-            nonce=_decode_uint("nonce", items[1]),
-            max_priority_fee_per_gas=_decode_uint("max_priority_fee_per_gas", items[2]),
-            max_fee_per_gas=_decode_uint("max_fee_per_gas", items[3]),
-            gas=_decode_uint("gas", items[4]),
-            to=_decode_bytes("to", items[5]),
-            value=_decode_uint("value", items[6]),
-            data=_decode_bytes("data", items[7]),
-            access_list=_decode_access_list(items[8]),
-        )
-        if first == TX_TYPE_4844:
-            hashes = items[10]
-            if type(hashes) is not list:
-                raise InvalidTransaction("blob_versioned_hashes must be an RLP list")
-            tx = BlobTransaction(
-                **fields,
-                max_fee_per_blob_gas=_decode_uint("max_fee_per_blob_gas", items[9]),
-                blob_versioned_hashes=tuple(_decode_bytes("blob hash", h) for h in hashes),
-            )
-        else:
-            tx = SetCodeTransaction(**fields, authorization_list=_decode_authorization_list(items[9]))
-        v = _decode_uint("y_parity", items[-3])
-        if v not in (0, 1):
-            raise InvalidTransaction("bad v")
+        tx, v, items = _decode_blob_or_set_code(raw)
     else:
         raise InvalidTransaction(f"unsupported transaction type 0x{first:02x}")
 
+    # Every form ends with its signature's r and s.
     r = _decode_uint("r", items[-2])
     s = _decode_uint("s", items[-1])
     _check_rs(r, s)
