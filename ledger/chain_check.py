@@ -73,6 +73,13 @@ def _v32(text_hex: str) -> np.void:
     return value
 
 
+def _event_id(page: Page, seq: list[int], j: int) -> str:
+    """The event id of the page's row ``j`` (rows sharing a seq are told apart by their place)."""
+    same = page.event_ids(seq[j])
+    first = seq.index(seq[j])
+    return same[j - first] if j - first < len(same) else ""
+
+
 class ChainCheck:
     """Checks one chain from ``start`` on, page by page; stops at the first problem."""
 
@@ -158,35 +165,13 @@ class ChainCheck:
         self.done = True
 
     def _classify(self, page: Page, i: int) -> Problem:
+        """Names what went wrong at row ``i``, the page's first row that does not check."""
         chain = self.result.chain
         seq = [int(s) for s in page.seq]
         s = seq[i]
         expected = self.next_seq + i
-
-        def head_at(j: int) -> np.void | None:
-            if j >= 0:
-                head: np.void = page.head[j]  # page.head holds V32 values
-                return head
-            back = len(self.recent) + j
-            return self.recent[back] if back >= 0 else None
-
-        def event_id(j: int) -> str:
-            same = page.event_ids(seq[j])
-            first = seq.index(seq[j])
-            return same[j - first] if j - first < len(same) else ""
-
         if s < expected:
-            # A second row with a seq already seen: the genuine one is the one
-            # the chain links into; the other was inserted.
-            before = i - 1
-            intruder = i if page.prev[before] == head_at(before - 1) and page.ok[before] else before
-            return Problem(
-                chain,
-                s,
-                "inserted",
-                f"two rows claim seq {s} and the chain links only one; this one was inserted",
-                event_id(intruder),
-            )
+            return self._second_claim(page, seq, i)
         if s > expected:
             return Problem(
                 chain,
@@ -194,6 +179,30 @@ class ChainCheck:
                 "deleted",
                 f"rows seq {expected}..{s - 1} are missing: deleted (the next row present is seq {s})",
             )
+        misplaced = self._misplaced(page, seq, i)
+        if misplaced is not None:
+            return misplaced
+        return self._unlinked(page, seq, i)
+
+    def _second_claim(self, page: Page, seq: list[int], i: int) -> Problem:
+        """A seq already seen: which of the two rows claiming it was inserted."""
+        s = seq[i]
+        # A second row with a seq already seen: the genuine one is the one
+        # the chain links into; the other was inserted.
+        before = i - 1
+        intruder = i if page.prev[before] == self._head_at(page, before - 1) and page.ok[before] else before
+        return Problem(
+            self.result.chain,
+            s,
+            "inserted",
+            f"two rows claim seq {s} and the chain links only one; this one was inserted",
+            _event_id(page, seq, intruder),
+        )
+
+    def _misplaced(self, page: Page, seq: list[int], i: int) -> Problem | None:
+        """Rows reordered or inserted, told by what row ``i`` (or the next) links to; None if neither."""
+        chain = self.result.chain
+        s = seq[i]
         by_hash = {bytes(h): j for j, h in enumerate(page.head)}
         j = by_hash.get(bytes(page.prev[i]))
         if j is not None and j > i:
@@ -202,15 +211,15 @@ class ChainCheck:
                 s,
                 "reordered",
                 f"it links to row seq {seq[j]}, which comes after it, instead of seq {s - 1}: rows were reordered",
-                event_id(i),
+                _event_id(page, seq, i),
             )
-        if j is not None and j == i - 2 or (j is None and i < 2 and page.prev[i] == head_at(i - 2)):
+        if j is not None and j == i - 2 or (j is None and i < 2 and page.prev[i] == self._head_at(page, i - 2)):
             return Problem(
                 chain,
                 s - 1,
                 "inserted",
                 f"row seq {s} links to seq {s - 2}, past this row: it was inserted (and later rows renumbered)",
-                event_id(i - 1) if i >= 1 else None,
+                _event_id(page, seq, i - 1) if i >= 1 else None,
             )
         if j is not None and j < i - 2:
             return Problem(
@@ -218,23 +227,29 @@ class ChainCheck:
                 s,
                 "reordered",
                 f"it links to row seq {seq[j]} instead of seq {s - 1}: rows were reordered",
-                event_id(i),
+                _event_id(page, seq, i),
             )
-        if i + 1 < len(page) and seq[i + 1] == s + 1 and page.prev[i + 1] == head_at(i - 1):
+        if i + 1 < len(page) and seq[i + 1] == s + 1 and page.prev[i + 1] == self._head_at(page, i - 1):
             return Problem(
                 chain,
                 s,
                 "inserted",
                 f"row seq {s + 1} links to seq {s - 1}, past this row: it was inserted (and later rows renumbered)",
-                event_id(i),
+                _event_id(page, seq, i),
             )
+        return None
+
+    def _unlinked(self, page: Page, seq: list[int], i: int) -> Problem:
+        """Row ``i`` in its place but not checking: modified, or the row it should link to is gone."""
+        chain = self.result.chain
+        s = seq[i]
         if not page.ok[i]:
             return Problem(
                 chain,
                 s,
                 "modified",
                 "its fields do not hash to its integrity_hash: a field (or the stored hash) was modified",
-                event_id(i),
+                _event_id(page, seq, i),
             )
         if s == 0:
             return Problem(
@@ -242,7 +257,7 @@ class ChainCheck:
                 0,
                 "deleted",
                 f"it does not start from chain {chain}'s genesis hash: the chain's first rows were deleted or replaced",
-                event_id(i),
+                _event_id(page, seq, i),
             )
         return Problem(
             chain,
@@ -250,8 +265,16 @@ class ChainCheck:
             "deleted",
             f"its prev_hash matches no row: row seq {s - 1} was deleted (and later rows renumbered), "
             "or replaced by a row with a recomputed hash",
-            event_id(i),
+            _event_id(page, seq, i),
         )
+
+    def _head_at(self, page: Page, j: int) -> np.void | None:
+        """The hash of the page's row ``j``; negative: of the rows before the page (None before the anchor)."""
+        if j >= 0:
+            head: np.void = page.head[j]  # page.head holds V32 values
+            return head
+        back = len(self.recent) + j
+        return self.recent[back] if back >= 0 else None
 
     def finish(self) -> ChainResult:
         if not self.done and self.to_end and self.pending:

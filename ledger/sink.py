@@ -320,14 +320,7 @@ async def run_sink(
         if isinstance(store, ChdbStore):
             host, _, port = settings.ledger_http.rpartition(":")
             endpoint = Endpoint(store, host, int(port), log_name=settings.ledger.log_name)
-            try:
-                await endpoint.start()
-            except OSError as exc:
-                raise StoreError(
-                    f"cannot serve the ledger endpoint on {settings.ledger_http} ({exc}); "
-                    "set WARDEN_LEDGER_HTTP to a free host:port"
-                ) from None
-            log.info("serving read-only SQL (ClickHouse HTTP) on http://%s", settings.ledger_http)
+            await _serve_endpoint(endpoint, settings)
         sink = _Sink(settings, store, options, checks)
         log.info("checkpoint public key %s; log key (vkey) %s", checkpoints.public_key_hex(sink.key), sink.log_key.vkey)
         await consumer.start()
@@ -343,41 +336,7 @@ async def run_sink(
         gc.freeze()
         metrics.serve(settings, "ledger")
         mark_ready(settings, "ledger")
-        reported_at, reported = time.monotonic(), 0
-        fetched: Fetched | None = None  # a batch fetched while the one before it was appended
-        while not stop.is_set():
-            if fetched is None:
-                fetched = await sink.fetch(consumer, tps)
-            now = utcnow()
-            try:
-                if fetched.records:
-                    # The next batch is fetched, and its writers' signatures checked, while this
-                    # one is chained and inserted: under load both cores stay busy.
-                    appending = asyncio.create_task(sink.append(fetched, now))
-                    try:
-                        fetched = await sink.fetch(consumer, tps)
-                    finally:
-                        await appending  # its StoreError drops what was fetched meanwhile (below)
-                    unread = 0
-                    for tp in tps:
-                        highwater = consumer.highwater(tp)
-                        if highwater is not None:
-                            unread += max(0, highwater - await consumer.position(tp))
-                    metrics.CONSUMER_LAG.labels("ledger").set(unread)
-                    metrics.LEDGER_LAG.set(sink.progress.lag({tp.partition: consumer.highwater(tp) for tp in tps}))
-                else:
-                    fetched = None
-                await sink.checkpoint(now)
-            except StoreError as exc:
-                log.error("write to %s failed (%s); resuming from what it holds", store.description, exc)
-                fetched = None  # read again from where the store ends
-                await asyncio.sleep(1.0)
-                await sink.resume(consumer, tps)
-                continue
-            await sink.publish(producer)
-            if time.monotonic() - reported_at >= 10 and sink.appended != reported:
-                log.info("appended %d events (%d redeliveries skipped)", sink.appended, sink.skipped)
-                reported_at, reported = time.monotonic(), sink.appended
+        await _consume(sink, store, consumer, producer, tps, stop)
         try:
             await sink.checkpoint(utcnow(), closing=True)
         except StoreError as exc:
@@ -392,6 +351,70 @@ async def run_sink(
         if endpoint is not None:
             await endpoint.stop()
         store.close()
+
+
+async def _serve_endpoint(endpoint: Endpoint, settings: Settings) -> None:
+    """Starts the read-only SQL endpoint; a port it cannot bind is a StoreError naming the setting."""
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        raise StoreError(
+            f"cannot serve the ledger endpoint on {settings.ledger_http} ({exc}); "
+            "set WARDEN_LEDGER_HTTP to a free host:port"
+        ) from None
+    log.info("serving read-only SQL (ClickHouse HTTP) on http://%s", settings.ledger_http)
+
+
+async def _consume(
+    sink: _Sink,
+    store: Store,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    tps: list[TopicPartition],
+    stop: asyncio.Event,
+) -> None:
+    """Appends, checkpoints and publishes batch after batch until ``stop`` is set; a failed write
+    resumes from what the store holds."""
+    reported_at, reported = time.monotonic(), 0
+    fetched: Fetched | None = None  # a batch fetched while the one before it was appended
+    while not stop.is_set():
+        if fetched is None:
+            fetched = await sink.fetch(consumer, tps)
+        now = utcnow()
+        try:
+            if fetched.records:
+                # The next batch is fetched, and its writers' signatures checked, while this
+                # one is chained and inserted: under load both cores stay busy.
+                appending = asyncio.create_task(sink.append(fetched, now))
+                try:
+                    fetched = await sink.fetch(consumer, tps)
+                finally:
+                    await appending  # its StoreError drops what was fetched meanwhile (below)
+                await _measure_lag(sink, consumer, tps)
+            else:
+                fetched = None
+            await sink.checkpoint(now)
+        except StoreError as exc:
+            log.error("write to %s failed (%s); resuming from what it holds", store.description, exc)
+            fetched = None  # read again from where the store ends
+            await asyncio.sleep(1.0)
+            await sink.resume(consumer, tps)
+            continue
+        await sink.publish(producer)
+        if time.monotonic() - reported_at >= 10 and sink.appended != reported:
+            log.info("appended %d events (%d redeliveries skipped)", sink.appended, sink.skipped)
+            reported_at, reported = time.monotonic(), sink.appended
+
+
+async def _measure_lag(sink: _Sink, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Sets the lag gauges: records on the broker not yet read, and read but not yet appended."""
+    unread = 0
+    for tp in tps:
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            unread += max(0, highwater - await consumer.position(tp))
+    metrics.CONSUMER_LAG.labels("ledger").set(unread)
+    metrics.LEDGER_LAG.set(sink.progress.lag({tp.partition: consumer.highwater(tp) for tp in tps}))
 
 
 async def _gather(

@@ -164,12 +164,7 @@ def verify(
     started = time.perf_counter()
     report = Report([], public_key.hex(), witnesses=[w.name for w in witnesses], receipts=len(receipts))
     if chains is None:
-        listed = store.arrow(
-            f"SELECT DISTINCT chain FROM (SELECT chain FROM {AUDIT_LOG} UNION ALL SELECT chain FROM {AUDIT_CHECKPOINTS}) ORDER BY chain"
-        )
-        chains = [int(c) for c in listed.column("chain").to_pylist()] if listed.num_rows else []
-        # A receipt's chain the store no longer holds at all is checked too: it disagrees.
-        chains = sorted(set(chains) | {kept.chain for kept in receipts})
+        chains = _chains_to_check(store, receipts)
     log = NoteKey(log_name, ED25519, public_key)
     report.unchecked_cosignatures = unchecked_cosignatures(store, [log, *witnesses])
     # Two connections when the store allows: each chain's plan (its checkpoints' signatures
@@ -183,45 +178,10 @@ def verify(
         pair_hasher = store.pair_hasher()
         hasher = hash_pairs if pair_hasher is None else pair_hasher
         with ThreadPoolExecutor(max_workers=len(handles)) as fetcher:
-            planned = [
-                fetcher.submit(
-                    _plan,
-                    handles[k % len(handles)],
-                    chain,
-                    public_key,
-                    since,
-                    until,
-                    report,
-                    hasher,
-                    log_name,
-                    witnesses,
-                    [kept for kept in receipts if kept.chain == chain],
-                )
-                for k, chain in enumerate(chains)
-            ]
-            plans = [future.result() for future in planned]
-            total = sum(max(0, hi - lo) for _, (lo, hi) in plans)
-            done = 0
-            pages = [
-                (check, page_lo, min(page_lo + PAGE_ROWS, hi))
-                for check, (lo, hi) in plans
-                for page_lo in range(lo, hi, PAGE_ROWS)
-            ]
-            ahead = len(handles)
-            futures = [
-                fetcher.submit(_fetch, handles[k % len(handles)], *_page_args(pages[k]))
-                for k in range(min(ahead, len(pages)))
-            ]
-            for k, (check, lo, hi) in enumerate(pages):
-                page = futures[k].result()
-                if k + ahead < len(pages):
-                    futures.append(
-                        fetcher.submit(_fetch, handles[(k + ahead) % len(handles)], *_page_args(pages[k + ahead]))
-                    )
-                check.feed(page)
-                done += hi - lo
-                if progress:
-                    progress(done, total)
+            plans = _plan_chains(
+                fetcher, handles, chains, public_key, since, until, report, hasher, log_name, witnesses, receipts
+            )
+            _check_pages(fetcher, handles, plans, progress)
     finally:
         if sibling is not None:
             sibling.close()
@@ -231,6 +191,77 @@ def verify(
         report.chains.append(check.finish())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _chains_to_check(store: Store, receipts: Sequence[KeptReceipt]) -> list[int]:
+    """Every chain the store holds rows or checkpoints of, and every kept receipt's chain."""
+    listed = store.arrow(
+        f"SELECT DISTINCT chain FROM (SELECT chain FROM {AUDIT_LOG} UNION ALL SELECT chain FROM {AUDIT_CHECKPOINTS}) ORDER BY chain"
+    )
+    chains = [int(c) for c in listed.column("chain").to_pylist()] if listed.num_rows else []
+    # A receipt's chain the store no longer holds at all is checked too: it disagrees.
+    return sorted(set(chains) | {kept.chain for kept in receipts})
+
+
+def _plan_chains(
+    fetcher: ThreadPoolExecutor,
+    handles: list[Store],
+    chains: list[int],
+    public_key: bytes,
+    since: datetime | None,
+    until: datetime | None,
+    report: Report,
+    hasher: PairHasher,
+    log_name: str,
+    witnesses: Sequence[NoteKey],
+    receipts: Sequence[KeptReceipt],
+) -> list[tuple[ChainCheck, tuple[int, int]]]:
+    """Each chain's plan (`_plan`), the chains spread over the handles, all submitted before any is awaited."""
+    planned = [
+        fetcher.submit(
+            _plan,
+            handles[k % len(handles)],
+            chain,
+            public_key,
+            since,
+            until,
+            report,
+            hasher,
+            log_name,
+            witnesses,
+            [kept for kept in receipts if kept.chain == chain],
+        )
+        for k, chain in enumerate(chains)
+    ]
+    return [future.result() for future in planned]
+
+
+def _check_pages(
+    fetcher: ThreadPoolExecutor,
+    handles: list[Store],
+    plans: list[tuple[ChainCheck, tuple[int, int]]],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Feeds every planned page to its chain's check in order, one page per handle fetched ahead."""
+    total = sum(max(0, hi - lo) for _, (lo, hi) in plans)
+    done = 0
+    pages = [
+        (check, page_lo, min(page_lo + PAGE_ROWS, hi))
+        for check, (lo, hi) in plans
+        for page_lo in range(lo, hi, PAGE_ROWS)
+    ]
+    ahead = len(handles)
+    futures = [
+        fetcher.submit(_fetch, handles[k % len(handles)], *_page_args(pages[k])) for k in range(min(ahead, len(pages)))
+    ]
+    for k, (check, lo, hi) in enumerate(pages):
+        page = futures[k].result()
+        if k + ahead < len(pages):
+            futures.append(fetcher.submit(_fetch, handles[(k + ahead) % len(handles)], *_page_args(pages[k + ahead])))
+        check.feed(page)
+        done += hi - lo
+        if progress:
+            progress(done, total)
 
 
 def _page_args(page: tuple[ChainCheck, int, int]) -> tuple[int, int, int]:

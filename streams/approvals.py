@@ -24,6 +24,7 @@ from schemas.errors import explain
 from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
 from schemas.stages import Stage
 from streams.decide import SERVICE, Decider
+from streams.decision import Decision
 
 
 class Approvals:
@@ -45,62 +46,78 @@ class Approvals:
                 raw, source, now, f"invalid HumanApproval: {'; '.join(explain(exc))}", explain(exc)
             )
         decision = self.decider.decisions.get(approval.intent_id)
-
-        def refused(why: str) -> list[Emit]:
-            return [
-                _audit(
-                    SERVICE,
-                    AuditAction.APPROVAL_REFUSED,
-                    f"intent:{approval.intent_id}",
-                    now,
-                    approval.intent_id,
-                    approval.signature[:16],
-                    intent_id=approval.intent_id,
-                    agent_id=approval.agent_id,
-                    intent_digest=approval.intent_digest,
-                    decision=approval.decision,
-                    admin_key_id=approval.admin_key_id,
-                    reason=why,
-                )
-            ]
-
         problem = human_approval_problem(approval, self.admins)
         if problem is not None:
-            return refused(f"{problem}; ignored")
+            return self._refused(approval, f"{problem}; ignored", now)
         if decision is None or decision.outcome != "parked":
-            return refused("no intent with this id is awaiting approval (decided, expired or unknown); ignored")
+            return self._refused(
+                approval, "no intent with this id is awaiting approval (decided, expired or unknown); ignored", now
+            )
         if approval.intent_digest != decision.digest or approval.agent_id != decision.agent_id:
-            return refused("the decision names another intent (intent_digest or agent differs); ignored")
+            return self._refused(
+                approval, "the decision names another intent (intent_digest or agent differs); ignored", now
+            )
         expires_us, pending_record = decision.waiting()
         if to_us(now) >= expires_us:
-            return refused("the wait for approval had ended; the intent expired") + self._expire(
+            return self._refused(approval, "the wait for approval had ended; the intent expired", now) + self._expire(
                 approval.intent_id, now
             )
         self.decider.parked.pop(approval.intent_id, None)
         pending = IntentApproved.from_bytes(pending_record)
         actor = f"admin:{approval.admin_key_id}"
         if approval.decision == "deny":
-            self.decider.windows.release(decision.agent_id, approval.intent_id)
-            verdict = StageVerdict.refusing(
+            return self._denied(approval, decision, pending, actor, now)
+        return self._approved(approval, decision, pending, actor, now)
+
+    def _refused(self, approval: HumanApproval, why: str, now: datetime) -> list[Emit]:
+        """An approval not acted on: audited with ``why``, nothing else changes."""
+        return [
+            _audit(
+                SERVICE,
+                AuditAction.APPROVAL_REFUSED,
+                f"intent:{approval.intent_id}",
+                now,
+                approval.intent_id,
+                approval.signature[:16],
                 intent_id=approval.intent_id,
-                stage=Stage.APPROVAL,
-                code=Code.APPROVAL_DENIED,
-                reason=f"an admin ({approval.admin_key_id}) denied this intent"
-                + (f": {approval.reason}" if approval.reason else ""),
+                agent_id=approval.agent_id,
+                intent_digest=approval.intent_digest,
+                decision=approval.decision,
+                admin_key_id=approval.admin_key_id,
+                reason=why,
             )
-            return [
-                _audit(
-                    actor,
-                    AuditAction.INTENT_DENIED,
-                    f"intent:{approval.intent_id}",
-                    now,
-                    approval.intent_id,
-                    intent_id=approval.intent_id,
-                    agent_id=decision.agent_id,
-                    intent_digest=decision.digest,
-                    reason=approval.reason,
-                )
-            ] + self.decider.reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
+        ]
+
+    def _denied(
+        self, approval: HumanApproval, decision: Decision, pending: IntentApproved, actor: str, now: datetime
+    ) -> list[Emit]:
+        """An admin's denial: the reservation released and the intent rejected with APPROVAL_DENIED."""
+        self.decider.windows.release(decision.agent_id, approval.intent_id)
+        verdict = StageVerdict.refusing(
+            intent_id=approval.intent_id,
+            stage=Stage.APPROVAL,
+            code=Code.APPROVAL_DENIED,
+            reason=f"an admin ({approval.admin_key_id}) denied this intent"
+            + (f": {approval.reason}" if approval.reason else ""),
+        )
+        return [
+            _audit(
+                actor,
+                AuditAction.INTENT_DENIED,
+                f"intent:{approval.intent_id}",
+                now,
+                approval.intent_id,
+                intent_id=approval.intent_id,
+                agent_id=decision.agent_id,
+                intent_digest=decision.digest,
+                reason=approval.reason,
+            )
+        ] + self.decider.reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
+
+    def _approved(
+        self, approval: HumanApproval, decision: Decision, pending: IntentApproved, actor: str, now: datetime
+    ) -> list[Emit]:
+        """An admin's approval: the intent signed as approved, carrying the approval, and recorded."""
         # The pending record keeps its verdicts for a denial's rejection; the approval carries none.
         approved = self.decider.signed(
             pending.model_copy(update={"human_approval": approval, "approved_at": now, "verdicts": ()})
