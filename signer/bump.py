@@ -33,6 +33,8 @@ from signer.signing import Signing, build_transaction
 from signer.state import AgentStates
 
 if TYPE_CHECKING:
+    from rules import judge
+    from schemas.policy import AgentPolicy
     from signer.tracking import Tracked
 
 Transition = Callable[[SignedTransaction, dict, datetime], tuple[list[Emit], SignedTransaction]]
@@ -68,54 +70,11 @@ class FeeBump:
         allows it: what to publish, and the new record or why there is none (a refusal by a
         limit is published too: `_refused`)."""
         signed = tracked.record
-        context = self.state.agent(signed.agent_id).tx_context(signed.intent_id)
-        if context is None:
-            return (
-                [],
-                None,
-                (
-                    "not mined, and it was signed before replacements were recorded; submit an intent "
-                    f"naming nonce {signed.nonce} with higher fees to replace it"
-                ),
-            )
-        if self.signing.client_held:
-            return (
-                [],
-                None,
-                (
-                    "not mined, and its key needs the client's share or customer-managed key, which the "
-                    f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
-                    "to replace it"
-                ),
-            )
-        raw_intent, path, version = context
-        intent = TransactionIntent.model_validate_json(raw_intent)
-        if intent.tx_type in (3, 4):
-            # A blob replacement must also double the blob fee, and a set-code one re-sign its
-            # authorizations; neither is done automatically.
-            return (
-                [],
-                None,
-                (
-                    f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
-                    f"submit an intent naming nonce {signed.nonce} with higher fees to replace it"
-                ),
-            )
-        policy = self.judging.policies.current(intent.agent_id)
-        if policy is None or not policy.intents_api_enabled:
-            return [], None, "not mined, and not replaced: the agent's intents API is disabled now"
-        tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
-        # The signed transaction is built from this very intent (`build_transaction`): of its type.
-        if intent.tx_type == 2 and isinstance(tx, txs.FeeMarketTransaction):
-            fee, tip = tx.max_fee_per_gas, tx.max_priority_fee_per_gas
-            market = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
-        elif intent.tx_type in (0, 1) and isinstance(tx, (txs.LegacyTransaction, txs.AccessListTransaction)):
-            fee, tip = tx.gas_price, None
-            market = int(await node.call("eth_gasPrice"), 16)
-        else:
-            raise ValueError(
-                f"transaction {signed.tx_hash} of intent {signed.intent_id} is not of its intent's type {intent.tx_type}"
-            )
+        bumpable = self._bumpable(signed)
+        if isinstance(bumpable, str):
+            return [], None, bumpable
+        intent, policy, path, version = bumpable
+        gas, fee, tip, market = await self._fees_now(signed, intent, node)
         try:
             new_fee, new_tip = lifecycle.bumped_fees(intent.tx_type, fee, tip, market, policy.tx_max_fee_per_gas)
         except lifecycle.BumpRefused as refused:
@@ -129,7 +88,7 @@ class FeeBump:
             )
             return self._refused(signed, ceiling, fee, None, f"not mined at {fee} wei per gas, and not replaced", at)
         quote = FeeQuote(
-            gas_limit=tx.gas,
+            gas_limit=gas,
             fee_per_gas=new_fee,
             priority_fee_per_gas=new_tip,
             base_fee_per_gas=market if intent.tx_type == 2 else None,
@@ -139,12 +98,73 @@ class FeeBump:
             why = f"not mined at {fee} wei per gas, and a bump to {new_fee} is refused"
             return self._refused(signed, judged.refusal, fee, new_fee, why, at)
         chain = REGISTRY.get(intent.chain)
-        replacement = build_transaction(intent, chain.chain_id, signed.nonce, tx.gas, quote.fees(intent.tx_type))
+        replacement = build_transaction(intent, chain.chain_id, signed.nonce, gas, quote.fees(intent.tx_type))
         try:
             raw = self.signing.replacement(intent, replacement, chain.chain_id, path, version, signed.from_)
         except SigningRefused as refused:
             return [], None, f"not mined, and not replaced: {refused.reason}"
-        bumped = self.outcomes.signed(
+        bumped = self._replacement_record(signed, intent, raw, quote, at)
+        await self._record(intent, bumped, judged, at)
+        tracked.attempt(bumped.tx_hash)  # its receipt counts from now on, even if the node refuses it
+        error = await self.resend(bumped, node)
+        if error is not None:  # recorded all the same: if it is ever mined, it was within policy
+            return [], None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
+        emits, current = self._broadcast(signed, bumped, at)
+        emits.append(self._bumped_event(signed, intent, current, fee, new_fee, judged, at))
+        return emits, current, None
+
+    def _bumpable(self, signed: SignedTransaction) -> tuple[TransactionIntent, AgentPolicy, str, int] | str:
+        """What a bump is signed from (the intent, the policy in force now, the key path and
+        version that signed it), or why the signer does not bump this transaction."""
+        context = self.state.agent(signed.agent_id).tx_context(signed.intent_id)
+        if context is None:
+            return (
+                "not mined, and it was signed before replacements were recorded; submit an intent "
+                f"naming nonce {signed.nonce} with higher fees to replace it"
+            )
+        if self.signing.client_held:
+            return (
+                "not mined, and its key needs the client's share or customer-managed key, which the "
+                f"signer does not keep; submit an intent naming nonce {signed.nonce} with higher fees "
+                "to replace it"
+            )
+        raw_intent, path, version = context
+        intent = TransactionIntent.model_validate_json(raw_intent)
+        if intent.tx_type in (3, 4):
+            # A blob replacement must also double the blob fee, and a set-code one re-sign its
+            # authorizations; neither is done automatically.
+            return (
+                f"not mined, and type-{intent.tx_type} transactions are not fee-bumped by the signer; "
+                f"submit an intent naming nonce {signed.nonce} with higher fees to replace it"
+            )
+        policy = self.judging.policies.current(intent.agent_id)
+        if policy is None or not policy.intents_api_enabled:
+            return "not mined, and not replaced: the agent's intents API is disabled now"
+        return intent, policy, path, version
+
+    async def _fees_now(
+        self, signed: SignedTransaction, intent: TransactionIntent, node: Node
+    ) -> tuple[int, int, int | None, int]:
+        """The signed transaction's gas limit, fee and tip per gas, and the market's fee per gas now."""
+        tx, _, _, _ = txs.decode_signed(bytes.fromhex(signed.signed_tx[2:]))
+        # The signed transaction is built from this very intent (`build_transaction`): of its type.
+        if intent.tx_type == 2 and isinstance(tx, txs.FeeMarketTransaction):
+            fee, tip = tx.max_fee_per_gas, tx.max_priority_fee_per_gas
+            market = int((await node.call("eth_getBlockByNumber", "latest", False))["baseFeePerGas"], 16)
+        elif intent.tx_type in (0, 1) and isinstance(tx, (txs.LegacyTransaction, txs.AccessListTransaction)):
+            fee, tip = tx.gas_price, None
+            market = int(await node.call("eth_gasPrice"), 16)
+        else:
+            raise ValueError(
+                f"transaction {signed.tx_hash} of intent {signed.intent_id} is not of its intent's type {intent.tx_type}"
+            )
+        return tx.gas, fee, tip, market
+
+    def _replacement_record(
+        self, signed: SignedTransaction, intent: TransactionIntent, raw: txs.SignedTx, quote: FeeQuote, at: datetime
+    ) -> SignedTransaction:
+        """The replacement's signed record: the transaction's, with the new bytes and spend, replacing it."""
+        return self.outcomes.signed(
             signed.model_copy(
                 update={
                     "signed_tx": "0x" + raw.raw.hex(),
@@ -157,6 +177,11 @@ class FeeBump:
                 }
             )
         )
+
+    async def _record(
+        self, intent: TransactionIntent, bumped: SignedTransaction, judged: judge.Judgement, at: datetime
+    ) -> None:
+        """Record the replacement and reserve its worst case in every window, durable before the chain can see it."""
         agent = self.state.agent(intent.agent_id)
         await agent.file.scope_closed()  # an intent's savepoint must not be made durable with the bump
         agent.record_replacement(
@@ -168,11 +193,12 @@ class FeeBump:
             assets=dict(judged.asset_spend),
         )
         await self.persist(intent.agent_id)  # durable before the chain can see it
-        tracked.attempt(bumped.tx_hash)  # its receipt counts from now on, even if the node refuses it
-        error = await self.resend(bumped, node)
-        if error is not None:  # recorded all the same: if it is ever mined, it was within policy
-            return [], None, f"not mined at {fee} wei per gas, and the node refused a replacement at {new_fee}: {error}"
-        emits, current = self.transition(
+
+    def _broadcast(
+        self, signed: SignedTransaction, bumped: SignedTransaction, at: datetime
+    ) -> tuple[list[Emit], SignedTransaction]:
+        """Move the tracked record on to the replacement, broadcast."""
+        return self.transition(
             signed,
             {
                 "signed_tx": bumped.signed_tx,
@@ -185,28 +211,37 @@ class FeeBump:
             },
             at,
         )
-        emits.append(
-            audit(
-                SERVICE,
-                AuditAction.TX_FEE_BUMPED,
-                f"intent:{intent.intent_id}",
-                at,
-                intent.intent_id,
-                current.tx_hash,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=signed.intent_digest,
-                replaced_tx_hash=signed.tx_hash,
-                tx_hash=current.tx_hash,
-                nonce=signed.nonce,
-                fee_per_gas_wei=str(new_fee),
-                previous_fee_per_gas_wei=str(fee),
-                max_spend_wei=str(current.max_spend_wei),
-                asset_spend={key: str(units) for key, units in judged.asset_spend.items()},
-                tee=self.outcomes.tee,
-            )
+
+    def _bumped_event(
+        self,
+        signed: SignedTransaction,
+        intent: TransactionIntent,
+        current: SignedTransaction,
+        fee: int,
+        new_fee: int,
+        judged: judge.Judgement,
+        at: datetime,
+    ) -> Emit:
+        """The ``tx.fee_bumped`` audit event: which transaction replaced which, at what fees and spend."""
+        return audit(
+            SERVICE,
+            AuditAction.TX_FEE_BUMPED,
+            f"intent:{intent.intent_id}",
+            at,
+            intent.intent_id,
+            current.tx_hash,
+            intent_id=intent.intent_id,
+            agent_id=intent.agent_id,
+            intent_digest=signed.intent_digest,
+            replaced_tx_hash=signed.tx_hash,
+            tx_hash=current.tx_hash,
+            nonce=signed.nonce,
+            fee_per_gas_wei=str(new_fee),
+            previous_fee_per_gas_wei=str(fee),
+            max_spend_wei=str(current.max_spend_wei),
+            asset_spend={key: str(units) for key, units in judged.asset_spend.items()},
+            tee=self.outcomes.tee,
         )
-        return emits, current, None
 
     def _refused(
         self, signed: SignedTransaction, refusal: StageVerdict, fee: int, new_fee: int | None, why: str, at: datetime

@@ -18,11 +18,11 @@ import hashlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -101,21 +101,12 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     custody_audit = AuditOutbox()
     service = service_key(settings, "signer")
     audit_signer = AuditSigner("signer", *service)
-    service_public = bytes.fromhex(public_key_hex(service[1])[2:])
-    keystore = keystore_from_settings(
-        settings, audit=custody_audit, requester=(settings.signer_id, service_public), from_topic=True
-    )
+    keystore = _keystore(settings, custody_audit, service)
     sealing = SealingKeyPair()
     admins = pinned_admins(settings)
     policies = PolicyBook(admins)
     tee, announced = announce(settings, sealing, service, utcnow())
-    legacy = settings.home / "signer" / "state.db"
-    if legacy.exists():
-        raise RuntimeError(
-            f"{legacy} is a signer record from before partition-owned state; it is not on "
-            f"{topics.SIGNER_CHANGELOG}, so no signer could restore it. Not starting: move it aside "
-            "(a fresh chain) or run the release that wrote it until its transactions are final"
-        )
+    _refuse_legacy_state(settings)
     states = PartitionedState(settings.signer_state_dir)
     owner: PartitionOwner | None = None
     keys = PinnedServiceKeys(settings)
@@ -126,7 +117,76 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         async with owner.batch:
             await owner.flush()
 
-    signer = Signer(
+    signer = _signer(settings, states, keystore, admins, nodes, service, tee, sealing, policies, persist, keys)
+    # The admin and chain followers' tasks are held here for the process's life: the event loop
+    # keeps only a weak reference to a task.
+    admin_task, chain_task, vault_task, vault_known, policy_task, policies_known = await _follow_control_topics(
+        settings, admins, keystore, policies, custody_audit, tee
+    )
+    if tee == "none":
+        log.warning("signer runs with tee=none: no attestation; every signed record says so")
+    consumer = _consumer(settings)
+    offsets = Offsets(consumer, COMMIT_EVERY_S, time.monotonic())
+    producer = new_producer(settings)
+    await producer.start()
+    await consumer.start()
+    trackers = Trackers(signer, states, producer, settings.max_record_bytes, audit_signer)
+    owner = _partition_owner(settings, states, producer, service, keys, trackers, offsets)
+    trackers.owner = owner
+    await owner.start()
+    # The worker's abandonments too: the signer has the last word on an intent given up
+    # (`Signer.abandoned`), and decides it with the approvals of the same partition, in one state.
+    consumer.subscribe([topics.INTENTS_APPROVED, topics.INTENTS_ABANDONED], listener=owner)
+    await _announce_sealing(settings, producer, sealing, announced, tee)
+    reannounce_task = asyncio.create_task(reannounce(settings, sealing, service, producer)) if tee != "none" else None
+    batches = Batches(
+        signer, owner, consumer, producer, settings.max_record_bytes, audit_signer, custody_audit, trackers
+    )
+    await _ready_once_caught_up(settings, policies, policy_task, policies_known, vault_task, vault_known)
+    # Loaded while the consumer joins its group (seconds Tansu holds it), not at the first blob,
+    # where the load would stop this loop with every batch behind it; unless the settings say
+    # this signer is one of many short-lived ones, most of which never see a blob.
+    setup_task = None if settings.kzg_setup_at_first_blob else asyncio.create_task(_load_trusted_setup())
+    try:
+        await _sign_until_stopped(stop, consumer, owner, offsets, batches, trackers, signer)
+    finally:
+        await _stop(reannounce_task, vault_task, policy_task, trackers, setup_task, consumer, owner, producer, nodes)
+
+
+def _keystore(settings: Settings, custody_audit: AuditOutbox, service: tuple[str, Ed25519PrivateKey]):
+    """The signer's key store: the keys warden.vault holds, released to this signer by its service key."""
+    service_public = bytes.fromhex(public_key_hex(service[1])[2:])
+    return keystore_from_settings(
+        settings, audit=custody_audit, requester=(settings.signer_id, service_public), from_topic=True
+    )
+
+
+def _refuse_legacy_state(settings: Settings) -> None:
+    """Refuse to start over a signer record from before partition-owned state."""
+    legacy = settings.home / "signer" / "state.db"
+    if legacy.exists():
+        raise RuntimeError(
+            f"{legacy} is a signer record from before partition-owned state; it is not on "
+            f"{topics.SIGNER_CHANGELOG}, so no signer could restore it. Not starting: move it aside "
+            "(a fresh chain) or run the release that wrote it until its transactions are final"
+        )
+
+
+def _signer(
+    settings: Settings,
+    states: PartitionedState,
+    keystore,
+    admins: Admins,
+    nodes: Nodes,
+    service: tuple[str, Ed25519PrivateKey],
+    tee: str,
+    sealing: SealingKeyPair,
+    policies: PolicyBook,
+    persist: Callable[[str], Awaitable[None]],
+    keys: PinnedServiceKeys,
+) -> Signer:
+    """The signing service, with this process's keys and the settings' limits on intents and fee bumps."""
+    return Signer(
         states,
         keystore,
         admins,
@@ -141,6 +201,13 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         persist=persist,
         service_keys=keys,
     )
+
+
+async def _follow_control_topics(
+    settings: Settings, admins: Admins, keystore, policies: PolicyBook, custody_audit: AuditOutbox, tee: str
+) -> tuple[asyncio.Task, asyncio.Task, asyncio.Task, asyncio.Event, asyncio.Task, asyncio.Event]:
+    """Follow the admin sets, the vault, the chain sets and the policies, the admins' and the chains'
+    read to their end: the four tasks, and the events set when the vault and the policies are."""
     # The admin set in force is known before any admin's signature is checked: a policy signed by
     # an admin a quorum added since the configured set must not be refused as unsigned.
     admins_known = asyncio.Event()
@@ -160,15 +227,21 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     await _caught_up(chains_known, chain_task, topics.CHAINS)
     policies_known = asyncio.Event()
     policy_task = asyncio.create_task(follow_policies(settings, policies, policies_known, custody_audit, tee))
-    if tee == "none":
-        log.warning("signer runs with tee=none: no attestation; every signed record says so")
-    consumer = _consumer(settings)
-    offsets = Offsets(consumer, COMMIT_EVERY_S, time.monotonic())
-    producer = new_producer(settings)
-    await producer.start()
-    await consumer.start()
-    trackers = Trackers(signer, states, producer, settings.max_record_bytes, audit_signer)
-    owner = PartitionOwner(
+    return admin_task, chain_task, vault_task, vault_known, policy_task, policies_known
+
+
+def _partition_owner(
+    settings: Settings,
+    states: PartitionedState,
+    producer: AIOKafkaProducer,
+    service: tuple[str, Ed25519PrivateKey],
+    keys: PinnedServiceKeys,
+    trackers: Trackers,
+    offsets: Offsets,
+) -> PartitionOwner:
+    """The owner of the assigned partitions' state: restores their trackers, drops them when
+    revoked, and commits the finished offsets before they are."""
+    return PartitionOwner(
         settings,
         states,
         producer,
@@ -178,57 +251,85 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
         on_revoked=trackers.revoked,
         on_revoking=lambda: offsets.commit(time.monotonic()),
     )
-    trackers.owner = owner
-    await owner.start()
-    # The worker's abandonments too: the signer has the last word on an intent given up
-    # (`Signer.abandoned`), and decides it with the approvals of the same partition, in one state.
-    consumer.subscribe([topics.INTENTS_APPROVED, topics.INTENTS_ABANDONED], listener=owner)
 
+
+async def _announce_sealing(
+    settings: Settings, producer: AIOKafkaProducer, sealing: SealingKeyPair, announced: SealingKey, tee: str
+) -> None:
+    """Publish this process's sealing key and wait until the broker has it."""
     # Clients seal client shares to this process's key; announced before the first intent is read.
     await (await producer.send(topics.SIGNER_SEALING, announced.to_bytes(), key=settings.signer_id.encode()))
     log.info(
         "sealing key %s announced on %s as %s (tee=%s)", sealing.key_id, topics.SIGNER_SEALING, settings.signer_id, tee
     )
-    reannounce_task = asyncio.create_task(reannounce(settings, sealing, service, producer)) if tee != "none" else None
-    batches = Batches(
-        signer, owner, consumer, producer, settings.max_record_bytes, audit_signer, custody_audit, trackers
-    )
+
+
+async def _ready_once_caught_up(
+    settings: Settings,
+    policies: PolicyBook,
+    policy_task: asyncio.Task,
+    policies_known: asyncio.Event,
+    vault_task: asyncio.Task,
+    vault_known: asyncio.Event,
+) -> None:
+    """Wait until the policies and the vault are read to their end, then serve metrics and mark the process ready."""
     # Nothing is signed before every policy and every key change already published is known here.
     await _caught_up(policies_known, policy_task, topics.POLICIES)
     await _caught_up(vault_known, vault_task, topics.VAULT)
     log.info("read %s to the end: %d agents' policies in force", topics.POLICIES, len(policies))
     metrics.serve(settings, settings.signer_process)
     mark_ready(settings, settings.signer_process)
-    # Loaded while the consumer joins its group (seconds Tansu holds it), not at the first blob,
-    # where the load would stop this loop with every batch behind it; unless the settings say
-    # this signer is one of many short-lived ones, most of which never see a blob.
-    setup_task = None if settings.kzg_setup_at_first_blob else asyncio.create_task(_load_trusted_setup())
-    try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200)
-            async with owner.batch:
-                try:
-                    await batches.one(batch)
-                except BaseException:
-                    offsets.broken = True
-                    raise
-                await offsets.after_batch(sum(len(records) for records in batch.values()), time.monotonic())
-            metrics.SIGNER_QUEUE.set(len(trackers.pending) - signer.tracking.watching_final)
-            metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
-        async with owner.batch:  # a clean stop: what finished is committed
-            await offsets.commit(time.monotonic())
-    finally:
-        if reannounce_task is not None:
-            reannounce_task.cancel()
-        vault_task.cancel()
-        policy_task.cancel()
-        trackers.cancel_all()
-        if setup_task is not None:
-            setup_task.cancel()
-        await consumer.stop()
-        await owner.stop()
-        await producer.stop()
-        await nodes.close()
+
+
+async def _sign_until_stopped(
+    stop: asyncio.Event,
+    consumer: AIOKafkaConsumer,
+    owner: PartitionOwner,
+    offsets: Offsets,
+    batches: Batches,
+    trackers: Trackers,
+    signer: Signer,
+) -> None:
+    """Sign the batches the consumer reads until ``stop``, then commit what finished."""
+    while not stop.is_set():
+        batch = await consumer.getmany(timeout_ms=200)
+        async with owner.batch:
+            try:
+                await batches.one(batch)
+            except BaseException:
+                offsets.broken = True
+                raise
+            await offsets.after_batch(sum(len(records) for records in batch.values()), time.monotonic())
+        metrics.SIGNER_QUEUE.set(len(trackers.pending) - signer.tracking.watching_final)
+        metrics.CONSUMER_LAG.labels("signer").set(await _lag(consumer))
+    async with owner.batch:  # a clean stop: what finished is committed
+        await offsets.commit(time.monotonic())
+
+
+async def _stop(
+    reannounce_task: asyncio.Task | None,
+    vault_task: asyncio.Task,
+    policy_task: asyncio.Task,
+    trackers: Trackers,
+    setup_task: asyncio.Task | None,
+    consumer: AIOKafkaConsumer,
+    owner: PartitionOwner,
+    producer: AIOKafkaProducer,
+    nodes: Nodes,
+) -> None:
+    """Cancel the signer's tasks, then stop the consumer, the partition owner, the producer and
+    the nodes, in that order."""
+    if reannounce_task is not None:
+        reannounce_task.cancel()
+    vault_task.cancel()
+    policy_task.cancel()
+    trackers.cancel_all()
+    if setup_task is not None:
+        setup_task.cancel()
+    await consumer.stop()
+    await owner.stop()
+    await producer.stop()
+    await nodes.close()
 
 
 async def _load_trusted_setup() -> None:

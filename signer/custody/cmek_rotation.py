@@ -60,6 +60,32 @@ class CmekRotation:
         check_key(cmek)
         now = self._clock() if now is None else now
         new_fp = fingerprint(cmek)
+        announced = self._announce(org, vault, cmek, new_fp, actor, now)
+        if announced is None:
+            return new_fp
+        old_fp, seq = announced
+        done = self._rewrap_all(org, vault, new_fp, batch_size, between_batches)
+        if old_fp is not None:
+            self._retire(org, vault, actor, now, new_fp, old_fp, seq)
+        self._auditor.record(
+            actor,
+            AuditAction.VAULT_CMEK_SET,
+            f"vault:{org}/{vault}",
+            now,
+            new_fp,
+            str(old_fp),
+            str(seq),
+            fingerprint=new_fp,
+            previous=old_fp,
+            rewrapped=done,
+        )
+        return new_fp
+
+    def _announce(
+        self, org: str, vault: str, cmek: bytes | bytearray, new_fp: str, actor: str, now: float
+    ) -> tuple[str | None, int] | None:
+        """Record the new key as the vault's, with the old one retiring: the old fingerprint and the
+        event's seq, or None if the new key is the vault's already."""
         book = self._book
         with book.log.write_lock():
             state = book.state(org, vault)
@@ -71,7 +97,7 @@ class CmekRotation:
                     raise Conflict(f"a CMEK rotation of vault {vault!r} is under way; finish it with the same new key")
                 old_fp = old.retiring  # resuming an interrupted rotation
             elif new_fp == old.fingerprint:
-                return new_fp
+                return None
             else:
                 old_fp = old.fingerprint
             if old_fp is not None and not self._cmeks.holds(old_fp):
@@ -85,6 +111,13 @@ class CmekRotation:
                     )
                 ]
             )
+        return old_fp, seq
+
+    def _rewrap_all(
+        self, org: str, vault: str, new_fp: str, batch_size: int, between_batches: Callable[[int], None] | None
+    ) -> int:
+        """Re-wrap every version's DEK not yet under the new key, a batch per write lock: how many were."""
+        book = self._book
         done = 0
         while True:
             with book.log.write_lock():
@@ -99,35 +132,26 @@ class CmekRotation:
                 done += len(todo)
             if between_batches is not None:
                 between_batches(done)
-        if old_fp is not None:
-            with book.log.write_lock():
-                book.emit(
-                    [
-                        CmekSet.new(
-                            org=org,
-                            vault=vault,
-                            actor=actor,
-                            ts=utc(now),
-                            fingerprint=new_fp,
-                            retiring=None,
-                            seq=seq + 1,
-                        )
-                    ]
-                )
-            self._cmeks.forget(old_fp)
-        self._auditor.record(
-            actor,
-            AuditAction.VAULT_CMEK_SET,
-            f"vault:{org}/{vault}",
-            now,
-            new_fp,
-            str(old_fp),
-            str(seq),
-            fingerprint=new_fp,
-            previous=old_fp,
-            rewrapped=done,
-        )
-        return new_fp
+        return done
+
+    def _retire(self, org: str, vault: str, actor: str, now: float, new_fp: str, old_fp: str, seq: int) -> None:
+        """Record the end of the rotation (no key retiring any more) and forget the old key here."""
+        book = self._book
+        with book.log.write_lock():
+            book.emit(
+                [
+                    CmekSet.new(
+                        org=org,
+                        vault=vault,
+                        actor=actor,
+                        ts=utc(now),
+                        fingerprint=new_fp,
+                        retiring=None,
+                        seq=seq + 1,
+                    )
+                ]
+            )
+        self._cmeks.forget(old_fp)
 
     def _rewrap(self, state: VaultState, secret: SecretVersionWritten, new_fp: str) -> SecretVersionWritten:
         # The version keeps its author and time; who rotated, and when, is the cmek.set event's.
