@@ -5,8 +5,6 @@ encoding checked (canonical integers, EIP-2 low s), and recovering the sender fr
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 import rlp
 from coincurve import PublicKey
 
@@ -30,6 +28,7 @@ from evm.transactions.types import (
     AccessList,
     AccessListTransaction,
     BlobTransaction,
+    FeeMarketFields,
     FeeMarketTransaction,
     InvalidTransaction,
     LegacyTransaction,
@@ -128,20 +127,6 @@ def _check_rs(r: int, s: int) -> None:
         raise InvalidTransaction("bad s")
 
 
-class _FeeMarketFields(TypedDict):
-    """The fields a blob and a set-code transaction share, decoded once for either."""
-
-    chain_id: int
-    nonce: int
-    max_priority_fee_per_gas: int
-    max_fee_per_gas: int
-    gas: int
-    to: bytes
-    value: int
-    data: bytes
-    access_list: AccessList
-
-
 def _decode_y_parity(item: object) -> int:
     """A typed transaction's v: its y-parity, 0 or 1."""
     v = _decode_uint("y_parity", item)
@@ -183,9 +168,9 @@ def _decode_2930(payload: bytes) -> tuple[AccessListTransaction, int, list[objec
     return tx, _decode_y_parity(items[8]), items
 
 
-def _decode_fee_market_fields(items: list[object]) -> _FeeMarketFields:
+def _decode_fee_market_fields(items: list[object]) -> FeeMarketFields:
     """The first nine items of an EIP-1559, blob or set-code transaction, which all three share."""
-    return _FeeMarketFields(
+    return FeeMarketFields(
         chain_id=_decode_uint("chain_id", items[0]),
         nonce=_decode_uint("nonce", items[1]),
         max_priority_fee_per_gas=_decode_uint("max_priority_fee_per_gas", items[2]),

@@ -7,7 +7,7 @@ range raises ``InvalidTransaction`` with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import TypedDict, Union
 
 from evm._checks import check_uint
 from evm.authorizations import SignedAuthorization
@@ -141,6 +141,21 @@ class AccessListTransaction:
         _check_uint("value", self.value, _U256_LIMIT, "2**256")
         _check_data(self.data)
         _check_access_list(self.access_list)
+
+
+class FeeMarketFields(TypedDict):
+    """`FeeMarketTransaction`'s fields, which the blob and set-code types begin with: a table of
+    them can be spread (``**fields``) into any of the three and still type-check."""
+
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    access_list: AccessList
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,11 @@ import argparse
 import gc
 import sys
 import time
-from typing import TypedDict
 
 # eth-account is a test/benchmark-only dependency; the signer never imports it.
 from eth_account import Account
 
-from evm.transactions import AccessList, FeeMarketTransaction, checksum, sign_transaction
+from evm.transactions import FeeMarketFields, FeeMarketTransaction, checksum, sign_transaction
 from infra.cli.output import print_json
 
 TARGET_RATIO = 8
@@ -43,21 +42,7 @@ _RECIPIENT = bytes.fromhex("35" * 20)
 _TRANSFER = bytes.fromhex("a9059cbb") + bytes(12) + _RECIPIENT + (25 * 10**6).to_bytes(32, "big")
 
 
-class _Fields(TypedDict):
-    """FeeMarketTransaction's fields, typed so that ``**_FIELDS`` type-checks."""
-
-    chain_id: int
-    nonce: int
-    max_priority_fee_per_gas: int
-    max_fee_per_gas: int
-    gas: int
-    to: bytes
-    value: int
-    data: bytes
-    access_list: AccessList
-
-
-_FIELDS = _Fields(
+_FIELDS = FeeMarketFields(
     chain_id=1,
     nonce=42,
     max_priority_fee_per_gas=2 * 10**9,
