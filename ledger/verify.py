@@ -178,9 +178,24 @@ def verify(
         pair_hasher = store.pair_hasher()
         hasher = hash_pairs if pair_hasher is None else pair_hasher
         with ThreadPoolExecutor(max_workers=len(handles)) as fetcher:
-            plans = _plan_chains(
-                fetcher, handles, chains, public_key, since, until, report, hasher, log_name, witnesses, receipts
-            )
+            # Each chain's plan, the chains spread over the handles, all submitted before any is awaited.
+            planned = [
+                fetcher.submit(
+                    _plan,
+                    handles[k % len(handles)],
+                    chain,
+                    public_key,
+                    since,
+                    until,
+                    report,
+                    hasher,
+                    log_name,
+                    witnesses,
+                    [kept for kept in receipts if kept.chain == chain],
+                )
+                for k, chain in enumerate(chains)
+            ]
+            plans = [future.result() for future in planned]
             _check_pages(fetcher, handles, plans, progress)
     finally:
         if sibling is not None:
@@ -201,39 +216,6 @@ def _chains_to_check(store: Store, receipts: Sequence[KeptReceipt]) -> list[int]
     chains = [int(c) for c in listed.column("chain").to_pylist()] if listed.num_rows else []
     # A receipt's chain the store no longer holds at all is checked too: it disagrees.
     return sorted(set(chains) | {kept.chain for kept in receipts})
-
-
-def _plan_chains(
-    fetcher: ThreadPoolExecutor,
-    handles: list[Store],
-    chains: list[int],
-    public_key: bytes,
-    since: datetime | None,
-    until: datetime | None,
-    report: Report,
-    hasher: PairHasher,
-    log_name: str,
-    witnesses: Sequence[NoteKey],
-    receipts: Sequence[KeptReceipt],
-) -> list[tuple[ChainCheck, tuple[int, int]]]:
-    """Each chain's plan (`_plan`), the chains spread over the handles, all submitted before any is awaited."""
-    planned = [
-        fetcher.submit(
-            _plan,
-            handles[k % len(handles)],
-            chain,
-            public_key,
-            since,
-            until,
-            report,
-            hasher,
-            log_name,
-            witnesses,
-            [kept for kept in receipts if kept.chain == chain],
-        )
-        for k, chain in enumerate(chains)
-    ]
-    return [future.result() for future in planned]
 
 
 def _check_pages(
