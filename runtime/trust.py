@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from runtime.config import Settings
 from schemas.admins import ACTIONS, parse_thresholds, valid_admin_keys
-from schemas.auth import Admins, AuditSigner, Role, load_or_create_ed25519, public_key_hex
+from schemas.auth import Admins, AuditSigner, Role, load_or_create_ed25519, public_key_hex, read_ed25519
 
 SERVICE_ROLES: tuple[Role, ...] = get_args(Role)
 
@@ -68,11 +67,7 @@ def pinned_admin_keys(settings: Settings) -> dict[str, str]:
     path = local_admin_key_file(settings.home)
     if not path.exists():
         return {}
-    key = load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        # A ValueError, as load_pem_private_key raises for a file that holds no key.
-        raise ValueError(f"{path} holds a {type(key).__name__}, not an Ed25519 admin key")
-    return {LOCAL_ADMIN_ID: public_key_hex(key)}
+    return {LOCAL_ADMIN_ID: public_key_hex(read_ed25519(path))}
 
 
 def service_key_file(home: Path, role: Role, key_id: str) -> Path:
@@ -129,7 +124,7 @@ class PinnedServiceKeys:
 
     def _read_local(self) -> None:
         self._read_at = time.monotonic()
-        for role in get_args(Role):
+        for role in SERVICE_ROLES:
             folder = self.settings.home / "services" / role
             found = {path.stem: path.read_text().strip() for path in sorted(folder.glob("*.pub"))}
             # Only what looks like a key: a file caught mid-write must not be pinned as one.

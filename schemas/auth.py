@@ -53,7 +53,8 @@ Role = Literal["worker", "signer", "supervisor"]
 OutcomeT = TypeVar("OutcomeT", bound=Outcome)
 
 
-def _read_ed25519(path: Path) -> Ed25519PrivateKey:
+def read_ed25519(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in a PEM file, or ValueError naming the file if it holds another kind."""
     key = load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} holds a {type(key).__name__}, not an Ed25519 key: move it aside to have one made")
@@ -67,7 +68,7 @@ def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
     place, so a process reading it meanwhile (a worker pinning the admin key at start) never sees
     half a key, and of two processes creating it at once both end with the one that was linked."""
     if path.exists():
-        return _read_ed25519(path)
+        return read_ed25519(path)
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
     draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
@@ -80,7 +81,7 @@ def load_or_create_ed25519(path: Path) -> Ed25519PrivateKey:
         try:
             os.link(draft, path)  # never replaces a key: one already there wins
         except FileExistsError:
-            return _read_ed25519(path)
+            return read_ed25519(path)
     finally:
         draft.unlink(missing_ok=True)
     return key
