@@ -59,14 +59,15 @@ def audit(
     its details and part of its id): a refusal of a forged copy that reuses an intent's id is then
     a different event from every decision about the real intent, and no view, receipt or proof can
     take one for the other."""
+    name = str(action)  # the plain string: the fast path below takes only exact strs
     if intent_digest is not None:
         id_parts = (*id_parts, intent_digest)
         details = {"intent_digest": intent_digest, **details}
     # Any: the fields of an AuditEvent, which checks them when it builds the event.
     fields: dict[str, Any] = dict(
-        event_id=event_id(str(action), *id_parts),
+        event_id=event_id(name, *id_parts),
         actor=actor,
-        action=str(action),  # the plain string: the fast path below takes only exact strs
+        action=name,
         resource=resource,
         ts=now,
         intent_id=intent_id,

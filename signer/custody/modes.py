@@ -113,22 +113,18 @@ class TwoOfThreeClientCustody(_TwoOfThree):
 REGISTRY: Mapping[str, CustodyMode] = {
     mode.name: mode for mode in (Standard(), TwoOfTwoClientCustody(), TwoOfThreeMultiHsm(), TwoOfThreeClientCustody())
 }
-MODES_TYPED: tuple[Mode, ...] = get_args(Mode)
-MODES: tuple[str, ...] = MODES_TYPED
+MODES: tuple[Mode, ...] = get_args(Mode)
 CLIENT_MODES = frozenset(name for name, mode in REGISTRY.items() if mode.client_custody)
 
 
 def mode_named(name: str) -> Mode:
     """``name`` as a custody mode (from ``WARDEN_KEY_MODE``, an admin's command), or
     `CustodyError` naming the modes there are."""
-    for mode in MODES_TYPED:
+    for mode in MODES:
         if mode == name:
             return mode
     raise CustodyError(f"unknown custody mode {name!r}; choose one of {', '.join(MODES)}")
 
 
 def custody_mode(name: str) -> CustodyMode:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise CustodyError(f"unknown custody mode {name!r}; choose one of {', '.join(MODES)}") from None
+    return REGISTRY[mode_named(name)]
