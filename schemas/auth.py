@@ -567,11 +567,6 @@ def audit_writer(value: bytes, headers: Iterable[tuple[str, bytes]] | None, keys
 # key, name a customer-managed key nobody holds or require an attestation the signer cannot give,
 # and every signer replaying the topic would stop signing for good.
 VAULT_CHANGE_HEADER = "warden-vault-change"
-# A vault event one admin signed alone, as written before changes were signed by a quorum: still
-# read (a topic holds them), counted as that one admin's signature.
-VAULT_BY_HEADER = "warden-vault-by"
-VAULT_SIGNATURE_HEADER = "warden-vault-signature"
-_VAULT_CONTEXT = b"warden.vault\x00"
 
 
 def sign_vault_change(change: VaultChange, admin_key: Ed25519PrivateKey, admin_key_id: str) -> VaultChange:
@@ -590,38 +585,19 @@ def vault_event_problem(
     """Who signed the vault event ``value`` (distinct pinned admins of ``admins``, the set in
     force), and None when they are the quorum for ``keys``; otherwise why it must not be applied.
     ``headers``: the record's Kafka headers, as (name, bytes) pairs."""
-    found = {
-        name: data
-        for name, data in headers or ()
-        if name in (VAULT_CHANGE_HEADER, VAULT_BY_HEADER, VAULT_SIGNATURE_HEADER)
-    }
-    if VAULT_CHANGE_HEADER in found:
-        try:
-            change = VaultChange.model_validate_json(found[VAULT_CHANGE_HEADER])
-        except ValueError as exc:
-            return [], f"{VAULT_CHANGE_HEADER} is not a vault change: {str(exc)[:200]}"
-        if event_digest(value) not in change.event_digests:
-            return [], f"the event is not one of the {len(change.event_digests)} its {VAULT_CHANGE_HEADER} names"
-        return admins.quorum(change, "keys")
-    by, signature = found.get(VAULT_BY_HEADER), found.get(VAULT_SIGNATURE_HEADER)
-    if by is None or signature is None:
+    found = next((data for name, data in headers or () if name == VAULT_CHANGE_HEADER), None)
+    if found is None:
         return [], (
             f"unsigned: the record has no {VAULT_CHANGE_HEADER} header; only the admins' commands "
             "(warden vault, warden keys, warden approvals sign) write vault events"
         )
-    role, _, key_id = by.decode(errors="replace").partition(":")
-    public = admins.key(key_id) if role == "admin" else None
-    if public is None:
-        return [], f"{VAULT_BY_HEADER} {by[:100]!r} is not admin:<id> of a pinned admin"
-    if not ed25519_valid(bytes.fromhex(public.removeprefix("0x")), signature, _VAULT_CONTEXT + value):
-        return [], f"the signature does not verify against admin key {key_id[:100]!r}"
-    needed = admins.threshold("keys")
-    if needed > 1:
-        return [key_id], (
-            f"{ACTION_NAMES['keys']} needs {needed} of the {len(admins.keys)} pinned admins' signatures; "
-            f"it has 1 ({key_id}, in the single-admin {VAULT_BY_HEADER} header)"
-        )
-    return [key_id], None
+    try:
+        change = VaultChange.model_validate_json(found)
+    except ValueError as exc:
+        return [], f"{VAULT_CHANGE_HEADER} is not a vault change: {str(exc)[:200]}"
+    if event_digest(value) not in change.event_digests:
+        return [], f"the event is not one of the {len(change.event_digests)} its {VAULT_CHANGE_HEADER} names"
+    return admins.quorum(change, "keys")
 
 
 _SERVICES = frozenset(SERVICE_ACTORS.values())
