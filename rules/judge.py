@@ -258,8 +258,10 @@ async def run_stage(
         )
         if usd is not None:  # reserved and settled in the USD window like any asset
             asset_spend = MappingProxyType({**asset_spend, prices.USD: usd})
-    elif quote is None:  # the spend stages count the fee stage's quote
-        verdict = _without_quote(intent, stage)
+    elif quote is None:
+        # The spend stages come after "fee" (schemas.stages), and an envelope that has passed it
+        # carries its quote (schemas.outcomes.StageEnvelope): no record reaches this.
+        raise ValueError(f"the {stage} stage counts the fee stage's quote; judge the fee stage first")
     elif stage == "value_cap":
         verdict = guardrails.check_value_cap(intent, policy, quote)
     elif stage == "daily_limit":
@@ -268,17 +270,6 @@ async def run_stage(
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return Judgement((*so_far.verdicts, verdict), quote, asset_spend)
-
-
-def _without_quote(intent: TransactionIntent, stage: Stage) -> StageVerdict:
-    # Only a judgement carried from an older worker's envelope can lack it: fail closed.
-    return guardrails.verdict(
-        intent,
-        stage,
-        False,
-        Code.FEE_QUOTE_MISSING,
-        f"the {stage} stage counts the fee stage's quote, and this intent's judgement carries none; submit it again",
-    )
 
 
 def recheck_windows(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.admins import AdminSignature
 from schemas.codes import Code
@@ -199,6 +199,14 @@ class StageEnvelope(Outcome):
     # The typed results of the stages so far (`rules.judge.Judgement`), for the stages that count them.
     quote: FeeQuote | None = None
     asset_spend: dict[str, Wei] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _quote_of_the_fee_stage(self) -> "StageEnvelope":
+        # The cap, the daily and the USD limit count the fee stage's quote: once that stage has
+        # passed, the envelope carries its quote, so the stages after it never judge without one.
+        if self.quote is None and any(v.stage == Stage.FEE and v.passed for v in self.verdicts):
+            raise ValueError("quote: the fee stage has passed, so the envelope carries its quote")
+        return self
 
     @property
     def intent_id(self) -> str:

@@ -11,9 +11,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from rules import judge
-from schemas.outcomes import IntentRejected
+from schemas.codes import Code
+from schemas.outcomes import IntentRejected, StageEnvelope, StageVerdict
+from schemas.quote import FeeQuote
+from schemas.stages import Stage, guardrail_stages
 from sdk.client import new_intent
 from tests.engine_support import DEST, T0, World, rejected_of
 from tests.signer_support import LoneSigner
@@ -82,3 +86,25 @@ def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal
     refused = asyncio.run(judge.run_stages(both_wrong, policy, judge.Context()))
     assert [(v.stage, v.code) for v in refused.verdicts] == [("chain", "CHAIN_NOT_ALLOWED")]
     assert refused.next_stage(both_wrong) is None
+
+
+def test_a_spend_stage_is_never_judged_without_the_fee_stages_quote():
+    """The cap, the daily and the USD limit count the fee stage's quote. An envelope that has passed
+    the fee stage must carry it (the schema refuses one without), and the judge asked to judge the
+    cap without a quote raises instead of passing it."""
+    world = World()
+    policy = world.policy(tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,))
+    intent = world.intent("0.1")
+    stages = guardrail_stages(intent)
+    passed = tuple(
+        StageVerdict.passing(intent_id=intent.intent_id, stage=stage, code=Code.CHAIN_ALLOWED, reason="ok")
+        for stage in stages[: stages.index(Stage.VALUE_CAP)]
+    )
+    assert Stage.FEE in [v.stage for v in passed]
+    quote = FeeQuote(gas_limit=21_000, fee_per_gas=1)
+    fields = {"stage": Stage.VALUE_CAP, "intent": intent, "policy": policy, "verdicts": passed}
+    assert StageEnvelope(**fields, quote=quote).quote == quote
+    with pytest.raises(ValidationError, match="quote: the fee stage has passed"):
+        StageEnvelope(**fields)
+    with pytest.raises(ValueError, match="the value_cap stage counts the fee stage's quote"):
+        asyncio.run(judge.run_stage(Stage.VALUE_CAP, intent, policy, judge.Context(), judge.Judgement(passed)))
