@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO
 
 from schemas.auth import AuditClaim, AuditKeys, audit_claim, audit_signatures_valid
+from schemas.errors import WardenError
 
 log = logging.getLogger("warden.ledger")
 
@@ -51,7 +52,7 @@ _REPO = Path(__file__).resolve().parents[1]
 CHECKER_NICENESS = 10
 
 
-class CheckerDied(Exception):
+class CheckerDied(WardenError):
     pass
 
 

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from ledger import proof as proofs
 from ledger.store import ChdbError, ChdbStore, read_only_message, sql_string
+from schemas.errors import WardenError
 
 if TYPE_CHECKING:  # for the annotations: chdb is imported by ledger.store._chdb() alone
     from chdb.state.sqlitelike import Connection
@@ -40,7 +41,7 @@ _STATUS = {62: 400, 60: 404, 81: 404, 47: 404, 164: 403, 497: 403}
 SERVER_NAME = "warden-ledger"
 
 
-class Refused(Exception):
+class Refused(WardenError):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code

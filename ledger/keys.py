@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from schemas.errors import WardenError
+
 KEY_FILE = "checkpoint_ed25519.pem"
 WITNESS_KEY_FILE = "witness_ed25519.pem"
 
 
-class SigningKeyError(RuntimeError):
+class SigningKeyError(WardenError, RuntimeError):
     pass
 
 

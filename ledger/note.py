@@ -28,6 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from schemas.errors import WardenError
+
 ED25519 = 0x01
 COSIGNATURE_V1 = 0x04
 DASH = "\u2014"  # the em dash that opens a signature line
@@ -35,7 +37,7 @@ MAX_SIGNATURES = 64  # the spec asks verifiers to take at least 16
 _COSIGNED = "cosignature/v1\ntime {}\n"
 
 
-class NoteError(ValueError):
+class NoteError(WardenError, ValueError):
     """A note, checkpoint or key that cannot be read or does not verify: the message says which
     part and why."""
 

@@ -20,12 +20,13 @@ from ledger.note import Note, NoteCheckpoint, Signature
 from ledger.receipt import Receipt
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, EVENT_COLUMNS
 from ledger.store import Reader, chain_leaves, sql_string
+from schemas.errors import WardenError
 
 PROOF_VERSION = "warden.audit.proof.v1"
 EVENT_FIELDS = EVENT_COLUMNS
 
 
-class ProofError(RuntimeError):
+class ProofError(WardenError, RuntimeError):
     """No proof can be built; the message says why and what to do."""
 
 

@@ -23,6 +23,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from ledger.merkle import hash_pairs
 from ledger.schema import AUDIT_LOG, DDL, LEAF_HASH_SQL
 from runtime.config import Settings
+from schemas.errors import WardenError
 
 if TYPE_CHECKING:  # for the annotations: chdb is imported by _chdb() alone, after _arrow_from_jemalloc
     from chdb.state.sqlitelike import Connection
@@ -34,7 +35,7 @@ ChdbError = RuntimeError
 _READONLY_CODE = 164
 
 
-class StoreError(RuntimeError):
+class StoreError(WardenError, RuntimeError):
     """The store refused or failed; the message says what to do next."""
 
 

@@ -42,12 +42,13 @@ from ledger.note import (
     hash_lines,
     verified_by,
 )
+from schemas.errors import WardenError
 
 MAX_PROOF_LINES = 63  # the spec's bound: a proof of a tree of 2^63 leaves is at most that long
 SIZE_TYPE = "text/x.tlog.size"
 
 
-class Refused(Exception):
+class Refused(WardenError):
     """An add-checkpoint request the witness does not cosign: the HTTP status the spec gives,
     and the body (the witness's size, for 409 on a size mismatch)."""
 

@@ -28,6 +28,7 @@ from rules.fees import GAS_HEADROOM_DEN, GAS_HEADROOM_NUM
 from rules.movements import NATIVE, transfers
 from rules.simulation import TRANSFER_GAS, call_object, revert_reason, traced_verdict
 from runtime.rpc import Node
+from schemas.errors import WardenError
 from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
@@ -39,7 +40,7 @@ _BALANCE_OF = "0x" + function_signature_to_4byte_selector("balanceOf(address)").
 _DECIMALS = "0x" + function_signature_to_4byte_selector("decimals()").hex()
 
 
-class TraceUnreadable(ValueError):
+class TraceUnreadable(WardenError, ValueError):
     """The node's eth_simulateV1 answer is not one call result per step."""
 
 

@@ -25,6 +25,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
 from schemas.codes import Code
+from schemas.errors import WardenError
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, AssetLimit
 
@@ -111,7 +112,7 @@ class Movement:
         }
 
 
-class MalformedOperation(ValueError):
+class MalformedOperation(WardenError, ValueError):
     """Calldata or typed data that claims to be a token operation but does not decode as one."""
 
     def __init__(self, code: Code, reason: str):

@@ -30,6 +30,7 @@ from rules import movements
 from rules.guardrails import verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.codes import Code
+from schemas.errors import WardenError
 from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -59,7 +60,7 @@ class Price:
     updated_at: int  # seconds since the epoch, the feed's updatedAt
 
 
-class PriceRefused(Exception):
+class PriceRefused(WardenError):
     def __init__(self, code: Code, reason: str):
         super().__init__(reason)
         self.code, self.reason = code, reason

@@ -8,11 +8,13 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from schemas.errors import WardenError
+
 if TYPE_CHECKING:
     import aiohttp
 
 
-class RpcError(Exception):
+class RpcError(WardenError):
     """The node answered with a JSON-RPC error; ``data`` keeps its revert payload if any."""
 
     def __init__(self, method: str, code: int, message: str, data: Any = None):
@@ -20,7 +22,7 @@ class RpcError(Exception):
         self.method, self.code, self.message, self.data = method, code, message, data
 
 
-class RpcUnavailable(Exception):
+class RpcUnavailable(WardenError):
     """The node could not be reached (connection refused, timeout)."""
 
 

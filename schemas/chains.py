@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from schemas.errors import WardenError
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 # What an admin may change of a built-in network: when its transactions are final.
 _FINALITY = ("finalized_tag", "confirmations")
@@ -113,7 +115,7 @@ _BUILTIN = (
 )
 
 
-class UnknownChain(ValueError):
+class UnknownChain(WardenError, ValueError):
     pass
 
 

@@ -1,8 +1,36 @@
-"""Validation errors of any record, told the way a producer can act on them."""
+"""Warden's one error model.
+
+Every error Warden raises on purpose is a `WardenError`: its message says what was wrong, and
+``next_step`` what to do about it (the command to run, the setting to change, the field to fix),
+as the command line and the rejection reasons phrase it. A check that judges a record returns
+its problem as text (None when there is none) and raises nothing; reading, parsing, storing and
+calling out raise a `WardenError` subclass. A caller catches the subclass it can act on; the
+command line catches the root and prints it, never a traceback.
+
+``evm`` and ``svm`` sit below this model: they are codecs, and raise `ValueError` subclasses
+naming the field, which the layers above turn into a refusal or a `WardenError` where they read.
+Pydantic's validation errors are told field by field by `explain`.
+"""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
+
+
+class WardenError(Exception):
+    """The root of Warden's errors. ``problem``: what was wrong; ``next_step``: what to do next,
+    when the problem does not already say it (a subclass may give its kind's as a class attribute)."""
+
+    next_step: str = ""
+
+    def __init__(self, problem: str, next_step: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        if next_step is not None:
+            self.next_step = next_step
+
+    def __str__(self) -> str:
+        return f"{self.problem}; {self.next_step}" if self.next_step else self.problem
 
 
 def explain(exc: ValidationError) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from schemas.auth import announcement_forgery
+from schemas.errors import WardenError
 from schemas.intent import SealedSecret
 from schemas.sealing_key import SealingKey
 
@@ -30,7 +31,7 @@ SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 SUITE_NAME = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM"
 
 
-class SealingRefused(Exception):
+class SealingRefused(WardenError):
     """The client will not seal its share to these keys; the message says why and what to do."""
 
 

@@ -25,12 +25,14 @@ from pathlib import Path
 import jwt
 import orjson
 
+from schemas.errors import WardenError
+
 KEY_PREFIX = "wak_"
 TOKEN_AUDIENCE = "warden-api"
 TOKEN_LIFETIME = timedelta(minutes=15)
 
 
-class CredentialRefused(Exception):
+class CredentialRefused(WardenError):
     """An API key or token that does not let anyone act for the agent; the message says why and what
     to do, and never repeats the secret."""
 

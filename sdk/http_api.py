@@ -39,7 +39,7 @@ from runtime.config import Settings, load
 from runtime.readiness import mark_ready
 from schemas.chains import REGISTRY
 from schemas.codes import Code
-from schemas.errors import explain
+from schemas.errors import WardenError, explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
 from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
 from schemas.outcomes import (
@@ -319,7 +319,7 @@ class ErrorResponse(BaseModel):
     fields: list[FieldProblem] = Field(default_factory=list)
 
 
-class Refused(Exception):
+class Refused(WardenError):
     """An answer other than success, as (HTTP status, error, detail, extras)."""
 
     def __init__(self, http_status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any):

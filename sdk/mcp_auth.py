@@ -19,13 +19,14 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
 from runtime.config import Settings
+from schemas.errors import WardenError
 
 MCP_PATH = "/mcp"
 # Who holds a valid token, as far as the SDK's session binding is concerned: there is one client.
 CLIENT_ID = "warden-mcp-bearer"
 
 
-class SecretFileUnusable(Exception):
+class SecretFileUnusable(WardenError):
     """A setting names a file to hold a secret, and that file is empty or cannot be read."""
 
 

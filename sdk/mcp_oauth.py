@@ -29,6 +29,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
 from runtime.config import Settings
+from schemas.errors import WardenError
 from sdk.mcp_auth import read_secret_file
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 INTROSPECTION_TIMEOUT_S = 10.0
 
 
-class OAuthMisconfigured(Exception):
+class OAuthMisconfigured(WardenError):
     """The authorization server options or settings cannot be used: the message says which and why."""
 
 

@@ -32,7 +32,7 @@ from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from runtime.clock import utcnow
 from runtime.config import Settings
-from schemas.errors import explain
+from schemas.errors import WardenError, explain
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
 from schemas.simulation import MAX_BUNDLE_STEPS
@@ -147,7 +147,7 @@ class BundleStep(BaseModel):
     gas_limit: GasLimit = None
 
 
-class AgentNotProvisioned(Exception):
+class AgentNotProvisioned(WardenError):
     """The agent has no intent key under WARDEN_HOME: there is nothing to sign its intents with."""
 
 

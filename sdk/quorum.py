@@ -29,6 +29,7 @@ from schemas.audit import readable_audit_events
 from schemas.auth import Admins, AdminSignedT, audit_writer, cosign, sign_vault_change
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit
+from schemas.errors import WardenError
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
@@ -117,7 +118,7 @@ class Gathered:
         return _proposal(self.record, self.action, admin_id, signature, now, self.expires_at)
 
 
-class NotWhatWasShown(ValueError):
+class NotWhatWasShown(WardenError, ValueError):
     """An admin asked to sign a proposal whose bytes are not the ones named by the digest they
     were shown: nothing is signed."""
 

@@ -36,6 +36,7 @@ from schemas.auth import (
 )
 from schemas.chain_set import ChainSet
 from schemas.chains import REGISTRY, ChainRegistry
+from schemas.errors import WardenError
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import Outcome, read_outcome
@@ -347,7 +348,7 @@ async def pending_approvals(settings: Settings, now: datetime, idle_polls: int =
     return sorted(waiting, key=lambda p: p.parked_at)
 
 
-class ReceiptUnavailable(RuntimeError):
+class ReceiptUnavailable(WardenError, RuntimeError):
     """No receipt could be fetched: the message says why (not in the ledger yet, no ledger endpoint)."""
 
 

@@ -22,6 +22,7 @@ from runtime.kafka import follow
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_simulation_request
 from schemas.codes import Code
+from schemas.errors import WardenError
 from schemas.intent import TransactionIntent
 from schemas.simulation import SimulationRequest, SimulationResult
 
@@ -31,7 +32,7 @@ from schemas.simulation import SimulationRequest, SimulationResult
 BOUND_TO_BYTES = frozenset({Code.INVALID_REQUEST, Code.AGENT_SIGNATURE_INVALID})
 
 
-class SimulationUnanswered(TimeoutError):
+class SimulationUnanswered(WardenError, TimeoutError):
     """No authentic answer to a simulation request came in time."""
 
 

@@ -38,6 +38,7 @@ from eth_utils import is_hex_address, to_checksum_address
 from evm.constants import EIP712_DOMAIN_FIELDS
 from rules.typed_movements import FAMILIES
 from schemas.chains import REGISTRY, ChainRegistry, UnknownChain
+from schemas.errors import WardenError
 from schemas.fields import format_token_amount
 from schemas.policy import AgentPolicy, AssetLimit
 
@@ -72,7 +73,7 @@ _DOMAIN_FIELDS = [
 ]
 
 
-class X402Error(ValueError):
+class X402Error(WardenError, ValueError):
     """A 402 answer Warden cannot read or pay: the message names the field, what was wrong and
     what is allowed."""
 

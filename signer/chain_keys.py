@@ -43,6 +43,8 @@ from Crypto.Hash import RIPEMD160
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import keccak, to_checksum_address
 
+from schemas.errors import WardenError
+
 __all__ = [
     "KEY_CHAINS",
     "UnknownKeyChain",
@@ -83,7 +85,7 @@ _CARDANO_MAINNET = 1
 _CARDANO_TESTNET = 0
 
 
-class UnknownKeyChain(ValueError):
+class UnknownKeyChain(WardenError, ValueError):
     """Raised for a chain name that is not one of ``KEY_CHAINS``."""
 
     def __init__(self, chain: object) -> None:
@@ -217,7 +219,7 @@ BITCOIN_ALPHABET: bytes = base58.BITCOIN_ALPHABET
 XRP_ALPHABET: bytes = base58.XRP_ALPHABET
 
 
-class Base58CheckError(ValueError):
+class Base58CheckError(WardenError, ValueError):
     """A base58check string with a bad character or a bad checksum."""
 
 
@@ -251,7 +253,7 @@ class Bech32Variant(Enum):
     BECH32M = 0x2BC830A3  # BIP-350
 
 
-class Bech32Error(ValueError):
+class Bech32Error(WardenError, ValueError):
     """An invalid bech32/bech32m string or segwit address."""
 
 

@@ -28,17 +28,18 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from schemas.errors import WardenError
 from signer.state import WRITES, Write
 
 DOMAIN = b"warden-signer-changelog-v1\x00"
 SIGNATURE_BYTES = 64
 
 
-class ChangelogError(ValueError):
+class ChangelogError(WardenError, ValueError):
     """A record that cannot hold: unreadable, unsigned, or not for this partition."""
 
 
-class UnreadableRecord(RuntimeError):
+class UnreadableRecord(WardenError, RuntimeError):
     """A record a pinned signer signed for this partition that this signer cannot read (a write it
     does not know, a shape it does not expect): written by another version. Not void: it may hold
     signatures that were published, so a restore stops rather than go on without its writes."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime.clock import US_PER_SECOND
+from schemas.errors import WardenError
 
 # The statuses with an outcome are schemas.outcomes.FINAL_TX_STATUSES; these are the others.
 OPEN = ("signed", "broadcast", "stuck")
@@ -63,7 +64,7 @@ def final_watch_wait_us(now_us: int, until_us: int, recheck_us: int) -> int | No
     return min(recheck_us, until_us - now_us)
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(WardenError, ValueError):
     pass
 
 
@@ -151,7 +152,7 @@ def next_step(
     return Bump()
 
 
-class BumpRefused(Exception):
+class BumpRefused(WardenError):
     """A replacement the policy does not allow; the reason says which bound and by how much."""
 
 

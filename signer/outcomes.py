@@ -21,6 +21,7 @@ from schemas.actions import AuditAction, solana_action, tx_action
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, Source, audit, dead_letter
+from schemas.errors import WardenError
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     IntentApproved,
@@ -40,7 +41,7 @@ SERVICE = "service:signer"
 NOT_ATTRIBUTABLE = frozenset({Code.AGENT_SIGNATURE_INVALID, Code.POLICY_SIGNATURE_INVALID, Code.POLICY_AGENT_MISMATCH})
 
 
-class SigningRefused(Exception):
+class SigningRefused(WardenError):
     """Why an intent is not signed: its code and the reason its rejection tells."""
 
     def __init__(self, code: Code, reason: str):

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.config import Settings
 from runtime.kafka import quiet_ms
 from schemas import topics
+from schemas.errors import WardenError
 from signer.changelog import Chain, ChangelogError, open_record, seal
 from signer.state import PartitionedState, SignerState
 
@@ -35,7 +36,7 @@ FLUSH_BYTES = 256 * 1024
 READ_TIMEOUT_S = 30.0
 
 
-class Fenced(RuntimeError):
+class Fenced(WardenError, RuntimeError):
     """Another signer appended to a partition this one appended to: it owns it now. Nothing of the
     batch was committed or published; the signer stops, and its restart restores from the log."""
 

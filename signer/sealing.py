@@ -13,13 +13,14 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from schemas.errors import WardenError
 from schemas.intent import SealedSecret, TransactionIntent
 from schemas.sealing import SUITE, SUITE_NAME, key_id, sealing_info
 from schemas.sealing_key import AttestationEvidence, SealingKey
 from signer.custody.errors import InvalidKey
 
 
-class NotSealedHere(Exception):
+class NotSealedHere(WardenError):
     """The intent carries sealed shares, but none for this signer's current key."""
 
 
@@ -60,7 +61,10 @@ class SealingKeyPair:
             raise InvalidKey()
         mine = [s for s in copies if s.key_id == self.key_id]
         if not mine:
-            raise NotSealedHere()
+            raise NotSealedHere(
+                f"the intent's shares are sealed to other keys, none to this signer's current key {self.key_id}",
+                "submit it again: the client seals to the key the signer announces on warden.signer.sealing",
+            )
         info = sealing_info(intent.agent_id, intent.intent_id, self.key_id, purpose)
         for sealed in mine:  # the first that opens: a broken copy beside a good one does not spoil it
             try:

@@ -48,6 +48,7 @@ from infra.bench.figures import cpu_seconds, numbers, percentile_ms
 from infra.cli.output import note, print_json
 from infra.stack.local import BUCKET, LocalStack, StackError, free_ports, local_settings, tansu_binary, wait_for_port
 from runtime.config import Settings, environment_with
+from schemas.errors import WardenError
 
 STORAGES = ("postgres", "memory", "s3")
 CLUSTER = "warden-broker-check"
@@ -60,7 +61,7 @@ CHECKS_BUDGET_S = 150.0
 GROUP_PARTITIONS = 4
 
 
-class CheckFailed(Exception):
+class CheckFailed(WardenError):
     """A check that ran and did not get what Warden needs; its message says what it saw."""
 
 

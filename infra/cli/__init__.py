@@ -20,7 +20,9 @@ import argparse
 import importlib
 import sys
 
+from infra.cli.output import fail
 from schemas.chains import REGISTRY
+from schemas.errors import WardenError
 
 DESCRIPTION = """`warden`: the command line for operators, agents' developers and auditors.
 
@@ -75,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     # that meets a name (or chain id) it does not know reads the chains in force from warden.chains
     # first, once every 30 s at most (`warden mcp` and `warden pay` run long). No file says which.
     REGISTRY.when_unknown(_learn_chains)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except WardenError as exc:
+        # An error Warden raises on purpose says what was wrong and what to do next: a person
+        # reads that, not a traceback, and a script sees exit code 1.
+        return fail(f"warden {args.command}", exc)
 
 
 def _learn_chains() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from infra.cli.output import note
 from runtime.clock import utcnow
 from runtime.config import Settings
+from schemas.errors import WardenError
 from schemas.sealing import decode_client_share
 from sdk.quorum import publish_custody_change
 from signer.custody import MAX_SECRET_BYTES
@@ -67,7 +68,7 @@ def publish(settings: Settings, emits, wait_s: float = WAIT_S) -> None:
         )
 
 
-class UsageError(Exception):
+class UsageError(WardenError):
     """The command cannot run as given (exit 2). The message names the option and the fix."""
 
 

@@ -30,6 +30,7 @@ from eth_utils.abi import collapse_if_tuple
 
 from rules.simulation import decode_revert
 from runtime.rpc import RpcError
+from schemas.errors import WardenError
 
 __all__ = ["Artifact", "Reverted", "artifact", "call", "calldata", "deploy", "selector", "send"]
 
@@ -54,7 +55,7 @@ class Artifact:
         return []
 
 
-class Reverted(Exception):
+class Reverted(WardenError):
     """The chain reverted a call or transaction; ``reason`` is its decoded revert reason, if any."""
 
     def __init__(self, what: str, reason: str | None, data: str | None = None):

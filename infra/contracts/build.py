@@ -29,6 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from schemas.errors import WardenError
+
 CONTRACTS = Path(__file__).resolve().parent
 REPO = CONTRACTS.parents[1]
 DEFAULT_SOLC_JS = REPO / ".venv" / "npm" / "node_modules" / "solc"
@@ -53,7 +55,7 @@ process.stdin.on('end', () => {
 """
 
 
-class BuildError(Exception):
+class BuildError(WardenError):
     """The contracts could not be compiled; the message says what to do."""
 
 

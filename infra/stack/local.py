@@ -40,13 +40,14 @@ from ledger.note import COSIGNATURE_V1, NoteKey
 from runtime.config import Settings, child_environment, environment
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
+from schemas.errors import WardenError
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from sdk.admin import load_or_create_admin_key
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class StackError(RuntimeError):
+class StackError(WardenError, RuntimeError):
     pass
 
 

@@ -20,11 +20,13 @@ from sevsnpmeasure.sev_mode import SevMode
 from sevsnpmeasure.vcpu_types import CPU_SIGS
 from sevsnpmeasure.vmm_types import VMMType
 
+from schemas.errors import WardenError
+
 VCPU_TYPES = tuple(CPU_SIGS)
 VMM_TYPES = {"QEMU": VMMType.QEMU, "ec2": VMMType.ec2, "gce": VMMType.gce}
 
 
-class MeasureError(ValueError):
+class MeasureError(WardenError, ValueError):
     """The inputs cannot be measured; the message names the input and what is wrong."""
 
 

@@ -15,9 +15,10 @@ from cryptography import x509
 
 from runtime.attestation.verify import PRODUCTS, Expectations, Tcb, Verification, verify_report
 from runtime.config import AttestationSettings
+from schemas.errors import WardenError
 
 
-class PolicyError(ValueError):
+class PolicyError(WardenError, ValueError):
     """The attestation settings do not parse; the message names the variable."""
 
 

@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.utils import CryptographyDeprecationWarning
 
+from schemas.errors import WardenError
+
 REPORT_SIZE = 0x4A0
 SIGNED_SIZE = 0x2A0
 SUPPORTED_VERSIONS = (2, 3, 5)
@@ -45,7 +47,7 @@ POLICY_MIGRATE_MA = 1 << 18
 POLICY_DEBUG = 1 << 19
 
 
-class ReportError(ValueError):
+class ReportError(WardenError, ValueError):
     """A byte string that is not an attestation report this module reads."""
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from schemas.codes import Code
+from schemas.errors import WardenError
 
 if TYPE_CHECKING:
     from schemas.emit import Emit
 
 
-class CustodyError(Exception):
+class CustodyError(WardenError):
     """Base of every custody error."""
 
 
