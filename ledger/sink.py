@@ -46,6 +46,7 @@ from ledger.batch import append_records, sign_checkpoints
 from ledger.checks import Checked, Record, WriterChecks
 from ledger.cosigning import Witnesses, log_key, log_note, origin_of, parse_witnesses, store_signatures
 from ledger.endpoint import Endpoint
+from ledger.gaps import OffsetGaps, offsets_unread_event
 from ledger.keys import ledger_key_id, load_or_create_signing_key
 from ledger.lag import AppendProgress
 from ledger.note import Note
@@ -74,6 +75,8 @@ class SinkOptions:
     batch_max_bytes: int = 8 << 20
     poll_ms: int = 200
     gather_ms: int = 500
+    # How long an offset may stay missing while later ones are there (`ledger.gaps`).
+    gap_grace: timedelta = timedelta(seconds=10)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SinkOptions":
@@ -144,6 +147,7 @@ class _Sink:
         self.appended = 0
         self.skipped = 0
         self.progress = AppendProgress({})
+        self.gaps = OffsetGaps(options.gap_grace)
         self.source_file = settings.state_dir / "ledger_source.json"
         self.notices: list[AuditEvent] = []  # events the sink itself has to say, published with the checkpoints
 
@@ -180,7 +184,9 @@ class _Sink:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, offset)
-        self.progress = AppendProgress({tp.partition: await consumer.position(tp) for tp in tps})
+        positions = {tp.partition: await consumer.position(tp) for tp in tps}
+        self.progress = AppendProgress(positions)
+        self.gaps.reset(positions)
         write_source(self.source_file, cluster)
         heads = ", ".join(f"{h.chain}@{h.next_seq}" for h in sorted(self.ledger.heads.values(), key=lambda h: h.chain))
         log.info(
@@ -203,7 +209,18 @@ class _Sink:
 
     async def fetch(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> "Fetched":
         """The next batch, its writers' signatures being checked (in processes) from now on."""
-        gathered = await _gather(consumer, tps, self.options)
+        gathered = await _gather(consumer, tps, self.options, self.gaps)
+        for gap in self.gaps.read_past:
+            log.warning(
+                "partition %d: no record at offsets %d-%d for %.0f s while later ones were there; reading on "
+                "(a producer given them most likely stopped before writing them)",
+                gap.partition,
+                gap.first,
+                gap.last,
+                gap.waited.total_seconds(),
+            )
+            self.notices.append(offsets_unread_event(gap, utcnow()))
+        self.gaps.read_past.clear()
         records = [(tp.partition, m.offset, m.value, m.headers) for tp, messages in gathered.items() for m in messages]
         # In a thread: an unknown key id makes the pinned keys read their files.
         checked = await asyncio.to_thread(self.checks.submit, records, self.audit_keys, self.settings.max_record_bytes)
@@ -418,7 +435,7 @@ async def _measure_lag(sink: _Sink, consumer: AIOKafkaConsumer, tps: list[TopicP
 
 
 async def _gather(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], options: SinkOptions
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], options: SinkOptions, gaps: OffsetGaps
 ) -> dict[TopicPartition, list[ConsumerRecord]]:
     """Records for one INSERT: whatever is there, then more for up to ``gather_ms`` or until
     ``batch_max`` records or ``batch_max_bytes``. Each INSERT is a part chDB writes and later
@@ -428,15 +445,37 @@ async def _gather(
     records: dict[TopicPartition, list[ConsumerRecord]] = await consumer.getmany(
         *tps, timeout_ms=options.poll_ms, max_records=options.batch_max
     )
+    _without_gaps(consumer, records, gaps)
+    if not records and gaps.seen_at:
+        # Held at a missing offset with later records there: they would come back at once, so
+        # wait a poll before fetching them again.
+        await asyncio.sleep(options.poll_ms / 1000)
     count, size, full = _within_bytes(consumer, records, options.batch_max_bytes, at_least_one=True)
     until = time.monotonic() + options.gather_ms / 1000
     while count and not full and count < options.batch_max and (left := until - time.monotonic()) > 0:
         more = await consumer.getmany(*tps, timeout_ms=int(left * 1000) + 1, max_records=options.batch_max - count)
+        _without_gaps(consumer, more, gaps)
         more_count, more_size, full = _within_bytes(consumer, more, options.batch_max_bytes - size, at_least_one=False)
         for tp, batch in more.items():
             records.setdefault(tp, []).extend(batch)
         count, size = count + more_count, size + more_size
     return records
+
+
+def _without_gaps(
+    consumer: AIOKafkaConsumer, records: dict[TopicPartition, list[ConsumerRecord]], gaps: OffsetGaps
+) -> None:
+    """Keeps of ``records`` (in place) each partition's records up to an offset the broker skipped,
+    and moves that partition back to it, so it is read again (`ledger.gaps`)."""
+    now = utcnow()
+    for tp in list(records):
+        batch = records[tp]
+        count = gaps.take(tp.partition, [record.offset for record in batch], now)
+        if count < len(batch):
+            consumer.seek(tp, gaps.expected[tp.partition])
+            del batch[count:]
+        if not batch:
+            del records[tp]
 
 
 def _within_bytes(

@@ -81,6 +81,7 @@ class AuditAction(StrEnum):
     KEY_RELEASE_REFUSED = "key.release_refused"
     # The platform itself.
     LEDGER_SOURCE_CHANGED = "ledger.source_changed"
+    LEDGER_OFFSETS_UNREAD = "ledger.offsets_unread"
     COMPONENT_RESTARTED = "component.restarted"
 
 
