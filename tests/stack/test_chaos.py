@@ -22,6 +22,7 @@ import orjson
 from infra.stack.local import REPO
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
@@ -106,9 +107,10 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
     try:
         mined += burst(settings, up, (), address, mined)["mined"]
         # The ledger holds every audit event on the topic, and verifies.
-        audit_ids = {
-            e.event_id for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)
+        on_topic = {
+            e.event_id: e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)
         }
+        audit_ids = set(on_topic)
         host, _, port = settings.ledger_http.rpartition(":")
         client = clickhouse_connect.get_client(host=host, port=int(port))
         # After the restart the sink catches up with what the killed one left, which takes a while
@@ -119,7 +121,8 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
             if audit_ids <= held or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        assert audit_ids - held == set()
+        missing = audit_ids - held
+        assert not missing, _missing_report(on_topic, missing, settings, client)
         verify = subprocess.run(
             [sys.executable, "-m", "infra.cli", "audit", "verify", "--json"],
             env=up.env,
@@ -135,3 +138,22 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
         )
     finally:
         assert up.stop() == 0
+
+
+def _missing_report(on_topic: dict, missing: set[str], settings, client) -> str:
+    """What a failure needs to tell a slow sink from a lost event or a record the sink did not
+    believe (kept whole as one dlq.recorded row, its events' ids absent): how many are missing, of
+    which services and actions, the rows the sink could not read, and what it logged."""
+    counts: dict[tuple[str, str], int] = {}
+    for event_id in missing:
+        event = on_topic[event_id]
+        counts[(event.actor, event.action)] = counts.get((event.actor, event.action), 0) + 1
+    unreadable = client.query(
+        f"SELECT resource, JSONExtractString(details, 'reason') FROM audit_log WHERE action = '{AuditAction.DLQ_RECORDED}'"
+    ).result_rows
+    log = (settings.home.parent / "warden-up.log").read_text(errors="replace")
+    ledger_lines = [line for line in log.splitlines() if " ledger " in line][-40:]
+    return (
+        f"{len(missing)} of {len(on_topic)} audit events on the topic are not in the ledger: {counts}\n"
+        f"rows of records the sink could not read or believe: {unreadable[:20]}\n" + "\n".join(ledger_lines)
+    )
