@@ -69,10 +69,10 @@ from sdk.client import (
     submit_and_wait,
 )
 from sdk.mcp_results import (
-    Signature,
+    SignatureResult,
     SigningKey,
     SigningKeys,
-    SolanaTransaction,
+    SolanaTransactionResult,
     Transaction,
     refused_transaction,
     signature_of,
@@ -197,7 +197,7 @@ class SignRequest(RootModel):
     ]
 
 
-class SignatureResponse(Signature):
+class SignatureResponse(SignatureResult):
     """An EIP-191 or EIP-712 signature of the agent's: ``signature``, ``from``, and the hash signed
     (``message_hash``; for typed data also as ``typed_data_hash``)."""
 
@@ -266,7 +266,7 @@ class TransactionResponse(Transaction):
     stage: Stage | None = Field(default=None, description="the stage whose rule refused it")
 
 
-class SolanaTransactionResponse(SolanaTransaction):
+class SolanaTransactionResponse(SolanaTransactionResult):
     """A Solana transaction of the agent's: ``id``, ``status``, the agent's ``signature``, the
     signed bytes (``signed_tx``, base64), what it may spend per asset."""
 
