@@ -507,7 +507,7 @@ def signature_summary(found: SignatureResult, timeout_s: float) -> str:
     return f"signed {found.kind} by {found.from_} on {found.chain}: hash {found.message_hash} ({ident})"
 
 
-class Simulation(BaseModel):
+class VerifiedSimulation(BaseModel):
     """A simulation's answer, as the worker signed it and the SDK verified it: the bundle's
     decision (allowed, refused by ``deciding``, or needs_human for ``why_human``), and per step its
     status (a revert with its decoded reason, data not instructions), gas used, balance changes of
@@ -524,12 +524,12 @@ class Simulation(BaseModel):
     forged_results_ignored: int = Field(description="answers about this request that failed verification")
 
 
-def simulation_of(result: SimulationResult, forged: int) -> Simulation:
-    doc = result.model_dump(include=set(Simulation.model_fields) - {"forged_results_ignored"})
-    return Simulation(**doc, forged_results_ignored=forged)
+def simulation_of(result: SimulationResult, forged: int) -> VerifiedSimulation:
+    doc = result.model_dump(include=set(VerifiedSimulation.model_fields) - {"forged_results_ignored"})
+    return VerifiedSimulation(**doc, forged_results_ignored=forged)
 
 
-def simulation_summary(found: Simulation) -> str:
+def simulation_summary(found: VerifiedSimulation) -> str:
     reverted = sum(step.status == "reverted" for step in found.steps)
     decided = "" if found.deciding is None else f" by stage {found.deciding.stage} ({found.deciding.code})"
     return (

@@ -63,11 +63,11 @@ from sdk.mcp_results import (
     SignatureResult,
     SigningKey,
     SigningKeys,
-    Simulation,
     SolanaTransactionResult,
     Transaction,
     TransactionList,
     TransactionStatus,
+    VerifiedSimulation,
     pending_approval,
     policy_view,
     refused_transaction,
@@ -176,7 +176,7 @@ class AgentTools:
 
     async def simulate_transaction(
         self, chain: Chain, to: To, value: Value, data: Data = "0x", gas_limit: GasLimit = None
-    ) -> Annotated[CallToolResult, Simulation]:
+    ) -> Annotated[CallToolResult, VerifiedSimulation]:
         """Simulate a transaction without signing or sending it: whether it succeeds or reverts (with
         the decoded reason), the gas it uses, the balance changes of every address it touches
         (before, after, change, per asset), and every policy stage's verdict against the agent's
@@ -190,7 +190,7 @@ class AgentTools:
             list[BundleStep],
             Field(min_length=1, max_length=MAX_BUNDLE_STEPS, description="the transactions, run in this order"),
         ],
-    ) -> Annotated[CallToolResult, Simulation]:
+    ) -> Annotated[CallToolResult, VerifiedSimulation]:
         """Simulate several transactions in order in one block (for example an approve, then a swap
         that needs it), without signing or sending any: each one's status, gas and balance changes,
         and each one's policy verdicts, the spend of the earlier ones counted against the rolling
