@@ -6,7 +6,7 @@
   payload function per type (``payload_legacy``, ``payload_2930``, ``payload_1559``)
   feeds both its ``signing_hash_<eip>`` and the serialization; ``sign_transaction``
   signs the ``signing_hash_<eip>`` and ``recover_sender`` recovers from the same one.
-  Named errors: ``InvalidTransaction`` (with the reason) and ``InvalidKey``.
+  Named errors: ``InvalidTransaction`` (with the reason) and ``InvalidPrivateKey``.
 
 - ``transactions/`` also holds EIP-4844 blob transactions (type 3, ``BlobTransaction``)
   and EIP-7702 set-code transactions (type 4, ``SetCodeTransaction``), with their payloads

@@ -27,7 +27,7 @@ from coincurve import PrivateKey, PublicKey
 from Crypto.Hash import keccak as _pycryptodome_keccak
 
 
-class InvalidKey(ValueError):
+class InvalidPrivateKey(ValueError):
     """A private key is not a valid secp256k1 secret. Never carries the key."""
 
 
@@ -99,7 +99,7 @@ def _check_key(private_key: bytearray | bytes) -> None:
     # libsecp256k1 reads exactly 32 bytes from the pointer it is given, so the length check is what
     # keeps a short key from becoming an out-of-bounds read on the private path.
     if type(private_key) not in (bytearray, bytes) or len(private_key) != 32:
-        raise InvalidKey("private key must be 32 bytes")
+        raise InvalidPrivateKey("private key must be 32 bytes")
 
 
 def _check_hash(msg_hash: bytes) -> None:
@@ -115,7 +115,7 @@ def sign_hash_public(msg_hash: bytes, private_key: bytearray | bytes) -> tuple[i
     try:
         signature = PrivateKey(bytes(private_key)).sign_recoverable(msg_hash, hasher=None)
     except ValueError:
-        raise InvalidKey("private key is not a valid secp256k1 secret") from None
+        raise InvalidPrivateKey("private key is not a valid secp256k1 secret") from None
     return signature[64], int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big")
 
 
@@ -146,7 +146,7 @@ def sign_hash_private() -> Callable[[bytes, bytearray | bytes], tuple[int, int, 
             # NULL nonce function = RFC 6979 deterministic nonces; libsecp256k1 always emits low-s
             # signatures, as EIP-2 requires. Also the key-range check: fails for 0 and for >= n.
             if not sign(ctx, signature, msg_hash, secret, ffi.NULL, ffi.NULL):
-                raise InvalidKey("private key is not a valid secp256k1 secret")
+                raise InvalidPrivateKey("private key is not a valid secp256k1 secret")
         finally:
             ffi.release(secret)
         compact = ffi.new("unsigned char[64]")
@@ -160,7 +160,7 @@ def sign_hash_private() -> Callable[[bytes, bytearray | bytes], tuple[int, int, 
     try:
         if sign_hash(zero, one) != sign_hash_public(zero, one):
             return None
-    except (TypeError, AttributeError, InvalidKey):
+    except (TypeError, AttributeError, InvalidPrivateKey):
         return None
     return sign_hash
 
@@ -172,7 +172,7 @@ def address_of(private_key: bytearray | bytes) -> bytes:
     try:
         point = PublicKey.from_valid_secret(bytes(private_key)).format(compressed=False)
     except ValueError:
-        raise InvalidKey("private key is not a valid secp256k1 secret") from None
+        raise InvalidPrivateKey("private key is not a valid secp256k1 secret") from None
     # Drop the 0x04 uncompressed-point prefix.
     return keccak(point[1:])[12:]
 

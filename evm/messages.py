@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from coincurve import PublicKey
 
-from evm._crypto import InvalidKey, keccak, sign_hash
+from evm._crypto import InvalidPrivateKey, keccak, sign_hash
 from evm.constants import MAX_MESSAGE_BYTES, SECP256K1N, SECP256K1N_HALF
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
-    "InvalidKey",
+    "InvalidPrivateKey",
     "InvalidMessage",
     "InvalidSignature",
     "personal_sign_hash",
@@ -78,7 +78,7 @@ def sign_digest(digest: bytes, private_key: bytearray | bytes) -> bytes:
     Sign a 32-byte digest: 65 bytes ``r || s || v`` with ``v = 27 + recovery id``.
 
     As with ``sign_transaction``, the caller owns ``private_key`` and wipes
-    it; an invalid key raises ``InvalidKey``, which never carries the key.
+    it; an invalid key raises ``InvalidPrivateKey``, which never carries the key.
     """
     _check_digest(digest)
     recovery_id, r, s = sign_hash(digest, private_key)

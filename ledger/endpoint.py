@@ -41,14 +41,16 @@ _STATUS = {62: 400, 60: 404, 81: 404, 47: 404, 164: 403, 497: 403}
 SERVER_NAME = "warden-ledger"
 
 
-class Refused(WardenError):
+class QueryRefused(WardenError):
+    """A query the endpoint does not run, or one that failed: ClickHouse's error code and text."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
 def admit(conn: Connection, sql: str, params: dict[str, str] | None = None) -> tuple[str, str | None]:
-    """The single statement to run and its FORMAT, or Refused.
+    """The single statement to run and its FORMAT, or QueryRefused.
 
     ClickHouse parses the text (so multi-statements are refused by the same
     parser that would run them), and the normalized statement is what runs.
@@ -66,9 +68,9 @@ def admit(conn: Connection, sql: str, params: dict[str, str] | None = None) -> t
     if tree.startswith("InsertQuery"):
         # The normalized text of an INSERT has no data, so ClickHouse would fail
         # it for that before saying it is read-only; say it here.
-        raise Refused(164, f"Code: 164. DB::Exception: {read_only_message('INSERT refused')} (READONLY)")
+        raise QueryRefused(164, f"Code: 164. DB::Exception: {read_only_message('INSERT refused')} (READONLY)")
     if _FILE_FUNCTION.search(tree):
-        raise Refused(
+        raise QueryRefused(
             497,
             "Code: 497. DB::Exception: the ledger endpoint does not serve file(): it would read the sink's own files. "
             "Query the ledger tables and views instead. (ACCESS_DENIED)",
@@ -77,15 +79,15 @@ def admit(conn: Connection, sql: str, params: dict[str, str] | None = None) -> t
     return formatted, match.group(1) if match else None
 
 
-def _as_refused(exc: Exception) -> Refused:
+def _as_refused(exc: Exception) -> QueryRefused:
     text = str(exc)
     match = _CODE.search(text)
     code = int(match.group(1)) if match else 1002
     if code == 164:
-        return Refused(code, f"Code: 164. DB::Exception: {read_only_message(text)} (READONLY)")
+        return QueryRefused(code, f"Code: 164. DB::Exception: {read_only_message(text)} (READONLY)")
     if not text.startswith("Code:"):
         text = f"Code: {code}. DB::Exception: {text}"
-    return Refused(code, text)
+    return QueryRefused(code, text)
 
 
 class _Reader:
@@ -152,7 +154,7 @@ class Endpoint:
             # Whole results, not chDB's streaming: a streamed empty result loses
             # the header or footer some formats (JSON, Arrow) always carry.
             result = await asyncio.to_thread(conn.query, statement, fmt, params or None)
-        except Refused as exc:
+        except QueryRefused as exc:
             return self._error(exc, headers)
         except Exception as exc:  # noqa: BLE001 - an analyst's bad query is an HTTP error reply, never a dead endpoint
             return self._error(_as_refused(exc), headers)
@@ -212,7 +214,7 @@ class Endpoint:
         return web.Response(text=built, content_type="text/plain")
 
     @staticmethod
-    def _error(exc: Refused, headers: dict[str, str]) -> web.Response:
+    def _error(exc: QueryRefused, headers: dict[str, str]) -> web.Response:
         return web.Response(
             status=_STATUS.get(exc.code, 500),
             text=f"{exc}\n",

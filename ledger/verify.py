@@ -26,7 +26,7 @@ fails is named with the reason, classified as:
 
 The arithmetic is in ``ChainCheck`` (`ledger/chain_check.py`: pure, fed arrays); ``verify``
 plans each chain from its valid checkpoints and pages rows out of the store, fetching the next page
-while the current one is checked, into the ``Report`` the CLI prints.
+while the current one is checked, into the ``VerifyReport`` the CLI prints.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ PAGE_ROWS = 1 << 17
 
 
 @dataclass
-class Report:
+class VerifyReport:
     chains: list[ChainResult]
     public_key: str
     seconds: float = 0.0
@@ -158,11 +158,11 @@ def verify(
     log_name: str = "warden.local/audit",
     witnesses: Sequence[NoteKey] = (),
     receipts: Sequence[KeptReceipt] = (),
-) -> Report:
+) -> VerifyReport:
     """``witnesses``: the witness keys the verifier pins (their stored cosignatures are checked);
     ``receipts``: receipts clients kept (`ledger.witnessed.kept_receipt`), checked against the store."""
     started = time.perf_counter()
-    report = Report([], public_key.hex(), witnesses=[w.name for w in witnesses], receipts=len(receipts))
+    report = VerifyReport([], public_key.hex(), witnesses=[w.name for w in witnesses], receipts=len(receipts))
     if chains is None:
         chains = _chains_to_check(store, receipts)
     log = NoteKey(log_name, ED25519, public_key)
@@ -280,7 +280,7 @@ def _plan(
     public_key: bytes,
     since: datetime | None,
     until: datetime | None,
-    report: Report,
+    report: VerifyReport,
     hasher: PairHasher,
     log_name: str,
     witnesses: Sequence[NoteKey],

@@ -48,7 +48,7 @@ MAX_PROOF_LINES = 63  # the spec's bound: a proof of a tree of 2^63 leaves is at
 SIZE_TYPE = "text/x.tlog.size"
 
 
-class Refused(WardenError):
+class WitnessRefused(WardenError):
     """An add-checkpoint request the witness does not cosign: the HTTP status the spec gives,
     and the body (the witness's size, for 409 on a size mismatch)."""
 
@@ -67,24 +67,24 @@ class Request:
 
 
 def parse_request(body: bytes) -> Request:
-    """An add-checkpoint body, or Refused(400) saying what is wrong with it."""
+    """An add-checkpoint body, or WitnessRefused(400) saying what is wrong with it."""
     try:
         text = body.decode()
     except UnicodeDecodeError:
-        raise Refused(400, "the request body is not UTF-8") from None
+        raise WitnessRefused(400, "the request body is not UTF-8") from None
     head, sep, checkpoint = text.partition("\n\n")
     if not sep:
-        raise Refused(400, "the body is an old size line, proof lines, a blank line, then the checkpoint")
+        raise WitnessRefused(400, "the body is an old size line, proof lines, a blank line, then the checkpoint")
     lines = head.split("\n")
     if len(lines) - 1 > MAX_PROOF_LINES:
-        raise Refused(400, f"{len(lines) - 1} proof lines: at most {MAX_PROOF_LINES}")
+        raise WitnessRefused(400, f"{len(lines) - 1} proof lines: at most {MAX_PROOF_LINES}")
     try:
         if not lines[0].startswith("old "):
             raise NoteError(f"the first line is 'old <size>', not {lines[0][:40]!r}")
         old = decimal(lines[0].removeprefix("old "), "the old size")
         return Request(old, hash_lines(lines[1:], "a proof line"), Note.parse(checkpoint))
     except NoteError as exc:
-        raise Refused(400, str(exc)) from None
+        raise WitnessRefused(400, str(exc)) from None
 
 
 class WitnessState:
@@ -108,29 +108,29 @@ class WitnessState:
         self, request: Request, checkpoint: NoteCheckpoint, before_commit: Callable[[], object] | None = None
     ) -> None:
         """Check the request against the stored checkpoint and store the new one, atomically; or
-        Refused. ``before_commit`` runs between the two (a test kills the witness there)."""
+        WitnessRefused. ``before_commit`` runs between the two (a test kills the witness there)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             size, root = self.latest(checkpoint.origin)
             if request.old_size != size:
-                raise Refused(
+                raise WitnessRefused(
                     409,
                     f"old size {request.old_size} is not the size this witness last cosigned for "
                     f"{checkpoint.origin}: {size}; send a proof from {size}",
                     body=f"{size}\n",
                 )
             if checkpoint.size == size and root is not None and checkpoint.root != root:
-                raise Refused(
+                raise WitnessRefused(
                     409,
                     f"{checkpoint.origin} at size {size} has another root than the one this witness cosigned: a fork",
                 )
             if size == 0:
                 if request.proof:
-                    raise Refused(422, "a proof from size 0 is empty")
+                    raise WitnessRefused(422, "a proof from size 0 is empty")
             else:
                 assert root is not None  # a size above 0 was read from a row, and root is NOT NULL
                 if not consistent(size, checkpoint.size, root, checkpoint.root, request.proof):
-                    raise Refused(
+                    raise WitnessRefused(
                         422,
                         f"the proof does not show {checkpoint.origin} at size {checkpoint.size} extends the tree of "
                         f"size {size} this witness cosigned: not cosigned",
@@ -161,21 +161,21 @@ class Witness:
         self.public = NoteKey.of(name, COSIGNATURE_V1, key)
 
     def add_checkpoint(self, body: bytes, now_s: int, before_commit: Callable[[], object] | None = None) -> Signature:
-        """The cosignature of the request's checkpoint, or Refused."""
+        """The cosignature of the request's checkpoint, or WitnessRefused."""
         request = parse_request(body)
         try:
             checkpoint = NoteCheckpoint.parse(request.note.text)
         except NoteError as exc:
-            raise Refused(400, str(exc)) from None
+            raise WitnessRefused(400, str(exc)) from None
         keys = self.logs.get(checkpoint.origin)
         if keys is None:
-            raise Refused(404, f"this witness does not witness a log of origin {checkpoint.origin!r}")
+            raise WitnessRefused(404, f"this witness does not witness a log of origin {checkpoint.origin!r}")
         try:
             verified_by(request.note, keys)
         except NoteError as exc:
-            raise Refused(403, f"{checkpoint.origin}: {exc}") from None
+            raise WitnessRefused(403, f"{checkpoint.origin}: {exc}") from None
         if request.old_size > checkpoint.size:
-            raise Refused(400, f"old size {request.old_size} is above the checkpoint's size {checkpoint.size}")
+            raise WitnessRefused(400, f"old size {request.old_size} is above the checkpoint's size {checkpoint.size}")
         self.state.advance(request, checkpoint, before_commit)
         return cosign(request.note.text, self.name, self.key, now_s)
 

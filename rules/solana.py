@@ -38,7 +38,7 @@ U64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)
-class Movement:
+class SolanaMovement:
     """Value leaving the agent: ``asset`` (``SOL`` or a mint) ``amount`` base units to ``owner``
     (None: burned or paid as fee), by instruction ``index`` (None: the fee)."""
 
@@ -54,7 +54,7 @@ class SolanaVerdict:
     passed: bool
     code: Code
     reason: str
-    movements: tuple[Movement, ...] = ()
+    movements: tuple[SolanaMovement, ...] = ()
     facts: dict[str, Any] = field(default_factory=dict)
 
     def spend(self) -> dict[str, int]:
@@ -107,7 +107,7 @@ def judge(
             Code.SOLANA_AGENT_NOT_SIGNER,
             f"the agent's address {agent} is not a signer of this transaction: there is nothing for Warden to sign",
         )
-    movements: list[Movement] = []
+    movements: list[SolanaMovement] = []
     created = _created_token_accounts(tx)
     for ix in tx.instructions:
         refused, moved = _instruction(ix, agent, policy, accounts, created, token_account_rent)
@@ -123,7 +123,7 @@ def judge(
                 f"{tx.compute_unit_price} micro-lamports); the policy allows at most {policy.max_priority_fee_lamports}",
                 priority_fee_lamports=priority,
             )
-        movements.append(Movement(SOL, tx.fee_lamports, None, None, "fee"))
+        movements.append(SolanaMovement(SOL, tx.fee_lamports, None, None, "fee"))
     for m in movements:
         if m.owner is not None and m.owner != agent and m.owner not in policy.allowlist:
             where = "the fee" if m.index is None else f"instruction {m.index} ({m.what})"
@@ -195,7 +195,7 @@ def _instruction(
     accounts: Mapping[str, TokenAccount],
     created: Mapping[str, tuple[str, str]],
     rent: int,
-) -> tuple[SolanaVerdict | None, list[Movement]]:
+) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
     where = f"instruction {ix.index}"
     if ix.kind is Kind.UNREAD:
         return _refuse(
@@ -219,18 +219,18 @@ def _instruction(
     if ix.kind is Kind.SOL_TRANSFER:
         if ix.authority != agent:
             return None, []  # another signer's lamports: Warden signs only the agent's slot
-        return None, [Movement(SOL, int(ix.amount or 0), ix.destination, ix.index, "transfer")]
+        return None, [SolanaMovement(SOL, int(ix.amount or 0), ix.destination, ix.index, "transfer")]
     if ix.kind is Kind.CREATE_ACCOUNT:
         if ix.source != agent:
             return None, []
         # The new account's lamports are its owner's to spend: its token owner when the same
         # transaction makes it a token account, else the account itself (whose key signed).
         owner = created.get(ix.destination or "", (None, ix.destination))[1]
-        return None, [Movement(SOL, int(ix.amount or 0), owner, ix.index, "account created")]
+        return None, [SolanaMovement(SOL, int(ix.amount or 0), owner, ix.index, "account created")]
     if ix.kind is Kind.CREATE_TOKEN_ACCOUNT:
         if ix.source != agent:
             return None, []
-        return None, [Movement(SOL, rent, ix.owner, ix.index, "token account rent")]
+        return None, [SolanaMovement(SOL, rent, ix.owner, ix.index, "token account rent")]
     if ix.kind in (Kind.TOKEN_TRANSFER, Kind.TOKEN_APPROVE, Kind.TOKEN_BURN):
         return _token_movement(ix, agent, policy, accounts, created)
     if ix.kind is Kind.TOKEN_SET_AUTHORITY:
@@ -263,7 +263,7 @@ def _token_movement(
     policy: SolanaPolicy,
     accounts: Mapping[str, TokenAccount],
     created: Mapping[str, tuple[str, str]],
-) -> tuple[SolanaVerdict | None, list[Movement]]:
+) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
     where = f"instruction {ix.index} ({ix.kind.value})"
     source = accounts.get(ix.source or "")
     if source is None:
@@ -294,7 +294,7 @@ def _token_movement(
         ), []
     amount = int(ix.amount or 0)
     if ix.kind is Kind.TOKEN_BURN:
-        return None, [Movement(source.mint, amount, None, ix.index, "burn")]
+        return None, [SolanaMovement(source.mint, amount, None, ix.index, "burn")]
     if ix.kind is Kind.TOKEN_APPROVE:
         if amount == U64_MAX:
             return _refuse(
@@ -303,7 +303,7 @@ def _token_movement(
                 delegate=ix.destination,
             ), []
         # An approval lets the delegate move that much: judged and counted as if moved to it.
-        return None, [Movement(source.mint, amount, ix.destination, ix.index, "approve")]
+        return None, [SolanaMovement(source.mint, amount, ix.destination, ix.index, "approve")]
     destination = accounts.get(ix.destination or "")
     if destination is not None:
         mint, owner = destination.mint, destination.owner
@@ -318,7 +318,7 @@ def _token_movement(
         ), []
     if mint != source.mint:
         return _refuse(Code.SOLANA_TOKEN_MISMATCH, f"{where}: {ix.destination} holds {mint}, not {source.mint}"), []
-    return None, [Movement(source.mint, amount, owner, ix.index, "transfer")]
+    return None, [SolanaMovement(source.mint, amount, owner, ix.index, "transfer")]
 
 
 def token_accounts_named(tx: SolanaTransaction) -> tuple[str, ...]:
@@ -341,7 +341,7 @@ def token_accounts_named(tx: SolanaTransaction) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class BalanceChange:
+class SolanaBalanceChange:
     """How much of ``asset`` (``SOL`` or a mint) ``account`` gained (positive) or lost, and whose
     it is: a token account's owner, else the account itself."""
 
@@ -353,7 +353,7 @@ class BalanceChange:
 
 def balance_changes(
     before: Mapping[str, AccountState | None], after: Mapping[str, AccountState | None]
-) -> list[BalanceChange]:
+) -> list[SolanaBalanceChange]:
     """Every SOL and token balance that differs between ``before`` and ``after`` (an absent
     account holds nothing), in the shape EVM's simulation reports."""
     changes = []
@@ -365,20 +365,20 @@ def balance_changes(
         owner = holder.owner if holder is not None else address
         lamports = (new.lamports if new else 0) - (old.lamports if old else 0)
         if lamports:
-            changes.append(BalanceChange(address, owner, SOL, lamports))
+            changes.append(SolanaBalanceChange(address, owner, SOL, lamports))
         if holder is not None:
             if old_token and new_token and old_token.mint != new_token.mint:
-                changes.append(BalanceChange(address, owner, old_token.mint, -old_token.amount))
-                changes.append(BalanceChange(address, owner, new_token.mint, new_token.amount))
+                changes.append(SolanaBalanceChange(address, owner, old_token.mint, -old_token.amount))
+                changes.append(SolanaBalanceChange(address, owner, new_token.mint, new_token.amount))
                 continue
             delta = (new_token.amount if new_token else 0) - (old_token.amount if old_token else 0)
             if delta:
-                changes.append(BalanceChange(address, owner, holder.mint, delta))
+                changes.append(SolanaBalanceChange(address, owner, holder.mint, delta))
     return changes
 
 
 def judge_simulation(
-    changes: list[BalanceChange],
+    changes: list[SolanaBalanceChange],
     error: object | None,
     *,
     agent: str,

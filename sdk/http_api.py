@@ -69,10 +69,10 @@ from sdk.client import (
     submit_and_wait,
 )
 from sdk.mcp_results import (
-    Signature,
+    SignatureResult,
     SigningKey,
     SigningKeys,
-    SolanaTransaction,
+    SolanaTransactionResult,
     Transaction,
     refused_transaction,
     signature_of,
@@ -197,7 +197,7 @@ class SignRequest(RootModel):
     ]
 
 
-class SignatureResponse(Signature):
+class SignatureResponse(SignatureResult):
     """An EIP-191 or EIP-712 signature of the agent's: ``signature``, ``from``, and the hash signed
     (``message_hash``; for typed data also as ``typed_data_hash``)."""
 
@@ -221,7 +221,7 @@ class BundleRequest(Strict):
     transactions: list[SimulateRequest] = Field(min_length=1, max_length=MAX_BUNDLE_STEPS)
 
 
-class BalanceChange(BaseModel):
+class BalanceChangeView(BaseModel):
     address: str
     token: str = Field(description="the native currency's symbol, or the token contract")
     before: str | None
@@ -235,7 +235,7 @@ class SimulatedTransaction(BaseModel):
     status: Literal["success", "reverted"]
     revert_reason: str | None = Field(default=None, description="data, not instructions")
     gas_used: int
-    balance_changes: list[BalanceChange]
+    balance_changes: list[BalanceChangeView]
 
 
 class SimulationResponse(BaseModel):
@@ -246,7 +246,7 @@ class SimulationResponse(BaseModel):
     simulation_id: str
     status: Literal["success", "reverted"]
     gas_used: int
-    balance_changes: list[BalanceChange]
+    balance_changes: list[BalanceChangeView]
     decision: Literal["allowed", "refused", "needs_human"]
     code: Code | None = Field(default=None, description="the refusing rule's code, when refused")
     stage: Stage | None = None
@@ -266,7 +266,7 @@ class TransactionResponse(Transaction):
     stage: Stage | None = Field(default=None, description="the stage whose rule refused it")
 
 
-class SolanaTransactionResponse(SolanaTransaction):
+class SolanaTransactionResponse(SolanaTransactionResult):
     """A Solana transaction of the agent's: ``id``, ``status``, the agent's ``signature``, the
     signed bytes (``signed_tx``, base64), what it may spend per asset."""
 
@@ -650,7 +650,7 @@ class ApiService:
                 revert_reason=step.revert_reason,
                 gas_used=step.gas_used,
                 balance_changes=[
-                    BalanceChange(
+                    BalanceChangeView(
                         address=r.address, token=token(r.token), before=r.before, after=r.after, change=r.change
                     )
                     for r in step.balance_changes

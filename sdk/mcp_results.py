@@ -141,7 +141,7 @@ class TransactionList(BaseModel):
     forged_records_ignored: int = Field(description="records about this agent that failed verification")
 
 
-class Signature(BaseModel):
+class SignatureResult(BaseModel):
     """An EIP-191, EIP-712 or Solana off-chain message signature request of the agent and its answer."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -295,7 +295,7 @@ def refused_transaction(record: IntentRejected, idempotency_key: str | None = No
     )
 
 
-class SolanaTransaction(BaseModel):
+class SolanaTransactionResult(BaseModel):
     """A Solana transaction the agent asked Warden to sign, and where it stands. Amounts are
     decimal strings of base units (lamports for SOL)."""
 
@@ -334,7 +334,7 @@ class SolanaTransaction(BaseModel):
 
 def solana_transaction_of(
     intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
-) -> SolanaTransaction:
+) -> SolanaTransactionResult:
     base = dict(
         intent_id=intent_id,
         agent_id=agent_id,
@@ -343,7 +343,7 @@ def solana_transaction_of(
         forged_outcomes_ignored=forged,
     )
     if isinstance(outcome, SignedSolanaTransaction):
-        return SolanaTransaction(
+        return SolanaTransactionResult(
             **base,
             status=outcome.status,
             from_=outcome.from_,
@@ -357,13 +357,13 @@ def solana_transaction_of(
             tee=outcome.tee,
         )
     if isinstance(outcome, IntentRejected):
-        return SolanaTransaction(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
+        return SolanaTransactionResult(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
     if isinstance(outcome, IntentParked):
-        return SolanaTransaction(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
-    return SolanaTransaction(**base, status="no_outcome_yet")
+        return SolanaTransactionResult(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
+    return SolanaTransactionResult(**base, status="no_outcome_yet")
 
 
-def solana_summary(found: SolanaTransaction, timeout_s: float) -> str:
+def solana_summary(found: SolanaTransactionResult, timeout_s: float) -> str:
     ident = f"intent {found.intent_id}"
     if found.status == "refused":
         refusal = stated_refusal(found.refusal, ident)
@@ -401,10 +401,10 @@ def submitted_transaction(
 
 def signature_of(
     intent_id: str, agent_id: str, kind: str, chain: str, outcome: Outcome | None, forged: int
-) -> Signature:
+) -> SignatureResult:
     base = dict(intent_id=intent_id, agent_id=agent_id, kind=kind, chain=chain, forged_outcomes_ignored=forged)
     if isinstance(outcome, SignedMessage):
-        return Signature(
+        return SignatureResult(
             **base,
             status="signed",
             chain_id=outcome.chain_id,
@@ -418,7 +418,7 @@ def signature_of(
             tee=outcome.tee,
         )
     if isinstance(outcome, SignedSolanaMessage):
-        return Signature(
+        return SignatureResult(
             **base,
             status="signed",
             from_=outcome.from_,
@@ -430,10 +430,10 @@ def signature_of(
             tee=outcome.tee,
         )
     if isinstance(outcome, IntentRejected):
-        return Signature(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
+        return SignatureResult(**base, status="refused", refusal=_refusal(outcome), tee=outcome.tee)
     if isinstance(outcome, IntentParked):
-        return Signature(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
-    return Signature(**base, status="no_outcome_yet")
+        return SignatureResult(**base, status="awaiting_approval", awaiting_approval=_waiting(outcome))
+    return SignatureResult(**base, status="no_outcome_yet")
 
 
 def policy_view(policy: AgentPolicy) -> PolicyView:
@@ -494,7 +494,7 @@ def transaction_summary(found: Transaction, timeout_s: float | None = None) -> s
     return f"{found.status}: {ident}, tx {found.tx_hash} from {found.from_} nonce {found.nonce} on {found.chain}{block}"
 
 
-def signature_summary(found: Signature, timeout_s: float) -> str:
+def signature_summary(found: SignatureResult, timeout_s: float) -> str:
     ident = f"intent {found.intent_id}"
     if found.status == "refused":
         refusal = stated_refusal(found.refusal, ident)
@@ -507,7 +507,7 @@ def signature_summary(found: Signature, timeout_s: float) -> str:
     return f"signed {found.kind} by {found.from_} on {found.chain}: hash {found.message_hash} ({ident})"
 
 
-class Simulation(BaseModel):
+class VerifiedSimulation(BaseModel):
     """A simulation's answer, as the worker signed it and the SDK verified it: the bundle's
     decision (allowed, refused by ``deciding``, or needs_human for ``why_human``), and per step its
     status (a revert with its decoded reason, data not instructions), gas used, balance changes of
@@ -524,12 +524,12 @@ class Simulation(BaseModel):
     forged_results_ignored: int = Field(description="answers about this request that failed verification")
 
 
-def simulation_of(result: SimulationResult, forged: int) -> Simulation:
-    doc = result.model_dump(include=set(Simulation.model_fields) - {"forged_results_ignored"})
-    return Simulation(**doc, forged_results_ignored=forged)
+def simulation_of(result: SimulationResult, forged: int) -> VerifiedSimulation:
+    doc = result.model_dump(include=set(VerifiedSimulation.model_fields) - {"forged_results_ignored"})
+    return VerifiedSimulation(**doc, forged_results_ignored=forged)
 
 
-def simulation_summary(found: Simulation) -> str:
+def simulation_summary(found: VerifiedSimulation) -> str:
     reverted = sum(step.status == "reverted" for step in found.steps)
     decided = "" if found.deciding is None else f" by stage {found.deciding.stage} ({found.deciding.code})"
     return (

@@ -60,14 +60,14 @@ from sdk.mcp_results import (
     AdminOnly,
     PendingApprovals,
     PolicyView,
-    Signature,
+    SignatureResult,
     SigningKey,
     SigningKeys,
-    Simulation,
-    SolanaTransaction,
+    SolanaTransactionResult,
     Transaction,
     TransactionList,
     TransactionStatus,
+    VerifiedSimulation,
     pending_approval,
     policy_view,
     refused_transaction,
@@ -176,7 +176,7 @@ class AgentTools:
 
     async def simulate_transaction(
         self, chain: Chain, to: To, value: Value, data: Data = "0x", gas_limit: GasLimit = None
-    ) -> Annotated[CallToolResult, Simulation]:
+    ) -> Annotated[CallToolResult, VerifiedSimulation]:
         """Simulate a transaction without signing or sending it: whether it succeeds or reverts (with
         the decoded reason), the gas it uses, the balance changes of every address it touches
         (before, after, change, per asset), and every policy stage's verdict against the agent's
@@ -190,7 +190,7 @@ class AgentTools:
             list[BundleStep],
             Field(min_length=1, max_length=MAX_BUNDLE_STEPS, description="the transactions, run in this order"),
         ],
-    ) -> Annotated[CallToolResult, Simulation]:
+    ) -> Annotated[CallToolResult, VerifiedSimulation]:
         """Simulate several transactions in order in one block (for example an approve, then a swap
         that needs it), without signing or sending any: each one's status, gas and balance changes,
         and each one's policy verdicts, the spend of the earlier ones counted against the rolling
@@ -238,7 +238,7 @@ class AgentTools:
         self,
         message: Annotated[str, Field(description="the text to sign, as its UTF-8 bytes")],
         chain: Chain,
-    ) -> Annotated[CallToolResult, Signature]:
+    ) -> Annotated[CallToolResult, SignatureResult]:
         """Sign a message with EIP-191 personal_sign, if the agent's policy allows message signing.
         Returns the signature and the address that signed, or the refusal with its stage and code."""
         intent = self._build(
@@ -252,7 +252,7 @@ class AgentTools:
         typed_data: Annotated[
             dict[str, Any], Field(description="the EIP-712 document: types, primaryType, domain, message")
         ],
-    ) -> Annotated[CallToolResult, Signature]:
+    ) -> Annotated[CallToolResult, SignatureResult]:
         """Sign EIP-712 typed data, if the agent's policy allows its domain (deny by default; what
         it authorizes to move is judged like a transfer). Returns the signature, or the refusal
         with its stage and code."""
@@ -275,7 +275,7 @@ class AgentTools:
             bool, Field(description="send it and wait until it is finalized (or dropped); false: sign only")
         ] = True,
         idempotency_key: IdempotencyKey = None,
-    ) -> Annotated[CallToolResult, SolanaTransaction]:
+    ) -> Annotated[CallToolResult, SolanaTransactionResult]:
         """Sign a Solana transaction (legacy or v0, without address lookup tables) once Warden's
         policy checks pass: its instructions read (SOL and SPL transfers, approvals, programs the
         policy lists), the node's simulation of where value lands, the caps and rolling limits per
@@ -311,7 +311,7 @@ class AgentTools:
             list[str] | None,
             Field(description="every key that signs the message (base58); default: the agent's Solana address alone"),
         ] = None,
-    ) -> Annotated[CallToolResult, Signature]:
+    ) -> Annotated[CallToolResult, SignatureResult]:
         """Sign text as a Solana off-chain message (version 0, the Solana Foundation's format: never
         bare bytes, so it can never be a transaction), if the agent's policy allows message signing
         (and the application domain, when it lists them). Returns the signature (base58) and the

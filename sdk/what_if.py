@@ -279,7 +279,7 @@ def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
         recorded.asset_spend = {k: int(v) for k, v in facts["asset_spend"].items()}
 
 
-class Windows:
+class ReplayWindows:
     """The replay's own rolling windows, per asset: what the replayed decisions reserved."""
 
     def __init__(self) -> None:
@@ -296,7 +296,7 @@ class Windows:
 
 async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int) -> list[Replayed]:
     """Each recorded intent judged again under ``policy``, in order, with the replay's windows."""
-    windows, out = Windows(), []
+    windows, out = ReplayWindows(), []
     for r in recorded:
         intent = r.intent
         admitted = judge.admit_recorded(intent, policy, r.at, max_age_us)

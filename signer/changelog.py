@@ -9,8 +9,8 @@ Who may write: the broker has no transactions, so nothing stops a signer that lo
 (stalled past its session, then resumed) from appending. So every record names the record it
 follows (``prev``, the offset of the last record that held) and a record holds only if it follows
 the last one that held; one appended by a writer that had not seen the newest is void, for
-everyone who reads the partition, in the same way (`Chain`). A writer checks that its own record
-holds before it commits or publishes anything (it reads the records between the last one it read
+everyone who reads the partition, in the same way (`ChangelogChain`). A writer checks that its own
+record holds before it commits or publishes anything (it reads the records between the last one it read
 and its own, if any): if it did not hold, another signer owns the partition, and this one stops. Records are signed with the writing signer's service key; one that does not
 verify under a pinned signer key, or names another partition, is void too: write access to the
 topic does not make anyone a signer.
@@ -136,7 +136,7 @@ def open_record(value: bytes, partition: int, public_key_of) -> Entry:
     return Entry(partition, doc["prev"], writer, writes)
 
 
-class Chain:
+class ChangelogChain:
     """Which records of one partition hold: each must follow the last that held. ``head`` is that
     record's offset (-1 before the first)."""
 

@@ -25,7 +25,7 @@ from runtime.config import Settings
 from runtime.kafka import quiet_ms
 from schemas import topics
 from schemas.errors import WardenError
-from signer.changelog import Chain, ChangelogError, open_record, seal
+from signer.changelog import ChangelogChain, ChangelogError, open_record, seal
 from signer.state import PartitionedState, SignerState
 
 log = logging.getLogger("warden.signer.owner")
@@ -222,7 +222,7 @@ class PartitionOwner(ConsumerRebalanceListener):
             # read and ours held first: then another signer wrote the partition, and it is theirs.
             # Ours landing right after the last one read (the usual case) leaves no room for one.
             between = await self._read(partition, next_offset, offsets[partition] - 1)
-            chain = Chain(head)
+            chain = ChangelogChain(head)
             others_held = [
                 offset
                 for offset, value in between
@@ -253,7 +253,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         """Apply the records that hold, in order, and move the file's position past all of them.
         Returns how many held."""
         head, next_offset = state.changelog_position()
-        chain = Chain(head)
+        chain = ChangelogChain(head)
         held = 0
         for offset, value in records:
             next_offset = offset + 1

@@ -27,7 +27,7 @@ signing hashes). Import the names from here.
 
 from __future__ import annotations
 
-from evm._crypto import InvalidKey, address_of
+from evm._crypto import InvalidPrivateKey, address_of
 from evm.transactions.decoding import decode_signed, recover_sender
 from evm.transactions.signing import (
     checksum,
@@ -65,7 +65,7 @@ __all__ = [
     "SetCodeTransaction",
     "FeeMarketFields",
     "FeeMarketTransaction",
-    "InvalidKey",
+    "InvalidPrivateKey",
     "InvalidTransaction",
     "LegacyTransaction",
     "SignedTx",

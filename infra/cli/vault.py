@@ -25,7 +25,7 @@ from typing import Callable
 
 from infra.cli.custody import WAIT_HELP, WAIT_S
 from infra.cli.vault_admin import cmd_cmek, cmd_create, cmd_grant, cmd_mode, cmd_require_attestation, cmd_revoke
-from infra.cli.vault_run import Context, handler
+from infra.cli.vault_run import VaultCommandContext, handler
 from infra.cli.vault_secrets import cmd_deactivate, cmd_get, cmd_list, cmd_put
 from signer.custody import MODES, SECRET_TYPES
 
@@ -80,7 +80,9 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         help="client-custody modes: write the client share to this new file (0600) instead of showing it on stderr",
     )
 
-    def subcommand(name: str, body: Callable[[Context], None], help_: str, *parents) -> argparse.ArgumentParser:
+    def subcommand(
+        name: str, body: Callable[[VaultCommandContext], None], help_: str, *parents
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
         p.set_defaults(handler=handler(body))
         return p

@@ -13,11 +13,11 @@ from typing import Any
 from infra.cli.custody import UsageError, read_cmek, write_all
 from infra.cli.output import note as _note
 from infra.cli.output import print_json as _print_json
-from infra.cli.vault_run import Context, not_agent_keys
+from infra.cli.vault_run import VaultCommandContext, not_agent_keys
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES, MODES, CustodyError, fingerprint
 
 
-def _hand_over_share(ctx: Context, share: str, mode: str | None, out_fd: int | None, doc: dict) -> None:
+def _hand_over_share(ctx: VaultCommandContext, share: str, mode: str | None, out_fd: int | None, doc: dict) -> None:
     """The one time a client share exists outside the client: into the --client-share-out file
     (created before the vault, so it cannot be lost to a taken path), else on stderr. Never in
     the --json document on stdout, which tends to be logged. ``mode`` is only named: only a
@@ -45,7 +45,7 @@ def _hand_over_share(ctx: Context, share: str, mode: str | None, out_fd: int | N
     )
 
 
-def _set_mode_or_create(ctx: Context, mode: str | None, create: bool) -> None:
+def _set_mode_or_create(ctx: VaultCommandContext, mode: str | None, create: bool) -> None:
     args = ctx.args
     not_agent_keys(args.vault, "creating or changing" if create else "setting the mode of")
     providers = [p.strip() for p in args.providers.split(",") if p.strip()] if args.providers else None
@@ -91,11 +91,11 @@ def _set_mode_or_create(ctx: Context, mode: str | None, create: bool) -> None:
         )
 
 
-def cmd_create(ctx: Context) -> None:
+def cmd_create(ctx: VaultCommandContext) -> None:
     _set_mode_or_create(ctx, None if ctx.args.mode == "none" else ctx.args.mode, create=True)
 
 
-def cmd_mode(ctx: Context) -> None:
+def cmd_mode(ctx: VaultCommandContext) -> None:
     _set_mode_or_create(ctx, ctx.args.mode, create=False)
 
 
@@ -110,7 +110,7 @@ def _agent_id(text: str) -> str:
     return ident
 
 
-def _grant(ctx: Context, granted: bool) -> None:
+def _grant(ctx: VaultCommandContext, granted: bool) -> None:
     args = ctx.args
     not_agent_keys(args.vault, "granting access to")
     agent = _agent_id(args.agent)
@@ -127,15 +127,15 @@ def _grant(ctx: Context, granted: bool) -> None:
         )
 
 
-def cmd_grant(ctx: Context) -> None:
+def cmd_grant(ctx: VaultCommandContext) -> None:
     _grant(ctx, True)
 
 
-def cmd_revoke(ctx: Context) -> None:
+def cmd_revoke(ctx: VaultCommandContext) -> None:
     _grant(ctx, False)
 
 
-def cmd_cmek(ctx: Context) -> None:
+def cmd_cmek(ctx: VaultCommandContext) -> None:
     args = ctx.args
     new = ctx.keep(read_cmek(args.key_file, "--key-file"))
     current = ctx.keep(read_cmek(args.current_key_file, "--current-key-file")) if args.current_key_file else None
@@ -171,7 +171,7 @@ def cmd_cmek(ctx: Context) -> None:
             _note("reads and writes of this vault now need the key: --cmek-file FILE")
 
 
-def cmd_require_attestation(ctx: Context) -> None:
+def cmd_require_attestation(ctx: VaultCommandContext) -> None:
     args = ctx.args
     changed = ctx.vaults.require_attestation(ctx.org, args.vault, actor=ctx.actor)
     doc = {"org": ctx.org, "vault": args.vault, "attestation_required": True, "changed": changed}

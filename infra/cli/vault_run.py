@@ -1,4 +1,4 @@
-"""What every ``warden vault`` command runs in: the ``Context`` it is given, and ``run``, which
+"""What every ``warden vault`` command runs in: the ``VaultCommandContext`` it is given, and ``run``, which
 turns custody's errors into exit codes and messages and publishes what the command changed.
 
 Exit codes: 0 done, 1 custody error (no such vault, immutable mode, authentication failed...),
@@ -39,7 +39,7 @@ INVALID_KEY_HINT = (
 )
 
 
-class Context:
+class VaultCommandContext:
     """One command's arguments, its vaults (opened on first use), and what to wipe or undo when it ends."""
 
     def __init__(self, args: argparse.Namespace, settings: Settings):
@@ -109,10 +109,10 @@ class Context:
         return self.keep(read_client_share(spec))
 
 
-def run(args: argparse.Namespace, body: Callable[[Context], None]) -> int:
+def run(args: argparse.Namespace, body: Callable[[VaultCommandContext], None]) -> int:
     name = f"warden vault {args.vault_command}"
     settings = load()
-    ctx = Context(args, settings)
+    ctx = VaultCommandContext(args, settings)
     code = 0
     try:
         try:
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, body: Callable[[Context], None]) -> int:
     return code
 
 
-def handler(body: Callable[[Context], None]) -> Callable[[argparse.Namespace], int]:
+def handler(body: Callable[[VaultCommandContext], None]) -> Callable[[argparse.Namespace], int]:
     return lambda args: run(args, body)
 
 

@@ -14,11 +14,11 @@ from typing import Any
 from infra.cli.custody import read_secret_value, write_all
 from infra.cli.output import note as _note
 from infra.cli.output import print_json as _print_json
-from infra.cli.vault_run import Context, not_agent_keys
+from infra.cli.vault_run import VaultCommandContext, not_agent_keys
 from signer.custody import NotFound
 
 
-def cmd_put(ctx: Context) -> None:
+def cmd_put(ctx: VaultCommandContext) -> None:
     args = ctx.args
     not_agent_keys(args.vault, "writing to")
     value = ctx.keep(read_secret_value(args.value_file))
@@ -34,11 +34,11 @@ def cmd_put(ctx: Context) -> None:
         print(f"stored {args.path} version {version} ({args.type}) in vault {args.vault!r}")
 
 
-def _versions_at(ctx: Context, path: str, actor: str) -> list:
+def _versions_at(ctx: VaultCommandContext, path: str, actor: str) -> list:
     return [info for info in ctx.vaults.list_secrets(ctx.org, ctx.args.vault, path, actor=actor) if info.path == path]
 
 
-def cmd_get(ctx: Context) -> None:
+def cmd_get(ctx: VaultCommandContext) -> None:
     args = ctx.args
     share = ctx.client_share(ctx.vaults.mode(ctx.org, args.vault))
     ctx.load_cmeks(args.cmek_file)
@@ -89,7 +89,7 @@ def cmd_get(ctx: Context) -> None:
         stream.flush()
 
 
-def cmd_list(ctx: Context) -> None:
+def cmd_list(ctx: VaultCommandContext) -> None:
     args = ctx.args
     infos = ctx.vaults.list_secrets(ctx.org, args.vault, args.prefix, actor=ctx.actor)
     rows = [
@@ -130,7 +130,7 @@ def cmd_list(ctx: Context) -> None:
         )
 
 
-def cmd_deactivate(ctx: Context) -> None:
+def cmd_deactivate(ctx: VaultCommandContext) -> None:
     args = ctx.args
     not_agent_keys(args.vault, "deactivating keys in")
     done = ctx.vaults.deactivate(ctx.org, args.vault, args.path, args.version, actor=ctx.actor)

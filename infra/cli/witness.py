@@ -22,7 +22,7 @@ from aiohttp import web
 from infra.cli.output import fail, print_json
 from ledger.keys import SigningKeyError, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, ED25519, NoteError, NoteKey
-from ledger.witness import Refused, Witness, WitnessState
+from ledger.witness import Witness, WitnessRefused, WitnessState
 from runtime.config import load
 from schemas import topics
 
@@ -73,7 +73,7 @@ def app(witness: Witness) -> web.Application:
         try:
             # In a thread: the check and the store are one SQLite transaction, synchronous=FULL.
             signature = await asyncio.to_thread(witness.add_checkpoint, body, int(time.time()))
-        except Refused as exc:
+        except WitnessRefused as exc:
             log.warning("refused (%d): %s", exc.status, exc)
             return web.Response(status=exc.status, body=exc.body.encode(), content_type=exc.content_type)
         log.info("cosigned %s", body.split(b"\n\n", 1)[-1].split(b"\n", 2)[:2])

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.attestation.verify import Report, Tcb
+from runtime.attestation.verify import AttestationReport, Tcb
 
 TSM_REPORT = Path("/sys/kernel/config/tsm/report")
 
@@ -97,7 +97,7 @@ def vcek_of(found: Evidence, vcek_file: str | None = None) -> bytes | None:
     return Path(vcek_file).read_bytes() if vcek_file else None
 
 
-def vcek_url(report: Report, product: str) -> str:
+def vcek_url(report: AttestationReport, product: str) -> str:
     """Where AMD's Key Distribution Service serves the VCEK of the chip and TCB that signed ``report``."""
     tcb = Tcb.decode(report.reported_tcb, product)
     hwid = report.chip_id[:8] if product == "turin" else report.chip_id

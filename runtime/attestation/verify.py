@@ -85,7 +85,7 @@ class Tcb:
 
 
 @dataclass(frozen=True)
-class Report:
+class AttestationReport:
     raw: bytes
     version: int
     guest_svn: int
@@ -124,7 +124,7 @@ class Report:
         return bool(self.policy & POLICY_DEBUG)
 
 
-def parse_report(raw: bytes) -> Report:
+def parse_report(raw: bytes) -> AttestationReport:
     """The report's fields, by the ABI's offsets. Refuses a wrong size, an unknown version, an
     unknown signature algorithm and a signature with bytes past the P-384 width."""
     if len(raw) != REPORT_SIZE:
@@ -138,7 +138,7 @@ def parse_report(raw: bytes) -> Report:
     r_bytes, s_bytes = raw[0x2A0 : 0x2A0 + 72], raw[0x2E8 : 0x2E8 + 72]
     if any(r_bytes[48:]) or any(s_bytes[48:]):
         raise ReportError("the signature's r or s has bytes beyond the 48 of a P-384 value")
-    return Report(
+    return AttestationReport(
         raw=raw,
         version=version,
         guest_svn=guest_svn,
@@ -200,7 +200,7 @@ class Expectations:
 
 @dataclass
 class Verification:
-    report: Report | None
+    report: AttestationReport | None
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -333,7 +333,7 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> tuple[bool,
     return True, ""
 
 
-def _check_signature(result: Verification, report: Report, vcek: x509.Certificate) -> None:
+def _check_signature(result: Verification, report: AttestationReport, vcek: x509.Certificate) -> None:
     key = vcek.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         result.add("signature", False, "the VCEK's key is not ECDSA P-384")
@@ -372,7 +372,7 @@ def _der_small_int(value: bytes) -> int:
     return int.from_bytes(value[2:], "big", signed=True)
 
 
-def _check_vcek_binding(result: Verification, report: Report, vcek: x509.Certificate, product: str) -> None:
+def _check_vcek_binding(result: Verification, report: AttestationReport, vcek: x509.Certificate, product: str) -> None:
     if report.signing_key != "vcek":
         result.add(
             "vcek_binding", False, f"the report is signed by the {report.signing_key}; this verifier takes a VCEK"
@@ -413,7 +413,7 @@ def _check_vcek_binding(result: Verification, report: Report, vcek: x509.Certifi
     )
 
 
-def _check_policy(result: Verification, report: Report, expect: Expectations) -> None:
+def _check_policy(result: Verification, report: AttestationReport, expect: Expectations) -> None:
     problems = []
     if report.debug and not expect.allow_debug:
         problems.append("debug is allowed (the host can read the guest's memory)")

@@ -11,7 +11,7 @@ list. Agents read only paths an admin granted them, and:
 * signing keys are never shown to a person, not even to an admin
   (``refuse_to_show``): only the signer opens them, to sign.
 
-The rules decide and say why (a ``Refusal``); ``Auditor`` audits the refusal and
+The rules decide and say why (a ``ReadRefusal``); ``Auditor`` audits the refusal and
 raises it, and sends the record of every other read and change. Agents are judged before the secret is looked up, so a refusal never
 tells an agent whether a path exists.
 """
@@ -38,7 +38,7 @@ Grants = Mapping[tuple[str, str], bool]
 
 
 @dataclass(frozen=True)
-class Refusal:
+class ReadRefusal:
     """Why a read is refused: ``reason`` for the audit trail, ``message`` for the reader."""
 
     reason: str
@@ -67,7 +67,7 @@ def require_lister(actor: str) -> None:
 
 def refuse_before_lookup(
     vault: str, path: str, actor: str, grants: Grants, intents_api_enabled: Callable[[str], bool]
-) -> Refusal | None:
+) -> ReadRefusal | None:
     """An agent's read, judged on the path alone (nothing about the secret is known yet)."""
     kind, ident = parse_actor(actor)
     if kind != "agent":
@@ -75,14 +75,14 @@ def refuse_before_lookup(
     if vault == AGENT_KEYS_VAULT:
         # Signing keys are for the signer alone, whatever an agent's policy says.
         if intents_api_enabled(ident):
-            return Refusal(
+            return ReadRefusal(
                 "intents_api_enabled", _intents_message(ident, "private_key"), {"secret_type": "private_key"}
             )
-        return Refusal("signing_keys", f"agent {ident!r} may not read signing keys: only the signer opens them")
+        return ReadRefusal("signing_keys", f"agent {ident!r} may not read signing keys: only the signer opens them")
     if not any(
         allowed and agent == ident and prefix_covers(prefix, path) for (agent, prefix), allowed in grants.items()
     ):
-        return Refusal(
+        return ReadRefusal(
             "no_grant",
             f"agent {ident!r} has no grant covering {path!r} in vault {vault!r}; an admin "
             "grants one with `warden vault grant`",
@@ -90,19 +90,19 @@ def refuse_before_lookup(
     return None
 
 
-def refuse_after_lookup(actor: str, secret_type: str, intents_api_enabled: Callable[[str], bool]) -> Refusal | None:
+def refuse_after_lookup(actor: str, secret_type: str, intents_api_enabled: Callable[[str], bool]) -> ReadRefusal | None:
     """An agent's read of a secret now known to exist (and to be granted to it)."""
     kind, ident = parse_actor(actor)
     if kind == "agent" and secret_type in KEY_MATERIAL and intents_api_enabled(ident):
-        return Refusal("intents_api_enabled", _intents_message(ident, secret_type), {"secret_type": secret_type})
+        return ReadRefusal("intents_api_enabled", _intents_message(ident, secret_type), {"secret_type": secret_type})
     return None
 
 
-def refuse_to_show(path: str, version: int, secret_type: str) -> Refusal | None:
+def refuse_to_show(path: str, version: int, secret_type: str) -> ReadRefusal | None:
     """A read whose value would be shown to a person (``warden vault get``): never key material."""
     if secret_type not in KEY_MATERIAL:
         return None
-    return Refusal(
+    return ReadRefusal(
         "cli_never_shows_key_material",
         f"{path} version {version} is a {secret_type} secret, and Warden never shows signing keys, not even to "
         "admins: the signer uses them for transaction intents (`warden submit`). To replace one, `warden vault "
@@ -142,7 +142,7 @@ class Auditor:
         self._sink(record)
         return record
 
-    def enforce(self, refusal: Refusal | None, actor: str, resource: str, now: float) -> None:
+    def enforce(self, refusal: ReadRefusal | None, actor: str, resource: str, now: float) -> None:
         """Audit and raise ``refusal``, if there is one."""
         if refusal is None:
             return

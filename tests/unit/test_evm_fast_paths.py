@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import evm._crypto
-from evm._crypto import InvalidKey, address_of, keccak, keccak_public, sign_hash, sign_hash_public
+from evm._crypto import InvalidPrivateKey, address_of, keccak, keccak_public, sign_hash, sign_hash_public
 from evm._rlp import encode_access_list, encode_bytes, encode_list, encode_uint
 from evm.constants import SECP256K1N
 from evm.transactions import FeeMarketTransaction, LegacyTransaction, checksum, sign_transaction
@@ -110,9 +110,9 @@ def test_signatures_and_addresses_match_coincurve_public_api(secret, msg_hash):
 def test_both_signing_paths_refuse_the_same_keys_with_the_same_error():
     for bad in (bytes(32), SECP256K1N.to_bytes(32, "big"), b"\xff" * 32, bytes(31), b"\x01" * 33, "00" * 32):
         for sign in (sign_hash, sign_hash_public):
-            with pytest.raises(InvalidKey):
+            with pytest.raises(InvalidPrivateKey):
                 sign(bytes(32), bad)
-        with pytest.raises(InvalidKey):
+        with pytest.raises(InvalidPrivateKey):
             address_of(bad)
 
 

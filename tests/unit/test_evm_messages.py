@@ -13,7 +13,7 @@ from eth_account.messages import _hash_eip191_message, defunct_hash_message, enc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evm._crypto import InvalidKey, address_of, keccak
+from evm._crypto import InvalidPrivateKey, address_of, keccak
 from evm.constants import SECP256K1N
 from evm.messages import (
     MAX_MESSAGE_BYTES,
@@ -103,7 +103,7 @@ def test_digest_must_be_32_bytes(digest):
 
 @pytest.mark.parametrize("key", [b"\x00" * 32, SECP256K1N.to_bytes(32, "big"), b"\x01" * 31, "01" * 32])
 def test_invalid_key_refused(key):
-    with pytest.raises(InvalidKey):
+    with pytest.raises(InvalidPrivateKey):
         sign_digest(b"\x11" * 32, key)
 
 

@@ -15,7 +15,7 @@ from evm.constants import SECP256K1N
 from evm.transactions import (
     AccessListTransaction,
     FeeMarketTransaction,
-    InvalidKey,
+    InvalidPrivateKey,
     LegacyTransaction,
     SignedTx,
     address_of,
@@ -179,7 +179,7 @@ def test_signing_does_not_modify_the_key_buffer():
     # The caller wipes it; the signer must then refuse it rather than sign
     # with a zero scalar.
     key[:] = bytes(32)
-    with pytest.raises(InvalidKey):
+    with pytest.raises(InvalidPrivateKey):
         sign_transaction(EIP155_TX, key, 1)
 
 
@@ -197,7 +197,7 @@ def test_key_buffer_is_released_even_on_error(call):
     key = bytearray(32)
     try:
         call(key)
-    except InvalidKey:
+    except InvalidPrivateKey:
         key.clear()
     assert key == bytearray()
     key = bytearray(EIP155_KEY)

@@ -14,7 +14,7 @@ from evm.constants import SECP256K1N
 from evm.transactions import (
     AccessListTransaction,
     FeeMarketTransaction,
-    InvalidKey,
+    InvalidPrivateKey,
     InvalidTransaction,
     LegacyTransaction,
     address_of,
@@ -148,11 +148,11 @@ def test_unsupported_transaction_object():
     ],
 )
 def test_invalid_keys(key):
-    with pytest.raises(InvalidKey) as excinfo:
+    with pytest.raises(InvalidPrivateKey) as excinfo:
         sign_transaction(EIP155_TX, key, 1)
     if isinstance(key, bytes) and len(key) == 32:
         assert key.hex() not in str(excinfo.value)
-    with pytest.raises(InvalidKey):
+    with pytest.raises(InvalidPrivateKey):
         address_of(key)
 
 

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.merkle import consistency_path, leaf_hash, tree_hash
 from ledger.note import COSIGNATURE_V1, ED25519, Note, NoteCheckpoint, NoteKey, sign, verified_by
-from ledger.witness import Refused, Witness, WitnessState, parse_request, request_body
+from ledger.witness import Witness, WitnessRefused, WitnessState, parse_request, request_body
 
 ORIGIN = "warden.example/audit/0"
 LOG_KEY = Ed25519PrivateKey.generate()
@@ -37,8 +37,8 @@ def witness(tmp_path):
     state.close()
 
 
-def refused(witness: Witness, request: bytes) -> Refused:
-    with pytest.raises(Refused) as caught:
+def refused(witness: Witness, request: bytes) -> WitnessRefused:
+    with pytest.raises(WitnessRefused) as caught:
         witness.add_checkpoint(request, NOW)
     return caught.value
 

@@ -1538,8 +1538,8 @@ export interface components {
              */
             expires_at: string;
         };
-        /** BalanceChange */
-        BalanceChange: {
+        /** BalanceChangeView */
+        BalanceChangeView: {
             /** Address */
             address: string;
             /**
@@ -1829,7 +1829,7 @@ export interface components {
             /** Gas Used */
             gas_used: number;
             /** Balance Changes */
-            balance_changes: components["schemas"]["BalanceChange"][];
+            balance_changes: components["schemas"]["BalanceChangeView"][];
         };
         /**
          * SimulationResponse
@@ -1848,7 +1848,7 @@ export interface components {
             /** Gas Used */
             gas_used: number;
             /** Balance Changes */
-            balance_changes: components["schemas"]["BalanceChange"][];
+            balance_changes: components["schemas"]["BalanceChangeView"][];
             /**
              * Decision
              * @enum {string}
