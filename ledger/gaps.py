@@ -26,7 +26,7 @@ from schemas.audit import AuditEvent, event_id
 
 
 @dataclass(frozen=True)
-class Gap:
+class OffsetGap:
     """Offsets ``first``..``last`` (inclusive) of ``partition`` that held no record for ``waited``."""
 
     partition: int
@@ -40,7 +40,7 @@ class OffsetGaps:
     grace: timedelta
     expected: dict[int, int] = field(default_factory=dict)  # partition → the offset to take next
     seen_at: dict[tuple[int, int], datetime] = field(default_factory=dict)  # (partition, offset) → gap first seen
-    read_past: list[Gap] = field(default_factory=list)  # gaps given up on, for the caller to record
+    read_past: list[OffsetGap] = field(default_factory=list)  # gaps given up on, for the caller to record
 
     def reset(self, positions: dict[int, int]) -> None:
         """Start over from ``positions`` (the offsets the consumer reads each partition from next)."""
@@ -57,13 +57,13 @@ class OffsetGaps:
                 first_seen = self.seen_at.setdefault((partition, expected), now)
                 if now - first_seen < self.grace:
                     return count
-                self.read_past.append(Gap(partition, expected, offset - 1, now - first_seen))
+                self.read_past.append(OffsetGap(partition, expected, offset - 1, now - first_seen))
             self.seen_at.pop((partition, expected), None)  # filled, or read past: no longer waited for
             self.expected[partition] = max(expected, offset + 1)
         return len(offsets)
 
 
-def offsets_unread_event(gap: Gap, now: datetime) -> AuditEvent:
+def offsets_unread_event(gap: OffsetGap, now: datetime) -> AuditEvent:
     """What the ledger says when it reads on past offsets the broker never filled."""
     return AuditEvent(
         event_id=event_id(AuditAction.LEDGER_OFFSETS_UNREAD, str(gap.partition), str(gap.first), str(gap.last)),

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.cli import main
 from infra.stack.local import free_port
 from ledger.checkpoint import Checkpoint, signature_valid
-from ledger.gaps import Gap, OffsetGaps
+from ledger.gaps import OffsetGap, OffsetGaps
 from ledger.keys import local_public_key
 from ledger.schema import AUDIT_LOG
 from ledger.sink import SinkOptions, _gather, run_sink
@@ -282,7 +282,7 @@ def test_a_partition_fetched_past_a_missing_offset_is_read_again_from_it(broker)
     settings = dataclasses.replace(Settings(), broker=broker)
     asyncio.run(produce(settings, [("agent-gap", b"record %d" % n, []) for n in range(10)]))
 
-    async def gather_twice(grace: timedelta) -> tuple[list[int], list[int], list[Gap]]:
+    async def gather_twice(grace: timedelta) -> tuple[list[int], list[int], list[OffsetGap]]:
         consumer, tps = await _consumer_at_beginning(settings)
         try:
             # The partition the agent's key chose (Tansu's reported ends can trail a batch: read it).

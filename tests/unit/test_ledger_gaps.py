@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ledger.gaps import Gap, OffsetGaps, offsets_unread_event
+from ledger.gaps import OffsetGap, OffsetGaps, offsets_unread_event
 from schemas.actions import AuditAction
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -44,10 +44,10 @@ def test_a_gap_still_there_after_the_grace_is_read_past_and_reported():
     assert gaps.take(0, [497, 498], T0) == 0
     assert gaps.take(1, [16], T0 + timedelta(seconds=3)) == 0
     assert gaps.take(0, [497, 498], T0 + GRACE) == 2
-    assert gaps.read_past == [Gap(0, 495, 496, GRACE)] and list(gaps.seen_at) == [(1, 15)]
+    assert gaps.read_past == [OffsetGap(0, 495, 496, GRACE)] and list(gaps.seen_at) == [(1, 15)]
     assert gaps.take(1, [16], T0 + GRACE) == 0  # its own wait began 3 s later
     assert gaps.take(1, [16, 17], T0 + timedelta(seconds=13)) == 2
-    assert gaps.read_past[1] == Gap(1, 15, 15, GRACE)
+    assert gaps.read_past[1] == OffsetGap(1, 15, 15, GRACE)
 
 
 def test_a_partition_the_guard_was_not_told_of_is_taken_as_it_comes():
@@ -66,7 +66,7 @@ def test_a_reset_forgets_the_waits():
 
 
 def test_the_ledger_says_which_offsets_it_read_past_and_says_it_once():
-    gap = Gap(0, 495, 496, timedelta(seconds=10, milliseconds=250))
+    gap = OffsetGap(0, 495, 496, timedelta(seconds=10, milliseconds=250))
     event = offsets_unread_event(gap, T0)
     assert event.action == AuditAction.LEDGER_OFFSETS_UNREAD and event.actor == "service:ledger"
     assert event.resource == "topic:warden.audit.events/0"
@@ -77,4 +77,4 @@ def test_the_ledger_says_which_offsets_it_read_past_and_says_it_once():
     )
     # A sink that restarts and reads past the same gap again says the same event: the ledger keeps one.
     assert offsets_unread_event(gap, T0 + timedelta(hours=1)).event_id == event.event_id
-    assert offsets_unread_event(Gap(0, 495, 497, gap.waited), T0).event_id != event.event_id
+    assert offsets_unread_event(OffsetGap(0, 495, 497, gap.waited), T0).event_id != event.event_id
