@@ -25,6 +25,8 @@ import asyncio
 import base64
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from infra import contracts
 from infra.stack import demo_http, demo_mcp, demo_solana
@@ -55,7 +57,8 @@ from runtime.rpc import JsonRpc
 from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.fields import format_native_amount
-from schemas.outcomes import IntentParked, IntentRejected, SignedMessage
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentParked, IntentRejected, Outcome, SignedMessage, SignedTransaction
 from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
 from schemas.stages import guardrail_stages
 from schemas.typed_data import TypedData
@@ -186,49 +189,9 @@ async def run_script(
     session_task = asyncio.create_task(
         demo_mcp.run_session(settings, setup["client_share"], script_done, progress, timeout_s)
     )
-    intents: list = []
     began = time.monotonic()
-    forged: list[tuple[str, str]] = []
-    outcomes: dict = {}
     try:
-        async with Client(settings) as client:
-            shares: dict[str, ClientKey | None] = {"none": None}
-            if setup["client_share"] is not None:
-                progress(
-                    f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "
-                    "the signer's sealing key"
-                )
-                shares["right"] = await client.client_share(setup["client_share"])
-                shares["wrong"] = await client.client_share(base64.b64encode(os.urandom(32)).decode())
-            try:
-                for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
-                    if phase == 1:
-                        policy = await _allowlist_token(settings, client, setup)
-                        progress(
-                            f"an admin allowlisted the demo token {setup['token']} for EIP-712 and set a USD cap of "
-                            f"${policy.usd_max_per_tx} per intent, priced by feeds at ETH ${ETH_USD:,} and WUSD $1 "
-                            f"(policy v{policy.version})"
-                        )
-                    start = await end_offsets(settings, OUTCOME_TOPICS)
-                    batch = []
-                    for scripted in scripted_intents:
-                        share = shares.get(scripted.client_share)
-                        intent = new_intent(
-                            setup["agent_key"], agent_id=AGENT, client_share=share, **_fields(scripted, setup)
-                        )
-                        batch.append((scripted, intent))
-                        await client.submit(intent)
-                    await client.flush()
-                    intents += batch
-                    progress(f"submitted {len(batch)} intents; waiting for outcomes")
-                    await _act_as_admin(settings, client, batch, timeout_s, start, progress)
-                    outcomes.update(
-                        await wait_outcomes(settings, [i for _, i in batch], timeout_s, start, forged=forged)
-                    )
-            finally:
-                for share in shares.values():
-                    if share is not None:
-                        share.wipe()
+        intents, outcomes, forged = await _submit_script(settings, setup, progress, timeout_s)
     except BaseException:
         # The script broke off: so does the session, and its server with it.
         session_task.cancel()
@@ -244,67 +207,7 @@ async def run_script(
         if x402_solana
         else None
     )
-    rows = []
-    for scripted, intent in intents:
-        outcome = outcomes.get(intent.intent_id)
-        row = {
-            "intent": scripted.name,
-            "intent_id": intent.intent_id,
-            "agent_id": intent.agent_id,
-            "intent_digest": intent.digest(),
-            "expected": scripted.expect,
-            "kind": intent.intent_type,
-            "tx_type": intent.tx_type if intent.intent_type == "transaction" else None,
-            "stages": list(guardrail_stages(intent)),
-            "chain": intent.chain,
-            "to": intent.to,
-            "value": intent.value,
-        }
-        if outcome is None:
-            row.update(outcome="missing", stage=None, code=None, reason="no outcome within the timeout")
-        elif isinstance(outcome, IntentRejected):
-            row.update(outcome="rejected", stage=outcome.stage, code=outcome.code, reason=outcome.reason)
-        elif isinstance(outcome, IntentParked):
-            row.update(
-                outcome="awaiting",
-                stage="approval",
-                code=Code.AWAITING_APPROVAL,
-                reason=f"{outcome.reason}; no decision within the timeout",
-            )
-        elif isinstance(outcome, SignedMessage):
-            row.update(
-                outcome="signed",
-                stage="signing",
-                code=Code.SIGNED,
-                reason=None,
-                **{"from": outcome.from_},
-                message_hash=outcome.message_hash,
-                signature=outcome.signature,
-                tee=outcome.tee,
-                primary_type=outcome.primary_type,
-                verifying_contract=outcome.verifying_contract,
-            )
-        else:
-            row.update(
-                outcome=outcome.status,
-                stage="signing",
-                code=outcome.status.upper(),
-                reason=outcome.error,
-                signed_tx=outcome.signed_tx,
-                tx_hash=outcome.tx_hash,
-                **{"from": outcome.from_},
-                nonce=outcome.nonce,
-                chain_id=outcome.chain_id,
-                status=outcome.status,
-                block_number=outcome.block_number,
-                gas_used=outcome.gas_used,
-                tee=outcome.tee,
-                fee_wei=None if outcome.fee_wei is None else str(outcome.fee_wei),
-                max_spend_wei=str(outcome.max_spend_wei),
-            )
-        actual = row["outcome"] if row["outcome"] in ("mined", "failed", "missing", "signed") else row["code"]
-        row["as_expected"] = actual == scripted.expect
-        rows.append(row)
+    rows = [_outcome_row(scripted, intent, outcomes.get(intent.intent_id)) for scripted, intent in intents]
     return {
         "agent_id": AGENT,
         "address": setup["address"],
@@ -323,6 +226,119 @@ async def run_script(
         and (on_solana is None or on_solana["as_expected"])
         and (x402 is None or x402["as_expected"]),
     }
+
+
+async def _submit_script(
+    settings: Settings, setup: dict[str, Any], progress: Callable[[str], object], timeout_s: float
+) -> tuple[list[tuple[Scripted, TransactionIntent]], dict[str, Outcome], list[tuple[str, str]]]:
+    """Submit the script's intents in its two phases (the second after an admin allowlists the demo
+    token), deciding as an admin what the script has one decide; returns the intents, their
+    outcomes, and the forged outcomes ignored on the way."""
+    intents: list[tuple[Scripted, TransactionIntent]] = []
+    forged: list[tuple[str, str]] = []
+    outcomes: dict[str, Outcome] = {}
+    async with Client(settings) as client:
+        shares: dict[str, ClientKey | None] = {"none": None}
+        if setup["client_share"] is not None:
+            progress(
+                f"signing keys are in {settings.key_mode}: each intent carries the client share, sealed to "
+                "the signer's sealing key"
+            )
+            shares["right"] = await client.client_share(setup["client_share"])
+            shares["wrong"] = await client.client_share(base64.b64encode(os.urandom(32)).decode())
+        try:
+            for phase, scripted_intents in enumerate((script(settings), AFTER_ALLOWLISTING)):
+                if phase == 1:
+                    policy = await _allowlist_token(settings, client, setup)
+                    progress(
+                        f"an admin allowlisted the demo token {setup['token']} for EIP-712 and set a USD cap of "
+                        f"${policy.usd_max_per_tx} per intent, priced by feeds at ETH ${ETH_USD:,} and WUSD $1 "
+                        f"(policy v{policy.version})"
+                    )
+                start = await end_offsets(settings, OUTCOME_TOPICS)
+                batch = []
+                for scripted in scripted_intents:
+                    share = shares.get(scripted.client_share)
+                    intent = new_intent(
+                        setup["agent_key"], agent_id=AGENT, client_share=share, **_fields(scripted, setup)
+                    )
+                    batch.append((scripted, intent))
+                    await client.submit(intent)
+                await client.flush()
+                intents += batch
+                progress(f"submitted {len(batch)} intents; waiting for outcomes")
+                await _act_as_admin(settings, client, batch, timeout_s, start, progress)
+                outcomes.update(await wait_outcomes(settings, [i for _, i in batch], timeout_s, start, forged=forged))
+        finally:
+            for share in shares.values():
+                if share is not None:
+                    share.wipe()
+    return intents, outcomes, forged
+
+
+def _outcome_row(scripted: Scripted, intent: TransactionIntent, outcome: Outcome | None) -> dict[str, Any]:
+    """The report's row for one scripted intent: what it was, what came of it, and whether that is
+    what the script expected."""
+    row: dict[str, Any] = {
+        "intent": scripted.name,
+        "intent_id": intent.intent_id,
+        "agent_id": intent.agent_id,
+        "intent_digest": intent.digest(),
+        "expected": scripted.expect,
+        "kind": intent.intent_type,
+        "tx_type": intent.tx_type if intent.intent_type == "transaction" else None,
+        "stages": list(guardrail_stages(intent)),
+        "chain": intent.chain,
+        "to": intent.to,
+        "value": intent.value,
+    }
+    if outcome is None:
+        row.update(outcome="missing", stage=None, code=None, reason="no outcome within the timeout")
+    elif isinstance(outcome, IntentRejected):
+        row.update(outcome="rejected", stage=outcome.stage, code=outcome.code, reason=outcome.reason)
+    elif isinstance(outcome, IntentParked):
+        row.update(
+            outcome="awaiting",
+            stage="approval",
+            code=Code.AWAITING_APPROVAL,
+            reason=f"{outcome.reason}; no decision within the timeout",
+        )
+    elif isinstance(outcome, SignedMessage):
+        row.update(
+            outcome="signed",
+            stage="signing",
+            code=Code.SIGNED,
+            reason=None,
+            **{"from": outcome.from_},
+            message_hash=outcome.message_hash,
+            signature=outcome.signature,
+            tee=outcome.tee,
+            primary_type=outcome.primary_type,
+            verifying_contract=outcome.verifying_contract,
+        )
+    elif isinstance(outcome, SignedTransaction):
+        row.update(
+            outcome=outcome.status,
+            stage="signing",
+            code=outcome.status.upper(),
+            reason=outcome.error,
+            signed_tx=outcome.signed_tx,
+            tx_hash=outcome.tx_hash,
+            **{"from": outcome.from_},
+            nonce=outcome.nonce,
+            chain_id=outcome.chain_id,
+            status=outcome.status,
+            block_number=outcome.block_number,
+            gas_used=outcome.gas_used,
+            tee=outcome.tee,
+            fee_wei=None if outcome.fee_wei is None else str(outcome.fee_wei),
+            max_spend_wei=str(outcome.max_spend_wei),
+        )
+    else:  # a dead letter or an abandoned intent: what it says
+        row.update(outcome=type(outcome).__name__, stage=None, code=None, reason=getattr(outcome, "reason", None))
+    actual = row["outcome"] if row["outcome"] in ("mined", "failed", "missing", "signed") else row["code"]
+    row["as_expected"] = actual == scripted.expect
+    return row
 
 
 async def _act_as_admin(settings: Settings, client: Client, batch, timeout_s: float, start, progress) -> None:
