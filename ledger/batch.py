@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import pyarrow as pa
@@ -37,7 +38,6 @@ CHECKPOINT_ARROW_SCHEMA = pa.schema(
         ("merkle_root", pa.string()),
         ("ts", _UTC_US),
         ("signature", pa.string()),
-        ("public_key", pa.string()),
         ("frontier", pa.list_(pa.string())),
     ]
 )
@@ -134,7 +134,7 @@ def stored_ids(store: Store, candidates: list[str]) -> set[str]:
 
 def checkpoint_table(signed: list[tuple[checkpoints.Checkpoint, tuple[str, ...]]]) -> pa.Table:
     return pa.Table.from_pylist(
-        [{**cp.to_dict(), "ts": cp.ts, "frontier": list(frontier)} for cp, frontier in signed],
+        [{**asdict(cp), "frontier": list(frontier)} for cp, frontier in signed],
         schema=CHECKPOINT_ARROW_SCHEMA,
     )
 
@@ -168,14 +168,22 @@ def append_records(
 
 
 def sign_checkpoints(
-    store: Store, ledger: Ledger, key: Ed25519PrivateKey, now: datetime, every: int, interval: timedelta
+    store: Store,
+    ledger: Ledger,
+    key: Ed25519PrivateKey,
+    log_name: str,
+    now: datetime,
+    every: int,
+    interval: timedelta,
 ) -> list[checkpoints.Checkpoint]:
-    """Signs and stores the checkpoints the chains owe (call once their rows are stored); returns
-    them, to be published."""
+    """Signs (each as its note, under ``log_name``) and stores the checkpoints the chains owe (call
+    once their rows are stored); returns them, to be sent to witnesses and published."""
     due = ledger.due_checkpoints(now, every, interval)
     if not due:
         return []
-    signed = [(checkpoints.sign(key, d.chain, d.seq, d.head_hash, d.merkle_root, now), d.frontier) for d in due]
+    signed = [
+        (checkpoints.sign(key, log_name, d.chain, d.seq, d.head_hash, d.merkle_root, now), d.frontier) for d in due
+    ]
     store.insert(AUDIT_CHECKPOINTS, checkpoint_table(signed))
     for cp, _ in signed:
         ledger.checkpointed(cp.chain, cp.seq)

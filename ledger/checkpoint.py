@@ -1,37 +1,44 @@
-"""Signed checkpoints: an Ed25519 signature over a chain's head and Merkle root.
+"""Checkpoints: each chain's tree as a C2SP signed note, the log's one signature on it.
 
-A hash chain alone can be recomputed by whoever can write the table; a
-checkpoint signed by the sink and kept by witnesses outside the database cannot.
-The signed statement is one line of ASCII::
+Chain C of the ledger is the log ``<log name>/C`` (`LedgerSettings.log_name`). Its checkpoint at
+``seq`` covers ``seq + 1`` rows and is the ``c2sp.org/tlog-checkpoint`` text::
 
-    warden.audit.checkpoint.v1|<chain>|<seq>|<head_hash>|<merkle_root>|<ts>
+    <log name>/<chain>
+    <seq + 1>
+    <base64 of the 32-byte merkle_root>
 
-chain and seq in decimal; head_hash (the ``integrity_hash`` of row ``seq``) and
-merkle_root (RFC 9162 tree hash of leaves ``0..seq``) in 64 lowercase hex
-digits; ts as in the chain encoding (``YYYY-MM-DDTHH:MM:SS.ffffffZ``). The
-signature is Ed25519 (RFC 8032) over those bytes, 128 hex digits.
+signed (``c2sp.org/signed-note``) with the ledger's Ed25519 key under the key name ``<log name>``:
+the signature line ``— <log name> base64(key ID || Ed25519 signature of the text)``, stored with
+the checkpoint (`Checkpoint.signature`). A verifier checks it under the log's verifier key (the
+vkey, `ledger.cosigning.log_key`) it was given, never a key the checkpoint names.
+
+The Merkle root commits to every row's ``integrity_hash``, the head's among them, so ``head_hash``
+and ``ts`` are not signed on their own: ``head_hash`` is kept for whoever replays the chain (it
+must be the hash of row ``seq``, whose leaf the signed root covers), ``ts`` says when it was
+signed. Ed25519 is deterministic: the same checkpoint signed again is the same line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.chain import format_ts
+from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, verified_by
+from ledger.note import sign as sign_note
 
-STATEMENT_PREFIX = "warden.audit.checkpoint.v1"
+
+def origin_of(log_name: str, chain: int) -> str:
+    return f"{log_name}/{chain}"
 
 
-def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+def note_text(log_name: str, chain: int, size: int, merkle_root: str) -> str:
+    """The note text of the chain's checkpoint covering ``size`` rows (its hex ``merkle_root``)."""
+    return NoteCheckpoint(origin_of(log_name, chain), size, bytes.fromhex(merkle_root)).text
 
 
 @dataclass(frozen=True)
@@ -41,55 +48,53 @@ class Checkpoint:
     head_hash: str
     merkle_root: str
     ts: datetime
-    signature: str = ""
-    public_key: str = ""
+    signature: str = ""  # the log's signature line of the note (`ledger.note.Signature.line`)
 
     @property
     def tree_size(self) -> int:
         return self.seq + 1
 
-    def statement(self) -> bytes:
-        return (
-            f"{STATEMENT_PREFIX}|{self.chain}|{self.seq}|{self.head_hash}|{self.merkle_root}|{format_ts(self.ts)}"
-        ).encode()
+    def text(self, log_name: str) -> str:
+        return note_text(log_name, self.chain, self.tree_size, self.merkle_root)
 
-    def to_dict(self) -> dict[str, Any]:
-        body = asdict(self)
-        body["ts"] = format_ts(self.ts)
-        return body
+    def note(self, log_name: str) -> Note:
+        """The checkpoint as the log signed it: its note with the log's signature line."""
+        return Note(self.text(log_name), (Signature.from_line(self.signature),))
 
-    def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+    def message(self, note: Note) -> dict[str, Any]:
+        """What warden.audit.checkpoints carries: the note (the log's signature, and the witnesses'
+        that answered) and what a consumer needs beside it, none of it signed twice."""
+        return {
+            "chain": self.chain,
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "ts": format_ts(self.ts),
+            "note": note.to_bytes().decode(),
+        }
 
     @classmethod
-    def from_dict(cls, body: Mapping[str, Any]) -> "Checkpoint":
-        try:
-            return cls(
-                chain=int(body["chain"]),
-                seq=int(body["seq"]),
-                head_hash=str(body["head_hash"]),
-                merkle_root=str(body["merkle_root"]),
-                ts=datetime.fromisoformat(str(body["ts"]).replace("Z", "+00:00")),
-                signature=str(body.get("signature", "")),
-                public_key=str(body.get("public_key", "")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(
-                f"not a ledger checkpoint ({exc}); expected chain, seq, head_hash, merkle_root, ts, signature"
-            ) from None
-
-
-def sign(key: Ed25519PrivateKey, chain: int, seq: int, head_hash: str, merkle_root: str, ts: datetime) -> Checkpoint:
-    unsigned = Checkpoint(chain, seq, head_hash, merkle_root, ts)
-    return Checkpoint(chain, seq, head_hash, merkle_root, ts, key.sign(unsigned.statement()).hex(), public_key_hex(key))
-
-
-def signature_valid(checkpoint: Checkpoint, public_key: bytes) -> bool:
-    """Checks against the key the verifier trusts, never the key the checkpoint names."""
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(
-            bytes.fromhex(checkpoint.signature), checkpoint.statement()
+    def from_row(cls, row: Mapping[str, Any]) -> Checkpoint:
+        """A row of ``audit_checkpoints`` (its other columns, such as the frontier, left out)."""
+        return cls(
+            int(row["chain"]), int(row["seq"]), row["head_hash"], row["merkle_root"], row["ts"], row["signature"]
         )
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+
+
+def sign(
+    key: Ed25519PrivateKey, log_name: str, chain: int, seq: int, head_hash: str, merkle_root: str, ts: datetime
+) -> Checkpoint:
+    """The chain's checkpoint at ``seq``, its note signed with the ledger's key under ``log_name``."""
+    line = sign_note(note_text(log_name, chain, seq + 1, merkle_root), log_name, key).line
+    return Checkpoint(chain, seq, head_hash, merkle_root, ts, line)
+
+
+def signature_problem(checkpoint: Checkpoint, log: NoteKey) -> str | None:
+    """Why the checkpoint's signature is not the log's over its note (None when it is), checked
+    under ``log``, the verifier key the verifier trusts."""
+    try:
+        verified_by(checkpoint.note(log.name), [log])
+    except NoteError as exc:
+        return str(exc)
+    except ValueError as exc:  # a merkle_root that is not hex
+        return f"its note cannot be written ({exc})"
+    return None

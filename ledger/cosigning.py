@@ -1,9 +1,10 @@
-"""The log's side of witnessing: each chain's checkpoints as C2SP notes, sent to the witnesses.
+"""The log's side of witnessing: each chain's checkpoint notes (`ledger.checkpoint`), sent to the
+witnesses, and the cosignatures they answer, stored in ``audit_note_signatures``.
 
 Chain C of the ledger is the log ``<log name>/C`` (`LedgerSettings.log_name`); its checkpoint at
 tree size N is the note ``<log name>/C``, N, the base64 root, signed with the ledger's Ed25519 key
-under the key name ``<log name>``. Ed25519 is deterministic, so `log_note` gives the same bytes
-for a stored checkpoint whenever it is asked: only witnesses' cosignatures are stored.
+under the key name ``<log name>``: that signature line is stored with the checkpoint itself
+(``audit_checkpoints.signature``), the witnesses' beside it (`store_signatures`).
 
 `Witnesses` sends a new checkpoint to each configured witness with a consistency proof from the
 size that witness last cosigned (asked with ``old 0`` the first time: a 409 names it), and keeps
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import checkpoint as checkpoints
 from ledger.merkle import consistency_path
-from ledger.note import ED25519, Note, NoteCheckpoint, NoteError, NoteKey, Signature, sign, verified_by
+from ledger.note import ED25519, Note, NoteCheckpoint, NoteError, NoteKey, Signature, verified_by
 from ledger.schema import AUDIT_NOTE_SIGNATURES
 from ledger.store import Store
 from ledger.witness import SIZE_TYPE, request_body
@@ -37,24 +38,9 @@ TIMEOUT_S = 5.0
 RETRY_S = 30.0
 
 
-def origin_of(log_name: str, chain: int) -> str:
-    return f"{log_name}/{chain}"
-
-
 def log_key(log_name: str, key: Ed25519PrivateKey) -> NoteKey:
     """The log's verifier key: what auditors and witnesses are configured with."""
     return NoteKey.of(log_name, ED25519, key)
-
-
-def note_text(log_name: str, chain: int, size: int, merkle_root: str) -> str:
-    """The note text of the chain's checkpoint covering ``size`` rows (its hex ``merkle_root``)."""
-    return NoteCheckpoint(origin_of(log_name, chain), size, bytes.fromhex(merkle_root)).text
-
-
-def log_note(log_name: str, key: Ed25519PrivateKey, cp: checkpoints.Checkpoint) -> Note:
-    """A stored checkpoint as the log's signed note."""
-    text = note_text(log_name, cp.chain, cp.tree_size, cp.merkle_root)
-    return Note(text, (sign(text, log_name, key),))
 
 
 @dataclass(frozen=True)
@@ -190,11 +176,14 @@ class Witnesses:
 def store_signatures(
     store: Store, cp: checkpoints.Checkpoint, signed: list[tuple[NoteKey, Signature]], now: datetime
 ) -> None:
-    """The note's signature lines (the log's and the witnesses'), kept with the checkpoint."""
+    """The witnesses' cosignature lines of the checkpoint's note (the log's own line is the
+    checkpoint's ``signature``, stored with it)."""
     rows = [
         {"chain": cp.chain, "seq": cp.seq, "signer": key.vkey, "line": signature.line, "ts": now}
         for key, signature in signed
     ]
+    if not rows:
+        return
     store.insert(AUDIT_NOTE_SIGNATURES, pa.Table.from_pylist(rows, schema=SIGNATURE_ARROW_SCHEMA))
 
 

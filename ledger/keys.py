@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
@@ -79,9 +79,15 @@ def local_public_key(home: Path) -> bytes:
     path = key_path(home)
     if not path.exists():
         raise SigningKeyError(
-            f"no ledger key at {path}; pass --public-key with the key `warden audit pubkey` prints on the ledger host"
+            f"no ledger key at {path}; pass --log-key with the vkey `warden audit log-key` prints on the ledger host"
         )
     return _load(path).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The ledger's raw public key in 64 hex digits, as `warden audit pubkey` prints it."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
 def ledger_key_id(public_hex: str) -> str:

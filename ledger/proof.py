@@ -1,8 +1,8 @@
 """Inclusion proofs: one event, the RFC 9162 audit path from its row to a signed
-checkpoint's merkle_root, and that checkpoint.
+checkpoint's root, and that checkpoint as its C2SP signed note (`ledger.checkpoint`).
 
-``check`` needs nothing but the proof and the ledger's public key (no store, no
-network), so a third party can run it, or redo it by hand from docs/ledger.md.
+``check`` needs nothing but the proof and the log's verifier key (no store, no
+network), so a third party can run it, or redo it by hand from docs/wire-formats.md.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from typing import Any, cast
 import orjson
 
 from ledger.chain import format_ts, row_hash
-from ledger.checkpoint import Checkpoint, signature_valid
-from ledger.cosigning import note_text
+from ledger.checkpoint import Checkpoint, note_text, origin_of
 from ledger.merkle import consistency_path, consistent, inclusion_path, leaf_hash, root_from_path
-from ledger.note import Note, NoteCheckpoint, Signature
+from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, verified_by
 from ledger.receipt import Receipt
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, EVENT_COLUMNS
 from ledger.store import Reader, chain_leaves, sql_string
 from schemas.errors import WardenError
 
-PROOF_VERSION = "warden.audit.proof.v1"
+PROOF_VERSION = "warden.audit.proof.v2"
 EVENT_FIELDS = EVENT_COLUMNS
 
 
@@ -39,19 +38,24 @@ def _event(store: Reader, event_id: str) -> dict[str, Any]:
     return cast(dict[str, Any], rows[0])  # to_pylist(): a dict per row, column → value
 
 
-def build(store: Reader, event_id: str) -> dict[str, Any]:
+CHECKPOINT_COLUMNS = "chain, seq, head_hash, merkle_root, ts, signature"
+
+
+def build(store: Reader, event_id: str, log_name: str) -> dict[str, Any]:
+    """The event's inclusion proof in the first checkpoint covering it, that checkpoint as the
+    note the log signed (``log_name``: its key name, the origin's prefix)."""
     event = _event(store, event_id)
     chain, seq = event["chain"], event["seq"]
     cps = store.arrow(
-        "SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key "
-        f"FROM {AUDIT_CHECKPOINTS} WHERE chain = {chain} AND seq >= {seq} ORDER BY seq LIMIT 1"
+        f"SELECT {CHECKPOINT_COLUMNS} FROM {AUDIT_CHECKPOINTS} WHERE chain = {chain} AND seq >= {seq} "
+        "ORDER BY seq LIMIT 1"
     ).to_pylist()
     if not cps:
         raise ProofError(
             f"no checkpoint covers chain {chain} seq {seq} yet; the sink signs one every "
             "WARDEN_LEDGER_CHECKPOINT_EVERY events or WARDEN_LEDGER_CHECKPOINT_SECONDS seconds: retry shortly"
         )
-    checkpoint = Checkpoint(**cps[0])
+    checkpoint = Checkpoint.from_row(cps[0])
     leaves = chain_leaves(store, chain, checkpoint.seq + 1)
     if len(leaves) != checkpoint.tree_size:
         raise ProofError(
@@ -64,54 +68,79 @@ def build(store: Reader, event_id: str) -> dict[str, Any]:
         "leaf_index": seq,
         "tree_size": checkpoint.tree_size,
         "audit_path": [node.hex() for node in inclusion_path(leaves, seq)],
-        "checkpoint": checkpoint.to_dict(),
+        "checkpoint": _signed_text(checkpoint, log_name),
     }
 
 
-def check(proof: Mapping[str, Any], public_key: bytes) -> str | None:
-    """None when the proof holds, else the first reason it does not."""
+def _signed_text(checkpoint: Checkpoint, log_name: str) -> str:
+    try:
+        return checkpoint.note(log_name).to_bytes().decode()
+    except NoteError as exc:
+        raise ProofError(
+            f"chain {checkpoint.chain}'s checkpoint at seq {checkpoint.seq} holds no readable signature ({exc}); "
+            f"run `warden audit verify --chain {checkpoint.chain}`"
+        ) from None
+
+
+def _checkpoint(text: object, log: NoteKey, what: str) -> NoteCheckpoint | str:
+    """The checkpoint a proof's signed note says, if the log signed it; else why not."""
+    if not isinstance(text, str):
+        return f"malformed proof: {what} is the checkpoint's signed note, a string"
+    try:
+        note = Note.parse(text)
+        verified_by(note, [log])
+        return NoteCheckpoint.parse(note.text)
+    except NoteError as exc:
+        return f"{what}'s signature does not verify under the log's key {log.vkey} ({exc}): forged or altered"
+
+
+def check(proof: Mapping[str, Any], log: NoteKey) -> str | None:
+    """None when the proof holds under the log's verifier key ``log``, else the first reason it
+    does not."""
     try:
         if proof.get("version") != PROOF_VERSION:
             return f"not a {PROOF_VERSION} proof (version {proof.get('version')!r})"
         event = proof["event"]
-        checkpoint = Checkpoint.from_dict(proof["checkpoint"])
         recomputed = row_hash(event)
         index, size = int(proof["leaf_index"]), int(proof["tree_size"])
         path = [bytes.fromhex(node) for node in proof["audit_path"]]
         leaf = leaf_hash(bytes.fromhex(str(event["integrity_hash"])))
+        signed = proof["checkpoint"]
     except (KeyError, TypeError, ValueError) as exc:
         return f"malformed proof ({exc!r}); expected the JSON `warden audit prove` prints"
     if recomputed != event["integrity_hash"]:
         return "the event's fields do not hash to its integrity_hash: the event was altered"
-    if not signature_valid(checkpoint, public_key):
-        return f"the checkpoint's signature does not verify under public key {public_key.hex()}: forged or altered"
-    if checkpoint.chain != event["chain"] or index != event["seq"] or size != checkpoint.tree_size:
+    checkpoint = _checkpoint(signed, log, "the checkpoint")
+    if isinstance(checkpoint, str):
+        return checkpoint
+    if checkpoint.origin != origin_of(log.name, event["chain"]) or index != event["seq"] or size != checkpoint.size:
         return (
             f"the proof does not line up: event chain {event['chain']} seq {event['seq']}, leaf {index} of {size}, "
-            f"checkpoint chain {checkpoint.chain} covering {checkpoint.tree_size} rows"
+            f"checkpoint of {checkpoint.origin} covering {checkpoint.size} rows"
         )
     root = root_from_path(index, size, leaf, path)
-    if root is None or root.hex() != checkpoint.merkle_root:
+    if root is None or root != checkpoint.root:
         return "the audit path does not lead to the signed merkle_root: this event is not the one the ledger signed"
     return None
 
 
-CONSISTENCY_VERSION = "warden.audit.consistency.v1"
+CONSISTENCY_VERSION = "warden.audit.consistency.v2"
 
 
-def build_consistency(store: Reader, chain: int, old_size: int, new_size: int) -> dict[str, Any]:
+def build_consistency(store: Reader, chain: int, old_size: int, new_size: int, log_name: str) -> dict[str, Any]:
     """A consistency proof (RFC 9162 §2.1.4) between two signed checkpoints of ``chain``: the one
-    covering ``old_size`` rows and the one covering ``new_size``. Whoever kept the old checkpoint
-    checks with it that the new one only added rows (`check_consistency`)."""
+    covering ``old_size`` rows and the one covering ``new_size``, each as the note the log signed.
+    Whoever kept the old checkpoint checks with it that the new one only added rows
+    (`check_consistency`)."""
     if not 0 < old_size <= new_size:
         raise ProofError(
             f"sizes go from a smaller tree to a larger one (1 <= OLD <= NEW), not {old_size} to {new_size}"
         )
     found = {
-        row["seq"] + 1: Checkpoint(**row)
+        row["seq"] + 1: Checkpoint.from_row(row)
         for row in store.arrow(
-            "SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key "
-            f"FROM {AUDIT_CHECKPOINTS} WHERE chain = {int(chain)} AND seq IN ({old_size - 1}, {new_size - 1})"
+            f"SELECT {CHECKPOINT_COLUMNS} FROM {AUDIT_CHECKPOINTS} "
+            f"WHERE chain = {int(chain)} AND seq IN ({old_size - 1}, {new_size - 1})"
         ).to_pylist()
     }
     for size in (old_size, new_size):
@@ -136,34 +165,33 @@ def build_consistency(store: Reader, chain: int, old_size: int, new_size: int) -
     return {
         "version": CONSISTENCY_VERSION,
         "chain": chain,
-        "old": found[old_size].to_dict(),
-        "new": found[new_size].to_dict(),
+        "old": _signed_text(found[old_size], log_name),
+        "new": _signed_text(found[new_size], log_name),
         "consistency_path": [node.hex() for node in consistency_path(leaves, old_size)],
     }
 
 
-def check_consistency(proof: Mapping[str, Any], public_key: bytes) -> str | None:
-    """None when both checkpoints are the ledger's and the new one only added rows to the old one,
-    else the first reason it does not hold."""
+def check_consistency(proof: Mapping[str, Any], log: NoteKey) -> str | None:
+    """None when both checkpoints are notes the log signed (under its verifier key ``log``) and the
+    new one only added rows to the old one, else the first reason it does not hold."""
     try:
         if proof.get("version") != CONSISTENCY_VERSION:
             return f"not a {CONSISTENCY_VERSION} proof (version {proof.get('version')!r})"
-        old, new = Checkpoint.from_dict(proof["old"]), Checkpoint.from_dict(proof["new"])
         path = [bytes.fromhex(node) for node in proof["consistency_path"]]
-        old_root, new_root = bytes.fromhex(old.merkle_root), bytes.fromhex(new.merkle_root)
+        signed = proof["old"], proof["new"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return f"malformed proof ({exc!r}); expected the JSON `warden audit consistency` prints"
-    for name, cp in (("old", old), ("new", new)):
-        if not signature_valid(cp, public_key):
-            return f"the {name} checkpoint's signature does not verify under public key {public_key.hex()}: forged or altered"
-    if old.chain != new.chain or old.tree_size > new.tree_size:
+    old = _checkpoint(signed[0], log, "the old checkpoint")
+    if isinstance(old, str):
+        return old
+    new = _checkpoint(signed[1], log, "the new checkpoint")
+    if isinstance(new, str):
+        return new
+    if old.origin != new.origin or not new.origin.startswith(log.name + "/") or old.size > new.size:
+        return f"the checkpoints do not line up: {old.origin} with {old.size} rows, {new.origin} with {new.size}"
+    if not consistent(old.size, new.size, old.root, new.root, path):
         return (
-            f"the checkpoints do not line up: chain {old.chain} with {old.tree_size} rows, "
-            f"chain {new.chain} with {new.tree_size}"
-        )
-    if not consistent(old.tree_size, new.tree_size, old_root, new_root, path):
-        return (
-            f"chain {new.chain}'s checkpoint of {new.tree_size} rows does not extend the one of {old.tree_size}: "
+            f"{new.origin}'s checkpoint of {new.size} rows does not extend the one of {old.size}: "
             "rows below it were changed or removed (a fork of the log)"
         )
     return None
@@ -175,7 +203,7 @@ def build_receipt(store: Reader, event_id: str, log_name: str) -> Receipt:
     line stored for it. Built from the store alone: no key is needed."""
     event = _event(store, event_id)
     chain, seq = event["chain"], event["seq"]
-    note = _signed_note(store, chain, log_name, f"s.seq >= {seq}", "length(lines) DESC, seq DESC")
+    note = _signed_note(store, chain, log_name, f"c.seq >= {seq}", "length(lines) DESC, seq DESC")
     if note is None:
         raise ProofError(
             f"no signed note covers chain {chain} seq {seq} yet; the sink signs one every "
@@ -219,17 +247,20 @@ def outcome_event_id(store: Reader, intent_id: str, agent_id: str, intent_digest
 
 
 def _signed_note(store: Reader, chain: int, log_name: str, where: str, order: str) -> Note | None:
-    """The first checkpoint of ``chain`` (by ``order``) meeting ``where``, as its note with every
-    signature line stored for it (the log's and the witnesses')."""
+    """The first checkpoint of ``chain`` (by ``order``) meeting ``where``, as its note with the
+    log's signature line and every witness's cosignature line stored for it."""
     signed = store.arrow(
-        f"SELECT s.seq AS seq, c.merkle_root AS merkle_root, groupArray(s.line) AS lines "
-        f"FROM {AUDIT_NOTE_SIGNATURES} AS s FINAL INNER JOIN {AUDIT_CHECKPOINTS} AS c ON c.chain = s.chain AND c.seq = s.seq "
-        f"WHERE s.chain = {int(chain)} AND {where} GROUP BY s.seq, c.merkle_root ORDER BY {order} LIMIT 1"
+        "SELECT c.seq AS seq, c.merkle_root AS merkle_root, c.signature AS signature, s.lines AS lines "
+        f"FROM {AUDIT_CHECKPOINTS} AS c LEFT JOIN (SELECT seq, groupArray(line) AS lines "
+        f"FROM {AUDIT_NOTE_SIGNATURES} FINAL WHERE chain = {int(chain)} GROUP BY seq) AS s ON s.seq = c.seq "
+        f"WHERE c.chain = {int(chain)} AND {where} ORDER BY {order} LIMIT 1"
     ).to_pylist()
     if not signed:
         return None
-    text = note_text(log_name, chain, signed[0]["seq"] + 1, signed[0]["merkle_root"])
-    return Note(text, tuple(Signature.from_line(line) for line in sorted(signed[0]["lines"])))
+    row = signed[0]
+    text = note_text(log_name, chain, row["seq"] + 1, row["merkle_root"])
+    lines = [row["signature"], *sorted(row["lines"] or ())]
+    return Note(text, tuple(Signature.from_line(line) for line in lines))
 
 
 def latest_note(store: Reader, chain: int, log_name: str) -> Note:

@@ -73,7 +73,7 @@ def _truncated(chain: int, seq: int, signed: int) -> str:
 
 def latest_checkpoints(store: Store) -> list[checkpoints.Checkpoint]:
     rows = store.arrow(
-        f"SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key FROM {AUDIT_CHECKPOINTS} "
+        f"SELECT chain, seq, head_hash, merkle_root, ts, signature FROM {AUDIT_CHECKPOINTS} "
         "ORDER BY chain, seq DESC LIMIT 1 BY chain"
     ).to_pylist()
-    return [checkpoints.Checkpoint(**row) for row in rows]
+    return [checkpoints.Checkpoint.from_row(row) for row in rows]

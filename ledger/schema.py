@@ -9,10 +9,14 @@ as everywhere else in Warden, ``chain`` is the blockchain a transaction is on.
 from __future__ import annotations
 
 AUDIT_LOG = "audit_log"
+# Each chain's signed checkpoints (`ledger.checkpoint`): what the note says (seq + 1 rows, their
+# merkle_root), the row it ends at (head_hash), when it was signed, the log's signature line of
+# the note (``signature``: the one place the log's signature is kept, written in the same INSERT
+# as the checkpoint) and the Merkle frontier the sink resumes from (not signed).
 AUDIT_CHECKPOINTS = "audit_checkpoints"
-# The signature lines of each checkpoint's C2SP note (`ledger.cosigning`): the log's own, and each
-# witness's cosignature (c2sp.org/tlog-cosignature) as it answered; ``signer`` is the signer's vkey.
-# A receipt is the note's text (from the checkpoint) and these lines: no key is needed to build one.
+# The witnesses' cosignature lines of each checkpoint's note (c2sp.org/tlog-cosignature), as they
+# answered (`ledger.cosigning`); ``signer`` is the witness's vkey. A receipt is the note's text and
+# the log's line (from the checkpoint) and these lines: no key is needed to build one.
 AUDIT_NOTE_SIGNATURES = "audit_note_signatures"
 
 # Column order of an audit_log insert: the row as hashed and proven (what an inclusion
@@ -65,7 +69,6 @@ CREATE TABLE IF NOT EXISTS {AUDIT_CHECKPOINTS} (
     merkle_root String,
     ts DateTime64(6, 'UTC'),
     signature String,
-    public_key String,
     frontier Array(String)
 ) ENGINE = MergeTree ORDER BY (chain, seq)
 """,

@@ -44,12 +44,12 @@ from ledger import checkpoint as checkpoints
 from ledger.append import Ledger
 from ledger.batch import append_records, sign_checkpoints
 from ledger.checks import Checked, Record, WriterChecks
-from ledger.cosigning import Witnesses, log_key, log_note, origin_of, parse_witnesses, store_signatures
+from ledger.cosigning import Witnesses, log_key, parse_witnesses, store_signatures
 from ledger.endpoint import Endpoint
 from ledger.gaps import OffsetGaps, offsets_unread_event
-from ledger.keys import ledger_key_id, load_or_create_signing_key
+from ledger.keys import ledger_key_id, load_or_create_signing_key, public_key_hex
 from ledger.lag import AppendProgress
-from ledger.note import Note
+from ledger.note import Note, NoteError
 from ledger.resume import latest_checkpoints, resume
 from ledger.source import cluster_id, read_source, source_changed_event, write_source
 from ledger.store import ChdbStore, Store, StoreError, chain_leaves, open_writer
@@ -135,7 +135,7 @@ class _Sink:
         self.options = options
         self.key = load_or_create_signing_key(settings.home)
         # The notices it publishes are audit records like any other: signed, and checked on the way back in.
-        public = checkpoints.public_key_hex(self.key)
+        public = public_key_hex(self.key)
         self.audit_signer = AuditSigner("ledger", ledger_key_id(public), self.key)
         self.audit_keys = PinnedAuditKeys(settings, ledger_key_id(public), public)
         self.ledger: Ledger | None = None
@@ -196,10 +196,22 @@ class _Sink:
             len(self.ledger.seen),
         )
         # A crash between storing and publishing a checkpoint must not leave
-        # witnesses without it; the signature is deterministic, so a repeat is
-        # byte-identical and witnesses keep one copy.
+        # consumers without it; a repeat is byte-identical (the stored note) and
+        # consumers keep one copy.
         latest = await asyncio.to_thread(latest_checkpoints, self.store)
-        self.unpublished = [(cp, log_note(self.log_name, self.key, cp)) for cp in latest]
+        self.unpublished = []
+        for cp in latest:
+            try:
+                self.unpublished.append((cp, cp.note(self.log_name)))
+            except NoteError as exc:
+                log.error(
+                    "the stored checkpoint of chain %d at seq %d holds no readable signature (%s): not published "
+                    "again. Run `warden audit verify --chain %d`",
+                    cp.chain,
+                    cp.seq,
+                    exc,
+                    cp.chain,
+                )
 
     def _resumed(self) -> Ledger:
         """The ledger's state, which `resume` reads before anything is appended or signed."""
@@ -254,6 +266,7 @@ class _Sink:
             self.store,
             self._resumed(),
             self.key,
+            self.log_name,
             now,
             self.options.checkpoint_every,
             timedelta(0) if closing else self.options.checkpoint_interval,
@@ -264,7 +277,7 @@ class _Sink:
     async def witnessed(self, cp: checkpoints.Checkpoint, now: datetime) -> Note:
         """The checkpoint's note, cosigned by the witnesses that answered (their cosignatures
         stored: receipts carry them)."""
-        note = log_note(self.log_name, self.key, cp)
+        note = cp.note(self.log_name)
 
         async def leaves_of(size: int) -> list[bytes]:
             return await asyncio.to_thread(chain_leaves, self.store, cp.chain, size)
@@ -274,12 +287,12 @@ class _Sink:
             log.warning(
                 "%s at size %d: %d witness cosignature(s), the policy asks for %d (WARDEN_LEDGER_WITNESS_QUORUM); "
                 "its receipts fail that policy until a later checkpoint is cosigned",
-                origin_of(self.log_name, cp.chain),
+                checkpoints.origin_of(self.log_name, cp.chain),
                 cp.tree_size,
                 len(cosigned),
                 self.settings.ledger.witness_quorum,
             )
-        signed = [(self.log_key, note.signatures[0])] + [(witness.key, signature) for witness, signature in cosigned]
+        signed = [(witness.key, signature) for witness, signature in cosigned]
         await asyncio.to_thread(store_signatures, self.store, cp, signed, now)
         return note.with_signatures(*(signature for _, signature in cosigned))
 
@@ -297,7 +310,7 @@ class _Sink:
             self.notices.pop(0)
         while self.unpublished:
             cp, note = self.unpublished[0]
-            value = orjson.dumps({**cp.to_dict(), "note": note.to_bytes().decode()})
+            value = orjson.dumps(cp.message(note))
             try:
                 await producer.send_and_wait(topics.AUDIT_CHECKPOINTS, value, key=f"chain-{cp.chain}".encode())
             except KafkaError as exc:
@@ -339,7 +352,7 @@ async def run_sink(
             endpoint = Endpoint(store, host, int(port), log_name=settings.ledger.log_name)
             await _serve_endpoint(endpoint, settings)
         sink = _Sink(settings, store, options, checks)
-        log.info("checkpoint public key %s; log key (vkey) %s", checkpoints.public_key_hex(sink.key), sink.log_key.vkey)
+        log.info("ledger public key %s; log key (vkey) %s", public_key_hex(sink.key), sink.log_key.vkey)
         await consumer.start()
         await producer.start()
         tps = await _partitions(consumer, stop)

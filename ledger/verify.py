@@ -3,9 +3,10 @@
 Per chain, in seq order, every row must (1) hash to its ``integrity_hash``
 (ClickHouse recomputes the chain encoding next to the data, in parallel), (2)
 carry the previous row's hash as ``prev_hash`` (the genesis hash for seq 0), and
-(3) have the next seq. Every checkpoint must carry a valid Ed25519 signature
-under the key the verifier trusts, name a row whose hash is its head_hash, and
-have as merkle_root the RFC 9162 tree hash of the rows up to it. A row that
+(3) have the next seq. Every checkpoint must be a C2SP note the log signed (its
+stored signature line verifies over its note text under the log's verifier key,
+the vkey the verifier trusts), name a row whose hash is its head_hash, and have
+as merkle_root the RFC 9162 tree hash of the rows up to it. A row that
 fails is named with the reason, classified as:
 
 - ``modified``: its fields do not hash to its integrity_hash;
@@ -15,10 +16,9 @@ fails is named with the reason, classified as:
 - ``reordered``: a row links to a row other than its predecessor;
 - ``truncated``: the chain ends before a signed checkpoint does;
 - ``rewritten``: rows whose hashes were recomputed to look consistent, caught
-  by a signed head_hash or merkle_root that no longer matches;
-- ``forged_checkpoint``: a checkpoint whose signature does not verify, or whose C2SP note
-  signature (`audit_note_signatures`: what witnesses cosigned and receipts carry) does not
-  verify under the log's note key for the note the checkpoint is;
+  by a checkpoint's head_hash or signed merkle_root that no longer matches;
+- ``forged_checkpoint``: a checkpoint whose note signature (the one witnesses cosigned and
+  receipts carry) does not verify under the log's key over the note the checkpoint is;
 - ``rewritten_after_witnessing``: a pinned witness's cosignature that no longer verifies over the
   checkpoint stored at its seq, or a kept receipt whose tree the store no longer holds
   (`ledger.witnessed`): caught even when every hash and every log signature agree, as they do
@@ -43,11 +43,10 @@ import pyarrow as pa
 
 from ledger.chain import format_ts, genesis_hash
 from ledger.chain_check import ChainCheck, ChainResult, Page, Problem
-from ledger.checkpoint import Checkpoint, signature_valid
-from ledger.cosigning import note_text
+from ledger.checkpoint import Checkpoint, signature_problem
 from ledger.merkle import Frontier, PairHasher, hash_pairs
-from ledger.note import ED25519, Note, NoteError, NoteKey, Signature, verified_by
-from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
+from ledger.note import ED25519, NoteKey
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, INTEGRITY_HASH_SQL, LEAF_HASH_SQL
 from ledger.store import Store, sql_string
 from ledger.witnessed import (
     Cosigned,
@@ -67,7 +66,7 @@ PAGE_ROWS = 1 << 17
 @dataclass
 class VerifyReport:
     chains: list[ChainResult]
-    public_key: str
+    log_key: str  # the vkey the checkpoints were checked under
     seconds: float = 0.0
     witnesses: list[str] = field(default_factory=list)  # the pinned witnesses' names
     cosigned: dict[int, dict[str, Cosigned]] = field(default_factory=dict)  # chain → witness → what holds
@@ -93,7 +92,7 @@ class VerifyReport:
             "checkpoints_checked": sum(c.checkpoints for c in self.chains),
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows / self.seconds) if self.seconds else None,
-            "public_key": self.public_key,
+            "log_key": self.log_key,
             "witnesses": self.witnesses,
             "receipts_checked": self.receipts,
             "unchecked_cosignatures": self.unchecked_cosignatures,
@@ -142,10 +141,10 @@ def _ts_sql(ts: datetime) -> str:
 def load_checkpoints(store: Store, chain: int | None = None) -> list[tuple[Checkpoint, list[str]]]:
     where = f"WHERE chain = {chain}" if chain is not None else ""
     rows = store.arrow(
-        "SELECT chain, seq, head_hash, merkle_root, ts, signature, public_key, frontier "
+        "SELECT chain, seq, head_hash, merkle_root, ts, signature, frontier "
         f"FROM {AUDIT_CHECKPOINTS} {where} ORDER BY chain, seq, signature"
     ).to_pylist()
-    return [(Checkpoint(**{k: v for k, v in row.items() if k != "frontier"}), row["frontier"]) for row in rows]
+    return [(Checkpoint.from_row(row), row["frontier"]) for row in rows]
 
 
 def verify(
@@ -162,10 +161,10 @@ def verify(
     """``witnesses``: the witness keys the verifier pins (their stored cosignatures are checked);
     ``receipts``: receipts clients kept (`ledger.witnessed.kept_receipt`), checked against the store."""
     started = time.perf_counter()
-    report = VerifyReport([], public_key.hex(), witnesses=[w.name for w in witnesses], receipts=len(receipts))
+    log = NoteKey(log_name, ED25519, public_key)
+    report = VerifyReport([], log.vkey, witnesses=[w.name for w in witnesses], receipts=len(receipts))
     if chains is None:
         chains = _chains_to_check(store, receipts)
-    log = NoteKey(log_name, ED25519, public_key)
     report.unchecked_cosignatures = unchecked_cosignatures(store, [log, *witnesses])
     # Two connections when the store allows: each chain's plan (its checkpoints' signatures
     # verify outside the GIL) and then the pages are fetched on both, ahead of this thread,
@@ -287,7 +286,7 @@ def _plan(
     receipts: Sequence[KeptReceipt],
 ) -> tuple[ChainCheck, tuple[int, int]]:
     """Where to start and stop: the seq range the time range covers, widened
-    down to the last valid checkpoint before it, whose signed head anchors it."""
+    down to the last valid checkpoint before it, whose head (a leaf of its signed root) anchors it."""
     valid: list[tuple[Checkpoint, list[str]]] = []
     forged: list[Problem] = []
     log_key = NoteKey(log_name, ED25519, public_key)
@@ -295,13 +294,10 @@ def _plan(
     # the witnesses, so every line read names a checkpoint the read below finds. Read after them, a
     # line of a checkpoint signed meanwhile named one not read, and looked like a rewrite.
     lines = cosignature_lines(store, chain, witnesses)
-    notes = _note_lines(store, chain, log_key)
     loaded = load_checkpoints(store, chain)
     for cp, nodes in loaded:
-        note_problem = _note_problem(cp, notes.get(cp.seq, ()), log_key)
-        if note_problem is not None:
-            forged.append(Problem(chain, cp.seq, "forged_checkpoint", note_problem))
-        elif signature_valid(cp, public_key):
+        unsigned = signature_problem(cp, log_key)
+        if unsigned is None:
             valid.append((cp, nodes))
         else:
             forged.append(
@@ -309,8 +305,8 @@ def _plan(
                     chain,
                     cp.seq,
                     "forged_checkpoint",
-                    f"the checkpoint for seq {cp.seq} (ts {format_ts(cp.ts)}) does not verify under public key "
-                    f"{public_key.hex()}: it was forged or altered",
+                    f"the checkpoint for seq {cp.seq} (ts {format_ts(cp.ts)}): its note signature does not verify "
+                    f"under the log's key {log_key.vkey} ({unsigned}): it was forged or altered",
                 )
             )
     # What the witnesses and the receipts saw, against what is stored now.
@@ -353,32 +349,6 @@ def _plan(
     check = ChainCheck(chain, start, anchor, frontier, [cp for cp, _ in valid], until is None, hasher)
     check.result.problems.extend(forged)
     return check, (start, hi)
-
-
-def _note_lines(store: Store, chain: int, key: NoteKey) -> dict[int, list[str]]:
-    """The log's note signature lines stored per checkpoint seq (a line under another name or key
-    ID is not the log's: a witness's, checked by whoever trusts that witness)."""
-    rows = store.arrow(
-        f"SELECT seq, line FROM {AUDIT_NOTE_SIGNATURES} WHERE chain = {chain} AND signer = {sql_string(key.vkey)}"
-    ).to_pylist()
-    lines: dict[int, list[str]] = {}
-    for row in rows:
-        lines.setdefault(row["seq"], []).append(row["line"])
-    return lines
-
-
-def _note_problem(cp: Checkpoint, lines: Sequence[str], log_key: NoteKey) -> str | None:
-    """Why a checkpoint's stored note signature does not hold, or None."""
-    text = note_text(log_key.name, cp.chain, cp.tree_size, cp.merkle_root)
-    for line in lines:
-        try:
-            verified_by(Note(text, (Signature.from_line(line),)), [log_key])
-        except NoteError as exc:
-            return (
-                f"the note signature stored for the checkpoint at seq {cp.seq} does not verify under the log's key "
-                f"({exc}): the note witnesses and receipts carry was forged, or the checkpoint altered"
-            )
-    return None
 
 
 # How the reason of a record the sink did not believe begins (`ledger.batch.decode`), for those who count them.

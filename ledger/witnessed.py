@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.chain_check import Problem
-from ledger.checkpoint import Checkpoint
-from ledger.cosigning import note_text
+from ledger.checkpoint import Checkpoint, note_text
 from ledger.merkle import consistency_path, consistent, tree_hash
 from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, verified_by
 from ledger.receipt import Policy, Receipt, check

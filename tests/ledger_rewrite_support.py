@@ -1,9 +1,9 @@
 """A rogue ledger operator, for the tests: one who holds the ledger's key and writes its store.
 
 `rewrite_and_resign` changes one row's details and then redoes, with the key, everything the
-ledger's own checks look at: the chain's hashes from that row on, every later checkpoint (head,
-Merkle root, frontier, Ed25519 signature) and its C2SP note signature. Afterwards every hash chain
-and every log signature agree; only what witnesses cosigned, or a receipt a client kept, differs.
+ledger's own checks look at: the chain's hashes from that row on and every later checkpoint (head,
+Merkle root, frontier and its C2SP note signature). Afterwards every hash chain and every log
+signature agree; only what witnesses cosigned, or a receipt a client kept, differs.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import pyarrow as pa
 from ledger import checkpoint as checkpoints
 from ledger.batch import checkpoint_table
 from ledger.chain import canonical_details, row_hash
-from ledger.cosigning import log_key, log_note, store_signatures
 from ledger.merkle import Frontier, tree_hash
-from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES
-from ledger.store import Store, chain_leaves, sql_string
+from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
+from ledger.store import Store, chain_leaves
 
 
 def _mutate(store: Store, sql: str) -> None:
@@ -49,16 +48,9 @@ def rewrite_and_resign(store: Store, chain: int, seq: int, details: dict, key, l
         size = old["seq"] + 1
         frontier = Frontier()
         frontier.extend(leaves[:size])
-        cp = checkpoints.sign(key, chain, old["seq"], heads[old["seq"]], tree_hash(leaves[:size]).hex(), old["ts"])
+        root = tree_hash(leaves[:size]).hex()
+        cp = checkpoints.sign(key, log_name, chain, old["seq"], heads[old["seq"]], root, old["ts"])
         signed.append((cp, tuple(node.hex() for node in frontier.nodes)))
-    log = log_key(log_name, key)
     _mutate(store, f"ALTER TABLE {AUDIT_CHECKPOINTS} DELETE WHERE chain = {chain} AND seq >= {seq}")
-    _mutate(
-        store,
-        f"ALTER TABLE {AUDIT_NOTE_SIGNATURES} DELETE WHERE chain = {chain} AND seq >= {seq} "
-        f"AND signer = {sql_string(log.vkey)}",
-    )
     store.insert(AUDIT_CHECKPOINTS, checkpoint_table(signed))
-    for cp, _ in signed:
-        store_signatures(store, cp, [(log, log_note(log_name, key, cp).signatures[0])], cp.ts)
     return len(signed)

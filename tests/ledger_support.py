@@ -23,9 +23,8 @@ from infra.stack.local import LocalStack, free_port, local_settings
 from ledger import checkpoint
 from ledger.append import Ledger, SeenIds
 from ledger.batch import checkpoint_table
-from ledger.cosigning import log_key, log_note, store_signatures
 from ledger.keys import load_or_create_witness_key
-from ledger.note import COSIGNATURE_V1, NoteKey
+from ledger.note import COSIGNATURE_V1, Note, NoteCheckpoint, NoteKey, verified_by
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from runtime.config import Settings
 from runtime.trust import audit_signer
@@ -147,15 +146,14 @@ def build_ledger(store, events: list[AuditEvent], key, chains: int = 2, checkpoi
         due = ledger.due_checkpoints(event.ts, checkpoint_every, timedelta(days=1))
         if due:
             store.insert(AUDIT_LOG, ledger.take_batch().to_arrow())
+            # Each checkpoint's note signed as the sink signs it (no witnesses here).
             signed = [
-                (checkpoint.sign(key, d.chain, d.seq, d.head_hash, d.merkle_root, event.ts), d.frontier) for d in due
+                (checkpoint.sign(key, LOG_NAME, d.chain, d.seq, d.head_hash, d.merkle_root, event.ts), d.frontier)
+                for d in due
             ]
             store.insert(AUDIT_CHECKPOINTS, checkpoint_table(signed))
             for cp, _ in signed:
                 ledger.checkpointed(cp.chain, cp.seq)
-                # Its note, signed as the sink signs it (no witnesses here).
-                note = log_note(LOG_NAME, key, cp)
-                store_signatures(store, cp, [(log_key(LOG_NAME, key), note.signatures[0])], event.ts)
     if len(ledger.batch):
         store.insert(AUDIT_LOG, ledger.take_batch().to_arrow())
     return ledger
@@ -218,6 +216,17 @@ async def published_checkpoints(broker: str) -> list[dict]:
         return found
     finally:
         await consumer.stop()
+
+
+def published_checkpoint(body: dict, log: NoteKey) -> NoteCheckpoint:
+    """What one record of warden.audit.checkpoints says, once its note holds under the log's key
+    and lines up with the chain and seq beside it (NoteError or AssertionError if not)."""
+    assert set(body) == {"chain", "seq", "head_hash", "ts", "note"}, body
+    note = Note.parse(body["note"])
+    assert log in verified_by(note, [log])
+    said = NoteCheckpoint.parse(note.text)
+    assert (said.origin, said.size) == (f"{log.name}/{body['chain']}", body["seq"] + 1), body
+    return said
 
 
 REPO = Path(__file__).resolve().parents[1]

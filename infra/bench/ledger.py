@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from infra.cli.output import note, print_json
 from ledger.append import Batch, Ledger, SeenIds
 from ledger.batch import append_records, sign_checkpoints
-from ledger.checkpoint import public_key_hex
 from ledger.checks import Record, WriterChecks
+from ledger.keys import public_key_hex
 from ledger.store import ChdbStore
 from ledger.verify import verify
 from runtime.config import Settings
@@ -40,6 +40,7 @@ APPEND_TARGET = 50_000
 VERIFY_TARGET = 1_000_000
 CHAINS = 4
 CHECKPOINT_EVERY = 1_000
+LOG_NAME = "warden.local/audit"  # the default log name: a benchmark's checkpoints are signed as the sink's are
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 MAX_RECORD_BYTES = Settings().max_record_bytes
 BATCH_RECORDS = Settings().ledger.batch_max
@@ -122,7 +123,7 @@ def append(
             following = checks.submit(batches[i + 1], keys, MAX_RECORD_BYTES) if i + 1 < len(batches) else None
             now = datetime.now(timezone.utc)
             append_records(store, ledger, chunk, checked, now, MAX_RECORD_BYTES, keys)
-            sign_checkpoints(store, ledger, key, now, CHECKPOINT_EVERY, timedelta(seconds=10))
+            sign_checkpoints(store, ledger, key, LOG_NAME, now, CHECKPOINT_EVERY, timedelta(seconds=10))
             if following is None:  # that was the last batch
                 break
             checked = following
@@ -149,7 +150,7 @@ def run(events: int, batch: int, per_record: int, progress) -> dict:
             append_seconds = append(store, raw, keys, key, batch)
             del raw
             progress("verifying")
-            report = verify(store, bytes.fromhex(public_key_hex(key)))
+            report = verify(store, bytes.fromhex(public_key_hex(key)), log_name=LOG_NAME)
         finally:
             store.close()
         if not report.ok:

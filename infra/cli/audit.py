@@ -20,10 +20,9 @@ import orjson
 
 from infra.cli.output import fail, note, print_json
 from ledger import proof as proofs
-from ledger.checkpoint import public_key_hex
 from ledger.cosigning import log_key, parse_witnesses
-from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
-from ledger.note import COSIGNATURE_V1, ED25519, NoteError, NoteKey
+from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key, public_key_hex
+from ledger.note import COSIGNATURE_V1, ED25519, Note, NoteCheckpoint, NoteError, NoteKey
 from ledger.receipt import Policy, Receipt
 from ledger.receipt import check as check_receipt
 from ledger.schema import AUDIT_LOG
@@ -56,25 +55,28 @@ def parse_time(text: str, now: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def _public_key(args: argparse.Namespace) -> bytes:
-    if args.public_key:
+def _log_key(args: argparse.Namespace) -> NoteKey:
+    """The log's verifier key checkpoints are checked under: ``--log-key VKEY``, else this host's
+    (its ledger key under WARDEN_LEDGER_LOG_NAME)."""
+    if args.log_key:
         try:
-            key = bytes.fromhex(args.public_key.removeprefix("0x"))
-        except ValueError:
-            key = b""
-        if len(key) != 32:
+            key = NoteKey.from_vkey(args.log_key)
+        except NoteError as exc:
+            raise SigningKeyError(f"--log-key {args.log_key}: {exc}") from None
+        if key.type != ED25519:
             raise SigningKeyError(
-                "--public-key takes the 32-byte Ed25519 key as 64 hex digits, as `warden audit pubkey` prints it"
+                f"--log-key {args.log_key}: not a log's Ed25519 vkey (`warden audit log-key` prints it)"
             )
         return key
-    return local_public_key(load().home)
+    settings = load()
+    return NoteKey(settings.ledger.log_name, ED25519, local_public_key(settings.home))
 
 
 def _fail(message: str) -> int:
     return fail("warden audit", message, 2)
 
 
-def _witnessed(args: argparse.Namespace, settings, key: bytes) -> tuple[list[NoteKey], list[KeptReceipt]]:
+def _witnessed(args: argparse.Namespace, settings, log: NoteKey) -> tuple[list[NoteKey], list[KeptReceipt]]:
     """The witness keys verify pins (``--witness``, else the sink's WARDEN_LEDGER_WITNESSES) and
     the receipts a client kept (``--receipt``, ``--receipts``), each checked on its own first."""
     if args.witness:
@@ -96,7 +98,6 @@ def _witnessed(args: argparse.Namespace, settings, key: bytes) -> tuple[list[Not
         if not directory.is_dir():
             raise OSError(f"--receipts {directory}: not a directory of receipts")
         files += sorted(f for f in directory.iterdir() if f.is_file())
-    log = NoteKey(settings.ledger.log_name, ED25519, key)
     receipts = [kept_receipt(str(f), f.read_text(), log, witnesses) for f in files]
     for kept in receipts:
         if args.chain is not None and kept.chain != args.chain:
@@ -109,11 +110,11 @@ def _witnessed(args: argparse.Namespace, settings, key: bytes) -> tuple[list[Not
 def cmd_verify(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     try:
-        key = _public_key(args)
+        log = _log_key(args)
         since = parse_time(args.since, now) if args.since else None
         until = parse_time(args.until, now) if args.until else None
         settings = load()
-        witnesses, receipts = _witnessed(args, settings, key)
+        witnesses, receipts = _witnessed(args, settings, log)
         store = open_reader(settings)
     except (SigningKeyError, StoreError, argparse.ArgumentTypeError, NoteError) as exc:
         return _fail(str(exc))
@@ -126,7 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         chains = [args.chain] if args.chain is not None else None
         report = verify(
-            store, key, chains, since, until, progress, settings.ledger.log_name, witnesses=witnesses, receipts=receipts
+            store, log.public, chains, since, until, progress, log.name, witnesses=witnesses, receipts=receipts
         )
         changes = source_changes(store)
         doubted = not_believed(store)
@@ -204,10 +205,10 @@ def _built(build, show=print_json) -> int:
 
 
 def _checked(args: argparse.Namespace, check, holds) -> int:
-    """Checks the proof file ``args.proof`` offline with ``check(proof, key)``; ``holds(proof)`` is
-    the line printed when it holds."""
+    """Checks the proof file ``args.proof`` offline with ``check(proof, log)`` (the log's verifier
+    key); ``holds(proof)`` is the line printed when it holds."""
     try:
-        key = _public_key(args)
+        key = _log_key(args)
         raw = sys.stdin.buffer.read() if args.proof == "-" else Path(args.proof).read_bytes()
         proof = orjson.loads(raw)
     except (SigningKeyError, OSError, orjson.JSONDecodeError) as exc:
@@ -223,30 +224,38 @@ def _checked(args: argparse.Namespace, check, holds) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
-    return _built(lambda store, _: proofs.build(store, args.event_id))
+    return _built(lambda store, settings: proofs.build(store, args.event_id, settings.ledger.log_name))
+
+
+def _signed(text: str) -> NoteCheckpoint:
+    return NoteCheckpoint.parse(Note.parse(text).text)
 
 
 def cmd_check_proof(args: argparse.Namespace) -> int:
     def holds(proof: dict) -> str:
-        event, cp = proof["event"], proof["checkpoint"]
+        event, cp = proof["event"], _signed(proof["checkpoint"])
         return (
             f"OK: event {event['event_id']} is row seq {event['seq']} of chain {event['chain']}, "
-            f"under the checkpoint signed at {cp['ts']} for seq {cp['seq']}"
+            f"in the checkpoint of {cp.origin} covering {cp.size} rows, signed by the log"
         )
 
     return _checked(args, proofs.check, holds)
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
-    return _built(lambda store, _: proofs.build_consistency(store, args.chain, args.old, args.new))
+    return _built(
+        lambda store, settings: proofs.build_consistency(
+            store, args.chain, args.old, args.new, settings.ledger.log_name
+        )
+    )
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> int:
     def holds(proof: dict) -> str:
-        old, new = proof["old"], proof["new"]
+        old, new = _signed(proof["old"]), _signed(proof["new"])
         return (
-            f"OK: chain {new['chain']}'s checkpoint of {new['seq'] + 1} rows (signed at {new['ts']}) extends the "
-            f"one of {old['seq'] + 1} rows (signed at {old['ts']}): nothing below it was changed or removed"
+            f"OK: {new.origin}'s checkpoint of {new.size} rows extends the one of {old.size} rows, both signed by "
+            "the log: nothing below it was changed or removed"
         )
 
     return _checked(args, proofs.check_consistency, holds)
@@ -387,11 +396,12 @@ def cmd_check_receipt(args: argparse.Namespace) -> int:
     return 0 if reason is None else 1
 
 
-def _public_key_option(parser: argparse.ArgumentParser) -> None:
+def _log_key_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--public-key",
-        metavar="HEX",
-        help="the ledger's Ed25519 public key (64 hex digits); default: this host's key",
+        "--log-key",
+        metavar="VKEY",
+        help="the log's verifier key checkpoints are checked under (`warden audit log-key` prints it); "
+        "default: this host's",
     )
 
 
@@ -413,7 +423,7 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
         "--receipt", action="append", metavar="FILE", help="a receipt a client kept, checked against the store; repeat"
     )
     p.add_argument("--receipts", metavar="DIR", help="every file in DIR is a kept receipt to check")
-    _public_key_option(p)
+    _log_key_option(p)
     p.set_defaults(handler=cmd_verify)
 
     p = audit_subparsers.add_parser("prove", help="print an inclusion proof (JSON) for one event")
@@ -447,7 +457,7 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     p = audit_subparsers.add_parser("check-proof", help="check an inclusion proof offline")
     p.add_argument("proof", help="the proof file, or - for standard input")
     p.add_argument("--json", action="store_true")
-    _public_key_option(p)
+    _log_key_option(p)
     p.set_defaults(handler=cmd_check_proof)
 
     p = audit_subparsers.add_parser(
@@ -463,7 +473,7 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     )
     p.add_argument("proof", help="the proof file, or - for standard input")
     p.add_argument("--json", action="store_true")
-    _public_key_option(p)
+    _log_key_option(p)
     p.set_defaults(handler=cmd_check_consistency)
 
     p = audit_subparsers.add_parser("export", help="stream ledger rows for a SIEM")
@@ -482,6 +492,6 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     )
     p.set_defaults(handler=cmd_query)
 
-    p = audit_subparsers.add_parser("pubkey", help="print the checkpoint signing public key")
+    p = audit_subparsers.add_parser("pubkey", help="print the ledger's Ed25519 public key (hex)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_pubkey)

@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli import main
 from infra.stack.local import free_port
-from ledger.checkpoint import Checkpoint, signature_valid
 from ledger.gaps import OffsetGap, OffsetGaps
 from ledger.keys import local_public_key
+from ledger.note import ED25519, NoteKey
 from ledger.schema import AUDIT_LOG
 from ledger.sink import SinkOptions, _gather, run_sink
 from ledger.store import ChdbStore, StoreError, store_path
@@ -41,6 +41,7 @@ from tests.ledger_support import (
     count_via_endpoint,
     pipeline_events,
     produce,
+    published_checkpoint,
     published_checkpoints,
     tansu_broker,
 )
@@ -189,10 +190,11 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     assert main(["audit", "verify"]) == 0
     assert "note: 4 record(s) on warden.audit.events were not believed" in capsys.readouterr().out
 
-    published = [Checkpoint.from_dict(body) for body in asyncio.run(published_checkpoints(broker))]
-    assert published and all(signature_valid(cp, key) for cp in published)
+    published = asyncio.run(published_checkpoints(broker))
+    log = NoteKey(settings.ledger.log_name, ED25519, key)
+    assert published and all(published_checkpoint(body, log) for body in published)
     heads = {(c.chain, c.last_checkpoint_seq) for c in report.chains}
-    assert heads <= {(cp.chain, cp.seq) for cp in published}
+    assert heads <= {(body["chain"], body["seq"]) for body in published}
 
 
 def test_a_sink_that_stops_leaves_every_row_under_a_signed_checkpoint(tmp_path, broker):

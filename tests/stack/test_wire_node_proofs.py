@@ -1,6 +1,6 @@
 """Ledger inclusion proofs built by Python, checked by the Node.js auditor written from docs/wire-
 formats.md alone (tests/node/check_proof.mjs): a proof verifies, a tampered one or one under
-another key fails in Node and in Python, and so does one checked against a broken rule of the
+another log key fails in Node and in Python, and so does one checked against a broken rule of the
 page. Node.js is required."""
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ledger.checkpoint import public_key_hex as ledger_key_hex
-from schemas.auth import public_key_hex
+from ledger.cosigning import log_key
+from ledger.note import Note, NoteCheckpoint
+from ledger.note import sign as sign_note
+from tests.ledger_support import LOG_NAME
 from tests.wire_support import run_node
 
 LEDGER_KEY = Ed25519PrivateKey.generate()
-LEDGER_PUBLIC = bytes.fromhex(ledger_key_hex(LEDGER_KEY))
+LOG = log_key(LOG_NAME, LEDGER_KEY)
 
 
 def _ledger_events():
@@ -55,7 +57,7 @@ def proofs(tmp_path_factory):
         built = {}
         for event in events:
             try:
-                built[event.event_id] = proof.build(store, event.event_id)
+                built[event.event_id] = proof.build(store, event.event_id, LOG_NAME)
             except proof.ProofError:
                 pass  # the newest rows of a chain wait for their checkpoint
     finally:
@@ -64,8 +66,8 @@ def proofs(tmp_path_factory):
     return built, [t.event_id for t in tricky]
 
 
-def _check_cases(items, public=LEDGER_PUBLIC) -> list[dict]:
-    return [{"proof": p, "public_key": public.hex()} for p in items]
+def _check_cases(items, log=LOG) -> list[dict]:
+    return [{"proof": p, "log_key": log.vkey} for p in items]
 
 
 def test_ledger_proofs_built_by_python_verify_in_node(proofs):
@@ -76,7 +78,7 @@ def test_ledger_proofs_built_by_python_verify_in_node(proofs):
     sizes = {(p["leaf_index"], p["tree_size"]) for p in built.values()}
     assert any(i == s - 1 for i, s in sizes) and any(i % 2 for i, _ in sizes) and len({s for _, s in sizes}) >= 3
     for p in built.values():
-        assert proof.check(p, LEDGER_PUBLIC) is None
+        assert proof.check(p, LOG) is None
     answers = run_node("check_proof.mjs", _check_cases(built.values()))
     assert [a for a in answers if a != {"ok": True}] == []
 
@@ -101,11 +103,19 @@ def _rehashed(p: dict, **edits) -> dict:
     return p
 
 
-def _resigned_checkpoint(p: dict, key) -> dict:
-    from ledger import checkpoint
+def _note_edited(p: dict, size: int = 0, root: bytes | None = None) -> dict:
+    """The checkpoint note's text edited (``size`` rows more, another ``root``), its signatures kept."""
+    note = Note.parse(p["checkpoint"])
+    said = NoteCheckpoint.parse(note.text)
+    text = NoteCheckpoint(said.origin, said.size + size, said.root if root is None else root).text
+    p["checkpoint"] = Note(text, note.signatures).to_bytes().decode()
+    return p
 
-    cp = checkpoint.Checkpoint.from_dict(p["checkpoint"])
-    p["checkpoint"] = checkpoint.sign(key, cp.chain, cp.seq, cp.head_hash, cp.merkle_root, cp.ts).to_dict()
+
+def _resigned_checkpoint(p: dict, key) -> dict:
+    """The checkpoint note signed again, under the log's name, by ``key``."""
+    text = Note.parse(p["checkpoint"]).text
+    p["checkpoint"] = Note(text, (sign_note(text, LOG_NAME, key),)).to_bytes().decode()
     return p
 
 
@@ -129,13 +139,14 @@ PROOF_TAMPERS = {
         p["event"].update(seq=p["event"]["seq"] - 1),
     ),
     "tree_size changed": lambda p: p.update(tree_size=p["tree_size"] + 1),
-    "merkle_root replaced": lambda p: p["checkpoint"].update(merkle_root="00" * 32),
-    "checkpoint seq and tree_size moved together": lambda p: (
-        p["checkpoint"].update(seq=p["checkpoint"]["seq"] + 1),
+    "checkpoint root replaced": lambda p: _note_edited(p, root=bytes(32)),
+    "checkpoint size and tree_size moved together": lambda p: (
+        _note_edited(p, size=1),
         p.update(tree_size=p["tree_size"] + 1),
     ),
     "checkpoint re-signed by another key": lambda p: _resigned_checkpoint(p, Ed25519PrivateKey.generate()),
-    "another version": lambda p: p.update(version="warden.audit.proof.v2"),
+    "checkpoint's signature line dropped": lambda p: p.update(checkpoint=Note.parse(p["checkpoint"]).text + "\n"),
+    "another version": lambda p: p.update(version="warden.audit.proof.v1"),
 }
 
 
@@ -159,20 +170,22 @@ def test_a_tampered_proof_fails_in_node_and_in_python(proofs, what):
         altered = copy.deepcopy(original)
         PROOF_TAMPERS[what](altered)
         assert altered != original
-        assert proof.check(altered, LEDGER_PUBLIC) is not None
+        assert proof.check(altered, LOG) is not None
         cases.append(altered)
     answers = run_node("check_proof.mjs", _check_cases(cases))
     assert all(a["ok"] is False for a in answers), answers
 
 
-def test_a_proof_under_another_public_key_fails(proofs):
+def test_a_proof_under_another_log_key_fails(proofs):
     built, _ = proofs
-    other = bytes.fromhex(public_key_hex(Ed25519PrivateKey.generate()).removeprefix("0x"))
-    (answer,) = run_node("check_proof.mjs", _check_cases([next(iter(built.values()))], public=other))
+    other = log_key(LOG_NAME, Ed25519PrivateKey.generate())
+    (answer,) = run_node("check_proof.mjs", _check_cases([next(iter(built.values()))], log=other))
     assert answer["ok"] is False and "signature" in answer["why"]
 
 
-@pytest.mark.parametrize("rule", ["no_escape", "hex_leaf", "no_leaf_prefix", "left_to_right"])
+@pytest.mark.parametrize(
+    "rule", ["no_escape", "hex_leaf", "no_leaf_prefix", "left_to_right", "text_without_newline", "whole_note"]
+)
 def test_a_proof_checked_against_a_rule_of_the_page_fails(proofs, rule):
     built, tricky = proofs
     victim = built[tricky[0]] if rule == "no_escape" else _victims(built)[1]

@@ -12,10 +12,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import checkpoint, proof
-from ledger.checkpoint import public_key_hex
+from ledger.cosigning import log_key
 from ledger.merkle import consistency_path, consistent, leaf_hash, node_hash
+from ledger.note import Note, NoteCheckpoint
 from ledger.store import ChdbStore
-from tests.ledger_support import build_ledger, mth, pipeline_events
+from tests.ledger_support import LOG_NAME, T0, build_ledger, mth, pipeline_events
 
 DATA = [hashlib.sha256(bytes([n])).digest() for n in range(33)]
 LEAVES = [leaf_hash(d) for d in DATA]
@@ -63,7 +64,17 @@ def test_a_forked_or_altered_history_is_not_consistent():
 # -- between two signed checkpoints of a real chDB ledger (`warden audit consistency`) --------------
 
 KEY = Ed25519PrivateKey.generate()
-PUBLIC = bytes.fromhex(public_key_hex(KEY))
+LOG = log_key(LOG_NAME, KEY)
+
+
+def _said(signed: str) -> NoteCheckpoint:
+    """What a proof's signed note says (read, not checked)."""
+    return NoteCheckpoint.parse(Note.parse(signed).text)
+
+
+def _signed(key, chain: int, size: int, root: str) -> str:
+    """A checkpoint of ``size`` rows with ``root``, its note signed with ``key`` under the log's name."""
+    return checkpoint.sign(key, LOG_NAME, chain, size - 1, "", root, T0).note(LOG_NAME).to_bytes().decode()
 
 
 @pytest.fixture(scope="module")
@@ -84,34 +95,34 @@ def test_a_later_checkpoint_is_proven_to_extend_every_earlier_one(store):
     sizes = _sizes(store, 0)
     assert len(sizes) >= 3, sizes
     for old in sizes:
-        built = proof.build_consistency(store, 0, old, sizes[-1])
-        assert proof.check_consistency(built, PUBLIC) is None, old
-        assert (built["old"]["seq"] + 1, built["new"]["seq"] + 1) == (old, sizes[-1])
+        built = proof.build_consistency(store, 0, old, sizes[-1], LOG_NAME)
+        assert proof.check_consistency(built, LOG) is None, old
+        assert (_said(built["old"]).size, _said(built["new"]).size) == (old, sizes[-1])
 
 
 def test_a_forked_checkpoint_signed_with_the_ledgers_own_key_is_caught(store):
     sizes = _sizes(store, 0)
-    built = proof.build_consistency(store, 0, sizes[0], sizes[-1])
-    old = checkpoint.Checkpoint.from_dict(built["old"])
+    built = proof.build_consistency(store, 0, sizes[0], sizes[-1], LOG_NAME)
+    old = _said(built["old"])
     # The sink's operator shows someone a history of the same size with other rows, and signs it.
     forged_root = hashlib.sha256(b"another history of as many rows").hexdigest()
-    forked = checkpoint.sign(KEY, old.chain, old.seq, old.head_hash, forged_root, old.ts)
-    reason = proof.check_consistency({**built, "old": forked.to_dict()}, PUBLIC)
+    forked = _signed(KEY, 0, old.size, forged_root)
+    reason = proof.check_consistency({**built, "old": forked}, LOG)
     assert reason is not None and "does not extend" in reason, reason
     # A checkpoint no key of the ledger signed.
-    other = checkpoint.sign(Ed25519PrivateKey.generate(), old.chain, old.seq, old.head_hash, old.merkle_root, old.ts)
-    reason = proof.check_consistency({**built, "old": other.to_dict()}, PUBLIC)
+    other = _signed(Ed25519PrivateKey.generate(), 0, old.size, old.root.hex())
+    reason = proof.check_consistency({**built, "old": other}, LOG)
     assert reason is not None and "signature does not verify" in reason, reason
     # A node of the path altered.
     path = list(built["consistency_path"])
     path[0] = hashlib.sha256(bytes.fromhex(path[0])).hexdigest()
-    assert "does not extend" in proof.check_consistency({**built, "consistency_path": path}, PUBLIC)
+    assert "does not extend" in proof.check_consistency({**built, "consistency_path": path}, LOG)
 
 
 def test_a_size_with_no_checkpoint_is_refused_with_the_sizes_there_are(store):
     sizes = _sizes(store, 0)
     with pytest.raises(proof.ProofError, match="no signed checkpoint of") as refused:
-        proof.build_consistency(store, 0, sizes[0] + 1, sizes[-1])
+        proof.build_consistency(store, 0, sizes[0] + 1, sizes[-1], LOG_NAME)
     assert str(sizes[-1]) in str(refused.value)
     with pytest.raises(proof.ProofError, match="1 <= OLD <= NEW"):
-        proof.build_consistency(store, 0, sizes[-1], sizes[0])
+        proof.build_consistency(store, 0, sizes[-1], sizes[0], LOG_NAME)

@@ -10,14 +10,16 @@ import clickhouse_connect
 import orjson
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.cli import main
 from infra.stack.local import free_port
+from ledger.cosigning import log_key
 from ledger.endpoint import Endpoint
 from ledger.keys import load_or_create_signing_key
 from ledger.store import ChdbStore, store_path
 from runtime.config import Settings
-from tests.ledger_support import build_ledger, chain_of, intent_digest_of, pipeline_events
+from tests.ledger_support import LOG_NAME, build_ledger, chain_of, intent_digest_of, pipeline_events
 
 EVENTS = pipeline_events(400)
 INTENTS = {e.intent_id for e in EVENTS}
@@ -136,9 +138,9 @@ def test_cli_verify_query_export_and_proofs_through_the_endpoint(env, capsys, tm
     assert main(["audit", "check-proof", str(proof_file)]) == 0
     assert capsys.readouterr().out.startswith("OK")
     assert main(["audit", "pubkey"]) == 0
-    other = "ab" * 32
+    other = log_key(LOG_NAME, Ed25519PrivateKey.generate()).vkey
     capsys.readouterr()
-    assert main(["audit", "check-proof", str(proof_file), "--public-key", other, "--json"]) == 1
+    assert main(["audit", "check-proof", str(proof_file), "--log-key", other, "--json"]) == 1
     assert orjson.loads(capsys.readouterr().out)["ok"] is False
 
 

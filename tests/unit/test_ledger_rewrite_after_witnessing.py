@@ -10,8 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.chain import format_ts
-from ledger.checkpoint import public_key_hex
-from ledger.cosigning import log_key, log_note, note_text, origin_of, store_signatures
+from ledger.checkpoint import origin_of
+from ledger.cosigning import log_key, store_signatures
+from ledger.keys import public_key_hex
 from ledger.merkle import consistency_path, inclusion_path
 from ledger.note import Note, NoteError, Signature
 from ledger.proof import build_receipt
@@ -48,7 +49,7 @@ def pristine(tmp_path_factory):
         old = 0
         for cp, _ in load_checkpoints(store, chain):
             proof = consistency_path(leaves[: cp.tree_size], old) if old else []
-            cosignature = witness.add_checkpoint(request_body(old, proof, log_note(LOG_NAME, KEY, cp)), NOW_S)
+            cosignature = witness.add_checkpoint(request_body(old, proof, cp.note(LOG_NAME)), NOW_S)
             store_signatures(store, cp, [(witness.public, cosignature)], cp.ts)
             old = cp.tree_size
     state.close()
@@ -128,10 +129,7 @@ def _older_receipt(store, seq: int, checkpoint_seq: int) -> Receipt:
     lines = store.arrow(
         f"SELECT line FROM {AUDIT_NOTE_SIGNATURES} WHERE chain = 0 AND seq = {checkpoint_seq} ORDER BY line"
     ).column("line")
-    note = Note(
-        note_text(LOG_NAME, 0, cp.tree_size, cp.merkle_root),
-        tuple(Signature.from_line(line) for line in lines.to_pylist()),
-    )
+    note = Note(cp.text(LOG_NAME), tuple(Signature.from_line(line) for line in [cp.signature, *lines.to_pylist()]))
     path = inclusion_path(chain_leaves(store, 0, cp.tree_size), seq)
     return Receipt(seq, tuple(path), note, orjson.dumps({**event, "ts": format_ts(event["ts"])}))
 

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import checkpoint, merkle
 from ledger.batch import checkpoint_table
 from ledger.chain import integrity_hash
-from ledger.checkpoint import public_key_hex
+from ledger.keys import public_key_hex
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, DDL, INTEGRITY_HASH_SQL
 from ledger.store import ChdbPairHasher, ChdbStore
 from ledger.verify import verify
-from tests.ledger_support import T0, build_ledger, mth, pipeline_events
+from tests.ledger_support import LOG_NAME, T0, build_ledger, mth, pipeline_events
 
 KEY = Ed25519PrivateKey.generate()
 PUBLIC = bytes.fromhex(public_key_hex(KEY))
@@ -202,7 +202,7 @@ def test_forged_checkpoint_is_named(store):
 def test_checkpoint_signed_by_another_key_is_forged(store):
     head = _row(store, 1, 499)
     mallory = Ed25519PrivateKey.generate()
-    forged = checkpoint.sign(mallory, 1, 499, head["integrity_hash"], "00" * 32, T0 + timedelta(days=1))
+    forged = checkpoint.sign(mallory, LOG_NAME, 1, 499, head["integrity_hash"], "00" * 32, T0 + timedelta(days=1))
     store.insert(AUDIT_CHECKPOINTS, checkpoint_table([(forged, ())]))
     problem = _only_problem(verify(store, PUBLIC))
     assert (problem.chain, problem.seq, problem.kind) == (1, 499, "forged_checkpoint")
