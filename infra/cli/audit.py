@@ -15,23 +15,24 @@ import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from infra.cli.output import fail, note, print_json
-from ledger import proof as proofs
 from ledger.checkpoint import public_key_hex
-from ledger.cosigning import log_key, parse_witnesses
 from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key
 from ledger.note import COSIGNATURE_V1, ED25519, NoteError, NoteKey
 from ledger.receipt import Policy, Receipt
 from ledger.receipt import check as check_receipt
 from ledger.schema import AUDIT_LOG
-from ledger.store import StoreError, open_reader
-from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
-from ledger.witnessed import KeptReceipt, kept_receipt
 from runtime.config import load
-from sdk.records import receipt_subject
+
+# The ledger's store (ClickHouse or chDB, pyarrow), its proofs and verifier (an HTTP client for
+# the witnesses) and the SDK's records (Kafka) cost most of a second to import: each command
+# imports the ones it uses, so `audit log-key` or `audit check-receipt` loads none of them.
+if TYPE_CHECKING:
+    from ledger.witnessed import KeptReceipt
 
 EXPORT_PAGE_ROWS = 200_000
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -77,6 +78,9 @@ def _fail(message: str) -> int:
 def _witnessed(args: argparse.Namespace, settings, key: bytes) -> tuple[list[NoteKey], list[KeptReceipt]]:
     """The witness keys verify pins (``--witness``, else the sink's WARDEN_LEDGER_WITNESSES) and
     the receipts a client kept (``--receipt``, ``--receipts``), each checked on its own first."""
+    from ledger.cosigning import parse_witnesses
+    from ledger.witnessed import kept_receipt
+
     if args.witness:
         witnesses = []
         for vkey in args.witness:
@@ -107,6 +111,9 @@ def _witnessed(args: argparse.Namespace, settings, key: bytes) -> tuple[list[Not
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ledger.store import StoreError, open_reader
+    from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
+
     now = datetime.now(timezone.utc)
     try:
         key = _public_key(args)
@@ -188,6 +195,9 @@ def source_changes(store) -> list[dict]:
 def _built(build, show=print_json) -> int:
     """Shows what ``build(store, settings)`` made from the ledger (a proof, JSON by default), or why
     it could not."""
+    from ledger import proof as proofs
+    from ledger.store import StoreError, open_reader
+
     settings = load()
     try:
         store = open_reader(settings)
@@ -223,10 +233,14 @@ def _checked(args: argparse.Namespace, check, holds) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     return _built(lambda store, _: proofs.build(store, args.event_id))
 
 
 def cmd_check_proof(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     def holds(proof: dict) -> str:
         event, cp = proof["event"], proof["checkpoint"]
         return (
@@ -238,10 +252,14 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     return _built(lambda store, _: proofs.build_consistency(store, args.chain, args.old, args.new))
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     def holds(proof: dict) -> str:
         old, new = proof["old"], proof["new"]
         return (
@@ -253,6 +271,8 @@ def cmd_check_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ledger.store import StoreError, open_reader
+
     now = datetime.now(timezone.utc)
     try:
         since = parse_time(args.since, now) if args.since else None
@@ -298,6 +318,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from ledger.store import StoreError, open_reader
+
     try:
         store = open_reader(load())
     except StoreError as exc:
@@ -327,6 +349,8 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def cmd_log_key(args: argparse.Namespace) -> int:
+    from ledger.cosigning import log_key
+
     settings = load()
     try:
         key = log_key(settings.ledger.log_name, load_or_create_signing_key(settings.home))
@@ -340,6 +364,8 @@ def cmd_log_key(args: argparse.Namespace) -> int:
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     def show(receipt: Receipt) -> None:
         if args.json:
             print_json({"event": receipt.event, "receipt": receipt.text})
@@ -350,6 +376,8 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 
 def cmd_check_receipt(args: argparse.Namespace) -> int:
+    from sdk.records import receipt_subject
+
     named = (args.intent_id, args.agent, args.intent_digest)
     if any(named) and not all(named):
         return _fail("name the intent whole: --intent-id, --agent and --intent-digest together (or none)")
