@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -53,7 +54,6 @@ from schemas.sealing import decode_client_share, decode_cmek, refusal, seal_secr
 from schemas.sealing_key import SealingKey
 from schemas.simulation import SimulationRequest, SimulationResult
 from schemas.typed_data import TypedData
-from sdk import dry_run
 from sdk.admin import load_or_create_admin_key
 from sdk.outcomes import (
     OUTCOME_TOPICS,
@@ -71,6 +71,9 @@ from sdk.records import AgentRecords, agent_transactions, pending_approvals, pol
 from sdk.signers import sealing_keys
 from sdk.simulation import SimulationUnanswered, new_simulation_request, simulation_problem, wait_simulation
 from svm import messages as solana_messages
+
+if TYPE_CHECKING:
+    from sdk import dry_run
 
 # The SDK's one import surface: what builds, signs and submits (here), what reads the outcomes
 # (`sdk.outcomes`), an agent's policy and transactions (`sdk.records`), the signers'
@@ -408,6 +411,8 @@ class Client:
     async def check_policy(self, intent: TransactionIntent) -> dry_run.PolicyCheck:
         """The dry run (`sdk.dry_run.check_policy`): what the pipeline would decide about
         ``intent`` now, nothing published."""
+        from sdk import dry_run  # the judge and the rules: only a dry run needs them, not every client
+
         return await dry_run.check_policy(self.settings, intent)
 
     async def publish_policy(self, policy: AgentPolicy, wait_s: float | None = 30.0) -> str | None:

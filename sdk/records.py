@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiohttp
 import orjson
 from aiokafka import TopicPartition
 
@@ -363,6 +362,8 @@ async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, int
             f"the outcome of intent {intent_id} names no intent_digest (it was written before outcomes carried "
             "one), so no receipt can be bound to its intent"
         )
+    import aiohttp  # here, not at the top: only a receipt needs an HTTP client, most commands never load it
+
     url = f"http://{settings.ledger_http}/receipt"
     params = {"intent_id": intent_id, "agent_id": agent_id, "intent_digest": intent_digest}
     try:

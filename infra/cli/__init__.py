@@ -11,7 +11,11 @@ A group's module is imported only when one of its commands runs: ``COMMANDS`` ho
 line ``warden --help`` shows for each, so ``warden --help`` loads no group and a command loads
 its own group only (together they pull in Kafka, custody, chDB and pyarrow, most of a second).
 That is the lazy import here (with `_learn_chains`'s, for a command that meets a chain name it does
-not know); inside the groups, imports are at the top.
+not know). Inside a group, imports are at the top, but for a heavy one only some of its commands
+use (the ledger's store, proofs and verifier in `audit`, ClickHouse in `status`, Kafka and the
+policy's model in `agents` but for `api-key`, custody in `submit`, the demo's script in `up`):
+that one is imported in the handler that uses it, with a comment saying why. Every command runs
+as a process of its own in the tests and for users, so its start-up is paid each time.
 """
 
 from __future__ import annotations

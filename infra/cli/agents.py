@@ -8,21 +8,10 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-from pydantic import ValidationError
 
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.cli.policy import render as render_what_if
-from infra.cli.policy import run_what_if
 from runtime.clock import utcnow
 from runtime.config import load
-from schemas.actions import AuditAction
-from schemas.auth import public_key_hex
-from schemas.errors import explain
-from sdk.api_keys import CredentialRefused, api_keys, issue_api_key, revoke_api_key
-from sdk.client import Client, load_or_create_agent_key, policy_in_force, signed_policy
-from sdk.quorum import propose, publish_proposal
-from sdk.records import admins_in_force
-from signer.custody_wiring import keystore_from_settings
 
 
 def _policy_fields(args) -> dict:
@@ -62,6 +51,8 @@ def _policy_fields(args) -> dict:
 
 def _agent_address(settings, agent_id: str) -> str | None:
     """The agent's active ethereum address from the key store (public), for simulation."""
+    from signer.custody_wiring import keystore_from_settings  # the key store: only when no --sender is known
+
     try:
         keys = keystore_from_settings(settings).list_keys("admin:local-admin", agent_id=agent_id, chain="ethereum")
     except Exception:  # no key store configured here: simulation then runs without a sender
@@ -74,6 +65,9 @@ def _intent_key(settings, args, current) -> str:
     """The key the agent's intents must be signed with: ``--public-key`` when given; else, on an
     update, the one in force (an agent whose key is held elsewhere keeps it: this home's key file
     is not the agent's); else, on create, this home's key file for the agent, made on first use."""
+    from schemas.auth import public_key_hex
+    from sdk.client import load_or_create_agent_key
+
     if args.public_key is not None:
         return args.public_key
     if current is not None:
@@ -85,6 +79,15 @@ def cmd_agents(args) -> int:
     settings = load()
     if args.action == "api-key":
         return _api_key(settings, args)
+    # Kafka, the policy's model and the admins' signatures: `api-key` (files under WARDEN_HOME) needs none of them
+    from pydantic import ValidationError
+
+    from schemas.actions import AuditAction
+    from schemas.errors import explain
+    from sdk.client import Client, policy_in_force, signed_policy
+    from sdk.quorum import propose, publish_proposal
+    from sdk.records import admins_in_force
+
     current = asyncio.run(policy_in_force(settings, args.agent))
     if args.action == "show":
         if current is None:
@@ -127,6 +130,10 @@ def cmd_agents(args) -> int:
         if current is None:
             note(f"agent {args.agent}: --what-if needs a policy in force to compare with")
             return 2
+        # The ledger's readers (chDB or ClickHouse, pyarrow) and the judge: only for --what-if
+        from infra.cli.policy import render as render_what_if
+        from infra.cli.policy import run_what_if
+
         try:
             what_if = run_what_if(settings, args.agent, policy, args.what_if)
         except ValueError as exc:
@@ -167,6 +174,8 @@ def cmd_agents(args) -> int:
 def _api_key(settings, args) -> int:
     """The HTTP API's keys of an agent (`sdk.api_keys`): issue one (shown once, kept as a hash),
     revoke one, or list them."""
+    from sdk.api_keys import CredentialRefused, api_keys, issue_api_key, revoke_api_key  # only `api-key` uses them
+
     now = utcnow()
     if args.expires_at is not None and args.expires_at.tzinfo is None:
         return fail("warden agents api-key", "--expires-at needs a zone, e.g. 2027-01-01T00:00:00+00:00", 2)

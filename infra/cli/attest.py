@@ -36,8 +36,6 @@ from runtime.attestation.verify import (
 )
 from runtime.clock import utcnow
 from runtime.config import load
-from runtime.trust import PinnedServiceKeys
-from sdk.client import sealing_keys
 
 
 def _tcb(text: str) -> Tcb:
@@ -211,6 +209,10 @@ def cmd_measure(args) -> int:
 def cmd_signer_attest(args) -> int:
     """The running signer's keys (its announced sealing key, its pinned service key) bound with a
     nonce into report_data, and the evidence this machine gives for them."""
+    # Kafka, the SDK and the admins' pins: only `signer attest` reads them, not `attest verify|measure`
+    from runtime.trust import PinnedServiceKeys
+    from sdk.client import sealing_keys
+
     settings = load()
     signer_id = settings.signer_id
     announced = {k.signer_id: k for k in asyncio.run(sealing_keys(settings, timeout_s=args.wait))}.get(signer_id)

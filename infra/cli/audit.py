@@ -15,22 +15,23 @@ import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from infra.cli.output import fail, note, print_json
-from ledger import proof as proofs
-from ledger.cosigning import log_key, parse_witnesses
 from ledger.keys import SigningKeyError, key_path, load_or_create_signing_key, local_public_key, public_key_hex
 from ledger.note import COSIGNATURE_V1, ED25519, Note, NoteCheckpoint, NoteError, NoteKey
 from ledger.receipt import Policy, Receipt
 from ledger.receipt import check as check_receipt
 from ledger.schema import AUDIT_LOG
-from ledger.store import StoreError, open_reader
-from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
-from ledger.witnessed import KeptReceipt, kept_receipt
 from runtime.config import load
-from sdk.records import receipt_subject
+
+# The ledger's store (ClickHouse or chDB, pyarrow), its proofs and verifier (an HTTP client for
+# the witnesses) and the SDK's records (Kafka) cost most of a second to import: each command
+# imports the ones it uses, so `audit log-key` or `audit check-receipt` loads none of them.
+if TYPE_CHECKING:
+    from ledger.witnessed import KeptReceipt
 
 EXPORT_PAGE_ROWS = 200_000
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -79,6 +80,9 @@ def _fail(message: str) -> int:
 def _witnessed(args: argparse.Namespace, settings, log: NoteKey) -> tuple[list[NoteKey], list[KeptReceipt]]:
     """The witness keys verify pins (``--witness``, else the sink's WARDEN_LEDGER_WITNESSES) and
     the receipts a client kept (``--receipt``, ``--receipts``), each checked on its own first."""
+    from ledger.cosigning import parse_witnesses
+    from ledger.witnessed import kept_receipt
+
     if args.witness:
         witnesses = []
         for vkey in args.witness:
@@ -108,6 +112,9 @@ def _witnessed(args: argparse.Namespace, settings, log: NoteKey) -> tuple[list[N
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from ledger.store import StoreError, open_reader
+    from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
+
     now = datetime.now(timezone.utc)
     try:
         log = _log_key(args)
@@ -189,6 +196,9 @@ def source_changes(store) -> list[dict]:
 def _built(build, show=print_json) -> int:
     """Shows what ``build(store, settings)`` made from the ledger (a proof, JSON by default), or why
     it could not."""
+    from ledger import proof as proofs
+    from ledger.store import StoreError, open_reader
+
     settings = load()
     try:
         store = open_reader(settings)
@@ -224,6 +234,8 @@ def _checked(args: argparse.Namespace, check, holds) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     return _built(lambda store, settings: proofs.build(store, args.event_id, settings.ledger.log_name))
 
 
@@ -232,6 +244,8 @@ def _signed(text: str) -> NoteCheckpoint:
 
 
 def cmd_check_proof(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     def holds(proof: dict) -> str:
         event, cp = proof["event"], _signed(proof["checkpoint"])
         return (
@@ -243,6 +257,8 @@ def cmd_check_proof(args: argparse.Namespace) -> int:
 
 
 def cmd_consistency(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     return _built(
         lambda store, settings: proofs.build_consistency(
             store, args.chain, args.old, args.new, settings.ledger.log_name
@@ -251,6 +267,8 @@ def cmd_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_check_consistency(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     def holds(proof: dict) -> str:
         old, new = _signed(proof["old"]), _signed(proof["new"])
         return (
@@ -262,6 +280,8 @@ def cmd_check_consistency(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from ledger.store import StoreError, open_reader
+
     now = datetime.now(timezone.utc)
     try:
         since = parse_time(args.since, now) if args.since else None
@@ -307,6 +327,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    from ledger.store import StoreError, open_reader
+
     try:
         store = open_reader(load())
     except StoreError as exc:
@@ -336,6 +358,8 @@ def cmd_pubkey(args: argparse.Namespace) -> int:
 
 
 def cmd_log_key(args: argparse.Namespace) -> int:
+    from ledger.cosigning import log_key
+
     settings = load()
     try:
         key = log_key(settings.ledger.log_name, load_or_create_signing_key(settings.home))
@@ -349,6 +373,8 @@ def cmd_log_key(args: argparse.Namespace) -> int:
 
 
 def cmd_receipt(args: argparse.Namespace) -> int:
+    from ledger import proof as proofs
+
     def show(receipt: Receipt) -> None:
         if args.json:
             print_json({"event": receipt.event, "receipt": receipt.text})
@@ -359,6 +385,8 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 
 def cmd_check_receipt(args: argparse.Namespace) -> int:
+    from sdk.records import receipt_subject
+
     named = (args.intent_id, args.agent, args.intent_digest)
     if any(named) and not all(named):
         return _fail("name the intent whole: --intent-id, --agent and --intent-digest together (or none)")

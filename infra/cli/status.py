@@ -16,14 +16,8 @@ import json
 import os
 import time
 
-import clickhouse_connect
-
 from infra.cli.output import add_json_flag, fail, print_json
-from ledger.store import ClickHouseStore
-from ledger.tail import event_lag
-from ledger.verify import NOT_BELIEVED_SQL
 from runtime.config import Settings, load
-from runtime.kafka import group_lag
 from runtime.metrics import metrics_file
 from schemas import topics
 
@@ -42,6 +36,8 @@ def process_runs(pid: int | None) -> bool:
 
 async def consumer_lag(settings: Settings) -> dict[str, dict]:
     """Per group: records past its committed offsets (from the beginning where it committed none)."""
+    from runtime.kafka import group_lag  # Kafka: only once `warden up` runs, not for the report of a stopped stack
+
     lags = {}
     for component, (group, names) in topics.CONSUMER_GROUPS.items():
         per_topic = await group_lag(settings, group, names)
@@ -52,6 +48,13 @@ async def consumer_lag(settings: Settings) -> dict[str, dict]:
 def ledger_lag(settings: Settings) -> dict:
     """Audit events on the topic that are not in the ledger (`ledger.lag` says why offsets cannot
     tell), read through its SQL endpoint."""
+    # ClickHouse's client and the ledger's readers (pyarrow among them): only once `warden up` runs
+    import clickhouse_connect
+
+    from ledger.store import ClickHouseStore
+    from ledger.tail import event_lag
+    from ledger.verify import NOT_BELIEVED_SQL
+
     host, _, port = settings.ledger_http.rpartition(":")
     client = clickhouse_connect.get_client(host=host, port=int(port), connect_timeout=5, compress=False)
     store = ClickHouseStore(client, f"ledger endpoint http://{settings.ledger_http}", read_only=True)

@@ -21,7 +21,6 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from infra.cli.custody import UsageError, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.clock import utcnow
 from runtime.config import load
@@ -214,11 +213,12 @@ def cmd_submit(args) -> int:
         key = load_or_create_agent_key(settings.home, args.agent)
         start = await end_offsets(settings, OUTCOME_TOPICS)
         async with Client(settings) as client:
-            share = (
-                None
-                if args.client_share_file is None
-                else await client.client_share(read_client_share_text(args.client_share_file))
-            )
+            share = None
+            if args.client_share_file is not None:
+                # The custody helpers (and the vaults' code): only with --client-share-file or --cmek-file
+                from infra.cli.custody import read_client_share_text
+
+                share = await client.client_share(read_client_share_text(args.client_share_file))
             cmek = None if args.cmek_file is None else await client.cmek(_read_cmek_text(args.cmek_file))
             try:
                 intent = new_intent(
@@ -319,6 +319,8 @@ def _report(args, submitted: dict, line: str, outcome: Outcome | None) -> int:
 
 def _read_cmek_text(path: str) -> str:
     """A customer-managed key file (32 raw bytes or base64 text) as base64 text for the SDK."""
+    from infra.cli.custody import UsageError, read_cmek  # custody: only with --cmek-file
+
     try:
         key = read_cmek(path, "--cmek-file")
     except UsageError as exc:

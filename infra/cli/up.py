@@ -12,15 +12,11 @@ import signal
 import sys
 import time
 
-from evm import blobs
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.stack import demo
 from infra.stack.local import LocalStack, StackError
 from infra.stack.supervisor import Supervisor
 from runtime.config import Settings, load
 from runtime.trust import LOCAL_ADMIN_ID
-from schemas.auth import public_key_hex
-from sdk.admin import load_or_create_admin_key
 
 
 def _settings(**overrides) -> Settings:
@@ -78,6 +74,13 @@ def cmd_up(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    # The demo's script (an MCP client, HTTP, Solana and x402 clients, the contracts) and the blobs'
+    # trusted setup: imported here, not at the top, so `warden up` does not load them (over a second).
+    from evm import blobs
+    from infra.stack import demo
+    from schemas.auth import public_key_hex
+    from sdk.admin import load_or_create_admin_key
+
     # Each demo runs on a fresh embedded stack under $WARDEN_HOME/demo, kept afterwards for
     # `WARDEN_HOME=.warden/demo warden audit verify` and friends.
     home = load().home / "demo"

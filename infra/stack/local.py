@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evm.blobs import versioned_hash
-from ledger.cosigning import log_key
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
 from runtime.config import Settings, child_environment, environment
@@ -519,6 +518,10 @@ class LocalStack:
         """One witness of the stack's ledger (`warden witness run`), its key and state under
         $WARDEN_HOME/witness: the ledger sink started after it asks it to cosign every checkpoint,
         and a receipt needs its cosignature (quorum 1). Returns its verifier key."""
+        # Here, not at the top: ledger.cosigning brings aiohttp, pyarrow and ClickHouse's client (most
+        # of a second), which `warden up`'s supervisor, started with no witness, never needs.
+        from ledger.cosigning import log_key
+
         directory = self.settings.home / "witness"
         witness_key = NoteKey.of(name, COSIGNATURE_V1, load_or_create_witness_key(directory))
         ledger_key = log_key(self.settings.ledger.log_name, load_or_create_signing_key(self.settings.home))
