@@ -14,7 +14,10 @@ Pydantic's validation errors are told field by field by `explain`.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the root error is imported by every layer, the CLI's --help included: no pydantic at run time
+    from pydantic import ValidationError
 
 
 class WardenError(Exception):
