@@ -70,13 +70,12 @@ def test_the_command_line_prints_a_warden_error_and_exits_1(monkeypatch, capsys)
     assert err == "warden status: cannot reach the ledger store at 127.0.0.1:9; start it with `warden up`\n"
 
 
-def test_the_command_line_lets_a_bug_through():
+def test_the_command_line_lets_a_bug_through(monkeypatch):
     """Only errors raised on purpose are told as messages: a bug keeps its traceback."""
 
     def buggy(args):
         raise KeyError("a bug")
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(infra.cli.status, "cmd_status", buggy)
-        with pytest.raises(KeyError):
-            infra.cli.main(["status"])
+    monkeypatch.setattr(infra.cli.status, "cmd_status", buggy)
+    with pytest.raises(KeyError):
+        infra.cli.main(["status"])
