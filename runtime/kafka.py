@@ -270,3 +270,14 @@ async def publish(
 def audit_headers(emit: Emit, audit_signer: AuditSigner) -> list[tuple[str, bytes]] | None:
     """The headers ``emit`` goes on the bus with: a signature when it is an audit record."""
     return audit_signer.headers(emit.value) if emit.topic == topics.AUDIT_EVENTS else None
+
+
+async def seek_to_committed(consumer: AIOKafkaConsumer, partitions: Collection[TopicPartition]) -> None:
+    """Each of ``partitions`` (assigned to ``consumer``) sought back to its group's committed
+    offset, and one with none committed (or 0) to its beginning, where the group's reset policy
+    ("earliest") starts it. aiokafka's own ``seek_to_committed`` leaves a partition with none
+    where it is: past what was read and not decided."""
+    committed = await consumer.seek_to_committed(*partitions)
+    never = [tp for tp, offset in committed.items() if not offset]
+    if never:
+        await consumer.seek_to_beginning(*never)

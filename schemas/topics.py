@@ -52,6 +52,9 @@ SIGNER_SEALING = "warden.signer.sealing"
 # The signer's state, partition by partition (signer.changelog): the signer that owns a partition of
 # warden.intents.approved appends what it decided there, and a new owner restores it before it signs.
 SIGNER_CHANGELOG = "warden.signer.changelog"
+# The streams worker's tables, partition by partition (streams.state, in the same form): the worker
+# that owns a partition of the input topics appends what it decided there, and a new owner restores it.
+STREAMS_CHANGELOG = "warden.streams.changelog"
 
 # Split topology: one topic per stage, so a deployment can scale a stage alone.
 STAGE_PREFIX = "warden.stage."
@@ -84,6 +87,7 @@ ALL = (
     VAULT,
     SIGNER_SEALING,
     SIGNER_CHANGELOG,
+    STREAMS_CHANGELOG,
 )
 
 

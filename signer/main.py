@@ -6,7 +6,7 @@ Offsets are committed only after everything a batch produced is acknowledged
 by the broker (at most once a second while intents flow: `Offsets`), and the
 signer's state records each signature before it is published (appended to the
 partition's changelog, checked to hold, then committed to the local file:
-`signer.owner`), so a SIGKILL anywhere re-publishes the same bytes and never
+`runtime.owner`), so a SIGKILL anywhere re-publishes the same bytes and never
 signs twice, and another signer taking the partition over starts from the same
 record.
 """
@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evm import blobs
@@ -36,6 +35,7 @@ from runtime.clock import to_us, utcnow
 from runtime.config import Settings, load
 from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import producer as new_producer
+from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes, RpcError, RpcUnavailable
 from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
@@ -46,9 +46,9 @@ from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from schemas.sealing_key import SealingKey
 from signer import lifecycle
+from signer.changelog import SIGNER_LOG
 from signer.custody.events import parse_event
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
-from signer.owner import FLUSH_BYTES, PartitionOwner
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.service import SERVICE, Signer
@@ -63,34 +63,6 @@ log = logging.getLogger("warden.signer")
 # what prevents a second signature. A signer that starts from an older offset reads approvals it
 # signed already and publishes the same bytes again, as after a SIGKILL between publish and commit.
 COMMIT_EVERY_S = 1.0
-
-
-class Offsets:
-    """The signer group's offsets, committed only between whole batches (every record a committed
-    position passes was signed or refused, on the changelog, and published) and never after a batch
-    failed: its records are past the consumer's position without having been published."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, every_s: float, now: float):
-        self.consumer = consumer
-        self.every_s = every_s
-        self.last = now
-        self.finished = False  # a batch with records finished since the last commit
-        self.broken = False  # a batch raised: nothing more is committed by this process
-
-    async def after_batch(self, records: int, now: float) -> None:
-        if records:
-            self.finished = True
-        if not records or now - self.last >= self.every_s:
-            await self.commit(now)
-
-    async def commit(self, now: float) -> None:
-        if self.broken or not self.finished:
-            return
-        self.finished, self.last = False, now
-        try:
-            await self.consumer.commit()
-        except CommitFailedError:  # rebalanced meanwhile: the new owner gets the same outcomes again
-            log.warning("offsets not committed: the group rebalanced; the next owner re-publishes the outcomes")
 
 
 async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -250,6 +222,8 @@ def _partition_owner(
         on_restored=trackers.restored,
         on_revoked=trackers.revoked,
         on_revoking=lambda: offsets.commit(time.monotonic()),
+        topic=topics.SIGNER_CHANGELOG,
+        log_format=SIGNER_LOG,
     )
 
 

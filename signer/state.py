@@ -328,6 +328,10 @@ class SignerState:
     def in_scope(self) -> bool:
         return self._in_scope
 
+    @property
+    def where(self) -> str:
+        return str(self.db_path)
+
     def _begin(self) -> None:
         # One open transaction per batch of intents: `commit` makes the whole batch durable at once.
         if not self.db.in_transaction:

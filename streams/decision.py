@@ -1,5 +1,5 @@
 """What the streams worker remembers of each intent it decided: a typed `Decision`, and
-`Decisions`, the typed view over the mapping that stores them (a Faust table in the worker,
+`Decisions`, the typed view over the mapping that stores them (the worker's table, `streams.state`;
 a dict in tests).
 
 The table keeps each decision as a JSON object (it is what its changelog holds, and what a
@@ -12,7 +12,7 @@ and so that the rolling windows and the parked intents can be rebuilt from decis
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar, get_args, overload
 
@@ -106,31 +106,11 @@ class Decision:
         )
 
 
-def supersedes(stored: Mapping | None, incoming: Mapping | None) -> bool:
-    """Whether a changelog record ``incoming`` of an intent's decision replaces the ``stored`` one
-    when a worker restores the table (or follows it as a standby).
-
-    Records are applied in changelog order, and that order can lie: a worker stalled past its
-    session sends the changelog records it had buffered when it resumes, after the new owner
-    decided the same intents and published its outcomes. Applied, such a record would make a later
-    owner replay a decision nobody published. So a record is refused when it was written in an
-    older group generation *and* is older than the stored decision (``at_us``). Either alone is
-    not enough: a legitimate change keeps the decision's ``at_us`` (a release, an admin's
-    approval), and a broker that forgot its groups starts generations again from the beginning."""
-    if stored is None or incoming is None:
-        return True
-    older_generation = int(incoming.get("generation", 0)) < int(stored.get("generation", 0))
-    return not (older_generation and int(incoming["at_us"]) < int(stored["at_us"]))
-
-
 class Decisions(MutableMapping[str, Decision]):
-    """intent_id → its `Decision`, read from and written to ``stored`` in the stored form, each
-    stamped with the group ``generation`` the worker decided it in (`supersedes` says why; 0
-    where there is no group, as in unit tests)."""
+    """intent_id → its `Decision`, read from and written to ``stored`` in the stored form."""
 
-    def __init__(self, stored: MutableMapping, generation: Callable[[], int | None] = lambda: 0):
+    def __init__(self, stored: MutableMapping):
         self.stored = stored
-        self.generation = generation
 
     def __getitem__(self, intent_id: str) -> Decision:
         return Decision.from_stored(self.stored[intent_id])
@@ -150,7 +130,7 @@ class Decisions(MutableMapping[str, Decision]):
         return default if stored is None else Decision.from_stored(stored)
 
     def __setitem__(self, intent_id: str, decision: Decision) -> None:
-        self.stored[intent_id] = {**decision.to_stored(), "generation": self.generation() or 0}
+        self.stored[intent_id] = decision.to_stored()
 
     def __delitem__(self, intent_id: str) -> None:
         del self.stored[intent_id]

@@ -2,9 +2,9 @@
 
 The engine turns input records (raw bytes plus where they came from) and the
 worker's state into output records (`Emit`s: topic, key, bytes). The topology
-module feeds it from Faust streams and writes its `Emit`s to topics; tests feed
-it directly. State lives in three mappings the caller provides (Faust tables in
-the worker, dicts in tests):
+module feeds it from the input topics and writes its `Emit`s to topics; tests feed
+it directly. State lives in three mappings the caller provides (the worker's
+partition-owned tables, `streams.state`; dicts in tests):
 
 - ``policies``: agent_id → the newest admin-signed policy (JSON);
 - ``decisions``: intent_id → the outcome already emitted for it (and the
@@ -57,15 +57,13 @@ class Engine:
         max_record_bytes: int = 65_536,
         max_age_us: int = INTENT_MAX_AGE_US,
         home_partition: Callable[[str], int] | None = None,
-        generation: Callable[[], int | None] = lambda: 0,
     ):
         # ``service_keys``: the pinned worker and signer keys (only a signer's refusal releases a
         # reservation; only a worker's envelope is believed). ``home_partition``: the partition an
         # agent's records land in, when the records come from a partitioned topic: an intent is
         # decided only there. None: not checked (one engine fed by hand, as in unit tests, holds
-        # every agent). ``generation``: the consumer group generation each decision is stamped with
-        # (`streams.decision.supersedes`).
-        self.decider = Decider(service_key, service_keys, Decisions(decisions, generation), node_for, max_record_bytes)
+        # every agent).
+        self.decider = Decider(service_key, service_keys, Decisions(decisions), node_for, max_record_bytes)
         self.replays = Replays(self.decider, idempotency)
         self.admission = Admission(
             self.decider,

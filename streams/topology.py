@@ -1,15 +1,21 @@
-"""How records move: the Faust app that feeds the engine and writes what it emits.
+"""How records move: the streams worker's process, which feeds the engine and writes what it emits.
+
+One consumer in the ``warden-streams`` group reads every input topic. Every topic is keyed by
+agent_id and has the same partition count, and the group's range assignor hands a worker partition
+p of each of them, so an agent's intents, policy, decisions and rejections meet on one worker. The
+worker owns the state of its partitions (`streams.state`) as the signer owns its own
+(`runtime.owner`): a partition's tables are read from ``warden.streams.changelog`` before anything
+is decided there, and each batch is decided, its writes appended to the changelog and checked to
+hold, and only then is what it emitted published and its input offsets committed. A worker whose
+record did not hold (another worker decided there since: it was stalled past its session, or the
+group moved the partition) publishes nothing of that partition's batch, reads the partition again
+and decides its records again from the committed offsets, or stops deciding there at the rebalance.
 
 Two shapes, chosen by ``WARDEN_TOPOLOGY``:
 
-- ``fused``: one agent on ``warden.intents.submitted`` runs intake and every
-  guardrail in one hop (fewest round trips, highest throughput);
-- ``split``: intake forwards to ``warden.stage.<stage>`` topics, one agent per
-  stage, so a deployment can scale one stage alone.
-
-Every topic is keyed by agent_id and has the same partition count, so an
-agent's intents, policy, decisions and rejections meet on one worker: the
-tables need no locks and the rolling window is serialized per agent.
+- ``fused``: intake and every guardrail in one hop on ``warden.intents.submitted`` (fewest round
+  trips, highest throughput);
+- ``split``: intake forwards to ``warden.stage.<stage>`` topics, one hop per stage.
 """
 
 from __future__ import annotations
@@ -17,197 +23,161 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import signal
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from dataclasses import dataclass
+from datetime import datetime
 
-import faust
 import orjson
-from aiokafka.protocol.group import HeartbeatRequest
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import EventT, StreamT, TableT
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from runtime import metrics
 from runtime.admins import follow_admin_sets, settled_event
 from runtime.chains import follow_chain_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import PRODUCER_BATCH_BYTES, KeyedPartitioner, audit_headers, group_lag, partition_of
+from runtime.kafka import group_lag, partition_of, seek_to_committed
+from runtime.kafka import producer as new_producer
+from runtime.kafka import publish as send_all
+from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.auth import AuditSigner
-from schemas.emit import Emit, Source, join_audits
+from schemas.emit import Emit, Source
 from schemas.stages import ALL_GUARDRAIL_STAGES, Stage
-from streams import kafka_transport
 from streams.decide import SERVICE
-from streams.decision import supersedes
 from streams.engine import Engine
-from streams.fence import Decided, Fence
 from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery
+from streams.state import WORKER_LOG, Table, WorkerStates
 
 log = logging.getLogger("warden.streams")
 
+# Offsets are committed at most this often while records flow, and at once when a poll finds
+# nothing: the changelog, not the offset, is what makes a redelivered record get the same answer.
+COMMIT_EVERY_S = 1.0
+# How often the timers run: the approval deadlines' reminders, and the lag metric.
+REMIND_EVERY_S = 1.0
+LAG_EVERY_S = 5.0
+# The most records one batch decides before its writes are appended and its outputs sent: a
+# burst's lot, whose audit events leave joined per agent and whose records share requests.
+MAX_BATCH = 500
 
-def build_app(settings: Settings) -> faust.App:
-    """The worker's Faust app: its configuration, the engine over its tables, and each of the
-    worker's loops (`Loops`) wired to its topic, timer or signal."""
-    kafka_transport.fetch_max_wait_ms = settings.fetch_wait_ms
-    app = _faust_app(settings)
+Handler = Callable[..., list[Emit] | Awaitable[list[Emit]]]
 
-    def table(name: str) -> TableT:
-        return app.Table(name, partitions=topics.PARTITIONS, key_type=str)
 
-    decisions = DecisionsTable(
-        app, name="warden-decisions", beacon=app.tables.beacon, partitions=topics.PARTITIONS, key_type=str
-    )
-    app.tables.add(decisions)
+@dataclass(frozen=True)
+class Hop:
+    """What the worker does with a record of one topic: the engine's handler, whether it reads
+    the agent's windows (rebuilt first after partitions moved), and whether it is handed where
+    the record came from (a release needs no source: it names what it releases)."""
 
-    nodes = Nodes(settings.rpc_url_for)
-    worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, abandoned intents and audit records
-    admins = pinned_admins(settings)
-    engine = Engine(
-        admins=admins,
-        node_for=nodes.for_chain,
-        policies=table("warden-policies"),
-        decisions=decisions,
-        idempotency=table("warden-idempotency"),
-        service_key=worker_key,
-        service_keys=PinnedServiceKeys(settings),
-        max_record_bytes=settings.max_record_bytes,
-        max_age_us=settings.intent_max_age_s * 1_000_000,
-        home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
-        generation=lambda: app.consumer_generation_id,
-    )
-    loops = Loops(app, settings, engine, worker_key)
+    handler: Handler
+    windows: bool = True
+    source: bool = True
 
-    @app.on_before_shutdown.connect
-    def _close_nodes(app: faust.App, /, *args: Any, **kwargs: Any) -> None:  # the shape mode types a handler with
-        app.loop.create_task(nodes.close())
 
-    app.on_partitions_revoked.connect(loops.on_revoked)  # type: ignore[arg-type]  # mode types handlers (sender, *args): not these, given the partitions
-    app.on_partitions_assigned.connect(loops.on_assigned)  # type: ignore[arg-type]  # mode types handlers (sender, *args): not these, given the partitions
-    app.timer(interval=5.0)(loops.report_lag)
-    app.timer(interval=FENCE_CONFIRM_S)(loops.keep_membership)
-    app.timer(interval=1.0)(loops.remind_deadlines)
-    app.agent(_raw_topic(app, topics.APPROVAL_DEADLINES))(loops.deadlines)
-    app.agent(_raw_topic(app, topics.APPROVALS))(loops.approvals)
-    app.task(loops.redeliver)
-    app.task(loops.follow_admins)
-    app.task(loops.follow_chains)
-    app.agent(_raw_topic(app, topics.POLICIES))(loops.policies)
-    app.agent(_raw_topic(app, topics.INTENTS_ABANDONED))(loops.abandoned)
-    app.agent(_raw_topic(app, topics.INTENTS_REJECTED))(loops.releases)
-    app.agent(_raw_topic(app, topics.SIMULATIONS_REQUESTED))(loops.simulations)
-    if settings.topology == "fused":
-        app.timer(interval=HELD_FLUSH_S)(loops.flush_held)
-        app.agent(_raw_topic(app, topics.INTENTS_SUBMITTED))(loops.intents)
-    elif settings.topology == "split":
-        app.agent(_raw_topic(app, topics.INTENTS_SUBMITTED))(loops.intake)
-        for stage in ALL_GUARDRAIL_STAGES:
-            app.agent(_raw_topic(app, topics.stage_topic(stage)), name=f"stage-{stage}")(loops.stage(stage))
+def input_topics(topology: str) -> tuple[str, ...]:
+    """The topics the worker's group reads, in the order a batch decides them: policies and
+    what releases or ends an intent before the intents themselves."""
+    if topology not in ("fused", "split"):
+        raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {topology!r}")
+    common = topics.CONSUMER_GROUPS["streams"][1]
+    first = [topics.POLICIES, topics.INTENTS_REJECTED, topics.INTENTS_ABANDONED]
+    ordered = first + [t for t in common if t not in first and t != topics.INTENTS_SUBMITTED]
+    ordered.append(topics.INTENTS_SUBMITTED)
+    if topology == "split":
+        ordered += [topics.stage_topic(stage) for stage in ALL_GUARDRAIL_STAGES]
+    return tuple(ordered)
+
+
+def hops(engine: Engine, topology: str) -> dict[str, Hop]:
+    """Each input topic's `Hop`."""
+    table = {
+        topics.POLICIES: Hop(engine.on_policy, windows=False),
+        topics.INTENTS_REJECTED: Hop(engine.on_rejected, source=False),
+        topics.INTENTS_ABANDONED: Hop(engine.on_abandoned, windows=False),
+        topics.APPROVALS: Hop(engine.on_human_approval),
+        topics.APPROVAL_DEADLINES: Hop(engine.on_deadline),
+        topics.SIMULATIONS_REQUESTED: Hop(engine.on_simulation_request),
+    }
+    if topology == "fused":
+        table[topics.INTENTS_SUBMITTED] = Hop(engine.on_intent)
     else:
-        raise ValueError(f"WARDEN_TOPOLOGY must be 'fused' or 'split', got {settings.topology!r}")
-    return app
+        table[topics.INTENTS_SUBMITTED] = Hop(engine.on_intake, windows=False)
+        for stage in ALL_GUARDRAIL_STAGES:
+            table[topics.stage_topic(stage)] = Hop(_on_stage(engine, stage))
+    return table
 
 
-def _faust_app(settings: Settings) -> faust.App:
-    datadir = settings.state_dir / "faust" / settings.worker_id  # one per worker: several may share a home
-    datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
-        "warden-streams",
-        # Faust's aiokafka transport with a short fetch wait (streams.kafka_transport says why).
-        broker=f"{kafka_transport.SCHEME}://{settings.broker}",
-        store="memory://",
-        topic_partitions=topics.PARTITIONS,
-        topic_replication_factor=1,
-        web_enabled=False,
-        # Tansu refuses InitProducerId: no idempotent producer, no transactions.
-        processing_guarantee="at_least_once",
-        producer_acks=-1,
-        broker_session_timeout=settings.worker_session_timeout_s,
-        # Faust refuses to recover a table whose changelog partition it has read past the end the
-        # broker reports. Tansu reports one past the first offset of a partition's last batch
-        # (docs/known-limits.md), so a worker that read a batch of several changelog records, as a
-        # standby or in an earlier recovery, met this check at the next rebalance and crashed
-        # (`ConsistencyError`, "persisted offset ... > ..."). The store is in memory: there is no
-        # persisted offset that could be ahead of a truncated topic, only what this process read.
-        recovery_consistency_check=False,
-        # A static member, like the signer (signer.main says what it gains and costs).
-        consumer_group_instance_id=settings.worker_id,
-        broker_heartbeat_interval=1,
-        table_cleanup_interval=3600,
-        # Sized with max_record_bytes, so a dead letter of the largest readable record is sendable.
-        producer_max_request_size=settings.max_message_bytes,
-        producer_max_batch_size=PRODUCER_BATCH_BYTES,  # runtime.kafka says why
-        producer_partitioner=KeyedPartitioner(),
-        consumer_max_fetch_size=settings.max_message_bytes,
-        datadir=str(datadir),
-    )
+def _on_stage(engine: Engine, stage: Stage) -> Handler:
+    def on_stage(value: bytes, source: Source, now: datetime):
+        return engine.on_stage(stage, value, source, now)
+
+    on_stage.__name__ = f"on_stage_{stage}"
+    return on_stage
 
 
-class DecisionsTable(faust.Table):
-    """The decisions table, whose changelog records replace what it holds only when they
-    `supersedes` it: a stalled worker's late records do not (`streams.decision` says why)."""
+class Worker:
+    """The worker's loops: the batches of its consumer, its timers, and the followers of the
+    admin and chain sets. `run_worker` wires it."""
 
-    def apply_changelog_batch(self, batch) -> None:
-        data = self.data
-        for event in batch:
-            # One at a time: a batch may hold several records of one intent, each judged against
-            # the one before it.
-            if supersedes(data.get(self._to_key(event.key)), event.value):
-                super().apply_changelog_batch([event])
-
-
-def _raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=topics.PARTITIONS,
-    )
-
-
-class Loops:
-    """The worker's control loops: one agent per input topic feeding ``engine`` and publishing
-    what it emits, the timers, the redelivery task, and the windows kept fresh after partitions
-    move. `build_app` wires each to its topic, timer or signal."""
-
-    def __init__(self, app: faust.App, settings: Settings, engine: Engine, worker_key):
-        self.app = app
+    def __init__(self, settings: Settings, engine: Engine, states: WorkerStates, worker_key, nodes: Nodes):
         self.settings = settings
         self.engine = engine
+        self.nodes = nodes
+        self.states = states
         self.worker_key = worker_key
         self.audit_signer = AuditSigner("worker", *worker_key)
-        self.outputs: dict[str, faust.TopicT] = {}
+        self.hops = hops(engine, settings.topology)
         self.published = Published()  # what this worker signed and sent, for its own redelivery watch
         self.windows_stale = True
         self.metrics_served = False
-        self.fence = Fence(settings.worker_session_timeout_s, self._heartbeat)
-        # The fused hop decides every intent its consumer has ready before it sends what they
-        # emitted (`Held`): each agent's audit events of the lot leave as one record, and the lot's
-        # records share requests and batches on the broker.
-        self.held = Held(self.publish_decided)
-        # No admin's signature is checked before warden.admins is read to its end (runtime.admins).
+        # Bumped at each rebalance: a batch fetched before one is dropped whole (its partitions were
+        # sought to their committed offsets, and are read again by whoever owns them now).
+        self.assignments = 0
+        # No admin's signature is checked before warden.admins is read to its end (runtime.admins),
+        # nor any record that may name a chain before warden.chains is (runtime.chains).
         self.admins_known = asyncio.Event()
-        # Then warden.chains (runtime.chains): no record that may name a chain (an intent, a
-        # policy, an approval, a simulation request) is read before it was read to its end, so
-        # every agent on such a topic waits for it, and with it for the admin set.
         self.chains_known = asyncio.Event()
+        self.producer = new_producer(settings)
+        self.consumer = _consumer(settings)
+        self.offsets = Offsets(self.consumer, COMMIT_EVERY_S, time.monotonic())
+        keys = PinnedServiceKeys(settings)
+        self.owner = PartitionOwner(
+            settings,
+            states,
+            self.producer,
+            worker_key,
+            lambda writer: keys.key_now("worker", writer),
+            on_restored=self.restored,
+            on_revoked=self.revoked,
+            on_revoking=lambda: self.offsets.commit(time.monotonic()),
+            topic=topics.STREAMS_CHANGELOG,
+            log_format=WORKER_LOG,
+            stop_when_fenced=False,
+        )
+        states.owned = self.owner.owned  # the tables read only what this worker owns
 
-    async def on_revoked(self, app, revoked, **kwargs) -> None:
-        # The lot in hand goes out while this worker still owns its partitions (the fence asks the
-        # coordinator first if this worker was stalled); after that nothing is published until
-        # the coordinator assigns partitions again.
-        await self.held.flush(once=True)
-        self.fence.revoked()
+    # -- the owner's callbacks ------------------------------------------------------------------
 
-    async def on_assigned(self, app, assigned, **kwargs) -> None:
-        self.fence.assigned(app.consumer_generation_id, {(tp.topic, tp.partition) for tp in assigned})
-        # Newly assigned partitions bring decisions recovered from the changelog: rebuild the windows from them.
+    def restored(self, partition: int) -> None:
+        # Restored partitions bring decisions another worker made: the windows are rebuilt from them.
         self.windows_stale = True
+
+    def revoked(self, partition: int) -> None:
+        self.windows_stale = True
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.assignments += 1
+        await self.owner.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.owner.on_partitions_assigned(assigned)
+        # In the group, its partitions (if any) restored: ready, as a worker given none is too.
         if not self.metrics_served:
             metrics.serve(self.settings, self.settings.worker_process)
             self.metrics_served = True
@@ -218,107 +188,123 @@ class Loops:
             self.engine.rebuild()
             self.windows_stale = False
 
-    async def may_decide(self, event) -> bool:
-        """Whether this worker may decide ``event`` now: only the owner of its partition, in the
-        generation it was read in, decides it (`streams.fence`), because deciding writes the
-        decisions table, and its changelog goes out whether or not the outcome does. A worker that
-        resumes from a stall past its session and went on deciding what it had fetched put its
-        own, unpublished, decisions on the changelog after the new owner's; a later owner restored
-        them and replayed them to a redelivered copy: two outcomes for one intent. What fails is
-        not decided, logged and counted; its partition's owner decides it."""
-        await self.fence.ready()
-        where = _decided(event)
-        why = self.fence.why_not(where)
-        if why is None:
-            return True
-        metrics.WORKER_FENCED.inc()
-        log.warning(
-            "not decided: %s/%d/%d read in generation %d: %s; its partition's owner decides it",
-            where.topic,
-            where.partition,
-            event.message.offset,
-            where.generation,
-            why,
-        )
-        return False
+    # -- the batches ----------------------------------------------------------------------------
 
-    async def decide(self, event, handler, *args, windows: bool = True) -> None:
-        """One input of a per-record agent: decided if the fence admits it (``may_decide``), with
-        the windows fresh when the handler reads them, and what it emitted published."""
-        if not await self.may_decide(event):
-            return
-        if windows:
-            self.fresh_windows()
-        await self.publish_decided([(_decided(event), await _aguard(event, handler, *args))])
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.producer.start()
+        await self.owner.start()
+        tasks = [
+            asyncio.create_task(self.follow_admins(), name="admins"),
+            asyncio.create_task(self.follow_chains(), name="chains"),
+        ]
+        try:
+            await _until(self.chains_known, tasks)
+            await self.consumer.start()
+            self.consumer.subscribe(list(input_topics(self.settings.topology)), listener=_Rebalances(self))
+            tasks += [
+                asyncio.create_task(self.redeliver(), name="redelivery"),
+                asyncio.create_task(self.every(REMIND_EVERY_S, self.remind_deadlines), name="deadlines"),
+                asyncio.create_task(self.every(LAG_EVERY_S, self.report_lag), name="lag"),
+            ]
+            await self.decide_until(stop, tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await self.consumer.stop()
+            await self.owner.stop()
+            await self.producer.stop()
 
-    async def publish_decided(self, decided: list[tuple[Decided, list[Emit]]], once: bool = False) -> None:
-        """What each input's decision emitted, published only if the fence (`streams.fence`) admits
-        that input; the rest is dropped, logged and counted."""
-        if any(emit.topic in PUBLISHED_OUTCOMES for _, emits in decided for emit in emits):
-            # A decision is on its partition's changelog before its outcome is announced. Faust
-            # sends a table's changelog records from a buffer of its own, after the outcomes sent
-            # here: a worker killed or stalled in between leaves an outcome its partition's next
-            # owner has no decision for, so the intent is decided again, maybe otherwise (a node
-            # that failed a fee quote, a window without this worker's reservations): a rejection
-            # beside an approval that gets signed, or a second rejection with other bytes. Flushed
-            # first, the next owner replays the first decision byte for byte. It costs each lot
-            # with an outcome a round trip to the broker, as the signer's changelog append does.
-            await self.app.producer.flush()
-        await self.fence.ready(None if once else 0.2)  # after the flush: as close to the sends as it can be
-        kept: list[Emit] = []
-        for where, emits in decided:
-            why = self.fence.why_not(where)
-            if why is None:
-                kept += emits
-                continue
-            outcomes = [emit.topic for emit in emits if emit.topic in PUBLISHED_OUTCOMES]
-            metrics.WORKER_FENCED.inc()
-            log.warning(
-                "not published: what %s/%d/g%d decided (%d records, outcomes %s): %s; its partition's owner decides it",
-                where.topic,
-                where.partition,
-                where.generation,
-                len(emits),
-                outcomes or "none",
-                why,
-            )
+    async def decide_until(self, stop: asyncio.Event, tasks: list[asyncio.Task]) -> None:
+        while not stop.is_set():
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]  # checked not None on the line above
+            assignments = self.assignments
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
+            if self.owner.failure is not None:
+                raise self.owner.failure
+            async with self.owner.batch:
+                if assignments != self.assignments:
+                    continue  # fetched before a rebalance: read again from the committed offsets
+                try:
+                    await self.one(batch)
+                except BaseException:
+                    self.offsets.broken = True
+                    raise
+                await self.offsets.after_batch(sum(len(records) for records in batch.values()), time.monotonic())
+        async with self.owner.batch:  # a clean stop: what finished is committed
+            await self.offsets.commit(time.monotonic())
+
+    async def one(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Decide a batch, append its writes, publish what the partitions whose record held emitted."""
+        order = {topic: n for n, topic in enumerate(input_topics(self.settings.topology))}
+        decided: dict[int, list[Emit]] = {}
+        lost: set[int] = set()
+        for tp in sorted(batch, key=lambda tp: (order.get(tp.topic, len(order)), tp.partition)):
+            hop = self.hops[tp.topic]
+            for record in batch[tp]:
+                if tp.partition not in self.owner.owned:
+                    break  # not restored here, or lost to another worker's append: its owner decides it
+                if hop.windows:
+                    self.fresh_windows()
+                with self.states.deciding(tp.partition):
+                    emits = await _guarded(self.engine, hop, record)
+                decided.setdefault(tp.partition, []).extend(emits)
+                if self.owner.pending_bytes() > FLUSH_BYTES:
+                    lost |= await self.owner.flush()  # writes only: nothing is published before the last append
+        touched = [p for p, emits in decided.items() if emits and p not in lost]
+        lost |= await self.owner.flush(touched=touched)
+        if lost:
+            await self.fenced(lost, decided)
+        kept = [emit for partition, emits in decided.items() if partition not in lost for emit in emits]
         await self.publish(kept)
 
+    async def fenced(self, lost: set[int], decided: dict[int, list[Emit]]) -> None:
+        """Another worker appended to ``lost`` since this one read them: nothing decided there is
+        published; the partitions are read again, and their records decided again from the
+        committed offsets (replayed where the other worker decided them)."""
+        metrics.WORKER_FENCED.inc(len(lost))
+        for partition in sorted(lost):
+            outcomes = [emit.topic for emit in decided.get(partition, []) if emit.topic in PUBLISHED_OUTCOMES]
+            log.warning(
+                "not published: what partition %d decided (%d records, outcomes %s): another worker appended to "
+                "%s since; reading it again",
+                partition,
+                len(decided.get(partition, [])),
+                outcomes or "none",
+                topics.STREAMS_CHANGELOG,
+            )
+        again = [tp for tp in self.consumer.assignment() if tp.partition in lost]
+        if again:
+            await seek_to_committed(self.consumer, again)
+        self.windows_stale = True
+        await self.owner.restore(*sorted({tp.partition for tp in again}))
+
     async def publish(self, emits: list[Emit]) -> None:
-        """Sent as they are: what no input's decision emitted (reminders), or what the fence admitted."""
-        for emit in join_audits(emits, self.settings.max_record_bytes):
+        """Sent, audit events joined per agent, and acknowledged before the offsets may pass them."""
+        for emit in emits:
             if emit.topic in PUBLISHED_OUTCOMES:
                 self.published.add(emit.value)  # before it is sent: the watch may read it back at once
-            topic = self.outputs.get(emit.topic)
-            if topic is None:
-                topic = self.outputs[emit.topic] = _raw_topic(self.app, emit.topic)
-            # Faust flushes its producer before it commits the input offsets, so an input is
-            # never marked done before what it produced is written (at-least-once).
-            await topic.send(key=emit.key.encode(), value=emit.value, headers=audit_headers(emit, self.audit_signer))
+        sent = await send_all(self.producer, emits, self.settings.max_record_bytes, self.audit_signer)
+        if sent:
+            await asyncio.gather(*sent)
 
     # -- timers and tasks -----------------------------------------------------------------------
 
-    async def keep_membership(self) -> None:
-        # The fence's lease kept fresh while the worker runs, so that a publish asks only after a stall.
-        if self.fence.generation is not None and self.fence.owned:
-            await self.fence.confirm()
+    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await job()
 
-    async def _heartbeat(self, generation: int) -> bool:
-        """Whether the group coordinator answers a heartbeat of this member at ``generation``
-        without error. Sent on the producer's connection: the consumer's runs in its own thread."""
-        # The app's consumer and producer are the warden:// transport's (`build_app`), aiokafka's.
-        consumer = cast(kafka_transport.Consumer, self.app.consumer)
-        thread = cast(kafka_transport.ConsumerThread, consumer._thread)  # made by `Consumer._new_consumer_thread`
-        coordinator = thread._ensure_consumer()._coordinator
-        node_id, member_id = coordinator.coordinator_id, coordinator.member_id
-        if node_id is None or coordinator.generation != generation:
-            return False  # the consumer knows it left that generation, or has no coordinator
-        producer = cast(faust_aiokafka.Producer, self.app.producer)._producer
-        if producer is None:
-            raise RuntimeError("the worker's producer is not started")
-        client = producer.client
-        response = await client.send(node_id, HeartbeatRequest(coordinator.group_id, generation, member_id))
-        return response.error_code == 0
+    async def remind_deadlines(self) -> None:
+        # Intents that waited for an admin past their policy's approval_timeout_s end APPROVAL_EXPIRED.
+        # A reminder goes on the intent's partition, where its owner expires it in a batch: a
+        # decision is written only from a record of its partition, so that it reaches the changelog.
+        async with self.owner.batch:
+            self.fresh_windows()
+            due = self.engine.due_parked(utcnow())
+        reminders = [Emit(topics.APPROVAL_DEADLINES, agent_id, orjson.dumps({"intent_id": i})) for agent_id, i in due]
+        await self.publish(reminders)
 
     async def report_lag(self) -> None:
         # The worker's group, as `warden status` counts it: records past its committed offsets.
@@ -328,29 +314,8 @@ class Loops:
         except Exception as exc:  # noqa: BLE001 - a timer that raises would stop the worker for a metric
             log.warning("could not read the consumer lag of %s: %s", group, exc)
 
-    async def remind_deadlines(self) -> None:
-        # Intents that waited for an admin past their policy's approval_timeout_s end APPROVAL_EXPIRED.
-        # Tables change only inside stream iteration, so the timer writes a reminder on the intent's
-        # partition and the deadlines agent expires it there.
-        self.fresh_windows()
-        for agent_id, intent_id in self.engine.due_parked(utcnow()):
-            await self.publish([Emit(topics.APPROVAL_DEADLINES, agent_id, orjson.dumps({"intent_id": intent_id}))])
-
     async def redeliver(self) -> None:
-        await self.chains_known.wait()  # an intent naming a chain not known yet would not be watched
         await run_redelivery(self.settings, self.worker_key, published=self.published)
-
-    async def flush_held(self) -> None:
-        # The hop waits for its next record with outputs held only when the records it saw
-        # ready were then skipped (stale ones, at a rebalance): those go out within this interval.
-        await self.held.flush()
-
-    # -- agents ---------------------------------------------------------------------------------
-
-    async def deadlines(self, stream):
-        await self.chains_known.wait()
-        async for event in stream.events():
-            await self.decide(event, self.engine.on_deadline, event.value, _source_of(event), utcnow())
 
     async def follow_admins(self) -> None:
         await follow_admin_sets(self.settings, self.engine.admins, self.admins_known)
@@ -364,153 +329,116 @@ class Loops:
         worker_id = self.settings.worker_id
         await self.publish([settled_event(SERVICE, "chains", what, text, record_id, utcnow(), worker_id=worker_id)])
 
-    async def approvals(self, stream):
-        await self.chains_known.wait()
-        async for event in stream.events():
-            await self.decide(event, self.engine.on_human_approval, event.value, _source_of(event), utcnow())
 
-    async def policies(self, stream):
-        await self.chains_known.wait()
-        async for event in stream.events():
-            await self.decide(event, self.engine.on_policy, event.value, _source_of(event), utcnow(), windows=False)
-
-    async def abandoned(self, stream):
-        await self.chains_known.wait()
-        async for event in stream.events():
-            await self.decide(event, self.engine.on_abandoned, event.value, _source_of(event), utcnow(), windows=False)
-
-    async def releases(self, stream):
-        async for event in stream.events():
-            await self.decide(event, self.engine.on_rejected, event.value, utcnow())
-
-    async def simulations(self, stream):
-        # A request is judged against the windows as the decisions hold them.
-        await self.chains_known.wait()
-        async for event in stream.events():
-            await self.decide(event, self.engine.on_simulation_request, event.value, _source_of(event), utcnow())
-
-    async def intents(self, stream):
-        """Fused topology: every intent decided in one hop, its outputs held with its lot."""
-        await self.chains_known.wait()
-        held = self.held
-        manual = stream.noack()  # acked by `Held.flush`, once what the intent emitted is sent
-        async for event in manual.events():
-            if not await self.may_decide(event):
-                # Acked, as Faust acks what it skips: its rebalance waits until every record it
-                # handed out is acked. A commit from a worker out of the group is refused
-                # (UnknownMemberId), so the partition's owner still reads it from the committed offset.
-                await manual.ack(event)
-                continue
-            self.fresh_windows()
-            held.add(
-                manual, event, await _aguard(event, self.engine.on_intent, event.value, _source_of(event), utcnow())
-            )
-            if held.count >= MAX_HELD or manual.channel.empty():
-                await held.flush()
-
-    async def intake(self, stream):
-        """Split topology, first hop."""
-        await self.chains_known.wait()
-        async for event in stream.events():
-            await self.decide(event, self.engine.on_intake, event.value, _source_of(event), utcnow(), windows=False)
-
-    def stage(self, stage: Stage):
-        """Split topology: the agent of one stage's topic."""
-
-        async def run(stream):
-            await self.chains_known.wait()
-            async for event in stream.events():
-                await self.decide(event, self.engine.on_stage, stage, event.value, _source_of(event), utcnow())
-
-        return run
-
-
-# At most this many decided intents wait for their outputs to be sent (a burst's lot): at ~0.3 ms
-# of deciding an intent, the first of a full lot waits ~15 ms (200 measured no faster in a burst).
-# And at most this long when the hop waits with some held (`flush_held`).
-MAX_HELD = 50
-HELD_FLUSH_S = 0.02
-# How often the fence's lease is renewed with the coordinator while the worker runs (the
-# consumer's own heartbeat interval): well inside the lease, so a running worker never waits on it.
-FENCE_CONFIRM_S = 1.0
-
-
-class Held:
-    """Intents a worker has decided and not yet sent what they emitted, with their input events.
-
-    The lot is sent with one `publish` (audit events joined per agent over the whole lot) and only
-    then are its inputs acked, in order: Faust flushes its producer before it commits an offset,
-    so an input is never committed before its outputs are written. A worker that dies holding a
-    lot has acked none of it; its intents are read again and the decisions already in the table
-    replayed. One flush at a time, so lots leave in the order they were decided."""
-
-    def __init__(self, publish_decided: Callable[[list[tuple[Decided, list[Emit]]], bool], Awaitable[None]]):
-        self._publish_decided = publish_decided
-        # (stream, event, what deciding it emitted): acked on the stream it came from
-        self._lot: list[tuple[StreamT, EventT, list[Emit]]] = []
-        self._flushing = asyncio.Lock()
-
-    @property
-    def count(self) -> int:
-        return len(self._lot)
-
-    def add(self, stream: StreamT, event: EventT, emits: list[Emit]) -> None:
-        self._lot.append((stream, event, emits))
-
-    async def flush(self, once: bool = False) -> None:
-        """``once``: the fence asks the coordinator at most once (a rebalance is under way)."""
-        async with self._flushing:
-            lot, self._lot = self._lot, []
-            if not lot:
-                return
-            await self._publish_decided([(_decided(event), emits) for _, event, emits in lot], once)
-            # Acked also when the fence dropped what it emitted, as Faust acks a record it skips for
-            # its generation: the partition's owner reads it from the last committed offset.
-            for stream, event, _ in lot:
-                await stream.ack(event)
-
-
-def _decided(event) -> Decided:
-    msg = event.message
-    return Decided(msg.topic, msg.partition, msg.generation_id)
-
-
-def _source_of(event) -> Source:
-    msg = event.message
-    return Source(msg.topic, msg.partition, msg.offset, msg.key)
-
-
-async def _aguard(event, handler, *args) -> list[Emit]:
+async def _guarded(engine: Engine, hop: Hop, record: ConsumerRecord) -> list[Emit]:
+    """What deciding ``record`` emitted; a bug for one record is dead-lettered, not raised."""
+    source = Source(record.topic, record.partition, record.offset, record.key)
+    args = (record.value, source, utcnow()) if hop.source else (record.value, utcnow())
     try:
-        emits = handler(*args)
+        emits = hop.handler(*args)
         return await emits if inspect.isawaitable(emits) else emits
     except Exception as exc:  # noqa: BLE001 - a bug for one record must not stop the worker
-        return _failed(event, handler, exc)
+        # Records the engine cannot read are routed to the DLQ inside the engine; this is for a
+        # bug on a readable one. It is logged loudly and dead-lettered, so it is recorded, not skipped.
+        log.exception(
+            "handler %s failed on %s/%d/%d; dead-lettered",
+            hop.handler.__name__,
+            record.topic,
+            record.partition,
+            record.offset,
+        )
+        return engine.dead_letter(
+            record.value,
+            source,
+            utcnow(),
+            f"the streams worker failed on this record ({exc.__class__.__name__}: {exc}); not decided",
+        )
 
 
-def _failed(event, handler, exc: Exception) -> list[Emit]:
-    # Records the engine cannot read are routed to the DLQ inside the engine; this is for a bug
-    # on a readable one. It is logged loudly and dead-lettered, so it is recorded, not skipped.
-    msg = event.message
-    log.exception(
-        "handler %s failed on %s/%d/%d; dead-lettered", handler.__name__, msg.topic, msg.partition, msg.offset
+def build_worker(settings: Settings) -> Worker:
+    """The worker: its engine over its partition-owned tables, with this deployment's keys and nodes."""
+    nodes = Nodes(settings.rpc_url_for)
+    worker_key = service_key(settings, "worker")  # its outcomes, stage envelopes, changelog and audit records
+    states = WorkerStates(set())
+    engine = Engine(
+        admins=pinned_admins(settings),
+        node_for=nodes.for_chain,
+        policies=Table("policies", states),
+        decisions=Table("decisions", states),
+        idempotency=Table("idempotency", states),
+        service_key=worker_key,
+        service_keys=PinnedServiceKeys(settings),
+        max_record_bytes=settings.max_record_bytes,
+        max_age_us=settings.intent_max_age_s * 1_000_000,
+        home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
     )
-    engine: Engine = handler.__self__  # every handler is a method of the worker's Engine, which signs
-    return engine.dead_letter(
-        event.value,
-        Source(msg.topic, msg.partition, msg.offset, msg.key),
-        utcnow(),
-        f"the streams worker failed on this record ({exc.__class__.__name__}: {exc}); not decided",
+    return Worker(settings, engine, states, worker_key, nodes)
+
+
+class _Rebalances(ConsumerRebalanceListener):
+    """The group's callbacks, to the worker (which passes them on to its partitions' owner)."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.worker.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.worker.on_partitions_assigned(assigned)
+
+
+def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    # A static member (the worker id is its group.instance.id), like the signer (signer.main says
+    # what it gains and costs). The range assignor gives a worker partition p of every input topic
+    # (the same count, keyed by agent): the one worker holding an agent's tables reads all its records.
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.broker,
+        group_id=topics.CONSUMER_GROUPS["streams"][0],
+        group_instance_id=settings.worker_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.worker_session_timeout_s * 1000),
+        heartbeat_interval_ms=1_000,
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        max_partition_fetch_bytes=settings.max_message_bytes,
+        fetch_max_wait_ms=settings.fetch_wait_ms,
     )
+
+
+async def _until(known: asyncio.Event, tasks: list[asyncio.Task]) -> None:
+    """Until ``known``; raises why, if one of ``tasks`` stopped first."""
+    waiting = asyncio.create_task(known.wait())
+    while not known.is_set():
+        await asyncio.wait({waiting, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                waiting.cancel()
+                task.result()  # raises why the topic could not be read
+                raise RuntimeError(f"the worker's follower {task.get_name()} ended before it caught up")
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    worker = build_worker(settings)
+    try:
+        await worker.run(stop)
+    finally:
+        await worker.nodes.close()
 
 
 def main() -> None:
     settings = load()
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings)
-    # INFO shows assignments, recoveries and rebalances: what an operator needs after a crash.
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
-    worker.execute_from_commandline()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s streams %(levelname)s %(name)s %(message)s")
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop)
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":

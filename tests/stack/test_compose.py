@@ -22,10 +22,8 @@ import pytest
 import yaml
 
 from infra.stack.local import SERVICES
-from runtime.config import Settings
 from schemas import topics
 from schemas.stages import ALL_GUARDRAIL_STAGES
-from streams import kafka_transport
 from tests.compose_support import REPO, dockerfile
 
 ADMIN_KEYS = "admin-1=0x" + "ab" * 32
@@ -181,19 +179,9 @@ def test_warden_services_start_after_the_topics_and_keys_exist(config):
 
 def expected_topics(tmp_path, monkeypatch) -> dict[str, tuple[int, bool]]:
     """Topic → (partitions, compacted), from Warden's own definitions: schemas.topics and the
-    stage topics (as infra.stack.local.create_topics makes them), and the Faust topics of the streams
-    worker's app (its tables' changelogs and the leader topic, which a worker makes at start)."""
-    from streams.topology import build_app
-
+    stage topics (as infra.stack.local.create_topics makes them)."""
     wanted = {name: (topics.PARTITIONS, name in topics.COMPACTED) for name in topics.ALL}
     wanted |= {topics.stage_topic(stage): (topics.PARTITIONS, False) for stage in ALL_GUARDRAIL_STAGES}
-    monkeypatch.setattr(kafka_transport, "fetch_max_wait_ms", kafka_transport.fetch_max_wait_ms)  # build_app sets it
-    app = build_app(Settings(home=tmp_path, metrics_port="off"))
-    for table in app.tables.values():
-        changelog = table.changelog_topic
-        wanted[changelog.get_topic_name()] = (changelog.partitions, bool(changelog.compacting))
-    leader = app._leader_assignor._leader_topic
-    wanted[leader.get_topic_name()] = (leader.partitions, False)
     return wanted
 
 

@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.local import LocalStack, local_settings
 from runtime.kafka import end_offsets, partition_of
+from runtime.owner import Fenced, PartitionOwner
 from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.auth import AuditSigner
 from schemas.outcomes import SignedTransaction
-from signer.changelog import UnreadableRecord, seal
+from signer.changelog import SIGNER_LOG, UnreadableRecord, seal
 from signer.main import Trackers
 from signer.outcomes import Outcomes
-from signer.owner import Fenced, PartitionOwner
 from signer.state import PartitionedState
 from tests.schemas_support import T0, sample_records
 from tests.support import AGENT, KEYS, NOW_US, PINNED, one_agent_per_partition, read_topic
@@ -69,6 +69,8 @@ class Signer:
             PINNED.get,
             on_restored=lambda p: None,
             on_revoked=lambda p: None,
+            topic=topics.SIGNER_CHANGELOG,
+            log_format=SIGNER_LOG,
         )
         self.partition = self.states.partition_of(AGENT)
 

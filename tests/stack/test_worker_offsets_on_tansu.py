@@ -1,12 +1,11 @@
-"""Where the streams worker starts reading, on the real broker.
+"""Where a reader starts reading, on the real broker.
 
-- Its seek back to committed offsets (`streams.kafka_transport.seek_to_committed`). Faust drops what
-  it fetched while its flow was stopped (a rebalance) and seeks back, to read it again; a partition
-  where the group never committed must go back to its beginning, or what was dropped there is
-  never read (an admin's policy, published while two workers started, was never applied).
-- The ends its table recovery reads to (`runtime.kafka.fetched_ends`): a partition's last batch
-  whole, or a worker restores its decisions without the last lot of decisions and decides those
-  intents again.
+- The worker's seek back to committed offsets (`runtime.kafka.seek_to_committed`): what a worker
+  decided on a partition whose changelog record did not hold is decided again from the committed
+  offset, and a partition where the group never committed must go back to its beginning, or what
+  was read there and not published is never read again (an admin's policy, or an intent).
+- The ends a reader takes for a partition's end (`runtime.kafka.fetched_ends`, the ledger's and
+  the lag's): a partition's last batch whole.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from runtime.kafka import fetched_ends
-from streams.kafka_transport import seek_to_committed
+from runtime.kafka import fetched_ends, seek_to_committed
 
 
 @contextlib.asynccontextmanager
@@ -69,19 +67,20 @@ def test_a_partition_with_nothing_committed_is_read_again_from_its_beginning(sta
 
     async def scenario():
         async with _group_reading(stack.settings, (stream, changelog), 3) as consumer:
-            first = await _read(consumer, 6)  # fetched, then dropped (as Faust drops a rebalance's)
-            committed = await seek_to_committed(consumer, skip_topics={changelog})
+            first = await _read(consumer, 6)  # read, then not published (a record that did not hold)
+            alone = await consumer.seek_to_committed(TopicPartition(stream, 0))
+            await seek_to_committed(consumer, [TopicPartition(stream, 0)])
             again = await _read(consumer, 6)
             # One committed: back to it, not to the beginning.
             await consumer.commit({TopicPartition(stream, 0): 2})
-            await seek_to_committed(consumer, skip_topics={changelog})
+            await seek_to_committed(consumer, [TopicPartition(stream, 0)])
             after_commit = await _read(consumer, 6)
-            return first, committed, again, after_commit
+            return first, alone, again, after_commit
 
-    first, committed, again, after_commit = run(scenario())
+    first, alone, again, after_commit = run(scenario())
     assert len(first) == 6
-    assert set(committed.values()) == {None}  # nothing committed: aiokafka alone seeks nowhere
-    assert again == [f"{stream}/{n}".encode() for n in range(3)]  # the changelog is not read again
+    assert set(alone.values()) == {None}  # nothing committed: aiokafka alone seeks nowhere
+    assert again == [f"{stream}/{n}".encode() for n in range(3)]  # only the partition sought back
     assert after_commit == [f"{stream}/2".encode()]
 
 
@@ -99,7 +98,7 @@ def test_a_partitions_end_counts_every_record_of_its_last_batch(stack, run):
         await producer.start()
         try:
             await producer.send_and_wait(topic, b"alone", partition=0)
-            # Queued together: one produce request, one batch (as a worker's lot of decisions goes).
+            # Queued together: one produce request, one batch (as a worker's lot of outcomes goes).
             sent = [await producer.send(topic, b"lot", partition=0) for _ in range(5)]
             await producer.flush()
             offsets = [(await ack).offset for ack in sent]

@@ -16,7 +16,7 @@ from runtime.kafka import producer as new_producer
 from schemas import topics
 from schemas.emit import Source, dead_letter
 from schemas.outcomes import DeadLetter
-from streams.topology import build_app
+from streams.topology import build_worker
 
 
 @pytest.mark.parametrize("limit", [65_536, 1_048_576, 4 * 1_048_576])
@@ -43,9 +43,12 @@ def test_size_limits_are_configured_together(limit, tmp_path):
     assert letter.payload_bytes == 2 * limit and base64.b64decode(letter.payload_b64) == oversize[:limit]
     assert letter.payload_sha256 == hashlib.sha256(oversize).hexdigest()
 
-    async def producer_limit() -> int:
-        return new_producer(settings)._max_request_size  # constructed only: nothing connects
+    async def limits() -> tuple[int, int, int]:
+        worker = build_worker(settings)  # constructed only: nothing connects
+        return (
+            new_producer(settings)._max_request_size,
+            worker.producer._max_request_size,
+            worker.consumer._max_partition_fetch_bytes,
+        )
 
-    assert asyncio.run(producer_limit()) == settings.max_message_bytes
-    conf = build_app(settings).conf
-    assert conf.producer_max_request_size == settings.max_message_bytes == conf.consumer_max_fetch_size
+    assert asyncio.run(limits()) == (settings.max_message_bytes,) * 3

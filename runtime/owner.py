@@ -1,0 +1,453 @@
+"""Partition-owned state: restored from its changelog (`runtime.changelog`) before the process
+decides anything on the partition, and every batch's writes appended to it, and checked to hold,
+before they are committed or anything is published. The signer's state and the streams worker's
+are both owned this way (ARCHITECTURE.md, "Partition-owned state").
+
+A consumer-group rebalance calls `on_partitions_revoked` (the batch in hand finishes and its
+writes are appended first, while this process still owns the partitions) and then
+`on_partitions_assigned` (each new partition is read from where this process's copy stopped, to
+the end, before the first fetch). A crashed process revokes nothing: its partitions' last records
+are on the topic, and the new owner reads them.
+
+Nothing here knows what the state holds: a `PartitionStates` gives each partition's `PartitionState`
+(the signer's SQLite file, the worker's tables in memory), and a `ChangelogFormat` the writes its
+records may hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from runtime.changelog import ChangelogChain, ChangelogError, ChangelogFormat, Entry, Write
+from runtime.config import Settings
+from runtime.kafka import quiet_ms
+from schemas.errors import WardenError
+
+log = logging.getLogger("warden.owner")
+
+# A record of one partition's batch stays well under a broker's 1 MiB default: the main loop
+# appends before the next intent once this much is written.
+FLUSH_BYTES = 256 * 1024
+READ_TIMEOUT_S = 30.0
+GAP_GRACE_S = 10.0  # as long as the ledger's sink waits for a missing offset (`ledger.gaps`)
+
+
+class Fenced(WardenError, RuntimeError):
+    """Another process appended to a partition this one appended to: it owns it now. Nothing of the
+    batch there was committed or published."""
+
+
+class PartitionState(Protocol):
+    """One partition's state as the owner keeps it in step with the log: the open writes (what the
+    next record holds), and where in the log the state is."""
+
+    @property
+    def writes(self) -> list[Write]: ...
+
+    @property
+    def written_bytes(self) -> int: ...
+
+    @property
+    def in_scope(self) -> bool: ...
+
+    @property
+    def where(self) -> str: ...
+
+    def replay(self, writes: list[Write]) -> None: ...
+
+    def changelog_position(self) -> tuple[int, int]: ...
+
+    def set_changelog_position(self, head: int, next_offset: int) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def held(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+class PartitionStates(Protocol):
+    count: int
+
+    def partition(self, partition: int) -> PartitionState: ...
+
+    def opened(self) -> Sequence[tuple[int, PartitionState]]: ...
+
+
+class Offsets:
+    """A group's offsets, committed only between whole batches (every record a committed position
+    passes was decided, on the changelog, and published) and never after a batch failed: its
+    records are past the consumer's position without having been published."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, every_s: float, now: float):
+        self.consumer = consumer
+        self.every_s = every_s
+        self.last = now
+        self.finished = False  # a batch with records finished since the last commit
+        self.broken = False  # a batch raised: nothing more is committed by this process
+
+    async def after_batch(self, records: int, now: float) -> None:
+        if records:
+            self.finished = True
+        if not records or now - self.last >= self.every_s:
+            await self.commit(now)
+
+    async def commit(self, now: float) -> None:
+        if self.broken or not self.finished:
+            return
+        self.finished, self.last = False, now
+        try:
+            await self.consumer.commit()
+        except CommitFailedError:  # rebalanced meanwhile: the new owner gets the same outcomes again
+            log.warning("offsets not committed: the group rebalanced; the next owner re-publishes the outcomes")
+
+
+class PartitionOwner(ConsumerRebalanceListener):
+    """The assigned partitions' state: restored from ``topic`` when assigned, appended to it batch
+    by batch. ``stop_when_fenced``: a record of this process's that did not hold stops it
+    (`Fenced` is raised, and kept in ``failure``: the signer); else `flush` returns the partitions
+    lost, rolled back, for the caller to restore and decide again (the worker)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        states: PartitionStates,
+        producer: AIOKafkaProducer,
+        service_key: tuple[str, Ed25519PrivateKey],
+        public_key_of: Callable[[str], str | None],
+        on_restored: Callable[[int], Awaitable[None] | None],
+        on_revoked: Callable[[int], None],
+        on_revoking: Callable[[], Awaitable[None]] | None = None,
+        *,
+        topic: str,
+        log_format: ChangelogFormat,
+        stop_when_fenced: bool = True,
+    ):
+        self.settings = settings
+        self.topic = topic
+        self.log_format = log_format
+        self.stop_when_fenced = stop_when_fenced
+        self.states = states
+        self.producer = producer
+        self.writer, self._key = service_key
+        self.public_key_of = public_key_of
+        self.on_restored = on_restored
+        self.on_revoked = on_revoked
+        self.on_revoking = on_revoking
+        self.owned: set[int] = set()
+        # Held by the main loop for a whole batch, and by a rebalance: they never interleave.
+        self.batch = asyncio.Lock()
+        self._io = asyncio.Lock()  # one append or read of the changelog at a time
+        self.failure: BaseException | None = None  # what a rebalance callback could not raise itself
+        self.reader = AIOKafkaConsumer(
+            bootstrap_servers=settings.broker,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=settings.fetch_wait_ms,
+            max_partition_fetch_bytes=settings.max_message_bytes,
+        )
+
+    async def start(self) -> None:
+        await self.reader.start()
+        found = self.reader.partitions_for_topic(self.topic)
+        if not found:
+            await self.reader.topics()
+            found = self.reader.partitions_for_topic(self.topic)
+        if found != set(range(self.states.count)):
+            raise RuntimeError(
+                f"{self.topic} has partitions {sorted(found or ())}, it needs "
+                f"0..{self.states.count - 1}, one per partition of the topics it keeps state for; "
+                "create it with `warden up` (or with as many partitions as those topics)"
+            )
+        parts = [TopicPartition(self.topic, p) for p in range(self.states.count)]
+        self.reader.assign(parts)
+        self.reader.pause(*parts)  # fetched only while a partition is read
+
+    async def stop(self) -> None:
+        await self.reader.stop()
+
+    # The consumer group's callbacks. aiokafka logs and swallows what they raise, so a failure is
+    # kept for the main loop to raise: a process that could not restore must not decide.
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self.batch:
+            try:
+                await self.flush()
+                if self.on_revoking is not None:  # the offsets: the next owner starts past what this one finished
+                    await self.on_revoking()
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the main loop
+                self.failure = exc
+            for tp in revoked:
+                self.owned.discard(tp.partition)
+                self.on_revoked(tp.partition)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        # Never in the middle of a batch: a restore rolls back a partition's open writes, and the
+        # batch would publish what it decided with its record gone.
+        async with self.batch:
+            try:
+                await self.restore(*(tp.partition for tp in assigned))
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the main loop
+                self.failure = exc
+
+    async def restore(self, *partitions: int) -> None:
+        """Everything the partitions' changelog holds that this process's copy does not, applied
+        and committed, before this process decides anything there. Call it holding `batch`.
+
+        The partitions are read together, to one quiet fetch: each read ends only after a fetch
+        wait with nothing new (1.2 s on S3 storage), so one at a time a process given four
+        partitions waited four times as long before it decided anything."""
+        partitions = tuple(sorted(p for p in set(partitions) if p not in self.owned))  # once per assignment
+        if not partitions:
+            return
+        started = time.monotonic()
+        async with self._io:
+            states, starts = {}, {}
+            for partition in partitions:
+                state = states[partition] = self.states.partition(partition)
+                if state.writes:  # written while it was not owned here: not on the log, so not kept
+                    log.warning(
+                        "partition %d had %d writes not on its changelog; dropped", partition, len(state.writes)
+                    )
+                    state.rollback()
+                # From the last record this copy applied, so that its being gone shows: a log that no
+                # longer holds what the copy was built from (a new broker, records deleted) would have
+                # the process start without some agent's spend.
+                starts[partition] = max(0, state.changelog_position()[1] - 1)
+            read = await self._read_to_quiet(starts)
+            for partition, state in states.items():
+                records = read[partition]
+                _, next_offset = state.changelog_position()
+                if next_offset > 0:
+                    if not records or records[0][0] != next_offset - 1:
+                        raise RuntimeError(
+                            f"{self.topic} partition {partition} no longer holds offset {next_offset - 1}, the "
+                            f"last this process's copy of it ({state.where}) applied: the log it was restored "
+                            "from is gone. Not deciding; restore the broker's data, or (a new chain and broker) "
+                            "move the state directory aside"
+                        )
+                    records = records[1:]
+                held = self._apply(state, partition, records)
+                state.commit()
+                self.owned.add(partition)
+                log.info(
+                    "partition %d restored from %s: %d records read, %d held, head at offset %d, in %.0f ms",
+                    partition,
+                    self.topic,
+                    len(records),
+                    held,
+                    state.changelog_position()[0],
+                    (time.monotonic() - started) * 1000,
+                )
+        # A partition that did not restore raised above: the process stops without deciding there.
+        for partition in partitions:
+            restored = self.on_restored(partition)
+            if inspect.isawaitable(restored):
+                await restored
+
+    def pending_bytes(self) -> int:
+        return sum(state.written_bytes for _, state in self.states.opened())
+
+    async def flush(self, touched: Collection[int] = ()) -> set[int]:
+        """Append every partition's open writes (one record each), check that each holds, and commit
+        the partitions whose record holds. A partition in ``touched`` gets a record even with no
+        writes: what was decided there without a write (a dead letter, a simulation's answer) is
+        published only if this process still owns it. Call it holding `batch`: no intent is then
+        half written.
+
+        A record that did not hold: with ``stop_when_fenced`` Fenced is raised (nothing may be
+        published); else those partitions are returned, rolled back and no longer owned."""
+        async with self._io:
+            pending: dict[int, PartitionState] = {}
+            for partition, state in self.states.opened():
+                if state.in_scope:
+                    raise RuntimeError(f"partition {partition}: flush while an intent is being decided there")
+                if not state.writes and partition not in touched:
+                    continue
+                if partition not in self.owned:
+                    log.warning(
+                        "partition %d is not this process's: %d writes dropped (its owner restores from the log)",
+                        partition,
+                        len(state.writes),
+                    )
+                    state.rollback()
+                    continue
+                pending[partition] = state
+            if not pending:
+                return set()
+            with contextlib.ExitStack() as holding:
+                for state in pending.values():
+                    holding.enter_context(state.held())
+                lost = await self._append(pending)
+        for partition in lost:
+            self.owned.discard(partition)
+        if lost and self.stop_when_fenced:
+            self.failure = Fenced(
+                f"another process appended to partition(s) {sorted(lost)} of {self.topic}: it owns them now. "
+                "Nothing of this batch there was committed or published; this process stops"
+            )
+            raise self.failure
+        return lost
+
+    async def _append(self, pending: dict[int, PartitionState]) -> set[int]:
+        """Each partition's record appended; committed where it holds. Returns where it did not."""
+        sent = {}
+        for partition, state in pending.items():
+            head, _ = state.changelog_position()
+            value = self.log_format.seal(
+                partition=partition, prev=head, writer=self.writer, writes=state.writes, key=self._key
+            )
+            sent[partition] = await self.producer.send(self.topic, value, partition=partition)
+        offsets = {partition: (await ack).offset for partition, ack in sent.items()}
+        lost = set()
+        for partition, state in pending.items():
+            head, next_offset = state.changelog_position()
+            if offsets[partition] < next_offset:
+                raise RuntimeError(
+                    f"{self.topic} partition {partition} took a record at offset {offsets[partition]}, "
+                    f"before the last this process read ({next_offset - 1}): the broker lost the log. Not deciding"
+                )
+            # Ours follows `head`, so it holds unless a record between the last one this process
+            # read and ours held first: then another process wrote the partition, and it is theirs.
+            # Ours landing right after the last one read (the usual case) leaves no room for one.
+            between = await self._read(partition, next_offset, offsets[partition] - 1)
+            chain = ChangelogChain(head)
+            others_held = [
+                offset
+                for offset, value in between
+                if (entry := self._open(partition, value)) is not None and chain.holds(offset, entry)
+            ]
+            if others_held:
+                state.rollback()
+                lost.add(partition)
+                continue
+            state.set_changelog_position(offsets[partition], offsets[partition] + 1)
+            state.commit()
+        return lost
+
+    def _open(self, partition: int, value: bytes) -> Entry | None:
+        try:
+            return self.log_format.open(value, partition, self.public_key_of)
+        except ChangelogError:
+            return None
+
+    def _apply(self, state: PartitionState, partition: int, records: list[tuple[int, bytes]]) -> int:
+        """Apply the records that hold, in order, and move the copy's position past all of them.
+        Returns how many held."""
+        head, next_offset = state.changelog_position()
+        chain = ChangelogChain(head)
+        held = 0
+        for offset, value in records:
+            next_offset = offset + 1
+            try:
+                entry = self.log_format.open(value, partition, self.public_key_of)
+            except ChangelogError as exc:
+                log.warning("%s partition %d offset %d is void: %s", self.topic, partition, offset, exc)
+                continue
+            if not chain.holds(offset, entry):
+                log.warning(
+                    "%s partition %d offset %d by %s is void: it follows offset %d, the last record that held is at %d",
+                    self.topic,
+                    partition,
+                    offset,
+                    entry.writer,
+                    entry.prev,
+                    chain.head,
+                )
+                continue
+            state.replay(entry.writes)
+            held += 1
+        state.set_changelog_position(chain.head, next_offset)
+        return held
+
+    async def _read_to_quiet(self, starts: dict[int, int]) -> dict[int, list[tuple[int, bytes]]]:
+        """(offset, value) of each partition's records from its start until a fetch finds nothing
+        new in any of them. Not to the end the broker reports: Tansu's reported end can trail its
+        last record by far (on S3 storage it was seen at 1 with 40 records there). A record appended
+        meanwhile is found by the next append, whose check then finds that it did not hold.
+
+        With no offset missing between: the embedded broker numbers a batch before it stores it
+        (`ledger.gaps`), so a fetch may return the record after one still being written. A missing
+        offset is read again for up to ``GAP_GRACE_S``, then taken for one the broker never filled."""
+        got: dict[int, dict[int, bytes]] = {partition: {} for partition in starts}
+        deadline = time.monotonic() + GAP_GRACE_S
+        reading = dict(starts)
+        while reading:
+            with self._reading(reading) as fetch:
+                while batch := await fetch(quiet_ms(self.settings.fetch_wait_ms)):
+                    for tp, messages in batch.items():
+                        got[tp.partition].update(
+                            (m.offset, m.value) for m in messages if m.offset >= starts[tp.partition]
+                        )
+            reading = {}
+            for partition, records in got.items():
+                missing = [o for o in range(starts[partition], max(records, default=-1)) if o not in records]
+                if missing and time.monotonic() < deadline:
+                    reading[partition] = missing[0]
+                elif missing:
+                    log.warning(
+                        "%s partition %d: offsets %s never filled; read past", self.topic, partition, missing[:5]
+                    )
+        return {partition: sorted(records.items()) for partition, records in got.items()}
+
+    @contextlib.contextmanager
+    def _reading(self, starts: dict[int, int]) -> Iterator[Callable[[int], Awaitable[dict]]]:
+        """Fetching the partitions, each from its start: the others stay paused, and so do these after."""
+        tps = [TopicPartition(self.topic, partition) for partition in starts]
+        for tp in tps:
+            self.reader.seek(tp, starts[tp.partition])
+        self.reader.resume(*tps)
+
+        async def fetch(timeout_ms: int) -> dict:
+            return {
+                tp: messages
+                for tp, messages in (await self.reader.getmany(*tps, timeout_ms=timeout_ms)).items()
+                if messages
+            }
+
+        try:
+            yield fetch
+        finally:
+            self.reader.pause(*tps)
+
+    async def _read(self, partition: int, start: int, last: int) -> list[tuple[int, bytes]]:
+        """(offset, value) of every one of the partition's records from ``start`` through ``last``.
+        Every offset, not only the last: the embedded broker numbers a batch before it stores it
+        (`ledger.gaps`), so a fetch can return a record while one before it is still being written,
+        and a record missed here is one whose holding would go unseen."""
+        if last < start:
+            return []
+        got: dict[int, bytes] = {}
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        tp = TopicPartition(self.topic, partition)
+        grace = time.monotonic() + GAP_GRACE_S
+        while len(got) < last - start + 1:
+            if last in got and time.monotonic() > grace:  # our own record is there: the rest never filled
+                log.warning(
+                    "%s partition %d: offsets between %d and %d never filled; read past",
+                    self.topic,
+                    partition,
+                    start,
+                    last,
+                )
+                break
+            if time.monotonic() > deadline:
+                missing = sorted(set(range(start, last + 1)) - set(got))
+                raise TimeoutError(
+                    f"{self.topic} partition {partition}: offsets {missing[:5]} of {start}..{last} "
+                    f"not readable within {READ_TIMEOUT_S:.0f} s; is the broker up?"
+                )
+            first_missing = next(offset for offset in range(start, last + 1) if offset not in got)
+            with self._reading({partition: first_missing}) as fetch:
+                for m in (await fetch(200)).get(tp, []):
+                    if start <= m.offset <= last:
+                        got[m.offset] = m.value
+        return sorted(got.items())
