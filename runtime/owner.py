@@ -290,9 +290,10 @@ class PartitionOwner(ConsumerRebalanceListener):
         for partition in lost:
             self.owned.discard(partition)
         if lost and self.stop_when_fenced:
+            service = self.log_format.service
             self.failure = Fenced(
-                f"another process appended to partition(s) {sorted(lost)} of {self.topic}: it owns them now. "
-                "Nothing of this batch there was committed or published; this process stops"
+                f"another {service} appended to partition(s) {sorted(lost)} of {self.topic}: it owns them now. "
+                f"Nothing of this batch there was committed or published; this {service} stops"
             )
             raise self.failure
         return lost
