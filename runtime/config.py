@@ -156,8 +156,7 @@ class Settings:
     supervisor_keys: str | None = field(default_factory=lambda: _opt("WARDEN_SUPERVISOR_KEYS"))
     worker_id: str = field(default_factory=lambda: _env("WARDEN_WORKER_ID", "streams-0"))
     # A streams worker not heard from by the broker for this long loses its partitions to the
-    # others; it also bounds how long the worker trusts its membership without asking
-    # (`streams.fence`). Shorter hands a stalled worker's partitions over sooner, at the risk of
+    # others. Shorter hands a stalled worker's partitions over sooner, at the risk of
     # a busy machine's worker being taken out of the group for a slow second. Not under 8 on the
     # embedded broker: it holds a rejoining worker's join and sync ~3 s each and counts the session
     # from the join, so a shorter one expires the worker before its first heartbeat, again and again.
@@ -194,7 +193,7 @@ class Settings:
     # (the streams worker, the signer, a client's outcomes). The embedded broker holds such a
     # fetch this long even when a record arrives meanwhile, so it is a floor on every hop; but
     # each empty fetch costs CPU (docs/benchmarks.md: the broker rows). The libraries' defaults
-    # (Faust's 1500, aiokafka's 500) would put seconds on every intent.
+    # (aiokafka's 500) would put seconds on every intent.
     # Unset: 10 ms on the embedded broker's memory storage, 500 on its S3 storage, where Tansu
     # answers a fetch that needs an S3 read only if the wait covers that read: a reader with a short
     # wait can be stuck, empty fetch after empty fetch, on records the broker holds.

@@ -19,7 +19,7 @@ from schemas.emit import Emit, join_audits
 
 def partition_of(key: str, count: int = topics.PARTITIONS) -> int:
     """The partition a record keyed ``key`` lands in: the Java client's default partitioner, which
-    aiokafka and Faust use too, so a reader can tell where an agent's records belong."""
+    aiokafka uses too, so a reader can tell where an agent's records belong."""
     return _key_hash(key.encode()) % count
 
 
@@ -32,7 +32,7 @@ def _key_hash(key: bytes) -> int:
 
 
 class KeyedPartitioner:
-    """aiokafka's and Faust's default partitioner (murmur2 of the key, as the Java client), with
+    """aiokafka's default partitioner (murmur2 of the key, as the Java client), with
     each key's hash remembered (`_key_hash`). A record without a key goes where the default puts it."""
 
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
@@ -78,9 +78,9 @@ async def fetched_ends(
 
     Not what ListOffsets answers alone: Tansu answers it with one past the first offset of the
     partition's last batch (five records sent in one batch at offsets 1-5: 2, where a fetch says
-    6), and a reader that stops there misses the rest of that batch. Faust's table recovery
-    stopped there: a worker given an intent's partition restored the decisions table without the
-    last lot of decisions of its previous owner, and decided those intents again. A fetch from
+    6), and a reader that stops there misses the rest of that batch: a worker's table recovery
+    once stopped there, and decided again the last lot of decisions of the partition's previous
+    owner. A fetch from
     the record before the listed end returns that batch, and the partition's true end with it."""
     parts = list(parts)
     if not parts:
@@ -227,7 +227,7 @@ async def read_to_quiet(
 
 
 # How many bytes of one partition's records a producer puts in one batch: 1 MiB, not aiokafka's
-# (and Faust's) 16 KiB. The embedded broker answers every fetch by listing each batch the
+# 16 KiB. The embedded broker answers every fetch by listing each batch the
 # partition holds (docs/known-limits.md), so a burst cut into 16 KiB batches made every later
 # read dearer: 8,000 intents at once, five pairs alternating, broker 0.44-0.52 against 0.57-0.64
 # ms of CPU an intent, 664-749 against 612-671 intents/s. It only ever fills with records that

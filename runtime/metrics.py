@@ -30,8 +30,8 @@ from runtime.config import Settings
 INTENTS = Counter("warden_intents_total", "Intents decided by the streams worker", ["outcome", "stage", "code"])
 WORKER_FENCED = Counter(
     "warden_worker_fenced_total",
-    "Inputs a streams worker did not decide or publish: read before a rebalance, on a partition no longer "
-    "its own, or with its group membership unconfirmed (streams.fence)",
+    "Partitions whose batch a streams worker did not publish: its changelog record did not hold, another "
+    "worker had appended there since (runtime.owner)",
 )
 STAGE_SECONDS = Histogram(
     "warden_stage_seconds",

@@ -14,6 +14,7 @@ being decided (`PartitionTables.deciding`), where every record of that agent lan
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -105,7 +106,9 @@ class WorkerStates:
         self.count = partitions
         self.owned = owned
         self._parts: dict[int, PartitionTables] = {}
-        self._deciding: int | None = None
+        # Per task (a ContextVar): a give-up is decided while an intent's judgement waits for its
+        # node (`streams.topology.Worker.decide`), each writing into its own record's partition.
+        self._deciding: contextvars.ContextVar[int | None] = contextvars.ContextVar("deciding", default=None)
 
     def partition(self, partition: int) -> PartitionTables:
         if partition not in self._parts:
@@ -118,21 +121,23 @@ class WorkerStates:
     @contextlib.contextmanager
     def deciding(self, partition: int) -> Iterator[None]:
         """While a record of ``partition`` is decided: what it writes goes there."""
-        self._deciding = partition
+        token = self._deciding.set(partition)
         try:
             yield
         finally:
-            self._deciding = None
+            self._deciding.reset(token)
 
     def writing(self) -> PartitionTables:
-        if self._deciding is None:
+        deciding = self._deciding.get()
+        if deciding is None:
             raise RuntimeError("a table was written outside a record's decision: no partition to write it to")
-        return self.partition(self._deciding)
+        return self.partition(deciding)
 
     def reading(self) -> list[PartitionTables]:
         """The partitions read: the one being decided first, then the rest this worker owns."""
-        first = [] if self._deciding is None else [self.partition(self._deciding)]
-        return first + [self._parts[p] for p in sorted(self.owned) if p != self._deciding and p in self._parts]
+        deciding = self._deciding.get()
+        first = [] if deciding is None else [self.partition(deciding)]
+        return first + [self._parts[p] for p in sorted(self.owned) if p != deciding and p in self._parts]
 
 
 class Table(MutableMapping[str, Any]):

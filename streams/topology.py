@@ -65,6 +65,8 @@ LAG_EVERY_S = 5.0
 # The most records one batch decides before its writes are appended and its outputs sent: a
 # burst's lot, whose audit events leave joined per agent and whose records share requests.
 MAX_BATCH = 500
+# While a judgement waits this long, the give-ups fetched meanwhile are decided (`Worker.decide`).
+GIVE_UPS_EVERY_S = 0.2
 
 Handler = Callable[..., list[Emit] | Awaitable[list[Emit]]]
 
@@ -236,10 +238,12 @@ class Worker:
             await self.offsets.commit(time.monotonic())
 
     async def one(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Decide a batch, append its writes, publish what the partitions whose record held emitted."""
+        """Decide a batch, in lots: each lot's writes appended, then what the partitions whose
+        record held emitted published. A lot ends with the batch, or after a decision that waited
+        (for its node): what was decided before it is not held back for the rest of the batch,
+        which the redelivery watch would take for intents without an outcome."""
         order = {topic: n for n, topic in enumerate(input_topics(self.settings.topology))}
         decided: dict[int, list[Emit]] = {}
-        lost: set[int] = set()
         for tp in sorted(batch, key=lambda tp: (order.get(tp.topic, len(order)), tp.partition)):
             hop = self.hops[tp.topic]
             for record in batch[tp]:
@@ -247,17 +251,48 @@ class Worker:
                     break  # not restored here, or lost to another worker's append: its owner decides it
                 if hop.windows:
                     self.fresh_windows()
-                with self.states.deciding(tp.partition):
-                    emits = await _guarded(self.engine, hop, record)
-                decided.setdefault(tp.partition, []).extend(emits)
-                if self.owner.pending_bytes() > FLUSH_BYTES:
-                    lost |= await self.owner.flush()  # writes only: nothing is published before the last append
-        touched = [p for p, emits in decided.items() if emits and p not in lost]
-        lost |= await self.owner.flush(touched=touched)
+                waited = await self.decide(hop, record, decided)
+                if waited or self.owner.pending_bytes() > FLUSH_BYTES:
+                    await self.send(decided)
+                    decided = {}
+        await self.send(decided)
+
+    async def send(self, decided: dict[int, list[Emit]]) -> None:
+        """A lot's writes appended and checked to hold; then what its partitions that held emitted, published."""
+        lost = await self.owner.flush(touched=[p for p, emits in decided.items() if emits])
         if lost:
             await self.fenced(lost, decided)
-        kept = [emit for partition, emits in decided.items() if partition not in lost for emit in emits]
-        await self.publish(kept)
+        await self.publish([emit for partition, emits in decided.items() if partition not in lost for emit in emits])
+
+    async def decide(self, hop: Hop, record: ConsumerRecord, decided: dict[int, list[Emit]]) -> bool:
+        """What deciding ``record`` emitted, added to ``decided`` under its partition; whether the
+        decision waited (more than ``GIVE_UPS_EVERY_S``). While a
+        judgement waits (for its node: a fee quote, a simulation), the redelivery watch may give
+        its intent up; the engine must read that give-up before the judgement ends, or the
+        intent gets this worker's outcome beside the signer's NO_OUTCOME (`Replays.decided_meanwhile`).
+        So the give-ups this worker's partitions hold are read and decided meanwhile."""
+        with self.states.deciding(record.partition):
+            judging = asyncio.ensure_future(_guarded(self.engine, hop, record))
+        waited = False
+        while not judging.done():
+            await asyncio.wait({judging}, timeout=GIVE_UPS_EVERY_S)
+            if not judging.done() and hop.handler != self.engine.on_abandoned:
+                waited = True
+                await self.give_ups(decided)
+        decided.setdefault(record.partition, []).extend(judging.result())
+        return waited
+
+    async def give_ups(self, decided: dict[int, list[Emit]]) -> None:
+        """The give-ups fetched for this worker's partitions, decided now (see `decide`)."""
+        tps = [tp for tp in self.consumer.assignment() if tp.topic == topics.INTENTS_ABANDONED]
+        tps = [tp for tp in tps if tp.partition in self.owner.owned]
+        if not tps:
+            return
+        hop = self.hops[topics.INTENTS_ABANDONED]
+        for records in (await self.consumer.getmany(*tps, timeout_ms=0)).values():
+            for record in records:
+                with self.states.deciding(record.partition):
+                    decided.setdefault(record.partition, []).extend(await _guarded(self.engine, hop, record))
 
     async def fenced(self, lost: set[int], decided: dict[int, list[Emit]]) -> None:
         """Another worker appended to ``lost`` since this one read them: nothing decided there is

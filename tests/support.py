@@ -105,8 +105,8 @@ async def make_agent(settings: Settings, agent_id: str, fund_wei: int = 100 * 10
 
 
 async def everything_recorded(settings: Settings) -> tuple[int, int, bytes]:
-    """What a stack has written anywhere: every record of every Warden topic (the workers' table
-    changelogs included), every log file, the vault's event log and every ledger row. Returns
+    """What a stack has written anywhere: every record of every Warden topic (the worker's and the
+    signer's changelogs included), every log file, the vault's event log and every ledger row. Returns
     (records, ledger rows, all of it as one haystack) for key-hygiene searches."""
     from aiokafka.admin import AIOKafkaAdminClient
 

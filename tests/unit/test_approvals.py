@@ -271,7 +271,7 @@ def test_a_worker_restarts_on_decisions_as_the_untyped_engine_stored_them(world)
     with pytest.raises(ValueError, match="outcome"):
         Decision.from_stored({**stored_before[small.intent_id], "outcome": "maybe"})
 
-    # As a Faust table hands them back after a restart: JSON, not the same objects.
+    # As the worker's table hands them back after a restore: JSON, not the same objects.
     restarted = world.new_engine(world.engine.policies, orjson.loads(orjson.dumps(stored_before)))
     restarted.rebuild()
     world.engine = restarted

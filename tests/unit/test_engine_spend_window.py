@@ -71,7 +71,7 @@ def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
     later = T0 + timedelta(hours=1)
     assert world.spent(later) == 6 * ETH // 10
 
-    # As a Faust table would hand them back after a restart: JSON, not the same objects.
+    # As the worker's table hands them back after a restore: JSON, not the same objects.
     stored = orjson.loads(orjson.dumps(world.engine.decisions.stored))
     rebuilt = Windows()
     rebuilt.rebuild(Decisions(stored))
