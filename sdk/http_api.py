@@ -1054,43 +1054,6 @@ def openapi_document() -> dict:
         [(m, "validation") for m in REQUESTS] + [(m, "serialization") for m in ANSWERS],
         ref_template="#/components/schemas/{model}",
     )
-    ref = lambda m: {"$ref": f"#/components/schemas/{m.__name__}"}  # noqa: E731
-    path_param = lambda name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}  # noqa: E731
-    include = {"name": "include_signed_tx", "in": "query", "required": False, "schema": {"type": "boolean"}}
-    idem = {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "maxLength": 255},
-    }
-
-    def operation(summary, answers: dict, request=None, params=(), agent=True, errors=tuple(ERRORS)) -> dict:
-        responses = {
-            str(status): {"description": why, "content": {"application/json": {"schema": ref(model)}}}
-            for status, (model, why) in answers.items()
-        }
-        responses.update(
-            {
-                str(s): {"description": ERRORS[s], "content": {"application/json": {"schema": ref(ErrorResponse)}}}
-                for s in errors
-            }
-        )
-        doc: dict = {"summary": summary, "responses": responses}
-        if agent:
-            doc["security"] = [{"bearer": []}]
-            doc["parameters"] = [path_param("agent_id"), *params]
-        elif params:
-            doc["parameters"] = list(params)
-        if request is not None:
-            doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(request)}}}
-        return doc
-
-    def signing(summary: str, request, answer) -> dict:
-        answers = {201: (answer, "signed"), **{s: (m or answer, why) for s, (m, why) in SIGNED.items()}}
-        return operation(summary, answers, request, (idem,))
-
-    agent = "/v1/agents/{agent_id}"
-    admins_only = lambda summary, *params: operation(summary, {}, None, params)  # noqa: E731
     return {
         "openapi": "3.1.0",
         "info": {"title": "Warden Intents API", "version": "1.0.0"},
@@ -1098,97 +1061,185 @@ def openapi_document() -> dict:
             "schemas": defs.get("$defs", {}),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
-        "paths": {
-            "/v1/openapi.json": {
-                "get": {
-                    "summary": "this document",
-                    "responses": {
-                        "200": {
-                            "description": "the OpenAPI document",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                }
-            },
-            "/v1/chains": {
-                "get": operation(
-                    "the chains Warden knows", {200: (ChainsResponse, "the registry")}, agent=False, errors=()
-                )
-            },
-            "/v1/auth/agent-token": {
-                "post": operation(
-                    "a short-lived bearer token for an agent's API key",
-                    {200: (TokenResponse, "the token")},
-                    TokenRequest,
-                    agent=False,
-                    errors=(400, 401, 413),
-                )
-            },
-            f"{agent}/transactions": {
-                "post": signing(
-                    "submit a transaction: signed and broadcast once the policy allows it",
-                    TransactionRequest,
-                    TransactionResponse,
-                ),
-                "get": operation(
-                    "the agent's transactions, newest first",
-                    {200: (TransactionListResponse, "the list")},
-                    params=(include,),
-                ),
-            },
-            f"{agent}/transactions/sign": {
-                "post": signing(
-                    "sign a transaction, not broadcast (sign-only)", TransactionRequest, TransactionResponse
-                )
-            },
-            f"{agent}/transactions/simulate": {
-                "post": operation(
-                    "simulate a transaction: nothing reserved or signed",
-                    {200: (SimulationResponse, "the simulation")},
-                    SimulateRequest,
-                )
-            },
-            f"{agent}/transactions/simulate-bundle": {
-                "post": operation(
-                    "simulate transactions in order in one block",
-                    {200: (SimulationResponse, "the simulation")},
-                    BundleRequest,
-                )
-            },
-            f"{agent}/transactions/{{tx_id}}": {
-                "get": operation(
-                    "one transaction, by id or hash",
-                    {200: (TransactionResponse, "the transaction")},
-                    params=(path_param("tx_id"), include),
-                )
-            },
-            f"{agent}/sign": {
-                "post": signing(
-                    "sign a message (EIP-191), typed data (EIP-712), a transaction or a Solana transaction",
-                    SignRequest,
-                    SignResponse,
-                )
-            },
-            f"{agent}/solana/transactions": {
-                "post": signing(
-                    "submit a Solana transaction: signed in the agent's slot and sent once the policy allows it",
-                    SolanaRequest,
-                    SolanaTransactionResponse,
-                )
-            },
-            f"{agent}/signing-keys": {
-                "get": operation(
-                    "the addresses the agent's transactions are signed from",
-                    {200: (SigningKeys, "the keys' addresses")},
-                ),
-                "post": admins_only("provision a signing key: admins only (403 for an agent's token)"),
-            },
-            f"{agent}/signing-keys/{{chain}}/rotate": {
-                "post": admins_only("rotate a signing key: admins only", path_param("chain"))
-            },
-            f"{agent}/signing-keys/{{chain}}": {
-                "delete": admins_only("deactivate a signing key: admins only", path_param("chain"))
-            },
+        "paths": {**_public_paths(), **_transaction_paths(), **_signing_paths(), **_signing_key_paths()},
+    }
+
+
+_AGENT = "/v1/agents/{agent_id}"  # the prefix of every path that acts for one agent
+
+
+def _ref(model) -> dict:
+    """A reference to ``model``'s schema in the document's components."""
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _path_param(name: str) -> dict:
+    """A parameter taken from the path, as ``{name}`` in it."""
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _include_param() -> dict:
+    """The query parameter that asks for the signed transaction's bytes in the answer."""
+    return {"name": "include_signed_tx", "in": "query", "required": False, "schema": {"type": "boolean"}}
+
+
+def _idempotency_param() -> dict:
+    """The header that makes a signing request safe to send again."""
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 255},
+    }
+
+
+def _operation(summary, answers: dict, request=None, params=(), agent=True, errors=tuple(ERRORS)) -> dict:
+    """One operation: its answers (status: (model, why)) and ``errors`` (statuses of ERRORS,
+    answered with ErrorResponse), its request body's model, its parameters; an agent's operation
+    takes the agent's bearer token and ``agent_id`` from the path."""
+    responses = {
+        str(status): {"description": why, "content": {"application/json": {"schema": _ref(model)}}}
+        for status, (model, why) in answers.items()
+    }
+    responses.update(
+        {
+            str(s): {"description": ERRORS[s], "content": {"application/json": {"schema": _ref(ErrorResponse)}}}
+            for s in errors
+        }
+    )
+    doc: dict = {"summary": summary, "responses": responses}
+    if agent:
+        doc["security"] = [{"bearer": []}]
+        doc["parameters"] = [_path_param("agent_id"), *params]
+    elif params:
+        doc["parameters"] = list(params)
+    if request is not None:
+        doc["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(request)}}}
+    return doc
+
+
+def _signing(summary: str, request, answer) -> dict:
+    """An operation that asks for a signature: answered ``answer`` once signed, or as SIGNED says,
+    and idempotent under an Idempotency-Key."""
+    answers = {201: (answer, "signed"), **{s: (m or answer, why) for s, (m, why) in SIGNED.items()}}
+    return _operation(summary, answers, request, (_idempotency_param(),))
+
+
+def _admins_only(summary: str, *params) -> dict:
+    """An agent's operation only an admin may do: an agent's token gets the errors alone."""
+    return _operation(summary, {}, None, params)
+
+
+def _public_paths() -> dict:
+    """The paths that act for no agent: this document, the chains, and the token exchange."""
+    return {
+        "/v1/openapi.json": {
+            "get": {
+                "summary": "this document",
+                "responses": {
+                    "200": {
+                        "description": "the OpenAPI document",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+        "/v1/chains": {
+            "get": _operation(
+                "the chains Warden knows", {200: (ChainsResponse, "the registry")}, agent=False, errors=()
+            )
+        },
+        "/v1/auth/agent-token": {
+            "post": _operation(
+                "a short-lived bearer token for an agent's API key",
+                {200: (TokenResponse, "the token")},
+                TokenRequest,
+                agent=False,
+                errors=(400, 401, 413),
+            )
+        },
+    }
+
+
+def _transaction_paths() -> dict:
+    """An agent's transactions: submit, list, sign only, simulate one or a bundle, look one up."""
+    return {
+        f"{_AGENT}/transactions": {
+            "post": _signing(
+                "submit a transaction: signed and broadcast once the policy allows it",
+                TransactionRequest,
+                TransactionResponse,
+            ),
+            "get": _operation(
+                "the agent's transactions, newest first",
+                {200: (TransactionListResponse, "the list")},
+                params=(_include_param(),),
+            ),
+        },
+        f"{_AGENT}/transactions/sign": {
+            "post": _signing("sign a transaction, not broadcast (sign-only)", TransactionRequest, TransactionResponse)
+        },
+        f"{_AGENT}/transactions/simulate": {
+            "post": _operation(
+                "simulate a transaction: nothing reserved or signed",
+                {200: (SimulationResponse, "the simulation")},
+                SimulateRequest,
+            )
+        },
+        f"{_AGENT}/transactions/simulate-bundle": {
+            "post": _operation(
+                "simulate transactions in order in one block",
+                {200: (SimulationResponse, "the simulation")},
+                BundleRequest,
+            )
+        },
+        f"{_AGENT}/transactions/{{tx_id}}": {
+            "get": _operation(
+                "one transaction, by id or hash",
+                {200: (TransactionResponse, "the transaction")},
+                params=(_path_param("tx_id"), _include_param()),
+            )
+        },
+    }
+
+
+def _signing_paths() -> dict:
+    """The other signatures an agent asks for: a message, typed data or a transaction, and a
+    Solana transaction."""
+    return {
+        f"{_AGENT}/sign": {
+            "post": _signing(
+                "sign a message (EIP-191), typed data (EIP-712), a transaction or a Solana transaction",
+                SignRequest,
+                SignResponse,
+            )
+        },
+        f"{_AGENT}/solana/transactions": {
+            "post": _signing(
+                "submit a Solana transaction: signed in the agent's slot and sent once the policy allows it",
+                SolanaRequest,
+                SolanaTransactionResponse,
+            )
+        },
+    }
+
+
+def _signing_key_paths() -> dict:
+    """The agent's signing keys: their addresses for the agent; provision, rotate and deactivate
+    for admins only."""
+    return {
+        f"{_AGENT}/signing-keys": {
+            "get": _operation(
+                "the addresses the agent's transactions are signed from",
+                {200: (SigningKeys, "the keys' addresses")},
+            ),
+            "post": _admins_only("provision a signing key: admins only (403 for an agent's token)"),
+        },
+        f"{_AGENT}/signing-keys/{{chain}}/rotate": {
+            "post": _admins_only("rotate a signing key: admins only", _path_param("chain"))
+        },
+        f"{_AGENT}/signing-keys/{{chain}}": {
+            "delete": _admins_only("deactivate a signing key: admins only", _path_param("chain"))
         },
     }
 

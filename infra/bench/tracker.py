@@ -29,7 +29,13 @@ from infra.bench.figures import cpu_seconds, numbers
 from infra.cli.output import print_json
 
 if TYPE_CHECKING:  # the benchmark imports Warden's modules only when it runs
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from runtime.rpc import Node
+    from schemas.policy import AgentPolicy
+    from signer.custody.keys import KeyStore
+    from signer.service import Signer
+    from signer.state import SignerState
 
 ADMIN = "admin:bench"
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -50,73 +56,19 @@ class CountingNode:
 async def _pending(
     rpc_url: str, anvil_pid: int, tmp: Path, pending: int, agents: int, seconds: float, progress
 ) -> dict:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from infra.bench.custody import _quiet_dev_root
-    from runtime.clock import US_PER_SECOND, utcnow
+    """One run: ``pending`` broadcast transactions of ``agents`` agents wait ``seconds`` on a node
+    that does not mine, followed by the signer's trackers; then blocks mine them all."""
+    from runtime.clock import utcnow
     from runtime.rpc import JsonRpc
-    from schemas import topics
-    from schemas.auth import Admins, public_key_hex, sign_policy
-    from schemas.emit import Source
-    from schemas.outcomes import IntentApproved
-    from schemas.policy import AgentPolicy
-    from sdk.client import new_intent
-    from signer.custody import FileEventLog, Vaults
-    from signer.custody.keys import KeyStore
-    from signer.service import Signer
-    from signer.state import SignerState
 
     node = JsonRpc(rpc_url)
-    store = KeyStore(Vaults(_quiet_dev_root(tmp / "root.key"), FileEventLog(tmp / "vault.jsonl")))
-    admin_key, service_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    state = SignerState(tmp / "signer.db")
     counting = CountingNode(node)
-    signer = Signer(
-        state,
-        store,
-        Admins.with_threshold({"bench-admin": public_key_hex(admin_key)}, 1),
-        node_for=lambda chain: counting,
-        service_key=("signer-bench", service_key),
-        replace_after_us=600 * US_PER_SECOND,
-    )
+    signer, state, store, admin_key = _bench_signer(tmp, counting)
     try:
         await node.call("evm_setAutomine", False)
-        books = []
-        for a in range(agents):
-            agent = f"agent-tracker-{a}-{os.urandom(3).hex()}"
-            address = store.provision(agent, "ethereum", ADMIN).address
-            await node.call("anvil_setBalance", address, hex(10**22))
-            agent_key = Ed25519PrivateKey.generate()
-            policy = sign_policy(
-                AgentPolicy(
-                    agent_id=agent,
-                    version=1,
-                    agent_public_key=public_key_hex(agent_key),
-                    issued_at=utcnow(),
-                    tx_allowed_chains=("anvil",),
-                    tx_to_allowlist=(DEST,),
-                ),
-                admin_key,
-                "bench-admin",
-            )
-            books.append((agent, agent_key, policy))
+        books = await _agents(node, store, admin_key, agents)
         progress(f"  signing and sending {pending} transactions")
-        sent = []
-        for i in range(pending):
-            agent, agent_key, policy = books[i % agents]
-            now = datetime.now(timezone.utc)
-            intent = new_intent(
-                agent_key, agent_id=agent, chain="anvil", to=DEST, broadcast=True, now=now, value="0.000001"
-            )
-            approved = IntentApproved(intent=intent, policy=policy, approved_at=now)
-            _, to_broadcast = await signer.handle(
-                approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, i, agent.encode()), now
-            )
-            state.commit()
-            if to_broadcast is None:
-                raise RuntimeError(f"the signer refused intent {i}: see its records")
-            _, record = await signer.send(to_broadcast, utcnow())
-            sent.append(record)
+        sent = await _sign_and_send(signer, state, books, pending)
         outcomes: list = []
 
         async def emit(emits) -> None:
@@ -162,6 +114,97 @@ async def _pending(
     finally:
         await node.call("evm_setAutomine", True)
         await node.close()
+
+
+def _bench_signer(tmp: Path, counting: CountingNode) -> tuple[Signer, SignerState, KeyStore, Ed25519PrivateKey]:
+    """An in-process signer over a key store and state under ``tmp``, whose node calls go through
+    ``counting``, one admin in force; its replacement delay (600 s) bumps nothing. Returns the
+    signer, its state, its key store and the admin's key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from infra.bench.custody import _quiet_dev_root
+    from runtime.clock import US_PER_SECOND
+    from schemas.auth import Admins, public_key_hex
+    from signer.custody import FileEventLog, Vaults
+    from signer.custody.keys import KeyStore
+    from signer.service import Signer
+    from signer.state import SignerState
+
+    store = KeyStore(Vaults(_quiet_dev_root(tmp / "root.key"), FileEventLog(tmp / "vault.jsonl")))
+    admin_key, service_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    state = SignerState(tmp / "signer.db")
+    signer = Signer(
+        state,
+        store,
+        Admins.with_threshold({"bench-admin": public_key_hex(admin_key)}, 1),
+        node_for=lambda chain: counting,
+        service_key=("signer-bench", service_key),
+        replace_after_us=600 * US_PER_SECOND,
+    )
+    return signer, state, store, admin_key
+
+
+async def _agents(
+    node: Node, store: KeyStore, admin_key: Ed25519PrivateKey, agents: int
+) -> list[tuple[str, Ed25519PrivateKey, AgentPolicy]]:
+    """Provision ``agents`` agents with an ethereum key, fund their addresses on the node, and
+    sign each a policy that lets it pay DEST on anvil: (agent id, intent key, policy) each."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from runtime.clock import utcnow
+    from schemas.auth import public_key_hex, sign_policy
+    from schemas.policy import AgentPolicy
+
+    books = []
+    for a in range(agents):
+        agent = f"agent-tracker-{a}-{os.urandom(3).hex()}"
+        address = store.provision(agent, "ethereum", ADMIN).address
+        await node.call("anvil_setBalance", address, hex(10**22))
+        agent_key = Ed25519PrivateKey.generate()
+        policy = sign_policy(
+            AgentPolicy(
+                agent_id=agent,
+                version=1,
+                agent_public_key=public_key_hex(agent_key),
+                issued_at=utcnow(),
+                tx_allowed_chains=("anvil",),
+                tx_to_allowlist=(DEST,),
+            ),
+            admin_key,
+            "bench-admin",
+        )
+        books.append((agent, agent_key, policy))
+    return books
+
+
+async def _sign_and_send(
+    signer: Signer, state: SignerState, books: list[tuple[str, Ed25519PrivateKey, AgentPolicy]], pending: int
+) -> list:
+    """Have the signer sign ``pending`` approved intents, round-robin over the agents, and send
+    each transaction to the node: the broadcast records its trackers follow."""
+    from runtime.clock import utcnow
+    from schemas import topics
+    from schemas.emit import Source
+    from schemas.outcomes import IntentApproved
+    from sdk.client import new_intent
+
+    sent = []
+    for i in range(pending):
+        agent, agent_key, policy = books[i % len(books)]
+        now = datetime.now(timezone.utc)
+        intent = new_intent(
+            agent_key, agent_id=agent, chain="anvil", to=DEST, broadcast=True, now=now, value="0.000001"
+        )
+        approved = IntentApproved(intent=intent, policy=policy, approved_at=now)
+        _, to_broadcast = await signer.handle(
+            approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, i, agent.encode()), now
+        )
+        state.commit()
+        if to_broadcast is None:
+            raise RuntimeError(f"the signer refused intent {i}: see its records")
+        _, record = await signer.send(to_broadcast, utcnow())
+        sent.append(record)
+    return sent
 
 
 def run(pending: list[int], agents: int, seconds: float, progress) -> dict:

@@ -82,24 +82,13 @@ def cmd_agents(args) -> int:
     # Kafka, the policy's model and the admins' signatures: `api-key` (files under WARDEN_HOME) needs none of them
     from pydantic import ValidationError
 
-    from schemas.actions import AuditAction
     from schemas.errors import explain
-    from sdk.client import Client, policy_in_force, signed_policy
-    from sdk.quorum import propose, publish_proposal
+    from sdk.client import policy_in_force, signed_policy
     from sdk.records import admins_in_force
 
     current = asyncio.run(policy_in_force(settings, args.agent))
     if args.action == "show":
-        if current is None:
-            note(f"no policy for agent {args.agent!r}")
-            return 1
-        doc = current.model_dump(mode="json")
-        if args.json:
-            print_json(doc)
-        else:
-            for key, value in doc.items():
-                print(f"{key:22} {value}")
-        return 0
+        return _show(current, args)
     if args.action == "create" and current is not None:
         note(f"agent {args.agent!r} exists (policy v{current.version}); use `warden agents update`")
         return 1
@@ -144,17 +133,47 @@ def cmd_agents(args) -> int:
 
     needed = asyncio.run(admins_in_force(settings)).threshold("policy")
     if needed > 1:  # the others sign with `warden approvals sign`; the last signature publishes it
-        proposal = propose(policy, "policy", utcnow())
-        asyncio.run(publish_proposal(settings, proposal))
-        if args.json:
-            print_json({"proposal_id": proposal.proposal_id, "signed_by": [policy.admin_key_id], "needed": needed})
-        else:
-            print(
-                f"agent {args.agent}: policy v{policy.version} proposed ({proposal.proposal_id[:16]}), signed by "
-                f"{policy.admin_key_id}; {needed} admins must sign: another admin runs "
-                f"`warden approvals sign {proposal.proposal_id[:16]}`"
-            )
-        return 0
+        return _propose(settings, args, policy, needed)
+    return _publish(settings, args, policy, what_if)
+
+
+def _show(current, args) -> int:
+    """``warden agents show``: the policy in force, field by field or as one JSON document."""
+    if current is None:
+        note(f"no policy for agent {args.agent!r}")
+        return 1
+    doc = current.model_dump(mode="json")
+    if args.json:
+        print_json(doc)
+    else:
+        for key, value in doc.items():
+            print(f"{key:22} {value}")
+    return 0
+
+
+def _propose(settings, args, policy, needed: int) -> int:
+    """Publish the signed policy as a proposal the other admins sign, when the quorum for
+    ``policy`` is more than one admin, and say who must sign next."""
+    from sdk.quorum import propose, publish_proposal  # the admins' signatures: see cmd_agents
+
+    proposal = propose(policy, "policy", utcnow())
+    asyncio.run(publish_proposal(settings, proposal))
+    if args.json:
+        print_json({"proposal_id": proposal.proposal_id, "signed_by": [policy.admin_key_id], "needed": needed})
+    else:
+        print(
+            f"agent {args.agent}: policy v{policy.version} proposed ({proposal.proposal_id[:16]}), signed by "
+            f"{policy.admin_key_id}; {needed} admins must sign: another admin runs "
+            f"`warden approvals sign {proposal.proposal_id[:16]}`"
+        )
+    return 0
+
+
+def _publish(settings, args, policy, what_if) -> int:
+    """Publish the signed policy, which one admin's signature puts in force, and wait for the
+    worker's verdict on it; print the policy (with the what-if report under ``--json``)."""
+    from schemas.actions import AuditAction  # with Kafka's client: see cmd_agents
+    from sdk.client import Client
 
     async def publish():
         async with Client(settings) as client:

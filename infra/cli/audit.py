@@ -434,7 +434,15 @@ def _log_key_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
+    """Register verify, the proof and receipt commands, and export, query and pubkey under ``warden audit``."""
     audit_subparsers = audit.add_subparsers(dest="audit_command", required=True)
+    _add_verify_command(audit_subparsers)
+    _add_proof_commands(audit_subparsers)
+    _add_reading_commands(audit_subparsers)
+
+
+def _add_verify_command(audit_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``verify``: replay the chains, over a time range, with the witnesses and receipts to check."""
     p = audit_subparsers.add_parser("verify", help="replay the hash chains against the signed checkpoints")
     p.add_argument("--chain", type=int, help="verify only this chain (ledger partition)")
     p.add_argument("--since", help="only rows from this time on: 90d, 12h, or an ISO 8601 time")
@@ -454,6 +462,10 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     _log_key_option(p)
     p.set_defaults(handler=cmd_verify)
 
+
+def _add_proof_commands(audit_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """What an auditor checks offline and how it is made: inclusion proofs, the log's key, receipts
+    and consistency proofs, each with its offline check."""
     p = audit_subparsers.add_parser("prove", help="print an inclusion proof (JSON) for one event")
     p.add_argument("event_id")
     p.set_defaults(handler=cmd_prove)
@@ -504,6 +516,9 @@ def add_arguments(command: str, audit: argparse.ArgumentParser) -> None:
     _log_key_option(p)
     p.set_defaults(handler=cmd_check_consistency)
 
+
+def _add_reading_commands(audit_subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Reading the ledger itself: export for a SIEM, read-only SQL, and its public key."""
     p = audit_subparsers.add_parser("export", help="stream ledger rows for a SIEM")
     p.add_argument(
         "--format", choices=("csv", "json"), default="json", help="csv (with header) or json (one object per line)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.cli.custody import WAIT_HELP, WAIT_S, UsageError, cli_hint, publish, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, note, print_json
@@ -14,6 +14,9 @@ from sdk.vault_creation import vault_creation_pending
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, PermissionDenied
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
+
+if TYPE_CHECKING:
+    from signer.custody.keys import KeyStore
 
 
 def cmd_keys(args) -> int:
@@ -24,7 +27,6 @@ def cmd_keys(args) -> int:
         return fail(name, f"{' and '.join(missing)} required", 2)
     settings = load()
     outbox, vault_events = AuditOutbox(), VaultOutbox()
-    actor = args.actor
     try:
         share = None if args.client_share_file is None else read_client_share_text(args.client_share_file)
     except (ValueError, OSError) as exc:
@@ -48,40 +50,13 @@ def cmd_keys(args) -> int:
         )
         if pending is not None:
             return fail(name, pending, 1)
-        if args.action == "provision":
-            doc = dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
-        elif args.action == "provision-signer":
-            doc = dataclasses.asdict(store.provision_signer(args.chain, actor=actor, client_share=share))
-        elif args.action == "rotate":
-            doc = dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor, client_share=share))
-        elif args.action == "deactivate":
-            doc = {
-                "agent_id": args.agent,
-                "chain": args.chain,
-                "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor, version=args.version),
-            }
-        else:
-            doc = [
-                {**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
-                for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)
-            ]
+        doc = _run_action(store, args, share)
     except (PermissionDenied, AttestationRequired) as exc:
         note(f"{name}: refused: {exc}")
         publish(settings, outbox.drain(), args.wait)
         return 3
     except InvalidKey:
-        mode = store.vaults.mode("default", AGENT_KEYS_VAULT)
-        needs: list[str] = []
-        if mode in CLIENT_MODES:
-            needs.append(f"the client share shown when it was created (it is in {mode}; --client-share-file)")
-        if store.vaults.cmek_fingerprint("default", AGENT_KEYS_VAULT) is not None:
-            needs.append("its current customer-managed key (--cmek-file)")
-        hint = (
-            "the signing-key vault needs " + " and ".join(needs)
-            if needs
-            else "a root of trust refused to unwrap the vault key"
-        )
-        return fail(name, f"{InvalidKey()}: {hint}")
+        return fail(name, f"{InvalidKey()}: {_unwrap_hint(store)}")
     except CustodyError as exc:
         return fail(name, cli_hint(str(exc)))
     publish(settings, vault_events.drain() + outbox.drain(), args.wait)
@@ -89,14 +64,55 @@ def cmd_keys(args) -> int:
         created_share = doc.pop("client_share", None)
         if created_share is not None:
             _hand_over_client_share(created_share, args.client_share_out, settings.key_mode, doc)
-    if args.json:
+    _print_keys(doc, args.json)
+    return 0
+
+
+def _run_action(store: KeyStore, args: argparse.Namespace, share: str | None) -> dict[str, Any] | list[dict[str, Any]]:
+    """Do what ``args.action`` names on the key store: one key's record, or the list's rows."""
+    actor = args.actor
+    if args.action == "provision":
+        return dataclasses.asdict(store.provision(args.agent, args.chain, actor=actor, client_share=share))
+    if args.action == "provision-signer":
+        return dataclasses.asdict(store.provision_signer(args.chain, actor=actor, client_share=share))
+    if args.action == "rotate":
+        return dataclasses.asdict(store.rotate(args.agent, args.chain, actor=actor, client_share=share))
+    if args.action == "deactivate":
+        return {
+            "agent_id": args.agent,
+            "chain": args.chain,
+            "deactivated_versions": store.deactivate(args.agent, args.chain, actor=actor, version=args.version),
+        }
+    return [
+        {**dataclasses.asdict(k), "created_at": k.created_at.isoformat()}
+        for k in store.list_keys(actor, agent_id=args.agent, chain=args.chain)
+    ]
+
+
+def _unwrap_hint(store: KeyStore) -> str:
+    """Why the signing-key vault's key did not unwrap: what it needs that was not given (the client
+    share, the customer-managed key), or a root of trust's refusal when it needs neither."""
+    mode = store.vaults.mode("default", AGENT_KEYS_VAULT)
+    needs: list[str] = []
+    if mode in CLIENT_MODES:
+        needs.append(f"the client share shown when it was created (it is in {mode}; --client-share-file)")
+    if store.vaults.cmek_fingerprint("default", AGENT_KEYS_VAULT) is not None:
+        needs.append("its current customer-managed key (--cmek-file)")
+    if needs:
+        return "the signing-key vault needs " + " and ".join(needs)
+    return "a root of trust refused to unwrap the vault key"
+
+
+def _print_keys(doc: dict[str, Any] | list[dict[str, Any]], as_json: bool) -> None:
+    """Print one key's record or the list's rows: one JSON document, or ``name=value`` lines (a
+    listed key's public key left out)."""
+    if as_json:
         print_json(doc)
     elif isinstance(doc, list):
         for row in doc:
             print("  ".join(f"{k}={v}" for k, v in row.items() if k != "public_key_hex"))
     else:
         print("  ".join(f"{k}={v}" for k, v in doc.items()))
-    return 0
 
 
 def _hand_over_client_share(share: str, out: str | None, mode: str, doc: dict) -> None:

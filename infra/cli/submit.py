@@ -433,35 +433,53 @@ def cmd_tail(args) -> int:
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """The arguments of ``warden tail``, or of ``submit`` and ``sign``, which build an intent the same way."""
     add_json_flag(p)
     if command == "tail":
-        p.set_defaults(handler=cmd_tail)
-        p.add_argument("--from-beginning", action="store_true")
-        p.add_argument("--dlq", action="store_true", help="also show dead letters")
+        _add_tail_arguments(p)
         return
     p.set_defaults(handler=cmd_submit)
     if command == "sign":
-        p.add_argument(
-            "kind",
-            choices=("message", "typed-data", "tx", "solana-message"),
-            help="message: EIP-191 personal_sign; typed-data: EIP-712; tx: a transaction (as submit); "
-            "solana-message: a Solana off-chain message (--chain solana-local ...)",
-        )
-        p.add_argument("--text", help="message, solana-message: the text, signed as its UTF-8 bytes")
-        p.add_argument("--hex", help="message: the bytes, 0x-hex")
-        p.add_argument(
-            "--file",
-            help="typed-data: the eth_signTypedData_v4 JSON document; solana-message: the message's bytes (or base64)",
-        )
-        p.add_argument(
-            "--signatory",
-            action="append",
-            help="solana-message: a key that signs the message (repeat): the agent's Solana address among them",
-        )
-        p.add_argument("--application-domain", help="solana-message: the application (base58, 32 bytes); version 0")
-        p.add_argument(
-            "--message-version", type=int, choices=(0, 1), default=0, help="solana-message: the header version"
-        )
+        _add_sign_arguments(p)
+    _add_destination_arguments(command, p)
+    _add_transaction_type_arguments(p)
+    _add_delivery_arguments(p)
+    _add_custody_arguments(p)
+
+
+def _add_tail_arguments(p: argparse.ArgumentParser) -> None:
+    """``warden tail``: where to start, and whether dead letters show."""
+    p.set_defaults(handler=cmd_tail)
+    p.add_argument("--from-beginning", action="store_true")
+    p.add_argument("--dlq", action="store_true", help="also show dead letters")
+
+
+def _add_sign_arguments(p: argparse.ArgumentParser) -> None:
+    """``warden sign``: the kind of signature asked for and what is signed."""
+    p.add_argument(
+        "kind",
+        choices=("message", "typed-data", "tx", "solana-message"),
+        help="message: EIP-191 personal_sign; typed-data: EIP-712; tx: a transaction (as submit); "
+        "solana-message: a Solana off-chain message (--chain solana-local ...)",
+    )
+    p.add_argument("--text", help="message, solana-message: the text, signed as its UTF-8 bytes")
+    p.add_argument("--hex", help="message: the bytes, 0x-hex")
+    p.add_argument(
+        "--file",
+        help="typed-data: the eth_signTypedData_v4 JSON document; solana-message: the message's bytes (or base64)",
+    )
+    p.add_argument(
+        "--signatory",
+        action="append",
+        help="solana-message: a key that signs the message (repeat): the agent's Solana address among them",
+    )
+    p.add_argument("--application-domain", help="solana-message: the application (base58, 32 bytes); version 0")
+    p.add_argument("--message-version", type=int, choices=(0, 1), default=0, help="solana-message: the header version")
+
+
+def _add_destination_arguments(command: str, p: argparse.ArgumentParser) -> None:
+    """Who asks and what moves where: the agent, submit's --raw bytes, the chain, recipient, value,
+    a Solana transaction and calldata."""
     p.add_argument("--agent", required=True)
     if command == "submit":
         p.add_argument(
@@ -486,6 +504,10 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
             "agent's signature slot empty (- for stdin)",
         )
     p.add_argument("--data")
+
+
+def _add_transaction_type_arguments(p: argparse.ArgumentParser) -> None:
+    """The EVM transaction's type and what its type needs: blobs, a delegation, gas and fees."""
     p.add_argument("--tx-type", type=int, choices=(0, 1, 2, 3, 4))
     p.add_argument("--max-fee-per-blob-gas", help="type 3: wei per unit of blob gas")
     p.add_argument(
@@ -504,6 +526,11 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--gas-price", help="types 0/1: wei per gas (default: the node's suggestion)")
     p.add_argument("--max-fee-per-gas", help="type 2: wei per gas (default: 2 x base fee + tip, under the ceiling)")
     p.add_argument("--max-priority-fee-per-gas", help="type 2: tip in wei per gas (default: the node's suggestion)")
+
+
+def _add_delivery_arguments(p: argparse.ArgumentParser) -> None:
+    """How the intent travels: its expiry, nonce, key path, idempotency key, simulation and
+    broadcast, and how long to wait for the answer."""
     p.add_argument(
         "--expires-in",
         type=float,
@@ -516,6 +543,10 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--broadcast", action="store_true", default=None)
     p.add_argument("--no-wait", dest="wait", action="store_false")
     p.add_argument("--timeout", type=float, default=15.0)
+
+
+def _add_custody_arguments(p: argparse.ArgumentParser) -> None:
+    """Key material a custody vault needs to sign: the client share and the customer-managed key."""
     p.add_argument(
         "--client-share-file",
         help="client-custody vaults: file holding the client share (- for stdin); "

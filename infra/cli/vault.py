@@ -43,9 +43,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# A subcommand's parser, made by ``add_arguments``'s ``subcommand``: its name, what runs it, its
+# help line and the option groups it takes beside the common ones.
+Subcommand = Callable[..., argparse.ArgumentParser]
+
+
 def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
     """Register create, mode, put, get, list, deactivate, grant, revoke and cmek under ``warden vault``."""
     sub = vault.add_subparsers(dest="vault_command", required=True)
+    common = _common_options()
+    share_in, cmek_in, share_out = _key_material_options()
+
+    def subcommand(
+        name: str, body: Callable[[VaultCommandContext], None], help_: str, *parents
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
+        p.set_defaults(handler=handler(body))
+        return p
+
+    _add_vault_commands(subcommand, share_out)
+    _add_secret_commands(subcommand, share_in, cmek_in)
+    _add_access_commands(subcommand)
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """The options every vault command takes: --json, --org, --wait, --actor and --vault."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="one machine-readable JSON document on stdout")
     common.add_argument("--org", default=DEFAULT_ORG, help=f"organisation (default {DEFAULT_ORG})")
@@ -56,6 +78,12 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         help=f'who asks: "admin:<key id>", "agent:<id>" or "service:<name>" (default {DEFAULT_ACTOR})',
     )
     common.add_argument("--vault", required=True, help="the vault's name")
+    return common
+
+
+def _key_material_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The files key material is read from or written to, as parent parsers: the client share
+    read in, the customer-managed key read in, and where a new client share goes."""
     share_in = argparse.ArgumentParser(add_help=False)
     share_in.add_argument(
         "--client-share-file",
@@ -79,14 +107,11 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="client-custody modes: write the client share to this new file (0600) instead of showing it on stderr",
     )
+    return share_in, cmek_in, share_out
 
-    def subcommand(
-        name: str, body: Callable[[VaultCommandContext], None], help_: str, *parents
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, parents=[common, *parents])
-        p.set_defaults(handler=handler(body))
-        return p
 
+def _add_vault_commands(subcommand: Subcommand, share_out: argparse.ArgumentParser) -> None:
+    """The vault's own settings: create, mode and require-attestation."""
     p = subcommand("create", cmd_create, "create a vault and set its custody mode (admins)", share_out)
     p.add_argument(
         "--mode",
@@ -107,6 +132,11 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
         "release the vault's key only to an attested signer from now on (immutable; admins)",
     )
 
+
+def _add_secret_commands(
+    subcommand: Subcommand, share_in: argparse.ArgumentParser, cmek_in: argparse.ArgumentParser
+) -> None:
+    """The secrets: put, get, list and deactivate."""
     p = subcommand(
         "put", cmd_put, "store a new version of a secret (admins); prints its path and version", share_in, cmek_in
     )
@@ -133,6 +163,9 @@ def add_arguments(command: str, vault: argparse.ArgumentParser) -> None:
     p.add_argument("--path", required=True)
     p.add_argument("--version", type=_positive_int, help="default: every active version")
 
+
+def _add_access_commands(subcommand: Subcommand) -> None:
+    """Who may read, and under which key: grant, revoke and cmek."""
     for name, body, help_ in (
         ("grant", cmd_grant, "let an agent read the secrets under a prefix (admins)"),
         ("revoke", cmd_revoke, "withdraw an agent's grant on a prefix (admins)"),

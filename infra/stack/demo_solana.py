@@ -20,7 +20,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from infra.stack.provision import provision_solana_agent
+from infra.stack.provision import Agent, provision_solana_agent
 from infra.stack.x402_server import Paid, paid_solana_server
 from runtime import solana
 from runtime.config import Settings
@@ -72,16 +72,12 @@ def _script(me: Pubkey, alice: Pubkey, mallory: Pubkey, mint: Pubkey) -> list[tu
 
 
 async def run_session(settings: Settings, client_share: str | None, progress, timeout_s: float = 60.0) -> dict:
+    """The Solana agent's session: a demo token, the agent funded with SOL and the token, the
+    script's intents and an off-chain message submitted, and each outcome against the expected."""
     alice, mallory = Keypair().pubkey(), Keypair().pubkey()
     node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=timeout_s)
     try:
-        # A demo token (6 decimals), with an account each for alice and mallory.
-        bank, mint_key = Keypair(), Keypair()
-        mint = mint_key.pubkey()
-        await _airdrop(node, bank.pubkey(), SOL, timeout_s)
-        setup = build.create_mint(bank.pubkey(), mint, bank.pubkey(), DECIMALS)
-        setup += [build.create_ata(bank.pubkey(), who, mint) for who in (alice, mallory)]
-        await _land(node, bank, setup, mint_key, timeout_s=timeout_s)
+        bank, mint = await _demo_token(node, alice, mallory, timeout_s)
         agent = await provision_solana_agent(
             settings,
             SOLANA_AGENT,
@@ -105,28 +101,7 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
         async with Client(settings) as client:
             share = None if client_share is None else await client.client_share(client_share)
             try:
-                intents = [
-                    new_solana_intent(
-                        agent.intent_key,
-                        agent_id=SOLANA_AGENT,
-                        chain=CHAIN,
-                        transaction=build.unsigned(me, instructions, recent),
-                        broadcast=True,
-                        client_share=share,
-                    )
-                    for _, instructions, _ in script
-                ]
-                # An off-chain message too: signed, never a transaction (docs/solana.md).
-                intents.append(
-                    new_solana_message_intent(
-                        agent.intent_key,
-                        agent_id=SOLANA_AGENT,
-                        chain=CHAIN,
-                        text=MESSAGE,
-                        signatories=[agent.address],
-                        client_share=share,
-                    )
-                )
+                intents = _intents(agent, script, recent, share)
             finally:
                 if share is not None:
                     share.wipe()
@@ -139,24 +114,7 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
     rows = []
     expected_rows = [(what, expected) for what, _, expected in script] + [("an off-chain message", "signed")]
     for (what, expected), intent in zip(expected_rows, intents, strict=True):
-        outcome = outcomes.get(intent.intent_id)
-        row: dict[str, Any]  # the outcome's fields in the report, by kind of outcome
-        if isinstance(outcome, SignedSolanaMessage):
-            # Checked here as anyone would: the signature over the message's bytes, by the agent's address.
-            ok = Signature.from_string(outcome.signature).verify(
-                Pubkey.from_string(agent.address), base64.b64decode(outcome.message)
-            )
-            row = {"status": "signed", "signature": outcome.signature, "message_sha256": outcome.message_sha256}
-            got = "signed" if ok else "a signature that does not verify"
-        elif isinstance(outcome, SignedSolanaTransaction):
-            row = {"status": outcome.status, "slot": outcome.slot, "signature": outcome.tx_signature}
-            row |= {"spend": outcome.spend, "error": outcome.error}
-            got = outcome.status
-        elif isinstance(outcome, IntentRejected):
-            row = {"status": "rejected", "stage": outcome.stage, "code": outcome.code, "reason": outcome.reason}
-            got = outcome.code
-        else:
-            row, got = {"status": "missing", "reason": "no outcome within the timeout"}, "missing"
+        row, got = _outcome_row(outcomes.get(intent.intent_id), agent.address)
         rows.append(
             {"what": what, "intent_id": intent.intent_id, "expected": expected, **row, "as_expected": got == expected}
         )
@@ -169,6 +127,69 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
         "intents": rows,
         "as_expected": all(r["as_expected"] for r in rows),
     }
+
+
+async def _demo_token(node: JsonRpc, alice: Pubkey, mallory: Pubkey, timeout_s: float) -> tuple[Keypair, Pubkey]:
+    """A demo token (6 decimals), with an account each for alice and mallory, made by a bank
+    keypair funded by the local node's airdrop: the bank and the token's mint."""
+    bank, mint_key = Keypair(), Keypair()
+    mint = mint_key.pubkey()
+    await _airdrop(node, bank.pubkey(), SOL, timeout_s)
+    setup = build.create_mint(bank.pubkey(), mint, bank.pubkey(), DECIMALS)
+    setup += [build.create_ata(bank.pubkey(), who, mint) for who in (alice, mallory)]
+    await _land(node, bank, setup, mint_key, timeout_s=timeout_s)
+    return bank, mint
+
+
+def _intents(agent: Agent, script: list[tuple[str, list[Instruction], str]], recent: Hash, share) -> list:
+    """The agent's intents: one transaction a line of the script, then an off-chain message."""
+    me = Pubkey.from_string(agent.address)
+    intents = [
+        new_solana_intent(
+            agent.intent_key,
+            agent_id=SOLANA_AGENT,
+            chain=CHAIN,
+            transaction=build.unsigned(me, instructions, recent),
+            broadcast=True,
+            client_share=share,
+        )
+        for _, instructions, _ in script
+    ]
+    # An off-chain message too: signed, never a transaction (docs/solana.md).
+    intents.append(
+        new_solana_message_intent(
+            agent.intent_key,
+            agent_id=SOLANA_AGENT,
+            chain=CHAIN,
+            text=MESSAGE,
+            signatories=[agent.address],
+            client_share=share,
+        )
+    )
+    return intents
+
+
+def _outcome_row(outcome: object, address: str) -> tuple[dict[str, Any], str]:
+    """An intent's outcome as the report shows it, and what it came to (a status, a code,
+    "signed", or "missing") to compare with what the script expects."""
+    row: dict[str, Any]  # the outcome's fields in the report, by kind of outcome
+    if isinstance(outcome, SignedSolanaMessage):
+        # Checked here as anyone would: the signature over the message's bytes, by the agent's address.
+        ok = Signature.from_string(outcome.signature).verify(
+            Pubkey.from_string(address), base64.b64decode(outcome.message)
+        )
+        row = {"status": "signed", "signature": outcome.signature, "message_sha256": outcome.message_sha256}
+        got = "signed" if ok else "a signature that does not verify"
+    elif isinstance(outcome, SignedSolanaTransaction):
+        row = {"status": outcome.status, "slot": outcome.slot, "signature": outcome.tx_signature}
+        row |= {"spend": outcome.spend, "error": outcome.error}
+        got = outcome.status
+    elif isinstance(outcome, IntentRejected):
+        row = {"status": "rejected", "stage": outcome.stage, "code": outcome.code, "reason": outcome.reason}
+        got = outcome.code
+    else:
+        row, got = {"status": "missing", "reason": "no outcome within the timeout"}, "missing"
+    return row, got
 
 
 def render(session: dict) -> str:

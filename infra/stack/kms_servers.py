@@ -211,6 +211,100 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# Key Vault's RSA-OAEP-256: OAEP with SHA-256 for both the hash and MGF1.
+_OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+class _KeyVaultHandler(BaseHTTPRequestHandler):
+    """``LocalKeyVault``'s requests: the bearer challenge, GET key, POST wrapkey / unwrapkey. A
+    vault's own subclass names it in ``vault``."""
+
+    vault: LocalKeyVault
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, the
+    # client's delayed ACK adds 40 ms to every call.
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def _reply(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
+        raw = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _authorised(self) -> bool:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.body = self.rfile.read(length) if length else b""
+        if self.headers.get("Authorization") == f"Bearer {self.vault.token}":
+            return True
+        self._reply(
+            401,
+            {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer"}},
+            {
+                "WWW-Authenticate": 'Bearer authorization="https://login.microsoftonline.com/'
+                '00000000-0000-0000-0000-000000000000", resource="https://localhost"'
+            },
+        )
+        return False
+
+    def _kid(self, name: str, version: str) -> str:
+        return f"https://localhost:{self.vault.port}/keys/{name}/{version or 'v1'}"
+
+    def do_GET(self) -> None:
+        if not self._authorised():
+            return
+        parts = self.path.split("?")[0].strip("/").split("/")
+        self.vault.calls.append("get")
+        if not self.vault.allow_get_key:
+            self._reply(403, {"error": {"code": "Forbidden", "message": "no keys/get permission"}})
+            return
+        numbers = self.vault.rsa.public_key().public_numbers()
+        self._reply(
+            200,
+            {
+                "key": {
+                    "kid": self._kid(parts[1], parts[2] if len(parts) > 2 else ""),
+                    "kty": "RSA-HSM",
+                    "key_ops": ["wrapKey", "unwrapKey"],
+                    "n": _b64url(numbers.n.to_bytes(256, "big")),
+                    "e": _b64url(numbers.e.to_bytes(3, "big")),
+                },
+                "attributes": {"enabled": True},
+            },
+        )
+
+    def do_POST(self) -> None:
+        if not self._authorised():
+            return
+        parts = self.path.split("?")[0].strip("/").split("/")  # keys/{name}/{version}/{op}
+        op = parts[-1]
+        self.vault.calls.append(op)
+        request = json.loads(self.body)
+        if request.get("alg") != "RSA-OAEP-256":
+            self._reply(400, {"error": {"code": "BadParameter", "message": "unsupported alg"}})
+            return
+        value = _b64url_decode(request["value"])
+        kid = self._kid(parts[1], parts[2])
+        if op == "wrapkey":
+            result = self.vault.rsa.public_key().encrypt(value, _OAEP)
+        elif op == "unwrapkey":
+            try:
+                result = self.vault.rsa.decrypt(value, _OAEP)
+            except ValueError:
+                self._reply(400, {"error": {"code": "BadParameter", "message": "The parameter is incorrect."}})
+                return
+        else:
+            self._reply(404, {"error": {"code": "NotFound", "message": op}})
+            return
+        self._reply(200, {"kid": kid, "value": _b64url(result)})
+
+
 class LocalKeyVault:
     """An HTTPS server implementing Key Vault's key REST surface used for
     wrapping: the bearer challenge, GET key, POST wrapkey / unwrapkey
@@ -223,93 +317,9 @@ class LocalKeyVault:
         self.allow_get_key = allow_get_key
         self.calls: list[str] = []
         self.cert, key_path = _self_signed(tmp)
-        oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-        server_self = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in separate writes; with Nagle on, the
-            # client's delayed ACK adds 40 ms to every call.
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
-
-            def _reply(self, status: int, body: dict | None = None, headers: dict | None = None) -> None:
-                raw = json.dumps(body).encode() if body is not None else b""
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def _authorised(self) -> bool:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.body = self.rfile.read(length) if length else b""
-                if self.headers.get("Authorization") == f"Bearer {server_self.token}":
-                    return True
-                self._reply(
-                    401,
-                    {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer"}},
-                    {
-                        "WWW-Authenticate": 'Bearer authorization="https://login.microsoftonline.com/'
-                        '00000000-0000-0000-0000-000000000000", resource="https://localhost"'
-                    },
-                )
-                return False
-
-            def _kid(self, name: str, version: str) -> str:
-                return f"https://localhost:{server_self.port}/keys/{name}/{version or 'v1'}"
-
-            def do_GET(self) -> None:
-                if not self._authorised():
-                    return
-                parts = self.path.split("?")[0].strip("/").split("/")
-                server_self.calls.append("get")
-                if not server_self.allow_get_key:
-                    self._reply(403, {"error": {"code": "Forbidden", "message": "no keys/get permission"}})
-                    return
-                numbers = server_self.rsa.public_key().public_numbers()
-                self._reply(
-                    200,
-                    {
-                        "key": {
-                            "kid": self._kid(parts[1], parts[2] if len(parts) > 2 else ""),
-                            "kty": "RSA-HSM",
-                            "key_ops": ["wrapKey", "unwrapKey"],
-                            "n": _b64url(numbers.n.to_bytes(256, "big")),
-                            "e": _b64url(numbers.e.to_bytes(3, "big")),
-                        },
-                        "attributes": {"enabled": True},
-                    },
-                )
-
-            def do_POST(self) -> None:
-                if not self._authorised():
-                    return
-                parts = self.path.split("?")[0].strip("/").split("/")  # keys/{name}/{version}/{op}
-                op = parts[-1]
-                server_self.calls.append(op)
-                request = json.loads(self.body)
-                if request.get("alg") != "RSA-OAEP-256":
-                    self._reply(400, {"error": {"code": "BadParameter", "message": "unsupported alg"}})
-                    return
-                value = _b64url_decode(request["value"])
-                kid = self._kid(parts[1], parts[2])
-                if op == "wrapkey":
-                    result = server_self.rsa.public_key().encrypt(value, oaep)
-                elif op == "unwrapkey":
-                    try:
-                        result = server_self.rsa.decrypt(value, oaep)
-                    except ValueError:
-                        self._reply(400, {"error": {"code": "BadParameter", "message": "The parameter is incorrect."}})
-                        return
-                else:
-                    self._reply(404, {"error": {"code": "NotFound", "message": op}})
-                    return
-                self._reply(200, {"kid": kid, "value": _b64url(result)})
+        class Handler(_KeyVaultHandler):
+            vault = self  # this vault's requests come to it
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

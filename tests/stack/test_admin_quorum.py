@@ -87,16 +87,7 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     v1 = agent.policy
 
     def attempt(step: int, sign) -> str:
-        """Policy v1 + ``step``, lifting the value cap, signed by ``sign``: the worker's verdict."""
-        policy = sign(
-            v1.model_copy(update={"version": v1.version + step, "tx_max_value_eth": "1000", "cosignatures": ()})
-        )
-
-        async def publish():
-            async with Client(settings) as client:
-                return await client.publish_policy(policy)
-
-        return run(publish())
+        return _publish_policy(settings, run, v1, step, sign)
 
     # One admin alone; one admin twice; a second admin's signature over other bytes.
     alone = attempt(2, lambda p: sign_policy(p, keys["a"], "a"))
@@ -116,7 +107,26 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     # Two distinct admins over the same bytes: in force.
     assert attempt(5, lambda p: cosign(sign_policy(p, keys["a"], "a"), keys["c"], "c")) == "policy.updated"
 
-    # A parked intent: one admin's approval is refused; the CLI proposes, a second admin signs.
+    intent = _one_approval_parks_and_two_release(settings, keys, agent, run)
+    _a_policy_change_proposed_and_signed(settings)
+    _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt)
+    _the_ledger_records_each_verdict(settings, start, v1, intent, run)
+
+
+def _publish_policy(settings, run, v1, step: int, sign) -> str:
+    """Policy v1 + ``step``, lifting the value cap, signed by ``sign``: the worker's verdict."""
+    policy = sign(v1.model_copy(update={"version": v1.version + step, "tx_max_value_eth": "1000", "cosignatures": ()}))
+
+    async def publish():
+        async with Client(settings) as client:
+            return await client.publish_policy(policy)
+
+    return run(publish())
+
+
+def _one_approval_parks_and_two_release(settings, keys, agent, run):
+    """A parked intent: one admin's approval, written straight to the topic, is refused; the CLI
+    proposes the approval, a second admin signs it, and the transaction is mined. The intent."""
     intent = new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value="2", broadcast=True)
     outcome_start = run(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
@@ -165,8 +175,11 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     final = run(wait_outcomes(settings, [intent], 120, outcome_start, final=True))[intent.intent_id]
     assert isinstance(final, SignedTransaction) and final.status == "mined", final
     assert run(balance(settings, DEST)) == before + 2 * 10**18
+    return intent
 
-    # A policy change through the CLI: admin a proposes, c sees it with a's signature and signs.
+
+def _a_policy_change_proposed_and_signed(settings) -> None:
+    """A policy change through the CLI: admin a proposes, c sees it with a's signature and signs."""
     change = _cli(settings, "a", "agents", "update", "--agent", AGENT, "--max-value", "3")
     assert change["signed_by"] == ["a"] and change["needed"] == 2
     listed = _cli(settings, "c", "approvals", "list", "--agent", AGENT)
@@ -182,6 +195,11 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
         p["proposal_id"] for p in _cli(settings, "b", "approvals", "list")["proposals"]
     }
 
+
+def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None:
+    """One admin alone cannot change the admin set: a proposal through the CLI waits for a second
+    admin; a set written straight onto warden.admins changes nothing (policy v1 + 7, signed by
+    that admin alone, is still refused)."""
     # One admin alone cannot change the admin set: not through the CLI (a proposal)...
     me_alone = f"a={public_key_hex(keys['a'])}"
     proposal = _cli(settings, "a", "admins", "propose", "--admins", me_alone, "--quorum", "1")
@@ -206,7 +224,10 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     assert attempt(7, lambda p: sign_policy(p, keys["a"], "a")) == "policy.refused"
     assert _cli(settings, "a", "admins", "show")["version"] == 0
 
-    # What each service recorded, on the ledger's topic.
+
+def _the_ledger_records_each_verdict(settings, start, v1, intent, run) -> None:
+    """What each service recorded, on the ledger's topic: each refusal with its reason, and who
+    approved what was let through."""
     events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     refused = {
         e.details["version"] - v1.version: e.details["reason"]

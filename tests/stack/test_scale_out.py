@@ -38,80 +38,10 @@ SUBMITTED_BEFORE_THE_KILL = 30
 def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fresh_stack):
     stack = fresh_stack(signers=2, workers=2)
     settings = stack.settings
-
-    async def scenario():
-        key, _, policy = await make_agent(settings, AGENT, tx_daily_limit_eth="0.5", tx_to_allowlist=(DEST,))
-        start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-        intents = [
-            new_intent(
-                key,
-                agent_id=AGENT,
-                chain="anvil",
-                to=DEST,
-                value="0.01",
-                max_fee_per_gas=2 * 10**9,
-                max_priority_fee_per_gas=10**9,
-                gas_limit=21000,
-            )
-            for _ in range(INTENTS)
-        ]
-        killed: list[str] = []
-
-        async def kill_the_owner() -> None:
-            # The signer that signs this agent's first intents owns its partition: killed without warning.
-            seen: list[str] = []
-            async for topic, value in follow(settings, (topics.TXS_SIGNED,), start, fetch_max_wait_ms=20):
-                if topic:
-                    record = SignedTransaction.from_bytes(value)
-                    if record.agent_id == AGENT:
-                        seen.append(record.signed_by)
-                if len(seen) >= KILL_AFTER_SIGNED:
-                    break
-            owner = seen[-1]
-            killed.append(owner)
-            await asyncio.to_thread(stack.kill, "signer" if owner == "signer-0" else owner, signal.SIGKILL)
-
-        async with Client(settings) as client:
-            # The first through the workers, waited for: both groups have settled before the race.
-            await client.submit(intents[0])
-            await client.flush()
-            await wait_outcomes(settings, intents[:1], 60, start)
-            killer = asyncio.create_task(kill_the_owner())
-            for number, intent in enumerate(intents[1:], 1):
-                if number == SUBMITTED_BEFORE_THE_KILL:
-                    await client.flush()
-                    await asyncio.wait_for(asyncio.shield(killer), 120)
-                if number % 2:
-                    approved = IntentApproved(
-                        intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
-                    )
-                    await client.send(topics.INTENTS_APPROVED, AGENT, approved.to_bytes())
-                else:
-                    await client.submit(intent)
-                await client.flush()
-                await asyncio.sleep(0.04)
-        await asyncio.wait_for(killer, 60)
-        outcomes = await wait_outcomes(settings, intents, 150, start)
-        signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
-        rejected = [
-            IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)
-        ]
-        return intents, outcomes, signed, rejected, killed[0]
-
-    intents, outcomes, signed, rejected, killed = asyncio.run(scenario())
+    intents, outcomes, signed, rejected, killed = asyncio.run(_race_the_limit_through_a_kill(stack))
     ids = {intent.intent_id for intent in intents}
     assert set(outcomes) == ids, f"{len(ids - set(outcomes))} intents without an outcome"
-
-    # One outcome each: the same bytes may be published again (a redelivery), nothing else.
-    said: dict[str, set] = defaultdict(set)
-    for record in signed:
-        if record.intent_id in ids:
-            said[record.intent_id].add(("signed", record.signed_tx))
-    for record in rejected:
-        if record.intent_id in ids:
-            said[record.intent_id].add(("rejected", record.stage, record.code))
-    several = {i: sorted(s) for i, s in said.items() if len(s) != 1}
-    assert not several, f"{len(several)} intents were told more than one thing, e.g. {next(iter(several.items()))}"
+    _assert_one_outcome_each(ids, signed, rejected)
 
     mine = {r.intent_id: r for r in signed if r.intent_id in ids}
     by = {r.signed_by for r in mine.values()}
@@ -131,11 +61,96 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     # No nonce twice: the survivor continued the line the killed signer left.
     assert sorted(r.nonce for r in mine.values()) == list(range(FITS))
 
-    # --- on the same two workers: copies of an agent's intents re-keyed into other partitions ------
-    # (a topic writer's). The worker there may not hold the agent's policy or decisions: it used to
-    # reject the copy POLICY_MISSING, signed and bound to the real intent's digest, while the real
-    # one was signed (seen: two such rejections and the signature for each of 5 intents). Now a
-    # copy off its agent's partition is dead-lettered and decides nothing.
+    _copies_off_the_agents_partition_decide_nothing(settings)
+
+
+def _transfers(key, agent_id: str, value: str, count: int) -> list:
+    """``count`` sign-and-broadcast transfers of ``value`` ETH to DEST, with explicit fees and gas."""
+    return [
+        new_intent(
+            key,
+            agent_id=agent_id,
+            chain="anvil",
+            to=DEST,
+            value=value,
+            max_fee_per_gas=2 * 10**9,
+            max_priority_fee_per_gas=10**9,
+            gas_limit=21000,
+        )
+        for _ in range(count)
+    ]
+
+
+async def _race_the_limit_through_a_kill(stack):
+    """INTENTS intents of one agent, half through the workers and half straight onto the approved
+    topic, with the signer that owns the agent's partition killed mid-stream: the intents, their
+    outcomes, the signed and rejected records, and the killed signer's name."""
+    settings = stack.settings
+    key, _, policy = await make_agent(settings, AGENT, tx_daily_limit_eth="0.5", tx_to_allowlist=(DEST,))
+    start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
+    intents = _transfers(key, AGENT, "0.01", INTENTS)
+    killed: list[str] = []
+    async with Client(settings) as client:
+        # The first through the workers, waited for: both groups have settled before the race.
+        await client.submit(intents[0])
+        await client.flush()
+        await wait_outcomes(settings, intents[:1], 60, start)
+        killer = asyncio.create_task(_kill_the_owner(stack, start, killed))
+        for number, intent in enumerate(intents[1:], 1):
+            if number == SUBMITTED_BEFORE_THE_KILL:
+                await client.flush()
+                await asyncio.wait_for(asyncio.shield(killer), 120)
+            if number % 2:
+                approved = IntentApproved(
+                    intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+                )
+                await client.send(topics.INTENTS_APPROVED, AGENT, approved.to_bytes())
+            else:
+                await client.submit(intent)
+            await client.flush()
+            await asyncio.sleep(0.04)
+    await asyncio.wait_for(killer, 60)
+    outcomes = await wait_outcomes(settings, intents, 150, start)
+    signed = [SignedTransaction.from_bytes(v) for v in await read_topic(settings, topics.TXS_SIGNED, start=start)]
+    rejected = [IntentRejected.from_bytes(v) for v in await read_topic(settings, topics.INTENTS_REJECTED, start=start)]
+    return intents, outcomes, signed, rejected, killed[0]
+
+
+async def _kill_the_owner(stack, start, killed: list[str]) -> None:
+    """The signer that signs this agent's first intents owns its partition: killed without
+    warning once it has signed KILL_AFTER_SIGNED of them; its name is appended to ``killed``."""
+    seen: list[str] = []
+    async for topic, value in follow(stack.settings, (topics.TXS_SIGNED,), start, fetch_max_wait_ms=20):
+        if topic:
+            record = SignedTransaction.from_bytes(value)
+            if record.agent_id == AGENT:
+                seen.append(record.signed_by)
+        if len(seen) >= KILL_AFTER_SIGNED:
+            break
+    owner = seen[-1]
+    killed.append(owner)
+    await asyncio.to_thread(stack.kill, "signer" if owner == "signer-0" else owner, signal.SIGKILL)
+
+
+def _assert_one_outcome_each(ids: set[str], signed: list, rejected: list) -> None:
+    """One outcome each: the same bytes may be published again (a redelivery), nothing else."""
+    said: dict[str, set] = defaultdict(set)
+    for record in signed:
+        if record.intent_id in ids:
+            said[record.intent_id].add(("signed", record.signed_tx))
+    for record in rejected:
+        if record.intent_id in ids:
+            said[record.intent_id].add(("rejected", record.stage, record.code))
+    several = {i: sorted(s) for i, s in said.items() if len(s) != 1}
+    assert not several, f"{len(several)} intents were told more than one thing, e.g. {next(iter(several.items()))}"
+
+
+def _copies_off_the_agents_partition_decide_nothing(settings) -> None:
+    """On the same two workers: copies of an agent's intents re-keyed into other partitions (a
+    topic writer's). The worker there may not hold the agent's policy or decisions: it used to
+    reject the copy POLICY_MISSING, signed and bound to the real intent's digest, while the real
+    one was signed (seen: two such rejections and the signature for each of 5 intents). Now a
+    copy off its agent's partition is dead-lettered and decides nothing."""
     other = "agent-rekeyed"
     home = partition_of(other)
     elsewhere = {partition_of(k): k for k in (f"not-{other}-{n}" for n in range(200)) if partition_of(k) != home}
@@ -143,19 +158,7 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     async def rekeyed():
         key, _, _ = await make_agent(settings, other, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
-        real = [
-            new_intent(
-                key,
-                agent_id=other,
-                chain="anvil",
-                to=DEST,
-                value="0.001",
-                max_fee_per_gas=2 * 10**9,
-                max_priority_fee_per_gas=10**9,
-                gas_limit=21000,
-            )
-            for _ in range(3)
-        ]
+        real = _transfers(key, other, "0.001", 3)
         async with Client(settings) as client:
             for intent in real:
                 for k in elsewhere.values():  # the copies first: they used to be decided first

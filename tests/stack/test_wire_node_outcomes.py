@@ -42,6 +42,24 @@ class Pinned:
 
 
 def _outcome_world():
+    """One signed intent and its policy, the bytes of an unreadable one, and every kind of outcome
+    about them signed by the role that publishes it (name: (topic, signed record))."""
+    intent, policy = _intent_and_policy()
+    raw = b'{"agent_id": "agent-7", "intent_id": "bad-1", "value": 0.05}'
+    records = {
+        **_rejections(intent),
+        **_signatures(intent),
+        **_held_by_the_worker(intent, policy),
+        **_refused_at_intake(intent, raw),
+    }
+    keys = {"worker": (WORKER, "worker-1"), "signer": (SIGNER, "signer-1")}
+    signed = {name: (topic, sign_outcome(record, *keys[role])) for name, (topic, role, record) in records.items()}
+    return intent, raw, signed
+
+
+def _intent_and_policy() -> tuple[TransactionIntent, AgentPolicy]:
+    """Agent-7's intent (a non-ASCII idempotency key) signed by its key, and its policy signed by
+    the admin."""
     agent = Ed25519PrivateKey.generate()
     intent = sign_intent(
         TransactionIntent(
@@ -68,10 +86,15 @@ def _outcome_world():
         ADMIN,
         "admin-1",
     )
+    return intent, policy
+
+
+def _rejections(intent: TransactionIntent) -> dict:
+    """The intent rejected by a worker's stage (non-ASCII reason, nested facts, a number past
+    2**53) and by the signer."""
     digest = intent.digest()
-    raw = b'{"agent_id": "agent-7", "intent_id": "bad-1", "value": 0.05}'
     common = dict(intent_id=intent.intent_id, agent_id=intent.agent_id)
-    records = {
+    return {
         "rejected_by_a_worker": (
             "warden.intents.rejected",
             "worker",
@@ -107,6 +130,15 @@ def _outcome_world():
                 tee="none",
             ),
         ),
+    }
+
+
+def _signatures(intent: TransactionIntent) -> dict:
+    """The signer's signatures: a transaction, a typed-data message, a Solana transaction and a
+    Solana off-chain message, their numbers past 2**53."""
+    digest = intent.digest()
+    common = dict(intent_id=intent.intent_id, agent_id=intent.agent_id)
+    return {
         "signed_transaction": (
             "warden.txs.signed",
             "signer",
@@ -189,6 +221,14 @@ def _outcome_world():
                 intent_digest=digest,
             ),
         ),
+    }
+
+
+def _held_by_the_worker(intent: TransactionIntent, policy: AgentPolicy) -> dict:
+    """What the worker publishes for the signer or the admins: the intent approved, or parked."""
+    digest = intent.digest()
+    common = dict(intent_id=intent.intent_id, agent_id=intent.agent_id)
+    return {
         "approved": (
             "warden.intents.approved",
             "worker",
@@ -206,6 +246,13 @@ def _outcome_world():
                 intent_digest=digest,
             ),
         ),
+    }
+
+
+def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict:
+    """Records about bytes that were not a valid intent: the dead letter of unreadable bytes, an
+    intent that does not validate, and one whose agent signature fails."""
+    return {
         "dead_letter": (
             "warden.dlq",
             "signer",
@@ -249,9 +296,6 @@ def _outcome_world():
             ),
         ),
     }
-    keys = {"worker": (WORKER, "worker-1"), "signer": (SIGNER, "signer-1")}
-    signed = {name: (topic, sign_outcome(record, *keys[role])) for name, (topic, role, record) in records.items()}
-    return intent, raw, signed
 
 
 INTENT, RAW, OUTCOMES = _outcome_world()
