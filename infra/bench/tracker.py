@@ -53,10 +53,11 @@ async def _pending(
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from infra.bench.custody import _quiet_dev_root
+    from runtime.admins import Admins
     from runtime.clock import US_PER_SECOND, utcnow
     from runtime.rpc import JsonRpc
     from schemas import topics
-    from schemas.auth import Admins, public_key_hex, sign_policy
+    from schemas.auth import public_key_hex, sign_policy
     from schemas.emit import Source
     from schemas.outcomes import IntentApproved
     from schemas.policy import AgentPolicy
