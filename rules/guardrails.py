@@ -21,7 +21,7 @@ from typing import Any
 
 from rules import movements, typed_movements
 from runtime.clock import to_us
-from schemas.chains import REGISTRY
+from runtime.registry import REGISTRY
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent

@@ -1,23 +1,158 @@
 """The admin set in force, as a service reads it: the configured set (`runtime.trust.pinned_admins`)
-and every change a quorum of it made since, on warden.admins (`schemas.auth.AdminSetBook`). And
-what every reader of such a topic of versioned admin records shares (`follow_book`,
-`settled_event`): runtime.chains follows warden.chains the same way."""
+and every change a quorum of it made since, on warden.admins (`AdminSetBook`), held in one
+`Admins` that everything in the process checking admins' signatures shares. And what every reader
+of such a topic of versioned admin records shares (`VersionBook`, `follow_book`, `settled_event`):
+runtime.chains follows warden.chains the same way.
+
+State that changes at run time, and so not in `schemas`, which keeps the records (`AdminSet`) and
+the checks of a signature (`schemas.auth.admin_signers`), each a function of what it is handed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal
+from typing import Generic, Literal, TypeVar, cast
 
 from runtime.config import Settings
-from runtime.kafka import follow
 from schemas import topics
 from schemas.actions import admin_record_action
-from schemas.auth import Admins, AdminSetBook, VersionBook
+from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet
+from schemas.auth import AdminSignedT, admin_signature_problem, admin_signers, raw_record_id, record_id_of
+from schemas.chain_set import ChainSet
 from schemas.emit import Emit, audit
+
+
+class Admins:
+    """The admin set in force: pinned keys (id → public key hex), a threshold per action and the
+    set's version (0: the configured one). One object shared by everything in a process that
+    checks admins' signatures: `adopt` changes it in place, so all of them see a change at once."""
+
+    def __init__(self, keys: dict[str, str], thresholds: dict[Action, int], version: int = 0):
+        self.keys, self.thresholds, self.version = dict(keys), dict(thresholds), version
+
+    @classmethod
+    def with_threshold(cls, keys: dict[str, str], m: int) -> "Admins":
+        """``keys`` with the one threshold ``m`` for every action."""
+        return cls(keys, {action: m for action in ACTIONS})
+
+    def key(self, key_id: str) -> str | None:
+        return self.keys.get(key_id)
+
+    def threshold(self, action: Action) -> int:
+        return self.thresholds[action]
+
+    def signers(self, record: AdminSignedT) -> tuple[list[str], list[str]]:
+        """Who counts towards ``record``'s quorum (distinct pinned admins whose signature verifies
+        over its bytes), and why each other signature does not."""
+        return admin_signers(record, self.keys)
+
+    def signature_problem(self, key_id: str, signature: str, message: bytes) -> str | None:
+        """None when pinned admin ``key_id`` made ``signature`` over ``message``; else why not."""
+        return admin_signature_problem(self.keys, key_id, signature, message)
+
+    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> str | None:
+        """None when ``record`` carries the quorum ``action`` needs (or ``needed`` signatures);
+        otherwise who signed, who did not count and why, and how many are needed."""
+        return self.quorum(record, action, needed)[1]
+
+    def quorum(self, record: AdminSignedT, action: Action, needed: int | None = None) -> tuple[list[str], str | None]:
+        """Who counts towards ``record``'s quorum (`signers`) and `quorum_problem`'s answer, from
+        one check of its signatures."""
+        needed = self.threshold(action) if needed is None else needed
+        counted, problems = self.signers(record)
+        if len(counted) >= needed:
+            return counted, None
+        return counted, (
+            f"{ACTION_NAMES[action]} needs {needed} of the {len(self.keys)} pinned admins' signatures over the "
+            f"same bytes (admin set v{self.version}); it has {len(counted)}"
+            + (f" ({', '.join(counted)})" if counted else "")
+            + (f"; not counted: {'; '.join(problems)}" if problems else "")
+        )
+
+    def adopt(self, proposed: AdminSet) -> str | None:
+        """Take ``proposed`` as the set in force when it is newer and this set's quorum for
+        ``admins`` signed it; otherwise why not (nothing changes)."""
+        if proposed.version <= self.version:
+            return f"admin set v{proposed.version} is not newer than v{self.version}, in force"
+        problem = self.quorum_problem(proposed, "admins")
+        if problem is not None:
+            return problem
+        # AdminSet's validator (valid_thresholds) refuses any key that is not an Action.
+        thresholds = cast(dict[Action, int], dict(proposed.thresholds))
+        self.keys, self.thresholds, self.version = dict(proposed.admins), thresholds, proposed.version
+        return None
+
+
+VersionedT = TypeVar("VersionedT", AdminSet, ChainSet)
+
+
+class VersionBook(ABC, Generic[VersionedT]):
+    """What a reader of a topic of versioned admin records (warden.admins, warden.chains) does with
+    each: take it, or hold it until the version before it is in force (the topic's records may
+    come out of order), or refuse it. No Kafka here: bytes in, what happened out."""
+
+    kind: type[VersionedT]
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, VersionedT] = {}
+
+    @property
+    @abstractmethod
+    def version(self) -> int:
+        """The version in force."""
+
+    def read(self, raw: bytes | None) -> list[tuple[str, str, str]]:
+        """(what, text, record id) for each record the one read settled: "adopted" and what is
+        now in force, or "refused" and why; the record id is the SHA-256 of the record's bytes
+        (`record_id_of`), so two refusals of one version stay two on the ledger."""
+        try:
+            proposed = self.kind.model_validate_json(raw or b"")
+        except ValueError as exc:
+            return [
+                ("refused", f"not a valid {self.kind.__name__} ({str(exc)[:300]}); ignored", raw_record_id(raw or b""))
+            ]
+        if proposed.version > self.version + 1:
+            self._waiting[proposed.version] = proposed  # its predecessor may still be on its way
+            return []
+        settled = [self._take(proposed)]
+        while self.version + 1 in self._waiting:
+            settled.append(self._take(self._waiting.pop(self.version + 1)))
+        return settled
+
+    @abstractmethod
+    def _take(self, proposed: VersionedT) -> tuple[str, str, str]:
+        """Put ``proposed`` in force, or refuse it: (what, text, record id)."""
+
+
+class AdminSetBook(VersionBook[AdminSet]):
+    """warden.admins: each `AdminSet` `Admins.adopt`ed, held or refused."""
+
+    kind = AdminSet
+
+    def __init__(self, admins: Admins):
+        super().__init__()
+        self.admins = admins
+
+    @property
+    def version(self) -> int:
+        return self.admins.version
+
+    def _take(self, proposed: AdminSet) -> tuple[str, str, str]:
+        problem, record_id = self.admins.adopt(proposed), record_id_of(proposed)
+        if problem is not None:
+            return "refused", f"admin set v{proposed.version} refused: {problem}", record_id
+        thresholds = ", ".join(f"{a}={m}" for a, m in self.admins.thresholds.items())
+        return (
+            "adopted",
+            f"admin set v{proposed.version} in force: {', '.join(sorted(self.admins.keys))} ({thresholds})",
+            record_id,
+        )
+
 
 # What a service does with each record a book settled (what, text, record id): its audit record.
 OnSettled = Callable[[str, str, str], Awaitable[None] | None]
@@ -46,6 +181,10 @@ async def follow_book(
     """Feed ``book`` every record of ``topic``, from its start and forever; ``caught_up`` set once
     it was read to its end. Each adoption or refusal is logged and handed to ``on_settled``
     (awaited, when it returns an awaitable)."""
+    # Kafka here only: `Admins` is what every check of an admin's signature takes, and a command
+    # that checks one (through runtime.trust) reads no topic.
+    from runtime.kafka import follow
+
     log = logging.getLogger(topic)  # "warden.admins", "warden.chains"
     async for name, value in follow(settings, (topic,), caught_up=caught_up):
         if not name:

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas.chains import REGISTRY, UnknownChain
+from runtime.registry import REGISTRY
+from schemas.chains import UnknownChain
 
 
 def _env(name: str, default: str) -> str:

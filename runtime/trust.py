@@ -24,9 +24,10 @@ from typing import get_args
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.admins import ACTIONS, parse_thresholds, valid_admin_keys
-from schemas.auth import Admins, AuditSigner, Role, load_or_create_ed25519, public_key_hex, read_ed25519
+from schemas.auth import AuditSigner, Role, load_or_create_ed25519, public_key_hex, read_ed25519
 
 SERVICE_ROLES: tuple[Role, ...] = get_args(Role)
 

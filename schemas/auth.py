@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Literal, Protocol, TypeVar, cast, get_args
+from typing import Literal, Protocol, TypeVar, get_args
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,9 +29,8 @@ from cryptography.hazmat.primitives.serialization import (
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, AdminSignature, VaultChange, event_digest
+from schemas.admins import Action, AdminSet, AdminSignature, VaultChange, event_digest
 from schemas.chain_set import ChainSet
-from schemas.chains import REGISTRY, ChainRegistry
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
@@ -171,197 +169,69 @@ def admin_signatures(record: AdminSignedT) -> list[tuple[str, str]]:
     return [(record.admin_key_id, record.signature), *((c.admin_key_id, c.signature) for c in record.cosignatures)]
 
 
-class Admins:
-    """The admin set in force: pinned keys (id → public key hex), a threshold per action and the
-    set's version (0: the configured one). One object shared by everything in a process that
-    checks admins' signatures: `adopt` changes it in place, so all of them see a change at once."""
+class AdminQuorum(Protocol):
+    """The admin set in force, as a check of admins' signatures asks it (`runtime.admins.Admins`,
+    which a service keeps to warden.admins): who counts towards a record's quorum for ``action``
+    (or for ``needed`` signatures), and why the record falls short, None when it does not."""
 
-    def __init__(self, keys: dict[str, str], thresholds: dict[Action, int], version: int = 0):
-        self.keys, self.thresholds, self.version = dict(keys), dict(thresholds), version
+    def quorum(
+        self, record: AdminSignedT, action: Action, needed: int | None = None
+    ) -> tuple[list[str], str | None]: ...
 
-    @classmethod
-    def with_threshold(cls, keys: dict[str, str], m: int) -> "Admins":
-        """``keys`` with the one threshold ``m`` for every action."""
-        return cls(keys, {action: m for action in ACTIONS})
-
-    def key(self, key_id: str) -> str | None:
-        return self.keys.get(key_id)
-
-    def threshold(self, action: Action) -> int:
-        return self.thresholds[action]
-
-    def signers(self, record: AdminSignedT) -> tuple[list[str], list[str]]:
-        """Who counts towards ``record``'s quorum (distinct pinned admins whose signature verifies
-        over its bytes), and why each other signature does not."""
-        message, counted, seen_keys, problems = record.signing_bytes(), [], set(), []
-        for key_id, signature in admin_signatures(record):
-            problem = self.signature_problem(key_id, signature, message)
-            if problem is None and self.keys[key_id] in seen_keys:
-                problem = f"{key_id} signed twice (counted once)"
-            if problem is None:
-                seen_keys.add(self.keys[key_id])
-                counted.append(key_id)
-            else:
-                problems.append(problem)
-        return counted, problems
-
-    def signature_problem(self, key_id: str, signature: str, message: bytes) -> str | None:
-        """None when pinned admin ``key_id`` made ``signature`` over ``message``; else why not."""
-        public = self.keys.get(key_id)
-        if public is None:
-            return f"{key_id[:64]!r} is not a pinned admin"
-        if not signature or not _verify(public, signature, message):
-            return f"{key_id}'s signature does not verify over this record's bytes"
-        return None
-
-    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> str | None:
-        """None when ``record`` carries the quorum ``action`` needs (or ``needed`` signatures);
-        otherwise who signed, who did not count and why, and how many are needed."""
-        return self.quorum(record, action, needed)[1]
-
-    def quorum(self, record: AdminSignedT, action: Action, needed: int | None = None) -> tuple[list[str], str | None]:
-        """Who counts towards ``record``'s quorum (`signers`) and `quorum_problem`'s answer, from
-        one check of its signatures."""
-        needed = self.threshold(action) if needed is None else needed
-        counted, problems = self.signers(record)
-        if len(counted) >= needed:
-            return counted, None
-        return counted, (
-            f"{ACTION_NAMES[action]} needs {needed} of the {len(self.keys)} pinned admins' signatures over the "
-            f"same bytes (admin set v{self.version}); it has {len(counted)}"
-            + (f" ({', '.join(counted)})" if counted else "")
-            + (f"; not counted: {'; '.join(problems)}" if problems else "")
-        )
-
-    def adopt(self, proposed: AdminSet) -> str | None:
-        """Take ``proposed`` as the set in force when it is newer and this set's quorum for
-        ``admins`` signed it; otherwise why not (nothing changes)."""
-        if proposed.version <= self.version:
-            return f"admin set v{proposed.version} is not newer than v{self.version}, in force"
-        problem = self.quorum_problem(proposed, "admins")
-        if problem is not None:
-            return problem
-        # AdminSet's validator (valid_thresholds) refuses any key that is not an Action.
-        thresholds = cast(dict[Action, int], dict(proposed.thresholds))
-        self.keys, self.thresholds, self.version = dict(proposed.admins), thresholds, proposed.version
-        return None
+    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> str | None: ...
 
 
-VersionedT = TypeVar("VersionedT", AdminSet, ChainSet)
+def admin_signature_problem(keys: Mapping[str, str], key_id: str, signature: str, message: bytes) -> str | None:
+    """None when admin ``key_id``, pinned in ``keys`` (id → public key hex), made ``signature``
+    over ``message``; else why not."""
+    public = keys.get(key_id)
+    if public is None:
+        return f"{key_id[:64]!r} is not a pinned admin"
+    if not signature or not _verify(public, signature, message):
+        return f"{key_id}'s signature does not verify over this record's bytes"
+    return None
 
 
-class VersionBook(ABC, Generic[VersionedT]):
-    """What a reader of a topic of versioned admin records (warden.admins, warden.chains) does with
-    each: take it, or hold it until the version before it is in force (the topic's records may
-    come out of order), or refuse it. No Kafka here: bytes in, what happened out."""
-
-    kind: type[VersionedT]
-
-    def __init__(self) -> None:
-        self._waiting: dict[int, VersionedT] = {}
-
-    @property
-    @abstractmethod
-    def version(self) -> int:
-        """The version in force."""
-
-    def read(self, raw: bytes | None) -> list[tuple[str, str, str]]:
-        """(what, text, record id) for each record the one read settled: "adopted" and what is
-        now in force, or "refused" and why; the record id is the SHA-256 of the record's bytes
-        (`record_id_of`), so two refusals of one version stay two on the ledger."""
-        try:
-            proposed = self.kind.model_validate_json(raw or b"")
-        except ValueError as exc:
-            return [
-                ("refused", f"not a valid {self.kind.__name__} ({str(exc)[:300]}); ignored", _record_id(raw or b""))
-            ]
-        if proposed.version > self.version + 1:
-            self._waiting[proposed.version] = proposed  # its predecessor may still be on its way
-            return []
-        settled = [self._take(proposed)]
-        while self.version + 1 in self._waiting:
-            settled.append(self._take(self._waiting.pop(self.version + 1)))
-        return settled
-
-    @abstractmethod
-    def _take(self, proposed: VersionedT) -> tuple[str, str, str]:
-        """Put ``proposed`` in force, or refuse it: (what, text, record id)."""
-
-
-class AdminSetBook(VersionBook[AdminSet]):
-    """warden.admins: each `AdminSet` `Admins.adopt`ed, held or refused."""
-
-    kind = AdminSet
-
-    def __init__(self, admins: Admins):
-        super().__init__()
-        self.admins = admins
-
-    @property
-    def version(self) -> int:
-        return self.admins.version
-
-    def _take(self, proposed: AdminSet) -> tuple[str, str, str]:
-        problem, record_id = self.admins.adopt(proposed), record_id_of(proposed)
-        if problem is not None:
-            return "refused", f"admin set v{proposed.version} refused: {problem}", record_id
-        thresholds = ", ".join(f"{a}={m}" for a, m in self.admins.thresholds.items())
-        return (
-            "adopted",
-            f"admin set v{proposed.version} in force: {', '.join(sorted(self.admins.keys))} ({thresholds})",
-            record_id,
-        )
-
-
-class ChainSetBook(VersionBook[ChainSet]):
-    """warden.chains: a `ChainSet` put in force in ``registry`` (`ChainRegistry.adopt`) only when
-    newer than the one in force and signed by the quorum for ``chains`` of ``admins`` (the admin
-    set in force, shared with its reader of warden.admins); held or refused otherwise."""
-
-    kind = ChainSet
-
-    def __init__(self, admins: Admins, registry: ChainRegistry = REGISTRY):
-        super().__init__()
-        self.admins, self.registry = admins, registry
-        self.in_force: ChainSet | None = None  # None: the built-in table alone (version 0)
-
-    @property
-    def version(self) -> int:
-        return 0 if self.in_force is None else self.in_force.version
-
-    def _take(self, proposed: ChainSet) -> tuple[str, str, str]:
-        record_id = record_id_of(proposed)
-        if proposed.version <= self.version:
-            return "refused", f"chain set v{proposed.version} is not newer than v{self.version}, in force", record_id
-        problem = self.admins.quorum_problem(proposed, "chains")
-        if problem is not None:
-            return "refused", f"chain set v{proposed.version} refused: {problem}", record_id
-        self.registry.adopt(proposed.chains)
-        self.in_force = proposed
-        return "adopted", f"chain set v{proposed.version} in force: {proposed.summary()}", record_id
+def admin_signers(record: AdminSignedT, keys: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """Who counts towards ``record``'s quorum among the admins pinned in ``keys`` (id → public key
+    hex): distinct admins whose signature verifies over its bytes; and why each other signature
+    does not."""
+    message, counted, seen_keys, problems = record.signing_bytes(), [], set(), []
+    for key_id, signature in admin_signatures(record):
+        problem = admin_signature_problem(keys, key_id, signature, message)
+        if problem is None and keys[key_id] in seen_keys:
+            problem = f"{key_id} signed twice (counted once)"
+        if problem is None:
+            seen_keys.add(keys[key_id])
+            counted.append(key_id)
+        else:
+            problems.append(problem)
+    return counted, problems
 
 
 def record_id_of(record: AdminSet | ChainSet) -> str:
     """How the ledger names an admin record a service took or refused: the SHA-256 of its bytes."""
-    return _record_id(record.to_bytes())
+    return raw_record_id(record.to_bytes())
 
 
-def _record_id(raw: bytes) -> str:
+def raw_record_id(raw: bytes) -> str:
+    """`record_id_of` the bytes ``raw``, whatever they hold: how the ledger names a record refused
+    as unreadable."""
     return hashlib.sha256(raw).hexdigest()
 
 
-def policy_signature_valid(policy: AgentPolicy, admins: Admins) -> bool:
+def policy_signature_valid(policy: AgentPolicy, admins: AdminQuorum) -> bool:
     """True only if the quorum of pinned admins for a policy change signed ``policy``."""
     return admins.quorum_problem(policy, "policy") is None
 
 
-def human_approval_problem(approval: HumanApproval, admins: Admins) -> str | None:
+def human_approval_problem(approval: HumanApproval, admins: AdminQuorum) -> str | None:
     """None when enough pinned admins signed the decision: the quorum for ``approve``, one for
     ``deny`` (a refusal moves nothing; any admin may stop an intent); otherwise why not."""
     return admins.quorum_problem(approval, "approval", None if approval.decision == "approve" else 1)
 
 
-def human_approval_valid(approval: HumanApproval, admins: Admins) -> bool:
+def human_approval_valid(approval: HumanApproval, admins: AdminQuorum) -> bool:
     return human_approval_problem(approval, admins) is None
 
 
@@ -580,7 +450,7 @@ def vault_change_headers(change: VaultChange) -> list[tuple[str, bytes]]:
 
 
 def vault_event_problem(
-    value: bytes, headers: Iterable[tuple[str, bytes]] | None, admins: Admins
+    value: bytes, headers: Iterable[tuple[str, bytes]] | None, admins: AdminQuorum
 ) -> tuple[list[str], str | None]:
     """Who signed the vault event ``value`` (distinct pinned admins of ``admins``, the set in
     force), and None when they are the quorum for ``keys``; otherwise why it must not be applied.

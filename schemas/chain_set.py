@@ -4,7 +4,7 @@ change, version after version, on warden.chains.
 A `ChainSet` carries the WHOLE admin-managed table (the networks admins added, and built-in ones
 whose finality they changed), so each version replaces the one before and a reader needs only
 the newest one it can believe. It is taken only when newer than the set in force and signed by
-the admins' quorum for ``chains`` (`schemas.auth.ChainSetBook`); the built-in table alone is
+the admins' quorum for ``chains`` (`runtime.chains.ChainSetBook`); the built-in table alone is
 version 0.
 """
 

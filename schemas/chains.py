@@ -7,10 +7,16 @@ agent's ethereum key, so ``base`` and ``sepolia`` map to ``ethereum``.
 
 Admins add networks at run time (``warden chains add``): the admins' table (the networks they
 added, and built-in ones whose finality they changed) is a `ChainSet` record on warden.chains,
-taken only with their quorum for ``chains`` (`schemas.auth.ChainSetBook`), and laid over the
-built-in table here (`ChainRegistry.adopt`). No file changes it: the streams worker and the signer
-follow the topic themselves (`runtime.chains`), and a client process reads it when it meets a name
-it does not know (`ChainRegistry.when_unknown`, `sdk.records.chains_in_force`).
+taken only with their quorum for ``chains`` (`runtime.chains.ChainSetBook`), and laid over the
+built-in table here. This module holds no state: the built-in table is a constant, and the
+networks in force (built in and added) are a process's `runtime.registry.ChainRegistry`, which the
+streams worker and the signer keep to the topic themselves (`runtime.chains`) and a client process
+reads when it meets a name it does not know (`sdk.records.chains_in_force`).
+
+A record's validators know only the built-in table, unless whoever reads the record hands them
+the networks in force (`chains_context`, as pydantic's validation context): without it a chain
+name is checked for its form only, and a name that is not built in is left to the reader that
+knows the registry (the worker's intake, the signer), which refuses it there when it is unknown.
 
 Each network also says when a transaction in one of its blocks is final (`signer.finality`):
 at or below the block its node serves as ``finalized`` (``finalized_tag``), else
@@ -22,9 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
 
 from schemas.errors import WardenError
 
@@ -70,7 +77,7 @@ class Chain:
             )
 
 
-_BUILTIN = (
+BUILTIN: tuple[Chain, ...] = (
     # 28 mainnets
     Chain("ethereum", 1, "ETH", "https://etherscan.io"),
     Chain("optimism", 10, "ETH", "https://optimistic.etherscan.io"),
@@ -125,10 +132,10 @@ def finality(chain: Chain) -> str:
     return f"finalized tag, else {deep}" if chain.finalized_tag else deep
 
 
-_BUILTIN_BY_NAME: Mapping[str, Chain] = {c.name: c for c in _BUILTIN}
+BUILTIN_BY_NAME: Mapping[str, Chain] = MappingProxyType({c.name: c for c in BUILTIN})
 
 
-def admin_table(chains: Iterable[Chain], builtin: Mapping[str, Chain] = _BUILTIN_BY_NAME) -> dict[str, Chain]:
+def admin_table(chains: Iterable[Chain], builtin: Mapping[str, Chain] = BUILTIN_BY_NAME) -> dict[str, Chain]:
     """``chains`` checked as the admins' table over the ``builtin`` one, by name: each network
     listed once, a built-in network changed in its finality only (``finalized_tag``,
     ``confirmations``), no chain id under two names. ValueError names the chain, the field and
@@ -160,96 +167,40 @@ def admin_table(chains: Iterable[Chain], builtin: Mapping[str, Chain] = _BUILTIN
     return table
 
 
-class ChainRegistry:
-    """The networks a process knows: the built-in table and, over it, the admins' table in force
-    (`adopt`), which only a chain set their quorum signed changes."""
+def unknown_chain(name: str, known: Iterable[str]) -> UnknownChain:
+    """The error for a network ``name`` that is not among ``known``: which ones are, and how one is added."""
+    return UnknownChain(
+        f"unknown chain {name!r}; allowed: {', '.join(sorted(known))} "
+        "(admins add one with `warden chains add`, signed by their quorum)"
+    )
 
-    def __init__(self, chains: tuple[Chain, ...] = _BUILTIN):
-        self._builtin = {c.name: c for c in chains}
-        self._admin: dict[str, Chain] = {}
-        self._all = dict(self._builtin)
-        self._learn: Callable[[], None] | None = None
-        self._learn_every_s = 0.0
-        self._learned_at: float | None = None
 
-    def adopt(self, table: Iterable[Chain]) -> None:
-        """Put ``table`` in force as the admins' table (the whole of it: what the table before
-        held and this one does not is gone). Only a chain set their quorum signed: the readers of
-        warden.chains call it (`schemas.auth.ChainSetBook`)."""
-        admin = admin_table(table, self._builtin)
-        self._admin, self._all = admin, {**self._builtin, **admin}
+class ChainLookup(Protocol):
+    """The networks in force, as a reader of records hands them to the validators
+    (`runtime.registry.ChainRegistry`): ``get`` raises `UnknownChain` for a name it does not know."""
 
-    def admin_table(self) -> tuple[Chain, ...]:
-        """The admins' table in force: the networks they added, built-in ones whose finality they changed."""
-        return tuple(self._admin.values())
+    def get(self, name: str) -> Chain: ...
 
-    def all(self) -> dict[str, Chain]:
-        return dict(self._all)
 
-    def get(self, name: str) -> Chain:
-        chain = self._all.get(name)
-        if chain is None and self._learned():
-            chain = self._all.get(name)
-        if chain is None:
-            raise UnknownChain(
-                f"unknown chain {name!r}; allowed: {', '.join(sorted(self._all))} "
-                "(admins add one with `warden chains add`, signed by their quorum)"
-            )
-        return chain
+# The key of pydantic's validation context under which a reader hands the networks in force.
+_CHAINS = "chains"
 
-    def by_chain_id(self, chain_id: int) -> Chain | None:
-        """The EVM network with EIP-155 id ``chain_id``."""
-        chain = self._by_chain_id(chain_id)
-        if chain is None and self._learned():
-            chain = self._by_chain_id(chain_id)
-        return chain
 
-    def _by_chain_id(self, chain_id: int) -> Chain | None:
-        # EIP-155 ids only: a Solana cluster's number is no EVM chain id (`eip155:101` is not Solana).
-        return next((c for c in self._all.values() if c.chain_id == chain_id and not c.is_solana), None)
+def chains_context(chains: ChainLookup) -> dict[str, Any]:
+    """The validation context that has a record's chain names checked against ``chains``:
+    ``Model.model_validate_json(raw, context=chains_context(registry))``."""
+    return {_CHAINS: chains}
 
-    def with_chain(self, chain: Chain) -> tuple[Chain, ...]:
-        """The admins' table with ``chain`` added (an added network of that name replaced): what
-        the chain set that adds it carries. ValueError when it would redefine a built-in network or
-        take another's chain id."""
-        if chain.name in self._builtin:
-            raise ValueError(
-                f"chain {chain.name!r} is built in and cannot be redefined; `warden chains finality` changes "
-                "when its transactions are final"
-            )
-        return tuple(admin_table({**self._admin, chain.name: chain}.values(), self._builtin).values())
 
-    def with_finality(
-        self, name: str, *, finalized_tag: bool | None = None, confirmations: int | None = None
-    ) -> tuple[Chain, ...]:
-        """The admins' table with ``name``'s finality changed (a built-in network's too): what the
-        chain set that changes it carries."""
-        current = self.get(name)
-        chain = dataclasses.replace(
-            current,
-            finalized_tag=current.finalized_tag if finalized_tag is None else finalized_tag,
-            confirmations=current.confirmations if confirmations is None else confirmations,
+def chain_named(name: str, context: object) -> Chain | None:
+    """The network ``name`` a record names, for its validators: from the networks in force when the
+    validation ``context`` carries them (`chains_context`; unknown: `UnknownChain`), else from the
+    built-in table, None when it is not built in (its form checked: ValueError)."""
+    chains: ChainLookup | None = context.get(_CHAINS) if isinstance(context, dict) else None
+    if chains is not None:
+        return chains.get(name)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(
+            f"chain name {str(name)[:80]!r}: 1-32 lowercase letters, digits and '-', starting with a letter or digit"
         )
-        return tuple(admin_table({**self._admin, name: chain}.values(), self._builtin).values())
-
-    def when_unknown(self, learn: Callable[[], None] | None, every_s: float = 30.0) -> None:
-        """For a client process (the command line, the MCP server, `warden pay`): ``learn``, which
-        reads the chains in force and `adopt`s them (`sdk.records.learn_chains`), runs before a
-        name or chain id is called unknown, at most once every ``every_s`` seconds. The services
-        set none: they follow warden.chains themselves and judge nothing before they read it to
-        its end (`runtime.chains`)."""
-        self._learn, self._learn_every_s, self._learned_at = learn, every_s, None
-
-    def _learned(self) -> bool:
-        """Whether ``learn`` ran now, so that a lookup is worth trying again."""
-        now = time.monotonic()
-        if self._learn is None or (self._learned_at is not None and now - self._learned_at < self._learn_every_s):
-            return False
-        self._learned_at = now  # first: a lookup while it learns does not learn again
-        self._learn()
-        return True
-
-
-# The process's registry: the built-in table until the admins' table in force is adopted (the
-# services: `runtime.chains.follow_chain_sets`; a client: `sdk.records.chains_in_force`).
-REGISTRY = ChainRegistry()
+    return BUILTIN_BY_NAME.get(name)

@@ -17,7 +17,7 @@ import base58
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
-from schemas.chains import REGISTRY, UnknownChain
+from schemas.chains import Chain, UnknownChain, chain_named
 
 WEI_PER_UNIT = 10**18
 MAX_UINT256 = 2**256 - 1
@@ -112,23 +112,31 @@ def parse_address(value: object) -> str:
     return _address(value)
 
 
-def known_chain(name: str) -> str:
-    """A chain name of the registry, unchanged; any other is a ValueError naming the known ones."""
-    try:
-        REGISTRY.get(name)
-    except UnknownChain as exc:
-        raise ValueError(str(exc)) from None
+def known_chain(name: str, context: object = None) -> str:
+    """A chain name, unchanged: one of the networks in force when the validation ``context`` carries
+    them (`schemas.chains.chains_context`), any other a ValueError naming the known ones; without
+    them, a name of the right form (`schemas.chains.chain_named`)."""
+    _chain(name, context)
     return name
 
 
-def evm_chain(name: str) -> str:
-    """`known_chain`, and an EVM network: a Solana cluster's transactions are not EVM ones."""
-    if known_chain(name) and REGISTRY.get(name).is_solana:
+def evm_chain(name: str, context: object = None) -> str:
+    """`known_chain`, and not a Solana cluster (a Solana cluster's transactions are not EVM ones):
+    as far as the networks in force say, or without them the built-in table."""
+    chain = _chain(name, context)
+    if chain is not None and chain.is_solana:
         raise ValueError(
             f"{name!r} is a Solana network; this record describes an EVM transaction or asset "
             "(Solana: see docs/solana.md)"
         )
     return name
+
+
+def _chain(name: str, context: object) -> Chain | None:
+    try:
+        return chain_named(name, context)
+    except UnknownChain as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _hex_data(value: object) -> str:

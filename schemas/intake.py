@@ -16,6 +16,7 @@ from typing import TypeVar
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from schemas.chains import ChainLookup, chains_context
 from schemas.errors import explain
 from schemas.fields import Identifier
 from schemas.intent import TransactionIntent
@@ -75,18 +76,23 @@ def unreadable_answer(bad: Unreadable, raw: bytes | None, key: bytes | str | Non
     return (bad.agent_id or usable_id(key), bad.intent_id or UNREADABLE_ID_PREFIX + digest[:32], digest)
 
 
-def read_intent(raw: bytes | None, max_bytes: int) -> TransactionIntent | Unreadable:
-    return read_record(TransactionIntent, "intent_id", raw, max_bytes)
+def read_intent(raw: bytes | None, max_bytes: int, chains: ChainLookup) -> TransactionIntent | Unreadable:
+    """``raw`` read as an intent on one of ``chains``, the networks in force (the process's
+    `runtime.registry.REGISTRY`): an intent naming any other is unreadable ("unknown chain")."""
+    return read_record(TransactionIntent, "intent_id", raw, max_bytes, chains)
 
 
-def read_simulation_request(raw: bytes | None, max_bytes: int) -> SimulationRequest | Unreadable:
+def read_simulation_request(raw: bytes | None, max_bytes: int, chains: ChainLookup) -> SimulationRequest | Unreadable:
     """A record of warden.simulations.requested, read as an intent is (its ``request_id`` names it)."""
-    return read_record(SimulationRequest, "request_id", raw, max_bytes)
+    return read_record(SimulationRequest, "request_id", raw, max_bytes, chains)
 
 
-def read_record(model: type[RecordT], id_field: str, raw: bytes | None, max_bytes: int) -> RecordT | Unreadable:
-    """``raw`` read as ``model``, or why it cannot be, with the id (``id_field``) and the agent it
-    names when they are usable."""
+def read_record(
+    model: type[RecordT], id_field: str, raw: bytes | None, max_bytes: int, chains: ChainLookup
+) -> RecordT | Unreadable:
+    """``raw`` read as ``model``, its chain names checked against ``chains`` (the networks in
+    force), or why it cannot be, with the id (``id_field``) and the agent it names when they are
+    usable."""
     name = model.__name__
     if raw is None:
         return Unreadable("empty record: the value is null")
@@ -99,7 +105,7 @@ def read_record(model: type[RecordT], id_field: str, raw: bytes | None, max_byte
     if not isinstance(doc, dict):
         return Unreadable(f"a {name} must be a JSON object, got {type(doc).__name__}")
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc, context=chains_context(chains))
     except ValidationError as exc:
         errors = explain(exc)
         return Unreadable(

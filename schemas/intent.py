@@ -9,10 +9,10 @@ import hashlib
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from evm.constants import BYTES_PER_BLOB, MAX_BLOBS_PER_TX, MAX_MESSAGE_BYTES, NONCE_LIMIT
-from schemas.chains import REGISTRY
+from schemas.chains import chain_named
 from schemas.fields import (
     Address,
     HexData,
@@ -214,7 +214,7 @@ class TransactionIntent(Evolving):
     )
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
-    _chain = field_validator("chain")(classmethod(lambda cls, v: known_chain(v)))
+    _chain = field_validator("chain")(classmethod(lambda cls, v, info: known_chain(v, info.context)))
 
     model_config = ConfigDict(
         frozen=True,
@@ -250,8 +250,13 @@ class TransactionIntent(Evolving):
     )
 
     @model_validator(mode="after")
-    def _kind_fields(self) -> "TransactionIntent":
-        solana = REGISTRY.get(self.chain).is_solana
+    def _kind_fields(self, info: ValidationInfo) -> "TransactionIntent":
+        # The chain's kind from the networks in force when the reader handed them (the worker's
+        # intake, the signer), else from the built-in table; a network that is not built in, read
+        # without them, is taken to be of the kind its intent_type says (and judged again by that
+        # reader, which knows it).
+        chain = chain_named(self.chain, info.context)
+        solana = chain.is_solana if chain is not None else self.intent_type in SOLANA_INTENT_TYPES
         if self.intent_type in SOLANA_INTENT_TYPES or solana:
             return self._solana_fields(solana)
         if self.solana_transaction is not None or self.solana_message is not None:

@@ -7,7 +7,7 @@ import re
 from typing import Any, ClassVar, Literal
 
 import orjson
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from evm.constants import MAX_MESSAGE_BYTES
 from schemas.admins import AdminSignature
@@ -105,8 +105,8 @@ class AssetLimit(Record):
 
     @field_validator("chain")
     @classmethod
-    def _known(cls, chain: str) -> str:
-        return evm_chain(chain)
+    def _known(cls, chain: str, info: ValidationInfo) -> str:
+        return evm_chain(chain, info.context)
 
     @model_validator(mode="after")
     def _amounts_in_units(self) -> "AssetLimit":
@@ -155,8 +155,8 @@ class PriceFeed(Record):
 
     @field_validator("chain")
     @classmethod
-    def _known(cls, chain: str) -> str:
-        return evm_chain(chain)
+    def _known(cls, chain: str, info: ValidationInfo) -> str:
+        return evm_chain(chain, info.context)
 
     @property
     def key(self) -> str:
@@ -428,8 +428,8 @@ class AgentPolicy(Evolving):
 
     @field_validator("tx_allowed_chains")
     @classmethod
-    def _known_chains(cls, chains: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(known_chain(c) for c in chains)
+    def _known_chains(cls, chains: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        return tuple(known_chain(c, info.context) for c in chains)
 
     @field_validator("agent_public_key")
     @classmethod

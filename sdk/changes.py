@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from runtime.admins import Admins
+from runtime.registry import ChainRegistry
 from schemas.admins import ACTIONS, AdminSet, VaultChange, event_digest, key_fingerprint
-from schemas.auth import Admins
 from schemas.chain_set import ChainSet
-from schemas.chains import ChainRegistry
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
 

@@ -27,6 +27,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import audit_headers, end_offsets, follow_records
 from runtime.kafka import producer as new_producer
+from runtime.registry import REGISTRY
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys
 from schemas import topics
 from schemas.actions import AuditAction
@@ -185,15 +186,20 @@ def new_intent(
     if any(key.tee == "none" for sealed in (client_share, cmek) if sealed is not None for key in sealed.keys):
         # The development opt-in let a secret go to a signer nothing attests: the intent says so.
         fields["unattested_signer_accepted"] = True
-    intent = TransactionIntent(
-        intent_id=intent_id,
-        agent_id=agent_id,
-        idempotency_key=idempotency_key,
-        chain=chain,
-        to=to,
-        value=value,
-        created_at=now or utcnow(),
-        **fields,
+    # Checked against the networks in force as this client knows them (learned from warden.chains
+    # when it meets a name it does not know): an unknown chain is refused here, before anything is sent.
+    intent = TransactionIntent.model_validate(
+        dict(
+            intent_id=intent_id,
+            agent_id=agent_id,
+            idempotency_key=idempotency_key,
+            chain=chain,
+            to=to,
+            value=value,
+            created_at=now or utcnow(),
+            **fields,
+        ),
+        context=REGISTRY.context,
     )
     return sign_intent(intent, agent_key)
 
@@ -283,7 +289,7 @@ def blob_fields(blobs: Sequence[bytes]) -> dict:
 
 def signed_policy(settings: Settings, **fields) -> AgentPolicy:
     admin = load_or_create_admin_key(settings.home, settings.admin_id)
-    policy = AgentPolicy(issued_at=utcnow(), **fields)
+    policy = AgentPolicy.model_validate(dict(issued_at=utcnow(), **fields), context=REGISTRY.context)
     return sign_policy(policy, admin, settings.admin_id)
 
 

@@ -37,7 +37,7 @@ from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.readiness import mark_ready
-from schemas.chains import REGISTRY
+from runtime.registry import REGISTRY
 from schemas.codes import Code
 from schemas.errors import WardenError, explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
@@ -854,7 +854,7 @@ def _model(model: type[BaseModel], doc: Any):
     if not isinstance(doc, dict):
         raise Refused(400, "invalid_request", f"the body is a JSON {type(doc).__name__}, not an object")
     try:
-        return model.model_validate(doc)
+        return model.model_validate(doc, context=REGISTRY.context)
     except ValidationError as exc:
         raise _invalid(exc, "the request body is not valid") from None
 

@@ -21,6 +21,7 @@ from runtime.attestation.policy import AttestationPolicy
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import follow
+from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import (
@@ -60,7 +61,7 @@ def raw_submission(agent_id: str, raw: bytes, max_bytes: int) -> RawSubmission:
     """How the worker will answer ``raw`` published keyed by ``agent_id`` (see `RawSubmission`):
     read here as the worker reads it (`schemas.intake.read_intent`, ``max_bytes`` being its
     record limit, ``max_record_bytes``), named as it names it (`schemas.intake.unreadable_answer`)."""
-    intent = read_intent(raw, max_bytes)
+    intent = read_intent(raw, max_bytes, REGISTRY)
     if not isinstance(intent, Unreadable):
         return RawSubmission(intent.agent_id, intent.intent_id, hashlib.sha256(raw).hexdigest(), intent.digest())
     agent, intent_id, digest = unreadable_answer(intent, raw, agent_id)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from runtime.admins import Admins
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, read_to_quiet
 from runtime.trust import PinnedAuditKeys
@@ -26,7 +27,7 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, VaultChange, digest_of
 from schemas.audit import readable_audit_events
-from schemas.auth import Admins, AdminSignedT, audit_writer, cosign, sign_vault_change
+from schemas.auth import AdminSignedT, audit_writer, cosign, sign_vault_change
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit
 from schemas.errors import WardenError

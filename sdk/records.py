@@ -18,23 +18,17 @@ from datetime import datetime
 import orjson
 from aiokafka import TopicPartition
 
+from runtime.admins import Admins, AdminSetBook
+from runtime.chains import ChainSetBook
 from runtime.config import Settings
 from runtime.kafka import follow_records, read_to_quiet
+from runtime.registry import REGISTRY, ChainRegistry
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, readable_audit_events
-from schemas.auth import (
-    Admins,
-    AdminSetBook,
-    ChainSetBook,
-    audit_writer,
-    outcome_forgery,
-    policy_signature_valid,
-    record_id_of,
-)
+from schemas.auth import audit_writer, outcome_forgery, policy_signature_valid, record_id_of
 from schemas.chain_set import ChainSet
-from schemas.chains import REGISTRY, ChainRegistry
 from schemas.errors import WardenError
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
@@ -118,7 +112,7 @@ def status_history(records: list[SignedTransaction]) -> list[dict]:
 
 async def admins_in_force(settings: Settings) -> Admins:
     """The admin set in force: the configured one, with every change on warden.admins its
-    quorum signed (`schemas.auth.AdminSetBook`)."""
+    quorum signed (`runtime.admins.AdminSetBook`)."""
     admins = pinned_admins(settings)
     book = AdminSetBook(admins)
     async for _, value in read_to_quiet(settings, (topics.ADMINS,), 2):
@@ -177,7 +171,7 @@ async def chains_in_force(
 ) -> ChainSet | None:
     """The chain set in force, put in force in ``registry`` (the process's, by default): the
     newest version on warden.chains that the quorum for ``chains`` of the admin set in force
-    signed (`schemas.auth.ChainSetBook`), read with warden.admins in one pass; None when there is
+    signed (`runtime.chains.ChainSetBook`), read with warden.admins in one pass; None when there is
     none (the built-in networks alone)."""
     return (await _admin_records(settings, (), idle_polls, registry))[1]
 

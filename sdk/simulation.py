@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import follow
+from runtime.registry import REGISTRY
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_simulation_request
 from schemas.codes import Code
@@ -51,13 +52,17 @@ def new_simulation_request(
     ValidationError naming the step and the field that is wrong."""
     request_id = request_id or "sim-" + uuid.uuid4().hex
     created_at = now or utcnow()
+    # Checked against the networks in force as this client knows them, as `sdk.client.new_intent` is.
     intents = tuple(
-        TransactionIntent(
-            intent_id=f"{request_id}.{number}", agent_id=agent_id, chain=chain, created_at=created_at, **dict(step)
+        TransactionIntent.model_validate(
+            dict(intent_id=f"{request_id}.{number}", agent_id=agent_id, chain=chain, created_at=created_at, **step),
+            context=REGISTRY.context,
         )
         for number, step in enumerate(steps, start=1)
     )
-    request = SimulationRequest(request_id=request_id, agent_id=agent_id, chain=chain, steps=intents)
+    request = SimulationRequest.model_validate(
+        dict(request_id=request_id, agent_id=agent_id, chain=chain, steps=intents), context=REGISTRY.context
+    )
     return sign_simulation_request(request, agent_key)
 
 

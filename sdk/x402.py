@@ -37,7 +37,8 @@ from eth_utils import is_hex_address, to_checksum_address
 
 from evm.constants import EIP712_DOMAIN_FIELDS
 from rules.typed_movements import FAMILIES
-from schemas.chains import REGISTRY, ChainRegistry, UnknownChain
+from runtime.registry import REGISTRY, ChainRegistry
+from schemas.chains import UnknownChain
 from schemas.errors import WardenError
 from schemas.fields import format_token_amount
 from schemas.policy import AgentPolicy, AssetLimit

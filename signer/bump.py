@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from evm import transactions as txs
 from rules.guardrails import verdict
 from runtime.clock import to_us
+from runtime.registry import REGISTRY
 from runtime.rpc import Node
 from schemas.actions import AuditAction
-from schemas.chains import REGISTRY
 from schemas.codes import Code
 from schemas.emit import Emit, audit
 from schemas.intent import TransactionIntent

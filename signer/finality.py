@@ -29,9 +29,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from runtime.registry import REGISTRY
 from runtime.rpc import Node
 from schemas.actions import AuditAction
-from schemas.chains import REGISTRY, Chain
+from schemas.chains import Chain
 from schemas.emit import Emit
 from schemas.outcomes import SignedTransaction
 from signer import blocks

@@ -16,9 +16,10 @@ from typing import TypeVar
 from rules import judge, movements
 from rules.assets import approval_needed
 from rules.window import SpendWindow
+from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.rpc import Node
-from schemas.auth import Admins, human_approval_valid
+from schemas.auth import human_approval_valid
 from schemas.codes import Code
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent, idempotency_conflict
 from schemas.outcomes import (

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evm import blobs
 from runtime import metrics
-from runtime.admins import follow_admin_sets, settled_event
+from runtime.admins import Admins, follow_admin_sets, settled_event
 from runtime.attestation.announcement import attest
 from runtime.chains import follow_chain_sets
 from runtime.clock import to_us, utcnow
@@ -37,11 +37,12 @@ from runtime.kafka import follow, follow_records, publish
 from runtime.kafka import producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
 from runtime.readiness import mark_ready
+from runtime.registry import REGISTRY
 from runtime.rpc import Nodes, RpcError, RpcUnavailable
 from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.auth import Admins, AuditSigner, public_key_hex, sign_announcement, vault_event_problem
+from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_event_problem
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from schemas.sealing_key import SealingKey
@@ -194,7 +195,7 @@ async def _follow_control_topics(
     # (policies, approved intents, restored transactions): from warden.chains, never from a file.
     chains_known = asyncio.Event()
     chain_task = asyncio.create_task(
-        follow_chain_sets(settings, admins, chains_known, _audit_settled(settings, custody_audit, "chains"))
+        follow_chain_sets(settings, admins, REGISTRY, chains_known, _audit_settled(settings, custody_audit, "chains"))
     )
     await _caught_up(chains_known, chain_task, topics.CHAINS)
     policies_known = asyncio.Event()

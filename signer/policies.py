@@ -16,7 +16,9 @@ import logging
 
 from pydantic import ValidationError
 
-from schemas.auth import Admins, policy_signature_valid
+from runtime.admins import Admins
+from runtime.registry import REGISTRY
+from schemas.auth import policy_signature_valid
 from schemas.policy import AgentPolicy
 
 log = logging.getLogger("warden.signer")
@@ -50,7 +52,7 @@ class PolicyBook:
         unsigned record is skipped here: the streams worker dead-letters and audits it, and the
         signer only ever acts on policies that verify."""
         try:
-            policy = AgentPolicy.model_validate_json(raw or b"")
+            policy = AgentPolicy.model_validate_json(raw or b"", context=REGISTRY.context)
         except ValidationError:
             log.warning("unreadable record on warden.policies; ignored (the streams worker dead-letters it)")
             return None

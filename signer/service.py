@@ -42,11 +42,12 @@ from solders.signature import Signature
 
 from evm import messages, typed_data
 from rules import judge, solana
+from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, Clock
+from runtime.registry import REGISTRY
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from runtime.trust import KeysNow
-from schemas.auth import Admins, ServiceKeys, intent_signature_valid, outcome_forgery
-from schemas.chains import REGISTRY
+from schemas.auth import ServiceKeys, intent_signature_valid, outcome_forgery
 from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.errors import explain
@@ -134,7 +135,8 @@ class Signer:
         Never raises for a record it could read: whatever goes wrong while signing becomes the
         intent's one rejection, and nothing of that intent stays in the signer's state."""
         try:
-            approved = IntentApproved.model_validate_json(raw or b"")
+            # Its chain names against the networks in force here (an unknown one: a dead letter).
+            approved = IntentApproved.model_validate_json(raw or b"", context=REGISTRY.context)
         except ValidationError as exc:
             return self.dead_letter(
                 raw, source, now, f"invalid IntentApproved: {'; '.join(explain(exc))}", explain(exc)

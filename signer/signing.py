@@ -19,7 +19,7 @@ from datetime import datetime
 from evm import authorizations, blobs, messages
 from evm import transactions as txs
 from runtime.clock import US_PER_SECOND, to_us
-from schemas.chains import REGISTRY
+from runtime.registry import REGISTRY
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction

@@ -18,11 +18,12 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from rules import judge
+from runtime.admins import Admins
+from runtime.registry import ChainRegistry
 from runtime.trust import KeysNow
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import (
-    Admins,
     ServiceKeys,
     outcome_forgery,
 )
@@ -59,6 +60,7 @@ class Admission:
         max_record_bytes: int,
         max_age_us: int,
         home_partition: Callable[[str], int] | None,
+        chains: ChainRegistry,
     ):
         self.decider = decider
         self.replays = replays
@@ -68,12 +70,13 @@ class Admission:
         self.max_record_bytes = max_record_bytes
         self.max_age_us = max_age_us
         self.home_partition = home_partition
+        self.chains = chains
 
     # -- policies -------------------------------------------------------------------------------
 
     def on_policy(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
         try:
-            policy = AgentPolicy.model_validate_json(raw or b"")
+            policy = AgentPolicy.model_validate_json(raw or b"", context=self.chains.context)
         except ValidationError as exc:
             return self.decider.dead_letter(
                 raw, source, now, f"invalid AgentPolicy: {'; '.join(explain(exc))}", explain(exc)
@@ -137,7 +140,7 @@ class Admission:
         """What intake emitted, and the intent with its policy when the stages are to judge it;
         None when intake answered it already (unreadable, off its partition, decided before,
         refused admission, or an idempotent replay)."""
-        intent = read_intent(raw, self.max_record_bytes)
+        intent = read_intent(raw, self.max_record_bytes, self.chains)
         if isinstance(intent, Unreadable):
             return self._unreadable(intent, raw, source, now), None
         off = self.off_partition(intent, raw, source, now)

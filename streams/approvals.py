@@ -13,10 +13,11 @@ import orjson
 from pydantic import ValidationError
 
 from runtime import metrics
+from runtime.admins import Admins
 from runtime.clock import to_us
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.auth import Admins, human_approval_problem
+from schemas.auth import human_approval_problem
 from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.emit import audit as _audit

@@ -30,8 +30,10 @@ from types import MappingProxyType
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules import judge
+from runtime.admins import Admins
+from runtime.registry import REGISTRY, ChainRegistry
 from runtime.rpc import Node
-from schemas.auth import Admins, ServiceKeys
+from schemas.auth import ServiceKeys
 from schemas.emit import Emit, Source
 from schemas.intent import INTENT_MAX_AGE_US
 from schemas.outcomes import StageEnvelope
@@ -57,12 +59,14 @@ class Engine:
         max_record_bytes: int = 65_536,
         max_age_us: int = INTENT_MAX_AGE_US,
         home_partition: Callable[[str], int] | None = None,
+        chains: ChainRegistry = REGISTRY,
     ):
         # ``service_keys``: the pinned worker and signer keys (only a signer's refusal releases a
         # reservation; only a worker's envelope is believed). ``home_partition``: the partition an
         # agent's records land in, when the records come from a partitioned topic: an intent is
         # decided only there. None: not checked (one engine fed by hand, as in unit tests, holds
-        # every agent).
+        # every agent). ``chains``: the networks in force, which the topology keeps to warden.chains
+        # (`runtime.chains.follow_chain_sets`) and intake reads records against.
         self.decider = Decider(service_key, service_keys, Decisions(decisions), node_for, max_record_bytes)
         self.replays = Replays(self.decider, idempotency)
         self.admission = Admission(
@@ -74,9 +78,11 @@ class Engine:
             max_record_bytes,
             max_age_us,
             home_partition,
+            chains,
         )
         self.approvals = Approvals(self.decider, admins)
         self.admins = admins
+        self.chains = chains
         self.simulations = Simulations(self.decider, self.admission, node_for)
         self.policies = policies
         self.decisions = self.decider.decisions

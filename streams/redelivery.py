@@ -43,6 +43,7 @@ from runtime.clock import US_PER_SECOND, utcnow
 from runtime.config import Settings
 from runtime.kafka import follow_records, partition_of
 from runtime.kafka import producer as new_producer
+from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
@@ -129,8 +130,9 @@ class Pending:
 def watched_intent(raw: bytes | None, max_bytes: int, partition: int) -> tuple[tuple[str, str, str], str] | None:
     """((intent_id, digest, sent), agent_id) of a submitted record worth watching: one the worker
     can read (``sent``: the SHA-256 of its bytes), read on its agent's partition (``partition``:
-    where it was read). Anything else is dead-lettered by the worker, and that is its outcome."""
-    intent = read_intent(raw, max_bytes)
+    where it was read). Anything else is dead-lettered by the worker, and that is its outcome.
+    Read against the networks in force in this process, which is the worker's."""
+    intent = read_intent(raw, max_bytes, REGISTRY)
     if raw is None or isinstance(intent, Unreadable) or partition != partition_of(intent.agent_id):
         return None  # (a null record is Unreadable; named for the checker, which hashes it below)
     return (intent.intent_id, intent.digest(), hashlib.sha256(raw).hexdigest()), intent.agent_id
@@ -141,7 +143,7 @@ def abandoned_record(
 ) -> bytes:
     """What goes to ``warden.intents.abandoned`` for a watched intent given up on: the intent,
     signed by this worker (`IntentAbandoned`). Only readable intents are watched."""
-    intent = read_intent(raw, max_bytes)
+    intent = read_intent(raw, max_bytes, REGISTRY)
     if isinstance(intent, Unreadable):
         raise ValueError(f"only readable intents are watched, and this one is not: {intent.reason}")
     key_id, key = service_key
@@ -217,7 +219,7 @@ def outcome_about(
         return None
     if record.payload_bytes is not None and len(payload) != record.payload_bytes:
         return None
-    intent = read_intent(payload, len(payload))
+    intent = read_intent(payload, len(payload), REGISTRY)
     if isinstance(intent, Unreadable):
         return None
     if record.source_topic in (topics.INTENTS_SUBMITTED, topics.INTENTS_ABANDONED) and record.partition != partition_of(

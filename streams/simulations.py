@@ -40,7 +40,7 @@ class Simulations:
         self.node_for = node_for
 
     async def on_request(self, raw: bytes | None, source: Source, now: datetime) -> list[Emit]:
-        request = read_simulation_request(raw, self.decider.max_record_bytes)
+        request = read_simulation_request(raw, self.decider.max_record_bytes, self.admission.chains)
         if isinstance(request, Unreadable):
             return self._unreadable(request, raw, source, now)
         off = self.admission.off_home(request.agent_id, f"simulation request {request.request_id}", raw, source, now)

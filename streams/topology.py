@@ -357,7 +357,9 @@ class Worker:
 
     async def follow_chains(self) -> None:
         await self.admins_known.wait()
-        await follow_chain_sets(self.settings, self.engine.admins, self.chains_known, self.chain_set_settled)
+        await follow_chain_sets(
+            self.settings, self.engine.admins, self.engine.chains, self.chains_known, self.chain_set_settled
+        )
 
     async def chain_set_settled(self, what: str, text: str, record_id: str) -> None:
         # On the ledger, as the signer records it: when this worker took (or refused) a chain set.

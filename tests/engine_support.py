@@ -13,11 +13,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
 import schemas.auth
+from runtime.admins import Admins
 from runtime.clock import to_us
 from runtime.kafka import partition_of
 from schemas import topics
 from schemas.audit import AuditEvent
-from schemas.auth import Admins, public_key_hex, sign_outcome, sign_policy
+from schemas.auth import public_key_hex, sign_outcome, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected

@@ -9,11 +9,12 @@ from datetime import datetime, timezone
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_utils import to_checksum_address
 
+from runtime.admins import Admins
 from runtime.clock import utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import AuditEvent
-from schemas.auth import Admins, outcome_forgery, public_key_hex, sign_policy
+from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedTransaction

@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from infra.stack.local import LocalStack, local_settings
+from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import AuditEvent
-from schemas.auth import Admins, outcome_forgery, public_key_hex, sign_policy
+from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction

@@ -123,8 +123,9 @@ def _bench_signer(tmp: Path, counting: CountingNode) -> tuple[Signer, SignerStat
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from infra.bench.custody import _quiet_dev_root
+    from runtime.admins import Admins
     from runtime.clock import US_PER_SECOND
-    from schemas.auth import Admins, public_key_hex
+    from schemas.auth import public_key_hex
     from signer.custody import FileEventLog, Vaults
     from signer.custody.keys import KeyStore
     from signer.service import Signer

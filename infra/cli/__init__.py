@@ -25,7 +25,7 @@ import importlib
 import sys
 
 from infra.cli.output import fail
-from schemas.chains import REGISTRY
+from runtime.registry import REGISTRY
 from schemas.errors import WardenError
 
 DESCRIPTION = """`warden`: the command line for operators, agents' developers and auditors.

@@ -20,6 +20,7 @@ from ledger.store import StoreError, open_reader
 from ledger.verify import verify
 from runtime.clock import utcnow
 from runtime.config import Settings, load
+from runtime.registry import REGISTRY
 from schemas.errors import explain
 from schemas.fields import format_native_amount
 from schemas.policy import AgentPolicy
@@ -40,7 +41,9 @@ def proposed_policy(settings: Settings, agent_id: str, path: str) -> AgentPolicy
         raise ValueError(f"agent {agent_id!r} has no policy in force to compare with")
     base = current.model_dump(exclude={"signature", "cosignatures", "admin_key_id", "schema_version"})
     try:
-        return AgentPolicy.model_validate({**base, **fields, "agent_id": agent_id, "version": current.version + 1})
+        return AgentPolicy.model_validate(
+            {**base, **fields, "agent_id": agent_id, "version": current.version + 1}, context=REGISTRY.context
+        )
     except ValidationError as exc:
         raise ValueError(f"--policy {path}: the policy is not valid: {'; '.join(explain(exc))}") from None
 

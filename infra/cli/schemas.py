@@ -22,11 +22,12 @@ from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
+from runtime.registry import REGISTRY
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import admin_signatures, public_key_hex, sign_chain_set
 from schemas.chain_set import ChainSet
-from schemas.chains import REGISTRY, Chain, finality
+from schemas.chains import Chain, finality
 from schemas.export import export
 from sdk.admin import load_or_create_admin_key
 from sdk.quorum import publish_or_propose

@@ -25,10 +25,10 @@ from infra.cli.output import add_json_flag, fail, print_json
 from runtime.clock import utcnow
 from runtime.config import load
 from runtime.kafka import end_offsets, follow
+from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
-from schemas.chains import REGISTRY
 from schemas.errors import explain
 from schemas.intent import AuthorizationRequest, TransactionIntent
 from schemas.outcomes import (

@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.chains import REGISTRY, UnknownChain
+from runtime.registry import REGISTRY
+from schemas.chains import UnknownChain
 from signer import chain_keys
 from signer.custody._crypto import wipe
 from signer.custody.access import AGENT_KEYS_VAULT, parse_actor

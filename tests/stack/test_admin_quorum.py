@@ -320,9 +320,10 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
     intent naming its chain is still refused as naming an unknown one); `warden chains add` by a
     only proposes; b's signature publishes it, both services take it, and the worker reads an
     intent on the new chain. A built-in network's finality changes the same way."""
+    from runtime.registry import REGISTRY
     from schemas.auth import sign_chain_set
     from schemas.chain_set import ChainSet
-    from schemas.chains import REGISTRY, Chain
+    from schemas.chains import Chain
     from schemas.outcomes import Outcome
     from sdk.client import OUTCOME_TOPICS
     from sdk.records import chain_set_verdicts, chains_in_force

@@ -18,7 +18,7 @@ from eth_account import Account
 from prometheus_client import REGISTRY as prometheus
 
 from runtime.clock import utcnow
-from schemas.chains import REGISTRY
+from runtime.registry import REGISTRY
 from schemas.outcomes import SignedTransaction
 from sdk.outcomes import supersedes
 from tests.tracker_support import Harness, automine, finish, on_chain, private_chain

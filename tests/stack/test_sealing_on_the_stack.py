@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from eth_account import Account
 from eth_utils import keccak
 
+from runtime.admins import Admins
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import Admins, public_key_hex, sign_policy
+from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
 from schemas.emit import Source
 from schemas.intent import TransactionIntent

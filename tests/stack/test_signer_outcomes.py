@@ -16,11 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules import fees
+from runtime.admins import Admins
 from runtime.clock import to_us
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import Admins, public_key_hex, sign_policy
+from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy

@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 
 from rules import guardrails
 from rules.fees import check_fee
+from runtime.admins import Admins
 from runtime.clock import to_us
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import Admins, public_key_hex, sign_policy
+from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction

@@ -9,9 +9,10 @@ from datetime import datetime, timezone
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.admins import Admins
 from runtime.rpc import JsonRpc
 from schemas import topics
-from schemas.auth import Admins, public_key_hex, sign_policy
+from schemas.auth import public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.outcomes import IntentApproved, SignedTransaction
 from schemas.policy import AgentPolicy

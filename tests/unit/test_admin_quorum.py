@@ -1,4 +1,4 @@
-"""The admins' quorum (schemas.admins, schemas.auth.Admins and AdminSetBook, sdk.quorum.gather):
+"""The admins' quorum (schemas.admins, runtime.admins.Admins and AdminSetBook, sdk.quorum.gather):
 m signatures of distinct pinned admins over the same bytes, per action, and an admin set that
 only its own quorum can change. No processes."""
 
@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from runtime.admins import Admins, AdminSetBook
 from schemas.admins import ACTIONS, AdminSet, parse_thresholds
-from schemas.auth import Admins, AdminSetBook, cosign, human_approval_valid, public_key_hex, sign_admin_set, sign_policy
+from schemas.auth import cosign, human_approval_valid, public_key_hex, sign_admin_set, sign_policy
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
 from sdk.quorum import gather, propose

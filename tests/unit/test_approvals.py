@@ -308,7 +308,8 @@ def _admin_keys(*names: str) -> dict[str, Ed25519PrivateKey]:
 
 
 def _admins_in_force(keys: dict[str, Ed25519PrivateKey], m: int = 2):
-    from schemas.auth import Admins, public_key_hex
+    from runtime.admins import Admins
+    from schemas.auth import public_key_hex
 
     return Admins.with_threshold({name: public_key_hex(k) for name, k in keys.items()}, m)
 

@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from schemas.chains import REGISTRY, Chain, ChainRegistry, UnknownChain
+from runtime.registry import REGISTRY, ChainRegistry
+from schemas.chains import Chain, UnknownChain
 
 
 def test_registry_holds_28_mainnets_2_testnets_anvil_and_3_solana_clusters():

@@ -1,5 +1,5 @@
 """The admins' chain table as a signed record (schemas.chain_set.ChainSet) and what a reader of
-warden.chains does with it (schemas.auth.ChainSetBook): taken only when newer than the set in
+warden.chains does with it (runtime.chains.ChainSetBook): taken only when newer than the set in
 force and signed by the quorum for ``chains``, held when it comes before its predecessor, checked
 as the registry checks a table. No processes."""
 
@@ -13,19 +13,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from runtime.admins import Admins, AdminSetBook
+from runtime.chains import ChainSetBook
+from runtime.registry import ChainRegistry
 from schemas.admins import AdminSet, parse_thresholds
-from schemas.auth import (
-    Admins,
-    AdminSetBook,
-    ChainSetBook,
-    cosign,
-    public_key_hex,
-    record_id_of,
-    sign_admin_set,
-    sign_chain_set,
-)
+from schemas.auth import cosign, public_key_hex, record_id_of, sign_admin_set, sign_chain_set
 from schemas.chain_set import ChainSet
-from schemas.chains import Chain, ChainRegistry, UnknownChain
+from schemas.chains import Chain, UnknownChain
 from sdk.quorum import gather, propose, topic_key
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from rules.prices import USD
+from runtime.admins import Admins
 from runtime.clock import to_us
-from schemas.auth import Admins, public_key_hex
+from schemas.auth import public_key_hex
 from sdk.client import new_intent
 from signer.judging import Judging
 from signer.policies import PolicyBook

@@ -14,7 +14,8 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from schemas.chains import REGISTRY, Chain
+from runtime.registry import ChainRegistry
+from schemas.chains import Chain
 from schemas.errors import explain
 from schemas.fields import MAX_UINT256, format_native_amount
 from schemas.intent import TransactionIntent
@@ -26,10 +27,11 @@ UPPER = "0x" + CHECKSUMMED[2:].upper()
 BAD_CHECKSUM = "0x5AAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
-def rejection(doc: dict) -> dict[str, str]:
-    """Validate ``doc`` as a TransactionIntent and return {field: message} of the failure."""
+def rejection(doc: dict, context: dict | None = None) -> dict[str, str]:
+    """Validate ``doc`` as a TransactionIntent (with the validation ``context`` a reader hands it)
+    and return {field: message} of the failure."""
     with pytest.raises(ValidationError) as info:
-        TransactionIntent.model_validate(doc)
+        TransactionIntent.model_validate(doc, context=context)
     return {".".join(str(p) for p in err["loc"]) or "record": err["msg"] for err in info.value.errors()}
 
 
@@ -211,7 +213,7 @@ def test_wei_fields_accept_decimal_strings_and_integers_exactly():
 
 
 def test_unknown_chain_is_rejected_listing_the_allowed_chains():
-    errors = rejection(intent_doc(chain="nochain"))
+    errors = rejection(intent_doc(chain="nochain"), ChainRegistry().context)
     assert set(errors) == {"chain"}
     message = errors["chain"]
     assert "unknown chain 'nochain'" in message
@@ -222,26 +224,45 @@ def test_unknown_chain_is_rejected_listing_the_allowed_chains():
 
 
 def test_a_chain_is_known_while_the_admins_table_in_force_holds_it():
-    before = REGISTRY.admin_table()
-    try:
-        REGISTRY.adopt(REGISTRY.with_chain(Chain("nochain", 424242, "NOC", "")))
-        assert TransactionIntent.model_validate(intent_doc(chain="nochain")).chain == "nochain"
-        REGISTRY.adopt(())  # a newer table without it
-        assert "unknown chain 'nochain'" in rejection(intent_doc(chain="nochain"))["chain"]
-    finally:
-        REGISTRY.adopt(before)
+    registry = ChainRegistry()
+    registry.adopt(registry.with_chain(Chain("nochain", 424242, "NOC", "")))
+    assert TransactionIntent.model_validate(intent_doc(chain="nochain"), context=registry.context).chain == "nochain"
+    registry.adopt(())  # a newer table without it
+    assert "unknown chain 'nochain'" in rejection(intent_doc(chain="nochain"), registry.context)["chain"]
 
 
 def test_policy_allowed_chains_are_checked_against_the_registry():
     with pytest.raises(ValidationError) as info:
-        AgentPolicy(
-            agent_id="a",
-            version=1,
-            tx_allowed_chains=("base", "nochain"),
-            agent_public_key="0x" + "11" * 32,
-            issued_at=T0,
+        AgentPolicy.model_validate(
+            dict(
+                agent_id="a",
+                version=1,
+                tx_allowed_chains=("base", "nochain"),
+                agent_public_key="0x" + "11" * 32,
+                issued_at=T0,
+            ),
+            context=ChainRegistry().context,
         )
     assert "unknown chain 'nochain'" in str(info.value)
+
+
+def test_without_the_networks_in_force_a_chain_name_is_checked_for_its_form_and_the_built_in_table():
+    """A record read by no one who knows the networks in force (a client's own record read back)
+    cannot tell a network the admins added: its name's form is checked, a built-in network's kind
+    too, and the reader that knows the registry (the worker's intake, the signer) refuses an
+    unknown one."""
+    assert TransactionIntent.model_validate(intent_doc(chain="nochain")).chain == "nochain"
+    assert "chain name 'No Chain!'" in rejection(intent_doc(chain="No Chain!"))["chain"]
+    assert "chain 'solana' is a Solana network" in rejection(intent_doc(chain="solana"))["record"]
+
+
+def test_an_added_network_s_kind_comes_from_the_networks_in_force():
+    registry = ChainRegistry()
+    registry.adopt(registry.with_chain(Chain("mysol", 424243, "SOL", "", key_chain="solana")))
+    # Read without them, an EVM transaction on a network that is not built in reads as EVM...
+    assert TransactionIntent.model_validate(intent_doc(chain="mysol")).chain == "mysol"
+    # ...and the reader that knows mysol is a Solana cluster refuses it.
+    assert "chain 'mysol' is a Solana network" in rejection(intent_doc(chain="mysol"), registry.context)["record"]
 
 
 @pytest.mark.parametrize(

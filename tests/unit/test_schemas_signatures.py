@@ -8,14 +8,8 @@ from datetime import timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from schemas.auth import (
-    Admins,
-    intent_signature_valid,
-    policy_signature_valid,
-    public_key_hex,
-    sign_intent,
-    sign_policy,
-)
+from runtime.admins import Admins
+from schemas.auth import intent_signature_valid, policy_signature_valid, public_key_hex, sign_intent, sign_policy
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent

@@ -9,15 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from runtime.admins import Admins
 from schemas.admins import VaultChange, parse_thresholds
-from schemas.auth import (
-    Admins,
-    cosign,
-    public_key_hex,
-    sign_vault_change,
-    vault_change_headers,
-    vault_event_problem,
-)
+from schemas.auth import cosign, public_key_hex, sign_vault_change, vault_change_headers, vault_event_problem
 from sdk.quorum import gather, propose
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -111,7 +111,8 @@ def _page_policy_bytes(full: dict, omit: bool) -> bytes:
 
 @pytest.mark.parametrize("omit", [True, False])
 def test_a_policy_signed_as_the_page_says_verifies_and_one_that_keeps_defaults_does_not(omit):
-    from schemas.auth import Admins, policy_signature_valid
+    from runtime.admins import Admins
+    from schemas.auth import policy_signature_valid
 
     admin = Ed25519PrivateKey.generate()
     full = {
