@@ -123,9 +123,9 @@ def _on_stage(engine: Engine, stage: Stage) -> Handler:
     return on_stage
 
 
-class Worker:
+class Worker(ConsumerRebalanceListener):
     """The worker's loops: the batches of its consumer, its timers, and the followers of the
-    admin and chain sets. `run_worker` wires it."""
+    admin and chain sets; and its group's rebalance callbacks. `run_worker` wires it."""
 
     def __init__(self, settings: Settings, engine: Engine, states: WorkerStates, worker_key, nodes: Nodes):
         self.settings = settings
@@ -202,7 +202,7 @@ class Worker:
         try:
             await _until(self.chains_known, tasks)
             await self.consumer.start()
-            self.consumer.subscribe(list(input_topics(self.settings.topology)), listener=_Rebalances(self))
+            self.consumer.subscribe(list(input_topics(self.settings.topology)), listener=self)
             tasks += [
                 asyncio.create_task(self.redeliver(), name="redelivery"),
                 asyncio.create_task(self.every(REMIND_EVERY_S, self.remind_deadlines), name="deadlines"),
@@ -410,19 +410,6 @@ def build_worker(settings: Settings) -> Worker:
         home_partition=lambda agent_id: partition_of(agent_id, topics.PARTITIONS),
     )
     return Worker(settings, engine, states, worker_key, nodes)
-
-
-class _Rebalances(ConsumerRebalanceListener):
-    """The group's callbacks, to the worker (which passes them on to its partitions' owner)."""
-
-    def __init__(self, worker: Worker):
-        self.worker = worker
-
-    async def on_partitions_revoked(self, revoked) -> None:
-        await self.worker.on_partitions_revoked(revoked)
-
-    async def on_partitions_assigned(self, assigned) -> None:
-        await self.worker.on_partitions_assigned(assigned)
 
 
 def _consumer(settings: Settings) -> AIOKafkaConsumer:

@@ -21,9 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.changelog import ChangelogError, UnreadableRecord
 from runtime.config import Settings
 from schemas import topics
+from schemas.auth import AuditSigner
 from schemas.emit import Emit
+from signer.changelog import SIGNER_LOG
+from streams.redelivery import Published
 from streams.state import WORKER_LOG, PartitionTables, Table, WorkerStates
-from streams.topology import Worker, input_topics
+from streams.topology import Hop, Worker, input_topics
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -80,8 +83,6 @@ def test_a_changelog_record_is_the_workers_and_holds_only_puts():
     with pytest.raises(ChangelogError, match="not a pinned worker"):
         WORKER_LOG.open(value, 2, {}.get)
     with pytest.raises(ChangelogError, match="not w's"):  # a signer's record is no worker's: another domain
-        from signer.changelog import SIGNER_LOG
-
         forged = SIGNER_LOG.seal(partition=2, prev=4, writer="w", writes=[], key=KEY)
         WORKER_LOG.open(forged, 2, pinned)
     bad = WORKER_LOG.seal(partition=2, prev=4, writer="w", writes=[("exec", ("x", "y", "z"))], key=KEY)
@@ -156,11 +157,9 @@ def _worker(tmp_path, states: WorkerStates, recorder: _Recorder) -> Worker:
     worker.engine = _Engine(states)
     worker.states = states
     worker.owner = worker.producer = worker.consumer = recorder
-    worker.hops = {topics.INTENTS_SUBMITTED: __import__("streams.topology").topology.Hop(worker.engine.on_intent)}
-    worker.published = __import__("streams.redelivery").redelivery.Published()
+    worker.hops = {topics.INTENTS_SUBMITTED: Hop(worker.engine.on_intent)}
+    worker.published = Published()
     worker.windows_stale = False
-    from schemas.auth import AuditSigner
-
     worker.audit_signer = AuditSigner("worker", "k", KEY)
     return worker
 
