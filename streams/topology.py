@@ -244,25 +244,28 @@ class Worker(ConsumerRebalanceListener):
         which the redelivery watch would take for intents without an outcome."""
         order = {topic: n for n, topic in enumerate(input_topics(self.settings.topology))}
         decided: dict[int, list[Emit]] = {}
+        sought_back: set[int] = set()  # lost mid-batch: their records come again, in order, from the committed offset
         for tp in sorted(batch, key=lambda tp: (order.get(tp.topic, len(order)), tp.partition)):
             hop = self.hops[tp.topic]
             for record in batch[tp]:
-                if tp.partition not in self.owner.owned:
-                    break  # not restored here, or lost to another worker's append: its owner decides it
+                if tp.partition not in self.owner.owned or tp.partition in sought_back:
+                    break  # not restored here, or lost to another worker's append: decided again when read again
                 if hop.windows:
                     self.fresh_windows()
                 waited = await self.decide(hop, record, decided)
                 if waited or self.owner.pending_bytes() > FLUSH_BYTES:
-                    await self.send(decided)
+                    sought_back |= await self.send(decided)
                     decided = {}
         await self.send(decided)
 
-    async def send(self, decided: dict[int, list[Emit]]) -> None:
-        """A lot's writes appended and checked to hold; then what its partitions that held emitted, published."""
+    async def send(self, decided: dict[int, list[Emit]]) -> set[int]:
+        """A lot's writes appended and checked to hold; then what its partitions that held emitted,
+        published. Returns the partitions whose record did not hold (`fenced`)."""
         lost = await self.owner.flush(touched=[p for p, emits in decided.items() if emits])
         if lost:
             await self.fenced(lost, decided)
         await self.publish([emit for partition, emits in decided.items() if partition not in lost for emit in emits])
+        return lost
 
     async def decide(self, hop: Hop, record: ConsumerRecord, decided: dict[int, list[Emit]]) -> bool:
         """What deciding ``record`` emitted, added to ``decided`` under its partition; whether the

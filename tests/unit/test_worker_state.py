@@ -203,3 +203,24 @@ def test_a_record_of_a_partition_not_owned_is_not_decided(tmp_path):
     asyncio.run(worker.one(_batch((1, b"i-9"))))
     assert states.partition(1).tables["decisions"] == {}
     assert not [e for e in recorder.events if e[0] == "send"]
+
+
+def test_a_partition_lost_mid_batch_decides_nothing_more_of_that_batch(tmp_path):
+    """Its records come again from the committed offset, in order: deciding the batch's later
+    ones now would decide them before the earlier ones are decided again."""
+    states = _states(1)
+    recorder = _Recorder(states, lose={1})
+    recorder.pending_bytes = lambda: 10**9  # every decision ends a lot, as a wait for the node does
+    flush = recorder.flush
+
+    async def lose_once(touched=()):
+        lost = await flush(touched)
+        recorder.lose.clear()
+        return lost
+
+    recorder.flush = lose_once
+    worker = _worker(tmp_path, states, recorder)
+    asyncio.run(worker.one(_batch((1, b"i-1"), (1, b"i-2"))))
+    assert ("seek", [1]) in recorder.events and ("restore", [1]) in recorder.events
+    assert not [e for e in recorder.events if e[0] == "send"]  # i-1 lost with its record; i-2 not decided
+    assert states.partition(1).tables["decisions"] == {}
