@@ -206,11 +206,15 @@ def power_loss(up: WardenUp, settings: Settings, address: str) -> None:
         # It heals by itself: the signer's last word on each intent (the newest record on the topic)
         # comes to be final and what the chain holds at the block it names. Generous: a final record
         # the chain lost is found by the signer's watch of final records (every 30 s), on a busy machine.
+        # Only the burst's records: the intent before it (nonce 60) was awaited mined, not final, so
+        # its final record can come after `start` too.
+        ids = {i.intent_id for i in burst}
         deadline = time.monotonic() + 480
         while True:
             records = [
-                SignedTransaction.from_bytes(v)
+                record
                 for v in asyncio.run(read_topic(settings, topics.TXS_SIGNED, start=start))
+                if (record := SignedTransaction.from_bytes(v)).intent_id in ids
             ]
             last = {r.intent_id: r for r in records}
             done = len(last) == 20 and all(r.status == "mined" and r.final for r in last.values())
