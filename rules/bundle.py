@@ -28,6 +28,7 @@ from rules.fees import GAS_HEADROOM_DEN, GAS_HEADROOM_NUM
 from rules.movements import NATIVE, transfers
 from rules.simulation import TRANSFER_GAS, call_object, revert_reason, traced_verdict
 from runtime.rpc import Node
+from schemas.chains import ChainLookup
 from schemas.errors import WardenError
 from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
@@ -130,15 +131,19 @@ async def judge_steps(
     node: Node,
     sender: str,
     now: datetime,
+    chains: ChainLookup,
 ) -> list[JudgedStep]:
     """Every step judged by the one judge, in order: its simulation verdict from its trace in the
     bundle's block, and the spend of the steps before it added to ``spent`` (the agent's windows
-    now). Every step is judged, even after one is refused: the agent sees each step's verdicts."""
+    now). Every step is judged, even after one is refused: the agent sees each step's verdicts.
+    ``chains``: the networks the caller holds in force (`judge.Context.chains`)."""
     earlier: dict[str, int] = {}
     out = []
     for step, outcome in zip(steps, outcomes, strict=True):
         simulated = traced_verdict(step, policy, sender, outcome, gas_used(outcome))
-        ctx = judge.Context(spent=with_earlier(spent, earlier), node=node, sender=sender, simulated=simulated, now=now)
+        ctx = judge.Context(
+            spent=with_earlier(spent, earlier), node=node, sender=sender, simulated=simulated, now=now, chains=chains
+        )
         judged = await judge.run_stages(priced(step, outcome), policy, ctx)
         out.append(JudgedStep(step, judged))
         for asset, units in step_spend(step, judged).items():

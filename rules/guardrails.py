@@ -1,7 +1,8 @@
 """The guardrails: one function per stage, each deciding one thing about an intent.
 
 A guardrail takes the intent and the state it needs (the agent's policy, the
-intent's fee quote, the spend already in the window, ``now``) and returns a
+intent's fee quote, the spend already in the window, ``now``, the EIP-155 id of
+its chain in the networks the caller holds in force) and returns a
 ``StageVerdict``. None of them knows about Kafka; the topology module moves
 records between them. Order and meaning: freshness (at intake), chain
 restriction, address allowlist, fee ceiling (``rules.fees``), per-tx cap and
@@ -21,7 +22,6 @@ from typing import Any
 
 from rules import movements, typed_movements
 from runtime.clock import to_us
-from runtime.registry import REGISTRY
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
@@ -137,15 +137,15 @@ def check_message(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdic
     return verdict(intent, Stage.MESSAGE, True, Code.MESSAGE_ALLOWED, f"personal_sign of {size} bytes allowed", **facts)
 
 
-def check_typed_data(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+def check_typed_data(intent: TransactionIntent, policy: AgentPolicy, chain_id: int) -> StageVerdict:
     """EIP-712, deny by default: a document is signed only when Warden reads what it moves
     (`rules.typed_movements`; its domain must then be on eip712_domain_allowlist, and the assets
     stage judges the movements) or the policy names its (verifying contract, primary type) as
     moving nothing. ``eip712_default_policy: allow`` covers the rest only where it carries no
-    address-and-amount and its domain is not a token of asset_limits."""
+    address-and-amount and its domain is not a token of asset_limits. ``chain_id``: the EIP-155
+    id of the intent's chain in the networks the caller holds in force (`rules.judge.Context`)."""
     typed = intent.typed_data
     assert typed is not None  # the schema requires it for this kind
-    chain_id = REGISTRY.get(intent.chain).chain_id
     contract, primary = typed.verifying_contract, typed.primaryType
     facts = dict(
         kind="typed_data",
@@ -261,10 +261,11 @@ def _unread_type_verdict(
     )
 
 
-def check_delegation(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
+def check_delegation(intent: TransactionIntent, policy: AgentPolicy, chain_id: int) -> StageVerdict:
     """EIP-7702: each authorization hands the agent's account to a contract's code, so only an
-    allowlisted delegate, and only on the intent's own chain unless the policy allows chain id 0."""
-    chain_id = REGISTRY.get(intent.chain).chain_id
+    allowlisted delegate, and only on the intent's own chain unless the policy allows chain id 0.
+    ``chain_id``: the EIP-155 id of the intent's chain in the networks the caller holds in force
+    (`rules.judge.Context`)."""
     delegates = [a.address for a in intent.authorization_list]
     facts = dict(delegates=delegates, chain_ids=[a.chain_id for a in intent.authorization_list])
     for auth in intent.authorization_list:
@@ -360,8 +361,12 @@ def allowlisted(policy: AgentPolicy, address: str) -> bool:
 POLICY_CHECKS = {
     "chain": check_chain,
     "allowlist": check_allowlist,
-    "delegation": check_delegation,
     "message": check_message,
+}
+# The stages decided by the intent, the policy and its chain's EIP-155 id in the networks the
+# caller holds in force (`rules.judge.Context.chains`), by name.
+CHAIN_ID_CHECKS = {
+    "delegation": check_delegation,
     "typed_data": check_typed_data,
 }
 

@@ -6,9 +6,10 @@ unchanged: the signer still decides everything again itself. What they cannot do
 disagree about what "admitted" means, in which order the stages run, or what a code says.
 
 A stage reads the intent, the policy, what the caller supplies in a `Context` (the spend so
-far per asset, the node for the intent's chain, the sender) and the typed results of the
-stages before it (`Judgement`: the fee quote, what the assets stage counted). The judge does no
-I/O of its own: the node is the caller's, passed in. `run_stages` runs the stages in order from
+far per asset, the node for the intent's chain, the sender, the networks in force) and the
+typed results of the stages before it (`Judgement`: the fee quote, what the assets stage
+counted). The judge does no I/O of its own and reads no process-wide state: the node and the
+networks are the caller's, passed in. `run_stages` runs the stages in order from
 where a judgement left off, and stops before the first stage whose needs the context does not
 supply: the signer judges what the policy alone decides before it opens a key, then the rest.
 """
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from rules import assets, fees, guardrails, movements, prices, simulation, solana
 from runtime.rpc import Node
 from schemas.auth import intent_signature_valid, simulation_request_signature_valid
+from schemas.chains import ChainLookup
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -61,7 +63,10 @@ class Context:
     None, and the stage simulates on ``node``. ``now``: the moment of the decision, against which
     a price's age is measured (the USD limits). ``quote`` and ``prices``: what the ledger recorded
     of the fee stage and of the feeds at the time, for a replay that must not ask today's chain
-    (`sdk.what_if`); given, the fee and USD stages use them instead of ``node``."""
+    (`sdk.what_if`); given, the fee and USD stages use them instead of ``node``. ``chains``: the
+    networks the caller holds in force (its `runtime.registry.ChainRegistry`), where the stages
+    that compare a chain id with the intent's chain (typed data, delegation) look that chain up;
+    the rules reach for no process-wide registry."""
 
     spent: Callable[[str], int] | None = None
     node: Node | None = None
@@ -70,6 +75,7 @@ class Context:
     now: datetime | None = None
     quote: FeeQuote | None = None
     prices: Mapping[str, prices.Price] | None = None
+    chains: ChainLookup | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ class Judgement:
 
 # What each stage needs from the context, beyond the intent, the policy and earlier results.
 _NEEDS: dict[str, tuple[str, ...]] = {
+    "delegation": ("chains",),
+    "typed_data": ("chains",),
     "assets": ("spent",),
     "simulation": ("node",),
     "fee": ("node",),
@@ -230,8 +238,11 @@ async def run_stage(
         )
     quote, asset_spend = so_far.quote, so_far.asset_spend
     check = guardrails.POLICY_CHECKS.get(stage)
+    chain_id_check = guardrails.CHAIN_ID_CHECKS.get(stage)
     if check is not None:
         verdict = check(intent, policy)
+    elif chain_id_check is not None:
+        verdict = chain_id_check(intent, policy, _given(ctx.chains, stage, "chains").get(intent.chain).chain_id)
     elif stage == "assets":
         verdict, counted = assets.assess_assets(intent, policy, _given(ctx.spent, stage, "spent"))
         asset_spend = MappingProxyType(counted)

@@ -25,10 +25,12 @@ from rules.window import in_window
 from runtime.clock import to_us, utcnow
 from runtime.config import Settings
 from runtime.kafka import read_to_quiet
+from runtime.registry import REGISTRY
 from runtime.rpc import JsonRpc
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import outcome_forgery
+from schemas.chains import ChainLookup
 from schemas.codes import Code
 from schemas.fields import format_token_amount
 from schemas.intent import TransactionIntent
@@ -142,8 +144,11 @@ def _result(verdict: StageVerdict) -> StageResult:
     return StageResult(stage=verdict.stage, passed=verdict.passed, code=verdict.code, reason=verdict.reason)
 
 
-async def check_policy(settings: Settings, intent: TransactionIntent, now: datetime | None = None) -> PolicyCheck:
-    """What the pipeline would decide about ``intent`` now (`PolicyCheck`)."""
+async def check_policy(
+    settings: Settings, intent: TransactionIntent, now: datetime | None = None, chains: ChainLookup = REGISTRY
+) -> PolicyCheck:
+    """What the pipeline would decide about ``intent`` now (`PolicyCheck`), its chain looked up in
+    ``chains``: the networks in force this process knows."""
     now = now or utcnow()
     policy, spent = await asyncio.gather(
         policy_in_force(settings, intent.agent_id), spent_now(settings, intent.agent_id, now)
@@ -172,7 +177,11 @@ async def check_policy(settings: Settings, intent: TransactionIntent, now: datet
         node = JsonRpc(settings.rpc_url_for(intent.chain))
         try:
             ctx = judge.Context(
-                spent=lambda asset: spent.get(asset, 0), node=node, sender=policy.sender_address, now=now
+                spent=lambda asset: spent.get(asset, 0),
+                node=node,
+                sender=policy.sender_address,
+                now=now,
+                chains=chains,
             )
             judged = await judge.run_stages(intent, policy, ctx)
         finally:

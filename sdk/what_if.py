@@ -36,8 +36,10 @@ from rules.movements import NATIVE
 from rules.window import SpendWindow
 from runtime.clock import to_us
 from runtime.config import Settings
+from runtime.registry import REGISTRY
 from schemas.actions import AuditAction
 from schemas.auth import intent_signature_valid
+from schemas.chains import ChainLookup
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -294,8 +296,11 @@ class ReplayWindows:
             self._windows.setdefault(asset, SpendWindow()).reserve(intent_id, to_us(at), amount)
 
 
-async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int) -> list[Replayed]:
-    """Each recorded intent judged again under ``policy``, in order, with the replay's windows."""
+async def replay(
+    recorded: list[Recorded], policy: AgentPolicy, max_age_us: int, chains: ChainLookup = REGISTRY
+) -> list[Replayed]:
+    """Each recorded intent judged again under ``policy``, in order, with the replay's windows,
+    its chain looked up in ``chains``: the networks in force this process knows."""
     windows, out = ReplayWindows(), []
     for r in recorded:
         intent = r.intent
@@ -317,6 +322,7 @@ async def replay(recorded: list[Recorded], policy: AgentPolicy, max_age_us: int)
             now=r.at,
             quote=r.quote or fees.named_quote(intent),
             prices=r.prices if r.prices is not None else {},
+            chains=chains,
         )
         judged = await judge.run_stages(intent, policy, ctx)
         refusal, pending = judged.refusal, judged.next_stage(intent)

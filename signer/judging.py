@@ -20,6 +20,7 @@ from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.rpc import Node
 from schemas.auth import human_approval_valid
+from schemas.chains import ChainLookup
 from schemas.codes import Code
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent, idempotency_conflict
 from schemas.outcomes import (
@@ -42,13 +43,15 @@ SignedT = TypeVar("SignedT", SignedTransaction, SignedMessage, SignedSolanaTrans
 
 class Judging:
     """The signer's policy book, the pinned admin keys that sign policies and approvals, the
-    agent state it reads spend from, and how old an intent may be (``max_age_us``)."""
+    agent state it reads spend from, how old an intent may be (``max_age_us``) and the networks
+    in force (``chains``), which every `judge.Context` of the signer hands to the judge."""
 
-    def __init__(self, state: AgentStates, admins: Admins, policies: PolicyBook, max_age_us: int):
+    def __init__(self, state: AgentStates, admins: Admins, policies: PolicyBook, max_age_us: int, chains: ChainLookup):
         self.state = state
         self.admins = admins
         self.policies = policies
         self.max_age_us = max_age_us
+        self.chains = chains
 
     def verify(self, approved: IntentApproved, now: datetime) -> AgentPolicy:
         """Admission: the policy in force (the signer's own), the agent's signature under it and
@@ -68,11 +71,11 @@ class Judging:
         self, approved: IntentApproved, now: datetime, model: type[SignedT], read: Callable[[str], bytes | None]
     ) -> tuple[AgentPolicy, judge.Judgement, tuple[str, SignedT] | None]:
         """Every signature's first steps: the policy in force (`verify`), what that policy alone
-        decides (the stages that need no state nor node), and, when the intent's idempotency key
-        was used within 24 h, the first intent's id and its ``model`` record read by ``read``
-        (`reused_key`)."""
+        decides with the networks in force (the stages that need no spend record nor node), and,
+        when the intent's idempotency key was used within 24 h, the first intent's id and its
+        ``model`` record read by ``read`` (`reused_key`)."""
         policy = self.verify(approved, now)
-        judged = await self.run_stages(approved.intent, policy, judge.Context())
+        judged = await self.run_stages(approved.intent, policy, judge.Context(chains=self.chains))
         return policy, judged, self.reused_key(approved.intent, now, model, read)
 
     @staticmethod
@@ -170,7 +173,9 @@ class Judging:
         stage's, so every limit (fee ceiling, native cap and rolling limit, each asset's, the USD
         cap and rolling limit, priced by the feeds now) counts the intent once, at the new fee.
         Judging stops at the first refusal (`Judgement.refusal`)."""
-        ctx = judge.Context(spent=self.spent(intent, now), node=node, sender=sender, now=now, quote=quote)
+        ctx = judge.Context(
+            spent=self.spent(intent, now), node=node, sender=sender, now=now, quote=quote, chains=self.chains
+        )
         return await judge.run_stages(intent, policy, ctx)
 
     def reused_key(

@@ -104,7 +104,9 @@ class Signer:
         self.node_for = node_for
         self.tee = tee
         self.outcomes = Outcomes(state, service_key, tee)
-        self.judging = Judging(state, admins, policies if policies is not None else PolicyBook(admins), max_age_us)
+        self.judging = Judging(
+            state, admins, policies if policies is not None else PolicyBook(admins), max_age_us, REGISTRY
+        )
         self.signing = Signing(state, keys, sealing or SealingKeyPair())
         self.sidecars = Sidecars(state)
         # A broadcast transaction not mined this long after it was sent is replaced (fee bump),
@@ -297,7 +299,7 @@ class Signer:
             return SigningResult(reused[1], policy, copy_of=reused[0])
         spent = judging.spent(intent, now)
         judged = await judging.run_stages(
-            intent, policy, judge.Context(spent=spent), judged
+            intent, policy, judge.Context(spent=spent, chains=judging.chains), judged
         )  # with the signer's record
         judging.require_human_approval(approved, policy, judged.asset_spend, now)
         sidecar = sidecar_of(intent)
@@ -315,7 +317,7 @@ class Signer:
             judged = await judging.run_stages(
                 intent,
                 policy,
-                judge.Context(spent=spent, node=node, sender=agent.address, now=now),
+                judge.Context(spent=spent, node=node, sender=agent.address, now=now, chains=judging.chains),
                 judged,
                 complete=True,
             )
@@ -373,7 +375,12 @@ class Signer:
             judged = await judging.run_stages(
                 intent,
                 policy,
-                judge.Context(spent=judging.spent(intent, now), node=self.node_for(intent.chain), now=now),
+                judge.Context(
+                    spent=judging.spent(intent, now),
+                    node=self.node_for(intent.chain),
+                    now=now,
+                    chains=judging.chains,
+                ),
                 judged,
                 complete=True,
             )
@@ -440,6 +447,7 @@ class Signer:
                         node=self.node_for(intent.chain),
                         sender=agent.address,
                         now=now,
+                        chains=judging.chains,
                     ),
                     judged,
                     complete=True,
@@ -496,7 +504,11 @@ class Signer:
             with self.signing.agent_key(intent) as agent:
                 self._solana_address_is_the_policys(agent.address, policy)
                 await judging.run_stages(
-                    intent, policy, judge.Context(sender=agent.address, now=now), judged, complete=True
+                    intent,
+                    policy,
+                    judge.Context(sender=agent.address, now=now, chains=judging.chains),
+                    judged,
+                    complete=True,
                 )
                 judging.require_human_approval(approved, policy, {}, now)
                 signature = self.signing.solana_message(intent, agent)

@@ -20,6 +20,7 @@ from runtime.rpc import Node
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
+from schemas.chains import ChainLookup
 from schemas.codes import Code
 from schemas.emit import Emit, Source, dead_letter
 from schemas.emit import audit as _audit
@@ -36,7 +37,8 @@ SERVICE = "service:streams"
 class Decider:
     """Decides intents and remembers the decisions: ``decisions`` (the table), the agents'
     ``windows`` derived from it, and ``parked``: intent_id → when its wait for an admin ends
-    (µs), kept to expire them."""
+    (µs), kept to expire them. ``chains``: the networks in force, which the judge's stages look
+    the intent's chain up in."""
 
     def __init__(
         self,
@@ -45,12 +47,14 @@ class Decider:
         decisions: Decisions,
         node_for: Callable[[str], Node],
         max_record_bytes: int,
+        chains: ChainLookup,
     ):
         self.key_id, self._key = service_key
         self.service_keys = service_keys  # pinned signer keys: only a signer's refusal releases a reservation
         self.decisions = decisions
         self.node_for = node_for
         self.max_record_bytes = max_record_bytes
+        self.chains = chains
         self.windows = Windows()
         self.parked: dict[str, int] = {}
 
@@ -66,9 +70,13 @@ class Decider:
             metrics.STAGE_SECONDS.labels(stage).observe(time.perf_counter() - began)
 
     def _context(self, intent: TransactionIntent, policy: AgentPolicy, now: datetime) -> judge.Context:
-        """The worker's own spend windows and node; the sender is the one the policy names."""
+        """The worker's own spend windows, node and networks in force; the sender is the one the policy names."""
         return judge.Context(
-            spent=self._spent(intent, now), node=self.node_for(intent.chain), sender=policy.sender_address, now=now
+            spent=self._spent(intent, now),
+            node=self.node_for(intent.chain),
+            sender=policy.sender_address,
+            now=now,
+            chains=self.chains,
         )
 
     def _spent(self, intent: TransactionIntent, now: datetime):

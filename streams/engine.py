@@ -67,7 +67,7 @@ class Engine:
         # decided only there. None: not checked (one engine fed by hand, as in unit tests, holds
         # every agent). ``chains``: the networks in force, which the topology keeps to warden.chains
         # (`runtime.chains.follow_chain_sets`) and intake reads records against.
-        self.decider = Decider(service_key, service_keys, Decisions(decisions), node_for, max_record_bytes)
+        self.decider = Decider(service_key, service_keys, Decisions(decisions), node_for, max_record_bytes, chains)
         self.replays = Replays(self.decider, idempotency)
         self.admission = Admission(
             self.decider,

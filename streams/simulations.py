@@ -104,7 +104,9 @@ class Simulations:
             )
         now_us = to_us(now)
         spent = lambda asset: self.decider.windows.of(request.agent_id, asset).spent(now_us)  # noqa: E731
-        judged = await bundle.judge_steps(request.steps, outcomes, policy, spent, node, sender, now)
+        judged = await bundle.judge_steps(
+            request.steps, outcomes, policy, spent, node, sender, now, self.admission.chains
+        )
         table = bundle.balance_table(outcomes, before, decimals)
         steps = []
         for done, outcome, rows in zip(judged, outcomes, table, strict=True):

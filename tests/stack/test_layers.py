@@ -48,6 +48,7 @@ def test_the_tree_keeps_every_import_contract():
         ("signer/service.py", "import streams", "Layers"),
         ("rules/guardrails.py", "import streams.engine", "Layers"),  # the rules are below every service
         ("sdk/client.py", "import signer.service", "The SDK imports no service"),
+        ("rules/guardrails.py", "import runtime.registry", "The rules read no process-wide chain registry"),
         ("infra/stack/demo.py", "import tests.support", "Nothing imports the tests"),
     ],
 )

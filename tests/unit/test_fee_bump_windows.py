@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rules.prices import USD
 from runtime.admins import Admins
 from runtime.clock import to_us
+from runtime.registry import REGISTRY
 from schemas.auth import public_key_hex
 from sdk.client import new_intent
 from signer.judging import Judging
@@ -48,7 +49,7 @@ def _signed(state: SignerState, intent_id: str, nonce: int, wei: int, assets: di
 def test_a_bump_is_judged_without_its_own_reservations_and_reserves_its_new_usd_price(tmp_path):
     state = SignerState(tmp_path / "a.db", fsync=False)
     admins = Admins.with_threshold({"admin": public_key_hex(Ed25519PrivateKey.generate())}, 1)
-    judging = Judging(state, admins, PolicyBook(admins), max_age_us=600 * 10**6)
+    judging = Judging(state, admins, PolicyBook(admins), max_age_us=600 * 10**6, chains=REGISTRY)
     intent = new_intent(Ed25519PrivateKey.generate(), agent_id=AGENT, chain="anvil", to=DEST, value="0.1", now=NOW)
     log = _signed(state, intent.intent_id, 0, 10**17, {USD: 99_630_000, TOKEN: 5})
     log += _signed(state, "i-other", 1, 2 * 10**17, {USD: 50_000_000, TOKEN: 7})

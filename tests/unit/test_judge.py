@@ -2,11 +2,14 @@
 streams worker and the signer both call it, so for the same kind of intent under the
 same kind of policy they refuse with the same code: checked here against each service's own
 code path (the worker's Kafka-free engine, the signer handed an approval as any topic writer
-could), with no broker and no node (every refusal here comes before either is asked)."""
+could), with no broker and no node (every refusal here comes before either is asked). The
+stages that compare a chain id with the intent's chain read the networks the caller hands in
+its context, never the process's registry."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,13 +17,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from rules import judge
+from runtime.registry import REGISTRY, ChainRegistry
+from schemas.chains import BUILTIN
 from schemas.codes import Code
+from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, StageEnvelope, StageVerdict
 from schemas.quote import FeeQuote
 from schemas.stages import Stage, guardrail_stages
 from sdk.client import new_intent
-from tests.engine_support import DEST, T0, World, rejected_of
-from tests.signer_support import LoneSigner
+from tests.engine_support import AGENT, DEST, T0, World, rejected_of
+from tests.signer_support import ANVIL_ID, DELEGATE, LoneSigner, mail_document
 
 STRANGER = "0x000000000000000000000000000000000000bad1"
 
@@ -108,3 +114,69 @@ def test_a_spend_stage_is_never_judged_without_the_fee_stages_quote():
         StageEnvelope(**fields)
     with pytest.raises(ValueError, match="the value_cap stage counts the fee stage's quote"):
         asyncio.run(judge.run_stage(Stage.VALUE_CAP, intent, policy, judge.Context(), judge.Judgement(passed)))
+
+
+# The networks in force of a caller whose anvil has another chain id than the process's registry says.
+OTHER_ID = 999
+assert REGISTRY.get("anvil").chain_id == ANVIL_ID != OTHER_ID
+ANVIL_ELSEWHERE = ChainRegistry(
+    tuple(dataclasses.replace(c, chain_id=OTHER_ID) if c.name == "anvil" else c for c in BUILTIN)
+)
+
+
+def _typed_intent(domain_chain_id: int) -> TransactionIntent:
+    return TransactionIntent(
+        intent_id="typed-1",
+        agent_id=AGENT,
+        chain="anvil",
+        intent_type="typed_data",
+        typed_data=mail_document(chain_id=domain_chain_id),
+        created_at=T0,
+    )
+
+
+def _set_code_intent(world: World, authorization_chain_id: int) -> TransactionIntent:
+    authorizations = ({"chain_id": authorization_chain_id, "address": DELEGATE},)
+    fees = {"gas_price": None, "max_fee_per_gas": 0, "max_priority_fee_per_gas": 0}  # a type 4 pays by EIP-1559
+    return world.intent("0.1", tx_type=4, gas_limit=60_000, authorization_list=authorizations, **fees)
+
+
+def _verdict(intent, policy, chains, stage: Stage) -> StageVerdict:
+    judged = asyncio.run(judge.run_stages(intent, policy, judge.Context(chains=chains)))
+    verdicts = {v.stage: v for v in judged.verdicts}
+    assert stage in verdicts, [v.stage for v in judged.verdicts]
+    return verdicts[stage]
+
+
+def test_typed_data_and_delegation_follow_the_chains_the_context_hands_in():
+    """A typed-data domain and an EIP-7702 authorization for anvil's id in the process's registry
+    are refused for another chain under a context whose networks give anvil another id, and those
+    for that id pass: the rules look the chain up in the caller's networks, not a global one."""
+    world = World()
+    policy = world.policy(eip712_default_policy="allow", eip7702_delegate_allowlist=(DELEGATE,))
+    typed = _verdict(_typed_intent(ANVIL_ID), policy, ANVIL_ELSEWHERE, Stage.TYPED_DATA)
+    assert (typed.passed, typed.code, typed.facts["chain_id"]) == (False, "EIP712_CHAIN_MISMATCH", OTHER_ID)
+    assert _verdict(_typed_intent(OTHER_ID), policy, ANVIL_ELSEWHERE, Stage.TYPED_DATA).code == "EIP712_DEFAULT_ALLOW"
+    assert _verdict(_typed_intent(ANVIL_ID), policy, REGISTRY, Stage.TYPED_DATA).code == "EIP712_DEFAULT_ALLOW"
+    delegation = _verdict(_set_code_intent(world, ANVIL_ID), policy, ANVIL_ELSEWHERE, Stage.DELEGATION)
+    assert (delegation.passed, delegation.code) == (False, "EIP7702_CHAIN_MISMATCH")
+    allowed = _verdict(_set_code_intent(world, OTHER_ID), policy, ANVIL_ELSEWHERE, Stage.DELEGATION)
+    assert allowed.code == "EIP7702_DELEGATE_ALLOWED"
+    assert _verdict(_set_code_intent(world, ANVIL_ID), policy, REGISTRY, Stage.DELEGATION).passed
+
+
+def test_without_the_chains_the_judge_stops_before_typed_data_and_delegation():
+    """`run_stages` judges neither stage without the networks in force, and `run_stage` (the split
+    topology's) says what the context lacks instead of judging it."""
+    world = World()
+    policy = world.policy(eip712_default_policy="allow", eip7702_delegate_allowlist=(DELEGATE,))
+    typed, set_code = _typed_intent(ANVIL_ID), _set_code_intent(world, ANVIL_ID)
+    judged = asyncio.run(judge.run_stages(typed, policy, judge.Context()))
+    assert [v.stage for v in judged.verdicts] == ["chain"] and judged.next_stage(typed) == "typed_data"
+    judged_tx = asyncio.run(judge.run_stages(set_code, policy, judge.Context()))
+    assert [v.stage for v in judged_tx.verdicts] == ["chain", "allowlist"]
+    assert judged_tx.next_stage(set_code) == "delegation"
+    for intent, so_far in ((typed, judged), (set_code, judged_tx)):
+        stage = so_far.next_stage(intent)
+        with pytest.raises(ValueError, match=f"the {stage} stage needs the context's chains"):
+            asyncio.run(judge.run_stage(stage, intent, policy, judge.Context(), so_far))

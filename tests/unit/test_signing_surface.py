@@ -146,7 +146,7 @@ def test_personal_sign_is_off_unless_the_policy_turns_it_on_and_is_bounded():
 def test_typed_data_rules():
     def code(document, **policy):
         return guardrails.check_typed_data(
-            _intent(intent_type="typed_data", typed_data=document), _policy(**policy)
+            _intent(intent_type="typed_data", typed_data=document), _policy(**policy), ANVIL_ID
         ).code
 
     permit = permit_typed_data(TOKEN, ANVIL_ID, owner=DEST, spender=SPENDER, value=10**18, nonce=0, deadline=2**40)
@@ -217,7 +217,7 @@ def test_typed_data_rules():
 def test_delegation_rules():
     def code(chain_id=ANVIL_ID, address=DELEGATE, **policy):
         intent = _intent(to=DEST, tx_type=4, authorization_list=({"chain_id": chain_id, "address": address},))
-        return guardrails.check_delegation(intent, _policy(**policy)).code
+        return guardrails.check_delegation(intent, _policy(**policy), ANVIL_ID).code
 
     assert code() == "EIP7702_DELEGATE_NOT_ALLOWLISTED"  # empty allowlist: none
     assert code(eip7702_delegate_allowlist=(DEST,)) == "EIP7702_DELEGATE_NOT_ALLOWLISTED"

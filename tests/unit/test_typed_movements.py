@@ -16,6 +16,7 @@ import pytest
 from rules import typed_movements
 from rules.assets import approval_needed, check_assets
 from rules.guardrails import check_typed_data
+from schemas.chains import BUILTIN_BY_NAME
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType
@@ -45,6 +46,7 @@ from tests.typed_data_support import (
 )
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=timezone.utc)
+ANVIL_ID = BUILTIN_BY_NAME["anvil"].chain_id  # the intents' chain, which the documents' domains name
 
 
 def policy(**overrides) -> AgentPolicy:
@@ -77,7 +79,7 @@ def judge(doc: dict, p: AgentPolicy | None = None, spent: int = 0) -> tuple[str,
     """The code of the first stage that refuses (typed_data, then assets), or the assets verdict."""
     intent = typed_intent(doc)
     p = p or policy()
-    first = check_typed_data(intent, p)
+    first = check_typed_data(intent, p, ANVIL_ID)
     if not first.passed:
         return first.code, first
     verdict = check_assets(intent, p, lambda asset: spent)
@@ -169,7 +171,7 @@ def test_the_spec_mail_signs_only_when_the_policy_names_it_as_moving_nothing():
     named = policy(eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Mail"),))
     code, verdict = judge(mail(), named)
     assert code == "ASSETS_WITHIN_POLICY" and verdict.facts["movements"] == []
-    assert check_typed_data(typed_intent(mail()), named).code == "EIP712_NO_VALUE_TYPE"
+    assert check_typed_data(typed_intent(mail()), named, ANVIL_ID).code == "EIP712_NO_VALUE_TYPE"
     # The pair is exact: another type on that contract, or the same type on another, is not named.
     other_chain = policy(
         eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Mail", chain_id=1),)
