@@ -30,6 +30,7 @@ from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, ver
 from ledger.receipt import Policy, Receipt, check
 from ledger.schema import AUDIT_NOTE_SIGNATURES
 from ledger.store import Store, chain_leaves, sql_string
+from schemas.errors import Problem
 
 REWRITTEN_AFTER_WITNESSING = "rewritten_after_witnessing"
 
@@ -93,11 +94,11 @@ def unchecked_cosignatures(store: Store, trusted: Sequence[NoteKey]) -> int:
     return counted
 
 
-def _disagreement(stored: list[Checkpoint], seq: int, line: str, witness: NoteKey, log_name: str) -> str | None:
+def _disagreement(stored: list[Checkpoint], seq: int, line: str, witness: NoteKey, log_name: str) -> Problem | None:
     """Why the witness's cosignature line at ``seq`` does not hold over the checkpoints stored
     there now, or None."""
     if not stored:
-        return "no checkpoint is stored at that seq any more"
+        return Problem("no checkpoint is stored at that seq any more")
     for cp in stored:
         try:
             verified_by(
@@ -105,7 +106,7 @@ def _disagreement(stored: list[Checkpoint], seq: int, line: str, witness: NoteKe
                 [witness],
             )
         except NoteError as exc:
-            return (
+            return Problem(
                 f"its cosignature does not verify over the checkpoint stored there now, root {cp.merkle_root} ({exc})"
             )
     return None
@@ -134,7 +135,7 @@ def cosignature_problems(
     summary: dict[str, Cosigned] = {}
     for witness in witnesses:
         held = summary.setdefault(witness.name, Cosigned())
-        first: tuple[int, str, str] | None = None
+        first: tuple[int, Problem, str] | None = None
         disagree = 0
         for seq, line in lines.get(witness.vkey, []):
             why = _disagreement(by_seq.get(seq, []), seq, line, witness, log_name)
