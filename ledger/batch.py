@@ -100,9 +100,9 @@ def decode(
         return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
     try:
         rows = parse(raw)
-        forged = claimed_service(role, [row.actor for row in rows])
-        if forged is not None:
-            return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
+        claimed = claimed_service(role, [row.actor for row in rows])
+        if claimed is not None:
+            return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + str(claimed), now))]
         return rows
     except ValueError as exc:
         return [

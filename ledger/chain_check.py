@@ -1,7 +1,7 @@
 """Checking one chain's rows, page by page, against their links and the checkpoints signed for them.
 
 Pure arithmetic over arrays (numpy), no store: ``ChainCheck`` is fed ``Page``s in seq order and
-stops at the first ``Problem``, which it names with a kind (``modified``, ``deleted``,
+stops at the first ``ChainProblem``, which it names with a kind (``modified``, ``deleted``,
 ``inserted``, ``reordered``, ``truncated``, ``rewritten``; `ledger.verify` adds
 ``forged_checkpoint`` and, from `ledger.witnessed`, ``rewritten_after_witnessing``) and the reason. `ledger.verify` pages the rows out of the store into it.
 """
@@ -19,7 +19,10 @@ from ledger.merkle import Frontier, PairHasher, hash_pairs
 
 
 @dataclass(frozen=True)
-class Problem:
+class ChainProblem:
+    """What `warden audit verify` found wrong at one row of one chain: its ``kind`` and ``reason``,
+    and who disagrees with the store when a witness or a kept receipt does."""
+
     chain: int
     seq: int
     kind: str
@@ -42,7 +45,7 @@ class ChainResult:
     last_seq: int | None = None
     checkpoints: int = 0
     last_checkpoint_seq: int | None = None
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[ChainProblem] = field(default_factory=list)
 
     @property
     def uncovered_rows(self) -> int:
@@ -153,7 +156,7 @@ class ChainCheck:
     def _rewritten(self, cp: Checkpoint, why: str) -> None:
         first = self.last_good_checkpoint + 1
         self.result.problems.append(
-            Problem(
+            ChainProblem(
                 self.result.chain,
                 first,
                 "rewritten",
@@ -164,7 +167,7 @@ class ChainCheck:
         )
         self.done = True
 
-    def _classify(self, page: Page, i: int) -> Problem:
+    def _classify(self, page: Page, i: int) -> ChainProblem:
         """Names what went wrong at row ``i``, the page's first row that does not check."""
         chain = self.result.chain
         seq = [int(s) for s in page.seq]
@@ -173,7 +176,7 @@ class ChainCheck:
         if s < expected:
             return self._second_claim(page, seq, i)
         if s > expected:
-            return Problem(
+            return ChainProblem(
                 chain,
                 expected,
                 "deleted",
@@ -184,14 +187,14 @@ class ChainCheck:
             return misplaced
         return self._unlinked(page, seq, i)
 
-    def _second_claim(self, page: Page, seq: list[int], i: int) -> Problem:
+    def _second_claim(self, page: Page, seq: list[int], i: int) -> ChainProblem:
         """A seq already seen: which of the two rows claiming it was inserted."""
         s = seq[i]
         # A second row with a seq already seen: the genuine one is the one
         # the chain links into; the other was inserted.
         before = i - 1
         intruder = i if page.prev[before] == self._head_at(page, before - 1) and page.ok[before] else before
-        return Problem(
+        return ChainProblem(
             self.result.chain,
             s,
             "inserted",
@@ -199,14 +202,14 @@ class ChainCheck:
             _event_id(page, seq, intruder),
         )
 
-    def _misplaced(self, page: Page, seq: list[int], i: int) -> Problem | None:
+    def _misplaced(self, page: Page, seq: list[int], i: int) -> ChainProblem | None:
         """Rows reordered or inserted, told by what row ``i`` (or the next) links to; None if neither."""
         chain = self.result.chain
         s = seq[i]
         by_hash = {bytes(h): j for j, h in enumerate(page.head)}
         j = by_hash.get(bytes(page.prev[i]))
         if j is not None and j > i:
-            return Problem(
+            return ChainProblem(
                 chain,
                 s,
                 "reordered",
@@ -214,7 +217,7 @@ class ChainCheck:
                 _event_id(page, seq, i),
             )
         if j is not None and j == i - 2 or (j is None and i < 2 and page.prev[i] == self._head_at(page, i - 2)):
-            return Problem(
+            return ChainProblem(
                 chain,
                 s - 1,
                 "inserted",
@@ -222,7 +225,7 @@ class ChainCheck:
                 _event_id(page, seq, i - 1) if i >= 1 else None,
             )
         if j is not None and j < i - 2:
-            return Problem(
+            return ChainProblem(
                 chain,
                 s,
                 "reordered",
@@ -230,7 +233,7 @@ class ChainCheck:
                 _event_id(page, seq, i),
             )
         if i + 1 < len(page) and seq[i + 1] == s + 1 and page.prev[i + 1] == self._head_at(page, i - 1):
-            return Problem(
+            return ChainProblem(
                 chain,
                 s,
                 "inserted",
@@ -239,12 +242,12 @@ class ChainCheck:
             )
         return None
 
-    def _unlinked(self, page: Page, seq: list[int], i: int) -> Problem:
+    def _unlinked(self, page: Page, seq: list[int], i: int) -> ChainProblem:
         """Row ``i`` in its place but not checking: modified, or the row it should link to is gone."""
         chain = self.result.chain
         s = seq[i]
         if not page.ok[i]:
-            return Problem(
+            return ChainProblem(
                 chain,
                 s,
                 "modified",
@@ -252,14 +255,14 @@ class ChainCheck:
                 _event_id(page, seq, i),
             )
         if s == 0:
-            return Problem(
+            return ChainProblem(
                 chain,
                 0,
                 "deleted",
                 f"it does not start from chain {chain}'s genesis hash: the chain's first rows were deleted or replaced",
                 _event_id(page, seq, i),
             )
-        return Problem(
+        return ChainProblem(
             chain,
             s,
             "deleted",
@@ -281,7 +284,7 @@ class ChainCheck:
             cp = self.pending[-1]
             gone = self.next_seq
             self.result.problems.append(
-                Problem(
+                ChainProblem(
                     self.result.chain,
                     gone,
                     "truncated",

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger.chain import format_ts
 from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, verified_by
 from ledger.note import sign as sign_note
+from schemas.errors import Problem
 
 
 def origin_of(log_name: str, chain: int) -> str:
@@ -88,13 +89,13 @@ def sign(
     return Checkpoint(chain, seq, head_hash, merkle_root, ts, line)
 
 
-def signature_problem(checkpoint: Checkpoint, log: NoteKey) -> str | None:
+def signature_problem(checkpoint: Checkpoint, log: NoteKey) -> Problem | None:
     """Why the checkpoint's signature is not the log's over its note (None when it is), checked
     under ``log``, the verifier key the verifier trusts."""
     try:
         verified_by(checkpoint.note(log.name), [log])
     except NoteError as exc:
-        return str(exc)
+        return Problem(str(exc))
     except ValueError as exc:  # a merkle_root that is not hex
-        return f"its note cannot be written ({exc})"
+        return Problem(f"its note cannot be written ({exc})")
     return None

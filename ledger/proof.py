@@ -19,7 +19,7 @@ from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, ver
 from ledger.receipt import Receipt
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES, EVENT_COLUMNS
 from ledger.store import Reader, chain_leaves, sql_string
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 
 PROOF_VERSION = "warden.audit.proof.v2"
 EVENT_FIELDS = EVENT_COLUMNS
@@ -82,24 +82,24 @@ def _signed_text(checkpoint: Checkpoint, log_name: str) -> str:
         ) from None
 
 
-def _checkpoint(text: object, log: NoteKey, what: str) -> NoteCheckpoint | str:
+def _checkpoint(text: object, log: NoteKey, what: str) -> NoteCheckpoint | Problem:
     """The checkpoint a proof's signed note says, if the log signed it; else why not."""
     if not isinstance(text, str):
-        return f"malformed proof: {what} is the checkpoint's signed note, a string"
+        return Problem(f"malformed proof: {what} is the checkpoint's signed note, a string")
     try:
         note = Note.parse(text)
         verified_by(note, [log])
         return NoteCheckpoint.parse(note.text)
     except NoteError as exc:
-        return f"{what}'s signature does not verify under the log's key {log.vkey} ({exc}): forged or altered"
+        return Problem(f"{what}'s signature does not verify under the log's key {log.vkey} ({exc}): forged or altered")
 
 
-def check(proof: Mapping[str, Any], log: NoteKey) -> str | None:
+def check(proof: Mapping[str, Any], log: NoteKey) -> Problem | None:
     """None when the proof holds under the log's verifier key ``log``, else the first reason it
     does not."""
     try:
         if proof.get("version") != PROOF_VERSION:
-            return f"not a {PROOF_VERSION} proof (version {proof.get('version')!r})"
+            return Problem(f"not a {PROOF_VERSION} proof (version {proof.get('version')!r})")
         event = proof["event"]
         recomputed = row_hash(event)
         index, size = int(proof["leaf_index"]), int(proof["tree_size"])
@@ -107,20 +107,22 @@ def check(proof: Mapping[str, Any], log: NoteKey) -> str | None:
         leaf = leaf_hash(bytes.fromhex(str(event["integrity_hash"])))
         signed = proof["checkpoint"]
     except (KeyError, TypeError, ValueError) as exc:
-        return f"malformed proof ({exc!r}); expected the JSON `warden audit prove` prints"
+        return Problem(f"malformed proof ({exc!r})", "expected the JSON `warden audit prove` prints")
     if recomputed != event["integrity_hash"]:
-        return "the event's fields do not hash to its integrity_hash: the event was altered"
+        return Problem("the event's fields do not hash to its integrity_hash: the event was altered")
     checkpoint = _checkpoint(signed, log, "the checkpoint")
-    if isinstance(checkpoint, str):
+    if isinstance(checkpoint, Problem):
         return checkpoint
     if checkpoint.origin != origin_of(log.name, event["chain"]) or index != event["seq"] or size != checkpoint.size:
-        return (
+        return Problem(
             f"the proof does not line up: event chain {event['chain']} seq {event['seq']}, leaf {index} of {size}, "
             f"checkpoint of {checkpoint.origin} covering {checkpoint.size} rows"
         )
     root = root_from_path(index, size, leaf, path)
     if root is None or root != checkpoint.root:
-        return "the audit path does not lead to the signed merkle_root: this event is not the one the ledger signed"
+        return Problem(
+            "the audit path does not lead to the signed merkle_root: this event is not the one the ledger signed"
+        )
     return None
 
 
@@ -171,26 +173,28 @@ def build_consistency(store: Reader, chain: int, old_size: int, new_size: int, l
     }
 
 
-def check_consistency(proof: Mapping[str, Any], log: NoteKey) -> str | None:
+def check_consistency(proof: Mapping[str, Any], log: NoteKey) -> Problem | None:
     """None when both checkpoints are notes the log signed (under its verifier key ``log``) and the
     new one only added rows to the old one, else the first reason it does not hold."""
     try:
         if proof.get("version") != CONSISTENCY_VERSION:
-            return f"not a {CONSISTENCY_VERSION} proof (version {proof.get('version')!r})"
+            return Problem(f"not a {CONSISTENCY_VERSION} proof (version {proof.get('version')!r})")
         path = [bytes.fromhex(node) for node in proof["consistency_path"]]
         signed = proof["old"], proof["new"]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return f"malformed proof ({exc!r}); expected the JSON `warden audit consistency` prints"
+        return Problem(f"malformed proof ({exc!r})", "expected the JSON `warden audit consistency` prints")
     old = _checkpoint(signed[0], log, "the old checkpoint")
-    if isinstance(old, str):
+    if isinstance(old, Problem):
         return old
     new = _checkpoint(signed[1], log, "the new checkpoint")
-    if isinstance(new, str):
+    if isinstance(new, Problem):
         return new
     if old.origin != new.origin or not new.origin.startswith(log.name + "/") or old.size > new.size:
-        return f"the checkpoints do not line up: {old.origin} with {old.size} rows, {new.origin} with {new.size}"
+        return Problem(
+            f"the checkpoints do not line up: {old.origin} with {old.size} rows, {new.origin} with {new.size}"
+        )
     if not consistent(old.size, new.size, old.root, new.root, path):
-        return (
+        return Problem(
             f"{new.origin}'s checkpoint of {new.size} rows does not extend the one of {old.size}: "
             "rows below it were changed or removed (a fork of the log)"
         )

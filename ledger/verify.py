@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from ledger.chain import format_ts, genesis_hash
-from ledger.chain_check import ChainCheck, ChainResult, Page, Problem
+from ledger.chain_check import ChainCheck, ChainProblem, ChainResult, Page
 from ledger.checkpoint import Checkpoint, signature_problem
 from ledger.merkle import Frontier, PairHasher, hash_pairs
 from ledger.note import ED25519, NoteKey
@@ -82,7 +82,7 @@ class VerifyReport:
         return sum(c.rows for c in self.chains)
 
     @property
-    def problems(self) -> list[Problem]:
+    def problems(self) -> list[ChainProblem]:
         return [p for c in self.chains for p in c.problems]
 
     def to_dict(self) -> dict[str, Any]:
@@ -288,7 +288,7 @@ def _plan(
     """Where to start and stop: the seq range the time range covers, widened
     down to the last valid checkpoint before it, whose head (a leaf of its signed root) anchors it."""
     valid: list[tuple[Checkpoint, list[str]]] = []
-    forged: list[Problem] = []
+    forged: list[ChainProblem] = []
     log_key = NoteKey(log_name, ED25519, public_key)
     # The witnesses' lines before the checkpoints: a live sink stores a checkpoint before it asks
     # the witnesses, so every line read names a checkpoint the read below finds. Read after them, a
@@ -301,7 +301,7 @@ def _plan(
             valid.append((cp, nodes))
         else:
             forged.append(
-                Problem(
+                ChainProblem(
                     chain,
                     cp.seq,
                     "forged_checkpoint",

@@ -13,7 +13,7 @@ log signed, with its root). So, per chain:
   past the last checkpoint, be the root of the store's first rows of that size.
 
 Where they disagree, the store was rewritten after witnessing: a ``rewritten_after_witnessing``
-`Problem` naming the chain, the checkpoint and the witness or the receipt. A cosignature line the
+`ChainProblem` naming the chain, the checkpoint and the witness or the receipt. A cosignature line the
 operator deleted is not seen here (a witness that was down leaves the same gap): a kept receipt,
 or the witness's own state, shows it.
 """
@@ -23,13 +23,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger.chain_check import Problem
+from ledger.chain_check import ChainProblem
 from ledger.checkpoint import Checkpoint, note_text
 from ledger.merkle import consistency_path, consistent, tree_hash
 from ledger.note import Note, NoteCheckpoint, NoteError, NoteKey, Signature, verified_by
 from ledger.receipt import Policy, Receipt, check
 from ledger.schema import AUDIT_NOTE_SIGNATURES
 from ledger.store import Store, chain_leaves, sql_string
+from schemas.errors import Problem
 
 REWRITTEN_AFTER_WITNESSING = "rewritten_after_witnessing"
 
@@ -93,11 +94,11 @@ def unchecked_cosignatures(store: Store, trusted: Sequence[NoteKey]) -> int:
     return counted
 
 
-def _disagreement(stored: list[Checkpoint], seq: int, line: str, witness: NoteKey, log_name: str) -> str | None:
+def _disagreement(stored: list[Checkpoint], seq: int, line: str, witness: NoteKey, log_name: str) -> Problem | None:
     """Why the witness's cosignature line at ``seq`` does not hold over the checkpoints stored
     there now, or None."""
     if not stored:
-        return "no checkpoint is stored at that seq any more"
+        return Problem("no checkpoint is stored at that seq any more")
     for cp in stored:
         try:
             verified_by(
@@ -105,7 +106,7 @@ def _disagreement(stored: list[Checkpoint], seq: int, line: str, witness: NoteKe
                 [witness],
             )
         except NoteError as exc:
-            return (
+            return Problem(
                 f"its cosignature does not verify over the checkpoint stored there now, root {cp.merkle_root} ({exc})"
             )
     return None
@@ -124,17 +125,17 @@ def cosignature_problems(
     lines: dict[str, list[tuple[int, str]]],
     witnesses: Sequence[NoteKey],
     log_name: str,
-) -> tuple[list[Problem], dict[str, Cosigned]]:
+) -> tuple[list[ChainProblem], dict[str, Cosigned]]:
     """Each pinned witness's cosignatures on ``chain`` against the ``checkpoints`` stored now: the
     first that disagrees (one problem per witness) and what each cosigned that still holds."""
     by_seq: dict[int, list[Checkpoint]] = {}
     for cp in checkpoints:
         by_seq.setdefault(cp.seq, []).append(cp)
-    problems: list[Problem] = []
+    problems: list[ChainProblem] = []
     summary: dict[str, Cosigned] = {}
     for witness in witnesses:
         held = summary.setdefault(witness.name, Cosigned())
-        first: tuple[int, str, str] | None = None
+        first: tuple[int, Problem, str] | None = None
         disagree = 0
         for seq, line in lines.get(witness.vkey, []):
             why = _disagreement(by_seq.get(seq, []), seq, line, witness, log_name)
@@ -150,7 +151,7 @@ def cosignature_problems(
         after = f"after seq {held.last_seq}" if held.last_seq is not None else "from seq 0"
         more = f"; {disagree - 1} later checkpoint(s) it cosigned disagree too" if disagree > 1 else ""
         problems.append(
-            Problem(
+            ChainProblem(
                 chain,
                 seq,
                 REWRITTEN_AFTER_WITNESSING,
@@ -163,7 +164,7 @@ def cosignature_problems(
     return problems, summary
 
 
-def receipt_problem(store: Store, kept: KeptReceipt, checkpoints: Sequence[Checkpoint]) -> Problem | None:
+def receipt_problem(store: Store, kept: KeptReceipt, checkpoints: Sequence[Checkpoint]) -> ChainProblem | None:
     """Whether the store still holds the tree ``kept`` shows: None, or the problem naming the receipt.
     ``checkpoints``: the chain's checkpoints whose signature verifies, in seq order."""
     size, root, chain = kept.checkpoint.size, kept.checkpoint.root, kept.chain
@@ -190,7 +191,7 @@ def receipt_problem(store: Store, kept: KeptReceipt, checkpoints: Sequence[Check
             why = f"the store's first {size} rows hash to {tree_hash(leaves).hex()}, the receipt's root is {root.hex()}"
     if why is None:
         return None
-    return Problem(
+    return ChainProblem(
         chain,
         size - 1,
         REWRITTEN_AFTER_WITNESSING,

@@ -25,6 +25,7 @@ from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet
 from schemas.auth import AdminSignedT, admin_signature_problem, admin_signers, raw_record_id, record_id_of
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit, audit
+from schemas.errors import Problem
 
 
 class Admins:
@@ -51,14 +52,15 @@ class Admins:
         over its bytes), and why each other signature does not."""
         return admin_signers(record, self.keys)
 
-    def signature_problem(self, key_id: str, signature: str, message: bytes) -> str | None:
+    def signature_problem(self, key_id: str, signature: str, message: bytes) -> Problem | None:
         """None when pinned admin ``key_id`` made ``signature`` over ``message``; else why not."""
         return admin_signature_problem(self.keys, key_id, signature, message)
 
-    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> str | None:
+    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> Problem | None:
         """None when ``record`` carries the quorum ``action`` needs (or ``needed`` signatures);
         otherwise who signed, who did not count and why, and how many are needed."""
-        return self.quorum(record, action, needed)[1]
+        short = self.quorum(record, action, needed)[1]
+        return None if short is None else Problem(short)
 
     def quorum(self, record: AdminSignedT, action: Action, needed: int | None = None) -> tuple[list[str], str | None]:
         """Who counts towards ``record``'s quorum (`signers`) and `quorum_problem`'s answer, from
@@ -74,11 +76,11 @@ class Admins:
             + (f"; not counted: {'; '.join(problems)}" if problems else "")
         )
 
-    def adopt(self, proposed: AdminSet) -> str | None:
+    def adopt(self, proposed: AdminSet) -> Problem | None:
         """Take ``proposed`` as the set in force when it is newer and this set's quorum for
         ``admins`` signed it; otherwise why not (nothing changes)."""
         if proposed.version <= self.version:
-            return f"admin set v{proposed.version} is not newer than v{self.version}, in force"
+            return Problem(f"admin set v{proposed.version} is not newer than v{self.version}, in force")
         problem = self.quorum_problem(proposed, "admins")
         if problem is not None:
             return problem

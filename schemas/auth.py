@@ -31,6 +31,7 @@ from nacl.exceptions import BadSignatureError
 
 from schemas.admins import Action, AdminSet, AdminSignature, VaultChange, event_digest
 from schemas.chain_set import ChainSet
+from schemas.errors import Problem
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
@@ -178,17 +179,17 @@ class AdminQuorum(Protocol):
         self, record: AdminSignedT, action: Action, needed: int | None = None
     ) -> tuple[list[str], str | None]: ...
 
-    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> str | None: ...
+    def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> Problem | None: ...
 
 
-def admin_signature_problem(keys: Mapping[str, str], key_id: str, signature: str, message: bytes) -> str | None:
+def admin_signature_problem(keys: Mapping[str, str], key_id: str, signature: str, message: bytes) -> Problem | None:
     """None when admin ``key_id``, pinned in ``keys`` (id → public key hex), made ``signature``
     over ``message``; else why not."""
     public = keys.get(key_id)
     if public is None:
-        return f"{key_id[:64]!r} is not a pinned admin"
+        return Problem(f"{key_id[:64]!r} is not a pinned admin")
     if not signature or not _verify(public, signature, message):
-        return f"{key_id}'s signature does not verify over this record's bytes"
+        return Problem(f"{key_id}'s signature does not verify over this record's bytes")
     return None
 
 
@@ -200,12 +201,12 @@ def admin_signers(record: AdminSignedT, keys: Mapping[str, str]) -> tuple[list[s
     for key_id, signature in admin_signatures(record):
         problem = admin_signature_problem(keys, key_id, signature, message)
         if problem is None and keys[key_id] in seen_keys:
-            problem = f"{key_id} signed twice (counted once)"
+            problem = Problem(f"{key_id} signed twice (counted once)")
         if problem is None:
             seen_keys.add(keys[key_id])
             counted.append(key_id)
         else:
-            problems.append(problem)
+            problems.append(str(problem))
     return counted, problems
 
 
@@ -225,7 +226,7 @@ def policy_signature_valid(policy: AgentPolicy, admins: AdminQuorum) -> bool:
     return admins.quorum_problem(policy, "policy") is None
 
 
-def human_approval_problem(approval: HumanApproval, admins: AdminQuorum) -> str | None:
+def human_approval_problem(approval: HumanApproval, admins: AdminQuorum) -> Problem | None:
     """None when enough pinned admins signed the decision: the quorum for ``approve``, one for
     ``deny`` (a refusal moves nothing; any admin may stop an intent); otherwise why not."""
     return admins.quorum_problem(approval, "approval", None if approval.decision == "approve" else 1)
@@ -271,23 +272,23 @@ def sign_announcement(announced: SealingKey, service_key: Ed25519PrivateKey, key
     return _service_signed(announced, service_key, key_id)
 
 
-def announcement_forgery(announced: SealingKey, pinned_public: str | None) -> str | None:
+def announcement_forgery(announced: SealingKey, pinned_public: str | None) -> Problem | None:
     """None when the signer's pinned service key (``pinned_public``) signed ``announced``; else
     why a client must not seal to it. What ties a ``tee=none`` key to its signer: without it,
     anyone who can write to warden.signer.sealing could announce a key under a signer's name
     and collect the client shares sealed to it."""
     if pinned_public is None:
-        return (
+        return Problem(
             f"{announced.signer_id}: runs with tee=none and no service key is pinned for it, so nothing "
-            "ties this sealing key to it; pin it (WARDEN_SIGNER_KEYS, or its key file under "
-            "$WARDEN_HOME/services/signer)"
+            "ties this sealing key to it",
+            "pin it (WARDEN_SIGNER_KEYS, or its key file under $WARDEN_HOME/services/signer)",
         )
     if (
         not announced.service_signature
         or announced.signed_by != announced.signer_id
         or not _verify(pinned_public, announced.service_signature, announced.service_signing_bytes())
     ):
-        return (
+        return Problem(
             f"{announced.signer_id}: runs with tee=none and its announcement is not signed by its pinned "
             "service key (a forged record on warden.signer.sealing?)"
         )
@@ -307,7 +308,7 @@ def outcome_roles(record: Outcome) -> tuple[Role, ...]:
     return ("worker",)
 
 
-def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | None = None) -> str | None:
+def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | None = None) -> Problem | None:
     """None when ``record`` is signed by a pinned key of the service allowed to say it and (when
     ``intent_digest`` is given) is about exactly that intent; otherwise why it must not be believed."""
     roles = outcome_roles(record)
@@ -318,11 +319,11 @@ def outcome_forgery(record: Outcome, keys: ServiceKeys, intent_digest: str | Non
             role = candidate
             break
     if public is None:
-        return f"signed_by {record.signed_by!r} is not a pinned {role} key"
+        return Problem(f"signed_by {record.signed_by!r} is not a pinned {role} key")
     if not record.service_signature or not _verify(public, record.service_signature, record.service_signing_bytes()):
-        return f"the service signature does not verify against {role} key {record.signed_by!r}"
+        return Problem(f"the service signature does not verify against {role} key {record.signed_by!r}")
     if intent_digest is not None and record.intent_digest != intent_digest:
-        return "it is about another intent with the same id (intent_digest differs)"
+        return Problem("it is about another intent with the same id (intent_digest differs)")
     return None
 
 
@@ -473,11 +474,11 @@ def vault_event_problem(
 _SERVICES = frozenset(SERVICE_ACTORS.values())
 
 
-def claimed_service(role: str, actors: Iterable[str]) -> str | None:
+def claimed_service(role: str, actors: Iterable[str]) -> Problem | None:
     """None when no actor in ``actors`` is one of Warden's services other than ``role``'s own;
     otherwise why the record must not be believed (a worker's key does not make it the signer)."""
     own = SERVICE_ACTORS.get(role)
     for actor in actors:
         if actor in _SERVICES and actor != own:
-            return f"an event claims actor {actor!r}, which a {role} key may not write as"
+            return Problem(f"an event claims actor {actor!r}, which a {role} key may not write as")
     return None

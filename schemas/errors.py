@@ -3,9 +3,11 @@
 Every error Warden raises on purpose is a `WardenError`: its message says what was wrong, and
 ``next_step`` what to do about it (the command to run, the setting to change, the field to fix),
 as the command line and the rejection reasons phrase it. A check that judges a record returns
-its problem as text (None when there is none) and raises nothing; reading, parsing, storing and
-calling out raise a `WardenError` subclass. A caller catches the subclass it can act on; the
-command line catches the root and prints it, never a traceback.
+its problem as a `Problem` (None when there is none) and raises nothing: its caller puts
+``str(problem)`` where text goes (it reads as the error would), or raises
+``problem.error(SomeError)``. Reading, parsing, storing and calling out raise a `WardenError`
+subclass. A caller catches the subclass it can act on; the command line catches the root and
+prints it, never a traceback.
 
 ``evm`` and ``svm`` sit below this model: they are codecs, and raise `ValueError` subclasses
 naming the field, which the layers above turn into a refusal or a `WardenError` where they read.
@@ -14,6 +16,7 @@ Pydantic's validation errors are told field by field by `explain`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the root error is imported by every layer, the CLI's --help included: no pydantic at run time
@@ -34,6 +37,23 @@ class WardenError(Exception):
 
     def __str__(self) -> str:
         return f"{self.problem}; {self.next_step}" if self.next_step else self.problem
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a check found wrong with a record: ``what`` was wrong and, when it does not already
+    say it, ``next_step``. It renders as a `WardenError` does, so the text a caller puts in a
+    reason, an audit detail or a report is ``str(problem)``; never the object itself."""
+
+    what: str
+    next_step: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.what}; {self.next_step}" if self.next_step else self.what
+
+    def error(self, cls: type[WardenError] = WardenError) -> WardenError:
+        """The ``cls`` to raise for this problem: its next step, or else the class's own."""
+        return cls(self.what, self.next_step or None)
 
 
 def explain(exc: ValidationError) -> tuple[str, ...]:

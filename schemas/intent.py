@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 
 from evm.constants import BYTES_PER_BLOB, MAX_BLOBS_PER_TX, MAX_MESSAGE_BYTES, NONCE_LIMIT
 from schemas.chains import chain_named
+from schemas.errors import Problem
 from schemas.fields import (
     Address,
     HexData,
@@ -470,7 +471,7 @@ def idempotency_key_sha256(key: str | None) -> str | None:
     return None if key is None else hashlib.sha256(key.encode()).hexdigest()
 
 
-def idempotency_conflict(first_id: str, first: dict[str, str] | None, intent: TransactionIntent) -> str | None:
+def idempotency_conflict(first_id: str, first: dict[str, str] | None, intent: TransactionIntent) -> Problem | None:
     """Why ``intent`` may not have the result of ``first_id``, the first intent under its
     idempotency key (whose `request_fields` are ``first``: None when they were not kept), or None
     when it is the same request. The worker and the signer refuse it IDEMPOTENCY_KEY_REUSED with
@@ -483,9 +484,9 @@ def idempotency_conflict(first_id: str, first: dict[str, str] | None, intent: Tr
         if not differ:
             return None
         what = f"for a different request: {', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}"
-    return (
-        f"idempotency key already used within 24 h by intent {first_id}, {what}; a key names one "
-        "request: send exactly that request again to get its result, or use a new idempotency key"
+    return Problem(
+        f"idempotency key already used within 24 h by intent {first_id}, {what}",
+        "a key names one request: send exactly that request again to get its result, or use a new idempotency key",
     )
 
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from schemas.auth import announcement_forgery
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 from schemas.intent import SealedSecret
 from schemas.sealing_key import SealingKey
 
@@ -58,28 +58,30 @@ def refusal(
     allow_unattested: bool,
     attestation_problems: Callable[[SealingKey], list[str]] | None = None,
     service_key: Callable[[str], str | None] | None = None,
-) -> str | None:
+) -> Problem | None:
     """Why a client must not seal to ``key`` (None: it may): an attested key whose report
     ``attestation_problems`` finds something wrong with (``runtime.attestation.announcement.problems``);
     a ``tee=none`` key unless the client says so (the embedded stack does), and then unless the
     signer's pinned service key (``service_key(signer id)``) signed its announcement."""
     if key.key_id != key_id(bytes.fromhex(key.public_key[2:])):
-        return (
+        return Problem(
             f"{key.signer_id}: its announcement names a key id that is not its public key's (a broken or "
             "forged record on warden.signer.sealing)"
         )
     if key.tee == "none":
         if allow_unattested:
             return announcement_forgery(key, None if service_key is None else service_key(key.signer_id))
-        return (
-            f"{key.signer_id}: runs with tee=none, so no hardware proves its sealing key is the signer's; "
+        return Problem(
+            f"{key.signer_id}: runs with tee=none, so no hardware proves its sealing key is the signer's",
             "accept that explicitly (WARDEN_ALLOW_UNATTESTED_SIGNER=1, as on the embedded stack) or run the "
-            "signer on SEV-SNP"
+            "signer on SEV-SNP",
         )
     why = (
         ["this client cannot verify attestation reports"] if attestation_problems is None else attestation_problems(key)
     )
-    return f"{key.signer_id} (tee={key.tee}): its attestation does not verify: " + "; ".join(why) if why else None
+    return (
+        Problem(f"{key.signer_id} (tee={key.tee}): its attestation does not verify: " + "; ".join(why)) if why else None
+    )
 
 
 def usable_keys(
@@ -102,8 +104,8 @@ def usable_keys(
     ]
     usable = [key for key, reason in zip(keys, why) if reason is None]
     if not usable:
-        # None of them is usable, so every reason is a refusal (a str).
-        refusals = [reason for reason in why if reason is not None]
+        # None of them is usable, so every reason is a refusal.
+        refusals = [str(reason) for reason in why if reason is not None]
         raise SealingRefused("no signer's sealing key can be trusted, so nothing was sealed: " + " | ".join(refusals))
     return usable
 

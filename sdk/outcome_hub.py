@@ -111,7 +111,7 @@ class OutcomeHub:
         assert self._keys is not None
         why = outcome_problem(outcome, waiting.awaited, self._keys)
         if why is not None:
-            waiting.forged.add(why)
+            waiting.forged.add(str(why))
             return
         waiting.latest = outcome
         # A transaction to broadcast is answered once it was broadcast (or went further), as the

@@ -28,6 +28,7 @@ from schemas.auth import (
     ServiceKeys,
     outcome_forgery,
 )
+from schemas.errors import Problem
 from schemas.intake import Unreadable, read_intent, unreadable_answer
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
@@ -176,7 +177,7 @@ class Awaited:
         )
 
 
-def outcome_problem(outcome: Outcome, awaited: Awaited, keys: ServiceKeys) -> str | None:
+def outcome_problem(outcome: Outcome, awaited: Awaited, keys: ServiceKeys) -> Problem | None:
     """None when ``outcome`` is the authentic answer to what was submitted, else why not
     (`schemas.auth.outcome_forgery` with the digest it must carry). An INVALID_INTENT or
     AGENT_SIGNATURE_INVALID rejection must carry the SHA-256 of the bytes this client sent
@@ -185,7 +186,7 @@ def outcome_problem(outcome: Outcome, awaited: Awaited, keys: ServiceKeys) -> st
     differently, nor a copy of this intent under a bad signature answers for it."""
     expected = awaited.wire_digest if bound_to_bytes(outcome) else awaited.intent_digest
     if expected is None:
-        return (
+        return Problem(
             "only an INVALID_INTENT or AGENT_SIGNATURE_INVALID rejection can be about this submission: this client "
             "read no intent in the bytes it sent"
         )
@@ -241,7 +242,7 @@ async def wait_outcomes(
             why = outcome_problem(outcome, awaited[outcome.intent_id], keys)
             if why is not None:
                 if forged is not None:
-                    forged.append((outcome.intent_id, why))
+                    forged.append((outcome.intent_id, str(why)))
             else:
                 if supersedes(outcome, outcomes.get(outcome.intent_id)):
                     outcomes[outcome.intent_id] = outcome

@@ -146,7 +146,7 @@ def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str,
         problem = admins.signature_problem(proposal.admin_key_id, proposal.signature, record.signing_bytes())
         public = admins.key(proposal.admin_key_id)
         if problem is not None:
-            gathered.refused.append(problem)
+            gathered.refused.append(str(problem))
         elif not any(admins.key(k) == public for k in gathered.signatures):  # an admin counts once
             gathered.signatures[proposal.admin_key_id] = proposal.signature
     return {pid: g for pid, g in found.items() if g.expires_at > now}

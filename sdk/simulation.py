@@ -23,7 +23,7 @@ from runtime.registry import REGISTRY
 from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_simulation_request
 from schemas.codes import Code
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 from schemas.intent import TransactionIntent
 from schemas.simulation import SimulationRequest, SimulationResult
 
@@ -66,7 +66,7 @@ def new_simulation_request(
     return sign_simulation_request(request, agent_key)
 
 
-def simulation_problem(result: SimulationResult, request: SimulationRequest, keys: ServiceKeys) -> str | None:
+def simulation_problem(result: SimulationResult, request: SimulationRequest, keys: ServiceKeys) -> Problem | None:
     """None when ``result`` is the authentic answer to ``request`` (sent as ``request.to_bytes()``),
     else why not: `schemas.auth.outcome_forgery` with the digest it must carry."""
     bound_to_bytes = result.deciding is not None and result.deciding.code in BOUND_TO_BYTES
@@ -103,7 +103,7 @@ async def wait_simulation(
                 if why is None:
                     return result
                 if forged is not None:
-                    forged.append(why)
+                    forged.append(str(why))
         if time.monotonic() > deadline:
             raise SimulationUnanswered(
                 f"no answer to simulation request {request.request_id} within {timeout_s:g} s; is the streams "

@@ -22,6 +22,7 @@ from runtime.rpc import Node
 from schemas.auth import human_approval_valid
 from schemas.chains import ChainLookup
 from schemas.codes import Code
+from schemas.errors import Problem
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent, idempotency_conflict
 from schemas.outcomes import (
     HumanApproval,
@@ -145,7 +146,7 @@ class Judging:
     def policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
         intent, offered = approved.intent, approved.policy
         if not self.policies.signed(offered):
-            problem = self.admins.quorum_problem(offered, "policy") or "the signatures do not verify"
+            problem = self.admins.quorum_problem(offered, "policy") or Problem("the signatures do not verify")
             raise SigningRefused(
                 Code.POLICY_SIGNATURE_INVALID, f"the policy is not signed by the admins' quorum: {problem}"
             )

@@ -50,7 +50,7 @@ from runtime.trust import KeysNow
 from schemas.auth import ServiceKeys, intent_signature_valid, outcome_forgery
 from schemas.codes import Code
 from schemas.emit import Emit, Source
-from schemas.errors import explain
+from schemas.errors import Problem, explain
 from schemas.intent import INTENT_MAX_AGE_US, TransactionIntent
 from schemas.outcomes import (
     IntentAbandoned,
@@ -201,7 +201,7 @@ class Signer:
             ), None
         intent = abandoned.intent
         forged = (
-            "no worker keys are pinned here"
+            Problem("no worker keys are pinned here")
             if self.service_keys is None
             else outcome_forgery(abandoned, KeysNow(self.service_keys), intent.digest())
         )

@@ -69,7 +69,7 @@ class VaultReader:
         elif not self.history_read or (change_id is not None and self._unread[change_id]):
             self._waiting.append(_Waiting(item, event, change_id or _HISTORY))
         else:
-            settled.append((item, _refusal(why)))
+            settled.append((item, _refusal(str(why))))
         if change_id is not None and not self._unread[change_id]:
             del self._unread[change_id]
             if self.history_read:
@@ -88,7 +88,7 @@ class VaultReader:
         refused = [w for w in self._waiting if which(w)]
         for each in refused:
             self._waiting.remove(each)
-        return [(w.item, _refusal(self.book.unheld(w.event) or "its vault is missing")) for w in refused]
+        return [(w.item, _refusal(str(self.book.unheld(w.event) or "its vault is missing"))) for w in refused]
 
     def _now_held(self) -> list[Settled]:
         """The waiting events whose vault is now held, applied (a mode can free a secret)."""

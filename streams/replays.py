@@ -116,7 +116,7 @@ class Replays:
                 intent_id=intent.intent_id,
                 stage=Stage.INTAKE,
                 code=Code.IDEMPOTENCY_KEY_REUSED,
-                reason=conflict,
+                reason=str(conflict),
                 facts={"original_intent_id": first["intent_id"]},
             )
             return [decider.verdict_audit(verdict, intent, now)] + decider.reject(intent, verdict, [verdict], now)

@@ -223,7 +223,8 @@ def _checked(args: argparse.Namespace, check, holds) -> int:
         proof = orjson.loads(raw)
     except (SigningKeyError, OSError, orjson.JSONDecodeError) as exc:
         return _fail(f"cannot read the proof: {exc}" if not isinstance(exc, SigningKeyError) else str(exc))
-    reason = check(proof, key) if isinstance(proof, dict) else "a proof is a JSON object"
+    problem = check(proof, key) if isinstance(proof, dict) else "a proof is a JSON object"
+    reason = None if problem is None else str(problem)
     if args.json:
         print_json({"ok": reason is None, "reason": reason}, compact=True)
     elif reason is None:

@@ -408,7 +408,8 @@ def cmd_tail(args) -> int:
             if record is None:
                 forged = "not a dead letter" if topic == topics.DLQ else "not an outcome record"
             else:
-                forged = outcome_forgery(record, keys)  # dead letters are signed too
+                problem = outcome_forgery(record, keys)  # dead letters are signed too
+                forged = None if problem is None else str(problem)
             if args.json:
                 shown = _unreadable(value) if record is None else record.model_dump(mode="json", by_alias=True)
                 print_json(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from schemas.errors import Problem
 from signer.custody import access
 from signer.custody.errors import CustodyError, NotFound
 from signer.custody.events import (
@@ -143,7 +144,7 @@ class VaultBook:
                 return True
             raise CustodyError(f"unknown vault event type {event.type!r}")
 
-    def unheld(self, event: VaultEvent) -> str | None:
+    def unheld(self, event: VaultEvent) -> Problem | None:
         """Why ``event`` would apply to a vault this book does not hold, or None when it would not.
         A vault's creation stands on its own; anything else needs the vault created here, and a
         secret needs its custody mode, under the KEK it was wrapped with. ``apply``
@@ -155,12 +156,14 @@ class VaultBook:
             state = self._vaults.get((event.org, event.vault))
             where = f"vault {event.vault!r} of org {event.org!r}"
             if state is None:
-                return f"{where} was never created here"
+                return Problem(f"{where} was never created here")
             if isinstance(event, SecretVersionWritten):
                 if state.mode is None:
-                    return f"{where} has no custody mode here, so no KEK to open the secret {event.path!r} with"
+                    return Problem(
+                        f"{where} has no custody mode here, so no KEK to open the secret {event.path!r} with"
+                    )
                 if state.mode.kek_id != event.kek_id:
-                    return (
+                    return Problem(
                         f"the secret {event.path!r} is wrapped under KEK {event.kek_id[:16]}, not {where}'s "
                         f"{state.mode.kek_id[:16]}"
                     )

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.auth import outcome_forgery, public_key_hex, sign_intent, sign_outcome, sign_policy
+from schemas.errors import Problem
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     DeadLetter,
@@ -326,7 +327,7 @@ MODELS = {
 }
 
 
-def _python_verdict(case: dict) -> str | None:
+def _python_verdict(case: dict) -> Problem | str | None:
     """What the Python reference says of the same case: `schemas.auth.outcome_forgery` with the
     digest the record must carry, as `sdk.client.outcome_problem` picks it."""
     from sdk.client import Awaited, outcome_problem

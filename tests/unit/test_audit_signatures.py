@@ -129,7 +129,7 @@ def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, 
     assert claimed_service("worker", ["agent:a-1", "service:streams", "admin:local-admin"]) is None
     assert claimed_service("signer", ["service:signer", "service:signer-0"]) is None  # a key release's requester
     assert claimed_service("admin", ["admin:local-admin", "service:admin-cli"]) is None
-    assert claimed_service("worker", ["service:streams", "service:signer"]) == (
+    assert str(claimed_service("worker", ["service:streams", "service:signer"])) == (
         "an event claims actor 'service:signer', which a worker key may not write as"
     )
     assert claimed_service("admin", ["service:streams"]) is not None

@@ -25,11 +25,11 @@ def test_every_decision_is_signed_by_the_worker_and_bound_to_the_intent(world):
     assert outcome_forgery(approved, pinned, good.digest()) is None
     assert outcome_forgery(rejected, pinned, bad.digest()) is None
     # About another intent, tampered with, or claimed by a worker where only a signer may speak:
-    assert "intent_digest differs" in outcome_forgery(rejected, pinned, good.digest())
+    assert "intent_digest differs" in str(outcome_forgery(rejected, pinned, good.digest()))
     tampered = rejected.model_copy(update={"code": Code.VALUE_WITHIN_CAP})
-    assert "does not verify" in outcome_forgery(tampered, pinned, bad.digest())
+    assert "does not verify" in str(outcome_forgery(tampered, pinned, bad.digest()))
     as_signer = rejected.model_copy(update={"stage": "signing"})
-    assert "not a pinned signer key" in outcome_forgery(as_signer, pinned, bad.digest())
+    assert "not a pinned signer key" in str(outcome_forgery(as_signer, pinned, bad.digest()))
 
 
 def test_stale_and_future_intents_are_refused_at_intake_and_not_remembered_as_spend(world):

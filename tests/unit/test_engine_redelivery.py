@@ -455,7 +455,7 @@ def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched
     assert refused.code == "AGENT_SIGNATURE_INVALID"
     assert refused.intent_digest == hashlib.sha256(copy.to_bytes()).hexdigest() != real.digest()
     keys = world.pinned()
-    assert outcome_problem(refused, Awaited.of(real), keys) == (
+    assert str(outcome_problem(refused, Awaited.of(real), keys)) == (
         "it is about another intent with the same id (intent_digest differs)"
     )
     assert outcome_problem(refused, Awaited.of(copy), keys) is None

@@ -249,9 +249,9 @@ def test_the_sdk_names_and_believes_the_answer_to_the_bytes_it_sent(world):
     as_intent = sign_outcome(
         rejected.model_copy(update={"intent_digest": unread.digest()}), world.worker_key, WORKER_ID
     )
-    assert "intent_digest differs" in outcome_problem(as_intent, Awaited.of(unread), pinned)
+    assert "intent_digest differs" in str(outcome_problem(as_intent, Awaited.of(unread), pinned))
     wire = hashlib.sha256(good.to_bytes()).hexdigest()
     other = sign_outcome(approved.model_copy(update={"intent_digest": wire}), world.worker_key, WORKER_ID)
-    assert "intent_digest differs" in outcome_problem(other, Awaited.of(good), pinned)
+    assert "intent_digest differs" in str(outcome_problem(other, Awaited.of(good), pinned))
     unreadable_only = Awaited.of(raw_submission(AGENT, records[0], world.max_record_bytes))
-    assert "only an INVALID_INTENT" in outcome_problem(approved, unreadable_only, pinned)
+    assert "only an INVALID_INTENT" in str(outcome_problem(approved, unreadable_only, pinned))

@@ -7,16 +7,23 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import types
+import typing
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import infra.cli
 import infra.cli.status
 from ledger.store import StoreError
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 
 MODEL = ("schemas", "rules", "runtime", "ledger", "signer", "streams", "sdk", "infra")
 CODECS = ("evm", "svm")
+# Where a check that judges a record returns a `Problem`, and the names that say a function is one.
+CHECKING = ("schemas", "ledger", "sdk", "runtime")
+CHECK_SUFFIXES = ("_problem", "_forgery", "_conflict")
+CHECK_NAMES = ("check", "check_consistency")
 
 
 def _exception_classes(packages: tuple[str, ...]) -> dict[str, type[BaseException]]:
@@ -31,6 +38,87 @@ def _exception_classes(packages: tuple[str, ...]) -> dict[str, type[BaseExceptio
                 if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == info.name:
                     found[f"{info.name}.{name}"] = obj
     return found
+
+
+def _modules(packages: tuple[str, ...]) -> Iterator[typing.Any]:
+    for package in packages:
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+            if not info.name.endswith("__main__"):  # runs the command line on import
+                yield importlib.import_module(info.name)
+
+
+def _functions(module) -> Iterator[tuple[str, Callable]]:
+    """Every function ``module`` defines, public or private, and every method of its classes
+    (protocols included), by qualified name."""
+    for name, obj in vars(module).items():
+        if getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(obj):
+            yield f"{module.__name__}.{name}", obj
+        elif inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if inspect.isfunction(member):
+                    yield f"{module.__name__}.{name}.{attr}", member
+
+
+def _is_check(name: str) -> bool:
+    short = name.rsplit(".", 1)[-1]
+    return short.endswith(CHECK_SUFFIXES) or short in CHECK_NAMES
+
+
+def _returns(function: Callable) -> object:
+    try:
+        return typing.get_type_hints(function).get("return")
+    except NameError:  # an annotation names what is imported for type checking only: read the text
+        return inspect.get_annotations(function).get("return")
+
+
+def _text_or_none(hint: object) -> bool:
+    if isinstance(hint, str):
+        return hint.replace(" ", "") in ("str|None", "None|str", "Optional[str]")
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and set(typing.get_args(hint)) == {
+        str,
+        type(None),
+    }
+
+
+def test_a_problem_renders_as_the_error_it_makes():
+    bare, told = Problem("the signature does not verify"), Problem("key reused", "use a new idempotency key")
+    assert str(bare) == str(WardenError("the signature does not verify")) == "the signature does not verify"
+    assert str(told) == str(WardenError("key reused", "use a new idempotency key"))
+    assert str(told) == "key reused; use a new idempotency key" and f"({told})" == f"({told!s})"
+    assert told == Problem("key reused", "use a new idempotency key")  # a value: frozen, compared by its fields
+    with pytest.raises(AttributeError):
+        setattr(told, "what", "something else")  # frozen
+
+    class Refused(WardenError, ValueError):
+        next_step = "ask an admin"
+
+    error = told.error(Refused)
+    assert type(error) is Refused and isinstance(error, ValueError)
+    assert (error.problem, error.next_step, str(error)) == (told.what, told.next_step, str(told))
+    # A problem with no next step of its own takes the class's, as Refused(text) did.
+    assert str(bare.error(Refused)) == "the signature does not verify; ask an admin"
+    assert type(bare.error()) is WardenError and str(bare.error()) == str(bare)
+    with pytest.raises(Refused, match="key reused; use a new"):
+        raise told.error(Refused)
+
+
+def test_every_check_returns_a_problem_not_text():
+    """A check that judges a record (``*_problem``, ``*_forgery``, ``*_conflict``, ``check``,
+    ``check_consistency``) returns a `Problem` or None, never bare text."""
+    checks = {
+        name: _returns(function)
+        for module in _modules(CHECKING)
+        for name, function in _functions(module)
+        if _is_check(name)
+    }
+    typed = [name for name, hint in checks.items() if hint == Problem | None]
+    assert len(typed) >= 12, typed  # the walk found them: a broken walk must not pass by finding none
+    assert "schemas.auth.outcome_forgery" in typed and "ledger.proof.check" in typed
+    text = sorted(name for name, hint in checks.items() if _text_or_none(hint))
+    assert text == [], f"checks returning their problem as text instead of schemas.errors.Problem: {text}"
 
 
 def test_every_error_of_the_model_is_a_warden_error():

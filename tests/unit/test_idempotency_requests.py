@@ -35,11 +35,11 @@ def test_a_request_is_every_field_but_those_each_submission_makes_anew():
         (dict(value="0.001", to=DEST, data="0xabcd"), "data differs"),
     ):
         other = world.intent(fields.pop("value"), idempotency_key="K", **fields)
-        reason = idempotency_conflict(first.intent_id, first.request_fields(), other)
+        reason = str(idempotency_conflict(first.intent_id, first.request_fields(), other))
         assert f"by intent {first.intent_id}, for a different request: {named};" in reason, reason
     # A message under the key is another request too: every field of either side is compared.
     message = new_message_intent(world.agent_key, agent_id="agent-1", chain="anvil", message="hi", idempotency_key="K")
-    assert "intent_type" in idempotency_conflict(first.intent_id, first.request_fields(), message)
+    assert "intent_type" in str(idempotency_conflict(first.intent_id, first.request_fields(), message))
 
 
 @pytest.fixture

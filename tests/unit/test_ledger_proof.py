@@ -119,7 +119,7 @@ def test_proof_for_a_tampered_row_fails(store):
     try:
         built = proof.build(store, target.event_id, LOG_NAME)
         assert built["event"]["actor"] == "agent:mallory"
-        assert "fields do not hash" in proof.check(built, LOG)
+        assert "fields do not hash" in str(proof.check(built, LOG))
         assert not _independent_check(built, LOG.vkey)
     finally:
         store.execute(
@@ -157,7 +157,7 @@ def test_altered_proof_fails(store):
         e["intent_id"],
         e["agent_id"],
     )
-    assert "does not lead to the signed merkle_root" in proof.check(forged, LOG)
+    assert "does not lead to the signed merkle_root" in str(proof.check(forged, LOG))
     assert not _independent_check(forged, LOG.vkey)
 
 
@@ -169,7 +169,7 @@ def test_proof_against_a_forged_checkpoint_fails(store):
     altered["checkpoint"] = (
         Note(NoteCheckpoint(said.origin, said.size, bytes(32)).text, note.signatures).to_bytes().decode()
     )
-    assert "signature does not verify" in proof.check(altered, LOG)
+    assert "signature does not verify" in str(proof.check(altered, LOG))
     assert not _independent_check(altered, LOG.vkey)
     # Re-signed by someone else's key: valid signature, wrong signer.
     chain = int(said.origin.rsplit("/", 1)[1])
@@ -180,7 +180,7 @@ def test_proof_against_a_forged_checkpoint_fails(store):
         .to_bytes()
         .decode()
     )
-    assert "signature does not verify" in proof.check(resigned, LOG)
+    assert "signature does not verify" in str(proof.check(resigned, LOG))
     assert not _independent_check(resigned, LOG.vkey)
 
 
