@@ -19,6 +19,7 @@ from runtime.kafka import partition_of
 from schemas import topics
 from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex, sign_outcome, sign_policy
+from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected
@@ -79,7 +80,7 @@ class World:
         self,
         intent: TransactionIntent,
         now: datetime = T0,
-        code: str = "SIGNER_ERROR",
+        code: str = Code.SIGNER_ERROR,
         stage: str = "signing",
         key: Ed25519PrivateKey | None = None,
     ) -> bytes:
@@ -193,14 +194,14 @@ DAY = timedelta(hours=24)
 OTHER = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 ETH = 10**18
 PASSED_CODES = [
-    "CHAIN_ALLOWED",
-    "RECIPIENT_ALLOWED",
-    "ASSETS_WITHIN_POLICY",
-    "SIMULATION_NOT_REQUIRED",
-    "FEE_WITHIN_CEILING",
-    "VALUE_WITHIN_CAP",
-    "WITHIN_DAILY_LIMIT",
-    "NO_USD_LIMIT",
+    Code.CHAIN_ALLOWED,
+    Code.RECIPIENT_ALLOWED,
+    Code.ASSETS_WITHIN_POLICY,
+    Code.SIMULATION_NOT_REQUIRED,
+    Code.FEE_WITHIN_CEILING,
+    Code.VALUE_WITHIN_CAP,
+    Code.WITHIN_DAILY_LIMIT,
+    Code.NO_USD_LIMIT,
 ]
 
 

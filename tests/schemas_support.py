@@ -11,6 +11,7 @@ from solders.pubkey import Pubkey
 
 from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex, sign_policy
+from schemas.codes import Code
 from schemas.outcomes import (
     DeadLetter,
     HumanApproval,
@@ -63,7 +64,7 @@ def sample_records() -> list:
         intent_id=intent.intent_id,
         stage="value_cap",
         passed=False,
-        code="VALUE_OVER_CAP",
+        code=Code.VALUE_OVER_CAP,
         reason="too much",
         facts={"value_wei": str(2**80), "cap_wei": "1"},
     )
@@ -156,7 +157,7 @@ def _evm_outcomes(intent, policy, verdict: StageVerdict) -> list:
             intent_id=intent.intent_id,
             agent_id="agent-1",
             stage="value_cap",
-            code="VALUE_OVER_CAP",
+            code=Code.VALUE_OVER_CAP,
             reason="too much",
             verdicts=(verdict,),
             decided_at=T0,

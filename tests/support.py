@@ -23,6 +23,7 @@ from runtime.config import Settings
 from runtime.kafka import follow, follow_records, partition_of, read_to_quiet
 from schemas import topics
 from schemas.auth import public_key_hex, sign_outcome
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected
 from sdk.client import Client
@@ -285,7 +286,7 @@ async def forge_rejections(
                 intent_id=intent.intent_id,
                 agent_id=agent,
                 stage="allowlist",
-                code="RECIPIENT_NOT_ALLOWLISTED",
+                code=Code.RECIPIENT_NOT_ALLOWLISTED,
                 reason="forged",
                 decided_at=utcnow(),
                 intent_digest=intent.digest(),

@@ -30,6 +30,7 @@ from schemas.auth import (
     sign_vault_change,
     vault_change_headers,
 )
+from schemas.codes import Code
 from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, pending_approvals, wait_outcomes
@@ -308,7 +309,7 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, ru
     assert signed["published"] and signed["signed_by"] == ["a", "b"], signed
     assert signed["outcome"] == "1 of 1 key events applied by the signer", signed
     outcome = run(sign_one())
-    assert isinstance(outcome, IntentRejected) and outcome.code == "SIGNING_KEY_UNAVAILABLE", outcome
+    assert isinstance(outcome, IntentRejected) and outcome.code == Code.SIGNING_KEY_UNAVAILABLE, outcome
     events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     (applied,) = [e for e in events if e.action == "vault.event_applied"]
     assert applied.details["signed_by"] == ["a", "b"]
@@ -363,7 +364,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         assert "it has 1 (a)" in lone.signer.details["reason"]
         unknown = on_anvil_two()
         assert isinstance(unknown, IntentRejected), unknown
-        assert (unknown.stage, unknown.code) == ("intake", "INVALID_INTENT") and "unknown chain 'anvil-two'" in (
+        assert (unknown.stage, unknown.code) == ("intake", Code.INVALID_INTENT) and "unknown chain 'anvil-two'" in (
             unknown.reason
         ), unknown
 
@@ -378,7 +379,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         assert signed["outcome"] == "chains.changed", signed
         assert "chain set v1 in force: anvil-two (31338" in signed["verdicts"]["signer"]["reason"]
         known = on_anvil_two()
-        assert not (isinstance(known, IntentRejected) and known.code == "INVALID_INTENT"), known
+        assert not (isinstance(known, IntentRejected) and known.code == Code.INVALID_INTENT), known
         if isinstance(known, SignedTransaction):  # signed for the new chain's id, whatever the node says of it
             assert (known.chain, known.chain_id) == ("anvil-two", 31338), known
 
@@ -583,7 +584,7 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
         return (await wait_outcomes(settings, [intent], 90, start, final=False))[intent.intent_id]
 
     outcome = run(fund_and_submit())
-    assert isinstance(outcome, IntentRejected) and outcome.code == "SIGNING_KEY_UNAVAILABLE", outcome
+    assert isinstance(outcome, IntentRejected) and outcome.code == Code.SIGNING_KEY_UNAVAILABLE, outcome
 
     # b approves the vault's creation: the signer holds it, and a's key command proposes again.
     signed = _cli(settings, "b", "approvals", "sign", creation["proposal_id"][:16])

@@ -18,6 +18,7 @@ from runtime.kafka import end_offsets
 from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
 from schemas.auth import AuditSigner, public_key_hex, sign_policy
+from schemas.codes import Code
 from schemas.emit import audit
 from schemas.outcomes import IntentRejected
 from schemas.policy import AgentPolicy
@@ -190,14 +191,14 @@ def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(sta
     assert orjson.loads(updated.stdout)["agent_public_key"] == public_key_hex(own)
     # Judged past intake: the agent's signature verified under the key in force.
     judged = refusal(own)
-    assert (judged.stage, judged.code) == ("allowlist", "RECIPIENT_NOT_ALLOWLISTED"), judged
+    assert (judged.stage, judged.code) == ("allowlist", Code.RECIPIENT_NOT_ALLOWLISTED), judged
 
     moved = warden(settings, "agents", "update", "--agent", agent, "--public-key", public_key_hex(later), "--json")
     assert moved.returncode == 0, moved.stderr
     shown = orjson.loads(warden(settings, "agents", "show", "--agent", agent, "--json").stdout)
     assert shown["agent_public_key"] == public_key_hex(later) and shown["version"] == 3
-    assert refusal(own).code == "AGENT_SIGNATURE_INVALID"
-    assert refusal(later).code == "RECIPIENT_NOT_ALLOWLISTED"
+    assert refusal(own).code == Code.AGENT_SIGNATURE_INVALID
+    assert refusal(later).code == Code.RECIPIENT_NOT_ALLOWLISTED
 
     bad = warden(settings, "agents", "update", "--agent", agent, "--public-key", "0x1234")
     assert bad.returncode == 2 and "agent_public_key" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

@@ -12,6 +12,7 @@ import pytest
 from runtime.attestation.announcement import announcement_nonce
 from runtime.trust import service_key_file
 from schemas.auth import load_or_create_ed25519, sign_announcement
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from schemas.sealing import SealingRefused
 from schemas.sealing_key import SealingKey
@@ -215,7 +216,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     for _ in range(2):
         intent, refused = run(submit())
         assert isinstance(refused, IntentRejected), refused
-        assert (refused.stage, refused.code, refused.tee) == ("signing", "ATTESTATION_REQUIRED", "none")
+        assert (refused.stage, refused.code, refused.tee) == ("signing", Code.ATTESTATION_REQUIRED, "none")
         assert "no attestation report (tee=none" in refused.reason
         refused_ids.append(intent.intent_id)
     again = warden("vault", "require-attestation", "--vault", "__agent-keys")
@@ -234,4 +235,4 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     actors = sorted(actor for actor, _ in rows)
     # Both intents' refusals by the signer, and the CLI's refused write.
     assert actors.count(f"service:{settings.signer_id}") >= 2 and "service:admin-cli" in actors, rows
-    assert all("ATTESTATION_REQUIRED" in details and '"tee":"none"' in details for _, details in rows)
+    assert all(Code.ATTESTATION_REQUIRED in details and '"tee":"none"' in details for _, details in rows)

@@ -14,6 +14,7 @@ from collections import defaultdict
 
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import group_members, make_agent, read_topic
@@ -139,7 +140,7 @@ def test_a_redelivered_rejection_is_the_same_bytes(stack):
     intents, records = asyncio.run(scenario())
     for intent in intents:
         answers = records[intent.intent_id]
-        assert answers and IntentRejected.from_bytes(answers[0]).code == "RECIPIENT_NOT_ALLOWLISTED", answers[0]
+        assert answers and IntentRejected.from_bytes(answers[0]).code == Code.RECIPIENT_NOT_ALLOWLISTED, answers[0]
         assert len(set(answers)) == 1, (
             f"{intent.intent_id}: {len(answers)} rejection records, {len(set(answers))} different: "
             f"{[IntentRejected.from_bytes(a).decided_at for a in answers]}"

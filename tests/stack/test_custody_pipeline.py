@@ -26,6 +26,7 @@ from infra.stack import demo_script
 from infra.stack.kms_servers import MotoServer
 from infra.stack.local import REPO, free_port
 from runtime.config import Settings
+from schemas.codes import Code
 from sdk.client import wait_outcomes
 from tests.custody_support import SoftHsmToken
 
@@ -190,8 +191,8 @@ def test_demo_on_each_custody_mode(mode, demos):
     paid = "client" not in mode
     assert x402["as_expected"] and x402["alice_received"] == (10_000 if paid else 0), x402
     assert [r.get("code") or r["status"] for r in x402["payments"]] == [
-        "paid" if paid else "CLIENT_SHARE_INVALID",
-        "VALUE_OVER_CAP",
+        "paid" if paid else Code.CLIENT_SHARE_INVALID,
+        Code.VALUE_OVER_CAP,
     ], x402
     # The main job's witness cosigned the checkpoint over a mined transfer's final outcome.
     receipt = report["receipt"]
@@ -204,7 +205,7 @@ def test_demo_on_each_custody_mode(mode, demos):
     signed = [r for r in report["intents"] if r["outcome"] == "signed"]
     assert len(signed) == 2 and {r["from"] for r in signed} == {report["address"]}
     if "client" in mode:
-        refused = [r for r in report["intents"] if r["code"] == "CLIENT_SHARE_INVALID"]
+        refused = [r for r in report["intents"] if r["code"] == Code.CLIENT_SHARE_INVALID]
         # A wrong share and no share get the very same answer.
         assert len(refused) == 2 and refused[0]["reason"] == refused[1]["reason"]
         assert {r["stage"] for r in refused} == {"signing"}
@@ -266,7 +267,7 @@ def test_client_share_across_a_signer_restart_and_never_recorded(fresh_stack, ru
     (announced,) = run(sealing_keys(settings))
     assert announced.key_id not in {k.key_id for k in before.keys}  # a restart makes a new key
     stale = run(submit(before, "0.1"))
-    assert isinstance(stale, IntentRejected) and stale.code == "CLIENT_SHARE_SEALED_TO_OLD_KEY"
+    assert isinstance(stale, IntentRejected) and stale.code == Code.CLIENT_SHARE_SEALED_TO_OLD_KEY
     assert announced.key_id in stale.reason
     after = run(share_for_current_signer())
     second = run(submit(after, "0.2"))
@@ -342,12 +343,12 @@ def test_a_customer_managed_key_on_the_signing_key_vault_travels_sealed_in_each_
     wrong_share = base64.b64encode(os.urandom(32)).decode()
     run(set_cmek(first_cmek, None))
     assert code(run(submit(agent.client_share, first_cmek))) == "mined"
-    assert code(run(submit(agent.client_share, None))) == "CMEK_INVALID"
-    assert code(run(submit(agent.client_share, os.urandom(32)))) == "CMEK_INVALID"
-    assert code(run(submit(wrong_share, first_cmek))) == "CLIENT_SHARE_INVALID"
+    assert code(run(submit(agent.client_share, None))) == Code.CMEK_INVALID
+    assert code(run(submit(agent.client_share, os.urandom(32)))) == Code.CMEK_INVALID
+    assert code(run(submit(wrong_share, first_cmek))) == Code.CLIENT_SHARE_INVALID
 
     run(set_cmek(second_cmek, first_cmek))
-    assert code(run(submit(agent.client_share, first_cmek))) == "CMEK_INVALID"
+    assert code(run(submit(agent.client_share, first_cmek))) == Code.CMEK_INVALID
     signed = run(submit(agent.client_share, second_cmek))
     assert signed.status == "mined" and Account.recover_transaction(signed.signed_tx) == agent.address
 

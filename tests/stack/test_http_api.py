@@ -35,6 +35,7 @@ from runtime import solana
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.codes import Code
 from sdk import solana as build
 from svm import messages
 from tests.http_support import BAD_BODIES
@@ -231,7 +232,7 @@ def test_twenty_concurrent_requests_under_one_idempotency_key_make_one_transacti
     created = next(doc for status, doc in first if status == 201)
     assert again == (200, created)
     assert all(doc["id"] == created["id"] for status, doc in first if status == 200)
-    assert other_body[0] == 422 and other_body[1]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert other_body[0] == 422 and other_body[1]["code"] == Code.IDEMPOTENCY_KEY_REUSED
     assert [t["id"] for t in listed if t.get("value_wei") == str(3 * 10**15)] == [created["id"]]
 
 
@@ -339,7 +340,7 @@ def test_a_forged_refusal_is_not_reported_a_revert_is_422_and_a_parked_intent_is
     assert status == 201 and real["status"] in ("broadcast", "mined") and real["forged_outcomes_ignored"] >= 1, real
     status, reverted = seen["reverted"]
     assert status == 422 and reverted["status"] == "simulation_failed", reverted
-    assert reverted["code"] == "SIMULATION_REVERTED" and "transfers paused" in reverted["detail"]
+    assert reverted["code"] == Code.SIMULATION_REVERTED and "transfers paused" in reverted["detail"]
     status, parked = seen["parked"]
     assert status == 202 and parked["status"] == "awaiting_approval" and parked["awaiting_approval"]["reason"], parked
 
@@ -572,7 +573,7 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     assert (status, signed["status"]) == (201, "sign_only"), signed
     assert VersionedTransaction.from_bytes(base64.b64decode(signed["signed_tx"])).verify_with_results() == [True]
     status, refused = seen["refused"]
-    assert (status, refused["code"], refused["stage"]) == (403, "RECIPIENT_NOT_ALLOWLISTED", "solana"), refused
+    assert (status, refused["code"], refused["stage"]) == (403, Code.RECIPIENT_NOT_ALLOWLISTED, "solana"), refused
     status, invalid = seen["not base64"]
     assert status == 400 and "base64" in str(invalid), invalid
     status, message = seen["message"]
@@ -580,4 +581,8 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     assert base64.b64decode(message["message"]) == hello
     assert Signature.from_string(message["signature"]).verify(me, hello)  # solders checks it over the bytes
     status, refused = seen["not its message"]
-    assert (status, refused["code"], refused["stage"]) == (403, "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY", "solana_message")
+    assert (status, refused["code"], refused["stage"]) == (
+        403,
+        Code.SOLANA_MESSAGE_AGENT_NOT_SIGNATORY,
+        "solana_message",
+    )

@@ -21,6 +21,7 @@ from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.auth import outcome_forgery
+from schemas.codes import Code
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic
@@ -72,7 +73,7 @@ def test_a_key_reused_for_another_payment_is_refused_by_the_worker_and_by_the_si
         assert isinstance(refused, IntentRejected), refused
         assert (refused.stage, refused.code, refused.intent_digest) == (
             stage,
-            "IDEMPOTENCY_KEY_REUSED",
+            Code.IDEMPOTENCY_KEY_REUSED,
             intent.digest(),
         )
         assert f"by intent {first.intent_id}, for a different request: to, value differ;" in refused.reason

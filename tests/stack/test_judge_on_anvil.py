@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from rules import judge
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from sdk.client import new_intent
 from tests.engine_support import DEST, T0, World, rejected_of
@@ -19,12 +20,16 @@ from tests.signer_support import LoneSigner
 # these with no node (each intent names its gas and fees, and a 21,000-gas transfer runs no code);
 # the signer with its own node: Anvil on the shared stack.
 LATER = {
-    "over the fee ceiling": ({"max_fee_per_gas": 10**12}, {"tx_max_fee_per_gas": 10**9}, ("fee", "FEE_OVER_CEILING")),
-    "over the per-transaction cap": ({"value": "2"}, {"tx_max_value_eth": "1"}, ("value_cap", "VALUE_OVER_CAP")),
+    "over the fee ceiling": (
+        {"max_fee_per_gas": 10**12},
+        {"tx_max_fee_per_gas": 10**9},
+        ("fee", Code.FEE_OVER_CEILING),
+    ),
+    "over the per-transaction cap": ({"value": "2"}, {"tx_max_value_eth": "1"}, ("value_cap", Code.VALUE_OVER_CAP)),
     "over the rolling limit": (
         {"value": "0.9"},
         {"tx_max_value_eth": "1", "tx_daily_limit_eth": "0.5"},
-        ("daily_limit", "DAILY_LIMIT_EXCEEDED"),
+        ("daily_limit", Code.DAILY_LIMIT_EXCEEDED),
     ),
 }
 

@@ -25,6 +25,7 @@ from ledger.receipt import Policy, Receipt, check
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.codes import Code
 from tests.support import forge_rejections, make_agent, warden_mcp
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -202,11 +203,11 @@ def test_a_forged_refusal_on_the_topic_is_not_reported(session):
 def test_a_recipient_off_the_allowlist_is_refused_with_its_rule(session):
     refused = _data(session, "refused")
     assert refused["status"] == "refused" and refused["tx_hash"] is None
-    assert (refused["refusal"]["stage"], refused["refusal"]["code"]) == ("allowlist", "RECIPIENT_NOT_ALLOWLISTED")
+    assert (refused["refusal"]["stage"], refused["refusal"]["code"]) == ("allowlist", Code.RECIPIENT_NOT_ALLOWLISTED)
     assert STRANGER.lower() in refused["refusal"]["reason"].lower()
-    assert "RECIPIENT_NOT_ALLOWLISTED" in session["refused"].content[0].text
+    assert Code.RECIPIENT_NOT_ALLOWLISTED in session["refused"].content[0].text
     shown = _data(session, "shown_refused")
-    assert (shown["status"], shown["refusal"]["code"]) == ("refused", "RECIPIENT_NOT_ALLOWLISTED")
+    assert (shown["status"], shown["refusal"]["code"]) == ("refused", Code.RECIPIENT_NOT_ALLOWLISTED)
 
 
 def test_sign_transaction_signs_without_broadcast_and_a_retried_key_gets_the_first_answer(session):
@@ -225,7 +226,10 @@ def test_a_message_is_signed_and_a_typed_document_the_policy_denies_is_refused(s
     assert signer == session["address"] == message["from"]
     typed = _data(session, "typed")
     assert typed["status"] == "refused" and typed["signature"] is None
-    assert (typed["refusal"]["stage"], typed["refusal"]["code"]) == ("typed_data", "EIP712_SPEND_AUTHORIZATION_REFUSED")
+    assert (typed["refusal"]["stage"], typed["refusal"]["code"]) == (
+        "typed_data",
+        Code.EIP712_SPEND_AUTHORIZATION_REFUSED,
+    )
 
 
 def test_lookups_show_signed_bytes_only_when_asked_and_list_the_mined_one(session):
@@ -292,11 +296,11 @@ def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session):
         == (submitted["refusal"]["stage"], submitted["refusal"]["code"])
         == (
             "allowlist",
-            "RECIPIENT_NOT_ALLOWLISTED",
+            Code.RECIPIENT_NOT_ALLOWLISTED,
         )
     )
     assert "value_cap" in refused["not_judged"]  # nothing after the deciding rule is judged
-    assert "RECIPIENT_NOT_ALLOWLISTED" in session["check_refused"].content[0].text
+    assert Code.RECIPIENT_NOT_ALLOWLISTED in session["check_refused"].content[0].text
 
     human, parked = _data(session, "check_human"), _data(session, "parked")
     assert human["decision"] == "needs_human" and "approval threshold" in human["why_human"], human

@@ -27,6 +27,7 @@ from collections import defaultdict
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.audit import audit_events_of
+from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import direct_approvals, make_agent, read_topic
@@ -49,7 +50,7 @@ async def _no_outcome_published(settings, start, ids: set[str], deadline_s: floa
     while time.monotonic() < until:
         for raw in await read_topic(settings, topics.INTENTS_REJECTED, idle_polls=2, start=start):
             record = IntentRejected.from_bytes(raw)
-            if record.intent_id in ids and record.code == "NO_OUTCOME":
+            if record.intent_id in ids and record.code == Code.NO_OUTCOME:
                 return
         await asyncio.sleep(1)
     raise AssertionError(f"no intent was given up NO_OUTCOME within {deadline_s} s")
@@ -87,7 +88,7 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
         # second outcome would follow it within seconds (an approval, then its signature): wait.
         await asyncio.sleep(15)
         # The attack: every intent given up, copied by a keyless topic writer into an approval.
-        given_up = [i for i in burst if getattr(outcomes[i.intent_id], "code", None) == "NO_OUTCOME"]
+        given_up = [i for i in burst if getattr(outcomes[i.intent_id], "code", None) == Code.NO_OUTCOME]
         await direct_approvals(settings, *[(intent, policy) for intent in given_up])
         await asyncio.sleep(10)
         read = {topic: await read_topic(settings, topic, start=start) for topic in WATCHED}
@@ -117,8 +118,8 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
     # The worker approves nothing it refused (a signer's refusal of an approval is its one outcome).
     judged_twice = approved & {i for i in said for stage, _, _ in said[i] if stage != "signing"}
     assert not judged_twice, judged_twice
-    assert "NO_OUTCOME" in refused.values(), refused  # the watch gave intents up while the node was stopped
-    given_up = {i for i, code in refused.items() if code == "NO_OUTCOME"}
+    assert Code.NO_OUTCOME in refused.values(), refused  # the watch gave intents up while the node was stopped
+    given_up = {i for i, code in refused.items() if code == Code.NO_OUTCOME}
     assert all(stage == "signing" for i in given_up for stage, _, _ in said[i])  # the signer's word
     assert not set(refused) & set(signed), {i: refused[i] for i in set(refused) & set(signed)}
     # Anvil holds what was signed and nothing else: the intents approved before the stop.

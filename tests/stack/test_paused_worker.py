@@ -22,6 +22,7 @@ from collections import defaultdict
 
 from runtime.kafka import end_offsets, partition_of
 from schemas import topics
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import group_state, make_agent, read_topic
@@ -128,7 +129,7 @@ def test_a_worker_paused_past_its_session_publishes_nothing_another_owner_decide
     )
     # The stops did move partitions: intents the stopped worker held expired waiting for the other.
     codes = {record.code for _, record in rejected if record.intent_id in ids}
-    assert "INTENT_EXPIRED" in codes, codes
+    assert Code.INTENT_EXPIRED in codes, codes
 
     down = {name: p.proc.returncode for name, p in stack.processes.items() if p.proc.poll() is not None}
     assert not down, f"processes down after the stops: {down}; see {settings.log_dir}"

@@ -16,6 +16,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import audit_events_of
+from schemas.codes import Code
 from schemas.fields import parse_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, SignedTransaction
@@ -48,9 +49,9 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     assert solana == [
         ("0.25 SOL to alice", "finalized"),
         ("5 DEMO to alice", "finalized"),
-        ("1 DEMO to mallory", "RECIPIENT_NOT_ALLOWLISTED"),
-        ("an unknown program", "SOLANA_PROGRAM_NOT_ALLOWED"),
-        ("2 SOL to alice (over the cap)", "VALUE_OVER_CAP"),
+        ("1 DEMO to mallory", Code.RECIPIENT_NOT_ALLOWLISTED),
+        ("an unknown program", Code.SOLANA_PROGRAM_NOT_ALLOWED),
+        ("2 SOL to alice (over the cap)", Code.VALUE_OVER_CAP),
         ("an off-chain message", "signed"),
     ]
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
@@ -76,9 +77,9 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
     fees_paid = sum(int(r["fee_wei"]) for r in mined)
     assert 0 < fees_paid <= sum(int(r["max_spend_wei"]) for r in mined) - sum(paid.values())
     assert run(balance(settings, report["address"])) == 100 * 10**18 - sum(paid.values()) - fees_paid
-    ceiling = next(r for r in report["intents"] if r["code"] == "FEE_OVER_CEILING")
+    ceiling = next(r for r in report["intents"] if r["code"] == Code.FEE_OVER_CEILING)
     assert "1000000000000 wei per gas" in ceiling["reason"] and "ceiling of 100000000000" in ceiling["reason"]
-    revert = next(r for r in report["intents"] if r["code"] == "SIMULATION_REVERTED")
+    revert = next(r for r in report["intents"] if r["code"] == Code.SIMULATION_REVERTED)
     assert demo_script.REVERT_REASON in revert["reason"]
     # The other signing paths, each checked by an independent implementation or the chain itself.
     message, permit = (r for r in report["intents"] if r["outcome"] == "signed")
@@ -308,7 +309,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
     bad, good, forged, outcomes, dlq, rejected, audits = run(scenario())
     assert isinstance(outcomes[good.intent_id], SignedTransaction)  # the worker kept going
     forged_out = outcomes[forged.intent_id]
-    assert isinstance(forged_out, IntentRejected) and forged_out.code == "AGENT_SIGNATURE_INVALID"
+    assert isinstance(forged_out, IntentRejected) and forged_out.code == Code.AGENT_SIGNATURE_INVALID
     reasons = {base64.b64decode(d["payload_b64"]): d["reason"] for d in dlq}
     expect = {
         "malformed": "not valid JSON",
@@ -324,7 +325,7 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
         reason = next((r for payload, r in reasons.items() if raw.startswith(payload[:200]) and payload), None)
         assert reason is not None, f"{name} not in the DLQ"
         assert expect[name] in reason, (name, reason)
-    invalid = {r["intent_id"]: r for r in rejected if r["code"] == "INVALID_INTENT"}
+    invalid = {r["intent_id"]: r for r in rejected if r["code"] == Code.INVALID_INTENT}
     assert "bad-missing" in invalid and "chain: is required" in invalid["bad-missing"]["reason"]
     assert sum(1 for a in audits if a["action"] == "dlq.recorded") >= len(bad)
     refused = [a for a in audits if a["action"] == "policy.refused" and a["agent_id"] == "bad-input-agent"]

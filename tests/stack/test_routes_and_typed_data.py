@@ -23,6 +23,7 @@ from eth_account.messages import encode_typed_data
 from infra import contracts
 from infra.stack.demo_script import transfer_authorization
 from runtime.kafka import end_offsets
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
@@ -219,11 +220,11 @@ def test_typed_data_and_routes_move_nothing_outside_the_policy(stack, run, deplo
     got = {name: first[i.intent_id] for name, i in signatures.items()}
     got.update({name: second[i.intent_id] for name, i in routes.items()})
     refused = {name: (o.stage, o.code) for name, o in got.items() if isinstance(o, IntentRejected)}
-    route = ("simulation", "SIMULATION_ROUTE_NOT_ALLOWLISTED")
+    route = ("simulation", Code.SIMULATION_ROUTE_NOT_ALLOWLISTED)
     assert refused == {
-        "authorization-to-mallory": ("assets", "RECIPIENT_NOT_ALLOWLISTED"),
-        "authorization-over-cap": ("assets", "ASSET_OVER_CAP"),
-        "receive-to-mallory": ("assets", "RECIPIENT_NOT_ALLOWLISTED"),
+        "authorization-to-mallory": ("assets", Code.RECIPIENT_NOT_ALLOWLISTED),
+        "authorization-over-cap": ("assets", Code.ASSET_OVER_CAP),
+        "receive-to-mallory": ("assets", Code.RECIPIENT_NOT_ALLOWLISTED),
         "forward-tokens": route,
         "forward-via": route,
         "multicall-tokens": route,
@@ -299,9 +300,9 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
     }
     refused = {name: o.code for name, o in outcomes.items() if isinstance(o, IntentRejected)}
     assert refused == {
-        "authorization-to-mallory": "RECIPIENT_NOT_ALLOWLISTED",
-        "forward-tokens": "SIMULATION_ROUTE_NOT_ALLOWLISTED",
-        "plain-value-to-forwarder": "SIMULATION_ROUTE_NOT_ALLOWLISTED",
+        "authorization-to-mallory": Code.RECIPIENT_NOT_ALLOWLISTED,
+        "forward-tokens": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
+        "plain-value-to-forwarder": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
     }, outcomes
     assert all(o.stage == "signing" for name, o in outcomes.items() if name in refused)
     assert isinstance(outcomes["forward-to-alice"], SignedTransaction)
@@ -356,12 +357,12 @@ def test_each_typed_data_family_is_read_and_judged_on_the_stack(stack, run, depl
     address, intents, first, named, second = run(scenario())
     got = {name: (first[i.intent_id].stage, first[i.intent_id].code) for name, i in intents.items()}
     assert got == {
-        "dai-permit-unlimited": ("assets", "UNLIMITED_APPROVAL_REFUSED"),
-        "uniswapx-pays-mallory": ("assets", "PROCEEDS_NOT_ALLOWLISTED"),
-        "seaport-over-cap": ("assets", "ASSET_OVER_CAP"),
-        "cow-pays-mallory": ("assets", "PROCEEDS_NOT_ALLOWLISTED"),
-        "one-inch-over-cap": ("assets", "ASSET_OVER_CAP"),
-        "mail-unnamed": ("typed_data", "EIP712_TYPE_NOT_NAMED"),
+        "dai-permit-unlimited": ("assets", Code.UNLIMITED_APPROVAL_REFUSED),
+        "uniswapx-pays-mallory": ("assets", Code.PROCEEDS_NOT_ALLOWLISTED),
+        "seaport-over-cap": ("assets", Code.ASSET_OVER_CAP),
+        "cow-pays-mallory": ("assets", Code.PROCEEDS_NOT_ALLOWLISTED),
+        "one-inch-over-cap": ("assets", Code.ASSET_OVER_CAP),
+        "mail-unnamed": ("typed_data", Code.EIP712_TYPE_NOT_NAMED),
     }
     signed = second[named.intent_id]
     assert isinstance(signed, SignedMessage) and signed.primary_type == "Mail", signed

@@ -19,6 +19,7 @@ import orjson
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics
+from schemas.codes import Code
 from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
@@ -54,7 +55,7 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     assert total <= LIMIT_WEI, f"{len(mine)} signed for {total} wei against a daily limit of {LIMIT_WEI}"
     assert len(mine) == FITS
     over = [o for o in outcomes.values() if isinstance(o, IntentRejected)]
-    assert len(over) == INTENTS - FITS and {o.code for o in over} == {"DAILY_LIMIT_EXCEEDED"}, sorted(
+    assert len(over) == INTENTS - FITS and {o.code for o in over} == {Code.DAILY_LIMIT_EXCEEDED}, sorted(
         {(o.stage, o.code) for o in over}
     )
 

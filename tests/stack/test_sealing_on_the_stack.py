@@ -171,7 +171,7 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
     assert "client share" in invalid[0].reason
 
     stale = rejected_of(results["old"][0])
-    assert stale.stage == "signing" and stale.code == "CLIENT_SHARE_SEALED_TO_OLD_KEY"
+    assert stale.stage == "signing" and stale.code == Code.CLIENT_SHARE_SEALED_TO_OLD_KEY
     assert rig.sealing.key_id in stale.reason and old.key_id in stale.reason
     assert stale.reason != invalid[0].reason
 
@@ -200,7 +200,7 @@ def test_a_redelivered_signed_intent_needs_no_share_and_a_new_signer_key_refuses
     to_old = rig.intent(f"i-seal-after-restart-{os.urandom(6).hex()}", rig.share, before)
     to_new = rig.intent(f"i-seal-after-restart-{os.urandom(6).hex()}", rig.share, rig.sealing)
     ((stale, _), (fresh, _), (redelivered, _)) = rig.handle_all([to_old, to_new, intent])
-    assert rejected_of(stale).code == "CLIENT_SHARE_SEALED_TO_OLD_KEY"
+    assert rejected_of(stale).code == Code.CLIENT_SHARE_SEALED_TO_OLD_KEY
     assert_signed_by(signed_of(fresh), rig, to_new.intent_id)
     assert signed_of(fresh).nonce == signed_of(first).nonce + 1
     # Already signed before the restart: the same record again, though its envelope no longer opens.

@@ -27,6 +27,7 @@ from runtime.trust import service_key
 from schemas import topics
 from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
@@ -74,11 +75,11 @@ def test_fee_drain_through_the_worker_and_straight_to_the_signer_moves_nothing(s
 
     for intent in via_worker:
         rejected = outcomes[intent.intent_id]
-        assert (rejected.stage, rejected.code) == ("value_cap", "VALUE_OVER_CAP")
+        assert (rejected.stage, rejected.code) == ("value_cap", Code.VALUE_OVER_CAP)
         assert "worst-case fee" in rejected.reason and "cap of 0.1" in rejected.reason
     for intent in via_topic + [legacy]:
         rejected = outcomes[intent.intent_id]
-        assert (rejected.stage, rejected.code) == ("signing", "VALUE_OVER_CAP"), rejected
+        assert (rejected.stage, rejected.code) == ("signing", Code.VALUE_OVER_CAP), rejected
     assert run(balance(settings, address)) == before
 
 
@@ -113,7 +114,7 @@ def test_fees_count_against_the_rolling_limit_and_the_drain_is_bounded_by_it(sta
     outcomes = run(wait_outcomes(settings, intents, 90, start))
     mined = [o for o in outcomes.values() if isinstance(o, SignedTransaction) and o.status == "mined"]
     refused = [o for o in outcomes.values() if isinstance(o, IntentRejected)]
-    assert len(outcomes) == 6 and {r.code for r in refused} == {"DAILY_LIMIT_EXCEEDED"}, codes(outcomes, intents)
+    assert len(outcomes) == 6 and {r.code for r in refused} == {Code.DAILY_LIMIT_EXCEEDED}, codes(outcomes, intents)
     assert 1 <= len(mined) <= 4
     spent = before - run(balance(settings, address))
     assert spent == sum(o.fee_wei for o in mined) and 0 < spent <= limit
@@ -161,12 +162,12 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(st
     finally:
         run(spike(normal))
     assert [(o.stage, o.code) for o in (outcomes[i.intent_id] for i in via_worker)] == [
-        ("fee", "FEE_OVER_CEILING"),
-        ("value_cap", "VALUE_OVER_CAP"),
+        ("fee", Code.FEE_OVER_CEILING),
+        ("value_cap", Code.VALUE_OVER_CAP),
     ]
     assert [(o.stage, o.code) for o in (outcomes[i.intent_id] for i in via_topic)] == [
-        ("signing", "FEE_OVER_CEILING"),
-        ("signing", "VALUE_OVER_CAP"),
+        ("signing", Code.FEE_OVER_CEILING),
+        ("signing", Code.VALUE_OVER_CAP),
     ]
     ceiling = outcomes[via_worker[0].intent_id].reason
     # The spike's base fee, or what is left of it: the chain's 1 s blocks lower it an eighth each.
@@ -217,7 +218,10 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     run(direct_approvals(settings, *[(i, v1) for i in replayed]))
     outcomes = run(wait_outcomes(settings, replayed, 120, start))
     for intent in replayed:
-        assert (outcomes[intent.intent_id].stage, outcomes[intent.intent_id].code) == ("signing", "POLICY_SUPERSEDED")
+        assert (outcomes[intent.intent_id].stage, outcomes[intent.intent_id].code) == (
+            "signing",
+            Code.POLICY_SUPERSEDED,
+        )
         assert f"policy is now v{revoked.version}" in outcomes[intent.intent_id].reason
     assert run(balance(settings, address)) == before
 
@@ -253,8 +257,8 @@ def test_a_recipient_removed_from_the_allowlist_stays_removed_at_the_signer(stac
     current_policy = new_intent(key, agent_id=agent, chain="anvil", to=OTHER, value="0.1", broadcast=True)
     run(direct_approvals(settings, (old_policy, v1), (current_policy, narrowed)))
     outcomes = run(wait_outcomes(settings, [old_policy, current_policy], 120, start))
-    assert outcomes[old_policy.intent_id].code == "POLICY_SUPERSEDED"
-    assert outcomes[current_policy.intent_id].code == "RECIPIENT_NOT_ALLOWLISTED"
+    assert outcomes[old_policy.intent_id].code == Code.POLICY_SUPERSEDED
+    assert outcomes[current_policy.intent_id].code == Code.RECIPIENT_NOT_ALLOWLISTED
     assert outcomes[current_policy.intent_id].stage == "signing"
 
 
@@ -300,7 +304,7 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
     )
     run(direct_approvals(settings, (call, policy)))
     rejected = run(wait_outcomes(settings, [call], 120, start))[call.intent_id]
-    assert (rejected.stage, rejected.code) == ("signing", "SIMULATION_REVERTED")
+    assert (rejected.stage, rejected.code) == ("signing", Code.SIMULATION_REVERTED)
     assert "always reverts" in rejected.reason
     assert run(balance(settings, address)) == before
 
@@ -332,7 +336,7 @@ def test_a_nonce_may_be_named_only_to_replace_what_this_signer_signed(stack, run
     outcomes = run(wait_outcomes(settings, [replacement, gap], 120, start))
     assert isinstance(outcomes[replacement.intent_id], SignedTransaction)
     assert outcomes[replacement.intent_id].nonce == 0
-    assert outcomes[gap.intent_id].code == "NONCE_NOT_ALLOWED"
+    assert outcomes[gap.intent_id].code == Code.NONCE_NOT_ALLOWED
 
 
 # --- 5. outcomes cannot be forged --------------------------------------------------------------
@@ -354,7 +358,7 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
         intent_id=real.intent_id,
         agent_id=agent,
         stage="value_cap",
-        code="VALUE_OVER_CAP",
+        code=Code.VALUE_OVER_CAP,
         reason="forged",
         decided_at=utcnow(),
         intent_digest=real.digest(),
@@ -449,7 +453,7 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
             intent_id=first.intent_id,
             agent_id=agent,
             stage="signing",
-            code="SIGNER_ERROR",
+            code=Code.SIGNER_ERROR,
             reason="forged release",
             decided_at=utcnow(),
             intent_digest=first.digest(),
@@ -467,7 +471,7 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
     second = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.5")
     run(submitted(settings, second))
     rejected = run(wait_outcomes(settings, [second], 120, start))[second.intent_id]
-    assert (rejected.stage, rejected.code) == ("daily_limit", "DAILY_LIMIT_EXCEEDED")
+    assert (rejected.stage, rejected.code) == ("daily_limit", Code.DAILY_LIMIT_EXCEEDED)
     audits = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
     assert any(a.action == "outcome.forged" and a.intent_id == first.intent_id for a in audits)
 
@@ -492,11 +496,11 @@ def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
     run(direct_approvals(settings, (made[2], policy), (made[3], policy)))
     outcomes = run(wait_outcomes(settings, made + [expired], 120, start))
     assert [(outcomes[i.intent_id].stage, outcomes[i.intent_id].code) for i in made + [expired]] == [
-        ("intake", "INTENT_EXPIRED"),
-        ("intake", "INTENT_FROM_THE_FUTURE"),
-        ("signing", "INTENT_EXPIRED"),
-        ("signing", "INTENT_FROM_THE_FUTURE"),
-        ("intake", "INTENT_EXPIRED"),
+        ("intake", Code.INTENT_EXPIRED),
+        ("intake", Code.INTENT_FROM_THE_FUTURE),
+        ("signing", Code.INTENT_EXPIRED),
+        ("signing", Code.INTENT_FROM_THE_FUTURE),
+        ("intake", Code.INTENT_EXPIRED),
     ]
 
 
@@ -544,7 +548,7 @@ def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(s
         return await wait_outcomes(settings, [lost], 120, start)
 
     told = run(give_up())[lost.intent_id]
-    assert isinstance(told, IntentRejected) and told.code == "NO_OUTCOME", told
+    assert isinstance(told, IntentRejected) and told.code == Code.NO_OUTCOME, told
     # The attack: the given-up intent, copied into approvals written straight past the worker, and
     # the lost record itself turning up at the worker after all.
     run(direct_approvals(settings, (lost, policy), (lost, policy)))

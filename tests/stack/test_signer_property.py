@@ -29,6 +29,7 @@ from runtime.clock import to_us
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
+from schemas.codes import Code
 from schemas.emit import Source
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
@@ -146,7 +147,7 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
     if outcome.topic == topics.INTENTS_REJECTED:
         rejected = IntentRejected.from_bytes(outcome.value)
         event(f"refused {rejected.code}")
-        assert rejected.stage == "signing" and rejected.code != "SIGNER_ERROR", rejected.reason
+        assert rejected.stage == "signing" and rejected.code != Code.SIGNER_ERROR, rejected.reason
         return
     signed = SignedTransaction.from_bytes(outcome.value)
     event("signed")

@@ -17,6 +17,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import audit_events_of
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from sdk.client import (
@@ -88,9 +89,9 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
     got = {name: outcomes[intent.intent_id] for name, intent in intents.items()}
     rejected = {name: (o.stage, o.code) for name, o in got.items() if isinstance(o, IntentRejected)}
     assert rejected == {
-        "long": ("message", "MESSAGE_TOO_LARGE"),
-        "permit-elsewhere": ("typed_data", "EIP712_SPEND_AUTHORIZATION_REFUSED"),
-        "closed": ("message", "MESSAGE_SIGNING_DISABLED"),
+        "long": ("message", Code.MESSAGE_TOO_LARGE),
+        "permit-elsewhere": ("typed_data", Code.EIP712_SPEND_AUTHORIZATION_REFUSED),
+        "closed": ("message", Code.MESSAGE_SIGNING_DISABLED),
     }
     hello, again, signed_permit = got["hello"], got["hello-again"], got["permit"]
     for outcome in (hello, again, signed_permit):
@@ -175,8 +176,8 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stac
     assert mined.tx_type == 4 and Account.recover_transaction(mined.signed_tx) == address
     assert code == "0xef0100" + DELEGATE[2:].lower()
     assert int(answer, 16) == 42
-    assert (elsewhere.stage, elsewhere.code) == ("delegation", "EIP7702_DELEGATE_NOT_ALLOWLISTED")
-    assert (anywhere.stage, anywhere.code) == ("delegation", "EIP7702_ANY_CHAIN_REFUSED")
+    assert (elsewhere.stage, elsewhere.code) == ("delegation", Code.EIP7702_DELEGATE_NOT_ALLOWLISTED)
+    assert (anywhere.stage, anywhere.code) == ("delegation", Code.EIP7702_ANY_CHAIN_REFUSED)
     assert transfer.status == "mined" and transfer.nonce == mined.nonce + 2
 
 
@@ -223,7 +224,10 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
     )
     assert mined.max_spend_wei >= GAS_PER_BLOB * 10**9
     assert sign_only.status == "sign_only" and Account.recover_transaction(sign_only.signed_tx) == address
-    assert isinstance(too_dear, IntentRejected) and (too_dear.stage, too_dear.code) == ("value_cap", "VALUE_OVER_CAP")
+    assert isinstance(too_dear, IntentRejected) and (too_dear.stage, too_dear.code) == (
+        "value_cap",
+        Code.VALUE_OVER_CAP,
+    )
     assert "blob gas" in too_dear.reason
 
 
@@ -267,6 +271,6 @@ def test_warden_sign_asks_for_each_kind_and_prints_the_outcome(stack, run, tmp_p
     assert Account.recover_transaction(signed["signed_tx"]) == address
     # Human output, and a clear refusal of a message asked for without one.
     human = warden(settings, "sign", "message", "--hex", "0x00ff", "--agent", "surface-cli", "--chain", "anvil")
-    assert human.returncode == 0 and "SIGNED" in human.stdout and "personal_sign" in human.stdout, human.stdout
+    assert human.returncode == 0 and Code.SIGNED in human.stdout and "personal_sign" in human.stdout, human.stdout
     missing = warden(settings, "sign", "message", *ask)
     assert missing.returncode == 2 and "--text" in missing.stderr

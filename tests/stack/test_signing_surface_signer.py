@@ -11,6 +11,7 @@ from eth_utils import to_checksum_address
 
 from infra.stack.demo_script import permit_typed_data
 from schemas.auth import sign_intent
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
 from sdk.client import new_message_intent, new_typed_data_intent
@@ -34,13 +35,13 @@ def lone(tmp_path, stack, run):
 def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_does(lone, run):
     hello = lone.intent(new_message_intent, message="hello from an agent")
     refused, _, _ = run(lone.handle(hello))
-    assert isinstance(refused, IntentRejected) and refused.code == "MESSAGE_SIGNING_DISABLED"
+    assert isinstance(refused, IntentRejected) and refused.code == Code.MESSAGE_SIGNING_DISABLED
     assert refused.stage == "signing"
 
     lone.set_policy(message_signing_enabled=True, message_max_bytes=64)
     too_long = lone.intent(new_message_intent, message="x" * 65)
     refused, _, _ = run(lone.handle(too_long))
-    assert refused.code == "MESSAGE_TOO_LARGE"
+    assert refused.code == Code.MESSAGE_TOO_LARGE
 
     again = lone.intent(new_message_intent, message="hello from an agent")
     signed, audits, to_send = run(lone.handle(again))
@@ -55,7 +56,7 @@ def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_doe
     assert redelivered == signed
     # The refused intent stays refused when redelivered, though the policy now allows messages.
     still, _, _ = run(lone.handle(hello))
-    assert isinstance(still, IntentRejected) and still.code == "MESSAGE_SIGNING_DISABLED"
+    assert isinstance(still, IntentRejected) and still.code == Code.MESSAGE_SIGNING_DISABLED
 
 
 def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_default(lone, run):
@@ -64,12 +65,12 @@ def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_
     )
     lone.set_policy(eip712_default_policy="allow")
     refused, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
-    assert isinstance(refused, IntentRejected) and refused.code == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+    assert isinstance(refused, IntentRejected) and refused.code == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
 
     lone.set_policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),))
     # Allowlisting the domain is not enough: the token must be an asset of the policy, with room.
     refused, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
-    assert isinstance(refused, IntentRejected) and refused.code == "ASSET_NOT_IN_POLICY"
+    assert isinstance(refused, IntentRejected) and refused.code == Code.ASSET_NOT_IN_POLICY
     lone.set_policy(
         eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID),),
         tx_to_allowlist=(DEST, lone.address, SPENDER),
@@ -86,7 +87,7 @@ def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_
     # A domain for another chain is refused by the signer too, allowlisted contract or not.
     other_chain = permit_typed_data(TOKEN, 1, owner=lone.address, spender=SPENDER, value=1, nonce=0, deadline=1)
     refused, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=other_chain)))
-    assert refused.code == "EIP712_CHAIN_MISMATCH"
+    assert refused.code == Code.EIP712_CHAIN_MISMATCH
 
     # Values the schema cannot see are checked when the signer encodes them: refused with the path.
     lone.set_policy(eip712_default_policy="allow")
@@ -94,7 +95,7 @@ def test_signer_refuses_a_permit_whose_contract_is_not_allowlisted_whatever_the_
     bad["types"]["Mail"] = [{"name": "contents", "type": "uint8"}]
     bad["message"] = {"contents": 256}
     refused, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=bad)))
-    assert refused.code == "TYPED_DATA_INVALID" and "message.contents" in refused.reason
+    assert refused.code == Code.TYPED_DATA_INVALID and "message.contents" in refused.reason
 
 
 def test_an_unsigned_or_re_signed_intent_of_a_new_kind_is_refused_by_the_signer(lone, run):
@@ -102,10 +103,10 @@ def test_an_unsigned_or_re_signed_intent_of_a_new_kind_is_refused_by_the_signer(
     intent = lone.intent(new_message_intent, message="pay me")
     tampered = intent.model_copy(update={"message": "0x" + b"pay mallory".hex()})
     refused, _, _ = run(lone.handle(tampered))
-    assert refused.code == "AGENT_SIGNATURE_INVALID"
+    assert refused.code == Code.AGENT_SIGNATURE_INVALID
     forged = sign_intent(intent.model_copy(update={"signature": ""}), Ed25519PrivateKey.generate())
     refused, _, _ = run(lone.handle(forged))
-    assert refused.code == "AGENT_SIGNATURE_INVALID"
+    assert refused.code == Code.AGENT_SIGNATURE_INVALID
     # Neither forgery decided the real intent, which came after them with the same id.
     signed, _, _ = run(lone.handle(intent))
     assert isinstance(signed, SignedMessage) and signed.intent_digest == intent.digest()
@@ -120,15 +121,15 @@ def test_signer_refuses_a_delegation_its_policy_does_not_allow(lone, run):
         authorization_list=({"chain_id": ANVIL_ID, "address": DELEGATE},),
     )
     refused, _, _ = run(lone.handle(lone.intent(**delegation)))
-    assert refused.code == "EIP7702_DELEGATE_NOT_ALLOWLISTED"
+    assert refused.code == Code.EIP7702_DELEGATE_NOT_ALLOWLISTED
     lone.set_policy(eip7702_delegate_allowlist=(DELEGATE,))
     anywhere = dict(delegation, authorization_list=({"chain_id": 0, "address": DELEGATE},))
     refused, _, _ = run(lone.handle(lone.intent(**anywhere)))
-    assert refused.code == "EIP7702_ANY_CHAIN_REFUSED"
+    assert refused.code == Code.EIP7702_ANY_CHAIN_REFUSED
     # The authorization's nonce is the account's next after the transaction; any other is refused.
     stale = dict(delegation, authorization_list=({"chain_id": ANVIL_ID, "address": DELEGATE, "nonce": 0},))
     refused, _, _ = run(lone.handle(lone.intent(**stale)))
-    assert refused.code == "EIP7702_NONCE_MISMATCH" and "is 1" in refused.reason
+    assert refused.code == Code.EIP7702_NONCE_MISMATCH and "is 1" in refused.reason
     signed, audits, _ = run(lone.handle(lone.intent(**delegation)))
     assert isinstance(signed, SignedTransaction) and signed.tx_type == 4 and signed.status == "sign_only"
     raw = bytes.fromhex(signed.signed_tx[2:])
@@ -154,7 +155,7 @@ def test_signer_refuses_blobs_that_are_not_the_named_hashes(lone, run):
         blob_versioned_hashes=(named,),
     )
     refused, _, _ = run(lone.handle(intent))
-    assert refused.code == "BLOB_HASH_MISMATCH" and "blobs[0]" in refused.reason
+    assert refused.code == Code.BLOB_HASH_MISMATCH and "blobs[0]" in refused.reason
 
 
 def test_a_policy_changed_after_its_admin_signed_it_is_refused_though_its_signature_is_the_held_ones(lone, run):
@@ -168,5 +169,5 @@ def test_a_policy_changed_after_its_admin_signed_it_is_refused_though_its_signat
     for tampered in (widened, widened.model_copy(update={"version": lone.policy.version + 1})):
         lone.policy = tampered
         refused, _, to_send = run(lone.handle(lone.intent(to=mallory, value="0.001")))
-        assert isinstance(refused, IntentRejected) and refused.code == "POLICY_SIGNATURE_INVALID", refused
+        assert isinstance(refused, IntentRejected) and refused.code == Code.POLICY_SIGNATURE_INVALID, refused
         assert to_send is None

@@ -27,6 +27,7 @@ from runtime.rpc import JsonRpc
 from runtime.trust import PinnedServiceKeys
 from schemas import topics
 from schemas.auth import sign_outcome
+from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import DeadLetter, IntentRejected
 from schemas.simulation import SimulationResult
@@ -142,7 +143,7 @@ def test_approve_then_swap_succeeds_only_as_a_bundle(stack, agent, deployed):
     assert (alone.decision, alone.deciding.stage, alone.deciding.code) == (
         "refused",
         "simulation",
-        "SIMULATION_REVERTED",
+        Code.SIMULATION_REVERTED,
     )
 
 
@@ -154,7 +155,7 @@ def test_a_bundle_whose_second_step_reverts_says_why(stack, agent, deployed):
     assert [s.status for s in result.steps] == ["success", "reverted"]
     assert result.steps[1].revert_reason and not result.steps[1].revert_reason.startswith("0x")
     assert result.decision == "refused" and result.deciding.intent_id == result.steps[1].intent_id
-    assert result.deciding.code == "SIMULATION_REVERTED"
+    assert result.deciding.code == Code.SIMULATION_REVERTED
     assert all(v.passed for v in result.steps[0].verdicts)
 
 
@@ -164,7 +165,7 @@ def test_a_bundle_over_the_rolling_limit_is_refused_though_no_step_alone_is(stac
     assert alone.decision == "allowed", alone
     both = _simulate(stack.settings, agent, [{"to": payee, "value": "0.6"}, {"to": payee, "value": "0.6"}])
     assert all(v.passed for v in both.steps[0].verdicts)
-    assert (both.deciding.stage, both.deciding.code) == ("daily_limit", "DAILY_LIMIT_EXCEEDED"), both
+    assert (both.deciding.stage, both.deciding.code) == ("daily_limit", Code.DAILY_LIMIT_EXCEEDED), both
     assert both.deciding.intent_id == both.steps[1].intent_id
 
 
@@ -214,7 +215,7 @@ def test_a_forged_result_is_refused_and_a_replayed_simulation_signs_nothing(stac
 
     real, forged, answered, letters, raw_result, paid = asyncio.run(scenario())
     assert real.decision == "allowed" and forged, (real, forged)
-    assert isinstance(answered, IntentRejected) and answered.code == "AGENT_SIGNATURE_INVALID"
+    assert isinstance(answered, IntentRejected) and answered.code == Code.AGENT_SIGNATURE_INVALID
     replayed = [d for d in letters if d.payload_sha256 == hashlib.sha256(raw_result).hexdigest()]
     assert replayed and replayed[0].source_topic == topics.INTENTS_APPROVED
     assert paid == 0  # nothing the simulation or its replays asked for was signed

@@ -24,6 +24,7 @@ from infra.stack.provision import provision_solana_agent
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaMessage
 from sdk.client import Client, new_solana_message_intent, wait_outcomes
 from sdk.records import ReceiptUnavailable, outcome_receipt
@@ -196,10 +197,10 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
         )
 
     cases = {
-        "SOLANA_MESSAGE_SIGNING_OFF": message(off),
-        "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY": message(on, signatories=keys(1)),
-        "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED": message(on, domain=other_app),
-        "SOLANA_MESSAGE_TOO_LONG": message(on, text="a" * 65),
+        Code.SOLANA_MESSAGE_SIGNING_OFF: message(off),
+        Code.SOLANA_MESSAGE_AGENT_NOT_SIGNATORY: message(on, signatories=keys(1)),
+        Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED: message(on, domain=other_app),
+        Code.SOLANA_MESSAGE_TOO_LONG: message(on, text="a" * 65),
     }
     outcomes = _outcomes(settings, run, list(cases.values()))
     for code, intent in cases.items():
@@ -210,8 +211,8 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
     copies = {
         code: message(intent_agent, **kw)
         for code, (intent_agent, kw) in {
-            "SOLANA_MESSAGE_SIGNING_OFF": (off, {}),
-            "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED": (on, {"domain": other_app}),
+            Code.SOLANA_MESSAGE_SIGNING_OFF: (off, {}),
+            Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED: (on, {"domain": other_app}),
         }.items()
     }
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_MESSAGES_SIGNED)))
@@ -257,7 +258,7 @@ def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(sta
         settings, "sign", "solana-message", "--agent", agent.agent_id, "--chain", CHAIN, "--file", str(path), "--json"
     )
     refused = orjson.loads(done.stdout)["outcome"]
-    assert (done.returncode, refused["code"]) == (1, "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED"), done.stdout
+    assert (done.returncode, refused["code"]) == (1, Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED), done.stdout
 
     async def calls():
         with open(tmp_path / "mcp.log", "w") as errlog:
@@ -281,4 +282,4 @@ def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(sta
         Pubkey.from_string(agent.address), base64.b64decode(got["message"])
     )
     no = no.structured_content
-    assert (no["status"], no["refusal"]["code"]) == ("refused", "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED"), no
+    assert (no["status"], no["refusal"]["code"]) == ("refused", Code.SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED), no

@@ -28,6 +28,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.auth import sign_outcome
+from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction
 from sdk import solana as sol
 from sdk.client import Client, new_solana_intent, wait_outcomes
@@ -154,10 +155,10 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack, run):
     me = Pubkey.from_string(agent.address)
     recent = blockhash(settings, run)
     cases = {
-        "RECIPIENT_NOT_ALLOWLISTED": [sol.sol_transfer(me, mallory, 1_000)],
-        "SOLANA_PROGRAM_NOT_ALLOWED": [sol.Instruction(program, b"\x01" * 8, [sol.signer(me)])],
-        "VALUE_OVER_CAP": [sol.sol_transfer(me, alice, 1_000_000 - FEE + 1)],
-        "SOLANA_PRIORITY_FEE_OVER_CEILING": [sol.compute_price(1), sol.sol_transfer(me, alice, 1_000)],
+        Code.RECIPIENT_NOT_ALLOWLISTED: [sol.sol_transfer(me, mallory, 1_000)],
+        Code.SOLANA_PROGRAM_NOT_ALLOWED: [sol.Instruction(program, b"\x01" * 8, [sol.signer(me)])],
+        Code.VALUE_OVER_CAP: [sol.sol_transfer(me, alice, 1_000_000 - FEE + 1)],
+        Code.SOLANA_PRIORITY_FEE_OVER_CEILING: [sol.compute_price(1), sol.sol_transfer(me, alice, 1_000)],
     }
     intents = {code: intent_for(agent, sol.unsigned(me, ixs, recent)) for code, ixs in cases.items()}
     outcomes = outcomes_of(settings, run, list(intents.values()))
@@ -183,7 +184,7 @@ def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack, run):
     outcomes = outcomes_of(settings, run, intents, timeout_s=300).values()
     signed = [o for o in outcomes if isinstance(o, SignedSolanaTransaction)]
     refused = [o.code for o in outcomes if isinstance(o, IntentRejected)]
-    assert len(signed) == 10 and refused == ["DAILY_LIMIT_EXCEEDED"] * 40, (len(signed), refused)
+    assert len(signed) == 10 and refused == [Code.DAILY_LIMIT_EXCEEDED] * 40, (len(signed), refused)
 
 
 def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run):
@@ -210,7 +211,7 @@ def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run)
         return await wait_outcomes(settings, [to_mallory, unapproved], 120, start)
 
     outcomes = run(approve_directly())
-    for intent, code in ((to_mallory, "RECIPIENT_NOT_ALLOWLISTED"), (unapproved, "HUMAN_APPROVAL_REQUIRED")):
+    for intent, code in ((to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED), (unapproved, Code.HUMAN_APPROVAL_REQUIRED)):
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == ("signing", code), outcome
 
@@ -265,7 +266,7 @@ def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alo
     outcomes = outcomes_of(settings, run, [sign_only, broadcast])
     refused = outcomes[broadcast.intent_id]
     assert isinstance(refused, IntentRejected), refused
-    assert (refused.stage, refused.code) == ("signing", "SOLANA_SIGNATURES_MISSING"), refused
+    assert (refused.stage, refused.code) == ("signing", Code.SOLANA_SIGNATURES_MISSING), refused
     signed = outcomes[sign_only.intent_id]
     assert isinstance(signed, SignedSolanaTransaction) and signed.tx_signature is None, signed
     assert signed.spend == {"SOL": "1000000"}  # the payer pays the fee: not the agent's spend
@@ -300,7 +301,7 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
         assert time.monotonic() < deadline
         time.sleep(1)
     (outcome,) = outcomes_of(settings, run, [intent_for(agent, raw, broadcast=True)]).values()
-    assert isinstance(outcome, IntentRejected) and outcome.code == "SIMULATION_FAILED", outcome
+    assert isinstance(outcome, IntentRejected) and outcome.code == Code.SIMULATION_FAILED, outcome
     assert "Blockhash" in outcome.reason, outcome.reason
     # What the signer's tracker says of bytes signed while the blockhash was valid, never sent.
     payer = Keypair()
@@ -426,7 +427,7 @@ def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_ref
     assert (no["status"], no["refusal"]["stage"], no["refusal"]["code"]) == (
         "refused",
         "solana",
-        "RECIPIENT_NOT_ALLOWLISTED",
+        Code.RECIPIENT_NOT_ALLOWLISTED,
     ), refused.content
     assert invalid.is_error and "not base64" in invalid.content[0].text
 
@@ -463,4 +464,4 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
     assert warden(settings, "approvals", "deny", denied.intent_id, "--reason", "no").returncode == 0
     final = run(wait_outcomes(settings, [big, denied], 120, start))
     assert isinstance(final[big.intent_id], SignedSolanaTransaction) and final[big.intent_id].status == "sign_only"
-    assert (final[denied.intent_id].stage, final[denied.intent_id].code) == ("approval", "APPROVAL_DENIED")
+    assert (final[denied.intent_id].stage, final[denied.intent_id].code) == ("approval", Code.APPROVAL_DENIED)

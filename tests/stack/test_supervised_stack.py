@@ -35,6 +35,7 @@ from runtime.kafka import end_offsets, follow
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.audit import audit_events_of
+from schemas.codes import Code
 from schemas.emit import audit
 from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
@@ -105,7 +106,7 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert [a.details["component"] for a in audits if a.action == "component.restarted"] == ["signer"]
         # The same story in each component's Prometheus metrics.
         urls = {c["name"]: c["metrics"] for c in status["components"]} | {"supervisor": status["supervisor_metrics"]}
-        assert sample(urls["streams"], "warden_intents_total", outcome="approved", code="APPROVED") >= 60
+        assert sample(urls["streams"], "warden_intents_total", outcome="approved", code=Code.APPROVED) >= 60
         assert sample(urls["signer"], "warden_txs_total", status="mined") >= 1  # since its restart
         assert sample(urls["supervisor"], "warden_component_restarts_total", component="signer") == 1
         assert sample(urls["ledger"], "warden_ledger_appended_total") > 0

@@ -11,6 +11,7 @@ import orjson
 from infra import contracts
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent
@@ -70,7 +71,7 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     assert approved.returncode == 0, approved.stderr
     denied = warden(settings, "approvals", "deny", intents["denied"].intent_id, "--reason", "unknown vendor")
     assert denied.returncode == 0, denied.stderr
-    assert "APPROVAL_DENIED" in denied.stdout and "unknown vendor" in denied.stdout
+    assert Code.APPROVAL_DENIED in denied.stdout and "unknown vendor" in denied.stdout
     approved_tokens = warden(settings, "approvals", "approve", intents["tokens"].intent_id)
     assert approved_tokens.returncode == 0, approved_tokens.stderr
 
@@ -79,11 +80,11 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     assert final[intents["tokens"].intent_id].status == "mined"
     assert (final[intents["denied"].intent_id].stage, final[intents["denied"].intent_id].code) == (
         "approval",
-        "APPROVAL_DENIED",
+        Code.APPROVAL_DENIED,
     )
     assert (final[intents["expires"].intent_id].stage, final[intents["expires"].intent_id].code) == (
         "approval",
-        "APPROVAL_EXPIRED",
+        Code.APPROVAL_EXPIRED,
     )
     assert run(balance_of(settings, token, ALICE)) >= 6 * UNIT
     # Decided ones are no longer listed, and a decision on them is refused by the CLI.
@@ -151,10 +152,10 @@ def test_the_signer_requires_the_admins_approval_itself(lone, run):
     ):
         intent = waited()
         topic, raw = handle(intent, make(intent))
-        assert topic == topics.INTENTS_REJECTED and IntentRejected.from_bytes(raw).code == "INTENT_EXPIRED"
+        assert topic == topics.INTENTS_REJECTED and IntentRejected.from_bytes(raw).code == Code.INTENT_EXPIRED
     # A fresh intent above the threshold without an approval: refused for that reason.
     outcome, _, _ = run(lone.handle(lone.intent(to=ALICE, value="0.5")))
-    assert isinstance(outcome, IntentRejected) and outcome.code == "HUMAN_APPROVAL_REQUIRED"
+    assert isinstance(outcome, IntentRejected) and outcome.code == Code.HUMAN_APPROVAL_REQUIRED
     # The admin's approval of another intent does not carry over.
     other, intent = waited(), waited()
     topic, raw = handle(intent, approval(other))

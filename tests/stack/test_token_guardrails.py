@@ -18,6 +18,7 @@ from infra import contracts
 from infra.stack.demo_script import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
+from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
@@ -107,11 +108,11 @@ def test_token_routes_through_the_pipeline(stack, run, deployed):
     assert isinstance(got["transfer"], SignedTransaction) and got["transfer"].status == "mined", got["transfer"]
     refused = {name: (o.stage, o.code) for name, o in got.items() if isinstance(o, IntentRejected)}
     assert refused == {
-        "to-mallory": ("assets", "RECIPIENT_NOT_ALLOWLISTED"),
-        "unlimited-approve": ("assets", "UNLIMITED_APPROVAL_REFUSED"),
-        "unknown-call": ("assets", "CALLDATA_NOT_ALLOWED"),
-        "greedy": ("simulation", "SIMULATION_MISMATCH"),
-        "permit-over": ("assets", "UNLIMITED_APPROVAL_REFUSED"),
+        "to-mallory": ("assets", Code.RECIPIENT_NOT_ALLOWLISTED),
+        "unlimited-approve": ("assets", Code.UNLIMITED_APPROVAL_REFUSED),
+        "unknown-call": ("assets", Code.CALLDATA_NOT_ALLOWED),
+        "greedy": ("simulation", Code.SIMULATION_MISMATCH),
+        "permit-over": ("assets", Code.UNLIMITED_APPROVAL_REFUSED),
     }
     # The simulation saw the greedy token take 10 for a transfer of 5, and said so.
     facts = next(v.facts for v in got["greedy"].verdicts if v.stage == "simulation")
@@ -119,7 +120,10 @@ def test_token_routes_through_the_pipeline(stack, run, deployed):
     assert facts["declared_out"] == {deployed["greedy"]: str(5 * UNIT)}
     assert second[approve.intent_id].status == "mined"
     assert third[pull.intent_id].status == "mined", third[pull.intent_id]
-    assert (third[pull_more.intent_id].stage, third[pull_more.intent_id].code) == ("simulation", "SIMULATION_MISMATCH")
+    assert (third[pull_more.intent_id].stage, third[pull_more.intent_id].code) == (
+        "simulation",
+        Code.SIMULATION_MISMATCH,
+    )
     # On chain: alice got 10, the router 20; nothing reached mallory; the greedy token took nothing.
     assert balances == {address: 970 * UNIT, ALICE: 10 * UNIT, deployed["router"]: 20 * UNIT, MALLORY: 0}
     assert greedy_left == 1_000 * UNIT
@@ -151,7 +155,7 @@ def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(stack, 
     mined = [o for o in outcomes.values() if isinstance(o, SignedTransaction)]
     refused = [o for o in outcomes.values() if isinstance(o, IntentRejected)]
     assert {o.status for o in mined} == {"mined"} and len(mined) == 25
-    assert {(o.stage, o.code) for o in refused} == {("assets", "ASSET_DAILY_LIMIT_EXCEEDED")} and len(refused) == 75
+    assert {(o.stage, o.code) for o in refused} == {("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)} and len(refused) == 75
     assert received == 25 * UNIT
 
 
@@ -177,10 +181,10 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
         "greedy": handle(greedy, contracts.calldata("transfer(address,uint256)", ALICE, 1 * UNIT)),
     }
     assert {name: o.code for name, o in refused.items()} == {
-        "to-mallory": "RECIPIENT_NOT_ALLOWLISTED",
-        "unlimited": "UNLIMITED_APPROVAL_REFUSED",
-        "unknown": "CALLDATA_NOT_ALLOWED",
-        "greedy": "SIMULATION_MISMATCH",
+        "to-mallory": Code.RECIPIENT_NOT_ALLOWLISTED,
+        "unlimited": Code.UNLIMITED_APPROVAL_REFUSED,
+        "unknown": Code.CALLDATA_NOT_ALLOWED,
+        "greedy": Code.SIMULATION_MISMATCH,
     }
     assert all(isinstance(o, IntentRejected) and o.stage == "signing" for o in refused.values())
     # Its own per-asset record: three transfers of 1 WUSD are signed, the fourth is not.
@@ -188,7 +192,7 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
     signed = [handle(token, one) for _ in range(3)]
     assert all(isinstance(o, SignedTransaction) for o in signed), signed
     fourth = handle(token, one)
-    assert isinstance(fourth, IntentRejected) and fourth.code == "ASSET_DAILY_LIMIT_EXCEEDED"
+    assert isinstance(fourth, IntentRejected) and fourth.code == Code.ASSET_DAILY_LIMIT_EXCEEDED
     # A Permit counts against the same record.
     lone.set_policy(
         tx_to_allowlist=(token, ALICE),
@@ -206,7 +210,7 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
         name="Warden USD",
     )
     over, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
-    assert isinstance(over, IntentRejected) and over.code == "ASSET_DAILY_LIMIT_EXCEEDED"
+    assert isinstance(over, IntentRejected) and over.code == Code.ASSET_DAILY_LIMIT_EXCEEDED
     permit["message"]["value"] = UNIT // 2
     fits, _, _ = run(lone.handle(lone.intent(new_typed_data_intent, typed_data=permit)))
     assert isinstance(fits, SignedMessage), fits
@@ -268,6 +272,6 @@ def test_nft_routes_through_the_pipeline(stack, run):
 
     got, owners, address = run(scenario())
     assert got["first"].status == "mined"
-    assert (got["second"].stage, got["second"].code) == ("assets", "ASSET_DAILY_LIMIT_EXCEEDED")
-    assert (got["operator"].stage, got["operator"].code) == ("assets", "OPERATOR_NOT_ALLOWLISTED")
+    assert (got["second"].stage, got["second"].code) == ("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)
+    assert (got["operator"].stage, got["operator"].code) == ("assets", Code.OPERATOR_NOT_ALLOWLISTED)
     assert [o.lower() for o in owners] == [ALICE.lower(), address.lower()]

@@ -11,6 +11,7 @@ import clickhouse_connect
 import orjson
 
 from runtime.kafka import end_offsets
+from schemas.codes import Code
 from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent, warden
@@ -80,7 +81,7 @@ def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stac
 
     intent, forged, mined, refused = run(scenario())
     assert isinstance(mined, SignedTransaction) and mined.status == "mined", mined
-    assert isinstance(refused, IntentRejected) and refused.code == "INTENT_ID_REUSED", refused
+    assert isinstance(refused, IntentRejected) and refused.code == Code.INTENT_ID_REUSED, refused
     assert refused.intent_digest == forged.digest() != intent.digest()
 
     ledger = _ledger(settings)
@@ -97,7 +98,7 @@ def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stac
 
     statuses = _statuses(ledger, intent.intent_id, agent)
     assert statuses[intent.digest()][0] == "mined", statuses
-    assert statuses[forged.digest()] == ("rejected", "INTENT_ID_REUSED"), statuses
+    assert statuses[forged.digest()] == ("rejected", Code.INTENT_ID_REUSED), statuses
 
     def shown():
         done = warden(settings, "txs", "show", intent.intent_id, "--agent", agent, "--proof", "--json")
@@ -147,11 +148,11 @@ def test_a_forged_copy_does_not_take_the_place_of_an_admins_denial_on_the_ledger
 
     intent, forged, parked, refused, start = run(scenario())
     assert isinstance(parked, IntentParked), parked
-    assert isinstance(refused, IntentRejected) and refused.code == "INTENT_ID_REUSED", refused
+    assert isinstance(refused, IntentRejected) and refused.code == Code.INTENT_ID_REUSED, refused
     denied = warden(settings, "approvals", "deny", intent.intent_id, "--reason", "not ordered")
     assert denied.returncode == 0, denied.stderr
     outcome = run(wait_outcomes(settings, [intent], 90, start))[intent.intent_id]
-    assert isinstance(outcome, IntentRejected) and outcome.code == "APPROVAL_DENIED", outcome
+    assert isinstance(outcome, IntentRejected) and outcome.code == Code.APPROVAL_DENIED, outcome
 
     ledger = _ledger(settings)
     rejections = _until(
@@ -163,11 +164,11 @@ def test_a_forged_copy_does_not_take_the_place_of_an_admins_denial_on_the_ledger
         "both refusals on the ledger: the copy's and the admin's denial",
     )
     by_code = {code: (digest, event_id) for _, digest, code, event_id in rejections}
-    assert set(by_code) == {"INTENT_ID_REUSED", "APPROVAL_DENIED"}, rejections
-    assert by_code["APPROVAL_DENIED"][0] == intent.digest() and by_code["INTENT_ID_REUSED"][0] == forged.digest()
-    assert by_code["APPROVAL_DENIED"][1] != by_code["INTENT_ID_REUSED"][1]
+    assert set(by_code) == {Code.INTENT_ID_REUSED, Code.APPROVAL_DENIED}, rejections
+    assert by_code[Code.APPROVAL_DENIED][0] == intent.digest() and by_code[Code.INTENT_ID_REUSED][0] == forged.digest()
+    assert by_code[Code.APPROVAL_DENIED][1] != by_code[Code.INTENT_ID_REUSED][1]
     statuses = _statuses(ledger, intent.intent_id, agent)
     assert statuses == {
-        intent.digest(): ("rejected", "APPROVAL_DENIED"),
-        forged.digest(): ("rejected", "INTENT_ID_REUSED"),
+        intent.digest(): ("rejected", Code.APPROVAL_DENIED),
+        forged.digest(): ("rejected", Code.INTENT_ID_REUSED),
     }, statuses

@@ -24,6 +24,7 @@ from infra import contracts
 from infra.bench.tracker import CountingNode
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
+from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import SignedTransaction
 from signer import blocks, lifecycle
@@ -149,15 +150,15 @@ def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_w
         usd_max_per_tx="100",
         price_feeds=({"chain": "anvil", "asset": "native", "feed": feed},),
     )
-    assert "USD_OVER_CAP" in stuck.error and "usd_max_per_tx" in stuck.error, stuck.error
+    assert Code.USD_OVER_CAP in stuck.error and "usd_max_per_tx" in stuck.error, stuck.error
     assert attempts == 1  # nothing signed at the higher fee
     pending = [tx["hash"] for by_sender in pool.values() for txs in by_sender.values() for tx in txs.values()]
     assert set(pending) <= {first.tx_hash}, pending  # no replacement reached the node (Anvil may evict the original)
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
     refusals = h.audit_events(first.intent_id, "tx.bump_refused")
-    assert refusals and {e.details["code"] for e in refusals} == {"USD_OVER_CAP"}, refusals
+    assert refusals and {e.details["code"] for e in refusals} == {Code.USD_OVER_CAP}, refusals
     details = refusals[0].details
-    assert (details["stage"], details["code"], details["tx_hash"]) == ("usd_limit", "USD_OVER_CAP", first.tx_hash)
+    assert (details["stage"], details["code"], details["tx_hash"]) == ("usd_limit", Code.USD_OVER_CAP, first.tx_hash)
     assert int(details["fee_per_gas_wei"]) > 2 * 40 * GWEI and details["previous_fee_per_gas_wei"] == str(10 * GWEI)
     assert int(details["facts"]["usd"]) > 100 * 10**6 and details["facts"]["prices"][0]["feed"] == feed
     assert details["intent_digest"] == first.intent_digest

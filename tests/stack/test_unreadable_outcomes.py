@@ -11,6 +11,7 @@ import os
 import orjson
 
 from runtime.kafka import end_offsets
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent, warden
@@ -61,17 +62,17 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     assert isinstance(rejected, IntentRejected)
     assert (rejected.stage, rejected.code, rejected.intent_digest, rejected.agent_id) == (
         "intake",
-        "INVALID_INTENT",
+        Code.INVALID_INTENT,
         digest,
         agent,
     )
     assert SAYS in rejected.reason and "sign the intent again and submit it" in rejected.reason
     cut = outcomes[by_json.intent_id]  # named by its key and its digest: the body names nothing readable
     assert by_json.intent_id == "unreadable-" + hashlib.sha256(not_json).hexdigest()[:32]
-    assert (cut.code, cut.intent_digest, cut.agent_id) == ("INVALID_INTENT", by_json.digest, agent)
+    assert (cut.code, cut.intent_digest, cut.agent_id) == (Code.INVALID_INTENT, by_json.digest, agent)
     assert cut.reason.startswith("not valid JSON: ")
     other = outcomes[unread.intent_id]
-    assert (other.code, other.intent_digest) == ("INVALID_INTENT", hashlib.sha256(unread.to_bytes()).hexdigest())
+    assert (other.code, other.intent_digest) == (Code.INVALID_INTENT, hashlib.sha256(unread.to_bytes()).hexdigest())
 
     # `warden submit --raw`: the file's bytes as they are, and the answer like any other.
     path = tmp_path / "intent.json"
@@ -87,7 +88,7 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     )
     sent = path.read_bytes()
     assert doc["submission"]["digest"] == doc["outcome"]["intent_digest"] == hashlib.sha256(sent).hexdigest()
-    assert (doc["outcome"]["code"], doc["submission"]["bytes"]) == ("INVALID_INTENT", len(sent))
+    assert (doc["outcome"]["code"], doc["submission"]["bytes"]) == (Code.INVALID_INTENT, len(sent))
     refused = warden(settings, "submit", "--raw", str(path), "--agent", agent, "--to", DEST)
     assert refused.returncode == 2 and "--raw sends the file as it is, so --to cannot change it" in refused.stderr
 
@@ -99,7 +100,7 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     assert "0 transaction(s) of" in listed.stdout and "5 intent(s) rejected" in listed.stdout, listed.stdout
     rows = orjson.loads(warden(settings, "txs", "list", "--agent", agent, "--json").stdout)["rejected"]
     assert {r["intent_id"]: (r["code"], r["intent_digest"]) for r in rows}[by_json.intent_id] == (
-        "INVALID_INTENT",
+        Code.INVALID_INTENT,
         by_json.digest,
     )
     one = warden(settings, "txs", "show", by_checksum.intent_id, "--agent", agent)

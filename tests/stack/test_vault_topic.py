@@ -25,6 +25,7 @@ from schemas import topics
 from schemas.admins import VaultChange
 from schemas.audit import audit_events_of
 from schemas.auth import AuditSigner, sign_vault_change, vault_change_headers
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
@@ -138,4 +139,4 @@ def test_a_vault_event_the_pinned_admin_signed_is_applied_from_the_topic(stack, 
 
     outcome = run(_sign(settings, key, agent))
     assert isinstance(outcome, IntentRejected), outcome
-    assert (outcome.stage, outcome.code) == ("signing", "SIGNING_KEY_UNAVAILABLE")
+    assert (outcome.stage, outcome.code) == ("signing", Code.SIGNING_KEY_UNAVAILABLE)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from sdk.what_if import SIGNATURE_INVALID, read_ledger
@@ -86,7 +87,7 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
             "approved",
             "refused",
             "daily_limit",
-            "DAILY_LIMIT_EXCEEDED",
+            Code.DAILY_LIMIT_EXCEEDED,
         )
     assert tight["totals"]["moved"]["native"] == str(9 * 10**17)
     assert tight["totals"]["would_have_moved"]["native"] == str(3 * 10**17)
@@ -97,13 +98,13 @@ def test_what_if_replays_the_ledger_under_a_tightened_limit_and_a_widened_allowl
     changed = {c["intent_id"]: c for c in wide["changes"]}
     assert set(changed) == {ids[2], ids[3]}
     to_c = changed[ids[2]]
-    assert (to_c["was"], to_c["was_code"], to_c["would_be"]) == ("refused", "RECIPIENT_NOT_ALLOWLISTED", "approved")
+    assert (to_c["was"], to_c["was_code"], to_c["would_be"]) == ("refused", Code.RECIPIENT_NOT_ALLOWLISTED, "approved")
     assert to_c["not_judged"] == ["simulation"]
     fourth = changed[ids[3]]
     assert (fourth["was"], fourth["would_be"], fourth["deciding_code"]) == (
         "approved",
         "refused",
-        "DAILY_LIMIT_EXCEEDED",
+        Code.DAILY_LIMIT_EXCEEDED,
     )
     assert wide["totals"]["would_have_moved"]["native"] == str(8 * 10**17)
 
@@ -151,7 +152,7 @@ def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_repla
         return await wait_outcomes(settings, [zeroed, stranger], 90, start)
 
     refused = run(forge())
-    assert {(o.stage, o.code) for o in refused.values()} == {("intake", "AGENT_SIGNATURE_INVALID")}, refused
+    assert {(o.stage, o.code) for o in refused.values()} == {("intake", Code.AGENT_SIGNATURE_INVALID)}, refused
 
     deadline = time.monotonic() + 120  # the ledger appends behind the pipeline
     while time.monotonic() < deadline:

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas.auth import outcome_forgery, public_key_hex, sign_intent, sign_outcome, sign_policy
+from schemas.codes import Code
 from schemas.errors import Problem
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
@@ -102,14 +103,14 @@ def _rejections(intent: TransactionIntent) -> dict:
             IntentRejected(
                 **common,
                 stage="value_cap",
-                code="VALUE_OVER_CAP",
+                code=Code.VALUE_OVER_CAP,
                 reason="über dem Limit: 1.5 > 1 ✗",
                 verdicts=(
                     StageVerdict(
                         intent_id=intent.intent_id,
                         stage="value_cap",
                         passed=False,
-                        code="VALUE_OVER_CAP",
+                        code=Code.VALUE_OVER_CAP,
                         reason="über",
                         facts={"cap_wei": "1000", "nested": {"b": 1, "a": [2**60 + 3]}},
                     ),
@@ -124,7 +125,7 @@ def _rejections(intent: TransactionIntent) -> dict:
             IntentRejected(
                 **common,
                 stage="signing",
-                code="SIGNER_ERROR",
+                code=Code.SIGNER_ERROR,
                 reason="node unreachable",
                 decided_at=T0,
                 intent_digest=digest,
@@ -276,7 +277,7 @@ def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict:
                 intent_id="bad-1",
                 agent_id="agent-7",
                 stage="intake",
-                code="INVALID_INTENT",
+                code=Code.INVALID_INTENT,
                 reason="value: must be a decimal string",
                 decided_at=T0,
                 intent_digest=hashlib.sha256(raw).hexdigest(),
@@ -290,7 +291,7 @@ def _refused_at_intake(intent: TransactionIntent, raw: bytes) -> dict:
                 intent_id=intent.intent_id,
                 agent_id=intent.agent_id,
                 stage="intake",
-                code="AGENT_SIGNATURE_INVALID",
+                code=Code.AGENT_SIGNATURE_INVALID,
                 reason="the intent's Ed25519 signature does not verify",
                 decided_at=T0,
                 intent_digest=hashlib.sha256(intent.to_bytes()).hexdigest(),

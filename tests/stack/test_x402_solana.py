@@ -24,6 +24,7 @@ from infra.stack.provision import provision_solana_agent
 from infra.stack.x402_server import Paid, paid_solana_server
 from runtime import solana
 from runtime.rpc import JsonRpc
+from schemas.codes import Code
 from schemas.policy import SolanaTokenLimit
 from sdk import solana as build
 from sdk.x402 import decode_header
@@ -143,7 +144,7 @@ def test_the_official_svm_facilitator_completes_warden_s_transaction_and_the_tok
 
 
 def test_a_payee_off_the_allowlist_and_an_amount_over_the_cap_are_refused_and_nothing_is_sent(paid):
-    assert paid["mallory"].status == "refused" and paid["mallory"].refusal.code == "RECIPIENT_NOT_ALLOWLISTED"
-    assert paid["dear"].status == "refused" and paid["dear"].refusal.code == "VALUE_OVER_CAP"
+    assert paid["mallory"].status == "refused" and paid["mallory"].refusal.code == Code.RECIPIENT_NOT_ALLOWLISTED
+    assert paid["dear"].status == "refused" and paid["dear"].refusal.code == Code.VALUE_OVER_CAP
     assert {path for path, _ in paid["payments"]} == {"/paid"}  # the server got no other payment header
     assert paid["served"] == ["/paid"]

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.clock import to_us
 from schemas import topics
 from schemas.auth import sign_human_approval
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentApproved, IntentParked
 from streams.decision import Decision
@@ -111,7 +112,7 @@ def test_a_denial_rejects_it_and_releases_the_reservation(world):
     intent = world.intent("0.5")
     world.submit(intent)
     rejected = rejected_of(send(world, decide(world, intent, "deny", reason="not this vendor")))
-    assert (rejected.stage, rejected.code) == ("approval", "APPROVAL_DENIED")
+    assert (rejected.stage, rejected.code) == ("approval", Code.APPROVAL_DENIED)
     assert "not this vendor" in rejected.reason
     assert world.spent() == 0
 
@@ -147,7 +148,7 @@ def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world):
     assert world.engine.expire_parked(T0 + timedelta(minutes=9, seconds=59)) == []
     emits = world.engine.expire_parked(T0 + timedelta(minutes=10))
     rejected = rejected_of(emits)
-    assert (rejected.stage, rejected.code) == ("approval", "APPROVAL_EXPIRED")
+    assert (rejected.stage, rejected.code) == ("approval", Code.APPROVAL_EXPIRED)
     assert world.spent(T0 + timedelta(minutes=10)) == 0
     assert world.engine.expire_parked(T0 + timedelta(minutes=11)) == []  # once
     late = send(world, decide(world, intent), at=T0 + timedelta(minutes=11))
@@ -158,7 +159,7 @@ def test_an_approval_arriving_after_the_wait_expires_it_instead(world):
     intent = world.intent("0.5")
     world.submit(intent)
     emits = send(world, decide(world, intent, at=T0 + timedelta(minutes=10)), at=T0 + timedelta(minutes=10))
-    assert rejected_of(emits).code == "APPROVAL_EXPIRED" and on(emits, topics.INTENTS_APPROVED) == []
+    assert rejected_of(emits).code == Code.APPROVAL_EXPIRED and on(emits, topics.INTENTS_APPROVED) == []
 
 
 def test_a_token_amount_above_its_assets_threshold_waits_too(world):
@@ -174,7 +175,7 @@ def test_parked_intents_survive_a_restart(world):
     restarted.rebuild()
     assert restarted.windows.of(AGENT).spent(int(T0.timestamp() * 10**6)) == 5 * ETH // 10
     world.engine = restarted
-    assert rejected_of(world.engine.expire_parked(T0 + timedelta(minutes=10))).code == "APPROVAL_EXPIRED"
+    assert rejected_of(world.engine.expire_parked(T0 + timedelta(minutes=10))).code == Code.APPROVAL_EXPIRED
 
 
 def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world):
@@ -182,7 +183,7 @@ def test_an_idempotent_retry_of_a_parked_intent_points_at_it(world):
     world.submit(first)
     retry = world.intent("0.5", idempotency_key="pay-7", intent_id="retry-of-pay-7")
     rejected = rejected_of(world.submit(retry))
-    assert rejected.code == "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" and first.intent_id in rejected.reason
+    assert rejected.code == Code.IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL and first.intent_id in rejected.reason
     pending = world.engine.decisions[first.intent_id].pending
     assert IntentApproved.from_bytes(pending).intent == first
 
@@ -203,7 +204,9 @@ def test_a_deadline_record_expires_only_what_is_due(world):
         assert "not a deadline reminder" in DeadLetter.from_bytes(emits[0].value).reason
     assert world.engine.decisions[intent.intent_id].outcome == "parked"
     assert world.engine.due_parked(T0 + timedelta(minutes=10)) == [(AGENT, intent.intent_id)]
-    assert rejected_of(world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10))).code == "APPROVAL_EXPIRED"
+    assert (
+        rejected_of(world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10))).code == Code.APPROVAL_EXPIRED
+    )
     assert world.engine.on_deadline(reminder, where, T0 + timedelta(minutes=10)) == []
 
 

@@ -18,6 +18,7 @@ from rules import movements
 from rules.assets import check_assets
 from rules.guardrails import simulation_required
 from rules.simulation import simulation_needed
+from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, AssetLimit, ContractCallRule
@@ -161,7 +162,7 @@ def test_a_non_canonical_encoding_is_refused():
         "0xa9059cbb" + "ff" * 12 + good[34:],
     ):  # dirty high bytes in the address word
         verdict = judge(intent(bad))
-        assert (verdict.passed, verdict.code) == (False, "CALLDATA_MALFORMED"), bad
+        assert (verdict.passed, verdict.code) == (False, Code.CALLDATA_MALFORMED), bad
 
 
 # --- recipients, caps, the rolling limit ----------------------------------------------------------
@@ -169,33 +170,33 @@ def test_a_non_canonical_encoding_is_refused():
 
 def test_a_token_transfer_to_a_non_allowlisted_recipient_is_refused():
     verdict = judge(intent(calldata("0xa9059cbb", MALLORY, 1)))
-    assert (verdict.passed, verdict.code) == (False, "RECIPIENT_NOT_ALLOWLISTED")
+    assert (verdict.passed, verdict.code) == (False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert MALLORY in verdict.reason
     assert judge(intent(calldata("0xa9059cbb", ALICE, 1))).passed
 
 
 def test_transfer_from_someone_else_still_needs_an_allowlisted_recipient():
     verdict = judge(intent(calldata("0x23b872dd", ALICE, MALLORY, 1)))
-    assert verdict.code == "RECIPIENT_NOT_ALLOWLISTED"
+    assert verdict.code == Code.RECIPIENT_NOT_ALLOWLISTED
 
 
 def test_an_approval_to_a_non_allowlisted_spender_is_refused():
     verdict = judge(intent(calldata("0x095ea7b3", MALLORY, 1)))
-    assert (verdict.passed, verdict.code) == (False, "RECIPIENT_NOT_ALLOWLISTED")
+    assert (verdict.passed, verdict.code) == (False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert "spender" in verdict.reason
 
 
 def test_the_per_transaction_cap_counts_token_units():
     assert judge(intent(calldata("0xa9059cbb", ALICE, 100 * UNIT))).passed
     verdict = judge(intent(calldata("0xa9059cbb", ALICE, 100 * UNIT + 1)))
-    assert (verdict.passed, verdict.code) == (False, "ASSET_OVER_CAP")
+    assert (verdict.passed, verdict.code) == (False, Code.ASSET_OVER_CAP)
     assert "100.000001 WUSD" in verdict.reason and "100 WUSD" in verdict.reason
 
 
 def test_the_rolling_limit_adds_what_the_window_holds():
     assert judge(intent(calldata("0xa9059cbb", ALICE, 50 * UNIT)), spent=200 * UNIT).passed
     verdict = judge(intent(calldata("0xa9059cbb", ALICE, 50 * UNIT + 1)), spent=200 * UNIT)
-    assert (verdict.passed, verdict.code) == (False, "ASSET_DAILY_LIMIT_EXCEEDED")
+    assert (verdict.passed, verdict.code) == (False, Code.ASSET_DAILY_LIMIT_EXCEEDED)
     assert verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(50 * UNIT + 1)}
 
 
@@ -205,7 +206,7 @@ def test_nfts_count_one_each_and_erc1155_counts_amounts():
     }
     batch = calldata("0x2eb2c2d6", AGENT_ADDRESS, ALICE, 0xA0, 0x100, 0x160, 2, 1, 2, 2, 3, 4, 0)
     assert judge(intent(batch, to=MULTI), spent=3).passed
-    assert judge(intent(batch, to=MULTI), spent=4).code == "ASSET_DAILY_LIMIT_EXCEEDED"
+    assert judge(intent(batch, to=MULTI), spent=4).code == Code.ASSET_DAILY_LIMIT_EXCEEDED
 
 
 def test_a_token_not_in_the_policy_is_refused():
@@ -213,12 +214,12 @@ def test_a_token_not_in_the_policy_is_refused():
     p = policy(tx_to_allowlist=(unknown, ALICE), contract_calls=(ContractCallRule(contract=unknown, selectors="any"),))
     verdict = judge(intent(calldata("0xa9059cbb", ALICE, 1), to=unknown), p)
     # Even under "any": a token function on a contract that is not a listed asset moves an unlisted token.
-    assert (verdict.passed, verdict.code) == (False, "ASSET_NOT_IN_POLICY")
+    assert (verdict.passed, verdict.code) == (False, Code.ASSET_NOT_IN_POLICY)
 
 
 def test_an_asset_on_another_chain_does_not_count_here():
     p = policy(asset_limits=(AssetLimit(chain="base", token=TOKEN, decimals=6),))
-    assert judge(intent(calldata("0xa9059cbb", ALICE, 1)), p).code == "ASSET_NOT_IN_POLICY"
+    assert judge(intent(calldata("0xa9059cbb", ALICE, 1)), p).code == Code.ASSET_NOT_IN_POLICY
 
 
 # --- approvals -------------------------------------------------------------------------------------
@@ -226,25 +227,26 @@ def test_an_asset_on_another_chain_does_not_count_here():
 
 def test_an_unlimited_approval_is_refused():
     verdict = judge(intent(calldata("0x095ea7b3", ROUTER, MAX_UINT256)))
-    assert (verdict.passed, verdict.code) == (False, "UNLIMITED_APPROVAL_REFUSED")
+    assert (verdict.passed, verdict.code) == (False, Code.UNLIMITED_APPROVAL_REFUSED)
     assert "2**256-1 (unlimited)" in verdict.reason
 
 
 def test_an_approval_above_the_assets_limit_is_refused_and_one_within_counts_as_spend():
     verdict = judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT + 1)))
-    assert verdict.code == "UNLIMITED_APPROVAL_REFUSED"
+    assert verdict.code == Code.UNLIMITED_APPROVAL_REFUSED
     within = judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT)))
     assert within.passed and within.facts["asset_spend"] == {f"anvil:{TOKEN}": str(100 * UNIT)}
     # It counts against the day like a transfer: the power to take it was handed over.
     assert (
-        judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT)), spent=200 * UNIT).code == "ASSET_DAILY_LIMIT_EXCEEDED"
+        judge(intent(calldata("0x095ea7b3", ROUTER, 100 * UNIT)), spent=200 * UNIT).code
+        == Code.ASSET_DAILY_LIMIT_EXCEEDED
     )
 
 
 def test_an_asset_without_limits_cannot_be_approved_while_the_block_is_on():
     p = policy(asset_limits=(AssetLimit(chain="anvil", token=TOKEN, decimals=6),))
     assert judge(intent(calldata("0xa9059cbb", ALICE, 10**30)), p).passed  # no limits: transfers are free
-    assert judge(intent(calldata("0x095ea7b3", ROUTER, 1)), p).code == "UNLIMITED_APPROVAL_REFUSED"
+    assert judge(intent(calldata("0x095ea7b3", ROUTER, 1)), p).code == Code.UNLIMITED_APPROVAL_REFUSED
     unblocked = policy(asset_limits=p.asset_limits, block_unlimited_approvals=False)
     verdict = judge(intent(calldata("0x095ea7b3", ROUTER, MAX_UINT256)), unblocked)
     assert verdict.passed and verdict.facts["asset_spend"] == {}  # the admin's choice: not counted
@@ -252,10 +254,10 @@ def test_an_asset_without_limits_cannot_be_approved_while_the_block_is_on():
 
 def test_set_approval_for_all_needs_the_operator_allowlisted_by_name():
     grant = calldata("0xa22cb465", MALLORY, 1)
-    assert judge(intent(grant, to=NFT)).code == "OPERATOR_NOT_ALLOWLISTED"
+    assert judge(intent(grant, to=NFT)).code == Code.OPERATOR_NOT_ALLOWLISTED
     # An empty allowlist allows any recipient, but never an operator for all tokens.
     open_policy = policy(tx_to_allowlist=())
-    assert judge(intent(grant, to=NFT), open_policy).code == "OPERATOR_NOT_ALLOWLISTED"
+    assert judge(intent(grant, to=NFT), open_policy).code == Code.OPERATOR_NOT_ALLOWLISTED
     assert judge(intent(calldata("0xa22cb465", ROUTER, 1), to=NFT)).passed
     assert judge(intent(calldata("0xa22cb465", MALLORY, 0), to=NFT)).passed  # revoking is always allowed
 
@@ -265,7 +267,7 @@ def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant()
     (move,) = movements.movements_of(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI), policy()).movements
     assert (move.kind, move.to, move.amount, move.token_ids) == ("operator", ROUTER, 1, ())
     assert judge(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI)).passed
-    assert judge(intent(calldata("0xa22cb465", MALLORY, 1), to=MULTI)).code == "OPERATOR_NOT_ALLOWLISTED"
+    assert judge(intent(calldata("0xa22cb465", MALLORY, 1), to=MULTI)).code == Code.OPERATOR_NOT_ALLOWLISTED
     assert judge(intent(calldata("0xa22cb465", MALLORY, 0), to=MULTI)).passed  # revoking is always allowed
 
 
@@ -275,20 +277,20 @@ def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant()
 def test_unknown_calldata_needs_its_selector_in_contract_calls():
     swap = "0x12345678" + word(1)
     verdict = judge(intent(swap, to=ROUTER))
-    assert (verdict.passed, verdict.code) == (False, "CALLDATA_NOT_ALLOWED")
+    assert (verdict.passed, verdict.code) == (False, Code.CALLDATA_NOT_ALLOWED)
     assert "0x12345678" in verdict.reason
     listed = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors=("0x12345678",)),))
     assert judge(intent(swap, to=ROUTER), listed).passed
-    assert judge(intent("0x87654321", to=ROUTER), listed).code == "CALLDATA_NOT_ALLOWED"
+    assert judge(intent("0x87654321", to=ROUTER), listed).code == Code.CALLDATA_NOT_ALLOWED
     anything = policy(contract_calls=(ContractCallRule(contract=ROUTER, selectors="any"),))
     assert judge(intent("0x87654321", to=ROUTER), anything).passed
     # Calldata shorter than a selector is calldata too.
-    assert judge(intent("0x12", to=ROUTER)).code == "CALLDATA_NOT_ALLOWED"
+    assert judge(intent("0x12", to=ROUTER)).code == Code.CALLDATA_NOT_ALLOWED
 
 
 def test_a_token_contract_is_only_read_for_its_standards_functions():
     mint = calldata("0x40c10f19", ALICE, 5)  # mint(address,uint256): not a transfer, so contract_calls decides
-    assert judge(intent(mint)).code == "CALLDATA_NOT_ALLOWED"
+    assert judge(intent(mint)).code == Code.CALLDATA_NOT_ALLOWED
     allowed = policy(contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",)),))
     # Another function of a token could move it unseen (a multicall of transfers): it is simulated.
     assert judge(intent(mint), allowed).passed and simulation_required(intent(mint), allowed)
@@ -297,7 +299,7 @@ def test_a_token_contract_is_only_read_for_its_standards_functions():
         contract_calls=(ContractCallRule(contract=TOKEN, selectors=("mint(address,uint256)",), unsimulated=True),)
     )
     unseen = judge(intent(mint), unsimulated)
-    assert (unseen.passed, unseen.code) == (False, "CALLDATA_NOT_ALLOWED") and "simulate_first" in unseen.reason
+    assert (unseen.passed, unseen.code) == (False, Code.CALLDATA_NOT_ALLOWED) and "simulate_first" in unseen.reason
     assert judge(intent(mint, simulate_first=True), unsimulated).passed
     assert judge(intent(mint), policy(contract_calls=unsimulated.contract_calls, require_simulation=True)).passed
 
@@ -393,16 +395,16 @@ def test_a_permit_within_the_limit_counts_and_one_above_is_refused():
     ok = judge(typed_intent(permit(str(40 * UNIT))))
     assert ok.passed and ok.facts["asset_spend"] == {f"anvil:{TOKEN}": str(40 * UNIT)}
     assert ok.facts["movements"][0]["via"] == "Permit"
-    assert judge(typed_intent(permit(str(101 * UNIT)))).code == "UNLIMITED_APPROVAL_REFUSED"
-    assert judge(typed_intent(permit(hex(MAX_UINT256)))).code == "UNLIMITED_APPROVAL_REFUSED"
-    assert judge(typed_intent(permit(str(40 * UNIT), spender=MALLORY))).code == "RECIPIENT_NOT_ALLOWLISTED"
-    assert judge(typed_intent(permit("1", contract=ROUTER))).code == "ASSET_NOT_IN_POLICY"
+    assert judge(typed_intent(permit(str(101 * UNIT)))).code == Code.UNLIMITED_APPROVAL_REFUSED
+    assert judge(typed_intent(permit(hex(MAX_UINT256)))).code == Code.UNLIMITED_APPROVAL_REFUSED
+    assert judge(typed_intent(permit(str(40 * UNIT), spender=MALLORY))).code == Code.RECIPIENT_NOT_ALLOWLISTED
+    assert judge(typed_intent(permit("1", contract=ROUTER))).code == Code.ASSET_NOT_IN_POLICY
 
 
 def test_permit2_names_the_token_it_approves():
     assert judge(typed_intent(permit_single(str(10 * UNIT)))).facts["asset_spend"] == {f"anvil:{TOKEN}": str(10 * UNIT)}
-    assert judge(typed_intent(permit_single(str(2**160 - 1)))).code == "UNLIMITED_APPROVAL_REFUSED"
-    assert judge(typed_intent(permit_single("1", token=ALICE))).code == "ASSET_NOT_IN_POLICY"
+    assert judge(typed_intent(permit_single(str(2**160 - 1)))).code == Code.UNLIMITED_APPROVAL_REFUSED
+    assert judge(typed_intent(permit_single("1", token=ALICE))).code == Code.ASSET_NOT_IN_POLICY
 
 
 def test_a_dai_permit_with_allowed_true_is_unlimited():
@@ -415,7 +417,7 @@ def test_a_dai_permit_with_allowed_true_is_unlimited():
         {"name": "allowed", "type": "bool"},
     ]
     dai["message"] = {"holder": AGENT_ADDRESS, "spender": ROUTER, "nonce": 0, "expiry": 2**40, "allowed": True}
-    assert judge(typed_intent(dai)).code == "UNLIMITED_APPROVAL_REFUSED"
+    assert judge(typed_intent(dai)).code == Code.UNLIMITED_APPROVAL_REFUSED
     dai["message"]["allowed"] = False
     assert judge(typed_intent(dai)).passed
 
@@ -425,7 +427,7 @@ def test_a_look_alike_permit_is_refused_not_guessed():
     odd["types"]["Permit"][2] = {"name": "amount", "type": "uint256"}  # "value" renamed: not a real Permit
     odd["message"]["amount"] = odd["message"].pop("value")
     verdict = judge(typed_intent(odd))
-    assert (verdict.passed, verdict.code) == (False, "TYPED_DATA_UNREADABLE")
+    assert (verdict.passed, verdict.code) == (False, Code.TYPED_DATA_UNREADABLE)
 
 
 def test_declared_outflows_count_against_the_asset():
@@ -439,10 +441,10 @@ def test_declared_outflows_count_against_the_asset():
             p,
             spent=230 * UNIT,
         ).code
-        == "ASSET_DAILY_LIMIT_EXCEEDED"
+        == Code.ASSET_DAILY_LIMIT_EXCEEDED
     )
     unlisted = intent(pull, to=ROUTER, declared_outflows=({"token": ALICE, "amount": "1"},))
-    assert judge(unlisted, p).code == "ASSET_NOT_IN_POLICY"
+    assert judge(unlisted, p).code == Code.ASSET_NOT_IN_POLICY
     assert movements.declared_outflows(movements.movements_of(unlisted, p), AGENT_ADDRESS) == {ALICE: 1}
 
 

@@ -24,6 +24,7 @@ from runtime.attestation.announcement import AttestedServiceKeys, announcement_n
 from runtime.attestation.policy import AttestationPolicy, PolicyError
 from runtime.attestation.verify import report_data_binding
 from schemas.auth import outcome_forgery, public_key_hex, sign_announcement, sign_outcome
+from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from schemas.sealing import SealingRefused, key_id, newest_per_signer, refusal, usable_keys
 from schemas.sealing_key import SealingKey
@@ -209,7 +210,7 @@ def test_outcomes_of_an_attested_signer_verify_only_with_the_service_key_its_rep
         intent_id="i-1",
         agent_id="a",
         stage="signing",
-        code="SIGNER_ERROR",
+        code=Code.SIGNER_ERROR,
         reason="r",
         decided_at=NOW,
         intent_digest="ab" * 32,
@@ -251,7 +252,7 @@ def test_a_forged_announcement_dated_later_does_not_hide_the_signers_real_one(ch
         intent_id="i-1",
         agent_id="a",
         stage="signing",
-        code="SIGNER_ERROR",
+        code=Code.SIGNER_ERROR,
         reason="r",
         decided_at=NOW,
         intent_digest="ab" * 32,
@@ -354,7 +355,7 @@ def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, atte
     with pytest.raises(AttestationRequired, match="no attestation report"):
         read(unattested)
     ((action, details),) = [a for a in _actions(audit) if a[0].startswith("key.")]
-    assert action == "key.release_refused" and details["code"] == "ATTESTATION_REQUIRED"
+    assert action == "key.release_refused" and details["code"] == Code.ATTESTATION_REQUIRED
     # Nor can anything else outside the guest (the admin's CLI) write to it.
     with pytest.raises(AttestationRequired):
         writer.write_secret("default", "keys", "agents/b/private_key", bytearray(32), "private_key", actor=ADMIN)

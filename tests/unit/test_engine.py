@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas import topics
 from schemas.auth import public_key_hex, sign_policy
+from schemas.codes import Code
 from schemas.outcomes import DeadLetter
 from schemas.policy import AgentPolicy
 from schemas.stages import GUARDRAIL_STAGES
@@ -106,7 +107,7 @@ def test_an_unreadable_policy_goes_to_the_dlq(world):
 def test_a_newer_policy_takes_effect(world):
     world.publish(world.policy(version=2, tx_max_value_eth="0.1"))
     rejected = rejected_of(world.submit(world.intent("0.5")))
-    assert (rejected.stage, rejected.code) == ("value_cap", "VALUE_OVER_CAP")
+    assert (rejected.stage, rejected.code) == ("value_cap", Code.VALUE_OVER_CAP)
 
 
 # --- a passing intent ----------------------------------------------------------------------------
@@ -135,14 +136,14 @@ def test_a_passing_intent_is_approved_with_every_stage_audited(world):
 @pytest.mark.parametrize(
     "policy_fields, intent_fields, stage, code, says",
     [
-        ({"tx_allowed_chains": ("ethereum", "base")}, {}, "chain", "CHAIN_NOT_ALLOWED", "chain 'anvil'"),
-        ({}, {"to": OTHER}, "allowlist", "RECIPIENT_NOT_ALLOWLISTED", OTHER),
-        ({}, {"value": "1.000000000000000001"}, "value_cap", "VALUE_OVER_CAP", "1.000000000000000001"),
+        ({"tx_allowed_chains": ("ethereum", "base")}, {}, "chain", Code.CHAIN_NOT_ALLOWED, "chain 'anvil'"),
+        ({}, {"to": OTHER}, "allowlist", Code.RECIPIENT_NOT_ALLOWLISTED, OTHER),
+        ({}, {"value": "1.000000000000000001"}, "value_cap", Code.VALUE_OVER_CAP, "1.000000000000000001"),
         (
             {"tx_daily_limit_eth": "0.4"},
             {"value": "0.400000000000000001"},
             "daily_limit",
-            "DAILY_LIMIT_EXCEEDED",
+            Code.DAILY_LIMIT_EXCEEDED,
             "the rolling limit of 0.4",
         ),
     ],
@@ -173,7 +174,7 @@ def test_a_forged_agent_signature_is_rejected_at_intake(world):
     forged = world.intent("0.5", key=Ed25519PrivateKey.generate())
     emits = world.submit(forged)
     rejected = rejected_of(emits)
-    assert (rejected.stage, rejected.code) == ("intake", "AGENT_SIGNATURE_INVALID")
+    assert (rejected.stage, rejected.code) == ("intake", Code.AGENT_SIGNATURE_INVALID)
     assert actions(emits) == ["intent.submitted", "stage.failed", "intent.rejected"]
     assert world.spent() == 0
 
@@ -184,14 +185,14 @@ def test_an_intent_changed_after_signing_is_rejected_at_intake(world):
     doc["value"] = "0.9"
     world.publish(world.policy(version=2, tx_to_allowlist=()))
     rejected = rejected_of(world.submit(orjson.dumps(doc)))
-    assert (rejected.stage, rejected.code) == ("intake", "AGENT_SIGNATURE_INVALID")
+    assert (rejected.stage, rejected.code) == ("intake", Code.AGENT_SIGNATURE_INVALID)
 
 
 def test_an_agent_without_a_policy_is_rejected(world):
     intent = world.intent("0.5", agent_id="agent-2")
     emits = world.submit(intent, source=world.source(key="agent-2"))
     rejected = rejected_of(emits)
-    assert (rejected.agent_id, rejected.stage, rejected.code) == ("agent-2", "intake", "POLICY_MISSING")
+    assert (rejected.agent_id, rejected.stage, rejected.code) == ("agent-2", "intake", Code.POLICY_MISSING)
     assert "'agent-2'" in rejected.reason
     assert actions(emits) == ["intent.submitted", "stage.failed", "intent.rejected"]
 
@@ -200,6 +201,6 @@ def test_an_agent_with_the_intents_api_disabled_is_rejected(world):
     world.publish(world.policy(version=2, intents_api_enabled=False))
     emits = world.submit(world.intent("0.5"))
     rejected = rejected_of(emits)
-    assert (rejected.stage, rejected.code) == ("intake", "INTENTS_API_DISABLED")
+    assert (rejected.stage, rejected.code) == ("intake", Code.INTENTS_API_DISABLED)
     assert on(emits, topics.INTENTS_APPROVED) == []
     assert world.spent() == 0

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from runtime.rpc import RpcUnavailable
 from schemas import topics
+from schemas.codes import Code
 from schemas.emit import Emit
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from tests.engine_support import T0, World, actions, audits, rejected_of
@@ -115,7 +116,7 @@ def test_another_intent_under_a_given_up_intents_idempotency_key_is_refused_not_
     asyncio.run(scenario())
     again = world.intent("0.5", max_fee_per_gas=None, max_priority_fee_per_gas=None, idempotency_key="k-1")
     refusal = rejected_of(world.submit(again, now=RESUMED))
-    assert refusal.code == "NO_OUTCOME" and intent.intent_id in refusal.reason, refusal.reason
+    assert refusal.code == Code.NO_OUTCOME and intent.intent_id in refusal.reason, refusal.reason
     assert world.spent(RESUMED) == 0
 
 
@@ -150,7 +151,7 @@ def test_a_judgement_that_decides_first_is_the_one_outcome_and_the_give_up_stand
 
     judged, given_up = asyncio.run(scenario())
     refusal = rejected_of(judged)
-    assert refusal.code == "FEE_QUOTE_UNAVAILABLE" and "chain RPC at http://127.0.0.1:8545" in refusal.reason
+    assert refusal.code == Code.FEE_QUOTE_UNAVAILABLE and "chain RPC at http://127.0.0.1:8545" in refusal.reason
     assert given_up == []
 
 

@@ -35,8 +35,8 @@ def test_every_decision_is_signed_by_the_worker_and_bound_to_the_intent(world):
 def test_stale_and_future_intents_are_refused_at_intake_and_not_remembered_as_spend(world):
     stale = world.intent("0.5", now=T0 - timedelta(minutes=10))
     future = world.intent("0.5", now=T0 + timedelta(minutes=3), intent_id="i-future")
-    assert rejected_of(world.submit(stale)).code == "INTENT_EXPIRED"
-    assert rejected_of(world.submit(future)).code == "INTENT_FROM_THE_FUTURE"
+    assert rejected_of(world.submit(stale)).code == Code.INTENT_EXPIRED
+    assert rejected_of(world.submit(future)).code == Code.INTENT_FROM_THE_FUTURE
     assert world.spent() == 0
     just_in_time = world.intent("0.5", now=T0 - timedelta(minutes=10) + timedelta(microseconds=1))
     assert_approved(world.submit(just_in_time), just_in_time)
@@ -47,7 +47,7 @@ def test_a_different_intent_under_a_decided_id_gets_its_own_refusal(world):
     approved = approved_of(world.submit(first))
     variant = world.intent("0.9", intent_id="i-same")
     rejected = rejected_of(world.submit(variant))
-    assert (rejected.code, rejected.intent_digest) == ("INTENT_ID_REUSED", variant.digest())
+    assert (rejected.code, rejected.intent_digest) == (Code.INTENT_ID_REUSED, variant.digest())
     # The first keeps its decision and its replay; the variant reserved nothing.
     assert approved_of(world.submit(first)) == approved
     assert world.spent() == 5 * ETH // 10
@@ -67,7 +67,7 @@ def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
             intent_id=first.intent_id,
             agent_id=AGENT,
             stage="signing",
-            code="SIGNER_ERROR",
+            code=Code.SIGNER_ERROR,
             reason="x",
             decided_at=T0,
             intent_digest=first.digest(),
@@ -77,6 +77,6 @@ def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
         emits = world.engine.on_rejected(raw, T0)
         assert actions(emits) == ["outcome.forged"]
     assert world.spent() == ETH
-    assert rejected_of(world.submit(world.intent("0.6"))).code == "DAILY_LIMIT_EXCEEDED"
+    assert rejected_of(world.submit(world.intent("0.6"))).code == Code.DAILY_LIMIT_EXCEEDED
     world.engine.on_rejected(world.refusal(first), T0)  # the signer's own refusal does
     assert world.spent() == 0

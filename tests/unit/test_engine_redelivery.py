@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from runtime.kafka import partition_of
 from schemas import topics
 from schemas.auth import sign_outcome
+from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentAbandoned
@@ -66,7 +67,7 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
     emits = world.submit(reuse, now=later)
     assert_approved(emits, reuse)
     (verdict,) = [e.details for e in audits(emits) if e.action == "stage.passed"]
-    assert (verdict["stage"], verdict["code"]) == ("intake", "IDEMPOTENT_REPLAY")
+    assert (verdict["stage"], verdict["code"]) == ("intake", Code.IDEMPOTENT_REPLAY)
     assert verdict["facts"] == {"original_intent_id": original.intent_id}
     assert actions(emits) == ["intent.submitted", "stage.passed", "intent.approved"]
     assert world.spent(later) == 3 * ETH // 10
@@ -87,10 +88,10 @@ def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
 
 def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
     original = world.intent("5", idempotency_key="order-2")
-    assert rejected_of(world.submit(original)).code == "VALUE_OVER_CAP"
+    assert rejected_of(world.submit(original)).code == Code.VALUE_OVER_CAP
     reuse = world.intent("5", idempotency_key="order-2", intent_id="i-retry-2")
     rejected = rejected_of(world.submit(reuse))
-    assert (rejected.intent_id, rejected.stage, rejected.code) == ("i-retry-2", "value_cap", "VALUE_OVER_CAP")
+    assert (rejected.intent_id, rejected.stage, rejected.code) == ("i-retry-2", "value_cap", Code.VALUE_OVER_CAP)
     assert world.spent() == 0
 
 
@@ -107,7 +108,7 @@ def test_a_key_reused_for_another_request_is_refused_naming_what_differs_never_a
     emits = world.submit(other, now=later)
     rejected = rejected_of(emits)
     assert (rejected.intent_id, rejected.intent_digest) == ("i-bob", other.digest())
-    assert (rejected.stage, rejected.code) == ("intake", "IDEMPOTENCY_KEY_REUSED")
+    assert (rejected.stage, rejected.code) == ("intake", Code.IDEMPOTENCY_KEY_REUSED)
     assert f"by intent {first.intent_id}, for a different request: to, value differ;" in rejected.reason
     assert on(emits, topics.INTENTS_APPROVED) == [] and world.spent(later) == 10**15
     (verdict,) = [e.details for e in audits(emits) if e.action == "stage.failed"]
@@ -129,10 +130,10 @@ def test_a_different_request_is_refused_even_while_the_first_is_undecided(world)
     first = world.intent("0.5", idempotency_key="K")
     assert on(world.submit(first), topics.INTENTS_AWAITING_APPROVAL)
     small = world.intent("0.1", idempotency_key="K")
-    assert rejected_of(world.submit(small)).code == "IDEMPOTENCY_KEY_REUSED"
+    assert rejected_of(world.submit(small)).code == Code.IDEMPOTENCY_KEY_REUSED
     world.engine.replays.idempotency[first.idempotency_slot].pop("request")  # a slot kept before requests were
     again = rejected_of(world.submit(world.intent("0.5", idempotency_key="K")))
-    assert again.code == "IDEMPOTENCY_KEY_REUSED" and "whose request was not kept" in again.reason
+    assert again.code == Code.IDEMPOTENCY_KEY_REUSED and "whose request was not kept" in again.reason
 
 
 def test_idempotency_keys_are_per_agent(world):
@@ -259,7 +260,7 @@ def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
     refused = rejected_of(world.submit(copy))
     assert (refused.intent_id, refused.code, refused.signed_by) == (
         real.intent_id,
-        "AGENT_SIGNATURE_INVALID",
+        Code.AGENT_SIGNATURE_INVALID,
         WORKER_ID,
     )
     pending.decided(outcome_about(topics.INTENTS_REJECTED, refused.to_bytes(), world.pinned()))
@@ -425,7 +426,7 @@ def test_an_abandoned_intent_its_agent_did_not_sign_is_answered_not_remembered(w
         world.engine.on_abandoned(world.abandoned(forged), world.source(topics.INTENTS_ABANDONED), T0)
     )
     assert (rejected.code, rejected.intent_digest) == (
-        "AGENT_SIGNATURE_INVALID",
+        Code.AGENT_SIGNATURE_INVALID,
         hashlib.sha256(forged.to_bytes()).hexdigest(),
     )
     # In intake's own words (the judge's), not a second phrasing of the same refusal.
@@ -452,7 +453,7 @@ def test_a_copy_under_a_bad_signature_is_refused_under_its_own_bytes_and_watched
         pending.submitted(about, key, intent.to_bytes(), now_us=0)
     assert len(pending) == 2
     refused = rejected_of(world.submit(copy))
-    assert refused.code == "AGENT_SIGNATURE_INVALID"
+    assert refused.code == Code.AGENT_SIGNATURE_INVALID
     assert refused.intent_digest == hashlib.sha256(copy.to_bytes()).hexdigest() != real.digest()
     keys = world.pinned()
     assert str(outcome_problem(refused, Awaited.of(real), keys)) == (

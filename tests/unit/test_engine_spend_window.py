@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.clock import to_us
 from schemas import topics
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from streams.decision import Decisions
 from streams.windows import Windows
@@ -24,7 +25,7 @@ def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_
     later = T0 + timedelta(minutes=1)
     second = world.intent("0.600000000000000001", now=later)
     rejected = rejected_of(world.submit(second, now=later))
-    assert (rejected.stage, rejected.code) == ("daily_limit", "DAILY_LIMIT_EXCEEDED")
+    assert (rejected.stage, rejected.code) == ("daily_limit", Code.DAILY_LIMIT_EXCEEDED)
     assert "0.9 already spent" in rejected.reason and "1.5" in rejected.reason
     assert world.spent(later) == 9 * ETH // 10
 
@@ -52,7 +53,7 @@ def test_the_window_slides_to_the_microsecond(world):
     assert_approved(world.submit(first), first)
     just_before = T0 + DAY - timedelta(microseconds=1)
     rejected = rejected_of(world.submit(world.intent("0.6", now=just_before), now=just_before))
-    assert rejected.code == "DAILY_LIMIT_EXCEEDED"
+    assert rejected.code == Code.DAILY_LIMIT_EXCEEDED
     at_24h = T0 + DAY
     fresh = world.intent("0.6", now=at_24h)
     assert_approved(world.submit(fresh, now=at_24h), fresh)
@@ -87,14 +88,14 @@ def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world):
     restarted.windows.rebuild(restarted.decisions)
     world.engine = restarted
     rejected = rejected_of(world.submit(world.intent("0.6")))
-    assert rejected.code == "DAILY_LIMIT_EXCEEDED"
+    assert rejected.code == Code.DAILY_LIMIT_EXCEEDED
 
 
 def test_a_forged_record_cannot_decide_the_real_intent_with_the_same_id(world):
     world.publish(world.policy())
     forger = Ed25519PrivateKey.generate()
     forged = world.intent(key=forger, intent_id="i-predictable")
-    assert rejected_of(world.submit(forged)).code == "AGENT_SIGNATURE_INVALID"
+    assert rejected_of(world.submit(forged)).code == Code.AGENT_SIGNATURE_INVALID
     real = world.intent(intent_id="i-predictable")
     assert_approved(world.submit(real), real)
 
@@ -117,7 +118,7 @@ def test_token_spend_is_reserved_per_asset_released_by_the_signer_and_rebuilt():
     # 60 + 60 > 100: the second waits for nothing, the reservation already counts.
     second = _token_transfer(w, 60 * 10**6, now=T0 + timedelta(seconds=1))
     rejected = rejected_of(w.submit(second, now=T0 + timedelta(seconds=1)))
-    assert (rejected.stage, rejected.code) == ("assets", "ASSET_DAILY_LIMIT_EXCEEDED")
+    assert (rejected.stage, rejected.code) == ("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)
     # The signer refused the first: its tokens are released, and the same transfer now fits.
     w.engine.on_rejected(w.refusal(first), T0 + timedelta(seconds=2))
     assert w.engine.windows.of(AGENT, f"anvil:{TOKEN}").spent(to_us(T0)) == 0
@@ -159,5 +160,5 @@ def test_split_topology_token_limit_holds_when_two_intents_interleave():
             stage, raw = hop(emits)
     assert on(results[first.intent_id], topics.INTENTS_APPROVED)
     rejected = rejected_of(results[second.intent_id])
-    assert (rejected.stage, rejected.code) == ("assets", "ASSET_DAILY_LIMIT_EXCEEDED")
+    assert (rejected.stage, rejected.code) == ("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)
     assert w.engine.windows.of(AGENT, f"anvil:{TOKEN}").spent(to_us(T0)) == 60 * 10**6

@@ -12,6 +12,7 @@ import pytest
 
 from schemas import topics
 from schemas.auth import outcome_forgery, sign_outcome
+from schemas.codes import Code
 from schemas.emit import Source
 from schemas.intake import NEXT_STEP
 from schemas.outcomes import DeadLetter
@@ -110,7 +111,7 @@ def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, 
         intent_id,
         AGENT,
         "intake",
-        "INVALID_INTENT",
+        Code.INVALID_INTENT,
         digest,
     )
     assert on(emits, topics.INTENTS_REJECTED)[0].key == AGENT
@@ -150,7 +151,7 @@ def test_an_unreadable_intent_is_answered_under_its_bytes_and_never_decides_its_
     assert (rejected.intent_id, rejected.agent_id, rejected.code, rejected.intent_digest, rejected.signed_by) == (
         "i-later",
         AGENT,
-        "INVALID_INTENT",
+        Code.INVALID_INTENT,
         digest,
         WORKER_ID,
     )

@@ -22,6 +22,7 @@ from rules.guardrails import (
     simulation_required,
 )
 from rules.simulation import decode_revert, simulation_skipped
+from schemas.codes import Code
 from schemas.fields import MAX_UINT256, format_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
@@ -67,7 +68,7 @@ def assert_verdict(verdict: StageVerdict, stage: str, passed: bool, code: str) -
 def test_empty_allowed_chains_allows_any_chain():
     for chain in ("anvil", "ethereum", "base", "sepolia"):
         verdict = check_chain(intent(chain=chain), policy())
-        assert_verdict(verdict, "chain", True, "CHAIN_ALLOWED")
+        assert_verdict(verdict, "chain", True, Code.CHAIN_ALLOWED)
         assert verdict.facts == {"chain": chain}
 
 
@@ -76,13 +77,13 @@ def test_listed_chain_is_allowed():
         check_chain(intent(chain="base"), policy(tx_allowed_chains=("ethereum", "base"))),
         "chain",
         True,
-        "CHAIN_ALLOWED",
+        Code.CHAIN_ALLOWED,
     )
 
 
 def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
     verdict = check_chain(intent(chain="anvil"), policy(tx_allowed_chains=("ethereum", "base")))
-    assert_verdict(verdict, "chain", False, "CHAIN_NOT_ALLOWED")
+    assert_verdict(verdict, "chain", False, Code.CHAIN_NOT_ALLOWED)
     assert verdict.reason == "chain 'anvil' is not in this agent's allowed chains (ethereum, base)"
     assert verdict.facts == {"chain": "anvil", "allowed": ["ethereum", "base"]}
 
@@ -93,7 +94,7 @@ def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
 def test_empty_allowlist_allows_any_address():
     for to in (DEST, OTHER, THIRD):
         verdict = check_allowlist(intent(to=to), policy())
-        assert_verdict(verdict, "allowlist", True, "RECIPIENT_ALLOWED")
+        assert_verdict(verdict, "allowlist", True, Code.RECIPIENT_ALLOWED)
         assert verdict.facts == {"to": to}
 
 
@@ -109,13 +110,13 @@ def test_empty_allowlist_allows_any_address():
 )
 def test_allowlist_matches_whatever_case_either_side_was_written_in(listed, sent):
     verdict = check_allowlist(intent(to=sent), policy(tx_to_allowlist=(OTHER, listed)))
-    assert_verdict(verdict, "allowlist", True, "RECIPIENT_ALLOWED")
+    assert_verdict(verdict, "allowlist", True, Code.RECIPIENT_ALLOWED)
     assert verdict.facts == {"to": DEST}
 
 
 def test_recipient_off_the_allowlist_is_rejected():
     verdict = check_allowlist(intent(to=THIRD.lower()), policy(tx_to_allowlist=(DEST, OTHER)))
-    assert_verdict(verdict, "allowlist", False, "RECIPIENT_NOT_ALLOWLISTED")
+    assert_verdict(verdict, "allowlist", False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert THIRD in verdict.reason and "(2 addresses)" in verdict.reason
     assert verdict.facts == {"to": THIRD}
 
@@ -125,13 +126,13 @@ def test_recipient_off_the_allowlist_is_rejected():
 
 def test_value_exactly_at_the_cap_passes():
     verdict = check_value_cap(intent(value="1.5"), policy(tx_max_value_eth="1.5"), FREE)
-    assert_verdict(verdict, "value_cap", True, "VALUE_WITHIN_CAP")
+    assert_verdict(verdict, "value_cap", True, Code.VALUE_WITHIN_CAP)
     assert verdict.facts["spend_wei"] == verdict.facts["cap_wei"] == str(15 * ETH // 10)
 
 
 def test_value_one_wei_over_the_cap_fails():
     verdict = check_value_cap(intent(value="1.500000000000000001"), policy(tx_max_value_eth="1.5"), FREE)
-    assert_verdict(verdict, "value_cap", False, "VALUE_OVER_CAP")
+    assert_verdict(verdict, "value_cap", False, Code.VALUE_OVER_CAP)
     assert verdict.reason == (
         "spend 1.500000000000000001 (value 1.500000000000000001 + worst-case fee 0 "
         "(gas 21000 x 0 wei)) exceeds the per-transaction cap of 1.5"
@@ -142,13 +143,13 @@ def test_value_one_wei_over_the_cap_fails():
 def test_zero_cap_allows_only_zero():
     assert check_value_cap(intent(value="0"), policy(tx_max_value_eth="0"), FREE).passed
     failed = check_value_cap(intent(value="0.000000000000000001"), policy(tx_max_value_eth="0"), FREE)
-    assert_verdict(failed, "value_cap", False, "VALUE_OVER_CAP")
+    assert_verdict(failed, "value_cap", False, Code.VALUE_OVER_CAP)
 
 
 def test_null_cap_passes_anything():
     huge = format_native_amount(MAX_UINT256)
     verdict = check_value_cap(intent(value=huge), policy(tx_max_value_eth=None), FREE)
-    assert_verdict(verdict, "value_cap", True, "VALUE_WITHIN_CAP")
+    assert_verdict(verdict, "value_cap", True, Code.VALUE_WITHIN_CAP)
     assert (verdict.facts["value_wei"], verdict.facts["cap_wei"]) == (str(MAX_UINT256), None)
 
 
@@ -157,7 +158,7 @@ def test_null_cap_passes_anything():
 
 def test_spent_plus_value_exactly_at_the_limit_passes():
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10, FREE)
-    assert_verdict(verdict, "daily_limit", True, "WITHIN_DAILY_LIMIT")
+    assert_verdict(verdict, "daily_limit", True, Code.WITHIN_DAILY_LIMIT)
     assert {k: verdict.facts[k] for k in ("spend_wei", "spent_wei", "limit_wei")} == {
         "spend_wei": str(6 * ETH // 10),
         "spent_wei": str(4 * ETH // 10),
@@ -167,7 +168,7 @@ def test_spent_plus_value_exactly_at_the_limit_passes():
 
 def test_spent_plus_value_one_wei_over_the_limit_fails():
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10 + 1, FREE)
-    assert_verdict(verdict, "daily_limit", False, "DAILY_LIMIT_EXCEEDED")
+    assert_verdict(verdict, "daily_limit", False, Code.DAILY_LIMIT_EXCEEDED)
     assert verdict.reason == (
         "0.400000000000000001 already spent in the last 24 h; 0.6 more (value 0.6 + "
         "worst-case fee 0 (gas 21000 x 0 wei)) would exceed the rolling limit of 1"
@@ -181,13 +182,13 @@ def test_spent_plus_value_one_wei_over_the_limit_fails():
 
 def test_a_single_value_over_the_limit_fails_with_nothing_spent():
     verdict = check_daily_limit(intent(value="2"), policy(tx_daily_limit_eth="1"), 0, FREE)
-    assert_verdict(verdict, "daily_limit", False, "DAILY_LIMIT_EXCEEDED")
+    assert_verdict(verdict, "daily_limit", False, Code.DAILY_LIMIT_EXCEEDED)
     assert verdict.reason.startswith("0 already spent")
 
 
 def test_null_daily_limit_passes_anything():
     verdict = check_daily_limit(intent(value="1000000"), policy(tx_daily_limit_eth=None), MAX_UINT256, FREE)
-    assert_verdict(verdict, "daily_limit", True, "WITHIN_DAILY_LIMIT")
+    assert_verdict(verdict, "daily_limit", True, Code.WITHIN_DAILY_LIMIT)
     assert verdict.facts["limit_wei"] is None
 
 
@@ -202,7 +203,7 @@ def test_the_worst_case_fee_counts_against_the_cap_to_the_wei():
     over = check_value_cap(
         intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee - 1)), quote
     )
-    assert_verdict(over, "value_cap", False, "VALUE_OVER_CAP")
+    assert_verdict(over, "value_cap", False, Code.VALUE_OVER_CAP)
     assert "value 0.5 + worst-case fee 0.00021 (gas 21000 x 10000000000 wei)" in over.reason
 
 
@@ -217,10 +218,10 @@ def test_a_zero_value_intent_with_a_huge_fee_is_over_the_cap_and_the_limit():
 
 def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit():
     at = FeeQuote(gas_limit=21_000, fee_per_gas=100 * GWEI, priority_fee_per_gas=GWEI)
-    assert_verdict(check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), at), "fee", True, "FEE_WITHIN_CEILING")
+    assert_verdict(check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), at), "fee", True, Code.FEE_WITHIN_CEILING)
     over = FeeQuote(gas_limit=21_000, fee_per_gas=100 * GWEI + 1, priority_fee_per_gas=GWEI, base_fee_per_gas=50 * GWEI)
     verdict = check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), over)
-    assert_verdict(verdict, "fee", False, "FEE_OVER_CEILING")
+    assert_verdict(verdict, "fee", False, Code.FEE_OVER_CEILING)
     assert "the node's suggested fee of 100000000001 wei per gas (base fee now 50000000000 wei)" in verdict.reason
     assert "ceiling of 100000000000 wei per gas" in verdict.reason
     assert verdict.facts["ceiling_wei"] == str(100 * GWEI) and verdict.facts["fee_per_gas_wei"] == str(100 * GWEI + 1)
@@ -258,16 +259,16 @@ TEN_MINUTES_US = 600 * 1_000_000
 def test_an_intent_is_fresh_until_its_window_closes():
     assert check_freshness(intent(), T0 + timedelta(minutes=10) - timedelta(microseconds=1), TEN_MINUTES_US).passed
     expired = check_freshness(intent(), T0 + timedelta(minutes=10), TEN_MINUTES_US)
-    assert_verdict(expired, "intake", False, "INTENT_EXPIRED")
+    assert_verdict(expired, "intake", False, Code.INTENT_EXPIRED)
     assert "older than the 600 s" in expired.reason
 
 
 def test_an_intent_from_2001_expires_and_one_from_2100_is_from_the_future():
     now = T0
     old = check_freshness(intent(created_at=datetime(2001, 1, 1, tzinfo=timezone.utc)), now, TEN_MINUTES_US)
-    assert old.code == "INTENT_EXPIRED"
+    assert old.code == Code.INTENT_EXPIRED
     future = check_freshness(intent(created_at=datetime(2100, 1, 1, tzinfo=timezone.utc)), now, TEN_MINUTES_US)
-    assert future.code == "INTENT_FROM_THE_FUTURE" and "check the agent's clock" in future.reason
+    assert future.code == Code.INTENT_FROM_THE_FUTURE and "check the agent's clock" in future.reason
 
 
 def test_clock_skew_of_two_minutes_is_tolerated_and_not_a_microsecond_more():
@@ -275,16 +276,16 @@ def test_clock_skew_of_two_minutes_is_tolerated_and_not_a_microsecond_more():
     assert check_freshness(intent(created_at=ahead), T0, TEN_MINUTES_US).passed
     assert (
         check_freshness(intent(created_at=ahead + timedelta(microseconds=1)), T0, TEN_MINUTES_US).code
-        == "INTENT_FROM_THE_FUTURE"
+        == Code.INTENT_FROM_THE_FUTURE
     )
 
 
 def test_expires_at_can_only_shorten_the_window():
     soon = intent(expires_at=T0 + timedelta(seconds=30))
     assert check_freshness(soon, T0 + timedelta(seconds=29), TEN_MINUTES_US).passed
-    assert check_freshness(soon, T0 + timedelta(seconds=30), TEN_MINUTES_US).code == "INTENT_EXPIRED"
+    assert check_freshness(soon, T0 + timedelta(seconds=30), TEN_MINUTES_US).code == Code.INTENT_EXPIRED
     late = intent(expires_at=T0 + timedelta(days=365))
-    assert check_freshness(late, T0 + timedelta(minutes=11), TEN_MINUTES_US).code == "INTENT_EXPIRED"
+    assert check_freshness(late, T0 + timedelta(minutes=11), TEN_MINUTES_US).code == Code.INTENT_EXPIRED
 
 
 # --- simulation ----------------------------------------------------------------------------------
@@ -308,7 +309,7 @@ def test_simulation_required_when_the_intent_or_the_policy_asks(simulate_first, 
 
 def test_skipped_simulation_passes_with_its_own_code():
     verdict = simulation_skipped(intent())
-    assert_verdict(verdict, "simulation", True, "SIMULATION_NOT_REQUIRED")
+    assert_verdict(verdict, "simulation", True, Code.SIMULATION_NOT_REQUIRED)
 
 
 def _revert(selector: str, types: list[str], values: list) -> str:

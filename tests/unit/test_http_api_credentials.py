@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from runtime.config import Settings
+from schemas.codes import Code
 from sdk import api_keys
 from sdk.client import load_or_create_agent_key
 from sdk.http_api import MAX_BODY_BYTES, ApiService, RateLimit, build_app
@@ -254,7 +255,7 @@ def test_idempotency_replays_refuses_another_body_and_forgets_past_its_window_an
     assert memory.begin("a1", "k", "body-1", 2) == (201, b"{}")
     with pytest.raises(Refused) as other:
         memory.begin("a1", "k", "body-2", 3)
-    assert other.value.status == 422 and other.value.extra["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert other.value.status == 422 and other.value.extra["code"] == Code.IDEMPOTENCY_KEY_REUSED
     assert memory.begin("a2", "k", "body-2", 3) is None  # another agent's key of the same name
     # Past the window the key is new again.
     assert memory.begin("a1", "k", "body-2", 200) is None

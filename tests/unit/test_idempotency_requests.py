@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from schemas.codes import Code
 from schemas.intent import PER_SUBMISSION_FIELDS, idempotency_conflict
 from schemas.outcomes import IntentRejected, SignedMessage
 from sdk.client import new_intent, new_message_intent
@@ -63,11 +64,15 @@ def test_the_signer_alone_refuses_another_request_under_a_used_key(lone):
     other = lone.intent(new_message_intent, message="pay bob 0.5", idempotency_key="K")
     refused = handle(other)
     assert isinstance(refused, IntentRejected), refused
-    assert (refused.stage, refused.code, refused.intent_digest) == ("signing", "IDEMPOTENCY_KEY_REUSED", other.digest())
+    assert (refused.stage, refused.code, refused.intent_digest) == (
+        "signing",
+        Code.IDEMPOTENCY_KEY_REUSED,
+        other.digest(),
+    )
     assert f"by intent {first.intent_id}, for a different request: message differs;" in refused.reason
     assert handle(other) == refused  # redelivered: the same refusal
     transfer = lone.intent(new_intent, to=DEST, value="0.5", idempotency_key="K")
-    assert handle(transfer).code == "IDEMPOTENCY_KEY_REUSED"  # refused before any node is asked
+    assert handle(transfer).code == Code.IDEMPOTENCY_KEY_REUSED  # refused before any node is asked
     retry = lone.intent(new_message_intent, message="pay alice 0.001", idempotency_key="K")
     copy = handle(retry)
     assert isinstance(copy, SignedMessage) and copy.signature == signed.signature
@@ -82,4 +87,4 @@ def test_a_slot_the_signer_kept_without_its_request_answers_no_other_intent(lone
     lone.state.db.execute("DELETE FROM idempotency_requests")
     retry = lone.intent(new_message_intent, message="hello", idempotency_key="K")
     refused = asyncio.run(lone.handle(retry))[0]
-    assert refused.code == "IDEMPOTENCY_KEY_REUSED" and "whose request was not kept" in refused.reason
+    assert refused.code == Code.IDEMPOTENCY_KEY_REUSED and "whose request was not kept" in refused.reason

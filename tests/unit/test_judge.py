@@ -32,12 +32,12 @@ STRANGER = "0x000000000000000000000000000000000000bad1"
 
 # Each case: what is wrong with the intent or the policy, and the stage and code the judge gives.
 CASES = {
-    "signed by another key": ({"key": "stranger"}, {}, ("intake", "AGENT_SIGNATURE_INVALID")),
-    "intents API off": ({}, {"intents_api_enabled": False}, ("intake", "INTENTS_API_DISABLED")),
-    "stale": ({"age_s": 601}, {}, ("intake", "INTENT_EXPIRED")),
-    "from the future": ({"age_s": -300}, {}, ("intake", "INTENT_FROM_THE_FUTURE")),
-    "another chain": ({"chain": "base"}, {}, ("chain", "CHAIN_NOT_ALLOWED")),
-    "not allowlisted": ({"to": STRANGER}, {}, ("allowlist", "RECIPIENT_NOT_ALLOWLISTED")),
+    "signed by another key": ({"key": "stranger"}, {}, ("intake", Code.AGENT_SIGNATURE_INVALID)),
+    "intents API off": ({}, {"intents_api_enabled": False}, ("intake", Code.INTENTS_API_DISABLED)),
+    "stale": ({"age_s": 601}, {}, ("intake", Code.INTENT_EXPIRED)),
+    "from the future": ({"age_s": -300}, {}, ("intake", Code.INTENT_FROM_THE_FUTURE)),
+    "another chain": ({"chain": "base"}, {}, ("chain", Code.CHAIN_NOT_ALLOWED)),
+    "not allowlisted": ({"to": STRANGER}, {}, ("allowlist", Code.RECIPIENT_NOT_ALLOWLISTED)),
 }
 
 
@@ -90,7 +90,7 @@ def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal
     assert judged.refusal is None and judged.next_stage(intent) == "assets"
     both_wrong = world.intent("0.1", chain="base", to=STRANGER)
     refused = asyncio.run(judge.run_stages(both_wrong, policy, judge.Context()))
-    assert [(v.stage, v.code) for v in refused.verdicts] == [("chain", "CHAIN_NOT_ALLOWED")]
+    assert [(v.stage, v.code) for v in refused.verdicts] == [("chain", Code.CHAIN_NOT_ALLOWED)]
     assert refused.next_stage(both_wrong) is None
 
 
@@ -155,13 +155,15 @@ def test_typed_data_and_delegation_follow_the_chains_the_context_hands_in():
     world = World()
     policy = world.policy(eip712_default_policy="allow", eip7702_delegate_allowlist=(DELEGATE,))
     typed = _verdict(_typed_intent(ANVIL_ID), policy, ANVIL_ELSEWHERE, Stage.TYPED_DATA)
-    assert (typed.passed, typed.code, typed.facts["chain_id"]) == (False, "EIP712_CHAIN_MISMATCH", OTHER_ID)
-    assert _verdict(_typed_intent(OTHER_ID), policy, ANVIL_ELSEWHERE, Stage.TYPED_DATA).code == "EIP712_DEFAULT_ALLOW"
-    assert _verdict(_typed_intent(ANVIL_ID), policy, REGISTRY, Stage.TYPED_DATA).code == "EIP712_DEFAULT_ALLOW"
+    assert (typed.passed, typed.code, typed.facts["chain_id"]) == (False, Code.EIP712_CHAIN_MISMATCH, OTHER_ID)
+    assert (
+        _verdict(_typed_intent(OTHER_ID), policy, ANVIL_ELSEWHERE, Stage.TYPED_DATA).code == Code.EIP712_DEFAULT_ALLOW
+    )
+    assert _verdict(_typed_intent(ANVIL_ID), policy, REGISTRY, Stage.TYPED_DATA).code == Code.EIP712_DEFAULT_ALLOW
     delegation = _verdict(_set_code_intent(world, ANVIL_ID), policy, ANVIL_ELSEWHERE, Stage.DELEGATION)
-    assert (delegation.passed, delegation.code) == (False, "EIP7702_CHAIN_MISMATCH")
+    assert (delegation.passed, delegation.code) == (False, Code.EIP7702_CHAIN_MISMATCH)
     allowed = _verdict(_set_code_intent(world, OTHER_ID), policy, ANVIL_ELSEWHERE, Stage.DELEGATION)
-    assert allowed.code == "EIP7702_DELEGATE_ALLOWED"
+    assert allowed.code == Code.EIP7702_DELEGATE_ALLOWED
     assert _verdict(_set_code_intent(world, ANVIL_ID), policy, REGISTRY, Stage.DELEGATION).passed
 
 

@@ -19,6 +19,7 @@ from rules.prices import (
     format_usd,
     usd_of,
 )
+from schemas.codes import Code
 from schemas.policy import PriceFeed, parse_usd
 
 
@@ -71,9 +72,9 @@ def test_a_round_from_the_future_is_refused_past_the_clock_skew_however_fresh_it
     at = int(NOW.timestamp())
     ten_years = 10 * 365 * 86_400
     code, reason = _refusal(Price(FEED.feed, 7, 3000 * 10**8, 8, at + ten_years))
-    assert code == "PRICE_FROM_THE_FUTURE"
+    assert code == Code.PRICE_FROM_THE_FUTURE
     assert FEED.feed in reason and str(at + ten_years) in reason and f"at most {PRICE_MAX_FUTURE_S} s" in reason
-    assert _refusal(Price(FEED.feed, 7, 3000 * 10**8, 8, at + PRICE_MAX_FUTURE_S + 1))[0] == "PRICE_FROM_THE_FUTURE"
+    assert _refusal(Price(FEED.feed, 7, 3000 * 10**8, 8, at + PRICE_MAX_FUTURE_S + 1))[0] == Code.PRICE_FROM_THE_FUTURE
     # Within the skew the chain's clock may be ahead of the decider's: believed.
     ahead = Price(FEED.feed, 7, 3000 * 10**8, 8, at + PRICE_MAX_FUTURE_S)
     assert believed(ahead, FEED, NOW, max_age_s=3600) == ahead
@@ -82,7 +83,7 @@ def test_a_round_from_the_future_is_refused_past_the_clock_skew_however_fresh_it
 @pytest.mark.parametrize("decimals", [PRICE_MAX_DECIMALS + 1, 255, -1])
 def test_a_feed_with_decimals_outside_0_to_36_is_refused(decimals):
     code, reason = _refusal(Price(FEED.feed, 7, 3000 * 10**8, decimals, int(NOW.timestamp())))
-    assert code == "PRICE_DECIMALS_OUT_OF_RANGE"
+    assert code == Code.PRICE_DECIMALS_OUT_OF_RANGE
     assert FEED.feed in reason and f"reports {decimals} decimals" in reason and f"0 to {PRICE_MAX_DECIMALS}" in reason
 
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas import topics
 from schemas.auth import sign_outcome
+from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentRejected
 from sdk.client import Awaited, new_intent, outcome_problem
@@ -69,7 +70,7 @@ def test_a_given_up_intent_is_refused_by_the_signer_and_a_later_approval_gets_th
     intent = lone.intent(to=DEST, value="0.001")
     (refusal,) = _outcomes(_give_up(lone, _abandoned(lone, intent)))
     rejected = IntentRejected.from_bytes(refusal.value)
-    assert (rejected.stage, rejected.code, rejected.intent_digest) == ("signing", "NO_OUTCOME", intent.digest())
+    assert (rejected.stage, rejected.code, rejected.intent_digest) == ("signing", Code.NO_OUTCOME, intent.digest())
     assert "will not sign" in rejected.reason and "submit a new intent" in rejected.reason
     # The client believes it: a signer's refusal at stage "signing", bound to the intent's digest.
     assert outcome_problem(rejected, Awaited.of(intent), lone) is None
@@ -83,7 +84,7 @@ def test_an_intent_the_signer_decided_first_keeps_its_outcome_and_the_abandonmen
     lone = LoneSigner(tmp_path, "http://127.0.0.1:9")
     intent = lone.intent(to=STRANGER, value="0.001")  # refused before any node is asked
     (first,) = _outcomes(_approve(lone, intent))
-    assert IntentRejected.from_bytes(first.value).code == "RECIPIENT_NOT_ALLOWLISTED"
+    assert IntentRejected.from_bytes(first.value).code == Code.RECIPIENT_NOT_ALLOWLISTED
     lone.state.commit()
     assert _give_up(lone, _abandoned(lone, intent)) == [first]
 
@@ -94,7 +95,7 @@ def test_another_intent_under_a_given_up_id_gets_its_own_refusal_not_recorded(tm
     (refusal,) = _outcomes(_give_up(lone, _abandoned(lone, intent)))
     other = lone.intent(to=DEST, value="0.002", intent_id="i-given-up")
     (reused,) = _outcomes(_give_up(lone, _abandoned(lone, other)))
-    assert IntentRejected.from_bytes(reused.value).code == "INTENT_ID_REUSED"
+    assert IntentRejected.from_bytes(reused.value).code == Code.INTENT_ID_REUSED
     assert lone.state.agent(lone.agent).outcome("i-given-up")[1] == refusal.value
 
 

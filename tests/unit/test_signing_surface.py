@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from infra.stack.demo_script import permit_typed_data
 from rules import guardrails
 from runtime.clock import utcnow
+from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, Eip712DomainRule, Eip712NoValueType
 from tests.signer_support import ANVIL_ID, DELEGATE, DEST, SPENDER, TOKEN, mail_document
@@ -135,10 +136,10 @@ def test_typed_data_that_would_sign_something_else_is_refused_at_the_schema(chan
 
 def test_personal_sign_is_off_unless_the_policy_turns_it_on_and_is_bounded():
     intent = _intent(intent_type="personal_sign", message="0x" + "61" * 100)
-    assert guardrails.check_message(intent, _policy()).code == "MESSAGE_SIGNING_DISABLED"
+    assert guardrails.check_message(intent, _policy()).code == Code.MESSAGE_SIGNING_DISABLED
     assert (
         guardrails.check_message(intent, _policy(message_signing_enabled=True, message_max_bytes=99)).code
-        == "MESSAGE_TOO_LARGE"
+        == Code.MESSAGE_TOO_LARGE
     )
     assert guardrails.check_message(intent, _policy(message_signing_enabled=True, message_max_bytes=100)).passed
 
@@ -151,23 +152,24 @@ def test_typed_data_rules():
 
     permit = permit_typed_data(TOKEN, ANVIL_ID, owner=DEST, spender=SPENDER, value=10**18, nonce=0, deadline=2**40)
     # A spend authorization needs its contract allowlisted, whatever the default says.
-    assert code(permit) == "EIP712_SPEND_AUTHORIZATION_REFUSED"
-    assert code(permit, eip712_default_policy="allow") == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+    assert code(permit) == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
+    assert code(permit, eip712_default_policy="allow") == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
     assert (
         code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=SPENDER),))
-        == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+        == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
     )
     assert (
-        code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),)) == "EIP712_DOMAIN_ALLOWED"
+        code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN),))
+        == Code.EIP712_DOMAIN_ALLOWED
     )
     # An entry's chain id and name narrow it.
     assert (
         code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, chain_id=1),))
-        == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+        == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
     )
     assert (
         code(permit, eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=TOKEN, name="Other"),))
-        == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+        == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
     )
     assert (
         code(
@@ -176,42 +178,42 @@ def test_typed_data_rules():
                 Eip712DomainRule(verifying_contract=TOKEN, chain_id=ANVIL_ID, name="Warden Demo Token"),
             ),
         )
-        == "EIP712_DOMAIN_ALLOWED"
+        == Code.EIP712_DOMAIN_ALLOWED
     )
     # Every Permit2 form is a spend authorization too.
     for primary in ("PermitSingle", "PermitBatch", "PermitTransferFrom", "PermitBatchTransferFrom"):
         document = mail_document()
         document["types"][primary] = document["types"].pop("Mail")
         document["primaryType"] = primary
-        assert code(document, eip712_default_policy="allow") == "EIP712_SPEND_AUTHORIZATION_REFUSED", primary
+        assert code(document, eip712_default_policy="allow") == Code.EIP712_SPEND_AUTHORIZATION_REFUSED, primary
     # Anything else: deny by default; signed when the policy names the exact (contract, type) as
     # moving nothing, or (a type with no address-and-amount, on no token's domain) the default allows it.
     mail = mail_document()["domain"]["verifyingContract"]
-    assert code(mail_document()) == "EIP712_TYPE_NOT_NAMED"
+    assert code(mail_document()) == Code.EIP712_TYPE_NOT_NAMED
     assert (
         code(mail_document(), eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=mail),))
-        == "EIP712_TYPE_NOT_NAMED"
+        == Code.EIP712_TYPE_NOT_NAMED
     )  # allowlisting a domain no longer means anything under it
     assert (
         code(mail_document(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=mail, primary_type="Mail"),))
-        == "EIP712_NO_VALUE_TYPE"
+        == Code.EIP712_NO_VALUE_TYPE
     )
     assert (
         code(mail_document(), eip712_no_value_types=(Eip712NoValueType(verifying_contract=TOKEN, primary_type="Mail"),))
-        == "EIP712_TYPE_NOT_NAMED"
+        == Code.EIP712_TYPE_NOT_NAMED
     )
-    assert code(mail_document(), eip712_default_policy="allow") == "EIP712_DEFAULT_ALLOW"
+    assert code(mail_document(), eip712_default_policy="allow") == Code.EIP712_DEFAULT_ALLOW
     assert (
         code(
             mail_document(contract=TOKEN),
             eip712_default_policy="allow",
             asset_limits=({"chain": "anvil", "token": TOKEN},),
         )
-        == "EIP712_TYPE_NOT_NAMED"
+        == Code.EIP712_TYPE_NOT_NAMED
     )
     # A domain for another chain is refused even when everything else would pass.
-    assert code(mail_document(chain_id=1), eip712_default_policy="allow") == "EIP712_CHAIN_MISMATCH"
-    assert code(mail_document(chain_id="0x7a69"), eip712_default_policy="allow") == "EIP712_DEFAULT_ALLOW"
+    assert code(mail_document(chain_id=1), eip712_default_policy="allow") == Code.EIP712_CHAIN_MISMATCH
+    assert code(mail_document(chain_id="0x7a69"), eip712_default_policy="allow") == Code.EIP712_DEFAULT_ALLOW
 
 
 def test_delegation_rules():
@@ -219,12 +221,12 @@ def test_delegation_rules():
         intent = _intent(to=DEST, tx_type=4, authorization_list=({"chain_id": chain_id, "address": address},))
         return guardrails.check_delegation(intent, _policy(**policy), ANVIL_ID).code
 
-    assert code() == "EIP7702_DELEGATE_NOT_ALLOWLISTED"  # empty allowlist: none
-    assert code(eip7702_delegate_allowlist=(DEST,)) == "EIP7702_DELEGATE_NOT_ALLOWLISTED"
-    assert code(eip7702_delegate_allowlist=(DELEGATE,)) == "EIP7702_DELEGATE_ALLOWED"
-    assert code(chain_id=0, eip7702_delegate_allowlist=(DELEGATE,)) == "EIP7702_ANY_CHAIN_REFUSED"
+    assert code() == Code.EIP7702_DELEGATE_NOT_ALLOWLISTED  # empty allowlist: none
+    assert code(eip7702_delegate_allowlist=(DEST,)) == Code.EIP7702_DELEGATE_NOT_ALLOWLISTED
+    assert code(eip7702_delegate_allowlist=(DELEGATE,)) == Code.EIP7702_DELEGATE_ALLOWED
+    assert code(chain_id=0, eip7702_delegate_allowlist=(DELEGATE,)) == Code.EIP7702_ANY_CHAIN_REFUSED
     assert (
         code(chain_id=0, eip7702_delegate_allowlist=(DELEGATE,), eip7702_allow_any_chain=True)
-        == "EIP7702_DELEGATE_ALLOWED"
+        == Code.EIP7702_DELEGATE_ALLOWED
     )
-    assert code(chain_id=1, eip7702_delegate_allowlist=(DELEGATE,)) == "EIP7702_CHAIN_MISMATCH"
+    assert code(chain_id=1, eip7702_delegate_allowlist=(DELEGATE,)) == Code.EIP7702_CHAIN_MISMATCH

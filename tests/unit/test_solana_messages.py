@@ -180,7 +180,7 @@ def test_the_stage_judges_as_the_signer_s_key_when_it_is_given():
     verdict = check_message(intent, policy, agent=OTHER)
     assert (verdict.passed, verdict.code, verdict.stage) == (
         False,
-        "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY",
+        Code.SOLANA_MESSAGE_AGENT_NOT_SIGNATORY,
         "solana_message",
     )
 

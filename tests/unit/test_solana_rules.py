@@ -339,7 +339,7 @@ def test_a_policy_with_usd_limits_refuses_solana_spend_it_cannot_price(world):
         issued_at=datetime.now(timezone.utc),
     )
     verdict, counted = asyncio.run(check(intent, policy, node=None, spent=lambda key: 0))
-    assert (verdict.passed, verdict.code, counted) == (False, "PRICE_FEED_UNKNOWN", {})
+    assert (verdict.passed, verdict.code, counted) == (False, Code.PRICE_FEED_UNKNOWN, {})
 
 
 def test_every_program_warden_reads_is_that_program_on_the_runtime():
@@ -378,5 +378,5 @@ def test_a_solana_network_without_an_rpc_is_refused_at_its_stage_not_a_crash(wor
         issued_at=datetime.now(timezone.utc),
     )
     verdict, counted = asyncio.run(check(intent, policy, node=node, spent=lambda key: 0))
-    assert (verdict.passed, verdict.code, counted) == (False, "CHAIN_RPC_FAILED", {})
+    assert (verdict.passed, verdict.code, counted) == (False, Code.CHAIN_RPC_FAILED, {})
     assert "WARDEN_RPC_URL_SOLANA" in verdict.reason

@@ -17,6 +17,7 @@ from rules import typed_movements
 from rules.assets import approval_needed, check_assets
 from rules.guardrails import check_typed_data
 from schemas.chains import BUILTIN_BY_NAME
+from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, AssetLimit, Eip712DomainRule, Eip712NoValueType
@@ -89,16 +90,16 @@ def judge(doc: dict, p: AgentPolicy | None = None, spent: int = 0) -> tuple[str,
 @pytest.mark.parametrize("primary", ["TransferWithAuthorization", "ReceiveWithAuthorization"])
 def test_an_eip3009_authorization_is_a_transfer_under_the_assets_rules(primary):
     ok, verdict = judge(authorization(ALICE, 40 * UNIT, primary))
-    assert ok == "ASSETS_WITHIN_POLICY" and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(40 * UNIT)}
+    assert ok == Code.ASSETS_WITHIN_POLICY and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(40 * UNIT)}
     assert verdict.facts["movements"][0]["kind"] == "transfer" and verdict.facts["movements"][0]["to"] == ALICE
     # The route the attack took: 90 times the cap, to an address the policy never listed.
-    assert judge(authorization(MALLORY, 9_000 * UNIT, primary))[0] == "RECIPIENT_NOT_ALLOWLISTED"
-    assert judge(authorization(ALICE, 9_000 * UNIT, primary))[0] == "ASSET_OVER_CAP"
-    assert judge(authorization(ALICE, 40 * UNIT, primary), spent=220 * UNIT)[0] == "ASSET_DAILY_LIMIT_EXCEEDED"
+    assert judge(authorization(MALLORY, 9_000 * UNIT, primary))[0] == Code.RECIPIENT_NOT_ALLOWLISTED
+    assert judge(authorization(ALICE, 9_000 * UNIT, primary))[0] == Code.ASSET_OVER_CAP
+    assert judge(authorization(ALICE, 40 * UNIT, primary), spent=220 * UNIT)[0] == Code.ASSET_DAILY_LIMIT_EXCEEDED
     # The default policy never covers a value-moving type: its domain must be allowlisted.
     assert (
         judge(authorization(ALICE, 1, primary), policy(eip712_domain_allowlist=(), eip712_default_policy="allow"))[0]
-        == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+        == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
     )
     # On a token the policy does not hold, it is refused, not signed unread.
     assert (
@@ -106,7 +107,7 @@ def test_an_eip3009_authorization_is_a_transfer_under_the_assets_rules(primary):
             authorization(ALICE, 1, primary, contract=OTHER),
             policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=OTHER),)),
         )[0]
-        == "ASSET_NOT_IN_POLICY"
+        == Code.ASSET_NOT_IN_POLICY
     )
 
 
@@ -127,18 +128,18 @@ def test_a_permits_fields_under_another_name_are_still_a_permit():
         TOKEN,
     )
     code, verdict = judge(renamed)
-    assert code == "UNLIMITED_APPROVAL_REFUSED" and "Permit" in verdict.reason
+    assert code == Code.UNLIMITED_APPROVAL_REFUSED and "Permit" in verdict.reason
     # Not on an allowlisted domain: refused as a spend authorization, whatever the default says.
     elsewhere = copy.deepcopy(renamed)
     elsewhere["domain"]["verifyingContract"] = MAIL
-    assert judge(elsewhere, policy(eip712_default_policy="allow"))[0] == "EIP712_SPEND_AUTHORIZATION_REFUSED"
+    assert judge(elsewhere, policy(eip712_default_policy="allow"))[0] == Code.EIP712_SPEND_AUTHORIZATION_REFUSED
 
 
 def test_a_value_name_with_other_fields_is_refused_as_unreadable():
     odd = authorization(ALICE, 1)
     odd["types"]["TransferWithAuthorization"][2] = {"name": "amount", "type": "uint256"}
     odd["message"]["amount"] = odd["message"].pop("value")
-    assert judge(odd)[0] == "TYPED_DATA_UNREADABLE"
+    assert judge(odd)[0] == Code.TYPED_DATA_UNREADABLE
 
 
 def test_a_type_that_carries_an_address_and_an_amount_is_refused_unread_even_with_default_allow():
@@ -151,7 +152,7 @@ def test_a_type_that_carries_an_address_and_an_amount_is_refused_unread_even_wit
         policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=MAIL),)),
     ):
         code, verdict = judge(payment, p)
-        assert code == "EIP712_TYPE_NOT_UNDERSTOOD" and "eip712_no_value_types" in verdict.reason
+        assert code == Code.EIP712_TYPE_NOT_UNDERSTOOD and "eip712_no_value_types" in verdict.reason
     # Nested: the address in one struct, the amount in another, is the same shape.
     nested = document(
         "Note",
@@ -159,37 +160,37 @@ def test_a_type_that_carries_an_address_and_an_amount_is_refused_unread_even_wit
         {"who": {"wallet": MALLORY}, "sum": {"value": 5}},
         MAIL,
     )
-    assert judge(nested, policy(eip712_default_policy="allow"))[0] == "EIP712_TYPE_NOT_UNDERSTOOD"
+    assert judge(nested, policy(eip712_default_policy="allow"))[0] == Code.EIP712_TYPE_NOT_UNDERSTOOD
 
 
 def test_the_spec_mail_signs_only_when_the_policy_names_it_as_moving_nothing():
-    assert judge(mail())[0] == "EIP712_TYPE_NOT_NAMED"
+    assert judge(mail())[0] == Code.EIP712_TYPE_NOT_NAMED
     assert (
         judge(mail(), policy(eip712_domain_allowlist=(Eip712DomainRule(verifying_contract=MAIL),)))[0]
-        == "EIP712_TYPE_NOT_NAMED"
+        == Code.EIP712_TYPE_NOT_NAMED
     )
     named = policy(eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Mail"),))
     code, verdict = judge(mail(), named)
-    assert code == "ASSETS_WITHIN_POLICY" and verdict.facts["movements"] == []
-    assert check_typed_data(typed_intent(mail()), named, ANVIL_ID).code == "EIP712_NO_VALUE_TYPE"
+    assert code == Code.ASSETS_WITHIN_POLICY and verdict.facts["movements"] == []
+    assert check_typed_data(typed_intent(mail()), named, ANVIL_ID).code == Code.EIP712_NO_VALUE_TYPE
     # The pair is exact: another type on that contract, or the same type on another, is not named.
     other_chain = policy(
         eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Mail", chain_id=1),)
     )
-    assert judge(mail(), other_chain)[0] == "EIP712_TYPE_NOT_NAMED"
+    assert judge(mail(), other_chain)[0] == Code.EIP712_TYPE_NOT_NAMED
     assert (
         judge(
             mail(), policy(eip712_no_value_types=(Eip712NoValueType(verifying_contract=MAIL, primary_type="Letter"),))
         )[0]
-        == "EIP712_TYPE_NOT_NAMED"
+        == Code.EIP712_TYPE_NOT_NAMED
     )
 
 
 def test_default_allow_never_covers_a_token_the_policy_holds():
     on_token = mail()
     on_token["domain"]["verifyingContract"] = TOKEN
-    assert judge(on_token, policy(eip712_default_policy="allow"))[0] == "EIP712_TYPE_NOT_NAMED"
-    assert judge(mail(), policy(eip712_default_policy="allow"))[0] == "ASSETS_WITHIN_POLICY"
+    assert judge(on_token, policy(eip712_default_policy="allow"))[0] == Code.EIP712_TYPE_NOT_NAMED
+    assert judge(mail(), policy(eip712_default_policy="allow"))[0] == Code.ASSETS_WITHIN_POLICY
 
 
 @pytest.mark.parametrize("name", sorted(typed_movements.EIP712_VALUE_TYPES))
@@ -209,11 +210,11 @@ def test_a_policy_without_no_value_types_signs_the_same_bytes_as_before():
 
 def test_a_uniswapx_order_is_its_input_and_pays_its_swapper():
     code, verdict = judge(uniswapx(50 * UNIT, AGENT))
-    assert code == "ASSETS_WITHIN_POLICY" and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(50 * UNIT)}
-    assert judge(uniswapx(150 * UNIT, AGENT))[0] == "UNLIMITED_APPROVAL_REFUSED"
+    assert code == Code.ASSETS_WITHIN_POLICY and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(50 * UNIT)}
+    assert judge(uniswapx(150 * UNIT, AGENT))[0] == Code.UNLIMITED_APPROVAL_REFUSED
     code, verdict = judge(uniswapx(50 * UNIT, MALLORY))
-    assert code == "PROCEEDS_NOT_ALLOWLISTED" and MALLORY in verdict.reason
-    assert judge(uniswapx(50 * UNIT, ALICE))[0] == "ASSETS_WITHIN_POLICY"  # an allowlisted recipient
+    assert code == Code.PROCEEDS_NOT_ALLOWLISTED and MALLORY in verdict.reason
+    assert judge(uniswapx(50 * UNIT, ALICE))[0] == Code.ASSETS_WITHIN_POLICY  # an allowlisted recipient
 
 
 def test_permit2_batch_forms_count_every_token():
@@ -232,7 +233,7 @@ def test_permit2_batch_forms_count_every_token():
         PERMIT2,
         name="Permit2",
     )
-    assert judge(batch)[0] == "ASSET_OVER_CAP"  # 110 of a 100 cap, across two entries
+    assert judge(batch)[0] == Code.ASSET_OVER_CAP  # 110 of a 100 cap, across two entries
 
 
 # --- orders ----------------------------------------------------------------------------------------
@@ -240,31 +241,31 @@ def test_permit2_batch_forms_count_every_token():
 
 def test_a_seaport_order_gives_every_offer_item_to_whoever_fills_it():
     code, verdict = judge(seaport([item(1, TOKEN, 30 * UNIT), item(2, NFT, 1, identifier=9)]))
-    assert code == "ASSETS_WITHIN_POLICY"
+    assert code == Code.ASSETS_WITHIN_POLICY
     assert verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(30 * UNIT), f"anvil:{NFT}": "1"}
-    assert judge(seaport([item(1, TOKEN, 300 * UNIT)]))[0] == "ASSET_OVER_CAP"
-    assert judge(seaport([item(1, OTHER, 1)]))[0] == "ASSET_NOT_IN_POLICY"
-    assert judge(seaport([item(0, ZERO, 1)]))[0] == "TYPED_DATA_UNREADABLE"  # native offers: refused
-    assert judge(seaport([item(1, TOKEN, 1)], recipient=MALLORY))[0] == "PROCEEDS_NOT_ALLOWLISTED"
+    assert judge(seaport([item(1, TOKEN, 300 * UNIT)]))[0] == Code.ASSET_OVER_CAP
+    assert judge(seaport([item(1, OTHER, 1)]))[0] == Code.ASSET_NOT_IN_POLICY
+    assert judge(seaport([item(0, ZERO, 1)]))[0] == Code.TYPED_DATA_UNREADABLE  # native offers: refused
+    assert judge(seaport([item(1, TOKEN, 1)], recipient=MALLORY))[0] == Code.PROCEEDS_NOT_ALLOWLISTED
     # The marketplace is who the offer goes to, so it must be allowlisted like any recipient.
-    assert judge(seaport([item(1, TOKEN, 1)]), policy(tx_to_allowlist=(ALICE,)))[0] == "RECIPIENT_NOT_ALLOWLISTED"
+    assert judge(seaport([item(1, TOKEN, 1)]), policy(tx_to_allowlist=(ALICE,)))[0] == Code.RECIPIENT_NOT_ALLOWLISTED
 
 
 def test_a_cow_order_sells_its_amount_and_fee_and_pays_its_owner():
     code, verdict = judge(cow(60 * UNIT, 5 * UNIT))
-    assert code == "ASSETS_WITHIN_POLICY" and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(65 * UNIT)}
-    assert judge(cow(99 * UNIT, 2 * UNIT))[0] == "ASSET_OVER_CAP"  # the fee counts too
-    assert judge(cow(1, 0, receiver=MALLORY))[0] == "PROCEEDS_NOT_ALLOWLISTED"
-    assert judge(cow(1, 0, receiver=AGENT))[0] == "ASSETS_WITHIN_POLICY"  # the policy's own sender
+    assert code == Code.ASSETS_WITHIN_POLICY and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(65 * UNIT)}
+    assert judge(cow(99 * UNIT, 2 * UNIT))[0] == Code.ASSET_OVER_CAP  # the fee counts too
+    assert judge(cow(1, 0, receiver=MALLORY))[0] == Code.PROCEEDS_NOT_ALLOWLISTED
+    assert judge(cow(1, 0, receiver=AGENT))[0] == Code.ASSETS_WITHIN_POLICY  # the policy's own sender
 
 
 def test_a_1inch_order_sells_its_making_amount():
     code, verdict = judge(one_inch(20 * UNIT))
-    assert code == "ASSETS_WITHIN_POLICY" and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(20 * UNIT)}
-    assert judge(one_inch(200 * UNIT))[0] == "ASSET_OVER_CAP"
-    assert judge(one_inch(1, receiver=MALLORY))[0] == "PROCEEDS_NOT_ALLOWLISTED"
+    assert code == Code.ASSETS_WITHIN_POLICY and verdict.facts["asset_spend"] == {f"anvil:{TOKEN}": str(20 * UNIT)}
+    assert judge(one_inch(200 * UNIT))[0] == Code.ASSET_OVER_CAP
+    assert judge(one_inch(1, receiver=MALLORY))[0] == Code.PROCEEDS_NOT_ALLOWLISTED
     # An address word with bits above 160 is not an address Warden will guess at.
-    assert judge(one_inch(1, asset_word=(1 << 200) | int(TOKEN, 16)))[0] == "TYPED_DATA_UNREADABLE"
+    assert judge(one_inch(1, asset_word=(1 << 200) | int(TOKEN, 16)))[0] == Code.TYPED_DATA_UNREADABLE
 
 
 def test_every_family_is_a_shape_eth_account_hashes():

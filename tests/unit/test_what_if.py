@@ -23,6 +23,7 @@ from ledger.store import ChdbStore, store_path
 from rules.prices import Price
 from runtime.config import Settings
 from schemas.auth import public_key_hex
+from schemas.codes import Code
 from schemas.intent import SealedSecret
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
@@ -69,7 +70,7 @@ def test_windows_are_the_replays_own_and_in_order():
     history = [recorded(0, A, "0.4"), recorded(1, A, "0.4"), recorded(2, B, "0.4")]
     replayed = asyncio.run(replay(history, policy(tx_daily_limit_eth="1"), 600 * 10**6))
     assert [r.outcome for r in replayed] == ["approved", "approved", "refused"]
-    assert replayed[2].code == "DAILY_LIMIT_EXCEEDED"
+    assert replayed[2].code == Code.DAILY_LIMIT_EXCEEDED
     doc = report(replayed, "agent-w", T0, policy(), {})
     assert [c["intent_id"] for c in doc["changes"]] == [history[2].intent.intent_id]
     assert doc["totals"]["moved"] == {"native": str(12 * 10**17)}
@@ -82,7 +83,7 @@ def test_a_fee_never_quoted_or_a_price_never_read_is_undetermined_not_guessed():
     assert (replayed[0].outcome, replayed[0].stage) == ("undetermined", "fee")
     usd = policy(usd_daily_limit="1000", price_feeds=({"chain": "anvil", "asset": "native", "feed": FEED},))
     replayed = asyncio.run(replay([recorded(0, A, "0.1")], usd, 600 * 10**6))
-    assert (replayed[0].outcome, replayed[0].code) == ("undetermined", "PRICE_NOT_RECORDED")
+    assert (replayed[0].outcome, replayed[0].code) == ("undetermined", Code.PRICE_NOT_RECORDED)
 
 
 def test_recorded_prices_are_used_and_held_to_the_new_staleness_bound():
@@ -90,9 +91,9 @@ def test_recorded_prices_are_used_and_held_to_the_new_staleness_bound():
     usd = dict(usd_max_per_tx="200", price_feeds=({"chain": "anvil", "asset": "native", "feed": FEED},))
     one = recorded(1, A, "0.1", prices={"native": price})  # $300 and a fee
     replayed = asyncio.run(replay([one], policy(**usd), 600 * 10**6))
-    assert (replayed[0].outcome, replayed[0].code) == ("refused", "USD_OVER_CAP")
+    assert (replayed[0].outcome, replayed[0].code) == ("refused", Code.USD_OVER_CAP)
     replayed = asyncio.run(replay([one], policy(**usd, price_max_age_s=60), 600 * 10**6))
-    assert (replayed[0].outcome, replayed[0].code) == ("refused", "PRICE_STALE")
+    assert (replayed[0].outcome, replayed[0].code) == ("refused", Code.PRICE_STALE)
 
 
 # -- what is replayed: only intents whose signature verifies under the key in force then ----------
@@ -136,7 +137,7 @@ def test_intents_whose_signature_never_verified_are_skipped_and_counted():
         + [(_forged(f), 1) for f in forged],  # new intents under the agent's name, never signed by it
     )
     kinds = {(r[3], orjson.loads(r[5]).get("code")) for r in rows}
-    assert ("intent.rejected", "AGENT_SIGNATURE_INVALID") in kinds and ("intent.approved", None) in kinds
+    assert ("intent.rejected", Code.AGENT_SIGNATURE_INVALID) in kinds and ("intent.approved", None) in kinds
     read = from_rows(policy_rows, rows, T0 - timedelta(days=1))
     assert [r.intent.intent_id for r in read.recorded] == [paid.intent_id]
     assert read.recorded[0].outcome == "approved" and read.recorded[0].intent.value == "0.1"
