@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import checkpoint as checkpoints
 from ledger.append import Ledger
-from ledger.checks import Checked, Record
+from ledger.checks import Checked, Record, Verdict
 from ledger.records import Row, parse, row_of
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from ledger.store import Store, sql_string
@@ -74,7 +74,7 @@ def decode(
     max_bytes: int,
     now: datetime,
     keys: AuditKeys,
-    writer: tuple[str, str | None] | None = None,
+    writer: Verdict | None = None,
 ) -> list[Row]:
     """The rows of one record: its events in order, or the one event saying why it is unreadable
     or not believed (a record that is not wholly valid is kept whole, as its payload, never split).
@@ -97,7 +97,7 @@ def decode(
         ]
     role, forged = writer or audit_writer(raw, headers, keys)
     if forged is not None:
-        return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + forged, now))]
+        return [row_of(unreadable_event(partition, offset, raw, NOT_BELIEVED + str(forged), now))]
     try:
         rows = parse(raw)
         claimed = claimed_service(role, [row.actor for row in rows])

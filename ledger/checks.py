@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import IO
 
 from schemas.auth import AuditClaim, AuditKeys, audit_claim, audit_signatures_valid
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 
 log = logging.getLogger("warden.ledger")
 
 # A record as the sink reads it: (partition, offset, value, headers).
 Record = tuple[int, int, bytes | None, Sequence[tuple[str, bytes]]]
-Verdict = tuple[str, str | None]
+Verdict = tuple[str, Problem | None]  # `audit_writer`'s: made in the sink, never sent to a checker
 Check = tuple[bytes, bytes, bytes]  # (public key, signature, record value)
 
 # Records per request: small enough that every checker gets a share of a batch, large enough

@@ -59,17 +59,18 @@ class Admins:
     def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> Problem | None:
         """None when ``record`` carries the quorum ``action`` needs (or ``needed`` signatures);
         otherwise who signed, who did not count and why, and how many are needed."""
-        short = self.quorum(record, action, needed)[1]
-        return None if short is None else Problem(short)
+        return self.quorum(record, action, needed)[1]
 
-    def quorum(self, record: AdminSignedT, action: Action, needed: int | None = None) -> tuple[list[str], str | None]:
+    def quorum(
+        self, record: AdminSignedT, action: Action, needed: int | None = None
+    ) -> tuple[list[str], Problem | None]:
         """Who counts towards ``record``'s quorum (`signers`) and `quorum_problem`'s answer, from
         one check of its signatures."""
         needed = self.threshold(action) if needed is None else needed
         counted, problems = self.signers(record)
         if len(counted) >= needed:
             return counted, None
-        return counted, (
+        return counted, Problem(
             f"{ACTION_NAMES[action]} needs {needed} of the {len(self.keys)} pinned admins' signatures over the "
             f"same bytes (admin set v{self.version}); it has {len(counted)}"
             + (f" ({', '.join(counted)})" if counted else "")

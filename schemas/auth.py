@@ -177,7 +177,7 @@ class AdminQuorum(Protocol):
 
     def quorum(
         self, record: AdminSignedT, action: Action, needed: int | None = None
-    ) -> tuple[list[str], str | None]: ...
+    ) -> tuple[list[str], Problem | None]: ...
 
     def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> Problem | None: ...
 
@@ -376,30 +376,32 @@ class AuditClaim:
     public: bytes
     signature: bytes
 
-    def verdict(self, valid: bool) -> tuple[str, str | None]:
+    def verdict(self, valid: bool) -> tuple[str, Problem | None]:
         """`audit_writer`'s answer once the signature was checked (``valid``)."""
         if valid:
             return self.role, None
-        return self.role, f"the signature does not verify against {self.role} key {self.key_id[:100]!r}"
+        return self.role, Problem(f"the signature does not verify against {self.role} key {self.key_id[:100]!r}")
 
 
-def audit_claim(headers: Iterable[tuple[str, bytes]] | None, keys: AuditKeys) -> AuditClaim | tuple[str, str]:
+def audit_claim(headers: Iterable[tuple[str, bytes]] | None, keys: AuditKeys) -> AuditClaim | tuple[str, Problem]:
     """The claim a record's ``headers`` make, to be proved by `audit_signature_valid`; or, when
     they make none a pinned key could prove, `audit_writer`'s verdict (role or "", why the
     record must not be believed). ``headers``: the record's Kafka headers, as (name, bytes) pairs."""
     found = {name: data for name, data in headers or () if name in (AUDIT_BY_HEADER, AUDIT_SIGNATURE_HEADER)}
     by, signature = found.get(AUDIT_BY_HEADER), found.get(AUDIT_SIGNATURE_HEADER)
     if by is None or signature is None:
-        return "", (
+        return "", Problem(
             f"unsigned: the record has no {AUDIT_BY_HEADER} and {AUDIT_SIGNATURE_HEADER} headers; "
             "only Warden's services and pinned admins write audit records"
         )
     role, _, key_id = by.decode(errors="replace").partition(":")
     if role not in AUDIT_ROLES or not key_id:
-        return "", f"{AUDIT_BY_HEADER} {by[:100]!r} is not <role>:<key id> with a role of {', '.join(AUDIT_ROLES)}"
+        return "", Problem(
+            f"{AUDIT_BY_HEADER} {by[:100]!r} is not <role>:<key id> with a role of {', '.join(AUDIT_ROLES)}"
+        )
     public = keys.audit_key(role, key_id)
     if public is None:
-        return role, f"{AUDIT_BY_HEADER} {role}:{key_id[:100]} is not a pinned {role} key"
+        return role, Problem(f"{AUDIT_BY_HEADER} {role}:{key_id[:100]} is not a pinned {role} key")
     try:
         public_bytes = bytes.fromhex(public.removeprefix("0x"))
     except ValueError:
@@ -418,7 +420,9 @@ def audit_signatures_valid(checks: list[tuple[bytes, bytes, bytes]]) -> list[boo
     return [audit_signature_valid(public, signature, value) for public, signature, value in checks]
 
 
-def audit_writer(value: bytes, headers: Iterable[tuple[str, bytes]] | None, keys: AuditKeys) -> tuple[str, str | None]:
+def audit_writer(
+    value: bytes, headers: Iterable[tuple[str, bytes]] | None, keys: AuditKeys
+) -> tuple[str, Problem | None]:
     """(role, None) when ``value`` carries a valid signature of a pinned key of ``role``; otherwise
     (role or "", why it must not be believed). ``headers``: the record's Kafka headers, as
     (name, bytes) pairs."""
@@ -452,22 +456,22 @@ def vault_change_headers(change: VaultChange) -> list[tuple[str, bytes]]:
 
 def vault_event_problem(
     value: bytes, headers: Iterable[tuple[str, bytes]] | None, admins: AdminQuorum
-) -> tuple[list[str], str | None]:
+) -> tuple[list[str], Problem | None]:
     """Who signed the vault event ``value`` (distinct pinned admins of ``admins``, the set in
     force), and None when they are the quorum for ``keys``; otherwise why it must not be applied.
     ``headers``: the record's Kafka headers, as (name, bytes) pairs."""
     found = next((data for name, data in headers or () if name == VAULT_CHANGE_HEADER), None)
     if found is None:
-        return [], (
+        return [], Problem(
             f"unsigned: the record has no {VAULT_CHANGE_HEADER} header; only the admins' commands "
             "(warden vault, warden keys, warden approvals sign) write vault events"
         )
     try:
         change = VaultChange.model_validate_json(found)
     except ValueError as exc:
-        return [], f"{VAULT_CHANGE_HEADER} is not a vault change: {str(exc)[:200]}"
+        return [], Problem(f"{VAULT_CHANGE_HEADER} is not a vault change: {str(exc)[:200]}")
     if event_digest(value) not in change.event_digests:
-        return [], f"the event is not one of the {len(change.event_digests)} its {VAULT_CHANGE_HEADER} names"
+        return [], Problem(f"the event is not one of the {len(change.event_digests)} its {VAULT_CHANGE_HEADER} names")
     return admins.quorum(change, "keys")
 
 

@@ -409,7 +409,7 @@ async def follow_vault(
             continue
         signed_by, problem = vault_event_problem(record.value, record.headers, admins)
         if problem is not None:
-            custody_audit(refused_vault_event(record, problem, utcnow()))
+            custody_audit(refused_vault_event(record, str(problem), utcnow()))
             continue
         try:
             settled = reader.read((record, signed_by), parse_event(record.value), record.value, record.headers)

@@ -84,7 +84,7 @@ class Admission:
         agent = policy.agent_id
         signers, problem = self.admins.quorum(policy, "policy")
         if problem is not None:
-            why = "policy is unsigned" if not policy.signature else problem
+            why = "policy is unsigned" if not policy.signature else str(problem)
             return [
                 _audit(
                     SERVICE,

@@ -108,7 +108,7 @@ def test_the_checkers_decide_what_audit_writer_decides(settings, keys, checks):
     assert verdicts == expected
     believed = [i for i, verdict in enumerate(verdicts) if verdict is not None and verdict[1] is None]
     assert {i % 10 for i in believed} == {0, 1, 9}  # the worker's and the signer's own, nothing else
-    assert sum(1 for v in verdicts if v is not None and "does not verify" in (v[1] or "")) == 4 * 300
+    assert sum(1 for v in verdicts if v is not None and "does not verify" in str(v[1])) == 4 * 300
     # The checks that can wait yield the cores to what cannot (the appending, the intents).
     assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in checks.pids] == [CHECKER_NICENESS] * 2
 

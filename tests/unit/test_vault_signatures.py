@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from runtime.admins import Admins
 from schemas.admins import VaultChange, parse_thresholds
 from schemas.auth import cosign, public_key_hex, sign_vault_change, vault_change_headers, vault_event_problem
+from schemas.errors import Problem
 from sdk.quorum import gather, propose
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -37,40 +38,40 @@ def test_an_event_of_a_change_two_admins_signed_is_applied_and_one_admin_is_not_
     assert vault_event_problem(value, vault_change_headers(change("a", "b")), admins()) == (["a", "b"], None)
     counted, problem = vault_event_problem(value, vault_change_headers(change("a")), admins())
     assert counted == ["a"]
-    assert problem.startswith("key provisioning and rotation needs 2 of the 3 pinned admins' signatures")
-    assert "it has 1 (a)" in problem
+    assert str(problem).startswith("key provisioning and rotation needs 2 of the 3 pinned admins' signatures")
+    assert "it has 1 (a)" in str(problem)
     # Where one admin is the quorum (the embedded stack's), one signature is enough.
     assert vault_event_problem(value, vault_change_headers(change("a")), admins("1")) == (["a"], None)
 
 
 def test_the_same_admin_twice_a_stranger_and_another_event_count_for_nothing():
     value = EVENTS[0][1]
-    assert (
-        "a signed twice (counted once)"
-        in vault_event_problem(value, vault_change_headers(change("a", "a")), admins())[1]
+    assert "a signed twice (counted once)" in str(
+        vault_event_problem(value, vault_change_headers(change("a", "a")), admins())[1]
     )
-    assert (
-        "'d' is not a pinned admin" in vault_event_problem(value, vault_change_headers(change("a", "d")), admins())[1]
+    assert "'d' is not a pinned admin" in str(
+        vault_event_problem(value, vault_change_headers(change("a", "d")), admins())[1]
     )
     other = change("a", "b", events=[("k", b'{"type":"secret.deactivated","n":2}')])
     assert vault_event_problem(value, vault_change_headers(other), admins()) == (
         [],
-        "the event is not one of the 1 its warden-vault-change names",
+        Problem("the event is not one of the 1 its warden-vault-change names"),
     )
     # b's signature lifted from a change of other events does not verify over this one's bytes.
     lifted = change("a").model_copy(update={"cosignatures": other.cosignatures})
     counted, problem = vault_event_problem(value, vault_change_headers(lifted), admins())
-    assert counted == ["a"] and "b's signature does not verify over this record's bytes" in problem
+    assert counted == ["a"] and "b's signature does not verify over this record's bytes" in str(problem)
 
 
 def test_an_event_without_a_change_is_refused_whoever_signed_it():
     value = EVENTS[0][1]
-    assert vault_event_problem(value, [], admins("1"))[1].startswith("unsigned: the record has no warden-vault-change")
+    unsigned = vault_event_problem(value, [], admins("1"))[1]
+    assert str(unsigned).startswith("unsigned: the record has no warden-vault-change")
     # One admin's signature in headers of another name (the format before quorums) counts for
     # nothing, even where one admin is the quorum: the only vault path is the signed change.
     single = [("warden-vault-by", b"admin:a"), ("warden-vault-signature", KEYS["a"].sign(b"warden.vault\x00" + value))]
     counted, problem = vault_event_problem(value, single, admins("1"))
-    assert counted == [] and problem.startswith("unsigned: the record has no warden-vault-change")
+    assert counted == [] and str(problem).startswith("unsigned: the record has no warden-vault-change")
 
 
 def test_a_change_names_its_events_exactly_and_travels_as_a_proposal():
