@@ -404,7 +404,7 @@ async def follow_vault(
     ):
         if caught_up.is_set() and not reader.history_read:
             for (event_record, _), refusal in reader.caught_up():
-                custody_audit(refused_vault_event(event_record, refusal, utcnow()))
+                custody_audit(refused_vault_event(event_record, str(refusal), utcnow()))
         if record is None:
             continue
         signed_by, problem = vault_event_problem(record.value, record.headers, admins)
@@ -421,7 +421,7 @@ async def follow_vault(
             if why is None:
                 custody_audit(applied_vault_event(settings, event_record, by, utcnow()))
             else:
-                custody_audit(refused_vault_event(event_record, why, utcnow()))
+                custody_audit(refused_vault_event(event_record, str(why), utcnow()))
 
 
 async def reannounce(

@@ -25,6 +25,7 @@ from typing import Any
 
 from schemas.admins import VaultChange, digest_of, event_digest
 from schemas.auth import VAULT_CHANGE_HEADER
+from schemas.errors import Problem
 from signer.custody.book import VaultBook
 from signer.custody.events import VaultEvent
 
@@ -33,9 +34,9 @@ _HISTORY = "before quorums"
 
 # What a reader is told of each event it settled: the caller's own item for it, and None when it
 # was applied or why it was refused.
-Settled = tuple[Any, str | None]
+Settled = tuple[Any, Problem | None]
 # An event refused: the caller's item for it, and why.
-Refused = tuple[Any, str]
+Refused = tuple[Any, Problem]
 
 
 @dataclass
@@ -108,8 +109,8 @@ def _change_of(headers) -> VaultChange | None:
     return None
 
 
-def _refusal(why: str) -> str:
-    return (
+def _refusal(why: str) -> Problem:
+    return Problem(
         f"{why}: no key change this signer applied created it (its creation may still be a proposal: "
         "`warden approvals list`); not applied. Once the vault's creation is approved and applied, make "
         "this change again"
