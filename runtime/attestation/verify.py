@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.utils import CryptographyDeprecationWarning
 
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 
 REPORT_SIZE = 0x4A0
 SIGNED_SIZE = 0x2A0
@@ -294,31 +294,30 @@ def _check_chain(
 ) -> None:
     now = expect.now or datetime.now().astimezone()
     for name, child, parent in (("ark", ark, ark), ("ask", ask, ark), ("vcek", vcek, ask)):
-        ok, why = _issued_by(child, parent)
-        if ok and not child.not_valid_before_utc <= now <= child.not_valid_after_utc:
-            ok, why = (
-                False,
-                (
-                    f"outside its validity ({child.not_valid_before_utc:%Y-%m-%d} to "
-                    f"{child.not_valid_after_utc:%Y-%m-%d})"
-                ),
+        problem = _issued_by(child, parent)
+        if problem is None and not child.not_valid_before_utc <= now <= child.not_valid_after_utc:
+            problem = Problem(
+                f"outside its validity ({child.not_valid_before_utc:%Y-%m-%d} to {child.not_valid_after_utc:%Y-%m-%d})"
             )
         what = {
             "ark": f"the {expect.product} ARK is self-signed" if given is None else "the given ARK is self-signed",
             "ask": "the ASK is signed by the ARK",
             "vcek": "the VCEK is signed by the ASK",
         }[name]
-        result.add(f"chain.{name}", ok, what if ok else f"{what.replace(' is ', ' is not ', 1)}: {why}")
+        ok = problem is None
+        result.add(f"chain.{name}", ok, what if ok else f"{what.replace(' is ', ' is not ', 1)}: {problem}")
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> tuple[bool, str]:
+def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> Problem | None:
+    """None when ``parent`` issued ``child`` (its subject is the issuer, its key made the signature);
+    otherwise why not."""
     if child.issuer != parent.subject:
-        return False, f"issuer {child.issuer.rfc4514_string()} is not {parent.subject.rfc4514_string()}"
+        return Problem(f"issuer {child.issuer.rfc4514_string()} is not {parent.subject.rfc4514_string()}")
     key = parent.public_key()
     digest = child.signature_hash_algorithm
     if digest is None:
         # An Ed25519 or Ed448 signature names no hash: no RSA or ECDSA issuer (AMD's are RSA) made it.
-        return False, "its signature names no hash algorithm (Ed25519 or Ed448), not an RSA or ECDSA signature"
+        return Problem("its signature names no hash algorithm (Ed25519 or Ed448), not an RSA or ECDSA signature")
     try:
         if isinstance(key, rsa.RSAPublicKey):
             params = child.signature_algorithm_parameters
@@ -327,10 +326,10 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> tuple[bool,
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(child.signature, child.tbs_certificate_bytes, ec.ECDSA(digest))
         else:
-            return False, f"unsupported issuer key {type(key).__name__}"
+            return Problem(f"unsupported issuer key {type(key).__name__}")
     except InvalidSignature:
-        return False, "the signature does not verify"
-    return True, ""
+        return Problem("the signature does not verify")
+    return None
 
 
 def _check_signature(result: Verification, report: AttestationReport, vcek: x509.Certificate) -> None:
