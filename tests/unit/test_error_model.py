@@ -24,6 +24,15 @@ CODECS = ("evm", "svm")
 CHECKING = ("schemas", "ledger", "sdk", "runtime")
 CHECK_SUFFIXES = ("_problem", "_forgery", "_conflict")
 CHECK_NAMES = ("check", "check_consistency")
+# Checks that answer with more than their problem, in a tuple: (signers, problem), (role, problem).
+# Their problem is a `Problem` too, never text in the tuple.
+TUPLE_CHECK_SUFFIXES = ("_problem",)
+TUPLE_CHECK_NAMES = ("quorum", "verdict", "admit", "audit_writer", "audit_claim")
+# Named like a check, but not one: what they return in a tuple is no problem, and they raise theirs.
+NOT_CHECKS = {
+    # (the statement to run, its FORMAT or None); a query it does not run raises QueryRefused.
+    "ledger.endpoint.admit": "tuple[str, str | None]",
+}
 
 
 def _exception_classes(packages: tuple[str, ...]) -> dict[str, type[BaseException]]:
@@ -74,6 +83,26 @@ def _returns(function: Callable) -> object:
         return inspect.get_annotations(function).get("return")
 
 
+def _is_tuple_check(name: str) -> bool:
+    short = name.rsplit(".", 1)[-1]
+    return short.endswith(TUPLE_CHECK_SUFFIXES) or short in TUPLE_CHECK_NAMES
+
+
+def _text_in_a_tuple(hint: object) -> bool:
+    """Whether ``hint`` is a tuple carrying ``str | None``, alone or as one answer of a union; or,
+    as one answer of a union, a tuple ending in ``str`` ("the claim, or (role, why)")."""
+    if isinstance(hint, str):  # an annotation read as text: look for the text in a tuple
+        flat = hint.replace(" ", "")
+        return "tuple[" in flat and any(t in flat for t in ("str|None", "None|str", "Optional[str]", ",str]"))
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    for answer in typing.get_args(hint) if union else (hint,):
+        if typing.get_origin(answer) is tuple:
+            parts = typing.get_args(answer)
+            if any(_text_or_none(part) for part in parts) or (union and parts[-1:] == (str,)):
+                return True
+    return False
+
+
 def _text_or_none(hint: object) -> bool:
     if isinstance(hint, str):
         return hint.replace(" ", "") in ("str|None", "None|str", "Optional[str]")
@@ -107,18 +136,38 @@ def test_a_problem_renders_as_the_error_it_makes():
 
 def test_every_check_returns_a_problem_not_text():
     """A check that judges a record (``*_problem``, ``*_forgery``, ``*_conflict``, ``check``,
-    ``check_consistency``) returns a `Problem` or None, never bare text."""
+    ``check_consistency``) returns a `Problem` or None, never bare text. One that answers with more
+    than its problem, in a tuple (``quorum``: who signed, and why they are too few; ``audit_writer``,
+    ``verdict``, ``audit_claim``: the role, and why the record is not believed; ``admit``; a
+    ``*_problem``), carries a `Problem` there, never text."""
     checks = {
         name: _returns(function)
         for module in _modules(CHECKING)
         for name, function in _functions(module)
-        if _is_check(name)
+        if _is_check(name) or _is_tuple_check(name)
     }
     typed = [name for name, hint in checks.items() if hint == Problem | None]
     assert len(typed) >= 12, typed  # the walk found them: a broken walk must not pass by finding none
     assert "schemas.auth.outcome_forgery" in typed and "ledger.proof.check" in typed
-    text = sorted(name for name, hint in checks.items() if _text_or_none(hint))
+    text = sorted(name for name, hint in checks.items() if _is_check(name) and _text_or_none(hint))
     assert text == [], f"checks returning their problem as text instead of schemas.errors.Problem: {text}"
+
+    assert {
+        "runtime.admins.Admins.quorum",
+        "schemas.auth.AdminQuorum.quorum",
+        "schemas.auth.AuditClaim.verdict",
+        "schemas.auth.audit_claim",
+        "schemas.auth.audit_writer",
+        "schemas.auth.vault_event_problem",
+    } <= checks.keys()  # the walk found them: a broken walk must not pass by finding none
+    for name, hint in NOT_CHECKS.items():  # an exception no longer needed goes
+        assert str(checks.get(name)).replace(" ", "") == hint.replace(" ", ""), (name, checks.get(name))
+    text = sorted(
+        name
+        for name, hint in checks.items()
+        if _is_tuple_check(name) and name not in NOT_CHECKS and _text_in_a_tuple(hint)
+    )
+    assert text == [], f"checks carrying their problem as text in a tuple instead of schemas.errors.Problem: {text}"
 
 
 def test_every_error_of_the_model_is_a_warden_error():
