@@ -19,26 +19,26 @@ from tests.token_support import deploy_tokens
 HERE = Path(__file__).resolve().parent
 
 
-# The longest files, longest first (a fresh-clone run's durations). The xdist workers take files
-# in collection order as each becomes free: started first, the long ones run beside each other and
-# the many short files fill in behind them, instead of a long file starting last while the other
-# workers have run dry (test_paused_worker.py, left to its alphabetical place, ran last).
+# The longest files, longest first (a whole run's `--durations=0`, summed per file). The xdist
+# workers take files in collection order as each becomes free: started first, the long ones run
+# beside each other and the many short files fill in behind them, instead of a long file starting
+# last while the other workers have run dry.
 LONGEST_FIRST = (
+    "test_admin_quorum.py",
     "test_custody_pipeline.py",
+    "test_node_outage.py",
+    "test_supervised_stack.py",
     "test_chaos.py",
     "test_ledger_sink.py",
-    "test_supervised_stack.py",
     "test_paused_worker.py",
-    "test_admin_quorum.py",
-    "test_what_if.py",
-    "test_txs_cli.py",
-    "test_mcp_server.py",
+    "test_solana_pipeline.py",
+    "test_http_api.py",
     "test_crash_recovery.py",
-    "test_scale_out.py",
-    "test_contracts.py",
-    "test_ledger_witnessed.py",
-    "test_evm_on_anvil.py",
+    "test_signer_last_word.py",
     "test_pipeline_e2e.py",
+    "test_scale_out.py",
+    "test_broker_check.py",
+    "test_what_if.py",
 )
 
 
