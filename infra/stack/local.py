@@ -20,6 +20,7 @@ import dataclasses
 import glob
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -89,14 +90,33 @@ def surfpool_module() -> str:
     return str(found)
 
 
+def listen_ports() -> range:
+    """The ports a stack's listeners are picked from: below the kernel's ephemeral range. Every
+    outbound connection on the machine (a Kafka client's, an RPC call's) takes its local port from
+    that range, so a port picked there and bound a moment later could be taken already: a suite
+    run had `warden up`'s API fail to bind its port (address already in use)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(10000, low) if low > 11000 else range(0)
+
+
 def free_port(avoid: Collection[int] = ()) -> int:
     """A loopback port nothing is bound to now, and not one of ``avoid``: ports already handed to
-    a component that has not bound them yet. The kernel may hand the same free port out twice (a
-    CI run had SeaweedFS's S3 gRPC listener take the port chosen for Anvil, and Anvil could not
-    start), so whoever picks several ports passes those it picked before."""
+    a component that has not bound them yet. Picked at random in `listen_ports` (the kernel's own
+    pick, port 0, is an ephemeral port, and where there is no range below that), so two stacks
+    starting at once rarely pick the same; whoever picks several ports passes those it picked before."""
+    ports = listen_ports()
     while True:
+        port = random.choice(ports) if ports else 0
+        if port in avoid:
+            continue
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # bound by something else now
             port = sock.getsockname()[1]
         if port not in avoid:
             return port
