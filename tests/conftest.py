@@ -17,8 +17,8 @@ from tests.evm_support import BLOBS
 # first blob instead; the custody demos keep the default, which they exercise. Set before any
 # Settings is made, so stacks, `warden up` and the CLI in subprocesses inherit it.
 os.environ.setdefault("WARDEN_KZG_SETUP_AT_FIRST_BLOB", "1")
-# The suite is CPU-bound on two cores, and every stack it runs (three shared ones, one per xdist
-# worker, for the whole run, besides each test's own) pays the embedded broker's scans of empty
+# The suite is CPU-bound on two cores, and every stack it runs (a shared one per xdist worker,
+# for the whole run, besides each test's own) pays the embedded broker's scans of empty
 # fetches (docs/known-limits.md). At 200 ms an idle stack costs about half the CPU it does at the
 # 50 ms default, for a hop some tens of milliseconds longer. `warden up`'s durable stacks keep
 # their S3 default (tests.up_support.home_settings).
