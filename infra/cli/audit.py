@@ -26,6 +26,7 @@ from ledger.receipt import Policy, Receipt
 from ledger.receipt import check as check_receipt
 from ledger.schema import AUDIT_LOG
 from runtime.config import load
+from schemas.errors import Problem
 
 # The ledger's store (ClickHouse or chDB, pyarrow), its proofs and verifier (an HTTP client for
 # the witnesses) and the SDK's records (Kafka) cost most of a second to import: each command
@@ -223,7 +224,7 @@ def _checked(args: argparse.Namespace, check, holds) -> int:
         proof = orjson.loads(raw)
     except (SigningKeyError, OSError, orjson.JSONDecodeError) as exc:
         return _fail(f"cannot read the proof: {exc}" if not isinstance(exc, SigningKeyError) else str(exc))
-    problem = check(proof, key) if isinstance(proof, dict) else "a proof is a JSON object"
+    problem = check(proof, key) if isinstance(proof, dict) else Problem("a proof is a JSON object")
     reason = None if problem is None else str(problem)
     if args.json:
         print_json({"ok": reason is None, "reason": reason}, compact=True)

@@ -35,26 +35,21 @@ NOT_CHECKS = {
 }
 
 
-def _exception_classes(packages: tuple[str, ...]) -> dict[str, type[BaseException]]:
-    found = {}
-    for package in packages:
-        root = importlib.import_module(package)
-        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
-            if info.name.endswith("__main__"):  # runs the command line on import
-                continue
-            module = importlib.import_module(info.name)
-            for name, obj in vars(module).items():
-                if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == info.name:
-                    found[f"{info.name}.{name}"] = obj
-    return found
-
-
 def _modules(packages: tuple[str, ...]) -> Iterator[typing.Any]:
     for package in packages:
         root = importlib.import_module(package)
         for info in pkgutil.walk_packages(root.__path__, f"{package}."):
             if not info.name.endswith("__main__"):  # runs the command line on import
                 yield importlib.import_module(info.name)
+
+
+def _exception_classes(packages: tuple[str, ...]) -> dict[str, type[BaseException]]:
+    return {
+        f"{module.__name__}.{name}": obj
+        for module in _modules(packages)
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module.__name__
+    }
 
 
 def _functions(module) -> Iterator[tuple[str, Callable]]:
