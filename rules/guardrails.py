@@ -359,15 +359,15 @@ def allowlisted(policy: AgentPolicy, address: str) -> bool:
 
 # The stages decided by the intent and the policy alone (no chain, no spend record), by name.
 POLICY_CHECKS = {
-    "chain": check_chain,
-    "allowlist": check_allowlist,
-    "message": check_message,
+    Stage.CHAIN: check_chain,
+    Stage.ALLOWLIST: check_allowlist,
+    Stage.MESSAGE: check_message,
 }
 # The stages decided by the intent, the policy and its chain's EIP-155 id in the networks the
 # caller holds in force (`rules.judge.Context.chains`), by name.
 CHAIN_ID_CHECKS = {
-    "delegation": check_delegation,
-    "typed_data": check_typed_data,
+    Stage.DELEGATION: check_delegation,
+    Stage.TYPED_DATA: check_typed_data,
 }
 
 

@@ -105,15 +105,15 @@ class Judgement:
 
 
 # What each stage needs from the context, beyond the intent, the policy and earlier results.
-_NEEDS: dict[str, tuple[str, ...]] = {
-    "delegation": ("chains",),
-    "typed_data": ("chains",),
-    "assets": ("spent",),
-    "simulation": ("node",),
-    "fee": ("node",),
-    "daily_limit": ("spent",),
-    "usd_limit": ("spent", "node", "now"),
-    "solana": ("spent", "node"),
+_NEEDS: dict[Stage, tuple[str, ...]] = {
+    Stage.DELEGATION: ("chains",),
+    Stage.TYPED_DATA: ("chains",),
+    Stage.ASSETS: ("spent",),
+    Stage.SIMULATION: ("node",),
+    Stage.FEE: ("node",),
+    Stage.DAILY_LIMIT: ("spent",),
+    Stage.USD_LIMIT: ("spent", "node", "now"),
+    Stage.SOLANA: ("spent", "node"),
 }
 
 
@@ -145,9 +145,9 @@ def _node(ctx: Context, stage: Stage) -> Node:
     return ctx.node if ctx.node is not None else _NoNode(stage)
 
 
-def _supplied(stage: str, ctx: Context) -> bool:
+def _supplied(stage: Stage, ctx: Context) -> bool:
     """Whether ``ctx`` holds what ``stage`` needs: the node, or what was recorded in its place."""
-    recorded = {"simulation": ctx.simulated, "fee": ctx.quote, "usd_limit": ctx.prices}.get(stage)
+    recorded = {Stage.SIMULATION: ctx.simulated, Stage.FEE: ctx.quote, Stage.USD_LIMIT: ctx.prices}.get(stage)
     return all(
         getattr(ctx, need) is not None or (need == "node" and recorded is not None) for need in _NEEDS.get(stage, ())
     )
@@ -243,25 +243,25 @@ async def run_stage(
         verdict = check(intent, policy)
     elif chain_id_check is not None:
         verdict = chain_id_check(intent, policy, _given(ctx.chains, stage, "chains").get(intent.chain).chain_id)
-    elif stage == "assets":
+    elif stage == Stage.ASSETS:
         verdict, counted = assets.assess_assets(intent, policy, _given(ctx.spent, stage, "spent"))
         asset_spend = MappingProxyType(counted)
-    elif stage == "solana":
+    elif stage == Stage.SOLANA:
         verdict, counted = await solana.check(
             intent, policy, _node(ctx, stage), _given(ctx.spent, stage, "spent"), ctx.sender
         )
         asset_spend = MappingProxyType(counted)
-    elif stage == "solana_message":
+    elif stage == Stage.SOLANA_MESSAGE:
         verdict = solana.check_message(intent, policy, ctx.sender)
-    elif stage == "simulation" and ctx.simulated is not None:
+    elif stage == Stage.SIMULATION and ctx.simulated is not None:
         verdict = ctx.simulated
-    elif stage == "simulation":
+    elif stage == Stage.SIMULATION:
         verdict = await simulation.check_simulation(intent, policy, _node(ctx, stage), ctx.sender)
-    elif stage == "fee" and ctx.quote is not None:
+    elif stage == Stage.FEE and ctx.quote is not None:
         verdict, quote = fees.check_fee(intent, policy, ctx.quote), ctx.quote
-    elif stage == "fee":
+    elif stage == Stage.FEE:
         verdict, quote = await fees.check_price(intent, policy, _node(ctx, stage), ctx.sender)
-    elif stage == "usd_limit":
+    elif stage == Stage.USD_LIMIT:
         spent_usd = _given(ctx.spent, stage, "spent")(prices.USD)
         now = _given(ctx.now, stage, "now")
         verdict, usd = await prices.check_usd(
@@ -273,9 +273,9 @@ async def run_stage(
         # The spend stages come after "fee" (schemas.stages), and an envelope that has passed it
         # carries its quote (schemas.outcomes.StageEnvelope): no record reaches this.
         raise ValueError(f"the {stage} stage counts the fee stage's quote; judge the fee stage first")
-    elif stage == "value_cap":
+    elif stage == Stage.VALUE_CAP:
         verdict = guardrails.check_value_cap(intent, policy, quote)
-    elif stage == "daily_limit":
+    elif stage == Stage.DAILY_LIMIT:
         spent_native = _given(ctx.spent, stage, "spent")(movements.NATIVE)
         verdict = guardrails.check_daily_limit(intent, policy, spent_native, quote)
     else:
@@ -296,7 +296,7 @@ def recheck_windows(
         again = assets.check_assets(intent, policy, spent)
         if not again.passed:
             return again
-    if judged.quote is not None and "daily_limit" in stages_of(intent):
+    if judged.quote is not None and Stage.DAILY_LIMIT in stages_of(intent):
         again = guardrails.check_daily_limit(intent, policy, spent(movements.NATIVE), judged.quote)
         if not again.passed:
             return again

@@ -47,6 +47,7 @@ from schemas.policy import AgentPolicy
 from schemas.record import Record
 from schemas.sealing_key import SealingKey
 from schemas.simulation import SimulationRequest
+from schemas.stages import Stage
 
 Role = Literal["worker", "signer", "supervisor"]
 OutcomeT = TypeVar("OutcomeT", bound=Outcome)
@@ -301,7 +302,7 @@ def outcome_roles(record: Outcome) -> tuple[Role, ...]:
     dead-letters a record it cannot process."""
     if isinstance(record, (SignedTransaction, SignedMessage, SignedSolanaTransaction, SignedSolanaMessage)):
         return ("signer",)
-    if isinstance(record, IntentRejected) and record.stage == "signing":
+    if isinstance(record, IntentRejected) and record.stage == Stage.SIGNING:
         return ("signer",)
     if isinstance(record, DeadLetter):
         return ("worker", "signer")

@@ -86,7 +86,7 @@ BOUND_TO_BYTES = frozenset({Code.INVALID_INTENT, Code.AGENT_SIGNATURE_INVALID})
 
 def bound_to_bytes(record: Outcome) -> bool:
     """Whether ``record`` is an intake refusal bound to the bytes of the record it refuses."""
-    return isinstance(record, IntentRejected) and record.stage == "intake" and record.code in BOUND_TO_BYTES
+    return isinstance(record, IntentRejected) and record.stage == Stage.INTAKE and record.code in BOUND_TO_BYTES
 
 
 class IntentRejected(Outcome):

@@ -155,7 +155,7 @@ async def check_policy(
     )
     if policy is None:
         missing = StageResult(
-            stage="intake",
+            stage=Stage.INTAKE,
             passed=False,
             code=Code.POLICY_MISSING,
             reason=f"agent {intent.agent_id!r} has no policy in force; an admin creates one with `warden agents create`",

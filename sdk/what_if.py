@@ -189,7 +189,7 @@ def from_rows(policy_rows, rows, since: datetime) -> LedgerRead:
             recorded.outcome = "parked"
         elif (
             action == AuditAction.INTENT_REJECTED
-            and details.get("stage") != "signing"
+            and details.get("stage") != Stage.SIGNING
             and recorded.outcome == "undecided"
         ):
             recorded.outcome, recorded.stage, recorded.code = "refused", details.get("stage"), details.get("code")
@@ -254,7 +254,7 @@ def _believed(details: dict, where: tuple[datetime, int, int], policies: list[_A
 def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
     """What a stage's verdict recorded of the chain, kept for the replay."""
     stage, facts = details.get("stage"), details.get("facts") or {}
-    if stage == "fee" and "gas_limit" in facts:
+    if stage == Stage.FEE and "gas_limit" in facts:
         recorded.quote = FeeQuote(
             gas_limit=facts["gas_limit"],
             fee_per_gas=int(facts["fee_per_gas_wei"]),
@@ -263,7 +263,7 @@ def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
             else int(facts["priority_fee_per_gas_wei"]),
             blob_fee_wei=int(facts.get("blob_fee_wei") or 0),
         )
-    elif stage == "simulation":
+    elif stage == Stage.SIMULATION:
         recorded.simulated = StageVerdict.judged(
             intent_id=recorded.intent.intent_id,
             stage=Stage.SIMULATION,
@@ -272,12 +272,12 @@ def _facts(recorded: Recorded, details: dict, passed: bool) -> None:
             reason=details.get("reason", ""),
             facts=facts,
         )
-    elif stage == "usd_limit" and "prices" in facts:
+    elif stage == Stage.USD_LIMIT and "prices" in facts:
         recorded.prices = {
             p["asset"]: prices.Price(p["feed"], int(p["round_id"]), int(p["answer"]), p["decimals"], p["updated_at"])
             for p in facts["prices"]
         }
-    elif stage == "assets" and "asset_spend" in facts:
+    elif stage == Stage.ASSETS and "asset_spend" in facts:
         recorded.asset_spend = {k: int(v) for k, v in facts["asset_spend"].items()}
 
 

@@ -32,6 +32,7 @@ from schemas.outcomes import (
     SignedTransaction,
 )
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from signer import lifecycle
 from signer.state import AgentStates
 
@@ -101,7 +102,7 @@ class Outcomes:
             IntentRejected(
                 intent_id=intent.intent_id,
                 agent_id=intent.agent_id,
-                stage="signing",
+                stage=Stage.SIGNING,
                 code=refused.code,
                 reason=refused.reason,
                 decided_at=now,

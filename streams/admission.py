@@ -328,7 +328,7 @@ class Admission:
                 IntentRejected(
                     intent_id=intent_id,
                     agent_id=agent_id,
-                    stage="intake",
+                    stage=Stage.INTAKE,
                     code=Code.INVALID_INTENT,
                     reason=bad.rejection_reason,
                     decided_at=now,

@@ -127,7 +127,7 @@ class Approvals:
         self.decider.decisions[approval.intent_id] = dataclasses.replace(
             decision, outcome="approved", topic=topics.INTENTS_APPROVED, record=record
         )
-        metrics.INTENTS.labels("approved", "approval", Code.HUMAN_APPROVED).inc()
+        metrics.INTENTS.labels("approved", Stage.APPROVAL, Code.HUMAN_APPROVED).inc()
         return [
             Emit(topics.INTENTS_APPROVED, decision.agent_id, record),
             _audit(

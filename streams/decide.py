@@ -158,7 +158,7 @@ class Decider:
         )
         self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
         self.parked[intent.intent_id] = expires_us
-        metrics.INTENTS.labels("parked", "approval", Code.AWAITING_APPROVAL).inc()
+        metrics.INTENTS.labels("parked", Stage.APPROVAL, Code.AWAITING_APPROVAL).inc()
         return [
             Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
             _audit(
@@ -281,7 +281,7 @@ class Decider:
             record=abandoned,
             digest=intent.digest(),
         )
-        metrics.INTENTS.labels("abandoned", "intake", Code.NO_OUTCOME).inc()
+        metrics.INTENTS.labels("abandoned", Stage.INTAKE, Code.NO_OUTCOME).inc()
         return [
             _audit(
                 SERVICE,
@@ -305,7 +305,7 @@ class Decider:
         a forged release would let an agent spend past its limit at this worker."""
         rejected = IntentRejected.model_validate_json(raw)
         decision = self.decisions.get(rejected.intent_id)
-        if rejected.stage != "signing" or decision is None or decision.outcome != "approved":
+        if rejected.stage != Stage.SIGNING or decision is None or decision.outcome != "approved":
             return []
         forged = outcome_forgery(rejected, self.service_keys, decision.digest)
         if forged is not None:

@@ -72,7 +72,7 @@ class Replays:
         if decided == "rejected":
             decided += " " + IntentRejected.model_validate_json(decision.record).code
         found = judged.refusal
-        at = judged.verdicts[-1].stage if judged.verdicts else "intake"
+        at = judged.verdicts[-1].stage if judged.verdicts else Stage.INTAKE
         return [
             _audit(
                 SERVICE,

@@ -17,6 +17,7 @@ from runtime.admins import Admins
 from runtime.clock import to_us
 from runtime.kafka import partition_of
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex, sign_outcome, sign_policy
 from schemas.codes import Code
@@ -24,6 +25,7 @@ from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from sdk.client import new_intent
 from streams.engine import Engine
 
@@ -80,8 +82,8 @@ class World:
         self,
         intent: TransactionIntent,
         now: datetime = T0,
-        code: str = Code.SIGNER_ERROR,
-        stage: str = "signing",
+        code: Code = Code.SIGNER_ERROR,
+        stage: Stage = Stage.SIGNING,
         key: Ed25519PrivateKey | None = None,
     ) -> bytes:
         """What a signer says when it refuses an approved intent, signed with ``key`` (the signer's)."""
@@ -212,7 +214,7 @@ def approved_of(emits: list[Emit]) -> IntentApproved:
 
 def passed_codes(emits: list[Emit]) -> list[str]:
     """The codes of the stages an intent passed, from their audit events: where verdicts are kept."""
-    return [e.details["code"] for e in audits(emits) if e.action == "stage.passed"]
+    return [e.details["code"] for e in audits(emits) if e.action == AuditAction.STAGE_PASSED]
 
 
 def assert_approved(emits: list[Emit], intent: TransactionIntent) -> IntentApproved:

@@ -29,6 +29,7 @@ from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG
 from runtime.config import Settings
 from runtime.trust import audit_signer
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of, event_id
 from tests.support import read_records
 
@@ -74,7 +75,7 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
         rejected = i % 5 == 4
         digest = intent_digest_of(intent)
 
-        def add(actor: str, action: str, details: dict, step: str) -> None:
+        def add(actor: str, action: AuditAction, details: dict, step: str) -> None:
             events.append(
                 AuditEvent(
                     event_id=event_id(intent, step),
@@ -88,28 +89,33 @@ def pipeline_events(n: int, agents: int = 8, start: datetime = T0) -> list[Audit
                 )
             )
 
-        add(f"agent:{agent}", "intent.submitted", {"chain": "base", "value": "0.01"}, "submitted")
+        add(f"agent:{agent}", AuditAction.INTENT_SUBMITTED, {"chain": "base", "value": "0.01"}, "submitted")
         add(
             "service:streams",
-            "stage.passed",
+            AuditAction.STAGE_PASSED,
             {"stage": "chain", "code": "ok", "reason": "chain allowed", "facts": {}},
             "chain",
         )
         if rejected:
             details = {"stage": "value_cap", "code": "over_cap", "reason": "0.01 is over the 0.005 cap"}
-            add("service:streams", "stage.failed", {**details, "facts": {"cap_wei": "5000000000000000"}}, "value_cap")
-            add("service:streams", "intent.rejected", details, "rejected")
+            add(
+                "service:streams",
+                AuditAction.STAGE_FAILED,
+                {**details, "facts": {"cap_wei": "5000000000000000"}},
+                "value_cap",
+            )
+            add("service:streams", AuditAction.INTENT_REJECTED, details, "rejected")
         else:
             add(
                 "service:streams",
-                "stage.passed",
+                AuditAction.STAGE_PASSED,
                 {"stage": "value_cap", "code": "ok", "reason": "under cap", "facts": {}},
                 "value_cap",
             )
-            add("service:streams", "intent.approved", {}, "approved")
+            add("service:streams", AuditAction.INTENT_APPROVED, {}, "approved")
             add(
                 "service:signer",
-                "tx.signed",
+                AuditAction.TX_SIGNED,
                 {
                     "chain": "base",
                     "chain_id": 8453,

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
@@ -233,7 +234,7 @@ def _pipeline_records(intent, verdict: StageVerdict) -> list:
         AuditEvent(
             event_id="e1",
             actor="service:streams",
-            action="stage.failed",
+            action=AuditAction.STAGE_FAILED,
             resource="intent:i-1",
             ts=T0,
             intent_id="i-1",

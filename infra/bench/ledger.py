@@ -35,6 +35,7 @@ from schemas.actions import AuditAction
 from schemas.audit import audit_record
 from schemas.auth import AuditSigner
 from schemas.auth import public_key_hex as auth_public_key_hex
+from schemas.stages import Stage
 
 APPEND_TARGET = 50_000
 VERIFY_TARGET = 1_000_000
@@ -78,7 +79,7 @@ def records(n: int, per_record: int, writer: AuditSigner) -> list[tuple[int, byt
                 "intent_id": f"intent-{lo // per_record}",
                 "agent_id": agent,
                 "details": {
-                    "stage": "daily_limit",
+                    "stage": Stage.DAILY_LIMIT,
                     "code": "ok",
                     "reason": "within the rolling 24 h limit",
                     "facts": {"spent_wei": str(i * 10**15), "limit_wei": "5000000000000000000"},

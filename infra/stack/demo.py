@@ -60,7 +60,7 @@ from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, Outcome, SignedMessage, SignedTransaction
 from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
-from schemas.stages import guardrail_stages
+from schemas.stages import Stage, guardrail_stages
 from schemas.typed_data import TypedData
 from sdk.client import (
     OUTCOME_TOPICS,
@@ -299,14 +299,14 @@ def _outcome_row(scripted: Scripted, intent: TransactionIntent, outcome: Outcome
     elif isinstance(outcome, IntentParked):
         row.update(
             outcome="awaiting",
-            stage="approval",
+            stage=Stage.APPROVAL,
             code=Code.AWAITING_APPROVAL,
             reason=f"{outcome.reason}; no decision within the timeout",
         )
     elif isinstance(outcome, SignedMessage):
         row.update(
             outcome="signed",
-            stage="signing",
+            stage=Stage.SIGNING,
             code=Code.SIGNED,
             reason=None,
             **{"from": outcome.from_},
@@ -319,7 +319,7 @@ def _outcome_row(scripted: Scripted, intent: TransactionIntent, outcome: Outcome
     elif isinstance(outcome, SignedTransaction):
         row.update(
             outcome=outcome.status,
-            stage="signing",
+            stage=Stage.SIGNING,
             code=outcome.status.upper(),
             reason=outcome.error,
             signed_tx=outcome.signed_tx,

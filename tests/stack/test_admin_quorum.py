@@ -19,6 +19,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.admins import ACTIONS, AdminSet, VaultChange
 from schemas.audit import audit_events_of
 from schemas.auth import (
@@ -32,6 +33,7 @@ from schemas.auth import (
 )
 from schemas.codes import Code
 from schemas.outcomes import HumanApproval, IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, pending_approvals, wait_outcomes
 from sdk.quorum import wait_vault_applied
@@ -104,9 +106,9 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
             }
         ),
     )
-    assert (alone, twice, borrowed) == ("policy.refused", "policy.refused", "policy.refused")
+    assert [alone, twice, borrowed] == [AuditAction.POLICY_REFUSED] * 3
     # Two distinct admins over the same bytes: in force.
-    assert attempt(5, lambda p: cosign(sign_policy(p, keys["a"], "a"), keys["c"], "c")) == "policy.updated"
+    assert attempt(5, lambda p: cosign(sign_policy(p, keys["a"], "a"), keys["c"], "c")) == AuditAction.POLICY_UPDATED
 
     intent = _one_approval_parks_and_two_release(settings, keys, agent, run)
     _a_policy_change_proposed_and_signed(settings)
@@ -190,7 +192,7 @@ def _a_policy_change_proposed_and_signed(settings) -> None:
     assert fields["tx_max_value_eth"] == ("1000", "3") and "agent_public_key" not in fields
     assert _cli(settings, "a", "agents", "show", "--agent", AGENT)["tx_max_value_eth"] == "1000"  # v5's, still
     done = _cli(settings, "c", "approvals", "sign", change["proposal_id"][:16])
-    assert done["published"] and done["outcome"] == "policy.updated" and done["signed_by"] == ["a", "c"]
+    assert done["published"] and done["outcome"] == AuditAction.POLICY_UPDATED and done["signed_by"] == ["a", "c"]
     assert _cli(settings, "b", "agents", "show", "--agent", AGENT)["tx_max_value_eth"] == "3"
     assert change["proposal_id"] not in {
         p["proposal_id"] for p in _cli(settings, "b", "approvals", "list")["proposals"]
@@ -222,7 +224,7 @@ def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None
             await (await client.send(topics.ADMINS, "admins", forged.to_bytes()))
 
     run(forge_admins())
-    assert attempt(7, lambda p: sign_policy(p, keys["a"], "a")) == "policy.refused"
+    assert attempt(7, lambda p: sign_policy(p, keys["a"], "a")) == AuditAction.POLICY_REFUSED
     assert _cli(settings, "a", "admins", "show")["version"] == 0
 
 
@@ -233,24 +235,29 @@ def _the_ledger_records_each_verdict(settings, start, v1, intent, run) -> None:
     refused = {
         e.details["version"] - v1.version: e.details["reason"]
         for e in events
-        if e.action == "policy.refused" and e.agent_id == AGENT
+        if e.action == AuditAction.POLICY_REFUSED and e.agent_id == AGENT
     }
     assert "needs 2 of the 3 pinned admins' signatures" in refused[2] and "it has 1 (a)" in refused[2]
     assert "a signed twice (counted once)" in refused[3]
     assert "b's signature does not verify over this record's bytes" in refused[4]
     assert "it has 1 (a)" in refused[7]
-    updated = [e for e in events if e.action == "policy.updated" and e.agent_id == AGENT]
+    updated = [e for e in events if e.action == AuditAction.POLICY_UPDATED and e.agent_id == AGENT]
     assert sorted(e.details["version"] - v1.version for e in updated) == [0, 5, 6]
     assert [e.details["approved_by"] for e in updated][1:] == [["a", "c"], ["a", "c"]]
     enforced = sorted(
-        e.details["version"] - v1.version for e in events if e.action == "policy.enforced" and e.agent_id == AGENT
+        e.details["version"] - v1.version
+        for e in events
+        if e.action == AuditAction.POLICY_ENFORCED and e.agent_id == AGENT
     )
     assert enforced == [0, 5, 6]  # the signer took neither the lone nor the doubled signatures
-    assert any(e.action == "approval.refused" and "it has 1 (a)" in e.details["reason"] for e in events)
-    (approved,) = [e for e in events if e.action == "intent.human_approved" and e.intent_id == intent.intent_id]
+    assert any(e.action == AuditAction.APPROVAL_REFUSED and "it has 1 (a)" in e.details["reason"] for e in events)
+    (approved,) = [
+        e for e in events if e.action == AuditAction.INTENT_HUMAN_APPROVED and e.intent_id == intent.intent_id
+    ]
     assert approved.details["approved_by"] == ["a", "b"]
     assert any(
-        e.action == "admins.refused" and "a change to the admin set needs 2" in e.details["reason"] for e in events
+        e.action == AuditAction.ADMINS_REFUSED and "a change to the admin set needs 2" in e.details["reason"]
+        for e in events
     )
 
 
@@ -311,7 +318,7 @@ def test_one_admin_key_cannot_change_a_signing_key_and_two_admins_can(quorum, ru
     outcome = run(sign_one())
     assert isinstance(outcome, IntentRejected) and outcome.code == Code.SIGNING_KEY_UNAVAILABLE, outcome
     events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
-    (applied,) = [e for e in events if e.action == "vault.event_applied"]
+    (applied,) = [e for e in events if e.action == AuditAction.VAULT_EVENT_APPLIED]
     assert applied.details["signed_by"] == ["a", "b"]
 
 
@@ -359,12 +366,15 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
 
         run(forge())
         lone = run(chain_set_verdicts(settings, forged, 60, start))
-        assert lone.outcome == "chains.refused" and lone.signer.action == lone.worker.action == "chains.refused"
+        assert (
+            lone.outcome == AuditAction.CHAINS_REFUSED
+            and lone.signer.action == lone.worker.action == AuditAction.CHAINS_REFUSED
+        )
         assert "a chain registry change needs 2 of the 3 pinned admins' signatures" in lone.signer.details["reason"]
         assert "it has 1 (a)" in lone.signer.details["reason"]
         unknown = on_anvil_two()
         assert isinstance(unknown, IntentRejected), unknown
-        assert (unknown.stage, unknown.code) == ("intake", Code.INVALID_INTENT) and "unknown chain 'anvil-two'" in (
+        assert (unknown.stage, unknown.code) == (Stage.INTAKE, Code.INVALID_INTENT) and "unknown chain 'anvil-two'" in (
             unknown.reason
         ), unknown
 
@@ -376,7 +386,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         assert open_["what"].startswith("chain set v1: anvil-two (31338")
         signed = _cli(settings, "b", "approvals", "sign", proposed["proposal_id"][:16], "--wait", "90")
         assert signed["published"] and signed["signed_by"] == ["a", "b"], signed
-        assert signed["outcome"] == "chains.changed", signed
+        assert signed["outcome"] == AuditAction.CHAINS_CHANGED, signed
         assert "chain set v1 in force: anvil-two (31338" in signed["verdicts"]["signer"]["reason"]
         known = on_anvil_two()
         assert not (isinstance(known, IntentRejected) and known.code == Code.INVALID_INTENT), known
@@ -387,7 +397,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         change = _cli(settings, "a", "chains", "finality", "--name", "anvil", "--confirmations", "3")
         assert change["published"] is False and change["version"] == 2, change
         done = _cli(settings, "c", "approvals", "sign", change["proposal_id"][:16], "--wait", "90")
-        assert done["outcome"] == "chains.changed" and done["signed_by"] == ["a", "c"], done
+        assert done["outcome"] == AuditAction.CHAINS_CHANGED and done["signed_by"] == ["a", "c"], done
         listed = _cli(settings, "b", "chains", "list")
         assert listed["version"] == 2 and listed["signed_by"] == ["a", "c"] and listed["read_from_broker"]
         in_force = {c["name"]: c for c in listed["chains"]}
@@ -405,9 +415,9 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         if e.action.startswith("chains.") and "signer_id" in e.details
     ]
     assert by_signer == [
-        ("chains.refused", "chain set v1"),
-        ("chains.changed", "chain set v1"),
-        ("chains.changed", "chain set v2"),
+        (AuditAction.CHAINS_REFUSED, "chain set v1"),
+        (AuditAction.CHAINS_CHANGED, "chain set v1"),
+        (AuditAction.CHAINS_CHANGED, "chain set v2"),
     ]
 
 
@@ -576,7 +586,7 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
         finally:
             await node.close()
         async with Client(settings) as client:
-            assert await client.publish_policy(policy) == "policy.updated"
+            assert await client.publish_policy(policy) == AuditAction.POLICY_UPDATED
         intent = new_intent(intent_key, agent_id=agent_id, chain="anvil", to=DEST, value="0.001")
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
         async with Client(settings) as client:
@@ -622,8 +632,8 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(own_
 
         return run(publish())
 
-    assert published(1, "a", "b", tx_max_value_eth="1") == "policy.updated"
-    assert published(2, "a", "c", tx_max_value_eth="2") == "policy.updated"
+    assert published(1, "a", "b", tx_max_value_eth="1") == AuditAction.POLICY_UPDATED
+    assert published(2, "a", "c", tx_max_value_eth="2") == AuditAction.POLICY_UPDATED
     # The quorum removes c: a proposes, b signs.
     ab = f"a={public_key_hex(keys['a'])},b={public_key_hex(keys['b'])}"
     proposal = _cli(settings, "a", "admins", "propose", "--admins", ab, "--quorum", "2")
@@ -634,11 +644,11 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(own_
     assert (shown["version"], shown["tx_max_value_eth"]) == (2, "2"), shown
     change = _cli(settings, "a", "agents", "update", "--agent", agent, "--daily-limit", "5")
     done = _cli(settings, "b", "approvals", "sign", change["proposal_id"][:16])
-    assert done["published"] and done["outcome"] == "policy.updated", done
+    assert done["published"] and done["outcome"] == AuditAction.POLICY_UPDATED, done
     shown = _cli(settings, "b", "agents", "show", "--agent", agent)
     assert (shown["version"], shown["tx_max_value_eth"], shown["tx_daily_limit_eth"]) == (3, "2", "5"), shown
 
     # c, removed, signs v4 with a: the worker judges it under the set in force and refuses it.
-    assert published(4, "a", "c", tx_max_value_eth="1000") == "policy.refused"
+    assert published(4, "a", "c", tx_max_value_eth="1000") == AuditAction.POLICY_REFUSED
     shown = _cli(settings, "b", "agents", "show", "--agent", agent)
     assert (shown["version"], shown["tx_max_value_eth"]) == (3, "2"), shown

@@ -17,11 +17,13 @@ from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import AuditSigner, public_key_hex, sign_policy
 from schemas.codes import Code
 from schemas.emit import audit
 from schemas.outcomes import IntentRejected
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from sdk.client import (
     Client,
     load_or_create_agent_key,
@@ -103,7 +105,7 @@ def test_show_and_update_ignore_a_policy_no_pinned_admin_signed(stack, run):
         return await wait_outcomes(settings, [intent], 60, start)
 
     outcome = run(submit())[intent.intent_id]
-    assert isinstance(outcome, IntentRejected) and outcome.stage == "allowlist", outcome
+    assert isinstance(outcome, IntentRejected) and outcome.stage == Stage.ALLOWLIST, outcome
 
 
 def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_force(stack, run):
@@ -142,7 +144,7 @@ def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_
     )
     lie = audit(
         "service:streams",
-        "policy.updated",
+        AuditAction.POLICY_UPDATED,
         f"policy:{agent}",
         utcnow(),
         agent,
@@ -161,7 +163,7 @@ def test_a_forged_policy_verdict_does_not_tell_the_admin_a_refused_policy_is_in_
             await (await client.send(topics.POLICIES, agent, stale.to_bytes()))
         return await wait_policy_applied(settings, stale, 30, start)
 
-    assert run(publish()) == "policy.refused"
+    assert run(publish()) == AuditAction.POLICY_REFUSED
 
 
 def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(stack, run):
@@ -191,7 +193,7 @@ def test_update_keeps_the_agents_intent_key_and_public_key_registers_another(sta
     assert orjson.loads(updated.stdout)["agent_public_key"] == public_key_hex(own)
     # Judged past intake: the agent's signature verified under the key in force.
     judged = refusal(own)
-    assert (judged.stage, judged.code) == ("allowlist", Code.RECIPIENT_NOT_ALLOWLISTED), judged
+    assert (judged.stage, judged.code) == (Stage.ALLOWLIST, Code.RECIPIENT_NOT_ALLOWLISTED), judged
 
     moved = warden(settings, "agents", "update", "--agent", agent, "--public-key", public_key_hex(later), "--json")
     assert moved.returncode == 0, moved.stderr

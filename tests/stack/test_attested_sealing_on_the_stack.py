@@ -16,6 +16,7 @@ from schemas.codes import Code
 from schemas.outcomes import IntentRejected
 from schemas.sealing import SealingRefused
 from schemas.sealing_key import SealingKey
+from schemas.stages import Stage
 from signer.sealing import SealingKeyPair
 
 
@@ -216,7 +217,7 @@ def test_a_signer_without_evidence_never_gets_the_key_of_an_attested_vault(fresh
     for _ in range(2):
         intent, refused = run(submit())
         assert isinstance(refused, IntentRejected), refused
-        assert (refused.stage, refused.code, refused.tee) == ("signing", Code.ATTESTATION_REQUIRED, "none")
+        assert (refused.stage, refused.code, refused.tee) == (Stage.SIGNING, Code.ATTESTATION_REQUIRED, "none")
         assert "no attestation report (tee=none" in refused.reason
         refused_ids.append(intent.intent_id)
     again = warden("vault", "require-attestation", "--vault", "__agent-keys")

@@ -26,8 +26,11 @@ from infra.stack import demo_script
 from infra.stack.kms_servers import MotoServer
 from infra.stack.local import REPO, free_port
 from runtime.config import Settings
+from schemas.actions import AuditAction
 from schemas.codes import Code
+from schemas.stages import Stage
 from sdk.client import wait_outcomes
+from signer.custody.events import ModeSet, SecretVersionWritten, parse_event
 from tests.custody_support import SoftHsmToken
 
 CASES = {
@@ -196,7 +199,9 @@ def test_demo_on_each_custody_mode(mode, demos):
     ], x402
     # The main job's witness cosigned the checkpoint over a mined transfer's final outcome.
     receipt = report["receipt"]
-    assert receipt["ok"] and receipt["action"] == "tx.final" and receipt["witness"] == "witness.local/w1", receipt
+    assert receipt["ok"] and receipt["action"] == AuditAction.TX_FINAL and receipt["witness"] == "witness.local/w1", (
+        receipt
+    )
     mined = [r for r in report["intents"] if r["outcome"] == "mined"]
     assert len(mined) == 9  # five transfers, a blob transaction, a delegation and two token transfers
     for row in mined:
@@ -208,14 +213,14 @@ def test_demo_on_each_custody_mode(mode, demos):
         refused = [r for r in report["intents"] if r["code"] == Code.CLIENT_SHARE_INVALID]
         # A wrong share and no share get the very same answer.
         assert len(refused) == 2 and refused[0]["reason"] == refused[1]["reason"]
-        assert {r["stage"] for r in refused} == {"signing"}
+        assert {r["stage"] for r in refused} == {Stage.SIGNING}
 
     events = [orjson.loads(line) for line in (home / "demo" / "vault" / "events.jsonl").read_bytes().splitlines()]
-    (mode_set,) = [e for e in events if e["type"] == "vault.mode_set"]
+    (mode_set,) = [e for e in events if isinstance(parse_event(e), ModeSet)]
     assert mode_set["mode"] == mode
     assert [s["provider"] for s in mode_set["slots"]] == [primary, *others]
     assert mode_set["development"] is ("local-dev" in others)
-    written = [e for e in events if e["type"] == "secret.version_written"]
+    written = [e for e in events if isinstance(parse_event(e), SecretVersionWritten)]
     assert written and all(e["kek_id"] == mode_set["kek_id"] for e in written)
 
 

@@ -21,6 +21,7 @@ from runtime.kafka import end_offsets
 from runtime.metrics import metrics_file
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.outcomes import SignedTransaction
 from sdk.client import Client, new_intent
@@ -118,7 +119,7 @@ def test_final_transactions_a_reorg_deeper_than_finality_took_are_sent_again_and
                 event
                 for raw in await read_topic(settings, topics.AUDIT_EVENTS, idle_polls=2, start=start)
                 for event in audit_events_of(raw)
-                if event.action == "tx.finality_violated" and event.intent_id in everything
+                if event.action == AuditAction.TX_FINALITY_VIOLATED and event.intent_id in everything
             ]
             return before, after, receipts, chain_hashes, events
         finally:

@@ -36,6 +36,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.codes import Code
+from schemas.stages import Stage
 from sdk import solana as build
 from svm import messages
 from tests.http_support import BAD_BODIES
@@ -193,7 +194,7 @@ def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, age
         status, refused = seen[case]
         assert status == 403, refused
         assert refused["code"] and refused["stage"] and refused["detail"] and refused["status"] == "refused"
-    assert seen["over_cap"][1]["stage"] == "value_cap"
+    assert seen["over_cap"][1]["stage"] == Stage.VALUE_CAP
 
     status, got = seen["get"]
     assert status == 200 and got["id"] == tx["id"] and "signed_tx" not in got
@@ -573,7 +574,7 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     assert (status, signed["status"]) == (201, "sign_only"), signed
     assert VersionedTransaction.from_bytes(base64.b64decode(signed["signed_tx"])).verify_with_results() == [True]
     status, refused = seen["refused"]
-    assert (status, refused["code"], refused["stage"]) == (403, Code.RECIPIENT_NOT_ALLOWLISTED, "solana"), refused
+    assert (status, refused["code"], refused["stage"]) == (403, Code.RECIPIENT_NOT_ALLOWLISTED, Stage.SOLANA), refused
     status, invalid = seen["not base64"]
     assert status == 400 and "base64" in str(invalid), invalid
     status, message = seen["message"]
@@ -584,5 +585,5 @@ def test_a_solana_transaction_over_http_is_signed_sent_or_refused_by_its_rule(st
     assert (status, refused["code"], refused["stage"]) == (
         403,
         Code.SOLANA_MESSAGE_AGENT_NOT_SIGNATORY,
-        "solana_message",
+        Stage.SOLANA_MESSAGE,
     )

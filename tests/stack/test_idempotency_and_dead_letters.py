@@ -23,6 +23,7 @@ from schemas.audit import audit_events_of
 from schemas.auth import outcome_forgery
 from schemas.codes import Code
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic
 
@@ -68,7 +69,7 @@ def test_a_key_reused_for_another_payment_is_refused_by_the_worker_and_by_the_si
     run(submit(settings, retry))
     outcomes = run(wait_outcomes(settings, [to_bob, straight, retry], 120, start))
 
-    for intent, stage in ((to_bob, "intake"), (straight, "signing")):
+    for intent, stage in ((to_bob, Stage.INTAKE), (straight, Stage.SIGNING)):
         refused = outcomes[intent.intent_id]
         assert isinstance(refused, IntentRejected), refused
         assert (refused.stage, refused.code, refused.intent_digest) == (

@@ -12,6 +12,7 @@ import pytest
 from rules import judge
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
+from schemas.stages import Stage
 from sdk.client import new_intent
 from tests.engine_support import DEST, T0, World, rejected_of
 from tests.signer_support import LoneSigner
@@ -59,7 +60,7 @@ def test_the_worker_and_the_signer_refuse_later_stages_with_the_judges_code(stac
     lone.set_policy(tx_to_allowlist=(DEST,), **policy_fields)
     fields = _later_fields(intent_case, datetime.now(timezone.utc))
     outcome, _, _ = asyncio.run(lone.handle(new_intent(lone.agent_key, agent_id=lone.agent, **fields)))
-    assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == ("signing", code), outcome
+    assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
 def test_the_worker_and_the_signer_judge_the_same_stages_in_the_same_order(stack, tmp_path, monkeypatch):

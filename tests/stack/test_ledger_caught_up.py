@@ -14,6 +14,7 @@ from ledger.tail import event_lag
 from runtime.kafka import end_offsets
 from runtime.metrics import metrics_file
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from sdk.client import new_intent, wait_outcomes
 from tests.ledger_support import audit_records, ledger_event_ids, redeliver
@@ -51,7 +52,8 @@ def test_a_redelivered_last_record_is_no_lag_for_the_demo_nor_the_sink(stack):
     # The last record must stay the last of its partition: wait for the signer's record of the
     # policy too, which it writes when it reads the policy, later than the worker's.
     deadline = time.monotonic() + 120
-    while not {("policy.enforced", AGENT), ("intent.rejected", AGENT)} <= _actions(records := _records(settings)):
+    wanted = {(AuditAction.POLICY_ENFORCED, AGENT), (AuditAction.INTENT_REJECTED, AGENT)}
+    while not wanted <= _actions(records := _records(settings)):
         assert time.monotonic() < deadline, "the signer and the worker did not record the agent's policy and intent"
         time.sleep(0.5)
     last = records[-1]

@@ -21,6 +21,7 @@ from ledger.checks import CHECKER_NICENESS, WriterChecks
 from ledger.keys import ledger_key_id
 from runtime.config import Settings
 from runtime.trust import PinnedAuditKeys, audit_signer
+from schemas.actions import AuditAction
 from schemas.audit import audit_record
 from schemas.auth import (
     AUDIT_BY_HEADER,
@@ -65,7 +66,7 @@ def _records(settings: Settings, n: int) -> list[tuple[int, int, bytes | None, l
             [
                 audit(
                     "service:streams",
-                    "stage.passed",
+                    AuditAction.STAGE_PASSED,
                     f"intent:i-{i}",
                     NOW,
                     str(i),

@@ -17,6 +17,7 @@ from ledger.merkle import consistency_path, consistent, inclusion_path, leaf_has
 from ledger.note import ED25519, Note, NoteCheckpoint, NoteError, NoteKey, b64encode, sign
 from ledger.receipt import Policy, Receipt, check
 from ledger.witness import Witness, WitnessState, request_body
+from schemas.actions import AuditAction
 from tests.oracle import build_tlogcheck
 
 LOG_NAME = "warden.example/audit"
@@ -31,7 +32,7 @@ def rows(count: int) -> list[dict]:
     for seq in range(count):
         row = {
             "chain": 3, "seq": seq, "prev_hash": prev, "event_id": f"e-{seq}", "actor": "service:signer",
-            "action": "tx.mined", "resource": f"intent:i-{seq}", "ts": format_ts(T0 + timedelta(seconds=seq)),
+            "action": AuditAction.TX_MINED, "resource": f"intent:i-{seq}", "ts": format_ts(T0 + timedelta(seconds=seq)),
             "details": orjson.dumps({"block_number": seq}).decode(), "intent_id": f"i-{seq}", "agent_id": "agent-1",
         }  # fmt: skip
         row["integrity_hash"] = prev = integrity_hash(

@@ -34,6 +34,7 @@ from runtime.config import Settings
 from runtime.kafka import partitions
 from runtime.trust import audit_signer
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_record
 from schemas.auth import AuditSigner
 from tests.ledger_support import (
@@ -103,7 +104,9 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     # signature; a key the sink does not pin, under the worker's id; the signer's real key over
     # other bytes; and the worker's real key on a record that says it is the signer.
     forged = [
-        events[0].model_copy(update={"event_id": f"forged-{n}", "actor": "service:signer", "action": "tx.signed"})
+        events[0].model_copy(
+            update={"event_id": f"forged-{n}", "actor": "service:signer", "action": AuditAction.TX_SIGNED}
+        )
         for n in range(4)
     ]
     stranger_key = AuditSigner("worker", settings.worker_id, Ed25519PrivateKey.generate())
@@ -137,13 +140,13 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
         settings, f"SELECT chain, seq, event_id, intent_id, action, actor, details FROM {AUDIT_LOG} ORDER BY chain, seq"
     )
     assert len(rows) == len({r["event_id"] for r in rows}) == 307
-    assert {r["event_id"] for r in rows if r["action"] != "dlq.recorded"} == {e.event_id for e in events}
+    assert {r["event_id"] for r in rows if r["action"] != AuditAction.DLQ_RECORDED} == {e.event_id for e in events}
     # The events of one record are chained one after the other, in the record's order.
     for intent in {e.intent_id for e in events[150:]} - {e.intent_id for e in events[:150]}:
         chained = [(r["chain"], r["seq"], r["event_id"]) for r in rows if r["intent_id"] == intent]
         assert [c[2] for c in chained] == [e.event_id for e in events if e.intent_id == intent], (intent, chained)
         assert [c[:2] for c in chained] == [(chained[0][0], chained[0][1] + i) for i in range(len(chained))]
-    unreadable = [r for r in rows if r["action"] == "dlq.recorded"]
+    unreadable = [r for r in rows if r["action"] == AuditAction.DLQ_RECORDED]
     assert len(unreadable) == 7 and {r["actor"] for r in unreadable} == {"service:ledger"}
     details = [orjson.loads(r["details"]) for r in unreadable]
     reasons = [d["reason"] for d in details]
@@ -168,7 +171,7 @@ def test_sink_appends_skips_redeliveries_records_unreadable_and_publishes_checkp
     assert not [
         r
         for r in rows
-        if r["action"] == "tx.signed"
+        if r["action"] == AuditAction.TX_SIGNED
         and r["intent_id"] == forged[0].intent_id
         and r["event_id"] not in {e.event_id for e in events}
     ]
@@ -478,7 +481,7 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
     ids = {r["event_id"] for r in rows}
     missing = [e.event_id for e in first + more + fewer if e.event_id not in ids]
     assert missing == []
-    changes = [orjson.loads(r["details"]) for r in rows if r["action"] == "ledger.source_changed"]
+    changes = [orjson.loads(r["details"]) for r in rows if r["action"] == AuditAction.LEDGER_SOURCE_CHANGED]
     assert len(changes) == 2 and all(c["previous_cluster_id"] != c["cluster_id"] for c in changes)
     store = ChdbStore(store_path(settings), read_only=True)
     try:

@@ -30,6 +30,7 @@ from ledger.sink import SinkOptions, run_sink
 from ledger.store import ChdbStore, chain_leaves, sql_string, store_path
 from ledger.witness import request_body
 from runtime.config import LedgerSettings, Settings
+from schemas.actions import AuditAction
 from tests.ledger_support import (
     REPO,
     WitnessProcess,
@@ -171,7 +172,7 @@ def _auditor_checks_the_receipt(tmp_path, event_id: str, receipt, chain: int, vk
     assert go.returncode == 0 and go.stdout.startswith(f"ok {LOG_NAME}/{chain}"), go.stdout
     # The event altered in the receipt: refused.
     altered = Receipt(
-        receipt.index, receipt.path, receipt.checkpoint, orjson.dumps({**row, "action": "tx.signed"})
+        receipt.index, receipt.path, receipt.checkpoint, orjson.dumps({**row, "action": AuditAction.TX_SIGNED})
     ).text
     printed.write_text(altered)
     assert main(["audit", "check-receipt", str(printed), "--log-key", vkey.vkey, *witness_args, "--quorum", "2"]) == 1

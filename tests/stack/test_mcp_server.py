@@ -25,7 +25,9 @@ from ledger.receipt import Policy, Receipt, check
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.codes import Code
+from schemas.stages import Stage
 from tests.support import forge_rejections, make_agent, warden_mcp
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -178,8 +180,8 @@ def test_a_transaction_and_a_refusal_come_with_receipts_an_auditor_checks_offlin
     settings = session["settings"]
     policy = Policy(NoteKey(settings.ledger.log_name, ED25519, local_public_key(settings.home)))
     for name, intent_id, actions in (
-        ("receipt", _data(session, "mined")["intent_id"], {"tx.mined", "tx.final"}),
-        ("refused_receipt", _data(session, "refused")["intent_id"], {"intent.rejected"}),
+        ("receipt", _data(session, "mined")["intent_id"], {AuditAction.TX_MINED, AuditAction.TX_FINAL}),
+        ("refused_receipt", _data(session, "refused")["intent_id"], {AuditAction.INTENT_REJECTED}),
     ):
         shown = _data(session, name)
         assert shown["receipt"], (shown["receipt_unavailable"], session["log"][-2000:])
@@ -203,7 +205,10 @@ def test_a_forged_refusal_on_the_topic_is_not_reported(session):
 def test_a_recipient_off_the_allowlist_is_refused_with_its_rule(session):
     refused = _data(session, "refused")
     assert refused["status"] == "refused" and refused["tx_hash"] is None
-    assert (refused["refusal"]["stage"], refused["refusal"]["code"]) == ("allowlist", Code.RECIPIENT_NOT_ALLOWLISTED)
+    assert (refused["refusal"]["stage"], refused["refusal"]["code"]) == (
+        Stage.ALLOWLIST,
+        Code.RECIPIENT_NOT_ALLOWLISTED,
+    )
     assert STRANGER.lower() in refused["refusal"]["reason"].lower()
     assert Code.RECIPIENT_NOT_ALLOWLISTED in session["refused"].content[0].text
     shown = _data(session, "shown_refused")
@@ -227,7 +232,7 @@ def test_a_message_is_signed_and_a_typed_document_the_policy_denies_is_refused(s
     typed = _data(session, "typed")
     assert typed["status"] == "refused" and typed["signature"] is None
     assert (typed["refusal"]["stage"], typed["refusal"]["code"]) == (
-        "typed_data",
+        Stage.TYPED_DATA,
         Code.EIP712_SPEND_AUTHORIZATION_REFUSED,
     )
 
@@ -286,7 +291,7 @@ def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session):
     allowed, mined = _data(session, "check_allowed"), _data(session, "mined")
     assert allowed["decision"] == "allowed" and allowed["deciding"] is None, allowed
     assert all(stage["passed"] for stage in allowed["stages"]) and not allowed["not_judged"]
-    assert [s["stage"] for s in allowed["stages"]][:2] == ["intake", "chain"] and mined["status"] == "mined"
+    assert [s["stage"] for s in allowed["stages"]][:2] == [Stage.INTAKE, Stage.CHAIN] and mined["status"] == "mined"
 
     refused, submitted = _data(session, "check_refused"), _data(session, "refused")
     assert refused["decision"] == "refused"
@@ -295,7 +300,7 @@ def test_the_dry_run_agrees_with_what_the_pipeline_then_decides(session):
         deciding
         == (submitted["refusal"]["stage"], submitted["refusal"]["code"])
         == (
-            "allowlist",
+            Stage.ALLOWLIST,
             Code.RECIPIENT_NOT_ALLOWLISTED,
         )
     )

@@ -26,9 +26,11 @@ from collections import defaultdict
 
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.client import Client, new_intent, wait_outcomes
 from tests.support import direct_approvals, make_agent, read_topic
 from tests.up_support import chain_nonce
@@ -116,11 +118,11 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
     several = {i: sorted(str(s)[:100] for s in said[i]) for i in ids if len(said[i]) > 1}
     assert not several, f"{len(several)} of {len(ids)} intents were refused more than once: {several}"
     # The worker approves nothing it refused (a signer's refusal of an approval is its one outcome).
-    judged_twice = approved & {i for i in said for stage, _, _ in said[i] if stage != "signing"}
+    judged_twice = approved & {i for i in said for stage, _, _ in said[i] if stage != Stage.SIGNING}
     assert not judged_twice, judged_twice
     assert Code.NO_OUTCOME in refused.values(), refused  # the watch gave intents up while the node was stopped
     given_up = {i for i, code in refused.items() if code == Code.NO_OUTCOME}
-    assert all(stage == "signing" for i in given_up for stage, _, _ in said[i])  # the signer's word
+    assert all(stage == Stage.SIGNING for i in given_up for stage, _, _ in said[i])  # the signer's word
     assert not set(refused) & set(signed), {i: refused[i] for i in set(refused) & set(signed)}
     # Anvil holds what was signed and nothing else: the intents approved before the stop.
     mined = [i for i, record in signed.items() if record.status == "mined"]
@@ -130,7 +132,7 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
         event
         for raw in read[topics.AUDIT_EVENTS]
         for event in audit_events_of(raw)
-        if event.action == "intent.judgement_discarded" and event.intent_id in ids
+        if event.action == AuditAction.INTENT_JUDGEMENT_DISCARDED and event.intent_id in ids
     ]
     assert discarded, f"no judgement was in flight at the give-up; see {settings.log_dir}"
     assert all(event.details["decided"] == "abandoned" for event in discarded), discarded

@@ -15,6 +15,7 @@ from infra.stack import demo, demo_script
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.codes import Code
 from schemas.fields import parse_native_amount
@@ -139,17 +140,18 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
                 parameters={"i": row["intent_id"]},
             ).result_rows
         ]
-        assert actions[0] == "intent.submitted"
+        assert actions[0] == AuditAction.INTENT_SUBMITTED
         if row["outcome"] == "mined":
-            assert actions.count("stage.passed") == len(row["stages"])
-            assert {"tx.signed", "tx.mined"} <= set(actions)
+            assert actions.count(AuditAction.STAGE_PASSED) == len(row["stages"])
+            assert {AuditAction.TX_SIGNED, AuditAction.TX_MINED} <= set(actions)
             # Approved by the worker, or parked and approved by an admin.
-            assert "intent.approved" in actions or {"intent.parked", "intent.human_approved"} <= set(actions)
+            by_an_admin = {AuditAction.INTENT_PARKED, AuditAction.INTENT_HUMAN_APPROVED} <= set(actions)
+            assert AuditAction.INTENT_APPROVED in actions or by_an_admin
         elif row["outcome"] == "signed":
-            assert actions.count("stage.passed") == len(row["stages"])
-            assert {"intent.approved", "message.signed"} <= set(actions)
+            assert actions.count(AuditAction.STAGE_PASSED) == len(row["stages"])
+            assert {AuditAction.INTENT_APPROVED, AuditAction.MESSAGE_SIGNED} <= set(actions)
         else:
-            assert "stage.failed" in actions and "intent.rejected" in actions
+            assert AuditAction.STAGE_FAILED in actions and AuditAction.INTENT_REJECTED in actions
     # The MCP session's transfer was judged and audited like any intent.
     mcp_actions = {
         a
@@ -157,7 +159,8 @@ def test_demo_yields_exactly_its_expected_outcomes(stack, run):
             "SELECT action FROM audit_log WHERE intent_id = {i:String}", parameters={"i": mined_by_mcp["intent_id"]}
         ).result_rows
     }
-    assert {"intent.submitted", "intent.approved", "tx.signed", "tx.mined"} <= mcp_actions
+    wanted = {AuditAction.INTENT_SUBMITTED, AuditAction.INTENT_APPROVED, AuditAction.TX_SIGNED, AuditAction.TX_MINED}
+    assert wanted <= mcp_actions
     # The analysts' view of the signed messages: the kind, and for typed data what it was for.
     rows = client.query(
         "SELECT kind, primary_type, verifying_contract, message_hash FROM signed_messages "
@@ -327,8 +330,8 @@ def test_bad_inputs_are_rejected_with_reasons_and_the_worker_keeps_going(stack, 
         assert expect[name] in reason, (name, reason)
     invalid = {r["intent_id"]: r for r in rejected if r["code"] == Code.INVALID_INTENT}
     assert "bad-missing" in invalid and "chain: is required" in invalid["bad-missing"]["reason"]
-    assert sum(1 for a in audits if a["action"] == "dlq.recorded") >= len(bad)
-    refused = [a for a in audits if a["action"] == "policy.refused" and a["agent_id"] == "bad-input-agent"]
+    assert sum(1 for a in audits if a["action"] == AuditAction.DLQ_RECORDED) >= len(bad)
+    refused = [a for a in audits if a["action"] == AuditAction.POLICY_REFUSED and a["agent_id"] == "bad-input-agent"]
     assert refused and "unsigned" in refused[0]["details"]["reason"]
 
 

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY as prometheus
 
 from runtime.clock import utcnow
 from runtime.registry import REGISTRY
+from schemas.actions import AuditAction
 from schemas.outcomes import SignedTransaction
 from sdk.outcomes import supersedes
 from tests.tracker_support import Harness, automine, finish, on_chain, private_chain
@@ -89,7 +90,11 @@ def test_a_mined_transaction_reorged_out_is_sent_again_mined_again_and_only_then
     assert Account.recover_transaction(final.signed_tx) == h.address
     # Every step on the ledger: the reorg and the finality are events of their own.
     actions = h.audit_actions(first.intent_id)
-    assert actions.count("tx.mined") == 2 and "tx.reorged" in actions and actions[-1] == "tx.final", actions
+    assert (
+        actions.count(AuditAction.TX_MINED) == 2
+        and AuditAction.TX_REORGED in actions
+        and actions[-1] == AuditAction.TX_FINAL
+    ), actions
     # The worst case stays reserved until final, then settles to what the chain took.
     assert reserved == kept == first.max_spend_wei
     assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei < reserved
@@ -113,7 +118,7 @@ def test_a_transaction_a_reorg_moves_to_another_block_is_re_reported_there(chain
     assert "left the chain" in moved.error and f"now in block {moved.block_number}" in moved.error
     assert final.final and final.block_number == moved.block_number
     assert [r.status for r in h.records(first.intent_id)].count("broadcast") == 1  # never sent again: it was there
-    assert "tx.reorged" in h.audit_actions(first.intent_id)
+    assert AuditAction.TX_REORGED in h.audit_actions(first.intent_id)
 
 
 @pytest.mark.parametrize("finalized_tag", [True, False])
@@ -177,7 +182,7 @@ def test_after_a_restart_a_mined_record_the_chain_lost_is_reported_and_sent_agai
     h, (mined, unconfirmed, reconciled, redelivered, again) = on_chain(tmp_path, chain, scenario, automining=True)
     assert unconfirmed == [mined.intent_id]
     assert reconciled.status == "broadcast" and "left the chain" in reconciled.error
-    assert "tx.reorged" in h.audit_actions(mined.intent_id)
+    assert AuditAction.TX_REORGED in h.audit_actions(mined.intent_id)
     assert redelivered.status == "broadcast" and redelivered == reconciled  # the record as it is now, not `mined`
     assert again.tx_hash == mined.tx_hash and again.block_hash != mined.block_hash
 
@@ -277,7 +282,7 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
         history = [(r.status, r.final) for r in h.records(lost.intent_id)]
         assert ("broadcast", False) in history[history.index(("mined", True)) :], history  # reopened, sent again
         # Loudly: an audit event naming the chain, the transaction, the block and how deep it was.
-        (event,) = h.audit_events(lost.intent_id, "tx.finality_violated")
+        (event,) = h.audit_events(lost.intent_id, AuditAction.TX_FINALITY_VIOLATED)
         assert event.details["chain"] == "anvil" and event.details["tx_hash"] == lost.tx_hash
         assert event.details["block_number"] == lost.block_number and event.details["block_hash"] == lost.block_hash
         assert event.details["depth"] >= 3 and "finality was violated" in event.details["error"]
@@ -286,7 +291,7 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
     copy_after = newest[3]
     assert copy_after.tx_hash == before[0].tx_hash and copy_after.block_hash == newest[0].block_hash
     assert copy_before.block_hash == before[0].block_hash and copy_after.reorgs == copy_before.reorgs + 1
-    assert not h.audit_events(newest[-1].intent_id, "tx.finality_violated")  # the next intent lost nothing
+    assert not h.audit_events(newest[-1].intent_id, AuditAction.TX_FINALITY_VIOLATED)  # the next intent lost nothing
 
 
 async def _all(h: Harness, signed: list[SignedTransaction], check) -> bool:

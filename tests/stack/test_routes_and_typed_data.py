@@ -26,6 +26,7 @@ from runtime.kafka import end_offsets
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
+from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
 from tests.signer_support import LoneSigner
 from tests.support import make_agent
@@ -304,7 +305,7 @@ def test_the_signer_refuses_each_route_itself(lone, run, stack, deployed):
         "forward-tokens": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
         "plain-value-to-forwarder": Code.SIMULATION_ROUTE_NOT_ALLOWLISTED,
     }, outcomes
-    assert all(o.stage == "signing" for name, o in outcomes.items() if name in refused)
+    assert all(o.stage == Stage.SIGNING for name, o in outcomes.items() if name in refused)
     assert isinstance(outcomes["forward-to-alice"], SignedTransaction)
 
 

@@ -24,6 +24,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.sealing import decode_client_share
+from schemas.stages import Stage
 from sdk.client import ClientKey, new_intent
 from signer.custody.keys import KeyStore
 from signer.sealing import SealingKeyPair
@@ -165,13 +166,13 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
     invalid = [rejected_of(results[name][0]) for name in ("wrong-first", "wrong", "none")]
     for rejected, name in zip(invalid, ("wrong-first", "wrong", "none")):
         assert rejected.intent_id == ids[name] and rejected.agent_id == AGENT
-        assert rejected.stage == "signing" and rejected.code == Code.CLIENT_SHARE_INVALID
+        assert rejected.stage == Stage.SIGNING and rejected.code == Code.CLIENT_SHARE_INVALID
     # One answer for a missing share and a wrong one, before or after the key was first used.
     assert len({r.reason for r in invalid}) == 1
     assert "client share" in invalid[0].reason
 
     stale = rejected_of(results["old"][0])
-    assert stale.stage == "signing" and stale.code == Code.CLIENT_SHARE_SEALED_TO_OLD_KEY
+    assert stale.stage == Stage.SIGNING and stale.code == Code.CLIENT_SHARE_SEALED_TO_OLD_KEY
     assert rig.sealing.key_id in stale.reason and old.key_id in stale.reason
     assert stale.reason != invalid[0].reason
 

@@ -17,6 +17,7 @@ from infra.stack.local import LocalStack, local_settings
 from runtime.kafka import end_offsets, partition_of
 from runtime.owner import Fenced, PartitionOwner
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.auth import AuditSigner
 from schemas.outcomes import SignedTransaction
@@ -340,8 +341,10 @@ def test_a_status_change_appended_but_not_published_is_published_by_the_next_own
             # Two trackers change together; the first to append (i-2's) appends both, and the
             # signer is killed before either is published.
             trackers["signer-a"]._publish = killed
-            outcomes.transition(mined["i-1"], {"status": "mined", "final": True}, T0, action="tx.final")
-            emits, final = outcomes.transition(mined["i-2"], {"status": "mined", "final": True}, T0, action="tx.final")
+            outcomes.transition(mined["i-1"], {"status": "mined", "final": True}, T0, action=AuditAction.TX_FINAL)
+            emits, final = outcomes.transition(
+                mined["i-2"], {"status": "mined", "final": True}, T0, action=AuditAction.TX_FINAL
+            )
             with pytest.raises(RuntimeError, match="killed"):
                 await trackers["signer-a"].emit(emits, p)
             # A newer record of i-2 (a restore's reconcile publishes its own): i-2's final is stale.
@@ -369,4 +372,9 @@ def test_a_status_change_appended_but_not_published_is_published_by_the_next_own
     mine = [(r.intent_id, r.status, r.final) for r in published if r.agent_id == agent]
     assert mine == [("i-1", "mined", False), ("i-2", "mined", False), ("i-1", "mined", True)], mine
     actions = sorted((e.intent_id, e.action) for e in events if e.agent_id == agent)
-    assert actions == [("i-1", "tx.final"), ("i-1", "tx.mined"), ("i-2", "tx.final"), ("i-2", "tx.mined")], actions
+    assert actions == [
+        ("i-1", AuditAction.TX_FINAL),
+        ("i-1", AuditAction.TX_MINED),
+        ("i-2", AuditAction.TX_FINAL),
+        ("i-2", AuditAction.TX_MINED),
+    ], actions

@@ -25,11 +25,13 @@ from runtime.kafka import end_offsets, partition_of
 from runtime.rpc import JsonRpc
 from runtime.trust import service_key
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, signed_policy, wait_outcomes
 from streams.redelivery import abandoned_record
 from tests.support import balance, direct_approvals, fresh_agent, make_agent, read_topic, submitted, tail_json
@@ -75,11 +77,11 @@ def test_fee_drain_through_the_worker_and_straight_to_the_signer_moves_nothing(s
 
     for intent in via_worker:
         rejected = outcomes[intent.intent_id]
-        assert (rejected.stage, rejected.code) == ("value_cap", Code.VALUE_OVER_CAP)
+        assert (rejected.stage, rejected.code) == (Stage.VALUE_CAP, Code.VALUE_OVER_CAP)
         assert "worst-case fee" in rejected.reason and "cap of 0.1" in rejected.reason
     for intent in via_topic + [legacy]:
         rejected = outcomes[intent.intent_id]
-        assert (rejected.stage, rejected.code) == ("signing", Code.VALUE_OVER_CAP), rejected
+        assert (rejected.stage, rejected.code) == (Stage.SIGNING, Code.VALUE_OVER_CAP), rejected
     assert run(balance(settings, address)) == before
 
 
@@ -162,12 +164,12 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(st
     finally:
         run(spike(normal))
     assert [(o.stage, o.code) for o in (outcomes[i.intent_id] for i in via_worker)] == [
-        ("fee", Code.FEE_OVER_CEILING),
-        ("value_cap", Code.VALUE_OVER_CAP),
+        (Stage.FEE, Code.FEE_OVER_CEILING),
+        (Stage.VALUE_CAP, Code.VALUE_OVER_CAP),
     ]
     assert [(o.stage, o.code) for o in (outcomes[i.intent_id] for i in via_topic)] == [
-        ("signing", Code.FEE_OVER_CEILING),
-        ("signing", Code.VALUE_OVER_CAP),
+        (Stage.SIGNING, Code.FEE_OVER_CEILING),
+        (Stage.SIGNING, Code.VALUE_OVER_CAP),
     ]
     ceiling = outcomes[via_worker[0].intent_id].reason
     # The spike's base fee, or what is left of it: the chain's 1 s blocks lower it an eighth each.
@@ -219,7 +221,7 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     outcomes = run(wait_outcomes(settings, replayed, 120, start))
     for intent in replayed:
         assert (outcomes[intent.intent_id].stage, outcomes[intent.intent_id].code) == (
-            "signing",
+            Stage.SIGNING,
             Code.POLICY_SUPERSEDED,
         )
         assert f"policy is now v{revoked.version}" in outcomes[intent.intent_id].reason
@@ -231,7 +233,7 @@ def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run)
     (enforced,) = [
         a
         for a in audits
-        if a.action == "policy.enforced" and a.agent_id == agent and a.details["version"] == revoked.version
+        if a.action == AuditAction.POLICY_ENFORCED and a.agent_id == agent and a.details["version"] == revoked.version
     ]
     assert enforced.details["intents_api_enabled"] is False
     delay = enforced.ts.timestamp() - published_at
@@ -259,12 +261,12 @@ def test_a_recipient_removed_from_the_allowlist_stays_removed_at_the_signer(stac
     outcomes = run(wait_outcomes(settings, [old_policy, current_policy], 120, start))
     assert outcomes[old_policy.intent_id].code == Code.POLICY_SUPERSEDED
     assert outcomes[current_policy.intent_id].code == Code.RECIPIENT_NOT_ALLOWLISTED
-    assert outcomes[current_policy.intent_id].stage == "signing"
+    assert outcomes[current_policy.intent_id].stage == Stage.SIGNING
 
 
 async def _publish(settings, policy) -> None:
     async with Client(settings) as client:
-        assert await client.publish_policy(policy) == "policy.updated"
+        assert await client.publish_policy(policy) == AuditAction.POLICY_UPDATED
     await asyncio.sleep(1.0)  # the signer follows warden.policies on its own, within a second
 
 
@@ -304,7 +306,7 @@ def test_require_simulation_holds_at_the_signer_for_an_approval_written_to_the_t
     )
     run(direct_approvals(settings, (call, policy)))
     rejected = run(wait_outcomes(settings, [call], 120, start))[call.intent_id]
-    assert (rejected.stage, rejected.code) == ("signing", Code.SIMULATION_REVERTED)
+    assert (rejected.stage, rejected.code) == (Stage.SIGNING, Code.SIMULATION_REVERTED)
     assert "always reverts" in rejected.reason
     assert run(balance(settings, address)) == before
 
@@ -471,9 +473,9 @@ def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(sta
     second = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value="0.5")
     run(submitted(settings, second))
     rejected = run(wait_outcomes(settings, [second], 120, start))[second.intent_id]
-    assert (rejected.stage, rejected.code) == ("daily_limit", Code.DAILY_LIMIT_EXCEEDED)
+    assert (rejected.stage, rejected.code) == (Stage.DAILY_LIMIT, Code.DAILY_LIMIT_EXCEEDED)
     audits = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
-    assert any(a.action == "outcome.forged" and a.intent_id == first.intent_id for a in audits)
+    assert any(a.action == AuditAction.OUTCOME_FORGED and a.intent_id == first.intent_id for a in audits)
 
 
 # --- 6. freshness -----------------------------------------------------------------------------
@@ -496,11 +498,11 @@ def test_intents_from_2001_and_2100_are_refused_by_the_worker_and_by_the_signer(
     run(direct_approvals(settings, (made[2], policy), (made[3], policy)))
     outcomes = run(wait_outcomes(settings, made + [expired], 120, start))
     assert [(outcomes[i.intent_id].stage, outcomes[i.intent_id].code) for i in made + [expired]] == [
-        ("intake", Code.INTENT_EXPIRED),
-        ("intake", Code.INTENT_FROM_THE_FUTURE),
-        ("signing", Code.INTENT_EXPIRED),
-        ("signing", Code.INTENT_FROM_THE_FUTURE),
-        ("intake", Code.INTENT_EXPIRED),
+        (Stage.INTAKE, Code.INTENT_EXPIRED),
+        (Stage.INTAKE, Code.INTENT_FROM_THE_FUTURE),
+        (Stage.SIGNING, Code.INTENT_EXPIRED),
+        (Stage.SIGNING, Code.INTENT_FROM_THE_FUTURE),
+        (Stage.INTAKE, Code.INTENT_EXPIRED),
     ]
 
 
@@ -559,7 +561,7 @@ def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(s
     assert run(balance(settings, address)) == before
     assert refusals == {told.to_bytes()}, [IntentRejected.from_bytes(raw).code for raw in refusals]
     # The signer's word, which it keeps: not the worker's.
-    assert (told.stage, told.signed_by) == ("signing", service_key(settings, "signer")[0]), told
+    assert (told.stage, told.signed_by) == (Stage.SIGNING, service_key(settings, "signer")[0]), told
     assert "will not sign" in told.reason, told.reason
 
 

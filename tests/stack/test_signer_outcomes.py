@@ -26,6 +26,7 @@ from schemas.codes import Code
 from schemas.emit import Source
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
+from schemas.stages import Stage
 from sdk.client import Client, new_intent, wait_outcomes
 from signer.agent_state import AgentState
 from signer.custody.keys import KeyStore
@@ -65,7 +66,7 @@ def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservat
     for intent in (poison, huge):
         rejected = outcomes[intent.intent_id]
         assert isinstance(rejected, IntentRejected)
-        assert (rejected.stage, rejected.code) == ("signing", Code.NONCE_NOT_ALLOWED)
+        assert (rejected.stage, rejected.code) == (Stage.SIGNING, Code.NONCE_NOT_ALLOWED)
         assert f"nonce {intent.nonce} is not one this signer signed at" in rejected.reason
     rejected = outcomes[poison.intent_id]
 
@@ -159,7 +160,7 @@ def test_an_injected_signer_failure_is_one_final_rejection_with_no_state_left(st
     (emit,) = [e for e in emits if e.topic in (topics.INTENTS_REJECTED, topics.TXS_SIGNED)]
     assert emit.topic == topics.INTENTS_REJECTED
     rejected = IntentRejected.from_bytes(emit.value)
-    assert (rejected.intent_id, rejected.stage, rejected.code) == (intent.intent_id, "signing", Code.SIGNER_ERROR)
+    assert (rejected.intent_id, rejected.stage, rejected.code) == (intent.intent_id, Stage.SIGNING, Code.SIGNER_ERROR)
     assert "RuntimeError" in rejected.reason
     # Nothing of the intent stays behind: no signed row, no nonce taken, no spend counted.
     assert rig.state.agent(rig.agent).signed_record(intent.intent_id) is None

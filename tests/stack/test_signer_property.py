@@ -35,6 +35,7 @@ from schemas.fields import format_native_amount
 from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
 from signer.service import Signer
@@ -147,7 +148,7 @@ def test_the_signer_never_signs_what_the_pure_guardrails_reject(stack, keys, sce
     if outcome.topic == topics.INTENTS_REJECTED:
         rejected = IntentRejected.from_bytes(outcome.value)
         event(f"refused {rejected.code}")
-        assert rejected.stage == "signing" and rejected.code != Code.SIGNER_ERROR, rejected.reason
+        assert rejected.stage == Stage.SIGNING and rejected.code != Code.SIGNER_ERROR, rejected.reason
         return
     signed = SignedTransaction.from_bytes(outcome.value)
     event("signed")

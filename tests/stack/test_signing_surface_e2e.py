@@ -16,10 +16,12 @@ from infra.stack.demo_script import permit_typed_data
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
+from schemas.stages import Stage
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
@@ -114,17 +116,17 @@ def test_messages_and_typed_data_are_signed_only_as_their_policy_allows(stack, r
     def trail(name):
         return [e for e in audits if e.intent_id == intents[name].intent_id]
 
-    submitted = next(e for e in trail("permit") if e.action == "intent.submitted").details
+    submitted = next(e for e in trail("permit") if e.action == AuditAction.INTENT_SUBMITTED).details
     assert (submitted["kind"], submitted["primary_type"], submitted["verifying_contract"]) == (
         "typed_data",
         "Permit",
         TOKEN,
     )
-    signed = next(e for e in trail("permit") if e.action == "message.signed").details
+    signed = next(e for e in trail("permit") if e.action == AuditAction.MESSAGE_SIGNED).details
     assert signed["message_hash"] == signed_permit.message_hash and signed["verifying_contract"] == TOKEN
     assert signed["kind"] == "typed_data" and signed["domain_separator"] == signed_permit.domain_separator
-    assert next(e for e in trail("hello") if e.action == "message.signed").details["kind"] == "personal_sign"
-    assert not any(e.action == "message.signed" for name in rejected for e in trail(name))
+    assert next(e for e in trail("hello") if e.action == AuditAction.MESSAGE_SIGNED).details["kind"] == "personal_sign"
+    assert not any(e.action == AuditAction.MESSAGE_SIGNED for name in rejected for e in trail(name))
 
 
 def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stack, run):
@@ -176,8 +178,8 @@ def test_a_delegation_is_mined_and_the_account_then_runs_the_delegates_code(stac
     assert mined.tx_type == 4 and Account.recover_transaction(mined.signed_tx) == address
     assert code == "0xef0100" + DELEGATE[2:].lower()
     assert int(answer, 16) == 42
-    assert (elsewhere.stage, elsewhere.code) == ("delegation", Code.EIP7702_DELEGATE_NOT_ALLOWLISTED)
-    assert (anywhere.stage, anywhere.code) == ("delegation", Code.EIP7702_ANY_CHAIN_REFUSED)
+    assert (elsewhere.stage, elsewhere.code) == (Stage.DELEGATION, Code.EIP7702_DELEGATE_NOT_ALLOWLISTED)
+    assert (anywhere.stage, anywhere.code) == (Stage.DELEGATION, Code.EIP7702_ANY_CHAIN_REFUSED)
     assert transfer.status == "mined" and transfer.nonce == mined.nonce + 2
 
 
@@ -225,7 +227,7 @@ def test_a_blob_transaction_is_mined_with_its_blobs_and_its_blob_gas_counts_as_s
     assert mined.max_spend_wei >= GAS_PER_BLOB * 10**9
     assert sign_only.status == "sign_only" and Account.recover_transaction(sign_only.signed_tx) == address
     assert isinstance(too_dear, IntentRejected) and (too_dear.stage, too_dear.code) == (
-        "value_cap",
+        Stage.VALUE_CAP,
         Code.VALUE_OVER_CAP,
     )
     assert "blob gas" in too_dear.reason

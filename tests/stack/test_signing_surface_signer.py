@@ -10,10 +10,12 @@ from eth_account.messages import encode_defunct, encode_typed_data
 from eth_utils import to_checksum_address
 
 from infra.stack.demo_script import permit_typed_data
+from schemas.actions import AuditAction
 from schemas.auth import sign_intent
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
+from schemas.stages import Stage
 from sdk.client import new_message_intent, new_typed_data_intent
 from tests.signer_support import ANVIL_ID, DELEGATE, DEST, SPENDER, TOKEN, LoneSigner, mail_document
 
@@ -36,7 +38,7 @@ def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_doe
     hello = lone.intent(new_message_intent, message="hello from an agent")
     refused, _, _ = run(lone.handle(hello))
     assert isinstance(refused, IntentRejected) and refused.code == Code.MESSAGE_SIGNING_DISABLED
-    assert refused.stage == "signing"
+    assert refused.stage == Stage.SIGNING
 
     lone.set_policy(message_signing_enabled=True, message_max_bytes=64)
     too_long = lone.intent(new_message_intent, message="x" * 65)
@@ -49,7 +51,7 @@ def test_signer_refuses_a_message_its_policy_does_not_allow_and_signs_one_it_doe
     assert signed.kind == "personal_sign" and signed.from_ == lone.address and signed.chain_id == ANVIL_ID
     signable = encode_defunct(text="hello from an agent")
     assert Account.recover_message(signable, signature=bytes.fromhex(signed.signature[2:])) == lone.address
-    assert [a.action for a in audits] == ["message.signed"]
+    assert [a.action for a in audits] == [AuditAction.MESSAGE_SIGNED]
     assert audits[0].details["message_hash"] == signed.message_hash
     # A redelivery gets the same signature back (the record is the outcome), never a second one.
     redelivered, _, _ = run(lone.handle(again))

@@ -31,6 +31,7 @@ from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import DeadLetter, IntentRejected
 from schemas.simulation import SimulationResult
+from schemas.stages import Stage
 from sdk.client import (
     OUTCOME_TOPICS,
     Client,
@@ -95,7 +96,7 @@ def test_a_transfers_balance_changes_are_what_anvil_then_does(stack, agent):
     rows = _rows(step)
     assert (rows[(payee.lower(), "native")].before, rows[(payee.lower(), "native")].after) == ("0", "0.25")
     assert rows[(sender.lower(), "native")].change == "-0.25"
-    assert [v.stage for v in step.verdicts][-1] == "usd_limit" and all(v.passed for v in step.verdicts)
+    assert [v.stage for v in step.verdicts][-1] == Stage.USD_LIMIT and all(v.passed for v in step.verdicts)
 
     async def mine():
         before = await _balance(settings, sender)
@@ -142,7 +143,7 @@ def test_approve_then_swap_succeeds_only_as_a_bundle(stack, agent, deployed):
     assert step.status == "reverted" and step.revert_reason
     assert (alone.decision, alone.deciding.stage, alone.deciding.code) == (
         "refused",
-        "simulation",
+        Stage.SIMULATION,
         Code.SIMULATION_REVERTED,
     )
 
@@ -165,7 +166,7 @@ def test_a_bundle_over_the_rolling_limit_is_refused_though_no_step_alone_is(stac
     assert alone.decision == "allowed", alone
     both = _simulate(stack.settings, agent, [{"to": payee, "value": "0.6"}, {"to": payee, "value": "0.6"}])
     assert all(v.passed for v in both.steps[0].verdicts)
-    assert (both.deciding.stage, both.deciding.code) == ("daily_limit", Code.DAILY_LIMIT_EXCEEDED), both
+    assert (both.deciding.stage, both.deciding.code) == (Stage.DAILY_LIMIT, Code.DAILY_LIMIT_EXCEEDED), both
     assert both.deciding.intent_id == both.steps[1].intent_id
 
 

@@ -24,8 +24,10 @@ from infra.stack.provision import provision_solana_agent
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaMessage
+from schemas.stages import Stage
 from sdk.client import Client, new_solana_message_intent, wait_outcomes
 from sdk.records import ReceiptUnavailable, outcome_receipt
 from svm import messages
@@ -174,7 +176,7 @@ def test_an_off_chain_message_is_signed_bound_to_its_intent_and_the_library_veri
     checked = orjson.loads(done.stdout)
     assert done.returncode == 0 and checked["ok"], checked
     (extra,) = [line.split(" ", 1)[1] for line in receipt.splitlines() if line.startswith("extra ")]
-    assert orjson.loads(base64.b64decode(extra))["action"] == "solana.message_signed"
+    assert orjson.loads(base64.b64decode(extra))["action"] == AuditAction.SOLANA_MESSAGE_SIGNED
 
 
 def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_signer(stack, run):
@@ -206,7 +208,7 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
     for code, intent in cases.items():
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected), (code, outcome)
-        assert (outcome.stage, outcome.code) == ("solana_message", code), outcome
+        assert (outcome.stage, outcome.code) == (Stage.SOLANA_MESSAGE, code), outcome
 
     copies = {
         code: message(intent_agent, **kw)
@@ -231,7 +233,7 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker_and_by_the_sign
     outcomes = run(approve_directly())
     for code, intent in copies.items():
         outcome = outcomes[intent.intent_id]
-        assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == ("signing", code), outcome
+        assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
 def test_warden_sign_and_an_mcp_client_have_a_message_signed_and_one_refused(stack, run, tmp_path):

@@ -27,9 +27,11 @@ from runtime.clock import to_us, utcnow
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction
+from schemas.stages import Stage
 from sdk import solana as sol
 from sdk.client import Client, new_solana_intent, wait_outcomes
 from signer.outcomes import Outcomes
@@ -110,7 +112,13 @@ def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(st
     # The ledger holds every step, the signature with the intent's digest.
     host, _, port = settings.ledger_http.rpartition(":")
     ledger = clickhouse_connect.get_client(host=host, port=int(port))
-    wanted = ["intent.submitted", "stage.passed", "stage.passed", "intent.approved", "solana.signed"]
+    wanted = [
+        AuditAction.INTENT_SUBMITTED,
+        AuditAction.STAGE_PASSED,
+        AuditAction.STAGE_PASSED,
+        AuditAction.INTENT_APPROVED,
+        AuditAction.SOLANA_SIGNED,
+    ]
     deadline = time.monotonic() + 120
     while True:
         rows = ledger.query(
@@ -165,7 +173,7 @@ def test_what_the_policy_does_not_allow_is_refused_by_the_worker(stack, run):
     for code, intent in intents.items():
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected), (code, outcome)
-        assert (outcome.stage, outcome.code) == ("solana", code), outcome
+        assert (outcome.stage, outcome.code) == (Stage.SOLANA, code), outcome
 
 
 def test_fifty_concurrent_intents_spend_exactly_the_daily_limit(stack, run):
@@ -213,7 +221,7 @@ def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run)
     outcomes = run(approve_directly())
     for intent, code in ((to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED), (unapproved, Code.HUMAN_APPROVAL_REQUIRED)):
         outcome = outcomes[intent.intent_id]
-        assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == ("signing", code), outcome
+        assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
 
 
 def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_on_the_ledger(stack, run):
@@ -241,12 +249,18 @@ def test_a_broadcast_transfer_is_sent_and_followed_to_finalized_with_every_step_
                 parameters={"i": intent.intent_id},
             ).result_rows
         ]
-        if actions and actions[-1] == "solana.finalized":
+        if actions and actions[-1] == AuditAction.SOLANA_FINALIZED:
             break
         assert time.monotonic() < deadline, actions
         time.sleep(0.5)
-    assert actions[:5] == ["intent.submitted", "stage.passed", "stage.passed", "intent.approved", "solana.signed"]
-    assert "solana.broadcast" in actions
+    assert actions[:5] == [
+        AuditAction.INTENT_SUBMITTED,
+        AuditAction.STAGE_PASSED,
+        AuditAction.STAGE_PASSED,
+        AuditAction.INTENT_APPROVED,
+        AuditAction.SOLANA_SIGNED,
+    ]
+    assert AuditAction.SOLANA_BROADCAST in actions
 
 
 def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alone(stack, run):
@@ -266,7 +280,7 @@ def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alo
     outcomes = outcomes_of(settings, run, [sign_only, broadcast])
     refused = outcomes[broadcast.intent_id]
     assert isinstance(refused, IntentRejected), refused
-    assert (refused.stage, refused.code) == ("signing", Code.SOLANA_SIGNATURES_MISSING), refused
+    assert (refused.stage, refused.code) == (Stage.SIGNING, Code.SOLANA_SIGNATURES_MISSING), refused
     signed = outcomes[sign_only.intent_id]
     assert isinstance(signed, SignedSolanaTransaction) and signed.tx_signature is None, signed
     assert signed.spend == {"SOL": "1000000"}  # the payer pays the fee: not the agent's spend
@@ -426,7 +440,7 @@ def test_an_mcp_client_has_a_solana_transaction_signed_and_finalized_and_one_ref
     no = refused.structured_content
     assert (no["status"], no["refusal"]["stage"], no["refusal"]["code"]) == (
         "refused",
-        "solana",
+        Stage.SOLANA,
         Code.RECIPIENT_NOT_ALLOWLISTED,
     ), refused.content
     assert invalid.is_error and "not base64" in invalid.content[0].text
@@ -464,4 +478,4 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
     assert warden(settings, "approvals", "deny", denied.intent_id, "--reason", "no").returncode == 0
     final = run(wait_outcomes(settings, [big, denied], 120, start))
     assert isinstance(final[big.intent_id], SignedSolanaTransaction) and final[big.intent_id].status == "sign_only"
-    assert (final[denied.intent_id].stage, final[denied.intent_id].code) == ("approval", Code.APPROVAL_DENIED)
+    assert (final[denied.intent_id].stage, final[denied.intent_id].code) == (Stage.APPROVAL, Code.APPROVAL_DENIED)

@@ -34,6 +34,7 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets, follow
 from runtime.rpc import JsonRpc
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.codes import Code
 from schemas.emit import audit
@@ -103,7 +104,7 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         audits = [
             e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)
         ]
-        assert [a.details["component"] for a in audits if a.action == "component.restarted"] == ["signer"]
+        assert [a.details["component"] for a in audits if a.action == AuditAction.COMPONENT_RESTARTED] == ["signer"]
         # The same story in each component's Prometheus metrics.
         urls = {c["name"]: c["metrics"] for c in status["components"]} | {"supervisor": status["supervisor_metrics"]}
         assert sample(urls["streams"], "warden_intents_total", outcome="approved", code=Code.APPROVED) >= 60
@@ -140,7 +141,9 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         assert status["ledger"] is not None and status["consumer_lag"]["signer"]["lag"] == 0
         assert status["ledger"]["records_not_believed"] == 0  # only Warden's services wrote the trail
         # A topic writer without a pinned key: the ledger keeps its record as not believed, and status says so.
-        forged = audit("service:signer", "tx.signed", "intent:forged", outcome.signed_at, "forged", intent_id="forged")
+        forged = audit(
+            "service:signer", AuditAction.TX_SIGNED, "intent:forged", outcome.signed_at, "forged", intent_id="forged"
+        )
         asyncio.run(_send_unsigned(settings, forged.value))
         # Waited for with the ledger's own count (what status reads), not a `warden status` process
         # (~1.5 s of CPU) a look; then status must say it.

@@ -24,6 +24,7 @@ from runtime.trust import service_key
 from schemas import topics
 from schemas.codes import Code
 from schemas.outcomes import DeadLetter, IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.client import Client, new_intent, wait_outcomes
 from streams.redelivery import abandoned_record
 from tests.support import make_agent, read_topic
@@ -141,5 +142,5 @@ def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer
     writers = sorted(service_key(settings, role)[0] for role in ("signer", "worker"))
     assert refused == sorted((i, w) for i in (copied.intent_id, taken.intent_id) for w in writers), refused
     rejected = first[lost.intent_id]
-    assert isinstance(rejected, IntentRejected) and (rejected.stage, rejected.code) == ("signing", Code.NO_OUTCOME)
+    assert isinstance(rejected, IntentRejected) and (rejected.stage, rejected.code) == (Stage.SIGNING, Code.NO_OUTCOME)
     assert not [s for s in signed if orjson.loads(s)["intent_id"] == lost.intent_id]

@@ -13,6 +13,7 @@ from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent
 from tests.token_support import ALICE, UNIT, balance_of, mint_tokens, token_assets
@@ -79,11 +80,11 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     assert final[intents["big"].intent_id].status == "mined"
     assert final[intents["tokens"].intent_id].status == "mined"
     assert (final[intents["denied"].intent_id].stage, final[intents["denied"].intent_id].code) == (
-        "approval",
+        Stage.APPROVAL,
         Code.APPROVAL_DENIED,
     )
     assert (final[intents["expires"].intent_id].stage, final[intents["expires"].intent_id].code) == (
-        "approval",
+        Stage.APPROVAL,
         Code.APPROVAL_EXPIRED,
     )
     assert run(balance_of(settings, token, ALICE)) >= 6 * UNIT

@@ -22,6 +22,7 @@ from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.outcomes import IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import Eip712DomainRule
+from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, new_typed_data_intent, wait_outcomes
 from tests.support import make_agent
 from tests.token_support import ALICE, DEPLOYER, UNIT, balance_of, mint_tokens, token_assets
@@ -115,13 +116,13 @@ def test_token_routes_through_the_pipeline(stack, run, deployed):
         "permit-over": ("assets", Code.UNLIMITED_APPROVAL_REFUSED),
     }
     # The simulation saw the greedy token take 10 for a transfer of 5, and said so.
-    facts = next(v.facts for v in got["greedy"].verdicts if v.stage == "simulation")
+    facts = next(v.facts for v in got["greedy"].verdicts if v.stage == Stage.SIMULATION)
     assert {c["asset"]: c["out"] for c in facts["balance_changes"]} == {deployed["greedy"]: str(10 * UNIT)}
     assert facts["declared_out"] == {deployed["greedy"]: str(5 * UNIT)}
     assert second[approve.intent_id].status == "mined"
     assert third[pull.intent_id].status == "mined", third[pull.intent_id]
     assert (third[pull_more.intent_id].stage, third[pull_more.intent_id].code) == (
-        "simulation",
+        Stage.SIMULATION,
         Code.SIMULATION_MISMATCH,
     )
     # On chain: alice got 10, the router 20; nothing reached mallory; the greedy token took nothing.
@@ -155,7 +156,8 @@ def test_a_hundred_concurrent_token_transfers_never_pass_the_daily_limit(stack, 
     mined = [o for o in outcomes.values() if isinstance(o, SignedTransaction)]
     refused = [o for o in outcomes.values() if isinstance(o, IntentRejected)]
     assert {o.status for o in mined} == {"mined"} and len(mined) == 25
-    assert {(o.stage, o.code) for o in refused} == {("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)} and len(refused) == 75
+    assert len(refused) == 75
+    assert {(o.stage, o.code) for o in refused} == {(Stage.ASSETS, Code.ASSET_DAILY_LIMIT_EXCEEDED)}
     assert received == 25 * UNIT
 
 
@@ -186,7 +188,7 @@ def test_the_signer_applies_the_asset_rules_itself(lone, run, deployed, stack):
         "unknown": Code.CALLDATA_NOT_ALLOWED,
         "greedy": Code.SIMULATION_MISMATCH,
     }
-    assert all(isinstance(o, IntentRejected) and o.stage == "signing" for o in refused.values())
+    assert all(isinstance(o, IntentRejected) and o.stage == Stage.SIGNING for o in refused.values())
     # Its own per-asset record: three transfers of 1 WUSD are signed, the fourth is not.
     one = contracts.calldata("transfer(address,uint256)", ALICE, 1 * UNIT)
     signed = [handle(token, one) for _ in range(3)]
@@ -272,6 +274,6 @@ def test_nft_routes_through_the_pipeline(stack, run):
 
     got, owners, address = run(scenario())
     assert got["first"].status == "mined"
-    assert (got["second"].stage, got["second"].code) == ("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)
-    assert (got["operator"].stage, got["operator"].code) == ("assets", Code.OPERATOR_NOT_ALLOWLISTED)
+    assert (got["second"].stage, got["second"].code) == (Stage.ASSETS, Code.ASSET_DAILY_LIMIT_EXCEEDED)
+    assert (got["operator"].stage, got["operator"].code) == (Stage.ASSETS, Code.OPERATOR_NOT_ALLOWLISTED)
     assert [o.lower() for o in owners] == [ALICE.lower(), address.lower()]

@@ -11,6 +11,7 @@ import clickhouse_connect
 import orjson
 
 from runtime.kafka import end_offsets
+from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.outcomes import IntentParked, IntentRejected, SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
@@ -88,13 +89,13 @@ def test_a_forged_copys_refusal_is_no_receipt_or_status_of_the_mined_intent(stac
     events = _until(
         lambda: (
             (rows := _outcome_events(ledger, intent.intent_id))
-            and {r[0] for r in rows} >= {"intent.rejected", "tx.mined"}
+            and {r[0] for r in rows} >= {AuditAction.INTENT_REJECTED, AuditAction.TX_MINED}
             and rows
         ),
         "the mined intent's and the copy's outcomes on the ledger",
     )
     digests = {action: digest for action, digest, _, _ in events}
-    assert digests["tx.mined"] == intent.digest() and digests["intent.rejected"] == forged.digest()
+    assert digests[AuditAction.TX_MINED] == intent.digest() and digests[AuditAction.INTENT_REJECTED] == forged.digest()
 
     statuses = _statuses(ledger, intent.intent_id, agent)
     assert statuses[intent.digest()][0] == "mined", statuses
@@ -157,7 +158,7 @@ def test_a_forged_copy_does_not_take_the_place_of_an_admins_denial_on_the_ledger
     ledger = _ledger(settings)
     rejections = _until(
         lambda: (
-            (rows := [r for r in _outcome_events(ledger, intent.intent_id) if r[0] == "intent.rejected"])
+            (rows := [r for r in _outcome_events(ledger, intent.intent_id) if r[0] == AuditAction.INTENT_REJECTED])
             and len(rows) >= 2
             and rows
         ),

@@ -24,9 +24,11 @@ from infra import contracts
 from infra.bench.tracker import CountingNode
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.rpc import JsonRpc
+from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import SignedTransaction
+from schemas.stages import Stage
 from signer import blocks, lifecycle
 from signer.blocks import BlockWatch
 from signer.service import Signer
@@ -81,7 +83,7 @@ def test_an_underpriced_transaction_is_replaced_with_a_fee_bump_and_the_bump_is_
         ("mined", False),
         ("mined", True),
     ], statuses
-    assert "tx.fee_bumped" in h.audit_actions(first.intent_id)
+    assert AuditAction.TX_FEE_BUMPED in h.audit_actions(first.intent_id)
     # The spend settled to what the chain took for the bump that was mined.
     assert h.state.agent(h.agent).spend_of(first.intent_id) == final.value_wei + final.fee_wei
 
@@ -155,10 +157,14 @@ def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_w
     pending = [tx["hash"] for by_sender in pool.values() for txs in by_sender.values() for tx in txs.values()]
     assert set(pending) <= {first.tx_hash}, pending  # no replacement reached the node (Anvil may evict the original)
     assert final.status == "mined" and final.tx_hash == first.tx_hash and final.replaces == ()
-    refusals = h.audit_events(first.intent_id, "tx.bump_refused")
+    refusals = h.audit_events(first.intent_id, AuditAction.TX_BUMP_REFUSED)
     assert refusals and {e.details["code"] for e in refusals} == {Code.USD_OVER_CAP}, refusals
     details = refusals[0].details
-    assert (details["stage"], details["code"], details["tx_hash"]) == ("usd_limit", Code.USD_OVER_CAP, first.tx_hash)
+    assert (details["stage"], details["code"], details["tx_hash"]) == (
+        Stage.USD_LIMIT,
+        Code.USD_OVER_CAP,
+        first.tx_hash,
+    )
     assert int(details["fee_per_gas_wei"]) > 2 * 40 * GWEI and details["previous_fee_per_gas_wei"] == str(10 * GWEI)
     assert int(details["facts"]["usd"]) > 100 * 10**6 and details["facts"]["prices"][0]["feed"] == feed
     assert details["intent_digest"] == first.intent_digest
@@ -197,7 +203,7 @@ def test_a_nonce_taken_by_a_transaction_the_signer_never_signed_ends_dropped(cha
     h, (first, final) = on_chain(tmp_path, chain, scenario)
     assert final.status == "dropped" and "did not sign" in final.error
     assert h.state.agent(h.agent).spend_of(first.intent_id) == 0
-    assert "tx.dropped" in h.audit_actions(first.intent_id)
+    assert AuditAction.TX_DROPPED in h.audit_actions(first.intent_id)
 
 
 def test_a_transaction_replaced_by_another_intent_naming_its_nonce_ends_replaced(chain, tmp_path):

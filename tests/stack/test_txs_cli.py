@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger.receipt import Receipt
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
 from sdk.client import Client, new_intent, wait_outcomes
@@ -74,7 +75,9 @@ def test_txs_list_and_show(stack, run, tmp_path):
         for e in (e for v in run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v))
         if e.intent_id == mined.intent_id
     }
-    assert {"tx.signed", "tx.broadcast", "tx.mined", "tx.final"} <= actions, actions
+    assert {AuditAction.TX_SIGNED, AuditAction.TX_BROADCAST, AuditAction.TX_MINED, AuditAction.TX_FINAL} <= actions, (
+        actions
+    )
     human = warden(settings, "txs", "list", "--agent", agent).stdout
     assert "2 transaction(s)" in human and "1 forged record(s) ignored" in human
     assert "1 mined (final)" in human, human
@@ -87,7 +90,7 @@ def test_txs_list_and_show(stack, run, tmp_path):
     while True:
         shown = warden(settings, "txs", "show", mined.intent_id, "--agent", agent, "--proof", "--json")
         doc = orjson.loads(shown.stdout) if shown.returncode == 0 else None
-        if doc is not None and Receipt.parse(doc["receipt"]).event["action"] == "tx.final":
+        if doc is not None and Receipt.parse(doc["receipt"]).event["action"] == AuditAction.TX_FINAL:
             break
         assert time.monotonic() < deadline, (shown.stdout, shown.stderr)
         time.sleep(1)

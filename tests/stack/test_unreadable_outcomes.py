@@ -13,6 +13,7 @@ import orjson
 from runtime.kafka import end_offsets
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
+from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.support import make_agent, warden
 
@@ -61,7 +62,7 @@ def test_an_unreadable_record_is_answered_to_its_producer_sdk_and_cli(stack, run
     rejected = outcomes[by_checksum.intent_id]
     assert isinstance(rejected, IntentRejected)
     assert (rejected.stage, rejected.code, rejected.intent_digest, rejected.agent_id) == (
-        "intake",
+        Stage.INTAKE,
         Code.INVALID_INTENT,
         digest,
         agent,

@@ -18,6 +18,7 @@ from infra import contracts
 from runtime.kafka import end_offsets
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from tests.signer_support import DEST
 from tests.support import make_agent
@@ -97,21 +98,21 @@ def test_a_moved_feed_a_stale_one_and_a_missing_one(stack, run, deployed):
     # ETH moves to $4,000: the same 0.03 ETH is $120 now.
     run(_set(settings, eth_feed, 4000 * DOLLAR))
     second, refused = pay("0.03")
-    assert (refused.stage, refused.code) == ("usd_limit", Code.USD_OVER_CAP), refused
+    assert (refused.stage, refused.code) == (Stage.USD_LIMIT, Code.USD_OVER_CAP), refused
     assert "$120." in refused.reason
     # Stale: updated two hours ago, the policy allows an hour.
     # (Wall-clock time: the decision's `now`; other tests may have moved Anvil's clock.)
     run(_set(settings, eth_feed, 3000 * DOLLAR, int(time.time()) - 7200))
     _, stale = pay("0.01")
-    assert (stale.stage, stale.code) == ("usd_limit", Code.PRICE_STALE), stale
+    assert (stale.stage, stale.code) == (Stage.USD_LIMIT, Code.PRICE_STALE), stale
     run(_set(settings, eth_feed, 0))
     _, zero = pay("0.01")
-    assert (zero.stage, zero.code) == ("usd_limit", Code.PRICE_NOT_POSITIVE), zero
+    assert (zero.stage, zero.code) == (Stage.USD_LIMIT, Code.PRICE_NOT_POSITIVE), zero
     # A feed address with no contract behind it.
     nowhere, nkey, _ = _agent(settings, deployed, "0x" + "00" * 19 + "77", wusd_feed, recipient, usd_daily_limit="1000")
     intent = new_intent(nkey, agent_id=nowhere, chain="anvil", to=recipient, value="0.01", broadcast=True)
     unknown = run(_submit(settings, [intent]))[intent.intent_id]
-    assert (unknown.stage, unknown.code) == ("usd_limit", Code.PRICE_FEED_UNKNOWN), unknown
+    assert (unknown.stage, unknown.code) == (Stage.USD_LIMIT, Code.PRICE_FEED_UNKNOWN), unknown
 
     # What the ledger holds of the first decision: the round and answer it was priced at.
     facts = _ledger_facts(settings, first.intent_id)["facts"]
@@ -147,7 +148,7 @@ def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(stac
     mined = [o for o in outcomes.values() if isinstance(o, SignedTransaction)]
     refused = [o for o in outcomes.values() if isinstance(o, IntentRejected)]
     assert {o.status for o in mined} == {"mined"}
-    assert {(o.stage, o.code) for o in refused} == {("usd_limit", Code.USD_DAILY_LIMIT_EXCEEDED)}
+    assert {(o.stage, o.code) for o in refused} == {(Stage.USD_LIMIT, Code.USD_DAILY_LIMIT_EXCEEDED)}
     # On Anvil: the ETH and WUSD the recipient holds, at the feeds' prices, within $500; and the
     # limit was used, not refused from the start.
     left = int(run(on_anvil(settings, lambda node: node.call("eth_getBalance", address, "latest"))), 16)
@@ -186,11 +187,11 @@ def test_a_round_from_the_future_and_a_feed_of_255_decimals_are_refused_and_noth
         intent = new_intent(key, agent_id=agent, chain="anvil", to=recipient, value=value, broadcast=True, **fees)
         refused = run(_submit(settings, [intent]))[intent.intent_id]
         assert isinstance(refused, IntentRejected), refused
-        assert (refused.stage, refused.code) == ("usd_limit", code), refused
+        assert (refused.stage, refused.code) == (Stage.USD_LIMIT, code), refused
         assert feed in refused.reason and found in refused.reason, refused.reason
 
         lone.set_policy(usd_max_per_tx="100", price_feeds=({"chain": "anvil", "asset": "native", "feed": feed},))
         outcome, _, to_send = run(lone.handle(lone.intent(to=DEST, value=value, broadcast=True, **fees)))
         assert isinstance(outcome, IntentRejected) and to_send is None, outcome
-        assert (outcome.stage, outcome.code) == ("signing", code), outcome
+        assert (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
         assert feed in outcome.reason and found in outcome.reason, outcome.reason

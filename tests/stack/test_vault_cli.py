@@ -18,6 +18,7 @@ import pytest
 from infra.cli import main
 from infra.cli.vault_run import INVALID_KEY_HINT
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of
 from sdk.admin import load_or_create_admin_key
 from tests.support import read_topic
@@ -177,19 +178,21 @@ def test_standard_round_trip_list_grants_and_refusals(vault, home, stack):
     assert missing.code == 1 and "no secret at 'stripe/nothing'" in missing.said
 
     audit = _audit(stack, name)
-    refusals = [(r.actor, r.details.get("reason"), r.resource) for r in audit if r.action == "secret.read_refused"]
+    refusals = [
+        (r.actor, r.details.get("reason"), r.resource) for r in audit if r.action == AuditAction.SECRET_READ_REFUSED
+    ]
     assert (f"agent:{agent}", "no_grant", f"vault:default/{name}/stripe/api_key") in refusals
     assert (f"agent:{agent}", "intents_api_enabled", f"vault:default/{name}/stripe/signing@1") in refusals
     assert ("admin:local-admin", "cli_never_shows_key_material", f"vault:default/{name}/stripe/signing@1") in refusals
     actions = [r.action for r in audit]
     for action in (
-        "vault.created",
-        "vault.mode_set",
-        "secret.written",
-        "secret.read",
-        "policy.granted",
-        "policy.revoked",
-        "secret.deactivated",
+        AuditAction.VAULT_CREATED,
+        AuditAction.VAULT_MODE_SET,
+        AuditAction.SECRET_WRITTEN,
+        AuditAction.SECRET_READ,
+        AuditAction.POLICY_GRANTED,
+        AuditAction.POLICY_REVOKED,
+        AuditAction.SECRET_DEACTIVATED,
     ):
         assert action in actions, action
     vault_keys = {

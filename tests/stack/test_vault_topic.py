@@ -22,11 +22,13 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets, read_to_quiet
 from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.admins import VaultChange
 from schemas.audit import audit_events_of
 from schemas.auth import AuditSigner, sign_vault_change, vault_change_headers
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
 from signer.custody import AGENT_KEYS_VAULT
@@ -70,7 +72,7 @@ async def _refusals(settings: Settings, resources: set[str], start, timeout_s: f
     while time.monotonic() < deadline and not resources <= set(found):
         async for _, value in read_to_quiet(settings, (topics.AUDIT_EVENTS,), start=start):
             for event in audit_events_of(value):
-                if event.action == "vault.event_refused":
+                if event.action == AuditAction.VAULT_EVENT_REFUSED:
                     found[event.resource] = {"actor": event.actor, **event.details}
         await asyncio.sleep(0.5)
     return found
@@ -139,4 +141,4 @@ def test_a_vault_event_the_pinned_admin_signed_is_applied_from_the_topic(stack, 
 
     outcome = run(_sign(settings, key, agent))
     assert isinstance(outcome, IntentRejected), outcome
-    assert (outcome.stage, outcome.code) == ("signing", Code.SIGNING_KEY_UNAVAILABLE)
+    assert (outcome.stage, outcome.code) == (Stage.SIGNING, Code.SIGNING_KEY_UNAVAILABLE)

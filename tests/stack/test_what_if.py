@@ -17,6 +17,7 @@ from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected, SignedTransaction
+from schemas.stages import Stage
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
 from sdk.what_if import SIGNATURE_INVALID, read_ledger
 from tests.support import make_agent, warden
@@ -152,7 +153,7 @@ def test_intents_a_keyless_writer_put_under_an_agents_name_are_skipped_not_repla
         return await wait_outcomes(settings, [zeroed, stranger], 90, start)
 
     refused = run(forge())
-    assert {(o.stage, o.code) for o in refused.values()} == {("intake", Code.AGENT_SIGNATURE_INVALID)}, refused
+    assert {(o.stage, o.code) for o in refused.values()} == {(Stage.INTAKE, Code.AGENT_SIGNATURE_INVALID)}, refused
 
     deadline = time.monotonic() + 120  # the ledger appends behind the pipeline
     while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ from aiokafka import TopicPartition
 
 from runtime.kafka import PRODUCER_BATCH_BYTES, end_offsets, partition_of
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.outcomes import SignedTransaction
 from sdk.client import OUTCOME_TOPICS, Client, new_intent, wait_outcomes
@@ -79,7 +80,7 @@ def test_a_burst_leaves_the_worker_in_lots_with_every_intent_recorded_once(stack
     trails = {tuple(sorted(trail)) for trail in actions.values()}
     assert len(actions) == BURST and len(trails) == 1, trails
     (trail,) = trails
-    assert trail.count("intent.approved") == 1 and trail.count("stage.passed") >= 5
+    assert trail.count(AuditAction.INTENT_APPROVED) == 1 and trail.count(AuditAction.STAGE_PASSED) >= 5
     # ...in fewer records than intents: the lots joined intents' events. One record per intent is
     # what a worker that sends each intent's outputs on its own writes.
     assert worker_records < BURST, f"{worker_records} worker audit records for {BURST} intents"

@@ -26,6 +26,7 @@ from infra import contracts
 from infra.stack.x402_server import Paid
 from schemas.codes import Code
 from schemas.policy import Eip712DomainRule
+from schemas.stages import Stage
 from sdk.client import agent_transactions
 from sdk.x402 import X402Error, decode_header
 from sdk.x402_pay import pay
@@ -157,7 +158,7 @@ def test_the_payment_is_warden_s_signature_from_the_agent_s_address(paid):
 def test_a_payee_off_the_allowlist_is_refused_by_its_rule_and_the_server_gets_nothing(paid):
     refused = paid["mallory"]
     assert refused.status == "refused", refused
-    assert (refused.refusal.stage, refused.refusal.code) == ("assets", Code.RECIPIENT_NOT_ALLOWLISTED)
+    assert (refused.refusal.stage, refused.refusal.code) == (Stage.ASSETS, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert paid["mallory"].signature is None
     assert [path for path, _ in paid["payments"] if path == "/mallory"] == []
     assert paid["balances"]["mallory"] == 0
@@ -168,7 +169,8 @@ def test_a_payee_off_the_allowlist_is_refused_by_its_rule_and_the_server_gets_no
 
 def test_an_amount_above_the_asset_cap_is_refused_and_the_cli_names_the_rule(paid):
     dear = paid["dear"]
-    assert dear.status == "refused" and (dear.refusal.stage, dear.refusal.code) == ("assets", Code.ASSET_OVER_CAP), dear
+    assert dear.status == "refused", dear
+    assert (dear.refusal.stage, dear.refusal.code) == (Stage.ASSETS, Code.ASSET_OVER_CAP), dear
     assert "/dear" not in [path for path, _ in paid["payments"]]
     cli = paid["cli_text"]
     assert cli.returncode == 1 and cli.stdout == ""

@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.clock import to_us
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import sign_human_approval
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, HumanApproval, IntentApproved, IntentParked
+from schemas.stages import Stage
 from streams.decision import Decision
 from tests.engine_support import ADMIN_ID, AGENT, DEST, T0, World, actions, on, rejected_of
 
@@ -87,7 +89,7 @@ def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world)
         T0 + timedelta(minutes=10),
     )
     assert "above the approval threshold of 0.4" in parked.reason
-    assert "intent.parked" in actions(emits)
+    assert AuditAction.INTENT_PARKED in actions(emits)
     assert world.spent() == 5 * ETH // 10  # two parked intents can never both pass the limit
     # A redelivery gets the same parked record, not a second decision.
     assert world.submit(intent) == on(emits, topics.INTENTS_AWAITING_APPROVAL)
@@ -101,18 +103,18 @@ def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
     approved = IntentApproved.from_bytes(emit.value)
     assert approved.intent == intent and approved.human_approval.reason == "invoice 42"
     assert approved.human_approval.admin_key_id == ADMIN_ID
-    assert "intent.human_approved" in actions(emits)
+    assert AuditAction.INTENT_HUMAN_APPROVED in actions(emits)
     assert world.spent() == 5 * ETH // 10  # still reserved: it is on its way to be signed
     # The same decision again (or a second one) changes nothing: the intent is no longer waiting.
     again = send(world, decide(world, intent, "deny"))
-    assert actions(again) == ["approval.refused"] and on(again, topics.INTENTS_REJECTED) == []
+    assert actions(again) == [AuditAction.APPROVAL_REFUSED] and on(again, topics.INTENTS_REJECTED) == []
 
 
 def test_a_denial_rejects_it_and_releases_the_reservation(world):
     intent = world.intent("0.5")
     world.submit(intent)
     rejected = rejected_of(send(world, decide(world, intent, "deny", reason="not this vendor")))
-    assert (rejected.stage, rejected.code) == ("approval", Code.APPROVAL_DENIED)
+    assert (rejected.stage, rejected.code) == (Stage.APPROVAL, Code.APPROVAL_DENIED)
     assert "not this vendor" in rejected.reason
     assert world.spent() == 0
 
@@ -135,7 +137,7 @@ def test_a_decision_not_from_a_pinned_admin_about_this_intent_changes_nothing(wo
             intent_id=intent.intent_id, agent_id=AGENT, intent_digest=intent.digest(), decision="approve", decided_at=T0
         ).to_bytes()
     emits = send(world, raw)
-    assert actions(emits) == ["approval.refused"]
+    assert actions(emits) == [AuditAction.APPROVAL_REFUSED]
     assert on(emits, topics.INTENTS_APPROVED) == [] and on(emits, topics.INTENTS_REJECTED) == []
     assert world.engine.decisions[intent.intent_id].outcome == "parked"
     # The real admin's decision still works afterwards.
@@ -148,11 +150,11 @@ def test_an_unanswered_intent_expires_and_a_late_approval_is_refused(world):
     assert world.engine.expire_parked(T0 + timedelta(minutes=9, seconds=59)) == []
     emits = world.engine.expire_parked(T0 + timedelta(minutes=10))
     rejected = rejected_of(emits)
-    assert (rejected.stage, rejected.code) == ("approval", Code.APPROVAL_EXPIRED)
+    assert (rejected.stage, rejected.code) == (Stage.APPROVAL, Code.APPROVAL_EXPIRED)
     assert world.spent(T0 + timedelta(minutes=10)) == 0
     assert world.engine.expire_parked(T0 + timedelta(minutes=11)) == []  # once
     late = send(world, decide(world, intent), at=T0 + timedelta(minutes=11))
-    assert actions(late) == ["approval.refused"] and on(late, topics.INTENTS_APPROVED) == []
+    assert actions(late) == [AuditAction.APPROVAL_REFUSED] and on(late, topics.INTENTS_APPROVED) == []
 
 
 def test_an_approval_arriving_after_the_wait_expires_it_instead(world):
@@ -431,6 +433,7 @@ def test_a_chain_set_and_a_key_change_show_their_entries():
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
     from sdk.changes import InForce, change_of
+    from signer.custody.events import SecretDeactivated
 
     two = Chain("anvil-two", 31338, "ETH", "", testnet=True)
     v1 = ChainSet(version=1, chains=(two,), issued_at=T0)
@@ -450,7 +453,9 @@ def test_a_chain_set_and_a_key_change_show_their_entries():
         ("confirmations", 2, 3),
     ]
 
-    event = orjson.dumps({"type": "secret.deactivated", "vault": "v", "path": "p", "version": 1, "wrapped_dek": "S3CR"})
+    # A vault event's type is the vault log's vocabulary, not an audit action (the two share names).
+    deactivated = SecretDeactivated.model_fields["type"].default
+    event = orjson.dumps({"type": deactivated, "vault": "v", "path": "p", "version": 1, "wrapped_dek": "S3CR"})
     keys = change_of(VaultChange.of([("deactivated:default/v/p@1", event)], T0), InForce(None))
     (shown,) = keys["events"]
     assert shown["key"] == "deactivated:default/v/p@1" and shown["event"]["path"] == "p"

@@ -23,6 +23,7 @@ from runtime.attestation import evidence
 from runtime.attestation.announcement import AttestedServiceKeys, announcement_nonce, attest, problems
 from runtime.attestation.policy import AttestationPolicy, PolicyError
 from runtime.attestation.verify import report_data_binding
+from schemas.actions import AuditAction
 from schemas.auth import outcome_forgery, public_key_hex, sign_announcement, sign_outcome
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
@@ -355,7 +356,7 @@ def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, atte
     with pytest.raises(AttestationRequired, match="no attestation report"):
         read(unattested)
     ((action, details),) = [a for a in _actions(audit) if a[0].startswith("key.")]
-    assert action == "key.release_refused" and details["code"] == Code.ATTESTATION_REQUIRED
+    assert action == AuditAction.KEY_RELEASE_REFUSED and details["code"] == Code.ATTESTATION_REQUIRED
     # Nor can anything else outside the guest (the admin's CLI) write to it.
     with pytest.raises(AttestationRequired):
         writer.write_secret("default", "keys", "agents/b/private_key", bytearray(32), "private_key", actor=ADMIN)
@@ -364,7 +365,7 @@ def test_an_attested_vault_releases_its_key_only_to_a_verified_report(chip, atte
     audit.clear()
     assert read(signer) == b"k" * 32
     ((action, details),) = [a for a in _actions(audit) if a[0].startswith("key.")]
-    assert action == "key.released" and details["measurement"] == MEASUREMENT.hex()
+    assert action == AuditAction.KEY_RELEASED and details["measurement"] == MEASUREMENT.hex()
 
 
 @pytest.mark.parametrize(
@@ -393,7 +394,7 @@ def test_a_report_that_does_not_verify_gets_no_key(chip, attested_vault, case, e
     with pytest.raises(AttestationRequired) as refused:
         read(opener(obtain, policy))
     assert f"{expected}:" in str(refused.value)
-    assert [a for a, _ in _actions(audit) if a.startswith("key.")] == ["key.release_refused"]
+    assert [a for a, _ in _actions(audit) if a.startswith("key.")] == [AuditAction.KEY_RELEASE_REFUSED]
 
 
 def test_the_gate_refuses_a_replayed_nonce_and_a_report_for_another_key(chip):

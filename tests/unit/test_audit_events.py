@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of, event_id
 from schemas.emit import Emit, _plain_event_bytes, audit, join_audits
 
@@ -19,7 +20,7 @@ from schemas.emit import Emit, _plain_event_bytes, audit, join_audits
 def _audit_emit(agent: str, n: int, pad: int = 0):
     return audit(
         "service:streams",
-        "stage.passed",
+        AuditAction.STAGE_PASSED,
         f"intent:{agent}-{n}",
         datetime(2026, 11, 23, tzinfo=timezone.utc),
         agent,

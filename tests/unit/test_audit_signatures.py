@@ -16,6 +16,7 @@ from ledger.batch import decode
 from ledger.keys import ledger_key_id
 from runtime.config import Settings
 from runtime.trust import LOCAL_ADMIN_ID, PinnedAuditKeys, audit_signer
+from schemas.actions import AuditAction
 from schemas.audit import audit_record
 from schemas.auth import (
     AUDIT_BY_HEADER,
@@ -49,7 +50,7 @@ def keys(settings, ledger_key) -> PinnedAuditKeys:
     return PinnedAuditKeys(settings, ledger_key_id(public), public)
 
 
-def _event(actor: str, action: str = "tx.signed") -> bytes:
+def _event(actor: str, action: AuditAction = AuditAction.TX_SIGNED) -> bytes:
     return audit(actor, action, "intent:i-1", NOW, "i-1", actor, intent_id="i-1", agent_id="a-1").value
 
 
@@ -67,7 +68,7 @@ def test_each_writer_is_believed_under_its_own_pinned_key(settings, keys, ledger
         value = _event(actor)
         assert audit_writer(value, writer.headers(value), keys) == (role, None)
         rows = decode(0, 7, value, writer.headers(value), 65_536, NOW, keys)
-        assert [(row.actor, row.action) for row in rows] == [(actor, "tx.signed")]
+        assert [(row.actor, row.action) for row in rows] == [(actor, AuditAction.TX_SIGNED)]
 
 
 def test_a_key_written_after_the_reader_started_is_believed_at_once(settings, keys):
@@ -77,7 +78,7 @@ def test_a_key_written_after_the_reader_started_is_believed_at_once(settings, ke
     assert keys.audit_key("worker", settings.worker_id) is None
     worker = audit_signer(settings, "worker")  # the worker starts after the sink
     assert audit_writer(value, worker.headers(value), keys) == ("worker", None)
-    admin_value = _event("admin:local-admin", "vault.created")
+    admin_value = _event("admin:local-admin", AuditAction.VAULT_CREATED)
     assert keys.audit_key("admin", LOCAL_ADMIN_ID) is None
     load_or_create_admin_key(settings.home)
     assert audit_writer(admin_value, admin_audit_signer(settings).headers(admin_value), keys) == ("admin", None)
@@ -117,7 +118,7 @@ def test_what_a_topic_writer_without_a_pinned_key_can_send_is_not_believed(setti
         role, reason = audit_writer(value, headers, keys)
         assert reason is not None and why in str(reason), (name, reason)
         rows = decode(0, 7, value, headers, 65_536, NOW, keys)
-        assert [(row.actor, row.action) for row in rows] == [("service:ledger", "dlq.recorded")], name
+        assert [(row.actor, row.action) for row in rows] == [("service:ledger", AuditAction.DLQ_RECORDED)], name
         details = orjson.loads(rows[0].details)
         assert details["reason"] == f"not believed: {reason!s}", name  # the text, never the Problem object
         assert details["payload_sha256"] and details["payload_b64"], name
@@ -135,9 +136,9 @@ def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, 
     assert claimed_service("admin", ["service:streams"]) is not None
     assert claimed_service("signer", ["service:ledger"]) is not None
     worker = audit_signer(settings, "worker")
-    value = audit_record([_event("service:streams", "intent.approved"), _event("service:signer")])
+    value = audit_record([_event("service:streams", AuditAction.INTENT_APPROVED), _event("service:signer")])
     rows = decode(3, 9, value, worker.headers(value), 65_536, NOW, keys)
-    assert [(row.actor, row.action) for row in rows] == [("service:ledger", "dlq.recorded")]
+    assert [(row.actor, row.action) for row in rows] == [("service:ledger", AuditAction.DLQ_RECORDED)]
     assert orjson.loads(rows[0].details)["reason"] == (
         "not believed: an event claims actor 'service:signer', which a worker key may not write as"
     )

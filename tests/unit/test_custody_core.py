@@ -10,6 +10,7 @@ import pytest
 
 from runtime.config import Settings
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent
 from schemas.emit import Emit
 from signer.custody import (
@@ -25,7 +26,7 @@ from signer.custody import (
     parse_event,
     root_from_settings,
 )
-from signer.custody.events import ModeSet, SecretVersionWritten
+from signer.custody.events import ModeSet, SecretVersionWritten, VaultCreated
 from signer.custody.names import prefix_covers
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
@@ -156,7 +157,7 @@ def test_events_hold_ciphertext_only_and_are_marked_development(tmp_path):
     for form in (secret, secret.hex().encode(), base64.b64encode(secret)):
         assert form not in log
     events = [parse_event(line) for line in log.splitlines()]
-    assert [e.type for e in events] == ["vault.created", "vault.mode_set", "secret.version_written"]
+    assert [type(e) for e in events] == [VaultCreated, ModeSet, SecretVersionWritten]
     mode = events[1]
     assert isinstance(mode, ModeSet) and mode.development
     assert base64.b64decode(mode.slots[0].wrapped).startswith(b"dev:")
@@ -238,7 +239,7 @@ def test_callback_publish_for_kafka(tmp_path):
     vaults = Vaults(dev_root(tmp_path), published.append)
     vaults.create_vault("acme", "ops", actor=ADMIN, now=T0)
     vaults.write_secret("acme", "ops", "k", b"v", "token", actor=ADMIN, now=T0)
-    assert [e.type for e in published] == ["vault.created", "vault.mode_set", "secret.version_written"]
+    assert [type(e) for e in published] == [VaultCreated, ModeSet, SecretVersionWritten]
     assert all(isinstance(e.key, str) and e.key for e in published)
 
 
@@ -275,7 +276,7 @@ def test_file_log_skips_partial_lines(tmp_path):
     with open(tmp_path / "events.jsonl", "ab") as f:
         f.write(b'{"type": "vault.created", "half')  # a writer died mid-line
     reader = FileEventLog(tmp_path / "events.jsonl")
-    assert [e.type for e in reader.poll()] == ["vault.created", "vault.mode_set"]
+    assert [type(e) for e in reader.poll()] == [VaultCreated, ModeSet]
     assert reader.poll() == []
 
 
@@ -354,7 +355,7 @@ def test_intents_agent_reading_key_material_is_refused_and_audited(tmp_path):
         assert audit == [exc.value.audit]
         assert exc.value.audit.topic == topics.AUDIT_EVENTS
         record = AuditEvent.from_bytes(exc.value.audit.value)
-        assert record.actor == "agent:bot" and record.action == "secret.read_refused"
+        assert record.actor == "agent:bot" and record.action == AuditAction.SECRET_READ_REFUSED
         assert record.resource == f"vault:acme/ops/{path}@1"
         assert record.agent_id == "bot"
     # An agent whose policy the vault does not know is treated as intents-enabled (fail closed).
@@ -427,4 +428,4 @@ def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path):
             "secret_type": "private_key",
         }
     # Refused before decrypting: nothing was read.
-    assert [AuditEvent.from_bytes(r.value).action for r in audit] == ["secret.read_refused"] * 2
+    assert [AuditEvent.from_bytes(r.value).action for r in audit] == [AuditAction.SECRET_READ_REFUSED] * 2

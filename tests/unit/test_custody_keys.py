@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent
 from schemas.emit import Emit
 from signer import chain_keys
@@ -69,7 +70,7 @@ def test_agents_are_refused_every_key_operation(store):
     with pytest.raises(PermissionDenied, match="Intents API enabled") as exc:
         with store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0):
             pass
-    assert AuditEvent.from_bytes(exc.value.audit.value).action == "secret.read_refused"
+    assert AuditEvent.from_bytes(exc.value.audit.value).action == AuditAction.SECRET_READ_REFUSED
     # ...and even for an agent without the Intents API.
     store.vaults.secrets.intents_api_enabled = lambda agent: False
     with pytest.raises(PermissionDenied):

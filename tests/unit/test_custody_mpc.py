@@ -22,7 +22,7 @@ from signer.custody import (
     parse_event,
     shamir,
 )
-from signer.custody.events import CmekSet, SecretVersionWritten
+from signer.custody.events import CmekSet, ModeSet, SecretVersionWritten
 from signer.custody.modes import REGISTRY, custody_mode
 from tests.custody_support import ADMIN, SIGNER, T0, CountingRoot, dev_root, make_vaults
 
@@ -130,7 +130,7 @@ def test_2of3_multi_hsm_survives_any_one_provider_loss(tmp_path, three_roots):
     vaults = make_vaults(tmp_path, roots=three_roots)
     assert vaults.create_vault("acme", "cold", actor=ADMIN, mode="2of3_multi_hsm", now=T0) is None
     vaults.write_secret("acme", "cold", "treasury", b"the-treasury-key", "private_key", actor=ADMIN, now=T0)
-    mode = next(e for e in _events(tmp_path) if e.type == "vault.mode_set")
+    mode = next(e for e in _events(tmp_path) if isinstance(e, ModeSet))
     assert [(s.x, s.provider) for s in mode.slots] == [(1, "hsm-a"), (2, "hsm-b"), (3, "hsm-c")]
     for pair in itertools.combinations(three_roots, 2):
         reader = _reader(tmp_path, {name: three_roots[name] for name in pair})
@@ -151,13 +151,13 @@ def test_2of3_multi_hsm_skips_a_share_that_does_not_authenticate(tmp_path, three
     vaults.create_vault("acme", "cold", actor=ADMIN, mode="2of3_multi_hsm", now=T0)
     vaults.write_secret("acme", "cold", "k", b"value", "api_key", actor=ADMIN, now=T0)
     events = _events(tmp_path)
-    mode = next(e for e in events if e.type == "vault.mode_set")
+    mode = next(e for e in events if isinstance(e, ModeSet))
     # Share 1's envelope replaced by share 2's: bound to x=2, so hsm-a refuses it.
     bad = mode.model_copy(
         update={"slots": (mode.slots[0].model_copy(update={"wrapped": mode.slots[1].wrapped}), *mode.slots[1:])}
     )
     reader = Vaults(three_roots, lambda e: None)
-    reader.replay([bad if e.type == "vault.mode_set" else e for e in events])
+    reader.replay([bad if isinstance(e, ModeSet) else e for e in events])
     with reader.open_secret("acme", "cold", "k", actor=SIGNER, now=T0) as value:
         assert value == bytearray(b"value")
 
@@ -194,7 +194,7 @@ def test_2of3_client_custody(tmp_path, three_roots):
         "acme", "joint", actor=ADMIN, mode="2of3_client_custody", providers=["hsm-b", "hsm-c"], now=T0
     )
     vaults.write_secret("acme", "joint", "k", b"joint-value", "ssh_key", actor=ADMIN, client_share=share, now=T0)
-    mode = next(e for e in _events(tmp_path) if e.type == "vault.mode_set")
+    mode = next(e for e in _events(tmp_path) if isinstance(e, ModeSet))
     assert [(s.x, s.provider) for s in mode.slots] == [(1, "hsm-b"), (2, "hsm-c")]
     # Client share + either provider.
     for name in ("hsm-b", "hsm-c"):
@@ -223,7 +223,7 @@ def test_setting_a_mode_twice_is_refused(tmp_path, three_roots, mode):
             vaults.set_mode("acme", "v", again, actor=ADMIN, now=T0)
     assert vaults.mode("acme", "v") == mode
     # A forged second mode event on the log changes nothing either.
-    forged = next(e for e in _events(tmp_path) if e.type == "vault.mode_set").model_copy(
+    forged = next(e for e in _events(tmp_path) if isinstance(e, ModeSet)).model_copy(
         update={"event_id": "forged", "mode": "standard"}
     )
     assert not vaults.apply(forged)

@@ -17,11 +17,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
 from schemas.outcomes import DeadLetter
 from schemas.policy import AgentPolicy
-from schemas.stages import GUARDRAIL_STAGES
+from schemas.stages import GUARDRAIL_STAGES, Stage
 from tests.engine_support import (
     ADMIN_ID,
     AGENT,
@@ -46,7 +47,7 @@ def test_a_signed_policy_is_applied_and_audited():
     (event,) = audits(emits)
     assert len(emits) == 1
     assert (event.action, event.actor, event.resource, event.agent_id) == (
-        "policy.updated",
+        AuditAction.POLICY_UPDATED,
         f"admin:{ADMIN_ID}",
         f"policy:{AGENT}",
         AGENT,
@@ -65,7 +66,7 @@ def _refused(world: World, policy: AgentPolicy, says: str) -> None:
     emits = world.engine.on_policy(policy.to_bytes(), world.source(topics.POLICIES), T0)
     (event,) = audits(emits)
     assert len(emits) == 1
-    assert (event.action, event.actor, event.agent_id) == ("policy.refused", "service:streams", AGENT)
+    assert (event.action, event.actor, event.agent_id) == (AuditAction.POLICY_REFUSED, "service:streams", AGENT)
     assert says in event.details["reason"]
     assert world.engine.policies == before
 
@@ -101,13 +102,13 @@ def test_an_unreadable_policy_goes_to_the_dlq(world):
     letter = DeadLetter.from_bytes(dlq.value)
     assert letter.source_topic == topics.POLICIES and letter.reason.startswith("invalid AgentPolicy:")
     assert "version: is required" in letter.errors
-    assert actions(emits) == ["dlq.recorded"]
+    assert actions(emits) == [AuditAction.DLQ_RECORDED]
 
 
 def test_a_newer_policy_takes_effect(world):
     world.publish(world.policy(version=2, tx_max_value_eth="0.1"))
     rejected = rejected_of(world.submit(world.intent("0.5")))
-    assert (rejected.stage, rejected.code) == ("value_cap", Code.VALUE_OVER_CAP)
+    assert (rejected.stage, rejected.code) == (Stage.VALUE_CAP, Code.VALUE_OVER_CAP)
 
 
 # --- a passing intent ----------------------------------------------------------------------------
@@ -120,7 +121,8 @@ def test_a_passing_intent_is_approved_with_every_stage_audited(world):
     assert approved.policy == world.policy()
     assert approved.approved_at == T0
     assert passed_codes(emits) == PASSED_CODES
-    assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * len(GUARDRAIL_STAGES) + ["intent.approved"]
+    passed = [AuditAction.STAGE_PASSED] * len(GUARDRAIL_STAGES)
+    assert actions(emits) == [AuditAction.INTENT_SUBMITTED, *passed, AuditAction.INTENT_APPROVED]
     events = audits(emits)
     assert [e.details["stage"] for e in events[1:-1]] == list(GUARDRAIL_STAGES)
     assert events[0].actor == f"agent:{AGENT}" and events[-1].actor == "service:streams"
@@ -164,7 +166,13 @@ def test_each_guardrail_failure_rejects_with_its_stage_and_code(policy_fields, i
     position = GUARDRAIL_STAGES.index(stage)
     assert [v.stage for v in rejected.verdicts] == list(GUARDRAIL_STAGES[: position + 1])
     assert [v.passed for v in rejected.verdicts] == [True] * position + [False]
-    assert actions(emits) == ["intent.submitted"] + ["stage.passed"] * position + ["stage.failed", "intent.rejected"]
+    passed = [AuditAction.STAGE_PASSED] * position
+    assert actions(emits) == [
+        AuditAction.INTENT_SUBMITTED,
+        *passed,
+        AuditAction.STAGE_FAILED,
+        AuditAction.INTENT_REJECTED,
+    ]
     assert audits(emits)[-1].details["code"] == code
     assert on(emits, topics.INTENTS_APPROVED) == []
     assert w.spent() == 0
@@ -174,8 +182,8 @@ def test_a_forged_agent_signature_is_rejected_at_intake(world):
     forged = world.intent("0.5", key=Ed25519PrivateKey.generate())
     emits = world.submit(forged)
     rejected = rejected_of(emits)
-    assert (rejected.stage, rejected.code) == ("intake", Code.AGENT_SIGNATURE_INVALID)
-    assert actions(emits) == ["intent.submitted", "stage.failed", "intent.rejected"]
+    assert (rejected.stage, rejected.code) == (Stage.INTAKE, Code.AGENT_SIGNATURE_INVALID)
+    assert actions(emits) == [AuditAction.INTENT_SUBMITTED, AuditAction.STAGE_FAILED, AuditAction.INTENT_REJECTED]
     assert world.spent() == 0
 
 
@@ -185,22 +193,22 @@ def test_an_intent_changed_after_signing_is_rejected_at_intake(world):
     doc["value"] = "0.9"
     world.publish(world.policy(version=2, tx_to_allowlist=()))
     rejected = rejected_of(world.submit(orjson.dumps(doc)))
-    assert (rejected.stage, rejected.code) == ("intake", Code.AGENT_SIGNATURE_INVALID)
+    assert (rejected.stage, rejected.code) == (Stage.INTAKE, Code.AGENT_SIGNATURE_INVALID)
 
 
 def test_an_agent_without_a_policy_is_rejected(world):
     intent = world.intent("0.5", agent_id="agent-2")
     emits = world.submit(intent, source=world.source(key="agent-2"))
     rejected = rejected_of(emits)
-    assert (rejected.agent_id, rejected.stage, rejected.code) == ("agent-2", "intake", Code.POLICY_MISSING)
+    assert (rejected.agent_id, rejected.stage, rejected.code) == ("agent-2", Stage.INTAKE, Code.POLICY_MISSING)
     assert "'agent-2'" in rejected.reason
-    assert actions(emits) == ["intent.submitted", "stage.failed", "intent.rejected"]
+    assert actions(emits) == [AuditAction.INTENT_SUBMITTED, AuditAction.STAGE_FAILED, AuditAction.INTENT_REJECTED]
 
 
 def test_an_agent_with_the_intents_api_disabled_is_rejected(world):
     world.publish(world.policy(version=2, intents_api_enabled=False))
     emits = world.submit(world.intent("0.5"))
     rejected = rejected_of(emits)
-    assert (rejected.stage, rejected.code) == ("intake", Code.INTENTS_API_DISABLED)
+    assert (rejected.stage, rejected.code) == (Stage.INTAKE, Code.INTENTS_API_DISABLED)
     assert on(emits, topics.INTENTS_APPROVED) == []
     assert world.spent() == 0

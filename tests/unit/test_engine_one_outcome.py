@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from runtime.rpc import RpcUnavailable
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.emit import Emit
 from schemas.stages import ALL_GUARDRAIL_STAGES
@@ -76,7 +77,7 @@ def _handed_to_the_signer(given_up: list[Emit], intent) -> None:
     """The give-up publishes no outcome here, only the ledger's record: the signer answers it."""
     assert _outcomes(given_up) == [], [e.topic for e in given_up]
     (abandoned,) = audits(given_up)
-    assert (abandoned.action, abandoned.details["intent_digest"]) == ("intent.abandoned", intent.digest())
+    assert (abandoned.action, abandoned.details["intent_digest"]) == (AuditAction.INTENT_ABANDONED, intent.digest())
 
 
 def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approved():
@@ -92,8 +93,8 @@ def test_a_give_up_during_the_judgement_is_the_one_outcome_and_nothing_is_approv
     _handed_to_the_signer(given_up, intent)
     assert _outcomes(judged) == [], [e.topic for e in judged]
     # The ledger says what happened to the judgement, and nothing of its verdicts as if they decided.
-    assert "stage.passed" not in actions(judged) and "stage.failed" not in actions(judged)
-    (discarded,) = [a for a in audits(judged) if a.action == "intent.judgement_discarded"]
+    assert AuditAction.STAGE_PASSED not in actions(judged) and AuditAction.STAGE_FAILED not in actions(judged)
+    (discarded,) = [a for a in audits(judged) if a.action == AuditAction.INTENT_JUDGEMENT_DISCARDED]
     assert discarded.details["intent_digest"] == intent.digest()
     assert discarded.details["decided"] == "abandoned"
     assert world.engine.decisions[intent.intent_id].record == world.abandoned(intent)
@@ -132,7 +133,7 @@ def test_a_give_up_during_a_judgement_the_node_then_fails_is_one_refusal_not_two
     given_up, judged = asyncio.run(scenario())
     _handed_to_the_signer(given_up, intent)
     assert _outcomes(judged) == []
-    (discarded,) = [a for a in audits(judged) if a.action == "intent.judgement_discarded"]
+    (discarded,) = [a for a in audits(judged) if a.action == AuditAction.INTENT_JUDGEMENT_DISCARDED]
     assert discarded.details["judged"] == "rejected FEE_QUOTE_UNAVAILABLE"
 
 
@@ -175,4 +176,4 @@ def test_in_the_split_topology_a_stage_in_flight_at_the_give_up_hands_nothing_on
     given_up, judged = asyncio.run(scenario())
     _handed_to_the_signer(given_up, intent)
     assert _outcomes(judged) == []
-    assert [a.action for a in audits(judged)] == ["intent.judgement_discarded"]
+    assert [a.action for a in audits(judged)] == [AuditAction.INTENT_JUDGEMENT_DISCARDED]

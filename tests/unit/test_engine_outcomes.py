@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from schemas.actions import AuditAction
 from schemas.auth import outcome_forgery
 from schemas.codes import Code
 from schemas.outcomes import IntentRejected
@@ -75,7 +76,7 @@ def test_a_forged_signing_rejection_does_not_release_the_reservation(world):
     ]
     for raw in forgeries:
         emits = world.engine.on_rejected(raw, T0)
-        assert actions(emits) == ["outcome.forged"]
+        assert actions(emits) == [AuditAction.OUTCOME_FORGED]
     assert world.spent() == ETH
     assert rejected_of(world.submit(world.intent("0.6"))).code == Code.DAILY_LIMIT_EXCEEDED
     world.engine.on_rejected(world.refusal(first), T0)  # the signer's own refusal does

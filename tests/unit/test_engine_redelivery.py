@@ -14,11 +14,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.kafka import partition_of
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, IntentAbandoned
+from schemas.stages import Stage
 from sdk.client import Awaited, outcome_problem
 from tests.engine_support import (
     AGENT,
@@ -66,10 +68,10 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
     reuse = world.intent("0.3", idempotency_key="order-1", intent_id="i-retry", now=later)
     emits = world.submit(reuse, now=later)
     assert_approved(emits, reuse)
-    (verdict,) = [e.details for e in audits(emits) if e.action == "stage.passed"]
-    assert (verdict["stage"], verdict["code"]) == ("intake", Code.IDEMPOTENT_REPLAY)
+    (verdict,) = [e.details for e in audits(emits) if e.action == AuditAction.STAGE_PASSED]
+    assert (verdict["stage"], verdict["code"]) == (Stage.INTAKE, Code.IDEMPOTENT_REPLAY)
     assert verdict["facts"] == {"original_intent_id": original.intent_id}
-    assert actions(emits) == ["intent.submitted", "stage.passed", "intent.approved"]
+    assert actions(emits) == [AuditAction.INTENT_SUBMITTED, AuditAction.STAGE_PASSED, AuditAction.INTENT_APPROVED]
     assert world.spent(later) == 3 * ETH // 10
     assert world.engine.decisions["i-retry"].counts is False
 
@@ -91,7 +93,7 @@ def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
     assert rejected_of(world.submit(original)).code == Code.VALUE_OVER_CAP
     reuse = world.intent("5", idempotency_key="order-2", intent_id="i-retry-2")
     rejected = rejected_of(world.submit(reuse))
-    assert (rejected.intent_id, rejected.stage, rejected.code) == ("i-retry-2", "value_cap", Code.VALUE_OVER_CAP)
+    assert (rejected.intent_id, rejected.stage, rejected.code) == ("i-retry-2", Stage.VALUE_CAP, Code.VALUE_OVER_CAP)
     assert world.spent() == 0
 
 
@@ -108,10 +110,10 @@ def test_a_key_reused_for_another_request_is_refused_naming_what_differs_never_a
     emits = world.submit(other, now=later)
     rejected = rejected_of(emits)
     assert (rejected.intent_id, rejected.intent_digest) == ("i-bob", other.digest())
-    assert (rejected.stage, rejected.code) == ("intake", Code.IDEMPOTENCY_KEY_REUSED)
+    assert (rejected.stage, rejected.code) == (Stage.INTAKE, Code.IDEMPOTENCY_KEY_REUSED)
     assert f"by intent {first.intent_id}, for a different request: to, value differ;" in rejected.reason
     assert on(emits, topics.INTENTS_APPROVED) == [] and world.spent(later) == 10**15
-    (verdict,) = [e.details for e in audits(emits) if e.action == "stage.failed"]
+    (verdict,) = [e.details for e in audits(emits) if e.action == AuditAction.STAGE_FAILED]
     assert verdict["facts"] == {"original_intent_id": first.intent_id}
     # Remembered: a redelivery gets the same refusal; the first keeps the key.
     assert world.submit(other, now=later) == on(emits, topics.INTENTS_REJECTED)

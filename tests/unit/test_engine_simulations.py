@@ -13,6 +13,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import outcome_forgery, sign_simulation_request
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
@@ -50,7 +51,7 @@ def test_a_request_under_another_key_is_refused_bound_to_its_bytes():
     assert (result.decision, result.deciding.code) == ("refused", Code.AGENT_SIGNATURE_INVALID)
     # A copy of a real request's fields under a bad signature must not answer for the real one.
     assert result.intent_digest == hashlib.sha256(raw).hexdigest() != _request(world).digest()
-    assert "simulation.decided" in actions(emits)
+    assert AuditAction.SIMULATION_DECIDED in actions(emits)
     _nothing_to_sign(emits)
 
 

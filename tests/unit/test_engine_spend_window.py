@@ -14,6 +14,7 @@ from runtime.clock import to_us
 from schemas import topics
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
+from schemas.stages import Stage
 from streams.decision import Decisions
 from streams.windows import Windows
 from tests.engine_support import AGENT, DAY, DEST, ETH, T0, World, assert_approved, on, rejected_of
@@ -25,7 +26,7 @@ def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_
     later = T0 + timedelta(minutes=1)
     second = world.intent("0.600000000000000001", now=later)
     rejected = rejected_of(world.submit(second, now=later))
-    assert (rejected.stage, rejected.code) == ("daily_limit", Code.DAILY_LIMIT_EXCEEDED)
+    assert (rejected.stage, rejected.code) == (Stage.DAILY_LIMIT, Code.DAILY_LIMIT_EXCEEDED)
     assert "0.9 already spent" in rejected.reason and "1.5" in rejected.reason
     assert world.spent(later) == 9 * ETH // 10
 
@@ -41,7 +42,7 @@ def test_two_intents_that_together_exceed_the_limit_and_a_release_after_signing_
 def test_only_a_signing_rejection_of_an_approved_intent_releases(world):
     first = world.intent("0.9")
     world.submit(first)
-    for stage in ("value_cap", "daily_limit", "intake"):
+    for stage in (Stage.VALUE_CAP, Stage.DAILY_LIMIT, Stage.INTAKE):
         world.engine.on_rejected(world.refusal(first, stage=stage), T0)
     world.engine.on_rejected(world.refusal(world.intent("0.9", intent_id="i-unknown")), T0)
     assert world.spent() == 9 * ETH // 10
@@ -118,7 +119,7 @@ def test_token_spend_is_reserved_per_asset_released_by_the_signer_and_rebuilt():
     # 60 + 60 > 100: the second waits for nothing, the reservation already counts.
     second = _token_transfer(w, 60 * 10**6, now=T0 + timedelta(seconds=1))
     rejected = rejected_of(w.submit(second, now=T0 + timedelta(seconds=1)))
-    assert (rejected.stage, rejected.code) == ("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)
+    assert (rejected.stage, rejected.code) == (Stage.ASSETS, Code.ASSET_DAILY_LIMIT_EXCEEDED)
     # The signer refused the first: its tokens are released, and the same transfer now fits.
     w.engine.on_rejected(w.refusal(first), T0 + timedelta(seconds=2))
     assert w.engine.windows.of(AGENT, f"anvil:{TOKEN}").spent(to_us(T0)) == 0
@@ -146,7 +147,7 @@ def test_split_topology_token_limit_holds_when_two_intents_interleave():
     at = {}
     for intent in (first, second):  # each up to (and through) its assets stage
         stage, raw = hop(asyncio.run(w.engine.on_intake(intent.to_bytes(), w.source(), T0)))
-        while stage != "assets":
+        while stage != Stage.ASSETS:
             stage, raw = hop(asyncio.run(w.engine.on_stage(stage, raw, w.source(topics.stage_topic(stage)), T0)))
         at[intent.intent_id] = hop(asyncio.run(w.engine.on_stage(stage, raw, w.source(topics.stage_topic(stage)), T0)))
     results = {}
@@ -160,5 +161,5 @@ def test_split_topology_token_limit_holds_when_two_intents_interleave():
             stage, raw = hop(emits)
     assert on(results[first.intent_id], topics.INTENTS_APPROVED)
     rejected = rejected_of(results[second.intent_id])
-    assert (rejected.stage, rejected.code) == ("assets", Code.ASSET_DAILY_LIMIT_EXCEEDED)
+    assert (rejected.stage, rejected.code) == (Stage.ASSETS, Code.ASSET_DAILY_LIMIT_EXCEEDED)
     assert w.engine.windows.of(AGENT, f"anvil:{TOKEN}").spent(to_us(T0)) == 60 * 10**6

@@ -16,6 +16,7 @@ from runtime.config import Settings
 from runtime.kafka import partition_of
 from runtime.trust import PinnedServiceKeys, service_key
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
 from schemas.emit import Source
 from schemas.intent import TransactionIntent
@@ -75,7 +76,7 @@ def test_on_intake_hands_the_intent_to_the_chain_stage(world):
     intent = world.intent("0.5")
     emits = asyncio.run(world.engine.on_intake(intent.to_bytes(), world.source(), T0))
     assert [e.topic for e in emits] == [topics.AUDIT_EVENTS, topics.stage_topic("chain")]
-    assert actions(emits) == ["intent.submitted"]
+    assert actions(emits) == [AuditAction.INTENT_SUBMITTED]
     envelope = orjson.loads(emits[1].value)
     assert TransactionIntent.model_validate(envelope["intent"]) == intent
     assert AgentPolicy.model_validate(envelope["policy"]) == world.policy()

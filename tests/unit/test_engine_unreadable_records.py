@@ -11,11 +11,13 @@ import orjson
 import pytest
 
 from schemas import topics
+from schemas.actions import AuditAction
 from schemas.auth import outcome_forgery, sign_outcome
 from schemas.codes import Code
 from schemas.emit import Source
 from schemas.intake import NEXT_STEP
 from schemas.outcomes import DeadLetter
+from schemas.stages import Stage
 from tests.engine_support import (
     AGENT,
     DEST,
@@ -97,7 +99,7 @@ def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, 
     assert base64.b64decode(letter.payload_b64) == payload[:65_536]
 
     (event,) = audits(emits)
-    assert (event.action, event.resource) == ("dlq.recorded", f"record:{topics.INTENTS_SUBMITTED}/2/77")
+    assert (event.action, event.resource) == (AuditAction.DLQ_RECORDED, f"record:{topics.INTENTS_SUBMITTED}/2/77")
     assert event.details["reason"] == letter.reason
     assert event.details["payload_sha256"] == letter.payload_sha256
 
@@ -110,7 +112,7 @@ def test_an_unreadable_record_goes_to_the_dlq_and_the_engine_keeps_going(world, 
     assert (rejected.intent_id, rejected.agent_id, rejected.stage, rejected.code, rejected.intent_digest) == (
         intent_id,
         AGENT,
-        "intake",
+        Stage.INTAKE,
         Code.INVALID_INTENT,
         digest,
     )

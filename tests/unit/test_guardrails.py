@@ -28,6 +28,7 @@ from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=timezone.utc)
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -58,7 +59,7 @@ def policy(**fields) -> AgentPolicy:
     )
 
 
-def assert_verdict(verdict: StageVerdict, stage: str, passed: bool, code: str) -> None:
+def assert_verdict(verdict: StageVerdict, stage: Stage, passed: bool, code: Code) -> None:
     assert (verdict.intent_id, verdict.stage, verdict.passed, verdict.code) == ("i-1", stage, passed, code)
 
 
@@ -68,7 +69,7 @@ def assert_verdict(verdict: StageVerdict, stage: str, passed: bool, code: str) -
 def test_empty_allowed_chains_allows_any_chain():
     for chain in ("anvil", "ethereum", "base", "sepolia"):
         verdict = check_chain(intent(chain=chain), policy())
-        assert_verdict(verdict, "chain", True, Code.CHAIN_ALLOWED)
+        assert_verdict(verdict, Stage.CHAIN, True, Code.CHAIN_ALLOWED)
         assert verdict.facts == {"chain": chain}
 
 
@@ -83,7 +84,7 @@ def test_listed_chain_is_allowed():
 
 def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
     verdict = check_chain(intent(chain="anvil"), policy(tx_allowed_chains=("ethereum", "base")))
-    assert_verdict(verdict, "chain", False, Code.CHAIN_NOT_ALLOWED)
+    assert_verdict(verdict, Stage.CHAIN, False, Code.CHAIN_NOT_ALLOWED)
     assert verdict.reason == "chain 'anvil' is not in this agent's allowed chains (ethereum, base)"
     assert verdict.facts == {"chain": "anvil", "allowed": ["ethereum", "base"]}
 
@@ -94,7 +95,7 @@ def test_unlisted_chain_is_rejected_naming_the_chain_and_the_allowed_ones():
 def test_empty_allowlist_allows_any_address():
     for to in (DEST, OTHER, THIRD):
         verdict = check_allowlist(intent(to=to), policy())
-        assert_verdict(verdict, "allowlist", True, Code.RECIPIENT_ALLOWED)
+        assert_verdict(verdict, Stage.ALLOWLIST, True, Code.RECIPIENT_ALLOWED)
         assert verdict.facts == {"to": to}
 
 
@@ -110,13 +111,13 @@ def test_empty_allowlist_allows_any_address():
 )
 def test_allowlist_matches_whatever_case_either_side_was_written_in(listed, sent):
     verdict = check_allowlist(intent(to=sent), policy(tx_to_allowlist=(OTHER, listed)))
-    assert_verdict(verdict, "allowlist", True, Code.RECIPIENT_ALLOWED)
+    assert_verdict(verdict, Stage.ALLOWLIST, True, Code.RECIPIENT_ALLOWED)
     assert verdict.facts == {"to": DEST}
 
 
 def test_recipient_off_the_allowlist_is_rejected():
     verdict = check_allowlist(intent(to=THIRD.lower()), policy(tx_to_allowlist=(DEST, OTHER)))
-    assert_verdict(verdict, "allowlist", False, Code.RECIPIENT_NOT_ALLOWLISTED)
+    assert_verdict(verdict, Stage.ALLOWLIST, False, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert THIRD in verdict.reason and "(2 addresses)" in verdict.reason
     assert verdict.facts == {"to": THIRD}
 
@@ -126,13 +127,13 @@ def test_recipient_off_the_allowlist_is_rejected():
 
 def test_value_exactly_at_the_cap_passes():
     verdict = check_value_cap(intent(value="1.5"), policy(tx_max_value_eth="1.5"), FREE)
-    assert_verdict(verdict, "value_cap", True, Code.VALUE_WITHIN_CAP)
+    assert_verdict(verdict, Stage.VALUE_CAP, True, Code.VALUE_WITHIN_CAP)
     assert verdict.facts["spend_wei"] == verdict.facts["cap_wei"] == str(15 * ETH // 10)
 
 
 def test_value_one_wei_over_the_cap_fails():
     verdict = check_value_cap(intent(value="1.500000000000000001"), policy(tx_max_value_eth="1.5"), FREE)
-    assert_verdict(verdict, "value_cap", False, Code.VALUE_OVER_CAP)
+    assert_verdict(verdict, Stage.VALUE_CAP, False, Code.VALUE_OVER_CAP)
     assert verdict.reason == (
         "spend 1.500000000000000001 (value 1.500000000000000001 + worst-case fee 0 "
         "(gas 21000 x 0 wei)) exceeds the per-transaction cap of 1.5"
@@ -143,13 +144,13 @@ def test_value_one_wei_over_the_cap_fails():
 def test_zero_cap_allows_only_zero():
     assert check_value_cap(intent(value="0"), policy(tx_max_value_eth="0"), FREE).passed
     failed = check_value_cap(intent(value="0.000000000000000001"), policy(tx_max_value_eth="0"), FREE)
-    assert_verdict(failed, "value_cap", False, Code.VALUE_OVER_CAP)
+    assert_verdict(failed, Stage.VALUE_CAP, False, Code.VALUE_OVER_CAP)
 
 
 def test_null_cap_passes_anything():
     huge = format_native_amount(MAX_UINT256)
     verdict = check_value_cap(intent(value=huge), policy(tx_max_value_eth=None), FREE)
-    assert_verdict(verdict, "value_cap", True, Code.VALUE_WITHIN_CAP)
+    assert_verdict(verdict, Stage.VALUE_CAP, True, Code.VALUE_WITHIN_CAP)
     assert (verdict.facts["value_wei"], verdict.facts["cap_wei"]) == (str(MAX_UINT256), None)
 
 
@@ -158,7 +159,7 @@ def test_null_cap_passes_anything():
 
 def test_spent_plus_value_exactly_at_the_limit_passes():
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10, FREE)
-    assert_verdict(verdict, "daily_limit", True, Code.WITHIN_DAILY_LIMIT)
+    assert_verdict(verdict, Stage.DAILY_LIMIT, True, Code.WITHIN_DAILY_LIMIT)
     assert {k: verdict.facts[k] for k in ("spend_wei", "spent_wei", "limit_wei")} == {
         "spend_wei": str(6 * ETH // 10),
         "spent_wei": str(4 * ETH // 10),
@@ -168,7 +169,7 @@ def test_spent_plus_value_exactly_at_the_limit_passes():
 
 def test_spent_plus_value_one_wei_over_the_limit_fails():
     verdict = check_daily_limit(intent(value="0.6"), policy(tx_daily_limit_eth="1"), 4 * ETH // 10 + 1, FREE)
-    assert_verdict(verdict, "daily_limit", False, Code.DAILY_LIMIT_EXCEEDED)
+    assert_verdict(verdict, Stage.DAILY_LIMIT, False, Code.DAILY_LIMIT_EXCEEDED)
     assert verdict.reason == (
         "0.400000000000000001 already spent in the last 24 h; 0.6 more (value 0.6 + "
         "worst-case fee 0 (gas 21000 x 0 wei)) would exceed the rolling limit of 1"
@@ -182,13 +183,13 @@ def test_spent_plus_value_one_wei_over_the_limit_fails():
 
 def test_a_single_value_over_the_limit_fails_with_nothing_spent():
     verdict = check_daily_limit(intent(value="2"), policy(tx_daily_limit_eth="1"), 0, FREE)
-    assert_verdict(verdict, "daily_limit", False, Code.DAILY_LIMIT_EXCEEDED)
+    assert_verdict(verdict, Stage.DAILY_LIMIT, False, Code.DAILY_LIMIT_EXCEEDED)
     assert verdict.reason.startswith("0 already spent")
 
 
 def test_null_daily_limit_passes_anything():
     verdict = check_daily_limit(intent(value="1000000"), policy(tx_daily_limit_eth=None), MAX_UINT256, FREE)
-    assert_verdict(verdict, "daily_limit", True, Code.WITHIN_DAILY_LIMIT)
+    assert_verdict(verdict, Stage.DAILY_LIMIT, True, Code.WITHIN_DAILY_LIMIT)
     assert verdict.facts["limit_wei"] is None
 
 
@@ -203,7 +204,7 @@ def test_the_worst_case_fee_counts_against_the_cap_to_the_wei():
     over = check_value_cap(
         intent(value="0.5"), policy(tx_max_value_eth=format_native_amount(ETH // 2 + fee - 1)), quote
     )
-    assert_verdict(over, "value_cap", False, Code.VALUE_OVER_CAP)
+    assert_verdict(over, Stage.VALUE_CAP, False, Code.VALUE_OVER_CAP)
     assert "value 0.5 + worst-case fee 0.00021 (gas 21000 x 10000000000 wei)" in over.reason
 
 
@@ -218,10 +219,12 @@ def test_a_zero_value_intent_with_a_huge_fee_is_over_the_cap_and_the_limit():
 
 def test_the_fee_ceiling_is_inclusive_and_names_fee_and_limit():
     at = FeeQuote(gas_limit=21_000, fee_per_gas=100 * GWEI, priority_fee_per_gas=GWEI)
-    assert_verdict(check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), at), "fee", True, Code.FEE_WITHIN_CEILING)
+    assert_verdict(
+        check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), at), Stage.FEE, True, Code.FEE_WITHIN_CEILING
+    )
     over = FeeQuote(gas_limit=21_000, fee_per_gas=100 * GWEI + 1, priority_fee_per_gas=GWEI, base_fee_per_gas=50 * GWEI)
     verdict = check_fee(intent(), policy(tx_max_fee_per_gas=100 * GWEI), over)
-    assert_verdict(verdict, "fee", False, Code.FEE_OVER_CEILING)
+    assert_verdict(verdict, Stage.FEE, False, Code.FEE_OVER_CEILING)
     assert "the node's suggested fee of 100000000001 wei per gas (base fee now 50000000000 wei)" in verdict.reason
     assert "ceiling of 100000000000 wei per gas" in verdict.reason
     assert verdict.facts["ceiling_wei"] == str(100 * GWEI) and verdict.facts["fee_per_gas_wei"] == str(100 * GWEI + 1)
@@ -259,7 +262,7 @@ TEN_MINUTES_US = 600 * 1_000_000
 def test_an_intent_is_fresh_until_its_window_closes():
     assert check_freshness(intent(), T0 + timedelta(minutes=10) - timedelta(microseconds=1), TEN_MINUTES_US).passed
     expired = check_freshness(intent(), T0 + timedelta(minutes=10), TEN_MINUTES_US)
-    assert_verdict(expired, "intake", False, Code.INTENT_EXPIRED)
+    assert_verdict(expired, Stage.INTAKE, False, Code.INTENT_EXPIRED)
     assert "older than the 600 s" in expired.reason
 
 
@@ -309,7 +312,7 @@ def test_simulation_required_when_the_intent_or_the_policy_asks(simulate_first, 
 
 def test_skipped_simulation_passes_with_its_own_code():
     verdict = simulation_skipped(intent())
-    assert_verdict(verdict, "simulation", True, Code.SIMULATION_NOT_REQUIRED)
+    assert_verdict(verdict, Stage.SIMULATION, True, Code.SIMULATION_NOT_REQUIRED)
 
 
 def _revert(selector: str, types: list[str], values: list) -> str:

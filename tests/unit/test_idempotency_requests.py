@@ -13,6 +13,7 @@ import pytest
 from schemas.codes import Code
 from schemas.intent import PER_SUBMISSION_FIELDS, idempotency_conflict
 from schemas.outcomes import IntentRejected, SignedMessage
+from schemas.stages import Stage
 from sdk.client import new_intent, new_message_intent
 from tests.engine_support import DEST, OTHER, T0, World
 from tests.signer_support import LoneSigner
@@ -65,7 +66,7 @@ def test_the_signer_alone_refuses_another_request_under_a_used_key(lone):
     refused = handle(other)
     assert isinstance(refused, IntentRejected), refused
     assert (refused.stage, refused.code, refused.intent_digest) == (
-        "signing",
+        Stage.SIGNING,
         Code.IDEMPOTENCY_KEY_REUSED,
         other.digest(),
     )

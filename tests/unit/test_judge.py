@@ -86,11 +86,11 @@ def test_the_policy_stages_run_in_the_judges_order_and_stop_at_the_first_refusal
     intent = world.intent("0.1")
     judged = asyncio.run(judge.run_stages(intent, policy, judge.Context()))
     # With nothing in the context the judge stops before the first stage that needs a spend record.
-    assert [v.stage for v in judged.verdicts] == ["chain", "allowlist"]
-    assert judged.refusal is None and judged.next_stage(intent) == "assets"
+    assert [v.stage for v in judged.verdicts] == [Stage.CHAIN, Stage.ALLOWLIST]
+    assert judged.refusal is None and judged.next_stage(intent) == Stage.ASSETS
     both_wrong = world.intent("0.1", chain="base", to=STRANGER)
     refused = asyncio.run(judge.run_stages(both_wrong, policy, judge.Context()))
-    assert [(v.stage, v.code) for v in refused.verdicts] == [("chain", Code.CHAIN_NOT_ALLOWED)]
+    assert [(v.stage, v.code) for v in refused.verdicts] == [(Stage.CHAIN, Code.CHAIN_NOT_ALLOWED)]
     assert refused.next_stage(both_wrong) is None
 
 
@@ -174,10 +174,10 @@ def test_without_the_chains_the_judge_stops_before_typed_data_and_delegation():
     policy = world.policy(eip712_default_policy="allow", eip7702_delegate_allowlist=(DELEGATE,))
     typed, set_code = _typed_intent(ANVIL_ID), _set_code_intent(world, ANVIL_ID)
     judged = asyncio.run(judge.run_stages(typed, policy, judge.Context()))
-    assert [v.stage for v in judged.verdicts] == ["chain"] and judged.next_stage(typed) == "typed_data"
+    assert [v.stage for v in judged.verdicts] == [Stage.CHAIN] and judged.next_stage(typed) == Stage.TYPED_DATA
     judged_tx = asyncio.run(judge.run_stages(set_code, policy, judge.Context()))
-    assert [v.stage for v in judged_tx.verdicts] == ["chain", "allowlist"]
-    assert judged_tx.next_stage(set_code) == "delegation"
+    assert [v.stage for v in judged_tx.verdicts] == [Stage.CHAIN, Stage.ALLOWLIST]
+    assert judged_tx.next_stage(set_code) == Stage.DELEGATION
     for intent, so_far in ((typed, judged), (set_code, judged_tx)):
         stage = so_far.next_stage(intent)
         with pytest.raises(ValueError, match=f"the {stage} stage needs the context's chains"):

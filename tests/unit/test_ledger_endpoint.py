@@ -19,12 +19,14 @@ from ledger.endpoint import Endpoint
 from ledger.keys import load_or_create_signing_key
 from ledger.store import ChdbStore, store_path
 from runtime.config import Settings
+from schemas.actions import AuditAction
+from schemas.stages import Stage
 from tests.ledger_support import LOG_NAME, build_ledger, chain_of, intent_digest_of, pipeline_events
 
 EVENTS = pipeline_events(400)
 INTENTS = {e.intent_id for e in EVENTS}
-REJECTED = {e.intent_id for e in EVENTS if e.action == "intent.rejected"}
-SIGNED = [e for e in EVENTS if e.action == "tx.signed"]
+REJECTED = {e.intent_id for e in EVENTS if e.action == AuditAction.INTENT_REJECTED}
+SIGNED = [e for e in EVENTS if e.action == AuditAction.TX_SIGNED]
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +72,9 @@ def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client):
     assert [r[1] for r in result.result_rows] == [0, 1, 2]
     table = client.query_arrow("SELECT action, count() AS n FROM audit_log GROUP BY action ORDER BY action")
     counts = dict(zip(table.column("action").to_pylist(), table.column("n").to_pylist()))
-    assert counts["intent.submitted"] == len(INTENTS) and counts["tx.signed"] == len(SIGNED)
+    assert counts[AuditAction.INTENT_SUBMITTED] == len(INTENTS) and counts[AuditAction.TX_SIGNED] == len(SIGNED)
     frame = client.query_df("SELECT * FROM rejections_by_stage")
-    assert frame.to_dict("records")[0]["stage"] == "value_cap"
+    assert frame.to_dict("records")[0]["stage"] == Stage.VALUE_CAP
 
 
 def test_analyst_views_answer_the_documented_questions(client):
@@ -80,7 +82,13 @@ def test_analyst_views_answer_the_documented_questions(client):
     last = {
         e.intent_id: e.action
         for e in EVENTS
-        if e.action in ("intent.submitted", "intent.approved", "intent.rejected", "tx.signed")
+        if e.action
+        in (
+            AuditAction.INTENT_SUBMITTED,
+            AuditAction.INTENT_APPROVED,
+            AuditAction.INTENT_REJECTED,
+            AuditAction.TX_SIGNED,
+        )
     }
     expected: dict[str, int] = {}
     for action in last.values():
@@ -90,7 +98,7 @@ def test_analyst_views_answer_the_documented_questions(client):
     stages = client.query(
         "SELECT stages_passed, failed_stage FROM intent_status WHERE intent_id = 'intent-4'"
     ).result_rows
-    assert stages == [(["chain"], "value_cap")]
+    assert stages == [([Stage.CHAIN], Stage.VALUE_CAP)]
     spend = client.query(
         "SELECT max(spend_24h_wei) FROM agent_spend_rolling_24h WHERE agent_id = 'agent-0' AND chain = 'base'"
     ).result_rows[0][0]
@@ -192,7 +200,7 @@ def test_the_endpoint_serves_receipts_and_each_chains_newest_note(served):
     status, text = get(f"/receipt?intent_id={signed.intent_id}&agent_id={signed.agent_id}&intent_digest={digest}")
     assert status == 200, text
     receipt = Receipt.parse(text)
-    assert receipt.event["intent_id"] == signed.intent_id and receipt.event["action"] == "tx.signed"
+    assert receipt.event["intent_id"] == signed.intent_id and receipt.event["action"] == AuditAction.TX_SIGNED
     check(receipt, Policy(key))
     status, text = get(f"/receipt?event_id={signed.event_id}")
     assert status == 200 and Receipt.parse(text).event["event_id"] == signed.event_id

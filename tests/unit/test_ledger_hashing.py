@@ -12,6 +12,7 @@ import pytest
 from ledger import merkle
 from ledger.append import Ledger, SeenIds, id_hash64
 from ledger.chain import genesis_hash, integrity_hash
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent
 from tests.ledger_support import T0, mth, pipeline_events
 
@@ -25,7 +26,7 @@ def test_known_answer_for_the_documented_encoding():
     )
     assert genesis_hash(3) == hashlib.sha256(b"warden.audit.v1|genesis|3").hexdigest()
     assert integrity_hash(
-        genesis_hash(3), "e|1", "agent:a%b", "intent.submitted", "intent:i-1", T0, "{}", "", "agent-1"
+        genesis_hash(3), "e|1", "agent:a%b", AuditAction.INTENT_SUBMITTED, "intent:i-1", T0, "{}", "", "agent-1"
     ) == (hashlib.sha256(message.encode()).hexdigest())
 
 

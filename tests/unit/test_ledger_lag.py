@@ -10,13 +10,14 @@ import orjson
 from ledger.batch import unreadable_event_id
 from ledger.lag import AppendProgress, TailRecord, missing_by_partition
 from ledger.tail import EventLag
+from schemas.actions import AuditAction
 from schemas.emit import audit
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def _event(n: int) -> bytes:
-    return audit("service:streams", "intent.rejected", f"intent:i{n}", NOW, f"i{n}", intent_id=f"i{n}").value
+    return audit("service:streams", AuditAction.INTENT_REJECTED, f"intent:i{n}", NOW, f"i{n}", intent_id=f"i{n}").value
 
 
 def _ids(raw: bytes) -> list[str]:

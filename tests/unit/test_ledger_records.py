@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from ledger.append import Ledger, SeenIds
 from ledger.chain import genesis_hash, integrity_hash
 from ledger.records import _producer_shaped, parse, row_of
+from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, audit_events_of, audit_record
 from tests.ledger_support import T0, pipeline_events
 
@@ -25,7 +26,7 @@ BASE = {
     "schema_version": 1,
     "event_id": "e-1",
     "actor": "service:streams",
-    "action": "stage.passed",
+    "action": AuditAction.STAGE_PASSED,
     "resource": "intent:i-1",
     "ts": "2026-11-21T10:00:00.000250Z",
     "intent_id": "i-1",

@@ -17,6 +17,7 @@ from ledger.keys import public_key_hex
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, DDL, INTEGRITY_HASH_SQL
 from ledger.store import ChdbPairHasher, ChdbStore
 from ledger.verify import verify
+from schemas.actions import AuditAction
 from tests.ledger_support import LOG_NAME, T0, build_ledger, mth, pipeline_events
 
 KEY = Ed25519PrivateKey.generate()
@@ -159,7 +160,7 @@ def test_inserted_row_with_renumbering_names_the_intruder(store):
     _renumber(store, 0, "seq >= 310", lambda seq: seq + 1)
     before = _row(store, 0, 309)
     forged_hash = integrity_hash(
-        before["integrity_hash"], "forged", "agent:mallory", "tx.signed", "intent:x", T0, "{}", "x", "agent-0"
+        before["integrity_hash"], "forged", "agent:mallory", AuditAction.TX_SIGNED, "intent:x", T0, "{}", "x", "agent-0"
     )
     store.execute(f"""INSERT INTO audit_log SELECT * REPLACE (toUInt64(310) AS seq, 'forged' AS event_id,
         'agent:mallory' AS actor, 'tx.signed' AS action, 'intent:x' AS resource, toDateTime64('{T0:%Y-%m-%d %H:%M:%S}', 6, 'UTC') AS ts,

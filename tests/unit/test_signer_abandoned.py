@@ -22,6 +22,7 @@ from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.emit import Emit, Source
 from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentRejected
+from schemas.stages import Stage
 from sdk.client import Awaited, new_intent, outcome_problem
 from streams.redelivery import abandoned_record
 from tests.signer_support import DEST, LoneSigner
@@ -70,7 +71,7 @@ def test_a_given_up_intent_is_refused_by_the_signer_and_a_later_approval_gets_th
     intent = lone.intent(to=DEST, value="0.001")
     (refusal,) = _outcomes(_give_up(lone, _abandoned(lone, intent)))
     rejected = IntentRejected.from_bytes(refusal.value)
-    assert (rejected.stage, rejected.code, rejected.intent_digest) == ("signing", Code.NO_OUTCOME, intent.digest())
+    assert (rejected.stage, rejected.code, rejected.intent_digest) == (Stage.SIGNING, Code.NO_OUTCOME, intent.digest())
     assert "will not sign" in rejected.reason and "submit a new intent" in rejected.reason
     # The client believes it: a signer's refusal at stage "signing", bound to the intent's digest.
     assert outcome_problem(rejected, Awaited.of(intent), lone) is None

@@ -21,6 +21,7 @@ from rules.solana import check_message, judge_message
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy
+from schemas.stages import Stage
 from sdk import solana as sol
 from sdk.client import new_solana_message_intent
 from svm import messages
@@ -181,7 +182,7 @@ def test_the_stage_judges_as_the_signer_s_key_when_it_is_given():
     assert (verdict.passed, verdict.code, verdict.stage) == (
         False,
         Code.SOLANA_MESSAGE_AGENT_NOT_SIGNATORY,
-        "solana_message",
+        Stage.SOLANA_MESSAGE,
     )
 
 

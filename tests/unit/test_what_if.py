@@ -22,11 +22,13 @@ from ledger.schema import AUDIT_LOG
 from ledger.store import ChdbStore, store_path
 from rules.prices import Price
 from runtime.config import Settings
+from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
 from schemas.codes import Code
 from schemas.intent import SealedSecret
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
+from schemas.stages import Stage
 from sdk.client import new_intent
 from sdk.what_if import (
     NO_POLICY,
@@ -80,7 +82,7 @@ def test_windows_are_the_replays_own_and_in_order():
 def test_a_fee_never_quoted_or_a_price_never_read_is_undetermined_not_guessed():
     never_quoted = recorded(0, A, "0.1", "refused", quote=None)
     replayed = asyncio.run(replay([never_quoted], policy(), 600 * 10**6))
-    assert (replayed[0].outcome, replayed[0].stage) == ("undetermined", "fee")
+    assert (replayed[0].outcome, replayed[0].stage) == ("undetermined", Stage.FEE)
     usd = policy(usd_daily_limit="1000", price_feeds=({"chain": "anvil", "asset": "native", "feed": FEED},))
     replayed = asyncio.run(replay([recorded(0, A, "0.1")], usd, 600 * 10**6))
     assert (replayed[0].outcome, replayed[0].code) == ("undetermined", Code.PRICE_NOT_RECORDED)
@@ -137,7 +139,8 @@ def test_intents_whose_signature_never_verified_are_skipped_and_counted():
         + [(_forged(f), 1) for f in forged],  # new intents under the agent's name, never signed by it
     )
     kinds = {(r[3], orjson.loads(r[5]).get("code")) for r in rows}
-    assert ("intent.rejected", Code.AGENT_SIGNATURE_INVALID) in kinds and ("intent.approved", None) in kinds
+    assert (AuditAction.INTENT_REJECTED, Code.AGENT_SIGNATURE_INVALID) in kinds
+    assert (AuditAction.INTENT_APPROVED, None) in kinds
     read = from_rows(policy_rows, rows, T0 - timedelta(days=1))
     assert [r.intent.intent_id for r in read.recorded] == [paid.intent_id]
     assert read.recorded[0].outcome == "approved" and read.recorded[0].intent.value == "0.1"
@@ -194,7 +197,9 @@ def test_what_cannot_be_checked_is_skipped_with_its_reason():
     # it without the secret its signature covers.
     assert read.recorded == [] and read.skipped == {NO_POLICY: 1, PARTIAL: 1}
     summary = [
-        r[:5] + (orjson.dumps({"intent_digest": "ab" * 32}).decode(),) for r in rows if r[3] == "intent.submitted"
+        r[:5] + (orjson.dumps({"intent_digest": "ab" * 32}).decode(),)
+        for r in rows
+        if r[3] == AuditAction.INTENT_SUBMITTED
     ]
     assert from_rows(policy_rows, summary, T0 - timedelta(days=1)).skipped == {SUMMARY_ONLY: 2}
 
