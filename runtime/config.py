@@ -302,6 +302,13 @@ def load() -> Settings:
     return Settings()
 
 
+def listen_ports_setting() -> str | None:
+    """WARDEN_LISTEN_PORTS, ``low-high``: where a local stack picks its listeners' ports
+    (infra.stack.local.listen_ports checks it). Read at each pick, not held in Settings: the ports
+    are picked before a stack's Settings exist."""
+    return _opt("WARDEN_LISTEN_PORTS")
+
+
 def environment_with(**variables: str) -> dict[str, str]:
     """This process's environment with ``variables`` added: for a program Warden starts that reads
     none of Warden's settings (a broker tuned by its own variables)."""

@@ -10,7 +10,9 @@ import shutil
 import pytest
 
 from evm import blobs
+from infra.stack.local import listen_ports
 from tests.evm_support import BLOBS
+from tests.support import worker_ports
 
 # Every signer the suite starts (dozens: each stack, each `warden up`, each restart) would load the
 # KZG trusted setup at start, ~2.7 s of CPU each, and most never sign a blob. They load it at their
@@ -23,6 +25,15 @@ os.environ.setdefault("WARDEN_KZG_SETUP_AT_FIRST_BLOB", "1")
 # 50 ms default, for a hop some tens of milliseconds longer. `warden up`'s durable stacks keep
 # their S3 default (tests.up_support.home_settings).
 os.environ.setdefault("WARDEN_FETCH_WAIT_MS", "200")
+# Each xdist worker picks its stacks' ports in a range of its own (infra.stack.local.listen_ports):
+# a port one worker picked stays free until its component binds it, seconds later, and another
+# worker picking the same one meanwhile failed a run (the ledger's endpoint: address already in use).
+if "PYTEST_XDIST_WORKER" in os.environ and "WARDEN_LISTEN_PORTS" not in os.environ:
+    os.environ["WARDEN_LISTEN_PORTS"] = worker_ports(
+        listen_ports(),
+        int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")),
+        int(os.environ["PYTEST_XDIST_WORKER_COUNT"]),
+    )
 
 
 def pytest_report_header(config):

@@ -133,6 +133,14 @@ async def everything_recorded(settings: Settings) -> tuple[int, int, bytes]:
     return len(records), len(rows), haystack
 
 
+def worker_ports(ports: range, worker: int, workers: int) -> str:
+    """The ``worker``-th of ``workers`` equal slices of ``ports``, as WARDEN_LISTEN_PORTS spells it:
+    each xdist worker's stacks pick their ports in a slice no other worker picks from."""
+    size = len(ports) // workers
+    first = ports.start + worker * size
+    return f"{first}-{first + size - 1}"
+
+
 def one_agent_per_partition(prefix: str) -> list[str]:
     """Agent ids ``<prefix>-<n>``, the first whose records land in each partition, by partition."""
     found: dict[int, str] = {}

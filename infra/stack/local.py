@@ -37,7 +37,7 @@ from pathlib import Path
 from evm.blobs import versioned_hash
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
-from runtime.config import Settings, child_environment, environment
+from runtime.config import Settings, child_environment, environment, listen_ports_setting
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
 from schemas.errors import WardenError
@@ -94,12 +94,33 @@ def listen_ports() -> range:
     """The ports a stack's listeners are picked from: below the kernel's ephemeral range. Every
     outbound connection on the machine (a Kafka client's, an RPC call's) takes its local port from
     that range, so a port picked there and bound a moment later could be taken already: a suite
-    run had `warden up`'s API fail to bind its port (address already in use)."""
+    run had `warden up`'s API fail to bind its port (address already in use).
+    ``WARDEN_LISTEN_PORTS=low-high`` narrows them: several processes that each start stacks at
+    once (the suite's xdist workers) give each one its own range, since a port one of them
+    picked is free until its component binds it, seconds later, and another could pick it meanwhile."""
     try:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
-    return range(10000, low) if low > 11000 else range(0)
+    below = range(10000, low) if low > 11000 else range(0)
+    narrowed = listen_ports_setting()
+    return below if narrowed is None else ports_between(narrowed, below)
+
+
+def ports_between(text: str, below: range) -> range:
+    """``low-high`` (both included) as a range, inside ``below``: the ports under the ephemeral range."""
+    first, dash, last = text.partition("-")
+    allowed = (
+        f"set it to low-high, two ports in {below.start}-{below.stop - 1} (below the ephemeral range), e.g. 20000-20999"
+    )
+    if not (dash and first.strip().isdigit() and last.strip().isdigit()):
+        raise StackError(f"WARDEN_LISTEN_PORTS is {text!r}, not two ports low-high", allowed)
+    ports = range(int(first), int(last) + 1)
+    if not ports or ports.start < below.start or ports.stop > below.stop:
+        raise StackError(
+            f"WARDEN_LISTEN_PORTS is {text!r}, which is not a range of ports below the ephemeral range", allowed
+        )
+    return ports
 
 
 def free_port(avoid: Collection[int] = ()) -> int:

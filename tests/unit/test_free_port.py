@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.stack.local import LocalStack, free_port, free_ports, listen_ports, local_settings
+import pytest
+
+from infra.stack.local import LocalStack, StackError, free_port, free_ports, listen_ports, local_settings, ports_between
+from tests.support import worker_ports
 
 
 def _ephemeral_range() -> range:
@@ -23,7 +26,8 @@ def test_a_port_to_avoid_is_never_handed_out():
     assert set(picks) <= left, sorted(set(picks) - left)[:5]
 
 
-def test_no_port_is_picked_where_outbound_connections_take_theirs():
+def test_no_port_is_picked_where_outbound_connections_take_theirs(monkeypatch):
+    monkeypatch.delenv("WARDEN_LISTEN_PORTS", raising=False)  # the whole range, not this xdist worker's
     ephemeral = _ephemeral_range()
     picks = {free_port() for _ in range(200)}
     assert len(listen_ports()) > 10_000 and not picks & set(ephemeral), sorted(picks & set(ephemeral))[:5]
@@ -35,3 +39,29 @@ def test_several_ports_are_different_and_not_the_settings_ones(tmp_path):
     assert len(configured) == 4  # broker, Anvil, the ledger's endpoint, the API: four different ports
     picked = free_ports(8, avoid=configured)
     assert len(set(picked)) == 8 and not set(picked) & configured
+
+
+def test_each_xdist_worker_picks_in_a_range_no_other_worker_picks_from(monkeypatch):
+    ports = range(10000, 32768)
+    slices = [ports_between(worker_ports(ports, n, 5), ports) for n in range(5)]
+    assert all(len(s) == len(ports) // 5 for s in slices)
+    assert all(not set(a) & set(b) for i, a in enumerate(slices) for b in slices[i + 1 :])
+    monkeypatch.setenv("WARDEN_LISTEN_PORTS", "20000-20099")
+    assert {free_port() for _ in range(50)} <= set(range(20000, 20100))
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("20000", "'20000', not two ports low-high"),
+        ("a-b", "'a-b', not two ports low-high"),
+        ("20999-20000", "not a range of ports below the ephemeral range"),
+        ("100-200", "not a range of ports below the ephemeral range"),
+        ("30000-65000", "not a range of ports below the ephemeral range"),
+    ],
+)
+def test_a_listen_range_that_is_not_one_names_what_is_allowed(monkeypatch, text, said):
+    monkeypatch.setenv("WARDEN_LISTEN_PORTS", text)
+    with pytest.raises(StackError, match=said) as raised:
+        listen_ports()
+    assert "set it to low-high, two ports in 10000-" in str(raised.value)
