@@ -96,10 +96,12 @@ if [ ! -f sdk/typescript/dist/index.js ] || [ -n "$(find sdk/typescript/src -new
 fi
 
 case "${1:-}" in
-  # Four workers, a test file each at a time (a file's tests share its fixtures and its stack):
-  # much of a stack test is waiting on its processes (docs/benchmarks.md has three against four).
+  # Five workers, a test file each at a time (a file's tests share its fixtures and its stack), the
+  # files in the order tests/stack/conftest.py sorts them, longest first (xdist would put the files
+  # with the most tests first): the long ones run side by side and the short ones fill in behind.
+  # Much of a stack test is waiting on its processes (docs/benchmarks.md has four against five).
   # `-n 0` runs in this process instead.
-  test) shift; exec .venv/bin/python -m pytest -n 4 --dist loadfile "$@" ;;
+  test) shift; exec .venv/bin/python -m pytest -n 5 --dist loadfile --no-loadscope-reorder "$@" ;;
   # ruff (lint and format), then mypy ([tool.mypy] in pyproject.toml: strict for evm, svm, schemas, rules, ledger).
   lint) shift; .venv/bin/ruff check "$@" . && .venv/bin/ruff format --check "$@" . && exec .venv/bin/mypy ;;
   "") exec .venv/bin/warden --help ;;

@@ -19,26 +19,37 @@ from tests.token_support import deploy_tokens
 HERE = Path(__file__).resolve().parent
 
 
-# The longest files, longest first (a whole run's `--durations=0`, summed per file). The xdist
-# workers take files in collection order as each becomes free: started first, the long ones run
-# beside each other and the many short files fill in behind them, instead of a long file starting
-# last while the other workers have run dry.
+# The longest files, longest first (a whole run's wall time per file on five workers). The xdist
+# workers take files in collection order as each becomes free (`./infra/dev.sh test` passes
+# --no-loadscope-reorder: xdist's own order is by the number of tests in a file, which started the
+# one-test files that run for minutes last): started first, the long ones run beside each other
+# and the many short files fill in behind them.
 LONGEST_FIRST = (
     "test_admin_quorum.py",
-    "test_custody_pipeline.py",
     "test_node_outage.py",
+    "test_custody_pipeline.py",
     "test_supervised_stack.py",
-    "test_chaos.py",
-    "test_ledger_sink.py",
     "test_paused_worker.py",
+    "test_chaos.py",
     "test_solana_pipeline.py",
     "test_http_api.py",
-    "test_crash_recovery.py",
     "test_signer_last_word.py",
+    "test_vault_cli.py",
     "test_pipeline_e2e.py",
-    "test_scale_out.py",
+    "test_crash_recovery.py",
+    "test_ledger_sink.py",
+    "test_idempotency_and_dead_letters.py",
     "test_broker_check.py",
-    "test_what_if.py",
+    "test_scale_out.py",
+    "test_agents_cli.py",
+    "test_mcp_server.py",
+    "test_split_topology.py",
+    "test_attested_sealing_on_the_stack.py",
+    "test_solana_messages_node.py",
+    "test_signer_refused_send.py",
+    "test_terminal_outcomes.py",
+    "test_reorgs.py",
+    "test_worker_changelog.py",
 )
 
 
