@@ -54,7 +54,7 @@ def test_the_tree_keeps_every_import_contract():
 )
 def test_a_wrong_import_breaks_a_contract(tmp_path, module, wrong_import, broken):
     for name in (*PACKAGES, "tests"):
-        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "node_modules"))
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     planted = tmp_path / module
     planted.write_text(planted.read_text() + f"\n{wrong_import}  # planted by tests/stack/test_layers.py\n")

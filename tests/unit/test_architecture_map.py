@@ -3,21 +3,15 @@ it, so a module added without a line there fails here and not in a reader's afte
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("evm", "svm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra")
+from tests.layers_support import REPO, sources
 
 
 def modules() -> list[Path]:
-    return sorted(
-        path.relative_to(ROOT)
-        for package in PACKAGES
-        for path in (ROOT / package).rglob("*.py")
-        if path.name != "__init__.py" and "node_modules" not in path.parts
-    )
+    return [path.relative_to(REPO) for path in sources() if path.name != "__init__.py"]
 
 
 def test_every_module_of_every_package_is_named_in_architecture_md():
-    text = (ROOT / "ARCHITECTURE.md").read_text()
+    text = (REPO / "ARCHITECTURE.md").read_text()
     # Named by its path (`signer/custody_wiring.py`) or, in its package's row, by its file name.
     unnamed = [str(path) for path in modules() if str(path) not in text and f"`{path.name}`" not in text]
     assert modules(), "no module found: the test looks in the wrong place"
@@ -25,7 +19,7 @@ def test_every_module_of_every_package_is_named_in_architecture_md():
 
 
 def test_the_three_end_to_end_walks_are_there():
-    text = (ROOT / "ARCHITECTURE.md").read_text()
+    text = (REPO / "ARCHITECTURE.md").read_text()
     for heading in (
         "## One intent, end to end",
         "## An admin's policy change, under the quorum",

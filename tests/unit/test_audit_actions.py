@@ -19,10 +19,8 @@ from schemas.audit import AuditEvent
 from schemas.emit import audit
 from schemas.export import export
 from schemas.outcomes import SolanaStatus, TxStatus
+from tests.layers_support import PACKAGES, REPO, sources
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-# The tests too: they compare with the enum, as the services do.
-PACKAGES = ("evm", "svm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra", "tests")
 ACTIONS = {action.value for action in AuditAction}
 # A vault log's event types are their own vocabulary (signer.custody.events), most of whose names
 # are also actions; the log's records are not audit events.
@@ -38,8 +36,7 @@ def _literals(path: pathlib.Path):
 def test_no_module_spells_an_action_as_a_string_literal():
     found = [
         f"{path.relative_to(REPO)}:{line}: {text}"
-        for package in PACKAGES
-        for path in sorted((REPO / package).rglob("*.py"))
+        for path in sources((*PACKAGES, "tests"))  # the tests too: they compare with the enum, as the services do
         if path.name != "actions.py"
         and path != pathlib.Path(__file__).resolve()
         and str(path.relative_to(REPO)) not in OTHER_VOCABULARIES

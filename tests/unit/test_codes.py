@@ -13,10 +13,9 @@ import tokenize
 
 from schemas.codes import Code
 from schemas.export import export
+from tests.layers_support import PACKAGES, REPO, sources
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 # The tests too: they compare with the enum, whose values `test_each_code_is_its_own_name` pins.
-PACKAGES = ("evm", "svm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra", "tests")
 CODES = {code.value for code in Code}
 
 
@@ -29,8 +28,7 @@ def _literals(path: pathlib.Path):
 def test_no_module_spells_a_code_as_a_string_literal():
     found = [
         f"{path.relative_to(REPO)}:{line}: {text}"
-        for package in PACKAGES
-        for path in sorted((REPO / package).rglob("*.py"))
+        for path in sources((*PACKAGES, "tests"))
         if path.name != "codes.py" and path != pathlib.Path(__file__).resolve()
         for line, text in _literals(path)
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.layers_support import PACKAGES, REPO
+from tests.layers_support import REPO, sources
 
 
 def _reads_environment(path: Path) -> list[int]:
@@ -24,10 +24,5 @@ def _reads_environment(path: Path) -> list[int]:
 
 
 def test_only_runtime_config_reads_the_environment():
-    readers = {
-        str(p.relative_to(REPO)): lines
-        for name in PACKAGES
-        for p in sorted((REPO / name).rglob("*.py"))
-        if (lines := _reads_environment(p))
-    }
+    readers = {str(p.relative_to(REPO)): lines for p in sources() if (lines := _reads_environment(p))}
     assert list(readers) == ["runtime/config.py"], readers

@@ -8,13 +8,13 @@ No allow-list: a function that must stay longer would be listed here with its re
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("evm", "svm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra")
+from tests.layers_support import REPO, sources
+
 LONGEST = 79  # lines, outside tests/
 LONGEST_IN_TESTS = 139
 
 
-def long_functions(path: Path, longest: int, root: Path = ROOT) -> list[str]:
+def long_functions(path: Path, longest: int, root: Path = REPO) -> list[str]:
     """``file:line name length`` (the file relative to ``root``) of each function in ``path``
     longer than ``longest`` lines."""
     found = []
@@ -26,19 +26,15 @@ def long_functions(path: Path, longest: int, root: Path = ROOT) -> list[str]:
     return found
 
 
-def _sources(top: Path) -> list[Path]:
-    return sorted(path for path in top.rglob("*.py") if "node_modules" not in path.parts)
-
-
 def test_no_function_outside_the_tests_runs_to_80_lines():
-    paths = [path for package in PACKAGES for path in _sources(ROOT / package)]
+    paths = sources()
     assert len(paths) > 200, "Warden's modules were not found where this test looks"
     long = [found for path in paths for found in long_functions(path, LONGEST)]
     assert not long, f"split these where the split names a step (file:line name length): {long}"
 
 
 def test_no_test_function_runs_to_140_lines():
-    paths = _sources(ROOT / "tests")
+    paths = sources(("tests",))
     assert len(paths) > 100, "the tests were not found where this test looks"
     long = [found for path in paths for found in long_functions(path, LONGEST_IN_TESTS)]
     assert not long, f"split these where the split names a step (file:line name length): {long}"

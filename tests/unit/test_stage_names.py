@@ -5,24 +5,13 @@ literal, so a misspelt stage is an AttributeError and not a branch that never ru
 
 import ast
 import json
-import pathlib
 
 from schemas.export import export
 from schemas.stages import ALL_GUARDRAIL_STAGES, Stage
+from tests.layers_support import PACKAGES, REPO, sources
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-PACKAGES = ("evm", "svm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra")
 NAMES = {stage.value for stage in Stage}
 COMPARING = (ast.Eq, ast.NotEq, ast.In, ast.NotIn)
-
-
-def _sources(packages: tuple[str, ...]) -> list[pathlib.Path]:
-    return [
-        path
-        for package in packages
-        for path in sorted((REPO / package).rglob("*.py"))
-        if "node_modules" not in path.parts
-    ]
 
 
 def _holds_a_stage(node: ast.expr) -> bool:
@@ -88,7 +77,7 @@ def test_verdicts_are_made_only_by_their_constructors():
     """`StageVerdict.passing`, `.refusing` (or `.judged`): no module builds one field by field."""
     by_hand = [
         f"{path.relative_to(REPO)}:{node.lineno}"
-        for path in _sources(PACKAGES)
+        for path in sources()
         if path != REPO / "schemas" / "outcomes.py"
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "StageVerdict"
@@ -98,7 +87,7 @@ def test_verdicts_are_made_only_by_their_constructors():
 
 def test_no_module_compares_a_stage_with_a_string_literal():
     # The tests too: a test that compares with "fee" still passes after the stage is renamed.
-    paths = [path for path in _sources((*PACKAGES, "tests")) if path != REPO / "schemas" / "stages.py"]
+    paths = [path for path in sources((*PACKAGES, "tests")) if path != REPO / "schemas" / "stages.py"]
     assert len(paths) > 200, "Warden's modules were not found where this test looks"
     found = [
         f"{path.relative_to(REPO)}:{line}"

@@ -3,25 +3,21 @@ the error codes it silences (mypy's ignore-without-code enforces that) and says 
 the same line, so a reader knows whose types are wrong."""
 
 import re
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from schemas.auth import load_or_create_ed25519
+from tests.layers_support import REPO, sources
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("evm", "svm", "schemas", "runtime", "rules", "streams", "signer", "ledger", "sdk", "infra")
 EXPLAINED = re.compile(r"# type: ignore\[[-a-z, ]+\] +# \S")
 
 
 def test_every_type_ignore_names_its_codes_and_says_why():
     ignores = [
-        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-        for package in PACKAGES
-        for path in (ROOT / package).rglob("*.py")
-        if "node_modules" not in path.parts
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sources()
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if "type: ignore" in line
     ]
