@@ -1,6 +1,19 @@
 """What the HTTP API's tests share: request bodies the Intents API must refuse, each with the
 field its 400 must name (the unit tests over aiohttp's test server and the stack test over
-`warden api` send the same ones)."""
+`warden api` send the same ones), and the clock the unit tests hand the service."""
+
+from datetime import datetime
+
+
+class Clock:
+    """A clock that says ``at`` until a test moves it."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
 
 RECIPIENT = "0x" + "ab" * 20
 
