@@ -1405,10 +1405,13 @@ ERROR_RESPONSES = {
     "RateLimited": (429, "too many requests for this agent (Retry-After)"),
     "TooManyFailedAttempts": (429, "too many failed attempts for the agent or from the address (Retry-After)"),
     "HeadersTooLarge": (431, f"a header over {MAX_HEADER_BYTES} bytes"),
+    "Unprocessable": (422, "what this document allows, refused by a rule it cannot state (INVALID_REQUEST)"),
     "Unavailable": (503, "the pipeline did not answer (Retry-After)"),
 }
 # What every agent's operation may answer besides its own answers.
-ERRORS = tuple(name for name in ERROR_RESPONSES if name != "TooManyFailedAttempts")
+ERRORS = tuple(name for name in ERROR_RESPONSES if name not in ("TooManyFailedAttempts", "Unprocessable"))
+# A simulation's: a body the simulation's own rules refuse too (a bundle over two chains).
+SIMULATION_ERRORS = (*ERRORS, "Unprocessable")
 # The token exchange's: no token to check, and failed attempts limited.
 TOKEN_ERRORS = (
     "BadRequest",
@@ -1425,8 +1428,8 @@ SIGNED = {
     409: (ErrorResponse, "a request with this Idempotency-Key is in progress (Retry-After)"),
     422: (
         ErrorResponse,
-        "the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), or the "
-        "Idempotency-Key came with another body",
+        "the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the "
+        "Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST)",
     ),
 }
 REQUESTS = (TokenRequest, TransactionRequest, SignRequest, SolanaRequest, SimulateRequest, BundleRequest)
@@ -1579,6 +1582,7 @@ def _transaction_paths() -> dict:
                 "simulate a transaction: nothing reserved or signed",
                 {200: (SimulationResponse, "the simulation")},
                 SimulateRequest,
+                errors=SIMULATION_ERRORS,
             )
         },
         f"{_AGENT}/transactions/simulate-bundle": {
@@ -1586,6 +1590,7 @@ def _transaction_paths() -> dict:
                 "simulate transactions in order in one block",
                 {200: (SimulationResponse, "the simulation")},
                 BundleRequest,
+                errors=SIMULATION_ERRORS,
             )
         },
         f"{_AGENT}/transactions/{{tx_id}}": {

@@ -227,7 +227,7 @@ export interface paths {
                 };
                 413: components["responses"]["BodyTooLarge"];
                 414: components["responses"]["UrlTooLong"];
-                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), or the Idempotency-Key came with another body */
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -317,7 +317,7 @@ export interface paths {
                 };
                 413: components["responses"]["BodyTooLarge"];
                 414: components["responses"]["UrlTooLong"];
-                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), or the Idempotency-Key came with another body */
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -378,6 +378,7 @@ export interface paths {
                 408: components["responses"]["BodyTimeout"];
                 413: components["responses"]["BodyTooLarge"];
                 414: components["responses"]["UrlTooLong"];
+                422: components["responses"]["Unprocessable"];
                 429: components["responses"]["RateLimited"];
                 431: components["responses"]["HeadersTooLarge"];
                 503: components["responses"]["Unavailable"];
@@ -430,6 +431,7 @@ export interface paths {
                 408: components["responses"]["BodyTimeout"];
                 413: components["responses"]["BodyTooLarge"];
                 414: components["responses"]["UrlTooLong"];
+                422: components["responses"]["Unprocessable"];
                 429: components["responses"]["RateLimited"];
                 431: components["responses"]["HeadersTooLarge"];
                 503: components["responses"]["Unavailable"];
@@ -562,7 +564,7 @@ export interface paths {
                 };
                 413: components["responses"]["BodyTooLarge"];
                 414: components["responses"]["UrlTooLong"];
-                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), or the Idempotency-Key came with another body */
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -652,7 +654,7 @@ export interface paths {
                 };
                 413: components["responses"]["BodyTooLarge"];
                 414: components["responses"]["UrlTooLong"];
-                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), or the Idempotency-Key came with another body */
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -1920,6 +1922,15 @@ export interface components {
         };
         /** @description a header over 8190 bytes */
         HeadersTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description what this document allows, refused by a rule it cannot state (INVALID_REQUEST) */
+        Unprocessable: {
             headers: {
                 [name: string]: unknown;
             };
