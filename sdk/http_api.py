@@ -215,13 +215,14 @@ def fees_of_type(asked, lists: tuple) -> Any:
     ValueError naming the fields."""
     tx_type = 2 if asked.tx_type is None else asked.tx_type
     if asked.gas_price is not None and tx_type not in (0, 1):
-        raise ValueError(f"gas_price is for tx_type 0 or 1 (give tx_type); this is tx_type {tx_type}")
+        raise ValueError(f"gas_price: for tx_type 0 or 1 (give tx_type); this is tx_type {tx_type}")
     if tx_type in (0, 1) and (asked.max_fee_per_gas is not None or asked.max_priority_fee_per_gas is not None):
-        raise ValueError(f"tx_type {tx_type} pays gas_price; max_fee_per_gas/max_priority_fee_per_gas are for 2 and up")
+        fee = "max_fee_per_gas" if asked.max_fee_per_gas is not None else "max_priority_fee_per_gas"
+        raise ValueError(f"{fee}: for tx_type 2 and up; tx_type {tx_type} pays gas_price")
     if lists:
         access_list, authorization_list = lists
         if tx_type == 0 and access_list:
-            raise ValueError("access_list: tx_type 0 has none; use tx_type 1 or 2")
+            raise ValueError("access_list: tx_type 0 has none; use tx_type 1, 2 or 4")
         if (tx_type == 4) != bool(authorization_list):
             raise ValueError("authorization_list: tx_type 4 (EIP-7702) needs one authorization, and only it takes one")
     return asked
@@ -574,9 +575,17 @@ def _invalid(exc: ValidationError, what: str, status: int = 422) -> Refused:
     """A body refused by pydantic: 400 when it is not what the OpenAPI document allows (the request
     models are the document), 422 when it is but a rule the document cannot state refuses it (the
     intent built from it: a priority fee over the maximum fee, bytes that do not parse)."""
-    lines = explain(exc)
+    lines = [_named(line) for line in explain(exc)]
     problems = [FieldProblem(field=line.partition(": ")[0], problem=line.partition(": ")[2]) for line in lines]
     return Refused(status, "invalid_request", f"{what}: " + "; ".join(lines), fields=problems)
+
+
+def _named(line: str) -> str:
+    """``line`` of `explain`, a rule between fields (pydantic's "record") named by the field its
+    message starts with (`fees_of_type`)."""
+    where, _, problem = line.partition(": ")
+    named, _, rest = problem.partition(": ")
+    return f"{named}: {rest}" if where == "record" and rest and named.isidentifier() else line
 
 
 @dataclass

@@ -34,4 +34,11 @@ BAD_BODIES = {
         "simulate_first",
     ),
     "missing to": ({"chain": "anvil", "value": "1"}, "to"),
+    "a Solana network": ({"chain": "solana-local", "to": RECIPIENT, "value": "1"}, "chain"),
+    "gas_price for type 2": (
+        {"chain": "anvil", "to": RECIPIENT, "value": "1", "gas_price": "1", "tx_type": 2},
+        "gas_price",
+    ),
+    "tx_type 3": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "tx_type": 3}, "tx_type"),
+    "gas_limit a fraction": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "gas_limit": 21000.5}, "gas_limit"),
 }
