@@ -61,6 +61,9 @@ class Instruction:
     new_authority: str | None = None  # SetAuthority: None clears it
     authority_type: int | None = None
     owner: str | None = None  # CreateAccount: the program that will own it; ATA / InitializeAccount: the wallet
+    # A transfer's, an approval's or a burn's accounts after its authority: when the authority is a
+    # token multisig, the signers that sign for it (a transfer hook's accounts follow them too).
+    signers: tuple[str, ...] = ()
 
 
 class InstructionError(ValueError):
@@ -150,6 +153,7 @@ def _token(index: int, program: str, accounts: tuple[str, ...], data: bytes) -> 
             authority,
             mint=accounts[1] if checked else None,
             decimals=data[9] if checked else None,
+            signers=accounts[4:] if checked else accounts[3:],
         )
     if tag == 5:  # Revoke: [source, owner]
         return Instruction(index, program, Kind.TOKEN_REVOKE, accounts, disc, source=accounts[0], authority=accounts[1])
@@ -188,6 +192,7 @@ def _token(index: int, program: str, accounts: tuple[str, ...], data: bytes) -> 
             accounts[0],
             authority=accounts[2],
             mint=accounts[1],
+            signers=accounts[3:],
         )
     if tag == 1:  # InitializeAccount: [account, mint, owner, rent]
         return Instruction(
