@@ -533,7 +533,8 @@ async def check(
     intent: TransactionIntent, policy: AgentPolicy, node: Node, spent: Callable[[str], int], agent: str | None = None
 ) -> tuple[StageVerdict, dict[str, int]]:
     """The ``solana`` stage of a solana_transaction intent: its instructions judged (`judge`),
-    with the token accounts they name read from ``node``, then the node's simulation of it judged
+    with the token accounts they name and those accounts' Token-2022 mints read from ``node`` (the
+    worker's node and the signer's own alike), then the node's simulation of it judged
     (`judge_simulation`). ``agent``: the agent's Solana address (the signer's comes from the key
     itself; the worker's is the policy's ``solana.address``). Returns the verdict and what it
     spends per asset key (`asset_key`), which the caller reserves."""
