@@ -35,9 +35,15 @@ from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, SolanaPolicy, SolanaTokenLimit
 from schemas.stages import Stage
 from svm import messages, programs
-from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, AccountState, TokenAccount
+from svm.accounts import (
+    RENT_LAMPORTS_PER_BYTE,
+    TOKEN_ACCOUNT_BYTES,
+    TOKEN_ACCOUNT_RENT_LAMPORTS,
+    AccountState,
+    TokenAccount,
+)
 from svm.instructions import Instruction, Kind
-from svm.mints import READ_WHOLE, Extension, Mint, extension_name
+from svm.mints import READ_WHOLE, Extension, Mint, associated_account_bytes, extension_name
 from svm.transactions import SolanaTransaction, read
 
 SOL = "SOL"
@@ -245,7 +251,7 @@ def _instruction(
     if ix.kind is Kind.CREATE_TOKEN_ACCOUNT:
         if ix.source != agent:
             return None, []
-        return None, [SolanaMovement(SOL, rent, ix.owner, ix.index, "token account rent")]
+        return _associated_rent(ix, chain, rent)
     if ix.kind in (Kind.TOKEN_TRANSFER, Kind.TOKEN_APPROVE, Kind.TOKEN_BURN):
         return _token_movement(ix, agent, policy, chain)
     if ix.kind is Kind.TOKEN_SET_AUTHORITY:
@@ -270,6 +276,31 @@ def _instruction(
     # Revoke, SyncNative, InitializeAccount (its owner is judged where value reaches it), the
     # compute budget (counted in the fee) and memos move nothing.
     return None, []
+
+
+def _associated_rent(
+    ix: Instruction, chain: _ChainState, rent: int
+) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
+    """The rent of an associated token account the agent pays for, to the wallet it is for:
+    ``rent`` for a Token account; for one of a Token-2022 mint, read whole, that much more for
+    each byte its extensions add (`svm.mints.associated_account_bytes`)."""
+    more = 0
+    if _token_program_of(ix) == programs.TOKEN_2022:
+        mint = chain.mints.get(ix.mint or "")
+        if mint is None:
+            return _refuse(
+                Code.SOLANA_ACCOUNT_NOT_RESOLVED,
+                f"instruction {ix.index} creates a token account of the Token-2022 mint {ix.mint}, which could not "
+                "be read from the chain, so the account's size and rent are unknown",
+                account=ix.mint,
+            ), []
+        more = (associated_account_bytes(mint) - TOKEN_ACCOUNT_BYTES) * RENT_LAMPORTS_PER_BYTE
+    return None, [SolanaMovement(SOL, rent + more, ix.owner, ix.index, "token account rent")]
+
+
+def _token_program_of(ix: Instruction) -> str | None:
+    """The token program an associated token account instruction names (its sixth account)."""
+    return ix.accounts[5] if len(ix.accounts) > 5 else None
 
 
 def _token_movement(
@@ -406,10 +437,17 @@ def _transfer(
     return None, moved
 
 
-def mints_named(accounts: Mapping[str, TokenAccount]) -> tuple[str, ...]:
-    """The Token-2022 mints of ``accounts`` (what the caller reads from the chain, whole, for
-    `judge`'s ``mints``): a mint of the Token program carries no extension."""
-    return tuple(dict.fromkeys(a.mint for a in accounts.values() if a.program == programs.TOKEN_2022))
+def mints_named(tx: SolanaTransaction, accounts: Mapping[str, TokenAccount]) -> tuple[str, ...]:
+    """The Token-2022 mints the judge needs (what the caller reads from the chain, whole, for
+    `judge`'s ``mints``): those ``accounts`` hold, and those of the associated token accounts
+    ``tx`` creates. A mint of the Token program carries no extension."""
+    held = [a.mint for a in accounts.values() if a.program == programs.TOKEN_2022]
+    created = [
+        ix.mint
+        for ix in tx.instructions
+        if ix.kind is Kind.CREATE_TOKEN_ACCOUNT and ix.mint and _token_program_of(ix) == programs.TOKEN_2022
+    ]
+    return tuple(dict.fromkeys(held + created))
 
 
 def token_accounts_named(tx: SolanaTransaction) -> tuple[str, ...]:
@@ -551,7 +589,7 @@ async def check(
             allowed_chains=policy.tx_allowed_chains,
             policy=policy.solana,
             accounts=accounts,
-            mints=await solana_rpc.mints(node, mints_named(accounts)),
+            mints=await solana_rpc.mints(node, mints_named(tx, accounts)),
             spent=lambda asset: spent(asset_key(intent.chain, asset)),
         )
         if judged.passed and policy.usd_limited and judged.movements:

@@ -14,9 +14,10 @@ TOKEN_ACCOUNT_BYTES = 165
 MINT_BYTES = 82
 # A token multisig account (m, n, initialized, 11 signers): never read as an account or a mint.
 MULTISIG_BYTES = 355
-# The rent-exempt balance of a 165-byte token account (what creating one costs its payer):
-# (128 + 165) bytes x 3,480 lamports per byte-year x 2 years.
-TOKEN_ACCOUNT_RENT_LAMPORTS = 2_039_280
+# Rent exemption: an account holds (128 + its bytes) x 3,480 lamports per byte-year x 2 years.
+RENT_LAMPORTS_PER_BYTE = 3_480 * 2
+# The rent-exempt balance of a 165-byte token account (what creating one costs its payer).
+TOKEN_ACCOUNT_RENT_LAMPORTS = (128 + TOKEN_ACCOUNT_BYTES) * RENT_LAMPORTS_PER_BYTE  # 2,039,280
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,16 @@ MOVES_NOTHING = frozenset(
 READ_WHOLE = MOVES_NOTHING | {Extension.TRANSFER_FEE_CONFIG}
 
 
+# The extensions Token-2022 gives every token account of a mint with the extension on the left
+# (`required_init_account_extensions`), with their values' sizes in bytes.
+_ACCOUNT_EXTENSIONS: dict[int, dict[int, int]] = {
+    Extension.TRANSFER_FEE_CONFIG: {Extension.TRANSFER_FEE_AMOUNT: 8},
+    Extension.NON_TRANSFERABLE: {Extension.NON_TRANSFERABLE_ACCOUNT: 0, Extension.IMMUTABLE_OWNER: 0},
+    Extension.TRANSFER_HOOK: {Extension.TRANSFER_HOOK_ACCOUNT: 1},
+    Extension.PAUSABLE: {Extension.PAUSABLE_ACCOUNT: 0},
+}
+
+
 def extension_name(kind: int) -> str:
     """An extension's name as a policy writes it: Token-2022's, in snake case
     (``permanent_delegate``); ``extension_<n>`` for a type this reader does not know."""
@@ -225,3 +235,18 @@ def read(address: str, program: str, data: bytes) -> Mint:
         None if delegate is None else _optional_key(delegate),
         hook,
     )
+
+
+def associated_account_bytes(mint: Mint) -> int:
+    """The size of the associated token account of ``mint``, what its rent is paid for: a Token
+    account's 165 bytes; for Token-2022, the account-type byte and the TLV entries of ImmutableOwner
+    (which the associated token account program always asks for) and of each account extension
+    the mint's extensions require, each type once, two bytes more if that made it a multisig's
+    size (Token-2022's `try_calculate_account_len_from_mint_data`)."""
+    if mint.program != programs.TOKEN_2022:
+        return TOKEN_ACCOUNT_BYTES
+    entries: dict[int, int] = {Extension.IMMUTABLE_OWNER: 0}
+    for kind in mint.extensions:
+        entries |= _ACCOUNT_EXTENSIONS.get(kind, {})
+    size = TOKEN_ACCOUNT_BYTES + 1 + sum(4 + length for length in entries.values())
+    return size + 2 if size == MULTISIG_BYTES else size

@@ -82,10 +82,10 @@ class World:
         }
         return SolanaPolicy(**{**fields, **changes})
 
-    def mints(self, held: dict) -> dict:
-        """What a reader of the chain gives the judge: each Token-2022 mint of ``held``, read whole."""
+    def mints(self, tx: transactions.SolanaTransaction, held: dict) -> dict:
+        """What a reader of the chain gives the judge: each Token-2022 mint it needs, read whole."""
         out = {}
-        for address in mints_named(held):
+        for address in mints_named(tx, held):
             account = self.svm.get_account(Pubkey.from_string(address))
             out[address] = read_mint(address, str(account.owner), bytes(account.data))
         return out
@@ -100,7 +100,7 @@ class World:
             allowed_chains=chains,
             policy=self.policy() if policy is None else policy,
             accounts=held,
-            mints=self.mints(held),
+            mints=self.mints(tx, held),
             spent=lambda asset: (spent or {}).get(asset, 0),
         )
 
@@ -533,7 +533,7 @@ def judged_with(world, raw: bytes, policy: SolanaPolicy, mint_as):
     not read)."""
     tx = transactions.read(raw)
     held = world.token_accounts(tx)
-    given = {address: mint_as(mint) for address, mint in world.mints(held).items()}
+    given = {address: mint_as(mint) for address, mint in world.mints(tx, held).items()}
     return judge(
         tx,
         agent=str(world.agent.pubkey()),
@@ -598,3 +598,22 @@ def test_accepted_extensions_name_only_what_warden_does_not_read_whole():
     ]:
         with pytest.raises(ValueError, match=words):
             SolanaTokenLimit(**token, accepted_extensions=names)
+
+
+def test_the_rent_of_a_token_2022_account_the_agent_creates_is_its_extended_sizes_to_the_lamport(world):
+    """The associated token account of a Token-2022 mint is larger than a Token account: the
+    account type, ImmutableOwner, and what the mint's extensions require (a fee mint's
+    TransferFeeAmount). Warden counts its rent from the mint read whole; the runtime agrees."""
+    bob = Keypair()
+    policy = world.policy(allowlist=(str(bob.pubkey()),))
+    for mint, size in ((world.mint_2022(), 170), (world.mint_2022(fee=support.Fee(100, 10, None)), 182)):
+        raw = world.unsigned([sol.create_ata(world.agent.pubkey(), bob.pubkey(), mint, sol.TOKEN_2022)])
+        verdict = world.judge(raw, policy)
+        assert verdict.passed and verdict.spend() == {SOL: support.rent(size) + 5_000}, verdict
+        before = world.svm.get_balance(world.agent.pubkey())
+        world.sign_and_run(raw)
+        assert before - world.svm.get_balance(world.agent.pubkey()) == verdict.spend()[SOL]
+        created = world.svm.get_account(sol.ata_address(bob.pubkey(), mint, sol.TOKEN_2022))
+        assert len(bytes(created.data)) == size
+    unread = judged_with(world, raw, policy, lambda mint: None)
+    assert unread.code is Code.SOLANA_ACCOUNT_NOT_RESOLVED, unread
