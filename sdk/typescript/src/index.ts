@@ -1,4 +1,4 @@
-// The TypeScript client of Warden's Intents API (`warden api`), with the seeds' calls.
+// The TypeScript client of Warden's Intents API (`warden api`), with the Intents API's calls.
 //
 // Every request and answer type comes from `schema.ts`, which openapi-typescript generates from
 // the server's own OpenAPI document (`warden api --openapi`); the calls go through openapi-fetch,
