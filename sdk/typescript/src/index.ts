@@ -106,6 +106,8 @@ const RENEW_BEFORE_MS = 30_000;
 const TRY_AGAIN = new Set([409, 429, 503]);
 
 type Sent = { data?: unknown; error?: unknown; response: Response };
+type AuthHeaders = Record<string, string>;
+type KeyedParams = { path: { agent_id: string }; header: { "Idempotency-Key": string } };
 type Tried = Sent | { failure: unknown };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -154,11 +156,13 @@ export function createClient(options: ClientOptions) {
     }
     const { data, error, response } = outcome;
     if (error === undefined) return { data: data as T, status: response.status };
-    if (typeof error === "object" && error !== null && "detail" in error) return { error: error as ApiError, status: response.status };
+    if (typeof error === "object" && error !== null && "detail" in error) {
+      return { error: error as ApiError, status: response.status };
+    }
     return { error: clientError(`http_${response.status}`, String(error)), status: response.status };
   }
 
-  async function bearer(agentId: string): Promise<{ headers: Record<string, string> } | { refused: Answer<never> }> {
+  async function bearer(agentId: string): Promise<{ headers: AuthHeaders } | { refused: Answer<never> }> {
     const held = tokens.get(agentId);
     if (held && held.expiresAt - RENEW_BEFORE_MS > Date.now()) {
       return { headers: { Authorization: `Bearer ${held.token}` } };
@@ -171,11 +175,12 @@ export function createClient(options: ClientOptions) {
     return { headers: { Authorization: `Bearer ${got.data.access_token}` } };
   }
 
-  async function asAgent<T>(agentId: string, call: (headers: Record<string, string>) => Promise<Sent>): Promise<Answer<T>> {
+  async function asAgent<T>(agentId: string, call: (headers: AuthHeaders) => Promise<Sent>): Promise<Answer<T>> {
     const auth = await bearer(agentId);
     if ("refused" in auth) return auth.refused;
     const outcome = await tried(() => call(auth.headers));
-    if ("response" in outcome && outcome.response.status === 401) tokens.delete(agentId); // revoked or expired early: a new one next time
+    // Revoked or expired early: a new token next time.
+    if ("response" in outcome && outcome.response.status === 401) tokens.delete(agentId);
     return answer<T>(outcome);
   }
 
@@ -183,10 +188,10 @@ export function createClient(options: ClientOptions) {
   async function keyed<T>(
     agentId: string,
     given: IdempotencyOptions | undefined,
-    call: (params: { path: { agent_id: string }; header: { "Idempotency-Key": string } }, headers: Record<string, string>) => Promise<Sent>,
+    call: (params: KeyedParams, headers: AuthHeaders) => Promise<Sent>,
   ): Promise<KeyedAnswer<T>> {
     const idempotencyKey = given?.idempotencyKey ?? crypto.randomUUID();
-    const params = { path: { agent_id: agentId }, header: { "Idempotency-Key": idempotencyKey } };
+    const params: KeyedParams = { path: { agent_id: agentId }, header: { "Idempotency-Key": idempotencyKey } };
     const got = await asAgent<T>(agentId, (headers) => call(params, headers));
     return { ...got, idempotencyKey };
   }
@@ -197,12 +202,20 @@ export function createClient(options: ClientOptions) {
     /** Sign and broadcast once the agent's policy allows it: 201 signed, 202 parked for an admin. */
     submitTransaction: (agentId: string, body: TransactionRequest, given?: IdempotencyOptions) =>
       keyed<TransactionResponse>(agentId, given, (params, headers) =>
-        http.POST("/v1/agents/{agent_id}/transactions", { params, headers, body: body as Schemas["TransactionRequest"] }),
+        http.POST("/v1/agents/{agent_id}/transactions", {
+          params,
+          headers,
+          body: body as Schemas["TransactionRequest"],
+        }),
       ),
     /** Sign without broadcasting (sign-only): `signed_tx` to send through your own RPC. */
     signTransaction: (agentId: string, body: TransactionRequest, given?: IdempotencyOptions) =>
       keyed<TransactionResponse>(agentId, given, (params, headers) =>
-        http.POST("/v1/agents/{agent_id}/transactions/sign", { params, headers, body: body as Schemas["TransactionRequest"] }),
+        http.POST("/v1/agents/{agent_id}/transactions/sign", {
+          params,
+          headers,
+          body: body as Schemas["TransactionRequest"],
+        }),
       ),
     simulateTransaction: (agentId: string, body: SimulateRequest) =>
       asAgent<SimulationResponse>(agentId, (headers) =>

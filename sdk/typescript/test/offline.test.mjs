@@ -47,7 +47,8 @@ test("an unreachable server is an error answer, not a throw", async () => {
   assert.equal(answer.status, UNREACHABLE);
   assert.equal(answer.data, undefined);
   assert.equal(answer.error.error, "unreachable");
-  assert.match(answer.error.detail, new RegExp(`no answer from warden api at ${idle.url} after 3 tries: .*ECONNREFUSED`));
+  const said = new RegExp(`no answer from warden api at ${idle.url} after 3 tries: .*ECONNREFUSED`);
+  assert.match(answer.error.detail, said);
   const chains = await client.chains.list();
   assert.equal(chains.status, UNREACHABLE);
   assert.equal(chains.error.error, "unreachable");
