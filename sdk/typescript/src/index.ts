@@ -197,26 +197,18 @@ export function createClient(options: ClientOptions) {
   }
 
   const path = (agentId: string) => ({ path: { agent_id: agentId } });
+  const transaction =
+    (route: "/v1/agents/{agent_id}/transactions" | "/v1/agents/{agent_id}/transactions/sign") =>
+    (agentId: string, body: TransactionRequest, given?: IdempotencyOptions) =>
+      keyed<TransactionResponse>(agentId, given, (params, headers) =>
+        http.POST(route, { params, headers, body: body as Schemas["TransactionRequest"] }),
+      );
 
   const agents = {
     /** Sign and broadcast once the agent's policy allows it: 201 signed, 202 parked for an admin. */
-    submitTransaction: (agentId: string, body: TransactionRequest, given?: IdempotencyOptions) =>
-      keyed<TransactionResponse>(agentId, given, (params, headers) =>
-        http.POST("/v1/agents/{agent_id}/transactions", {
-          params,
-          headers,
-          body: body as Schemas["TransactionRequest"],
-        }),
-      ),
+    submitTransaction: transaction("/v1/agents/{agent_id}/transactions"),
     /** Sign without broadcasting (sign-only): `signed_tx` to send through your own RPC. */
-    signTransaction: (agentId: string, body: TransactionRequest, given?: IdempotencyOptions) =>
-      keyed<TransactionResponse>(agentId, given, (params, headers) =>
-        http.POST("/v1/agents/{agent_id}/transactions/sign", {
-          params,
-          headers,
-          body: body as Schemas["TransactionRequest"],
-        }),
-      ),
+    signTransaction: transaction("/v1/agents/{agent_id}/transactions/sign"),
     simulateTransaction: (agentId: string, body: SimulateRequest) =>
       asAgent<SimulationResponse>(agentId, (headers) =>
         http.POST("/v1/agents/{agent_id}/transactions/simulate", {
