@@ -360,7 +360,8 @@ class Signing:
         return SigningRefused(
             Code.SIGNING_KEY_UNAVAILABLE,
             f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
-            f"{exc.__class__.__name__}; provision one with `warden keys provision`",
+            f"{exc.__class__.__name__}; an admin provisions one with "
+            f"`warden keys provision --agent {intent.agent_id} --chain {intent.chain}`",
         )
 
     async def nonce(self, intent: TransactionIntent, address: str, node, now: datetime) -> int:

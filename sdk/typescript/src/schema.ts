@@ -1804,7 +1804,7 @@ export interface components {
             gas_limit: number | null;
             /**
              * Signing Key Path
-             * @description accepted as the seeds send it
+             * @description the Intents API's field
              * @default null
              */
             signing_key_path: string | null;
@@ -1833,7 +1833,7 @@ export interface components {
         };
         /**
          * SimulationResponse
-         * @description The seeds' simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
+         * @description The Intents API's simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
          *     of the whole bundle), each transaction's, and what the policy would decide. Nothing was
          *     reserved or signed.
          */
@@ -2102,7 +2102,7 @@ export interface components {
         };
         /**
          * TransactionRequest
-         * @description A transaction the agent asks for, as the seeds' Intents API takes it.
+         * @description A transaction the agent asks for, as the Intents API takes it.
          */
         TransactionRequest: {
             /**
@@ -2169,7 +2169,7 @@ export interface components {
         };
         /**
          * TransactionResponse
-         * @description A transaction of the agent: the seeds' ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
+         * @description A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
          *     of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for.
          */
         TransactionResponse: {
