@@ -1,16 +1,19 @@
 """What Warden reads from and sends to a Solana node over its JSON-RPC (`runtime.rpc.JsonRpc`):
-token accounts for the judge, blockhashes, sends and signature statuses."""
+token accounts and mints for the judge, blockhashes, sends and signature statuses."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from runtime.rpc import Node
 from svm.accounts import AccountError, AccountState, TokenAccount, token_account
+from svm.mints import Mint
+from svm.mints import read as read_mint
 
 # Solana's commitment levels, weakest first.
 COMMITMENTS = ("processed", "confirmed", "finalized")
@@ -22,6 +25,24 @@ async def token_accounts(
     """The initialized token accounts among ``addresses``, as the node holds them; an address
     with no account, or one that is not a token account, is left out (the judge refuses what it
     needs and cannot resolve)."""
+    return await _read(node, addresses, commitment, token_account)
+
+
+async def mints(node: Node, addresses: Iterable[str], commitment: str = "confirmed") -> dict[str, Mint]:
+    """The initialized mints among ``addresses``, read whole (`svm.mints`: Token-2022's extensions
+    too), as the node holds them; an address with no account, or one that does not read as a mint,
+    is left out (the judge refuses a movement whose mint it needs and cannot read)."""
+    return await _read(node, addresses, commitment, read_mint)
+
+
+Read = TypeVar("Read")
+
+
+async def _read(
+    node: Node, addresses: Iterable[str], commitment: str, reader: Callable[[str, str, bytes], Read]
+) -> dict[str, Read]:
+    """Each of ``addresses`` the node holds, as ``reader`` reads it (address, owning program,
+    data); what it refuses (`AccountError`) is left out."""
     wanted = list(dict.fromkeys(addresses))
     if not wanted:
         return {}
@@ -31,7 +52,7 @@ async def token_accounts(
         if account is None:
             continue
         try:
-            out[address] = token_account(address, account["owner"], base64.b64decode(account["data"][0]))
+            out[address] = reader(address, account["owner"], base64.b64decode(account["data"][0]))
         except AccountError:
             continue
     return out

@@ -31,6 +31,7 @@ from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction
+from schemas.policy import SolanaTokenLimit
 from schemas.stages import Stage
 from sdk import solana as sol
 from sdk.client import Client, new_solana_intent, wait_outcomes
@@ -38,6 +39,7 @@ from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from svm import transactions
+from tests import solana_support as support
 from tests.support import warden, warden_mcp
 
 CHAIN = "solana-local"
@@ -78,6 +80,51 @@ def outcomes_of(settings, run, intents, timeout_s: float = 120):
             for intent in intents:
                 await client.submit(intent)
         return await wait_outcomes(settings, intents, timeout_s, start)
+
+    return run(go())
+
+
+def land(settings, run, payer: Keypair, instructions, *others: Keypair) -> None:
+    """Set the chain up: ``instructions`` signed by keypairs held here, confirmed."""
+
+    async def go(node):
+        recent = Hash.from_string(await solana.latest_blockhash(node))
+        signature = await solana.send(node, bytes(sol.signed(payer, instructions, recent, *others)))
+        assert (await solana.landed(node, signature, "confirmed", 60)).error is None
+
+    run(_rpc(settings, go))
+
+
+def bank(settings, run) -> Keypair:
+    """A funded keypair that sets the chain up (mints, multisigs, accounts)."""
+    payer = Keypair()
+    run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10 * 10**9)))
+    deadline = time.monotonic() + 60
+    while lamports(settings, run, str(payer.pubkey())) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return payer
+
+
+def token_balance(settings, run, account: Pubkey) -> int:
+    reply = run(_rpc(settings, lambda node: node.call("getTokenAccountBalance", str(account))))
+    return int(reply["value"]["amount"])
+
+
+def approved_straight(settings, run, agent, intents):
+    """The intents approved by a topic writer with no key, written straight to the signer's
+    topic: the signer's outcomes."""
+    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
+
+    async def go():
+        async with Client(settings) as client:
+            for intent in intents:
+                approved = IntentApproved(
+                    intent=intent, policy=agent.policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+                )
+                await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
+            await client.flush()
+        return await wait_outcomes(settings, intents, 120, start)
 
     return run(go())
 
@@ -206,19 +253,7 @@ def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run)
     recent = blockhash(settings, run)
     to_mallory = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent))
     unapproved = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 2_000_000)], recent))
-    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
-
-    async def approve_directly():
-        async with Client(settings) as client:
-            for intent in (to_mallory, unapproved):
-                approved = IntentApproved(
-                    intent=intent, policy=agent.policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
-                )
-                await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
-            await client.flush()
-        return await wait_outcomes(settings, [to_mallory, unapproved], 120, start)
-
-    outcomes = run(approve_directly())
+    outcomes = approved_straight(settings, run, agent, [to_mallory, unapproved])
     for intent, code in ((to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED), (unapproved, Code.HUMAN_APPROVAL_REQUIRED)):
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
@@ -479,3 +514,118 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
     final = run(wait_outcomes(settings, [big, denied], 120, start))
     assert isinstance(final[big.intent_id], SignedSolanaTransaction) and final[big.intent_id].status == "sign_only"
     assert (final[denied.intent_id].stage, final[denied.intent_id].code) == (Stage.APPROVAL, Code.APPROVAL_DENIED)
+
+
+def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limits(stack, run):
+    """Issue 70, item 3: a token account owned by a 1-of-2 multisig of [agent, other] holds 500
+    TKN, and the agent's signature alone moves them. 400 to alice against a 100 cap is refused by
+    the worker and by the signer, and nothing moves; 60 is signed and lands; the window counts it,
+    so 60 more is over the daily 100; mallory is refused by her name."""
+    settings, payer = stack.settings, bank(stack.settings, run)
+    alice, mallory, other, multisig, mint = Keypair(), Keypair(), Keypair(), Keypair(), Keypair()
+    limit = SolanaTokenLimit(mint=str(mint.pubkey()), decimals=6, max_per_tx=100 * 10**6, daily_limit=100 * 10**6)
+    agent = agent_with(settings, run, allowlist=(str(alice.pubkey()),), tokens=(limit,))
+    me, owner = Pubkey.from_string(agent.address), multisig.pubkey()
+    setup = sol.create_mint(payer.pubkey(), mint.pubkey(), payer.pubkey(), 6)
+    setup += support.create_multisig(payer.pubkey(), owner, 1, [me, other.pubkey()])
+    setup += [sol.create_ata(payer.pubkey(), who, mint.pubkey()) for who in (owner, alice.pubkey(), mallory.pubkey())]
+    held = sol.ata_address(owner, mint.pubkey())
+    setup.append(sol.mint_to(mint.pubkey(), held, payer.pubkey(), 500 * 10**6))
+    land(settings, run, payer, setup, mint, multisig)
+    recent = blockhash(settings, run)
+
+    def move(amount: int, to: Keypair):
+        destination = sol.ata_address(to.pubkey(), mint.pubkey())
+        ix = sol.token_transfer_checked(held, mint.pubkey(), destination, owner, amount, 6, multisig_signers=[me])
+        return intent_for(agent, sol.unsigned(me, [ix], recent))
+
+    over, within, again, to_mallory = (
+        move(400 * 10**6, alice),
+        move(60 * 10**6, alice),
+        move(60 * 10**6, alice),
+        (move(10**6, mallory)),
+    )
+    outcomes = outcomes_of(settings, run, [over, within, again, to_mallory])
+    for intent, code in (
+        (over, Code.VALUE_OVER_CAP),
+        (again, Code.DAILY_LIMIT_EXCEEDED),
+        (to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED),
+    ):
+        refused = outcomes[intent.intent_id]
+        assert isinstance(refused, IntentRejected) and (refused.stage, refused.code) == (Stage.SOLANA, code), refused
+    (by_signer,) = approved_straight(settings, run, agent, [move(400 * 10**6, alice)]).values()
+    assert isinstance(by_signer, IntentRejected), by_signer
+    assert (by_signer.stage, by_signer.code) == (Stage.SIGNING, Code.VALUE_OVER_CAP), by_signer
+    assert token_balance(settings, run, held) == 500 * 10**6  # nothing moved
+    signed = outcomes[within.intent_id]
+    assert isinstance(signed, SignedSolanaTransaction), signed
+    assert signed.spend == {"SOL": str(FEE), str(mint.pubkey()): str(60 * 10**6)}
+    assert send_and_wait_finalized(settings, run, signed.signed_tx).error is None
+    assert token_balance(settings, run, held) == 440 * 10**6
+    assert token_balance(settings, run, sol.ata_address(alice.pubkey(), mint.pubkey())) == 60 * 10**6
+
+
+def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_the_signer(stack, run):
+    """Issue 70, item 4, on the node's Token-2022: listed mints, each with 1,000 tokens of the
+    agent's. A 50 % transfer fee withdrawn by mallory: 100 to alice is 50 to mallory, refused. The
+    same fee withdrawn by an allowlisted treasury: signed, and alice receives 50. A permanent
+    delegate: refused unless the policy accepts it for that mint. The signer refuses the same
+    itself."""
+    settings, payer = stack.settings, bank(stack.settings, run)
+    alice, mallory, treasury = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+    mints = {name: Keypair() for name in ("fee_to_mallory", "fee_to_treasury", "delegated", "delegated_accepted")}
+    extensions = {
+        "fee_to_mallory": {"fee": support.Fee(5_000, 10**12, mallory)},
+        "fee_to_treasury": {"fee": support.Fee(5_000, 10**12, treasury)},
+        "delegated": {"permanent_delegate": mallory},
+        "delegated_accepted": {"permanent_delegate": mallory},
+    }
+    accepted = {"delegated_accepted": ("permanent_delegate",)}
+    tokens = tuple(
+        SolanaTokenLimit(
+            mint=str(key.pubkey()), decimals=6, max_per_tx=100 * 10**6, accepted_extensions=accepted.get(name, ())
+        )
+        for name, key in mints.items()
+    )
+    agent = agent_with(settings, run, allowlist=(str(alice), str(treasury)), tokens=tokens)
+    me, program = Pubkey.from_string(agent.address), sol.TOKEN_2022
+    for name, key in mints.items():
+        mint = key.pubkey()
+        setup = support.create_mint_2022(payer.pubkey(), mint, payer.pubkey(), 6, **extensions[name])
+        setup += [sol.create_ata(payer.pubkey(), who, mint, program) for who in (me, alice)]
+        setup.append(sol.mint_to(mint, sol.ata_address(me, mint, program), payer.pubkey(), 1_000 * 10**6, program))
+        land(settings, run, payer, setup, key)
+    recent = blockhash(settings, run)
+
+    def hundred_to_alice(name: str):
+        mint = mints[name].pubkey()
+        source, destination = sol.ata_address(me, mint, program), sol.ata_address(alice, mint, program)
+        ix = sol.token_transfer_checked(source, mint, destination, me, 100 * 10**6, 6, token_program=program)
+        return intent_for(agent, sol.unsigned(me, [ix], recent))
+
+    intents = {name: hundred_to_alice(name) for name in mints}
+    refusals = {"fee_to_mallory": Code.RECIPIENT_NOT_ALLOWLISTED, "delegated": Code.SOLANA_MINT_EXTENSION_NOT_ACCEPTED}
+    outcomes = outcomes_of(settings, run, list(intents.values()))
+    straight = {name: hundred_to_alice(name) for name in refusals}  # the same bytes, never seen by the worker
+    by_signer = approved_straight(settings, run, agent, list(straight.values()))
+    for name, code in refusals.items():
+        for stage, refused in (
+            (Stage.SOLANA, outcomes[intents[name].intent_id]),
+            (Stage.SIGNING, by_signer[straight[name].intent_id]),
+        ):
+            assert isinstance(refused, IntentRejected), (name, refused)
+            assert (refused.stage, refused.code) == (stage, code), (name, refused)
+    assert str(mallory) in outcomes[intents["fee_to_mallory"].intent_id].reason  # the fee's withdraw authority
+    for name in ("fee_to_treasury", "delegated_accepted"):
+        signed = outcomes[intents[name].intent_id]
+        assert isinstance(signed, SignedSolanaTransaction), (name, signed)
+        assert send_and_wait_finalized(settings, run, signed.signed_tx).error is None
+    received = {
+        name: token_balance(settings, run, sol.ata_address(alice, key.pubkey(), program)) for name, key in mints.items()
+    }
+    assert received == {
+        "fee_to_mallory": 0,
+        "fee_to_treasury": 50 * 10**6,
+        "delegated": 0,
+        "delegated_accepted": 100 * 10**6,
+    }
