@@ -196,6 +196,19 @@ def sign(raw: bytes, seed: bytearray | bytes) -> bytes:
     return bytes(VersionedTransaction.populate(tx.message, signatures))
 
 
+def carries(raw: bytes, message: bytes, signer: str, signature: bytes) -> bool:
+    """Whether the wire bytes ``raw`` are a transaction over ``message`` with ``signature`` in
+    ``signer``'s slot, whatever its other slots hold: a copy of a transaction Warden signed."""
+    try:
+        tx = VersionedTransaction.from_bytes(raw)
+    except Exception:  # noqa: BLE001 - solders raises its own error types for each malformation
+        return False
+    keys = [str(key) for key in tx.message.account_keys[: tx.message.header.num_required_signatures]]
+    if to_bytes_versioned(tx.message) != message or signer not in keys:
+        return False
+    return bytes(tx.signatures[keys.index(signer)]) == signature
+
+
 def describe(tx: SolanaTransaction) -> list[str]:
     """Each instruction as a line for a person (an admin deciding on it): what it is, how much,
     from where to where, and its program."""

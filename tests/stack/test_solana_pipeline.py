@@ -25,6 +25,7 @@ from infra.stack.provision import provision_solana_agent
 from runtime import solana
 from runtime.clock import to_us, utcnow
 from runtime.kafka import end_offsets
+from runtime.metrics import metrics_file
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.actions import AuditAction
@@ -38,7 +39,8 @@ from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from svm import transactions
-from tests.support import warden, warden_mcp
+from tests.solana_signatures_support import identity_r, resigned
+from tests.support import sample, warden, warden_mcp
 
 CHAIN = "solana-local"
 FEE = 5_000  # one signature, no priority fee
@@ -60,6 +62,34 @@ def lamports(settings, run, address: str, commitment: str = "confirmed") -> int:
     return run(_rpc(settings, lambda node: solana.balance(node, address, commitment)))
 
 
+def funded(settings, run) -> Keypair:
+    """A key outside Warden holding 1 SOL: a fee payer (an x402 facilitator, a third party)."""
+    payer = Keypair()
+    run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10**9)))
+    deadline = time.monotonic() + 60
+    while lamports(settings, run, str(payer.pubkey()), "processed") == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return payer
+
+
+def audit_rows(settings, intent_id: str, done, timeout_s: float = 120) -> list[tuple[str, dict]]:
+    """The intent's audit events in the ledger, (action, details) in order, once ``done`` holds of them."""
+    host, _, port = settings.ledger_http.rpartition(":")
+    ledger = clickhouse_connect.get_client(host=host, port=int(port))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = ledger.query(
+            "SELECT action, details FROM audit_log WHERE intent_id = {i:String} ORDER BY ts, seq",
+            parameters={"i": intent_id},
+        ).result_rows
+        found = [(action, orjson.loads(details)) for action, details in rows]
+        if done(found):
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.5)
+
+
 def agent_with(settings, run, **policy):
     agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
     assert lamports(settings, run, agent.address, "processed") == 10 * 10**9  # the airdrop landed
@@ -70,14 +100,22 @@ def intent_for(agent, raw: bytes, **fields):
     return new_solana_intent(agent.intent_key, agent_id=agent.agent_id, chain=CHAIN, transaction=raw, **fields)
 
 
-def outcomes_of(settings, run, intents, timeout_s: float = 120):
+def outcomes_of(settings, run, intents, timeout_s: float = 120, approved=(), policy=None):
+    """The outcomes of ``intents`` submitted, and of ``approved`` written straight to
+    warden.intents.approved under ``policy`` (as a topic writer with no key can)."""
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
 
     async def go():
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
-        return await wait_outcomes(settings, intents, timeout_s, start)
+            for intent in approved:
+                record = IntentApproved(
+                    intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+                )
+                await client.send(topics.INTENTS_APPROVED, intent.agent_id, record.to_bytes())
+            await client.flush()
+        return await wait_outcomes(settings, [*intents, *approved], timeout_s, start)
 
     return run(go())
 
@@ -89,6 +127,39 @@ def send_and_wait_finalized(settings, run, signed_tx: str) -> solana.Status:
         return await solana.landed(node, await solana.send(node, raw), "finalized", 120)
 
     return run(_rpc(settings, go))
+
+
+def broadcast_record(tmp_path, signed_tx: bytes, agent: str, payer: str, spend: int):
+    """A broadcast Solana transaction (``payer`` pays its fee) as the signer records it, with its
+    reservation of ``spend`` lamports, in a signer record of the test's own: (the record, that
+    record's file, when it was reserved)."""
+    tx = transactions.read(signed_tx)
+    record = SignedSolanaTransaction(
+        intent_id=f"i-{uuid.uuid4().hex[:8]}",
+        agent_id=f"a-{uuid.uuid4().hex[:8]}",
+        chain=CHAIN,
+        **{"from": agent},
+        signature=tx.signature_of(agent),
+        tx_signature=tx.signature_of(payer),
+        signed_tx=base64.b64encode(signed_tx).decode(),
+        recent_blockhash=tx.recent_blockhash,
+        spend={"SOL": str(spend)},
+        status="broadcast",
+        tee="none",
+        signed_at=utcnow(),
+    )
+    state = SignerState(tmp_path / "state.db", fsync=False)
+    now_us = to_us(utcnow())
+    state.agent(record.agent_id).record_message(
+        intent_id=record.intent_id,
+        record=record.to_bytes(),
+        now_us=now_us,
+        policy_version=1,
+        idempotency_slot=None,
+        assets={f"{CHAIN}:SOL": spend},
+        kind="solana",
+    )
+    return record, state, now_us
 
 
 def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(stack, run):
@@ -206,19 +277,7 @@ def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run)
     recent = blockhash(settings, run)
     to_mallory = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent))
     unapproved = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 2_000_000)], recent))
-    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
-
-    async def approve_directly():
-        async with Client(settings) as client:
-            for intent in (to_mallory, unapproved):
-                approved = IntentApproved(
-                    intent=intent, policy=agent.policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
-                )
-                await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
-            await client.flush()
-        return await wait_outcomes(settings, [to_mallory, unapproved], 120, start)
-
-    outcomes = run(approve_directly())
+    outcomes = outcomes_of(settings, run, [], approved=(to_mallory, unapproved), policy=agent.policy)
     for intent, code in ((to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED), (unapproved, Code.HUMAN_APPROVAL_REQUIRED)):
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
@@ -267,12 +326,7 @@ def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alo
     """A transaction another fee payer must sign too (an x402 facilitator's): signed only, the
     agent's slot filled and the payer's left for the payer; broadcast is refused by the signer."""
     settings = stack.settings
-    alice, payer = Keypair().pubkey(), Keypair()
-    run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10**9)))
-    deadline = time.monotonic() + 60
-    while lamports(settings, run, str(payer.pubkey())) == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    alice, payer = Keypair().pubkey(), funded(settings, run)
     agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=1_000_000)
     me = Pubkey.from_string(agent.address)
     raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
@@ -322,34 +376,9 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     never_sent = transactions.sign(
         sol.unsigned(payer.pubkey(), [sol.sol_transfer(payer.pubkey(), alice, 1)], old), bytearray(payer.secret()[:32])
     )
-    tx = transactions.read(never_sent)
-    record = SignedSolanaTransaction(
-        intent_id="i-never-sent",
-        agent_id="a-never-sent",
-        chain=CHAIN,
-        **{"from": str(payer.pubkey())},
-        signature=tx.signature_of(str(payer.pubkey())),
-        tx_signature=tx.signature_of(str(payer.pubkey())),
-        signed_tx=base64.b64encode(never_sent).decode(),
-        recent_blockhash=str(old),
-        spend={"SOL": str(1 + FEE)},
-        status="broadcast",
-        tee="none",
-        signed_at=utcnow(),
-    )
-    state = SignerState(tmp_path / "state.db", fsync=False)
+    record, state, now_us = broadcast_record(tmp_path, never_sent, str(payer.pubkey()), str(payer.pubkey()), 1 + FEE)
     outcomes = Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
     kept = state.agent(record.agent_id)
-    now_us = to_us(utcnow())
-    kept.record_message(
-        intent_id=record.intent_id,
-        record=record.to_bytes(),
-        now_us=now_us,
-        policy_version=1,
-        idempotency_slot=None,
-        assets={f"{CHAIN}:SOL": 1 + FEE},
-        kind="solana",
-    )
     assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 1 + FEE)}
 
     async def look():
@@ -479,3 +508,114 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
     final = run(wait_outcomes(settings, [big, denied], 120, start))
     assert isinstance(final[big.intent_id], SignedSolanaTransaction) and final[big.intent_id].status == "sign_only"
     assert (final[denied.intent_id].stage, final[denied.intent_id].code) == (Stage.APPROVAL, Code.APPROVAL_DENIED)
+
+
+def test_a_fee_payer_slot_the_runtime_refuses_is_refused_by_the_worker_and_by_the_signer(stack, run):
+    """The fee payer fills its slot with a signature whose R is the identity point: OpenSSL's
+    Ed25519 accepts it, Solana's runtime does not, so the transaction could never land under that
+    id while a copy signed properly could. Refused by the worker and, approved straight on its
+    topic, by the signer, SOLANA_SIGNATURE_INVALID; nothing is signed."""
+    settings = stack.settings
+    alice, payer = Keypair().pubkey(), funded(settings, run)
+    agent = agent_with(settings, run, allowlist=(str(alice),))
+    me = Pubkey.from_string(agent.address)
+    raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
+    bad = raw[:1] + identity_r(payer, transactions.read(raw).message) + raw[65:]
+    judged, approved = intent_for(agent, bad, broadcast=True), intent_for(agent, bad, broadcast=True)
+    outcomes = outcomes_of(settings, run, [judged], approved=(approved,), policy=agent.policy)
+    for intent, stage in ((judged, Stage.SOLANA), (approved, Stage.SIGNING)):
+        outcome = outcomes[intent.intent_id]
+        assert isinstance(outcome, IntentRejected), outcome
+        assert (outcome.stage, outcome.code) == (stage, Code.SOLANA_SIGNATURE_INVALID), outcome
+
+
+def test_a_copy_signed_again_that_lands_first_is_what_the_tracker_reports_and_it_never_says_dropped(
+    stack, run, tmp_path
+):
+    """Warden signed a transaction whose fee payer's slot was valid; before its bytes land, the fee
+    payer signs the same message again and lands that copy, which carries the agent's signature.
+    The signer's tracker, on the real node and its own record, reports the copy (its id, bytes,
+    slot, finalized), keeps what the intent reserved, and says the same once the blockhash
+    expired: never dropped, nothing counted twice."""
+    settings = stack.settings
+    alice, payer, agent = Keypair().pubkey(), funded(settings, run), funded(settings, run)
+    recent = blockhash(settings, run)
+    raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(agent.pubkey(), alice, 1_000_000)], recent)
+    message = transactions.read(raw).message
+    signed_tx = transactions.sign(raw[:1] + bytes(payer.sign_message(message)) + raw[65:], sol.seed_of(agent))
+    record, state, now_us = broadcast_record(tmp_path, signed_tx, str(agent.pubkey()), str(payer.pubkey()), 1_000_000)
+    kept = state.agent(record.agent_id)
+    held = VersionedTransaction.from_bytes(signed_tx)
+    copy = VersionedTransaction.populate(held.message, [resigned(payer, message), held.signatures[1]])
+    landed = send_and_wait_finalized(settings, run, base64.b64encode(bytes(copy)).decode())
+    assert landed.error is None and str(copy.signatures[0]) != record.tx_signature
+    tracking = SolanaTracking(state, None, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none"))
+
+    async def look(work):
+        node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
+        tracking.node_for = lambda chain: node
+        try:
+            return await work()
+        finally:
+            await node.close()
+
+    emits, followed = run(look(lambda: tracking.look(record, utcnow())))
+    assert (followed.status, followed.final, followed.slot) == ("finalized", True, landed.slot), followed
+    assert followed.tx_signature == str(copy.signatures[0]) and base64.b64decode(followed.signed_tx) == bytes(copy)
+    assert kept.solana_record(record.intent_id) == emits[0].value
+    deadline = time.monotonic() + 180
+    while run(_rpc(settings, lambda node: solana.blockhash_valid(node, str(recent), "finalized"))):
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    # Looked at again from the record as signed, the blockhash expired: what landed, not dropped.
+    _, again = run(look(lambda: tracking.look(record, utcnow())))
+    assert (again.status, again.tx_signature) == ("finalized", followed.tx_signature), again
+    assert run(look(lambda: tracking.count_landings(followed, utcnow()))) == ([], False)  # one landing
+    assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 1_000_000)}  # kept
+
+
+def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said_loudly(stack, run):
+    """A sign-only transfer another key pays for (an x402 facilitator's): the fee payer sends it
+    with four different signatures of its own, and surfpool lands all four. The signer counts
+    each landing (its record holds four times the amount: an intent the worker's window lets
+    through is refused by the signer, DAILY_LIMIT_EXCEEDED), and records each landing after the
+    first as solana.landed_again, with warden_solana_repeat_landings_total."""
+    settings = stack.settings
+    alice, payer = Keypair().pubkey(), funded(settings, run)
+    agent = agent_with(settings, run, allowlist=(str(alice),), daily_limit_lamports=4_500_000)
+    me = Pubkey.from_string(agent.address)
+    intent = intent_for(
+        agent, sol.unsigned(payer.pubkey(), [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
+    )
+    (outcome,) = outcomes_of(settings, run, [intent]).values()
+    assert isinstance(outcome, SignedSolanaTransaction) and outcome.spend == {"SOL": "1000000"}, outcome
+    signed = VersionedTransaction.from_bytes(base64.b64decode(outcome.signed_tx))
+    message = to_bytes_versioned(signed.message)
+    copies = [
+        VersionedTransaction.populate(signed.message, [payer_signature, signed.signatures[1]])
+        for payer_signature in [payer.sign_message(message), *(resigned(payer, message) for _ in range(3))]
+    ]
+
+    async def land(node):
+        ids = [await solana.send(node, bytes(copy)) for copy in copies]
+        return ids, [await solana.landed(node, i, "confirmed", 120) for i in ids]
+
+    ids, statuses = run(_rpc(settings, land))
+    assert [s.error for s in statuses] == [None] * 4 and len(set(ids)) == 4
+    assert lamports(settings, run, str(alice)) == 4_000_000  # one message, four transfers
+    rows = audit_rows(
+        settings,
+        intent.intent_id,
+        lambda found: sum(action == AuditAction.SOLANA_LANDED_AGAIN for action, _ in found) == 3,
+    )
+    again = [details for action, details in rows if action == AuditAction.SOLANA_LANDED_AGAIN]
+    counted = {d["counted_signature"] for d in again}
+    assert len(counted) == 1 and counted <= set(ids), again
+    assert {d["landed_signature"] for d in again} == set(ids) - counted
+    assert all(d["landed_error"] is None and d["signature"] == outcome.signature for d in again), again
+    url = metrics_file(settings, "signer").read_text().strip()
+    assert sample(url, "warden_solana_repeat_landings_total", chain=CHAIN) >= 3
+    more = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run)))
+    (refused,) = outcomes_of(settings, run, [more]).values()
+    assert isinstance(refused, IntentRejected), refused
+    assert (refused.stage, refused.code) == (Stage.SIGNING, Code.DAILY_LIMIT_EXCEEDED), refused

@@ -7,11 +7,7 @@ takes a copy of the same message signed properly."""
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.message import to_bytes_versioned
@@ -24,75 +20,17 @@ from schemas.codes import Code
 from schemas.policy import SolanaPolicy
 from sdk import solana as sol
 from svm import transactions
+from tests.solana_signatures_support import (
+    IDENTITY,
+    identity_r,
+    non_canonical_s,
+    plain_verify,
+    resigned,
+    textbook_verify,
+)
 
 CHAIN = "solana-local"
-# Edwards25519 (RFC 8032 section 5.1): the field, the curve's d, the group order and the base point.
-P = 2**255 - 19
-D = -121665 * pow(121666, P - 2, P) % P
-L = 2**252 + 27742317777372353535851937790883648493
-IDENTITY = (1).to_bytes(32, "little")  # the identity point (0, 1), encoded
 SMALL_ORDER_KEY = Pubkey.from_bytes(IDENTITY)
-
-
-def _decode(encoded: bytes) -> tuple[int, int]:
-    y = int.from_bytes(encoded, "little") & (2**255 - 1)
-    x2 = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
-    x = pow(x2, (P + 3) // 8, P)
-    if (x * x - x2) % P:
-        x = x * pow(2, (P - 1) // 4, P) % P
-    assert (x * x - x2) % P == 0, "not a point"
-    return (P - x if x & 1 != encoded[31] >> 7 else x), y
-
-
-def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
-    (x1, y1), (x2, y2) = a, b
-    t = D * x1 * x2 * y1 * y2 % P
-    return (x1 * y2 + x2 * y1) * pow(1 + t, P - 2, P) % P, (y1 * y2 + x1 * x2) * pow(1 - t, P - 2, P) % P
-
-
-def _times(n: int, point: tuple[int, int]) -> tuple[int, int]:
-    out = (0, 1)
-    while n:
-        if n & 1:
-            out = _add(out, point)
-        point, n = _add(point, point), n >> 1
-    return out
-
-
-BASE = _decode((4 * pow(5, P - 2, P) % P).to_bytes(32, "little"))
-
-
-def textbook_verify(key: bytes, signature: bytes, message: bytes) -> bool:
-    """The bare verification equation [S]B = R + [k]A, with no check on S's range or on the order
-    of R or A: what a lenient Ed25519 verifier computes."""
-    r, s = signature[:32], int.from_bytes(signature[32:], "little")
-    k = int.from_bytes(hashlib.sha512(r + key + message).digest(), "little") % L
-    return _times(s, BASE) == _add(_decode(r), _times(k, _decode(key)))
-
-
-def plain_verify(key: bytes, signature: bytes, message: bytes) -> bool:
-    """What `svm.transactions` checked other slots with before: OpenSSL's Ed25519, through
-    cryptography."""
-    try:
-        Ed25519PublicKey.from_public_bytes(key).verify(signature, message)
-    except InvalidSignature:
-        return False
-    return True
-
-
-def identity_r(keypair: Keypair, message: bytes) -> bytes:
-    """A signature by ``keypair`` over ``message`` whose R is the identity point: S = k·a, which
-    only the key's holder can compute; the runtime refuses it (R of small order)."""
-    a = int.from_bytes(hashlib.sha512(bytes(keypair.secret()[:32])).digest()[:32], "little")
-    a = (a & ((1 << 254) - 8)) | (1 << 254)
-    k = int.from_bytes(hashlib.sha512(IDENTITY + bytes(keypair.pubkey()) + message).digest(), "little") % L
-    return IDENTITY + (k * a % L).to_bytes(32, "little")
-
-
-def non_canonical_s(keypair: Keypair, message: bytes) -> bytes:
-    """``keypair``'s own signature with S + L in place of S: the same point [S]B, S not reduced."""
-    good = bytes(keypair.sign_message(message))
-    return good[:32] + (int.from_bytes(good[32:], "little") + L).to_bytes(32, "little")
 
 
 class Case:
@@ -170,3 +108,21 @@ def test_a_slot_signed_properly_passes_and_the_agents_own_slot_is_not_judged():
     assert case.judged(bytes(theirs)).passed
     signed = VersionedTransaction.from_bytes(transactions.sign(bytes(theirs), sol.seed_of(case.agent)))
     assert signed.verify_with_results() == [True, True]
+
+
+def test_a_copy_signed_again_by_the_fee_payer_is_valid_has_another_id_and_carries_the_agents_signature():
+    svm = LiteSVM()
+    payer = Keypair()
+    case = Case(svm, payer.pubkey())
+    signed = case.both_signed(bytes(payer.sign_message(case.message)))
+    again = resigned(payer, case.message)
+    assert again != signed.signatures[0] and transactions.verifies(payer.pubkey(), bytes(again), case.message)
+    copy = VersionedTransaction.populate(signed.message, [again, signed.signatures[1]])
+    agent, mine = str(case.agent.pubkey()), bytes(signed.signatures[1])
+    assert transactions.carries(bytes(copy), case.message, agent, mine)
+    assert not transactions.carries(bytes(copy), case.message, agent, bytes(identity_r(case.agent, case.message)))
+    assert not transactions.carries(bytes(copy), case.message + b"\x00", agent, mine)  # another message
+    # The runtime surfpool serves takes both: one message, two landings.
+    for tx in (signed, copy):
+        assert not hasattr(svm.send_transaction(tx), "err")
+    assert svm.get_balance(case.alice) == 2_000_000
