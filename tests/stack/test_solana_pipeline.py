@@ -348,26 +348,84 @@ def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alo
     assert lamports(settings, run, str(alice), "finalized") == 1_000_000
 
 
+class CopyLandedFirst:
+    """Warden signed a transfer whose fee payer's slot was valid; before its bytes land, the fee
+    payer signs the same message again and lands that copy, which carries the agent's signature.
+    The signer's tracker, on the real node and a record of its own, follows the copy."""
+
+    def __init__(self, settings, run, tmp_path, recent: Hash):
+        self.settings, self.run = settings, run
+        alice, payer, agent = Keypair().pubkey(), funded(settings, run), funded(settings, run)
+        raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(agent.pubkey(), alice, 1_000_000)], recent)
+        message = transactions.read(raw).message
+        signed_tx = transactions.sign(raw[:1] + bytes(payer.sign_message(message)) + raw[65:], sol.seed_of(agent))
+        self.record, state, self.now_us = broadcast_record(
+            tmp_path / "copied", signed_tx, str(agent.pubkey()), str(payer.pubkey()), 1_000_000
+        )
+        self.kept = state.agent(self.record.agent_id)
+        held = VersionedTransaction.from_bytes(signed_tx)
+        self.copy = VersionedTransaction.populate(held.message, [resigned(payer, message), held.signatures[1]])
+        self.tracking = SolanaTracking(
+            state, None, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
+        )
+
+    def tracked(self, work):
+        async def go():
+            node = JsonRpc(self.settings.rpc_url_for(CHAIN), timeout_s=60)
+            self.tracking.node_for = lambda chain: node
+            try:
+                return await work(self.tracking)
+            finally:
+                await node.close()
+
+        return self.run(go())
+
+    def land_then_look(self) -> SignedSolanaTransaction:
+        """The copy landed (finalized), then the record as signed looked at: it follows the copy."""
+        landed = send_and_wait_finalized(self.settings, self.run, base64.b64encode(bytes(self.copy)).decode())
+        assert landed.error is None and str(self.copy.signatures[0]) != self.record.tx_signature
+        emits, followed = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert (followed.status, followed.final, followed.slot) == ("finalized", True, landed.slot), followed
+        assert followed.tx_signature == str(self.copy.signatures[0])
+        assert base64.b64decode(followed.signed_tx) == bytes(self.copy)
+        assert self.kept.solana_record(self.record.intent_id) == emits[0].value
+        return followed
+
+    def look_once_expired(self, followed: SignedSolanaTransaction) -> None:
+        """Its blockhash expired: looked at again from the record as signed, what landed, never
+        dropped; one landing, counted once; the reservation kept."""
+        _, again = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert (again.status, again.tx_signature) == ("finalized", followed.tx_signature), again
+        assert self.tracked(lambda tracking: tracking.count_landings(followed, utcnow())) == ([], False)
+        entries = self.kept.asset_entries(f"{CHAIN}:SOL", self.now_us)
+        assert entries == {self.record.intent_id: (self.now_us, 1_000_000)}
+
+
 def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_never_landed_is_dropped(
     stack, run, tmp_path
 ):
     """A blockhash lives ~150 blocks (~30 s on the local node). An intent whose blockhash expired is
     refused by the worker's simulation; a transaction signed while it was valid but never landed
-    is reported dropped by the signer's tracker, final, its reservation released, and not sent."""
+    is reported dropped by the signer's tracker, final, its reservation released, and not sent.
+    One whose message landed in a copy the fee payer signed again is never dropped
+    (`CopyLandedFirst`)."""
     settings = stack.settings
     alice = Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),))
     me = Pubkey.from_string(agent.address)
     old = blockhash(settings, run)
     raw = sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], old)
+    copied = CopyLandedFirst(settings, run, tmp_path, old)
+    followed = copied.land_then_look()
 
     def valid():
         return run(_rpc(settings, lambda n: n.call("isBlockhashValid", str(old), {"commitment": "processed"})))
 
     deadline = time.monotonic() + 180
-    while valid()["value"]:
+    while valid()["value"] or run(_rpc(settings, lambda node: solana.blockhash_valid(node, str(old), "finalized"))):
         assert time.monotonic() < deadline
         time.sleep(1)
+    copied.look_once_expired(followed)
     (outcome,) = outcomes_of(settings, run, [intent_for(agent, raw, broadcast=True)]).values()
     assert isinstance(outcome, IntentRejected) and outcome.code == Code.SIMULATION_FAILED, outcome
     assert "Blockhash" in outcome.reason, outcome.reason
@@ -527,51 +585,6 @@ def test_a_fee_payer_slot_the_runtime_refuses_is_refused_by_the_worker_and_by_th
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected), outcome
         assert (outcome.stage, outcome.code) == (stage, Code.SOLANA_SIGNATURE_INVALID), outcome
-
-
-def test_a_copy_signed_again_that_lands_first_is_what_the_tracker_reports_and_it_never_says_dropped(
-    stack, run, tmp_path
-):
-    """Warden signed a transaction whose fee payer's slot was valid; before its bytes land, the fee
-    payer signs the same message again and lands that copy, which carries the agent's signature.
-    The signer's tracker, on the real node and its own record, reports the copy (its id, bytes,
-    slot, finalized), keeps what the intent reserved, and says the same once the blockhash
-    expired: never dropped, nothing counted twice."""
-    settings = stack.settings
-    alice, payer, agent = Keypair().pubkey(), funded(settings, run), funded(settings, run)
-    recent = blockhash(settings, run)
-    raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(agent.pubkey(), alice, 1_000_000)], recent)
-    message = transactions.read(raw).message
-    signed_tx = transactions.sign(raw[:1] + bytes(payer.sign_message(message)) + raw[65:], sol.seed_of(agent))
-    record, state, now_us = broadcast_record(tmp_path, signed_tx, str(agent.pubkey()), str(payer.pubkey()), 1_000_000)
-    kept = state.agent(record.agent_id)
-    held = VersionedTransaction.from_bytes(signed_tx)
-    copy = VersionedTransaction.populate(held.message, [resigned(payer, message), held.signatures[1]])
-    landed = send_and_wait_finalized(settings, run, base64.b64encode(bytes(copy)).decode())
-    assert landed.error is None and str(copy.signatures[0]) != record.tx_signature
-    tracking = SolanaTracking(state, None, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none"))
-
-    async def look(work):
-        node = JsonRpc(settings.rpc_url_for(CHAIN), timeout_s=60)
-        tracking.node_for = lambda chain: node
-        try:
-            return await work()
-        finally:
-            await node.close()
-
-    emits, followed = run(look(lambda: tracking.look(record, utcnow())))
-    assert (followed.status, followed.final, followed.slot) == ("finalized", True, landed.slot), followed
-    assert followed.tx_signature == str(copy.signatures[0]) and base64.b64decode(followed.signed_tx) == bytes(copy)
-    assert kept.solana_record(record.intent_id) == emits[0].value
-    deadline = time.monotonic() + 180
-    while run(_rpc(settings, lambda node: solana.blockhash_valid(node, str(recent), "finalized"))):
-        assert time.monotonic() < deadline
-        time.sleep(1)
-    # Looked at again from the record as signed, the blockhash expired: what landed, not dropped.
-    _, again = run(look(lambda: tracking.look(record, utcnow())))
-    assert (again.status, again.tx_signature) == ("finalized", followed.tx_signature), again
-    assert run(look(lambda: tracking.count_landings(followed, utcnow()))) == ([], False)  # one landing
-    assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 1_000_000)}  # kept
 
 
 def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said_loudly(stack, run):
