@@ -74,6 +74,7 @@ class SolanaTracking:
         # intent id → transaction id → its bytes when it is a copy of the intent's message, else None
         self._read: dict[str, dict[str, bytes | None]] = {}
         self._counted: dict[str, set[str]] = {}  # intent id → the landings counted again and said
+        self._first: dict[str, str] = {}  # intent id → the landing its reservation counts, when its record names none
 
     async def send(self, signed: SignedSolanaTransaction, now: datetime) -> tuple[list[Emit], SignedSolanaTransaction]:
         """The signed bytes to the node, then ``broadcast``. A node that refuses or cannot be
@@ -109,7 +110,7 @@ class SolanaTracking:
             except Exception:  # noqa: BLE001 - a tracker that dies leaves its intent without a final outcome
                 log.exception("following Solana transaction of intent %s failed; retrying", signed.intent_id)
                 continue
-        for held in (self._sent_us, self._looked_us, self._read, self._counted):
+        for held in (self._sent_us, self._looked_us, self._read, self._counted, self._first):
             held.pop(signed.intent_id, None)
         return signed
 
@@ -170,14 +171,15 @@ class SolanaTracking:
         self, node: Node, signed: SignedSolanaTransaction, at: datetime, now: bool = False
     ) -> tuple[dict[str, object], solana.Status | None]:
         """When the signed bytes have not landed and a copy of their message has (the first by
-        slot): what the record becomes to follow it (its id and bytes) and its status. Looked for
-        every ``COPIES_EVERY_US``, or ``now``."""
+        slot, kept once chosen): what the record becomes to follow it (its id and bytes) and its
+        status. Looked for every ``COPIES_EVERY_US``, or ``now``."""
         if not now and to_us(at) - self._looked_us.get(signed.intent_id, 0) < COPIES_EVERY_US:
             return {}, None
         landed = await self._copies(node, signed, at)
         if not landed:
             return {}, None
-        first, raw = landed[0]
+        chosen = self._first.setdefault(signed.intent_id, landed[0][0].signature)
+        first, raw = next((found for found in landed if found[0].signature == chosen), landed[0])
         switch: dict[str, object] = {"tx_signature": first.signature, "signed_tx": base64.b64encode(raw).decode()}
         return switch, solana.Status(first.slot, first.commitment, first.error)
 
@@ -193,7 +195,9 @@ class SolanaTracking:
         )
         landed = await self._copies(node, signed, at)
         ids = [copy.signature for copy, _ in landed]
-        counts = signed.tx_signature if signed.tx_signature in ids else (ids[0] if ids else None)
+        counts = signed.tx_signature
+        if counts not in ids and ids:  # kept once chosen: a landing read later may sort before it
+            counts = self._first.setdefault(signed.intent_id, ids[0])
         said = self._counted.setdefault(signed.intent_id, set())
         emits: list[Emit] = []
         for copy, _ in landed:
