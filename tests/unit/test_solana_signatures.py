@@ -7,6 +7,9 @@ takes a copy of the same message signed properly."""
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime, timezone
+
 import pytest
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -16,9 +19,13 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from rules.solana import judge
+from runtime.clock import to_us
 from schemas.codes import Code
+from schemas.outcomes import SignedSolanaTransaction
 from schemas.policy import SolanaPolicy
 from sdk import solana as sol
+from signer import solana_tracking
+from signer.state import SignerState
 from svm import transactions
 from tests.solana_signatures_support import (
     IDENTITY,
@@ -126,3 +133,46 @@ def test_a_copy_signed_again_by_the_fee_payer_is_valid_has_another_id_and_carrie
     for tx in (signed, copy):
         assert not hasattr(svm.send_transaction(tx), "err")
     assert svm.get_balance(case.alice) == 2_000_000
+
+
+def test_a_restored_signer_watches_again_the_recent_final_ones_another_key_pays_for(tmp_path):
+    """After a restart the signer watches again, for copies of their message, the final Solana
+    transactions of the last minutes (`SignerState.solana_final_since`) whose fee another key
+    pays (`copies_possible`); one the agent pays for has one id and is not watched."""
+    svm, payer = LiteSVM(), Keypair()
+    case = Case(svm, payer.pubkey())
+    agent = str(case.agent.pubkey())
+    mine = sol.unsigned(
+        case.agent.pubkey(), [sol.sol_transfer(case.agent.pubkey(), case.alice, 1)], svm.latest_blockhash()
+    )
+    state = SignerState(tmp_path / "state.db", fsync=False)
+    now = datetime.now(timezone.utc)
+    records = {}
+    for name, raw, at_us in (("theirs", case.raw, to_us(now)), ("mine", mine, to_us(now)), ("old", case.raw, 0)):
+        signed = transactions.sign(raw, sol.seed_of(case.agent))
+        record = SignedSolanaTransaction(
+            intent_id=name,
+            agent_id="a",
+            chain=CHAIN,
+            **{"from": agent},
+            signature=transactions.read(signed).signature_of(agent),
+            signed_tx=base64.b64encode(signed).decode(),
+            recent_blockhash=str(svm.latest_blockhash()),
+            status="sign_only",
+            final=True,
+            tee="none",
+            signed_at=now,
+        )
+        records[name] = record
+        state.agent("a").record_message(
+            intent_id=name,
+            record=record.to_bytes(),
+            now_us=at_us,
+            policy_version=1,
+            idempotency_slot=None,
+            kind="solana",
+        )
+    since = to_us(now) - solana_tracking.COPIES_WATCH_US
+    restored = [SignedSolanaTransaction.from_bytes(raw) for raw in state.solana_final_since(since)]
+    assert [r.intent_id for r in restored] == ["theirs", "mine"]
+    assert [r.intent_id for r in restored if solana_tracking.copies_possible(r)] == ["theirs"]
