@@ -122,6 +122,16 @@ def judge(
             Code.SOLANA_AGENT_NOT_SIGNER,
             f"the agent's address {agent} is not a signer of this transaction: there is nothing for Warden to sign",
         )
+    forged = [signer for signer in tx.unverified if signer != agent]
+    if forged:
+        return _refuse(
+            Code.SOLANA_SIGNATURE_INVALID,
+            f"the signature in {forged[0]}'s slot does not verify over this transaction's message as Solana's runtime "
+            "verifies it (strict Ed25519: S below the group order, neither R nor the key of small order): the network "
+            "refuses it under that id, and a copy signed again could land instead; leave the slot empty or sign it "
+            "with that key",
+            signers=forged,
+        )
     movements: list[SolanaMovement] = []
     chain_state = _ChainState(accounts, mints or {}, _created_token_accounts(tx))
     for ix in tx.instructions:

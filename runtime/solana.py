@@ -1,5 +1,6 @@
 """What Warden reads from and sends to a Solana node over its JSON-RPC (`runtime.rpc.JsonRpc`):
-token accounts and mints for the judge, blockhashes, sends and signature statuses."""
+token accounts and mints for the judge, blockhashes, sends, signature statuses, and the transactions an
+address took part in (`history`, `transaction`)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,54 @@ async def statuses(node: Node, signatures: list[str]) -> list[Status | None]:
         else:
             out.append(Status(int(value["slot"]), value.get("confirmationStatus") or "processed", value.get("err")))
     return out
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A transaction the node holds: its id (its fee payer's signature), where and how it landed."""
+
+    signature: str
+    slot: int
+    commitment: str
+    error: object | None
+
+
+async def history(
+    node: Node, address: str, since_s: int, commitment: str = "confirmed", page: int = 1000, pages: int = 20
+) -> list[Landed]:
+    """The transactions naming ``address`` that the node holds at ``commitment`` (confirmed or
+    finalized), newest first, back to unix time ``since_s`` (`getSignaturesForAddress`, page by
+    page). RuntimeError past ``pages`` pages: the caller decides nothing on a partial history."""
+    out: list[Landed] = []
+    before: str | None = None
+    for _ in range(pages):
+        options: dict[str, object] = {"limit": page, "commitment": commitment}
+        if before is not None:
+            options["before"] = before
+        entries = await node.call("getSignaturesForAddress", address, options)
+        for entry in entries:
+            if entry.get("blockTime") is not None and entry["blockTime"] < since_s:
+                return out
+            status = entry.get("confirmationStatus") or commitment
+            out.append(Landed(entry["signature"], int(entry["slot"]), status, entry.get("err")))
+        if len(entries) < page:
+            return out
+        before = entries[-1]["signature"]
+    raise RuntimeError(
+        f"{address} took part in more than {pages * page} transactions since {since_s}: its history was not read whole"
+    )
+
+
+async def transaction(node: Node, signature: str, commitment: str = "confirmed") -> bytes | None:
+    """The wire bytes of the transaction whose id is ``signature``, as the node holds it; None
+    when it holds none at ``commitment``."""
+    options = {"encoding": "base64", "maxSupportedTransactionVersion": 0, "commitment": commitment}
+    reply = await node.call("getTransaction", signature, options)
+    return None if reply is None else base64.b64decode(reply["transaction"][0])
+
+
+async def blockhash_valid(node: Node, blockhash: str, commitment: str) -> bool:
+    return bool((await node.call("isBlockhashValid", blockhash, {"commitment": commitment}))["value"])
 
 
 async def landed(node: Node, signature: str, commitment: str, timeout_s: float) -> Status:

@@ -276,6 +276,8 @@ class Signing:
         with self.private_key(intent, agent) as key:
             try:
                 return solana_transactions.sign(intent.solana_transaction_bytes, key)
+            except solana_transactions.SignatureInvalid as exc:
+                raise SigningRefused(Code.SOLANA_SIGNATURE_INVALID, f"the signer cannot sign it: {exc}") from None
             except solana_transactions.TransactionError as exc:
                 raise SigningRefused(Code.SOLANA_TRANSACTION_INVALID, f"the signer cannot sign it: {exc}") from None
 
