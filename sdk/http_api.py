@@ -1,4 +1,4 @@
-"""The Intents API over HTTP (`warden api`): the seeds' REST shapes, one more producer of signed
+"""The Intents API over HTTP (`warden api`): its REST shapes, one more producer of signed
 intents and one more reader of verified outcomes.
 
 It holds the intent keys of the agents provisioned on its WARDEN_HOME, as `warden mcp` holds one,
@@ -53,7 +53,7 @@ from runtime.registry import REGISTRY
 from schemas.codes import Code
 from schemas.errors import WardenError, explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei, known_chain
-from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS
+from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
 from schemas.outcomes import (
     IntentRejected,
     SignedMessage,
@@ -103,7 +103,7 @@ MAX_URL_BYTES = 4096
 MAX_HEADER_BYTES = 8190
 # How long a body may take to arrive once its headers have: a client that stalls is answered 408.
 BODY_TIMEOUT_S = 30.0
-# How long the seeds' idempotency promise lasts: a key seen within it gets the first answer.
+# How long the Intents API's idempotency promise lasts: a key seen within it gets the first answer.
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 IDEMPOTENCY_KEYS_PER_AGENT = 10_000
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
@@ -286,23 +286,6 @@ class TransactionRequest(_TransactionFields):
         return fees_of_type(self, ())
 
 
-class AccessListItem(Strict):
-    """One EIP-2930 access-list entry: an address and the storage slots of it the transaction reads."""
-
-    address: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
-    storage_keys: list[Annotated[str, Field(pattern=BYTES32_PATTERN)]] = Field(default=[], max_length=1024)
-
-
-class Delegation(Strict):
-    """One EIP-7702 authorization the agent asks for: delegate its account to ``address``'s code."""
-
-    chain_id: Annotated[int, Field(ge=0, lt=2**64), _INTEGRAL] = Field(
-        description="0 means every chain (refused unless the policy allows it)"
-    )
-    address: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
-    nonce: Nonce | None = Field(default=None, description="the account's next nonce, when given")
-
-
 class TransactionSignRequest(_TransactionFields):
     """The unified sign endpoint's transaction: types 0, 1, 2 and 4 (EIP-7702), signed and not broadcast."""
 
@@ -310,8 +293,8 @@ class TransactionSignRequest(_TransactionFields):
     tx_type: Annotated[Literal[0, 1, 2, 4], _INTEGRAL] | None = Field(
         default=None, description="EIP-2718 type (default 2)"
     )
-    access_list: list[AccessListItem] | None = Field(default=None, max_length=256, description="not for tx_type 0")
-    authorization_list: list[Delegation] | None = Field(
+    access_list: list[AccessListEntry] | None = Field(default=None, max_length=256, description="not for tx_type 0")
+    authorization_list: list[AuthorizationRequest] | None = Field(
         default=None, max_length=1, description="tx_type 4 only, which needs exactly one"
     )
 
@@ -396,7 +379,7 @@ class SimulateRequest(Strict):
     value: NativeAmount = Field(json_schema_extra={"pattern": AMOUNT_PATTERN})
     data: HexData = Field(default="0x", json_schema_extra={"pattern": HEX_PATTERN, "maxLength": MAX_DATA_CHARS})
     gas_limit: GasLimit | None = None
-    signing_key_path: str | None = Field(default=None, max_length=512, description="accepted as the seeds send it")
+    signing_key_path: str | None = Field(default=None, max_length=512, description="the Intents API's field")
 
 
 class BundleRequest(Strict):
@@ -421,7 +404,7 @@ class SimulatedTransaction(BaseModel):
 
 
 class SimulationResponse(BaseModel):
-    """The seeds' simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
+    """The Intents API's simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
     of the whole bundle), each transaction's, and what the policy would decide. Nothing was
     reserved or signed."""
 
@@ -439,7 +422,7 @@ class SimulationResponse(BaseModel):
 
 
 class TransactionResponse(Transaction):
-    """A transaction of the agent: the seeds' ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
+    """A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
     of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for."""
 
     id: str = Field(description="the transaction's id (Warden's intent id)")
@@ -495,7 +478,10 @@ class ErrorResponse(BaseModel):
 
     error: str = Field(description="the kind of error, one word (invalid_request, refused, ...)")
     detail: str
-    code: Code = Field(description="a refusal's rule, or why the API answered as it did")
+    code: Code | None = Field(
+        default=None,
+        description="a refusal's rule, or why the API answered as it did: every error the server answers has one",
+    )
     stage: Stage | None = None
     id: str | None = Field(default=None, description="the refused transaction's id, to look it up")
     status: str | None = Field(
@@ -597,7 +583,7 @@ class _Remembered:
 
 @dataclass
 class Idempotency:
-    """The seeds' Idempotency-Key for POST .../transactions: the first request 201, a completed
+    """The Intents API's Idempotency-Key for POST .../transactions: the first request 201, a completed
     duplicate 200 with its answer, one in progress 409, the key with another body 422. The
     pipeline enforces the key too (the worker and the signer answer a reused key with the first
     intent's outcome, and refuse it with another body), across restarts of this server."""
@@ -830,7 +816,7 @@ class ApiService:
         ).hexdigest()
         replay = self.idempotency.begin(agent_id, key, fingerprint, time.monotonic())
         if replay is not None:
-            # The seeds' 200 for a completed duplicate; a refusal is replayed as the refusal it was.
+            # The Intents API's 200 for a completed duplicate; a refusal is replayed as the refusal it was.
             status = 200 if replay[0] < 300 else replay[0]
             return web.Response(status=status, body=replay[1], content_type="application/json")
         answer: tuple[int, bytes] | None = None
@@ -1103,8 +1089,8 @@ DOMAIN_FIELDS = (
 
 def with_domain_type(typed_data: dict[str, Any]) -> dict[str, Any]:
     """``typed_data`` with its ``EIP712Domain`` type declared: as given, or derived from the fields
-    its domain has, in EIP-712's order, as viem and ethers derive it (the seeds' requests leave it
-    out). The signature covers the same domain either way."""
+    its domain has, in EIP-712's order, as viem and ethers derive it (the Intents API's requests leave
+    it out). The signature covers the same domain either way."""
     types, domain = typed_data.get("types"), typed_data.get("domain")
     if not isinstance(types, dict) or "EIP712Domain" in types or not isinstance(domain, dict):
         return typed_data
@@ -1442,6 +1428,15 @@ SIGNED = {
     ),
 }
 REQUESTS = (TokenRequest, TransactionRequest, SignRequest, SolanaRequest, SimulateRequest, BundleRequest)
+# The intent's own records a request carries (`schemas.intent`), whose fields validate more than
+# their JSON Schema says: the document says it, as the request models do for theirs.
+RECORD_PATTERNS: dict[str, dict[str, dict[str, Any]]] = {
+    "AccessListEntry": {
+        "address": {"pattern": ADDRESS_PATTERN, "description": ADDRESS_DESCRIPTION},
+        "storage_keys": {"items": {"type": "string", "pattern": BYTES32_PATTERN}},
+    },
+    "AuthorizationRequest": {"address": {"pattern": ADDRESS_PATTERN, "description": ADDRESS_DESCRIPTION}},
+}
 ANSWERS = (
     TokenResponse,
     TransactionResponse,
@@ -1462,11 +1457,15 @@ def openapi_document() -> dict:
         [(m, "validation") for m in REQUESTS] + [(m, "serialization") for m in ANSWERS],
         ref_template="#/components/schemas/{model}",
     )
+    schemas = defs.get("$defs", {})
+    for name, fields in RECORD_PATTERNS.items():
+        for field_name, extra in fields.items():
+            schemas[name]["properties"][field_name].update(extra)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Warden Intents API", "version": "1.0.0"},
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
             "responses": {
                 name: {"description": why, "content": {"application/json": {"schema": _ref(ErrorResponse)}}}
                 for name, (_, why) in ERROR_RESPONSES.items()

@@ -829,11 +829,14 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /**
-         * AccessListItem
-         * @description One EIP-2930 access-list entry: an address and the storage slots of it the transaction reads.
-         */
-        AccessListItem: {
+        /** AccessListEntry */
+        AccessListEntry: {
+            /**
+             * Schema Version
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
             /**
              * Address
              * @description all one case, or mixed case with a valid EIP-55 checksum
@@ -844,6 +847,35 @@ export interface components {
              * @default []
              */
             storage_keys: string[];
+        };
+        /**
+         * AuthorizationRequest
+         * @description One EIP-7702 authorization the agent asks for: delegate its account to ``address``'s code.
+         *     The signer signs it with the agent's key; ``nonce`` may be left out (the signer sets the
+         *     account's next nonce) and, when given, must be that nonce.
+         */
+        AuthorizationRequest: {
+            /**
+             * Schema Version
+             * @default 1
+             * @constant
+             */
+            schema_version: 1;
+            /**
+             * Chain Id
+             * @description 0 means every chain (refused unless the policy allows it)
+             */
+            chain_id: number;
+            /**
+             * Address
+             * @description all one case, or mixed case with a valid EIP-55 checksum
+             */
+            address: string;
+            /**
+             * Nonce
+             * @default null
+             */
+            nonce: number | null;
         };
         /**
          * AwaitingApproval
@@ -901,29 +933,7 @@ export interface components {
          * Code
          * @enum {string}
          */
-        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "API_INTERNAL_ERROR" | "ADMINS_ONLY" | "AGENT_NOT_PROVISIONED" | "BODY_INCOMPLETE" | "BODY_NOT_JSON" | "BODY_TIMEOUT" | "BODY_TOO_LARGE" | "BROADCAST_REFUSED" | "CREDENTIALS_REFUSED" | "HEADERS_TOO_LARGE" | "HTTP_MALFORMED" | "METHOD_NOT_ALLOWED" | "PATH_NOT_FOUND" | "PIPELINE_UNAVAILABLE" | "RATE_LIMITED" | "REQUEST_IN_PROGRESS" | "TOKEN_AGENT_MISMATCH" | "TOO_MANY_FAILED_ATTEMPTS" | "TRANSACTION_NOT_FOUND" | "URL_TOO_LONG" | "NOT_RECORDED";
-        /**
-         * Delegation
-         * @description One EIP-7702 authorization the agent asks for: delegate its account to ``address``'s code.
-         */
-        Delegation: {
-            /**
-             * Chain Id
-             * @description 0 means every chain (refused unless the policy allows it)
-             */
-            chain_id: number;
-            /**
-             * Address
-             * @description all one case, or mixed case with a valid EIP-55 checksum
-             */
-            address: string;
-            /**
-             * Nonce
-             * @description the account's next nonce, when given
-             * @default null
-             */
-            nonce: number | null;
-        };
+        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_MINT_EXTENSION_NOT_ACCEPTED" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_SIGNATURE_INVALID" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "API_INTERNAL_ERROR" | "ADMINS_ONLY" | "AGENT_NOT_PROVISIONED" | "BODY_INCOMPLETE" | "BODY_NOT_JSON" | "BODY_TIMEOUT" | "BODY_TOO_LARGE" | "BROADCAST_REFUSED" | "CREDENTIALS_REFUSED" | "HEADERS_TOO_LARGE" | "HTTP_MALFORMED" | "METHOD_NOT_ALLOWED" | "PATH_NOT_FOUND" | "PIPELINE_UNAVAILABLE" | "RATE_LIMITED" | "REQUEST_IN_PROGRESS" | "TOKEN_AGENT_MISMATCH" | "TOO_MANY_FAILED_ATTEMPTS" | "TRANSACTION_NOT_FOUND" | "URL_TOO_LONG" | "NOT_RECORDED";
         /**
          * ErrorResponse
          * @description Every error: ``code`` says what went wrong, for programs (a refusal's rule, or the API's own
@@ -938,8 +948,11 @@ export interface components {
             error: string;
             /** Detail */
             detail: string;
-            /** @description a refusal's rule, or why the API answered as it did */
-            code: components["schemas"]["Code"];
+            /**
+             * @description a refusal's rule, or why the API answered as it did: every error the server answers has one
+             * @default null
+             */
+            code: components["schemas"]["Code"] | null;
             /** @default null */
             stage: components["schemas"]["Stage"] | null;
             /**
@@ -1179,7 +1192,7 @@ export interface components {
             gas_limit: number | null;
             /**
              * Signing Key Path
-             * @description accepted as the seeds send it
+             * @description the Intents API's field
              * @default null
              */
             signing_key_path: string | null;
@@ -1208,7 +1221,7 @@ export interface components {
         };
         /**
          * SimulationResponse
-         * @description The seeds' simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
+         * @description The Intents API's simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
          *     of the whole bundle), each transaction's, and what the policy would decide. Nothing was
          *     reserved or signed.
          */
@@ -1552,7 +1565,7 @@ export interface components {
         } & (unknown & unknown);
         /**
          * TransactionResponse
-         * @description A transaction of the agent: the seeds' ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
+         * @description A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
          *     of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for.
          */
         TransactionResponse: {
@@ -1802,13 +1815,13 @@ export interface components {
              * @description not for tx_type 0
              * @default null
              */
-            access_list: components["schemas"]["AccessListItem"][] | null;
+            access_list: components["schemas"]["AccessListEntry"][] | null;
             /**
              * Authorization List
              * @description tx_type 4 only, which needs exactly one
              * @default null
              */
-            authorization_list: components["schemas"]["Delegation"][] | null;
+            authorization_list: components["schemas"]["AuthorizationRequest"][] | null;
         } & (unknown & unknown & unknown & unknown & unknown & {
             /**
              * @description discriminator enum property added by openapi-typescript
