@@ -10,13 +10,15 @@ import orjson
 from sdk import signing_keys
 from sdk.signing_keys import KeyBook, agent_key_prefix, signing_keys_of
 from signer.custody import AGENT_KEYS_VAULT
-from signer.custody.events import parse_event
+from signer.custody.events import SecretDeactivated, SecretVersionWritten, parse_event
 from signer.custody.keys import DEFAULT_ORG, KeyStore, agent_key_path
 from tests.custody_support import ADMIN, T0, make_vaults
 
 
 def test_the_readers_names_are_the_key_stores():
     assert (signing_keys.AGENT_KEYS_VAULT, signing_keys.KEYS_ORG) == (AGENT_KEYS_VAULT, DEFAULT_ORG)
+    assert SecretVersionWritten.model_fields["type"].default == signing_keys.WRITTEN
+    assert SecretDeactivated.model_fields["type"].default == signing_keys.DEACTIVATED
     assert agent_key_path("a1", "ethereum").startswith(agent_key_prefix("a1"))
     assert not agent_key_path("a10", "ethereum").startswith(agent_key_prefix("a1"))
 
