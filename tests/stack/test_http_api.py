@@ -12,10 +12,12 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -105,11 +107,18 @@ def agent(stack, paused):
 
 
 @pytest.fixture(scope="module")
-def api(stack, agent, tmp_path_factory):
+def served(stack, agent, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """`warden api` on the stack: its URL, and the file its log goes to."""
     port = free_port()
     argv = ["api", "--listen", f"127.0.0.1:{port}", "--timeout", "120"]
-    with serving(stack.settings, argv, port, tmp_path_factory.mktemp("api") / "api.log", "warden api"):
-        yield f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with serving(stack.settings, argv, port, log, "warden api"):
+        yield f"http://127.0.0.1:{port}", log
+
+
+@pytest.fixture(scope="module")
+def api(served) -> str:
+    return served[0]
 
 
 def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict:
@@ -486,6 +495,39 @@ def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422
     assert (status, refused["code"], refused["status"]) == (422, Code.BROADCAST_REFUSED, "failed"), refused
     assert "insufficient funds" in refused["detail"].lower() and refused["id"], refused
     assert seen["rotated"] == [(seen["rotated to"], True), (first, False)]
+
+
+def _raw(url: str, data: bytes, close_write: bool = False) -> bytes:
+    """What the server at ``url`` answers ``data``, sent as it is over a socket, read until it closes."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(data)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_failure(served):
+    """`warden api` itself (not only the app the unit tests serve) answers what aiohttp's parser
+    refuses as the API's JSON errors, and a client that drops its body is not logged as a
+    pipeline that did not answer."""
+    url, log = served
+    header = b"GET /v1/chains HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n"
+    framing = (
+        b"POST /v1/auth/agent-token HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    answers = {}
+    for case, data in {"header": header, "framing": framing}.items():
+        head, _, body = _raw(url, data).partition(b"\r\n\r\n")
+        answers[case] = (int(head.split()[1]), b"application/json" in head, json.loads(body)["code"])
+    cut = b'POST /v1/auth/agent-token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"agent_id": '
+    assert _raw(url, cut, close_write=True) == b""  # nothing can answer a client that left
+    assert answers == {"header": (431, True, Code.HEADERS_TOO_LARGE), "framing": (400, True, Code.HTTP_MALFORMED)}
+    time.sleep(1)  # the server has logged what it logs of the cut body by now
+    assert "did not answer" not in log.read_text()
 
 
 TYPESCRIPT = REPO / "sdk" / "typescript"
