@@ -11,7 +11,9 @@ the agent's policy as they judge any other.
 
 Bodies are validated by the same field types the intent uses (`schemas.fields`), so a bad value
 is refused here, with the field named, before anything is signed. The OpenAPI document
-(`/v1/openapi.json`) is generated from the models below.
+(`/v1/openapi.json`) is generated from the models below and says what they check: a body it
+refuses is answered 400, one it allows that the intent's own rules refuse 422. Every error is the
+same JSON with its `Code`, aiohttp's own answers too (`_Connection`, `_routing_refusal`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -28,9 +32,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from aiohttp import web
+from aiohttp import http_exceptions, web
 from aiokafka.errors import KafkaError
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.json_schema import models_json_schema
 
 from runtime import metrics
@@ -40,7 +54,7 @@ from runtime.readiness import mark_ready
 from runtime.registry import REGISTRY
 from schemas.codes import Code
 from schemas.errors import WardenError, explain
-from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei
+from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei, known_chain
 from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
 from schemas.outcomes import (
     IntentRejected,
@@ -64,13 +78,11 @@ from sdk.client import (
     new_solana_intent,
     new_solana_message_intent,
     new_typed_data_intent,
-    policy_in_force,
     status_history,
     submit_and_wait,
 )
 from sdk.mcp_results import (
     SignatureResult,
-    SigningKey,
     SigningKeys,
     SolanaTransactionResult,
     Transaction,
@@ -81,15 +93,141 @@ from sdk.mcp_results import (
     transaction_of,
 )
 from sdk.outcome_hub import OutcomeHub
+from sdk.signing_keys import agent_signing_keys
 
 _log = logging.getLogger("warden.api")
 
 # A body larger than this is refused (413) before it is read: an intent's fields fit in far less.
 MAX_BODY_BYTES = 64 * 1024
+# A request line (the URL) and a header line over these are refused by the HTTP parser (414, 431).
+# The two differ so that the parser's one error for both says which it was by the limit it names.
+MAX_URL_BYTES = 4096
+MAX_HEADER_BYTES = 8190
+# How long a body may take to arrive once its headers have: a client that stalls is answered 408.
+BODY_TIMEOUT_S = 30.0
 # How long the Intents API's idempotency promise lasts: a key seen within it gets the first answer.
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 IDEMPOTENCY_KEYS_PER_AGENT = 10_000
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
+
+
+# The document's patterns: each the form the field's validator takes, so that what the document
+# allows the server accepts (tests/stack/test_http_api.py: schemathesis).
+IDENTIFIER_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+# All one case: a mixed-case address is accepted only with its EIP-55 checksum, which no pattern checks.
+ADDRESS_PATTERN = "^0x([0-9a-f]{40}|[0-9A-F]{40})$"
+ADDRESS_DESCRIPTION = "all one case, or mixed case with a valid EIP-55 checksum"
+# At most 2**256-1 wei: 59 digits before the point (18 after) and 77 digits of wei stay under it.
+AMOUNT_PATTERN = "^(0|[1-9][0-9]{0,58})(\\.[0-9]{1,18})?$"
+WEI_PATTERN = "^(0|[1-9][0-9]{0,76})$"
+HEX_PATTERN = "^0x([0-9a-fA-F]{2})*$"
+BYTES32_PATTERN = "^0x[0-9a-fA-F]{64}$"
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]([ -~]{0,253}[!-~])?$"
+BASE64_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# Calldata within the body's limit, with room for the other fields.
+MAX_DATA_CHARS = 2 + 2 * 30_000
+
+
+def _network_names(solana: bool):
+    """The document's enum of a chain field: the networks in force of one kind, when it is made."""
+
+    def add(schema: dict) -> None:
+        schema["enum"] = sorted(name for name, chain in REGISTRY.all().items() if chain.is_solana == solana)
+
+    return add
+
+
+def _network(solana: bool):
+    """A chain field's check: a network in force (`schemas.fields.known_chain`) of the request's kind."""
+
+    def check(name: str, info: ValidationInfo) -> str:
+        known_chain(name, info.context)
+        if REGISTRY.get(name).is_solana != solana:
+            kinds = ("an EVM network", "a Solana network") if solana else ("a Solana network", "an EVM network")
+            raise ValueError(f"{name!r} is {kinds[0]}; this request takes {kinds[1]} (GET /v1/chains lists them)")
+        return name
+
+    return check
+
+
+EvmChainName = Annotated[
+    str,
+    Field(max_length=32, description="an EVM network of `GET /v1/chains`", json_schema_extra=_network_names(False)),
+    AfterValidator(_network(False)),
+]
+SolanaChainName = Annotated[
+    str,
+    Field(max_length=32, description="a Solana network of `GET /v1/chains`", json_schema_extra=_network_names(True)),
+    AfterValidator(_network(True)),
+]
+
+
+def _integral(value: Any) -> Any:
+    # JSON has numbers, not integers: 21000.0 is the integer JSON Schema calls 21000, and is taken
+    # as it; 21000.5 is still refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_INTEGRAL = BeforeValidator(_integral)
+Integer = Annotated[int, _INTEGRAL]
+GasLimit = Annotated[int, Field(ge=21000, le=30_000_000), _INTEGRAL]
+Nonce = Annotated[int, Field(ge=0, le=2**64 - 2), _INTEGRAL]
+
+
+def _base64(text: str) -> str:
+    if not re.fullmatch(BASE64_PATTERN, text):
+        raise ValueError("not base64; give the bytes in standard base64, padded with = to a multiple of 4")
+    return text
+
+
+Base64 = Annotated[str, AfterValidator(_base64), Field(json_schema_extra={"pattern": BASE64_PATTERN})]
+
+
+def fee_rules(default_types: tuple[int, ...], signing: bool = False) -> list[dict]:
+    """The rules between a transaction request's fields, as JSON Schema (`fees_of_type` checks them):
+    gas_price only with tx_type 0 or 1, named; max_fee_per_gas and max_priority_fee_per_gas never
+    with them; on the sign endpoint, an access list not with type 0 and an authorization list with
+    type 4 only, which needs one."""
+
+    def given(name: str, kind: str = "string") -> dict:
+        return {"required": [name], "properties": {name: {"type": kind}}}
+
+    def tx_type(*allowed) -> dict:
+        return {"properties": {"tx_type": {"enum": list(allowed)}}}
+
+    rules = [
+        {"if": given("gas_price"), "then": {**tx_type(0, 1), "required": ["tx_type"]}},
+        {
+            "if": {"anyOf": [given("max_fee_per_gas"), given("max_priority_fee_per_gas")]},
+            "then": tx_type(*default_types, None),
+        },
+    ]
+    if signing:
+        non_empty = lambda name: {"required": [name], "properties": {name: {"type": "array", "minItems": 1}}}  # noqa: E731
+        rules += [
+            {"if": non_empty("access_list"), "then": tx_type(1, 2, 4, None)},
+            {"if": non_empty("authorization_list"), "then": {**tx_type(4), "required": ["tx_type"]}},
+            {"if": {**tx_type(4), "required": ["tx_type"]}, "then": non_empty("authorization_list")},
+        ]
+    return rules
+
+
+def fees_of_type(asked, lists: tuple) -> Any:
+    """``asked``, a transaction request, if its fields agree with its type (`fee_rules`); else
+    ValueError naming the fields."""
+    tx_type = 2 if asked.tx_type is None else asked.tx_type
+    if asked.gas_price is not None and tx_type not in (0, 1):
+        raise ValueError(f"gas_price: for tx_type 0 or 1 (give tx_type); this is tx_type {tx_type}")
+    if tx_type in (0, 1) and (asked.max_fee_per_gas is not None or asked.max_priority_fee_per_gas is not None):
+        fee = "max_fee_per_gas" if asked.max_fee_per_gas is not None else "max_priority_fee_per_gas"
+        raise ValueError(f"{fee}: for tx_type 2 and up; tx_type {tx_type} pays gas_price")
+    if lists:
+        access_list, authorization_list = lists
+        if tx_type == 0 and access_list:
+            raise ValueError("access_list: tx_type 0 has none; use tx_type 1, 2 or 4")
+        if (tx_type == 4) != bool(authorization_list):
+            raise ValueError("authorization_list: tx_type 4 (EIP-7702) needs one authorization, and only it takes one")
+    return asked
 
 
 class Strict(BaseModel):
@@ -99,7 +237,7 @@ class Strict(BaseModel):
 
 
 class TokenRequest(Strict):
-    agent_id: Identifier
+    agent_id: Identifier = Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN, "maxLength": 128})
     api_key: str = Field(max_length=256, description="the key `warden agents api-key` showed once")
 
 
@@ -110,43 +248,74 @@ class TokenResponse(BaseModel):
     expires_at: datetime
 
 
-class TransactionRequest(Strict):
-    """A transaction the agent asks for, as the Intents API takes it."""
+class _TransactionFields(Strict):
+    """The fields of a transaction request, but its type."""
 
-    chain: str = Field(max_length=32, description="a chain name of `GET /v1/chains`")
-    to: Address = Field(json_schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"}, description="EIP-55 or all one case")
+    chain: EvmChainName
+    to: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
     value: NativeAmount = Field(
-        description='native amount as a decimal string, e.g. "0.1" (ETH)',
-        json_schema_extra={"pattern": "^(0|[1-9][0-9]*)(\\.[0-9]{1,18})?$"},
+        description='native amount as a decimal string, e.g. "0.1" (ETH)', json_schema_extra={"pattern": AMOUNT_PATTERN}
     )
-    data: HexData = Field(default="0x", json_schema_extra={"pattern": "^0x([0-9a-fA-F]{2})*$"})
+    data: HexData = Field(default="0x", json_schema_extra={"pattern": HEX_PATTERN, "maxLength": MAX_DATA_CHARS})
     signing_key_path: str | None = Field(default=None, max_length=512)
     simulate_first: bool = Field(default=False, description="simulate first; a revert is answered 422, unsigned")
-    tx_type: Literal[0, 1, 2, 3, 4] | None = None
-    gas_limit: int | None = Field(default=None, ge=21000, le=30_000_000)
-    gas_price: Wei | None = None
-    max_fee_per_gas: Wei | None = None
-    max_priority_fee_per_gas: Wei | None = None
-    nonce: int | None = Field(default=None, ge=0, le=2**64 - 2)
+    gas_limit: GasLimit | None = None
+    gas_price: Wei | None = Field(
+        default=None, json_schema_extra={"pattern": WEI_PATTERN}, description="tx_type 0 and 1 only"
+    )
+    max_fee_per_gas: Wei | None = Field(
+        default=None, json_schema_extra={"pattern": WEI_PATTERN}, description="tx_type 2 and up"
+    )
+    max_priority_fee_per_gas: Wei | None = Field(
+        default=None,
+        json_schema_extra={"pattern": WEI_PATTERN},
+        description="tx_type 2 and up; at most max_fee_per_gas",
+    )
+    nonce: Nonce | None = None
 
 
-class TransactionSignRequest(TransactionRequest):
-    """The unified sign endpoint's transaction: any EIP-2718 type, signed and not broadcast."""
+class TransactionRequest(_TransactionFields):
+    """A transaction the agent asks for, as the Intents API takes it."""
+
+    tx_type: Annotated[Literal[0, 1, 2], _INTEGRAL] | None = Field(
+        default=None, description="EIP-2718 type (default 2); type 4 through POST /v1/agents/{agent_id}/sign"
+    )
+
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=fee_rules((2,))))
+
+    @model_validator(mode="after")
+    def _fees_of_its_type(self):
+        return fees_of_type(self, ())
+
+
+class TransactionSignRequest(_TransactionFields):
+    """The unified sign endpoint's transaction: types 0, 1, 2 and 4 (EIP-7702), signed and not broadcast."""
 
     intent_type: Literal["transaction"]
-    access_list: list[AccessListEntry] | None = None
-    authorization_list: list[AuthorizationRequest] | None = None
+    tx_type: Annotated[Literal[0, 1, 2, 4], _INTEGRAL] | None = Field(
+        default=None, description="EIP-2718 type (default 2)"
+    )
+    access_list: list[AccessListEntry] | None = Field(default=None, max_length=256, description="not for tx_type 0")
+    authorization_list: list[AuthorizationRequest] | None = Field(
+        default=None, max_length=1, description="tx_type 4 only, which needs exactly one"
+    )
+
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=fee_rules((2, 4), signing=True)))
+
+    @model_validator(mode="after")
+    def _fees_of_its_type(self):
+        return fees_of_type(self, (self.access_list, self.authorization_list))
 
 
 class PersonalSignRequest(Strict):
     intent_type: Literal["personal_sign"]
-    chain: str = Field(max_length=32)
+    chain: EvmChainName
     message: str = Field(max_length=16_384, description="the text to sign, as its UTF-8 bytes (EIP-191)")
 
 
 class TypedDataSignRequest(Strict):
     intent_type: Literal["typed_data"]
-    chain: str = Field(max_length=32)
+    chain: EvmChainName
     typed_data: dict[str, Any] = Field(description="the EIP-712 document: types, primaryType, domain, message")
 
 
@@ -154,11 +323,10 @@ class SolanaRequest(Strict):
     """A Solana transaction the agent asks Warden to sign ([docs/solana.md]): its wire bytes with
     the agent's signature slot empty."""
 
-    chain: str = Field(max_length=32, description='a Solana network: "solana", "solana-devnet" or "solana-local"')
-    transaction: str = Field(
+    chain: SolanaChainName
+    transaction: Base64 = Field(
         min_length=4,
         max_length=SOLANA_TRANSACTION_MAX_CHARS,
-        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
         description="the wire bytes, base64 (web3.js serialize({requireAllSignatures: false}))",
     )
 
@@ -175,11 +343,10 @@ class SolanaMessageSignRequest(Strict):
     agent's address among its signatories."""
 
     intent_type: Literal["solana_message"]
-    chain: str = Field(max_length=32, description='a Solana network: "solana", "solana-devnet" or "solana-local"')
-    message: str = Field(
+    chain: SolanaChainName
+    message: Base64 = Field(
         min_length=4,
         max_length=SOLANA_MESSAGE_MAX_CHARS,
-        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
         description="the off-chain message's bytes (signing domain, version, ..., content), base64",
     )
 
@@ -209,11 +376,11 @@ class SignatureResponse(SignatureResult):
 
 
 class SimulateRequest(Strict):
-    chain: str = Field(max_length=32)
-    to: Address = Field(json_schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"})
-    value: NativeAmount = Field(json_schema_extra={"pattern": "^(0|[1-9][0-9]*)(\\.[0-9]{1,18})?$"})
-    data: HexData = Field(default="0x", json_schema_extra={"pattern": "^0x([0-9a-fA-F]{2})*$"})
-    gas_limit: int | None = Field(default=None, ge=21000, le=30_000_000)
+    chain: EvmChainName
+    to: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
+    value: NativeAmount = Field(json_schema_extra={"pattern": AMOUNT_PATTERN})
+    data: HexData = Field(default="0x", json_schema_extra={"pattern": HEX_PATTERN, "maxLength": MAX_DATA_CHARS})
+    gas_limit: GasLimit | None = None
     signing_key_path: str | None = Field(default=None, max_length=512, description="the Intents API's field")
 
 
@@ -307,23 +474,68 @@ class FieldProblem(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error: ``detail`` says what was wrong and what to do; a refusal adds its ``code`` and
-    ``stage``, a bad body each ``fields`` entry."""
+    """Every error: ``code`` says what went wrong, for programs (a refusal's rule, or the API's own
+    reason), ``detail`` what was wrong and what to do, for people; a refusal adds its ``stage``, a
+    bad body each ``fields`` entry."""
 
-    error: str
+    error: str = Field(description="the kind of error, one word (invalid_request, refused, ...)")
     detail: str
-    code: Code | None = None
+    code: Code | None = Field(
+        default=None,
+        description="a refusal's rule, or why the API answered as it did: every error the server answers has one",
+    )
     stage: Stage | None = None
     id: str | None = Field(default=None, description="the refused transaction's id, to look it up")
-    status: str | None = Field(default=None, description="a refused transaction's status: refused or simulation_failed")
+    status: str | None = Field(
+        default=None,
+        description="a refused transaction's status: refused, simulation_failed, or failed (the node refused it)",
+    )
     fields: list[FieldProblem] = Field(default_factory=list)
 
 
-class Refused(WardenError):
-    """An answer other than success, as (HTTP status, error, detail, extras)."""
+# The code of each kind of error the API answers by itself; a refusal names its rule's code instead.
+ERROR_CODES = {
+    "invalid_request": Code.INVALID_REQUEST,
+    "invalid_json": Code.BODY_NOT_JSON,
+    "body_too_large": Code.BODY_TOO_LARGE,
+    "body_incomplete": Code.BODY_INCOMPLETE,
+    "body_timeout": Code.BODY_TIMEOUT,
+    "url_too_long": Code.URL_TOO_LONG,
+    "headers_too_large": Code.HEADERS_TOO_LARGE,
+    "malformed_http": Code.HTTP_MALFORMED,
+    "unauthorized": Code.CREDENTIALS_REFUSED,
+    "forbidden": Code.TOKEN_AGENT_MISMATCH,
+    "admins_only": Code.ADMINS_ONLY,
+    "not_provisioned": Code.AGENT_NOT_PROVISIONED,
+    "not_found": Code.PATH_NOT_FOUND,
+    "method_not_allowed": Code.METHOD_NOT_ALLOWED,
+    "in_progress": Code.REQUEST_IN_PROGRESS,
+    "rate_limited": Code.RATE_LIMITED,
+    "too_many_failed_attempts": Code.TOO_MANY_FAILED_ATTEMPTS,
+    "broadcast_refused": Code.BROADCAST_REFUSED,
+    "unavailable": Code.PIPELINE_UNAVAILABLE,
+    "internal_error": Code.API_INTERNAL_ERROR,
+}
 
-    def __init__(self, http_status: int, error: str, detail: str, headers: dict[str, str] | None = None, **extra: Any):
+
+class Refused(WardenError):
+    """An answer other than success, as (HTTP status, error, detail, extras); its ``code`` is the
+    error's own (`ERROR_CODES`) unless given."""
+
+    def __init__(
+        self,
+        http_status: int,
+        error: str,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+        **extra: Any,
+    ):
         super().__init__(detail)
+        if "code" not in extra:
+            extra["code"] = ERROR_CODES[error]
+        # Closing the connection after the answer: what is left of the request on it cannot be read.
+        self.close = close
         self.status, self.error, self.detail, self.headers, self.extra = (
             http_status,
             error,
@@ -337,17 +549,31 @@ class Refused(WardenError):
         return body.model_dump(mode="json", exclude_none=True)
 
     def response(self) -> web.Response:
-        return _json(self.status, self.document(), self.headers)
+        response = _json(self.status, self.document(), self.headers)
+        if self.close:
+            response.force_close()
+        return response
 
 
 def _json(status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json", headers=headers)
 
 
-def _invalid(exc: ValidationError, what: str) -> Refused:
-    lines = explain(exc)
+def _invalid(exc: ValidationError, what: str, status: int = 422) -> Refused:
+    """A body refused by pydantic: 400 when it is not what the OpenAPI document allows (the request
+    models are the document), 422 when it is but a rule the document cannot state refuses it (the
+    intent built from it: a priority fee over the maximum fee, bytes that do not parse)."""
+    lines = [_named(line) for line in explain(exc)]
     problems = [FieldProblem(field=line.partition(": ")[0], problem=line.partition(": ")[2]) for line in lines]
-    return Refused(400, "invalid_request", f"{what}: " + "; ".join(lines), fields=problems)
+    return Refused(status, "invalid_request", f"{what}: " + "; ".join(lines), fields=problems)
+
+
+def _named(line: str) -> str:
+    """``line`` of `explain`, a rule between fields (pydantic's "record") named by the field its
+    message starts with (`fees_of_type`)."""
+    where, _, problem = line.partition(": ")
+    named, _, rest = problem.partition(": ")
+    return f"{named}: {rest}" if where == "record" and rest and named.isidentifier() else line
 
 
 @dataclass
@@ -412,21 +638,54 @@ class Idempotency:
 
 @dataclass
 class RateLimit:
-    """Requests per agent: a bucket of ``burst`` that refills at ``per_s``."""
+    """Requests per key (an agent, a client address): a bucket of ``burst`` that refills at ``per_s``."""
 
     per_s: float
     burst: float
     buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Past this many keys, the buckets that refilled are forgotten (a full bucket is the default):
+    # keys a client names (agent ids, addresses) cannot grow the server's memory without bound.
+    max_keys: int = 100_000
 
-    def take(self, agent_id: str, now_s: float) -> float:
-        """0 if the request may go, else the seconds until it may."""
-        tokens, at = self.buckets.get(agent_id, (self.burst, now_s))
-        tokens = min(self.burst, tokens + (now_s - at) * self.per_s)
+    def _tokens(self, key: str, now_s: float) -> float:
+        tokens, at = self.buckets.get(key, (self.burst, now_s))
+        return min(self.burst, tokens + max(0.0, now_s - at) * self.per_s)
+
+    def wait(self, key: str, now_s: float) -> float:
+        """0 if ``key`` has a request left, else the seconds until it has; nothing is taken."""
+        tokens = self._tokens(key, now_s)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.per_s
+
+    def take(self, key: str, now_s: float) -> float:
+        """0 if the request may go (and it is counted), else the seconds until it may."""
+        tokens = self._tokens(key, now_s)
+        if len(self.buckets) >= self.max_keys and key not in self.buckets:
+            self.buckets = {k: v for k, v in self.buckets.items() if self._tokens(k, now_s) < self.burst}
         if tokens < 1:
-            self.buckets[agent_id] = (tokens, now_s)
+            self.buckets[key] = (tokens, now_s)
             return (1 - tokens) / self.per_s
-        self.buckets[agent_id] = (tokens - 1, now_s)
+        self.buckets[key] = (tokens - 1, now_s)
         return 0.0
+
+
+@dataclass
+class FailedAttempts:
+    """Failed `POST /v1/auth/agent-token` attempts, limited by the agent named and by the client's
+    address: past either, the endpoint answers 429 before it looks at the key, so guessing keys
+    costs time as well as luck. A request with the right key counts nothing, so an agent that
+    does not fail is never limited by its own use; one an attacker has named waits at most
+    ``Retry-After`` seconds."""
+
+    by_agent: RateLimit = field(default_factory=lambda: RateLimit(per_s=0.2, burst=10))
+    by_address: RateLimit = field(default_factory=lambda: RateLimit(per_s=0.5, burst=30))
+
+    def wait(self, agent_id: str, address: str, now_s: float) -> float:
+        """0 if an attempt for ``agent_id`` from ``address`` may be checked, else the seconds to wait."""
+        return max(self.by_agent.wait(agent_id, now_s), self.by_address.wait(address, now_s))
+
+    def failed(self, agent_id: str, address: str, now_s: float) -> None:
+        self.by_agent.take(agent_id, now_s)
+        self.by_address.take(address, now_s)
 
 
 @dataclass
@@ -434,8 +693,10 @@ class ApiService:
     settings: Settings
     now: Callable[[], datetime]
     timeout_s: float = 60.0
+    body_timeout_s: float = BODY_TIMEOUT_S
     rate: RateLimit = field(default_factory=lambda: RateLimit(per_s=20, burst=40))
     idempotency: Idempotency = field(default_factory=Idempotency)
+    token_attempts: FailedAttempts = field(default_factory=FailedAttempts)
     submit: Callable[..., Awaitable] = submit_and_wait
 
     # -- credentials -------------------------------------------------------------------------
@@ -461,22 +722,22 @@ class ApiService:
             )
         wait_s = self.rate.take(agent_id, time.monotonic())
         if wait_s > 0:
-            retry = str(max(1, round(wait_s + 0.5)))
-            raise Refused(
-                429,
-                "rate_limited",
-                f"agent {agent_id!r} sent more than {self.rate.per_s:g} requests/s; retry in {retry} s",
-                headers={"Retry-After": retry},
-            )
+            raise _limited("rate_limited", f"agent {agent_id!r} sent more than {self.rate.per_s:g} requests/s", wait_s)
         return agent_id
 
     async def agent_token(self, request: web.Request) -> web.Response:
-        body = _model(TokenRequest, await _body(request))
-        try:
-            record = api_keys.check_api_key(self.settings.home, body.agent_id, body.api_key, self.now())
-        except api_keys.CredentialRefused as exc:
-            raise Refused(401, "unauthorized", str(exc))
+        body = _model(TokenRequest, await _body(request, self.body_timeout_s))
         now = self.now()
+        address = request.remote or "unknown"
+        wait_s = self.token_attempts.wait(body.agent_id, address, now.timestamp())
+        if wait_s > 0:
+            why = f"too many failed attempts for agent {body.agent_id!r} or from this address"
+            raise _limited("too_many_failed_attempts", why, wait_s)
+        try:
+            record = api_keys.check_api_key(self.settings.home, body.agent_id, body.api_key, now)
+        except api_keys.CredentialRefused as exc:
+            self.token_attempts.failed(body.agent_id, address, now.timestamp())
+            raise Refused(401, "unauthorized", str(exc))
         token, expires_at = api_keys.issue_token(self.settings.home, record, body.agent_id, now)
         answer = TokenResponse(
             access_token=token, expires_in=int((expires_at - now).total_seconds()), expires_at=expires_at
@@ -493,14 +754,14 @@ class ApiService:
 
     async def _transaction(self, request: web.Request, broadcast: bool) -> web.Response:
         agent_id = self.caller(request)
-        doc = await _body(request)
+        doc = await _body(request, self.body_timeout_s)
         asked = _model(TransactionRequest, doc)
         return await self._idempotent(request, agent_id, doc, lambda key: self._answer(agent_id, asked, key, broadcast))
 
     async def sign(self, request: web.Request) -> web.Response:
         """The unified sign endpoint: personal_sign, typed_data, or a transaction of any type."""
         agent_id = self.caller(request)
-        doc = await _body(request)
+        doc = await _body(request, self.body_timeout_s)
         asked = _model(SignRequest, doc).root
         if isinstance(asked, TransactionSignRequest):
             work = lambda key: self._answer(agent_id, asked, key, broadcast=False)  # noqa: E731
@@ -513,7 +774,7 @@ class ApiService:
     async def submit_solana(self, request: web.Request) -> web.Response:
         """A Solana transaction signed and sent once the policy allows it; answered once sent."""
         agent_id = self.caller(request)
-        doc = await _body(request)
+        doc = await _body(request, self.body_timeout_s)
         asked = _model(SolanaRequest, doc)
         return await self._idempotent(request, agent_id, doc, lambda key: self._solana(agent_id, asked, key, True))
 
@@ -522,7 +783,7 @@ class ApiService:
         try:
             raw = solana.decode(asked.transaction)
         except ValueError as exc:
-            raise Refused(400, "invalid_request", str(exc)) from None
+            raise Refused(422, "invalid_request", str(exc)) from None
         try:
             intent = new_solana_intent(
                 agent_key,
@@ -544,8 +805,12 @@ class ApiService:
     async def _idempotent(self, request: web.Request, agent_id: str, doc: Any, work) -> web.Response:
         """``work(key)``'s answer, under the request's Idempotency-Key when it has one."""
         key = request.headers.get("Idempotency-Key")
-        if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
-            raise Refused(400, "invalid_request", "Idempotency-Key: 1-255 printable characters (a UUID, say)")
+        if key is not None and not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
+            raise Refused(
+                400,
+                "invalid_request",
+                "Idempotency-Key: 1-255 printable ASCII characters, not starting or ending with a space (a UUID, say)",
+            )
         if key is None:
             return _json(*await work(None))
         fingerprint = hashlib.sha256(
@@ -597,7 +862,7 @@ class ApiService:
         except ValidationError as exc:
             raise _invalid(exc, f"the request is not a valid {asked.intent_type} request") from None
         except ValueError as exc:  # a message that is not base64 (sdk.solana.decode)
-            raise Refused(400, "invalid_request", str(exc)) from None
+            raise Refused(422, "invalid_request", str(exc)) from None
         outcome, forged = await self.submit(self.settings, intent, self.timeout_s, False)
         found = signature_of(intent.intent_id, agent_id, asked.intent_type, asked.chain, outcome, forged)
         doc = {"id": intent.intent_id, **found.model_dump(mode="json", by_alias=True, exclude_none=True)}
@@ -611,16 +876,16 @@ class ApiService:
 
     async def simulate(self, request: web.Request) -> web.Response:
         agent_id = self.caller(request)
-        asked = _model(SimulateRequest, await _body(request))
+        asked = _model(SimulateRequest, await _body(request, self.body_timeout_s))
         return _json(200, await self._simulate(agent_id, asked.chain, [asked]))
 
     async def simulate_bundle(self, request: web.Request) -> web.Response:
         agent_id = self.caller(request)
-        asked = _model(BundleRequest, await _body(request))
+        asked = _model(BundleRequest, await _body(request, self.body_timeout_s))
         chains = {step.chain for step in asked.transactions}
         if len(chains) != 1:
             raise Refused(
-                400,
+                422,
                 "invalid_request",
                 f"transactions: a bundle runs on one chain; these name {sorted(chains)}",
                 fields=[FieldProblem(field="transactions", problem="every transaction must name the same chain")],
@@ -677,19 +942,10 @@ class ApiService:
     # -- signing keys ------------------------------------------------------------------------
 
     async def signing_keys(self, request: web.Request) -> web.Response:
-        """The chain addresses the agent's transactions are signed from (never a key)."""
+        """The addresses of the agent's keys in the key store the signer reads (never a key)."""
         agent_id = self.caller(request)
-        policy = await policy_in_force(self.settings, agent_id)
-        keys = []
-        if policy is not None and policy.sender_address is not None:
-            keys.append(
-                SigningKey(
-                    address=policy.sender_address,
-                    chains=list(policy.tx_allowed_chains),
-                    source="the policy's sender_address",
-                )
-            )
-        return _json(200, SigningKeys(agent_id=agent_id, keys=keys).model_dump(mode="json"))
+        found = await agent_signing_keys(self.settings, agent_id)
+        return _json(200, found.model_dump(mode="json", exclude_none=True))
 
     async def admins_only(self, request: web.Request) -> web.Response:
         """Provision, rotate, deactivate: an admin's acts, under the admins' quorum. An agent's
@@ -707,7 +963,7 @@ class ApiService:
         )
 
     async def _answer(
-        self, agent_id: str, asked: TransactionRequest, key: str | None, broadcast: bool
+        self, agent_id: str, asked: TransactionRequest | TransactionSignRequest, key: str | None, broadcast: bool
     ) -> tuple[int, dict]:
         agent_key = self._agent_key(agent_id)
         fields = asked.model_dump(exclude_none=True, exclude={"chain", "to", "value"})
@@ -731,6 +987,15 @@ class ApiService:
         if isinstance(outcome, IntentRejected):
             reverted = outcome.code in SIMULATION_FAILED_CODES
             raise _refusal(found, 422 if reverted else 403, "simulation_failed" if reverted else "refused")
+        if isinstance(outcome, SignedTransaction) and refused_by_node(outcome):
+            raise Refused(
+                422,
+                "broadcast_refused",
+                f"{outcome.error or 'the node refused the transaction'}; nothing was sent, its nonce is free again: "
+                "fix what the node names (the sender's balance, the fee) and send a new request",
+                id=intent.intent_id,
+                status=outcome.status,
+            )
         status = 201 if isinstance(outcome, SignedTransaction) else 202
         return status, _view(found)
 
@@ -771,6 +1036,7 @@ class ApiService:
             "not_found",
             f"agent {agent_id!r} has no transaction with id or hash {tx_id!r}; GET /v1/agents/{agent_id}/transactions "
             "lists them (an intent waiting for an admin is not listed yet)",
+            code=Code.TRANSACTION_NOT_FOUND,
         )
 
     async def chains(self, request: web.Request) -> web.Response:
@@ -784,6 +1050,19 @@ class ApiService:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.Response(status=200, text=openapi_text(), content_type="application/json")
+
+
+def _limited(error: str, why: str, wait_s: float) -> Refused:
+    """A 429 for a wait of ``wait_s``: Retry-After in whole seconds, at least 1, never short."""
+    retry = str(max(1, math.ceil(wait_s)))
+    return Refused(429, error, f"{why}; retry in {retry} s", headers={"Retry-After": retry})
+
+
+def refused_by_node(outcome: SignedTransaction) -> bool:
+    """Whether the chain's node refused ``outcome`` when it was sent: failed in no block. A
+    transaction that ran and failed is in a block (its fee was paid): that is an outcome, not an
+    error of the request."""
+    return outcome.status == "failed" and outcome.block_number is None
 
 
 def _refusal(found: Transaction, status: int, error: str) -> Refused:
@@ -837,13 +1116,27 @@ def _flag(request: web.Request, name: str) -> bool:
     return given == "true"
 
 
-async def _body(request: web.Request) -> Any:
+async def _body(request: web.Request, timeout_s: float) -> Any:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise Refused(413, "body_too_large", f"the body is {request.content_length} bytes; at most {MAX_BODY_BYTES}")
     try:
-        raw = await request.read()
+        raw = await asyncio.wait_for(request.read(), timeout_s)
     except web.HTTPRequestEntityTooLarge:
         raise Refused(413, "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes") from None
+    except TimeoutError:
+        _log.info(
+            "%s %s from %s: the body did not arrive in %g s", request.method, request.path, request.remote, timeout_s
+        )
+        raise Refused(
+            408, "body_timeout", f"the body did not arrive within {timeout_s:g} s; send it whole", close=True
+        ) from None
+    except (ConnectionError, http_exceptions.HttpProcessingError) as exc:
+        # The client went away, or closed its side, before the whole body came: its mistake, not
+        # the pipeline's (whatever is answered, no one may be left to read it).
+        _log.info("%s %s from %s: the body was cut short (%s)", request.method, request.path, request.remote, exc)
+        raise Refused(
+            400, "body_incomplete", "the body ended before the length its headers gave; send it whole", close=True
+        ) from None
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -856,7 +1149,7 @@ def _model(model: type[BaseModel], doc: Any):
     try:
         return model.model_validate(doc, context=REGISTRY.context)
     except ValidationError as exc:
-        raise _invalid(exc, "the request body is not valid") from None
+        raise _invalid(exc, "the request body is not valid", 400) from None
 
 
 @web.middleware
@@ -880,9 +1173,7 @@ async def _errors(request: web.Request, handler):
     except web.HTTPException as exc:  # aiohttp's own: an unknown path or method
         if exc.status < 400:
             raise
-        return Refused(
-            exc.status, exc.reason.lower().replace(" ", "_"), f"{request.method} {request.path}: {exc.reason}"
-        ).response()
+        return _routing_refusal(request, exc).response()
     except (OSError, TimeoutError) as exc:
         _log.warning("%s %s: the pipeline did not answer: %s", request.method, request.path, exc)
         return Refused(
@@ -891,6 +1182,24 @@ async def _errors(request: web.Request, handler):
     except Exception:  # a bug of ours: logged whole, answered without a traceback
         _log.exception("%s %s failed", request.method, request.path)
         return Refused(500, "internal_error", "the API failed on this request; its log says why").response()
+
+
+def _routing_refusal(request: web.Request, exc: web.HTTPException) -> Refused:
+    """aiohttp's answer for a path or method no route has, as the API's JSON error (405 keeps its
+    ``Allow``)."""
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return Refused(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not a method of {request.path}; it takes {allowed.replace(',', ', ')}",
+            headers={"Allow": allowed},
+        )
+    if exc.status == 404:
+        return Refused(
+            404, "not_found", f"{request.method} {request.path}: no such path; /v1/openapi.json lists the API's paths"
+        )
+    return Refused(exc.status, "malformed_http", f"{request.method} {request.path}: {exc.reason}")
 
 
 def _refused(outcome: IntentRejected) -> Refused:
@@ -907,7 +1216,11 @@ def _refused(outcome: IntentRejected) -> Refused:
 
 
 def build_app(service: ApiService) -> web.Application:
-    app = web.Application(middlewares=[_measured, _errors], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[_measured, _errors],
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={"max_line_size": MAX_URL_BYTES, "max_field_size": MAX_HEADER_BYTES},
+    )
     agent = "/v1/agents/{agent_id}"
     app.add_routes(
         [
@@ -931,6 +1244,62 @@ def build_app(service: ApiService) -> web.Application:
     return app
 
 
+class _Connection(web.RequestHandler):
+    """aiohttp's handler of one connection, whose own answers (what its HTTP parser refuses: a URL
+    or a header over the limit, a body framed two ways, bytes that are not HTTP) are the API's JSON
+    errors with their code, like every other answer, instead of aiohttp's text."""
+
+    def handle_error(self, request, status: int = 500, exc: BaseException | None = None, message: str | None = None):
+        if request.writer.output_size > 0:  # as aiohttp's: an answer begun cannot become an error
+            raise ConnectionError("the response has begun; no error can follow it")
+        refused = _protocol_refusal(status, exc, message)
+        if refused.status >= 500:
+            _log.error("a request from %s failed in aiohttp", request.remote, exc_info=exc)
+        else:  # the client's mistake, not the API's: no traceback
+            _log.info("refused a request from %s (%d): %s", request.remote, refused.status, refused.detail)
+        metrics.API_REQUESTS.labels("unparsed", str(refused.status)).inc()
+        response = refused.response()
+        response.force_close()
+        return response
+
+
+def _protocol_refusal(status: int, exc: BaseException | None, message: str | None) -> Refused:
+    """What aiohttp's parser refused (``exc``, ``status`` and ``message`` as it gives them), as the
+    API's error."""
+    if isinstance(exc, http_exceptions.LineTooLong):
+        if exc.args[1] == MAX_URL_BYTES:
+            return Refused(414, "url_too_long", f"the request line (method and URL) is over {MAX_URL_BYTES} bytes")
+        return Refused(431, "headers_too_large", f"a header is over {MAX_HEADER_BYTES} bytes")
+    if status >= 500:
+        return Refused(500, "internal_error", "the API failed on this request; its log says why")
+    why = message or (exc.message if isinstance(exc, http_exceptions.HttpProcessingError) else None) or "bad request"
+    return Refused(
+        status if 400 <= status < 500 else 400,
+        "malformed_http",
+        f"the request is not HTTP/1.1 this server reads ({why.splitlines()[0][:200]}); send one request line, "
+        "headers, and a body framed by Content-Length or chunked, not both",
+    )
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(self, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """`web.AppRunner` whose connections are `_Connection`s: the API's errors, the parser's too."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return _Server(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )
+
+
 async def serve(service: ApiService, listen: str) -> None:
     """Serve the API at ``listen`` (host:port) until cancelled, submitting through one
     `OutcomeHub`; the ready file says it listens."""
@@ -938,7 +1307,7 @@ async def serve(service: ApiService, listen: str) -> None:
     metrics.serve(service.settings, "api")
     hub = OutcomeHub(service.settings)
     service.submit = hub.submit_and_wait
-    runner = web.AppRunner(build_app(service), access_log=None)
+    runner = ApiRunner(build_app(service), access_log=None)
     try:
         await hub.start()
         await runner.setup()
@@ -1018,22 +1387,58 @@ def main(argv: list[str] | None = None) -> int:
     return run(parser.parse_args(argv))
 
 
-ERRORS = {
-    400: "malformed input: the field, what was wrong, what is allowed",
-    401: "no token, or a token not valid (expired, revoked, forged)",
-    403: "a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act",
-    404: "no such transaction or path",
-    413: "a body over the size limit",
-    429: "too many requests for this agent (Retry-After)",
-    503: "the pipeline did not answer (Retry-After)",
+# Every error answer of the document, once (its components' responses), by name: (status, why).
+ERROR_RESPONSES = {
+    "BadRequest": (
+        400,
+        "malformed input (the field, what was wrong, what is allowed), a body cut short, or bytes that are not HTTP",
+    ),
+    "Unauthorized": (401, "no token, or a token not valid (expired, revoked, forged)"),
+    "Forbidden": (403, "a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act"),
+    "NotFound": (404, "no such transaction or path"),
+    "BodyTimeout": (408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s"),
+    "BodyTooLarge": (413, "a body over the size limit"),
+    "UrlTooLong": (414, f"a request line (the URL) over {MAX_URL_BYTES} bytes"),
+    "RateLimited": (429, "too many requests for this agent (Retry-After)"),
+    "TooManyFailedAttempts": (429, "too many failed attempts for the agent or from the address (Retry-After)"),
+    "HeadersTooLarge": (431, f"a header over {MAX_HEADER_BYTES} bytes"),
+    "Unprocessable": (422, "what this document allows, refused by a rule it cannot state (INVALID_REQUEST)"),
+    "Unavailable": (503, "the pipeline did not answer (Retry-After)"),
 }
+# What every agent's operation may answer besides its own answers.
+ERRORS = tuple(name for name in ERROR_RESPONSES if name not in ("TooManyFailedAttempts", "Unprocessable"))
+# A simulation's: a body the simulation's own rules refuse too (a bundle over two chains).
+SIMULATION_ERRORS = (*ERRORS, "Unprocessable")
+# The token exchange's: no token to check, and failed attempts limited.
+TOKEN_ERRORS = (
+    "BadRequest",
+    "Unauthorized",
+    "BodyTimeout",
+    "BodyTooLarge",
+    "UrlTooLong",
+    "TooManyFailedAttempts",
+    "HeadersTooLarge",
+)
 SIGNED = {
     200: (None, "the cached answer to a completed request with this Idempotency-Key"),
     202: (None, "waiting for an admin's approval, or no outcome yet: look it up by id"),
     409: (ErrorResponse, "a request with this Idempotency-Key is in progress (Retry-After)"),
-    422: (ErrorResponse, "the simulation reverted (simulate_first), or the Idempotency-Key came with another body"),
+    422: (
+        ErrorResponse,
+        "the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the "
+        "Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST)",
+    ),
 }
 REQUESTS = (TokenRequest, TransactionRequest, SignRequest, SolanaRequest, SimulateRequest, BundleRequest)
+# The intent's own records a request carries (`schemas.intent`), whose fields validate more than
+# their JSON Schema says: the document says it, as the request models do for theirs.
+RECORD_PATTERNS: dict[str, dict[str, dict[str, Any]]] = {
+    "AccessListEntry": {
+        "address": {"pattern": ADDRESS_PATTERN, "description": ADDRESS_DESCRIPTION},
+        "storage_keys": {"items": {"type": "string", "pattern": BYTES32_PATTERN}},
+    },
+    "AuthorizationRequest": {"address": {"pattern": ADDRESS_PATTERN, "description": ADDRESS_DESCRIPTION}},
+}
 ANSWERS = (
     TokenResponse,
     TransactionResponse,
@@ -1054,11 +1459,19 @@ def openapi_document() -> dict:
         [(m, "validation") for m in REQUESTS] + [(m, "serialization") for m in ANSWERS],
         ref_template="#/components/schemas/{model}",
     )
+    schemas = defs.get("$defs", {})
+    for name, fields in RECORD_PATTERNS.items():
+        for field_name, extra in fields.items():
+            schemas[name]["properties"][field_name].update(extra)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Warden Intents API", "version": "1.0.0"},
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
+            "responses": {
+                name: {"description": why, "content": {"application/json": {"schema": _ref(ErrorResponse)}}}
+                for name, (_, why) in ERROR_RESPONSES.items()
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
         "paths": {**_public_paths(), **_transaction_paths(), **_signing_paths(), **_signing_key_paths()},
@@ -1073,9 +1486,9 @@ def _ref(model) -> dict:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _path_param(name: str) -> dict:
-    """A parameter taken from the path, as ``{name}`` in it."""
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _path_param(name: str, **schema) -> dict:
+    """A parameter taken from the path, as ``{name}`` in it; ``schema`` adds to its string's schema."""
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", **schema}}
 
 
 def _include_param() -> dict:
@@ -1089,28 +1502,23 @@ def _idempotency_param() -> dict:
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
-        "schema": {"type": "string", "maxLength": 255},
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN, "maxLength": 255},
     }
 
 
-def _operation(summary, answers: dict, request=None, params=(), agent=True, errors=tuple(ERRORS)) -> dict:
-    """One operation: its answers (status: (model, why)) and ``errors`` (statuses of ERRORS,
-    answered with ErrorResponse), its request body's model, its parameters; an agent's operation
-    takes the agent's bearer token and ``agent_id`` from the path."""
+def _operation(summary, answers: dict, request=None, params=(), agent=True, errors=ERRORS) -> dict:
+    """One operation: its answers (status: (model, why)) and ``errors`` (names of ERROR_RESPONSES),
+    its request body's model, its parameters; an agent's operation takes the agent's bearer token
+    and ``agent_id`` from the path."""
     responses = {
         str(status): {"description": why, "content": {"application/json": {"schema": _ref(model)}}}
         for status, (model, why) in answers.items()
     }
-    responses.update(
-        {
-            str(s): {"description": ERRORS[s], "content": {"application/json": {"schema": _ref(ErrorResponse)}}}
-            for s in errors
-        }
-    )
+    responses.update({str(ERROR_RESPONSES[name][0]): {"$ref": f"#/components/responses/{name}"} for name in errors})
     doc: dict = {"summary": summary, "responses": responses}
     if agent:
         doc["security"] = [{"bearer": []}]
-        doc["parameters"] = [_path_param("agent_id"), *params]
+        doc["parameters"] = [_path_param("agent_id", pattern=IDENTIFIER_PATTERN, maxLength=128), *params]
     elif params:
         doc["parameters"] = list(params)
     if request is not None:
@@ -1155,7 +1563,7 @@ def _public_paths() -> dict:
                 {200: (TokenResponse, "the token")},
                 TokenRequest,
                 agent=False,
-                errors=(400, 401, 413),
+                errors=TOKEN_ERRORS,
             )
         },
     }
@@ -1184,6 +1592,7 @@ def _transaction_paths() -> dict:
                 "simulate a transaction: nothing reserved or signed",
                 {200: (SimulationResponse, "the simulation")},
                 SimulateRequest,
+                errors=SIMULATION_ERRORS,
             )
         },
         f"{_AGENT}/transactions/simulate-bundle": {
@@ -1191,6 +1600,7 @@ def _transaction_paths() -> dict:
                 "simulate transactions in order in one block",
                 {200: (SimulationResponse, "the simulation")},
                 BundleRequest,
+                errors=SIMULATION_ERRORS,
             )
         },
         f"{_AGENT}/transactions/{{tx_id}}": {

@@ -211,8 +211,13 @@ class PolicyView(BaseModel):
 
 class SigningKey(BaseModel):
     address: str
-    chains: list[str] = Field(description="the chains the policy allows it on; empty: any")
+    chains: list[str] = Field(description="the chains it signs on; empty: any")
     source: str = Field(description="where the address was read")
+    key_chain: str | None = Field(default=None, description="the key's chain family: ethereum, solana, ...")
+    version: int | None = Field(default=None, description="the key's version in the key store (rotation adds one)")
+    in_use: bool | None = Field(
+        default=None, description="the version the signer signs with now: the newest active one of its key chain"
+    )
 
 
 class SigningKeys(BaseModel):

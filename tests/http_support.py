@@ -1,6 +1,19 @@
 """What the HTTP API's tests share: request bodies the Intents API must refuse, each with the
 field its 400 must name (the unit tests over aiohttp's test server and the stack test over
-`warden api` send the same ones)."""
+`warden api` send the same ones), and the clock the unit tests hand the service."""
+
+from datetime import datetime
+
+
+class Clock:
+    """A clock that says ``at`` until a test moves it."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
 
 RECIPIENT = "0x" + "ab" * 20
 
@@ -21,4 +34,11 @@ BAD_BODIES = {
         "simulate_first",
     ),
     "missing to": ({"chain": "anvil", "value": "1"}, "to"),
+    "a Solana network": ({"chain": "solana-local", "to": RECIPIENT, "value": "1"}, "chain"),
+    "gas_price for type 2": (
+        {"chain": "anvil", "to": RECIPIENT, "value": "1", "gas_price": "1", "tx_type": 2},
+        "gas_price",
+    ),
+    "tx_type 3": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "tx_type": 3}, "tx_type"),
+    "gas_limit a fraction": ({"chain": "anvil", "to": RECIPIENT, "value": "1", "gas_limit": 21000.5}, "gas_limit"),
 }

@@ -12,10 +12,12 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -105,11 +107,18 @@ def agent(stack, paused):
 
 
 @pytest.fixture(scope="module")
-def api(stack, agent, tmp_path_factory):
+def served(stack, agent, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """`warden api` on the stack: its URL, and the file its log goes to."""
     port = free_port()
     argv = ["api", "--listen", f"127.0.0.1:{port}", "--timeout", "120"]
-    with serving(stack.settings, argv, port, tmp_path_factory.mktemp("api") / "api.log", "warden api"):
-        yield f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with serving(stack.settings, argv, port, log, "warden api"):
+        yield f"http://127.0.0.1:{port}", log
+
+
+@pytest.fixture(scope="module")
+def api(served) -> str:
+    return served[0]
 
 
 def _receipt(rpc_url: str, tx_hash: str, timeout_s: float = 120.0) -> dict:
@@ -135,9 +144,15 @@ def _run(scenario):
 
 
 async def _token(http, api: str, agent: str, key: str) -> str:
-    async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": agent, "api_key": key}) as answer:
-        assert answer.status == 200, await answer.text()
-        return (await answer.json())["access_token"]
+    """A token for ``agent``'s API key, as a client that honours Retry-After gets it: schemathesis's
+    failed attempts come from this address too, and may have used up its failures for a moment."""
+    for _ in range(3):
+        async with http.post(f"{api}/v1/auth/agent-token", json={"agent_id": agent, "api_key": key}) as answer:
+            if answer.status != 429:
+                assert answer.status == 200, await answer.text()
+                return (await answer.json())["access_token"]
+            await asyncio.sleep(int(answer.headers["Retry-After"]))
+    raise AssertionError(f"no token for {agent} after three waits of Retry-After")
 
 
 def test_the_seeds_requests_submit_sign_and_look_up_within_the_policy(stack, agent, api):
@@ -262,9 +277,19 @@ def test_schemathesis_finds_no_server_error_and_every_answer_matches_the_documen
     name, _ = agent
     issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
     token = _run(lambda http: _token(http, api, name, issued["api_key"]))
-    checks = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+    checks = (
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+        "positive_data_acceptance"
+    )
     # The path's agent is the token's (a random one is 403 before anything else is looked at).
-    (tmp_path / "schemathesis.toml").write_text(f'[parameters]\n"path.agent_id" = "{name}"\n')
+    # What the document allows, the server takes: no 400 (nor 408, 413, 414, 431) for a request it
+    # allows. Refusals of what the document cannot state are the agent's policy (403), a transaction
+    # or key it does not have (404, 401), the intent's own rules (422: a priority fee over the maximum
+    # fee, bytes that do not parse), the idempotency answers (409, 422) and the rate limits (429).
+    (tmp_path / "schemathesis.toml").write_text(
+        f'[parameters]\n"path.agent_id" = "{name}"\n\n[checks.positive_data_acceptance]\n'
+        'expected-statuses = ["200", "201", "202", "401", "403", "404", "409", "422", "429"]\n'
+    )
     done = subprocess.run(
         [
             str(Path(sys.executable).parent / "schemathesis"),
@@ -424,6 +449,85 @@ def test_simulate_sign_and_signing_keys_answer_as_the_seeds_print_them(stack, ag
     for case in ("provision", "rotate", "deactivate"):
         status, refused = seen[case]
         assert status == 403 and refused["error"] == "admins_only" and "warden keys" in refused["detail"], refused
+
+
+def test_signing_keys_are_the_key_stores_and_a_broadcast_the_node_refused_is_422(stack, api):
+    """In the order the README gives (the agent's policy, then its key): the key store's address
+    from its provision, and after a rotation the new one in use, the old still listed; the agent
+    has no funds on Anvil, so the node refuses its transfer, which is an error, not a 201."""
+    name = f"agent-http-keys-{os.urandom(3).hex()}"
+    _cli(
+        stack.settings,
+        "agents",
+        "create",
+        "--agent",
+        name,
+        "--chains",
+        "anvil",
+        "--allowlist",
+        DEST,
+        "--max-value",
+        "1",
+    )
+    first = _cli(stack.settings, "keys", "provision", "--agent", name, "--chain", "ethereum")["address"]
+    issued = _cli(stack.settings, "agents", "api-key", "--agent", name)
+
+    async def keys(http, auth) -> list[tuple[str, bool]]:
+        async with http.get(f"{api}/v1/agents/{name}/signing-keys", headers=auth) as r:
+            assert r.status == 200, await r.text()
+            return [(k["address"], k["in_use"]) for k in (await r.json())["keys"] if k["key_chain"] == "ethereum"]
+
+    async def scenario(http):
+        auth = {"Authorization": f"Bearer {await _token(http, api, name, issued['api_key'])}"}
+        seen = {"provisioned": await keys(http, auth)}
+        # Gas and fees given: the transfer is judged and signed as asked, and only the node can refuse it.
+        transfer = {"chain": "anvil", "to": DEST, "value": "0.01", "gas_limit": 21000}
+        transfer |= {"max_fee_per_gas": str(10 * 10**9), "max_priority_fee_per_gas": str(10**9)}
+        async with http.post(f"{api}/v1/agents/{name}/transactions", json=transfer, headers=auth) as r:
+            seen["unfunded"] = (r.status, await r.json())
+        seen["rotated to"] = _cli(stack.settings, "keys", "rotate", "--agent", name, "--chain", "ethereum")["address"]
+        seen["rotated"] = await keys(http, auth)
+        return seen
+
+    seen = _run(scenario)
+    assert seen["provisioned"] == [(first, True)]
+    status, refused = seen["unfunded"]
+    assert (status, refused["code"], refused["status"]) == (422, Code.BROADCAST_REFUSED, "failed"), refused
+    assert "insufficient funds" in refused["detail"].lower() and refused["id"], refused
+    assert seen["rotated"] == [(seen["rotated to"], True), (first, False)]
+
+
+def _raw(url: str, data: bytes, close_write: bool = False) -> bytes:
+    """What the server at ``url`` answers ``data``, sent as it is over a socket, read until it closes."""
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(data)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_the_live_servers_parser_errors_are_json_and_a_cut_body_is_no_pipeline_failure(served):
+    """`warden api` itself (not only the app the unit tests serve) answers what aiohttp's parser
+    refuses as the API's JSON errors, and a client that drops its body is not logged as a
+    pipeline that did not answer."""
+    url, log = served
+    header = b"GET /v1/chains HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n"
+    framing = (
+        b"POST /v1/auth/agent-token HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    answers = {}
+    for case, data in {"header": header, "framing": framing}.items():
+        head, _, body = _raw(url, data).partition(b"\r\n\r\n")
+        answers[case] = (int(head.split()[1]), b"application/json" in head, json.loads(body)["code"])
+    cut = b'POST /v1/auth/agent-token HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"agent_id": '
+    assert _raw(url, cut, close_write=True) == b""  # nothing can answer a client that left
+    assert answers == {"header": (431, True, Code.HEADERS_TOO_LARGE), "framing": (400, True, Code.HTTP_MALFORMED)}
+    time.sleep(1)  # the server has logged what it logs of the cut body by now
+    assert "did not answer" not in log.read_text()
 
 
 TYPESCRIPT = REPO / "sdk" / "typescript"

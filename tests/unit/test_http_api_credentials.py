@@ -17,17 +17,9 @@ from schemas.codes import Code
 from sdk import api_keys
 from sdk.client import load_or_create_agent_key
 from sdk.http_api import MAX_BODY_BYTES, ApiService, RateLimit, build_app
-from tests.http_support import BAD_BODIES, RECIPIENT
+from tests.http_support import BAD_BODIES, RECIPIENT, Clock
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 def run(settings: Settings, clock: Clock, scenario, rate: RateLimit | None = None):

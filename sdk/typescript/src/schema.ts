@@ -108,33 +108,13 @@ export interface paths {
                         "application/json": components["schemas"]["TokenResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                429: components["responses"]["TooManyFailedAttempts"];
+                431: components["responses"]["HeadersTooLarge"];
             };
         };
         delete?: never;
@@ -173,69 +153,16 @@ export interface paths {
                         "application/json": components["schemas"]["TransactionListResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         put?: never;
@@ -284,42 +211,11 @@ export interface paths {
                         "application/json": components["schemas"]["TransactionResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
                 /** @description a request with this Idempotency-Key is in progress (Retry-After) */
                 409: {
                     headers: {
@@ -329,16 +225,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the simulation reverted (simulate_first), or the Idempotency-Key came with another body */
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -347,24 +236,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -427,42 +301,11 @@ export interface paths {
                         "application/json": components["schemas"]["TransactionResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
                 /** @description a request with this Idempotency-Key is in progress (Retry-After) */
                 409: {
                     headers: {
@@ -472,16 +315,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the simulation reverted (simulate_first), or the Idempotency-Key came with another body */
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -490,24 +326,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -550,69 +371,17 @@ export interface paths {
                         "application/json": components["schemas"]["SimulationResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                422: components["responses"]["Unprocessable"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -655,69 +424,17 @@ export interface paths {
                         "application/json": components["schemas"]["SimulationResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                422: components["responses"]["Unprocessable"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -757,69 +474,16 @@ export interface paths {
                         "application/json": components["schemas"]["TransactionResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         put?: never;
@@ -884,42 +548,11 @@ export interface paths {
                         "application/json": components["schemas"]["SignResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
                 /** @description a request with this Idempotency-Key is in progress (Retry-After) */
                 409: {
                     headers: {
@@ -929,16 +562,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the simulation reverted (simulate_first), or the Idempotency-Key came with another body */
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -947,24 +573,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -1027,42 +638,11 @@ export interface paths {
                         "application/json": components["schemas"]["SolanaTransactionResponse"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
                 /** @description a request with this Idempotency-Key is in progress (Retry-After) */
                 409: {
                     headers: {
@@ -1072,16 +652,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the simulation reverted (simulate_first), or the Idempotency-Key came with another body */
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                /** @description the simulation reverted (simulate_first), the node refused the broadcast (BROADCAST_REFUSED), the Idempotency-Key came with another body, or a rule this document cannot state refused it (INVALID_REQUEST) */
                 422: {
                     headers: {
                         [name: string]: unknown;
@@ -1090,24 +663,9 @@ export interface paths {
                         "application/json": components["schemas"]["ErrorResponse"];
                     };
                 };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -1144,69 +702,16 @@ export interface paths {
                         "application/json": components["schemas"]["SigningKeys"];
                     };
                 };
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         put?: never;
@@ -1222,69 +727,16 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -1315,69 +767,16 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         delete?: never;
@@ -1409,69 +808,16 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
-                /** @description malformed input: the field, what was wrong, what is allowed */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no token, or a token not valid (expired, revoked, forged) */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description no such transaction or path */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description a body over the size limit */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description too many requests for this agent (Retry-After) */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
-                /** @description the pipeline did not answer (Retry-After) */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": components["schemas"]["ErrorResponse"];
-                    };
-                };
+                400: components["responses"]["BadRequest"];
+                401: components["responses"]["Unauthorized"];
+                403: components["responses"]["Forbidden"];
+                404: components["responses"]["NotFound"];
+                408: components["responses"]["BodyTimeout"];
+                413: components["responses"]["BodyTooLarge"];
+                414: components["responses"]["UrlTooLong"];
+                429: components["responses"]["RateLimited"];
+                431: components["responses"]["HeadersTooLarge"];
+                503: components["responses"]["Unavailable"];
             };
         };
         options?: never;
@@ -1491,7 +837,10 @@ export interface components {
              * @constant
              */
             schema_version: 1;
-            /** Address */
+            /**
+             * Address
+             * @description all one case, or mixed case with a valid EIP-55 checksum
+             */
             address: string;
             /**
              * Storage Keys
@@ -1517,7 +866,10 @@ export interface components {
              * @description 0 means every chain (refused unless the policy allows it)
              */
             chain_id: number;
-            /** Address */
+            /**
+             * Address
+             * @description all one case, or mixed case with a valid EIP-55 checksum
+             */
             address: string;
             /**
              * Nonce
@@ -1581,18 +933,25 @@ export interface components {
          * Code
          * @enum {string}
          */
-        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_MINT_EXTENSION_NOT_ACCEPTED" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_SIGNATURE_INVALID" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "NOT_RECORDED";
+        Code: "CHAIN_ALLOWED" | "CHAIN_NOT_ALLOWED" | "DAILY_LIMIT_EXCEEDED" | "EIP712_CHAIN_MISMATCH" | "EIP712_DEFAULT_ALLOW" | "EIP712_DOMAIN_ALLOWED" | "EIP712_NO_VALUE_TYPE" | "EIP712_SPEND_AUTHORIZATION_REFUSED" | "EIP712_TYPE_NOT_NAMED" | "EIP712_TYPE_NOT_UNDERSTOOD" | "EIP7702_ANY_CHAIN_REFUSED" | "EIP7702_CHAIN_MISMATCH" | "EIP7702_DELEGATE_ALLOWED" | "EIP7702_DELEGATE_NOT_ALLOWLISTED" | "INTENT_EXPIRED" | "INTENT_FRESH" | "INTENT_FROM_THE_FUTURE" | "MESSAGE_ALLOWED" | "MESSAGE_SIGNING_DISABLED" | "MESSAGE_TOO_LARGE" | "RECIPIENT_ALLOWED" | "VALUE_OVER_CAP" | "VALUE_WITHIN_CAP" | "WITHIN_DAILY_LIMIT" | "INTENTS_API_DISABLED" | "AGENT_SIGNATURE_INVALID" | "INVALID_INTENT" | "ASSETS_WITHIN_POLICY" | "ASSET_DAILY_LIMIT_EXCEEDED" | "ASSET_NOT_IN_POLICY" | "ASSET_OVER_CAP" | "CALLDATA_NOT_ALLOWED" | "OPERATOR_NOT_ALLOWLISTED" | "PROCEEDS_NOT_ALLOWLISTED" | "RECIPIENT_NOT_ALLOWLISTED" | "UNLIMITED_APPROVAL_REFUSED" | "CALLDATA_MALFORMED" | "TYPED_DATA_UNREADABLE" | "GAS_LIMIT_TOO_LOW" | "SIMULATION_MISMATCH" | "SIMULATION_NOT_REQUIRED" | "SIMULATION_OK" | "SIMULATION_REVERTED" | "SIMULATION_ROUTE_NOT_ALLOWLISTED" | "SIMULATION_UNAVAILABLE" | "FEE_OVER_CEILING" | "FEE_QUOTE_UNAVAILABLE" | "FEE_WITHIN_CEILING" | "GAS_ESTIMATE_FAILED" | "NO_USD_LIMIT" | "PRICE_DECIMALS_OUT_OF_RANGE" | "PRICE_FEED_UNKNOWN" | "PRICE_FROM_THE_FUTURE" | "PRICE_NOT_POSITIVE" | "PRICE_NOT_RECORDED" | "PRICE_STALE" | "PRICE_UNAVAILABLE" | "USD_DAILY_LIMIT_EXCEEDED" | "USD_OVER_CAP" | "WITHIN_USD_LIMITS" | "SIMULATION_FAILED" | "SIMULATION_MOVES_MORE_THAN_DECLARED" | "SIMULATION_ROUTES_ALLOWED" | "SOLANA_ACCOUNT_NOT_RESOLVED" | "SOLANA_AGENT_NOT_SIGNER" | "SOLANA_ALLOWED" | "SOLANA_AUTHORITY_CHANGE_REFUSED" | "SOLANA_CLOSE_TO_OTHER_REFUSED" | "SOLANA_INSTRUCTION_NOT_READ" | "SOLANA_MESSAGE_AGENT_NOT_SIGNATORY" | "SOLANA_MESSAGE_ALLOWED" | "SOLANA_MESSAGE_DOMAIN_NOT_ALLOWED" | "SOLANA_MESSAGE_SIGNING_OFF" | "SOLANA_MESSAGE_TOO_LONG" | "SOLANA_MINT_EXTENSION_NOT_ACCEPTED" | "SOLANA_NOT_ENABLED" | "SOLANA_PRIORITY_FEE_OVER_CEILING" | "SOLANA_PROGRAM_NOT_ALLOWED" | "SOLANA_SIGNATURE_INVALID" | "SOLANA_TOKEN_MISMATCH" | "SOLANA_TOKEN_NOT_LISTED" | "UNLIMITED_APPROVAL" | "APPROVED" | "AWAITING_APPROVAL" | "IDEMPOTENT_REPLAY" | "NO_OUTCOME" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENT_ORIGINAL_AWAITING_APPROVAL" | "INTENT_ID_REUSED" | "APPROVAL_DENIED" | "APPROVAL_EXPIRED" | "HUMAN_APPROVED" | "INVALID_REQUEST" | "POLICY_MISSING" | "SIMULATION_SENDER_UNKNOWN" | "CHAIN_RPC_FAILED" | "CLIENT_SHARE_INVALID" | "SIGNER_ERROR" | "SOLANA_ADDRESS_MISMATCH" | "SOLANA_SIGNATURES_MISSING" | "TYPED_DATA_INVALID" | "HUMAN_APPROVAL_REQUIRED" | "IDEMPOTENT_ORIGINAL_NOT_SIGNED" | "POLICY_AGENT_MISMATCH" | "POLICY_SIGNATURE_INVALID" | "POLICY_SUPERSEDED" | "STAGE_NOT_JUDGED" | "BLOB_HASH_MISMATCH" | "BLOB_INVALID" | "CLIENT_SHARE_SEALED_TO_OLD_KEY" | "CMEK_INVALID" | "CMEK_SEALED_TO_OLD_KEY" | "EIP7702_NONCE_MISMATCH" | "NONCE_EXHAUSTED" | "NONCE_NOT_ALLOWED" | "ROOT_PROVIDER_UNAVAILABLE" | "SIGNING_KEY_UNAVAILABLE" | "SOLANA_MESSAGE_INVALID" | "SOLANA_TRANSACTION_INVALID" | "SIGNED" | "ATTESTATION_REQUIRED" | "API_INTERNAL_ERROR" | "ADMINS_ONLY" | "AGENT_NOT_PROVISIONED" | "BODY_INCOMPLETE" | "BODY_NOT_JSON" | "BODY_TIMEOUT" | "BODY_TOO_LARGE" | "BROADCAST_REFUSED" | "CREDENTIALS_REFUSED" | "HEADERS_TOO_LARGE" | "HTTP_MALFORMED" | "METHOD_NOT_ALLOWED" | "PATH_NOT_FOUND" | "PIPELINE_UNAVAILABLE" | "RATE_LIMITED" | "REQUEST_IN_PROGRESS" | "TOKEN_AGENT_MISMATCH" | "TOO_MANY_FAILED_ATTEMPTS" | "TRANSACTION_NOT_FOUND" | "URL_TOO_LONG" | "NOT_RECORDED";
         /**
          * ErrorResponse
-         * @description Every error: ``detail`` says what was wrong and what to do; a refusal adds its ``code`` and
-         *     ``stage``, a bad body each ``fields`` entry.
+         * @description Every error: ``code`` says what went wrong, for programs (a refusal's rule, or the API's own
+         *     reason), ``detail`` what was wrong and what to do, for people; a refusal adds its ``stage``, a
+         *     bad body each ``fields`` entry.
          */
         ErrorResponse: {
-            /** Error */
+            /**
+             * Error
+             * @description the kind of error, one word (invalid_request, refused, ...)
+             */
             error: string;
             /** Detail */
             detail: string;
-            /** @default null */
+            /**
+             * @description a refusal's rule, or why the API answered as it did: every error the server answers has one
+             * @default null
+             */
             code: components["schemas"]["Code"] | null;
             /** @default null */
             stage: components["schemas"]["Stage"] | null;
@@ -1604,7 +963,7 @@ export interface components {
             id: string | null;
             /**
              * Status
-             * @description a refused transaction's status: refused or simulation_failed
+             * @description a refused transaction's status: refused, simulation_failed, or failed (the node refused it)
              * @default null
              */
             status: string | null;
@@ -1625,8 +984,12 @@ export interface components {
              * @enum {string}
              */
             intent_type: "personal_sign";
-            /** Chain */
-            chain: string;
+            /**
+             * Chain
+             * @description an EVM network of `GET /v1/chains`
+             * @enum {string}
+             */
+            chain: "anvil" | "arbitrum" | "arbitrum-nova" | "aurora" | "avalanche" | "base" | "blast" | "bsc" | "celo" | "cronos" | "ethereum" | "fantom" | "fraxtal" | "gnosis" | "holesky" | "kava" | "linea" | "mantle" | "metis" | "mode" | "moonbeam" | "moonriver" | "opbnb" | "optimism" | "polygon" | "polygon-zkevm" | "scroll" | "sepolia" | "taiko" | "zksync" | "zora";
             /**
              * Message
              * @description the text to sign, as its UTF-8 bytes (EIP-191)
@@ -1768,7 +1131,7 @@ export interface components {
             address: string;
             /**
              * Chains
-             * @description the chains the policy allows it on; empty: any
+             * @description the chains it signs on; empty: any
              */
             chains: string[];
             /**
@@ -1776,6 +1139,24 @@ export interface components {
              * @description where the address was read
              */
             source: string;
+            /**
+             * Key Chain
+             * @description the key's chain family: ethereum, solana, ...
+             * @default null
+             */
+            key_chain: string | null;
+            /**
+             * Version
+             * @description the key's version in the key store (rotation adds one)
+             * @default null
+             */
+            version: number | null;
+            /**
+             * In Use
+             * @description the version the signer signs with now: the newest active one of its key chain
+             * @default null
+             */
+            in_use: boolean | null;
         };
         /** SigningKeys */
         SigningKeys: {
@@ -1786,9 +1167,16 @@ export interface components {
         };
         /** SimulateRequest */
         SimulateRequest: {
-            /** Chain */
-            chain: string;
-            /** To */
+            /**
+             * Chain
+             * @description an EVM network of `GET /v1/chains`
+             * @enum {string}
+             */
+            chain: "anvil" | "arbitrum" | "arbitrum-nova" | "aurora" | "avalanche" | "base" | "blast" | "bsc" | "celo" | "cronos" | "ethereum" | "fantom" | "fraxtal" | "gnosis" | "holesky" | "kava" | "linea" | "mantle" | "metis" | "mode" | "moonbeam" | "moonriver" | "opbnb" | "optimism" | "polygon" | "polygon-zkevm" | "scroll" | "sepolia" | "taiko" | "zksync" | "zora";
+            /**
+             * To
+             * @description all one case, or mixed case with a valid EIP-55 checksum
+             */
             to: string;
             /** Value */
             value: string;
@@ -1888,9 +1276,10 @@ export interface components {
             intent_type: "solana_message";
             /**
              * Chain
-             * @description a Solana network: "solana", "solana-devnet" or "solana-local"
+             * @description a Solana network of `GET /v1/chains`
+             * @enum {string}
              */
-            chain: string;
+            chain: "solana" | "solana-devnet" | "solana-local";
             /**
              * Message
              * @description the off-chain message's bytes (signing domain, version, ..., content), base64
@@ -1905,9 +1294,10 @@ export interface components {
         SolanaRequest: {
             /**
              * Chain
-             * @description a Solana network: "solana", "solana-devnet" or "solana-local"
+             * @description a Solana network of `GET /v1/chains`
+             * @enum {string}
              */
-            chain: string;
+            chain: "solana" | "solana-devnet" | "solana-local";
             /**
              * Transaction
              * @description the wire bytes, base64 (web3.js serialize({requireAllSignatures: false}))
@@ -1921,9 +1311,10 @@ export interface components {
         SolanaSignRequest: {
             /**
              * Chain
-             * @description a Solana network: "solana", "solana-devnet" or "solana-local"
+             * @description a Solana network of `GET /v1/chains`
+             * @enum {string}
              */
-            chain: string;
+            chain: "solana" | "solana-devnet" | "solana-local";
             /**
              * Transaction
              * @description the wire bytes, base64 (web3.js serialize({requireAllSignatures: false}))
@@ -2107,12 +1498,13 @@ export interface components {
         TransactionRequest: {
             /**
              * Chain
-             * @description a chain name of `GET /v1/chains`
+             * @description an EVM network of `GET /v1/chains`
+             * @enum {string}
              */
-            chain: string;
+            chain: "anvil" | "arbitrum" | "arbitrum-nova" | "aurora" | "avalanche" | "base" | "blast" | "bsc" | "celo" | "cronos" | "ethereum" | "fantom" | "fraxtal" | "gnosis" | "holesky" | "kava" | "linea" | "mantle" | "metis" | "mode" | "moonbeam" | "moonriver" | "opbnb" | "optimism" | "polygon" | "polygon-zkevm" | "scroll" | "sepolia" | "taiko" | "zksync" | "zora";
             /**
              * To
-             * @description EIP-55 or all one case
+             * @description all one case, or mixed case with a valid EIP-55 checksum
              */
             to: string;
             /**
@@ -2137,27 +1529,25 @@ export interface components {
              */
             simulate_first: boolean;
             /**
-             * Tx Type
-             * @default null
-             */
-            tx_type: (0 | 1 | 2 | 3 | 4) | null;
-            /**
              * Gas Limit
              * @default null
              */
             gas_limit: number | null;
             /**
              * Gas Price
+             * @description tx_type 0 and 1 only
              * @default null
              */
             gas_price: string | null;
             /**
              * Max Fee Per Gas
+             * @description tx_type 2 and up
              * @default null
              */
             max_fee_per_gas: string | null;
             /**
              * Max Priority Fee Per Gas
+             * @description tx_type 2 and up; at most max_fee_per_gas
              * @default null
              */
             max_priority_fee_per_gas: string | null;
@@ -2166,7 +1556,13 @@ export interface components {
              * @default null
              */
             nonce: number | null;
-        };
+            /**
+             * Tx Type
+             * @description EIP-2718 type (default 2); type 4 through POST /v1/agents/{agent_id}/sign
+             * @default null
+             */
+            tx_type: (0 | 1 | 2) | null;
+        } & (unknown & unknown);
         /**
          * TransactionResponse
          * @description A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
@@ -2340,17 +1736,18 @@ export interface components {
         };
         /**
          * TransactionSignRequest
-         * @description The unified sign endpoint's transaction: any EIP-2718 type, signed and not broadcast.
+         * @description The unified sign endpoint's transaction: types 0, 1, 2 and 4 (EIP-7702), signed and not broadcast.
          */
         TransactionSignRequest: {
             /**
              * Chain
-             * @description a chain name of `GET /v1/chains`
+             * @description an EVM network of `GET /v1/chains`
+             * @enum {string}
              */
-            chain: string;
+            chain: "anvil" | "arbitrum" | "arbitrum-nova" | "aurora" | "avalanche" | "base" | "blast" | "bsc" | "celo" | "cronos" | "ethereum" | "fantom" | "fraxtal" | "gnosis" | "holesky" | "kava" | "linea" | "mantle" | "metis" | "mode" | "moonbeam" | "moonriver" | "opbnb" | "optimism" | "polygon" | "polygon-zkevm" | "scroll" | "sepolia" | "taiko" | "zksync" | "zora";
             /**
              * To
-             * @description EIP-55 or all one case
+             * @description all one case, or mixed case with a valid EIP-55 checksum
              */
             to: string;
             /**
@@ -2375,27 +1772,25 @@ export interface components {
              */
             simulate_first: boolean;
             /**
-             * Tx Type
-             * @default null
-             */
-            tx_type: (0 | 1 | 2 | 3 | 4) | null;
-            /**
              * Gas Limit
              * @default null
              */
             gas_limit: number | null;
             /**
              * Gas Price
+             * @description tx_type 0 and 1 only
              * @default null
              */
             gas_price: string | null;
             /**
              * Max Fee Per Gas
+             * @description tx_type 2 and up
              * @default null
              */
             max_fee_per_gas: string | null;
             /**
              * Max Priority Fee Per Gas
+             * @description tx_type 2 and up; at most max_fee_per_gas
              * @default null
              */
             max_priority_fee_per_gas: string | null;
@@ -2405,21 +1800,35 @@ export interface components {
              */
             nonce: number | null;
             /**
-             * @description discriminator enum property added by openapi-typescript
-             * @enum {string}
+             * Intent Type
+             * @constant
              */
             intent_type: "transaction";
             /**
+             * Tx Type
+             * @description EIP-2718 type (default 2)
+             * @default null
+             */
+            tx_type: (0 | 1 | 2 | 4) | null;
+            /**
              * Access List
+             * @description not for tx_type 0
              * @default null
              */
             access_list: components["schemas"]["AccessListEntry"][] | null;
             /**
              * Authorization List
+             * @description tx_type 4 only, which needs exactly one
              * @default null
              */
             authorization_list: components["schemas"]["AuthorizationRequest"][] | null;
-        };
+        } & (unknown & unknown & unknown & unknown & unknown & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            intent_type: "transaction";
+        });
         /** TypedDataSignRequest */
         TypedDataSignRequest: {
             /**
@@ -2427,8 +1836,12 @@ export interface components {
              * @enum {string}
              */
             intent_type: "typed_data";
-            /** Chain */
-            chain: string;
+            /**
+             * Chain
+             * @description an EVM network of `GET /v1/chains`
+             * @enum {string}
+             */
+            chain: "anvil" | "arbitrum" | "arbitrum-nova" | "aurora" | "avalanche" | "base" | "blast" | "bsc" | "celo" | "cronos" | "ethereum" | "fantom" | "fraxtal" | "gnosis" | "holesky" | "kava" | "linea" | "mantle" | "metis" | "mode" | "moonbeam" | "moonriver" | "opbnb" | "optimism" | "polygon" | "polygon-zkevm" | "scroll" | "sepolia" | "taiko" | "zksync" | "zora";
             /**
              * Typed Data
              * @description the EIP-712 document: types, primaryType, domain, message
@@ -2438,7 +1851,116 @@ export interface components {
             };
         };
     };
-    responses: never;
+    responses: {
+        /** @description malformed input (the field, what was wrong, what is allowed), a body cut short, or bytes that are not HTTP */
+        BadRequest: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description no token, or a token not valid (expired, revoked, forged) */
+        Unauthorized: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description a guardrail refused it (detail, code, stage), a token for another agent, or an admin's act */
+        Forbidden: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description no such transaction or path */
+        NotFound: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description the body did not arrive within 30 s */
+        BodyTimeout: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description a body over the size limit */
+        BodyTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description a request line (the URL) over 4096 bytes */
+        UrlTooLong: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description too many requests for this agent (Retry-After) */
+        RateLimited: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description too many failed attempts for the agent or from the address (Retry-After) */
+        TooManyFailedAttempts: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description a header over 8190 bytes */
+        HeadersTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description what this document allows, refused by a rule it cannot state (INVALID_REQUEST) */
+        Unprocessable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+        /** @description the pipeline did not answer (Retry-After) */
+        Unavailable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorResponse"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;

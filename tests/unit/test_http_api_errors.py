@@ -1,0 +1,237 @@
+"""The HTTP API's errors, in process (no broker): every error is the API's JSON with its code, those
+of aiohttp's HTTP parser too (sent as raw bytes over a socket: an oversized URL or header, a body
+framed two ways, bytes that are not HTTP); 405 names what the path allows; a body cut short or
+never sent is the client's error, not the pipeline's; a broadcast the node refused is 422
+BROADCAST_REFUSED, never 201; failed token attempts are limited by agent and by address, on the
+clock the service is given."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from runtime import metrics
+from runtime.config import Settings
+from schemas.codes import Code
+from schemas.outcomes import SignedTransaction
+from sdk import api_keys
+from sdk.client import load_or_create_agent_key
+from sdk.http_api import MAX_HEADER_BYTES, MAX_URL_BYTES, ApiRunner, ApiService, FailedAttempts, RateLimit, build_app
+from tests.http_support import RECIPIENT, Clock
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    load_or_create_agent_key(tmp_path, "a1")
+    return Settings(home=tmp_path)
+
+
+def _exchange(port: int, data: bytes, close_write: bool = False, wait_s: float = 5.0) -> bytes:
+    """What the server at ``port`` answers ``data`` sent as it is, read until it closes (or is quiet
+    for ``wait_s``)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(data)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(wait_s)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+    return answer
+
+
+def _parsed(answer: bytes) -> tuple[int, dict[str, str], dict]:
+    """(status, headers with lower-case names, JSON body) of one raw HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", len(body)))
+    return int(lines[0].split()[1]), headers, json.loads(body[:length])
+
+
+def serve_raw(service: ApiService, scenario):
+    """``scenario(port)`` (blocking socket work, in a thread) against the API served as `warden api`
+    serves it (`ApiRunner`), on a port of the loopback."""
+
+    async def go():
+        runner = ApiRunner(build_app(service))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            return await asyncio.get_running_loop().run_in_executor(None, scenario, port)
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(go())
+
+
+def test_the_parsers_refusals_are_json_errors_with_their_code(settings):
+    requests = {
+        "url": b"GET /v1/agents/" + b"a" * MAX_URL_BYTES + b"/transactions HTTP/1.1\r\nHost: x\r\n\r\n",
+        "header": b"GET /v1/chains HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * (MAX_HEADER_BYTES + 10) + b"\r\n\r\n",
+        "framing": (
+            b"POST /v1/auth/agent-token HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+        "not http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n",
+    }
+
+    def scenario(port):
+        return {case: _parsed(_exchange(port, data)) for case, data in requests.items()}
+
+    answers = serve_raw(ApiService(settings, now=Clock(T0)), scenario)
+    expected = {
+        "url": (414, Code.URL_TOO_LONG),
+        "header": (431, Code.HEADERS_TOO_LARGE),
+        "framing": (400, Code.HTTP_MALFORMED),
+        "not http": (400, Code.HTTP_MALFORMED),
+    }
+    for case, (status, code) in expected.items():
+        got, headers, body = answers[case]
+        assert (got, body["code"]) == (status, code), (case, body)
+        assert headers["content-type"].startswith("application/json") and body["detail"] and body["error"]
+
+
+def test_an_unknown_path_is_404_and_a_method_the_path_lacks_is_405_naming_the_methods_it_takes(settings):
+    def scenario(port):
+        return (
+            _parsed(_exchange(port, b"GET /v1/nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")),
+            _parsed(_exchange(port, b"PUT /v1/chains HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")),
+        )
+
+    (missing, _, not_found), (wrong, headers, not_allowed) = serve_raw(ApiService(settings, now=Clock(T0)), scenario)
+    assert (missing, not_found["code"]) == (404, Code.PATH_NOT_FOUND)
+    assert (wrong, not_allowed["code"]) == (405, Code.METHOD_NOT_ALLOWED)
+    assert set(headers["allow"].split(",")) == {"GET", "HEAD"} and "GET" in not_allowed["detail"]
+
+
+def _count(route: str, status: int) -> float:
+    return metrics.API_REQUESTS.labels(route, str(status))._value.get()
+
+
+def test_a_body_cut_short_is_the_clients_400_and_a_body_never_sent_is_408(settings, caplog):
+    route = "POST /v1/auth/agent-token"
+    before = {status: _count(route, status) for status in (400, 408, 503)}
+    head = b"POST /v1/auth/agent-token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+
+    def scenario(port):
+        # The client sends half its body and closes its side: nothing can answer it, but the server
+        # must count it as the client's error.
+        _exchange(port, head + b'{"agent_id": "a1", ', close_write=True, wait_s=2)
+        stalled = _parsed(_exchange(port, head + b'{"agent_id": ', wait_s=5))
+        return stalled
+
+    caplog.set_level(logging.INFO, logger="warden.api")
+    stalled, headers, body = serve_raw(ApiService(settings, now=Clock(T0), body_timeout_s=0.5), scenario)
+    assert (stalled, body["code"]) == (408, Code.BODY_TIMEOUT) and headers.get("connection") == "close"
+    assert _count(route, 400) == before[400] + 1 and _count(route, 408) == before[408] + 1
+    assert _count(route, 503) == before[503]
+    assert "cut short" in caplog.text and "did not answer" not in caplog.text
+
+
+def _refused_by_the_node(intent) -> SignedTransaction:
+    """The signer's outcome for an intent whose broadcast the node refused (`signer.tracking.send`)."""
+    return SignedTransaction(
+        intent_id=intent.intent_id,
+        agent_id=intent.agent_id,
+        chain=intent.chain,
+        chain_id=31337,
+        signed_tx="0x02f8",
+        tx_hash="0x" + "ab" * 32,
+        **{"from": RECIPIENT},
+        to=intent.to,
+        nonce=0,
+        value_wei=10**17,
+        tx_type=2,
+        status="failed",
+        final=True,
+        error="node refused the transaction: insufficient funds for gas * price + value",
+        tee="none",
+        signed_at=T0,
+        max_spend_wei=10**17,
+        intent_digest=intent.digest(),
+    )
+
+
+def test_a_broadcast_the_node_refused_is_422_broadcast_refused_and_replayed_so(settings):
+    key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
+
+    async def submit(settings, intent, *args):
+        return _refused_by_the_node(intent), 0
+
+    async def go():
+        service = ApiService(settings, now=Clock(T0), timeout_s=1, submit=submit)
+        async with TestClient(TestServer(build_app(service))) as client:
+            issued = await client.post("/v1/auth/agent-token", json={"agent_id": "a1", "api_key": key})
+            headers = {"Authorization": f"Bearer {(await issued.json())['access_token']}", "Idempotency-Key": "k1"}
+            body = {"chain": "anvil", "to": RECIPIENT, "value": "0.1"}
+            answers = []
+            for _ in range(2):
+                answer = await client.post("/v1/agents/a1/transactions", json=body, headers=headers)
+                answers.append((answer.status, await answer.json()))
+            return answers
+
+    (status, body), again = asyncio.run(go())
+    assert (status, body["code"], body["status"]) == (422, Code.BROADCAST_REFUSED, "failed"), body
+    assert "insufficient funds" in body["detail"] and body["id"].startswith("i-")
+    assert again == (status, body)  # the idempotent replay is the same refusal
+
+
+def test_failed_token_attempts_are_limited_by_agent_and_by_address_and_the_right_key_works_after(settings):
+    load_or_create_agent_key(settings.home, "a2")
+    key, _ = api_keys.issue_api_key(settings.home, "a1", T0)
+    other, _ = api_keys.issue_api_key(settings.home, "a2", T0)
+    wrong = key[:-4] + "AAAA"
+    clock = Clock(T0)
+    attempts = FailedAttempts(by_agent=RateLimit(per_s=0.1, burst=3), by_address=RateLimit(per_s=0.1, burst=5))
+
+    async def go():
+        service = ApiService(settings, now=clock, token_attempts=attempts)
+        async with TestClient(TestServer(build_app(service))) as client:
+
+            async def ask(agent: str, api_key: str):
+                answer = await client.post("/v1/auth/agent-token", json={"agent_id": agent, "api_key": api_key})
+                return answer.status, answer.headers.get("Retry-After"), await answer.json()
+
+            seen = {"guesses": [await ask("a1", wrong) for _ in range(4)]}
+            seen["right key, agent limited"] = await ask("a1", key)
+            seen["other agent"] = await ask("a2", other)  # the address has failures left
+            seen["other agent guesses"] = [await ask("a2", wrong) for _ in range(2)]
+            seen["other agent, address limited"] = await ask("a2", other)
+            clock.at = T0 + timedelta(seconds=11)  # one attempt back for the agent and the address
+            seen["right key later"] = await ask("a1", key)
+            return seen
+
+    seen = asyncio.run(go())
+    assert [status for status, _, _ in seen["guesses"]] == [401, 401, 401, 429]
+    status, retry, body = seen["guesses"][3]
+    assert body["code"] == Code.TOO_MANY_FAILED_ATTEMPTS and 1 <= int(retry) <= 10, body
+    status, retry, body = seen["right key, agent limited"]
+    assert (status, body["code"]) == (429, Code.TOO_MANY_FAILED_ATTEMPTS) and int(retry) >= 1
+    assert seen["other agent"][0] == 200
+    assert [status for status, _, _ in seen["other agent guesses"]] == [401, 401]
+    assert seen["other agent, address limited"][0] == 429
+    assert seen["right key later"][0] == 200 and seen["right key later"][2]["access_token"]
+
+
+def test_a_rate_limit_forgets_refilled_buckets_past_its_size():
+    limit = RateLimit(per_s=1, burst=2, max_keys=3)
+    for n in range(3):
+        limit.take(f"k{n}", 0.0)
+    limit.take("k-new", 10.0)  # the others refilled by now: forgotten, as a full bucket is the default
+    assert set(limit.buckets) == {"k-new"}
+    assert limit.wait("k0", 10.0) == 0.0
