@@ -61,7 +61,6 @@ from sdk.mcp_results import (
     PendingApprovals,
     PolicyView,
     SignatureResult,
-    SigningKey,
     SigningKeys,
     SolanaTransactionResult,
     Transaction,
@@ -82,6 +81,7 @@ from sdk.mcp_results import (
     transaction_summary,
 )
 from sdk.records import ReceiptUnavailable, outcome_receipt
+from sdk.signing_keys import agent_signing_keys
 from sdk.x402 import X402Error
 from sdk.x402_pay import Payment, pay, payment_summary
 from svm import messages as solana_messages
@@ -475,20 +475,10 @@ class AgentTools:
         return _answer(f"{len(result.pending)} intent(s) of {self.agent_id} waiting for an admin", result)
 
     async def list_signing_keys(self) -> Annotated[CallToolResult, SigningKeys]:
-        """The chain addresses this agent's transactions are signed from (the keys stay in Warden's
-        custody; only their addresses are shown)."""
-        policy = await self._policy()
-        keys = []
-        if policy.sender_address is not None:
-            keys.append(
-                SigningKey(
-                    address=policy.sender_address,
-                    chains=list(policy.tx_allowed_chains),
-                    source="the policy's sender_address",
-                )
-            )
-        result = SigningKeys(agent_id=self.agent_id, keys=keys)
-        return _answer(f"{len(keys)} signing address(es) of {self.agent_id}", result)
+        """The chain addresses this agent's transactions are signed from, read from the key store
+        the signer reads (the keys stay in Warden's custody; only their addresses are shown)."""
+        result = await agent_signing_keys(self.settings, self.agent_id)
+        return _answer(f"{len(result.keys)} signing address(es) of {self.agent_id}", result)
 
     async def provision_signing_key(self, chain: Chain) -> Annotated[CallToolResult, AdminOnly]:
         """Provision a signing key: an admin action, which an agent is refused."""

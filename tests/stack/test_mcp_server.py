@@ -279,7 +279,9 @@ def test_admin_actions_are_refused_and_the_policy_and_keys_are_the_agents(sessio
         (TOKEN, "2", "5")
     ]
     keys = _data(session, "keys")["keys"]
-    assert [(k["address"], k["chains"]) for k in keys] == [(session["address"], ["anvil"])]
+    # From the key store, as the signer holds it: the provisioned key, in use, for EVM networks.
+    assert [(k["address"], k["key_chain"], k["in_use"]) for k in keys] == [(session["address"], "ethereum", True)]
+    assert "anvil" in keys[0]["chains"]
 
 
 def test_an_invalid_request_names_the_field(session):
