@@ -106,7 +106,7 @@ CONSUMER_GROUPS = {
             SIMULATIONS_REQUESTED,
         ),
     ),
-    "signer": ("warden-signer", (INTENTS_APPROVED, INTENTS_ABANDONED)),
+    "signer": ("warden-signer", (INTENTS_APPROVED, INTENTS_ABANDONED, APPROVALS)),
 }
 
 
