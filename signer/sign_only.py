@@ -171,8 +171,9 @@ class SignOnly:
             update = finality.included(self.state, signed, tx_hash, receipt)
             executed = fate == sign_only.Fate.LANDED and update["status"] == "mined"
             spent = update["fee_wei"] + (signed.value_wei if executed else 0)
-            if fate == sign_only.Fate.CANCELLED:
-                update |= {"status": "cancelled", "error": signed.error, "replaced_by": None}
+            if fate == sign_only.Fate.CANCELLED and cancel is not None:  # the record tells the cancellation's transfer
+                update |= {"status": "cancelled", "to": cancel.to, "value_wei": 0, "tx_type": cancel.tx_type}
+                update |= {"error": signed.error, "replaced_by": None}
         agent.sign_only_landed(signed.intent_id, to_us(now), spent, executed)
         action = AuditAction.TX_FINAL if update["status"] == "cancelled" else None
         emits, _ = self.outcomes.transition(signed, {**update, "final": True}, now, action)
