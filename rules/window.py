@@ -74,6 +74,11 @@ class SpendWindow:
         """The sum of the held reservations made by ``now``: what sign-only bytes not yet landed can spend."""
         return sum(wei for at, wei in self.held.values() if at <= now_us)
 
+    @property
+    def reservations(self) -> dict[str, tuple[int, int]]:
+        """Every reservation, held or not: intent_id → (at, wei)."""
+        return {**self.entries, **self.held}
+
     def get(self, intent_id: str) -> tuple[int, int] | None:
         """One reservation, held or not: (at, wei)."""
         return self.entries.get(intent_id) or self.held.get(intent_id)

@@ -100,6 +100,7 @@ CONSUMER_GROUPS = {
             INTENTS_SUBMITTED,
             POLICIES,
             INTENTS_REJECTED,
+            TXS_SIGNED,
             INTENTS_ABANDONED,
             APPROVALS,
             APPROVAL_DEADLINES,
