@@ -550,17 +550,15 @@ class Trackers:
         state = self.states.partition(partition)
         while True:
             await asyncio.sleep(sign_only.WATCH_EVERY_S)
-            for row in state.sign_only_open():
-                try:
-                    emits = await self.signer.sign_only.look(row, utcnow())
-                except (RpcError, RpcUnavailable) as exc:
-                    log.warning(
-                        "sign-only intent %s: the chain could not be read (%s); its spend stays held",
-                        row.intent_id,
-                        exc,
-                    )
-                    continue
-                await self.emit(emits, partition)
+            rows = state.sign_only_open()
+            if not rows:
+                continue
+            try:
+                emits = await self.signer.sign_only.look_all(rows, utcnow())
+            except Exception:  # noqa: BLE001 - the watch goes on; what it did not finish stays held, looked at again
+                log.exception("partition %d: the sign-only watch failed; its transactions stay held", partition)
+                continue
+            await self.emit(emits, partition)
 
     def revoked(self, partition: int) -> None:
         for task, owned_by in list(self.pending.items()):

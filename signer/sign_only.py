@@ -119,7 +119,22 @@ class SignOnly:
 
     # --- the chain -----------------------------------------------------------------------------------
 
-    async def look(self, row: SignOnlyRow, now: datetime) -> list[Emit]:
+    async def look_all(self, rows: list[SignOnlyRow], now: datetime) -> list[Emit]:
+        """Each open sign-only transaction compared with the chain's final block (`look`), the
+        chain's final block and each address's nonce there asked once for all of them. One whose
+        chain cannot be read is left as it is, its spend held."""
+        reads = _Reads(self.node_for)
+        emits: list[Emit] = []
+        for row in rows:
+            try:
+                emits += await self.look(row, now, reads)
+            except (RpcError, RpcUnavailable) as exc:
+                log.warning(
+                    "sign-only intent %s: the chain could not be read (%s); its spend stays held", row.intent_id, exc
+                )
+        return emits
+
+    async def look(self, row: SignOnlyRow, now: datetime, reads: _Reads | None = None) -> list[Emit]:
         """One open sign-only transaction compared with the chain's final block: what to publish
         when its nonce was taken (then it is closed) or it was cancelled now; nothing while it is
         open. RpcError / RpcUnavailable pass through: the spend stays held."""
@@ -129,9 +144,9 @@ class SignOnly:
             raise RuntimeError(f"sign-only intent {row.intent_id} has no signed record")
         signed = SignedTransaction.from_bytes(raw)
         cancel = None if row.cancel is None else SignedTransaction.from_bytes(row.cancel)
+        reads = reads or _Reads(self.node_for)
         node = self.node_for(signed.chain)
-        final = await blocks.final_block(node, REGISTRY.get(signed.chain))
-        count = int(await node.call("eth_getTransactionCount", signed.from_, hex(max(final, 0))), 16)
+        final, count = await reads.nonce(signed.chain, signed.from_)
         own = theirs = None
         if count > signed.nonce:
             own = await node.call("eth_getTransactionReceipt", signed.tx_hash)
@@ -284,6 +299,26 @@ class SignOnly:
             nonce=signed.nonce,
             **details,
         )
+
+
+class _Reads:
+    """What one pass of the watch asks of the chains, asked once: each chain's final block, and
+    each address's nonce at it."""
+
+    def __init__(self, node_for: Callable[[str], Node]):
+        self.node_for = node_for
+        self._final: dict[str, int] = {}
+        self._nonces: dict[tuple[str, str], int] = {}
+
+    async def nonce(self, chain: str, address: str) -> tuple[int, int]:
+        """(the chain's final block, the address's transaction count at it)."""
+        node = self.node_for(chain)
+        if chain not in self._final:
+            self._final[chain] = max(await blocks.final_block(node, REGISTRY.get(chain)), 0)
+        final = self._final[chain]
+        if (chain, address) not in self._nonces:
+            self._nonces[(chain, address)] = int(await node.call("eth_getTransactionCount", address, hex(final)), 16)
+        return final, self._nonces[(chain, address)]
 
 
 def _block(receipt: dict | None) -> int | None:
