@@ -332,7 +332,8 @@ class Decider:
         bytes landed, or its cancellation did), or is released (another transaction took the
         nonce). Believed only when the signer signed it about this very intent: a forged one would
         let an agent spend past its limit here. Any other record changes nothing."""
-        if b'"final":true' not in raw:  # most of the topic: a broadcast transaction on its way
+        # Most of the topic: a broadcast transaction on its way, or a sign-only one just signed.
+        if b'"final":true' not in raw or b'"status":"sign_only"' in raw:
             return []
         signed = SignedTransaction.model_validate_json(raw)
         decision = self.decisions.get(signed.intent_id)

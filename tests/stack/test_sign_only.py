@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.clock import to_us, utcnow
 from runtime.rpc import RpcError
@@ -88,26 +89,40 @@ def test_sign_only_spend_outstanding_is_bounded_by_the_policy(chain, tmp_path):
     assert refused(second) == (Stage.SIGNING, Code.SIGN_ONLY_OUTSTANDING_EXCEEDED)
 
 
+def deny(h: Harness, signed: SignedTransaction, now: datetime, key: Ed25519PrivateKey | None = None) -> list:
+    """An admin's signed denial of ``signed``'s intent (``key``: another than the pinned admin's),
+    handed to the signer as it reads warden.approvals: what it publishes."""
+    denial = sign_human_approval(
+        HumanApproval(
+            intent_id=signed.intent_id,
+            agent_id=h.agent,
+            intent_digest=signed.intent_digest,
+            decision="deny",
+            reason="bytes leaked",
+            decided_at=now,
+        ),
+        key or h.admin_key,
+        "test-admin",
+    )
+    h.offset += 1
+    emits = h.signer.sign_only.cancel_requested(
+        denial.to_bytes(), Source(topics.APPROVALS, 0, h.offset, h.agent.encode()), now
+    )
+    h.published += emits
+    return emits
+
+
 def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_land(chain, tmp_path):
     async def scenario(h: Harness):
         now = utcnow()
         original = await h.sign_only(now, value="0.009")
         assert isinstance(original, SignedTransaction)
-        denial = sign_human_approval(
-            HumanApproval(
-                intent_id=original.intent_id,
-                agent_id=h.agent,
-                intent_digest=original.intent_digest,
-                decision="deny",
-                reason="bytes leaked",
-                decided_at=now,
-            ),
-            h.admin_key,
-            "test-admin",
-        )
-        h.offset += 1
-        source = Source(topics.APPROVALS, 0, h.offset, h.agent.encode())
-        h.published += h.signer.sign_only.cancel_requested(denial.to_bytes(), source, now)
+        # A denial no pinned admin signed is audited and cancels nothing.
+        assert deny(h, original, now, key=Ed25519PrivateKey.generate())
+        await h.watch_sign_only(now)
+        assert h.audit_actions(original.intent_id)[-1] == AuditAction.TX_CANCEL_REFUSED
+        assert h.records(original.intent_id)[-1].status == "sign_only"
+        assert deny(h, original, now) == []
         await h.watch_sign_only(now)  # signed, recorded and sent (mined at once here)
         cancelling = h.records(original.intent_id)[-1]
         assert (cancelling.status, cancelling.final) == ("cancelled", False)
