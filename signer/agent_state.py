@@ -145,14 +145,14 @@ class AgentState:
         transactions not landed yet (`held`) whatever their age."""
         rows = self.file.db.execute(
             """SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND (at_us > ?
-            OR intent_id IN (SELECT intent_id FROM sign_only WHERE agent_id = ?))""",
+            OR intent_id IN (SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1))""",
             (self.agent_id, window_start_us(now_us), self.agent_id),
         )
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
 
     def held(self) -> frozenset[str]:
         """The agent's sign-only transactions whose nonce is not taken yet: their spend is held."""
-        rows = self.file.db.execute("SELECT intent_id FROM sign_only WHERE agent_id = ?", (self.agent_id,))
+        rows = self.file.db.execute("SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1", (self.agent_id,))
         return frozenset(row[0] for row in rows)
 
     def _native_window(self, now_us: int) -> SpendWindow:
@@ -181,7 +181,7 @@ class AgentState:
         """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
         rows = self.file.db.execute(
             """SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND (at_us > ?
-            OR intent_id IN (SELECT intent_id FROM sign_only WHERE agent_id = ?))""",
+            OR intent_id IN (SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1))""",
             (self.agent_id, asset, window_start_us(now_us), self.agent_id),
         )
         return {intent_id: (at_us, int(units)) for intent_id, at_us, units in rows}
@@ -349,7 +349,9 @@ class AgentState:
 
     def sign_only_row(self, intent_id: str) -> tuple[int, bytes | None, str | None] | None:
         """An open sign-only transaction's (signed at µs, cancellation record, who asked to cancel), or None."""
-        return self._one("SELECT at_us, cancel, cancel_by FROM sign_only WHERE intent_id = ?", (intent_id,))
+        return self._one(
+            "SELECT at_us, cancel, cancel_by FROM sign_only WHERE intent_id = ? AND open = 1", (intent_id,)
+        )
 
     def cancel_sign_only(self, intent_id: str, record: bytes) -> None:
         """A sign-only transaction's cancellation (its signed record), among the intent's attempts,

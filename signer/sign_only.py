@@ -178,7 +178,7 @@ class SignOnly:
         if fate == sign_only.Fate.TAKEN or receipt is None:
             update: dict = {
                 "status": "dropped",
-                "error": f"nonce {signed.nonce} was taken by a transaction this signer did not sign",
+                "error": f"nonce {signed.nonce} was taken by another transaction: these bytes can never land",
             }
             spent, executed = 0, False
         else:

@@ -76,8 +76,9 @@ CREATE INDEX IF NOT EXISTS asset_spend_by_agent ON asset_spend (agent_id, asset,
 CREATE TABLE IF NOT EXISTS tx_context (
     intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sign_only (
-    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, cancel BLOB, cancel_by TEXT);
-CREATE INDEX IF NOT EXISTS sign_only_by_agent ON sign_only (agent_id);
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, cancel BLOB, cancel_by TEXT,
+    open INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sign_only_open_by_agent ON sign_only (agent_id, open);
 CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -117,13 +118,13 @@ WRITES = {
     "solana_replaced": "UPDATE solana SET record = ? WHERE intent_id = ?",
     # A signed Solana off-chain message (SignedSolanaMessage).
     "solana_message": "INSERT OR IGNORE INTO solana_messages VALUES (?, ?, ?, ?)",
-    # An EVM sign-only transaction whose nonce is not taken yet (its spend is held in the windows,
-    # `rules.window`), who asked to cancel it and why, its cancellation once one is signed (the
-    # signed record), and its end.
-    "sign_only": "INSERT OR IGNORE INTO sign_only VALUES (?, ?, ?, NULL, NULL)",
+    # An EVM sign-only transaction (open while its nonce is not taken: its spend is held in the
+    # windows, `rules.window`), who asked to cancel it and why, its cancellation once one is signed
+    # (the signed record), and its end (kept: the signer never sends its bytes, even after a restart).
+    "sign_only": "INSERT OR IGNORE INTO sign_only VALUES (?, ?, ?, NULL, NULL, 1)",
     "sign_only_cancel_asked": "UPDATE sign_only SET cancel_by = ? WHERE intent_id = ? AND cancel_by IS NULL",
     "sign_only_cancel": "UPDATE sign_only SET cancel = ? WHERE intent_id = ?",
-    "sign_only_closed": "DELETE FROM sign_only WHERE intent_id = ? AND agent_id = ?",
+    "sign_only_closed": "UPDATE sign_only SET open = 0 WHERE intent_id = ? AND agent_id = ?",
     # What a sign-only transaction's landing counts: what the chain took, at the moment it landed.
     "spend_landed": "UPDATE spend SET at_us = ?, spend_wei = ? WHERE intent_id = ?",
     "assets_landed": "UPDATE asset_spend SET at_us = ? WHERE intent_id = ?",
@@ -248,11 +249,13 @@ class SignerState:
         return [row[0] for row in rows]
 
     def final_since(self, at_us: int) -> list[bytes]:
-        """Final records of transactions signed since ``at_us`` (sign_only aside): after a restart,
-        those the chain may have lost with its last blocks are looked for among them."""
+        """Final records of transactions signed since ``at_us`` (sign-only ones aside, landed or not:
+        the signer never sends their bytes): after a restart, those the chain may have lost with its
+        last blocks are looked for among them."""
         rows = self.db.execute(
             """SELECT record FROM signed WHERE at_us > ? AND instr(record, '"final":true') > 0
-            AND instr(record, '"status":"sign_only"') = 0 ORDER BY at_us""",
+            AND instr(record, '"status":"sign_only"') = 0 AND intent_id NOT IN (SELECT intent_id FROM sign_only)
+            ORDER BY at_us""",
             (at_us,),
         )
         return [row[0] for row in rows]
@@ -285,7 +288,9 @@ class SignerState:
 
     def sign_only_open(self) -> list[SignOnlyRow]:
         """Every EVM sign-only transaction whose nonce is not taken yet, oldest first."""
-        rows = self.db.execute("SELECT intent_id, agent_id, at_us, cancel, cancel_by FROM sign_only ORDER BY at_us")
+        rows = self.db.execute(
+            "SELECT intent_id, agent_id, at_us, cancel, cancel_by FROM sign_only WHERE open = 1 ORDER BY at_us"
+        )
         return [SignOnlyRow(*row) for row in rows]
 
     def _follow_spend(self, name: str, args: tuple) -> None:
