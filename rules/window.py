@@ -101,21 +101,6 @@ class SpendWindow:
             else:
                 self._add(intent_id, now_us, value_wei)
 
-    def hold(self, intent_id: str) -> None:
-        """A reservation counts whatever its age from now on (its transaction is sign-only)."""
-        entry = self.entries.get(intent_id)
-        if entry is not None:
-            self.release(intent_id)
-            self.held[intent_id] = entry
-
-    def land(self, intent_id: str, at: int, wei: int | None = None) -> None:
-        """A held reservation's transaction landed at ``at``: an ordinary reservation of that
-        moment from now on (of ``wei``, when the chain took another amount)."""
-        entry = self.held.pop(intent_id, None) or self.entries.get(intent_id)
-        if entry is not None:
-            self.release(intent_id)
-            self._add(intent_id, at, entry[1] if wei is None else wei)
-
     def release(self, intent_id: str) -> bool:
         if self.held.pop(intent_id, None) is not None:
             return True
