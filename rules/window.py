@@ -101,6 +101,19 @@ class SpendWindow:
             else:
                 self._add(intent_id, now_us, value_wei)
 
+    def hold(self, intent_id: str) -> None:
+        """A reservation counts whatever its age from now on (its transaction is sign-only)."""
+        entry = self.entries.get(intent_id)
+        if entry is not None:
+            self.release(intent_id)
+            self.held[intent_id] = entry
+
+    def land(self, intent_id: str) -> None:
+        """A held reservation is an ordinary one of its moment from now on (its nonce was taken)."""
+        entry = self.held.pop(intent_id, None)
+        if entry is not None:
+            self._add(intent_id, *entry)
+
     def release(self, intent_id: str) -> bool:
         if self.held.pop(intent_id, None) is not None:
             return True

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from signer.state import SignerState
 
 
+# The rows of an agent's sign-only transactions whose nonce is not taken yet (its id the parameter):
+# joined to the spend rows of the window, whatever their age.
+_HELD = "JOIN sign_only o ON o.intent_id = s.intent_id WHERE o.agent_id = ? AND o.open = 1"
+
+
 def _own(window: SpendWindow, intent_id: str | None, now_us: int) -> int:
     """What ``intent_id``'s own reservation adds to ``window`` at ``now_us`` (a fee bump, or an
     intent judged again, replaces its own)."""
@@ -144,8 +149,8 @@ class AgentState:
         (intent_id → (at µs, wei)); `rules.window` decides which of them do. Those of sign-only
         transactions not landed yet (`held`) whatever their age."""
         rows = self.file.db.execute(
-            """SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND (at_us > ?
-            OR intent_id IN (SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1))""",
+            f"""SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?
+            UNION SELECT s.intent_id, s.at_us, s.spend_wei FROM spend s {_HELD}""",
             (self.agent_id, window_start_us(now_us), self.agent_id),
         )
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
@@ -180,9 +185,9 @@ class AgentState:
     def asset_entries(self, asset: str, now_us: int) -> dict[str, tuple[int, int]]:
         """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
         rows = self.file.db.execute(
-            """SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND (at_us > ?
-            OR intent_id IN (SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1))""",
-            (self.agent_id, asset, window_start_us(now_us), self.agent_id),
+            f"""SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND at_us > ?
+            UNION SELECT s.intent_id, s.at_us, s.units FROM asset_spend s {_HELD} AND s.asset = ?""",
+            (self.agent_id, asset, window_start_us(now_us), self.agent_id, asset),
         )
         return {intent_id: (at_us, int(units)) for intent_id, at_us, units in rows}
 

@@ -132,7 +132,7 @@ WRITES = {
 Write = tuple[str, tuple]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
 _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled", "spend_landed"})
-# The writes that hold or release a sign-only transaction's spend: the agent's copy is read again.
+# The writes that hold a sign-only transaction's spend, and that let it go: the copy follows them.
 _HOLD_WRITES = frozenset({"sign_only", "sign_only_closed"})
 # Records are compact JSON (orjson), so a field appears exactly as "status":"<name>", "final":true.
 # Not final: broadcast and not decided yet, or decided at a block that is not final (a record
@@ -295,7 +295,9 @@ class SignerState:
 
     def _follow_spend(self, name: str, args: tuple) -> None:
         if name in _HOLD_WRITES:
-            self.spend_windows.pop(args[1], None)  # read again from the table, held or not
+            copy = self.spend_windows.get(args[1])
+            if copy is not None:
+                (copy[0].hold if name == "sign_only" else copy[0].land)(args[0])
             return
         if name not in _SPEND_WRITES or not self.spend_windows:
             return

@@ -59,9 +59,10 @@ def test_held_spend_counts_whatever_its_age_until_it_lands_and_a_replay_holds_th
 
 def test_a_nonce_another_transaction_took_counts_nothing(tmp_path):
     state = SignerState(tmp_path / "a.db", fsync=False)
-    _signed(state, "i-held", 5, held=True)
     agent = state.agent(AGENT)
-    agent.spent(AT)  # the in-memory copy of the window, kept in step by the writes below
+    assert agent.spent(AT) == 0  # the in-memory copy of the window, kept in step by the writes below
+    _signed(state, "i-held", 5, held=True)
+    assert agent.spent(AT + 3 * DAY) == 5
     agent.sign_only_landed("i-held", AT + DAY, 0, executed=False)
     state.commit()
     assert (agent.spent(AT + DAY), agent.asset_spent(USD, AT + DAY), agent.asset_spent(TOKEN, AT + DAY)) == (0, 0, 0)
