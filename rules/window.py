@@ -50,13 +50,21 @@ class SpendWindow:
     def __init__(self, entries: dict[str, tuple[int, int]] | None = None, held: frozenset[str] = frozenset()):
         self.entries: dict[str, tuple[int, int]] = {}
         self.held: dict[str, tuple[int, int]] = {}  # intent_id → (at, wei): counted from `at` on
+        # Their total, and the latest moment one was made at: a moment after it counts them all.
+        self._held_total = 0
+        self._held_latest = 0
         self._timeline: list[tuple[int, str]] = []  # (at, intent_id), sorted
         self._total = 0  # every timed entry's wei
         for intent_id, (at, wei) in (entries or {}).items():
             if intent_id in held:
-                self.held[intent_id] = (at, wei)
+                self._hold(intent_id, at, wei)
             else:
                 self._add(intent_id, at, wei)
+
+    def _hold(self, intent_id: str, at: int, wei: int) -> None:
+        self.held[intent_id] = (at, wei)
+        self._held_total += wei
+        self._held_latest = max(self._held_latest, at)
 
     def _add(self, intent_id: str, at: int, wei: int) -> None:
         self.entries[intent_id] = (at, wei)
@@ -72,6 +80,8 @@ class SpendWindow:
 
     def outstanding(self, now_us: int) -> int:
         """The sum of the held reservations made by ``now``: what sign-only bytes not yet landed can spend."""
+        if now_us >= self._held_latest:  # the usual question: now, after every one was made
+            return self._held_total
         return sum(wei for at, wei in self.held.values() if at <= now_us)
 
     @property
@@ -89,7 +99,7 @@ class SpendWindow:
         held = intent_id in self.held
         self.release(intent_id)
         if held:
-            self.held[intent_id] = (at, wei)
+            self._hold(intent_id, at, wei)
         else:
             self._add(intent_id, at, wei)
 
@@ -97,7 +107,7 @@ class SpendWindow:
         self.prune(now_us)
         if self.get(intent_id) is None:
             if held:
-                self.held[intent_id] = (now_us, value_wei)
+                self._hold(intent_id, now_us, value_wei)
             else:
                 self._add(intent_id, now_us, value_wei)
 
@@ -106,16 +116,19 @@ class SpendWindow:
         entry = self.entries.get(intent_id)
         if entry is not None:
             self.release(intent_id)
-            self.held[intent_id] = entry
+            self._hold(intent_id, *entry)
 
     def land(self, intent_id: str) -> None:
         """A held reservation is an ordinary one of its moment from now on (its nonce was taken)."""
-        entry = self.held.pop(intent_id, None)
+        entry = self.held.get(intent_id)
         if entry is not None:
+            self.release(intent_id)
             self._add(intent_id, *entry)
 
     def release(self, intent_id: str) -> bool:
-        if self.held.pop(intent_id, None) is not None:
+        held = self.held.pop(intent_id, None)
+        if held is not None:
+            self._held_total -= held[1]  # the latest moment stays: a bound, not the exact latest
             return True
         entry = self.entries.pop(intent_id, None)
         if entry is None:

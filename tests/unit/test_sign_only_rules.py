@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rules import judge, movements, sign_only
 from rules.sign_only import Fate, cancel_fees, check_outstanding, fate, ttl_expired
 from rules.window import SpendWindow, counts_at
@@ -117,3 +120,38 @@ def test_a_cancellation_pays_at_least_ten_percent_more_on_both_fees_and_the_mark
     assert cancel_fees(0, 0, 0) == (1, 1)  # at least one wei more
     assert cancel_fees(100, None, 500) == (500, None)
     assert cancel_fees(100, 200, 0) == (220, 220)  # the tip never above the fee cap
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(("reserve", "hold_reserve", "release", "put", "hold", "land")),
+        st.integers(0, 5),  # which intent
+        st.integers(-2 * DAY_US, 2 * DAY_US),  # when, around NOW
+        st.integers(0, 10**20),  # wei
+    ),
+    max_size=40,
+)
+
+
+@given(OPS, st.integers(-3 * DAY_US, 3 * DAY_US))
+@settings(max_examples=300, deadline=None)
+def test_the_kept_totals_always_equal_counting_every_reservation(ops, asked):
+    window = SpendWindow()
+    for op, n, at, wei in ops:
+        intent_id = f"i-{n}"
+        if op in ("reserve", "hold_reserve"):
+            window.reserve(intent_id, NOW + at, wei, held=op == "hold_reserve")
+        elif op == "release":
+            window.release(intent_id)
+        elif op == "put" and window.get(intent_id) is not None:
+            window.put(intent_id, NOW + at, wei)
+        elif op == "hold":
+            window.hold(intent_id)
+        elif op == "land":
+            window.land(intent_id)
+    now = NOW + asked
+    counted = [
+        (w, i in window.held) for i, (a, w) in window.reservations.items() if counts_at(a, now, i in window.held)
+    ]
+    assert window.spent(now) == sum(w for w, _ in counted)
+    assert window.outstanding(now) == sum(w for w, held in counted if held)
