@@ -59,6 +59,18 @@ def check_outstanding(
     )
 
 
+# A sign-only transaction is compared with the chain every 2 s for its first 10 minutes (when an
+# agent that broadcasts its bytes does so), then every 30 s: each look costs a call to the node
+# per address, and the spend stays held meanwhile, so a later look only releases it later.
+LOOK_EVERY_US = (2_000_000, 30_000_000)
+LOOK_OFTEN_FOR_US = 600_000_000
+
+
+def look_every_us(age_us: int) -> int:
+    """How long after a look at a sign-only transaction of age ``age_us`` the next one comes."""
+    return LOOK_EVERY_US[0] if age_us < LOOK_OFTEN_FOR_US else LOOK_EVERY_US[1]
+
+
 def ttl_expired(signed_at_us: int, ttl_s: int | None, now_us: int) -> bool:
     """Whether a sign-only transaction signed at ``signed_at_us`` is past its policy's TTL at ``now_us``."""
     return ttl_s is not None and now_us - signed_at_us >= ttl_s * 1_000_000

@@ -78,6 +78,7 @@ class SignOnly:
         self.persist = persist
         self.max_age_us = max_age_us
         self._unable: set[str] = set()  # intents whose cancellation cannot be signed here, reported once
+        self._next: dict[str, int] = {}  # intent → when its row is looked at next (µs)
 
     # --- an admin asks -------------------------------------------------------------------------------
 
@@ -125,14 +126,32 @@ class SignOnly:
         chain cannot be read is left as it is, its spend held."""
         reads = _Reads(self.node_for)
         emits: list[Emit] = []
+        now_us = to_us(now)
         for row in rows:
+            if not self._due(row, now_us):
+                continue
             try:
                 emits += await self.look(row, now, reads)
+                self._next[row.intent_id] = now_us + sign_only.look_every_us(now_us - row.at_us)
             except (RpcError, RpcUnavailable) as exc:
                 log.warning(
                     "sign-only intent %s: the chain could not be read (%s); its spend stays held", row.intent_id, exc
                 )
         return emits
+
+    def _due(self, row: SignOnlyRow, now_us: int) -> bool:
+        """Whether to look at a row now: at its time (`rules.sign_only.look_every_us`), or at once
+        when an admin asked to cancel it or its TTL passed."""
+        if row.cancel_by is not None and row.cancel is None:
+            return True
+        policy = self.policies.current(row.agent_id)
+        if (
+            row.cancel is None
+            and policy is not None
+            and sign_only.ttl_expired(row.at_us, policy.sign_only_ttl_s, now_us)
+        ):
+            return True
+        return now_us >= self._next.get(row.intent_id, 0)
 
     async def look(self, row: SignOnlyRow, now: datetime, reads: _Reads | None = None) -> list[Emit]:
         """One open sign-only transaction compared with the chain's final block: what to publish
@@ -190,6 +209,7 @@ class SignOnly:
                 update |= {"status": "cancelled", "to": cancel.to, "value_wei": 0, "tx_type": cancel.tx_type}
                 update |= {"error": signed.error, "replaced_by": None}
         agent.sign_only_landed(signed.intent_id, to_us(now), spent, executed)
+        self._next.pop(signed.intent_id, None)
         action = AuditAction.TX_FINAL if update["status"] == "cancelled" else None
         emits, _ = self.outcomes.transition(signed, {**update, "final": True}, now, action)
         return emits

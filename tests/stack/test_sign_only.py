@@ -38,7 +38,8 @@ def chain(tmp_path_factory):
 
 
 async def settle(h: Harness, now: datetime) -> None:
-    """Two blocks on top (final on this chain), then the signer's watch looks at ``now``."""
+    """Two blocks on top (final on this chain), then the signer's watch looks at ``now`` (a
+    minute after its last look, which it waits for: `rules.sign_only.look_every_us`)."""
     await h.node.call("anvil_mine", "0x2")
     await h.watch_sign_only(now)
 
@@ -60,17 +61,18 @@ def test_a_days_sign_only_spend_holds_until_it_lands_then_counts_from_its_landin
         assert h.state.agent(h.agent).outstanding(to_us(day1)) == first.max_spend_wei
         # The agent broadcasts the first day's bytes now: they count from the moment they landed.
         await h.node.call("eth_sendRawTransaction", first.signed_tx)
-        await settle(h, day1)
+        landing = day1 + timedelta(minutes=1)
+        await settle(h, landing)
         landed = h.records(first.intent_id)[-1]
         assert (landed.status, landed.final) == ("mined", True)
         agent = h.state.agent(h.agent)
-        assert agent.outstanding(to_us(day1)) == 0
-        assert agent.spent(to_us(day1)) == first.value_wei + landed.fee_wei
-        assert refused(await h.sign_only(day1 + timedelta(hours=23), value="0.009")) == (
+        assert agent.outstanding(to_us(landing)) == 0
+        assert agent.spent(to_us(landing)) == first.value_wei + landed.fee_wei
+        assert refused(await h.sign_only(landing + timedelta(hours=23), value="0.009")) == (
             Stage.SIGNING,
             Code.DAILY_LIMIT_EXCEEDED,
         )
-        second = await h.sign_only(day1 + DAY, value="0.009")
+        second = await h.sign_only(landing + DAY, value="0.009")
         assert isinstance(second, SignedTransaction) and second.status == "sign_only"
         return first
 
@@ -127,6 +129,7 @@ def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_lan
         cancelling = h.records(original.intent_id)[-1]
         assert (cancelling.status, cancelling.final) == ("cancelled", False)
         assert h.state.agent(h.agent).outstanding(to_us(now)) > 0  # held until the cancellation is final
+        now += timedelta(minutes=1)
         await settle(h, now)
         with pytest.raises(RpcError, match="nonce too low"):
             await h.node.call("eth_sendRawTransaction", original.signed_tx)
@@ -148,7 +151,7 @@ def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chai
         await h.watch_sign_only(now + timedelta(seconds=59))
         before = h.records(original.intent_id)[-1].status
         await h.watch_sign_only(now + timedelta(seconds=60))
-        await settle(h, now + timedelta(seconds=60))
+        await settle(h, now + timedelta(minutes=2))
         return original, before
 
     h, (original, before) = on_chain(tmp_path, chain, scenario, automining=True, sign_only_ttl_s=60)

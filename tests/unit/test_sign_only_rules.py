@@ -155,3 +155,9 @@ def test_the_kept_totals_always_equal_counting_every_reservation(ops, asked):
     ]
     assert window.spent(now) == sum(w for w, _ in counted)
     assert window.outstanding(now) == sum(w for w, held in counted if held)
+
+
+def test_a_sign_only_transaction_is_looked_at_often_while_young_then_less():
+    assert sign_only.look_every_us(0) == 2 * US
+    assert sign_only.look_every_us(600 * US - 1) == 2 * US
+    assert sign_only.look_every_us(600 * US) == 30 * US
