@@ -10,9 +10,15 @@ What is counted as spent, per asset (``SOL`` in lamports, each mint in base unit
 - SOL sent by a System transfer whose source is the agent, lamports put into an account the agent
   creates, and the rent of a token account the agent pays for;
 - the fee, when the agent pays it (signatures x 5,000 lamports plus compute-unit limit x price);
-- tokens moved out of, burned from, or approved to a delegate of an account the agent owns.
+- tokens moved out of, burned from, or approved to a delegate of an account the agent owns, or by
+  the agent's signature: as the account's authority, or as one of the signers listed for a token
+  multisig authority (one of m is enough: its signature moves them all);
+- of a Token-2022 mint with a transfer fee, what the transfer withholds, as a movement to the fee's
+  withdraw authority (the worse of the mint's two fee settings; the recipient gets the rest).
 Each movement's recipient is an owner: a System account for SOL, a token account's owner (resolved,
-or created in the same transaction) for tokens; it must be the agent or on the allowlist.
+or created in the same transaction) for tokens; it must be the agent or on the allowlist. A
+Token-2022 mint is read whole from the chain: an extension Warden does not read whole (a permanent
+delegate, a transfer hook, ...) is refused unless the policy's entry for the mint accepts it.
 """
 
 from __future__ import annotations
@@ -26,11 +32,18 @@ from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
-from schemas.policy import AgentPolicy, SolanaPolicy
+from schemas.policy import AgentPolicy, SolanaPolicy, SolanaTokenLimit
 from schemas.stages import Stage
 from svm import messages, programs
-from svm.accounts import TOKEN_ACCOUNT_RENT_LAMPORTS, AccountState, TokenAccount
+from svm.accounts import (
+    RENT_LAMPORTS_PER_BYTE,
+    TOKEN_ACCOUNT_BYTES,
+    TOKEN_ACCOUNT_RENT_LAMPORTS,
+    AccountState,
+    TokenAccount,
+)
 from svm.instructions import Instruction, Kind
+from svm.mints import READ_WHOLE, Extension, Mint, associated_account_bytes, extension_name
 from svm.transactions import SolanaTransaction, read
 
 SOL = "SOL"
@@ -93,11 +106,13 @@ def judge(
     policy: SolanaPolicy | None,
     accounts: Mapping[str, TokenAccount],
     spent: Callable[[str], int],
+    mints: Mapping[str, Mint] | None = None,
     token_account_rent: int = TOKEN_ACCOUNT_RENT_LAMPORTS,
 ) -> SolanaVerdict:
     """Whether the agent (address ``agent``) may sign ``tx`` on ``chain``. ``accounts``: the token
     accounts the transaction names, as the chain holds them (an account the transaction creates
-    is absent); ``spent(asset)``: what the agent spent of ``SOL`` or a mint in the last 24 h."""
+    is absent); ``mints``: the Token-2022 mints they hold, read whole (`mints_named`);
+    ``spent(asset)``: what the agent spent of ``SOL`` or a mint in the last 24 h."""
     refused = _chain_refused(chain, allowed_chains, policy)
     if refused is not None:
         return refused
@@ -107,10 +122,20 @@ def judge(
             Code.SOLANA_AGENT_NOT_SIGNER,
             f"the agent's address {agent} is not a signer of this transaction: there is nothing for Warden to sign",
         )
+    forged = [signer for signer in tx.unverified if signer != agent]
+    if forged:
+        return _refuse(
+            Code.SOLANA_SIGNATURE_INVALID,
+            f"the signature in {forged[0]}'s slot does not verify over this transaction's message as Solana's runtime "
+            "verifies it (strict Ed25519: S below the group order, neither R nor the key of small order): the network "
+            "refuses it under that id, and a copy signed again could land instead; leave the slot empty or sign it "
+            "with that key",
+            signers=forged,
+        )
     movements: list[SolanaMovement] = []
-    created = _created_token_accounts(tx)
+    chain_state = _ChainState(accounts, mints or {}, _created_token_accounts(tx))
     for ix in tx.instructions:
-        refused, moved = _instruction(ix, agent, policy, accounts, created, token_account_rent)
+        refused, moved = _instruction(ix, agent, policy, chain_state, token_account_rent)
         if refused is not None:
             return refused
         movements += moved
@@ -188,13 +213,19 @@ def _created_token_accounts(tx: SolanaTransaction) -> dict[str, tuple[str, str]]
     return out
 
 
+@dataclass(frozen=True)
+class _ChainState:
+    """What the judge knows of the chain: the token accounts the transaction names as held
+    (``accounts``), the Token-2022 mints they hold (``mints``), and the token accounts the
+    transaction itself creates (``created``: address → (mint, owner))."""
+
+    accounts: Mapping[str, TokenAccount]
+    mints: Mapping[str, Mint]
+    created: Mapping[str, tuple[str, str]]
+
+
 def _instruction(
-    ix: Instruction,
-    agent: str,
-    policy: SolanaPolicy,
-    accounts: Mapping[str, TokenAccount],
-    created: Mapping[str, tuple[str, str]],
-    rent: int,
+    ix: Instruction, agent: str, policy: SolanaPolicy, chain: _ChainState, rent: int
 ) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
     where = f"instruction {ix.index}"
     if ix.kind is Kind.UNREAD:
@@ -225,14 +256,14 @@ def _instruction(
             return None, []
         # The new account's lamports are its owner's to spend: its token owner when the same
         # transaction makes it a token account, else the account itself (whose key signed).
-        owner = created.get(ix.destination or "", (None, ix.destination))[1]
+        owner = chain.created.get(ix.destination or "", (None, ix.destination))[1]
         return None, [SolanaMovement(SOL, int(ix.amount or 0), owner, ix.index, "account created")]
     if ix.kind is Kind.CREATE_TOKEN_ACCOUNT:
         if ix.source != agent:
             return None, []
-        return None, [SolanaMovement(SOL, rent, ix.owner, ix.index, "token account rent")]
+        return _associated_rent(ix, chain, rent)
     if ix.kind in (Kind.TOKEN_TRANSFER, Kind.TOKEN_APPROVE, Kind.TOKEN_BURN):
-        return _token_movement(ix, agent, policy, accounts, created)
+        return _token_movement(ix, agent, policy, chain)
     if ix.kind is Kind.TOKEN_SET_AUTHORITY:
         if ix.new_authority != agent:
             return _refuse(
@@ -257,15 +288,36 @@ def _instruction(
     return None, []
 
 
+def _associated_rent(
+    ix: Instruction, chain: _ChainState, rent: int
+) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
+    """The rent of an associated token account the agent pays for, to the wallet it is for:
+    ``rent`` for a Token account; for one of a Token-2022 mint, read whole, that much more for
+    each byte its extensions add (`svm.mints.associated_account_bytes`)."""
+    more = 0
+    if _token_program_of(ix) == programs.TOKEN_2022:
+        mint = chain.mints.get(ix.mint or "")
+        if mint is None:
+            return _refuse(
+                Code.SOLANA_ACCOUNT_NOT_RESOLVED,
+                f"instruction {ix.index} creates a token account of the Token-2022 mint {ix.mint}, which could not "
+                "be read from the chain, so the account's size and rent are unknown",
+                account=ix.mint,
+            ), []
+        more = (associated_account_bytes(mint) - TOKEN_ACCOUNT_BYTES) * RENT_LAMPORTS_PER_BYTE
+    return None, [SolanaMovement(SOL, rent + more, ix.owner, ix.index, "token account rent")]
+
+
+def _token_program_of(ix: Instruction) -> str | None:
+    """The token program an associated token account instruction names (its sixth account)."""
+    return ix.accounts[5] if len(ix.accounts) > 5 else None
+
+
 def _token_movement(
-    ix: Instruction,
-    agent: str,
-    policy: SolanaPolicy,
-    accounts: Mapping[str, TokenAccount],
-    created: Mapping[str, tuple[str, str]],
+    ix: Instruction, agent: str, policy: SolanaPolicy, chain: _ChainState
 ) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
     where = f"instruction {ix.index} ({ix.kind.value})"
-    source = accounts.get(ix.source or "")
+    source = chain.accounts.get(ix.source or "")
     if source is None:
         return _refuse(
             Code.SOLANA_ACCOUNT_NOT_RESOLVED,
@@ -277,7 +329,9 @@ def _token_movement(
             Code.SOLANA_TOKEN_MISMATCH,
             f"{where}: {ix.source} belongs to {source.program}, not to the program the instruction calls",
         ), []
-    if source.owner != agent and ix.authority != agent:
+    # The agent's signature counts wherever the token program counts it: as the authority, or as
+    # one of the signers listed for a multisig authority (one of m is enough to count it all).
+    if source.owner != agent and ix.authority != agent and agent not in ix.signers:
         return None, []  # neither the agent's tokens nor its signature: another signer's move
     token = policy.token(source.mint)
     if token is None:
@@ -292,23 +346,90 @@ def _token_movement(
             f"{where} names mint {ix.mint} with {ix.decimals} decimals; {ix.source} holds {source.mint} "
             f"({token.decimals} decimals)",
         ), []
+    mint = chain.mints.get(source.mint)
+    if source.program == programs.TOKEN_2022:
+        refused = _mint_refused(where, source.mint, mint, token)
+        if refused is not None:
+            return refused, []
     amount = int(ix.amount or 0)
     if ix.kind is Kind.TOKEN_BURN:
         return None, [SolanaMovement(source.mint, amount, None, ix.index, "burn")]
     if ix.kind is Kind.TOKEN_APPROVE:
-        if amount == U64_MAX:
-            return _refuse(
-                Code.UNLIMITED_APPROVAL,
-                f"{where} approves {ix.destination} for an unlimited amount of {source.mint}",
-                delegate=ix.destination,
-            ), []
-        # An approval lets the delegate move that much: judged and counted as if moved to it.
-        return None, [SolanaMovement(source.mint, amount, ix.destination, ix.index, "approve")]
-    destination = accounts.get(ix.destination or "")
+        return _approval(ix, where, amount, source.mint, mint, agent, policy)
+    return _transfer(ix, where, amount, source.mint, mint, chain)
+
+
+def _mint_refused(where: str, address: str, mint: Mint | None, token: SolanaTokenLimit) -> SolanaVerdict | None:
+    """A Token-2022 mint's extensions: each one Warden reads whole passes (the transfer fee is
+    counted where tokens move); a permanent delegate or a transfer hook in force, or any other
+    extension, only when the policy's entry for the mint accepts it by name."""
+    if mint is None:
+        return _refuse(
+            Code.SOLANA_ACCOUNT_NOT_RESOLVED,
+            f"{where}: the Token-2022 mint {address} could not be read from the chain, so what its extensions do "
+            "to a transfer is unknown",
+            account=address,
+        )
+    hook = mint.transfer_hook
+    for kind in mint.extensions:
+        name = extension_name(kind)
+        if kind in READ_WHOLE or name in token.accepted_extensions:
+            continue
+        if kind == Extension.PERMANENT_DELEGATE:
+            if mint.permanent_delegate is None:
+                continue  # cleared for good: nobody can set it again
+            why = f"{mint.permanent_delegate} may move or burn any holder's tokens of it"
+        elif kind == Extension.TRANSFER_HOOK and hook is not None:
+            if hook.authority is None and hook.program is None:
+                continue  # no hook, and nobody who can set one
+            why = f"every transfer calls program {hook.program}, which {hook.authority} may change"
+        else:
+            why = "Warden does not read what it does to a transfer"
+        return _refuse(
+            Code.SOLANA_MINT_EXTENSION_NOT_ACCEPTED,
+            f"{where} moves mint {address}, which carries the Token-2022 extension {name} ({why}); an admin accepts "
+            f"it with accepted_extensions in the policy's tokens entry for the mint",
+            mint=address,
+            extension=name,
+        )
+    return None
+
+
+def _approval(
+    ix: Instruction, where: str, amount: int, asset: str, mint: Mint | None, agent: str, policy: SolanaPolicy
+) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
+    """An approval lets the delegate move ``amount``: judged and counted as if moved to it. Of a
+    mint with a transfer fee, what the delegate's transfers withhold (at whatever fee is in force
+    when it moves) goes to the fee's withdraw authority, who must be allowed to receive too."""
+    if amount == U64_MAX:
+        return _refuse(
+            Code.UNLIMITED_APPROVAL,
+            f"{where} approves {ix.destination} for an unlimited amount of {asset}",
+            delegate=ix.destination,
+        ), []
+    fee = mint.transfer_fee if mint is not None else None
+    withdraws = fee.withdraw_authority if fee is not None and fee.charges else None
+    if withdraws is not None and withdraws != agent and withdraws not in policy.allowlist:
+        return _refuse(
+            Code.RECIPIENT_NOT_ALLOWLISTED,
+            f"{where} lets {ix.destination} move {amount} base units of {asset}, whose transfers withhold a fee for "
+            f"its withdraw authority {withdraws}, who is not on the agent's Solana allowlist",
+            recipient=withdraws,
+            asset=asset,
+        ), []
+    return None, [SolanaMovement(asset, amount, ix.destination, ix.index, "approve")]
+
+
+def _transfer(
+    ix: Instruction, where: str, amount: int, asset: str, mint: Mint | None, chain: _ChainState
+) -> tuple[SolanaVerdict | None, list[SolanaMovement]]:
+    """Tokens to the destination's owner, less the mint's transfer fee, which goes to the fee's
+    withdraw authority (nobody, when it has none): the larger of the mint's two fee settings."""
+    destination = chain.accounts.get(ix.destination or "")
     if destination is not None:
-        mint, owner = destination.mint, destination.owner
-    elif ix.destination is not None and ix.destination in created:
-        mint, owner = created[ix.destination]
+        held, owner = destination.mint, destination.owner
+    elif ix.destination is not None and ix.destination in chain.created:
+        held, owner = chain.created[ix.destination]
     else:
         return _refuse(
             Code.SOLANA_ACCOUNT_NOT_RESOLVED,
@@ -316,9 +437,27 @@ def _token_movement(
             "transaction, so who receives is unknown",
             account=ix.destination,
         ), []
-    if mint != source.mint:
-        return _refuse(Code.SOLANA_TOKEN_MISMATCH, f"{where}: {ix.destination} holds {mint}, not {source.mint}"), []
-    return None, [SolanaMovement(source.mint, amount, owner, ix.index, "transfer")]
+    if held != asset:
+        return _refuse(Code.SOLANA_TOKEN_MISMATCH, f"{where}: {ix.destination} holds {held}, not {asset}"), []
+    config = mint.transfer_fee if mint is not None else None
+    fee = config.worst_fee(amount) if config is not None else 0
+    moved = [SolanaMovement(asset, amount - fee, owner, ix.index, "transfer")]
+    if config is not None and fee:
+        moved.append(SolanaMovement(asset, fee, config.withdraw_authority, ix.index, "transfer fee"))
+    return None, moved
+
+
+def mints_named(tx: SolanaTransaction, accounts: Mapping[str, TokenAccount]) -> tuple[str, ...]:
+    """The Token-2022 mints the judge needs (what the caller reads from the chain, whole, for
+    `judge`'s ``mints``): those ``accounts`` hold, and those of the associated token accounts
+    ``tx`` creates. A mint of the Token program carries no extension."""
+    held = [a.mint for a in accounts.values() if a.program == programs.TOKEN_2022]
+    created = [
+        ix.mint
+        for ix in tx.instructions
+        if ix.kind is Kind.CREATE_TOKEN_ACCOUNT and ix.mint and _token_program_of(ix) == programs.TOKEN_2022
+    ]
+    return tuple(dict.fromkeys(held + created))
 
 
 def token_accounts_named(tx: SolanaTransaction) -> tuple[str, ...]:
@@ -442,7 +581,8 @@ async def check(
     intent: TransactionIntent, policy: AgentPolicy, node: Node, spent: Callable[[str], int], agent: str | None = None
 ) -> tuple[StageVerdict, dict[str, int]]:
     """The ``solana`` stage of a solana_transaction intent: its instructions judged (`judge`),
-    with the token accounts they name read from ``node``, then the node's simulation of it judged
+    with the token accounts they name and those accounts' Token-2022 mints read from ``node`` (the
+    worker's node and the signer's own alike), then the node's simulation of it judged
     (`judge_simulation`). ``agent``: the agent's Solana address (the signer's comes from the key
     itself; the worker's is the policy's ``solana.address``). Returns the verdict and what it
     spends per asset key (`asset_key`), which the caller reserves."""
@@ -459,6 +599,7 @@ async def check(
             allowed_chains=policy.tx_allowed_chains,
             policy=policy.solana,
             accounts=accounts,
+            mints=await solana_rpc.mints(node, mints_named(tx, accounts)),
             spent=lambda asset: spent(asset_key(intent.chain, asset)),
         )
         if judged.passed and policy.usd_limited and judged.movements:

@@ -48,6 +48,12 @@ FINALITY_VIOLATIONS = Counter(
     "each sent again with the same signed bytes",
     ["chain"],
 )
+SOLANA_REPEAT_LANDINGS = Counter(
+    "warden_solana_repeat_landings_total",
+    "Further landings of a Solana message the agent signed once (a copy whose fee payer signed it again): each "
+    "counted against the agent's limits",
+    ["chain"],
+)
 CONSUMER_LAG = Gauge("warden_consumer_lag", "Records past this component's position on its input", ["component"])
 LEDGER_APPENDED = Counter("warden_ledger_appended_total", "Audit events appended to the ledger")
 LEDGER_REDELIVERED = Counter(

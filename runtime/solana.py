@@ -1,16 +1,20 @@
 """What Warden reads from and sends to a Solana node over its JSON-RPC (`runtime.rpc.JsonRpc`):
-token accounts for the judge, blockhashes, sends and signature statuses."""
+token accounts and mints for the judge, blockhashes, sends, signature statuses, and the transactions an
+address took part in (`history`, `transaction`)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from runtime.rpc import Node
 from svm.accounts import AccountError, AccountState, TokenAccount, token_account
+from svm.mints import Mint
+from svm.mints import read as read_mint
 
 # Solana's commitment levels, weakest first.
 COMMITMENTS = ("processed", "confirmed", "finalized")
@@ -22,6 +26,24 @@ async def token_accounts(
     """The initialized token accounts among ``addresses``, as the node holds them; an address
     with no account, or one that is not a token account, is left out (the judge refuses what it
     needs and cannot resolve)."""
+    return await _read(node, addresses, commitment, token_account)
+
+
+async def mints(node: Node, addresses: Iterable[str], commitment: str = "confirmed") -> dict[str, Mint]:
+    """The initialized mints among ``addresses``, read whole (`svm.mints`: Token-2022's extensions
+    too), as the node holds them; an address with no account, or one that does not read as a mint,
+    is left out (the judge refuses a movement whose mint it needs and cannot read)."""
+    return await _read(node, addresses, commitment, read_mint)
+
+
+Read = TypeVar("Read")
+
+
+async def _read(
+    node: Node, addresses: Iterable[str], commitment: str, reader: Callable[[str, str, bytes], Read]
+) -> dict[str, Read]:
+    """Each of ``addresses`` the node holds, as ``reader`` reads it (address, owning program,
+    data); what it refuses (`AccountError`) is left out."""
     wanted = list(dict.fromkeys(addresses))
     if not wanted:
         return {}
@@ -31,7 +53,7 @@ async def token_accounts(
         if account is None:
             continue
         try:
-            out[address] = token_account(address, account["owner"], base64.b64decode(account["data"][0]))
+            out[address] = reader(address, account["owner"], base64.b64decode(account["data"][0]))
         except AccountError:
             continue
     return out
@@ -70,6 +92,54 @@ async def statuses(node: Node, signatures: list[str]) -> list[Status | None]:
         else:
             out.append(Status(int(value["slot"]), value.get("confirmationStatus") or "processed", value.get("err")))
     return out
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A transaction the node holds: its id (its fee payer's signature), where and how it landed."""
+
+    signature: str
+    slot: int
+    commitment: str
+    error: object | None
+
+
+async def history(
+    node: Node, address: str, since_s: int, commitment: str = "confirmed", page: int = 1000, pages: int = 20
+) -> list[Landed]:
+    """The transactions naming ``address`` that the node holds at ``commitment`` (confirmed or
+    finalized), newest first, back to unix time ``since_s`` (`getSignaturesForAddress`, page by
+    page). RuntimeError past ``pages`` pages: the caller decides nothing on a partial history."""
+    out: list[Landed] = []
+    before: str | None = None
+    for _ in range(pages):
+        options: dict[str, object] = {"limit": page, "commitment": commitment}
+        if before is not None:
+            options["before"] = before
+        entries = await node.call("getSignaturesForAddress", address, options)
+        for entry in entries:
+            if entry.get("blockTime") is not None and entry["blockTime"] < since_s:
+                return out
+            status = entry.get("confirmationStatus") or commitment
+            out.append(Landed(entry["signature"], int(entry["slot"]), status, entry.get("err")))
+        if len(entries) < page:
+            return out
+        before = entries[-1]["signature"]
+    raise RuntimeError(
+        f"{address} took part in more than {pages * page} transactions since {since_s}: its history was not read whole"
+    )
+
+
+async def transaction(node: Node, signature: str, commitment: str = "confirmed") -> bytes | None:
+    """The wire bytes of the transaction whose id is ``signature``, as the node holds it; None
+    when it holds none at ``commitment``."""
+    options = {"encoding": "base64", "maxSupportedTransactionVersion": 0, "commitment": commitment}
+    reply = await node.call("getTransaction", signature, options)
+    return None if reply is None else base64.b64decode(reply["transaction"][0])
+
+
+async def blockhash_valid(node: Node, blockhash: str, commitment: str) -> bool:
+    return bool((await node.call("isBlockhashValid", blockhash, {"commitment": commitment}))["value"])
 
 
 async def landed(node: Node, signature: str, commitment: str, timeout_s: float) -> Status:

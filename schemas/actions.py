@@ -64,6 +64,7 @@ class AuditAction(StrEnum):
     SOLANA_FINALIZED = "solana.finalized"
     SOLANA_FAILED = "solana.failed"
     SOLANA_DROPPED = "solana.dropped"
+    SOLANA_LANDED_AGAIN = "solana.landed_again"
     SOLANA_MESSAGE_SIGNED = "solana.message_signed"
     # Custody: vaults, secrets, grants, keys released to a signer.
     VAULT_CREATED = "vault.created"

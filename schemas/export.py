@@ -24,6 +24,7 @@ from schemas.outcomes import (
     StageVerdict,
 )
 from schemas.policy import AgentPolicy
+from schemas.record import WireJsonSchema
 from schemas.sealing_key import SealingKey
 from schemas.simulation import SimulationRequest, SimulationResult
 
@@ -60,7 +61,7 @@ def export(directory: Path) -> list[Path]:
     written = []
     for model in RECORDS:
         path = directory / f"{model.__name__}.schema.json"
-        schema = model.model_json_schema(by_alias=True)
+        schema = model.model_json_schema(by_alias=True, schema_generator=WireJsonSchema)
         schema["$id"] = f"https://warden.dev/schemas/v1/{model.__name__}.schema.json"
         path.write_text(json.dumps(schema, indent=2) + "\n")
         written.append(path)

@@ -29,7 +29,7 @@ from schemas.typed_data import TypedData
 from svm import messages as solana_messages
 from svm import transactions
 
-# An idempotency key holds its first intent's result for 24 h (the seeds' Idempotency-Key TTL).
+# An idempotency key holds its first intent's result for 24 h (the Intents API's Idempotency-Key TTL).
 IDEMPOTENCY_TTL_US = 86_400 * 1_000_000
 
 # What is left out when a later intent under an idempotency key is compared with the first

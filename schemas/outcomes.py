@@ -295,7 +295,9 @@ SolanaStatus = Literal["sign_only", "signed", "broadcast", "processed", "confirm
 class SignedSolanaTransaction(Outcome):
     """A Solana transaction the signer signed for an intent, on ``warden.solana.signed``, and its
     status on the chain when the intent asked for broadcast. ``signed_tx`` holds exactly the
-    agent's transaction with the agent's signature in its slot."""
+    agent's transaction with the agent's signature in its slot: the bytes the signer sent or, once
+    a copy of the same message that its fee payer signed again landed instead, that copy (its
+    ``tx_signature`` too)."""
 
     intent_id: str
     agent_id: str

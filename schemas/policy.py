@@ -27,6 +27,7 @@ from schemas.fields import (
 )
 from schemas.record import SCHEMA_VERSION, Evolving, Record
 from schemas.typed_data import EIP712_VALUE_TYPES, TYPE_NAME_RE, TypedData
+from svm import mints
 
 
 class Eip712DomainRule(Record):
@@ -209,9 +210,13 @@ class ContractCallRule(Evolving):
         return self.selectors == "any" or selector in self.selectors
 
 
-class SolanaTokenLimit(Record):
+class SolanaTokenLimit(Evolving):
     """One SPL token (a mint, of the Token or Token-2022 program) the agent may move on Solana,
-    with its limits in the token's base units. A mint the policy does not list is refused."""
+    with its limits in the token's base units. A mint the policy does not list is refused, and so
+    is a Token-2022 mint carrying an extension Warden does not read whole (`svm.mints.READ_WHOLE`)
+    unless ``accepted_extensions`` names it."""
+
+    _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"accepted_extensions": ()}
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, exclude=True)
@@ -226,6 +231,36 @@ class SolanaTokenLimit(Record):
     approval_threshold: BaseUnits | None = Field(
         default=None, description="an intent moving or approving more than this waits for an admin, base units"
     )
+    accepted_extensions: tuple[str, ...] = Field(
+        default=(),
+        max_length=32,
+        description="Token-2022 extensions of this mint that Warden does not read whole and the admin accepts, by "
+        "name (permanent_delegate, transfer_hook, ...; extension_<n> for a type Warden does not know)",
+    )
+
+    @field_validator("accepted_extensions")
+    @classmethod
+    def _extensions_warden_does_not_read(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        known = {mints.extension_name(kind): kind for kind in mints.Extension}
+        for name in names:
+            number = re.fullmatch(r"extension_([0-9]{1,5})", name)
+            if number is not None and int(number.group(1)) < 2**16:
+                if int(number.group(1)) in known.values():
+                    raise ValueError(f"{name} is {mints.extension_name(int(number.group(1)))}: give its name")
+                continue
+            if name not in known:
+                raise ValueError(
+                    f"{name[:40]!r} is not a Token-2022 extension: give its name in snake case "
+                    f"(permanent_delegate, transfer_hook, ...), or extension_<n> for a type Warden does not know"
+                )
+            if known[name] in mints.READ_WHOLE or known[name] == mints.Extension.UNINITIALIZED:
+                raise ValueError(
+                    f"{name} is read by Warden whole (a transfer fee is counted as a movement to its withdraw "
+                    "authority; the others move nothing): it needs no acceptance"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("each extension appears once")
+        return names
 
 
 class SolanaProgramRule(Record):

@@ -13,9 +13,15 @@ from typing import Any, ClassVar, Final, Literal, Self
 
 import orjson
 from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
 # Final, so that mypy reads it as Literal[1], the type of every record's schema_version.
 SCHEMA_VERSION: Final = 1
+
+# The JSON Schema keyword on a property that a record's bytes, and so its signing bytes, leave
+# out while it holds its default (docs/wire-formats.md, "omitted at default").
+OMIT_WHEN_DEFAULT: Final = "x-omit-when-default"
 
 
 class Record(BaseModel):
@@ -48,3 +54,18 @@ class Evolving(Record):
             if name in cls.model_fields:
                 cls.model_fields[name].exclude_if = functools.partial(operator.eq, default)
         cls.model_rebuild(force=True)
+
+
+class WireJsonSchema(GenerateJsonSchema):
+    """The JSON Schema of a record, with `OMIT_WHEN_DEFAULT` on each property its bytes leave out
+    while it holds its default. The mark is read from the serializer's own exclusions, the ones
+    every dump and every signing-bytes method goes through: `Evolving`'s fields omitted at
+    default, and a contained record's ``schema_version`` (excluded, and always at its one value).
+    So a producer that follows the schema signs the bytes Warden rebuilds, and the mark cannot
+    drift from them."""
+
+    def model_field_schema(self, schema: core_schema.ModelField) -> JsonSchemaValue:
+        json_schema = super().model_field_schema(schema)
+        if schema.get("serialization_exclude") or schema.get("serialization_exclude_if") is not None:
+            return {**json_schema, OMIT_WHEN_DEFAULT: True}
+        return json_schema

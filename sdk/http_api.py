@@ -1,4 +1,4 @@
-"""The Intents API over HTTP (`warden api`): the seeds' REST shapes, one more producer of signed
+"""The Intents API over HTTP (`warden api`): its REST shapes, one more producer of signed
 intents and one more reader of verified outcomes.
 
 It holds the intent keys of the agents provisioned on its WARDEN_HOME, as `warden mcp` holds one,
@@ -86,7 +86,7 @@ _log = logging.getLogger("warden.api")
 
 # A body larger than this is refused (413) before it is read: an intent's fields fit in far less.
 MAX_BODY_BYTES = 64 * 1024
-# How long the seeds' idempotency promise lasts: a key seen within it gets the first answer.
+# How long the Intents API's idempotency promise lasts: a key seen within it gets the first answer.
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 IDEMPOTENCY_KEYS_PER_AGENT = 10_000
 SIMULATION_FAILED_CODES = frozenset({Code.SIMULATION_REVERTED})
@@ -111,7 +111,7 @@ class TokenResponse(BaseModel):
 
 
 class TransactionRequest(Strict):
-    """A transaction the agent asks for, as the seeds' Intents API takes it."""
+    """A transaction the agent asks for, as the Intents API takes it."""
 
     chain: str = Field(max_length=32, description="a chain name of `GET /v1/chains`")
     to: Address = Field(json_schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"}, description="EIP-55 or all one case")
@@ -214,7 +214,7 @@ class SimulateRequest(Strict):
     value: NativeAmount = Field(json_schema_extra={"pattern": "^(0|[1-9][0-9]*)(\\.[0-9]{1,18})?$"})
     data: HexData = Field(default="0x", json_schema_extra={"pattern": "^0x([0-9a-fA-F]{2})*$"})
     gas_limit: int | None = Field(default=None, ge=21000, le=30_000_000)
-    signing_key_path: str | None = Field(default=None, max_length=512, description="accepted as the seeds send it")
+    signing_key_path: str | None = Field(default=None, max_length=512, description="the Intents API's field")
 
 
 class BundleRequest(Strict):
@@ -239,7 +239,7 @@ class SimulatedTransaction(BaseModel):
 
 
 class SimulationResponse(BaseModel):
-    """The seeds' simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
+    """The Intents API's simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
     of the whole bundle), each transaction's, and what the policy would decide. Nothing was
     reserved or signed."""
 
@@ -257,7 +257,7 @@ class SimulationResponse(BaseModel):
 
 
 class TransactionResponse(Transaction):
-    """A transaction of the agent: the seeds' ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
+    """A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
     of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for."""
 
     id: str = Field(description="the transaction's id (Warden's intent id)")
@@ -359,7 +359,7 @@ class _Remembered:
 
 @dataclass
 class Idempotency:
-    """The seeds' Idempotency-Key for POST .../transactions: the first request 201, a completed
+    """The Intents API's Idempotency-Key for POST .../transactions: the first request 201, a completed
     duplicate 200 with its answer, one in progress 409, the key with another body 422. The
     pipeline enforces the key too (the worker and the signer answer a reused key with the first
     intent's outcome, and refuse it with another body), across restarts of this server."""
@@ -553,7 +553,7 @@ class ApiService:
         ).hexdigest()
         replay = self.idempotency.begin(agent_id, key, fingerprint, time.monotonic())
         if replay is not None:
-            # The seeds' 200 for a completed duplicate; a refusal is replayed as the refusal it was.
+            # The Intents API's 200 for a completed duplicate; a refusal is replayed as the refusal it was.
             status = 200 if replay[0] < 300 else replay[0]
             return web.Response(status=status, body=replay[1], content_type="application/json")
         answer: tuple[int, bytes] | None = None
@@ -812,8 +812,8 @@ DOMAIN_FIELDS = (
 
 def with_domain_type(typed_data: dict[str, Any]) -> dict[str, Any]:
     """``typed_data`` with its ``EIP712Domain`` type declared: as given, or derived from the fields
-    its domain has, in EIP-712's order, as viem and ethers derive it (the seeds' requests leave it
-    out). The signature covers the same domain either way."""
+    its domain has, in EIP-712's order, as viem and ethers derive it (the Intents API's requests leave
+    it out). The signature covers the same domain either way."""
     types, domain = typed_data.get("types"), typed_data.get("domain")
     if not isinstance(types, dict) or "EIP712Domain" in types or not isinstance(domain, dict):
         return typed_data

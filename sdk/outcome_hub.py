@@ -115,7 +115,7 @@ class OutcomeHub:
             return
         waiting.latest = outcome
         # A transaction to broadcast is answered once it was broadcast (or went further), as the
-        # seeds' submit answers; that it was signed is only the step before.
+        # Intents API's submit answers; that it was signed is only the step before.
         signed = isinstance(outcome, SignedTransaction | SignedSolanaTransaction) and outcome.status == "signed"
         if not (waiting.broadcast and signed):
             waiting.answer.set_result(outcome)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Sequence
 
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
@@ -71,8 +72,12 @@ def create_mint(payer: Pubkey, mint: Pubkey, authority: Pubkey, decimals: int) -
     ]
 
 
-def mint_to(mint: Pubkey, account: Pubkey, authority: Pubkey, amount: int) -> Instruction:
-    return Instruction(TOKEN, bytes([7]) + struct.pack("<Q", amount), [w(mint), w(account), signer(authority, False)])
+def mint_to(
+    mint: Pubkey, account: Pubkey, authority: Pubkey, amount: int, token_program: Pubkey = TOKEN
+) -> Instruction:
+    return Instruction(
+        token_program, bytes([7]) + struct.pack("<Q", amount), [w(mint), w(account), signer(authority, False)]
+    )
 
 
 def token_transfer(source: Pubkey, destination: Pubkey, authority: Pubkey, amount: int) -> Instruction:
@@ -89,11 +94,15 @@ def token_transfer_checked(
     amount: int,
     decimals: int,
     token_program: Pubkey = TOKEN,
+    multisig_signers: Sequence[Pubkey] = (),
 ) -> Instruction:
+    """TransferChecked. With ``multisig_signers``, ``authority`` is a token multisig account
+    (which signs nothing itself) and they sign for it, listed after it."""
+    owner = signer(authority, False) if not multisig_signers else ro(authority)
     return Instruction(
         token_program,
         bytes([12]) + struct.pack("<QB", amount, decimals),
-        [w(source), ro(mint), w(destination), signer(authority, False)],
+        [w(source), ro(mint), w(destination), owner, *(signer(key, False) for key in multisig_signers)],
     )
 
 

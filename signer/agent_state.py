@@ -278,6 +278,14 @@ class AgentState:
         transaction whose blockhash expired)."""
         self.file.write_outside_scope("assets_voided", (intent_id,))
 
+    def count_landing(self, intent_id: str, landed: str, now_us: int) -> None:
+        """What an intent reserved, counted once more at ``now_us``: a copy of its Solana
+        transaction's message (id ``landed``) landed after the one its reservation counts. Kept
+        under ``<intent id>/<landed>``, so counting one landing again changes nothing."""
+        rows = self.file.db.execute("SELECT asset, units FROM asset_spend WHERE intent_id = ?", (intent_id,))
+        for asset, units in rows.fetchall():
+            self.file.write_outside_scope("asset_spend", (f"{intent_id}/{landed}", self.agent_id, asset, now_us, units))
+
     def _record_assets(self, intent_id: str, now_us: int, assets: dict[str, int] | None) -> None:
         for asset, units in (assets or {}).items():
             self.file.write("asset_spend", (intent_id, self.agent_id, asset, now_us, str(units)))

@@ -46,7 +46,7 @@ from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_e
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from schemas.sealing_key import SealingKey
-from signer import lifecycle, sign_only
+from signer import lifecycle, sign_only, solana_tracking
 from signer.changelog import SIGNER_LOG
 from signer.custody.events import parse_event
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
@@ -527,6 +527,12 @@ class Trackers:
         # while their blockhash is valid; no nonce to reconcile).
         for raw in state.solana_open():
             self.track(SignedSolanaTransaction.from_bytes(raw))
+        # And the final ones of the last minutes another key pays for: copies of their message
+        # may still land, each counted (`SolanaTracking.count_landings`).
+        for raw in state.solana_final_since(to_us(utcnow()) - solana_tracking.COPIES_WATCH_US):
+            final = SignedSolanaTransaction.from_bytes(raw)
+            if solana_tracking.copies_possible(final):
+                self.track(final)
         # What the last owner appended and may not have published (killed in between): its
         # intents' newest records and their audit events, the same bytes again.
         outbox = state.unpublished()
@@ -609,6 +615,7 @@ class Batches:
         acks: list[asyncio.Future] = []
         unpublished: list[Emit] = []
         sent_changes: list[tuple[str, list[Emit]]] = []  # (agent, a send's status change): out of the outbox once acked
+        watched: list[SignedSolanaTransaction] = []
         assigned = self.consumer.assignment()
         for tp, messages in batch.items():
             if tp not in assigned:  # revoked since the fetch: its new owner reads these
@@ -635,7 +642,9 @@ class Batches:
                         None,
                     )
                 unpublished += emits
-                if to_broadcast is not None:
+                if isinstance(to_broadcast, SignedSolanaTransaction) and to_broadcast.final:
+                    watched.append(to_broadcast)  # sign-only: watched for copies once it is published
+                elif to_broadcast is not None:
                     # Durable before the chain sees it: a crash after sending must find the
                     # record and re-publish these bytes, never sign the intent again.
                     await owner.flush()
@@ -660,6 +669,8 @@ class Batches:
             await asyncio.gather(*acks)
         for agent_id, emits in sent_changes:
             signer.state.agent(agent_id).file.published(emits)
+        for signed in watched:
+            self.trackers.track(signed)
 
 
 def applied_vault_event(settings: Settings, record, signed_by: list[str], now: datetime) -> Emit:

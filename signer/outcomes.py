@@ -14,7 +14,7 @@ from datetime import datetime
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runtime import metrics
+from runtime import metrics, solana
 from runtime.clock import to_us
 from schemas import topics
 from schemas.actions import AuditAction, solana_action, tx_action
@@ -318,7 +318,30 @@ class Outcomes:
             self._solana_audit(solana_action(result.status), result, at),
         ], result
 
-    def _solana_audit(self, action: AuditAction, signed: SignedSolanaTransaction, at: datetime, **more) -> Emit:
+    def solana_landed_again(
+        self, signed: SignedSolanaTransaction, copy: solana.Landed, counted: str | None, landings: int, at: datetime
+    ) -> Emit:
+        """A further landing of a Solana message the agent signed once (`SolanaTracking.count_landings`),
+        said loudly: an audit event naming the copy (its id, slot, error), the landing the intent's
+        reservation counts and how many landed so far, and ``warden_solana_repeat_landings_total``."""
+        metrics.SOLANA_REPEAT_LANDINGS.labels(signed.chain).inc()
+        return self._solana_audit(
+            AuditAction.SOLANA_LANDED_AGAIN,
+            signed,
+            at,
+            copy.signature,
+            counted_signature=counted,
+            landed_signature=copy.signature,
+            landed_slot=copy.slot,
+            landed_error=None if copy.error is None else str(copy.error),
+            landings=landings,
+        )
+
+    def _solana_audit(
+        self, action: AuditAction, signed: SignedSolanaTransaction, at: datetime, *about: str, **more
+    ) -> Emit:
+        """A Solana transaction's audit event; ``about``: what else tells it apart from another of
+        the same status (a copy's id)."""
         return audit(
             SERVICE,
             action,
@@ -328,6 +351,7 @@ class Outcomes:
             signed.tx_signature or signed.signature,
             signed.status,
             signed.error or "",
+            *about,
             intent_id=signed.intent_id,
             agent_id=signed.agent_id,
             intent_digest=signed.intent_digest,

@@ -68,7 +68,7 @@ from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.sign_only import SignOnly
 from signer.signing import Sidecars, Signing, authorization_nonces, sidecar_of
-from signer.solana_tracking import SolanaTracking
+from signer.solana_tracking import SolanaTracking, copies_possible
 from signer.state import AgentStates
 from signer.tracking import Tracking
 from svm import messages as solana_messages
@@ -144,7 +144,8 @@ class Signer:
     async def handle(
         self, raw: bytes | None, source: Source, now: datetime
     ) -> tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]:
-        """One approved record → what to publish, and the signed tx to broadcast (if the intent asks).
+        """One approved record → what to publish, and the signed tx to broadcast (if the intent asks)
+        or, final already, a sign-only Solana transaction to watch for copies of its message.
 
         Never raises for a record it could read: whatever goes wrong while signing becomes the
         intent's one rejection, and nothing of that intent stays in the signer's state."""
@@ -495,8 +496,11 @@ class Signer:
         emits, signed = self.outcomes.solana_signed(intent, result, policy, now, slot, assets, copy_of)
         # Sent once its record is durable (the caller flushes first) and followed to final. An
         # idempotent copy of one not final yet is followed too: the same bytes again change
-        # nothing on Solana (the network keeps one transaction per signature).
-        return emits, signed if intent.broadcast and not signed.final else None
+        # nothing on Solana (the network keeps one transaction per signature). A sign-only one
+        # another key pays for is watched, not sent: its fee payer can land copies of it.
+        if intent.broadcast and not signed.final:
+            return emits, signed
+        return emits, signed if copy_of is None and copies_possible(signed) else None
 
     async def _sign_solana_message(self, approved: IntentApproved, now: datetime) -> list[Emit]:
         """A Solana off-chain message: judged like any intent (the policy in force, the agent's

@@ -276,6 +276,8 @@ class Signing:
         with self.private_key(intent, agent) as key:
             try:
                 return solana_transactions.sign(intent.solana_transaction_bytes, key)
+            except solana_transactions.SignatureInvalid as exc:
+                raise SigningRefused(Code.SOLANA_SIGNATURE_INVALID, f"the signer cannot sign it: {exc}") from None
             except solana_transactions.TransactionError as exc:
                 raise SigningRefused(Code.SOLANA_TRANSACTION_INVALID, f"the signer cannot sign it: {exc}") from None
 
@@ -360,7 +362,8 @@ class Signing:
         return SigningRefused(
             Code.SIGNING_KEY_UNAVAILABLE,
             f"no usable signing key for agent {intent.agent_id!r} on {intent.chain}: "
-            f"{exc.__class__.__name__}; provision one with `warden keys provision`",
+            f"{exc.__class__.__name__}; an admin provisions one with "
+            f"`warden keys provision --agent {intent.agent_id} --chain {intent.chain}`",
         )
 
     async def nonce(self, intent: TransactionIntent, address: str, node, now: datetime) -> int:

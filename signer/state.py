@@ -248,6 +248,15 @@ class SignerState:
         rows = self.db.execute(f"SELECT record FROM solana WHERE {_NOT_FINAL} ORDER BY at_us")
         return [row[0] for row in rows]
 
+    def solana_final_since(self, at_us: int) -> list[bytes]:
+        """Solana transactions signed since ``at_us`` that are final (sign-only ones included):
+        after a restart, each is watched again for copies of its message while they can land."""
+        rows = self.db.execute(
+            """SELECT record FROM solana WHERE at_us > ? AND instr(record, '"final":true') > 0 ORDER BY at_us""",
+            (at_us,),
+        )
+        return [row[0] for row in rows]
+
     def final_since(self, at_us: int) -> list[bytes]:
         """Final records of transactions signed since ``at_us`` (sign-only ones aside, landed or not:
         the signer never sends their bytes): after a restart, those the chain may have lost with its

@@ -12,9 +12,12 @@ from svm import programs
 
 TOKEN_ACCOUNT_BYTES = 165
 MINT_BYTES = 82
-# The rent-exempt balance of a 165-byte token account (what creating one costs its payer):
-# (128 + 165) bytes x 3,480 lamports per byte-year x 2 years.
-TOKEN_ACCOUNT_RENT_LAMPORTS = 2_039_280
+# A token multisig account (m, n, initialized, 11 signers): never read as an account or a mint.
+MULTISIG_BYTES = 355
+# Rent exemption: an account holds (128 + its bytes) x 3,480 lamports per byte-year x 2 years.
+RENT_LAMPORTS_PER_BYTE = 3_480 * 2
+# The rent-exempt balance of a 165-byte token account (what creating one costs its payer).
+TOKEN_ACCOUNT_RENT_LAMPORTS = (128 + TOKEN_ACCOUNT_BYTES) * RENT_LAMPORTS_PER_BYTE  # 2,039,280
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ def token_account(address: str, program: str, data: bytes) -> TokenAccount:
     not an initialized token account."""
     if program not in programs.TOKEN_PROGRAMS:
         raise AccountError(f"{address} is not a token account: it is owned by {program}")
-    if len(data) < TOKEN_ACCOUNT_BYTES or (len(data) > TOKEN_ACCOUNT_BYTES and data[TOKEN_ACCOUNT_BYTES] != 2):
+    extended = len(data) > TOKEN_ACCOUNT_BYTES
+    if len(data) < TOKEN_ACCOUNT_BYTES or len(data) == MULTISIG_BYTES or (extended and data[TOKEN_ACCOUNT_BYTES] != 2):
         raise AccountError(f"{address} is not a token account ({len(data)} bytes)")
     if data[108] == 0:  # AccountState::Uninitialized
         raise AccountError(f"{address} is a token account that is not initialized")

@@ -61,6 +61,9 @@ class Instruction:
     new_authority: str | None = None  # SetAuthority: None clears it
     authority_type: int | None = None
     owner: str | None = None  # CreateAccount: the program that will own it; ATA / InitializeAccount: the wallet
+    # A transfer's, an approval's or a burn's accounts after its authority: when the authority is a
+    # token multisig, the signers that sign for it (a transfer hook's accounts follow them too).
+    signers: tuple[str, ...] = ()
 
 
 class InstructionError(ValueError):
@@ -128,29 +131,40 @@ def _system(index: int, accounts: tuple[str, ...], data: bytes) -> Instruction:
     return Instruction(index, program, Kind.UNREAD, accounts, disc)
 
 
+# Transfer, Approve { amount }: [source, destination or delegate, authority]; their Checked forms
+# { amount, decimals } name the mint second: [source, mint, destination, authority].
+_MOVES = {
+    3: (Kind.TOKEN_TRANSFER, False),
+    4: (Kind.TOKEN_APPROVE, False),
+    12: (Kind.TOKEN_TRANSFER, True),
+    13: (Kind.TOKEN_APPROVE, True),
+}
+
+
+def _token_move(index: int, program: str, accounts: tuple[str, ...], data: bytes) -> Instruction:
+    kind, checked = _MOVES[data[0]]
+    source, to, authority = (accounts[0], accounts[2], accounts[3]) if checked else accounts[:3]
+    return Instruction(
+        index,
+        program,
+        kind,
+        accounts,
+        data[:1].hex(),
+        _u64(data, 1),
+        source,
+        to,
+        authority,
+        mint=accounts[1] if checked else None,
+        decimals=data[9] if checked else None,
+        signers=accounts[4:] if checked else accounts[3:],
+    )
+
+
 def _token(index: int, program: str, accounts: tuple[str, ...], data: bytes) -> Instruction:
     tag = data[0]
     disc = data[:1].hex()
-    # Transfer, Approve { amount }: [source, destination or delegate, authority]; their Checked
-    # forms { amount, decimals } name the mint second: [source, mint, destination, authority].
-    moves = {3: (Kind.TOKEN_TRANSFER, False), 4: (Kind.TOKEN_APPROVE, False)}
-    moves |= {12: (Kind.TOKEN_TRANSFER, True), 13: (Kind.TOKEN_APPROVE, True)}
-    if tag in moves:
-        kind, checked = moves[tag]
-        source, to, authority = (accounts[0], accounts[2], accounts[3]) if checked else accounts[:3]
-        return Instruction(
-            index,
-            program,
-            kind,
-            accounts,
-            disc,
-            _u64(data, 1),
-            source,
-            to,
-            authority,
-            mint=accounts[1] if checked else None,
-            decimals=data[9] if checked else None,
-        )
+    if tag in _MOVES:
+        return _token_move(index, program, accounts, data)
     if tag == 5:  # Revoke: [source, owner]
         return Instruction(index, program, Kind.TOKEN_REVOKE, accounts, disc, source=accounts[0], authority=accounts[1])
     if tag == 6:  # SetAuthority { authority_type, new_authority: COption<Pubkey> }: [account, current]
@@ -188,6 +202,7 @@ def _token(index: int, program: str, accounts: tuple[str, ...], data: bytes) -> 
             accounts[0],
             authority=accounts[2],
             mint=accounts[1],
+            signers=accounts[3:],
         )
     if tag == 1:  # InitializeAccount: [account, mint, owner, rent]
         return Instruction(

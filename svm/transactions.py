@@ -6,6 +6,11 @@ write it, and as an x402 client receives a transfer whose fee payer is the facil
 `read` decodes it with solders and each instruction with `svm.instructions`; `sign` puts the
 agent's Ed25519 signature over the message into the agent's slot and nothing else changes.
 
+Every other signature is checked as Solana's runtime checks it (`verifies`): ed25519-dalek's
+`verify_strict`, which refuses what a plain Ed25519 verification accepts, a non-canonical S and an R
+or a key of small order. A slot the runtime would refuse makes a transaction that can never land
+under that slot's id, while a copy with the slot signed again can.
+
 Address lookup tables are refused: the accounts they load are not in the bytes, and Warden signs
 only what it reads.
 """
@@ -16,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -34,6 +39,18 @@ class TransactionError(ValueError):
     pass
 
 
+class SignatureInvalid(TransactionError):
+    """A signature in another signer's slot that Solana's runtime would refuse."""
+
+
+def verifies(signer: str | Pubkey, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is ``signer``'s over ``message`` as Solana's runtime verifies it:
+    solders' `Signature.verify`, the Rust SDK's own check (ed25519-dalek's `verify_strict`:
+    S canonical, below the group order; neither R nor the key of small order; R as computed)."""
+    key = signer if isinstance(signer, Pubkey) else Pubkey.from_string(signer)
+    return len(signature) == 64 and Signature.from_bytes(signature).verify(key, message)
+
+
 @dataclass(frozen=True)
 class SolanaTransaction:
     """What a transaction says. ``signers``: the accounts whose signatures it needs, the fee
@@ -48,6 +65,8 @@ class SolanaTransaction:
     instructions: tuple[Instruction, ...]
     signatures: dict[str, bytes]
     message: bytes  # the bytes every signature is over
+    # The signers whose signature is present and does not verify over ``message`` (`verifies`).
+    unverified: tuple[str, ...] = ()
 
     @property
     def compute_unit_limit(self) -> int:
@@ -138,6 +157,7 @@ def read(raw: bytes) -> SolanaTransaction:
     signatures = {
         signer: bytes(sig) for signer, sig in zip(signers, tx.signatures, strict=True) if bytes(sig) != _EMPTY_SIGNATURE
     }
+    message_bytes = to_bytes_versioned(message)
     return SolanaTransaction(
         version=version,
         fee_payer=keys[0],
@@ -147,7 +167,8 @@ def read(raw: bytes) -> SolanaTransaction:
         account_keys=keys,
         instructions=tuple(instructions),
         signatures=signatures,
-        message=to_bytes_versioned(message),
+        message=message_bytes,
+        unverified=tuple(s for s, sig in signatures.items() if not verifies(s, sig, message_bytes)),
     )
 
 
@@ -166,13 +187,26 @@ def sign(raw: bytes, seed: bytearray | bytes) -> bytes:
     message = to_bytes_versioned(tx.message)
     signatures = list(tx.signatures)
     for signer, signature in zip(keys, signatures, strict=True):
-        if bytes(signature) != _EMPTY_SIGNATURE and signer != mine:
-            try:
-                Ed25519PublicKey.from_public_bytes(bytes(signer)).verify(bytes(signature), message)
-            except Exception:  # noqa: BLE001 - cryptography's InvalidSignature, or a key off the curve
-                raise TransactionError(f"the signature in {signer}'s slot is not over this message") from None
+        if bytes(signature) != _EMPTY_SIGNATURE and signer != mine and not verifies(signer, bytes(signature), message):
+            raise SignatureInvalid(
+                f"the signature in {signer}'s slot is not over this message as Solana's runtime verifies "
+                "it (strict Ed25519): the network would refuse the transaction"
+            )
     signatures[keys.index(mine)] = Signature.from_bytes(key.sign(message))
     return bytes(VersionedTransaction.populate(tx.message, signatures))
+
+
+def carries(raw: bytes, message: bytes, signer: str, signature: bytes) -> bool:
+    """Whether the wire bytes ``raw`` are a transaction over ``message`` with ``signature`` in
+    ``signer``'s slot, whatever its other slots hold: a copy of a transaction Warden signed."""
+    try:
+        tx = VersionedTransaction.from_bytes(raw)
+    except Exception:  # noqa: BLE001 - solders raises its own error types for each malformation
+        return False
+    keys = [str(key) for key in tx.message.account_keys[: tx.message.header.num_required_signatures]]
+    if to_bytes_versioned(tx.message) != message or signer not in keys:
+        return False
+    return bytes(tx.signatures[keys.index(signer)]) == signature
 
 
 def describe(tx: SolanaTransaction) -> list[str]:

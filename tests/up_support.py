@@ -40,13 +40,14 @@ def home_settings(tmp_path) -> Settings:
 class WardenUp:
     """`warden up` in a subprocess, as a person would start it."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *flags: str):
+        """``flags``: of `warden up` (``--memory``)."""
         self.settings = settings
         self.env = child_environment(settings) | {"PYTHONPATH": str(REPO)}
         self.env.pop("WARDEN_CLICKHOUSE_URL", None)
         self.log = (settings.home.parent / "warden-up.log").open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "up"],
+            [sys.executable, "-m", "infra.cli", "up", *flags],
             env=self.env,
             cwd=str(REPO),
             stdout=self.log,

@@ -3,6 +3,7 @@ example seed."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from solders.hash import Hash
+from solders.pubkey import Pubkey
+
+from sdk import solana as build
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "wire-formats.md"
@@ -70,4 +75,34 @@ def run_node(script: str, cases: list[dict]) -> list[dict]:
     return answers
 
 
+def run_node_test(script: str, env: dict[str, str]) -> str:
+    """``node --test`` on one test file of tests/node, ``env`` added to the environment; its report."""
+    proc = subprocess.run(
+        [_node(), "--test", str(SCRIPTS / script)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"node --test {script} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
 TOKEN = "0xfb6916095ca1df60bb79ce92ce3ea74c37c5d359"  # lowercase: Node writes it EIP-55
+
+# A Solana transaction's wire bytes, base64: one System transfer between two fixed keys under a fixed
+# blockhash, its signature slot empty (the bytes are signed as the string they are).
+SOLANA_PAYER, _PAYEE = (Pubkey.from_bytes(bytes([n]) * 32) for n in (7, 9))
+SOLANA_TRANSACTION = base64.b64encode(
+    build.unsigned(SOLANA_PAYER, [build.sol_transfer(SOLANA_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
+).decode()
+# A Solana transaction intent carrying it, to be broadcast.
+SOLANA_INTENT = {
+    "agent_id": "agent-7",
+    "intent_id": "sol-1",
+    "chain": "solana-local",
+    "intent_type": "solana_transaction",
+    "solana_transaction": SOLANA_TRANSACTION,
+    "broadcast": True,
+    "created_at": "2026-11-21T10:00:00Z",
+}

@@ -2,7 +2,7 @@
 
 One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``pay``, ``mcp``, ``submit`` (submit, sign, tail),
 ``simulate``, ``agents``, ``policy``,
-``approvals``, ``admins``, ``keys``, ``vault``, ``audit``, ``witness``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
+``approvals``, ``admins``, ``keys``, ``fund``, ``vault``, ``audit``, ``witness``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (key material read from files, publishing custody events). ``vault`` declares its
 commands and runs them from ``vault_admin`` and ``vault_secrets``, in ``vault_run``'s context.
@@ -43,13 +43,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulate", "simulate a transaction or a bundle and judge it against the policy; nothing signed"),
     "txs": ("txs", "what happened to an agent's transactions: list, or show one"),
     "pay": ("pay", "fetch a URL and pay its HTTP 402 (x402) through the agent's policy: `warden pay URL --agent A`"),
-    "api": ("api", "the Intents API over HTTP: the seeds' REST endpoints and an OpenAPI document (`warden api`)"),
+    "api": ("api", "the Intents API over HTTP: its REST endpoints and an OpenAPI document (`warden api`)"),
     "mcp": ("mcp", "the MCP server acting for one agent, over stdio or HTTP (`warden mcp --agent A [--http]`)"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),
     "policy": ("policy", "what a new policy would have decided over the ledger's history: `policy what-if`"),
     "approvals": ("approvals", "what waits for admins: list, approve, deny, or sign a proposal (admins only)"),
     "admins": ("admins", "the admin set and its quorum: show, this admin's key, propose a change"),
     "keys": ("keys", "provision, list, rotate or deactivate signing keys (admins only)"),
+    "fund": (
+        "fund",
+        "add native currency to an agent's address on the local Anvil: `warden fund --agent A --value 10`",
+    ),
     "schemas": ("schemas", "export JSON Schemas for producers in other languages"),
     "chains": ("schemas", "list the chain registry; add a chain or change its finality (admins' quorum)"),
     "bench": ("bench", "benchmarks that print figures"),

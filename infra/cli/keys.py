@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 from infra.cli.custody import WAIT_HELP, WAIT_S, UsageError, cli_hint, publish, read_client_share_text, read_cmek
 from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.config import load
+from runtime.registry import REGISTRY
+from schemas.chains import UnknownChain
 from sdk.vault_creation import vault_creation_pending
+from signer.chain_keys import KEY_CHAINS
 from signer.custody import AGENT_KEYS_VAULT, CLIENT_MODES
 from signer.custody.errors import AttestationRequired, CustodyError, InvalidKey, PermissionDenied
 from signer.custody_wiring import AuditOutbox, VaultOutbox, keystore_from_settings
@@ -25,6 +28,11 @@ def cmd_keys(args) -> int:
     missing = [f"--{option}" for option in required if not getattr(args, option)]
     if missing:
         return fail(name, f"{' and '.join(missing)} required", 2)
+    if args.chain is not None:
+        try:
+            args.chain = key_chain(args.chain)
+        except UsageError as exc:
+            return fail(name, exc, 2)
     settings = load()
     outbox, vault_events = AuditOutbox(), VaultOutbox()
     try:
@@ -66,6 +74,23 @@ def cmd_keys(args) -> int:
             _hand_over_client_share(created_share, args.client_share_out, settings.key_mode, doc)
     _print_keys(doc, args.json)
     return 0
+
+
+def key_chain(name: str) -> str:
+    """The key chain ``--chain`` names: a key chain itself (``ethereum``), or a network of the
+    registry (``anvil``, ``base``, ``solana-local``), which signs with its family's key chain."""
+    if name in KEY_CHAINS:
+        return name
+    try:
+        network = REGISTRY.get(name)
+    except UnknownChain:
+        raise UsageError(
+            f"--chain {name!r} is neither a key chain nor a network Warden knows; give a key chain "
+            f"({', '.join(KEY_CHAINS)}) or a network that signs with one (`warden chains` lists them: "
+            f"anvil and every EVM network sign with ethereum)"
+        ) from None
+    note(f"network {name} signs with the {network.key_chain} key chain: --chain {network.key_chain}")
+    return network.key_chain
 
 
 def _run_action(store: KeyStore, args: argparse.Namespace, share: str | None) -> dict[str, Any] | list[dict[str, Any]]:
@@ -140,7 +165,11 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent", help="required except for list and provision-signer (the shared keys/{chain}-signer)")
     p.add_argument("--version", type=int, help="deactivate: one version (default: every active one)")
     p.add_argument("--wait", type=float, default=WAIT_S, help=WAIT_HELP)
-    p.add_argument("--chain", help="ethereum, bitcoin, solana, xrp, cardano or tron (default for list: all)")
+    p.add_argument(
+        "--chain",
+        help="ethereum, bitcoin, solana, xrp, cardano or tron, or a network that signs with one "
+        "(anvil, base, ...: ethereum; solana-local: solana); default for list: all",
+    )
     p.add_argument("--actor", default="admin:local-admin", help='who asks: "admin:<id>" or "agent:<id>"')
     p.add_argument("--client-share-file", help="client-custody vaults: file holding the client share (- for stdin)")
     p.add_argument(

@@ -107,6 +107,7 @@ def cmd_status(args) -> int:
         "up": up,
         "supervisor_metrics": _metrics_url(settings, "supervisor"),
         "broker_storage": doc.get("broker_storage"),
+        "addresses": doc.get("addresses", {}),
         "components": components,
         "consumer_lag": None,
         "ledger": None,
@@ -130,6 +131,8 @@ def cmd_status(args) -> int:
         exit_note = f", last exit code {c['last_exit_code']}" if c["last_exit_code"] is not None else ""
         where = f"  metrics {c['metrics']}" if c["metrics"] and c["alive"] else ""
         print(f"  {c['name']:8} pid {str(c['pid']):7} {state:12} restarts {c['restarts']}{exit_note}{where}")
+    for name, address in report["addresses"].items():
+        print(f"  {name:8} at {address}")
     for name, lag in (report["consumer_lag"] or {}).items():
         print(f"  lag {name:8} {lag['lag']} records ({lag['group']})")
     if report["ledger"] is not None:

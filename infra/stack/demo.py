@@ -13,7 +13,7 @@ its calldata says (caught by simulation), one above the daily limit, and one
 above the human-approval threshold, which waits until the demo, as the admin,
 approves it. Last, a second agent's session through MCP (``demo_mcp``): simulate, check the policy,
 submit and list one transfer, as an agent runtime does through `warden mcp`; and with
-``over_http``, a third agent sending the seeds' HTTP requests to `warden api` (``demo_http``).
+``over_http``, a third agent sending the Intents API's HTTP requests to `warden api` (``demo_http``).
 
 The script (each intent and the outcome it expects) is ``demo_script``; this module deploys what
 it needs, runs it, reports the outcomes and verifies the ledger.

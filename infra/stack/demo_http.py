@@ -1,5 +1,5 @@
 """The demo's agent over HTTP: `warden api`, run by the demo's stack as `warden up` runs it, driven
-with plain HTTP requests shaped as the seeds print them: an API key an admin issued, a token for
+with plain HTTP requests shaped as the Intents API specifies them: an API key an admin issued, a token for
 it, a transfer, a transfer over the cap, and a sign-only transaction.
 
 The session acts for its own agent (`HTTP_AGENT`, its own chain key, policy and payee), so it
@@ -79,7 +79,7 @@ async def run_session(settings: Settings, client_share: str | None, progress, ti
 
 def render(session: dict) -> str:
     lines = [
-        f"\nagent over HTTP: {session['agent_id']} ({session['address']}) sends the seeds' requests to `warden api` "
+        f"\nagent over HTTP: {session['agent_id']} ({session['address']}) sends the Intents API's requests to `warden api` "
         f"({session['seconds']} s)"
     ]
     for call in session["calls"]:

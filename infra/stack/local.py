@@ -442,15 +442,19 @@ class LocalStack:
         wait_for_port(f"{host}:{port}", 20, "Anvil", process.proc)
 
     def start_solana(self, slot_time_ms: int = 200) -> None:
-        """surfpool, the local Solana node, offline; it writes the addresses it picked to
+        """surfpool, the local Solana node, offline, its JSON-RPC and websocket on two ports picked
+        in `listen_ports` like every listener of the stack; it writes their addresses to
         `Settings.surfpool_info`, where every process reads them. A slot every ``slot_time_ms``:
         a transaction is finalized 32 slots on, ~6.4 s. Its chain lives and dies with it, in every
         mode: surfpool keeps no state on disk."""
         info = self.settings.surfpool_info
         info.unlink(missing_ok=True)
         script = str(Path(__file__).with_name("surfpool.js"))
+        rpc_port, ws_port = free_ports(2, avoid=self.configured_ports())
         process = self._spawn(
-            "solana", ["node", script, str(info), str(slot_time_ms)], {"WARDEN_SURFPOOL_MODULE": surfpool_module()}
+            "solana",
+            ["node", script, str(info), str(slot_time_ms), str(rpc_port), str(ws_port)],
+            {"WARDEN_SURFPOOL_MODULE": surfpool_module()},
         )
         deadline = time.monotonic() + 30
         while not info.exists():

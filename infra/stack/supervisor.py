@@ -65,6 +65,8 @@ class Supervisor:
         self.audit_signer = audit_signer(self.stack.settings, "supervisor")  # signs the restarts it records
         for name, process in self.stack.processes.items():
             self.components[name] = Component(name, process.pid, time.time())
+        # Where each part listens (the API, Anvil's JSON-RPC, the broker), for `warden status`.
+        self.addresses = {row["name"]: row["address"] for row in self.stack.describe() if row["address"]}
         self.write()
 
     @property
@@ -154,6 +156,7 @@ class Supervisor:
             "home": str(self.stack.settings.home),
             "broker_storage": self.stack.settings.broker_storage,
             "components": {name: asdict(c) for name, c in self.components.items()},
+            "addresses": self.addresses,
         }
         temporary = self.status_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(doc, indent=1))

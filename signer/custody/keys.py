@@ -233,7 +233,10 @@ class KeyStore:
         path = agent_key_path(_check_agent(agent_id), chain)
         created = self._ensure_vault(actor, now)
         if not self._active_versions(path):
-            raise NotFound(f"agent {agent_id!r} has no active {chain} key to rotate; use `warden keys provision`")
+            raise NotFound(
+                f"agent {agent_id!r} has no active {chain} key to rotate; "
+                f"an admin runs `warden keys provision --agent {agent_id} --chain {chain}`"
+            )
         return self._store(agent_id, chain, path, actor, now, client_share, created)
 
     def deactivate(

@@ -471,7 +471,7 @@ def test_the_typescript_client_submits_signs_and_looks_up_on_the_stack(stack, ap
         "WARDEN_TEST_RPC_URL": stack.settings.rpc_url_for("anvil"),
     }
     done = subprocess.run(
-        ["node", "--test", "test/"], cwd=TYPESCRIPT, env=env, capture_output=True, text=True, timeout=600
+        ["node", "--test", "test/client.test.mjs"], cwd=TYPESCRIPT, env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert re.search(r"# pass 5\b", done.stdout) and re.search(r"# fail 0\b", done.stdout), done.stdout[-3000:]

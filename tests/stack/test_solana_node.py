@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import socket
+import urllib.parse
 
 import pytest
 from solders.hash import Hash
@@ -14,7 +17,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from infra.stack.local import LocalStack, local_settings
+from infra.stack.local import LocalStack, listen_ports, local_settings
 from rules.solana import SOL, SolanaVerdict, balance_changes, judge, judge_simulation, token_accounts_named
 from runtime import solana
 from runtime.rpc import JsonRpc
@@ -29,16 +32,43 @@ DECIMALS = 6
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
+def solana_stack(tmp_path_factory):
+    """The stack's surfpool, started with WARDEN_LISTEN_PORTS narrowed to the last 200 ports of
+    this process's range, and that range."""
+    ports = listen_ports()
+    narrowed = range(ports.stop - 200, ports.stop)
     stack = LocalStack(local_settings(tmp_path_factory.mktemp("home")))
-    stack.start(parts=("solana",))
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WARDEN_LISTEN_PORTS", f"{narrowed.start}-{narrowed.stop - 1}")
+        stack.start(parts=("solana",))
     try:
-        described = {p["name"]: p for p in stack.describe()}
-        assert described["solana"]["address"].startswith("http://127.0.0.1:"), described
-        yield stack.settings.solana_rpc_url(CHAIN)
+        yield stack, narrowed
     finally:
         stack.stop()
     assert not stack.settings.surfpool_info.exists()  # stopped: nobody is told of a node that is gone
+
+
+@pytest.fixture(scope="module")
+def node(solana_stack):
+    stack, _ = solana_stack
+    described = {p["name"]: p for p in stack.describe()}
+    assert described["solana"]["address"].startswith("http://127.0.0.1:"), described
+    return stack.settings.solana_rpc_url(CHAIN)
+
+
+def test_surfpool_serves_its_rpc_and_websocket_on_ports_of_the_stack_range(solana_stack, node):
+    stack, narrowed = solana_stack
+    info = json.loads(stack.settings.surfpool_info.read_text())
+    ports = {name: urllib.parse.urlsplit(info[name]).port for name in ("rpc", "ws")}
+    assert all(port in narrowed for port in ports.values()), (ports, narrowed)
+    assert run(_call(node, "getHealth")) == "ok"
+    # The websocket answers its upgrade on its port: the handshake of RFC 6455.
+    with socket.create_connection(("127.0.0.1", ports["ws"]), timeout=10) as ws:
+        ws.sendall(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert ws.recv(1024).startswith(b"HTTP/1.1 101"), "no websocket upgrade"
 
 
 def run(coro):

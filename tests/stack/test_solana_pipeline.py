@@ -25,12 +25,14 @@ from infra.stack.provision import provision_solana_agent
 from runtime import solana
 from runtime.clock import to_us, utcnow
 from runtime.kafka import end_offsets
+from runtime.metrics import metrics_file
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_outcome
 from schemas.codes import Code
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedSolanaTransaction
+from schemas.policy import SolanaTokenLimit
 from schemas.stages import Stage
 from sdk import solana as sol
 from sdk.client import Client, new_solana_intent, wait_outcomes
@@ -38,7 +40,9 @@ from signer.outcomes import Outcomes
 from signer.solana_tracking import SolanaTracking
 from signer.state import SignerState
 from svm import transactions
-from tests.support import warden, warden_mcp
+from tests import solana_support as support
+from tests.solana_signatures_support import identity_r, resigned
+from tests.support import sample, warden, warden_mcp
 
 CHAIN = "solana-local"
 FEE = 5_000  # one signature, no priority fee
@@ -60,6 +64,34 @@ def lamports(settings, run, address: str, commitment: str = "confirmed") -> int:
     return run(_rpc(settings, lambda node: solana.balance(node, address, commitment)))
 
 
+def funded(settings, run) -> Keypair:
+    """A key outside Warden holding 1 SOL: a fee payer (an x402 facilitator, a third party)."""
+    payer = Keypair()
+    run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10**9)))
+    deadline = time.monotonic() + 60
+    while lamports(settings, run, str(payer.pubkey()), "processed") == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return payer
+
+
+def audit_rows(settings, intent_id: str, done, timeout_s: float = 120) -> list[tuple[str, dict]]:
+    """The intent's audit events in the ledger, (action, details) in order, once ``done`` holds of them."""
+    host, _, port = settings.ledger_http.rpartition(":")
+    ledger = clickhouse_connect.get_client(host=host, port=int(port))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = ledger.query(
+            "SELECT action, details FROM audit_log WHERE intent_id = {i:String} ORDER BY ts, seq",
+            parameters={"i": intent_id},
+        ).result_rows
+        found = [(action, orjson.loads(details)) for action, details in rows]
+        if done(found):
+            return found
+        assert time.monotonic() < deadline, found
+        time.sleep(0.5)
+
+
 def agent_with(settings, run, **policy):
     agent = run(provision_solana_agent(settings, f"sol-{uuid.uuid4().hex[:8]}", **policy))
     assert lamports(settings, run, agent.address, "processed") == 10 * 10**9  # the airdrop landed
@@ -70,16 +102,57 @@ def intent_for(agent, raw: bytes, **fields):
     return new_solana_intent(agent.intent_key, agent_id=agent.agent_id, chain=CHAIN, transaction=raw, **fields)
 
 
-def outcomes_of(settings, run, intents, timeout_s: float = 120):
+def outcomes_of(settings, run, intents, timeout_s: float = 120, approved=(), policy=None):
+    """The outcomes of ``intents`` submitted, and of ``approved`` written straight to
+    warden.intents.approved under ``policy`` (as a topic writer with no key can)."""
     start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
 
     async def go():
         async with Client(settings) as client:
             for intent in intents:
                 await client.submit(intent)
-        return await wait_outcomes(settings, intents, timeout_s, start)
+            for intent in approved:
+                record = IntentApproved(
+                    intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
+                )
+                await client.send(topics.INTENTS_APPROVED, intent.agent_id, record.to_bytes())
+            await client.flush()
+        return await wait_outcomes(settings, [*intents, *approved], timeout_s, start)
 
     return run(go())
+
+
+def land(settings, run, payer: Keypair, instructions, *others: Keypair) -> None:
+    """Set the chain up: ``instructions`` signed by keypairs held here, confirmed."""
+
+    async def go(node):
+        recent = Hash.from_string(await solana.latest_blockhash(node))
+        signature = await solana.send(node, bytes(sol.signed(payer, instructions, recent, *others)))
+        assert (await solana.landed(node, signature, "confirmed", 60)).error is None
+
+    run(_rpc(settings, go))
+
+
+def bank(settings, run) -> Keypair:
+    """A funded keypair that sets the chain up (mints, multisigs, accounts)."""
+    payer = Keypair()
+    run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10 * 10**9)))
+    deadline = time.monotonic() + 60
+    while lamports(settings, run, str(payer.pubkey())) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return payer
+
+
+def token_balance(settings, run, account: Pubkey) -> int:
+    reply = run(_rpc(settings, lambda node: node.call("getTokenAccountBalance", str(account))))
+    return int(reply["value"]["amount"])
+
+
+def approved_straight(settings, run, agent, intents):
+    """The intents approved by a topic writer with no key, written straight to the signer's
+    topic under the agent's policy: the signer's outcomes."""
+    return outcomes_of(settings, run, [], approved=tuple(intents), policy=agent.policy)
 
 
 def send_and_wait_finalized(settings, run, signed_tx: str) -> solana.Status:
@@ -89,6 +162,39 @@ def send_and_wait_finalized(settings, run, signed_tx: str) -> solana.Status:
         return await solana.landed(node, await solana.send(node, raw), "finalized", 120)
 
     return run(_rpc(settings, go))
+
+
+def broadcast_record(tmp_path, signed_tx: bytes, agent: str, payer: str, spend: int):
+    """A broadcast Solana transaction (``payer`` pays its fee) as the signer records it, with its
+    reservation of ``spend`` lamports, in a signer record of the test's own: (the record, that
+    record's file, when it was reserved)."""
+    tx = transactions.read(signed_tx)
+    record = SignedSolanaTransaction(
+        intent_id=f"i-{uuid.uuid4().hex[:8]}",
+        agent_id=f"a-{uuid.uuid4().hex[:8]}",
+        chain=CHAIN,
+        **{"from": agent},
+        signature=tx.signature_of(agent),
+        tx_signature=tx.signature_of(payer),
+        signed_tx=base64.b64encode(signed_tx).decode(),
+        recent_blockhash=tx.recent_blockhash,
+        spend={"SOL": str(spend)},
+        status="broadcast",
+        tee="none",
+        signed_at=utcnow(),
+    )
+    state = SignerState(tmp_path / "state.db", fsync=False)
+    now_us = to_us(utcnow())
+    state.agent(record.agent_id).record_message(
+        intent_id=record.intent_id,
+        record=record.to_bytes(),
+        now_us=now_us,
+        policy_version=1,
+        idempotency_slot=None,
+        assets={f"{CHAIN}:SOL": spend},
+        kind="solana",
+    )
+    return record, state, now_us
 
 
 def test_sol_to_alice_is_signed_bound_to_the_intent_and_the_node_finalizes_it(stack, run):
@@ -206,19 +312,7 @@ def test_the_signer_judges_an_approval_written_straight_to_its_topic(stack, run)
     recent = blockhash(settings, run)
     to_mallory = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, mallory, 1_000_000)], recent))
     unapproved = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 2_000_000)], recent))
-    start = run(end_offsets(settings, (topics.INTENTS_REJECTED, topics.SOLANA_SIGNED)))
-
-    async def approve_directly():
-        async with Client(settings) as client:
-            for intent in (to_mallory, unapproved):
-                approved = IntentApproved(
-                    intent=intent, policy=agent.policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
-                )
-                await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
-            await client.flush()
-        return await wait_outcomes(settings, [to_mallory, unapproved], 120, start)
-
-    outcomes = run(approve_directly())
+    outcomes = approved_straight(settings, run, agent, [to_mallory, unapproved])
     for intent, code in ((to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED), (unapproved, Code.HUMAN_APPROVAL_REQUIRED)):
         outcome = outcomes[intent.intent_id]
         assert isinstance(outcome, IntentRejected) and (outcome.stage, outcome.code) == (Stage.SIGNING, code), outcome
@@ -267,12 +361,7 @@ def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alo
     """A transaction another fee payer must sign too (an x402 facilitator's): signed only, the
     agent's slot filled and the payer's left for the payer; broadcast is refused by the signer."""
     settings = stack.settings
-    alice, payer = Keypair().pubkey(), Keypair()
-    run(_rpc(settings, lambda node: node.call("requestAirdrop", str(payer.pubkey()), 10**9)))
-    deadline = time.monotonic() + 60
-    while lamports(settings, run, str(payer.pubkey())) == 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    alice, payer = Keypair().pubkey(), funded(settings, run)
     agent = agent_with(settings, run, allowlist=(str(alice),), max_lamports_per_tx=1_000_000)
     me = Pubkey.from_string(agent.address)
     raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
@@ -294,26 +383,84 @@ def test_broadcast_needs_every_signature_and_sign_only_fills_the_agents_slot_alo
     assert lamports(settings, run, str(alice), "finalized") == 1_000_000
 
 
+class CopyLandedFirst:
+    """Warden signed a transfer whose fee payer's slot was valid; before its bytes land, the fee
+    payer signs the same message again and lands that copy, which carries the agent's signature.
+    The signer's tracker, on the real node and a record of its own, follows the copy."""
+
+    def __init__(self, settings, run, tmp_path, recent: Hash):
+        self.settings, self.run = settings, run
+        alice, payer, agent = Keypair().pubkey(), funded(settings, run), funded(settings, run)
+        raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(agent.pubkey(), alice, 1_000_000)], recent)
+        message = transactions.read(raw).message
+        signed_tx = transactions.sign(raw[:1] + bytes(payer.sign_message(message)) + raw[65:], sol.seed_of(agent))
+        self.record, state, self.now_us = broadcast_record(
+            tmp_path / "copied", signed_tx, str(agent.pubkey()), str(payer.pubkey()), 1_000_000
+        )
+        self.kept = state.agent(self.record.agent_id)
+        held = VersionedTransaction.from_bytes(signed_tx)
+        self.copy = VersionedTransaction.populate(held.message, [resigned(payer, message), held.signatures[1]])
+        self.tracking = SolanaTracking(
+            state, None, Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
+        )
+
+    def tracked(self, work):
+        async def go():
+            node = JsonRpc(self.settings.rpc_url_for(CHAIN), timeout_s=60)
+            self.tracking.node_for = lambda chain: node
+            try:
+                return await work(self.tracking)
+            finally:
+                await node.close()
+
+        return self.run(go())
+
+    def land_then_look(self) -> SignedSolanaTransaction:
+        """The copy landed (finalized), then the record as signed looked at: it follows the copy."""
+        landed = send_and_wait_finalized(self.settings, self.run, base64.b64encode(bytes(self.copy)).decode())
+        assert landed.error is None and str(self.copy.signatures[0]) != self.record.tx_signature
+        emits, followed = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert (followed.status, followed.final, followed.slot) == ("finalized", True, landed.slot), followed
+        assert followed.tx_signature == str(self.copy.signatures[0])
+        assert base64.b64decode(followed.signed_tx) == bytes(self.copy)
+        assert self.kept.solana_record(self.record.intent_id) == emits[0].value
+        return followed
+
+    def look_once_expired(self, followed: SignedSolanaTransaction) -> None:
+        """Its blockhash expired: looked at again from the record as signed, what landed, never
+        dropped; one landing, counted once; the reservation kept."""
+        _, again = self.tracked(lambda tracking: tracking.look(self.record, utcnow()))
+        assert (again.status, again.tx_signature) == ("finalized", followed.tx_signature), again
+        assert self.tracked(lambda tracking: tracking.count_landings(followed, utcnow())) == ([], False)
+        entries = self.kept.asset_entries(f"{CHAIN}:SOL", self.now_us)
+        assert entries == {self.record.intent_id: (self.now_us, 1_000_000)}
+
+
 def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_never_landed_is_dropped(
     stack, run, tmp_path
 ):
     """A blockhash lives ~150 blocks (~30 s on the local node). An intent whose blockhash expired is
     refused by the worker's simulation; a transaction signed while it was valid but never landed
-    is reported dropped by the signer's tracker, final, its reservation released, and not sent."""
+    is reported dropped by the signer's tracker, final, its reservation released, and not sent.
+    One whose message landed in a copy the fee payer signed again is never dropped
+    (`CopyLandedFirst`)."""
     settings = stack.settings
     alice = Keypair().pubkey()
     agent = agent_with(settings, run, allowlist=(str(alice),))
     me = Pubkey.from_string(agent.address)
     old = blockhash(settings, run)
     raw = sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], old)
+    copied = CopyLandedFirst(settings, run, tmp_path, old)
+    followed = copied.land_then_look()
 
     def valid():
         return run(_rpc(settings, lambda n: n.call("isBlockhashValid", str(old), {"commitment": "processed"})))
 
     deadline = time.monotonic() + 180
-    while valid()["value"]:
+    while valid()["value"] or run(_rpc(settings, lambda node: solana.blockhash_valid(node, str(old), "finalized"))):
         assert time.monotonic() < deadline
         time.sleep(1)
+    copied.look_once_expired(followed)
     (outcome,) = outcomes_of(settings, run, [intent_for(agent, raw, broadcast=True)]).values()
     assert isinstance(outcome, IntentRejected) and outcome.code == Code.SIMULATION_FAILED, outcome
     assert "Blockhash" in outcome.reason, outcome.reason
@@ -322,34 +469,9 @@ def test_an_expired_blockhash_is_refused_before_signing_and_a_signed_one_that_ne
     never_sent = transactions.sign(
         sol.unsigned(payer.pubkey(), [sol.sol_transfer(payer.pubkey(), alice, 1)], old), bytearray(payer.secret()[:32])
     )
-    tx = transactions.read(never_sent)
-    record = SignedSolanaTransaction(
-        intent_id="i-never-sent",
-        agent_id="a-never-sent",
-        chain=CHAIN,
-        **{"from": str(payer.pubkey())},
-        signature=tx.signature_of(str(payer.pubkey())),
-        tx_signature=tx.signature_of(str(payer.pubkey())),
-        signed_tx=base64.b64encode(never_sent).decode(),
-        recent_blockhash=str(old),
-        spend={"SOL": str(1 + FEE)},
-        status="broadcast",
-        tee="none",
-        signed_at=utcnow(),
-    )
-    state = SignerState(tmp_path / "state.db", fsync=False)
+    record, state, now_us = broadcast_record(tmp_path, never_sent, str(payer.pubkey()), str(payer.pubkey()), 1 + FEE)
     outcomes = Outcomes(state, ("signer-test", Ed25519PrivateKey.generate()), "none")
     kept = state.agent(record.agent_id)
-    now_us = to_us(utcnow())
-    kept.record_message(
-        intent_id=record.intent_id,
-        record=record.to_bytes(),
-        now_us=now_us,
-        policy_version=1,
-        idempotency_slot=None,
-        assets={f"{CHAIN}:SOL": 1 + FEE},
-        kind="solana",
-    )
     assert kept.asset_entries(f"{CHAIN}:SOL", now_us) == {record.intent_id: (now_us, 1 + FEE)}
 
     async def look():
@@ -479,3 +601,184 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
     final = run(wait_outcomes(settings, [big, denied], 120, start))
     assert isinstance(final[big.intent_id], SignedSolanaTransaction) and final[big.intent_id].status == "sign_only"
     assert (final[denied.intent_id].stage, final[denied.intent_id].code) == (Stage.APPROVAL, Code.APPROVAL_DENIED)
+
+
+def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limits(stack, run):
+    """Issue 70, item 3: a token account owned by a 1-of-2 multisig of [agent, other] holds 500
+    TKN, and the agent's signature alone moves them. 400 to alice against a 100 cap is refused by
+    the worker and by the signer, and nothing moves; 60 is signed and lands; the window counts it,
+    so 60 more is over the daily 100; mallory is refused by her name."""
+    settings, payer = stack.settings, bank(stack.settings, run)
+    alice, mallory, other, multisig, mint = Keypair(), Keypair(), Keypair(), Keypair(), Keypair()
+    limit = SolanaTokenLimit(mint=str(mint.pubkey()), decimals=6, max_per_tx=100 * 10**6, daily_limit=100 * 10**6)
+    agent = agent_with(settings, run, allowlist=(str(alice.pubkey()),), tokens=(limit,))
+    me, owner = Pubkey.from_string(agent.address), multisig.pubkey()
+    setup = sol.create_mint(payer.pubkey(), mint.pubkey(), payer.pubkey(), 6)
+    setup += support.create_multisig(payer.pubkey(), owner, 1, [me, other.pubkey()])
+    setup += [sol.create_ata(payer.pubkey(), who, mint.pubkey()) for who in (owner, alice.pubkey(), mallory.pubkey())]
+    held = sol.ata_address(owner, mint.pubkey())
+    setup.append(sol.mint_to(mint.pubkey(), held, payer.pubkey(), 500 * 10**6))
+    land(settings, run, payer, setup, mint, multisig)
+    recent = blockhash(settings, run)
+
+    def move(amount: int, to: Keypair):
+        destination = sol.ata_address(to.pubkey(), mint.pubkey())
+        ix = sol.token_transfer_checked(held, mint.pubkey(), destination, owner, amount, 6, multisig_signers=[me])
+        return intent_for(agent, sol.unsigned(me, [ix], recent))
+
+    over, within, again, to_mallory = (
+        move(400 * 10**6, alice),
+        move(60 * 10**6, alice),
+        move(60 * 10**6, alice),
+        (move(10**6, mallory)),
+    )
+    outcomes = outcomes_of(settings, run, [over, within, again, to_mallory])
+    for intent, code in (
+        (over, Code.VALUE_OVER_CAP),
+        (again, Code.DAILY_LIMIT_EXCEEDED),
+        (to_mallory, Code.RECIPIENT_NOT_ALLOWLISTED),
+    ):
+        refused = outcomes[intent.intent_id]
+        assert isinstance(refused, IntentRejected) and (refused.stage, refused.code) == (Stage.SOLANA, code), refused
+    (by_signer,) = approved_straight(settings, run, agent, [move(400 * 10**6, alice)]).values()
+    assert isinstance(by_signer, IntentRejected), by_signer
+    assert (by_signer.stage, by_signer.code) == (Stage.SIGNING, Code.VALUE_OVER_CAP), by_signer
+    assert token_balance(settings, run, held) == 500 * 10**6  # nothing moved
+    signed = outcomes[within.intent_id]
+    assert isinstance(signed, SignedSolanaTransaction), signed
+    assert signed.spend == {"SOL": str(FEE), str(mint.pubkey()): str(60 * 10**6)}
+    assert send_and_wait_finalized(settings, run, signed.signed_tx).error is None
+    assert token_balance(settings, run, held) == 440 * 10**6
+    assert token_balance(settings, run, sol.ata_address(alice.pubkey(), mint.pubkey())) == 60 * 10**6
+
+
+def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_the_signer(stack, run):
+    """Issue 70, item 4, on the node's Token-2022: listed mints, each with 1,000 tokens of the
+    agent's. A 50 % transfer fee withdrawn by mallory: 100 to alice is 50 to mallory, refused. The
+    same fee withdrawn by an allowlisted treasury: signed, and alice receives 50. A permanent
+    delegate: refused unless the policy accepts it for that mint. The signer refuses the same
+    itself."""
+    settings, payer = stack.settings, bank(stack.settings, run)
+    alice, mallory, treasury = Keypair().pubkey(), Keypair().pubkey(), Keypair().pubkey()
+    mints = {name: Keypair() for name in ("fee_to_mallory", "fee_to_treasury", "delegated", "delegated_accepted")}
+    extensions = {
+        "fee_to_mallory": {"fee": support.Fee(5_000, 10**12, mallory)},
+        "fee_to_treasury": {"fee": support.Fee(5_000, 10**12, treasury)},
+        "delegated": {"permanent_delegate": mallory},
+        "delegated_accepted": {"permanent_delegate": mallory},
+    }
+    accepted = {"delegated_accepted": ("permanent_delegate",)}
+    tokens = tuple(
+        SolanaTokenLimit(
+            mint=str(key.pubkey()), decimals=6, max_per_tx=100 * 10**6, accepted_extensions=accepted.get(name, ())
+        )
+        for name, key in mints.items()
+    )
+    agent = agent_with(settings, run, allowlist=(str(alice), str(treasury)), tokens=tokens)
+    me, program = Pubkey.from_string(agent.address), sol.TOKEN_2022
+    for name, key in mints.items():
+        mint = key.pubkey()
+        setup = support.create_mint_2022(payer.pubkey(), mint, payer.pubkey(), 6, **extensions[name])
+        setup += [sol.create_ata(payer.pubkey(), who, mint, program) for who in (me, alice)]
+        setup.append(sol.mint_to(mint, sol.ata_address(me, mint, program), payer.pubkey(), 1_000 * 10**6, program))
+        land(settings, run, payer, setup, key)
+    recent = blockhash(settings, run)
+
+    def hundred_to_alice(name: str):
+        mint = mints[name].pubkey()
+        source, destination = sol.ata_address(me, mint, program), sol.ata_address(alice, mint, program)
+        ix = sol.token_transfer_checked(source, mint, destination, me, 100 * 10**6, 6, token_program=program)
+        return intent_for(agent, sol.unsigned(me, [ix], recent))
+
+    intents = {name: hundred_to_alice(name) for name in mints}
+    refusals = {"fee_to_mallory": Code.RECIPIENT_NOT_ALLOWLISTED, "delegated": Code.SOLANA_MINT_EXTENSION_NOT_ACCEPTED}
+    outcomes = outcomes_of(settings, run, list(intents.values()))
+    straight = {name: hundred_to_alice(name) for name in refusals}  # the same bytes, never seen by the worker
+    by_signer = approved_straight(settings, run, agent, list(straight.values()))
+    for name, code in refusals.items():
+        for stage, refused in (
+            (Stage.SOLANA, outcomes[intents[name].intent_id]),
+            (Stage.SIGNING, by_signer[straight[name].intent_id]),
+        ):
+            assert isinstance(refused, IntentRejected), (name, refused)
+            assert (refused.stage, refused.code) == (stage, code), (name, refused)
+    assert str(mallory) in outcomes[intents["fee_to_mallory"].intent_id].reason  # the fee's withdraw authority
+    for name in ("fee_to_treasury", "delegated_accepted"):
+        signed = outcomes[intents[name].intent_id]
+        assert isinstance(signed, SignedSolanaTransaction), (name, signed)
+        assert send_and_wait_finalized(settings, run, signed.signed_tx).error is None
+    received = {
+        name: token_balance(settings, run, sol.ata_address(alice, key.pubkey(), program)) for name, key in mints.items()
+    }
+    assert received == {
+        "fee_to_mallory": 0,
+        "fee_to_treasury": 50 * 10**6,
+        "delegated": 0,
+        "delegated_accepted": 100 * 10**6,
+    }
+
+
+def test_a_fee_payer_slot_the_runtime_refuses_is_refused_by_the_worker_and_by_the_signer(stack, run):
+    """The fee payer fills its slot with a signature whose R is the identity point: OpenSSL's
+    Ed25519 accepts it, Solana's runtime does not, so the transaction could never land under that
+    id while a copy signed properly could. Refused by the worker and, approved straight on its
+    topic, by the signer, SOLANA_SIGNATURE_INVALID; nothing is signed."""
+    settings = stack.settings
+    alice, payer = Keypair().pubkey(), funded(settings, run)
+    agent = agent_with(settings, run, allowlist=(str(alice),))
+    me = Pubkey.from_string(agent.address)
+    raw = sol.unsigned(payer.pubkey(), [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
+    bad = raw[:1] + identity_r(payer, transactions.read(raw).message) + raw[65:]
+    judged, approved = intent_for(agent, bad, broadcast=True), intent_for(agent, bad, broadcast=True)
+    outcomes = outcomes_of(settings, run, [judged], approved=(approved,), policy=agent.policy)
+    for intent, stage in ((judged, Stage.SOLANA), (approved, Stage.SIGNING)):
+        outcome = outcomes[intent.intent_id]
+        assert isinstance(outcome, IntentRejected), outcome
+        assert (outcome.stage, outcome.code) == (stage, Code.SOLANA_SIGNATURE_INVALID), outcome
+
+
+def test_each_landing_of_one_signed_message_counts_against_the_agent_and_is_said_loudly(stack, run):
+    """A sign-only transfer another key pays for (an x402 facilitator's): the fee payer sends it
+    with four different signatures of its own, and surfpool lands all four. The signer counts
+    each landing (its record holds four times the amount: an intent the worker's window lets
+    through is refused by the signer, DAILY_LIMIT_EXCEEDED), and records each landing after the
+    first as solana.landed_again, with warden_solana_repeat_landings_total."""
+    settings = stack.settings
+    alice, payer = Keypair().pubkey(), funded(settings, run)
+    agent = agent_with(settings, run, allowlist=(str(alice),), daily_limit_lamports=4_500_000)
+    me = Pubkey.from_string(agent.address)
+    intent = intent_for(
+        agent, sol.unsigned(payer.pubkey(), [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run))
+    )
+    (outcome,) = outcomes_of(settings, run, [intent]).values()
+    assert isinstance(outcome, SignedSolanaTransaction) and outcome.spend == {"SOL": "1000000"}, outcome
+    signed = VersionedTransaction.from_bytes(base64.b64decode(outcome.signed_tx))
+    message = to_bytes_versioned(signed.message)
+    copies = [
+        VersionedTransaction.populate(signed.message, [payer_signature, signed.signatures[1]])
+        for payer_signature in [payer.sign_message(message), *(resigned(payer, message) for _ in range(3))]
+    ]
+
+    async def land(node):
+        ids = [await solana.send(node, bytes(copy)) for copy in copies]
+        return ids, [await solana.landed(node, i, "confirmed", 120) for i in ids]
+
+    ids, statuses = run(_rpc(settings, land))
+    assert [s.error for s in statuses] == [None] * 4 and len(set(ids)) == 4
+    assert lamports(settings, run, str(alice)) == 4_000_000  # one message, four transfers
+    rows = audit_rows(
+        settings,
+        intent.intent_id,
+        lambda found: sum(action == AuditAction.SOLANA_LANDED_AGAIN for action, _ in found) == 3,
+    )
+    again = [details for action, details in rows if action == AuditAction.SOLANA_LANDED_AGAIN]
+    counted = {d["counted_signature"] for d in again}
+    assert len(counted) == 1 and counted <= set(ids), again
+    assert {d["landed_signature"] for d in again} == set(ids) - counted
+    assert all(d["landed_error"] is None and d["signature"] == outcome.signature for d in again), again
+    url = metrics_file(settings, "signer").read_text().strip()
+    assert sample(url, "warden_solana_repeat_landings_total", chain=CHAIN) >= 3
+    more = intent_for(agent, sol.unsigned(me, [sol.sol_transfer(me, alice, 1_000_000)], blockhash(settings, run)))
+    (refused,) = outcomes_of(settings, run, [more]).values()
+    assert isinstance(refused, IntentRejected), refused
+    assert (refused.stage, refused.code) == (Stage.SIGNING, Code.DAILY_LIMIT_EXCEEDED), refused

@@ -20,15 +20,22 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from solders.hash import Hash
-from solders.pubkey import Pubkey
 
 from schemas.auth import intent_signature_valid, public_key_hex, sign_intent
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy
-from sdk import solana as build
 from svm import messages
-from tests.wire_support import CHECKSUMMED, EXAMPLE_SEED, T0, TOKEN, block_after, json_default, run_node
+from tests.wire_support import (
+    CHECKSUMMED,
+    EXAMPLE_SEED,
+    SOLANA_INTENT,
+    SOLANA_PAYER,
+    T0,
+    TOKEN,
+    block_after,
+    json_default,
+    run_node,
+)
 
 OTHER_SEED = "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"  # RFC 8032, test 2
 UPPERCASE = "0xD1220A0CF47C7B9BE7A2E6BA89F429762E7B9ADB"  # all uppercase: accepted, made EIP-55
@@ -69,14 +76,9 @@ TYPED_DATA = {
 }
 
 BASE = {"agent_id": "agent-7", "chain": "base", "created_at": "2026-11-21T10:00:00Z"}
-# A Solana transaction's wire bytes, base64: one System transfer between two fixed keys under a fixed
-# blockhash, its signature slot empty (the bytes are signed as the string they are).
-_PAYER, _PAYEE = (Pubkey.from_bytes(bytes([n]) * 32) for n in (7, 9))
-SOLANA_TRANSACTION = base64.b64encode(
-    build.unsigned(_PAYER, [build.sol_transfer(_PAYER, _PAYEE, 1_000_000)], Hash(bytes([3]) * 32))
+SOLANA_MESSAGE = base64.b64encode(
+    messages.encode("signed in Node, read in Python: ünïcode", [str(SOLANA_PAYER)])
 ).decode()
-
-SOLANA_MESSAGE = base64.b64encode(messages.encode("signed in Node, read in Python: ünïcode", [str(_PAYER)])).decode()
 
 INTENTS: dict[str, tuple[str, dict]] = {
     # The page's example, as the producer means to send it.
@@ -167,18 +169,7 @@ INTENTS: dict[str, tuple[str, dict]] = {
             "idempotency_key": "permit-\U0001f600",
         },
     ),
-    "solana": (
-        OTHER_SEED,
-        {
-            "agent_id": "agent-7",
-            "intent_id": "sol-1",
-            "chain": "solana-local",
-            "intent_type": "solana_transaction",
-            "solana_transaction": SOLANA_TRANSACTION,
-            "broadcast": True,
-            "created_at": "2026-11-21T10:00:00Z",
-        },
-    ),
+    "solana": (OTHER_SEED, SOLANA_INTENT),
     "solana_message": (
         OTHER_SEED,
         {

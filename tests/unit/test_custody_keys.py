@@ -211,7 +211,12 @@ def test_keys_cli(tmp_path, monkeypatch, capsys):
     code, out, _ = run("keys", "provision-signer", "--chain", "ethereum", "--json")
     assert code == 0 and json.loads(out)["path"] == "keys/ethereum-signer"
     code, _, err = run("keys", "provision", "--agent", "a1", "--chain", "dogecoin")
-    assert code == 1 and "unknown key chain" in err
+    assert code == 2 and "neither a key chain nor a network" in err
+    assert "ethereum, bitcoin, solana, xrp, cardano, tron" in err
+    # A network's name is its family's key chain: anvil's key is the ethereum one.
+    code, out, err = run("keys", "provision", "--agent", "a3", "--chain", "anvil", "--json")
+    assert code == 0 and json.loads(out)["path"] == "agents/a3/chains/ethereum/private_key"
+    assert "anvil signs with the ethereum key chain" in err
     assert run("keys", "provision", "--chain", "tron")[0] == 2
     # Another process (the signer) sees what the CLI did, through the shared log.
     from runtime.config import load

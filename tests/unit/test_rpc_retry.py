@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from runtime.rpc import JsonRpc, RpcUnavailable, is_read
+from tests.rpc_support import rpc_node
 
 
 async def _flaky_node(drops: int):
@@ -23,14 +24,8 @@ async def _flaky_node(drops: int):
             raise ConnectionResetError
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7"})
 
-    app = web.Application()
-    app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}/", seen
+    runner, url = await rpc_node(handle)
+    return runner, url, seen
 
 
 def _asked(drops: int, method: str, *params) -> tuple[object, list[str]]:

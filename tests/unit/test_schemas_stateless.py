@@ -32,6 +32,8 @@ MOVED = {
 # and why each holds nothing that changes once it is made.
 SET_ONCE = {
     "schemas.auth.AuditSigner": "a writer's audit key and name, set when it is made and never changed",
+    "schemas.record.WireJsonSchema": "pydantic's JSON Schema writer, made afresh for each schema it writes and "
+    "dropped after it: nothing it holds outlives one call",
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -16,14 +17,17 @@ from solders.pubkey import Pubkey
 from solders.system_program import AssignParams, assign
 from solders.transaction import VersionedTransaction
 
-from rules.solana import SOL, check, judge, token_accounts_named
+from rules.solana import SOL, check, judge, mints_named, token_accounts_named
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.policy import AgentPolicy, SolanaPolicy, SolanaProgramRule, SolanaTokenLimit
 from sdk import solana as sol
 from svm import accounts as token_accounts
 from svm import transactions
+from svm.mints import Extension, TransferFee, TransferFeeConfig, TransferHook, extension_name
+from svm.mints import read as read_mint
 from svm.transactions import TransactionError
+from tests import solana_support as support
 
 CHAIN = "solana-local"
 DECIMALS = 6
@@ -78,15 +82,25 @@ class World:
         }
         return SolanaPolicy(**{**fields, **changes})
 
+    def mints(self, tx: transactions.SolanaTransaction, held: dict) -> dict:
+        """What a reader of the chain gives the judge: each Token-2022 mint it needs, read whole."""
+        out = {}
+        for address in mints_named(tx, held):
+            account = self.svm.get_account(Pubkey.from_string(address))
+            out[address] = read_mint(address, str(account.owner), bytes(account.data))
+        return out
+
     def judge(self, raw: bytes, policy: SolanaPolicy | None = None, spent=None, chains=(CHAIN,)):
         tx = transactions.read(raw)
+        held = self.token_accounts(tx)
         return judge(
             tx,
             agent=str(self.agent.pubkey()),
             chain=CHAIN,
             allowed_chains=chains,
             policy=self.policy() if policy is None else policy,
-            accounts=self.token_accounts(tx),
+            accounts=held,
+            mints=self.mints(tx, held),
             spent=lambda asset: (spent or {}).get(asset, 0),
         )
 
@@ -96,9 +110,36 @@ class World:
         assert tx.verify_with_results() == [True] * len(tx.signatures)  # solders checks every signature
         return self.run(tx)
 
-    def token_balance(self, who: Keypair) -> int:
-        account = self.svm.get_account(self.ata(who))
-        return token_accounts.token_account(str(self.ata(who)), str(account.owner), bytes(account.data)).amount
+    def token_balance(self, who: Keypair | Pubkey, mint: Pubkey | None = None, program: Pubkey = sol.TOKEN) -> int:
+        owner = who if isinstance(who, Pubkey) else who.pubkey()
+        ata = sol.ata_address(owner, mint or self.mint, program)
+        account = self.svm.get_account(ata)
+        return token_accounts.token_account(str(ata), str(account.owner), bytes(account.data)).amount
+
+    def mint_2022(self, **extensions) -> Pubkey:
+        """A Token-2022 mint of ``extensions`` (`tests.solana_support.create_mint_2022`), with a
+        token account for the agent holding 1,000 tokens, and one each for alice and mallory."""
+        mint = Keypair()
+        setup = support.create_mint_2022(self.bank.pubkey(), mint.pubkey(), self.bank.pubkey(), DECIMALS, **extensions)
+        for who in (self.agent, self.alice, self.mallory):
+            setup.append(sol.create_ata(self.bank.pubkey(), who.pubkey(), mint.pubkey(), sol.TOKEN_2022))
+        agents = sol.ata_address(self.agent.pubkey(), mint.pubkey(), sol.TOKEN_2022)
+        setup.append(sol.mint_to(mint.pubkey(), agents, self.bank.pubkey(), 1_000 * 10**DECIMALS, sol.TOKEN_2022))
+        self.run(sol.signed(self.bank, setup, self.svm.latest_blockhash(), mint))
+        return mint.pubkey()
+
+    def send_2022(self, mint: Pubkey, to: Keypair, amount: int) -> bytes:
+        """The agent's unsigned TransferChecked of ``amount`` of Token-2022 ``mint`` to ``to``."""
+        source, destination = (sol.ata_address(k.pubkey(), mint, sol.TOKEN_2022) for k in (self.agent, to))
+        ix = sol.token_transfer_checked(
+            source, mint, destination, self.agent.pubkey(), amount, DECIMALS, token_program=sol.TOKEN_2022
+        )
+        return self.unsigned([ix])
+
+    def listing(self, mint: Pubkey, **limits) -> SolanaPolicy:
+        """The policy, listing ``mint`` too with ``limits`` (100 tokens a transaction unless given)."""
+        token = SolanaTokenLimit(mint=str(mint), decimals=DECIMALS, **{"max_per_tx": 100 * 10**6, **limits})
+        return self.policy(tokens=(*self.policy().tokens, token))
 
 
 @pytest.fixture
@@ -380,3 +421,199 @@ def test_a_solana_network_without_an_rpc_is_refused_at_its_stage_not_a_crash(wor
     verdict, counted = asyncio.run(check(intent, policy, node=node, spent=lambda key: 0))
     assert (verdict.passed, verdict.code, counted) == (False, Code.CHAIN_RPC_FAILED, {})
     assert "WARDEN_RPC_URL_SOLANA" in verdict.reason
+
+
+# -- whatever the agent's signature authorizes: multisig owners, Token-2022 extensions ----------
+
+
+def test_a_multisig_the_agent_signs_for_alone_moves_under_the_agents_caps_windows_and_allowlist(world):
+    """A 1-of-2 token multisig of [agent, other] owns 500 tokens: the agent's signature alone
+    moves them (LiteSVM runs it), so what it moves is the agent's spend."""
+    other, multisig = Keypair(), Keypair()
+    owner = multisig.pubkey()
+    setup = support.create_multisig(world.bank.pubkey(), owner, 1, [world.agent.pubkey(), other.pubkey()])
+    setup += [
+        sol.create_ata(world.bank.pubkey(), owner, world.mint),
+        sol.mint_to(world.mint, sol.ata_address(owner, world.mint), world.bank.pubkey(), 500 * 10**6),
+    ]
+    world.run(sol.signed(world.bank, setup, world.svm.latest_blockhash(), multisig))
+
+    def move(amount: int, to: Keypair, signers=(world.agent.pubkey(),)) -> bytes:
+        source, destination = sol.ata_address(owner, world.mint), world.ata(to)
+        ix = sol.token_transfer_checked(
+            source, world.mint, destination, owner, amount, DECIMALS, multisig_signers=list(signers)
+        )
+        return world.unsigned([ix])
+
+    over = world.judge(move(400 * 10**6, world.alice))
+    assert (over.code, over.facts["amount"], over.facts["cap"]) == (Code.VALUE_OVER_CAP, 400 * 10**6, 100 * 10**6)
+    assert world.judge(move(1, world.mallory)).code is Code.RECIPIENT_NOT_ALLOWLISTED
+    assert world.judge(move(1, world.alice), world.policy(tokens=())).code is Code.SOLANA_TOKEN_NOT_LISTED
+    mint = str(world.mint)
+    window = world.policy(tokens=(SolanaTokenLimit(mint=mint, decimals=DECIMALS, daily_limit=100 * 10**6),))
+    assert (
+        world.judge(move(60 * 10**6, world.alice), window, spent={mint: 41 * 10**6}).code is Code.DAILY_LIMIT_EXCEEDED
+    )
+    within = move(60 * 10**6, world.alice)
+    verdict = world.judge(within)
+    assert verdict.passed and verdict.spend()[mint] == 60 * 10**6, verdict
+    world.sign_and_run(within)  # the agent's signature alone: the runtime moves them
+    assert world.token_balance(world.alice) == 60 * 10**6
+    # Listed with the other member only, the agent's signature authorizes nothing of the multisig's.
+    others = world.judge(move(400 * 10**6, world.alice, signers=(other.pubkey(),)))
+    assert others.passed and mint not in others.spend(), others
+
+
+def test_a_transfer_fee_is_a_movement_to_its_withdraw_authority(world):
+    """A listed Token-2022 mint with a 50 % fee withdrawn by mallory: 100 to alice is 50 to alice
+    and 50 to mallory, refused by her name; with mallory allowed, both are counted and alice
+    receives 50 on the runtime."""
+    mint = world.mint_2022(fee=support.Fee(5_000, 10**12, world.mallory.pubkey()))
+    raw = world.send_2022(mint, world.alice, 100 * 10**6)
+    refused = world.judge(raw, world.listing(mint))
+    assert (refused.code, refused.facts["recipient"]) == (Code.RECIPIENT_NOT_ALLOWLISTED, str(world.mallory.pubkey()))
+    both = world.listing(mint).model_copy(
+        update={"allowlist": (str(world.alice.pubkey()), str(world.mallory.pubkey()))}
+    )
+    verdict = world.judge(raw, both)
+    assert verdict.passed, verdict
+    assert [(m.owner, m.amount, m.what) for m in verdict.movements if m.asset == str(mint)] == [
+        (str(world.alice.pubkey()), 50 * 10**6, "transfer"),
+        (str(world.mallory.pubkey()), 50 * 10**6, "transfer fee"),
+    ]
+    assert verdict.spend()[str(mint)] == 100 * 10**6  # the cap counts what leaves the agent
+    world.sign_and_run(raw)
+    assert world.token_balance(world.alice, mint, sol.TOKEN_2022) == 50 * 10**6
+    # An approval of the mint lets the delegate's transfers withhold fees for mallory too.
+    source = sol.ata_address(world.agent.pubkey(), mint, sol.TOKEN_2022)
+    approve = sol.Instruction(
+        sol.TOKEN_2022,
+        bytes([4]) + (5).to_bytes(8, "little"),
+        [sol.w(source), sol.ro(world.alice.pubkey()), sol.signer(world.agent.pubkey(), False)],
+    )
+    assert world.judge(world.unsigned([approve]), world.listing(mint)).code is Code.RECIPIENT_NOT_ALLOWLISTED
+
+
+def test_the_worse_of_a_mints_two_fee_settings_is_counted_rounded_up_and_capped():
+    older, newer = TransferFee(0, 10**9, 100), TransferFee(7, 30, 5_000)
+    config = TransferFeeConfig(None, "W", older, newer)
+    assert older.fee(1) == 1 and older.fee(10_001) == 101  # 1 % of 10,001 is 100.01: rounded up
+    assert config.worst_fee(100) == 30  # the newer 50 %, capped at its maximum of 30
+    assert config.worst_fee(10**6) == 10**4  # the older 1 %, the newer capped at 30
+    assert TransferFee(0, 0, 10_000).fee(5) == 0 and TransferFee(0, 10, 0).fee(5) == 0
+
+
+def test_a_permanent_delegate_or_a_transfer_hook_is_refused_unless_the_policy_accepts_it(world):
+    delegated = world.mint_2022(permanent_delegate=world.mallory.pubkey())
+    raw = world.send_2022(delegated, world.alice, 10 * 10**6)
+    refused = world.judge(raw, world.listing(delegated))
+    assert (refused.code, refused.facts["extension"]) == (Code.SOLANA_MINT_EXTENSION_NOT_ACCEPTED, "permanent_delegate")
+    assert world.judge(raw, world.listing(delegated, accepted_extensions=("transfer_hook",))).code is (
+        Code.SOLANA_MINT_EXTENSION_NOT_ACCEPTED
+    )
+    assert world.judge(raw, world.listing(delegated, accepted_extensions=("permanent_delegate",))).passed
+    # A hook with no program yet, whose authority may set one at any time: the same.
+    hooked = world.mint_2022(transfer_hook=(world.mallory.pubkey(), None))
+    raw = world.send_2022(hooked, world.alice, 10 * 10**6)
+    assert world.judge(raw, world.listing(hooked)).facts["extension"] == "transfer_hook"
+    assert world.judge(raw, world.listing(hooked, accepted_extensions=("transfer_hook",))).passed
+    # A hook cleared for good (its authority gave itself up with no program set; Token-2022
+    # initializes none such), and a permanent delegate likewise: nothing to accept.
+    plain = world.mint_2022()
+    raw = world.send_2022(plain, world.alice, 10 * 10**6)
+    for cleared in (
+        dict(extensions=(Extension.TRANSFER_HOOK,), transfer_hook=TransferHook(None, None)),
+        dict(extensions=(Extension.PERMANENT_DELEGATE,), permanent_delegate=None),
+    ):
+        assert judged_with(world, raw, world.listing(plain), lambda mint: replace(mint, **cleared)).passed
+
+
+def judged_with(world, raw: bytes, policy: SolanaPolicy, mint_as):
+    """The judge given each Token-2022 mint as ``mint_as`` makes it from the one on chain (None:
+    not read)."""
+    tx = transactions.read(raw)
+    held = world.token_accounts(tx)
+    given = {address: mint_as(mint) for address, mint in world.mints(tx, held).items()}
+    return judge(
+        tx,
+        agent=str(world.agent.pubkey()),
+        chain=CHAIN,
+        allowed_chains=(CHAIN,),
+        policy=policy,
+        accounts=held,
+        mints={address: mint for address, mint in given.items() if mint is not None},
+        spent=lambda asset: 0,
+    )
+
+
+def test_a_token_2022_mint_the_judge_has_not_read_is_refused(world):
+    mint = world.mint_2022()
+    raw = world.send_2022(mint, world.alice, 1)
+    verdict = judged_with(world, raw, world.listing(mint), lambda held: None)
+    assert (verdict.code, verdict.facts["account"]) == (Code.SOLANA_ACCOUNT_NOT_RESOLVED, str(mint))
+    assert world.judge(raw, world.listing(mint)).passed  # read, a mint without extensions
+
+
+def _extended_mint(*entries: bytes) -> bytes:
+    base = bytearray(82)
+    base[44], base[45] = DECIMALS, 1
+    return bytes(base) + bytes(165 - 82) + b"\x01" + b"".join(entries)
+
+
+def _entry(kind: int, value: bytes) -> bytes:
+    return kind.to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
+
+
+def test_mint_extensions_are_read_as_token_2022_lays_them_out():
+    program = sol.programs.TOKEN_2022
+    mint = read_mint("M", program, _extended_mint(_entry(3, bytes(32)), _entry(99, b"x"), bytes(4)))
+    assert (mint.decimals, mint.extensions) == (DECIMALS, (3, 99))
+    assert [extension_name(kind) for kind in mint.extensions] == ["mint_close_authority", "extension_99"]
+    for bad, words in [
+        (_extended_mint(_entry(3, bytes(32)))[:-1], "runs past"),
+        (_extended_mint(_entry(3, b""), _entry(3, b"")), "twice"),
+        (_extended_mint(_entry(12, bytes(31))), "not 32"),
+        (_extended_mint(b"\x03\x00\x01"), "no length"),
+        (bytes(82) + bytes(83) + b"\x02", "not an initialized mint"),
+    ]:
+        with pytest.raises(token_accounts.AccountError, match=words):
+            read_mint("M", program, bad)
+    padded = bytearray(_extended_mint())
+    padded[100] = 1
+    with pytest.raises(token_accounts.AccountError, match="padding or account type"):
+        read_mint("M", program, bytes(padded))
+
+
+def test_accepted_extensions_name_only_what_warden_does_not_read_whole():
+    token = {"mint": str(Keypair().pubkey()), "decimals": DECIMALS}
+    accepted = SolanaTokenLimit(**token, accepted_extensions=("permanent_delegate", "extension_99"))
+    assert accepted.accepted_extensions == ("permanent_delegate", "extension_99")
+    assert "accepted_extensions" not in SolanaTokenLimit(**token).to_bytes().decode()  # left out at its default
+    for names, words in [
+        (("transfer_fee_config",), "read by Warden whole"),
+        (("pausable",), "read by Warden whole"),
+        (("permanent delegate",), "not a Token-2022 extension"),
+        (("extension_12",), "is permanent_delegate"),
+        (("transfer_hook", "transfer_hook"), "once"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            SolanaTokenLimit(**token, accepted_extensions=names)
+
+
+def test_the_rent_of_a_token_2022_account_the_agent_creates_is_its_extended_sizes_to_the_lamport(world):
+    """The associated token account of a Token-2022 mint is larger than a Token account: the
+    account type, ImmutableOwner, and what the mint's extensions require (a fee mint's
+    TransferFeeAmount). Warden counts its rent from the mint read whole; the runtime agrees."""
+    bob = Keypair()
+    policy = world.policy(allowlist=(str(bob.pubkey()),))
+    for mint, size in ((world.mint_2022(), 170), (world.mint_2022(fee=support.Fee(100, 10, None)), 182)):
+        raw = world.unsigned([sol.create_ata(world.agent.pubkey(), bob.pubkey(), mint, sol.TOKEN_2022)])
+        verdict = world.judge(raw, policy)
+        assert verdict.passed and verdict.spend() == {SOL: support.rent(size) + 5_000}, verdict
+        before = world.svm.get_balance(world.agent.pubkey())
+        world.sign_and_run(raw)
+        assert before - world.svm.get_balance(world.agent.pubkey()) == verdict.spend()[SOL]
+        created = world.svm.get_account(sol.ata_address(bob.pubkey(), mint, sol.TOKEN_2022))
+        assert len(bytes(created.data)) == size
+    unread = judged_with(world, raw, policy, lambda mint: None)
+    assert unread.code is Code.SOLANA_ACCOUNT_NOT_RESOLVED, unread
