@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.clock import to_us, utcnow
-from runtime.rpc import RpcError
+from runtime.rpc import JsonRpc, RpcError
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import sign_human_approval
@@ -158,3 +158,23 @@ def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chai
     final = h.records(original.intent_id)[-1]
     assert before == "sign_only" and (final.status, final.final) == ("cancelled", True)
     assert "sign_only_ttl_s" in (final.error or "")
+
+
+def test_while_the_chain_cannot_be_read_the_spend_stays_counted(chain, tmp_path):
+    async def scenario(h: Harness):
+        now = utcnow()
+        signed = await h.sign_only(now, value="0.009")
+        await h.node.call("eth_sendRawTransaction", signed.signed_tx)
+        await h.node.call("anvil_mine", "0x2")
+        reachable, down = h.signer.sign_only.node_for, JsonRpc("http://127.0.0.1:9", timeout_s=2)  # nothing listens
+        h.signer.sign_only.node_for = lambda chain: down
+        await h.watch_sign_only(now)
+        held = h.state.agent(h.agent).outstanding(to_us(now))
+        h.signer.sign_only.node_for = reachable
+        await down.close()
+        await settle(h, now + timedelta(minutes=1))
+        return signed, held, h.state.agent(h.agent).outstanding(to_us(now + timedelta(minutes=1)))
+
+    h, (signed, held, after) = on_chain(tmp_path, chain, scenario, automining=True)
+    assert held == signed.max_spend_wei and after == 0
+    assert h.records(signed.intent_id)[-1].status == "mined"
