@@ -337,8 +337,8 @@ class Decider:
             return []
         signed = SignedTransaction.model_validate_json(raw)
         decision = self.decisions.get(signed.intent_id)
-        if decision is None or not decision.held or decision.outcome != "approved":
-            return []
+        if decision is None or not decision.held or not decision.reserves or decision.outcome != "approved":
+            return []  # an idempotent copy reserves nothing, and its original's record moves the original
         if signed.status not in ("mined", "failed", "dropped", "cancelled"):
             return []
         forged = outcome_forgery(signed, self.service_keys, decision.digest)

@@ -95,3 +95,12 @@ def test_the_outstanding_bound_is_judged_by_the_worker(world):
     assert refused_code(world, "0.6", T0 + 30 * DAY) == Code.SIGN_ONLY_OUTSTANDING_EXCEEDED
     broadcast = world.intent("0.6", broadcast=True, now=T0 + 30 * DAY)
     assert_approved(world.submit(broadcast, now=T0 + 30 * DAY), broadcast)
+
+
+def test_an_idempotent_copys_record_moves_nothing(world):
+    original = world.intent("0.4", idempotency_key="order-1")
+    assert_approved(world.submit(original), original)
+    copy = world.intent("0.4", idempotency_key="order-1", intent_id="i-retry")
+    assert_approved(world.submit(copy), copy)
+    world.engine.on_signed(signer_record(world, copy, "mined"), T0 + DAY)
+    assert world.spent(T0 + 2 * DAY) == 4 * ETH // 10  # the original's, still held
