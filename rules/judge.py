@@ -22,7 +22,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from rules import assets, fees, guardrails, movements, prices, simulation, solana
+from rules import assets, fees, guardrails, movements, prices, sign_only, simulation, solana
 from runtime.rpc import Node
 from schemas.auth import intent_signature_valid, simulation_request_signature_valid
 from schemas.chains import ChainLookup
@@ -276,11 +276,22 @@ async def run_stage(
     elif stage == Stage.VALUE_CAP:
         verdict = guardrails.check_value_cap(intent, policy, quote)
     elif stage == Stage.DAILY_LIMIT:
-        spent_native = _given(ctx.spent, stage, "spent")(movements.NATIVE)
-        verdict = guardrails.check_daily_limit(intent, policy, spent_native, quote)
+        verdict = _daily_limit(intent, policy, _given(ctx.spent, stage, "spent"), quote)
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return Judgement((*so_far.verdicts, verdict), quote, asset_spend)
+
+
+def _daily_limit(
+    intent: TransactionIntent, policy: AgentPolicy, spent: Callable[[str], int], quote: FeeQuote
+) -> StageVerdict:
+    """The rolling limit (sign-only transactions not yet landed counted in it, whatever their
+    age), then for a sign-only intent the bound on what those may spend together."""
+    verdict = guardrails.check_daily_limit(intent, policy, spent(movements.NATIVE), quote)
+    if not verdict.passed:
+        return verdict
+    outstanding = sign_only.check_outstanding(intent, policy, spent(sign_only.OUTSTANDING), quote)
+    return verdict if outstanding is None else outstanding
 
 
 def recheck_windows(
@@ -297,7 +308,7 @@ def recheck_windows(
         if not again.passed:
             return again
     if judged.quote is not None and Stage.DAILY_LIMIT in stages_of(intent):
-        again = guardrails.check_daily_limit(intent, policy, spent(movements.NATIVE), judged.quote)
+        again = _daily_limit(intent, policy, spent, judged.quote)
         if not again.passed:
             return again
     usd = judged.asset_spend.get(prices.USD)

@@ -53,6 +53,8 @@ class AuditAction(StrEnum):
     TX_FINAL = "tx.final"
     TX_REORGED = "tx.reorged"
     TX_FINALITY_VIOLATED = "tx.finality_violated"
+    TX_CANCELLED = "tx.cancelled"
+    TX_CANCEL_REFUSED = "tx.cancel_refused"
     MESSAGE_SIGNED = "message.signed"
     SOLANA_SIGN_ONLY = "solana.sign_only"
     SOLANA_SIGNED = "solana.signed"

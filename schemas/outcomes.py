@@ -217,9 +217,12 @@ class StageEnvelope(Outcome):
 # (and stuck, with the reason, while it is not being mined), then mined, failed, replaced or dropped.
 # Those four are what the chain said at some block: ``final`` says whether that block is final
 # (at or below the chain's finalized block, or enough confirmations deep). Until it is, a reorg
-# can take the transaction out again (back to broadcast) or move it to another block.
-TxStatus = Literal["sign_only", "signed", "broadcast", "stuck", "mined", "failed", "replaced", "dropped"]
-FINAL_TX_STATUSES = frozenset({"sign_only", "mined", "failed", "replaced", "dropped"})
+# can take the transaction out again (back to broadcast) or move it to another block. A sign-only
+# transaction is followed too, until its nonce is taken at a final block: mined or failed (its
+# bytes landed), dropped (another transaction took the nonce), or cancelled (the signer's
+# replacement at its nonce, a 0-value transfer to itself, took it; not final until that is).
+TxStatus = Literal["sign_only", "signed", "broadcast", "stuck", "mined", "failed", "replaced", "dropped", "cancelled"]
+FINAL_TX_STATUSES = frozenset({"sign_only", "mined", "failed", "replaced", "dropped", "cancelled"})
 
 
 class SignedTransaction(Outcome):

@@ -368,6 +368,8 @@ class AgentPolicy(Evolving):
         "price_feeds": (),
         "price_max_age_s": 3600,
         "solana": None,
+        "max_sign_only_outstanding": None,
+        "sign_only_ttl_s": None,
     }
 
     agent_id: Identifier
@@ -379,6 +381,18 @@ class AgentPolicy(Evolving):
     tx_daily_limit_eth: NativeAmount | None = None
     tx_max_fee_per_gas: Wei | None = Field(
         default=None, description="the most this agent pays per unit of gas (max_fee_per_gas, or gas_price), wei"
+    )
+    max_sign_only_outstanding: Wei | None = Field(
+        default=None,
+        description="the most EVM sign-only transactions not yet landed may spend together (value + worst-case "
+        "fee), wei; none: no bound beyond the rolling limit, which counts them until they land",
+    )
+    sign_only_ttl_s: int | None = Field(
+        default=None,
+        ge=60,
+        le=365 * 86_400,
+        description="an EVM sign-only transaction not landed this many seconds after signing is cancelled by the "
+        "signer (a 0-value transfer to itself at its nonce); none: only an admin cancels one",
     )
     require_simulation: bool = False
     sender_address: Address | None = Field(

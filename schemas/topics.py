@@ -100,13 +100,14 @@ CONSUMER_GROUPS = {
             INTENTS_SUBMITTED,
             POLICIES,
             INTENTS_REJECTED,
+            TXS_SIGNED,
             INTENTS_ABANDONED,
             APPROVALS,
             APPROVAL_DEADLINES,
             SIMULATIONS_REQUESTED,
         ),
     ),
-    "signer": ("warden-signer", (INTENTS_APPROVED, INTENTS_ABANDONED)),
+    "signer": ("warden-signer", (INTENTS_APPROVED, INTENTS_ABANDONED, APPROVALS)),
 }
 
 

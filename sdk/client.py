@@ -298,9 +298,12 @@ def admin_audit_signer(settings: Settings) -> AuditSigner:
     return AuditSigner("admin", settings.admin_id, load_or_create_admin_key(settings.home, settings.admin_id))
 
 
-def human_decision(settings: Settings, parked: IntentParked, decision: str, reason: str = "") -> HumanApproval:
-    """An admin's decision on a parked intent, signed with the local admin key (the one that
-    signs policies) and bound to the intent's digest."""
+def human_decision(
+    settings: Settings, parked: IntentParked | SignedTransaction, decision: str, reason: str = ""
+) -> HumanApproval:
+    """An admin's decision on a parked intent (or, ``deny``, on one signed sign-only: its
+    cancellation), signed with the local admin key (the one that signs policies) and bound to the
+    intent's digest."""
     admin = load_or_create_admin_key(settings.home, settings.admin_id)
     return sign_human_approval(
         HumanApproval(
@@ -434,6 +437,13 @@ class Client:
         approval = human_decision(self.settings, parked, decision, reason)
         await (await self.send(topics.APPROVALS, parked.agent_id, approval.to_bytes()))
         return approval
+
+    async def cancel(self, signed: SignedTransaction, reason: str = "") -> HumanApproval:
+        """Publish an admin's signed denial of an intent signed sign-only: the signer cancels its
+        transaction (a 0-value transfer to the sender at its nonce), if its nonce is not taken yet."""
+        denial = human_decision(self.settings, signed, "deny", reason)
+        await (await self.send(topics.APPROVALS, signed.agent_id, denial.to_bytes()))
+        return denial
 
     async def flush(self) -> None:
         await self._started().flush()

@@ -83,7 +83,14 @@ async def agent_transactions(
         # Records of one intent arrive in order (one partition): the newest wins, but a final one
         # (sign_only, or decided at a final block) is replaced only by one that says a block left
         # the chain since (a node that lost its last blocks), never by a redelivered earlier one.
-        if known is None or not known.final or record.final or record.reorgs > known.reorgs:
+        # A sign-only one is followed on (landed, dropped or cancelled): any later record is newer.
+        if (
+            known is None
+            or not known.final
+            or known.status == "sign_only"
+            or record.final
+            or record.reorgs > known.reorgs
+        ):
             newest[record.intent_id] = record
     return AgentRecords(
         sorted(newest.values(), key=lambda r: (r.signed_at, r.nonce)),

@@ -18,12 +18,26 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from rules.window import SpendWindow, in_window, window_start_us
+from rules.window import SpendWindow, counts_at, window_start_us
 from schemas import topics
 from schemas.intent import idempotency_slot_live
 
 if TYPE_CHECKING:
     from signer.state import SignerState
+
+
+# The rows of an agent's sign-only transactions whose nonce is not taken yet (its id the parameter):
+# joined to the spend rows of the window, whatever their age.
+_HELD = "JOIN sign_only o ON o.intent_id = s.intent_id WHERE o.agent_id = ? AND o.open = 1"
+
+
+def _own(window: SpendWindow, intent_id: str | None, now_us: int) -> int:
+    """What ``intent_id``'s own reservation adds to ``window`` at ``now_us`` (a fee bump, or an
+    intent judged again, replaces its own)."""
+    own = None if intent_id is None else window.get(intent_id)
+    if own is None or intent_id is None:
+        return 0
+    return own[1] if counts_at(own[0], now_us, intent_id in window.held) else 0
 
 
 class AgentState:
@@ -132,34 +146,55 @@ class AgentState:
 
     def spend_entries(self, now_us: int) -> dict[str, tuple[int, int]]:
         """The agent's recorded spends that can still count at ``now_us``, as a window's entries
-        (intent_id → (at µs, wei)); `rules.window` decides which of them do."""
+        (intent_id → (at µs, wei)); `rules.window` decides which of them do. Those of sign-only
+        transactions not landed yet (`held`) whatever their age."""
         rows = self.file.db.execute(
-            "SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?",
-            (self.agent_id, window_start_us(now_us)),
+            f"""SELECT intent_id, at_us, spend_wei FROM spend WHERE agent_id = ? AND at_us > ?
+            UNION SELECT s.intent_id, s.at_us, s.spend_wei FROM spend s {_HELD}""",
+            (self.agent_id, window_start_us(now_us), self.agent_id),
         )
         return {intent_id: (at_us, int(wei)) for intent_id, at_us, wei in rows}
+
+    def held(self) -> frozenset[str]:
+        """The agent's sign-only transactions whose nonce is not taken yet: their spend is held."""
+        rows = self.file.db.execute("SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1", (self.agent_id,))
+        return frozenset(row[0] for row in rows)
+
+    def _native_window(self, now_us: int) -> SpendWindow:
+        windows = self.file.spend_windows
+        copy = windows.get(self.agent_id)
+        if copy is not None and now_us < copy[1]:  # a moment before the copy's: the table, as it is
+            return SpendWindow(self.spend_entries(now_us), self.held())
+        window = copy[0] if copy is not None else SpendWindow(self.spend_entries(now_us), self.held())
+        window.prune(now_us)
+        windows[self.agent_id] = (window, now_us)
+        return window
 
     def spent(self, now_us: int, excluding: str | None = None) -> int:
         """The agent's native spend in the window at ``now_us`` (`rules.window`), leaving out the
         intent ``excluding`` (a fee bump replaces its own reservation)."""
-        windows = self.file.spend_windows
-        held = windows.get(self.agent_id)
-        if held is not None and now_us < held[1]:  # a moment before the copy's: the table, as it is
-            window = SpendWindow(self.spend_entries(now_us))
-        else:
-            window = held[0] if held is not None else SpendWindow(self.spend_entries(now_us))
-            window.prune(now_us)
-            windows[self.agent_id] = (window, now_us)
-        own = window.entries.get(excluding) if excluding is not None else None
-        return window.spent(now_us) - (own[1] if own is not None and in_window(own[0], now_us) else 0)
+        window = self._native_window(now_us)
+        return window.spent(now_us) - _own(window, excluding, now_us)
+
+    def outstanding(self, now_us: int, excluding: str | None = None) -> int:
+        """What the agent's sign-only transactions not landed yet can spend (native, wei)."""
+        window = self._native_window(now_us)
+        own = _own(window, excluding, now_us) if excluding in window.held else 0
+        return window.outstanding(now_us) - own
 
     def asset_entries(self, asset: str, now_us: int) -> dict[str, tuple[int, int]]:
         """Like `spend_entries`, for one asset (``chain:token``), in the token's base units."""
         rows = self.file.db.execute(
-            "SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND at_us > ?",
-            (self.agent_id, asset, window_start_us(now_us)),
+            f"""SELECT intent_id, at_us, units FROM asset_spend WHERE agent_id = ? AND asset = ? AND at_us > ?
+            UNION SELECT s.intent_id, s.at_us, s.units FROM asset_spend s {_HELD} AND s.asset = ?""",
+            (self.agent_id, asset, window_start_us(now_us), self.agent_id, asset),
         )
         return {intent_id: (at_us, int(units)) for intent_id, at_us, units in rows}
+
+    def asset_spent(self, asset: str, now_us: int, excluding: str | None = None) -> int:
+        """Like `spent`, for one asset (``chain:token``; the USD window's key too)."""
+        window = SpendWindow(self.asset_entries(asset, now_us), self.held())
+        return window.spent(now_us) - _own(window, excluding, now_us)
 
     def policy_version(self) -> int:
         """The newest policy version this signer signed under for the agent (0: none)."""
@@ -191,6 +226,7 @@ class AgentState:
         copy_of: str | None = None,
         last_nonce: int | None = None,
         assets: dict[str, int] | None = None,
+        held: bool = False,
     ) -> None:
         """The signed bytes, the nonce, the spend and the idempotency entry (the slot it claims and
         the ``request`` it claims it for), in the open batch
@@ -203,6 +239,8 @@ class AgentState:
         if counts:
             write("spend", (intent_id, agent_id, now_us, str(spend_wei)))
             self._record_assets(intent_id, now_us, assets)
+            if held:  # sign-only: its bytes can land any day, so its spend is held until they do
+                write("sign_only", (intent_id, agent_id, now_us))
         self._record_signature(intent_id, now_us, policy_version, idempotency_slot, request)
         if tx_hash is not None:
             write("tx_attempt", (intent_id, tx_hash, record, now_us))
@@ -316,6 +354,33 @@ class AgentState:
         """A settled transaction that can be mined again (its node lost the block that held it):
         its worst case counts again, until it is final again."""
         self.file.write_outside_scope("spend_raised", (str(spend_wei), intent_id))
+
+    def ask_cancel(self, intent_id: str, by: str) -> None:
+        """Cancel a sign-only transaction (``by``: who asked and why); the signer's watch signs the
+        cancellation (`signer.sign_only`). The first request stands."""
+        self.file.write_outside_scope("sign_only_cancel_asked", (by, intent_id))
+
+    def sign_only_row(self, intent_id: str) -> tuple[int, bytes | None, str | None] | None:
+        """An open sign-only transaction's (signed at µs, cancellation record, who asked to cancel), or None."""
+        return self._one(
+            "SELECT at_us, cancel, cancel_by FROM sign_only WHERE intent_id = ? AND open = 1", (intent_id,)
+        )
+
+    def cancel_sign_only(self, intent_id: str, record: bytes) -> None:
+        """A sign-only transaction's cancellation (its signed record), among the intent's attempts,
+        durable before it is sent; its worst case counted too, if it is more than the original's."""
+        self.file.write_outside_scope("sign_only_cancel", (record, intent_id))
+
+    def sign_only_landed(self, intent_id: str, now_us: int, spent_wei: int, executed: bool) -> None:
+        """A sign-only transaction's nonce was taken at a final block by a transaction that took
+        ``spent_wei`` (its own, or its cancellation's fee; nothing: another's): that counts from
+        ``now_us`` on, as an ordinary spend, and its tokens only if it ``executed``."""
+        write = self.file.write_outside_scope
+        write("spend_landed", (now_us, str(spent_wei), intent_id))
+        write("assets_landed", (now_us, intent_id))
+        if not executed:
+            write("assets_voided", (intent_id,))
+        write("sign_only_closed", (intent_id, self.agent_id))
 
     def release_nonce(self, chain: str, address: str, nonce: int, last: int | None = None) -> None:
         """The node refused the transaction: its nonce (through ``last``, the highest one it would

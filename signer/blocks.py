@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.chains import Chain
@@ -175,17 +175,7 @@ class BlockWatch:
         return None if block is None else block["hash"].lower()
 
     async def _ask_finalized(self, chain: Chain) -> int:
-        if chain.finalized_tag:
-            try:
-                block = await self.node.call("eth_getBlockByNumber", "finalized", False)
-            except RpcError as exc:  # a node that does not know the tag: the confirmations count
-                log.info(
-                    "%s: the node does not serve the finalized block (%s); counting confirmations", chain.name, exc
-                )
-                block = None
-            if block is not None:
-                return int(block["number"], 16)
-        return await self.head() - chain.confirmations
+        return await final_block(self.node, chain, self.head)
 
     def _read(self, height: int) -> None:
         self.height = height
@@ -289,3 +279,19 @@ class BlockWatch:
             self._hash_at[number] = block["hash"].lower()
             self._hash_at.pop(number - MAX_BLOCKS, None)
             self._read(number)
+
+
+async def final_block(node: Node, chain: Chain, head: Callable[[], Awaitable[int]] | None = None) -> int:
+    """The highest block of ``chain`` that is final now, asked of ``node``: its ``finalized``
+    block where it serves that tag (and the chain's registry says to use it), else
+    ``chain.confirmations`` blocks under the head (``head``: how to ask for it)."""
+    if chain.finalized_tag:
+        try:
+            block = await node.call("eth_getBlockByNumber", "finalized", False)
+        except RpcError as exc:  # a node that does not know the tag: the confirmations count
+            log.info("%s: the node does not serve the finalized block (%s); counting confirmations", chain.name, exc)
+            block = None
+        if block is not None:
+            return int(block["number"], 16)
+    number = await head() if head is not None else int(await node.call("eth_blockNumber"), 16)
+    return number - chain.confirmations

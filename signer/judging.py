@@ -13,9 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
 
-from rules import judge, movements
+from rules import judge, movements, sign_only
 from rules.assets import approval_needed
-from rules.window import SpendWindow
 from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.rpc import Node
@@ -107,9 +106,9 @@ class Judging:
         def spent(asset: str) -> int:
             if asset == movements.NATIVE:
                 return state.spent(now_us, excluding=intent.intent_id)
-            entries = state.asset_entries(asset, now_us)
-            entries.pop(intent.intent_id, None)
-            return SpendWindow(entries).spent(now_us)
+            if asset == sign_only.OUTSTANDING:
+                return state.outstanding(now_us, excluding=intent.intent_id)
+            return state.asset_spent(asset, now_us, excluding=intent.intent_id)
 
         return spent
 

@@ -2,7 +2,10 @@
 
 ::
 
-    sign_only                          the intent did not ask to broadcast (final)
+    sign_only ──► mined / failed       the intent did not ask to broadcast (final), and its
+      │    └────► dropped              bytes landed at a final block (someone broadcast them), or
+      └──► cancelled ──► cancelled     another transaction took its nonce; or the signer cancelled
+                   (final)             it (`signer.sign_only`), final once the replacement is
     signed ──► broadcast ──► mined     a receipt, executed
       │          │  ▲   └──► failed    a receipt, reverted; or the node refused it (final at once)
       │          ▼  │ fee bump
@@ -46,6 +49,9 @@ DECIDED = ("mined", "failed", "replaced", "dropped")
 _MOVES = frozenset({"broadcast", "stuck", "mined", "failed", "replaced", "dropped"})
 # Decided at a block that is not final yet: re-decided at another block, or out of the chain.
 _REORG_MOVES = frozenset({"broadcast", "mined", "failed", "replaced", "dropped"})
+# A sign-only transaction is followed from its own table (`signer.sign_only`), only ever to what
+# the chain's final block holds: final as it is, or cancelled until the cancellation is final.
+_SIGN_ONLY_MOVES = frozenset({"mined", "failed", "dropped", "cancelled"})
 # Nodes accept a replacement at the same nonce only when its fees are at least 10 % higher
 # (geth's default price bump); 12.5 % leaves room for rounding on both fees.
 BUMP_NUM, BUMP_DEN = 9, 8
@@ -72,6 +78,10 @@ def check_transition(current: str, new: str, final: bool = False) -> None:
     """Raise IllegalTransition unless a transaction in ``current`` (``final`` or not) may move to
     ``new``: a final record never changes (a final mined transaction is never reported failed or
     reorged later); a decided one that is not final may be decided again or sent again."""
+    if current == "sign_only" or (current == "cancelled" and not final):
+        if new not in _SIGN_ONLY_MOVES:
+            raise IllegalTransition(f"a transaction in status {current!r} cannot become {new!r}")
+        return
     if final:
         raise IllegalTransition(f"a final transaction ({current}) cannot become {new!r}")
     allowed = _MOVES if current in OPEN else _REORG_MOVES if current in DECIDED else frozenset()

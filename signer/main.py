@@ -46,7 +46,7 @@ from schemas.auth import AuditSigner, public_key_hex, sign_announcement, vault_e
 from schemas.emit import Emit, Source, audit
 from schemas.outcomes import SignedSolanaTransaction, SignedTransaction
 from schemas.sealing_key import SealingKey
-from signer import lifecycle, solana_tracking
+from signer import lifecycle, sign_only, solana_tracking
 from signer.changelog import SIGNER_LOG
 from signer.custody.events import parse_event
 from signer.custody_wiring import AuditOutbox, keystore_from_settings
@@ -109,7 +109,8 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     await owner.start()
     # The worker's abandonments too: the signer has the last word on an intent given up
     # (`Signer.abandoned`), and decides it with the approvals of the same partition, in one state.
-    consumer.subscribe([topics.INTENTS_APPROVED, topics.INTENTS_ABANDONED], listener=owner)
+    # And the admins' denials: one of an intent signed sign-only cancels its transaction (`signer.sign_only`).
+    consumer.subscribe(list(topics.CONSUMER_GROUPS["signer"][1]), listener=owner)
     await _announce_sealing(settings, producer, sealing, announced, tee)
     reannounce_task = asyncio.create_task(reannounce(settings, sealing, service, producer)) if tee != "none" else None
     batches = Batches(
@@ -450,6 +451,7 @@ class Trackers:
         self.max_record_bytes = max_record_bytes
         self.audit_signer = audit_signer
         self.pending: dict[asyncio.Task, int] = {}  # each transaction's tracker → its agent's partition
+        self.watches: dict[int, asyncio.Task] = {}  # each owned partition's sign-only watch
         self.owner: PartitionOwner | None = None  # set once it exists: the owner calls `restored`
 
     async def emit(self, emits: list[Emit], partition: int) -> None:
@@ -542,14 +544,38 @@ class Trackers:
                 partition,
                 len(unconfirmed),
             )
+        watch = self.watches.pop(partition, None)
+        if watch is not None:
+            watch.cancel()
+        self.watches[partition] = asyncio.create_task(self.watch_sign_only(partition))
+
+    async def watch_sign_only(self, partition: int) -> None:
+        """The partition's open sign-only transactions compared with the chain, every
+        `sign_only.WATCH_EVERY_S`, for as long as this signer owns it (`signer.sign_only`). A
+        node that does not answer changes nothing: the spend stays held."""
+        state = self.states.partition(partition)
+        while True:
+            await asyncio.sleep(sign_only.WATCH_EVERY_S)
+            rows = state.sign_only_open()
+            if not rows:
+                continue
+            try:
+                emits = await self.signer.sign_only.look_all(rows, utcnow())
+            except Exception:  # noqa: BLE001 - the watch goes on; what it did not finish stays held, looked at again
+                log.exception("partition %d: the sign-only watch failed; its transactions stay held", partition)
+                continue
+            await self.emit(emits, partition)
 
     def revoked(self, partition: int) -> None:
         for task, owned_by in list(self.pending.items()):
             if owned_by == partition:  # its new owner tracks it from the record
                 task.cancel()
+        watch = self.watches.pop(partition, None)
+        if watch is not None:
+            watch.cancel()
 
     def cancel_all(self) -> None:
-        for task in self.pending:
+        for task in [*self.pending, *self.watches.values()]:
             task.cancel()
 
 
@@ -598,8 +624,11 @@ class Batches:
             for msg in messages:
                 source = Source(msg.topic, msg.partition, msg.offset, msg.key)
                 try:
-                    handle = signer.abandoned if msg.topic == topics.INTENTS_ABANDONED else signer.handle
-                    emits, to_broadcast = await handle(msg.value, source, utcnow())
+                    if msg.topic == topics.APPROVALS:  # an admin's denial: a sign-only transaction's cancellation
+                        emits, to_broadcast = signer.sign_only.cancel_requested(msg.value, source, utcnow()), None
+                    else:
+                        handle = signer.abandoned if msg.topic == topics.INTENTS_ABANDONED else signer.handle
+                        emits, to_broadcast = await handle(msg.value, source, utcnow())
                 except Exception as exc:  # noqa: BLE001 - the last net: handle() already turns signing failures into refusals
                     # Fail closed and keep going: not signed, and recorded in the DLQ, never only logged.
                     log.exception("signer failed on %s; not signed, dead-lettered", source.resource)

@@ -158,6 +158,7 @@ class Outcomes:
             assets=signing.assets,
             context=(intent.to_bytes(), *signing.key) if signing.key else None,
             copy_of=signing.copy_of,
+            held=signed.status == "sign_only",
         )
         emits = [
             Emit(topics.TXS_SIGNED, intent.agent_id, record),

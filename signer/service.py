@@ -66,6 +66,7 @@ from signer.judging import Judging
 from signer.outcomes import NOT_ATTRIBUTABLE, SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
+from signer.sign_only import SignOnly
 from signer.signing import Sidecars, Signing, authorization_nonces, sidecar_of
 from signer.solana_tracking import SolanaTracking, copies_possible
 from signer.state import AgentStates
@@ -125,6 +126,17 @@ class Signer:
             persist or self._commit,
         )
         self.solana_tracking = SolanaTracking(state, node_for, self.outcomes)
+        # Sign-only transactions followed until their nonce is taken, and cancelled when asked.
+        self.sign_only = SignOnly(
+            state,
+            node_for,
+            self.outcomes,
+            self.signing,
+            self.judging.policies,
+            admins,
+            persist or self._commit,
+            max_age_us,
+        )
 
     async def _commit(self, agent_id: str) -> None:
         self.state.agent(agent_id).file.commit()

@@ -34,7 +34,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from rules.window import SpendWindow
 from runtime.kafka import partition_of
@@ -75,6 +75,10 @@ CREATE TABLE IF NOT EXISTS asset_spend (
 CREATE INDEX IF NOT EXISTS asset_spend_by_agent ON asset_spend (agent_id, asset, at_us);
 CREATE TABLE IF NOT EXISTS tx_context (
     intent_id TEXT PRIMARY KEY, intent BLOB NOT NULL, key_path TEXT NOT NULL, key_version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sign_only (
+    intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, cancel BLOB, cancel_by TEXT,
+    open INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sign_only_open_by_agent ON sign_only (agent_id, open);
 CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -114,14 +118,39 @@ WRITES = {
     "solana_replaced": "UPDATE solana SET record = ? WHERE intent_id = ?",
     # A signed Solana off-chain message (SignedSolanaMessage).
     "solana_message": "INSERT OR IGNORE INTO solana_messages VALUES (?, ?, ?, ?)",
+    # An EVM sign-only transaction (open while its nonce is not taken: its spend is held in the
+    # windows, `rules.window`), who asked to cancel it and why, its cancellation once one is signed
+    # (the signed record), and its end (kept: the signer never sends its bytes, even after a restart).
+    "sign_only": "INSERT OR IGNORE INTO sign_only VALUES (?, ?, ?, NULL, NULL, 1)",
+    "sign_only_cancel_asked": "UPDATE sign_only SET cancel_by = ? WHERE intent_id = ? AND cancel_by IS NULL",
+    "sign_only_cancel": "UPDATE sign_only SET cancel = ? WHERE intent_id = ?",
+    "sign_only_closed": "UPDATE sign_only SET open = 0 WHERE intent_id = ? AND agent_id = ?",
+    # What a sign-only transaction's landing counts: what the chain took, at the moment it landed.
+    "spend_landed": "UPDATE spend SET at_us = ?, spend_wei = ? WHERE intent_id = ?",
+    "assets_landed": "UPDATE asset_spend SET at_us = ? WHERE intent_id = ?",
 }
 Write = tuple[str, tuple]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
-_SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled"})
+_SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled", "spend_landed"})
+# The writes that hold a sign-only transaction's spend, and that let it go: the copy follows them.
+_HOLD_WRITES = frozenset({"sign_only", "sign_only_closed"})
 # Records are compact JSON (orjson), so a field appears exactly as "status":"<name>", "final":true.
 # Not final: broadcast and not decided yet, or decided at a block that is not final (a record
 # written before finality was recorded has no "final": it is looked at again too).
-_NOT_FINAL = """instr(record, '"final":true') = 0 AND instr(record, '"status":"sign_only"') = 0"""
+# A sign-only transaction and its cancellation are followed from the `sign_only` table instead.
+_NOT_FINAL = """instr(record, '"final":true') = 0 AND instr(record, '"status":"sign_only"') = 0
+    AND instr(record, '"status":"cancelled"') = 0"""
+
+
+class SignOnlyRow(NamedTuple):
+    """An EVM sign-only transaction whose nonce is not taken yet: its intent, agent, when it was
+    signed (µs), its cancellation's signed record once one is signed, and who asked to cancel it."""
+
+    intent_id: str
+    agent_id: str
+    at_us: int
+    cancel: bytes | None
+    cancel_by: str | None
 
 
 class AgentStates(Protocol):
@@ -229,11 +258,13 @@ class SignerState:
         return [row[0] for row in rows]
 
     def final_since(self, at_us: int) -> list[bytes]:
-        """Final records of transactions signed since ``at_us`` (sign_only aside): after a restart,
-        those the chain may have lost with its last blocks are looked for among them."""
+        """Final records of transactions signed since ``at_us`` (sign-only ones aside, landed or not:
+        the signer never sends their bytes): after a restart, those the chain may have lost with its
+        last blocks are looked for among them."""
         rows = self.db.execute(
             """SELECT record FROM signed WHERE at_us > ? AND instr(record, '"final":true') > 0
-            AND instr(record, '"status":"sign_only"') = 0 ORDER BY at_us""",
+            AND instr(record, '"status":"sign_only"') = 0 AND intent_id NOT IN (SELECT intent_id FROM sign_only)
+            ORDER BY at_us""",
             (at_us,),
         )
         return [row[0] for row in rows]
@@ -264,10 +295,22 @@ class SignerState:
         )
         return [(Emit(topic, key, value), bool(current)) for topic, key, value, current in rows]
 
+    def sign_only_open(self) -> list[SignOnlyRow]:
+        """Every EVM sign-only transaction whose nonce is not taken yet, oldest first."""
+        rows = self.db.execute(
+            "SELECT intent_id, agent_id, at_us, cancel, cancel_by FROM sign_only WHERE open = 1 ORDER BY at_us"
+        )
+        return [SignOnlyRow(*row) for row in rows]
+
     def _follow_spend(self, name: str, args: tuple) -> None:
+        if name in _HOLD_WRITES:
+            copy = self.spend_windows.get(args[1])
+            if copy is not None:
+                (copy[0].hold if name == "sign_only" else copy[0].land)(args[0])
+            return
         if name not in _SPEND_WRITES or not self.spend_windows:
             return
-        intent_id = args[0] if name == "spend" else args[1]
+        intent_id = args[0] if name == "spend" else args[2] if name == "spend_landed" else args[1]
         row = self.db.execute(
             "SELECT agent_id, at_us, spend_wei FROM spend WHERE intent_id = ?", (intent_id,)
         ).fetchone()

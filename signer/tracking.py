@@ -274,7 +274,7 @@ class Tracking:
         except RpcError as exc:
             # "nonce too low" at the first send: another transaction has the nonce; the tracker
             # reports it dropped (or replaced). The nonce is not given back: it is used.
-            if not _already_sent(exc.message):
+            if not already_sent(exc.message):
                 # Never on chain: its nonce goes back to the next intent and its spend is settled to nothing.
                 agent.release_nonce(signed.chain, signed.from_, signed.nonce, last=_last_nonce(signed))
                 agent.settle_spend(signed.intent_id, 0, executed=False)
@@ -446,7 +446,7 @@ class Tracking:
         try:
             await node.call("eth_sendRawTransaction", self.sidecars.network_form(signed))
         except RpcError as exc:
-            return None if _already_sent(exc.message) else exc.message
+            return None if already_sent(exc.message) else exc.message
         except RpcUnavailable as exc:
             return str(exc)
         return None
@@ -558,7 +558,7 @@ _FOLLOWED = (
 )
 
 
-def _already_sent(message: str) -> bool:
+def already_sent(message: str) -> bool:
     """A node's refusal that means it has the transaction, or mined its nonce already: the
     receipt (or the nonce) will tell which."""
     message = message.lower()

@@ -39,7 +39,8 @@ class Approvals:
         """An admin's decision on a parked intent. Believed only when signed by a pinned admin key
         and bound to the parked intent's digest; an approval ends the wait with the intent
         approved (the decision travels with it, for the signer to check), a denial with
-        APPROVAL_DENIED and its reservation released. Anything else is audited and changes nothing."""
+        APPROVAL_DENIED and its reservation released. A denial of an approved sign-only intent is its
+        cancellation, the signer's. Anything else is audited and changes nothing."""
         try:
             approval = HumanApproval.model_validate_json(raw or b"")
         except ValidationError as exc:
@@ -50,6 +51,10 @@ class Approvals:
         problem = human_approval_problem(approval, self.admins)
         if problem is not None:
             return self._refused(approval, f"{problem}; ignored", now)
+        if decision is not None and decision.held and decision.outcome == "approved" and approval.decision == "deny":
+            # The cancellation of a sign-only transaction: the signer's to make (`signer.sign_only`);
+            # its record on warden.txs.signed moves the reservation here (`Decider.on_signed`).
+            return []
         if decision is None or decision.outcome != "parked":
             return self._refused(
                 approval, "no intent with this id is awaiting approval (decided, expired or unknown); ignored", now

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from rules import assets, judge
+from rules import assets, judge, sign_only
 from runtime import metrics
 from runtime.clock import from_us, to_us
 from runtime.rpc import Node
@@ -25,7 +25,14 @@ from schemas.codes import Code
 from schemas.emit import Emit, Source, dead_letter
 from schemas.emit import audit as _audit
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, StageEnvelope, StageVerdict
+from schemas.outcomes import (
+    IntentApproved,
+    IntentParked,
+    IntentRejected,
+    SignedTransaction,
+    StageEnvelope,
+    StageVerdict,
+)
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from streams.decision import Decision, Decisions
@@ -82,7 +89,7 @@ class Decider:
     def _spent(self, intent: TransactionIntent, now: datetime):
         """The agent's spend so far in its windows, per asset key, as the judge asks for it."""
         now_us = to_us(now)
-        return lambda asset: self.windows.of(intent.agent_id, asset).spent(now_us)
+        return lambda asset: self.windows.spent(intent.agent_id, asset, now_us)
 
     def envelope(self, intent, policy, judged: judge.Judgement) -> Emit:
         """The hand-off to the next stage's topic, with the judgement so far, typed."""
@@ -155,8 +162,9 @@ class Decider:
             digest=parked.intent_digest,
             expires_us=expires_us,
             pending=pending.to_bytes(),
+            held=sign_only.is_sign_only(intent),
         )
-        self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
+        self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets, sign_only.is_sign_only(intent))
         self.parked[intent.intent_id] = expires_us
         metrics.INTENTS.labels("parked", Stage.APPROVAL, Code.AWAITING_APPROVAL).inc()
         return [
@@ -196,11 +204,14 @@ class Decider:
             topic=topics.INTENTS_APPROVED,
             record=record,
             digest=approved.intent_digest,
+            held=sign_only.is_sign_only(intent),
         )
         metrics.INTENTS.labels("approved", "", Code.IDEMPOTENT_REPLAY if not counts else Code.APPROVED).inc()
         if counts:
             # Reserved at approval, in the same step as the decision, so two intents can never both pass the limit.
-            self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets)
+            self.windows.reserve(
+                intent.agent_id, intent.intent_id, now_us, spend, assets, sign_only.is_sign_only(intent)
+            )
         return [
             Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
             _audit(
@@ -309,24 +320,41 @@ class Decider:
             return []
         forged = outcome_forgery(rejected, self.service_keys, decision.digest)
         if forged is not None:
-            return [
-                _audit(
-                    SERVICE,
-                    AuditAction.OUTCOME_FORGED,
-                    f"intent:{rejected.intent_id}",
-                    now,
-                    rejected.intent_id,
-                    rejected.service_signature[:16],
-                    intent_id=rejected.intent_id,
-                    agent_id=decision.agent_id,
-                    intent_digest=rejected.intent_digest,
-                    topic=topics.INTENTS_REJECTED,
-                    code=rejected.code,
-                    reason=f"not a signer's refusal of this intent ({forged}); the reservation stays",
-                )
-            ]
+            why = f"not a signer's refusal of this intent ({forged}); the reservation stays"
+            return [_forged(rejected, decision, topics.INTENTS_REJECTED, now, why, code=rejected.code)]
         self.decisions[rejected.intent_id] = dataclasses.replace(decision, outcome="released")
         self.windows.release(decision.agent_id, rejected.intent_id)
+        return []
+
+    def on_signed(self, raw: bytes, now: datetime) -> list[Emit]:
+        """A signer's record on warden.txs.signed saying a sign-only transaction's nonce was taken
+        at a final block: its held reservation becomes what the chain took, counted from now (its
+        bytes landed, or its cancellation did), or is released (another transaction took the
+        nonce). Believed only when the signer signed it about this very intent: a forged one would
+        let an agent spend past its limit here. Any other record changes nothing."""
+        # Most of the topic: a broadcast transaction on its way, or a sign-only one just signed.
+        if b'"final":true' not in raw or b'"status":"sign_only"' in raw:
+            return []
+        signed = SignedTransaction.model_validate_json(raw)
+        decision = self.decisions.get(signed.intent_id)
+        if decision is None or not decision.held or not decision.reserves or decision.outcome != "approved":
+            return []  # an idempotent copy reserves nothing, and its original's record moves the original
+        if signed.status not in ("mined", "failed", "dropped", "cancelled"):
+            return []
+        forged = outcome_forgery(signed, self.service_keys, decision.digest)
+        if forged is not None:
+            why = f"not a signer's record of this intent ({forged}); the reservation stays"
+            return [_forged(signed, decision, topics.TXS_SIGNED, now, why, status=signed.status)]
+        if signed.status == "dropped":  # another transaction took the nonce: these bytes can never spend
+            self.decisions[signed.intent_id] = dataclasses.replace(decision, outcome="released", held=False)
+            self.windows.release(decision.agent_id, signed.intent_id)
+            return []
+        now_us, executed = to_us(now), signed.status == "mined"
+        spend = (signed.fee_wei or 0) + (signed.value_wei if executed else 0)
+        assets = decision.assets if executed else {}
+        landed = dataclasses.replace(decision, held=False, landed_us=now_us, spend_wei=spend, assets=assets)
+        self.decisions[signed.intent_id] = landed
+        self.windows.land(decision.agent_id, signed.intent_id, now_us, spend, assets)
         return []
 
     def rebuild(self) -> None:
@@ -368,3 +396,21 @@ class Decider:
     def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
         """A record this worker cannot decide, dead-lettered under its signature."""
         return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes, self.signed)
+
+
+def _forged(record, decision: Decision, topic: str, now: datetime, why: str, **details) -> Emit:
+    """The audit event of a record that claims to be a signer's about an intent and is not."""
+    return _audit(
+        SERVICE,
+        AuditAction.OUTCOME_FORGED,
+        f"intent:{record.intent_id}",
+        now,
+        record.intent_id,
+        record.service_signature[:16],
+        intent_id=record.intent_id,
+        agent_id=decision.agent_id,
+        intent_digest=record.intent_digest,
+        topic=topic,
+        reason=why,
+        **details,
+    )

@@ -34,7 +34,9 @@ class Decision:
     ``spend_wei`` and ``assets`` (per asset key, in the asset's units) are what it holds in the
     agent's windows while ``counts`` (an idempotent replay of an approval counts nothing).
     A parked decision also holds when its wait for an admin ends (``expires_us``) and
-    ``pending``, the approval it becomes if an admin says so (kept once approved)."""
+    ``pending``, the approval it becomes if an admin says so (kept once approved). An approved
+    EVM sign-only transaction is ``held`` (counted whatever its age) until the signer reports its
+    nonce taken; then it counts what the chain took from ``landed_us``."""
 
     agent_id: str
     outcome: Outcome
@@ -47,6 +49,8 @@ class Decision:
     counts: bool = True
     expires_us: int | None = None
     pending: bytes | None = None
+    held: bool = False
+    landed_us: int | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in _OUTCOMES:
@@ -83,6 +87,10 @@ class Decision:
             stored["expires_us"] = self.expires_us
         if self.pending is not None:
             stored["pending"] = base64.b64encode(self.pending).decode()
+        if self.held:
+            stored["held"] = True
+        if self.landed_us is not None:
+            stored["landed_us"] = self.landed_us
         return stored
 
     @classmethod
@@ -103,6 +111,8 @@ class Decision:
             counts=bool(stored.get("counts", True)),
             expires_us=None if stored.get("expires_us") is None else int(stored["expires_us"]),
             pending=None if pending is None else base64.b64decode(pending),
+            held=bool(stored.get("held", False)),
+            landed_us=None if stored.get("landed_us") is None else int(stored["landed_us"]),
         )
 
 

@@ -153,6 +153,9 @@ class Engine:
     def on_rejected(self, raw: bytes, now: datetime) -> list[Emit]:
         return self.decider.on_rejected(raw, now)
 
+    def on_signed(self, raw: bytes, now: datetime) -> list[Emit]:
+        return self.decider.on_signed(raw, now)
+
     def rebuild(self) -> None:
         self.decider.rebuild()
 

@@ -103,7 +103,7 @@ class Simulations:
                 request, _refusal(request.request_id, Stage.SIMULATION, Code.SIMULATION_UNAVAILABLE, reason), now
             )
         now_us = to_us(now)
-        spent = lambda asset: self.decider.windows.of(request.agent_id, asset).spent(now_us)  # noqa: E731
+        spent = lambda asset: self.decider.windows.spent(request.agent_id, asset, now_us)  # noqa: E731
         judged = await bundle.judge_steps(
             request.steps, outcomes, policy, spent, node, sender, now, self.admission.chains
         )

@@ -142,6 +142,31 @@ class Harness:
         ]
         return intent, to_broadcast
 
+    async def sign_only(self, now: datetime, **fields) -> SignedTransaction | IntentRejected:
+        """One sign-only intent (``broadcast`` false) created, approved and handled at ``now`` (a
+        clock moved ahead, for the rolling windows), its state committed: its record, or its refusal."""
+        intent = new_intent(
+            self.agent_key, agent_id=self.agent, chain="anvil", to=DEST, now=now, **{"value": "0.001", **fields}
+        )
+        approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
+        self.approved[intent.intent_id] = approved.to_bytes()
+        self.offset += 1
+        emits, to_broadcast = await self.signer.handle(
+            self.approved[intent.intent_id], Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now
+        )
+        self.state.commit()
+        self.published += emits
+        assert to_broadcast is None
+        (outcome,) = [e for e in emits if e.topic in (topics.TXS_SIGNED, topics.INTENTS_REJECTED)]
+        if outcome.topic == topics.INTENTS_REJECTED:
+            return IntentRejected.from_bytes(outcome.value)
+        return SignedTransaction.from_bytes(outcome.value)
+
+    async def watch_sign_only(self, now: datetime) -> None:
+        """One look of the signer's sign-only watch at ``now``, as `signer.main` runs it."""
+        self.published += await self.signer.sign_only.look_all(self.state.sign_only_open(), now)
+        self.state.commit()
+
     async def sign(self, **fields) -> SignedTransaction:
         """Sign and send one intent, as the signer's loop does; the record it tracks."""
         _, to_broadcast = await self.approve(**fields)

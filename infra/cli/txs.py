@@ -1,4 +1,6 @@
-"""``warden txs list|show``: what happened to an agent's transactions.
+"""``warden txs list|show|cancel``: what happened to an agent's transactions, and an admin's
+cancellation of a sign-only one whose bytes have not landed (a denial signed with the local admin
+key, WARDEN_ADMIN_ID, on warden.approvals; the signer takes its nonce with a 0-value transfer).
 
 Reads ``warden.txs.signed`` and ``warden.intents.rejected`` from the start. Per intent, it keeps
 the newest status the signer reported, and whether it is final (mined, failed, replaced or
@@ -16,11 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from infra.cli.output import add_json_flag, fail, print_json
-from runtime.config import load
+from infra.cli.output import add_json_flag, fail, note, print_json
+from runtime.config import Settings, load
+from runtime.kafka import end_offsets
 from schemas.fields import format_native_amount
 from schemas.outcomes import IntentRejected, SignedTransaction
-from sdk.client import agent_transactions, status_history
+from sdk.client import Client, agent_transactions, status_history
+from sdk.outcomes import OUTCOME_TOPICS, RawSubmission, wait_outcomes
 from sdk.records import ReceiptUnavailable, outcome_receipt
 
 
@@ -54,7 +58,66 @@ def _rejected_line(record: IntentRejected) -> str:
     return f"{record.intent_id:40} rejected  at {record.stage}: {record.code}: {reason}"
 
 
+async def cancel(settings: Settings, agent_id: str, wanted: str, reason: str, wait_s: float) -> dict:
+    """An admin's signed denial of an intent signed sign-only whose bytes have not landed: the
+    signer cancels its transaction. What the signer reported within ``wait_s`` (its record:
+    ``cancelled`` once the cancellation is signed and sent), or None."""
+    found = await agent_transactions(settings, agent_id)
+    record = next((r for r in found.transactions if wanted in (r.intent_id, r.tx_hash)), None)
+    if record is None:
+        raise LookupError(
+            f"no transaction of agent {agent_id!r} with intent id or hash {wanted!r}; "
+            f"`warden txs list --agent {agent_id}` lists them"
+        )
+    if record.status != "sign_only" or record.intent_digest is None:
+        raise LookupError(
+            f"intent {record.intent_id} is {record.status}: only a sign-only transaction whose bytes have not "
+            "landed can be cancelled"
+        )
+    start = await end_offsets(settings, OUTCOME_TOPICS)
+    async with Client(settings) as client:
+        await client.cancel(record, reason)
+    awaited = RawSubmission(agent_id, record.intent_id, "", record.intent_digest)
+    outcome = (await wait_outcomes(settings, [awaited], wait_s, start, final=False)).get(record.intent_id)
+    return {
+        "intent_id": record.intent_id,
+        "agent_id": agent_id,
+        "nonce": record.nonce,
+        "reason": reason,
+        "admin_key_id": settings.admin_id,
+        "outcome": None
+        if outcome is None
+        else outcome.model_dump(mode="json", by_alias=True, exclude={"service_signature"}),
+    }
+
+
+def cmd_cancel(args) -> int:
+    settings = load()
+    if not args.id:
+        return fail(
+            "warden txs cancel", "name the transaction: `warden txs cancel ID --agent A` (intent id or hash)", 2
+        )
+    try:
+        doc = asyncio.run(cancel(settings, args.agent, args.id, args.reason, args.wait))
+    except LookupError as exc:
+        return fail("warden txs cancel", exc)
+    outcome = doc["outcome"]
+    if args.json:
+        print_json(doc)
+    elif outcome is None:
+        note(f"cancellation of {args.id} published; no outcome within {args.wait:.0f} s (`warden tail` follows it)")
+    else:
+        print(
+            f"{doc['intent_id']}: {outcome['status']} at nonce {doc['nonce']} by {outcome.get('replaced_by') or outcome['tx_hash']}"
+        )
+    return 0 if outcome is not None and outcome.get("status") == "cancelled" else 1
+
+
 def cmd_txs(args) -> int:
+    return cmd_cancel(args) if args.action == "cancel" else _list_or_show(args)
+
+
+def _list_or_show(args) -> int:
     settings = load()
     history: dict[str, list[SignedTransaction]] = {}  # filled for show only: list needs none
     found = asyncio.run(agent_transactions(settings, args.agent, history=history if args.action == "show" else None))
@@ -138,10 +201,12 @@ def cmd_txs(args) -> int:
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     add_json_flag(p)
     p.set_defaults(handler=cmd_txs)
-    p.add_argument("action", choices=("list", "show"))
-    p.add_argument("id", nargs="?", help="show: the intent id or the transaction hash")
+    p.add_argument("action", choices=("list", "show", "cancel"))
+    p.add_argument("id", nargs="?", help="show, cancel: the intent id or the transaction hash")
     p.add_argument("--agent", required=True)
     p.add_argument("--include-signed-tx", action="store_true", help="also print the raw signed transaction")
     p.add_argument(
         "--proof", action="store_true", help="show: also the receipt of its newest outcome (a witnessed tlog-proof)"
     )
+    p.add_argument("--reason", default="", help="cancel: recorded with the admin's denial in the audit ledger")
+    p.add_argument("--wait", type=float, default=30.0, help="cancel: seconds to wait for the signer (default 30)")

@@ -1,22 +1,28 @@
 """`warden txs list|show` answers "what happened to my transaction" from the signer's own
 records, leaves forged ones out, shows the raw signed bytes only when asked, and with --proof a
-receipt an auditor checks offline."""
+receipt an auditor checks offline; `warden txs cancel` cancels a sign-only transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.receipt import Receipt
 from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc, RpcError
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.auth import sign_outcome
-from sdk.client import Client, new_intent, wait_outcomes
+from schemas.codes import Code
+from schemas.stages import Stage
+from sdk.client import Client, agent_transactions, new_intent, wait_outcomes
+from sdk.outcomes import OUTCOME_TOPICS
 from tests.support import read_topic, warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -102,3 +108,61 @@ def test_txs_list_and_show(stack, run, tmp_path):
     assert checked.returncode == 0 and about in checked.stdout, (checked.stdout, checked.stderr)
     stranger = log_key.rsplit("+", 2)[0] + "+" + "00000000" + "+" + log_key.rsplit("+", 1)[1]
     assert warden(settings, "audit", "check-receipt", str(receipt), "--log-key", stranger).returncode != 0
+
+
+def test_txs_cancel_takes_a_sign_only_nonce_and_the_worker_bounds_what_is_outstanding(stack, run):
+    """The worker refuses a sign-only intent past max_sign_only_outstanding; `warden txs cancel`
+    (an admin's signed denial) has the signer take the first one's nonce with a 0-value transfer,
+    after which its bytes are refused by the node and both services count only the cancellation's fee."""
+    from tests.support import make_agent
+
+    settings = stack.settings
+    agent = f"agent-cancel-{os.urandom(3).hex()}"
+    bound = 15 * 10**15  # 0.015: one 0.01 sign-only transaction outstanding, not two
+    key, _, _ = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), max_sign_only_outstanding=bound))
+
+    def sign_only(value: str):
+        intent = new_intent(key, agent_id=agent, chain="anvil", to=DEST, value=value)
+
+        async def submitted():
+            start = await end_offsets(settings, OUTCOME_TOPICS)
+            async with Client(settings) as client:
+                await client.submit(intent)
+            return (await wait_outcomes(settings, [intent], 60, start))[intent.intent_id]
+
+        return run(submitted())
+
+    first = sign_only("0.01")
+    assert first.status == "sign_only"
+    over = sign_only("0.01")
+    assert (over.stage, over.code) == (Stage.DAILY_LIMIT, Code.SIGN_ONLY_OUTSTANDING_EXCEEDED)  # the worker's
+
+    cancelled = warden(settings, "txs", "cancel", first.intent_id, "--agent", agent, "--reason", "leaked", "--json")
+    assert cancelled.returncode == 0, (cancelled.stdout, cancelled.stderr)
+    doc = orjson.loads(cancelled.stdout)
+    assert doc["outcome"]["status"] == "cancelled" and doc["outcome"]["replaced_by"], doc
+
+    async def final_and_refused():
+        deadline = time.monotonic() + 60
+        while True:
+            found = await agent_transactions(settings, agent)
+            record = next(r for r in found.transactions if r.intent_id == first.intent_id)
+            if record.final and record.status == "cancelled":
+                break
+            assert time.monotonic() < deadline, record
+            await asyncio.sleep(0.5)
+        node = JsonRpc(settings.rpc_url)
+        try:
+            with pytest.raises(RpcError, match="nonce too low"):
+                await node.call("eth_sendRawTransaction", first.signed_tx)
+        finally:
+            await node.close()
+        return record
+
+    final = run(final_and_refused())
+    assert final.nonce == first.nonce and final.value_wei == 0 and final.to == final.from_
+    # Both services now count only the cancellation's fee: another 0.01 fits the bound again.
+    again = sign_only("0.01")
+    assert again.status == "sign_only", again
+    denied_again = warden(settings, "txs", "cancel", first.intent_id, "--agent", agent)
+    assert denied_again.returncode == 1 and "cancelled" in denied_again.stderr

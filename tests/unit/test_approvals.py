@@ -96,7 +96,7 @@ def test_above_the_threshold_the_intent_is_parked_with_its_spend_reserved(world)
 
 
 def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
-    intent = world.intent("0.5")
+    intent = world.intent("0.5", broadcast=True)  # a sign-only one's later denial is its cancellation: below
     world.submit(intent)
     emits = send(world, decide(world, intent, reason="invoice 42"))
     (emit,) = on(emits, topics.INTENTS_APPROVED)
@@ -108,6 +108,15 @@ def test_an_admins_approval_releases_it_to_the_signer_with_the_decision(world):
     # The same decision again (or a second one) changes nothing: the intent is no longer waiting.
     again = send(world, decide(world, intent, "deny"))
     assert actions(again) == [AuditAction.APPROVAL_REFUSED] and on(again, topics.INTENTS_REJECTED) == []
+
+
+def test_a_denial_of_an_approved_sign_only_intent_is_left_to_the_signer(world):
+    intent = world.intent("0.5")
+    world.submit(intent)
+    send(world, decide(world, intent))
+    # Its cancellation: the signer takes the nonce, and its record moves the reservation here.
+    assert send(world, decide(world, intent, "deny")) == []
+    assert world.spent() == 5 * ETH // 10
 
 
 def test_a_denial_rejects_it_and_releases_the_reservation(world):

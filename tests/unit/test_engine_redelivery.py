@@ -52,7 +52,7 @@ def test_a_redelivered_intent_gets_the_identical_answer_and_reserves_once(world)
     again = world.submit(intent, now=T0 + timedelta(minutes=5))
     assert again == [Emit(topics.INTENTS_APPROVED, AGENT, approved.value)]
     assert world.spent(T0 + timedelta(minutes=5)) == spent == 5 * ETH // 10
-    assert list(world.engine.windows.of(AGENT).entries) == [intent.intent_id]
+    assert list(world.engine.windows.of(AGENT).reservations) == [intent.intent_id]
 
 
 def test_a_redelivered_rejection_is_the_identical_rejection(world):
@@ -77,10 +77,11 @@ def test_idempotency_key_reuse_within_24h_is_an_approved_replay_without_spend(wo
 
 
 def test_idempotency_key_reuse_after_24h_is_a_fresh_intent(world):
-    original = world.intent("0.3", idempotency_key="order-1")
+    # Broadcast: a sign-only one's spend would still count a day later (test_sign_only_worker_window).
+    original = world.intent("0.3", idempotency_key="order-1", broadcast=True)
     world.submit(original)
     at_24h = T0 + DAY
-    fresh = world.intent("0.4", idempotency_key="order-1", intent_id="i-next-day", now=at_24h)
+    fresh = world.intent("0.4", idempotency_key="order-1", intent_id="i-next-day", now=at_24h, broadcast=True)
     emits = world.submit(fresh, now=at_24h)
     assert_approved(emits, fresh)
     assert passed_codes(emits) == PASSED_CODES

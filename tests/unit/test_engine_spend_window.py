@@ -50,7 +50,7 @@ def test_only_a_signing_rejection_of_an_approved_intent_releases(world):
 
 
 def test_the_window_slides_to_the_microsecond(world):
-    first = world.intent("1")
+    first = world.intent("1", broadcast=True)  # sign-only spend is held instead (test_sign_only_worker_window)
     assert_approved(world.submit(first), first)
     just_before = T0 + DAY - timedelta(microseconds=1)
     rejected = rejected_of(world.submit(world.intent("0.6", now=just_before), now=just_before))
@@ -78,8 +78,8 @@ def test_windows_rebuild_from_decisions_reproduces_the_spend(world):
     rebuilt = Windows()
     rebuilt.rebuild(Decisions(stored))
     assert rebuilt.of(AGENT).spent(to_us(later)) == 6 * ETH // 10
-    assert rebuilt.of(AGENT).entries == world.engine.windows.of(AGENT).entries
-    assert set(rebuilt.of(AGENT).entries) == {a.intent_id, c.intent_id}
+    assert rebuilt.of(AGENT).reservations == world.engine.windows.of(AGENT).reservations
+    assert set(rebuilt.of(AGENT).reservations) == {a.intent_id, c.intent_id}
 
 
 def test_a_restarted_engine_enforces_the_limit_from_rebuilt_state(world):
@@ -128,8 +128,8 @@ def test_token_spend_is_reserved_per_asset_released_by_the_signer_and_rebuilt():
     # A restarted worker rebuilds the same windows from its decisions alone.
     rebuilt = Windows()
     rebuilt.rebuild(w.engine.decisions)
-    assert rebuilt.of(AGENT, f"anvil:{TOKEN}").entries == w.engine.windows.of(AGENT, f"anvil:{TOKEN}").entries
-    assert list(rebuilt.of(AGENT, f"anvil:{TOKEN}").entries) == [third.intent_id]
+    assert rebuilt.of(AGENT, f"anvil:{TOKEN}").reservations == w.engine.windows.of(AGENT, f"anvil:{TOKEN}").reservations
+    assert list(rebuilt.of(AGENT, f"anvil:{TOKEN}").reservations) == [third.intent_id]
 
 
 def test_split_topology_token_limit_holds_when_two_intents_interleave():

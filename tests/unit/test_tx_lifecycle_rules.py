@@ -16,7 +16,7 @@ MOVES = ("broadcast", "stuck", "mined", "failed", "replaced", "dropped")
 
 
 def test_a_final_record_is_never_left():
-    for status in FINAL_TX_STATUSES:
+    for status in FINAL_TX_STATUSES - {"sign_only"}:
         for new in MOVES:
             with pytest.raises(lifecycle.IllegalTransition):
                 lifecycle.check_transition(status, new, final=True)
@@ -27,6 +27,19 @@ def test_a_final_record_is_never_left():
         lifecycle.check_transition("broadcast", "signed")
     with pytest.raises(lifecycle.IllegalTransition):
         lifecycle.check_transition("sign_only", "broadcast")
+
+
+def test_a_sign_only_record_moves_only_to_what_the_chains_final_block_holds():
+    # Its bytes can land after it was recorded final (sign-only: the agent broadcasts them).
+    for new in ("mined", "failed", "dropped", "cancelled"):
+        lifecycle.check_transition("sign_only", new, final=True)
+        lifecycle.check_transition("cancelled", new, final=False)
+    for new in ("broadcast", "stuck", "replaced", "signed"):
+        for current in ("sign_only", "cancelled"):
+            with pytest.raises(lifecycle.IllegalTransition):
+                lifecycle.check_transition(current, new)
+    with pytest.raises(lifecycle.IllegalTransition):
+        lifecycle.check_transition("cancelled", "mined", final=True)
 
 
 def test_a_decided_record_not_final_yet_can_be_reorged_or_decided_again_but_not_stuck():
