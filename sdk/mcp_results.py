@@ -386,7 +386,7 @@ def submitted_transaction(
     intent_id: str, agent_id: str, chain: str, idempotency_key: str, outcome: Outcome | None, forged: int
 ) -> Transaction:
     """The answer to a transaction this server submitted. The submitting caller gets the signed
-    bytes (as the seed's POST does); lookups give them only when asked."""
+    bytes (as the Intents API's POST does); lookups give them only when asked."""
     if isinstance(outcome, SignedTransaction):
         found = transaction_of(outcome, include_signed_tx=True, idempotency_key=idempotency_key)
     elif isinstance(outcome, IntentRejected):

@@ -1,4 +1,4 @@
-"""The MCP server that acts for one agent (`warden mcp`): the seed's agent tools over the official
+"""The MCP server that acts for one agent (`warden mcp`): the Intents API's agent tools over the official
 MCP SDK, each a request through the pipeline like any other intent.
 
 It holds that agent's Ed25519 intent key and nothing else: no chain key, no admin key. Every
