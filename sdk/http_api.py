@@ -391,8 +391,8 @@ class BundleRequest(Strict):
 class BalanceChangeView(BaseModel):
     address: str
     token: str = Field(description="the native currency's symbol, or the token contract")
-    before: str | None
-    after: str | None
+    before: str | None = Field(default=None, description="the balance before, when the node read it")
+    after: str | None = Field(default=None, description="the balance after, when the node read it")
     change: str
 
 
@@ -418,7 +418,7 @@ class SimulationResponse(BaseModel):
     code: Code | None = Field(default=None, description="the refusing rule's code, when refused")
     stage: Stage | None = None
     detail: str | None = Field(default=None, description="why refused or why a human must approve")
-    block_number: int | None
+    block_number: int | None = Field(default=None, description="the block simulated on top of, when the node names it")
     transactions: list[SimulatedTransaction]
     forged_results_ignored: int
 

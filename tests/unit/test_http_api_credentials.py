@@ -235,6 +235,25 @@ def test_the_typescript_clients_document_is_the_one_the_server_serves():
     )
 
 
+def test_no_property_the_document_requires_can_be_null():
+    """The server leaves a value that is None out of its answers (``exclude_none``), so a nullable
+    property must be optional in the document: a required one is a promise the answer breaks (a
+    simulation whose node named no block answered without ``block_number``, which schemathesis
+    reported as a response that violates its schema)."""
+    from sdk.http_api import openapi_document
+
+    def nullable(prop: dict) -> bool:
+        return any(option.get("type") == "null" for option in prop.get("anyOf", ()))
+
+    broken = [
+        f"{name}.{field}"
+        for name, schema in openapi_document()["components"]["schemas"].items()
+        for field, prop in schema.get("properties", {}).items()
+        if field in schema.get("required", ()) and nullable(prop)
+    ]
+    assert broken == []
+
+
 def test_idempotency_replays_refuses_another_body_and_forgets_past_its_window_and_cap():
     from sdk.http_api import Idempotency, Refused
 

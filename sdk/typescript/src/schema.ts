@@ -899,9 +899,17 @@ export interface components {
              * @description the native currency's symbol, or the token contract
              */
             token: string;
-            /** Before */
+            /**
+             * Before
+             * @description the balance before, when the node read it
+             * @default null
+             */
             before: string | null;
-            /** After */
+            /**
+             * After
+             * @description the balance after, when the node read it
+             * @default null
+             */
             after: string | null;
             /** Change */
             change: string;
@@ -1255,7 +1263,11 @@ export interface components {
              * @default null
              */
             detail: string | null;
-            /** Block Number */
+            /**
+             * Block Number
+             * @description the block simulated on top of, when the node names it
+             * @default null
+             */
             block_number: number | null;
             /** Transactions */
             transactions: components["schemas"]["SimulatedTransaction"][];
