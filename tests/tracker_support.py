@@ -21,7 +21,7 @@ from schemas.audit import AuditEvent
 from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Emit, Source
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentRejected, SignedTransaction
+from schemas.outcomes import IntentApproved, IntentRejected, SignedSolanaTransaction, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
@@ -116,6 +116,21 @@ class Harness:
     async def emit(self, emits: list[Emit]) -> None:
         self.published += emits
 
+    async def _handle(
+        self, intent: TransactionIntent, now: datetime
+    ) -> tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]:
+        """``intent`` approved and handled by the signer at ``now``, its state committed (as the
+        signer's loop does before sending): what it published, and the record to send if any."""
+        approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
+        self.approved[intent.intent_id] = approved.to_bytes()
+        self.offset += 1
+        emits, to_broadcast = await self.signer.handle(
+            self.approved[intent.intent_id], Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now
+        )
+        self.state.commit()
+        self.published += emits
+        return emits, to_broadcast
+
     async def approve(self, **fields) -> tuple[TransactionIntent, SignedTransaction]:
         """One broadcast intent approved and handled by the signer, its state committed (as the
         signer's loop does before sending); the intent and the record to send."""
@@ -129,14 +144,7 @@ class Harness:
             now=now,
             **{"value": "0.001", **fields},
         )
-        approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
-        self.approved[intent.intent_id] = approved.to_bytes()
-        self.offset += 1
-        emits, to_broadcast = await self.signer.handle(
-            self.approved[intent.intent_id], Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now
-        )
-        self.state.commit()
-        self.published += emits
+        emits, to_broadcast = await self._handle(intent, now)
         assert to_broadcast is not None, [
             IntentRejected.from_bytes(e.value).reason for e in emits if e.topic == topics.INTENTS_REJECTED
         ]
@@ -148,14 +156,7 @@ class Harness:
         intent = new_intent(
             self.agent_key, agent_id=self.agent, chain="anvil", to=DEST, now=now, **{"value": "0.001", **fields}
         )
-        approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
-        self.approved[intent.intent_id] = approved.to_bytes()
-        self.offset += 1
-        emits, to_broadcast = await self.signer.handle(
-            self.approved[intent.intent_id], Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now
-        )
-        self.state.commit()
-        self.published += emits
+        emits, to_broadcast = await self._handle(intent, now)
         assert to_broadcast is None
         (outcome,) = [e for e in emits if e.topic in (topics.TXS_SIGNED, topics.INTENTS_REJECTED)]
         if outcome.topic == topics.INTENTS_REJECTED:
