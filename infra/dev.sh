@@ -38,6 +38,9 @@ command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [ -d /usr/share/gocode/src/golang.org/x/mod/sumdb/note ] || missing+=(golang-golang-x-mod-dev)
 # PostgreSQL (initdb, pg_ctl, postgres), for a broker log in tables: `warden bench broker-check`.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# A JDK and Maven: Apache Kafka, the durable stack's broker, runs from its jars (infra/kafka/pom.xml).
+command -v java >/dev/null 2>&1 || missing+=(default-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} (apt)"
@@ -58,6 +61,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test,demo]'
   touch "$stamp"
+fi
+
+# Apache Kafka: the jars infra/kafka/pom.xml pins, with their dependencies, from Maven Central into
+# .venv/kafka/libs (Maven's own cache, ~/.m2, keeps the downloads), again when the pom changes.
+kafka_stamp=.venv/kafka/.installed
+if [ ! -f "$kafka_stamp" ] || [ infra/kafka/pom.xml -nt "$kafka_stamp" ]; then
+  say "installing Apache Kafka (Maven Central, infra/kafka/pom.xml)"
+  rm -rf .venv/kafka/libs
+  mvn -q -B -f infra/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$PWD/.venv/kafka/libs" >/dev/null
+  touch "$kafka_stamp"
 fi
 
 # Anvil: the npm package's Linux binary, unless anvil is already on PATH.

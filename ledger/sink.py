@@ -56,8 +56,8 @@ from ledger.store import ChdbStore, Store, StoreError, chain_leaves, open_writer
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import fetched_ends
-from runtime.kafka import producer as new_producer
+from runtime.kafka import fetched_ends, partition_ids
+from runtime.kafka import service_producer as new_producer
 from runtime.readiness import mark_ready
 from runtime.trust import PinnedAuditKeys
 from schemas import topics
@@ -107,8 +107,7 @@ async def _open_store(settings: Settings, stop: asyncio.Event) -> Store | None:
 async def _partitions(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[TopicPartition]:
     announced = False
     while not stop.is_set():
-        await consumer.topics()
-        found = consumer.partitions_for_topic(topics.AUDIT_EVENTS)
+        found = await partition_ids(consumer, topics.AUDIT_EVENTS)
         if found:
             return [TopicPartition(topics.AUDIT_EVENTS, p) for p in sorted(found)]
         if not announced:

@@ -108,12 +108,9 @@ class LedgerSettings:
     witness_quorum: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_WITNESS_QUORUM", "0")))
 
 
-# The fetch wait on S3 broker storage unless set (see Settings.fetch_wait_setting).
-S3_FETCH_WAIT_MS = 500
-# The fetch wait on memory storage unless set. The embedded broker scans a waiting fetch's
-# partitions again and again until the wait ends (docs/known-limits.md), so an idle stack pays
-# for every empty fetch: at 50 ms its median latency is a 10 ms wait's, at about half the CPU an
-# intent at 10 intents/s (docs/benchmarks.md).
+# The fetch wait on Apache Kafka (durable storage) unless set: Kafka answers a waiting fetch as soon
+# as a record arrives, so a longer wait costs no latency and spares the broker empty fetches.
+KAFKA_FETCH_WAIT_MS = 500
 MEMORY_FETCH_WAIT_MS = 50
 
 
@@ -131,8 +128,8 @@ class Settings:
         }
     )
     topology: str = field(default_factory=lambda: _env("WARDEN_TOPOLOGY", "fused"))
-    # The embedded broker's log: "memory" (lost when it stops; tests, benchmarks, the demo) or
-    # "durable" (Tansu on S3 over a local SeaweedFS under $WARDEN_HOME/storage; `warden up`).
+    # The broker and its log: "memory" (the embedded Tansu, its log lost when it stops; tests,
+    # benchmarks, the demo) or "durable" (Apache Kafka, its log under $WARDEN_HOME/kafka; `warden up`).
     broker_storage: str = field(default_factory=lambda: _env("WARDEN_BROKER_STORAGE", "memory"))
     clickhouse_url: str | None = field(default_factory=lambda: _opt("WARDEN_CLICKHOUSE_URL"))
     ledger_http: str = field(default_factory=lambda: _env("WARDEN_LEDGER_HTTP", "127.0.0.1:18123"))
@@ -261,18 +258,7 @@ class Settings:
     def fetch_wait_ms(self) -> int:
         if self.fetch_wait_setting is not None:
             return self.fetch_wait_setting
-        return MEMORY_FETCH_WAIT_MS if self.broker_storage == "memory" else S3_FETCH_WAIT_MS
-
-    def fetch_wait_warning(self) -> str | None:
-        """What an operator must hear when WARDEN_FETCH_WAIT_MS is shorter than S3 storage needs."""
-        if self.broker_storage == "memory" or self.fetch_wait_ms >= S3_FETCH_WAIT_MS:
-            return None
-        return (
-            f"WARDEN_FETCH_WAIT_MS={self.fetch_wait_ms} on S3 broker storage: Tansu answers a fetch that needs "
-            f"an S3 read only if the wait covers the read, and a reader at 20 ms was seen stuck, empty fetch "
-            f"after empty fetch (clients then wait on outcomes already written). Unset it (the default on S3 "
-            f"is {S3_FETCH_WAIT_MS}) unless your S3 answers faster than this wait"
-        )
+        return MEMORY_FETCH_WAIT_MS if self.broker_storage == "memory" else KAFKA_FETCH_WAIT_MS
 
     @property
     def signer_state_dir(self) -> Path:

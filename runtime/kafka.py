@@ -47,14 +47,23 @@ def quiet_ms(fetch_max_wait_ms: int) -> int:
     return 2 * fetch_max_wait_ms + 200
 
 
+async def partition_ids(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The partitions ``topic`` has (none if it does not exist), asked of the broker. A consumer's
+    own metadata names only the topics it tracks, and `consumer.topics()` keeps the answer it gets
+    to itself; Apache Kafka answers a request for no topic in particular with none (the embedded
+    broker with all), so the answer of a request for every topic is read here."""
+    known = consumer.partitions_for_topic(topic)
+    if known:
+        return set(known)
+    cluster = await consumer._client.fetch_all_metadata()  # aiokafka keeps no public way to this answer
+    return set(cluster.partitions_for_topic(topic) or ())
+
+
 async def partitions(consumer: AIOKafkaConsumer, topic_names: tuple[str, ...]) -> list[TopicPartition]:
     """The partitions each topic really has (internal topics may have fewer than Warden's)."""
     parts = []
     for name in topic_names:
-        known = consumer.partitions_for_topic(name)
-        if not known:
-            await consumer.topics()  # refreshes the cluster metadata
-            known = consumer.partitions_for_topic(name) or set(range(topics.PARTITIONS))
+        known = await partition_ids(consumer, name) or set(range(topics.PARTITIONS))
         parts += [TopicPartition(name, p) for p in sorted(known)]
     return parts
 
@@ -237,22 +246,30 @@ async def read_to_quiet(
 PRODUCER_BATCH_BYTES = 1_048_576
 
 
-def producer(settings: Settings) -> AIOKafkaProducer:
-    """A producer that waits for every replica. No enable_idempotence: the embedded broker
-    refuses InitProducerId, so duplicates are absorbed downstream by deterministic ids.
-
-    No linger: someone waits on every record these producers send (an agent on its
-    intent, a client on its outcome), and a lone record must not wait for company. Under load
-    records still share requests and batches (`PRODUCER_BATCH_BYTES`): aiokafka keeps one request
-    in flight per broker and batches what arrives meanwhile."""
+def producer(settings: Settings, idempotent: bool = False) -> AIOKafkaProducer:
+    """A producer that waits for every in-sync replica. No linger: someone waits on every record
+    these producers send (an agent on its intent, a client on its outcome), and a lone record must
+    not wait for company. Under load records still share requests and batches
+    (`PRODUCER_BATCH_BYTES`): aiokafka keeps one request in flight per broker and batches what
+    arrives meanwhile. ``idempotent``: `service_producer`."""
     return AIOKafkaProducer(
         bootstrap_servers=settings.broker,
         acks="all",
+        enable_idempotence=idempotent,
         linger_ms=0,
         max_request_size=settings.max_message_bytes,
         max_batch_size=PRODUCER_BATCH_BYTES,
         partitioner=KeyedPartitioner(),
     )
+
+
+def service_producer(settings: Settings) -> AIOKafkaProducer:
+    """A Warden service's producer: idempotent on Apache Kafka (durable storage), so a batch the
+    broker stored but whose answer was lost is sent again and stored once. The stack starts its
+    services with its own broker storage, which a client's environment may not name; and the
+    embedded broker refuses InitProducerId, so there (and from clients) a record sent twice is
+    absorbed downstream by its deterministic id."""
+    return producer(settings, idempotent=settings.broker_storage == "durable")
 
 
 async def publish(

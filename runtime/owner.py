@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.changelog import ChangelogChain, ChangelogError, ChangelogFormat, Entry, Write
 from runtime.config import Settings
-from runtime.kafka import quiet_ms
+from runtime.kafka import partition_ids, quiet_ms
 from schemas.errors import WardenError
 
 log = logging.getLogger("warden.owner")
@@ -158,10 +158,7 @@ class PartitionOwner(ConsumerRebalanceListener):
 
     async def start(self) -> None:
         await self.reader.start()
-        found = self.reader.partitions_for_topic(self.topic)
-        if not found:
-            await self.reader.topics()
-            found = self.reader.partitions_for_topic(self.topic)
+        found = await partition_ids(self.reader, self.topic)
         if found != set(range(self.states.count)):
             raise RuntimeError(
                 f"{self.topic} has partitions {sorted(found or ())}, it needs "

@@ -34,7 +34,7 @@ from runtime.chains import follow_chain_sets
 from runtime.clock import to_us, utcnow
 from runtime.config import Settings, load
 from runtime.kafka import follow, follow_records, publish
-from runtime.kafka import producer as new_producer
+from runtime.kafka import service_producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
 from runtime.readiness import mark_ready
 from runtime.registry import REGISTRY

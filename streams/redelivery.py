@@ -42,7 +42,7 @@ from pydantic import ValidationError
 from runtime.clock import US_PER_SECOND, utcnow
 from runtime.config import Settings
 from runtime.kafka import follow_records, partition_of
-from runtime.kafka import producer as new_producer
+from runtime.kafka import service_producer as new_producer
 from runtime.registry import REGISTRY
 from runtime.trust import PinnedServiceKeys
 from schemas import topics

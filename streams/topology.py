@@ -39,8 +39,8 @@ from runtime.chains import follow_chain_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import group_lag, partition_of, seek_to_committed
-from runtime.kafka import producer as new_producer
 from runtime.kafka import publish as send_all
+from runtime.kafka import service_producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes

@@ -33,7 +33,7 @@ def home_settings(tmp_path) -> Settings:
         allow_dev_root=True,
         allow_unattested_signer=True,
         broker_storage="durable",
-        fetch_wait_setting=None,  # S3 storage's own default, not the suite's memory-storage wait (tests/conftest.py)
+        fetch_wait_setting=None,  # Kafka's own default, not the suite's memory-storage wait (tests/conftest.py)
     )
 
 

@@ -46,11 +46,11 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 
 from infra.bench.figures import cpu_seconds, numbers, percentile_ms
 from infra.cli.output import note, print_json
-from infra.stack.local import BUCKET, LocalStack, StackError, free_ports, local_settings, tansu_binary, wait_for_port
+from infra.stack.local import StackError, free_ports, tansu_binary, wait_for_port
 from runtime.config import Settings, environment_with
 from schemas.errors import WardenError
 
-STORAGES = ("postgres", "memory", "s3")
+STORAGES = ("postgres", "memory")
 CLUSTER = "warden-broker-check"
 LARGE_RECORD_BYTES = 1_600_000
 # Every Warden producer and consumer is sized for this (runtime.config.Settings.max_message_bytes).
@@ -135,29 +135,6 @@ def _postgres(root: Path, schema: Path | None, progress) -> Iterator[Storage]:
         )
 
 
-@contextlib.contextmanager
-def _seaweedfs(root: Path, progress) -> Iterator[Storage]:
-    """The durable `warden up`'s store: SeaweedFS's S3 under ``root``, started as the stack starts
-    it, stopped on exit."""
-    stack = LocalStack(local_settings(root / "home"))
-    progress("s3: starting SeaweedFS")
-    try:
-        endpoint = stack.start_storage()
-        yield Storage(
-            f"s3://{BUCKET}/",
-            (stack.processes["storage"].pid,),
-            {
-                "AWS_ENDPOINT": endpoint,
-                "AWS_ALLOW_HTTP": "true",
-                "AWS_ACCESS_KEY_ID": "warden",
-                "AWS_SECRET_ACCESS_KEY": "warden",
-                "AWS_DEFAULT_REGION": "us-east-1",
-            },
-        )
-    finally:
-        stack.stop()
-
-
 def _start_brokers(tansu: str, storage: Storage, count: int, root: Path, brokers: list[Broker]) -> None:
     """``count`` brokers on ``storage``, each added to ``brokers`` as it is spawned (for the caller
     to stop, also when a later one does not start)."""
@@ -204,7 +181,6 @@ def _brokers(
     try:
         stores: dict[str, Callable[[], contextlib.AbstractContextManager[Storage]]] = {
             "postgres": lambda: _postgres(root, schema, progress),
-            "s3": lambda: _seaweedfs(root, progress),
             "memory": lambda: contextlib.nullcontext(Storage("memory://tansu/")),
         }
         with stores[kind]() as storage:

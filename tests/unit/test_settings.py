@@ -5,34 +5,54 @@ from __future__ import annotations
 import dataclasses
 
 from infra.cli import main
+from infra.stack import kafka
 from infra.stack.local import LocalStack, StackError
-from runtime.config import S3_FETCH_WAIT_MS, Settings
+from runtime.config import KAFKA_FETCH_WAIT_MS, MEMORY_FETCH_WAIT_MS, Settings
 
 
-def test_the_fetch_wait_defaults_by_broker_storage_and_a_short_one_on_s3_is_called_out():
+def test_the_fetch_wait_defaults_by_broker():
     memory = dataclasses.replace(Settings(), broker_storage="memory", fetch_wait_setting=None)
-    s3 = dataclasses.replace(memory, broker_storage="durable")
-    assert (memory.fetch_wait_ms, s3.fetch_wait_ms) == (50, S3_FETCH_WAIT_MS)
-    assert memory.fetch_wait_warning() is None and s3.fetch_wait_warning() is None
-    assert dataclasses.replace(memory, fetch_wait_setting=5).fetch_wait_warning() is None  # memory: any wait works
-    assert dataclasses.replace(s3, fetch_wait_setting=S3_FETCH_WAIT_MS).fetch_wait_warning() is None
-    warning = dataclasses.replace(s3, fetch_wait_setting=20).fetch_wait_warning()
-    assert warning is not None and "WARDEN_FETCH_WAIT_MS=20 on S3 broker storage" in warning
-    assert f"the default on S3 is {S3_FETCH_WAIT_MS}" in warning
+    kafka = dataclasses.replace(memory, broker_storage="durable")
+    assert (memory.fetch_wait_ms, kafka.fetch_wait_ms) == (MEMORY_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS)
+    assert dataclasses.replace(kafka, fetch_wait_setting=20).fetch_wait_ms == 20
 
 
-def test_warden_up_says_so_before_it_starts_anything(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("WARDEN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("WARDEN_FETCH_WAIT_MS", "20")
+def test_warden_up_refuses_a_broker_count_it_cannot_run(capsys):
+    for wrong in ("0", "6", "three"):
+        try:
+            main(["up", "--brokers", wrong])
+        except SystemExit as exc:
+            assert exc.code == 2
+        else:
+            raise AssertionError(f"--brokers {wrong} was accepted")
+        assert f"{wrong!r} is not a number of brokers from 1 to 5" in capsys.readouterr().err
 
-    # The warning comes before anything starts, and the test ends there: a real stack would add
-    # nothing to what is checked, and on the S3 storage this default picks it would run at 20 ms.
-    def refuse(self, *parts, **options):
-        raise StackError("not started in this test")
 
-    monkeypatch.setattr(LocalStack, "start", refuse)
-    monkeypatch.setattr(LocalStack, "stop", lambda self: None)
-    assert main(["up"]) != 0  # durable (S3) storage is warden up's default
-    assert "warning: WARDEN_FETCH_WAIT_MS=20 on S3 broker storage" in capsys.readouterr().err
-    assert main(["up", "--memory"]) != 0
-    assert "warning" not in capsys.readouterr().err
+def test_each_kafka_node_takes_warden_s_largest_record_and_three_nodes_need_two_replicas(tmp_path):
+    settings = dataclasses.replace(Settings(), home=tmp_path)
+    nodes = tuple(kafka.KafkaNode(i, 20000 + i, 21000 + i) for i in (1, 2, 3))
+    three = kafka.KafkaCluster(kafka.new_cluster_id(), nodes)
+    props = kafka.properties(settings, three, nodes[1])
+    assert int(props["message.max.bytes"]) > settings.max_message_bytes
+    assert int(props["replica.fetch.max.bytes"]) >= int(props["message.max.bytes"])
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:21001,2@127.0.0.1:21002,3@127.0.0.1:21003"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:20002,CONTROLLER://127.0.0.1:21002"
+    assert (props["default.replication.factor"], props["min.insync.replicas"]) == ("3", "2")
+    assert props["offsets.topic.replication.factor"] == "3" and props["unclean.leader.election.enable"] == "false"
+    assert props["log.retention.ms"] == "-1" and props["auto.create.topics.enable"] == "false"
+    one = kafka.KafkaCluster(three.cluster_id, nodes[:1])
+    assert (kafka.properties(settings, one, nodes[0])["min.insync.replicas"], one.replication) == ("1", 1)
+    assert three.bootstrap == "127.0.0.1:20001,127.0.0.1:20002,127.0.0.1:20003"
+
+
+def test_a_home_s_kafka_cluster_keeps_its_size(tmp_path):
+    settings = dataclasses.replace(Settings(), home=tmp_path, broker="127.0.0.1:19092")
+    first = LocalStack(settings, brokers=3)._kafka_layout()
+    assert len(first.nodes) == 3 and first.nodes[0].port == 19092
+    assert LocalStack(settings)._kafka_layout() == first  # the same ids and ports on the next start
+    try:
+        LocalStack(settings, brokers=1)._kafka_layout()
+    except StackError as exc:
+        assert "holds a Kafka cluster of 3 node(s), not 1" in str(exc)
+    else:
+        raise AssertionError("a home's cluster of 3 was started as 1")
