@@ -54,4 +54,7 @@ def test_checks_name_what_they_saw_and_leave_nothing_behind(capsys):
     # PostgreSQL itself started and stopped either way; Tansu on it only if built with its postgres feature.
     assert postgres["storage"] == "postgres" and (postgres["rows"] or "Tansu" in postgres["not_measured"])
     assert [row["records"] for row in memory["rows"]] == [200, 400]
-    assert all(row["fetch_ms_p50"] > 0 and row["cpu_ms_per_fetch"] >= 0 for row in memory["rows"])
+    assert all(
+        row["fetch_ms_p50"] > 0 and row["cpu_ms_per_fetch"] >= 0 <= row["idle_cpu_ms_per_fetch"]
+        for row in memory["rows"]
+    )
