@@ -28,6 +28,7 @@ class ListenerError(WardenError, RuntimeError):
 def listening_sockets(port: int) -> set[int]:
     """The inodes of the sockets listening on ``port``, on any address, IPv4 or IPv6."""
     inodes: set[int] = set()
+    local = f":{port:04X} "  # the local address's port, as the tables write it
     for table in _TABLES:
         try:
             lines = table.read_text().splitlines()[1:]
@@ -38,8 +39,10 @@ def listening_sockets(port: int) -> set[int]:
         except OSError as exc:
             raise ListenerError(f"cannot read {table} ({exc})") from exc
         for line in lines:
+            if local not in line:  # most lines: no need to split them
+                continue
             fields = line.split()
-            if fields[3] == _LISTEN and int(fields[1].rpartition(":")[2], 16) == port:
+            if fields[3] == _LISTEN and fields[1].endswith(local.rstrip()):
                 inodes.add(int(fields[9]))
     return inodes
 

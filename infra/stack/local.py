@@ -157,15 +157,17 @@ def wait_for_port(address: str, timeout_s: float, what: str, proc: subprocess.Po
     answers there, which may be another stack's process while ``proc`` failed to bind (`listeners`).
     ``log``: ``proc``'s, named in the error."""
     port = _host_port(address)[1]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    while time.monotonic() < started + timeout_s:
         if listeners.listens(proc.pid, port):
             return
         if proc.poll() is not None:
             raise StackError(
                 f"{what} exited with code {proc.returncode} before listening on {address}{_why_not(port, log)}"
             )
-        time.sleep(0.05)
+        # A look costs milliseconds of CPU (the kernel writes out every TCP socket): often while
+        # most parts start, then less often for one that takes its time (a Kafka node).
+        time.sleep(0.05 if time.monotonic() - started < 2 else 0.25)
     raise StackError(f"{what} did not listen on {address} within {timeout_s:.0f} s{_why_not(port, log)}")
 
 

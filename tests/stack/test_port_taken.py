@@ -49,14 +49,15 @@ def _connections(socks: list[socket.socket]) -> list[tuple]:
     return made
 
 
-def test_warden_up_on_ports_another_stack_holds_starts_nothing_and_names_them(tmp_path):
+@pytest.mark.parametrize("flags", [("--memory",), ()], ids=["memory", "kafka"])
+def test_warden_up_on_ports_another_stack_holds_starts_nothing_and_names_them(tmp_path, flags):
     home = tmp_path / "home"
     with held(2) as (broker, anvil):
         broker_port, anvil_port = _port(broker), _port(anvil)
         settings = local_settings(home, broker=f"127.0.0.1:{broker_port}", rpc_url=f"http://127.0.0.1:{anvil_port}")
         started = time.monotonic()
         up = subprocess.run(
-            [sys.executable, "-m", "infra.cli", "up", "--memory"],
+            [sys.executable, "-m", "infra.cli", "up", *flags],
             env=child_environment(settings) | {"PYTHONPATH": str(REPO)},
             cwd=str(REPO),
             capture_output=True,
@@ -70,8 +71,10 @@ def test_warden_up_on_ports_another_stack_holds_starts_nothing_and_names_them(tm
     assert f"127.0.0.1:{broker_port} (WARDEN_BROKER, the broker) is in use by pid {os.getpid()} " in said
     assert f"127.0.0.1:{anvil_port} (WARDEN_RPC_URL, Anvil's JSON-RPC) is in use by pid {os.getpid()} " in said
     assert "Traceback" not in said and len(said.splitlines()) == 1, said
-    # Every process the stack starts logs under $WARDEN_HOME/logs: no log, no process.
+    # Every process the stack starts logs under $WARDEN_HOME/logs: no log, no process (nor a Kafka
+    # node formatted for a cluster of this home).
     assert not (home / "logs").exists(), sorted(p.name for p in (home / "logs").iterdir())
+    assert not (home / "kafka").exists()
     assert connections == [], connections
     assert took < 30, took  # refused at once, not after a part's start timed out
 

@@ -6,6 +6,7 @@ checked before it starts: a taken one is refused, naming its setting and its hol
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack import listeners
-from infra.stack.local import LocalStack, StackError, local_settings
+from infra.stack import kafka, listeners
+from infra.stack.local import LocalStack, StackError, free_ports, local_settings
 
 
 @contextlib.contextmanager
@@ -107,3 +108,18 @@ def test_a_stack_refuses_a_port_its_parts_would_listen_on_and_says_which(tmp_pat
     assert f"127.0.0.1:{port} (WARDEN_BROKER, the broker) is in use by pid {os.getpid()} " in said
     assert "nothing was started" in said and "set WARDEN_BROKER to other addresses" in said
     assert "WARDEN_RPC_URL" not in said  # only the taken one is named
+
+
+def test_a_durable_stack_refuses_a_port_its_homes_kafka_cluster_holds_fixed(tmp_path):
+    settings = local_settings(tmp_path, broker_storage="durable")
+    broker_port, other = free_ports(2)
+    with listening() as controller_port:
+        node = kafka.KafkaNode(1, broker_port, controller_port)
+        kafka.save_cluster(tmp_path, kafka.KafkaCluster(kafka.new_cluster_id(), (node,)))
+        with pytest.raises(StackError) as refused:
+            # WARDEN_BROKER names another port: the home's cluster keeps the ports of its first start.
+            LocalStack(dataclasses.replace(settings, broker=f"127.0.0.1:{other}")).refuse_taken_ports(("broker",))
+    said = str(refused.value)
+    where = kafka.cluster_file(tmp_path)
+    assert f"127.0.0.1:{controller_port} ({where}, kafka-1's controller) is in use by pid {os.getpid()} " in said
+    assert "use another WARDEN_HOME" in said and "set WARDEN_" not in said, said
