@@ -60,7 +60,6 @@ from schemas.errors import WardenError
 
 # What the checks run on: Apache Kafka (its own log), or Tansu on one of its storages.
 STORAGES = ("kafka", "memory", "postgres")
-TANSU_STORAGES = ("memory", "postgres")
 MAX_BROKERS = 3
 CLUSTER = "warden-broker-check"  # Tansu's; a Kafka cluster's id is a random one (kafka.new_cluster_id)
 LARGE_RECORD_BYTES = 1_600_000
@@ -226,7 +225,7 @@ def _tansu(kind: str, count: int, tansu: str, schema: Path | None, root: Path, p
 @contextlib.contextmanager
 def _kafka(count: int, root: Path, progress) -> Iterator[Brokers]:
     """``count`` Apache Kafka nodes as the durable stack runs them (their properties and Warden's
-    topics), their logs under ``root``, all stopped on exit."""
+    topics), their logs under ``root``, all killed on exit."""
     stack = LocalStack(local_settings(root, broker_storage="durable"), brokers=count)
     try:
         progress(f"kafka: starting {count} KRaft node(s) under {root}")
