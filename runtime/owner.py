@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.changelog import ChangelogChain, ChangelogError, ChangelogFormat, Entry, Write
 from runtime.config import Settings
-from runtime.holes import Holes, missing
+from runtime.holes import Holes, missing, settle_s
 from runtime.kafka import partition_ids, quiet_ms
 from schemas.errors import WardenError
 
@@ -239,7 +239,7 @@ class PartitionOwner(ConsumerRebalanceListener):
                 _, next_offset = state.changelog_position()
                 if next_offset > 0:
                     if not records or records[0][0] != next_offset - 1:
-                        raise RuntimeError(
+                        raise ChangelogGone(
                             f"{self.topic} partition {partition} no longer holds offset {next_offset - 1}, the "
                             f"last this process's copy of it ({state.where}) applied: the log it was restored "
                             "from is gone. Not deciding; restore the broker's data, or (a new chain and broker) "
@@ -323,7 +323,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         for partition, state in pending.items():
             head, next_offset = state.changelog_position()
             if offsets[partition] < next_offset:
-                raise RuntimeError(
+                raise ChangelogGone(
                     f"{self.topic} partition {partition} took a record at offset {offsets[partition]}, "
                     f"before the last this process read ({next_offset - 1}): the broker lost the log. Not deciding"
                 )
@@ -409,15 +409,15 @@ class PartitionOwner(ConsumerRebalanceListener):
         """``got`` with what filled the offsets the position passed without a record, the rest taken
         for holes (`runtime.holes`). The embedded broker numbers a batch before it stores it
         (`ledger.gaps`), so an offset passed may hold a record still being written: an offset not
-        known for a hole yet is read again, from the first still empty, for a quiet period (as a
-        restore waits for "nothing more"), and what is still empty then is a hole. No wait where
-        there is no hole."""
+        known for a hole yet is read again, from the first still empty, for `settle_s` (a quiet
+        period, as a restore waits for "nothing more"), and what is still empty then is a hole. No
+        wait where there is no hole."""
         unsure = {
             partition: gaps
             for partition, records in got.items()
             if (gaps := self.holes.unknown(partition, missing(starts[partition], passed[partition], records)))
         }
-        until = time.monotonic() + quiet_ms(self.settings.fetch_wait_ms) / 1000
+        until = time.monotonic() + settle_s(self.settings, self.settings.fetch_wait_ms)
         while unsure and time.monotonic() < until:
             await asyncio.sleep(self.settings.fetch_wait_ms / 1000)
             firsts = {partition: gaps[0] for partition, gaps in unsure.items()}
