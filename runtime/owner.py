@@ -450,7 +450,11 @@ class PartitionOwner(ConsumerRebalanceListener):
         waits, quiet_since = Backoff(READ_TIMEOUT_S), time.monotonic()
         with self._reading(starts):
             while True:
-                for tp, messages in (await self._getmany(tps, starts)).items():
+                # A quiet read ends when its quiet period does, not up to a poll later.
+                left_ms = int((quiet_since + quiet_s - time.monotonic()) * 1000) if ends is None else 0
+                for tp, messages in (
+                    await self._getmany(tps, starts, min(200, left_ms) if left_ms > 0 else 200)
+                ).items():
                     fresh = {m.offset: m.value for m in messages if m.offset >= starts[tp.partition]}
                     if fresh.keys() - got[tp.partition].keys():
                         quiet_since = time.monotonic()
@@ -470,9 +474,9 @@ class PartitionOwner(ConsumerRebalanceListener):
                 elif waits.due():
                     await waits.wait(log, self._unanswered(starts, ends, passed))
 
-    async def _getmany(self, tps: dict[int, TopicPartition], starts: dict[int, int]) -> dict:
+    async def _getmany(self, tps: dict[int, TopicPartition], starts: dict[int, int], timeout_ms: int) -> dict:
         try:
-            return await self.reader.getmany(*tps.values(), timeout_ms=200)
+            return await self.reader.getmany(*tps.values(), timeout_ms=timeout_ms)
         except OffsetOutOfRangeError:
             raise ChangelogGone(
                 f"{self.topic} partition(s) {sorted(tps)}: the broker no longer holds offsets from "
