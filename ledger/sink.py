@@ -77,7 +77,7 @@ class SinkOptions:
     poll_ms: int = 200
     gather_ms: int = 500
     # How long an offset may stay missing while later ones are there (`ledger.gaps`); from the
-    # settings, `runtime.holes.settle_s`: a quiet period, 10 s on the embedded broker's S3 storage.
+    # settings, `runtime.holes.settle_s`: none on Apache Kafka, else a quiet period.
     gap_grace: timedelta = timedelta(seconds=10)
 
     @classmethod

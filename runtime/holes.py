@@ -25,20 +25,17 @@ from runtime import metrics
 from runtime.config import Settings
 from runtime.kafka import quiet_ms
 
-# On the embedded broker's S3 storage a batch is stored as an object after it is numbered, and a
-# later batch can be served first: a reader that took the earlier offset for a hole at once lost a
-# worker record's 250 events in the chaos test (docs/known-limits.md). Read again this long there.
-S3_SETTLE_S = 10.0
-
 
 def settle_s(settings: Settings, fetch_wait_ms: int) -> float:
     """How long an offset the position passed stays unfilled before a reader that fetches with
-    ``fetch_wait_ms`` takes it for a hole: a quiet period (longer than two fetches the broker may
-    hold, as a restore waits for "nothing more"), as a batch in memory is stored the moment after
-    it is numbered and Apache Kafka serves nothing not stored; `S3_SETTLE_S` on the embedded
-    broker's S3 storage."""
+    ``fetch_wait_ms`` takes it for a hole. None on Apache Kafka (`warden up`'s durable storage): a
+    fetch serves only offsets below the high watermark, every one stored, so an offset passed holds
+    no record and never will. Elsewhere a quiet period (longer than two fetches the broker may hold,
+    as a restore waits for "nothing more"): the embedded broker numbers a batch before it stores
+    it, and on its S3 storage a later batch was served first, its record lost to a reader that did
+    not wait (docs/known-limits.md); an unknown broker gets the same wait."""
     if settings.broker_storage == "durable":
-        return S3_SETTLE_S
+        return 0.0
     return quiet_ms(fetch_wait_ms) / 1000
 
 
