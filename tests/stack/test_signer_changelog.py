@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from infra.stack.local import LocalStack, local_settings
 from runtime.kafka import end_offsets, partition_of
 from runtime.metrics import metrics_file
-from runtime.owner import Fenced, PartitionOwner
+from runtime.owner import ChangelogGone, Fenced, PartitionOwner
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
@@ -498,3 +498,20 @@ def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once
     ):
         url = metrics_file(settings, process).read_text().strip()
         assert sample(url, "warden_offset_holes_total", topic=topic) == 1, process
+
+
+def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker, tmp_path):
+    """A copy that applied offsets the broker no longer holds (a new broker, records deleted): the
+    restore stops, naming the partition and what to do, rather than read on from wherever the
+    broker's log is now, which would start the process without some agent's spend."""
+
+    p = (partition_of(AGENT) + 3) % topics.PARTITIONS
+
+    async def scenario():
+        async with three_signers(broker, tmp_path) as (_, (a, _b, _c)):
+            a.states.partition(p).set_changelog_position(40_000, 40_001)
+            a.states.partition(p).commit()
+            await a.owner.restore(p)
+
+    with pytest.raises(ChangelogGone, match=f"{topics.SIGNER_CHANGELOG} partition {p} no longer holds offset 40000"):
+        asyncio.run(scenario())
