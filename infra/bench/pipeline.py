@@ -1,9 +1,11 @@
-"""`warden bench pipeline`: sustained intents/s from submitted to signed on the embedded stack,
-with p50/p99/p999 latency, where each intent's time goes (per stage) and the CPU each process
-used, for the fused and the split topology.
+"""`warden bench pipeline`: sustained intents/s from submitted to signed, with p50/p99/p999
+latency, where each intent's time goes (per stage) and the CPU each process used, for the fused
+and the split topology; an agent that awaits each outcome, window by window (``--awaited``,
+``--flat``); an idle stack's CPU (``--idle``).
 
-Each topology gets a fresh stack (Tansu, Anvil, streams worker, signer, ledger sink) under a
-temporary WARDEN_HOME. Intents are sign-only with explicit fees and gas, so the figure is the
+Each topology gets a fresh stack (the embedded broker, Anvil, streams worker, signer, ledger sink;
+with ``--durable``, Apache Kafka and every process `warden up` starts) under a temporary
+WARDEN_HOME. Intents are sign-only with explicit fees and gas, so the figure is the
 pipeline's, not the chain's. Latency is measured per intent from the moment the producer
 hands it to Kafka to the moment its SignedTransaction is read back.
 """
@@ -38,10 +40,10 @@ from schemas import topics
 from schemas.intent import TransactionIntent
 from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
-DEST = "0x000000000000000000000000000000000000bE0c"
 # An idle run's wait after its warm-up, before it measures: the processes' start-up work (the
 # ledger's first checkpoints, consumer groups settling) is over by then.
 IDLE_SETTLE_S = 10.0
+DEST = "0x000000000000000000000000000000000000bE0c"
 # A benchmark's intent: sign-only with explicit fees and gas, so the figure is the pipeline's, not the chain's.
 
 
@@ -260,6 +262,16 @@ async def _outcome(run: BenchRun, intent_id: str, timeout_s: float) -> bool:
     return True
 
 
+def _window_line(run: BenchRun, window: list, done: int) -> str:
+    """A progress line for an awaited run's window just ended at its ``done``-th intent."""
+    ids = [i.intent_id for i in window]
+    (row,) = windows([(run.seen_at[i] - run.sent_at[i]) * 1000 for i in ids], run.marks[-2:], len(ids))
+    return (
+        f"  intents {done - len(ids) + 1}-{done}: p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms, "
+        f"the broker's CPU {_broker_share(row['cpu_ms_per_intent'])} ms an intent"
+    )
+
+
 async def _submit(
     settings: Settings, run: BenchRun, warmup: list, intents: list, rate: int, progress, pids, awaited: bool = False
 ) -> None:
@@ -284,6 +296,7 @@ async def _submit(
                     break
                 if (n + 1) % run.window == 0:
                     run.marks.append(cpu_now(pids))
+                    progress(_window_line(run, intents[n + 1 - run.window : n + 1], n + 1))
             if n % 500 == 499:
                 progress(f"  submitted {n + 1}/{count}, outcomes {len(run.seen_at) - len(warmup)}")
         await client.flush()
@@ -337,9 +350,7 @@ def _windows(run: BenchRun, latencies: list[float]) -> dict:
     if not rows:
         return {}
     for row in rows:
-        row["broker_cpu_ms_per_intent"] = round(
-            sum(ms for name, ms in row["cpu_ms_per_intent"].items() if is_broker(name)), 3
-        )
+        row["broker_cpu_ms_per_intent"] = _broker_share(row["cpu_ms_per_intent"])
     first, last = rows[0], rows[-1]
 
     def ratio(key: str) -> float | None:
@@ -363,8 +374,29 @@ def _cpu_per_intent(cpu: dict[str, float], done: int) -> dict:
     return {
         "cpu_ms_per_intent": per_intent,
         "cpu_ms_per_intent_total": total,
+        "broker_cpu_ms_per_intent": _broker_share(per_intent),
         "cpu_bound_intents_per_s": round(cores * 1000 / total, 1) if total else None,
     }
+
+
+def _broker_share(per_process: dict[str, float]) -> float:
+    """The broker's part of a per-process figure: every Kafka node's, or the embedded broker's."""
+    return round(sum(v for name, v in per_process.items() if is_broker(name)), 3)
+
+
+def in_signatures(results: list[dict]) -> None:
+    """Each run's CPU an intent in eth-account signatures, all processes' and the broker's:
+    `warden bench sign`'s timing of ``Account.sign_transaction`` in the same sitting, this
+    machine's unit of work as it is now."""
+    from infra.bench import sign  # eth-account is a test-only dependency, loaded only here
+
+    us = 1e6 / sign.run(2000)["eth_account_per_s"]
+    for r in results:
+        r["eth_account_us_per_signature"] = round(us, 1)
+        r["in_eth_account_signatures"] = {
+            "all processes": round(1000 * r["cpu_ms_per_intent_total"] / us, 2),
+            "broker": round(1000 * r["broker_cpu_ms_per_intent"] / us, 2),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -495,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = Mode(storage, args.awaited, args.window, args.profile)
     shapes = ("fused", "split") if args.topology == "both" else (args.topology,)
     results = [run(t, args.agents, args.intents, args.rate, note, args.signers, args.workers, mode) for t in shapes]
+    if args.in_signatures:
+        in_signatures(results)
     report = {
         "benchmark": "pipeline",
         "cpus": os.cpu_count(),
@@ -531,6 +565,11 @@ def _mode_arguments(parser: argparse.ArgumentParser) -> None:
         "window against the first (--awaited --agents 1 --intents N)",
     )
     parser.add_argument(
+        "--in-signatures",
+        action="store_true",
+        help="also give CPU per intent in eth-account signatures (`warden bench sign` times one, after the run)",
+    )
+    parser.add_argument(
         "--idle",
         type=float,
         metavar="SECONDS",
@@ -553,8 +592,14 @@ def _print_result(r: dict, cpus: int | None) -> None:
         "  CPU per intent (ms): "
         + ", ".join(f"{name} {v}" for name, v in r["cpu_ms_per_intent"].items())
         + f"; all {r['cpu_ms_per_intent_total']} ms, so {cpus} cores complete at most "
-        f"{r['cpu_bound_intents_per_s']} intents/s"
+        f"{r['cpu_bound_intents_per_s']} intents/s; the broker {r['broker_cpu_ms_per_intent']} ms"
     )
+    if "in_eth_account_signatures" in r:
+        signatures = r["in_eth_account_signatures"]
+        print(
+            f"  in eth-account signatures ({r['eth_account_us_per_signature']} us each): all processes "
+            f"{signatures['all processes']} an intent, the broker {signatures['broker']}"
+        )
     if "windows" in r:
         print("  intents          p50 ms   p99 ms  broker CPU ms/intent  all CPU ms/intent")
         for w in r["windows"]:
