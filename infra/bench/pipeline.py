@@ -422,12 +422,20 @@ class BenchStack:
 
 
 @contextlib.contextmanager
-def bench_stack(label: str, storage: str, progress, topology: str = "fused", signers: int = 1, workers: int = 1):
-    """A fresh stack under a temporary home: on ``storage="durable"`` Apache Kafka and every
-    process `warden up` starts (Solana and the API besides the pipeline's), else the embedded
-    broker and the pipeline's processes."""
+def bench_stack(
+    label: str,
+    storage: str,
+    progress,
+    topology: str = "fused",
+    signers: int = 1,
+    workers: int = 1,
+    parts: tuple[str, ...] | None = None,
+):
+    """A fresh stack of ``parts`` under a temporary home; by default, on ``storage="durable"``
+    Apache Kafka and every process `warden up` starts (Solana and the API besides the
+    pipeline's), else the embedded broker and the pipeline's processes."""
     home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{label}-"))
-    parts = UP_PARTS if storage == "durable" else DEFAULT_PARTS
+    parts = parts or (UP_PARTS if storage == "durable" else DEFAULT_PARTS)
     progress(
         f"{label}: starting a fresh stack ({storage} broker storage: {', '.join(parts)}) with {workers} streams "
         f"worker(s) and {signers} signer(s) under {home}"

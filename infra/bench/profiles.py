@@ -6,8 +6,9 @@ Warden's Python processes are sampled by py-spy (``py-spy record --pid PID --for
 collapsed stacks in ``DIR/NAME.txt``, samples of running code only (py-spy leaves idle threads
 out). Apache Kafka's nodes are JVMs, recorded by the JVM's own Flight Recorder (``jcmd PID
 JFR.start``, then ``JFR.dump`` to ``DIR/NAME.jfr`` and ``JFR.stop``). Then ``DIR/top.txt`` lists
-each process's top entries: the functions its samples were in (self time), from the collapsed
-stacks, and the methods on top of ``jfr print --json --events jdk.ExecutionSample``.
+each process's top entries, from the collapsed stacks and from ``jfr print --json --events
+jdk.ExecutionSample``: the functions its samples were in (self time) and passed through
+(inclusive).
 Anvil and surfpool (native code) are not profiled.
 """
 
@@ -32,10 +33,12 @@ RECORDING = "warden-bench"  # the JFR recording's name in each JVM
 
 
 class Top(NamedTuple):
-    """A profile's top entries: how many samples it has, and (entry, % of them) most first."""
+    """A profile's top entries: how many samples it has, and (function, % of them) most first, by
+    self time (the function on top of the stack) and inclusive (anywhere in it)."""
 
     samples: int
     entries: list[tuple[str, float]]
+    inclusive: list[tuple[str, float]]
 
 
 def add_profile_argument(parser: argparse.ArgumentParser) -> None:
@@ -64,32 +67,43 @@ def py_spy() -> str | None:
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
-def top_self(collapsed: str, count: int = TOP) -> Top:
-    """The functions most samples were in, from py-spy's collapsed stacks (``a;b;c 12`` a line,
-    each frame ``function (file:line)``): the samples, and (function (file), % of them) most first."""
-    totals: collections.Counter[str] = collections.Counter()
+def py_spy_top(collapsed: str, count: int = TOP) -> Top:
+    """py-spy's collapsed stacks (``a;b;c 12`` a line, root first, each frame ``function
+    (file:line)``) ranked by function (file)."""
+    stacks = []
     for line in collapsed.splitlines():
         stack, _, samples = line.rpartition(" ")
         if stack and samples.isdigit():
-            totals[re.sub(r":\d+\)$", ")", stack.rsplit(";", 1)[-1])] += int(samples)
-    return _top(totals, count)
+            stacks.append(([re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")], int(samples)))
+    return _top(stacks, count)
 
 
-def top_methods(printed: dict, count: int = TOP) -> Top:
-    """The methods on top of the most execution samples, from ``jfr print --json``'s document:
-    the samples, and (class.method, % of them) most first."""
-    totals: collections.Counter[str] = collections.Counter()
+def jfr_top(printed: dict, count: int = TOP) -> Top:
+    """The execution samples of ``jfr print --json``'s document (each stack top first) ranked by
+    class.method."""
+    stacks = []
     for event in printed["recording"]["events"]:
         frames = (event["values"].get("stackTrace") or {}).get("frames") or []
         if frames:
-            method = frames[0]["method"]
-            totals[f"{method['type']['name']}.{method['name']}"] += 1
-    return _top(totals, count)
+            stacks.append(([f"{f['method']['type']['name']}.{f['method']['name']}" for f in reversed(frames)], 1))
+    return _top(stacks, count)
 
 
-def _top(totals: collections.Counter[str], count: int) -> Top:
-    everything = sum(totals.values())
-    return Top(everything, [(frame, round(100 * n / everything, 1)) for frame, n in totals.most_common(count)])
+def _top(stacks: list[tuple[list[str], int]], count: int) -> Top:
+    """From (frames, root first; samples) each: the samples, and the ``count`` frames most samples
+    were in (self: on top of the stack) and passed through (inclusive: anywhere in it, once a sample)."""
+    own: collections.Counter[str] = collections.Counter()
+    anywhere: collections.Counter[str] = collections.Counter()
+    for frames, samples in stacks:
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            anywhere[frame] += samples
+    everything = sum(own.values())
+
+    def ranked(totals: collections.Counter[str]) -> list[tuple[str, float]]:
+        return [(frame, round(100 * n / everything, 1)) for frame, n in totals.most_common(count)]
+
+    return Top(everything, ranked(own), ranked(anywhere))
 
 
 @contextlib.contextmanager
@@ -142,20 +156,25 @@ def _write_top(directory: Path, pythons: list[str], jvms: list[str], progress) -
     lines = []
     for name in pythons:
         path = directory / f"{name}.txt"
-        top = top_self(path.read_text() if path.exists() else "")
-        lines += [f"{name} (py-spy, self time, % of {top.samples} samples; {path})"]
-        lines += [f"  {share:5.1f} {f}" for f, share in top.entries]
+        lines += _lines(f"{name} (py-spy", path, py_spy_top(path.read_text() if path.exists() else ""))
     for name in jvms:
         path = directory / f"{name}.jfr"
         printed = subprocess.run(
-            ["jfr", "print", "--json", "--events", "jdk.ExecutionSample", str(path)],
+            ["jfr", "print", "--json", "--stack-depth", "64", "--events", "jdk.ExecutionSample", str(path)],
             check=True,
             capture_output=True,
             timeout=300,
         ).stdout
-        top = top_methods(json.loads(printed))
-        lines += [f"{name} (JFR, top frame of jdk.ExecutionSample, % of {top.samples} samples; {path})"]
-        lines += [f"  {share:5.1f} {f}" for f, share in top.entries]
+        lines += _lines(f"{name} (JFR jdk.ExecutionSample", path, jfr_top(json.loads(printed)))
     (directory / "top.txt").write_text("\n".join(lines) + "\n")
     for line in lines:
         progress(f"  profile: {line}")
+
+
+def _lines(heading: str, path: Path, top: Top) -> list[str]:
+    return [
+        f"{heading}, {top.samples} samples; {path}); % of the samples, self time:",
+        *[f"  {share:5.1f} {frame}" for frame, share in top.entries],
+        "  inclusive (anywhere in the stack):",
+        *[f"  {share:5.1f} {frame}" for frame, share in top.inclusive],
+    ]

@@ -1,7 +1,8 @@
 """`warden bench soak`: a stack under a steady load for minutes, minute by minute.
 
-A fresh stack as `warden up` runs it (Apache Kafka, ``broker_storage="durable"``; ``--memory``: the
-embedded broker) under a temporary WARDEN_HOME gets sign-only intents at a steady ``--rate`` a
+A fresh stack as `warden up` runs it, every process it starts (Apache Kafka,
+``broker_storage="durable"``; ``--memory``: the embedded broker, as `warden up --memory`) under a
+temporary WARDEN_HOME gets sign-only intents at a steady ``--rate`` a
 second from ``--agents`` agents in turn (the agents, intents and outcome watch of `warden bench
 pipeline`), each signed as it is sent. At the end of each minute it prints that minute: the
 intents sent in it, the outcomes seen in it and their latencies (submit → outcome, p50 and p99),
@@ -31,6 +32,7 @@ from infra.bench.pipeline import (
 )
 from infra.bench.profiles import add_profile_argument, profiling
 from infra.cli.output import note, print_json
+from infra.cli.up import UP_PARTS
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from sdk.client import OUTCOME_TOPICS, Client
@@ -112,7 +114,7 @@ def _summary(run: BenchRun, rows: list[dict], sent: int) -> dict:
 
 
 def soak(minutes: int, rate: float, agents: int, mode: Mode, progress) -> dict:
-    with bench_stack("soak", mode.storage, progress) as bench:
+    with bench_stack("soak", mode.storage, progress, parts=UP_PARTS) as bench:
         progress(f"soak: {minutes} minute(s) at {rate}/s from {agents} agent(s), a line a minute")
         result = asyncio.run(_soak(bench.stack.settings, minutes, rate, agents, bench.pids, mode, progress))
         bench.clean = result["unanswered"] == 0 and result["rejected"] == 0
@@ -151,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="intents a second, steady")
     parser.add_argument("--agents", type=int, default=4, help="agents the intents come from, in turn")
     parser.add_argument(
-        "--memory", action="store_true", help="on the embedded broker (default: Apache Kafka, as `warden up`)"
+        "--memory",
+        action="store_true",
+        help="on the embedded broker, as `warden up --memory` (default: Apache Kafka, as `warden up`)",
     )
     add_profile_argument(parser)
     parser.add_argument("--json", action="store_true")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from infra.bench.figures import interval, percentile, windows
-from infra.bench.profiles import top_methods, top_self
+from infra.bench.profiles import jfr_top, py_spy_top
 
 
 def test_percentile_is_the_nearest_rank():
@@ -46,7 +46,7 @@ def test_an_interval_without_outcomes_has_no_latency():
     assert (row["sent"], row["outcomes"], row["latency_ms_p50"], row["latency_ms_p99"]) == (1, 0, None, None)
 
 
-def test_py_spy_top_entries_are_self_time_by_function():
+def test_py_spy_top_entries_are_by_function_self_and_inclusive():
     collapsed = "\n".join(
         [
             "<module> (a.py:1);run (b.py:5);select (selectors.py:468) 6",
@@ -54,8 +54,11 @@ def test_py_spy_top_entries_are_self_time_by_function():
             "<module> (a.py:1);sign (c.py:9) 2",
         ]
     )
-    assert top_self(collapsed) == (10, [("select (selectors.py)", 80.0), ("sign (c.py)", 20.0)])
-    assert top_self("") == (0, [])
+    top = py_spy_top(collapsed)
+    assert (top.samples, top.entries) == (10, [("select (selectors.py)", 80.0), ("sign (c.py)", 20.0)])
+    assert top.inclusive[0] == ("<module> (a.py)", 100.0)
+    assert set(top.inclusive[1:]) == {("run (b.py)", 80.0), ("select (selectors.py)", 80.0), ("sign (c.py)", 20.0)}
+    assert py_spy_top("") == (0, [], [])
 
 
 def test_jfr_top_entries_are_the_top_frames_of_execution_samples():
@@ -73,4 +76,6 @@ def test_jfr_top_entries_are_the_top_frames_of_execution_samples():
             ]
         }
     }
-    assert top_methods(printed) == (3, [("sun.nio.ch.EPoll.wait", 66.7), ("kafka.log.UnifiedLog.append", 33.3)])
+    top = jfr_top(printed)
+    assert (top.samples, top.entries) == (3, [("sun.nio.ch.EPoll.wait", 66.7), ("kafka.log.UnifiedLog.append", 33.3)])
+    assert ("kafka.network.Processor.poll", 33.3) in top.inclusive
