@@ -551,38 +551,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r["completed"] == r["intents"] for r in results) else 1
 
 
-def _mode_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+# The pipeline's switches beyond its shape: (flag, help).
+_SWITCHES = (
+    (
         "--durable",
-        action="store_true",
-        help="run on the durable stack as `warden up` starts it: Apache Kafka, and Solana and the API besides "
+        "run on the durable stack as `warden up` starts it: Apache Kafka, and Solana and the API besides "
         "(default: the embedded broker, the pipeline's processes only)",
-    )
-    parser.add_argument(
+    ),
+    (
         "--awaited",
-        action="store_true",
-        help="send each intent once the one before has its outcome (an agent that waits), with figures every "
+        "send each intent once the one before has its outcome (an agent that waits), with figures every "
         "--window intents",
-    )
-    parser.add_argument("--window", type=int, default=1000, help="intents in each window of an awaited run")
-    parser.add_argument(
-        "--flat",
-        type=int,
-        metavar="N",
-        help="a lone agent's N intents, each awaited: p50 and CPU per intent every --window intents, and the last "
-        "window against the first (--awaited --agents 1 --intents N)",
-    )
-    parser.add_argument(
+    ),
+    (
         "--in-signatures",
-        action="store_true",
-        help="also give CPU per intent in eth-account signatures (`warden bench sign` times one, after the run)",
-    )
-    parser.add_argument(
+        "also give CPU per intent in eth-account signatures (`warden bench sign` times one, after the run)",
+    ),
+)
+# Its numbers beyond its shape: (flag, type, metavar, help).
+_NUMBERS = (
+    ("--window", int, "N", "intents in each window of an awaited run (default 1000)"),
+    (
+        "--flat",
+        int,
+        "N",
+        "a lone agent's N intents, each awaited: p50 and CPU per intent every --window intents, and the last "
+        "window against the first (--awaited --agents 1 --intents N)",
+    ),
+    (
         "--idle",
-        type=float,
-        metavar="SECONDS",
-        help="no intents: each process's CPU while the started, warmed-up stack is left alone that long",
-    )
+        float,
+        "SECONDS",
+        "no intents: each process's CPU while the started, warmed-up stack is left alone that long",
+    ),
+)
+
+
+def _mode_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, text in _SWITCHES:
+        parser.add_argument(flag, action="store_true", help=text)
+    for flag, kind, metavar, text in _NUMBERS:
+        parser.add_argument(flag, type=kind, metavar=metavar, help=text)
+    parser.set_defaults(window=1000)
     add_profile_argument(parser)
 
 
