@@ -470,16 +470,18 @@ def run(
     return result
 
 
-def idle(seconds: float, storage: str, progress, settle_s: float = IDLE_SETTLE_S) -> dict:
+def idle(seconds: float, storage: str, progress, profile: Path | None = None, settle_s: float = IDLE_SETTLE_S) -> dict:
     """A started stack left alone for ``seconds``, after one agent's ten warm-up intents and
-    ``settle_s`` more: each process's CPU over it, and all of them together."""
+    ``settle_s`` more: each process's CPU over it, and all of them together (profiled into
+    ``profile``, if given)."""
     with bench_stack("idle", storage, progress) as bench:
         asyncio.run(_warmed(bench.stack.settings, progress))
         progress(f"  idle: settling {settle_s:.0f} s, then measuring {seconds:.0f} s")
         time.sleep(settle_s)
-        before, began = cpu_now(bench.pids), time.time()
-        time.sleep(seconds)
-        after, elapsed = cpu_now(bench.pids), time.time() - began
+        with profiling(profile, bench.pids, progress):
+            before, began = cpu_now(bench.pids), time.time()
+            time.sleep(seconds)
+            after, elapsed = cpu_now(bench.pids), time.time() - began
         bench.clean = True
     cpu = {name: round(after[name] - before[name], 2) for name in after if name != "bench client"}
     return {
@@ -522,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     storage = "durable" if args.durable else "memory"
     if args.idle is not None:
-        report = idle(args.idle, storage, note)
+        report = idle(args.idle, storage, note, args.profile)
         print_json(report) if args.json else _print_idle(report)
         return 0
     for name in ("signers", "workers"):
