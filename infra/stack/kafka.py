@@ -93,8 +93,12 @@ def classpath() -> str:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes in URL-safe base64, unpadded (Kafka's `Uuid`)."""
-    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+    """A KRaft cluster id: 16 random bytes in URL-safe base64, unpadded (Kafka's `Uuid`), and, as
+    Kafka's own `Uuid.randomUuid` makes them, never starting with "-": `kafka-storage format -t`
+    takes such an id for an option and fails (one new home in 64)."""
+    while (cluster_id := base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()).startswith("-"):
+        pass
+    return cluster_id
 
 
 def cluster_file(home: Path) -> Path:
