@@ -21,7 +21,7 @@ from runtime.readiness import ready_file
 from runtime.rpc import JsonRpc
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.audit import audit_events_of
+from schemas.audit import AuditEvent, audit_events_of
 from sdk.client import Client
 from tests.support import read_topic
 
@@ -126,10 +126,10 @@ async def chain_nonce(settings: Settings, address: str) -> int:
         await node.close()
 
 
-def ledger_holds_the_topic_and_verifies(settings: Settings, up: WardenUp) -> int:
+def ledger_holds_the_topic_and_verifies(settings: Settings, up: WardenUp) -> list[AuditEvent]:
     """Every audit event on the topic is in the ledger (waited for: a sink restarted after a kill
     catches up with what it left, which takes a while on a busy machine; it may not lose an event),
-    and `warden audit verify` passes. Returns how many events the ledger holds."""
+    and `warden audit verify` passes. Returns the events on the topic."""
     on_topic = {
         e.event_id: e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)
     }
@@ -144,7 +144,7 @@ def ledger_holds_the_topic_and_verifies(settings: Settings, up: WardenUp) -> int
     missing = set(on_topic) - held
     assert not missing, _missing_report(on_topic, missing, settings, client)
     audit_verifies(up)
-    return len(held)
+    return list(on_topic.values())
 
 
 def audit_verifies(up: WardenUp) -> None:

@@ -103,10 +103,10 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
     up = WardenUp(settings)
     try:
         mined += burst(settings, up, (), address, mined)["mined"]
-        held = ledger_holds_the_topic_and_verifies(settings, up)
+        events = ledger_holds_the_topic_and_verifies(settings, up)
         print(
-            f"\n{mined} transactions mined over {len(ROUNDS) + 1} bursts; {held} audit events in the "
-            f"ledger, every one on the topic; verify ok"
+            f"\n{mined} transactions mined over {len(ROUNDS) + 1} bursts; {len(events)} audit events on the "
+            f"topic, every one in the ledger; verify ok"
         )
     finally:
         assert up.stop() == 0
