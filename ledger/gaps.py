@@ -9,9 +9,10 @@ written. A consumer that took 506 would never read 505: for the ledger, every ev
 
 So the sink takes a partition's records only while their offsets follow on from the last one it
 took. At a gap it stops for that partition and reads again from the first missing offset; a gap
-that is still there after ``grace`` is a number nobody stored (a producer given it died before
-writing its batch), and the sink reads on past it, saying so in the ledger
-(`offsets_unread_event`). Pure: the caller passes the time.
+that is still there after ``grace`` (`runtime.holes.settle_s`) is a hole: a number nobody stored (a
+producer given it died before writing its batch), or on Apache Kafka a transaction marker, and the
+sink reads on past it, saying so in the ledger (`offsets_unread_event`) and counting it. Pure: the
+caller passes the time.
 """
 
 from __future__ import annotations

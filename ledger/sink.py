@@ -56,6 +56,7 @@ from ledger.store import ChdbStore, Store, StoreError, chain_leaves, open_writer
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
+from runtime.holes import settle_s
 from runtime.kafka import fetched_ends, partition_ids
 from runtime.kafka import service_producer as new_producer
 from runtime.readiness import mark_ready
@@ -75,7 +76,8 @@ class SinkOptions:
     batch_max_bytes: int = 8 << 20
     poll_ms: int = 200
     gather_ms: int = 500
-    # How long an offset may stay missing while later ones are there (`ledger.gaps`).
+    # How long an offset may stay missing while later ones are there (`ledger.gaps`); from the
+    # settings, `runtime.holes.settle_s`: none on Apache Kafka, else a quiet period.
     gap_grace: timedelta = timedelta(seconds=10)
 
     @classmethod
@@ -85,6 +87,7 @@ class SinkOptions:
             checkpoint_interval=timedelta(seconds=settings.ledger.checkpoint_seconds),
             batch_max=settings.ledger.batch_max,
             batch_max_bytes=settings.ledger.batch_max_bytes,
+            gap_grace=timedelta(seconds=settle_s(settings, cls.poll_ms)),
         )
 
 
@@ -223,13 +226,15 @@ class _Sink:
         gathered = await _gather(consumer, tps, self.options, self.gaps)
         for gap in self.gaps.read_past:
             log.warning(
-                "partition %d: no record at offsets %d-%d for %.0f s while later ones were there; reading on "
-                "(a producer given them most likely stopped before writing them)",
+                "%s partition %d: no record at offsets %d-%d for %.1f s while later ones were there: holes "
+                "(a producer given them stopped before writing them, a transaction marker); reading on",
+                topics.AUDIT_EVENTS,
                 gap.partition,
                 gap.first,
                 gap.last,
                 gap.waited.total_seconds(),
             )
+            metrics.OFFSET_HOLES.labels(topics.AUDIT_EVENTS).inc(gap.last - gap.first + 1)
             self.notices.append(offsets_unread_event(gap, utcnow()))
         self.gaps.read_past.clear()
         records = [(tp.partition, m.offset, m.value, m.headers) for tp, messages in gathered.items() for m in messages]

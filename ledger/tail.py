@@ -66,13 +66,16 @@ async def audit_tail(
             offset = min(stored.get(tp.partition, 0), ends[tp])
             consumer.seek(tp, offset)
             while offset < ends[tp] and len(records) < limit:
-                fetched = (await consumer.getmany(tp, timeout_ms=2000, max_records=limit - len(records))).get(tp)
-                if not fetched:
-                    break  # the broker reports records it does not serve: counted unread below
+                fetched = (await consumer.getmany(tp, timeout_ms=2000, max_records=limit - len(records))).get(tp, [])
                 for m in fetched:
                     if m.offset < ends[tp]:
                         records.append(TailRecord.of(tp.partition, m.offset, m.value))
-                offset = fetched[-1].offset + 1
+                # The position passes every batch a fetch returned, records or none (a hole: a
+                # transaction marker, an offset never stored), so a hole is not counted unread.
+                position = await consumer.position(tp)
+                if position <= offset:
+                    break  # the broker reports records it does not serve: counted unread below
+                offset = position
             unread += max(0, ends[tp] - offset)
         return {tp.partition: end for tp, end in ends.items()}, records, unread
     finally:

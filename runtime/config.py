@@ -27,6 +27,21 @@ def _opt(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+def _broker() -> str:
+    """WARDEN_BROKER; unset, every node of the Kafka cluster `warden up` keeps under WARDEN_HOME
+    (its ``kafka/cluster.json``), so a command finds the cluster while any node is up; else the
+    default port."""
+    named = os.environ.get("WARDEN_BROKER")
+    if named:
+        return named
+    cluster = Path(_env("WARDEN_HOME", ".warden")) / "kafka" / "cluster.json"
+    try:
+        nodes = json.loads(cluster.read_text())["nodes"]
+        return ",".join(f"127.0.0.1:{node['port']}" for node in nodes)
+    except (OSError, ValueError, KeyError, TypeError):
+        return "127.0.0.1:19092"
+
+
 def _opt_ms(name: str) -> int | None:
     value = os.environ.get(name)
     if not value:
@@ -117,7 +132,7 @@ MEMORY_FETCH_WAIT_MS = 50
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path(_env("WARDEN_HOME", ".warden")).resolve())
-    broker: str = field(default_factory=lambda: _env("WARDEN_BROKER", "127.0.0.1:19092"))
+    broker: str = field(default_factory=_broker)
     rpc_url: str = field(default_factory=lambda: _env("WARDEN_RPC_URL", "http://127.0.0.1:18545"))
     # Per-chain RPC overrides, WARDEN_RPC_URL_<CHAIN> (e.g. WARDEN_RPC_URL_BASE), read once here.
     rpc_urls: Mapping[str, str] = field(

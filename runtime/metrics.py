@@ -19,6 +19,7 @@ port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so th
 | `warden_ledger_append_lag` | gauge | | ledger sink: audit records on the topic past the last one whose events are all in the ledger (a redelivery of held events is not lag) |
 | `warden_ledger_redelivered_events_total` | counter | | ledger sink: audit events read again that the ledger held already (no row added) |
 | `warden_component_restarts_total` | counter | component | `warden up`'s supervisor: restarts of a crashed service |
+| `warden_offset_holes_total` | counter | topic | streams worker, signer (their changelogs), ledger sink (warden.audit.events): offsets the reader's position passed with no record there (`runtime.holes`), read past |
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ API_SECONDS = Histogram(
     "Time warden api took to answer, by route (a signing request: until its verified outcome)",
     ["route"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0),
+)
+OFFSET_HOLES = Counter(
+    "warden_offset_holes_total",
+    "Offsets a reader's position passed with no record there (compaction, a transaction marker, a batch numbered "
+    "and never stored): read past, not waited for (runtime.holes)",
+    ["topic"],
 )
 RESTARTS = Counter("warden_component_restarts_total", "Restarts of a crashed service by the supervisor", ["component"])
 

@@ -25,11 +25,12 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, OffsetOutOfRangeError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.changelog import ChangelogChain, ChangelogError, ChangelogFormat, Entry, Write
 from runtime.config import Settings
+from runtime.holes import Holes, missing, settle_s
 from runtime.kafka import partition_ids, quiet_ms
 from schemas.errors import WardenError
 
@@ -38,13 +39,18 @@ log = logging.getLogger("warden.owner")
 # A record of one partition's batch stays well under a broker's 1 MiB default: the main loop
 # appends before the next intent once this much is written.
 FLUSH_BYTES = 256 * 1024
+# How long a read waits for the broker to answer before it says so (and keeps asking).
 READ_TIMEOUT_S = 30.0
-GAP_GRACE_S = 10.0  # as long as the ledger's sink waits for a missing offset (`ledger.gaps`)
 
 
 class Fenced(WardenError, RuntimeError):
     """Another process appended to a partition this one appended to: it owns it now. Nothing of the
     batch there was committed or published."""
+
+
+class ChangelogGone(WardenError, RuntimeError):
+    """The broker no longer holds records of a changelog that this process read or wrote: the
+    state they hold is unknown here, so nothing is decided."""
 
 
 class PartitionState(Protocol):
@@ -149,9 +155,14 @@ class PartitionOwner(ConsumerRebalanceListener):
         self.batch = asyncio.Lock()
         self._io = asyncio.Lock()  # one append or read of the changelog at a time
         self.failure: BaseException | None = None  # what a rebalance callback could not raise itself
+        self.holes = Holes(topic, log)
+        # Never reset to another offset: a read sought before the log's start (records deleted) or
+        # past its end (a new broker) must fail, not have its position moved past offsets it needs,
+        # which would then look like holes.
         self.reader = AIOKafkaConsumer(
             bootstrap_servers=settings.broker,
             enable_auto_commit=False,
+            auto_offset_reset="none",
             fetch_max_wait_ms=settings.fetch_wait_ms,
             max_partition_fetch_bytes=settings.max_message_bytes,
         )
@@ -167,6 +178,8 @@ class PartitionOwner(ConsumerRebalanceListener):
             )
         parts = [TopicPartition(self.topic, p) for p in range(self.states.count)]
         self.reader.assign(parts)
+        for tp in parts:  # a position, so that a partition never read asks for no reset
+            self.reader.seek(tp, 0)
         self.reader.pause(*parts)  # fetched only while a partition is read
 
     async def stop(self) -> None:
@@ -219,13 +232,14 @@ class PartitionOwner(ConsumerRebalanceListener):
                 # longer holds what the copy was built from (a new broker, records deleted) would have
                 # the process start without some agent's spend.
                 starts[partition] = max(0, state.changelog_position()[1] - 1)
+                self.holes.forget_below(partition, starts[partition])
             read = await self._read_to_quiet(starts)
             for partition, state in states.items():
                 records = read[partition]
                 _, next_offset = state.changelog_position()
                 if next_offset > 0:
                     if not records or records[0][0] != next_offset - 1:
-                        raise RuntimeError(
+                        raise ChangelogGone(
                             f"{self.topic} partition {partition} no longer holds offset {next_offset - 1}, the "
                             f"last this process's copy of it ({state.where}) applied: the log it was restored "
                             "from is gone. Not deciding; restore the broker's data, or (a new chain and broker) "
@@ -309,7 +323,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         for partition, state in pending.items():
             head, next_offset = state.changelog_position()
             if offsets[partition] < next_offset:
-                raise RuntimeError(
+                raise ChangelogGone(
                     f"{self.topic} partition {partition} took a record at offset {offsets[partition]}, "
                     f"before the last this process read ({next_offset - 1}): the broker lost the log. Not deciding"
                 )
@@ -329,6 +343,7 @@ class PartitionOwner(ConsumerRebalanceListener):
                 continue
             state.set_changelog_position(offsets[partition], offsets[partition] + 1)
             state.commit()
+            self.holes.forget_below(partition, offsets[partition])
         return lost
 
     def _open(self, partition: int, value: bytes) -> Entry | None:
@@ -367,85 +382,159 @@ class PartitionOwner(ConsumerRebalanceListener):
         return held
 
     async def _read_to_quiet(self, starts: dict[int, int]) -> dict[int, list[tuple[int, bytes]]]:
-        """(offset, value) of each partition's records from its start until a fetch finds nothing
-        new in any of them. Not to the end the broker reports: Tansu's reported end can trail its
-        last record by far (on S3 storage it was seen at 1 with 40 records there). A record appended
-        meanwhile is found by the next append, whose check then finds that it did not hold.
-
-        With no offset missing between: the embedded broker numbers a batch before it stores it
-        (`ledger.gaps`), so a fetch may return the record after one still being written. A missing
-        offset is read again for up to ``GAP_GRACE_S``, then taken for one the broker never filled."""
-        got: dict[int, dict[int, bytes]] = {partition: {} for partition in starts}
-        deadline = time.monotonic() + GAP_GRACE_S
-        reading = dict(starts)
-        while reading:
-            with self._reading(reading) as fetch:
-                while batch := await fetch(quiet_ms(self.settings.fetch_wait_ms)):
-                    for tp, messages in batch.items():
-                        got[tp.partition].update(
-                            (m.offset, m.value) for m in messages if m.offset >= starts[tp.partition]
-                        )
-            reading = {}
-            for partition, records in got.items():
-                missing = [o for o in range(starts[partition], max(records, default=-1)) if o not in records]
-                if missing and time.monotonic() < deadline:
-                    reading[partition] = missing[0]
-                elif missing:
-                    log.warning(
-                        "%s partition %d: offsets %s never filled; read past", self.topic, partition, missing[:5]
-                    )
+        """(offset, value) of each partition's records from its start until every partition's fetch
+        answered and nothing new came for a quiet period. Not to the end the broker reports: Tansu's
+        reported end can trail its last record by far (on S3 storage it was seen at 1 with 40
+        records there). A record appended meanwhile is found by the next append, whose check then
+        finds that it did not hold. Offsets the position passed with no record are holes
+        (`_settle`)."""
+        got, passed = await self._fetch(starts)
+        got = await self._settle(starts, got, passed)
         return {partition: sorted(records.items()) for partition, records in got.items()}
 
+    async def _read(self, partition: int, start: int, last: int) -> list[tuple[int, bytes]]:
+        """(offset, value) of every one of the partition's records from ``start`` through ``last``:
+        read until the consumer's position passes ``last`` (this process's own record, just
+        acknowledged, is right after it), whether or not each offset holds a record. A hole is not
+        waited for (`_settle`)."""
+        if last < start:
+            return []
+        got, passed = await self._fetch({partition: start}, ends={partition: last})
+        got = await self._settle({partition: start}, got, {partition: last + 1})
+        return sorted((offset, value) for offset, value in got[partition].items() if offset <= last)
+
+    async def _settle(
+        self, starts: dict[int, int], got: dict[int, dict[int, bytes]], passed: dict[int, int]
+    ) -> dict[int, dict[int, bytes]]:
+        """``got`` with what filled the offsets the position passed without a record, the rest taken
+        for holes (`runtime.holes`). The embedded broker numbers a batch before it stores it
+        (`ledger.gaps`), so an offset passed may hold a record still being written: an offset not
+        known for a hole yet is read again, from the first still empty, for `settle_s` (a quiet
+        period, as a restore waits for "nothing more"), and what is still empty then is a hole. No
+        wait where there is no hole."""
+        unsure = {
+            partition: gaps
+            for partition, records in got.items()
+            if (gaps := self.holes.unknown(partition, missing(starts[partition], passed[partition], records)))
+        }
+        until = time.monotonic() + settle_s(self.settings, self.settings.fetch_wait_ms)
+        while unsure and time.monotonic() < until:
+            await asyncio.sleep(self.settings.fetch_wait_ms / 1000)
+            firsts = {partition: gaps[0] for partition, gaps in unsure.items()}
+            again, _ = await self._fetch(firsts, ends=firsts)
+            for partition, records in again.items():
+                got[partition].update(records)
+                unsure[partition] = [offset for offset in unsure[partition] if offset not in got[partition]]
+            unsure = {partition: gaps for partition, gaps in unsure.items() if gaps}
+        for partition, gaps in unsure.items():
+            self.holes.note(partition, gaps)
+        return got
+
+    async def _fetch(
+        self, starts: dict[int, int], ends: dict[int, int] | None = None
+    ) -> tuple[dict[int, dict[int, bytes]], dict[int, int]]:
+        """Each partition's records from its start (offset → value), and how far its position got.
+        With ``ends``: until every position passes its end; without: until a fetch answered for every
+        partition since the read began and nothing new came for `quiet_ms`.
+
+        A fetch from an offset inside a batch returns the whole batch (the embedded broker's too,
+        `runtime.kafka.fetched_ends`): records below the start are left out. A broker that answers
+        no fetch is asked again, with backoff, for as long as it takes: nothing is decided on these
+        partitions meanwhile (the caller holds the batch), and the process does not exit."""
+        tps = {partition: TopicPartition(self.topic, partition) for partition in starts}
+        got: dict[int, dict[int, bytes]] = {partition: {} for partition in starts}
+        passed = dict(starts)
+        quiet_s = quiet_ms(self.settings.fetch_wait_ms) / 1000
+        began_ms = time.time() * 1000  # aiokafka stamps each fetch answer in epoch ms
+        heard = dict.fromkeys(starts, began_ms)  # each partition's last fetch answer
+        waits, quiet_since = Backoff(READ_TIMEOUT_S), time.monotonic()
+        with self._reading(starts):
+            while True:
+                # A quiet read ends when its quiet period does, not up to a poll later.
+                left_ms = int((quiet_since + quiet_s - time.monotonic()) * 1000) if ends is None else 0
+                for tp, messages in (
+                    await self._getmany(tps, starts, min(200, left_ms) if left_ms > 0 else 200)
+                ).items():
+                    fresh = {m.offset: m.value for m in messages if m.offset >= starts[tp.partition]}
+                    if fresh.keys() - got[tp.partition].keys():
+                        quiet_since = time.monotonic()
+                    got[tp.partition].update(fresh)
+                answers = {partition: self.reader.last_poll_timestamp(tp) or 0 for partition, tp in tps.items()}
+                for partition, tp in tps.items():
+                    passed[partition] = max(passed[partition], await self.reader.position(tp))
+                if ends is not None and all(passed[p] > end for p, end in ends.items()):
+                    return got, passed
+                every_answered = all(stamp > began_ms for stamp in answers.values())
+                if ends is None and every_answered and time.monotonic() - quiet_since >= quiet_s:
+                    return got, passed
+                if any(answers[p] > heard[p] for p in heard):
+                    heard = answers
+                    self._check_end(ends, passed)
+                    waits.answered()
+                elif waits.due():
+                    await waits.wait(log, self._unanswered(starts, ends, passed))
+
+    async def _getmany(self, tps: dict[int, TopicPartition], starts: dict[int, int], timeout_ms: int) -> dict:
+        try:
+            return await self.reader.getmany(*tps.values(), timeout_ms=timeout_ms)
+        except OffsetOutOfRangeError:
+            raise ChangelogGone(
+                f"{self.topic} partition(s) {sorted(tps)}: the broker no longer holds offsets from "
+                f"{sorted(starts.values())}, which this process needs (records deleted by retention or "
+                "DeleteRecords, or a new broker). Not deciding; restore the broker's data, or (a new chain "
+                "and broker) move the state directory aside"
+            ) from None
+
+    def _check_end(self, ends: dict[int, int] | None, passed: dict[int, int]) -> None:
+        """A broker that answers, with an end at or before an offset this process was told it wrote,
+        lost the log: waiting would never end."""
+        for partition, end in (ends or {}).items():
+            highwater = self.reader.highwater(TopicPartition(self.topic, partition))
+            if passed[partition] <= end and highwater is not None and highwater <= end:
+                raise ChangelogGone(
+                    f"{self.topic} partition {partition} ends at offset {highwater}, before offset {end + 1}, "
+                    "a record this process appended and the broker acknowledged: the broker lost the log. Not "
+                    "deciding; restore the broker's data"
+                )
+
+    def _unanswered(self, starts: dict[int, int], ends: dict[int, int] | None, passed: dict[int, int]) -> str:
+        wanted = ", ".join(
+            f"partition {p} from offset {passed[p]}" + (f" through {ends[p]}" if ends else "") for p in sorted(starts)
+        )
+        return (
+            f"{self.topic}: {wanted} not read: the broker ({self.settings.broker}) answered no fetch. Nothing is "
+            "decided on these partitions until it does; check that the broker is up (`warden status`)"
+        )
+
     @contextlib.contextmanager
-    def _reading(self, starts: dict[int, int]) -> Iterator[Callable[[int], Awaitable[dict]]]:
+    def _reading(self, starts: dict[int, int]) -> Iterator[None]:
         """Fetching the partitions, each from its start: the others stay paused, and so do these after."""
         tps = [TopicPartition(self.topic, partition) for partition in starts]
         for tp in tps:
             self.reader.seek(tp, starts[tp.partition])
         self.reader.resume(*tps)
-
-        async def fetch(timeout_ms: int) -> dict:
-            return {
-                tp: messages
-                for tp, messages in (await self.reader.getmany(*tps, timeout_ms=timeout_ms)).items()
-                if messages
-            }
-
         try:
-            yield fetch
+            yield
         finally:
             self.reader.pause(*tps)
 
-    async def _read(self, partition: int, start: int, last: int) -> list[tuple[int, bytes]]:
-        """(offset, value) of every one of the partition's records from ``start`` through ``last``.
-        Every offset, not only the last: the embedded broker numbers a batch before it stores it
-        (`ledger.gaps`), so a fetch can return a record while one before it is still being written,
-        and a record missed here is one whose holding would go unseen."""
-        if last < start:
-            return []
-        got: dict[int, bytes] = {}
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        tp = TopicPartition(self.topic, partition)
-        grace = time.monotonic() + GAP_GRACE_S
-        while len(got) < last - start + 1:
-            if last in got and time.monotonic() > grace:  # our own record is there: the rest never filled
-                log.warning(
-                    "%s partition %d: offsets between %d and %d never filled; read past",
-                    self.topic,
-                    partition,
-                    start,
-                    last,
-                )
-                break
-            if time.monotonic() > deadline:
-                missing = sorted(set(range(start, last + 1)) - set(got))
-                raise TimeoutError(
-                    f"{self.topic} partition {partition}: offsets {missing[:5]} of {start}..{last} "
-                    f"not readable within {READ_TIMEOUT_S:.0f} s; is the broker up?"
-                )
-            first_missing = next(offset for offset in range(start, last + 1) if offset not in got)
-            with self._reading({partition: first_missing}) as fetch:
-                for m in (await fetch(200)).get(tp, []):
-                    if start <= m.offset <= last:
-                        got[m.offset] = m.value
-        return sorted(got.items())
+
+class Backoff:
+    """How a reader waits on a broker that does not answer: after ``after_s`` of silence, a line
+    saying what is not read, then again after 1 s, doubling to 30 s, while the silence lasts."""
+
+    def __init__(self, after_s: float, first_s: float = 1.0, most_s: float = 30.0):
+        self.after_s, self.first_s, self.most_s = after_s, first_s, most_s
+        self.delay = first_s
+        self.since = time.monotonic()
+
+    def answered(self) -> None:
+        self.delay, self.since = self.first_s, time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.since >= self.after_s
+
+    async def wait(self, logger: logging.Logger, what: str) -> None:
+        logger.error("%s; asking again in %.0f s", what, self.delay)
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.most_s)

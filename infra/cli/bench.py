@@ -10,6 +10,7 @@ from infra.cli.output import add_json_flag
 
 BENCHMARKS = {
     "pipeline": "infra.bench.pipeline",
+    "soak": "infra.bench.soak",
     "sign": "infra.bench.sign",
     "ledger": "infra.bench.ledger",
     "custody": "infra.bench.custody",

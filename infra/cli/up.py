@@ -18,6 +18,9 @@ from infra.stack.supervisor import Supervisor
 from runtime.config import Settings, load
 from runtime.trust import LOCAL_ADMIN_ID
 
+# What `warden up` starts (the stack benchmarks on the durable stack start the same).
+UP_PARTS = ("broker", "anvil", "solana", "streams", "signer", "ledger", "api")
+
 
 def _settings(**overrides) -> Settings:
     return dataclasses.replace(load(), **overrides)
@@ -29,7 +32,7 @@ def cmd_up(args) -> int:
     )
     stack = LocalStack(settings, brokers=args.brokers)
     try:
-        stack.start(("broker", "anvil", "solana", "streams", "signer", "ledger", "api"))
+        stack.start(UP_PARTS)
     except StackError as exc:
         stack.stop()
         return fail("warden up", exc)

@@ -1,8 +1,10 @@
 """The local stack: a broker, Anvil (Ethereum), surfpool (Solana), and Warden's own processes.
 
 Each part runs as a child process with its log under ``$WARDEN_HOME/logs``;
-`LocalStack` starts them in order, waits until each is really ready (a port
-answers, a ready file appears), and stops them in reverse order.
+`LocalStack` starts them in order, waits until each is really ready (the process
+it started listens on its port, a ready file appears), and stops them in reverse
+order. It starts nothing while a port its settings name is taken: whatever holds it
+(another stack) would answer in its place.
 
 Two kinds of state. With ``broker_storage="memory"`` (tests, benchmarks, the
 demo) the broker is the embedded Tansu with its log in memory, and the log and
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evm.blobs import versioned_hash
-from infra.stack import kafka
+from infra.stack import kafka, listeners
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
 from runtime.config import Settings, child_environment, environment, listen_ports_setting
@@ -150,18 +152,30 @@ def _host_port(address: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def wait_for_port(address: str, timeout_s: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    host, port = _host_port(address)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise StackError(f"{what} exited with code {proc.returncode} before listening on {address}")
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise StackError(f"{what} did not listen on {address} within {timeout_s:.0f} s")
+def wait_for_port(address: str, timeout_s: float, what: str, proc: subprocess.Popen, log: Path | None = None) -> None:
+    """Until ``proc``, or a process it started, listens on ``address``'s port: not until anything
+    answers there, which may be another stack's process while ``proc`` failed to bind (`listeners`).
+    ``log``: ``proc``'s, named in the error."""
+    port = _host_port(address)[1]
+    started = time.monotonic()
+    while time.monotonic() < started + timeout_s:
+        if listeners.listens(proc.pid, port):
+            return
+        if proc.poll() is not None:
+            raise StackError(
+                f"{what} exited with code {proc.returncode} before listening on {address}{_why_not(port, log)}"
+            )
+        # A look costs milliseconds of CPU (the kernel writes out every TCP socket): often while
+        # most parts start, then less often for one that takes its time (a Kafka node).
+        time.sleep(0.05 if time.monotonic() - started < 2 else 0.25)
+    raise StackError(f"{what} did not listen on {address} within {timeout_s:.0f} s{_why_not(port, log)}")
+
+
+def _why_not(port: int, log: Path | None) -> str:
+    """Who holds ``port`` instead, and the log to read, for a component that did not listen there."""
+    holders = listeners.holders(port)
+    held = f"; port {port} is held by {holders}, not by a process this stack started" if holders else ""
+    return held + (f"; see {log}" if log else "")
 
 
 # A point evaluation (EIP-4844's precompile at 0x0a) that holds: the zero polynomial, whose
@@ -253,6 +267,16 @@ def is_infrastructure(name: str) -> bool:
 SERVICE_START_S = 90.0
 
 
+@dataclass(frozen=True)
+class Listener:
+    """An address a part of the stack listens on, and the setting that names it."""
+
+    part: str  # as `LocalStack.start` names it: "broker", "anvil", "ledger", "api"
+    setting: str
+    address: str  # host:port
+    what: str  # the part, in an error
+
+
 @dataclass
 class Process:
     name: str
@@ -303,12 +327,58 @@ class LocalStack:
         self.processes[name] = process
         return process
 
+    def listen_addresses(self) -> list[Listener]:
+        """Each address the settings have a part of the stack listen on: a durable stack's Kafka
+        nodes where its home's cluster has them (`_kafka_layout`), else the first address of
+        WARDEN_BROKER."""
+        cluster = kafka.load_cluster(self.settings.home) if self.settings.broker_storage == "durable" else None
+        if cluster is None:
+            found = [Listener("broker", "WARDEN_BROKER", self.settings.broker.split(",")[0], "the broker")]
+        else:
+            where = str(kafka.cluster_file(self.settings.home))
+            found = [
+                Listener("broker", where, address, f"{node.name}'s {role}")
+                for node in cluster.nodes
+                for address, role in ((node.address, "broker"), (f"127.0.0.1:{node.controller_port}", "controller"))
+            ]
+        found += [
+            Listener("ledger", "WARDEN_LEDGER_HTTP", self.settings.ledger_http, "the ledger's endpoint"),
+            Listener("api", "WARDEN_API_HTTP", self.settings.api_http, "the Intents API"),
+        ]
+        rpc = urllib.parse.urlsplit(self.settings.rpc_url)
+        if rpc.port:  # None for a URL without one
+            found.append(Listener("anvil", "WARDEN_RPC_URL", f"{rpc.hostname}:{rpc.port}", "Anvil's JSON-RPC"))
+        return found
+
     def configured_ports(self) -> set[int]:
-        """The loopback ports the settings give the broker, Anvil and the ledger's endpoint."""
-        ports = {_host_port(self.settings.broker)[1], _host_port(self.settings.ledger_http)[1]}
-        ports.add(_host_port(self.settings.api_http)[1])
-        rpc = urllib.parse.urlsplit(self.settings.rpc_url).port  # None for a URL without one
-        return ports | {rpc} if rpc else ports
+        """The loopback ports the settings give the broker, Anvil, the ledger's endpoint and the API."""
+        return {_host_port(listener.address)[1] for listener in self.listen_addresses()}
+
+    def refuse_taken_ports(self, parts: Collection[str]) -> None:
+        """Refuse to start ``parts`` when a port one of them is to listen on is in use: what holds it
+        (another stack) would answer in its place, and Warden's services would join it."""
+        wanted = [listener for listener in self.listen_addresses() if listener.part in parts]
+        taken = [listener for listener in wanted if listeners.taken(listener.address)]
+        if not taken:
+            return
+        held = [
+            f"{t.address} ({t.setting}, {t.what}) is in use"
+            + (f" by {holders}" if (holders := listeners.holders(_host_port(t.address)[1])) else "")
+            for t in taken
+        ]
+        names = list(dict.fromkeys(t.setting for t in taken))  # each once, in order
+        variables = [name for name in names if name.startswith("WARDEN_")]
+        instead = []
+        if variables:
+            instead.append(f"set {', '.join(variables)} to other addresses, or unset where set for the other stack")
+        if len(variables) < len(names):
+            # A KRaft quorum knows its voters by address: a home's Kafka ports are fixed at its first start.
+            instead.append("use another WARDEN_HOME (a home's Kafka ports are fixed in its cluster.json)")
+        raise StackError(
+            f"this stack's ports are taken, so nothing was started: {'; '.join(held)}",
+            "stop what holds them (another `warden up`: Ctrl-C it, or find it with `warden status` under its "
+            f"WARDEN_HOME), or {'; or '.join(instead)}",
+        )
 
     def broker_cluster_id(self) -> str:
         """The embedded broker's log is new every start, and gets a new cluster id, so readers that
@@ -353,7 +423,7 @@ class LocalStack:
             ],
             env={"TOKIO_WORKER_THREADS": "1"},
         )
-        wait_for_port(self.settings.broker, 15, "Tansu broker", process.proc)
+        wait_for_port(self.settings.broker, 15, "Tansu broker", process.proc, process.log_path)
         asyncio.run(create_topics(self.settings.broker))
 
     def _kafka_layout(self) -> kafka.KafkaCluster:
@@ -398,6 +468,10 @@ class LocalStack:
                     return f"{node.name} exited with code {process.proc.returncode}; see {process.log_path}"
             return None
 
+        for node in cluster.nodes:  # its own process on its ports, not another cluster's there
+            process = self.processes[node.name]
+            for address in (node.address, f"127.0.0.1:{node.controller_port}"):
+                wait_for_port(address, 90, node.name, process.proc, process.log_path)
         try:
             kafka.wait_for_cluster(cluster, 90, exited)
         except kafka.KafkaError as exc:
@@ -422,7 +496,7 @@ class LocalStack:
         else:
             self._set_aside_signer_state()
         process = self._spawn("anvil", argv)
-        wait_for_port(f"{host}:{port}", 20, "Anvil", process.proc)
+        wait_for_port(f"{host}:{port}", 20, "Anvil", process.proc, process.log_path)
 
     def start_solana(self, slot_time_ms: int = 200) -> None:
         """surfpool, the local Solana node, offline, its JSON-RPC and websocket on two ports picked
@@ -512,6 +586,7 @@ class LocalStack:
         ``while_services_start``: work of the caller's own, run in a thread once the services are
         spawned, while they join their consumer groups (seconds of waiting). Not earlier: work that
         holds the GIL (loading a KZG setup) would hold up starting the broker and Anvil instead."""
+        self.refuse_taken_ports(parts)
         self.settings.home.mkdir(parents=True, exist_ok=True)
         # Workers pin the admin public key at start, so it must exist before they do.
         load_or_create_admin_key(self.settings.home)
@@ -567,7 +642,7 @@ class LocalStack:
             address,
         ]
         process = self._spawn("witness", [sys.executable, "-m", "infra.cli", *args])
-        wait_for_port(address, 30, "the witness", process.proc)
+        wait_for_port(address, 30, "the witness", process.proc, process.log_path)
         self.extra_env["WARDEN_LEDGER_WITNESSES"] = f"http://{address}={witness_key.vkey}"
         self.extra_env["WARDEN_LEDGER_WITNESS_QUORUM"] = "1"
         return witness_key

@@ -1,5 +1,6 @@
 """`warden bench broker-check` runs each check against a broker of its own and leaves nothing behind:
-no PostgreSQL, no Tansu, no temporary directory, whether its broker started or not."""
+no PostgreSQL, no Tansu, no Kafka node, no temporary directory, whether its broker started or not; and
+Apache Kafka, the durable stack's broker, serves every check."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ SERVED_ON_MEMORY = (
 
 def leftovers() -> set[str]:
     """The script's temporary directories, and any process still running in one (a postgres, whose
-    pg_ctl start leaves it no child of ours, or a Tansu)."""
+    pg_ctl start leaves it no child of ours, a Tansu, or a Kafka node)."""
     found = {str(p) for p in Path(tempfile.gettempdir()).glob("warden-broker-check-*")}
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -54,4 +55,18 @@ def test_checks_name_what_they_saw_and_leave_nothing_behind(capsys):
     # PostgreSQL itself started and stopped either way; Tansu on it only if built with its postgres feature.
     assert postgres["storage"] == "postgres" and (postgres["rows"] or "Tansu" in postgres["not_measured"])
     assert [row["records"] for row in memory["rows"]] == [200, 400]
-    assert all(row["fetch_ms_p50"] > 0 and row["cpu_ms_per_fetch"] >= 0 for row in memory["rows"])
+    assert all(
+        row["fetch_ms_p50"] > 0 and row["cpu_ms_per_fetch"] >= 0 <= row["idle_cpu_ms_per_fetch"]
+        for row in memory["rows"]
+    )
+
+
+def test_apache_kafka_serves_every_check(capsys):
+    before = leftovers()
+    code = broker_check.main(["--storage", "kafka", "--growth", "none", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert leftovers() <= before
+    assert result["broker"].startswith("Apache Kafka 4.")
+    assert [row["check"] for row in result["checks"]][1:] == list(broker_check.CHECKS)
+    assert [row for row in result["checks"] if not row["ok"]] == []
+    assert code == 0

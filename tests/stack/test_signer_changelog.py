@@ -3,30 +3,38 @@
 
 A signer that lost its partition but still appends (a zombie) must not get its batch committed
 or published, and nobody restoring the partition may count what it wrote; a record nobody pinned
-signed, or signed for another partition, counts for nobody either."""
+signed, or signed for another partition, counts for nobody either. An offset that holds no record
+(a hole: compaction, or a number the broker gave and never stored) is read past at once."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import time
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client import REGISTRY
 
 from infra.stack.local import LocalStack, local_settings
 from runtime.kafka import end_offsets, partition_of
-from runtime.owner import Fenced, PartitionOwner
+from runtime.metrics import metrics_file
+from runtime.owner import ChangelogGone, Fenced, PartitionOwner
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import audit_events_of
 from schemas.auth import AuditSigner
 from schemas.outcomes import SignedTransaction
+from sdk.client import Client, new_intent, wait_outcomes
 from signer.changelog import SIGNER_LOG, UnreadableRecord, seal
 from signer.main import Trackers
 from signer.outcomes import Outcomes
 from signer.state import PartitionedState
 from tests.schemas_support import T0, sample_records
-from tests.support import AGENT, KEYS, NOW_US, PINNED, one_agent_per_partition, read_topic
+from tests.support import AGENT, KEYS, NOW_US, PINNED, make_agent, one_agent_per_partition, read_topic, sample
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +45,9 @@ def broker(tmp_path_factory):
     stack.stop()
 
 
-def spend(states: PartitionedState, intent_id: str, wei: int, nonce: int) -> None:
+def spend(states: PartitionedState, intent_id: str, wei: int, nonce: int, agent: str = AGENT) -> None:
     """What a signature leaves: its record, nonce and spend."""
-    states.agent(AGENT).record_signed(
+    states.agent(agent).record_signed(
         intent_id=intent_id,
         record=b"{}",
         now_us=NOW_US,
@@ -50,6 +58,37 @@ def spend(states: PartitionedState, intent_id: str, wei: int, nonce: int) -> Non
         counts=True,
         policy_version=1,
         idempotency_slot=None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def three_signers(settings, tmp_path):
+    """Signers a, b and c on one producer, their owners started; stopped after."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
+    await producer.start()
+    signers = [Signer(settings, tmp_path, name, producer) for name in KEYS]
+    for s in signers:
+        await s.owner.start()
+    try:
+        yield producer, signers
+    finally:
+        for s in signers:
+            await s.owner.stop()
+            s.states.close()
+        await producer.stop()
+
+
+def transfer(key, agent: str, value: str):
+    """An intent of ``agent`` moving ``value`` ether on Anvil, at fixed fees."""
+    return new_intent(
+        key,
+        agent_id=agent,
+        chain="anvil",
+        to="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        value=value,
+        max_fee_per_gas=2 * 10**9,
+        max_priority_fee_per_gas=10**9,
+        gas_limit=21000,
     )
 
 
@@ -78,12 +117,7 @@ class Signer:
 
 def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
     async def scenario():
-        producer = AIOKafkaProducer(bootstrap_servers=broker.broker, acks="all")
-        await producer.start()
-        a, b, c = (Signer(broker, tmp_path, name, producer) for name in KEYS)
-        for s in (a, b, c):
-            await s.owner.start()
-        try:
+        async with three_signers(broker, tmp_path) as (producer, (a, b, c)):
             p = a.partition
             await a.owner.restore(p)
             spend(a.states, "i-1", 10, 0)
@@ -132,11 +166,6 @@ def test_a_zombie_is_fenced_and_its_writes_count_for_nobody(broker, tmp_path):
             assert sorted(rows) == ["i-1", "i-2", "i-4"]
             assert spent(c.states) == 35
             assert c.states.agent(AGENT).last_nonce("anvil", "0x00000000000000000000000000000000000000aa") == 2
-        finally:
-            for s in (a, b, c):
-                await s.owner.stop()
-                s.states.close()
-            await producer.stop()
 
     asyncio.run(scenario())
 
@@ -240,24 +269,12 @@ def test_an_approval_on_another_partition_than_its_agents_is_dead_lettered_not_d
     one without the agent's spend). Dead-lettered by the signer; the same approval on its
     agent's partition is then signed as usual."""
     from runtime.clock import utcnow
-    from runtime.kafka import end_offsets, partition_of
     from schemas.outcomes import DeadLetter, IntentApproved
-    from sdk.client import Client, new_intent, wait_outcomes
-    from tests.support import make_agent, read_topic
 
     settings = stack.settings
     agent = "agent-misplaced"
     key, _, policy = run(make_agent(settings, agent))
-    intent = new_intent(
-        key,
-        agent_id=agent,
-        chain="anvil",
-        to="0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
-        value="0.001",
-        max_fee_per_gas=2 * 10**9,
-        max_priority_fee_per_gas=10**9,
-        gas_limit=21000,
-    )
+    intent = transfer(key, agent, "0.001")
     approved = IntentApproved(
         intent=intent, policy=policy, verdicts=(), approved_at=utcnow(), intent_digest=intent.digest()
     ).to_bytes()
@@ -378,3 +395,123 @@ def test_a_status_change_appended_but_not_published_is_published_by_the_next_own
         ("i-2", AuditAction.TX_FINAL),
         ("i-2", AuditAction.TX_MINED),
     ], actions
+
+
+async def append_with_a_hole(broker: str, topic: str, partition: int) -> int:
+    """A record that holds for nobody (not a changelog record), then an offset with no record: one
+    batch whose last offset was numbered and holds nothing, as compaction leaves a batch on Apache
+    Kafka and as a power loss leaves an offset on the embedded broker (numbered, never stored).
+    aiokafka's producer numbers a batch's records one after another, so the batch is built by hand
+    (its Python builder, the last offset set past the record). Returns the hole's offset."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all")
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        batch._builder = _DefaultRecordBatchBuilderPy(
+            2, 0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=0, batch_size=16384
+        )
+        batch.append(timestamp=None, key=None, value=b"a record of nobody's")
+        batch._builder._last_offset = 1
+        sent = await (await producer.send_batch(batch, topic, partition=partition))
+        return sent.offset + 1
+    finally:
+        await producer.stop()
+
+
+def holes_counted(topic: str) -> float:
+    return REGISTRY.get_sample_value("warden_offset_holes_total", {"topic": topic}) or 0.0
+
+
+def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_outage(broker, tmp_path):
+    """Issue 75 as found: offsets 158 and 160 on the partition, 159 never stored, 160 the restarted
+    signer's own record. Its check waited for a record at 159 for 30 s, then raised and the process
+    exited. Now the append holds at once, the hole is counted once, and the next owner restores
+    every spend."""
+
+    async def scenario():
+        async with three_signers(broker, tmp_path) as (producer, (a, b, c)):
+            p = (a.partition + 1) % topics.PARTITIONS  # a partition the other tests here leave alone
+            agent = next(x for x in one_agent_per_partition("hole") if partition_of(x) == p)
+            await a.owner.restore(p)
+            spend(a.states, "h-1", 10, 0, agent)
+            await a.owner.flush()
+            hole = await append_with_a_hole(broker.broker, topics.SIGNER_CHANGELOG, p)
+
+            # b restarts on the partition (its copy empty, so it restores from the start).
+            before = holes_counted(topics.SIGNER_CHANGELOG)
+            await b.owner.restore(p)
+            spend(b.states, "h-2", 20, 1, agent)
+            started = time.monotonic()
+            await asyncio.wait_for(b.owner.flush(), timeout=8)
+            took = time.monotonic() - started
+            assert b.states.partition(p).changelog_position()[0] == hole + 1, "b's record is not right after the hole"
+            assert holes_counted(topics.SIGNER_CHANGELOG) - before == 1
+
+            await c.owner.restore(p)
+            rows = c.states.agent(agent).spend_entries(NOW_US)
+            return took, sorted(rows), sum(wei for _, wei in rows.values())
+
+    took, rows, spent_wei = asyncio.run(scenario())
+    assert took < 3, f"the append waited {took:.1f} s"
+    assert rows == ["h-1", "h-2"] and spent_wei == 30
+
+
+def test_a_worker_and_a_signer_restarted_on_changelogs_with_holes_decide_at_once(stack, run):
+    """Both killed (as a power loss kills them), an offset numbered and never stored put on each
+    changelog right after the record each last wrote for the agent's partition, both restarted:
+    the agent's next intent is signed within a normal intent's time of the restart, and each
+    service counted the hole. Before, each service's first append there waited 30 s for a record
+    at the hole, then raised, and the service exited."""
+    settings = stack.settings
+    agent = "agent-holes"
+    key, _, _ = run(make_agent(settings, agent))
+    p = partition_of(agent)
+
+    def intent():
+        return transfer(key, agent, "0.000001")
+
+    async def signed(*intents) -> float:
+        start = await end_offsets(settings, (topics.TXS_SIGNED, topics.INTENTS_REJECTED))
+        began = time.monotonic()
+        async with Client(settings) as client:
+            for i in intents:
+                await client.submit(i)
+            await client.flush()
+        outcomes = await wait_outcomes(settings, list(intents), 30, start, final=False)
+        assert all(isinstance(outcomes.get(i.intent_id), SignedTransaction) for i in intents), outcomes
+        return time.monotonic() - began
+
+    run(signed(intent()))  # both services have written the agent's partition of their changelogs
+    stack.kill("streams", signal.SIGKILL)
+    stack.kill("signer", signal.SIGKILL)
+    for topic in (topics.STREAMS_CHANGELOG, topics.SIGNER_CHANGELOG):
+        run(append_with_a_hole(settings.broker, topic, p))
+    stack.start_service("streams", "streams.topology")
+    stack.start_service("signer", "signer.main")
+    took = run(signed(intent()))
+    # Here a restart's first intent takes ~8 s without a hole (the group's rejoin); the old wait
+    # alone was 30 s, and then the service exited.
+    assert took < 20, f"the first intent after the restart took {took:.1f} s"
+    for process, topic in (
+        (settings.worker_process, topics.STREAMS_CHANGELOG),
+        (settings.signer_process, topics.SIGNER_CHANGELOG),
+    ):
+        url = metrics_file(settings, process).read_text().strip()
+        assert sample(url, "warden_offset_holes_total", topic=topic) == 1, process
+
+
+def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker, tmp_path):
+    """A copy that applied offsets the broker no longer holds (a new broker, records deleted): the
+    restore stops, naming the partition and what to do, rather than read on from wherever the
+    broker's log is now, which would start the process without some agent's spend."""
+
+    p = (partition_of(AGENT) + 3) % topics.PARTITIONS
+
+    async def scenario():
+        async with three_signers(broker, tmp_path) as (_, (a, _b, _c)):
+            a.states.partition(p).set_changelog_position(40_000, 40_001)
+            a.states.partition(p).commit()
+            await a.owner.restore(p)
+
+    with pytest.raises(ChangelogGone, match=f"{topics.SIGNER_CHANGELOG} partition {p} no longer holds offset 40000"):
+        asyncio.run(scenario())

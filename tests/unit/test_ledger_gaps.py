@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from ledger.gaps import OffsetGap, OffsetGaps, offsets_unread_event
+from ledger.sink import SinkOptions
+from runtime.config import Settings
 from schemas.actions import AuditAction
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -78,3 +80,10 @@ def test_the_ledger_says_which_offsets_it_read_past_and_says_it_once():
     # A sink that restarts and reads past the same gap again says the same event: the ledger keeps one.
     assert offsets_unread_event(gap, T0 + timedelta(hours=1)).event_id == event.event_id
     assert offsets_unread_event(OffsetGap(0, 495, 497, gap.waited), T0).event_id != event.event_id
+
+
+def test_a_gap_is_held_a_quiet_period_on_the_embedded_broker_and_not_at_all_on_apache_kafka():
+    """Not 10 s: a transaction marker or a compacted record held the ledger that long each. Apache
+    Kafka serves only what it stored, so a gap there is a hole at once."""
+    assert SinkOptions.from_settings(Settings(broker_storage="memory")).gap_grace == timedelta(milliseconds=600)
+    assert SinkOptions.from_settings(Settings(broker_storage="durable")).gap_grace == timedelta(0)
