@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from collections import defaultdict
 from collections.abc import Callable
 
 import clickhouse_connect
@@ -26,7 +27,7 @@ from schemas.auth import public_key_hex, sign_outcome
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentApproved, IntentRejected
-from sdk.client import Client
+from sdk.client import Client, new_intent
 
 __all__ = [
     "balance",
@@ -317,3 +318,36 @@ async def direct_approvals(settings, *pairs: tuple[TransactionIntent, object]) -
             )
             await client.send(topics.INTENTS_APPROVED, intent.agent_id, approved.to_bytes())
         await client.flush()
+
+
+def assert_one_outcome_each(ids: set[str], signed: list, rejected: list) -> None:
+    """One outcome each of ``ids``, among the signed and rejected records read from their topics:
+    the same bytes may be published again (a redelivery), nothing else."""
+    said: dict[str, set] = defaultdict(set)
+    for record in signed:
+        if record.intent_id in ids:
+            said[record.intent_id].add(("signed", record.signed_tx))
+    for record in rejected:
+        if record.intent_id in ids:
+            said[record.intent_id].add(("rejected", record.stage, record.code))
+    several = {i: sorted(s) for i, s in said.items() if len(s) != 1}
+    assert not several, f"{len(several)} intents were told more than one thing, e.g. {next(iter(several.items()))}"
+
+
+def transfers(key, agent_id: str, value: str, count: int, **fields) -> list:
+    """``count`` transfers of ``value`` ETH to DEST on Anvil, with explicit fees and gas: each can
+    spend exactly ``value`` + 21,000 gas x 2 gwei. ``fields``: more of the intent's (``broadcast``)."""
+    return [
+        new_intent(
+            key,
+            agent_id=agent_id,
+            chain="anvil",
+            to=DEST,
+            value=value,
+            max_fee_per_gas=2 * 10**9,
+            max_priority_fee_per_gas=10**9,
+            gas_limit=21000,
+            **fields,
+        )
+        for _ in range(count)
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import clickhouse_connect
 import orjson
 import pytest
 
@@ -17,7 +19,11 @@ from infra.stack.local import REPO, free_port
 from runtime.config import Settings, child_environment
 from runtime.readiness import ready_file
 from runtime.rpc import JsonRpc
+from schemas import topics
+from schemas.actions import AuditAction
+from schemas.audit import AuditEvent, audit_events_of
 from sdk.client import Client
+from tests.support import read_topic
 
 
 @pytest.fixture
@@ -118,3 +124,56 @@ async def chain_nonce(settings: Settings, address: str) -> int:
         return int(await node.call("eth_getTransactionCount", address, "latest"), 16)
     finally:
         await node.close()
+
+
+def ledger_holds_the_topic_and_verifies(settings: Settings, up: WardenUp) -> list[AuditEvent]:
+    """Every audit event on the topic is in the ledger (waited for: a sink restarted after a kill
+    catches up with what it left, which takes a while on a busy machine; it may not lose an event),
+    and `warden audit verify` passes. Returns the events on the topic."""
+    on_topic = {
+        e.event_id: e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)
+    }
+    host, _, port = settings.ledger_http.rpartition(":")
+    client = clickhouse_connect.get_client(host=host, port=int(port))
+    deadline = time.monotonic() + 300
+    while True:
+        held = {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}
+        if set(on_topic) <= held or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    missing = set(on_topic) - held
+    assert not missing, _missing_report(on_topic, missing, settings, client)
+    audit_verifies(up)
+    return list(on_topic.values())
+
+
+def audit_verifies(up: WardenUp) -> None:
+    """`warden audit verify --json` against the stack: ok, and no change at the ledger's source."""
+    verify = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "audit", "verify", "--json"],
+        env=up.env,
+        cwd=str(REPO),
+        capture_output=True,
+        timeout=120,
+    )
+    report = orjson.loads(verify.stdout)
+    assert report["ok"] and report["source_changes"] == [], report
+
+
+def _missing_report(on_topic: dict, missing: set[str], settings: Settings, client) -> str:
+    """What a failure needs to tell a slow sink from a lost event or a record the sink did not
+    believe (kept whole as one dlq.recorded row, its events' ids absent): how many are missing, of
+    which services and actions, the rows the sink could not read, and what it logged."""
+    counts: dict[tuple[str, str], int] = {}
+    for event_id in missing:
+        event = on_topic[event_id]
+        counts[(event.actor, event.action)] = counts.get((event.actor, event.action), 0) + 1
+    unreadable = client.query(
+        f"SELECT resource, JSONExtractString(details, 'reason') FROM audit_log WHERE action = '{AuditAction.DLQ_RECORDED}'"
+    ).result_rows
+    log = (settings.home.parent / "warden-up.log").read_text(errors="replace")
+    ledger_lines = [line for line in log.splitlines() if " ledger " in line][-40:]
+    return (
+        f"{len(missing)} of {len(on_topic)} audit events on the topic are not in the ledger: {counts}\n"
+        f"rows of records the sink could not read or believe: {unreadable[:20]}\n" + "\n".join(ledger_lines)
+    )

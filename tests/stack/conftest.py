@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 # one-test files that run for minutes last): started first, the long ones run beside each other
 # and the many short files fill in behind them.
 LONGEST_FIRST = (
+    "test_broker_loss.py",
     "test_admin_quorum.py",
     "test_node_outage.py",
     "test_custody_pipeline.py",

@@ -12,22 +12,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 
-import clickhouse_connect
-import orjson
-
-from infra.stack.local import REPO
 from runtime.kafka import end_offsets
 from schemas import topics
-from schemas.actions import AuditAction
-from schemas.audit import audit_events_of
 from schemas.outcomes import SignedTransaction
 from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from tests.support import make_agent, read_topic
-from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
+from tests.up_support import (  # noqa: F401 - a fixture
+    WardenUp,
+    chain_nonce,
+    home_settings,
+    ledger_holds_the_topic_and_verifies,
+    submit_all,
+)
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-chaos"
@@ -105,54 +103,10 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
     up = WardenUp(settings)
     try:
         mined += burst(settings, up, (), address, mined)["mined"]
-        # The ledger holds every audit event on the topic, and verifies.
-        on_topic = {
-            e.event_id: e for v in asyncio.run(read_topic(settings, topics.AUDIT_EVENTS)) for e in audit_events_of(v)
-        }
-        audit_ids = set(on_topic)
-        host, _, port = settings.ledger_http.rpartition(":")
-        client = clickhouse_connect.get_client(host=host, port=int(port))
-        # After the restart the sink catches up with what the killed one left, which takes a while
-        # on a busy machine. It may take its time; it may not lose an event.
-        deadline = time.monotonic() + 300
-        while True:
-            held = {row[0] for row in client.query("SELECT event_id FROM audit_log").result_rows}
-            if audit_ids <= held or time.monotonic() > deadline:
-                break
-            time.sleep(1)
-        missing = audit_ids - held
-        assert not missing, _missing_report(on_topic, missing, settings, client)
-        verify = subprocess.run(
-            [sys.executable, "-m", "infra.cli", "audit", "verify", "--json"],
-            env=up.env,
-            cwd=str(REPO),
-            capture_output=True,
-            timeout=120,
-        )
-        report = orjson.loads(verify.stdout)
-        assert report["ok"] and report["source_changes"] == [], report
+        events = ledger_holds_the_topic_and_verifies(settings, up)
         print(
-            f"\n{mined} transactions mined over {len(ROUNDS) + 1} bursts; {len(held)} audit events in the "
-            f"ledger, every one on the topic; verify ok"
+            f"\n{mined} transactions mined over {len(ROUNDS) + 1} bursts; {len(events)} audit events on the "
+            f"topic, every one in the ledger; verify ok"
         )
     finally:
         assert up.stop() == 0
-
-
-def _missing_report(on_topic: dict, missing: set[str], settings, client) -> str:
-    """What a failure needs to tell a slow sink from a lost event or a record the sink did not
-    believe (kept whole as one dlq.recorded row, its events' ids absent): how many are missing, of
-    which services and actions, the rows the sink could not read, and what it logged."""
-    counts: dict[tuple[str, str], int] = {}
-    for event_id in missing:
-        event = on_topic[event_id]
-        counts[(event.actor, event.action)] = counts.get((event.actor, event.action), 0) + 1
-    unreadable = client.query(
-        f"SELECT resource, JSONExtractString(details, 'reason') FROM audit_log WHERE action = '{AuditAction.DLQ_RECORDED}'"
-    ).result_rows
-    log = (settings.home.parent / "warden-up.log").read_text(errors="replace")
-    ledger_lines = [line for line in log.splitlines() if " ledger " in line][-40:]
-    return (
-        f"{len(missing)} of {len(on_topic)} audit events on the topic are not in the ledger: {counts}\n"
-        f"rows of records the sink could not read or believe: {unreadable[:20]}\n" + "\n".join(ledger_lines)
-    )

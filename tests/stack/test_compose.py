@@ -17,11 +17,14 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
 
+from infra.stack import kafka
 from infra.stack.local import SERVICES
+from runtime.config import Settings
 from schemas import topics
 from schemas.stages import ALL_GUARDRAIL_STAGES
 from tests.compose_support import REPO, dockerfile
@@ -157,14 +160,26 @@ def test_the_keys_service_makes_a_key_in_each_instances_own_home(config):
     assert mounted == wanted
 
 
+def kafka_nodes(config: dict) -> dict[str, dict]:
+    """The Kafka nodes: the services that run the broker (a KRaft node id), not the one-shot `topics`."""
+    return {
+        name: s
+        for name, s in config["services"].items()
+        if str(s.get("image", "")).startswith("apache/kafka:") and "KAFKA_NODE_ID" in s.get("environment", {})
+    }
+
+
 def test_the_warden_services_keep_the_documented_settings_and_name_real_ones(config):
     settings_source = (REPO / "runtime" / "config.py").read_text()
-    kafka = [name for name, s in config["services"].items() if str(s.get("image", "")).startswith("apache/kafka:")]
+    kafka = kafka_nodes(config)
     for name, service in long_running(config).items():
         env = service["environment"]
         assert set(DOCUMENTED) <= set(env), f"{name} lacks {set(DOCUMENTED) - set(env)}"
         assert env["WARDEN_ADMIN_KEYS"] == ADMIN_KEYS
-        assert env["WARDEN_BROKER"].rsplit(":", 1)[0] in kafka
+        # Every node, so that a client reaches the cluster with any one of them down.
+        assert sorted(address.rsplit(":", 1)[0] for address in env["WARDEN_BROKER"].split(",")) == sorted(kafka)
+        # Apache Kafka's producers: idempotent (runtime.kafka.service_producer).
+        assert env["WARDEN_BROKER_STORAGE"] == "durable", name
         unknown = [v for v in env if v.startswith("WARDEN_") and f'"{v}"' not in settings_source]
         assert not unknown, f"{name} sets variables runtime/config.py never reads: {unknown}"
 
@@ -173,7 +188,8 @@ def test_warden_services_start_after_the_topics_and_keys_exist(config):
     for name, service in long_running(config).items():
         for one_shot in ("topics", "keys"):
             assert service["depends_on"][one_shot] == {"condition": "service_completed_successfully"}, name
-    assert config["services"]["topics"]["depends_on"]["kafka"] == {"condition": "service_healthy"}
+    for node in kafka_nodes(config):
+        assert config["services"]["topics"]["depends_on"][node] == {"condition": "service_healthy"}
     assert config["services"]["topics"]["restart"] == "no" and config["services"]["keys"]["restart"] == "no"
 
 
@@ -187,7 +203,7 @@ def expected_topics(tmp_path, monkeypatch) -> dict[str, tuple[int, bool]]:
 
 def test_the_topics_service_creates_every_topic_as_warden_expects_it(config, tmp_path, monkeypatch):
     service = config["services"]["topics"]
-    assert service["image"] == config["services"]["kafka"]["image"]
+    assert {service["image"]} == {node["image"] for node in kafka_nodes(config).values()}
     script = "\n".join(command(service)).replace("$$", "$")  # `config` prints $ escaped
     create = re.search(r"create\(\) \{(.*?)\n\}", script, re.S)
     assert create, script
@@ -195,6 +211,7 @@ def test_the_topics_service_creates_every_topic_as_warden_expects_it(config, tmp
     for part in (
         "/opt/kafka/bin/kafka-topics.sh",
         "--create --if-not-exists",
+        f"--replication-factor {len(kafka_nodes(config))}",
         '--topic "$1"',
         '--partitions "$2"',
         "--config cleanup.policy=$3",
@@ -217,3 +234,49 @@ def test_prometheus_finds_every_warden_service(config):
         assert service["environment"]["WARDEN_METRICS_PORT"] == str(
             scrape["scrape_configs"][0]["dns_sd_configs"][0]["port"]
         )
+
+
+# The properties that name a node, its listeners or its directory: each compose node has its own
+# (a host name, a volume), where `warden up` gives 127.0.0.1 ports and $WARDEN_HOME.
+PER_NODE = frozenset(
+    {
+        "node.id",
+        "controller.quorum.voters",
+        "listeners",
+        "advertised.listeners",
+        "listener.security.protocol.map",
+        "controller.listener.names",
+        "inter.broker.listener.name",
+        "log.dirs",
+    }
+)
+
+
+def kafka_variable(prop: str) -> str:
+    """The apache/kafka image's environment variable for a server property."""
+    return "KAFKA_" + prop.replace("_", "__").replace("-", "___").replace(".", "_").upper()
+
+
+def test_the_kafka_nodes_run_the_pinned_version_with_the_settings_of_warden_up(config, monkeypatch):
+    pom = ElementTree.parse(REPO / "infra" / "kafka" / "pom.xml")
+    version = pom.findtext(
+        "{http://maven.apache.org/POM/4.0.0}properties/{http://maven.apache.org/POM/4.0.0}kafka.version"
+    )
+    nodes = kafka_nodes(config)
+    assert len(nodes) == 3, "three nodes: one may be lost with every topic still written to two"
+    # What a Warden service sends (WARDEN_MAX_RECORD_BYTES is not set in the file): the default.
+    monkeypatch.delenv("WARDEN_MAX_RECORD_BYTES", raising=False)
+    cluster = kafka.KafkaCluster("-", tuple(kafka.KafkaNode(n, 9092, 9093) for n in (1, 2, 3)))
+    wanted = {
+        kafka_variable(prop): value
+        for prop, value in kafka.properties(Settings(), cluster, cluster.nodes[0]).items()
+        if prop not in PER_NODE
+    }
+    assert wanted["KAFKA_MIN_INSYNC_REPLICAS"] == "2" and wanted["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+    voters = {f"{env['KAFKA_NODE_ID']}@{name}:9093" for name, env in ((n, s["environment"]) for n, s in nodes.items())}
+    for name, node in nodes.items():
+        assert node["image"] == f"apache/kafka:{version}", name
+        env = {key: str(value) for key, value in node["environment"].items()}
+        assert {key: env.get(key) for key in wanted} == wanted, name
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters, name
+        assert env["KAFKA_ADVERTISED_LISTENERS"].startswith(f"PLAINTEXT://{name}:9092,"), name

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import signal
-from collections import defaultdict
 
 import orjson
 
@@ -21,11 +20,10 @@ from runtime.kafka import end_offsets, follow, partition_of
 from schemas import topics
 from schemas.codes import Code
 from schemas.outcomes import DeadLetter, IntentApproved, IntentRejected, SignedTransaction
-from sdk.client import Client, new_intent, wait_outcomes
-from tests.support import make_agent, read_topic
+from sdk.client import Client, wait_outcomes
+from tests.support import DEST, assert_one_outcome_each, make_agent, read_topic, transfers
 
 AGENT = "agent-scale-out"
-DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 INTENTS = 100
 # Each intent can spend 0.01 ETH + 21,000 gas x 2 gwei = 0.010042 ETH: 49 fit in 0.5 ETH, 50 do not.
 LIMIT_WEI = 5 * 10**17
@@ -42,7 +40,7 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     intents, outcomes, signed, rejected, killed = asyncio.run(_race_the_limit_through_a_kill(stack))
     ids = {intent.intent_id for intent in intents}
     assert set(outcomes) == ids, f"{len(ids - set(outcomes))} intents without an outcome"
-    _assert_one_outcome_each(ids, signed, rejected)
+    assert_one_outcome_each(ids, signed, rejected)
 
     mine = {r.intent_id: r for r in signed if r.intent_id in ids}
     by = {r.signed_by for r in mine.values()}
@@ -65,23 +63,6 @@ def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fres
     _copies_off_the_agents_partition_decide_nothing(settings)
 
 
-def _transfers(key, agent_id: str, value: str, count: int) -> list:
-    """``count`` sign-and-broadcast transfers of ``value`` ETH to DEST, with explicit fees and gas."""
-    return [
-        new_intent(
-            key,
-            agent_id=agent_id,
-            chain="anvil",
-            to=DEST,
-            value=value,
-            max_fee_per_gas=2 * 10**9,
-            max_priority_fee_per_gas=10**9,
-            gas_limit=21000,
-        )
-        for _ in range(count)
-    ]
-
-
 async def _race_the_limit_through_a_kill(stack):
     """INTENTS intents of one agent, half through the workers and half straight onto the approved
     topic, with the signer that owns the agent's partition killed mid-stream: the intents, their
@@ -89,7 +70,7 @@ async def _race_the_limit_through_a_kill(stack):
     settings = stack.settings
     key, _, policy = await make_agent(settings, AGENT, tx_daily_limit_eth="0.5", tx_to_allowlist=(DEST,))
     start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED))
-    intents = _transfers(key, AGENT, "0.01", INTENTS)
+    intents = transfers(key, AGENT, "0.01", INTENTS)
     killed: list[str] = []
     async with Client(settings) as client:
         # The first through the workers, waited for: both groups have settled before the race.
@@ -133,19 +114,6 @@ async def _kill_the_owner(stack, start, killed: list[str]) -> None:
     await asyncio.to_thread(stack.kill, "signer" if owner == "signer-0" else owner, signal.SIGKILL)
 
 
-def _assert_one_outcome_each(ids: set[str], signed: list, rejected: list) -> None:
-    """One outcome each: the same bytes may be published again (a redelivery), nothing else."""
-    said: dict[str, set] = defaultdict(set)
-    for record in signed:
-        if record.intent_id in ids:
-            said[record.intent_id].add(("signed", record.signed_tx))
-    for record in rejected:
-        if record.intent_id in ids:
-            said[record.intent_id].add(("rejected", record.stage, record.code))
-    several = {i: sorted(s) for i, s in said.items() if len(s) != 1}
-    assert not several, f"{len(several)} intents were told more than one thing, e.g. {next(iter(several.items()))}"
-
-
 def _copies_off_the_agents_partition_decide_nothing(settings) -> None:
     """On the same two workers: copies of an agent's intents re-keyed into other partitions (a
     topic writer's). The worker there may not hold the agent's policy or decisions: it used to
@@ -159,7 +127,7 @@ def _copies_off_the_agents_partition_decide_nothing(settings) -> None:
     async def rekeyed():
         key, _, _ = await make_agent(settings, other, tx_to_allowlist=(DEST,))
         start = await end_offsets(settings, (topics.INTENTS_REJECTED, topics.TXS_SIGNED, topics.DLQ))
-        real = _transfers(key, other, "0.001", 3)
+        real = transfers(key, other, "0.001", 3)
         async with Client(settings) as client:
             for intent in real:
                 for k in elsewhere.values():  # the copies first: they used to be decided first

@@ -43,7 +43,7 @@ from sdk.client import load_or_create_agent_key, new_intent, wait_outcomes
 from signer.changelog import SIGNATURE_BYTES
 from tests.ledger_support import audit_records, ledger_event_ids, redeliver
 from tests.support import make_agent, read_records, read_topic, sample
-from tests.up_support import WardenUp, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
+from tests.up_support import WardenUp, audit_verifies, chain_nonce, home_settings, submit_all  # noqa: F401 - a fixture
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 AGENT = "agent-supervised"
@@ -128,15 +128,7 @@ def test_a_killed_signer_is_restarted_and_a_second_warden_up_continues_the_first
         (outcome,) = asyncio.run(wait_outcomes(settings, again, 60, start)).values()
         assert isinstance(outcome, SignedTransaction) and outcome.status == "mined" and outcome.nonce == 60
         assert Account.recover_transaction(outcome.signed_tx) == address
-        verify = subprocess.run(
-            [sys.executable, "-m", "infra.cli", "audit", "verify", "--json"],
-            env=up.env,
-            cwd=str(REPO),
-            capture_output=True,
-            timeout=120,
-        )
-        report = orjson.loads(verify.stdout)
-        assert report["ok"] and report["source_changes"] == [], report
+        audit_verifies(up)
         status = up.status()
         assert status["ledger"] is not None and status["consumer_lag"]["signer"]["lag"] == 0
         assert status["ledger"]["records_not_believed"] == 0  # only Warden's services wrote the trail
