@@ -47,10 +47,11 @@ def mth(leaves: list[bytes]) -> bytes:
 
 
 @contextlib.contextmanager
-def tansu_broker():
-    """A Tansu broker with Warden's topics, on a free port (the stack's own broker start-up)."""
+def broker_alone(storage: str = "memory"):
+    """A broker with Warden's topics, on free ports (the stack's own broker start-up): Tansu, or
+    with ``storage="durable"`` one Apache Kafka node. Yields its address."""
     with tempfile.TemporaryDirectory() as home:
-        stack = LocalStack(local_settings(Path(home)))
+        stack = LocalStack(local_settings(Path(home), broker_storage=storage))
         try:
             stack.start(("broker",))
             yield stack.settings.broker

@@ -35,7 +35,7 @@ __all__ = [
     "direct_approvals",
     "everything_recorded",
     "fresh_agent",
-    "group_members",
+    "group_instances",
     "group_state",
     "make_agent",
     "one_agent_per_partition",
@@ -152,9 +152,15 @@ def one_agent_per_partition(prefix: str) -> list[str]:
             return [found[p] for p in sorted(found)]
 
 
-async def group_members(settings: Settings, group: str) -> list[str]:
-    """The member ids the broker holds for a consumer group (DescribeGroups)."""
-    return (await group_state(settings, group))[1]
+# What follows a static member's group instance id in its member id: "-" and a UUID.
+_MEMBER_UUID = len("-00000000-0000-0000-0000-000000000000")
+
+
+async def group_instances(settings: Settings, group: str) -> list[str]:
+    """The group instance ids (``group.instance.id``) of a consumer group's members, one a member.
+    Kafka names a static member ``<instance id>-<uuid>``, a new uuid each time it joins (KIP-345):
+    a restarted member back in its own place keeps its instance id, not its member id."""
+    return sorted(member[:-_MEMBER_UUID] for member in (await group_state(settings, group))[1])
 
 
 async def group_state(settings: Settings, group: str) -> tuple[str, list[str]]:

@@ -1,6 +1,7 @@
-"""The stack tests' fixtures: the real embedded stack (Tansu, Anvil, Warden's processes) on free
-ports under a temporary WARDEN_HOME. Every test here starts processes (that stack, a CLI or a
-script in a subprocess), so every test collected under tests/stack is marked ``stack``:
+"""The stack tests' fixtures: the real embedded stack (Tansu, Anvil, Warden's processes; Apache
+Kafka for Tansu in the modules marked ``kafka``) on free ports under a temporary WARDEN_HOME. Every
+test here starts processes (that stack, a CLI or a script in a subprocess), so every test
+collected under tests/stack is marked ``stack``:
 ``pytest -m "not stack"`` runs the unit tests alone and starts nothing."""
 
 from __future__ import annotations
@@ -76,14 +77,22 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture
-def fresh_stack(tmp_path):
-    """A stack of the test's own (for tests that kill processes or change the topology)."""
+def fresh_stack(tmp_path, request):
+    """A stack of the test's own (for tests that kill processes or change the topology). In a
+    module marked ``kafka`` (``pytestmark = pytest.mark.kafka``) its broker is Apache Kafka, what
+    `warden up` runs on, not the embedded Tansu: the tests about the bus (a crash, a kill, a
+    rebalance) hold on the broker Warden's users run."""
     numbers = itertools.count()
+    # Kafka's own fetch wait, not the suite's for the embedded broker (tests/conftest.py): Kafka
+    # answers a waiting fetch as soon as a record arrives.
+    kafka = {"broker_storage": "durable", "fetch_wait_setting": None}
+    storage = kafka if request.node.get_closest_marker("kafka") else {}
     with contextlib.ExitStack() as started:
 
         def start(signers: int = 1, workers: int = 1, **overrides) -> LocalStack:
             home = tmp_path / f"home{next(numbers)}"
-            return started.enter_context(running_stack(local_settings(home, **overrides), signers, workers))
+            settings = local_settings(home, **{**storage, **overrides})
+            return started.enter_context(running_stack(settings, signers, workers))
 
         yield start
 

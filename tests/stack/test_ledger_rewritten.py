@@ -26,14 +26,14 @@ from ledger.sink import SinkOptions, run_sink
 from ledger.store import ChdbStore, sql_string, store_path
 from runtime.config import LedgerSettings, Settings
 from tests.ledger_rewrite_support import rewrite_and_resign
-from tests.ledger_support import REPO, WitnessProcess, count_via_endpoint, pipeline_events, produce, tansu_broker
+from tests.ledger_support import REPO, WitnessProcess, broker_alone, count_via_endpoint, pipeline_events, produce
 
 LOG_NAME = "warden.test/rewritten"
 
 
 @pytest.fixture(scope="module")
 def broker():
-    with tansu_broker() as address:
+    with broker_alone() as address:
         yield address
 
 

@@ -1,6 +1,6 @@
-"""The ledger sink on a real Tansu broker and real chDB: appends, skips
-redeliveries, records unreadable records, publishes signed checkpoints, and
-resumes exactly once after SIGKILL."""
+"""The ledger sink on a real broker and real chDB: appends, skips
+redeliveries, records unreadable records, publishes signed checkpoints (on Tansu), and
+resumes exactly once after SIGKILL (on Apache Kafka, what `warden up` runs on)."""
 
 from __future__ import annotations
 
@@ -39,12 +39,12 @@ from schemas.audit import audit_record
 from schemas.auth import AuditSigner
 from tests.ledger_support import (
     T0,
+    broker_alone,
     count_via_endpoint,
     pipeline_events,
     produce,
     published_checkpoint,
     published_checkpoints,
-    tansu_broker,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +52,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def broker():
-    with tansu_broker() as address:
+    with broker_alone() as address:
+        yield address
+
+
+@pytest.fixture
+def kafka():
+    with broker_alone("durable") as address:
         yield address
 
 
@@ -392,8 +398,8 @@ def _wait_for(predicate, seconds: float) -> bool:
     return False
 
 
-def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, broker):
-    settings = _settings(tmp_path, broker)
+def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, kafka):
+    settings = _settings(tmp_path, kafka)
     log = tmp_path / "sink.log"
     # Enough that the kill (once 1,000 rows are in) lands well before the first 10,000 are.
     events = pipeline_events(12_000, agents=16)
@@ -450,7 +456,7 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
     options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1), batch_max=64)
 
     def run_against(events, expected: int) -> None:
-        with tansu_broker() as address:
+        with broker_alone() as address:
             settings = dataclasses.replace(_settings(tmp_path, address), home=home)
 
             async def scenario() -> None:

@@ -34,11 +34,11 @@ from schemas.actions import AuditAction
 from tests.ledger_support import (
     REPO,
     WitnessProcess,
+    broker_alone,
     count_via_endpoint,
     pipeline_events,
     produce,
     published_checkpoints,
-    tansu_broker,
 )
 from tests.oracle import build_tlogcheck
 
@@ -47,7 +47,7 @@ LOG_NAME = "warden.test/audit"
 
 @pytest.fixture(scope="module")
 def broker():
-    with tansu_broker() as address:
+    with broker_alone() as address:
         yield address
 
 

@@ -14,6 +14,7 @@ import base64
 import signal
 
 import orjson
+import pytest
 
 from runtime.clock import utcnow
 from runtime.kafka import end_offsets, follow, partition_of
@@ -32,6 +33,8 @@ KILL_AFTER_SIGNED = 15
 # The rest wait for the kill: on a busy machine the first signer could otherwise sign all 49 that
 # fit before the killer, reading the topic, saw 15 of them, and no partition would move.
 SUBMITTED_BEFORE_THE_KILL = 30
+
+pytestmark = pytest.mark.kafka  # a partition moved by a kill: on the broker `warden up` runs (tests/stack/conftest.py)
 
 
 def test_a_signer_killed_mid_stream_hands_its_partition_over_with_the_spend(fresh_stack):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -29,6 +30,8 @@ from tests.support import make_agent
 AGENT = "agent-changelog-forger"
 ALLOWED = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 FORBIDDEN = "0x000000000000000000000000000000000000bad0"
+
+pytestmark = pytest.mark.kafka  # a worker killed and restored: on the broker `warden up` runs (tests/stack/conftest.py)
 
 
 def _intent(key, to: str):
