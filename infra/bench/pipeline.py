@@ -125,7 +125,8 @@ async def _measure(
     """One measured run: warm up, submit ``count`` intents at ``rate`` a second (0: as fast as
     they go; ``mode.awaited``: each once the one before has its outcome), wait for their outcomes,
     and report throughput, latency, stages and CPU."""
-    warmup, intents = await _bench_intents(settings, agents, count)
+    provisioned = await provision_agents(settings, agents)
+    warmup, intents = _bench_intents(provisioned, count)
     # The outcomes an agent's SDK client reads (sdk.client.OUTCOME_TOPICS), and nothing more: a
     # reader that also took the approvals would have its fetches answered at every approval, which
     # lines its next fetch up badly with the signature that follows a few ms later (seen: signed
@@ -134,7 +135,7 @@ async def _measure(
     run = BenchRun(wanted={i.intent_id for i in intents} | {i.intent_id for i in warmup}, window=mode.window)
     watcher = asyncio.create_task(run.watch(settings, start))
     with profiling(mode.profile, pids, progress):
-        await _submit(settings, run, warmup, intents, rate, progress, pids, mode.awaited)
+        await _submit(settings, run, warmup, intents, rate, progress, pids, provisioned if mode.awaited else None)
     deadline = time.time() + 300
     while not watcher.done() and time.time() < deadline:
         await asyncio.sleep(0.5)
@@ -155,11 +156,10 @@ def bench_intent(agents: list[tuple[str, Ed25519PrivateKey]], n: int) -> Transac
     return new_intent(key, agent_id=agent_id, **SIGN_ONLY)
 
 
-async def _bench_intents(settings: Settings, agents: int, count: int) -> tuple[list, list]:
-    """Provision the agents and sign their intents, round-robin over them: ten warm-up intents an
+def _bench_intents(provisioned: list[tuple[str, Ed25519PrivateKey]], count: int) -> tuple[list, list]:
+    """The provisioned agents' intents, signed round-robin over them: ten warm-up intents an
     agent, then the ``count`` measured ones."""
-    provisioned = await provision_agents(settings, agents)
-    warmup = [bench_intent(provisioned, n) for n in range(agents * 10)]
+    warmup = [bench_intent(provisioned, n) for n in range(len(provisioned) * 10)]
     return warmup, [bench_intent(provisioned, n) for n in range(count)]
 
 
@@ -273,11 +273,20 @@ def _window_line(run: BenchRun, window: list, done: int) -> str:
 
 
 async def _submit(
-    settings: Settings, run: BenchRun, warmup: list, intents: list, rate: int, progress, pids, awaited: bool = False
+    settings: Settings,
+    run: BenchRun,
+    warmup: list,
+    intents: list,
+    rate: int,
+    progress,
+    pids,
+    awaited: list[tuple[str, Ed25519PrivateKey]] | None = None,
 ) -> None:
     """Submit the warm-up intents and wait for their outcomes; then read the clocks and submit the
     measured intents, paced at ``rate`` a second (0: unpaced), or each once the one before has its
-    outcome (``awaited``, reading the CPU every ``run.window`` intents)."""
+    outcome (``awaited``: the agents, reading the CPU every ``run.window`` intents). An awaited
+    run signs each intent as it sends it: one signed at the start would be past the 600 s an
+    intent stays valid after ten minutes of them."""
     count = len(intents)
     async with Client(settings) as client:
         await warm_up(client, run, warmup, progress)
@@ -288,6 +297,10 @@ async def _submit(
         for n, intent in enumerate(intents):
             if rate:
                 await pace(began, n, rate)
+            if awaited:
+                run.wanted.discard(intent.intent_id)
+                intent = intents[n] = bench_intent(awaited, n)
+                run.wanted.add(intent.intent_id)
             run.sent_at[intent.intent_id] = time.time()
             await client.submit(intent)
             if awaited:
@@ -497,7 +510,7 @@ def idle(seconds: float, storage: str, progress, profile: Path | None = None, se
 async def _warmed(settings: Settings, progress) -> None:
     """One agent provisioned and its ten warm-up intents answered: every process has done its
     first work (connections, caches) before the stack is left alone."""
-    warmup, _ = await _bench_intents(settings, 1, 0)
+    warmup, _ = _bench_intents(await provision_agents(settings, 1), 0)
     start = await end_offsets(settings, OUTCOME_TOPICS)
     run = BenchRun(wanted={i.intent_id for i in warmup})
     watcher = asyncio.create_task(run.watch(settings, start))
