@@ -1,6 +1,7 @@
 """`warden bench broker-check` runs each check against a broker of its own and leaves nothing behind:
-no PostgreSQL, no Tansu, no Kafka node, no temporary directory, whether its broker started or not; and
-Apache Kafka, the durable stack's broker, serves every check."""
+no PostgreSQL, no Tansu, no temporary directory, whether its broker started or not. Its Kafka checks
+(`--storage kafka`) are run by hand (docs/benchmarks.md): the durable stack's tests meet Kafka, and one
+more Kafka node here was 30 s of the suite's 12 minutes."""
 
 from __future__ import annotations
 
@@ -59,14 +60,3 @@ def test_checks_name_what_they_saw_and_leave_nothing_behind(capsys):
         row["fetch_ms_p50"] > 0 and row["cpu_ms_per_fetch"] >= 0 <= row["idle_cpu_ms_per_fetch"]
         for row in memory["rows"]
     )
-
-
-def test_apache_kafka_serves_every_check(capsys):
-    before = leftovers()
-    code = broker_check.main(["--storage", "kafka", "--growth", "none", "--json"])
-    result = json.loads(capsys.readouterr().out)
-    assert leftovers() <= before
-    assert result["broker"].startswith("Apache Kafka 4.")
-    assert [row["check"] for row in result["checks"]][1:] == list(broker_check.CHECKS)
-    assert [row for row in result["checks"] if not row["ok"]] == []
-    assert code == 0
