@@ -270,10 +270,16 @@ class Settings:
         return self.home / "state"
 
     @property
+    def on_kafka(self) -> bool:
+        """Whether the broker is Apache Kafka: durable storage is Kafka's log; memory storage is the
+        embedded Tansu's."""
+        return self.broker_storage == "durable"
+
+    @property
     def fetch_wait_ms(self) -> int:
         if self.fetch_wait_setting is not None:
             return self.fetch_wait_setting
-        return MEMORY_FETCH_WAIT_MS if self.broker_storage == "memory" else KAFKA_FETCH_WAIT_MS
+        return KAFKA_FETCH_WAIT_MS if self.on_kafka else MEMORY_FETCH_WAIT_MS
 
     @property
     def signer_state_dir(self) -> Path:

@@ -34,7 +34,7 @@ def settle_s(settings: Settings, fetch_wait_ms: int) -> float:
     as a restore waits for "nothing more"): the embedded broker numbers a batch before it stores
     it, and on its S3 storage a later batch was served first, its record lost to a reader that did
     not wait (docs/known-limits.md); an unknown broker gets the same wait."""
-    if settings.broker_storage == "durable":
+    if settings.on_kafka:
         return 0.0
     return quiet_ms(fetch_wait_ms) / 1000
 

@@ -269,7 +269,7 @@ def service_producer(settings: Settings) -> AIOKafkaProducer:
     services with its own broker storage, which a client's environment may not name; and the
     embedded broker refuses InitProducerId, so there (and from clients) a record sent twice is
     absorbed downstream by its deterministic id."""
-    return producer(settings, idempotent=settings.broker_storage == "durable")
+    return producer(settings, idempotent=settings.on_kafka)
 
 
 async def publish(

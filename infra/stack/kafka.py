@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -240,26 +239,13 @@ async def cluster_answers(bootstrap: str, cluster: KafkaCluster) -> str | None:
     return f"nodes {missing} not registered yet" if missing else None
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def wait_for_cluster(cluster: KafkaCluster, timeout_s: float, exited: Callable[[], str | None]) -> None:
     """Until the cluster answers as itself with every node registered; ``exited()`` names a node
-    whose process has ended, which stops the wait at once."""
+    whose process has ended, which stops the wait at once. Called once each node's own process
+    listens on its ports (`infra.stack.local.wait_for_port`)."""
     deadline = time.monotonic() + timeout_s
-    why = "not listening"
+    why = "not answered"
     while time.monotonic() < deadline:
-        gone = exited()
-        if gone:
-            raise KafkaError(gone)
-        if not all(_listening(node.port) for node in cluster.nodes):
-            time.sleep(0.1)  # a client's connect to a closed port is logged as an error
-            continue
         gone = exited()
         if gone:
             raise KafkaError(gone)

@@ -332,7 +332,7 @@ class LocalStack:
         """Each address the settings have a part of the stack listen on: a durable stack's Kafka
         nodes where its home's cluster has them (`_kafka_layout`), else the first address of
         WARDEN_BROKER."""
-        cluster = kafka.load_cluster(self.settings.home) if self.settings.broker_storage == "durable" else None
+        cluster = kafka.load_cluster(self.settings.home) if self.settings.on_kafka else None
         if cluster is None:
             found = [Listener("broker", "WARDEN_BROKER", self.settings.broker.split(",")[0], "the broker")]
         else:
