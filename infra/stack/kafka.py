@@ -225,11 +225,16 @@ def class_archive(options: list[str]) -> Path:
     """Where the class-data-sharing archive for these options is (`infra.stack.kafka_classes`
     makes it), kept with the jars. Its name is a digest of what a dynamic archive must match: the
     JVM (its launcher and libjvm.so, by path, size and time), each jar (name, size, time) and the
-    options; a changed JDK, jar or option names another file, which does not exist yet."""
+    options but the system properties (``-D``, which name paths of the checkout); a changed JDK,
+    jar or option names another file, which does not exist yet. Jars by name, not path: checkouts
+    sharing one .venv share the archive (the JVM maps it from a class path elsewhere with the
+    same jars)."""
     java = Path(java_binary()).resolve()
-    files = [java, java.parent.parent / "lib" / "server" / "libjvm.so", *sorted(LIBS.glob("*.jar"))]
-    stats = [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in files if path.exists()]
-    return LIBS.parent / f"classes-{hashlib.sha256(json.dumps([stats, options]).encode()).hexdigest()[:16]}.jsa"
+    jvm = [java, java.parent.parent / "lib" / "server" / "libjvm.so"]
+    stats = [(str(path), path.stat().st_size, path.stat().st_mtime_ns) for path in jvm if path.exists()]
+    stats += [(jar.name, jar.stat().st_size, jar.stat().st_mtime_ns) for jar in sorted(LIBS.glob("*.jar"))]
+    flags = [option for option in options if not option.startswith("-D")]
+    return LIBS.parent / f"classes-{hashlib.sha256(json.dumps([stats, flags]).encode()).hexdigest()[:16]}.jsa"
 
 
 def jvm_options() -> list[str]:
