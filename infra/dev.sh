@@ -74,7 +74,7 @@ if [ ! -f "$kafka_stamp" ] || [ infra/kafka/pom.xml -nt "$kafka_stamp" ]; then
 fi
 # Its JVM's class-data-sharing archive (infra/stack/kafka_classes.py), kept with the jars, made by one
 # node's start and stop where the installed JDK, jars and JVM options have none yet (~10 s); every
-# node start maps it (about 40 % less CPU a start). Without it the nodes start as well, only slower.
+# node start maps it (about a third less CPU a start). Without it the nodes start as well, only slower.
 if command -v java >/dev/null 2>&1; then
   .venv/bin/python -m infra.stack.kafka_classes --quiet || say "no class archive for Apache Kafka's JVM (above: why); its nodes start without one"
 fi
