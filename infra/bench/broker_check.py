@@ -453,9 +453,9 @@ async def _group_check(brokers: Brokers, first_broker: str, second_broker: str, 
         if committed != 1:
             raise CheckFailed(f"offset 1 committed for {tp.topic}/{tp.partition}, the group reads back {committed}")
         back = _member(second_broker, topic, "member-b")
+        returned = time.monotonic()  # its start is part of the return: it joins the group
         await back.start()
         try:
-            returned = time.monotonic()
             again = await _until_split([a, back])
         finally:
             await back.stop()

@@ -20,16 +20,16 @@ from tests.token_support import deploy_tokens
 HERE = Path(__file__).resolve().parent
 
 
-# The longest files, longest first (a whole run's wall time per file on five workers). The xdist
+# The longest files, longest first (each file's wall time, alone or in a whole run on five workers). The xdist
 # workers take files in collection order as each becomes free (`./infra/dev.sh test` passes
 # --no-loadscope-reorder: xdist's own order is by the number of tests in a file, which started the
 # one-test files that run for minutes last): started first, the long ones run beside each other
 # and the many short files fill in behind them.
 LONGEST_FIRST = (
-    "test_broker_loss.py",
-    "test_admin_quorum.py",
     "test_node_outage.py",
+    "test_admin_quorum.py",
     "test_custody_pipeline.py",
+    "test_broker_loss.py",
     "test_supervised_stack.py",
     "test_http_api.py",
     "test_chaos.py",

@@ -522,8 +522,8 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
 
 @pytest.fixture
 def own_quorum(tmp_path_factory) -> Quorum:
-    """A stack of the test's own, admins a, b and c pinned, two needed: no agent, no signing-key
-    vault yet, and an admin set the test may change (`three_admins`)."""
+    """A stack of the test's own, admins a, b and c pinned, two needed: no agent and no
+    signing-key vault yet (`three_admins`)."""
     with three_admins(tmp_path_factory.mktemp("own-quorum-home")) as made:
         yield made
 
@@ -603,15 +603,17 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
     assert again.returncode == 0 and "key change proposed" in again.stderr, again.stderr
 
 
-def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(own_quorum, run):
+def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(quorum, run):
     """Issue 59, case 11: policy v2 was signed by a and c; then the quorum removed c. The worker
     holds v2 (it took it under the set in force then), but `agents show` judged every policy under
     today's set, showed v1, and `agents update` built a "v2" the worker refused as not newer. Now
     clients read the policy the worker holds, and update builds v3. A policy c signs after its
-    removal (with a) is one the worker refuses: clients do not take it for the one in force."""
+    removal (with a) is one the worker refuses: clients do not take it for the one in force.
+
+    On the module's stack, and its last test there: the tests before it need a, b and c in force."""
     from schemas.policy import AgentPolicy
 
-    settings, keys = own_quorum.settings, own_quorum.keys
+    settings, keys = quorum.settings, quorum.keys
     agent = "treasury-admins-changed"
     fields = dict(
         agent_id=agent,

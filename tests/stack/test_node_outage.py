@@ -22,7 +22,7 @@ import asyncio
 import os
 import signal
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from runtime.kafka import end_offsets
 from schemas import topics
@@ -58,6 +58,38 @@ async def _no_outcome_published(settings, start, ids: set[str], deadline_s: floa
     raise AssertionError(f"no intent was given up NO_OUTCOME within {deadline_s} s")
 
 
+async def _until(done, within_s: float) -> None:
+    """Until ``done()`` is true, or ``within_s`` have passed: a wait for what may not come (the
+    assertions after it say whether it did)."""
+    until = time.monotonic() + within_s
+    while time.monotonic() < until and not await done():
+        await asyncio.sleep(0.5)
+
+
+async def _discarded(settings, start, ids: set[str]) -> bool:
+    """Whether a judgement of one of ``ids`` has been discarded (`intent.judgement_discarded`)."""
+    return any(
+        event.action == AuditAction.INTENT_JUDGEMENT_DISCARDED and event.intent_id in ids
+        for raw in await read_topic(settings, topics.AUDIT_EVENTS, idle_polls=2, start=start)
+        for event in audit_events_of(raw)
+    )
+
+
+async def _answers(settings, start, ids: set[str]) -> Counter:
+    """Records about each of ``ids`` on warden.intents.rejected and warden.txs.signed."""
+    found: Counter = Counter()
+    for topic, parse in ((topics.INTENTS_REJECTED, IntentRejected), (topics.TXS_SIGNED, SignedTransaction)):
+        for raw in await read_topic(settings, topic, idle_polls=2, start=start):
+            if (intent_id := parse.from_bytes(raw).intent_id) in ids:
+                found[intent_id] += 1
+    return found
+
+
+async def _answered_each(settings, start, ids: set[str], before: Counter) -> bool:
+    now = await _answers(settings, start, ids)
+    return all(now[i] > before[i] for i in ids)
+
+
 def _outage(fresh_stack, stopped_s: float | None) -> None:
     """A burst with the node stopped in its middle: continued at the give-up (``stopped_s`` None)
     or after ``stopped_s`` seconds. Then every intent is checked for one outcome."""
@@ -87,12 +119,17 @@ def _outage(fresh_stack, stopped_s: float | None) -> None:
                 os.killpg(anvil, signal.SIGCONT)
         outcomes = await wait_outcomes(settings, burst, 180, start)
         # A judgement that was in flight at the give-up finishes once the node answers, and a
-        # second outcome would follow it within seconds (an approval, then its signature): wait.
-        await asyncio.sleep(15)
+        # second outcome would follow it within seconds (an approval, then its signature): waited
+        # for until it ends discarded, or 15 s.
+        ids = {intent.intent_id for intent in burst}
+        await _until(lambda: _discarded(settings, start, ids), 15)
         # The attack: every intent given up, copied by a keyless topic writer into an approval.
         given_up = [i for i in burst if getattr(outcomes[i.intent_id], "code", None) == Code.NO_OUTCOME]
+        copied = {intent.intent_id for intent in given_up}
+        before = await _answers(settings, start, copied)
         await direct_approvals(settings, *[(intent, policy) for intent in given_up])
-        await asyncio.sleep(10)
+        # Waited for until the signer has answered each copy (a refusal more, or a signature), or 10 s.
+        await _until(lambda: _answered_each(settings, start, copied, before), 10)
         read = {topic: await read_topic(settings, topic, start=start) for topic in WATCHED}
         return burst, outcomes, read, nonce_before, await chain_nonce(settings, address)
 
