@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS sign_only (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, cancel BLOB, cancel_by TEXT,
     open INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sign_only_open_by_agent ON sign_only (agent_id, open);
+CREATE INDEX IF NOT EXISTS sign_only_open_by_at ON sign_only (at_us) WHERE open = 1;
 CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -302,7 +303,8 @@ class SignerState:
         return [(Emit(topic, key, value), bool(current)) for topic, key, value, current in rows]
 
     def sign_only_open(self) -> list[SignOnlyRow]:
-        """Every EVM sign-only transaction whose nonce is not taken yet, oldest first."""
+        """Every EVM sign-only transaction whose nonce is not taken yet, oldest first (read through
+        an index of the open ones alone: the closed ones, however many, cost nothing here)."""
         rows = self.db.execute(
             "SELECT intent_id, agent_id, at_us, cancel, cancel_by FROM sign_only WHERE open = 1 ORDER BY at_us"
         )
