@@ -341,6 +341,8 @@ class SignerState:
                 copy[0].hold(intent_id)
 
     def _follow_hold(self, intent_id: str, agent_id: str) -> None:
+        if agent_id not in self.held_intents and agent_id not in self.spend_windows:
+            return  # nothing of the agent's is kept
         row = self.db.execute(
             "SELECT open FROM sign_only WHERE intent_id = ? AND agent_id = ?", (intent_id, agent_id)
         ).fetchone()
