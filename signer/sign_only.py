@@ -367,6 +367,8 @@ class _Reads:
 
     async def nonce(self, chain: str, address: str) -> tuple[int, int]:
         """(the chain's final block, the address's transaction count at it)."""
+        if (chain, address) in self._nonces:  # asked already in this pass: most rows' case
+            return self._final[chain], self._nonces[(chain, address)]
         node = self.node_for(chain)
         if chain not in self._final:
             self._final[chain] = max(await blocks.final_block(node, REGISTRY.get(chain)), 0)
