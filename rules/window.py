@@ -15,6 +15,7 @@ ordinary reservation again; or nothing, if another transaction took the nonce) o
 from __future__ import annotations
 
 import bisect
+from collections.abc import Set as AbstractSet
 
 WINDOW_SECONDS = 86_400
 WINDOW_US = WINDOW_SECONDS * 1_000_000
@@ -47,7 +48,7 @@ class SpendWindow:
     ``held`` names the entries that count whatever their age (`counts_at`): sign-only bytes not
     yet landed. They are kept apart from the timeline, so pruning never drops one."""
 
-    def __init__(self, entries: dict[str, tuple[int, int]] | None = None, held: frozenset[str] = frozenset()):
+    def __init__(self, entries: dict[str, tuple[int, int]] | None = None, held: AbstractSet[str] = frozenset()):
         self.entries: dict[str, tuple[int, int]] = {}
         self.held: dict[str, tuple[int, int]] = {}  # intent_id → (at, wei): counted from `at` on
         # Their total, and the latest moment one was made at: a moment after it counts them all.

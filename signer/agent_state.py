@@ -160,25 +160,38 @@ class AgentState:
         rows = self.file.db.execute("SELECT intent_id FROM sign_only WHERE agent_id = ? AND open = 1", (self.agent_id,))
         return frozenset(row[0] for row in rows)
 
-    def _native_window(self, now_us: int) -> SpendWindow:
-        windows = self.file.spend_windows
-        copy = windows.get(self.agent_id)
+    def _window(self, asset: str | None, now_us: int) -> SpendWindow:
+        """The agent's window of one asset (None: native) at ``now_us``: the copy kept in memory
+        (`SignerState.spend_windows`), read from the table the first time."""
+        copies = self.file.spend_windows.setdefault(self.agent_id, {})
+        copy = copies.get(asset)
         if copy is not None and now_us < copy[1]:  # a moment before the copy's: the table, as it is
-            return SpendWindow(self.spend_entries(now_us), self.held())
-        window = copy[0] if copy is not None else SpendWindow(self.spend_entries(now_us), self.held())
+            return self._table_window(asset, now_us)
+        window = copy[0] if copy is not None else self._table_window(asset, now_us)
         window.prune(now_us)
-        windows[self.agent_id] = (window, now_us)
+        copies[asset] = (window, now_us)
         return window
+
+    def _table_window(self, asset: str | None, now_us: int) -> SpendWindow:
+        entries = self.spend_entries(now_us) if asset is None else self.asset_entries(asset, now_us)
+        return SpendWindow(entries, self._held_now())
+
+    def _held_now(self) -> set[str]:
+        """`held`, from the copy kept in memory (`SignerState.held_intents`), read the first time."""
+        held = self.file.held_intents.get(self.agent_id)
+        if held is None:
+            held = self.file.held_intents[self.agent_id] = set(self.held())
+        return held
 
     def spent(self, now_us: int, excluding: str | None = None) -> int:
         """The agent's native spend in the window at ``now_us`` (`rules.window`), leaving out the
         intent ``excluding`` (a fee bump replaces its own reservation)."""
-        window = self._native_window(now_us)
+        window = self._window(None, now_us)
         return window.spent(now_us) - _own(window, excluding, now_us)
 
     def outstanding(self, now_us: int, excluding: str | None = None) -> int:
         """What the agent's sign-only transactions not landed yet can spend (native, wei)."""
-        window = self._native_window(now_us)
+        window = self._window(None, now_us)
         own = _own(window, excluding, now_us) if excluding in window.held else 0
         return window.outstanding(now_us) - own
 
@@ -193,7 +206,7 @@ class AgentState:
 
     def asset_spent(self, asset: str, now_us: int, excluding: str | None = None) -> int:
         """Like `spent`, for one asset (``chain:token``; the USD window's key too)."""
-        window = SpendWindow(self.asset_entries(asset, now_us), self.held())
+        window = self._window(asset, now_us)
         return window.spent(now_us) - _own(window, excluding, now_us)
 
     def policy_version(self) -> int:

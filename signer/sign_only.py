@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -79,6 +80,8 @@ class SignOnly:
         self.max_age_us = max_age_us
         self._unable: set[str] = set()  # intents whose cancellation cannot be signed here, reported once
         self._next: dict[str, int] = {}  # intent → when its row is looked at next (µs)
+        # What a look asks of the chain about each open transaction, read from its signed record once.
+        self._open: dict[str, _Open] = {}
 
     # --- an admin asks -------------------------------------------------------------------------------
 
@@ -123,7 +126,9 @@ class SignOnly:
     async def look_all(self, rows: list[SignOnlyRow], now: datetime) -> list[Emit]:
         """Each open sign-only transaction compared with the chain's final block (`look`), the
         chain's final block and each address's nonce there asked once for all of them. One whose
-        chain cannot be read is left as it is, its spend held."""
+        chain cannot be read is left as it is, its spend held. One whose nonce is not taken there
+        and that asks for no cancellation is passed over from what is kept of it in memory
+        (`_still_open`): a pass costs each open row a lookup, not a read and a parse of its record."""
         reads = _Reads(self.node_for)
         emits: list[Emit] = []
         now_us = to_us(now)
@@ -131,13 +136,33 @@ class SignOnly:
             if not self._due(row, now_us):
                 continue
             try:
-                emits += await self.look(row, now, reads)
+                if not await self._still_open(row, now_us, reads):
+                    emits += await self.look(row, now, reads)
                 self._next[row.intent_id] = now_us + sign_only.look_every_us(now_us - row.at_us)
             except (RpcError, RpcUnavailable) as exc:
                 log.warning(
                     "sign-only intent %s: the chain could not be read (%s); its spend stays held", row.intent_id, exc
                 )
         return emits
+
+    async def _still_open(self, row: SignOnlyRow, now_us: int, reads: _Reads) -> bool:
+        """Whether `look` would find the row open and do nothing: its nonce not taken at the final
+        block, and no cancellation asked, signed or due by the policy's TTL. Decided from what is
+        kept of it (`_Open`) and the pass's reads, without its signed record."""
+        kept = self._open.get(row.intent_id)
+        if kept is None:
+            raw = self.state.agent(row.agent_id).signed_record(row.intent_id)
+            if raw is None:
+                return False  # `look` says what is wrong
+            signed = SignedTransaction.from_bytes(raw)
+            kept = self._open[row.intent_id] = _Open(signed.chain, signed.from_, signed.nonce)
+        if row.cancel is not None or row.cancel_by is not None:
+            return False
+        policy = self.policies.current(row.agent_id)
+        if sign_only.ttl_expired(row.at_us, None if policy is None else policy.sign_only_ttl_s, now_us):
+            return False
+        _, count = await reads.nonce(kept.chain, kept.sender)
+        return count <= kept.nonce
 
     def _due(self, row: SignOnlyRow, now_us: int) -> bool:
         """Whether to look at a row now: at its time (`rules.sign_only.look_every_us`), or at once
@@ -210,6 +235,7 @@ class SignOnly:
                 update |= {"error": signed.error, "replaced_by": None}
         agent.sign_only_landed(signed.intent_id, to_us(now), spent, executed)
         self._next.pop(signed.intent_id, None)
+        self._open.pop(signed.intent_id, None)
         action = AuditAction.TX_FINAL if update["status"] == "cancelled" else None
         emits, _ = self.outcomes.transition(signed, {**update, "final": True}, now, action)
         return emits
@@ -321,6 +347,15 @@ class SignOnly:
         )
 
 
+class _Open(NamedTuple):
+    """Of an open sign-only transaction, what tells whether its nonce was taken: its chain, its
+    sender and its nonce."""
+
+    chain: str
+    sender: str
+    nonce: int
+
+
 class _Reads:
     """What one pass of the watch asks of the chains, asked once: each chain's final block, and
     each address's nonce at it."""
@@ -332,6 +367,8 @@ class _Reads:
 
     async def nonce(self, chain: str, address: str) -> tuple[int, int]:
         """(the chain's final block, the address's transaction count at it)."""
+        if (chain, address) in self._nonces:  # asked already in this pass: most rows' case
+            return self._final[chain], self._nonces[(chain, address)]
         node = self.node_for(chain)
         if chain not in self._final:
             self._final[chain] = max(await blocks.final_block(node, REGISTRY.get(chain)), 0)

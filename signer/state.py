@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS sign_only (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, cancel BLOB, cancel_by TEXT,
     open INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sign_only_open_by_agent ON sign_only (agent_id, open);
+CREATE INDEX IF NOT EXISTS sign_only_open_by_at ON sign_only (at_us) WHERE open = 1;
 CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
@@ -132,8 +133,11 @@ WRITES = {
 Write = tuple[str, tuple]
 # The writes that change an agent's native spend: the copy of it kept in memory follows them.
 _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled", "spend_landed"})
-# The writes that hold a sign-only transaction's spend, and that let it go: the copy follows them.
+# The writes that change an agent's spend of an asset (or of USD): the copies follow them.
+_ASSET_WRITES = frozenset({"asset_spend", "asset_raised", "assets_voided", "assets_landed"})
+# The writes that hold a sign-only transaction's spend, and that let it go: every copy follows them.
 _HOLD_WRITES = frozenset({"sign_only", "sign_only_closed"})
+_FOLLOWED = _SPEND_WRITES | _ASSET_WRITES | _HOLD_WRITES
 # Records are compact JSON (orjson), so a field appears exactly as "status":"<name>", "final":true.
 # Not final: broadcast and not decided yet, or decided at a block that is not final (a record
 # written before finality was recorded has no "final": it is looked at again too).
@@ -191,10 +195,13 @@ class SignerState:
         self._deferred: list[Write] = []
         # The writes of the open transaction, in order: what the changelog gets before `commit`.
         self._writes: list[Write] = []
-        # Each agent's native spend rows of the last 24 h as a SpendWindow, kept in step with the
-        # table by every write (`_follow_spend`), so a decision does not read the agent's whole day;
-        # and the moment each was read or pruned at (an earlier moment is asked of the table).
-        self.spend_windows: dict[str, tuple[SpendWindow, int]] = {}
+        # Each agent's spend rows of the last 24 h as SpendWindows, by asset (None: native; else an
+        # asset's or the USD window's key), kept in step with the tables by every write
+        # (`_follow_spend`), so a decision does not read the agent's whole day nor every open
+        # sign-only row; and the moment each was read or pruned at (an earlier moment is asked of
+        # the table). And each agent's open sign-only intents (`AgentState.held`), followed alike.
+        self.spend_windows: dict[str, dict[str | None, tuple[SpendWindow, int]]] = {}
+        self.held_intents: dict[str, set[str]] = {}
         self.written_bytes = 0  # roughly, their size: the signer appends before it grows too big
 
     def agent(self, agent_id: str) -> AgentState:
@@ -296,26 +303,60 @@ class SignerState:
         return [(Emit(topic, key, value), bool(current)) for topic, key, value, current in rows]
 
     def sign_only_open(self) -> list[SignOnlyRow]:
-        """Every EVM sign-only transaction whose nonce is not taken yet, oldest first."""
+        """Every EVM sign-only transaction whose nonce is not taken yet, oldest first (read through
+        an index of the open ones alone: the closed ones, however many, cost nothing here)."""
         rows = self.db.execute(
             "SELECT intent_id, agent_id, at_us, cancel, cancel_by FROM sign_only WHERE open = 1 ORDER BY at_us"
         )
         return [SignOnlyRow(*row) for row in rows]
 
     def _follow_spend(self, name: str, args: tuple) -> None:
+        """The copies in memory (`spend_windows`, `held_intents`) after one write: each set to what
+        the table now holds for the rows the write touched."""
         if name in _HOLD_WRITES:
-            copy = self.spend_windows.get(args[1])
-            if copy is not None:
-                (copy[0].hold if name == "sign_only" else copy[0].land)(args[0])
-            return
-        if name not in _SPEND_WRITES or not self.spend_windows:
-            return
-        intent_id = args[0] if name == "spend" else args[2] if name == "spend_landed" else args[1]
+            self._follow_hold(args[0], args[1])
+        elif name in _SPEND_WRITES and self.spend_windows:
+            intent_id = args[0] if name == "spend" else args[2] if name == "spend_landed" else args[1]
+            row = self.db.execute(
+                "SELECT agent_id, at_us, spend_wei FROM spend WHERE intent_id = ?", (intent_id,)
+            ).fetchone()
+            if row is not None:
+                self._put(row[0], None, intent_id, row[1], int(row[2]))
+        elif name in _ASSET_WRITES and self.spend_windows:
+            select = "SELECT agent_id, asset, at_us, units FROM asset_spend WHERE intent_id = ?"
+            if name in ("asset_spend", "asset_raised"):  # one asset's row
+                intent_id = args[0] if name == "asset_spend" else args[1]
+                rows = self.db.execute(select + " AND asset = ?", (intent_id, args[2]))
+            else:  # every asset's row of the intent (its id the last argument)
+                intent_id = args[-1]
+                rows = self.db.execute(select, (intent_id,))
+            for agent_id, asset, at_us, units in rows.fetchall():
+                self._put(agent_id, asset, intent_id, at_us, int(units))
+
+    def _put(self, agent_id: str, asset: str | None, intent_id: str, at_us: int, wei: int) -> None:
+        copy = self.spend_windows.get(agent_id, {}).get(asset)
+        if copy is not None:
+            copy[0].put(intent_id, at_us, wei)
+            if intent_id in self.held_intents.get(agent_id, ()):  # a reservation new to a held intent
+                copy[0].hold(intent_id)
+
+    def _follow_hold(self, intent_id: str, agent_id: str) -> None:
+        if agent_id not in self.held_intents and agent_id not in self.spend_windows:
+            return  # nothing of the agent's is kept
         row = self.db.execute(
-            "SELECT agent_id, at_us, spend_wei FROM spend WHERE intent_id = ?", (intent_id,)
+            "SELECT open FROM sign_only WHERE intent_id = ? AND agent_id = ?", (intent_id, agent_id)
         ).fetchone()
-        if row is not None and row[0] in self.spend_windows:
-            self.spend_windows[row[0]][0].put(intent_id, row[1], int(row[2]))
+        is_open = row is not None and row[0] == 1  # the row as it is: a write ignored changes nothing
+        held = self.held_intents.get(agent_id)
+        if held is not None:
+            (held.add if is_open else held.discard)(intent_id)
+        for window, _ in self.spend_windows.get(agent_id, {}).values():
+            (window.hold if is_open else window.land)(intent_id)
+
+    def forget_copies(self) -> None:
+        """The copies in memory (`spend_windows`, `held_intents`) read again from the tables as they are."""
+        self.spend_windows.clear()
+        self.held_intents.clear()
 
     @contextlib.contextmanager
     def intent_scope(self) -> Iterator[None]:
@@ -332,8 +373,8 @@ class SignerState:
         except BaseException:
             self.db.execute("ROLLBACK TO intent")
             self.db.execute("RELEASE intent")
-            if any(name in _SPEND_WRITES for name, _ in self._writes[written:]):
-                self.spend_windows.clear()  # read again from the table as it is now
+            if any(name in _FOLLOWED for name, _ in self._writes[written:]):
+                self.forget_copies()
             del self._writes[written:]  # rolled back: not for the changelog either
             raise
         else:
@@ -401,7 +442,7 @@ class SignerState:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
         self._writes = []
-        self.spend_windows.clear()
+        self.forget_copies()
         self.written_bytes = 0
 
     def close(self) -> None:

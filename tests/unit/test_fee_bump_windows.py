@@ -18,6 +18,7 @@ from sdk.client import new_intent
 from signer.judging import Judging
 from signer.policies import PolicyBook
 from signer.state import SignerState
+from tests.signer_record_support import record_signed
 
 AGENT = "agent-bump"
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -28,19 +29,7 @@ NOW = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
 def _signed(state: SignerState, intent_id: str, nonce: int, wei: int, assets: dict[str, int]) -> list:
     """An intent signed and committed: the writes a changelog would carry."""
     with state.intent_scope():
-        state.agent(AGENT).record_signed(
-            intent_id=intent_id,
-            record=b"{}",
-            now_us=to_us(NOW),
-            chain="anvil",
-            address="0x00000000000000000000000000000000000000aa",
-            nonce=nonce,
-            spend_wei=wei,
-            counts=True,
-            policy_version=1,
-            idempotency_slot=None,
-            assets=assets,
-        )
+        record_signed(state.agent(AGENT), intent_id, now_us=to_us(NOW), wei=wei, nonce=nonce, assets=assets)
     writes = state.writes
     state.commit()
     return writes

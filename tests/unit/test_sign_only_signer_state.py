@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from rules.prices import USD
 from signer.state import SignerState
+from tests.signer_record_support import record_signed
 
 AGENT = "agent-sign-only"
 TOKEN = "anvil:0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -17,19 +18,14 @@ AT = 1_795_000_000 * US
 
 def _signed(state: SignerState, intent_id: str, wei: int, held: bool) -> list:
     with state.intent_scope():
-        state.agent(AGENT).record_signed(
-            intent_id=intent_id,
-            record=b'{"final":true,"status":"sign_only"}',
+        record_signed(
+            state.agent(AGENT),
+            intent_id,
             now_us=AT,
-            chain="anvil",
-            address="0x00000000000000000000000000000000000000aa",
-            nonce=0,
-            spend_wei=wei,
-            counts=True,
-            policy_version=1,
-            idempotency_slot=None,
+            wei=wei,
             assets={USD: 7, TOKEN: 3},
             held=held,
+            record=b'{"final":true,"status":"sign_only"}',
         )
     writes = state.writes
     state.commit()
