@@ -133,10 +133,13 @@ async def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]
         parts = await partitions(consumer, topic_names)
         starts = await consumer.beginning_offsets(parts)
         ends = await fetched_ends(consumer, parts)
+        # One request for every partition's committed offset: `consumer.committed` asks once a
+        # partition, and a worker asks every LAG_EVERY_S (aiokafka keeps no public way to this).
+        committed = await consumer._coordinator.fetch_committed_offsets(parts)
         per_topic: dict[str, int] = {}
         for tp in parts:
-            committed = await consumer.committed(tp)
-            behind = ends[tp] - (starts[tp] if committed is None else committed)
+            done = committed.get(tp)
+            behind = ends[tp] - (starts[tp] if done is None else done.offset)
             per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, behind)
         return per_topic
     finally:
