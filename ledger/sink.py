@@ -238,7 +238,10 @@ class _Sink:
             self.notices.append(offsets_unread_event(gap, utcnow()))
         self.gaps.read_past.clear()
         records = [(tp.partition, m.offset, m.value, m.headers) for tp, messages in gathered.items() for m in messages]
-        # In a thread: an unknown key id makes the pinned keys read their files.
+        # In a thread: an unknown key id makes the pinned keys read their files. Nothing to check
+        # (an idle poll) reads none, and spares the thread.
+        if not records:
+            return Fetched(records, self.checks.submit(records, self.audit_keys, self.settings.max_record_bytes))
         checked = await asyncio.to_thread(self.checks.submit, records, self.audit_keys, self.settings.max_record_bytes)
         return Fetched(records, checked)
 
@@ -265,6 +268,10 @@ class _Sink:
         """Sign the checkpoints the chains owe; ``closing``: every chain with a row no checkpoint
         covers yet (a sink that stops leaves no row only the chain protects, and none without a
         receipt)."""
+        interval = timedelta(0) if closing else self.options.checkpoint_interval
+        # Asked here first, in memory: an idle poll owes none, and spares the thread.
+        if not self._resumed().due_checkpoints(now, self.options.checkpoint_every, interval):
+            return
         signed = await asyncio.to_thread(
             sign_checkpoints,
             self.store,
@@ -273,7 +280,7 @@ class _Sink:
             self.log_name,
             now,
             self.options.checkpoint_every,
-            timedelta(0) if closing else self.options.checkpoint_interval,
+            interval,
         )
         for cp in signed:
             self.unpublished.append((cp, await self.witnessed(cp, now)))
@@ -343,7 +350,9 @@ async def run_sink(
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=options.poll_ms,
+        # On Apache Kafka a waiting fetch is answered as soon as a record arrives: a long wait costs
+        # the ledger no lag, and spares an idle stack a fetch every poll.
+        fetch_max_wait_ms=settings.fetch_wait_ms if settings.on_kafka else options.poll_ms,
         max_partition_fetch_bytes=settings.max_message_bytes,
     )
     producer = new_producer(settings)

@@ -124,9 +124,12 @@ class LedgerSettings:
 
 
 # The fetch wait on Apache Kafka (durable storage) unless set: Kafka answers a waiting fetch as soon
-# as a record arrives, so a longer wait costs no latency and spares the broker empty fetches.
-KAFKA_FETCH_WAIT_MS = 500
+# as a record arrives, so a longer wait costs no latency; it only sets how often an idle consumer
+# asks. Below the group session timeout (10 s) and far below aiokafka's request timeout (40 s).
+KAFKA_FETCH_WAIT_MS = 5_000
 MEMORY_FETCH_WAIT_MS = 50
+# The fetch wait of a reader that moves from partition to partition (`Settings.seek_fetch_wait_ms`).
+KAFKA_SEEK_FETCH_WAIT_MS = 200
 
 
 @dataclass(frozen=True)
@@ -202,14 +205,11 @@ class Settings:
     # group, so the first blob transaction does not stop its loop that long; with this set it loads
     # at the first blob instead. For many short-lived signers that sign no blob (the test suite).
     kzg_setup_at_first_blob: bool = field(default_factory=lambda: _flag("WARDEN_KZG_SETUP_AT_FIRST_BLOB"))
-    # How long a fetch waits at the broker when no record is ready, where an intent waits on it
-    # (the streams worker, the signer, a client's outcomes). The embedded broker holds such a
-    # fetch this long even when a record arrives meanwhile, so it is a floor on every hop; but
-    # each empty fetch costs CPU (docs/benchmarks.md: the broker rows). The libraries' defaults
-    # (aiokafka's 500) would put seconds on every intent.
-    # Unset: 10 ms on the embedded broker's memory storage, 500 on its S3 storage, where Tansu
-    # answers a fetch that needs an S3 read only if the wait covers that read: a reader with a short
-    # wait can be stuck, empty fetch after empty fetch, on records the broker holds.
+    # How long a fetch waits at the broker when no record is ready. The embedded broker holds such
+    # a fetch this long even when a record arrives meanwhile, so there it is a floor on every hop,
+    # and each empty fetch costs CPU (docs/benchmarks.md: the broker rows). Apache Kafka answers as
+    # soon as a record arrives, so there the wait only sets how often an idle consumer asks.
+    # Unset: MEMORY_FETCH_WAIT_MS on the embedded broker, KAFKA_FETCH_WAIT_MS on Apache Kafka.
     fetch_wait_setting: int | None = field(default_factory=lambda: _opt_ms("WARDEN_FETCH_WAIT_MS"))
     # Prometheus metrics: a port, "0" (any free one, written under $WARDEN_HOME/run) or "off".
     metrics_port: str = field(default_factory=lambda: _env("WARDEN_METRICS_PORT", "0"))
@@ -280,6 +280,14 @@ class Settings:
         if self.fetch_wait_setting is not None:
             return self.fetch_wait_setting
         return KAFKA_FETCH_WAIT_MS if self.on_kafka else MEMORY_FETCH_WAIT_MS
+
+    @property
+    def seek_fetch_wait_ms(self) -> int:
+        """The fetch wait of a reader that seeks to another partition while it reads (a changelog
+        owner reading its appends back). Kafka answers a connection's requests in order, and aiokafka
+        sends no fetch to a broker while one to it is in flight, so the seek's fetch waits for the
+        fetch in flight to end: at most this long, not `fetch_wait_ms`."""
+        return min(self.fetch_wait_ms, KAFKA_SEEK_FETCH_WAIT_MS) if self.on_kafka else self.fetch_wait_ms
 
     @property
     def signer_state_dir(self) -> Path:

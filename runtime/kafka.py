@@ -133,10 +133,13 @@ async def group_lag(settings: Settings, group: str, topic_names: tuple[str, ...]
         parts = await partitions(consumer, topic_names)
         starts = await consumer.beginning_offsets(parts)
         ends = await fetched_ends(consumer, parts)
+        # One request for every partition's committed offset: `consumer.committed` asks once a
+        # partition, and a worker asks every LAG_EVERY_S (aiokafka keeps no public way to this).
+        committed = await consumer._coordinator.fetch_committed_offsets(parts)
         per_topic: dict[str, int] = {}
         for tp in parts:
-            committed = await consumer.committed(tp)
-            behind = ends[tp] - (starts[tp] if committed is None else committed)
+            done = committed.get(tp)
+            behind = ends[tp] - (starts[tp] if done is None else done.offset)
             per_topic[tp.topic] = per_topic.get(tp.topic, 0) + max(0, behind)
         return per_topic
     finally:
@@ -148,7 +151,7 @@ async def follow(
     topic_names: tuple[str, ...],
     start: dict[TopicPartition, int] | None = None,
     caught_up: asyncio.Event | None = None,
-    fetch_max_wait_ms: int = 500,
+    fetch_max_wait_ms: int | None = None,
     keys: Collection[str] | None = None,
 ) -> AsyncIterator[tuple[str, bytes]]:
     """Every record on the topics from ``start`` (default: the beginning), as (topic, value),
@@ -156,7 +159,9 @@ async def follow(
     ``caught_up`` is set once every record that was on the topics when following began has
     been yielded (for a process that must know the whole topic before it acts).
     ``fetch_max_wait_ms``: ``settings.fetch_wait_ms`` for a reader someone waits on (a client's
-    outcomes); background readers keep aiokafka's 500 and spare the broker empty fetches.
+    outcomes); unset (a background reader), aiokafka's 500 on the embedded broker, which spares it
+    empty fetches, and ``settings.fetch_wait_ms`` on Apache Kafka, which answers a waiting fetch as
+    soon as a record arrives.
     ``keys``: read only the partitions records with these keys land in (an agent's client
     waiting on its own outcomes), not every agent's records; other keys sharing those
     partitions are still yielded."""
@@ -169,10 +174,18 @@ async def follow_records(
     topic_names: tuple[str, ...],
     start: dict[TopicPartition, int] | None = None,
     caught_up: asyncio.Event | None = None,
-    fetch_max_wait_ms: int = 500,
+    fetch_max_wait_ms: int | None = None,
     keys: Collection[str] | None = None,
 ) -> AsyncIterator[ConsumerRecord | None]:
-    """`follow`, yielding whole records (headers too), and None where it yields ("", b"")."""
+    """`follow`, yielding whole records (headers too), and None where it yields ("", b"").
+
+    Caught up: every position reached the end listed when following began. On Apache Kafka that is
+    enough (the listed end is the high watermark, every offset below it stored, and the position
+    passes transaction markers and compacted offsets too). The embedded broker's listed end can
+    trail its last record by far, so there a fetch must also have found nothing more for a quiet
+    period (`quiet_ms`)."""
+    if fetch_max_wait_ms is None:
+        fetch_max_wait_ms = settings.fetch_wait_ms if settings.on_kafka else 500
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker, enable_auto_commit=False, fetch_max_wait_ms=fetch_max_wait_ms
     )
@@ -181,6 +194,9 @@ async def follow_records(
         parts = await partitions(consumer, topic_names)
         if keys is not None:
             parts = keyed_partitions(parts, keys)
+        # Listed before any fetch: Kafka answers a connection's requests in order, so a listing
+        # asked while a fetch waits at the broker would wait as long.
+        ends = await consumer.end_offsets(parts) if caught_up is not None else {}
         consumer.assign(parts)
         resume_at = start or {}
         from_start = [tp for tp in parts if tp not in resume_at]
@@ -191,17 +207,9 @@ async def follow_records(
             # All at once: one partition at a time, each waited for the fetch of the ones before it
             # (the fetch wait at the broker, ~0.5 s), seconds for a reader of a few topics.
             await consumer.seek_to_beginning(*from_start)
-        ends = await consumer.end_offsets(parts) if caught_up is not None else {}
-        quiet_s, quiet_since = quiet_ms(fetch_max_wait_ms) / 1000, time.monotonic()
+        quiet_s = 0.0 if settings.on_kafka else quiet_ms(fetch_max_wait_ms) / 1000
+        quiet_since = time.monotonic()
         while True:
-            batch = await consumer.getmany(timeout_ms=200)
-            if batch:
-                quiet_since = time.monotonic()
-            for messages in batch.values():
-                for msg in messages:
-                    yield msg
-            # Past the ends the broker reported, and a fetch found nothing more: Tansu's reported
-            # end can trail its last record by far (on S3 storage), so the ends alone are not enough.
             if (
                 caught_up is not None  # ends is empty without it
                 and ends
@@ -210,6 +218,12 @@ async def follow_records(
             ):
                 ends = {}
                 caught_up.set()
+            batch = await consumer.getmany(timeout_ms=200)
+            if batch:
+                quiet_since = time.monotonic()
+            for messages in batch.values():
+                for msg in messages:
+                    yield msg
             if not batch:
                 yield None
     finally:

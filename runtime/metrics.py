@@ -14,7 +14,7 @@ port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so th
 | `warden_txs_total` | counter | status | signer: each transaction status it reported (the lifecycle's: signer/lifecycle.py) |
 | `warden_signer_queue_depth` | gauge | | signer: transactions awaiting a receipt |
 | `warden_finality_violations_total` | counter | chain | signer: final transactions the chain no longer held (put right: sent again; each also a `tx.finality_violated` audit event) |
-| `warden_consumer_lag` | gauge | component | streams worker (its group's committed offsets, every 5 s), signer, ledger sink (their position): records behind on their input topics |
+| `warden_consumer_lag` | gauge | component | streams worker (its group's committed offsets, every 15 s), signer, ledger sink (their position): records behind on their input topics |
 | `warden_ledger_appended_total` | counter | | ledger sink: audit events appended |
 | `warden_ledger_append_lag` | gauge | | ledger sink: audit records on the topic past the last one whose events are all in the ledger (a redelivery of held events is not lag) |
 | `warden_ledger_redelivered_events_total` | counter | | ledger sink: audit events read again that the ledger held already (no row added) |

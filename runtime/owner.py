@@ -163,7 +163,7 @@ class PartitionOwner(ConsumerRebalanceListener):
             bootstrap_servers=settings.broker,
             enable_auto_commit=False,
             auto_offset_reset="none",
-            fetch_max_wait_ms=settings.fetch_wait_ms,
+            fetch_max_wait_ms=settings.seek_fetch_wait_ms,
             max_partition_fetch_bytes=settings.max_message_bytes,
         )
 
@@ -382,14 +382,31 @@ class PartitionOwner(ConsumerRebalanceListener):
         return held
 
     async def _read_to_quiet(self, starts: dict[int, int]) -> dict[int, list[tuple[int, bytes]]]:
-        """(offset, value) of each partition's records from its start until every partition's fetch
-        answered and nothing new came for a quiet period. Not to the end the broker reports: Tansu's
-        reported end can trail its last record by far (seen: 11 listed for 40 records). A record
+        """(offset, value) of each partition's records from its start: on Apache Kafka to the end it
+        lists now (its high watermark: every offset below it stored); on the embedded broker until
+        every partition's fetch answered and nothing new came for a quiet period, not to the end it
+        lists, which can trail its last record by far (seen: 11 listed for 40 records). A record
         appended meanwhile is found by the next append, whose check then finds that it did not
         hold. Offsets the position passed with no record are holes (`_settle`)."""
-        got, passed = await self._fetch(starts)
+        if self.settings.on_kafka:
+            got, passed = await self._fetch_to_listed_ends(starts)
+        else:
+            got, passed = await self._fetch(starts)
         got = await self._settle(starts, got, passed)
         return {partition: sorted(records.items()) for partition, records in got.items()}
+
+    async def _fetch_to_listed_ends(self, starts: dict[int, int]) -> tuple[dict[int, dict[int, bytes]], dict[int, int]]:
+        """`_fetch` to the ends the broker lists now; a partition already there is not fetched."""
+        tps = {partition: TopicPartition(self.topic, partition) for partition in starts}
+        listed = await self.reader.end_offsets(list(tps.values()))
+        behind = {partition: start for partition, start in starts.items() if listed[tps[partition]] > start}
+        got: dict[int, dict[int, bytes]] = {partition: {} for partition in starts}
+        passed = dict(starts)
+        if behind:
+            fetched, reached = await self._fetch(behind, ends={p: listed[tps[p]] - 1 for p in behind})
+            got.update(fetched)
+            passed.update(reached)
+        return got, passed
 
     async def _read(self, partition: int, start: int, last: int) -> list[tuple[int, bytes]]:
         """(offset, value) of every one of the partition's records from ``start`` through ``last``:
@@ -416,9 +433,9 @@ class PartitionOwner(ConsumerRebalanceListener):
             for partition, records in got.items()
             if (gaps := self.holes.unknown(partition, missing(starts[partition], passed[partition], records)))
         }
-        until = time.monotonic() + settle_s(self.settings, self.settings.fetch_wait_ms)
+        until = time.monotonic() + settle_s(self.settings, self.settings.seek_fetch_wait_ms)
         while unsure and time.monotonic() < until:
-            await asyncio.sleep(self.settings.fetch_wait_ms / 1000)
+            await asyncio.sleep(self.settings.seek_fetch_wait_ms / 1000)
             firsts = {partition: gaps[0] for partition, gaps in unsure.items()}
             again, _ = await self._fetch(firsts, ends=firsts)
             for partition, records in again.items():
@@ -443,7 +460,7 @@ class PartitionOwner(ConsumerRebalanceListener):
         tps = {partition: TopicPartition(self.topic, partition) for partition in starts}
         got: dict[int, dict[int, bytes]] = {partition: {} for partition in starts}
         passed = dict(starts)
-        quiet_s = quiet_ms(self.settings.fetch_wait_ms) / 1000
+        quiet_s = quiet_ms(self.settings.seek_fetch_wait_ms) / 1000
         began_ms = time.time() * 1000  # aiokafka stamps each fetch answer in epoch ms
         heard = dict.fromkeys(starts, began_ms)  # each partition's last fetch answer
         waits, quiet_since = Backoff(READ_TIMEOUT_S), time.monotonic()

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS sign_only (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, cancel BLOB, cancel_by TEXT,
     open INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sign_only_open_by_agent ON sign_only (agent_id, open);
+-- The watch's question every WATCH_EVERY_S (`sign_only_open`): the open ones, not every one ever signed.
 CREATE INDEX IF NOT EXISTS sign_only_open_by_at ON sign_only (at_us) WHERE open = 1;
 CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);

@@ -59,9 +59,10 @@ log = logging.getLogger("warden.streams")
 # Offsets are committed at most this often while records flow, and at once when a poll finds
 # nothing: the changelog, not the offset, is what makes a redelivered record get the same answer.
 COMMIT_EVERY_S = 1.0
-# How often the timers run: the approval deadlines' reminders, and the lag metric.
+# How often the timers run: the approval deadlines' reminders, and the lag metric (as often as
+# Prometheus scrapes it, prometheus.yml: each report opens a consumer and asks the group's offsets).
 REMIND_EVERY_S = 1.0
-LAG_EVERY_S = 5.0
+LAG_EVERY_S = 15.0
 # The most records one batch decides before its writes are appended and its outputs sent: a
 # burst's lot, whose audit events leave joined per agent and whose records share requests.
 MAX_BATCH = 500
@@ -207,7 +208,7 @@ class Worker(ConsumerRebalanceListener):
             tasks += [
                 asyncio.create_task(self.redeliver(), name="redelivery"),
                 asyncio.create_task(self.every(REMIND_EVERY_S, self.remind_deadlines), name="deadlines"),
-                asyncio.create_task(self.every(LAG_EVERY_S, self.report_lag), name="lag"),
+                asyncio.create_task(self.every(LAG_EVERY_S, self.report_lag, at_once=True), name="lag"),
             ]
             await self.decide_until(stop, tasks)
         finally:
@@ -330,7 +331,10 @@ class Worker(ConsumerRebalanceListener):
 
     # -- timers and tasks -----------------------------------------------------------------------
 
-    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+    async def every(self, interval_s: float, job: Callable[[], Awaitable[None]], at_once: bool = False) -> None:
+        """``job`` every ``interval_s``; ``at_once``: first when started (a metric there from the start)."""
+        if at_once:
+            await job()
         while True:
             await asyncio.sleep(interval_s)
             await job()

@@ -169,6 +169,10 @@ def properties(settings: Settings, cluster: KafkaCluster, node: KafkaNode) -> di
         "share.coordinator.state.topic.min.isr": min_insync,
         # Warden's groups are static members that all start at once: no wait for more to join.
         "group.initial.rebalance.delay.ms": "0",
+        # The active controller appends a no-op record to the metadata log this often when nothing
+        # else changes (default 500 ms), and every node loads each one: an idle node's main work.
+        # It only tells a node that the metadata log it follows is still current; nothing waits on it.
+        "metadata.max.idle.interval.ms": "5000",
     }
 
 

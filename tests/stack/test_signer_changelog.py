@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import time
 
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import REGISTRY
 
 from infra.stack.local import LocalStack, local_settings
-from runtime.kafka import end_offsets, partition_of
+from runtime.kafka import end_offsets, follow_records, partition_of
 from runtime.metrics import metrics_file
 from runtime.owner import ChangelogGone, Fenced, PartitionOwner
 from schemas import topics
@@ -542,3 +543,34 @@ def test_a_copy_ahead_of_the_brokers_log_is_not_restored_past_it(broker, tmp_pat
 
     with pytest.raises(ChangelogGone, match=f"{topics.SIGNER_CHANGELOG} partition {p} no longer holds offset 40000"):
         asyncio.run(scenario())
+
+
+def test_a_follower_on_kafka_is_caught_up_at_the_listed_end_past_an_abort_marker_at_once(kafka):
+    """On Apache Kafka a follower is caught up when its positions reach the ends listed when it
+    began, with no quiet period after (which grows with the fetch wait, 5 s by default there: 10 s
+    of waiting), even where the partition's last offset is an aborted transaction's marker, which
+    no consumer is given a record for."""
+    settings = dataclasses.replace(kafka, fetch_wait_setting=None)  # Kafka's own wait, not the suite's
+    topic = topics.SIMULATIONS_RESULTS  # no other test here writes it (and it is not compacted: no key needed)
+
+    async def scenario() -> float:
+        await abort_a_transaction(settings.broker, topic, 0)
+        caught_up = asyncio.Event()
+        started = time.monotonic()
+        following = asyncio.create_task(_drain(follow_records(settings, (topic,), caught_up=caught_up)))
+        try:
+            await asyncio.wait_for(caught_up.wait(), timeout=15)
+            return time.monotonic() - started
+        finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+
+    assert settings.fetch_wait_ms >= 5_000
+    took = asyncio.run(scenario())
+    assert took < 3, f"caught up after {took:.1f} s"
+
+
+async def _drain(records) -> None:
+    async for _ in records:
+        pass

@@ -7,7 +7,7 @@ import dataclasses
 from infra.cli import main
 from infra.stack import kafka
 from infra.stack.local import LocalStack, StackError
-from runtime.config import KAFKA_FETCH_WAIT_MS, MEMORY_FETCH_WAIT_MS, Settings
+from runtime.config import KAFKA_FETCH_WAIT_MS, KAFKA_SEEK_FETCH_WAIT_MS, MEMORY_FETCH_WAIT_MS, Settings
 
 
 def test_the_fetch_wait_defaults_by_broker():
@@ -15,6 +15,9 @@ def test_the_fetch_wait_defaults_by_broker():
     kafka = dataclasses.replace(memory, broker_storage="durable")
     assert (memory.fetch_wait_ms, kafka.fetch_wait_ms) == (MEMORY_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS)
     assert dataclasses.replace(kafka, fetch_wait_setting=20).fetch_wait_ms == 20
+    # A reader that seeks from partition to partition keeps a short wait on Kafka only.
+    assert (memory.seek_fetch_wait_ms, kafka.seek_fetch_wait_ms) == (MEMORY_FETCH_WAIT_MS, KAFKA_SEEK_FETCH_WAIT_MS)
+    assert dataclasses.replace(kafka, fetch_wait_setting=20).seek_fetch_wait_ms == 20
 
 
 def test_warden_up_refuses_a_broker_count_it_cannot_run(capsys):
