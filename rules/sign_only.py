@@ -73,7 +73,12 @@ def look_every_us(age_us: int) -> int:
 
 def ttl_expired(signed_at_us: int, ttl_s: int | None, now_us: int) -> bool:
     """Whether a sign-only transaction signed at ``signed_at_us`` is past its policy's TTL at ``now_us``."""
-    return ttl_s is not None and now_us - signed_at_us >= ttl_s * 1_000_000
+    return ttl_s is not None and signed_at_us <= ttl_signed_by_us(ttl_s, now_us)
+
+
+def ttl_signed_by_us(ttl_s: int, now_us: int) -> int:
+    """The moment at or before which a sign-only transaction signed is past a TTL of ``ttl_s`` at ``now_us``."""
+    return now_us - ttl_s * 1_000_000
 
 
 class Fate(StrEnum):

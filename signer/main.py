@@ -556,11 +556,11 @@ class Trackers:
         state = self.states.partition(partition)
         while True:
             await asyncio.sleep(sign_only.WATCH_EVERY_S)
-            rows = state.sign_only_open()
-            if not rows:
+            open_rows = state.open_sign_only()  # read from the table the first time, then followed
+            if not open_rows:
                 continue
             try:
-                emits = await self.signer.sign_only.look_all(rows, utcnow())
+                emits = await self.signer.sign_only.look_all(open_rows, utcnow())
             except Exception:  # noqa: BLE001 - the watch goes on; what it did not finish stays held, looked at again
                 log.exception("partition %d: the sign-only watch failed; its transactions stay held", partition)
                 continue

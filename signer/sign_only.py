@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -43,10 +42,11 @@ from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
 from schemas.outcomes import HumanApproval, SignedTransaction
 from signer import blocks, finality
 from signer.agent_state import AgentState
+from signer.open_sign_only import OpenSignOnly, SignOnlyRow
 from signer.outcomes import SERVICE, Outcomes, SigningRefused
 from signer.policies import PolicyBook
 from signer.signing import Signing
-from signer.state import AgentStates, SignOnlyRow
+from signer.state import AgentStates
 from signer.tracking import already_sent
 
 log = logging.getLogger("warden.signer")
@@ -79,9 +79,6 @@ class SignOnly:
         self.persist = persist
         self.max_age_us = max_age_us
         self._unable: set[str] = set()  # intents whose cancellation cannot be signed here, reported once
-        self._next: dict[str, int] = {}  # intent → when its row is looked at next (µs)
-        # What a look asks of the chain about each open transaction, read from its signed record once.
-        self._open: dict[str, _Open] = {}
 
     # --- an admin asks -------------------------------------------------------------------------------
 
@@ -123,60 +120,69 @@ class SignOnly:
 
     # --- the chain -----------------------------------------------------------------------------------
 
-    async def look_all(self, rows: list[SignOnlyRow], now: datetime) -> list[Emit]:
-        """Each open sign-only transaction compared with the chain's final block (`look`), the
-        chain's final block and each address's nonce there asked once for all of them. One whose
-        chain cannot be read is left as it is, its spend held. One whose nonce is not taken there
-        and that asks for no cancellation is passed over from what is kept of it in memory
-        (`_still_open`): a pass costs each open row a lookup, not a read and a parse of its record."""
+    async def look_all(self, open_rows: OpenSignOnly, now: datetime) -> list[Emit]:
+        """The open sign-only transactions whose fate can have changed, compared with the chain's
+        final block (`look`); the chain's final block and each address's nonce there asked once.
+        What can have changed (`signer.open_sign_only`): a row whose nonce is below its address's
+        count, asked when the address is due (`rules.sign_only.look_every_us` of its youngest
+        row); a row an admin asked to cancel (at once) or whose cancellation was signed (when its
+        address is due: it is sent again); a row past its policy's TTL (at once). Any other costs
+        nothing. One whose chain cannot be read is left as it is, its spend held, and asked again
+        at the next pass."""
         reads = _Reads(self.node_for)
-        emits: list[Emit] = []
         now_us = to_us(now)
+        due, chosen = await self._due_addresses(open_rows, now_us, reads)
+        for intent_id in list(open_rows.cancels):
+            row = open_rows.rows[intent_id]
+            where = open_rows.where[intent_id]
+            if row.cancel is None or where is None or (where[0], where[1]) in due:
+                chosen.add(intent_id)
+        for agent_id in open_rows.agents():
+            policy = self.policies.current(agent_id)
+            if policy is not None and policy.sign_only_ttl_s is not None:
+                expired = open_rows.signed_by(agent_id, sign_only.ttl_signed_by_us(policy.sign_only_ttl_s, now_us))
+                chosen.update(i for i in expired if open_rows.rows[i].cancel is None)
+        chosen |= open_rows.unplaced
+        rows = sorted((open_rows.rows[i] for i in chosen if i in open_rows.rows), key=lambda r: (r.at_us, r.intent_id))
+        emits: list[Emit] = []
         for row in rows:
-            if not self._due(row, now_us):
-                continue
             try:
-                if not await self._still_open(row, now_us, reads):
-                    emits += await self.look(row, now, reads)
-                self._next[row.intent_id] = now_us + sign_only.look_every_us(now_us - row.at_us)
+                emits += await self.look(row, now, reads)
             except (RpcError, RpcUnavailable) as exc:
-                log.warning(
-                    "sign-only intent %s: the chain could not be read (%s); its spend stays held", row.intent_id, exc
-                )
+                self._unread(open_rows, row, exc)
         return emits
 
-    async def _still_open(self, row: SignOnlyRow, now_us: int, reads: _Reads) -> bool:
-        """Whether `look` would find the row open and do nothing: its nonce not taken at the final
-        block, and no cancellation asked, signed or due by the policy's TTL. Decided from what is
-        kept of it (`_Open`) and the pass's reads, without its signed record."""
-        kept = self._open.get(row.intent_id)
-        if kept is None:
-            raw = self.state.agent(row.agent_id).signed_record(row.intent_id)
-            if raw is None:
-                return False  # `look` says what is wrong
-            signed = SignedTransaction.from_bytes(raw)
-            kept = self._open[row.intent_id] = _Open(signed.chain, signed.from_, signed.nonce)
-        if row.cancel is not None or row.cancel_by is not None:
-            return False
-        policy = self.policies.current(row.agent_id)
-        if sign_only.ttl_expired(row.at_us, None if policy is None else policy.sign_only_ttl_s, now_us):
-            return False
-        _, count = await reads.nonce(kept.chain, kept.sender)
-        return count <= kept.nonce
+    async def _due_addresses(
+        self, open_rows: OpenSignOnly, now_us: int, reads: _Reads
+    ) -> tuple[set[tuple[str, str]], set[str]]:
+        """(the addresses due now whose count was read, the rows of theirs whose nonce it shows taken)."""
+        due: set[tuple[str, str]] = set()
+        taken: set[str] = set()
+        for key, address in list(open_rows.addresses.items()):
+            if now_us < address.next_us:
+                continue
+            try:
+                _, count = await reads.nonce(*key)
+            except (RpcError, RpcUnavailable) as exc:
+                log.warning(
+                    "sign-only transactions of %s on %s: the chain could not be read (%s); their spend stays held",
+                    key[1],
+                    key[0],
+                    exc,
+                )
+                continue
+            address.next_us = now_us + sign_only.look_every_us(now_us - address.newest_at_us)
+            due.add(key)
+            taken.update(open_rows.taken(key, count))
+        return due, taken
 
-    def _due(self, row: SignOnlyRow, now_us: int) -> bool:
-        """Whether to look at a row now: at its time (`rules.sign_only.look_every_us`), or at once
-        when an admin asked to cancel it or its TTL passed."""
-        if row.cancel_by is not None and row.cancel is None:
-            return True
-        policy = self.policies.current(row.agent_id)
-        if (
-            row.cancel is None
-            and policy is not None
-            and sign_only.ttl_expired(row.at_us, policy.sign_only_ttl_s, now_us)
-        ):
-            return True
-        return now_us >= self._next.get(row.intent_id, 0)
+    def _unread(self, open_rows: OpenSignOnly, row: SignOnlyRow, exc: Exception) -> None:
+        """A look the chain did not answer: the spend stays held, and its address is due again at once."""
+        log.warning("sign-only intent %s: the chain could not be read (%s); its spend stays held", row.intent_id, exc)
+        where = open_rows.where.get(row.intent_id)
+        address = None if where is None else open_rows.addresses.get((where[0], where[1]))
+        if address is not None:
+            address.next_us = 0
 
     async def look(self, row: SignOnlyRow, now: datetime, reads: _Reads | None = None) -> list[Emit]:
         """One open sign-only transaction compared with the chain's final block: what to publish
@@ -234,8 +240,6 @@ class SignOnly:
                 update |= {"status": "cancelled", "to": cancel.to, "value_wei": 0, "tx_type": cancel.tx_type}
                 update |= {"error": signed.error, "replaced_by": None}
         agent.sign_only_landed(signed.intent_id, to_us(now), spent, executed)
-        self._next.pop(signed.intent_id, None)
-        self._open.pop(signed.intent_id, None)
         action = AuditAction.TX_FINAL if update["status"] == "cancelled" else None
         emits, _ = self.outcomes.transition(signed, {**update, "final": True}, now, action)
         return emits
@@ -345,15 +349,6 @@ class SignOnly:
             nonce=signed.nonce,
             **details,
         )
-
-
-class _Open(NamedTuple):
-    """Of an open sign-only transaction, what tells whether its nonce was taken: its chain, its
-    sender and its nonce."""
-
-    chain: str
-    sender: str
-    nonce: int
 
 
 class _Reads:

@@ -34,13 +34,14 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from rules.window import SpendWindow
 from runtime.kafka import partition_of
 from schemas import topics
 from schemas.emit import Emit
 from signer.agent_state import AgentState
+from signer.open_sign_only import OpenSignOnly, SignOnlyRow, where_of
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signed (
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS sign_only (
     intent_id TEXT PRIMARY KEY, agent_id TEXT NOT NULL, at_us INTEGER NOT NULL, cancel BLOB, cancel_by TEXT,
     open INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS sign_only_open_by_agent ON sign_only (agent_id, open);
--- The watch's question every WATCH_EVERY_S (`sign_only_open`): the open ones, not every one ever signed.
+-- The open ones, not every one ever signed: what the watch's copy is read from (`open_sign_only`).
 CREATE INDEX IF NOT EXISTS sign_only_open_by_at ON sign_only (at_us) WHERE open = 1;
 CREATE TABLE IF NOT EXISTS changelog (
     one INTEGER PRIMARY KEY CHECK (one = 0), head INTEGER NOT NULL, next INTEGER NOT NULL);
@@ -138,24 +139,16 @@ _SPEND_WRITES = frozenset({"spend", "spend_raised", "spend_settled", "spend_land
 _ASSET_WRITES = frozenset({"asset_spend", "asset_raised", "assets_voided", "assets_landed"})
 # The writes that hold a sign-only transaction's spend, and that let it go: every copy follows them.
 _HOLD_WRITES = frozenset({"sign_only", "sign_only_closed"})
-_FOLLOWED = _SPEND_WRITES | _ASSET_WRITES | _HOLD_WRITES
+# The writes that change an open sign-only row: the watch's copy (`SignerState.open_sign_only`)
+# follows them, each write's intent id at this position of its arguments.
+_SIGN_ONLY_WRITES = {"sign_only": 0, "sign_only_closed": 0, "sign_only_cancel_asked": 1, "sign_only_cancel": 1}
+_FOLLOWED = _SPEND_WRITES | _ASSET_WRITES | _HOLD_WRITES | frozenset(_SIGN_ONLY_WRITES)
 # Records are compact JSON (orjson), so a field appears exactly as "status":"<name>", "final":true.
 # Not final: broadcast and not decided yet, or decided at a block that is not final (a record
 # written before finality was recorded has no "final": it is looked at again too).
 # A sign-only transaction and its cancellation are followed from the `sign_only` table instead.
 _NOT_FINAL = """instr(record, '"final":true') = 0 AND instr(record, '"status":"sign_only"') = 0
     AND instr(record, '"status":"cancelled"') = 0"""
-
-
-class SignOnlyRow(NamedTuple):
-    """An EVM sign-only transaction whose nonce is not taken yet: its intent, agent, when it was
-    signed (µs), its cancellation's signed record once one is signed, and who asked to cancel it."""
-
-    intent_id: str
-    agent_id: str
-    at_us: int
-    cancel: bytes | None
-    cancel_by: str | None
 
 
 class AgentStates(Protocol):
@@ -203,6 +196,8 @@ class SignerState:
         # the table). And each agent's open sign-only intents (`AgentState.held`), followed alike.
         self.spend_windows: dict[str, dict[str | None, tuple[SpendWindow, int]]] = {}
         self.held_intents: dict[str, set[str]] = {}
+        # The open sign-only rows, for the watch (`open_sign_only`): read once, then followed alike.
+        self._open_sign_only: OpenSignOnly | None = None
         self.written_bytes = 0  # roughly, their size: the signer appends before it grows too big
 
     def agent(self, agent_id: str) -> AgentState:
@@ -311,9 +306,39 @@ class SignerState:
         )
         return [SignOnlyRow(*row) for row in rows]
 
+    def open_sign_only(self) -> OpenSignOnly:
+        """The open sign-only rows (`sign_only_open`) kept in memory and indexed for the watch:
+        read from the tables the first time (and after a rollback), then followed by the writes."""
+        if self._open_sign_only is None:
+            copy = OpenSignOnly()
+            rows = self.db.execute(
+                """SELECT o.intent_id, o.agent_id, o.at_us, o.cancel, o.cancel_by, s.record FROM sign_only o
+                LEFT JOIN signed s ON s.intent_id = o.intent_id WHERE o.open = 1"""
+            )
+            for *row, record in rows:
+                copy.put(SignOnlyRow(*row), where_of(record))
+            self._open_sign_only = copy
+        return self._open_sign_only
+
+    def _follow_sign_only(self, copy: OpenSignOnly, intent_id: str) -> None:
+        row = self.db.execute(
+            "SELECT intent_id, agent_id, at_us, cancel, cancel_by FROM sign_only WHERE intent_id = ? AND open = 1",
+            (intent_id,),
+        ).fetchone()
+        if row is None:
+            copy.drop(intent_id)
+            return
+        where = copy.where.get(intent_id) if intent_id in copy.rows else None
+        if where is None:
+            record = self.db.execute("SELECT record FROM signed WHERE intent_id = ?", (intent_id,)).fetchone()
+            where = where_of(None if record is None else record[0])
+        copy.put(SignOnlyRow(*row), where)
+
     def _follow_spend(self, name: str, args: tuple) -> None:
-        """The copies in memory (`spend_windows`, `held_intents`) after one write: each set to what
-        the table now holds for the rows the write touched."""
+        """The copies in memory (`spend_windows`, `held_intents`, `open_sign_only`) after one write:
+        each set to what the table now holds for the rows the write touched."""
+        if name in _SIGN_ONLY_WRITES and self._open_sign_only is not None:
+            self._follow_sign_only(self._open_sign_only, args[_SIGN_ONLY_WRITES[name]])
         if name in _HOLD_WRITES:
             self._follow_hold(args[0], args[1])
         elif name in _SPEND_WRITES and self.spend_windows:
@@ -355,9 +380,11 @@ class SignerState:
             (window.hold if is_open else window.land)(intent_id)
 
     def forget_copies(self) -> None:
-        """The copies in memory (`spend_windows`, `held_intents`) read again from the tables as they are."""
+        """The copies in memory (`spend_windows`, `held_intents`, `open_sign_only`) read again from
+        the tables as they are."""
         self.spend_windows.clear()
         self.held_intents.clear()
+        self._open_sign_only = None
 
     @contextlib.contextmanager
     def intent_scope(self) -> Iterator[None]:

@@ -165,7 +165,7 @@ class Harness:
 
     async def watch_sign_only(self, now: datetime) -> None:
         """One look of the signer's sign-only watch at ``now``, as `signer.main` runs it."""
-        self.published += await self.signer.sign_only.look_all(self.state.sign_only_open(), now)
+        self.published += await self.signer.sign_only.look_all(self.state.open_sign_only(), now)
         self.state.commit()
 
     async def sign(self, **fields) -> SignedTransaction:

@@ -7,14 +7,12 @@ a window read afresh from the tables says (`spend_entries` / `asset_entries` / `
 from __future__ import annotations
 
 from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
 
 from rules.prices import USD
 from rules.window import SpendWindow
 from signer.agent_state import AgentState
 from signer.state import SignerState
-from tests.signer_record_support import record_signed
-from tests.support import NOW_US
+from tests.signer_record_support import Operation, operations_of, record_signed, run_with_twin
 
 TOKEN = "anvil:0x5FbDB2315678afecb367f032d93F642f64180aa3"
 # A limit a fee bump's judgement counts that the intent's signing did not (a policy changed meanwhile).
@@ -107,18 +105,8 @@ def _apply(state: SignerState, op: str, agent: AgentState, n: int, at: int, wei:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    operations=st.lists(
-        st.tuples(
-            st.sampled_from(OPS),
-            st.integers(0, 5),
-            st.sampled_from(AGENTS),
-            st.sampled_from([0, 0, 10, 3_600, 40_000, 90_000, -3_600]),  # seconds on: a day passes, or goes back
-            st.integers(0, 10),
-        ),
-        max_size=50,
-    )
-)
+# Seconds on: a day passes, or goes back.
+@given(operations=operations_of(OPS, AGENTS, [0, 0, 10, 3_600, 40_000, 90_000, -3_600], 10))
 # A fee bump counts a limit the signing did not have, for an intent still held: held in that window
 # too, whether the agent's windows were read before the intent was signed (agent-a) or after
 # (agent-b). Then its tokens are voided while it is held: its asset windows count nothing of it.
@@ -135,24 +123,12 @@ def _apply(state: SignerState, op: str, agent: AgentState, n: int, at: int, wei:
     ]
 )
 def test_the_kept_windows_are_always_what_the_tables_say(tmp_path_factory, operations):
-    folder = tmp_path_factory.mktemp("kept")
-    # ``twin`` restores the same partition from its changelog: it replays each committed batch.
-    state, twin = SignerState(folder / "a.db", fsync=False), SignerState(folder / "b.db", fsync=False)
-    clock = NOW_US
-    for op, n, agent_id, step, wei in operations:
-        # The clock mostly runs forward, as a signer's does (and now and then a moment before).
-        clock += step * 1_000_000
-        if op == "commit":
-            writes = state.writes
-            state.commit()
-            twin.replay(writes)
-            twin.commit()
-            _check(twin, clock, f"{agent_id}/i-{n}")
-        elif op == "check":
-            _check(state, clock, f"{agent_id}/i-{n}")
-        else:
-            _apply(state, op, state.agent(agent_id), n, clock, wei)
-    _check(state, clock, "")
-    _check(twin, clock, "")
-    state.close()
-    twin.close()
+    # The clock mostly runs forward, as a signer's does (and now and then a moment before).
+    def apply(state: SignerState, operation: Operation, clock: int) -> None:
+        op, n, agent_id, _, wei = operation
+        _apply(state, op, state.agent(agent_id), n, clock, wei)
+
+    def check(state: SignerState, operation: Operation, clock: int) -> None:
+        _check(state, clock, f"{operation[2]}/i-{operation[1]}")
+
+    run_with_twin(tmp_path_factory.mktemp("kept"), operations, apply, check)
