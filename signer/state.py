@@ -191,7 +191,7 @@ class SignerState:
         self._writes: list[Write] = []
         # Each agent's spend rows of the last 24 h as SpendWindows, by asset (None: native; else an
         # asset's or the USD window's key), kept in step with the tables by every write
-        # (`_follow_spend`), so a decision does not read the agent's whole day nor every open
+        # (`_follow_copies`), so a decision does not read the agent's whole day nor every open
         # sign-only row; and the moment each was read or pruned at (an earlier moment is asked of
         # the table). And each agent's open sign-only intents (`AgentState.held`), followed alike.
         self.spend_windows: dict[str, dict[str | None, tuple[SpendWindow, int]]] = {}
@@ -212,7 +212,7 @@ class SignerState:
         """One named statement (`WRITES`) in the open batch transaction, kept for the changelog."""
         self._begin()
         self.db.execute(WRITES[name], args)
-        self._follow_spend(name, args)
+        self._follow_copies(name, args)
         self._writes.append((name, args))
         self.written_bytes += sum(len(a) for a in args if isinstance(a, (bytes, str))) + 16
 
@@ -227,7 +227,7 @@ class SignerState:
         self._begin()
         for name, args in writes:
             self.db.execute(WRITES[name], args)
-            self._follow_spend(name, args)
+            self._follow_copies(name, args)
 
     def changelog_position(self) -> tuple[int, int]:
         """(offset of the last changelog record applied here, -1 for none; the next offset to read)."""
@@ -334,7 +334,7 @@ class SignerState:
             where = where_of(None if record is None else record[0])
         copy.put(SignOnlyRow(*row), where)
 
-    def _follow_spend(self, name: str, args: tuple) -> None:
+    def _follow_copies(self, name: str, args: tuple) -> None:
         """The copies in memory (`spend_windows`, `held_intents`, `open_sign_only`) after one write:
         each set to what the table now holds for the rows the write touched."""
         if name in _SIGN_ONLY_WRITES and self._open_sign_only is not None:
