@@ -75,13 +75,17 @@ def _apply(state: SignerState, op: str, agent: AgentState, n: int, at: int, wei:
     # An intent id names one agent's intent: one reused by another agent is refused before anything
     # is written (`Signer.handle`, INTENT_ID_REUSED).
     intent_id = f"{agent.agent_id}/i-{n}"
+    # The signer signs an intent once (a repeat is answered from its record) and bumps or cancels
+    # only a transaction it signed.
+    signed = agent.spend_of(intent_id) is not None
     if op in ("sign_only", "sign", "sign_then_fail"):
-        _sign(state, agent, intent_id, at, wei, op)
+        if not signed:
+            _sign(state, agent, intent_id, at, wei, op)
     elif op in ("land", "land_unexecuted"):
         agent.sign_only_landed(intent_id, at, wei, executed=op == "land")
     elif op == "ask_cancel":
         agent.ask_cancel(intent_id, "by a test")
-    elif op in ("cancel", "bump"):
+    elif op in ("cancel", "bump") and signed:
         agent.record_replacement(
             intent_id=intent_id,
             tx_hash=f"0x{n:064x}",
