@@ -412,7 +412,7 @@ def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
 
 
 def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
-    from infra.cli.approvals import _change_lines
+    from sdk.pending import change_lines as _change_lines
     from sdk.changes import InForce, change_of
 
     mallory = "0x000000000000000000000000000000000000dEaD"
@@ -437,7 +437,7 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
 
 
 def test_a_chain_set_and_a_key_change_show_their_entries():
-    from infra.cli.approvals import _change_lines
+    from sdk.pending import change_lines as _change_lines
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
