@@ -153,6 +153,13 @@ class Settings:
     ledger_http: str = field(default_factory=lambda: _env("WARDEN_LEDGER_HTTP", "127.0.0.1:18123"))
     # Where `warden api` listens: the Intents API over HTTP.
     api_http: str = field(default_factory=lambda: _env("WARDEN_API_HTTP", "127.0.0.1:8780"))
+    # Where `warden console` listens: the web console.
+    console_http: str = field(default_factory=lambda: _env("WARDEN_CONSOLE_HTTP", "127.0.0.1:8790"))
+    # The origin the console's pages have in a browser (scheme, host, port): the relying party of
+    # passkey assertions, its host name their RP id. The worker and the signer believe an admin's
+    # passkey assertion only when it was made for this origin; unset, they believe none. WebAuthn
+    # takes no IP address as an RP id, so a local console is http://localhost:<port>.
+    console_origin: str | None = field(default_factory=lambda: _opt("WARDEN_CONSOLE_ORIGIN"))
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     # Where the signer runs: "auto" (SEV-SNP when the guest gives a report, else none), "sev-snp"
     # (refuse to start without a report) or "none" (never attest).
@@ -342,6 +349,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
             "WARDEN_TOPOLOGY": settings.topology,
             "WARDEN_LEDGER_HTTP": settings.ledger_http,
             "WARDEN_API_HTTP": settings.api_http,
+            "WARDEN_CONSOLE_HTTP": settings.console_http,
             "WARDEN_TEE": settings.tee,
             "WARDEN_ROOT_PROVIDER": settings.root_provider,
             "WARDEN_ALLOW_DEV_ROOT": "1" if settings.allow_dev_root else "0",
@@ -380,7 +388,12 @@ def child_environment(settings: Settings) -> dict[str, str]:
     if attestation.vcek_file:
         env["WARDEN_SEV_VCEK"] = attestation.vcek_file
     env["WARDEN_ADMIN_ID"] = settings.admin_id
-    for name, value in (("WARDEN_ADMIN_KEYS", settings.admin_keys), ("WARDEN_ADMIN_QUORUM", settings.admin_quorum)):
+    optional = (
+        ("WARDEN_ADMIN_KEYS", settings.admin_keys),
+        ("WARDEN_ADMIN_QUORUM", settings.admin_quorum),
+        ("WARDEN_CONSOLE_ORIGIN", settings.console_origin),
+    )
+    for name, value in optional:
         if value is None:
             env.pop(name, None)
         else:
