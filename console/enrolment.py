@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from webauthn import generate_registration_options, options_to_json, verify_registration_response
 from webauthn.helpers.cose import COSEAlgorithmIdentifier
@@ -34,7 +33,7 @@ from webauthn.helpers.structs import (
 
 from schemas.admins import Action
 from schemas.errors import Problem
-from schemas.passkeys import PasskeyKey, b64url, from_b64url, passkey_fingerprint
+from schemas.passkeys import PasskeyKey, RelyingParty, b64url, from_b64url, passkey_fingerprint
 
 TOKEN_TTL = timedelta(minutes=10)
 # ES256 (P-256) and EdDSA (Ed25519): what passkeys sign with, and what the verifiers take.
@@ -89,15 +88,10 @@ def read_enrol_token(key: bytes, token: str, now: datetime) -> EnrolTicket | Pro
     return EnrolTicket(admin_id, expires_at)
 
 
-def rp_id_of(origin: str) -> str:
-    """The relying party's id: the console's host name."""
-    return urlsplit(origin).hostname or ""
-
-
-def registration_options(admin_id: str, origin: str, challenge: bytes) -> str:
+def registration_options(admin_id: str, party: RelyingParty, challenge: bytes) -> str:
     """The options for ``navigator.credentials.create`` (JSON, binary fields base64url)."""
     options = generate_registration_options(
-        rp_id=rp_id_of(origin),
+        rp_id=party.rp_id,
         rp_name="Warden",
         user_name=admin_id,
         user_id=hashlib.sha256(admin_id.encode()).digest(),
@@ -122,15 +116,15 @@ class Enrolled:
         return passkey_fingerprint(self.key)
 
 
-def registration_problem(credential: str, challenge: bytes, origin: str, admin_id: str) -> Enrolled | Problem:
+def registration_problem(credential: str, challenge: bytes, party: RelyingParty, admin_id: str) -> Enrolled | Problem:
     """The passkey ``credential`` (the JSON the page made of what ``navigator.credentials.create``
-    returned) registered over ``challenge`` for ``origin``, with the user verified; or why not."""
+    returned) registered over ``challenge`` for ``party``, with the user verified; or why not."""
     try:
         verified = verify_registration_response(
             credential=credential,
             expected_challenge=challenge,
-            expected_rp_id=rp_id_of(origin),
-            expected_origin=origin,
+            expected_rp_id=party.rp_id,
+            expected_origin=list(party.origins),
             require_user_verification=True,
             supported_pub_key_algs=ALGORITHMS,
         )

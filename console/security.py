@@ -13,7 +13,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from console.sessions import Session
+from runtime.config import Settings
+from runtime.trust import console_party
 from schemas.errors import Problem
+from schemas.passkeys import RelyingParty
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -31,6 +34,18 @@ HEADERS = {
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf"
 SAFE_METHODS = ("GET", "HEAD")
+
+
+def page_party(settings: Settings, listen: str | None = None) -> RelyingParty:
+    """Whom the console's passkeys are for: the relying party the worker and the signer believe
+    (`runtime.trust.console_party`: WARDEN_CONSOLE_ORIGIN, WARDEN_CONSOLE_RP_ID), its pages served
+    at the first origin; unset, ``http://localhost:<the port it listens on>`` (WebAuthn takes a
+    host name as the relying party's id, never an IP address)."""
+    party = console_party(settings)
+    if party is not None:
+        return party
+    port = (listen or settings.console_http).rpartition(":")[2]
+    return RelyingParty("localhost", (f"http://localhost:{port}",))
 
 
 def cookie_name(origin: str) -> str:

@@ -35,7 +35,6 @@ from console.enrolment import (
     read_enrol_token,
     registration_options,
     registration_problem,
-    rp_id_of,
 )
 from console.layout import esc, page
 from console.login import Counters, logged_in, passkey_admins, request_options
@@ -48,6 +47,7 @@ from console.security import (
     change_problem,
     cookie_attributes,
     cookie_name,
+    page_party,
 )
 from console.sessions import Session, Sessions
 from runtime.clock import utcnow
@@ -77,7 +77,7 @@ class Console:
     enrolment links taken, and where its audit events go."""
 
     settings: Settings
-    origin: str
+    party: RelyingParty  # its pages' origin the first of its origins
     audit_sink: AuditSink
     now: Callable[[], datetime] = utcnow
     sessions: Sessions = field(default_factory=Sessions)
@@ -87,8 +87,8 @@ class Console:
     enrol_used: set[str] = field(default_factory=set)
 
     @property
-    def party(self) -> RelyingParty:
-        return RelyingParty(rp_id_of(self.origin), (self.origin,))
+    def origin(self) -> str:
+        return self.party.origins[0]
 
     async def record(self, action: AuditAction, resource: str, agent_id: str | None = None, **details: Any) -> None:
         """One audit event of the console's (its id unique: each login, each relay is its own)."""
@@ -279,7 +279,7 @@ async def enrol_options(request: web.Request) -> web.Response:
     token = str((await _json(request)).get("token", ""))
     ticket = _ticket(console, token)
     challenge = console.enrol_challenges[token] = uuid.uuid4().bytes + uuid.uuid4().bytes
-    return web.json_response(text=registration_options(ticket.admin_id, console.origin, challenge))
+    return web.json_response(text=registration_options(ticket.admin_id, console.party, challenge))
 
 
 async def enrol(request: web.Request) -> web.Response:
@@ -290,7 +290,7 @@ async def enrol(request: web.Request) -> web.Response:
     challenge = console.enrol_challenges.pop(token, None)
     if challenge is None:
         return web.json_response({"error": "ask for the registration options first"}, status=409)
-    enrolled = registration_problem(json.dumps(body.get("credential")), challenge, console.origin, ticket.admin_id)
+    enrolled = registration_problem(json.dumps(body.get("credential")), challenge, console.party, ticket.admin_id)
     if isinstance(enrolled, Problem):
         return web.json_response({"error": str(enrolled)}, status=403)
     console.enrol_used.add(token)
@@ -378,17 +378,17 @@ def build_app(console: Console) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, listen: str, origin: str) -> None:
+async def serve(settings: Settings, listen: str, party: RelyingParty) -> None:
     """Serve the console at ``listen`` until cancelled; the ready file says it listens."""
     sink, start, stop = kafka_audit_sink(settings)
     await start()
-    runner = web.AppRunner(build_app(Console(settings, origin, sink)), access_log=None)
+    runner = web.AppRunner(build_app(Console(settings, party, sink)), access_log=None)
     try:
         await runner.setup()
         host, _, port = listen.rpartition(":")
         await web.TCPSite(runner, host.strip("[]"), int(port)).start()
         mark_ready(settings, "console")
-        print(f"warden console: open {origin} (listening on {listen})", file=sys.stderr, flush=True)
+        print(f"warden console: open {party.origins[0]} (listening on {listen})", file=sys.stderr, flush=True)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
@@ -400,17 +400,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
-def origin_of(settings: Settings, listen: str) -> str:
-    """WARDEN_CONSOLE_ORIGIN, else http://localhost:<the port listened on>."""
-    return settings.console_origin or f"http://localhost:{listen.rpartition(':')[2]}"
-
-
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = load()
     listen = args.listen or settings.console_http
     try:
-        asyncio.run(serve(settings, listen, origin_of(settings, listen)))
+        asyncio.run(serve(settings, listen, page_party(settings, listen)))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

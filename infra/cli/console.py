@@ -9,6 +9,7 @@ import argparse
 
 from console import server
 from console.enrolment import TOKEN_TTL, enrol_key, enrol_token
+from console.security import page_party
 from infra.cli.output import add_json_flag, print_json
 from runtime.clock import utcnow
 from runtime.config import load
@@ -16,7 +17,7 @@ from runtime.config import load
 
 def cmd_enrol(args) -> int:
     settings = load()
-    origin = server.origin_of(settings, settings.console_http)
+    origin = page_party(settings).origins[0]
     link = f"{origin}/enrol/{enrol_token(enrol_key(settings.home), args.admin, utcnow())}"
     if args.json:
         print_json({"admin_id": args.admin, "link": link, "expires_in_s": int(TOKEN_TTL.total_seconds())})

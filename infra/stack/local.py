@@ -37,6 +37,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from console.security import page_party
 from evm.blobs import versioned_hash
 from infra.stack import kafka, listeners
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
@@ -717,9 +718,8 @@ class LocalStack:
 
 
 def console_origin(settings: Settings) -> str:
-    """The console's origin: WARDEN_CONSOLE_ORIGIN, else ``http://localhost:<its port>`` (WebAuthn
-    takes a host name as the relying party's id, never an IP address)."""
-    return settings.console_origin or f"http://localhost:{_host_port(settings.console_http)[1]}"
+    """Where a browser opens the console (`console.security.page_party`)."""
+    return page_party(settings).origins[0]
 
 
 def local_settings(home: Path, **overrides) -> Settings:

@@ -84,7 +84,7 @@ def _console(tmp_path, events: list[Emit]) -> Console:
     async def sink(event: Emit) -> None:
         events.append(event)
 
-    return Console(Settings(home=tmp_path), ORIGIN, sink, now=lambda: T0)
+    return Console(Settings(home=tmp_path), PARTY, sink, now=lambda: T0)
 
 
 def _run_app(console: Console, scenario) -> None:
