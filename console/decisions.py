@@ -19,6 +19,21 @@ from sdk.pending import change_lines, proposal_row
 from sdk.quorum import Gathered
 
 DECISIONS = ("approve", "deny")
+# A record's signing bytes may start with a domain and a zero byte (``warden.admins\x00``), which
+# HTML cannot carry as text: the page shows it as U+2400 (SYMBOL FOR NULL), and the page's script
+# and the relay read it back as the zero byte. A record holding U+2400 itself then reads back as
+# other bytes, whose signature the relay refuses: never as a record nobody was shown.
+ZERO_SHOWN = "\u2400"
+
+
+def shown_text(message: bytes) -> str:
+    """``message`` as the page shows it (UTF-8; the zero byte as `ZERO_SHOWN`)."""
+    return message.decode().replace("\x00", ZERO_SHOWN)
+
+
+def shown_bytes(text: str) -> bytes:
+    """The bytes a page that shows ``text`` signs (`shown_text` read back)."""
+    return text.replace(ZERO_SHOWN, "\x00").encode()
 
 
 def approval_of(parked: IntentParked, decision: str, admin_id: str, now: datetime) -> HumanApproval:
@@ -57,8 +72,10 @@ def _signing_block(kind: str, label: str, message: bytes, fields: dict[str, str]
     data = "".join(f' data-{esc(name)}="{esc(value)}"' for name, value in fields.items())
     return (
         f'<div class="sign {esc(kind)}"><p>The exact bytes your passkey signs to {esc(label)} '
-        "(its challenge is their SHA-256, computed by this page):</p>"
-        f'<pre class="bytes">{esc(message.decode())}</pre>'
+        "(its challenge is their SHA-256, computed by this page"
+        + (f"; {ZERO_SHOWN} is a zero byte" if b"\x00" in message else "")
+        + "):</p>"
+        f'<pre class="bytes">{esc(shown_text(message))}</pre>'
         f'<button class="sign-button" data-kind="{esc(kind)}"{data}>{esc(label)} with my passkey</button>'
         '<p class="result"></p></div>'
     )

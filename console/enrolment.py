@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -136,9 +137,10 @@ def registration_problem(credential: str, challenge: bytes, party: RelyingParty,
 def pin_command(enrolled: Enrolled, admins: Mapping[str, str], thresholds: Mapping[Action, int]) -> str:
     """The command that proposes the admin set in force with ``enrolled`` pinned for its admin
     (added, or in place of their key) and the same thresholds. A change of an admin's key needs
-    that admin's own signature with the key in force, so the admin whose key changes runs it."""
+    that admin's own signature with the key in force, so the admin whose key changes runs it
+    (``WARDEN_ADMIN_ID=<them>``); a new admin's is run by any admin in force, as themselves."""
     keys = {**admins, enrolled.admin_id: enrolled.key}
     quorum = ",".join(f"{action}={m}" for action, m in thresholds.items())
-    who = enrolled.admin_id if enrolled.admin_id in admins else "<an admin in force>"
+    who = f"WARDEN_ADMIN_ID={shlex.quote(enrolled.admin_id)} " if enrolled.admin_id in admins else ""
     pairs = ",".join(f"{admin}={key}" for admin, key in keys.items())
-    return f"WARDEN_ADMIN_ID={who} warden admins propose --admins '{pairs}' --quorum '{quorum}'"
+    return f"{who}warden admins propose --admins {shlex.quote(pairs)} --quorum {shlex.quote(quorum)}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from console.decisions import shown_bytes
 from runtime.admins import Admins
 from runtime.clock import utcnow
 from runtime.config import Settings
@@ -66,7 +67,7 @@ async def relay_decision(
     """``admin_id``'s decision, the `HumanApproval` whose signing bytes are ``shown``, signed by
     ``assertion``: published on warden.approvals (an approval the quorum needs more admins for:
     proposed on warden.admin.proposals), and the outcome waited for."""
-    message = shown.encode()
+    message = shown_bytes(shown)
     try:
         record = HumanApproval.model_validate_json(message)
     except ValidationError as exc:
@@ -101,7 +102,7 @@ async def relay_cosignature(
     gathered = next((g for g in proposals if g.proposal_id == proposal_id), None)
     if gathered is None:
         raise RelayRefused(f"proposal {proposal_id[:16]} is not open (in force, expired or unknown)")
-    message = shown.encode()
+    message = shown_bytes(shown)
     if gathered.record.signing_bytes() != message:
         raise RelayRefused(f"the bytes are not proposal {proposal_id[:16]}'s: reload the page and compare")
     if admin_id in gathered.signatures:

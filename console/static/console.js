@@ -78,11 +78,14 @@ async function register(button, result) {
   say(result, `passkey registered for ${done.admin_id}: not pinned until the quorum signs the change`, true);
 }
 
+// The bytes a page shows: UTF-8, the zero byte shown as U+2400 (console.decisions.shown_text).
+const shownBytes = (text) => new TextEncoder().encode(text.replaceAll("\u2400", "\u0000"));
+
 // The challenge is the SHA-256 of exactly the bytes the page shows, computed here.
 async function signShown(button, result) {
   const shown = button.parentElement.querySelector("pre.bytes").textContent;
   const me = document.getElementById("me");
-  const challenge = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(shown));
+  const challenge = await crypto.subtle.digest("SHA-256", shownBytes(shown));
   const credential = await navigator.credentials.get({
     publicKey: {
       challenge,

@@ -4,7 +4,7 @@ whose `console` process `LocalStack` started. An admin registers a passkey from 
 `warden console enrol` printed, pins it with the command the page showed, logs in with it, sees an
 intent parked with what parked it, approves it with the passkey over the bytes shown, and the
 transaction is mined on Anvil; then a proposal that swaps the admin's key is shown flagged.
-Screenshots go to the test's temporary directory (the path is printed)."""
+Screenshots go to .warden/screenshots/console-<time> in the checkout (the path is printed)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,18 @@ import json
 import re
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from infra.stack.local import DEFAULT_PARTS, console_origin, local_settings, running_stack
+from infra.stack.local import DEFAULT_PARTS, REPO, console_origin, local_settings, running_stack
 from infra.stack.provision import provision_agent
 from runtime.kafka import end_offsets
 from runtime.rpc import JsonRpc
 from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
-from schemas.admins import valid_admin_keys
+from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
 from schemas.outcomes import IntentParked
 from sdk.admin import load_or_create_admin_key
@@ -42,6 +43,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def aside(coroutine):
+    """``coroutine`` run to its end in a thread of its own: Playwright's synchronous API keeps an
+    event loop running in the test's thread, where `asyncio.run` may not start another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture(scope="module")
@@ -97,33 +105,33 @@ def _enrol(page: Page, settings, shots) -> tuple[str, str]:
     return key, command
 
 
-def _pin(settings, command: str, run) -> None:
+def _pin(settings, command: str) -> None:
     """The command the page showed, run by the admin in force: alice pinned with her passkey, and
-    the admin set's own changes needing both admins from then on."""
+    (its one change) the admin set's own changes needing both admins from then on."""
     argv = shlex.split(command)
-    assert argv[1:4] == ["warden", "admins", "propose"], command
+    assert argv[:3] == ["warden", "admins", "propose"], command  # alice is new: any admin in force proposes
     quorum = argv.index("--quorum")
     argv[quorum + 1] = "policy=1,approval=1,keys=1,chains=1,admins=2"
-    done = warden(settings, *argv[2:])
+    done = warden(settings, *argv[1:])
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 30
-    while "alice" not in run(admins_in_force(settings)).keys:
+    while "alice" not in aside(admins_in_force(settings)).keys:
         assert time.monotonic() < deadline, "alice's passkey was not pinned"
         time.sleep(0.5)
 
 
-def _park(settings, run) -> str:
+def _park(settings) -> str:
     """An intent above the agent's approval threshold, parked: its id."""
-    agent = run(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
+    agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
     intent = new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value="2", broadcast=True)
-    start = run(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
+    start = aside(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
     async def submit():
         async with Client(settings) as client:
             await (await client.submit(intent))
 
-    run(submit())
-    outcome = run(wait_outcomes(settings, [intent], 60, start, final=False))[intent.intent_id]
+    aside(submit())
+    outcome = aside(wait_outcomes(settings, [intent], 60, start, final=False))[intent.intent_id]
     assert isinstance(outcome, IntentParked)
     return intent.intent_id
 
@@ -140,21 +148,19 @@ def _mined(settings, tx_hash: str) -> dict:
         finally:
             await node.close()
 
-    return asyncio.run(receipt())
+    return aside(receipt())
 
 
-def test_an_admin_enrols_a_passkey_logs_in_and_approves_a_parked_intent_in_chromium(console_stack, run, tmp_path):
+def test_an_admin_enrols_a_passkey_logs_in_and_approves_a_parked_intent_in_chromium(console_stack):
     settings = console_stack.settings
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    # In the checkout's .warden (ignored by git), not the test's temporary directory: pytest deletes
+    # old temporary directories, and the screenshots are for people to look at after the run.
+    shots = REPO / ".warden" / "screenshots" / f"console-{time.strftime('%Y%m%dT%H%M%S')}"
+    shots.mkdir(parents=True)
     with chromium_with_passkey() as page:
-        key, command = _enrol(page, settings, shots)
-        try:
-            valid_admin_keys({"alice": key})
-        except ValueError:
-            pytest.skip("an admin set cannot pin a passkey yet (schemas.admins, branch passkey-admins)")
-        _pin(settings, command, run)
-        intent_id = _park(settings, run)
+        _key, command = _enrol(page, settings, shots)
+        _pin(settings, command)
+        intent_id = _park(settings)
 
         page.goto(console_origin(settings) + "/login")
         page.click("#login")
@@ -167,6 +173,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_a_parked_intent_in_chrom
         approve = section.locator("div.sign.approve")
         shown = approve.locator("pre.bytes").inner_text()
         assert json.loads(shown)["intent_id"] == intent_id and json.loads(shown)["admin_key_id"] == "alice"
+        _other_bytes_are_not_relayed(page, section, shown)
         approve.locator("button").click()
         result = approve.locator(".result")
         result.filter(has_text="tx_hash").wait_for(timeout=60_000)
@@ -174,10 +181,12 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_a_parked_intent_in_chrom
         (tx_hash,) = re.findall(r"tx_hash: (0x[0-9a-f]{64})", result.inner_text())
         assert int(_mined(settings, tx_hash)["status"], 16) == 1
 
-        _a_key_swap_is_flagged(page, settings, run, shots)
+        _a_key_swap_is_flagged(page, settings, shots)
+        _a_proposal_cosigned(page, settings, shots)
+    _the_ledger_believes_the_consoles_events(settings)
 
 
-def _a_key_swap_is_flagged(page: Page, settings, run, shots) -> None:
+def _a_key_swap_is_flagged(page: Page, settings, shots) -> None:
     """local-admin proposes alice's key replaced by one of theirs: the page flags it."""
     rogue = public_key_hex(load_or_create_admin_key(settings.home, "rogue"))
     local = public_key_hex(load_or_create_admin_key(settings.home, LOCAL_ADMIN_ID))
@@ -198,3 +207,64 @@ def _a_key_swap_is_flagged(page: Page, settings, run, shots) -> None:
     assert "KEY CHANGED" in section.locator(".flag").first.inner_text()
     assert "KEY CHANGED: whoever holds the new key signs as alice" in section.locator("pre.change").inner_text()
     _shoot(page, shots, "4-key-swap-flagged")
+
+
+# Signs the deny bytes with the passkey, then asks the console to relay the approve bytes with
+# that assertion: what a page (or anything between it and the console) that swaps the bytes after
+# the admin was shown them would do.
+_SWAP = """async ([shown, signed]) => {
+  const me = document.getElementById("me");
+  const challenge = await crypto.subtle.digest("SHA-256", shownBytes(signed));
+  const credential = await navigator.credentials.get({publicKey: {challenge, rpId: me.dataset.rp,
+    allowCredentials: [{type: "public-key", id: fromB64url(me.dataset.credential)}], userVerification: "required"}});
+  const response = await fetch("/decisions/relay", {method: "POST", headers: {"Content-Type": "application/json",
+    "X-CSRF-Token": csrf()}, body: JSON.stringify({bytes: shown, assertion: assertionText(credential)})});
+  return [response.status, await response.text()];
+}"""
+
+
+def _other_bytes_are_not_relayed(page: Page, section, shown: str) -> None:
+    """An assertion over other bytes (the denial's) sent with the approval's: the console relays nothing."""
+    denial = section.locator("div.sign.deny pre.bytes").inner_text()
+    status, text = page.evaluate(_SWAP, [shown, denial])
+    assert status == 403 and "does not verify" in text, (status, text)
+
+
+def _a_proposal_cosigned(page: Page, settings, shots) -> None:
+    """local-admin proposes carol as a third admin; alice cosigns it in the console: in force."""
+    carol = public_key_hex(load_or_create_admin_key(settings.home, "carol"))
+    keys = aside(admins_in_force(settings)).keys
+    pairs = ",".join(f"{admin}={key}" for admin, key in {**keys, "carol": carol}.items())
+    done = warden(settings, "admins", "propose", "--admins", pairs, "--quorum", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    proposal_id = json.loads(done.stdout)["proposal_id"]
+    page.goto(console_origin(settings) + "/decisions")
+    section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
+    assert not section.locator(".flag").count()  # adds an admin, changes nobody's key
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    _shoot(page, shots, "5-cosigned")
+    deadline = time.monotonic() + 30
+    while "carol" not in aside(admins_in_force(settings)).keys:
+        assert time.monotonic() < deadline, "the cosigned admin set did not come into force"
+        time.sleep(0.5)
+
+
+def _the_ledger_believes_the_consoles_events(settings) -> None:
+    """Each console action is a row of the ledger, believed (signed with the console's pinned key)."""
+    wanted = {
+        AuditAction.CONSOLE_PASSKEY_REGISTERED,
+        AuditAction.CONSOLE_LOGGED_IN,
+        AuditAction.CONSOLE_RELAY_REFUSED,
+        AuditAction.CONSOLE_DECISION_RELAYED,
+        AuditAction.CONSOLE_SIGNATURE_RELAYED,
+    }
+    sql = "SELECT DISTINCT action FROM audit_log WHERE actor = 'service:console'"
+    deadline = time.monotonic() + 60
+    while True:
+        done = warden(settings, "audit", "query", sql, "--format", "JSONEachRow")
+        found = {json.loads(line)["action"] for line in done.stdout.splitlines() if line.strip()}
+        if wanted <= found:
+            return
+        assert time.monotonic() < deadline, (found, done.stderr)
+        time.sleep(1)

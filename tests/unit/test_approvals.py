@@ -412,8 +412,8 @@ def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
 
 
 def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
-    from sdk.pending import change_lines as _change_lines
     from sdk.changes import InForce, change_of
+    from sdk.pending import change_lines as _change_lines
 
     mallory = "0x000000000000000000000000000000000000dEaD"
     v1 = world.policy()
@@ -437,11 +437,11 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
 
 
 def test_a_chain_set_and_a_key_change_show_their_entries():
-    from sdk.pending import change_lines as _change_lines
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
     from sdk.changes import InForce, change_of
+    from sdk.pending import change_lines as _change_lines
     from signer.custody.events import SecretDeactivated
 
     two = Chain("anvil-two", 31338, "ETH", "", testnet=True)

@@ -197,5 +197,7 @@ def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path):
 def test_the_pin_command_proposes_the_set_in_force_with_the_passkey_in_the_admins_place():
     enrolled = Enrolled("alice", SoftPasskey().pinned())
     command = pin_command(enrolled, {"alice": "0x" + "aa" * 32, "bob": "0x" + "bb" * 32}, {"policy": 1, "admins": 2})
-    assert command.startswith("WARDEN_ADMIN_ID=alice warden admins propose --admins '")
-    assert f"alice={enrolled.key}" in command and "bob=0x" in command and "--quorum 'policy=1,admins=2'" in command
+    assert command.startswith("WARDEN_ADMIN_ID=alice warden admins propose --admins alice=passkey:")
+    assert f"alice={enrolled.key}" in command and "bob=0x" in command and command.endswith("--quorum policy=1,admins=2")
+    new_admin = pin_command(Enrolled("carol", enrolled.key), {"bob": "0x" + "bb" * 32}, {"policy": 1})
+    assert new_admin.startswith("warden admins propose --admins ")  # any admin in force proposes a new one
