@@ -50,6 +50,7 @@ from console.security import (
     page_party,
 )
 from console.sessions import Session, Sessions
+from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import publish, service_producer
@@ -380,6 +381,13 @@ def build_app(console: Console) -> web.Application:
 
 async def serve(settings: Settings, listen: str, party: RelyingParty) -> None:
     """Serve the console at ``listen`` until cancelled; the ready file says it listens."""
+    metrics.serve(settings, "console")
+    if settings.console_origin is None:
+        _log.warning(
+            "WARDEN_CONSOLE_ORIGIN is not set: the streams worker and the signer believe no passkey, so a decision "
+            "made here is refused; set it to %s for them (warden up does)",
+            party.origins[0],
+        )
     sink, start, stop = kafka_audit_sink(settings)
     await start()
     runner = web.AppRunner(build_app(Console(settings, party, sink)), access_log=None)
