@@ -301,3 +301,68 @@ def test_the_signer_takes_a_passkey_approval_and_refuses_its_counter_over_anothe
     cloned = passkey_signed(_approval(other, now), passkey, PK, count=4)
     refused = _signed_by_the_signer(lone, other, cloned)
     assert refused.code == Code.PASSKEY_ASSERTION_INVALID and "signature counter 4 was met before" in refused.reason
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_a_proposal_that_makes_an_admins_key_a_passkey_shows_its_fingerprint_as_a_passkeys(capsys):
+    """`warden approvals list/show`: an admin whose Ed25519 key becomes a passkey is a changed key,
+    old and new fingerprints, the new one marked as a passkey; a passkey admin added shows its own."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from infra.cli.approvals import _print_proposal
+    from schemas.admins import ACTIONS, digest_of
+    from schemas.auth import sign_admin_set
+    from sdk.changes import InForce, change_of
+
+    keys = {name: Ed25519PrivateKey.generate() for name in "ab"}
+    in_force = Admins.with_threshold({name: public_key_hex(k) for name, k in keys.items()}, 1, PARTY)
+    b_passkey, added = SoftPasskey(), SoftPasskey()
+    proposed = AdminSet(
+        version=1,
+        admins={"a": public_key_hex(keys["a"]), "b": b_passkey.pinned(), PK: added.pinned()},
+        thresholds=dict.fromkeys(ACTIONS, 1),
+        issued_at=T0,
+    )
+    proposal = sign_admin_set(proposed, keys["a"], "a")
+    digest = digest_of(proposal.signing_bytes())
+    change = change_of(proposal, InForce(in_force))
+    rows = {row["admin_id"]: row for row in change["admins"]}
+    assert rows["b"]["change"] == "key_changed" and rows[PK]["change"] == "added"
+    assert rows["b"]["new_key"] == {
+        "fingerprint": passkey_fingerprint(b_passkey.pinned()),
+        "public_key": b_passkey.pinned(),
+    }
+    _print_proposal(
+        {
+            "proposal_id": digest,
+            "digest": digest,
+            "what": "admin set v1",
+            "proposed_by": "a",
+            "change": change,
+            "signed_by": ["a"],
+            "needed": 1,
+            "expires_at": "2026-11-22T10:00:00+00:00",
+        }
+    )
+    out = capsys.readouterr().out
+    old_b = key_fingerprint(public_key_hex(keys["b"]))
+    assert f"{old_b} -> {passkey_fingerprint(b_passkey.pinned())} (passkey)  KEY CHANGED" in out
+    assert f"{PK:20} {passkey_fingerprint(added.pinned())} (passkey)  added" in out
+
+
+def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(tmp_path, monkeypatch, capsys):
+    """`warden admins propose --admins`: a passkey is an admin key there; a malformed one is refused
+    before anything is signed, saying which admin and what a passkey key is."""
+    from infra.cli import admins as cli
+
+    async def in_force(settings):
+        return Admins.with_threshold({"local-admin": "0x" + "11" * 32}, 1)
+
+    monkeypatch.setattr(cli, "admins_in_force", in_force)
+    monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
+    args = dataclasses.make_dataclass("Args", ["admins", "quorum", "json"])
+    assert cli.cmd_propose(args(f"local-admin=0x{'11' * 32},{PK}=passkey:not-a-key", "1", True)) == 1
+    said = capsys.readouterr().err
+    assert "admin pk-admin" in said and "passkey:<credential id>:<COSE public key>" in said
