@@ -81,6 +81,11 @@ def test_the_relying_party_is_the_console_origins_and_the_first_ones_host():
     assert party.origins == ("https://console.example.com", "https://ops.console.example.com")
     wider = console_party(Settings(console_origin="https://console.example.com", console_rp_id="example.com"))
     assert wider is not None and wider.rp_id == "example.com"
+    # As a browser writes the origin in its assertion: lower case, no default port.
+    written = console_party(Settings(console_origin="HTTPS://Console.Example.com:443/"))
+    assert written is not None and written.origins == ("https://console.example.com",)
+    loopback = console_party(Settings(console_origin="http://LOCALHOST:80"))
+    assert loopback is not None and (loopback.rp_id, loopback.origins) == ("localhost", ("http://localhost",))
 
 
 @pytest.mark.parametrize(
@@ -88,6 +93,8 @@ def test_the_relying_party_is_the_console_origins_and_the_first_ones_host():
     [
         ("https://console.example.com/approvals", None, "is not an origin"),
         ("console.example.com", None, "is not an origin"),
+        ("https://admin@console.example.com", None, "is not an origin"),
+        ("https://console.example.com:99999", None, "is not an origin"),
         ("ftp://console.example.com", None, "is not an origin"),
         ("https://console.example.com", "other.example", "is not the relying party id"),
         ("http://localhost:8790,https://console.example.com", None, "is not the relying party id"),
