@@ -373,3 +373,18 @@ def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(tm
     assert cli.cmd_propose(args(f"local-admin=0x{'11' * 32},{PK}=passkey:not-a-key", "1", True)) == 1
     said = capsys.readouterr().err
     assert "admin pk-admin" in said and "passkey:<credential id>:<COSE public key>" in said
+
+
+def test_the_signer_refuses_a_policy_a_passkey_signed_for_another_origin_and_remembers_nothing(tmp_path):
+    """A policy record is anyone's to write: its refusal has the passkey's code and decides nothing
+    about the intent, which the signer judges again under the policy in force."""
+    passkey = SoftPasskey()
+    lone = _lone(tmp_path, passkey)
+    intent, good = lone.intent(to=DEST, value="0.01"), lone.policy
+    lone.policy = passkey_signed(
+        good.model_copy(update={"version": good.version + 1}), passkey, PK, origin="https://evil.example"
+    )
+    refused = _signed_by_the_signer(lone, intent, None)
+    assert refused.code == Code.PASSKEY_ASSERTION_INVALID and "the policy is not signed" in refused.reason
+    lone.policy = good
+    assert _signed_by_the_signer(lone, intent, None).code == Code.CHAIN_RPC_FAILED  # judged again: on to the node
