@@ -5,8 +5,11 @@ An admin proposes (`propose`): the record, signed by them, is written as an `Adm
 Every other admin sees it with who signed so far (`open_proposals`, `warden approvals list`)
 and adds their own signature (`endorse`, `warden approvals sign`). The signature that completes
 the quorum also publishes the assembled record (`assembled`) on its own topic, where the streams
-worker and the signer check the quorum again, each for itself. A proposal expires: after
-``expires_at`` nobody adds to it and it is no longer listed.
+worker and the signer check the quorum again, each for itself. An admin set that changes an
+admin's key is complete only once that admin signed it too, with the key in force
+(`schemas.admins.own_signature_problem`), as the services require: until then it waits, and the
+listing says for whom. A proposal expires: after ``expires_at`` nobody adds to it and it is no
+longer listed.
 """
 
 from __future__ import annotations
@@ -25,12 +28,21 @@ from runtime.kafka import end_offsets, follow_records, read_to_quiet
 from runtime.trust import PinnedAuditKeys
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, VaultChange, digest_of
+from schemas.admins import (
+    Action,
+    AdminProposal,
+    AdminSet,
+    AdminSignature,
+    VaultChange,
+    digest_of,
+    key_changes,
+    own_signature_problem,
+)
 from schemas.audit import readable_audit_events
 from schemas.auth import AdminSignedT, audit_writer, cosign, sign_vault_change
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
@@ -79,7 +91,9 @@ def _proposal(record, action: Action, admin_id: str, signature: str, now: dateti
 @dataclass
 class Gathered:
     """One proposal as the topic holds it: the record, the signatures that count under the admin
-    set in force, the ones that do not (and why), and how many are needed."""
+    set in force, the ones that do not (and why), and how many are needed. ``in_force``: the
+    admin keys in force it was gathered under (id → key), which an admin set's key changes are
+    judged against."""
 
     proposal_id: str
     action: Action
@@ -88,14 +102,27 @@ class Gathered:
     needed: int
     signatures: dict[str, str] = field(default_factory=dict)  # admin key id → signature, valid only
     refused: list[str] = field(default_factory=list)
+    in_force: dict[str, str] = field(default_factory=dict)
 
     @property
     def signers(self) -> list[str]:
         return list(self.signatures)
 
     @property
+    def keys_changed(self) -> list[str]:
+        """The admins in force whose key this admin set changes (none for another record)."""
+        return key_changes(self.in_force, self.record) if isinstance(self.record, AdminSet) else []
+
+    @property
+    def own_signatures_missing(self) -> list[str]:
+        """The admins of `keys_changed` whose own signature, with the key in force, is not here."""
+        return [key_id for key_id in self.keys_changed if key_id not in self.signatures]
+
+    @property
     def complete(self) -> bool:
-        return len(self.signatures) >= self.needed
+        """Enough signatures for the services to take the record: the quorum's, and the own
+        signature of each admin whose key an admin set changes."""
+        return len(self.signatures) >= self.needed and not self.own_signatures_missing
 
     def assembled(self) -> AdminSigned:
         """The whole record: the proposer's signature in ``signature``, the others' in ``cosignatures``."""
@@ -141,7 +168,12 @@ def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str,
         gathered = found.get(proposal.proposal_id)
         if gathered is None:
             gathered = found[proposal.proposal_id] = Gathered(
-                proposal.proposal_id, proposal.action, record, proposal.expires_at, admins.threshold(proposal.action)
+                proposal.proposal_id,
+                proposal.action,
+                record,
+                proposal.expires_at,
+                admins.threshold(proposal.action),
+                in_force=dict(admins.keys),
             )
         problem = admins.signature_problem(proposal.admin_key_id, proposal.signature, record.signing_bytes())
         public = admins.key(proposal.admin_key_id)
@@ -164,17 +196,32 @@ async def publish_proposal(settings: Settings, proposal: AdminProposal) -> None:
 
 
 async def publish_or_propose(
-    settings: Settings, action: Action, signed: AdminSignedT, needed: int, now: datetime
+    settings: Settings,
+    action: Action,
+    signed: AdminSignedT,
+    needed: int,
+    now: datetime,
+    in_force: Admins | None = None,
 ) -> AdminProposal | None:
     """``signed`` (by this admin alone) published on its own topic when one admin is the quorum for
-    ``action`` (``needed``, of the admin set in force); else proposed, for the other admins to
-    sign (`warden approvals sign`). The proposal, or None when the record was published."""
-    if needed == 1:
+    ``action`` (``needed``, of the admin set in force) and, for an admin set, it changes no other
+    admin's key (`own_signature_problem` under ``in_force``, read when not given); else proposed,
+    for the other admins to sign (`warden approvals sign`). The proposal, or None when the record
+    was published."""
+    if needed == 1 and await _own_signatures_problem(settings, signed, in_force) is None:
         await publish_record(settings, action, signed)
         return None
     proposal = propose(signed, action, now)
     await publish_proposal(settings, proposal)
     return proposal
+
+
+async def _own_signatures_problem(settings: Settings, record: AdminSigned, in_force: Admins | None) -> Problem | None:
+    """`own_signature_problem` of ``record``'s signatures, when it is an admin set."""
+    if not isinstance(record, AdminSet):
+        return None
+    admins = await admins_in_force(settings) if in_force is None else in_force
+    return own_signature_problem(admins.keys, record, admins.signers(record)[0])
 
 
 async def publish_record(settings: Settings, action: Action, record: AdminSigned) -> list[str]:

@@ -334,7 +334,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
     from schemas.chains import Chain
     from schemas.outcomes import Outcome
     from sdk.client import OUTCOME_TOPICS
-    from sdk.records import chain_set_verdicts, chains_in_force
+    from sdk.records import settled_verdicts, chains_in_force
 
     settings, keys = quorum.settings, quorum.keys
     agent_id = "chains-quorum"
@@ -365,7 +365,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
                 await (await client.send(topics.CHAINS, "chains", forged.to_bytes()))
 
         run(forge())
-        lone = run(chain_set_verdicts(settings, forged, 60, start))
+        lone = run(settled_verdicts(settings, forged, 60, start))
         assert (
             lone.outcome == AuditAction.CHAINS_REFUSED
             and lone.signer.action == lone.worker.action == AuditAction.CHAINS_REFUSED
