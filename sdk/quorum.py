@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from runtime.admins import Admins
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, read_to_quiet
-from runtime.trust import PinnedAuditKeys
+from runtime.trust import PinnedAuditKeys, admin_key_file
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.admins import (
@@ -39,7 +39,7 @@ from schemas.admins import (
     own_signature_problem,
 )
 from schemas.audit import readable_audit_events
-from schemas.auth import AdminSignedT, audit_writer, cosign, sign_vault_change
+from schemas.auth import AdminSignedT, admin_signature_problem, audit_writer, cosign, sign_vault_change
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit
 from schemas.errors import Problem, WardenError
@@ -149,6 +149,11 @@ class Gathered:
 class NotWhatWasShown(WardenError, ValueError):
     """An admin asked to sign a proposal whose bytes are not the ones named by the digest they
     were shown: nothing is signed."""
+
+
+class NotTheKeyInForce(WardenError, ValueError):
+    """An admin's key in this home is not the one the admin set in force pins under their id: a
+    signature with it would count for nothing, so nothing is signed."""
 
 
 def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str, Gathered]:
@@ -327,6 +332,17 @@ async def add_signature(
     Where the record landed (`publish_record`); empty while more signatures are needed."""
     key = load_or_create_admin_key(settings.home, admin_id)
     proposal = gathered.with_signature(key, admin_id, now, digest)
+    # A signature no service counts is refused here, where the admin can still act on it: the
+    # key in this home must be the one in force under their id (for a change of their own key
+    # above all, which only that key agrees to).
+    wrong = admin_signature_problem(gathered.in_force, admin_id, proposal.signature, gathered.record.signing_bytes())
+    if gathered.in_force and wrong is not None:
+        raise NotTheKeyInForce(
+            f"{admin_id}'s key in {admin_key_file(settings.home, admin_id)} is not the key the admin set in force pins under "
+            f"{admin_id} ({wrong}); nothing was signed",
+            f"sign with the key in force (`warden admins show` prints it); if {admin_id} lost it, the quorum "
+            f"removes {admin_id} and adds a new admin under a new id",
+        )
     await publish_proposal(settings, proposal)
     gathered.signatures[admin_id] = proposal.signature
     if not gathered.complete:

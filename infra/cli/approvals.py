@@ -50,6 +50,7 @@ from sdk.client import (
 )
 from sdk.quorum import (
     Gathered,
+    NotTheKeyInForce,
     NotWhatWasShown,
     add_signature,
     open_proposals,
@@ -496,7 +497,7 @@ def cmd_sign(args) -> int:
     settings = load()
     try:
         doc = asyncio.run(sign(settings, args.id, args.wait, args.digest))
-    except (LookupError, NotWhatWasShown) as exc:
+    except (LookupError, NotWhatWasShown, NotTheKeyInForce) as exc:
         return fail("warden approvals sign", exc)
     if args.json:
         print_json(doc)

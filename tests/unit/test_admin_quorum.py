@@ -262,3 +262,22 @@ def test_gathered_signatures_of_a_key_change_wait_for_that_admins_own():
     gathered = gather([first.to_bytes(), by_b.to_bytes(), by_c.to_bytes()], admins, T0)[first.proposal_id]
     assert gathered.complete and gathered.own_signatures_missing == []
     assert two_of_three().adopt(gathered.assembled()) is None
+
+
+def test_an_admin_whose_key_here_is_not_the_one_in_force_signs_nothing(tmp_path):
+    """c holds another key in this home than the one pinned for c (say, the new one of a key
+    change): `add_signature` refuses before anything is published, and says what to do."""
+    import asyncio
+
+    from infra.stack.local import local_settings
+    from sdk.admin import load_or_create_admin_key
+    from sdk.quorum import NotTheKeyInForce, add_signature
+
+    settings = local_settings(tmp_path, broker="127.0.0.1:9")  # nothing listens: nothing may be sent
+    new_c = load_or_create_admin_key(tmp_path, "c")  # made here: not the key pinned for c
+    first = propose(swapped(1, "c", new_c, "a"), "admins", T0)
+    gathered = gather([first.to_bytes()], two_of_three(), T0)[first.proposal_id]
+    with pytest.raises(NotTheKeyInForce, match="is not the key the admin set in force pins under c") as refused:
+        asyncio.run(add_signature(settings, gathered, "c", T0))
+    assert "nothing was signed" in str(refused.value) and "adds a new admin under a new id" in str(refused.value)
+    assert gathered.signers == ["a"]
