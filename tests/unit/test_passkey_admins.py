@@ -355,8 +355,8 @@ def test_a_proposal_that_makes_an_admins_key_a_passkey_shows_its_fingerprint_as_
     )
     out = capsys.readouterr().out
     old_b = key_fingerprint(public_key_hex(keys["b"]))
-    assert f"{old_b} -> {passkey_fingerprint(b_passkey.pinned())} (passkey)  KEY CHANGED" in out
-    assert f"{PK:20} {passkey_fingerprint(added.pinned())} (passkey)  added" in out
+    assert f"{old_b} -> passkey {passkey_fingerprint(b_passkey.pinned())}  KEY CHANGED" in out
+    assert f"added {PK} (passkey {passkey_fingerprint(added.pinned())})" in out
 
 
 def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(tmp_path, monkeypatch, capsys):
