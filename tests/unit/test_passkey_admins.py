@@ -388,3 +388,16 @@ def test_the_signer_refuses_a_policy_a_passkey_signed_for_another_origin_and_rem
     assert refused.code == Code.PASSKEY_ASSERTION_INVALID and "the policy is not signed" in refused.reason
     lone.policy = good
     assert _signed_by_the_signer(lone, intent, None).code == Code.CHAIN_RPC_FAILED  # judged again: on to the node
+
+
+def test_a_passkey_admin_signs_nothing_with_a_key_file(tmp_path):
+    """`warden approvals sign` as a passkey admin: refused before any key file is made or any
+    signature published, saying that a passkey admin signs in the console."""
+    from sdk.quorum import Gathered, NotTheKeyInForce, add_signature
+
+    passkey, world = SoftPasskey(), World()
+    approval = _approval(world.intent(), DECIDED)
+    gathered = Gathered("ab" * 32, "approval", approval, DECIDED, 1, in_force={PK: passkey.pinned()})
+    with pytest.raises(NotTheKeyInForce, match="key in force is a passkey: a passkey admin signs in the web console"):
+        asyncio.run(add_signature(Settings(home=tmp_path), gathered, PK, DECIDED))
+    assert not (tmp_path / "admin").exists() and gathered.signatures == {}
