@@ -74,44 +74,49 @@ class ConsoleOriginError(WardenError, ValueError):
 
 def console_party(settings: Settings) -> RelyingParty | None:
     """Whom a passkey admin's assertion must be made for: the console's origins
-    (``WARDEN_CONSOLE_ORIGIN``, comma-separated ``scheme://host[:port]``) and its relying party id
-    (``WARDEN_CONSOLE_RP_ID``, else the first origin's host name), which each origin's host must
-    be or end in, as browsers require. None when no origin is set: no passkey is believed."""
-    origins = tuple(o.strip().rstrip("/") for o in (settings.console_origin or "").split(",") if o.strip())
-    if not origins:
+    (``WARDEN_CONSOLE_ORIGIN``, comma-separated ``scheme://host[:port]``, each as a browser writes
+    it in an assertion) and its relying party id (``WARDEN_CONSOLE_RP_ID``, else the first origin's
+    host name), which each origin's host must be or end in, as browsers require. None when no
+    origin is set: no passkey is believed."""
+    given = [o.strip() for o in (settings.console_origin or "").split(",") if o.strip()]
+    if not given:
         return None
-    hosts = [_origin_host(origin) for origin in origins]
-    rp_id = (settings.console_rp_id or hosts[0]).strip().lower()
-    for origin, host in zip(origins, hosts, strict=True):
+    origins = [_origin(origin) for origin in given]
+    rp_id = (settings.console_rp_id or origins[0][1]).strip().lower()
+    for origin, host in origins:
         if host != rp_id and not host.endswith("." + rp_id):
             raise ConsoleOriginError(
                 f"WARDEN_CONSOLE_ORIGIN {origin!r}: its host {host!r} is not the relying party id {rp_id!r} nor "
                 "under it, so no browser makes a passkey assertion for it there",
                 "set WARDEN_CONSOLE_RP_ID to the console's host name or a domain it is under",
             )
-    return RelyingParty(rp_id=rp_id, origins=origins)
+    return RelyingParty(rp_id=rp_id, origins=tuple(origin for origin, _ in origins))
 
 
-def _origin_host(origin: str) -> str:
-    """``origin``'s host name, lower case; ConsoleOriginError unless it is ``http(s)://host[:port]``."""
-    parts = urlsplit(origin)
+def _origin(given: str) -> tuple[str, str]:
+    """``given`` as a browser serializes an origin (scheme and host in lower case, no default
+    port, no trailing slash) and its host name; ConsoleOriginError unless it is
+    ``http(s)://host[:port]``."""
+    parts = urlsplit(given.rstrip("/"))
     try:
-        port_ok = parts.port is None or parts.port > 0
+        port = parts.port
     except ValueError:
-        port_ok = False
+        port = -1
     if (
         parts.scheme not in ("http", "https")
         or not parts.hostname
-        or not port_ok
-        or origin != (f"{parts.scheme}://{parts.netloc}")
+        or port == -1
+        or "@" in parts.netloc
+        or any((parts.path, parts.query, parts.fragment))
     ):
         raise ConsoleOriginError(
-            f"WARDEN_CONSOLE_ORIGIN {origin[:100]!r} is not an origin: scheme://host[:port], http or https, "
+            f"WARDEN_CONSOLE_ORIGIN {given[:100]!r} is not an origin: scheme://host[:port], http or https, "
             "with no path, user, query or fragment (e.g. https://console.example.com or http://localhost:8790)"
         )
-    if "@" in parts.netloc:
-        raise ConsoleOriginError(f"WARDEN_CONSOLE_ORIGIN {origin[:100]!r}: an origin names no user")
-    return parts.hostname.lower()
+    host = parts.hostname.lower()
+    shown = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{shown}" + ("" if port in (None, default) else f":{port}"), host
 
 
 def pinned_admin_keys(settings: Settings) -> dict[str, str]:

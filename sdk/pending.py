@@ -12,6 +12,7 @@ from runtime.config import Settings
 from schemas.admins import AdminSet, VaultChange, digest_of
 from schemas.chain_set import ChainSet
 from schemas.outcomes import HumanApproval, IntentParked
+from schemas.passkeys import is_passkey
 from schemas.policy import AgentPolicy
 from sdk.changes import InForce, change_of
 from sdk.client import pending_approvals, policy_in_force
@@ -58,9 +59,11 @@ def proposal_row(gathered: Gathered, in_force: InForce) -> dict:
         "what": proposal_what(gathered),
         "agent_id": getattr(record, "agent_id", None),
         "proposed_by": record.admin_key_id,
-        "change": change_of(record, in_force),
+        "change": change_of(record, in_force, gathered.signers),
         "signed_by": gathered.signers,
         "needed": gathered.needed,
+        # An admin set that changes these admins' keys waits for each one's own signature (schemas.admins).
+        "own_signatures_missing": gathered.own_signatures_missing,
         "not_counted": gathered.refused,
         "expires_at": gathered.expires_at.isoformat(),
     }
@@ -139,16 +142,29 @@ def _field_lines(rows: list[dict], indent: str) -> list[str]:
     return lines
 
 
+def _fingerprint(key: dict | None) -> str | None:
+    """A key of an admin set's change as people read it: its fingerprint, after "passkey " when it
+    is one (the console's) rather than an Ed25519 key (the command line's)."""
+    if key is None:
+        return None
+    return ("passkey " if is_passkey(key["public_key"]) else "") + key["fingerprint"]
+
+
 def _admin_lines(change: dict) -> list[str]:
     version, count = change["version"], change["admin_count"]
     lines = [f"  admins, v{version['old']} -> v{version['new']} (key: SHA-256 of the public key, first 16 hex):"]
     for row in change["admins"]:
-        old = row["old_key"] and row["old_key"]["fingerprint"]
-        new = row["new_key"] and row["new_key"]["fingerprint"]
+        old, new = _fingerprint(row["old_key"]), _fingerprint(row["new_key"])
+        admin_id = row["admin_id"]
         text = {
-            "added": f"{new}  added",
-            "removed": f"{old}  removed",
-            "key_changed": f"{old} -> {new}  KEY CHANGED: whoever holds the new key signs as {row['admin_id']}",
+            "added": f"added {admin_id} ({new})",
+            "removed": f"removed {admin_id} ({old})",
+            "key_changed": f"{old} -> {new}  KEY CHANGED: whoever holds the new key signs as {admin_id}; "
+            + (
+                f"signed by {admin_id} with the key in force"
+                if row.get("own_signature")
+                else f"needs {admin_id}'s own signature, with the key in force"
+            ),
             "unchanged": f"{old}",
         }[row["change"]]
         if row.get("new_key_in_force_as"):

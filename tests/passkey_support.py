@@ -20,6 +20,7 @@ from schemas.auth import AdminSignedT
 from schemas.passkeys import Assertion, PasskeyKey, RelyingParty, b64url, challenge_of
 
 ORIGIN = "http://localhost:8790"
+PASSKEY_ADMIN = "passkey-admin"  # the passkey admin's id where a stack pins one
 PARTY = RelyingParty(rp_id="localhost", origins=(ORIGIN,))
 USER_PRESENT, USER_VERIFIED = 0x01, 0x04
 

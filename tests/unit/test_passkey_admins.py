@@ -81,6 +81,11 @@ def test_the_relying_party_is_the_console_origins_and_the_first_ones_host():
     assert party.origins == ("https://console.example.com", "https://ops.console.example.com")
     wider = console_party(Settings(console_origin="https://console.example.com", console_rp_id="example.com"))
     assert wider is not None and wider.rp_id == "example.com"
+    # As a browser writes the origin in its assertion: lower case, no default port.
+    written = console_party(Settings(console_origin="HTTPS://Console.Example.com:443/"))
+    assert written is not None and written.origins == ("https://console.example.com",)
+    loopback = console_party(Settings(console_origin="http://LOCALHOST:80"))
+    assert loopback is not None and (loopback.rp_id, loopback.origins) == ("localhost", ("http://localhost",))
 
 
 @pytest.mark.parametrize(
@@ -88,6 +93,8 @@ def test_the_relying_party_is_the_console_origins_and_the_first_ones_host():
     [
         ("https://console.example.com/approvals", None, "is not an origin"),
         ("console.example.com", None, "is not an origin"),
+        ("https://admin@console.example.com", None, "is not an origin"),
+        ("https://console.example.com:99999", None, "is not an origin"),
         ("ftp://console.example.com", None, "is not an origin"),
         ("https://console.example.com", "other.example", "is not the relying party id"),
         ("http://localhost:8790,https://console.example.com", None, "is not the relying party id"),
@@ -301,3 +308,96 @@ def test_the_signer_takes_a_passkey_approval_and_refuses_its_counter_over_anothe
     cloned = passkey_signed(_approval(other, now), passkey, PK, count=4)
     refused = _signed_by_the_signer(lone, other, cloned)
     assert refused.code == Code.PASSKEY_ASSERTION_INVALID and "signature counter 4 was met before" in refused.reason
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+def test_a_proposal_that_makes_an_admins_key_a_passkey_shows_its_fingerprint_as_a_passkeys(capsys):
+    """`warden approvals list/show`: an admin whose Ed25519 key becomes a passkey is a changed key,
+    old and new fingerprints, the new one marked as a passkey; a passkey admin added shows its own."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from infra.cli.approvals import _print_proposal
+    from schemas.admins import ACTIONS, digest_of
+    from schemas.auth import sign_admin_set
+    from sdk.changes import InForce, change_of
+
+    keys = {name: Ed25519PrivateKey.generate() for name in "ab"}
+    in_force = Admins.with_threshold({name: public_key_hex(k) for name, k in keys.items()}, 1, PARTY)
+    b_passkey, added = SoftPasskey(), SoftPasskey()
+    proposed = AdminSet(
+        version=1,
+        admins={"a": public_key_hex(keys["a"]), "b": b_passkey.pinned(), PK: added.pinned()},
+        thresholds=dict.fromkeys(ACTIONS, 1),
+        issued_at=T0,
+    )
+    proposal = sign_admin_set(proposed, keys["a"], "a")
+    digest = digest_of(proposal.signing_bytes())
+    change = change_of(proposal, InForce(in_force))
+    rows = {row["admin_id"]: row for row in change["admins"]}
+    assert rows["b"]["change"] == "key_changed" and rows[PK]["change"] == "added"
+    assert rows["b"]["new_key"] == {
+        "fingerprint": passkey_fingerprint(b_passkey.pinned()),
+        "public_key": b_passkey.pinned(),
+    }
+    _print_proposal(
+        {
+            "proposal_id": digest,
+            "digest": digest,
+            "what": "admin set v1",
+            "proposed_by": "a",
+            "change": change,
+            "signed_by": ["a"],
+            "needed": 1,
+            "expires_at": "2026-11-22T10:00:00+00:00",
+        }
+    )
+    out = capsys.readouterr().out
+    old_b = key_fingerprint(public_key_hex(keys["b"]))
+    assert f"{old_b} -> passkey {passkey_fingerprint(b_passkey.pinned())}  KEY CHANGED" in out
+    assert f"added {PK} (passkey {passkey_fingerprint(added.pinned())})" in out
+
+
+def test_admins_propose_takes_a_passkey_and_says_what_a_malformed_one_must_be(tmp_path, monkeypatch, capsys):
+    """`warden admins propose --admins`: a passkey is an admin key there; a malformed one is refused
+    before anything is signed, saying which admin and what a passkey key is."""
+    from infra.cli import admins as cli
+
+    async def in_force(settings):
+        return Admins.with_threshold({"local-admin": "0x" + "11" * 32}, 1)
+
+    monkeypatch.setattr(cli, "admins_in_force", in_force)
+    monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
+    args = dataclasses.make_dataclass("Args", ["admins", "quorum", "json"])
+    assert cli.cmd_propose(args(f"local-admin=0x{'11' * 32},{PK}=passkey:not-a-key", "1", True)) == 1
+    said = capsys.readouterr().err
+    assert "admin pk-admin" in said and "passkey:<credential id>:<COSE public key>" in said
+
+
+def test_the_signer_refuses_a_policy_a_passkey_signed_for_another_origin_and_remembers_nothing(tmp_path):
+    """A policy record is anyone's to write: its refusal has the passkey's code and decides nothing
+    about the intent, which the signer judges again under the policy in force."""
+    passkey = SoftPasskey()
+    lone = _lone(tmp_path, passkey)
+    intent, good = lone.intent(to=DEST, value="0.01"), lone.policy
+    lone.policy = passkey_signed(
+        good.model_copy(update={"version": good.version + 1}), passkey, PK, origin="https://evil.example"
+    )
+    refused = _signed_by_the_signer(lone, intent, None)
+    assert refused.code == Code.PASSKEY_ASSERTION_INVALID and "the policy is not signed" in refused.reason
+    lone.policy = good
+    assert _signed_by_the_signer(lone, intent, None).code == Code.CHAIN_RPC_FAILED  # judged again: on to the node
+
+
+def test_a_passkey_admin_signs_nothing_with_a_key_file(tmp_path):
+    """`warden approvals sign` as a passkey admin: refused before any key file is made or any
+    signature published, saying that a passkey admin signs in the console."""
+    from sdk.quorum import Gathered, NotTheKeyInForce, add_signature
+
+    passkey, world = SoftPasskey(), World()
+    approval = _approval(world.intent(), DECIDED)
+    gathered = Gathered("ab" * 32, "approval", approval, DECIDED, 1, in_force={PK: passkey.pinned()})
+    with pytest.raises(NotTheKeyInForce, match="key in force is a passkey: a passkey admin signs in the web console"):
+        asyncio.run(add_signature(Settings(home=tmp_path), gathered, PK, DECIDED))
+    assert not (tmp_path / "admin").exists() and gathered.signatures == {}
