@@ -125,6 +125,11 @@ def proposal_section(gathered: Gathered, in_force: InForce, admin_id: str) -> st
         + f"<p>proposed by {esc(row['proposed_by'])}; {len(row['signed_by'])} of {esc(row['needed'])} signatures "
         f"({esc(signers)}); expires {esc(row['expires_at'])}; digest <code>{esc(row['digest'])}</code></p>"
         f'<pre class="change">{_change_html(change_lines(row["change"]))}</pre>'
+        + "".join(
+            f"<p class=\"flag\">Waits for {esc(admin)}'s own signature: it changes {esc(admin)}'s key, and no "
+            f"service takes it until {esc(admin)} signs it with the key in force.</p>"
+            for admin in row.get("own_signatures_missing", ())
+        )
     )
     if admin_id in gathered.signatures:
         return head + "<p>You have signed this proposal.</p></section>"

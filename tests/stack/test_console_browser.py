@@ -206,6 +206,7 @@ def _a_key_swap_is_flagged(page: Page, settings, shots) -> None:
     section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
     assert "KEY CHANGED" in section.locator(".flag").first.inner_text()
     assert "KEY CHANGED: whoever holds the new key signs as alice" in section.locator("pre.change").inner_text()
+    assert "Waits for alice's own signature" in section.inner_text()
     _shoot(page, shots, "4-key-swap-flagged")
 
 
