@@ -68,6 +68,10 @@ ACTOR = "service:console"
 _log = logging.getLogger("warden.console")
 # The role pages other modules add, each ``add_routes(app, console)``.
 ROLE_PAGES = ("console.analyst", "console.auditor")
+# What anyone may open: the login, enrolment (its link is its key) and the static files. Every
+# other page and change needs a passkey admin logged in.
+PUBLIC = ("/", "/login", "/login/options", "/logout", "/enrol", "/enrol/options")
+PUBLIC_UNDER = ("/enrol/", "/static/")
 
 AuditSink = Callable[[Emit], Awaitable[None]]
 
@@ -151,6 +155,12 @@ def _session_middleware(console: Console):
         if session is None:
             session = console.sessions.new(now)
         request[SESSION] = session
+        if session.admin_id is None and not _public(request.path):
+            if request.method in SAFE_METHODS:
+                raise web.HTTPSeeOther("/login")
+            raise web.HTTPForbidden(text="log in with your passkey first", content_type="text/plain")
+        # What the analysts' and auditors' pages (console.pages) draw their frame with.
+        request["who"], request["csrf"] = session.admin_id, session.csrf
         response = await handler(request)
         if fresh or request.get(SESSION_CHANGED):
             current: Session | None = request.get(SESSION)
@@ -161,6 +171,10 @@ def _session_middleware(console: Console):
         return response
 
     return middleware
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC or path.startswith(PUBLIC_UNDER)
 
 
 # -- pages -----------------------------------------------------------------------------------------
@@ -373,10 +387,20 @@ def build_app(console: Console) -> web.Application:
     app.router.add_get("/decisions", decisions)
     app.router.add_post("/decisions/relay", relay)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
-    for name in ROLE_PAGES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).add_routes(app, console)
+    _mount_role_pages(app, console.settings)
     return app
+
+
+def _mount_role_pages(app: web.Application, settings: Settings) -> None:
+    """The analysts' and auditors' pages, where their modules are installed: each adds its routes
+    over one source of the ledger's reads (``console.data.LedgerSource``), behind the same headers,
+    login and CSRF rule."""
+    present = [name for name in ROLE_PAGES if importlib.util.find_spec(name) is not None]
+    if not present:
+        return
+    source = importlib.import_module("console.data").LedgerSource.from_settings(settings)
+    for name in present:
+        importlib.import_module(name).add_routes(app, source)
 
 
 async def serve(settings: Settings, listen: str, party: RelyingParty) -> None:

@@ -201,3 +201,21 @@ def test_the_pin_command_proposes_the_set_in_force_with_the_passkey_in_the_admin
     assert f"alice={enrolled.key}" in command and "bob=0x" in command and command.endswith("--quorum policy=1,admins=2")
     new_admin = pin_command(Enrolled("carol", enrolled.key), {"bob": "0x" + "bb" * 32}, {"policy": 1})
     assert new_admin.startswith("warden admins propose --admins ")  # any admin in force proposes a new one
+
+
+def test_every_page_but_the_login_and_enrolment_needs_an_admin_logged_in(tmp_path):
+    console = _console(tmp_path, [])
+    anonymous = console.sessions.new(T0)
+
+    async def scenario(client):
+        client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): anonymous.id})
+        for path in ("/decisions", "/transactions", "/ledger", "/anything"):
+            answer = await client.get(path, allow_redirects=False)
+            assert answer.status == 303 and answer.headers["Location"] == "/login", path
+        relayed = await client.post(
+            "/decisions/relay", headers={"Origin": ORIGIN, "X-CSRF-Token": anonymous.csrf}, json={}
+        )
+        assert relayed.status == 403 and "log in" in await relayed.text()
+        assert (await client.get("/login")).status == 200
+
+    _run_app(console, scenario)
