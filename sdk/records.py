@@ -11,6 +11,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -261,16 +262,38 @@ async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3
     the admin sets and the chain sets are read in one pass (`_admin_records`): the policies are
     judged once every admin set is known, and read once the chains the admins added are (a policy
     may name one)."""
+    return (await policies_in_force(settings, (agent_id,), idle_polls))[agent_id]
+
+
+async def policies_in_force(
+    settings: Settings, agent_ids: Iterable[str], idle_polls: int = 3
+) -> dict[str, AgentPolicy | None]:
+    """`policy_in_force` of each of ``agent_ids``, the topics read once for all of them."""
     superseded: list[Admins] = []
     admins, _, values = await _admin_records(settings, (topics.POLICIES,), idle_polls, REGISTRY, superseded)
-    candidates = []
+    policies = []
     for value in values:
         try:
-            policy = AgentPolicy.from_bytes(value)
+            policies.append(AgentPolicy.from_bytes(value))
         except ValueError:
             continue
-        if policy.agent_id == agent_id:
-            candidates.append(policy)
+    return {
+        agent_id: await _in_force(
+            settings, agent_id, [p for p in policies if p.agent_id == agent_id], admins, superseded, idle_polls
+        )
+        for agent_id in agent_ids
+    }
+
+
+async def _in_force(
+    settings: Settings,
+    agent_id: str,
+    candidates: list[AgentPolicy],
+    admins: Admins,
+    superseded: list[Admins],
+    idle_polls: int,
+) -> AgentPolicy | None:
+    """The policy in force among ``candidates``, the policies of ``agent_id`` read (`policy_in_force`)."""
     newest = None
     for policy in candidates:
         # Only what the worker puts in force: anyone can write to the topic, and `warden agents

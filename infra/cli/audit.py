@@ -114,7 +114,7 @@ def _witnessed(args: argparse.Namespace, settings, log: NoteKey) -> tuple[list[N
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ledger.store import StoreError, open_reader
-    from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
+    from ledger.verify import NOT_BELIEVED_SQL, not_believed, source_changes, verify
 
     now = datetime.now(timezone.utc)
     try:
@@ -184,14 +184,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"\"SELECT ts, resource, JSONExtractString(details, 'reason') FROM audit_log WHERE {NOT_BELIEVED_SQL}\"`"
         )
     return 0 if report.ok else 1
-
-
-def source_changes(store) -> list[dict]:
-    """The ledger.source_changed events the sink appended: where the ledger may have a gap."""
-    rows = store.arrow(
-        f"SELECT ts, details FROM {AUDIT_LOG} WHERE action = 'ledger.source_changed' ORDER BY ts"
-    ).to_pylist()
-    return [{"ts": str(row["ts"]), **orjson.loads(row["details"])} for row in rows]
 
 
 def _built(build, show=print_json) -> int:
