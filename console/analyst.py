@@ -14,6 +14,8 @@ from console.charts import Series, bar_chart, legend
 from console.data import AgentSpend, LedgerSource, Refusals, Transaction
 from console.layout import esc
 from console.pages import SOURCE, html
+from runtime.registry import REGISTRY
+from schemas.fields import format_native_amount
 
 
 def add_routes(app: web.Application, source: LedgerSource) -> None:
@@ -60,7 +62,6 @@ def transactions_table(rows: list[Transaction]) -> str:
 def _transaction_row(t: Transaction) -> str:
     status = t.status + (", final" if t.final else "")
     css = "flag" if t.status in ("refused", "finality violated") else ("ok" if t.final else "")
-    value = "" if t.value_wei is None else f"{t.value_wei} wei"
     block = "" if t.block_number is None else f" (block {t.block_number})"
     cells = (
         esc(t.agent_id),
@@ -71,11 +72,19 @@ def _transaction_row(t: Transaction) -> str:
         f"<code>{esc(t.code)}</code>" if t.status == "refused" else "",
         esc(t.chain),
         f"<code>{esc(t.to)}</code>",
-        esc(value),
+        esc(_value(t)),
         f"<code>{esc(t.tx_hash)}</code>{esc(block)}",
         esc(t.last_at.strftime("%Y-%m-%d %H:%M:%S")),
     )
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _value(t: Transaction) -> str:
+    """The value asked, exactly in wei, and in the chain's native unit when the chain is known."""
+    if t.value_wei is None:
+        return ""
+    chain = REGISTRY.all().get(t.chain)
+    return f"{t.value_wei} wei" + ("" if chain is None else f" ({format_native_amount(t.value_wei)} {chain.currency})")
 
 
 async def spend_page(request: web.Request) -> web.Response:

@@ -185,7 +185,7 @@ def test_each_intent_shows_where_it_stands(ledger, run):
 
     html = analyst.transactions_table(list(found.values()))
     assert "&lt;b&gt;0xdead&lt;/b&gt;" in html and "<b>" not in html  # every value escaped
-    assert f"{MINED_WEI} wei" in html and "mined, final" in html and "signed_tx" not in html
+    assert f"{MINED_WEI} wei (0.01 ETH)" in html and "mined, final" in html and "signed_tx" not in html
     assert status_of(AuditAction.TX_REPLACED, "replaced") == "replaced"
 
 
