@@ -93,9 +93,11 @@ async def spend_page(request: web.Request) -> web.Response:
     agents = await source.spend(agent)
     body = _agent_filter("/spend", await source.agents(), agent)
     body += (
-        "<p>What the signer signed per UTC day, counted as the rolling 24 h window counts it when it signs "
-        "(value and worst-case fee in wei, each token moved, its USD price where a USD limit is set), "
-        "against the daily limit of each agent's policy in force.</p>"
+        "<p>What the signer signed per UTC day, counted as the rolling 24 h windows count it when it signs "
+        "(an EVM transaction's value and worst-case fee in wei, each token it moves and its USD price where a USD "
+        "limit is set; a Solana transaction's SOL in lamports, fee included, and each mint), against the daily "
+        "limits of each agent's policy in force. The limits are rolling 24 h windows; a day's bar is that "
+        "calendar day's spend.</p>"
     )
     if not agents:
         return html(request, "Spend", body + "<p>The ledger holds no intent of any agent.</p>")

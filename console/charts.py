@@ -75,6 +75,8 @@ def bar_chart(
             parts.append(
                 f'<text class="day" x="{x + width // 2}" y="{_TOP + PLOT_HEIGHT + 18}">{esc(day.strftime("%m-%d"))}</text>'
             )
+    # The scale: what the plot's full height stands for.
+    parts.append(f'<text class="scale" x="{WIDTH - 4}" y="{_TOP - 8}">top {esc(label(top))}</text>')
     if limit is not None:
         y = _TOP + PLOT_HEIGHT - bar_height(limit, top)
         parts.append(f'<line class="limit" x1="0" y1="{y}" x2="{WIDTH}" y2="{y}"/>')

@@ -33,6 +33,7 @@ from ledger.verify import VerifyReport, not_believed, source_changes, verify
 from ledger.witnessed import cosignature_disagreement
 from rules.movements import NATIVE
 from rules.prices import USD, format_usd
+from rules.solana import SOL
 from runtime.clock import utcnow
 from runtime.config import Settings
 from schemas.actions import AuditAction
@@ -78,6 +79,9 @@ _WAY = (
     AuditAction.SOLANA_DROPPED,
     AuditAction.SOLANA_MESSAGE_SIGNED,
 )
+# What the signer signed, counting its spend: EVM transactions, and Solana's (sign-only too).
+_SIGNED = (AuditAction.TX_SIGNED, AuditAction.SOLANA_SIGNED, AuditAction.SOLANA_SIGN_ONLY)
+SOL_DECIMALS = 9
 # The refusals: the worker's (any stage) and the signer's (stage ``signing``).
 _REFUSALS = (AuditAction.INTENT_REJECTED, AuditAction.TX_SIGN_FAILED)
 _LABELS = {
@@ -126,7 +130,10 @@ class Transaction:
 def status_of(action: str, status: str) -> str:
     """The word for where an intent is, from its newest event: the event's own name for the
     intent's steps, the transaction's status for the signer's."""
-    label = _LABELS.get(AuditAction(action)) if action in AuditAction._value2member_map_ else None
+    try:
+        label = _LABELS.get(AuditAction(action))
+    except ValueError:  # an action this reader does not know: its own name says it
+        label = None
     return label or status or action.partition(".")[2]
 
 
@@ -269,8 +276,8 @@ class AgentSpend:
 
 
 def assets_of(policy: AgentPolicy | None) -> list[Asset]:
-    """The assets ``policy`` limits per day: native (wei), USD (millionths of a dollar) and each
-    of ``asset_limits`` (the token's base units)."""
+    """The assets ``policy`` limits per day: native (wei), USD (millionths of a dollar), each of
+    ``asset_limits`` (the token's base units), and on Solana SOL (lamports) and each mint."""
     if policy is None:
         return []
     assets = [Asset(NATIVE, "native", "wei", 18, policy.daily_limit_wei)]
@@ -280,6 +287,11 @@ def assets_of(policy: AgentPolicy | None) -> list[Asset]:
         assets.append(
             Asset(limit.key, limit.label, f"base units of {limit.label}", limit.decimals, limit.units("daily_limit"))
         )
+    if policy.solana is not None:
+        assets.append(Asset(SOL, "SOL", "lamports", SOL_DECIMALS, policy.solana.daily_limit_lamports))
+        for token in policy.solana.tokens:
+            label = token.symbol or token.mint
+            assets.append(Asset(token.mint, label, f"base units of {label}", token.decimals, token.daily_limit))
     return assets
 
 
@@ -310,19 +322,25 @@ def spend(
 
 
 def _spend_sql(agent: str | None, since: date) -> str:
-    by_agent = "" if agent is None else f"AND agent_id = {sql_string(agent)}"
+    """Per agent, day and asset, what the signer counted when it signed: an EVM transaction's
+    value and worst-case fee (wei) and ``asset_spend`` (tokens, USD), a Solana transaction's
+    ``spend`` (SOL in lamports, fee included, and each mint)."""
+    where = f"ts >= toDateTime64({sql_string(since.isoformat())}, 6, 'UTC')" + (
+        "" if agent is None else f" AND agent_id = {sql_string(agent)}"
+    )
+    evm = (
+        f"arrayConcat([({sql_string(NATIVE)}, JSONExtractString(details, 'max_spend_wei'))], "
+        "JSONExtractKeysAndValues(details, 'asset_spend', 'String'))"
+    )
+    solana = "JSONExtractKeysAndValues(details, 'spend', 'String')"
     return f"""
 SELECT agent_id, day, asset, toString(sum(toUInt256OrZero(units))) AS units
 FROM (
     SELECT agent_id, toDate(ts) AS day,
-        arrayJoin(arrayConcat(
-            [({sql_string(NATIVE)}, JSONExtractString(details, 'max_spend_wei'))],
-            JSONExtractKeysAndValues(details, 'asset_spend', 'String')
-        )) AS spent,
+        arrayJoin(if(action = {sql_string(AuditAction.TX_SIGNED)}, {evm}, {solana})) AS spent,
         spent.1 AS asset, spent.2 AS units
     FROM {AUDIT_LOG}
-    WHERE action = {sql_string(AuditAction.TX_SIGNED)}
-        AND ts >= toDateTime64({sql_string(since.isoformat())}, 6, 'UTC') {by_agent}
+    WHERE action IN {_listed(_SIGNED)} AND {where}
 )
 GROUP BY agent_id, day, asset
 ORDER BY agent_id, day, asset"""
@@ -476,8 +494,7 @@ class LedgerSource:
 
     async def spend(self, agent: str | None = None, today: date | None = None, days: int = DAYS) -> list[AgentSpend]:
         """Each agent's (or ``agent``'s) spend per day against its policy in force: what the
-        signer signed, counted as its rolling window counts it when signing (value and worst-case
-        fee in wei, each asset moved, and its USD price where a USD limit is set)."""
+        signer signed, counted as its rolling windows count it when it signs (`_spend_sql`)."""
         window = days_to(today or utcnow().date(), days)
         agents = [agent] if agent is not None else await self.agents()
         rows = await self._rows(_spend_sql(agent, window[0]))

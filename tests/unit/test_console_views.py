@@ -28,6 +28,7 @@ from ledger.store import ChdbStore, sql_string
 from ledger.verify import load_checkpoints
 from rules.movements import NATIVE
 from rules.prices import USD
+from rules.solana import SOL
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, event_id
 from schemas.codes import Code
@@ -119,6 +120,9 @@ def _scenario() -> tuple[list[AuditEvent], AuditEvent]:
     e.submitted("agent-1", "i-signer", 0, 10**15)
     e.add("agent-1", "i-signer", AuditAction.INTENT_APPROVED, 0)
     e.add("agent-1", "i-signer", AuditAction.TX_SIGN_FAILED, 0, code=Code.SIGNING_KEY_UNAVAILABLE, reason="no key")
+    e.add(
+        "agent-1", "i-solana", AuditAction.SOLANA_SIGNED, 0, chain="solana-local", status="signed", spend={SOL: "15000"}
+    )
     e.submitted("agent-2", "i-other", 0, 10**16)
     e.signed("agent-2", "i-other", 0, 10**16, {})
     return e.events, final
@@ -134,6 +138,7 @@ def _policy(agent: str) -> AgentPolicy:
             "tx_daily_limit_eth": "0.05",
             "usd_daily_limit": "40",
             "asset_limits": [{"chain": "anvil", "token": TOKEN, "symbol": "TKN", "decimals": 6, "daily_limit": "10"}],
+            "solana": {"address": "11111111111111111111111111111111", "daily_limit_lamports": 10**9},
         }
     )
 
@@ -175,6 +180,7 @@ def test_each_intent_shows_where_it_stands(ledger, run):
         "i-parked": ("parked", False),
         "i-signer": ("refused", False),
         "i-other": ("signed", False),
+        "i-solana": ("signed", False),
     }
     assert (found["i-refused"].stage, found["i-refused"].code) == (Stage.ALLOWLIST, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert (found["i-signer"].stage, found["i-signer"].code) == (Stage.SIGNING, Code.SIGNING_KEY_UNAVAILABLE)
@@ -214,9 +220,11 @@ def test_spend_per_day_against_the_daily_limits_in_force(ledger, run):
     token = by_key[_token_key()]
     assert token.per_day == (5 * 10**6, 0, 0) and token.asset.daily_limit == 10 * 10**6
     assert token.asset.amount(5 * 10**6) == "5000000 base units of TKN (5 TKN)"
+    assert by_key[SOL].per_day == (0, 0, 15_000) and by_key[SOL].asset.daily_limit == 10**9
+    assert by_key[SOL].asset.amount(15_000) == "15000 lamports (0.000015 SOL)"
     html = analyst.spend_section(agent)
     assert "42000000 millionths of a dollar ($42)" in html and "over the limit" in html  # $42 against $40
-    assert html.count('<rect class="bar') == 3 and html.count('<line class="limit"') == 3
+    assert html.count('<rect class="bar') == 4 and html.count('<line class="limit"') == 4
     # Every agent, one with no policy found: what it spent, no limit.
     other = {a.agent_id: a for a in run(_source(store).spend(today=TODAY, days=3))}["agent-2"]
     assert other.policy_version is None
