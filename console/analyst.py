@@ -13,7 +13,7 @@ from aiohttp import web
 from console.charts import Series, bar_chart, legend
 from console.data import AgentSpend, LedgerSource, Refusals, Transaction
 from console.layout import esc
-from console.pages import SOURCE, html
+from console.pages import SOURCE, html, reading
 from runtime.registry import REGISTRY
 from schemas.fields import format_native_amount
 
@@ -38,6 +38,7 @@ def _chosen(request: web.Request) -> str | None:
     return request.query.get("agent") or None
 
 
+@reading("Transactions")
 async def transactions_page(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     agent = _chosen(request)
@@ -87,6 +88,7 @@ def _value(t: Transaction) -> str:
     return f"{t.value_wei} wei" + ("" if chain is None else f" ({format_native_amount(t.value_wei)} {chain.currency})")
 
 
+@reading("Spend")
 async def spend_page(request: web.Request) -> web.Response:
     source = request.app[SOURCE]
     agent = _chosen(request)
@@ -143,6 +145,7 @@ def spend_section(agent: AgentSpend) -> str:
     return "".join(parts)
 
 
+@reading("Refusals")
 async def refusals_page(request: web.Request) -> web.Response:
     found = await request.app[SOURCE].refusals()
     return html(request, "Refusals", refusals_body(found))

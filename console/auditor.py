@@ -13,7 +13,7 @@ from aiohttp import web
 
 from console.data import CheckpointRow, LedgerSource, LedgerState, ReceiptCheck
 from console.layout import esc
-from console.pages import SOURCE, html
+from console.pages import SOURCE, html, reading
 
 
 def add_routes(app: web.Application, source: LedgerSource) -> None:
@@ -24,6 +24,7 @@ def add_routes(app: web.Application, source: LedgerSource) -> None:
     app.router.add_post("/ledger/receipt", receipt_checked)
 
 
+@reading("Ledger")
 async def ledger_page(request: web.Request) -> web.Response:
     state = await request.app[SOURCE].ledger()
     return html(request, "Ledger", ledger_body(state, request.app[SOURCE]))
@@ -144,6 +145,7 @@ async def receipt_form(request: web.Request) -> web.Response:
     return html(request, "Check a receipt", _form(request.get("csrf", "")))
 
 
+@reading("Check a receipt")
 async def receipt_checked(request: web.Request) -> web.Response:
     form = await request.post()
     text = form.get("receipt")

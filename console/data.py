@@ -443,33 +443,41 @@ Policies = Callable[[Sequence[str]], Awaitable[Mapping[str, AgentPolicy | None]]
 class LedgerSource:
     """What the pages read: the ledger through ``reader`` (a fresh store for each question,
     closed after it), the policies in force through ``policies``, and the keys a receipt and the
-    checkpoints are checked under (``policy``: the log's vkey, the pinned witnesses, the quorum).
-    Reads run in threads: a page waits for them, the server does not."""
+    checkpoints are checked under (``keys``: the log's vkey, the pinned witnesses, the quorum; a
+    `Policy`, or what makes one the first time it is needed, such as this host's ledger key, which
+    the sink creates when it first starts). Reads run in threads: a page waits for them, the
+    server does not."""
 
-    def __init__(self, reader: Reader, policies: Policies, policy: Policy) -> None:
+    def __init__(self, reader: Reader, policies: Policies, keys: Policy | Callable[[], Policy]) -> None:
         self._reader = reader
         self._policies = policies
-        self.policy = policy
+        self._keys = keys
         self._verifying = asyncio.Lock()  # one verification at a time: it reads the whole ledger
+
+    @property
+    def policy(self) -> Policy:
+        """The keys receipts and checkpoints are checked under; `WardenError` when they cannot be
+        read (no ledger key on this host yet)."""
+        if not isinstance(self._keys, Policy):
+            self._keys = self._keys()
+        return self._keys
 
     @classmethod
     def from_settings(cls, settings: Settings, log: NoteKey | None = None) -> LedgerSource:
         """The ledger as `warden audit` reads it, the policies from the topics, and the keys
         `warden audit verify` pins by default: ``log`` (else this host's ledger key under
-        WARDEN_LEDGER_LOG_NAME) and the witnesses of WARDEN_LEDGER_WITNESSES, of which
-        WARDEN_LEDGER_WITNESS_QUORUM must have cosigned a receipt."""
-        if log is None:
-            log = NoteKey(settings.ledger.log_name, ED25519, local_public_key(settings.home))
+        WARDEN_LEDGER_LOG_NAME, read when first needed) and the witnesses of
+        WARDEN_LEDGER_WITNESSES, of which WARDEN_LEDGER_WITNESS_QUORUM must have cosigned a receipt."""
         witnesses = tuple(w.key for w in parse_witnesses(settings.ledger.witnesses))
+
+        def keys() -> Policy:
+            key = log or NoteKey(settings.ledger.log_name, ED25519, local_public_key(settings.home))
+            return Policy(key, witnesses, settings.ledger.witness_quorum)
 
         async def policies(agents: Sequence[str]) -> Mapping[str, AgentPolicy | None]:
             return await policies_in_force(settings, agents)
 
-        return cls(
-            lambda: contextlib.closing(open_reader(settings)),
-            policies,
-            Policy(log, witnesses, settings.ledger.witness_quorum),
-        )
+        return cls(lambda: contextlib.closing(open_reader(settings)), policies, keys)
 
     async def _rows(self, sql: str) -> list[dict[str, Any]]:
         def read() -> list[dict[str, Any]]:

@@ -9,26 +9,31 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import re
 from datetime import date, timedelta
 
 import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from console import analyst, auditor
 from console.charts import PLOT_HEIGHT, Series, bar_chart, bar_height
 from console.data import LedgerSource, status_of
 from ledger.cosigning import log_key, store_signatures
+from ledger.keys import SigningKeyError
 from ledger.note import COSIGNATURE_V1, NoteKey, cosign
 from ledger.proof import build_receipt
 from ledger.receipt import Policy
 from ledger.schema import AUDIT_LOG
-from ledger.store import ChdbStore, sql_string
+from ledger.store import ChdbStore, StoreError, sql_string
 from ledger.verify import load_checkpoints
 from rules.movements import NATIVE
 from rules.prices import USD
 from rules.solana import SOL
+from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, event_id
 from schemas.codes import Code
@@ -164,11 +169,13 @@ def ledger(tmp_path_factory):
     store.close()
 
 
-def _source(store, witnesses=(WITNESS,), quorum=1, log=LOG) -> LedgerSource:
-    async def policies(agents):
-        return {agent: _policy(agent) if agent == "agent-1" else None for agent in agents}
+async def _policies(agents):
+    """The policies in force: agent-1's, and none found for any other."""
+    return {agent: _policy(agent) if agent == "agent-1" else None for agent in agents}
 
-    return LedgerSource(lambda: contextlib.nullcontext(store), policies, Policy(log, tuple(witnesses), quorum))
+
+def _source(store, witnesses=(WITNESS,), quorum=1, log=LOG) -> LedgerSource:
+    return LedgerSource(lambda: contextlib.nullcontext(store), _policies, Policy(log, tuple(witnesses), quorum))
 
 
 def test_each_intent_shows_where_it_stands(ledger, run):
@@ -329,3 +336,24 @@ def test_a_bar_per_day_to_scale_with_the_limit_across_and_no_style():
     assert [int(h) for h in re.findall(r'height="(\d+)"><title>', stacked)] == [PLOT_HEIGHT // 4, PLOT_HEIGHT * 3 // 4]
     with pytest.raises(ValueError, match="one value per day"):
         bar_chart("t", days, [Series("a", [1])], str)
+
+
+def test_a_ledger_that_cannot_be_read_is_said_so_and_the_ledger_key_is_read_when_needed(run, tmp_path):
+    def no_store():
+        raise StoreError("no ledger at /nowhere and no ledger endpoint; start the pipeline (warden up)")
+
+    def app_of(source: LedgerSource) -> web.Application:
+        app = web.Application()
+        analyst.add_routes(app, source)
+        auditor.add_routes(app, source)
+        return app
+
+    down = app_of(LedgerSource(no_store, _policies, Policy(LOG)))
+    response = run(analyst.transactions_page(make_mocked_request("GET", "/transactions", app=down)))
+    assert response.status == 503 and "no ledger at /nowhere" in response.text
+    # Before the sink first ran, this host has no ledger key: the console starts, and says so when asked.
+    keyless = LedgerSource.from_settings(dataclasses.replace(Settings(), home=tmp_path))
+    with pytest.raises(SigningKeyError, match="no ledger key"):
+        keyless.policy  # noqa: B018 - reading it is the test
+    response = run(auditor.ledger_page(make_mocked_request("GET", "/ledger", app=app_of(keyless))))
+    assert response.status == 503 and "no ledger key" in response.text
