@@ -140,11 +140,12 @@ def status_of(action: str, status: str) -> str:
 def transaction(row: Mapping[str, Any]) -> Transaction:
     """A `Transaction` from a row of `LedgerSource.transactions`' query."""
     refused_by_signer = row["last_action"] == AuditAction.TX_SIGN_FAILED
+    action = row["last_action"] or AuditAction.INTENT_SUBMITTED  # nothing after its submission yet
     return Transaction(
         agent_id=row["agent_id"],
         intent_id=row["intent_id"],
         intent_digest=row["intent_digest"],
-        status=status_of(row["last_action"], row["last_status"]),
+        status=status_of(action, row["last_status"]),
         final=bool(row["last_final"]),
         stage=Stage.SIGNING if refused_by_signer else row["last_stage"],
         code=row["last_code"],
@@ -160,18 +161,21 @@ def transaction(row: Mapping[str, Any]) -> Transaction:
 
 
 def _transactions_sql(agent: str | None, limit: int) -> str:
+    """Per intent (agent, id, digest), its newest event after its submission, which says where
+    it stands: a copy submitted again later (past the worker's memory of it, refused at intake
+    and bound to its own bytes) says nothing about where the intent stands."""
     by_agent = "" if agent is None else f"AND agent_id = {sql_string(agent)}"
     submitted = sql_string(AuditAction.INTENT_SUBMITTED)
     signer = _listed(a for a in _WAY if a.startswith(("tx.", "solana.")))
     return f"""
 SELECT agent_id, intent_id, JSONExtractString(details, 'intent_digest') AS intent_digest,
     min(ts) AS first_at, max(ts) AS last_at,
-    argMax(action, seq) AS last_action,
-    argMax(JSONExtractString(details, 'status'), seq) AS last_status,
-    argMax(JSONExtractBool(details, 'final'), seq) AS last_final,
-    argMax(JSONExtractString(details, 'stage'), seq) AS last_stage,
-    argMax(JSONExtractString(details, 'code'), seq) AS last_code,
-    argMax(JSONExtractString(details, 'reason'), seq) AS last_reason,
+    argMaxIf(action, seq, action != {submitted}) AS last_action,
+    argMaxIf(JSONExtractString(details, 'status'), seq, action != {submitted}) AS last_status,
+    argMaxIf(JSONExtractBool(details, 'final'), seq, action != {submitted}) AS last_final,
+    argMaxIf(JSONExtractString(details, 'stage'), seq, action != {submitted}) AS last_stage,
+    argMaxIf(JSONExtractString(details, 'code'), seq, action != {submitted}) AS last_code,
+    argMaxIf(JSONExtractString(details, 'reason'), seq, action != {submitted}) AS last_reason,
     argMaxIf(JSONExtractString(details, 'chain'), seq, action = {submitted}) AS asked_chain,
     argMaxIf(JSONExtractString(details, 'to'), seq, action = {submitted}) AS asked_to,
     argMaxIf(JSONExtractString(details, 'value_wei'), seq, action = {submitted}) AS asked_value_wei,

@@ -130,6 +130,8 @@ def _scenario() -> tuple[list[AuditEvent], AuditEvent]:
     )
     e.submitted("agent-2", "i-other", 0, 10**16)
     e.signed("agent-2", "i-other", 0, 10**16, {})
+    e.submitted("agent-2", "i-waiting", 0, 10**16)
+    e.submitted("agent-1", "i-mined", 0, MINED_WEI)  # a copy sent again today: the intent stays mined
     return e.events, final
 
 
@@ -188,12 +190,13 @@ def test_each_intent_shows_where_it_stands(ledger, run):
         "i-signer": ("refused", False),
         "i-other": ("signed", False),
         "i-solana": ("signed", False),
+        "i-waiting": ("submitted", False),
     }
     assert (found["i-refused"].stage, found["i-refused"].code) == (Stage.ALLOWLIST, Code.RECIPIENT_NOT_ALLOWLISTED)
     assert (found["i-signer"].stage, found["i-signer"].code) == (Stage.SIGNING, Code.SIGNING_KEY_UNAVAILABLE)
     mined = found["i-mined"]
     assert (mined.value_wei, mined.block_number, mined.chain, mined.to) == (MINED_WEI, 7, "anvil", DEST)
-    assert [t.intent_id for t in run(_source(store).transactions("agent-2"))] == ["i-other"]
+    assert [t.intent_id for t in run(_source(store).transactions("agent-2"))] == ["i-waiting", "i-other"]
     assert run(_source(store).agents()) == ["agent-1", "agent-2"]
 
     html = analyst.transactions_table(list(found.values()))
