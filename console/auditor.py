@@ -130,14 +130,22 @@ def _checkpoint_row(row: CheckpointRow) -> str:
     )
 
 
-def _form(csrf: str, text: str = "") -> str:
+_EXPECTED = (("intent_id", "intent id"), ("agent_id", "agent"), ("intent_digest", "intent digest"))
+
+
+def _form(csrf: str, text: str = "", expected: dict[str, str] | None = None) -> str:
+    named = "".join(
+        f'<label>{esc(label)} <input name="{name}" value="{esc((expected or {}).get(name, ""))}" size="40"></label>'
+        for name, label in _EXPECTED
+    )
     return (
         '<form class="receipt" method="post" action="/ledger/receipt">'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
         '<label for="receipt">A receipt (c2sp.org/tlog-proof, as <code>warden audit receipt</code> or '
         "<code>warden txs show --proof</code> print it)</label>"
         f'<textarea id="receipt" name="receipt" rows="14" spellcheck="false">{esc(text)}</textarea>'
-        "<button>Check</button></form>"
+        "<p>Optionally, the intent it must be about (all three, as its signed outcome names them):</p>"
+        f'<div class="expected">{named}</div><button>Check</button></form>'
     )
 
 
@@ -148,11 +156,23 @@ async def receipt_form(request: web.Request) -> web.Response:
 @reading("Check a receipt")
 async def receipt_checked(request: web.Request) -> web.Response:
     form = await request.post()
-    text = form.get("receipt")
-    if not isinstance(text, str) or not text.strip():
-        raise web.HTTPBadRequest(text="receipt: paste a receipt (the text of a c2sp.org/tlog-proof) in the form")
-    checked = request.app[SOURCE].check_receipt(text)
-    return html(request, "Check a receipt", receipt_body(checked) + _form(request.get("csrf", ""), text))
+    fields = {name: form.get(name) for name in ("receipt", *(n for n, _ in _EXPECTED))}
+    text = {name: value.strip() if isinstance(value, str) else "" for name, value in fields.items()}
+    again = _form(request.get("csrf", ""), text["receipt"], text)
+    if not text["receipt"]:
+        return html(request, "Check a receipt", f'<p class="flag">Paste a receipt to check.</p>{again}', 400)
+    named = tuple(text[name] for name, _ in _EXPECTED)
+    if any(named) and not all(named):
+        return html(
+            request,
+            "Check a receipt",
+            '<p class="flag">Name the intent whole: its intent id, agent and intent digest together (or none).</p>'
+            + again,
+            400,
+        )
+    expected = (named[0], named[1], named[2]) if all(named) else None
+    checked = request.app[SOURCE].check_receipt(text["receipt"], expected)
+    return html(request, "Check a receipt", receipt_body(checked) + again)
 
 
 def receipt_body(checked: ReceiptCheck) -> str:

@@ -41,7 +41,7 @@ from schemas.errors import Problem
 from schemas.fields import format_token_amount
 from schemas.policy import USD_DECIMALS, AgentPolicy, parse_usd
 from schemas.stages import Stage
-from sdk.records import policies_in_force, receipt_subject
+from sdk.records import policies_in_force, receipt_subject, subject_problem
 
 DAYS = 14  # the days a chart covers, today's included
 TRANSACTIONS = 500  # the newest intents the transactions page lists
@@ -424,9 +424,11 @@ class ReceiptCheck:
         return self.unreadable is None and all(f.problem is None for f in self.findings)
 
 
-def check_receipt(text: str, policy: Policy) -> ReceiptCheck:
-    """``text`` (a receipt as `warden audit receipt` prints it) checked under ``policy``."""
-    text = text.replace("\r\n", "\n")  # a browser's form sends its lines CRLF-terminated
+def check_receipt(text: str, policy: Policy, expected: tuple[str, str, str] | None = None) -> ReceiptCheck:
+    """``text`` (a receipt as `warden audit receipt` prints it) checked under ``policy``; with
+    ``expected`` (intent id, agent, intent digest), also that its event is about that intent."""
+    # A browser's form sends lines CRLF-terminated, and a paste may lose the last line's newline.
+    text = text.replace("\r\n", "\n").strip() + "\n"
     try:
         receipt = Receipt.parse(text)
     except NoteError as exc:
@@ -435,7 +437,16 @@ def check_receipt(text: str, policy: Policy) -> ReceiptCheck:
         event: Mapping[str, Any] | None = receipt.event
     except NoteError:
         event = None
-    return ReceiptCheck(tuple(findings(receipt, policy)), event, receipt_subject(text))
+    found = findings(receipt, policy)
+    if expected is not None:
+        intent_id, agent_id, digest = expected
+        found.append(
+            Finding(
+                f"its event is about intent {intent_id} of agent {agent_id} with digest {digest}",
+                subject_problem(text, expected),
+            )
+        )
+    return ReceiptCheck(tuple(found), event, receipt_subject(text))
 
 
 # ---- the reader -----------------------------------------------------------------------------
@@ -541,5 +552,5 @@ class LedgerSource:
         async with self._verifying:
             return await asyncio.to_thread(read)
 
-    def check_receipt(self, text: str) -> ReceiptCheck:
-        return check_receipt(text, self.policy)
+    def check_receipt(self, text: str, expected: tuple[str, str, str] | None = None) -> ReceiptCheck:
+        return check_receipt(text, self.policy, expected)

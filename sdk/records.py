@@ -30,7 +30,7 @@ from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, readable_audit_events
 from schemas.auth import audit_writer, outcome_forgery, policy_signature_valid, record_id_of
 from schemas.chain_set import ChainSet
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import Outcome, read_outcome
@@ -408,6 +408,16 @@ async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, int
             f"{(intent_id, agent_id, intent_digest)}; `warden audit check-receipt --intent-id ...` says more"
         )
     return text
+
+
+def subject_problem(text: str, expected: tuple[str, str, str]) -> Problem | None:
+    """Why the receipt ``text`` is no receipt for the intent ``expected`` (intent id, agent, intent
+    digest), or None: its event is about another record. A refusal of a forged copy that reused
+    the intent's id is a true event in the log, and no receipt for the intent."""
+    about = receipt_subject(text)
+    if about != expected:
+        return Problem(f"the receipt's event is about (intent, agent, digest) {about}, not {expected}")
+    return None
 
 
 def receipt_subject(text: str) -> tuple | None:

@@ -85,11 +85,17 @@ async def _scenario(settings, agent: str, key) -> tuple[dict, str]:
         lambda: outcome_receipt(settings, mined.intent_id, agent, mined.digest()),
         lambda text: Receipt.parse(text).event["action"] == AuditAction.TX_FINAL,
     )
-    ids = {"mined": mined.intent_id, "refused": refused.intent_id, "parked": parked.intent_id, "code": rejection.code}
+    ids = {
+        "mined": mined.intent_id,
+        "digest": mined.digest(),
+        "refused": refused.intent_id,
+        "parked": parked.intent_id,
+        "code": rejection.code,
+    }
     return ids, receipt
 
 
-async def _pages(source: LedgerSource, agent: str, receipt: str) -> dict[str, str]:
+async def _pages(source: LedgerSource, agent: str, receipt: str, expected: dict[str, str]) -> dict[str, str]:
     app = web.Application()
     analyst.add_routes(app, source)
     auditor.add_routes(app, source)
@@ -106,7 +112,7 @@ async def _pages(source: LedgerSource, agent: str, receipt: str) -> dict[str, st
             assert response.status == 200, (path, await response.text())
             pages[name] = await response.text()
         for name, text in (("receipt", receipt), ("tampered", _tampered(receipt))):
-            response = await client.post("/ledger/receipt", data={"receipt": text, "csrf": ""})
+            response = await client.post("/ledger/receipt", data={"receipt": text, "csrf": "", **expected})
             assert response.status == 200, await response.text()
             pages[name] = await response.text()
     return pages
@@ -127,7 +133,9 @@ def test_the_pages_show_what_the_ledger_holds(stack, run):
         } and all(t.final for t in found if t.intent_id == ids["mined"])
 
     run(_until(lambda: source.transactions(agent), ledger_has_all))
-    pages = run(_pages(source, agent, receipt))
+    # The receipt checked as the mined intent's: its id, agent and digest named in the form.
+    expected = {"intent_id": ids["mined"], "agent_id": agent, "intent_digest": ids["digest"]}
+    pages = run(_pages(source, agent, receipt, expected))
 
     txs = pages["transactions"]
     assert 'data-status="mined">mined, final<' in _row(txs, ids["mined"])
@@ -148,6 +156,7 @@ def test_the_pages_show_what_the_ledger_holds(stack, run):
     assert 'class="verdict ok" data-ok="true">Verified' in pages["ledger"], pages["ledger"]
     assert '<input type="hidden" name="csrf"' in pages["form"]
     assert 'data-ok="true">The receipt holds' in pages["receipt"] and 'data-ok="false"' not in pages["receipt"]
+    assert f"its event is about intent {ids['mined']} of agent {agent}" in pages["receipt"]
     tampered = pages["tampered"]
     assert 'data-ok="false">The receipt does not hold' in tampered
     assert re.search(r'data-ok="false">the inclusion proof leads [^<]*: FAILS', tampered), tampered

@@ -295,11 +295,19 @@ def _tampered(text: str) -> str:
 def test_a_receipt_holds_and_a_tampered_one_fails_its_inclusion_check(ledger):
     store, final = ledger
     text = _receipt_text(store, final)
-    checked = _source(store).check_receipt(text.replace("\n", "\r\n"))  # as a browser's form sends it
+    # As a browser's form sends it, CRLF-terminated, and pasted without its last newline.
+    checked = _source(store).check_receipt(text.replace("\n", "\r\n").rstrip())
     assert checked.ok and checked.event["event_id"] == final.event_id and checked.about[0] == "i-mined"
     assert [f.problem for f in checked.findings] == [None] * 5
     html = auditor.receipt_body(checked)
     assert 'data-ok="true"' in html and 'data-ok="false"' not in html
+
+    # Named as the intent it must be about: it is; and it is not agent-2's.
+    digest = "i-mined-digest".encode().hex()
+    about = _source(store).check_receipt(text, ("i-mined", "agent-1", digest))
+    assert about.ok and len(about.findings) == 6
+    other = _source(store).check_receipt(text, ("i-mined", "agent-2", digest))
+    assert not other.ok and [f.problem is None for f in other.findings] == [True] * 5 + [False]
 
     tampered = _source(store).check_receipt(_tampered(text))
     assert not tampered.ok
