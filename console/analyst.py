@@ -13,14 +13,14 @@ from aiohttp import web
 from console.charts import Series, bar_chart, legend
 from console.data import AgentSpend, LedgerSource, Refusals, Transaction
 from console.layout import esc
-from console.pages import SOURCE, html, reading
+from console.pages import SOURCE, html, keep_source, reading
 from runtime.registry import REGISTRY
 from schemas.fields import format_native_amount
 
 
 def add_routes(app: web.Application, source: LedgerSource) -> None:
     """``GET /transactions``, ``/spend`` and ``/refusals``, reading ``source``."""
-    app[SOURCE] = source
+    keep_source(app, source)
     app.router.add_get("/transactions", transactions_page)
     app.router.add_get("/spend", spend_page)
     app.router.add_get("/refusals", refusals_page)

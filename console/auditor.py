@@ -13,12 +13,12 @@ from aiohttp import web
 
 from console.data import CheckpointRow, LedgerSource, LedgerState, ReceiptCheck
 from console.layout import esc
-from console.pages import SOURCE, html, reading
+from console.pages import SOURCE, html, keep_source, reading
 
 
 def add_routes(app: web.Application, source: LedgerSource) -> None:
     """``GET /ledger``, ``GET`` and ``POST /ledger/receipt``, reading ``source``."""
-    app[SOURCE] = source
+    keep_source(app, source)
     app.router.add_get("/ledger", ledger_page)
     app.router.add_get("/ledger/receipt", receipt_form)
     app.router.add_post("/ledger/receipt", receipt_checked)

@@ -16,6 +16,14 @@ from schemas.errors import WardenError
 SOURCE = web.AppKey("ledger_source", LedgerSource)
 
 
+def keep_source(app: web.Application, source: LedgerSource) -> None:
+    """``source`` on ``app`` for the pages to read: one for the analysts' and the auditors' pages,
+    so a second `add_routes` given another is refused rather than silently replacing the first."""
+    if app.get(SOURCE, source) is not source:
+        raise WardenError("the analysts' and auditors' pages read one LedgerSource: give both add_routes the same")
+    app[SOURCE] = source
+
+
 def html(request: web.Request, title: str, body: str, status: int = 200) -> web.Response:
     """``body`` (markup already escaped) as the page ``title``."""
     return web.Response(

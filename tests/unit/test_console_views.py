@@ -37,6 +37,7 @@ from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, event_id
 from schemas.codes import Code
+from schemas.errors import WardenError
 from schemas.policy import AgentPolicy
 from schemas.stages import Stage
 from tests.ledger_support import LOG_NAME, T0, build_ledger
@@ -368,3 +369,6 @@ def test_a_ledger_that_cannot_be_read_is_said_so_and_the_ledger_key_is_read_when
         keyless.policy  # noqa: B018 - reading it is the test
     response = run(auditor.ledger_page(make_mocked_request("GET", "/ledger", app=app_of(keyless))))
     assert response.status == 503 and "no ledger key" in response.text
+    # Both sets of pages read one source.
+    with pytest.raises(WardenError, match="one LedgerSource"):
+        auditor.add_routes(down, keyless)
