@@ -44,6 +44,7 @@ from schemas.chain_set import ChainSet
 from schemas.emit import Emit
 from schemas.errors import Problem, WardenError
 from schemas.outcomes import HumanApproval
+from schemas.passkeys import is_passkey
 from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
 from sdk.changes import AdminSigned
@@ -330,6 +331,11 @@ async def add_signature(
     signature; when it completes the quorum, publish the whole record on its own topic too.
     With ``digest``, only if it is the digest of the bytes signed (else `NotWhatWasShown`).
     Where the record landed (`publish_record`); empty while more signatures are needed."""
+    if is_passkey(gathered.in_force.get(admin_id, "")):
+        raise NotTheKeyInForce(
+            f"{admin_id}'s key in force is a passkey: a passkey admin signs in the web console, with the passkey, "
+            "not with a key file here; nothing was signed"
+        )
     key = load_or_create_admin_key(settings.home, admin_id)
     proposal = gathered.with_signature(key, admin_id, now, digest)
     # A signature no service counts is refused here, where the admin can still act on it: the

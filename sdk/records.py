@@ -137,7 +137,7 @@ class _AdminHistory(AdminSetBook):
         self.superseded: list[Admins] = []
 
     def _take(self, proposed) -> tuple[str, str, str]:
-        before = Admins(self.admins.keys, self.admins.thresholds, self.admins.version)
+        before = Admins(self.admins.keys, self.admins.thresholds, self.admins.version, self.admins.party)
         settled = super()._take(proposed)
         if settled[0] == "adopted":
             self.superseded.append(before)

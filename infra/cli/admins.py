@@ -1,7 +1,8 @@
 """``warden admins show|key|propose``: the admin set in force, this admin's key, and a change to
 the set (new admins, removed ones, new thresholds), which the current set's quorum for
 ``admins`` must sign (`warden approvals sign`) before any service takes it, and each admin whose
-key it changes too, with their current key."""
+key it changes too, with their current key. An admin's key is an Ed25519 key (the command line's)
+or a passkey (the console's, `schemas.passkeys`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from runtime.clock import utcnow
 from runtime.config import load
 from schemas.admins import AdminSet, key_changes, key_fingerprint, parse_thresholds
 from schemas.auth import public_key_hex, sign_admin_set
+from schemas.passkeys import is_passkey
 from sdk.admin import load_or_create_admin_key
 from sdk.quorum import publish_or_propose
 from sdk.records import admins_in_force
@@ -33,10 +35,11 @@ def cmd_show(args) -> int:
         return 0
     print(
         f"admin set v{admins.version}{' (the configured one)' if admins.version == 0 else ''}; "
-        "each key by its fingerprint (SHA-256 of the public key, first 16 hex), then in full"
+        "each key by its kind and fingerprint (SHA-256 of the public key, first 16 hex), then in full"
     )
     for key_id, public in sorted(admins.keys.items()):
-        print(f"  {key_id:20} {fingerprints[key_id]}  {public}")
+        kind = "passkey" if is_passkey(public) else "ed25519"
+        print(f"  {key_id:20} {kind:8}{fingerprints[key_id]}  {public}")
     print("thresholds: " + ", ".join(f"{action} {m} of {len(admins.keys)}" for action, m in admins.thresholds.items()))
     return 0
 
@@ -106,6 +109,13 @@ def add_arguments(command: str, p: argparse.ArgumentParser) -> None:
     key.set_defaults(handler=cmd_key)
     change = sub.add_parser("propose", help="a new admin set and thresholds; the current quorum must sign it")
     add_json_flag(change)
-    change.add_argument("--admins", required=True, help="the whole new set: id=0x<public key>,...")
+    change.add_argument(
+        "--admins",
+        required=True,
+        help=(
+            "the whole new set: id=<key>,..., each key an Ed25519 public key (0x and 64 hex) or a passkey "
+            "(passkey:<credential id>:<COSE public key>, as the console registers it)"
+        ),
+    )
     change.add_argument("--quorum", required=True, help='thresholds: "2", or "policy=2,approval=2,...,admins=3"')
     change.set_defaults(handler=cmd_propose)

@@ -37,6 +37,7 @@ from schemas.chain_set import ChainSet
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
+from schemas.passkeys import is_passkey
 from schemas.policy import AgentPolicy
 from sdk.changes import InForce, change_of
 from sdk.client import (
@@ -194,12 +195,19 @@ def _field_lines(rows: list[dict], indent: str) -> list[str]:
     return lines
 
 
+def _fingerprint(key: dict | None) -> str | None:
+    """A key of an admin set's change as people read it: its fingerprint, after "passkey " when it
+    is one (the console's) rather than an Ed25519 key (the command line's)."""
+    if key is None:
+        return None
+    return ("passkey " if is_passkey(key["public_key"]) else "") + key["fingerprint"]
+
+
 def _admin_lines(change: dict) -> list[str]:
     version, count = change["version"], change["admin_count"]
     lines = [f"  admins, v{version['old']} -> v{version['new']} (key: SHA-256 of the public key, first 16 hex):"]
     for row in change["admins"]:
-        old = row["old_key"] and row["old_key"]["fingerprint"]
-        new = row["new_key"] and row["new_key"]["fingerprint"]
+        old, new = _fingerprint(row["old_key"]), _fingerprint(row["new_key"])
         admin_id = row["admin_id"]
         text = {
             "added": f"added {admin_id} ({new})",
