@@ -14,6 +14,10 @@ them, so queries calling it are refused. URL parameters other than
 ``default_format``, ``query_id`` and ``param_*`` are accepted and ignored; results are
 sent whole (export pages through them); there is no
 authentication, so it listens on loopback (WARDEN_LEDGER_HTTP) by default.
+
+Beside the SQL it serves the routes the sink hands it: ``POST /webhooks``, an admin's signed
+request to add or remove an audit webhook (`ledger.webhook_admin`), which carries its own
+authorization.
 """
 
 from __future__ import annotations

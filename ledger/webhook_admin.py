@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from ledger.store import Store
 from ledger.webhook_messages import secret, whsec
-from ledger.webhook_store import Endpoint, chain_heads, endpoints, write_endpoint
+from ledger.webhook_store import WebhookEndpoint, chain_heads, endpoints, write_endpoint
 from runtime.admins import Admins
 from runtime.clock import utcnow
 from schemas.actions import AuditAction
@@ -84,7 +84,7 @@ class Registrar:
         webhook_id = request.added_id()
         if endpoints(self.store, webhook_id, removed=True):
             raise WebhookRefused(409, f"endpoint {webhook_id} was added by this very request before", "sign a new one")
-        endpoint = Endpoint(
+        endpoint = WebhookEndpoint(
             webhook_id=webhook_id,
             url=request.url,
             events=request.events,
@@ -107,7 +107,7 @@ class Registrar:
             raise WebhookRefused(
                 404, f"no endpoint {request.webhook_id} is registered", "`warden webhooks list` shows them"
             )
-        removed = Endpoint(**{**found[0].__dict__, "removed_at": now, "removed_by": request.admin_key_id})
+        removed = WebhookEndpoint(**{**found[0].__dict__, "removed_at": now, "removed_by": request.admin_key_id})
         write_endpoint(self.store, removed)
         self.notices.append(_notice(AuditAction.WEBHOOK_REMOVED, removed, request, now))
         return {"id": request.webhook_id, "removed": True}
@@ -133,7 +133,7 @@ def shown_url(url: str) -> str:
     return parts._replace(query="").geturl()
 
 
-def _notice(action: AuditAction, endpoint: Endpoint, request: WebhookRequest, now: datetime) -> AuditEvent:
+def _notice(action: AuditAction, endpoint: WebhookEndpoint, request: WebhookRequest, now: datetime) -> AuditEvent:
     return AuditEvent(
         event_id=event_id("webhook", action, endpoint.webhook_id),
         actor=f"admin:{request.admin_key_id}",

@@ -21,7 +21,7 @@ State = Literal["pending", "delivered", "given_up"]
 
 
 @dataclass(frozen=True)
-class Backoff:
+class Retries:
     first: timedelta = timedelta(seconds=5)
     cap: timedelta = timedelta(hours=1)
     give_up_after: timedelta = timedelta(days=3)
@@ -91,16 +91,16 @@ def failed(
     delivery: Delivery,
     now: datetime,
     error: str,
-    backoff: Backoff,
+    retries: Retries,
     jitter: float,
     retry_after: timedelta | None = None,
 ) -> Delivery:
     """``delivery`` after an attempt that failed with ``error``: due again after the backoff, or
-    given up once ``backoff.give_up_after`` has passed since it was owed."""
+    given up once ``retries.give_up_after`` has passed since it was owed."""
     attempts = delivery.attempts + 1
-    if now - delivery.owed_since >= backoff.give_up_after:
+    if now - delivery.owed_since >= retries.give_up_after:
         return replace(delivery, attempts=attempts, state="given_up", last_error=error)
-    wait = backoff.delay(attempts, jitter, retry_after)
+    wait = retries.delay(attempts, jitter, retry_after)
     return replace(delivery, attempts=attempts, next_at=now + wait, last_error=error)
 
 

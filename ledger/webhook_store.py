@@ -58,7 +58,7 @@ ROW_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class WebhookEndpoint:
     webhook_id: str
     url: str
     events: tuple[str, ...]
@@ -82,8 +82,8 @@ class Endpoint:
         }
 
 
-def _endpoint(row: dict[str, Any]) -> Endpoint:
-    return Endpoint(
+def _endpoint(row: dict[str, Any]) -> WebhookEndpoint:
+    return WebhookEndpoint(
         webhook_id=row["webhook_id"],
         url=row["url"],
         events=tuple(row["events"]),
@@ -95,11 +95,11 @@ def _endpoint(row: dict[str, Any]) -> Endpoint:
     )
 
 
-def write_endpoint(store: Store, endpoint: Endpoint) -> None:
+def write_endpoint(store: Store, endpoint: WebhookEndpoint) -> None:
     store.insert(WEBHOOK_ENDPOINTS, pa.Table.from_pylist([endpoint.row()], schema=_ENDPOINT_SCHEMA))
 
 
-def endpoints(store: Reader, webhook_id: str | None = None, removed: bool = False) -> list[Endpoint]:
+def endpoints(store: Reader, webhook_id: str | None = None, removed: bool = False) -> list[WebhookEndpoint]:
     """The endpoints (``webhook_id``: that one), those removed too with ``removed``, oldest first."""
     where = [] if removed else ["removed_at IS NULL"]
     if webhook_id is not None:
@@ -115,7 +115,7 @@ def chain_heads(store: Reader) -> dict[int, int]:
     return {int(r["chain"]): int(r["next_seq"]) for r in rows}
 
 
-def cursors(store: Reader, endpoint: Endpoint) -> dict[int, int]:
+def cursors(store: Reader, endpoint: WebhookEndpoint) -> dict[int, int]:
     """How far ``endpoint``'s scan of each chain got: its start, or further."""
     sql = (
         f"SELECT chain, max(next_seq) AS next_seq FROM {WEBHOOK_CURSORS} "
@@ -126,7 +126,7 @@ def cursors(store: Reader, endpoint: Endpoint) -> dict[int, int]:
 
 
 def owed_rows(
-    store: Reader, endpoint: Endpoint, scanned: dict[int, int], heads: dict[int, int], limit: int
+    store: Reader, endpoint: WebhookEndpoint, scanned: dict[int, int], heads: dict[int, int], limit: int
 ) -> tuple[list[dict[str, Any]], dict[int, int]]:
     """The rows ``endpoint`` is owed that its scan has not reached, up to ``heads`` (at most
     ``limit``, in ledger order), and how far the scan got with them."""

@@ -34,8 +34,8 @@ from ledger import webhook_schedule as schedule
 from ledger import webhook_store as stored
 from ledger.store import Store, StoreError, open_writer
 from ledger.webhook_admin import Registrar, serve, shown_url
-from ledger.webhook_schedule import Backoff, Delivery
-from ledger.webhook_store import Endpoint
+from ledger.webhook_schedule import Delivery, Retries
+from ledger.webhook_store import WebhookEndpoint
 from runtime.admins import follow_admin_sets
 from runtime.clock import utcnow
 from runtime.config import Settings
@@ -51,7 +51,7 @@ _USER_AGENT = "warden-webhooks/1"
 
 @dataclass(frozen=True)
 class WebhookOptions:
-    backoff: Backoff = field(default_factory=Backoff)
+    retries: Retries = field(default_factory=Retries)
     timeout: timedelta = timedelta(seconds=15)
     poll: timedelta = timedelta(seconds=1)
     scan_limit: int = 1000
@@ -60,7 +60,7 @@ class WebhookOptions:
     def from_settings(cls, settings: Settings) -> "WebhookOptions":
         ledger = settings.ledger
         return cls(
-            backoff=Backoff(
+            retries=Retries(
                 first=timedelta(seconds=ledger.webhook_retry_first_s),
                 cap=timedelta(seconds=ledger.webhook_retry_max_s),
                 give_up_after=timedelta(seconds=ledger.webhook_give_up_s),
@@ -88,8 +88,11 @@ class Deliverer:
                 busy = False
                 try:
                     busy = await self.turn(session)
-                except StoreError as exc:
-                    log.error("webhooks: the store failed (%s); reading the deliveries from it again", exc)
+                except Exception as exc:  # noqa: BLE001 - a failed turn must not end deliveries for good
+                    if isinstance(exc, StoreError):
+                        log.error("webhooks: the store failed (%s); reading the deliveries from it again", exc)
+                    else:
+                        log.exception("webhooks: a turn failed; reading the deliveries from the store again")
                     self.pending.clear()
                     self.loaded.clear()
                 if not busy:
@@ -114,7 +117,7 @@ class Deliverer:
         attempted = await self._attempt_due(session, active)
         return more or attempted
 
-    def _scan(self, endpoint: Endpoint, now: datetime) -> bool:
+    def _scan(self, endpoint: WebhookEndpoint, now: datetime) -> bool:
         """The rows ``endpoint`` is owed since its cursor, as deliveries written before the cursor
         moves; whether the scan stopped at its limit."""
         heads = stored.chain_heads(self.store)
@@ -139,7 +142,7 @@ class Deliverer:
             self.pending.setdefault((delivery.webhook_id, delivery.chain, delivery.seq), delivery)
         return len(rows) >= self.options.scan_limit
 
-    async def _attempt_due(self, session: aiohttp.ClientSession, active: dict[str, Endpoint]) -> bool:
+    async def _attempt_due(self, session: aiohttp.ClientSession, active: dict[str, WebhookEndpoint]) -> bool:
         due = schedule.due(self.pending.values(), utcnow())
         if not due:
             return False
@@ -171,7 +174,7 @@ class Deliverer:
         return any(o.state != "pending" for o in outcomes)
 
     async def _attempt(
-        self, session: aiohttp.ClientSession, endpoint: Endpoint, delivery: Delivery, row: dict[str, Any]
+        self, session: aiohttp.ClientSession, endpoint: WebhookEndpoint, delivery: Delivery, row: dict[str, Any]
     ) -> Delivery:
         content = messages.body(row)
         secret = messages.secret(self.key, endpoint.webhook_id)
@@ -185,10 +188,10 @@ class Deliverer:
                 wait = schedule.retry_after(answer.headers.get("retry-after"))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-        return schedule.failed(delivery, utcnow(), error, self.options.backoff, random.random(), wait)
+        return schedule.failed(delivery, utcnow(), error, self.options.retries, random.random(), wait)
 
 
-def gave_up_event(delivery: Delivery, endpoint: Endpoint, now: datetime) -> AuditEvent:
+def gave_up_event(delivery: Delivery, endpoint: WebhookEndpoint, now: datetime) -> AuditEvent:
     """The ledger's record that ``delivery`` was given up on."""
     return AuditEvent(
         event_id=event_id("webhook", AuditAction.WEBHOOK_GAVE_UP, delivery.webhook_id, delivery.event_id),

@@ -19,7 +19,7 @@ from ledger.keys import load_or_create_signing_key
 from ledger.schema import WEBHOOK_CURSORS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from ledger.store import ChdbStore, store_path
 from ledger.webhook_admin import Registrar, WebhookRefused
-from ledger.webhook_schedule import Backoff, Delivery
+from ledger.webhook_schedule import Delivery, Retries
 from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.actions import AuditAction
@@ -29,7 +29,7 @@ from sdk.webhooks import signed_request
 from tests.ledger_support import build_ledger, intent_digest_of, pipeline_events
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-BACKOFF = Backoff(first=timedelta(seconds=5), cap=timedelta(hours=1), give_up_after=timedelta(days=1))
+RETRIES = Retries(first=timedelta(seconds=5), cap=timedelta(hours=1), give_up_after=timedelta(days=1))
 
 
 def _delivery(seq: int, agent: str = "agent-1", **changes) -> Delivery:
@@ -38,17 +38,17 @@ def _delivery(seq: int, agent: str = "agent-1", **changes) -> Delivery:
 
 
 def test_the_wait_doubles_from_the_first_with_jitter_and_stops_at_the_cap():
-    assert [BACKOFF.delay(n, jitter=0.999999) for n in (1, 2, 3)] == [
+    assert [RETRIES.delay(n, jitter=0.999999) for n in (1, 2, 3)] == [
         timedelta(seconds=5) * (0.5 + 0.999999 / 2),
         timedelta(seconds=10) * (0.5 + 0.999999 / 2),
         timedelta(seconds=20) * (0.5 + 0.999999 / 2),
     ]
-    assert BACKOFF.delay(1, jitter=0.0) == timedelta(seconds=2.5)
-    assert BACKOFF.delay(30, jitter=0.5) == timedelta(hours=1) * 0.75
-    assert BACKOFF.delay(10_000, jitter=0.0) == timedelta(minutes=30)
+    assert RETRIES.delay(1, jitter=0.0) == timedelta(seconds=2.5)
+    assert RETRIES.delay(30, jitter=0.5) == timedelta(hours=1) * 0.75
+    assert RETRIES.delay(10_000, jitter=0.0) == timedelta(minutes=30)
     # A Retry-After is waited for, but never past the cap.
-    assert BACKOFF.delay(1, 0.0, retry_after=timedelta(seconds=120)) == timedelta(seconds=120)
-    assert BACKOFF.delay(1, 0.0, retry_after=timedelta(days=9)) == timedelta(hours=1)
+    assert RETRIES.delay(1, 0.0, retry_after=timedelta(seconds=120)) == timedelta(seconds=120)
+    assert RETRIES.delay(1, 0.0, retry_after=timedelta(days=9)) == timedelta(hours=1)
     assert schedule.retry_after("120") == timedelta(seconds=120)
     assert schedule.retry_after("Wed, 21 Oct 2026 07:28:00 GMT") is None
     assert schedule.retry_after(None) is None
@@ -71,7 +71,7 @@ def test_one_agents_later_event_waits_for_its_earlier_one_and_other_agents_do_no
 
 def test_a_failed_attempt_backs_off_until_a_day_passed_since_the_event_was_owed_then_gives_up():
     delivery = _delivery(1)
-    after = schedule.failed(delivery, NOW, "HTTP 503", BACKOFF, jitter=0.0)
+    after = schedule.failed(delivery, NOW, "HTTP 503", RETRIES, jitter=0.0)
     assert (after.state, after.attempts, after.next_at, after.last_error) == (
         "pending",
         1,
@@ -79,9 +79,9 @@ def test_a_failed_attempt_backs_off_until_a_day_passed_since_the_event_was_owed_
         "HTTP 503",
     )
     assert after.version > delivery.version
-    almost = schedule.failed(after, NOW + timedelta(days=1, seconds=-1), "HTTP 503", BACKOFF, 0.0)
+    almost = schedule.failed(after, NOW + timedelta(days=1, seconds=-1), "HTTP 503", RETRIES, 0.0)
     assert almost.state == "pending"
-    gone = schedule.failed(almost, NOW + timedelta(days=1), "refused", BACKOFF, 0.0)
+    gone = schedule.failed(almost, NOW + timedelta(days=1), "refused", RETRIES, 0.0)
     assert (gone.state, gone.attempts, gone.last_error) == ("given_up", 3, "refused")
     assert gone.version > almost.version
     assert schedule.delivered(after).version > after.version
@@ -263,7 +263,7 @@ def test_only_a_pinned_admins_fresh_request_adds_once_and_the_store_holds_no_sec
 
 
 def test_a_scan_owes_each_chosen_event_once_in_ledger_order_and_moves_its_cursor(ledger_store):
-    endpoint = stored.Endpoint(
+    endpoint = stored.WebhookEndpoint(
         "wh_scan", "https://h.example.com/", (AuditAction.TX_SIGNED,), NOW, "alice", start={0: 0, 1: 3}
     )
     heads = stored.chain_heads(ledger_store)
