@@ -188,21 +188,28 @@ def pending(store: Reader, webhook_ids: Iterable[str]) -> list[Delivery]:
     if not ids:
         return []
     sql = f"SELECT * FROM {WEBHOOK_DELIVERIES} FINAL WHERE webhook_id IN ({ids}) AND state = 'pending'"
-    return [
-        Delivery(
-            webhook_id=r["webhook_id"],
-            chain=int(r["chain"]),
-            seq=int(r["seq"]),
-            event_id=r["event_id"],
-            agent_id=r["agent_id"],
-            owed_since=r["owed_since"],
-            next_at=r["next_at"],
-            attempts=int(r["attempts"]),
-            state="pending",
-            last_error=r["last_error"],
-        )
-        for r in store.arrow(sql).to_pylist()
-    ]
+    return [_delivery(r) for r in store.arrow(sql).to_pylist()]
+
+
+def given_up(store: Reader) -> list[tuple[Delivery, datetime]]:
+    """Every delivery given up on, with when."""
+    sql = f"SELECT * FROM {WEBHOOK_DELIVERIES} FINAL WHERE state = 'given_up' ORDER BY updated_at"
+    return [(_delivery(r), r["updated_at"]) for r in store.arrow(sql).to_pylist()]
+
+
+def _delivery(row: dict[str, Any]) -> Delivery:
+    return Delivery(
+        webhook_id=row["webhook_id"],
+        chain=int(row["chain"]),
+        seq=int(row["seq"]),
+        event_id=row["event_id"],
+        agent_id=row["agent_id"],
+        owed_since=row["owed_since"],
+        next_at=row["next_at"],
+        attempts=int(row["attempts"]),
+        state=row["state"],
+        last_error=row["last_error"],
+    )
 
 
 def rows_at(store: Reader, positions: Iterable[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
@@ -224,8 +231,9 @@ SELECT e.webhook_id AS webhook_id, e.url AS url, e.events AS events, e.added_at 
     countIf(d.state = 'given_up') AS given_up,
     minIf(d.owed_since, d.state = 'pending') AS oldest_pending,
     argMaxIf(d.last_error, d.updated_at, d.last_error != '') AS last_error,
-    arraySlice(arrayReverseSort(x -> x.2, groupArrayIf((d.event_id, d.updated_at), d.state = 'given_up')), 1, 20)
-        AS given_up_events
+    arrayMap(x -> x.1, arraySlice(
+        arrayReverseSort(x -> x.2, groupArrayIf((d.event_id, d.updated_at), d.state = 'given_up')), 1, 20
+    )) AS given_up_events
 FROM (SELECT * FROM {WEBHOOK_ENDPOINTS} FINAL WHERE removed_at IS NULL) AS e
 LEFT JOIN (SELECT * FROM {WEBHOOK_DELIVERIES} FINAL) AS d ON d.webhook_id = e.webhook_id
 GROUP BY e.webhook_id, e.url, e.events, e.added_at, e.added_by
@@ -233,7 +241,6 @@ ORDER BY e.added_at, e.webhook_id
 """
     listed: list[dict[str, Any]] = store.arrow(sql).to_pylist()
     for row in listed:
-        row["given_up_events"] = [event for event, _ in row["given_up_events"]]
         if not row["pending"]:
             row["oldest_pending"] = None
     return listed

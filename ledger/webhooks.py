@@ -80,6 +80,7 @@ class Deliverer:
         self.options = options
         self.pending: dict[tuple[str, int, int], Delivery] = {}
         self.loaded: set[str] = set()  # endpoints whose pending deliveries were read from the store
+        self.loaded_once = False  # whether the deliveries given up on were said again since the start
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.timeout.total_seconds())
@@ -101,8 +102,20 @@ class Deliverer:
                     except asyncio.TimeoutError:
                         pass
 
+    def _say_given_up(self) -> None:
+        """Each delivery given up on, said again: the store holds its state from the moment it was
+        given up, the ledger its event only once the sink published it, and a stop can come in
+        between. The ledger keeps the one it holds already (the same event id)."""
+        every = {e.webhook_id: e for e in stored.endpoints(self.store, removed=True)}
+        for delivery, when in stored.given_up(self.store):
+            if delivery.webhook_id in every:
+                self.notices.append(gave_up_event(delivery, every[delivery.webhook_id], when))
+
     async def turn(self, session: aiohttp.ClientSession) -> bool:
         """One scan and one round of attempts; whether there may be more to do at once."""
+        if not self.loaded_once:
+            await asyncio.to_thread(self._say_given_up)
+            self.loaded_once = True
         active = {e.webhook_id: e for e in await asyncio.to_thread(stored.endpoints, self.store)}
         self.pending = {k: d for k, d in self.pending.items() if d.webhook_id in active}
         self.loaded &= set(active)

@@ -621,12 +621,25 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
         owed_ids = {e.event_id for e in owed}
         await _until(lambda: owed_ids <= {h["webhook-id"] for h, _ in receiver.taken}, 120, "every delivery")
         await asyncio.sleep(1.0)  # whatever more it would send
+        listing = await asyncio.to_thread(listed)
+        # Removed by the admin: listed no more, and on the ledger.
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["webhooks", "remove", answer["id"]]) == 0
+        assert f"webhook {answer['id']} removed by local-admin" in capsys.readouterr().out
+        about = f"SELECT count() FROM {AUDIT_LOG} WHERE resource = 'webhook:{answer['id']}'"
+        await _until(lambda: _ledger_sql(settings, about)[0][0] == 2, 30, "the removal on the ledger")
+        assert await asyncio.to_thread(listed) == []
         stop.set()
         await restarted
         await receiver.down()
-        return answer
+        return answer, listing
 
-    answer = asyncio.run(scenario())
+    def listed() -> list:
+        capsys.readouterr()
+        assert main(["webhooks", "list", "--json"]) == 0
+        return orjson.loads(capsys.readouterr().out)
+
+    answer, listing = asyncio.run(scenario())
     assert answer["id"].startswith("wh_") and answer["secret"].startswith("whsec_")
     assert receiver.refused == 5
     verifier = Webhook(answer["secret"])
@@ -642,14 +655,14 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
         assert arrived == [e.event_id for e in owed if e.agent_id == agent], agent
     signed = next(p["data"] for p in firsts.values() if p["type"] == AuditAction.TX_SIGNED)
     assert signed["intent_digest"] == intent_digest_of(signed["intent_id"]) and signed["ledger"]["integrity_hash"]
-    # Listed with what it was delivered; its addition is on the ledger, as the local admin's.
-    capsys.readouterr()
-    assert main(["webhooks", "list", "--json"]) == 0
-    (listed,) = orjson.loads(capsys.readouterr().out)
-    assert (listed["id"], listed["delivered"], listed["pending"], listed["given_up"]) == (answer["id"], len(owed), 0, 0)
-    added = _rows(
-        settings, f"SELECT actor, action, resource FROM {AUDIT_LOG} WHERE resource = 'webhook:{answer['id']}'"
+    # Listed with what it was delivered; its addition and removal are on the ledger, as the local admin's.
+    assert [(e["id"], e["delivered"], e["pending"], e["given_up"]) for e in listing] == [
+        (answer["id"], len(owed), 0, 0)
+    ]
+    about = _rows(
+        settings, f"SELECT actor, action FROM {AUDIT_LOG} WHERE resource = 'webhook:{answer['id']}' ORDER BY ts"
     )
-    assert added == [
-        {"actor": "admin:local-admin", "action": AuditAction.WEBHOOK_ADDED, "resource": f"webhook:{answer['id']}"}
+    assert about == [
+        {"actor": "admin:local-admin", "action": AuditAction.WEBHOOK_ADDED},
+        {"actor": "admin:local-admin", "action": AuditAction.WEBHOOK_REMOVED},
     ]

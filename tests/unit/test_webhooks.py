@@ -1,17 +1,23 @@
 """Audit webhooks without a broker: the schedule (backoff, jitter, order per agent, giving up),
 the signature as the `standardwebhooks` package verifies it, the rules on URLs and events, the
-ledger's check of an admin's request, and the scan of a real chDB ledger into deliveries."""
+ledger's check of an admin's request, the scan of a real chDB ledger into deliveries, and an event
+given up on against a receiver in this process."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from infra.cli import main
+from infra.stack.local import free_port
 from ledger import webhook_messages as messages
 from ledger import webhook_schedule as schedule
 from ledger import webhook_store as stored
@@ -20,6 +26,7 @@ from ledger.schema import WEBHOOK_CURSORS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from ledger.store import ChdbStore, store_path
 from ledger.webhook_admin import Registrar, WebhookRefused
 from ledger.webhook_schedule import Delivery, Retries
+from ledger.webhooks import Deliverer, WebhookOptions
 from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.actions import AuditAction
@@ -286,3 +293,88 @@ def test_a_scan_owes_each_chosen_event_once_in_ledger_order_and_moves_its_cursor
     assert stored.cursors(ledger_store, endpoint) == {**endpoint.start, **reached}
     rest, _ = stored.owed_rows(ledger_store, endpoint, stored.cursors(ledger_store, endpoint), heads, 1000)
     assert [(r["chain"], r["seq"]) for r in rows + rest] == sorted((r["chain"], r["seq"]) for r in every)
+
+
+def test_an_event_given_up_is_stored_listed_and_on_the_ledger_and_its_agents_next_events_go_on(tmp_path):
+    """A receiver that answers 500 to one event for ever: after ``give_up_after`` that event is
+    given up (stored, listed, said as ``webhook.gave_up``), the agent's later events are delivered,
+    and a restarted deliverer says the given-up event again under the same id and re-sends nothing."""
+    home = tmp_path / "home"
+    store = ChdbStore(store_path(Settings(home=home)))
+    store.ensure_schema()
+    events = pipeline_events(200, agents=2)
+    build_ledger(store, events, load_or_create_signing_key(home))
+    rejected = [e for e in events if e.action == AuditAction.INTENT_REJECTED]
+    doomed = rejected[0]
+    port = free_port()
+    endpoint = stored.WebhookEndpoint(
+        "wh_t", f"http://127.0.0.1:{port}/h", (AuditAction.INTENT_REJECTED,), NOW, "alice", start={}
+    )
+    stored.write_endpoint(store, endpoint)
+    quick = Retries(timedelta(milliseconds=20), timedelta(milliseconds=50), give_up_after=timedelta(milliseconds=300))
+    options = WebhookOptions(retries=quick)
+    taken: list[str] = []
+
+    async def take(request: web.Request) -> web.Response:
+        if request.headers["webhook-id"] == doomed.event_id:
+            return web.Response(status=500)
+        taken.append(request.headers["webhook-id"])
+        return web.Response(status=204)
+
+    async def scenario() -> tuple[list, list]:
+        app = web.Application()
+        app.router.add_post("/h", take)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        notices: list = []
+        deliverer = Deliverer(store, b"k" * 32, notices, options)
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(500):
+                    if len(taken) == len(rejected) - 1:
+                        break
+                    await deliverer.turn(session)
+                    await asyncio.sleep(0.01)
+                again: list = []
+                await Deliverer(store, b"k" * 32, again, options).turn(session)
+        finally:
+            await runner.cleanup()
+        return notices, again
+
+    notices, again = asyncio.run(scenario())
+    for agent in ("agent-0", "agent-1"):
+        assert [t for t in taken if t in {e.event_id for e in rejected if e.agent_id == agent}] == [
+            e.event_id for e in rejected if e.agent_id == agent and e is not doomed
+        ]
+    (said,) = notices
+    assert (said.action, said.resource, said.details["event_id"]) == (
+        AuditAction.WEBHOOK_GAVE_UP,
+        "webhook:wh_t",
+        doomed.event_id,
+    )
+    assert said.details["last_error"] == "HTTP 500" and said.details["attempts"] >= 2
+    assert [n.event_id for n in again] == [said.event_id] and len(taken) == len(rejected) - 1
+    (listed,) = stored.summaries(store)
+    assert (listed["delivered"], listed["pending"], listed["given_up"], listed["given_up_events"]) == (
+        len(rejected) - 1,
+        0,
+        1,
+        [doomed.event_id],
+    )
+    store.close()
+
+
+def test_the_command_says_what_is_wrong_before_it_reads_a_key_and_when_no_ledger_answers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WARDEN_HOME", str(tmp_path))
+    monkeypatch.setenv("WARDEN_LEDGER_HTTP", f"127.0.0.1:{free_port()}")  # nothing listens
+    final = AuditAction.TX_FINAL.value
+    assert main(["webhooks", "add", "http://hooks.example.com/h", "--events", final]) == 1
+    assert "warden webhooks: plain http is allowed only to a loopback host" in capsys.readouterr().err
+    assert main(["webhooks", "add", "https://hooks.example.com/h", "--events", f"{final},tx.finalised"]) == 1
+    said = capsys.readouterr().err
+    assert "'tx.finalised' is not an audit action; the events are the ledger's audit actions: " in said
+    assert AuditAction.INTENT_PARKED.value in said
+    assert not (tmp_path / "admin").exists()
+    assert main(["webhooks", "add", "https://hooks.example.com/h", "--events", final]) == 1
+    assert "no ledger answers at http://" in capsys.readouterr().err
