@@ -16,6 +16,7 @@ The requests arrive over HTTP (``POST /webhooks`` on the sink's endpoint, WARDEN
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ class Registrar:
             raise WebhookRefused(
                 404, f"no endpoint {request.webhook_id} is registered", "`warden webhooks list` shows them"
             )
-        removed = WebhookEndpoint(**{**found[0].__dict__, "removed_at": now, "removed_by": request.admin_key_id})
+        removed = dataclasses.replace(found[0], removed_at=now, removed_by=request.admin_key_id)
         write_endpoint(self.store, removed)
         self.notices.append(_notice(AuditAction.WEBHOOK_REMOVED, removed, request, now))
         return {"id": request.webhook_id, "removed": True}

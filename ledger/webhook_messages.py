@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import orjson
 from ledger.chain import format_ts
 
 SECRET_PREFIX = "whsec_"
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 KEY_FILE = "webhooks.key"
 # A body above this leaves the event's details out (their digest stays): Standard Webhooks keeps
 # payloads small, and `warden audit receipt <event id>` gives the whole row.
@@ -63,6 +65,15 @@ def secret(key: bytes, webhook_id: str) -> bytes:
 def whsec(secret_bytes: bytes) -> str:
     """A secret as Standard Webhooks hands it out: ``whsec_`` and base64."""
     return SECRET_PREFIX + base64.b64encode(secret_bytes).decode()
+
+
+def message_id(event_id: str) -> str:
+    """An event's ``webhook-id``: its event id, which Warden's services make of hex digits; any
+    other (a ``.`` would make the signed content ambiguous, a control character a broken header)
+    as ``evt_`` and its SHA-256, the same on every attempt too."""
+    if _PLAIN_ID.fullmatch(event_id):
+        return event_id
+    return "evt_" + hashlib.sha256(event_id.encode()).hexdigest()[:32]
 
 
 def body(row: dict[str, Any]) -> bytes:

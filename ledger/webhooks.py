@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +82,8 @@ class Deliverer:
         self.pending: dict[tuple[str, int, int], Delivery] = {}
         self.loaded: set[str] = set()  # endpoints whose pending deliveries were read from the store
         self.loaded_once = False  # whether the deliveries given up on were said again since the start
+        self.scanned_at = float("-inf")  # time.monotonic() of the last scan
+        self.more_to_scan = False
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.timeout.total_seconds())
@@ -124,11 +127,14 @@ class Deliverer:
             for delivery in await asyncio.to_thread(stored.pending, self.store, unloaded):
                 self.pending[(delivery.webhook_id, delivery.chain, delivery.seq)] = delivery
             self.loaded |= unloaded
-        more = False
-        for endpoint in active.values():
-            more |= await asyncio.to_thread(self._scan, endpoint, utcnow())
+        # Attempts go on as fast as endpoints answer; the scans (each a write when the ledger grew)
+        # once a poll, unless the last one stopped at its limit.
+        if self.more_to_scan or time.monotonic() - self.scanned_at >= self.options.poll.total_seconds():
+            self.scanned_at, self.more_to_scan = time.monotonic(), False
+            for endpoint in active.values():
+                self.more_to_scan |= await asyncio.to_thread(self._scan, endpoint, utcnow())
         attempted = await self._attempt_due(session, active)
-        return more or attempted
+        return self.more_to_scan or attempted
 
     def _scan(self, endpoint: WebhookEndpoint, now: datetime) -> bool:
         """The rows ``endpoint`` is owed since its cursor, as deliveries written before the cursor
@@ -193,13 +199,13 @@ class Deliverer:
         secret = messages.secret(self.key, endpoint.webhook_id)
         wait = None
         try:
-            sent = messages.headers(secret, delivery.event_id, content, utcnow())
+            sent = messages.headers(secret, messages.message_id(delivery.event_id), content, utcnow())
             async with session.post(endpoint.url, data=content, headers=sent, allow_redirects=False) as answer:
                 if 200 <= answer.status < 300:
                     return schedule.delivered(delivery)
                 error = f"HTTP {answer.status}"
                 wait = schedule.retry_after(answer.headers.get("retry-after"))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
         return schedule.failed(delivery, utcnow(), error, self.options.retries, random.random(), wait)
 

@@ -148,6 +148,13 @@ def test_a_delivery_is_signed_as_standard_webhooks_verifies_it_and_nothing_else_
         Webhook(whsec).verify(body, stale)
 
 
+def test_an_event_id_that_is_not_plain_is_sent_as_its_digest_so_the_signed_content_stays_unambiguous():
+    assert messages.message_id("e0c3a1") == "e0c3a1"
+    for odd in ("a.b", "a\nb", "", "x" * 129):
+        sent = messages.message_id(odd)
+        assert sent.startswith("evt_") and sent == messages.message_id(odd) and "." not in sent
+
+
 def test_large_details_are_left_out_with_their_digest_and_an_event_without_an_agent_says_so():
     big = orjson.dumps({"payload_b64": "A" * (messages.MAX_DETAILS_BYTES + 1)}).decode()
     data = orjson.loads(messages.body(_row(details=big, agent_id="", intent_id="")))["data"]
