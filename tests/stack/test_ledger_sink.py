@@ -583,8 +583,10 @@ def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event
     # A topic writer without a key writes what would be the signer's tx.signed: the ledger keeps
     # them as its own dlq.recorded rows, which nobody chose.
     forged = [
-        owed[-1].model_copy(update={"event_id": f"forged-{n}", "agent_id": "agent-0", "action": AuditAction.TX_SIGNED})
-        for n in range(3)
+        owed[-1].model_copy(
+            update={"event_id": f"forged-{n}", "agent_id": "agent-0", "action": AuditAction.TX_SIGNED, "actor": actor}
+        )
+        for n, actor in enumerate(("service:signer", "agent:agent-0", "admin:local-admin"))
     ]
     receiver = _Receiver()
     options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1))
