@@ -47,6 +47,7 @@ from schemas.audit import AuditEvent, event_id
 log = logging.getLogger("warden.webhooks")
 
 CONCURRENCY = 16
+STOP_GRACE = timedelta(seconds=3)
 _USER_AGENT = "warden-webhooks/1"
 
 
@@ -162,7 +163,8 @@ class Deliverer:
         return len(rows) >= self.options.scan_limit
 
     async def _attempt_due(self, session: aiohttp.ClientSession, active: dict[str, WebhookEndpoint]) -> bool:
-        due = schedule.due(self.pending.values(), utcnow())
+        # At most a few rounds of attempts a turn: the scan and a stop come round between them.
+        due = schedule.due(self.pending.values(), utcnow())[: 4 * CONCURRENCY]
         if not due:
             return False
         rows = await asyncio.to_thread(stored.rows_at, self.store, [d.position for d in due])
@@ -271,11 +273,12 @@ class Webhooks:
 
     async def stop(self) -> None:
         self.halt.set()
-        for task in self.tasks:
-            if task is self.tasks[-1]:
-                await task  # the deliverer ends its turn: what it sent is written
-            else:
-                task.cancel()
+        follower, deliverer = self.tasks
+        follower.cancel()
+        # The deliverer ends its turn, so that what it sent is written; an endpoint that hangs
+        # does not hold the ledger's stop for long: its attempt is sent again after the restart.
+        await asyncio.wait([deliverer], timeout=STOP_GRACE.total_seconds())
+        deliverer.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.runner is not None:
             await self.runner.cleanup()
