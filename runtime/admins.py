@@ -21,7 +21,7 @@ from typing import Generic, Literal, TypeVar, cast
 from runtime.config import Settings
 from schemas import topics
 from schemas.actions import admin_record_action
-from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet
+from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, own_signature_problem
 from schemas.auth import AdminSignedT, admin_signature_problem, admin_signers, raw_record_id, record_id_of
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit, audit
@@ -77,12 +77,19 @@ class Admins:
             + (f"; not counted: {'; '.join(problems)}" if problems else "")
         )
 
-    def adopt(self, proposed: AdminSet) -> Problem | None:
-        """Take ``proposed`` as the set in force when it is newer and this set's quorum for
-        ``admins`` signed it; otherwise why not (nothing changes)."""
+    def adoption_problem(self, proposed: AdminSet) -> Problem | None:
+        """None when ``proposed`` may replace this set: it is newer, this set's quorum for
+        ``admins`` signed it, and so did each admin whose key it changes, with the key in force
+        here (`schemas.admins.own_signature_problem`); otherwise why not."""
         if proposed.version <= self.version:
             return Problem(f"admin set v{proposed.version} is not newer than v{self.version}, in force")
-        problem = self.quorum_problem(proposed, "admins")
+        counted, problem = self.quorum(proposed, "admins")
+        return problem or own_signature_problem(self.keys, proposed, counted)
+
+    def adopt(self, proposed: AdminSet) -> Problem | None:
+        """Take ``proposed`` as the set in force when it may replace it (`adoption_problem`);
+        otherwise why not (nothing changes)."""
+        problem = self.adoption_problem(proposed)
         if problem is not None:
             return problem
         # AdminSet's validator (valid_thresholds) refuses any key that is not an Action.

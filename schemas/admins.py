@@ -9,19 +9,24 @@ before quorums existed.
 Each action has its own threshold (`ACTIONS`). The deployment pins the first admin set in its
 configuration (``WARDEN_ADMIN_KEYS``, ``WARDEN_ADMIN_QUORUM``); a change to it is an `AdminSet`
 record on warden.admins, taken only with the quorum of the set in force for ``admins``, so one
-admin key can never lower a threshold or remove another admin.
+admin key can never lower a threshold or remove another admin. A set that pins another key under
+an admin id in force is taken only if that admin signed it too, with the key in force
+(`own_signature_problem`): a quorum that leaves that admin out cannot swap their key. An admin
+who lost their key is removed, and a new admin added under a new id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Literal, get_args
 
 import orjson
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from schemas.errors import Problem
 from schemas.fields import UtcDatetime
 from schemas.record import SCHEMA_VERSION, Evolving, Record
 
@@ -113,7 +118,8 @@ def parse_thresholds(text: str | None, admins: dict[str, str]) -> dict[Action, i
 
 class AdminSet(Evolving):
     """A new admin set and its thresholds, version after version. Taken only when newer than the
-    set in force and signed by that set's quorum for ``admins``."""
+    set in force, signed by that set's quorum for ``admins`` and by each admin whose key it
+    changes, with the key in force (`own_signature_problem`)."""
 
     _OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {"cosignatures": ()}
 
@@ -139,6 +145,35 @@ class AdminSet(Evolving):
         return b"warden.admins\x00" + orjson.dumps(
             self.model_dump(mode="json", exclude={"signature", "cosignatures"}), option=orjson.OPT_SORT_KEYS
         )
+
+
+def key_changes(in_force: Mapping[str, str], proposed: AdminSet) -> list[str]:
+    """The admin ids in force that ``proposed`` keeps under another key, sorted. The pinned key
+    strings are compared as they are, whatever kind of key they hold: a new kind of admin key
+    needs nothing here."""
+    return sorted(key_id for key_id, public in proposed.admins.items() if in_force.get(key_id, public) != public)
+
+
+def own_signature_problem(
+    in_force: Mapping[str, str], proposed: AdminSet, signed_by: Collection[str]
+) -> Problem | None:
+    """None when every admin whose key ``proposed`` changes (`key_changes` against ``in_force``,
+    id → key) is among ``signed_by``: the admins whose signature verifies over the record's bytes
+    with the key in force under their id (`schemas.auth.admin_signers` under ``in_force``).
+    Otherwise whose key changes, whose signature is missing, and what to do: without this, a rogue
+    admin and one co-signer could pin a key they hold under a third admin's id."""
+    missing = [key_id for key_id in key_changes(in_force, proposed) if key_id not in signed_by]
+    if not missing:
+        return None
+    who = ", ".join(missing)
+    signed = ", ".join(sorted(signed_by)) or "nobody"
+    return Problem(
+        f"admin set v{proposed.version} changes the key of {who}: an admin's key changes only with that "
+        f"admin's own signature, made with the key in force, and it is missing for {who} (signed with the keys "
+        f"in force: {signed})",
+        f"{who} signs it with their current key (`warden approvals sign`); an admin who lost their key is "
+        "removed instead, and a new admin added under a new id",
+    )
 
 
 def digest_of(signing_bytes: bytes) -> str:

@@ -1,6 +1,7 @@
 """``warden admins show|key|propose``: the admin set in force, this admin's key, and a change to
 the set (new admins, removed ones, new thresholds), which the current set's quorum for
-``admins`` must sign (`warden approvals sign`) before any service takes it."""
+``admins`` must sign (`warden approvals sign`) before any service takes it, and each admin whose
+key it changes too, with their current key."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from infra.cli.output import add_json_flag, fail, print_json
 from runtime.clock import utcnow
 from runtime.config import load
-from schemas.admins import AdminSet, key_fingerprint, parse_thresholds
+from schemas.admins import AdminSet, key_changes, key_fingerprint, parse_thresholds
 from schemas.auth import public_key_hex, sign_admin_set
 from sdk.admin import load_or_create_admin_key
 from sdk.quorum import publish_or_propose
@@ -67,16 +68,26 @@ def cmd_propose(args) -> int:
         return fail("warden admins propose", exc)
     signed = sign_admin_set(proposed, load_or_create_admin_key(settings.home, settings.admin_id), settings.admin_id)
     needed = admins.threshold("admins")
-    proposal = asyncio.run(publish_or_propose(settings, "admins", signed, needed, utcnow()))
+    proposal = asyncio.run(publish_or_propose(settings, "admins", signed, needed, utcnow(), admins))
     doc: dict[str, Any]
     if proposal is None:
         doc = {"version": signed.version, "published": True, "needed": 1}
         text = f"admin set v{signed.version} signed by {settings.admin_id} and published on warden.admins"
     else:
-        doc = {"version": signed.version, "published": False, "needed": needed, "proposal_id": proposal.proposal_id}
+        # Each admin whose key the set changes signs it too, with their current key (schemas.admins).
+        own = [key_id for key_id in key_changes(admins.keys, signed) if key_id != settings.admin_id]
+        doc = {
+            "version": signed.version,
+            "published": False,
+            "needed": needed,
+            "proposal_id": proposal.proposal_id,
+            "own_signatures_missing": own,
+        }
         text = (
             f"admin set v{signed.version} proposed ({proposal.proposal_id[:16]}), signed by {settings.admin_id}; "
-            f"{needed} admins of v{admins.version} must sign: `warden approvals sign {proposal.proposal_id[:16]}`"
+            f"{needed} admins of v{admins.version} must sign"
+            + (f", and {' and '.join(own)} too, with their current key (the set changes it)" if own else "")
+            + f": `warden approvals sign {proposal.proposal_id[:16]}`"
         )
     if args.json:
         print_json(doc)

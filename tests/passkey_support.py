@@ -1,0 +1,63 @@
+"""A passkey in software for tests that cannot use a browser: an ES256 (P-256) key whose COSE
+public key is pinned like a device's, making WebAuthn assertions byte for byte as an authenticator
+and a browser would (authenticator data, client data JSON, a DER ECDSA signature over the two).
+The browser tests use Chromium's virtual authenticator instead; this one lets a unit test vary
+every part of an assertion."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+import cbor2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from schemas.passkeys import Assertion, PasskeyKey, RelyingParty, b64url, challenge_of
+
+ORIGIN = "http://localhost:8790"
+PARTY = RelyingParty(rp_id="localhost", origins=(ORIGIN,))
+USER_PRESENT, USER_VERIFIED = 0x01, 0x04
+
+
+@dataclass
+class SoftPasskey:
+    private: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    credential_id: bytes = field(default_factory=lambda: os.urandom(16))
+    counter: int = 0
+
+    def pinned(self) -> str:
+        """The admin key string an admin set pins for this passkey."""
+        numbers = self.private.public_key().public_numbers()
+        cose = {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+        return PasskeyKey(self.credential_id, cbor2.dumps(cose)).text()
+
+    def sign(
+        self,
+        message: bytes,
+        *,
+        origin: str = ORIGIN,
+        rp_id: str = "localhost",
+        flags: int = USER_PRESENT | USER_VERIFIED,
+        kind: str = "webauthn.get",
+        challenge: bytes | None = None,
+        count: int | None = None,
+    ) -> str:
+        """An assertion over ``message`` (its challenge `challenge_of` it unless ``challenge``), as
+        the admin's signature in a record; the counter moves on by one unless ``count`` is given."""
+        if count is None:
+            self.counter += 1
+            count = self.counter
+        data = hashlib.sha256(rp_id.encode()).digest() + bytes([flags]) + count.to_bytes(4, "big")
+        client = json.dumps(
+            {
+                "type": kind,
+                "challenge": b64url(challenge or challenge_of(message)),
+                "origin": origin,
+                "crossOrigin": False,
+            }
+        ).encode()
+        signature = self.private.sign(data + hashlib.sha256(client).digest(), ec.ECDSA(hashes.SHA256()))
+        return Assertion(data, client, signature).text()
