@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,8 @@ from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, event_id
 from schemas.errors import WardenError, explain
 from schemas.webhooks import WebhookRequest
+
+log = logging.getLogger("warden.webhooks")
 
 # How far a request's issued_at may be from the ledger's clock, either way.
 MAX_AGE = timedelta(minutes=5)
@@ -124,6 +127,8 @@ class Registrar:
         try:
             answer = await asyncio.to_thread(self.register, request, utcnow())
         except WebhookRefused as exc:
+            # Said in the log, not on the ledger: anyone who reaches the endpoint can send requests.
+            log.warning("webhooks: refused a %s request from %s: %s", request.op, http.remote, exc)
             return web.json_response({"error": str(exc)}, status=exc.status)
         return web.json_response(answer, headers={"cache-control": "no-store"})
 

@@ -24,7 +24,7 @@ from ledger import webhook_store as stored
 from ledger.keys import load_or_create_signing_key
 from ledger.schema import WEBHOOK_CURSORS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
 from ledger.store import ChdbStore, store_path
-from ledger.webhook_admin import Registrar, WebhookRefused
+from ledger.webhook_admin import Registrar, WebhookRefused, serve
 from ledger.webhook_schedule import Delivery, Retries
 from ledger.webhooks import Deliverer, WebhookOptions
 from runtime.admins import Admins
@@ -32,7 +32,7 @@ from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError, checked_events, checked_url
-from sdk.webhooks import signed_request
+from sdk.webhooks import WebhookError, send, signed_request
 from tests.ledger_support import build_ledger, intent_digest_of, pipeline_events
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -385,3 +385,36 @@ def test_the_command_says_what_is_wrong_before_it_reads_a_key_and_when_no_ledger
     assert not (tmp_path / "admin").exists()
     assert main(["webhooks", "add", "https://hooks.example.com/h", "--events", final]) == 1
     assert "no ledger answers at http://" in capsys.readouterr().err
+
+
+def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_one_field_by_field(ledger_store):
+    alice = Ed25519PrivateKey.generate()
+    registrar = _registrar(ledger_store, alice)
+    port = free_port()
+    settings = dataclasses.replace(Settings(), ledger_http=f"127.0.0.1:{port}")
+
+    async def scenario() -> list:
+        runner = await serve(registrar.routes, "127.0.0.1", port)
+        try:
+            now = datetime.now(UTC)
+            said = []
+            for request in (_add(Ed25519PrivateKey.generate(), "mallory", now), _add(alice, issued_at=now)):
+                try:
+                    said.append(await asyncio.to_thread(send, settings, request))
+                except WebhookError as exc:
+                    said.append(str(exc))
+            async with aiohttp.ClientSession() as session:
+                junk = b'{"op": "add", "url": "http://example.com/", "events": [], "issued_at": "2026-11-28T12:00:00Z"}'
+                async with session.post(f"http://127.0.0.1:{port}/webhooks", data=junk) as answer:
+                    said.append((answer.status, await answer.json()))
+            return said
+        finally:
+            await runner.cleanup()
+
+    refused, added, junk = asyncio.run(scenario())
+    assert (
+        refused
+        == "the ledger refused the request (HTTP 403): not an admin's request: 'mallory' is not a pinned admin; sign it with a pinned admin's key"
+    )
+    assert added["id"].startswith("wh_") and added["secret"].startswith("whsec_")
+    assert junk[0] == 400 and "url: plain http is allowed only to a loopback host" in junk[1]["error"]
