@@ -191,9 +191,16 @@ def pending(store: Reader, webhook_ids: Iterable[str]) -> list[Delivery]:
     return [_delivery(r) for r in store.arrow(sql).to_pylist()]
 
 
-def given_up(store: Reader) -> list[tuple[Delivery, datetime]]:
-    """Every delivery given up on, with when."""
-    sql = f"SELECT * FROM {WEBHOOK_DELIVERIES} FINAL WHERE state = 'given_up' ORDER BY updated_at"
+def given_up_unsaid(store: Reader) -> list[tuple[Delivery, datetime]]:
+    """Every delivery given up on whose ``webhook.gave_up`` is not in the ledger, with when."""
+    said = (
+        f"SELECT resource, JSONExtractString(details, 'event_id') FROM {AUDIT_LOG} "
+        f"WHERE action = {sql_string(AuditAction.WEBHOOK_GAVE_UP)}"
+    )
+    sql = (
+        f"SELECT * FROM {WEBHOOK_DELIVERIES} FINAL WHERE state = 'given_up' "
+        f"AND (concat('webhook:', webhook_id), event_id) NOT IN ({said}) ORDER BY updated_at"
+    )
     return [(_delivery(r), r["updated_at"]) for r in store.arrow(sql).to_pylist()]
 
 

@@ -107,11 +107,11 @@ class Deliverer:
                         pass
 
     def _say_given_up(self) -> None:
-        """Each delivery given up on, said again: the store holds its state from the moment it was
-        given up, the ledger its event only once the sink published it, and a stop can come in
-        between. The ledger keeps the one it holds already (the same event id)."""
+        """Each delivery given up on whose event the ledger does not hold, said again: the store
+        holds its state from the moment it was given up, the ledger its event only once the sink
+        published it, and a stop can come in between."""
         every = {e.webhook_id: e for e in stored.endpoints(self.store, removed=True)}
-        for delivery, when in stored.given_up(self.store):
+        for delivery, when in stored.given_up_unsaid(self.store):
             if delivery.webhook_id in every:
                 self.notices.append(gave_up_event(delivery, every[delivery.webhook_id], when))
 

@@ -23,7 +23,7 @@ from ledger import webhook_schedule as schedule
 from ledger import webhook_store as stored
 from ledger.keys import load_or_create_signing_key
 from ledger.schema import WEBHOOK_CURSORS, WEBHOOK_DELIVERIES, WEBHOOK_ENDPOINTS
-from ledger.store import ChdbStore, store_path
+from ledger.store import ChdbStore, sql_string, store_path
 from ledger.webhook_admin import Registrar, WebhookRefused, serve
 from ledger.webhook_schedule import Delivery, Retries
 from ledger.webhooks import Deliverer, WebhookOptions
@@ -362,6 +362,21 @@ def test_an_event_given_up_is_stored_listed_and_on_the_ledger_and_its_agents_nex
     )
     assert said.details["last_error"] == "HTTP 500" and said.details["attempts"] >= 2
     assert [n.event_id for n in again] == [said.event_id] and len(taken) == len(rejected) - 1
+    # Once the ledger holds it, a start says it no more.
+    details = sql_string(orjson.dumps(said.details).decode())
+    store.execute(
+        "INSERT INTO audit_log (chain, seq, event_id, actor, action, resource, ts, details) VALUES "
+        f"(9, 0, {sql_string(said.event_id)}, {sql_string(said.actor)}, {sql_string(said.action)}, "
+        f"{sql_string(said.resource)}, now64(6), {details})"
+    )
+
+    async def restarted() -> list:
+        said_again: list = []
+        async with aiohttp.ClientSession() as session:
+            await Deliverer(store, b"k" * 32, said_again, options).turn(session)
+        return said_again
+
+    assert asyncio.run(restarted()) == []
     (listed,) = stored.summaries(store)
     assert (listed["delivered"], listed["pending"], listed["given_up"], listed["given_up_events"]) == (
         len(rejected) - 1,
