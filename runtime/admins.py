@@ -21,25 +21,63 @@ from typing import Generic, Literal, TypeVar, cast
 from runtime.config import Settings
 from schemas import topics
 from schemas.actions import admin_record_action
-from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet
+from schemas.admins import ACTION_NAMES, ACTIONS, Action, AdminSet, own_signature_problem
 from schemas.auth import AdminSignedT, admin_signature_problem, admin_signers, raw_record_id, record_id_of
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit, audit
 from schemas.errors import Problem
+from schemas.passkeys import RelyingParty
+
+
+class SignCounters:
+    """The passkeys' signature counters this process has seen (`schemas.auth.SignCounts`), in
+    memory: what each nonzero counter value of a credential was over.
+
+    Records reach a reader out of order (from different topics and partitions), so a counter
+    that must rise would refuse honest decisions; what holds in any order is that an
+    authenticator never gives one counter value to two assertions. A value met again over other
+    bytes is a cloned authenticator (or a replayed counter) and is refused; the same assertion
+    over the same bytes read again (a topic read twice) is the same decision and passes. A synced
+    passkey's counter is always 0, which says nothing and is not kept. A process that restarts
+    starts with none seen: the check holds within one process's life."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, int], bytes] = {}
+
+    def counter_problem(self, passkey: str, count: int, digest: bytes) -> Problem | None:
+        if count == 0:
+            return None
+        first = self._seen.setdefault((passkey, count), digest)
+        if first == digest:
+            return None
+        return Problem(
+            f"its signature counter {count} was met before in an assertion over other bytes: an authenticator "
+            "gives each counter value once, so this one is cloned or its assertion replayed"
+        )
 
 
 class Admins:
-    """The admin set in force: pinned keys (id → public key hex), a threshold per action and the
-    set's version (0: the configured one). One object shared by everything in a process that
-    checks admins' signatures: `adopt` changes it in place, so all of them see a change at once."""
+    """The admin set in force: pinned keys (id → public key: Ed25519 hex, or a passkey), a
+    threshold per action and the set's version (0: the configured one); the relying party a
+    passkey's assertion must be made for (``party``, from WARDEN_CONSOLE_ORIGIN; None: no passkey
+    is believed) and the passkeys' counters seen (`SignCounters`). One object shared by everything
+    in a process that checks admins' signatures: `adopt` changes it in place, so all of them see a
+    change at once."""
 
-    def __init__(self, keys: dict[str, str], thresholds: dict[Action, int], version: int = 0):
+    def __init__(
+        self,
+        keys: dict[str, str],
+        thresholds: dict[Action, int],
+        version: int = 0,
+        party: RelyingParty | None = None,
+    ):
         self.keys, self.thresholds, self.version = dict(keys), dict(thresholds), version
+        self.party, self.counters = party, SignCounters()
 
     @classmethod
-    def with_threshold(cls, keys: dict[str, str], m: int) -> "Admins":
+    def with_threshold(cls, keys: dict[str, str], m: int, party: RelyingParty | None = None) -> "Admins":
         """``keys`` with the one threshold ``m`` for every action."""
-        return cls(keys, {action: m for action in ACTIONS})
+        return cls(keys, {action: m for action in ACTIONS}, party=party)
 
     def key(self, key_id: str) -> str | None:
         return self.keys.get(key_id)
@@ -47,14 +85,14 @@ class Admins:
     def threshold(self, action: Action) -> int:
         return self.thresholds[action]
 
-    def signers(self, record: AdminSignedT) -> tuple[list[str], list[str]]:
+    def signers(self, record: AdminSignedT) -> tuple[list[str], list[Problem]]:
         """Who counts towards ``record``'s quorum (distinct pinned admins whose signature verifies
         over its bytes), and why each other signature does not."""
-        return admin_signers(record, self.keys)
+        return admin_signers(record, self.keys, self.party, self.counters)
 
     def signature_problem(self, key_id: str, signature: str, message: bytes) -> Problem | None:
         """None when pinned admin ``key_id`` made ``signature`` over ``message``; else why not."""
-        return admin_signature_problem(self.keys, key_id, signature, message)
+        return admin_signature_problem(self.keys, key_id, signature, message, self.party, self.counters)
 
     def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> Problem | None:
         """None when ``record`` carries the quorum ``action`` needs (or ``needed`` signatures);
@@ -74,15 +112,24 @@ class Admins:
             f"{ACTION_NAMES[action]} needs {needed} of the {len(self.keys)} pinned admins' signatures over the "
             f"same bytes (admin set v{self.version}); it has {len(counted)}"
             + (f" ({', '.join(counted)})" if counted else "")
-            + (f"; not counted: {'; '.join(problems)}" if problems else "")
+            + (f"; not counted: {'; '.join(map(str, problems))}" if problems else ""),
+            # Short of its quorum with a passkey's assertion refused: refused for that assertion.
+            code=next((p.code for p in problems if p.code is not None), None),
         )
 
-    def adopt(self, proposed: AdminSet) -> Problem | None:
-        """Take ``proposed`` as the set in force when it is newer and this set's quorum for
-        ``admins`` signed it; otherwise why not (nothing changes)."""
+    def adoption_problem(self, proposed: AdminSet) -> Problem | None:
+        """None when ``proposed`` may replace this set: it is newer, this set's quorum for
+        ``admins`` signed it, and so did each admin whose key it changes, with the key in force
+        here (`schemas.admins.own_signature_problem`); otherwise why not."""
         if proposed.version <= self.version:
             return Problem(f"admin set v{proposed.version} is not newer than v{self.version}, in force")
-        problem = self.quorum_problem(proposed, "admins")
+        counted, problem = self.quorum(proposed, "admins")
+        return problem or own_signature_problem(self.keys, proposed, counted)
+
+    def adopt(self, proposed: AdminSet) -> Problem | None:
+        """Take ``proposed`` as the set in force when it may replace it (`adoption_problem`);
+        otherwise why not (nothing changes)."""
+        problem = self.adoption_problem(proposed)
         if problem is not None:
             return problem
         # AdminSet's validator (valid_thresholds) refuses any key that is not an Action.

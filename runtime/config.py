@@ -121,6 +121,15 @@ class LedgerSettings:
     # (`warden witness key` prints a witness's vkey), and how many must cosign for a receipt.
     witnesses: str = field(default_factory=lambda: _env("WARDEN_LEDGER_WITNESSES", ""))
     witness_quorum: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_WITNESS_QUORUM", "0")))
+    # Audit webhooks (docs/webhooks.md): the first retry's wait, the longest wait between two
+    # attempts, how long after an event is owed a failed attempt gives it up (at least a day in a
+    # deployment; the tests set seconds), each attempt's timeout, and how often the ledger looks
+    # for new events to deliver.
+    webhook_retry_first_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_RETRY_FIRST_S", "5")))
+    webhook_retry_max_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_RETRY_MAX_S", "3600")))
+    webhook_give_up_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_GIVE_UP_S", "259200")))
+    webhook_timeout_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_TIMEOUT_S", "15")))
+    webhook_poll_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_POLL_S", "1")))
 
 
 # The fetch wait on Apache Kafka (durable storage) unless set: Kafka answers a waiting fetch as soon
@@ -162,6 +171,11 @@ class Settings:
     # How many of those admins must sign each action: one number, or "policy=2,approval=2,keys=2,
     # chains=2,admins=3" (schemas.admins.parse_thresholds); unset: 1.
     admin_quorum: str | None = field(default_factory=lambda: _opt("WARDEN_ADMIN_QUORUM"))
+    # The web console's address(es), comma-separated ("https://console.example.com"): a passkey
+    # admin's assertion is believed only when made on a page of one of them, for the relying party
+    # WARDEN_CONSOLE_RP_ID (unset: the first origin's host name). Unset: no passkey is believed.
+    console_origin: str | None = field(default_factory=lambda: _opt("WARDEN_CONSOLE_ORIGIN"))
+    console_rp_id: str | None = field(default_factory=lambda: _opt("WARDEN_CONSOLE_RP_ID"))
     # Which admin this command line acts as: its key is $WARDEN_HOME/admin/<id>.pem.
     admin_id: str = field(default_factory=lambda: _env("WARDEN_ADMIN_ID", "local-admin"))
     # Pinned outcome-signing keys of the streams workers and of the signers, same form; unset
@@ -380,7 +394,12 @@ def child_environment(settings: Settings) -> dict[str, str]:
     if attestation.vcek_file:
         env["WARDEN_SEV_VCEK"] = attestation.vcek_file
     env["WARDEN_ADMIN_ID"] = settings.admin_id
-    for name, value in (("WARDEN_ADMIN_KEYS", settings.admin_keys), ("WARDEN_ADMIN_QUORUM", settings.admin_quorum)):
+    for name, value in (
+        ("WARDEN_ADMIN_KEYS", settings.admin_keys),
+        ("WARDEN_ADMIN_QUORUM", settings.admin_quorum),
+        ("WARDEN_CONSOLE_ORIGIN", settings.console_origin),
+        ("WARDEN_CONSOLE_RP_ID", settings.console_rp_id),
+    ):
         if value is None:
             env.pop(name, None)
         else:

@@ -21,6 +21,7 @@ import re
 import time
 from pathlib import Path
 from typing import get_args
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -28,6 +29,8 @@ from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.admins import ACTIONS, parse_thresholds, valid_admin_keys
 from schemas.auth import AuditSigner, Role, load_or_create_ed25519, public_key_hex, read_ed25519
+from schemas.errors import WardenError
+from schemas.passkeys import RelyingParty
 
 SERVICE_ROLES: tuple[Role, ...] = get_args(Role)
 
@@ -50,15 +53,68 @@ def admin_key_file(home: Path, admin_id: str) -> Path:
 
 
 def pinned_admins(settings: Settings) -> Admins:
-    """The configured admin set (version 0) with its thresholds (``WARDEN_ADMIN_QUORUM``). A process
-    that checks admins' signatures follows warden.admins for the changes a quorum made since."""
-    keys = pinned_admin_keys(settings)
+    """The configured admin set (version 0) with its thresholds (``WARDEN_ADMIN_QUORUM``) and the
+    relying party passkey admins' assertions are checked for (`console_party`). A process that
+    checks admins' signatures follows warden.admins for the changes a quorum made since."""
+    keys, party = pinned_admin_keys(settings), console_party(settings)
     if not keys:  # nothing pinned: no admin's signature verifies, whatever the threshold
-        return Admins({}, {action: 1 for action in ACTIONS})
+        return Admins({}, {action: 1 for action in ACTIONS}, party=party)
     try:
-        return Admins(valid_admin_keys(keys), parse_thresholds(settings.admin_quorum, keys))
+        return Admins(valid_admin_keys(keys), parse_thresholds(settings.admin_quorum, keys), party=party)
     except ValueError as exc:
         raise ValueError(f"WARDEN_ADMIN_QUORUM {settings.admin_quorum!r} with WARDEN_ADMIN_KEYS: {exc}") from None
+
+
+class ConsoleOriginError(WardenError, ValueError):
+    """WARDEN_CONSOLE_ORIGIN or WARDEN_CONSOLE_RP_ID is not what a browser would make a passkey's
+    assertion for."""
+
+
+def console_party(settings: Settings) -> RelyingParty | None:
+    """Whom a passkey admin's assertion must be made for: the console's origins
+    (``WARDEN_CONSOLE_ORIGIN``, comma-separated ``scheme://host[:port]``, each as a browser writes
+    it in an assertion) and its relying party id (``WARDEN_CONSOLE_RP_ID``, else the first origin's
+    host name), which each origin's host must be or end in, as browsers require. None when no
+    origin is set: no passkey is believed."""
+    given = [o.strip() for o in (settings.console_origin or "").split(",") if o.strip()]
+    if not given:
+        return None
+    origins = [_origin(origin) for origin in given]
+    rp_id = (settings.console_rp_id or origins[0][1]).strip().lower()
+    for origin, host in origins:
+        if host != rp_id and not host.endswith("." + rp_id):
+            raise ConsoleOriginError(
+                f"WARDEN_CONSOLE_ORIGIN {origin!r}: its host {host!r} is not the relying party id {rp_id!r} nor "
+                "under it, so no browser makes a passkey assertion for it there",
+                "set WARDEN_CONSOLE_RP_ID to the console's host name or a domain it is under",
+            )
+    return RelyingParty(rp_id=rp_id, origins=tuple(origin for origin, _ in origins))
+
+
+def _origin(given: str) -> tuple[str, str]:
+    """``given`` as a browser serializes an origin (scheme and host in lower case, no default
+    port, no trailing slash) and its host name; ConsoleOriginError unless it is
+    ``http(s)://host[:port]``."""
+    parts = urlsplit(given.rstrip("/"))
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == -1
+        or "@" in parts.netloc
+        or any((parts.path, parts.query, parts.fragment))
+    ):
+        raise ConsoleOriginError(
+            f"WARDEN_CONSOLE_ORIGIN {given[:100]!r} is not an origin: scheme://host[:port], http or https, "
+            "with no path, user, query or fragment (e.g. https://console.example.com or http://localhost:8790)"
+        )
+    host = parts.hostname.lower()
+    shown = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{shown}" + ("" if port in (None, default) else f":{port}"), host
 
 
 def pinned_admin_keys(settings: Settings) -> dict[str, str]:

@@ -86,6 +86,10 @@ class AuditAction(StrEnum):
     LEDGER_SOURCE_CHANGED = "ledger.source_changed"
     LEDGER_OFFSETS_UNREAD = "ledger.offsets_unread"
     COMPONENT_RESTARTED = "component.restarted"
+    # Audit webhooks: an endpoint added or removed by an admin, an event given up on after its retries.
+    WEBHOOK_ADDED = "webhook.added"
+    WEBHOOK_REMOVED = "webhook.removed"
+    WEBHOOK_GAVE_UP = "webhook.gave_up"
 
 
 def tx_action(status: str) -> AuditAction:

@@ -1,5 +1,6 @@
 """Ed25519 signatures on intents (by agents), policies (by admins), outcomes (by services) and
-audit records (by whoever wrote them).
+audit records (by whoever wrote them); and the admins' signatures, Ed25519 or a passkey's WebAuthn
+assertion (`schemas.passkeys`) by the kind of key each admin pinned.
 
 Write access to a topic must not let anyone act as an agent, an admin or a
 Warden service: the streams worker and the signer check agents' and admins'
@@ -31,6 +32,7 @@ from nacl.exceptions import BadSignatureError
 
 from schemas.admins import Action, AdminSet, AdminSignature, VaultChange, event_digest
 from schemas.chain_set import ChainSet
+from schemas.codes import Code
 from schemas.errors import Problem
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
@@ -43,6 +45,7 @@ from schemas.outcomes import (
     SignedSolanaTransaction,
     SignedTransaction,
 )
+from schemas.passkeys import RelyingParty, assertion_problem, challenge_of, is_passkey, parse_assertion
 from schemas.policy import AgentPolicy
 from schemas.record import Record
 from schemas.sealing_key import SealingKey
@@ -183,31 +186,68 @@ class AdminQuorum(Protocol):
     def quorum_problem(self, record: AdminSignedT, action: Action, needed: int | None = None) -> Problem | None: ...
 
 
-def admin_signature_problem(keys: Mapping[str, str], key_id: str, signature: str, message: bytes) -> Problem | None:
-    """None when admin ``key_id``, pinned in ``keys`` (id → public key hex), made ``signature``
-    over ``message``; else why not."""
+class SignCounts(Protocol):
+    """What a reader remembers of passkeys' signature counters (`runtime.admins.SignCounters`)."""
+
+    def counter_problem(self, passkey: str, count: int, digest: bytes) -> Problem | None:
+        """None when the pinned ``passkey``'s counter value ``count``, in an assertion that verified
+        over the message of SHA-256 ``digest``, may be believed (and it is remembered); else why not."""
+        ...
+
+
+def admin_signature_problem(
+    keys: Mapping[str, str],
+    key_id: str,
+    signature: str,
+    message: bytes,
+    party: RelyingParty | None = None,
+    counts: SignCounts | None = None,
+) -> Problem | None:
+    """None when admin ``key_id``, pinned in ``keys`` (id → public key), made ``signature`` over
+    ``message``; else why not. By the pinned key's kind: an Ed25519 key's signature is checked as
+    ever; a passkey's assertion by `assertion_problem` for the relying party ``party`` (None: no
+    passkey is believed) and then its signature counter by ``counts``, and its problem carries
+    the code PASSKEY_ASSERTION_INVALID."""
     public = keys.get(key_id)
     if public is None:
         return Problem(f"{key_id[:64]!r} is not a pinned admin")
+    if is_passkey(public):
+        return _passkey_problem(key_id, public, signature, message, party, counts)
     if not signature or not _verify(public, signature, message):
         return Problem(f"{key_id}'s signature does not verify over this record's bytes")
     return None
 
 
-def admin_signers(record: AdminSignedT, keys: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """Who counts towards ``record``'s quorum among the admins pinned in ``keys`` (id → public key
-    hex): distinct admins whose signature verifies over its bytes; and why each other signature
-    does not."""
+def _passkey_problem(
+    key_id: str, public: str, signature: str, message: bytes, party: RelyingParty | None, counts: SignCounts | None
+) -> Problem | None:
+    problem = assertion_problem(public, signature, message, party)
+    if problem is None and counts is not None:
+        problem = counts.counter_problem(public, parse_assertion(signature).sign_count, challenge_of(message))
+    if problem is None:
+        return None
+    return Problem(f"{key_id}'s passkey: {problem}", code=Code.PASSKEY_ASSERTION_INVALID)
+
+
+def admin_signers(
+    record: AdminSignedT,
+    keys: Mapping[str, str],
+    party: RelyingParty | None = None,
+    counts: SignCounts | None = None,
+) -> tuple[list[str], list[Problem]]:
+    """Who counts towards ``record``'s quorum among the admins pinned in ``keys`` (id → public
+    key): distinct admins whose signature verifies over its bytes (`admin_signature_problem`,
+    with ``party`` and ``counts``); and why each other signature does not."""
     message, counted, seen_keys, problems = record.signing_bytes(), [], set(), []
     for key_id, signature in admin_signatures(record):
-        problem = admin_signature_problem(keys, key_id, signature, message)
+        problem = admin_signature_problem(keys, key_id, signature, message, party, counts)
         if problem is None and keys[key_id] in seen_keys:
             problem = Problem(f"{key_id} signed twice (counted once)")
         if problem is None:
             seen_keys.add(keys[key_id])
             counted.append(key_id)
         else:
-            problems.append(str(problem))
+            problems.append(problem)
     return counted, problems
 
 

@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import Field, field_validator
 
-from schemas.admins import AdminSignature
+from schemas.admins import ADMIN_SIGNATURE, AdminSignature
 from schemas.chains import Chain, admin_table, finality
 from schemas.fields import UtcDatetime
+from schemas.passkeys import MAX_ASSERTION_CHARS
 from schemas.record import Evolving
 
 
@@ -34,7 +35,9 @@ class ChainSet(Evolving):
     )
     issued_at: UtcDatetime
     admin_key_id: str = ""
-    signature: str = Field(default="", description="Ed25519 by the proposing admin over signing_bytes(), hex")
+    signature: str = Field(
+        default="", max_length=MAX_ASSERTION_CHARS, description="the proposing admin's, " + ADMIN_SIGNATURE
+    )
     cosignatures: tuple[AdminSignature, ...] = Field(default=(), max_length=64)
 
     @field_validator("chains")

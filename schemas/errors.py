@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the root error is imported by every layer, the CLI's --help included: no pydantic at run time
     from pydantic import ValidationError
 
+    from schemas.codes import Code
+
 
 class WardenError(Exception):
     """The root of Warden's errors. ``problem``: what was wrong; ``next_step``: what to do next,
@@ -43,10 +45,14 @@ class WardenError(Exception):
 class Problem:
     """What a check found wrong with a record: ``what`` was wrong and, when it does not already
     say it, ``next_step``. It renders as a `WardenError` does, so the text a caller puts in a
-    reason, an audit detail or a report is ``str(problem)``; never the object itself."""
+    reason, an audit detail or a report is ``str(problem)``; never the object itself. ``code``:
+    the refusal code (a `schemas.codes.Code`) of a problem that has one of its own, which a
+    caller that reports a code reports instead of its general one (a passkey's assertion that
+    does not verify: PASSKEY_ASSERTION_INVALID); None for the others."""
 
     what: str
     next_step: str = ""
+    code: Code | None = None
 
     def __str__(self) -> str:
         return f"{self.what}; {self.next_step}" if self.next_step else self.what

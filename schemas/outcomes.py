@@ -9,10 +9,11 @@ from typing import Any, ClassVar, Literal
 import orjson
 from pydantic import Field, model_validator
 
-from schemas.admins import AdminSignature
+from schemas.admins import ADMIN_SIGNATURE, AdminSignature
 from schemas.codes import Code
 from schemas.fields import Address, HexData, SolanaAddress, UtcDatetime, Wei
 from schemas.intent import TransactionIntent
+from schemas.passkeys import MAX_ASSERTION_CHARS
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from schemas.record import Evolving, Record
@@ -118,7 +119,9 @@ class HumanApproval(Evolving):
     reason: str = Field(default="", max_length=1024)
     decided_at: UtcDatetime
     admin_key_id: str = ""
-    signature: str = Field(default="", description="Ed25519 by the admin key over signing_bytes(), hex")
+    signature: str = Field(
+        default="", max_length=MAX_ASSERTION_CHARS, description="the proposing admin's, " + ADMIN_SIGNATURE
+    )
     cosignatures: tuple[AdminSignature, ...] = Field(default=(), max_length=64)
 
     def signing_bytes(self) -> bytes:

@@ -21,10 +21,6 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from webauthn import verify_authentication_response
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import AuthenticationCredential, AuthenticatorAssertionResponse
-
 from schemas.errors import Problem
 
 PASSKEY_PREFIX = "passkey:"
@@ -131,6 +127,11 @@ def assertion_problem(key: str, signature: str, message: bytes, party: RelyingPa
     was given no console origin (``WARDEN_CONSOLE_ORIGIN``), so it believes no passkey."""
     if party is None:
         return Problem("a passkey's signature, and this process was given no console origin (WARDEN_CONSOLE_ORIGIN)")
+    # Imported here: every admin record's module reads this one, and most readers never meet a passkey.
+    from webauthn import verify_authentication_response
+    from webauthn.helpers.exceptions import WebAuthnException
+    from webauthn.helpers.structs import AuthenticationCredential, AuthenticatorAssertionResponse
+
     try:
         passkey, assertion = parse_passkey(key), parse_assertion(signature)
     except ValueError as exc:

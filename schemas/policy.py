@@ -10,7 +10,7 @@ import orjson
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from evm.constants import MAX_MESSAGE_BYTES
-from schemas.admins import AdminSignature
+from schemas.admins import ADMIN_SIGNATURE, AdminSignature
 from schemas.fields import (
     Address,
     BaseUnits,
@@ -25,6 +25,7 @@ from schemas.fields import (
     parse_native_amount,
     parse_token_amount,
 )
+from schemas.passkeys import MAX_ASSERTION_CHARS
 from schemas.record import SCHEMA_VERSION, Evolving, Record
 from schemas.typed_data import EIP712_VALUE_TYPES, TYPE_NAME_RE, TypedData
 from svm import mints
@@ -470,7 +471,9 @@ class AgentPolicy(Evolving):
     agent_public_key: HexData = Field(description="the agent's Ed25519 public key, 32 bytes hex")
     issued_at: UtcDatetime
     admin_key_id: str = ""
-    signature: str = Field(default="", description="Ed25519 signature by the admin key over signing_bytes(), hex")
+    signature: str = Field(
+        default="", max_length=MAX_ASSERTION_CHARS, description="the proposing admin's, " + ADMIN_SIGNATURE
+    )
     cosignatures: tuple[AdminSignature, ...] = Field(
         default=(), max_length=64, description="the other admins' signatures over the same bytes (a quorum)"
     )

@@ -2,7 +2,8 @@
 it: `warden approvals list|show` print it beside the digest of the bytes they sign.
 
 An admin set: every admin id with its key fingerprint, old and new (a key swapped under an id
-in force is ``key_changed``), and every threshold; a policy: every field that changes; a chain
+in force is ``key_changed``, with whether that admin signed it with the key in force, which the
+services require), and every threshold; a policy: every field that changes; a chain
 set: every network of the admins' table, old and new; a key change: each of its vault events; an
 approval: the parked intent it releases. Each change is computed here, from the record whose
 bytes are signed and from what this client reads as in force; nothing the proposer wrote about
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +49,12 @@ class InForce:
     parked: dict[str, IntentParked] = field(default_factory=dict)
 
 
-def change_of(record: AdminSigned, in_force: InForce) -> dict[str, Any]:
+def change_of(record: AdminSigned, in_force: InForce, signed_by: Collection[str] = ()) -> dict[str, Any]:
     """The whole change ``record`` makes against ``in_force``, as a JSON document whose ``kind``
-    names the action. ``in_force.policies`` must hold the agent of a policy."""
+    names the action. ``in_force.policies`` must hold the agent of a policy. ``signed_by``: the
+    admins whose signature verifies with their key in force (`sdk.quorum.Gathered.signers`)."""
     if isinstance(record, AdminSet):
-        return admin_set_change(in_force.admins, record)
+        return admin_set_change(in_force.admins, record, signed_by)
     if isinstance(record, AgentPolicy):
         return policy_change(in_force.policies[record.agent_id], record)
     if isinstance(record, ChainSet):
@@ -67,11 +70,12 @@ def _key(public: str | None) -> dict[str, str] | None:
     return None if public is None else {"fingerprint": key_fingerprint(public), "public_key": public}
 
 
-def admin_set_change(in_force: Admins, proposed: AdminSet) -> dict[str, Any]:
+def admin_set_change(in_force: Admins, proposed: AdminSet, signed_by: Collection[str] = ()) -> dict[str, Any]:
     """Every admin id of either set with its key, old and new: ``added``, ``removed``,
     ``key_changed`` (the id stays, its key is another: whoever holds the new key signs as that
-    admin) or ``unchanged``; a new key that is in force under another id says whose. Every
-    threshold, old and new."""
+    admin; ``own_signature``: whether that admin is among ``signed_by``, who signed with the key
+    in force, without which no service takes the set) or ``unchanged``; a new key that is in
+    force under another id says whose. Every threshold, old and new."""
     old, new = in_force.keys, proposed.admins
     holder = {public: admin_id for admin_id, public in old.items()}
     admins = []
@@ -83,7 +87,9 @@ def admin_set_change(in_force: Admins, proposed: AdminSet) -> dict[str, Any]:
             change = "removed"
         else:
             change = "unchanged" if before == after else "key_changed"
-        row = {"admin_id": admin_id, "change": change, "old_key": _key(before), "new_key": _key(after)}
+        row: dict[str, Any] = {"admin_id": admin_id, "change": change, "old_key": _key(before), "new_key": _key(after)}
+        if change == "key_changed":
+            row["own_signature"] = admin_id in signed_by
         if after is not None and holder.get(after, admin_id) != admin_id:
             row["new_key_in_force_as"] = holder[after]
         admins.append(row)

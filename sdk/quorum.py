@@ -5,8 +5,11 @@ An admin proposes (`propose`): the record, signed by them, is written as an `Adm
 Every other admin sees it with who signed so far (`open_proposals`, `warden approvals list`)
 and adds their own signature (`endorse`, `warden approvals sign`). The signature that completes
 the quorum also publishes the assembled record (`assembled`) on its own topic, where the streams
-worker and the signer check the quorum again, each for itself. A proposal expires: after
-``expires_at`` nobody adds to it and it is no longer listed.
+worker and the signer check the quorum again, each for itself. An admin set that changes an
+admin's key is complete only once that admin signed it too, with the key in force
+(`schemas.admins.own_signature_problem`), as the services require: until then it waits, and the
+listing says for whom. A proposal expires: after ``expires_at`` nobody adds to it and it is no
+longer listed.
 """
 
 from __future__ import annotations
@@ -22,16 +25,26 @@ from pydantic import ValidationError
 from runtime.admins import Admins
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, read_to_quiet
-from runtime.trust import PinnedAuditKeys
+from runtime.trust import PinnedAuditKeys, admin_key_file
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.admins import Action, AdminProposal, AdminSet, AdminSignature, VaultChange, digest_of
+from schemas.admins import (
+    Action,
+    AdminProposal,
+    AdminSet,
+    AdminSignature,
+    VaultChange,
+    digest_of,
+    key_changes,
+    own_signature_problem,
+)
 from schemas.audit import readable_audit_events
-from schemas.auth import AdminSignedT, audit_writer, cosign, sign_vault_change
+from schemas.auth import AdminSignedT, admin_signature_problem, audit_writer, cosign, sign_vault_change
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 from schemas.outcomes import HumanApproval
+from schemas.passkeys import is_passkey
 from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
 from sdk.changes import AdminSigned
@@ -79,7 +92,9 @@ def _proposal(record, action: Action, admin_id: str, signature: str, now: dateti
 @dataclass
 class Gathered:
     """One proposal as the topic holds it: the record, the signatures that count under the admin
-    set in force, the ones that do not (and why), and how many are needed."""
+    set in force, the ones that do not (and why), and how many are needed. ``in_force``: the
+    admin keys in force it was gathered under (id → key), which an admin set's key changes are
+    judged against."""
 
     proposal_id: str
     action: Action
@@ -88,14 +103,27 @@ class Gathered:
     needed: int
     signatures: dict[str, str] = field(default_factory=dict)  # admin key id → signature, valid only
     refused: list[str] = field(default_factory=list)
+    in_force: dict[str, str] = field(default_factory=dict)
 
     @property
     def signers(self) -> list[str]:
         return list(self.signatures)
 
     @property
+    def keys_changed(self) -> list[str]:
+        """The admins in force whose key this admin set changes (none for another record)."""
+        return key_changes(self.in_force, self.record) if isinstance(self.record, AdminSet) else []
+
+    @property
+    def own_signatures_missing(self) -> list[str]:
+        """The admins of `keys_changed` whose own signature, with the key in force, is not here."""
+        return [key_id for key_id in self.keys_changed if key_id not in self.signatures]
+
+    @property
     def complete(self) -> bool:
-        return len(self.signatures) >= self.needed
+        """Enough signatures for the services to take the record: the quorum's, and the own
+        signature of each admin whose key an admin set changes."""
+        return len(self.signatures) >= self.needed and not self.own_signatures_missing
 
     def assembled(self) -> AdminSigned:
         """The whole record: the proposer's signature in ``signature``, the others' in ``cosignatures``."""
@@ -124,6 +152,11 @@ class NotWhatWasShown(WardenError, ValueError):
     were shown: nothing is signed."""
 
 
+class NotTheKeyInForce(WardenError, ValueError):
+    """An admin's key in this home is not the one the admin set in force pins under their id: a
+    signature with it would count for nothing, so nothing is signed."""
+
+
 def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str, Gathered]:
     """The open proposals among ``raw_records`` (warden.admin.proposals, in order): each with the
     signatures that verify, of distinct pinned admins, over its record's bytes. A proposal's
@@ -141,7 +174,12 @@ def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str,
         gathered = found.get(proposal.proposal_id)
         if gathered is None:
             gathered = found[proposal.proposal_id] = Gathered(
-                proposal.proposal_id, proposal.action, record, proposal.expires_at, admins.threshold(proposal.action)
+                proposal.proposal_id,
+                proposal.action,
+                record,
+                proposal.expires_at,
+                admins.threshold(proposal.action),
+                in_force=dict(admins.keys),
             )
         problem = admins.signature_problem(proposal.admin_key_id, proposal.signature, record.signing_bytes())
         public = admins.key(proposal.admin_key_id)
@@ -164,17 +202,32 @@ async def publish_proposal(settings: Settings, proposal: AdminProposal) -> None:
 
 
 async def publish_or_propose(
-    settings: Settings, action: Action, signed: AdminSignedT, needed: int, now: datetime
+    settings: Settings,
+    action: Action,
+    signed: AdminSignedT,
+    needed: int,
+    now: datetime,
+    in_force: Admins | None = None,
 ) -> AdminProposal | None:
     """``signed`` (by this admin alone) published on its own topic when one admin is the quorum for
-    ``action`` (``needed``, of the admin set in force); else proposed, for the other admins to
-    sign (`warden approvals sign`). The proposal, or None when the record was published."""
-    if needed == 1:
+    ``action`` (``needed``, of the admin set in force) and, for an admin set, it changes no other
+    admin's key (`own_signature_problem` under ``in_force``, read when not given); else proposed,
+    for the other admins to sign (`warden approvals sign`). The proposal, or None when the record
+    was published."""
+    if needed == 1 and await _own_signatures_problem(settings, signed, in_force) is None:
         await publish_record(settings, action, signed)
         return None
     proposal = propose(signed, action, now)
     await publish_proposal(settings, proposal)
     return proposal
+
+
+async def _own_signatures_problem(settings: Settings, record: AdminSigned, in_force: Admins | None) -> Problem | None:
+    """`own_signature_problem` of ``record``'s signatures, when it is an admin set."""
+    if not isinstance(record, AdminSet):
+        return None
+    admins = await admins_in_force(settings) if in_force is None else in_force
+    return own_signature_problem(admins.keys, record, admins.signers(record)[0])
 
 
 async def publish_record(settings: Settings, action: Action, record: AdminSigned) -> list[str]:
@@ -278,8 +331,24 @@ async def add_signature(
     signature; when it completes the quorum, publish the whole record on its own topic too.
     With ``digest``, only if it is the digest of the bytes signed (else `NotWhatWasShown`).
     Where the record landed (`publish_record`); empty while more signatures are needed."""
+    if is_passkey(gathered.in_force.get(admin_id, "")):
+        raise NotTheKeyInForce(
+            f"{admin_id}'s key in force is a passkey: a passkey admin signs in the web console, with the passkey, "
+            "not with a key file here; nothing was signed"
+        )
     key = load_or_create_admin_key(settings.home, admin_id)
     proposal = gathered.with_signature(key, admin_id, now, digest)
+    # A signature no service counts is refused here, where the admin can still act on it: the
+    # key in this home must be the one in force under their id (for a change of their own key
+    # above all, which only that key agrees to).
+    wrong = admin_signature_problem(gathered.in_force, admin_id, proposal.signature, gathered.record.signing_bytes())
+    if gathered.in_force and wrong is not None:
+        raise NotTheKeyInForce(
+            f"{admin_id}'s key in {admin_key_file(settings.home, admin_id)} is not the key the admin set in force pins under "
+            f"{admin_id} ({wrong}); nothing was signed",
+            f"sign with the key in force (`warden admins show` prints it); if {admin_id} lost it, the quorum "
+            f"removes {admin_id} and adds a new admin under a new id",
+        )
     await publish_proposal(settings, proposal)
     gathered.signatures[admin_id] = proposal.signature
     if not gathered.complete:

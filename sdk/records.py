@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import orjson
 from aiokafka import TopicPartition
@@ -26,7 +27,8 @@ from runtime.kafka import follow_records, read_to_quiet
 from runtime.registry import REGISTRY, ChainRegistry
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins
 from schemas import topics
-from schemas.actions import AuditAction
+from schemas.actions import AuditAction, admin_record_action
+from schemas.admins import AdminSet
 from schemas.audit import AuditEvent, readable_audit_events
 from schemas.auth import audit_writer, outcome_forgery, policy_signature_valid, record_id_of
 from schemas.chain_set import ChainSet
@@ -136,7 +138,7 @@ class _AdminHistory(AdminSetBook):
         self.superseded: list[Admins] = []
 
     def _take(self, proposed) -> tuple[str, str, str]:
-        before = Admins(self.admins.keys, self.admins.thresholds, self.admins.version)
+        before = Admins(self.admins.keys, self.admins.thresholds, self.admins.version, self.admins.party)
         settled = super()._take(proposed)
         if settled[0] == "adopted":
             self.superseded.append(before)
@@ -202,20 +204,24 @@ def learn_chains(settings: Settings, registry: ChainRegistry = REGISTRY, timeout
 
 
 @dataclass
-class ChainSetVerdicts:
-    """What the services said of one chain set: the signer's and a streams worker's
-    ``chains.changed`` or ``chains.refused`` audit event (None: not heard within the wait)."""
+class SettledVerdicts:
+    """What the services said of one admin set or chain set (``subject``): the signer's and a
+    streams worker's ``<subject>.changed`` or ``<subject>.refused`` audit event (None: not heard
+    within the wait)."""
 
+    subject: Literal["admins", "chains"]
     signer: AuditEvent | None = None
     worker: AuditEvent | None = None
 
     @property
     def outcome(self) -> str | None:
-        """ "chains.changed" once both took it, "chains.refused" when either refused it, else None."""
+        """ "chains.changed" once both took it, "chains.refused" when either refused it, else None
+        ("admins.*" for an admin set)."""
         heard = [e.action for e in (self.signer, self.worker) if e is not None]
-        if AuditAction.CHAINS_REFUSED in heard:
-            return AuditAction.CHAINS_REFUSED
-        return AuditAction.CHAINS_CHANGED if len(heard) == 2 else None
+        refused = admin_record_action(self.subject, adopted=False)
+        if refused in heard:
+            return refused
+        return admin_record_action(self.subject, adopted=True) if len(heard) == 2 else None
 
     def as_dict(self) -> dict[str, dict | None]:
         return {
@@ -224,14 +230,16 @@ class ChainSetVerdicts:
         }
 
 
-async def chain_set_verdicts(
-    settings: Settings, record: ChainSet, timeout_s: float, start: dict[TopicPartition, int] | None = None
-) -> ChainSetVerdicts:
-    """Wait, up to ``timeout_s``, for the signer's and a streams worker's verdict on the chain set
-    ``record`` (by its id, `record_id_of`), on warden.audit.events from ``start``. Only a pinned
-    service's audit record counts: a topic writer's "chains.changed" must not tell an admin that a
-    chain set the services refused is in force."""
-    wanted, keys, verdicts = record_id_of(record), PinnedAuditKeys(settings), ChainSetVerdicts()
+async def settled_verdicts(
+    settings: Settings, record: AdminSet | ChainSet, timeout_s: float, start: dict[TopicPartition, int] | None = None
+) -> SettledVerdicts:
+    """Wait, up to ``timeout_s``, for the signer's and a streams worker's verdict on the admin set
+    or chain set ``record`` (by its id, `record_id_of`), on warden.audit.events from ``start``.
+    Only a pinned service's audit record counts: a topic writer's "chains.changed" must not tell
+    an admin that a chain set the services refused is in force."""
+    subject: Literal["admins", "chains"] = "admins" if isinstance(record, AdminSet) else "chains"
+    wanted, keys, verdicts = record_id_of(record), PinnedAuditKeys(settings), SettledVerdicts(subject)
+    actions = {admin_record_action(subject, adopted=True), admin_record_action(subject, adopted=False)}
     deadline = time.monotonic() + timeout_s
     # The services record it under no agent: in the partition of the empty key.
     async for found in follow_records(
@@ -241,10 +249,7 @@ async def chain_set_verdicts(
             role, why = audit_writer(found.value, found.headers, keys)
             if why is None and role in ("signer", "worker") and getattr(verdicts, role) is None:
                 for event in readable_audit_events(found.value):
-                    if (
-                        event.action in (AuditAction.CHAINS_CHANGED, AuditAction.CHAINS_REFUSED)
-                        and event.details.get("record_id") == wanted
-                    ):
+                    if event.action in actions and event.details.get("record_id") == wanted:
                         setattr(verdicts, role, event)
         if (verdicts.signer is not None and verdicts.worker is not None) or time.monotonic() > deadline:
             break

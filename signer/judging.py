@@ -18,7 +18,7 @@ from rules.assets import approval_needed
 from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.rpc import Node
-from schemas.auth import human_approval_valid
+from schemas.auth import human_approval_problem, human_approval_valid
 from schemas.chains import ChainLookup
 from schemas.codes import Code
 from schemas.errors import Problem
@@ -132,22 +132,40 @@ class Judging:
     ) -> None:
         """Above a threshold of the signer's own policy, nothing is signed without an admin's approval."""
         why = approval_needed(approved.intent, policy, asset_spend)
-        if why is not None and self.human_approval(approved, now) is None:
+        if why is None or self.human_approval(approved, now) is not None:
+            return
+        refused = self._passkey_refused(approved.human_approval)
+        if refused is not None:
             raise SigningRefused(
-                Code.HUMAN_APPROVAL_REQUIRED,
-                (
-                    f"{why}, and the record carries no valid admin approval of this intent (signed by the pinned admins' "
-                    "quorum for approvals, bound to its digest, fresh); it waits for `warden approvals approve` through "
-                    "the pipeline"
-                ),
+                Code.PASSKEY_ASSERTION_INVALID,
+                f"{why}, and the admins' approval the record carries is refused: {refused}",
             )
+        raise SigningRefused(
+            Code.HUMAN_APPROVAL_REQUIRED,
+            (
+                f"{why}, and the record carries no valid admin approval of this intent (signed by the pinned admins' "
+                "quorum for approvals, bound to its digest, fresh); it waits for `warden approvals approve` through "
+                "the pipeline"
+            ),
+        )
+
+    def _passkey_refused(self, approval: HumanApproval | None) -> Problem | None:
+        """Why an approval falls short of its quorum for a passkey's assertion that does not verify
+        (over other bytes, for another origin or relying party, without the user verified, a
+        counter met over other bytes, malformed), the refusal's own code; None for any other reason."""
+        if approval is None or approval.decision != "approve":
+            return None
+        problem = human_approval_problem(approval, self.admins)
+        return problem if problem is not None and problem.code == Code.PASSKEY_ASSERTION_INVALID else None
 
     def policy_in_force(self, approved: IntentApproved) -> AgentPolicy:
         intent, offered = approved.intent, approved.policy
         if not self.policies.signed(offered):
             problem = self.admins.quorum_problem(offered, "policy") or Problem("the signatures do not verify")
             raise SigningRefused(
-                Code.POLICY_SIGNATURE_INVALID, f"the policy is not signed by the admins' quorum: {problem}"
+                problem.code or Code.POLICY_SIGNATURE_INVALID,
+                f"the policy is not signed by the admins' quorum: {problem}",
+                attributable=False,  # anyone can write a policy record: it decides nothing about the real intent
             )
         if offered.agent_id != intent.agent_id:
             raise SigningRefused(Code.POLICY_AGENT_MISMATCH, "the policy belongs to another agent")

@@ -43,11 +43,14 @@ NOT_ATTRIBUTABLE = frozenset({Code.AGENT_SIGNATURE_INVALID, Code.POLICY_SIGNATUR
 
 
 class SigningRefused(WardenError):
-    """Why an intent is not signed: its code and the reason its rejection tells."""
+    """Why an intent is not signed: its code and the reason its rejection tells. ``attributable``:
+    whether the refusal decides the fate of the intent with this id (recorded, so a redelivery
+    gets it again); by default unless its code is one of `NOT_ATTRIBUTABLE`."""
 
-    def __init__(self, code: Code, reason: str):
+    def __init__(self, code: Code, reason: str, attributable: bool | None = None):
         super().__init__(reason)
         self.code, self.reason = code, reason
+        self.attributable = code not in NOT_ATTRIBUTABLE if attributable is None else attributable
 
 
 @dataclass(frozen=True)

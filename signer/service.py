@@ -63,7 +63,7 @@ from schemas.outcomes import (
 from schemas.policy import AgentPolicy
 from signer import lifecycle
 from signer.judging import Judging
-from signer.outcomes import NOT_ATTRIBUTABLE, SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
+from signer.outcomes import SERVICE, Outcomes, SigningRefused, SigningResult, digest_of
 from signer.policies import PolicyBook
 from signer.sealing import SealingKeyPair
 from signer.sign_only import SignOnly
@@ -178,7 +178,7 @@ class Signer:
         except SigningRefused as refused:
             # A record that is not provably the agent's (or its policy not an admin's) must not
             # decide the fate of the real intent with the same id: refused, but not remembered.
-            return self.outcomes.refuse(intent, refused, now, record=refused.code not in NOT_ATTRIBUTABLE), None
+            return self.outcomes.refuse(intent, refused, now, record=refused.attributable), None
         except Exception as exc:  # noqa: BLE001 - any failure must still end the intent; the scope rolled back its state
             log.exception("signer error on intent %s; refused SIGNER_ERROR", intent.intent_id)
             return self.outcomes.refuse(

@@ -97,6 +97,7 @@ class Admission:
                     agent_id=agent,
                     version=policy.version,
                     reason=why + "; ignored",
+                    **({} if problem.code is None else {"code": problem.code}),
                 )
             ]
         raw_current = self.policies.get(agent)

@@ -50,7 +50,7 @@ class Approvals:
         decision = self.decider.decisions.get(approval.intent_id)
         problem = human_approval_problem(approval, self.admins)
         if problem is not None:
-            return self._refused(approval, f"{problem}; ignored", now)
+            return self._refused(approval, f"{problem}; ignored", now, problem.code)
         if decision is not None and decision.held and decision.outcome == "approved" and approval.decision == "deny":
             # The cancellation of a sign-only transaction: the signer's to make (`signer.sign_only`);
             # its record on warden.txs.signed moves the reservation here (`Decider.on_signed`).
@@ -75,8 +75,9 @@ class Approvals:
             return self._denied(approval, decision, pending, actor, now)
         return self._approved(approval, decision, pending, actor, now)
 
-    def _refused(self, approval: HumanApproval, why: str, now: datetime) -> list[Emit]:
-        """An approval not acted on: audited with ``why``, nothing else changes."""
+    def _refused(self, approval: HumanApproval, why: str, now: datetime, code: Code | None = None) -> list[Emit]:
+        """An approval not acted on: audited with ``why`` (and ``code``, when the refusal has one of
+        its own: a passkey's assertion that does not verify), nothing else changes."""
         return [
             _audit(
                 SERVICE,
@@ -91,6 +92,7 @@ class Approvals:
                 decision=approval.decision,
                 admin_key_id=approval.admin_key_id,
                 reason=why,
+                **({} if code is None else {"code": code}),
             )
         ]
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -361,7 +362,7 @@ class Worker(ConsumerRebalanceListener):
         await run_redelivery(self.settings, self.worker_key, published=self.published)
 
     async def follow_admins(self) -> None:
-        await follow_admin_sets(self.settings, self.engine.admins, self.admins_known)
+        await follow_admin_sets(self.settings, self.engine.admins, self.admins_known, self.admin_set_settled)
 
     async def follow_chains(self) -> None:
         await self.admins_known.wait()
@@ -369,10 +370,16 @@ class Worker(ConsumerRebalanceListener):
             self.settings, self.engine.admins, self.engine.chains, self.chains_known, self.chain_set_settled
         )
 
+    async def admin_set_settled(self, what: str, text: str, record_id: str) -> None:
+        await self.settled("admins", what, text, record_id)
+
     async def chain_set_settled(self, what: str, text: str, record_id: str) -> None:
-        # On the ledger, as the signer records it: when this worker took (or refused) a chain set.
+        await self.settled("chains", what, text, record_id)
+
+    async def settled(self, subject: Literal["admins", "chains"], what: str, text: str, record_id: str) -> None:
+        # On the ledger, as the signer records it: when this worker took (or refused) an admin or chain set.
         worker_id = self.settings.worker_id
-        await self.publish([settled_event(SERVICE, "chains", what, text, record_id, utcnow(), worker_id=worker_id)])
+        await self.publish([settled_event(SERVICE, subject, what, text, record_id, utcnow(), worker_id=worker_id)])
 
 
 async def _guarded(engine: Engine, hop: Hop, record: ConsumerRecord) -> list[Emit]:

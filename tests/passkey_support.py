@@ -15,9 +15,12 @@ import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from schemas.admins import AdminSignature
+from schemas.auth import AdminSignedT
 from schemas.passkeys import Assertion, PasskeyKey, RelyingParty, b64url, challenge_of
 
 ORIGIN = "http://localhost:8790"
+PASSKEY_ADMIN = "passkey-admin"  # the passkey admin's id where a stack pins one
 PARTY = RelyingParty(rp_id="localhost", origins=(ORIGIN,))
 USER_PRESENT, USER_VERIFIED = 0x01, 0x04
 
@@ -61,3 +64,17 @@ class SoftPasskey:
         ).encode()
         signature = self.private.sign(data + hashlib.sha256(client).digest(), ec.ECDSA(hashes.SHA256()))
         return Assertion(data, client, signature).text()
+
+
+def passkey_signed(record: AdminSignedT, passkey: SoftPasskey, key_id: str, **made) -> AdminSignedT:
+    """``record`` signed by the passkey admin ``key_id``, as `schemas.auth`'s signers sign with an
+    Ed25519 key: its assertion over the record's signing bytes (``made``: what `SoftPasskey.sign`
+    varies)."""
+    unsigned = record.model_copy(update={"admin_key_id": key_id, "signature": "", "cosignatures": ()})
+    return unsigned.model_copy(update={"signature": passkey.sign(unsigned.signing_bytes(), **made)})
+
+
+def passkey_cosigned(record: AdminSignedT, passkey: SoftPasskey, key_id: str, **made) -> AdminSignedT:
+    """``record`` with one more admin's signature: the passkey admin ``key_id``'s assertion."""
+    more = AdminSignature(admin_key_id=key_id, signature=passkey.sign(record.signing_bytes(), **made))
+    return record.model_copy(update={"cosignatures": (*record.cosignatures, more)})

@@ -17,7 +17,7 @@ from schemas.audit import AuditEvent
 from schemas.auth import outcome_forgery, public_key_hex, sign_policy
 from schemas.emit import Source
 from schemas.intent import TransactionIntent
-from schemas.outcomes import IntentApproved, IntentRejected, SignedMessage, SignedTransaction
+from schemas.outcomes import HumanApproval, IntentApproved, IntentRejected, SignedMessage, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.client import new_intent
 from signer.custody.keys import KeyStore
@@ -32,7 +32,9 @@ class LoneSigner:
     """An in-process signer with one agent's key, handed approved records straight, as anyone who
     can write to warden.intents.approved could: its own checks are all that stands."""
 
-    def __init__(self, tmp, rpc_url: str, **policy_fields):
+    def __init__(self, tmp, rpc_url: str, passkeys: dict[str, str] | None = None, party=None, **policy_fields):
+        """``passkeys``: passkey admins (id → pinned key) beside test-admin, whose assertions are
+        believed for the relying party ``party``."""
         self.rpc_url = rpc_url
         self.node = JsonRpc(rpc_url, timeout_s=120)  # one per event loop: `run` starts a new loop for each call
         store = KeyStore(make_vaults(tmp), mode="standard")
@@ -46,7 +48,7 @@ class LoneSigner:
         self.signer = Signer(
             self.state,
             store,
-            Admins.with_threshold({"test-admin": public_key_hex(self.admin_key)}, 1),
+            Admins.with_threshold({"test-admin": public_key_hex(self.admin_key), **(passkeys or {})}, 1, party),
             node_for=lambda chain: self.node,
             service_key=("signer-test", self.service_key),
             service_keys=self,
@@ -73,16 +75,20 @@ class LoneSigner:
     def intent(self, make=new_intent, **fields) -> TransactionIntent:
         return make(self.agent_key, agent_id=self.agent, chain="anvil", **fields)
 
-    async def handle(self, intent: TransactionIntent):
+    async def handle(self, intent: TransactionIntent, human_approval: HumanApproval | None = None):
+        """The signer's outcome, audit records and what it sends, for ``intent`` approved under
+        the policy in force (carrying ``human_approval``, an admin's decision, when given)."""
         self.node = JsonRpc(self.rpc_url, timeout_s=120)
         try:
-            return await self._handle(intent)
+            return await self._handle(intent, human_approval)
         finally:
             await self.node.close()
 
-    async def _handle(self, intent: TransactionIntent):
+    async def _handle(self, intent: TransactionIntent, human_approval: HumanApproval | None = None):
         now = datetime.now(timezone.utc)
-        approved = IntentApproved(intent=intent, policy=self.policy, verdicts=(), approved_at=now)
+        approved = IntentApproved(
+            intent=intent, policy=self.policy, verdicts=(), approved_at=now, human_approval=human_approval
+        )
         self.offset += 1
         emits, to_send = await self.signer.handle(
             approved.to_bytes(), Source(topics.INTENTS_APPROVED, 0, self.offset, self.agent.encode()), now

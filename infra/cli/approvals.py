@@ -37,6 +37,7 @@ from schemas.chain_set import ChainSet
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.outcomes import HumanApproval, IntentParked
+from schemas.passkeys import is_passkey
 from schemas.policy import AgentPolicy
 from sdk.changes import InForce, change_of
 from sdk.client import (
@@ -50,6 +51,7 @@ from sdk.client import (
 )
 from sdk.quorum import (
     Gathered,
+    NotTheKeyInForce,
     NotWhatWasShown,
     add_signature,
     open_proposals,
@@ -57,7 +59,7 @@ from sdk.quorum import (
     publish_proposal,
     wait_vault_applied,
 )
-from sdk.records import admins_in_force, chain_set_verdicts, chains_in_force
+from sdk.records import admins_in_force, chains_in_force, settled_verdicts
 from svm import transactions as solana_transactions
 
 
@@ -99,9 +101,11 @@ def _proposal_row(gathered: Gathered, in_force: InForce) -> dict:
         "what": _what(gathered),
         "agent_id": getattr(record, "agent_id", None),
         "proposed_by": record.admin_key_id,
-        "change": change_of(record, in_force),
+        "change": change_of(record, in_force, gathered.signers),
         "signed_by": gathered.signers,
         "needed": gathered.needed,
+        # An admin set that changes these admins' keys waits for each one's own signature (schemas.admins).
+        "own_signatures_missing": gathered.own_signatures_missing,
         "not_counted": gathered.refused,
         "expires_at": gathered.expires_at.isoformat(),
     }
@@ -191,16 +195,29 @@ def _field_lines(rows: list[dict], indent: str) -> list[str]:
     return lines
 
 
+def _fingerprint(key: dict | None) -> str | None:
+    """A key of an admin set's change as people read it: its fingerprint, after "passkey " when it
+    is one (the console's) rather than an Ed25519 key (the command line's)."""
+    if key is None:
+        return None
+    return ("passkey " if is_passkey(key["public_key"]) else "") + key["fingerprint"]
+
+
 def _admin_lines(change: dict) -> list[str]:
     version, count = change["version"], change["admin_count"]
     lines = [f"  admins, v{version['old']} -> v{version['new']} (key: SHA-256 of the public key, first 16 hex):"]
     for row in change["admins"]:
-        old = row["old_key"] and row["old_key"]["fingerprint"]
-        new = row["new_key"] and row["new_key"]["fingerprint"]
+        old, new = _fingerprint(row["old_key"]), _fingerprint(row["new_key"])
+        admin_id = row["admin_id"]
         text = {
-            "added": f"{new}  added",
-            "removed": f"{old}  removed",
-            "key_changed": f"{old} -> {new}  KEY CHANGED: whoever holds the new key signs as {row['admin_id']}",
+            "added": f"added {admin_id} ({new})",
+            "removed": f"removed {admin_id} ({old})",
+            "key_changed": f"{old} -> {new}  KEY CHANGED: whoever holds the new key signs as {admin_id}; "
+            + (
+                f"signed by {admin_id} with the key in force"
+                if row.get("own_signature")
+                else f"needs {admin_id}'s own signature, with the key in force"
+            ),
             "unchanged": f"{old}",
         }[row["change"]]
         if row.get("new_key_in_force_as"):
@@ -269,6 +286,19 @@ def _print_proposal(row: dict) -> None:
     print(f"  digest {row['digest']} (SHA-256 of the bytes an admin signs)")
     for line in _change_lines(row["change"]):
         print(line)
+    for admin_id in row.get("own_signatures_missing", ()):
+        print(f"  {_waits_for_own(admin_id)}")
+
+
+def _waits_for_own(admin_id: str) -> str:
+    """Why an admin set waits for ``admin_id``, and what to do: the services take a change of an
+    admin's key only with that admin's own signature, made with the key in force."""
+    return (
+        f"needs {admin_id}'s own signature: the set changes {admin_id}'s key, and no service takes it until "
+        f"{admin_id} signs it with the key in force (`WARDEN_ADMIN_ID={admin_id} warden approvals sign`); "
+        f"if {admin_id} lost that key, propose instead a set that removes {admin_id} and adds a new admin "
+        "under a new id"
+    )
 
 
 def cmd_list(args) -> int:
@@ -429,7 +459,13 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float, digest: str 
     row = _proposal_row(gathered, in_force)  # the change as it stood when signed
     start = await end_offsets(settings, OUTCOME_TOPICS + (topics.AUDIT_EVENTS,))  # what follows, if it completes
     published = await add_signature(settings, gathered, me, now, digest)
-    doc = {**row, "signed_by": gathered.signers, "published": bool(published), "outcome": None}
+    doc = {
+        **row,
+        "signed_by": gathered.signers,
+        "own_signatures_missing": gathered.own_signatures_missing,
+        "published": bool(published),
+        "outcome": None,
+    }
     if not published:
         return doc
     record = gathered.assembled()
@@ -441,9 +477,6 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float, digest: str 
             outcome = (await wait_outcomes(settings, [parked[0].intent], wait_s, start)).get(record.intent_id)
             if outcome is not None and not isinstance(outcome, IntentParked):
                 doc["outcome"] = outcome.model_dump(mode="json", by_alias=True, exclude={"service_signature"})
-    elif isinstance(record, ChainSet):
-        verdicts = await chain_set_verdicts(settings, record, wait_s, start)
-        doc["outcome"], doc["verdicts"] = verdicts.outcome, verdicts.as_dict()
     elif isinstance(record, VaultChange):
         records = set(published)
         applied, refused = await wait_vault_applied(settings, records, start, wait_s)
@@ -452,8 +485,9 @@ async def sign(settings: Settings, proposal_id: str, wait_s: float, digest: str 
             if refused
             else f"{len(applied)} of {len(records)} key events applied by the signer"
         )
-    else:
-        doc["outcome"] = f"admin set v{(await admins_in_force(settings)).version} in force"
+    else:  # a chain set or an admin set: what the signer and a streams worker said of it
+        verdicts = await settled_verdicts(settings, record, wait_s, start)
+        doc["outcome"], doc["verdicts"] = verdicts.outcome, verdicts.as_dict()
     return doc
 
 
@@ -471,14 +505,16 @@ def cmd_sign(args) -> int:
     settings = load()
     try:
         doc = asyncio.run(sign(settings, args.id, args.wait, args.digest))
-    except (LookupError, NotWhatWasShown) as exc:
+    except (LookupError, NotWhatWasShown, NotTheKeyInForce) as exc:
         return fail("warden approvals sign", exc)
     if args.json:
         print_json(doc)
         return 0
     signed = f"{len(doc['signed_by'])} of {doc['needed']} ({', '.join(doc['signed_by'])})"
     if not doc["published"]:
-        print(f"{doc['what']}: signed by {settings.admin_id}; {signed}; waiting for more admins")
+        waiting = ["waiting for more admins"] if len(doc["signed_by"]) < doc["needed"] else []
+        waiting += [_waits_for_own(admin_id) for admin_id in doc["own_signatures_missing"]]
+        print(f"{doc['what']}: signed by {settings.admin_id}; {signed}; not published: {'; '.join(waiting)}")
         return 0
     outcome = doc["outcome"]
     if isinstance(outcome, dict):

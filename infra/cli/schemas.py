@@ -31,7 +31,7 @@ from schemas.chains import Chain, finality
 from schemas.export import export
 from sdk.admin import load_or_create_admin_key
 from sdk.quorum import publish_or_propose
-from sdk.records import admins_in_force, chain_set_verdicts, chains_in_force
+from sdk.records import admins_in_force, chains_in_force, settled_verdicts
 
 # How long `warden chains` waits for the broker to answer its read of warden.chains.
 READ_S = 15.0
@@ -160,7 +160,7 @@ async def change(settings: Settings, args) -> dict:
     }
     if proposal is not None:
         return doc | {"proposal_id": proposal.proposal_id}
-    verdicts = await chain_set_verdicts(settings, signed, args.wait, start)
+    verdicts = await settled_verdicts(settings, signed, args.wait, start)
     return doc | {"outcome": verdicts.outcome, "verdicts": verdicts.as_dict()}
 
 
@@ -179,7 +179,7 @@ def _print_change(doc: dict, wait_s: float) -> None:
 
 
 def print_verdicts(verdicts: dict, wait_s: float) -> None:
-    """What the signer and a streams worker said of a chain set (`ChainSetVerdicts.as_dict`), a
+    """What the signer and a streams worker said of a chain set (`SettledVerdicts.as_dict`), a
     line each for people; a silent one with what to check."""
     for role, name in (("signer", "signer"), ("worker", "streams worker")):
         said = verdicts[role]

@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 
 from infra.stack.local import DEFAULT_PARTS, LocalStack, local_settings, running_stack
+from runtime.trust import LOCAL_ADMIN_ID
+from schemas.auth import public_key_hex
+from sdk.admin import load_or_create_admin_key
+from tests.passkey_support import ORIGIN, PASSKEY_ADMIN, SoftPasskey
 from tests.signer_support import LoneSigner
 from tests.token_support import deploy_tokens
 
@@ -68,11 +72,24 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """One running pipeline for the whole session (fused topology), with a Solana node."""
-    with running_stack(
-        local_settings(tmp_path_factory.mktemp("warden-home")), parts=(*DEFAULT_PARTS, "solana")
-    ) as running:
+def stack_passkey() -> SoftPasskey:
+    """The passkey admin ``stack`` pins, as `PASSKEY_ADMIN`, beside its local admin."""
+    return SoftPasskey()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, stack_passkey):
+    """One running pipeline for the whole session (fused topology), with a Solana node. Its admins:
+    the local admin (the CLI's key under its home) and a passkey admin (`stack_passkey`), whose
+    assertions are believed from the console origin `tests.passkey_support.ORIGIN`; one signs."""
+    home = tmp_path_factory.mktemp("warden-home")
+    local = public_key_hex(load_or_create_admin_key(home))  # made before the services pin it
+    settings = local_settings(
+        home,
+        admin_keys=f"{LOCAL_ADMIN_ID}={local},{PASSKEY_ADMIN}={stack_passkey.pinned()}",
+        console_origin=ORIGIN,
+    )
+    with running_stack(settings, parts=(*DEFAULT_PARTS, "solana")) as running:
         yield running
 
 

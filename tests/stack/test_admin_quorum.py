@@ -334,7 +334,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
     from schemas.chains import Chain
     from schemas.outcomes import Outcome
     from sdk.client import OUTCOME_TOPICS
-    from sdk.records import chain_set_verdicts, chains_in_force
+    from sdk.records import chains_in_force, settled_verdicts
 
     settings, keys = quorum.settings, quorum.keys
     agent_id = "chains-quorum"
@@ -365,7 +365,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
                 await (await client.send(topics.CHAINS, "chains", forged.to_bytes()))
 
         run(forge())
-        lone = run(chain_set_verdicts(settings, forged, 60, start))
+        lone = run(settled_verdicts(settings, forged, 60, start))
         assert (
             lone.outcome == AuditAction.CHAINS_REFUSED
             and lone.signer.action == lone.worker.action == AuditAction.CHAINS_REFUSED
@@ -475,7 +475,7 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     rogue_set = f"a={public['a']},b={public_key_hex(second)},c={public['c']}"
     quorum_ = "policy=1,approval=2,keys=2,chains=2,admins=2"
     rogue = _cli(settings, "a", "admins", "propose", "--admins", rogue_set, "--quorum", quorum_)
-    assert not rogue["published"] and rogue["needed"] == 2
+    assert not rogue["published"] and rogue["needed"] == 2 and rogue["own_signatures_missing"] == ["b"]
 
     # What b is shown: b's key, old and new, and every threshold, in the listing and in `show`.
     listed = {p["proposal_id"]: p for p in _cli(settings, "b", "approvals", "list")["proposals"]}
@@ -489,6 +489,7 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     old_b, new_b = key_fingerprint(public["b"]), key_fingerprint(public_key_hex(second))
     assert (rows["b"]["old_key"]["fingerprint"], rows["b"]["new_key"]["fingerprint"]) == (old_b, new_b)
     assert rows["b"]["new_key"]["public_key"] == public_key_hex(second)
+    assert rows["b"]["own_signature"] is False and shown["own_signatures_missing"] == ["b"]
     thresholds = {row["action"]: (row["change"], row["old"], row["new"]) for row in change["thresholds"]}
     assert thresholds == {
         "policy": ("changed", 2, 1),
@@ -498,6 +499,7 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     people = warden(_as(settings, "b"), "approvals", "show", rogue["proposal_id"][:16])
     assert people.returncode == 0, people.stderr
     assert f"{old_b} -> {new_b}  KEY CHANGED" in people.stdout and f"digest {rogue['proposal_id']}" in people.stdout
+    assert "needs b's own signature, with the key in force" in people.stdout
     assert "policy    2 -> 1  changed" in people.stdout
 
     # b reviewed the honest proposal; handed the rogue one's id, b signs with the digest b saw: refused.
@@ -517,7 +519,49 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     assert code == 2 and "KEY CHANGED" in said and f"--digest {rogue['proposal_id']}" in said, said
     after = {p["proposal_id"]: p for p in _cli(settings, "c", "approvals", "list")["proposals"]}
     assert after[rogue["proposal_id"]]["signed_by"] == ["a"]
+    # c, inattentive, signs it anyway: two of two, but b's key changes and b has not signed, so
+    # nothing is published.
+    careless = _cli(settings, "c", "approvals", "sign", rogue["proposal_id"][:16], "--digest", rogue["proposal_id"])
+    assert careless["signed_by"] == ["a", "c"] and careless["own_signatures_missing"] == ["b"], careless
+    assert not careless["published"] and careless["outcome"] is None
     assert _cli(settings, "c", "admins", "show")["version"] == 0
+
+
+def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, run):
+    """Issue 72: the rogue admin a and the co-signer b pin a key a holds under c's id, straight
+    onto warden.admins: the signer and the streams worker each refuse it (c did not sign with
+    the key in force), on the ledger, and the set in force stays. The same change with c's own
+    signature is taken by both. c's new key is the fixture's from here on."""
+    from sdk.records import admins_in_force, settled_verdicts
+
+    settings, keys = quorum.settings, quorum.keys
+    before = run(admins_in_force(settings))
+    new_c = Ed25519PrivateKey.generate()
+    pinned = {**before.keys, "c": public_key_hex(new_c)}
+    swap = AdminSet(version=before.version + 1, admins=pinned, thresholds=before.thresholds, issued_at=utcnow())
+    rogue = cosign(sign_admin_set(swap, keys["a"], "a"), keys["b"], "b")
+
+    def published(record: AdminSet):
+        async def publish():
+            start = await end_offsets(settings, (topics.AUDIT_EVENTS,))
+            async with Client(settings) as client:
+                await (await client.send(topics.ADMINS, "admins", record.to_bytes()))
+            return await settled_verdicts(settings, record, 60, start)
+
+        return run(publish())
+
+    refused = published(rogue)
+    assert refused.outcome == AuditAction.ADMINS_REFUSED, refused.as_dict()
+    for said in refused.as_dict().values():
+        assert said is not None and said["action"] == AuditAction.ADMINS_REFUSED, refused.as_dict()
+        assert "changes the key of c" in said["reason"] and "it is missing for c" in said["reason"], said
+    assert run(admins_in_force(settings)).keys == before.keys
+
+    taken = published(cosign(rogue, keys["c"], "c"))
+    assert taken.outcome == AuditAction.ADMINS_CHANGED, taken.as_dict()
+    after = run(admins_in_force(settings))
+    assert after.version == before.version + 1 and after.key("c") == public_key_hex(new_c)
+    keys["c"] = new_c
 
 
 @pytest.fixture
@@ -639,8 +683,9 @@ def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(quor
     # The quorum removes c: a proposes, b signs.
     ab = f"a={public_key_hex(keys['a'])},b={public_key_hex(keys['b'])}"
     proposal = _cli(settings, "a", "admins", "propose", "--admins", ab, "--quorum", "2")
-    assert _cli(settings, "b", "approvals", "sign", proposal["proposal_id"][:16])["published"]
-    assert _cli(settings, "a", "admins", "show")["version"] == 1
+    removed = _cli(settings, "b", "approvals", "sign", proposal["proposal_id"][:16])
+    assert removed["published"] and removed["outcome"] == AuditAction.ADMINS_CHANGED, removed
+    assert _cli(settings, "a", "admins", "show")["version"] == proposal["version"]
 
     shown = _cli(settings, "a", "agents", "show", "--agent", agent)
     assert (shown["version"], shown["tx_max_value_eth"]) == (2, "2"), shown

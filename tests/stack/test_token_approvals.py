@@ -1,6 +1,7 @@
 """Token movements above an approval threshold, on the real stack with real contracts: an admin
-decides through the CLI, the signer requires the admin's approval itself, and an admin sets token
-rules from the CLI."""
+decides through the CLI, the signer requires the admin's approval itself, a passkey admin decides
+with a WebAuthn assertion that holds for that decision alone, and an admin sets token rules from
+the CLI."""
 
 from __future__ import annotations
 
@@ -93,6 +94,63 @@ def test_above_the_threshold_an_admin_decides_through_the_cli(stack, run, deploy
     assert orjson.loads(again.stdout)["awaiting_approval"] == []
     late = warden(settings, "approvals", "approve", intents["denied"].intent_id)
     assert late.returncode == 1 and "no intent" in late.stderr
+
+
+def test_a_passkey_admins_assertion_approves_one_intent_and_relayed_to_another_is_refused(stack, stack_passkey, run):
+    """The stack pins a passkey admin (a software passkey, making assertions as the console's
+    page would). Its assertion over the approval of one parked intent releases it, and it is mined.
+    The same assertion relayed in an approval of another parked intent is refused by the worker,
+    and, written straight to warden.intents.approved, by the signer: PASSKEY_ASSERTION_INVALID."""
+    from runtime.clock import utcnow
+    from schemas import topics
+    from schemas.actions import AuditAction
+    from schemas.audit import audit_events_of
+    from schemas.outcomes import HumanApproval, IntentApproved
+    from tests.passkey_support import PASSKEY_ADMIN, passkey_signed
+    from tests.support import read_topic
+
+    settings, agent = stack.settings, f"passkey-{os.urandom(3).hex()}"
+
+    def approval(intent, **signed) -> HumanApproval:
+        return HumanApproval(
+            intent_id=intent.intent_id,
+            agent_id=agent,
+            intent_digest=intent.digest(),
+            decision="approve",
+            decided_at=utcnow(),
+            **signed,
+        )
+
+    async def scenario():
+        key, _, policy = await make_agent(settings, agent, tx_to_allowlist=(ALICE,), approval_threshold_eth="0.1")
+        one, two = (
+            new_intent(key, agent_id=agent, chain="anvil", to=ALICE, value=v, broadcast=True) for v in ("0.3", "0.4")
+        )
+        start = await end_offsets(settings, (*OUTCOME_TOPICS, topics.AUDIT_EVENTS))
+        async with Client(settings) as client:
+            for intent in (one, two):
+                await client.submit(intent)
+            parked = await wait_outcomes(settings, [one, two], 60, start, final=False)
+            assert {type(o).__name__ for o in parked.values()} == {"IntentParked"}, parked
+            approved = passkey_signed(approval(one), stack_passkey, PASSKEY_ADMIN)
+            relayed = approval(two, admin_key_id=PASSKEY_ADMIN, signature=approved.signature)
+            for decision in (approved, relayed):
+                await client.send(topics.APPROVALS, agent, decision.to_bytes())
+            mined = (await wait_outcomes(settings, [one], 90, start))[one.intent_id]
+            # Past the worker, straight to the signer, with the relayed assertion.
+            straight = IntentApproved(intent=two, policy=policy, approved_at=utcnow(), human_approval=relayed)
+            await client.send(topics.INTENTS_APPROVED, agent, straight.to_bytes())
+            refused = (await wait_outcomes(settings, [two], 60, start))[two.intent_id]
+        events = [e for v in await read_topic(settings, topics.AUDIT_EVENTS, start=start) for e in audit_events_of(v)]
+        return two, mined, refused, events
+
+    two, mined, refused, events = run(scenario())
+    assert isinstance(mined, SignedTransaction) and mined.status == "mined", mined
+    (by_worker,) = [e for e in events if e.action == AuditAction.APPROVAL_REFUSED and e.intent_id == two.intent_id]
+    assert by_worker.details["code"] == Code.PASSKEY_ASSERTION_INVALID, by_worker.details
+    assert "passkey-admin's passkey: the passkey's assertion does not verify" in by_worker.details["reason"]
+    assert isinstance(refused, IntentRejected), refused
+    assert (refused.stage, refused.code) == (Stage.SIGNING, Code.PASSKEY_ASSERTION_INVALID), refused
 
 
 def test_the_signer_requires_the_admins_approval_itself(lone, run):

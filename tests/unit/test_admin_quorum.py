@@ -179,3 +179,105 @@ def test_a_proposal_whose_id_does_not_name_its_record_is_left_out():
     first = propose(sign_policy(policy(), KEYS["a"], "a"), "policy", T0)
     lying = first.model_copy(update={"document": {**first.document, "tx_max_value_eth": "1000"}})
     assert gather([lying.to_bytes()], two_of_three(), T0) == {}
+
+
+# A change of one admin's key needs that admin's own signature, made with the key in force.
+
+
+def swapped(version: int, key_id: str, new_key: Ed25519PrivateKey, *names: str, signed_as: dict | None = None):
+    """Admin set ``version``: the set in force with ``key_id``'s key replaced by ``new_key``,
+    signed by ``names`` (each with its key in force, or with ``signed_as[name]``)."""
+    keys = {**PINNED, key_id: public_key_hex(new_key)}
+    unsigned = AdminSet(version=version, admins=keys, thresholds=parse_thresholds("2", keys), issued_at=T0)
+    signing = {**KEYS, **(signed_as or {})}
+    record = sign_admin_set(unsigned, signing[names[0]], names[0])
+    for name in names[1:]:
+        record = cosign(record, signing[name], name)
+    return record
+
+
+def test_two_admins_cannot_swap_a_third_admins_key():
+    admins, rogue_second = two_of_three(), Ed25519PrivateKey.generate()
+    problem = admins.adopt(swapped(1, "c", rogue_second, "a", "b"))
+    assert problem is not None and admins.version == 0 and admins.keys == PINNED
+    assert "changes the key of c" in str(problem) and "it is missing for c" in str(problem)
+    assert "(signed with the keys in force: a, b)" in str(problem)
+    assert "c signs it with their current key" in str(problem) and "a new admin added under a new id" in str(problem)
+    # Nor with a signature under c's id made with the new key (the rogue holds it), nor by three
+    # admins when c is not one of them.
+    assert admins.adopt(swapped(1, "c", rogue_second, "a", "b", "c", signed_as={"c": rogue_second})) is not None
+    assert admins.version == 0
+    # Through the book every service reads warden.admins with: refused, with the same reason.
+    ((what, why, _),) = AdminSetBook(admins).read(swapped(1, "c", rogue_second, "a", "b").to_bytes())
+    assert what == "refused" and "it is missing for c" in why and admins.version == 0
+
+
+def test_the_admin_whose_key_changes_agrees_with_the_key_in_force():
+    new_c = Ed25519PrivateKey.generate()
+    admins = two_of_three()
+    assert admins.adopt(swapped(1, "c", new_c, "a", "c")) is None  # c is one of the quorum
+    assert admins.version == 1 and admins.key("c") == public_key_hex(new_c)
+    # From now on c's key in force is the new one: the old one agrees to nothing.
+    newer = Ed25519PrivateKey.generate()
+    keys = {**admins.keys, "c": public_key_hex(newer)}
+    v2 = AdminSet(version=2, admins=keys, thresholds=parse_thresholds("2", keys), issued_at=T0)
+    by_old_c = cosign(cosign(sign_admin_set(v2, KEYS["a"], "a"), KEYS["b"], "b"), KEYS["c"], "c")
+    assert "it is missing for c" in str(admins.adopt(by_old_c)) and admins.version == 1
+    assert admins.adopt(cosign(sign_admin_set(v2, KEYS["a"], "a"), new_c, "c")) is None and admins.version == 2
+
+
+def test_an_admin_who_lost_their_key_is_removed_and_another_added_by_the_quorum():
+    admins = two_of_three()
+    keys = {"a": PINNED["a"], "b": PINNED["b"], "c2": public_key_hex(KEYS["d"])}
+    replaced = admin_set(1, keys, "2", "a", "b")
+    assert admins.adopt(replaced) is None and admins.version == 1 and set(admins.keys) == {"a", "b", "c2"}
+
+
+def test_the_rule_compares_the_pinned_key_strings_whatever_kind_of_key_they_hold():
+    from schemas.admins import key_changes
+
+    # A key string the Ed25519 verification cannot use (another kind of admin key): no signature
+    # made with anything verifies under it, so its admin's key changes only through that kind's own check.
+    other_kind = {**PINNED, "c": "passkey:" + "ab" * 40}
+    admins = Admins(other_kind, parse_thresholds("2", other_kind))
+    to_ed25519 = swapped(1, "c", KEYS["d"], "a", "b", "c")
+    assert key_changes(other_kind, to_ed25519) == ["c"] and key_changes(PINNED, to_ed25519) == ["c"]
+    assert "it is missing for c" in str(admins.adopt(to_ed25519)) and admins.version == 0
+    unchanged = admin_set(1, PINNED, "2", "a", "b")
+    assert key_changes(PINNED, unchanged) == [] and two_of_three().adopt(unchanged) is None
+
+
+def test_gathered_signatures_of_a_key_change_wait_for_that_admins_own():
+    admins, new_c = two_of_three(), Ed25519PrivateKey.generate()
+    first = propose(swapped(1, "c", new_c, "a"), "admins", T0)
+    gathered = gather([first.to_bytes()], admins, T0)[first.proposal_id]
+    by_b = gathered.with_signature(KEYS["b"], "b", T0)
+    gathered = gather([first.to_bytes(), by_b.to_bytes()], admins, T0)[first.proposal_id]
+    assert gathered.signers == ["a", "b"] and gathered.keys_changed == ["c"]
+    assert gathered.own_signatures_missing == ["c"] and not gathered.complete
+    with_new_key = gathered.with_signature(new_c, "c", T0)  # c's id, the new key: does not count
+    gathered = gather([first.to_bytes(), by_b.to_bytes(), with_new_key.to_bytes()], admins, T0)[first.proposal_id]
+    assert not gathered.complete and any("c's signature does not verify" in r for r in gathered.refused)
+    by_c = gathered.with_signature(KEYS["c"], "c", T0)
+    gathered = gather([first.to_bytes(), by_b.to_bytes(), by_c.to_bytes()], admins, T0)[first.proposal_id]
+    assert gathered.complete and gathered.own_signatures_missing == []
+    assert two_of_three().adopt(gathered.assembled()) is None
+
+
+def test_an_admin_whose_key_here_is_not_the_one_in_force_signs_nothing(tmp_path):
+    """c holds another key in this home than the one pinned for c (say, the new one of a key
+    change): `add_signature` refuses before anything is published, and says what to do."""
+    import asyncio
+
+    from infra.stack.local import local_settings
+    from sdk.admin import load_or_create_admin_key
+    from sdk.quorum import NotTheKeyInForce, add_signature
+
+    settings = local_settings(tmp_path, broker="127.0.0.1:9")  # nothing listens: nothing may be sent
+    new_c = load_or_create_admin_key(tmp_path, "c")  # made here: not the key pinned for c
+    first = propose(swapped(1, "c", new_c, "a"), "admins", T0)
+    gathered = gather([first.to_bytes()], two_of_three(), T0)[first.proposal_id]
+    with pytest.raises(NotTheKeyInForce, match="is not the key the admin set in force pins under c") as refused:
+        asyncio.run(add_signature(settings, gathered, "c", T0))
+    assert "nothing was signed" in str(refused.value) and "adds a new admin under a new id" in str(refused.value)
+    assert gathered.signers == ["a"]

@@ -356,6 +356,10 @@ def test_an_admin_set_that_swaps_one_admins_key_shows_that_key_old_and_new():
     }
     assert b["new_key"]["fingerprint"] == key_fingerprint(public_key_hex(second)) != b["old_key"]["fingerprint"]
     assert len(b["new_key"]["fingerprint"]) == 16
+    # Whether b signed it with the key in force: what the services take the change with.
+    assert b["own_signature"] is False and "own_signature" not in rows["a"]
+    signed_by_b = change_of(_swap_proposal(keys, second, policy=1), InForce(in_force), ["a", "b"])
+    assert {row["admin_id"]: row for row in signed_by_b["admins"]}["b"]["own_signature"] is True
     thresholds = {row["action"]: row for row in change["thresholds"]}
     assert thresholds["policy"] == {"action": "policy", "change": "changed", "old": 2, "new": 1}
     assert {a for a, row in thresholds.items() if row["change"] == "unchanged"} == {
@@ -397,6 +401,7 @@ def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
         "change": change_of(proposal, InForce(_admins_in_force(keys))),
         "signed_by": ["a"],
         "needed": 2,
+        "own_signatures_missing": ["b"],
         "expires_at": "2026-11-22T10:00:00+00:00",
     }
     _print_proposal(row)
@@ -409,6 +414,38 @@ def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
     assert any(line.split() == ["a", a_fp] for line in out.splitlines())  # unchanged, fingerprint shown
     assert "! policy    2 -> 1  changed" in out and "  approval  2" in out
     assert "thresholds, of 3 admins -> of 3" in out
+    assert b_line.endswith("needs b's own signature, with the key in force")
+    (waits,) = [line for line in out.splitlines() if line.startswith("  needs b's own signature: ")]
+    assert "WARDEN_ADMIN_ID=b warden approvals sign" in waits and "removes b and adds a new admin" in waits
+
+    # Once b signed with the key in force: said so, and nothing waits.
+    row |= {
+        "change": change_of(proposal, InForce(_admins_in_force(keys)), ["a", "b"]),
+        "signed_by": ["a", "b"],
+        "own_signatures_missing": [],
+    }
+    _print_proposal(row)
+    (b_line,) = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("! b ")]
+    assert b_line.endswith("KEY CHANGED: whoever holds the new key signs as b; signed by b with the key in force")
+
+
+def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change(capsys):
+    from infra.cli.approvals import _change_lines
+    from schemas.admins import ACTIONS, AdminSet, key_fingerprint
+    from schemas.auth import public_key_hex
+    from sdk.changes import InForce, change_of
+
+    keys, new = _admin_keys("a", "b", "c"), Ed25519PrivateKey.generate()
+    replaced = AdminSet(
+        version=1,
+        admins={"a": public_key_hex(keys["a"]), "b": public_key_hex(keys["b"]), "c2": public_key_hex(new)},
+        thresholds=dict.fromkeys(ACTIONS, 2),
+        issued_at=T0,
+    )
+    lines = _change_lines(change_of(replaced, InForce(_admins_in_force(keys)), ["a", "b"]))
+    assert f"removed c ({key_fingerprint(public_key_hex(keys['c']))})" in next(ln for ln in lines if "- c " in ln)
+    assert f"added c2 ({key_fingerprint(public_key_hex(new))})" in next(ln for ln in lines if "+ c2 " in ln)
+    assert not any("KEY CHANGED" in line or "own signature" in line for line in lines)
 
 
 def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
