@@ -7,14 +7,12 @@ in with a passkey (`console.login`), enrol one from a one-time link (`console.en
 decide on the decisions page (`console.decisions`), whose signatures the console relays
 (`console.relay`). Each of those is an audit event on the ledger, signed with the console's own
 key (`runtime.trust.console_audit_signer`). The analysts' and auditors' pages are mounted from
-`console.analyst` and `console.auditor` (each ``add_routes(app, console)``) where they exist."""
+`console.analyst` and `console.auditor`, over one `console.data.LedgerSource`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import importlib.util
 import json
 import logging
 import sys
@@ -27,7 +25,9 @@ from typing import Any
 
 from aiohttp import web
 
+from console import analyst, auditor
 from console import decisions as decisions_page
+from console.data import LedgerSource
 from console.enrolment import (
     EnrolTicket,
     enrol_key,
@@ -66,8 +66,6 @@ from sdk.records import admins_in_force
 STATIC = Path(__file__).with_name("static")
 ACTOR = "service:console"
 _log = logging.getLogger("warden.console")
-# The role pages other modules add, each ``add_routes(app, console)``.
-ROLE_PAGES = ("console.analyst", "console.auditor")
 # What anyone may open: the login, enrolment (its link is its key) and the static files. Every
 # other page and change needs a passkey admin logged in.
 PUBLIC = ("/", "/login", "/login/options", "/logout", "/enrol", "/enrol/options")
@@ -392,15 +390,11 @@ def build_app(console: Console) -> web.Application:
 
 
 def _mount_role_pages(app: web.Application, settings: Settings) -> None:
-    """The analysts' and auditors' pages, where their modules are installed: each adds its routes
-    over one source of the ledger's reads (``console.data.LedgerSource``), behind the same headers,
-    login and CSRF rule."""
-    present = [name for name in ROLE_PAGES if importlib.util.find_spec(name) is not None]
-    if not present:
-        return
-    source = importlib.import_module("console.data").LedgerSource.from_settings(settings)
-    for name in present:
-        importlib.import_module(name).add_routes(app, source)
+    """The analysts' and auditors' pages, over one source of the ledger's reads, behind the same
+    headers, login and CSRF rule."""
+    source = LedgerSource.from_settings(settings)
+    analyst.add_routes(app, source)
+    auditor.add_routes(app, source)
 
 
 async def serve(settings: Settings, listen: str, party: RelyingParty) -> None:

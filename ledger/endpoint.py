@@ -14,6 +14,10 @@ them, so queries calling it are refused. URL parameters other than
 ``default_format``, ``query_id`` and ``param_*`` are accepted and ignored; results are
 sent whole (export pages through them); there is no
 authentication, so it listens on loopback (WARDEN_LEDGER_HTTP) by default.
+
+Beside the SQL it serves the routes the sink hands it: ``POST /webhooks``, an admin's signed
+request to add or remove an audit webhook (`ledger.webhook_admin`), which carries its own
+authorization.
 """
 
 from __future__ import annotations
@@ -102,9 +106,17 @@ class _Reader:
 
 class Endpoint:
     def __init__(
-        self, store: ChdbStore, host: str, port: int, connections: int = 2, log_name: str = "warden.local/audit"
+        self,
+        store: ChdbStore,
+        host: str,
+        port: int,
+        connections: int = 2,
+        log_name: str = "warden.local/audit",
+        routes: list[web.RouteDef] | None = None,
     ) -> None:
         self._store = store
+        # Served before the SQL: the sink's own requests (`ledger.webhook_admin`).
+        self._routes = routes or []
         self._log_name = log_name
         self._host = host
         self._port = port
@@ -116,6 +128,7 @@ class Endpoint:
         for _ in range(self._connections):
             self._pool.put_nowait(self._store.connect_read_only())
         app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.add_routes(self._routes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

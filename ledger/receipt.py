@@ -38,6 +38,7 @@ from ledger.note import (
     hash_lines,
     verified_by,
 )
+from schemas.errors import Problem
 
 HEADER = "c2sp.org/tlog-proof@v1"
 
@@ -113,33 +114,118 @@ class Policy:
             raise NoteError(f"a quorum of {self.quorum} out of {len(self.witnesses)} witnesses cannot be met")
 
 
-def check(receipt: Receipt, policy: Policy) -> NoteCheckpoint:
-    """The checkpoint the receipt's event is in, if the receipt holds under ``policy``: the log
-    signed the checkpoint, at least ``quorum`` witnesses cosigned it, the event's row hashes to
-    the leaf the proof starts from, and the proof leads to the root. Else NoteError, saying which."""
-    verified = verified_by(receipt.checkpoint, [policy.log, *policy.witnesses])
-    if policy.log not in verified:
-        raise NoteError(f"the checkpoint is not signed by the log's key {policy.log.vkey}")
-    cosigned = sorted(k.name for k in verified if k != policy.log)
+@dataclass(frozen=True)
+class Finding:
+    """One check a receipt must pass: what it checks, in plain words, and what was wrong (None:
+    it holds)."""
+
+    check: str
+    problem: Problem | None
+
+
+def findings(receipt: Receipt, policy: Policy) -> list[Finding]:
+    """Every check `check` makes, in its order, each with what it found: the log signed the
+    checkpoint, at least ``quorum`` witnesses cosigned it, it is a checkpoint of this log, the
+    audit row is the leaf the receipt names, and the inclusion proof leads from the row to the
+    checkpoint's root. Each is judged on its own, so a reader sees every one that fails."""
+    note = receipt.checkpoint
+    found = [Finding(f"the checkpoint is signed by the log's key {policy.log.vkey}", _log_signed(note, policy))]
+    cosigned, problem = _cosigned(note, policy)
+    found.append(
+        Finding(
+            f"at least {policy.quorum} of the {len(policy.witnesses)} pinned witness(es) cosigned the checkpoint"
+            + (f" ({', '.join(cosigned)})" if cosigned else ""),
+            problem,
+        )
+    )
+    read = _read(receipt)
+    if isinstance(read, Problem):
+        return [*found, Finding("the checkpoint note and the audit row it proves can be read", read)]
+    checkpoint, row = read
+    return [
+        *found,
+        Finding(f"the checkpoint is one of log {policy.log.name}'s chains", _origin_problem(checkpoint, policy)),
+        Finding(
+            f"the audit row is leaf {receipt.index} of {checkpoint.origin}",
+            _leaf_problem(receipt, row, checkpoint, policy),
+        ),
+        Finding(
+            f"the inclusion proof leads from the audit row to the root of {checkpoint.size} leaves",
+            _inclusion_problem(receipt, row, checkpoint),
+        ),
+    ]
+
+
+def _read(receipt: Receipt) -> tuple[NoteCheckpoint, dict[str, Any]] | Problem:
+    try:
+        return NoteCheckpoint.parse(receipt.checkpoint.text), receipt.event
+    except NoteError as exc:
+        return Problem(str(exc))
+
+
+def _log_signed(note: Note, policy: Policy) -> Problem | None:
+    try:
+        verified_by(note, [policy.log])
+    except NoteError as exc:
+        return Problem(f"the checkpoint is not signed by the log's key {policy.log.vkey} ({exc})")
+    return None
+
+
+def _cosigned(note: Note, policy: Policy) -> tuple[list[str], Problem | None]:
+    """The pinned witnesses whose cosignatures verify, and what is wrong: a pinned witness's
+    cosignature that does not verify (the note was altered), or too few of them."""
+    signed = {(s.name, s.key_id) for s in note.signatures}
+    cosigned: list[str] = []
+    for witness in policy.witnesses:
+        if (witness.name, witness.key_id) not in signed:
+            continue
+        try:
+            verified_by(note, [witness])
+        except NoteError as exc:
+            return cosigned, Problem(str(exc))
+        cosigned.append(witness.name)
+    cosigned.sort()
     if len(cosigned) < policy.quorum:
-        raise NoteError(
+        return cosigned, Problem(
             f"{len(cosigned)} witness cosignature(s) verify ({', '.join(cosigned) or 'none'}); "
             f"the policy asks for {policy.quorum}"
         )
-    checkpoint = NoteCheckpoint.parse(receipt.checkpoint.text)
+    return cosigned, None
+
+
+def _origin_problem(checkpoint: NoteCheckpoint, policy: Policy) -> Problem | None:
     if not checkpoint.origin.startswith(policy.log.name + "/"):
-        raise NoteError(f"the checkpoint is of log {checkpoint.origin!r}, not one of {policy.log.name}/<chain>")
-    row = receipt.event
+        return Problem(f"the checkpoint is of log {checkpoint.origin!r}, not one of {policy.log.name}/<chain>")
+    return None
+
+
+def _leaf_problem(receipt: Receipt, row: dict[str, Any], checkpoint: NoteCheckpoint, policy: Policy) -> Problem | None:
     if row.get("seq") != receipt.index or checkpoint.origin != f"{policy.log.name}/{row.get('chain')}":
-        raise NoteError(
+        return Problem(
             f"the receipt's audit row (chain {row.get('chain')!r}, seq {row.get('seq')!r}) is not leaf "
             f"{receipt.index} of {checkpoint.origin}"
         )
-    leaf = leaf_of(row)
-    root = root_from_path(receipt.index, checkpoint.size, leaf_hash(leaf), receipt.path)
+    return None
+
+
+def _inclusion_problem(receipt: Receipt, row: dict[str, Any], checkpoint: NoteCheckpoint) -> Problem | None:
+    try:
+        leaf = leaf_of(row)
+        root = root_from_path(receipt.index, checkpoint.size, leaf_hash(leaf), receipt.path)
+    except NoteError as exc:
+        return Problem(str(exc))
     if root != checkpoint.root:
-        raise NoteError(
+        return Problem(
             f"the inclusion proof of leaf {receipt.index} does not lead to the root of {checkpoint.size} leaves: "
             "the event is not the one the log holds there (altered?)"
         )
-    return checkpoint
+    return None
+
+
+def check(receipt: Receipt, policy: Policy) -> NoteCheckpoint:
+    """The checkpoint the receipt's event is in, if the receipt holds under ``policy``: every one
+    of `findings` holds. Else NoteError, saying the first that does not."""
+    for finding in findings(receipt, policy):
+        if finding.problem is not None:
+            raise finding.problem.error(NoteError)
+    return NoteCheckpoint.parse(receipt.checkpoint.text)

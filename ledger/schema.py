@@ -18,6 +18,16 @@ AUDIT_CHECKPOINTS = "audit_checkpoints"
 # answered (`ledger.cosigning`); ``signer`` is the witness's vkey. A receipt is the note's text and
 # the log's line (from the checkpoint) and these lines: no key is needed to build one.
 AUDIT_NOTE_SIGNATURES = "audit_note_signatures"
+# Audit webhooks (`ledger.webhooks`): each endpoint as added and, once removed, its last row
+# (``version`` 1); no secret (`ledger.webhook_messages.secret` derives it). ``start`` is the next
+# seq of each chain when it was added (JSON): it is owed the events appended after.
+WEBHOOK_ENDPOINTS = "webhook_endpoints"
+# How far each endpoint's scan of each chain got: every row before ``next_seq`` is owed to it as a
+# delivery, or is of an action it did not choose.
+WEBHOOK_CURSORS = "webhook_cursors"
+# Each event owed to an endpoint and how far its delivery got (`ledger.webhook_schedule.Delivery`):
+# the newest row per (endpoint, chain, seq) by ``version`` holds.
+WEBHOOK_DELIVERIES = "webhook_deliveries"
 
 # Column order of an audit_log insert: the row as hashed and proven (what an inclusion
 # proof carries), then where the sink read the event (not hashed: delivery, not fact).
@@ -71,6 +81,42 @@ CREATE TABLE IF NOT EXISTS {AUDIT_CHECKPOINTS} (
     signature String,
     frontier Array(String)
 ) ENGINE = MergeTree ORDER BY (chain, seq)
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {WEBHOOK_ENDPOINTS} (
+    webhook_id String,
+    url String,
+    events Array(String),
+    added_at DateTime64(6, 'UTC'),
+    added_by String,
+    start String,
+    removed_at Nullable(DateTime64(6, 'UTC')),
+    removed_by String,
+    version UInt8
+) ENGINE = ReplacingMergeTree(version) ORDER BY webhook_id
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {WEBHOOK_CURSORS} (
+    webhook_id String,
+    chain UInt16,
+    next_seq UInt64
+) ENGINE = ReplacingMergeTree(next_seq) ORDER BY (webhook_id, chain)
+""",
+    f"""
+CREATE TABLE IF NOT EXISTS {WEBHOOK_DELIVERIES} (
+    webhook_id String,
+    chain UInt16,
+    seq UInt64,
+    event_id String,
+    agent_id String,
+    owed_since DateTime64(6, 'UTC'),
+    next_at DateTime64(6, 'UTC'),
+    attempts UInt32,
+    state LowCardinality(String),
+    last_error String,
+    version UInt64,
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(version) ORDER BY (webhook_id, chain, seq)
 """,
     f"""
 CREATE TABLE IF NOT EXISTS {AUDIT_NOTE_SIGNATURES} (

@@ -53,6 +53,7 @@ from ledger.note import Note, NoteError
 from ledger.resume import latest_checkpoints, resume
 from ledger.source import cluster_id, read_source, source_changed_event, write_source
 from ledger.store import ChdbStore, Store, StoreError, chain_leaves, open_writer
+from ledger.webhooks import Webhooks
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -359,13 +360,17 @@ async def run_sink(
     producer = new_producer(settings)
     checks = WriterChecks()
     sink: _Sink | None = None
+    hooks: Webhooks | None = None
     try:
         await asyncio.to_thread(store.ensure_schema)
+        sink = _Sink(settings, store, options, checks)
+        hooks = await Webhooks.start(settings, sink.notices)
         if isinstance(store, ChdbStore):
             host, _, port = settings.ledger_http.rpartition(":")
-            endpoint = Endpoint(store, host, int(port), log_name=settings.ledger.log_name)
+            endpoint = Endpoint(store, host, int(port), log_name=settings.ledger.log_name, routes=hooks.routes())
             await _serve_endpoint(endpoint, settings)
-        sink = _Sink(settings, store, options, checks)
+        else:
+            await hooks.serve()
         log.info("ledger public key %s; log key (vkey) %s", public_key_hex(sink.key), sink.log_key.vkey)
         await consumer.start()
         await producer.start()
@@ -388,6 +393,8 @@ async def run_sink(
         await sink.publish(producer)
     finally:
         checks.close()
+        if hooks is not None:
+            await hooks.stop()
         if sink is not None:
             await sink.witnesses.close()
         await consumer.stop()

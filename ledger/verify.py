@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from ledger.chain import format_ts, genesis_hash
@@ -56,6 +57,7 @@ from ledger.witnessed import (
     receipt_problem,
     unchecked_cosignatures,
 )
+from schemas.actions import AuditAction
 
 # Rows per page: small enough that the first page arrives (and the last is folded) while the other
 # core works, large enough that a query's fixed cost is noise. A power of two: a page that starts
@@ -374,3 +376,13 @@ def not_believed(store: Store, since: dict[int, int] | None = None) -> int:
         .as_py()
     )
     return counted
+
+
+def source_changes(store: Store) -> list[dict[str, Any]]:
+    """The ledger.source_changed events the sink appended: where the ledger may have a gap (its
+    broker changed, and records the previous one held past the offsets it names were never
+    appended)."""
+    rows = store.arrow(
+        f"SELECT ts, details FROM {AUDIT_LOG} WHERE action = {sql_string(AuditAction.LEDGER_SOURCE_CHANGED)} ORDER BY ts"
+    ).to_pylist()
+    return [{"ts": str(row["ts"]), **orjson.loads(row["details"])} for row in rows]

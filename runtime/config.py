@@ -121,6 +121,15 @@ class LedgerSettings:
     # (`warden witness key` prints a witness's vkey), and how many must cosign for a receipt.
     witnesses: str = field(default_factory=lambda: _env("WARDEN_LEDGER_WITNESSES", ""))
     witness_quorum: int = field(default_factory=lambda: int(_env("WARDEN_LEDGER_WITNESS_QUORUM", "0")))
+    # Audit webhooks (docs/webhooks.md): the first retry's wait, the longest wait between two
+    # attempts, how long after an event is owed a failed attempt gives it up (at least a day in a
+    # deployment; the tests set seconds), each attempt's timeout, and how often the ledger looks
+    # for new events to deliver.
+    webhook_retry_first_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_RETRY_FIRST_S", "5")))
+    webhook_retry_max_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_RETRY_MAX_S", "3600")))
+    webhook_give_up_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_GIVE_UP_S", "259200")))
+    webhook_timeout_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_TIMEOUT_S", "15")))
+    webhook_poll_s: float = field(default_factory=lambda: float(_env("WARDEN_WEBHOOK_POLL_S", "1")))
 
 
 # The fetch wait on Apache Kafka (durable storage) unless set: Kafka answers a waiting fetch as soon

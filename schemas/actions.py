@@ -95,6 +95,10 @@ class AuditAction(StrEnum):
     CONSOLE_DECISION_RELAYED = "console.decision_relayed"
     CONSOLE_SIGNATURE_RELAYED = "console.signature_relayed"
     CONSOLE_RELAY_REFUSED = "console.relay_refused"
+    # Audit webhooks: an endpoint added or removed by an admin, an event given up on after its retries.
+    WEBHOOK_ADDED = "webhook.added"
+    WEBHOOK_REMOVED = "webhook.removed"
+    WEBHOOK_GAVE_UP = "webhook.gave_up"
 
 
 def tx_action(status: str) -> AuditAction:

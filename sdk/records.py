@@ -11,6 +11,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,7 @@ from schemas.admins import AdminSet
 from schemas.audit import AuditEvent, readable_audit_events
 from schemas.auth import audit_writer, outcome_forgery, policy_signature_valid, record_id_of
 from schemas.chain_set import ChainSet
-from schemas.errors import WardenError
+from schemas.errors import Problem, WardenError
 from schemas.outcomes import IntentApproved, IntentParked, IntentRejected, SignedTransaction
 from schemas.policy import AgentPolicy
 from sdk.outcomes import Outcome, read_outcome
@@ -266,16 +267,38 @@ async def policy_in_force(settings: Settings, agent_id: str, idle_polls: int = 3
     the admin sets and the chain sets are read in one pass (`_admin_records`): the policies are
     judged once every admin set is known, and read once the chains the admins added are (a policy
     may name one)."""
+    return (await policies_in_force(settings, (agent_id,), idle_polls))[agent_id]
+
+
+async def policies_in_force(
+    settings: Settings, agent_ids: Iterable[str], idle_polls: int = 3
+) -> dict[str, AgentPolicy | None]:
+    """`policy_in_force` of each of ``agent_ids``, the topics read once for all of them."""
     superseded: list[Admins] = []
     admins, _, values = await _admin_records(settings, (topics.POLICIES,), idle_polls, REGISTRY, superseded)
-    candidates = []
+    policies = []
     for value in values:
         try:
-            policy = AgentPolicy.from_bytes(value)
+            policies.append(AgentPolicy.from_bytes(value))
         except ValueError:
             continue
-        if policy.agent_id == agent_id:
-            candidates.append(policy)
+    return {
+        agent_id: await _in_force(
+            settings, agent_id, [p for p in policies if p.agent_id == agent_id], admins, superseded, idle_polls
+        )
+        for agent_id in agent_ids
+    }
+
+
+async def _in_force(
+    settings: Settings,
+    agent_id: str,
+    candidates: list[AgentPolicy],
+    admins: Admins,
+    superseded: list[Admins],
+    idle_polls: int,
+) -> AgentPolicy | None:
+    """The policy in force among ``candidates``, the policies of ``agent_id`` read (`policy_in_force`)."""
     newest = None
     for policy in candidates:
         # Only what the worker puts in force: anyone can write to the topic, and `warden agents
@@ -390,6 +413,16 @@ async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, int
             f"{(intent_id, agent_id, intent_digest)}; `warden audit check-receipt --intent-id ...` says more"
         )
     return text
+
+
+def subject_problem(text: str, expected: tuple[str, str, str]) -> Problem | None:
+    """Why the receipt ``text`` is no receipt for the intent ``expected`` (intent id, agent, intent
+    digest), or None: its event is about another record. A refusal of a forged copy that reused
+    the intent's id is a true event in the log, and no receipt for the intent."""
+    about = receipt_subject(text)
+    if about != expected:
+        return Problem(f"the receipt's event is about (intent, agent, digest) {about}, not {expected}")
+    return None
 
 
 def receipt_subject(text: str) -> tuple | None:

@@ -2,7 +2,7 @@
 
 One module per command group: ``up`` (up, demo), ``status``, ``txs``, ``pay``, ``mcp``, ``submit`` (submit, sign, tail),
 ``simulate``, ``agents``, ``policy``,
-``approvals``, ``admins``, ``keys``, ``fund``, ``vault``, ``audit``, ``witness``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
+``approvals``, ``admins``, ``keys``, ``fund``, ``vault``, ``audit``, ``webhooks``, ``witness``, ``attest``, ``schemas`` (schemas, chains) and ``bench``. ``output`` is what
 they all print with (the one JSON printer, the stderr helpers); ``custody`` is what keys, vault
 and submit share (key material read from files, publishing custody events). ``vault`` declares its
 commands and runs them from ``vault_admin`` and ``vault_secrets``, in ``vault_run``'s context.
@@ -62,6 +62,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chains": ("schemas", "list the chain registry; add a chain or change its finality (admins' quorum)"),
     "bench": ("bench", "benchmarks that print figures"),
     "audit": ("audit", "verify, prove, export and query the audit ledger"),
+    "webhooks": ("webhooks", "audit webhooks: add an endpoint for chosen ledger events, list, remove (admins only)"),
     "witness": ("witness", "an independent witness of a ledger: cosigns only checkpoints that extend what it saw"),
     "attest": ("attest", "verify an SEV-SNP report against AMD's chain, or measure a guest image"),
     "signer": ("attest", "this signer's attestation evidence: `warden signer attest`"),

@@ -114,7 +114,7 @@ def _witnessed(args: argparse.Namespace, settings, log: NoteKey) -> tuple[list[N
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from ledger.store import StoreError, open_reader
-    from ledger.verify import NOT_BELIEVED_SQL, not_believed, verify
+    from ledger.verify import NOT_BELIEVED_SQL, not_believed, source_changes, verify
 
     now = datetime.now(timezone.utc)
     try:
@@ -184,14 +184,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"\"SELECT ts, resource, JSONExtractString(details, 'reason') FROM audit_log WHERE {NOT_BELIEVED_SQL}\"`"
         )
     return 0 if report.ok else 1
-
-
-def source_changes(store) -> list[dict]:
-    """The ledger.source_changed events the sink appended: where the ledger may have a gap."""
-    rows = store.arrow(
-        f"SELECT ts, details FROM {AUDIT_LOG} WHERE action = 'ledger.source_changed' ORDER BY ts"
-    ).to_pylist()
-    return [{"ts": str(row["ts"]), **orjson.loads(row["details"])} for row in rows]
 
 
 def _built(build, show=print_json) -> int:
@@ -387,7 +379,7 @@ def cmd_receipt(args: argparse.Namespace) -> int:
 
 
 def cmd_check_receipt(args: argparse.Namespace) -> int:
-    from sdk.records import receipt_subject
+    from sdk.records import receipt_subject, subject_problem
 
     named = (args.intent_id, args.agent, args.intent_digest)
     if any(named) and not all(named):
@@ -406,10 +398,9 @@ def cmd_check_receipt(args: argparse.Namespace) -> int:
         reason = str(exc)
     about = receipt_subject(raw) if reason is None else None
     expected = (args.intent_id, args.agent, args.intent_digest)
-    if reason is None and any(expected) and about != expected:
-        # In the log, but about another record: a refusal of a forged copy that reused the intent's
-        # id is a true event, and no receipt for the intent.
-        reason = f"the receipt's event is about (intent, agent, digest) {about}, not {expected}"
+    if reason is None and any(expected):
+        wrong = subject_problem(raw, expected)
+        reason = None if wrong is None else str(wrong)
     if args.json:
         subject = None if about is None else dict(zip(("intent_id", "agent_id", "intent_digest"), about, strict=True))
         print_json({"ok": reason is None, "reason": reason, "about": subject}, compact=True)

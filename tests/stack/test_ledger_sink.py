@@ -1,6 +1,7 @@
 """The ledger sink on a real broker and real chDB: appends, skips
 redeliveries, records unreadable records, publishes signed checkpoints (on Tansu), and
-resumes exactly once after SIGKILL (on Apache Kafka, what `warden up` runs on)."""
+resumes exactly once after SIGKILL (on Apache Kafka, what `warden up` runs on); and delivers
+its audit webhooks to a receiver that was down, across a restart."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import clickhouse_connect
 import orjson
 import pytest
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from standardwebhooks.webhooks import Webhook
 
 from infra.cli import main
 from infra.stack.local import free_port
@@ -37,10 +41,12 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.audit import audit_record
 from schemas.auth import AuditSigner
+from sdk.admin import load_or_create_admin_key
 from tests.ledger_support import (
     T0,
     broker_alone,
     count_via_endpoint,
+    intent_digest_of,
     pipeline_events,
     produce,
     published_checkpoint,
@@ -508,3 +514,157 @@ def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("OK:") and result.stdout.count("the ledger's broker changed") == 2
+
+
+class _Receiver:
+    """A webhook receiver on loopback: not listening, or answering 503 to its first ``failing``
+    requests and 204 after, keeping every request it took (headers, body) in arrival order."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.failing = 0
+        self.refused = 0
+        self.taken: list[tuple[dict[str, str], bytes]] = []
+        self.runner: web.AppRunner | None = None
+
+    async def up(self, failing: int) -> None:
+        self.failing = failing
+        app = web.Application()
+        app.router.add_post("/hook", self._take)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def down(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def _take(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.failing > 0:
+            self.failing -= 1
+            self.refused += 1
+            return web.Response(status=503)
+        self.taken.append((dict(request.headers), body))
+        return web.Response(status=204)
+
+
+def _ledger_sql(settings: Settings, sql: str) -> list[tuple]:
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=int(settings.ledger_http.rsplit(":", 1)[1]))
+    try:
+        return client.query(sql).result_rows
+    finally:
+        client.close()
+
+
+async def _until(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await asyncio.to_thread(predicate):
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        await asyncio.sleep(0.2)
+
+
+def test_a_webhook_receiver_down_across_a_ledger_restart_gets_every_chosen_event_signed_once_in_order(
+    tmp_path, broker, monkeypatch, capsys
+):
+    """Chosen events (intent.rejected, tx.signed) of signed records are owed to an endpoint that
+    refuses connections, then the ledger restarts, then the endpoint answers 503 a few times and
+    then 204: it ends with every chosen event, each verified by the standardwebhooks package, once
+    by id, each agent's in ledger order, and nothing else (no unchosen action, no forged record)."""
+    settings = _settings(tmp_path, broker)
+    fast = {"webhook_retry_first_s": 0.1, "webhook_retry_max_s": 0.5, "webhook_poll_s": 0.1}
+    settings = dataclasses.replace(settings, ledger=dataclasses.replace(settings.ledger, **fast))
+    load_or_create_admin_key(settings.home)  # the local admin, pinned by the ledger as `warden up` pins it
+    monkeypatch.setenv("WARDEN_HOME", str(settings.home))
+    monkeypatch.setenv("WARDEN_LEDGER_HTTP", settings.ledger_http)
+    chosen = (AuditAction.INTENT_REJECTED, AuditAction.TX_SIGNED)
+    events = pipeline_events(120, agents=4)
+    owed = [e for e in events if e.action in chosen]
+    # A topic writer without a key writes what would be the signer's tx.signed: the ledger keeps
+    # them as its own dlq.recorded rows, which nobody chose.
+    forged = [
+        owed[-1].model_copy(
+            update={"event_id": f"forged-{n}", "agent_id": "agent-0", "action": AuditAction.TX_SIGNED, "actor": actor}
+        )
+        for n, actor in enumerate(("service:signer", "agent:agent-0", "admin:local-admin"))
+    ]
+    receiver = _Receiver()
+    options = SinkOptions(checkpoint_every=50, checkpoint_interval=timedelta(seconds=1))
+
+    def add() -> dict:
+        url = f"http://127.0.0.1:{receiver.port}/hook"
+        capsys.readouterr()
+        if main(["webhooks", "add", url, "--events", ",".join(chosen), "--json"]) != 0:
+            return {}
+        return orjson.loads(capsys.readouterr().out)
+
+    def attempted_twice() -> bool:
+        return _ledger_sql(settings, "SELECT max(attempts) FROM webhook_deliveries FINAL")[0][0] >= 2
+
+    async def scenario() -> dict:
+        stop = asyncio.Event()
+        sink = asyncio.create_task(run_sink(settings, stop, options=options))
+        answer: dict = {}
+
+        def added() -> bool:
+            answer.update(add())
+            return bool(answer)
+
+        await _until(added, 60, "the ledger to take the admin's request")
+        await produce(settings, [(e.agent_id, e.to_bytes()) for e in events])
+        await produce(settings, [(e.agent_id, e.to_bytes(), []) for e in forged])
+        await _until(lambda: count_via_endpoint(settings) >= len(events) + len(forged) + 1, 120, "the rows")
+        await _until(attempted_twice, 60, "attempts refused")
+        stop.set()
+        await sink
+        stop = asyncio.Event()
+        restarted = asyncio.create_task(run_sink(settings, stop, options=options))
+        await receiver.up(failing=5)
+        owed_ids = {e.event_id for e in owed}
+        await _until(lambda: owed_ids <= {h["webhook-id"] for h, _ in receiver.taken}, 120, "every delivery")
+        await asyncio.sleep(1.0)  # whatever more it would send
+        listing = await asyncio.to_thread(listed)
+        # Removed by the admin: listed no more, and on the ledger.
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["webhooks", "remove", answer["id"]]) == 0
+        assert f"webhook {answer['id']} removed by local-admin" in capsys.readouterr().out
+        about = f"SELECT count() FROM {AUDIT_LOG} WHERE resource = 'webhook:{answer['id']}'"
+        await _until(lambda: _ledger_sql(settings, about)[0][0] == 2, 30, "the removal on the ledger")
+        assert await asyncio.to_thread(listed) == []
+        stop.set()
+        await restarted
+        await receiver.down()
+        return answer, listing
+
+    def listed() -> list:
+        capsys.readouterr()
+        assert main(["webhooks", "list", "--json"]) == 0
+        return orjson.loads(capsys.readouterr().out)
+
+    answer, listing = asyncio.run(scenario())
+    assert answer["id"].startswith("wh_") and answer["secret"].startswith("whsec_")
+    assert receiver.refused == 5
+    verifier = Webhook(answer["secret"])
+    firsts: dict[str, dict] = {}
+    for headers, body in receiver.taken:
+        payload = verifier.verify(body, headers)
+        assert payload["data"]["event_id"] == headers["webhook-id"]
+        firsts.setdefault(headers["webhook-id"], payload)
+    assert set(firsts) == {e.event_id for e in owed}
+    assert {p["type"] for p in firsts.values()} <= set(chosen)
+    for agent in {e.agent_id for e in owed}:
+        arrived = [event_id for event_id, p in firsts.items() if p["data"]["agent_id"] == agent]
+        assert arrived == [e.event_id for e in owed if e.agent_id == agent], agent
+    signed = next(p["data"] for p in firsts.values() if p["type"] == AuditAction.TX_SIGNED)
+    assert signed["intent_digest"] == intent_digest_of(signed["intent_id"]) and signed["ledger"]["integrity_hash"]
+    # Listed with what it was delivered; its addition and removal are on the ledger, as the local admin's.
+    assert [(e["id"], e["delivered"], e["pending"], e["given_up"]) for e in listing] == [
+        (answer["id"], len(owed), 0, 0)
+    ]
+    about = _rows(
+        settings, f"SELECT actor, action FROM {AUDIT_LOG} WHERE resource = 'webhook:{answer['id']}' ORDER BY ts"
+    )
+    assert about == [
+        {"actor": "admin:local-admin", "action": AuditAction.WEBHOOK_ADDED},
+        {"actor": "admin:local-admin", "action": AuditAction.WEBHOOK_REMOVED},
+    ]

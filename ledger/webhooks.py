@@ -1,0 +1,286 @@
+"""Audit webhooks delivered from the ledger: a task of the sink's process that reads what the sink
+appended and sends each endpoint the events of the actions it chose (docs/webhooks.md).
+
+Only rows of ``audit_log`` go out: events whose writer's signature the sink checked and which it
+chained. A record nobody pinned signed is a ``dlq.recorded`` row of the ledger's own, never the
+event it claims to be, so a keyless topic writer cannot make Warden announce a ``tx.final``.
+
+Each turn: every endpoint's scan reads the rows appended since its cursor (`webhook_store`), each
+becomes a delivery owed, written before the cursor moves; then every delivery due
+(`webhook_schedule.due`: per endpoint and agent, in ledger order) is attempted, at most
+`CONCURRENCY` at once, and its outcome written. The state lives in the ledger's store, so a
+restart continues where the last write left it: an event is sent again only when its
+acknowledgement was not yet written. A delivery given up on stays in the store and is on the
+ledger as ``webhook.gave_up``.
+
+The HTTP client follows no redirect (a 3xx is a failure: the endpoint's URL is what an admin
+added), reads no proxy from the environment and gives each attempt `WebhookOptions.timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ledger import webhook_messages as messages
+from ledger import webhook_schedule as schedule
+from ledger import webhook_store as stored
+from ledger.store import Store, StoreError, open_writer
+from ledger.webhook_admin import Registrar, serve, shown_url
+from ledger.webhook_schedule import Delivery, Retries
+from ledger.webhook_store import WebhookEndpoint
+from runtime.admins import follow_admin_sets
+from runtime.clock import utcnow
+from runtime.config import Settings
+from runtime.trust import pinned_admins
+from schemas.actions import AuditAction
+from schemas.audit import AuditEvent, event_id
+
+log = logging.getLogger("warden.webhooks")
+
+CONCURRENCY = 16
+STOP_GRACE = timedelta(seconds=3)
+_USER_AGENT = "warden-webhooks/1"
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    retries: Retries = field(default_factory=Retries)
+    timeout: timedelta = timedelta(seconds=15)
+    poll: timedelta = timedelta(seconds=1)
+    scan_limit: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "WebhookOptions":
+        ledger = settings.ledger
+        return cls(
+            retries=Retries(
+                first=timedelta(seconds=ledger.webhook_retry_first_s),
+                cap=timedelta(seconds=ledger.webhook_retry_max_s),
+                give_up_after=timedelta(seconds=ledger.webhook_give_up_s),
+            ),
+            timeout=timedelta(seconds=ledger.webhook_timeout_s),
+            poll=timedelta(seconds=ledger.webhook_poll_s),
+        )
+
+
+class Deliverer:
+    """The deliveries of every endpoint: those pending held in memory as last written."""
+
+    def __init__(self, store: Store, key: bytes, notices: list[AuditEvent], options: WebhookOptions) -> None:
+        self.store = store
+        self.key = key
+        self.notices = notices
+        self.options = options
+        self.pending: dict[tuple[str, int, int], Delivery] = {}
+        self.loaded: set[str] = set()  # endpoints whose pending deliveries were read from the store
+        self.loaded_once = False  # whether the deliveries given up on were said again since the start
+        self.scanned_at = float("-inf")  # time.monotonic() of the last scan
+        self.more_to_scan = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.options.timeout.total_seconds())
+        async with aiohttp.ClientSession(timeout=timeout, headers={"user-agent": _USER_AGENT}) as session:
+            while not stop.is_set():
+                busy = False
+                try:
+                    busy = await self.turn(session)
+                except Exception as exc:  # noqa: BLE001 - a failed turn must not end deliveries for good
+                    if isinstance(exc, StoreError):
+                        log.error("webhooks: the store failed (%s); reading the deliveries from it again", exc)
+                    else:
+                        log.exception("webhooks: a turn failed; reading the deliveries from the store again")
+                    self.pending.clear()
+                    self.loaded.clear()
+                if not busy:
+                    try:
+                        await asyncio.wait_for(stop.wait(), self.options.poll.total_seconds())
+                    except asyncio.TimeoutError:
+                        pass
+
+    def _say_given_up(self) -> None:
+        """Each delivery given up on whose event the ledger does not hold, said again: the store
+        holds its state from the moment it was given up, the ledger its event only once the sink
+        published it, and a stop can come in between."""
+        every = {e.webhook_id: e for e in stored.endpoints(self.store, removed=True)}
+        for delivery, when in stored.given_up_unsaid(self.store):
+            if delivery.webhook_id in every:
+                self.notices.append(gave_up_event(delivery, every[delivery.webhook_id], when))
+
+    async def turn(self, session: aiohttp.ClientSession) -> bool:
+        """One scan and one round of attempts; whether there may be more to do at once."""
+        if not self.loaded_once:
+            await asyncio.to_thread(self._say_given_up)
+            self.loaded_once = True
+        active = {e.webhook_id: e for e in await asyncio.to_thread(stored.endpoints, self.store)}
+        self.pending = {k: d for k, d in self.pending.items() if d.webhook_id in active}
+        self.loaded &= set(active)
+        unloaded = set(active) - self.loaded
+        if unloaded:
+            for delivery in await asyncio.to_thread(stored.pending, self.store, unloaded):
+                self.pending[(delivery.webhook_id, delivery.chain, delivery.seq)] = delivery
+            self.loaded |= unloaded
+        # Attempts go on as fast as endpoints answer; the scans (each a write when the ledger grew)
+        # once a poll, unless the last one stopped at its limit.
+        if self.more_to_scan or time.monotonic() - self.scanned_at >= self.options.poll.total_seconds():
+            self.scanned_at, self.more_to_scan = time.monotonic(), False
+            for endpoint in active.values():
+                self.more_to_scan |= await asyncio.to_thread(self._scan, endpoint, utcnow())
+        attempted = await self._attempt_due(session, active)
+        return self.more_to_scan or attempted
+
+    def _scan(self, endpoint: WebhookEndpoint, now: datetime) -> bool:
+        """The rows ``endpoint`` is owed since its cursor, as deliveries written before the cursor
+        moves; whether the scan stopped at its limit."""
+        heads = stored.chain_heads(self.store)
+        reached = stored.cursors(self.store, endpoint)
+        rows, moved = stored.owed_rows(self.store, endpoint, reached, heads, self.options.scan_limit)
+        owed = [
+            Delivery(
+                webhook_id=endpoint.webhook_id,
+                chain=int(row["chain"]),
+                seq=int(row["seq"]),
+                event_id=row["event_id"],
+                agent_id=row["agent_id"],
+                owed_since=now,
+                next_at=now,
+            )
+            for row in rows
+        ]
+        stored.write_deliveries(self.store, owed, now)
+        if moved != reached:
+            stored.write_cursors(self.store, endpoint.webhook_id, moved)
+        for delivery in owed:
+            self.pending.setdefault((delivery.webhook_id, delivery.chain, delivery.seq), delivery)
+        return len(rows) >= self.options.scan_limit
+
+    async def _attempt_due(self, session: aiohttp.ClientSession, active: dict[str, WebhookEndpoint]) -> bool:
+        # At most a few rounds of attempts a turn: the scan and a stop come round between them.
+        due = schedule.due(self.pending.values(), utcnow())[: 4 * CONCURRENCY]
+        if not due:
+            return False
+        rows = await asyncio.to_thread(stored.rows_at, self.store, [d.position for d in due])
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(delivery: Delivery) -> Delivery:
+            async with gate:
+                return await self._attempt(session, active[delivery.webhook_id], delivery, rows[delivery.position])
+
+        outcomes = await asyncio.gather(*(one(d) for d in due))
+        now = utcnow()
+        await asyncio.to_thread(stored.write_deliveries, self.store, outcomes, now)
+        for outcome in outcomes:
+            key = (outcome.webhook_id, outcome.chain, outcome.seq)
+            if outcome.state == "pending":
+                self.pending[key] = outcome
+                continue
+            del self.pending[key]
+            if outcome.state == "given_up":
+                log.warning(
+                    "webhook %s: gave up on event %s after %d attempts (%s)",
+                    outcome.webhook_id,
+                    outcome.event_id,
+                    outcome.attempts,
+                    outcome.last_error,
+                )
+                self.notices.append(gave_up_event(outcome, active[outcome.webhook_id], now))
+        return any(o.state != "pending" for o in outcomes)
+
+    async def _attempt(
+        self, session: aiohttp.ClientSession, endpoint: WebhookEndpoint, delivery: Delivery, row: dict[str, Any]
+    ) -> Delivery:
+        content = messages.body(row)
+        secret = messages.secret(self.key, endpoint.webhook_id)
+        wait = None
+        try:
+            sent = messages.headers(secret, messages.message_id(delivery.event_id), content, utcnow())
+            async with session.post(endpoint.url, data=content, headers=sent, allow_redirects=False) as answer:
+                if 200 <= answer.status < 300:
+                    return schedule.delivered(delivery)
+                error = f"HTTP {answer.status}"
+                wait = schedule.retry_after(answer.headers.get("retry-after"))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        return schedule.failed(delivery, utcnow(), error, self.options.retries, random.random(), wait)
+
+
+def gave_up_event(delivery: Delivery, endpoint: WebhookEndpoint, now: datetime) -> AuditEvent:
+    """The ledger's record that ``delivery`` was given up on."""
+    return AuditEvent(
+        event_id=event_id("webhook", AuditAction.WEBHOOK_GAVE_UP, delivery.webhook_id, delivery.event_id),
+        actor="service:ledger",
+        action=AuditAction.WEBHOOK_GAVE_UP,
+        resource=f"webhook:{delivery.webhook_id}",
+        ts=now,
+        details={
+            "webhook_id": delivery.webhook_id,
+            "url": shown_url(endpoint.url),
+            "event_id": delivery.event_id,
+            "agent_id": delivery.agent_id,
+            "chain": delivery.chain,
+            "seq": delivery.seq,
+            "attempts": delivery.attempts,
+            "owed_since": delivery.owed_since.isoformat(),
+            "last_error": delivery.last_error,
+        },
+    )
+
+
+class Webhooks:
+    """The sink's webhooks: the requests' routes (`webhook_admin.Registrar`), the follower of the
+    admin set in force they are checked against, and the `Deliverer`, each on its own connection
+    to the store."""
+
+    def __init__(self, settings: Settings, registrar: Registrar, deliverer: Deliverer) -> None:
+        self.settings = settings
+        self.registrar = registrar
+        self.deliverer = deliverer
+        self.halt = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.runner: web.AppRunner | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings, notices: list[AuditEvent]) -> "Webhooks":
+        key = messages.load_or_create_key(settings.home)
+        admins = pinned_admins(settings)
+        caught_up = asyncio.Event()
+        registrar = Registrar(admins, caught_up, await asyncio.to_thread(open_writer, settings), key, notices)
+        deliverer = Deliverer(
+            await asyncio.to_thread(open_writer, settings), key, notices, WebhookOptions.from_settings(settings)
+        )
+        hooks = cls(settings, registrar, deliverer)
+        hooks.tasks = [
+            asyncio.create_task(follow_admin_sets(settings, admins, caught_up)),
+            asyncio.create_task(deliverer.run(hooks.halt)),
+        ]
+        return hooks
+
+    def routes(self) -> list[web.RouteDef]:
+        return self.registrar.routes()
+
+    async def serve(self) -> None:
+        """Serve the requests on WARDEN_LEDGER_HTTP, where no SQL endpoint does (a ClickHouse server)."""
+        host, _, port = self.settings.ledger_http.rpartition(":")
+        self.runner = await serve(self.routes, host, int(port))
+
+    async def stop(self) -> None:
+        self.halt.set()
+        follower, deliverer = self.tasks
+        follower.cancel()
+        # The deliverer ends its turn, so that what it sent is written; an endpoint that hangs
+        # does not hold the ledger's stop for long: its attempt is sent again after the restart.
+        await asyncio.wait([deliverer], timeout=STOP_GRACE.total_seconds())
+        deliverer.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.runner is not None:
+            await self.runner.cleanup()
+        for store in (self.registrar.store, self.deliverer.store):
+            store.close()
