@@ -3,7 +3,7 @@ authenticator (DevTools' WebAuthn domain) standing in for the admin's device, on
 whose `console` process `LocalStack` started. An admin registers a passkey from the link
 `warden console enrol` printed, pins it with the command the page showed, logs in with it, sees an
 intent parked with what parked it, approves it with the passkey over the bytes shown, and the
-transaction is mined on Anvil; then a proposal that swaps the admin's key is shown flagged.
+transaction is mined on Anvil, and denies another; then a proposal that swaps the admin's key is shown flagged.
 Screenshots go to .warden/screenshots/console-<time> in the checkout (the path is printed)."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from runtime.trust import LOCAL_ADMIN_ID
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
+from schemas.codes import Code
 from schemas.outcomes import IntentParked
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
@@ -120,20 +121,24 @@ def _pin(settings, command: str) -> None:
         time.sleep(0.5)
 
 
-def _park(settings) -> str:
-    """An intent above the agent's approval threshold, parked: its id."""
+def _park(settings) -> tuple[str, str]:
+    """Two intents above the agent's approval threshold, parked: their ids."""
     agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
-    intent = new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value="2", broadcast=True)
+    intents = [
+        new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value=value, broadcast=True)
+        for value in ("2", "3")
+    ]
     start = aside(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
 
     async def submit():
         async with Client(settings) as client:
-            await (await client.submit(intent))
+            for intent in intents:
+                await (await client.submit(intent))
 
     aside(submit())
-    outcome = aside(wait_outcomes(settings, [intent], 60, start, final=False))[intent.intent_id]
-    assert isinstance(outcome, IntentParked)
-    return intent.intent_id
+    outcomes = aside(wait_outcomes(settings, intents, 60, start, final=False))
+    assert all(isinstance(outcomes[i.intent_id], IntentParked) for i in intents), outcomes
+    return intents[0].intent_id, intents[1].intent_id
 
 
 def _mined(settings, tx_hash: str) -> dict:
@@ -151,7 +156,7 @@ def _mined(settings, tx_hash: str) -> dict:
     return aside(receipt())
 
 
-def test_an_admin_enrols_a_passkey_logs_in_and_approves_a_parked_intent_in_chromium(console_stack):
+def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intents_in_chromium(console_stack):
     settings = console_stack.settings
     # In the checkout's .warden (ignored by git), not the test's temporary directory: pytest deletes
     # old temporary directories, and the screenshots are for people to look at after the run.
@@ -160,7 +165,7 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_a_parked_intent_in_chrom
     with chromium_with_passkey() as page:
         _key, command = _enrol(page, settings, shots)
         _pin(settings, command)
-        intent_id = _park(settings)
+        intent_id, denied_id = _park(settings)
 
         page.goto(console_origin(settings) + "/login")
         page.click("#login")
@@ -180,6 +185,9 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_a_parked_intent_in_chrom
         _shoot(page, shots, "3-approved")
         (tx_hash,) = re.findall(r"tx_hash: (0x[0-9a-f]{64})", result.inner_text())
         assert int(_mined(settings, tx_hash)["status"], 16) == 1
+        deny = page.locator(f"section.parked[id='intent-{denied_id}'] div.sign.deny")
+        deny.locator("button").click()
+        deny.locator(".result").filter(has_text=f"code: {Code.APPROVAL_DENIED}").wait_for(timeout=60_000)
 
         _a_key_swap_is_flagged(page, settings, shots)
         _a_proposal_cosigned(page, settings, shots)
