@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from console.decisions import decisions_body
 from console.enrolment import Enrolled, enrol_token, pin_command, read_enrol_token
 from console.login import Counters, logged_in
-from console.security import CSP, change_problem, cookie_name
+from console.security import CSP, change_problem, cookie_attributes, cookie_name
 from console.server import Console, build_app
 from console.sessions import IDLE, LIFETIME, Sessions
 from runtime.admins import Admins
@@ -112,6 +112,8 @@ def test_every_answer_carries_the_headers_and_a_page_has_no_inline_script_or_sty
         cookie = page.headers["Set-Cookie"]
         assert cookie.startswith(cookie_name(ORIGIN)) and "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert "Secure" not in cookie  # http://localhost; over https it is Secure and __Host- prefixed
+        assert cookie_attributes("https://console.example.com")["secure"] is True
+        assert cookie_name("https://console.example.com") == "__Host-warden_session"
         for path in ("/static/console.js", "/decisions", "/nowhere", "/enrol/forged.token"):
             _assert_headers(await client.get(path, allow_redirects=False))
         _assert_headers(await client.post("/logout", allow_redirects=False))
