@@ -162,6 +162,8 @@ class Settings:
     ledger_http: str = field(default_factory=lambda: _env("WARDEN_LEDGER_HTTP", "127.0.0.1:18123"))
     # Where `warden api` listens: the Intents API over HTTP.
     api_http: str = field(default_factory=lambda: _env("WARDEN_API_HTTP", "127.0.0.1:8780"))
+    # Where `warden console` listens: the web console.
+    console_http: str = field(default_factory=lambda: _env("WARDEN_CONSOLE_HTTP", "127.0.0.1:8790"))
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     # Where the signer runs: "auto" (SEV-SNP when the guest gives a report, else none), "sev-snp"
     # (refuse to start without a report) or "none" (never attest).
@@ -356,6 +358,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
             "WARDEN_TOPOLOGY": settings.topology,
             "WARDEN_LEDGER_HTTP": settings.ledger_http,
             "WARDEN_API_HTTP": settings.api_http,
+            "WARDEN_CONSOLE_HTTP": settings.console_http,
             "WARDEN_TEE": settings.tee,
             "WARDEN_ROOT_PROVIDER": settings.root_provider,
             "WARDEN_ALLOW_DEV_ROOT": "1" if settings.allow_dev_root else "0",

@@ -8,7 +8,8 @@
   refusals) pin the public halves with ``WARDEN_WORKER_KEYS`` and
   ``WARDEN_SIGNER_KEYS``; on the embedded stack each service makes its key under
   ``$WARDEN_HOME/services/<role>/<key id>.pem`` and readers pin those. The
-  supervisor has one too (``WARDEN_SUPERVISOR_KEYS``), for the restarts it records.
+  supervisor has one too (``WARDEN_SUPERVISOR_KEYS``), for the restarts it records, and the
+  console one of the same kind, for what people did in it.
 - Audit records: each writer signs its records on warden.audit.events with the key
   above (admins with theirs, the ledger with its checkpoint key); the ledger sink
   believes them through ``PinnedAuditKeys``.
@@ -35,6 +36,7 @@ from schemas.passkeys import RelyingParty
 SERVICE_ROLES: tuple[Role, ...] = get_args(Role)
 
 LOCAL_ADMIN_ID = "local-admin"
+CONSOLE_KEY_ID = "console"  # the console's audit key, among the supervisor's (`console_audit_signer`)
 _PUBLIC_KEY = re.compile(r"0x[0-9a-f]{64}")
 
 
@@ -135,7 +137,11 @@ def service_key(settings: Settings, role: Role) -> tuple[str, Ed25519PrivateKey]
     """This process's outcome-signing key (key id, private key), made on first start. Its public
     half is written next to it (``.pub``, hex): that file is all a local reader needs."""
     key_id = {"worker": settings.worker_id, "signer": settings.signer_id, "supervisor": "supervisor"}[role]
-    path = service_key_file(settings.home, role, key_id)
+    return key_id, _key_and_public(service_key_file(settings.home, role, key_id))
+
+
+def _key_and_public(path: Path) -> Ed25519PrivateKey:
+    """The key at ``path``, made on first use, with its public half beside it."""
     key = load_or_create_ed25519(path)
     public, pub_file = public_key_hex(key) + "\n", path.with_suffix(".pub")
     # Replaced whole, never rewritten in place: a reader that caught the file empty or half
@@ -144,7 +150,7 @@ def service_key(settings: Settings, role: Role) -> tuple[str, Ed25519PrivateKey]
         temporary = pub_file.with_suffix(f".pub.{os.getpid()}.tmp")
         temporary.write_text(public)
         temporary.replace(pub_file)
-    return key_id, key
+    return key
 
 
 class PinnedServiceKeys:
@@ -201,6 +207,18 @@ class KeysNow:
 def audit_signer(settings: Settings, role: Role) -> AuditSigner:
     """What signs this service's records on warden.audit.events: its service key."""
     return AuditSigner(role, *service_key(settings, role))
+
+
+def console_audit_signer(settings: Settings) -> AuditSigner:
+    """What signs the console's audit records (its logins, logouts, decisions relayed): a key of
+    its own, of the supervisor's kind (``$WARDEN_HOME/services/supervisor/console.pem``, pinned by
+    key id ``console`` in WARDEN_SUPERVISOR_KEYS). Like the supervisor, the console is the
+    operator's process reporting what happened; neither decides anything a service relies on (a
+    decision the console relays is the admin's passkey assertion, checked by the worker and the
+    signer), so neither needs a role of its own."""
+    return AuditSigner(
+        "supervisor", CONSOLE_KEY_ID, _key_and_public(service_key_file(settings.home, "supervisor", CONSOLE_KEY_ID))
+    )
 
 
 class PinnedAuditKeys:

@@ -86,6 +86,15 @@ class AuditAction(StrEnum):
     LEDGER_SOURCE_CHANGED = "ledger.source_changed"
     LEDGER_OFFSETS_UNREAD = "ledger.offsets_unread"
     COMPONENT_RESTARTED = "component.restarted"
+    # The console: what people did in it (a decision itself is the admin's record, judged by the
+    # worker and the signer; these say the console relayed it, or refused to).
+    CONSOLE_LOGGED_IN = "console.logged_in"
+    CONSOLE_LOGIN_REFUSED = "console.login_refused"
+    CONSOLE_LOGGED_OUT = "console.logged_out"
+    CONSOLE_PASSKEY_REGISTERED = "console.passkey_registered"
+    CONSOLE_DECISION_RELAYED = "console.decision_relayed"
+    CONSOLE_SIGNATURE_RELAYED = "console.signature_relayed"
+    CONSOLE_RELAY_REFUSED = "console.relay_refused"
     # Audit webhooks: an endpoint added or removed by an admin, an event given up on after its retries.
     WEBHOOK_ADDED = "webhook.added"
     WEBHOOK_REMOVED = "webhook.removed"

@@ -143,7 +143,11 @@ class Gathered:
                 f"{digest_of(message)}, not {digest.lower()}; nothing was signed. `warden approvals show "
                 f"{self.proposal_id[:16]}` prints the change those bytes make; compare it again"
             )
-        signature = admin_key.sign(message).hex()
+        return self.signed_by(admin_id, admin_key.sign(message).hex(), now)
+
+    def signed_by(self, admin_id: str, signature: str, now: datetime) -> AdminProposal:
+        """``admin_id``'s ``signature`` over the proposal's record, made elsewhere (a passkey's
+        assertion the console relays), as a record for warden.admin.proposals."""
         return _proposal(self.record, self.action, admin_id, signature, now, self.expires_at)
 
 
@@ -349,8 +353,15 @@ async def add_signature(
             f"sign with the key in force (`warden admins show` prints it); if {admin_id} lost it, the quorum "
             f"removes {admin_id} and adds a new admin under a new id",
         )
+    return await relay_signature(settings, gathered, proposal)
+
+
+async def relay_signature(settings: Settings, gathered: Gathered, proposal: AdminProposal) -> list[str]:
+    """Publish one admin's signature on ``gathered`` (``proposal``); when it completes the quorum,
+    the whole record on its own topic too (`publish_record`). Where the record landed; empty
+    while more signatures are needed."""
     await publish_proposal(settings, proposal)
-    gathered.signatures[admin_id] = proposal.signature
+    gathered.signatures[proposal.admin_key_id] = proposal.signature
     if not gathered.complete:
         return []
     return await publish_record(settings, gathered.action, gathered.assembled())

@@ -44,6 +44,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "txs": ("txs", "what happened to an agent's transactions: list, or show one"),
     "pay": ("pay", "fetch a URL and pay its HTTP 402 (x402) through the agent's policy: `warden pay URL --agent A`"),
     "api": ("api", "the Intents API over HTTP: its REST endpoints and an OpenAPI document (`warden api`)"),
+    "console": (
+        "console",
+        "the web console: admins log in and decide with passkeys (`warden console enrol --admin ID`)",
+    ),
     "mcp": ("mcp", "the MCP server acting for one agent, over stdio or HTTP (`warden mcp --agent A [--http]`)"),
     "agents": ("agents", "create, update or show an agent's admin-signed policy"),
     "policy": ("policy", "what a new policy would have decided over the ledger's history: `policy what-if`"),

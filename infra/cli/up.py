@@ -13,13 +13,13 @@ import sys
 import time
 
 from infra.cli.output import add_json_flag, fail, note, print_json
-from infra.stack.local import LocalStack, StackError
+from infra.stack.local import LocalStack, StackError, console_origin
 from infra.stack.supervisor import Supervisor
 from runtime.config import Settings, load
 from runtime.trust import LOCAL_ADMIN_ID
 
 # What `warden up` starts (the stack benchmarks on the durable stack start the same).
-UP_PARTS = ("broker", "anvil", "solana", "streams", "signer", "ledger", "api")
+UP_PARTS = ("broker", "anvil", "solana", "streams", "signer", "ledger", "api", "console")
 
 
 def _settings(**overrides) -> Settings:
@@ -30,6 +30,9 @@ def cmd_up(args) -> int:
     settings = _settings(
         topology=args.topology, allow_dev_root=True, broker_storage="memory" if args.memory else "durable"
     )
+    # Every process is told the console's origin: the worker and the signer believe passkey
+    # assertions made for it, and for no other.
+    settings = dataclasses.replace(settings, console_origin=console_origin(settings))
     stack = LocalStack(settings, brokers=args.brokers)
     try:
         stack.start(UP_PARTS)

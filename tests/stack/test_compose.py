@@ -153,9 +153,11 @@ def test_the_keys_service_makes_a_key_in_each_instances_own_home(config):
     wanted = {}
     for service in long_running(config).values():
         env = service["environment"]
-        instance = {"streams": env.get("WARDEN_WORKER_ID"), "signer": env.get("WARDEN_SIGNER_ID")}.get(
-            role_of(service), "ledger"
-        )
+        instance = {
+            "streams": env.get("WARDEN_WORKER_ID"),
+            "signer": env.get("WARDEN_SIGNER_ID"),
+            "console": "console",  # its audit key
+        }.get(role_of(service), "ledger")
         wanted[f"/homes/{instance}"] = home_volume(config, service)
     assert mounted == wanted
 

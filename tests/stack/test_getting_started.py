@@ -19,7 +19,7 @@ import time
 
 import aiohttp
 
-from infra.stack.local import REPO, wait_for_port
+from infra.stack.local import REPO, console_origin, wait_for_port
 from runtime.rpc import JsonRpc
 from tests.support import warden
 from tests.up_support import WardenUp, home_settings  # noqa: F401 - a fixture
@@ -122,6 +122,7 @@ def test_the_getting_started_commands_take_a_fresh_stack_to_a_mined_transfer(hom
         wait_for_port(settings.api_http, 60, "warden api", up.proc)
         where = up.status()["addresses"]  # where the page says to look for Anvil's RPC and the API
         assert where["anvil"] == settings.rpc_url and where["api"].startswith(f"http://{settings.api_http}/v1"), where
+        assert where["console"].startswith(console_origin(settings)), where  # `warden up` runs the console too
         env = up.env | {"PATH": _path_with_warden(tmp_path)}
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", block.replace(DEFAULT_API, settings.api_http)],

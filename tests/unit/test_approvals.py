@@ -430,10 +430,10 @@ def test_the_listing_marks_a_swapped_key_and_every_threshold_for_people(capsys):
 
 
 def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change(capsys):
-    from infra.cli.approvals import _change_lines
     from schemas.admins import ACTIONS, AdminSet, key_fingerprint
     from schemas.auth import public_key_hex
     from sdk.changes import InForce, change_of
+    from sdk.pending import change_lines as _change_lines
 
     keys, new = _admin_keys("a", "b", "c"), Ed25519PrivateKey.generate()
     replaced = AdminSet(
@@ -449,8 +449,8 @@ def test_an_admin_removed_and_another_added_is_shown_as_that_not_as_a_key_change
 
 
 def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
-    from infra.cli.approvals import _change_lines
     from sdk.changes import InForce, change_of
+    from sdk.pending import change_lines as _change_lines
 
     mallory = "0x000000000000000000000000000000000000dEaD"
     v1 = world.policy()
@@ -474,11 +474,11 @@ def test_a_policy_proposal_shows_every_field_it_changes_old_and_new(world):
 
 
 def test_a_chain_set_and_a_key_change_show_their_entries():
-    from infra.cli.approvals import _change_lines
     from schemas.admins import VaultChange
     from schemas.chain_set import ChainSet
     from schemas.chains import Chain
     from sdk.changes import InForce, change_of
+    from sdk.pending import change_lines as _change_lines
     from signer.custody.events import SecretDeactivated
 
     two = Chain("anvil-two", 31338, "ETH", "", testnet=True)

@@ -36,7 +36,7 @@ def test_no_port_is_picked_where_outbound_connections_take_theirs(monkeypatch):
 def test_several_ports_are_different_and_not_the_settings_ones(tmp_path):
     stack = LocalStack(local_settings(tmp_path / "home"))
     configured = stack.configured_ports()
-    assert len(configured) == 4  # broker, Anvil, the ledger's endpoint, the API: four different ports
+    assert len(configured) == 5  # broker, Anvil, the ledger's endpoint, the API, the console: five different ports
     picked = free_ports(8, avoid=configured)
     assert len(set(picked)) == 8 and not set(picked) & configured
 

@@ -1,0 +1,149 @@
+"""The admins' decisions page: each intent parked for a human decision and each open proposal under
+the quorum, in full, with the exact bytes an admin's passkey signs to decide or cosign it.
+
+The bytes are built here (a `HumanApproval`'s, a proposal's record's ``signing_bytes``) and shown
+verbatim in a ``<pre>``; the page's script takes the challenge as the SHA-256 of exactly the text
+shown and the console relays what the passkey signed, after checking the bytes it gets back are
+these (`relay`). What is drawn comes from `sdk.pending`, the reads and the lines `warden approvals`
+prints."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from console.layout import esc
+from schemas.outcomes import HumanApproval, IntentParked
+from sdk.changes import InForce
+from sdk.pending import change_lines, proposal_row
+from sdk.quorum import Gathered
+
+DECISIONS = ("approve", "deny")
+# A record's signing bytes may start with a domain and a zero byte (``warden.admins\x00``), which
+# HTML cannot carry as text: the page shows it as U+2400 (SYMBOL FOR NULL), and the page's script
+# and the relay read it back as the zero byte. A record holding U+2400 itself then reads back as
+# other bytes, whose signature the relay refuses: never as a record nobody was shown.
+ZERO_SHOWN = "\u2400"
+
+
+def shown_text(message: bytes) -> str:
+    """``message`` as the page shows it (UTF-8; the zero byte as `ZERO_SHOWN`)."""
+    return message.decode().replace("\x00", ZERO_SHOWN)
+
+
+def shown_bytes(text: str) -> bytes:
+    """The bytes a page that shows ``text`` signs (`shown_text` read back)."""
+    return text.replace(ZERO_SHOWN, "\x00").encode()
+
+
+def approval_of(parked: IntentParked, decision: str, admin_id: str, now: datetime) -> HumanApproval:
+    """The record ``admin_id`` signs to ``decision`` ``parked``: bound to the intent's digest."""
+    return HumanApproval(
+        intent_id=parked.intent_id,
+        agent_id=parked.agent_id,
+        intent_digest=parked.intent_digest,
+        decision=decision,
+        decided_at=now,
+        admin_key_id=admin_id,
+    )
+
+
+def _left(expires_at: datetime, now: datetime) -> str:
+    seconds = max(0, int((expires_at - now).total_seconds()))
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min {seconds % 60:02d} s"
+
+
+def _facts(parked: IntentParked) -> str:
+    """What each stage measured (the window used, the simulation's balance changes, the limit)."""
+    rows = "".join(
+        f"<tr><td>{esc(v.stage)}</td><td>{esc(v.code)}</td><td>{esc(v.reason)}</td>"
+        f"<td><code>{esc(json.dumps(v.facts, sort_keys=True, default=str))}</code></td></tr>"
+        for v in parked.verdicts
+    )
+    return (
+        f"<table class=facts><tr><th>stage</th><th>code</th><th>reason</th><th>what it measured</th></tr>{rows}</table>"
+        if rows
+        else ""
+    )
+
+
+def _signing_block(kind: str, label: str, message: bytes, fields: dict[str, str]) -> str:
+    """The bytes to sign, shown verbatim, and the button that asks the passkey to sign them."""
+    data = "".join(f' data-{esc(name)}="{esc(value)}"' for name, value in fields.items())
+    return (
+        f'<div class="sign {esc(kind)}"><p>The exact bytes your passkey signs to {esc(label)} '
+        "(its challenge is their SHA-256, computed by this page"
+        + (f"; {ZERO_SHOWN} is a zero byte" if b"\x00" in message else "")
+        + "):</p>"
+        f'<pre class="bytes">{esc(shown_text(message))}</pre>'
+        f'<button class="sign-button" data-kind="{esc(kind)}"{data}>{esc(label)} with my passkey</button>'
+        '<p class="result"></p></div>'
+    )
+
+
+def parked_section(parked: IntentParked, admin_id: str, now: datetime) -> str:
+    intent = parked.intent
+    rows = [
+        ("agent", parked.agent_id),
+        ("intent", parked.intent_id),
+        ("kind", intent.intent_type),
+        ("chain", intent.chain),
+        ("to", intent.to or ""),
+        ("value", intent.value or ""),
+        ("parked because", parked.reason),
+        ("time left", _left(parked.expires_at, now)),
+        ("intent digest", parked.intent_digest),
+    ]
+    table = "".join(f"<tr><th>{esc(name)}</th><td>{esc(value)}</td></tr>" for name, value in rows)
+    blocks = "".join(
+        _signing_block(
+            decision,
+            decision,
+            approval_of(parked, decision, admin_id, now).signing_bytes(),
+            {"intent": parked.intent_id},
+        )
+        for decision in DECISIONS
+    )
+    return (
+        f'<section class="parked" id="intent-{esc(parked.intent_id)}"><h3>{esc(parked.agent_id)}: '
+        f"{esc(intent.value or intent.intent_type)} to {esc(intent.to or '')}</h3>"
+        f"<table>{table}</table>{_facts(parked)}{blocks}</section>"
+    )
+
+
+def _change_html(lines: list[str]) -> str:
+    return "\n".join(f'<span class="flag">{esc(line)}</span>' if "KEY CHANGED" in line else esc(line) for line in lines)
+
+
+def proposal_section(gathered: Gathered, in_force: InForce, admin_id: str) -> str:
+    row = proposal_row(gathered, in_force)
+    signers = ", ".join(row["signed_by"]) or "none"
+    flagged = any("KEY CHANGED" in line for line in change_lines(row["change"]))
+    head = (
+        f'<section class="proposal" id="proposal-{esc(row["proposal_id"])}"><h3>{esc(row["what"])}</h3>'
+        + ('<p class="flag">KEY CHANGED: this proposal replaces an admin\'s key</p>' if flagged else "")
+        + f"<p>proposed by {esc(row['proposed_by'])}; {len(row['signed_by'])} of {esc(row['needed'])} signatures "
+        f"({esc(signers)}); expires {esc(row['expires_at'])}; digest <code>{esc(row['digest'])}</code></p>"
+        f'<pre class="change">{_change_html(change_lines(row["change"]))}</pre>'
+        + "".join(
+            f"<p class=\"flag\">Waits for {esc(admin)}'s own signature: it changes {esc(admin)}'s key, and no "
+            f"service takes it until {esc(admin)} signs it with the key in force.</p>"
+            for admin in row.get("own_signatures_missing", ())
+        )
+    )
+    if admin_id in gathered.signatures:
+        return head + "<p>You have signed this proposal.</p></section>"
+    block = _signing_block("cosign", "cosign", gathered.record.signing_bytes(), {"proposal": gathered.proposal_id})
+    return head + block + "</section>"
+
+
+def decisions_body(
+    waiting: list[IntentParked],
+    proposals: list[Gathered],
+    in_force: InForce,
+    admin_id: str,
+    now: datetime,
+) -> str:
+    parked = "".join(parked_section(p, admin_id, now) for p in waiting) or "<p>No intent is waiting.</p>"
+    open_ = "".join(proposal_section(g, in_force, admin_id) for g in proposals) or "<p>No proposal is open.</p>"
+    return f"<h2>Intents parked for a decision</h2>{parked}<h2>Proposals under the quorum</h2>{open_}"

@@ -1,0 +1,450 @@
+"""The console's web server (`warden console`, and `warden up`'s ``console`` process): aiohttp,
+pages drawn here, a little script under ``console/static``.
+
+Every answer carries the headers of `console.security`; every change is a POST with the session's
+CSRF token and the console's own Origin; sessions live in memory (`console.sessions`). Admins log
+in with a passkey (`console.login`), enrol one from a one-time link (`console.enrolment`), and
+decide on the decisions page (`console.decisions`), whose signatures the console relays
+(`console.relay`). Each of those is an audit event on the ledger, signed with the console's own
+key (`runtime.trust.console_audit_signer`). The analysts' and auditors' pages are mounted from
+`console.analyst` and `console.auditor`, over one `console.data.LedgerSource`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from console import analyst, auditor
+from console import decisions as decisions_page
+from console.data import LedgerSource
+from console.enrolment import (
+    EnrolTicket,
+    enrol_key,
+    pin_command,
+    read_enrol_token,
+    registration_options,
+    registration_problem,
+)
+from console.layout import esc, page
+from console.login import Counters, logged_in, passkey_admins, request_options
+from console.relay import RelayRefused, relay_cosignature, relay_decision
+from console.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    HEADERS,
+    SAFE_METHODS,
+    change_problem,
+    cookie_attributes,
+    cookie_name,
+    page_party,
+)
+from console.sessions import Session, Sessions
+from runtime import metrics
+from runtime.clock import utcnow
+from runtime.config import Settings, load
+from runtime.kafka import publish, service_producer
+from runtime.readiness import mark_ready
+from runtime.trust import console_audit_signer
+from schemas.actions import AuditAction
+from schemas.emit import Emit, audit
+from schemas.errors import Problem
+from schemas.passkeys import RelyingParty
+from sdk.pending import open_decisions
+from sdk.records import admins_in_force
+
+STATIC = Path(__file__).with_name("static")
+ACTOR = "service:console"
+_log = logging.getLogger("warden.console")
+# What anyone may open: the login, enrolment (its link is its key) and the static files. Every
+# other page and change needs a passkey admin logged in.
+PUBLIC = ("/", "/login", "/login/options", "/logout", "/enrol", "/enrol/options")
+PUBLIC_UNDER = ("/enrol/", "/static/")
+
+AuditSink = Callable[[Emit], Awaitable[None]]
+
+
+@dataclass
+class Console:
+    """The console's state: its settings and origin, the sessions, the passkeys' counters, the
+    enrolment links taken, and where its audit events go."""
+
+    settings: Settings
+    party: RelyingParty  # its pages' origin the first of its origins
+    audit_sink: AuditSink
+    now: Callable[[], datetime] = utcnow
+    sessions: Sessions = field(default_factory=Sessions)
+    counters: Counters = field(default_factory=Counters)
+    # Enrolment: each link's registration challenge while it is open, and the links used.
+    enrol_challenges: dict[str, bytes] = field(default_factory=dict)
+    enrol_used: set[str] = field(default_factory=set)
+
+    @property
+    def origin(self) -> str:
+        return self.party.origins[0]
+
+    async def record(self, action: AuditAction, resource: str, agent_id: str | None = None, **details: Any) -> None:
+        """One audit event of the console's (its id unique: each login, each relay is its own)."""
+        event = audit(ACTOR, action, resource, self.now(), uuid.uuid4().hex, agent_id=agent_id, **details)
+        try:
+            await self.audit_sink(event)
+        except Exception as exc:  # noqa: BLE001 - a broker hiccup must not undo what the admin did; it is logged
+            _log.error("could not record %s on the audit topic: %s", action, exc)
+
+
+# What each request carries: the console, its session, and whether the session changed (a login).
+CONSOLE = web.RequestKey("console", Console)
+SESSION = web.RequestKey("session", Session)
+SESSION_CHANGED = web.RequestKey("session_changed", bool)
+APP_CONSOLE = web.AppKey("console", Console)
+
+
+def kafka_audit_sink(
+    settings: Settings,
+) -> tuple[AuditSink, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """Audit events published on warden.audit.events, signed with the console's key: (sink, start, stop)."""
+    producer, signer = service_producer(settings), console_audit_signer(settings)
+
+    async def sink(event: Emit) -> None:
+        await asyncio.gather(*await publish(producer, [event], settings.max_record_bytes, signer))
+
+    return sink, producer.start, producer.stop
+
+
+# -- middlewares -----------------------------------------------------------------------------------
+
+
+@web.middleware
+async def _headers(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(HEADERS)
+        raise
+    response.headers.update(HEADERS)
+    return response
+
+
+def _session_middleware(console: Console):
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        now = console.now()
+        name = cookie_name(console.origin)
+        session = console.sessions.get(request.cookies.get(name), now)
+        request[CONSOLE] = console
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER)
+            if sent is None and request.content_type == "application/x-www-form-urlencoded":
+                sent = (await request.post()).get(CSRF_FIELD)  # type: ignore[assignment]  # a form field is str here
+            problem = change_problem(request.method, request.headers.get("Origin"), sent, session, console.origin)
+            if problem is not None:
+                raise web.HTTPForbidden(text=str(problem), content_type="text/plain")
+        fresh = session is None
+        if session is None:
+            session = console.sessions.new(now)
+        request[SESSION] = session
+        if session.admin_id is None and not _public(request.path):
+            if request.method in SAFE_METHODS:
+                raise web.HTTPSeeOther("/login")
+            raise web.HTTPForbidden(text="log in with your passkey first", content_type="text/plain")
+        # What the analysts' and auditors' pages (console.pages) draw their frame with.
+        request["who"], request["csrf"] = session.admin_id, session.csrf
+        response = await handler(request)
+        if fresh or request.get(SESSION_CHANGED):
+            current: Session | None = request.get(SESSION)
+            if current is None:
+                response.del_cookie(name, path="/")
+            else:
+                response.set_cookie(name, current.id, **cookie_attributes(console.origin))
+        return response
+
+    return middleware
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC or path.startswith(PUBLIC_UNDER)
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+def _admin(request: web.Request) -> str:
+    """The admin logged in; a redirect to the login page when nobody is."""
+    admin_id = request[SESSION].admin_id
+    if admin_id is None:
+        raise web.HTTPSeeOther("/login")
+    return admin_id
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/decisions" if request[SESSION].admin_id else "/login")
+
+
+async def login_page(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    body = (
+        "<p>Log in with the passkey pinned as your admin key. No passwords: an admin without a passkey "
+        "decides with <code>warden approvals</code>, and enrols one with <code>warden console enrol</code>.</p>"
+        '<button id="login">Log in with my passkey</button><p class="result" id="login-result"></p>'
+    )
+    return _html(page("Log in", body, scripts=("console.js",), csrf=session.csrf))
+
+
+async def login_options(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    admins = await admins_in_force(console.settings)
+    credentials = list(passkey_admins(admins.keys).values())
+    if not credentials:
+        return web.json_response({"error": "no admin in force has a passkey: enrol one and have it pinned"}, status=409)
+    message = request[SESSION].login_challenge(console.now())
+    return web.json_response(text=request_options(console.party, message, credentials))
+
+
+async def login(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    session: Session = request[SESSION]
+    body = await _json(request)
+    credential_id, assertion = str(body.get("id", "")), str(body.get("assertion", ""))
+    message = session.take_login_message(console.now())
+    who: str | Problem = Problem("no login was asked for in this session, or it is over 2 minutes old: try again")
+    if message is not None:
+        admins = await admins_in_force(console.settings)
+        who = logged_in(admins.keys, credential_id, assertion, message, console.party, console.counters)
+    if isinstance(who, Problem):
+        await console.record(
+            AuditAction.CONSOLE_LOGIN_REFUSED, "console:login", credential_id=credential_id[:64], reason=str(who)
+        )
+        return web.json_response({"error": str(who)}, status=403)
+    request[SESSION] = console.sessions.log_in(session, who, console.now())
+    request[SESSION_CHANGED] = True
+    await console.record(AuditAction.CONSOLE_LOGGED_IN, f"admin:{who}", admin_id=who)
+    return web.json_response({"admin_id": who, "next": "/decisions"})
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    console: Console = request[CONSOLE]
+    session: Session = request[SESSION]
+    console.sessions.end(session.id)
+    if session.admin_id is not None:
+        await console.record(AuditAction.CONSOLE_LOGGED_OUT, f"admin:{session.admin_id}", admin_id=session.admin_id)
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(cookie_name(console.origin), path="/")
+    raise response
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="the body is not JSON", content_type="text/plain") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body is not a JSON object", content_type="text/plain")
+    return body
+
+
+# -- enrolment -------------------------------------------------------------------------------------
+
+
+def _ticket(console: Console, token: str) -> EnrolTicket:
+    if token in console.enrol_used:
+        raise web.HTTPForbidden(
+            text="this enrolment link was used already; ask for a new one", content_type="text/plain"
+        )
+    ticket = read_enrol_token(enrol_key(console.settings.home), token, console.now())
+    if not isinstance(ticket, EnrolTicket):
+        raise web.HTTPForbidden(text=str(ticket), content_type="text/plain")
+    return ticket
+
+
+async def enrol_page(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    token = request.match_info["token"]
+    ticket = _ticket(console, token)
+    body = (
+        f"<p>Register a passkey as the admin key of <strong>{esc(ticket.admin_id)}</strong>. Registering pins "
+        "nothing: the page then shows the key and the command that proposes it to the admins' quorum.</p>"
+        f'<button id="enrol" data-token="{esc(token)}">Register a passkey</button>'
+        '<p class="result" id="enrol-result"></p>'
+        '<div id="enrolled" hidden><p>The admin key (fingerprint <code id="fingerprint"></code>):</p>'
+        '<pre id="passkey"></pre><p>To pin it, run (the admin set in force, with this key for this admin, '
+        "the same thresholds; signed by the key in force of the admin whose key changes):</p>"
+        '<pre id="command"></pre></div>'
+    )
+    return _html(page("Register a passkey", body, scripts=("console.js",), csrf=request[SESSION].csrf))
+
+
+async def enrol_options(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    token = str((await _json(request)).get("token", ""))
+    ticket = _ticket(console, token)
+    challenge = console.enrol_challenges[token] = uuid.uuid4().bytes + uuid.uuid4().bytes
+    return web.json_response(text=registration_options(ticket.admin_id, console.party, challenge))
+
+
+async def enrol(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    body = await _json(request)
+    token = str(body.get("token", ""))
+    ticket = _ticket(console, token)
+    challenge = console.enrol_challenges.pop(token, None)
+    if challenge is None:
+        return web.json_response({"error": "ask for the registration options first"}, status=409)
+    enrolled = registration_problem(json.dumps(body.get("credential")), challenge, console.party, ticket.admin_id)
+    if isinstance(enrolled, Problem):
+        return web.json_response({"error": str(enrolled)}, status=403)
+    console.enrol_used.add(token)
+    admins = await admins_in_force(console.settings)
+    await console.record(
+        AuditAction.CONSOLE_PASSKEY_REGISTERED,
+        f"admin:{ticket.admin_id}",
+        admin_id=ticket.admin_id,
+        fingerprint=enrolled.fingerprint,
+    )
+    return web.json_response(
+        {
+            "admin_id": ticket.admin_id,
+            "key": enrolled.key,
+            "fingerprint": enrolled.fingerprint,
+            "command": pin_command(enrolled, admins.keys, admins.thresholds),
+        }
+    )
+
+
+# -- decisions -------------------------------------------------------------------------------------
+
+
+async def decisions(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    now = console.now()
+    waiting, proposals, in_force = await open_decisions(console.settings, now)
+    credential = passkey_admins(in_force.admins.keys).get(admin_id)
+    if credential is None:  # no longer a passkey admin in force: the session ends
+        console.sessions.end(request[SESSION].id)
+        raise web.HTTPSeeOther("/login")
+    body = (
+        f'<div id="me" data-credential="{esc(credential)}" data-rp="{esc(console.party.rp_id)}"></div>'
+        + decisions_page.decisions_body(waiting, proposals, in_force, admin_id, now)
+    )
+    return _html(page("Decisions", body, who=admin_id, scripts=("console.js",), csrf=request[SESSION].csrf))
+
+
+async def relay(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    body = await _json(request)
+    shown, assertion = str(body.get("bytes", "")), str(body.get("assertion", ""))
+    proposal = body.get("proposal")
+    try:
+        if proposal:
+            done = await relay_cosignature(console.settings, str(proposal), shown, assertion, admin_id, console.party)
+            action, resource, agent = AuditAction.CONSOLE_SIGNATURE_RELAYED, f"proposal:{proposal}", None
+        else:
+            done = await relay_decision(console.settings, shown, assertion, admin_id, console.party)
+            record = json.loads(shown)
+            action, resource, agent = (
+                AuditAction.CONSOLE_DECISION_RELAYED,
+                f"intent:{record['intent_id']}",
+                record["agent_id"],
+            )
+    except RelayRefused as exc:
+        await console.record(AuditAction.CONSOLE_RELAY_REFUSED, f"admin:{admin_id}", admin_id=admin_id, reason=str(exc))
+        return web.json_response({"error": str(exc)}, status=403)
+    await console.record(action, resource, agent, admin_id=admin_id, **{k: v for k, v in done.as_dict().items() if v})
+    return web.json_response(done.as_dict())
+
+
+# -- the application -------------------------------------------------------------------------------
+
+
+def build_app(console: Console) -> web.Application:
+    app = web.Application(middlewares=[_headers, _session_middleware(console)], client_max_size=64 * 1024)
+    app[APP_CONSOLE] = console
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login/options", login_options)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/enrol/{token}", enrol_page)
+    app.router.add_post("/enrol/options", enrol_options)
+    app.router.add_post("/enrol", enrol)
+    app.router.add_get("/decisions", decisions)
+    app.router.add_post("/decisions/relay", relay)
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
+    _mount_role_pages(app, console.settings)
+    return app
+
+
+def _mount_role_pages(app: web.Application, settings: Settings) -> None:
+    """The analysts' and auditors' pages, over one source of the ledger's reads, behind the same
+    headers, login and CSRF rule."""
+    source = LedgerSource.from_settings(settings)
+    analyst.add_routes(app, source)
+    auditor.add_routes(app, source)
+
+
+async def serve(settings: Settings, listen: str, party: RelyingParty) -> None:
+    """Serve the console at ``listen`` until cancelled; the ready file says it listens."""
+    metrics.serve(settings, "console")
+    if settings.console_origin is None:
+        _log.warning(
+            "WARDEN_CONSOLE_ORIGIN is not set: the streams worker and the signer believe no passkey, so a decision "
+            "made here is refused; set it to %s for them (warden up does)",
+            party.origins[0],
+        )
+    sink, start, stop = kafka_audit_sink(settings)
+    await start()
+    runner = web.AppRunner(build_app(Console(settings, party, sink)), access_log=None)
+    try:
+        await runner.setup()
+        host, _, port = listen.rpartition(":")
+        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+        mark_ready(settings, "console")
+        print(f"warden console: open {party.origins[0]} (listening on {listen})", file=sys.stderr, flush=True)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default: WARDEN_CONSOLE_HTTP)")
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = load()
+    listen = args.listen or settings.console_http
+    try:
+        asyncio.run(serve(settings, listen, page_party(settings, listen)))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        _log.error("cannot serve the console at %s (%s): free the port, or set WARDEN_CONSOLE_HTTP", listen, exc)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="warden console", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

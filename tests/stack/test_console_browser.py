@@ -1,0 +1,280 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright, Chrome's virtual
+authenticator (DevTools' WebAuthn domain) standing in for the admin's device, on a real stack
+whose `console` process `LocalStack` started. An admin registers a passkey from the link
+`warden console enrol` printed, pins it with the command the page showed, logs in with it, sees an
+intent parked with what parked it, approves it with the passkey over the bytes shown, and the
+transaction is mined on Anvil, and denies another; then a proposal that swaps the admin's key is shown flagged.
+Screenshots go to .warden/screenshots/console-<time> in the checkout (the path is printed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from infra.stack.local import DEFAULT_PARTS, REPO, console_origin, local_settings, running_stack
+from infra.stack.provision import provision_agent
+from runtime.kafka import end_offsets
+from runtime.rpc import JsonRpc
+from runtime.trust import LOCAL_ADMIN_ID
+from schemas import topics
+from schemas.actions import AuditAction
+from schemas.auth import public_key_hex
+from schemas.codes import Code
+from schemas.outcomes import IntentParked
+from sdk.admin import load_or_create_admin_key
+from sdk.client import Client, new_intent, wait_outcomes
+from sdk.records import admins_in_force
+from tests.support import warden
+
+DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+AGENT = "console-treasury"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def aside(coroutine):
+    """``coroutine`` run to its end in a thread of its own: Playwright's synchronous API keeps an
+    event loop running in the test's thread, where `asyncio.run` may not start another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="module")
+def console_stack(tmp_path_factory):
+    settings = local_settings(tmp_path_factory.mktemp("console-home"))
+    with running_stack(settings, parts=(*DEFAULT_PARTS, "console")) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def chromium_with_passkey():
+    """A Chromium page with a virtual platform authenticator that verifies its user (a passkey)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            cdp = context.new_cdp_session(page)
+            cdp.send("WebAuthn.enable")
+            options = {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+            }
+            cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+            yield page
+        finally:
+            browser.close()
+
+
+def _shoot(page: Page, folder, name: str) -> None:
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+
+
+def _enrol(page: Page, settings, shots) -> tuple[str, str]:
+    """A passkey registered from the link `warden console enrol` printed: its key and the command shown."""
+    done = warden(settings, "console", "enrol", "--admin", "alice", "--json")
+    assert done.returncode == 0, done.stderr
+    link = json.loads(done.stdout)["link"]
+    assert link.startswith(console_origin(settings) + "/enrol/")
+    page.goto(link)
+    page.click("#enrol")
+    page.wait_for_selector("#enrolled:not([hidden])", timeout=30_000)
+    _shoot(page, shots, "1-enrolled")
+    key, command = page.inner_text("#passkey"), page.inner_text("#command")
+    assert key.startswith("passkey:") and f"alice={key}" in command
+    page.goto(link)  # a link is taken once
+    assert "used already" in page.content()
+    return key, command
+
+
+def _pin(settings, command: str) -> None:
+    """The command the page showed, run by the admin in force: alice pinned with her passkey, and
+    (its one change) the admin set's own changes needing both admins from then on."""
+    argv = shlex.split(command)
+    assert argv[:3] == ["warden", "admins", "propose"], command  # alice is new: any admin in force proposes
+    quorum = argv.index("--quorum")
+    argv[quorum + 1] = "policy=1,approval=1,keys=1,chains=1,admins=2"
+    done = warden(settings, *argv[1:])
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 30
+    while "alice" not in aside(admins_in_force(settings)).keys:
+        assert time.monotonic() < deadline, "alice's passkey was not pinned"
+        time.sleep(0.5)
+
+
+def _park(settings) -> tuple[str, str]:
+    """Two intents above the agent's approval threshold, parked: their ids."""
+    agent = aside(provision_agent(settings, AGENT, tx_allowed_chains=("anvil",), approval_threshold_eth="1"))
+    intents = [
+        new_intent(agent.intent_key, agent_id=AGENT, chain="anvil", to=DEST, value=value, broadcast=True)
+        for value in ("2", "3")
+    ]
+    start = aside(end_offsets(settings, (topics.INTENTS_AWAITING_APPROVAL,)))
+
+    async def submit():
+        async with Client(settings) as client:
+            for intent in intents:
+                await (await client.submit(intent))
+
+    aside(submit())
+    outcomes = aside(wait_outcomes(settings, intents, 60, start, final=False))
+    assert all(isinstance(outcomes[i.intent_id], IntentParked) for i in intents), outcomes
+    return intents[0].intent_id, intents[1].intent_id
+
+
+def _mined(settings, tx_hash: str) -> dict:
+    async def receipt():
+        node = JsonRpc(settings.rpc_url_for("anvil"))
+        try:
+            deadline = time.monotonic() + 30
+            while (found := await node.call("eth_getTransactionReceipt", tx_hash)) is None:
+                assert time.monotonic() < deadline, f"{tx_hash} was not mined"
+                await asyncio.sleep(0.5)
+            return found
+        finally:
+            await node.close()
+
+    return aside(receipt())
+
+
+def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intents_in_chromium(console_stack):
+    settings = console_stack.settings
+    # In the checkout's .warden (ignored by git), not the test's temporary directory: pytest deletes
+    # old temporary directories, and the screenshots are for people to look at after the run.
+    shots = REPO / ".warden" / "screenshots" / f"console-{time.strftime('%Y%m%dT%H%M%S')}"
+    shots.mkdir(parents=True)
+    with chromium_with_passkey() as page:
+        _key, command = _enrol(page, settings, shots)
+        _pin(settings, command)
+        intent_id, denied_id = _park(settings)
+
+        page.goto(console_origin(settings) + "/login")
+        page.click("#login")
+        page.wait_for_url("**/decisions", timeout=30_000)
+        section = page.locator(f"section.parked[id='intent-{intent_id}']")
+        assert "approval" in section.inner_text().lower()  # the limit that parked it
+        assert "signed_tx" not in page.content()
+        _shoot(page, shots, "2-parked")
+
+        approve = section.locator("div.sign.approve")
+        shown = approve.locator("pre.bytes").inner_text()
+        assert json.loads(shown)["intent_id"] == intent_id and json.loads(shown)["admin_key_id"] == "alice"
+        _other_bytes_are_not_relayed(page, section, shown)
+        approve.locator("button").click()
+        result = approve.locator(".result")
+        result.filter(has_text="tx_hash").wait_for(timeout=60_000)
+        _shoot(page, shots, "3-approved")
+        assert "signed_tx" not in page.content()  # the outcome shown names the transaction, never its bytes
+        (tx_hash,) = re.findall(r"tx_hash: (0x[0-9a-f]{64})", result.inner_text())
+        assert int(_mined(settings, tx_hash)["status"], 16) == 1
+        deny = page.locator(f"section.parked[id='intent-{denied_id}'] div.sign.deny")
+        deny.locator("button").click()
+        deny.locator(".result").filter(has_text=f"code: {Code.APPROVAL_DENIED}").wait_for(timeout=60_000)
+
+        _a_key_swap_is_flagged(page, settings, shots)
+        _a_proposal_cosigned(page, settings, shots)
+    _the_ledger_believes_the_consoles_events(settings)
+
+
+def _a_key_swap_is_flagged(page: Page, settings, shots) -> None:
+    """local-admin proposes alice's key replaced by one of theirs: the page flags it."""
+    rogue = public_key_hex(load_or_create_admin_key(settings.home, "rogue"))
+    local = public_key_hex(load_or_create_admin_key(settings.home, LOCAL_ADMIN_ID))
+    done = warden(
+        settings,
+        "admins",
+        "propose",
+        "--admins",
+        f"{LOCAL_ADMIN_ID}={local},alice={rogue}",
+        "--quorum",
+        "policy=1,approval=1,keys=1,chains=1,admins=2",
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    proposal_id = json.loads(done.stdout)["proposal_id"]
+    page.goto(console_origin(settings) + "/decisions")
+    section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
+    assert "KEY CHANGED" in section.locator(".flag").first.inner_text()
+    assert "KEY CHANGED: whoever holds the new key signs as alice" in section.locator("pre.change").inner_text()
+    assert "Waits for alice's own signature" in section.inner_text()
+    _shoot(page, shots, "4-key-swap-flagged")
+
+
+# Signs the deny bytes with the passkey, then asks the console to relay the approve bytes with
+# that assertion: what a page (or anything between it and the console) that swaps the bytes after
+# the admin was shown them would do.
+_SWAP = """async ([shown, signed]) => {
+  const me = document.getElementById("me");
+  const challenge = await crypto.subtle.digest("SHA-256", shownBytes(signed));
+  const credential = await navigator.credentials.get({publicKey: {challenge, rpId: me.dataset.rp,
+    allowCredentials: [{type: "public-key", id: fromB64url(me.dataset.credential)}], userVerification: "required"}});
+  const response = await fetch("/decisions/relay", {method: "POST", headers: {"Content-Type": "application/json",
+    "X-CSRF-Token": csrf()}, body: JSON.stringify({bytes: shown, assertion: assertionText(credential)})});
+  return [response.status, await response.text()];
+}"""
+
+
+def _other_bytes_are_not_relayed(page: Page, section, shown: str) -> None:
+    """An assertion over other bytes (the denial's) sent with the approval's: the console relays nothing."""
+    denial = section.locator("div.sign.deny pre.bytes").inner_text()
+    status, text = page.evaluate(_SWAP, [shown, denial])
+    assert status == 403 and "does not verify" in text, (status, text)
+
+
+def _a_proposal_cosigned(page: Page, settings, shots) -> None:
+    """local-admin proposes carol as a third admin; alice cosigns it in the console: in force."""
+    carol = public_key_hex(load_or_create_admin_key(settings.home, "carol"))
+    keys = aside(admins_in_force(settings)).keys
+    pairs = ",".join(f"{admin}={key}" for admin, key in {**keys, "carol": carol}.items())
+    done = warden(settings, "admins", "propose", "--admins", pairs, "--quorum", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    proposal_id = json.loads(done.stdout)["proposal_id"]
+    page.goto(console_origin(settings) + "/decisions")
+    section = page.locator(f"section.proposal[id='proposal-{proposal_id}']")
+    assert not section.locator(".flag").count()  # adds an admin, changes nobody's key
+    section.locator("button.sign-button").click()
+    section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
+    _shoot(page, shots, "5-cosigned")
+    deadline = time.monotonic() + 30
+    while "carol" not in aside(admins_in_force(settings)).keys:
+        assert time.monotonic() < deadline, "the cosigned admin set did not come into force"
+        time.sleep(0.5)
+
+
+def _the_ledger_believes_the_consoles_events(settings) -> None:
+    """Each console action is a row of the ledger, believed (signed with the console's pinned key)."""
+    wanted = {
+        AuditAction.CONSOLE_PASSKEY_REGISTERED,
+        AuditAction.CONSOLE_LOGGED_IN,
+        AuditAction.CONSOLE_RELAY_REFUSED,
+        AuditAction.CONSOLE_DECISION_RELAYED,
+        AuditAction.CONSOLE_SIGNATURE_RELAYED,
+    }
+    sql = "SELECT DISTINCT action FROM audit_log WHERE actor = 'service:console'"
+    deadline = time.monotonic() + 60
+    while True:
+        done = warden(settings, "audit", "query", sql, "--format", "JSONEachRow")
+        found = {json.loads(line)["action"] for line in done.stdout.splitlines() if line.strip()}
+        if wanted <= found:
+            return
+        assert time.monotonic() < deadline, (found, done.stderr)
+        time.sleep(1)

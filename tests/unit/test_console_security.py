@@ -1,0 +1,223 @@
+"""The console as a security product's console: its headers on every answer, CSRF (token and
+Origin) on every change, sessions that end (time as an argument), every shown value escaped,
+passkey logins checked against the admin set, and enrolment links that cannot be forged or reused.
+The app runs in process (aiohttp's test server): no broker, no browser."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from console.decisions import decisions_body
+from console.enrolment import Enrolled, enrol_token, pin_command, read_enrol_token
+from console.login import Counters, logged_in
+from console.security import CSP, change_problem, cookie_attributes, cookie_name
+from console.server import Console, build_app
+from console.sessions import IDLE, LIFETIME, Sessions
+from runtime.admins import Admins
+from runtime.config import Settings
+from schemas.actions import AuditAction
+from schemas.emit import Emit
+from schemas.errors import Problem
+from schemas.intent import TransactionIntent
+from schemas.outcomes import IntentParked
+from schemas.passkeys import b64url
+from sdk.changes import InForce
+from tests.passkey_support import ORIGIN, PARTY, SoftPasskey
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+def test_a_session_ends_when_idle_too_long_or_too_old_and_a_login_gets_a_new_id():
+    sessions = Sessions()
+    anonymous = sessions.new(T0)
+    assert sessions.get(anonymous.id, T0 + IDLE) is anonymous  # just within: its idle time restarts
+    assert sessions.get(anonymous.id, T0 + 2 * IDLE + timedelta(seconds=1)) is None  # idle past 15 min
+    assert sessions.get(anonymous.id, T0) is None  # and gone for good
+
+    planted = sessions.new(T0)
+    admin = sessions.log_in(planted, "alice", T0)
+    assert admin.id != planted.id and admin.csrf != planted.csrf and admin.admin_id == "alice"
+    assert sessions.get(planted.id, T0) is None  # the id someone planted before the login is worthless
+    now = T0
+    while now < T0 + LIFETIME - IDLE:  # kept busy, it still ends 8 h after it began
+        now += IDLE - timedelta(seconds=1)
+        assert sessions.get(admin.id, now) is admin
+    assert sessions.get(admin.id, T0 + LIFETIME + timedelta(seconds=1)) is None
+
+
+def test_a_login_challenge_is_answered_once_and_only_while_fresh():
+    session = Sessions().new(T0)
+    session.login_challenge(T0)
+    assert session.take_login_message(T0 + timedelta(seconds=10)) is not None
+    assert session.take_login_message(T0 + timedelta(seconds=11)) is None  # once
+    session.login_challenge(T0)
+    assert session.take_login_message(T0 + timedelta(minutes=3)) is None  # stale
+
+
+def test_the_session_store_is_bounded():
+    sessions = Sessions(limit=3)
+    admin = sessions.log_in(sessions.new(T0), "alice", T0)
+    for n in range(5):
+        sessions.new(T0 + timedelta(seconds=n + 1))
+    assert len(sessions) == 3 and sessions.get(admin.id, T0 + timedelta(seconds=9)) is admin  # the anonymous went
+
+
+def test_a_change_needs_post_the_consoles_origin_a_session_and_its_token():
+    session = Sessions().new(T0)
+    assert change_problem("POST", ORIGIN, session.csrf, session, ORIGIN) is None
+    refused = [
+        change_problem("PUT", ORIGIN, session.csrf, session, ORIGIN),
+        change_problem("POST", "https://evil.example", session.csrf, session, ORIGIN),
+        change_problem("POST", None, session.csrf, session, ORIGIN),
+        change_problem("POST", ORIGIN, session.csrf, None, ORIGIN),
+        change_problem("POST", ORIGIN, "guessed", session, ORIGIN),
+        change_problem("POST", ORIGIN, None, session, ORIGIN),
+    ]
+    assert all(isinstance(p, Problem) for p in refused)
+
+
+def _console(tmp_path, events: list[Emit]) -> Console:
+    async def sink(event: Emit) -> None:
+        events.append(event)
+
+    return Console(Settings(home=tmp_path), PARTY, sink, now=lambda: T0)
+
+
+def _run_app(console: Console, scenario) -> None:
+    async def main():
+        async with TestClient(TestServer(build_app(console))) as client:
+            await scenario(client)
+
+    asyncio.run(main())
+
+
+def _assert_headers(response) -> None:
+    assert response.headers["Content-Security-Policy"] == CSP
+    assert "frame-ancestors 'none'" in CSP and "script-src 'self'" in CSP and "unsafe" not in CSP
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_every_answer_carries_the_headers_and_a_page_has_no_inline_script_or_style(tmp_path):
+    async def scenario(client):
+        page = await client.get("/login")
+        _assert_headers(page)
+        html = await page.text()
+        assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []  # every script is a file
+        assert not re.search(r"\sstyle=|<style|\son[a-z]+=", html)
+        cookie = page.headers["Set-Cookie"]
+        assert cookie.startswith(cookie_name(ORIGIN)) and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "Secure" not in cookie  # http://localhost; over https it is Secure and __Host- prefixed
+        assert cookie_attributes("https://console.example.com")["secure"] is True
+        assert cookie_name("https://console.example.com") == "__Host-warden_session"
+        for path in ("/static/console.js", "/decisions", "/nowhere", "/enrol/forged.token"):
+            _assert_headers(await client.get(path, allow_redirects=False))
+        _assert_headers(await client.post("/logout", allow_redirects=False))
+
+    _run_app(_console(tmp_path, []), scenario)
+
+
+def test_a_change_without_the_token_or_from_another_origin_is_refused_and_with_both_goes_through(tmp_path):
+    events: list[Emit] = []
+    console = _console(tmp_path, events)
+    admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
+
+    async def scenario(client):
+        client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
+        tries = [
+            ({"Origin": ORIGIN}, {}),  # no token
+            ({"Origin": ORIGIN}, {"csrf": "guessed"}),
+            ({"Origin": "http://localhost:1"}, {"csrf": admin.csrf}),  # another origin
+            ({}, {"csrf": admin.csrf}),  # no Origin
+        ]
+        for headers, form in tries:
+            refused = await client.post("/logout", headers=headers, data=form, allow_redirects=False)
+            assert refused.status == 403, await refused.text()
+        assert console.sessions.get(admin.id, T0) is admin and events == []
+        done = await client.post(
+            "/logout", headers={"Origin": ORIGIN}, data={"csrf": admin.csrf}, allow_redirects=False
+        )
+        assert done.status == 303 and done.headers["Location"] == "/login"
+        assert console.sessions.get(admin.id, T0) is None
+
+    _run_app(console, scenario)
+    (event,) = events
+    assert AuditAction.CONSOLE_LOGGED_OUT.value.encode() in event.value and b"service:console" in event.value
+
+
+def test_every_value_a_page_shows_is_escaped():
+    hostile = '<script>alert("x")</script>'
+    intent = TransactionIntent.model_construct(
+        intent_id=hostile, intent_type="transaction", chain="anvil", to=hostile, value="1"
+    )
+    parked = IntentParked.model_construct(
+        intent_id=hostile,
+        agent_id=hostile,
+        intent_digest="0" * 64,
+        reason=hostile,
+        intent=intent,
+        verdicts=(),
+        parked_at=T0,
+        expires_at=T0 + timedelta(hours=1),
+    )
+    html = decisions_body([parked], [], InForce(Admins({}, {})), "alice", T0)
+    assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+
+
+def test_a_login_is_the_pinned_passkeys_assertion_over_the_challenge_for_this_origin_once():
+    passkey, other = SoftPasskey(), SoftPasskey()
+    keys = {"alice": passkey.pinned(), "bob": "0x" + "11" * 32}
+    credential, counters, message = b64url(passkey.credential_id), Counters(), b"login bytes"
+    assert logged_in(keys, credential, passkey.sign(message), message, PARTY, counters) == "alice"
+    replayed = passkey.sign(message, count=passkey.counter)  # the counter does not move on
+    refusals = [
+        logged_in(keys, credential, replayed, message, PARTY, counters),
+        logged_in(keys, credential, passkey.sign(b"other bytes"), message, PARTY, counters),
+        logged_in(keys, credential, passkey.sign(message, origin="https://evil.example"), message, PARTY, counters),
+        logged_in(keys, credential, passkey.sign(message, flags=0x01), message, PARTY, counters),  # not verified
+        logged_in(keys, b64url(other.credential_id), other.sign(message), message, PARTY, counters),  # not pinned
+        logged_in(keys, credential, other.sign(message), message, PARTY, counters),  # another device's
+    ]
+    assert all(isinstance(r, Problem) for r in refusals), refusals
+
+
+def test_an_enrolment_link_is_the_consoles_own_and_short_lived(tmp_path):
+    key = b"k" * 32
+    token = enrol_token(key, "alice", T0)
+    assert read_enrol_token(key, token, T0 + timedelta(minutes=9)).admin_id == "alice"
+    assert isinstance(read_enrol_token(key, token, T0 + timedelta(minutes=11)), Problem)
+    assert isinstance(read_enrol_token(b"x" * 32, token, T0), Problem)
+    encoded, _, mac = token.partition(".")
+    forged = f"{b64url(b'mallory.9999999999')}.{mac}"
+    assert isinstance(read_enrol_token(key, forged, T0), Problem)
+
+
+def test_the_pin_command_proposes_the_set_in_force_with_the_passkey_in_the_admins_place():
+    enrolled = Enrolled("alice", SoftPasskey().pinned())
+    command = pin_command(enrolled, {"alice": "0x" + "aa" * 32, "bob": "0x" + "bb" * 32}, {"policy": 1, "admins": 2})
+    assert command.startswith("WARDEN_ADMIN_ID=alice warden admins propose --admins alice=passkey:")
+    assert f"alice={enrolled.key}" in command and "bob=0x" in command and command.endswith("--quorum policy=1,admins=2")
+    new_admin = pin_command(Enrolled("carol", enrolled.key), {"bob": "0x" + "bb" * 32}, {"policy": 1})
+    assert new_admin.startswith("warden admins propose --admins ")  # any admin in force proposes a new one
+
+
+def test_every_page_but_the_login_and_enrolment_needs_an_admin_logged_in(tmp_path):
+    console = _console(tmp_path, [])
+    anonymous = console.sessions.new(T0)
+
+    async def scenario(client):
+        client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): anonymous.id})
+        for path in ("/decisions", "/transactions", "/ledger", "/anything"):
+            answer = await client.get(path, allow_redirects=False)
+            assert answer.status == 303 and answer.headers["Location"] == "/login", path
+        relayed = await client.post(
+            "/decisions/relay", headers={"Origin": ORIGIN, "X-CSRF-Token": anonymous.csrf}, json={}
+        )
+        assert relayed.status == 403 and "log in" in await relayed.text()
+        assert (await client.get("/login")).status == 200
+
+    _run_app(console, scenario)
