@@ -28,6 +28,7 @@ from tests.support import read_topic
 
 @pytest.fixture
 def home_settings(tmp_path) -> Settings:
+    console = free_port()
     return dataclasses.replace(
         Settings(),
         home=tmp_path / "home",
@@ -35,6 +36,8 @@ def home_settings(tmp_path) -> Settings:
         rpc_url=f"http://127.0.0.1:{free_port()}",
         ledger_http=f"127.0.0.1:{free_port()}",
         api_http=f"127.0.0.1:{free_port()}",
+        console_http=f"127.0.0.1:{console}",
+        console_origin=f"http://localhost:{console}",
         clickhouse_url=None,
         allow_dev_root=True,
         allow_unattested_signer=True,
