@@ -1,7 +1,7 @@
 """Adding and removing audit webhooks: an admin's signed `WebhookRequest`, checked by the ledger.
 
 The ledger believes a request only when a pinned admin of the set in force (the configured one
-and every change its quorum made on warden.admins since, followed by the sink) signed its exact
+and every change its quorum made on warden.admins since, read to its end for each request) signed its exact
 bytes, and it was issued within `MAX_AGE` of now. An added endpoint's id is the digest of its
 request, so a request presented again (a replay) adds nothing: the ledger answers that the id is
 taken. The secret is made here and answered once, in the reply to the request that added the
@@ -19,13 +19,14 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from ledger.store import Store
@@ -43,6 +44,8 @@ log = logging.getLogger("warden.webhooks")
 # How far a request's issued_at may be from the ledger's clock, either way.
 MAX_AGE = timedelta(minutes=5)
 PATH = "/webhooks"
+# How long a request waits for warden.admins to be read to its end.
+REFRESH_TIMEOUT_S = 30.0
 
 
 class WebhookRefused(WardenError):
@@ -55,15 +58,19 @@ class WebhookRefused(WardenError):
 
 @dataclass
 class Registrar:
-    """What checks and carries out requests: the admin set in force (shared with the follower of
-    warden.admins, which sets ``caught_up`` once it read the topic to its end), the store, the
-    ledger's webhook key, and the notices the sink publishes on warden.audit.events."""
+    """What checks and carries out requests: the admin set in force (warden.admins read to its end
+    by ``refresh`` before each request, which sets ``caught_up``), the store, the ledger's webhook
+    key, and the notices the sink publishes on warden.audit.events."""
 
     admins: Admins
     caught_up: asyncio.Event
     store: Store
     key: bytes
     notices: list[AuditEvent]
+    # Brings ``admins`` to the set in force and sets ``caught_up``, before each request is checked.
+    refresh: Callable[[], Awaitable[None]] | None = None
+    # Set once an endpoint was added or removed: the deliverer reads the endpoints again.
+    changed: asyncio.Event | None = None
 
     def register(self, request: WebhookRequest, now: datetime) -> dict[str, Any]:
         """Carry out ``request``: its answer (an added endpoint's ``id`` and ``secret``, once), or
@@ -119,13 +126,27 @@ class Registrar:
     def routes(self) -> list[web.RouteDef]:
         return [web.post(PATH, self._handle)]
 
+    async def _refreshed(self) -> None:
+        assert self.refresh is not None
+        try:
+            await asyncio.wait_for(self.refresh(), REFRESH_TIMEOUT_S)
+        except (asyncio.TimeoutError, KafkaError, OSError) as exc:
+            raise WebhookRefused(
+                503, f"the ledger could not read the admin set in force ({type(exc).__name__})", "try again in a moment"
+            ) from None
+        self.caught_up.set()
+
     async def _handle(self, http: web.Request) -> web.Response:
         try:
             request = WebhookRequest.model_validate_json(await http.read())
         except ValidationError as exc:
             return web.json_response({"error": "; ".join(explain(exc))}, status=400)
         try:
+            if self.refresh is not None:
+                await self._refreshed()
             answer = await asyncio.to_thread(self.register, request, utcnow())
+            if self.changed is not None:
+                self.changed.set()
         except WebhookRefused as exc:
             # Said in the log, not on the ledger: anyone who reaches the endpoint can send requests.
             log.warning("webhooks: refused a %s request from %s: %s", request.op, http.remote, exc)

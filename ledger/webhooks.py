@@ -37,7 +37,7 @@ from ledger.store import Store, StoreError, open_writer
 from ledger.webhook_admin import Registrar, serve, shown_url
 from ledger.webhook_schedule import Delivery, Retries
 from ledger.webhook_store import WebhookEndpoint
-from runtime.admins import follow_admin_sets
+from runtime.admins import catch_up_admin_sets
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.trust import pinned_admins
@@ -72,6 +72,9 @@ class WebhookOptions:
         )
 
 
+ENDPOINTS_READ_EVERY_S = 60.0
+
+
 class Deliverer:
     """The deliveries of every endpoint: those pending held in memory as last written."""
 
@@ -85,6 +88,12 @@ class Deliverer:
         self.loaded_once = False  # whether the deliveries given up on were said again since the start
         self.scanned_at = float("-inf")  # time.monotonic() of the last scan
         self.more_to_scan = False
+        # The endpoints, read from the store when the registrar changed them (`endpoints_changed`)
+        # and at least once a minute, not at every turn: an idle ledger with no webhooks reads nothing.
+        self.active: dict[str, WebhookEndpoint] = {}
+        self.endpoints_changed = asyncio.Event()
+        self.endpoints_changed.set()
+        self.endpoints_read_at = float("-inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=self.options.timeout.total_seconds())
@@ -120,7 +129,11 @@ class Deliverer:
         if not self.loaded_once:
             await asyncio.to_thread(self._say_given_up)
             self.loaded_once = True
-        active = {e.webhook_id: e for e in await asyncio.to_thread(stored.endpoints, self.store)}
+        if self.endpoints_changed.is_set() or time.monotonic() - self.endpoints_read_at >= ENDPOINTS_READ_EVERY_S:
+            self.endpoints_changed.clear()
+            self.endpoints_read_at = time.monotonic()
+            self.active = {e.webhook_id: e for e in await asyncio.to_thread(stored.endpoints, self.store)}
+        active = self.active
         self.pending = {k: d for k, d in self.pending.items() if d.webhook_id in active}
         self.loaded &= set(active)
         unloaded = set(active) - self.loaded
@@ -250,17 +263,27 @@ class Webhooks:
     @classmethod
     async def start(cls, settings: Settings, notices: list[AuditEvent]) -> "Webhooks":
         key = messages.load_or_create_key(settings.home)
-        admins = pinned_admins(settings)
-        caught_up = asyncio.Event()
-        registrar = Registrar(admins, caught_up, await asyncio.to_thread(open_writer, settings), key, notices)
         deliverer = Deliverer(
             await asyncio.to_thread(open_writer, settings), key, notices, WebhookOptions.from_settings(settings)
         )
+        admins = pinned_admins(settings)
+
+        async def admins_now() -> None:
+            # warden.admins read to its end for each request, not followed: requests are rare, and a
+            # follower is one more consumer polling the broker for the ledger's whole life.
+            await catch_up_admin_sets(settings, admins)
+
+        registrar = Registrar(
+            admins,
+            asyncio.Event(),
+            await asyncio.to_thread(open_writer, settings),
+            key,
+            notices,
+            refresh=admins_now,
+            changed=deliverer.endpoints_changed,
+        )
         hooks = cls(settings, registrar, deliverer)
-        hooks.tasks = [
-            asyncio.create_task(follow_admin_sets(settings, admins, caught_up)),
-            asyncio.create_task(deliverer.run(hooks.halt)),
-        ]
+        hooks.tasks = [asyncio.create_task(deliverer.run(hooks.halt))]
         return hooks
 
     def routes(self) -> list[web.RouteDef]:
@@ -273,8 +296,7 @@ class Webhooks:
 
     async def stop(self) -> None:
         self.halt.set()
-        follower, deliverer = self.tasks
-        follower.cancel()
+        (deliverer,) = self.tasks
         # The deliverer ends its turn, so that what it sent is written; an endpoint that hangs
         # does not hold the ledger's stop for long: its attempt is sent again after the restart.
         await asyncio.wait([deliverer], timeout=STOP_GRACE.total_seconds())
