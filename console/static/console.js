@@ -97,13 +97,21 @@ async function signShown(button, result) {
   });
   const body = { bytes: shown, assertion: assertionText(credential) };
   if (button.dataset.proposal) body.proposal = button.dataset.proposal;
+  // A record the console built from a form (a policy, a webhook request) is named by its draft id.
+  if (button.dataset.draft) body.draft = button.dataset.draft;
   button.disabled = true;
   say(result, "relayed; waiting for the outcome...", true);
-  const done = await post("/decisions/relay", body);
+  const done = await post(button.dataset.relay || "/decisions/relay", body);
   const outcome = done.outcome
     ? " — " + Object.entries(done.outcome).map(([k, v]) => `${k}: ${v}`).join(", ")
     : "";
   say(result, done.what + outcome, true);
+  // A webhook's signing secret: shown once, here, never stored by the console.
+  const secret = document.getElementById("secret");
+  if (done.secret && secret) {
+    secret.querySelector("pre.secret").textContent = done.secret;
+    secret.hidden = false;
+  }
 }
 
 function wire(selector, action) {
