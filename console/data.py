@@ -1,10 +1,12 @@
-"""What the analysts' and auditors' pages show, read where Warden already keeps it.
+"""What the analysts', auditors' and admins' agents and webhooks pages show, read where Warden
+already keeps it.
 
 The ledger (`ledger.store.open_reader`: a ClickHouse server, the sink's read-only endpoint, or the
 chDB directory, as `warden audit` reads it) holds every event the services signed and the ledger
 believed: each intent's way (parked, refused with its stage and code, approved, signed, broadcast,
-mined, final), what the signer signed and counted as spend, every refusal, the checkpoints and the
-witnesses' cosignatures. The topics hold each agent's policy in force (`sdk.records`), whose
+mined, final), what the signer signed and counted as spend, every refusal, each policy version the
+streams worker put in force, the checkpoints and the witnesses' cosignatures, and the audit
+webhooks with their deliveries. The topics hold each agent's policy in force (`sdk.records`), whose
 limits the spend is drawn against. The ledger's state is what `warden audit verify` says
 (`ledger.verify`), and a receipt is checked as `warden audit check-receipt` checks it
 (`ledger.receipt.findings`), under the log's and the witnesses' keys this host pins.

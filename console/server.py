@@ -472,7 +472,6 @@ async def agent_draft(request: web.Request) -> web.Response:
     console: Console = request[CONSOLE]
     admin_id = _admin(request)
     sent = {k: str(v) for k, v in (await request.post()).items() if k != CSRF_FIELD}
-    current = None
     try:
         form = agents_page.read_form(sent)
         current = await policy_in_force(console.settings, form.agent_id)
@@ -480,7 +479,7 @@ async def agent_draft(request: web.Request) -> web.Response:
             raise PolicyInvalid(f"agent: {form.agent_id!r} exists (policy v{current.version}); change it on its page")
         policy = unsigned_policy(form.agent_id, current, form.public_key, form.fields, console.now(), admin_id)
     except PolicyInvalid as exc:
-        editing = sent.get("agent") if current is not None and not sent.get("create") else None
+        editing = None if sent.get("create") else sent.get("agent")
         body = agents_page.policy_form(editing, sent, _csrf(request), [str(exc)])
         return _html(page("The policy is not valid", body, who=admin_id, csrf=_csrf(request)), 400)
     lines = "\n".join(change_lines(policy_change(current, policy)))
