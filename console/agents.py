@@ -213,14 +213,17 @@ def agents_body(
 
 
 def form_values(policy: AgentPolicy | None) -> dict[str, str]:
-    """The form's fields as the policy in force sets them (none: a new agent's defaults), so that
-    sending the form unchanged makes the same rules."""
-    if policy is None:
-        return {"approval_timeout": "3600", "require_simulation": "off", "intents_api": "off"}
-    values = {option: _text(getattr(policy, name)) for option, name in OPTIONS.items()}
-    values["chains"] = ",".join(policy.tx_allowed_chains)
-    values["allowlist"] = ",".join(policy.tx_to_allowlist)
-    values["sender"] = policy.sender_address or ""
+    """The form's fields as the policy in force sets them (none: a policy's defaults), so that
+    sending the form unchanged makes the same rules (a new agent's: those of `warden agents
+    create` given no option)."""
+
+    def value(name: str) -> Any:
+        return AgentPolicy.model_fields[name].default if policy is None else getattr(policy, name)
+
+    values = {option: _text(value(name)) for option, name in OPTIONS.items()}
+    values["chains"] = ",".join(value("tx_allowed_chains"))
+    values["allowlist"] = ",".join(value("tx_to_allowlist"))
+    values["sender"] = value("sender_address") or ""
     return values
 
 

@@ -103,6 +103,9 @@ def test_the_form_sent_unchanged_makes_the_same_rules_and_the_cli_builds_the_sam
     again = unsigned_policy(form.agent_id, current, form.public_key, form.fields, T0, "alice")
     assert {row["field"] for row in policy_change(current, again)["fields"]} == {"version", "issued_at"}
 
+    fresh = read_form({"agent": "new", **form_values(None)})
+    assert unsigned_policy("new", None, KEY, fresh.fields, T0) == unsigned_policy("new", None, KEY, {}, T0)
+
     # The command line's flags and the console's form fields go through one builder.
     flags = {option: None for option in OPTIONS} | {"chains": "anvil", "max_value": "none", "require_simulation": "on"}
     cli = _policy_fields(argparse.Namespace(fields=None, **flags))
