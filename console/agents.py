@@ -227,10 +227,9 @@ def form_values(policy: AgentPolicy | None) -> dict[str, str]:
     return values
 
 
-def policy_form(agent_id: str | None, values: Mapping[str, str], csrf: str, errors: Sequence[str] = ()) -> str:
+def policy_form(agent_id: str | None, values: Mapping[str, str], csrf: str) -> str:
     """The form that makes an agent's next policy (``agent_id`` None: a new agent's first), its
-    fields ``values``, with what was wrong the last time it was sent."""
-    problems = "".join(f'<p class="flag">{esc(e)}</p>' for e in errors)
+    fields ``values``. The page's script sends it and shows what is wrong, if anything, under it."""
     agent = (
         f'<input type="hidden" name="agent" value="{esc(agent_id)}"><p>agent <strong>{esc(agent_id)}</strong></p>'
         if agent_id is not None
@@ -251,13 +250,13 @@ def policy_form(agent_id: str | None, values: Mapping[str, str], csrf: str, erro
         else:
             fields.append(f'<label>{esc(label)} <input name="{option}" value="{esc(value)}"></label>')
     return (
-        f'{problems}<form class="policy" method="post" action="/agents/draft">'
+        '<form class="policy draft" method="post" action="/agents/draft">'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">{agent}'
         f'<label>{esc(key_label)} <input name="public_key" value="{esc(values.get("public_key", ""))}"></label>'
         + "".join(fields)
         + "<label>further policy fields, one JSON object (asset_limits, usd_daily_limit, contract_calls, ...) "
         f'<textarea name="fields">{esc(values.get("fields", ""))}</textarea></label>'
-        "<button>Show the policy to sign</button></form>"
+        '<button>Show the policy to sign</button><p class="result"></p></form>'
     )
 
 

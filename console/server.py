@@ -93,6 +93,8 @@ class Draft:
     kind: str
     message: bytes
     made_at: datetime
+    title: str = ""
+    intro: str = ""  # markup (escaped) the signing page shows above the bytes
 
 
 @dataclass
@@ -116,14 +118,21 @@ class Console:
     def origin(self) -> str:
         return self.party.origins[0]
 
-    def draft(self, admin_id: str, kind: str, message: bytes) -> str:
+    def draft(self, admin_id: str, kind: str, message: bytes, title: str = "", intro: str = "") -> str:
         """Keep ``message``, built for ``admin_id`` to sign, and return the id its page sends back."""
         now = self.now()
         for old in [k for k, d in self.drafts.items() if now - d.made_at > DRAFT_TTL]:
             del self.drafts[old]
         draft_id = uuid.uuid4().hex
-        self.drafts[draft_id] = Draft(admin_id, kind, message, now)
+        self.drafts[draft_id] = Draft(admin_id, kind, message, now, title, intro)
         return draft_id
+
+    def shown_draft(self, draft_id: str, admin_id: str, kind: str) -> Draft | None:
+        """Draft ``draft_id`` for its signing page, while it waits (not taken), when it is ``admin_id``'s."""
+        draft = self.drafts.get(draft_id)
+        if draft is None or draft.kind != kind or draft.admin_id != admin_id:
+            return None
+        return None if self.now() - draft.made_at > DRAFT_TTL else draft
 
     def take_draft(self, draft_id: str, admin_id: str, kind: str, shown: bytes) -> bytes:
         """The bytes of draft ``draft_id`` (taken: a draft is relayed or refused once) when
@@ -463,15 +472,15 @@ async def agent_form(request: web.Request) -> web.Response:
     values = {"agent": agent or "", **agents_page.form_values(current)}
     form = agents_page.policy_form(agent if current is not None else None, values, _csrf(request))
     title = "Create an agent" if current is None else f"Change the policy of {agent}"
-    return _html(page(title, form, who=admin_id, csrf=_csrf(request)))
+    return _html(page(title, form, who=admin_id, scripts=("console.js",), csrf=_csrf(request)))
 
 
 async def agent_draft(request: web.Request) -> web.Response:
-    """The policy the form asks for, built unsigned, its change against the one in force, and its
-    exact signing bytes for the passkey; or the form again with what is wrong."""
+    """The policy the form asks for (sent by the page's script), built unsigned and kept with its
+    change against the one in force: where its signing page is; or 400 saying what is wrong."""
     console: Console = request[CONSOLE]
     admin_id = _admin(request)
-    sent = {k: str(v) for k, v in (await request.post()).items() if k != CSRF_FIELD}
+    sent = {k: str(v) for k, v in (await _json(request)).items() if k != CSRF_FIELD}
     try:
         form = agents_page.read_form(sent)
         current = await policy_in_force(console.settings, form.agent_id)
@@ -479,13 +488,12 @@ async def agent_draft(request: web.Request) -> web.Response:
             raise PolicyInvalid(f"agent: {form.agent_id!r} exists (policy v{current.version}); change it on its page")
         policy = unsigned_policy(form.agent_id, current, form.public_key, form.fields, console.now(), admin_id)
     except PolicyInvalid as exc:
-        editing = None if sent.get("create") else sent.get("agent")
-        body = agents_page.policy_form(editing, sent, _csrf(request), [str(exc)])
-        return _html(page("The policy is not valid", body, who=admin_id, csrf=_csrf(request)), 400)
+        return web.json_response({"error": str(exc)}, status=400)
     lines = "\n".join(change_lines(policy_change(current, policy)))
     title = f"Sign policy v{policy.version} of {form.agent_id}"
     change = f'<p>What it changes against the policy in force:</p><pre class="change">{esc(lines)}</pre>'
-    return await _sign_page(request, title, "policy", policy.signing_bytes(), "/agents/relay", change)
+    draft = console.draft(admin_id, "policy", policy.signing_bytes(), title, change)
+    return web.json_response({"next": f"/agents/sign/{draft}"})
 
 
 Relay = Callable[[Settings, bytes, str, str, RelyingParty], Awaitable[Any]]
@@ -507,18 +515,26 @@ async def _relay_draft(request: web.Request, kind: str, relay: Relay) -> tuple[s
     return admin_id, message, done
 
 
-async def _sign_page(
-    request: web.Request, title: str, kind: str, message: bytes, relay_path: str, extra: str = ""
-) -> web.Response:
-    """The page that shows ``message``, a ``kind`` the console built, for the admin's passkey to
-    sign, its draft kept for ``relay_path``; ``extra`` (markup already escaped) around it."""
-    console: Console = request[CONSOLE]
-    admin_id = _admin(request)
-    draft = console.draft(admin_id, kind, message)
-    admins = await admins_in_force(console.settings)
-    block = decisions_page.signing_block(kind, f"sign this {kind}", message, {"draft": draft, "relay": relay_path})
-    body = _me(request, admins.keys, admin_id) + extra + block
-    return _html(page(title, body, who=admin_id, scripts=("console.js",), csrf=_csrf(request)))
+def _sign_page(kind: str, relay_path: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The page that shows a ``kind`` the console built (``/.../sign/{draft}``) for the admin's
+    passkey to sign, relayed to ``relay_path``."""
+
+    async def handler(request: web.Request) -> web.Response:
+        console: Console = request[CONSOLE]
+        admin_id = _admin(request)
+        draft_id = request.match_info["draft"]
+        draft = console.shown_draft(draft_id, admin_id, kind)
+        if draft is None:
+            raise web.HTTPNotFound(
+                text=f"no {kind} waits for your signature under this id: fill the form again", content_type="text/plain"
+            )
+        admins = await admins_in_force(console.settings)
+        fields = {"draft": draft_id, "relay": relay_path}
+        block = decisions_page.signing_block(kind, f"sign this {kind}", draft.message, fields)
+        body = _me(request, admins.keys, admin_id) + draft.intro + block
+        return _html(page(draft.title, body, who=admin_id, scripts=("console.js",), csrf=_csrf(request)))
+
+    return handler
 
 
 async def agent_relay(request: web.Request) -> web.Response:
@@ -548,29 +564,29 @@ async def webhooks(request: web.Request) -> web.Response:
     except WardenError as exc:
         listed = f'<p class="flag">Cannot read the ledger: {esc(exc)}</p>'
     body = listed + webhooks_page.webhook_form(_csrf(request))
-    return _html(page("Webhooks", body, who=admin_id, csrf=_csrf(request)))
+    return _html(page("Webhooks", body, who=admin_id, scripts=("console.js",), csrf=_csrf(request)))
 
 
 async def webhook_draft(request: web.Request) -> web.Response:
-    """The request that adds the endpoint the form names, built unsigned, and its exact signing
-    bytes for the passkey; or the form again with what is wrong."""
+    """The request that adds the endpoint the form names (sent by the page's script), built
+    unsigned and kept: where its signing page is; or 400 saying what is wrong."""
     console: Console = request[CONSOLE]
     admin_id = _admin(request)
-    sent = await request.post()
-    url, events = str(sent.get("url", "")), [str(e) for e in sent.getall("events", [])]
+    sent = await _json(request)
+    chosen = sent.get("events", [])
+    url, events = str(sent.get("url", "")), [str(e) for e in ([chosen] if isinstance(chosen, str) else chosen)]
     try:
         webhook = webhooks_page.webhook_request(url, events, admin_id, console.now())
     except (WebhookUrlError, WebhookEventsError) as exc:
-        field_name = "url" if isinstance(exc, WebhookUrlError) else "events"
-        form = webhooks_page.webhook_form(_csrf(request), {"url": url, "events": events}, [f"{field_name}: {exc}"])
-        return _html(page("The webhook is not valid", form, who=admin_id, csrf=_csrf(request)), 400)
+        return web.json_response(
+            {"error": f"{'url' if isinstance(exc, WebhookUrlError) else 'events'}: {exc}"}, status=400
+        )
     secret = (
         '<div id="secret" hidden><p>The endpoint\'s signing secret, shown only now: keep it where the receiver '
         'verifies signatures.</p><pre class="secret"></pre></div>'
     )
-    return await _sign_page(
-        request, "Sign the webhook request", "webhook", webhook.signing_bytes(), "/webhooks/relay", secret
-    )
+    draft = console.draft(admin_id, "webhook", webhook.signing_bytes(), "Sign the webhook request", secret)
+    return web.json_response({"next": f"/webhooks/sign/{draft}"})
 
 
 async def webhook_relay(request: web.Request) -> web.Response:
@@ -608,9 +624,11 @@ def build_app(console: Console) -> web.Application:
     app.router.add_get("/agents", agents)
     app.router.add_get("/agents/edit", agent_form)
     app.router.add_post("/agents/draft", agent_draft)
+    app.router.add_get("/agents/sign/{draft}", _sign_page("policy", "/agents/relay"))
     app.router.add_post("/agents/relay", agent_relay)
     app.router.add_get("/webhooks", webhooks)
     app.router.add_post("/webhooks/draft", webhook_draft)
+    app.router.add_get("/webhooks/sign/{draft}", _sign_page("webhook", "/webhooks/relay"))
     app.router.add_post("/webhooks/relay", webhook_relay)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     _mount_role_pages(app, console.settings)

@@ -41,22 +41,22 @@ def webhooks_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return f'<table class="webhooks">{head}{body}</table>'
 
 
-def webhook_form(csrf: str, values: Mapping[str, Any] | None = None, errors: Sequence[str] = ()) -> str:
-    """The form that adds an endpoint: its URL and the audit actions it is sent."""
+def webhook_form(csrf: str, values: Mapping[str, Any] | None = None) -> str:
+    """The form that adds an endpoint: its URL and the audit actions it is sent. The page's script
+    sends it and shows what is wrong, if anything, under it."""
     values = values or {}
     chosen = set(values.get("events", ()))
     options = "".join(
         f'<option value="{esc(a.value)}"{" selected" if a.value in chosen else ""}>{esc(a.value)}</option>'
         for a in AuditAction
     )
-    problems = "".join(f'<p class="flag">{esc(e)}</p>' for e in errors)
     return (
-        f'<h2>Add an endpoint</h2>{problems}<form class="webhook" method="post" action="/webhooks/draft">'
+        f'<h2>Add an endpoint</h2><form class="webhook draft" method="post" action="/webhooks/draft">'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
         f'<label>URL (https://; plain http only to localhost) <input name="url" value="{esc(values.get("url", ""))}" '
         "required></label>"
         f'<label>events (the audit actions it is sent) <select name="events" multiple size="12">{options}</select></label>'
-        "<button>Show the request to sign</button></form>"
+        '<button>Show the request to sign</button><p class="result"></p></form>'
     )
 
 

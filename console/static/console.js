@@ -114,6 +114,15 @@ async function signShown(button, result) {
   }
 }
 
+// A form whose record the console builds (an agent's next policy, a webhook request): sent with the
+// session's token, then its signing page opened; what is wrong with it is shown under it.
+async function sendDraft(form, result) {
+  const body = {};
+  for (const [name, value] of new FormData(form)) body[name] = name in body ? [].concat(body[name], value) : value;
+  const done = await post(form.getAttribute("action"), body);
+  window.location.assign(done.next);
+}
+
 function wire(selector, action) {
   for (const button of document.querySelectorAll(selector)) {
     const result = button.parentElement.querySelector(".result");
@@ -125,4 +134,11 @@ document.addEventListener("DOMContentLoaded", () => {
   wire("#login", (_, result) => logIn(result));
   wire("#enrol", register);
   wire(".sign-button", signShown);
+  for (const form of document.querySelectorAll("form.draft")) {
+    const result = form.querySelector(".result");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendDraft(form, result).catch((e) => say(result, e.message, false));
+    });
+  }
 });

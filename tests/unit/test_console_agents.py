@@ -225,3 +225,36 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
 async def _run(console: Console, scenario) -> None:
     async with TestClient(TestServer(build_app(console))) as client:
         await scenario(client)
+
+
+def test_a_form_is_answered_with_what_is_wrong_or_with_the_signing_page_of_the_bytes_kept(tmp_path):
+    console = _console(tmp_path, [], [T0])
+    admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
+
+    async def scenario(client):
+        client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
+        headers = {"Origin": ORIGIN, "X-CSRF-Token": admin.csrf}
+        refused = await client.post("/agents/draft", headers=headers, json={"agent": "bot", "intents_api": "maybe"})
+        assert (
+            refused.status == 400
+            and (await refused.json())["error"] == "intents_api_enabled: must be on or off, got 'maybe'"
+        )
+        refused = await client.post(
+            "/webhooks/draft", headers=headers, json={"url": "http://hooks.example.com/", "events": []}
+        )
+        assert refused.status == 400 and (await refused.json())["error"].startswith("url: plain http is allowed only")
+        sent = {"url": "https://hooks.example.com/", "events": AuditAction.INTENT_REJECTED.value}
+        answer = await client.post("/webhooks/draft", headers=headers, json=sent)
+        draft_id = (await answer.json())["next"].removeprefix("/webhooks/sign/")
+        (draft,) = console.drafts.values()
+        request = WebhookRequest.model_validate_json(draft.message.removeprefix(b"warden.webhooks\x00"))
+        assert (request.url, request.events, request.admin_key_id, request.signature) == (
+            sent["url"],
+            (AuditAction.INTENT_REJECTED,),
+            "alice",
+            "",
+        )
+        assert console.shown_draft(draft_id, "bob", "webhook") is None  # another admin's page shows nothing
+        assert (await client.get("/agents/sign/" + draft_id)).status == 404  # nor the page of another kind
+
+    asyncio.run(_run(console, scenario))
