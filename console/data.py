@@ -1,10 +1,12 @@
-"""What the analysts' and auditors' pages show, read where Warden already keeps it.
+"""What the analysts', auditors' and admins' agents and webhooks pages show, read where Warden
+already keeps it.
 
 The ledger (`ledger.store.open_reader`: a ClickHouse server, the sink's read-only endpoint, or the
 chDB directory, as `warden audit` reads it) holds every event the services signed and the ledger
 believed: each intent's way (parked, refused with its stage and code, approved, signed, broadcast,
-mined, final), what the signer signed and counted as spend, every refusal, the checkpoints and the
-witnesses' cosignatures. The topics hold each agent's policy in force (`sdk.records`), whose
+mined, final), what the signer signed and counted as spend, every refusal, each policy version the
+streams worker put in force, the checkpoints and the witnesses' cosignatures, and the audit
+webhooks with their deliveries. The topics hold each agent's policy in force (`sdk.records`), whose
 limits the spend is drawn against. The ledger's state is what `warden audit verify` says
 (`ledger.verify`), and a receipt is checked as `warden audit check-receipt` checks it
 (`ledger.receipt.findings`), under the log's and the witnesses' keys this host pins.
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from ledger.checkpoint import Checkpoint
 from ledger.cosigning import parse_witnesses
 from ledger.keys import local_public_key
@@ -30,6 +34,7 @@ from ledger.receipt import Finding, Policy, Receipt, findings
 from ledger.schema import AUDIT_CHECKPOINTS, AUDIT_LOG, AUDIT_NOTE_SIGNATURES
 from ledger.store import Store, open_reader, sql_string
 from ledger.verify import VerifyReport, not_believed, source_changes, verify
+from ledger.webhook_store import summaries
 from ledger.witnessed import cosignature_disagreement
 from rules.movements import NATIVE
 from rules.prices import USD, format_usd
@@ -449,6 +454,54 @@ def check_receipt(text: str, policy: Policy, expected: tuple[str, str, str] | No
     return ReceiptCheck(tuple(found), event, receipt_subject(text))
 
 
+# ---- policy versions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One version of an agent's policy as the streams worker recorded putting it in force
+    (``policy.updated``): when, who proposed it, whose signatures made its quorum, and its fields
+    (all but the signatures)."""
+
+    agent_id: str
+    version: int
+    at: datetime
+    proposed_by: str
+    approved_by: tuple[str, ...]
+    fields: dict[str, Any]
+
+
+def policy_versions(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[PolicyVersion]]:
+    """Each agent's policy versions, oldest first, from rows of (agent_id, ts, actor, details) in
+    ledger order; a version recorded twice (a redelivery, a worker restored) is listed once, as
+    first recorded, and a row without a version or fields names none."""
+    versions: dict[str, dict[int, PolicyVersion]] = {}
+    for row in rows:
+        details = orjson.loads(row["details"]) if isinstance(row["details"], str) else row["details"]
+        version, fields = details.get("version"), details.get("policy")
+        if not isinstance(version, int) or not isinstance(fields, dict):
+            continue
+        approved = details.get("approved_by")
+        versions.setdefault(row["agent_id"], {}).setdefault(
+            version,
+            PolicyVersion(
+                row["agent_id"],
+                version,
+                row["ts"],
+                str(row["actor"]).removeprefix("admin:"),
+                tuple(str(a) for a in approved) if isinstance(approved, list) else (),
+                fields,
+            ),
+        )
+    return {agent: [by[v] for v in sorted(by)] for agent, by in sorted(versions.items())}
+
+
+_POLICY_HISTORY_SQL = f"""
+SELECT agent_id, ts, actor, details FROM {AUDIT_LOG}
+WHERE action = {sql_string(AuditAction.POLICY_UPDATED)} AND agent_id != ''
+ORDER BY chain, seq"""
+
+
 # ---- the reader -----------------------------------------------------------------------------
 
 Reader = Callable[[], AbstractContextManager[Store]]
@@ -522,6 +575,23 @@ class LedgerSource:
         agents = [agent] if agent is not None else await self.agents()
         rows = await self._rows(_spend_sql(agent, window[0]))
         return spend(rows, await self._policies(agents), window)
+
+    async def policies(self, agents: Sequence[str]) -> Mapping[str, AgentPolicy | None]:
+        """The policies in force of ``agents`` (None: the agent has none)."""
+        return await self._policies(agents)
+
+    async def policy_history(self) -> dict[str, list[PolicyVersion]]:
+        """Every agent's policy versions the ledger holds, oldest first (`policy_versions`)."""
+        return policy_versions(await self._rows(_POLICY_HISTORY_SQL))
+
+    async def webhooks(self) -> list[dict[str, Any]]:
+        """The audit webhooks in force with their deliveries counted, as `warden webhooks list` reads them."""
+
+        def read() -> list[dict[str, Any]]:
+            with self._reader() as store:
+                return summaries(store)
+
+        return await asyncio.to_thread(read)
 
     async def ledger(self) -> LedgerState:
         """What `warden audit verify` says now, with the pinned witnesses, and each chain's

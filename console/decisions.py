@@ -67,7 +67,7 @@ def _facts(parked: IntentParked) -> str:
     )
 
 
-def _signing_block(kind: str, label: str, message: bytes, fields: dict[str, str]) -> str:
+def signing_block(kind: str, label: str, message: bytes, fields: dict[str, str]) -> str:
     """The bytes to sign, shown verbatim, and the button that asks the passkey to sign them."""
     data = "".join(f' data-{esc(name)}="{esc(value)}"' for name, value in fields.items())
     return (
@@ -96,7 +96,7 @@ def parked_section(parked: IntentParked, admin_id: str, now: datetime) -> str:
     ]
     table = "".join(f"<tr><th>{esc(name)}</th><td>{esc(value)}</td></tr>" for name, value in rows)
     blocks = "".join(
-        _signing_block(
+        signing_block(
             decision,
             decision,
             approval_of(parked, decision, admin_id, now).signing_bytes(),
@@ -133,7 +133,7 @@ def proposal_section(gathered: Gathered, in_force: InForce, admin_id: str) -> st
     )
     if admin_id in gathered.signatures:
         return head + "<p>You have signed this proposal.</p></section>"
-    block = _signing_block("cosign", "cosign", gathered.record.signing_bytes(), {"proposal": gathered.proposal_id})
+    block = signing_block("cosign", "cosign", gathered.record.signing_bytes(), {"proposal": gathered.proposal_id})
     return head + block + "</section>"
 
 

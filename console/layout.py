@@ -24,6 +24,7 @@ class NavItem:
 NAV = (
     NavItem("/decisions", "Decisions"),
     NavItem("/agents", "Agents"),
+    NavItem("/webhooks", "Webhooks"),
     NavItem("/transactions", "Transactions"),
     NavItem("/spend", "Spend"),
     NavItem("/refusals", "Refusals"),

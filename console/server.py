@@ -19,14 +19,17 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
+from console import agents as agents_page
 from console import analyst, auditor
 from console import decisions as decisions_page
+from console import webhooks as webhooks_page
 from console.data import LedgerSource
 from console.enrolment import (
     EnrolTicket,
@@ -38,7 +41,8 @@ from console.enrolment import (
 )
 from console.layout import esc, page
 from console.login import Counters, logged_in, passkey_admins, request_options
-from console.relay import RelayRefused, relay_cosignature, relay_decision
+from console.pages import SOURCE
+from console.relay import RelayRefused, relay_cosignature, relay_decision, relay_policy, relay_webhook
 from console.security import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -58,10 +62,13 @@ from runtime.readiness import mark_ready
 from runtime.trust import console_audit_signer
 from schemas.actions import AuditAction
 from schemas.emit import Emit, audit
-from schemas.errors import Problem
+from schemas.errors import Problem, WardenError
 from schemas.passkeys import RelyingParty
-from sdk.pending import open_decisions
-from sdk.records import admins_in_force
+from schemas.webhooks import WebhookEventsError, WebhookUrlError
+from sdk.changes import policy_change
+from sdk.pending import change_lines, open_decisions
+from sdk.policies import PolicyInvalid, unsigned_policy
+from sdk.records import admins_in_force, policy_in_force
 
 STATIC = Path(__file__).with_name("static")
 ACTOR = "service:console"
@@ -72,6 +79,22 @@ PUBLIC = ("/", "/login", "/login/options", "/logout", "/enrol", "/enrol/options"
 PUBLIC_UNDER = ("/enrol/", "/static/")
 
 AuditSink = Callable[[Emit], Awaitable[None]]
+# How long a record the console built (an agent's next policy, a webhook request) waits for the
+# passkey's signature before the admin must fill the form again.
+DRAFT_TTL = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A record the console built for ``admin_id`` to sign: its kind (``policy``, ``webhook``) and
+    its exact signing bytes, the only bytes the console relays a signature over for it."""
+
+    admin_id: str
+    kind: str
+    message: bytes
+    made_at: datetime
+    title: str = ""
+    intro: str = ""  # markup (escaped) the signing page shows above the bytes
 
 
 @dataclass
@@ -88,10 +111,47 @@ class Console:
     # Enrolment: each link's registration challenge while it is open, and the links used.
     enrol_challenges: dict[str, bytes] = field(default_factory=dict)
     enrol_used: set[str] = field(default_factory=set)
+    # The records built for a passkey to sign, by a random id the page sends back; each taken once.
+    drafts: dict[str, Draft] = field(default_factory=dict)
 
     @property
     def origin(self) -> str:
         return self.party.origins[0]
+
+    def draft(self, admin_id: str, kind: str, message: bytes, title: str = "", intro: str = "") -> str:
+        """Keep ``message``, built for ``admin_id`` to sign, and return the id its page sends back."""
+        now = self.now()
+        for old in [k for k, d in self.drafts.items() if now - d.made_at > DRAFT_TTL]:
+            del self.drafts[old]
+        draft_id = uuid.uuid4().hex
+        self.drafts[draft_id] = Draft(admin_id, kind, message, now, title, intro)
+        return draft_id
+
+    def shown_draft(self, draft_id: str, admin_id: str, kind: str) -> Draft | None:
+        """Draft ``draft_id`` for its signing page, while it waits (not taken), when it is ``admin_id``'s."""
+        draft = self.drafts.get(draft_id)
+        if draft is None or draft.kind != kind or draft.admin_id != admin_id:
+            return None
+        return None if self.now() - draft.made_at > DRAFT_TTL else draft
+
+    def take_draft(self, draft_id: str, admin_id: str, kind: str, shown: bytes) -> bytes:
+        """The bytes of draft ``draft_id`` (taken: a draft is relayed or refused once) when
+        ``admin_id`` asks for it and ``shown``, what the page's passkey signed, is exactly them;
+        RelayRefused otherwise."""
+        draft = self.drafts.pop(draft_id, None)
+        if draft is None or draft.kind != kind or self.now() - draft.made_at > DRAFT_TTL:
+            raise RelayRefused(
+                f"no {kind} built by the console waits under this id (over {DRAFT_TTL.seconds // 60} minutes old, "
+                "or relayed or refused already): fill the form again"
+            )
+        if draft.admin_id != admin_id:
+            raise RelayRefused(f"this {kind} was built for {draft.admin_id}, not {admin_id}, who is logged in")
+        if shown != draft.message:
+            raise RelayRefused(
+                f"the bytes signed are not the {kind} the console built and showed: nothing was relayed; "
+                "fill the form again"
+            )
+        return draft.message
 
     async def record(self, action: AuditAction, resource: str, agent_id: str | None = None, **details: Any) -> None:
         """One audit event of the console's (its id unique: each login, each relay is its own)."""
@@ -332,15 +392,21 @@ async def decisions(request: web.Request) -> web.Response:
     admin_id = _admin(request)
     now = console.now()
     waiting, proposals, in_force = await open_decisions(console.settings, now)
-    credential = passkey_admins(in_force.admins.keys).get(admin_id)
-    if credential is None:  # no longer a passkey admin in force: the session ends
-        console.sessions.end(request[SESSION].id)
-        raise web.HTTPSeeOther("/login")
-    body = (
-        f'<div id="me" data-credential="{esc(credential)}" data-rp="{esc(console.party.rp_id)}"></div>'
-        + decisions_page.decisions_body(waiting, proposals, in_force, admin_id, now)
+    body = _me(request, in_force.admins.keys, admin_id) + decisions_page.decisions_body(
+        waiting, proposals, in_force, admin_id, now
     )
     return _html(page("Decisions", body, who=admin_id, scripts=("console.js",), csrf=request[SESSION].csrf))
+
+
+def _me(request: web.Request, keys: dict[str, str], admin_id: str) -> str:
+    """What the page's script asks the passkey with: the admin's credential and the relying party.
+    An admin who is no longer a passkey admin in force is logged out."""
+    console: Console = request[CONSOLE]
+    credential = passkey_admins(keys).get(admin_id)
+    if credential is None:
+        console.sessions.end(request[SESSION].id)
+        raise web.HTTPSeeOther("/login")
+    return f'<div id="me" data-credential="{esc(credential)}" data-rp="{esc(console.party.rp_id)}"></div>'
 
 
 async def relay(request: web.Request) -> web.Response:
@@ -368,6 +434,177 @@ async def relay(request: web.Request) -> web.Response:
     return web.json_response(done.as_dict())
 
 
+# -- agents ----------------------------------------------------------------------------------------
+
+
+def _version_pair(request: web.Request) -> tuple[str, int, int] | None:
+    """The two versions of one agent the page is asked to compare (``?agent=&from=&to=``)."""
+    agent, old, new = (request.query.get(k, "") for k in ("agent", "from", "to"))
+    if not (agent and old.isdigit() and new.isdigit()):
+        return None
+    return agent, int(old), int(new)
+
+
+async def agents(request: web.Request) -> web.Response:
+    admin_id = _admin(request)
+    source = request.app[SOURCE]
+    try:
+        history = await source.policy_history()
+    except WardenError as exc:
+        history = {}
+        _log.warning("the agents page cannot read the ledger's policy versions: %s", exc)
+    chosen = _version_pair(request)
+    names = sorted(set(history) | ({chosen[0]} if chosen else set()))
+    policies = await source.policies(names) if names else {}
+    body = agents_page.agents_body(policies, history, chosen)
+    return _html(page("Agents", body, who=admin_id, csrf=_csrf(request)))
+
+
+def _csrf(request: web.Request) -> str:
+    return request[SESSION].csrf
+
+
+async def agent_form(request: web.Request) -> web.Response:
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    agent = request.query.get("agent") or None
+    current = None if agent is None else await policy_in_force(console.settings, agent)
+    values = {"agent": agent or "", **agents_page.form_values(current)}
+    form = agents_page.policy_form(agent if current is not None else None, values, _csrf(request))
+    title = "Create an agent" if current is None else f"Change the policy of {agent}"
+    return _html(page(title, form, who=admin_id, scripts=("console.js",), csrf=_csrf(request)))
+
+
+async def agent_draft(request: web.Request) -> web.Response:
+    """The policy the form asks for (sent by the page's script), built unsigned and kept with its
+    change against the one in force: where its signing page is; or 400 saying what is wrong."""
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    sent = {k: str(v) for k, v in (await _json(request)).items() if k != CSRF_FIELD}
+    try:
+        form = agents_page.read_form(sent)
+        current = await policy_in_force(console.settings, form.agent_id)
+        if form.create and current is not None:
+            raise PolicyInvalid(f"agent: {form.agent_id!r} exists (policy v{current.version}); change it on its page")
+        policy = unsigned_policy(form.agent_id, current, form.public_key, form.fields, console.now(), admin_id)
+    except PolicyInvalid as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    lines = "\n".join(change_lines(policy_change(current, policy)))
+    title = f"Sign policy v{policy.version} of {form.agent_id}"
+    change = f'<p>What it changes against the policy in force:</p><pre class="change">{esc(lines)}</pre>'
+    draft = console.draft(admin_id, "policy", policy.signing_bytes(), title, change)
+    return web.json_response({"next": f"/agents/sign/{draft}"})
+
+
+Relay = Callable[[Settings, bytes, str, str, RelyingParty], Awaitable[Any]]
+
+
+async def _relay_draft(request: web.Request, kind: str, relay: Relay) -> tuple[str, bytes, Any] | web.Response:
+    """The passkey's signature over the ``kind`` the console built and showed, relayed by ``relay``:
+    (the admin, the bytes, what ``relay`` answered); a refusal is recorded and answered with 403."""
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    body = await _json(request)
+    try:
+        shown = decisions_page.shown_bytes(str(body.get("bytes", "")))
+        message = console.take_draft(str(body.get("draft", "")), admin_id, kind, shown)
+        done = await relay(console.settings, message, str(body.get("assertion", "")), admin_id, console.party)
+    except RelayRefused as exc:
+        await console.record(AuditAction.CONSOLE_RELAY_REFUSED, f"admin:{admin_id}", admin_id=admin_id, reason=str(exc))
+        return web.json_response({"error": str(exc)}, status=403)
+    return admin_id, message, done
+
+
+def _sign_page(kind: str, relay_path: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The page that shows a ``kind`` the console built (``/.../sign/{draft}``) for the admin's
+    passkey to sign, relayed to ``relay_path``."""
+
+    async def handler(request: web.Request) -> web.Response:
+        console: Console = request[CONSOLE]
+        admin_id = _admin(request)
+        draft_id = request.match_info["draft"]
+        draft = console.shown_draft(draft_id, admin_id, kind)
+        if draft is None:
+            raise web.HTTPNotFound(
+                text=f"no {kind} waits for your signature under this id: fill the form again", content_type="text/plain"
+            )
+        admins = await admins_in_force(console.settings)
+        fields = {"draft": draft_id, "relay": relay_path}
+        block = decisions_page.signing_block(kind, f"sign this {kind}", draft.message, fields)
+        body = _me(request, admins.keys, admin_id) + draft.intro + block
+        return _html(page(draft.title, body, who=admin_id, scripts=("console.js",), csrf=_csrf(request)))
+
+    return handler
+
+
+async def agent_relay(request: web.Request) -> web.Response:
+    relayed = await _relay_draft(request, "policy", relay_policy)
+    if isinstance(relayed, web.Response):
+        return relayed
+    admin_id, message, done = relayed
+    record = orjson.loads(message)
+    await request[CONSOLE].record(
+        AuditAction.CONSOLE_POLICY_RELAYED,
+        f"policy:{record['agent_id']}",
+        record["agent_id"],
+        admin_id=admin_id,
+        version=record["version"],
+        **{k: v for k, v in done.as_dict().items() if v},
+    )
+    return web.json_response(done.as_dict())
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+
+
+async def webhooks(request: web.Request) -> web.Response:
+    admin_id = _admin(request)
+    try:
+        listed = webhooks_page.webhooks_table(await request.app[SOURCE].webhooks())
+    except WardenError as exc:
+        listed = f'<p class="flag">Cannot read the ledger: {esc(exc)}</p>'
+    body = listed + webhooks_page.webhook_form(_csrf(request))
+    return _html(page("Webhooks", body, who=admin_id, scripts=("console.js",), csrf=_csrf(request)))
+
+
+async def webhook_draft(request: web.Request) -> web.Response:
+    """The request that adds the endpoint the form names (sent by the page's script), built
+    unsigned and kept: where its signing page is; or 400 saying what is wrong."""
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    sent = await _json(request)
+    chosen = sent.get("events", [])
+    url, events = str(sent.get("url", "")), [str(e) for e in ([chosen] if isinstance(chosen, str) else chosen)]
+    try:
+        webhook = webhooks_page.webhook_request(url, events, admin_id, console.now())
+    except (WebhookUrlError, WebhookEventsError) as exc:
+        return web.json_response(
+            {"error": f"{'url' if isinstance(exc, WebhookUrlError) else 'events'}: {exc}"}, status=400
+        )
+    secret = (
+        '<div id="secret" hidden><p>The endpoint\'s signing secret, shown only now: keep it where the receiver '
+        'verifies signatures.</p><pre class="secret"></pre></div>'
+    )
+    draft = console.draft(admin_id, "webhook", webhook.signing_bytes(), "Sign the webhook request", secret)
+    return web.json_response({"next": f"/webhooks/sign/{draft}"})
+
+
+async def webhook_relay(request: web.Request) -> web.Response:
+    relayed = await _relay_draft(request, "webhook", relay_webhook)
+    if isinstance(relayed, web.Response):
+        return relayed
+    admin_id, _, answer = relayed
+    await request[CONSOLE].record(
+        AuditAction.CONSOLE_WEBHOOK_RELAYED,
+        f"webhook:{answer['id']}",
+        admin_id=admin_id,
+        webhook_id=answer["id"],
+        url=answer["url"],
+        events=answer["events"],
+    )
+    return web.json_response({"what": f"webhook {answer['id']} added", "id": answer["id"], "secret": answer["secret"]})
+
+
 # -- the application -------------------------------------------------------------------------------
 
 
@@ -384,6 +621,15 @@ def build_app(console: Console) -> web.Application:
     app.router.add_post("/enrol", enrol)
     app.router.add_get("/decisions", decisions)
     app.router.add_post("/decisions/relay", relay)
+    app.router.add_get("/agents", agents)
+    app.router.add_get("/agents/edit", agent_form)
+    app.router.add_post("/agents/draft", agent_draft)
+    app.router.add_get("/agents/sign/{draft}", _sign_page("policy", "/agents/relay"))
+    app.router.add_post("/agents/relay", agent_relay)
+    app.router.add_get("/webhooks", webhooks)
+    app.router.add_post("/webhooks/draft", webhook_draft)
+    app.router.add_get("/webhooks/sign/{draft}", _sign_page("webhook", "/webhooks/relay"))
+    app.router.add_post("/webhooks/relay", webhook_relay)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     _mount_role_pages(app, console.settings)
     return app

@@ -94,6 +94,8 @@ class AuditAction(StrEnum):
     CONSOLE_PASSKEY_REGISTERED = "console.passkey_registered"
     CONSOLE_DECISION_RELAYED = "console.decision_relayed"
     CONSOLE_SIGNATURE_RELAYED = "console.signature_relayed"
+    CONSOLE_POLICY_RELAYED = "console.policy_relayed"
+    CONSOLE_WEBHOOK_RELAYED = "console.webhook_relayed"
     CONSOLE_RELAY_REFUSED = "console.relay_refused"
     # Audit webhooks: an endpoint added or removed by an admin, an event given up on after its retries.
     WEBHOOK_ADDED = "webhook.added"

@@ -19,8 +19,10 @@ import orjson
 from pydantic import Field, field_validator, model_validator
 
 from schemas.actions import AuditAction
+from schemas.admins import ADMIN_SIGNATURE
 from schemas.errors import WardenError
 from schemas.fields import UtcDatetime
+from schemas.passkeys import MAX_ASSERTION_CHARS
 from schemas.record import Record
 
 WEBHOOK_ID_PREFIX = "wh_"
@@ -106,7 +108,7 @@ class WebhookRequest(Record):
     webhook_id: str = Field(default="", max_length=64)
     issued_at: UtcDatetime
     admin_key_id: str = Field(default="", max_length=64)
-    signature: str = Field(default="", max_length=128, description="Ed25519 over signing_bytes(), hex")
+    signature: str = Field(default="", max_length=MAX_ASSERTION_CHARS, description="the admin's, " + ADMIN_SIGNATURE)
 
     @field_validator("url")
     @classmethod

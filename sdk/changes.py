@@ -133,17 +133,22 @@ def _field_row(name: str, old: Any, new: Any) -> dict[str, Any]:
 def policy_change(in_force: AgentPolicy | None, proposed: AgentPolicy) -> dict[str, Any]:
     """Every field of the policy that differs from the one in force, old and new (every field,
     with ``old`` null, when the agent has none yet)."""
-    new = _fields(proposed)
-    old = {} if in_force is None else _fields(in_force)
-    fields = [
-        _field_row(name, old.get(name), value) for name, value in new.items() if name not in old or old[name] != value
-    ]
     return {
         "kind": "policy",
         "agent_id": proposed.agent_id,
         "version": {"old": None if in_force is None else in_force.version, "new": proposed.version},
-        "fields": fields,
+        "fields": fields_change({} if in_force is None else _fields(in_force), _fields(proposed)),
     }
+
+
+def fields_change(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every field of two policies' fields as JSON (``old`` empty: none) that differs, old and new
+    (a list's entries added and removed too); who signed is left out."""
+    return [
+        _field_row(name, old.get(name), value)
+        for name, value in new.items()
+        if name not in _NOT_CHANGES and (name not in old or old[name] != value)
+    ]
 
 
 def chain_set_change(in_force: ChainSet | None, proposed: ChainSet) -> dict[str, Any]:

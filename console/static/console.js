@@ -97,13 +97,30 @@ async function signShown(button, result) {
   });
   const body = { bytes: shown, assertion: assertionText(credential) };
   if (button.dataset.proposal) body.proposal = button.dataset.proposal;
+  // A record the console built from a form (a policy, a webhook request) is named by its draft id.
+  if (button.dataset.draft) body.draft = button.dataset.draft;
   button.disabled = true;
   say(result, "relayed; waiting for the outcome...", true);
-  const done = await post("/decisions/relay", body);
+  const done = await post(button.dataset.relay || "/decisions/relay", body);
   const outcome = done.outcome
     ? " — " + Object.entries(done.outcome).map(([k, v]) => `${k}: ${v}`).join(", ")
     : "";
   say(result, done.what + outcome, true);
+  // A webhook's signing secret: shown once, here, never stored by the console.
+  const secret = document.getElementById("secret");
+  if (done.secret && secret) {
+    secret.querySelector("pre.secret").textContent = done.secret;
+    secret.hidden = false;
+  }
+}
+
+// A form whose record the console builds (an agent's next policy, a webhook request): sent with the
+// session's token, then its signing page opened; what is wrong with it is shown under it.
+async function sendDraft(form, result) {
+  const body = {};
+  for (const [name, value] of new FormData(form)) body[name] = name in body ? [].concat(body[name], value) : value;
+  const done = await post(form.getAttribute("action"), body);
+  window.location.assign(done.next);
 }
 
 function wire(selector, action) {
@@ -117,4 +134,11 @@ document.addEventListener("DOMContentLoaded", () => {
   wire("#login", (_, result) => logIn(result));
   wire("#enrol", register);
   wire(".sign-button", signShown);
+  for (const form of document.querySelectorAll("form.draft")) {
+    const result = form.querySelector(".result");
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendDraft(form, result).catch((e) => say(result, e.message, false));
+    });
+  }
 });

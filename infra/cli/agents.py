@@ -15,7 +15,9 @@ from runtime.config import load
 
 
 def _policy_fields(args) -> dict:
-    fields = {}
+    from sdk.policies import OPTIONS, policy_fields  # with the policy's model: see cmd_agents
+
+    extra = None
     if args.fields is not None:
         # The policy fields the flags below do not cover (asset_limits, contract_calls, EIP-712
         # allowlists, ...), as one JSON object; the schema refuses unknown or malformed ones by name.
@@ -25,28 +27,7 @@ def _policy_fields(args) -> dict:
             raise SystemExit(f"warden agents: --fields {args.fields}: {exc}") from None
         if not isinstance(extra, dict):
             raise SystemExit(f"warden agents: --fields {args.fields} must hold one JSON object of policy fields")
-        fields.update(extra)
-    if args.approval_threshold is not None:
-        fields["approval_threshold_eth"] = None if args.approval_threshold == "none" else args.approval_threshold
-    if args.approval_timeout is not None:
-        fields["approval_timeout_s"] = args.approval_timeout
-    if args.chains is not None:
-        fields["tx_allowed_chains"] = tuple(c for c in args.chains.split(",") if c)
-    if args.allowlist is not None:
-        fields["tx_to_allowlist"] = tuple(a for a in args.allowlist.split(",") if a)
-    if args.max_value is not None:
-        fields["tx_max_value_eth"] = None if args.max_value == "none" else args.max_value
-    if args.daily_limit is not None:
-        fields["tx_daily_limit_eth"] = None if args.daily_limit == "none" else args.daily_limit
-    if args.max_fee_per_gas is not None:
-        fields["tx_max_fee_per_gas"] = None if args.max_fee_per_gas == "none" else args.max_fee_per_gas
-    if args.require_simulation is not None:
-        fields["require_simulation"] = args.require_simulation == "on"
-    if args.sender is not None:
-        fields["sender_address"] = args.sender or None
-    if args.intents_api is not None:
-        fields["intents_api_enabled"] = args.intents_api == "on"
-    return fields
+    return policy_fields({option: getattr(args, option) for option in OPTIONS}, extra)
 
 
 def _agent_address(settings, agent_id: str) -> str | None:
@@ -79,11 +60,11 @@ def cmd_agents(args) -> int:
     settings = load()
     if args.action == "api-key":
         return _api_key(settings, args)
-    # Kafka, the policy's model and the admins' signatures: `api-key` (files under WARDEN_HOME) needs none of them
-    from pydantic import ValidationError
-
-    from schemas.errors import explain
-    from sdk.client import policy_in_force, signed_policy
+    # Kafka and the admins' signatures: `api-key` (files under WARDEN_HOME) needs none of them
+    from schemas.auth import sign_policy
+    from sdk.admin import load_or_create_admin_key
+    from sdk.client import policy_in_force
+    from sdk.policies import PolicyInvalid, unsigned_policy
     from sdk.records import admins_in_force
 
     current = asyncio.run(policy_in_force(settings, args.agent))
@@ -95,25 +76,21 @@ def cmd_agents(args) -> int:
     if args.action == "update" and current is None:
         note(f"agent {args.agent!r} has no policy yet; use `warden agents create`")
         return 1
-    base = (
-        {}
-        if current is None
-        else current.model_dump(exclude={"signature", "cosignatures", "issued_at", "admin_key_id", "schema_version"})
-    )
-    if args.sender is None and not base.get("sender_address"):
+    if args.sender is None and (current is None or not current.sender_address):
         args.sender = _agent_address(settings, args.agent)
-    fields = {
-        **base,
-        "agent_id": args.agent,
-        "agent_public_key": _intent_key(settings, args, current),
-        "version": (current.version + 1) if current else 1,
-        **_policy_fields(args),
-    }
     try:
-        policy = signed_policy(settings, **fields)
-    except ValidationError as exc:
-        note(f"agent {args.agent}: the policy is not valid: {'; '.join(explain(exc))}")
+        unsigned = unsigned_policy(
+            args.agent,
+            current,
+            _intent_key(settings, args, current),
+            _policy_fields(args),
+            utcnow(),
+        )
+    except PolicyInvalid as exc:
+        note(f"agent {args.agent}: {exc}")
         return 2
+    admin = load_or_create_admin_key(settings.home, settings.admin_id)
+    policy = sign_policy(unsigned, admin, settings.admin_id)
     what_if = None
     if args.what_if is not None:  # what the new policy would have decided, before it is published
         if current is None:

@@ -3,7 +3,9 @@ authenticator (DevTools' WebAuthn domain) standing in for the admin's device, on
 whose `console` process `LocalStack` started. An admin registers a passkey from the link
 `warden console enrol` printed, pins it with the command the page showed, logs in with it, sees an
 intent parked with what parked it, approves it with the passkey over the bytes shown, and the
-transaction is mined on Anvil, and denies another; then a proposal that swaps the admin's key is shown flagged.
+transaction is mined on Anvil, and denies another; raises the agent's cap with the passkey on the agents
+page and adds an audit webhook; then a proposal that swaps the admin's key is shown flagged, and
+the agent's two policy versions are compared.
 Screenshots go to .warden/screenshots/console-<time> in the checkout (the path is printed)."""
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from schemas.codes import Code
 from schemas.outcomes import IntentParked
 from sdk.admin import load_or_create_admin_key
 from sdk.client import Client, new_intent, wait_outcomes
-from sdk.records import admins_in_force
+from sdk.records import admins_in_force, policy_in_force
 from tests.support import warden
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
@@ -190,9 +192,61 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         deny.locator("button").click()
         deny.locator(".result").filter(has_text=f"code: {Code.APPROVAL_DENIED}").wait_for(timeout=60_000)
 
+        before = _a_policy_changed_with_the_passkey(page, settings, shots)
+        _a_webhook_added_with_the_passkey(page, settings, shots)
         _a_key_swap_is_flagged(page, settings, shots)
         _a_proposal_cosigned(page, settings, shots)
-    _the_ledger_believes_the_consoles_events(settings)
+        _the_ledger_believes_the_consoles_events(settings)
+        _the_versions_compared(page, settings, shots, before)
+
+
+def _a_policy_changed_with_the_passkey(page: Page, settings, shots) -> int:
+    """alice raises the agent's per-transaction cap on the agents page; her passkey signs the
+    policy's bytes shown; the policy in force is then that one, signed by her passkey."""
+    page.goto(console_origin(settings) + f"/agents/edit?agent={AGENT}")
+    page.fill("input[name=max_value]", "5")
+    page.click("form.policy button")
+    sign = page.locator("div.sign.policy")
+    shown = json.loads(sign.locator("pre.bytes").inner_text())
+    assert (shown["tx_max_value_eth"], shown["admin_key_id"]) == ("5", "alice")
+    before = shown["version"] - 1
+    sign.locator("button").click()
+    sign.locator(".result").filter(has_text="is in force").wait_for(timeout=60_000)
+    _shoot(page, shots, "4-policy-signed")
+    policy = aside(policy_in_force(settings, AGENT))
+    assert (policy.version, policy.tx_max_value_eth, policy.admin_key_id) == (before + 1, "5", "alice")
+    assert policy.signature.startswith("webauthn:")  # the passkey's assertion, relayed as it was made
+    return before
+
+
+def _a_webhook_added_with_the_passkey(page: Page, settings, shots) -> None:
+    """alice adds an audit webhook with her passkey: its secret is shown once, and it is listed."""
+    page.goto(console_origin(settings) + "/webhooks")
+    page.fill("input[name=url]", "http://127.0.0.1:9/warden")
+    page.select_option("select[name=events]", [AuditAction.INTENT_REJECTED.value])
+    page.click("form.webhook button")
+    page.locator("div.sign.webhook button").click()
+    page.wait_for_selector("#secret:not([hidden])", timeout=30_000)
+    assert page.inner_text("pre.secret").startswith("whsec_")
+    (webhook_id,) = re.findall(r"webhook (wh_[0-9a-f]+) added", page.inner_text("div.sign.webhook .result"))
+    page.goto(console_origin(settings) + "/webhooks")
+    assert webhook_id in page.inner_text("table.webhooks")
+    _shoot(page, shots, "5-webhook-added")
+
+
+def _the_versions_compared(page: Page, settings, shots, before: int) -> None:
+    """The agents page lists both versions from the ledger and shows what changed between them."""
+    deadline = time.monotonic() + 30
+    while True:  # the ledger's sink appends the worker's record of v2 within moments
+        page.goto(console_origin(settings) + f"/agents?agent={AGENT}&from={before}&to={before + 1}")
+        section = page.locator(f"section.agent[id='agent-{AGENT}']")
+        if section.locator("table.diff").count():
+            break
+        assert time.monotonic() < deadline, section.inner_text()
+        time.sleep(1)
+    assert f"v{before + 1} (in force)" in section.locator("table.history").inner_text()
+    assert "tx_max_value_eth" in section.locator("table.diff").inner_text()
+    _shoot(page, shots, "8-versions")
 
 
 def _a_key_swap_is_flagged(page: Page, settings, shots) -> None:
@@ -216,7 +270,7 @@ def _a_key_swap_is_flagged(page: Page, settings, shots) -> None:
     assert "KEY CHANGED" in section.locator(".flag").first.inner_text()
     assert "KEY CHANGED: whoever holds the new key signs as alice" in section.locator("pre.change").inner_text()
     assert "Waits for alice's own signature" in section.inner_text()
-    _shoot(page, shots, "4-key-swap-flagged")
+    _shoot(page, shots, "6-key-swap-flagged")
 
 
 # Signs the deny bytes with the passkey, then asks the console to relay the approve bytes with
@@ -253,7 +307,7 @@ def _a_proposal_cosigned(page: Page, settings, shots) -> None:
     assert not section.locator(".flag").count()  # adds an admin, changes nobody's key
     section.locator("button.sign-button").click()
     section.locator(".result").filter(has_text="quorum reached").wait_for(timeout=30_000)
-    _shoot(page, shots, "5-cosigned")
+    _shoot(page, shots, "7-cosigned")
     deadline = time.monotonic() + 30
     while "carol" not in aside(admins_in_force(settings)).keys:
         assert time.monotonic() < deadline, "the cosigned admin set did not come into force"
@@ -268,6 +322,8 @@ def _the_ledger_believes_the_consoles_events(settings) -> None:
         AuditAction.CONSOLE_RELAY_REFUSED,
         AuditAction.CONSOLE_DECISION_RELAYED,
         AuditAction.CONSOLE_SIGNATURE_RELAYED,
+        AuditAction.CONSOLE_POLICY_RELAYED,
+        AuditAction.CONSOLE_WEBHOOK_RELAYED,
     }
     sql = "SELECT DISTINCT action FROM audit_log WHERE actor = 'service:console'"
     deadline = time.monotonic() + 60

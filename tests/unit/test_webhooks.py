@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -34,6 +35,7 @@ from schemas.auth import public_key_hex
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError, checked_events, checked_url
 from sdk.webhooks import WebhookError, send, signed_request
 from tests.ledger_support import build_ledger, intent_digest_of, pipeline_events
+from tests.passkey_support import PARTY, SoftPasskey
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RETRIES = Retries(first=timedelta(seconds=5), cap=timedelta(hours=1), give_up_after=timedelta(days=1))
@@ -433,3 +435,26 @@ def test_over_http_a_request_not_an_admins_is_refused_with_why_and_a_malformed_o
     )
     assert added["id"].startswith("wh_") and added["secret"].startswith("whsec_")
     assert junk[0] == 400 and "url: plain http is allowed only to a loopback host" in junk[1]["error"]
+
+
+def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over_its_exact_bytes(ledger_store):
+    passkey = SoftPasskey()
+    admins = Admins.with_threshold({"alice": passkey.pinned()}, 1, party=PARTY)
+    registrar = Registrar(admins, _CaughtUp(), ledger_store, b"k" * 32, [])  # type: ignore[arg-type]  # an Event's is_set alone
+    request = WebhookRequest(
+        op="add",
+        url="https://hooks.example.com/",
+        events=(AuditAction.INTENT_REJECTED,),
+        issued_at=NOW,
+        admin_key_id="alice",
+    )
+    for made, why in [
+        ({"origin": "https://evil.example.com"}, "origin"),
+        ({"challenge": hashlib.sha256(b"other bytes").digest()}, "challenge"),
+    ]:
+        forged = request.model_copy(update={"signature": passkey.sign(request.signing_bytes(), **made)})
+        with pytest.raises(WebhookRefused, match=why):
+            registrar.register(forged, NOW)
+    signed = request.model_copy(update={"signature": passkey.sign(request.signing_bytes())})
+    assert len(signed.signature) > 128  # an assertion: longer than an Ed25519 signature's hex
+    assert registrar.register(WebhookRequest.model_validate_json(signed.to_bytes()), NOW)["id"] == request.added_id()

@@ -1,0 +1,72 @@
+"""The admins' webhooks page: the audit webhooks in force with their delivery state, as
+`warden webhooks list` reads them from the ledger's store, and the form that adds one.
+
+Adding one is a `WebhookRequest` the console builds unsigned and shows; the admin's passkey signs
+its signing bytes on the page, and the console sends the signed request to the ledger
+(`console.relay.relay_webhook`), which checks it against the admin set in force as it checks the
+command line's. The endpoint's signing secret is shown once, on the page, after adding.
+Everything here shapes what it is given and does no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from console.layout import esc
+from schemas.actions import AuditAction
+from schemas.webhooks import WebhookRequest, checked_events, checked_url
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat()
+
+
+def webhooks_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Each endpoint in force (`ledger.webhook_store.summaries`): its URL and events, who added
+    it when, what was delivered, what is pending (since when), given up, and the last error."""
+    if not rows:
+        return "<p>No webhook endpoint is registered.</p>"
+    head = (
+        "<tr><th>id</th><th>URL</th><th>events</th><th>added (UTC)</th><th>by</th><th>delivered</th>"
+        "<th>pending</th><th>oldest pending since</th><th>given up</th><th>last error</th></tr>"
+    )
+    body = "".join(
+        f'<tr class="webhook"><td><code>{esc(r["webhook_id"])}</code></td><td>{esc(r["url"])}</td>'
+        f"<td>{esc(', '.join(r['events']))}</td><td>{esc(_when(r['added_at']))}</td><td>{esc(r['added_by'])}</td>"
+        f"<td>{esc(r['delivered'])}</td><td>{esc(r['pending'])}</td><td>{esc(_when(r['oldest_pending']))}</td>"
+        f"<td>{esc(r['given_up'])}</td><td>{esc(r['last_error'] or '')}</td></tr>"
+        for r in rows
+    )
+    return f'<table class="webhooks">{head}{body}</table>'
+
+
+def webhook_form(csrf: str, values: Mapping[str, Any] | None = None) -> str:
+    """The form that adds an endpoint: its URL and the audit actions it is sent. The page's script
+    sends it and shows what is wrong, if anything, under it."""
+    values = values or {}
+    chosen = set(values.get("events", ()))
+    options = "".join(
+        f'<option value="{esc(a.value)}"{" selected" if a.value in chosen else ""}>{esc(a.value)}</option>'
+        for a in AuditAction
+    )
+    return (
+        f'<h2>Add an endpoint</h2><form class="webhook draft" method="post" action="/webhooks/draft">'
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
+        f'<label>URL (https://; plain http only to localhost) <input name="url" value="{esc(values.get("url", ""))}" '
+        "required></label>"
+        f'<label>events (the audit actions it is sent) <select name="events" multiple size="12">{options}</select></label>'
+        '<button>Show the request to sign</button><p class="result"></p></form>'
+    )
+
+
+def webhook_request(url: str, events: Sequence[str], admin_id: str, now: datetime) -> WebhookRequest:
+    """The unsigned request that adds ``url`` for ``events``, naming ``admin_id`` as its signer;
+    WebhookUrlError or WebhookEventsError say what is wrong and what is allowed."""
+    return WebhookRequest(
+        op="add",
+        url=checked_url(url.strip()),
+        events=checked_events(list(events)),
+        issued_at=now,
+        admin_key_id=admin_id,
+    )
