@@ -25,7 +25,9 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # No address leaves for another origin; a page's own form posts keep their Origin, which the
+    # CSRF rule asks for (under no-referrer a browser sends `Origin: null` with a form's POST).
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",

@@ -198,6 +198,24 @@ def test_an_admin_enrols_a_passkey_logs_in_and_approves_and_denies_parked_intent
         _a_proposal_cosigned(page, settings, shots)
         _the_ledger_believes_the_consoles_events(settings)
         _the_versions_compared(page, settings, shots, before)
+        _plain_forms_post_with_the_consoles_origin(page, settings, shots)
+
+
+def _plain_forms_post_with_the_consoles_origin(page: Page, settings, shots) -> None:
+    """A page's plain form (the receipt checker, Log out) posts with the console's Origin, which the
+    CSRF rule asks for: under `Referrer-Policy: no-referrer` Chromium sends `Origin: null` and every
+    such form was refused with 403."""
+    page.goto(console_origin(settings) + "/ledger/receipt")
+    page.fill("textarea#receipt", "not a receipt")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click("form.receipt button")
+    assert posted.value.status != 403, posted.value.text()
+    _shoot(page, shots, "9-receipt-checked")
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click("header form button")  # Log out
+    assert posted.value.status == 303, posted.value.text()
+    page.goto(console_origin(settings) + "/decisions")
+    page.wait_for_url("**/login*", timeout=30_000)  # the session ended: back to the login page
 
 
 def _a_policy_changed_with_the_passkey(page: Page, settings, shots) -> int:

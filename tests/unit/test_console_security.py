@@ -99,7 +99,7 @@ def _assert_headers(response) -> None:
     assert response.headers["Content-Security-Policy"] == CSP
     assert "frame-ancestors 'none'" in CSP and "script-src 'self'" in CSP and "unsafe" not in CSP
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
 
 
 def test_every_answer_carries_the_headers_and_a_page_has_no_inline_script_or_style(tmp_path):
