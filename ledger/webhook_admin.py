@@ -58,17 +58,17 @@ class WebhookRefused(WardenError):
 
 @dataclass
 class Registrar:
-    """What checks and carries out requests: the admin set in force (warden.admins read to its end
-    by ``refresh`` before each request, which sets ``caught_up``), the store, the ledger's webhook
-    key, and the notices the sink publishes on warden.audit.events."""
+    """What checks and carries out requests: the admin set in force (read by ``refresh`` before
+    each request, which sets ``caught_up``), the store, the ledger's webhook key, and the notices
+    the sink publishes on warden.audit.events."""
 
     admins: Admins
     caught_up: asyncio.Event
     store: Store
     key: bytes
     notices: list[AuditEvent]
-    # Brings ``admins`` to the set in force and sets ``caught_up``, before each request is checked.
-    refresh: Callable[[], Awaitable[None]] | None = None
+    # The admin set in force, read before each request is checked (then ``caught_up`` is set).
+    refresh: Callable[[], Awaitable[Admins]] | None = None
     # Set once an endpoint was added or removed: the deliverer reads the endpoints again.
     changed: asyncio.Event | None = None
 
@@ -129,7 +129,7 @@ class Registrar:
     async def _refreshed(self) -> None:
         assert self.refresh is not None
         try:
-            await asyncio.wait_for(self.refresh(), REFRESH_TIMEOUT_S)
+            self.admins = await asyncio.wait_for(self.refresh(), REFRESH_TIMEOUT_S)
         except (asyncio.TimeoutError, KafkaError, OSError) as exc:
             raise WebhookRefused(
                 503, f"the ledger could not read the admin set in force ({type(exc).__name__})", "try again in a moment"

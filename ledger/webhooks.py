@@ -37,10 +37,9 @@ from ledger.store import Store, StoreError, open_writer
 from ledger.webhook_admin import Registrar, serve, shown_url
 from ledger.webhook_schedule import Delivery, Retries
 from ledger.webhook_store import WebhookEndpoint
-from runtime.admins import catch_up_admin_sets
 from runtime.clock import utcnow
 from runtime.config import Settings
-from runtime.trust import pinned_admins
+from runtime.trust import admins_in_force, pinned_admins
 from schemas.actions import AuditAction
 from schemas.audit import AuditEvent, event_id
 
@@ -266,20 +265,15 @@ class Webhooks:
         deliverer = Deliverer(
             await asyncio.to_thread(open_writer, settings), key, notices, WebhookOptions.from_settings(settings)
         )
-        admins = pinned_admins(settings)
-
-        async def admins_now() -> None:
-            # warden.admins read to its end for each request, not followed: requests are rare, and a
-            # follower is one more consumer polling the broker for the ledger's whole life.
-            await catch_up_admin_sets(settings, admins)
-
+        # warden.admins read for each request, not followed: requests are rare, and a follower is
+        # one more consumer polling the broker for the ledger's whole life.
         registrar = Registrar(
-            admins,
+            pinned_admins(settings),
             asyncio.Event(),
             await asyncio.to_thread(open_writer, settings),
             key,
             notices,
-            refresh=admins_now,
+            refresh=lambda: admins_in_force(settings),
             changed=deliverer.endpoints_changed,
         )
         hooks = cls(settings, registrar, deliverer)

@@ -221,21 +221,6 @@ async def follow_admin_sets(
     await follow_book(settings, topics.ADMINS, AdminSetBook(admins), caught_up, on_settled)
 
 
-async def catch_up_admin_sets(settings: Settings, admins: Admins) -> Admins:
-    """``admins`` brought to the newest set the quorum agreed on: warden.admins read once, to its
-    end. For a process that checks an admin's signature now and then (the ledger's webhook
-    requests) rather than following the topic all its life."""
-    from runtime.kafka import follow
-
-    book, caught_up = AdminSetBook(admins), asyncio.Event()
-    async for name, value in follow(settings, (topics.ADMINS,), caught_up=caught_up):
-        if name:
-            book.read(value)
-        elif caught_up.is_set():
-            break
-    return admins
-
-
 async def follow_book(
     settings: Settings,
     topic: str,

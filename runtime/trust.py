@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runtime.admins import Admins
+from runtime.admins import Admins, AdminSetBook
 from runtime.config import Settings
+from schemas import topics
 from schemas.admins import ACTIONS, parse_thresholds, valid_admin_keys
 from schemas.auth import AuditSigner, Role, load_or_create_ed25519, public_key_hex, read_ed25519
 from schemas.errors import WardenError
@@ -117,6 +118,19 @@ def _origin(given: str) -> tuple[str, str]:
     shown = f"[{host}]" if ":" in host else host
     default = {"http": 80, "https": 443}[parts.scheme]
     return f"{parts.scheme}://{shown}" + ("" if port in (None, default) else f":{port}"), host
+
+
+async def admins_in_force(settings: Settings) -> Admins:
+    """The admin set in force: the configured one, with every change on warden.admins its
+    quorum signed (`runtime.admins.AdminSetBook`), the topic read until it is quiet. For a command,
+    or a process that checks an admin's signature now and then, rather than following the topic."""
+    from runtime.kafka import read_to_quiet  # a command that only checks a signature reads no topic
+
+    admins = pinned_admins(settings)
+    book = AdminSetBook(admins)
+    async for _, value in read_to_quiet(settings, (topics.ADMINS,), 2):
+        book.read(value)
+    return admins
 
 
 def pinned_admin_keys(settings: Settings) -> dict[str, str]:

@@ -26,6 +26,7 @@ from runtime.config import Settings
 from runtime.kafka import follow_records, read_to_quiet
 from runtime.registry import REGISTRY, ChainRegistry
 from runtime.trust import PinnedAuditKeys, PinnedServiceKeys, pinned_admins
+from runtime.trust import admins_in_force as admins_in_force  # the SDK's name for it too
 from schemas import topics
 from schemas.actions import AuditAction, admin_record_action
 from schemas.admins import AdminSet
@@ -118,16 +119,6 @@ def status_history(records: list[SignedTransaction]) -> list[dict]:
         if not steps or steps[-1] != step:
             steps.append(step)
     return steps
-
-
-async def admins_in_force(settings: Settings) -> Admins:
-    """The admin set in force: the configured one, with every change on warden.admins its
-    quorum signed (`runtime.admins.AdminSetBook`)."""
-    admins = pinned_admins(settings)
-    book = AdminSetBook(admins)
-    async for _, value in read_to_quiet(settings, (topics.ADMINS,), 2):
-        book.read(value)
-    return admins
 
 
 class _AdminHistory(AdminSetBook):
