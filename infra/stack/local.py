@@ -126,12 +126,13 @@ def ports_between(text: str, below: range) -> range:
     return ports
 
 
-def free_port(avoid: Collection[int] = ()) -> int:
+def free_port(avoid: Collection[int] = (), within: range | None = None) -> int:
     """A loopback port nothing is bound to now, and not one of ``avoid``: ports already handed to
-    a component that has not bound them yet. Picked at random in `listen_ports` (the kernel's own
-    pick, port 0, is an ephemeral port, and where there is no range below that), so two stacks
-    starting at once rarely pick the same; whoever picks several ports passes those it picked before."""
-    ports = listen_ports()
+    a component that has not bound them yet. Picked at random in ``within``, `listen_ports` unless
+    given (the kernel's own pick, port 0, is an ephemeral port, and where there is no range below
+    that), so two stacks starting at once rarely pick the same; whoever picks several ports passes
+    those it picked before."""
+    ports = listen_ports() if within is None else within
     while True:
         port = random.choice(ports) if ports else 0
         if port in avoid:
@@ -146,11 +147,11 @@ def free_port(avoid: Collection[int] = ()) -> int:
             return port
 
 
-def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
-    """``count`` different free ports, none of them in ``avoid``."""
+def free_ports(count: int, avoid: Collection[int] = (), within: range | None = None) -> list[int]:
+    """``count`` different free ports, none of them in ``avoid``, picked as `free_port` does."""
     taken = set(avoid)
     for _ in range(count):
-        taken.add(free_port(taken))
+        taken.add(free_port(taken, within))
     return sorted(taken - set(avoid))
 
 

@@ -24,7 +24,7 @@ from eth_account import Account
 
 from infra.stack import demo_script
 from infra.stack.kms_servers import MotoServer
-from infra.stack.local import REPO, free_port
+from infra.stack.local import REPO, free_ports, listen_ports, ports_between
 from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.codes import Code
@@ -32,6 +32,7 @@ from schemas.stages import Stage
 from sdk.client import wait_outcomes
 from signer.custody.events import ModeSet, SecretVersionWritten, parse_event
 from tests.custody_support import SoftHsmToken
+from tests.support import worker_ports
 
 CASES = {
     # mode: (primary root, other roots)
@@ -102,6 +103,11 @@ class DemoRuns:
 
     def _start(self, mode: str) -> None:
         primary, others = CASES[mode]
+        # Each demo picks its ports in a slice of this worker's no other demo picks from: the ports
+        # picked here are bound only once its stack is up, and a demo running beside it, picking
+        # its own in the same range meanwhile, once took one of them (its surfpool's).
+        ports = worker_ports(listen_ports(), self.modes.index(mode), len(self.modes))
+        broker, rpc, ledger, api = free_ports(4, within=ports_between(ports, listen_ports()))
         env = {
             **os.environ,
             **self.roots_env,
@@ -109,10 +115,11 @@ class DemoRuns:
             "WARDEN_KEY_MODE": mode,
             "WARDEN_ROOT_PROVIDER": primary,
             "WARDEN_ROOT_PROVIDERS": ",".join(others),
-            "WARDEN_BROKER": f"127.0.0.1:{free_port()}",
-            "WARDEN_RPC_URL": f"http://127.0.0.1:{free_port()}",
-            "WARDEN_LEDGER_HTTP": f"127.0.0.1:{free_port()}",
-            "WARDEN_API_HTTP": f"127.0.0.1:{free_port()}",
+            "WARDEN_LISTEN_PORTS": ports,
+            "WARDEN_BROKER": f"127.0.0.1:{broker}",
+            "WARDEN_RPC_URL": f"http://127.0.0.1:{rpc}",
+            "WARDEN_LEDGER_HTTP": f"127.0.0.1:{ledger}",
+            "WARDEN_API_HTTP": f"127.0.0.1:{api}",
             "PYTHONPATH": str(REPO),
             # The default: the demo signs a blob, so its signer loads the KZG setup while it starts.
             "WARDEN_KZG_SETUP_AT_FIRST_BLOB": "0",

@@ -65,3 +65,12 @@ def test_a_listen_range_that_is_not_one_names_what_is_allowed(monkeypatch, text,
     with pytest.raises(StackError, match=said) as raised:
         listen_ports()
     assert "set it to low-high, two ports in 10000-" in str(raised.value)
+
+
+def test_ports_picked_within_a_slice_stay_in_it():
+    # Two demos running at once each pick in their own slice of the worker's ports: a pick outside
+    # its slice could be the one the other demo's stack binds a moment later.
+    whole = listen_ports()
+    mine = ports_between(worker_ports(whole, 1, 5), whole)
+    picks = free_ports(40, within=mine)
+    assert len(set(picks)) == 40 and set(picks) <= set(mine), sorted(set(picks) - set(mine))[:5]
