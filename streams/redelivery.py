@@ -1,13 +1,10 @@
 """Redelivery: an intent that has no outcome after a grace period is submitted again, a few
 times, and then given up so that it still ends with an outcome.
 
-Why it exists: on the embedded broker (Tansu, memory storage), a Faust worker that is
-killed and restarted has been seen to skip input records it never processed. Two causes
-were found and closed (`streams.kafka_transport`: a partition with nothing committed went
-unread after a rebalance, and tables were restored to a listed end that trails the log);
-this is the net for what was not found. Nothing may be lost, so every worker watches the submitted
-intents against the outcome topics and re-publishes the original bytes of any intent
-still undecided after ``grace``. That is safe because every effect downstream is
+Why it exists: a worker that is killed and restarted must not leave an input record it never
+decided behind it, whatever the broker and the consumer's offsets did meanwhile; this is the net
+for any such record. Nothing may be lost, so every worker watches the submitted intents against
+the outcome topics and re-publishes the original bytes of any intent still undecided after ``grace``. That is safe because every effect downstream is
 idempotent by intent id: the worker replays a decision it already made, and the
 signer re-emits the bytes it already signed.
 
@@ -15,9 +12,9 @@ It must never become the problem it solves:
 
 - only readable intents within the size limit, on their agent's partition, are watched (the
   same rules the worker's intake applies): anything else is dead-lettered by the worker, and a
-  dead letter is final. An intent produced to another partition was re-published keyed by its
-  agent 10 s after its dead letter told the client "Not decided: publish it keyed by its agent
-  id", and was signed: a client that did so paid twice. A dead letter about a watched intent
+  dead letter is final. Re-publishing an intent produced to another partition keyed by its
+  agent, after its dead letter told the client "Not decided: publish it keyed by its agent id",
+  would sign it for a client that did so too, who would pay twice. A dead letter about a watched intent
   ends its watch too, unless it is of a copy off the agent's partition (the worker decides an
   intent only on its own, and such a copy says nothing of the one on it);
 - each intent is re-published at most ``max_attempts`` times; after that it goes to

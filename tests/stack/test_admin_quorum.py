@@ -459,7 +459,7 @@ def _at_a_terminal(settings, *args: str) -> tuple[int, str]:
 
 
 def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_shown(quorum, run):
-    """Case 4 of issue 59: the rogue admin a proposes an admin set in which b's id holds a's own
+    """A key swap shown for what it is: the rogue admin a proposes an admin set in which b's id holds a's own
     second key (and a policy threshold of 1). The honest admin b lists and shows it: the change
     names b's key fingerprint, old and new, as a changed key, and every threshold. b, who reviewed
     another proposal (the set unchanged), signs with that one's digest: refused, nothing signed.
@@ -528,7 +528,8 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
 
 
 def test_a_rogue_admin_and_one_cosigner_cannot_swap_a_third_admins_key(quorum, run):
-    """Issue 72: the rogue admin a and the co-signer b pin a key a holds under c's id, straight
+    """An admin's key changes only with that admin's own signature: the rogue admin a and the
+    co-signer b pin a key a holds under c's id, straight
     onto warden.admins: the signer and the streams worker each refuse it (c did not sign with
     the key in force), on the ledger, and the set in force stays. The same change with c's own
     signature is taken by both. c's new key is the fixture's from here on."""
@@ -573,10 +574,10 @@ def own_quorum(tmp_path_factory) -> Quorum:
 
 
 def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_the_signer(own_quorum, run):
-    """Issue 59, case 11: a proposes the shared signer key (its change creates the signing-key
-    vault), then an agent's key is built over a's file log, which holds that vault already, and
-    approved. The signer once applied the key without the vault, and the agent's next intent failed
-    inside custody (SIGNER_ERROR, an assert). Now the CLI builds no change on the proposed vault;
+    """A change built on a proposal not yet in force: a proposes the shared signer key (its change
+    creates the signing-key vault), then an agent's key is built over a's file log, which holds
+    that vault already, and approved. Applied without the vault, the key would fail the agent's
+    next intent inside custody (SIGNER_ERROR). The CLI builds no change on the proposed vault;
     a change built anyway (the SDK, over the same file log) is refused by the signer, with why on
     the ledger; and the agent's intent is refused for want of a key. Once b approves the vault,
     a's key command proposes as usual."""
@@ -648,10 +649,10 @@ def test_a_key_change_built_on_a_vault_still_proposed_is_refused_by_the_cli_and_
 
 
 def test_after_an_admin_is_removed_clients_read_the_policy_the_worker_holds(quorum, run):
-    """Issue 59, case 11: policy v2 was signed by a and c; then the quorum removed c. The worker
-    holds v2 (it took it under the set in force then), but `agents show` judged every policy under
-    today's set, showed v1, and `agents update` built a "v2" the worker refused as not newer. Now
-    clients read the policy the worker holds, and update builds v3. A policy c signs after its
+    """The policy in force is the one the worker holds: policy v2 is signed by a and c; then the
+    quorum removes c. The worker holds v2 (it took it under the set in force then); a client that
+    judged every policy under today's set would show v1, and `agents update` build a "v2" the
+    worker refuses as not newer. Clients read the policy the worker holds, and update builds v3. A policy c signs after its
     removal (with a) is one the worker refuses: clients do not take it for the one in force.
 
     On the module's stack, and its last test there: the tests before it need a, b and c in force."""

@@ -1,11 +1,9 @@
-"""No wedge past finality (issue 59, case 9): on a stack of the test's own, with Anvil's default
-finality (a block is final 2 under its head), a 3-block `anvil_reorg` takes final transactions out
-of the chain.
+"""No wedge past finality: on a stack of the test's own, with Anvil's default finality (a block
+is final 2 under its head), a 3-block `anvil_reorg` takes final transactions out of the chain.
 
-Before the fix the records went on saying `mined`, final, at a block the chain no longer had,
-nothing sent them again, and the agent's next intent waited forever behind the nonce gap. Now the
-signer, which still compares final records with the chain (`Tracking.keep`), reports the
-violation (`tx.finality_violated`, `warden_finality_violations_total`, `warden status`), sends the
+Were the records to go on saying `mined`, final, at a block the chain no longer has, nothing would
+send them again, and the agent's next intent would wait for ever behind the nonce gap. The signer,
+which compares final records with the chain (`Tracking.keep`), reports the violation (`tx.finality_violated`, `warden_finality_violations_total`, `warden status`), sends the
 same signed bytes again and follows them to final at blocks the chain holds.
 """
 

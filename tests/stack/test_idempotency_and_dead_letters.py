@@ -1,10 +1,10 @@
-"""What Warden answers is about the request asked (issue 59, cases 5 and 6), on the real stack.
+"""What Warden answers is about the request asked, on the real stack.
 
 An idempotency key names one request: 0.001 ETH to alice under key K, then 0.5 ETH to bob under K,
-got a verified `mined` outcome, bound to the new intent's id and digest, describing the first
-transaction. A dead letter is final: an intent produced to the wrong partition was dead-lettered
-"Not decided: publish it keyed by its agent id", and about 11 s later the redelivery watch
-published it again itself, and it was approved and mined; a client that obeyed paid twice.
+must not get a `mined` outcome, bound to the new intent's id and digest, that describes the first
+transaction. A dead letter is final: an intent produced to the wrong partition is dead-lettered
+"Not decided: publish it keyed by its agent id", and the redelivery watch must not publish it
+again itself, to be approved and mined, and a client that obeyed pay twice.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Case 8 of issue 59 on the stack: the operator of a witnessed ledger, who holds its key, rewrites
+"""A rewritten ledger, on the stack: the operator of a witnessed ledger, who holds its key, rewrites
 a row, recomputes the chain from there and signs the checkpoints and their notes again. Every
 hash and every log signature agree; `warden audit verify`, run as a user runs it, still fails and
 says "rewritten after witnessing", naming the witness (a real `warden witness run` process that

@@ -448,8 +448,8 @@ def test_sigkill_mid_burst_then_restart_appends_exactly_once(tmp_path, kafka):
 
 
 def test_a_new_broker_is_read_from_the_start_and_the_change_is_on_the_record(tmp_path):
-    """`warden up` again on the same home used to resume the sink at the old broker's offsets:
-    25 of 183 new audit events never reached the ledger. Now the sink tells brokers apart by
+    """`warden up` again on the same home, on a new broker: a sink that resumed at the old broker's
+    offsets would skip new audit events, never to reach the ledger. The sink tells brokers apart by
     cluster id (and by offsets past a partition's end), reads the new one from the start and
     appends a ledger.source_changed event. Both shapes: the new broker holding more records
     than the stored offsets (only the cluster id tells) and fewer (offsets past the end)."""

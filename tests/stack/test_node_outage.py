@@ -1,15 +1,15 @@
-"""One outcome through a node outage (issue 59, case 10): the chain's node (Anvil) is stopped with
+"""One outcome through a node outage: the chain's node (Anvil) is stopped with
 SIGSTOP in the middle of a burst and continued later, on a stack of the test's own.
 
 While it is stopped, the worker judges the burst one intent at a time, and each judgement waits
 for the node's fee quote (up to two reads of `runtime.rpc`'s 10 s timeout, then
 FEE_QUOTE_UNAVAILABLE); the redelivery watch re-publishes the waiting intents and gives them up
 after its fourth grace period (~40 s): the worker judges them no further, and the signer refuses
-them NO_OUTCOME, "will not sign". One intent is always being judged at that moment. Before the
-fix, that judgement went on to publish a second decision: an approval the signer signed and Anvil
-mined when the node came back at the give-up, a second refusal (FEE_QUOTE_UNAVAILABLE beside
-NO_OUTCOME) when the node stayed away for 90 s. Now whichever decides first is the intent's one
-outcome; the judgement that comes second is discarded (`intent.judgement_discarded` on the ledger).
+them NO_OUTCOME, "will not sign". One intent is always being judged at that moment, and were
+that judgement to go on and publish a second decision, it would be an approval the signer signs
+and Anvil mines when the node comes back at the give-up, or a second refusal
+(FEE_QUOTE_UNAVAILABLE beside NO_OUTCOME) when the node stays away for 90 s. Whichever decides
+first is the intent's one outcome; the judgement that comes second is discarded (`intent.judgement_discarded` on the ledger).
 And a keyless topic writer who then copies a given-up intent into an approval gets the signer's
 NO_OUTCOME again, never a signature (the signer has the last word on a given-up intent).
 

@@ -448,10 +448,10 @@ def holes_counted(topic: str) -> float:
 
 @pytest.mark.parametrize("on", ["tansu", "kafka"])
 def test_an_offset_never_stored_right_before_a_signers_record_is_a_hole_not_an_outage(on, request, tmp_path):
-    """Issue 75 as found: offsets 158 and 160 on the partition, 159 never stored, 160 the restarted
-    signer's own record. Its check waited for a record at 159 for 30 s, then raised and the process
-    exited. Now the append holds at once, the hole is counted once, and the next owner restores
-    every spend. On the embedded broker the hole is an offset numbered and never stored (as the
+    """A hole before the signer's own record: offsets 158 and 160 on the partition, 159 never
+    stored, 160 the restarted signer's own record. A check that waited for a record at 159 would
+    wait for ever (and raise, and the process exit); the append holds at once, the hole is counted
+    once, and the next owner restores every spend. On the embedded broker the hole is an offset numbered and never stored (as the
     power loss left it); on Apache Kafka, an aborted transaction's marker."""
     broker = request.getfixturevalue("broker" if on == "tansu" else "kafka")
     make_hole = append_with_a_hole if on == "tansu" else abort_a_transaction

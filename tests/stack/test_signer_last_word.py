@@ -193,8 +193,8 @@ def test_an_inflated_node_fee_suggestion_is_refused_at_the_ceiling_never_paid(st
 
 def test_a_revoked_policy_is_refused_by_the_signer_within_one_second(stack, run):
     """After a revocation, an approval under the old policy with a valid agent signature, written
-    straight to the approved topic, was signed and mined, twice. Now the signer holds the newest
-    policy itself: one second after the revocation is published, such approvals are refused."""
+    straight to the approved topic, must not be signed. The signer holds the newest policy itself:
+    one second after the revocation is published, such approvals are refused."""
     settings = stack.settings
     agent = fresh_agent("agent-revoked")
     key, address, v1 = run(make_agent(settings, agent, tx_to_allowlist=(DEST,), tx_max_value_eth="1"))
@@ -532,10 +532,10 @@ def _answers(settings, run, intent: TransactionIntent, start) -> tuple[set[bytes
 
 
 def test_an_intent_given_up_is_never_signed_whoever_copies_it_into_an_approval(stack, run):
-    """Issue 59, case 10: the worker refused a given-up intent NO_OUTCOME ("will not be signed"),
-    but the signer judges every approval itself, and a keyless topic writer who copied the given-up
-    intent (agent-signed, fresh, within policy) into an IntentApproved had it signed and mined: a
-    client that obeyed "submit a new intent" paid twice. The signer now has the last word on a
+    """A given-up intent copied into an approval: the signer judges every approval itself, so a
+    keyless topic writer who copies the given-up intent (agent-signed, fresh, within policy) into
+    an IntentApproved would have it signed and mined, were the worker's refusal the only one, and a
+    client that obeyed "submit a new intent" would pay twice. The signer has the last word on a
     given-up intent: its NO_OUTCOME is the one outcome, and every approval of it gets that again."""
     settings = stack.settings
     agent = fresh_agent("agent-givenup")

@@ -604,7 +604,7 @@ def test_above_its_approval_threshold_a_solana_intent_waits_for_an_admin_who_is_
 
 
 def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limits(stack, run):
-    """Issue 70, item 3: a token account owned by a 1-of-2 multisig of [agent, other] holds 500
+    """A multisig token account: a token account owned by a 1-of-2 multisig of [agent, other] holds 500
     TKN, and the agent's signature alone moves them. 400 to alice against a 100 cap is refused by
     the worker and by the signer, and nothing moves; 60 is signed and lands; the window counts it,
     so 60 more is over the daily 100; mallory is refused by her name."""
@@ -653,7 +653,7 @@ def test_a_multisig_the_agent_signs_for_alone_moves_only_within_the_agents_limit
 
 
 def test_token_2022_fees_and_permanent_delegates_are_judged_by_the_worker_and_the_signer(stack, run):
-    """Issue 70, item 4, on the node's Token-2022: listed mints, each with 1,000 tokens of the
+    """Token-2022 extensions, on the node's Token-2022: listed mints, each with 1,000 tokens of the
     agent's. A 50 % transfer fee withdrawn by mallory: 100 to alice is 50 to mallory, refused. The
     same fee withdrawn by an allowlisted treasury: signed, and alice receives 50. A permanent
     delegate: refused unless the policy accepts it for that mint. The signer refuses the same

@@ -1,10 +1,10 @@
 """Terminal outcomes on the real stack: a dead letter ends an intent, redelivery never
 re-publishes what the worker cannot read, and nothing one record does stops the worker.
 
-Before: a 1 MB record went to the DLQ, was re-published by the redelivery task 10 s later,
-raised MessageSizeTooLargeError and took the Faust app (and with it the whole stack) down;
-records with an intent_id but an unusable agent_id were re-published every 10 s forever
-(33 DLQ entries from one payload in 5.5 minutes).
+What each test guards against: a 1 MB record dead-lettered and then re-published by the
+redelivery task, whose send raises MessageSizeTooLargeError and must not take the worker (and
+with it the whole stack) down; a record with an intent_id but an unusable agent_id re-published
+every grace period forever, a dead letter each time.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What Warden says about an intent is about that intent: a keyless topic writer's forged copy
 that reuses a real intent's id gets its own refusal, which never stands for the real intent in a
-receipt, a ledger view or the ledger itself (issue 59, cases 1 and 2)."""
+receipt, a ledger view or the ledger itself."""
 
 from __future__ import annotations
 

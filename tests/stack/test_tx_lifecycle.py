@@ -126,7 +126,7 @@ def test_a_bump_the_policy_does_not_allow_is_not_signed_and_the_transaction_is_r
 
 
 def test_a_bump_that_would_cross_the_usd_cap_is_not_signed_and_the_ledger_says_why(chain, tmp_path):
-    """Issue 59, case 7: priced just under a $100 USD cap ($99.63: 0.033 ETH and a worst-case fee
+    """A fee bump that would break a USD cap: priced just under a $100 USD cap ($99.63: 0.033 ETH and a worst-case fee
     of 0.00021 ETH at $3,000), then priced out by a base fee anyone who fills blocks can raise.
     Its bump would pay about $5 of fee, $104 in all: not signed, never seen by the chain, the
     refusal on the ledger with its figures, and the transaction reported stuck until it is mined

@@ -163,7 +163,7 @@ def test_a_hundred_intents_across_two_assets_never_pass_one_usd_daily_limit(stac
 def test_a_round_from_the_future_and_a_feed_of_255_decimals_are_refused_and_nothing_is_signed(
     stack, run, deployed, lone
 ):
-    """Issue 59, case 7: a round dated ten years ahead would pass the age check for ten years, and
+    """A price feed that lies: a round dated ten years ahead would pass the age check for ten years, and
     a feed reporting 255 decimals prices $1,000 of ETH at about $0. Each is refused with its own
     code, naming the feed and what it found, by the worker and by the signer handed the approval
     straight (as anyone who can write to warden.intents.approved could): nothing is signed."""

@@ -1,8 +1,8 @@
 """`warden policy what-if` on the real stack: an agent's intents decided by the pipeline and
 recorded by the ledger, then replayed from the ledger under a tightened daily limit and under a
-widened allowlist. Each change it reports is checked against what was recorded. And case 3 of
-issue 59: intents a keyless topic writer put under an agent's name, refused by the worker for
-their signature, are not replayed as if the agent had sent them."""
+widened allowlist. Each change it reports is checked against what was recorded. And intents a
+keyless topic writer put under an agent's name, refused by the worker for their signature, are not
+replayed as if the agent had sent them."""
 
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def holes_counted() -> float:
     return REGISTRY.get_sample_value("warden_offset_holes_total", {"topic": TOPIC}) or 0.0
 
 
-# Offsets 158 and 160 stored, 159 numbered and never stored (a power loss), as issue 75 found it:
+# Offsets 158 and 160 stored, 159 numbered and never stored (a power loss leaves such a hole):
 # the restarted signer's own record is 160, and its check reads 159..159.
 POWER_LOSS = [(158, 159, {158: b"r158"}), (160, 161, {160: b"own"})]
 

@@ -1,8 +1,8 @@
 """One outcome through a node outage: the redelivery watch's give-up (`IntentAbandoned`, which the
 worker remembers and the signer answers NO_OUTCOME) and a judgement still waiting for the node
 cannot both decide an intent. Whichever the worker records first stands; the other stands down
-(issue 59, case 10: NO_OUTCOME published, then the judgement approved and the intent signed and
-mined). The worker publishes no refusal of its own for the give-up: the signer has the last word
+(were both to stand, NO_OUTCOME would be published, then the judgement approve the intent, and it
+be signed and mined). The worker publishes no refusal of its own for the give-up: the signer has the last word
 (tests/unit/test_signer_abandoned.py).
 
 The engine is fed bytes as the topology feeds it. The node is a fake (`StalledNode`), which a unit

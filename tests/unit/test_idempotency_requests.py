@@ -1,4 +1,4 @@
-"""An idempotency key names one request (issue 59, case 5): what the request is, and the signer's
+"""An idempotency key names one request: what the request is, and the signer's
 own refusal of another request under a used key, handed approvals straight as a topic writer
 would (no worker in front of it). The worker's side is in test_engine_redelivery.py; the
 pipeline on the real stack in tests/stack/test_idempotency_and_dead_letters.py."""

@@ -1,4 +1,4 @@
-"""Case 8 of issue 59 on a real chDB ledger: the operator holds the ledger's key, rewrites a row,
+"""A rewritten ledger on a real chDB ledger: the operator holds the ledger's key, rewrites a row,
 recomputes the chain from there and signs the checkpoints (and their notes) again. Every hash and
 every log signature agree, so the ledger's own checks pass; `verify` still says "rewritten after
 witnessing", naming the witness whose cosignature no longer verifies, or the receipt a client kept."""

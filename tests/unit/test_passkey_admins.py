@@ -1,4 +1,4 @@
-"""Passkeys as admin keys (issue 72): an admin set pins a passkey beside Ed25519 keys, and a
+"""Passkeys as admin keys: an admin set pins a passkey beside Ed25519 keys, and a
 passkey admin's decision on a parked intent is a WebAuthn assertion the streams worker and the
 signer each verify themselves, against the console's relying party. An assertion over any other
 bytes, from another origin or relying party, without the user verified, replayed onto another

@@ -1,4 +1,4 @@
-"""`schemas` holds no state that changes at run time (issue 63): the admin set in force, the books
+"""`schemas` holds no state that changes at run time: the admin set in force, the books
 that read versioned admin records and the networks in force live in `runtime` and are handed to
 what uses them. A pydantic validator that read a process-wide registry fed by a Kafka reader would
 judge the same bytes differently from one moment to the next, and nothing would say which

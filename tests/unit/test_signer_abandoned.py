@@ -1,11 +1,11 @@
-"""The signer has the last word on an intent a worker gave up (`Signer.abandoned`, issue 59 case 10).
+"""The signer has the last word on an intent a worker gave up (`Signer.abandoned`).
 
 The worker's redelivery task gives up on an intent with no outcome (`IntentAbandoned`, signed by
-the worker). The worker once refused it NO_OUTCOME itself, "will not be signed", but the signer
-judges every approval on its own: a topic writer who copied the given-up intent into an approval
-had it signed, and a client that had submitted a new intent paid twice. Now the signer answers the
-abandonment, and whichever of the abandonment and an approval it reads first decides; the other
-gets the same answer. The stack test is tests/stack/test_signer_last_word.py.
+the worker). The signer judges every approval on its own, so a refusal by the worker alone would
+not hold: a topic writer who copied the given-up intent into an approval would have it signed, and
+a client that had submitted a new intent would pay twice. So the signer answers the abandonment,
+and whichever of the abandonment and an approval it reads first decides; the other gets the same
+answer. The stack test is tests/stack/test_signer_last_word.py.
 
 A `LoneSigner` is handed records as anyone who can write to the topics could; no node is asked
 (the approval-first case that signs is on the stack)."""

@@ -1,4 +1,4 @@
-"""Issue 14's throughput rule, held: one parse and one signature verification per process per
+"""A throughput rule: one parse and one signature verification per process per
 intent. The streams worker's engine reads each submitted record into one TransactionIntent and
 checks the agent's Ed25519 signature once, however many stages judge it; the signer reads each
 approval once (the intent and its policy inside it come with it) and checks the agent's
