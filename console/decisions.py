@@ -13,10 +13,10 @@ import json
 from datetime import datetime
 
 from console.layout import esc
+from runtime.proposals import Gathered
 from schemas.outcomes import HumanApproval, IntentParked
 from sdk.changes import InForce
 from sdk.pending import change_lines, proposal_row
-from sdk.quorum import Gathered
 
 DECISIONS = ("approve", "deny")
 # A record's signing bytes may start with a domain and a zero byte (``warden.admins\x00``), which

@@ -101,6 +101,10 @@ class AuditAction(StrEnum):
     WEBHOOK_ADDED = "webhook.added"
     WEBHOOK_REMOVED = "webhook.removed"
     WEBHOOK_GAVE_UP = "webhook.gave_up"
+    # warden.admin.proposals, read by the streams worker: an admin's signature counted towards a
+    # proposal's quorum (with how many more are awaited), or a record there that counts for nothing.
+    PROPOSAL_SIGNED = "proposal.signed"
+    PROPOSAL_REFUSED = "proposal.refused"
 
 
 def tx_action(status: str) -> AuditAction:

@@ -156,6 +156,9 @@ def simulation_request_signature_valid(request: SimulationRequest, policy: Agent
 
 
 AdminSignedT = TypeVar("AdminSignedT", AgentPolicy, HumanApproval, AdminSet, VaultChange, ChainSet)
+# A record the admins sign, one of the types `AdminSignedT` ranges over, when which one is known
+# only once it is read (a proposal's record, `runtime.proposals`).
+AdminSigned = AgentPolicy | HumanApproval | AdminSet | VaultChange | ChainSet
 
 
 def _admin_signed(record: AdminSignedT, admin_key: Ed25519PrivateKey, admin_key_id: str) -> AdminSignedT:

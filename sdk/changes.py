@@ -23,13 +23,10 @@ from pydantic_core import to_jsonable_python
 from runtime.admins import Admins
 from runtime.registry import ChainRegistry
 from schemas.admins import ACTIONS, AdminSet, VaultChange, event_digest, key_fingerprint
+from schemas.auth import AdminSigned
 from schemas.chain_set import ChainSet
 from schemas.outcomes import HumanApproval, IntentParked
 from schemas.policy import AgentPolicy
-
-# A record the admins sign: one of the types `schemas.auth.AdminSignedT` ranges over. A
-# proposal's record is one of them, which is known only once it is read (`sdk.quorum.gather`).
-AdminSigned = AgentPolicy | HumanApproval | AdminSet | VaultChange | ChainSet
 
 # Who signed is not what changes: the signatures, and the proposer (shown as ``proposed_by``).
 _NOT_CHANGES = frozenset({"signature", "cosignatures", "admin_key_id", "schema_version"})

@@ -9,6 +9,7 @@ import binascii
 import json
 
 from runtime.config import Settings
+from runtime.proposals import Gathered
 from schemas.admins import AdminSet, VaultChange, digest_of
 from schemas.chain_set import ChainSet
 from schemas.outcomes import HumanApproval, IntentParked
@@ -16,7 +17,7 @@ from schemas.passkeys import is_passkey
 from schemas.policy import AgentPolicy
 from sdk.changes import InForce, change_of
 from sdk.client import pending_approvals, policy_in_force
-from sdk.quorum import Gathered, open_proposals
+from sdk.quorum import open_proposals
 from sdk.records import admins_in_force, chains_in_force
 from svm import transactions as solana_transactions
 

@@ -19,12 +19,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import ValidationError
-
 from runtime.admins import Admins
 from runtime.config import Settings
 from runtime.kafka import end_offsets, follow_records, read_to_quiet
+from runtime.proposals import RECORDS, Gathered, gather, proposal_record
 from runtime.trust import PinnedAuditKeys, admin_key_file
 from schemas import topics
 from schemas.actions import AuditAction
@@ -32,35 +30,20 @@ from schemas.admins import (
     Action,
     AdminProposal,
     AdminSet,
-    AdminSignature,
     VaultChange,
-    digest_of,
-    key_changes,
     own_signature_problem,
 )
 from schemas.audit import readable_audit_events
-from schemas.auth import AdminSignedT, admin_signature_problem, audit_writer, cosign, sign_vault_change
+from schemas.auth import AdminSigned, AdminSignedT, admin_signature_problem, audit_writer, cosign, sign_vault_change
 from schemas.chain_set import ChainSet
 from schemas.emit import Emit
 from schemas.errors import Problem, WardenError
-from schemas.outcomes import HumanApproval
 from schemas.passkeys import is_passkey
-from schemas.policy import AgentPolicy
 from sdk.admin import load_or_create_admin_key
-from sdk.changes import AdminSigned
 from sdk.client import Client
 from sdk.records import admins_in_force
 
-# Each action that gathers signatures here: the record it signs, and where the whole record goes.
-RECORDS: dict[str, tuple[type[AdminSigned], str]] = {
-    "policy": (AgentPolicy, topics.POLICIES),
-    "approval": (HumanApproval, topics.APPROVALS),
-    "admins": (AdminSet, topics.ADMINS),
-    "chains": (ChainSet, topics.CHAINS),
-    "keys": (VaultChange, topics.VAULT),
-}
 PROPOSAL_TTL = timedelta(hours=24)
-_SIGNATURES = {"signature", "cosignatures"}
 
 
 def topic_key(record: AdminSigned) -> str:
@@ -73,125 +56,12 @@ def topic_key(record: AdminSigned) -> str:
 
 def propose(record: AdminSignedT, action: Action, now: datetime, ttl: timedelta = PROPOSAL_TTL) -> AdminProposal:
     """The proposer's signature on ``record`` (signed by them with `sign_policy` and the like)."""
-    return _proposal(record, action, record.admin_key_id, record.signature, now, now + ttl)
-
-
-def _proposal(record, action: Action, admin_id: str, signature: str, now: datetime, expires_at: datetime):
-    """One admin's signature on ``record``, as a record for warden.admin.proposals."""
-    return AdminProposal(
-        proposal_id=digest_of(record.signing_bytes()),
-        action=action,
-        document=record.model_dump(mode="json", exclude=_SIGNATURES),
-        admin_key_id=admin_id,
-        signature=signature,
-        proposed_at=now,
-        expires_at=expires_at,
-    )
-
-
-@dataclass
-class Gathered:
-    """One proposal as the topic holds it: the record, the signatures that count under the admin
-    set in force, the ones that do not (and why), and how many are needed. ``in_force``: the
-    admin keys in force it was gathered under (id → key), which an admin set's key changes are
-    judged against."""
-
-    proposal_id: str
-    action: Action
-    record: AdminSigned
-    expires_at: datetime
-    needed: int
-    signatures: dict[str, str] = field(default_factory=dict)  # admin key id → signature, valid only
-    refused: list[str] = field(default_factory=list)
-    in_force: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def signers(self) -> list[str]:
-        return list(self.signatures)
-
-    @property
-    def keys_changed(self) -> list[str]:
-        """The admins in force whose key this admin set changes (none for another record)."""
-        return key_changes(self.in_force, self.record) if isinstance(self.record, AdminSet) else []
-
-    @property
-    def own_signatures_missing(self) -> list[str]:
-        """The admins of `keys_changed` whose own signature, with the key in force, is not here."""
-        return [key_id for key_id in self.keys_changed if key_id not in self.signatures]
-
-    @property
-    def complete(self) -> bool:
-        """Enough signatures for the services to take the record: the quorum's, and the own
-        signature of each admin whose key an admin set changes."""
-        return len(self.signatures) >= self.needed and not self.own_signatures_missing
-
-    def assembled(self) -> AdminSigned:
-        """The whole record: the proposer's signature in ``signature``, the others' in ``cosignatures``."""
-        proposer = self.record.admin_key_id
-        others = tuple(AdminSignature(admin_key_id=k, signature=s) for k, s in self.signatures.items() if k != proposer)
-        return self.record.model_copy(update={"signature": self.signatures.get(proposer, ""), "cosignatures": others})
-
-    def with_signature(
-        self, admin_key: Ed25519PrivateKey, admin_id: str, now: datetime, digest: str | None = None
-    ) -> AdminProposal:
-        """This admin's signature on the proposal, as a record for warden.admin.proposals. With
-        ``digest`` (the one the admin was shown), only if the bytes signed are the ones it names."""
-        message = self.record.signing_bytes()
-        if digest is not None and digest_of(message) != digest.lower():
-            raise NotWhatWasShown(
-                f"proposal {self.proposal_id[:16]} is not what you were shown: the bytes to sign have the digest "
-                f"{digest_of(message)}, not {digest.lower()}; nothing was signed. `warden approvals show "
-                f"{self.proposal_id[:16]}` prints the change those bytes make; compare it again"
-            )
-        return self.signed_by(admin_id, admin_key.sign(message).hex(), now)
-
-    def signed_by(self, admin_id: str, signature: str, now: datetime) -> AdminProposal:
-        """``admin_id``'s ``signature`` over the proposal's record, made elsewhere (a passkey's
-        assertion the console relays), as a record for warden.admin.proposals."""
-        return _proposal(self.record, self.action, admin_id, signature, now, self.expires_at)
-
-
-class NotWhatWasShown(WardenError, ValueError):
-    """An admin asked to sign a proposal whose bytes are not the ones named by the digest they
-    were shown: nothing is signed."""
+    return proposal_record(record, action, record.admin_key_id, record.signature, now, now + ttl)
 
 
 class NotTheKeyInForce(WardenError, ValueError):
     """An admin's key in this home is not the one the admin set in force pins under their id: a
     signature with it would count for nothing, so nothing is signed."""
-
-
-def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str, Gathered]:
-    """The open proposals among ``raw_records`` (warden.admin.proposals, in order): each with the
-    signatures that verify, of distinct pinned admins, over its record's bytes. A proposal's
-    expiry is its first record's; expired ones are left out."""
-    found: dict[str, Gathered] = {}
-    for raw in raw_records:
-        try:
-            proposal = AdminProposal.model_validate_json(raw)
-            kind = RECORDS[proposal.action][0]
-            record = kind.model_validate(proposal.document)
-        except (ValidationError, ValueError, KeyError):
-            continue  # not a proposal anyone can act on
-        if digest_of(record.signing_bytes()) != proposal.proposal_id:
-            continue  # its id does not name what it carries
-        gathered = found.get(proposal.proposal_id)
-        if gathered is None:
-            gathered = found[proposal.proposal_id] = Gathered(
-                proposal.proposal_id,
-                proposal.action,
-                record,
-                proposal.expires_at,
-                admins.threshold(proposal.action),
-                in_force=dict(admins.keys),
-            )
-        problem = admins.signature_problem(proposal.admin_key_id, proposal.signature, record.signing_bytes())
-        public = admins.key(proposal.admin_key_id)
-        if problem is not None:
-            gathered.refused.append(str(problem))
-        elif not any(admins.key(k) == public for k in gathered.signatures):  # an admin counts once
-            gathered.signatures[proposal.admin_key_id] = proposal.signature
-    return {pid: g for pid, g in found.items() if g.expires_at > now}
 
 
 async def open_proposals(settings: Settings, admins: Admins, now: datetime) -> dict[str, Gathered]:

@@ -39,10 +39,11 @@ from runtime.admins import follow_admin_sets, settled_event
 from runtime.chains import follow_chain_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import group_lag, partition_of, seek_to_committed
+from runtime.kafka import follow, group_lag, partition_of, seek_to_committed
 from runtime.kafka import publish as send_all
 from runtime.kafka import service_producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
+from runtime.proposals import ProposalBook, proposal_event
 from runtime.readiness import mark_ready
 from runtime.rpc import Nodes
 from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
@@ -201,6 +202,7 @@ class Worker(ConsumerRebalanceListener):
         tasks = [
             asyncio.create_task(self.follow_admins(), name="admins"),
             asyncio.create_task(self.follow_chains(), name="chains"),
+            asyncio.create_task(self.follow_proposals(), name="proposals"),
         ]
         try:
             await _until(self.chains_known, tasks)
@@ -369,6 +371,20 @@ class Worker(ConsumerRebalanceListener):
         await follow_chain_sets(
             self.settings, self.engine.admins, self.engine.chains, self.chains_known, self.chain_set_settled
         )
+
+    async def follow_proposals(self) -> None:
+        """Each record of warden.admin.proposals on the ledger, judged under the admin set in force
+        (`runtime.proposals.proposal_event`): who signed a proposal and how many more signatures it
+        awaits, or why a record there counts for nothing. Every worker reads the whole topic; the
+        events' ids name the records, so the ledger holds one of each."""
+        await self.admins_known.wait()
+        book = ProposalBook(self.engine.admins)
+        async for name, value in follow(self.settings, (topics.ADMIN_PROPOSALS,)):
+            now = utcnow()
+            if name:
+                await self.publish([proposal_event(SERVICE, book.read(value, now), now)])
+            else:
+                book.forget_expired(now)
 
     async def admin_set_settled(self, what: str, text: str, record_id: str) -> None:
         await self.settled("admins", what, text, record_id)

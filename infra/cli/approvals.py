@@ -28,6 +28,7 @@ from infra.cli.output import add_json_flag, fail, note, print_json
 from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.kafka import end_offsets
+from runtime.proposals import Gathered, NotWhatWasShown
 from schemas import topics
 from schemas.admins import VaultChange
 from schemas.codes import Code
@@ -44,9 +45,7 @@ from sdk.client import (
 )
 from sdk.pending import change_lines, open_decisions, parked_row, proposal_row, solana_lines
 from sdk.quorum import (
-    Gathered,
     NotTheKeyInForce,
-    NotWhatWasShown,
     add_signature,
     propose,
     publish_proposal,

@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import time
 
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -20,7 +22,7 @@ from runtime.config import Settings
 from runtime.kafka import end_offsets
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.admins import ACTIONS, AdminSet, VaultChange
+from schemas.admins import ACTIONS, AdminProposal, AdminSet, VaultChange
 from schemas.audit import audit_events_of
 from schemas.auth import (
     cosign,
@@ -111,9 +113,10 @@ def test_one_admin_key_changes_nothing_and_two_admins_do(quorum, run):
     assert attempt(5, lambda p: cosign(sign_policy(p, keys["a"], "a"), keys["c"], "c")) == AuditAction.POLICY_UPDATED
 
     intent = _one_approval_parks_and_two_release(settings, keys, agent, run)
-    _a_policy_change_proposed_and_signed(settings)
+    change = _a_policy_change_proposed_and_signed(settings, run)
     _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt)
     _the_ledger_records_each_verdict(settings, start, v1, intent, run)
+    _the_ledger_records_each_signature_of_a_proposal(settings, start, change, run)
 
 
 def _publish_policy(settings, run, v1, step: int, sign) -> str:
@@ -181,10 +184,24 @@ def _one_approval_parks_and_two_release(settings, keys, agent, run):
     return intent
 
 
-def _a_policy_change_proposed_and_signed(settings) -> None:
-    """A policy change through the CLI: admin a proposes, c sees it with a's signature and signs."""
+def _a_policy_change_proposed_and_signed(settings, run) -> str:
+    """A policy change through the CLI: admin a proposes, c sees it with a's signature and signs.
+    Meanwhile a keyless topic writer puts a's signature under b's name on warden.admin.proposals:
+    it counts for nothing. The proposal's id."""
     change = _cli(settings, "a", "agents", "update", "--agent", AGENT, "--max-value", "3")
     assert change["signed_by"] == ["a"] and change["needed"] == 2
+    (mine,) = [
+        AdminProposal.model_validate_json(value)
+        for value in run(read_topic(settings, topics.ADMIN_PROPOSALS))
+        if orjson.loads(value).get("proposal_id") == change["proposal_id"]
+    ]
+
+    async def forge():
+        async with Client(settings) as client:
+            forged = mine.model_copy(update={"admin_key_id": "b"})
+            await (await client.send(topics.ADMIN_PROPOSALS, mine.proposal_id, forged.to_bytes()))
+
+    run(forge())
     listed = _cli(settings, "c", "approvals", "list", "--agent", AGENT)
     (open_,) = [p for p in listed["proposals"] if p["proposal_id"] == change["proposal_id"]]
     assert open_["action"] == "policy" and open_["signed_by"] == ["a"]
@@ -197,6 +214,36 @@ def _a_policy_change_proposed_and_signed(settings) -> None:
     assert change["proposal_id"] not in {
         p["proposal_id"] for p in _cli(settings, "b", "approvals", "list")["proposals"]
     }
+    return change["proposal_id"]
+
+
+def _the_ledger_records_each_signature_of_a_proposal(settings, start, proposal_id: str, run) -> None:
+    """The worker's record of each signature of the policy change (an audit webhook's "a proposal
+    awaits your signature"): a's, awaiting one more; the forged one under b's name, refused; c's,
+    awaiting none. Every worker reads the topic; the ledger's topic holds one id of each."""
+    deadline = time.monotonic() + 60
+    while True:
+        events = [e for v in run(read_topic(settings, topics.AUDIT_EVENTS, start=start)) for e in audit_events_of(v)]
+        about = {
+            e.event_id: e
+            for e in events
+            if e.action in (AuditAction.PROPOSAL_SIGNED, AuditAction.PROPOSAL_REFUSED)
+            and e.details.get("proposal_id") == proposal_id
+        }
+        if len(about) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    said = sorted(
+        (e.details["admin_key_id"], e.action, e.details["awaiting"], e.agent_id, tuple(e.details["signed_by"]))
+        for e in about.values()
+    )
+    assert said == [
+        ("a", AuditAction.PROPOSAL_SIGNED, 1, AGENT, ("a",)),
+        ("b", AuditAction.PROPOSAL_REFUSED, 1, AGENT, ("a",)),
+        ("c", AuditAction.PROPOSAL_SIGNED, 0, AGENT, ("a", "c")),
+    ], said
+    (forged,) = [e for e in about.values() if e.action == AuditAction.PROPOSAL_REFUSED]
+    assert "b's signature does not verify" in forged.details["reason"], forged.details
 
 
 def _one_admin_cannot_change_the_admin_set(settings, keys, run, attempt) -> None:

@@ -10,11 +10,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from runtime.admins import Admins, AdminSetBook
+from runtime.proposals import gather
 from schemas.admins import ACTIONS, AdminSet, parse_thresholds
 from schemas.auth import cosign, human_approval_valid, public_key_hex, sign_admin_set, sign_policy
 from schemas.outcomes import HumanApproval
 from schemas.policy import AgentPolicy
-from sdk.quorum import gather, propose
+from sdk.quorum import propose
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("a", "b", "c", "d")}

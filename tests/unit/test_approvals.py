@@ -513,8 +513,8 @@ def test_a_chain_set_and_a_key_change_show_their_entries():
 
 
 def test_signing_with_a_digest_other_than_the_bytes_signed_is_refused():
+    from runtime.proposals import Gathered, NotWhatWasShown
     from schemas.admins import digest_of
-    from sdk.quorum import Gathered, NotWhatWasShown
 
     keys, second = _admin_keys("a", "b", "c"), Ed25519PrivateKey.generate()
     proposal = _swap_proposal(keys, second)

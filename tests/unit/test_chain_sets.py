@@ -15,12 +15,13 @@ from pydantic import ValidationError
 
 from runtime.admins import Admins, AdminSetBook
 from runtime.chains import ChainSetBook
+from runtime.proposals import gather
 from runtime.registry import ChainRegistry
 from schemas.admins import AdminSet, parse_thresholds
 from schemas.auth import cosign, public_key_hex, record_id_of, sign_admin_set, sign_chain_set
 from schemas.chain_set import ChainSet
 from schemas.chains import Chain, UnknownChain
-from sdk.quorum import gather, propose, topic_key
+from sdk.quorum import propose, topic_key
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("a", "b", "c", "d")}

@@ -393,7 +393,8 @@ def test_the_signer_refuses_a_policy_a_passkey_signed_for_another_origin_and_rem
 def test_a_passkey_admin_signs_nothing_with_a_key_file(tmp_path):
     """`warden approvals sign` as a passkey admin: refused before any key file is made or any
     signature published, saying that a passkey admin signs in the console."""
-    from sdk.quorum import Gathered, NotTheKeyInForce, add_signature
+    from runtime.proposals import Gathered
+    from sdk.quorum import NotTheKeyInForce, add_signature
 
     passkey, world = SoftPasskey(), World()
     approval = _approval(world.intent(), DECIDED)

@@ -10,10 +10,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from runtime.admins import Admins
+from runtime.proposals import gather
 from schemas.admins import VaultChange, parse_thresholds
 from schemas.auth import cosign, public_key_hex, sign_vault_change, vault_change_headers, vault_event_problem
 from schemas.errors import Problem
-from sdk.quorum import gather, propose
+from sdk.quorum import propose
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 KEYS = {name: Ed25519PrivateKey.generate() for name in ("a", "b", "c", "d")}
