@@ -1,10 +1,9 @@
 """One reader of new blocks per chain for every transaction the signer follows there.
 
-Each tracker used to ask the node for its own receipt every 50 ms to 1 s and for its sender's
-nonce every second: ~2.4 calls a second per pending transaction (`warden bench tracker`: 1,000
-pending for 10 s cost 24,331 calls, now 2,192), so thousands pending on a 12 s chain would be
-thousands of calls a second, past any provider's rate limit. Now one task per chain asks for
-the block number, reads each new block's transaction hashes once, and wakes only the trackers
+A tracker that asked the node for its own receipt and its sender's nonce on a timer would cost
+calls per pending transaction, so thousands pending on a 12 s chain would be thousands of calls a
+second, past any provider's rate limit (`warden bench tracker` counts the calls). One task per
+chain asks for the block number, reads each new block's transaction hashes once, and wakes only the trackers
 whose transaction is in it; a sender's nonce is asked once per block however many of its
 transactions wait.
 

@@ -78,7 +78,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
         (seen,) = run(sealing_keys(settings))
         assert seen.key_id == attacker.key_id  # the substitution is the newest on the topic
         # A client that accepts this signer's real (tee=none) key seals to it: the forgery, dated
-        # after it, does not hide it. It used to be refused; dated in the future, for good.
+        # after it, does not hide it (were it to hide it, a forgery dated in the future would for good).
         for as_settings in (settings, verifying):
             sealed = run(seal(as_settings))
             assert [k.key_id for k in sealed.keys] == [honest.key_id]
@@ -124,7 +124,7 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
 
         # A tee=none substitute, dated after the signer's real key: refused without the opt-in,
         # and with it sealed around, since only the signer's pinned service key ties a tee=none
-        # key to the signer (it used to be taken: every share went to the substitute).
+        # key to the signer (taken, it would get every share).
         run(publish(attacker.announcement(honest.signer_id, "none", utcnow())))
         unopted = dataclasses.replace(settings, allow_unattested_signer=False)
         with pytest.raises(SealingRefused, match="WARDEN_ALLOW_UNATTESTED_SIGNER"):
@@ -143,9 +143,9 @@ def test_the_sdk_refuses_a_sealing_key_substituted_on_the_topic(stack, run):
 
 
 def test_junk_on_the_sealing_topic_announces_nothing_and_stops_no_client(stack, run):
-    """What is no announcement (any bytes, under any key) is skipped: it used to raise out of
-    every client's read of the sealing keys, so one record stopped client custody for good (the
-    topic is compacted: it is never deleted), reported by `warden submit` as an invalid intent."""
+    """What is no announcement (any bytes, under any key) is skipped: raised out of every client's
+    read of the sealing keys, one record would stop client custody for good (the topic is
+    compacted: it is never deleted), reported by `warden submit` as an invalid intent."""
     import os
 
     from schemas import topics

@@ -105,7 +105,7 @@ class DemoRuns:
         primary, others = CASES[mode]
         # Each demo picks its ports in a slice of this worker's no other demo picks from: the ports
         # picked here are bound only once its stack is up, and a demo running beside it, picking
-        # its own in the same range meanwhile, once took one of them (its surfpool's).
+        # its own in the same range meanwhile, could take one of them (for its surfpool, say).
         ports = worker_ports(listen_ports(), self.modes.index(mode), len(self.modes))
         broker, rpc, ledger, api = free_ports(4, within=ports_between(ports, listen_ports()))
         env = {

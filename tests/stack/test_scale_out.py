@@ -119,10 +119,9 @@ async def _kill_the_owner(stack, start, killed: list[str]) -> None:
 
 def _copies_off_the_agents_partition_decide_nothing(settings) -> None:
     """On the same two workers: copies of an agent's intents re-keyed into other partitions (a
-    topic writer's). The worker there may not hold the agent's policy or decisions: it used to
-    reject the copy POLICY_MISSING, signed and bound to the real intent's digest, while the real
-    one was signed (seen: two such rejections and the signature for each of 5 intents). Now a
-    copy off its agent's partition is dead-lettered and decides nothing."""
+    topic writer's). The worker there may not hold the agent's policy or decisions: judging the
+    copy, it would reject it POLICY_MISSING, signed and bound to the real intent's digest, while
+    the real one is signed. A copy off its agent's partition is dead-lettered and decides nothing."""
     other = "agent-rekeyed"
     home = partition_of(other)
     elsewhere = {partition_of(k): k for k in (f"not-{other}-{n}" for n in range(200)) if partition_of(k) != home}
@@ -133,7 +132,7 @@ def _copies_off_the_agents_partition_decide_nothing(settings) -> None:
         real = transfers(key, other, "0.001", 3)
         async with Client(settings) as client:
             for intent in real:
-                for k in elsewhere.values():  # the copies first: they used to be decided first
+                for k in elsewhere.values():  # the copies first: read first, they would be decided first
                     await client.send(topics.INTENTS_SUBMITTED, k, intent.to_bytes())
                 await client.submit(intent)
             await client.flush()

@@ -446,8 +446,8 @@ def test_a_forged_rejection_written_first_does_not_answer_for_the_real_intent(st
 
 
 def test_a_forged_signing_rejection_does_not_release_the_workers_reservation(stack, run):
-    """Forged signing-stage rejections on warden.intents.rejected used to release the worker's
-    reservations, so an agent could spend past its limit at the worker."""
+    """Forged signing-stage rejections on warden.intents.rejected must not release the worker's
+    reservations, or an agent could spend past its limit at the worker."""
     settings = stack.settings
     agent, key, policy, start, first = one_signed(settings, run, "agent-release", "0.9")
     release = sign_outcome(

@@ -1,7 +1,7 @@
 """Every approved intent ends with exactly one outcome at the signer, whatever fails inside it.
 
-An exception in the signer used to be logged and skipped: the intent got no outcome, the
-worker's reservation was never released, and its state was half written. These tests drive
+An exception in the signer that was logged and skipped would leave the intent with no outcome,
+the worker's reservation never released, and the signer's state half written. These tests drive
 that failure for real (a nonce SQLite cannot store) through the whole stack, and inject
 failures at two points of the in-process signer.
 """
@@ -44,8 +44,8 @@ def outcomes_of(records: dict[str, list[bytes]], intent_id: str) -> list[IntentR
 
 
 def test_an_agent_cannot_wedge_its_nonce_line_and_the_refusal_frees_its_reservation(stack, run):
-    """An intent naming nonce 1000 used to be signed, and every later intent of the agent got
-    1001, 1002, ... stuck behind the gap forever. A nonce may be named only to replace a
+    """An intent naming nonce 1000, were it signed, would leave every later intent of the agent
+    (1001, 1002, ...) stuck behind the gap for ever. A nonce may be named only to replace a
     transaction this signer signed at it: anything else is refused, and the refusal (a signer's,
     signed) releases what the worker reserved."""
     settings = stack.settings

@@ -34,10 +34,10 @@ def test_the_demo_script_through_the_split_topology(split):
 def test_a_forged_stage_envelope_decides_nothing(split):
     """A topic writer (no agent, admin or worker key) copies an agent's real intent into an
     envelope on the first stage's topic, with the agent's policy edited to allow another chain only and a
-    worker's key id. The worker used to run the stage under that policy: it rejected the intent
-    CHAIN_NOT_ALLOWED under its own signature, bound to the real intent's digest, and answered the
-    real intent with the same rejection. A stage envelope is now believed only when a pinned
-    worker signed it: the forgery is dead-lettered and the real intent is signed."""
+    worker's key id. A worker that ran the stage under that policy would reject the intent
+    CHAIN_NOT_ALLOWED under its own signature, bound to the real intent's digest, and answer the
+    real intent with the same rejection. A stage envelope is believed only when a pinned worker
+    signed it: the forgery is dead-lettered and the real intent is signed."""
     settings = split.settings
     agent = "agent-split-forged"
 

@@ -1,9 +1,9 @@
 """`warden tail` shows what anyone wrote to the outcome and dead-letter topics for what it is.
 
-Anyone who can write to a topic can put any bytes there. The tail used to decode every record
-that was not an outcome as JSON, and every dead letter without checking it: one record of junk
-ended the tail (for good with `--from-beginning`), and anyone could show an operator a dead
-letter. Each is now shown as FORGED, with why, and the tail goes on.
+Anyone who can write to a topic can put any bytes there. A tail that decoded every record that
+is not an outcome as JSON, and every dead letter without checking it, would end at one record of
+junk (for good with `--from-beginning`), and let anyone show an operator a dead letter. Each is
+shown as FORGED, with why, and the tail goes on.
 """
 
 from __future__ import annotations

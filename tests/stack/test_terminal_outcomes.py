@@ -91,8 +91,8 @@ def test_oversize_and_unusable_records_are_dead_lettered_once_and_the_worker_kee
 
 def test_only_the_worker_gives_an_intent_up_and_a_late_copy_gets_the_same_answer(stack, run):
     """A topic writer's records on warden.intents.abandoned decide nothing: a copy of an agent's
-    intent written there before the intent (it used to be decided NO_OUTCOME, and the real one
-    answered the same) and an intent of its own under an id the agent will use (computed from an
+    intent written there before the intent (were it believed, the intent would be decided
+    NO_OUTCOME, and the real one answered the same) and an intent of its own under an id the agent will use (computed from an
     idempotency key: the agent's intent was refused INTENT_ID_REUSED) are dead-lettered, and both
     real intents are signed. What the worker's redelivery task writes after its last attempt
     (`abandoned_record`, signed with the worker's key, done here by hand) is refused NO_OUTCOME by

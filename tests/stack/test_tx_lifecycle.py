@@ -281,8 +281,8 @@ def test_after_a_restart_a_signed_but_unsent_transaction_is_sent_and_tracked(cha
 
 def test_an_intent_answered_with_an_earlier_result_follows_that_transaction_to_its_end(chain, tmp_path):
     """Two intents with one idempotency key (a raw producer's: the SDK would give them one id):
-    the second gets the first's signed bytes, as they stood (still pending). It used to stay
-    there: a client waiting for a final status waited forever. It now reports what the first's
+    the second gets the first's signed bytes, as they stood (still pending). Were it to stay
+    there, a client waiting for a final status would wait for ever: it reports what the first's
     transaction becomes, under its own id."""
 
     async def scenario(h: Harness):
@@ -369,8 +369,8 @@ def test_a_waiting_transaction_whose_nonce_a_block_takes_ends_at_once_not_at_its
 
 def test_transactions_behind_a_pending_one_are_not_sent_again_by_each_other(chain, tmp_path):
     """Eight transactions of one address wait past the replacement delay: the lowest is reported
-    stuck (no bumps allowed), the seven behind it wait on it. Each used to send again every
-    lower transaction it was waiting on, once a second: N² sends for N pending."""
+    stuck (no bumps allowed), the seven behind it wait on it. None sends again the lower
+    transactions it waits on (each doing so once a second would be N² sends for N pending)."""
 
     async def scenario(h: Harness):
         sent = [await h.sign() for _ in range(8)]

@@ -263,7 +263,7 @@ def test_set_approval_for_all_needs_the_operator_allowlisted_by_name():
 
 
 def test_set_approval_for_all_on_an_erc1155_token_is_read_as_an_operator_grant():
-    # Its bool is no list of amounts to pair with token ids: it was once refused as malformed.
+    # Its bool is no list of amounts to pair with token ids, and no reason to refuse it as malformed.
     (move,) = movements.movements_of(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI), policy()).movements
     assert (move.kind, move.to, move.amount, move.token_ids) == ("operator", ROUTER, 1, ())
     assert judge(intent(calldata("0xa22cb465", ROUTER, 1), to=MULTI)).passed

@@ -148,9 +148,9 @@ def test_a_pinned_writer_speaks_only_as_itself_among_wardens_services(settings, 
 
 
 def test_a_key_file_caught_mid_write_is_not_pinned(settings, keys):
-    """CI caught the sink reading a service's .pub while it was being rewritten: it pinned the
-    empty text as the key, and refused every later record of that service. Now a reader pins only
-    what looks like a key, and a service replaces the file whole, only when it changed."""
+    """A reader can meet a service's .pub while it is being rewritten: were it to pin the empty text
+    as the key, it would refuse every later record of that service. A reader pins only what looks
+    like a key, and a service replaces the file whole, only when it changed."""
     folder = settings.home / "services" / "worker"
     folder.mkdir(parents=True)
     (folder / f"{settings.worker_id}.pub").write_text("")  # the moment between truncate and write
@@ -170,7 +170,7 @@ def test_a_key_file_caught_mid_write_is_not_pinned(settings, keys):
 def test_a_key_created_by_several_writers_at_once_is_one_key_and_never_read_half_written(tmp_path):
     """The first admin command, a worker pinning the admin key at start and a second admin command
     can all meet an admin key that does not exist yet: every one must end with the same key, and
-    a reader must never see the file half-written (it used to be written in place)."""
+    a reader must never see the file half-written (as it would, were it written in place)."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 

@@ -99,10 +99,10 @@ def test_idempotency_key_reuse_after_a_rejection_echoes_the_rejection(world):
 
 
 def test_a_key_reused_for_another_request_is_refused_naming_what_differs_never_answered(world):
-    """0.001 ETH to alice under key K, then 0.5 ETH to bob under K: the second used to get the
-    first's approval (and, from the signer, its transaction) bound to its own id and digest: a
-    verified answer about another payment. Now it is refused, whatever the first's outcome, and
-    the fields that differ are named; the same request under K still gets the first's answer."""
+    """0.001 ETH to alice under key K, then 0.5 ETH to bob under K: answered with the first's
+    approval (and, from the signer, its transaction) bound to its own id and digest, the second
+    would get a verified answer about another payment. It is refused, whatever the first's
+    outcome, and the fields that differ are named; the same request under K still gets the first's answer."""
     world.publish(world.policy(version=2, tx_to_allowlist=(DEST, OTHER)))
     first = world.intent("0.001", idempotency_key="K")
     assert_approved(world.submit(first), first)
@@ -246,9 +246,9 @@ def test_redelivery_watches_only_what_the_worker_can_read_and_a_dead_letter_ends
 def test_the_watch_ends_only_for_the_very_intent_an_outcome_is_about(world):
     """A topic writer's edited copy of an intent (same id, so it is readable, its agent signature
     broken) is refused AGENT_SIGNATURE_INVALID by the worker, signed and with the copy's digest.
-    That authentic refusal used to end the watch of the id, real intent included: had the worker
-    skipped the real one, nothing would have sent it again. Now each (id, digest) is watched and
-    ends on its own; the copy seen first does not displace the real one either."""
+    Were that authentic refusal to end the watch of the id, real intent included, nothing would
+    send the real one again had the worker skipped it. Each (id, digest) is watched and ends on
+    its own; the copy seen first does not displace the real one either."""
     from streams.redelivery import Pending, outcome_about, watched_intent
 
     world.publish(world.policy())
@@ -385,7 +385,7 @@ def _forged_abandonments(world: World, intent: TransactionIntent) -> dict[str, t
     record = IntentAbandoned.from_bytes(world.abandoned(intent))
     unsigned = record.model_copy(update={"service_signature": "00" * 64})
     return {
-        "a copy of the intent, as abandoned records used to be": ("invalid IntentAbandoned", intent.to_bytes()),
+        "a copy of the intent, not an IntentAbandoned": ("invalid IntentAbandoned", intent.to_bytes()),
         "unsigned, under the worker's key id": ("the service signature does not verify", unsigned.to_bytes()),
         "signed by another key under the worker's id": (
             "the service signature does not verify",

@@ -250,9 +250,9 @@ def test_usable_keys_refuses_no_keys_unattested_without_consent_and_unverifiable
 
 
 def test_an_unattested_key_is_sealed_to_only_when_its_signers_pinned_service_key_signed_it():
-    """With the development opt-in, a tee=none key used to be taken as announced: anyone who could
-    write to warden.signer.sealing could announce one under a signer's name (or a new name) and
-    collect every client share sealed to it. Now only the signer's pinned service key ties it."""
+    """With the development opt-in, a tee=none key taken as announced would let anyone who can
+    write to warden.signer.sealing announce one under a signer's name (or a new name) and collect
+    every client share sealed to it. Only the signer's pinned service key ties it."""
     honest = _announced("signer-a", "none")
     assert usable_keys([honest], allow_unattested=True, service_key=_pinned) == [honest]
     attacker = Ed25519PrivateKey.generate()

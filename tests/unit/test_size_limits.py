@@ -24,7 +24,7 @@ def test_size_limits_are_configured_together(limit, tmp_path):
     """Whatever WARDEN_MAX_RECORD_BYTES says, the dead letter of a record twice that size (it
     carries the first ``limit`` bytes, base64, with the digest and size of the whole) fits in
     what every Warden producer may send and every consumer fetches: dead-lettering never raises
-    MessageSizeTooLargeError, which used to take the worker down."""
+    MessageSizeTooLargeError, which would take the worker down."""
     settings = dataclasses.replace(Settings(home=tmp_path), max_record_bytes=limit)
     oversize = os.urandom(2 * limit)
     source = Source(topics.INTENTS_SUBMITTED, 0, 7, b"agent-" + b"k" * 200)
