@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
 from console import agents as agents_page
 from console import analyst, auditor
@@ -54,6 +57,7 @@ from console.security import (
     page_party,
 )
 from console.sessions import Session, Sessions
+from console.throttle import LoginThrottle
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -64,7 +68,7 @@ from schemas.actions import AuditAction
 from schemas.emit import Emit, audit
 from schemas.errors import Problem, WardenError
 from schemas.passkeys import RelyingParty
-from schemas.webhooks import WebhookEventsError, WebhookUrlError
+from schemas.webhooks import WEBHOOK_ID_PREFIX, WebhookEventsError, WebhookUrlError
 from sdk.changes import policy_change
 from sdk.pending import change_lines, open_decisions
 from sdk.policies import PolicyInvalid, unsigned_policy
@@ -113,6 +117,8 @@ class Console:
     enrol_used: set[str] = field(default_factory=set)
     # The records built for a passkey to sign, by a random id the page sends back; each taken once.
     drafts: dict[str, Draft] = field(default_factory=dict)
+    # Failed logins per client address, which lock that address out for a while.
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     @property
     def origin(self) -> str:
@@ -191,6 +197,17 @@ async def _headers(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         exc.headers.update(HEADERS)
         raise
+    except KafkaError as exc:
+        # The admin set, the decisions waiting and the proposals are read from the broker: a page
+        # that cannot read them shows nothing rather than a guess, and says what to do.
+        _log.warning("%s %s: the broker does not answer (%s)", request.method, request.path, exc)
+        broker = request.app[APP_CONSOLE].settings.broker
+        raise web.HTTPServiceUnavailable(
+            text=f"The broker at {broker} does not answer ({type(exc).__name__}); this page reads what it shows from it. "
+            "Check the stack with `warden status`, then reload.",
+            content_type="text/plain",
+            headers=HEADERS,
+        ) from None
     response.headers.update(HEADERS)
     return response
 
@@ -277,18 +294,36 @@ async def login_options(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     console: Console = request[CONSOLE]
     session: Session = request[SESSION]
+    now, client = console.now(), request.remote or "unknown"
+    until = console.throttle.locked_until(client, now)
+    if until is not None:
+        wait_s = math.ceil((until - now).total_seconds())
+        said = f"{console.throttle.limit} failed logins from this address within {console.throttle.window}: try again in {wait_s} s"
+        return web.json_response({"error": said}, status=429, headers={"Retry-After": str(wait_s)})
     body = await _json(request)
     credential_id, assertion = str(body.get("id", "")), str(body.get("assertion", ""))
-    message = session.take_login_message(console.now())
+    message = session.take_login_message(now)
     who: str | Problem = Problem("no login was asked for in this session, or it is over 2 minutes old: try again")
     if message is not None:
         admins = await admins_in_force(console.settings)
         who = logged_in(admins.keys, credential_id, assertion, message, console.party, console.counters)
     if isinstance(who, Problem):
+        # Recorded each time up to the one that locks the address out; what it sends then is refused unrecorded.
+        locked = (
+            {"locked_out_until": (now + console.throttle.window).isoformat()}
+            if console.throttle.failed(client, now)
+            else {}
+        )
         await console.record(
-            AuditAction.CONSOLE_LOGIN_REFUSED, "console:login", credential_id=credential_id[:64], reason=str(who)
+            AuditAction.CONSOLE_LOGIN_REFUSED,
+            "console:login",
+            credential_id=credential_id[:64],
+            reason=str(who),
+            client=client,
+            **locked,
         )
         return web.json_response({"error": str(who)}, status=403)
+    console.throttle.succeeded(client)
     request[SESSION] = console.sessions.log_in(session, who, console.now())
     request[SESSION_CHANGED] = True
     await console.record(AuditAction.CONSOLE_LOGGED_IN, f"admin:{who}", admin_id=who)
@@ -560,7 +595,7 @@ async def agent_relay(request: web.Request) -> web.Response:
 async def webhooks(request: web.Request) -> web.Response:
     admin_id = _admin(request)
     try:
-        listed = webhooks_page.webhooks_table(await request.app[SOURCE].webhooks())
+        listed = webhooks_page.webhooks_table(await request.app[SOURCE].webhooks(), _csrf(request))
     except WardenError as exc:
         listed = f'<p class="flag">Cannot read the ledger: {esc(exc)}</p>'
     body = listed + webhooks_page.webhook_form(_csrf(request))
@@ -589,16 +624,46 @@ async def webhook_draft(request: web.Request) -> web.Response:
     return web.json_response({"next": f"/webhooks/sign/{draft}"})
 
 
+async def webhook_removal(request: web.Request) -> web.Response:
+    """The request that removes the endpoint the row's form names, built unsigned and kept: where
+    its signing page is; or 400 saying what is wrong."""
+    console: Console = request[CONSOLE]
+    admin_id = _admin(request)
+    webhook_id = str((await _json(request)).get("webhook_id", ""))
+    try:
+        removal = webhooks_page.webhook_removal(webhook_id, admin_id, console.now())
+    except ValidationError:
+        return web.json_response(
+            {
+                "error": f"webhook_id: {webhook_id[:80]!r} is not an endpoint's id (one starts {WEBHOOK_ID_PREFIX}, as listed)"
+            },
+            status=400,
+        )
+    intro = f"<p>Removing webhook <code>{esc(removal.webhook_id)}</code>: it is sent nothing more.</p>"
+    draft = console.draft(admin_id, "webhook", removal.signing_bytes(), "Sign the webhook's removal", intro)
+    return web.json_response({"next": f"/webhooks/sign/{draft}"})
+
+
 async def webhook_relay(request: web.Request) -> web.Response:
     relayed = await _relay_draft(request, "webhook", relay_webhook)
     if isinstance(relayed, web.Response):
         return relayed
     admin_id, _, answer = relayed
+    if answer.get("removed"):
+        await request[CONSOLE].record(
+            AuditAction.CONSOLE_WEBHOOK_RELAYED,
+            f"webhook:{answer['id']}",
+            admin_id=admin_id,
+            webhook_id=answer["id"],
+            op="remove",
+        )
+        return web.json_response({"what": f"webhook {answer['id']} removed", "id": answer["id"]})
     await request[CONSOLE].record(
         AuditAction.CONSOLE_WEBHOOK_RELAYED,
         f"webhook:{answer['id']}",
         admin_id=admin_id,
         webhook_id=answer["id"],
+        op="add",
         url=answer["url"],
         events=answer["events"],
     )
@@ -628,6 +693,7 @@ def build_app(console: Console) -> web.Application:
     app.router.add_post("/agents/relay", agent_relay)
     app.router.add_get("/webhooks", webhooks)
     app.router.add_post("/webhooks/draft", webhook_draft)
+    app.router.add_post("/webhooks/removal", webhook_removal)
     app.router.add_get("/webhooks/sign/{draft}", _sign_page("webhook", "/webhooks/relay"))
     app.router.add_post("/webhooks/relay", webhook_relay)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)

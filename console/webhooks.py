@@ -1,10 +1,12 @@
 """The admins' webhooks page: the audit webhooks in force with their delivery state, as
-`warden webhooks list` reads them from the ledger's store, and the form that adds one.
+`warden webhooks list` reads them from the ledger's store, the form that adds one and, beside each,
+the button that removes it.
 
 Adding one is a `WebhookRequest` the console builds unsigned and shows; the admin's passkey signs
 its signing bytes on the page, and the console sends the signed request to the ledger
 (`console.relay.relay_webhook`), which checks it against the admin set in force as it checks the
-command line's. The endpoint's signing secret is shown once, on the page, after adding.
+command line's. The endpoint's signing secret is shown once, on the page, after adding. Removing
+one is the same: a `WebhookRequest` naming the endpoint, shown, signed by the passkey, relayed.
 Everything here shapes what it is given and does no I/O."""
 
 from __future__ import annotations
@@ -22,23 +24,32 @@ def _when(moment: datetime | None) -> str:
     return "" if moment is None else moment.isoformat()
 
 
-def webhooks_table(rows: Sequence[Mapping[str, Any]]) -> str:
+def webhooks_table(rows: Sequence[Mapping[str, Any]], csrf: str) -> str:
     """Each endpoint in force (`ledger.webhook_store.summaries`): its URL and events, who added
-    it when, what was delivered, what is pending (since when), given up, and the last error."""
+    it when, what was delivered, what is pending (since when), given up, the last error, and the
+    form that builds the request removing it."""
     if not rows:
         return "<p>No webhook endpoint is registered.</p>"
     head = (
         "<tr><th>id</th><th>URL</th><th>events</th><th>added (UTC)</th><th>by</th><th>delivered</th>"
-        "<th>pending</th><th>oldest pending since</th><th>given up</th><th>last error</th></tr>"
+        "<th>pending</th><th>oldest pending since</th><th>given up</th><th>last error</th><th></th></tr>"
     )
     body = "".join(
         f'<tr class="webhook"><td><code>{esc(r["webhook_id"])}</code></td><td>{esc(r["url"])}</td>'
         f"<td>{esc(', '.join(r['events']))}</td><td>{esc(_when(r['added_at']))}</td><td>{esc(r['added_by'])}</td>"
         f"<td>{esc(r['delivered'])}</td><td>{esc(r['pending'])}</td><td>{esc(_when(r['oldest_pending']))}</td>"
-        f"<td>{esc(r['given_up'])}</td><td>{esc(r['last_error'] or '')}</td></tr>"
+        f"<td>{esc(r['given_up'])}</td><td>{esc(r['last_error'] or '')}</td><td>{_removal_form(r['webhook_id'], csrf)}</td></tr>"
         for r in rows
     )
     return f'<table class="webhooks">{head}{body}</table>'
+
+
+def _removal_form(webhook_id: str, csrf: str) -> str:
+    return (
+        '<form class="webhook-removal draft" method="post" action="/webhooks/removal">'
+        f'<input type="hidden" name="csrf" value="{esc(csrf)}"><input type="hidden" name="webhook_id" '
+        f'value="{esc(webhook_id)}"><button>Remove</button><span class="result"></span></form>'
+    )
 
 
 def webhook_form(csrf: str, values: Mapping[str, Any] | None = None) -> str:
@@ -58,6 +69,12 @@ def webhook_form(csrf: str, values: Mapping[str, Any] | None = None) -> str:
         f'<label>events (the audit actions it is sent) <select name="events" multiple size="12">{options}</select></label>'
         '<button>Show the request to sign</button><p class="result"></p></form>'
     )
+
+
+def webhook_removal(webhook_id: str, admin_id: str, now: datetime) -> WebhookRequest:
+    """The unsigned request that removes endpoint ``webhook_id``, naming ``admin_id`` as its
+    signer; ValidationError when ``webhook_id`` is not an endpoint's id."""
+    return WebhookRequest(op="remove", webhook_id=webhook_id.strip(), issued_at=now, admin_key_id=admin_id)
 
 
 def webhook_request(url: str, events: Sequence[str], admin_id: str, now: datetime) -> WebhookRequest:

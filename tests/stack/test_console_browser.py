@@ -238,7 +238,8 @@ def _a_policy_changed_with_the_passkey(page: Page, settings, shots) -> int:
 
 
 def _a_webhook_added_with_the_passkey(page: Page, settings, shots) -> None:
-    """alice adds an audit webhook with her passkey: its secret is shown once, and it is listed."""
+    """alice adds an audit webhook with her passkey: its secret is shown once, and it is listed.
+    Then she removes it with her passkey, and it is listed no more."""
     page.goto(console_origin(settings) + "/webhooks")
     page.fill("input[name=url]", "http://127.0.0.1:9/warden")
     page.select_option("select[name=events]", [AuditAction.INTENT_REJECTED.value])
@@ -250,6 +251,11 @@ def _a_webhook_added_with_the_passkey(page: Page, settings, shots) -> None:
     page.goto(console_origin(settings) + "/webhooks")
     assert webhook_id in page.inner_text("table.webhooks")
     _shoot(page, shots, "5-webhook-added")
+    page.locator(f'tr.webhook:has-text("{webhook_id}") form.webhook-removal button').click()
+    page.locator("div.sign.webhook button").click()
+    page.wait_for_selector(f'div.sign.webhook .result:has-text("webhook {webhook_id} removed")', timeout=30_000)
+    page.goto(console_origin(settings) + "/webhooks")
+    assert webhook_id not in page.inner_text("body")
 
 
 def _the_versions_compared(page: Page, settings, shots, before: int) -> None:

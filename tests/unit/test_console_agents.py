@@ -20,7 +20,7 @@ from console.layout import NAV
 from console.relay import RelayRefused
 from console.security import cookie_name
 from console.server import DRAFT_TTL, Console, build_app
-from console.webhooks import webhook_form, webhook_request, webhooks_table
+from console.webhooks import webhook_form, webhook_removal, webhook_request, webhooks_table
 from infra.cli.agents import _policy_fields
 from runtime.config import Settings
 from schemas.actions import AuditAction
@@ -163,15 +163,19 @@ def test_a_webhook_request_is_checked_field_by_field_and_carries_a_passkeys_asse
             "last_error": "HTTP 500",
         }
     ]
-    html = webhooks_table(rows) + webhook_form("token", {"url": '"><x'})
+    html = webhooks_table(rows, "token") + webhook_form("token", {"url": '"><x'})
     assert "wh_&lt;b&gt;" in html and "&quot;&gt;&lt;x" in html and "HTTP 500" in html
+    # Each row's removal: a form the page's script sends, naming the endpoint, with the session's token.
+    assert 'action="/webhooks/removal"' in html and 'name="webhook_id" value="wh_&lt;b&gt;"' in html
+    assert html.count('name="csrf" value="token"') == 2
 
 
 def _console(tmp_path, events: list[Emit], clock: list[datetime]) -> Console:
     async def sink(event: Emit) -> None:
         events.append(event)
 
-    return Console(Settings(home=tmp_path), PARTY, sink, now=lambda: clock[0])
+    # Port 9 (discard): no broker answers there, and no stack picks a port below 10000.
+    return Console(Settings(home=tmp_path, broker="127.0.0.1:9"), PARTY, sink, now=lambda: clock[0])
 
 
 def test_a_draft_is_relayed_only_for_the_exact_bytes_built_for_that_admin_once_and_while_fresh(tmp_path):
@@ -203,6 +207,7 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
     built = _policy(1).signing_bytes()
     request = webhook_request("https://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
+    removal = webhook_removal("wh_" + "a" * 24, "alice", T0)
 
     async def scenario(client):
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
@@ -210,6 +215,7 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
         for path, kind, message in [
             ("/agents/relay", "policy", built),
             ("/webhooks/relay", "webhook", request.signing_bytes()),
+            ("/webhooks/relay", "webhook", removal.signing_bytes()),
         ]:
             draft = console.draft("alice", kind, message)
             swapped = message.replace(b'"alice"', b'"mallory"')
@@ -219,7 +225,7 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
             assert answer.status == 403 and "not the" in (await answer.json())["error"]
 
     asyncio.run(_run(console, scenario))
-    assert [AuditAction.CONSOLE_RELAY_REFUSED.value.encode() in e.value for e in events] == [True, True]
+    assert [AuditAction.CONSOLE_RELAY_REFUSED.value.encode() in e.value for e in events] == [True, True, True]
 
 
 async def _run(console: Console, scenario) -> None:
@@ -256,5 +262,27 @@ def test_a_form_is_answered_with_what_is_wrong_or_with_the_signing_page_of_the_b
         )
         assert console.shown_draft(draft_id, "bob", "webhook") is None  # another admin's page shows nothing
         assert (await client.get("/agents/sign/" + draft_id)).status == 404  # nor the page of another kind
+
+        # A removal names an endpoint's id and nothing else; what is not one is named.
+        refused = await client.post("/webhooks/removal", headers=headers, json={"webhook_id": "https://x/"})
+        assert refused.status == 400
+        assert (await refused.json())[
+            "error"
+        ] == "webhook_id: 'https://x/' is not an endpoint's id (one starts wh_, as listed)"
+        answer = await client.post("/webhooks/removal", headers=headers, json={"webhook_id": "wh_" + "b" * 24})
+        removal_id = (await answer.json())["next"].removeprefix("/webhooks/sign/")
+        kept = console.drafts[removal_id]
+        removal = WebhookRequest.model_validate_json(kept.message.removeprefix(b"warden.webhooks\x00"))
+        assert (removal.op, removal.webhook_id, removal.admin_key_id, removal.url, removal.signature) == (
+            "remove",
+            "wh_" + "b" * 24,
+            "alice",
+            "",
+            "",
+        )
+        assert "Removing webhook <code>wh_" + "b" * 24 in kept.intro
+        # Its signing page reads the admin set in force from the broker; none answers here: said, not a 500.
+        page = await client.get("/webhooks/sign/" + removal_id)
+        assert page.status == 503 and "does not answer" in await page.text()
 
     asyncio.run(_run(console, scenario))

@@ -19,6 +19,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from console.webhooks import webhook_removal
 from infra.cli import main
 from infra.stack.local import free_port
 from ledger import webhook_messages as messages
@@ -466,3 +467,11 @@ def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over
     signed = request.model_copy(update={"signature": passkey.sign(request.signing_bytes())})
     assert len(signed.signature) > 128  # an assertion: longer than an Ed25519 signature's hex
     assert registrar.register(WebhookRequest.model_validate_json(signed.to_bytes()), NOW)["id"] == request.added_id()
+    # The console's removal, as its page builds it and the passkey signs it: taken as the CLI's is.
+    removal = webhook_removal(request.added_id(), "alice", NOW)
+    signed = removal.model_copy(update={"signature": passkey.sign(removal.signing_bytes())})
+    assert registrar.register(WebhookRequest.model_validate_json(signed.to_bytes()), NOW) == {
+        "id": request.added_id(),
+        "removed": True,
+    }
+    assert not stored.endpoints(ledger_store) and registrar.notices[-1].action == AuditAction.WEBHOOK_REMOVED
