@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from rules import movements, solana, typed_movements
-from rules.guardrails import allowlisted, simulation_required, verdict
+from rules import movements, typed_movements
+from rules.verdicts import allowlisted, simulation_required, verdict
 from schemas.codes import Code
-from schemas.fields import MAX_UINT256, format_native_amount, format_token_amount
+from schemas.fields import MAX_UINT256, format_token_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy, AssetLimit
@@ -260,21 +260,11 @@ def asset_amount(asset: AssetLimit, units: int) -> str:
     return f"{format_token_amount(units, asset.decimals)} {asset.label}"
 
 
-def approval_needed(intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]) -> str | None:
-    """Why an intent that passed every guardrail still waits for a human, or None: its value is
-    above the policy's approval_threshold_eth, or what it moves or approves of an asset (as the
-    assets stage counted it) is above that asset's approval_threshold; a Solana intent, by its own
-    thresholds (`rules.solana.approval_needed`)."""
-    if intent.intent_type == "solana_transaction":
-        return solana.approval_needed(intent, policy, asset_spend)
-    if intent.intent_type == "solana_message":
-        return None  # it moves nothing; whether it is signed at all is the policy's
-    threshold = policy.approval_threshold_wei
-    if threshold is not None and (intent.value_wei or 0) > threshold:
-        return (
-            f"value {format_native_amount(intent.value_wei)} is above the approval threshold of "
-            f"{policy.approval_threshold_eth}"
-        )
+def over_approval_threshold(
+    intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]
+) -> str | None:
+    """Why an intent that passed every stage still waits for a human, or None: what it moves or
+    approves of an asset (as this stage counted it) is above that asset's approval_threshold."""
     for asset in policy.asset_limits:
         limit = asset.units("approval_threshold")
         if limit is not None and asset_spend.get(asset.key, 0) > limit:

@@ -16,8 +16,8 @@ and fees it checked.
 from __future__ import annotations
 
 from evm.constants import GAS_PER_BLOB, PER_AUTHORIZATION_GAS
-from rules.guardrails import verdict
 from rules.simulation import call_object, decode_revert
+from rules.verdicts import verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.codes import Code
 from schemas.intent import TransactionIntent

@@ -8,7 +8,7 @@ records between them. Order and meaning: freshness (at intake), chain
 restriction, address allowlist, fee ceiling (``rules.fees``), per-tx cap and
 rolling 24 h limit (both on spend: value + worst-case fee), simulation; a set-code
 transaction adds its delegation, and messages and typed data have their own stage
-instead of the transaction ones (`schemas.stages.guardrail_stages`). An empty
+instead of the transaction ones (`rules.stage_table`). An empty
 allowlist allows any address; a null cap, limit or ceiling means none.
 The streams worker runs them to explain early; the signer runs every one again
 with its own state, so nothing the worker says is needed for safety.
@@ -17,66 +17,18 @@ with its own state, so nothing the worker says is needed for safety.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from rules import movements, typed_movements
-from runtime.clock import to_us
+from rules import typed_movements
+from rules.verdicts import verdict
 from schemas.codes import Code
 from schemas.fields import format_native_amount
-from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
+from schemas.intent import TransactionIntent
 from schemas.outcomes import StageVerdict
 from schemas.policy import AgentPolicy
 from schemas.quote import FeeQuote
 from schemas.stages import Stage
 from schemas.typed_data import TypedData
-
-
-def verdict(
-    intent: TransactionIntent, stage: Stage, passed: bool, code: Code, reason: str, **facts: Any
-) -> StageVerdict:
-    return StageVerdict.judged(
-        intent_id=intent.intent_id, stage=stage, passed=passed, code=code, reason=reason, facts=facts
-    )
-
-
-def check_freshness(intent: TransactionIntent, now: datetime, max_age_us: int) -> StageVerdict:
-    """Refuse stale and future-dated intents, so a captured intent cannot be replayed once the
-    decision and idempotency records that would catch it have been let go."""
-    now_us, created_us = to_us(now), to_us(intent.created_at)
-    facts = dict(created_at=intent.created_at.isoformat(), now=now.isoformat(), max_age_s=max_age_us // 1_000_000)
-    if created_us - now_us > INTENT_MAX_FUTURE_US:
-        return verdict(
-            intent,
-            Stage.INTAKE,
-            False,
-            Code.INTENT_FROM_THE_FUTURE,
-            f"created_at {intent.created_at.isoformat()} is more than {INTENT_MAX_FUTURE_US // 1_000_000} s "
-            f"ahead of this service's clock ({now.isoformat()}); check the agent's clock and sign a new "
-            "intent",
-            **facts,
-        )
-    if now_us - created_us >= max_age_us:
-        return verdict(
-            intent,
-            Stage.INTAKE,
-            False,
-            Code.INTENT_EXPIRED,
-            f"created_at {intent.created_at.isoformat()} is older than the {max_age_us // 1_000_000} s an "
-            "intent stays valid; sign a new intent",
-            **facts,
-        )
-    if intent.expires_at is not None and to_us(intent.expires_at) <= now_us:
-        return verdict(
-            intent,
-            Stage.INTAKE,
-            False,
-            Code.INTENT_EXPIRED,
-            f"the intent expired at {intent.expires_at.isoformat()}; sign a new intent",
-            expires_at=intent.expires_at.isoformat(),
-            **facts,
-        )
-    return verdict(intent, Stage.INTAKE, True, Code.INTENT_FRESH, "within its validity window", **facts)
 
 
 def check_chain(intent: TransactionIntent, policy: AgentPolicy) -> StageVerdict:
@@ -352,42 +304,13 @@ def check_daily_limit(intent: TransactionIntent, policy: AgentPolicy, spent_wei:
     )
 
 
-def allowlisted(policy: AgentPolicy, address: str) -> bool:
-    # The same rule as `check_allowlist`: an empty allowlist allows any address.
-    return not policy.tx_to_allowlist or address in policy.tx_to_allowlist
-
-
-# The stages decided by the intent and the policy alone (no chain, no spend record), by name.
-POLICY_CHECKS = {
-    Stage.CHAIN: check_chain,
-    Stage.ALLOWLIST: check_allowlist,
-    Stage.MESSAGE: check_message,
-}
-# The stages decided by the intent, the policy and its chain's EIP-155 id in the networks the
-# caller holds in force (`rules.judge.Context.chains`), by name.
-CHAIN_ID_CHECKS = {
-    Stage.DELEGATION: check_delegation,
-    Stage.TYPED_DATA: check_typed_data,
-}
-
-
-def simulation_required(intent: TransactionIntent, policy: AgentPolicy) -> bool:
-    """Whether the intent must be simulated, from the intent and the policy alone: when asked to
-    (simulate_first, require_simulation), and for every call a contract_calls rule allows and does
-    not mark ``unsimulated`` (and for declared outflows, which only simulation holds a call to):
-    such a contract may forward the agent's value or spend its allowances, and only simulation
-    shows where that lands."""
-    if intent.simulate_first or policy.require_simulation:
-        return True
-    if intent.intent_type != "transaction":
-        return False
-    if intent.declared_outflows:
-        return True
-    if intent.data == "0x":
-        return False
-    to = movements.transaction_to(intent)
-    rule = policy.calls_to(to)
-    asset = policy.asset(intent.chain, to)
-    if asset is not None and movements.token_function(asset, intent.data) is not None:
-        return False  # a token transfer or approval: the assets stage reads it in full, or refuses it
-    return rule is None or not rule.unsimulated
+def over_approval_threshold(intent: TransactionIntent, policy: AgentPolicy) -> str | None:
+    """Why a transaction that passed every stage still waits for a human, or None: its value is
+    above the policy's approval_threshold_eth."""
+    threshold = policy.approval_threshold_wei
+    if threshold is not None and (intent.value_wei or 0) > threshold:
+        return (
+            f"value {format_native_amount(intent.value_wei)} is above the approval threshold of "
+            f"{policy.approval_threshold_eth}"
+        )
+    return None

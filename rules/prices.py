@@ -27,7 +27,7 @@ from typing import Any
 from eth_abi import decode
 
 from rules import movements
-from rules.guardrails import verdict
+from rules.verdicts import verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.codes import Code
 from schemas.errors import WardenError

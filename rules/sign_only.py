@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from rules.guardrails import verdict
+from rules.verdicts import verdict
 from schemas.codes import Code
 from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent

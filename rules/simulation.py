@@ -16,7 +16,7 @@ from eth_abi import decode as abi_decode
 
 from rules import movements
 from rules.assets import asset_amount
-from rules.guardrails import allowlisted, simulation_required, verdict
+from rules.verdicts import allowlisted, simulation_required, verdict
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.codes import Code
 from schemas.fields import format_native_amount

@@ -19,7 +19,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from rules import judge
-from rules.assets import approval_needed, assess_assets
+from rules.assets import assess_assets
+from rules.judge import approval_needed
 from rules.movements import NATIVE
 from rules.window import in_window
 from runtime.clock import to_us, utcnow

@@ -31,7 +31,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from pydantic import ValidationError
 
 from rules import fees, judge, prices
-from rules.assets import approval_needed
+from rules.judge import approval_needed
 from rules.movements import NATIVE
 from rules.window import SpendWindow
 from runtime.clock import to_us

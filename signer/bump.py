@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from evm import transactions as txs
-from rules.guardrails import verdict
+from rules.verdicts import verdict
 from runtime.clock import to_us
 from runtime.registry import REGISTRY
 from runtime.rpc import Node

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from rules import judge, movements, sign_only
-from rules.assets import approval_needed
+from rules.judge import approval_needed
 from runtime.admins import Admins
 from runtime.clock import US_PER_SECOND, to_us
 from runtime.rpc import Node

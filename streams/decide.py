@@ -13,7 +13,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from rules import assets, judge, sign_only
+from rules import judge, sign_only
 from runtime import metrics
 from runtime.clock import from_us, to_us
 from runtime.rpc import Node
@@ -123,7 +123,7 @@ class Decider:
                 return [self.verdict_audit(again, intent, now)] + self.reject(
                     intent, again, [*judged.verdicts, again], now
                 )
-        why = assets.approval_needed(intent, policy, judged.asset_spend)
+        why = judge.approval_needed(intent, policy, judged.asset_spend)
         if why is None:
             return self.approve(intent, policy, judged, now, counts=True)
         return self._park(intent, policy, judged, now, why)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from rules import bundle, judge
-from rules.assets import approval_needed
+from rules.judge import approval_needed
 from runtime.clock import to_us
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas import topics

@@ -34,6 +34,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime import metrics
 from runtime.admins import follow_admin_sets, settled_event
 from runtime.chains import follow_chain_sets
@@ -50,7 +51,7 @@ from runtime.trust import PinnedServiceKeys, pinned_admins, service_key
 from schemas import topics
 from schemas.auth import AuditSigner
 from schemas.emit import Emit, Source
-from schemas.stages import ALL_GUARDRAIL_STAGES, Stage
+from schemas.stages import Stage
 from streams.decide import SERVICE
 from streams.engine import Engine
 from streams.redelivery import PUBLISHED_OUTCOMES, Published, run_redelivery

@@ -50,6 +50,7 @@ from infra.stack.demo_script import (
     script,
 )
 from infra.stack.provision import provision_agent
+from rules.judge import stages_of
 from runtime.clock import utcnow
 from runtime.config import Settings
 from runtime.kafka import end_offsets
@@ -60,7 +61,7 @@ from schemas.fields import format_native_amount
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentParked, IntentRejected, Outcome, SignedMessage, SignedTransaction
 from schemas.policy import AssetLimit, ContractCallRule, Eip712DomainRule, PriceFeed
-from schemas.stages import Stage, guardrail_stages
+from schemas.stages import Stage
 from schemas.typed_data import TypedData
 from sdk.client import (
     OUTCOME_TOPICS,
@@ -287,7 +288,7 @@ def _outcome_row(scripted: Scripted, intent: TransactionIntent, outcome: Outcome
         "expected": scripted.expect,
         "kind": intent.intent_type,
         "tx_type": intent.tx_type if intent.intent_type == "transaction" else None,
-        "stages": list(guardrail_stages(intent)),
+        "stages": list(stages_of(intent)),
         "chain": intent.chain,
         "to": intent.to,
         "value": intent.value,

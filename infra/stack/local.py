@@ -42,11 +42,11 @@ from evm.blobs import versioned_hash
 from infra.stack import kafka, listeners
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
+from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.config import Settings, child_environment, environment, listen_ports_setting
 from runtime.readiness import clear_ready, ready_file
 from schemas import topics
 from schemas.errors import WardenError
-from schemas.stages import ALL_GUARDRAIL_STAGES
 from sdk.admin import load_or_create_admin_key
 
 REPO = Path(__file__).resolve().parents[2]

@@ -24,9 +24,9 @@ import yaml
 
 from infra.stack import kafka
 from infra.stack.local import SERVICES
+from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.config import Settings
 from schemas import topics
-from schemas.stages import ALL_GUARDRAIL_STAGES
 from tests.compose_support import REPO, dockerfile
 
 ADMIN_KEYS = "admin-1=0x" + "ab" * 32

@@ -16,8 +16,8 @@ import pytest
 
 from rules import movements
 from rules.assets import check_assets
-from rules.guardrails import simulation_required
 from rules.simulation import simulation_needed
+from rules.verdicts import simulation_required
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256
 from schemas.intent import TransactionIntent

@@ -16,13 +16,14 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rules.stage_table import IntentKind, stages_for
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import public_key_hex, sign_policy
 from schemas.codes import Code
 from schemas.outcomes import DeadLetter
 from schemas.policy import AgentPolicy
-from schemas.stages import GUARDRAIL_STAGES, Stage
+from schemas.stages import Stage
 from tests.engine_support import (
     ADMIN_ID,
     AGENT,
@@ -38,6 +39,9 @@ from tests.engine_support import (
     passed_codes,
     rejected_of,
 )
+
+# The stages of an EVM transaction, in order.
+GUARDRAIL_STAGES = stages_for(IntentKind.TRANSACTION)
 
 
 def test_a_signed_policy_is_applied_and_audited():

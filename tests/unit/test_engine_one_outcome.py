@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from rules.stage_table import ALL_GUARDRAIL_STAGES
 from runtime.rpc import RpcUnavailable
 from schemas import topics
 from schemas.actions import AuditAction
 from schemas.codes import Code
 from schemas.emit import Emit
-from schemas.stages import ALL_GUARDRAIL_STAGES
 from tests.engine_support import T0, World, actions, audits, rejected_of
 
 RESUMED = T0 + timedelta(seconds=50)

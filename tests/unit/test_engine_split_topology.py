@@ -12,6 +12,7 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from rules.stage_table import IntentKind, stages_for
 from runtime.config import Settings
 from runtime.kafka import partition_of
 from runtime.trust import PinnedServiceKeys, service_key
@@ -22,9 +23,12 @@ from schemas.emit import Source
 from schemas.intent import TransactionIntent
 from schemas.outcomes import DeadLetter, StageEnvelope
 from schemas.policy import AgentPolicy
-from schemas.stages import GUARDRAIL_STAGES, Stage
+from schemas.stages import Stage
 from streams.engine import Engine
 from tests.engine_support import AGENT, ETH, OTHER, SIGNER_ID, T0, WORKER_ID, World, actions, assert_approved, on
+
+# The stages of an EVM transaction, in order.
+GUARDRAIL_STAGES = stages_for(IntentKind.TRANSACTION)
 
 
 def _run_split(engine: Engine, raw: bytes, source: Source, now: datetime):

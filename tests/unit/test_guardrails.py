@@ -13,15 +13,10 @@ import pytest
 from eth_abi import encode as abi_encode
 
 from rules.fees import check_fee
-from rules.guardrails import (
-    check_allowlist,
-    check_chain,
-    check_daily_limit,
-    check_freshness,
-    check_value_cap,
-    simulation_required,
-)
+from rules.guardrails import check_allowlist, check_chain, check_daily_limit, check_value_cap
+from rules.judge import check_freshness
 from rules.simulation import decode_revert, simulation_skipped
+from rules.verdicts import simulation_required
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256, format_native_amount
 from schemas.intent import TransactionIntent

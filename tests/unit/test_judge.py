@@ -17,13 +17,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from rules import judge
+from rules.judge import stages_of
 from runtime.registry import REGISTRY, ChainRegistry
 from schemas.chains import BUILTIN
 from schemas.codes import Code
 from schemas.intent import TransactionIntent
 from schemas.outcomes import IntentRejected, StageEnvelope, StageVerdict
 from schemas.quote import FeeQuote
-from schemas.stages import Stage, guardrail_stages
+from schemas.stages import Stage
 from sdk.client import new_intent
 from tests.engine_support import AGENT, DEST, T0, World, rejected_of
 from tests.signer_support import ANVIL_ID, DELEGATE, LoneSigner, mail_document
@@ -101,7 +102,7 @@ def test_a_spend_stage_is_never_judged_without_the_fee_stages_quote():
     world = World()
     policy = world.policy(tx_allowed_chains=("anvil",), tx_to_allowlist=(DEST,))
     intent = world.intent("0.1")
-    stages = guardrail_stages(intent)
+    stages = stages_of(intent)
     passed = tuple(
         StageVerdict.passing(intent_id=intent.intent_id, stage=stage, code=Code.CHAIN_ALLOWED, reason="ok")
         for stage in stages[: stages.index(Stage.VALUE_CAP)]
@@ -182,3 +183,34 @@ def test_without_the_chains_the_judge_stops_before_typed_data_and_delegation():
         stage = so_far.next_stage(intent)
         with pytest.raises(ValueError, match=f"the {stage} stage needs the context's chains"):
             asyncio.run(judge.run_stage(stage, intent, policy, judge.Context(), so_far))
+
+
+def test_each_kind_of_intent_passes_its_stages_in_the_documented_order():
+    """The one table gives each kind its stages (docs/policies.md and CONTRIBUTING describe this
+    order): written out here, so a table entry moved or given the wrong kinds fails."""
+    from rules.stage_table import ALL_GUARDRAIL_STAGES, IntentKind, stages_for
+
+    s = Stage
+    assert stages_for(IntentKind.TRANSACTION) == (
+        s.CHAIN, s.ALLOWLIST, s.ASSETS, s.SIMULATION, s.FEE, s.VALUE_CAP, s.DAILY_LIMIT, s.USD_LIMIT
+    )  # fmt: skip
+    assert stages_for(IntentKind.SET_CODE) == (
+        s.CHAIN, s.ALLOWLIST, s.DELEGATION, s.ASSETS, s.SIMULATION, s.FEE, s.VALUE_CAP, s.DAILY_LIMIT, s.USD_LIMIT
+    )  # fmt: skip
+    assert stages_for(IntentKind.TYPED_DATA) == (s.CHAIN, s.TYPED_DATA, s.ASSETS, s.USD_LIMIT)
+    assert stages_for(IntentKind.MESSAGE) == (s.CHAIN, s.MESSAGE)
+    assert stages_for(IntentKind.SOLANA_TRANSACTION) == (s.CHAIN, s.SOLANA)
+    assert stages_for(IntentKind.SOLANA_MESSAGE) == (s.CHAIN, s.SOLANA_MESSAGE)
+    # Every stage but intake, a human's approval and the signer's own is a guardrail with an entry.
+    assert set(ALL_GUARDRAIL_STAGES) == set(Stage) - {s.INTAKE, s.APPROVAL, s.SIGNING}
+
+
+def test_a_transaction_over_the_value_threshold_is_parked_by_its_value_cap_stage_entry():
+    """`approval_needed` asks each of the intent's stages: the value cap's entry parks a value
+    above approval_threshold_eth, and nothing parks one below it."""
+    from rules.judge import approval_needed
+
+    world = World()
+    policy = world.policy(approval_threshold_eth="0.01")
+    assert "above the approval threshold of 0.01" in approval_needed(world.intent("0.5"), policy, {})
+    assert approval_needed(world.intent("0.001"), policy, {}) is None

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules import judge, movements, sign_only
+from rules import movements, sign_only, stage_table
 from rules.sign_only import Fate, cancel_fees, check_outstanding, fate, ttl_expired
 from rules.window import SpendWindow, counts_at
 from schemas.codes import Code
@@ -93,7 +93,7 @@ def test_the_judge_counts_the_outstanding_bound_after_the_rolling_limit():
     spent = {movements.NATIVE: 0, sign_only.OUTSTANDING: ETH}
 
     def judged(pol: AgentPolicy, spent: dict[str, int]):
-        return judge._daily_limit(intent(value="0.5"), pol, lambda asset: spent.get(asset, 0), FREE)
+        return stage_table.daily_limit(intent(value="0.5"), pol, lambda asset: spent.get(asset, 0), FREE)
 
     assert judged(bounded, spent).code == Code.SIGN_ONLY_OUTSTANDING_EXCEEDED
     assert judged(bounded, {movements.NATIVE: 10 * ETH, sign_only.OUTSTANDING: ETH}).code == Code.DAILY_LIMIT_EXCEEDED

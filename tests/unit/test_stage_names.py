@@ -6,8 +6,9 @@ literal, so a misspelt stage is an AttributeError and not a branch that never ru
 import ast
 import json
 
+from rules.stage_table import ALL_GUARDRAIL_STAGES
 from schemas.export import export
-from schemas.stages import ALL_GUARDRAIL_STAGES, Stage
+from schemas.stages import Stage
 from tests.layers_support import PACKAGES, REPO, sources
 
 NAMES = {stage.value for stage in Stage}

@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 import pytest
 
 from rules import typed_movements
-from rules.assets import approval_needed, check_assets
+from rules.assets import check_assets
 from rules.guardrails import check_typed_data
+from rules.judge import approval_needed
 from schemas.chains import BUILTIN_BY_NAME
 from schemas.codes import Code
 from schemas.fields import MAX_UINT256
