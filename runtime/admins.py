@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Generic, Literal, TypeVar, cast
 
@@ -206,6 +206,8 @@ class AdminSetBook(VersionBook[AdminSet]):
 
 # What a service does with each record a book settled (what, text, record id): its audit record.
 OnSettled = Callable[[str, str, str], Awaitable[None] | None]
+# What a service does with each record of another topic the book's reader reads beside it.
+OnRecord = Callable[[bytes], Awaitable[None] | None]
 
 
 async def follow_admin_sets(
@@ -213,12 +215,14 @@ async def follow_admin_sets(
     admins: Admins,
     caught_up: asyncio.Event,
     on_settled: OnSettled | None = None,
+    also: Mapping[str, OnRecord] | None = None,
 ) -> None:
     """Keep ``admins`` (shared with everything that checks admins' signatures) to the newest set
     the quorum agreed on. ``caught_up`` is set once the topic was read to its end: a service checks
     no admin signature before then, so an admin the quorum removed is never counted meanwhile.
-    ``on_settled(what, text, record id)``: each adoption or refusal, for the service's audit record."""
-    await follow_book(settings, topics.ADMINS, AdminSetBook(admins), caught_up, on_settled)
+    ``on_settled(what, text, record id)``: each adoption or refusal, for the service's audit record.
+    ``also``: other topics read by the same reader, their records judged under ``admins`` (`follow_book`)."""
+    await follow_book(settings, topics.ADMINS, AdminSetBook(admins), caught_up, on_settled, also)
 
 
 async def follow_book(
@@ -227,24 +231,42 @@ async def follow_book(
     book: VersionBook,
     caught_up: asyncio.Event,
     on_settled: OnSettled | None = None,
+    also: Mapping[str, OnRecord] | None = None,
 ) -> None:
     """Feed ``book`` every record of ``topic``, from its start and forever; ``caught_up`` set once
     it was read to its end. Each adoption or refusal is logged and handed to ``on_settled``
-    (awaited, when it returns an awaitable)."""
+    (awaited, when it returns an awaitable). ``also``: topic → what to do with each of its records,
+    read by the same reader (one reader fewer for the broker to answer); a record of theirs read
+    before ``caught_up`` waits until then, so it is judged under the book as the whole topic makes it."""
     # Kafka here only: `Admins` is what every check of an admin's signature takes, and a command
     # that checks one (through runtime.trust) reads no topic.
     from runtime.kafka import follow
 
+    also = also or {}
+    held: list[tuple[str, bytes]] = []
     log = logging.getLogger(topic)  # "warden.admins", "warden.chains"
-    async for name, value in follow(settings, (topic,), caught_up=caught_up):
+    async for name, value in follow(settings, (topic, *also), caught_up=caught_up):
+        if held and caught_up.is_set():
+            for other, raw in held:
+                await _done(also[other](raw))
+            held.clear()
+        if name in also:
+            if caught_up.is_set():
+                await _done(also[name](value))
+            else:
+                held.append((name, value))
+            continue
         if not name:
             continue
         for what, text, record_id in book.read(value):
             (log.info if what == "adopted" else log.warning)("%s", text)
             if on_settled is not None:
-                done = on_settled(what, text, record_id)
-                if inspect.isawaitable(done):
-                    await done
+                await _done(on_settled(what, text, record_id))
+
+
+async def _done(done: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(done):
+        await done
 
 
 def settled_event(

@@ -53,6 +53,9 @@ _SIGNATURES = {"signature", "cosignatures"}
 # How long a proposal past its expiry is still held: a late signature of it is then still told
 # apart from one of a proposal never seen.
 KEPT_AFTER_EXPIRY = timedelta(days=1)
+# How many refusals an open proposal keeps to show (`Gathered.refused`): each is recorded on the
+# ledger whatever the count, and a topic writer's flood must not grow a reader's memory.
+REFUSALS_KEPT = 20
 
 
 class NotWhatWasShown(WardenError, ValueError):
@@ -157,6 +160,7 @@ class ProposalRead:
     gathered: Gathered | None
     admin_id: str | None
     why: str | None
+    claimed: str | None = None  # the proposal id a refused record names, when no counted signature opened it
 
     @property
     def counted(self) -> bool:
@@ -165,8 +169,8 @@ class ProposalRead:
 
 class ProposalBook:
     """The proposals on warden.admin.proposals, read in order: each record `read` counted towards
-    its proposal or refused. A proposal's expiry is its first record's; a proposal is dropped
-    `KEPT_AFTER_EXPIRY` after it (`forget_expired`)."""
+    its proposal or refused. A proposal is opened by the first signature that counts, whose expiry
+    is the proposal's; it is dropped `KEPT_AFTER_EXPIRY` after it (`forget_expired`)."""
 
     def __init__(self, admins: Admins):
         self.admins = admins
@@ -188,7 +192,14 @@ class ProposalBook:
             why = f"its proposal_id {proposal.proposal_id[:16]} is not the digest of its document ({digest_of(message)[:16]})"
             return ProposalRead(record_id, None, proposal.admin_key_id, why)
         gathered = self.proposals.get(proposal.proposal_id)
+        problem = self.admins.signature_problem(proposal.admin_key_id, proposal.signature, message)
+        if problem is not None:
+            if gathered is not None and len(gathered.refused) < REFUSALS_KEPT:
+                gathered.refused.append(str(problem))
+            return ProposalRead(record_id, gathered, proposal.admin_key_id, str(problem), proposal.proposal_id)
         if gathered is None:
+            # Opened by a counted signature only: a topic writer's record that came first does not
+            # set the proposal's expiry, nor list it.
             gathered = self.proposals[proposal.proposal_id] = Gathered(
                 proposal.proposal_id,
                 proposal.action,
@@ -197,10 +208,6 @@ class ProposalBook:
                 self.admins.threshold(proposal.action),
                 in_force=dict(self.admins.keys),
             )
-        problem = self.admins.signature_problem(proposal.admin_key_id, proposal.signature, message)
-        if problem is not None:
-            gathered.refused.append(str(problem))
-            return ProposalRead(record_id, gathered, proposal.admin_key_id, str(problem))
         public = self.admins.key(proposal.admin_key_id)
         if not any(self.admins.key(k) == public for k in gathered.signatures):  # an admin counts once
             gathered.signatures[proposal.admin_key_id] = proposal.signature
@@ -232,7 +239,7 @@ def proposal_event(actor: str, read: ProposalRead, now: datetime) -> Emit:
     worker, so every worker that reads the record, and a worker reading it again after a restart,
     records one event."""
     gathered = read.gathered
-    about = {} if gathered is None else _about(gathered, now)
+    about = {"proposal_id": read.claimed} if gathered is None else _about(gathered, now)
     resource = f"proposal:{gathered.proposal_id}" if gathered is not None else f"record:{read.record_id}"
     agent_id = gathered.agent_id if gathered is not None else None
     action = AuditAction.PROPOSAL_SIGNED if read.counted else AuditAction.PROPOSAL_REFUSED

@@ -40,7 +40,7 @@ from runtime.admins import follow_admin_sets, settled_event
 from runtime.chains import follow_chain_sets
 from runtime.clock import utcnow
 from runtime.config import Settings, load
-from runtime.kafka import follow, group_lag, partition_of, seek_to_committed
+from runtime.kafka import group_lag, partition_of, seek_to_committed
 from runtime.kafka import publish as send_all
 from runtime.kafka import service_producer as new_producer
 from runtime.owner import FLUSH_BYTES, Offsets, PartitionOwner
@@ -150,6 +150,8 @@ class Worker(ConsumerRebalanceListener):
         # nor any record that may name a chain before warden.chains is (runtime.chains).
         self.admins_known = asyncio.Event()
         self.chains_known = asyncio.Event()
+        # The proposals on warden.admin.proposals, in memory: read from the topic's start at each start.
+        self.proposals = ProposalBook(engine.admins)
         self.producer = new_producer(settings)
         self.consumer = _consumer(settings)
         self.offsets = Offsets(self.consumer, COMMIT_EVERY_S, time.monotonic())
@@ -203,7 +205,6 @@ class Worker(ConsumerRebalanceListener):
         tasks = [
             asyncio.create_task(self.follow_admins(), name="admins"),
             asyncio.create_task(self.follow_chains(), name="chains"),
-            asyncio.create_task(self.follow_proposals(), name="proposals"),
         ]
         try:
             await _until(self.chains_known, tasks)
@@ -365,7 +366,10 @@ class Worker(ConsumerRebalanceListener):
         await run_redelivery(self.settings, self.worker_key, published=self.published)
 
     async def follow_admins(self) -> None:
-        await follow_admin_sets(self.settings, self.engine.admins, self.admins_known, self.admin_set_settled)
+        # warden.admin.proposals is read by the same reader: its records are judged under the admin
+        # set that reader keeps, and the worker has one idle reader fewer.
+        also = {topics.ADMIN_PROPOSALS: self.proposal_read}
+        await follow_admin_sets(self.settings, self.engine.admins, self.admins_known, self.admin_set_settled, also)
 
     async def follow_chains(self) -> None:
         await self.admins_known.wait()
@@ -373,19 +377,14 @@ class Worker(ConsumerRebalanceListener):
             self.settings, self.engine.admins, self.engine.chains, self.chains_known, self.chain_set_settled
         )
 
-    async def follow_proposals(self) -> None:
-        """Each record of warden.admin.proposals on the ledger, judged under the admin set in force
+    async def proposal_read(self, raw: bytes) -> None:
+        """A record of warden.admin.proposals on the ledger, judged under the admin set in force
         (`runtime.proposals.proposal_event`): who signed a proposal and how many more signatures it
-        awaits, or why a record there counts for nothing. Every worker reads the whole topic; the
+        awaits, or why the record counts for nothing. Every worker reads the whole topic; the
         events' ids name the records, so the ledger holds one of each."""
-        await self.admins_known.wait()
-        book = ProposalBook(self.engine.admins)
-        async for name, value in follow(self.settings, (topics.ADMIN_PROPOSALS,)):
-            now = utcnow()
-            if name:
-                await self.publish([proposal_event(SERVICE, book.read(value, now), now)])
-            else:
-                book.forget_expired(now)
+        now = utcnow()
+        self.proposals.forget_expired(now)
+        await self.publish([proposal_event(SERVICE, self.proposals.read(raw, now), now)])
 
     async def admin_set_settled(self, what: str, text: str, record_id: str) -> None:
         await self.settled("admins", what, text, record_id)

@@ -79,11 +79,36 @@ def test_a_signature_that_does_not_verify_is_refused_and_not_counted():
     assert proposals.proposals[proposal.proposal_id].signers == ["a"]
 
 
-def test_an_admin_not_pinned_is_refused():
-    refused = event(book().read(first("mallory").to_bytes(), T0))
+def test_an_admin_not_pinned_is_refused_and_opens_no_proposal():
+    proposals = book()
+    proposal = first("mallory")
+    refused = event(proposals.read(proposal.to_bytes(), T0))
     assert refused["action"] == AuditAction.PROPOSAL_REFUSED
     assert "'mallory' is not a pinned admin" in refused["details"]["reason"]
-    assert refused["details"]["signed_by"] == [] and refused["details"]["awaiting"] == 2
+    assert refused["details"]["proposal_id"] == proposal.proposal_id and refused["agent_id"] is None
+    assert proposals.proposals == {}
+
+
+def test_a_record_that_came_first_without_a_counted_signature_sets_nothing_of_the_proposal():
+    # A topic writer copies a's coming proposal with a past expiry under b's name, before a publishes it.
+    proposals = book()
+    proposal = first()
+    early = proposal.model_copy(update={"admin_key_id": "b", "expires_at": T0 - timedelta(hours=1)})
+    assert not proposals.read(early.to_bytes(), T0).counted
+    proposals.read(proposal.to_bytes(), T0)
+    assert proposals.open(T0)[proposal.proposal_id].expires_at == proposal.expires_at
+
+
+def test_an_open_proposal_keeps_a_bounded_number_of_refusals():
+    from runtime.proposals import REFUSALS_KEPT
+
+    proposals = book()
+    proposal = first()
+    proposals.read(proposal.to_bytes(), T0)
+    forged = proposal.model_copy(update={"admin_key_id": "b"})
+    for _ in range(REFUSALS_KEPT + 30):
+        assert event(proposals.read(forged.to_bytes(), T0))["action"] == AuditAction.PROPOSAL_REFUSED
+    assert len(proposals.proposals[proposal.proposal_id].refused) == REFUSALS_KEPT
 
 
 def test_a_proposal_id_that_does_not_name_its_document_is_refused():
