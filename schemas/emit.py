@@ -77,6 +77,37 @@ def audit(
     return Emit(topics.AUDIT_EVENTS, agent_id or "", _plain_event_bytes(fields) or AuditEvent(**fields).to_bytes())
 
 
+@dataclass(frozen=True)
+class IntentRef:
+    """An intent as an audit event names it: its agent, its id, and the digest of the record the
+    event is about (the intent's, or a record's bytes for a refusal bound to them; None for a
+    record that names none)."""
+
+    agent_id: str
+    intent_id: str
+    digest: str | None
+
+
+def intent_audit(
+    actor: str, action: AuditAction, about: IntentRef, now: datetime, *id_parts: str, **details: Any
+) -> Emit:
+    """An audit event about an intent (`audit`): its resource ``intent:<id>``, its id made of the
+    intent's id, ``id_parts`` and the digest, and the intent's agent, id and digest in its fields,
+    all from the one `IntentRef`, so no event can name one intent and carry another's id or digest."""
+    return audit(
+        actor,
+        action,
+        f"intent:{about.intent_id}",
+        now,
+        about.intent_id,
+        *id_parts,
+        intent_id=about.intent_id,
+        agent_id=about.agent_id,
+        intent_digest=about.digest,
+        **details,
+    )
+
+
 def _plain_event_bytes(fields: dict[str, Any]) -> bytes | None:
     """``AuditEvent(**fields).to_bytes()``, byte for byte, built without the model when every field
     is plain JSON (strings, ints, bools, None, lists and string-keyed dicts of them) and the time

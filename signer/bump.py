@@ -21,7 +21,7 @@ from runtime.registry import REGISTRY
 from runtime.rpc import Node
 from schemas.actions import AuditAction
 from schemas.codes import Code
-from schemas.emit import Emit, audit
+from schemas.emit import Emit, IntentRef, intent_audit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import SignedTransaction, StageVerdict
 from schemas.quote import FeeQuote
@@ -223,16 +223,12 @@ class FeeBump:
         at: datetime,
     ) -> Emit:
         """The ``tx.fee_bumped`` audit event: which transaction replaced which, at what fees and spend."""
-        return audit(
+        return intent_audit(
             SERVICE,
             AuditAction.TX_FEE_BUMPED,
-            f"intent:{intent.intent_id}",
+            IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
             at,
-            intent.intent_id,
             current.tx_hash,
-            intent_id=intent.intent_id,
-            agent_id=intent.agent_id,
-            intent_digest=signed.intent_digest,
             replaced_tx_hash=signed.tx_hash,
             tx_hash=current.tx_hash,
             nonce=signed.nonce,
@@ -249,17 +245,13 @@ class FeeBump:
         """A bump a limit refuses: nothing is signed, the transaction stays as it is (reported
         stuck with the reason), and the ledger says which limit and the figures it measured."""
         reason = f"{why} ({refusal.code}): {refusal.reason}"
-        event = audit(
+        event = intent_audit(
             SERVICE,
             AuditAction.TX_BUMP_REFUSED,
-            f"intent:{signed.intent_id}",
+            IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
             at,
-            signed.intent_id,
             signed.tx_hash,
             reason,
-            intent_id=signed.intent_id,
-            agent_id=signed.agent_id,
-            intent_digest=signed.intent_digest,
             tx_hash=signed.tx_hash,
             nonce=signed.nonce,
             stage=refusal.stage,

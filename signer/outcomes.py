@@ -20,7 +20,7 @@ from schemas import topics
 from schemas.actions import AuditAction, solana_action, tx_action
 from schemas.auth import sign_outcome
 from schemas.codes import Code
-from schemas.emit import Emit, Source, audit, dead_letter
+from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit
 from schemas.errors import WardenError
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
@@ -119,15 +119,11 @@ class Outcomes:
             self.state.agent(intent.agent_id).record_refused(intent_id=intent.intent_id, record=raw, now_us=to_us(now))
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
-            audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.TX_SIGN_FAILED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, rejected.intent_digest),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=rejected.intent_digest,
                 code=refused.code,
                 reason=refused.reason,
                 tee=self.tee,
@@ -165,19 +161,15 @@ class Outcomes:
         )
         emits = [
             Emit(topics.TXS_SIGNED, intent.agent_id, record),
-            audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.TX_SIGNED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=signed.intent_digest,
                 chain=intent.chain,
                 chain_id=signed.chain_id,
                 tx_hash=signed.tx_hash,
-                **{"from": signed.from_},
+                **({"from": signed.from_}),
                 to=signed.to,
                 nonce=signed.nonce,
                 value_wei=str(signed.value_wei),
@@ -209,19 +201,15 @@ class Outcomes:
         signed, record = self._recorded(intent, result, policy, now, slot, assets, "message")
         return [
             Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
-            audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.MESSAGE_SIGNED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=signed.intent_digest,
                 kind=signed.kind,
                 chain=intent.chain,
                 chain_id=signed.chain_id,
-                **{"from": signed.from_},
+                **({"from": signed.from_}),
                 message_hash=signed.message_hash,
                 primary_type=signed.primary_type,
                 verifying_contract=signed.verifying_contract,
@@ -266,18 +254,14 @@ class Outcomes:
         signed, record = self._recorded(intent, result, policy, now, slot, None, "solana_message")
         return [
             Emit(topics.SOLANA_MESSAGES_SIGNED, intent.agent_id, record),
-            audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.SOLANA_MESSAGE_SIGNED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=signed.intent_digest,
                 kind="solana_message",
                 chain=intent.chain,
-                **{"from": signed.from_},
+                **({"from": signed.from_}),
                 signature=signed.signature,
                 message_hash=signed.message_sha256,
                 version=signed.version,
@@ -345,21 +329,17 @@ class Outcomes:
     ) -> Emit:
         """A Solana transaction's audit event; ``about``: what else tells it apart from another of
         the same status (a copy's id)."""
-        return audit(
+        return intent_audit(
             SERVICE,
             action,
-            f"intent:{signed.intent_id}",
+            IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
             at,
-            signed.intent_id,
             signed.tx_signature or signed.signature,
             signed.status,
             signed.error or "",
             *about,
-            intent_id=signed.intent_id,
-            agent_id=signed.agent_id,
-            intent_digest=signed.intent_digest,
             chain=signed.chain,
-            **{"from": signed.from_},
+            **({"from": signed.from_}),
             signature=signed.signature,
             tx_signature=signed.tx_signature,
             status=signed.status,
@@ -391,19 +371,15 @@ class Outcomes:
         metrics.TXS.labels(result.status).inc()
         emits = [
             Emit(topics.TXS_SIGNED, signed.agent_id, raw),
-            audit(
+            intent_audit(
                 SERVICE,
                 action or tx_action(result.status),
-                f"intent:{signed.intent_id}",
+                IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
                 at,
-                signed.intent_id,
                 result.tx_hash,
                 result.status,
                 result.error or "",
                 *_where(result),
-                intent_id=signed.intent_id,
-                agent_id=signed.agent_id,
-                intent_digest=signed.intent_digest,
                 tx_hash=result.tx_hash,
                 nonce=result.nonce,
                 status=result.status,
@@ -429,18 +405,14 @@ class Outcomes:
         when found gone, and ``warden_finality_violations_total``. Held for publishing like a
         status change, since the change that puts the record right comes with it."""
         metrics.FINALITY_VIOLATIONS.labels(signed.chain).inc()
-        event = audit(
+        event = intent_audit(
             SERVICE,
             AuditAction.TX_FINALITY_VIOLATED,
-            f"intent:{signed.intent_id}",
+            IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
             at,
-            signed.intent_id,
             signed.tx_hash,
             signed.block_hash or "",
             str(signed.reorgs),
-            intent_id=signed.intent_id,
-            agent_id=signed.agent_id,
-            intent_digest=signed.intent_digest,
             chain=signed.chain,
             chain_id=signed.chain_id,
             tx_hash=signed.tx_hash,

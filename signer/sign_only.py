@@ -37,7 +37,7 @@ from runtime.registry import REGISTRY
 from runtime.rpc import Node, RpcError, RpcUnavailable
 from schemas.actions import AuditAction
 from schemas.auth import human_approval_problem
-from schemas.emit import Emit, Source, audit
+from schemas.emit import Emit, IntentRef, Source, intent_audit
 from schemas.intent import INTENT_MAX_FUTURE_US, TransactionIntent
 from schemas.outcomes import HumanApproval, SignedTransaction
 from signer import blocks, finality
@@ -335,16 +335,12 @@ class SignOnly:
         return [self._audit(AuditAction.TX_CANCEL_REFUSED, signed, now, "unable", reason=f"{by}, but {why}")]
 
     def _audit(self, action: AuditAction, signed: SignedTransaction, now: datetime, *id_parts: str, **details) -> Emit:
-        return audit(
+        return intent_audit(
             SERVICE,
             action,
-            f"intent:{signed.intent_id}",
+            IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
             now,
-            signed.intent_id,
             *id_parts,
-            intent_id=signed.intent_id,
-            agent_id=signed.agent_id,
-            intent_digest=signed.intent_digest,
             tx_hash=signed.tx_hash,
             nonce=signed.nonce,
             **details,

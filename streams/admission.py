@@ -28,7 +28,7 @@ from schemas.auth import (
     outcome_forgery,
 )
 from schemas.codes import Code
-from schemas.emit import Emit, Source
+from schemas.emit import Emit, IntentRef, Source, intent_audit
 from schemas.emit import audit as _audit
 from schemas.errors import explain
 from schemas.intake import Unreadable, read_intent, unreadable_answer
@@ -151,18 +151,14 @@ class Admission:
             # Redelivered after a crash or re-sent by the producer: the same answer again, never a second one.
             return self.replays.replay(intent, now), None
         out = [
-            _audit(
+            intent_audit(
                 f"agent:{intent.agent_id}",
                 AuditAction.INTENT_SUBMITTED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, intent.digest()),
                 now,
-                intent.intent_id,
                 # The bytes too: a copy under a bad signature has the intent's digest, and its
                 # record must not take the real submission's id (the ledger keeps the first of an id).
                 bytes_digest(raw),
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=intent.digest(),
                 chain=intent.chain,
                 idempotency_key_sha256=idempotency_key_sha256(intent.idempotency_key),
                 **_what(intent),

@@ -19,8 +19,7 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import human_approval_problem
 from schemas.codes import Code
-from schemas.emit import Emit, Source
-from schemas.emit import audit as _audit
+from schemas.emit import Emit, IntentRef, Source, intent_audit
 from schemas.errors import explain
 from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
 from schemas.stages import Stage
@@ -79,16 +78,12 @@ class Approvals:
         """An approval not acted on: audited with ``why`` (and ``code``, when the refusal has one of
         its own: a passkey's assertion that does not verify), nothing else changes."""
         return [
-            _audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.APPROVAL_REFUSED,
-                f"intent:{approval.intent_id}",
+                IntentRef(approval.agent_id, approval.intent_id, approval.intent_digest),
                 now,
-                approval.intent_id,
                 approval.signature[:16],
-                intent_id=approval.intent_id,
-                agent_id=approval.agent_id,
-                intent_digest=approval.intent_digest,
                 decision=approval.decision,
                 admin_key_id=approval.admin_key_id,
                 reason=why,
@@ -109,15 +104,11 @@ class Approvals:
             + (f": {approval.reason}" if approval.reason else ""),
         )
         return [
-            _audit(
+            intent_audit(
                 actor,
                 AuditAction.INTENT_DENIED,
-                f"intent:{approval.intent_id}",
+                IntentRef(decision.agent_id, approval.intent_id, decision.digest),
                 now,
-                approval.intent_id,
-                intent_id=approval.intent_id,
-                agent_id=decision.agent_id,
-                intent_digest=decision.digest,
                 reason=approval.reason,
             )
         ] + self.decider.reject(pending.intent, verdict, [*pending.verdicts, verdict], now)
@@ -137,15 +128,11 @@ class Approvals:
         metrics.INTENTS.labels("approved", Stage.APPROVAL, Code.HUMAN_APPROVED).inc()
         return [
             Emit(topics.INTENTS_APPROVED, decision.agent_id, record),
-            _audit(
+            intent_audit(
                 actor,
                 AuditAction.INTENT_HUMAN_APPROVED,
-                f"intent:{approval.intent_id}",
+                IntentRef(decision.agent_id, approval.intent_id, decision.digest),
                 now,
-                approval.intent_id,
-                intent_id=approval.intent_id,
-                agent_id=decision.agent_id,
-                intent_digest=decision.digest,
                 reason=approval.reason,
                 approved_by=self.admins.signers(approval)[0],
             ),

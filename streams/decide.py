@@ -22,8 +22,7 @@ from schemas.actions import AuditAction
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
 from schemas.chains import ChainLookup
 from schemas.codes import Code
-from schemas.emit import Emit, Source, dead_letter
-from schemas.emit import audit as _audit
+from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     IntentApproved,
@@ -169,15 +168,11 @@ class Decider:
         metrics.INTENTS.labels("parked", Stage.APPROVAL, Code.AWAITING_APPROVAL).inc()
         return [
             Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
-            _audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.INTENT_PARKED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, parked.intent_digest),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=parked.intent_digest,
                 reason=why,
                 expires_at=parked.expires_at.isoformat(),
                 spend_wei=str(spend),
@@ -214,15 +209,11 @@ class Decider:
             )
         return [
             Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
-            _audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.INTENT_APPROVED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, approved.intent_digest),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=approved.intent_digest,
                 policy_version=policy.version,
                 value_wei=str(intent.value_wei),
                 spend_wei=str(spend),
@@ -263,15 +254,11 @@ class Decider:
             )
         return [
             Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
-            _audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.INTENT_REJECTED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, rejected.intent_digest),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=rejected.intent_digest,
                 stage=verdict.stage,
                 code=verdict.code,
                 reason=verdict.reason,
@@ -294,15 +281,11 @@ class Decider:
         )
         metrics.INTENTS.labels("abandoned", Stage.INTAKE, Code.NO_OUTCOME).inc()
         return [
-            _audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.INTENT_ABANDONED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, intent.digest()),
                 now,
-                intent.intent_id,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=intent.digest(),
                 reason="no outcome after repeated deliveries; handed to the signer, which refuses it NO_OUTCOME "
                 "unless it decided it already",
             )
@@ -377,16 +360,12 @@ class Decider:
         """The ledger's record of one stage's verdict, bound to the intent's digest, or to
         ``bound_to`` as its rejection is (`reject`)."""
         action = AuditAction.STAGE_PASSED if verdict.passed else AuditAction.STAGE_FAILED
-        return _audit(
+        return intent_audit(
             SERVICE,
             action,
-            f"intent:{intent.intent_id}",
+            IntentRef(intent.agent_id, intent.intent_id, bound_to or intent.digest()),
             now,
-            intent.intent_id,
             verdict.stage,
-            intent_id=intent.intent_id,
-            agent_id=intent.agent_id,
-            intent_digest=bound_to or intent.digest(),
             stage=verdict.stage,
             code=verdict.code,
             reason=verdict.reason,
@@ -400,16 +379,12 @@ class Decider:
 
 def _forged(record, decision: Decision, topic: str, now: datetime, why: str, **details) -> Emit:
     """The audit event of a record that claims to be a signer's about an intent and is not."""
-    return _audit(
+    return intent_audit(
         SERVICE,
         AuditAction.OUTCOME_FORGED,
-        f"intent:{record.intent_id}",
+        IntentRef(decision.agent_id, record.intent_id, record.intent_digest),
         now,
-        record.intent_id,
         record.service_signature[:16],
-        intent_id=record.intent_id,
-        agent_id=decision.agent_id,
-        intent_digest=record.intent_digest,
         topic=topic,
         reason=why,
         **details,

@@ -12,8 +12,7 @@ from rules import judge
 from runtime.clock import to_us
 from schemas.actions import AuditAction
 from schemas.codes import Code
-from schemas.emit import Emit
-from schemas.emit import audit as _audit
+from schemas.emit import Emit, IntentRef, intent_audit
 from schemas.intent import TransactionIntent, idempotency_conflict, idempotency_slot_live
 from schemas.outcomes import IntentRejected, StageVerdict
 from schemas.policy import AgentPolicy
@@ -74,16 +73,12 @@ class Replays:
         found = judged.refusal
         at = judged.verdicts[-1].stage if judged.verdicts else Stage.INTAKE
         return [
-            _audit(
+            intent_audit(
                 SERVICE,
                 AuditAction.INTENT_JUDGEMENT_DISCARDED,
-                f"intent:{intent.intent_id}",
+                IntentRef(intent.agent_id, intent.intent_id, intent.digest()),
                 now,
-                intent.intent_id,
                 at,
-                intent_id=intent.intent_id,
-                agent_id=intent.agent_id,
-                intent_digest=intent.digest(),
                 decided=decided,
                 judged="passed" if found is None else f"rejected {found.code}",
                 verdicts=[f"{verdict.stage}: {verdict.code}" for verdict in judged.verdicts],
