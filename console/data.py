@@ -405,7 +405,7 @@ def cosignatures(
         found = (
             Cosignature(row["signer"], False)
             if witness is None
-            else Cosignature(witness.name, True, cosignature_disagreement([cp], cp.seq, row["line"], witness, log_name))
+            else Cosignature(witness.name, True, cosignature_disagreement([cp], row["line"], witness, log_name))
         )
         by_checkpoint.setdefault((cp.chain, cp.seq), []).append(found)
     return [CheckpointRow(cp, tuple(by_checkpoint.get((cp.chain, cp.seq), ()))) for cp in checkpoints]

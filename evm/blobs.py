@@ -145,7 +145,7 @@ class Sidecar:
             raise InvalidBlob("a sidecar needs blob proofs or cell proofs")
         # The versioned hashes are what the transaction signs; a node checks them against the
         # commitments, so a mismatch here could only ever be refused after signing.
-        for index, (commitment, named) in enumerate(zip(self.commitments, self.versioned_hashes)):
+        for index, (commitment, named) in enumerate(zip(self.commitments, self.versioned_hashes, strict=True)):
             if versioned_hash(commitment) != named:
                 raise InvalidBlob(f"versioned_hashes[{index}] is not the versioned hash of commitments[{index}]")
 

@@ -96,7 +96,7 @@ class SeenIds:
         fps = id_hashes64(fresh)
         at = np.searchsorted(self._stored, fps)
         hit = self._stored[np.minimum(at, len(self._stored) - 1)] == fps
-        return [e for e, h in zip(fresh, hit) if h]
+        return [e for e, h in zip(fresh, hit, strict=True) if h]
 
     def seen_here(self, event_id: str) -> bool:
         return event_id in self._recent

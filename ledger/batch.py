@@ -155,7 +155,7 @@ def append_records(
     StoreError the ledger's state is ahead of the store: resume from the store."""
     rows = [
         (p, offset, row)
-        for (p, offset, raw, headers), writer in zip(records, checked.writers())
+        for (p, offset, raw, headers), writer in zip(records, checked.writers(), strict=True)
         for row in decode(p, offset, raw, headers, max_bytes, now, keys, writer)
     ]
     candidates = ledger.seen.stored_candidates([row.event_id for _, _, row in rows])

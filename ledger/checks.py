@@ -22,6 +22,7 @@ when its stdin closes, so a SIGKILLed sink leaves none behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -96,10 +97,8 @@ class _Checker:
 
     def close(self) -> None:
         self._requests.put(None)
-        try:
+        with contextlib.suppress(OSError):
             self._stdin.close()  # the checker exits at the end of its input
-        except OSError:
-            pass
         try:
             self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:

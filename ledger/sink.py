@@ -28,6 +28,7 @@ This module is the loop that moves records; what it does with them lives beside 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -101,10 +102,8 @@ async def _open_store(settings: Settings, stop: asyncio.Event) -> Store | None:
             if not announced:
                 log.warning("%s; retrying every second", exc)
                 announced = True
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
-            pass
     return None
 
 
@@ -117,10 +116,8 @@ async def _partitions(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> list[T
         if not announced:
             log.info("waiting for topic %s to exist", topics.AUDIT_EVENTS)
             announced = True
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.5)
-        except asyncio.TimeoutError:
-            pass
     return []
 
 

@@ -344,10 +344,7 @@ def _plan(
             continue
         start, anchor = cp.seq + 1, cp.head_hash
         break
-    if until is not None:
-        hi = max(hi, start)
-    else:
-        hi = max(hi, start, max((cp.seq + 1 for cp, _ in valid), default=0))
+    hi = max(hi, start) if until is not None else max(hi, start, max((cp.seq + 1 for cp, _ in valid), default=0))
     check = ChainCheck(chain, start, anchor, frontier, [cp for cp, _ in valid], until is None, hasher)
     check.result.problems.extend(forged)
     return check, (start, hi)

@@ -20,6 +20,7 @@ added), reads no proxy from the environment and gives each attempt `WebhookOptio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -109,10 +110,8 @@ class Deliverer:
                     self.pending.clear()
                     self.loaded.clear()
                 if not busy:
-                    try:
+                    with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.options.poll.total_seconds())
-                    except asyncio.TimeoutError:
-                        pass
 
     def _say_given_up(self) -> None:
         """Each delivery given up on whose event the ledger does not hold, said again: the store

@@ -94,11 +94,9 @@ def unchecked_cosignatures(store: Store, trusted: Sequence[NoteKey]) -> int:
     return counted
 
 
-def cosignature_disagreement(
-    stored: list[Checkpoint], seq: int, line: str, witness: NoteKey, log_name: str
-) -> Problem | None:
-    """Why the witness's cosignature line at ``seq`` does not hold over the checkpoints stored
-    there now, or None."""
+def cosignature_disagreement(stored: list[Checkpoint], line: str, witness: NoteKey, log_name: str) -> Problem | None:
+    """Why the witness's cosignature ``line`` does not hold over the checkpoints ``stored`` at its
+    seq now, or None."""
     if not stored:
         return Problem("no checkpoint is stored at that seq any more")
     for cp in stored:
@@ -140,7 +138,7 @@ def cosignature_problems(
         first: tuple[int, Problem, str] | None = None
         disagree = 0
         for seq, line in lines.get(witness.vkey, []):
-            why = cosignature_disagreement(by_seq.get(seq, []), seq, line, witness, log_name)
+            why = cosignature_disagreement(by_seq.get(seq, []), line, witness, log_name)
             if why is not None:
                 disagree += 1
                 first = first or (seq, why, line)

@@ -261,7 +261,7 @@ def asset_amount(asset: AssetLimit, units: int) -> str:
 
 
 def over_approval_threshold(
-    intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]
+    _intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]
 ) -> str | None:
     """Why an intent that passed every stage still waits for a human, or None: what it moves or
     approves of an asset (as this stage counted it) is above that asset's approval_threshold."""

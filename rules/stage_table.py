@@ -161,7 +161,7 @@ class _NoNode:
 
     stage: Stage
 
-    async def call(self, method: str, *params: Any) -> Any:
+    async def call(self, method: str, *_params: Any) -> Any:
         raise ValueError(f"the {self.stage} stage asks the node for {method}, and this context supplies none")
 
 
@@ -313,7 +313,7 @@ def _recheck_solana(
 
 
 def _native_over_threshold(
-    intent: TransactionIntent, policy: AgentPolicy, asset_spend: Mapping[str, int]
+    intent: TransactionIntent, policy: AgentPolicy, _asset_spend: Mapping[str, int]
 ) -> str | None:
     return guardrails.over_approval_threshold(intent, policy)
 

@@ -77,7 +77,7 @@ class Admins:
     @classmethod
     def with_threshold(cls, keys: dict[str, str], m: int, party: RelyingParty | None = None) -> "Admins":
         """``keys`` with the one threshold ``m`` for every action."""
-        return cls(keys, {action: m for action in ACTIONS}, party=party)
+        return cls(keys, dict.fromkeys(ACTIONS, m), party=party)
 
     def key(self, key_id: str) -> str | None:
         return self.keys.get(key_id)

@@ -176,7 +176,7 @@ class ProposalBook:
         self.admins = admins
         self.proposals: dict[str, Gathered] = {}
 
-    def read(self, raw: bytes, now: datetime) -> ProposalRead:
+    def read(self, raw: bytes) -> ProposalRead:
         record_id = raw_record_id(raw)
         try:
             proposal = AdminProposal.model_validate_json(raw)
@@ -228,7 +228,7 @@ def gather(raw_records: list[bytes], admins: Admins, now: datetime) -> dict[str,
     left out."""
     book = ProposalBook(admins)
     for raw in raw_records:
-        book.read(raw, now)
+        book.read(raw)
     return book.open(now)
 
 

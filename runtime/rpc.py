@@ -109,7 +109,7 @@ class Unconfigured:
     def __init__(self, why: str):
         self.why = why
 
-    async def call(self, method: str, *params: Any) -> Any:
+    async def call(self, method: str, *_params: Any) -> Any:
         raise RpcUnavailable(f"{method}: {self.why}")
 
     async def close(self) -> None:

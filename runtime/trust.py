@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -61,7 +62,7 @@ def pinned_admins(settings: Settings) -> Admins:
     checks admins' signatures follows warden.admins for the changes a quorum made since."""
     keys, party = pinned_admin_keys(settings), console_party(settings)
     if not keys:  # nothing pinned: no admin's signature verifies, whatever the threshold
-        return Admins({}, {action: 1 for action in ACTIONS}, party=party)
+        return Admins({}, dict.fromkeys(ACTIONS, 1), party=party)
     try:
         return Admins(valid_admin_keys(keys), parse_thresholds(settings.admin_quorum, keys), party=party)
     except ValueError as exc:
@@ -254,10 +255,8 @@ class PinnedAuditKeys:
             return self._ledger.get(key_id)
         if role == "admin":
             if key_id not in self._admins and not self.settings.admin_keys:
-                try:
+                with contextlib.suppress(ValueError):  # the local admin key caught mid-write: no new key yet
                     self._admins = pinned_admin_keys(self.settings)
-                except ValueError:  # the local admin key caught mid-write: no new key yet
-                    pass
             return self._admins.get(key_id)
         for service in SERVICE_ROLES:
             if service == role:

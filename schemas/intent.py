@@ -215,7 +215,7 @@ class TransactionIntent(Evolving):
     )
     signature: str = Field(default="", description="Ed25519 signature by the agent over signing_bytes(), hex")
 
-    _chain = field_validator("chain")(classmethod(lambda cls, v, info: known_chain(v, info.context)))
+    _chain = field_validator("chain")(classmethod(lambda _cls, v, info: known_chain(v, info.context)))
 
     model_config = ConfigDict(
         frozen=True,

@@ -102,7 +102,7 @@ def usable_keys(
         )
         for key in keys
     ]
-    usable = [key for key, reason in zip(keys, why) if reason is None]
+    usable = [key for key, reason in zip(keys, why, strict=True) if reason is None]
     if not usable:
         # None of them is usable, so every reason is a refusal.
         refusals = [str(reason) for reason in why if reason is not None]

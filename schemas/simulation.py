@@ -39,7 +39,7 @@ class SimulationRequest(Record):
     steps: tuple[TransactionIntent, ...] = Field(min_length=1, max_length=MAX_BUNDLE_STEPS)
     signature: str = Field(default="", description="Ed25519 by the agent over signing_bytes(), hex")
 
-    _chain = field_validator("chain")(classmethod(lambda cls, v, info: evm_chain(v, info.context)))
+    _chain = field_validator("chain")(classmethod(lambda _cls, v, info: evm_chain(v, info.context)))
 
     @model_validator(mode="after")
     def _steps_of_this_request(self) -> "SimulationRequest":

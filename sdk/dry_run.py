@@ -120,7 +120,7 @@ def spent_in_window(records: AgentRecords, approved: dict[str, IntentApproved], 
         spent[NATIVE] = spent.get(NATIVE, 0) + record.max_spend_wei
         approval = approved.get(record.intent_id)
         if approval is not None:
-            _, counted = assess_assets(approval.intent, approval.policy, lambda asset: 0)
+            _, counted = assess_assets(approval.intent, approval.policy, lambda _asset: 0)
             for asset, amount in counted.items():
                 spent[asset] = spent.get(asset, 0) + amount
     return spent

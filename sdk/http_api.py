@@ -714,7 +714,9 @@ class ApiService:
         try:
             caller = api_keys.check_token(self.settings.home, token.strip(), self.now())
         except api_keys.CredentialRefused as exc:
-            raise Refused(401, "unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise Refused(
+                401, "unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
         agent_id = request.match_info["agent_id"]
         if caller.agent_id != agent_id:
             raise Refused(
@@ -737,7 +739,7 @@ class ApiService:
             record = api_keys.check_api_key(self.settings.home, body.agent_id, body.api_key, now)
         except api_keys.CredentialRefused as exc:
             self.token_attempts.failed(body.agent_id, address, now.timestamp())
-            raise Refused(401, "unauthorized", str(exc))
+            raise Refused(401, "unauthorized", str(exc)) from None
         token, expires_at = api_keys.issue_token(self.settings.home, record, body.agent_id, now)
         answer = TokenResponse(
             access_token=token, expires_in=int((expires_at - now).total_seconds()), expires_at=expires_at
@@ -1039,7 +1041,7 @@ class ApiService:
             code=Code.TRANSACTION_NOT_FOUND,
         )
 
-    async def chains(self, request: web.Request) -> web.Response:
+    async def chains(self, _request: web.Request) -> web.Response:
         listed = [
             ChainView(
                 name=c.name, chain_id=c.chain_id, native_currency=c.currency, explorer_url=c.explorer, testnet=c.testnet
@@ -1048,7 +1050,7 @@ class ApiService:
         ]
         return _json(200, ChainsResponse(chains=listed).model_dump(mode="json"))
 
-    async def openapi(self, request: web.Request) -> web.Response:
+    async def openapi(self, _request: web.Request) -> web.Response:
         return web.Response(status=200, text=openapi_text(), content_type="application/json")
 
 

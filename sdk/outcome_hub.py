@@ -64,7 +64,7 @@ class OutcomeHub:
             await self._client.__aexit__(None, None, None)
 
     async def submit_and_wait(
-        self, settings: Settings, intent: TransactionIntent, timeout_s: float, final: bool = False
+        self, _settings: Settings, intent: TransactionIntent, timeout_s: float, final: bool = False
     ) -> tuple[Outcome | None, int]:
         """`sdk.client.submit_and_wait`'s answer for ``intent`` through the hub: its first authentic
         outcome (for a transaction to broadcast, the first past ``signed``), else after

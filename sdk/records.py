@@ -387,9 +387,11 @@ async def outcome_receipt(settings: Settings, intent_id: str, agent_id: str, int
     url = f"http://{settings.ledger_http}/receipt"
     params = {"intent_id": intent_id, "agent_id": agent_id, "intent_digest": intent_digest}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-            async with session.get(url, params=params) as response:
-                text = await response.text()
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
+            session.get(url, params=params) as response,
+        ):
+            text = await response.text()
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ReceiptUnavailable(
             f"the ledger's endpoint at {url} did not answer ({exc}); is the ledger sink running "

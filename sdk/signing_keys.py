@@ -120,12 +120,15 @@ async def agent_signing_keys(settings: Settings, agent_id: str) -> SigningKeys:
     book = KeyBook(agent_id, {}, set())
     caught_up = asyncio.Event()
     async for record in follow_records(settings, (topics.VAULT,), caught_up=caught_up):
-        if record is not None and record.value is not None:
-            # The record key names the slot (``secret:<org>/<vault>/<path>@<version>``): most are
-            # another agent's, and those are not worth checking a signature for.
-            if agent_key_prefix(agent_id) in (record.key or b"").decode(errors="replace"):
-                if vault_event_problem(record.value, record.headers, admins)[1] is None:
-                    book.read(record.value)
+        # The record key names the slot (``secret:<org>/<vault>/<path>@<version>``): most are
+        # another agent's, and those are not worth checking a signature for.
+        if (
+            record is not None
+            and record.value is not None
+            and agent_key_prefix(agent_id) in (record.key or b"").decode(errors="replace")
+            and vault_event_problem(record.value, record.headers, admins)[1] is None
+        ):
+            book.read(record.value)
         if caught_up.is_set():
             break
     return signing_keys_of(book)

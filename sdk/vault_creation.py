@@ -37,9 +37,11 @@ async def unpublished_vault_events(settings: Settings, events: list[tuple[str, b
         if record is None:
             continue
         key = (record.key or b"").decode(errors="replace")
-        if wanted.get(key) == event_digest(record.value or b""):
-            if vault_event_problem(record.value, record.headers, admins)[1] is None:
-                found.add(key)
+        if (
+            wanted.get(key) == event_digest(record.value or b"")
+            and vault_event_problem(record.value, record.headers, admins)[1] is None
+        ):
+            found.add(key)
     return [key for key in wanted if key not in found]
 
 

@@ -70,7 +70,7 @@ class KeyRelease:
         self, policy: AttestationPolicy, audit: Callable[[Emit], None] | None = None, nonce_ttl_s: int = NONCE_TTL_S
     ):
         self.policy = policy
-        self._audit = audit or (lambda record: None)
+        self._audit = audit or (lambda _record: None)
         self._ttl = timedelta(seconds=nonce_ttl_s)
         self._nonces: dict[bytes, datetime] = {}
         self._lock = threading.Lock()

@@ -84,7 +84,7 @@ async def run_signer(settings: Settings, stop: asyncio.Event | None = None) -> N
     owner: PartitionOwner | None = None
     keys = PinnedServiceKeys(settings)
 
-    async def persist(agent_id: str) -> None:
+    async def persist(_agent_id: str) -> None:
         if owner is None:  # set below, before the consumer reads anything that could need a persist
             raise RuntimeError("a signature was to be made durable before the partition owner started")
         async with owner.batch:

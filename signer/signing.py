@@ -81,7 +81,7 @@ def authorization_nonces(intent: TransactionIntent, nonce: int) -> tuple[int, ..
     authorization by the sender itself is valid only at the transaction's nonce + 1. One the
     agent names must be exactly that, or it would be signed and then skipped by the chain."""
     wanted = tuple(nonce + 1 + index for index in range(len(intent.authorization_list)))
-    for request, expected in zip(intent.authorization_list, wanted):
+    for request, expected in zip(intent.authorization_list, wanted, strict=True):
         if request.nonce is not None and request.nonce != expected:
             raise SigningRefused(
                 Code.EIP7702_NONCE_MISMATCH,
@@ -112,7 +112,8 @@ def sidecar_of(intent: TransactionIntent) -> blobs.Sidecar | None:
         raise SigningRefused(Code.BLOB_INVALID, f"{exc}") from None
     named = tuple(bytes.fromhex(h[2:]) for h in intent.blob_versioned_hashes)
     if tuple(sidecar.versioned_hashes) != named:
-        index = next(i for i, (a, b) in enumerate(zip(sidecar.versioned_hashes, named)) if a != b)
+        # As many as the blobs: the intent's schema refuses any other count.
+        index = next(i for i, (a, b) in enumerate(zip(sidecar.versioned_hashes, named, strict=True)) if a != b)
         raise SigningRefused(
             Code.BLOB_HASH_MISMATCH,
             (
@@ -234,7 +235,7 @@ class Signing:
                     authorizations.Authorization(request.chain_id, bytes.fromhex(request.address[2:]), auth_nonce),
                     key,
                 )
-                for request, auth_nonce in zip(intent.authorization_list, auth_nonces)
+                for request, auth_nonce in zip(intent.authorization_list, auth_nonces, strict=True)
             )
             tx = build_transaction(intent, chain_id, nonce, quote.gas_limit, quote.fees(intent.tx_type), signed_auths)
             return txs.sign_transaction(tx, key, chain_id, sender=bytes.fromhex(agent.address[2:]))

@@ -159,7 +159,7 @@ class AgentStates(Protocol):
 
     def agent(self, agent_id: str) -> AgentState: ...
 
-    def partition_of(self, agent_id: str) -> int | None: ...
+    def partition_of(self, _agent_id: str) -> int | None: ...
 
 
 def _outbox_id(emit: Emit) -> str:
@@ -204,7 +204,7 @@ class SignerState:
         """The agent's rows in this record, read and written without naming the agent again."""
         return AgentState(self, agent_id)
 
-    def partition_of(self, agent_id: str) -> int | None:
+    def partition_of(self, _agent_id: str) -> int | None:
         """The partition an agent's records must arrive on: any, for a record of them all."""
         return None
 

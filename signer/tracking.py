@@ -221,9 +221,12 @@ class Tracking:
         watch = self.watch_for(signed.chain)
         ticket = watch.ticket(())  # the watch answers for the chain as it is now, not as it was
         try:
-            if signed.final and signed.block_number is not None:
-                if signed.block_number <= await watch.head() - LOST_DEPTH:
-                    return [], signed  # deeper than any node loses on a restart
+            if (
+                signed.final
+                and signed.block_number is not None
+                and signed.block_number <= await watch.head() - LOST_DEPTH
+            ):
+                return [], signed  # deeper than any node loses on a restart
             looked = await self.finality.look(signed, now)
         finally:
             ticket.close()
@@ -420,11 +423,13 @@ class Tracking:
             # Mined between the two questions, or another transaction took the nonce.
             return await self._receipt(tracked, node, at) or await self._nonce_used(signed, node, at)
         tracked.sent_us = to_us(at)  # whatever happens below, the next look is a replacement delay away
-        if await node.call("eth_getTransactionByHash", signed.tx_hash) is None:
-            # The node lost it (restarted, evicted it): the same bytes again before paying more.
-            # Refused again (priced out, say), it goes on to the step like a pending one.
-            if await self.send_again(signed, node) is None:
-                return None
+        # The node lost it (restarted, evicted it): the same bytes again before paying more.
+        # Refused again (priced out, say), it goes on to the step like a pending one.
+        if (
+            await node.call("eth_getTransactionByHash", signed.tx_hash) is None
+            and await self.send_again(signed, node) is None
+        ):
+            return None
         bump_emits: list[Emit] = []  # the bump's, or a refused bump's audit event beside the stuck report
         if isinstance(step, lifecycle.Gap):
             reason = self._gap(signed, step.missing)

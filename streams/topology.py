@@ -173,11 +173,11 @@ class Worker(ConsumerRebalanceListener):
 
     # -- the owner's callbacks ------------------------------------------------------------------
 
-    def restored(self, partition: int) -> None:
+    def restored(self, _partition: int) -> None:
         # Restored partitions bring decisions another worker made: the windows are rebuilt from them.
         self.windows_stale = True
 
-    def revoked(self, partition: int) -> None:
+    def revoked(self, _partition: int) -> None:
         self.windows_stale = True
 
     async def on_partitions_revoked(self, revoked) -> None:
@@ -384,7 +384,7 @@ class Worker(ConsumerRebalanceListener):
         events' ids name the records, so the ledger holds one of each."""
         now = utcnow()
         self.proposals.forget_expired(now)
-        await self.publish([proposal_event(SERVICE, self.proposals.read(raw, now), now)])
+        await self.publish([proposal_event(SERVICE, self.proposals.read(raw), now)])
 
     async def admin_set_settled(self, what: str, text: str, record_id: str) -> None:
         await self.settled("admins", what, text, record_id)

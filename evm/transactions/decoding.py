@@ -88,7 +88,7 @@ def _decode_authorization_list(item: object) -> tuple[SignedAuthorization, ...]:
                     _decode_bytes("authorization address", entry[1]),
                     *(
                         _decode_uint(name, value)
-                        for name, value in zip(("authorization nonce", "y_parity", "r", "s"), entry[2:])
+                        for name, value in zip(("authorization nonce", "y_parity", "r", "s"), entry[2:], strict=True)
                     ),
                 )
             )

@@ -503,7 +503,7 @@ async def check_list_offsets(brokers: Brokers) -> str:
     await _create(brokers, "offsets")
     tp = TopicPartition("offsets", 0)
     async with _producer(broker, linger_ms=50) as producer:
-        for n in range(3):
+        for _n in range(3):
             await producer.send_and_wait(tp.topic, b"one", partition=0)
         batch = [await producer.send(tp.topic, b"batched", partition=0) for _ in range(3)]
         await asyncio.gather(*batch)

@@ -213,7 +213,7 @@ def bench_cold(name: str, tmp: Path, iterations: int) -> dict[str, Any]:
         if found is None:
             return {"available": False}
         root, where = found
-        vaults = Vaults(root, lambda event: None)
+        vaults = Vaults(root, lambda _event: None)
         vaults.create_vault("bench", "cold", actor=ADMIN)
         vaults.write_secret("bench", "cold", "k", os.urandom(32), "private_key", actor=ADMIN)
         reads, unwraps = [], []

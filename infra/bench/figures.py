@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,10 +33,8 @@ def cpu_seconds(pid: int) -> float:
 def _live_children(pid: int) -> list[int]:
     children = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             children += [int(child) for child in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return children
 
 

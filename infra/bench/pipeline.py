@@ -329,7 +329,7 @@ def _figures(run: BenchRun, intents: list, approved: dict, agents: int, rate: in
     for i in done:
         if i in approved and i in signed:
             points = (sent_at[i], *approved[i], *signed[i], seen_at[i])
-            for name, a, b in zip(STAGES, points, points[1:]):
+            for name, a, b in zip(STAGES, points, points[1:], strict=False):
                 stages[name].append((b - a) * 1000)
 
     def pct(values: list[float], q: float) -> float | None:

@@ -123,7 +123,7 @@ def profiling(directory: Path | None, pids: dict[str, int], progress) -> Iterato
             [sampler, "record", "--pid", str(pids[name]), "--format", "raw", "--nonblocking", "--output"]
             + [str(directory / f"{name}.txt")],
             stdout=subprocess.DEVNULL,
-            stderr=open(directory / f"{name}.py-spy.log", "wb"),
+            stderr=open(directory / f"{name}.py-spy.log", "wb"),  # noqa: SIM115 - the sampler's, open while it runs
         )
         for name, what in kinds.items()
         if what == "python" and sampler is not None

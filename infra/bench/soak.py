@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -65,10 +66,8 @@ async def _soak(
                 progress(_line(rows[-1]))
         await client.flush()
     run.open = False
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):  # what is still missing is counted below
         await asyncio.wait_for(watcher, TAIL_S)
-    except asyncio.TimeoutError:
-        pass  # what is still missing is counted below
     return _summary(run, rows, sent)
 
 

@@ -138,7 +138,7 @@ def _bench_signer(tmp: Path, counting: CountingNode) -> tuple[Signer, SignerStat
         state,
         store,
         Admins.with_threshold({"bench-admin": public_key_hex(admin_key)}, 1),
-        node_for=lambda chain: counting,
+        node_for=lambda _chain: counting,
         service_key=("signer-bench", service_key),
         replace_after_us=600 * US_PER_SECOND,
     )

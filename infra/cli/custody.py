@@ -87,7 +87,7 @@ def _read_limited(spec: str, limit: int, flag: str) -> bytearray:
             note(f"reading {flag.removeprefix('--')} from standard input; end it with Ctrl-D")
     else:
         try:
-            stream = open(spec, "rb")
+            stream = open(spec, "rb")  # noqa: SIM115 - handed to the caller, who closes it
         except FileNotFoundError:
             raise UsageError(f"{flag} {spec}: no such file") from None
         except IsADirectoryError:

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import hashlib
 import sys
@@ -426,10 +427,8 @@ def cmd_tail(args) -> int:
                 print(_describe_outcome(record))
             sys.stdout.flush()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -99,7 +99,7 @@ def cmd_demo(args) -> int:
         admin_keys=",".join(f"{a}={public}" for a, public in admins.items()),
         admin_quorum="policy=1,approval=2,keys=1,chains=1,admins=2",
     )
-    progress = (lambda m: None) if args.quiet else note
+    progress = (lambda _m: None) if args.quiet else note
     # Checkpoints every second: the receipt checked at the end needs one over the last outcome.
     stack = LocalStack(settings, extra_env={"WARDEN_LEDGER_CHECKPOINT_SECONDS": "1"})
     try:

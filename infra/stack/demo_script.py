@@ -132,7 +132,7 @@ WUSD_LIMITS = dict(max_per_tx="100", daily_limit="150", approval_threshold="60")
 WUSD = 10**6
 
 
-def _transfer(token: str, to: str, units: int):
+def _transfer(to: str, units: int):
     return lambda setup: contracts.calldata("transfer(address,uint256)", setup.get(to, to), units)
 
 
@@ -153,7 +153,7 @@ SCRIPT = (
         dict(
             to=lambda s: s["forwarder"],
             value="0.1",
-            data=lambda s: contracts.calldata("forwardValue(address)", MALLORY),
+            data=lambda _s: contracts.calldata("forwardValue(address)", MALLORY),
         ),
     ),
     Scripted("over the 1 ETH per-tx cap", Code.VALUE_OVER_CAP, dict(to=BOB, value="1.5")),
@@ -227,12 +227,12 @@ TOKEN_SCRIPT = (
     Scripted(
         "pay alice 20 WUSD (ERC-20 transfer)",
         "mined",
-        dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 20 * WUSD)),
+        dict(to=lambda s: s["token"], value="0", data=_transfer(ALICE, 20 * WUSD)),
     ),
     Scripted(
         "20 WUSD to mallory (not allowlisted)",
         Code.RECIPIENT_NOT_ALLOWLISTED,
-        dict(to=lambda s: s["token"], value="0", data=_transfer("token", MALLORY, 20 * WUSD)),
+        dict(to=lambda s: s["token"], value="0", data=_transfer(MALLORY, 20 * WUSD)),
     ),
     Scripted(
         "approve the router for 2**256-1 WUSD",
@@ -246,18 +246,18 @@ TOKEN_SCRIPT = (
     Scripted(
         "GRD takes 2x its transfer, simulated",
         Code.SIMULATION_MISMATCH,
-        dict(to=lambda s: s["greedy"], value="0", data=_transfer("greedy", ALICE, 5 * WUSD), simulate_first=True),
+        dict(to=lambda s: s["greedy"], value="0", data=_transfer(ALICE, 5 * WUSD), simulate_first=True),
     ),
     Scripted(
         "pay bob 70 WUSD (over 60: an admin approves)",
         "mined",
-        dict(to=lambda s: s["token"], value="0", data=_transfer("token", BOB, 70 * WUSD)),
+        dict(to=lambda s: s["token"], value="0", data=_transfer(BOB, 70 * WUSD)),
         admin="approve",
     ),
     Scripted(
         "pay alice 80 WUSD (over the 150 a day)",
         Code.ASSET_DAILY_LIMIT_EXCEEDED,
-        dict(to=lambda s: s["token"], value="0", data=_transfer("token", ALICE, 80 * WUSD)),
+        dict(to=lambda s: s["token"], value="0", data=_transfer(ALICE, 80 * WUSD)),
     ),
 )
 

@@ -56,7 +56,7 @@ class MotoServer:
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("moto_server did not start")
+                    raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
 
     def kms_client(self):
@@ -170,7 +170,7 @@ class StaticTokenCredential:
     def __init__(self, token: str) -> None:
         self.token = token
 
-    def get_token(self, *scopes, **kwargs):
+    def get_token(self, *_scopes, **_kwargs):
         from azure.core.credentials import AccessToken  # the Azure SDK, only when a token is asked for
 
         return AccessToken(self.token, int(time.time()) + 3600)

@@ -322,7 +322,7 @@ class LocalStack:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.settings.log_dir / f"{name}.log"
-        log = open(log_path, "ab")
+        log = open(log_path, "ab")  # noqa: SIM115 - the process's log, open while it runs
         proc = subprocess.Popen(
             argv,
             stdout=log,

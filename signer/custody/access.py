@@ -133,7 +133,7 @@ class Auditor:
     """Sends the audit record (an ``Emit`` for ``warden.audit.events``) of every read, refusal and change to ``sink``."""
 
     def __init__(self, sink: Callable[[Emit], None] | None = None):
-        self._sink = sink or (lambda record: None)
+        self._sink = sink or (lambda _record: None)
 
     def record(
         self, actor: str, action: AuditAction, resource: str, now: float, *id_parts: str, **details: Any

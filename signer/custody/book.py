@@ -109,11 +109,12 @@ class VaultBook:
             if isinstance(event, SecretVersionWritten):
                 versions = state.secrets.setdefault(event.path, {})
                 current = versions.get(event.version)
-                if current is not None:
-                    # Only a re-wrap of the same ciphertext may replace a version;
-                    # a different value claiming a taken version is refused.
-                    if current.ciphertext != event.ciphertext or event.wrap_seq <= current.wrap_seq:
-                        return False
+                # Only a re-wrap of the same ciphertext may replace a version;
+                # a different value claiming a taken version is refused.
+                if current is not None and (
+                    current.ciphertext != event.ciphertext or event.wrap_seq <= current.wrap_seq
+                ):
+                    return False
                 versions[event.version] = event
                 return True
             if isinstance(event, SecretDeactivated):

@@ -111,7 +111,7 @@ class Keks:
                         root.wrap(bytes(piece), slot_aad(org, vault, kek_id, mode.name, x, root.name))
                     ).decode(),
                 )
-                for (x, piece), root in zip(pieces, roots)
+                for (x, piece), root in zip(pieces, roots, strict=True)
             )
             event = ModeSet.new(
                 org=org,

@@ -53,7 +53,7 @@ class SecretStore:
         self._cmeks = cmeks
         self._auditor = auditor
         self._clock = clock
-        self.intents_api_enabled = intents_api_enabled or (lambda agent_id: True)
+        self.intents_api_enabled = intents_api_enabled or (lambda _agent_id: True)
 
     def _kek(self, state: VaultState, client_share: str | bytes | bytearray | None, now: float) -> AESGCM:
         return self._keks.aead(

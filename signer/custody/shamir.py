@@ -82,7 +82,7 @@ def combine(shares: Sequence[tuple[int, bytes | bytearray]]) -> bytearray:
                 den = _gf_mul(den, xm ^ xj)
         weights.append(_gf_mul(num, _gf_inv(den)))
     secret = bytearray(length)
-    for (_, y), w in zip(shares, weights):
+    for (_, y), w in zip(shares, weights, strict=True):
         for i in range(length):
             secret[i] ^= _gf_mul(y[i], w)
     return secret
@@ -99,4 +99,4 @@ def xor_split(secret: bytes | bytearray) -> tuple[bytearray, bytearray]:
 def xor(a: bytes | bytearray, b: bytes | bytearray) -> bytearray:
     if len(a) != len(b):
         raise ValueError("shares differ in length")
-    return bytearray(x ^ y for x, y in zip(a, b))
+    return bytearray(x ^ y for x, y in zip(a, b, strict=True))

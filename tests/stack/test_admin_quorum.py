@@ -540,7 +540,7 @@ def test_an_admin_is_shown_a_swapped_key_before_signing_and_signs_only_what_was_
     thresholds = {row["action"]: (row["change"], row["old"], row["new"]) for row in change["thresholds"]}
     assert thresholds == {
         "policy": ("changed", 2, 1),
-        **{action: ("unchanged", 2, 2) for action in ("approval", "keys", "chains", "admins")},
+        **dict.fromkeys(("approval", "keys", "chains", "admins"), ("unchanged", 2, 2)),
     }
     assert {row["change"] for row in listed[honest["proposal_id"]]["change"]["admins"]} == {"unchanged"}
     people = warden(_as(settings, "b"), "approvals", "show", rogue["proposal_id"][:16])

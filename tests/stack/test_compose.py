@@ -125,7 +125,7 @@ def test_the_dockerfile_installs_the_project_at_build_time_and_nothing_installs_
     for name, service in config["services"].items():
         started = " ".join(command(service) + (service.get("entrypoint") or []))
         assert not re.search(r"\bpip\b", started), f"{name} installs at start: {started}"
-        for source, target, *_ in (v.split(":") for v in service.get("volumes", [])):
+        for source, _target, *_ in (v.split(":") for v in service.get("volumes", [])):
             assert not (source.startswith("/") and Path(source) == REPO), f"{name} mounts the source tree"
 
 

@@ -122,7 +122,7 @@ def test_go_accepts_warden_consistency_proofs_between_every_pair_and_refuses_a_f
     fork = LEAVES[:20] + [leaf_hash(b"forged" * 6)] + LEAVES[21:]
     for old, new in ((1, 2), (3, 7), (4, 8), (5, 37), (16, 17), (20, 21), (21, 22), (21, 37), (36, 37)):
         (tmp_path / "old").write_bytes(log_note(old).to_bytes())
-        for leaves, expected in ((LEAVES, 0), (fork, 1)):
+        for leaves, _expected in ((LEAVES, 0), (fork, 1)):
             (tmp_path / "new").write_bytes(log_note(new, leaves).to_bytes())
             proof = "".join(b64encode(h) + "\n" for h in consistency_path(leaves[:new], old))
             code, said = go(

@@ -274,9 +274,9 @@ def test_a_reorg_deeper_than_finality_puts_every_final_transaction_back_and_leav
     h, (sent, before, copy_before, counted, counted_after, newest, chain_hashes) = on_chain(tmp_path, chain, scenario)
     assert all(r.status == "mined" and r.final for r in [*before, copy_before]), before
     # Every record is final again, mined at a block the chain holds, with the same signed bytes.
-    for record, on_chain_hash in zip(newest, chain_hashes):
+    for record, on_chain_hash in zip(newest, chain_hashes, strict=False):
         assert record.status == "mined" and record.final and record.block_hash.lower() == on_chain_hash.lower()
-    for lost, again in zip(before, newest):
+    for lost, again in zip(before, newest, strict=False):
         assert again.tx_hash == lost.tx_hash and again.signed_tx == lost.signed_tx
         assert again.block_hash != lost.block_hash and again.reorgs == lost.reorgs + 1
         history = [(r.status, r.final) for r in h.records(lost.intent_id)]

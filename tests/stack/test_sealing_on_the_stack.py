@@ -155,7 +155,7 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
         rig.intent(ids["old"], rig.share, old),
         rig.intent(ids["both"], rig.share, old, rig.sealing),
     ]
-    results = dict(zip(ids, rig.handle_all(intents)))
+    results = dict(zip(ids, rig.handle_all(intents), strict=False))
     for name, (_, to_broadcast) in results.items():
         assert to_broadcast is None, name  # sign_only: nothing handed to the chain
 
@@ -164,7 +164,7 @@ def test_the_signer_signs_with_the_right_sealed_share_only(stack, tmp_path, mode
     assert signed_of(results["both"][0]).nonce == signed_of(results["right"][0]).nonce + 1
 
     invalid = [rejected_of(results[name][0]) for name in ("wrong-first", "wrong", "none")]
-    for rejected, name in zip(invalid, ("wrong-first", "wrong", "none")):
+    for rejected, name in zip(invalid, ("wrong-first", "wrong", "none"), strict=False):
         assert rejected.intent_id == ids[name] and rejected.agent_id == AGENT
         assert rejected.stage == Stage.SIGNING and rejected.code == Code.CLIENT_SHARE_INVALID
     # One answer for a missing share and a wrong one, before or after the key was first used.

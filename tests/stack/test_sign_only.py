@@ -141,7 +141,7 @@ def test_an_admins_cancellation_takes_the_nonce_and_the_original_bytes_never_lan
     assert (final.status, final.final, final.replaces) == ("cancelled", True, (original.tx_hash,))
     assert final.to == final.from_ and final.value_wei == 0 and final.nonce == original.nonce
     assert outstanding == 0 and spent == final.fee_wei  # the cancellation's fee, not the 0.009
-    assert [AuditAction.TX_CANCELLED, AuditAction.TX_FINAL] == h.audit_actions(original.intent_id)[-2:]
+    assert h.audit_actions(original.intent_id)[-2:] == [AuditAction.TX_CANCELLED, AuditAction.TX_FINAL]
 
 
 def test_the_policys_ttl_cancels_a_sign_only_transaction_not_landed_in_time(chain, tmp_path):

@@ -26,7 +26,7 @@ async def _group_on_a_topic_of_its_own(settings, records: int):
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker, acks="all")
     await producer.start()
     try:
-        for n in range(records):
+        for _n in range(records):
             await producer.send_and_wait(topic, b"x", partition=0)
     finally:
         await producer.stop()

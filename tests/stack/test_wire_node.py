@@ -256,7 +256,7 @@ def _python_reads(answer: dict) -> TransactionIntent:
 def node_signed() -> dict[str, dict]:
     names = list(INTENTS)
     answers = run_node("sign_intent.mjs", [{"seed": INTENTS[n][0], "intent": _sent(n)} for n in names])
-    return dict(zip(names, answers))
+    return dict(zip(names, answers, strict=False))
 
 
 @pytest.mark.parametrize("name", list(INTENTS))

@@ -107,7 +107,7 @@ def test_the_form_sent_unchanged_makes_the_same_rules_and_the_cli_builds_the_sam
     assert unsigned_policy("new", None, KEY, fresh.fields, T0) == unsigned_policy("new", None, KEY, {}, T0)
 
     # The command line's flags and the console's form fields go through one builder.
-    flags = {option: None for option in OPTIONS} | {"chains": "anvil", "max_value": "none", "require_simulation": "on"}
+    flags = dict.fromkeys(OPTIONS) | {"chains": "anvil", "max_value": "none", "require_simulation": "on"}
     cli = _policy_fields(argparse.Namespace(fields=None, **flags))
     console = read_form({"agent": "bot", "chains": "anvil", "max_value": "none", "require_simulation": "on"}).fields
     assert cli == console == {"tx_allowed_chains": ("anvil",), "tx_max_value_eth": None, "require_simulation": True}

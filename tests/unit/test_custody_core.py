@@ -420,9 +420,11 @@ def test_signing_keys_are_never_revealed_not_even_to_admins(tmp_path):
         assert (info.version, info.secret_type, value) == (1, "api_key", bytearray(b"sk-123"))
     audit.clear()
     for actor in (ADMIN, SIGNER):
-        with pytest.raises(PermissionDenied, match="never shows signing keys") as exc:
-            with vaults.reveal("acme", "ops", "wallet/hot", actor=actor, now=T0):
-                pass
+        with (
+            pytest.raises(PermissionDenied, match="never shows signing keys") as exc,
+            vaults.reveal("acme", "ops", "wallet/hot", actor=actor, now=T0),
+        ):
+            pass
         assert AuditEvent.from_bytes(exc.value.audit.value).details == {
             "reason": "cli_never_shows_key_material",
             "secret_type": "private_key",

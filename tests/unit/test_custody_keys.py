@@ -45,9 +45,8 @@ def test_provision_twice_rotate_deactivate(store):
     assert store.deactivate("a1", "ethereum", ADMIN, version=1, now=T0) == [1]
     assert [(k.version, k.active) for k in store.list_keys(ADMIN, agent_id="a1")] == [(1, False), (2, True)]
     assert store.deactivate("a1", "ethereum", ADMIN, now=T0) == [2]
-    with pytest.raises(NotFound):
-        with store.open_private_key(first.path, now=T0):
-            pass
+    with pytest.raises(NotFound), store.open_private_key(first.path, now=T0):
+        pass
     with pytest.raises(NotFound, match="keys provision"):
         store.rotate("a1", "ethereum", ADMIN, now=T0)
     assert store.provision("a1", "ethereum", ADMIN, now=T0).version == 3
@@ -67,15 +66,19 @@ def test_agents_are_refused_every_key_operation(store):
         assert f"`warden keys {action}` is for admins only" in str(exc.value)
         assert "agents never manage or read signing keys" in str(exc.value)
     # Reading a key: refused, with the Intents API reason by default...
-    with pytest.raises(PermissionDenied, match="Intents API enabled") as exc:
-        with store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0):
-            pass
+    with (
+        pytest.raises(PermissionDenied, match="Intents API enabled") as exc,
+        store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0),
+    ):
+        pass
     assert AuditEvent.from_bytes(exc.value.audit.value).action == AuditAction.SECRET_READ_REFUSED
     # ...and even for an agent without the Intents API.
     store.vaults.secrets.intents_api_enabled = lambda agent: False
-    with pytest.raises(PermissionDenied):
-        with store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0):
-            pass
+    with (
+        pytest.raises(PermissionDenied),
+        store.open_private_key(agent_key_path("a1", "ethereum"), actor="agent:a1", now=T0),
+    ):
+        pass
 
 
 def test_open_private_key_wipes_on_exit_and_on_error(store):
@@ -84,10 +87,9 @@ def test_open_private_key_wipes_on_exit_and_on_error(store):
         held = private_key
         assert any(held)
     assert held == bytearray(32)
-    with pytest.raises(RuntimeError):
-        with store.open_private_key(key.path, now=T0) as private_key:
-            held = private_key
-            raise RuntimeError("signing failed")
+    with pytest.raises(RuntimeError), store.open_private_key(key.path, now=T0) as private_key:
+        held = private_key
+        raise RuntimeError("signing failed")
     assert held == bytearray(32)
 
 

@@ -12,12 +12,14 @@ def _reads_environment(path: Path) -> list[int]:
     """Lines where a module touches os.environ / os.getenv / os.putenv, however it was imported."""
     lines = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "putenv", "environb"):
-            lines.append(node.lineno)
-        elif (
-            isinstance(node, ast.ImportFrom)
-            and node.module == "os"
-            and any(a.name in ("environ", "getenv", "putenv", "environb") for a in node.names)
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("environ", "getenv", "putenv", "environb")
+            or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and any(a.name in ("environ", "getenv", "putenv", "environb") for a in node.names)
+            )
         ):
             lines.append(node.lineno)
     return lines

@@ -114,7 +114,7 @@ def test_a_problem_renders_as_the_error_it_makes():
     assert str(told) == "key reused; use a new idempotency key" and f"({told})" == f"({told!s})"
     assert told == Problem("key reused", "use a new idempotency key")  # a value: frozen, compared by its fields
     with pytest.raises(AttributeError):
-        setattr(told, "what", "something else")  # frozen
+        told.what = "something else"  # frozen
 
     class Refused(WardenError, ValueError):
         next_step = "ask an admin"

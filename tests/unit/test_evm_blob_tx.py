@@ -129,7 +129,8 @@ def test_the_sidecar_is_what_eth_account_and_ckzg_compute_under_their_own_truste
     setup = ckzg.load_trusted_setup(str(THEIR_SETUP), 0)
     assert sidecar.commitments == tuple(ckzg.blob_to_kzg_commitment(blob, setup) for blob in BLOBS)
     assert sidecar.proofs == tuple(
-        ckzg.compute_blob_kzg_proof(blob, commitment, setup) for blob, commitment in zip(BLOBS, sidecar.commitments)
+        ckzg.compute_blob_kzg_proof(blob, commitment, setup)
+        for blob, commitment in zip(BLOBS, sidecar.commitments, strict=False)
     )
     assert ckzg.verify_blob_kzg_proof_batch(
         b"".join(BLOBS), b"".join(sidecar.commitments), b"".join(sidecar.proofs), setup
@@ -142,7 +143,7 @@ def test_the_sidecar_is_what_eth_account_and_ckzg_compute_under_their_own_truste
         list(sidecar.cell_proofs),
         setup,
     )
-    for commitment, versioned in zip(sidecar.commitments, sidecar.versioned_hashes):
+    for commitment, versioned in zip(sidecar.commitments, sidecar.versioned_hashes, strict=False):
         assert versioned[0] == blobs.VERSIONED_HASH_VERSION_KZG and len(versioned) == 32
         assert blobs.versioned_hash(commitment) == versioned
     # The all-zero blob commits to the point at infinity; its versioned hash is a well-known constant.

@@ -56,7 +56,7 @@ def test_keccak_is_thread_safe():
 
     def work():
         for _ in range(200):
-            for data, want in zip(inputs, expected):
+            for data, want in zip(inputs, expected, strict=False):
                 if keccak(data) != want:
                     failures.append(data)
 

@@ -172,7 +172,7 @@ def typed_documents(draw):
             shaped.append(base + "".join(draw(st.lists(st.sampled_from(["[]", "[1]", "[2]", "[3]"]), max_size=2))))
         shaped = draw(st.permutations(shaped))
         field_names = draw(st.lists(FIELD_NAMES, min_size=len(shaped), max_size=len(shaped), unique=True))
-        types[name] = [{"name": n, "type": t} for n, t in zip(field_names, shaped)]
+        types[name] = [{"name": n, "type": t} for n, t in zip(field_names, shaped, strict=False)]
 
     def value_of(type_string: str, budget: list[int]):
         if type_string.endswith("]"):

@@ -71,7 +71,7 @@ def test_clickhouse_connect_reads_rows_arrow_and_dataframes(client):
     result = client.query("SELECT chain, seq, event_id, ts FROM audit_log WHERE chain = 1 ORDER BY seq LIMIT 3")
     assert [r[1] for r in result.result_rows] == [0, 1, 2]
     table = client.query_arrow("SELECT action, count() AS n FROM audit_log GROUP BY action ORDER BY action")
-    counts = dict(zip(table.column("action").to_pylist(), table.column("n").to_pylist()))
+    counts = dict(zip(table.column("action").to_pylist(), table.column("n").to_pylist(), strict=False))
     assert counts[AuditAction.INTENT_SUBMITTED] == len(INTENTS) and counts[AuditAction.TX_SIGNED] == len(SIGNED)
     frame = client.query_df("SELECT * FROM rejections_by_stage")
     assert frame.to_dict("records")[0]["stage"] == Stage.VALUE_CAP

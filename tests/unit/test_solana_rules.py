@@ -438,7 +438,9 @@ def test_a_multisig_the_agent_signs_for_alone_moves_under_the_agents_caps_window
     ]
     world.run(sol.signed(world.bank, setup, world.svm.latest_blockhash(), multisig))
 
-    def move(amount: int, to: Keypair, signers=(world.agent.pubkey(),)) -> bytes:
+    agent_alone = (world.agent.pubkey(),)
+
+    def move(amount: int, to: Keypair, signers=agent_alone) -> bytes:
         source, destination = sol.ata_address(owner, world.mint), world.ata(to)
         ix = sol.token_transfer_checked(
             source, world.mint, destination, owner, amount, DECIMALS, multisig_signers=list(signers)

@@ -56,7 +56,7 @@ def stages_compared_with_literals(tree: ast.AST) -> list[int]:
             node.lineno
             for node in ast.walk(tree)
             if isinstance(node, ast.Compare)
-            for left, op, right in zip([node.left, *node.comparators], node.ops, node.comparators)
+            for left, op, right in zip([node.left, *node.comparators], node.ops, node.comparators, strict=False)
             if isinstance(op, COMPARING) and (_spelt_against(left, right) or _spelt_against(right, left))
         }
     )

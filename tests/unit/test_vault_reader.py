@@ -134,6 +134,8 @@ def test_a_secret_in_a_vault_with_no_mode_is_a_custody_error_not_an_assertion(ma
     tmp_path, _, key_change = made
     vaults = Vaults(dev_root(tmp_path), lambda event: None)
     vaults.apply(key_change[0])
-    with pytest.raises(CustodyError, match="has no custody mode yet"):
-        with vaults.open_secret(ORG, VAULT, PATH, actor=ADMIN):
-            pass
+    with (
+        pytest.raises(CustodyError, match="has no custody mode yet"),
+        vaults.open_secret(ORG, VAULT, PATH, actor=ADMIN),
+    ):
+        pass

@@ -134,7 +134,7 @@ class _Recorder:
 
     async def seek_to_committed(self, *tps):
         self.events.append(("seek", sorted({tp.partition for tp in tps})))
-        return {tp: 5 for tp in tps}
+        return dict.fromkeys(tps, 5)
 
 
 class _Engine:
