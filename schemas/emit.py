@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -106,6 +106,40 @@ def intent_audit(
         intent_digest=about.digest,
         **details,
     )
+
+
+class IntentOutcome(Protocol):
+    """An outcome record about one intent (`schemas.outcomes`): the intent and agent it answers."""
+
+    @property
+    def intent_id(self) -> str: ...
+
+    @property
+    def agent_id(self) -> str: ...
+
+
+def outcome_with_audit(
+    topic: str,
+    outcome: IntentOutcome,
+    record: bytes,
+    actor: str,
+    action: AuditAction,
+    about: IntentRef,
+    now: datetime,
+    /,
+    *id_parts: str,
+    **details: Any,
+) -> list[Emit]:
+    """An intent's outcome (``record``: ``outcome``'s bytes, published on ``topic`` keyed by the
+    intent's agent) and its audit event (`intent_audit`), both from the one `IntentRef`. Raises
+    ValueError when ``outcome`` answers another intent or agent than ``about`` names: the ledger
+    would record a decision about one intent beside a record that answers another."""
+    if outcome.intent_id != about.intent_id or outcome.agent_id != about.agent_id:
+        raise ValueError(
+            f"the outcome answers intent {outcome.intent_id!r} of agent {outcome.agent_id!r}, but its audit "
+            f"event is about intent {about.intent_id!r} of agent {about.agent_id!r}; build both from the same intent"
+        )
+    return [Emit(topic, about.agent_id, record), intent_audit(actor, action, about, now, *id_parts, **details)]
 
 
 def _plain_event_bytes(fields: dict[str, Any]) -> bytes | None:

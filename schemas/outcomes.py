@@ -172,6 +172,10 @@ class IntentApproved(Outcome):
     def intent_id(self) -> str:
         return self.intent.intent_id
 
+    @property
+    def agent_id(self) -> str:
+        return self.intent.agent_id
+
 
 class IntentAbandoned(Outcome):
     """A worker's redelivery task gave up on an intent that still had no outcome after its last

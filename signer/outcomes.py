@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +21,7 @@ from schemas import topics
 from schemas.actions import AuditAction, solana_action, tx_action
 from schemas.auth import sign_outcome
 from schemas.codes import Code
-from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit
+from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit, outcome_with_audit
 from schemas.errors import WardenError
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
@@ -117,18 +118,18 @@ class Outcomes:
         metrics.SIGNER_OUTCOMES.labels("refused", refused.code).inc()
         if record:
             self.state.agent(intent.agent_id).record_refused(intent_id=intent.intent_id, record=raw, now_us=to_us(now))
-        return [
-            Emit(topics.INTENTS_REJECTED, intent.agent_id, raw),
-            intent_audit(
-                SERVICE,
-                AuditAction.TX_SIGN_FAILED,
-                IntentRef(intent.agent_id, intent.intent_id, rejected.intent_digest),
-                now,
-                code=refused.code,
-                reason=refused.reason,
-                tee=self.tee,
-            ),
-        ]
+        return outcome_with_audit(
+            topics.INTENTS_REJECTED,
+            rejected,
+            raw,
+            SERVICE,
+            AuditAction.TX_SIGN_FAILED,
+            IntentRef(intent.agent_id, intent.intent_id, rejected.intent_digest),
+            now,
+            code=refused.code,
+            reason=refused.reason,
+            tee=self.tee,
+        )
 
     def transaction_signed(
         self, approved: IntentApproved, signing: SigningResult, now: datetime
@@ -159,31 +160,31 @@ class Outcomes:
             copy_of=signing.copy_of,
             held=signed.status == "sign_only",
         )
-        emits = [
-            Emit(topics.TXS_SIGNED, intent.agent_id, record),
-            intent_audit(
-                SERVICE,
-                AuditAction.TX_SIGNED,
-                IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
-                now,
-                chain=intent.chain,
-                chain_id=signed.chain_id,
-                tx_hash=signed.tx_hash,
-                **({"from": signed.from_}),
-                to=signed.to,
-                nonce=signed.nonce,
-                value_wei=str(signed.value_wei),
-                max_spend_wei=str(signed.max_spend_wei),
-                policy_version=signing.policy.version,
-                status=signed.status,
-                tee=self.tee,
-                kind="transaction",
-                tx_type=signed.tx_type,
-                asset_spend={k: str(v) for k, v in (signing.assets or {}).items()},
-                approved_by=approved.human_approval.admin_key_id if approved.human_approval else None,
-                **intent.type_facts(),
-            ),
-        ]
+        emits = outcome_with_audit(
+            topics.TXS_SIGNED,
+            signed,
+            record,
+            SERVICE,
+            AuditAction.TX_SIGNED,
+            IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
+            now,
+            chain=intent.chain,
+            chain_id=signed.chain_id,
+            tx_hash=signed.tx_hash,
+            **({"from": signed.from_}),
+            to=signed.to,
+            nonce=signed.nonce,
+            value_wei=str(signed.value_wei),
+            max_spend_wei=str(signed.max_spend_wei),
+            policy_version=signing.policy.version,
+            status=signed.status,
+            tee=self.tee,
+            kind="transaction",
+            tx_type=signed.tx_type,
+            asset_spend={k: str(v) for k, v in (signing.assets or {}).items()},
+            approved_by=approved.human_approval.admin_key_id if approved.human_approval else None,
+            **intent.type_facts(),
+        )
         return emits, signed
 
     def message_signed(
@@ -199,26 +200,26 @@ class Outcomes:
         """A signed message: signed as an outcome, recorded with its idempotency entry and what it
         authorizes (inside the intent's scope), and reported on warden.messages.signed."""
         signed, record = self._recorded(intent, result, policy, now, slot, assets, "message")
-        return [
-            Emit(topics.MESSAGES_SIGNED, intent.agent_id, record),
-            intent_audit(
-                SERVICE,
-                AuditAction.MESSAGE_SIGNED,
-                IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
-                now,
-                kind=signed.kind,
-                chain=intent.chain,
-                chain_id=signed.chain_id,
-                **({"from": signed.from_}),
-                message_hash=signed.message_hash,
-                primary_type=signed.primary_type,
-                verifying_contract=signed.verifying_contract,
-                domain_separator=signed.domain_separator,
-                policy_version=policy.version,
-                tee=self.tee,
-                idempotent_copy_of=copy_of,
-            ),
-        ]
+        return outcome_with_audit(
+            topics.MESSAGES_SIGNED,
+            signed,
+            record,
+            SERVICE,
+            AuditAction.MESSAGE_SIGNED,
+            IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
+            now,
+            kind=signed.kind,
+            chain=intent.chain,
+            chain_id=signed.chain_id,
+            **({"from": signed.from_}),
+            message_hash=signed.message_hash,
+            primary_type=signed.primary_type,
+            verifying_contract=signed.verifying_contract,
+            domain_separator=signed.domain_separator,
+            policy_version=policy.version,
+            tee=self.tee,
+            idempotent_copy_of=copy_of,
+        )
 
     def solana_signed(
         self,
@@ -233,12 +234,9 @@ class Outcomes:
         """A signed Solana transaction: signed as an outcome, recorded with its idempotency entry
         and what it spends (inside the intent's scope), and reported on warden.solana.signed."""
         signed, record = self._recorded(intent, result, policy, now, slot, assets, "solana")
-        return [
-            Emit(topics.SOLANA_SIGNED, intent.agent_id, record),
-            self._solana_audit(
-                AuditAction.SOLANA_SIGNED, signed, now, policy_version=policy.version, idempotent_copy_of=copy_of
-            ),
-        ], signed
+        return self._solana_outcome(
+            AuditAction.SOLANA_SIGNED, signed, record, now, policy_version=policy.version, idempotent_copy_of=copy_of
+        ), signed
 
     def solana_message_signed(
         self,
@@ -252,26 +250,26 @@ class Outcomes:
         """A signed Solana off-chain message: signed as an outcome, recorded with its idempotency
         entry (inside the intent's scope), and reported on warden.solana.messages.signed."""
         signed, record = self._recorded(intent, result, policy, now, slot, None, "solana_message")
-        return [
-            Emit(topics.SOLANA_MESSAGES_SIGNED, intent.agent_id, record),
-            intent_audit(
-                SERVICE,
-                AuditAction.SOLANA_MESSAGE_SIGNED,
-                IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
-                now,
-                kind="solana_message",
-                chain=intent.chain,
-                **({"from": signed.from_}),
-                signature=signed.signature,
-                message_hash=signed.message_sha256,
-                version=signed.version,
-                application_domain=signed.application_domain,
-                signatories=list(signed.signatories),
-                policy_version=policy.version,
-                tee=self.tee,
-                idempotent_copy_of=copy_of,
-            ),
-        ]
+        return outcome_with_audit(
+            topics.SOLANA_MESSAGES_SIGNED,
+            signed,
+            record,
+            SERVICE,
+            AuditAction.SOLANA_MESSAGE_SIGNED,
+            IntentRef(intent.agent_id, intent.intent_id, signed.intent_digest),
+            now,
+            kind="solana_message",
+            chain=intent.chain,
+            **({"from": signed.from_}),
+            signature=signed.signature,
+            message_hash=signed.message_sha256,
+            version=signed.version,
+            application_domain=signed.application_domain,
+            signatories=list(signed.signatories),
+            policy_version=policy.version,
+            tee=self.tee,
+            idempotent_copy_of=copy_of,
+        )
 
     def _recorded(self, intent, result, policy: AgentPolicy, now: datetime, slot, assets, kind: str):
         """A signature that is not a transaction's (a message's, a Solana transaction's): the
@@ -300,10 +298,7 @@ class Outcomes:
         raw = result.to_bytes()
         self.state.agent(signed.agent_id).replace_solana(signed.intent_id, raw)
         metrics.TXS.labels(result.status).inc()
-        return [
-            Emit(topics.SOLANA_SIGNED, signed.agent_id, raw),
-            self._solana_audit(solana_action(result.status), result, at),
-        ], result
+        return self._solana_outcome(solana_action(result.status), result, raw, at), result
 
     def solana_landed_again(
         self, signed: SignedSolanaTransaction, copy: solana.Landed, counted: str | None, landings: int, at: datetime
@@ -329,17 +324,24 @@ class Outcomes:
     ) -> Emit:
         """A Solana transaction's audit event; ``about``: what else tells it apart from another of
         the same status (a copy's id)."""
-        return intent_audit(
-            SERVICE,
-            action,
-            IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
-            at,
-            signed.tx_signature or signed.signature,
-            signed.status,
-            signed.error or "",
-            *about,
+        ref, id_parts, details = self._solana_event(signed, about, more)
+        return intent_audit(SERVICE, action, ref, at, *id_parts, **details)
+
+    def _solana_outcome(
+        self, action: AuditAction, signed: SignedSolanaTransaction, record: bytes, at: datetime, **more: Any
+    ) -> list[Emit]:
+        """A Solana transaction's record (``record``: ``signed``'s bytes) on warden.solana.signed and
+        its audit event (`_solana_audit`)."""
+        ref, id_parts, details = self._solana_event(signed, (), more)
+        return outcome_with_audit(topics.SOLANA_SIGNED, signed, record, SERVICE, action, ref, at, *id_parts, **details)
+
+    def _solana_event(
+        self, signed: SignedSolanaTransaction, about: tuple[str, ...], more: dict[str, Any]
+    ) -> tuple[IntentRef, tuple[str, ...], dict[str, Any]]:
+        """The intent, id parts and details of a Solana transaction's audit event."""
+        details = dict(
             chain=signed.chain,
-            **({"from": signed.from_}),
+            **{"from": signed.from_},
             signature=signed.signature,
             tx_signature=signed.tx_signature,
             status=signed.status,
@@ -350,6 +352,8 @@ class Outcomes:
             tee=self.tee,
             **more,
         )
+        ref = IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest)
+        return ref, (signed.tx_signature or signed.signature, signed.status, signed.error or "", *about), details
 
     def transition(
         self,
@@ -369,31 +373,31 @@ class Outcomes:
         agent = self.state.agent(signed.agent_id)
         agent.replace_record(signed.intent_id, raw)
         metrics.TXS.labels(result.status).inc()
-        emits = [
-            Emit(topics.TXS_SIGNED, signed.agent_id, raw),
-            intent_audit(
-                SERVICE,
-                action or tx_action(result.status),
-                IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
-                at,
-                result.tx_hash,
-                result.status,
-                result.error or "",
-                *_where(result),
-                tx_hash=result.tx_hash,
-                nonce=result.nonce,
-                status=result.status,
-                block_number=result.block_number,
-                block_hash=result.block_hash,
-                final=result.final,
-                gas_used=result.gas_used,
-                fee_wei=None if result.fee_wei is None else str(result.fee_wei),
-                error=result.error,
-                replaces=list(result.replaces),
-                replaced_by=result.replaced_by,
-                tee=self.tee,
-            ),
-        ]
+        emits = outcome_with_audit(
+            topics.TXS_SIGNED,
+            result,
+            raw,
+            SERVICE,
+            action or tx_action(result.status),
+            IntentRef(signed.agent_id, signed.intent_id, signed.intent_digest),
+            at,
+            result.tx_hash,
+            result.status,
+            result.error or "",
+            *_where(result),
+            tx_hash=result.tx_hash,
+            nonce=result.nonce,
+            status=result.status,
+            block_number=result.block_number,
+            block_hash=result.block_hash,
+            final=result.final,
+            gas_used=result.gas_used,
+            fee_wei=None if result.fee_wei is None else str(result.fee_wei),
+            error=result.error,
+            replaces=list(result.replaces),
+            replaced_by=result.replaced_by,
+            tee=self.tee,
+        )
         # With the change, in the same append: published by whoever restores the partition if
         # the signer that made it is killed before it publishes them (`SignerState.unpublished`).
         agent.file.hold_for_publishing(signed.intent_id, emits)

@@ -19,7 +19,7 @@ from schemas import topics
 from schemas.actions import AuditAction
 from schemas.auth import human_approval_problem
 from schemas.codes import Code
-from schemas.emit import Emit, IntentRef, Source, intent_audit
+from schemas.emit import Emit, IntentRef, Source, intent_audit, outcome_with_audit
 from schemas.errors import explain
 from schemas.outcomes import HumanApproval, IntentApproved, StageVerdict
 from schemas.stages import Stage
@@ -126,17 +126,17 @@ class Approvals:
             decision, outcome="approved", topic=topics.INTENTS_APPROVED, record=record
         )
         metrics.INTENTS.labels("approved", Stage.APPROVAL, Code.HUMAN_APPROVED).inc()
-        return [
-            Emit(topics.INTENTS_APPROVED, decision.agent_id, record),
-            intent_audit(
-                actor,
-                AuditAction.INTENT_HUMAN_APPROVED,
-                IntentRef(decision.agent_id, approval.intent_id, decision.digest),
-                now,
-                reason=approval.reason,
-                approved_by=self.admins.signers(approval)[0],
-            ),
-        ]
+        return outcome_with_audit(
+            topics.INTENTS_APPROVED,
+            approved,
+            record,
+            actor,
+            AuditAction.INTENT_HUMAN_APPROVED,
+            IntentRef(decision.agent_id, approval.intent_id, decision.digest),
+            now,
+            reason=approval.reason,
+            approved_by=self.admins.signers(approval)[0],
+        )
 
     # -- deadlines ------------------------------------------------------------------------------
 

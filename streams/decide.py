@@ -22,7 +22,7 @@ from schemas.actions import AuditAction
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
 from schemas.chains import ChainLookup
 from schemas.codes import Code
-from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit
+from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit, outcome_with_audit
 from schemas.intent import TransactionIntent
 from schemas.outcomes import (
     IntentApproved,
@@ -166,19 +166,19 @@ class Decider:
         self.windows.reserve(intent.agent_id, intent.intent_id, now_us, spend, assets, sign_only.is_sign_only(intent))
         self.parked[intent.intent_id] = expires_us
         metrics.INTENTS.labels("parked", Stage.APPROVAL, Code.AWAITING_APPROVAL).inc()
-        return [
-            Emit(topics.INTENTS_AWAITING_APPROVAL, intent.agent_id, record),
-            intent_audit(
-                SERVICE,
-                AuditAction.INTENT_PARKED,
-                IntentRef(intent.agent_id, intent.intent_id, parked.intent_digest),
-                now,
-                reason=why,
-                expires_at=parked.expires_at.isoformat(),
-                spend_wei=str(spend),
-                asset_spend={key: str(units) for key, units in assets.items()},
-            ),
-        ]
+        return outcome_with_audit(
+            topics.INTENTS_AWAITING_APPROVAL,
+            parked,
+            record,
+            SERVICE,
+            AuditAction.INTENT_PARKED,
+            IntentRef(intent.agent_id, intent.intent_id, parked.intent_digest),
+            now,
+            reason=why,
+            expires_at=parked.expires_at.isoformat(),
+            spend_wei=str(spend),
+            asset_spend={key: str(units) for key, units in assets.items()},
+        )
 
     def approve(self, intent, policy, judged: judge.Judgement, now, counts: bool) -> list[Emit]:
         """Approved, its spend reserved when it ``counts`` (an idempotent replay of an approval
@@ -207,20 +207,20 @@ class Decider:
             self.windows.reserve(
                 intent.agent_id, intent.intent_id, now_us, spend, assets, sign_only.is_sign_only(intent)
             )
-        return [
-            Emit(topics.INTENTS_APPROVED, intent.agent_id, record),
-            intent_audit(
-                SERVICE,
-                AuditAction.INTENT_APPROVED,
-                IntentRef(intent.agent_id, intent.intent_id, approved.intent_digest),
-                now,
-                policy_version=policy.version,
-                value_wei=str(intent.value_wei),
-                spend_wei=str(spend),
-                chain=intent.chain,
-                asset_spend={key: str(units) for key, units in assets.items()},
-            ),
-        ]
+        return outcome_with_audit(
+            topics.INTENTS_APPROVED,
+            approved,
+            record,
+            SERVICE,
+            AuditAction.INTENT_APPROVED,
+            IntentRef(intent.agent_id, intent.intent_id, approved.intent_digest),
+            now,
+            policy_version=policy.version,
+            value_wei=str(intent.value_wei),
+            spend_wei=str(spend),
+            chain=intent.chain,
+            asset_spend={key: str(units) for key, units in assets.items()},
+        )
 
     def reject(
         self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True, bound_to: str | None = None
@@ -252,18 +252,18 @@ class Decider:
                 record=record,
                 digest=rejected.intent_digest,
             )
-        return [
-            Emit(topics.INTENTS_REJECTED, intent.agent_id, record),
-            intent_audit(
-                SERVICE,
-                AuditAction.INTENT_REJECTED,
-                IntentRef(intent.agent_id, intent.intent_id, rejected.intent_digest),
-                now,
-                stage=verdict.stage,
-                code=verdict.code,
-                reason=verdict.reason,
-            ),
-        ]
+        return outcome_with_audit(
+            topics.INTENTS_REJECTED,
+            rejected,
+            record,
+            SERVICE,
+            AuditAction.INTENT_REJECTED,
+            IntentRef(intent.agent_id, intent.intent_id, rejected.intent_digest),
+            now,
+            stage=verdict.stage,
+            code=verdict.code,
+            reason=verdict.reason,
+        )
 
     def abandon(self, intent, abandoned: bytes, now) -> list[Emit]:
         """Given up by the redelivery watch (``abandoned``: its `IntentAbandoned` as read) and
