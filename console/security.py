@@ -10,6 +10,7 @@ browser send neither (the cookie is SameSite=Strict besides)."""
 
 from __future__ import annotations
 
+from typing import TypedDict
 from urllib.parse import urlsplit
 
 from console.sessions import Session
@@ -60,7 +61,14 @@ def is_https(origin: str) -> bool:
     return urlsplit(origin).scheme == "https"
 
 
-def cookie_attributes(origin: str) -> dict[str, object]:
+class CookieAttributes(TypedDict):
+    httponly: bool
+    samesite: str
+    path: str
+    secure: bool
+
+
+def cookie_attributes(origin: str) -> CookieAttributes:
     """The session cookie's attributes: HttpOnly, SameSite=Strict, path /, Secure over https; no
     Max-Age (the browser forgets it when it closes; the console forgets it sooner)."""
     return {"httponly": True, "samesite": "Strict", "path": "/", "secure": is_https(origin)}

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
@@ -191,7 +192,7 @@ def kafka_audit_sink(
 
 
 @web.middleware
-async def _headers(request: web.Request, handler) -> web.StreamResponse:
+async def _headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -212,9 +213,9 @@ async def _headers(request: web.Request, handler) -> web.StreamResponse:
     return response
 
 
-def _session_middleware(console: Console):
+def _session_middleware(console: Console) -> Middleware:
     @web.middleware
-    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         now = console.now()
         name = cookie_name(console.origin)
         session = console.sessions.get(request.cookies.get(name), now)

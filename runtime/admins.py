@@ -16,7 +16,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from runtime.config import Settings
 from schemas import topics
@@ -228,7 +228,7 @@ async def follow_admin_sets(
 async def follow_book(
     settings: Settings,
     topic: str,
-    book: VersionBook,
+    book: VersionBook[Any],
     caught_up: asyncio.Event,
     on_settled: OnSettled | None = None,
     also: Mapping[str, OnRecord] | None = None,
@@ -270,7 +270,13 @@ async def _done(done: Awaitable[None] | None) -> None:
 
 
 def settled_event(
-    actor: str, subject: Literal["admins", "chains"], what: str, text: str, record_id: str, now: datetime, **service
+    actor: str,
+    subject: Literal["admins", "chains"],
+    what: str,
+    text: str,
+    record_id: str,
+    now: datetime,
+    **service: str,
 ) -> Emit:
     """The ledger's record of an admin record a service took (``<subject>.changed``) or refused
     (``<subject>.refused``), with why (``reason``) and which record (``record_id``, `record_id_of`).

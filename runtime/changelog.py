@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from schemas.errors import WardenError
 
 SIGNATURE_BYTES = 64
-Write = tuple[str, tuple]
+Write = tuple[str, tuple[Any, ...]]
 
 
 class ChangelogError(WardenError, ValueError):

@@ -273,7 +273,10 @@ class Settings:
             return url
         if chain == "solana-local":
             try:
-                return json.loads(self.surfpool_info.read_text())["rpc"]
+                rpc = json.loads(self.surfpool_info.read_text())["rpc"]
+                if not isinstance(rpc, str):
+                    raise ValueError(f"rpc is {type(rpc).__name__}, not a URL")
+                return rpc
             except (OSError, ValueError, KeyError):
                 raise RuntimeError(
                     f"the local Solana node is not running ({self.surfpool_info} is missing): start the stack "

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Collection
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -28,7 +29,8 @@ def partition_of(key: str, count: int = topics.PARTITIONS) -> int:
 # Bounded, so keys a topic writer makes up cannot grow it without end.
 @functools.lru_cache(maxsize=65_536)
 def _key_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
+    hashed: int = murmur2(key)
+    return hashed & 0x7FFFFFFF
 
 
 class KeyedPartitioner:
@@ -37,7 +39,8 @@ class KeyedPartitioner:
 
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
-            return DefaultPartitioner()(key, all_partitions, available)
+            chosen: int = DefaultPartitioner()(key, all_partitions, available)
+            return chosen
         return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
@@ -111,7 +114,8 @@ async def end_offsets(settings: Settings, topic_names: tuple[str, ...]) -> dict[
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker, enable_auto_commit=False)
     await consumer.start()
     try:
-        return await consumer.end_offsets(await partitions(consumer, topic_names))
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(await partitions(consumer, topic_names))
+        return ends
     finally:
         await consumer.stop()
 
@@ -288,7 +292,7 @@ def service_producer(settings: Settings) -> AIOKafkaProducer:
 
 async def publish(
     producer: AIOKafkaProducer, emits: list[Emit], max_record_bytes: int, audit_signer: AuditSigner
-) -> list[asyncio.Future]:
+) -> list[asyncio.Future[Any]]:
     """Queue every record, audit events joined per agent (`schemas.emit.join_audits`) and each
     audit record signed by ``audit_signer`` (the ledger believes no other); the returned futures
     resolve when the broker acknowledged each."""

@@ -24,6 +24,8 @@ port actually bound is written to ``$WARDEN_HOME/run/<component>.metrics`` so th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from runtime.config import Settings
@@ -83,7 +85,7 @@ OFFSET_HOLES = Counter(
 RESTARTS = Counter("warden_component_restarts_total", "Restarts of a crashed service by the supervisor", ["component"])
 
 
-def metrics_file(settings: Settings, component: str):
+def metrics_file(settings: Settings, component: str) -> Path:
     return settings.home / "run" / f"{component}.metrics"
 
 

@@ -22,7 +22,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, OffsetOutOfRangeError
@@ -118,7 +118,7 @@ class Offsets:
             log.warning("offsets not committed: the group rebalanced; the next owner re-publishes the outcomes")
 
 
-class PartitionOwner(ConsumerRebalanceListener):
+class PartitionOwner(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
     """The assigned partitions' state: restored from ``topic`` when assigned, appended to it batch
     by batch. ``stop_when_fenced``: a record of this process's that did not hold stops it
     (`Fenced` is raised, and kept in ``failure``: the signer); else `flush` returns the partitions
@@ -187,7 +187,7 @@ class PartitionOwner(ConsumerRebalanceListener):
 
     # The consumer group's callbacks. aiokafka logs and swallows what they raise, so a failure is
     # kept for the main loop to raise: a process that could not restore must not decide.
-    async def on_partitions_revoked(self, revoked) -> None:
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         async with self.batch:
             try:
                 await self.flush()
@@ -199,7 +199,7 @@ class PartitionOwner(ConsumerRebalanceListener):
                 self.owned.discard(tp.partition)
                 self.on_revoked(tp.partition)
 
-    async def on_partitions_assigned(self, assigned) -> None:
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         # Never in the middle of a batch: a restore rolls back a partition's open writes, and the
         # batch would publish what it decided with its record gone.
         async with self.batch:
@@ -490,9 +490,12 @@ class PartitionOwner(ConsumerRebalanceListener):
                 elif waits.due():
                     await waits.wait(log, self._unanswered(starts, ends, passed))
 
-    async def _getmany(self, tps: dict[int, TopicPartition], starts: dict[int, int], timeout_ms: int) -> dict:
+    async def _getmany(
+        self, tps: dict[int, TopicPartition], starts: dict[int, int], timeout_ms: int
+    ) -> dict[TopicPartition, list[Any]]:
         try:
-            return await self.reader.getmany(*tps.values(), timeout_ms=timeout_ms)
+            fetched: dict[TopicPartition, list[Any]] = await self.reader.getmany(*tps.values(), timeout_ms=timeout_ms)
+            return fetched
         except OffsetOutOfRangeError:
             raise ChangelogGone(
                 f"{self.topic} partition(s) {sorted(tps)}: the broker no longer holds offsets from "

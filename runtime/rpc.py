@@ -78,7 +78,7 @@ class JsonRpc:
         await asyncio.sleep(0.2)
         return await self._call(method, params)
 
-    async def _call(self, method: str, params: tuple) -> Any:
+    async def _call(self, method: str, params: tuple[Any, ...]) -> Any:
         import aiohttp  # loaded by __init__ already: a dictionary lookup
 
         if self._session is None or self._session.closed:

@@ -9,9 +9,9 @@ import base64
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from runtime.rpc import Node
+from runtime.rpc import Node, RpcError
 from svm.accounts import AccountError, AccountState, TokenAccount, token_account
 from svm.mints import Mint
 from svm.mints import read as read_mint
@@ -61,18 +61,31 @@ async def _read(
 
 async def latest_blockhash(node: Node, commitment: str = "confirmed") -> str:
     """The node's newest blockhash (base58), for a transaction to name."""
-    return (await node.call("getLatestBlockhash", {"commitment": commitment}))["value"]["blockhash"]
+    answer = await node.call("getLatestBlockhash", {"commitment": commitment})
+    return _text(answer, "value", "blockhash", method="getLatestBlockhash")
 
 
 async def send(node: Node, raw: bytes) -> str:
     """Send a signed transaction; the node's answer is its signature (base58). Preflight is the
     node's own simulation of it: skipped, since what the signer sends was judged already and a
     failed preflight would hide whether the bytes went out."""
-    return await node.call(
+    answer = await node.call(
         "sendTransaction",
         base64.b64encode(raw).decode(),
         {"encoding": "base64", "skipPreflight": True, "maxRetries": 0},
     )
+    return _text(answer, method="sendTransaction")
+
+
+def _text(answer: Any, *path: str, method: str = "") -> str:
+    """The string at ``path`` in a node's answer; RpcError naming what came instead."""
+    value = answer
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    if not isinstance(value, str):
+        where = ".".join(path) or "the result"
+        raise RpcError(method, 0, f"the node answered {where} with {type(value).__name__}, not a string")
+    return value
 
 
 @dataclass(frozen=True)
@@ -176,7 +189,7 @@ class Simulation:
     units: int | None
 
 
-def _state(account: dict | None) -> AccountState | None:
+def _state(account: dict[str, Any] | None) -> AccountState | None:
     if account is None:
         return None
     return AccountState(int(account["lamports"]), account["owner"], base64.b64decode(account["data"][0]))

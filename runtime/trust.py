@@ -22,7 +22,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -215,7 +215,7 @@ class KeysNow:
     for good (a stage envelope, an abandoned intent), and must not take one from a service started
     a moment ago for a forgery, and leave its intent without an outcome."""
 
-    def __init__(self, keys):
+    def __init__(self, keys: Any) -> None:  # PinnedServiceKeys, or any reader with a key(role, key_id)
         self.key = getattr(keys, "key_now", keys.key)
 
 

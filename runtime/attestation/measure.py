@@ -84,7 +84,8 @@ def _vcpu_signature(inputs: LaunchInputs) -> int:
     if inputs.vcpu_type is not None:
         if inputs.vcpu_type not in CPU_SIGS:
             raise MeasureError(f"--vcpu-type {inputs.vcpu_type!r} is not one of {', '.join(VCPU_TYPES)}")
-        return CPU_SIGS[inputs.vcpu_type]
+        signature: int = CPU_SIGS[inputs.vcpu_type]
+        return signature
     if inputs.vcpu_sig is not None:
         return inputs.vcpu_sig
     if inputs.vmm_type == "QEMU":

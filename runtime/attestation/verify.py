@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -290,7 +291,7 @@ def _check_chain(
     ask: x509.Certificate,
     ark: x509.Certificate,
     expect: Expectations,
-    given: tuple | None = None,
+    given: tuple[Any, ...] | None = None,
 ) -> None:
     now = expect.now or datetime.now().astimezone()
     for name, child, parent in (("ark", ark, ark), ("ask", ask, ark), ("vcek", vcek, ask)):
@@ -361,7 +362,9 @@ _HWID_OID = "4"
 def _vcek_extension(vcek: x509.Certificate, suffix: str) -> bytes | None:
     for extension in vcek.extensions:
         if extension.oid.dotted_string == _AMD_OID + suffix:
-            return extension.value.value
+            value = extension.value
+            # An extension cryptography does not know is an UnrecognizedExtension: its DER value as bytes.
+            return value.value if isinstance(value, x509.UnrecognizedExtension) else None
     return None
 
 
