@@ -13,7 +13,7 @@ import functools
 import hashlib
 from collections.abc import Callable, MutableMapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -56,7 +56,7 @@ class Admission:
         replays: Replays,
         admins: Admins,
         service_keys: ServiceKeys,
-        policies: MutableMapping,
+        policies: MutableMapping[str, Any],
         max_record_bytes: int,
         max_age_us: int,
         home_partition: Callable[[str], int] | None,
@@ -137,7 +137,9 @@ class Admission:
 
     # -- intents --------------------------------------------------------------------------------
 
-    def intake(self, raw, source, now) -> tuple[list[Emit], tuple[TransactionIntent, AgentPolicy] | None]:
+    def intake(
+        self, raw: bytes | None, source: Source, now: datetime
+    ) -> tuple[list[Emit], tuple[TransactionIntent, AgentPolicy] | None]:
         """What intake emitted, and the intent with its policy when the stages are to judge it;
         None when intake answered it already (unreadable, off its partition, decided before,
         refused admission, or an idempotent replay)."""
@@ -335,7 +337,9 @@ class Admission:
             out.append(Emit(topics.INTENTS_REJECTED, agent_id, rejected.to_bytes()))
         return out
 
-    def off_partition(self, intent: TransactionIntent, raw, source: Source, now) -> list[Emit] | None:
+    def off_partition(
+        self, intent: TransactionIntent, raw: bytes | None, source: Source, now: datetime
+    ) -> list[Emit] | None:
         """A dead letter for an intent that is not on its agent's partition, else None.
 
         An agent's policy, decisions and window live in the tables of the partition its records
@@ -347,7 +351,7 @@ class Admission:
         its digest: a dead letter, as the signer does with an approval off its partition."""
         return self.off_home(intent.agent_id, f"intent {intent.intent_id}", raw, source, now)
 
-    def off_home(self, agent_id: str, what: str, raw, source: Source, now) -> list[Emit] | None:
+    def off_home(self, agent_id: str, what: str, raw: bytes | None, source: Source, now: datetime) -> list[Emit] | None:
         """`off_partition` of any record of ``agent_id`` (``what`` names it in the dead letter)."""
         if self.home_partition is None:
             return None
@@ -367,14 +371,14 @@ class Admission:
         )
 
 
-def recorded_intent(intent: TransactionIntent) -> dict:
+def recorded_intent(intent: TransactionIntent) -> dict[str, Any]:
     """The intent as the ledger keeps it: every field a guardrail reads, signature included; not
     its blobs (up to 768 KB, committed to by their versioned hashes) nor the secrets sealed to the
     signer (nothing on the ledger needs them)."""
     return intent.model_dump(mode="json", by_alias=True, exclude={"blobs", "sealed_client_share", "sealed_cmek"})
 
 
-def _what(intent: TransactionIntent) -> dict:
+def _what(intent: TransactionIntent) -> dict[str, Any]:
     """What an intent asks to sign, for the ledger: the kind and what identifies it."""
     if intent.intent_type == "personal_sign":
         return {"kind": "personal_sign", "message_bytes": (len(intent.message or "0x") - 2) // 2}

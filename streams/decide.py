@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -19,7 +20,7 @@ from runtime.clock import from_us, to_us
 from runtime.rpc import Node
 from schemas import topics
 from schemas.actions import AuditAction
-from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
+from schemas.auth import OutcomeT, ServiceKeys, outcome_forgery, sign_outcome
 from schemas.chains import ChainLookup
 from schemas.codes import Code
 from schemas.emit import Emit, IntentRef, Source, dead_letter, intent_audit, outcome_with_audit
@@ -85,12 +86,12 @@ class Decider:
             chains=self.chains,
         )
 
-    def _spent(self, intent: TransactionIntent, now: datetime):
+    def _spent(self, intent: TransactionIntent, now: datetime) -> Callable[[str], int]:
         """The agent's spend so far in its windows, per asset key, as the judge asks for it."""
         now_us = to_us(now)
         return lambda asset: self.windows.spent(intent.agent_id, asset, now_us)
 
-    def envelope(self, intent, policy, judged: judge.Judgement) -> Emit:
+    def envelope(self, intent: TransactionIntent, policy: AgentPolicy, judged: judge.Judgement) -> Emit:
         """The hand-off to the next stage's topic, with the judgement so far, typed."""
         stage = judged.next_stage(intent)
         if stage is None:  # its callers hand on only a judgement with a stage to go (`Engine.on_intake`, `on_stage`)
@@ -110,7 +111,14 @@ class Decider:
 
     # -- the decision ---------------------------------------------------------------------------
 
-    def decide(self, intent, policy, judged: judge.Judgement, now, recheck_assets: bool) -> list[Emit]:
+    def decide(
+        self,
+        intent: TransactionIntent,
+        policy: AgentPolicy,
+        judged: judge.Judgement,
+        now: datetime,
+        recheck_assets: bool,
+    ) -> list[Emit]:
         """Every guardrail passed: approved, or parked for a human when above a threshold. In the
         split topology (``recheck_assets``) every window (tokens, native, USD) is checked again
         here, in the same step that reserves them: other intents of the agent may have been
@@ -127,13 +135,16 @@ class Decider:
             return self.approve(intent, policy, judged, now, counts=True)
         return self._park(intent, policy, judged, now, why)
 
-    def _park(self, intent, policy, judged: judge.Judgement, now, why: str) -> list[Emit]:
+    def _park(
+        self, intent: TransactionIntent, policy: AgentPolicy, judged: judge.Judgement, now: datetime, why: str
+    ) -> list[Emit]:
         """Reserved like an approval (two parked intents can never both pass a limit), and
         remembered with the approval it becomes if an admin says so."""
         now_us = to_us(now)
         expires_us = now_us + policy.approval_timeout_s * 1_000_000
+        digest = intent.digest()
         pending = IntentApproved(
-            intent=intent, policy=policy, verdicts=judged.verdicts, approved_at=now, intent_digest=intent.digest()
+            intent=intent, policy=policy, verdicts=judged.verdicts, approved_at=now, intent_digest=digest
         )
         parked = self.signed(
             IntentParked(
@@ -144,7 +155,7 @@ class Decider:
                 verdicts=judged.verdicts,
                 parked_at=now,
                 expires_at=from_us(expires_us),
-                intent_digest=intent.digest(),
+                intent_digest=digest,
             )
         )
         record = parked.to_bytes()
@@ -158,7 +169,7 @@ class Decider:
             counts=True,
             topic=topics.INTENTS_AWAITING_APPROVAL,
             record=record,
-            digest=parked.intent_digest,
+            digest=digest,
             expires_us=expires_us,
             pending=pending.to_bytes(),
             held=sign_only.is_sign_only(intent),
@@ -180,12 +191,13 @@ class Decider:
             asset_spend={key: str(units) for key, units in assets.items()},
         )
 
-    def approve(self, intent, policy, judged: judge.Judgement, now, counts: bool) -> list[Emit]:
+    def approve(
+        self, intent: TransactionIntent, policy: AgentPolicy, judged: judge.Judgement, now: datetime, counts: bool
+    ) -> list[Emit]:
         """Approved, its spend reserved when it ``counts`` (an idempotent replay of an approval
         reserves nothing: the signer returns the original's signed bytes for it)."""
-        approved = self.signed(
-            IntentApproved(intent=intent, policy=policy, approved_at=now, intent_digest=intent.digest())
-        )
+        digest = intent.digest()
+        approved = self.signed(IntentApproved(intent=intent, policy=policy, approved_at=now, intent_digest=digest))
         record = approved.to_bytes()
         now_us = to_us(now)
         spend, assets = (judged.spend_wei(intent), judged.asset_spend) if counts else (0, {})
@@ -198,7 +210,7 @@ class Decider:
             counts=counts,
             topic=topics.INTENTS_APPROVED,
             record=record,
-            digest=approved.intent_digest,
+            digest=digest,
             held=sign_only.is_sign_only(intent),
         )
         metrics.INTENTS.labels("approved", "", Code.IDEMPOTENT_REPLAY if not counts else Code.APPROVED).inc()
@@ -223,12 +235,19 @@ class Decider:
         )
 
     def reject(
-        self, intent, verdict: StageVerdict, verdicts, now, remember: bool = True, bound_to: str | None = None
+        self,
+        intent: TransactionIntent,
+        verdict: StageVerdict,
+        verdicts: Sequence[StageVerdict],
+        now: datetime,
+        remember: bool = True,
+        bound_to: str | None = None,
     ) -> list[Emit]:
         """Rejected with ``verdict``; remembered as the intent's decision unless the caller knows
         the record may not be the real intent's (``remember=False``). Bound to the intent's digest,
         or to ``bound_to``: the SHA-256 of the record's bytes, for a refusal that must not answer
         for another record with the same signing bytes (`admission.bytes_digest`)."""
+        digest = bound_to or intent.digest()
         rejected = self.signed(
             IntentRejected(
                 intent_id=intent.intent_id,
@@ -238,7 +257,7 @@ class Decider:
                 reason=verdict.reason,
                 verdicts=tuple(verdicts),
                 decided_at=now,
-                intent_digest=bound_to or intent.digest(),
+                intent_digest=digest,
             )
         )
         record = rejected.to_bytes()
@@ -250,7 +269,7 @@ class Decider:
                 at_us=to_us(now),
                 topic=topics.INTENTS_REJECTED,
                 record=record,
-                digest=rejected.intent_digest,
+                digest=digest,
             )
         return outcome_with_audit(
             topics.INTENTS_REJECTED,
@@ -265,7 +284,7 @@ class Decider:
             reason=verdict.reason,
         )
 
-    def abandon(self, intent, abandoned: bytes, now) -> list[Emit]:
+    def abandon(self, intent: TransactionIntent, abandoned: bytes, now: datetime) -> list[Emit]:
         """Given up by the redelivery watch (``abandoned``: its `IntentAbandoned` as read) and
         handed to the signer, whose answer is the outcome (`Admission.on_abandoned`): remembered,
         reserving nothing, with the abandonment as its record, so a late copy of the intent sends
@@ -350,7 +369,7 @@ class Decider:
 
     # -- signing --------------------------------------------------------------------------------
 
-    def signed(self, record):
+    def signed(self, record: OutcomeT) -> OutcomeT:
         return sign_outcome(record, self._key, self.key_id)
 
     @staticmethod
@@ -372,12 +391,16 @@ class Decider:
             facts=verdict.facts,
         )
 
-    def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
+    def dead_letter(
+        self, raw: bytes | None, source: Source, now: datetime, reason: str, errors: Sequence[str] = ()
+    ) -> list[Emit]:
         """A record this worker cannot decide, dead-lettered under its signature."""
         return dead_letter(SERVICE, raw, source, now, reason, tuple(errors), self.max_record_bytes, self.signed)
 
 
-def _forged(record, decision: Decision, topic: str, now: datetime, why: str, **details) -> Emit:
+def _forged(
+    record: IntentRejected | SignedTransaction, decision: Decision, topic: str, now: datetime, why: str, **details: Any
+) -> Emit:
     """The audit event of a record that claims to be a signer's about an intent and is not."""
     return intent_audit(
         SERVICE,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, get_args, overload
+from typing import Any, Literal, TypeVar, get_args, overload
 
 Outcome = Literal["approved", "parked", "rejected", "released", "abandoned"]
 """``released``: approved, then refused by a signer, so its reservation no longer counts.
@@ -70,7 +70,7 @@ class Decision:
         """Whether its spend is held in the agent's windows."""
         return self.outcome in ("approved", "parked") and self.counts
 
-    def to_stored(self) -> dict:
+    def to_stored(self) -> dict[str, Any]:
         """The JSON object the table stores (``expires_us`` and ``pending`` only when set)."""
         stored = {
             "agent_id": self.agent_id,
@@ -94,7 +94,7 @@ class Decision:
         return stored
 
     @classmethod
-    def from_stored(cls, stored: Mapping) -> Decision:
+    def from_stored(cls, stored: Mapping[str, Any]) -> Decision:
         """A decision as the table stores it. A rejection leaves ``assets`` and ``counts`` out
         (it holds nothing), and only a parked decision, or one approved by an admin, holds
         ``expires_us`` and ``pending``."""
@@ -119,7 +119,7 @@ class Decision:
 class Decisions(MutableMapping[str, Decision]):
     """intent_id → its `Decision`, read from and written to ``stored`` in the stored form."""
 
-    def __init__(self, stored: MutableMapping):
+    def __init__(self, stored: MutableMapping[str, Any]):
         self.stored = stored
 
     def __getitem__(self, intent_id: str) -> Decision:

@@ -23,9 +23,10 @@ and deadlines) and `streams.simulations` (simulation requests, judged and answer
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -51,9 +52,9 @@ class Engine:
         self,
         admins: Admins,
         node_for: Callable[[str], Node],
-        policies: MutableMapping,
-        decisions: MutableMapping,
-        idempotency: MutableMapping,
+        policies: MutableMapping[str, Any],
+        decisions: MutableMapping[str, Any],
+        idempotency: MutableMapping[str, Any],
         service_key: tuple[str, Ed25519PrivateKey],
         service_keys: ServiceKeys,
         max_record_bytes: int = 65_536,
@@ -173,7 +174,9 @@ class Engine:
     def expire_parked(self, now: datetime) -> list[Emit]:
         return self.approvals.expire_parked(now)
 
-    def dead_letter(self, raw, source: Source, now, reason: str, errors=()) -> list[Emit]:
+    def dead_letter(
+        self, raw: bytes | None, source: Source, now: datetime, reason: str, errors: Sequence[str] = ()
+    ) -> list[Emit]:
         """A record this worker cannot decide, dead-lettered under its signature."""
         return self.decider.dead_letter(raw, source, now, reason, errors)
 

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -46,6 +47,9 @@ from schemas import topics
 from schemas.auth import ServiceKeys, outcome_forgery, sign_outcome
 from schemas.intake import Unreadable, read_intent
 from schemas.outcomes import DeadLetter, IntentAbandoned, IntentApproved, IntentParked, IntentRejected
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
 
 log = logging.getLogger("warden.redelivery")
 
@@ -298,7 +302,7 @@ async def run_redelivery(
         await producer.stop()
 
 
-async def _send(producer, topic: str, key: str, raw: bytes) -> None:
+async def _send(producer: AIOKafkaProducer, topic: str, key: str, raw: bytes) -> None:
     try:
         await producer.send(topic, raw, key=key.encode())
     except Exception:  # noqa: BLE001 - one record the producer refuses must not stop the worker

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from datetime import datetime
+from typing import Any
 
 from rules import judge
 from runtime.clock import to_us
@@ -25,7 +26,7 @@ class Replays:
     the first intent that used the key: {"intent_id", "at_us", "request"} (its `request_fields`;
     a slot claimed before requests were kept has none, and answers no other intent)."""
 
-    def __init__(self, decider: Decider, idempotency: MutableMapping):
+    def __init__(self, decider: Decider, idempotency: MutableMapping[str, Any]):
         self.decider = decider
         self.idempotency = idempotency
 

@@ -25,10 +25,10 @@ import inspect
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -121,18 +121,20 @@ def hops(engine: Engine, topology: str) -> dict[str, Hop]:
 
 
 def _on_stage(engine: Engine, stage: Stage) -> Handler:
-    def on_stage(value: bytes, source: Source, now: datetime):
+    def on_stage(value: bytes | None, source: Source, now: datetime) -> Awaitable[list[Emit]]:
         return engine.on_stage(stage, value, source, now)
 
     on_stage.__name__ = f"on_stage_{stage}"
     return on_stage
 
 
-class Worker(ConsumerRebalanceListener):
+class Worker(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
     """The worker's loops: the batches of its consumer, its timers, and the followers of the
     admin and chain sets; and its group's rebalance callbacks. `run_worker` wires it."""
 
-    def __init__(self, settings: Settings, engine: Engine, states: WorkerStates, worker_key, nodes: Nodes):
+    def __init__(
+        self, settings: Settings, engine: Engine, states: WorkerStates, worker_key: tuple[str, Any], nodes: Nodes
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.nodes = nodes
@@ -180,11 +182,11 @@ class Worker(ConsumerRebalanceListener):
     def revoked(self, _partition: int) -> None:
         self.windows_stale = True
 
-    async def on_partitions_revoked(self, revoked) -> None:
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         self.assignments += 1
         await self.owner.on_partitions_revoked(revoked)
 
-    async def on_partitions_assigned(self, assigned) -> None:
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         await self.owner.on_partitions_assigned(assigned)
         # In the group, its partitions (if any) restored: ready, as a worker given none is too.
         if not self.metrics_served:
@@ -223,7 +225,7 @@ class Worker(ConsumerRebalanceListener):
             await self.owner.stop()
             await self.producer.stop()
 
-    async def decide_until(self, stop: asyncio.Event, tasks: list[asyncio.Task]) -> None:
+    async def decide_until(self, stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
         while not stop.is_set():
             for task in tasks:
                 if task.done() and not task.cancelled() and task.exception() is not None:
@@ -461,7 +463,7 @@ def _consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-async def _until(known: asyncio.Event, tasks: list[asyncio.Task]) -> None:
+async def _until(known: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
     """Until ``known``; raises why, if one of ``tasks`` stopped first."""
     waiting = asyncio.create_task(known.wait())
     while not known.is_set():
