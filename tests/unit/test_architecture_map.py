@@ -1,21 +1,29 @@
-"""ARCHITECTURE.md is the map a newcomer starts from: every module of every package is named in
-it, so a module added without a line there fails here and not in a reader's afternoon."""
+"""ARCHITECTURE.md is the map a newcomer starts from, and docs/modules.md the index of every
+module: the map names every package, the index lists every module with its docstring's first
+sentence as the sources say it now, so a module added without `python -m infra.module_index`
+fails here and not in a reader's afternoon."""
 
-from pathlib import Path
-
-from tests.layers_support import REPO, sources
-
-
-def modules() -> list[Path]:
-    return [path.relative_to(REPO) for path in sources() if path.name != "__init__.py"]
+from infra.module_index import INDEX, PACKAGES, modules, render
+from tests.layers_support import REPO
 
 
-def test_every_module_of_every_package_is_named_in_architecture_md():
+def test_the_module_index_is_the_sources_as_they_are():
+    assert len(modules()) > 200, "no modules found: the index looks in the wrong place"
+    assert INDEX.read_text() == render(), "docs/modules.md is out of date: run `python -m infra.module_index`"
+
+
+def test_the_index_names_a_module_added_and_says_what_it_is(tmp_path):
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    (tmp_path / "rules" / "limits.py").write_text('"""The limits stage. It counts."""\n')
+    (tmp_path / "rules" / "__init__.py").write_text("")
+    assert "- `rules/limits.py`: The limits stage." in render(tmp_path).splitlines()
+
+
+def test_the_map_names_every_package_and_points_to_the_index():
     text = (REPO / "ARCHITECTURE.md").read_text()
-    # Named by its path (`signer/custody_wiring.py`) or, in its package's row, by its file name.
-    unnamed = [str(path) for path in modules() if str(path) not in text and f"`{path.name}`" not in text]
-    assert modules(), "no module found: the test looks in the wrong place"
-    assert not unnamed, f"name these modules in ARCHITECTURE.md, under their layer: {unnamed}"
+    assert [p for p in PACKAGES if f"`{p}/`" not in text] == []
+    assert "docs/modules.md" in text
 
 
 def test_the_three_end_to_end_walks_are_there():

@@ -47,7 +47,8 @@ def test_the_json_schemas_list_every_code_for_verdicts_and_refusals(tmp_path):
 
 
 def test_every_code_the_docs_name_is_one():
-    text = "".join(p.read_text() for p in sorted((REPO / "docs").glob("*.md")))
+    # docs/modules.md is the modules' docstrings, written from the code: its constants are not codes.
+    text = "".join(p.read_text() for p in sorted((REPO / "docs").glob("*.md")) if p.name != "modules.md")
     named = set(re.findall(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`", text))
     # Upper-case names in the docs that are not codes: settings, constants, a PKCS#11 error.
     others = {
