@@ -310,11 +310,8 @@ async def login(request: web.Request) -> web.Response:
         who = logged_in(admins.keys, credential_id, assertion, message, console.party, console.counters)
     if isinstance(who, Problem):
         # Recorded each time up to the one that locks the address out; what it sends then is refused unrecorded.
-        locked = (
-            {"locked_out_until": (now + console.throttle.window).isoformat()}
-            if console.throttle.failed(client, now)
-            else {}
-        )
+        until = console.throttle.failed(client, now)
+        locked = {} if until is None else {"locked_out_until": until.isoformat()}
         await console.record(
             AuditAction.CONSOLE_LOGIN_REFUSED,
             "console:login",

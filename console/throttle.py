@@ -33,15 +33,16 @@ class LoginThrottle:
             self._failures.pop(client, None)
         return failures[0] + self.window if len(failures) >= self.limit else None
 
-    def failed(self, client: str, now: datetime) -> bool:
-        """Count a failed login of ``client``: True when it is the one that locks the address out."""
+    def failed(self, client: str, now: datetime) -> datetime | None:
+        """Count a failed login of ``client``: when it is the one that locks the address out, the
+        moment the lockout ends (the first of the failures `window` old); else None."""
         failures = self._recent(client, now)
         failures.append(now)
         self._failures[client] = failures
         self._failures.move_to_end(client)
         while len(self._failures) > self.capacity:
             self._failures.popitem(last=False)
-        return len(failures) == self.limit
+        return failures[0] + self.window if len(failures) == self.limit else None
 
     def succeeded(self, client: str) -> None:
         self._failures.pop(client, None)

@@ -25,20 +25,21 @@ T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 def test_the_fifth_failure_locks_the_address_out_until_the_first_is_five_minutes_old():
     throttle = LoginThrottle()
     locks = [throttle.failed("10.0.0.1", T0 + timedelta(seconds=s)) for s in range(5)]
-    assert locks == [False, False, False, False, True]
+    assert locks == [None, None, None, None, T0 + timedelta(minutes=5)]  # the first failure's time, 5 minutes on
     assert throttle.locked_until("10.0.0.1", T0 + timedelta(minutes=4)) == T0 + timedelta(minutes=5)
     assert throttle.locked_until("10.0.0.2", T0) is None  # another address is not held
     assert throttle.locked_until("10.0.0.1", T0 + timedelta(minutes=5)) is None  # the first aged out: four left
-    assert throttle.failed("10.0.0.1", T0 + timedelta(minutes=5)) is True  # and a fifth again locks
+    # The first aged out, four left: a fifth again locks, until the second is 5 minutes old.
+    assert throttle.failed("10.0.0.1", T0 + timedelta(minutes=5)) == T0 + timedelta(minutes=5, seconds=1)
 
 
 def test_failures_spread_wider_than_the_window_never_lock_and_a_success_clears_the_count():
     throttle = LoginThrottle()
-    assert not any(throttle.failed("c", T0 + timedelta(minutes=2 * n)) for n in range(20))
+    assert all(throttle.failed("c", T0 + timedelta(minutes=2 * n)) is None for n in range(20))
     for n in range(4):
         throttle.failed("d", T0 + timedelta(seconds=n))
     throttle.succeeded("d")
-    assert not throttle.failed("d", T0 + timedelta(seconds=5)) and throttle.locked_until("d", T0) is None
+    assert throttle.failed("d", T0 + timedelta(seconds=5)) is None and throttle.locked_until("d", T0) is None
 
 
 def test_the_addresses_held_are_bounded_least_recently_failed_dropped_first():
@@ -64,15 +65,17 @@ def test_a_locked_out_address_is_answered_429_at_once_and_recorded_once(tmp_path
         page = await client.get("/login")
         csrf = re.search(r'<meta name="csrf" content="([^"]+)"', await page.text()).group(1)
         headers = {"Origin": ORIGIN, "X-CSRF-Token": csrf}
-        # No login was asked for in this session: each try is refused, the fifth locks the address out.
-        for _ in range(5):
+        # No login was asked for in this session: each try, 10 s apart, is refused; the fifth locks
+        # the address out until the first is 5 minutes old.
+        for n in range(5):
+            clock[0] = T0 + timedelta(seconds=10 * n)
             refused = await client.post("/login", headers=headers, json={"id": "x", "assertion": "y"})
             assert refused.status == 403 and "no login was asked for" in (await refused.json())["error"]
         for _ in range(20):
             held = await client.post("/login", headers=headers, json={"id": "x", "assertion": "y"})
-            assert held.status == 429 and held.headers["Retry-After"] == "300"
+            assert held.status == 429 and held.headers["Retry-After"] == "260"
             assert (await held.json())["error"].startswith("5 failed logins from this address within 0:05:00")
-        clock[0] = T0 + timedelta(minutes=5)
+        clock[0] = T0 + timedelta(minutes=5, seconds=40)
         again = await client.post("/login", headers=headers, json={"id": "x", "assertion": "y"})
         assert again.status == 403
 
