@@ -74,6 +74,7 @@ from sdk.changes import policy_change
 from sdk.pending import change_lines, open_decisions
 from sdk.policies import PolicyInvalid, unsigned_policy
 from sdk.records import admins_in_force, policy_in_force
+from sdk.webhooks import addition_request, removal_request
 
 STATIC = Path(__file__).with_name("static")
 ACTOR = "service:console"
@@ -612,7 +613,7 @@ async def webhook_draft(request: web.Request) -> web.Response:
     chosen = sent.get("events", [])
     url, events = str(sent.get("url", "")), [str(e) for e in ([chosen] if isinstance(chosen, str) else chosen)]
     try:
-        webhook = webhooks_page.webhook_request(url, events, admin_id, console.now())
+        webhook = addition_request(url, events, admin_id, console.now())
     except (WebhookUrlError, WebhookEventsError) as exc:
         return web.json_response(
             {"error": f"{'url' if isinstance(exc, WebhookUrlError) else 'events'}: {exc}"}, status=400
@@ -632,7 +633,7 @@ async def webhook_removal(request: web.Request) -> web.Response:
     admin_id = _admin(request)
     webhook_id = str((await _json(request)).get("webhook_id", ""))
     try:
-        removal = webhooks_page.webhook_removal(webhook_id, admin_id, console.now())
+        removal = removal_request(webhook_id, admin_id, console.now())
     except ValidationError:
         return web.json_response(
             {
