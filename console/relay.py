@@ -1,7 +1,7 @@
 """Relaying an admin's passkey signature: a decision on a parked intent, a cosignature on an
-open proposal, an agent's next policy or a request to add an audit webhook, published where the
-command line publishes them (`warden approvals approve` and `sign`, `warden agents create|update`,
-`warden webhooks add`). The console signs nothing: the record it relays is the one the page showed (its bytes
+open proposal, an agent's next policy or a request to add or remove an audit webhook, published
+where the command line publishes them (`warden approvals approve` and `sign`, `warden agents
+create|update`, `warden webhooks add|remove`). The console signs nothing: the record it relays is the one the page showed (its bytes
 given back must be exactly the record's signing bytes), and its signature is the assertion the
 admin's device made over their SHA-256. The assertion is checked here too, so a mistake is told
 at once; the worker and the signer check it again themselves, and only theirs counts."""
@@ -168,9 +168,10 @@ async def relay_policy(
 async def relay_webhook(
     settings: Settings, message: bytes, assertion: str, admin_id: str, party: RelyingParty
 ) -> dict[str, Any]:
-    """``admin_id``'s request to add a webhook, whose signing bytes are ``message``, signed by
-    ``assertion``: sent to the ledger as `warden webhooks add` sends it. The ledger's answer: the
-    endpoint's ``id``, its ``url`` and ``events``, and its signing ``secret``, shown only now."""
+    """``admin_id``'s request to add or remove a webhook, whose signing bytes are ``message``,
+    signed by ``assertion``: sent to the ledger as `warden webhooks add|remove` sends it. The
+    ledger's answer: for an addition the endpoint's ``id``, its ``url`` and ``events``, and its
+    signing ``secret``, shown only now; for a removal its ``id`` and ``removed``."""
     prefix = b"warden.webhooks\x00"
     try:
         record = WebhookRequest.model_validate_json(message.removeprefix(prefix))

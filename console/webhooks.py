@@ -2,11 +2,13 @@
 `warden webhooks list` reads them from the ledger's store, the form that adds one and, beside each,
 the button that removes it.
 
-Adding one is a `WebhookRequest` the console builds unsigned and shows; the admin's passkey signs
+Adding one is a `WebhookRequest` the console builds unsigned as the command line does
+(`sdk.webhooks.addition_request`) and shows; the admin's passkey signs
 its signing bytes on the page, and the console sends the signed request to the ledger
 (`console.relay.relay_webhook`), which checks it against the admin set in force as it checks the
 command line's. The endpoint's signing secret is shown once, on the page, after adding. Removing
-one is the same: a `WebhookRequest` naming the endpoint, shown, signed by the passkey, relayed.
+one is the same: the `WebhookRequest` naming the endpoint (`sdk.webhooks.removal_request`), shown,
+signed by the passkey, relayed.
 Everything here shapes what it is given and does no I/O."""
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 from console.layout import esc
 from schemas.actions import AuditAction
-from schemas.webhooks import WebhookRequest, checked_events, checked_url
 
 
 def _when(moment: datetime | None) -> str:
@@ -68,22 +69,4 @@ def webhook_form(csrf: str, values: Mapping[str, Any] | None = None) -> str:
         "required></label>"
         f'<label>events (the audit actions it is sent) <select name="events" multiple size="12">{options}</select></label>'
         '<button>Show the request to sign</button><p class="result"></p></form>'
-    )
-
-
-def webhook_removal(webhook_id: str, admin_id: str, now: datetime) -> WebhookRequest:
-    """The unsigned request that removes endpoint ``webhook_id``, naming ``admin_id`` as its
-    signer; ValidationError when ``webhook_id`` is not an endpoint's id."""
-    return WebhookRequest(op="remove", webhook_id=webhook_id.strip(), issued_at=now, admin_key_id=admin_id)
-
-
-def webhook_request(url: str, events: Sequence[str], admin_id: str, now: datetime) -> WebhookRequest:
-    """The unsigned request that adds ``url`` for ``events``, naming ``admin_id`` as its signer;
-    WebhookUrlError or WebhookEventsError say what is wrong and what is allowed."""
-    return WebhookRequest(
-        op="add",
-        url=checked_url(url.strip()),
-        events=checked_events(list(events)),
-        issued_at=now,
-        admin_key_id=admin_id,
     )

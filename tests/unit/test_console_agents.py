@@ -20,7 +20,7 @@ from console.layout import NAV
 from console.relay import RelayRefused
 from console.security import cookie_name
 from console.server import DRAFT_TTL, Console, build_app
-from console.webhooks import webhook_form, webhook_removal, webhook_request, webhooks_table
+from console.webhooks import webhook_form, webhooks_table
 from infra.cli.agents import _policy_fields
 from runtime.config import Settings
 from schemas.actions import AuditAction
@@ -30,6 +30,7 @@ from schemas.policy import AgentPolicy
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError
 from sdk.changes import policy_change
 from sdk.policies import OPTIONS, PolicyInvalid, policy_fields, unsigned_policy
+from sdk.webhooks import addition_request, removal_request
 from tests.passkey_support import ORIGIN, PARTY
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -142,10 +143,10 @@ def test_a_new_agent_needs_its_key_and_an_unknown_option_is_named():
 
 def test_a_webhook_request_is_checked_field_by_field_and_carries_a_passkeys_assertion():
     with pytest.raises(WebhookUrlError, match="plain http is allowed only to a loopback host"):
-        webhook_request("http://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
+        addition_request("http://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
     with pytest.raises(WebhookEventsError, match="choose at least one event"):
-        webhook_request("https://hooks.example.com/", [], "alice", T0)
-    request = webhook_request("https://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
+        addition_request("https://hooks.example.com/", [], "alice", T0)
+    request = addition_request("https://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
     assert request.admin_key_id == "alice" and not request.signature
     signed = request.model_copy(update={"signature": "webauthn:" + "A" * (MAX_ASSERTION_CHARS - 9)})
     assert WebhookRequest.model_validate_json(signed.to_bytes()).signature == signed.signature
@@ -206,8 +207,8 @@ def test_the_relay_refuses_bytes_other_than_the_ones_built_before_any_signature_
     console = _console(tmp_path, events, [T0])
     admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
     built = _policy(1).signing_bytes()
-    request = webhook_request("https://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
-    removal = webhook_removal("wh_" + "a" * 24, "alice", T0)
+    request = addition_request("https://hooks.example.com/", [AuditAction.INTENT_REJECTED], "alice", T0)
+    removal = removal_request("wh_" + "a" * 24, "alice", T0)
 
     async def scenario(client):
         client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
@@ -284,5 +285,34 @@ def test_a_form_is_answered_with_what_is_wrong_or_with_the_signing_page_of_the_b
         # Its signing page reads the admin set in force from the broker; none answers here: said, not a 500.
         page = await client.get("/webhooks/sign/" + removal_id)
         assert page.status == 503 and "does not answer" in await page.text()
+
+    asyncio.run(_run(console, scenario))
+
+
+def test_a_removal_built_or_relayed_without_the_token_or_from_another_origin_is_refused(tmp_path):
+    events: list[Emit] = []
+    console = _console(tmp_path, events, [T0])
+    admin = console.sessions.log_in(console.sessions.new(T0), "alice", T0)
+    removal = removal_request("wh_" + "c" * 24, "alice", T0)
+    kept = console.draft("alice", "webhook", removal.signing_bytes())
+    tries = [
+        {"Origin": ORIGIN},  # no token
+        {"Origin": ORIGIN, "X-CSRF-Token": "guessed"},
+        {"Origin": "https://evil.example.com", "X-CSRF-Token": admin.csrf},  # another origin
+        {"X-CSRF-Token": admin.csrf},  # no Origin
+    ]
+
+    async def scenario(client):
+        client.session.cookie_jar.update_cookies({cookie_name(ORIGIN): admin.id})
+        for headers in tries:
+            built = await client.post("/webhooks/removal", headers=headers, json={"webhook_id": removal.webhook_id})
+            sent = {"draft": kept, "bytes": removal.signing_bytes().decode(), "assertion": "x"}
+            relayed = await client.post("/webhooks/relay", headers=headers, json=sent)
+            assert (built.status, relayed.status) == (403, 403), await built.text()
+        # Neither built a draft nor took the one waiting; with both the token and the origin, a removal is built.
+        assert list(console.drafts) == [kept] and events == []
+        headers = {"Origin": ORIGIN, "X-CSRF-Token": admin.csrf}
+        built = await client.post("/webhooks/removal", headers=headers, json={"webhook_id": removal.webhook_id})
+        assert built.status == 200 and len(console.drafts) == 2
 
     asyncio.run(_run(console, scenario))

@@ -19,7 +19,6 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from console.webhooks import webhook_removal
 from infra.cli import main
 from infra.stack.local import free_port
 from ledger import webhook_messages as messages
@@ -36,7 +35,7 @@ from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.auth import public_key_hex
 from schemas.webhooks import WebhookEventsError, WebhookRequest, WebhookUrlError, checked_events, checked_url
-from sdk.webhooks import WebhookError, send, signed_request
+from sdk.webhooks import WebhookError, removal_request, send, signed_request
 from tests.ledger_support import build_ledger, intent_digest_of, pipeline_events
 from tests.passkey_support import PARTY, SoftPasskey
 
@@ -273,7 +272,8 @@ def test_only_a_pinned_admins_fresh_request_adds_once_and_the_store_holds_no_sec
     assert answer["secret"].encode() not in held and secret_bytes.hex().encode() not in held
     assert answer["secret"].removeprefix("whsec_").encode() not in held
 
-    remove = signed_request(WebhookRequest(op="remove", webhook_id=answer["id"], issued_at=NOW), alice, "alice")
+    # As `warden webhooks remove` builds it (the console's page builds the same request).
+    remove = signed_request(removal_request(answer["id"], "alice", NOW), alice, "alice")
     assert registrar.register(remove, NOW) == {"id": answer["id"], "removed": True}
     assert not stored.endpoints(ledger_store) and registrar.notices[-1].action == AuditAction.WEBHOOK_REMOVED
     with pytest.raises(WebhookRefused, match="no endpoint") as again:
@@ -468,7 +468,7 @@ def test_a_passkey_admins_request_is_checked_for_the_consoles_relying_party_over
     assert len(signed.signature) > 128  # an assertion: longer than an Ed25519 signature's hex
     assert registrar.register(WebhookRequest.model_validate_json(signed.to_bytes()), NOW)["id"] == request.added_id()
     # The console's removal, as its page builds it and the passkey signs it: taken as the CLI's is.
-    removal = webhook_removal(request.added_id(), "alice", NOW)
+    removal = removal_request(request.added_id(), "alice", NOW)
     signed = removal.model_copy(update={"signature": passkey.sign(removal.signing_bytes())})
     assert registrar.register(WebhookRequest.model_validate_json(signed.to_bytes()), NOW) == {
         "id": request.added_id(),
