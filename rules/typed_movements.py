@@ -1,9 +1,10 @@
-"""What an EIP-712 document moves: the typed-data families Warden reads, and how it tells one it cannot.
+"""What an EIP-712 document moves: the value-moving documents Warden reads, and how it tells one it cannot.
 
 A signature over typed data moves value only through the contract that verifies it, and a contract
 verifies one type hash: the primary type's name with its fields, and the structs it references. So
-a family is known by that exact shape, and a document that borrows a family's name with other
-fields, or a family's fields under another name, is read as that family or refused, never waved
+each kind of value-moving document (`ValueShape`: a Permit, a Permit2 transfer, ...) is known by
+that exact shape, and a document that borrows its name with other fields, or its fields under
+another name, is read as that kind or refused, never waved
 through as "some other message".
 
 Read as movements (then judged by the same allowlist, per-asset limits, unlimited-approval rule and
@@ -45,7 +46,7 @@ ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 
 @dataclass(frozen=True)
-class Family:
+class ValueShape:
     """One kind of value-moving typed data: the shape its contract verifies and how it is read."""
 
     label: str  # how reasons name it: "ERC-2612 Permit"
@@ -307,7 +308,7 @@ def _one_inch(typed: TypedData, message: Mapping[str, Any]) -> list[Movement]:
     )
 
 
-# --- the families --------------------------------------------------------------------------------
+# --- the value shapes ----------------------------------------------------------------------------
 
 _TOKEN_PERMISSIONS: Shape = (("token", "address"), ("amount", "uint256"))
 _PERMIT_DETAILS: Shape = (("token", "address"), ("amount", "uint160"), ("expiration", "uint48"), ("nonce", "uint48"))
@@ -328,8 +329,8 @@ _OFFER_ITEM: Shape = (
 )
 _CONSIDERATION_ITEM: Shape = _OFFER_ITEM + (("recipient", "address"),)
 
-FAMILIES: tuple[Family, ...] = (
-    Family(
+VALUE_SHAPES: tuple[ValueShape, ...] = (
+    ValueShape(
         "ERC-2612 Permit",
         "Permit",
         (
@@ -342,7 +343,7 @@ FAMILIES: tuple[Family, ...] = (
         {},
         _permit_2612,
     ),
-    Family(
+    ValueShape(
         "DAI Permit",
         "Permit",
         (
@@ -355,35 +356,35 @@ FAMILIES: tuple[Family, ...] = (
         {},
         _permit_dai,
     ),
-    Family(
+    ValueShape(
         "Permit2 PermitSingle",
         "PermitSingle",
         (("details", "PermitDetails"), ("spender", "address"), ("sigDeadline", "uint256")),
         {"PermitDetails": _PERMIT_DETAILS},
         _permit2_allowance,
     ),
-    Family(
+    ValueShape(
         "Permit2 PermitBatch",
         "PermitBatch",
         (("details", "PermitDetails[]"), ("spender", "address"), ("sigDeadline", "uint256")),
         {"PermitDetails": _PERMIT_DETAILS},
         _permit2_allowance,
     ),
-    Family(
+    ValueShape(
         "Permit2 PermitTransferFrom",
         "PermitTransferFrom",
         (("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
         {"TokenPermissions": _TOKEN_PERMISSIONS},
         _permit2_transfer,
     ),
-    Family(
+    ValueShape(
         "Permit2 PermitBatchTransferFrom",
         "PermitBatchTransferFrom",
         (("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
         {"TokenPermissions": _TOKEN_PERMISSIONS},
         _permit2_transfer,
     ),
-    Family(
+    ValueShape(
         "Permit2 PermitWitnessTransferFrom",
         "PermitWitnessTransferFrom",
         (("permitted", "TokenPermissions"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
@@ -391,7 +392,7 @@ FAMILIES: tuple[Family, ...] = (
         _permit2_transfer,
         witness=True,
     ),
-    Family(
+    ValueShape(
         "Permit2 PermitBatchWitnessTransferFrom",
         "PermitBatchWitnessTransferFrom",
         (("permitted", "TokenPermissions[]"), ("spender", "address"), ("nonce", "uint256"), ("deadline", "uint256")),
@@ -399,9 +400,9 @@ FAMILIES: tuple[Family, ...] = (
         _permit2_transfer,
         witness=True,
     ),
-    Family("EIP-3009 TransferWithAuthorization", "TransferWithAuthorization", _AUTHORIZATION, {}, _authorization),
-    Family("EIP-3009 ReceiveWithAuthorization", "ReceiveWithAuthorization", _AUTHORIZATION, {}, _authorization),
-    Family(
+    ValueShape("EIP-3009 TransferWithAuthorization", "TransferWithAuthorization", _AUTHORIZATION, {}, _authorization),
+    ValueShape("EIP-3009 ReceiveWithAuthorization", "ReceiveWithAuthorization", _AUTHORIZATION, {}, _authorization),
+    ValueShape(
         "Seaport OrderComponents",
         "OrderComponents",
         (
@@ -420,7 +421,7 @@ FAMILIES: tuple[Family, ...] = (
         {"OfferItem": _OFFER_ITEM, "ConsiderationItem": _CONSIDERATION_ITEM},
         _seaport,
     ),
-    Family(
+    ValueShape(
         "CoW Protocol GPv2Order",
         "Order",
         (
@@ -440,7 +441,7 @@ FAMILIES: tuple[Family, ...] = (
         {},
         _cow,
     ),
-    Family(
+    ValueShape(
         "1inch limit Order",
         "Order",
         (
@@ -457,68 +458,68 @@ FAMILIES: tuple[Family, ...] = (
         _one_inch,
     ),
 )
-assert {f.primary for f in FAMILIES} <= EIP712_VALUE_TYPES
+assert {f.primary for f in VALUE_SHAPES} <= EIP712_VALUE_TYPES
 
 
 def _fields(typed: TypedData, name: str) -> Shape:
     return tuple((f.name, f.type) for f in typed.types.get(name, ()))
 
 
-def _primary_shape(typed: TypedData, family: Family) -> Shape:
+def _primary_shape(typed: TypedData, known: ValueShape) -> Shape:
     fields = _fields(typed, typed.primaryType)
-    if family.witness:
+    if known.witness:
         # The witness forms end in one field of the integrator's own struct type.
-        if len(fields) != len(family.shape) + 1 or fields[-1][0] != "witness" or fields[-1][1] not in typed.types:
+        if len(fields) != len(known.shape) + 1 or fields[-1][0] != "witness" or fields[-1][1] not in typed.types:
             return ()
         return fields[:-1]
     return fields
 
 
-def _matches(typed: TypedData, family: Family) -> bool:
-    return _primary_shape(typed, family) == family.shape and all(
-        _fields(typed, name) == shape for name, shape in family.structs.items()
+def _matches(typed: TypedData, known: ValueShape) -> bool:
+    return _primary_shape(typed, known) == known.shape and all(
+        _fields(typed, name) == shape for name, shape in known.structs.items()
     )
 
 
-def family_of(typed: TypedData) -> Family | None:
-    """The family this document is, by its exact shape: under the family's own name, or under
-    another name with the same fields (a permit renamed is still a permit to the contract that
+def value_shape_of(typed: TypedData) -> ValueShape | None:
+    """The kind of value-moving document this is, by its exact shape: under the kind's own name,
+    or under another name with the same fields (a permit renamed is still a permit to the contract that
     accepts it)."""
-    named = [f for f in FAMILIES if f.primary == typed.primaryType]
-    renamed = [f for f in FAMILIES if not f.witness]  # a witness form is known by its name alone
-    return next((family for family in (*named, *renamed) if _matches(typed, family)), None)
+    named = [f for f in VALUE_SHAPES if f.primary == typed.primaryType]
+    renamed = [f for f in VALUE_SHAPES if not f.witness]  # a witness form is known by its name alone
+    return next((known for known in (*named, *renamed) if _matches(typed, known)), None)
 
 
 def reads_as_value(typed: TypedData) -> bool:
-    """Whether Warden judges this document by what it moves: a family's shape, or a name a value
-    family goes by (with other fields it is refused as unreadable, never taken for something else)."""
-    return typed.primaryType in EIP712_VALUE_TYPES or family_of(typed) is not None
+    """Whether Warden judges this document by what it moves: the shape of a value-moving kind, or
+    a name one goes by (with other fields it is refused as unreadable, never taken for something else)."""
+    return typed.primaryType in EIP712_VALUE_TYPES or value_shape_of(typed) is not None
 
 
 def read_typed_data(typed: TypedData) -> list[Movement]:
     """The movements a document authorizes: none for one Warden does not read as moving value
-    (`check_typed_data` decides those), else its family's. Raises `MalformedOperation` for a document
-    under a value family's name whose shape or values are not that family's."""
-    family = family_of(typed)
-    if family is None and typed.primaryType not in EIP712_VALUE_TYPES:
+    (`check_typed_data` decides those), else its kind's. Raises `MalformedOperation` for a document
+    under a value-moving kind's name whose shape or values are not that kind's."""
+    shape = value_shape_of(typed)
+    if shape is None and typed.primaryType not in EIP712_VALUE_TYPES:
         return []
-    if family is None:
+    if shape is None:
         fields = [f"{t} {n}" for n, t in _fields(typed, typed.primaryType)]
-        known = sorted(f.label for f in FAMILIES if f.primary == typed.primaryType)
+        known = sorted(f.label for f in VALUE_SHAPES if f.primary == typed.primaryType)
         raise MalformedOperation(
             Code.TYPED_DATA_UNREADABLE,
             (
                 f"{typed.primaryType} has fields {fields} (or referenced structs) that are not the shape "
-                f"{' or '.join(known) or 'any family Warden reads'} verifies; it is refused rather than guessed at: sign "
+                f"{' or '.join(known) or 'any value-moving document Warden reads'} verifies; it is refused rather than guessed at: sign "
                 "the exact type the contract verifies"
             ),
         )
     try:
-        return family.read(typed, typed.message)
+        return shape.read(typed, typed.message)
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedOperation(
             Code.TYPED_DATA_UNREADABLE,
-            f"{typed.primaryType} does not read as a {family.label}: {exc}; fix that value and sign again",
+            f"{typed.primaryType} does not read as a {shape.label}: {exc}; fix that value and sign again",
         ) from None
 
 

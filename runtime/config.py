@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.registry import REGISTRY
-from schemas.chains import UnknownChain
+from schemas.chains import Family, UnknownChain
 
 
 def _env(name: str, default: str) -> str:
@@ -249,14 +249,16 @@ class Settings:
         return max(1_048_576, self.max_record_bytes * 4 // 3 + 65_536)
 
     def rpc_url_for(self, chain: str) -> str:
-        """The JSON-RPC of ``chain``: WARDEN_RPC_URL_<CHAIN>, else WARDEN_RPC_URL for an EVM
-        network, `solana_rpc_url` for a Solana one."""
+        """The JSON-RPC of ``chain``: WARDEN_RPC_URL_<CHAIN>, else its family's default: WARDEN_RPC_URL
+        for an EVM network, `solana_rpc_url` for a Solana one."""
         try:
-            solana = REGISTRY.get(chain).is_solana
+            family = REGISTRY.get(chain).family
         except UnknownChain:
-            solana = False
-        if solana:
-            return self.solana_rpc_url(chain)
+            family = Family.EVM
+        return {Family.EVM: self.evm_rpc_url, Family.SOLANA: self.solana_rpc_url}[family](chain)
+
+    def evm_rpc_url(self, chain: str) -> str:
+        """The JSON-RPC of EVM network ``chain``: WARDEN_RPC_URL_<CHAIN>, else WARDEN_RPC_URL."""
         return self.rpc_urls.get(chain.upper().replace("-", "_"), self.rpc_url)
 
     @property

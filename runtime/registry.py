@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from schemas.chains import BUILTIN, Chain, admin_table, chains_context, unknown_chain
+from schemas.chains import BUILTIN, Chain, Family, admin_table, chains_context, unknown_chain
 
 
 class ChainRegistry:
@@ -62,9 +62,19 @@ class ChainRegistry:
             chain = self._by_chain_id(chain_id)
         return chain
 
+    def by_caip2(self, caip2: str) -> Chain | None:
+        """The network whose CAIP-2 id is ``caip2`` (`schemas.chains.Chain.caip2`), of any family."""
+        chain = self._by_caip2(caip2)
+        if chain is None and self._learned():
+            chain = self._by_caip2(caip2)
+        return chain
+
+    def _by_caip2(self, caip2: str) -> Chain | None:
+        return next((c for c in self._all.values() if c.caip2 == caip2), None)
+
     def _by_chain_id(self, chain_id: int) -> Chain | None:
-        # EIP-155 ids only: a Solana cluster's number is no EVM chain id (`eip155:101` is not Solana).
-        return next((c for c in self._all.values() if c.chain_id == chain_id and not c.is_solana), None)
+        # EIP-155 ids only: another family's number is no EVM chain id (`eip155:101` is not Solana).
+        return next((c for c in self._all.values() if c.chain_id == chain_id and c.family is Family.EVM), None)
 
     def with_chain(self, chain: Chain) -> tuple[Chain, ...]:
         """The admins' table with ``chain`` added (an added network of that name replaced): what

@@ -1,9 +1,14 @@
 """The chain registry: every network an intent may name.
 
-A *network* (``base``, ``sepolia``) is what an intent targets; it has an EIP-155
-chain id, a native currency and an explorer. A *key chain* (``ethereum``) is the
-family of signing keys that network uses: every EVM network signs with the
-agent's ethereum key, so ``base`` and ``sepolia`` map to ``ethereum``.
+A *network* (``base``, ``sepolia``, ``solana-devnet``) is what an intent targets; it has a native
+currency and an explorer, and belongs to one chain *family* (`Family`): the networks of a family
+share one transaction format, one address form and one kind of key. A network's name across
+families is its CAIP-2 id (`Chain.caip2`): ``eip155:8453`` for Base, ``solana:<genesis hash>``
+for a Solana cluster. ``chain_id`` is an EVM network's EIP-155 id; a network of another family
+has a number of Warden's own there, which keeps the table's numbers apart and means nothing on
+its chain. A *key chain* (``ethereum``) is the kind of signing key a family's networks use: every
+EVM network signs with the agent's ethereum key, so ``base`` and ``sepolia`` map to ``ethereum``.
+What Warden reads of each family is `schemas.families`.
 
 Admins add networks at run time (``warden chains add``): the admins' table (the networks they
 added, and built-in ones whose finality they changed) is a `ChainSet` record on warden.chains,
@@ -28,8 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -38,6 +44,33 @@ from schemas.errors import WardenError
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 # What an admin may change of a built-in network: when its transactions are final.
 _FINALITY = ("finalized_tag", "confirmations")
+
+
+class Family(StrEnum):
+    """A family of networks: one transaction format, one address form, one kind of key."""
+
+    EVM = "evm"
+    SOLANA = "solana"
+
+    @property
+    def a_network(self) -> str:
+        """One of its networks, in words: "an EVM network", "a Solana network"."""
+        return _A_NETWORK[self]
+
+
+_A_NETWORK = {Family.EVM: "an EVM network", Family.SOLANA: "a Solana network"}
+
+# The key chain each family's networks sign with (`signer.chain_keys`).
+KEY_CHAIN: Mapping[Family, str] = MappingProxyType({Family.EVM: "ethereum", Family.SOLANA: "solana"})
+FAMILY_OF_KEY_CHAIN: Mapping[str, Family] = MappingProxyType({key: family for family, key in KEY_CHAIN.items()})
+# Each family's CAIP-2 namespace.
+NAMESPACE: Mapping[Family, str] = MappingProxyType({Family.EVM: "eip155", Family.SOLANA: "solana"})
+# A Solana cluster's CAIP-2 reference is the first 32 characters of its genesis hash (CAIP-30). A
+# cluster with none published here (the local node, whose genesis is made when it starts) is
+# referred to by its name.
+SOLANA_GENESIS: Mapping[str, str] = MappingProxyType(
+    {"solana": "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp", "solana-devnet": "EtWTRABZaYq6iMfeYKouRu166VU2xqa1"}
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +87,13 @@ class Chain:
     confirmations: int = 12
 
     @property
-    def is_solana(self) -> bool:
-        return self.key_chain == "solana"
+    def family(self) -> Family:
+        return FAMILY_OF_KEY_CHAIN[self.key_chain]
+
+    @property
+    def caip2(self) -> str:
+        """The network's CAIP-2 id: the name every family's networks share one form of."""
+        return f"{NAMESPACE[self.family]}:{_REFERENCE[self.family](self)}"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -63,9 +101,15 @@ class Chain:
                 f"chain name {str(self.name)[:80]!r}: 1-32 lowercase letters, digits and '-', starting with a "
                 "letter or digit"
             )
+        if self.key_chain not in FAMILY_OF_KEY_CHAIN:
+            raise ValueError(
+                f"chain {self.name!r}: key_chain {str(self.key_chain)[:40]!r} signs for no family Warden judges; "
+                f"allowed: {', '.join(FAMILY_OF_KEY_CHAIN)}"
+            )
         if isinstance(self.chain_id, bool) or not isinstance(self.chain_id, int) or not 1 <= self.chain_id < 2**64:
             raise ValueError(
-                f"chain {self.name!r}: chain_id must be its EIP-155 chain id, a whole number from 1 to 2**64-1, "
+                f"chain {self.name!r}: chain_id must be its EIP-155 chain id (another family's: a number of its "
+                f"own), a whole number from 1 to 2**64-1, "
                 f"not {self.chain_id!r}"
             )
         if not isinstance(self.currency, str) or not 1 <= len(self.currency) <= 16:
@@ -112,13 +156,22 @@ BUILTIN: tuple[Chain, ...] = (
     Chain("holesky", 17000, "ETH", "https://holesky.etherscan.io", testnet=True),
     # the local development node: `warden up` runs it with 1 s blocks and finalizes 2 blocks back
     Chain("anvil", 31337, "ETH", "", testnet=True, confirmations=2),
-    # Solana clusters. Solana has no EIP-155 id: chain_id is the number Solana's token list gave
-    # each cluster (101 mainnet-beta, 103 devnet; 104 for the local node, which has none), so that
-    # no EVM network can be added under it. Final means the `finalized` commitment.
+    # Solana clusters, named across families by their genesis hash (`caip2`). chain_id is the
+    # number Solana's token list gave each (101 mainnet-beta, 103 devnet; 104 for the local node),
+    # which no EVM network can then be added under. Final means the `finalized` commitment.
     Chain("solana", 101, "SOL", "https://explorer.solana.com", key_chain="solana"),
     Chain("solana-devnet", 103, "SOL", "https://explorer.solana.com/?cluster=devnet", key_chain="solana", testnet=True),
     # the local node `warden up` runs (surfpool)
     Chain("solana-local", 104, "SOL", "", key_chain="solana", testnet=True),
+)
+
+
+# A network's CAIP-2 reference within its family's namespace.
+_REFERENCE: Mapping[Family, Callable[[Chain], str]] = MappingProxyType(
+    {
+        Family.EVM: lambda chain: str(chain.chain_id),
+        Family.SOLANA: lambda chain: SOLANA_GENESIS.get(chain.name, chain.name),
+    }
 )
 
 
@@ -204,3 +257,12 @@ def chain_named(name: str, context: object) -> Chain | None:
             f"chain name {str(name)[:80]!r}: 1-32 lowercase letters, digits and '-', starting with a letter or digit"
         )
     return BUILTIN_BY_NAME.get(name)
+
+
+def of_family(name: str, family: Family, context: object, what: str) -> Chain | None:
+    """`chain_named`, and a network of ``family``: a ValueError says which family ``name`` is of
+    and that ``what`` (the record's words) takes a network of ``family``."""
+    chain = chain_named(name, context)
+    if chain is not None and chain.family is not family:
+        raise ValueError(f"{name!r} is {chain.family.a_network}; {what} takes {family.a_network}")
+    return chain

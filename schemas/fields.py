@@ -17,7 +17,7 @@ import base58
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
-from schemas.chains import Chain, UnknownChain, chain_named
+from schemas.chains import Chain, Family, UnknownChain, chain_named, of_family
 
 WEI_PER_UNIT = 10**18
 MAX_UINT256 = 2**256 - 1
@@ -121,14 +121,12 @@ def known_chain(name: str, context: object = None) -> str:
 
 
 def evm_chain(name: str, context: object = None) -> str:
-    """`known_chain`, and not a Solana cluster (a Solana cluster's transactions are not EVM ones):
-    as far as the networks in force say, or without them the built-in table."""
-    chain = _chain(name, context)
-    if chain is not None and chain.is_solana:
-        raise ValueError(
-            f"{name!r} is a Solana network; this record describes an EVM transaction or asset "
-            "(Solana: see docs/solana.md)"
-        )
+    """`known_chain`, and an EVM network (another family's transactions are not EVM ones): as far
+    as the networks in force say, or without them the built-in table."""
+    try:
+        of_family(name, Family.EVM, context, "this record, which describes an EVM transaction or asset,")
+    except UnknownChain as exc:
+        raise ValueError(str(exc)) from None
     return name
 
 
@@ -184,6 +182,11 @@ def _solana_address(value: object) -> str:
     return value
 
 
+def parse_solana_address(value: object) -> str:
+    """A Solana address (base58 of 32 bytes), unchanged; any other text is a ValueError."""
+    return _solana_address(value)
+
+
 def _whole(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"must be a whole number (integer or decimal string), got {value!r}")
@@ -229,6 +232,7 @@ __all__ = [
     "format_native_amount",
     "format_token_amount",
     "evm_chain",
+    "parse_solana_address",
     "known_chain",
     "parse_address",
     "parse_native_amount",

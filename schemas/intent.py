@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import orjson
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from evm.constants import BYTES_PER_BLOB, MAX_BLOBS_PER_TX, MAX_MESSAGE_BYTES, NONCE_LIMIT
-from schemas.chains import chain_named
+from schemas.chains import Family, chain_named
 from schemas.errors import Problem
+from schemas.families import FAMILY_OF_KIND, FORMS, wrong_kind
 from schemas.fields import (
     Address,
     HexData,
@@ -59,7 +61,6 @@ INTENT_MAX_AGE_US = 600 * 1_000_000
 INTENT_MAX_FUTURE_US = 120 * 1_000_000
 
 IntentType = Literal["transaction", "personal_sign", "typed_data", "solana_transaction", "solana_message"]
-SOLANA_INTENT_TYPES = ("solana_transaction", "solana_message")
 
 # A Solana transaction's wire bytes, base64: at most 1,232 bytes (svm.transactions).
 SOLANA_TRANSACTION_MAX_CHARS = 4 * ((1232 + 2) // 3)
@@ -252,14 +253,17 @@ class TransactionIntent(Evolving):
 
     @model_validator(mode="after")
     def _kind_fields(self, info: ValidationInfo) -> "TransactionIntent":
-        # The chain's kind from the networks in force when the reader handed them (the worker's
+        # The chain's family from the networks in force when the reader handed them (the worker's
         # intake, the signer), else from the built-in table; a network that is not built in, read
-        # without them, is taken to be of the kind its intent_type says (and judged again by that
-        # reader, which knows it).
+        # without them, is taken to be of the family its intent_type says (and judged again by
+        # that reader, which knows it).
         chain = chain_named(self.chain, info.context)
-        solana = chain.is_solana if chain is not None else self.intent_type in SOLANA_INTENT_TYPES
-        if self.intent_type in SOLANA_INTENT_TYPES or solana:
-            return self._solana_fields(solana)
+        family = chain.family if chain is not None else FAMILY_OF_KIND[self.intent_type]
+        if self.intent_type not in FORMS[family].kinds:
+            raise ValueError(wrong_kind(self.chain, family, self.intent_type))
+        return _FAMILY_FIELDS[family](self)
+
+    def _evm_fields(self) -> "TransactionIntent":
         if self.solana_transaction is not None or self.solana_message is not None:
             raise ValueError("solana_transaction and solana_message are for the intent_type of the same name only")
         if self.intent_type != "transaction":
@@ -326,18 +330,8 @@ class TransactionIntent(Evolving):
                 "sign it only (with the versioned hashes)"
             )
 
-    def _solana_fields(self, solana_chain: bool) -> "TransactionIntent":
+    def _solana_fields(self) -> "TransactionIntent":
         kind = self.intent_type
-        if not solana_chain:
-            raise ValueError(
-                f"chain {self.chain!r} is not a Solana network; a {kind} names solana, solana-devnet or solana-local"
-            )
-        if kind not in SOLANA_INTENT_TYPES:
-            raise ValueError(
-                f"chain {self.chain!r} is a Solana network: its intents are intent_type solana_transaction (the "
-                "transaction's wire bytes in solana_transaction) or solana_message (an off-chain message's bytes in "
-                "solana_message); see docs/solana.md"
-            )
         other = "solana_message" if kind == "solana_transaction" else "solana_transaction"
         if getattr(self, kind) is None:
             what = "the transaction's wire bytes" if kind == "solana_transaction" else "the off-chain message's bytes"
@@ -493,3 +487,10 @@ def idempotency_conflict(first_id: str, first: dict[str, str] | None, intent: Tr
 def idempotency_slot_live(first_at_us: int, now_us: int) -> bool:
     """True while the first use of a key (at ``first_at_us``) still answers for it."""
     return now_us - first_at_us < IDEMPOTENCY_TTL_US
+
+
+# How an intent's fields are checked, by the family of its chain (`schemas.families`).
+_FAMILY_FIELDS: dict[Family, Callable[[TransactionIntent], TransactionIntent]] = {
+    Family.EVM: TransactionIntent._evm_fields,
+    Family.SOLANA: TransactionIntent._solana_fields,
+}

@@ -52,6 +52,7 @@ from runtime.clock import utcnow
 from runtime.config import Settings, load
 from runtime.readiness import mark_ready
 from runtime.registry import REGISTRY
+from schemas.chains import Family
 from schemas.codes import Code
 from schemas.errors import WardenError, explain
 from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei, known_chain
@@ -128,23 +129,25 @@ BASE64_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 MAX_DATA_CHARS = 2 + 2 * 30_000
 
 
-def _network_names(solana: bool):
-    """The document's enum of a chain field: the networks in force of one kind, when it is made."""
+def _network_names(family: Family):
+    """The document's enum of a chain field: the networks in force of one family, when it is made."""
 
     def add(schema: dict) -> None:
-        schema["enum"] = sorted(name for name, chain in REGISTRY.all().items() if chain.is_solana == solana)
+        schema["enum"] = sorted(name for name, chain in REGISTRY.all().items() if chain.family is family)
 
     return add
 
 
-def _network(solana: bool):
-    """A chain field's check: a network in force (`schemas.fields.known_chain`) of the request's kind."""
+def _network(family: Family):
+    """A chain field's check: a network in force (`schemas.fields.known_chain`) of the request's family."""
 
     def check(name: str, info: ValidationInfo) -> str:
         known_chain(name, info.context)
-        if REGISTRY.get(name).is_solana != solana:
-            kinds = ("an EVM network", "a Solana network") if solana else ("a Solana network", "an EVM network")
-            raise ValueError(f"{name!r} is {kinds[0]}; this request takes {kinds[1]} (GET /v1/chains lists them)")
+        found = REGISTRY.get(name).family
+        if found is not family:
+            raise ValueError(
+                f"{name!r} is {found.a_network}; this request takes {family.a_network} (GET /v1/chains lists them)"
+            )
         return name
 
     return check
@@ -152,13 +155,19 @@ def _network(solana: bool):
 
 EvmChainName = Annotated[
     str,
-    Field(max_length=32, description="an EVM network of `GET /v1/chains`", json_schema_extra=_network_names(False)),
-    AfterValidator(_network(False)),
+    Field(
+        max_length=32, description="an EVM network of `GET /v1/chains`", json_schema_extra=_network_names(Family.EVM)
+    ),
+    AfterValidator(_network(Family.EVM)),
 ]
 SolanaChainName = Annotated[
     str,
-    Field(max_length=32, description="a Solana network of `GET /v1/chains`", json_schema_extra=_network_names(True)),
-    AfterValidator(_network(True)),
+    Field(
+        max_length=32,
+        description="a Solana network of `GET /v1/chains`",
+        json_schema_extra=_network_names(Family.SOLANA),
+    ),
+    AfterValidator(_network(Family.SOLANA)),
 ]
 
 
@@ -458,7 +467,11 @@ class TransactionListResponse(BaseModel):
 
 class ChainView(BaseModel):
     name: str
-    chain_id: int
+    family: Family = Field(description="the chain family: its transaction format, address form and kind of key")
+    caip2: str = Field(description="the network's CAIP-2 id, which names networks of every family alike")
+    chain_id: int = Field(
+        description="an EVM network's EIP-155 chain id; another family's network: a number of Warden's"
+    )
     native_currency: str
     explorer_url: str
     testnet: bool
@@ -1044,7 +1057,13 @@ class ApiService:
     async def chains(self, _request: web.Request) -> web.Response:
         listed = [
             ChainView(
-                name=c.name, chain_id=c.chain_id, native_currency=c.currency, explorer_url=c.explorer, testnet=c.testnet
+                name=c.name,
+                family=c.family,
+                caip2=c.caip2,
+                chain_id=c.chain_id,
+                native_currency=c.currency,
+                explorer_url=c.explorer,
+                testnet=c.testnet,
             )
             for c in REGISTRY.all().values()
         ]

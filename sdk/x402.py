@@ -36,9 +36,9 @@ import orjson
 from eth_utils import is_hex_address, to_checksum_address
 
 from evm.constants import EIP712_DOMAIN_FIELDS
-from rules.typed_movements import FAMILIES
+from rules.typed_movements import VALUE_SHAPES
 from runtime.registry import REGISTRY, ChainRegistry
-from schemas.chains import UnknownChain
+from schemas.chains import NAMESPACE, Chain, Family, UnknownChain
 from schemas.errors import WardenError
 from schemas.fields import format_token_amount
 from schemas.policy import AgentPolicy, AssetLimit
@@ -49,12 +49,6 @@ PAYMENT_RESPONSE_HEADER = "PAYMENT-RESPONSE"
 X_PAYMENT_HEADER = "X-PAYMENT"
 X_PAYMENT_RESPONSE_HEADER = "X-PAYMENT-RESPONSE"
 
-# The Solana clusters by their CAIP-2 names (the genesis hash's first 32 characters), as the x402
-# SDK's SVM scheme writes them.
-SOLANA_CAIP2 = {
-    "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp": "solana",
-    "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1": "solana-devnet",
-}
 # The longest an authorization may stay valid: a server asking for more gets a clear refusal
 # rather than a payment that anyone holding it could settle for a day.
 MAX_TIMEOUT_S = 3600
@@ -67,7 +61,7 @@ CLOCK_SKEW_S = 600
 # The type the judge reads an EIP-3009 transfer by (`rules.typed_movements`), and USDC's domain.
 _AUTHORIZATION_FIELDS = [
     {"name": name, "type": kind}
-    for name, kind in next(f.shape for f in FAMILIES if f.primary == "TransferWithAuthorization")
+    for name, kind in next(f.shape for f in VALUE_SHAPES if f.primary == "TransferWithAuthorization")
 ]
 _DOMAIN_FIELDS = [
     {"name": name, "type": EIP712_DOMAIN_FIELDS[name]} for name in ("name", "version", "chainId", "verifyingContract")
@@ -171,32 +165,30 @@ def read_challenge(headers: Mapping[str, str], body: bytes) -> Challenge:
     )
 
 
-def _network_chain(network: Any, where: str, registry: ChainRegistry):
+def _network_chain(network: Any, where: str, registry: ChainRegistry) -> Chain:
+    """The network an x402 ``network`` names: a CAIP-2 id (``eip155:8453``, ``solana:<genesis>``,
+    as x402 v2 writes them) or a network's name."""
     if not isinstance(network, str) or not 0 < len(network) <= 64:
-        raise X402Error(f"{where}.network is {_shown(network)}; allowed: an EVM network, eip155:<chain id> or its name")
-    if network.startswith("solana:"):
-        if network not in SOLANA_CAIP2:
-            raise X402Error(
-                f"{where}.network {_shown(network)} is no Solana network of Warden's registry; allowed: "
-                f"{', '.join(f'{k} ({v})' for k, v in SOLANA_CAIP2.items())}"
-            )
-        return registry.get(SOLANA_CAIP2[network])
-    if network.startswith("eip155:"):
-        reference = network.removeprefix("eip155:")
-        # ASCII only: str.isdigit() is true for "²", which int() refuses.
-        chain = registry.by_chain_id(int(reference)) if reference.isascii() and reference.isdigit() else None
+        raise X402Error(
+            f"{where}.network is {_shown(network)}; allowed: a network's CAIP-2 id (eip155:<chain id>, "
+            "solana:<genesis>) or its name"
+        )
+    if ":" in network:
+        chain = registry.by_caip2(network)
         if chain is None:
+            namespace = network.partition(":")[0]
+            family = [c for c in registry.all().values() if c.caip2.startswith(namespace + ":")]
+            if not family:
+                raise X402Error(
+                    f"{where}.network {_shown(network)} is of no chain family Warden pays on; allowed: "
+                    f"{', '.join(f'{n}:<reference>' for n in NAMESPACE.values())}"
+                )
             raise X402Error(
-                f"{where}.network {_shown(network)} is no chain of Warden's registry; allowed: eip155:<chain id> of "
-                f"{', '.join(f'{c.name} ({c.chain_id})' for c in registry.all().values())} "
+                f"{where}.network {_shown(network)} is no chain of Warden's registry; allowed: "
+                f"{', '.join(f'{c.caip2} ({c.name})' for c in family)} "
                 "(admins add one with `warden chains add`, signed by their quorum)"
             )
         return chain
-    if ":" in network:
-        raise X402Error(
-            f"{where}.network {_shown(network)} is neither an EVM nor a Solana network; Warden pays on "
-            "eip155:<chain id> and solana:<genesis>"
-        )
     try:
         return registry.get(network)
     except UnknownChain as exc:
@@ -259,7 +251,7 @@ def read_requirement(
     where = f"accepts[{index}]"
     if raw.get("scheme") != "exact":
         raise X402Error(f"{where}.scheme is {_shown(raw.get('scheme'))}; allowed: 'exact'")
-    if isinstance(raw.get("network"), str) and raw["network"].startswith("solana"):
+    if _network_chain(raw.get("network"), where, registry).family is Family.SOLANA:
         return _read_solana(challenge, index, registry)
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
@@ -277,7 +269,7 @@ def read_requirement(
                 f"{where}.extra.{name} is {_shown(extra.get(name))}; allowed: the token's EIP-712 domain {name}, a string"
             )
     chain = _network_chain(raw.get("network"), where, registry)
-    if chain.key_chain != "ethereum":
+    if chain.family is not Family.EVM:
         raise X402Error(f"{where}.network {_shown(raw['network'])} is not an EVM chain; Warden pays on EVM chains only")
     amount_field = "amount" if challenge.version == 2 else "maxAmountRequired"
     timeout = raw.get("maxTimeoutSeconds")

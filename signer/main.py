@@ -18,9 +18,9 @@ import hashlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -486,11 +486,7 @@ class Trackers:
         def emit(emits: list[Emit]) -> Awaitable[None]:
             return self.emit(emits, partition)
 
-        if isinstance(signed, SignedSolanaTransaction):
-            kept: Coroutine[Any, Any, object] = self.signer.solana_tracking.keep(signed, utcnow, emit)
-        else:
-            kept = self.signer.tracking.keep(signed, utcnow, emit)
-        task = asyncio.create_task(kept)
+        task = asyncio.create_task(self.signer.follow(signed, utcnow, emit))
         self.pending[task] = partition
         task.add_done_callback(lambda done: self.pending.pop(done, None))
 

@@ -35,6 +35,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
@@ -77,6 +78,15 @@ from svm import transactions as solana_transactions
 __all__ = ["SERVICE", "Signer", "SigningRefused"]
 
 log = logging.getLogger("warden.signer")
+
+# What signing one intent gives: what to publish, and the transaction to send and follow, if any.
+Signed = tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]
+
+
+class Tracker(Protocol):
+    """Follows a family's sent transactions to final (`signer.tracking`, `signer.solana_tracking`)."""
+
+    async def keep(self, signed: Any, now: Clock, emit: Callable[[list[Emit]], Awaitable[object]]) -> object: ...
 
 
 class Signer:
@@ -126,6 +136,20 @@ class Signer:
             persist or self._commit,
         )
         self.solana_tracking = SolanaTracking(state, node_for, self.outcomes)
+        # How each kind of intent is signed, by family (`schemas.families.FORMS`): what it
+        # publishes, and the transaction to send and follow, if any.
+        self._signs: dict[str, Callable[[IntentApproved, datetime], Awaitable[Signed]]] = {
+            "transaction": self._sign_and_record,
+            "personal_sign": self._sign_message,
+            "typed_data": self._sign_message,
+            "solana_transaction": self._sign_solana,
+            "solana_message": self._sign_solana_message,
+        }
+        # Who follows a sent transaction of each family to final.
+        self._trackers: dict[type, Tracker] = {
+            SignedTransaction: self.tracking,
+            SignedSolanaTransaction: self.solana_tracking,
+        }
         # Sign-only transactions followed until their nonce is taken, and cancelled when asked.
         self.sign_only = SignOnly(
             state,
@@ -141,9 +165,24 @@ class Signer:
     async def _commit(self, agent_id: str) -> None:
         self.state.agent(agent_id).file.commit()
 
-    async def handle(
-        self, raw: bytes | None, source: Source, now: datetime
-    ) -> tuple[list[Emit], SignedTransaction | SignedSolanaTransaction | None]:
+    def kinds_signed(self) -> frozenset[str]:
+        """The intent kinds this signer signs."""
+        return frozenset(self._signs)
+
+    def families_tracked(self) -> frozenset[type]:
+        """The kinds of sent transaction this signer follows to final."""
+        return frozenset(self._trackers)
+
+    async def follow(
+        self,
+        signed: SignedTransaction | SignedSolanaTransaction,
+        clock: Clock,
+        emit: Callable[[list[Emit]], Awaitable[object]],
+    ) -> object:
+        """``signed``, sent, followed to final by its family's tracker."""
+        return await self._trackers[type(signed)].keep(signed, clock, emit)
+
+    async def handle(self, raw: bytes | None, source: Source, now: datetime) -> Signed:
         """One approved record → what to publish, and the signed tx to broadcast (if the intent asks)
         or, final already, a sign-only Solana transaction to watch for copies of its message.
 
@@ -168,13 +207,7 @@ class Signer:
         agent = self.state.agent(intent.agent_id)
         try:
             with agent.file.intent_scope():
-                if intent.intent_type == "solana_transaction":
-                    return await self._sign_solana(approved, now)
-                if intent.intent_type == "solana_message":
-                    return await self._sign_solana_message(approved, now), None
-                if intent.intent_type != "transaction":
-                    return await self._sign_message(approved, now), None
-                return await self._sign_and_record(approved, now)
+                return await self._signs[intent.intent_type](approved, now)
         except SigningRefused as refused:
             # A record that is not provably the agent's (or its policy not an admin's) must not
             # decide the fate of the real intent with the same id: refused, but not remembered.
@@ -370,7 +403,7 @@ class Signer:
             assets=dict(judged.asset_spend),
         )
 
-    async def _sign_message(self, approved: IntentApproved, now: datetime) -> list[Emit]:
+    async def _sign_message(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], None]:
         """EIP-191 personal_sign or EIP-712 typed data: judged like a transaction (the policy in
         force, the agent's signature, freshness, chain, then the kind's own rule), signed with the
         agent's key for the chain, recorded, then published on warden.messages.signed."""
@@ -431,7 +464,7 @@ class Signer:
                 signed_at=now,
                 intent_digest=intent.digest(),
             )
-        return self.outcomes.message_signed(intent, result, policy, now, slot, assets, copy_of)
+        return self.outcomes.message_signed(intent, result, policy, now, slot, assets, copy_of), None
 
     async def _sign_solana(
         self, approved: IntentApproved, now: datetime
@@ -502,7 +535,7 @@ class Signer:
             return emits, signed
         return emits, signed if copy_of is None and copies_possible(signed) else None
 
-    async def _sign_solana_message(self, approved: IntentApproved, now: datetime) -> list[Emit]:
+    async def _sign_solana_message(self, approved: IntentApproved, now: datetime) -> tuple[list[Emit], None]:
         """A Solana off-chain message: judged like any intent (the policy in force, the agent's
         signature, freshness, chain, then the message's own rule, as the key's own address),
         signed with the agent's Solana key from custody, recorded, then published on
@@ -545,7 +578,7 @@ class Signer:
                 signed_at=now,
                 intent_digest=intent.digest(),
             )
-        return self.outcomes.solana_message_signed(intent, result, policy, now, slot, copy_of)
+        return self.outcomes.solana_message_signed(intent, result, policy, now, slot, copy_of), None
 
     @staticmethod
     def _solana_address_is_the_policys(address: str, policy: AgentPolicy) -> None:

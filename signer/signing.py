@@ -255,20 +255,13 @@ class Signing:
         except CustodyError as exc:
             raise self.key_unavailable(intent, exc) from None
 
-    def _address(
-        self, path: str, version: int, share: bytearray | None, cmek: bytearray | None, key_chain: str = "ethereum"
-    ) -> str:
+    def _address(self, path: str, version: int, share: bytearray | None, cmek: bytearray | None, key_chain: str) -> str:
         # Derived once per key version from the key itself, not from metadata someone could edit.
         # With client-held keys it is derived every time: that checks them before any RPC, so a
         # wrong one always gets the same answer, whatever the chain is doing.
         if (path, version) not in self._addresses or share is not None or cmek is not None:
             with self.keys.open_private_key(path, version, client_share=share, cmek=cmek) as key:
-                if key_chain == "ethereum":
-                    self._addresses[(path, version)] = txs.checksum(txs.address_of(key))
-                else:
-                    self._addresses[(path, version)] = chain_keys.address(
-                        key_chain, chain_keys.public_key(key_chain, key)
-                    )
+                self._addresses[(path, version)] = chain_keys.address(key_chain, chain_keys.public_key(key_chain, key))
         return self._addresses[(path, version)]
 
     def solana_transaction(self, intent: TransactionIntent, agent: AgentKey) -> bytes:

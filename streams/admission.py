@@ -380,44 +380,57 @@ def recorded_intent(intent: TransactionIntent) -> dict[str, Any]:
 
 def _what(intent: TransactionIntent) -> dict[str, Any]:
     """What an intent asks to sign, for the ledger: the kind and what identifies it."""
-    if intent.intent_type == "personal_sign":
-        return {"kind": "personal_sign", "message_bytes": (len(intent.message or "0x") - 2) // 2}
-    if intent.intent_type == "solana_transaction":
-        tx = read_solana(intent.solana_transaction_bytes)
-        return {
-            "kind": "solana_transaction",
-            "fee_payer": tx.fee_payer,
-            "recent_blockhash": tx.recent_blockhash,
-            "programs": sorted({ix.program for ix in tx.instructions}),
-        }
-    if intent.intent_type == "solana_message":
-        message = read_solana_message(intent.solana_message_bytes)
-        return {
-            "kind": "solana_message",
-            "version": message.version,
-            "application_domain": message.application_domain,
-            "signatories": list(message.signatories),
-            "content_bytes": message.content_bytes,
-            "message_sha256": hashlib.sha256(intent.solana_message_bytes).hexdigest(),
-        }
-    if intent.intent_type == "typed_data":
-        typed = intent.typed_data
-        if typed is None:  # the schema requires it of a typed_data intent
-            raise ValueError(f"intent {intent.intent_id} is a typed_data without its document")
-        return {
-            "kind": "typed_data",
-            "primary_type": typed.primaryType,
-            "verifying_contract": typed.verifying_contract,
-            "domain_chain_id": typed.chain_id,
-            "domain_name": typed.domain.get("name"),
-        }
+    return {"kind": intent.intent_type, **WHAT_BY_KIND[intent.intent_type](intent)}
+
+
+def _transaction(intent: TransactionIntent) -> dict[str, Any]:
+    return {"to": intent.to, "value_wei": str(intent.value_wei), "tx_type": intent.tx_type, **intent.type_facts()}
+
+
+def _personal_sign(intent: TransactionIntent) -> dict[str, Any]:
+    return {"message_bytes": (len(intent.message or "0x") - 2) // 2}
+
+
+def _typed_data(intent: TransactionIntent) -> dict[str, Any]:
+    typed = intent.typed_data
+    if typed is None:  # the schema requires it of a typed_data intent
+        raise ValueError(f"intent {intent.intent_id} is a typed_data without its document")
     return {
-        "kind": "transaction",
-        "to": intent.to,
-        "value_wei": str(intent.value_wei),
-        "tx_type": intent.tx_type,
-        **intent.type_facts(),
+        "primary_type": typed.primaryType,
+        "verifying_contract": typed.verifying_contract,
+        "domain_chain_id": typed.chain_id,
+        "domain_name": typed.domain.get("name"),
     }
+
+
+def _solana_transaction(intent: TransactionIntent) -> dict[str, Any]:
+    tx = read_solana(intent.solana_transaction_bytes)
+    return {
+        "fee_payer": tx.fee_payer,
+        "recent_blockhash": tx.recent_blockhash,
+        "programs": sorted({ix.program for ix in tx.instructions}),
+    }
+
+
+def _solana_message(intent: TransactionIntent) -> dict[str, Any]:
+    message = read_solana_message(intent.solana_message_bytes)
+    return {
+        "version": message.version,
+        "application_domain": message.application_domain,
+        "signatories": list(message.signatories),
+        "content_bytes": message.content_bytes,
+        "message_sha256": hashlib.sha256(intent.solana_message_bytes).hexdigest(),
+    }
+
+
+# What the ledger keeps of each kind of intent (`schemas.families.FORMS` lists each family's kinds).
+WHAT_BY_KIND: dict[str, Callable[[TransactionIntent], dict[str, Any]]] = {
+    "transaction": _transaction,
+    "personal_sign": _personal_sign,
+    "typed_data": _typed_data,
+    "solana_transaction": _solana_transaction,
+    "solana_message": _solana_message,
+}
 
 
 @functools.lru_cache(maxsize=4096)

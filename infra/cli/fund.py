@@ -12,6 +12,7 @@ from infra.cli.output import add_json_flag, print_json
 from runtime.config import Settings, load
 from runtime.registry import REGISTRY
 from runtime.rpc import JsonRpc, RpcError
+from schemas.chains import Family
 from schemas.errors import WardenError
 from schemas.fields import format_native_amount, parse_address, parse_native_amount
 
@@ -46,9 +47,9 @@ def _agent_address(settings: Settings, agent_id: str) -> str:
 async def fund(settings: Settings, chain: str, address: str, wei: int) -> Funded:
     """Add ``wei`` to ``address``'s balance on ``chain``'s node, which must be Anvil."""
     network = REGISTRY.get(chain)
-    if network.is_solana:
+    if network.family is not Family.EVM:
         raise FundError(
-            f"{chain!r} is a Solana network; warden fund funds an EVM address on Anvil",
+            f"{chain!r} is {network.family.a_network}; warden fund funds an EVM address on Anvil",
             next_step="on the local Solana node, ask for an airdrop (`requestAirdrop`, docs/solana.md)",
         )
     url = settings.rpc_url_for(chain)

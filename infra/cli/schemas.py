@@ -82,7 +82,8 @@ def cmd_list(settings: Settings, args) -> int:
             f"{legacy} is no longer read: the chains admins add are signed records on {topics.CHAINS} now; "
             "add each of its networks again with `warden chains add` (docs/configuration.md, Chains)"
         )
-    chains = [dataclasses.asdict(c) for c in REGISTRY.all().values()]
+    networks = list(REGISTRY.all().values())
+    chains = [{**dataclasses.asdict(c), "family": c.family, "caip2": c.caip2} for c in networks]
     if args.json:
         print_json(
             {
@@ -100,10 +101,10 @@ def cmd_list(settings: Settings, args) -> int:
     else:
         signers = ", ".join(key_id for key_id, _ in admin_signatures(in_force))
         print(f"chain set v{in_force.version} in force, signed by {signers}, over the built-in networks")
-    for c in chains:
+    for c in networks:
         print(
-            f"{c['name']:15} {c['chain_id']:>11}  {c['currency']:7} key:{c['key_chain']:9} "
-            f"final:{finality(Chain(**c)):38} {'testnet ' if c['testnet'] else ''}{c['explorer']}"
+            f"{c.name:15} {c.caip2:40} {c.currency:7} final:{finality(c):38} "
+            f"{'testnet ' if c.testnet else ''}{c.explorer}"
         )
     return 0
 

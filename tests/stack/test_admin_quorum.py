@@ -449,6 +449,7 @@ def test_one_admin_key_cannot_change_the_chain_registry_and_two_admins_can(quoru
         assert listed["version"] == 2 and listed["signed_by"] == ["a", "c"] and listed["read_from_broker"]
         in_force = {c["name"]: c for c in listed["chains"]}
         assert in_force["anvil"]["confirmations"] == 3 and in_force["anvil"]["chain_id"] == 31337
+        assert (in_force["anvil-two"]["family"], in_force["anvil-two"]["caip2"]) == ("evm", "eip155:31338")
         assert in_force["anvil-two"]["chain_id"] == 31338  # v2 is v1's table with anvil's finality changed
         assert run(chains_in_force(settings)).version == 2
     finally:

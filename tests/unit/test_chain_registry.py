@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 
 from runtime.registry import REGISTRY, ChainRegistry
-from schemas.chains import Chain, UnknownChain
+from schemas.chains import Chain, Family, UnknownChain
 
 
 def test_registry_holds_28_mainnets_2_testnets_anvil_and_3_solana_clusters():
     chains = ChainRegistry().all()
-    evm = {name: c for name, c in chains.items() if not c.is_solana}
+    evm = {name: c for name, c in chains.items() if c.family is Family.EVM}
     mainnets = {name for name, c in evm.items() if not c.testnet}
     testnets = {name for name, c in evm.items() if c.testnet}
     assert len(mainnets) == 28
@@ -22,13 +22,30 @@ def test_registry_holds_28_mainnets_2_testnets_anvil_and_3_solana_clusters():
     assert chains["anvil"].chain_id == 31337
     assert chains["sepolia"].chain_id == 11155111 and chains["holesky"].chain_id == 17000
     assert chains["ethereum"].chain_id == 1 and chains["base"].chain_id == 8453
-    solana = {name: (c.currency, c.testnet) for name, c in chains.items() if c.is_solana}
+    solana = {name: (c.currency, c.testnet) for name, c in chains.items() if c.family is Family.SOLANA}
     assert solana == {"solana": ("SOL", False), "solana-devnet": ("SOL", True), "solana-local": ("SOL", True)}
 
 
 def test_every_evm_network_signs_with_the_ethereum_key_chain_and_solana_with_its_own():
-    assert {c.key_chain for c in ChainRegistry().all().values() if not c.is_solana} == {"ethereum"}
-    assert {c.key_chain for c in ChainRegistry().all().values() if c.is_solana} == {"solana"}
+    assert {c.key_chain for c in ChainRegistry().all().values() if c.family is Family.EVM} == {"ethereum"}
+    assert {c.key_chain for c in ChainRegistry().all().values() if c.family is Family.SOLANA} == {"solana"}
+
+
+def test_every_network_is_named_by_its_caip2_id_once():
+    chains = ChainRegistry().all()
+    assert chains["base"].caip2 == "eip155:8453" and chains["anvil"].caip2 == "eip155:31337"
+    # CAIP-30: a Solana cluster's reference is the first 32 characters of its genesis hash.
+    assert chains["solana"].caip2 == "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
+    assert chains["solana-devnet"].caip2 == "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
+    assert chains["solana-local"].caip2 == "solana:solana-local"
+    assert len({c.caip2 for c in chains.values()}) == len(chains)
+
+
+def test_a_network_signs_with_a_key_chain_of_a_family_warden_judges():
+    with pytest.raises(
+        ValueError, match="key_chain 'bitcoin' signs for no family Warden judges; allowed: ethereum, solana"
+    ):
+        Chain("regtest", 18444, "BTC", "", key_chain="bitcoin")
 
 
 def test_a_solana_clusters_number_is_not_an_evm_chain_id():

@@ -51,7 +51,10 @@ def test_a_solana_intent_carries_its_transaction_in_its_signing_bytes():
 @pytest.mark.parametrize(
     "fields, words",
     [
-        ({"chain": "anvil"}, "is not a Solana network"),
+        (
+            {"chain": "anvil"},
+            "chain 'anvil' is an EVM network: its intents are intent_type transaction, personal_sign or typed_data .* a solana_transaction names a Solana network",
+        ),
         ({"intent_type": "transaction"}, "its intents are intent_type solana_transaction"),
         ({"solana_transaction": None}, "needs solana_transaction"),
         ({"solana_transaction": "not base64!"}, "not base64"),

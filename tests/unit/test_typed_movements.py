@@ -273,7 +273,7 @@ def test_every_family_is_a_shape_eth_account_hashes():
     # The shapes above come from the protocols' own type strings; eth-account hashing each test
     # document (in `document`) shows they are well formed, and each one is read as its family.
     docs = [authorization(ALICE, 1), uniswapx(1, AGENT), seaport([item(1, TOKEN, 1)]), cow(1, 0), one_inch(1)]
-    labels = [typed_movements.family_of(typed_intent(d).typed_data).label for d in docs]
+    labels = [typed_movements.value_shape_of(typed_intent(d).typed_data).label for d in docs]
     assert labels == [
         "EIP-3009 TransferWithAuthorization",
         "Permit2 PermitWitnessTransferFrom",

@@ -126,9 +126,15 @@ def test_an_unreadable_challenge_says_what_is_wrong(headers, body, expected):
     "fields, expected",
     [
         ({"scheme": "upto"}, "accepts[0].scheme is 'upto'; allowed: 'exact'"),
-        ({"network": "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z"}, "is no Solana network of Warden's registry"),
+        (
+            {"network": "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z"},
+            "is no chain of Warden's registry; allowed: solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp (solana), ",
+        ),
         ({"network": "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"}, "accepts[0].asset is '0x5FbD"),
-        ({"network": "cosmos:cosmoshub-4"}, "is neither an EVM nor a Solana network"),
+        (
+            {"network": "cosmos:cosmoshub-4"},
+            "is of no chain family Warden pays on; allowed: eip155:<reference>, solana:<reference>",
+        ),
         ({"network": "eip155:999999"}, "accepts[0].network 'eip155:999999' is no chain of Warden's registry"),
         ({"network": "base-goerli"}, "unknown chain 'base-goerli'"),
         ({"extra": {"version": "1"}}, "accepts[0].extra.name is None; allowed: the token's EIP-712 domain name"),
@@ -146,7 +152,7 @@ def test_a_requirement_warden_cannot_pay_names_the_field_and_what_is_allowed(fie
 
 def test_the_eip155_error_lists_the_registrys_chains():
     challenge = x402.Challenge(version=2, accepts=(requirement(network="eip155:999999"),))
-    assert "anvil (31337)" in error(lambda: x402.read_requirement(challenge, 0))
+    assert "eip155:31337 (anvil)" in error(lambda: x402.read_requirement(challenge, 0))
 
 
 # --- choosing --------------------------------------------------------------------------------------

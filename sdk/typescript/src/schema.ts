@@ -923,7 +923,17 @@ export interface components {
         ChainView: {
             /** Name */
             name: string;
-            /** Chain Id */
+            /** @description the chain family: its transaction format, address form and kind of key */
+            family: components["schemas"]["Family"];
+            /**
+             * Caip2
+             * @description the network's CAIP-2 id, which names networks of every family alike
+             */
+            caip2: string;
+            /**
+             * Chain Id
+             * @description an EVM network's EIP-155 chain id; another family's network: a number of Warden's
+             */
             chain_id: number;
             /** Native Currency */
             native_currency: string;
@@ -978,6 +988,12 @@ export interface components {
             /** Fields */
             fields?: components["schemas"]["FieldProblem"][];
         };
+        /**
+         * Family
+         * @description A family of networks: one transaction format, one address form, one kind of key.
+         * @enum {string}
+         */
+        Family: "evm" | "solana";
         /** FieldProblem */
         FieldProblem: {
             /** Field */

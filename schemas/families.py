@@ -1,0 +1,65 @@
+"""What Warden reads of each chain family: the kinds of intent its networks take, its addresses
+and its native unit.
+
+This is the reading part of a family's seam; each family has one entry in `FORMS`. The judging
+part is the stages of those intent kinds (`rules.stage_table`), the signing, tracking and key
+part `signer.families`. CONTRIBUTING's "A chain family" says what a new family adds to each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from schemas.chains import Family
+from schemas.fields import parse_address, parse_solana_address
+
+
+@dataclass(frozen=True)
+class FamilyForm:
+    """What one family's intents and addresses look like."""
+
+    family: Family
+    # The intent_type values its networks take: the transfer first, then what else they sign.
+    kinds: tuple[str, ...]
+    # An address of the family in its one written form (EIP-55, base58): ValueError if it is none.
+    address: Callable[[object], str]
+    # Base units per native unit, as a power of ten (wei: 18, lamports: 9).
+    decimals: int
+    # Where a person reads how to write one of its intents.
+    guide: str
+
+
+FORMS: Mapping[Family, FamilyForm] = MappingProxyType(
+    {
+        Family.EVM: FamilyForm(
+            Family.EVM,
+            kinds=("transaction", "personal_sign", "typed_data"),
+            address=parse_address,
+            decimals=18,
+            guide="docs/producing-intents.md",
+        ),
+        Family.SOLANA: FamilyForm(
+            Family.SOLANA,
+            kinds=("solana_transaction", "solana_message"),
+            address=parse_solana_address,
+            decimals=9,
+            guide="docs/solana.md",
+        ),
+    }
+)
+
+FAMILY_OF_KIND: Mapping[str, Family] = MappingProxyType(
+    {kind: form.family for form in FORMS.values() for kind in form.kinds}
+)
+
+
+def wrong_kind(chain: str, family: Family, kind: str) -> str:
+    """Why an intent of ``kind`` on ``chain``, a network of ``family``, is refused: which kinds its
+    networks take, and which networks take ``kind``."""
+    form = FORMS[family]
+    takes = FAMILY_OF_KIND.get(kind)
+    elsewhere = f"; a {kind} names {takes.a_network}" if takes is not None else ""
+    kinds = ", ".join(form.kinds[:-1]) + " or " + form.kinds[-1]
+    return f"chain {chain!r} is {family.a_network}: its intents are intent_type {kinds} (see {form.guide}){elsewhere}"
