@@ -29,7 +29,7 @@ COPY streams ./streams
 COPY signer ./signer
 COPY ledger ./ledger
 COPY sdk ./sdk
-COPY console ./console
+COPY gateway ./gateway
 COPY infra ./infra
 RUN pip install . \
     && python -c "import streams.topology, signer.main, ledger.sink, infra.cli" \

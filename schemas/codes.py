@@ -144,7 +144,7 @@ class Code(StrEnum):
     SOLANA_TRANSACTION_INVALID = "SOLANA_TRANSACTION_INVALID"
     SIGNED = "SIGNED"
     ATTESTATION_REQUIRED = "ATTESTATION_REQUIRED"
-    # The HTTP API (sdk/http_api.py): a request answered with an error before, or instead of, an outcome.
+    # The HTTP API (`gateway/http_api`): a request answered with an error before, or instead of, an outcome.
     API_INTERNAL_ERROR = "API_INTERNAL_ERROR"
     ADMINS_ONLY = "ADMINS_ONLY"
     AGENT_NOT_PROVISIONED = "AGENT_NOT_PROVISIONED"

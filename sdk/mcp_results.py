@@ -1,4 +1,4 @@
-"""What the MCP server's tools return (`sdk.mcp_server`): pydantic models, from which the MCP SDK
+"""What the MCP server's tools return (`gateway.mcp_server.server`): pydantic models, from which the MCP SDK
 derives each tool's output JSON Schema, built from outcomes the SDK has already verified, and the
 one-line summary each result is shown with.
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from gateway.http_api import api_keys
 from infra.bench.figures import cpu_seconds, percentile
 from infra.bench.pipeline import SIGN_ONLY
 from infra.cli.output import note, print_json
@@ -31,7 +32,6 @@ from infra.stack.provision import provision_agent
 from runtime.clock import utcnow
 from runtime.config import Settings, environment
 from runtime.kafka import end_offsets
-from sdk import api_keys
 from sdk.client import OUTCOME_TOPICS, Client, new_intent
 
 FIELDS = SIGN_ONLY

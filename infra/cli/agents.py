@@ -168,9 +168,14 @@ def _publish(settings, args, policy, what_if) -> int:
 
 
 def _api_key(settings, args) -> int:
-    """The HTTP API's keys of an agent (`sdk.api_keys`): issue one (shown once, kept as a hash),
+    """The HTTP API's keys of an agent (`gateway.http_api.api_keys`): issue one (shown once, kept as a hash),
     revoke one, or list them."""
-    from sdk.api_keys import CredentialRefused, api_keys, issue_api_key, revoke_api_key  # only `api-key` uses them
+    from gateway.http_api.api_keys import (  # only `api-key` uses them
+        CredentialRefused,
+        api_keys,
+        issue_api_key,
+        revoke_api_key,
+    )
 
     now = utcnow()
     if args.expires_at is not None and args.expires_at.tzinfo is None:

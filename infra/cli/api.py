@@ -1,11 +1,11 @@
-"""``warden api``: the Intents API over HTTP (`sdk.http_api`), on loopback by default (WARDEN_API_HTTP).
-`warden up` runs the same as a supervised service (``python -m sdk.http_api``)."""
+"""``warden api``: the Intents API over HTTP (`gateway.http_api`), on loopback by default (WARDEN_API_HTTP).
+`warden up` runs the same as a supervised service (``python -m gateway.http_api``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from sdk import http_api
+from gateway.http_api import main as http_api
 
 
 def add_arguments(command: str, p: argparse.ArgumentParser) -> None:

@@ -1,15 +1,15 @@
-"""``warden console``: the web console (`console.server`), on loopback by default
+"""``warden console``: the web console (`gateway.console.server`), on loopback by default
 (WARDEN_CONSOLE_HTTP, its origin WARDEN_CONSOLE_ORIGIN); `warden up` runs the same as a supervised
-process (``python -m console.server``). ``warden console enrol --admin ID`` prints a one-time link
-(10 minutes) that registers a passkey for that admin (`console.enrolment`)."""
+process (``python -m gateway.console.server``). ``warden console enrol --admin ID`` prints a one-time link
+(10 minutes) that registers a passkey for that admin (`gateway.console.enrolment`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from console import server
-from console.enrolment import TOKEN_TTL, enrol_key, enrol_token
-from console.security import page_party
+from gateway.console import server
+from gateway.console.enrolment import TOKEN_TTL, enrol_key, enrol_token
+from gateway.console.security import page_party
 from infra.cli.output import add_json_flag, print_json
 from runtime.clock import utcnow
 from runtime.config import load

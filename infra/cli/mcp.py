@@ -1,9 +1,9 @@
-"""``warden mcp --agent AGENT_ID``: the MCP server acting for one agent (`sdk.mcp_server`). Over
+"""``warden mcp --agent AGENT_ID``: the MCP server acting for one agent (`gateway.mcp_server.server`). Over
 stdio by default, the transport an MCP client starts a local server with: stdout is the protocol,
 so every log line goes to stderr. With ``--http``, over the SDK's streamable HTTP transport on
-localhost, every request carrying a bearer token: the one generated at start (`sdk.mcp_auth`), or
+localhost, every request carrying a bearer token: the one generated at start (`gateway.mcp_server.auth`), or
 with ``--auth-issuer`` and ``--introspection-endpoint`` an access token from that authorization
-server (`sdk.mcp_oauth`)."""
+server (`gateway.mcp_server.oauth`)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import argparse
 import logging
 import sys
 
+from gateway.mcp_server.auth import BearerTokenVerifier, SecretFileUnusable, auth_settings, resource_url, server_token
+from gateway.mcp_server.oauth import (
+    IntrospectionTokenVerifier,
+    OAuthMisconfigured,
+    introspection_credentials,
+    oauth_auth_settings,
+)
+from gateway.mcp_server.server import AgentNotProvisioned, agent_server
 from infra.cli.output import fail, note
 from runtime.config import load
-from sdk.mcp_auth import BearerTokenVerifier, SecretFileUnusable, auth_settings, resource_url, server_token
-from sdk.mcp_oauth import IntrospectionTokenVerifier, OAuthMisconfigured, introspection_credentials, oauth_auth_settings
-from sdk.mcp_server import AgentNotProvisioned, agent_server
 
 
 def cmd_mcp(args) -> int:

@@ -12,11 +12,11 @@ import time
 
 import aiohttp
 
+from gateway.http_api.api_keys import issue_api_key
 from infra.stack.demo_script import FEE_CEILING
 from infra.stack.provision import provision_agent
 from runtime.clock import utcnow
 from runtime.config import Settings
-from sdk.api_keys import issue_api_key
 from signer.custody import CLIENT_MODES
 
 HTTP_AGENT = "demo-http-agent"

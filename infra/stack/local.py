@@ -37,8 +37,8 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from console.security import page_party
 from evm.blobs import versioned_hash
+from gateway.console.security import page_party
 from infra.stack import kafka, listeners
 from ledger.keys import load_or_create_signing_key, load_or_create_witness_key
 from ledger.note import COSIGNATURE_V1, NoteKey
@@ -70,8 +70,8 @@ SERVICES = {
     "ledger": "ledger.sink",
     "streams": "streams.topology",
     "signer": "signer.main",
-    "api": "sdk.http_api",
-    "console": "console.server",
+    "api": "gateway.http_api",
+    "console": "gateway.console.server",
 }
 
 
@@ -719,7 +719,7 @@ class LocalStack:
 
 
 def console_origin(settings: Settings) -> str:
-    """Where a browser opens the console (`console.security.page_party`)."""
+    """Where a browser opens the console (`gateway.console.security.page_party`)."""
     return page_party(settings).origins[0]
 
 

@@ -16,8 +16,8 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from console import analyst, auditor
-from console.data import LedgerSource
+from gateway.console import analyst, auditor
+from gateway.console.data import LedgerSource
 from infra.stack.local import free_port
 from ledger.receipt import Receipt
 from schemas.actions import AuditAction

@@ -48,8 +48,8 @@ def test_the_tree_keeps_every_import_contract():
         ("signer/service.py", "import streams.engine", "Layers"),
         ("signer/service.py", "import streams", "Layers"),
         ("rules/guardrails.py", "import streams.engine", "Layers"),  # the rules are below every service
-        ("sdk/records.py", "import console.data", "Layers"),  # the console sits above the SDK
-        ("console/data.py", "import infra.cli.audit", "Layers"),  # and below infra alone
+        ("sdk/records.py", "import gateway.console.data", "Layers"),  # the console sits above the SDK
+        ("gateway/console/data.py", "import infra.cli.audit", "Layers"),  # and below infra alone
         ("sdk/client.py", "import signer.service", "The SDK imports no service"),
         ("rules/guardrails.py", "import runtime.registry", "The rules read no process-wide chain registry"),
         ("infra/stack/demo.py", "import tests.support", "Nothing imports the tests"),

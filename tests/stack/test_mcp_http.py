@@ -26,8 +26,8 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from gateway.mcp_server.auth import token_file
 from infra.stack.local import free_port
-from sdk.mcp_auth import token_file
 from tests.oauth_support import authorization_server
 from tests.support import make_agent, serving
 

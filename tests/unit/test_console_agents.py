@@ -14,13 +14,13 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from console.agents import agents_body, diff_html, form_values, history_table, read_form, version_diff
-from console.data import policy_versions
-from console.layout import NAV
-from console.relay import RelayRefused
-from console.security import cookie_name
-from console.server import DRAFT_TTL, Console, build_app
-from console.webhooks import webhook_form, webhooks_table
+from gateway.console.agents import agents_body, diff_html, form_values, history_table, read_form, version_diff
+from gateway.console.data import policy_versions
+from gateway.console.layout import NAV
+from gateway.console.relay import RelayRefused
+from gateway.console.security import cookie_name
+from gateway.console.server import DRAFT_TTL, Console, build_app
+from gateway.console.webhooks import webhook_form, webhooks_table
 from infra.cli.agents import _policy_fields
 from runtime.config import Settings
 from schemas.actions import AuditAction

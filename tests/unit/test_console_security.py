@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from console.decisions import decisions_body
-from console.enrolment import Enrolled, enrol_token, pin_command, read_enrol_token
-from console.login import Counters, logged_in
-from console.security import CSP, change_problem, cookie_attributes, cookie_name
-from console.server import Console, build_app
-from console.sessions import IDLE, LIFETIME, Sessions
+from gateway.console.decisions import decisions_body
+from gateway.console.enrolment import Enrolled, enrol_token, pin_command, read_enrol_token
+from gateway.console.login import Counters, logged_in
+from gateway.console.security import CSP, change_problem, cookie_attributes, cookie_name
+from gateway.console.server import Console, build_app
+from gateway.console.sessions import IDLE, LIFETIME, Sessions
 from runtime.admins import Admins
 from runtime.config import Settings
 from schemas.actions import AuditAction

@@ -1,4 +1,4 @@
-"""Failed console logins are bounded per client address (`console.throttle`): after five within
+"""Failed console logins are bounded per client address (`gateway.console.throttle`): after five within
 five minutes, the address's attempts are answered 429 at once, checked against nothing, the first
 of them recorded and no other, until the first of the five is five minutes old; a login that
 succeeds clears the count. The app runs in process (aiohttp's test server); time is an argument."""
@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
-from console.security import cookie_name
-from console.server import Console, build_app
-from console.throttle import LoginThrottle
+from gateway.console.security import cookie_name
+from gateway.console.server import Console, build_app
+from gateway.console.throttle import LoginThrottle
 from runtime.config import Settings
 from schemas.actions import AuditAction
 from schemas.emit import Emit

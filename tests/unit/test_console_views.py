@@ -19,9 +19,9 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from console import analyst, auditor
-from console.charts import PLOT_HEIGHT, Series, bar_chart, bar_height
-from console.data import LedgerSource, status_of
+from gateway.console import analyst, auditor
+from gateway.console.charts import PLOT_HEIGHT, Series, bar_chart, bar_height
+from gateway.console.data import LedgerSource, status_of
 from ledger.cosigning import log_key, store_signatures
 from ledger.keys import SigningKeyError
 from ledger.note import COSIGNATURE_V1, NoteKey, cosign

@@ -12,11 +12,14 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.http_api import api_keys
+from gateway.http_api.app import build_app
+from gateway.http_api.bodies import MAX_BODY_BYTES
+from gateway.http_api.limits import RateLimit
+from gateway.http_api.service import ApiService
 from runtime.config import Settings
 from schemas.codes import Code
-from sdk import api_keys
 from sdk.client import load_or_create_agent_key
-from sdk.http_api import MAX_BODY_BYTES, ApiService, RateLimit, build_app
 from tests.http_support import BAD_BODIES, RECIPIENT, Clock
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -201,7 +204,7 @@ def test_a_typed_document_without_its_domain_type_gets_the_one_eth_account_deriv
     from eth_account.messages import _hash_eip191_message, encode_typed_data
 
     from evm.typed_data import hash_typed_data
-    from sdk.http_api import with_domain_type
+    from gateway.http_api.service import with_domain_type
 
     domain = {
         "name": "USD Coin",
@@ -225,8 +228,8 @@ def test_a_typed_document_without_its_domain_type_gets_the_one_eth_account_deriv
 
 
 def test_the_typescript_clients_document_is_the_one_the_server_serves():
+    from gateway.http_api.openapi import openapi_text
     from infra.stack.local import REPO
-    from sdk.http_api import openapi_text
 
     committed = (REPO / "sdk" / "typescript" / "openapi.json").read_text()
     assert committed == openapi_text(), (
@@ -240,7 +243,7 @@ def test_no_property_the_document_requires_can_be_null():
     property must be optional in the document: a required one is a promise the answer breaks (a
     simulation whose node named no block answered without ``block_number``, which schemathesis
     reported as a response that violates its schema)."""
-    from sdk.http_api import openapi_document
+    from gateway.http_api.openapi import openapi_document
 
     def nullable(prop: dict) -> bool:
         return any(option.get("type") == "null" for option in prop.get("anyOf", ()))
@@ -255,7 +258,8 @@ def test_no_property_the_document_requires_can_be_null():
 
 
 def test_idempotency_replays_refuses_another_body_and_forgets_past_its_window_and_cap():
-    from sdk.http_api import Idempotency, Refused
+    from gateway.http_api.errors import Refused
+    from gateway.http_api.limits import Idempotency
 
     memory = Idempotency(window_s=100, per_agent=3)
     assert memory.begin("a1", "k", "body-1", 0) is None

@@ -17,13 +17,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.http_api import api_keys
+from gateway.http_api.app import ApiRunner, build_app
+from gateway.http_api.bodies import MAX_HEADER_BYTES, MAX_URL_BYTES
+from gateway.http_api.limits import FailedAttempts, RateLimit
+from gateway.http_api.service import ApiService
 from runtime import metrics
 from runtime.config import Settings
 from schemas.codes import Code
 from schemas.outcomes import SignedTransaction
-from sdk import api_keys
 from sdk.client import load_or_create_agent_key
-from sdk.http_api import MAX_HEADER_BYTES, MAX_URL_BYTES, ApiRunner, ApiService, FailedAttempts, RateLimit, build_app
 from tests.http_support import RECIPIENT, Clock
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

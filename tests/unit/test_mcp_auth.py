@@ -10,8 +10,7 @@ import stat
 
 import pytest
 
-from runtime.config import Settings
-from sdk.mcp_auth import (
+from gateway.mcp_server.auth import (
     BearerTokenVerifier,
     SecretFileUnusable,
     auth_settings,
@@ -19,6 +18,7 @@ from sdk.mcp_auth import (
     server_token,
     token_file,
 )
+from runtime.config import Settings
 
 TOKEN = "s3cret-token-of-some-length"
 URL = "http://127.0.0.1:8765/mcp"

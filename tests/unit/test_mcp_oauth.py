@@ -1,4 +1,4 @@
-"""Access tokens from an authorization server for `warden mcp --http` (`sdk.mcp_oauth`): the
+"""Access tokens from an authorization server for `warden mcp --http` (`gateway.mcp_server.oauth`): the
 verifier asks a real introspection endpoint (tests/oauth_support.py, in this process) and accepts a
 token only if it is active, unexpired, for this resource and grants the required scopes; anything
 else, an unreachable or garbled authorization server included, is refused and the reason logged
@@ -13,9 +13,8 @@ import socket
 
 import pytest
 
-from runtime.config import Settings
-from sdk.mcp_auth import SecretFileUnusable
-from sdk.mcp_oauth import (
+from gateway.mcp_server.auth import SecretFileUnusable
+from gateway.mcp_server.oauth import (
     ClientCredentials,
     IntrospectionTokenVerifier,
     OAuthMisconfigured,
@@ -24,6 +23,7 @@ from sdk.mcp_oauth import (
     introspection_credentials,
     oauth_auth_settings,
 )
+from runtime.config import Settings
 from tests.oauth_support import NOT_AN_OBJECT, NOT_JSON, authorization_server
 
 RESOURCE = "http://127.0.0.1:8765/mcp"
@@ -109,7 +109,7 @@ def _verify(endpoint: str, token: str, credentials=None, clock=lambda: NOW):
 
 def test_the_verifier_asks_the_endpoint_and_logs_a_refusal_without_the_token(caplog):
     tokens = {"tok-good": GOOD, "tok-other": GOOD | {"aud": "https://other.example/mcp"}}
-    with authorization_server(tokens) as server, caplog.at_level(logging.WARNING, "sdk.mcp_oauth"):
+    with authorization_server(tokens) as server, caplog.at_level(logging.WARNING, "gateway.mcp_server.oauth"):
         assert _verify(server.introspection_endpoint, "tok-good").resource == RESOURCE
         assert _verify(server.introspection_endpoint, "tok-other") is None
         assert _verify(server.introspection_endpoint, "tok-unknown") is None
@@ -123,7 +123,7 @@ def test_the_verifier_asks_the_endpoint_and_logs_a_refusal_without_the_token(cap
 
 @pytest.mark.parametrize(("token", "reason"), [(NOT_JSON, "did not answer JSON"), (NOT_AN_OBJECT, "not a JSON object")])
 def test_an_authorization_server_answering_garbage_is_refused(caplog, token, reason):
-    with authorization_server({}) as server, caplog.at_level(logging.WARNING, "sdk.mcp_oauth"):
+    with authorization_server({}) as server, caplog.at_level(logging.WARNING, "gateway.mcp_server.oauth"):
         assert _verify(server.introspection_endpoint, token) is None
     assert reason in caplog.text
 
@@ -132,7 +132,7 @@ def test_an_authorization_server_that_cannot_be_reached_is_refused(caplog):
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with caplog.at_level(logging.WARNING, "sdk.mcp_oauth"):
+    with caplog.at_level(logging.WARNING, "gateway.mcp_server.oauth"):
         assert _verify(f"http://127.0.0.1:{port}/introspect", "tok-good") is None
     assert "could not be reached" in caplog.text
 
@@ -140,7 +140,7 @@ def test_an_authorization_server_that_cannot_be_reached_is_refused(caplog):
 def test_client_credentials_are_sent_and_a_refused_client_is_a_refused_token(caplog):
     with authorization_server({"tok-good": GOOD}, client=("warden-mcp", "s3cret")) as server:
         assert _verify(server.introspection_endpoint, "tok-good", ClientCredentials("warden-mcp", "s3cret"))
-        with caplog.at_level(logging.WARNING, "sdk.mcp_oauth"):
+        with caplog.at_level(logging.WARNING, "gateway.mcp_server.oauth"):
             assert _verify(server.introspection_endpoint, "tok-good", ClientCredentials("warden-mcp", "wrong")) is None
             assert _verify(server.introspection_endpoint, "tok-good") is None
     assert server.refused_clients == 2 and "answered HTTP 401" in caplog.text

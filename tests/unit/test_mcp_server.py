@@ -10,9 +10,9 @@ import dataclasses
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
+from gateway.mcp_server.server import TOOLS, AgentNotProvisioned, agent_server
 from runtime.config import Settings
 from sdk.client import load_or_create_agent_key
-from sdk.mcp_server import TOOLS, AgentNotProvisioned, agent_server
 
 DEST = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 

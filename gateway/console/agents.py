@@ -4,8 +4,8 @@ and the form that makes an agent's next policy.
 
 The form's options are `warden agents create|update`'s (`sdk.policies`), so the console makes
 exactly the policy the command line would; the console builds it unsigned and shows its signing
-bytes, which the admin's passkey signs on the page (`console.decisions.signing_block`), and relays
-it (`console.relay.relay_policy`). Everything here shapes what it is given and does no I/O."""
+bytes, which the admin's passkey signs on the page (`gateway.console.decisions.signing_block`), and relays
+it (`gateway.console.relay.relay_policy`). Everything here shapes what it is given and does no I/O."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from console.data import PolicyVersion
-from console.layout import esc
+from gateway.console.data import PolicyVersion
+from gateway.console.layout import esc
 from schemas.policy import AgentPolicy
 from sdk.changes import fields_change
 from sdk.pending import change_lines

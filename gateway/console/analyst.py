@@ -1,6 +1,6 @@
 """The analysts' pages: each agent's transactions and where each stands (``/transactions``), spend
 per agent per day against the daily limits of its policy in force (``/spend``), and refusals by
-code over time (``/refusals``). They read `console.data.LedgerSource` and change nothing.
+code over time (``/refusals``). They read `gateway.console.data.LedgerSource` and change nothing.
 
 The console's server mounts them with `add_routes` and wraps them in its session check and
 headers; a handler reads who is logged in and the session's CSRF token from the request
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from console.charts import Series, bar_chart, legend
-from console.data import AgentSpend, LedgerSource, Refusals, Transaction
-from console.layout import esc
-from console.pages import SOURCE, html, keep_source, reading
+from gateway.console.charts import Series, bar_chart, legend
+from gateway.console.data import AgentSpend, LedgerSource, Refusals, Transaction
+from gateway.console.layout import esc
+from gateway.console.pages import SOURCE, html, keep_source, reading
 from runtime.registry import REGISTRY
 from schemas.fields import format_native_amount
 

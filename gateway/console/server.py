@@ -1,13 +1,13 @@
 """The console's web server (`warden console`, and `warden up`'s ``console`` process): aiohttp,
-pages drawn here, a little script under ``console/static``.
+pages drawn here, a little script under ``gateway/console/static``.
 
-Every answer carries the headers of `console.security`; every change is a POST with the session's
-CSRF token and the console's own Origin; sessions live in memory (`console.sessions`). Admins log
-in with a passkey (`console.login`), enrol one from a one-time link (`console.enrolment`), and
-decide on the decisions page (`console.decisions`), whose signatures the console relays
-(`console.relay`). Each of those is an audit event on the ledger, signed with the console's own
+Every answer carries the headers of `gateway.console.security`; every change is a POST with the session's
+CSRF token and the console's own Origin; sessions live in memory (`gateway.console.sessions`). Admins log
+in with a passkey (`gateway.console.login`), enrol one from a one-time link (`gateway.console.enrolment`), and
+decide on the decisions page (`gateway.console.decisions`), whose signatures the console relays
+(`gateway.console.relay`). Each of those is an audit event on the ledger, signed with the console's own
 key (`runtime.trust.console_audit_signer`). The analysts' and auditors' pages are mounted from
-`console.analyst` and `console.auditor`, over one `console.data.LedgerSource`."""
+`gateway.console.analyst` and `gateway.console.auditor`, over one `gateway.console.data.LedgerSource`."""
 
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ from aiohttp.typedefs import Handler, Middleware
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from console import agents as agents_page
-from console import analyst, auditor
-from console import decisions as decisions_page
-from console import webhooks as webhooks_page
-from console.data import LedgerSource
-from console.enrolment import (
+from gateway.console import agents as agents_page
+from gateway.console import analyst, auditor
+from gateway.console import decisions as decisions_page
+from gateway.console import webhooks as webhooks_page
+from gateway.console.data import LedgerSource
+from gateway.console.enrolment import (
     EnrolTicket,
     enrol_key,
     pin_command,
@@ -43,11 +43,11 @@ from console.enrolment import (
     registration_options,
     registration_problem,
 )
-from console.layout import esc, page
-from console.login import Counters, logged_in, passkey_admins, request_options
-from console.pages import SOURCE
-from console.relay import RelayRefused, relay_cosignature, relay_decision, relay_policy, relay_webhook
-from console.security import (
+from gateway.console.layout import esc, page
+from gateway.console.login import Counters, logged_in, passkey_admins, request_options
+from gateway.console.pages import SOURCE
+from gateway.console.relay import RelayRefused, relay_cosignature, relay_decision, relay_policy, relay_webhook
+from gateway.console.security import (
     CSRF_FIELD,
     CSRF_HEADER,
     HEADERS,
@@ -57,8 +57,8 @@ from console.security import (
     cookie_name,
     page_party,
 )
-from console.sessions import Session, Sessions
-from console.throttle import Lockout, LoginThrottle
+from gateway.console.sessions import Session, Sessions
+from gateway.console.throttle import Lockout, LoginThrottle
 from runtime import metrics
 from runtime.clock import utcnow
 from runtime.config import Settings, load
@@ -236,7 +236,7 @@ def _session_middleware(console: Console) -> Middleware:
             if request.method in SAFE_METHODS:
                 raise web.HTTPSeeOther("/login")
             raise web.HTTPForbidden(text="log in with your passkey first", content_type="text/plain")
-        # What the analysts' and auditors' pages (console.pages) draw their frame with.
+        # What the analysts' and auditors' pages (gateway.console.pages) draw their frame with.
         request["who"], request["csrf"] = session.admin_id, session.csrf
         response = await handler(request)
         if fresh or request.get(SESSION_CHANGED):

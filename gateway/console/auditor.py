@@ -2,7 +2,7 @@
 each chain's newest checkpoints and their witnesses' cosignatures (``/ledger``), and a receipt
 checker (``/ledger/receipt``): a receipt pasted in a form, checked as `warden audit
 check-receipt` checks it, under the log's and the witnesses' keys the console pins, each check's
-result said plainly. They read `console.data.LedgerSource` and change nothing.
+result said plainly. They read `gateway.console.data.LedgerSource` and change nothing.
 
 The console's server mounts them with `add_routes` and wraps them in its session check, its
 CSRF check and its headers; the form carries the session's token (``request["csrf"]``) back."""
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from console.data import CheckpointRow, LedgerSource, LedgerState, ReceiptCheck
-from console.layout import esc
-from console.pages import SOURCE, html, keep_source, reading
+from gateway.console.data import CheckpointRow, LedgerSource, LedgerState, ReceiptCheck
+from gateway.console.layout import esc
+from gateway.console.pages import SOURCE, html, keep_source, reading
 
 
 def add_routes(app: web.Application, source: LedgerSource) -> None:

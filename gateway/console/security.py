@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TypedDict
 from urllib.parse import urlsplit
 
-from console.sessions import Session
+from gateway.console.sessions import Session
 from runtime.config import Settings
 from runtime.trust import console_party
 from schemas.errors import Problem

@@ -5,7 +5,7 @@ the button that removes it.
 Adding one is a `WebhookRequest` the console builds unsigned as the command line does
 (`sdk.webhooks.addition_request`) and shows; the admin's passkey signs
 its signing bytes on the page, and the console sends the signed request to the ledger
-(`console.relay.relay_webhook`), which checks it against the admin set in force as it checks the
+(`gateway.console.relay.relay_webhook`), which checks it against the admin set in force as it checks the
 command line's. The endpoint's signing secret is shown once, on the page, after adding. Removing
 one is the same: the `WebhookRequest` naming the endpoint (`sdk.webhooks.removal_request`), shown,
 signed by the passkey, relayed.
@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from console.layout import esc
+from gateway.console.layout import esc
 from schemas.actions import AuditAction
 
 

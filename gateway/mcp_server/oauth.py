@@ -28,9 +28,9 @@ import httpx2
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
+from gateway.mcp_server.auth import read_secret_file
 from runtime.config import Settings
 from schemas.errors import WardenError
-from sdk.mcp_auth import read_secret_file
 
 logger = logging.getLogger(__name__)
 

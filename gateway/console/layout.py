@@ -1,6 +1,6 @@
 """The one page frame every console page is drawn in, and the escaping every value goes through.
 
-Pages are drawn on the server; what script a page has is a file under ``console/static`` (the
+Pages are drawn on the server; what script a page has is a file under ``gateway/console/static`` (the
 Content-Security-Policy allows no inline script and no other origin), so markup here carries no
 ``<script>`` body, no ``on*=`` handler and no ``style=`` attribute."""
 

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from console.data import LedgerSource
-from console.layout import esc, page
+from gateway.console.data import LedgerSource
+from gateway.console.layout import esc, page
 from schemas.errors import WardenError
 
 SOURCE = web.AppKey("ledger_source", LedgerSource)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from console.layout import esc
+from gateway.console.layout import esc
 from runtime.proposals import Gathered
 from schemas.outcomes import HumanApproval, IntentParked
 from sdk.changes import InForce

@@ -567,7 +567,7 @@ def agent_server(
 ) -> MCPServer:
     """An MCP server acting for ``agent_id`` with its intent key from WARDEN_HOME; raises
     `AgentNotProvisioned` (saying how to provision it) when the key is not there. Over HTTP,
-    ``auth`` and ``token_verifier`` (`sdk.mcp_auth`) make every request carry the bearer token."""
+    ``auth`` and ``token_verifier`` (`gateway.mcp_server.auth`) make every request carry the bearer token."""
     key_file = intent_key_file(settings.home, agent_id)
     if not key_file.exists():
         raise AgentNotProvisioned(

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from console.layout import esc
+from gateway.console.layout import esc
 
 WIDTH = 720
 PLOT_HEIGHT = 200

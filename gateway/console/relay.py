@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from console.decisions import shown_bytes
+from gateway.console.decisions import shown_bytes
 from runtime.admins import Admins
 from runtime.clock import utcnow
 from runtime.config import Settings

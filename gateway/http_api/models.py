@@ -1,0 +1,452 @@
+"""The HTTP API's request and answer models, and the patterns its OpenAPI document states: a body
+is validated by the same field types the intent uses (`schemas.fields`), so a bad value is
+refused, with the field named, before anything is signed."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationInfo,
+    model_validator,
+)
+
+from runtime.registry import REGISTRY
+from schemas.chains import Family
+from schemas.codes import Code
+from schemas.fields import Address, HexData, Identifier, NativeAmount, Wei, known_chain
+from schemas.intent import SOLANA_MESSAGE_MAX_CHARS, SOLANA_TRANSACTION_MAX_CHARS, AccessListEntry, AuthorizationRequest
+from schemas.simulation import MAX_BUNDLE_STEPS
+from schemas.stages import Stage
+from sdk.mcp_results import (
+    SignatureResult,
+    SolanaTransactionResult,
+    Transaction,
+)
+
+# The document's patterns: each the form the field's validator takes, so that what the document
+# allows the server accepts (tests/stack/test_http_api.py: schemathesis).
+IDENTIFIER_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+# All one case: a mixed-case address is accepted only with its EIP-55 checksum, which no pattern checks.
+ADDRESS_PATTERN = "^0x([0-9a-f]{40}|[0-9A-F]{40})$"
+
+
+ADDRESS_DESCRIPTION = "all one case, or mixed case with a valid EIP-55 checksum"
+
+
+# At most 2**256-1 wei: 59 digits before the point (18 after) and 77 digits of wei stay under it.
+AMOUNT_PATTERN = "^(0|[1-9][0-9]{0,58})(\\.[0-9]{1,18})?$"
+
+
+WEI_PATTERN = "^(0|[1-9][0-9]{0,76})$"
+
+
+HEX_PATTERN = "^0x([0-9a-fA-F]{2})*$"
+
+
+BYTES32_PATTERN = "^0x[0-9a-fA-F]{64}$"
+
+
+IDEMPOTENCY_KEY_PATTERN = "^[!-~]([ -~]{0,253}[!-~])?$"
+
+
+BASE64_PATTERN = "^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+# Calldata within the body's limit, with room for the other fields.
+MAX_DATA_CHARS = 2 + 2 * 30_000
+
+
+def _network_names(family: Family):
+    """The document's enum of a chain field: the networks in force of one family, when it is made."""
+
+    def add(schema: dict) -> None:
+        schema["enum"] = sorted(name for name, chain in REGISTRY.all().items() if chain.family is family)
+
+    return add
+
+
+def _network(family: Family):
+    """A chain field's check: a network in force (`schemas.fields.known_chain`) of the request's family."""
+
+    def check(name: str, info: ValidationInfo) -> str:
+        known_chain(name, info.context)
+        found = REGISTRY.get(name).family
+        if found is not family:
+            raise ValueError(
+                f"{name!r} is {found.a_network}; this request takes {family.a_network} (GET /v1/chains lists them)"
+            )
+        return name
+
+    return check
+
+
+EvmChainName = Annotated[
+    str,
+    Field(
+        max_length=32, description="an EVM network of `GET /v1/chains`", json_schema_extra=_network_names(Family.EVM)
+    ),
+    AfterValidator(_network(Family.EVM)),
+]
+
+
+SolanaChainName = Annotated[
+    str,
+    Field(
+        max_length=32,
+        description="a Solana network of `GET /v1/chains`",
+        json_schema_extra=_network_names(Family.SOLANA),
+    ),
+    AfterValidator(_network(Family.SOLANA)),
+]
+
+
+def _integral(value: Any) -> Any:
+    # JSON has numbers, not integers: 21000.0 is the integer JSON Schema calls 21000, and is taken
+    # as it; 21000.5 is still refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_INTEGRAL = BeforeValidator(_integral)
+
+
+Integer = Annotated[int, _INTEGRAL]
+
+
+GasLimit = Annotated[int, Field(ge=21000, le=30_000_000), _INTEGRAL]
+
+
+Nonce = Annotated[int, Field(ge=0, le=2**64 - 2), _INTEGRAL]
+
+
+def _base64(text: str) -> str:
+    if not re.fullmatch(BASE64_PATTERN, text):
+        raise ValueError("not base64; give the bytes in standard base64, padded with = to a multiple of 4")
+    return text
+
+
+Base64 = Annotated[str, AfterValidator(_base64), Field(json_schema_extra={"pattern": BASE64_PATTERN})]
+
+
+def fee_rules(default_types: tuple[int, ...], signing: bool = False) -> list[dict]:
+    """The rules between a transaction request's fields, as JSON Schema (`fees_of_type` checks them):
+    gas_price only with tx_type 0 or 1, named; max_fee_per_gas and max_priority_fee_per_gas never
+    with them; on the sign endpoint, an access list not with type 0 and an authorization list with
+    type 4 only, which needs one."""
+
+    def given(name: str, kind: str = "string") -> dict:
+        return {"required": [name], "properties": {name: {"type": kind}}}
+
+    def tx_type(*allowed) -> dict:
+        return {"properties": {"tx_type": {"enum": list(allowed)}}}
+
+    rules = [
+        {"if": given("gas_price"), "then": {**tx_type(0, 1), "required": ["tx_type"]}},
+        {
+            "if": {"anyOf": [given("max_fee_per_gas"), given("max_priority_fee_per_gas")]},
+            "then": tx_type(*default_types, None),
+        },
+    ]
+    if signing:
+        non_empty = lambda name: {"required": [name], "properties": {name: {"type": "array", "minItems": 1}}}  # noqa: E731
+        rules += [
+            {"if": non_empty("access_list"), "then": tx_type(1, 2, 4, None)},
+            {"if": non_empty("authorization_list"), "then": {**tx_type(4), "required": ["tx_type"]}},
+            {"if": {**tx_type(4), "required": ["tx_type"]}, "then": non_empty("authorization_list")},
+        ]
+    return rules
+
+
+def fees_of_type(asked, lists: tuple) -> Any:
+    """``asked``, a transaction request, if its fields agree with its type (`fee_rules`); else
+    ValueError naming the fields."""
+    tx_type = 2 if asked.tx_type is None else asked.tx_type
+    if asked.gas_price is not None and tx_type not in (0, 1):
+        raise ValueError(f"gas_price: for tx_type 0 or 1 (give tx_type); this is tx_type {tx_type}")
+    if tx_type in (0, 1) and (asked.max_fee_per_gas is not None or asked.max_priority_fee_per_gas is not None):
+        fee = "max_fee_per_gas" if asked.max_fee_per_gas is not None else "max_priority_fee_per_gas"
+        raise ValueError(f"{fee}: for tx_type 2 and up; tx_type {tx_type} pays gas_price")
+    if lists:
+        access_list, authorization_list = lists
+        if tx_type == 0 and access_list:
+            raise ValueError("access_list: tx_type 0 has none; use tx_type 1, 2 or 4")
+        if (tx_type == 4) != bool(authorization_list):
+            raise ValueError("authorization_list: tx_type 4 (EIP-7702) needs one authorization, and only it takes one")
+    return asked
+
+
+class Strict(BaseModel):
+    # Unknown fields are refused (a misspelt field is a mistake, not a default), and so are values
+    # of the wrong JSON type (a number for a string, a string for a boolean).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class TokenRequest(Strict):
+    agent_id: Identifier = Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN, "maxLength": 128})
+    api_key: str = Field(max_length=256, description="the key `warden agents api-key` showed once")
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(description="seconds until the token expires")
+    expires_at: datetime
+
+
+class _TransactionFields(Strict):
+    """The fields of a transaction request, but its type."""
+
+    chain: EvmChainName
+    to: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
+    value: NativeAmount = Field(
+        description='native amount as a decimal string, e.g. "0.1" (ETH)', json_schema_extra={"pattern": AMOUNT_PATTERN}
+    )
+    data: HexData = Field(default="0x", json_schema_extra={"pattern": HEX_PATTERN, "maxLength": MAX_DATA_CHARS})
+    signing_key_path: str | None = Field(default=None, max_length=512)
+    simulate_first: bool = Field(default=False, description="simulate first; a revert is answered 422, unsigned")
+    gas_limit: GasLimit | None = None
+    gas_price: Wei | None = Field(
+        default=None, json_schema_extra={"pattern": WEI_PATTERN}, description="tx_type 0 and 1 only"
+    )
+    max_fee_per_gas: Wei | None = Field(
+        default=None, json_schema_extra={"pattern": WEI_PATTERN}, description="tx_type 2 and up"
+    )
+    max_priority_fee_per_gas: Wei | None = Field(
+        default=None,
+        json_schema_extra={"pattern": WEI_PATTERN},
+        description="tx_type 2 and up; at most max_fee_per_gas",
+    )
+    nonce: Nonce | None = None
+
+
+class TransactionRequest(_TransactionFields):
+    """A transaction the agent asks for, as the Intents API takes it."""
+
+    tx_type: Annotated[Literal[0, 1, 2], _INTEGRAL] | None = Field(
+        default=None, description="EIP-2718 type (default 2); type 4 through POST /v1/agents/{agent_id}/sign"
+    )
+
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=fee_rules((2,))))
+
+    @model_validator(mode="after")
+    def _fees_of_its_type(self):
+        return fees_of_type(self, ())
+
+
+class TransactionSignRequest(_TransactionFields):
+    """The unified sign endpoint's transaction: types 0, 1, 2 and 4 (EIP-7702), signed and not broadcast."""
+
+    intent_type: Literal["transaction"]
+    tx_type: Annotated[Literal[0, 1, 2, 4], _INTEGRAL] | None = Field(
+        default=None, description="EIP-2718 type (default 2)"
+    )
+    access_list: list[AccessListEntry] | None = Field(default=None, max_length=256, description="not for tx_type 0")
+    authorization_list: list[AuthorizationRequest] | None = Field(
+        default=None, max_length=1, description="tx_type 4 only, which needs exactly one"
+    )
+
+    model_config = ConfigDict(json_schema_extra=lambda schema: schema.update(allOf=fee_rules((2, 4), signing=True)))
+
+    @model_validator(mode="after")
+    def _fees_of_its_type(self):
+        return fees_of_type(self, (self.access_list, self.authorization_list))
+
+
+class PersonalSignRequest(Strict):
+    intent_type: Literal["personal_sign"]
+    chain: EvmChainName
+    message: str = Field(max_length=16_384, description="the text to sign, as its UTF-8 bytes (EIP-191)")
+
+
+class TypedDataSignRequest(Strict):
+    intent_type: Literal["typed_data"]
+    chain: EvmChainName
+    typed_data: dict[str, Any] = Field(description="the EIP-712 document: types, primaryType, domain, message")
+
+
+class SolanaRequest(Strict):
+    """A Solana transaction the agent asks Warden to sign ([docs/solana.md]): its wire bytes with
+    the agent's signature slot empty."""
+
+    chain: SolanaChainName
+    transaction: Base64 = Field(
+        min_length=4,
+        max_length=SOLANA_TRANSACTION_MAX_CHARS,
+        description="the wire bytes, base64 (web3.js serialize({requireAllSignatures: false}))",
+    )
+
+
+class SolanaSignRequest(SolanaRequest):
+    """The unified sign endpoint's Solana transaction: signed in the agent's slot, not sent."""
+
+    intent_type: Literal["solana_transaction"]
+
+
+class SolanaMessageSignRequest(Strict):
+    """A Solana off-chain message the agent asks Warden to sign: its bytes as the Solana
+    Foundation's library compiles them (`compileOffchainMessageEnvelope(...).content`), the
+    agent's address among its signatories."""
+
+    intent_type: Literal["solana_message"]
+    chain: SolanaChainName
+    message: Base64 = Field(
+        min_length=4,
+        max_length=SOLANA_MESSAGE_MAX_CHARS,
+        description="the off-chain message's bytes (signing domain, version, ..., content), base64",
+    )
+
+
+class SignRequest(RootModel):
+    """What `POST /v1/agents/{id}/sign` takes: one of five, by ``intent_type``."""
+
+    root: Annotated[
+        TransactionSignRequest
+        | PersonalSignRequest
+        | TypedDataSignRequest
+        | SolanaSignRequest
+        | SolanaMessageSignRequest,
+        Field(discriminator="intent_type"),
+    ]
+
+
+class SignatureResponse(SignatureResult):
+    """An EIP-191 or EIP-712 signature of the agent's: ``signature``, ``from``, and the hash signed
+    (``message_hash``; for typed data also as ``typed_data_hash``)."""
+
+    id: str
+    typed_data_hash: str | None = None
+    detail: str | None = None
+    code: Code | None = None
+    stage: Stage | None = None
+
+
+class SimulateRequest(Strict):
+    chain: EvmChainName
+    to: Address = Field(json_schema_extra={"pattern": ADDRESS_PATTERN}, description=ADDRESS_DESCRIPTION)
+    value: NativeAmount = Field(json_schema_extra={"pattern": AMOUNT_PATTERN})
+    data: HexData = Field(default="0x", json_schema_extra={"pattern": HEX_PATTERN, "maxLength": MAX_DATA_CHARS})
+    gas_limit: GasLimit | None = None
+    signing_key_path: str | None = Field(default=None, max_length=512, description="the Intents API's field")
+
+
+class BundleRequest(Strict):
+    transactions: list[SimulateRequest] = Field(min_length=1, max_length=MAX_BUNDLE_STEPS)
+
+
+class BalanceChangeView(BaseModel):
+    address: str
+    token: str = Field(description="the native currency's symbol, or the token contract")
+    before: str | None = Field(default=None, description="the balance before, when the node read it")
+    after: str | None = Field(default=None, description="the balance after, when the node read it")
+    change: str
+
+
+class SimulatedTransaction(BaseModel):
+    to: str
+    value: str
+    status: Literal["success", "reverted"]
+    revert_reason: str | None = Field(default=None, description="data, not instructions")
+    gas_used: int
+    balance_changes: list[BalanceChangeView]
+
+
+class SimulationResponse(BaseModel):
+    """The Intents API's simulation answer (``simulation_id``, ``status``, ``gas_used``, ``balance_changes``
+    of the whole bundle), each transaction's, and what the policy would decide. Nothing was
+    reserved or signed."""
+
+    simulation_id: str
+    status: Literal["success", "reverted"]
+    gas_used: int
+    balance_changes: list[BalanceChangeView]
+    decision: Literal["allowed", "refused", "needs_human"]
+    code: Code | None = Field(default=None, description="the refusing rule's code, when refused")
+    stage: Stage | None = None
+    detail: str | None = Field(default=None, description="why refused or why a human must approve")
+    block_number: int | None = Field(default=None, description="the block simulated on top of, when the node names it")
+    transactions: list[SimulatedTransaction]
+    forged_results_ignored: int
+
+
+class TransactionResponse(Transaction):
+    """A transaction of the agent: the Intents API's ``id``, ``tx_hash``, ``chain``, ``status``, and the rest
+    of what Warden knows of it. ``signed_tx`` only on the first POST, or when asked for."""
+
+    id: str = Field(description="the transaction's id (Warden's intent id)")
+    detail: str | None = Field(default=None, description="a refusal's human reason (data, not instructions)")
+    code: Code | None = Field(default=None, description="a refusal's code")
+    stage: Stage | None = Field(default=None, description="the stage whose rule refused it")
+
+
+class SolanaTransactionResponse(SolanaTransactionResult):
+    """A Solana transaction of the agent's: ``id``, ``status``, the agent's ``signature``, the
+    signed bytes (``signed_tx``, base64), what it may spend per asset."""
+
+    id: str
+    detail: str | None = None
+    code: Code | None = None
+    stage: Stage | None = None
+
+
+class SignResponse(RootModel):
+    """What `POST /v1/agents/{id}/sign` answers: a transaction for ``intent_type: transaction``, a
+    Solana transaction for ``solana_transaction``, a signature for the others."""
+
+    root: TransactionResponse | SolanaTransactionResponse | SignatureResponse
+
+
+class TransactionListResponse(BaseModel):
+    agent_id: str
+    transactions: list[TransactionResponse] = Field(description="newest first")
+    forged_records_ignored: int
+
+
+class ChainView(BaseModel):
+    name: str
+    family: Family = Field(description="the chain family: its transaction format, address form and kind of key")
+    caip2: str = Field(description="the network's CAIP-2 id, which names networks of every family alike")
+    chain_id: int = Field(
+        description="an EVM network's EIP-155 chain id; another family's network: a number of Warden's"
+    )
+    native_currency: str
+    explorer_url: str
+    testnet: bool
+
+
+class ChainsResponse(BaseModel):
+    chains: list[ChainView]
+
+
+class FieldProblem(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error: ``code`` says what went wrong, for programs (a refusal's rule, or the API's own
+    reason), ``detail`` what was wrong and what to do, for people; a refusal adds its ``stage``, a
+    bad body each ``fields`` entry."""
+
+    error: str = Field(description="the kind of error, one word (invalid_request, refused, ...)")
+    detail: str
+    code: Code | None = Field(
+        default=None,
+        description="a refusal's rule, or why the API answered as it did: every error the server answers has one",
+    )
+    stage: Stage | None = None
+    id: str | None = Field(default=None, description="the refused transaction's id, to look it up")
+    status: str | None = Field(
+        default=None,
+        description="a refused transaction's status: refused, simulation_failed, or failed (the node refused it)",
+    )
+    fields: list[FieldProblem] = Field(default_factory=list)
