@@ -91,10 +91,6 @@ class Assertion:
         return int.from_bytes(self.authenticator_data[33:37], "big") if len(self.authenticator_data) >= 37 else 0
 
 
-def is_assertion(signature: str) -> bool:
-    return signature.startswith(ASSERTION_PREFIX)
-
-
 def parse_assertion(signature: str) -> Assertion:
     """``signature`` (``webauthn:<authenticator data>.<client data JSON>.<signature>``) read;
     ValueError says what is wrong."""
