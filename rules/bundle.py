@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
+from evm.rpc_results import CallResult
 from rules import judge
 from rules.fees import GAS_HEADROOM_DEN, GAS_HEADROOM_NUM
 from rules.movements import NATIVE, transfers
@@ -45,7 +45,7 @@ class TraceUnreadable(WardenError, ValueError):
     """The node's eth_simulateV1 answer is not one call result per step."""
 
 
-async def trace(steps: Sequence[TransactionIntent], sender: str, node: Node, block: int) -> list[dict[str, Any]]:
+async def trace(steps: Sequence[TransactionIntent], sender: str, node: Node, block: int) -> list[CallResult]:
     """Each step's call result, the steps run in order in one block on top of ``block``, sent
     from ``sender``, with transfer tracing. Raises RpcError / RpcUnavailable when the node cannot
     answer, TraceUnreadable when its answer does not have one result per step."""
@@ -75,16 +75,16 @@ async def trace(steps: Sequence[TransactionIntent], sender: str, node: Node, blo
     return calls
 
 
-def succeeded(outcome: dict[str, Any]) -> bool:
+def succeeded(outcome: CallResult) -> bool:
     return outcome.get("status") == "0x1"
 
 
-def gas_used(outcome: dict[str, Any]) -> int:
+def gas_used(outcome: CallResult) -> int:
     """The gas a step used (`trace` only returns results whose gasUsed reads)."""
     return int(outcome["gasUsed"], 16)
 
 
-def reason_of(outcome: dict[str, Any]) -> str | None:
+def reason_of(outcome: CallResult) -> str | None:
     """Why the step reverted, decoded; None when it succeeded."""
     return None if succeeded(outcome) else revert_reason(outcome)
 
@@ -107,7 +107,7 @@ def with_earlier(spent: Callable[[str], int], earlier: Mapping[str, int]) -> Cal
     return lambda asset: spent(asset) + earlier.get(asset, 0)
 
 
-def priced(step: TransactionIntent, outcome: dict[str, Any]) -> TransactionIntent:
+def priced(step: TransactionIntent, outcome: CallResult) -> TransactionIntent:
     """The step the fee stage prices: one that names no gas_limit gets the gas it used in the
     bundle plus the fee stage's headroom, since a later step's gas cannot be estimated alone (it
     may succeed only after the earlier ones)."""
@@ -125,7 +125,7 @@ class JudgedStep:
 
 async def judge_steps(
     steps: Sequence[TransactionIntent],
-    outcomes: Sequence[dict[str, Any]],
+    outcomes: Sequence[CallResult],
     policy: AgentPolicy,
     spent: Callable[[str], int],
     node: Node,
@@ -156,7 +156,7 @@ async def judge_steps(
 Holding = tuple[str, str]  # (address, lowercase hex; asset key: "native" or the token contract)
 
 
-def holdings(outcomes: Sequence[dict[str, Any]]) -> list[Holding]:
+def holdings(outcomes: Sequence[CallResult]) -> list[Holding]:
     """Every (address, asset) the steps' transfers touch, in the order first touched."""
     seen: dict[Holding, None] = {}
     for outcome in outcomes:
@@ -168,7 +168,7 @@ def holdings(outcomes: Sequence[dict[str, Any]]) -> list[Holding]:
 
 
 def balance_table(
-    outcomes: Sequence[dict[str, Any]], before: Mapping[Holding, int | None], decimals: Mapping[str, int]
+    outcomes: Sequence[CallResult], before: Mapping[Holding, int | None], decimals: Mapping[str, int]
 ) -> list[list[BalanceRow]]:
     """Each step's balance changes: for every (address, asset) its transfers touch, the balance
     before the step (``before``, read at the bundle's block, plus the earlier steps' changes),

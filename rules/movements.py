@@ -24,6 +24,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 from eth_utils import function_signature_to_4byte_selector, keccak, to_checksum_address
 
+from evm.rpc_results import Log
 from schemas.codes import Code
 from schemas.errors import WardenError
 from schemas.intent import TransactionIntent
@@ -275,7 +276,7 @@ class BalanceChange:
         }
 
 
-def transfers(logs: list[dict[str, Any]]) -> list[tuple[str, str, str, int]]:
+def transfers(logs: list[Log]) -> list[tuple[str, str, str, int]]:
     """(asset, source, destination, amount) of each transfer in a simulation's logs, in the order
     they were made: ERC-20 and ERC-721 Transfer (an NFT counts 1), ERC-1155 TransferSingle/Batch,
     and native transfers (asset ``native``). Addresses are lowercase hex; the asset is ``native``
@@ -292,7 +293,7 @@ def transfers(logs: list[dict[str, Any]]) -> list[tuple[str, str, str, int]]:
     return found
 
 
-def balance_changes(logs: list[dict[str, Any]], account: str) -> list[BalanceChange]:
+def balance_changes(logs: list[Log], account: str) -> list[BalanceChange]:
     """The account's outgoing and incoming amounts per asset in a simulation's logs (`transfers`)."""
     totals: dict[str, list[int]] = {}
     me = account.lower()
@@ -341,7 +342,7 @@ class Landing:
         return {"asset": self.asset, "holder": self.holder, "amount": str(self.amount), "route": list(self.route)}
 
 
-def landings(logs: list[dict[str, Any]], account: str) -> list[Landing]:
+def landings(logs: list[Log], account: str) -> list[Landing]:
     """Every place value that left ``account`` lands, per asset. A contract it only passes through
     (a router, a forwarder, a multicall) gains nothing and is not a landing; where it stops is."""
     me = account.lower()
@@ -365,7 +366,7 @@ def landings(logs: list[dict[str, Any]], account: str) -> list[Landing]:
     return found
 
 
-def grants(logs: list[dict[str, Any]], account: str) -> list[tuple[str, str]]:
+def grants(logs: list[Log], account: str) -> list[tuple[str, str]]:
     """(token, spender or operator) for every allowance over ``account``'s tokens that a
     simulation shows set (an ERC-20/721 ``Approval`` above zero, ``ApprovalForAll(true)``)."""
     me = account.lower()

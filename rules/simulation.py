@@ -14,6 +14,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 
+from evm.rpc_results import CallResult, Log
 from rules import movements
 from rules.assets import asset_amount
 from rules.verdicts import allowlisted, simulation_required, verdict
@@ -85,7 +86,7 @@ def decode_revert(data: object) -> str:
     return f"custom error {data[:74]}"
 
 
-def revert_reason(outcome: dict[str, Any]) -> str:
+def revert_reason(outcome: CallResult) -> str:
     """Why a call of an ``eth_simulateV1`` answer reverted: its revert data decoded
     (`decode_revert`) when the node returns it, else the node's message."""
     error = outcome.get("error") or {}
@@ -191,7 +192,7 @@ async def simulate(intent: TransactionIntent, sender: str | None, node: Node, po
 
 
 def traced_verdict(
-    intent: TransactionIntent, policy: AgentPolicy, sender: str, outcome: dict[str, Any], gas: int | None
+    intent: TransactionIntent, policy: AgentPolicy, sender: str, outcome: CallResult, gas: int | None
 ) -> StageVerdict:
     """The simulation stage's verdict on one call as ``eth_simulateV1`` with transfer tracing ran
     it (``outcome``: its call result): a revert with its reason; an asset that leaves ``sender``
@@ -283,7 +284,7 @@ def _landing_refusal(
     return None
 
 
-def _grant_refusal(policy: AgentPolicy, sender: str, logs: list[dict[str, Any]]) -> tuple[Code, str] | None:
+def _grant_refusal(policy: AgentPolicy, sender: str, logs: list[Log]) -> tuple[Code, str] | None:
     """Whether the call lets anyone off the allowlist spend ``sender``'s tokens."""
     for token, spender in movements.grants(logs, sender):
         if not allowlisted(policy, spender):
